@@ -1,0 +1,111 @@
+"""Read DeePMD-kit's native `.dp` model file (HDF5 + JSON tree, reference §11) into ModelParams."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ..errors import InputError
+from ..model.params import Descriptor, Fitting, Layer, ModelParams, Net
+
+
+def _resolve(node, h5: h5py.File, under_variables: bool = False):
+    """Replace dataset path strings under `@variables` keys by the arrays they name."""
+    if isinstance(node, dict):
+        if node.get("@is_variable"):
+            return np.asarray(node["value"], dtype=np.float64)
+        return {k: _resolve(v, h5, under_variables or k == "@variables") for k, v in node.items()}
+    if isinstance(node, list):
+        return [_resolve(v, h5, under_variables) for v in node]
+    if under_variables and isinstance(node, str):
+        return np.asarray(h5[node][()], dtype=np.float64)
+    return node
+
+
+def _layer(d: dict) -> Layer:
+    var = d["@variables"]
+    idt = var.get("idt")
+    act = d.get("activation_function", "tanh") or "none"
+    if act not in ("tanh", "none", "linear"):
+        raise InputError(f"activation '{act}' is not supported (numdp supports tanh)")
+    return Layer(w=np.array(var["w"], dtype=np.float64),
+                 b=np.array(var["b"], dtype=np.float64).ravel(),
+                 idt=None if idt is None else np.array(idt, dtype=np.float64).ravel(),
+                 activation="tanh" if act == "tanh" else "none",
+                 resnet=bool(d.get("resnet", True)))
+
+
+def _net(d: dict | None, what: str) -> Net:
+    if d is None:
+        raise InputError(f"{what} is missing (excluded type pairs are not supported)")
+    return Net([_layer(lay) for lay in d["layers"]])
+
+
+def _check(cond: bool, path: Path, msg: str) -> None:
+    if not cond:
+        raise InputError(f"{path}: {msg}")
+
+
+def params_from_dp_tree(tree: dict, path: Path) -> ModelParams:
+    """Build ModelParams from the resolved JSON tree of a `.dp` file."""
+    model = tree["model"]
+    _check(model.get("type", "standard") == "standard", path, f"model type {model.get('type')} not supported")
+    desc, fit = model["descriptor"], model["fitting"]
+    _check(desc.get("type") in ("se_e2_a", "se_a"), path, f"descriptor {desc.get('type')} not supported (se_e2_a only)")
+    _check(fit.get("type") == "ener", path, f"fitting {fit.get('type')} not supported (ener only)")
+    _check(not desc.get("exclude_types") and not model.get("pair_exclude_types")
+           and not model.get("atom_exclude_types"), path, "type exclusions are not supported")
+    _check(float(desc.get("env_protection", 0.0)) == 0.0, path, "env_protection != 0 is not supported")
+    _check(not fit.get("numb_fparam") and not fit.get("numb_aparam"), path, "fparam/aparam are not supported")
+    _check(not fit.get("mixed_types", False), path, "mixed_types fitting is not supported")
+    _check("compress" not in desc or desc.get("compress") is None, path,
+           "compressed .dp models cannot be read yet")
+    type_map = list(model["type_map"])
+    nt = len(type_map)
+    var = desc["@variables"]
+    embeds = [_net(n, f"embedding net {k}") for k, n in enumerate(desc["embeddings"]["networks"])]
+    fnets = [_net(n, f"fitting net {k}") for k, n in enumerate(fit["nets"]["networks"])]
+    fit_var = fit["@variables"]
+    bias_atom_e = np.zeros(nt) if fit_var.get("bias_atom_e") is None else np.asarray(fit_var["bias_atom_e"]).reshape(nt)
+    mvar = model.get("@variables", {})
+    out_bias = np.zeros(nt) if mvar.get("out_bias") is None else np.asarray(mvar["out_bias"]).reshape(nt)
+    out_std = np.ones(nt) if mvar.get("out_std") is None else np.asarray(mvar["out_std"]).reshape(nt)
+    top = tree.get("@variables", {})
+    mnd = top.get("min_nbor_dist")
+    params = ModelParams(
+        type_map=type_map,
+        descriptor=Descriptor(
+            rcut=float(desc["rcut"]), rcut_smth=float(desc["rcut_smth"]), sel=[int(s) for s in desc["sel"]],
+            neuron=[int(n) for n in desc["neuron"]], axis_neuron=int(desc["axis_neuron"]),
+            type_one_side=bool(desc["type_one_side"]), resnet_dt=bool(desc.get("resnet_dt", False)),
+            davg=np.asarray(var["davg"], dtype=np.float64), dstd=np.asarray(var["dstd"], dtype=np.float64),
+            embeddings=embeds),
+        fitting=Fitting(neuron=[int(n) for n in fit["neuron"]], resnet_dt=bool(fit.get("resnet_dt", True)),
+                        nets=fnets, bias_atom_e=bias_atom_e),
+        out_bias=out_bias, out_std=out_std,
+        min_nbor_dist=None if mnd is None else float(np.asarray(mnd).ravel()[0]),
+        info={"source": "deepmd-kit", "software": tree.get("software"), "version": tree.get("version"),
+              "model_def_script": tree.get("model_def_script")},
+    )
+    params.validate(str(path))
+    return params
+
+
+def read_dp(path) -> ModelParams:
+    """Load a DeePMD-kit `.dp` file; InputError names the file on any problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: model file not found")
+    try:
+        with h5py.File(path, "r") as h5:
+            if "json" not in h5.attrs:
+                raise InputError(f"{path}: not a DeePMD-kit .dp file (no 'json' attribute)")
+            tree = _resolve(json.loads(h5.attrs["json"]), h5)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read as HDF5 ({exc})") from None
+    try:
+        return params_from_dp_tree(tree, path)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{path}: malformed .dp model ({type(exc).__name__}: {exc})") from None

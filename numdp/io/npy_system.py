@@ -1,0 +1,274 @@
+"""Reader for DeePMD-kit's npy "system" format.
+
+A system is a directory holding a fixed number and order of atoms::
+
+    type.raw        natoms integers, 0-based type index of each atom (required)
+    type_map.raw    element name of each type index (optional)
+    nopbc           empty file marking a non-periodic system (optional)
+    set.000/ ...    blocks of frames, read in lexicographic order:
+        coord.npy   (nframes, natoms*3)  Å     required
+        box.npy     (nframes, 9)         Å     rows are cell vectors; required unless nopbc
+        energy.npy  (nframes,)           eV    optional label
+        force.npy   (nframes, natoms*3)  eV/Å  optional label
+        virial.npy  (nframes, 9)         eV    optional label
+
+A label must be present in every set or in none.  Arrays may be stored as any real dtype and are
+returned as float64.  Every problem raises `numdp.errors.InputError` naming the offending file.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from numdp.errors import InputError
+
+LABELS = ("energy", "force", "virial")
+_INT32_MAX = np.iinfo(np.int32).max
+
+
+@dataclass
+class System:
+    """All frames of one npy system, concatenated over its sets in order.
+
+    Attributes:
+        path: the system directory.
+        types: (natoms,) int32 type index of each atom, as stored in type.raw.
+        type_map: element name of each type index, from type_map.raw; None if that file is absent.
+        coords: (nframes, natoms, 3) float64 positions in Å.
+        boxes: (nframes, 3, 3) float64 cells in Å, rows are the cell vectors; None if nopbc.
+        energy: (nframes,) float64 total energies in eV; None if not labelled.
+        forces: (nframes, natoms, 3) float64 forces in eV/Å; None if not labelled.
+        virial: (nframes, 3, 3) float64 virials in eV (DeePMD sign: -stress * volume);
+            None if not labelled.
+    """
+
+    path: pathlib.Path
+    types: np.ndarray
+    type_map: list[str] | None
+    coords: np.ndarray
+    boxes: np.ndarray | None
+    energy: np.ndarray | None
+    forces: np.ndarray | None
+    virial: np.ndarray | None
+
+    @property
+    def natoms(self) -> int:
+        """Number of atoms per frame."""
+        return len(self.types)
+
+    @property
+    def nframes(self) -> int:
+        """Number of frames over all sets."""
+        return len(self.coords)
+
+    @property
+    def nopbc(self) -> bool:
+        """True for a non-periodic system (no boxes)."""
+        return self.boxes is None
+
+    def model_types(self, model_type_map: list[str]) -> np.ndarray:
+        """(natoms,) int32 type of each atom as an index into `model_type_map`.
+
+        With a type_map.raw the atoms are mapped by element name; only elements that atoms
+        actually use must appear in `model_type_map`.  Without one the stored indices are used
+        as they are and must be smaller than len(model_type_map).
+        """
+        if self.type_map is None:
+            return self._unmapped_types(model_type_map)
+        used = np.unique(self.types)
+        lookup = np.full(len(self.type_map), -1, dtype=np.int32)
+        for t in used:
+            name = self.type_map[t]
+            if name not in model_type_map:
+                raise InputError(
+                    f"{self.path / 'type_map.raw'}: element {name!r} is not in the model's "
+                    f"type_map {list(model_type_map)}"
+                )
+            lookup[t] = model_type_map.index(name)
+        return lookup[self.types]
+
+    def _unmapped_types(self, model_type_map: list[str]) -> np.ndarray:
+        top = int(self.types.max())
+        if top >= len(model_type_map):
+            raise InputError(
+                f"{self.path / 'type.raw'}: type index {top} is out of range for the model's "
+                f"type_map {list(model_type_map)} (no type_map.raw to map element names)"
+            )
+        return self.types.copy()
+
+
+def load_system(path) -> System:
+    """Read the npy system in directory `path` (see the module docstring for the format)."""
+    path = pathlib.Path(path)
+    if not path.is_dir():
+        raise InputError(f"{path}: system directory does not exist")
+    type_map = _read_type_map(path / "type_map.raw")
+    types = _read_types(path / "type.raw", type_map)
+    nopbc = (path / "nopbc").exists()
+    set_dirs = _set_dirs(path)
+    sets = [_read_set(d, len(types), nopbc) for d in set_dirs]
+    _check_labels_consistent(set_dirs, sets)
+    arrays = {name: np.concatenate([s[name] for s in sets]) for name in sets[0]}
+    return System(
+        path=path,
+        types=types,
+        type_map=type_map,
+        coords=arrays["coord"],
+        boxes=arrays.get("box"),
+        energy=arrays.get("energy"),
+        forces=arrays.get("force"),
+        virial=arrays.get("virial"),
+    )
+
+
+def find_systems(root) -> list[pathlib.Path]:
+    """`root` itself if it holds type.raw, else every directory below it that does (sorted)."""
+    root = pathlib.Path(root)
+    if not root.is_dir():
+        raise InputError(f"{root}: data directory does not exist")
+    if (root / "type.raw").is_file():
+        return [root]
+    found = sorted(p.parent for p in root.rglob("type.raw") if p.is_file())
+    if not found:
+        raise InputError(f"{root}: no system (directory holding type.raw) found")
+    return found
+
+
+def _read_words(file: pathlib.Path) -> list[str]:
+    try:
+        return file.read_text().split()
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"{file}: cannot read ({err})") from None
+
+
+def _read_type_map(file: pathlib.Path) -> list[str] | None:
+    if not file.exists():
+        return None
+    names = _read_words(file)
+    if not names:
+        raise InputError(f"{file}: holds no element names")
+    return names
+
+
+def _read_types(file: pathlib.Path, type_map: list[str] | None) -> np.ndarray:
+    if not file.is_file():
+        raise InputError(f"{file}: missing (every system needs one type index per atom)")
+    words = _read_words(file)
+    if not words:
+        raise InputError(f"{file}: holds no atoms")
+    types = [_type_index(file, atom, w) for atom, w in enumerate(words)]
+    if type_map is not None:
+        for atom, t in enumerate(types):
+            if t >= len(type_map):
+                raise InputError(
+                    f"{file}: atom {atom} has type index {t}, but type_map.raw "
+                    f"lists only {len(type_map)} elements {type_map}"
+                )
+    return np.asarray(types, dtype=np.int32)
+
+
+def _type_index(file: pathlib.Path, atom: int, word: str) -> int:
+    try:
+        t = int(word)
+    except ValueError:
+        raise InputError(f"{file}: atom {atom}: {word!r} is not an integer type index") from None
+    if not 0 <= t <= _INT32_MAX:
+        raise InputError(f"{file}: atom {atom} has invalid type index {t} (must be >= 0, int32)")
+    return t
+
+
+def _set_dirs(path: pathlib.Path) -> list[pathlib.Path]:
+    dirs = sorted(d for d in path.glob("set.*") if d.is_dir())
+    if not dirs:
+        raise InputError(f"{path}: no set.* directories with frames")
+    return dirs
+
+
+def _read_set(set_dir: pathlib.Path, natoms: int, nopbc: bool) -> dict[str, np.ndarray]:
+    """Arrays of one set keyed by file stem, each shaped (nframes, *per-frame shape)."""
+    coord = _load_npy(set_dir / "coord.npy")
+    nframes = _frame_count(set_dir / "coord.npy", coord, natoms)
+    names = ["coord"] if nopbc else ["coord", "box"]
+    names += [name for name in LABELS if (set_dir / f"{name}.npy").exists()]
+    out = {}
+    for name in names:
+        file = set_dir / f"{name}.npy"
+        arr = coord if name == "coord" else _load_npy(file)
+        out[name] = _shaped(file, arr, nframes, natoms, _frame_shape(name, natoms))
+    if "box" in out:
+        _check_cells(set_dir / "box.npy", out["box"])
+    return out
+
+
+def _frame_shape(name: str, natoms: int) -> tuple[int, ...]:
+    """Shape of one frame of array `name` (coord, box, energy, force or virial)."""
+    if name in ("coord", "force"):
+        return (natoms, 3)
+    return (3, 3) if name in ("box", "virial") else ()
+
+
+def _load_npy(file: pathlib.Path) -> np.ndarray:
+    """A real-valued, finite array from `file`, as float64."""
+    if not file.is_file():
+        raise InputError(f"{file}: missing")
+    try:
+        arr = np.load(file, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise InputError(f"{file}: not a readable .npy file ({err})") from None
+    if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "biuf":
+        kind = arr.dtype if isinstance(arr, np.ndarray) else type(arr).__name__
+        raise InputError(f"{file}: holds {kind}, expected a real-valued array")
+    arr = arr.astype(np.float64)
+    if not np.isfinite(arr).all():
+        raise InputError(f"{file}: contains non-finite numbers (nan or inf)")
+    return arr
+
+
+def _check_cells(file: pathlib.Path, boxes: np.ndarray) -> None:
+    """Every cell must span a volume: rows linearly independent."""
+    volumes = np.abs(np.linalg.det(boxes))
+    flat = np.flatnonzero(volumes <= 1e-6 * np.linalg.norm(boxes, axis=2).prod(axis=1))
+    if flat.size:
+        raise InputError(f"{file}: frame {flat[0]} has a degenerate cell (zero volume)")
+
+
+def _frame_count(file: pathlib.Path, coord: np.ndarray, natoms: int) -> int:
+    """Number of frames in coord.npy, which must be (nframes, natoms*3)."""
+    if coord.ndim != 2 or coord.shape[1] != natoms * 3:
+        raise InputError(
+            f"{file}: shape {coord.shape} is not (nframes, {natoms * 3}) for {natoms} atoms"
+        )
+    if coord.shape[0] == 0:
+        raise InputError(f"{file}: holds no frames")
+    return coord.shape[0]
+
+
+def _shaped(
+    file: pathlib.Path, arr: np.ndarray, nframes: int, natoms: int, per_frame: tuple
+) -> np.ndarray:
+    """`arr` reshaped to (nframes, *per_frame); any layout with nframes rows of the right size."""
+    size = int(np.prod(per_frame))
+    if arr.ndim == 0 or arr.shape[0] != nframes or arr[0].size != size:
+        flat = (nframes,) if per_frame == () else (nframes, size)
+        raise InputError(
+            f"{file}: shape {arr.shape} does not match {nframes} frames of {natoms} atoms "
+            f"(expected {flat})"
+        )
+    return arr.reshape((nframes, *per_frame))
+
+
+def _check_labels_consistent(
+    set_dirs: list[pathlib.Path], sets: list[dict[str, np.ndarray]]
+) -> None:
+    """Each label must be in every set or in none."""
+    for name in LABELS:
+        having = [d for d, s in zip(set_dirs, sets) if name in s]
+        lacking = [d for d, s in zip(set_dirs, sets) if name not in s]
+        if having and lacking:
+            raise InputError(
+                f"{lacking[0] / (name + '.npy')}: missing, but {having[0].name} has it "
+                "(a label must be in every set or in none)"
+            )

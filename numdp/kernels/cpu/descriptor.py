@@ -1,0 +1,76 @@
+"""Descriptor contraction kernels (reference §4 and §6.1).
+
+T_i = (1/nnei) sum_slots rt_j (x) G_j, padding slots included through one constant row per
+(centre type, neighbour block); D_i = T_i^T T_i[:, :M<].
+"""
+from numba import njit
+
+from .envmat import FASTMATH
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def contract_T(atypes, rt, G, poff, npad, rt_pad, G_pad, inv_nnei, T):
+    """T (na, 4, M) = inv_nnei * (sum over pairs rt (x) G + npad * rt_pad (x) G_pad).
+
+    rt: (npairs, 4); G: (npairs, M); poff: (ntypes, na+1); npad: (na, ntypes);
+    rt_pad: (ntypes, ntypes, 4) and G_pad: (ntypes, ntypes, M) indexed [centre, block].
+    """
+    ntypes = poff.shape[0]
+    na = T.shape[0]
+    M = T.shape[2]
+    for a in range(na):
+        ti = atypes[a]
+        for c in range(4):
+            for m in range(M):
+                T[a, c, m] = 0.0
+        for t in range(ntypes):
+            for p in range(poff[t, a], poff[t, a + 1]):
+                for c in range(4):
+                    rc = rt[p, c]
+                    for m in range(M):
+                        T[a, c, m] += rc * G[p, m]
+            npd = npad[a, t]
+            if npd > 0:
+                for c in range(4):
+                    rc = npd * rt_pad[ti, t, c]
+                    if rc != 0.0:
+                        for m in range(M):
+                            T[a, c, m] += rc * G_pad[ti, t, m]
+        for c in range(4):
+            for m in range(M):
+                T[a, c, m] *= inv_nnei
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def contract_D(T, naxis, D):
+    """D (na, M*naxis): D[a, m*naxis + k] = sum_c T[a, c, m] T[a, c, k]."""
+    na, _, M = T.shape
+    for a in range(na):
+        for m in range(M):
+            for k in range(naxis):
+                D[a, m * naxis + k] = (T[a, 0, m] * T[a, 0, k] + T[a, 1, m] * T[a, 1, k]
+                                       + T[a, 2, m] * T[a, 2, k] + T[a, 3, m] * T[a, 3, k])
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def back_D(T, gD, naxis, inv_nnei, Tbar):
+    """From dE/dD (na, M*naxis) to Tbar = inv_nnei * dE/dT (na, 4, M).
+
+    dE/dT[c, m] = sum_k gD[m, k] T[c, k] + [m < naxis] sum_m' gD[m', m] T[c, m'].
+    """
+    na, _, M = T.shape
+    for a in range(na):
+        for c in range(4):
+            for m in range(M):
+                acc = 0.0
+                for k in range(naxis):
+                    acc += gD[a, m * naxis + k] * T[a, c, k]
+                Tbar[a, c, m] = acc
+        for c in range(4):
+            for mp in range(M):
+                tcm = T[a, c, mp]
+                for k in range(naxis):
+                    Tbar[a, c, k] += gD[a, mp * naxis + k] * tcm
+        for c in range(4):
+            for m in range(M):
+                Tbar[a, c, m] *= inv_nnei

@@ -1,0 +1,174 @@
+"""Environment-matrix kernels (reference §2): switching function, normalised rows, and the
+pair-force assembly that consumes the gradient with respect to those rows (§6).
+
+Pairs are stored flat, grouped by neighbour-type block, then centre atom, then slot:
+pair p of block t for chunk atom a lies in poff[t, a] <= p < poff[t, a + 1].
+"""
+import numpy as np
+from numba import njit
+
+FASTMATH = {"reassoc", "contract", "nsz"}
+
+
+@njit(cache=True, nogil=True, inline="always")
+def switch(r, rmin, rmax):
+    """Return (w(r), dw/dr) of the C2 polynomial switch between rcut_smth and rcut."""
+    if r < rmin:
+        return 1.0, 0.0
+    if r >= rmax:
+        return 0.0, 0.0
+    u = (r - rmin) / (rmax - rmin)
+    w = u * u * u * (-6.0 * u * u + 15.0 * u - 10.0) + 1.0
+    dw = -30.0 * u * u * (1.0 - u) * (1.0 - u) / (rmax - rmin)
+    return w, dw
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def env_pairs(pos, nlist, atoms, atypes, sec, mu, sd, rcut, rcut_smth,
+              rt, dvec, nbr, poff, npad):
+    """Collect the occupied slots of chunk atoms and their normalised rows.
+
+    pos: (nall, 3) extended positions Å (locals first); nlist: (nloc, nnei) int32;
+    atoms: (na,) local indices of the chunk; atypes: (na,) their types;
+    sec: (ntypes+1,) slot block starts; mu, sd: (ntypes, ntypes, 4) normalisation per
+    (centre type, neighbour block).  Outputs: rt (>=npairs, 4) normalised rows, dvec
+    (>=npairs, 3) pair vectors d = r_j - r_i, nbr (>=npairs,) extended neighbour index,
+    poff (ntypes, na+1) pair offsets, npad (na, ntypes) padding-slot counts.
+    Neighbours at r >= rcut have an all-zero raw row, identical to padding, and are counted
+    as padding.  Returns the number of pairs.
+    """
+    ntypes = sec.shape[0] - 1
+    na = atoms.shape[0]
+    p = 0
+    for t in range(ntypes):
+        for a in range(na):
+            poff[t, a] = p
+            i = atoms[a]
+            ti = atypes[a]
+            n_real = 0
+            for s in range(sec[t], sec[t + 1]):
+                j = nlist[i, s]
+                if j < 0:
+                    break
+                dx = pos[j, 0] - pos[i, 0]
+                dy = pos[j, 1] - pos[i, 1]
+                dz = pos[j, 2] - pos[i, 2]
+                r = np.sqrt(dx * dx + dy * dy + dz * dz)
+                if r >= rcut:
+                    continue
+                w, _ = switch(r, rcut_smth, rcut)
+                inv_r = 1.0 / r
+                s0 = w * inv_r
+                s1 = s0 * inv_r
+                rt[p, 0] = (s0 - mu[ti, t, 0]) / sd[ti, t, 0]
+                rt[p, 1] = (s1 * dx - mu[ti, t, 1]) / sd[ti, t, 1]
+                rt[p, 2] = (s1 * dy - mu[ti, t, 2]) / sd[ti, t, 2]
+                rt[p, 3] = (s1 * dz - mu[ti, t, 3]) / sd[ti, t, 3]
+                dvec[p, 0] = dx
+                dvec[p, 1] = dy
+                dvec[p, 2] = dz
+                nbr[p] = j
+                p += 1
+                n_real += 1
+            npad[a, t] = sec[t + 1] - sec[t] - n_real
+        poff[t, na] = p
+    return p
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def pair_forces(atoms, atypes, rt, dvec, nbr, poff, G, Gp, Tbar, sd, rcut, rcut_smth,
+                force, virial, atom_virial, want_atom_virial):
+    """Back-propagate dE/dT to pair vectors and scatter forces and virials.
+
+    G, Gp: (npairs, M) embedding output and its derivative with respect to the input x;
+    Tbar: (na, 4, M) dE/dT_i with the 1/nnei factor already applied, so that
+    dE/dG_jm = sum_a rt_ja Tbar[a, m] and dE/drt_ja = sum_m G_jm Tbar[a, m].
+    Accumulates into force (nall, 3) eV/Å, virial (3, 3) eV, and atom_virial (nall, 9) eV
+    when want_atom_virial (DeePMD-kit convention: the pair term goes to the neighbour).
+    """
+    ntypes = poff.shape[0]
+    na = atoms.shape[0]
+    M = G.shape[1]
+    for t in range(ntypes):
+        for a in range(na):
+            i = atoms[a]
+            ti = atypes[a]
+            for p in range(poff[t, a], poff[t, a + 1]):
+                g0 = 0.0
+                g1 = 0.0
+                g2 = 0.0
+                g3 = 0.0
+                gx = 0.0
+                r0 = rt[p, 0]
+                r1 = rt[p, 1]
+                r2 = rt[p, 2]
+                r3 = rt[p, 3]
+                for m in range(M):
+                    t0 = Tbar[a, 0, m]
+                    t1 = Tbar[a, 1, m]
+                    t2 = Tbar[a, 2, m]
+                    t3 = Tbar[a, 3, m]
+                    gm = G[p, m]
+                    g0 += gm * t0
+                    g1 += gm * t1
+                    g2 += gm * t2
+                    g3 += gm * t3
+                    gx += Gp[p, m] * (r0 * t0 + r1 * t1 + r2 * t2 + r3 * t3)
+                g0 += gx
+                # dE/dR (raw row) = dE/drt / sd
+                g0 /= sd[ti, t, 0]
+                g1 /= sd[ti, t, 1]
+                g2 /= sd[ti, t, 2]
+                g3 /= sd[ti, t, 3]
+                dx = dvec[p, 0]
+                dy = dvec[p, 1]
+                dz = dvec[p, 2]
+                r2_ = dx * dx + dy * dy + dz * dz
+                r = np.sqrt(r2_)
+                inv_r = 1.0 / r
+                inv_r2 = inv_r * inv_r
+                w, dw = switch(r, rcut_smth, rcut)
+                # R0 = w/r: dR0/dd_b = (w'/r - w/r^2) d_b / r
+                c0 = (dw * inv_r - w * inv_r2) * inv_r
+                # R_{1+c} = w d_c / r^2: dR/dd_b = w' d_c d_b / r^3 + w (delta_cb / r^2 - 2 d_c d_b / r^4)
+                gd = g1 * dx + g2 * dy + g3 * dz
+                c1 = (dw * inv_r * inv_r2 - 2.0 * w * inv_r2 * inv_r2) * gd
+                wr2 = w * inv_r2
+                gxv = g0 * c0 * dx + c1 * dx + wr2 * g1
+                gyv = g0 * c0 * dy + c1 * dy + wr2 * g2
+                gzv = g0 * c0 * dz + c1 * dz + wr2 * g3
+                j = nbr[p]
+                force[i, 0] += gxv
+                force[i, 1] += gyv
+                force[i, 2] += gzv
+                force[j, 0] -= gxv
+                force[j, 1] -= gyv
+                force[j, 2] -= gzv
+                v00 = gxv * dx
+                v01 = gxv * dy
+                v02 = gxv * dz
+                v10 = gyv * dx
+                v11 = gyv * dy
+                v12 = gyv * dz
+                v20 = gzv * dx
+                v21 = gzv * dy
+                v22 = gzv * dz
+                virial[0, 0] -= v00
+                virial[0, 1] -= v01
+                virial[0, 2] -= v02
+                virial[1, 0] -= v10
+                virial[1, 1] -= v11
+                virial[1, 2] -= v12
+                virial[2, 0] -= v20
+                virial[2, 1] -= v21
+                virial[2, 2] -= v22
+                if want_atom_virial:
+                    atom_virial[j, 0] -= v00
+                    atom_virial[j, 1] -= v01
+                    atom_virial[j, 2] -= v02
+                    atom_virial[j, 3] -= v10
+                    atom_virial[j, 4] -= v11
+                    atom_virial[j, 5] -= v12
+                    atom_virial[j, 6] -= v20
+                    atom_virial[j, 7] -= v21
+                    atom_virial[j, 8] -= v22

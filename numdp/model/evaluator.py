@@ -1,0 +1,167 @@
+"""Energy, forces and virials of an se_e2_a model on extended (local + ghost) atoms.
+
+The work is split into chunks of centre atoms (sorted by type so that every fitting product is
+one contiguous GEMM) so that memory stays bounded whatever the system size.  Chunks are handed
+to worker threads in a fixed round-robin order; each worker accumulates into its own force and
+virial buffers, which are summed in worker order, so results are deterministic for a given
+thread count.  All kernels release the GIL, as do NumPy's BLAS products and ufuncs.
+"""
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..kernels.cpu.descriptor import back_D, contract_D, contract_T
+from ..kernels.cpu.envmat import env_pairs, pair_forces
+from .nets import embed_value, embed_value_and_slope, fit_energy_and_grad
+from .params import ModelParams
+
+DEFAULT_CHUNK = 128
+
+
+@dataclass
+class RawOutput:
+    """Per-extended-atom results before folding ghosts onto owners.
+
+    atom_energy: (nloc,) eV; force: (nall, 3) eV/Å; virial: (3, 3) eV;
+    atom_virial: (nall, 9) eV or None.
+    """
+
+    atom_energy: np.ndarray
+    force: np.ndarray
+    virial: np.ndarray
+    atom_virial: np.ndarray | None
+
+
+class Evaluator:
+    """Holds the per-model constants (normalisation per block, padding embeddings)."""
+
+    def __init__(self, params: ModelParams, nthreads: int = 1, chunk: int = DEFAULT_CHUNK):
+        params.validate()
+        self.params = params
+        self.nthreads = max(1, int(nthreads))
+        self.chunk = int(chunk)
+        d = params.descriptor
+        nt = d.ntypes
+        sec = d.sec
+        self.sec = sec
+        self.mu = np.ascontiguousarray(np.stack([d.davg[:, sec[t], :] for t in range(nt)], axis=1))
+        self.sd = np.ascontiguousarray(np.stack([d.dstd[:, sec[t], :] for t in range(nt)], axis=1))
+        self.rt_pad = -self.mu / self.sd
+        M = d.neuron[-1]
+        self.G_pad = np.zeros((nt, nt, M))
+        for ti in range(nt):
+            for t in range(nt):
+                if d.sel[t] > 0:
+                    net = d.embeddings[d.net_index(ti, t)]
+                    self.G_pad[ti, t] = embed_value(self.rt_pad[ti, t, :1].copy(), net)[0]
+        self.atom_bias = params.fitting.bias_atom_e + params.out_bias
+        self._pool = None
+        self._lock = threading.Lock()
+
+    # -- orchestration -------------------------------------------------------------------
+    def compute(self, ext_pos, nlist, types, want_force=True, want_atom_virial=False,
+                want_descriptor=False) -> RawOutput:
+        """Evaluate on nloc = len(types) local atoms.
+
+        ext_pos: (nall, 3) Å, locals first; nlist: (nloc, nnei) int32 extended indices, per-type
+        blocks, -1 padding; types: (nloc,) int32.
+        """
+        nloc = types.shape[0]
+        nall = ext_pos.shape[0]
+        order = np.argsort(types, kind="stable").astype(np.int64)
+        chunks = [order[s:s + self.chunk] for s in range(0, nloc, self.chunk)]
+        nw = min(self.nthreads, max(1, len(chunks)))
+        atom_energy = np.zeros(nloc)
+        descr = np.zeros((nloc, self.params.descriptor.dim_out)) if want_descriptor else None
+        forces = [np.zeros((nall, 3)) for _ in range(nw)]
+        virials = [np.zeros((3, 3)) for _ in range(nw)]
+        avs = [np.zeros((nall if want_atom_virial else 1, 9)) for _ in range(nw)]
+
+        def work(w):
+            for c in range(w, len(chunks), nw):
+                self._chunk(ext_pos, nlist, types, chunks[c], want_force, want_atom_virial,
+                            atom_energy, descr, forces[w], virials[w], avs[w])
+
+        if nw == 1:
+            work(0)
+        else:
+            pool = self._executor(nw)
+            for fut in [pool.submit(work, w) for w in range(nw)]:
+                fut.result()
+        force = forces[0]
+        virial = virials[0]
+        atom_virial = avs[0] if want_atom_virial else None
+        for w in range(1, nw):
+            force += forces[w]
+            virial += virials[w]
+            if want_atom_virial:
+                atom_virial += avs[w]
+        out = RawOutput(atom_energy, force, virial, atom_virial)
+        if want_descriptor:
+            out.descriptor = descr
+        return out
+
+    def _executor(self, nw):
+        with self._lock:
+            if self._pool is None or self._pool._max_workers < nw:
+                self._pool = ThreadPoolExecutor(max_workers=nw, thread_name_prefix="numdp")
+            return self._pool
+
+    # -- one chunk -----------------------------------------------------------------------
+    def _chunk(self, ext_pos, nlist, types, atoms, want_force, want_atom_virial,
+               atom_energy, descr, force, virial, atom_virial):
+        p = self.params
+        d = p.descriptor
+        nt = d.ntypes
+        na = atoms.shape[0]
+        atypes = types[atoms].astype(np.int64)
+        cap = na * d.nnei
+        rt = np.empty((cap, 4))
+        dvec = np.empty((cap, 3))
+        nbr = np.empty(cap, np.int64)
+        poff = np.empty((nt, na + 1), np.int64)
+        npad = np.empty((na, nt), np.int64)
+        npairs = env_pairs(ext_pos, nlist, atoms, atypes, self.sec, self.mu, self.sd,
+                           d.rcut, d.rcut_smth, rt, dvec, nbr, poff, npad)
+        M = d.neuron[-1]
+        G = np.empty((npairs, M))
+        Gp = np.empty((npairs, M)) if want_force else None
+        # type boundaries inside the chunk (atoms are sorted by type)
+        tb = np.searchsorted(atypes, np.arange(nt + 1))
+        for t in range(nt):
+            groups = [(0, na, t)] if d.type_one_side else [(tb[ti], tb[ti + 1], d.net_index(ti, t))
+                                                          for ti in range(nt)]
+            for a0, a1, k in groups:
+                p0, p1 = poff[t, a0], poff[t, a1]
+                if p1 == p0:
+                    continue
+                net = d.embeddings[k]
+                if want_force:
+                    G[p0:p1], Gp[p0:p1] = embed_value_and_slope(rt[p0:p1, 0].copy(), net)
+                else:
+                    G[p0:p1] = embed_value(rt[p0:p1, 0].copy(), net)
+        T = np.empty((na, 4, M))
+        contract_T(atypes, rt, G, poff, npad, self.rt_pad, self.G_pad, 1.0 / d.nnei, T)
+        D = np.empty((na, d.dim_out))
+        contract_D(T, d.axis_neuron, D)
+        if descr is not None:
+            descr[atoms] = D
+        gD = np.empty_like(D) if want_force else None
+        for ti in range(nt):
+            a0, a1 = tb[ti], tb[ti + 1]
+            if a1 == a0:
+                continue
+            e, g = fit_energy_and_grad(D[a0:a1], p.fitting.nets[ti], want_force)
+            atom_energy[atoms[a0:a1]] = e + self.atom_bias[ti]
+            if want_force:
+                gD[a0:a1] = g
+        if not want_force:
+            return
+        Tbar = np.empty_like(T)
+        back_D(T, gD, d.axis_neuron, 1.0 / d.nnei, Tbar)
+        pair_forces(atoms, atypes, rt, dvec, nbr, poff, G, Gp, Tbar, self.sd, d.rcut, d.rcut_smth,
+                    force, virial, atom_virial, want_atom_virial)

@@ -1,0 +1,173 @@
+"""Parameters of an se_e2_a energy model, as plain dataclasses of float64 arrays.
+
+Every file format (numdp's HDF5 file, DeePMD-kit's `.dp`) reads into and writes from these
+classes; the evaluator, trainer and compressor only ever see them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import InputError
+
+RESIDUAL_NONE, RESIDUAL_SAME, RESIDUAL_DOUBLE = 0, 1, 2
+
+
+@dataclass
+class Layer:
+    """One dense layer y' = rho(y) + idt * act(y @ w + b).
+
+    w: (n_in, n_out); b: (n_out,); idt: (n_out,) or None.  `activation` is "tanh" or "none".
+    `resnet` is the serialized flag; the shortcut applies only when n_out equals n_in or 2*n_in.
+    """
+
+    w: np.ndarray
+    b: np.ndarray
+    idt: np.ndarray | None = None
+    activation: str = "tanh"
+    resnet: bool = True
+
+    @property
+    def n_in(self) -> int:
+        return self.w.shape[0]
+
+    @property
+    def n_out(self) -> int:
+        return self.w.shape[1]
+
+    @property
+    def residual(self) -> int:
+        """RESIDUAL_SAME, RESIDUAL_DOUBLE or RESIDUAL_NONE by the width test of reference §3.2."""
+        if not self.resnet:
+            return RESIDUAL_NONE
+        if self.n_out == self.n_in:
+            return RESIDUAL_SAME
+        if self.n_out == 2 * self.n_in:
+            return RESIDUAL_DOUBLE
+        return RESIDUAL_NONE
+
+
+@dataclass
+class Net:
+    """A stack of layers; embedding nets map R -> R^M, fitting nets R^(M*M<) -> R."""
+
+    layers: list[Layer]
+
+    @property
+    def widths(self) -> list[int]:
+        return [self.layers[0].n_in] + [lay.n_out for lay in self.layers]
+
+
+@dataclass
+class Descriptor:
+    """se_e2_a descriptor settings, statistics and embedding nets.
+
+    davg, dstd: (ntypes, nnei, 4) normalisation of the environment matrix by centre type.
+    embeddings: flat list; index = neighbour type (type_one_side) or centre + ntypes*neighbour.
+    """
+
+    rcut: float
+    rcut_smth: float
+    sel: list[int]
+    neuron: list[int]
+    axis_neuron: int
+    type_one_side: bool
+    resnet_dt: bool
+    davg: np.ndarray
+    dstd: np.ndarray
+    embeddings: list[Net]
+
+    @property
+    def ntypes(self) -> int:
+        return len(self.sel)
+
+    @property
+    def nnei(self) -> int:
+        return int(sum(self.sel))
+
+    @property
+    def sec(self) -> np.ndarray:
+        """(ntypes+1,) first slot of each type block."""
+        return np.concatenate([[0], np.cumsum(self.sel)]).astype(np.int64)
+
+    @property
+    def dim_out(self) -> int:
+        return self.neuron[-1] * self.axis_neuron
+
+    def net_index(self, centre_type: int, neighbour_type: int) -> int:
+        if self.type_one_side:
+            return neighbour_type
+        return centre_type + self.ntypes * neighbour_type
+
+
+@dataclass
+class Fitting:
+    """Energy fitting: one net per centre type; bias_atom_e (ntypes,) eV."""
+
+    neuron: list[int]
+    resnet_dt: bool
+    nets: list[Net]
+    bias_atom_e: np.ndarray
+
+
+@dataclass
+class ModelParams:
+    """A complete se_e2_a energy model.
+
+    out_bias, out_std: (ntypes,) eV; E_i = fit(D_i) + bias_atom_e[t_i] + out_bias[t_i].
+    min_nbor_dist: smallest pair distance seen in training data (Å), or None.
+    s_range: (ntypes, 2) range of the raw radial entry s = w(r)/r seen per centre type in the
+        training data (1/Å), or None; model compression uses it.
+    info: free-form metadata (software, training input, ...).
+    """
+
+    type_map: list[str]
+    descriptor: Descriptor
+    fitting: Fitting
+    out_bias: np.ndarray
+    out_std: np.ndarray
+    min_nbor_dist: float | None = None
+    s_range: np.ndarray | None = None
+    info: dict = field(default_factory=dict)
+
+    @property
+    def ntypes(self) -> int:
+        return len(self.type_map)
+
+    def validate(self, source: str = "model") -> None:
+        """Check shapes and the assumptions the kernels make; raise InputError naming `source`."""
+        d, f = self.descriptor, self.fitting
+        nt = self.ntypes
+        if d.ntypes != nt:
+            raise InputError(f"{source}: sel has {d.ntypes} entries but type_map has {nt}")
+        nnet = nt if d.type_one_side else nt * nt
+        if len(d.embeddings) != nnet:
+            raise InputError(f"{source}: expected {nnet} embedding nets, found {len(d.embeddings)}")
+        for k, net in enumerate(d.embeddings):
+            if net.widths != [1] + list(d.neuron):
+                raise InputError(f"{source}: embedding net {k} has widths {net.widths}, "
+                                 f"expected {[1] + list(d.neuron)}")
+        for name, arr in (("davg", d.davg), ("dstd", d.dstd)):
+            if arr.shape != (nt, d.nnei, 4):
+                raise InputError(f"{source}: {name} has shape {arr.shape}, expected {(nt, d.nnei, 4)}")
+        if not np.all(d.dstd != 0):
+            raise InputError(f"{source}: dstd contains zeros")
+        sec = d.sec
+        for t in range(nt):
+            for arr, name in ((d.davg, "davg"), (d.dstd, "dstd")):
+                blk = arr[:, sec[t]:sec[t + 1], :]
+                if blk.shape[1] and not np.all(blk == blk[:, :1, :]):
+                    raise InputError(f"{source}: {name} varies inside the slot block of type "
+                                     f"{self.type_map[t]}; numdp needs it constant per block")
+        if d.axis_neuron > d.neuron[-1]:
+            raise InputError(f"{source}: axis_neuron {d.axis_neuron} > last embedding width")
+        if len(f.nets) != nt:
+            raise InputError(f"{source}: expected {nt} fitting nets, found {len(f.nets)}")
+        for k, net in enumerate(f.nets):
+            if net.widths[0] != d.dim_out or net.widths[-1] != 1:
+                raise InputError(f"{source}: fitting net {k} maps {net.widths[0]} -> "
+                                 f"{net.widths[-1]}, expected {d.dim_out} -> 1")
+        for arr, name in ((f.bias_atom_e, "bias_atom_e"), (self.out_bias, "out_bias")):
+            if arr.shape != (nt,):
+                raise InputError(f"{source}: {name} has shape {arr.shape}, expected ({nt},)")
