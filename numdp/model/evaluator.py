@@ -16,7 +16,8 @@ import numpy as np
 
 from ..kernels.cpu.descriptor import back_D, contract_D, contract_T
 from ..kernels.cpu.envmat import env_pairs, pair_forces
-from .nets import embed_value, embed_value_and_slope, fit_energy_and_grad
+from ..blas import set_blas_threads
+from .nets import InferenceNet, embed_into, embed_value, fit_energy_and_grad
 from .params import ModelParams
 
 DEFAULT_CHUNK = 128
@@ -51,12 +52,14 @@ class Evaluator:
         self.mu = np.ascontiguousarray(np.stack([d.davg[:, sec[t], :] for t in range(nt)], axis=1))
         self.sd = np.ascontiguousarray(np.stack([d.dstd[:, sec[t], :] for t in range(nt)], axis=1))
         self.rt_pad = -self.mu / self.sd
+        self.embed = [InferenceNet(net) for net in d.embeddings]
+        self.fit = [InferenceNet(net) for net in params.fitting.nets]
         M = d.neuron[-1]
         self.G_pad = np.zeros((nt, nt, M))
         for ti in range(nt):
             for t in range(nt):
                 if d.sel[t] > 0:
-                    net = d.embeddings[d.net_index(ti, t)]
+                    net = self.embed[d.net_index(ti, t)]
                     self.G_pad[ti, t] = embed_value(self.rt_pad[ti, t, :1].copy(), net)[0]
         self.atom_bias = params.fitting.bias_atom_e + params.out_bias
         self._pool = None
@@ -70,6 +73,7 @@ class Evaluator:
         ext_pos: (nall, 3) Å, locals first; nlist: (nloc, nnei) int32 extended indices, per-type
         blocks, -1 padding; types: (nloc,) int32.
         """
+        set_blas_threads(1)
         nloc = types.shape[0]
         nall = ext_pos.shape[0]
         order = np.argsort(types, kind="stable").astype(np.int64)
@@ -128,6 +132,7 @@ class Evaluator:
         npairs = env_pairs(ext_pos, nlist, atoms, atypes, self.sec, self.mu, self.sd,
                            d.rcut, d.rcut_smth, rt, dvec, nbr, poff, npad)
         M = d.neuron[-1]
+        x = np.ascontiguousarray(rt[:npairs, 0])
         G = np.empty((npairs, M))
         Gp = np.empty((npairs, M)) if want_force else None
         # type boundaries inside the chunk (atoms are sorted by type)
@@ -139,11 +144,7 @@ class Evaluator:
                 p0, p1 = poff[t, a0], poff[t, a1]
                 if p1 == p0:
                     continue
-                net = d.embeddings[k]
-                if want_force:
-                    G[p0:p1], Gp[p0:p1] = embed_value_and_slope(rt[p0:p1, 0].copy(), net)
-                else:
-                    G[p0:p1] = embed_value(rt[p0:p1, 0].copy(), net)
+                embed_into(x[p0:p1], self.embed[k], G[p0:p1], None if Gp is None else Gp[p0:p1])
         T = np.empty((na, 4, M))
         contract_T(atypes, rt, G, poff, npad, self.rt_pad, self.G_pad, 1.0 / d.nnei, T)
         D = np.empty((na, d.dim_out))
@@ -155,7 +156,7 @@ class Evaluator:
             a0, a1 = tb[ti], tb[ti + 1]
             if a1 == a0:
                 continue
-            e, g = fit_energy_and_grad(D[a0:a1], p.fitting.nets[ti], want_force)
+            e, g = fit_energy_and_grad(D[a0:a1], self.fit[ti], want_force)
             atom_energy[atoms[a0:a1]] = e + self.atom_bias[ti]
             if want_force:
                 gD[a0:a1] = g

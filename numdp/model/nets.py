@@ -1,56 +1,81 @@
-"""Network evaluation for inference: BLAS products, NumPy tanh, fused Numba element-wise kernels.
+"""Network evaluation for inference: BLAS products and fused Numba element-wise kernels.
 
 Embedding nets have a scalar input, so their derivative dG/dx is propagated in forward mode
-next to the value (one stacked product per layer, no activations kept); fitting nets are
-evaluated forward, then back-propagated to their input (reference §6.1).
+next to the value: each layer is one product of the stacked [y; dy/dx] rows.  Rows are processed
+in tiles small enough to stay in L2 cache between the product and the element-wise pass.
+Fitting nets are evaluated forward, then back-propagated to their input (reference §6.1).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from ..kernels.cpu.layers import add_residual_adjoint, back_tanh, post_forward, post_tangent
+from ..kernels.cpu.layers import (add_residual_adjoint, back_tanh, first_layer_tangent,
+                                  post_forward, post_tangent)
 from .params import Net, RESIDUAL_NONE
 
-_NO_IDT = np.ones(1)
+EMBED_TILE = 384  # pairs per tile: 2*384 rows x 100 doubles = 600 kB
 
 
-def _idt(layer):
-    return (layer.idt, True) if layer.idt is not None else (_NO_IDT, False)
+@dataclass
+class _Layer:
+    w: np.ndarray
+    b: np.ndarray
+    idt: np.ndarray
+    mode: int
 
 
-def embed_value_and_slope(x: np.ndarray, net: Net) -> tuple[np.ndarray, np.ndarray]:
-    """G (n, M) and dG/dx (n, M) for inputs x (n,) of one embedding net."""
+class InferenceNet:
+    """A net prepared for the kernels: contiguous weights, idt of ones where absent."""
+
+    def __init__(self, net: Net, dtype=np.float64):
+        self.layers = [_Layer(np.ascontiguousarray(lay.w, dtype),
+                              np.ascontiguousarray(lay.b, dtype),
+                              np.ascontiguousarray(lay.idt if lay.idt is not None else np.ones(lay.n_out), dtype),
+                              lay.residual)
+                       for lay in net.layers]
+        self.last_linear = net.layers[-1].activation == "none"
+        self.width = net.layers[-1].n_out
+
+
+def _view(buf: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """A contiguous (rows, cols) view at the start of the flat buffer `buf`."""
+    return buf[:rows * cols].reshape(rows, cols)
+
+
+def embed_into(x: np.ndarray, net: InferenceNet, G: np.ndarray, Gp: np.ndarray | None) -> None:
+    """G (n, M) = net(x) and, unless Gp is None, Gp (n, M) = d net/dx, for x (n,)."""
     n = x.shape[0]
-    Y = np.empty((2 * n, 1))
-    Y[:n, 0] = x
-    Y[n:, 0] = 1.0
-    for layer in net.layers:
-        Z = Y @ layer.w
-        H = Z[:n]
-        H += layer.b
-        np.tanh(H, out=H)
-        idt, use_idt = _idt(layer)
-        out = np.empty_like(Z)
-        post_tangent(H, Z[n:], idt, use_idt, Y, layer.residual, out)
-        Y = out
-    return Y[:n], Y[n:]
+    first, rest = net.layers[0], net.layers[1:]
+    wmax = max(lay.w.shape[1] for lay in net.layers)
+    bufs = [np.empty(2 * EMBED_TILE * wmax) for _ in range(3)]
+    for p0 in range(0, n, EMBED_TILE):
+        p1 = min(n, p0 + EMBED_TILE)
+        m = p1 - p0
+        Y = _view(bufs[0], 2 * m, first.w.shape[1])
+        first_layer_tangent(x[p0:p1], first.w[0], first.b, first.idt, first.mode, Y)
+        k = 0
+        for lay in rest:
+            width = lay.w.shape[1]
+            Z = np.matmul(Y, lay.w, out=_view(bufs[1 + k], 2 * m, width))
+            out = _view(bufs[2 - k], 2 * m, width)
+            post_tangent(Z, lay.b, lay.idt, Y, lay.mode, out)
+            Y = out
+            k = 1 - k
+        G[p0:p1] = Y[:m]
+        if Gp is not None:
+            Gp[p0:p1] = Y[m:]
 
 
-def embed_value(x: np.ndarray, net: Net) -> np.ndarray:
+def embed_value(x: np.ndarray, net: InferenceNet) -> np.ndarray:
     """G (n, M) for inputs x (n,)."""
-    y = x.reshape(-1, 1)
-    for layer in net.layers:
-        H = y @ layer.w
-        H += layer.b
-        np.tanh(H, out=H)
-        idt, use_idt = _idt(layer)
-        out = np.empty_like(H)
-        post_forward(H, idt, use_idt, y, layer.residual, out)
-        y = out
-    return y
+    G = np.empty((x.shape[0], net.width))
+    embed_into(x, net, G, None)
+    return G
 
 
-def fit_energy_and_grad(D: np.ndarray, net: Net, want_grad: bool = True):
+def fit_energy_and_grad(D: np.ndarray, net: InferenceNet, want_grad: bool = True):
     """Atomic network energies (n,) and their gradient dE/dD (n, dim) for inputs D (n, dim).
 
     Hidden layers use tanh with the width-tested residual; the last layer is linear.
@@ -58,25 +83,21 @@ def fit_energy_and_grad(D: np.ndarray, net: Net, want_grad: bool = True):
     y = D
     cache = []
     hidden, last = net.layers[:-1], net.layers[-1]
-    for layer in hidden:
-        H = y @ layer.w
-        H += layer.b
-        np.tanh(H, out=H)
-        idt, use_idt = _idt(layer)
-        out = np.empty_like(H)
-        post_forward(H, idt, use_idt, y, layer.residual, out)
-        cache.append((H, y.shape[1]))
-        y = out
+    for lay in hidden:
+        Z = y @ lay.w
+        H = np.empty_like(Z)
+        post_forward(Z, lay.b, lay.idt, y, lay.mode, H, Z)
+        cache.append(H)
+        y = Z
     energy = (y @ last.w)[:, 0] + last.b[0]
     if not want_grad:
         return energy, None
-    gy = np.broadcast_to(last.w[:, 0], (D.shape[0], last.w.shape[0]))
-    for layer, (H, n_in) in zip(reversed(hidden), reversed(cache)):
-        idt, use_idt = _idt(layer)
+    gy = np.ascontiguousarray(np.broadcast_to(last.w[:, 0], (D.shape[0], last.w.shape[0])))
+    for lay, H in zip(reversed(hidden), reversed(cache)):
         gZ = np.empty_like(H)
-        back_tanh(gy, H, idt, use_idt, gZ)
-        gx = gZ @ layer.w.T
-        if layer.residual != RESIDUAL_NONE:
-            add_residual_adjoint(np.ascontiguousarray(gy), layer.residual, gx)
+        back_tanh(gy, H, lay.idt, gZ)
+        gx = gZ @ lay.w.T
+        if lay.mode != RESIDUAL_NONE:
+            add_residual_adjoint(gy, lay.mode, gx)
         gy = gx
     return energy, gy

@@ -1,0 +1,37 @@
+"""Neighbour search for the Deep Potential evaluator, MD and domain decomposition.
+
+Pipeline (reference §1, §13 steps 1-3), each step a plain function:
+
+    ext  = extend(positions, types, box, cutoff)        # wrapped locals + ghost images (Extended)
+    cand = find_candidates(ext, cutoff)                 # CSR pairs within cutoff, O(N) cell list
+    nl   = format_nlist(ext, cand, rcut, sel, ntypes)   # DeePMD-kit slots (NeighborList), rcut <= cutoff
+    nl   = build_nlist(ext, rcut, sel, ntypes)          # the last two in one call, cutoff = rcut
+    report_overflow(nl, sel, type_map)                  # NeighborOverflowWarning when sel was too small
+
+Kernels: numdp.kernels.cpu.neighbor.  Lengths in Å throughout.
+"""
+
+from numdp.neighbor.celllist import Candidates, find_candidates
+from numdp.neighbor.extended import Extended, extend, extended_positions
+from numdp.neighbor.nlist import (
+    NeighborList,
+    NeighborOverflowWarning,
+    build_nlist,
+    check_key_limits,
+    format_nlist,
+    report_overflow,
+)
+
+__all__ = [
+    "Candidates",
+    "Extended",
+    "NeighborList",
+    "NeighborOverflowWarning",
+    "build_nlist",
+    "check_key_limits",
+    "extend",
+    "extended_positions",
+    "find_candidates",
+    "format_nlist",
+    "report_overflow",
+]

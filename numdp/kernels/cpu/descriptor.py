@@ -8,7 +8,7 @@ from numba import njit
 from .envmat import FASTMATH
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def contract_T(atypes, rt, G, poff, npad, rt_pad, G_pad, inv_nnei, T):
     """T (na, 4, M) = inv_nnei * (sum over pairs rt (x) G + npad * rt_pad (x) G_pad).
 
@@ -41,7 +41,7 @@ def contract_T(atypes, rt, G, poff, npad, rt_pad, G_pad, inv_nnei, T):
                 T[a, c, m] *= inv_nnei
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def contract_D(T, naxis, D):
     """D (na, M*naxis): D[a, m*naxis + k] = sum_c T[a, c, m] T[a, c, k]."""
     na, _, M = T.shape
@@ -52,7 +52,7 @@ def contract_D(T, naxis, D):
                                        + T[a, 2, m] * T[a, 2, k] + T[a, 3, m] * T[a, 3, k])
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def back_D(T, gD, naxis, inv_nnei, Tbar):
     """From dE/dD (na, M*naxis) to Tbar = inv_nnei * dE/dT (na, 4, M).
 

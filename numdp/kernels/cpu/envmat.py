@@ -10,7 +10,7 @@ from numba import njit
 FASTMATH = {"reassoc", "contract", "nsz"}
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def switch(r, rmin, rmax):
     """Return (w(r), dw/dr) of the C2 polynomial switch between rcut_smth and rcut."""
     if r < rmin:
@@ -23,7 +23,7 @@ def switch(r, rmin, rmax):
     return w, dw
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def env_pairs(pos, nlist, atoms, atypes, sec, mu, sd, rcut, rcut_smth,
               rt, dvec, nbr, poff, npad):
     """Collect the occupied slots of chunk atoms and their normalised rows.
@@ -75,7 +75,7 @@ def env_pairs(pos, nlist, atoms, atypes, sec, mu, sd, rcut, rcut_smth,
     return p
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def pair_forces(atoms, atypes, rt, dvec, nbr, poff, G, Gp, Tbar, sd, rcut, rcut_smth,
                 force, virial, atom_virial, want_atom_virial):
     """Back-propagate dE/dT to pair vectors and scatter forces and virials.

@@ -1,0 +1,47 @@
+"""`numdp` command line: parses arguments and dispatches to the sub-command modules.
+
+Each sub-command module provides `configure(parser)` and `main(args) -> int`.  A user's
+mistake (numdp.errors.InputError) is printed as one line on stderr with exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = {
+    "test": ("numdp.commands.test", "energy/force/virial errors of a model on DeePMD npy systems"),
+    "convert": ("numdp.commands.convert", "convert a model between numdp (.h5) and DeePMD-kit (.dp)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="numdp", description="Deep Potential models and MD with Numba.")
+    parser.add_argument("--version", action="version", version=f"numdp {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        importlib.import_module(module).configure(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv=None) -> int:
+    from .errors import InputError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(importlib.import_module(args._module).main(args) or 0)
+    except InputError as exc:
+        print(f"numdp {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"numdp {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Model files: read either format by its content, write the format the suffix names.
+
+- numdp model file (`.h5` / `.hdf5`): HDF5 with root attribute `format = "numdp-model"`
+  (numdp.io.h5_model).
+- DeePMD-kit native model (`.dp`): HDF5 with a root attribute `json` (numdp.io.dp_read /
+  numdp.io.dp_write).
+
+Every problem raises numdp.errors.InputError with a one-line message naming the file.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+
+from ..errors import InputError
+from ..model.params import ModelParams
+
+KIND_DP, KIND_NUMDP = "dp", "numdp"
+DESCRIPTIONS = {KIND_DP: "DeePMD-kit .dp", KIND_NUMDP: "numdp HDF5 model"}
+SUFFIXES = {".dp": KIND_DP, ".h5": KIND_NUMDP, ".hdf5": KIND_NUMDP}
+_OTHER_DEEPMD = (".pb", ".pth", ".pt", ".savedmodel")
+
+
+def _not_a_model(path: Path, why: str) -> InputError:
+    msg = f"{path}: not a numdp or DeePMD-kit model ({why})"
+    if path.suffix.lower() in _OTHER_DEEPMD:
+        msg += f"; convert a DeePMD-kit {path.suffix} model first with `dp convert-backend {path.name} model.dp`"
+    return InputError(msg)
+
+
+def model_kind(path) -> str:
+    """KIND_DP or KIND_NUMDP, decided from the file's content (not its name)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: model file not found")
+    if not path.is_file():
+        raise InputError(f"{path}: not a regular file")
+    try:
+        if not h5py.is_hdf5(path):
+            raise _not_a_model(path, "not an HDF5 file")
+        with h5py.File(path, "r") as h5:
+            attrs = set(h5.attrs.keys())
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read as HDF5 ({' '.join(str(exc).split())})") from None
+    if "json" in attrs:
+        return KIND_DP
+    if "format" in attrs:
+        return KIND_NUMDP
+    raise _not_a_model(path, "HDF5 file with neither a 'json' nor a 'format' root attribute")
+
+
+def read_model(path) -> ModelParams:
+    """Read a numdp (.h5) or DeePMD-kit (.dp) model file, whatever its name."""
+    path = Path(path)
+    if model_kind(path) == KIND_DP:
+        from .dp_read import read_dp
+
+        return read_dp(path)
+    from .h5_model import read_h5_model
+
+    return read_h5_model(path)
+
+
+def output_kind(path) -> str:
+    """The format write_model would choose for `path` (KIND_DP or KIND_NUMDP), from its suffix."""
+    path = Path(path)
+    kind = SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        got = f"suffix '{path.suffix}'" if path.suffix else "a name without suffix"
+        raise InputError(f"{path}: cannot choose a model format for {got} "
+                         f"(use .dp for DeePMD-kit, .h5 or .hdf5 for numdp)")
+    return kind
+
+
+def write_model(params: ModelParams, path) -> str:
+    """Write `params` in the format named by the suffix of `path`; return that kind."""
+    path = Path(path)
+    kind = output_kind(path)
+    if kind == KIND_DP:
+        from .dp_write import write_dp
+
+        write_dp(params, path)
+    else:
+        from .h5_model import write_h5_model
+
+        write_h5_model(params, path)
+    return kind

@@ -1,0 +1,77 @@
+"""Vectorisable elementary functions for Numba kernels.
+
+Without Intel SVML, Numba lowers `math.tanh` to a scalar libm call (about 12 ns here) that
+blocks loop vectorisation.  `tanh` below uses only arithmetic, selects and bit casts, so LLVM
+vectorises loops that call it (about 1.5 ns per element).  Accuracy: at most 2 ulp against
+libm over the whole double range (tests/test_mathfn.py).
+
+Method: tanh(|x|) = e / (e + 2) with e = expm1(2|x|); expm1(y) = 2^n (expm1(r) + 1) - 1 with
+y = n ln2 + r, |r| <= ln2/2, expm1(r) from its Taylor series to r^14 (truncation < 1e-19), and
+2^n assembled in the exponent bits (n = floor(y/ln2 + 1/2), safe under fast-math reassociation).  2|x| is clamped at 40, where tanh is 1 in double.
+Kernels that call it must use error_model="numpy" (Python's model inserts a zero-division test
+that prevents vectorisation).
+"""
+import math
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
+
+
+@intrinsic
+def i64_as_f64(typingctx, x):
+    """Reinterpret the bits of an int64 as a float64."""
+    sig = types.float64(types.int64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return sig, codegen
+
+
+@intrinsic
+def f64_as_i64(typingctx, x):
+    """Reinterpret the bits of a float64 as an int64."""
+    sig = types.int64(types.float64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return sig, codegen
+
+
+_LN2_HI = 6.93147180369123816490e-01  # ln 2 rounded so that n * _LN2_HI is exact for |n| < 2^11
+_LN2_LO = math.log(2.0) - _LN2_HI
+_INV_LN2 = 1.0 / math.log(2.0)
+_C = [1.0 / math.factorial(k) for k in range(2, 15)]
+_C2, _C3, _C4, _C5, _C6, _C7, _C8, _C9, _C10, _C11, _C12, _C13, _C14 = _C
+
+
+@njit(cache=True, inline="always", error_model="numpy", fastmath={"contract"})
+def tanh(x):
+    """tanh(x) to 2 ulp, vectorisable; NaN propagates."""
+    a = x if x >= 0.0 else -x
+    y = 2.0 * a
+    y = y if y < 40.0 else 40.0
+    n = np.floor(y * _INV_LN2 + 0.5)
+    r = (y - n * _LN2_HI) - n * _LN2_LO
+    p = _C14
+    p = p * r + _C13
+    p = p * r + _C12
+    p = p * r + _C11
+    p = p * r + _C10
+    p = p * r + _C9
+    p = p * r + _C8
+    p = p * r + _C7
+    p = p * r + _C6
+    p = p * r + _C5
+    p = p * r + _C4
+    p = p * r + _C3
+    p = p * r + _C2
+    em = r + r * r * p
+    s = i64_as_f64((np.int64(n) + 1023) << 52)
+    e = s * em + (s - 1.0)
+    t = e / (e + 2.0)
+    t = t if x >= 0.0 else -t
+    return t if x == x else x

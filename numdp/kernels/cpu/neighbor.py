@@ -1,0 +1,367 @@
+"""Numba CPU kernels for ghost images, the cell list, candidate pairs and DeePMD slot formatting.
+
+Every kernel is a plain function over arrays: inputs, then outputs (filled in place), then nothing
+else; no kernel raises, allocates its results or reads configuration.  Lengths are Å.  Work is split
+over `prange` so that each iteration writes only its own rows; the results never depend on the
+number of threads.  Drivers live in `numdp.neighbor`.
+
+Packed sort keys (reference §10.1), one unsigned 64-bit integer per (centre, neighbour) pair::
+
+    key = (type << 57) | (floor(r * 2**26) << 24) | index
+    bits 57..63 type (< 128), bits 24..56 distance in units of 2**-26 Å (r < 128 Å),
+    bits 0..23 extended index (< 2**24)
+
+so that sorting the keys of one centre orders its neighbours by (type, quantised distance, index).
+The keys are distinct, so every sort gives the same order; `format_nlist` uses a counting sort on
+coarse (type, r³) labels plus an insertion sort (`_sort_keys`), measured ~3x faster than np.sort on
+the ~100 keys of a water atom, with np.sort as the fallback for crowded labels.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+KEY_TYPE_SHIFT = 57
+KEY_DIST_SHIFT = 24
+KEY_DIST_SCALE = 67108864.0  # 2**26: distance quantum 2**-26 Å
+KEY_MAX_TYPES = 128  # 2**(64 - 57)
+KEY_MAX_DIST = 128.0  # 2**33 quanta of 2**-26 Å
+KEY_MAX_INDEX = 16777216  # 2**24
+_INDEX_MASK = 16777215  # 2**24 - 1
+_DIST_MASK = 8589934591  # 2**33 - 1
+
+# Rows handled by one prange iteration (one scratch buffer each); any value gives the same result.
+_CHUNK = 64
+
+# Largest label population that `_sort_keys` insertion-sorts; more falls back to np.sort.
+_MAX_BUCKET = 64
+
+
+@njit(cache=True, nogil=True, inline="always")
+def pack_key(t, r, j):
+    """Packed key of a neighbour: type t (0..127), distance r (Å, 0 <= r < 128), index j (< 2**24)."""
+    q = np.uint64(np.int64(r * KEY_DIST_SCALE))
+    return (
+        (np.uint64(t) << np.uint64(KEY_TYPE_SHIFT))
+        | (q << np.uint64(KEY_DIST_SHIFT))
+        | np.uint64(j)
+    )
+
+
+@njit(cache=True, nogil=True, inline="always")
+def unpack_key(key):
+    """Inverse of `pack_key`: (type, quantised distance floor(r * 2**26), index) as int64 values."""
+    t = np.int64(key >> np.uint64(KEY_TYPE_SHIFT))
+    q = np.int64((key >> np.uint64(KEY_DIST_SHIFT)) & np.uint64(_DIST_MASK))
+    j = np.int64(key & np.uint64(_INDEX_MASK))
+    return t, q, j
+
+
+@njit(cache=True, nogil=True)
+def pack_keys(types, dist, index, keys):
+    """Vector form of `pack_key` (tests, tools): types (n,), dist (n,) Å, index (n,) -> keys (n,) uint64."""
+    for k in range(keys.shape[0]):
+        keys[k] = pack_key(types[k], dist[k], index[k])
+
+
+@njit(cache=True, nogil=True)
+def unpack_keys(keys, types, qdist, index):
+    """Vector form of `unpack_key`: keys (n,) uint64 -> types, qdist, index, each (n,) int64."""
+    for k in range(keys.shape[0]):
+        t, q, j = unpack_key(keys[k])
+        types[k] = t
+        qdist[k] = q
+        index[k] = j
+
+
+# --------------------------------------------------------------------------------------------------
+# Ghost images
+# --------------------------------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _shift_range(f, lo, hi):
+    """Integers n with lo <= f + n < hi: returns (n_min, n_max), inclusive."""
+    return math.ceil(lo - f), math.ceil(hi - f) - 1
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def count_images(frac, lo, hi, counts):
+    """Number of ghost images of each atom inside the fractional region [lo, hi).
+
+    frac (nloc, 3) wrapped fractional coordinates in [0, 1); lo, hi (3,) region bounds with lo <= 0
+    and hi >= 1 (so the zero shift is always inside and is not counted).  counts (nloc,) int64 out:
+    the number of non-zero integer shifts n with lo_k <= frac_k + n_k < hi_k for k = 0, 1, 2.
+    """
+    for i in prange(frac.shape[0]):
+        c = np.int64(1)
+        for k in range(3):
+            nmin, nmax = _shift_range(frac[i, k], lo[k], hi[k])
+            c *= nmax - nmin + 1
+        counts[i] = c - 1
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def fill_images(pos, frac, types, box, lo, hi, start, out_pos, out_types, out_map, out_shift):
+    """Write the ghost images counted by `count_images` (atom-major; shifts n0, n1, n2 ascending).
+
+    pos (nloc, 3) wrapped Cartesian positions (Å); frac (nloc, 3) their fractional coordinates;
+    types (nloc,) int32; box (3, 3) rows = cell vectors (Å); lo, hi (3,) as in `count_images`;
+    start (nloc,) int64 first output row of each atom's images.
+    Out: out_pos (nall, 3) = pos[i] + n @ box, out_types (nall,), out_map (nall,) = i,
+    out_shift (nall, 3) = n, each at rows start[i] ... start[i] + counts[i] - 1.
+    """
+    for i in prange(frac.shape[0]):
+        a0, b0 = _shift_range(frac[i, 0], lo[0], hi[0])
+        a1, b1 = _shift_range(frac[i, 1], lo[1], hi[1])
+        a2, b2 = _shift_range(frac[i, 2], lo[2], hi[2])
+        p = start[i]
+        for n0 in range(a0, b0 + 1):
+            for n1 in range(a1, b1 + 1):
+                for n2 in range(a2, b2 + 1):
+                    if n0 == 0 and n1 == 0 and n2 == 0:
+                        continue
+                    for k in range(3):
+                        out_pos[p, k] = pos[i, k] + n0 * box[0, k] + n1 * box[1, k] + n2 * box[2, k]
+                    out_types[p] = types[i]
+                    out_map[p] = i
+                    out_shift[p, 0] = n0
+                    out_shift[p, 1] = n1
+                    out_shift[p, 2] = n2
+                    p += 1
+
+
+# --------------------------------------------------------------------------------------------------
+# Cell list
+# --------------------------------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True)
+def bin_atoms(pos, lo, inv_width, nbins, nloc, cell_start, order, sx, sy, sz, scell, centres):
+    """Counting sort of atoms into a Cartesian grid of cells (stable: ascending index within a cell).
+
+    pos (nall, 3) Å; lo (3,) grid origin; inv_width (3,) cells per Å along x, y, z; nbins (3,) int64
+    cells along x, y, z (linear cell = (cz * ny + cy) * nx + cx, clamped into the grid); nloc: atoms
+    0..nloc-1 are centres.
+    Out: cell_start (ncell + 1,) int64 CSR offsets into the sorted order; order (nall,) int32 sorted
+    position -> atom; sx, sy, sz (nall,) sorted coordinates; scell (nall,) int64 sorted cell index;
+    centres (nloc,) int64 sorted positions of atoms < nloc, ascending (cell order).
+    """
+    nall = pos.shape[0]
+    nx, ny, nz = nbins[0], nbins[1], nbins[2]
+    ncell = nx * ny * nz
+    cell = np.empty(nall, np.int64)
+    for i in range(nall):
+        cx = min(max(np.int64((pos[i, 0] - lo[0]) * inv_width[0]), 0), nx - 1)
+        cy = min(max(np.int64((pos[i, 1] - lo[1]) * inv_width[1]), 0), ny - 1)
+        cz = min(max(np.int64((pos[i, 2] - lo[2]) * inv_width[2]), 0), nz - 1)
+        cell[i] = (cz * ny + cy) * nx + cx
+    for c in range(ncell + 1):
+        cell_start[c] = 0
+    for i in range(nall):
+        cell_start[cell[i] + 1] += 1
+    for c in range(ncell):
+        cell_start[c + 1] += cell_start[c]
+    cursor = cell_start[:ncell].copy()
+    for i in range(nall):
+        c = cell[i]
+        p = cursor[c]
+        cursor[c] = p + 1
+        order[p] = i
+        sx[p] = pos[i, 0]
+        sy[p] = pos[i, 1]
+        sz[p] = pos[i, 2]
+        scell[p] = c
+    m = 0
+    for p in range(nall):
+        if order[p] < nloc:
+            centres[m] = p
+            m += 1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _cell_coords(c, nx, ny):
+    return c % nx, (c // nx) % ny, c // (nx * ny)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def count_candidates(sx, sy, sz, order, scell, cell_start, nbins, reach, centres, cutoff2, counts):
+    """Number of atoms j != i within the cutoff of each centre atom i (cell-list scan).
+
+    Inputs are the outputs of `bin_atoms`; reach (int) is the stencil half-width in cells (cells must
+    be at least cutoff / reach wide); cutoff2 = cutoff**2 (Å²).  counts (nloc,) int64 out, indexed by
+    the local atom.  The pair test is r_ij**2 <= cutoff2 on Cartesian coordinates.
+    """
+    nx, ny, nz = nbins[0], nbins[1], nbins[2]
+    for m in prange(centres.shape[0]):
+        p = centres[m]
+        cx, cy, cz = _cell_coords(scell[p], nx, ny)
+        xi = sx[p]
+        yi = sy[p]
+        zi = sz[p]
+        x0 = max(cx - reach, 0)
+        x1 = min(cx + reach, nx - 1)
+        cnt = 0
+        for z in range(max(cz - reach, 0), min(cz + reach, nz - 1) + 1):
+            for y in range(max(cy - reach, 0), min(cy + reach, ny - 1) + 1):
+                row = (z * ny + y) * nx
+                for q in range(cell_start[row + x0], cell_start[row + x1 + 1]):
+                    dx = sx[q] - xi
+                    dy = sy[q] - yi
+                    dz = sz[q] - zi
+                    cnt += dx * dx + dy * dy + dz * dz <= cutoff2
+        counts[order[p]] = cnt - 1  # the centre itself (r = 0) was counted once
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def fill_candidates(sx, sy, sz, order, scell, cell_start, nbins, reach, centres, cutoff2, offsets, indices):
+    """Write the candidates counted by `count_candidates` in CSR form.
+
+    Same inputs as `count_candidates` plus offsets (nloc + 1,) int64 (prefix sums of its counts).
+    indices (offsets[-1],) int32 out: for local atom i, indices[offsets[i]:offsets[i+1]] are the
+    extended indices j != i with r_ij <= cutoff, in cell-scan order (deterministic).
+    """
+    nx, ny, nz = nbins[0], nbins[1], nbins[2]
+    nc = centres.shape[0]
+    nchunk = (nc + _CHUNK - 1) // _CHUNK
+    for ch in prange(nchunk):
+        buf = np.empty(256, np.int32)
+        for m in range(ch * _CHUNK, min(nc, (ch + 1) * _CHUNK)):
+            p = centres[m]
+            cx, cy, cz = _cell_coords(scell[p], nx, ny)
+            xi = sx[p]
+            yi = sy[p]
+            zi = sz[p]
+            x0 = max(cx - reach, 0)
+            x1 = min(cx + reach, nx - 1)
+            k = 0
+            for z in range(max(cz - reach, 0), min(cz + reach, nz - 1) + 1):
+                for y in range(max(cy - reach, 0), min(cy + reach, ny - 1) + 1):
+                    row = (z * ny + y) * nx
+                    q0 = cell_start[row + x0]
+                    q1 = cell_start[row + x1 + 1]
+                    if k + (q1 - q0) + 1 > buf.shape[0]:
+                        grown = np.empty(2 * (k + (q1 - q0) + 1), np.int32)
+                        grown[:k] = buf[:k]
+                        buf = grown
+                    for q in range(q0, q1):
+                        dx = sx[q] - xi
+                        dy = sy[q] - yi
+                        dz = sz[q] - zi
+                        buf[k] = order[q]  # branch-free compaction: kept only if k advances
+                        k += (dx * dx + dy * dy + dz * dz <= cutoff2) & (q != p)
+            i = order[p]
+            o = offsets[i]
+            for s in range(k):
+                indices[o + s] = buf[s]
+
+
+# --------------------------------------------------------------------------------------------------
+# DeePMD slot formatting
+# --------------------------------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _sort_keys(keys, bucket, n, nbucket, cnt, out):
+    """out[:n] = keys[:n] in ascending order (the same result as np.sort: the keys are distinct).
+
+    bucket[:n] holds coarse labels in [0, nbucket) that should grow with the key (here: type and a
+    bin of r³).  A counting sort on the labels leaves the keys nearly sorted and a final insertion
+    sort finishes the job; the result is sorted whatever the labels (they only affect the speed),
+    and is ~3x faster than np.sort for the ~100 keys of one atom.  Falls back to np.sort when one
+    label holds more than _MAX_BUCKET keys (bounding the insertion sort's quadratic worst case).
+    cnt: (nbucket + 1,) int64 scratch; out: (>= n,) uint64.
+    """
+    for b in range(nbucket + 1):
+        cnt[b] = 0
+    for s in range(n):
+        cnt[bucket[s] + 1] += 1
+    big = 0
+    for b in range(nbucket):
+        big = max(big, cnt[b + 1])
+        cnt[b + 1] += cnt[b]
+    if big > _MAX_BUCKET:
+        for s in range(n):
+            out[s] = keys[s]
+        view = out[:n]
+        view.sort()
+        return
+    for s in range(n):
+        b = bucket[s]
+        out[cnt[b]] = keys[s]
+        cnt[b] += 1
+    for s in range(1, n):
+        v = out[s]
+        u = s - 1
+        while u >= 0 and out[u] > v:
+            out[u + 1] = out[u]
+            u -= 1
+        out[u + 1] = v
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def format_nlist(pos, types, offsets, indices, rcut2, sel, sec, nlist, counts):
+    """Per-type, distance-sorted neighbour slots (reference §1.3 with the packed keys of §10.1).
+
+    pos (nall, 3) Å; types (nall,) int32 (< 128; negative = virtual atom: never a neighbour, and a
+    virtual centre gets an empty row); offsets (nloc + 1,) int64 and indices (npair,) int32: candidate
+    CSR (extended indices < 2**24, each candidate within 128 Å or beyond rcut); rcut2 = rcut**2 (Å²,
+    rcut < 128); sel (ntypes,) int64 slots per type; sec (ntypes + 1,) int64 first slot of each block.
+    Out: nlist (nloc, sec[-1]) int32: block t holds the first sel[t] type-t neighbours with
+    r <= rcut in ascending packed-key order, i.e. (quantised distance, index), then -1;
+    counts (nloc, ntypes) int64: number of type-t neighbours within rcut (the block overflowed, and
+    its farthest were dropped, where counts > sel).
+    The keys of one atom are sorted by `_sort_keys` (labels: type and a bin of r³, which is
+    uniform for a homogeneous system), giving exactly the order of np.sort.
+    """
+    nloc = nlist.shape[0]
+    nnei = nlist.shape[1]
+    ntypes = sel.shape[0]
+    maxdeg = 1
+    for i in range(nloc):
+        maxdeg = max(maxdeg, offsets[i + 1] - offsets[i])
+    # distance labels per type: about one key per label for a homogeneous system
+    nb = 8
+    while nb < 1024 and nb * ntypes < maxdeg:
+        nb *= 2
+    label_scale = nb / (rcut2 * math.sqrt(rcut2))
+    nbucket = nb * ntypes
+    nchunk = (nloc + _CHUNK - 1) // _CHUNK
+    for ch in prange(nchunk):
+        keys = np.empty(maxdeg, np.uint64)
+        bucket = np.empty(maxdeg, np.int64)
+        skeys = np.empty(maxdeg, np.uint64)
+        cnt = np.empty(nbucket + 1, np.int64)
+        for i in range(ch * _CHUNK, min(nloc, (ch + 1) * _CHUNK)):
+            for s in range(nnei):
+                nlist[i, s] = -1
+            for t in range(ntypes):
+                counts[i, t] = 0
+            if types[i] < 0:
+                continue
+            xi = pos[i, 0]
+            yi = pos[i, 1]
+            zi = pos[i, 2]
+            n = 0
+            for k in range(offsets[i], offsets[i + 1]):
+                j = indices[k]
+                tj = types[j]
+                dx = pos[j, 0] - xi
+                dy = pos[j, 1] - yi
+                dz = pos[j, 2] - zi
+                r2 = dx * dx + dy * dy + dz * dz
+                if r2 <= rcut2 and tj >= 0:
+                    r = math.sqrt(r2)
+                    keys[n] = pack_key(tj, r, j)
+                    bucket[n] = tj * nb + min(nb - 1, np.int64(r2 * r * label_scale))
+                    n += 1
+            _sort_keys(keys, bucket, n, nbucket, cnt, skeys)
+            for k in range(n):
+                t, q, j = unpack_key(skeys[k])
+                c = counts[i, t]
+                if c < sel[t]:
+                    nlist[i, sec[t] + c] = j
+                counts[i, t] = c + 1

@@ -1,0 +1,156 @@
+"""Numba kernels of the MD loop: plain functions over arrays, filling outputs in place.
+
+Units: positions Å, velocities Å/ps, forces eV/Å, masses amu, times ps.  No kernel raises or
+reads configuration; each loop iteration writes only its own rows, so results never depend on
+the number of threads.
+"""
+from __future__ import annotations
+
+import math
+
+from numba import njit, prange
+
+from ..units import MVV2E
+from .rng import normal_pair
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def kick(velocities, forces, masses, h):
+    """v += F / (m MVV2E) * h for all atoms (h: time in ps)."""
+    for i in prange(velocities.shape[0]):
+        a = h / (masses[i] * MVV2E)
+        for k in range(3):
+            velocities[i, k] += forces[i, k] * a
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def drift(positions, velocities, h):
+    """x += v * h for all atoms (h: time in ps)."""
+    for i in prange(positions.shape[0]):
+        for k in range(3):
+            positions[i, k] += velocities[i, k] * h
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def transform_rows(x, m):
+    """x[i] = x[i] @ m in place for (n, 3) rows and a (3, 3) matrix."""
+    for i in prange(x.shape[0]):
+        a = x[i, 0]
+        b = x[i, 1]
+        c = x[i, 2]
+        for k in range(3):
+            x[i, k] = a * m[0, k] + b * m[1, k] + c * m[2, k]
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def ghost_positions(local, images, mapping, shifts, box, out):
+    """Extended coordinates for the current local positions.
+
+    local (nloc, 3) unwrapped Å; images (nloc, 3) float64 integer image offsets of each local atom
+    (the model sees local - images @ box, the atom's wrapped copy at the last rebuild, moved along);
+    mapping (nall,) int32 owner of each extended atom; shifts (nall, 3) float64 integer cell shifts;
+    box (3, 3) rows = cell vectors.  out (nall, 3): owner's wrapped position + shift @ box.
+    """
+    for g in prange(out.shape[0]):
+        i = mapping[g]
+        n0 = shifts[g, 0] - images[i, 0]
+        n1 = shifts[g, 1] - images[i, 1]
+        n2 = shifts[g, 2] - images[i, 2]
+        for k in range(3):
+            out[g, k] = local[i, k] + n0 * box[0, k] + n1 * box[1, k] + n2 * box[2, k]
+
+
+@njit(cache=True, nogil=True)
+def fold_forces(ext_force, mapping, nloc, out):
+    """out (nloc, 3) = forces of the local atoms plus those of all their ghost images (serial, fixed order)."""
+    for i in range(nloc):
+        for k in range(3):
+            out[i, k] = ext_force[i, k]
+    for g in range(nloc, ext_force.shape[0]):
+        i = mapping[g]
+        for k in range(3):
+            out[i, k] += ext_force[g, k]
+
+
+@njit(cache=True, nogil=True)
+def displacement_check(positions, previous, reference, strain):
+    """Largest displacements, for the skin rebuild test and the per-step safety test.
+
+    positions, previous, reference: (n, 3) Å (now, at the previous force call, at the last rebuild);
+    strain (3, 3): the cell deformation since the rebuild (reference @ strain is where affine motion
+    alone would have taken the reference positions).
+    Returns (max |x - previous|², index of that atom, max |x - reference @ strain|²).
+    """
+    step_max = 0.0
+    step_arg = -1
+    ref_max = 0.0
+    for i in range(positions.shape[0]):
+        d = 0.0
+        e = 0.0
+        for k in range(3):
+            a = positions[i, k] - previous[i, k]
+            d += a * a
+            r = reference[i, 0] * strain[0, k] + reference[i, 1] * strain[1, k] + reference[i, 2] * strain[2, k]
+            b = positions[i, k] - r
+            e += b * b
+        if d > step_max or step_arg < 0:
+            step_max = d
+            step_arg = i
+        if e > ref_max:
+            ref_max = e
+    return step_max, step_arg, ref_max
+
+
+@njit(cache=True, nogil=True)
+def closest_pair(ext_positions, nlist, sec):
+    """Shortest centre-neighbour distance in a DeePMD-kit neighbour list.
+
+    ext_positions (nall, 3) Å; nlist (nloc, nnei) int32 with per-type blocks starting at sec[t]
+    (sec: (ntypes + 1,) int64), each sorted by distance, so the first slot of each block is the
+    nearest neighbour of that type.  Returns (distance Å, centre index, extended neighbour index);
+    (inf, -1, -1) when no atom has a neighbour.
+    """
+    best = math.inf
+    bi = -1
+    bj = -1
+    for i in range(nlist.shape[0]):
+        for t in range(sec.shape[0] - 1):
+            j = nlist[i, sec[t]]
+            if j < 0:
+                continue
+            d = 0.0
+            for k in range(3):
+                a = ext_positions[j, k] - ext_positions[i, k]
+                d += a * a
+            if d < best:
+                best = d
+                bi = i
+                bj = j
+    return math.sqrt(best), bi, bj
+
+
+@njit(cache=True, nogil=True)
+def first_nonfinite_row(a):
+    """Index of the first row of a (n, 3) array with a nan or inf, or -1."""
+    for i in range(a.shape[0]):
+        for k in range(a.shape[1]):
+            if not math.isfinite(a[i, k]):
+                return i
+    return -1
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def langevin_update(velocities, masses, ids, c, kt, seed, step, stream):
+    """Ornstein-Uhlenbeck step v = c v + sqrt((1 - c²) kT / (m MVV2E)) g, g ~ N(0, 1) per component.
+
+    c = exp(-gamma h); kt in eV; the normal numbers are keyed by (seed, step, stream, ids[i]).
+    """
+    s = math.sqrt(1.0 - c * c)
+    for i in prange(velocities.shape[0]):
+        sigma = s * math.sqrt(kt / (masses[i] * MVV2E))
+        g0, g1 = normal_pair(seed, step, stream, ids[i], 0)
+        g2, _ = normal_pair(seed, step, stream, ids[i], 1)
+        velocities[i, 0] = c * velocities[i, 0] + sigma * g0
+        velocities[i, 1] = c * velocities[i, 1] + sigma * g1
+        velocities[i, 2] = c * velocities[i, 2] + sigma * g2
+

@@ -1,0 +1,173 @@
+"""Thermostats: objects that act on the velocities for half a timestep.
+
+Each thermostat provides
+
+    initialize(state)              put its variables into state.thermostat (if not restored)
+    half_step(state, h, stream)    act for h ps (the integrator calls it at the start and the end
+                                   of every step, with a different random stream each time)
+    reservoir_energy(state)        energy (eV) that the thermostat has taken out of the system, so
+                                   that E_total + reservoir is conserved up to integration error
+
+All three sample the canonical ensemble of the N_f = 3N - 3 degrees of freedom left when the
+total momentum is zero (the run loop zeroes it at the start; every thermostat here keeps it zero).
+Temperatures in K, times in ps, energies in eV.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..system import State, kinetic_energy, zero_momentum
+from ..units import KB
+from .kernels import langevin_update
+from .rng import normal_pair, sum_of_squared_normals
+
+
+class NoseHooverChain:
+    """Nosé-Hoover chain (Martyna, Klein, Tuckerman 1992) with the reversible Trotter split of
+    Martyna, Tuckerman, Tobias, Klein (1996): Suzuki-Yoshida order 3, `nloop` sub-cycles.
+
+    Masses Q_1 = N_f kT tau², Q_j = kT tau² (j > 1), so tau (ps) is the period of the
+    thermostat oscillation.  Variables: state.thermostat["xi"] (M,) positions (dimensionless),
+    ["vxi"] (M,) velocities (1/ps).
+    """
+
+    kind = "nose-hoover"
+    _SY3 = (1.0 / (2.0 - 2.0 ** (1.0 / 3.0)),
+            1.0 - 2.0 / (2.0 - 2.0 ** (1.0 / 3.0)),
+            1.0 / (2.0 - 2.0 ** (1.0 / 3.0)))
+
+    def __init__(self, temperature: float, tau: float, chain: int = 3, nloop: int = 1):
+        self.temperature = float(temperature)
+        self.tau = float(tau)
+        self.chain = int(chain)
+        self.nloop = int(nloop)
+
+    def _masses(self, dof: int) -> np.ndarray:
+        kt = KB * self.temperature
+        q = np.full(self.chain, kt * self.tau ** 2)
+        q[0] *= dof
+        return q
+
+    def initialize(self, state: State) -> None:
+        for key in ("xi", "vxi"):
+            if key not in state.thermostat or state.thermostat[key].shape != (self.chain,):
+                state.thermostat[key] = np.zeros(self.chain)
+
+    def half_step(self, state: State, h: float, stream: int) -> None:
+        xi = state.thermostat["xi"]
+        v = state.thermostat["vxi"]
+        dof = state.dof
+        q = self._masses(dof)
+        kt = KB * self.temperature
+        m = self.chain
+        k2 = 2.0 * kinetic_energy(state.velocities, state.masses)
+        if k2 == 0.0:
+            return  # nothing to scale: a chain cannot heat a system at rest
+        scale = 1.0
+
+        def force(j: int) -> float:
+            if j == 0:
+                return (k2 * scale * scale - dof * kt) / q[0]
+            return (q[j - 1] * v[j - 1] ** 2 - kt) / q[j]
+
+        def down_half(j: int, d: float) -> None:
+            if j == m - 1:
+                v[j] += force(j) * d / 2
+            else:
+                f = math.exp(-v[j + 1] * d / 4)
+                v[j] = (v[j] * f + force(j) * d / 2) * f
+
+        for _ in range(self.nloop):
+            for w in self._SY3:
+                d = w * h / self.nloop
+                for j in range(m - 1, -1, -1):
+                    down_half(j, d)
+                xi += v * d
+                scale *= math.exp(-v[0] * d)
+                for j in range(m):
+                    down_half(j, d)
+        state.velocities *= scale
+
+    def reservoir_energy(self, state: State) -> float:
+        xi = state.thermostat["xi"]
+        v = state.thermostat["vxi"]
+        q = self._masses(state.dof)
+        kt = KB * self.temperature
+        return float(0.5 * np.sum(q * v * v) + state.dof * kt * xi[0] + kt * np.sum(xi[1:]))
+
+
+class Langevin:
+    """Langevin thermostat: exact Ornstein-Uhlenbeck velocity update (friction 1/tau) at both ends
+    of a step (the OBABO scheme of Bussi & Parrinello 2007), followed by removing the centre-of-mass
+    velocity, which keeps the canonical distribution of the remaining 3N - 3 degrees of freedom.
+
+    Variables: state.thermostat["heat"] (1,) energy given to the bath, eV.
+    """
+
+    kind = "langevin"
+
+    def __init__(self, temperature: float, tau: float):
+        self.temperature = float(temperature)
+        self.tau = float(tau)
+
+    def initialize(self, state: State) -> None:
+        state.thermostat.setdefault("heat", np.zeros(1))
+
+    def half_step(self, state: State, h: float, stream: int) -> None:
+        k0 = kinetic_energy(state.velocities, state.masses)
+        c = math.exp(-h / self.tau)
+        langevin_update(state.velocities, state.masses, state.ids, c, KB * self.temperature,
+                        np.int64(state.seed), np.int64(state.step), np.int64(stream))
+        zero_momentum(state.velocities, state.masses)
+        state.thermostat["heat"][0] += k0 - kinetic_energy(state.velocities, state.masses)
+
+    def reservoir_energy(self, state: State) -> float:
+        return float(state.thermostat["heat"][0])
+
+
+class StochasticVelocityRescaling:
+    """Canonical sampling through velocity rescaling (Bussi, Donadio, Parrinello 2007).
+
+    The kinetic energy is drawn exactly from the Ornstein-Uhlenbeck process of relaxation time tau
+    (ps) whose stationary law is the canonical one for N_f degrees of freedom; velocities are scaled
+    to it.  Variables: state.thermostat["heat"] (1,) energy given to the bath, eV.
+    """
+
+    kind = "csvr"
+
+    def __init__(self, temperature: float, tau: float):
+        self.temperature = float(temperature)
+        self.tau = float(tau)
+
+    def initialize(self, state: State) -> None:
+        state.thermostat.setdefault("heat", np.zeros(1))
+
+    def half_step(self, state: State, h: float, stream: int) -> None:
+        k = kinetic_energy(state.velocities, state.masses)
+        if k == 0.0:
+            return  # no direction to scale along
+        dof = state.dof
+        target = 0.5 * dof * KB * self.temperature
+        c = math.exp(-h / self.tau)
+        r1, _ = normal_pair(np.int64(state.seed), np.int64(state.step), np.int64(stream), np.int64(0), np.int64(0))
+        rest = sum_of_squared_normals(np.int64(state.seed), np.int64(state.step), np.int64(stream),
+                                      np.int64(dof - 1))
+        k_new = (c * k + (1.0 - c) * target * (r1 * r1 + rest) / dof
+                 + 2.0 * r1 * math.sqrt(c * (1.0 - c) * target * k / dof))
+        alpha = math.sqrt(k_new / k)
+        if r1 + math.sqrt(c * dof * k / ((1.0 - c) * target)) < 0.0:
+            alpha = -alpha  # the component along the old velocity changed sign
+        state.velocities *= alpha
+        state.thermostat["heat"][0] += k - k_new
+
+    def reservoir_energy(self, state: State) -> float:
+        return float(state.thermostat["heat"][0])
+
+
+THERMOSTATS = {
+    "nose-hoover": NoseHooverChain,
+    "langevin": Langevin,
+    "csvr": StochasticVelocityRescaling,
+}

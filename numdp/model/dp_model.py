@@ -1,0 +1,132 @@
+"""The public model object: `numdp.load_model(path).evaluate(positions, types, box)`."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..neighbor import build_nlist, extend, report_overflow
+from .evaluator import Evaluator
+from .params import ModelParams
+
+
+@dataclass
+class Result:
+    """Output of DPModel.evaluate for N atoms.
+
+    energy: float eV; forces: (N, 3) eV/Å; virial: (3, 3) eV (DeePMD-kit sign, -stress*V);
+    atom_energies: (N,) eV; atom_virials: (N, 9) eV (row-major 3x3, DeePMD-kit's split) or None.
+    """
+
+    energy: float
+    forces: np.ndarray
+    virial: np.ndarray
+    atom_energies: np.ndarray
+    atom_virials: np.ndarray | None
+
+
+def default_threads() -> int:
+    """Worker threads: NUMDP_NUM_THREADS, else NUMBA_NUM_THREADS, else the usable cores."""
+    for var in ("NUMDP_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        if os.environ.get(var):
+            return max(1, int(os.environ[var]))
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1
+
+
+class DPModel:
+    """An se_e2_a energy model ready to evaluate.
+
+    Attributes: type_map (list of element names), rcut (Å), params (ModelParams).
+    """
+
+    def __init__(self, params: ModelParams, nthreads: int | None = None, chunk: int | None = None):
+        self.params = params
+        kw = {} if chunk is None else {"chunk": chunk}
+        self._ev = Evaluator(params, nthreads or default_threads(), **kw)
+
+    @property
+    def type_map(self) -> list[str]:
+        return list(self.params.type_map)
+
+    @property
+    def rcut(self) -> float:
+        return float(self.params.descriptor.rcut)
+
+    @property
+    def nthreads(self) -> int:
+        return self._ev.nthreads
+
+    def _prepare(self, positions, types, box):
+        pos = np.ascontiguousarray(positions, dtype=np.float64)
+        typ = np.ascontiguousarray(types)
+        if pos.ndim != 2 or pos.shape[1] != 3:
+            raise InputError(f"positions must have shape (N, 3), got {pos.shape}")
+        if typ.shape != (pos.shape[0],):
+            raise InputError(f"types must have shape ({pos.shape[0]},), got {typ.shape}")
+        if not np.issubdtype(typ.dtype, np.integer):
+            raise InputError(f"types must be integers, got {typ.dtype}")
+        if typ.size and (typ.min() < 0 or typ.max() >= len(self.type_map)):
+            bad = int(np.flatnonzero((typ < 0) | (typ >= len(self.type_map)))[0])
+            raise InputError(f"atom {bad} has type {typ[bad]}, outside 0..{len(self.type_map) - 1} "
+                             f"(type_map {self.type_map})")
+        if not np.all(np.isfinite(pos)):
+            bad = int(np.flatnonzero(~np.all(np.isfinite(pos), axis=1))[0])
+            raise InputError(f"atom {bad} has a non-finite position {pos[bad]}")
+        if box is not None:
+            box = np.ascontiguousarray(box, dtype=np.float64)
+            if box.shape != (3, 3):
+                raise InputError(f"box must have shape (3, 3) with rows = cell vectors, got {box.shape}")
+        typ = typ.astype(np.int32)
+        d = self.params.descriptor
+        ext = extend(pos, typ, box, d.rcut)
+        nl = build_nlist(ext, d.rcut, d.sel, d.ntypes)
+        report_overflow(nl, d.sel, self.type_map)
+        return typ, ext, nl
+
+    def evaluate(self, positions, types, box=None, atom_virial: bool = True) -> Result:
+        """Energy, forces and virial of one configuration.
+
+        positions: (N, 3) Å; types: (N,) integers indexing type_map; box: (3, 3) Å with rows =
+        cell vectors, or None for a non-periodic system.
+        """
+        typ, ext, nl = self._prepare(positions, types, box)
+        raw = self._ev.compute(ext.positions, nl.nlist, typ, want_force=True,
+                               want_atom_virial=atom_virial)
+        n = typ.shape[0]
+        forces = np.zeros((n, 3))
+        np.add.at(forces, ext.mapping, raw.force)
+        av = None
+        if atom_virial:
+            av = np.zeros((n, 9))
+            np.add.at(av, ext.mapping, raw.atom_virial)
+        return Result(float(raw.atom_energy.sum()), forces, raw.virial, raw.atom_energy, av)
+
+    def compute(self, ext_positions, nlist, types, atom_virial: bool = False):
+        """Low-level evaluation on given extended atoms, for MD and domain decomposition.
+
+        ext_positions: (nall, 3) Å with the nloc = len(types) local atoms first; nlist:
+        (nloc, nnei) int32 extended indices in per-type blocks with -1 padding (numdp.neighbor
+        format); types: (nloc,) int32.  Returns RawOutput: atom_energy (nloc,), force (nall, 3)
+        on every extended atom (fold ghosts onto owners), virial (3, 3), atom_virial (nall, 9)
+        or None.
+        """
+        return self._ev.compute(ext_positions, nlist, types, want_force=True, want_atom_virial=atom_virial)
+
+    def descriptor(self, positions, types, box=None) -> np.ndarray:
+        """Descriptor rows D_i (N, M*M<) of reference §4."""
+        typ, ext, nl = self._prepare(positions, types, box)
+        raw = self._ev.compute(ext.positions, nl.nlist, typ, want_force=False, want_descriptor=True)
+        return raw.descriptor
+
+
+def load_model(path, nthreads: int | None = None) -> DPModel:
+    """Load a numdp model file (.h5) or a DeePMD-kit .dp file."""
+    from ..io.model_file import read_model
+
+    return DPModel(read_model(Path(path)), nthreads=nthreads)

@@ -1,0 +1,152 @@
+"""Extended atoms: the local atoms followed by the periodic images (ghosts) that can be neighbours.
+
+Reference §1.2.  For a periodic cell the local atoms are wrapped into the cell (fractional f in
+[0, 1)) and an image f + n (n an integer shift) is kept when, in every direction k,
+
+    -cutoff / h_k <= f_k + n_k < 1 + cutoff / h_k          (h_k = perpendicular cell width)
+
+A point within `cutoff` of a local atom differs from it by at most cutoff / h_k in fractional
+coordinate k, so this set holds every image within `cutoff` of any local atom, whatever the tilt and
+however small the cell (several images of one atom, and images of a centre atom itself, then appear
+as distinct neighbours), while the ghost count grows with the surface of the cell, not 27×.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from numdp.errors import InputError
+from numdp.geometry import check_box, check_positions, check_types, face_distances, wrap_fractional
+from numdp.kernels.cpu import neighbor as _k
+
+__all__ = ["Extended", "extend", "extended_positions"]
+
+# Relative widening of the ghost region, so that round-off in f and in the image positions can
+# never drop an image that lies exactly at the cutoff.  Extra images beyond the cutoff are harmless.
+_REGION_MARGIN = 1e-8
+
+
+@dataclass
+class Extended:
+    """Local atoms followed by their ghost images.
+
+    positions: (nall, 3) float64, Å. Rows 0..nloc-1 are the local atoms (wrapped into the cell for a
+        periodic system, unchanged otherwise); the rest are ghost images.
+    types: (nall,) int32 atom types (negative = virtual atom).
+    mapping: (nall,) int32 index of the owning local atom (mapping[i] == i for i < nloc).
+    shifts: (nall, 3) int32 integer cell shift n: positions[g] = positions[mapping[g]] + n @ box.
+    nloc: number of local atoms.
+    cutoff: the cutoff (Å) the ghost set is complete for (inf for a non-periodic system).
+    """
+
+    positions: np.ndarray
+    types: np.ndarray
+    mapping: np.ndarray
+    shifts: np.ndarray
+    nloc: int
+    cutoff: float = math.inf
+
+    @property
+    def nall(self) -> int:
+        """Number of extended atoms (local + ghost)."""
+        return int(self.positions.shape[0])
+
+    @property
+    def nghost(self) -> int:
+        """Number of ghost images."""
+        return self.nall - self.nloc
+
+
+def _check_cutoff(cutoff, what: str = "cutoff") -> float:
+    try:
+        c = float(cutoff)
+    except (TypeError, ValueError):
+        raise InputError(f"{what}: expected a number, got {cutoff!r}") from None
+    if not (math.isfinite(c) and c > 0.0):
+        raise InputError(f"{what}: must be a finite positive distance in Angstrom, got {cutoff!r}")
+    return c
+
+
+def extend(positions, types, box, cutoff) -> Extended:
+    """Build the extended atoms of a configuration.
+
+    Args:
+        positions: (nloc, 3) Cartesian coordinates, Å.
+        types: (nloc,) integer atom types.
+        box: (3, 3) cell, rows = cell vectors, Å (or flat (9,)); None for a non-periodic system.
+        cutoff: Å; every image within `cutoff` of any local atom is included.
+    Returns:
+        `Extended`: for a periodic box the wrapped local atoms, then the ghosts, atom-major (all
+        images of local atom 0, then of atom 1, ...; shifts ascending lexicographically); for
+        box=None the unchanged positions and no ghosts.
+    Raises:
+        InputError: bad shapes, non-finite coordinates, a singular cell or a non-positive cutoff.
+    """
+    x = check_positions(positions)
+    nloc = x.shape[0]
+    t = check_types(types, nloc)
+    c = _check_cutoff(cutoff)
+    if box is None:
+        return Extended(
+            positions=x.copy(),
+            types=t.copy(),
+            mapping=np.arange(nloc, dtype=np.int32),
+            shifts=np.zeros((nloc, 3), dtype=np.int32),
+            nloc=nloc,
+            cutoff=math.inf,
+        )
+    b = check_box(box)
+    h = face_distances(b)
+    frac = np.ascontiguousarray(wrap_fractional(x @ np.linalg.inv(b)))
+    xw = np.ascontiguousarray(frac @ b)
+    reach = c * (1.0 + _REGION_MARGIN) / h
+    lo = np.ascontiguousarray(-reach)
+    hi = np.ascontiguousarray(1.0 + reach)
+
+    counts = np.empty(nloc, dtype=np.int64)
+    if nloc:
+        _k.count_images(frac, lo, hi, counts)
+    start = np.empty(nloc, dtype=np.int64)
+    if nloc:
+        start[0] = nloc
+        np.cumsum(counts[:-1], out=start[1:])
+        start[1:] += nloc
+    nall = nloc + int(counts.sum())
+    if nall >= _k.KEY_MAX_INDEX:
+        raise InputError(
+            f"the periodic system needs {nall} extended atoms (local + ghost images) for a cutoff of "
+            f"{c} A in a cell with face widths {np.round(h, 4).tolist()} A; at most "
+            f"{_k.KEY_MAX_INDEX - 1} are supported (the neighbour sort packs indices into 24 bits)"
+        )
+    out_pos = np.empty((nall, 3), dtype=np.float64)
+    out_types = np.empty(nall, dtype=np.int32)
+    out_map = np.empty(nall, dtype=np.int32)
+    out_shift = np.empty((nall, 3), dtype=np.int32)
+    out_pos[:nloc] = xw
+    out_types[:nloc] = t
+    out_map[:nloc] = np.arange(nloc, dtype=np.int32)
+    out_shift[:nloc] = 0
+    if nloc:
+        _k.fill_images(xw, frac, t, b, lo, hi, start, out_pos, out_types, out_map, out_shift)
+    return Extended(
+        positions=out_pos, types=out_types, mapping=out_map, shifts=out_shift, nloc=nloc, cutoff=c
+    )
+
+
+def extended_positions(ext: Extended, local_positions, box) -> np.ndarray:
+    """Extended coordinates (nall, 3), Å, for moved local atoms, keeping the ghost set of `ext`.
+
+    positions[g] = local_positions[mapping[g]] + shifts[g] @ box.  For MD between neighbour-list
+    rebuilds: `local_positions` (nloc, 3) must be continuous with ext.positions[:nloc] (the wrapped
+    coordinates at the last rebuild, plus displacements; not re-wrapped).  box None = no ghosts.
+    """
+    x = check_positions(local_positions)
+    if x.shape[0] != ext.nloc:
+        raise ValueError(f"expected {ext.nloc} local positions, got {x.shape[0]}")
+    if box is None:
+        return x[ext.mapping]
+    b = check_box(box)
+    return x[ext.mapping] + ext.shifts @ b

@@ -1,0 +1,164 @@
+"""DeePMD-kit neighbour lists: per-type slot blocks sorted by distance (reference §1.3, §10.1).
+
+Layout of one row (N_c = sum(sel) slots): [type-0 block of sel[0] slots | type-1 block | ...]; each
+block lists the type-t neighbours with r <= rcut in ascending (distance, index) order, distance
+quantised to 2**-26 Å as in DeePMD-kit's packed 64-bit sort keys, then -1 padding.  When a block
+has more than sel[t] neighbours the farthest are dropped (DeePMD-kit's C++ rule: keep the first
+sel[t] in sorted order); `NeighborList` counts such overflows, `report_overflow` warns about them.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from numdp.errors import InputError
+from numdp.neighbor.celllist import Candidates, find_candidates
+from numdp.geometry import check_positions
+from numdp.neighbor.extended import Extended, _check_cutoff
+from numdp.kernels.cpu import neighbor as _k
+
+__all__ = [
+    "NeighborList",
+    "NeighborOverflowWarning",
+    "build_nlist",
+    "format_nlist",
+    "report_overflow",
+    "check_key_limits",
+]
+
+
+class NeighborOverflowWarning(UserWarning):
+    """Some centre atoms had more neighbours of a type than `sel` reserves; the farthest were dropped."""
+
+
+@dataclass
+class NeighborList:
+    """Formatted neighbour list.
+
+    nlist: (nloc, sum(sel)) int32 extended indices, -1 padding (layout: module docstring).
+    overflow: (ntypes,) int64 number of centre atoms whose type-t block was truncated.
+    max_count: (ntypes,) int64 largest number of type-t neighbours within rcut of any centre atom.
+    """
+
+    nlist: np.ndarray
+    overflow: np.ndarray
+    max_count: np.ndarray
+
+    @property
+    def overflowed(self) -> bool:
+        """True when at least one block was truncated."""
+        return bool(self.overflow.any())
+
+
+def check_key_limits(nall: int, rcut: float, ntypes: int) -> None:
+    """Raise `InputError` when the packed sort keys cannot represent the problem.
+
+    Limits (reference §10.1): extended atoms nall < 2**24, rcut < 128 Å, ntypes <= 128.
+    """
+    if nall >= _k.KEY_MAX_INDEX:
+        raise InputError(
+            f"{nall} extended atoms (local + ghost); the neighbour-list sort supports at most "
+            f"{_k.KEY_MAX_INDEX - 1} (indices are packed into 24 bits): split the system over more "
+            f"domains or use a smaller cutoff"
+        )
+    if not rcut < _k.KEY_MAX_DIST:
+        raise InputError(
+            f"rcut = {rcut} A is too large: neighbour distances must be below {_k.KEY_MAX_DIST:g} A "
+            f"(they are packed into 33 bits of 2**-26 A)"
+        )
+    if not 1 <= ntypes <= _k.KEY_MAX_TYPES - 1:
+        raise InputError(f"ntypes = {ntypes}: between 1 and {_k.KEY_MAX_TYPES - 1} atom types are supported")
+
+
+def _check_sel(sel, ntypes: int) -> np.ndarray:
+    s = np.asarray(sel)
+    if s.ndim != 1 or s.shape[0] != ntypes:
+        raise InputError(f"sel: expected {ntypes} entries (one per type), got {s.tolist()}")
+    if s.size and (not np.issubdtype(s.dtype, np.integer) or s.min() < 0):
+        raise InputError(f"sel: entries must be non-negative integers, got {s.tolist()}")
+    return np.ascontiguousarray(s, dtype=np.int64)
+
+
+def format_nlist(
+    ext: Extended, cand: Candidates, rcut, sel, ntypes: int, positions=None
+) -> NeighborList:
+    """Format candidate pairs into DeePMD-kit slots for a cutoff rcut <= cand.cutoff.
+
+    Args:
+        ext: extended atoms (types < ntypes; negative types are virtual atoms: never neighbours, and
+            a virtual centre gets an all -1 row).
+        cand: candidates of ext.nloc centres within cand.cutoff (e.g. rcut + skin in MD).
+        rcut: Å, < 128.
+        sel: (ntypes,) slots per type.
+        ntypes: number of atom types (<= 127).
+        positions: optional (nall, 3) coordinates (Å) to use instead of ext.positions (MD: current
+            positions between rebuilds).
+    Returns:
+        `NeighborList` with nlist (nloc, sum(sel)) int32.
+    """
+    rc = _check_cutoff(rcut, "rcut")
+    ntypes = int(ntypes)
+    check_key_limits(ext.nall, rc, ntypes)
+    if rc > cand.cutoff * (1.0 + 1e-12):
+        raise ValueError(f"rcut {rc} A exceeds the candidate cutoff {cand.cutoff} A")
+    if cand.nloc != ext.nloc:
+        raise ValueError(f"candidates are for {cand.nloc} centres, extended atoms have {ext.nloc}")
+    s = _check_sel(sel, ntypes)
+    if ext.nall and int(ext.types.max()) >= ntypes:
+        bad = int(np.flatnonzero(ext.types >= ntypes)[0])
+        raise InputError(
+            f"atom {int(ext.mapping[bad])} has type {int(ext.types[bad])}, but the model has {ntypes} types"
+        )
+    pos = ext.positions if positions is None else check_positions(positions)
+    if pos.shape != (ext.nall, 3):
+        raise ValueError(f"positions: expected shape ({ext.nall}, 3), got {pos.shape}")
+    sec = np.zeros(ntypes + 1, dtype=np.int64)
+    np.cumsum(s, out=sec[1:])
+    nloc = ext.nloc
+    nlist = np.empty((nloc, int(sec[-1])), dtype=np.int32)
+    counts = np.empty((nloc, ntypes), dtype=np.int64)
+    if nloc:
+        _k.format_nlist(pos, ext.types, cand.offsets, cand.indices, rc * rc, s, sec, nlist, counts)
+    overflow = (counts > s).sum(axis=0).astype(np.int64)
+    max_count = counts.max(axis=0) if nloc else np.zeros(ntypes, dtype=np.int64)
+    return NeighborList(nlist=nlist, overflow=overflow, max_count=max_count.astype(np.int64))
+
+
+def build_nlist(ext: Extended, rcut, sel, ntypes: int) -> NeighborList:
+    """Candidates within rcut, then `format_nlist` (one call for the model evaluator).
+
+    ext must have been built with a cutoff >= rcut (Å).  Returns `NeighborList`.
+    """
+    rc = _check_cutoff(rcut, "rcut")
+    check_key_limits(ext.nall, rc, int(ntypes))
+    _check_sel(sel, int(ntypes))
+    cand = find_candidates(ext, rc)
+    return format_nlist(ext, cand, rc, sel, ntypes)
+
+
+def report_overflow(nl: NeighborList, sel, type_map=None) -> None:
+    """Warn (`NeighborOverflowWarning`) about each type whose block overflowed; silent otherwise.
+
+    The message names the type (from type_map when given), its sel, how many centre atoms lost
+    neighbours and the largest neighbour count seen, which is the sel that would have sufficed.
+    """
+    s = np.asarray(sel, dtype=np.int64)
+    parts = []
+    for t in np.flatnonzero(nl.overflow > 0):
+        t = int(t)
+        name = f"'{type_map[t]}' (type {t})" if type_map is not None else f"type {t}"
+        parts.append(
+            f"{name}: {int(nl.overflow[t])} centre atom(s) have more than sel = {int(s[t])} "
+            f"neighbours of this type (largest count {int(nl.max_count[t])})"
+        )
+    if parts:
+        warnings.warn(
+            "neighbour list overflow, the farthest neighbours were dropped: " + "; ".join(parts)
+            + ". Increase sel to at least the largest count.",
+            NeighborOverflowWarning,
+            stacklevel=2,
+        )
+

@@ -1,0 +1,173 @@
+"""The MD state: everything needed to continue a run bit for bit.
+
+`State` holds the atoms (positions, velocities, types, masses, global ids), the cell, the step
+counter, the forces/virial/energy of the current positions (so that a restart needs no force
+call and repeats the uninterrupted run exactly), the variables of the thermostat and barostat,
+and the seed of the counter-based random numbers (whose other keys are the step and the global
+atom id, so the seed is the whole RNG state).  `to_arrays` / `from_arrays` turn it into a flat
+dict of NumPy arrays for checkpoints.
+
+Units: Å, Å/ps, amu, eV, eV/Å, ps.  Positions are *unwrapped* (continuous in time).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import InputError
+from .units import KB, MVV2E
+
+STATE_FORMAT_VERSION = 1
+
+
+@dataclass
+class State:
+    """Dynamic state of an MD run.
+
+    positions: (N, 3) float64 Å, unwrapped.
+    velocities: (N, 3) float64 Å/ps.
+    types: (N,) int32 index into `type_map`.
+    masses: (N,) float64 amu.
+    box: (3, 3) float64 Å, rows = cell vectors, or None (non-periodic).
+    type_map: element name of each type index.
+    ids: (N,) int64 global atom ids (keys of the per-atom random numbers).
+    step: number of completed timesteps since the start of the original run.
+    time: simulated time, ps.
+    seed: seed of the counter-based random numbers.
+    forces: (N, 3) eV/Å at `positions`, or None before the first force call.
+    virial: (3, 3) eV at `positions` (DeePMD-kit sign), or None.
+    potential_energy: eV at `positions` (nan before the first force call).
+    thermostat: named float64 arrays of the thermostat (e.g. chain positions and velocities).
+    barostat: named float64 arrays of the barostat.
+    """
+
+    positions: np.ndarray
+    velocities: np.ndarray
+    types: np.ndarray
+    masses: np.ndarray
+    box: np.ndarray | None
+    type_map: list[str]
+    ids: np.ndarray
+    step: int = 0
+    time: float = 0.0
+    seed: int = 0
+    forces: np.ndarray | None = None
+    virial: np.ndarray | None = None
+    potential_energy: float = float("nan")
+    thermostat: dict[str, np.ndarray] = field(default_factory=dict)
+    barostat: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def natoms(self) -> int:
+        return int(self.positions.shape[0])
+
+    @property
+    def periodic(self) -> bool:
+        return self.box is not None
+
+    @property
+    def volume(self) -> float:
+        """|det(box)|, Å³ (nan without a box)."""
+        return abs(float(np.linalg.det(self.box))) if self.box is not None else float("nan")
+
+    @property
+    def dof(self) -> int:
+        """Degrees of freedom N_f = 3N - 3 (the total momentum is held at zero)."""
+        return max(3 * self.natoms - 3, 1)
+
+
+def kinetic_energy(velocities: np.ndarray, masses: np.ndarray) -> float:
+    """K = 0.5 Σ m v², eV, for velocities (N, 3) Å/ps and masses (N,) amu."""
+    return 0.5 * MVV2E * float(np.einsum("i,ij,ij->", masses, velocities, velocities))
+
+
+def kinetic_tensor(velocities: np.ndarray, masses: np.ndarray) -> np.ndarray:
+    """Σ m v ⊗ v, (3, 3) eV (twice the kinetic energy tensor)."""
+    mv = velocities * (masses * MVV2E)[:, None]
+    return mv.T @ velocities
+
+
+def temperature(kinetic: float, dof: int) -> float:
+    """Instantaneous temperature 2K / (N_f kB), K."""
+    return 2.0 * kinetic / (dof * KB)
+
+
+def pressure_tensor(velocities, masses, virial, volume) -> np.ndarray:
+    """Instantaneous pressure tensor (Σ m v⊗v + virial) / V, (3, 3) eV/Å³."""
+    return (kinetic_tensor(velocities, masses) + virial) / volume
+
+
+def pressure(kinetic: float, virial: np.ndarray, volume: float) -> float:
+    """Scalar pressure (2K + tr virial) / (3V), eV/Å³."""
+    return (2.0 * kinetic + float(np.trace(virial))) / (3.0 * volume)
+
+
+def zero_momentum(velocities: np.ndarray, masses: np.ndarray) -> None:
+    """Subtract the centre-of-mass velocity in place so that Σ m v = 0."""
+    vcm = (masses @ velocities) / masses.sum()
+    velocities -= vcm
+
+
+# -- serialisation ------------------------------------------------------------------------------
+
+_ARRAYS = ("positions", "velocities", "types", "masses", "ids")
+
+
+def to_arrays(state: State) -> dict[str, np.ndarray]:
+    """Flat dict of arrays (keys like "positions", "thermostat/xi") holding the whole State."""
+    out: dict[str, np.ndarray] = {name: np.asarray(getattr(state, name)) for name in _ARRAYS}
+    out["format_version"] = np.int64(STATE_FORMAT_VERSION)
+    out["type_map"] = np.array(state.type_map, dtype=object)
+    out["step"] = np.int64(state.step)
+    out["time"] = np.float64(state.time)
+    out["seed"] = np.int64(state.seed)
+    out["potential_energy"] = np.float64(state.potential_energy)
+    if state.box is not None:
+        out["box"] = np.asarray(state.box)
+    if state.forces is not None:
+        out["forces"] = np.asarray(state.forces)
+    if state.virial is not None:
+        out["virial"] = np.asarray(state.virial)
+    for group in ("thermostat", "barostat"):
+        for key, value in getattr(state, group).items():
+            out[f"{group}/{key}"] = np.asarray(value)
+    return out
+
+
+def from_arrays(arrays: dict[str, np.ndarray], what: str = "checkpoint") -> State:
+    """Inverse of `to_arrays`; raises InputError naming `what` when a required array is missing."""
+    missing = [k for k in (*_ARRAYS, "type_map", "step", "time", "seed") if k not in arrays]
+    if missing:
+        raise InputError(f"{what}: not a numdp MD state (missing {', '.join(missing)})")
+    version = int(arrays.get("format_version", 1))
+    if version > STATE_FORMAT_VERSION:
+        raise InputError(f"{what}: state format version {version} is newer than this numdp supports "
+                         f"({STATE_FORMAT_VERSION})")
+
+    def f64(name):
+        return np.ascontiguousarray(arrays[name], dtype=np.float64)
+
+    type_map = [t.decode() if isinstance(t, bytes) else str(t) for t in np.asarray(arrays["type_map"]).tolist()]
+    groups: dict[str, dict[str, np.ndarray]] = {"thermostat": {}, "barostat": {}}
+    for key, value in arrays.items():
+        head, _, tail = key.partition("/")
+        if head in groups and tail:
+            groups[head][tail] = np.array(value, dtype=np.float64)
+    return State(
+        positions=f64("positions"),
+        velocities=f64("velocities"),
+        types=np.ascontiguousarray(arrays["types"], dtype=np.int32),
+        masses=f64("masses"),
+        box=f64("box") if "box" in arrays else None,
+        type_map=type_map,
+        ids=np.ascontiguousarray(arrays["ids"], dtype=np.int64),
+        step=int(arrays["step"]),
+        time=float(arrays["time"]),
+        seed=int(arrays["seed"]),
+        forces=f64("forces") if "forces" in arrays else None,
+        virial=f64("virial") if "virial" in arrays else None,
+        potential_energy=float(arrays.get("potential_energy", np.nan)),
+        thermostat=groups["thermostat"],
+        barostat=groups["barostat"],
+    )

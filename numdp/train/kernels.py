@@ -1,0 +1,362 @@
+"""Numba kernels of the training passes (reference §7.6).
+
+Pairs use the flat layout of `numdp.kernels.cpu.envmat.env_pairs`: grouped by neighbour-type
+block t, then chunk atom a, then slot; pair p of (t, a) lies in poff[t, a] <= p < poff[t, a+1].
+Normalised rows rt (npairs, 4), pair vectors dvec (npairs, 3) Å, and Tbar-style adjoints carry
+the 1/nnei factor of T = R̃ᵀG / nnei already (as `back_D` produces them).
+
+Notation: a dot marks the tangent (directional derivative of the forward pass when every pair
+vector d_ij moves by q_ij), a bar the adjoint of the loss-gradient objective
+Ψ = c_E·Σ E_i + Σ Ė_i.  All kernels are plain functions over arrays: inputs, then outputs.
+"""
+import numpy as np
+from numba import njit
+
+from ..kernels.cpu.envmat import FASTMATH, switch
+
+
+# ---------------------------------------------------------------------- environment tangent
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def tangent_rows(atoms, atypes, dvec, nbr, poff, mapping, u, eps, c_f, c_v, sd, rcut, rcut_smth,
+                 rtd):
+    """Tangent of the normalised rows for the pair displacement of the force/virial loss.
+
+    q_ij = -c_f (u[owner(j)] - u[i]) - c_v · eps d_ij   (Å; u (nloc, 3) force residuals eV/Å,
+    eps (3, 3) virial residual eV, mapping (nall,) ghost -> owner), and
+    rtd[p, c] = (∂R_c/∂d · q)_p / sd[t_i, t, c]  (reference §2.3 Jacobian).  rtd: (npairs, 4).
+    """
+    ntypes = poff.shape[0]
+    na = atoms.shape[0]
+    for t in range(ntypes):
+        for a in range(na):
+            i = atoms[a]
+            ti = atypes[a]
+            for p in range(poff[t, a], poff[t, a + 1]):
+                j = mapping[nbr[p]]
+                dx = dvec[p, 0]
+                dy = dvec[p, 1]
+                dz = dvec[p, 2]
+                qx = -c_f * (u[j, 0] - u[i, 0]) - c_v * (eps[0, 0] * dx + eps[0, 1] * dy + eps[0, 2] * dz)
+                qy = -c_f * (u[j, 1] - u[i, 1]) - c_v * (eps[1, 0] * dx + eps[1, 1] * dy + eps[1, 2] * dz)
+                qz = -c_f * (u[j, 2] - u[i, 2]) - c_v * (eps[2, 0] * dx + eps[2, 1] * dy + eps[2, 2] * dz)
+                r = np.sqrt(dx * dx + dy * dy + dz * dz)
+                inv_r = 1.0 / r
+                inv_r2 = inv_r * inv_r
+                w, dw = switch(r, rcut_smth, rcut)
+                dq = dx * qx + dy * qy + dz * qz
+                # R0 = w/r:        dR0 = (w'/r - w/r^2) (d·q)/r
+                rtd[p, 0] = (dw * inv_r - w * inv_r2) * inv_r * dq / sd[ti, t, 0]
+                # R_{1+c} = w d_c/r^2:  dR = w' d_c (d·q)/r^3 + w (q_c/r^2 - 2 d_c (d·q)/r^4)
+                c1 = (dw * inv_r * inv_r2 - 2.0 * w * inv_r2 * inv_r2) * dq
+                wr2 = w * inv_r2
+                rtd[p, 1] = (c1 * dx + wr2 * qx) / sd[ti, t, 1]
+                rtd[p, 2] = (c1 * dy + wr2 * qy) / sd[ti, t, 2]
+                rtd[p, 3] = (c1 * dz + wr2 * qz) / sd[ti, t, 3]
+
+
+# ---------------------------------------------------------------------- descriptor tangent
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def tangent_T(rt, rtd, G, Gp, poff, inv_nnei, Td):
+    """Td (na, 4, M) = inv_nnei Σ_pairs (ṙt ⊗ G + rt ⊗ ẋ G'), ẋ = ṙt[:, 0].
+
+    G, Gp: (npairs, M) embedding output and dG/dx.  Padding slots have no tangent.
+    """
+    ntypes = poff.shape[0]
+    na = Td.shape[0]
+    M = Td.shape[2]
+    for a in range(na):
+        for c in range(4):
+            for m in range(M):
+                Td[a, c, m] = 0.0
+        for t in range(ntypes):
+            for p in range(poff[t, a], poff[t, a + 1]):
+                xd = rtd[p, 0]
+                r0 = rt[p, 0]
+                r1 = rt[p, 1]
+                r2 = rt[p, 2]
+                r3 = rt[p, 3]
+                d0 = rtd[p, 0]
+                d1 = rtd[p, 1]
+                d2 = rtd[p, 2]
+                d3 = rtd[p, 3]
+                for m in range(M):
+                    g = G[p, m]
+                    gd = xd * Gp[p, m]
+                    Td[a, 0, m] += d0 * g + r0 * gd
+                    Td[a, 1, m] += d1 * g + r1 * gd
+                    Td[a, 2, m] += d2 * g + r2 * gd
+                    Td[a, 3, m] += d3 * g + r3 * gd
+        for c in range(4):
+            for m in range(M):
+                Td[a, c, m] *= inv_nnei
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def tangent_D(T, Td, naxis, Dd):
+    """Dd (na, M*naxis): tangent of D[m, k] = Σ_c T[c, m] T[c, k] (k < naxis)."""
+    na, _, M = T.shape
+    for a in range(na):
+        for m in range(M):
+            for k in range(naxis):
+                acc = 0.0
+                for c in range(4):
+                    acc += Td[a, c, m] * T[a, c, k] + T[a, c, m] * Td[a, c, k]
+                Dd[a, m * naxis + k] = acc
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _back_D_add(A, Dbar, naxis, scale, out):
+    """out (4, M) += scale · ∂/∂A of Σ Dbar[m, k] Σ_c A[c, m] A[c, k] with A held fixed on the
+    other factor: out[c, m] += scale (Σ_k Dbar[m, k] A[c, k] + [m < naxis] Σ_m' Dbar[m', m] A[c, m'])."""
+    M = A.shape[1]
+    for c in range(4):
+        for m in range(M):
+            acc = 0.0
+            for k in range(naxis):
+                acc += Dbar[m * naxis + k] * A[c, k]
+            out[c, m] += scale * acc
+        for mp in range(M):
+            acm = scale * A[c, mp]
+            for k in range(naxis):
+                out[c, k] += Dbar[mp * naxis + k] * acm
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def back_D_pair(T, Td, Dbar, Ddbar, naxis, inv_nnei, Tbar, Tdbar):
+    """Adjoints of T and Td from those of D and Dd (na, M*naxis), scaled by inv_nnei.
+
+    D = Tᵀ T<, Ḋ = Ṫᵀ T< + Tᵀ Ṫ<:  T̄ = B(T, D̄) + B(Ṫ, Ḋ̄),  Ṫ̄ = B(T, Ḋ̄)
+    with B the transpose map of `_back_D_add`.  Tbar, Tdbar: (na, 4, M).
+    """
+    na = T.shape[0]
+    for a in range(na):
+        Tbar[a, :, :] = 0.0
+        Tdbar[a, :, :] = 0.0
+        _back_D_add(T[a], Dbar[a], naxis, inv_nnei, Tbar[a])
+        _back_D_add(Td[a], Ddbar[a], naxis, inv_nnei, Tbar[a])
+        _back_D_add(T[a], Ddbar[a], naxis, inv_nnei, Tdbar[a])
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def pair_adjoints(atypes, rt, rtd, poff, npad, rt_pad, Tbar, Tdbar, Gbar, Gpbar, Gpad_bar):
+    """Adjoints of the embedding outputs.
+
+    Ḡ[p] = Σ_c rt[p,c] T̄[a,c] + ṙt[p,c] Ṫ̄[a,c];  Ḡ'[p] = ẋ_p Σ_c rt[p,c] Ṫ̄[a,c]   (npairs, M);
+    Gpad_bar[t_i, t] (ntypes, ntypes, M) += npad[a, t] Σ_c rt_pad[t_i, t, c] T̄[a, c]
+    (padding rows are constants of the coordinates but their embedding depends on θ).
+    """
+    ntypes = poff.shape[0]
+    na = Tbar.shape[0]
+    M = Tbar.shape[2]
+    for a in range(na):
+        ti = atypes[a]
+        for t in range(ntypes):
+            for p in range(poff[t, a], poff[t, a + 1]):
+                r0 = rt[p, 0]
+                r1 = rt[p, 1]
+                r2 = rt[p, 2]
+                r3 = rt[p, 3]
+                d0 = rtd[p, 0]
+                d1 = rtd[p, 1]
+                d2 = rtd[p, 2]
+                d3 = rtd[p, 3]
+                for m in range(M):
+                    s0 = Tdbar[a, 0, m]
+                    s1 = Tdbar[a, 1, m]
+                    s2 = Tdbar[a, 2, m]
+                    s3 = Tdbar[a, 3, m]
+                    Gbar[p, m] = (r0 * Tbar[a, 0, m] + r1 * Tbar[a, 1, m] + r2 * Tbar[a, 2, m]
+                                  + r3 * Tbar[a, 3, m] + d0 * s0 + d1 * s1 + d2 * s2 + d3 * s3)
+                    Gpbar[p, m] = d0 * (r0 * s0 + r1 * s1 + r2 * s2 + r3 * s3)
+            npd = npad[a, t]
+            if npd > 0:
+                for c in range(4):
+                    rc = npd * rt_pad[ti, t, c]
+                    if rc != 0.0:
+                        for m in range(M):
+                            Gpad_bar[ti, t, m] += rc * Tbar[a, c, m]
+
+
+# ---------------------------------------------------------------------- dense layers
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def layer_out(H, idt, use_idt, Y, mode, out):
+    """out (n, k) = ρ(Y) + idt ⊙ H  (Y (n, n_in); mode 0 none, 1 same width, 2 doubled)."""
+    n, k = H.shape
+    n_in = Y.shape[1]
+    for r in range(n):
+        for c in range(k):
+            h = H[r, c]
+            if use_idt:
+                h *= idt[c]
+            if mode == 1:
+                h += Y[r, c]
+            elif mode == 2:
+                h += Y[r, c if c < n_in else c - n_in]
+            out[r, c] = h
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def layer_tangent_out(H, Zd, idt, use_idt, Yd, mode, out):
+    """Tangent of a tanh layer: out (n, k) = ρ(Ẏ) + idt ⊙ (1 - H²) ⊙ Ż."""
+    n, k = H.shape
+    n_in = Yd.shape[1]
+    for r in range(n):
+        for c in range(k):
+            h = H[r, c]
+            v = (1.0 - h * h) * Zd[r, c]
+            if use_idt:
+                v *= idt[c]
+            if mode == 1:
+                v += Yd[r, c]
+            elif mode == 2:
+                v += Yd[r, c if c < n_in else c - n_in]
+            out[r, c] = v
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def layer_back_seed1(gY, H, idt, use_idt, gZ):
+    """Primal adjoint through tanh: gZ (n, k) = (1 - H²) ⊙ idt ⊙ gY."""
+    n, k = H.shape
+    for r in range(n):
+        for c in range(k):
+            g = gY[r, c]
+            if use_idt:
+                g *= idt[c]
+            h = H[r, c]
+            gZ[r, c] = (1.0 - h * h) * g
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def layer_back_pair(Obar, Odbar, H, Zd, idt, use_idt, want_dbar, ZB, dbar, bbar):
+    """Reverse step of y' = ρ(y) + d ⊙ tanh(z) over primal and tangent together.
+
+    Obar, Odbar: (n, k) adjoints of the primal and tangent outputs; H = tanh(z), Zd = ż (n, k).
+    Writes ZB (2n, k) = [z̄; ż̄] with ż̄ = (1-h²) d ȱ and z̄ = (1-h²)(d ō - 2 h ż d ȱ);
+    accumulates bbar (k,) += Σ z̄ and, when want_dbar, dbar (k,) += Σ (ō h + ȱ (1-h²) ż).
+    """
+    n, k = H.shape
+    for r in range(n):
+        for c in range(k):
+            h = H[r, c]
+            g = 1.0 - h * h
+            zd = Zd[r, c]
+            o = Obar[r, c]
+            od = Odbar[r, c]
+            if want_dbar:
+                dbar[c] += o * h + od * g * zd
+            if use_idt:
+                o *= idt[c]
+                od *= idt[c]
+            zb = g * (o - 2.0 * h * zd * od)
+            ZB[r, c] = zb
+            ZB[n + r, c] = g * od
+            bbar[c] += zb
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def add_residual_adjoint(gY, mode, gX):
+    """gX (n, n_in) += ρᵀ(gY (n, k)): identity (mode 1) or sum of both halves (mode 2)."""
+    n, k = gY.shape
+    n_in = gX.shape[1]
+    if mode == 1:
+        for r in range(n):
+            for c in range(k):
+                gX[r, c] += gY[r, c]
+    elif mode == 2:
+        for r in range(n):
+            for c in range(k):
+                gX[r, c if c < n_in else c - n_in] += gY[r, c]
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def embed_layer_out(H, Zp, idt, use_idt, Y, mode, out_val, out_slope):
+    """Embedding layer output with its slope along the scalar input x.
+
+    H: (n, k) tanh(z); Zp: (n, k) dz/dx; Y: (2n, n_in) stacked [y; dy/dx] of the layer input.
+    out_val = ρ(y) + idt ⊙ h and out_slope = ρ(y') + idt ⊙ (1 - h²) z', each (n, k).
+    """
+    n, k = H.shape
+    n_in = Y.shape[1]
+    for r in range(n):
+        for c in range(k):
+            h = H[r, c]
+            hp = (1.0 - h * h) * Zp[r, c]
+            if use_idt:
+                h *= idt[c]
+                hp *= idt[c]
+            if mode == 1:
+                h += Y[r, c]
+                hp += Y[n + r, c]
+            elif mode == 2:
+                cc = c if c < n_in else c - n_in
+                h += Y[r, cc]
+                hp += Y[n + r, cc]
+            out_val[r, c] = h
+            out_slope[r, c] = hp
+
+
+# ---------------------------------------------------------------------- statistics
+@njit(cache=True, nogil=True)
+def env_stat_sums(atypes, rt, poff, sums):
+    """Accumulate raw environment sums per centre type from rows of occupied slots.
+
+    rt (npairs, 4): raw rows (davg 0, dstd 1).  sums (ntypes, 4) += [Σ s, Σ s², Σ a, Σ a²] with a
+    running over the 3 angular components.  Padding rows are zero and add nothing.
+    """
+    ntypes = poff.shape[0]
+    na = atypes.shape[0]
+    for t in range(ntypes):
+        for a in range(na):
+            ti = atypes[a]
+            for p in range(poff[t, a], poff[t, a + 1]):
+                s = rt[p, 0]
+                sums[ti, 0] += s
+                sums[ti, 1] += s * s
+                for c in range(1, 4):
+                    sums[ti, 2] += rt[p, c]
+                    sums[ti, 3] += rt[p, c] * rt[p, c]
+
+
+@njit(cache=True, nogil=True)
+def pair_distance_range(pos, nlist, types, rcut, rrange):
+    """rrange (ntypes, 2) ← min / max of neighbour distances r < rcut (Å) per centre type.
+
+    pos (nall, 3) extended positions; nlist (nloc, nnei); types (nloc,).  Entries start at
+    (inf, -inf) and are updated in place so that several frames accumulate.
+    """
+    nloc, nnei = nlist.shape
+    for i in range(nloc):
+        ti = types[i]
+        for s in range(nnei):
+            j = nlist[i, s]
+            if j < 0:
+                continue
+            dx = pos[j, 0] - pos[i, 0]
+            dy = pos[j, 1] - pos[i, 1]
+            dz = pos[j, 2] - pos[i, 2]
+            r = np.sqrt(dx * dx + dy * dy + dz * dz)
+            if r >= rcut:
+                continue
+            if r < rrange[ti, 0]:
+                rrange[ti, 0] = r
+            if r > rrange[ti, 1]:
+                rrange[ti, 1] = r
+
+
+# ---------------------------------------------------------------------- optimiser
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def adam_update(theta, grad, m, v, lr, beta1, beta2, eps, bc1, bc2):
+    """One Adam step in place (PyTorch form, reference §7.3).
+
+    m ← β1 m + (1-β1) g;  v ← β2 v + (1-β2) g²;  θ ← θ - lr/bc1 · m / (√v/√bc2 + ε)
+    with bc1 = 1 - β1^t, bc2 = 1 - β2^t for the t-th update (t ≥ 1).
+    """
+    step = lr / bc1
+    inv_sbc2 = 1.0 / np.sqrt(bc2)
+    for k in range(theta.shape[0]):
+        g = grad[k]
+        mk = beta1 * m[k] + (1.0 - beta1) * g
+        vk = beta2 * v[k] + (1.0 - beta2) * g * g
+        m[k] = mk
+        v[k] = vk
+        theta[k] -= step * mk / (np.sqrt(vk) * inv_sbc2 + eps)

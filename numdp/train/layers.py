@@ -1,0 +1,229 @@
+"""Dense-network passes for training: forward with caches, tangent, reverse over primal+tangent.
+
+Products are BLAS GEMMs into preallocated buffers (a `Workspace`), tanh is NumPy's vectorised
+ufunc, and the element-wise rest is fused in the kernels of `numdp.train.kernels`.
+
+Layer l: z = y W + b, h = tanh z, y' = ρ(y) + d ⊙ h (reference §3.2).  Per-layer reverse rules
+over the primal (bar) and tangent (dot-bar) adjoints are those of reference §7.6.
+
+Embedding nets have a scalar input x; their tangent is carried as the slope dG/dx (one stacked
+GEMM [y; dy/dx] W per layer), so the tangent of G for an input displacement ẋ is ẋ·dG/dx and the
+tangent adjoint of the slope output is ẋ·Ġ̄.  Fitting nets get their tangent Ḋ from the
+descriptor in a second pass; their cache keeps the inputs stacked [y; ẏ] so that the weight
+adjoint is one GEMM [y; ẏ]ᵀ [z̄; ż̄].
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..model.params import Net, RESIDUAL_NONE
+from . import kernels as K
+from .flat import LayerSlots
+
+_ONE = np.ones(1)
+_SINK = np.zeros(1)
+
+
+class Workspace:
+    """Persistent scratch arrays keyed by name, grown on demand.
+
+    Re-using buffers across steps avoids the page faults of fresh large allocations.
+    `get(key, shape)` returns a C-contiguous float64 view of the first prod(shape) entries.
+    """
+
+    def __init__(self):
+        self._bufs: dict = {}
+
+    def get(self, key, shape, dtype=np.float64) -> np.ndarray:
+        n = 1
+        for s in shape:
+            n *= int(s)
+        buf = self._bufs.get(key)
+        if buf is None or buf.size < n or buf.dtype != dtype:
+            buf = np.empty(max(n + n // 4, 16), dtype=dtype)
+            self._bufs[key] = buf
+        return buf[:n].reshape(shape)
+
+
+def _idt(layer):
+    return (layer.idt, True) if layer.idt is not None else (_ONE, False)
+
+
+# ---------------------------------------------------------------------------- embedding
+class EmbedCache:
+    """Per-layer stacked inputs Y_l (2n, n_in) = [y; dy/dx] and Z_l (2n, k) = [tanh z; dz/dx]."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.Y: list[np.ndarray] = []
+        self.Z: list[np.ndarray] = []
+
+
+def embed_forward(net: Net, x: np.ndarray, G: np.ndarray, Gp: np.ndarray, ws: Workspace,
+                  key) -> EmbedCache:
+    """Evaluate one embedding net on inputs x (n,); write G (n, M) and dG/dx Gp (n, M)."""
+    n = x.shape[0]
+    cache = EmbedCache(n)
+    Y = ws.get((key, "Y", 0), (2 * n, 1))
+    Y[:n, 0] = x
+    Y[n:, 0] = 1.0
+    last = len(net.layers) - 1
+    for l, layer in enumerate(net.layers):
+        k = layer.n_out
+        Z = ws.get((key, "Z", l), (2 * n, k))
+        np.matmul(Y, layer.w, out=Z)
+        H = Z[:n]
+        H += layer.b
+        np.tanh(H, out=H)
+        idt, use_idt = _idt(layer)
+        if l == last:
+            K.embed_layer_out(H, Z[n:], idt, use_idt, Y, layer.residual, G, Gp)
+        else:
+            Yn = ws.get((key, "Y", l + 1), (2 * n, k))
+            K.embed_layer_out(H, Z[n:], idt, use_idt, Y, layer.residual, Yn[:n], Yn[n:])
+        cache.Y.append(Y)
+        cache.Z.append(Z)
+        if l != last:
+            Y = Yn
+    return cache
+
+
+def embed_reverse(net: Net, slots: list[LayerSlots], cache: EmbedCache, Gbar: np.ndarray,
+                  Gpbar: np.ndarray, grad: np.ndarray, ws: Workspace, key) -> None:
+    """Accumulate into `grad` (flat layout) the parameter adjoint of one embedding net.
+
+    Gbar, Gpbar: (n, M) adjoints of the value and slope outputs.  The input x is a constant of
+    θ, so the first layer's input adjoint is not formed.
+    """
+    n = cache.n
+    Ob, Odb = Gbar, Gpbar
+    for l in range(len(net.layers) - 1, -1, -1):
+        layer = net.layers[l]
+        gW, gb, gidt = slots[l].views(grad)
+        idt, use_idt = _idt(layer)
+        Z = cache.Z[l]
+        ZB = ws.get(("rev", "ZB"), (2 * n, layer.n_out))
+        K.layer_back_pair(Ob, Odb, Z[:n], Z[n:], idt, use_idt, use_idt,
+                          ZB, gidt if use_idt else _SINK, gb)
+        tmp = ws.get(("rev", "gW"), layer.w.shape)
+        np.matmul(cache.Y[l].T, ZB, out=tmp)
+        gW += tmp
+        if l == 0:
+            break
+        Yb = ws.get(("rev", "YB", l % 2), (2 * n, layer.n_in))
+        np.matmul(ZB, layer.w.T, out=Yb)
+        if layer.residual != RESIDUAL_NONE:
+            K.add_residual_adjoint(Ob, layer.residual, Yb[:n])
+            K.add_residual_adjoint(Odb, layer.residual, Yb[n:])
+        Ob, Odb = Yb[:n], Yb[n:]
+
+
+# ---------------------------------------------------------------------------- fitting
+class FitCache:
+    """Stacked inputs Yin[l] (2n, n_in) = [y; ẏ] of every layer (the last linear one included),
+    tanh outputs H[l] (n, k) and tangent pre-activations Zd[l] (n, k) of the hidden layers."""
+
+    def __init__(self, n: int, Yin: list[np.ndarray], H: list[np.ndarray], Zd: list[np.ndarray]):
+        self.n = n
+        self.Yin = Yin
+        self.H = H
+        self.Zd = Zd
+
+    @property
+    def D(self) -> np.ndarray:
+        """(n, dim) descriptor rows (primal input), to be filled before `fit_forward`."""
+        return self.Yin[0][:self.n]
+
+    @property
+    def Dd(self) -> np.ndarray:
+        """(n, dim) descriptor tangent, to be filled before `fit_tangent`."""
+        return self.Yin[0][self.n:]
+
+
+def fit_cache(net: Net, n: int, ws: Workspace, key) -> FitCache:
+    """Buffers for one fitting net on n atoms."""
+    widths = net.widths
+    Yin = [ws.get((key, "Yin", l), (2 * n, widths[l])) for l in range(len(net.layers))]
+    H = [ws.get((key, "H", l), (n, widths[l + 1])) for l in range(len(net.layers) - 1)]
+    Zd = [ws.get((key, "Zd", l), (n, widths[l + 1])) for l in range(len(net.layers) - 1)]
+    return FitCache(n, Yin, H, Zd)
+
+
+def fit_forward(net: Net, cache: FitCache, ws: Workspace, key) -> tuple[np.ndarray, np.ndarray]:
+    """Network energies e (n,) eV (no bias) and their gradient dE/dD (n, dim) (seed 1).
+
+    Reads cache.D; fills the primal halves of the cache.
+    """
+    n = cache.n
+    hidden, last = net.layers[:-1], net.layers[-1]
+    for l, layer in enumerate(hidden):
+        y = cache.Yin[l][:n]
+        H = cache.H[l]
+        np.matmul(y, layer.w, out=H)
+        H += layer.b
+        np.tanh(H, out=H)
+        idt, use_idt = _idt(layer)
+        K.layer_out(H, idt, use_idt, y, layer.residual, cache.Yin[l + 1][:n])
+    y = cache.Yin[-1][:n]
+    e = y @ last.w[:, 0]
+    e += last.b[0]
+    gy = ws.get((key, "gy_last"), (n, last.n_in))
+    gy[:] = last.w[:, 0]
+    for l in range(len(hidden) - 1, -1, -1):
+        layer = hidden[l]
+        idt, use_idt = _idt(layer)
+        gZ = ws.get(("rev", "gZ"), (n, layer.n_out))
+        K.layer_back_seed1(gy, cache.H[l], idt, use_idt, gZ)
+        gx = ws.get(("rev", "gx", l % 2), (n, layer.n_in))
+        np.matmul(gZ, layer.w.T, out=gx)
+        if layer.residual != RESIDUAL_NONE:
+            K.add_residual_adjoint(gy, layer.residual, gx)
+        gy = gx
+    return e, gy
+
+
+def fit_tangent(net: Net, cache: FitCache) -> None:
+    """Propagate the tangent from cache.Dd through the hidden layers (fills Zd and Yin tangents)."""
+    n = cache.n
+    for l, layer in enumerate(net.layers[:-1]):
+        yd = cache.Yin[l][n:]
+        Zd = cache.Zd[l]
+        np.matmul(yd, layer.w, out=Zd)
+        idt, use_idt = _idt(layer)
+        K.layer_tangent_out(cache.H[l], Zd, idt, use_idt, yd, layer.residual, cache.Yin[l + 1][n:])
+
+
+def fit_reverse(net: Net, slots: list[LayerSlots], cache: FitCache, c_e: float,
+                grad: np.ndarray, ws: Workspace, key) -> np.ndarray:
+    """Reverse pass of Ψ = Σ (c_e e + ė) over one fitting net; returns [D̄; Ḋ̄] (2n, dim).
+
+    Accumulates the parameter adjoint into `grad` (flat layout).
+    """
+    n = cache.n
+    hidden, last = net.layers[:-1], net.layers[-1]
+    gW, gb, _ = slots[-1].views(grad)
+    yl = cache.Yin[-1]
+    gW[:, 0] += c_e * yl[:n].sum(axis=0) + yl[n:].sum(axis=0)
+    gb[0] += c_e * n
+    Ob = ws.get((key, "Ob"), (n, last.n_in))
+    Odb = ws.get((key, "Odb"), (n, last.n_in))
+    Ob[:] = c_e * last.w[:, 0]
+    Odb[:] = last.w[:, 0]
+    Yb = None
+    for l in range(len(hidden) - 1, -1, -1):
+        layer = hidden[l]
+        gW, gb, gidt = slots[l].views(grad)
+        idt, use_idt = _idt(layer)
+        ZB = ws.get(("rev", "ZB"), (2 * n, layer.n_out))
+        K.layer_back_pair(Ob, Odb, cache.H[l], cache.Zd[l], idt, use_idt, use_idt,
+                          ZB, gidt if use_idt else _SINK, gb)
+        tmp = ws.get(("rev", "gW"), layer.w.shape)
+        np.matmul(cache.Yin[l].T, ZB, out=tmp)
+        gW += tmp
+        Yb = ws.get(("rev", "YB", l % 2), (2 * n, layer.n_in))
+        np.matmul(ZB, layer.w.T, out=Yb)
+        if layer.residual != RESIDUAL_NONE:
+            K.add_residual_adjoint(Ob, layer.residual, Yb[:n])
+            K.add_residual_adjoint(Odb, layer.residual, Yb[n:])
+        Ob, Odb = Yb[:n], Yb[n:]
+    return Yb

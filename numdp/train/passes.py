@@ -1,0 +1,321 @@
+"""Per-frame training passes: primal (energy, forces, virial) and the exact loss gradient.
+
+Reference §7.6.  `primal` evaluates one frame and keeps every cache; `gradient` then takes the
+loss seeds of that frame — the energy adjoint c_E, the force residuals u and virial residual ε
+with their constants c_F, c_V — and accumulates ∂L/∂θ for the frame:
+
+    ∂L/∂θ = ∂/∂θ [ c_E Σ_i E_i + Σ_pairs g_ij · q_ij ],   q_ij = -c_F (u_j - u_i) - c_V ε d_ij
+
+where the second term is the tangent Σ Ė_i of the energy for pair displacements q, followed by a
+reverse pass over primal and tangent.
+
+Work split: the local atoms, sorted by type, are dealt round-robin to `nthreads` workers (each
+gets the same share of every type).  A worker computes its centres' pairs, embeddings,
+descriptors, fitting and pair forces with single-threaded BLAS and Numba kernels that release
+the GIL.  Forces, virials and gradients are reduced in worker order, so results depend only on
+the thread count, never on timing.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..kernels.cpu.descriptor import back_D, contract_D, contract_T
+from ..kernels.cpu.envmat import env_pairs, pair_forces
+from ..model.params import ModelParams
+from . import kernels as K
+from .flat import FlatParams
+from .layers import (EmbedCache, FitCache, Workspace, embed_forward, embed_reverse, fit_cache,
+                     fit_forward, fit_reverse, fit_tangent)
+
+_NO_ATOM_VIRIAL = np.zeros((1, 9))
+
+
+@dataclass
+class Frame:
+    """One configuration ready for the passes.
+
+    ext_pos: (nall, 3) Å, local atoms first; nlist: (nloc, nnei) int32 extended indices in
+    per-type blocks, -1 padding; types: (nloc,) int32; mapping: (nall,) int32 owner of each
+    extended atom.
+    """
+
+    ext_pos: np.ndarray
+    nlist: np.ndarray
+    types: np.ndarray
+    mapping: np.ndarray
+
+    @property
+    def nloc(self) -> int:
+        return int(self.types.shape[0])
+
+
+@dataclass
+class PrimalResult:
+    """energy eV; forces (nloc, 3) eV/Å; virial (3, 3) eV; atom_energy (nloc,) eV."""
+
+    energy: float
+    forces: np.ndarray
+    virial: np.ndarray
+    atom_energy: np.ndarray
+
+
+@dataclass
+class _Group:
+    """Rows of one embedding-net evaluation: block t, chunk atoms a0:a1, pairs p0:p1, net k."""
+
+    t: int
+    a0: int
+    a1: int
+    p0: int
+    p1: int
+    k: int
+    cache: EmbedCache | None = None
+
+
+@dataclass
+class _FitGroup:
+    """Chunk atoms a0:a1 of centre type ti and their fitting cache."""
+
+    ti: int
+    a0: int
+    a1: int
+    cache: FitCache
+
+
+class _Chunk:
+    """Everything one worker keeps from the primal pass for the gradient pass."""
+
+    atoms: np.ndarray
+    atypes: np.ndarray
+    npairs: int
+    rt: np.ndarray
+    dvec: np.ndarray
+    nbr: np.ndarray
+    poff: np.ndarray
+    npad: np.ndarray
+    G: np.ndarray
+    Gp: np.ndarray
+    T: np.ndarray
+    Tbar: np.ndarray
+    groups: list
+    fits: list
+    force: np.ndarray
+    virial: np.ndarray
+
+
+class ModelPasses:
+    """Primal and gradient passes of one model whose trainable arrays are views of `flat.theta`.
+
+    davg/dstd and the energy biases are constants during training; the networks may change
+    between calls (the padding embedding is recomputed by every `primal`).
+    """
+
+    def __init__(self, params: ModelParams, flat: FlatParams, nthreads: int = 1):
+        params.validate()
+        self.params = params
+        self.flat = flat
+        d = params.descriptor
+        nt = d.ntypes
+        self.nt = nt
+        self.sec = d.sec
+        self.mu = np.ascontiguousarray(np.stack([d.davg[:, self.sec[t], :] for t in range(nt)], axis=1))
+        self.sd = np.ascontiguousarray(np.stack([d.dstd[:, self.sec[t], :] for t in range(nt)], axis=1))
+        self.rt_pad = np.ascontiguousarray(-self.mu / self.sd)
+        self.inv_nnei = 1.0 / d.nnei
+        self.atom_bias = params.fitting.bias_atom_e + params.out_bias
+        self.nw = max(1, int(nthreads))
+        self.ws = [Workspace() for _ in range(self.nw)]
+        self.grads = [flat.zeros() for _ in range(self.nw)]
+        self.pad_bars = [np.zeros((nt, nt, d.neuron[-1])) for _ in range(self.nw)]
+        self._main_ws = Workspace()
+        self._pool = ThreadPoolExecutor(self.nw, thread_name_prefix="numdp-train") if self.nw > 1 else None
+        self._pad_rows = self._padding_rows()
+        self._chunks: list[_Chunk | None] = [None] * self.nw
+        self._frame: Frame | None = None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    # ---------------------------------------------------------------- orchestration
+    def _run(self, fn, *args):
+        """fn(w, *args) for every worker w; in the calling thread when there is one worker."""
+        if self._pool is None:
+            return [fn(0, *args)]
+        futs = [self._pool.submit(fn, w, *args) for w in range(self.nw)]
+        return [f.result() for f in futs]
+
+    def primal(self, frame: Frame) -> PrimalResult:
+        """Energy, forces and virial of `frame`; keeps the caches for `gradient`."""
+        self._frame = frame
+        self._padding_forward()
+        order = np.argsort(frame.types, kind="stable").astype(np.int64)
+        self._atoms = [np.ascontiguousarray(order[w::self.nw]) for w in range(self.nw)]
+        atom_energy = np.zeros(frame.nloc)
+        self._run(self._forward_chunk, frame, atom_energy)
+        nall = frame.ext_pos.shape[0]
+        force_ext = np.zeros((nall, 3))
+        virial = np.zeros((3, 3))
+        for c in self._chunks:
+            if c is not None:
+                force_ext += c.force
+                virial += c.virial
+        forces = np.zeros((frame.nloc, 3))
+        for a in range(3):
+            forces[:, a] = np.bincount(frame.mapping, weights=force_ext[:, a], minlength=frame.nloc)
+        return PrimalResult(float(atom_energy.sum()), forces, virial, atom_energy)
+
+    def gradient(self, c_e: float, u: np.ndarray, eps: np.ndarray, c_f: float, c_v: float,
+                 grad: np.ndarray) -> None:
+        """Add ∂L/∂θ of the last `primal` frame to `grad` (flat layout).
+
+        c_e: ∂L/∂E_i (1/eV·loss units) for every atom; u: (nloc, 3) force residuals F - F̂ eV/Å;
+        eps: (3, 3) virial residual Ξ - Ξ̂ eV; c_f, c_v: force and virial constants (§7.6).
+        """
+        u = np.ascontiguousarray(u, dtype=np.float64)
+        eps = np.ascontiguousarray(eps, dtype=np.float64)
+        for w in range(self.nw):
+            self.grads[w][:] = 0.0
+            self.pad_bars[w][:] = 0.0
+        self._run(self._backward_chunk, float(c_e), u, eps, float(c_f), float(c_v))
+        for w in range(self.nw):
+            grad += self.grads[w]
+        pad_bar = self.pad_bars[0].copy()
+        for w in range(1, self.nw):
+            pad_bar += self.pad_bars[w]
+        self._padding_reverse(pad_bar, grad)
+
+    # ---------------------------------------------------------------- padding embedding
+    def _padding_rows(self):
+        """For every embedding net k, the (centre type, block) pairs whose padding uses it."""
+        d = self.params.descriptor
+        rows = {}
+        for ti in range(self.nt):
+            for t in range(self.nt):
+                if d.sel[t] > 0:
+                    rows.setdefault(d.net_index(ti, t), []).append((ti, t))
+        return rows
+
+    def _padding_forward(self) -> None:
+        d = self.params.descriptor
+        M = d.neuron[-1]
+        self.G_pad = np.zeros((self.nt, self.nt, M))
+        self._pad_caches = {}
+        for k, pairs in self._pad_rows.items():
+            n = len(pairs)
+            x = np.array([self.rt_pad[ti, t, 0] for ti, t in pairs])
+            G = self._main_ws.get(("padG", k), (n, M))
+            Gp = self._main_ws.get(("padGp", k), (n, M))
+            self._pad_caches[k] = embed_forward(d.embeddings[k], x, G, Gp, self._main_ws, ("pad", k))
+            for r, (ti, t) in enumerate(pairs):
+                self.G_pad[ti, t] = G[r]
+
+    def _padding_reverse(self, pad_bar: np.ndarray, grad: np.ndarray) -> None:
+        d = self.params.descriptor
+        M = d.neuron[-1]
+        for k, pairs in self._pad_rows.items():
+            n = len(pairs)
+            Gbar = np.array([pad_bar[ti, t] for ti, t in pairs]).reshape(n, M)
+            embed_reverse(d.embeddings[k], self.flat.embedding[k], self._pad_caches[k], Gbar,
+                          np.zeros((n, M)), grad, self._main_ws, ("pad", k))
+
+    # ---------------------------------------------------------------- worker passes
+    def _forward_chunk(self, w: int, frame: Frame, atom_energy: np.ndarray) -> None:
+        atoms = self._atoms[w]
+        if atoms.shape[0] == 0:
+            self._chunks[w] = None
+            return
+        p = self.params
+        d = p.descriptor
+        nt = self.nt
+        ws = self.ws[w]
+        c = _Chunk()
+        na = atoms.shape[0]
+        c.atoms = atoms
+        c.atypes = frame.types[atoms].astype(np.int64)
+        cap = na * d.nnei
+        rt = ws.get("rt", (cap, 4))
+        dvec = ws.get("dvec", (cap, 3))
+        nbr = ws.get("nbr", (cap,), np.int64)
+        c.poff = ws.get("poff", (nt, na + 1), np.int64)
+        c.npad = ws.get("npad", (na, nt), np.int64)
+        npairs = env_pairs(frame.ext_pos, frame.nlist, atoms, c.atypes, self.sec, self.mu, self.sd,
+                           d.rcut, d.rcut_smth, rt, dvec, nbr, c.poff, c.npad)
+        c.npairs = npairs
+        c.rt, c.dvec, c.nbr = rt[:npairs], dvec[:npairs], nbr[:npairs]
+        M = d.neuron[-1]
+        c.G = ws.get("G", (npairs, M))
+        c.Gp = ws.get("Gp", (npairs, M))
+        tb = np.searchsorted(c.atypes, np.arange(nt + 1))
+        c.groups = []
+        for t in range(nt):
+            spans = ([(0, na, t)] if d.type_one_side
+                     else [(tb[ti], tb[ti + 1], d.net_index(ti, t)) for ti in range(nt)])
+            for a0, a1, k in spans:
+                p0, p1 = int(c.poff[t, a0]), int(c.poff[t, a1])
+                if p1 == p0:
+                    continue
+                g = _Group(t, int(a0), int(a1), p0, p1, k)
+                g.cache = embed_forward(d.embeddings[k], c.rt[p0:p1, 0], c.G[p0:p1], c.Gp[p0:p1],
+                                        ws, ("emb", t, k))
+                c.groups.append(g)
+        c.T = ws.get("T", (na, 4, M))
+        contract_T(c.atypes, c.rt, c.G, c.poff, c.npad, self.rt_pad, self.G_pad, self.inv_nnei, c.T)
+        c.Tbar = ws.get("Tbar", (na, 4, M))
+        c.fits = []
+        for ti in range(nt):
+            a0, a1 = int(tb[ti]), int(tb[ti + 1])
+            if a1 == a0:
+                continue
+            net = p.fitting.nets[ti]
+            fc = fit_cache(net, a1 - a0, ws, ("fit", ti))
+            contract_D(c.T[a0:a1], d.axis_neuron, fc.D)
+            e, gD = fit_forward(net, fc, ws, ("fit", ti))
+            atom_energy[atoms[a0:a1]] = e + self.atom_bias[ti]
+            back_D(c.T[a0:a1], gD, d.axis_neuron, self.inv_nnei, c.Tbar[a0:a1])
+            c.fits.append(_FitGroup(ti, a0, a1, fc))
+        nall = frame.ext_pos.shape[0]
+        c.force = ws.get("force", (nall, 3))
+        c.force[:] = 0.0
+        c.virial = ws.get("virial", (3, 3))
+        c.virial[:] = 0.0
+        pair_forces(atoms, c.atypes, c.rt, c.dvec, c.nbr, c.poff, c.G, c.Gp, c.Tbar, self.sd,
+                    d.rcut, d.rcut_smth, c.force, c.virial, _NO_ATOM_VIRIAL, False)
+        self._chunks[w] = c
+
+    def _backward_chunk(self, w: int, c_e: float, u: np.ndarray, eps: np.ndarray, c_f: float,
+                        c_v: float) -> None:
+        c = self._chunks[w]
+        if c is None:
+            return
+        p = self.params
+        d = p.descriptor
+        ws = self.ws[w]
+        grad = self.grads[w]
+        na = c.atoms.shape[0]
+        M = d.neuron[-1]
+        rtd = ws.get("rtd", (c.npairs, 4))
+        K.tangent_rows(c.atoms, c.atypes, c.dvec, c.nbr, c.poff, self._frame.mapping, u, eps,
+                       c_f, c_v, self.sd, d.rcut, d.rcut_smth, rtd)
+        Td = ws.get("Td", (na, 4, M))
+        K.tangent_T(c.rt, rtd, c.G, c.Gp, c.poff, self.inv_nnei, Td)
+        Tdbar = ws.get("Tdbar", (na, 4, M))
+        for f in c.fits:
+            net = p.fitting.nets[f.ti]
+            n = f.a1 - f.a0
+            K.tangent_D(c.T[f.a0:f.a1], Td[f.a0:f.a1], d.axis_neuron, f.cache.Dd)
+            fit_tangent(net, f.cache)
+            YB = fit_reverse(net, self.flat.fitting[f.ti], f.cache, c_e, grad, ws, ("fit", f.ti))
+            K.back_D_pair(c.T[f.a0:f.a1], Td[f.a0:f.a1], YB[:n], YB[n:], d.axis_neuron,
+                          self.inv_nnei, c.Tbar[f.a0:f.a1], Tdbar[f.a0:f.a1])
+        Gbar = ws.get("Gbar", (c.npairs, M))
+        Gpbar = ws.get("Gpbar", (c.npairs, M))
+        K.pair_adjoints(c.atypes, c.rt, rtd, c.poff, c.npad, self.rt_pad, c.Tbar, Tdbar, Gbar, Gpbar,
+                        self.pad_bars[w])
+        for g in c.groups:
+            embed_reverse(d.embeddings[g.k], self.flat.embedding[g.k], g.cache, Gbar[g.p0:g.p1],
+                          Gpbar[g.p0:g.p1], grad, ws, ("emb", g.t, g.k))

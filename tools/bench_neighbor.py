@@ -1,0 +1,95 @@
+"""Benchmark the neighbour search: extend + candidates + format, µs per local atom.
+
+Water (frame 0 of /work/shared/data/water/data_0, 192 atoms, rcut 6 Å, sel [46, 92]) replicated
+n×n×n times (192, 1536, 12288, 98304 atoms), each stage timed (best of several runs) with 1 and 2
+numba threads, followed by the memory per atom of the arrays each stage produces.
+
+    python tools/bench_neighbor.py [--sizes 1 2 4 8] [--threads 1 2] [--reach 2] [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numba
+import numpy as np
+
+from numdp.neighbor import extend, find_candidates, format_nlist
+
+DATA = "/work/shared/data/water/data_0"
+
+
+def load_water(frame: int = 0):
+    """Positions (192, 3) Å, types (192,), box (3, 3) Å of one frame of the water data set."""
+    coord = np.load(os.path.join(DATA, "set.000", "coord.npy"))[frame].reshape(-1, 3)
+    box = np.load(os.path.join(DATA, "set.000", "box.npy"))[frame].reshape(3, 3)
+    types = np.loadtxt(os.path.join(DATA, "type.raw"), dtype=np.int32).reshape(-1)
+    return coord, types, box
+
+
+def replicate(x, t, box, n):
+    """n×n×n supercell: positions (n³ natoms, 3), types, box (3, 3)."""
+    shifts = np.array([(i, j, k) for i in range(n) for j in range(n) for k in range(n)], dtype=float)
+    xs = (x[None, :, :] + (shifts @ box)[:, None, :]).reshape(-1, 3)
+    return xs, np.tile(t, n**3), box * n
+
+
+def best_time(fn, repeat):
+    best = np.inf
+    out = None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1, 2, 4, 8], help="replication factors n")
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--reach", type=int, default=None, help="cell-list stencil half-width (cells)")
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--rcut", type=float, default=6.0)
+    args = ap.parse_args()
+    sel = [46, 92]
+    x0, t0, box0 = load_water()
+    kw = {} if args.reach is None else {"reach": args.reach}
+
+    # warm up (compile or load the numba cache)
+    e = extend(x0, t0, box0, args.rcut)
+    format_nlist(e, find_candidates(e, args.rcut, **kw), args.rcut, sel, 2)
+
+    print(f"rcut {args.rcut} A, sel {sel}, numba threading layer: {numba.threading_layer()}")
+    header = f"{'natoms':>7} {'thr':>3} {'nall/nloc':>9} {'cand/atom':>9} {'extend':>8} {'cands':>8} {'format':>8} {'total':>8}   us/atom"
+    print(header)
+    mem_rows = []
+    for n in args.sizes:
+        x, t, box = replicate(x0, t0, box0, n)
+        nloc = len(x)
+        repeat = max(2, args.repeat if nloc <= 20000 else args.repeat // 2)
+        for nt in args.threads:
+            numba.set_num_threads(nt)
+            te, ext = best_time(lambda: extend(x, t, box, args.rcut), repeat)
+            tc, cand = best_time(lambda: find_candidates(ext, args.rcut, **kw), repeat)
+            tf, nl = best_time(lambda: format_nlist(ext, cand, args.rcut, sel, 2), repeat)
+            us = 1e6 / nloc
+            print(
+                f"{nloc:>7} {nt:>3} {ext.nall / nloc:>9.2f} {cand.indices.size / nloc:>9.1f} "
+                f"{te * us:>8.3f} {tc * us:>8.3f} {tf * us:>8.3f} {(te + tc + tf) * us:>8.3f}"
+            )
+        ext_bytes = sum(a.nbytes for a in (ext.positions, ext.types, ext.mapping, ext.shifts))
+        cand_bytes = cand.offsets.nbytes + cand.indices.nbytes
+        nl_bytes = nl.nlist.nbytes + nl.overflow.nbytes + nl.max_count.nbytes
+        mem_rows.append((nloc, ext_bytes / nloc, cand_bytes / nloc, nl_bytes / nloc, nl.overflow.tolist(),
+                         nl.max_count.tolist()))
+    print()
+    print(f"{'natoms':>7} {'Extended':>9} {'Candidates':>10} {'NeighborList':>12}   bytes/atom; overflow, max_count")
+    for nloc, eb, cb, lb, ov, mc in mem_rows:
+        print(f"{nloc:>7} {eb:>9.1f} {cb:>10.1f} {lb:>12.1f}   {ov} {mc}")
+
+
+if __name__ == "__main__":
+    main()
