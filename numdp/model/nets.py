@@ -55,14 +55,14 @@ def embed_into(x: np.ndarray, net: InferenceNet, G: np.ndarray, Gp: np.ndarray |
         m = p1 - p0
         Y = _view(bufs[0], 2 * m, first.w.shape[1])
         first_layer_tangent(x[p0:p1], first.w[0], first.b, first.idt, first.mode, Y)
-        k = 0
+        iy = 0  # Y, Z and the layer output rotate through the three buffers
         for lay in rest:
             width = lay.w.shape[1]
-            Z = np.matmul(Y, lay.w, out=_view(bufs[1 + k], 2 * m, width))
-            out = _view(bufs[2 - k], 2 * m, width)
+            Z = np.matmul(Y, lay.w, out=_view(bufs[(iy + 1) % 3], 2 * m, width))
+            out = _view(bufs[(iy + 2) % 3], 2 * m, width)
             post_tangent(Z, lay.b, lay.idt, Y, lay.mode, out)
             Y = out
-            k = 1 - k
+            iy = (iy + 2) % 3
         G[p0:p1] = Y[:m]
         if Gp is not None:
             Gp[p0:p1] = Y[m:]
