@@ -178,39 +178,47 @@ def pair_adjoints(atypes, rt, rtd, poff, npad, rt_pad, Tbar, Tdbar, Gbar, Gpbar,
 
 
 # ---------------------------------------------------------------------- dense layers
+@njit(cache=True, nogil=True, inline="always")
+def _add_residual_row(Y, ry, mode, out, ro):
+    """out[ro] += ρ(Y[ry]) for one row (mode 0 none, 1 same width, 2 doubled)."""
+    n_in = Y.shape[1]
+    if mode == 1:
+        for c in range(n_in):
+            out[ro, c] += Y[ry, c]
+    elif mode == 2:
+        for c in range(n_in):
+            out[ro, c] += Y[ry, c]
+            out[ro, n_in + c] += Y[ry, c]
+
+
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
 def layer_out(H, idt, use_idt, Y, mode, out):
     """out (n, k) = ρ(Y) + idt ⊙ H  (Y (n, n_in); mode 0 none, 1 same width, 2 doubled)."""
     n, k = H.shape
-    n_in = Y.shape[1]
     for r in range(n):
-        for c in range(k):
-            h = H[r, c]
-            if use_idt:
-                h *= idt[c]
-            if mode == 1:
-                h += Y[r, c]
-            elif mode == 2:
-                h += Y[r, c if c < n_in else c - n_in]
-            out[r, c] = h
+        if use_idt:
+            for c in range(k):
+                out[r, c] = H[r, c] * idt[c]
+        else:
+            for c in range(k):
+                out[r, c] = H[r, c]
+        _add_residual_row(Y, r, mode, out, r)
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
 def layer_tangent_out(H, Zd, idt, use_idt, Yd, mode, out):
     """Tangent of a tanh layer: out (n, k) = ρ(Ẏ) + idt ⊙ (1 - H²) ⊙ Ż."""
     n, k = H.shape
-    n_in = Yd.shape[1]
     for r in range(n):
-        for c in range(k):
-            h = H[r, c]
-            v = (1.0 - h * h) * Zd[r, c]
-            if use_idt:
-                v *= idt[c]
-            if mode == 1:
-                v += Yd[r, c]
-            elif mode == 2:
-                v += Yd[r, c if c < n_in else c - n_in]
-            out[r, c] = v
+        if use_idt:
+            for c in range(k):
+                h = H[r, c]
+                out[r, c] = (1.0 - h * h) * Zd[r, c] * idt[c]
+        else:
+            for c in range(k):
+                h = H[r, c]
+                out[r, c] = (1.0 - h * h) * Zd[r, c]
+        _add_residual_row(Yd, r, mode, out, r)
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
@@ -218,12 +226,14 @@ def layer_back_seed1(gY, H, idt, use_idt, gZ):
     """Primal adjoint through tanh: gZ (n, k) = (1 - H²) ⊙ idt ⊙ gY."""
     n, k = H.shape
     for r in range(n):
-        for c in range(k):
-            g = gY[r, c]
-            if use_idt:
-                g *= idt[c]
-            h = H[r, c]
-            gZ[r, c] = (1.0 - h * h) * g
+        if use_idt:
+            for c in range(k):
+                h = H[r, c]
+                gZ[r, c] = (1.0 - h * h) * gY[r, c] * idt[c]
+        else:
+            for c in range(k):
+                h = H[r, c]
+                gZ[r, c] = (1.0 - h * h) * gY[r, c]
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
@@ -231,41 +241,48 @@ def layer_back_pair(Obar, Odbar, H, Zd, idt, use_idt, want_dbar, ZB, dbar, bbar)
     """Reverse step of y' = ρ(y) + d ⊙ tanh(z) over primal and tangent together.
 
     Obar, Odbar: (n, k) adjoints of the primal and tangent outputs; H = tanh(z), Zd = ż (n, k).
-    Writes ZB (2n, k) = [z̄; ż̄] with ż̄ = (1-h²) d ȱ and z̄ = (1-h²)(d ō - 2 h ż d ȱ);
-    accumulates bbar (k,) += Σ z̄ and, when want_dbar, dbar (k,) += Σ (ō h + ȱ (1-h²) ż).
+    Writes ZB (2n, k) = [z̄; ż̄] with ż̄ = (1-h²) d ȱ and z̄ = (1-h²)(d ō - 2 h ż d ȱ);
+    accumulates bbar (k,) += Σ z̄ and, when want_dbar, dbar (k,) += Σ (ō h + ȱ (1-h²) ż).
     """
     n, k = H.shape
     for r in range(n):
-        for c in range(k):
-            h = H[r, c]
-            g = 1.0 - h * h
-            zd = Zd[r, c]
-            o = Obar[r, c]
-            od = Odbar[r, c]
-            if want_dbar:
-                dbar[c] += o * h + od * g * zd
-            if use_idt:
-                o *= idt[c]
-                od *= idt[c]
-            zb = g * (o - 2.0 * h * zd * od)
-            ZB[r, c] = zb
-            ZB[n + r, c] = g * od
-            bbar[c] += zb
+        if want_dbar:
+            for c in range(k):
+                h = H[r, c]
+                dbar[c] += Obar[r, c] * h + Odbar[r, c] * (1.0 - h * h) * Zd[r, c]
+        if use_idt:
+            for c in range(k):
+                h = H[r, c]
+                g = 1.0 - h * h
+                od = Odbar[r, c] * idt[c]
+                zb = g * (Obar[r, c] * idt[c] - 2.0 * h * Zd[r, c] * od)
+                ZB[r, c] = zb
+                ZB[n + r, c] = g * od
+                bbar[c] += zb
+        else:
+            for c in range(k):
+                h = H[r, c]
+                g = 1.0 - h * h
+                od = Odbar[r, c]
+                zb = g * (Obar[r, c] - 2.0 * h * Zd[r, c] * od)
+                ZB[r, c] = zb
+                ZB[n + r, c] = g * od
+                bbar[c] += zb
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
 def add_residual_adjoint(gY, mode, gX):
     """gX (n, n_in) += ρᵀ(gY (n, k)): identity (mode 1) or sum of both halves (mode 2)."""
-    n, k = gY.shape
+    n = gY.shape[0]
     n_in = gX.shape[1]
     if mode == 1:
         for r in range(n):
-            for c in range(k):
+            for c in range(n_in):
                 gX[r, c] += gY[r, c]
     elif mode == 2:
         for r in range(n):
-            for c in range(k):
-                gX[r, c if c < n_in else c - n_in] += gY[r, c]
+            for c in range(n_in):
+                gX[r, c] += gY[r, c] + gY[r, n_in + c]
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
@@ -276,23 +293,19 @@ def embed_layer_out(H, Zp, idt, use_idt, Y, mode, out_val, out_slope):
     out_val = ρ(y) + idt ⊙ h and out_slope = ρ(y') + idt ⊙ (1 - h²) z', each (n, k).
     """
     n, k = H.shape
-    n_in = Y.shape[1]
     for r in range(n):
-        for c in range(k):
-            h = H[r, c]
-            hp = (1.0 - h * h) * Zp[r, c]
-            if use_idt:
-                h *= idt[c]
-                hp *= idt[c]
-            if mode == 1:
-                h += Y[r, c]
-                hp += Y[n + r, c]
-            elif mode == 2:
-                cc = c if c < n_in else c - n_in
-                h += Y[r, cc]
-                hp += Y[n + r, cc]
-            out_val[r, c] = h
-            out_slope[r, c] = hp
+        if use_idt:
+            for c in range(k):
+                h = H[r, c]
+                out_val[r, c] = h * idt[c]
+                out_slope[r, c] = (1.0 - h * h) * Zp[r, c] * idt[c]
+        else:
+            for c in range(k):
+                h = H[r, c]
+                out_val[r, c] = h
+                out_slope[r, c] = (1.0 - h * h) * Zp[r, c]
+        _add_residual_row(Y, r, mode, out_val, r)
+        _add_residual_row(Y, n + r, mode, out_slope, r)
 
 
 # ---------------------------------------------------------------------- statistics

@@ -50,72 +50,85 @@ def _idt(layer):
 
 
 # ---------------------------------------------------------------------------- embedding
-class EmbedCache:
-    """Per-layer stacked inputs Y_l (2n, n_in) = [y; dy/dx] and Z_l (2n, k) = [tanh z; dz/dx]."""
+EMBED_BLOCK = 512
+"""Pair rows per block of the embedding passes: a block's chain of layers stays in cache."""
 
-    def __init__(self, n: int):
+
+class EmbedCache:
+    """Per-layer stacked inputs Y_l (2n, n_in) and Z_l (2n, k) of one embedding net on n rows.
+
+    The rows are processed in blocks [b0, b1) of at most EMBED_BLOCK; block rows 2*b0 .. 2*b1
+    of Y_l hold [y; dy/dx] of that block and those of Z_l hold [tanh z; dz/dx].
+    """
+
+    def __init__(self, n: int, block: int):
         self.n = n
+        self.blocks = [(b0, min(b0 + block, n)) for b0 in range(0, n, block)]
         self.Y: list[np.ndarray] = []
         self.Z: list[np.ndarray] = []
 
 
 def embed_forward(net: Net, x: np.ndarray, G: np.ndarray, Gp: np.ndarray, ws: Workspace,
-                  key) -> EmbedCache:
+                  key, block: int = EMBED_BLOCK) -> EmbedCache:
     """Evaluate one embedding net on inputs x (n,); write G (n, M) and dG/dx Gp (n, M)."""
     n = x.shape[0]
-    cache = EmbedCache(n)
-    Y = ws.get((key, "Y", 0), (2 * n, 1))
-    Y[:n, 0] = x
-    Y[n:, 0] = 1.0
-    last = len(net.layers) - 1
-    for l, layer in enumerate(net.layers):
-        k = layer.n_out
-        Z = ws.get((key, "Z", l), (2 * n, k))
-        np.matmul(Y, layer.w, out=Z)
-        H = Z[:n]
-        H += layer.b
-        np.tanh(H, out=H)
-        idt, use_idt = _idt(layer)
-        if l == last:
-            K.embed_layer_out(H, Z[n:], idt, use_idt, Y, layer.residual, G, Gp)
-        else:
-            Yn = ws.get((key, "Y", l + 1), (2 * n, k))
-            K.embed_layer_out(H, Z[n:], idt, use_idt, Y, layer.residual, Yn[:n], Yn[n:])
-        cache.Y.append(Y)
-        cache.Z.append(Z)
-        if l != last:
-            Y = Yn
+    cache = EmbedCache(n, block)
+    layers = net.layers
+    cache.Y = [ws.get((key, "Y", l), (2 * n, lay.n_in)) for l, lay in enumerate(layers)]
+    cache.Z = [ws.get((key, "Z", l), (2 * n, lay.n_out)) for l, lay in enumerate(layers)]
+    last = len(layers) - 1
+    for b0, b1 in cache.blocks:
+        m = b1 - b0
+        Y = cache.Y[0][2 * b0:2 * b1]
+        Y[:m, 0] = x[b0:b1]
+        Y[m:, 0] = 1.0
+        for l, layer in enumerate(layers):
+            Z = cache.Z[l][2 * b0:2 * b1]
+            np.matmul(Y, layer.w, out=Z)
+            H = Z[:m]
+            H += layer.b
+            np.tanh(H, out=H)
+            idt, use_idt = _idt(layer)
+            if l == last:
+                K.embed_layer_out(H, Z[m:], idt, use_idt, Y, layer.residual, G[b0:b1], Gp[b0:b1])
+            else:
+                Yn = cache.Y[l + 1][2 * b0:2 * b1]
+                K.embed_layer_out(H, Z[m:], idt, use_idt, Y, layer.residual, Yn[:m], Yn[m:])
+                Y = Yn
     return cache
 
 
 def embed_reverse(net: Net, slots: list[LayerSlots], cache: EmbedCache, Gbar: np.ndarray,
-                  Gpbar: np.ndarray, grad: np.ndarray, ws: Workspace, key) -> None:
+                  Gpbar: np.ndarray, grad: np.ndarray, ws: Workspace) -> None:
     """Accumulate into `grad` (flat layout) the parameter adjoint of one embedding net.
 
     Gbar, Gpbar: (n, M) adjoints of the value and slope outputs.  The input x is a constant of
     θ, so the first layer's input adjoint is not formed.
     """
-    n = cache.n
-    Ob, Odb = Gbar, Gpbar
-    for l in range(len(net.layers) - 1, -1, -1):
-        layer = net.layers[l]
-        gW, gb, gidt = slots[l].views(grad)
-        idt, use_idt = _idt(layer)
-        Z = cache.Z[l]
-        ZB = ws.get(("rev", "ZB"), (2 * n, layer.n_out))
-        K.layer_back_pair(Ob, Odb, Z[:n], Z[n:], idt, use_idt, use_idt,
-                          ZB, gidt if use_idt else _SINK, gb)
-        tmp = ws.get(("rev", "gW"), layer.w.shape)
-        np.matmul(cache.Y[l].T, ZB, out=tmp)
-        gW += tmp
-        if l == 0:
-            break
-        Yb = ws.get(("rev", "YB", l % 2), (2 * n, layer.n_in))
-        np.matmul(ZB, layer.w.T, out=Yb)
-        if layer.residual != RESIDUAL_NONE:
-            K.add_residual_adjoint(Ob, layer.residual, Yb[:n])
-            K.add_residual_adjoint(Odb, layer.residual, Yb[n:])
-        Ob, Odb = Yb[:n], Yb[n:]
+    layers = net.layers
+    views = [s.views(grad) for s in slots]
+    for b0, b1 in cache.blocks:
+        m = b1 - b0
+        Ob, Odb = Gbar[b0:b1], Gpbar[b0:b1]
+        for l in range(len(layers) - 1, -1, -1):
+            layer = layers[l]
+            gW, gb, gidt = views[l]
+            idt, use_idt = _idt(layer)
+            Z = cache.Z[l][2 * b0:2 * b1]
+            ZB = ws.get(("rev", "ZB"), (2 * m, layer.n_out))
+            K.layer_back_pair(Ob, Odb, Z[:m], Z[m:], idt, use_idt, use_idt,
+                              ZB, gidt if use_idt else _SINK, gb)
+            tmp = ws.get(("rev", "gW"), layer.w.shape)
+            np.matmul(cache.Y[l][2 * b0:2 * b1].T, ZB, out=tmp)
+            gW += tmp
+            if l == 0:
+                break
+            Yb = ws.get(("rev", "YB", l % 2), (2 * m, layer.n_in))
+            np.matmul(ZB, layer.w.T, out=Yb)
+            if layer.residual != RESIDUAL_NONE:
+                K.add_residual_adjoint(Ob, layer.residual, Yb[:m])
+                K.add_residual_adjoint(Odb, layer.residual, Yb[m:])
+            Ob, Odb = Yb[:m], Yb[m:]
 
 
 # ---------------------------------------------------------------------------- fitting

@@ -221,7 +221,7 @@ class ModelPasses:
             n = len(pairs)
             Gbar = np.array([pad_bar[ti, t] for ti, t in pairs]).reshape(n, M)
             embed_reverse(d.embeddings[k], self.flat.embedding[k], self._pad_caches[k], Gbar,
-                          np.zeros((n, M)), grad, self._main_ws, ("pad", k))
+                          np.zeros((n, M)), grad, self._main_ws)
 
     # ---------------------------------------------------------------- worker passes
     def _forward_chunk(self, w: int, frame: Frame, atom_energy: np.ndarray) -> None:
@@ -318,4 +318,4 @@ class ModelPasses:
                         self.pad_bars[w])
         for g in c.groups:
             embed_reverse(d.embeddings[g.k], self.flat.embedding[g.k], g.cache, Gbar[g.p0:g.p1],
-                          Gpbar[g.p0:g.p1], grad, ws, ("emb", g.t, g.k))
+                          Gpbar[g.p0:g.p1], grad, ws)

@@ -1,0 +1,131 @@
+"""Stochastic cell rescaling (Bernetti & Bussi 2020; anisotropic/triclinic as in Del Tatto et al.
+2022): a first-order stochastic equation for the cell that samples the isothermal-isobaric
+ensemble, combinable with any thermostat.
+
+A cell move keeps the fractional coordinates s and the scaled momenta π fixed: with the cell
+h (rows = cell vectors) going to h', positions r -> r h⁻¹ h' and momenta p -> p (h'⁻¹ h)ᵀ, a move
+of unit phase-space Jacobian.  The cell variables x then follow Brownian dynamics in the effective
+potential Φ = K + U + P0 V - kT ln J (J: Jacobian of the measure chosen for x), with mobility
+D = kT β_T / (c V τ):
+
+    dx = -(D / kT) ∂Φ/∂x dt + (∂D/∂x) dt + sqrt(2 D) dW          (Itô)
+
+whose stationary law is exp(-Φ / kT).  Using ∂(K + U)/∂h = -V h⁻ᵀ P_int, with the instantaneous
+pressure tensor P_int = (Σ m v⊗v + virial) / V, this gives, for the three couplings:
+
+* isotropic, x = ε = ln V (measure dV, c = 1):
+      dε = -(β_T/τ) (P0 - tr(P_int)/3) dt + sqrt(2 kT β_T / (V τ)) dW
+  (the kT/V of the measure cancels against ∂D/∂ε; positions scale by exp(Δε/3)).
+* anisotropic, x_k = ln h_kk (measure Π dh_kk, c = 3): each Cartesian component scales alone,
+      d ln h_kk = -(β_T/(3τ)) (P0 - P_kk) dt + sqrt(2 kT β_T / (3 V τ)) dW_k,
+  so the volume follows the isotropic equation.
+* triclinic, h lower-triangular written as h = T diag(L) with T unit lower-triangular
+  (measure Π dL_k Π dT_ij, c = 3): ln L_k as for anisotropic, and for i > j
+      dT_ij = (β_T/(3τ)) L_j (h⁻ᵀ P_int)_ij dt + sqrt(2 kT β_T / (3 V τ)) dW_ij.
+
+Stationary points: ⟨V (P0 - P_kk)⟩ = kT per scaled direction, i.e. the average pressure is
+P0 - kT/V (an O(1/N) shift: 30 bar for 108 Cu atoms at 300 K) and the average shear stress is zero.
+The equations are integrated with one Euler-Maruyama step per timestep, with the pressure of the
+last force call; β_T only sets the relaxation time (about τ β_T,true / β_T), not the ensemble.
+
+Units: pressure bar, compressibility 1/bar, τ ps, kT eV, V Å³.  The barostat has no variables of
+its own (first-order dynamics): a checkpoint needs only the cell.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..system import State, kinetic_tensor
+from ..units import EV_PER_A3_TO_BAR, KB
+from .kernels import transform_rows
+from .rng import STREAM_BAROSTAT, normals
+
+COUPLINGS = ("isotropic", "anisotropic", "triclinic")
+
+
+def is_lower_triangular(box: np.ndarray, tol: float = 1e-12) -> bool:
+    """True when the cell rows a, b, c have a_y = a_z = b_z = 0 (relative to the cell size)."""
+    scale = float(np.abs(box).max())
+    return abs(box[0, 1]) <= tol * scale and abs(box[0, 2]) <= tol * scale and abs(box[1, 2]) <= tol * scale
+
+
+def lower_triangular_rotation(box: np.ndarray) -> np.ndarray:
+    """Orthogonal (3, 3) Q with box @ Q lower-triangular and a positive diagonal.
+
+    Rotating positions, velocities, forces and the box by Q (x -> x @ Q) leaves a rotation- and
+    reflection-invariant potential unchanged.
+    """
+    q, r = np.linalg.qr(box.T)  # box.T = q r  ->  box q = r.T (lower-triangular)
+    signs = np.where(np.diag(r) < 0.0, -1.0, 1.0)
+    return q * signs[None, :]
+
+
+class StochasticCellRescaling:
+    """The barostat object (see the module docstring for the equations).
+
+    pressure: P0, bar; tau: relaxation time, ps; compressibility: β_T, 1/bar; coupling: one of
+    COUPLINGS; temperature: K (the thermostat's target).
+    """
+
+    kind = "c-rescale"
+
+    def __init__(self, pressure: float, tau: float, compressibility: float, coupling: str,
+                 temperature: float):
+        if coupling not in COUPLINGS:
+            raise ValueError(f"coupling must be one of {COUPLINGS}, got {coupling!r}")
+        self.pressure = float(pressure)
+        self.tau = float(tau)
+        self.compressibility = float(compressibility)
+        self.coupling = coupling
+        self.temperature = float(temperature)
+
+    def initialize(self, state: State) -> None:
+        if state.box is None:
+            raise ValueError("a barostat needs a periodic cell")
+        if self.coupling == "triclinic" and not is_lower_triangular(state.box):
+            raise ValueError("triclinic coupling needs a lower-triangular cell; rotate it first "
+                             "(lower_triangular_rotation)")
+
+    def _pressure_tensor(self, state: State, volume: float) -> np.ndarray:
+        w = 0.5 * (state.virial + state.virial.T)
+        return (kinetic_tensor(state.velocities, state.masses) + w) / volume
+
+    def new_box(self, state: State, dt: float) -> np.ndarray:
+        """The cell after one barostat step of dt ps (does not modify the state)."""
+        box = state.box
+        volume = abs(float(np.linalg.det(box)))
+        p_int = self._pressure_tensor(state, volume)
+        p0 = self.pressure / EV_PER_A3_TO_BAR
+        beta = self.compressibility * EV_PER_A3_TO_BAR  # Å³/eV
+        kt = KB * self.temperature
+        if self.coupling == "isotropic":
+            g = normals(state.seed, state.step, STREAM_BAROSTAT, np.arange(1), 1)[0, 0]
+            d_eps = (-(beta / self.tau) * (p0 - np.trace(p_int) / 3.0) * dt
+                     + math.sqrt(2.0 * kt * beta * dt / (volume * self.tau)) * g)
+            return box * math.exp(d_eps / 3.0)
+        rate = beta / (3.0 * self.tau)
+        sigma = math.sqrt(2.0 * kt * beta * dt / (3.0 * volume * self.tau))
+        g = normals(state.seed, state.step, STREAM_BAROSTAT, np.arange(6), 1)[:, 0]
+        d_log = -rate * (p0 - np.diag(p_int)) * dt + sigma * g[:3]
+        if self.coupling == "anisotropic":
+            return box * np.exp(d_log)[None, :]
+        lengths = np.diag(box).copy()
+        shear = box / lengths[None, :]  # T = h diag(L)⁻¹, unit lower-triangular
+        drive = np.linalg.inv(box).T @ p_int  # h⁻ᵀ P_int
+        new_shear = shear.copy()
+        for n, (i, j) in enumerate(((1, 0), (2, 0), (2, 1))):
+            new_shear[i, j] += rate * lengths[j] * drive[i, j] * dt + sigma * g[3 + n]
+        return new_shear * (lengths * np.exp(d_log))[None, :]
+
+    def step(self, state: State, dt: float) -> None:
+        """Move the cell by one barostat step; scale positions and velocities along."""
+        box = state.box
+        new = self.new_box(state, dt)
+        inv = np.linalg.inv(box)
+        m = inv @ new                       # positions: r -> r h⁻¹ h'
+        mv = (np.linalg.inv(new) @ box).T   # momenta:   p -> p (h'⁻¹ h)ᵀ
+        transform_rows(state.positions, m)
+        transform_rows(state.velocities, mv)
+        state.box = new

@@ -1,0 +1,60 @@
+"""Velocity Verlet composed of named half-steps.
+
+One step of dt (ps) is the symmetric sequence
+
+    thermostat(dt/2) · kick(dt/2) · drift(dt/2) · barostat(dt) · drift(dt/2) · force ·
+    kick(dt/2) · thermostat(dt/2)
+
+(drift(dt/2)·drift(dt/2) is a single drift(dt) without a barostat).  With no thermostat and no
+barostat this is plain velocity Verlet (NVE); with a Langevin thermostat it is the OBABO scheme;
+with a Nose-Hoover chain it is the Trotter split of Martyna et al. (1996).  The integrator knows
+nothing about the potential: `forces(state)` must fill state.forces, state.virial and
+state.potential_energy for the current positions and cell.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from ..system import State
+from .kernels import drift, kick
+from .rng import STREAM_THERMOSTAT_END, STREAM_THERMOSTAT_START
+
+
+class VelocityVerlet:
+    """dt: timestep, ps; thermostat / barostat: objects of numdp.md.thermostats / .barostat or None."""
+
+    def __init__(self, dt: float, thermostat=None, barostat=None):
+        self.dt = float(dt)
+        self.thermostat = thermostat
+        self.barostat = barostat
+
+    # -- named half-steps ----------------------------------------------------------------------
+    def thermostat_half(self, state: State, stream: int) -> None:
+        if self.thermostat is not None:
+            self.thermostat.half_step(state, 0.5 * self.dt, stream)
+
+    def kick_half(self, state: State) -> None:
+        kick(state.velocities, state.forces, state.masses, 0.5 * self.dt)
+
+    def drift_for(self, state: State, h: float) -> None:
+        drift(state.positions, state.velocities, h)
+
+    def barostat_full(self, state: State) -> None:
+        self.barostat.step(state, self.dt)
+
+    # -- one step --------------------------------------------------------------------------------
+    def step(self, state: State, forces: Callable[[State], None]) -> None:
+        """Advance `state` by dt; `forces(state)` is called once, after the positions moved."""
+        self.thermostat_half(state, STREAM_THERMOSTAT_START)
+        self.kick_half(state)
+        if self.barostat is None:
+            self.drift_for(state, self.dt)
+        else:
+            self.drift_for(state, 0.5 * self.dt)
+            self.barostat_full(state)
+            self.drift_for(state, 0.5 * self.dt)
+        forces(state)
+        self.kick_half(state)
+        self.thermostat_half(state, STREAM_THERMOSTAT_END)
+        state.step += 1
+        state.time += self.dt

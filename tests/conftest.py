@@ -1,0 +1,15 @@
+"""Shared fixtures: paths to the team's shared data and oracle, skipped cleanly when absent."""
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+ORACLE = SHARED / "oracle"
+DATA = SHARED / "data"
+
+
+@pytest.fixture(scope="session")
+def oracle_dir():
+    if not ORACLE.is_dir():
+        pytest.skip("../shared/oracle not present")
+    return ORACLE
