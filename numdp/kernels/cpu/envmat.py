@@ -75,6 +75,66 @@ def env_pairs(pos, nlist, atoms, atypes, sec, mu, sd, rcut, rcut_smth,
     return p
 
 
+@njit(cache=True, nogil=True, inline="always", error_model="numpy", fastmath=FASTMATH)
+def scatter_pair(i, j, g0, g1, g2, g3, dx, dy, dz, ti, t, sd, rcut, rcut_smth,
+                 force, virial, atom_virial, want_atom_virial):
+    """Turn dE/drt (g0..g3) of one pair into dE/dd and scatter forces and virials.
+
+    dE/dR (raw row) = dE/drt / sd; the Jacobian dR/dd is reference §2.3.  Force on the centre
+    i is +dE/dd, on the neighbour j is -dE/dd; virial -= dE/dd (x) d, attributed to j.
+    """
+    g0 /= sd[ti, t, 0]
+    g1 /= sd[ti, t, 1]
+    g2 /= sd[ti, t, 2]
+    g3 /= sd[ti, t, 3]
+    r = np.sqrt(dx * dx + dy * dy + dz * dz)
+    inv_r = 1.0 / r
+    inv_r2 = inv_r * inv_r
+    w, dw = switch(r, rcut_smth, rcut)
+    # R0 = w/r: dR0/dd_b = (w'/r - w/r^2) d_b / r
+    c0 = g0 * (dw * inv_r - w * inv_r2) * inv_r
+    # R_{1+c} = w d_c / r^2: dR/dd_b = w' d_c d_b / r^3 + w (delta_cb / r^2 - 2 d_c d_b / r^4)
+    c1 = (dw * inv_r * inv_r2 - 2.0 * w * inv_r2 * inv_r2) * (g1 * dx + g2 * dy + g3 * dz)
+    wr2 = w * inv_r2
+    gxv = (c0 + c1) * dx + wr2 * g1
+    gyv = (c0 + c1) * dy + wr2 * g2
+    gzv = (c0 + c1) * dz + wr2 * g3
+    force[i, 0] += gxv
+    force[i, 1] += gyv
+    force[i, 2] += gzv
+    force[j, 0] -= gxv
+    force[j, 1] -= gyv
+    force[j, 2] -= gzv
+    v00 = gxv * dx
+    v01 = gxv * dy
+    v02 = gxv * dz
+    v10 = gyv * dx
+    v11 = gyv * dy
+    v12 = gyv * dz
+    v20 = gzv * dx
+    v21 = gzv * dy
+    v22 = gzv * dz
+    virial[0, 0] -= v00
+    virial[0, 1] -= v01
+    virial[0, 2] -= v02
+    virial[1, 0] -= v10
+    virial[1, 1] -= v11
+    virial[1, 2] -= v12
+    virial[2, 0] -= v20
+    virial[2, 1] -= v21
+    virial[2, 2] -= v22
+    if want_atom_virial:
+        atom_virial[j, 0] -= v00
+        atom_virial[j, 1] -= v01
+        atom_virial[j, 2] -= v02
+        atom_virial[j, 3] -= v10
+        atom_virial[j, 4] -= v11
+        atom_virial[j, 5] -= v12
+        atom_virial[j, 6] -= v20
+        atom_virial[j, 7] -= v21
+        atom_virial[j, 8] -= v22
+
+
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def pair_forces(atoms, atypes, rt, dvec, nbr, poff, G, Gp, Tbar, sd, rcut, rcut_smth,
                 force, virial, atom_virial, want_atom_virial):
@@ -114,61 +174,5 @@ def pair_forces(atoms, atypes, rt, dvec, nbr, poff, G, Gp, Tbar, sd, rcut, rcut_
                     g2 += gm * t2
                     g3 += gm * t3
                     gx += Gp[p, m] * (r0 * t0 + r1 * t1 + r2 * t2 + r3 * t3)
-                g0 += gx
-                # dE/dR (raw row) = dE/drt / sd
-                g0 /= sd[ti, t, 0]
-                g1 /= sd[ti, t, 1]
-                g2 /= sd[ti, t, 2]
-                g3 /= sd[ti, t, 3]
-                dx = dvec[p, 0]
-                dy = dvec[p, 1]
-                dz = dvec[p, 2]
-                r2_ = dx * dx + dy * dy + dz * dz
-                r = np.sqrt(r2_)
-                inv_r = 1.0 / r
-                inv_r2 = inv_r * inv_r
-                w, dw = switch(r, rcut_smth, rcut)
-                # R0 = w/r: dR0/dd_b = (w'/r - w/r^2) d_b / r
-                c0 = (dw * inv_r - w * inv_r2) * inv_r
-                # R_{1+c} = w d_c / r^2: dR/dd_b = w' d_c d_b / r^3 + w (delta_cb / r^2 - 2 d_c d_b / r^4)
-                gd = g1 * dx + g2 * dy + g3 * dz
-                c1 = (dw * inv_r * inv_r2 - 2.0 * w * inv_r2 * inv_r2) * gd
-                wr2 = w * inv_r2
-                gxv = g0 * c0 * dx + c1 * dx + wr2 * g1
-                gyv = g0 * c0 * dy + c1 * dy + wr2 * g2
-                gzv = g0 * c0 * dz + c1 * dz + wr2 * g3
-                j = nbr[p]
-                force[i, 0] += gxv
-                force[i, 1] += gyv
-                force[i, 2] += gzv
-                force[j, 0] -= gxv
-                force[j, 1] -= gyv
-                force[j, 2] -= gzv
-                v00 = gxv * dx
-                v01 = gxv * dy
-                v02 = gxv * dz
-                v10 = gyv * dx
-                v11 = gyv * dy
-                v12 = gyv * dz
-                v20 = gzv * dx
-                v21 = gzv * dy
-                v22 = gzv * dz
-                virial[0, 0] -= v00
-                virial[0, 1] -= v01
-                virial[0, 2] -= v02
-                virial[1, 0] -= v10
-                virial[1, 1] -= v11
-                virial[1, 2] -= v12
-                virial[2, 0] -= v20
-                virial[2, 1] -= v21
-                virial[2, 2] -= v22
-                if want_atom_virial:
-                    atom_virial[j, 0] -= v00
-                    atom_virial[j, 1] -= v01
-                    atom_virial[j, 2] -= v02
-                    atom_virial[j, 3] -= v10
-                    atom_virial[j, 4] -= v11
-                    atom_virial[j, 5] -= v12
-                    atom_virial[j, 6] -= v20
-                    atom_virial[j, 7] -= v21
-                    atom_virial[j, 8] -= v22
+                scatter_pair(i, nbr[p], g0 + gx, g1, g2, g3, dvec[p, 0], dvec[p, 1], dvec[p, 2],
+                             ti, t, sd, rcut, rcut_smth, force, virial, atom_virial, want_atom_virial)
