@@ -6,8 +6,8 @@ Public API: `load_model(path)` returns a model with `evaluate(positions, types, 
 __version__ = "0.1.0"
 
 
-def load_model(path, nthreads=None):
+def load_model(path, nthreads=None, precision="double"):
     """Load a numdp (.h5) or DeePMD-kit (.dp) model; see numdp.model.dp_model.DPModel."""
     from .model.dp_model import load_model as _load
 
-    return _load(path, nthreads=nthreads)
+    return _load(path, nthreads=nthreads, precision=precision)

@@ -45,10 +45,11 @@ class DPModel:
     Attributes: type_map (list of element names), rcut (Å), params (ModelParams).
     """
 
-    def __init__(self, params: ModelParams, nthreads: int | None = None, chunk: int | None = None):
+    def __init__(self, params: ModelParams, nthreads: int | None = None, chunk: int | None = None,
+                 precision: str = "double"):
         self.params = params
         kw = {} if chunk is None else {"chunk": chunk}
-        self._ev = Evaluator(params, nthreads or default_threads(), **kw)
+        self._ev = Evaluator(params, nthreads or default_threads(), precision=precision, **kw)
 
     @property
     def type_map(self) -> list[str]:
@@ -61,6 +62,20 @@ class DPModel:
     @property
     def nthreads(self) -> int:
         return self._ev.nthreads
+
+    @property
+    def precision(self) -> str:
+        """"double", "mix32" or "mix16" (numdp.model.precision)."""
+        return self._ev.precision.name
+
+    @property
+    def compressed(self) -> bool:
+        return self._ev.compressed
+
+    @property
+    def beyond_table(self) -> int:
+        """Pairs evaluated outside the tables of a compressed model so far (linear continuation)."""
+        return self._ev.beyond_table
 
     def _prepare(self, positions, types, box):
         pos = np.ascontiguousarray(positions, dtype=np.float64)
@@ -125,8 +140,9 @@ class DPModel:
         return raw.descriptor
 
 
-def load_model(path, nthreads: int | None = None) -> DPModel:
-    """Load a numdp model file (.h5) or a DeePMD-kit .dp file."""
+def load_model(path, nthreads: int | None = None, precision: str = "double") -> DPModel:
+    """Load a numdp model file (.h5) or a DeePMD-kit .dp file; precision "double", "mix32" or
+    "mix16" (numdp.model.precision)."""
     from ..io.model_file import read_model
 
-    return DPModel(read_model(Path(path)), nthreads=nthreads)
+    return DPModel(read_model(Path(path)), nthreads=nthreads, precision=precision)

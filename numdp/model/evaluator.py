@@ -16,9 +16,12 @@ import numpy as np
 
 from ..kernels.cpu.descriptor import back_D, contract_D, contract_T
 from ..kernels.cpu.envmat import env_pairs, pair_forces
+from ..kernels.cpu.tabulated import tab_contract_T, tab_pair_forces
 from ..blas import set_blas_threads
 from .nets import InferenceNet, embed_into, embed_value, fit_energy_and_grad
 from .params import ModelParams
+from .precision import get_precision
+from .tables import evaluate_table
 
 DEFAULT_CHUNK = 128
 
@@ -40,9 +43,11 @@ class RawOutput:
 class Evaluator:
     """Holds the per-model constants (normalisation per block, padding embeddings)."""
 
-    def __init__(self, params: ModelParams, nthreads: int = 1, chunk: int = DEFAULT_CHUNK):
+    def __init__(self, params: ModelParams, nthreads: int = 1, chunk: int = DEFAULT_CHUNK,
+                 precision="double"):
         params.validate()
         self.params = params
+        self.precision = get_precision(precision)
         self.nthreads = max(1, int(nthreads))
         self.chunk = int(chunk)
         d = params.descriptor
@@ -52,15 +57,26 @@ class Evaluator:
         self.mu = np.ascontiguousarray(np.stack([d.davg[:, sec[t], :] for t in range(nt)], axis=1))
         self.sd = np.ascontiguousarray(np.stack([d.dstd[:, sec[t], :] for t in range(nt)], axis=1))
         self.rt_pad = -self.mu / self.sd
-        self.embed = [InferenceNet(net) for net in d.embeddings]
-        self.fit = [InferenceNet(net) for net in params.fitting.nets]
+        self.embed = [InferenceNet(net, self.precision) for net in d.embeddings]
+        self.fit = [InferenceNet(net, self.precision) for net in params.fitting.nets]
+        self.netidx = np.array([[d.net_index(ti, t) for t in range(nt)] for ti in range(nt)], np.int64)
+        self.compressed = d.tables is not None
+        if self.compressed:
+            self.coef = np.ascontiguousarray(np.concatenate([tab.coef for tab in d.tables]), self.precision.dtype)
+            self.coff = np.concatenate([[0], np.cumsum([tab.coef.shape[0] for tab in d.tables])]).astype(np.int64)
+            self.meta = np.stack([tab.meta() for tab in d.tables])
         M = d.neuron[-1]
         self.G_pad = np.zeros((nt, nt, M))
         for ti in range(nt):
             for t in range(nt):
                 if d.sel[t] > 0:
-                    net = self.embed[d.net_index(ti, t)]
-                    self.G_pad[ti, t] = embed_value(self.rt_pad[ti, t, :1].copy(), net)[0]
+                    k = self.netidx[ti, t]
+                    x_pad = self.rt_pad[ti, t, :1].copy()
+                    if self.compressed:
+                        self.G_pad[ti, t] = evaluate_table(d.tables[k], x_pad)[0][0]
+                    else:
+                        self.G_pad[ti, t] = embed_value(x_pad, self.embed[k])[0]
+        self.beyond_table = 0  # pairs evaluated outside a compressed model's tables
         self.atom_bias = params.fitting.bias_atom_e + params.out_bias
         self._pool = None
         self._lock = threading.Lock()
@@ -132,26 +148,23 @@ class Evaluator:
         npairs = env_pairs(ext_pos, nlist, atoms, atypes, self.sec, self.mu, self.sd,
                            d.rcut, d.rcut_smth, rt, dvec, nbr, poff, npad)
         M = d.neuron[-1]
-        x = np.ascontiguousarray(rt[:npairs, 0])
-        G = np.empty((npairs, M))
-        Gp = np.empty((npairs, M)) if want_force else None
-        # type boundaries inside the chunk (atoms are sorted by type)
-        tb = np.searchsorted(atypes, np.arange(nt + 1))
-        for t in range(nt):
-            groups = [(0, na, t)] if d.type_one_side else [(tb[ti], tb[ti + 1], d.net_index(ti, t))
-                                                          for ti in range(nt)]
-            for a0, a1, k in groups:
-                p0, p1 = poff[t, a0], poff[t, a1]
-                if p1 == p0:
-                    continue
-                embed_into(x[p0:p1], self.embed[k], G[p0:p1], None if Gp is None else Gp[p0:p1])
+        tb = np.searchsorted(atypes, np.arange(nt + 1))  # type boundaries (atoms sorted by type)
         T = np.empty((na, 4, M))
-        contract_T(atypes, rt, G, poff, npad, self.rt_pad, self.G_pad, 1.0 / d.nnei, T)
+        if self.compressed:
+            beyond = np.zeros(1, np.int64)
+            tab_contract_T(atypes, rt, poff, npad, self.rt_pad, self.G_pad, self.coef, self.coff,
+                           self.meta, self.netidx, 1.0 / d.nnei, T, beyond)
+            if beyond[0]:
+                with self._lock:
+                    self.beyond_table += int(beyond[0])
+        else:
+            G, Gp = self._embed(rt, npairs, poff, tb, want_force)
+            contract_T(atypes, rt, G, poff, npad, self.rt_pad, self.G_pad, 1.0 / d.nnei, T)
         D = np.empty((na, d.dim_out))
         contract_D(T, d.axis_neuron, D)
         if descr is not None:
             descr[atoms] = D
-        gD = np.empty_like(D) if want_force else None
+        gD = np.empty((na, d.dim_out), dtype=self.precision.dtype) if want_force else None
         for ti in range(nt):
             a0, a1 = tb[ti], tb[ti + 1]
             if a1 == a0:
@@ -164,5 +177,29 @@ class Evaluator:
             return
         Tbar = np.empty_like(T)
         back_D(T, gD, d.axis_neuron, 1.0 / d.nnei, Tbar)
-        pair_forces(atoms, atypes, rt, dvec, nbr, poff, G, Gp, Tbar, self.sd, d.rcut, d.rcut_smth,
-                    force, virial, atom_virial, want_atom_virial)
+        if self.compressed:
+            tab_pair_forces(atoms, atypes, rt, dvec, nbr, poff, self.coef, self.coff, self.meta,
+                            self.netidx, Tbar, self.sd, d.rcut, d.rcut_smth, force, virial,
+                            atom_virial, want_atom_virial)
+        else:
+            pair_forces(atoms, atypes, rt, dvec, nbr, poff, G, Gp, Tbar, self.sd, d.rcut,
+                        d.rcut_smth, force, virial, atom_virial, want_atom_virial)
+
+    def _embed(self, rt, npairs, poff, tb, want_force):
+        """G and dG/dx (npairs, M) of every occupied pair, net by net (Gp None without forces)."""
+        d = self.params.descriptor
+        nt = d.ntypes
+        na = poff.shape[1] - 1
+        M = d.neuron[-1]
+        x = np.ascontiguousarray(rt[:npairs, 0])
+        G = np.empty((npairs, M), dtype=self.precision.dtype)
+        Gp = np.empty((npairs, M), dtype=self.precision.dtype) if want_force else None
+        for t in range(nt):
+            groups = [(0, na, t)] if d.type_one_side else [(tb[ti], tb[ti + 1], d.net_index(ti, t))
+                                                          for ti in range(nt)]
+            for a0, a1, k in groups:
+                p0, p1 = poff[t, a0], poff[t, a1]
+                if p1 == p0:
+                    continue
+                embed_into(x[p0:p1], self.embed[k], G[p0:p1], None if Gp is None else Gp[p0:p1])
+        return G, Gp

@@ -14,6 +14,7 @@ import numpy as np
 from ..kernels.cpu.layers import (add_residual_adjoint, back_tanh, first_layer_tangent,
                                   post_forward, post_tangent)
 from .params import Net, RESIDUAL_NONE
+from .precision import Precision, get_precision, round_half
 
 EMBED_TILE = 384  # pairs per tile: 2*384 rows x 100 doubles = 600 kB
 
@@ -27,16 +28,29 @@ class _Layer:
 
 
 class InferenceNet:
-    """A net prepared for the kernels: contiguous weights, idt of ones where absent."""
+    """A net prepared for the kernels under a precision policy: contiguous weights of the policy's
+    dtype (rounded to float16 values for mix16), idt of ones where absent."""
 
-    def __init__(self, net: Net, dtype=np.float64):
-        self.layers = [_Layer(np.ascontiguousarray(lay.w, dtype),
-                              np.ascontiguousarray(lay.b, dtype),
-                              np.ascontiguousarray(lay.idt if lay.idt is not None else np.ones(lay.n_out), dtype),
+    def __init__(self, net: Net, precision: Precision | str = "double"):
+        self.precision = prec = get_precision(precision)
+        self.dtype = prec.dtype
+
+        def weights(w):
+            w = np.ascontiguousarray(w, prec.dtype)
+            return round_half(w) if prec.half_operands else w
+
+        self.layers = [_Layer(weights(lay.w),
+                              np.ascontiguousarray(lay.b, prec.dtype),
+                              np.ascontiguousarray(lay.idt if lay.idt is not None else np.ones(lay.n_out),
+                                                   prec.dtype),
                               lay.residual)
                        for lay in net.layers]
-        self.last_linear = net.layers[-1].activation == "none"
         self.width = net.layers[-1].n_out
+
+    def operand(self, a: np.ndarray) -> np.ndarray:
+        """A product operand in the policy's dtype (rounded to half for mix16)."""
+        a = np.ascontiguousarray(a, self.dtype)
+        return round_half(a) if self.precision.half_operands else a
 
 
 def _view(buf: np.ndarray, rows: int, cols: int) -> np.ndarray:
@@ -45,11 +59,16 @@ def _view(buf: np.ndarray, rows: int, cols: int) -> np.ndarray:
 
 
 def embed_into(x: np.ndarray, net: InferenceNet, G: np.ndarray, Gp: np.ndarray | None) -> None:
-    """G (n, M) = net(x) and, unless Gp is None, Gp (n, M) = d net/dx, for x (n,)."""
+    """G (n, M) = net(x) and, unless Gp is None, Gp (n, M) = d net/dx, for x (n,).
+
+    x is taken in the net's dtype (and rounded to half for mix16); G, Gp have the net's dtype.
+    """
     n = x.shape[0]
+    x = net.operand(x)
+    half = net.precision.half_operands
     first, rest = net.layers[0], net.layers[1:]
     wmax = max(lay.w.shape[1] for lay in net.layers)
-    bufs = [np.empty(2 * EMBED_TILE * wmax) for _ in range(3)]
+    bufs = [np.empty(2 * EMBED_TILE * wmax, dtype=net.dtype) for _ in range(3)]
     for p0 in range(0, n, EMBED_TILE):
         p1 = min(n, p0 + EMBED_TILE)
         m = p1 - p0
@@ -58,7 +77,7 @@ def embed_into(x: np.ndarray, net: InferenceNet, G: np.ndarray, Gp: np.ndarray |
         iy = 0  # Y, Z and the layer output rotate through the three buffers
         for lay in rest:
             width = lay.w.shape[1]
-            Z = np.matmul(Y, lay.w, out=_view(bufs[(iy + 1) % 3], 2 * m, width))
+            Z = np.matmul(round_half(Y) if half else Y, lay.w, out=_view(bufs[(iy + 1) % 3], 2 * m, width))
             out = _view(bufs[(iy + 2) % 3], 2 * m, width)
             post_tangent(Z, lay.b, lay.idt, Y, lay.mode, out)
             Y = out
@@ -70,33 +89,33 @@ def embed_into(x: np.ndarray, net: InferenceNet, G: np.ndarray, Gp: np.ndarray |
 
 def embed_value(x: np.ndarray, net: InferenceNet) -> np.ndarray:
     """G (n, M) for inputs x (n,)."""
-    G = np.empty((x.shape[0], net.width))
+    G = np.empty((x.shape[0], net.width), dtype=net.dtype)
     embed_into(x, net, G, None)
     return G
 
 
 def fit_energy_and_grad(D: np.ndarray, net: InferenceNet, want_grad: bool = True):
-    """Atomic network energies (n,) and their gradient dE/dD (n, dim) for inputs D (n, dim).
-
-    Hidden layers use tanh with the width-tested residual; the last layer is linear.
+    """Atomic network energies (n,) float64 and their gradient dE/dD (n, dim) in the net's dtype,
+    for inputs D (n, dim).  Hidden layers use tanh with the width-tested residual; the last layer
+    is linear.
     """
-    y = D
+    y = net.operand(D)
     cache = []
     hidden, last = net.layers[:-1], net.layers[-1]
     for lay in hidden:
-        Z = y @ lay.w
+        Z = net.operand(y) @ lay.w
         H = np.empty_like(Z)
         post_forward(Z, lay.b, lay.idt, y, lay.mode, H, Z)
         cache.append(H)
         y = Z
-    energy = (y @ last.w)[:, 0] + last.b[0]
+    energy = (net.operand(y) @ last.w)[:, 0].astype(np.float64) + float(last.b[0])
     if not want_grad:
         return energy, None
     gy = np.ascontiguousarray(np.broadcast_to(last.w[:, 0], (D.shape[0], last.w.shape[0])))
     for lay, H in zip(reversed(hidden), reversed(cache)):
         gZ = np.empty_like(H)
         back_tanh(gy, H, lay.idt, gZ)
-        gx = gZ @ lay.w.T
+        gx = net.operand(gZ) @ lay.w.T
         if lay.mode != RESIDUAL_NONE:
             add_residual_adjoint(gy, lay.mode, gx)
         gy = gx

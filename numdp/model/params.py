@@ -65,6 +65,7 @@ class Descriptor:
 
     davg, dstd: (ntypes, nnei, 4) normalisation of the environment matrix by centre type.
     embeddings: flat list; index = neighbour type (type_one_side) or centre + ntypes*neighbour.
+    tables: tabulated embedding nets (same indexing) of a compressed model, else None.
     """
 
     rcut: float
@@ -77,6 +78,7 @@ class Descriptor:
     davg: np.ndarray
     dstd: np.ndarray
     embeddings: list[Net]
+    tables: list | None = None  # list[numdp.model.tables.Table], one per embedding net, if compressed
 
     @property
     def ntypes(self) -> int:
@@ -160,6 +162,21 @@ class ModelParams:
                 if blk.shape[1] and not np.all(blk == blk[:, :1, :]):
                     raise InputError(f"{source}: {name} varies inside the slot block of type "
                                      f"{self.type_map[t]}; numdp needs it constant per block")
+        if d.tables is not None:
+            if len(d.tables) != nnet:
+                raise InputError(f"{source}: expected {nnet} embedding tables, found {len(d.tables)}")
+            for k, tab in enumerate(d.tables):
+                if tab.coef.ndim != 3 or tab.coef.shape[2] != d.neuron[-1] or tab.order not in (3, 5):
+                    raise InputError(f"{source}: embedding table {k} has coefficient shape "
+                                     f"{tab.coef.shape}, expected (nint, 4 or 6, {d.neuron[-1]})")
+        for k, net in enumerate(d.embeddings):
+            if any(lay.activation != "tanh" for lay in net.layers):
+                raise InputError(f"{source}: embedding net {k}: only tanh layers are supported")
+        for k, net in enumerate(f.nets):
+            acts = [lay.activation for lay in net.layers]
+            if any(a != "tanh" for a in acts[:-1]) or acts[-1] != "none":
+                raise InputError(f"{source}: fitting net {k}: expected tanh hidden layers and a "
+                                 f"linear output layer, got {acts}")
         if d.axis_neuron > d.neuron[-1]:
             raise InputError(f"{source}: axis_neuron {d.axis_neuron} > last embedding width")
         if len(f.nets) != nt:
