@@ -40,6 +40,8 @@ class State:
     potential_energy: eV at `positions` (nan before the first force call).
     thermostat: named float64 arrays of the thermostat (e.g. chain positions and velocities).
     barostat: named float64 arrays of the barostat.
+    neighbor: the configuration of the last neighbour-list build ("positions" (N, 3), "box",
+        "cutoff"): forces depend on it at the round-off level, so a bit-exact restart needs it.
     """
 
     positions: np.ndarray
@@ -57,6 +59,7 @@ class State:
     potential_energy: float = float("nan")
     thermostat: dict[str, np.ndarray] = field(default_factory=dict)
     barostat: dict[str, np.ndarray] = field(default_factory=dict)
+    neighbor: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def natoms(self) -> int:
@@ -129,7 +132,7 @@ def to_arrays(state: State) -> dict[str, np.ndarray]:
         out["forces"] = np.asarray(state.forces)
     if state.virial is not None:
         out["virial"] = np.asarray(state.virial)
-    for group in ("thermostat", "barostat"):
+    for group in ("thermostat", "barostat", "neighbor"):
         for key, value in getattr(state, group).items():
             out[f"{group}/{key}"] = np.asarray(value)
     return out
@@ -149,7 +152,7 @@ def from_arrays(arrays: dict[str, np.ndarray], what: str = "checkpoint") -> Stat
         return np.ascontiguousarray(arrays[name], dtype=np.float64)
 
     type_map = [t.decode() if isinstance(t, bytes) else str(t) for t in np.asarray(arrays["type_map"]).tolist()]
-    groups: dict[str, dict[str, np.ndarray]] = {"thermostat": {}, "barostat": {}}
+    groups: dict[str, dict[str, np.ndarray]] = {"thermostat": {}, "barostat": {}, "neighbor": {}}
     for key, value in arrays.items():
         head, _, tail = key.partition("/")
         if head in groups and tail:
@@ -170,4 +173,5 @@ def from_arrays(arrays: dict[str, np.ndarray], what: str = "checkpoint") -> Stat
         potential_energy=float(arrays.get("potential_energy", np.nan)),
         thermostat=groups["thermostat"],
         barostat=groups["barostat"],
+        neighbor=groups["neighbor"],
     )

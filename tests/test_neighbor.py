@@ -535,3 +535,18 @@ def test_sort_keys_matches_np_sort():
         out = np.empty(n, dtype=np.uint64)
         kn._sort_keys(keys, bucket, n, nbucket, np.empty(nbucket + 1, dtype=np.int64), out)
         np.testing.assert_array_equal(out, np.sort(keys), err_msg=labels)
+
+
+def test_positions_override_errors():
+    box = np.eye(3) * 6
+    ext = extend(np.random.default_rng(1).random((4, 3)) * 6, [0, 1, 0, 1], box, 4.0)
+    cand = find_candidates(ext, 4.0)
+    pos = ext.positions.copy()
+    g = ext.nloc + 5
+    pos[g, 1] = np.nan
+    with pytest.raises(InputError, match=rf"atom {ext.mapping[g]} has a non-finite .* extended row {g}"):
+        format_nlist(ext, cand, 4.0, [10, 10], 2, positions=pos)
+    with pytest.raises(InputError, match="non-finite"):
+        find_candidates(ext, 4.0, positions=pos)
+    with pytest.raises(ValueError, match="expected shape"):
+        format_nlist(ext, cand, 4.0, [10, 10], 2, positions=pos[:-1])

@@ -4,7 +4,7 @@ Water (frame 0 of /work/shared/data/water/data_0, 192 atoms, rcut 6 Å, sel [46,
 n×n×n times (192, 1536, 12288, 98304 atoms), each stage timed (best of several runs) with 1 and 2
 numba threads, followed by the memory per atom of the arrays each stage produces.
 
-    python tools/bench_neighbor.py [--sizes 1 2 4 8] [--threads 1 2] [--reach 2] [--repeat 5]
+    python tools/bench_neighbor.py [--sizes 1 2 4 8] [--threads 1 2] [--reach 2] [--repeat 5] [--data DIR]
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from numdp.neighbor import extend, find_candidates, format_nlist
 DATA = "/work/shared/data/water/data_0"
 
 
-def load_water(frame: int = 0):
+def load_water(frame: int = 0, data: str = DATA):
     """Positions (192, 3) Å, types (192,), box (3, 3) Å of one frame of the water data set."""
-    coord = np.load(os.path.join(DATA, "set.000", "coord.npy"))[frame].reshape(-1, 3)
-    box = np.load(os.path.join(DATA, "set.000", "box.npy"))[frame].reshape(3, 3)
-    types = np.loadtxt(os.path.join(DATA, "type.raw"), dtype=np.int32).reshape(-1)
+    coord = np.load(os.path.join(data, "set.000", "coord.npy"))[frame].reshape(-1, 3)
+    box = np.load(os.path.join(data, "set.000", "box.npy"))[frame].reshape(3, 3)
+    types = np.loadtxt(os.path.join(data, "type.raw"), dtype=np.int32).reshape(-1)
     return coord, types, box
 
 
@@ -53,9 +53,10 @@ def main():
     ap.add_argument("--reach", type=int, default=None, help="cell-list stencil half-width (cells)")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--rcut", type=float, default=6.0)
+    ap.add_argument("--data", default=DATA, help="DeePMD npy system holding the water frame")
     args = ap.parse_args()
     sel = [46, 92]
-    x0, t0, box0 = load_water()
+    x0, t0, box0 = load_water(data=args.data)
     kw = {} if args.reach is None else {"reach": args.reach}
 
     # warm up (compile or load the numba cache)
@@ -63,8 +64,8 @@ def main():
     format_nlist(e, find_candidates(e, args.rcut, **kw), args.rcut, sel, 2)
 
     print(f"rcut {args.rcut} A, sel {sel}, numba threading layer: {numba.threading_layer()}")
-    header = f"{'natoms':>7} {'thr':>3} {'nall/nloc':>9} {'cand/atom':>9} {'extend':>8} {'cands':>8} {'format':>8} {'total':>8}   us/atom"
-    print(header)
+    print(f"{'natoms':>7} {'thr':>3} {'nall/nloc':>9} {'cand/atom':>9} {'extend':>8} {'cands':>8} "
+          f"{'format':>8} {'total':>8}   us/atom")
     mem_rows = []
     for n in args.sizes:
         x, t, box = replicate(x0, t0, box0, n)
@@ -86,7 +87,8 @@ def main():
         mem_rows.append((nloc, ext_bytes / nloc, cand_bytes / nloc, nl_bytes / nloc, nl.overflow.tolist(),
                          nl.max_count.tolist()))
     print()
-    print(f"{'natoms':>7} {'Extended':>9} {'Candidates':>10} {'NeighborList':>12}   bytes/atom; overflow, max_count")
+    print(f"{'natoms':>7} {'Extended':>9} {'Candidates':>10} {'NeighborList':>12}   bytes/atom; "
+          "overflow, max_count")
     for nloc, eb, cb, lb, ov, mc in mem_rows:
         print(f"{nloc:>7} {eb:>9.1f} {cb:>10.1f} {lb:>12.1f}   {ov} {mc}")
 

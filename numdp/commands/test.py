@@ -23,6 +23,8 @@ def configure(parser):
                         help="frames per system (0 = all)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument("--threads", type=int, default=None, help="worker threads (default: all cores)")
+    parser.add_argument("--precision", default="double", choices=["double", "mix32", "mix16"],
+                        help="evaluation precision (default double)")
 
 
 class _Accumulator:
@@ -72,12 +74,13 @@ def main(args) -> int:
     from ..io.npy_system import find_systems, load_system
     from ..model.dp_model import load_model
 
-    model = load_model(args.model, nthreads=args.threads)
+    model = load_model(args.model, nthreads=args.threads, precision=args.precision)
     paths = [p for root in args.system for p in find_systems(Path(root))]
     total = _Accumulator()
     rows = []
     t0 = time.perf_counter()
-    print(f"# model {args.model}  type_map {' '.join(model.type_map)}")
+    print(f"# model {args.model}  type_map {' '.join(model.type_map)}  precision {model.precision}"
+          + ("  (compressed)" if model.compressed else ""))
     print(f"# {'system':<48} {'frames':>6} {'E meV/at':>9} {'F meV/A':>9} {'V meV/at':>9}")
     for path in paths:
         system = load_system(path)
@@ -92,6 +95,9 @@ def main(args) -> int:
     print(f"  {'overall':<48} {nfr:6d} {_fmt(overall['rmse_energy'])} "
           f"{_fmt(overall['rmse_force'])} {_fmt(overall['rmse_virial'])}")
     print(f"# {time.perf_counter() - t0:.1f} s")
+    if model.beyond_table:
+        print(f"# warning: {model.beyond_table} neighbour pairs fell outside the model's tables "
+              "(closer than any training pair); they were extrapolated linearly")
     if args.json:
         try:
             Path(args.json).write_text(json.dumps({"model": str(args.model), "units": {

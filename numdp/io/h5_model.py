@@ -15,6 +15,10 @@ Layout of format version 1 (every array float64; units in `unit` / `<name>_unit`
                                            centre + ntypes * neighbour; l = 0 .. len(neuron)-1
             w (n_in, n_out), b (n_out,), idt (n_out,) only when the layer has a timestep
             attrs: activation ("tanh" | "none"), resnet (bool)
+        tables/net_{k}/                    only in a compressed model (`numdp compress`):
+            coef (nint, order+1, M)        piecewise polynomial coefficients, tau^c at [l, c, m]
+            attrs: lower, upper, xmax, h0, h1 (grid in the normalised input x), n0 (fine intervals)
+        tables attrs: order, dx, extrapolate (the compression settings)
       fitting/                attrs: kind = "ener", neuron, resnet_dt
         bias_atom_e (ntypes,) eV
         net_{t}/layer_{l}/    t = centre type; l = 0 .. len(neuron) (last layer: activation none)
@@ -39,6 +43,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..model.params import Descriptor, Fitting, Layer, ModelParams, Net
+from ..model.tables import Table
 
 FORMAT = "numdp-model"
 FORMAT_VERSION = 1
@@ -137,6 +142,18 @@ def _write_net(group, net: Net) -> None:
             _dataset(g, "idt", np.ravel(lay.idt))
 
 
+def _write_tables(group, tables, settings: dict) -> None:
+    for key in ("order", "dx", "extrapolate"):
+        if key in settings:
+            group.attrs[key] = settings[key]
+    for k, tab in enumerate(tables):
+        t = group.create_group(f"net_{k}")
+        for key in ("lower", "upper", "xmax", "h0", "h1"):
+            t.attrs[key] = float(getattr(tab, key))
+        t.attrs["n0"] = np.int64(tab.n0)
+        t.create_dataset("coef", data=np.asarray(tab.coef, dtype=np.float64))
+
+
 def write_h5_model(params: ModelParams, path) -> None:
     """Write `params` as a numdp model file (format above), atomically."""
     from .. import __version__
@@ -179,6 +196,8 @@ def write_h5_model(params: ModelParams, path) -> None:
         emb = g.create_group("embedding")
         for k, net in enumerate(d.embeddings):
             _write_net(emb.create_group(f"net_{k}"), net)
+        if d.tables is not None:
+            _write_tables(g.create_group("tables"), d.tables, params.info.get("compression", {}))
 
         g = h5.create_group("fitting")
         g.attrs["kind"] = "ener"
@@ -315,12 +334,20 @@ def _read(h5: h5py.File, path: Path) -> ModelParams:
     nnet = nt if type_one_side else nt * nt
     embeddings = [r.net(f"descriptor/embedding/net_{k}", len(neuron), f"embedding net {k}")
                   for k in range(nnet)]
+    tables = None
+    if "tables" in g:
+        tables = []
+        for k in range(nnet):
+            t = r.group(f"descriptor/tables/net_{k}")
+            coef = r.array(f"descriptor/tables/net_{k}/coef", (None, None, neuron[-1]))
+            tables.append(Table(**{key: r.scalar(t, key, float) for key in ("lower", "upper", "xmax", "h0", "h1")},
+                                n0=r.scalar(t, "n0", int), coef=coef))
     descriptor = Descriptor(
         rcut=r.scalar(g, "rcut", float), rcut_smth=r.scalar(g, "rcut_smth", float),
         sel=sel, neuron=neuron, axis_neuron=r.scalar(g, "axis_neuron", int),
         type_one_side=type_one_side, resnet_dt=r.scalar(g, "resnet_dt", bool),
         davg=r.array("descriptor/davg", (nt, nnei, 4)), dstd=r.array("descriptor/dstd", (nt, nnei, 4)),
-        embeddings=embeddings)
+        embeddings=embeddings, tables=tables)
 
     g = r.group("fitting")
     kind = r.string(g, "kind", default="ener")

@@ -102,13 +102,13 @@ class StochasticCellRescaling:
         kt = KB * self.temperature
         if self.coupling == "isotropic":
             g = normals(state.seed, state.step, STREAM_BAROSTAT, np.arange(1), 1)[0, 0]
-            d_eps = (-(beta / self.tau) * (p0 - np.trace(p_int) / 3.0) * dt
+            d_eps = (-(beta / self.tau) * (p0 - np.trace(p_int) / 3.0 - kt / volume) * dt
                      + math.sqrt(2.0 * kt * beta * dt / (volume * self.tau)) * g)
             return box * math.exp(d_eps / 3.0)
         rate = beta / (3.0 * self.tau)
         sigma = math.sqrt(2.0 * kt * beta * dt / (3.0 * volume * self.tau))
         g = normals(state.seed, state.step, STREAM_BAROSTAT, np.arange(6), 1)[:, 0]
-        d_log = -rate * (p0 - np.diag(p_int)) * dt + sigma * g[:3]
+        d_log = -rate * (p0 - np.diag(p_int) - kt / volume) * dt + sigma * g[:3]
         if self.coupling == "anisotropic":
             return box * np.exp(d_log)[None, :]
         lengths = np.diag(box).copy()

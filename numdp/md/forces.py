@@ -10,8 +10,10 @@ Rebuild test: with d the largest displacement since the rebuild not explained by
 deformation F = h_build⁻¹ h (rows convention) and s_min the smallest singular value of F, a pair
 that was farther than rcut + skin can have come within rcut only if (rcut + 2 d) / s_min >= rcut + skin;
 the list is rebuilt before that can happen (for a fixed cell: when an atom moved more than skin/2).
-The same bound keeps the ghost set complete.  A rebuild is also forced on request (after a
-checkpoint, so that a restarted run repeats the same rebuilds bit for bit).
+The same bound keeps the ghost set complete.  A rebuild can also be requested (e.g. after a
+restart whose record does not fit).  The configuration of the last rebuild is kept in
+state.neighbor, so a checkpoint carries it and a restarted run rebuilds exactly the same list and
+repeats the uninterrupted run bit for bit.
 
 The model must provide `rcut` (Å), `type_map`, per-type slots (`sel`, or `params.descriptor.sel`)
 and `compute(ext_positions, nlist, types, atom_virial=False)` returning atom_energy (nloc,) eV,
@@ -21,12 +23,34 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 
+import numba
 import numpy as np
 
 from ..neighbor import extend, find_candidates, format_nlist, report_overflow
 from ..system import State
 from .kernels import closest_pair, displacement_check, first_nonfinite_row, fold_forces, ghost_positions
+
+
+# Below this many atoms the neighbour kernels (parallel Numba kernels of numdp.neighbor) run on one
+# thread: their work is then well under a millisecond, while waking a parallel region was measured to
+# cost up to ~10 ms when the cores are shared with other processes.
+SERIAL_NEIGHBOR_BELOW = 2048
+
+
+@contextmanager
+def _kernel_threads(natoms: int):
+    """Numba threads for the neighbour kernels: one below SERIAL_NEIGHBOR_BELOW atoms, else all."""
+    if natoms >= SERIAL_NEIGHBOR_BELOW:
+        yield
+        return
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
 
 
 def model_sel(model) -> list[int]:
@@ -61,15 +85,21 @@ class ForceProvider:
         self.time_force = 0.0
         self.closest = (math.inf, -1, -1)
         self.step_displacement = (0.0, -1)
-        self._force_rebuild = True
+        self._force_rebuild = False
         self._ext = None
         self._cand = None
         self._ext_pos = None
         self._images = None
+        self._shifts = None
         self._ref_positions = None
         self._ref_box_inv = None
         self._prev_positions = None
         self._overflow_warned = False
+
+    @property
+    def cutoff(self) -> float:
+        """Cutoff of the candidate list, rcut + skin (Å)."""
+        return self.rcut + self.skin
 
     def request_rebuild(self) -> None:
         """Rebuild the neighbour list at the next call."""
@@ -79,7 +109,7 @@ class ForceProvider:
     def _check_motion(self, state: State) -> bool:
         """Update `step_displacement`; True when the neighbour list must be rebuilt."""
         self.step_displacement = (0.0, -1)
-        if self._ext is None or self._prev_positions is None:
+        if self._ext is None:
             return True
         if state.box is None:
             strain = np.eye(3)
@@ -87,34 +117,58 @@ class ForceProvider:
         else:
             strain = self._ref_box_inv @ state.box
             smin = float(np.linalg.svd(strain, compute_uv=False)[-1])
-        step2, arg, ref2 = displacement_check(state.positions, self._prev_positions, self._ref_positions, strain)
-        self.step_displacement = (math.sqrt(step2), int(arg))
+        previous = self._prev_positions if self._prev_positions is not None else state.positions
+        step2, arg, ref2 = displacement_check(state.positions, previous, self._ref_positions, strain)
+        if self._prev_positions is not None:
+            self.step_displacement = (math.sqrt(step2), int(arg))
         if self._force_rebuild:
             return True
         return (self.rcut + 2.0 * math.sqrt(ref2)) / smin >= self.rcut + self.skin
 
-    def _rebuild(self, state: State) -> None:
-        cutoff = self.rcut + self.skin
-        ext = extend(state.positions, state.types, state.box, cutoff)
+    def _build(self, state: State, positions: np.ndarray, box) -> None:
+        """Ghosts and candidates for the configuration (positions, box) (the current one at a
+        rebuild, or the one recorded in state.neighbor after a restart)."""
+        with _kernel_threads(state.natoms):
+            ext = extend(positions, state.types, box, self.cutoff)
+            cand = find_candidates(ext, self.cutoff)
         nloc = state.natoms
-        if state.box is None:
+        if box is None:
             images = np.zeros((nloc, 3))
         else:
-            images = np.rint((state.positions - ext.positions[:nloc]) @ np.linalg.inv(state.box))
+            images = np.rint((positions - ext.positions[:nloc]) @ np.linalg.inv(box))
         self._ext = ext
-        self._cand = find_candidates(ext, cutoff)
+        self._cand = cand
         self._images = np.ascontiguousarray(images)
         self._shifts = np.ascontiguousarray(ext.shifts, dtype=np.float64)
         self._ext_pos = np.empty((ext.nall, 3))
-        self._ref_positions = state.positions.copy()
-        self._ref_box_inv = None if state.box is None else np.linalg.inv(state.box)
+        self._ref_positions = positions.copy()
+        self._ref_box_inv = None if box is None else np.linalg.inv(box)
+
+    def _rebuild(self, state: State) -> None:
+        self._build(state, state.positions, state.box)
         self._force_rebuild = False
         self.rebuilds += 1
+        state.neighbor = {"positions": self._ref_positions, "cutoff": np.array([self.cutoff])}
+        if state.box is not None:
+            state.neighbor["box"] = state.box.copy()
+
+    def _restore(self, state: State) -> bool:
+        """Rebuild exactly the list of the run that wrote the checkpoint (same reference
+        configuration), so that a restart repeats its round-off bit for bit.  False when the
+        state has no usable record (e.g. the skin changed)."""
+        ref = state.neighbor
+        if not ref or "positions" not in ref or ref["positions"].shape != state.positions.shape:
+            return False
+        if float(ref["cutoff"][0]) != self.cutoff or ("box" in ref) != (state.box is not None):
+            return False
+        self._build(state, ref["positions"], ref.get("box"))
+        return True
 
     def _formatted(self, state: State):
         box = state.box if state.box is not None else np.zeros((3, 3))
         ghost_positions(state.positions, self._images, self._ext.mapping, self._shifts, box, self._ext_pos)
-        nl = format_nlist(self._ext, self._cand, self.rcut, self.sel, self.ntypes, positions=self._ext_pos)
+        with _kernel_threads(state.natoms):
+            nl = format_nlist(self._ext, self._cand, self.rcut, self.sel, self.ntypes, positions=self._ext_pos)
         if nl.overflowed:
             self.overflow_calls += 1
             if not self._overflow_warned:
@@ -126,6 +180,8 @@ class ForceProvider:
     def __call__(self, state: State) -> None:
         """Fill state.forces (N, 3) eV/Å, state.virial (3, 3) eV, state.potential_energy eV."""
         t0 = time.perf_counter()
+        if self._ext is None:
+            self._restore(state)
         if self._check_motion(state):
             self._rebuild(state)
         nl = self._formatted(state)

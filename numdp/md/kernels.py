@@ -1,40 +1,41 @@
 """Numba kernels of the MD loop: plain functions over arrays, filling outputs in place.
 
 Units: positions Å, velocities Å/ps, forces eV/Å, masses amu, times ps.  No kernel raises or
-reads configuration; each loop iteration writes only its own rows, so results never depend on
-the number of threads.
+reads configuration.  The kernels are serial on purpose: each is O(N) and memory-bound (well under
+a millisecond at 10⁵ atoms), while a parallel launch costs up to milliseconds when the cores are
+shared, so threads would only slow small systems down; results are trivially deterministic.
 """
 from __future__ import annotations
 
 import math
 
-from numba import njit, prange
+from numba import njit
 
 from ..units import MVV2E
 from .rng import normal_pair
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def kick(velocities, forces, masses, h):
     """v += F / (m MVV2E) * h for all atoms (h: time in ps)."""
-    for i in prange(velocities.shape[0]):
+    for i in range(velocities.shape[0]):
         a = h / (masses[i] * MVV2E)
         for k in range(3):
             velocities[i, k] += forces[i, k] * a
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def drift(positions, velocities, h):
     """x += v * h for all atoms (h: time in ps)."""
-    for i in prange(positions.shape[0]):
+    for i in range(positions.shape[0]):
         for k in range(3):
             positions[i, k] += velocities[i, k] * h
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def transform_rows(x, m):
     """x[i] = x[i] @ m in place for (n, 3) rows and a (3, 3) matrix."""
-    for i in prange(x.shape[0]):
+    for i in range(x.shape[0]):
         a = x[i, 0]
         b = x[i, 1]
         c = x[i, 2]
@@ -42,7 +43,7 @@ def transform_rows(x, m):
             x[i, k] = a * m[0, k] + b * m[1, k] + c * m[2, k]
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def ghost_positions(local, images, mapping, shifts, box, out):
     """Extended coordinates for the current local positions.
 
@@ -51,7 +52,7 @@ def ghost_positions(local, images, mapping, shifts, box, out):
     mapping (nall,) int32 owner of each extended atom; shifts (nall, 3) float64 integer cell shifts;
     box (3, 3) rows = cell vectors.  out (nall, 3): owner's wrapped position + shift @ box.
     """
-    for g in prange(out.shape[0]):
+    for g in range(out.shape[0]):
         i = mapping[g]
         n0 = shifts[g, 0] - images[i, 0]
         n1 = shifts[g, 1] - images[i, 1]
@@ -139,14 +140,14 @@ def first_nonfinite_row(a):
     return -1
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def langevin_update(velocities, masses, ids, c, kt, seed, step, stream):
     """Ornstein-Uhlenbeck step v = c v + sqrt((1 - c²) kT / (m MVV2E)) g, g ~ N(0, 1) per component.
 
     c = exp(-gamma h); kt in eV; the normal numbers are keyed by (seed, step, stream, ids[i]).
     """
     s = math.sqrt(1.0 - c * c)
-    for i in prange(velocities.shape[0]):
+    for i in range(velocities.shape[0]):
         sigma = s * math.sqrt(kt / (masses[i] * MVV2E))
         g0, g1 = normal_pair(seed, step, stream, ids[i], 0)
         g2, _ = normal_pair(seed, step, stream, ids[i], 1)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 # Streams: one per use, so that no two uses ever share a key.
 STREAM_VELOCITY_INIT = 1
@@ -76,11 +76,11 @@ def normal_pair(seed, step, stream, index, block):
     return r * math.cos(_TWO_PI * u2), r * math.sin(_TWO_PI * u2)
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def fill_normals(seed, step, stream, ids, out):
     """out[i, k] = k-th standard normal number of atom ids[i] (out: (n, m) float64)."""
     m = out.shape[1]
-    for i in prange(ids.shape[0]):
+    for i in range(ids.shape[0]):
         for b in range((m + 1) // 2):
             g0, g1 = normal_pair(seed, step, stream, ids[i], b)
             out[i, 2 * b] = g0

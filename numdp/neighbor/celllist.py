@@ -14,8 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from numdp.geometry import check_positions
-from numdp.neighbor.extended import Extended, _check_cutoff
+from numdp.neighbor.extended import Extended, _check_cutoff, check_extended_positions
 from numdp.kernels.cpu import neighbor as _k
 
 __all__ = ["Candidates", "CellGrid", "find_candidates", "DEFAULT_REACH"]
@@ -83,8 +82,10 @@ def grid_shape(positions: np.ndarray, cutoff: float, reach: int):
     nall = positions.shape[0]
     if nall == 0:
         return np.zeros(3), np.zeros(3), np.ones(3, dtype=np.int64)
-    lo = positions.min(axis=0)
-    extent = positions.max(axis=0) - lo
+    lo = np.empty(3)
+    hi = np.empty(3)
+    _k.bounding_box(positions, lo, hi)
+    extent = hi - lo
     width = cutoff * (1.0 + _CELL_MARGIN) / reach
     limit = 4.0 * nall + 27.0
     nb = np.clip(np.floor(extent / width), 1.0, limit)  # float: no integer overflow in the product
@@ -129,9 +130,7 @@ def find_candidates(ext: Extended, cutoff, positions=None, reach: int = DEFAULT_
         )
     if int(reach) < 1:
         raise ValueError(f"reach must be >= 1, got {reach}")
-    pos = ext.positions if positions is None else check_positions(positions)
-    if pos.shape != (ext.nall, 3):
-        raise ValueError(f"positions: expected shape ({ext.nall}, 3), got {pos.shape}")
+    pos = check_extended_positions(ext, positions)
     nloc = ext.nloc
     grid = build_grid(pos, nloc, c, int(reach))
     counts = np.empty(nloc, dtype=np.int64)

@@ -22,7 +22,7 @@ from numdp.errors import InputError
 from numdp.geometry import check_box, check_positions, check_types, face_distances, wrap_fractional
 from numdp.kernels.cpu import neighbor as _k
 
-__all__ = ["Extended", "extend", "extended_positions"]
+__all__ = ["Extended", "check_extended_positions", "extend", "extended_positions"]
 
 # Relative widening of the ghost region, so that round-off in f and in the image positions can
 # never drop an image that lies exactly at the cutoff.  Extra images beyond the cutoff are harmless.
@@ -134,6 +134,26 @@ def extend(positions, types, box, cutoff) -> Extended:
     return Extended(
         positions=out_pos, types=out_types, mapping=out_map, shifts=out_shift, nloc=nloc, cutoff=c
     )
+
+
+def check_extended_positions(ext: Extended, positions) -> np.ndarray:
+    """`positions` (nall, 3), Å, as C-contiguous float64, or ext.positions when None.
+
+    Raises ValueError for a wrong shape and InputError for a non-finite coordinate (naming the
+    local atom that owns the offending row).
+    """
+    if positions is None:
+        return ext.positions
+    pos = np.ascontiguousarray(positions, dtype=np.float64)
+    if pos.shape != (ext.nall, 3):
+        raise ValueError(f"positions: expected shape ({ext.nall}, 3), got {pos.shape}")
+    if not np.isfinite(pos).all():
+        bad = int(np.flatnonzero(~np.isfinite(pos).all(axis=1))[0])
+        raise InputError(
+            f"positions: atom {int(ext.mapping[bad])} has a non-finite coordinate {pos[bad].tolist()}"
+            + (f" (in its periodic image, extended row {bad})" if bad >= ext.nloc else "")
+        )
+    return pos
 
 
 def extended_positions(ext: Extended, local_positions, box) -> np.ndarray:

@@ -16,8 +16,7 @@ import numpy as np
 
 from numdp.errors import InputError
 from numdp.neighbor.celllist import Candidates, find_candidates
-from numdp.geometry import check_positions
-from numdp.neighbor.extended import Extended, _check_cutoff
+from numdp.neighbor.extended import Extended, _check_cutoff, check_extended_positions
 from numdp.kernels.cpu import neighbor as _k
 
 __all__ = [
@@ -112,9 +111,7 @@ def format_nlist(
         raise InputError(
             f"atom {int(ext.mapping[bad])} has type {int(ext.types[bad])}, but the model has {ntypes} types"
         )
-    pos = ext.positions if positions is None else check_positions(positions)
-    if pos.shape != (ext.nall, 3):
-        raise ValueError(f"positions: expected shape ({ext.nall}, 3), got {pos.shape}")
+    pos = check_extended_positions(ext, positions)
     sec = np.zeros(ntypes + 1, dtype=np.int64)
     np.cumsum(s, out=sec[1:])
     nloc = ext.nloc

@@ -13,6 +13,10 @@ import numpy as np
 from numba import njit
 
 from ..kernels.cpu.envmat import FASTMATH, switch
+from ..kernels.cpu.mathfn import tanh
+
+# Kernels calling the vectorisable tanh need NumPy's error model (no zero-division branches).
+ACT = dict(cache=True, nogil=True, error_model="numpy", fastmath={"contract", "nsz"})
 
 
 # ---------------------------------------------------------------------- environment tangent
@@ -191,17 +195,24 @@ def _add_residual_row(Y, ry, mode, out, ro):
             out[ro, n_in + c] += Y[ry, c]
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
-def layer_out(H, idt, use_idt, Y, mode, out):
-    """out (n, k) = ρ(Y) + idt ⊙ H  (Y (n, n_in); mode 0 none, 1 same width, 2 doubled)."""
+@njit(**ACT)
+def fit_act(H, b, idt, use_idt, Y, mode, out):
+    """Fitting layer after the product H = y W (n, k): H ← tanh(H + b) in place (kept for the
+    reverse pass) and out (n, k) = ρ(Y) + idt ⊙ H  (Y (n, n_in); mode 0 none, 1 same, 2 doubled)."""
     n, k = H.shape
     for r in range(n):
+        hr = H[r]
+        orow = out[r]
         if use_idt:
             for c in range(k):
-                out[r, c] = H[r, c] * idt[c]
+                h = tanh(hr[c] + b[c])
+                hr[c] = h
+                orow[c] = h * idt[c]
         else:
             for c in range(k):
-                out[r, c] = H[r, c]
+                h = tanh(hr[c] + b[c])
+                hr[c] = h
+                orow[c] = h
         _add_residual_row(Y, r, mode, out, r)
 
 
@@ -285,25 +296,33 @@ def add_residual_adjoint(gY, mode, gX):
                 gX[r, c] += gY[r, c] + gY[r, n_in + c]
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
-def embed_layer_out(H, Zp, idt, use_idt, Y, mode, out_val, out_slope):
-    """Embedding layer output with its slope along the scalar input x.
+@njit(**ACT)
+def embed_act(Z, b, idt, use_idt, Y, mode, out_val, out_slope):
+    """Embedding layer after the product Z = [y; dy/dx] W (2n, k), with its slope along x.
 
-    H: (n, k) tanh(z); Zp: (n, k) dz/dx; Y: (2n, n_in) stacked [y; dy/dx] of the layer input.
-    out_val = ρ(y) + idt ⊙ h and out_slope = ρ(y') + idt ⊙ (1 - h²) z', each (n, k).
+    The primal half of Z becomes h = tanh(z + b) in place (kept for the reverse pass);
+    Y: (2n, n_in) stacked layer input; out_val = ρ(y) + idt ⊙ h and
+    out_slope = ρ(y') + idt ⊙ (1 - h²) z', each (n, k).
     """
-    n, k = H.shape
+    n = Z.shape[0] // 2
+    k = Z.shape[1]
     for r in range(n):
+        zt = Z[r]
+        zb = Z[n + r]
+        ov = out_val[r]
+        os_ = out_slope[r]
         if use_idt:
             for c in range(k):
-                h = H[r, c]
-                out_val[r, c] = h * idt[c]
-                out_slope[r, c] = (1.0 - h * h) * Zp[r, c] * idt[c]
+                h = tanh(zt[c] + b[c])
+                zt[c] = h
+                ov[c] = h * idt[c]
+                os_[c] = (1.0 - h * h) * zb[c] * idt[c]
         else:
             for c in range(k):
-                h = H[r, c]
-                out_val[r, c] = h
-                out_slope[r, c] = (1.0 - h * h) * Zp[r, c]
+                h = tanh(zt[c] + b[c])
+                zt[c] = h
+                ov[c] = h
+                os_[c] = (1.0 - h * h) * zb[c]
         _add_residual_row(Y, r, mode, out_val, r)
         _add_residual_row(Y, n + r, mode, out_slope, r)
 
@@ -358,16 +377,20 @@ def pair_distance_range(pos, nlist, types, rcut, rrange):
 
 # ---------------------------------------------------------------------- optimiser
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def adam_update(theta, grad, m, v, lr, beta1, beta2, eps, bc1, bc2):
-    """One Adam step in place (PyTorch form, reference §7.3).
+def adam_update(theta, grads, m, v, lo, hi, lr, beta1, beta2, eps, bc1, bc2):
+    """One Adam step in place on entries lo..hi-1 (PyTorch form, reference §7.3).
 
+    g = Σ_w grads[w] (per-worker accumulators, summed in row order);
     m ← β1 m + (1-β1) g;  v ← β2 v + (1-β2) g²;  θ ← θ - lr/bc1 · m / (√v/√bc2 + ε)
     with bc1 = 1 - β1^t, bc2 = 1 - β2^t for the t-th update (t ≥ 1).
     """
     step = lr / bc1
     inv_sbc2 = 1.0 / np.sqrt(bc2)
-    for k in range(theta.shape[0]):
-        g = grad[k]
+    nw = grads.shape[0]
+    for k in range(lo, hi):
+        g = grads[0, k]
+        for w in range(1, nw):
+            g += grads[w, k]
         mk = beta1 * m[k] + (1.0 - beta1) * g
         vk = beta2 * v[k] + (1.0 - beta2) * g * g
         m[k] = mk

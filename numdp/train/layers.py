@@ -1,7 +1,7 @@
 """Dense-network passes for training: forward with caches, tangent, reverse over primal+tangent.
 
-Products are BLAS GEMMs into preallocated buffers (a `Workspace`), tanh is NumPy's vectorised
-ufunc, and the element-wise rest is fused in the kernels of `numdp.train.kernels`.
+Products are BLAS GEMMs into preallocated buffers (a `Workspace`); bias, tanh (numdp's
+vectorisable tanh), idt and residual are fused in the kernels of `numdp.train.kernels`.
 
 Layer l: z = y W + b, h = tanh z, y' = ρ(y) + d ⊙ h (reference §3.2).  Per-layer reverse rules
 over the primal (bar) and tangent (dot-bar) adjoints are those of reference §7.6.
@@ -85,15 +85,12 @@ def embed_forward(net: Net, x: np.ndarray, G: np.ndarray, Gp: np.ndarray, ws: Wo
         for l, layer in enumerate(layers):
             Z = cache.Z[l][2 * b0:2 * b1]
             np.matmul(Y, layer.w, out=Z)
-            H = Z[:m]
-            H += layer.b
-            np.tanh(H, out=H)
             idt, use_idt = _idt(layer)
             if l == last:
-                K.embed_layer_out(H, Z[m:], idt, use_idt, Y, layer.residual, G[b0:b1], Gp[b0:b1])
+                K.embed_act(Z, layer.b, idt, use_idt, Y, layer.residual, G[b0:b1], Gp[b0:b1])
             else:
                 Yn = cache.Y[l + 1][2 * b0:2 * b1]
-                K.embed_layer_out(H, Z[m:], idt, use_idt, Y, layer.residual, Yn[:m], Yn[m:])
+                K.embed_act(Z, layer.b, idt, use_idt, Y, layer.residual, Yn[:m], Yn[m:])
                 Y = Yn
     return cache
 
@@ -173,10 +170,8 @@ def fit_forward(net: Net, cache: FitCache, ws: Workspace, key) -> tuple[np.ndarr
         y = cache.Yin[l][:n]
         H = cache.H[l]
         np.matmul(y, layer.w, out=H)
-        H += layer.b
-        np.tanh(H, out=H)
         idt, use_idt = _idt(layer)
-        K.layer_out(H, idt, use_idt, y, layer.residual, cache.Yin[l + 1][:n])
+        K.fit_act(H, layer.b, idt, use_idt, y, layer.residual, cache.Yin[l + 1][:n])
     y = cache.Yin[-1][:n]
     e = y @ last.w[:, 0]
     e += last.b[0]

@@ -7,7 +7,8 @@ with their constants c_F, c_V — and accumulates ∂L/∂θ for the frame:
     ∂L/∂θ = ∂/∂θ [ c_E Σ_i E_i + Σ_pairs g_ij · q_ij ],   q_ij = -c_F (u_j - u_i) - c_V ε d_ij
 
 where the second term is the tangent Σ Ė_i of the energy for pair displacements q, followed by a
-reverse pass over primal and tangent.
+reverse pass over primal and tangent.  Gradients accumulate per worker (`zero_grad`,
+`gradient`, `total_grad`); the optimiser sums the worker rows itself.
 
 Work split: the local atoms, sorted by type, are dealt round-robin to `nthreads` workers (each
 gets the same share of every type).  A worker computes its centres' pairs, embeddings,
@@ -128,12 +129,14 @@ class ModelPasses:
         self.atom_bias = params.fitting.bias_atom_e + params.out_bias
         self.nw = max(1, int(nthreads))
         self.ws = [Workspace() for _ in range(self.nw)]
-        self.grads = [flat.zeros() for _ in range(self.nw)]
+        self.grads = np.zeros((self.nw, flat.size))
+        """Per-worker gradient accumulators; ∂L/∂θ is the sum of the rows (`total_grad`)."""
         self.pad_bars = [np.zeros((nt, nt, d.neuron[-1])) for _ in range(self.nw)]
         self._main_ws = Workspace()
         self._pool = ThreadPoolExecutor(self.nw, thread_name_prefix="numdp-train") if self.nw > 1 else None
         self._pad_rows = self._padding_rows()
         self._chunks: list[_Chunk | None] = [None] * self.nw
+        self._fresh = [True] * self.nw
         self._frame: Frame | None = None
 
     def close(self) -> None:
@@ -143,9 +146,10 @@ class ModelPasses:
 
     # ---------------------------------------------------------------- orchestration
     def _run(self, fn, *args):
-        """fn(w, *args) for every worker w; in the calling thread when there is one worker."""
+        """fn(w, *args) for every worker w; one after the other in the calling thread when there
+        is no pool (one worker, or after `close`)."""
         if self._pool is None:
-            return [fn(0, *args)]
+            return [fn(w, *args) for w in range(self.nw)]
         futs = [self._pool.submit(fn, w, *args) for w in range(self.nw)]
         return [f.result() for f in futs]
 
@@ -169,25 +173,36 @@ class ModelPasses:
             forces[:, a] = np.bincount(frame.mapping, weights=force_ext[:, a], minlength=frame.nloc)
         return PrimalResult(float(atom_energy.sum()), forces, virial, atom_energy)
 
-    def gradient(self, c_e: float, u: np.ndarray, eps: np.ndarray, c_f: float, c_v: float,
-                 grad: np.ndarray) -> None:
-        """Add ∂L/∂θ of the last `primal` frame to `grad` (flat layout).
+    def zero_grad(self) -> None:
+        """Start a new gradient accumulation (each worker clears its row at its next pass)."""
+        self._fresh = [True] * self.nw
+
+    def gradient(self, c_e: float, u: np.ndarray, eps: np.ndarray, c_f: float, c_v: float) -> None:
+        """Accumulate ∂L/∂θ of the last `primal` frame into the worker rows of `grads`.
 
         c_e: ∂L/∂E_i (1/eV·loss units) for every atom; u: (nloc, 3) force residuals F - F̂ eV/Å;
         eps: (3, 3) virial residual Ξ - Ξ̂ eV; c_f, c_v: force and virial constants (§7.6).
         """
         u = np.ascontiguousarray(u, dtype=np.float64)
         eps = np.ascontiguousarray(eps, dtype=np.float64)
-        for w in range(self.nw):
-            self.grads[w][:] = 0.0
-            self.pad_bars[w][:] = 0.0
         self._run(self._backward_chunk, float(c_e), u, eps, float(c_f), float(c_v))
-        for w in range(self.nw):
-            grad += self.grads[w]
         pad_bar = self.pad_bars[0].copy()
         for w in range(1, self.nw):
             pad_bar += self.pad_bars[w]
-        self._padding_reverse(pad_bar, grad)
+        self._padding_reverse(pad_bar, self.grads[0])
+
+    def total_grad(self) -> np.ndarray:
+        """(nparams,) ∂L/∂θ accumulated since `zero_grad` (sum of the worker rows in order)."""
+        g = np.zeros(self.grads.shape[1])
+        for w in range(self.nw):
+            if not self._fresh[w]:
+                g += self.grads[w]
+        return g
+
+    def split(self, fn, n: int) -> None:
+        """fn(lo, hi) over `nthreads` contiguous ranges covering 0..n, on the worker threads."""
+        bounds = [n * w // self.nw for w in range(self.nw + 1)]
+        self._run(lambda w: fn(bounds[w], bounds[w + 1]))
 
     # ---------------------------------------------------------------- padding embedding
     def _padding_rows(self):
@@ -289,13 +304,17 @@ class ModelPasses:
 
     def _backward_chunk(self, w: int, c_e: float, u: np.ndarray, eps: np.ndarray, c_f: float,
                         c_v: float) -> None:
+        grad = self.grads[w]
+        if self._fresh[w]:
+            grad[:] = 0.0
+            self._fresh[w] = False
+        self.pad_bars[w][:] = 0.0
         c = self._chunks[w]
         if c is None:
             return
         p = self.params
         d = p.descriptor
         ws = self.ws[w]
-        grad = self.grads[w]
         na = c.atoms.shape[0]
         M = d.neuron[-1]
         rtd = ws.get("rtd", (c.npairs, 4))

@@ -139,7 +139,7 @@ def fill_images(pos, frac, types, box, lo, hi, start, out_pos, out_types, out_ma
 # --------------------------------------------------------------------------------------------------
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, parallel=True)
 def bin_atoms(pos, lo, inv_width, nbins, nloc, cell_start, order, sx, sy, sz, scell, centres):
     """Counting sort of atoms into a Cartesian grid of cells (stable: ascending index within a cell).
 
@@ -154,7 +154,7 @@ def bin_atoms(pos, lo, inv_width, nbins, nloc, cell_start, order, sx, sy, sz, sc
     nx, ny, nz = nbins[0], nbins[1], nbins[2]
     ncell = nx * ny * nz
     cell = np.empty(nall, np.int64)
-    for i in range(nall):
+    for i in prange(nall):
         cx = min(max(np.int64((pos[i, 0] - lo[0]) * inv_width[0]), 0), nx - 1)
         cy = min(max(np.int64((pos[i, 1] - lo[1]) * inv_width[1]), 0), ny - 1)
         cz = min(max(np.int64((pos[i, 2] - lo[2]) * inv_width[2]), 0), nz - 1)
@@ -228,7 +228,7 @@ def fill_candidates(sx, sy, sz, order, scell, cell_start, nbins, reach, centres,
     nc = centres.shape[0]
     nchunk = (nc + _CHUNK - 1) // _CHUNK
     for ch in prange(nchunk):
-        buf = np.empty(256, np.int32)
+        buf = np.empty(256, np.int64)  # sorted positions of the hits of one centre
         for m in range(ch * _CHUNK, min(nc, (ch + 1) * _CHUNK)):
             p = centres[m]
             cx, cy, cz = _cell_coords(scell[p], nx, ny)
@@ -244,19 +244,35 @@ def fill_candidates(sx, sy, sz, order, scell, cell_start, nbins, reach, centres,
                     q0 = cell_start[row + x0]
                     q1 = cell_start[row + x1 + 1]
                     if k + (q1 - q0) + 1 > buf.shape[0]:
-                        grown = np.empty(2 * (k + (q1 - q0) + 1), np.int32)
+                        grown = np.empty(2 * (k + (q1 - q0) + 1), np.int64)
                         grown[:k] = buf[:k]
                         buf = grown
                     for q in range(q0, q1):
                         dx = sx[q] - xi
                         dy = sy[q] - yi
                         dz = sz[q] - zi
-                        buf[k] = order[q]  # branch-free compaction: kept only if k advances
-                        k += (dx * dx + dy * dy + dz * dz <= cutoff2) & (q != p)
-            i = order[p]
-            o = offsets[i]
+                        buf[k] = q  # branch-free compaction: kept only if k advances
+                        k += dx * dx + dy * dy + dz * dz <= cutoff2
+            o = offsets[order[p]]
             for s in range(k):
-                indices[o + s] = buf[s]
+                q = buf[s]
+                if q != p:  # the centre itself (r = 0) is always among the hits
+                    indices[o] = order[q]
+                    o += 1
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def bounding_box(pos, lo, hi):
+    """Componentwise minimum lo (3,) and maximum hi (3,) of pos (n >= 1, 3), Å."""
+    for k in prange(3):
+        a = pos[0, k]
+        b = pos[0, k]
+        for i in range(1, pos.shape[0]):
+            v = pos[i, k]
+            a = min(a, v)
+            b = max(b, v)
+        lo[k] = a
+        hi[k] = b
 
 
 # --------------------------------------------------------------------------------------------------

@@ -7,7 +7,9 @@ backward kernel re-evaluates the polynomial and its slope and scatters forces an
 Packed tables: coef (sum of nint, order+1, M); net k's intervals start at coff[k];
 meta[k] = [lower, upper, xmax, h0, h1, n0]; netidx[ti, t] is the net of centre type ti and
 neighbour block t.  Outside [lower, xmax] the table continues linearly (value + slope * excess);
-such pairs are counted in `beyond` (one count per pair and call).
+pairs beyond xmax (closer than 10x the training range allows) are counted in `beyond` (one count
+per pair and call).  Inputs below `lower` arise only from round-off at r -> rcut and are not
+counted.
 """
 import numpy as np
 from numba import njit
@@ -93,7 +95,8 @@ def tab_contract_T(atypes, rt, poff, npad, rt_pad, G_pad, coef, coff, meta, neti
                 l, tau, ex = locate(rt[p, 0], meta[k], nint)
                 cl = coef[coff[k] + l]
                 if ex != 0.0:
-                    nb += 1
+                    if ex > 0.0:
+                        nb += 1
                     poly_value_slope(cl, tau, val, der)
                     for m in range(M):
                         val[m] += ex * der[m]

@@ -1,0 +1,31 @@
+"""`numdp train input.toml`: train an se_e2_a energy model (see numdp.train)."""
+from __future__ import annotations
+
+import sys
+
+
+def configure(parser) -> None:
+    parser.add_argument("input", help="training input file (TOML)")
+    parser.add_argument("--restart", metavar="CHECKPOINT",
+                        help="continue from a checkpoint written by an earlier run of this input")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="worker threads (default: NUMDP_NUM_THREADS or the usable cores)")
+
+
+def main(args) -> int:
+    from ..errors import InputError
+    from ..train.config import load_config
+    from ..train.loop import Trainer, TrainingInterrupted
+
+    if args.threads is not None and args.threads < 1:
+        raise InputError(f"--threads: must be >= 1, got {args.threads}")
+    cfg = load_config(args.input)
+    trainer = Trainer(cfg, restart=args.restart, nthreads=args.threads)
+    try:
+        trainer.run()
+    except TrainingInterrupted as exc:
+        print(f"numdp train: {exc}", file=sys.stderr)
+        return 130
+    finally:
+        trainer.close()
+    return 0

@@ -1,0 +1,333 @@
+"""H5MD 1.1 trajectories and numdp checkpoints.
+
+Layout written by `H5MDWriter` (H5MD 1.1, https://www.nongnu.org/h5md/h5md.html)::
+
+    /h5md                       attrs version = [1, 1]
+        author/                 attrs name
+        creator/                attrs name = "numdp", version
+    /particles/trajectory/
+        species                 (N,) int32 model type index of each atom (time-independent)
+        mass                    (N,) float64 amu (time-independent)
+        box/                    attrs dimension = 3, boundary = ["periodic"] * 3 (or "none")
+            edges/              step (T,) int64, time (T,) float64 [ps], value (T, 3, 3) [Angstrom]
+        position/               step, time, value (T, N, 3) [Angstrom], unwrapped
+        velocity/               step, time, value (T, N, 3) [Angstrom ps-1]
+        force/                  step, time, value (T, N, 3) [kJ mol-1 Angstrom-1 or eV Angstrom-1]
+    /observables/
+        potential_energy, kinetic_energy, total_energy [eV], temperature [K], pressure [bar],
+        volume [Angstrom^3]:    step, time, value (T,)
+    /parameters/numdp           attrs type_map, input (the TOML text of the run)
+
+All time-dependent elements are sampled at the same steps and share one `step` and one `time`
+dataset (hard links, allowed by H5MD).  The group is named "trajectory" because MDAnalysis looks
+for that name when it builds a topology from the file alone, and forces default to kJ mol-1
+Angstrom-1 because MDAnalysis rejects force units it does not know (eV Angstrom-1 is one of them).
+
+A frame is written in the order step/time, observables, box, velocity, force, position and the file
+is flushed, so a run killed at any moment leaves a file whose `position/value` frames are complete.
+
+A checkpoint (`write_checkpoint`) is a one-frame H5MD file of the same layout plus `/numdp/state`,
+the whole `numdp.system.State` as datasets (bit-exact float64).  It is written to a temporary name
+in the same directory, synced and renamed, so a crash never leaves a half-written checkpoint.
+"""
+from __future__ import annotations
+
+import getpass
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ..errors import InputError
+from ..system import State, from_arrays, to_arrays
+from ..units import EV_TO_KJ_PER_MOL
+
+H5MD_VERSION = (1, 1)
+GROUP = "trajectory"
+FIELDS = ("position", "velocity", "force")
+FIELD_UNITS = {"position": "Angstrom", "velocity": "Angstrom ps-1"}
+FORCE_UNITS = {"kJ mol-1 Angstrom-1": EV_TO_KJ_PER_MOL, "eV Angstrom-1": 1.0}
+OBSERVABLES = {
+    "potential_energy": "eV",
+    "kinetic_energy": "eV",
+    "total_energy": "eV",
+    "temperature": "K",
+    "pressure": "bar",
+    "volume": "Angstrom^3",
+}
+
+
+def _author() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in some containers
+        return "unknown"
+
+
+def _write_header(h5: h5py.File, type_map, input_text: str) -> None:
+    from .. import __version__
+
+    g = h5.create_group("h5md")
+    g.attrs["version"] = np.array(H5MD_VERSION, dtype=np.int32)
+    g.create_group("author").attrs["name"] = _author()
+    c = g.create_group("creator")
+    c.attrs["name"] = "numdp"
+    c.attrs["version"] = __version__
+    p = h5.create_group("parameters").create_group("numdp")
+    p.attrs["type_map"] = list(type_map)
+    p.attrs["input"] = input_text
+
+
+def _time_element(parent: h5py.Group, name: str, shape, unit: str | None, clock):
+    """Create a time-dependent element {step, time, value} with value (0, *shape), growable."""
+    g = parent.create_group(name)
+    if clock is None:
+        step = g.create_dataset("step", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(1024,))
+        time = g.create_dataset("time", shape=(0,), maxshape=(None,), dtype=np.float64, chunks=(1024,))
+        time.attrs["unit"] = "ps"
+        clock = (step, time)
+    else:
+        g["step"] = clock[0]
+        g["time"] = clock[1]
+    chunk = (1, *shape) if shape else (1024,)
+    value = g.create_dataset("value", shape=(0, *shape), maxshape=(None, *shape), dtype=np.float64,
+                             chunks=chunk)
+    if unit is not None:
+        value.attrs["unit"] = unit
+    return g, clock
+
+
+class H5MDWriter:
+    """Append frames to an H5MD file.
+
+    path: file name; species (N,) int model types; masses (N,) amu; type_map: element names;
+    fields: subset of FIELDS; periodic: whether the box is periodic; force_unit: a key of
+    FORCE_UNITS; input_text: stored in /parameters/numdp.  `resume_after` = k opens an existing
+    file instead, drops its frames with step > k and appends after them (restarts).
+    """
+
+    def __init__(self, path, species, masses, type_map, fields=FIELDS, periodic=True,
+                 force_unit="kJ mol-1 Angstrom-1", input_text="", resume_after: int | None = None):
+        self.path = Path(path)
+        self.fields = tuple(fields)
+        self.force_scale = FORCE_UNITS[force_unit]
+        natoms = len(species)
+        if resume_after is not None and self.path.exists():
+            self._open_existing(natoms, resume_after)
+            return
+        self.h5 = h5py.File(self.path, "w")
+        _write_header(self.h5, type_map, input_text)
+        part = self.h5.create_group(f"particles/{GROUP}")
+        part.create_dataset("species", data=np.asarray(species, dtype=np.int32))
+        part.create_dataset("mass", data=np.asarray(masses, dtype=np.float64)).attrs["unit"] = "u"
+        box = part.create_group("box")
+        box.attrs["dimension"] = np.int32(3)
+        box.attrs["boundary"] = ["periodic" if periodic else "none"] * 3
+        clock = None
+        self.elements = {}
+        if periodic:
+            self.elements["box"], clock = _time_element(box, "edges", (3, 3), "Angstrom", clock)
+        for name in self.fields:
+            unit = force_unit if name == "force" else FIELD_UNITS[name]
+            self.elements[name], clock = _time_element(part, name, (natoms, 3), unit, clock)
+        obs = self.h5.create_group("observables")
+        for name, unit in OBSERVABLES.items():
+            if name == "volume" and not periodic:
+                continue
+            self.elements[name], clock = _time_element(obs, name, (), unit, clock)
+        self.clock = clock
+        self.h5.flush()
+
+    def _open_existing(self, natoms: int, resume_after: int) -> None:
+        try:
+            self.h5 = h5py.File(self.path, "a")
+        except OSError as exc:
+            raise InputError(f"{self.path}: cannot reopen the trajectory to continue it ({exc})") from None
+        part = self.h5.get(f"particles/{GROUP}")
+        if part is None or "species" not in part or part["species"].shape[0] != natoms:
+            self.h5.close()
+            raise InputError(f"{self.path}: not a numdp trajectory of {natoms} atoms; move it away "
+                             f"or choose another [output] trajectory to continue from a checkpoint")
+        self.elements = {}
+        if "edges" in part["box"]:
+            self.elements["box"] = part["box/edges"]
+        for name in FIELDS:
+            if name in part:
+                self.elements[name] = part[name]
+        if tuple(n for n in FIELDS if n in part) != self.fields:
+            self.h5.close()
+            raise InputError(f"{self.path}: holds fields {[n for n in FIELDS if n in part]}, the input asks "
+                             f"for {list(self.fields)}; cannot continue it")
+        for name in OBSERVABLES:
+            if name in self.h5.get("observables", {}):
+                self.elements[name] = self.h5[f"observables/{name}"]
+        first = next(iter(self.elements.values()))
+        self.clock = (first["step"], first["time"])
+        steps = self.clock[0][()]
+        keep = int(np.searchsorted(steps, resume_after, side="right"))
+        for g in self.elements.values():
+            g["value"].resize(keep, axis=0)
+        self.clock[0].resize(keep, axis=0)
+        self.clock[1].resize(keep, axis=0)
+        self.h5.flush()
+
+    @property
+    def nframes(self) -> int:
+        return int(self.clock[0].shape[0])
+
+    def last_step(self) -> int | None:
+        n = self.nframes
+        return int(self.clock[0][n - 1]) if n else None
+
+    def append(self, step: int, time: float, positions, velocities, forces, box, observables: dict) -> None:
+        """Write one frame (arrays in Å, Å/ps, eV/Å; box (3, 3) Å or None; observables by name)."""
+        n = self.nframes
+        for ds, v in ((self.clock[0], step), (self.clock[1], time)):
+            ds.resize(n + 1, axis=0)
+            ds[n] = v
+        data = {"position": positions, "velocity": velocities, "box": box}
+        if "force" in self.fields:
+            data["force"] = np.asarray(forces) * self.force_scale
+        for name, value in observables.items():
+            data[name] = value
+        for name in ("potential_energy", "kinetic_energy", "total_energy", "temperature", "pressure",
+                     "volume", "box", "velocity", "force", "position"):
+            g = self.elements.get(name)
+            if g is None:
+                continue
+            value = g["value"]
+            value.resize(n + 1, axis=0)
+            value[n] = data.get(name, np.nan)  # an observable not given is stored as nan
+        self.h5.flush()
+
+    def close(self) -> None:
+        if self.h5:
+            self.h5.close()
+            self.h5 = None
+
+
+# -- reading -------------------------------------------------------------------------------------
+
+
+def read_frame(path, frame: int = -1) -> dict:
+    """One frame of an H5MD file (numdp's or another program's, first particles group).
+
+    Returns a dict with positions (N, 3) Å, box (3, 3) Å or None, velocities (N, 3) Å/ps or None,
+    species (N,) int or None, masses (N,) amu or None, type_map list or None, step, time ps.
+    Lengths in nm are converted; other length units are rejected.
+    """
+    path = Path(path)
+    try:
+        h5 = h5py.File(path, "r")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot open as HDF5 ({' '.join(str(exc).split())})") from None
+    with h5:
+        if "particles" not in h5 or not len(h5["particles"]):
+            raise InputError(f"{path}: not an H5MD file (no /particles group)")
+        name = GROUP if GROUP in h5["particles"] else next(iter(h5["particles"]))
+        part = h5["particles"][name]
+        if "position" not in part:
+            raise InputError(f"{path}: particles/{name} has no position element")
+        pos = part["position"]
+        nframes = pos["value"].shape[0] if isinstance(pos, h5py.Group) else 1
+        if nframes == 0:
+            raise InputError(f"{path}: the trajectory has no frames")
+        if not -nframes <= frame < nframes:
+            raise InputError(f"{path}: frame {frame} does not exist (the file has {nframes} frames)")
+        k = frame % nframes
+
+        def element(g, what, scale_units):
+            if isinstance(g, h5py.Dataset):
+                return np.asarray(g[()], dtype=np.float64), None, None
+            value = g["value"]
+            unit = value.attrs.get("unit", None)
+            scale = 1.0
+            if unit is not None:
+                unit = unit.decode() if isinstance(unit, bytes) else str(unit)
+                if unit not in scale_units:
+                    raise InputError(f"{path}: {what} unit '{unit}' is not supported "
+                                     f"(expected one of {sorted(scale_units)})")
+                scale = scale_units[unit]
+            step = g["step"]
+            time = g["time"] if "time" in g else None
+            s = int(step[k]) if step.shape else int(step[()]) * k
+            t = None if time is None else (float(time[k]) if time.shape else float(time[()]) * k)
+            return np.asarray(value[k], dtype=np.float64) * scale, s, t
+
+        lengths = {"Angstrom": 1.0, "angstrom": 1.0, "A": 1.0, "nm": 10.0}
+        positions, step, time = element(pos, "position", lengths)
+        velocities = None
+        if "velocity" in part:
+            velocities = element(part["velocity"], "velocity",
+                                 {"Angstrom ps-1": 1.0, "A ps-1": 1.0, "nm ps-1": 10.0})[0]
+        box = None
+        if "box" in part and "edges" in part["box"]:
+            edges = element(part["box"]["edges"], "box", lengths)[0]
+            box = np.diag(edges) if edges.shape == (3,) else edges
+        species = np.asarray(part["species"][()], dtype=np.int64) if "species" in part else None
+        masses = np.asarray(part["mass"][()], dtype=np.float64) if "mass" in part else None
+        type_map = None
+        if "parameters/numdp" in h5:
+            type_map = [str(t) for t in h5["parameters/numdp"].attrs["type_map"]]
+        return {"positions": positions, "velocities": velocities, "box": box, "species": species,
+                "masses": masses, "type_map": type_map, "step": step or 0, "time": time or 0.0}
+
+
+def is_checkpoint(path) -> bool:
+    """True when `path` is an HDF5 file holding a numdp MD state (/numdp/state)."""
+    try:
+        with h5py.File(path, "r") as h5:
+            return "numdp/state" in h5
+    except OSError:
+        return False
+
+
+# -- checkpoints -----------------------------------------------------------------------------------
+
+
+def write_checkpoint(path, state: State, observables: dict, input_text: str = "",
+                     force_unit: str = "kJ mol-1 Angstrom-1") -> None:
+    """Write the whole State atomically: to `<path>.tmp`, fsync, then rename over `path`."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    writer = H5MDWriter(tmp, state.types, state.masses, state.type_map, FIELDS, state.box is not None,
+                        force_unit, input_text)
+    forces = state.forces if state.forces is not None else np.zeros_like(state.positions)
+    writer.append(state.step, state.time, state.positions, state.velocities, forces, state.box, observables)
+    g = writer.h5.create_group("numdp/state")
+    for key, value in to_arrays(state).items():
+        if isinstance(value, np.ndarray) and value.dtype == object:
+            g.create_dataset(key, data=np.array([str(v) for v in value], dtype=h5py.string_dtype()))
+        else:
+            g.create_dataset(key, data=value)
+    writer.close()
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def read_checkpoint(path) -> State:
+    """The State stored by `write_checkpoint` (InputError when the file is not a numdp checkpoint)."""
+    path = Path(path)
+    try:
+        h5 = h5py.File(path, "r")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot open the checkpoint ({' '.join(str(exc).split())})") from None
+    with h5:
+        if "numdp/state" not in h5:
+            raise InputError(f"{path}: not a numdp checkpoint (no /numdp/state group)")
+        arrays = {}
+
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset):
+                data = obj[()]
+                if obj.dtype.kind in ("O", "S"):
+                    data = np.array([d.decode() if isinstance(d, bytes) else str(d) for d in data], dtype=object)
+                arrays[name] = data
+
+        h5["numdp/state"].visititems(visit)
+    return from_arrays(arrays, what=str(path))

@@ -1,0 +1,413 @@
+"""Start structures for MD: extended XYZ, LAMMPS data files, DeePMD npy systems, H5MD files.
+
+`read_structure(path, frame)` picks the reader from the file (a directory is a DeePMD npy system,
+an HDF5 file is H5MD, `.xyz`/`.extxyz` is (extended) XYZ, a file whose header names "atoms" and
+"atom types" is a LAMMPS data file) and returns a `Structure`.  `replicate` tiles it;
+`assign_types` maps it onto a model's type_map.
+
+Units: positions and cells in Å; velocities in Å/ps.  extxyz velocities are read from a column
+named `velo`, `vel` or `velocities` (taken as Å/ps) or from ASE's `momenta` (amu Å per ASE time
+unit, converted).  LAMMPS data files are read in `units metal` (Velocities in Å/ps).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ..errors import InputError
+from ..units import ASE_TIME_IN_PS
+
+
+@dataclass
+class Structure:
+    """One configuration read from a file.
+
+    positions: (N, 3) float64 Å; box: (3, 3) Å rows = cell vectors, or None (non-periodic);
+    elements: element name of each atom, or None when the file has only numeric types;
+    type_ids: (N,) int 0-based numeric types (None when `elements` is given);
+    velocities: (N, 3) Å/ps or None; masses: (N,) amu or None (as given in the file);
+    source: description for messages.
+    """
+
+    positions: np.ndarray
+    box: np.ndarray | None
+    elements: list[str] | None
+    type_ids: np.ndarray | None
+    velocities: np.ndarray | None
+    masses: np.ndarray | None
+    source: str
+
+    @property
+    def natoms(self) -> int:
+        return int(self.positions.shape[0])
+
+
+def read_structure(path, frame: int | None = None) -> Structure:
+    """Read one frame of `path` (frame None: the first, or the last of an H5MD trajectory)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: structure file not found")
+    if path.is_dir():
+        return read_npy_frame(path, 0 if frame is None else frame)
+    if h5py.is_hdf5(path):
+        return read_h5md_structure(path, -1 if frame is None else frame)
+    if path.suffix.lower() in (".xyz", ".extxyz"):
+        return read_extxyz(path, 0 if frame is None else frame)
+    if _looks_like_lammps_data(path):
+        if frame not in (None, 0):
+            raise InputError(f"{path}: a LAMMPS data file holds one frame; remove [system] frame")
+        return read_lammps_data(path)
+    raise InputError(f"{path}: unknown structure format (expected .xyz/.extxyz, a LAMMPS data file, "
+                     f"a DeePMD npy system directory or an H5MD file)")
+
+
+# -- extended XYZ --------------------------------------------------------------------------------
+
+_KV = re.compile(r"""(\w+)\s*=\s*("[^"]*"|'[^']*'|\S+)""")
+
+
+def _comment_fields(line: str) -> dict[str, str]:
+    return {k.lower(): v.strip("\"'") for k, v in _KV.findall(line)}
+
+
+def _properties(spec: str, where: str) -> list[tuple[str, str, int]]:
+    parts = spec.split(":")
+    if len(parts) % 3:
+        raise InputError(f"{where}: malformed Properties '{spec}' (expected name:type:count triples)")
+    out = []
+    for i in range(0, len(parts), 3):
+        try:
+            count = int(parts[i + 2])
+        except ValueError:
+            raise InputError(f"{where}: malformed Properties '{spec}'") from None
+        out.append((parts[i].lower(), parts[i + 1].upper(), count))
+    return out
+
+
+def read_extxyz(path, frame: int = 0) -> Structure:
+    """Frame `frame` (0-based; negative counts from the end) of an (extended) XYZ file."""
+    path = Path(path)
+    lines = path.read_text().splitlines()
+    starts = []
+    i = 0
+    while i < len(lines):
+        if not lines[i].strip():
+            i += 1
+            continue
+        try:
+            n = int(lines[i].split()[0])
+        except ValueError:
+            raise InputError(f"{path}:{i + 1}: expected the number of atoms, got '{lines[i].strip()}'") from None
+        if i + 2 + n > len(lines):
+            raise InputError(f"{path}:{i + 1}: the file ends inside a frame of {n} atoms")
+        starts.append(i)
+        i += 2 + n
+    if not starts:
+        raise InputError(f"{path}: no frame found")
+    if not -len(starts) <= frame < len(starts):
+        raise InputError(f"{path}: frame {frame} does not exist (the file has {len(starts)} frames)")
+    start = starts[frame]
+    natoms = int(lines[start].split()[0])
+    where = f"{path}:{start + 2}"
+    info = _comment_fields(lines[start + 1])
+    props = _properties(info.get("properties", "species:S:1:pos:R:3"), where)
+    box = None
+    if "lattice" in info:
+        try:
+            box = np.array([float(v) for v in info["lattice"].split()]).reshape(3, 3)
+        except ValueError:
+            raise InputError(f"{where}: Lattice must hold 9 numbers, got '{info['lattice']}'") from None
+        pbc = info.get("pbc", "T T T").split()
+        if any(p.upper() not in ("T", "TRUE", "1") for p in pbc):
+            raise InputError(f"{where}: pbc = '{info['pbc']}': only fully periodic cells or none "
+                             f"(no Lattice) are supported")
+    columns: dict[str, list] = {name: [] for name, _, _ in props}
+    for a in range(natoms):
+        line_no = start + 3 + a
+        words = lines[line_no - 1].split()
+        if len(words) < sum(c for _, _, c in props):
+            raise InputError(f"{path}:{line_no}: expected {sum(c for _, _, c in props)} columns, got {len(words)}")
+        k = 0
+        for name, kind, count in props:
+            columns[name].append(words[k:k + count])
+            k += count
+
+    def real(name):
+        try:
+            return np.array(columns[name], dtype=np.float64)
+        except ValueError:
+            raise InputError(f"{where}: column '{name}' holds non-numbers") from None
+
+    species_key = next((k for k in ("species", "element", "symbols") if k in columns), None)
+    if species_key is None or "pos" not in columns:
+        raise InputError(f"{where}: Properties must include species:S:1 and pos:R:3")
+    elements = [w[0] for w in columns[species_key]]
+    positions = real("pos")
+    velocities = None
+    masses = real("masses")[:, 0] if "masses" in columns else None
+    for key in ("velo", "vel", "velocities"):
+        if key in columns:
+            velocities = real(key)
+    if velocities is None and "momenta" in columns:
+        if masses is None:
+            from ..units import standard_mass
+
+            masses_for_p = np.array([standard_mass(e, str(path)) for e in elements])
+        else:
+            masses_for_p = masses
+        velocities = real("momenta") / masses_for_p[:, None] / ASE_TIME_IN_PS
+    return Structure(positions, box, elements, None, velocities, masses, f"{path} frame {frame}")
+
+
+def write_extxyz(path, elements, positions, box=None, velocities=None) -> None:
+    """Write one frame of extended XYZ (Å, velocities Å/ps in a `vel` column)."""
+    positions = np.asarray(positions, dtype=np.float64)
+    props = "species:S:1:pos:R:3" + (":vel:R:3" if velocities is not None else "")
+    head = f'Properties={props}'
+    if box is not None:
+        b = np.asarray(box, dtype=np.float64).ravel()
+        head = 'Lattice="' + " ".join(f"{v:.10f}" for v in b) + '" ' + head + ' pbc="T T T"'
+    rows = []
+    for i, e in enumerate(elements):
+        cols = [f"{e:2s}"] + [f"{v:16.10f}" for v in positions[i]]
+        if velocities is not None:
+            cols += [f"{v:16.10f}" for v in velocities[i]]
+        rows.append(" ".join(cols))
+    Path(path).write_text(f"{len(elements)}\n{head}\n" + "\n".join(rows) + "\n")
+
+
+# -- LAMMPS data -----------------------------------------------------------------------------------
+
+_SECTIONS = ("Atoms", "Velocities", "Masses", "Bonds", "Angles", "Dihedrals", "Impropers",
+             "Pair Coeffs", "PairIJ Coeffs", "Bond Coeffs", "Angle Coeffs", "Dihedral Coeffs",
+             "Improper Coeffs")
+# atom style -> (index of the type word, index of the x word) in an Atoms line (word 0 = atom id)
+_STYLES = {"atomic": (1, 2), "charge": (1, 3), "full": (2, 4), "molecular": (2, 3), "bond": (2, 3),
+           "angle": (2, 3)}
+
+
+def _looks_like_lammps_data(path: Path) -> bool:
+    try:
+        head = path.read_text(errors="replace")[:4000]
+    except OSError:
+        return False
+    return bool(re.search(r"^\s*\d+\s+atoms\s*$", head, re.M)) and bool(
+        re.search(r"^\s*\d+\s+atom types\s*$", head, re.M))
+
+
+def read_lammps_data(path) -> Structure:
+    """A LAMMPS data file (units metal; atom styles atomic, charge, full, molecular; image flags).
+
+    The cell origin (xlo, ylo, zlo) is moved to 0; rows a = (lx, 0, 0), b = (xy, ly, 0),
+    c = (xz, yz, lz).  Atoms are sorted by id; LAMMPS type k becomes type_id k - 1.
+    """
+    path = Path(path)
+    raw = path.read_text().splitlines()
+    header: dict[str, list[float]] = {}
+    sections: dict[str, list[tuple[int, list[str]]]] = {}
+    style = None
+    current = None
+    for no, line in enumerate(raw[1:], start=2):
+        text, _, comment = line.partition("#")
+        words = text.split()
+        if not words:
+            continue
+        name = " ".join(words)
+        if name in _SECTIONS:
+            current = name
+            sections[current] = []
+            if current == "Atoms" and comment.strip():
+                style = comment.strip().split()[0]
+            continue
+        if current is None:
+            for key in ("atoms", "atom types", "xlo xhi", "ylo yhi", "zlo zhi", "xy xz yz"):
+                n = len(key.split())
+                if " ".join(words[-n:]) == key:
+                    try:
+                        header[key] = [float(w) for w in words[:-n]]
+                    except ValueError:
+                        raise InputError(f"{path}:{no}: cannot read '{line.strip()}'") from None
+            continue
+        sections[current].append((no, words))
+    for key in ("atoms", "xlo xhi", "ylo yhi", "zlo zhi"):
+        if key not in header:
+            raise InputError(f"{path}: header line '{key}' missing")
+    natoms = int(header["atoms"][0])
+    atoms = sections.get("Atoms")
+    if atoms is None or len(atoms) != natoms:
+        raise InputError(f"{path}: Atoms section has {0 if atoms is None else len(atoms)} lines, "
+                         f"the header says {natoms} atoms")
+    if style is None:
+        ncol = len(atoms[0][1])
+        if ncol in (5, 8):
+            style = "atomic"
+        else:
+            raise InputError(f"{path}: Atoms lines have {ncol} columns; name the atom style in the "
+                             f"section header, e.g. 'Atoms # full'")
+    if style not in _STYLES:
+        raise InputError(f"{path}: atom style '{style}' is not supported ({', '.join(_STYLES)})")
+    tcol, xcol = _STYLES[style]
+    lo = np.array([header["xlo xhi"][0], header["ylo yhi"][0], header["zlo zhi"][0]])
+    hi = np.array([header["xlo xhi"][1], header["ylo yhi"][1], header["zlo zhi"][1]])
+    xy, xz, yz = header.get("xy xz yz", [0.0, 0.0, 0.0])
+    box = np.array([[hi[0] - lo[0], 0, 0], [xy, hi[1] - lo[1], 0], [xz, yz, hi[2] - lo[2]]], dtype=np.float64)
+    ids = np.empty(natoms, dtype=np.int64)
+    types = np.empty(natoms, dtype=np.int64)
+    pos = np.empty((natoms, 3))
+    image = np.zeros((natoms, 3))
+    for k, (no, w) in enumerate(atoms):
+        try:
+            ids[k] = int(w[0])
+            types[k] = int(w[tcol])
+            pos[k] = [float(v) for v in w[xcol:xcol + 3]]
+            if len(w) >= xcol + 6:
+                image[k] = [int(v) for v in w[xcol + 3:xcol + 6]]
+        except (ValueError, IndexError):
+            raise InputError(f"{path}:{no}: cannot read an '{style}' atom line: {' '.join(w)}") from None
+    order = np.argsort(ids, kind="stable")
+    if np.any(np.diff(ids[order]) == 0):
+        raise InputError(f"{path}: duplicate atom ids")
+    pos = (pos - lo + image @ box)[order]
+    types = types[order]
+    ntypes = int(header.get("atom types", [types.max()])[0])
+    if types.min() < 1 or types.max() > ntypes:
+        raise InputError(f"{path}: atom types must lie in 1..{ntypes}")
+    masses = None
+    if "Masses" in sections:
+        table = {}
+        for no, w in sections["Masses"]:
+            try:
+                table[int(w[0])] = float(w[1])
+            except (ValueError, IndexError):
+                raise InputError(f"{path}:{no}: cannot read a Masses line") from None
+        if all(t in table for t in np.unique(types)):
+            masses = np.array([table[t] for t in types])
+    velocities = None
+    if "Velocities" in sections:
+        vel = {}
+        for no, w in sections["Velocities"]:
+            try:
+                vel[int(w[0])] = [float(v) for v in w[1:4]]
+            except (ValueError, IndexError):
+                raise InputError(f"{path}:{no}: cannot read a Velocities line") from None
+        missing = [int(i) for i in ids if int(i) not in vel]
+        if missing:
+            raise InputError(f"{path}: Velocities has no line for atom id {missing[0]}")
+        velocities = np.array([vel[int(i)] for i in ids[order]])
+    return Structure(pos, box, None, types - 1, velocities, masses, str(path))
+
+
+def write_lammps_data(path, type_ids, positions, box, masses_by_type=None, comment="numdp") -> None:
+    """Write an `atomic` LAMMPS data file (lower-triangular box with origin 0; type_ids 0-based)."""
+    box = np.asarray(box, dtype=np.float64)
+    if abs(box[0, 1]) + abs(box[0, 2]) + abs(box[1, 2]) > 1e-12 * np.abs(box).max():
+        raise ValueError("LAMMPS needs a lower-triangular cell (a along x, b in the xy plane)")
+    ntypes = int(np.max(type_ids)) + 1
+    lines = [f"# {comment}", "", f"{len(type_ids)} atoms", f"{ntypes} atom types", "",
+             f"0.0 {box[0, 0]:.10f} xlo xhi", f"0.0 {box[1, 1]:.10f} ylo yhi", f"0.0 {box[2, 2]:.10f} zlo zhi"]
+    if np.any(box[[1, 2, 2], [0, 0, 1]] != 0.0):
+        lines.append(f"{box[1, 0]:.10f} {box[2, 0]:.10f} {box[2, 1]:.10f} xy xz yz")
+    if masses_by_type is not None:
+        lines += ["", "Masses", ""] + [f"{t + 1} {m:.6f}" for t, m in enumerate(masses_by_type)]
+    lines += ["", "Atoms # atomic", ""]
+    for i, (t, x) in enumerate(zip(type_ids, np.asarray(positions, dtype=np.float64))):
+        lines.append(f"{i + 1} {int(t) + 1} {x[0]:.10f} {x[1]:.10f} {x[2]:.10f}")
+    Path(path).write_text("\n".join(lines) + "\n")
+
+
+# -- DeePMD npy system and H5MD --------------------------------------------------------------------
+
+
+def read_npy_frame(path, frame: int = 0) -> Structure:
+    """Frame `frame` of a DeePMD npy system directory (numdp.io.npy_system)."""
+    from .npy_system import load_system
+
+    system = load_system(path)
+    if not -system.nframes <= frame < system.nframes:
+        raise InputError(f"{path}: frame {frame} does not exist (the system has {system.nframes} frames)")
+    box = None if system.boxes is None else system.boxes[frame]
+    if system.type_map is not None:
+        elements = [system.type_map[t] for t in system.types]
+        return Structure(system.coords[frame].copy(), box, elements, None, None, None, f"{path} frame {frame}")
+    return Structure(system.coords[frame].copy(), box, None, system.types.astype(np.int64), None, None,
+                     f"{path} frame {frame}")
+
+
+def read_h5md_structure(path, frame: int = -1) -> Structure:
+    """Frame `frame` of an H5MD file (species mapped to names through numdp's stored type_map)."""
+    from .h5md import read_frame
+
+    f = read_frame(path, frame)
+    elements = None
+    type_ids = f["species"]
+    if f["type_map"] is not None and type_ids is not None:
+        elements = [f["type_map"][t] for t in type_ids]
+        type_ids = None
+    if elements is None and type_ids is None:
+        raise InputError(f"{path}: the H5MD file has no species; cannot assign atom types")
+    return Structure(f["positions"], f["box"], elements, type_ids, f["velocities"], f["masses"],
+                     f"{path} frame {frame}")
+
+
+# -- operations ------------------------------------------------------------------------------------
+
+
+def replicate(s: Structure, reps) -> Structure:
+    """Tile a periodic structure reps = (na, nb, nc) times along its cell vectors (image-major order)."""
+    reps = [int(r) for r in reps]
+    if reps == [1, 1, 1]:
+        return s
+    if s.box is None:
+        raise InputError(f"{s.source}: replicate needs a periodic cell")
+    shifts = np.array([[i, j, k] for i in range(reps[0]) for j in range(reps[1]) for k in range(reps[2])],
+                      dtype=np.float64) @ s.box
+    n = len(shifts)
+
+    def tile(a):
+        return None if a is None else np.tile(a, (n,) + (1,) * (a.ndim - 1))
+
+    positions = (s.positions[None, :, :] + shifts[:, None, :]).reshape(-1, 3)
+    return Structure(
+        positions=positions,
+        box=s.box * np.array(reps, dtype=np.float64)[:, None],
+        elements=None if s.elements is None else s.elements * n,
+        type_ids=tile(s.type_ids),
+        velocities=tile(s.velocities),
+        masses=tile(s.masses),
+        source=f"{s.source} x {reps[0]}x{reps[1]}x{reps[2]}",
+    )
+
+
+def assign_types(s: Structure, type_map: list[str], type_names: list[str] | None = None,
+                 what: str = "[system]") -> np.ndarray:
+    """(N,) int32 model type of each atom.
+
+    Atoms with element names are matched by name; numeric types are named by `type_names`
+    (type_names[k] is the element of numeric type k) or, without it, used as model indices.
+    """
+    names = s.elements
+    if names is None and type_names is not None:
+        top = int(s.type_ids.max()) if s.natoms else -1
+        if top >= len(type_names):
+            raise InputError(f"{what} type_names: {len(type_names)} names, but {s.source} uses "
+                             f"{top + 1} atom types")
+        names = [type_names[t] for t in s.type_ids]
+    if names is not None:
+        lookup = {name: k for k, name in enumerate(type_map)}
+        out = np.empty(s.natoms, dtype=np.int32)
+        for i, name in enumerate(names):
+            if name not in lookup:
+                raise InputError(f"{s.source}: atom {i} is '{name}', which is not in the model's "
+                                 f"type_map {type_map}")
+            out[i] = lookup[name]
+        return out
+    top = int(s.type_ids.max()) if s.natoms else -1
+    if top >= len(type_map) or (s.natoms and s.type_ids.min() < 0):
+        raise InputError(f"{s.source}: numeric atom types up to {top} do not fit the model's type_map "
+                         f"{type_map}; name them with [system] type_names")
+    return s.type_ids.astype(np.int32)
+

@@ -1,0 +1,240 @@
+"""The run loop (after LAMMPS' Verlet::run) with a timer per phase and the final summary.
+
+    setup:  forces of the start state unless a checkpoint brought them; first reports
+    loop:   integrator.step (thermostat, kick, drift, barostat, neighbour update, force, kick,
+            thermostat) -> safety check -> reporters that want this step -> progress
+    end:    final checkpoint and trajectory frame, summary (ns/day, µs/atom/step, time split)
+
+Phases: neigh (rebuilds, ghost update, list formatting), force (model), integrate (everything
+else in a step), output (reporters: thermo, trajectory, checkpoint), other (progress, checks).
+"""
+from __future__ import annotations
+
+import signal
+import time
+from dataclasses import dataclass, field
+
+from ..system import State
+from .reporters import CheckpointReporter, Console, Progress, TrajectoryReporter, snapshot
+from .safety import SafetyMonitor, SafetyStop
+
+
+@dataclass
+class Timers:
+    """Seconds spent per phase."""
+
+    neigh: float = 0.0
+    force: float = 0.0
+    integrate: float = 0.0
+    output: float = 0.0
+    other: float = 0.0
+    total: float = 0.0
+
+    def rows(self):
+        return [("Neigh", self.neigh), ("Force", self.force), ("Integrate", self.integrate),
+                ("Output", self.output), ("Other", self.other)]
+
+
+@dataclass
+class RunResult:
+    """What a finished (or stopped) run reports."""
+
+    steps: int
+    natoms: int
+    timestep: float  # ps
+    timers: Timers
+    rebuilds: int
+    overflow_calls: int
+    stopped: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def ns_per_day(self) -> float:
+        return self.steps * self.timestep * 1e-3 / (self.timers.total / 86400.0) if self.timers.total else 0.0
+
+    @property
+    def us_per_atom_step(self) -> float:
+        return 1e6 * self.timers.total / (self.steps * self.natoms) if self.steps and self.natoms else 0.0
+
+
+def summary_lines(r: RunResult, nthreads: int | None = None) -> list[str]:
+    t = r.timers
+    lines = [
+        f"Loop time of {t.total:.3f} s for {r.steps} steps with {r.natoms} atoms"
+        + (f" ({nthreads} threads)" if nthreads else ""),
+        f"Performance: {r.ns_per_day:.4f} ns/day, {r.steps / t.total if t.total else 0.0:.3f} timesteps/s, "
+        f"{r.us_per_atom_step:.2f} us/atom/step",
+        f"Neighbour list: {r.rebuilds} builds"
+        + (f" (one per {r.steps / max(r.rebuilds - 1, 1):.1f} steps)" if r.steps else "")
+        + (f", {r.overflow_calls} force calls with neighbour overflow" if r.overflow_calls else ""),
+        f"{'Section':<10} | {'time (s)':>10} | {'%total':>7}",
+        "-" * 33,
+    ]
+    for name, value in t.rows():
+        pct = 100.0 * value / t.total if t.total else 0.0
+        lines.append(f"{name:<10} | {value:>10.4f} | {pct:>7.2f}")
+    return lines
+
+
+class Simulation:
+    """A ready-to-run MD: state + integrator + force provider + safety + reporters.
+
+    reporters: ordered list of objects with wants(step) / report(snapshot) / close();
+    trajectory / checkpoint: the TrajectoryReporter / CheckpointReporter among them (or None);
+    stop_path: where the state is written when a safety check stops the run.
+    """
+
+    def __init__(self, state: State, integrator, provider, safety: SafetyMonitor, reporters,
+                 console: Console, progress_mode: str = "none", trajectory: TrajectoryReporter | None = None,
+                 checkpoint: CheckpointReporter | None = None, stop_path=None, restarted: bool = False):
+        self.state = state
+        self.integrator = integrator
+        self.provider = provider
+        self.safety = safety
+        self.reporters = list(reporters)
+        self.console = console
+        self.progress_mode = progress_mode
+        self.trajectory = trajectory
+        self.checkpoint = checkpoint
+        self.stop_path = stop_path
+        self.restarted = restarted
+
+    def _snapshot(self):
+        return snapshot(self.state, self.integrator.thermostat)
+
+    def _report(self, step: int, initial: bool, timers: Timers) -> None:
+        t0 = time.perf_counter()
+        wanting = [r for r in self.reporters if r.wants(step)]
+        if initial:  # no checkpoint at the start; no frame twice after a restart
+            wanting = [r for r in wanting if not isinstance(r, CheckpointReporter)
+                       and not (isinstance(r, TrajectoryReporter) and self.restarted)]
+        if wanting:
+            snap = self._snapshot()
+            for r in wanting:
+                r.report(snap)
+        timers.output += time.perf_counter() - t0
+
+    def _stop(self, message: str, timers: Timers) -> str:
+        snap = self._snapshot()
+        written = []
+        if self.trajectory is not None:
+            self.trajectory.write_now(snap)
+            written.append(f"trajectory {self.trajectory.writer.path} is readable")
+        if self.checkpoint is not None and self.stop_path is not None:
+            self.checkpoint.write(snap, self.stop_path)
+            last = self.checkpoint.last_written
+            written.append(f"state written to {self.stop_path}"
+                           + (f" (last regular checkpoint: step {last})" if last is not None else ""))
+        return message + ("; " + ", ".join(written) if written else "")
+
+    def run(self, end_step: int) -> RunResult:
+        """Run until state.step == end_step; returns the timings.  Raises SafetyStop on a stop."""
+        state = self.state
+        timers = Timers()
+        start_step = state.step
+        progress = Progress(start_step, end_step, self.progress_mode)
+        self.console.progress = progress
+        t_start = time.perf_counter()
+        if state.forces is None:
+            self.provider(state)
+        for r in self.reporters:
+            if hasattr(r, "start"):
+                r.start()
+        problem = self.safety.check(state, self.provider)
+        stopped = None
+        if problem is None:
+            self._report(state.step, True, timers)
+        n0, f0 = self.provider.time_neigh, self.provider.time_force
+        t_loop = time.perf_counter()
+        interrupted = []
+        previous = _catch_signals(lambda: interrupted.append(state.step))
+        try:
+            while problem is None and state.step < end_step and not interrupted:
+                t0 = time.perf_counter()
+                tn, tf = self.provider.time_neigh, self.provider.time_force
+                self.integrator.step(state, self.provider)
+                t1 = time.perf_counter()
+                timers.integrate += (t1 - t0) - (self.provider.time_neigh - tn) - (self.provider.time_force - tf)
+                problem = self.safety.check(state, self.provider)
+                if problem is not None:
+                    break
+                self._report(state.step, False, timers)
+                progress.update(state.step)
+        finally:
+            _restore_signals(previous)
+        if interrupted:
+            progress.finish()
+            snap = self._snapshot()
+            if self.trajectory is not None:
+                self.trajectory.write_now(snap)
+            if self.checkpoint is not None:
+                self.checkpoint.write(snap, self.checkpoint.path)
+            self.console.line(f"interrupted after step {state.step}"
+                              + (f"; checkpoint written to {self.checkpoint.path}" if self.checkpoint else ""))
+            raise KeyboardInterrupt
+        progress.finish()
+        if problem is not None:
+            stopped = self._stop(problem, timers)
+        else:
+            t0 = time.perf_counter()
+            snap = self._snapshot()
+            if self.trajectory is not None:
+                self.trajectory.write_now(snap)
+            if self.checkpoint is not None and self.checkpoint.last_written != state.step:
+                self.checkpoint.write(snap, self.checkpoint.path)
+            timers.output += time.perf_counter() - t0
+        timers.neigh = self.provider.time_neigh - n0
+        timers.force = self.provider.time_force - f0
+        timers.total = time.perf_counter() - t_loop
+        timers.other = max(timers.total - timers.neigh - timers.force - timers.integrate - timers.output, 0.0)
+        result = RunResult(steps=state.step - start_step, natoms=state.natoms, timestep=self.integrator.dt,
+                           timers=timers, rebuilds=self.provider.rebuilds,
+                           overflow_calls=self.provider.overflow_calls, stopped=stopped)
+        result.extra["wall"] = time.perf_counter() - t_start
+        for line in summary_lines(result, getattr(self.provider.model, "nthreads", None)):
+            self.console.line(line)
+        if stopped is not None:
+            self.console.line(f"STOPPED: {stopped}")
+        return result
+
+    def close(self) -> None:
+        for r in self.reporters:
+            r.close()
+        self.console.close()
+
+
+def _catch_signals(on_signal):
+    """Make SIGINT/SIGTERM finish the current step and stop cleanly (a second SIGINT aborts at once).
+
+    Returns the previous handlers (empty when not in the main thread)."""
+    previous = {}
+
+    def handler(signum, frame):
+        if signum == signal.SIGINT and previous.get("hit"):
+            raise KeyboardInterrupt
+        previous["hit"] = True
+        on_signal()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread
+            return {}
+    return previous
+
+
+def _restore_signals(previous) -> None:
+    for sig, h in previous.items():
+        if sig != "hit":
+            signal.signal(sig, h)
+
+
+def run_or_raise(sim: Simulation, end_step: int) -> RunResult:
+    """Run, close the outputs, and raise SafetyStop when a safety check ended the run."""
+    try:
+        result = sim.run(end_step)
+    finally:
+        sim.close()
+    if result.stopped is not None:
+        raise SafetyStop(result.stopped)
+    return result

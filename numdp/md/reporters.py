@@ -1,0 +1,203 @@
+"""Reporters: each says at which steps it wants a snapshot and what it does with it (OpenMM style).
+
+The loop builds one `Snapshot` (thermodynamic values of the current state) per step that any
+reporter wants and hands it to all of them.  Formats live in writers (numdp.io.h5md); the
+reporters only decide when to call them.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass
+
+from ..io.h5md import H5MDWriter, write_checkpoint
+from ..system import State, kinetic_energy, pressure, temperature
+from ..units import EV_PER_A3_TO_BAR
+
+
+@dataclass
+class Snapshot:
+    """Thermodynamic values of `state` at its current step (eV, K, bar, Å³, ps)."""
+
+    state: State
+    step: int
+    time: float
+    temp: float
+    pe: float
+    ke: float
+    etotal: float
+    press: float
+    vol: float
+    econs: float
+
+    def observables(self) -> dict[str, float]:
+        """Values for the H5MD /observables group."""
+        out = {"potential_energy": self.pe, "kinetic_energy": self.ke, "total_energy": self.etotal,
+               "temperature": self.temp, "pressure": self.press}
+        if math.isfinite(self.vol):
+            out["volume"] = self.vol
+        return out
+
+
+def snapshot(state: State, thermostat=None) -> Snapshot:
+    """Compute the thermodynamic values of `state` (needs state.virial and potential_energy)."""
+    ke = kinetic_energy(state.velocities, state.masses)
+    vol = state.volume
+    press = pressure(ke, state.virial, vol) * EV_PER_A3_TO_BAR if state.box is not None else math.nan
+    etotal = state.potential_energy + ke
+    reservoir = thermostat.reservoir_energy(state) if thermostat is not None else 0.0
+    return Snapshot(state, state.step, state.time, temperature(ke, state.dof), state.potential_energy, ke,
+                    etotal, press, vol, etotal + reservoir)
+
+
+class Progress:
+    """Progress with ETA: a redrawn bar on a terminal ("bar"), a plain line every 10 % ("lines")."""
+
+    def __init__(self, start: int, end: int, mode: str, stream=None):
+        self.stream = stream or sys.stderr
+        if mode == "auto":
+            mode = "bar" if getattr(self.stream, "isatty", lambda: False)() else "lines"
+        self.mode = mode
+        self.start = start
+        self.end = end
+        self.t0 = time.perf_counter()
+        self._last_draw = 0.0
+        self._next_fraction = 0.1
+        self._drawn = False
+
+    def _text(self, step: int) -> str:
+        done = step - self.start
+        total = max(self.end - self.start, 1)
+        elapsed = time.perf_counter() - self.t0
+        rate = done / elapsed if elapsed > 0 else 0.0
+        eta = (self.end - step) / rate if rate > 0 else math.inf
+        eta_s = "--:--:--" if not math.isfinite(eta) else time.strftime("%H:%M:%S", time.gmtime(eta))
+        return f"step {step}/{self.end} {100.0 * done / total:5.1f}% {rate:8.2f} steps/s ETA {eta_s}"
+
+    def update(self, step: int) -> None:
+        if self.mode == "none" or self.end <= self.start:
+            return
+        if self.mode == "bar":
+            now = time.perf_counter()
+            if now - self._last_draw < 0.2 and step < self.end:
+                return
+            self._last_draw = now
+            width = 30
+            frac = (step - self.start) / (self.end - self.start)
+            bar = "#" * int(frac * width) + "." * (width - int(frac * width))
+            self.stream.write(f"\r[{bar}] {self._text(step)}")
+            self.stream.flush()
+            self._drawn = True
+        elif (step - self.start) >= self._next_fraction * (self.end - self.start) or step == self.end:
+            while (step - self.start) >= self._next_fraction * (self.end - self.start):
+                self._next_fraction += 0.1
+            self.stream.write(f"progress: {self._text(step)}\n")
+            self.stream.flush()
+
+    def clear(self) -> None:
+        """Erase the bar so that other output can be printed."""
+        if self._drawn:
+            self.stream.write("\r" + " " * 100 + "\r")
+            self.stream.flush()
+            self._drawn = False
+
+    def finish(self) -> None:
+        if self.mode == "bar" and self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._drawn = False
+
+
+class Console:
+    """Lines for the screen (stdout) and the log file; keeps the progress bar out of their way."""
+
+    def __init__(self, log_path=None, resume: bool = False, screen=None, progress: Progress | None = None):
+        self.screen = screen or sys.stdout
+        self.progress = progress
+        self.log = open(log_path, "a" if resume else "w") if log_path is not None else None
+
+    def line(self, text: str) -> None:
+        if self.progress is not None:
+            self.progress.clear()
+        self.screen.write(text + "\n")
+        self.screen.flush()
+        if self.log is not None:
+            self.log.write(text + "\n")
+            self.log.flush()
+
+    def close(self) -> None:
+        if self.log is not None:
+            self.log.close()
+            self.log = None
+
+
+class ThermoReporter:
+    """LAMMPS-like thermo lines: step time temp pe ke etotal press vol (ps, K, eV, bar, Å³)."""
+
+    HEADER = f"{'step':>10} {'time':>10} {'temp':>10} {'pe':>16} {'ke':>12} {'etotal':>16} {'press':>12} {'vol':>12}"
+
+    def __init__(self, every: int, console: Console):
+        self.every = int(every)
+        self.console = console
+
+    def wants(self, step: int) -> bool:
+        return step % self.every == 0
+
+    def start(self) -> None:
+        self.console.line(self.HEADER)
+
+    def report(self, s: Snapshot) -> None:
+        self.console.line(f"{s.step:>10d} {s.time:>10.4f} {s.temp:>10.3f} {s.pe:>16.6f} {s.ke:>12.6f} "
+                          f"{s.etotal:>16.6f} {s.press:>12.3f} {s.vol:>12.3f}")
+
+    def close(self) -> None:
+        pass
+
+
+class TrajectoryReporter:
+    """Appends a frame to an H5MD trajectory every `every` steps."""
+
+    def __init__(self, writer: H5MDWriter, every: int):
+        self.writer = writer
+        self.every = int(every)
+
+    def wants(self, step: int) -> bool:
+        return step % self.every == 0
+
+    def report(self, s: Snapshot) -> None:
+        st = s.state
+        self.writer.append(st.step, st.time, st.positions, st.velocities, st.forces, st.box, s.observables())
+
+    def write_now(self, s: Snapshot) -> None:
+        """Write a frame unless this step is already the last one in the file."""
+        if self.writer.last_step() != s.step:
+            self.report(s)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class CheckpointReporter:
+    """Writes the whole state atomically every `every` steps (0: only at the end)."""
+
+    def __init__(self, path, every: int, input_text: str = "", force_unit: str = "kJ mol-1 Angstrom-1"):
+        self.path = path
+        self.every = int(every)
+        self.input_text = input_text
+        self.force_unit = force_unit
+        self.last_written = None
+
+    def wants(self, step: int) -> bool:
+        return self.every > 0 and step % self.every == 0
+
+    def report(self, s: Snapshot) -> None:
+        self.write(s, self.path)
+
+    def write(self, s: Snapshot, path) -> None:
+        write_checkpoint(path, s.state, s.observables(), self.input_text, self.force_unit)
+        if path == self.path:
+            self.last_written = s.step
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,100 @@
+"""Model compression: tabulate every embedding net of a model (reference §9, PWMLFF's grid).
+
+Table domain per net, in the normalised input x = (s - mu_r)/sigma_r of its centre type(s):
+lower = min(0, min over centre types of -mu_r/sigma_r) (the padding / r >= rcut value, so every
+physical input is above it), upper = max over centre types of (s_max - mu_r)/sigma_r with s_max
+the largest raw s = w(r)/r seen in the training data; fine step dx up to upper, then step 10 dx up
+to 10 x upper.
+"""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from ..errors import InputError
+from .params import ModelParams
+from .tables import build_table, table_errors
+
+EXTRAPOLATE = 10.0
+
+
+def centre_types_of_net(params: ModelParams, k: int) -> list[int]:
+    """Centre types whose environments feed embedding net k."""
+    d = params.descriptor
+    return list(range(d.ntypes)) if d.type_one_side else [k % d.ntypes]
+
+
+def s_max_from_params(params: ModelParams) -> np.ndarray:
+    """(ntypes,) largest raw s per centre type: the stored training range, else 1/min_nbor_dist."""
+    if params.s_range is not None:
+        return np.asarray(params.s_range, dtype=np.float64)[:, 1]
+    if params.min_nbor_dist:
+        from ..kernels.cpu.envmat import switch
+
+        r = float(params.min_nbor_dist)
+        w, _ = switch(r, params.descriptor.rcut_smth, params.descriptor.rcut)
+        return np.full(params.ntypes, w / r)
+    raise InputError("the model stores no range of s (s_range) nor min_nbor_dist: "
+                     "give training systems with --data")
+
+
+def s_max_from_systems(params: ModelParams, paths) -> np.ndarray:
+    """(ntypes,) largest raw s = w(r)/r per centre type over every frame of the given systems."""
+    from ..io.npy_system import find_systems, load_system
+    from ..kernels.cpu.envmat import switch
+    from ..neighbor import build_nlist, extend
+
+    d = params.descriptor
+    smax = np.zeros(params.ntypes)
+    for root in paths:
+        for path in find_systems(root):
+            system = load_system(path)
+            types = system.model_types(params.type_map)
+            for f in range(system.nframes):
+                box = None if system.boxes is None else system.boxes[f]
+                ext = extend(system.coords[f], types, box, d.rcut)
+                nl = build_nlist(ext, d.rcut, d.sel, d.ntypes).nlist
+                i, s = np.nonzero(nl >= 0)
+                if i.size == 0:
+                    continue
+                r = np.linalg.norm(ext.positions[nl[i, s]] - ext.positions[i], axis=1)
+                rmin_per_type = np.full(params.ntypes, np.inf)
+                np.minimum.at(rmin_per_type, types[i], r)
+                for t in range(params.ntypes):
+                    if np.isfinite(rmin_per_type[t]):
+                        w, _ = switch(rmin_per_type[t], d.rcut_smth, d.rcut)
+                        smax[t] = max(smax[t], w / rmin_per_type[t])
+    return smax
+
+
+def compress(params: ModelParams, dx: float = 0.01, order: int = 3, s_max=None):
+    """A copy of `params` whose embedding nets are tabulated, and a per-net report.
+
+    s_max: (ntypes,) largest raw s per centre type (default: from the model).
+    Returns (params, report) with report a list of dicts (net, lower, upper, xmax, intervals,
+    errors of table_errors).
+    """
+    if order not in (3, 5):
+        raise InputError(f"order must be 3 or 5, got {order}")
+    if not dx > 0:
+        raise InputError(f"step must be > 0, got {dx}")
+    d = params.descriptor
+    smax = s_max_from_params(params) if s_max is None else np.asarray(s_max, dtype=np.float64)
+    mu = d.davg[:, 0, 0]
+    sd = d.dstd[:, 0, 0]
+    out = copy.deepcopy(params)
+    tables, report = [], []
+    for k, net in enumerate(d.embeddings):
+        cts = centre_types_of_net(params, k)
+        lower = min(0.0, min(-mu[t] / sd[t] for t in cts))
+        upper = max((smax[t] - mu[t]) / sd[t] for t in cts)
+        if upper <= lower:
+            upper = lower + dx
+        tab = build_table(net, lower, upper, dx, order, EXTRAPOLATE)
+        tables.append(tab)
+        report.append({"net": k, "lower": tab.lower, "upper": tab.upper, "xmax": tab.xmax,
+                       "intervals": int(tab.coef.shape[0]), "errors": table_errors(net, tab)})
+    out.descriptor.tables = tables
+    out.info = dict(out.info, compression={"order": int(order), "dx": float(dx), "extrapolate": EXTRAPOLATE})
+    return out, report

@@ -1,0 +1,115 @@
+"""Training checkpoints: everything needed to continue a run exactly (HDF5, written atomically).
+
+Contents: the flat parameter vector θ, Adam's moments and update count, the step, the states of
+the training and validation samplers (generator state, permutations, cursors), the data
+statistics of the model (sel, davg, dstd, out_bias, s_range, min_nbor_dist) and the training
+input text.  A checkpoint is written to a temporary name in the target directory and renamed
+over the target, so an interrupted write never leaves a half-written checkpoint.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ..errors import InputError
+
+FORMAT = "numdp-train-checkpoint"
+VERSION = 1
+
+
+@dataclass
+class Checkpoint:
+    """State of a training run after `step` optimiser updates.
+
+    theta, adam_m, adam_v: (nparams,); adam_t: Adam's update count; sel: slots per type;
+    davg, dstd: (ntypes, nnei, 4); out_bias: (ntypes,) eV; s_range: (ntypes, 2) 1/Å or None;
+    min_nbor_dist: Å or None; sampler, valid_sampler: JSON-able states; input_text: the input
+    file; elapsed: training wall time so far, s.
+    """
+
+    step: int
+    theta: np.ndarray
+    adam_m: np.ndarray
+    adam_v: np.ndarray
+    adam_t: int
+    sel: list[int]
+    davg: np.ndarray
+    dstd: np.ndarray
+    out_bias: np.ndarray
+    s_range: np.ndarray | None
+    min_nbor_dist: float | None
+    sampler: dict
+    valid_sampler: dict | None
+    input_text: str
+    elapsed: float
+
+
+def write_checkpoint(ck: Checkpoint, path) -> None:
+    """Write `ck` to `path` atomically (temporary file in the same directory, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w") as h5:
+            a = h5.attrs
+            a["format"] = FORMAT
+            a["version"] = VERSION
+            a["step"] = np.int64(ck.step)
+            a["adam_t"] = np.int64(ck.adam_t)
+            a["sampler"] = json.dumps(ck.sampler)
+            a["valid_sampler"] = json.dumps(ck.valid_sampler)
+            a["input_text"] = ck.input_text
+            a["elapsed"] = float(ck.elapsed)
+            h5["theta"] = ck.theta
+            h5["adam_m"] = ck.adam_m
+            h5["adam_v"] = ck.adam_v
+            h5["sel"] = np.asarray(ck.sel, dtype=np.int64)
+            h5["davg"] = ck.davg
+            h5["dstd"] = ck.dstd
+            h5["out_bias"] = ck.out_bias
+            if ck.s_range is not None:
+                h5["s_range"] = ck.s_range
+            if ck.min_nbor_dist is not None:
+                h5["min_nbor_dist"] = float(ck.min_nbor_dist)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise InputError(f"{path}: cannot write checkpoint ({exc})") from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def read_checkpoint(path) -> Checkpoint:
+    """Read a checkpoint written by `write_checkpoint`; InputError names the file on problems."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: checkpoint not found")
+    try:
+        with h5py.File(path, "r") as h5:
+            a = h5.attrs
+            if a.get("format") != FORMAT:
+                raise InputError(f"{path}: not a numdp training checkpoint")
+            if int(a["version"]) != VERSION:
+                raise InputError(f"{path}: checkpoint version {int(a['version'])} is not supported")
+            return Checkpoint(
+                step=int(a["step"]), theta=h5["theta"][()], adam_m=h5["adam_m"][()],
+                adam_v=h5["adam_v"][()], adam_t=int(a["adam_t"]),
+                sel=[int(x) for x in h5["sel"][()]], davg=h5["davg"][()], dstd=h5["dstd"][()],
+                out_bias=h5["out_bias"][()],
+                s_range=h5["s_range"][()] if "s_range" in h5 else None,
+                min_nbor_dist=float(h5["min_nbor_dist"][()]) if "min_nbor_dist" in h5 else None,
+                sampler=json.loads(a["sampler"]), valid_sampler=json.loads(a["valid_sampler"]),
+                input_text=str(a["input_text"]), elapsed=float(a["elapsed"]))
+    except (OSError, KeyError, ValueError) as exc:
+        raise InputError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None

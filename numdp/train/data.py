@@ -1,0 +1,147 @@
+"""Training data: systems in model types, neighbour lists per frame, and batch sampling.
+
+`DataSet` holds the npy systems of one role (training or validation) with their labels as
+float64 and their atom types mapped to the model's type_map.  `FrameCache` prepares `Frame`s
+(extended atoms and DeePMD-kit neighbour lists) and keeps them within a memory budget, since
+every frame is visited many times.  `BatchSampler` draws batches as DeePMD-kit does (reference
+§7.4): a system with probability proportional to its number of batches, then the next
+`batch_size` frames of a shuffled pass over that system.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..io.npy_system import System, load_system
+from ..neighbor import build_nlist, extend
+from .config import BatchSize
+from .loss import Labels
+from .passes import Frame
+
+
+@dataclass
+class DataSystem:
+    """One npy system in model types.
+
+    types: (N,) int32 model types; coords (nf, N, 3) Å; boxes (nf, 3, 3) Å or None;
+    energy (nf,) eV, forces (nf, N, 3) eV/Å, virial (nf, 3, 3) eV, each None when absent;
+    batch_size: frames per batch (≤ nf).
+    """
+
+    path: Path
+    types: np.ndarray
+    coords: np.ndarray
+    boxes: np.ndarray | None
+    energy: np.ndarray | None
+    forces: np.ndarray | None
+    virial: np.ndarray | None
+    batch_size: int
+
+    @property
+    def natoms(self) -> int:
+        return int(self.types.shape[0])
+
+    @property
+    def nframes(self) -> int:
+        return int(self.coords.shape[0])
+
+    @property
+    def nbatches(self) -> int:
+        return max(1, self.nframes // self.batch_size)
+
+    def labels(self, f: int) -> Labels:
+        return Labels(None if self.energy is None else float(self.energy[f]),
+                      None if self.forces is None else self.forces[f],
+                      None if self.virial is None else self.virial[f])
+
+    def box(self, f: int):
+        return None if self.boxes is None else self.boxes[f]
+
+
+def load_dataset(paths: list[Path], type_map: list[str], batch: BatchSize) -> list[DataSystem]:
+    """Load the systems at `paths`; atoms are mapped to `type_map` by name (type_map.raw)."""
+    out = []
+    for p in paths:
+        s: System = load_system(p)
+        types = s.model_types(type_map).astype(np.int32)
+        bs = min(batch.frames(s.natoms), s.nframes)
+        out.append(DataSystem(p, types, s.coords, s.boxes, s.energy, s.forces, s.virial, bs))
+    return out
+
+
+class FrameCache:
+    """Frames (extended atoms + neighbour list) of a list of systems, cached up to `budget` bytes.
+
+    rcut Å, sel slots per type; frames beyond the budget are rebuilt on every use.
+    """
+
+    def __init__(self, systems: list[DataSystem], rcut: float, sel: list[int], ntypes: int,
+                 budget: float = 2e9):
+        self.systems = systems
+        self.rcut, self.sel, self.ntypes = rcut, list(sel), ntypes
+        self.budget = budget
+        self.used = 0
+        self._cache: dict[tuple[int, int], Frame] = {}
+        self.overflow = np.zeros(ntypes, dtype=np.int64)
+        self.max_count = np.zeros(ntypes, dtype=np.int64)
+
+    def build(self, k: int, f: int) -> Frame:
+        s = self.systems[k]
+        ext = extend(s.coords[f], s.types, s.box(f), self.rcut)
+        nl = build_nlist(ext, self.rcut, self.sel, self.ntypes)
+        self.overflow += nl.overflow
+        np.maximum(self.max_count, nl.max_count, out=self.max_count)
+        return Frame(ext.positions, nl.nlist, s.types, ext.mapping)
+
+    def frame(self, k: int, f: int) -> Frame:
+        fr = self._cache.get((k, f))
+        if fr is not None:
+            return fr
+        fr = self.build(k, f)
+        size = fr.ext_pos.nbytes + fr.nlist.nbytes + fr.mapping.nbytes
+        if self.used + size <= self.budget:
+            self._cache[(k, f)] = fr
+            self.used += size
+        return fr
+
+
+class BatchSampler:
+    """Batches (system index, frame indices) from a seeded generator; state is serialisable.
+
+    Systems are drawn with probability ∝ nbatches; frames come from a shuffled pass over the
+    system, reshuffled when fewer than batch_size frames remain.
+    """
+
+    def __init__(self, systems: list[DataSystem], seed):
+        self.systems = systems
+        self.rng = np.random.default_rng(seed)
+        nb = np.array([s.nbatches for s in systems], dtype=np.float64)
+        self.prob = nb / nb.sum()
+        self.perm = [self.rng.permutation(s.nframes) for s in systems]
+        self.cursor = [0] * len(systems)
+
+    def next(self) -> tuple[int, np.ndarray]:
+        k = int(self.rng.choice(len(self.systems), p=self.prob)) if len(self.systems) > 1 else 0
+        s = self.systems[k]
+        if self.cursor[k] + s.batch_size > s.nframes:
+            self.perm[k] = self.rng.permutation(s.nframes)
+            self.cursor[k] = 0
+        c = self.cursor[k]
+        self.cursor[k] = c + s.batch_size
+        return k, self.perm[k][c:c + s.batch_size]
+
+    def state(self) -> dict:
+        """JSON-serialisable state (generator, permutations, cursors)."""
+        return {"rng": self.rng.bit_generator.state,
+                "perm": [p.tolist() for p in self.perm], "cursor": list(self.cursor)}
+
+    def restore(self, state: dict) -> None:
+        if len(state["perm"]) != len(self.systems) or any(
+                len(p) != s.nframes for p, s in zip(state["perm"], self.systems)):
+            raise InputError("checkpoint: its data sampler does not match the systems of the input")
+        self.rng.bit_generator.state = state["rng"]
+        self.perm = [np.asarray(p, dtype=np.int64) for p in state["perm"]]
+        self.cursor = [int(c) for c in state["cursor"]]

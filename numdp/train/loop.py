@@ -1,0 +1,410 @@
+"""The training loop: data statistics, model set-up, steps, feedback, checkpoints, final model.
+
+One step t (0-based) draws a batch, evaluates the loss at θ_t with prefactors and learning rate
+of step t, accumulates the exact gradient over the batch's frames and makes one Adam update.
+At display steps (t % disp_freq == 0) the batch metrics and a validation of θ_t on `numb_btch`
+validation batches go to lcurve.out; a last row is written for θ after the final update.
+Checkpoints hold the state after t updates (every save_freq updates, at the end and on Ctrl-C).
+"""
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..blas import get_blas_threads, set_blas_threads
+from ..errors import InputError
+from ..io.model_file import write_model
+from .checkpoint import Checkpoint, read_checkpoint, write_checkpoint
+from .config import TrainConfig
+from .data import BatchSampler, DataSystem, FrameCache, load_dataset
+from .flat import FlatParams
+from .init import initial_model
+from .loss import LossStats, Prefactors
+from .optim import Adam
+from .passes import ModelPasses
+from .report import Lcurve, Progress, lcurve_columns
+from .schedule import ExpDecay, PrefactorSchedule
+from .stats import (DistanceStats, auto_sel, energy_bias, env_stats, max_neighbour_counts,
+                    stat_frames)
+
+PHASES = ("data", "forward", "backward", "optimizer", "validation")
+
+
+class TrainingInterrupted(Exception):
+    """Raised after Ctrl-C once the checkpoint of the last completed step is written."""
+
+    def __init__(self, step: int, path: Path):
+        super().__init__(f"interrupted after step {step}; checkpoint written to {path} "
+                         f"(continue with --restart {path})")
+        self.step = step
+        self.path = path
+
+
+@dataclass
+class TestResult:
+    """RMSE over frames: energy eV/atom, force eV/Å, virial eV/atom (nan without labels)."""
+
+    nframes: int
+    rmse_e: float
+    rmse_f: float
+    rmse_v: float
+
+
+@dataclass
+class History:
+    """The rows written to lcurve.out, for callers and tests: step -> list of values."""
+
+    columns: list[str]
+    rows: dict = field(default_factory=dict)
+
+
+class Trainer:
+    """A training run of `cfg`, new or continued from a checkpoint.
+
+    nthreads: worker threads (default: numdp's default thread count); stream: where progress
+    and messages go; on_step(step): optional callback after every update (tests).
+    """
+
+    def __init__(self, cfg: TrainConfig, restart=None, nthreads: int | None = None, stream=None,
+                 on_step=None, frame_budget: float = 2e9):
+        from ..model.dp_model import default_threads
+
+        self.cfg = cfg
+        self.restart = Path(restart) if restart is not None else None
+        self.nthreads = max(1, int(nthreads or default_threads()))
+        self.stream = stream if stream is not None else sys.stdout
+        self.on_step = on_step
+        self.frame_budget = frame_budget
+        self.timings = dict.fromkeys(PHASES, 0.0)
+        self._stop = False
+        # The workers call BLAS on modest matrices: a threaded BLAS underneath only oversubscribes.
+        self._old_blas = get_blas_threads()
+        set_blas_threads(1)
+        try:
+            self._setup()
+        except BaseException:
+            self._restore_blas()
+            raise
+
+    # ------------------------------------------------------------------ set-up
+    def say(self, text: str) -> None:
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def _setup(self) -> None:
+        cfg = self.cfg
+        dc = cfg.descriptor
+        nt = len(cfg.type_map)
+        tr = cfg.training
+        self.train_sys = load_dataset(tr.systems, cfg.type_map, tr.batch_size)
+        self.valid_sys = (load_dataset(cfg.validation.systems, cfg.type_map, cfg.validation.batch_size)
+                          if cfg.validation.systems else [])
+        nfr = sum(s.nframes for s in self.train_sys)
+        msg = f"training data: {len(self.train_sys)} systems, {nfr} frames"
+        if self.valid_sys:
+            msg += (f"; validation data: {len(self.valid_sys)} systems, "
+                    f"{sum(s.nframes for s in self.valid_sys)} frames")
+        self.say(msg)
+        ck = read_checkpoint(self.restart) if self.restart is not None else None
+        seed = tr.seed if tr.seed is not None else (
+            int(np.random.SeedSequence().entropy % (2**31)))
+        self.seed = seed
+        if ck is not None:
+            sel = ck.sel
+            self.train_cache = FrameCache(self.train_sys, dc.rcut, sel, nt, self.frame_budget)
+            davg, dstd, bias = ck.davg, ck.dstd, ck.out_bias
+            s_range, min_nbor = ck.s_range, ck.min_nbor_dist
+            self.say(f"continuing from {self.restart} at step {ck.step}")
+        else:
+            sel, davg, dstd, bias, s_range, min_nbor, stat_idx = self._statistics(seed)
+        self.params = initial_model(cfg, sel, davg, dstd, bias, seed)
+        self.params.s_range = s_range
+        self.params.min_nbor_dist = min_nbor
+        self.flat = FlatParams.bind(self.params)
+        self.adam = Adam(self.flat.size)
+        self.sampler = BatchSampler(self.train_sys, [seed, 1])
+        self.valid_sampler = BatchSampler(self.valid_sys, [seed, 2]) if self.valid_sys else None
+        self.valid_cache = (FrameCache(self.valid_sys, dc.rcut, sel, nt, self.frame_budget)
+                            if self.valid_sys else None)
+        self.start_step = 0
+        self.elapsed0 = 0.0
+        if ck is not None:
+            self._load_state(ck)
+        self.sched = ExpDecay.create(cfg.learning_rate.start_lr, cfg.learning_rate.stop_lr,
+                                     cfg.learning_rate.decay_steps, tr.numb_steps)
+        lc = cfg.loss
+        self.prefs = PrefactorSchedule(lc.start_pref_e, lc.limit_pref_e, lc.start_pref_f,
+                                       lc.limit_pref_f, lc.start_pref_v, lc.limit_pref_v)
+        self.passes = ModelPasses(self.params, self.flat, self.nthreads)
+        if ck is None:
+            self._centre_output(stat_idx)
+        self.say(f"model: {self.flat.size:,} trainable parameters; sel {list(sel)}; "
+                 f"{self.nthreads} thread{'s' if self.nthreads > 1 else ''}; "
+                 f"lr {self.sched.start_lr:.3g} -> {self.sched.stop_lr:.3g}, "
+                 f"decay every {self.sched.decay_steps} steps by {self.sched.decay_rate:.6f}")
+
+    def _statistics(self, seed: int):
+        cfg = self.cfg
+        dc = cfg.descriptor
+        nt = len(cfg.type_map)
+        t0 = time.perf_counter()
+        if dc.sel is None:
+            counts = max_neighbour_counts(self.train_sys, dc.rcut, nt)
+            sel = auto_sel(counts, dc.sel_factor)
+            self.say(f"sel auto: largest neighbour counts {counts.tolist()} x {dc.sel_factor:g} -> {sel}")
+            if sum(sel) == 0:
+                raise InputError(f"{cfg.source.name}: [model.descriptor] sel: no atom has a neighbour "
+                                 f"within rcut = {dc.rcut:g} in the training data")
+        else:
+            sel = list(dc.sel)
+        self.train_cache = FrameCache(self.train_sys, dc.rcut, sel, nt, self.frame_budget)
+        dist = DistanceStats(nt, dc.rcut, dc.rcut_smth)
+        for k, s in enumerate(self.train_sys):
+            for f in range(s.nframes):
+                dist.add(self.train_cache.frame(k, f))
+        over = self.train_cache.overflow
+        if over.any():
+            self.say(f"warning: sel {sel} is too small for the training data: "
+                     f"{over.tolist()} centre-atom blocks overflowed (largest counts "
+                     f"{self.train_cache.max_count.tolist()}); the farthest neighbours are dropped")
+        rng = np.random.default_rng([seed, 3])
+        frames = stat_frames(self.train_sys, cfg.training.data_stat_nbatch, rng)
+        davg, dstd = env_stats(self.train_cache, frames, nt, sel, dc.rcut, dc.rcut_smth)
+        bias = energy_bias(self.train_sys, frames, nt)
+        names = cfg.type_map
+        self.say("statistics from " + f"{sum(len(f) for f in frames)} frames: "
+                 + "; ".join(f"{names[t]}: davg {davg[t, 0, 0]:.4g}, dstd {dstd[t, 0, 0]:.4g}/"
+                             f"{dstd[t, 0, 1]:.4g}, bias {bias[t]:.6g} eV" for t in range(nt))
+                 + f"; min_nbor_dist {dist.min_nbor_dist:.4g} A ({time.perf_counter() - t0:.1f} s)")
+        return sel, davg, dstd, bias, dist.s_range, dist.min_nbor_dist, frames
+
+    def _centre_output(self, frames: list[np.ndarray]) -> None:
+        """Shift each fitting net's output bias so that the initial network energies average to
+        zero per type over the statistics frames: the initial model then predicts out_bias on
+        average instead of a random offset of order 1 eV per atom."""
+        nt = self.params.ntypes
+        sums = np.zeros(nt)
+        counts = np.zeros(nt)
+        bias = self.params.fitting.bias_atom_e + self.params.out_bias
+        for k, idx in enumerate(frames):
+            types = self.train_sys[k].types
+            for f in idx:
+                res = self.passes.primal(self.train_cache.frame(k, int(f)))
+                sums += np.bincount(types, weights=res.atom_energy - bias[types], minlength=nt)
+                counts += np.bincount(types, minlength=nt)
+        for t, net in enumerate(self.params.fitting.nets):
+            if counts[t]:
+                net.layers[-1].b[0] -= sums[t] / counts[t]
+
+    def _load_state(self, ck: Checkpoint) -> None:
+        if ck.theta.shape != self.flat.theta.shape:
+            raise InputError(f"{self.restart}: checkpoint has {ck.theta.size} parameters, the model of "
+                             f"{self.cfg.source.name} has {self.flat.size}: networks differ")
+        if ck.step > self.cfg.training.numb_steps:
+            raise InputError(f"{self.restart}: checkpoint is at step {ck.step}, beyond numb_steps = "
+                             f"{self.cfg.training.numb_steps}")
+        self.flat.theta[:] = ck.theta
+        self.adam.m[:] = ck.adam_m
+        self.adam.v[:] = ck.adam_v
+        self.adam.t = ck.adam_t
+        self.sampler.restore(ck.sampler)
+        if self.valid_sampler is not None and ck.valid_sampler is not None:
+            self.valid_sampler.restore(ck.valid_sampler)
+        self.start_step = ck.step
+        self.elapsed0 = ck.elapsed
+
+    # ------------------------------------------------------------------ steps
+    def prefactors(self, step: int) -> tuple[float, Prefactors]:
+        lr = self.sched.lr(step)
+        return lr, self.prefs.at(lr, self.sched.start_lr)
+
+    def _batch_loss(self, systems: list[DataSystem], cache: FrameCache, k: int, idx, pref: Prefactors,
+                    stats: LossStats, grad: bool) -> None:
+        """Add one batch to `stats`; with `grad`, also accumulate its loss gradient in the passes."""
+        tm = self.timings
+        s = systems[k]
+        for f in idx:
+            t0 = time.perf_counter()
+            fr = cache.frame(k, int(f))
+            t1 = time.perf_counter()
+            res = self.passes.primal(fr)
+            seeds = stats.add_frame(res, s.labels(int(f)), pref, len(idx))
+            t2 = time.perf_counter()
+            tm["data"] += t1 - t0
+            tm["forward"] += t2 - t1
+            if grad:
+                self.passes.gradient(seeds.c_e, seeds.u, seeds.eps, seeds.c_f, seeds.c_v)
+                tm["backward"] += time.perf_counter() - t2
+        stats.end_batch()
+
+    def train_step(self, step: int, display: bool) -> tuple[LossStats, LossStats | None]:
+        """One update at step `step`; returns the batch stats (and validation stats if display)."""
+        lr, pref = self.prefactors(step)
+        t0 = time.perf_counter()
+        k, idx = self.sampler.next()
+        self.timings["data"] += time.perf_counter() - t0
+        self.passes.zero_grad()
+        stats = LossStats()
+        self._batch_loss(self.train_sys, self.train_cache, k, idx, pref, stats, True)
+        vstats = self.validate(pref) if display else None
+        t1 = time.perf_counter()
+        self.adam.step(self.flat.theta, self.passes.grads, lr, self.passes.split)
+        self.timings["optimizer"] += time.perf_counter() - t1
+        return stats, vstats
+
+    def validate(self, pref: Prefactors) -> LossStats | None:
+        """Loss and RMSEs of the current model on numb_btch validation batches."""
+        if self.valid_sampler is None:
+            return None
+        t0 = time.perf_counter()
+        saved = dict(self.timings)
+        vs = LossStats()
+        for _ in range(self.cfg.validation.numb_btch):
+            k, idx = self.valid_sampler.next()
+            self._batch_loss(self.valid_sys, self.valid_cache, k, idx, pref, vs, False)
+        self.timings.update(saved)
+        self.timings["validation"] += time.perf_counter() - t0
+        return vs
+
+    def test(self, systems: list[DataSystem], cache: FrameCache) -> TestResult:
+        """RMSE of the current model over every frame of `systems` (like `dp test`)."""
+        st = LossStats()
+        zero = Prefactors(0.0, 0.0, 0.0)
+        n = 0
+        for k, s in enumerate(systems):
+            for f in range(s.nframes):
+                res = self.passes.primal(cache.frame(k, f))
+                st.add_frame(res, s.labels(f), zero, 1)
+                n += 1
+        return TestResult(n, st.rmse_e, st.rmse_f, st.rmse_v)
+
+    # ------------------------------------------------------------------ checkpoints and output
+    def checkpoint(self, step: int, elapsed: float) -> None:
+        ck = Checkpoint(step=step, theta=self.flat.theta, adam_m=self.adam.m, adam_v=self.adam.v,
+                        adam_t=self.adam.t, sel=list(self.params.descriptor.sel),
+                        davg=self.params.descriptor.davg, dstd=self.params.descriptor.dstd,
+                        out_bias=self.params.out_bias, s_range=self.params.s_range,
+                        min_nbor_dist=self.params.min_nbor_dist, sampler=self.sampler.state(),
+                        valid_sampler=self.valid_sampler.state() if self.valid_sampler else None,
+                        input_text=self.cfg.text, elapsed=elapsed)
+        write_checkpoint(ck, self.cfg.training.save_ckpt)
+
+    def _row(self, step, stats, vstats, lr) -> list[float]:
+        kinds = ["loss", "e", "f"] + (["v"] if self.prefs.has_v else [])
+        vals = []
+        for kind in kinds:
+            for st in ((vstats, stats) if self.valid_sys else (stats,)):
+                if st is None:
+                    vals.append(math.nan)
+                elif kind == "loss":
+                    vals.append(st.rmse())
+                else:
+                    vals.append(getattr(st, f"rmse_{kind}"))
+        return vals + [lr]
+
+    def _sigint(self, signum, frame):
+        if self._stop:
+            raise KeyboardInterrupt
+        self._stop = True
+
+    # ------------------------------------------------------------------ the run
+    def run(self) -> History:
+        """Train to numb_steps; returns the lcurve rows.  Raises TrainingInterrupted on Ctrl-C."""
+        cfg = self.cfg
+        tr = cfg.training
+        total = tr.numb_steps
+        columns = lcurve_columns(bool(self.valid_sys), self.prefs.has_v)
+        history = History(columns)
+        lcurve = Lcurve(tr.disp_file, columns, self.start_step if self.restart else None)
+        progress = Progress(total, self.stream)
+        old_handler = None
+        if threading.current_thread() is threading.main_thread():
+            old_handler = signal.signal(signal.SIGINT, self._sigint)
+        start = time.monotonic()
+        step = self.start_step
+        saved_at = None
+        running = None
+        try:
+            while step < total:
+                display = step % tr.disp_freq == 0
+                stats, vstats = self.train_step(step, display)
+                lr = self.sched.lr(step)
+                running = stats.loss() if running is None else 0.9 * running + 0.1 * stats.loss()
+                if display:
+                    row = self._row(step, stats, vstats, lr)
+                    lcurve.row(step, row)
+                    history.rows[step] = row
+                step += 1
+                elapsed = time.monotonic() - start
+                if step % tr.save_freq == 0 or step == total:
+                    self.checkpoint(step, self.elapsed0 + elapsed)
+                    saved_at = step
+                if self.on_step is not None:
+                    self.on_step(step)
+                if self._stop:
+                    if saved_at != step:
+                        self.checkpoint(step, self.elapsed0 + elapsed)
+                    raise TrainingInterrupted(step, tr.save_ckpt)
+                done = step - self.start_step
+                eta = elapsed / done * (total - step)
+                progress.update(step, display and tr.disp_training, loss=running, rmse_e=stats.rmse_e,
+                                rmse_f=stats.rmse_f, lr=lr, elapsed=self.elapsed0 + elapsed, eta=eta)
+            # the state after the last update
+            lr, pref = self.prefactors(total)
+            stats = LossStats()
+            k, idx = self.sampler.next()
+            self._batch_loss(self.train_sys, self.train_cache, k, idx, pref, stats, False)
+            vstats = self.validate(pref)
+            row = self._row(total, stats, vstats, lr)
+            lcurve.row(total, row)
+            history.rows[total] = row
+            progress.finish()
+        finally:
+            lcurve.close()
+            progress.finish()
+            if old_handler is not None:
+                signal.signal(signal.SIGINT, old_handler)
+        wall = time.monotonic() - start
+        self.wall = wall
+        nsteps = total - self.start_step
+        self.write_model()
+        if nsteps:
+            self.say(f"trained {nsteps} steps in {wall:.1f} s ({wall / nsteps:.4f} s/step); model "
+                     f"written to {tr.model_file}; checkpoint {tr.save_ckpt}; learning curve {tr.disp_file}")
+        self.say(self.timing_table(nsteps))
+        if self.valid_sys:
+            res = self.test(self.valid_sys, self.valid_cache)
+            self.final_test = res
+            self.say(f"validation over {res.nframes} frames (all validation data): energy RMSE "
+                     f"{res.rmse_e * 1e3:.3f} meV/atom, force RMSE {res.rmse_f * 1e3:.2f} meV/A"
+                     + (f", virial RMSE {res.rmse_v * 1e3:.2f} meV/atom" if math.isfinite(res.rmse_v) else ""))
+        return history
+
+    def timing_table(self, nsteps: int) -> str:
+        n = max(nsteps, 1)
+        parts = [f"{p} {self.timings[p] / n * 1e3:.1f}" for p in PHASES]
+        return "time per step (ms): " + ", ".join(parts)
+
+    def write_model(self) -> None:
+        p = self.params
+        p.info = {"software": "numdp", "version": __version__, "training_input": self.cfg.text,
+                  "numb_steps": self.cfg.training.numb_steps, "seed": self.seed}
+        write_model(p, self.cfg.training.model_file)
+
+    def _restore_blas(self) -> None:
+        if self._old_blas is not None:
+            set_blas_threads(self._old_blas)
+            self._old_blas = None
+
+    def close(self) -> None:
+        """Stop the worker threads and restore NumPy's BLAS thread count."""
+        self.passes.close()
+        self._restore_blas()

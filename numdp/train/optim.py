@@ -1,0 +1,36 @@
+"""Adam optimiser over the flat parameter vector (reference §7.3, PyTorch form)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .kernels import adam_update
+
+
+class Adam:
+    """Adam with β1, β2, ε and no weight decay; `t` counts the updates done so far.
+
+    m, v: first and second moment estimates, same shape as θ.
+    """
+
+    def __init__(self, size: int, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):
+        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+        self.m = np.zeros(size)
+        self.v = np.zeros(size)
+        self.t = 0
+
+    def step(self, theta: np.ndarray, grads: np.ndarray, lr: float, split=None) -> None:
+        """θ ← θ - lr · m̂ / (√v̂ + ε) in place.
+
+        grads: (n,) gradient, or (k, n) rows whose sum is the gradient (per-worker accumulators).
+        split: optional split(fn, n) that calls fn(lo, hi) over ranges covering 0..n (threads).
+        """
+        g2 = grads.reshape(1, -1) if grads.ndim == 1 else grads
+        t = self.t + 1
+        bc1 = 1.0 - self.beta1 ** t
+        bc2 = 1.0 - self.beta2 ** t
+        args = (lr, self.beta1, self.beta2, self.eps, bc1, bc2)
+        if split is None:
+            adam_update(theta, g2, self.m, self.v, 0, theta.shape[0], *args)
+        else:
+            split(lambda lo, hi: adam_update(theta, g2, self.m, self.v, lo, hi, *args), theta.shape[0])
+        self.t = t

@@ -1,0 +1,148 @@
+"""Data statistics computed before step 0 (reference §1.3 "auto" sel, §2.5 davg/dstd, §5.3 bias).
+
+- `auto_sel`: the largest number of type-t neighbours within rcut over all training frames,
+  times a factor, rounded up to a multiple of 4.
+- `DistanceStats`: smallest pair distance (min_nbor_dist) and the range of the raw radial entry
+  s = w(r)/r per centre type over all training frames (model compression needs both).
+- `env_stats`: davg/dstd from the raw environment matrices of sampled frames, padding slots
+  counted as zero rows, σ protected from below by 1e-2.
+- `energy_bias`: per-type energies b minimising Σ_f (Σ_t n_ft b_t - E_f)² over sampled frames,
+  minimum-norm solution of numpy.linalg.lstsq.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..kernels.cpu.envmat import env_pairs
+from ..neighbor import build_nlist, extend
+from .data import DataSystem, FrameCache
+from .kernels import env_stat_sums, pair_distance_range
+
+PROTECTION = 1e-2
+EMPTY_TYPE_STD = 0.1
+
+
+def max_neighbour_counts(systems: list[DataSystem], rcut: float, ntypes: int) -> np.ndarray:
+    """(ntypes,) largest count of type-t neighbours within rcut (Å) of any atom in any frame."""
+    best = np.zeros(ntypes, dtype=np.int64)
+    for s in systems:
+        for f in range(s.nframes):
+            ext = extend(s.coords[f], s.types, s.box(f), rcut)
+            nl = build_nlist(ext, rcut, [1] * ntypes, ntypes)
+            np.maximum(best, nl.max_count, out=best)
+    return best
+
+
+def auto_sel(max_count: np.ndarray, factor: float) -> list[int]:
+    """⌈⌈count · factor⌉ / 4⌉ · 4 per type (DeePMD-kit's "auto:factor")."""
+    return [int(math.ceil(math.ceil(c * factor - 1e-9) / 4.0) * 4) for c in max_count]
+
+
+def switch_value(r: float, rcut_smth: float, rcut: float) -> float:
+    """w(r) of reference §2.1."""
+    if r < rcut_smth:
+        return 1.0
+    if r >= rcut:
+        return 0.0
+    u = (r - rcut_smth) / (rcut - rcut_smth)
+    return u * u * u * (-6.0 * u * u + 15.0 * u - 10.0) + 1.0
+
+
+class DistanceStats:
+    """Neighbour distance range per centre type, accumulated over frames.
+
+    rrange: (ntypes, 2) min / max distance (Å) of neighbours within rcut.
+    """
+
+    def __init__(self, ntypes: int, rcut: float, rcut_smth: float):
+        self.rcut, self.rcut_smth = rcut, rcut_smth
+        self.rrange = np.empty((ntypes, 2))
+        self.rrange[:, 0] = np.inf
+        self.rrange[:, 1] = -np.inf
+
+    def add(self, frame) -> None:
+        pair_distance_range(frame.ext_pos, frame.nlist, frame.types, self.rcut, self.rrange)
+
+    @property
+    def min_nbor_dist(self) -> float | None:
+        r = float(self.rrange[:, 0].min())
+        return r if math.isfinite(r) else None
+
+    @property
+    def s_range(self) -> np.ndarray:
+        """(ntypes, 2) min / max of s = w(r)/r (1/Å) per centre type; zeros for unseen types."""
+        out = np.zeros_like(self.rrange)
+        for t, (rmin, rmax) in enumerate(self.rrange):
+            if math.isfinite(rmin):
+                out[t, 0] = switch_value(rmax, self.rcut_smth, self.rcut) / rmax
+                out[t, 1] = switch_value(rmin, self.rcut_smth, self.rcut) / rmin
+        return out
+
+
+def stat_frames(systems: list[DataSystem], nbatch: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Frame indices sampled per system: nbatch batches, at most all frames, without repetition."""
+    out = []
+    for s in systems:
+        n = min(s.nframes, nbatch * s.batch_size)
+        out.append(np.sort(rng.choice(s.nframes, size=n, replace=False)))
+    return out
+
+
+def env_stats(cache: FrameCache, frames: list[np.ndarray], ntypes: int, sel: list[int],
+              rcut: float, rcut_smth: float) -> tuple[np.ndarray, np.ndarray]:
+    """davg, dstd (ntypes, nnei, 4) from the raw environment rows of the sampled frames."""
+    nnei = int(sum(sel))
+    sec = np.concatenate([[0], np.cumsum(sel)]).astype(np.int64)
+    mu0 = np.zeros((ntypes, ntypes, 4))
+    sd1 = np.ones((ntypes, ntypes, 4))
+    sums = np.zeros((ntypes, 4))
+    natoms = np.zeros(ntypes, dtype=np.int64)
+    for k, idx in enumerate(frames):
+        for f in idx:
+            fr = cache.frame(k, int(f))
+            na = fr.nloc
+            atoms = np.arange(na, dtype=np.int64)
+            atypes = fr.types.astype(np.int64)
+            cap = na * nnei
+            rt = np.empty((cap, 4))
+            dvec = np.empty((cap, 3))
+            nbr = np.empty(cap, np.int64)
+            poff = np.empty((ntypes, na + 1), np.int64)
+            npad = np.empty((na, ntypes), np.int64)
+            env_pairs(fr.ext_pos, fr.nlist, atoms, atypes, sec, mu0, sd1, rcut, rcut_smth,
+                      rt, dvec, nbr, poff, npad)
+            env_stat_sums(atypes, rt, poff, sums)
+            natoms += np.bincount(atypes, minlength=ntypes)
+    davg = np.zeros((ntypes, nnei, 4))
+    dstd = np.full((ntypes, nnei, 4), EMPTY_TYPE_STD)
+    for t in range(ntypes):
+        if natoms[t] == 0:
+            continue
+        nr = float(natoms[t] * nnei)
+        na_ = 3.0 * nr
+        mr = sums[t, 0] / nr
+        sr = math.sqrt(max(sums[t, 1] / nr - mr * mr, 0.0))
+        ma = sums[t, 2] / na_
+        sa = math.sqrt(max(sums[t, 3] / na_ - ma * ma, 0.0))
+        davg[t, :, 0] = mr
+        dstd[t, :, 0] = max(sr, PROTECTION)
+        dstd[t, :, 1:] = max(sa, PROTECTION)
+    return davg, dstd
+
+
+def energy_bias(systems: list[DataSystem], frames: list[np.ndarray], ntypes: int) -> np.ndarray:
+    """(ntypes,) eV per atom of each type: minimum-norm least squares over the sampled frames."""
+    rows, energies = [], []
+    for s, idx in zip(systems, frames):
+        if s.energy is None:
+            continue
+        counts = np.bincount(s.types, minlength=ntypes).astype(np.float64)
+        for f in idx:
+            rows.append(counts)
+            energies.append(s.energy[f])
+    if not rows:
+        return np.zeros(ntypes)
+    bias, *_ = np.linalg.lstsq(np.array(rows), np.array(energies), rcond=None)
+    return bias

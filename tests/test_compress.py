@@ -1,0 +1,111 @@
+"""Model compression (tables) and precision policies."""
+import numpy as np
+import pytest
+
+import numdp
+from numdp.cli import main
+from numdp.errors import InputError
+from numdp.io.model_file import read_model, write_model
+from numdp.model.compress import compress
+from numdp.model.dp_model import DPModel
+from numdp.model.tables import build_table, evaluate_table, net_derivatives
+from randmodel import random_config, random_params
+
+
+@pytest.fixture(scope="module")
+def water(oracle_dir):
+    return read_model(oracle_dir / "water.dp"), np.load(oracle_dir / "water.npz")
+
+
+@pytest.mark.parametrize("order,dx", [(5, 0.01), (3, 0.001)])
+def test_compressed_forces_within_1e6_of_network(water, order, dx):
+    params, ref = water
+    cparams, report = compress(params, dx=dx, order=order)
+    exact = DPModel(params, nthreads=2)
+    model = DPModel(cparams, nthreads=2)
+    for f in range(ref["coord"].shape[0]):
+        a = exact.evaluate(ref["coord"][f], ref["atype"], ref["box"][f])
+        b = model.evaluate(ref["coord"][f], ref["atype"], ref["box"][f])
+        assert np.abs(b.forces - a.forces).max() <= 1e-6
+        assert abs(b.energy - a.energy) <= 1e-6
+    assert model.beyond_table == 0
+    assert all(r["errors"]["between_grid"]["value_fine"] < 1e-9 for r in report)
+
+
+def test_hermite_tables_match_values_and_slopes_at_nodes():
+    params = random_params(ntypes=1, neuron=(3, 6, 12), resnet_dt=False, seed=2)
+    net = params.descriptor.embeddings[0]
+    errs = []
+    for order in (3, 5):
+        tab = build_table(net, -1.0, 3.0, 0.05, order)
+        x = tab.nodes[:-1] + 1e-14
+        v, d = evaluate_table(tab, x)
+        yv, yd, _ = net_derivatives(net, x)
+        assert np.abs(v - yv).max() < 1e-12 and np.abs(d - yd).max() < 1e-10
+        # between nodes the interpolant is close and its error shrinks with the order
+        xm = tab.nodes[:-1] + 0.5 * np.diff(tab.nodes)
+        errs.append(np.abs(evaluate_table(tab, xm)[0] - net_derivatives(net, xm)[0]).max())
+    assert errs[0] < 1e-4 and errs[1] < 1e-7 and errs[1] < errs[0] / 100
+
+
+def test_compressed_model_forces_are_derivatives_and_roundtrip(tmp_path):
+    params = random_params(ntypes=2, sel=[40, 40], neuron=(4, 8), axis_neuron=2,
+                           type_one_side=True, resnet_dt=False, seed=9)
+    params.min_nbor_dist = 0.9
+    cparams, _ = compress(params, dx=0.01, order=5)
+    write_model(cparams, tmp_path / "c.h5")
+    model = numdp.load_model(tmp_path / "c.h5", nthreads=1)
+    assert model.compressed
+    pos, types, box = random_config(12, 2, box_len=6.0, tilt=0.3, seed=8)
+    out = model.evaluate(pos, types, box)
+    h = 1e-5
+    for i, c in [(0, 0), (3, 1), (7, 2)]:
+        p = pos.copy()
+        p[i, c] += h
+        ep = model.evaluate(p, types, box).energy
+        p[i, c] -= 2 * h
+        em = model.evaluate(p, types, box).energy
+        assert abs(-(ep - em) / (2 * h) - out.forces[i, c]) < 1e-7
+    exact = DPModel(params, nthreads=1).evaluate(pos, types, box)
+    assert np.abs(exact.forces - out.forces).max() < 1e-8
+
+
+def test_pairs_beyond_the_table_are_extrapolated_and_counted():
+    params = random_params(ntypes=1, sel=[40], neuron=(4, 8), axis_neuron=2, resnet_dt=False, seed=3)
+    params.min_nbor_dist = 1.5
+    cparams, _ = compress(params, dx=0.01, order=3)
+    # the extrapolation grid reaches 10x the data range; atoms far closer go beyond it
+    model = DPModel(cparams, nthreads=1)
+    pos = np.array([[0.0, 0, 0], [0.02, 0, 0], [2.0, 0, 0]])
+    out = model.evaluate(pos, np.zeros(3, np.int32), None)
+    assert np.isfinite(out.energy)
+    assert model.beyond_table == 2
+    ok = DPModel(cparams, nthreads=1)
+    ok.evaluate(np.array([[0.0, 0, 0], [1.6, 0, 0]]), np.zeros(2, np.int32), None)
+    assert ok.beyond_table == 0
+
+
+def test_compress_cli(tmp_path, oracle_dir, capsys):
+    out = tmp_path / "cmp"
+    assert main(["compress", str(oracle_dir / "alloy5.dp"), "-o", "5", "-d", "0.02", "-s", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "largest |table - net|" in text and (tmp_path / "cmp.h5").is_file()
+    assert main(["test", "-m", str(tmp_path / "cmp.h5"), "-s", str(oracle_dir)]) == 2  # no systems there
+    assert main(["compress", str(tmp_path / "cmp.h5")]) == 2
+    assert "already compressed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("precision,tol", [("mix32", 1e-5), ("mix16", 2e-2)])
+def test_precision_policies_stay_close_to_double(water, precision, tol):
+    params, ref = water
+    double = DPModel(params, nthreads=1).evaluate(ref["coord"][0], ref["atype"], ref["box"][0])
+    low = DPModel(params, nthreads=1, precision=precision).evaluate(ref["coord"][0], ref["atype"], ref["box"][0])
+    scale = np.abs(double.forces).max()
+    err = np.abs(low.forces - double.forces).max() / scale
+    assert 0 < err < tol
+    assert low.forces.dtype == np.float64
+
+
+def test_unknown_precision_is_an_input_error(water):
+    with pytest.raises(InputError, match="precision 'half'"):
+        DPModel(water[0], precision="half")

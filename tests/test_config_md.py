@@ -1,0 +1,127 @@
+"""`numdp run` input validation: every bad key or value gives a one-line error naming it."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from numdp.config import load_run_settings
+from numdp.errors import InputError
+
+GOOD = """
+[model]
+file = "model.h5"
+[system]
+file = "start.xyz"
+velocities = { temperature = 330.0, seed = 1 }
+masses = { H = 2.0 }
+[md]
+timestep = 0.0005
+steps = 100
+ensemble = "nvt"
+thermostat = { kind = "nose-hoover", temperature = 330.0, tau = 0.1 }
+[neighbor]
+skin = 2.0
+[output]
+trajectory = "traj.h5md"
+every = 10
+fields = ["position", "force"]
+thermo_every = 10
+checkpoint = "ck.h5"
+checkpoint_every = 50
+"""
+
+
+def write(tmp_path, text, name="md.toml") -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def error_of(tmp_path, text) -> str:
+    with pytest.raises(InputError) as exc:
+        load_run_settings(write(tmp_path, text))
+    msg = str(exc.value)
+    assert "\n" not in msg
+    return msg
+
+
+def test_good_input_is_typed_with_defaults(tmp_path):
+    s = load_run_settings(write(tmp_path, GOOD))
+    assert s.model.file == tmp_path.resolve() / "model.h5"
+    assert s.model.precision == "double"
+    assert s.system.replicate == (1, 1, 1)
+    assert s.system.velocities.temperature == 330.0 and s.system.masses == {"H": 2.0}
+    assert s.md.thermostat.kind == "nose-hoover" and s.md.thermostat.chain == 3
+    assert s.md.barostat is None and s.md.seed == 1
+    assert s.output.fields == ("position", "force")
+    assert s.output.log == tmp_path.resolve() / "log.txt"
+    assert s.safety.min_distance == 0.5
+
+
+def test_relative_paths_follow_the_input_file(tmp_path):
+    sub = tmp_path / "run"
+    sub.mkdir()
+    s = load_run_settings(write(sub, GOOD))
+    assert s.system.file == sub.resolve() / "start.xyz"
+    assert s.output.checkpoint == sub.resolve() / "ck.h5"
+
+
+@pytest.mark.parametrize("old,new,expected", [
+    ("tau = 0.1 }", "tau = -0.1 }", "md.toml: [md] thermostat.tau: must be > 0"),
+    ("tau = 0.1 }", "tau = 0.1, chain = 0 }", "md.toml: [md] thermostat.chain: must be > 0"),
+    ('kind = "nose-hoover"', 'kind = "berendsen"', "[md] thermostat.kind: must be one of"),
+    ("steps = 100", "steps = 10.5", "[md] steps: expected an integer"),
+    ("steps = 100", "steps = -1", "[md] steps: must be >= 0"),
+    ("timestep = 0.0005", "timestep = 0", "[md] timestep: must be > 0"),
+    ("timestep = 0.0005", 'timestep = "fast"', "[md] timestep: expected a number"),
+    ('ensemble = "nvt"', 'ensemble = "nph"', "[md] ensemble: must be one of"),
+    ("skin = 2.0", "skin = 2.0\ncutoff = 3", "[neighbor] cutoff: unknown key"),
+    ('file = "model.h5"', 'file = "model.h5"\nprecision = "single"', "[model] precision: 'single' is not available yet"),
+    ('file = "model.h5"', 'file = "model.h5"\nprecision = "quad"', "[model] precision: must be 'double'"),
+    ("seed = 1 }", "seed = 1, temp = 3 }", "[system] velocities.temp: unknown key"),
+    ("masses = { H = 2.0 }", "masses = { H = -2.0 }", "[system] masses.H: must be > 0"),
+    ("masses = { H = 2.0 }", "replicate = [2, 2]", "[system] replicate: expected three integers"),
+    ('fields = ["position", "force"]', 'fields = ["position", "charge"]', "[output] fields: expected a list"),
+    ("every = 10", "every = 0", "[output] every: must be > 0"),
+    ("checkpoint_every = 50", "checkpoint_every = 50\nforce_unit = \"N\"", "[output] force_unit: must be one of"),
+    ("[neighbor]", "[thermo]\nx = 1\n[neighbor]", "md.toml: [thermo]: unknown table"),
+])
+def test_bad_values_name_the_key(tmp_path, old, new, expected):
+    assert old in GOOD
+    assert expected in error_of(tmp_path, GOOD.replace(old, new, 1))
+
+
+def test_ensemble_consistency(tmp_path):
+    nve = GOOD.replace('ensemble = "nvt"', 'ensemble = "nve"')
+    assert "[md] thermostat: not used with ensemble = 'nve'" in error_of(tmp_path, nve)
+    no_thermo = GOOD.replace('thermostat = { kind = "nose-hoover", temperature = 330.0, tau = 0.1 }', "")
+    assert "[md] thermostat: required for ensemble = 'nvt'" in error_of(tmp_path, no_thermo)
+    npt = GOOD.replace('ensemble = "nvt"', 'ensemble = "npt"')
+    assert "[md] barostat: required for ensemble = 'npt'" in error_of(tmp_path, npt)
+    with_baro = npt.replace("tau = 0.1 }", "tau = 0.1 }\nbarostat = { kind = \"mtk\", pressure = 1.0, tau = 1.0 }")
+    assert "[md] barostat.kind: 'mtk' is not available" in error_of(tmp_path, with_baro)
+    bad_coupling = npt.replace("tau = 0.1 }", "tau = 0.1 }\nbarostat = { pressure = 1.0, tau = 1.0, coupling = \"xy\" }")
+    assert "[md] barostat.coupling: must be one of" in error_of(tmp_path, bad_coupling)
+    langevin_chain = GOOD.replace('kind = "nose-hoover", temperature = 330.0, tau = 0.1',
+                                  'kind = "langevin", temperature = 330.0, tau = 0.1, chain = 3')
+    assert "[md] thermostat.chain: only for kind = 'nose-hoover'" in error_of(tmp_path, langevin_chain)
+
+
+def test_missing_and_malformed(tmp_path):
+    assert "[md]: required table missing" in error_of(tmp_path, GOOD.split("[md]")[0])
+    assert "[model] file: required" in error_of(tmp_path, GOOD.replace('file = "model.h5"', ""))
+    assert "not valid TOML" in error_of(tmp_path, GOOD + "\n[md\n")
+    with pytest.raises(InputError, match="input file not found"):
+        load_run_settings(tmp_path / "nothing.toml")
+
+
+def test_cli_prints_one_line_and_exits_2(tmp_path):
+    p = write(tmp_path, GOOD.replace("tau = 0.1 }", "tau = 0 }"))
+    r = subprocess.run([sys.executable, "-m", "numdp.cli", "run", str(p)], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "[md] thermostat.tau: must be > 0" in lines[0]

@@ -1,0 +1,192 @@
+"""Integrator, thermostat and barostat physics on the analytic Lennard-Jones test potential.
+
+The statistical tests compare averages with their exact values within 4 standard errors (block
+averages) and also require the standard error to be small, so that a test cannot pass by noise.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from numdp.md.barostat import StochasticCellRescaling, is_lower_triangular
+from numdp.md.forces import ForceProvider
+from numdp.md.integrator import VelocityVerlet
+from numdp.md.setup import maxwell_boltzmann
+from numdp.md.thermostats import THERMOSTATS
+from numdp.system import kinetic_energy, pressure_tensor
+from numdp.units import EV_PER_A3_TO_BAR, KB
+from test_md_potential import LennardJones, argon_state
+
+T = 80.0  # K (argon)
+
+
+def block_error(x, nblocks=10):
+    """Standard error of the mean of a correlated series from `nblocks` block averages."""
+    n = len(x) // nblocks
+    b = np.asarray(x[: n * nblocks]).reshape(nblocks, n).mean(axis=1)
+    return b.std(ddof=1) / math.sqrt(nblocks)
+
+
+def simulate(state, steps, dt, thermostat=None, barostat=None, skin=1.0):
+    """Run `steps` steps; returns dict of per-step series (K eV, E eV, econs eV, P tensor bar, V Å³)."""
+    integ = VelocityVerlet(dt, thermostat, barostat)
+    fp = ForceProvider(LennardJones(), skin)
+    fp(state)
+    out = {"K": [], "E": [], "econs": [], "P": [], "V": []}
+    for _ in range(steps):
+        integ.step(state, fp)
+        k = kinetic_energy(state.velocities, state.masses)
+        res = thermostat.reservoir_energy(state) if thermostat is not None else 0.0
+        out["K"].append(k)
+        out["E"].append(k + state.potential_energy)
+        out["econs"].append(k + state.potential_energy + res)
+        out["P"].append(pressure_tensor(state.velocities, state.masses, state.virial, state.volume) * EV_PER_A3_TO_BAR)
+        out["V"].append(state.volume)
+    out = {k: np.array(v) for k, v in out.items()}
+    out["provider"] = fp
+    return out
+
+
+def thermalised_argon(seed=3, cells=2, a=5.30):
+    st = argon_state(cells=cells, a=a, seed=seed)
+    maxwell_boltzmann(st, T, seed)
+    return st
+
+
+def test_maxwell_boltzmann_start_has_exact_temperature_and_zero_momentum():
+    st = thermalised_argon()
+    k = kinetic_energy(st.velocities, st.masses)
+    assert 2 * k / (st.dof * KB) == pytest.approx(T, rel=1e-12)
+    assert np.abs(st.masses @ st.velocities).max() < 1e-12
+
+
+def test_nve_energy_error_shrinks_as_dt_squared():
+    fluct = []
+    for dt, steps in ((0.01, 400), (0.005, 800)):
+        r = simulate(thermalised_argon(), steps, dt)
+        e = r["E"]
+        fluct.append(e.std())
+        # no drift beyond the (bounded) oscillation of the shadow energy
+        assert abs(e[-steps // 4:].mean() - e[: steps // 4].mean()) < 3 * e.std()
+    assert 3.0 < fluct[0] / fluct[1] < 5.0  # second order: ratio 4
+    assert fluct[1] / r["K"].mean() < 1e-4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["nose-hoover", "langevin", "csvr"])
+def test_thermostat_samples_the_canonical_kinetic_energy(kind):
+    st = thermalised_argon(seed=5)
+    th = THERMOSTATS[kind](T, 0.05)
+    th.initialize(st)
+    k = simulate(st, 6000, 0.01, th)["K"][1000:]
+    kbar = 0.5 * st.dof * KB * T  # <K> = N_f kT / 2
+    var = 0.5 * st.dof * (KB * T) ** 2  # Var K = N_f (kT)² / 2 (Gamma distribution)
+    mean_err = block_error(k) / kbar
+    assert mean_err < 0.01
+    assert abs(k.mean() / kbar - 1) < 4 * mean_err
+    dk2 = (k - kbar) ** 2
+    var_err = block_error(dk2) / var
+    assert var_err < 0.1
+    assert abs(dk2.mean() / var - 1) < 4 * var_err
+
+
+@pytest.mark.parametrize("kind", ["nose-hoover", "langevin", "csvr"])
+def test_thermostat_energy_bookkeeping_is_conserved(kind):
+    """E + reservoir (NHC: chain energy; Langevin / CSVR: heat given to the bath) stays constant up to
+    the integration error, while E itself changes by much more."""
+    st = thermalised_argon(seed=7)
+    st.velocities *= 1.5  # start hot so that the thermostat must remove energy
+    th = THERMOSTATS[kind](T, 0.1)
+    th.initialize(st)
+    r = simulate(st, 600, 0.005, th)
+    exchanged = r["E"].max() - r["E"].min()
+    assert exchanged > 50 * r["econs"].std()
+    assert r["econs"].std() / r["K"].mean() < 2e-3
+
+
+@pytest.mark.parametrize("kind", ["nose-hoover", "langevin", "csvr", None])
+def test_total_momentum_stays_zero(kind):
+    st = thermalised_argon(seed=2)
+    th = THERMOSTATS[kind](T, 0.1) if kind else None
+    if th:
+        th.initialize(st)
+    baro = StochasticCellRescaling(100.0, 0.5, 1e-4, "triclinic", T) if kind else None
+    simulate(st, 100, 0.01, th, baro)
+    p = st.masses @ st.velocities
+    assert np.abs(p).max() < 1e-10 * np.abs(st.masses[:, None] * st.velocities).sum()
+
+
+# -- barostat ----------------------------------------------------------------------------------------
+
+
+def _cold_state(virial, box=None):
+    """A state with zero velocities and a chosen virial (eV), for the deterministic barostat part."""
+    st = argon_state(cells=2)
+    if box is not None:
+        m = np.linalg.solve(st.box, box)
+        st.positions = st.positions @ m
+        st.box = box
+    st.virial = np.asarray(virial, dtype=float)
+    return st
+
+
+def test_barostat_moves_the_cell_toward_the_target_pressure():
+    v = 10.0 * np.eye(3)  # positive internal pressure (13 kbar); T ~ 0: no noise
+    iso = StochasticCellRescaling(0.0, 1.0, 1e-4, "isotropic", 1e-20)
+    st = _cold_state(v)
+    assert iso.new_box(st, 0.01)[0, 0] > st.box[0, 0]
+    aniso = StochasticCellRescaling(0.0, 1.0, 1e-4, "anisotropic", 1e-20)
+    st = _cold_state(np.diag([10.0, 0.0, -10.0]))
+    grown = np.diag(aniso.new_box(st, 0.01)) / np.diag(st.box)
+    assert grown[0] > 1.0 and grown[1] == pytest.approx(1.0, abs=1e-12) and grown[2] < 1.0
+    tri = StochasticCellRescaling(0.0, 1.0, 1e-4, "triclinic", 1e-20)
+    shear = np.zeros((3, 3))
+    shear[0, 1] = shear[1, 0] = 10.0  # positive xy stress tilts b along +x
+    st = _cold_state(shear)
+    new = tri.new_box(st, 0.01)
+    assert new[1, 0] > 0 and is_lower_triangular(new)
+
+
+def test_barostat_step_keeps_fractional_coordinates_and_scaled_momenta():
+    box = np.array([[10.6, 0.0, 0.0], [0.8, 10.4, 0.0], [-0.5, 0.3, 10.9]])
+    st = _cold_state(np.diag([300.0, -100.0, 50.0]) + 40.0 * (1 - np.eye(3)), box)
+    st.velocities = np.random.default_rng(0).normal(size=st.positions.shape)
+    s0 = st.positions @ np.linalg.inv(st.box)
+    pi0 = st.velocities @ st.box.T  # p h^T is invariant (scaled momenta)
+    StochasticCellRescaling(0.0, 1.0, 1e-4, "triclinic", T).step(st, 0.05)
+    assert not np.allclose(st.box, box)
+    assert is_lower_triangular(st.box)
+    np.testing.assert_allclose(st.positions @ np.linalg.inv(st.box), s0, atol=1e-12)
+    np.testing.assert_allclose(st.velocities @ st.box.T, pi0, atol=1e-10)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("coupling", ["isotropic", "anisotropic", "triclinic"])
+def test_npt_holds_the_target_pressure(coupling):
+    """Stochastic cell rescaling samples <V P_kk> = P0 <V> - 2 kT (module docstring of
+    numdp.md.barostat); the shear stress averages to zero."""
+    p0 = 500.0
+    st = thermalised_argon(seed=11, a=5.45)
+    th = THERMOSTATS["csvr"](T, 0.1)
+    th.initialize(st)
+    baro = StochasticCellRescaling(p0, 0.5, 1e-4, coupling, T)
+    r = simulate(st, 6000, 0.01, th, baro)
+    keep = slice(1000, None)
+    v = r["V"][keep]
+    p = r["P"][keep]
+    target = p0 - 2 * KB * T / v.mean() * EV_PER_A3_TO_BAR
+    pv = np.einsum("tkk,t->tk", p, v) / v.mean()  # V P_kk / <V>, bar
+    series = pv.mean(axis=1)
+    err = block_error(series)
+    assert err < 60.0
+    assert abs(series.mean() - target) < 4 * err
+    if coupling != "isotropic":
+        for k in range(3):
+            assert abs(pv[:, k].mean() - target) < 4 * block_error(pv[:, k]) + 1e-9
+    if coupling == "triclinic":
+        for a, b in ((0, 1), (0, 2), (1, 2)):
+            assert abs(p[:, a, b].mean()) < 4 * block_error(p[:, a, b])
+        assert is_lower_triangular(st.box)
+    assert r["V"][-1] != r["V"][0]

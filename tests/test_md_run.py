@@ -1,0 +1,300 @@
+"""`numdp run` end to end: restarts bit for bit, safety stops, outputs, examples, trained models."""
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from numdp.config import load_run_settings
+from numdp.errors import InputError
+from numdp.io.h5md import read_checkpoint
+from numdp.io.structure import write_extxyz, write_lammps_data
+from numdp.md.safety import SafetyStop
+from numdp.md.setup import build_simulation, run_md
+from numdp.system import to_arrays
+from test_md_potential import MASS_AR, LennardJones, fcc
+
+ROOT = Path(__file__).resolve().parents[1]
+ORACLE = ROOT.parent / "shared" / "oracle"
+
+ARGON = """
+[model]
+file = "unused.h5"
+[system]
+file = "start.data"
+type_names = ["Ar"]
+velocities = { temperature = 80.0, seed = 4 }
+[md]
+timestep = 0.01
+steps = 60
+ensemble = "npt"
+seed = 5
+thermostat = { kind = "KIND", temperature = 80.0, tau = 0.1 }
+barostat = { pressure = 100.0, tau = 0.5, coupling = "triclinic", compressibility = 1e-4 }
+[neighbor]
+skin = 1.0
+[output]
+trajectory = "traj.h5md"
+every = 5
+thermo_every = 10
+checkpoint = "ck.h5"
+checkpoint_every = 25
+progress = "none"
+"""
+
+
+def argon_dir(path: Path, text=ARGON, cells=2, a=5.3, **replace) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    x, box = fcc(cells, a)
+    write_lammps_data(path / "start.data", np.zeros(len(x), int), x, box, [MASS_AR])
+    for key, value in replace.items():
+        text = text.replace(key, value)
+    (path / "md.toml").write_text(text)
+    return path / "md.toml"
+
+
+def run(toml, restart=None, model=None):
+    return run_md(load_run_settings(toml), restart=restart, model=model or LennardJones(), screen=io.StringIO())
+
+
+def trajectory_arrays(path):
+    with h5py.File(path, "r") as f:
+        out = {}
+        f.visititems(lambda name, obj: out.__setitem__(name, obj[()])
+                     if isinstance(obj, h5py.Dataset) and ("value" in name or name.endswith("step")) else None)
+    return out
+
+
+@pytest.mark.parametrize("kind", ["langevin", "csvr", "nose-hoover"])
+def test_restart_reproduces_the_uninterrupted_run_bit_for_bit(tmp_path, kind):
+    full = argon_dir(tmp_path / "full", KIND=kind)
+    run(full)
+    # the same run stopped at step 40 (its final checkpoint is not a multiple of checkpoint_every) ...
+    part = argon_dir(tmp_path / "part", KIND=kind, **{"steps = 60": "steps = 40"})
+    run(part)
+    assert read_checkpoint(tmp_path / "part" / "ck.h5").step == 40
+    # ... and continued to step 60 with the full input (appends to the same trajectory)
+    shutil.copy(full, part)
+    run(part, restart=tmp_path / "part" / "ck.h5")
+    a = to_arrays(read_checkpoint(tmp_path / "full" / "ck.h5"))
+    b = to_arrays(read_checkpoint(tmp_path / "part" / "ck.h5"))
+    assert a.keys() == b.keys() and int(a["step"]) == 60
+    for key in a:
+        assert np.array_equal(a[key], b[key]), key
+    ta = trajectory_arrays(tmp_path / "full" / "traj.h5md")
+    tb = trajectory_arrays(tmp_path / "part" / "traj.h5md")
+    assert ta.keys() == tb.keys()
+    with h5py.File(tmp_path / "part" / "traj.h5md", "r") as f:
+        assert f["particles/trajectory/position/step"][()].tolist() == list(range(0, 61, 5))
+    for key in ta:
+        assert np.array_equal(ta[key], tb[key]), key
+    log = (tmp_path / "part" / "log.txt").read_text()
+    assert "restarted from" in log and "at step 40" in log
+
+
+def test_checkpoint_as_system_file_restarts_and_conflicting_keys_are_rejected(tmp_path):
+    nve = ARGON.replace('ensemble = "npt"', 'ensemble = "nve"').replace(
+        'thermostat = { kind = "KIND", temperature = 80.0, tau = 0.1 }\n', "").replace(
+        'barostat = { pressure = 100.0, tau = 0.5, coupling = "triclinic", compressibility = 1e-4 }\n', "")
+    full = argon_dir(tmp_path / "full", nve)
+    run(full)
+    part = argon_dir(tmp_path / "part", nve, **{"steps = 60": "steps = 25"})
+    run(part)
+    shutil.copy(tmp_path / "part" / "ck.h5", tmp_path / "part" / "start.h5")
+    restart_text = nve.replace('file = "start.data"\ntype_names = ["Ar"]\nvelocities = { temperature = 80.0, seed = 4 }',
+                               'file = "start.h5"')
+    (tmp_path / "part" / "md.toml").write_text(restart_text)
+    run(tmp_path / "part" / "md.toml")
+    assert np.array_equal(read_checkpoint(tmp_path / "full" / "ck.h5").positions,
+                          read_checkpoint(tmp_path / "part" / "ck.h5").positions)
+    (tmp_path / "part" / "md.toml").write_text(restart_text.replace('file = "start.h5"',
+                                                                    'file = "start.h5"\nreplicate = [2, 1, 1]'))
+    with pytest.raises(InputError, match="checkpoint, which restores the whole state"):
+        run(tmp_path / "part" / "md.toml")
+
+
+def test_close_contact_stops_with_checkpoint_and_readable_trajectory(tmp_path):
+    toml = argon_dir(tmp_path, ARGON.replace("progress", "checkpoint_every = 0\nprogress").replace(
+        "checkpoint_every = 25\n", "") + "[safety]\nmin_distance = 3.3\n", KIND="langevin")
+    with pytest.raises(SafetyStop) as exc:
+        run(toml)
+    msg = str(exc.value)
+    assert "step " in msg and "atoms " in msg and "(Ar)" in msg and "min_distance = 3.3" in msg
+    stop = read_checkpoint(tmp_path / "ck.stop.h5")
+    assert f"step {stop.step}:" in msg
+    with h5py.File(tmp_path / "traj.h5md", "r") as f:
+        assert f["particles/trajectory/position/step"][-1] == stop.step
+        assert np.isfinite(f["particles/trajectory/position/value"][-1]).all()
+    assert not (tmp_path / "ck.h5").exists()  # no regular checkpoint was due
+
+
+class Exploding(LennardJones):
+    """LJ that returns nan energies from its 20th call on."""
+
+    def compute(self, *args, **kwargs):
+        out = super().compute(*args, **kwargs)
+        if self.calls >= 20:
+            out.atom_energy[3] = np.nan
+            out.force[3] = np.nan
+        return out
+
+
+def test_nonfinite_forces_and_too_large_steps_stop_the_run(tmp_path):
+    toml = argon_dir(tmp_path / "nan", KIND="csvr")
+    with pytest.raises(SafetyStop, match=r"step 19: the potential energy is nan"):
+        run(toml, model=Exploding())
+    assert read_checkpoint(tmp_path / "nan" / "ck.stop.h5").step == 19
+    assert not (tmp_path / "nan" / "ck.h5").exists()  # the last good regular checkpoint is never overwritten
+    # one atom 300 A/ps fast: 3 A in one step of 0.01 ps, more than the 1 A skin
+    x, box = fcc(2, 5.3)
+    v = np.zeros_like(x)
+    v[7] = [300.0, 0.0, 0.0]
+    fast = tmp_path / "fast"
+    fast.mkdir()
+    write_extxyz(fast / "start.xyz", ["Ar"] * len(x), x, box, v)
+    text = ARGON.replace('file = "start.data"\ntype_names = ["Ar"]\nvelocities = { temperature = 80.0, seed = 4 }',
+                         'file = "start.xyz"').replace("KIND", "csvr")
+    (fast / "md.toml").write_text(text + "[safety]\nmin_distance = 0.0\n")
+    with pytest.raises(SafetyStop, match=r"step 1: atom 7 \(Ar\) moved 3.0\d* A in one step"):
+        run(fast / "md.toml")
+
+
+def test_replicate_scales_the_energy_and_triclinic_rotation_keeps_it(tmp_path):
+    energies = {}
+    for rep in ("[1, 1, 1]", "[2, 1, 2]"):
+        toml = argon_dir(tmp_path / rep[1:-1].replace(", ", ""), KIND="csvr",
+                         **{'type_names = ["Ar"]': f'type_names = ["Ar"]\nreplicate = {rep}'})
+        sim, _ = build_simulation(load_run_settings(toml), model=LennardJones(), screen=io.StringIO())
+        sim.provider(sim.state)
+        energies[rep] = sim.state.potential_energy
+        sim.close()
+    assert energies["[2, 1, 2]"] == pytest.approx(4 * energies["[1, 1, 1]"], rel=1e-12)
+    # a general (rotated) cell is turned lower-triangular for triclinic coupling, energy unchanged
+    x, box = fcc(2, 5.3)
+    q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(3, 3)))
+    d = tmp_path / "rot"
+    d.mkdir()
+    write_extxyz(d / "start.xyz", ["Ar"] * len(x), x @ q, box @ q)
+    (d / "md.toml").write_text(ARGON.replace("KIND", "csvr").replace(
+        'file = "start.data"\ntype_names = ["Ar"]', 'file = "start.xyz"'))
+    screen = io.StringIO()
+    sim, _ = build_simulation(load_run_settings(d / "md.toml"), model=LennardJones(), screen=screen)
+    sim.provider(sim.state)
+    assert "rotated to lower-triangular" in screen.getvalue()
+    assert abs(sim.state.box[0, 1]) + abs(sim.state.box[0, 2]) + abs(sim.state.box[1, 2]) < 1e-12
+    assert sim.state.potential_energy == pytest.approx(energies["[1, 1, 1]"], rel=1e-10)
+    sim.close()
+
+
+def test_non_periodic_cluster_runs_nve(tmp_path):
+    x, _ = fcc(2, 5.3)
+    cluster = x[np.linalg.norm(x - x.mean(axis=0), axis=1) < 5.0]
+    write_extxyz(tmp_path / "start.xyz", ["Ar"] * len(cluster), cluster)
+    text = textwrap.dedent("""
+        [model]
+        file = "unused.h5"
+        [system]
+        file = "start.xyz"
+        velocities = { temperature = 20.0, seed = 2 }
+        [md]
+        timestep = 0.005
+        steps = 200
+        [output]
+        every = 50
+        thermo_every = 50
+        progress = "none"
+    """)
+    (tmp_path / "md.toml").write_text(text)
+    run(tmp_path / "md.toml")
+    with h5py.File(tmp_path / "traj.h5md", "r") as f:
+        assert list(f["particles/trajectory/box"].attrs["boundary"]) == ["none"] * 3
+        assert "edges" not in f["particles/trajectory/box"]
+        e = f["observables/total_energy/value"][()]
+        assert np.isnan(f["observables/pressure/value"][()]).all()
+    assert np.ptp(e) < 1e-4
+
+
+def test_example_inputs_are_valid():
+    for name in ("water", "cu"):
+        s = load_run_settings(ROOT / "inputs" / name / "md.toml")
+        assert s.model.file.name == "model.h5"
+        assert s.system.file.exists()
+    water = load_run_settings(ROOT / "inputs" / "water" / "md.toml")
+    assert water.system.masses == {"O": 16.0, "H": 2.0} and water.md.timestep == 0.0005
+    assert water.md.thermostat.temperature == 330.0
+    assert load_run_settings(ROOT / "inputs" / "cu" / "md.toml").md.ensemble == "npt"
+
+
+@pytest.mark.skipif(not (ORACLE / "water.dp").exists(), reason="shared/oracle/water.dp not present")
+def test_cli_runs_a_deepmd_model_file(tmp_path):
+    """Plumbing only (random-weight model): the command line loads a .dp file and writes outputs."""
+    text = textwrap.dedent(f"""
+        [model]
+        file = "{ORACLE / 'water.dp'}"
+        [system]
+        file = "{ROOT / 'inputs' / 'water' / 'start.xyz'}"
+        velocities = {{ temperature = 300.0, seed = 1 }}
+        masses = {{ O = 16.0, H = 2.0 }}
+        [md]
+        timestep = 0.0005
+        steps = 4
+        [output]
+        every = 2
+        thermo_every = 2
+        progress = "lines"
+    """)
+    (tmp_path / "md.toml").write_text(text)
+    r = subprocess.run([sys.executable, "-m", "numdp.cli", "run", str(tmp_path / "md.toml")], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "step       time       temp" in r.stdout and "ns/day" in r.stdout and "us/atom/step" in r.stdout
+    assert "Integrate" in r.stdout and "progress:" in r.stderr
+    with h5py.File(tmp_path / "traj.h5md", "r") as f:
+        assert f["particles/trajectory/position/step"][()].tolist() == [0, 2, 4]
+    assert (tmp_path / "log.txt").read_text().count("\n") > 8
+    assert read_checkpoint(tmp_path / "checkpoint.h5").step == 4
+
+
+WATER_MODEL = ROOT / "inputs" / "water" / "model.h5"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not WATER_MODEL.exists(), reason="inputs/water/model.h5 (trained model) not present yet")
+def test_nve_energy_conservation_with_the_trained_water_model(tmp_path):
+    text = textwrap.dedent(f"""
+        [model]
+        file = "{WATER_MODEL}"
+        [system]
+        file = "{ROOT / 'inputs' / 'water' / 'start.xyz'}"
+        velocities = {{ temperature = 330.0, seed = 3 }}
+        masses = {{ O = 16.0, H = 2.0 }}
+        [md]
+        timestep = 0.0005
+        steps = 200
+        [output]
+        every = 1
+        fields = ["position"]
+        thermo_every = 100
+        checkpoint_every = 0
+        progress = "none"
+    """)
+    (tmp_path / "md.toml").write_text(text)
+    run_md(load_run_settings(tmp_path / "md.toml"), screen=io.StringIO())
+    with h5py.File(tmp_path / "traj.h5md", "r") as f:
+        e = f["observables/total_energy/value"][()]
+        k = f["observables/kinetic_energy/value"][()]
+    n = 192
+    # fluctuation of the total energy: small against the kinetic energy fluctuation
+    assert e.std() / n < 2e-5  # eV/atom
+    assert e.std() < 0.05 * k.std()
+    # drift: slope of a linear fit over 0.1 ps
+    t = np.arange(len(e)) * 0.0005
+    slope = np.polyfit(t, e, 1)[0] / n
+    assert abs(slope) < 2e-3  # eV/atom/ps

@@ -1,0 +1,132 @@
+"""`numdp train` input parsing: defaults, DeePMD-kit names, one-line errors naming the key."""
+import pathlib
+
+import numpy as np
+import pytest
+
+from numdp.cli import main as cli_main
+from numdp.errors import InputError
+from numdp.train.config import load_config
+
+MINIMAL = """
+[model]
+type_map = ["A", "B"]
+[model.descriptor]
+[training]
+systems = ["sys"]
+numb_steps = 10
+"""
+
+
+def write_system(root: pathlib.Path, natoms=4, nframes=3):
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "type.raw").write_text("\n".join(str(i % 2) for i in range(natoms)) + "\n")
+    (root / "type_map.raw").write_text("A\nB\n")
+    s = root / "set.000"
+    s.mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    np.save(s / "coord.npy", rng.uniform(0, 5, (nframes, natoms * 3)))
+    np.save(s / "box.npy", np.tile(np.eye(3).ravel() * 5.0, (nframes, 1)))
+    np.save(s / "energy.npy", rng.normal(size=nframes))
+    np.save(s / "force.npy", rng.normal(size=(nframes, natoms * 3)))
+
+
+@pytest.fixture
+def inp(tmp_path):
+    write_system(tmp_path / "sys")
+
+    def make(text):
+        p = tmp_path / "input.toml"
+        p.write_text(text)
+        return p
+
+    return make
+
+
+def test_defaults(inp):
+    cfg = load_config(inp(MINIMAL))
+    d, f, lr, loss, tr = cfg.descriptor, cfg.fitting, cfg.learning_rate, cfg.loss, cfg.training
+    assert (d.rcut, d.rcut_smth, d.sel, d.sel_factor) == (6.0, 0.5, None, 1.1)
+    assert (d.neuron, d.axis_neuron, d.type_one_side, d.resnet_dt) == ([10, 20, 40], 4, False, False)
+    assert (f.neuron, f.resnet_dt) == ([120, 120, 120], True)
+    assert (lr.start_lr, lr.stop_lr, lr.decay_steps) == (1e-3, 5e-8, 5000)
+    assert (loss.start_pref_e, loss.limit_pref_e, loss.start_pref_f, loss.limit_pref_f) == (0.02, 1, 1000, 1)
+    assert (loss.start_pref_v, loss.limit_pref_v) == (0, 0)
+    assert (tr.numb_steps, tr.disp_freq, tr.save_freq, tr.data_stat_nbatch) == (10, 1000, 1000, 10)
+    assert tr.batch_size.frames(192) == 1 and tr.batch_size.frames(4) == 8
+    base = inp(MINIMAL).parent.resolve()
+    assert tr.systems == [base / "sys"]
+    assert tr.disp_file == base / "lcurve.out" and tr.model_file == base / "model.h5"
+    assert cfg.validation.systems == []
+
+
+def test_values_and_aliases(inp):
+    text = MINIMAL.replace("[model.descriptor]", '[model.descriptor]\nsel = "auto:1.5"\nrcut = 5') + """
+[model.fitting_net]
+neuron = [8, 8]
+[learning_rate]
+decay_steps = 7
+[validation]
+systems = ["sys"]
+numb_btch = 2
+batch_size = "auto:9"
+"""
+    text = text.replace("numb_steps = 10", 'numb_steps = 10\nbatch_size = 3')
+    cfg = load_config(inp(text))
+    assert cfg.descriptor.sel is None and cfg.descriptor.sel_factor == 1.5 and cfg.descriptor.rcut == 5.0
+    assert cfg.fitting.neuron == [8, 8] and cfg.learning_rate.decay_steps == 7
+    assert cfg.training.batch_size.frames(100) == 3
+    assert cfg.validation.batch_size.frames(4) == 3 and cfg.validation.numb_btch == 2
+
+
+@pytest.mark.parametrize("edit, message", [
+    (("[training]", "[loss]\nstart_pref_x = 1\n[training]"), "input.toml: [loss] start_pref_x: unknown key"),
+    (("[model.descriptor]", "[model.descriptor]\nrcut = \"6\""), "[model.descriptor] rcut: expected a number"),
+    (("[model.descriptor]", "[model.descriptor]\nrcut_smth = 7.0"), "[model.descriptor] rcut_smth: must be smaller"),
+    (("[model.descriptor]", "[model.descriptor]\nsel = [4]"), "[model.descriptor] sel: has 1 entries"),
+    (("[model.descriptor]", "[model.descriptor]\nsel = \"many\""), "[model.descriptor] sel: expected"),
+    (("[model.descriptor]", "[model.descriptor]\nneuron = [4, 0]"), "[model.descriptor] neuron: expected"),
+    (("[model.descriptor]", "[model.descriptor]\naxis_neuron = 50"), "[model.descriptor] axis_neuron: must be <="),
+    (("[model.descriptor]", "[model.descriptor]\ntype_one_side = 1"), "[model.descriptor] type_one_side: expected true or false"),
+    (("numb_steps = 10", "numb_steps = 10.5"), "[training] numb_steps: expected an integer"),
+    (("numb_steps = 10", ""), "[training] numb_steps: required key is missing"),
+    (("numb_steps = 10", "numb_steps = 10\nbatch_size = \"most\""), "[training] batch_size: expected"),
+    (("numb_steps = 10", "numb_steps = 10\nbatch_size = 0"), "[training] batch_size: must be >= 1"),
+    (("numb_steps = 10", "numb_steps = 10\nmodel_file = \"out.txt\""), "[training] model_file: must end in"),
+    (('systems = ["sys"]', 'systems = ["nowhere"]'), "[training] systems:"),
+    (("[training]", "[learning_rate]\nstop_lr = 1.0\n[training]"), "[learning_rate] stop_lr: must be <="),
+    (("[training]", "[learning_rate]\nstart_lr = -1.0\n[training]"), "[learning_rate] start_lr: must be > 0"),
+    (("[training]", "[loss]\nstart_pref_e = 0\nstart_pref_f = 0\n[training]"), "[loss]: every term is off"),
+    (("[training]", "[optimizer]\n[training]"), "[optimizer]: unknown section"),
+    (("[model.descriptor]", "[model.descriptor]\ntype = \"se_e3\""), "[model.descriptor] type: expected one of"),
+    (("type_map = [\"A\", \"B\"]", "type_map = [\"A\", \"A\"]"), "[model] type_map: names must be unique"),
+])
+def test_errors_name_the_key(inp, edit, message):
+    old, new = edit
+    with pytest.raises(InputError) as err:
+        load_config(inp(MINIMAL.replace(old, new, 1)))
+    text = str(err.value)
+    assert message in text and "\n" not in text
+
+
+def test_bad_toml_and_missing_file(inp, tmp_path):
+    with pytest.raises(InputError, match="not valid TOML"):
+        load_config(inp("[model\n"))
+    with pytest.raises(InputError, match="input file not found"):
+        load_config(tmp_path / "none.toml")
+
+
+def test_cli_prints_one_line(inp, capsys):
+    path = inp(MINIMAL.replace("[training]", "[loss]\nstart_pref_q = 1\n[training]"))
+    assert cli_main(["train", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "numdp train: error: input.toml: [loss] start_pref_q: unknown key"
+
+
+def test_unreadable_system_names_the_file(inp, tmp_path):
+    (tmp_path / "sys" / "set.000" / "coord.npy").write_text("garbage")
+    cfg = load_config(inp(MINIMAL))
+    from numdp.train.loop import Trainer
+
+    with pytest.raises(InputError, match="coord.npy"):
+        Trainer(cfg, nthreads=1)

@@ -1,0 +1,231 @@
+"""End-to-end `numdp train` on tiny synthetic data labelled by a random 'teacher' model:
+outputs, learning curve, model file, exact restart from checkpoints and Ctrl-C."""
+import os
+import shutil
+import signal
+
+import h5py
+import numpy as np
+import pytest
+
+import numdp
+from numdp.cli import main as cli_main
+from numdp.model.dp_model import DPModel
+from numdp.neighbor import build_nlist, extend
+from numdp.train.checkpoint import read_checkpoint
+from numdp.train.config import load_config
+from numdp.train.loop import Trainer, TrainingInterrupted
+from numdp.train.passes import Frame
+from randmodel import random_config, random_params
+
+INPUT = """
+[model]
+type_map = ["A", "B"]
+[model.descriptor]
+rcut = 4.0
+rcut_smth = 1.0
+sel = "auto"
+neuron = [4, 8]
+axis_neuron = 2
+type_one_side = {tos}
+resnet_dt = true
+seed = 3
+[model.fitting]
+neuron = [8, 8]
+seed = 4
+[learning_rate]
+start_lr = 5e-3
+stop_lr = 1e-4
+decay_steps = 4
+[loss]
+start_pref_e = 0.2
+limit_pref_e = 1
+start_pref_f = 100
+limit_pref_f = 1
+start_pref_v = 0.1
+limit_pref_v = 1
+[training]
+systems = ["data/train"]
+batch_size = 2
+numb_steps = {steps}
+seed = 11
+disp_freq = 4
+save_freq = 5
+data_stat_nbatch = 2
+[validation]
+systems = ["data/valid"]
+numb_btch = 2
+"""
+
+
+def write_system(root, teacher, natoms, nframes, periodic, seed):
+    model = DPModel(teacher, nthreads=1)
+    root.mkdir(parents=True)
+    coords, boxes, energy, forces, virial = [], [], [], [], []
+    for f in range(nframes):
+        pos, types, box = random_config(natoms, 2, box_len=6.0 if periodic else None, tilt=0.2,
+                                        seed=seed + f)
+        r = model.evaluate(pos, types, box, atom_virial=False)
+        coords.append(pos.ravel())
+        boxes.append(box.ravel() if periodic else None)
+        energy.append(r.energy)
+        forces.append(r.forces.ravel())
+        virial.append(r.virial.ravel())
+    (root / "type.raw").write_text(" ".join(str(t) for t in types))
+    (root / "type_map.raw").write_text("A B")
+    s = root / "set.000"
+    s.mkdir()
+    np.save(s / "coord.npy", np.array(coords))
+    np.save(s / "energy.npy", np.array(energy))
+    np.save(s / "force.npy", np.array(forces))
+    if periodic:
+        np.save(s / "box.npy", np.array(boxes))
+        np.save(s / "virial.npy", np.array(virial))
+    else:
+        (root / "nopbc").write_text("")
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("traindata")
+    teacher = random_params(ntypes=2, sel=[30, 30], neuron=(4, 8), axis_neuron=2, fitting=(8, 8),
+                            rcut=4.0, rcut_smth=1.0, seed=42)
+    write_system(root / "train" / "pbc", teacher, 12, 8, True, 100)
+    write_system(root / "train" / "cluster", teacher, 9, 6, False, 200)
+    write_system(root / "valid" / "pbc", teacher, 12, 4, True, 300)
+    return root
+
+
+def make_input(tmp_path, data_dir, steps=12, tos="true"):
+    work = tmp_path / "run"
+    work.mkdir(exist_ok=True)
+    if not (work / "data").exists():
+        os.symlink(data_dir, work / "data")
+    path = work / "input.toml"
+    path.write_text(INPUT.format(steps=steps, tos=tos))
+    return path
+
+
+def run(path, restart=None, on_step=None, stream=None):
+    import io
+
+    trainer = Trainer(load_config(path), restart=restart, nthreads=2, on_step=on_step,
+                      stream=stream or io.StringIO())
+    try:
+        history = trainer.run()
+    finally:
+        trainer.close()
+    return trainer, history
+
+
+def read_lcurve(path):
+    lines = path.read_text().splitlines()
+    return lines[0], np.loadtxt(path)
+
+
+def test_outputs_and_model_file(tmp_path, data_dir):
+    path = make_input(tmp_path, data_dir)
+    trainer, history = run(path)
+    work = path.parent
+    header, rows = read_lcurve(work / "lcurve.out")
+    assert header.split() == ["#", "step", "rmse_val", "rmse_trn", "rmse_e_val", "rmse_e_trn",
+                              "rmse_f_val", "rmse_f_trn", "rmse_v_val", "rmse_v_trn", "lr"]
+    assert rows[:, 0].tolist() == [0, 4, 8, 12]
+    assert np.all(np.isfinite(rows))
+    assert np.allclose(rows, np.array([[s, *history.rows[s]] for s in (0, 4, 8, 12)]), rtol=1e-6)
+    # learning rate column = schedule; learning happens
+    assert rows[0, -1] == 5e-3 and rows[-1, -1] == pytest.approx(1e-4)
+    assert rows[-1, 2] < rows[0, 2]
+    # the model file carries the statistics and evaluates like the trainer
+    model = numdp.load_model(work / "model.h5", nthreads=1)
+    p = model.params
+    assert p.min_nbor_dist == pytest.approx(trainer.params.min_nbor_dist)
+    assert p.s_range.shape == (2, 2) and np.all(p.s_range[:, 1] > p.s_range[:, 0])
+    assert p.descriptor.sel == trainer.params.descriptor.sel and sum(p.descriptor.sel) % 4 == 0
+    assert np.all(p.fitting.bias_atom_e == 0.0) and np.any(p.out_bias != 0.0)
+    s = trainer.valid_sys[0]
+    r = model.evaluate(s.coords[1], s.types, s.boxes[1])
+    ext = extend(s.coords[1], s.types, s.boxes[1], 4.0)
+    nl = build_nlist(ext, 4.0, p.descriptor.sel, 2)
+    q = trainer.passes.primal(Frame(ext.positions, nl.nlist, s.types, ext.mapping))
+    assert r.energy == pytest.approx(q.energy, rel=1e-12)
+    assert np.allclose(r.forces, q.forces, rtol=0, atol=1e-12 * abs(q.forces).max())
+    assert np.allclose(r.virial, q.virial, rtol=0, atol=1e-12 * abs(q.virial).max())
+    ck = read_checkpoint(work / "model.ckpt.h5")
+    assert ck.step == 12 and ck.adam_t == 12
+    assert np.array_equal(ck.theta, trainer.flat.theta)
+    assert not [f for f in os.listdir(work) if f.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("tos", ["true", "false"])
+def test_restart_continues_the_same_learning_curve(tmp_path, data_dir, tos):
+    path = make_input(tmp_path, data_dir, tos=tos)
+    work = path.parent
+    copies = {}
+
+    def keep(step):
+        if step in (5, 10):
+            copies[step] = work / f"ck{step}.h5"
+            shutil.copy(work / "model.ckpt.h5", copies[step])
+
+    trainer, history = run(path, on_step=keep)
+    full_curve = (work / "lcurve.out").read_text()
+    full_theta = trainer.flat.theta.copy()
+    for step in (5, 10):
+        trainer2, history2 = run(path, restart=copies[step])
+        assert trainer2.start_step == step
+        _, rows_full = read_lcurve_text(full_curve)
+        _, rows = read_lcurve(work / "lcurve.out")
+        assert rows.shape == rows_full.shape
+        assert np.allclose(rows, rows_full, rtol=1e-10, atol=0)
+        assert np.allclose(trainer2.flat.theta, full_theta, rtol=1e-12, atol=1e-14)
+        for s in history2.rows:
+            assert np.allclose(history2.rows[s], history.rows[s], rtol=1e-10)
+
+
+def read_lcurve_text(text):
+    import io
+
+    return text.splitlines()[0], np.loadtxt(io.StringIO(text))
+
+
+def test_ctrl_c_writes_checkpoint_and_restart_finishes(tmp_path, data_dir):
+    path = make_input(tmp_path, data_dir)
+    work = path.parent
+    _, history = run(path)
+    theta_full = read_checkpoint(work / "model.ckpt.h5").theta
+    os.unlink(work / "model.ckpt.h5")
+
+    def interrupt(step):
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(TrainingInterrupted) as err:
+        run(path, on_step=interrupt)
+    assert err.value.step == 3
+    assert "interrupted after step 3" in str(err.value) and "\n" not in str(err.value)
+    ck = read_checkpoint(work / "model.ckpt.h5")
+    assert ck.step == 3
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    trainer, history2 = run(path, restart=work / "model.ckpt.h5")
+    assert np.allclose(trainer.flat.theta, theta_full, rtol=1e-12, atol=1e-14)
+    assert np.allclose(history2.rows[12], history.rows[12], rtol=1e-10)
+
+
+def test_cli_train_and_plain_progress_lines(tmp_path, data_dir, capsys):
+    path = make_input(tmp_path, data_dir, steps=8)
+    assert cli_main(["train", str(path), "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    lines = [l for l in out.splitlines() if l.startswith("step ")]
+    assert len(lines) == 2 and "ETA" in lines[0] and "\r" not in out
+    assert "validation over 4 frames" in out
+    with h5py.File(path.parent / "model.h5", "r") as h5:
+        assert h5.attrs["format"] == "numdp-model"
+
+
+def test_restart_rejects_other_networks(tmp_path, data_dir):
+    path = make_input(tmp_path, data_dir, steps=5)
+    run(path)
+    path.write_text(INPUT.format(steps=5, tos="true").replace("neuron = [8, 8]", "neuron = [8, 6]"))
+    with pytest.raises(numdp.errors.InputError, match="networks differ"):
+        run(path, restart=path.parent / "model.ckpt.h5")

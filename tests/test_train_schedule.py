@@ -1,0 +1,73 @@
+"""Learning rate, prefactors (reference §7.1-7.2) and Adam (§7.3)."""
+import math
+
+import numpy as np
+import pytest
+
+from numdp.train.optim import Adam
+from numdp.train.schedule import ExpDecay, PrefactorSchedule, effective_decay_steps
+
+
+def test_water_example_schedule():
+    """Reference §7.2: start 1e-3, stop 3.51e-8, decay_steps 5000 over 1M steps."""
+    s = ExpDecay.create(1e-3, 3.51e-8, 5000, 1_000_000)
+    assert s.decay_rate == pytest.approx(0.9500064, abs=1e-7)
+    assert s.lr(0) == 1e-3 and s.lr(4999) == 1e-3
+    assert s.lr(5000) == pytest.approx(1e-3 * s.decay_rate)
+    assert s.lr(100_000) == pytest.approx(3.59e-4, rel=2e-3)
+    assert s.lr(500_000) == pytest.approx(5.92e-6, rel=2e-3)
+    assert s.lr(1_000_000) == pytest.approx(3.51e-8, rel=1e-9)
+    assert s.lr(2_000_000) == 3.51e-8  # clipped at stop_lr
+
+
+def test_decay_steps_reset_rule():
+    assert effective_decay_steps(5000, 100_000) == 5000
+    assert effective_decay_steps(5000, 900) == 900 // 100 + 1       # numb_steps // 10 <= 100
+    assert effective_decay_steps(5000, 2000) == 100                 # numb_steps // 10 > 100
+    assert effective_decay_steps(2000, 2000) == 100
+    assert ExpDecay.create(1e-3, 1e-8, 5000, 500).decay_steps == 6
+
+
+def test_prefactors_follow_lr():
+    p = PrefactorSchedule(0.02, 1.0, 1000.0, 1.0, 0.0, 0.0)
+    assert (p.has_e, p.has_f, p.has_v) == (True, True, False)
+    a = p.at(1e-3, 1e-3)
+    assert (a.e, a.f, a.v) == (pytest.approx(0.02, abs=1e-15), 1000.0, 0.0)
+    b = p.at(1e-4, 1e-3)
+    assert b.e == pytest.approx(1.0 + (0.02 - 1.0) * 0.1)
+    assert b.f == pytest.approx(1.0 + 999.0 * 0.1)
+    # a term with one zero prefactor is off (DeePMD-kit)
+    assert PrefactorSchedule(0.0, 1.0, 1.0, 1.0, 0.02, 1.0).at(1.0, 1.0).e == 0.0
+
+
+def test_adam_matches_reference_formula():
+    rng = np.random.default_rng(0)
+    n = 50
+    theta = rng.normal(size=n)
+    ref = theta.copy()
+    m = np.zeros(n)
+    v = np.zeros(n)
+    opt = Adam(n)
+    for t in range(1, 6):
+        g = rng.normal(size=n)
+        lr = 1e-3 * 0.9 ** t
+        opt.step(theta, g, lr)
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * g * g
+        mhat = m / (1 - 0.9 ** t)
+        vhat = v / (1 - 0.999 ** t)
+        ref -= lr * mhat / (np.sqrt(vhat) + 1e-8)
+        assert np.allclose(theta, ref, rtol=1e-13, atol=1e-16)
+    assert opt.t == 5
+    # per-worker rows are summed; a split over ranges gives the same update
+    th1, th2 = np.zeros(n), np.zeros(n)
+    rows = rng.normal(size=(3, n))
+    o1, o2 = Adam(n), Adam(n)
+    o1.step(th1, rows.sum(axis=0), 1e-2)
+    o2.step(th2, rows, 1e-2, split=lambda fn, size: [fn(0, 17), fn(17, size)])
+    assert np.allclose(th1, th2, rtol=1e-14, atol=1e-18)
+    # the first step moves every parameter by about lr (sign of the gradient)
+    th = np.zeros(3)
+    Adam(3).step(th, np.array([2.0, -0.5, 1e-3]), 0.01)
+    assert np.allclose(th, [-0.01, 0.01, -0.01 * 1e-3 / (1e-3 + 1e-8)])
+    assert math.isfinite(th.sum())
