@@ -11,7 +11,8 @@ def configure(parser):
     parser.add_argument("-o", "--order", type=int, default=3, choices=[3, 5],
                         help="polynomial order: 3 (cubic Hermite) or 5 (quintic Hermite)")
     parser.add_argument("-s", "--save", default="cmp_model",
-                        help="output model (numdp format; .h5 is added without a suffix)")
+                        help="output model: .h5 numdp format (added when no suffix is given), "
+                             ".dp DeePMD-kit's compressed layout")
     parser.add_argument("--data", nargs="+",
                         help="training systems giving the range of s (default: stored in the model)")
 
@@ -28,8 +29,6 @@ def main(args) -> int:
     out_path = Path(args.save)
     if out_path.suffix == "":
         out_path = out_path.with_suffix(".h5")
-    if out_path.suffix.lower() not in (".h5", ".hdf5"):
-        raise InputError(f"{out_path}: compressed models are written in numdp's format (.h5)")
     cparams, report = compress(params, dx=args.step, order=args.order, s_max=smax)
     print(f"# order {args.order}, step {args.step}, extrapolation to 10x the data range")
     print(f"# {'net':>3} {'lower':>8} {'upper':>8} {'xmax':>8} {'intervals':>9} "

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..model.params import Descriptor, Fitting, Layer, ModelParams, Net
+from ..model.tables import Table
 
 
 def _resolve(node, h5: h5py.File, under_variables: bool = False):
@@ -43,6 +44,26 @@ def _net(d: dict | None, what: str) -> Net:
     return Net([_layer(lay) for lay in d["layers"]])
 
 
+def _tables(compress: dict | None, M: int, path: Path):
+    """Tables of a compressed `.dp` descriptor (reference §9.4): per net, data (nspline, 6M) with
+    the coefficient of tau^c for output m at column 6m + c, and info [lower, upper, xmax, h0, h1,
+    check_frequency]."""
+    if not compress:
+        return None
+    var = compress["@variables"]
+    tables = []
+    for k, (data, info) in enumerate(zip(var["compress_data"], var["compress_info"])):
+        data = np.asarray(data, dtype=np.float64)
+        info = np.asarray(info, dtype=np.float64).ravel()
+        _check(data.ndim == 2 and data.shape[1] == 6 * M and info.size >= 5, path,
+               f"compressed table {k} has shape {data.shape}, expected (nspline, {6 * M})")
+        lower, upper, xmax, h0, h1 = (float(v) for v in info[:5])
+        coef = data.reshape(data.shape[0], M, 6).transpose(0, 2, 1)
+        tables.append(Table(lower=lower, upper=upper, xmax=xmax, h0=h0, h1=h1,
+                            n0=int((upper - lower) / h0), coef=np.ascontiguousarray(coef)))
+    return tables
+
+
 def _check(cond: bool, path: Path, msg: str) -> None:
     if not cond:
         raise InputError(f"{path}: {msg}")
@@ -60,12 +81,11 @@ def params_from_dp_tree(tree: dict, path: Path) -> ModelParams:
     _check(float(desc.get("env_protection", 0.0)) == 0.0, path, "env_protection != 0 is not supported")
     _check(not fit.get("numb_fparam") and not fit.get("numb_aparam"), path, "fparam/aparam are not supported")
     _check(not fit.get("mixed_types", False), path, "mixed_types fitting is not supported")
-    _check("compress" not in desc or desc.get("compress") is None, path,
-           "compressed .dp models cannot be read yet")
     type_map = list(model["type_map"])
     nt = len(type_map)
     var = desc["@variables"]
     embeds = [_net(n, f"embedding net {k}") for k, n in enumerate(desc["embeddings"]["networks"])]
+    tables = _tables(desc.get("compress"), int(desc["neuron"][-1]), path)
     fnets = [_net(n, f"fitting net {k}") for k, n in enumerate(fit["nets"]["networks"])]
     fit_var = fit["@variables"]
     bias_atom_e = np.zeros(nt) if fit_var.get("bias_atom_e") is None else np.asarray(fit_var["bias_atom_e"]).reshape(nt)
@@ -81,7 +101,7 @@ def params_from_dp_tree(tree: dict, path: Path) -> ModelParams:
             neuron=[int(n) for n in desc["neuron"]], axis_neuron=int(desc["axis_neuron"]),
             type_one_side=bool(desc["type_one_side"]), resnet_dt=bool(desc.get("resnet_dt", False)),
             davg=np.asarray(var["davg"], dtype=np.float64), dstd=np.asarray(var["dstd"], dtype=np.float64),
-            embeddings=embeds),
+            embeddings=embeds, tables=tables),
         fitting=Fitting(neuron=[int(n) for n in fit["neuron"]], resnet_dt=bool(fit.get("resnet_dt", True)),
                         nets=fnets, bias_atom_e=bias_atom_e),
         out_bias=out_bias, out_std=out_std,

@@ -67,6 +67,14 @@ def _model_def_script(p: ModelParams) -> dict:
     }
 
 
+def _dp_table_data(tab) -> np.ndarray:
+    """DeePMD-kit's (nspline, 6M) layout: coefficient of tau^c for output m at column 6m + c
+    (cubic tables are written as quintics with zero 4th and 5th coefficients)."""
+    coef = np.zeros((tab.coef.shape[0], 6, tab.coef.shape[2]))
+    coef[:, :tab.coef.shape[1], :] = tab.coef
+    return _f64(coef.transpose(0, 2, 1).reshape(coef.shape[0], -1))
+
+
 def dp_tree(p: ModelParams) -> dict:
     """The `.dp` JSON tree of `p` with numpy arrays in place of dataset paths."""
     d, f = p.descriptor, p.fitting
@@ -96,6 +104,12 @@ def dp_tree(p: ModelParams) -> dict:
         "@variables": {"davg": _f64(d.davg), "dstd": _f64(d.dstd)},
         "type_map": type_map,
     }
+    if d.tables is not None:
+        descriptor["@version"] = 3
+        descriptor["compress"] = {"@variables": {
+            "compress_data": [_dp_table_data(tab) for tab in d.tables],
+            "compress_info": [_f64([tab.lower, tab.upper, tab.xmax, tab.h0, tab.h1, -1.0])
+                              for tab in d.tables]}}
     nets = {
         "@class": "NetworkCollection", "@version": 1, "ndim": 1, "ntypes": nt,
         "network_type": "fitting_network",
