@@ -39,6 +39,12 @@ def default_threads() -> int:
         return os.cpu_count() or 1
 
 
+def fold_to_owners(values: np.ndarray, mapping: np.ndarray, n: int) -> np.ndarray:
+    """Sum per-extended-atom rows (nall, k) onto their n owners: (n, k)."""
+    return np.stack([np.bincount(mapping, weights=values[:, c], minlength=n)
+                     for c in range(values.shape[1])], axis=1)
+
+
 class DPModel:
     """An se_e2_a energy model ready to evaluate.
 
@@ -114,12 +120,8 @@ class DPModel:
         raw = self._ev.compute(ext.positions, nl.nlist, typ, want_force=True,
                                want_atom_virial=atom_virial)
         n = typ.shape[0]
-        forces = np.zeros((n, 3))
-        np.add.at(forces, ext.mapping, raw.force)
-        av = None
-        if atom_virial:
-            av = np.zeros((n, 9))
-            np.add.at(av, ext.mapping, raw.atom_virial)
+        forces = fold_to_owners(raw.force, ext.mapping, n)
+        av = fold_to_owners(raw.atom_virial, ext.mapping, n) if atom_virial else None
         return Result(float(raw.atom_energy.sum()), forces, raw.virial, raw.atom_energy, av)
 
     def compute(self, ext_positions, nlist, types, atom_virial: bool = False):
