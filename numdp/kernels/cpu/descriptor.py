@@ -46,10 +46,20 @@ def contract_D(T, naxis, D):
     """D (na, M*naxis): D[a, m*naxis + k] = sum_c T[a, c, m] T[a, c, k]."""
     na, _, M = T.shape
     for a in range(na):
+        Da = D[a]
+        Ta = T[a]
         for m in range(M):
+            row = Da[m * naxis:(m + 1) * naxis]
+            t0 = Ta[0, m]
+            t1 = Ta[1, m]
+            t2 = Ta[2, m]
+            t3 = Ta[3, m]
+            a0 = Ta[0]
+            a1 = Ta[1]
+            a2 = Ta[2]
+            a3 = Ta[3]
             for k in range(naxis):
-                D[a, m * naxis + k] = (T[a, 0, m] * T[a, 0, k] + T[a, 1, m] * T[a, 1, k]
-                                       + T[a, 2, m] * T[a, 2, k] + T[a, 3, m] * T[a, 3, k])
+                row[k] = t0 * a0[k] + t1 * a1[k] + t2 * a2[k] + t3 * a3[k]
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
@@ -60,17 +70,22 @@ def back_D(T, gD, naxis, inv_nnei, Tbar):
     """
     na, _, M = T.shape
     for a in range(na):
+        Ta = T[a]
+        Tb = Tbar[a]
+        g = gD[a]
         for c in range(4):
+            tc = Ta[c]
+            bc = Tb[c]
             for m in range(M):
+                row = g[m * naxis:(m + 1) * naxis]
                 acc = 0.0
                 for k in range(naxis):
-                    acc += gD[a, m * naxis + k] * T[a, c, k]
-                Tbar[a, c, m] = acc
-        for c in range(4):
-            for mp in range(M):
-                tcm = T[a, c, mp]
-                for k in range(naxis):
-                    Tbar[a, c, k] += gD[a, mp * naxis + k] * tcm
-        for c in range(4):
+                    acc += row[k] * tc[k]
+                bc[m] = acc
             for m in range(M):
-                Tbar[a, c, m] *= inv_nnei
+                row = g[m * naxis:(m + 1) * naxis]
+                tcm = tc[m]
+                for k in range(naxis):
+                    bc[k] += row[k] * tcm
+            for m in range(M):
+                bc[m] *= inv_nnei

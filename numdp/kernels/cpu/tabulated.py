@@ -11,7 +11,6 @@ pairs beyond xmax (closer than 10x the training range allows) are counted in `be
 per pair and call).  Inputs below `lower` arise only from round-off at r -> rcut and are not
 counted.
 """
-import numpy as np
 from numba import njit
 
 from .envmat import FASTMATH, scatter_pair
@@ -42,49 +41,42 @@ def locate(x, meta, nint):
 
 
 @njit(inline="always", **FLAGS)
-def poly_value(c, tau, val):
-    """val (M,) = sum_k c[k, m] tau^k (Horner)."""
-    order = c.shape[0] - 1
-    M = c.shape[1]
-    top = c[order]
-    for m in range(M):
-        val[m] = top[m]
-    for k in range(order - 1, -1, -1):
-        ck = c[k]
-        for m in range(M):
-            val[m] = val[m] * tau + ck[m]
-
-
-@njit(inline="always", **FLAGS)
-def poly_value_slope(c, tau, val, der):
-    """val, der (M,) = polynomial and its derivative at tau."""
-    order = c.shape[0] - 1
-    M = c.shape[1]
-    top = c[order]
-    for m in range(M):
-        val[m] = top[m]
-        der[m] = 0.0
-    for k in range(order - 1, -1, -1):
-        ck = c[k]
-        for m in range(M):
-            der[m] = der[m] * tau + val[m]
-            val[m] = val[m] * tau + ck[m]
+def poly_at(c, m, tau, order):
+    """Value and slope at tau of output m of the piece c (order+1, M) (Horner, unrolled)."""
+    if order == 5:
+        c5 = c[5, m]
+        c4 = c[4, m]
+        c3 = c[3, m]
+        c2 = c[2, m]
+        c1 = c[1, m]
+        v = ((((c5 * tau + c4) * tau + c3) * tau + c2) * tau + c1) * tau + c[0, m]
+        d = (((5.0 * c5 * tau + 4.0 * c4) * tau + 3.0 * c3) * tau + 2.0 * c2) * tau + c1
+    else:
+        c3 = c[3, m]
+        c2 = c[2, m]
+        c1 = c[1, m]
+        v = ((c3 * tau + c2) * tau + c1) * tau + c[0, m]
+        d = (3.0 * c3 * tau + 2.0 * c2) * tau + c1
+    return v, d
 
 
 @njit(**FLAGS)
 def tab_contract_T(atypes, rt, poff, npad, rt_pad, G_pad, coef, coff, meta, netidx, inv_nnei,
                    T, beyond):
-    """T (na, 4, M) from tables; padding through G_pad (ntypes, ntypes, M). Returns nothing;
-    beyond[0] += pairs outside the table."""
+    """T (na, 4, M) from tables; padding through G_pad (ntypes, ntypes, M).
+    beyond[0] += pairs beyond the end of the table."""
     ntypes = poff.shape[0]
     na = T.shape[0]
     M = T.shape[2]
-    val = np.empty(M, dtype=coef.dtype)
-    der = np.empty(M, dtype=coef.dtype)
+    order = coef.shape[1] - 1
     nb = 0
     for a in range(na):
         ti = atypes[a]
         Ta = T[a]
+        T0 = Ta[0]
+        T1 = Ta[1]
+        T2 = Ta[2]
+        T3 = Ta[3]
         for c in range(4):
             for m in range(M):
                 Ta[c, m] = 0.0
@@ -93,25 +85,16 @@ def tab_contract_T(atypes, rt, poff, npad, rt_pad, G_pad, coef, coff, meta, neti
             nint = (coff[k + 1] - coff[k])
             for p in range(poff[t, a], poff[t, a + 1]):
                 l, tau, ex = locate(rt[p, 0], meta[k], nint)
+                if ex > 0.0:
+                    nb += 1
                 cl = coef[coff[k] + l]
-                if ex != 0.0:
-                    if ex > 0.0:
-                        nb += 1
-                    poly_value_slope(cl, tau, val, der)
-                    for m in range(M):
-                        val[m] += ex * der[m]
-                else:
-                    poly_value(cl, tau, val)
                 r0 = rt[p, 0]
                 r1 = rt[p, 1]
                 r2 = rt[p, 2]
                 r3 = rt[p, 3]
-                T0 = Ta[0]
-                T1 = Ta[1]
-                T2 = Ta[2]
-                T3 = Ta[3]
                 for m in range(M):
-                    v = val[m]
+                    v, d = poly_at(cl, m, tau, order)
+                    v = v + ex * d
                     T0[m] += r0 * v
                     T1[m] += r1 * v
                     T2[m] += r2 * v
@@ -136,8 +119,7 @@ def tab_pair_forces(atoms, atypes, rt, dvec, nbr, poff, coef, coff, meta, netidx
     ntypes = poff.shape[0]
     na = atoms.shape[0]
     M = Tbar.shape[2]
-    val = np.empty(M, dtype=coef.dtype)
-    der = np.empty(M, dtype=coef.dtype)
+    order = coef.shape[1] - 1
     for t in range(ntypes):
         for a in range(na):
             i = atoms[a]
@@ -152,10 +134,7 @@ def tab_pair_forces(atoms, atypes, rt, dvec, nbr, poff, coef, coff, meta, netidx
             for p in range(poff[t, a], poff[t, a + 1]):
                 r0 = rt[p, 0]
                 l, tau, ex = locate(r0, meta[k], nint)
-                poly_value_slope(coef[coff[k] + l], tau, val, der)
-                if ex != 0.0:
-                    for m in range(M):
-                        val[m] += ex * der[m]
+                cl = coef[coff[k] + l]
                 r1 = rt[p, 1]
                 r2 = rt[p, 2]
                 r3 = rt[p, 3]
@@ -165,7 +144,8 @@ def tab_pair_forces(atoms, atypes, rt, dvec, nbr, poff, coef, coff, meta, netidx
                 g3 = 0.0
                 gx = 0.0
                 for m in range(M):
-                    v = val[m]
+                    v, d = poly_at(cl, m, tau, order)
+                    v = v + ex * d
                     t0 = T0[m]
                     t1 = T1[m]
                     t2 = T2[m]
@@ -174,6 +154,6 @@ def tab_pair_forces(atoms, atypes, rt, dvec, nbr, poff, coef, coff, meta, netidx
                     g1 += v * t1
                     g2 += v * t2
                     g3 += v * t3
-                    gx += der[m] * (r0 * t0 + r1 * t1 + r2 * t2 + r3 * t3)
+                    gx += d * (r0 * t0 + r1 * t1 + r2 * t2 + r3 * t3)
                 scatter_pair(i, nbr[p], g0 + gx, g1, g2, g3, dvec[p, 0], dvec[p, 1], dvec[p, 2],
                              ti, t, sd, rcut, rcut_smth, force, virial, atom_virial, want_atom_virial)
