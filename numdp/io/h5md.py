@@ -14,8 +14,8 @@ Layout written by `H5MDWriter` (H5MD 1.1, https://www.nongnu.org/h5md/h5md.html)
         velocity/               step, time, value (T, N, 3) [Angstrom ps-1]
         force/                  step, time, value (T, N, 3) [kJ mol-1 Angstrom-1 or eV Angstrom-1]
     /observables/
-        potential_energy, kinetic_energy, total_energy [eV], temperature [K], pressure [bar],
-        volume [Angstrom^3]:    step, time, value (T,)
+        potential_energy, kinetic_energy, total_energy, conserved_energy [eV], temperature [K],
+        pressure [bar], volume [Angstrom^3]:    step, time, value (T,)
     /parameters/numdp           attrs type_map, input (the TOML text of the run)
 
 All time-dependent elements are sampled at the same steps and share one `step` and one `time`
@@ -52,6 +52,7 @@ OBSERVABLES = {
     "potential_energy": "eV",
     "kinetic_energy": "eV",
     "total_energy": "eV",
+    "conserved_energy": "eV",
     "temperature": "K",
     "pressure": "bar",
     "volume": "Angstrom^3",
@@ -191,8 +192,7 @@ class H5MDWriter:
             data["force"] = np.asarray(forces) * self.force_scale
         for name, value in observables.items():
             data[name] = value
-        for name in ("potential_energy", "kinetic_energy", "total_energy", "temperature", "pressure",
-                     "volume", "box", "velocity", "force", "position"):
+        for name in (*OBSERVABLES, "box", "velocity", "force", "position"):
             g = self.elements.get(name)
             if g is None:
                 continue

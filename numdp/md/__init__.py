@@ -1,5 +1,5 @@
 """Molecular dynamics: state updates (integrator half-steps, thermostats, barostat), forces with a
-Verlet skin, safety checks, reporters and the run loop.  Entry point: `numdp.md.run.run_md`.
+Verlet skin, safety checks, reporters and the run loop.  Entry point: `numdp.md.setup.run_md`.
 
 Layers (imports point upward only)::
 

@@ -18,7 +18,11 @@ from ..units import EV_PER_A3_TO_BAR
 
 @dataclass
 class Snapshot:
-    """Thermodynamic values of `state` at its current step (eV, K, bar, Å³, ps)."""
+    """Thermodynamic values of `state` at its current step (eV, K, bar, Å³, ps).
+
+    econs: total energy plus the energy the thermostat took out (constant up to integration error
+    in NVE and NVT; the barostat's work is not included).
+    """
 
     state: State
     step: int
@@ -34,7 +38,7 @@ class Snapshot:
     def observables(self) -> dict[str, float]:
         """Values for the H5MD /observables group."""
         out = {"potential_energy": self.pe, "kinetic_energy": self.ke, "total_energy": self.etotal,
-               "temperature": self.temp, "pressure": self.press}
+               "conserved_energy": self.econs, "temperature": self.temp, "pressure": self.press}
         if math.isfinite(self.vol):
             out["volume"] = self.vol
         return out

@@ -23,7 +23,8 @@ from .params import ModelParams
 from .precision import get_precision
 from .tables import evaluate_table
 
-DEFAULT_CHUNK = 128
+DEFAULT_CHUNK = 256          # centre atoms per chunk: G and dG/dx take ~140 kB per atom
+DEFAULT_CHUNK_COMPRESSED = 512  # no G is stored; bigger chunks make bigger fitting GEMMs
 
 
 @dataclass
@@ -43,13 +44,14 @@ class RawOutput:
 class Evaluator:
     """Holds the per-model constants (normalisation per block, padding embeddings)."""
 
-    def __init__(self, params: ModelParams, nthreads: int = 1, chunk: int = DEFAULT_CHUNK,
+    def __init__(self, params: ModelParams, nthreads: int = 1, chunk: int | None = None,
                  precision="double"):
         params.validate()
         self.params = params
         self.precision = get_precision(precision)
         self.nthreads = max(1, int(nthreads))
-        self.chunk = int(chunk)
+        compressed = params.descriptor.tables is not None
+        self.chunk = int(chunk or (DEFAULT_CHUNK_COMPRESSED if compressed else DEFAULT_CHUNK))
         d = params.descriptor
         nt = d.ntypes
         sec = d.sec

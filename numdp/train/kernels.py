@@ -376,23 +376,34 @@ def pair_distance_range(pos, nlist, types, rcut, rrange):
 
 
 # ---------------------------------------------------------------------- optimiser
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
 def adam_update(theta, grads, m, v, lo, hi, lr, beta1, beta2, eps, bc1, bc2):
     """One Adam step in place on entries lo..hi-1 (PyTorch form, reference §7.3).
 
     g = Σ_w grads[w] (per-worker accumulators, summed in row order);
     m ← β1 m + (1-β1) g;  v ← β2 v + (1-β2) g²;  θ ← θ - lr/bc1 · m / (√v/√bc2 + ε)
-    with bc1 = 1 - β1^t, bc2 = 1 - β2^t for the t-th update (t ≥ 1).
+    with bc1 = 1 - β1^t, bc2 = 1 - β2^t for the t-th update (t ≥ 1).  Memory-bound: one pass.
     """
     step = lr / bc1
     inv_sbc2 = 1.0 / np.sqrt(bc2)
     nw = grads.shape[0]
-    for k in range(lo, hi):
-        g = grads[0, k]
-        for w in range(1, nw):
-            g += grads[w, k]
-        mk = beta1 * m[k] + (1.0 - beta1) * g
-        vk = beta2 * v[k] + (1.0 - beta2) * g * g
-        m[k] = mk
-        v[k] = vk
-        theta[k] -= step * mk / (np.sqrt(vk) * inv_sbc2 + eps)
+    g0 = grads[0]
+    if nw == 2:
+        g1 = grads[1]
+        for k in range(lo, hi):
+            g = g0[k] + g1[k]
+            mk = beta1 * m[k] + (1.0 - beta1) * g
+            vk = beta2 * v[k] + (1.0 - beta2) * g * g
+            m[k] = mk
+            v[k] = vk
+            theta[k] -= step * mk / (np.sqrt(vk) * inv_sbc2 + eps)
+    else:
+        for k in range(lo, hi):
+            g = g0[k]
+            for w in range(1, nw):
+                g += grads[w, k]
+            mk = beta1 * m[k] + (1.0 - beta1) * g
+            vk = beta2 * v[k] + (1.0 - beta2) * g * g
+            m[k] = mk
+            v[k] = vk
+            theta[k] -= step * mk / (np.sqrt(vk) * inv_sbc2 + eps)

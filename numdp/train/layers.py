@@ -45,6 +45,31 @@ class Workspace:
         return buf[:n].reshape(shape)
 
 
+class GradRow:
+    """One worker's gradient accumulator (flat layout) that knows which weight matrices were
+    already written since it was zeroed: the first product goes straight into the gradient,
+    later ones through a scratch matrix and an addition."""
+
+    def __init__(self, row: np.ndarray):
+        self.row = row
+        self.written: set[int] = set()
+
+    def clear(self) -> None:
+        self.row[:] = 0.0
+        self.written.clear()
+
+    def add_matmul(self, slot: LayerSlots, A: np.ndarray, B: np.ndarray, ws: Workspace) -> None:
+        """W̄ of `slot` += A @ B."""
+        gW = slot.views(self.row)[0]
+        if slot.w[0] in self.written:
+            tmp = ws.get(("rev", "gW"), gW.shape)
+            np.matmul(A, B, out=tmp)
+            gW += tmp
+        else:
+            np.matmul(A, B, out=gW)
+            self.written.add(slot.w[0])
+
+
 def _idt(layer):
     return (layer.idt, True) if layer.idt is not None else (_ONE, False)
 
@@ -96,28 +121,26 @@ def embed_forward(net: Net, x: np.ndarray, G: np.ndarray, Gp: np.ndarray, ws: Wo
 
 
 def embed_reverse(net: Net, slots: list[LayerSlots], cache: EmbedCache, Gbar: np.ndarray,
-                  Gpbar: np.ndarray, grad: np.ndarray, ws: Workspace) -> None:
+                  Gpbar: np.ndarray, grad: GradRow, ws: Workspace) -> None:
     """Accumulate into `grad` (flat layout) the parameter adjoint of one embedding net.
 
     Gbar, Gpbar: (n, M) adjoints of the value and slope outputs.  The input x is a constant of
     θ, so the first layer's input adjoint is not formed.
     """
     layers = net.layers
-    views = [s.views(grad) for s in slots]
+    views = [s.views(grad.row) for s in slots]
     for b0, b1 in cache.blocks:
         m = b1 - b0
         Ob, Odb = Gbar[b0:b1], Gpbar[b0:b1]
         for l in range(len(layers) - 1, -1, -1):
             layer = layers[l]
-            gW, gb, gidt = views[l]
+            _, gb, gidt = views[l]
             idt, use_idt = _idt(layer)
             Z = cache.Z[l][2 * b0:2 * b1]
             ZB = ws.get(("rev", "ZB"), (2 * m, layer.n_out))
             K.layer_back_pair(Ob, Odb, Z[:m], Z[m:], idt, use_idt, use_idt,
                               ZB, gidt if use_idt else _SINK, gb)
-            tmp = ws.get(("rev", "gW"), layer.w.shape)
-            np.matmul(cache.Y[l][2 * b0:2 * b1].T, ZB, out=tmp)
-            gW += tmp
+            grad.add_matmul(slots[l], cache.Y[l][2 * b0:2 * b1].T, ZB, ws)
             if l == 0:
                 break
             Yb = ws.get(("rev", "YB", l % 2), (2 * m, layer.n_in))
@@ -202,14 +225,14 @@ def fit_tangent(net: Net, cache: FitCache) -> None:
 
 
 def fit_reverse(net: Net, slots: list[LayerSlots], cache: FitCache, c_e: float,
-                grad: np.ndarray, ws: Workspace, key) -> np.ndarray:
+                grad: GradRow, ws: Workspace, key) -> np.ndarray:
     """Reverse pass of Ψ = Σ (c_e e + ė) over one fitting net; returns [D̄; Ḋ̄] (2n, dim).
 
     Accumulates the parameter adjoint into `grad` (flat layout).
     """
     n = cache.n
     hidden, last = net.layers[:-1], net.layers[-1]
-    gW, gb, _ = slots[-1].views(grad)
+    gW, gb, _ = slots[-1].views(grad.row)
     yl = cache.Yin[-1]
     gW[:, 0] += c_e * yl[:n].sum(axis=0) + yl[n:].sum(axis=0)
     gb[0] += c_e * n
@@ -220,14 +243,12 @@ def fit_reverse(net: Net, slots: list[LayerSlots], cache: FitCache, c_e: float,
     Yb = None
     for l in range(len(hidden) - 1, -1, -1):
         layer = hidden[l]
-        gW, gb, gidt = slots[l].views(grad)
+        _, gb, gidt = slots[l].views(grad.row)
         idt, use_idt = _idt(layer)
         ZB = ws.get(("rev", "ZB"), (2 * n, layer.n_out))
         K.layer_back_pair(Ob, Odb, cache.H[l], cache.Zd[l], idt, use_idt, use_idt,
                           ZB, gidt if use_idt else _SINK, gb)
-        tmp = ws.get(("rev", "gW"), layer.w.shape)
-        np.matmul(cache.Yin[l].T, ZB, out=tmp)
-        gW += tmp
+        grad.add_matmul(slots[l], cache.Yin[l].T, ZB, ws)
         Yb = ws.get(("rev", "YB", l % 2), (2 * n, layer.n_in))
         np.matmul(ZB, layer.w.T, out=Yb)
         if layer.residual != RESIDUAL_NONE:

@@ -28,8 +28,8 @@ from ..kernels.cpu.envmat import env_pairs, pair_forces
 from ..model.params import ModelParams
 from . import kernels as K
 from .flat import FlatParams
-from .layers import (EmbedCache, FitCache, Workspace, embed_forward, embed_reverse, fit_cache,
-                     fit_forward, fit_reverse, fit_tangent)
+from .layers import (EmbedCache, FitCache, GradRow, Workspace, embed_forward, embed_reverse,
+                     fit_cache, fit_forward, fit_reverse, fit_tangent)
 
 _NO_ATOM_VIRIAL = np.zeros((1, 9))
 
@@ -131,6 +131,7 @@ class ModelPasses:
         self.ws = [Workspace() for _ in range(self.nw)]
         self.grads = np.zeros((self.nw, flat.size))
         """Per-worker gradient accumulators; ∂L/∂θ is the sum of the rows (`total_grad`)."""
+        self._rows = [GradRow(self.grads[w]) for w in range(self.nw)]
         self.pad_bars = [np.zeros((nt, nt, d.neuron[-1])) for _ in range(self.nw)]
         self._main_ws = Workspace()
         self._pool = ThreadPoolExecutor(self.nw, thread_name_prefix="numdp-train") if self.nw > 1 else None
@@ -189,7 +190,7 @@ class ModelPasses:
         pad_bar = self.pad_bars[0].copy()
         for w in range(1, self.nw):
             pad_bar += self.pad_bars[w]
-        self._padding_reverse(pad_bar, self.grads[0])
+        self._padding_reverse(pad_bar, self._rows[0])
 
     def total_grad(self) -> np.ndarray:
         """(nparams,) ∂L/∂θ accumulated since `zero_grad` (sum of the worker rows in order)."""
@@ -229,7 +230,7 @@ class ModelPasses:
             for r, (ti, t) in enumerate(pairs):
                 self.G_pad[ti, t] = G[r]
 
-    def _padding_reverse(self, pad_bar: np.ndarray, grad: np.ndarray) -> None:
+    def _padding_reverse(self, pad_bar: np.ndarray, grad: GradRow) -> None:
         d = self.params.descriptor
         M = d.neuron[-1]
         for k, pairs in self._pad_rows.items():
@@ -304,9 +305,9 @@ class ModelPasses:
 
     def _backward_chunk(self, w: int, c_e: float, u: np.ndarray, eps: np.ndarray, c_f: float,
                         c_v: float) -> None:
-        grad = self.grads[w]
+        grad = self._rows[w]
         if self._fresh[w]:
-            grad[:] = 0.0
+            grad.clear()
             self._fresh[w] = False
         self.pad_bars[w][:] = 0.0
         c = self._chunks[w]
