@@ -22,8 +22,7 @@ ENSEMBLES = ("nve", "nvt", "npt")
 THERMOSTAT_KINDS = ("nose-hoover", "langevin", "csvr")
 BAROSTAT_KINDS = ("c-rescale",)
 COUPLINGS = ("isotropic", "anisotropic", "triclinic")
-PRECISIONS_AVAILABLE = ("double",)
-PRECISIONS_PLANNED = ("single", "float", "float32", "mixed")
+PRECISIONS_AVAILABLE = ("double", "mix32", "mix16")
 FIELDS = ("position", "velocity", "force")
 FORCE_UNITS = ("kJ mol-1 Angstrom-1", "eV Angstrom-1")
 
@@ -206,10 +205,8 @@ def _load_toml(path: Path) -> tuple[str, dict]:
 def _model(t: _Table, base: Path) -> ModelSettings:
     t.check_keys(("file", "precision", "threads"))
     precision = t.string("precision", "double")
-    if precision in PRECISIONS_PLANNED:
-        raise t.error("precision", f"'{precision}' is not available yet (only 'double')")
     if precision not in PRECISIONS_AVAILABLE:
-        raise t.error("precision", f"must be 'double', got {precision!r}")
+        raise t.error("precision", f"must be one of {', '.join(PRECISIONS_AVAILABLE)}, got {precision!r}")
     return ModelSettings(file=t.path("file", base, required=True), precision=precision,
                          threads=t.number("threads", None, positive=True, integer=True))
 

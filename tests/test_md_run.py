@@ -221,6 +221,22 @@ def test_non_periodic_cluster_runs_nve(tmp_path):
     assert np.ptp(e) < 1e-4
 
 
+def test_setup_errors_name_the_key(tmp_path, capsys):
+    toml = argon_dir(tmp_path / "m", KIND="csvr", **{'type_names = ["Ar"]': 'type_names = ["Ar"]\nmasses = { Xe = 131.3 }'})
+    with pytest.raises(InputError, match=r"\[system\] masses.Xe: not an element of the model's type_map \['Ar'\]"):
+        run(toml)
+    toml = argon_dir(tmp_path / "t", KIND="csvr", **{'type_names = ["Ar"]': 'type_names = ["Kr"]'})
+    with pytest.raises(InputError, match="atom 0 is 'Kr', which is not in the model's type_map"):
+        run(toml)
+    toml = argon_dir(tmp_path / "o", KIND="csvr", **{'trajectory = "traj.h5md"': 'trajectory = "out/deep/traj.h5md"'})
+    run(toml)
+    assert (tmp_path / "o" / "out" / "deep" / "traj.h5md").exists()
+    from numdp.cli import main
+
+    assert main(["run", str(toml), "--restart", str(tmp_path / "o" / "out" / "deep" / "traj.h5md")]) == 2
+    assert "not a numdp checkpoint (no /numdp/state group)" in capsys.readouterr().err
+
+
 def test_example_inputs_are_valid():
     for name in ("water", "cu"):
         s = load_run_settings(ROOT / "inputs" / name / "md.toml")
@@ -263,38 +279,85 @@ def test_cli_runs_a_deepmd_model_file(tmp_path):
 
 
 WATER_MODEL = ROOT / "inputs" / "water" / "model.h5"
+CU_MODEL = ROOT / "inputs" / "cu" / "model.h5"
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not WATER_MODEL.exists(), reason="inputs/water/model.h5 (trained model) not present yet")
-def test_nve_energy_conservation_with_the_trained_water_model(tmp_path):
+def nve_energies(tmp_path, model, start, masses, temperature, dt, steps, extra=""):
+    """(total, kinetic) energy series, eV, of an NVE run of a shipped model, one frame per step."""
     text = textwrap.dedent(f"""
         [model]
-        file = "{WATER_MODEL}"
+        file = "{model}"
         [system]
-        file = "{ROOT / 'inputs' / 'water' / 'start.xyz'}"
-        velocities = {{ temperature = 330.0, seed = 3 }}
-        masses = {{ O = 16.0, H = 2.0 }}
+        file = "{start}"
+        velocities = {{ temperature = {temperature}, seed = 3 }}
+        {masses}
+        {extra}
         [md]
-        timestep = 0.0005
-        steps = 200
+        timestep = {dt}
+        steps = {steps}
         [output]
         every = 1
         fields = ["position"]
-        thermo_every = 100
+        thermo_every = {steps}
         checkpoint_every = 0
         progress = "none"
     """)
     (tmp_path / "md.toml").write_text(text)
     run_md(load_run_settings(tmp_path / "md.toml"), screen=io.StringIO())
     with h5py.File(tmp_path / "traj.h5md", "r") as f:
-        e = f["observables/total_energy/value"][()]
-        k = f["observables/kinetic_energy/value"][()]
-    n = 192
-    # fluctuation of the total energy: small against the kinetic energy fluctuation
-    assert e.std() / n < 2e-5  # eV/atom
-    assert e.std() < 0.05 * k.std()
-    # drift: slope of a linear fit over 0.1 ps
-    t = np.arange(len(e)) * 0.0005
-    slope = np.polyfit(t, e, 1)[0] / n
-    assert abs(slope) < 2e-3  # eV/atom/ps
+        return f["observables/total_energy/value"][()], f["observables/kinetic_energy/value"][()]
+
+
+def check_nve(e, k, natoms, dt, fluct_per_atom, drift_per_atom_ps):
+    assert np.isfinite(e).all()
+    assert e.std() / natoms < fluct_per_atom  # eV/atom
+    assert e.std() < 0.05 * k.std()  # energy flows between K and U, the sum stays put
+    t = np.arange(len(e)) * dt
+    assert abs(np.polyfit(t, e, 1)[0]) / natoms < drift_per_atom_ps  # eV/atom/ps
+    assert np.abs(e - e[0]).max() < 10 * e.std() + 1e-12
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not WATER_MODEL.exists(), reason="inputs/water/model.h5 (trained model) not present yet")
+def test_nve_energy_conservation_with_the_trained_water_model(tmp_path):
+    """0.5 fs, masses O 16 H 2, 330 K, 300 steps (0.15 ps) of 64 H2O."""
+    e, k = nve_energies(tmp_path, WATER_MODEL, ROOT / "inputs" / "water" / "start.xyz",
+                        "masses = { O = 16.0, H = 2.0 }", 330.0, 0.0005, 300)
+    check_nve(e, k, 192, 0.0005, fluct_per_atom=5e-5, drift_per_atom_ps=1e-3)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CU_MODEL.exists(), reason="inputs/cu/model.h5 (trained model) not present yet")
+def test_nve_energy_conservation_with_the_trained_cu_model(tmp_path):
+    """2 fs, fcc Cu at 600 K (EMT itself: 5e-6 eV/atom fluctuation, shared/data/README.md)."""
+    e, k = nve_energies(tmp_path, CU_MODEL, ROOT / "inputs" / "cu" / "start.data", "", 600.0, 0.002, 300,
+                        extra='type_names = ["Cu"]')
+    check_nve(e, k, 108, 0.002, fluct_per_atom=5e-5, drift_per_atom_ps=1e-3)
+
+
+@pytest.mark.slow
+def test_sigint_finishes_the_step_and_writes_a_checkpoint(tmp_path):
+    import os
+    import signal
+    import time
+
+    toml = argon_dir(tmp_path, KIND="langevin", **{"steps = 60": "steps = 10000000", "every = 5": "every = 1000000"})
+    script = (f"import sys; sys.path.insert(0, {str(ROOT / 'tests')!r})\n"
+              "from test_md_potential import LennardJones\n"
+              "from numdp.config import load_run_settings\n"
+              "from numdp.md.setup import run_md\n"
+              f"run_md(load_run_settings({str(toml)!r}), model=LennardJones())\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "log.txt"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (log.exists() and log.read_text().count("\n") > 6):
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert "KeyboardInterrupt" in err
+    assert "interrupted after step" in out
+    state = read_checkpoint(tmp_path / "ck.h5")
+    assert state.step > 0 and f"interrupted after step {state.step}" in out
+    with h5py.File(tmp_path / "traj.h5md", "r") as f:
+        assert f["particles/trajectory/position/step"][-1] == state.step

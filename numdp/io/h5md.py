@@ -138,7 +138,13 @@ class H5MDWriter:
                 continue
             self.elements[name], clock = _time_element(obs, name, (), unit, clock)
         self.clock = clock
+        self._cache_values()
         self.h5.flush()
+
+    def _cache_values(self) -> None:
+        """Dataset objects of the `value`s in write order (looking them up per frame costs time)."""
+        order = (*OBSERVABLES, "box", "velocity", "force", "position")
+        self.values = [(name, self.elements[name]["value"]) for name in order if name in self.elements]
 
     def _open_existing(self, natoms: int, resume_after: int) -> None:
         try:
@@ -171,6 +177,7 @@ class H5MDWriter:
             g["value"].resize(keep, axis=0)
         self.clock[0].resize(keep, axis=0)
         self.clock[1].resize(keep, axis=0)
+        self._cache_values()
         self.h5.flush()
 
     @property
@@ -192,11 +199,7 @@ class H5MDWriter:
             data["force"] = np.asarray(forces) * self.force_scale
         for name, value in observables.items():
             data[name] = value
-        for name in (*OBSERVABLES, "box", "velocity", "force", "position"):
-            g = self.elements.get(name)
-            if g is None:
-                continue
-            value = g["value"]
+        for name, value in self.values:
             value.resize(n + 1, axis=0)
             value[n] = data.get(name, np.nan)  # an observable not given is stored as nan
         self.h5.flush()

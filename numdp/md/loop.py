@@ -144,6 +144,7 @@ class Simulation:
         stopped = None
         if problem is None:
             self._report(state.step, True, timers)
+        timers = Timers()  # the loop's split starts here (setup and first reports excluded)
         n0, f0 = self.provider.time_neigh, self.provider.time_force
         t_loop = time.perf_counter()
         interrupted = []

@@ -102,7 +102,8 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
     if model is None:
         from .. import load_model
 
-        model = load_model(settings.model.file, nthreads=settings.model.threads)
+        model = load_model(settings.model.file, nthreads=settings.model.threads,
+                           precision=settings.model.precision)
     type_map = list(model.type_map)
     md = settings.md
 
@@ -144,6 +145,9 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
     safety = SafetyMonitor(settings.safety.min_distance, settings.neighbor.skin)
 
     out = settings.output
+    for path in (out.log, out.trajectory, out.checkpoint):
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
     console = Console(out.log, resume=restarted, screen=screen)
     reporters = [ThermoReporter(out.thermo_every, console)]
     trajectory = None

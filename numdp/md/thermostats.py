@@ -28,8 +28,9 @@ class NoseHooverChain:
     """Nosé-Hoover chain (Martyna, Klein, Tuckerman 1992) with the reversible Trotter split of
     Martyna, Tuckerman, Tobias, Klein (1996): Suzuki-Yoshida order 3, `nloop` sub-cycles.
 
-    Masses Q_1 = N_f kT tau², Q_j = kT tau² (j > 1), so tau (ps) is the period of the
-    thermostat oscillation.  Variables: state.thermostat["xi"] (M,) positions (dimensionless),
+    Masses Q_1 = N_f kT tau², Q_j = kT tau² (j > 1), as LAMMPS' fix nvt with Tdamp = tau (ps): the
+    chain oscillates with a period of about 4.4 tau.  The conserved energy (reservoir_energy) is
+    Σ Q_j vξ_j² / 2 + N_f kT ξ_1 + kT Σ_{j>1} ξ_j.  Variables: state.thermostat["xi"] (M,) positions (dimensionless),
     ["vxi"] (M,) velocities (1/ps).
     """
 
@@ -151,9 +152,9 @@ class StochasticVelocityRescaling:
         dof = state.dof
         target = 0.5 * dof * KB * self.temperature
         c = math.exp(-h / self.tau)
-        r1, _ = normal_pair(np.int64(state.seed), np.int64(state.step), np.int64(stream), np.int64(0), np.int64(0))
-        rest = sum_of_squared_normals(np.int64(state.seed), np.int64(state.step), np.int64(stream),
-                                      np.int64(dof - 1))
+        key = (np.int64(state.seed), np.int64(state.step), np.int64(stream))
+        r1, _ = normal_pair(*key, np.int64(0), np.int64(0))
+        rest = sum_of_squared_normals(*key, np.int64(dof - 1))  # χ² with N_f - 1 degrees of freedom
         k_new = (c * k + (1.0 - c) * target * (r1 * r1 + rest) / dof
                  + 2.0 * r1 * math.sqrt(c * (1.0 - c) * target * k / dof))
         alpha = math.sqrt(k_new / k)

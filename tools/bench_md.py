@@ -1,0 +1,118 @@
+#!/usr/bin/env python
+"""Benchmark `numdp run`: water NVT (0.5 fs, masses O 16 H 2) from 192 to 98 304 atoms.
+
+For each replica of the 192-atom box it builds the run exactly as `numdp run` does (neighbour list
+with a 2 Å skin, Nose-Hoover chain, thermo and H5MD output every 10 steps), runs a few steps after
+one untimed warm-up run, and prints ns/day, µs/atom/step and the time split of the loop.
+
+    python tools/bench_md.py                         # shipped model, all sizes
+    python tools/bench_md.py --sizes 192 1536 --steps 40 8
+    python tools/bench_md.py --model ../shared/oracle/water.dp   # any water model (timing only)
+
+Targets (issue): >= 1.6 ns/day at 192 atoms; integrate + neighbour + output <= 10 % of the step
+time at 12 288 atoms.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from numdp.config import load_run_settings  # noqa: E402
+from numdp.md.setup import build_simulation  # noqa: E402
+
+REPLICAS = {192: (1, 1, 1), 1536: (2, 2, 2), 12288: (4, 4, 4), 98304: (8, 8, 8)}
+DEFAULT_STEPS = {192: 100, 1536: 20, 12288: 5, 98304: 2}
+
+
+def write_input(folder: Path, model: Path, reps, steps: int) -> Path:
+    text = textwrap.dedent(f"""
+        [model]
+        file = "{model}"
+        [system]
+        file = "{ROOT / 'inputs' / 'water' / 'start.xyz'}"
+        replicate = [{reps[0]}, {reps[1]}, {reps[2]}]
+        velocities = {{ temperature = 330.0, seed = 1 }}
+        masses = {{ O = 16.0, H = 2.0 }}
+        [md]
+        timestep = 0.0005
+        steps = {steps}
+        ensemble = "nvt"
+        thermostat = {{ kind = "nose-hoover", temperature = 330.0, tau = 0.1 }}
+        [neighbor]
+        skin = 2.0
+        [output]
+        trajectory = "traj.h5md"
+        every = 10
+        fields = ["position"]
+        thermo_every = 10
+        checkpoint_every = 0
+        progress = "none"
+        [safety]
+        min_distance = 0.0
+    """)
+    path = folder / "md.toml"
+    path.write_text(text)
+    return path
+
+
+def run_size(model: Path, natoms: int, steps: int, model_obj=None):
+    with tempfile.TemporaryDirectory() as tmp:
+        toml = write_input(Path(tmp), model, REPLICAS[natoms], steps)
+        sim, end = build_simulation(load_run_settings(toml), model=model_obj, screen=io.StringIO())
+        try:
+            return sim.run(end), sim.provider.model
+        finally:
+            sim.close()
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", type=Path, default=ROOT / "inputs" / "water" / "model.h5")
+    p.add_argument("--sizes", type=int, nargs="+", default=list(REPLICAS), choices=list(REPLICAS))
+    p.add_argument("--steps", type=int, nargs="+", default=None, help="steps per size (default: by size)")
+    args = p.parse_args(argv)
+    if not args.model.exists():
+        print(f"model {args.model} not found; pass --model", file=sys.stderr)
+        return 2
+    steps = args.steps or [DEFAULT_STEPS[n] for n in args.sizes]
+    if len(steps) == 1:
+        steps = steps * len(args.sizes)
+    model = None
+    _, model = run_size(args.model, 192, 5)  # warm-up: JIT caches, thread pools
+    print(f"model {args.model}, {model.nthreads} threads; water NVT, dt 0.5 fs, skin 2 A, output every 10 steps")
+    head = (f"{'atoms':>7} {'steps':>5} {'s/step':>9} {'ns/day':>9} {'us/atom/step':>12} "
+            f"{'neigh%':>7} {'force%':>7} {'integ%':>7} {'output%':>8} {'other%':>7} {'builds':>6}")
+    print(head)
+    print("-" * len(head))
+    rows = {}
+    for n, k in zip(args.sizes, steps):
+        r, _ = run_size(args.model, n, k, model)
+        t = r.timers
+        pct = {name: 100 * v / t.total for name, v in t.rows()}
+        rows[n] = (r, pct)
+        print(f"{n:>7} {r.steps:>5} {t.total / r.steps:>9.4f} {r.ns_per_day:>9.4f} {r.us_per_atom_step:>12.2f} "
+              f"{pct['Neigh']:>7.2f} {pct['Force']:>7.2f} {pct['Integrate']:>7.2f} {pct['Output']:>8.2f} "
+              f"{pct['Other']:>7.2f} {r.rebuilds:>6}", flush=True)
+        if r.stopped:
+            print(f"        (the run stopped early: {r.stopped.split(';')[0]})")
+    print()
+    if 192 in rows:
+        nsd = rows[192][0].ns_per_day
+        print(f"192 atoms: {nsd:.3f} ns/day (target >= 1.6: {'met' if nsd >= 1.6 else 'NOT met'})")
+    if 12288 in rows:
+        pct = rows[12288][1]
+        share = pct["Integrate"] + pct["Neigh"] + pct["Output"]
+        print(f"12288 atoms: integrate + neighbour + output = {share:.2f} % of the step "
+              f"(target <= 10 %: {'met' if share <= 10 else 'NOT met'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
