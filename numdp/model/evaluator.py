@@ -95,7 +95,8 @@ class Evaluator:
         nloc = types.shape[0]
         nall = ext_pos.shape[0]
         order = np.argsort(types, kind="stable").astype(np.int64)
-        chunks = [order[s:s + self.chunk] for s in range(0, nloc, self.chunk)]
+        size = max(1, min(self.chunk, -(-nloc // self.nthreads)))  # at least one chunk per thread
+        chunks = [order[s:s + size] for s in range(0, nloc, size)]
         nw = min(self.nthreads, max(1, len(chunks)))
         atom_energy = np.zeros(nloc)
         descr = np.zeros((nloc, self.params.descriptor.dim_out)) if want_descriptor else None

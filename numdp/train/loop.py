@@ -83,6 +83,8 @@ class Trainer:
         self.stream = stream if stream is not None else sys.stdout
         self.on_step = on_step
         self.frame_budget = frame_budget
+        import os
+        self.init_mode = os.environ.get("NUMDP_TRAIN_INIT", "centre")
         self.timings = dict.fromkeys(PHASES, 0.0)
         self._stop = False
         # The workers call BLAS on modest matrices: a threaded BLAS underneath only oversubscribes.
@@ -145,7 +147,7 @@ class Trainer:
                                        lc.limit_pref_f, lc.start_pref_v, lc.limit_pref_v)
         self.passes = ModelPasses(self.params, self.flat, self.nthreads)
         if ck is None:
-            self._centre_output(stat_idx)
+            self._data_init(stat_idx)
         self.say(f"model: {self.flat.size:,} trainable parameters; sel {list(sel)}; "
                  f"{self.nthreads} thread{'s' if self.nthreads > 1 else ''}; "
                  f"lr {self.sched.start_lr:.3g} -> {self.sched.stop_lr:.3g}, "
@@ -186,23 +188,56 @@ class Trainer:
                  + f"; min_nbor_dist {dist.min_nbor_dist:.4g} A ({time.perf_counter() - t0:.1f} s)")
         return sel, davg, dstd, bias, dist.s_range, dist.min_nbor_dist, frames
 
-    def _centre_output(self, frames: list[np.ndarray]) -> None:
-        """Shift each fitting net's output bias so that the initial network energies average to
-        zero per type over the statistics frames: the initial model then predicts out_bias on
-        average instead of a random offset of order 1 eV per atom."""
+    def _stat_outputs(self, frames: list[np.ndarray]):
+        """Per centre type: descriptor rows and network energies (eV, without the biases) of
+        the current model on the statistics frames."""
         nt = self.params.ntypes
-        sums = np.zeros(nt)
-        counts = np.zeros(nt)
         bias = self.params.fitting.bias_atom_e + self.params.out_bias
+        D = {t: [] for t in range(nt)}
+        E = {t: [] for t in range(nt)}
         for k, idx in enumerate(frames):
             types = self.train_sys[k].types
             for f in idx:
                 res = self.passes.primal(self.train_cache.frame(k, int(f)))
-                sums += np.bincount(types, weights=res.atom_energy - bias[types], minlength=nt)
-                counts += np.bincount(types, minlength=nt)
+                for t, rows in self.passes.descriptors().items():
+                    D[t].append(rows)
+                net_e = res.atom_energy - bias[types]
+                for t in range(nt):
+                    E[t].append(net_e[types == t])
+        cat = lambda v: np.concatenate(v) if v else np.zeros(0)
+        return {t: cat(D[t]) for t in D}, {t: cat(E[t]) for t in E}
+
+    def _data_init(self, frames: list[np.ndarray]) -> None:
+        """Data-dependent adjustment of the random initial fitting nets (no effect on the
+        architecture; a run is still reproducible from its seeds):
+
+        1. scale each neuron of the first fitting layer so that its pre-activation varies with
+           unit standard deviation over the atoms of the statistics frames (the descriptor
+           entries are small, O(1e-2), so that the random first layer would otherwise see an
+           almost constant input), and shift its bias so that the pre-activation's mean is the
+           random initial bias;
+        2. shift the output bias so that the initial network energies average to zero per type:
+           the initial model then predicts out_bias on average.
+        """
+        if self.init_mode == "plain":
+            return
+        if self.init_mode in ("scaled", "scaled-zero"):
+            D, _ = self._stat_outputs(frames)
+            for t, net in enumerate(self.params.fitting.nets):
+                if D[t].shape[0] < 2:
+                    continue
+                first = net.layers[0]
+                z = D[t] @ first.w
+                sd = z.std(axis=0)
+                ok = sd > 1e-12
+                first.w[:, ok] /= sd[ok]
+                first.b[ok] -= (z.mean(axis=0) / np.where(ok, sd, 1.0))[ok]
+                if self.init_mode == "scaled-zero":
+                    net.layers[-1].w[:] = 0.0
+        _, E = self._stat_outputs(frames)
         for t, net in enumerate(self.params.fitting.nets):
-            if counts[t]:
-                net.layers[-1].b[0] -= sums[t] / counts[t]
+            if E[t].size:
+                net.layers[-1].b[0] -= E[t].mean()
 
     def _load_state(self, ck: Checkpoint) -> None:
         if ck.theta.shape != self.flat.theta.shape:

@@ -174,6 +174,15 @@ class ModelPasses:
             forces[:, a] = np.bincount(frame.mapping, weights=force_ext[:, a], minlength=frame.nloc)
         return PrimalResult(float(atom_energy.sum()), forces, virial, atom_energy)
 
+    def descriptors(self) -> dict[int, np.ndarray]:
+        """Descriptor rows D (n_t, M*M<) of the last `primal` frame, per centre type t."""
+        out: dict[int, list] = {}
+        for c in self._chunks:
+            if c is not None:
+                for f in c.fits:
+                    out.setdefault(f.ti, []).append(f.cache.D.copy())
+        return {t: np.concatenate(v) for t, v in out.items()}
+
     def zero_grad(self) -> None:
         """Start a new gradient accumulation (each worker clears its row at its next pass)."""
         self._fresh = [True] * self.nw
