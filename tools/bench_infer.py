@@ -27,11 +27,11 @@ SHARED = ROOT.parent / "shared" / "oracle"
 DEEPMD_US = {192: 408.0, 1536: 512.0, 12288: 1328.0}
 
 
-def replicate(n: int):
+def replicate(n: int, oracle: Path = SHARED):
     """The oracle's 192-atom water frame replicated to n = 192 k^3 atoms."""
     import numpy as np
 
-    ref = np.load(SHARED / "water.npz")
+    ref = np.load(oracle / "water.npz")
     pos0, box0, typ0 = ref["coord"][0], ref["box"][0], ref["atype"]
     k = round((n // len(typ0)) ** (1 / 3))
     shifts = np.array([(a, b, c) for a in range(k) for b in range(k) for c in range(k)], float)
@@ -70,7 +70,7 @@ def macs_per_atom(model, pairs_per_atom: float) -> float:
     return pairs_per_atom * pair + 4 * M * Ma * 3 + fit_fwd + fit_bwd
 
 
-def one(n: int, threads: int, model_path: str) -> dict:
+def one(n: int, threads: int, model_path: str, oracle: Path) -> dict:
     """Run one configuration in this process and return its figures."""
     import numpy as np
 
@@ -78,7 +78,7 @@ def one(n: int, threads: int, model_path: str) -> dict:
     from numdp.neighbor import build_nlist, extend
 
     model = numdp.load_model(model_path, nthreads=threads)
-    pos, typ, box = replicate(n)
+    pos, typ, box = replicate(n, oracle)
     d = model.params.descriptor
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     model.evaluate(pos, typ, box, atom_virial=False)  # warm-up (and first-touch of buffers)
@@ -101,14 +101,16 @@ def one(n: int, threads: int, model_path: str) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=str(SHARED / "water.dp"))
+    ap.add_argument("--oracle", default=str(SHARED), help="folder holding water.dp and water.npz")
+    ap.add_argument("--model", default=None, help="model (default ORACLE/water.dp)")
     ap.add_argument("--sizes", type=int, nargs="+", default=[1, 8, 64, 512],
                     help="replicas of the 192-atom box (cubes)")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--one", nargs=2, type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    args.model = args.model or str(Path(args.oracle) / "water.dp")
     if args.one:
-        print(json.dumps(one(args.one[0], args.one[1], args.model)))
+        print(json.dumps(one(args.one[0], args.one[1], args.model, Path(args.oracle))))
         return 0
     rates = {t: gemm_rate(t) for t in args.threads}
     print(f"# model {args.model}")
@@ -120,7 +122,8 @@ def main() -> int:
         n = 192 * reps
         for t in args.threads:
             env = dict(os.environ, NUMDP_NUM_THREADS=str(t))
-            res = subprocess.run([sys.executable, __file__, "--model", args.model, "--one", str(n), str(t)],
+            res = subprocess.run([sys.executable, __file__, "--model", args.model, "--oracle", args.oracle,
+                                  "--one", str(n), str(t)],
                                  capture_output=True, text=True, env=env, check=True)
             r = json.loads(res.stdout.strip().splitlines()[-1])
             floor = 2 * r["macs_per_atom"] / rates[t] * 1e6  # rates[t] already spans t cores

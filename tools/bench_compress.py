@@ -1,0 +1,146 @@
+#!/usr/bin/env python
+"""Compression and precision benchmark (issue: model compression and mixed precision).
+
+Part 1, for trained Cu and five-element alloy models: energy and force RMSE against the
+validation labels, the largest force difference from the uncompressed model, and the speed
+(µs/atom/step, energy + forces + virial, neighbour search included) of the uncompressed model
+and of 3rd- and 5th-order tables at dx 0.01 and 0.001.
+Part 2, for the water model: the same figures for the precision policies double / mix32 / mix16,
+uncompressed and compressed (5th order, dx 0.01), with speed at 1 536 and 12 288 atoms.
+
+usage: python tools/bench_compress.py [--cu M] [--alloy M] [--water M] [--threads 2] [--frames 20]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from numdp.io.model_file import read_model  # noqa: E402
+from numdp.io.npy_system import find_systems, load_system  # noqa: E402
+from numdp.model.compress import compress  # noqa: E402
+from numdp.model.dp_model import DPModel  # noqa: E402
+
+VARIANTS = [("uncompressed", None, None), ("order 3, dx 0.01", 3, 0.01), ("order 5, dx 0.01", 5, 0.01),
+            ("order 3, dx 0.001", 3, 0.001), ("order 5, dx 0.001", 5, 0.001)]
+
+
+def load_frames(root: Path, type_map, nframes: int):
+    """Up to nframes evenly spread frames of every system under root: list of (pos, types, box, E, F)."""
+    frames = []
+    for path in find_systems(root):
+        s = load_system(path)
+        types = s.model_types(type_map)
+        for f in np.linspace(0, s.nframes - 1, min(nframes, s.nframes)).astype(int):
+            frames.append((s.coords[f], types, None if s.boxes is None else s.boxes[f],
+                           s.energy[f], s.forces[f]))
+    return frames
+
+
+def errors(model: DPModel, frames, ref_forces=None):
+    """Energy RMSE (meV/atom), force RMSE (meV/Å) and max |F - F_ref| (eV/Å) over frames."""
+    se_e, se_f, nf = 0.0, 0.0, 0
+    dmax = 0.0
+    forces = []
+    for k, (pos, types, box, e, f) in enumerate(frames):
+        out = model.evaluate(pos, types, box, atom_virial=False)
+        se_e += ((out.energy - e) / len(types)) ** 2
+        se_f += np.sum((out.forces - f) ** 2)
+        nf += f.size
+        forces.append(out.forces)
+        if ref_forces is not None:
+            dmax = max(dmax, float(np.abs(out.forces - ref_forces[k]).max()))
+    return 1000 * np.sqrt(se_e / len(frames)), 1000 * np.sqrt(se_f / nf), dmax, forces
+
+
+def replicated(frame, natoms_target: int):
+    """The frame's periodic cell replicated (k x k x k) to at least natoms_target atoms."""
+    pos, types, box = frame[:3]
+    k = max(1, int(np.ceil((natoms_target / len(types)) ** (1 / 3))))
+    shifts = np.array([(a, b, c) for a in range(k) for b in range(k) for c in range(k)], float)
+    big = (pos[None] + (shifts @ box)[:, None]).reshape(-1, 3)
+    return big, np.tile(types, len(shifts)), box * k
+
+
+def speed(model: DPModel, system, repeats: int = 3) -> float:
+    """µs per atom per step (best of `repeats` after a warm-up)."""
+    pos, types, box = system
+    model.evaluate(pos, types, box, atom_virial=False)
+    best = np.inf
+    for _ in range(repeats):
+        t = time.perf_counter()
+        model.evaluate(pos, types, box, atom_virial=False)
+        best = min(best, time.perf_counter() - t)
+    return best / len(types) * 1e6
+
+
+def part1(name, model_path, valid, threads, nframes):
+    params = read_model(model_path)
+    frames = load_frames(valid, params.type_map, nframes)
+    system = replicated(frames[0], 1500)
+    print(f"\n## {name}: {model_path} on {valid} ({len(frames)} frames); speed at {len(system[1])} atoms, "
+          f"{threads} threads")
+    print(f"| variant | E RMSE meV/atom | F RMSE meV/Å | max abs(ΔF) vs uncompressed eV/Å | µs/atom/step |")
+    print("|---|---:|---:|---:|---:|")
+    ref = None
+    for label, order, dx in VARIANTS:
+        p = params if order is None else compress(params, dx=dx, order=order)[0]
+        model = DPModel(p, nthreads=threads)
+        e, f, dmax, forces = errors(model, frames, ref)
+        if ref is None:
+            ref = forces
+        us = speed(model, system)
+        print(f"| {label} | {e:.3f} | {f:.2f} | {'-' if order is None else f'{dmax:.1e}'} | {us:.1f} |",
+              flush=True)
+
+
+def part2(model_path, valid, threads, nframes):
+    params = read_model(model_path)
+    frames = load_frames(valid, params.type_map, nframes)
+    cparams = compress(params, dx=0.01, order=5)[0]
+    sizes = {n: replicated(frames[0], n) for n in (1536, 12288)}
+    print(f"\n## water precision policies: {model_path} on {valid} ({len(frames)} frames), {threads} threads")
+    print("| model | precision | E RMSE meV/atom | F RMSE meV/Å | ΔF RMSE vs double | "
+          "µs/atom 1 536 | µs/atom 12 288 |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for label, p in (("uncompressed", params), ("compressed o5 0.01", cparams)):
+        base = None
+        for prec in ("double", "mix32", "mix16"):
+            model = DPModel(p, nthreads=threads, precision=prec)
+            e, f, _, _ = errors(model, frames)
+            base = f if base is None else base
+            rel = 100 * (f - base) / base
+            us = [speed(model, sizes[n], repeats=2) for n in (1536, 12288)]
+            print(f"| {label} | {prec} | {e:.3f} | {f:.2f} | {rel:+.2f} % | {us[0]:.1f} | {us[1]:.1f} |",
+                  flush=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cu", default=str(ROOT / "inputs/cu/model.h5"))
+    ap.add_argument("--cu-valid", default=str(ROOT / "inputs/cu/data/valid"))
+    ap.add_argument("--alloy", default=str(ROOT / "inputs/alloy5/model.h5"))
+    ap.add_argument("--alloy-valid", default=str(ROOT / "inputs/alloy5/data/valid"))
+    ap.add_argument("--water", default=str(ROOT / "inputs/water/model.h5"))
+    ap.add_argument("--water-valid", default=str(ROOT / "inputs/water/data/data_3"))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--frames", type=int, default=20, help="validation frames per system")
+    ap.add_argument("--skip", nargs="*", default=[], choices=["cu", "alloy", "water"])
+    args = ap.parse_args()
+    if "cu" not in args.skip:
+        part1("Cu", args.cu, Path(args.cu_valid), args.threads, args.frames)
+    if "alloy" not in args.skip:
+        part1("alloy5", args.alloy, Path(args.alloy_valid), args.threads, args.frames)
+    if "water" not in args.skip:
+        part2(args.water, Path(args.water_valid), args.threads, args.frames)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
