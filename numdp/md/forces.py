@@ -23,34 +23,12 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import contextmanager
 
-import numba
 import numpy as np
 
-from ..neighbor import extend, find_candidates, format_nlist, report_overflow
+from ..neighbor import extend, find_candidates, format_nlist, kernel_threads, report_overflow
 from ..system import State
 from .kernels import closest_pair, displacement_check, first_nonfinite_row, fold_forces, ghost_positions
-
-
-# Below this many atoms the neighbour kernels (parallel Numba kernels of numdp.neighbor) run on one
-# thread: their work is then well under a millisecond, while waking a parallel region was measured to
-# cost up to ~10 ms when the cores are shared with other processes.
-SERIAL_NEIGHBOR_BELOW = 2048
-
-
-@contextmanager
-def _kernel_threads(natoms: int):
-    """Numba threads for the neighbour kernels: one below SERIAL_NEIGHBOR_BELOW atoms, else all."""
-    if natoms >= SERIAL_NEIGHBOR_BELOW:
-        yield
-        return
-    previous = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(previous)
 
 
 def model_sel(model) -> list[int]:
@@ -128,7 +106,7 @@ class ForceProvider:
     def _build(self, state: State, positions: np.ndarray, box) -> None:
         """Ghosts and candidates for the configuration (positions, box) (the current one at a
         rebuild, or the one recorded in state.neighbor after a restart)."""
-        with _kernel_threads(state.natoms):
+        with kernel_threads(state.natoms):
             ext = extend(positions, state.types, box, self.cutoff)
             cand = find_candidates(ext, self.cutoff)
         nloc = state.natoms
@@ -167,7 +145,7 @@ class ForceProvider:
     def _formatted(self, state: State):
         box = state.box if state.box is not None else np.zeros((3, 3))
         ghost_positions(state.positions, self._images, self._ext.mapping, self._shifts, box, self._ext_pos)
-        with _kernel_threads(state.natoms):
+        with kernel_threads(state.natoms):
             nl = format_nlist(self._ext, self._cand, self.rcut, self.sel, self.ntypes, positions=self._ext_pos)
         if nl.overflowed:
             self.overflow_calls += 1

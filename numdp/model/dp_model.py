@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..neighbor import build_nlist, extend, report_overflow
+from ..neighbor import build_nlist, extend, kernel_threads, report_overflow
 from .evaluator import Evaluator
 from .params import ModelParams
 
@@ -105,8 +105,9 @@ class DPModel:
                 raise InputError(f"box must have shape (3, 3) with rows = cell vectors, got {box.shape}")
         typ = typ.astype(np.int32)
         d = self.params.descriptor
-        ext = extend(pos, typ, box, d.rcut)
-        nl = build_nlist(ext, d.rcut, d.sel, d.ntypes)
+        with kernel_threads(pos.shape[0], self.nthreads):
+            ext = extend(pos, typ, box, d.rcut)
+            nl = build_nlist(ext, d.rcut, d.sel, d.ntypes)
         report_overflow(nl, d.sel, self.type_map)
         return typ, ext, nl
 

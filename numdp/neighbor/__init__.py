@@ -13,6 +13,7 @@ Kernels: numdp.kernels.cpu.neighbor.  Lengths in Å throughout.
 
 from numdp.neighbor.celllist import Candidates, find_candidates
 from numdp.neighbor.extended import Extended, extend, extended_positions
+from numdp.neighbor.threads import SERIAL_NEIGHBOR_BELOW, kernel_threads
 from numdp.neighbor.nlist import (
     NeighborList,
     NeighborOverflowWarning,
@@ -33,5 +34,7 @@ __all__ = [
     "extended_positions",
     "find_candidates",
     "format_nlist",
+    "kernel_threads",
+    "SERIAL_NEIGHBOR_BELOW",
     "report_overflow",
 ]
