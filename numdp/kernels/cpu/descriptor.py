@@ -8,6 +8,27 @@ from numba import njit
 from .envmat import FASTMATH
 
 
+@njit(cache=True, nogil=True, inline="always", fastmath=FASTMATH, error_model="numpy")
+def add_padding(Ta, npd, rt_pad, G_pad):
+    """Ta (4, M) += npd * rt_pad (4,) (x) G_pad (M,): the padding slots of one type block."""
+    if npd > 0:
+        for c in range(4):
+            rc = npd * rt_pad[c]
+            if rc != 0.0:
+                row = Ta[c]
+                for m in range(row.shape[0]):
+                    row[m] += rc * G_pad[m]
+
+
+@njit(cache=True, nogil=True, inline="always", fastmath=FASTMATH, error_model="numpy")
+def scale(Ta, factor):
+    """Ta (4, M) *= factor."""
+    for c in range(4):
+        row = Ta[c]
+        for m in range(row.shape[0]):
+            row[m] *= factor
+
+
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def contract_T(atypes, rt, G, poff, npad, rt_pad, G_pad, inv_nnei, T):
     """T (na, 4, M) = inv_nnei * (sum over pairs rt (x) G + npad * rt_pad (x) G_pad).
@@ -29,16 +50,8 @@ def contract_T(atypes, rt, G, poff, npad, rt_pad, G_pad, inv_nnei, T):
                     rc = rt[p, c]
                     for m in range(M):
                         T[a, c, m] += rc * G[p, m]
-            npd = npad[a, t]
-            if npd > 0:
-                for c in range(4):
-                    rc = npd * rt_pad[ti, t, c]
-                    if rc != 0.0:
-                        for m in range(M):
-                            T[a, c, m] += rc * G_pad[ti, t, m]
-        for c in range(4):
-            for m in range(M):
-                T[a, c, m] *= inv_nnei
+            add_padding(T[a], npad[a, t], rt_pad[ti, t], G_pad[ti, t])
+        scale(T[a], inv_nnei)
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")

@@ -13,6 +13,7 @@ counted.
 """
 from numba import njit
 
+from .descriptor import add_padding, scale
 from .envmat import FASTMATH, scatter_pair
 
 FLAGS = dict(cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
@@ -99,16 +100,8 @@ def tab_contract_T(atypes, rt, poff, npad, rt_pad, G_pad, coef, coff, meta, neti
                     T1[m] += r1 * v
                     T2[m] += r2 * v
                     T3[m] += r3 * v
-            npd = npad[a, t]
-            if npd > 0:
-                for c in range(4):
-                    rc = npd * rt_pad[ti, t, c]
-                    if rc != 0.0:
-                        for m in range(M):
-                            Ta[c, m] += rc * G_pad[ti, t, m]
-        for c in range(4):
-            for m in range(M):
-                Ta[c, m] *= inv_nnei
+            add_padding(Ta, npad[a, t], rt_pad[ti, t], G_pad[ti, t])
+        scale(Ta, inv_nnei)
     beyond[0] += nb
 
 
