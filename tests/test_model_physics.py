@@ -18,6 +18,7 @@ HYPER = [
     (2, (5, 7, 3), False, False, (9, 18)),      # widths that change size; fitting doubles
     (3, (2, 4, 8), True, False, (8, 8, 8)),
     (3, (1, 2, 2), False, True, (6, 6)),        # input width 1 -> 1 -> doubled residual
+    (2, (8,), True, False, (6,)),               # a one-layer embedding net
 ]
 
 

@@ -95,7 +95,9 @@ class Evaluator:
         nloc = types.shape[0]
         nall = ext_pos.shape[0]
         order = np.argsort(types, kind="stable").astype(np.int64)
-        size = max(1, min(self.chunk, -(-nloc // self.nthreads)))  # at least one chunk per thread
+        # a multiple of the thread count of equal chunks, none larger than self.chunk
+        nchunk = -(-max(1, -(-nloc // self.chunk)) // self.nthreads) * self.nthreads
+        size = max(1, -(-nloc // nchunk))
         chunks = [order[s:s + size] for s in range(0, nloc, size)]
         nw = min(self.nthreads, max(1, len(chunks)))
         atom_energy = np.zeros(nloc)

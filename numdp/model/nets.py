@@ -62,6 +62,7 @@ def embed_into(x: np.ndarray, net: InferenceNet, G: np.ndarray, Gp: np.ndarray |
     """G (n, M) = net(x) and, unless Gp is None, Gp (n, M) = d net/dx, for x (n,).
 
     x is taken in the net's dtype (and rounded to half for mix16); G, Gp have the net's dtype.
+    The last layer writes straight into G and Gp.
     """
     n = x.shape[0]
     x = net.operand(x)
@@ -75,16 +76,20 @@ def embed_into(x: np.ndarray, net: InferenceNet, G: np.ndarray, Gp: np.ndarray |
         Y = _view(bufs[0], 2 * m, first.w.shape[1])
         first_layer_tangent(x[p0:p1], first.w[0], first.b, first.idt, first.mode, Y)
         iy = 0  # Y, Z and the layer output rotate through the three buffers
-        for lay in rest:
+        for li, lay in enumerate(rest):
             width = lay.w.shape[1]
             Z = np.matmul(round_half(Y) if half else Y, lay.w, out=_view(bufs[(iy + 1) % 3], 2 * m, width))
             out = _view(bufs[(iy + 2) % 3], 2 * m, width)
-            post_tangent(Z, lay.b, lay.idt, Y, lay.mode, out)
+            if li == len(rest) - 1:
+                post_tangent(Z, lay.b, lay.idt, Y, lay.mode, G[p0:p1], out[m:] if Gp is None else Gp[p0:p1])
+            else:
+                post_tangent(Z, lay.b, lay.idt, Y, lay.mode, out[:m], out[m:])
             Y = out
             iy = (iy + 2) % 3
-        G[p0:p1] = Y[:m]
-        if Gp is not None:
-            Gp[p0:p1] = Y[m:]
+        if not rest:
+            G[p0:p1] = Y[:m]
+            if Gp is not None:
+                Gp[p0:p1] = Y[m:]
 
 
 def embed_value(x: np.ndarray, net: InferenceNet) -> np.ndarray:

@@ -37,11 +37,12 @@ def first_layer_tangent(x, w, b, idt, mode, out):
 
 
 @njit(**FLAGS)
-def post_tangent(Z, b, idt, Y, mode, out):
+def post_tangent(Z, b, idt, Y, mode, out_val, out_slope):
     """Embedding layer after the product Z = [y; dy/dx] @ W (2n, k).
 
-    Y: (2n, n_in) the layer input; out: (2n, k) = residual(Y) + idt * [h; (1 - h^2) z'],
-    h = tanh(z + b); out must not alias Z (aliasing defeats vectorisation).
+    Y: (2n, n_in) the layer input; out_val, out_slope: (n, k) = residual(Y) + idt * h and
+    residual(dY/dx) + idt * (1 - h^2) z', with h = tanh(z + b).  The outputs must not alias Z
+    (aliasing defeats vectorisation); they may be the two halves of one (2n, k) buffer.
     """
     n = Z.shape[0] // 2
     k = Z.shape[1]
@@ -49,8 +50,8 @@ def post_tangent(Z, b, idt, Y, mode, out):
     for r in range(n):
         zt = Z[r]
         zb = Z[n + r]
-        ot = out[r]
-        ob = out[n + r]
+        ot = out_val[r]
+        ob = out_slope[r]
         for c in range(k):
             h = tanh(zt[c] + b[c])
             g = (1.0 - h * h) * zb[c]
