@@ -101,6 +101,11 @@ class SafetySettings:
 
 
 @dataclass
+class ParallelSettings:
+    grid: tuple[int, int, int] | None = None  # subdomains along a, b, c; None: chosen from ranks and cell
+
+
+@dataclass
 class RunSettings:
     path: Path
     text: str
@@ -110,6 +115,7 @@ class RunSettings:
     neighbor: NeighborSettings
     output: OutputSettings
     safety: SafetySettings
+    parallel: ParallelSettings = field(default_factory=ParallelSettings)
 
 
 # -- small validators ------------------------------------------------------------------------------
@@ -317,7 +323,16 @@ def _safety(t: _Table) -> SafetySettings:
     return SafetySettings(min_distance=t.number("min_distance", 0.5, nonnegative=True))
 
 
-TABLES = ("model", "system", "md", "neighbor", "output", "safety")
+def _parallel(t: _Table) -> ParallelSettings:
+    t.check_keys(("grid",))
+    grid = t.data.get("grid")
+    if grid is not None and (not isinstance(grid, list) or len(grid) != 3
+                             or any(isinstance(g, bool) or not isinstance(g, int) or g < 1 for g in grid)):
+        raise t.error("grid", f"expected three integers >= 1 like [2, 1, 1] (their product = MPI ranks), got {grid!r}")
+    return ParallelSettings(grid=None if grid is None else tuple(grid))
+
+
+TABLES = ("model", "system", "md", "neighbor", "output", "safety", "parallel")
 
 
 def load_run_settings(path) -> RunSettings:
@@ -339,4 +354,4 @@ def load_run_settings(path) -> RunSettings:
     return RunSettings(path=path, text=text, model=_model(table("model"), base),
                        system=_system(table("system"), base), md=_md(table("md")),
                        neighbor=_neighbor(table("neighbor")), output=_output(table("output"), base),
-                       safety=_safety(table("safety")))
+                       safety=_safety(table("safety")), parallel=_parallel(table("parallel")))

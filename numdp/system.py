@@ -42,6 +42,9 @@ class State:
     barostat: named float64 arrays of the barostat.
     neighbor: the configuration of the last neighbour-list build ("positions" (N, 3), "box",
         "cutoff"): forces depend on it at the round-off level, so a bit-exact restart needs it.
+    natoms_global: atoms of the whole system.  In a run on several MPI ranks each rank's State
+        holds the atoms it owns (N of them, sorted by id) and the global scalars (step, box,
+        thermostat, ...) identical on every rank; 0 at construction means "all atoms are here".
     """
 
     positions: np.ndarray
@@ -60,9 +63,15 @@ class State:
     thermostat: dict[str, np.ndarray] = field(default_factory=dict)
     barostat: dict[str, np.ndarray] = field(default_factory=dict)
     neighbor: dict[str, np.ndarray] = field(default_factory=dict)
+    natoms_global: int = 0
+
+    def __post_init__(self):
+        if self.natoms_global <= 0:
+            self.natoms_global = int(self.positions.shape[0])
 
     @property
     def natoms(self) -> int:
+        """Atoms held in this State (on several ranks: the atoms this rank owns)."""
         return int(self.positions.shape[0])
 
     @property
@@ -76,8 +85,8 @@ class State:
 
     @property
     def dof(self) -> int:
-        """Degrees of freedom N_f = 3N - 3 (the total momentum is held at zero)."""
-        return max(3 * self.natoms - 3, 1)
+        """Degrees of freedom N_f = 3N - 3 of the whole system (the total momentum is held at zero)."""
+        return max(3 * self.natoms_global - 3, 1)
 
 
 def kinetic_energy(velocities: np.ndarray, masses: np.ndarray) -> float:
@@ -106,10 +115,40 @@ def pressure(kinetic: float, virial: np.ndarray, volume: float) -> float:
     return (2.0 * kinetic + float(np.trace(virial))) / (3.0 * volume)
 
 
-def zero_momentum(velocities: np.ndarray, masses: np.ndarray) -> None:
-    """Subtract the centre-of-mass velocity in place so that Σ m v = 0."""
-    vcm = (masses @ velocities) / masses.sum()
-    velocities -= vcm
+def _local(value):
+    return value
+
+
+def zero_momentum(velocities: np.ndarray, masses: np.ndarray, sum_global=_local) -> None:
+    """Subtract the centre-of-mass velocity in place so that Σ m v = 0.
+
+    sum_global: sums a float64 array over MPI ranks (numdp.parallel.world.World.sum_global) when
+    the atoms are spread over ranks; the default sums this rank's atoms only."""
+    total = sum_global(np.append(masses @ velocities, masses.sum()))
+    velocities -= total[:3] / total[3]
+
+
+# -- per-atom arrays -------------------------------------------------------------------------------
+
+def atom_arrays(state: State) -> dict[str, np.ndarray]:
+    """Every per-atom array of the state by name (first axis = atom): positions, velocities,
+    types, masses, ids, and forces and "neighbor/positions" when present.  Moving these moves atoms."""
+    out = {name: getattr(state, name) for name in _ARRAYS}
+    if state.forces is not None:
+        out["forces"] = state.forces
+    ref = state.neighbor.get("positions")
+    if ref is not None and ref.shape == state.positions.shape:
+        out["neighbor/positions"] = ref
+    return out
+
+
+def set_atom_arrays(state: State, arrays: dict[str, np.ndarray]) -> None:
+    """Replace the per-atom arrays of `state` by `arrays` (keys as returned by atom_arrays)."""
+    for name in _ARRAYS:
+        setattr(state, name, arrays[name])
+    state.forces = arrays.get("forces")
+    if "neighbor/positions" in arrays:
+        state.neighbor["positions"] = arrays["neighbor/positions"]
 
 
 # -- serialisation ------------------------------------------------------------------------------

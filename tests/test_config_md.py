@@ -124,3 +124,11 @@ def test_cli_prints_one_line_and_exits_2(tmp_path):
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "[md] thermostat.tau: must be > 0" in lines[0]
+
+
+def test_parallel_grid_is_three_positive_integers(tmp_path):
+    assert load_run_settings(write(tmp_path, GOOD)).parallel.grid is None
+    assert load_run_settings(write(tmp_path, GOOD + "[parallel]\ngrid = [2, 1, 1]\n")).parallel.grid == (2, 1, 1)
+    for bad in ("[2, 1]", "[0, 1, 1]", "[2.0, 1, 1]", '"auto"'):
+        assert "[parallel] grid: expected three integers >= 1" in error_of(tmp_path, GOOD + f"[parallel]\ngrid = {bad}\n")
+    assert "[parallel] ranks: unknown key" in error_of(tmp_path, GOOD + "[parallel]\nranks = 2\n")

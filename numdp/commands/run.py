@@ -2,32 +2,71 @@
 
 The input file is described in the README ("numdp run").  A restart continues the run recorded in
 the checkpoint up to [md] steps, appending to the trajectory and the log.
+
+Under an MPI launcher (`mpiexec -n N numdp run input.toml`) the run is spread over N ranks
+(numdp.parallel).  Failures never leave ranks waiting: errors that all ranks agree on (bad input,
+a safety stop, a signal) are printed once, by rank 0 or the failing rank, and every rank exits
+with the same status; any other error on one rank prints its message and aborts all ranks
+(MPI_Abort).
 """
 from __future__ import annotations
 
 import argparse
+import sys
+import traceback
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", help="TOML input file ([model], [system], [md], [neighbor], [output], [safety])")
+    parser.add_argument("input", help="TOML input file ([model], [system], [md], [neighbor], [output], [safety], "
+                                      "[parallel])")
     parser.add_argument("--restart", metavar="CHECKPOINT", default=None,
                         help="continue from this numdp checkpoint (overrides [system]); runs up to [md] steps")
 
 
-def main(args) -> int:
+def _run(args, world) -> int:
+    from pathlib import Path
+
     from ..config import load_run_settings
     from ..errors import InputError
     from ..io.h5md import is_checkpoint
     from ..md.setup import run_md
-    from pathlib import Path
 
-    settings = load_run_settings(args.input)
-    restart = None
-    if args.restart is not None:
-        restart = Path(args.restart)
-        if not restart.is_file():
-            raise InputError(f"--restart {restart}: file not found")
-        if not is_checkpoint(restart):
-            raise InputError(f"--restart {restart}: not a numdp checkpoint (no /numdp/state group)")
-    run_md(settings, restart=restart)
+    with world.agreement():
+        settings = load_run_settings(args.input)
+        restart = None
+        if args.restart is not None:
+            restart = Path(args.restart)
+            if not restart.is_file():
+                raise InputError(f"--restart {restart}: file not found")
+            if not is_checkpoint(restart):
+                raise InputError(f"--restart {restart}: not a numdp checkpoint (no /numdp/state group)")
+    run_md(settings, restart=restart, world=world)
     return 0
+
+
+def main(args) -> int:
+    from ..errors import InputError
+    from ..parallel.world import RankFailed, create_world
+
+    world = create_world()
+    if world.size == 1:
+        return _run(args, world)
+    try:
+        return _run(args, world)
+    except RankFailed:
+        return 2  # the failing rank reports it
+    except BaseException as exc:  # noqa: BLE001
+        report = getattr(exc, "numdp_report", None)
+        if report is True:  # known to every rank; this one prints it (numdp.cli)
+            raise
+        if report is False:
+            return 130 if isinstance(exc, KeyboardInterrupt) else 2
+        # an error the other ranks cannot know about: print it, then stop every rank
+        if isinstance(exc, InputError):
+            sys.stderr.write(f"numdp run: error on MPI rank {world.rank} of {world.size}: {exc}\n")
+        else:
+            sys.stderr.write(f"numdp run: error on MPI rank {world.rank} of {world.size}:\n")
+            traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+        sys.stderr.flush()
+        world.abort(2 if isinstance(exc, InputError) else 3)
+        return 3

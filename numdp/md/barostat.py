@@ -37,6 +37,7 @@ import math
 
 import numpy as np
 
+from ..parallel.world import World
 from ..system import State, kinetic_tensor
 from ..units import EV_PER_A3_TO_BAR, KB
 from .kernels import transform_rows
@@ -66,13 +67,15 @@ class StochasticCellRescaling:
     """The barostat object (see the module docstring for the equations).
 
     pressure: P0, bar; tau: relaxation time, ps; compressibility: β_T, 1/bar; coupling: one of
-    COUPLINGS; temperature: K (the thermostat's target).
+    COUPLINGS; temperature: K (the thermostat's target); world: the run's ranks (the kinetic
+    tensor is summed over them; the new cell is then the same on every rank).
     """
 
     kind = "c-rescale"
 
     def __init__(self, pressure: float, tau: float, compressibility: float, coupling: str,
-                 temperature: float):
+                 temperature: float, world: World | None = None):
+        self.world = world if world is not None else World(None)
         if coupling not in COUPLINGS:
             raise ValueError(f"coupling must be one of {COUPLINGS}, got {coupling!r}")
         self.pressure = float(pressure)
@@ -90,7 +93,7 @@ class StochasticCellRescaling:
 
     def _pressure_tensor(self, state: State, volume: float) -> np.ndarray:
         w = 0.5 * (state.virial + state.virial.T)
-        return (kinetic_tensor(state.velocities, state.masses) + w) / volume
+        return (self.world.sum_global(kinetic_tensor(state.velocities, state.masses)) + w) / volume
 
     def new_box(self, state: State, dt: float) -> np.ndarray:
         """The cell after one barostat step of dt ps (does not modify the state)."""

@@ -1,23 +1,28 @@
-"""Forces for MD: a neighbour list with a skin, kept between rebuilds, plus the model call.
+"""Forces for MD on this rank's subdomain: neighbour list with a skin, ghost exchange, model call.
 
-At a rebuild the ghost images and the candidate pairs are built for rcut + skin
-(`numdp.neighbor.extend`, `find_candidates`).  Between rebuilds the positions stay unwrapped; each
-force call moves the ghosts with their owners (owner + shift @ box, for the current box, so this
-also holds while a barostat changes the cell), re-formats the DeePMD-kit neighbour list for r <= rcut
-from the candidates (cheap) and calls `model.compute`; ghost forces are then folded onto owners.
+The serial run is the parallel run with one rank (numdp.parallel): at a rebuild the atoms migrate
+to the rank owning their wrapped position (`migrate`), the ghost shell of width rcut + skin is
+built by staged exchange (`GhostComm.borders`, periodic self-images included) and the candidate
+pairs are found for rcut + skin (`find_candidates`).  Between rebuilds the positions stay
+unwrapped; each force call moves the owned atoms' wrapped copies along (owner - image @ box, with
+the current box, so this also holds while a barostat changes the cell), refreshes the ghosts from
+their owners (`forward`), re-formats the DeePMD-kit neighbour list for r <= rcut from the
+candidates (cheap), calls `model.compute` for the owned centre atoms, and sends the forces on
+ghosts back to their owners (`reverse`).  Energies and virials are summed over ranks.
 
-Rebuild test: with d the largest displacement since the rebuild not explained by the cell
-deformation F = h_build⁻¹ h (rows convention) and s_min the smallest singular value of F, a pair
-that was farther than rcut + skin can have come within rcut only if (rcut + 2 d) / s_min >= rcut + skin;
-the list is rebuilt before that can happen (for a fixed cell: when an atom moved more than skin/2).
-The same bound keeps the ghost set complete.  A rebuild can also be requested (e.g. after a
-restart whose record does not fit).  The configuration of the last rebuild is kept in
-state.neighbor, so a checkpoint carries it and a restarted run rebuilds exactly the same list and
-repeats the uninterrupted run bit for bit.
+Rebuild test: with d the largest displacement since the rebuild (over all ranks) not explained by
+the cell deformation F = h_build⁻¹ h (rows convention) and s_min the smallest singular value of F,
+a pair that was farther than rcut + skin can have come within rcut only if
+(rcut + 2 d) / s_min >= rcut + skin; the list is rebuilt before that can happen (for a fixed cell:
+when an atom moved more than skin/2).  The same bound keeps the ghost shell complete, since an
+image left out at the rebuild was farther than rcut + skin from every point of the subdomain.  A
+rebuild can also be requested.  The configuration of the last rebuild is kept in state.neighbor,
+so a checkpoint carries it and a restarted run rebuilds exactly the same subdomains and lists and
+repeats the uninterrupted run bit for bit (same rank count and threads).
 
 The model must provide `rcut` (Å), `type_map`, per-type slots (`sel`, or `params.descriptor.sel`)
 and `compute(ext_positions, nlist, types, atom_virial=False)` returning atom_energy (nloc,) eV,
-force (nall, 3) eV/Å and virial (3, 3) eV.
+force (nall, 3) eV/Å and virial (3, 3) eV of the nloc centre atoms given.
 """
 from __future__ import annotations
 
@@ -26,9 +31,14 @@ import time
 
 import numpy as np
 
-from ..neighbor import extend, find_candidates, format_nlist, kernel_threads, report_overflow
-from ..system import State
-from .kernels import closest_pair, displacement_check, first_nonfinite_row, fold_forces, ghost_positions
+from ..neighbor import Extended, find_candidates, format_nlist, kernel_threads, report_overflow
+from ..parallel.comm import GhostComm
+from ..parallel.domain import Domain, wrap_images
+from ..parallel.exchange import migrate
+from ..parallel.kernels import owned_positions
+from ..parallel.world import World
+from ..system import State, atom_arrays, set_atom_arrays
+from .kernels import closest_pair, displacement_check, first_nonfinite_row
 
 
 def model_sel(model) -> list[int]:
@@ -40,18 +50,24 @@ def model_sel(model) -> list[int]:
 
 
 class ForceProvider:
-    """Evaluates the model for an MD state, rebuilding the neighbour list only when needed.
+    """Evaluates the model for this rank's atoms of an MD state, rebuilding only when needed.
 
-    Attributes after each call: `closest` = (distance Å, atom i, atom j) of the closest pair within
-    rcut; `step_displacement` = (largest move since the previous call, Å, that atom).
-    Counters: `rebuilds`, `overflow_calls` (calls in which a neighbour block overflowed), `calls`.
-    Timers (s): `time_neigh` (rebuilds, ghost update, formatting), `time_force` (model, folding).
+    world / domain: the ranks and this rank's subdomain (default: one rank owning everything).
+    Attributes after each call: `closest` = (distance Å, owned atom i, extended atom j) of the
+    closest pair within rcut on this rank; `step_displacement` = (largest move of an owned atom
+    since the previous call, Å, that atom's local index).  Counters: `rebuilds`, `overflow_calls`
+    (calls in which a neighbour block overflowed on this rank), `calls`.  Timers (s), without
+    communication: `time_neigh` (rebuilds, ghost positions, formatting), `time_force` (model).
+    Communication (migration, ghosts, reductions) is counted in world.comm_time.
     """
 
-    def __init__(self, model, skin: float):
+    def __init__(self, model, skin: float, world: World | None = None, domain: Domain | None = None):
         self.model = model
         self.skin = float(skin)
         self.rcut = float(model.rcut)
+        self.world = world if world is not None else World(None)
+        self.domain = domain if domain is not None else Domain((1, 1, 1), 0)
+        self.comm = GhostComm(self.world, self.domain)
         self.sel = np.asarray(model_sel(model), dtype=np.int64)
         self.ntypes = len(self.sel)
         self.sec = np.zeros(self.ntypes + 1, dtype=np.int64)
@@ -65,10 +81,10 @@ class ForceProvider:
         self.step_displacement = (0.0, -1)
         self._force_rebuild = False
         self._ext = None
+        self._ghosts = None
         self._cand = None
         self._ext_pos = None
         self._images = None
-        self._shifts = None
         self._ref_positions = None
         self._ref_box_inv = None
         self._prev_positions = None
@@ -76,16 +92,16 @@ class ForceProvider:
 
     @property
     def cutoff(self) -> float:
-        """Cutoff of the candidate list, rcut + skin (Å)."""
+        """Cutoff of the candidate list and width of the ghost shell, rcut + skin (Å)."""
         return self.rcut + self.skin
 
     def request_rebuild(self) -> None:
-        """Rebuild the neighbour list at the next call."""
+        """Rebuild the neighbour list at the next call (all ranks must request it)."""
         self._force_rebuild = True
 
     # -- neighbour list ------------------------------------------------------------------------
     def _check_motion(self, state: State) -> bool:
-        """Update `step_displacement`; True when the neighbour list must be rebuilt."""
+        """Update `step_displacement`; True when the neighbour list must be rebuilt.  Collective."""
         self.step_displacement = (0.0, -1)
         if self._ext is None:
             return True
@@ -99,30 +115,42 @@ class ForceProvider:
         step2, arg, ref2 = displacement_check(state.positions, previous, self._ref_positions, strain)
         if self._prev_positions is not None:
             self.step_displacement = (math.sqrt(step2), int(arg))
-        if self._force_rebuild:
-            return True
+        ref2 = self.world.max_global(math.inf if self._force_rebuild else ref2)
         return (self.rcut + 2.0 * math.sqrt(ref2)) / smin >= self.rcut + self.skin
 
     def _build(self, state: State, positions: np.ndarray, box) -> None:
-        """Ghosts and candidates for the configuration (positions, box) (the current one at a
-        rebuild, or the one recorded in state.neighbor after a restart)."""
-        with kernel_threads(state.natoms):
-            ext = extend(positions, state.types, box, self.cutoff)
-            cand = find_candidates(ext, self.cutoff)
+        """Ghosts and candidates for the configuration (positions, box) of this rank's atoms (the
+        current one at a rebuild, or the one recorded in state.neighbor after a restart)."""
         nloc = state.natoms
         if box is None:
             images = np.zeros((nloc, 3))
+            owned = np.ascontiguousarray(positions, dtype=np.float64)
         else:
-            images = np.rint((positions - ext.positions[:nloc]) @ np.linalg.inv(box))
+            images = wrap_images(positions, box)[1]
+            owned = np.empty((nloc, 3))
+            owned_positions(positions, images, np.asarray(box, dtype=np.float64), owned)
+        ghosts = self.comm.borders(owned, state.types, state.ids, box, self.cutoff)
+        mapping = np.full(ghosts.nall, -1, dtype=np.int32)  # ghosts may be owned by other ranks
+        mapping[:nloc] = np.arange(nloc, dtype=np.int32)
+        ext = Extended(positions=ghosts.positions, types=ghosts.types, mapping=mapping, shifts=ghosts.shifts,
+                       nloc=nloc, cutoff=self.cutoff)
+        with kernel_threads(ghosts.nall):
+            cand = find_candidates(ext, self.cutoff)
         self._ext = ext
+        self._ghosts = ghosts
         self._cand = cand
         self._images = np.ascontiguousarray(images)
-        self._shifts = np.ascontiguousarray(ext.shifts, dtype=np.float64)
-        self._ext_pos = np.empty((ext.nall, 3))
+        self._ext_pos = np.empty((ghosts.nall, 3))
         self._ref_positions = positions.copy()
         self._ref_box_inv = None if box is None else np.linalg.inv(box)
 
     def _rebuild(self, state: State) -> None:
+        arrays = atom_arrays(state)
+        if self._prev_positions is not None:
+            arrays["previous"] = self._prev_positions
+        arrays = migrate(self.world, self.domain, arrays, state.box)
+        self._prev_positions = arrays.pop("previous", None)
+        set_atom_arrays(state, arrays)
         self._build(state, state.positions, state.box)
         self._force_rebuild = False
         self.rebuilds += 1
@@ -132,20 +160,23 @@ class ForceProvider:
 
     def _restore(self, state: State) -> bool:
         """Rebuild exactly the list of the run that wrote the checkpoint (same reference
-        configuration), so that a restart repeats its round-off bit for bit.  False when the
-        state has no usable record (e.g. the skin changed)."""
+        configuration, owned atoms distributed by it), so that a restart repeats its round-off
+        bit for bit.  False when the state has no usable record (e.g. the skin changed): then
+        the first call rebuilds.  Collective: the record is the same on every rank."""
         ref = state.neighbor
-        if not ref or "positions" not in ref or ref["positions"].shape != state.positions.shape:
-            return False
-        if float(ref["cutoff"][0]) != self.cutoff or ("box" in ref) != (state.box is not None):
+        usable = bool(ref) and "positions" in ref and ref["positions"].shape == state.positions.shape
+        usable = usable and float(ref["cutoff"][0]) == self.cutoff and ("box" in ref) == (state.box is not None)
+        if not usable:
             return False
         self._build(state, ref["positions"], ref.get("box"))
         return True
 
     def _formatted(self, state: State):
         box = state.box if state.box is not None else np.zeros((3, 3))
-        ghost_positions(state.positions, self._images, self._ext.mapping, self._shifts, box, self._ext_pos)
-        with kernel_threads(state.natoms):
+        nloc = state.natoms
+        owned_positions(state.positions, self._images, box, self._ext_pos[:nloc])
+        self.comm.forward(self._ext_pos, box)
+        with kernel_threads(self._ext.nall):
             nl = format_nlist(self._ext, self._cand, self.rcut, self.sel, self.ntypes, positions=self._ext_pos)
         if nl.overflowed:
             self.overflow_calls += 1
@@ -156,7 +187,9 @@ class ForceProvider:
 
     # -- one evaluation --------------------------------------------------------------------------
     def __call__(self, state: State) -> None:
-        """Fill state.forces (N, 3) eV/Å, state.virial (3, 3) eV, state.potential_energy eV."""
+        """Fill state.forces (N, 3) eV/Å of the owned atoms, state.virial (3, 3) eV and
+        state.potential_energy eV of the whole system.  Collective."""
+        c0 = self.world.comm_time
         t0 = time.perf_counter()
         if self._ext is None:
             self._restore(state)
@@ -164,25 +197,28 @@ class ForceProvider:
             self._rebuild(state)
         nl = self._formatted(state)
         self.closest = closest_pair(self._ext_pos, nl.nlist, self.sec)
+        c1 = self.world.comm_time
         t1 = time.perf_counter()
         out = self.model.compute(self._ext_pos, nl.nlist, state.types)
+        t2 = time.perf_counter()
+        force = np.ascontiguousarray(out.force, dtype=np.float64)
+        self.comm.reverse(force)
         nloc = state.natoms
-        if state.forces is None or state.forces.shape != (nloc, 3):
-            state.forces = np.empty((nloc, 3))
-        fold_forces(out.force, self._ext.mapping, nloc, state.forces)
-        state.virial = np.array(out.virial, dtype=np.float64).reshape(3, 3)
-        state.potential_energy = float(np.sum(out.atom_energy))
+        state.forces = force[:nloc].copy()
+        totals = self.world.sum_global(np.concatenate(([np.sum(out.atom_energy)],
+                                                       np.asarray(out.virial, dtype=np.float64).reshape(9))))
+        state.potential_energy = float(totals[0])
+        state.virial = np.array(totals[1:], dtype=np.float64).reshape(3, 3)
         self._prev_positions = state.positions.copy()
         self.calls += 1
-        t2 = time.perf_counter()
-        self.time_neigh += t1 - t0
-        self.time_force += t2 - t1
+        t3 = time.perf_counter()
+        self.time_neigh += (t1 - t0) - (c1 - c0)
+        self.time_force += (t2 - t1) + (t3 - t2) - (self.world.comm_time - c1)
 
     def nonfinite_force_atom(self, state: State) -> int:
-        """Index of the first atom with a non-finite force, or -1."""
+        """Local index of the first owned atom with a non-finite force, or -1."""
         return int(first_nonfinite_row(state.forces))
 
-    def owner(self, ext_index: int) -> int:
-        """Local atom that owns extended atom `ext_index`."""
-        return int(self._ext.mapping[ext_index])
-
+    def atom_label(self, ext_index: int) -> tuple[int, int]:
+        """(global id, type) of extended atom `ext_index` (owned or ghost) of the current list."""
+        return int(self._ghosts.ids[ext_index]), int(self._ghosts.types[ext_index])

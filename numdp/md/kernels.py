@@ -4,6 +4,7 @@ Units: positions Å, velocities Å/ps, forces eV/Å, masses amu, times ps.  No k
 reads configuration.  The kernels are serial on purpose: each is O(N) and memory-bound (well under
 a millisecond at 10⁵ atoms), while a parallel launch costs up to milliseconds when the cores are
 shared, so threads would only slow small systems down; results are trivially deterministic.
+Ghost positions and the return of ghost forces are in numdp.parallel (kernels.py, comm.py).
 """
 from __future__ import annotations
 
@@ -41,36 +42,6 @@ def transform_rows(x, m):
         c = x[i, 2]
         for k in range(3):
             x[i, k] = a * m[0, k] + b * m[1, k] + c * m[2, k]
-
-
-@njit(cache=True, nogil=True)
-def ghost_positions(local, images, mapping, shifts, box, out):
-    """Extended coordinates for the current local positions.
-
-    local (nloc, 3) unwrapped Å; images (nloc, 3) float64 integer image offsets of each local atom
-    (the model sees local - images @ box, the atom's wrapped copy at the last rebuild, moved along);
-    mapping (nall,) int32 owner of each extended atom; shifts (nall, 3) float64 integer cell shifts;
-    box (3, 3) rows = cell vectors.  out (nall, 3): owner's wrapped position + shift @ box.
-    """
-    for g in range(out.shape[0]):
-        i = mapping[g]
-        n0 = shifts[g, 0] - images[i, 0]
-        n1 = shifts[g, 1] - images[i, 1]
-        n2 = shifts[g, 2] - images[i, 2]
-        for k in range(3):
-            out[g, k] = local[i, k] + n0 * box[0, k] + n1 * box[1, k] + n2 * box[2, k]
-
-
-@njit(cache=True, nogil=True)
-def fold_forces(ext_force, mapping, nloc, out):
-    """out (nloc, 3) = forces of the local atoms plus those of all their ghost images (serial, fixed order)."""
-    for i in range(nloc):
-        for k in range(3):
-            out[i, k] = ext_force[i, k]
-    for g in range(nloc, ext_force.shape[0]):
-        i = mapping[g]
-        for k in range(3):
-            out[i, k] += ext_force[g, k]
 
 
 @njit(cache=True, nogil=True)

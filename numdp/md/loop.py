@@ -5,8 +5,12 @@
             thermostat) -> safety check -> reporters that want this step -> progress
     end:    final checkpoint and trajectory frame, summary (ns/day, µs/atom/step, time split)
 
-Phases: neigh (rebuilds, ghost update, list formatting), force (model), integrate (everything
-else in a step), output (reporters: thermo, trajectory, checkpoint), other (progress, checks).
+Phases: neigh (rebuilds, ghost positions, list formatting), force (model), comm (migration, ghost
+exchange, force return, global reductions: numdp.parallel), integrate (everything else in a step),
+output (reporters: thermo, trajectory, checkpoint, gathering included), other (progress, checks).
+
+On several MPI ranks every rank runs this loop in lock step: the safety check is collective, so a
+stop or a signal (SIGINT/SIGTERM) ends every rank at the same step.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 
+from ..parallel.world import mark_agreed
 from ..system import State
 from .reporters import CheckpointReporter, Console, Progress, TrajectoryReporter, snapshot
 from .safety import SafetyMonitor, SafetyStop
@@ -25,13 +30,14 @@ class Timers:
 
     neigh: float = 0.0
     force: float = 0.0
+    comm: float = 0.0
     integrate: float = 0.0
     output: float = 0.0
     other: float = 0.0
     total: float = 0.0
 
     def rows(self):
-        return [("Neigh", self.neigh), ("Force", self.force), ("Integrate", self.integrate),
+        return [("Neigh", self.neigh), ("Force", self.force), ("Comm", self.comm), ("Integrate", self.integrate),
                 ("Output", self.output), ("Other", self.other)]
 
 
@@ -46,6 +52,8 @@ class RunResult:
     rebuilds: int
     overflow_calls: int
     stopped: str | None = None
+    ranks: int = 1
+    cpu_seconds: float = 0.0  # CPU time of the loop per rank (mean over ranks), s
     extra: dict = field(default_factory=dict)
 
     @property
@@ -61,9 +69,12 @@ def summary_lines(r: RunResult, nthreads: int | None = None) -> list[str]:
     t = r.timers
     lines = [
         f"Loop time of {t.total:.3f} s for {r.steps} steps with {r.natoms} atoms"
-        + (f" ({nthreads} threads)" if nthreads else ""),
+        + (f" on {r.ranks} MPI ranks" if r.ranks > 1 else "")
+        + (f" ({nthreads} threads{' per rank' if r.ranks > 1 else ''})" if nthreads else ""),
         f"Performance: {r.ns_per_day:.4f} ns/day, {r.steps / t.total if t.total else 0.0:.3f} timesteps/s, "
         f"{r.us_per_atom_step:.2f} us/atom/step",
+        f"{100.0 * r.cpu_seconds / (t.total * (nthreads or 1)) if t.total else 0.0:.1f}% CPU use with "
+        f"{r.ranks} MPI rank(s) x {nthreads or 1} thread(s)",
         f"Neighbour list: {r.rebuilds} builds"
         + (f" (one per {r.steps / max(r.rebuilds - 1, 1):.1f} steps)" if r.steps else "")
         + (f", {r.overflow_calls} force calls with neighbour overflow" if r.overflow_calls else ""),
@@ -87,6 +98,7 @@ class Simulation:
     def __init__(self, state: State, integrator, provider, safety: SafetyMonitor, reporters,
                  console: Console, progress_mode: str = "none", trajectory: TrajectoryReporter | None = None,
                  checkpoint: CheckpointReporter | None = None, stop_path=None, restarted: bool = False):
+        self.world = provider.world  # the run's MPI ranks (numdp.parallel.world.World)
         self.state = state
         self.integrator = integrator
         self.provider = provider
@@ -100,7 +112,7 @@ class Simulation:
         self.restarted = restarted
 
     def _snapshot(self):
-        return snapshot(self.state, self.integrator.thermostat)
+        return snapshot(self.state, self.integrator.thermostat, self.world)
 
     def _report(self, step: int, initial: bool, timers: Timers) -> None:
         t0 = time.perf_counter()
@@ -119,7 +131,7 @@ class Simulation:
         written = []
         if self.trajectory is not None:
             self.trajectory.write_now(snap)
-            written.append(f"trajectory {self.trajectory.writer.path} is readable")
+            written.append(f"trajectory {self.trajectory.path} is readable")
         if self.checkpoint is not None and self.stop_path is not None:
             self.checkpoint.write(snap, self.stop_path)
             last = self.checkpoint.last_written
@@ -140,30 +152,37 @@ class Simulation:
         for r in self.reporters:
             if hasattr(r, "start"):
                 r.start()
-        problem = self.safety.check(state, self.provider)
+        problem, _ = self.safety.check(state, self.provider)
         stopped = None
         if problem is None:
             self._report(state.step, True, timers)
         timers = Timers()  # the loop's split starts here (setup and first reports excluded)
         n0, f0 = self.provider.time_neigh, self.provider.time_force
+        world = self.world
         t_loop = time.perf_counter()
+        cpu_loop = time.process_time()
         interrupted = []
+        signalled = False
         previous = _catch_signals(lambda: interrupted.append(state.step))
         try:
-            while problem is None and state.step < end_step and not interrupted:
+            while problem is None and state.step < end_step and not signalled:
                 t0 = time.perf_counter()
-                tn, tf = self.provider.time_neigh, self.provider.time_force
+                tn, tf, tc = self.provider.time_neigh, self.provider.time_force, world.comm_time
                 self.integrator.step(state, self.provider)
                 t1 = time.perf_counter()
-                timers.integrate += (t1 - t0) - (self.provider.time_neigh - tn) - (self.provider.time_force - tf)
-                problem = self.safety.check(state, self.provider)
+                step_comm = world.comm_time - tc
+                timers.integrate += ((t1 - t0) - (self.provider.time_neigh - tn) - (self.provider.time_force - tf)
+                                     - step_comm)
+                tc = world.comm_time
+                problem, signalled = self.safety.check(state, self.provider, bool(interrupted))
+                timers.comm += step_comm + (world.comm_time - tc)
                 if problem is not None:
                     break
                 self._report(state.step, False, timers)
                 progress.update(state.step)
         finally:
             _restore_signals(previous)
-        if interrupted:
+        if signalled:
             progress.finish()
             snap = self._snapshot()
             if self.trajectory is not None:
@@ -172,7 +191,7 @@ class Simulation:
                 self.checkpoint.write(snap, self.checkpoint.path)
             self.console.line(f"interrupted after step {state.step}"
                               + (f"; checkpoint written to {self.checkpoint.path}" if self.checkpoint else ""))
-            raise KeyboardInterrupt
+            raise mark_agreed(KeyboardInterrupt(), self.world.is_root)
         progress.finish()
         if problem is not None:
             stopped = self._stop(problem, timers)
@@ -187,10 +206,13 @@ class Simulation:
         timers.neigh = self.provider.time_neigh - n0
         timers.force = self.provider.time_force - f0
         timers.total = time.perf_counter() - t_loop
-        timers.other = max(timers.total - timers.neigh - timers.force - timers.integrate - timers.output, 0.0)
-        result = RunResult(steps=state.step - start_step, natoms=state.natoms, timestep=self.integrator.dt,
+        cpu = world.sum_global(time.process_time() - cpu_loop) / world.size
+        timers.other = max(timers.total - timers.neigh - timers.force - timers.comm - timers.integrate
+                           - timers.output, 0.0)
+        result = RunResult(steps=state.step - start_step, natoms=state.natoms_global, timestep=self.integrator.dt,
                            timers=timers, rebuilds=self.provider.rebuilds,
-                           overflow_calls=self.provider.overflow_calls, stopped=stopped)
+                           overflow_calls=self.provider.overflow_calls, stopped=stopped, ranks=world.size,
+                           cpu_seconds=cpu)
         result.extra["wall"] = time.perf_counter() - t_start
         for line in summary_lines(result, getattr(self.provider.model, "nthreads", None)):
             self.console.line(line)
@@ -237,5 +259,5 @@ def run_or_raise(sim: Simulation, end_step: int) -> RunResult:
     finally:
         sim.close()
     if result.stopped is not None:
-        raise SafetyStop(result.stopped)
+        raise mark_agreed(SafetyStop(result.stopped), sim.world.is_root)
     return result

@@ -3,6 +3,11 @@
 The loop builds one `Snapshot` (thermodynamic values of the current state) per step that any
 reporter wants and hands it to all of them.  Formats live in writers (numdp.io.h5md); the
 reporters only decide when to call them.
+
+On several MPI ranks every rank runs the same reporters at the same steps: thermodynamic values
+are global reductions, per-atom output is gathered on rank 0 in global id order
+(`Snapshot.global_state`, collective; O(N) memory on rank 0 at output steps only), and only
+rank 0 prints and writes files.
 """
 from __future__ import annotations
 
@@ -12,6 +17,8 @@ import time
 from dataclasses import dataclass
 
 from ..io.h5md import H5MDWriter, write_checkpoint
+from ..parallel.distribute import gather_state
+from ..parallel.world import World
 from ..system import State, kinetic_energy, pressure, temperature
 from ..units import EV_PER_A3_TO_BAR
 
@@ -21,7 +28,7 @@ class Snapshot:
     """Thermodynamic values of `state` at its current step (eV, K, bar, Å³, ps).
 
     econs: total energy plus the energy the thermostat took out (constant up to integration error
-    in NVE and NVT; the barostat's work is not included).
+    in NVE and NVT; the barostat's work is not included).  state: this rank's State.
     """
 
     state: State
@@ -34,6 +41,16 @@ class Snapshot:
     press: float
     vol: float
     econs: float
+    world: World | None = None
+    _global: State | None = None
+    _gathered: bool = False
+
+    def global_state(self) -> State | None:
+        """The whole state in global id order on rank 0, None elsewhere.  Collective (once)."""
+        if not self._gathered:
+            self._global = gather_state(self.world or World(None), self.state)
+            self._gathered = True
+        return self._global
 
     def observables(self) -> dict[str, float]:
         """Values for the H5MD /observables group."""
@@ -44,15 +61,17 @@ class Snapshot:
         return out
 
 
-def snapshot(state: State, thermostat=None) -> Snapshot:
-    """Compute the thermodynamic values of `state` (needs state.virial and potential_energy)."""
-    ke = kinetic_energy(state.velocities, state.masses)
+def snapshot(state: State, thermostat=None, world: World | None = None) -> Snapshot:
+    """Compute the thermodynamic values of the whole system (needs state.virial and
+    potential_energy, which are global already).  Collective."""
+    world = world if world is not None else World(None)
+    ke = world.sum_global(kinetic_energy(state.velocities, state.masses))
     vol = state.volume
     press = pressure(ke, state.virial, vol) * EV_PER_A3_TO_BAR if state.box is not None else math.nan
     etotal = state.potential_energy + ke
     reservoir = thermostat.reservoir_energy(state) if thermostat is not None else 0.0
     return Snapshot(state, state.step, state.time, temperature(ke, state.dof), state.potential_energy, ke,
-                    etotal, press, vol, etotal + reservoir)
+                    etotal, press, vol, etotal + reservoir, world)
 
 
 class Progress:
@@ -114,14 +133,19 @@ class Progress:
 
 
 class Console:
-    """Lines for the screen (stdout) and the log file; keeps the progress bar out of their way."""
+    """Lines for the screen (stdout) and the log file; keeps the progress bar out of their way.
+    enabled=False (MPI ranks other than 0): prints and writes nothing."""
 
-    def __init__(self, log_path=None, resume: bool = False, screen=None, progress: Progress | None = None):
+    def __init__(self, log_path=None, resume: bool = False, screen=None, progress: Progress | None = None,
+                 enabled: bool = True):
+        self.enabled = enabled
         self.screen = screen or sys.stdout
         self.progress = progress
-        self.log = open(log_path, "a" if resume else "w") if log_path is not None else None
+        self.log = open(log_path, "a" if resume else "w") if (log_path is not None and enabled) else None
 
     def line(self, text: str) -> None:
+        if not self.enabled:
+            return
         if self.progress is not None:
             self.progress.clear()
         self.screen.write(text + "\n")
@@ -160,32 +184,44 @@ class ThermoReporter:
 
 
 class TrajectoryReporter:
-    """Appends a frame to an H5MD trajectory every `every` steps."""
+    """Appends a frame to an H5MD trajectory every `every` steps.
 
-    def __init__(self, writer: H5MDWriter, every: int):
+    writer: the H5MDWriter on rank 0, None on the other ranks (which take part in gathering);
+    path: the trajectory file; world: the run's ranks.  Construction is collective."""
+
+    def __init__(self, writer: H5MDWriter | None, every: int, path=None, world: World | None = None):
         self.writer = writer
         self.every = int(every)
+        self.world = world if world is not None else World(None)
+        self.path = path if path is not None else writer.path
+        self.last_step = self.world.bcast_object(writer.last_step() if writer is not None else None)
 
     def wants(self, step: int) -> bool:
         return step % self.every == 0
 
     def report(self, s: Snapshot) -> None:
-        st = s.state
-        self.writer.append(st.step, st.time, st.positions, st.velocities, st.forces, st.box, s.observables())
+        st = s.global_state()
+        if self.writer is not None:
+            self.writer.append(st.step, st.time, st.positions, st.velocities, st.forces, st.box, s.observables())
+        self.last_step = s.step
 
     def write_now(self, s: Snapshot) -> None:
         """Write a frame unless this step is already the last one in the file."""
-        if self.writer.last_step() != s.step:
+        if self.last_step != s.step:
             self.report(s)
 
     def close(self) -> None:
-        self.writer.close()
+        if self.writer is not None:
+            self.writer.close()
 
 
 class CheckpointReporter:
-    """Writes the whole state atomically every `every` steps (0: only at the end)."""
+    """Writes the whole state atomically every `every` steps (0: only at the end), in global id
+    order from rank 0, so that a restart can use any number of ranks."""
 
-    def __init__(self, path, every: int, input_text: str = "", force_unit: str = "kJ mol-1 Angstrom-1"):
+    def __init__(self, path, every: int, input_text: str = "", force_unit: str = "kJ mol-1 Angstrom-1",
+                 world: World | None = None):
+        self.world = world if world is not None else World(None)
         self.path = path
         self.every = int(every)
         self.input_text = input_text
@@ -199,7 +235,10 @@ class CheckpointReporter:
         self.write(s, self.path)
 
     def write(self, s: Snapshot, path) -> None:
-        write_checkpoint(path, s.state, s.observables(), self.input_text, self.force_unit)
+        """Collective: every rank calls it; rank 0 writes."""
+        full = s.global_state()
+        if full is not None:
+            write_checkpoint(path, full, s.observables(), self.input_text, self.force_unit)
         if path == self.path:
             self.last_written = s.step
 

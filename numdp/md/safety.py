@@ -3,7 +3,10 @@
 Checked after every step: the potential energy and every force are finite, no two atoms are
 closer than `min_distance` (Å; from the first slot of each per-type neighbour block, which holds
 the nearest neighbour of that type), and no atom moved more than the neighbour skin (Å) in one
-step.  The loop then writes the state to a separate checkpoint and leaves the trajectory readable.
+step.  Atoms are named by global id.  On several ranks each rank checks its own atoms and the
+ranks agree (one small reduction per step): the message of the lowest rank with a problem
+stops all of them at the same step.  The loop then writes the state to a separate checkpoint and
+leaves the trajectory readable.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import math
 import numpy as np
 
 from ..errors import InputError
+from ..parallel.world import World
 from ..system import State
 
 
@@ -22,16 +26,20 @@ class SafetyStop(InputError):
 class SafetyMonitor:
     """min_distance: Å (0 disables the close-contact test); skin: Å, the largest move per step."""
 
-    def __init__(self, min_distance: float, skin: float):
+    def __init__(self, min_distance: float, skin: float, world: World | None = None):
         self.min_distance = float(min_distance)
         self.skin = float(skin)
+        self.world = world if world is not None else World(None)
 
     @staticmethod
-    def _atom(state: State, i: int) -> str:
-        return f"{i} ({state.type_map[int(state.types[i])]})"
+    def _label(state: State, atom_id: int, atom_type: int) -> str:
+        return f"{atom_id} ({state.type_map[atom_type]})"
 
-    def check(self, state: State, provider) -> str | None:
-        """A message naming the step and the atoms when the state is unsafe, else None."""
+    def _atom(self, state: State, i: int) -> str:
+        return self._label(state, int(state.ids[i]), int(state.types[i]))
+
+    def local_problem(self, state: State, provider) -> str | None:
+        """A message naming the step and the atoms when this rank's atoms are unsafe, else None."""
         step = state.step
         if not math.isfinite(state.potential_energy):
             return f"step {step}: the potential energy is {state.potential_energy}"
@@ -40,9 +48,8 @@ class SafetyMonitor:
             return f"step {step}: atom {self._atom(state, bad)} has a non-finite force {state.forces[bad].tolist()}"
         dist, i, j = provider.closest
         if i >= 0 and dist < self.min_distance:
-            jo = provider.owner(j)
-            return (f"step {step}: atoms {self._atom(state, i)} and {self._atom(state, jo)} are {dist:.4f} A "
-                    f"apart, closer than [safety] min_distance = {self.min_distance} A")
+            return (f"step {step}: atoms {self._atom(state, i)} and {self._label(state, *provider.atom_label(j))} "
+                    f"are {dist:.4f} A apart, closer than [safety] min_distance = {self.min_distance} A")
         moved, k = provider.step_displacement
         if k >= 0 and moved > self.skin:
             return (f"step {step}: atom {self._atom(state, k)} moved {moved:.4f} A in one step, more than "
@@ -51,3 +58,14 @@ class SafetyMonitor:
             k = int(np.flatnonzero(~np.isfinite(state.velocities).all(axis=1))[0])
             return f"step {step}: atom {self._atom(state, k)} has a non-finite velocity"
         return None
+
+    def check(self, state: State, provider, interrupted: bool = False) -> tuple[str | None, bool]:
+        """(message of the lowest rank with a problem or None, whether any rank was interrupted by
+        a signal).  Collective: every rank gets the same answer."""
+        problem = self.local_problem(state, provider)
+        flags = self.world.flags_global([problem is not None, bool(interrupted)])
+        if flags[0] and self.world.size > 1:
+            ranks = self.world.counts_global(int(problem is not None))
+            first = int(np.flatnonzero(ranks)[0])
+            problem = self.world.bcast_object(problem, root=first)
+        return problem, bool(flags[1])

@@ -5,6 +5,13 @@ force provider -> safety -> outputs.  Restart: a checkpoint given as `restart` (
 `--restart`) or as [system] file restores the whole State, and the run continues up to step
 [md] steps; the trajectory and the log are continued (trajectory frames after the checkpoint's
 step are dropped first), so the result is bit for bit that of an uninterrupted run.
+
+On several MPI ranks (numdp.parallel) every rank builds the same objects: rank 0 reads the start
+structure or checkpoint, the grid of subdomains is chosen (or taken from [parallel] grid), and
+each rank receives the atoms of its subdomain; Maxwell-Boltzmann velocities are drawn per atom id
+with global sums, so they do not depend on the rank count.  A checkpoint is read the same way
+whatever rank count wrote it.  Errors found while setting up are agreed on by all ranks and
+reported once.
 """
 from __future__ import annotations
 
@@ -17,6 +24,10 @@ from ..config import RunSettings
 from ..errors import InputError
 from ..io.h5md import H5MDWriter, is_checkpoint, read_checkpoint
 from ..io.structure import assign_types, read_structure, replicate
+from ..parallel.distribute import scatter_state
+from ..parallel.domain import Domain, check_grid, choose_grid, describe_grid
+from ..parallel.threads import apply_threads, threads_per_rank
+from ..parallel.world import World
 from ..system import State, kinetic_energy, temperature, zero_momentum
 from ..units import KB, MVV2E, standard_mass
 from .barostat import StochasticCellRescaling, is_lower_triangular, lower_triangular_rotation
@@ -29,14 +40,16 @@ from .safety import SafetyMonitor
 from .thermostats import THERMOSTATS
 
 
-def maxwell_boltzmann(state: State, temperature_k: float, seed: int) -> None:
+def maxwell_boltzmann(state: State, temperature_k: float, seed: int, world: World | None = None) -> None:
     """Velocities from the Maxwell-Boltzmann distribution at `temperature_k` (K), zero total
     momentum, then scaled so that the instantaneous temperature (N_f = 3N - 3) is exactly the target.
-    Random numbers keyed by (seed, atom id), so the result does not depend on the atom order."""
+    Random numbers keyed by (seed, atom id), so the result does not depend on the atom order or
+    on how the atoms are spread over ranks (sums over `world`; collective)."""
+    world = world if world is not None else World(None)
     g = normals(seed, 0, STREAM_VELOCITY_INIT, state.ids, 3)
     state.velocities = g * np.sqrt(KB * temperature_k / (state.masses * MVV2E))[:, None]
-    zero_momentum(state.velocities, state.masses)
-    t = temperature(kinetic_energy(state.velocities, state.masses), state.dof)
+    zero_momentum(state.velocities, state.masses, world.sum_global)
+    t = temperature(world.sum_global(kinetic_energy(state.velocities, state.masses)), state.dof)
     if t > 0.0:
         state.velocities *= math.sqrt(temperature_k / t)
 
@@ -61,8 +74,9 @@ def _masses(settings: RunSettings, types: np.ndarray, type_map: list[str], file_
     return out
 
 
-def state_from_structure(settings: RunSettings, type_map: list[str]) -> State:
-    """The start State from [system]: structure file, replicas, types, masses, velocities."""
+def state_from_structure(settings: RunSettings, type_map: list[str], draw_velocities: bool = True) -> State:
+    """The start State from [system]: structure file, replicas, types, masses, velocities
+    (draw_velocities=False leaves [system] velocities to the caller: `start_velocities`)."""
     s = settings.system
     structure = replicate(read_structure(s.file, s.frame), s.replicate)
     types = assign_types(structure, type_map, s.type_names, f"{settings.path.name}: [system]")
@@ -72,12 +86,20 @@ def state_from_structure(settings: RunSettings, type_map: list[str]) -> State:
                   velocities=np.zeros((n, 3)), types=types, masses=masses,
                   box=None if structure.box is None else np.ascontiguousarray(structure.box, dtype=np.float64),
                   type_map=list(type_map), ids=np.arange(n, dtype=np.int64), seed=settings.md.seed)
-    if s.velocities is not None:
-        maxwell_boltzmann(state, s.velocities.temperature, s.velocities.seed)
-    elif structure.velocities is not None:
+    if structure.velocities is not None and s.velocities is None:
         state.velocities = np.ascontiguousarray(structure.velocities, dtype=np.float64)
-    zero_momentum(state.velocities, state.masses)
+    if draw_velocities:
+        start_velocities(state, settings)
     return state
+
+
+def start_velocities(state: State, settings: RunSettings, world: World | None = None) -> None:
+    """[system] velocities (Maxwell-Boltzmann) if asked for, then zero total momentum.  Collective."""
+    world = world if world is not None else World(None)
+    v = settings.system.velocities
+    if v is not None:
+        maxwell_boltzmann(state, v.temperature, v.seed, world)
+    zero_momentum(state.velocities, state.masses, world.sum_global)
 
 
 def rotate_state(state: State, q: np.ndarray) -> None:
@@ -95,82 +117,124 @@ def _stop_path(checkpoint: Path) -> Path:
     return checkpoint.with_name(f"{checkpoint.stem}.stop{checkpoint.suffix or '.h5'}")
 
 
-def build_simulation(settings: RunSettings, restart=None, model=None, screen=None) -> tuple[Simulation, int]:
-    """(Simulation, end step) for `settings`; `restart`: checkpoint path or None; `model`: use
-    this potential instead of loading [model] file (tests)."""
+def _read_start(settings: RunSettings, restart, type_map: list[str], barostat_coupling) -> tuple[State, list[str]]:
+    """The whole start state (rank 0 only) and notes for the log: a checkpoint or the [system]
+    structure (velocities not drawn yet), rotated to a lower-triangular cell for triclinic NPT."""
     name = settings.path.name
-    if model is None:
-        from .. import load_model
-
-        model = load_model(settings.model.file, nthreads=settings.model.threads,
-                           precision=settings.model.precision)
-    type_map = list(model.type_map)
-    md = settings.md
-
-    if restart is None and settings.system.file.is_file() and is_checkpoint(settings.system.file):
-        s = settings.system
-        if s.velocities is not None or s.replicate != (1, 1, 1) or s.frame is not None:
-            raise InputError(f"{name}: [system] file is a checkpoint, which restores the whole state; "
-                             f"remove velocities, replicate and frame")
-        restart = settings.system.file
     if restart is not None:
         state = read_checkpoint(restart)
         if state.type_map != type_map:
             raise InputError(f"{restart}: the checkpoint's type_map {state.type_map} differs from the "
                              f"model's {type_map}")
     else:
-        state = state_from_structure(settings, type_map)
+        state = state_from_structure(settings, type_map, draw_velocities=False)
+    notes = []
+    if barostat_coupling is not None:
+        if state.box is None:
+            raise InputError(f"{name}: [md] ensemble = 'npt' needs a periodic cell; {settings.system.file} has none")
+        if barostat_coupling == "triclinic" and not is_lower_triangular(state.box):
+            rotate_state(state, lower_triangular_rotation(state.box))
+            notes.append("the cell was rotated to lower-triangular form (a along x, b in the xy plane) "
+                         "for triclinic coupling")
+    return state, notes
+
+
+def build_simulation(settings: RunSettings, restart=None, model=None, screen=None,
+                     world: World | None = None) -> tuple[Simulation, int]:
+    """(Simulation, end step) for `settings`; `restart`: checkpoint path or None; `model`: use
+    this potential instead of loading [model] file (tests); `world`: the MPI ranks of the run
+    (default: one rank).  Collective."""
+    world = world if world is not None else World(None)
+    name = settings.path.name
+    md = settings.md
+    nthreads, thread_source = threads_per_rank(settings.model.threads, world)
+    with world.agreement():  # every rank loads the model; errors are reported once
+        if model is None:
+            from .. import load_model
+
+            apply_threads(nthreads)
+            model = load_model(settings.model.file, nthreads=nthreads, precision=settings.model.precision)
+        if restart is None and settings.system.file.is_file() and is_checkpoint(settings.system.file):
+            s = settings.system
+            if s.velocities is not None or s.replicate != (1, 1, 1) or s.frame is not None:
+                raise InputError(f"{name}: [system] file is a checkpoint, which restores the whole state; "
+                                 f"remove velocities, replicate and frame")
+            restart = settings.system.file
+    type_map = list(model.type_map)
     restarted = restart is not None
+
+    start = notes = None
+    with world.agreement():  # rank 0 reads the start state
+        if world.is_root:
+            start, notes = _read_start(settings, restart, type_map, md.barostat.coupling if md.barostat else None)
+    box, notes = world.bcast_object((start.box, notes) if world.is_root else None)
+    with world.agreement():
+        if settings.parallel.grid is not None:
+            grid = check_grid(settings.parallel.grid, world.size, f"{name}: [parallel] grid")
+        else:
+            grid = choose_grid(world.size, box)
+    domain = Domain(grid, world.rank, periodic=box is not None)
+    header = None  # (species, masses) of all atoms in id order, for the trajectory (rank 0)
+    if world.is_root:
+        order = np.argsort(start.ids, kind="stable")
+        header = (start.types[order], start.masses[order])
+    state = scatter_state(world, domain, start)
+    del start
+    if not restarted:
+        start_velocities(state, settings, world)
 
     thermostat = None
     if md.thermostat is not None:
         th = md.thermostat
         cls = THERMOSTATS[th.kind]
-        thermostat = cls(th.temperature, th.tau, th.chain) if th.kind == "nose-hoover" else cls(th.temperature, th.tau)
+        thermostat = (cls(th.temperature, th.tau, th.chain, world=world) if th.kind == "nose-hoover"
+                      else cls(th.temperature, th.tau, world=world))
         thermostat.initialize(state)
     barostat = None
-    notes = []
     if md.barostat is not None:
-        if state.box is None:
-            raise InputError(f"{name}: [md] ensemble = 'npt' needs a periodic cell; {settings.system.file} has none")
         b = md.barostat
-        if b.coupling == "triclinic" and not is_lower_triangular(state.box):
-            rotate_state(state, lower_triangular_rotation(state.box))
-            notes.append("the cell was rotated to lower-triangular form (a along x, b in the xy plane) "
-                         "for triclinic coupling")
-        barostat = StochasticCellRescaling(b.pressure, b.tau, b.compressibility, b.coupling, md.thermostat.temperature)
+        barostat = StochasticCellRescaling(b.pressure, b.tau, b.compressibility, b.coupling,
+                                           md.thermostat.temperature, world=world)
         barostat.initialize(state)
     integrator = VelocityVerlet(md.timestep, thermostat, barostat)
-    provider = ForceProvider(model, settings.neighbor.skin)
-    safety = SafetyMonitor(settings.safety.min_distance, settings.neighbor.skin)
+    provider = ForceProvider(model, settings.neighbor.skin, world, domain)
+    safety = SafetyMonitor(settings.safety.min_distance, settings.neighbor.skin, world)
 
     out = settings.output
-    for path in (out.log, out.trajectory, out.checkpoint):
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-    console = Console(out.log, resume=restarted, screen=screen)
+    console = Console(out.log, resume=restarted, screen=screen, enabled=world.is_root)
     reporters = [ThermoReporter(out.thermo_every, console)]
+    writer = None
+    with world.agreement():  # rank 0 opens (or continues) the trajectory
+        if world.is_root:
+            for path in (out.log, out.trajectory, out.checkpoint):
+                if path is not None:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+            if out.trajectory is not None:
+                species, masses = header
+                writer = H5MDWriter(out.trajectory, species, masses, state.type_map, out.fields,
+                                    state.box is not None, out.force_unit, settings.text,
+                                    resume_after=state.step if restarted else None)
     trajectory = None
     if out.trajectory is not None:
-        writer = H5MDWriter(out.trajectory, state.types, state.masses, state.type_map, out.fields,
-                            state.box is not None, out.force_unit, settings.text,
-                            resume_after=state.step if restarted else None)
-        trajectory = TrajectoryReporter(writer, out.every)
+        trajectory = TrajectoryReporter(writer, out.every, out.trajectory, world)
         reporters.append(trajectory)
-    checkpoint = CheckpointReporter(out.checkpoint, out.checkpoint_every, settings.text, out.force_unit)
+    checkpoint = CheckpointReporter(out.checkpoint, out.checkpoint_every, settings.text, out.force_unit, world)
     reporters.append(checkpoint)
-    sim = Simulation(state, integrator, provider, safety, reporters, console, out.progress, trajectory,
-                     checkpoint, _stop_path(out.checkpoint), restarted)
+    sim = Simulation(state, integrator, provider, safety, reporters, console, out.progress if world.is_root else "none",
+                     trajectory, checkpoint, _stop_path(out.checkpoint), restarted)
 
-    console.line(f"numdp run {settings.path}: {state.natoms} atoms "
-                 + ", ".join(f"{type_map[t]} {int(np.sum(state.types == t))}" for t in range(len(type_map))
-                             if np.any(state.types == t)))
+    counts = world.sum_global(np.bincount(state.types, minlength=len(type_map)).astype(np.float64))
+    console.line(f"numdp run {settings.path}: {state.natoms_global} atoms "
+                 + ", ".join(f"{type_map[t]} {int(counts[t])}" for t in range(len(type_map)) if counts[t] > 0))
     console.line(f"  model {settings.model.file} (rcut {model.rcut} A), skin {settings.neighbor.skin} A, "
                  f"timestep {md.timestep} ps, ensemble {md.ensemble}"
                  + (f", {md.thermostat.kind} thermostat {md.thermostat.temperature} K tau {md.thermostat.tau} ps"
                     if md.thermostat else "")
                  + (f", c-rescale barostat {md.barostat.pressure} bar tau {md.barostat.tau} ps "
                     f"({md.barostat.coupling})" if md.barostat else ""))
+    if world.size > 1:
+        console.line(f"  {world.size} MPI ranks, grid {describe_grid(grid, box, provider.cutoff)}; "
+                     f"{getattr(model, 'nthreads', nthreads)} threads per rank ({thread_source})")
     if restarted:
         console.line(f"  restarted from {restart} at step {state.step} (time {state.time:.6g} ps)")
     for note in notes:
@@ -178,9 +242,11 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
     return sim, md.steps
 
 
-def run_md(settings: RunSettings, restart=None, model=None, screen=None) -> RunResult | None:
-    """Build and run; returns the RunResult (None when the checkpoint is already at [md] steps)."""
-    sim, end = build_simulation(settings, restart, model, screen)
+def run_md(settings: RunSettings, restart=None, model=None, screen=None,
+           world: World | None = None) -> RunResult | None:
+    """Build and run; returns the RunResult (None when the checkpoint is already at [md] steps).
+    Collective on several ranks."""
+    sim, end = build_simulation(settings, restart, model, screen, world)
     if sim.state.step >= end:
         sim.console.line(f"nothing to run: the state is at step {sim.state.step}, [md] steps = {end}")
         sim.close()

@@ -8,6 +8,9 @@ Each thermostat provides
     reservoir_energy(state)        energy (eV) that the thermostat has taken out of the system, so
                                    that E_total + reservoir is conserved up to integration error
 
+Sums over atoms (kinetic energy, momentum) are global: a thermostat holds the run's `world`
+(numdp.parallel.world.World) and its variables are identical on every rank.
+
 All three sample the canonical ensemble of the N_f = 3N - 3 degrees of freedom left when the
 total momentum is zero (the run loop zeroes it at the start; every thermostat here keeps it zero).
 Temperatures in K, times in ps, energies in eV.
@@ -18,6 +21,7 @@ import math
 
 import numpy as np
 
+from ..parallel.world import World
 from ..system import State, kinetic_energy, zero_momentum
 from ..units import KB
 from .kernels import langevin_update
@@ -39,7 +43,8 @@ class NoseHooverChain:
             1.0 - 2.0 / (2.0 - 2.0 ** (1.0 / 3.0)),
             1.0 / (2.0 - 2.0 ** (1.0 / 3.0)))
 
-    def __init__(self, temperature: float, tau: float, chain: int = 3, nloop: int = 1):
+    def __init__(self, temperature: float, tau: float, chain: int = 3, nloop: int = 1, world: World | None = None):
+        self.world = world if world is not None else World(None)
         self.temperature = float(temperature)
         self.tau = float(tau)
         self.chain = int(chain)
@@ -63,7 +68,7 @@ class NoseHooverChain:
         q = self._masses(dof)
         kt = KB * self.temperature
         m = self.chain
-        k2 = 2.0 * kinetic_energy(state.velocities, state.masses)
+        k2 = 2.0 * self.world.sum_global(kinetic_energy(state.velocities, state.masses))
         if k2 == 0.0:
             return  # nothing to scale: a chain cannot heat a system at rest
         scale = 1.0
@@ -109,7 +114,8 @@ class Langevin:
 
     kind = "langevin"
 
-    def __init__(self, temperature: float, tau: float):
+    def __init__(self, temperature: float, tau: float, world: World | None = None):
+        self.world = world if world is not None else World(None)
         self.temperature = float(temperature)
         self.tau = float(tau)
 
@@ -117,12 +123,13 @@ class Langevin:
         state.thermostat.setdefault("heat", np.zeros(1))
 
     def half_step(self, state: State, h: float, stream: int) -> None:
-        k0 = kinetic_energy(state.velocities, state.masses)
+        sum_global = self.world.sum_global
+        k0 = sum_global(kinetic_energy(state.velocities, state.masses))
         c = math.exp(-h / self.tau)
         langevin_update(state.velocities, state.masses, state.ids, c, KB * self.temperature,
                         np.int64(state.seed), np.int64(state.step), np.int64(stream))
-        zero_momentum(state.velocities, state.masses)
-        state.thermostat["heat"][0] += k0 - kinetic_energy(state.velocities, state.masses)
+        zero_momentum(state.velocities, state.masses, sum_global)
+        state.thermostat["heat"][0] += k0 - sum_global(kinetic_energy(state.velocities, state.masses))
 
     def reservoir_energy(self, state: State) -> float:
         return float(state.thermostat["heat"][0])
@@ -138,7 +145,8 @@ class StochasticVelocityRescaling:
 
     kind = "csvr"
 
-    def __init__(self, temperature: float, tau: float):
+    def __init__(self, temperature: float, tau: float, world: World | None = None):
+        self.world = world if world is not None else World(None)
         self.temperature = float(temperature)
         self.tau = float(tau)
 
@@ -146,7 +154,7 @@ class StochasticVelocityRescaling:
         state.thermostat.setdefault("heat", np.zeros(1))
 
     def half_step(self, state: State, h: float, stream: int) -> None:
-        k = kinetic_energy(state.velocities, state.masses)
+        k = self.world.sum_global(kinetic_energy(state.velocities, state.masses))
         if k == 0.0:
             return  # no direction to scale along
         dof = state.dof

@@ -1,0 +1,49 @@
+"""Per-atom arrays packed as rows of one float64 matrix, for moving atoms between ranks.
+
+Migration, start-up distribution and output gathering all move whole atoms: every per-atom array
+(positions (n, 3), velocities (n, 3), types (n,), ids (n,), ...) becomes columns of one (n, m)
+float64 matrix, sent as one buffer.  Integer arrays travel exactly (atom ids up to 2**53).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+Layout = list  # [(name, ncols, dtype, trailing shape)]
+
+
+def layout_of(arrays: dict[str, np.ndarray]) -> Layout:
+    """The column layout of a dict of per-atom arrays (first axis = atom), in key order."""
+    out = []
+    for name, a in arrays.items():
+        a = np.asarray(a)
+        out.append((name, int(np.prod(a.shape[1:], dtype=np.int64)), a.dtype.str, tuple(a.shape[1:])))
+    return out
+
+
+def width(layout: Layout) -> int:
+    return sum(cols for _, cols, _, _ in layout)
+
+
+def pack(arrays: dict[str, np.ndarray], layout: Layout, rows=None) -> np.ndarray:
+    """(n, width) float64 matrix of the arrays (optionally only atoms `rows`)."""
+    n = len(next(iter(arrays.values()))) if rows is None else len(rows)
+    out = np.empty((n, width(layout)))
+    c = 0
+    for name, cols, _, _ in layout:
+        a = np.asarray(arrays[name])
+        if rows is not None:
+            a = a[rows]
+        out[:, c:c + cols] = a.reshape(n, cols)
+        c += cols
+    return out
+
+
+def unpack(matrix: np.ndarray, layout: Layout) -> dict[str, np.ndarray]:
+    """Inverse of `pack`: C-contiguous arrays of the recorded dtypes and shapes."""
+    n = matrix.shape[0]
+    out = {}
+    c = 0
+    for name, cols, dtype, shape in layout:
+        out[name] = np.ascontiguousarray(matrix[:, c:c + cols].reshape((n, *shape)), dtype=np.dtype(dtype))
+        c += cols
+    return out

@@ -1,0 +1,52 @@
+"""Threads per MPI rank, so that ranks x threads does not oversubscribe the cores.
+
+Order of precedence: [model] threads in the input, then NUMDP_NUM_THREADS, then NUMBA_NUM_THREADS,
+then the cores this rank may use divided among the ranks that share them: when the launcher bound
+each rank to its own cores (different affinity masks on one node) a rank uses its own cores; when
+the ranks of a node share one mask they split it evenly (at least one thread each).
+"""
+from __future__ import annotations
+
+import os
+
+from .world import World
+
+THREAD_VARS = ("NUMDP_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+def _affinity() -> frozenset:
+    try:
+        return frozenset(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return frozenset(range(os.cpu_count() or 1))
+
+
+def threads_per_rank(requested: int | None, world: World, environ=None) -> tuple[int, str]:
+    """(threads, where the number comes from) for this rank.  Collective (all ranks call it)."""
+    env = os.environ if environ is None else environ
+    cores = _affinity()
+    sharing = 1
+    if world.size > 1:
+        from mpi4py import MPI
+
+        node = world.comm.Split_type(MPI.COMM_TYPE_SHARED)
+        try:
+            masks = node.allgather(cores)
+        finally:
+            node.Free()
+        sharing = sum(1 for m in masks if m & cores)
+    if requested:
+        return int(requested), "[model] threads"
+    for var in THREAD_VARS:
+        if env.get(var, "").strip():
+            return max(1, int(env[var])), var
+    return max(1, len(cores) // sharing), f"{len(cores)} usable cores shared by {sharing} rank(s)"
+
+
+def apply_threads(n: int) -> int:
+    """Set Numba's thread count to n (capped by NUMBA_NUM_THREADS at import); returns the count set."""
+    import numba
+
+    n = max(1, min(int(n), int(numba.config.NUMBA_NUM_THREADS)))
+    numba.set_num_threads(n)
+    return n

@@ -1,0 +1,276 @@
+"""The ranks of a run: who I am, global reductions (`*_global`), buffer exchange and agreement.
+
+`World` wraps an mpi4py communicator; a run on one rank needs no MPI at all (`World(None)`), and
+every method then reduces to the identity or a local copy, so the serial run is the parallel
+run with one rank.  All transfers are of NumPy buffers (upper-case mpi4py calls); only small
+metadata (an error message, the run's global scalars at start-up) is pickled.
+
+Global sums are made deterministic and identical on every rank: the per-rank partial values are
+gathered and added in rank order (`sum_global`), so every rank takes the same decisions from
+bit-identical numbers (thermostat scaling, barostat cell, rebuild test).
+
+`World.comm_time` accumulates the seconds spent inside communication calls (reported as "Comm").
+"""
+from __future__ import annotations
+
+import os
+import time
+from contextlib import contextmanager
+
+import numpy as np
+
+from ..errors import InputError
+
+# Environment variables set by MPI launchers (MPICH/Hydra, Open MPI, PMIx, MVAPICH); when one is
+# present numdp was started by mpiexec / mpirun / srun and uses mpi4py.
+LAUNCHER_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MV2_COMM_WORLD_SIZE")
+LAUNCHER_RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "MV2_COMM_WORLD_RANK")
+
+
+# Seconds between printing an error and MPI_Abort, so that the launcher forwards the message.
+ABORT_GRACE = 0.5
+
+
+class RankFailed(Exception):
+    """Another rank failed where all ranks agree on errors; that rank reports the error."""
+
+
+def mark_agreed(exc: BaseException, report_here: bool) -> BaseException:
+    """Mark `exc` as known to every rank: `report_here` on exactly one rank (which prints it), the
+    others exit quietly with the same status.  Unmarked exceptions on several ranks abort the run."""
+    exc.numdp_report = bool(report_here)
+    return exc
+
+
+def launched_by_mpi(environ=None) -> bool:
+    """True when an MPI launcher started this process (its environment variables are set)."""
+    env = os.environ if environ is None else environ
+    return any(v in env for v in LAUNCHER_SIZE_VARS + LAUNCHER_RANK_VARS)
+
+
+def launched_size(environ=None) -> int:
+    """Number of ranks the launcher announced (1 when not launched by MPI or unknown)."""
+    env = os.environ if environ is None else environ
+    for v in LAUNCHER_SIZE_VARS:
+        if env.get(v, "").isdigit():
+            return int(env[v])
+    return 1
+
+
+class World:
+    """The communicator of a run.  mpi_comm: an mpi4py communicator, or None for one rank."""
+
+    def __init__(self, mpi_comm=None):
+        self.comm = mpi_comm
+        self.rank = 0 if mpi_comm is None else int(mpi_comm.Get_rank())
+        self.size = 1 if mpi_comm is None else int(mpi_comm.Get_size())
+        self.comm_time = 0.0
+        self._depth = 0
+
+    @property
+    def is_root(self) -> bool:
+        return self.rank == 0
+
+    @contextmanager
+    def timed(self):
+        """Count the enclosed seconds as communication (nested uses count once)."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self._depth = 1
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._depth = 0
+            self.comm_time += time.perf_counter() - t0
+
+    # -- reductions ------------------------------------------------------------------------------
+    def sum_global(self, value):
+        """Σ over ranks of a float or a float64 array (any shape), added in rank order; the same
+        bits on every rank.  One rank: the value itself."""
+        if self.size == 1:
+            return value
+        scalar = np.ndim(value) == 0
+        local = np.ascontiguousarray(value, dtype=np.float64).reshape(-1)
+        parts = np.empty((self.size, local.shape[0]))
+        with self.timed():
+            self.comm.Allgather(local, parts)
+        total = parts[0].copy()
+        for r in range(1, self.size):
+            total += parts[r]
+        return float(total[0]) if scalar else total.reshape(np.shape(value))
+
+    def max_global(self, value: float) -> float:
+        """Largest value over ranks (exact: the same on every rank)."""
+        if self.size == 1:
+            return value
+        from mpi4py import MPI
+
+        out = np.empty(1)
+        with self.timed():
+            self.comm.Allreduce(np.array([value], dtype=np.float64), out, op=MPI.MAX)
+        return float(out[0])
+
+    def flags_global(self, flags) -> np.ndarray:
+        """Element-wise maximum over ranks of a small int64 array (e.g. "any rank has a problem")."""
+        local = np.ascontiguousarray(flags, dtype=np.int64)
+        if self.size == 1:
+            return local.copy()
+        from mpi4py import MPI
+
+        out = np.empty_like(local)
+        with self.timed():
+            self.comm.Allreduce(local, out, op=MPI.MAX)
+        return out
+
+    def counts_global(self, n: int) -> np.ndarray:
+        """(size,) int64: `n` of every rank, on every rank."""
+        if self.size == 1:
+            return np.array([n], dtype=np.int64)
+        out = np.empty(self.size, dtype=np.int64)
+        with self.timed():
+            self.comm.Allgather(np.array([n], dtype=np.int64), out)
+        return out
+
+    def bcast_object(self, obj, root: int = 0):
+        """Broadcast small picklable metadata from `root`."""
+        if self.size == 1:
+            return obj
+        with self.timed():
+            return self.comm.bcast(obj, root=root)
+
+    # -- rows of per-atom data -------------------------------------------------------------------
+    def gather_rows(self, rows: np.ndarray):
+        """Concatenate every rank's (n_r, m) float64 rows on rank 0 in rank order: (Σ n_r, m) on
+        rank 0, None elsewhere.  The only operation that holds all atoms on one rank (output)."""
+        rows = np.ascontiguousarray(rows, dtype=np.float64)
+        if self.size == 1:
+            return rows
+        from mpi4py import MPI
+
+        m = rows.shape[1]
+        counts = np.empty(self.size, dtype=np.int64) if self.is_root else None
+        with self.timed():
+            self.comm.Gather(np.array([rows.shape[0]], dtype=np.int64), counts, root=0)
+            if self.is_root:
+                out = np.empty((int(counts.sum()), m))
+                displs = np.zeros(self.size, dtype=np.int64)
+                np.cumsum(counts[:-1] * m, out=displs[1:])
+                self.comm.Gatherv(rows, [out, counts * m, displs, MPI.DOUBLE], root=0)
+                return out
+            self.comm.Gatherv(rows, None, root=0)
+            return None
+
+    def scatter_rows(self, rows, counts, m: int) -> np.ndarray:
+        """Rank 0 hands out consecutive blocks of its (Σ counts, m) float64 `rows`: counts[r] rows to
+        rank r.  rows and counts are read on rank 0 only; returns this rank's (counts[rank], m)."""
+        if self.size == 1:
+            return np.ascontiguousarray(rows, dtype=np.float64)
+        from mpi4py import MPI
+
+        with self.timed():
+            mine = np.empty(1, dtype=np.int64)
+            send_counts = np.ascontiguousarray(counts, dtype=np.int64) if self.is_root else None
+            self.comm.Scatter(send_counts, mine, root=0)
+            out = np.empty((int(mine[0]), m))
+            if self.is_root:
+                displs = np.zeros(self.size, dtype=np.int64)
+                np.cumsum(send_counts[:-1] * m, out=displs[1:])
+                buf = np.ascontiguousarray(rows, dtype=np.float64)
+                self.comm.Scatterv([buf, send_counts * m, displs, MPI.DOUBLE], out, root=0)
+            else:
+                self.comm.Scatterv(None, out, root=0)
+        return out
+
+    def exchange_rows(self, send: np.ndarray, dest: int, source: int, tag: int) -> np.ndarray:
+        """Send (n, m) float64 rows to `dest` and receive the rows that `source` sends this rank
+        (count first, then data).  dest == source == rank: a copy."""
+        send = np.ascontiguousarray(send, dtype=np.float64)
+        if dest == self.rank and source == self.rank:
+            return send.copy()
+        m = send.shape[1]
+        with self.timed():
+            n = np.empty(1, dtype=np.int64)
+            self.comm.Sendrecv(np.array([send.shape[0]], dtype=np.int64), dest, tag, n, source, tag)
+            out = np.empty((int(n[0]), m))
+            self.comm.Sendrecv(send, dest, tag + 1, out, source, tag + 1)
+        return out
+
+    def sendrecv(self, send: np.ndarray, dest: int, recv: np.ndarray, source: int, tag: int) -> None:
+        """Send the contiguous float64 buffer `send` to `dest` while receiving `recv` (its size is
+        known) from `source`; both must be C-contiguous (views of larger arrays are fine)."""
+        with self.timed():
+            self.comm.Sendrecv(send, dest, tag, recv, source, tag)
+
+    # -- node, errors ----------------------------------------------------------------------------
+    def local_size(self) -> int:
+        """Ranks of this run on this node (shared-memory domain)."""
+        if self.size == 1:
+            return 1
+        from mpi4py import MPI
+
+        node = self.comm.Split_type(MPI.COMM_TYPE_SHARED)
+        try:
+            return int(node.Get_size())
+        finally:
+            node.Free()
+
+    def agree(self, error: BaseException | None) -> None:
+        """Collective: every rank passes the exception it caught (or None).  If any rank failed,
+        the lowest failing rank re-raises its exception and every other rank raises RankFailed;
+        so an error is reported once, and no rank is left waiting.  No-op when nobody failed."""
+        if self.size == 1:
+            if error is not None:
+                raise error
+            return
+        flags = np.empty(self.size, dtype=np.int64)
+        with self.timed():
+            self.comm.Allgather(np.array([0 if error is None else 1], dtype=np.int64), flags)
+        if not flags.any():
+            return
+        first = int(np.flatnonzero(flags)[0])
+        if self.rank == first:
+            raise mark_agreed(error, True)
+        raise RankFailed(f"rank {first} failed")
+
+    @contextmanager
+    def agreement(self):
+        """Run the enclosed block on every rank, then `agree` on its outcome.  The block must not
+        contain collective operations (a rank that failed early would leave the others waiting)."""
+        error = None
+        try:
+            yield
+        except Exception as exc:  # noqa: BLE001 - reported by agree()
+            error = exc
+        self.agree(error)
+
+    def abort(self, code: int) -> None:
+        """Stop every rank at once (after an error that the other ranks cannot know about).  The
+        caller has printed the error; a short pause lets the launcher forward it before the
+        processes are killed."""
+        if self.comm is not None:
+            time.sleep(ABORT_GRACE)
+            self.comm.Abort(code)
+        raise SystemExit(code)
+
+
+def create_world(environ=None) -> World:
+    """The World of this process: MPI.COMM_WORLD when started by an MPI launcher, else one rank.
+
+    Raises InputError when a launcher started several ranks but mpi4py is not installed.
+    """
+    if not launched_by_mpi(environ):
+        return World(None)
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        if launched_size(environ) > 1:
+            raise InputError(f"started on {launched_size(environ)} MPI ranks, but mpi4py is not installed "
+                             f"(pip install 'numdp[mpi]')") from None
+        return World(None)
+    return World(MPI.COMM_WORLD)

@@ -1,0 +1,346 @@
+"""`mpiexec -n K numdp run` against the serial run (numdp.parallel: domain decomposition).
+
+Each test writes a small random se_e2_a model (tests/randmodel.py) and a rocksalt crystal of two
+types in a tilted (triclinic) cell, runs `python -m numdp.cli run` serially and under
+`mpiexec -n K` (K = 2, 3 and an oversubscribed 4 on this 2-core machine) and compares: energies
+and forces within 1e-10 relative, positions after up to 200 steps within 1e-8 Å, restarts on
+other rank counts, and the failure paths (an error is printed once and every rank exits, never
+a hang: every subprocess has a timeout).  The crystal is a stationary point of any potential,
+so at 20 K the random model stays stable for the few hundred steps used here.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from numdp.io.h5md import read_checkpoint
+from numdp.io.model_file import write_model
+from numdp.io.structure import write_extxyz
+from randmodel import random_params
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMEOUT = 180  # s per subprocess: a hang fails the test instead of hanging CI
+
+
+def _mpiexec():
+    here = Path(sys.executable).parent / "mpiexec"
+    return str(here) if here.exists() else shutil.which("mpiexec")
+
+
+def _mpi4py():
+    try:
+        import mpi4py  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+MPIEXEC = _mpiexec()
+pytestmark = pytest.mark.skipif(MPIEXEC is None or not _mpi4py(),
+                                reason="MPI tests need mpi4py and mpiexec (pip install -e '.[mpi]')")
+
+
+def rocksalt(cells, a=4.0):
+    """(positions, types, box) of a two-type rocksalt crystal of cells = (na, nb, nc) cubic cells
+    in a cell tilted by lattice vectors (so the crystal is unchanged, the cell triclinic)."""
+    grid = np.array([[i, j, k] for i in range(cells[0]) for j in range(cells[1]) for k in range(cells[2])], float)
+    basis = np.array([[0, 0, 0], [.5, .5, 0], [.5, 0, .5], [0, .5, .5],
+                      [.5, 0, 0], [0, .5, 0], [0, 0, .5], [.5, .5, .5]])
+    x = (grid[:, None] + basis[None]).reshape(-1, 3) * a
+    types = np.tile([0, 0, 0, 0, 1, 1, 1, 1], len(grid))
+    box = np.diag(np.array(cells, float) * a)
+    box[1, 0], box[2, 0], box[2, 1] = a, -a, a
+    return x, types, box
+
+
+INPUT = """
+[model]
+file = "model.h5"
+[system]
+file = "start.xyz"
+velocities = {{ temperature = 20.0, seed = 3 }}
+masses = {{ A = 12.0, B = 16.0 }}
+[md]
+timestep = 0.001
+steps = {steps}
+{md}
+[neighbor]
+skin = 1.0
+[output]
+every = {every}
+thermo_every = 50
+checkpoint_every = 0
+force_unit = "eV Angstrom-1"
+progress = "none"
+{extra}
+"""
+
+
+def make_run(path: Path, cells=(3, 3, 3), steps=200, every=10, md="", extra="", model_seed=2) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    write_model(random_params(ntypes=2, sel=[24, 24], neuron=(4, 8), axis_neuron=2, fitting=(8, 8), rcut=4.0,
+                              rcut_smth=1.0, seed=model_seed), path / "model.h5")
+    x, t, box = rocksalt(cells)
+    write_extxyz(path / "start.xyz", [["A", "B"][i] for i in t], x, box)
+    (path / "md.toml").write_text(INPUT.format(steps=steps, every=every, md=md, extra=extra))
+    return path
+
+
+def numdp_run(path: Path, ranks: int, *args, expect: int = 0):
+    """Run `numdp run md.toml` in `path` on `ranks` ranks (1: plain python, no MPI launcher)."""
+    cmd = [sys.executable, "-m", "numdp.cli", "run", "md.toml", *args]
+    if ranks > 1:
+        cmd = [MPIEXEC, "-n", str(ranks), *cmd]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_", "PMIX_", "MPI_"))}
+    r = subprocess.run(cmd, cwd=path, capture_output=True, text=True, timeout=TIMEOUT, env=env)
+    if expect is not None:
+        assert r.returncode == expect, f"exit {r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    return r
+
+
+def frames(path: Path, name="traj.h5md"):
+    with h5py.File(path / name, "r") as f:
+        g = f["particles/trajectory"]
+        return {"step": g["position/step"][()], "position": g["position/value"][()],
+                "velocity": g["velocity/value"][()], "force": g["force/value"][()],
+                "pe": f["observables/potential_energy/value"][()], "box": g["box/edges/value"][()],
+                "pressure": f["observables/pressure/value"][()]}
+
+
+def assert_same_run(a, b, pos_tol=1e-8, rel=1e-10):
+    """Same steps; energies and forces within `rel` relative, positions within pos_tol Å."""
+    assert np.array_equal(a["step"], b["step"])
+    assert np.abs(a["position"] - b["position"]).max() <= pos_tol
+    assert np.abs(a["box"] - b["box"]).max() <= pos_tol
+    scale = np.abs(a["force"]).max()
+    assert np.abs(a["force"] - b["force"]).max() <= rel * scale
+    assert np.abs(a["pe"] - b["pe"]).max() <= rel * np.abs(a["pe"]).max()
+
+
+@pytest.fixture(scope="module")
+def serial(tmp_path_factory):
+    """The serial 200-step reference run (it also warms Numba's cache for the MPI runs)."""
+    path = make_run(tmp_path_factory.mktemp("serial"))
+    numdp_run(path, 1)
+    return frames(path)
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory):
+    path = make_run(tmp_path_factory.mktemp("two"))
+    r = numdp_run(path, 2)
+    return path, r
+
+
+def test_two_ranks_reproduce_the_serial_trajectory(serial, two_ranks):
+    path, r = two_ranks
+    assert "2 MPI ranks, grid 1 x 1 x 2" in r.stdout and "1 threads per rank" in r.stdout
+    assert r.stdout.count("Loop time of") == 1 and "on 2 MPI ranks" in r.stdout  # rank 0 prints
+    assert "Comm" in r.stdout
+    run = frames(path)
+    assert run["step"].tolist() == list(range(0, 201, 10))
+    assert np.abs(run["position"][-1] - run["position"][0]).max() > 0.01  # the atoms did move
+    assert_same_run(serial, run)
+    log = (path / "log.txt").read_text()
+    assert log.count("numdp run md.toml") == 1
+
+
+def test_restart_on_other_rank_counts_and_bitwise_on_the_same(serial, two_ranks, tmp_path):
+    path = make_run(tmp_path / "r", steps=80)
+    numdp_run(path, 2)  # 0 -> 80 on 2 ranks
+    text = (path / "md.toml").read_text()
+    shutil.copy(path / "checkpoint.h5", path / "ck80.h5")
+    (path / "md.toml").write_text(text.replace("steps = 80", "steps = 140"))
+    r = numdp_run(path, 3, "--restart", "ck80.h5")  # 80 -> 140 on 3 ranks
+    assert "restarted from ck80.h5 at step 80" in r.stdout
+    (path / "md.toml").write_text(text.replace("steps = 80", "steps = 200"))
+    numdp_run(path, 1, "--restart", "checkpoint.h5")  # 140 -> 200 serially
+    run = frames(path)
+    assert_same_run(serial, run)
+    final = read_checkpoint(path / "checkpoint.h5")
+    assert final.step == 200 and np.array_equal(final.ids, np.arange(216))
+    assert np.abs(final.positions - serial["position"][-1]).max() <= 1e-8
+    # the same rank count repeats the uninterrupted run bit for bit
+    (path / "md.toml").write_text(text.replace("steps = 80", "steps = 200"))
+    shutil.copy(path / "ck80.h5", path / "again.h5")
+    numdp_run(path, 2, "--restart", "again.h5")
+    uninterrupted = read_checkpoint(two_ranks[0] / "checkpoint.h5")
+    again = read_checkpoint(path / "checkpoint.h5")
+    for name in ("positions", "velocities", "forces"):
+        assert np.array_equal(getattr(uninterrupted, name), getattr(again, name)), name
+
+
+def test_thin_subdomains_and_periodic_self_images_on_four_ranks(tmp_path):
+    """A cell 4 A thick along c (one rank there: self-images over two hops) split into four
+    subdomains 4 A wide along a (ghosts over two hops), oversubscribed on two cores."""
+    ref = make_run(tmp_path / "serial", cells=(4, 3, 1), steps=100)
+    numdp_run(ref, 1)
+    path = make_run(tmp_path / "mpi", cells=(4, 3, 1), steps=100, extra="[parallel]\ngrid = [4, 1, 1]")
+    r = numdp_run(path, 4)
+    assert "grid 4 x 1 x 1" in r.stdout and "ghosts come over several hops" in r.stdout
+    assert_same_run(frames(ref), frames(path))
+
+
+def test_npt_triclinic_with_langevin_matches_serial(tmp_path):
+    """The cell changes every step (ghosts follow with the current cell); Langevin noise is keyed
+    by atom id, so it is the same on any number of ranks."""
+    md = ('ensemble = "npt"\nthermostat = { kind = "langevin", temperature = 20.0, tau = 0.05 }\n'
+          'barostat = { pressure = 1000.0, tau = 0.2, coupling = "triclinic", compressibility = 1e-3 }')
+    ref = make_run(tmp_path / "serial", steps=100, md=md)
+    numdp_run(ref, 1)
+    path = make_run(tmp_path / "mpi", steps=100, md=md, extra="[parallel]\ngrid = [1, 2, 1]")
+    numdp_run(path, 2)
+    a, b = frames(ref), frames(path)
+    assert np.abs(a["box"][-1] - a["box"][0]).max() > 0.05  # the cell did move
+    assert_same_run(a, b)
+    assert np.abs(a["pressure"] - b["pressure"]).max() <= 1e-8 * np.abs(a["pressure"]).max()
+
+
+# -- failures: printed once, every rank exits, no hang ------------------------------------------------
+
+def test_input_error_on_one_rank_is_reported_once(tmp_path):
+    path = make_run(tmp_path, steps=10)
+    (path / "md.toml").write_text((path / "md.toml").read_text().replace("start.xyz", "missing.xyz"))
+    r = numdp_run(path, 2, expect=2)  # rank 0 alone reads the structure
+    assert r.stderr.count("missing.xyz: structure file not found") == 1
+    assert "Traceback" not in r.stderr
+    path.joinpath("md.toml").write_text(path.joinpath("md.toml").read_text().replace(
+        "missing.xyz", "start.xyz") + "[parallel]\ngrid = [3, 1, 1]\n")
+    r = numdp_run(path, 2, expect=2)
+    assert r.stderr.count("[parallel] grid: grid [3, 1, 1] does not fit the 2 MPI rank(s)") == 1
+
+
+def test_safety_stop_on_one_rank_stops_all_at_the_serial_step(tmp_path):
+    extra = "[safety]\nmin_distance = 1.93"
+    ref = make_run(tmp_path / "serial", steps=200, extra=extra)
+    rs = numdp_run(ref, 1, expect=2)
+    path = make_run(tmp_path / "mpi", steps=200, extra=extra)
+    r = numdp_run(path, 2, expect=2)
+    message = [line for line in rs.stderr.splitlines() if "closer than [safety] min_distance" in line]
+    assert len(message) == 1 and "step " in message[0]
+    assert r.stderr.count("closer than [safety] min_distance = 1.93") == 1
+    step = message[0].split("step ")[1].split(":")[0]
+    assert f"step {step}:" in r.stderr
+    assert read_checkpoint(path / "checkpoint.stop.h5").step == int(step)
+    assert frames(path)["step"][-1] == int(step)
+
+
+CRASH = textwrap.dedent("""
+    import os, sys
+    import numdp
+    from numdp.cli import main
+
+    load = numdp.load_model
+
+    def crashing(*args, **kwargs):
+        model = load(*args, **kwargs)
+        inner, calls = model.compute, [0]
+
+        def compute(*a, **k):
+            calls[0] += 1
+            if os.environ.get("PMI_RANK") == "1" and calls[0] == 20:
+                raise RuntimeError("injected failure")
+            return inner(*a, **k)
+
+        model.compute = compute
+        return model
+
+    numdp.load_model = crashing
+    sys.exit(main(["run", "md.toml"]))
+""")
+
+
+def test_an_unexpected_error_on_one_rank_aborts_every_rank(tmp_path):
+    path = make_run(tmp_path, steps=200)
+    (path / "crash.py").write_text(CRASH)
+    r = subprocess.run([MPIEXEC, "-n", "2", sys.executable, "crash.py"], cwd=path, capture_output=True,
+                       text=True, timeout=TIMEOUT)
+    assert r.returncode != 0
+    assert r.stderr.count("numdp run: error on MPI rank 1 of 2") == 1
+    assert "RuntimeError: injected failure" in r.stderr
+
+
+# -- pieces, in-process on one rank ------------------------------------------------------------------
+
+def test_grid_choice_follows_the_cell():
+    from numdp.errors import InputError
+    from numdp.parallel.domain import Domain, check_grid, choose_grid
+
+    assert choose_grid(2, np.eye(3) * 10) == (2, 1, 1)
+    assert choose_grid(4, np.diag([10.0, 40.0, 10.0])) == (1, 4, 1)
+    assert choose_grid(8, np.eye(3) * 10) == (2, 2, 2)
+    assert choose_grid(6, np.diag([30.0, 20.0, 10.0])) == (3, 2, 1)
+    assert choose_grid(1, None) == (1, 1, 1)
+    with pytest.raises(InputError, match="non-periodic"):
+        choose_grid(2, None)
+    with pytest.raises(InputError, match="does not fit the 4 MPI rank"):
+        check_grid([2, 1, 1], 4, "md.toml: [parallel] grid")
+    d = Domain((2, 3, 4), 17)
+    assert d.rank_of(d.coords) == 17 and d.neighbor(2, 1) == d.rank_of(d.coords + [0, 0, 1])
+    assert d.neighbor(0, 1) == d.neighbor(0, -1)  # two subdomains along a: the same neighbour
+    frac = np.array([[0.0, 0.0, 0.0], [0.99, 0.99, 0.99], [0.5, 0.34, 0.25]])
+    assert d.owners(frac).tolist() == [0, 23, 17]
+
+
+def test_one_rank_ghost_shell_has_every_periodic_image_within_the_cutoff():
+    """Staged self-exchange of a thin triclinic cell gives the neighbours that numdp.neighbor.extend
+    gives (the reference image search), distance by distance."""
+    from numdp.neighbor import extend, find_candidates
+    from numdp.parallel.comm import GhostComm
+    from numdp.parallel.domain import Domain, wrap_images
+    from numdp.parallel.world import World
+
+    rng = np.random.default_rng(0)
+    box = np.array([[7.0, 0.0, 0.0], [2.5, 3.0, 0.0], [-1.0, 1.5, 4.5]])
+    x = rng.uniform(0, 1, (40, 3)) @ box + rng.normal(0, 3.0, (40, 3))
+    types = np.zeros(40, dtype=np.int32)
+    cutoff = 5.0
+    frac, images = wrap_images(x, box)
+    comm = GhostComm(World(None), Domain((1, 1, 1), 0))
+    ghosts = comm.borders(frac @ box, types, np.arange(40), box, cutoff)
+    ref = extend(x, types, box, cutoff)
+    assert sorted(zip(ghosts.ids.tolist(), map(tuple, ghosts.shifts.tolist()))) == \
+        sorted(zip(ref.mapping.tolist(), map(tuple, ref.shifts.tolist())))
+
+    def distances(pos, cand):
+        out = []
+        for i in range(40):
+            j = cand.indices[cand.offsets[i]:cand.offsets[i + 1]]
+            out.append(np.sort(np.linalg.norm(pos[j] - pos[i], axis=1)))
+        return out
+
+    from numdp.neighbor import Extended
+    ext = Extended(ghosts.positions, ghosts.types, np.zeros(ghosts.nall, np.int32), ghosts.shifts, 40, cutoff)
+    mine = distances(ghosts.positions, find_candidates(ext, cutoff))
+    theirs = distances(ref.positions, find_candidates(ref, cutoff))
+    for a, b in zip(mine, theirs):
+        np.testing.assert_allclose(a, b, atol=1e-12)
+    # forward moves ghosts with their owners under a new cell; reverse folds ghost forces back
+    new_box = box @ np.array([[1.02, 0.0, 0.0], [0.01, 0.98, 0.0], [0.0, 0.03, 1.01]])
+    pos = np.empty((ghosts.nall, 3))
+    pos[:40] = frac @ new_box
+    comm.forward(pos, new_box)
+    np.testing.assert_allclose(pos, (frac[ghosts.ids] + ghosts.shifts) @ new_box, atol=1e-12)
+    force = rng.normal(size=(ghosts.nall, 3))
+    expected = np.zeros((40, 3))
+    np.add.at(expected, ghosts.ids, force)
+    comm.reverse(force)
+    np.testing.assert_allclose(force[:40], expected, atol=1e-12)
+
+
+def test_threads_per_rank_precedence():
+    from numdp.parallel.threads import threads_per_rank
+    from numdp.parallel.world import World
+
+    assert threads_per_rank(3, World(None), {"NUMDP_NUM_THREADS": "2"})[0] == 3
+    assert threads_per_rank(None, World(None), {"NUMDP_NUM_THREADS": "2", "NUMBA_NUM_THREADS": "5"})[0] == 2
+    assert threads_per_rank(None, World(None), {"NUMBA_NUM_THREADS": "5"})[0] == 5
+    assert threads_per_rank(None, World(None), {})[0] == len(os.sched_getaffinity(0))
