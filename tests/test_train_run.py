@@ -52,6 +52,7 @@ seed = 11
 disp_freq = 4
 save_freq = 5
 data_stat_nbatch = 2
+precondition = {precond}
 [validation]
 systems = ["data/valid"]
 numb_btch = 2
@@ -96,13 +97,13 @@ def data_dir(tmp_path_factory):
     return root
 
 
-def make_input(tmp_path, data_dir, steps=12, tos="true"):
+def make_input(tmp_path, data_dir, steps=12, tos="true", precond="true"):
     work = tmp_path / "run"
     work.mkdir(exist_ok=True)
     if not (work / "data").exists():
         os.symlink(data_dir, work / "data")
     path = work / "input.toml"
-    path.write_text(INPUT.format(steps=steps, tos=tos))
+    path.write_text(INPUT.format(steps=steps, tos=tos, precond=precond))
     return path
 
 
@@ -157,9 +158,9 @@ def test_outputs_and_model_file(tmp_path, data_dir):
     assert not [f for f in os.listdir(work) if f.endswith(".tmp")]
 
 
-@pytest.mark.parametrize("tos", ["true", "false"])
-def test_restart_continues_the_same_learning_curve(tmp_path, data_dir, tos):
-    path = make_input(tmp_path, data_dir, tos=tos)
+@pytest.mark.parametrize("tos, precond", [("true", "true"), ("false", "true"), ("true", "false")])
+def test_restart_continues_the_same_learning_curve(tmp_path, data_dir, tos, precond):
+    path = make_input(tmp_path, data_dir, tos=tos, precond=precond)
     work = path.parent
     copies = {}
 
@@ -226,6 +227,22 @@ def test_cli_train_and_plain_progress_lines(tmp_path, data_dir, capsys):
 def test_restart_rejects_other_networks(tmp_path, data_dir):
     path = make_input(tmp_path, data_dir, steps=5)
     run(path)
-    path.write_text(INPUT.format(steps=5, tos="true").replace("neuron = [8, 8]", "neuron = [8, 6]"))
+    path.write_text(INPUT.format(steps=5, tos="true", precond="true").replace("neuron = [8, 8]", "neuron = [8, 6]"))
     with pytest.raises(numdp.errors.InputError, match="networks differ"):
         run(path, restart=path.parent / "model.ckpt.h5")
+    path.write_text(INPUT.format(steps=5, tos="true", precond="false"))
+    with pytest.raises(numdp.errors.InputError, match="precondition"):
+        run(path, restart=path.parent / "model.ckpt.h5")
+
+
+def test_initial_model_is_the_energy_bias(tmp_path, data_dir):
+    """With precondition the output layers start at zero: energies = Σ out_bias, no forces."""
+    path = make_input(tmp_path, data_dir, steps=1)
+    import io
+
+    trainer = Trainer(load_config(path), nthreads=1, stream=io.StringIO())
+    s = trainer.train_sys[0]
+    res = trainer.passes.primal(trainer.train_cache.frame(0, 0))
+    assert res.energy == pytest.approx(trainer.params.out_bias[s.types].sum(), rel=1e-14)
+    assert np.abs(res.forces).max() == 0.0
+    trainer.close()

@@ -36,9 +36,6 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=8)
     args = ap.parse_args(argv)
 
-    import numba
-
-    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     from numdp.train.config import load_config
     from numdp.train.loop import PHASES, Trainer
 
@@ -68,7 +65,7 @@ def main(argv=None) -> int:
     rows = [(p, trainer.timings[p] / args.steps) for p in ("data", "forward", "backward", "optimizer")]
     other = wall - sum(v for _, v in rows)
     print(f"numdp train step: {cfg.source.name} ({sys_.natoms} atoms, batch {sys_.batch_size}), "
-          f"{trainer.flat.size:,} parameters, {args.threads} threads, {args.steps} steps after "
+          f"{trainer.flat.size:,} parameters, {args.threads} thread(s), {args.steps} steps after "
           f"{args.warmup} warm-up steps")
     print(f"{'phase':<12}{'ms/step':>10}{'share':>9}")
     for name, v in rows + [("other", other)]:

@@ -1,6 +1,7 @@
 """Training checkpoints: everything needed to continue a run exactly (HDF5, written atomically).
 
-Contents: the flat parameter vector θ, Adam's moments and update count, the step, the states of
+Contents: the flat parameter vector θ (optimiser coordinates, see numdp.train.precond), Adam's
+moments and update count, the preconditioner's statistics, the step, the states of
 the training and validation samplers (generator state, permutations, cursors), the data
 statistics of the model (sel, davg, dstd, out_bias, s_range, min_nbor_dist) and the training
 input text.  A checkpoint is written to a temporary name in the target directory and renamed
@@ -31,7 +32,8 @@ class Checkpoint:
     theta, adam_m, adam_v: (nparams,); adam_t: Adam's update count; sel: slots per type;
     davg, dstd: (ntypes, nnei, 4); out_bias: (ntypes,) eV; s_range: (ntypes, 2) 1/Å or None;
     min_nbor_dist: Å or None; sampler, valid_sampler: JSON-able states; input_text: the input
-    file; elapsed: training wall time so far, s.
+    file; elapsed: training wall time so far, s; precond_scale: (ntypes,) scales s_t of the
+    fitting preconditioner, or None (θ then holds the model's W0 itself).
     """
 
     step: int
@@ -49,6 +51,7 @@ class Checkpoint:
     valid_sampler: dict | None
     input_text: str
     elapsed: float
+    precond_scale: np.ndarray | None = None
 
 
 def write_checkpoint(ck: Checkpoint, path) -> None:
@@ -57,6 +60,9 @@ def write_checkpoint(ck: Checkpoint, path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
     try:
         with h5py.File(tmp, "w") as h5:
             a = h5.attrs
@@ -79,6 +85,8 @@ def write_checkpoint(ck: Checkpoint, path) -> None:
                 h5["s_range"] = ck.s_range
             if ck.min_nbor_dist is not None:
                 h5["min_nbor_dist"] = float(ck.min_nbor_dist)
+            if ck.precond_scale is not None:
+                h5["precond_scale"] = ck.precond_scale
         os.replace(tmp, path)
     except OSError as exc:
         with contextlib.suppress(OSError):
@@ -110,6 +118,7 @@ def read_checkpoint(path) -> Checkpoint:
                 s_range=h5["s_range"][()] if "s_range" in h5 else None,
                 min_nbor_dist=float(h5["min_nbor_dist"][()]) if "min_nbor_dist" in h5 else None,
                 sampler=json.loads(a["sampler"]), valid_sampler=json.loads(a["valid_sampler"]),
-                input_text=str(a["input_text"]), elapsed=float(a["elapsed"]))
+                input_text=str(a["input_text"]), elapsed=float(a["elapsed"]),
+                precond_scale=h5["precond_scale"][()] if "precond_scale" in h5 else None)
     except (OSError, KeyError, ValueError) as exc:
         raise InputError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None

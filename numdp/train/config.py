@@ -10,16 +10,19 @@ Schema (defaults in brackets; see also the README section on `numdp train`)::
     [model]               type_map (list of element names, required)
     [model.descriptor]    type ["se_e2_a"], rcut [6.0], rcut_smth [0.5], sel ["auto"],
                           neuron [[10, 20, 40]], axis_neuron [4], type_one_side [false],
-                          resnet_dt [false], seed [none]
-    [model.fitting]       neuron [[120, 120, 120]], resnet_dt [true], seed [none]
-                          (also accepted as [model.fitting_net])
+                          resnet_dt [false], seed [none], activation_function ["tanh"]
+    [model.fitting]       type ["ener"], neuron [[120, 120, 120]], resnet_dt [true], seed [none],
+                          activation_function ["tanh"] (also accepted as [model.fitting_net])
     [learning_rate]       type ["exp"], start_lr [1e-3], stop_lr [5e-8], decay_steps [5000]
     [loss]                type ["ener"], start_pref_e [0.02], limit_pref_e [1.0],
                           start_pref_f [1000], limit_pref_f [1.0], start_pref_v [0], limit_pref_v [0]
     [training]            systems (required), batch_size ["auto"], numb_steps (required),
                           seed [none], disp_freq [1000], save_freq [1000], disp_file ["lcurve.out"],
                           save_ckpt ["model.ckpt.h5"], model_file ["model.h5"],
-                          data_stat_nbatch [10], disp_training [true]
+                          data_stat_nbatch [10], disp_training [true], precondition [false]
+                          (numdp option: optimise the first fitting layers in units where the
+                          descriptor has unit RMS, see numdp.train.precond; false = plain Adam
+                          as DeePMD-kit)
     [validation]          systems [none], batch_size ["auto"], numb_btch [1]
 """
 from __future__ import annotations
@@ -103,6 +106,7 @@ class TrainingConfig:
     model_file: Path = Path("model.h5")
     data_stat_nbatch: int = 10
     disp_training: bool = True
+    precondition: bool = False
 
 
 @dataclass
@@ -366,6 +370,7 @@ def parse_config(data: dict, source: Path, text: str = "") -> TrainConfig:
         raise ts.fail("model_file", f"must end in .h5 (numdp) or .dp (DeePMD-kit), got {tc.model_file.name!r}")
     tc.data_stat_nbatch = ts.int("data_stat_nbatch", 10, minimum=1)
     tc.disp_training = ts.bool("disp_training", True)
+    tc.precondition = ts.bool("precondition", False)
     tc.systems = _systems(ts, "systems", base, required=True)
     ts.done()
 

@@ -2,7 +2,8 @@
 
 W ~ Normal(0, 1/sqrt(n_in + n_out)), b ~ Normal(0, 1), idt ~ Normal(0.1, 0.001) (the dpmodel /
 PyTorch convention); the bias of the fitting nets' linear output layer starts at 0 because the
-per-type energy offset is carried by the model's out_bias from the data statistics.
+per-type energy offset is carried by the model's out_bias from the data statistics.  (The
+trainer then also zeroes the output weights, see Trainer._data_init.)
 A layer has idt iff resnet_dt is set and its residual applies (output width = input width or
 twice it); the fitting output layer is linear without residual.
 """

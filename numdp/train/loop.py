@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numba
 import numpy as np
 
 from .. import __version__
@@ -30,6 +31,7 @@ from .init import initial_model
 from .loss import LossStats, Prefactors
 from .optim import Adam
 from .passes import ModelPasses
+from .precond import FittingPreconditioner
 from .report import Lcurve, Progress, lcurve_columns
 from .schedule import ExpDecay, PrefactorSchedule
 from .stats import (DistanceStats, auto_sel, energy_bias, env_stats, max_neighbour_counts,
@@ -83,17 +85,20 @@ class Trainer:
         self.stream = stream if stream is not None else sys.stdout
         self.on_step = on_step
         self.frame_budget = frame_budget
-        import os
-        self.init_mode = os.environ.get("NUMDP_TRAIN_INIT", "centre")
+        self.precond: FittingPreconditioner | None = None
         self.timings = dict.fromkeys(PHASES, 0.0)
         self._stop = False
         # The workers call BLAS on modest matrices: a threaded BLAS underneath only oversubscribes.
+        # Numba's own parallel kernels (neighbour lists, built once per frame) run on one thread
+        # for the same reason.
         self._old_blas = get_blas_threads()
         set_blas_threads(1)
+        self._old_numba = numba.get_num_threads()
+        numba.set_num_threads(1)
         try:
             self._setup()
         except BaseException:
-            self._restore_blas()
+            self._restore_threads()
             raise
 
     # ------------------------------------------------------------------ set-up
@@ -188,56 +193,34 @@ class Trainer:
                  + f"; min_nbor_dist {dist.min_nbor_dist:.4g} A ({time.perf_counter() - t0:.1f} s)")
         return sel, davg, dstd, bias, dist.s_range, dist.min_nbor_dist, frames
 
-    def _stat_outputs(self, frames: list[np.ndarray]):
-        """Per centre type: descriptor rows and network energies (eV, without the biases) of
-        the current model on the statistics frames."""
-        nt = self.params.ntypes
-        bias = self.params.fitting.bias_atom_e + self.params.out_bias
-        D = {t: [] for t in range(nt)}
-        E = {t: [] for t in range(nt)}
+    def _stat_descriptors(self, frames: list[np.ndarray]) -> dict[int, np.ndarray]:
+        """Per centre type: descriptor rows (n, M*M<) of the current model on the statistics
+        frames."""
+        D: dict[int, list] = {}
         for k, idx in enumerate(frames):
-            types = self.train_sys[k].types
             for f in idx:
-                res = self.passes.primal(self.train_cache.frame(k, int(f)))
+                self.passes.primal(self.train_cache.frame(k, int(f)))
                 for t, rows in self.passes.descriptors().items():
-                    D[t].append(rows)
-                net_e = res.atom_energy - bias[types]
-                for t in range(nt):
-                    E[t].append(net_e[types == t])
-        cat = lambda v: np.concatenate(v) if v else np.zeros(0)
-        return {t: cat(D[t]) for t in D}, {t: cat(E[t]) for t in E}
+                    D.setdefault(t, []).append(rows)
+        return {t: np.concatenate(v) for t, v in D.items()}
 
     def _data_init(self, frames: list[np.ndarray]) -> None:
-        """Data-dependent adjustment of the random initial fitting nets (no effect on the
-        architecture; a run is still reproducible from its seeds):
+        """Data-dependent part of the initialisation (the architecture is untouched).
 
-        1. scale each neuron of the first fitting layer so that its pre-activation varies with
-           unit standard deviation over the atoms of the statistics frames (the descriptor
-           entries are small, O(1e-2), so that the random first layer would otherwise see an
-           almost constant input), and shift its bias so that the pre-activation's mean is the
-           random initial bias;
-        2. shift the output bias so that the initial network energies average to zero per type:
-           the initial model then predicts out_bias on average.
+        The output layers of the fitting nets start at zero (weights and bias): the initial
+        model is the energy bias alone — no random energy landscape of order 1 eV per atom and
+        no random forces and virials for the first steps to unlearn (DeePMD-kit draws them at
+        random).  With `precondition`, the RMS of the descriptor entries per centre type on the
+        statistics frames sets the optimiser's coordinates of the first fitting layers
+        (numdp.train.precond).
         """
-        if self.init_mode == "plain":
-            return
-        if self.init_mode in ("scaled", "scaled-zero"):
-            D, _ = self._stat_outputs(frames)
-            for t, net in enumerate(self.params.fitting.nets):
-                if D[t].shape[0] < 2:
-                    continue
-                first = net.layers[0]
-                z = D[t] @ first.w
-                sd = z.std(axis=0)
-                ok = sd > 1e-12
-                first.w[:, ok] /= sd[ok]
-                first.b[ok] -= (z.mean(axis=0) / np.where(ok, sd, 1.0))[ok]
-                if self.init_mode == "scaled-zero":
-                    net.layers[-1].w[:] = 0.0
-        _, E = self._stat_outputs(frames)
-        for t, net in enumerate(self.params.fitting.nets):
-            if E[t].size:
-                net.layers[-1].b[0] -= E[t].mean()
+        for net in self.params.fitting.nets:
+            net.layers[-1].w[:] = 0.0
+            net.layers[-1].b[:] = 0.0
+        if self.cfg.training.precondition:
+            D = self._stat_descriptors(frames)
+            self.precond = FittingPreconditioner.from_descriptors(self.params, self.flat, D)
+            self.precond.adopt_model_as_primed()
 
     def _load_state(self, ck: Checkpoint) -> None:
         if ck.theta.shape != self.flat.theta.shape:
@@ -246,7 +229,16 @@ class Trainer:
         if ck.step > self.cfg.training.numb_steps:
             raise InputError(f"{self.restart}: checkpoint is at step {ck.step}, beyond numb_steps = "
                              f"{self.cfg.training.numb_steps}")
+        if (ck.precond_scale is not None) != self.cfg.training.precondition:
+            was = "with" if ck.precond_scale is not None else "without"
+            raise InputError(f"{self.restart}: checkpoint was written {was} precondition; set "
+                             f"[training] precondition = {str(ck.precond_scale is not None).lower()} "
+                             f"to continue it")
+        if ck.precond_scale is not None:
+            self.precond = FittingPreconditioner(self.params, self.flat, ck.precond_scale)
         self.flat.theta[:] = ck.theta
+        if self.precond is not None:
+            self.precond.refresh_model()
         self.adam.m[:] = ck.adam_m
         self.adam.v[:] = ck.adam_v
         self.adam.t = ck.adam_t
@@ -291,7 +283,11 @@ class Trainer:
         self._batch_loss(self.train_sys, self.train_cache, k, idx, pref, stats, True)
         vstats = self.validate(pref) if display else None
         t1 = time.perf_counter()
+        if self.precond is not None:
+            self.passes.each_worker(lambda w: self.precond.map_gradient_row(self.passes.grads[w]))
         self.adam.step(self.flat.theta, self.passes.grads, lr, self.passes.split)
+        if self.precond is not None:
+            self.precond.refresh_model()
         self.timings["optimizer"] += time.perf_counter() - t1
         return stats, vstats
 
@@ -329,7 +325,8 @@ class Trainer:
                         out_bias=self.params.out_bias, s_range=self.params.s_range,
                         min_nbor_dist=self.params.min_nbor_dist, sampler=self.sampler.state(),
                         valid_sampler=self.valid_sampler.state() if self.valid_sampler else None,
-                        input_text=self.cfg.text, elapsed=elapsed)
+                        input_text=self.cfg.text, elapsed=elapsed,
+                        precond_scale=None if self.precond is None else self.precond.scale.copy())
         write_checkpoint(ck, self.cfg.training.save_ckpt)
 
     def _row(self, step, stats, vstats, lr) -> list[float]:
@@ -418,6 +415,11 @@ class Trainer:
         if self.valid_sys:
             res = self.test(self.valid_sys, self.valid_cache)
             self.final_test = res
+            over = self.valid_cache.overflow
+            if over.any():
+                self.say(f"warning: sel {list(self.params.descriptor.sel)} overflowed in the validation "
+                         f"data ({over.tolist()} centre-atom blocks; largest counts "
+                         f"{self.valid_cache.max_count.tolist()})")
             self.say(f"validation over {res.nframes} frames (all validation data): energy RMSE "
                      f"{res.rmse_e * 1e3:.3f} meV/atom, force RMSE {res.rmse_f * 1e3:.2f} meV/A"
                      + (f", virial RMSE {res.rmse_v * 1e3:.2f} meV/atom" if math.isfinite(res.rmse_v) else ""))
@@ -434,12 +436,16 @@ class Trainer:
                   "numb_steps": self.cfg.training.numb_steps, "seed": self.seed}
         write_model(p, self.cfg.training.model_file)
 
-    def _restore_blas(self) -> None:
+    def _restore_threads(self) -> None:
+        """Give NumPy's BLAS and Numba back their thread counts from before the trainer."""
         if self._old_blas is not None:
             set_blas_threads(self._old_blas)
             self._old_blas = None
+        if self._old_numba is not None:
+            numba.set_num_threads(self._old_numba)
+            self._old_numba = None
 
     def close(self) -> None:
         """Stop the worker threads and restore NumPy's BLAS thread count."""
         self.passes.close()
-        self._restore_blas()
+        self._restore_threads()

@@ -209,6 +209,10 @@ class ModelPasses:
                 g += self.grads[w]
         return g
 
+    def each_worker(self, fn) -> None:
+        """fn(w) for every worker index w, on the worker threads."""
+        self._run(fn)
+
     def split(self, fn, n: int) -> None:
         """fn(lo, hi) over `nthreads` contiguous ranges covering 0..n, on the worker threads."""
         bounds = [n * w // self.nw for w in range(self.nw + 1)]
