@@ -13,6 +13,7 @@ import numpy as np
 from numba import njit
 
 from ..kernels.cpu.envmat import FASTMATH, switch
+from ..kernels.cpu.layers import add_residual_adjoint  # noqa: F401  (shared with inference)
 from ..kernels.cpu.mathfn import tanh
 
 # Kernels calling the vectorisable tanh need NumPy's error model (no zero-division branches).
@@ -279,21 +280,6 @@ def layer_back_pair(Obar, Odbar, H, Zd, idt, use_idt, want_dbar, ZB, dbar, bbar)
                 ZB[r, c] = zb
                 ZB[n + r, c] = g * od
                 bbar[c] += zb
-
-
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
-def add_residual_adjoint(gY, mode, gX):
-    """gX (n, n_in) += ρᵀ(gY (n, k)): identity (mode 1) or sum of both halves (mode 2)."""
-    n = gY.shape[0]
-    n_in = gX.shape[1]
-    if mode == 1:
-        for r in range(n):
-            for c in range(n_in):
-                gX[r, c] += gY[r, c]
-    elif mode == 2:
-        for r in range(n):
-            for c in range(n_in):
-                gX[r, c] += gY[r, c] + gY[r, n_in + c]
 
 
 @njit(**ACT)
