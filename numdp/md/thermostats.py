@@ -104,15 +104,9 @@ class NoseHooverChain:
         return float(0.5 * np.sum(q * v * v) + state.dof * kt * xi[0] + kt * np.sum(xi[1:]))
 
 
-class Langevin:
-    """Langevin thermostat: exact Ornstein-Uhlenbeck velocity update (friction 1/tau) at both ends
-    of a step (the OBABO scheme of Bussi & Parrinello 2007), followed by removing the centre-of-mass
-    velocity, which keeps the canonical distribution of the remaining 3N - 3 degrees of freedom.
-
-    Variables: state.thermostat["heat"] (1,) energy given to the bath, eV.
-    """
-
-    kind = "langevin"
+class _HeatBath:
+    """Shared part of the stochastic thermostats: target temperature (K), time constant tau (ps),
+    and the energy given to the bath, state.thermostat["heat"] (1,) eV."""
 
     def __init__(self, temperature: float, tau: float, world: World | None = None):
         self.world = world if world is not None else World(None)
@@ -121,6 +115,20 @@ class Langevin:
 
     def initialize(self, state: State) -> None:
         state.thermostat.setdefault("heat", np.zeros(1))
+
+    def reservoir_energy(self, state: State) -> float:
+        return float(state.thermostat["heat"][0])
+
+
+class Langevin(_HeatBath):
+    """Langevin thermostat: exact Ornstein-Uhlenbeck velocity update (friction 1/tau) at both ends
+    of a step (the OBABO scheme of Bussi & Parrinello 2007), followed by removing the centre-of-mass
+    velocity, which keeps the canonical distribution of the remaining 3N - 3 degrees of freedom.
+
+    Variables: state.thermostat["heat"] (1,) energy given to the bath, eV.
+    """
+
+    kind = "langevin"
 
     def half_step(self, state: State, h: float, stream: int) -> None:
         sum_global = self.world.sum_global
@@ -131,11 +139,8 @@ class Langevin:
         zero_momentum(state.velocities, state.masses, sum_global)
         state.thermostat["heat"][0] += k0 - sum_global(kinetic_energy(state.velocities, state.masses))
 
-    def reservoir_energy(self, state: State) -> float:
-        return float(state.thermostat["heat"][0])
 
-
-class StochasticVelocityRescaling:
+class StochasticVelocityRescaling(_HeatBath):
     """Canonical sampling through velocity rescaling (Bussi, Donadio, Parrinello 2007).
 
     The kinetic energy is drawn exactly from the Ornstein-Uhlenbeck process of relaxation time tau
@@ -144,14 +149,6 @@ class StochasticVelocityRescaling:
     """
 
     kind = "csvr"
-
-    def __init__(self, temperature: float, tau: float, world: World | None = None):
-        self.world = world if world is not None else World(None)
-        self.temperature = float(temperature)
-        self.tau = float(tau)
-
-    def initialize(self, state: State) -> None:
-        state.thermostat.setdefault("heat", np.zeros(1))
 
     def half_step(self, state: State, h: float, stream: int) -> None:
         k = self.world.sum_global(kinetic_energy(state.velocities, state.masses))
@@ -170,9 +167,6 @@ class StochasticVelocityRescaling:
             alpha = -alpha  # the component along the old velocity changed sign
         state.velocities *= alpha
         state.thermostat["heat"][0] += k - k_new
-
-    def reservoir_energy(self, state: State) -> float:
-        return float(state.thermostat["heat"][0])
 
 
 THERMOSTATS = {
