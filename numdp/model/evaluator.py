@@ -22,6 +22,7 @@ from .nets import InferenceNet, embed_into, embed_value, fit_energy_and_grad
 from .params import ModelParams
 from .precision import get_precision
 from .tables import evaluate_table
+from .workspace import ThreadWorkspaces
 
 DEFAULT_CHUNK = 256          # centre atoms per chunk: G and dG/dx take ~140 kB per atom
 DEFAULT_CHUNK_COMPRESSED = 512  # no G is stored; bigger chunks make bigger fitting GEMMs
@@ -82,6 +83,7 @@ class Evaluator:
         self.atom_bias = params.fitting.bias_atom_e + params.out_bias
         self._pool = None
         self._lock = threading.Lock()
+        self._scratch = ThreadWorkspaces()
 
     # -- orchestration -------------------------------------------------------------------
     def compute(self, ext_pos, nlist, types, want_force=True, want_atom_virial=False,
@@ -143,18 +145,19 @@ class Evaluator:
         d = p.descriptor
         nt = d.ntypes
         na = atoms.shape[0]
+        ws = self._scratch.get()
         atypes = types[atoms].astype(np.int64)
         cap = na * d.nnei
-        rt = np.empty((cap, 4))
-        dvec = np.empty((cap, 3))
-        nbr = np.empty(cap, np.int64)
-        poff = np.empty((nt, na + 1), np.int64)
-        npad = np.empty((na, nt), np.int64)
+        rt = ws.take("rt", (cap, 4))
+        dvec = ws.take("dvec", (cap, 3))
+        nbr = ws.take("nbr", cap, np.int64)
+        poff = ws.take("poff", (nt, na + 1), np.int64)
+        npad = ws.take("npad", (na, nt), np.int64)
         npairs = env_pairs(ext_pos, nlist, atoms, atypes, self.sec, self.mu, self.sd,
                            d.rcut, d.rcut_smth, rt, dvec, nbr, poff, npad)
         M = d.neuron[-1]
         tb = np.searchsorted(atypes, np.arange(nt + 1))  # type boundaries (atoms sorted by type)
-        T = np.empty((na, 4, M))
+        T = ws.take("T", (na, 4, M))
         if self.compressed:
             beyond = np.zeros(1, np.int64)
             tab_contract_T(atypes, rt, poff, npad, self.rt_pad, self.G_pad, self.coef, self.coff,
@@ -163,24 +166,24 @@ class Evaluator:
                 with self._lock:
                     self.beyond_table += int(beyond[0])
         else:
-            G, Gp = self._embed(rt, npairs, poff, tb, want_force)
+            G, Gp = self._embed(rt, npairs, poff, tb, want_force, ws)
             contract_T(atypes, rt, G, poff, npad, self.rt_pad, self.G_pad, 1.0 / d.nnei, T)
-        D = np.empty((na, d.dim_out))
+        D = ws.take("D", (na, d.dim_out))
         contract_D(T, d.axis_neuron, D)
         if descr is not None:
             descr[atoms] = D
-        gD = np.empty((na, d.dim_out), dtype=self.precision.dtype) if want_force else None
+        gD = ws.take("gD", (na, d.dim_out), self.precision.dtype) if want_force else None
         for ti in range(nt):
             a0, a1 = tb[ti], tb[ti + 1]
             if a1 == a0:
                 continue
-            e, g = fit_energy_and_grad(D[a0:a1], self.fit[ti], want_force)
+            e, g = fit_energy_and_grad(D[a0:a1], self.fit[ti], want_force, ws)
             atom_energy[atoms[a0:a1]] = e + self.atom_bias[ti]
             if want_force:
                 gD[a0:a1] = g
         if not want_force:
             return
-        Tbar = np.empty_like(T)
+        Tbar = ws.take("Tbar", T.shape)
         back_D(T, gD, d.axis_neuron, 1.0 / d.nnei, Tbar)
         if self.compressed:
             tab_pair_forces(atoms, atypes, rt, dvec, nbr, poff, self.coef, self.coff, self.meta,
@@ -190,15 +193,16 @@ class Evaluator:
             pair_forces(atoms, atypes, rt, dvec, nbr, poff, G, Gp, Tbar, self.sd, d.rcut,
                         d.rcut_smth, force, virial, atom_virial, want_atom_virial)
 
-    def _embed(self, rt, npairs, poff, tb, want_force):
+    def _embed(self, rt, npairs, poff, tb, want_force, ws):
         """G and dG/dx (npairs, M) of every occupied pair, net by net (Gp None without forces)."""
         d = self.params.descriptor
         nt = d.ntypes
         na = poff.shape[1] - 1
         M = d.neuron[-1]
-        x = np.ascontiguousarray(rt[:npairs, 0])
-        G = np.empty((npairs, M), dtype=self.precision.dtype)
-        Gp = np.empty((npairs, M), dtype=self.precision.dtype) if want_force else None
+        x = ws.take("x", npairs)
+        x[:] = rt[:npairs, 0]
+        G = ws.take("G", (npairs, M), self.precision.dtype)
+        Gp = ws.take("Gp", (npairs, M), self.precision.dtype) if want_force else None
         for t in range(nt):
             groups = [(0, na, t)] if d.type_one_side else [(tb[ti], tb[ti + 1], d.net_index(ti, t))
                                                           for ti in range(nt)]
@@ -206,5 +210,5 @@ class Evaluator:
                 p0, p1 = poff[t, a0], poff[t, a1]
                 if p1 == p0:
                     continue
-                embed_into(x[p0:p1], self.embed[k], G[p0:p1], None if Gp is None else Gp[p0:p1])
+                embed_into(x[p0:p1], self.embed[k], G[p0:p1], None if Gp is None else Gp[p0:p1], ws)
         return G, Gp

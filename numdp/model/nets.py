@@ -15,6 +15,7 @@ from ..kernels.cpu.layers import (add_residual_adjoint, back_tanh, first_layer_t
                                   post_forward, post_tangent)
 from .params import Net, RESIDUAL_NONE
 from .precision import Precision, get_precision, round_half
+from .workspace import Workspace
 
 EMBED_TILE = 384  # pairs per tile: 2*384 rows x 100 doubles = 600 kB
 
@@ -58,18 +59,20 @@ def _view(buf: np.ndarray, rows: int, cols: int) -> np.ndarray:
     return buf[:rows * cols].reshape(rows, cols)
 
 
-def embed_into(x: np.ndarray, net: InferenceNet, G: np.ndarray, Gp: np.ndarray | None) -> None:
+def embed_into(x: np.ndarray, net: InferenceNet, G: np.ndarray, Gp: np.ndarray | None,
+               ws: Workspace | None = None) -> None:
     """G (n, M) = net(x) and, unless Gp is None, Gp (n, M) = d net/dx, for x (n,).
 
     x is taken in the net's dtype (and rounded to half for mix16); G, Gp have the net's dtype.
-    The last layer writes straight into G and Gp.
+    The last layer writes straight into G and Gp.  Scratch tiles come from `ws` when given.
     """
     n = x.shape[0]
     x = net.operand(x)
     half = net.precision.half_operands
     first, rest = net.layers[0], net.layers[1:]
     wmax = max(lay.w.shape[1] for lay in net.layers)
-    bufs = [np.empty(2 * EMBED_TILE * wmax, dtype=net.dtype) for _ in range(3)]
+    ws = ws or Workspace()
+    bufs = [ws.take(f"embed{i}", 2 * EMBED_TILE * wmax, net.dtype) for i in range(3)]
     for p0 in range(0, n, EMBED_TILE):
         p1 = min(n, p0 + EMBED_TILE)
         m = p1 - p0
@@ -99,28 +102,46 @@ def embed_value(x: np.ndarray, net: InferenceNet) -> np.ndarray:
     return G
 
 
-def fit_energy_and_grad(D: np.ndarray, net: InferenceNet, want_grad: bool = True):
+def fit_energy_and_grad(D: np.ndarray, net: InferenceNet, want_grad: bool = True,
+                        ws: Workspace | None = None):
     """Atomic network energies (n,) float64 and their gradient dE/dD (n, dim) in the net's dtype,
     for inputs D (n, dim).  Hidden layers use tanh with the width-tested residual; the last layer
-    is linear.
+    is linear.  Scratch (and the returned gradient, valid until the next call with the same
+    workspace) comes from `ws` when given.
     """
-    y = net.operand(D)
+    ws = ws or Workspace()
+    n = D.shape[0]
+
+    def operand(a, name):
+        if net.precision.half_operands:
+            return net.operand(a)
+        if a.dtype == net.dtype and a.flags.c_contiguous:
+            return a
+        out = ws.take(name, a.shape, net.dtype)
+        out[...] = a
+        return out
+
+    y = operand(D, "fit_in")
     cache = []
     hidden, last = net.layers[:-1], net.layers[-1]
-    for lay in hidden:
-        Z = net.operand(y) @ lay.w
-        H = np.empty_like(Z)
+    for li, lay in enumerate(hidden):
+        k = lay.w.shape[1]
+        Z = np.matmul(operand(y, "fit_op"), lay.w, out=ws.take(f"fit_z{li}", (n, k), net.dtype))
+        H = ws.take(f"fit_h{li}", (n, k), net.dtype)
         post_forward(Z, lay.b, lay.idt, y, lay.mode, H, Z)
         cache.append(H)
         y = Z
-    energy = (net.operand(y) @ last.w)[:, 0].astype(np.float64) + float(last.b[0])
+    energy = (operand(y, "fit_op") @ last.w)[:, 0].astype(np.float64) + float(last.b[0])
     if not want_grad:
         return energy, None
-    gy = np.ascontiguousarray(np.broadcast_to(last.w[:, 0], (D.shape[0], last.w.shape[0])))
-    for lay, H in zip(reversed(hidden), reversed(cache)):
-        gZ = np.empty_like(H)
+    gy = ws.take("fit_gy_last", (n, last.w.shape[0]), net.dtype)
+    gy[...] = last.w[:, 0]
+    for li in range(len(hidden) - 1, -1, -1):
+        lay, H = hidden[li], cache[li]
+        gZ = ws.take("fit_gz", H.shape, net.dtype)
         back_tanh(gy, H, lay.idt, gZ)
-        gx = net.operand(gZ) @ lay.w.T
+        gx = np.matmul(operand(gZ, "fit_op"), lay.w.T,
+                       out=ws.take(f"fit_gx{li % 2}", (n, lay.w.shape[0]), net.dtype))
         if lay.mode != RESIDUAL_NONE:
             add_residual_adjoint(gy, lay.mode, gx)
         gy = gx

@@ -1,0 +1,60 @@
+"""Named scratch arrays that are reused from call to call.
+
+An evaluation needs tens of megabytes of scratch per worker (G and dG/dx of a chunk alone take
+~140 kB per atom).  Allocating it afresh for every chunk makes the C library map new pages from
+the kernel and fault them in at first touch on every call: measured at 16 000-24 000 page faults
+and 20-25 % of a 1 536-atom evaluation.  A Workspace keeps one growing buffer per name instead,
+so after the first call an evaluation touches only memory it already owns.
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+
+class Workspace:
+    """Scratch buffers by name; `take` returns a view of the requested shape.
+
+    Views of one name alias each other: a caller must not hold two live views of the same name.
+    Buffers only grow (by 25 % headroom), so the memory held is bounded by the largest request.
+    """
+
+    def __init__(self) -> None:
+        self._bufs: dict[str, np.ndarray] = {}
+
+    def take(self, name: str, shape, dtype=np.float64) -> np.ndarray:
+        """An uninitialised C-contiguous array of `shape` and `dtype` backed by buffer `name`."""
+        shape = tuple(int(s) for s in np.atleast_1d(shape))
+        n = int(np.prod(shape)) if shape else 1
+        dtype = np.dtype(dtype)
+        buf = self._bufs.get(name)
+        if buf is None or buf.dtype != dtype or buf.size < n:
+            buf = np.empty(max(n, int(n * 1.25) + 64), dtype)
+            self._bufs[name] = buf
+        return buf[:n].reshape(shape)
+
+    def zeros(self, name: str, shape, dtype=np.float64) -> np.ndarray:
+        """As `take`, filled with zeros."""
+        a = self.take(name, shape, dtype)
+        a.fill(0)
+        return a
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by all buffers."""
+        return sum(b.nbytes for b in self._bufs.values())
+
+
+class ThreadWorkspaces:
+    """One Workspace per thread, so that pool workers never share scratch memory."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def get(self) -> Workspace:
+        """The calling thread's workspace (created on first use)."""
+        ws = getattr(self._local, "ws", None)
+        if ws is None:
+            ws = self._local.ws = Workspace()
+        return ws
