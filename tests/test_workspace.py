@@ -7,17 +7,17 @@ from numdp.model.workspace import Workspace
 from randmodel import random_config, random_params
 
 
-def test_take_shapes_dtypes_and_growth():
+def test_get_shapes_dtypes_and_growth():
     ws = Workspace()
-    a = ws.take("a", (3, 4))
+    a = ws.get("a", (3, 4))
     assert a.shape == (3, 4) and a.dtype == np.float64 and a.flags.c_contiguous
     held = ws.nbytes
-    b = ws.take("a", (2, 2))
+    b = ws.get("a", (2, 2))
     assert b.shape == (2, 2) and ws.nbytes == held           # smaller request: same buffer
     assert np.shares_memory(a, b)
-    c = ws.take("a", (10, 10))
+    c = ws.get("a", (10, 10))
     assert c.shape == (10, 10) and ws.nbytes > held          # larger request: grown
-    d = ws.take("a", 5, np.int64)
+    d = ws.get("a", 5, np.int64)
     assert d.dtype == np.int64 and d.shape == (5,)           # another dtype: replaced
     z = ws.zeros("z", (4,), np.float32)
     assert z.dtype == np.float32 and not z.any()

@@ -148,16 +148,16 @@ class Evaluator:
         ws = self._scratch.get()
         atypes = types[atoms].astype(np.int64)
         cap = na * d.nnei
-        rt = ws.take("rt", (cap, 4))
-        dvec = ws.take("dvec", (cap, 3))
-        nbr = ws.take("nbr", cap, np.int64)
-        poff = ws.take("poff", (nt, na + 1), np.int64)
-        npad = ws.take("npad", (na, nt), np.int64)
+        rt = ws.get("rt", (cap, 4))
+        dvec = ws.get("dvec", (cap, 3))
+        nbr = ws.get("nbr", cap, np.int64)
+        poff = ws.get("poff", (nt, na + 1), np.int64)
+        npad = ws.get("npad", (na, nt), np.int64)
         npairs = env_pairs(ext_pos, nlist, atoms, atypes, self.sec, self.mu, self.sd,
                            d.rcut, d.rcut_smth, rt, dvec, nbr, poff, npad)
         M = d.neuron[-1]
         tb = np.searchsorted(atypes, np.arange(nt + 1))  # type boundaries (atoms sorted by type)
-        T = ws.take("T", (na, 4, M))
+        T = ws.get("T", (na, 4, M))
         if self.compressed:
             beyond = np.zeros(1, np.int64)
             tab_contract_T(atypes, rt, poff, npad, self.rt_pad, self.G_pad, self.coef, self.coff,
@@ -168,11 +168,11 @@ class Evaluator:
         else:
             G, Gp = self._embed(rt, npairs, poff, tb, want_force, ws)
             contract_T(atypes, rt, G, poff, npad, self.rt_pad, self.G_pad, 1.0 / d.nnei, T)
-        D = ws.take("D", (na, d.dim_out))
+        D = ws.get("D", (na, d.dim_out))
         contract_D(T, d.axis_neuron, D)
         if descr is not None:
             descr[atoms] = D
-        gD = ws.take("gD", (na, d.dim_out), self.precision.dtype) if want_force else None
+        gD = ws.get("gD", (na, d.dim_out), self.precision.dtype) if want_force else None
         for ti in range(nt):
             a0, a1 = tb[ti], tb[ti + 1]
             if a1 == a0:
@@ -183,7 +183,7 @@ class Evaluator:
                 gD[a0:a1] = g
         if not want_force:
             return
-        Tbar = ws.take("Tbar", T.shape)
+        Tbar = ws.get("Tbar", T.shape)
         back_D(T, gD, d.axis_neuron, 1.0 / d.nnei, Tbar)
         if self.compressed:
             tab_pair_forces(atoms, atypes, rt, dvec, nbr, poff, self.coef, self.coff, self.meta,
@@ -199,10 +199,10 @@ class Evaluator:
         nt = d.ntypes
         na = poff.shape[1] - 1
         M = d.neuron[-1]
-        x = ws.take("x", npairs)
+        x = ws.get("x", npairs)
         x[:] = rt[:npairs, 0]
-        G = ws.take("G", (npairs, M), self.precision.dtype)
-        Gp = ws.take("Gp", (npairs, M), self.precision.dtype) if want_force else None
+        G = ws.get("G", (npairs, M), self.precision.dtype)
+        Gp = ws.get("Gp", (npairs, M), self.precision.dtype) if want_force else None
         for t in range(nt):
             groups = [(0, na, t)] if d.type_one_side else [(tb[ti], tb[ti + 1], d.net_index(ti, t))
                                                           for ti in range(nt)]

@@ -72,7 +72,7 @@ def embed_into(x: np.ndarray, net: InferenceNet, G: np.ndarray, Gp: np.ndarray |
     first, rest = net.layers[0], net.layers[1:]
     wmax = max(lay.w.shape[1] for lay in net.layers)
     ws = ws or Workspace()
-    bufs = [ws.take(f"embed{i}", 2 * EMBED_TILE * wmax, net.dtype) for i in range(3)]
+    bufs = [ws.get(f"embed{i}", 2 * EMBED_TILE * wmax, net.dtype) for i in range(3)]
     for p0 in range(0, n, EMBED_TILE):
         p1 = min(n, p0 + EMBED_TILE)
         m = p1 - p0
@@ -117,7 +117,7 @@ def fit_energy_and_grad(D: np.ndarray, net: InferenceNet, want_grad: bool = True
             return net.operand(a)
         if a.dtype == net.dtype and a.flags.c_contiguous:
             return a
-        out = ws.take(name, a.shape, net.dtype)
+        out = ws.get(name, a.shape, net.dtype)
         out[...] = a
         return out
 
@@ -126,22 +126,22 @@ def fit_energy_and_grad(D: np.ndarray, net: InferenceNet, want_grad: bool = True
     hidden, last = net.layers[:-1], net.layers[-1]
     for li, lay in enumerate(hidden):
         k = lay.w.shape[1]
-        Z = np.matmul(operand(y, "fit_op"), lay.w, out=ws.take(f"fit_z{li}", (n, k), net.dtype))
-        H = ws.take(f"fit_h{li}", (n, k), net.dtype)
+        Z = np.matmul(operand(y, "fit_op"), lay.w, out=ws.get(f"fit_z{li}", (n, k), net.dtype))
+        H = ws.get(f"fit_h{li}", (n, k), net.dtype)
         post_forward(Z, lay.b, lay.idt, y, lay.mode, H, Z)
         cache.append(H)
         y = Z
     energy = (operand(y, "fit_op") @ last.w)[:, 0].astype(np.float64) + float(last.b[0])
     if not want_grad:
         return energy, None
-    gy = ws.take("fit_gy_last", (n, last.w.shape[0]), net.dtype)
+    gy = ws.get("fit_gy_last", (n, last.w.shape[0]), net.dtype)
     gy[...] = last.w[:, 0]
     for li in range(len(hidden) - 1, -1, -1):
         lay, H = hidden[li], cache[li]
-        gZ = ws.take("fit_gz", H.shape, net.dtype)
+        gZ = ws.get("fit_gz", H.shape, net.dtype)
         back_tanh(gy, H, lay.idt, gZ)
         gx = np.matmul(operand(gZ, "fit_op"), lay.w.T,
-                       out=ws.take(f"fit_gx{li % 2}", (n, lay.w.shape[0]), net.dtype))
+                       out=ws.get(f"fit_gx{li % 2}", (n, lay.w.shape[0]), net.dtype))
         if lay.mode != RESIDUAL_NONE:
             add_residual_adjoint(gy, lay.mode, gx)
         gy = gx

@@ -14,29 +14,29 @@ import numpy as np
 
 
 class Workspace:
-    """Scratch buffers by name; `take` returns a view of the requested shape.
+    """Scratch buffers by key (any hashable); `get` returns a view of the requested shape.
 
-    Views of one name alias each other: a caller must not hold two live views of the same name.
+    Views of one key alias each other: a caller must not hold two live views of the same key.
     Buffers only grow (by 25 % headroom), so the memory held is bounded by the largest request.
     """
 
     def __init__(self) -> None:
-        self._bufs: dict[str, np.ndarray] = {}
+        self._bufs: dict = {}
 
-    def take(self, name: str, shape, dtype=np.float64) -> np.ndarray:
-        """An uninitialised C-contiguous array of `shape` and `dtype` backed by buffer `name`."""
+    def get(self, key, shape, dtype=np.float64) -> np.ndarray:
+        """An uninitialised C-contiguous array of `shape` and `dtype` backed by buffer `key`."""
         shape = tuple(int(s) for s in np.atleast_1d(shape))
         n = int(np.prod(shape)) if shape else 1
         dtype = np.dtype(dtype)
-        buf = self._bufs.get(name)
+        buf = self._bufs.get(key)
         if buf is None or buf.dtype != dtype or buf.size < n:
             buf = np.empty(max(n, int(n * 1.25) + 64), dtype)
-            self._bufs[name] = buf
+            self._bufs[key] = buf
         return buf[:n].reshape(shape)
 
-    def zeros(self, name: str, shape, dtype=np.float64) -> np.ndarray:
-        """As `take`, filled with zeros."""
-        a = self.take(name, shape, dtype)
+    def zeros(self, key, shape, dtype=np.float64) -> np.ndarray:
+        """As `get`, filled with zeros."""
+        a = self.get(key, shape, dtype)
         a.fill(0)
         return a
 

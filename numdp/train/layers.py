@@ -18,31 +18,11 @@ import numpy as np
 
 from ..model.params import Net, RESIDUAL_NONE
 from . import kernels as K
+from ..model.workspace import Workspace
 from .flat import LayerSlots
 
 _ONE = np.ones(1)
 _SINK = np.zeros(1)
-
-
-class Workspace:
-    """Persistent scratch arrays keyed by name, grown on demand.
-
-    Re-using buffers across steps avoids the page faults of fresh large allocations.
-    `get(key, shape)` returns a C-contiguous float64 view of the first prod(shape) entries.
-    """
-
-    def __init__(self):
-        self._bufs: dict = {}
-
-    def get(self, key, shape, dtype=np.float64) -> np.ndarray:
-        n = 1
-        for s in shape:
-            n *= int(s)
-        buf = self._bufs.get(key)
-        if buf is None or buf.size < n or buf.dtype != dtype:
-            buf = np.empty(max(n + n // 4, 16), dtype=dtype)
-            self._bufs[key] = buf
-        return buf[:n].reshape(shape)
 
 
 class GradRow:

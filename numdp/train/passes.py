@@ -26,9 +26,10 @@ import numpy as np
 from ..kernels.cpu.descriptor import back_D, contract_D, contract_T
 from ..kernels.cpu.envmat import env_pairs, pair_forces
 from ..model.params import ModelParams
+from ..model.workspace import Workspace
 from . import kernels as K
 from .flat import FlatParams
-from .layers import (EmbedCache, FitCache, GradRow, Workspace, embed_forward, embed_reverse,
+from .layers import (EmbedCache, FitCache, GradRow, embed_forward, embed_reverse,
                      fit_cache, fit_forward, fit_reverse, fit_tangent)
 
 _NO_ATOM_VIRIAL = np.zeros((1, 9))
