@@ -123,3 +123,31 @@ def test_compressed_dp_roundtrip_keeps_tables(tmp_path, water):
     b = DPModel(back, nthreads=1).evaluate(ref["coord"][0], ref["atype"], ref["box"][0])
     assert np.abs(a.forces - b.forces).max() < 1e-12
     assert abs(a.energy - b.energy) < 1e-9
+
+
+@pytest.mark.parametrize("order", [3, 5])
+def test_forces_are_derivatives_inside_and_beyond_the_tables(order):
+    """The grouped fast path (four pairs inside their tables), the single-pair path and linear
+    extrapolation beyond the table all give forces equal to the energy's finite differences;
+    mix32 tables stay within float32 round-off of the double ones."""
+    params = random_params(ntypes=2, sel=[30, 30], neuron=(4, 8), axis_neuron=2, resnet_dt=True, seed=5)
+    params.min_nbor_dist = 2.4   # tables cover s for r >= 2.4 / 10-ish: the 0.15 A pair is beyond
+    cparams, _ = compress(params, dx=0.01, order=order)
+    pos, types, box = random_config(14, 2, box_len=6.5, tilt=0.2, seed=4)
+    pos[1] = pos[0] + np.array([0.15, 0.0, 0.0])
+    model = DPModel(cparams, nthreads=1, chunk=5)
+    out = model.evaluate(pos, types, box)
+    assert model.beyond_table > 0
+    h = 1e-6
+    for i, c in [(0, 0), (1, 0), (1, 2), (5, 1), (9, 2)]:
+        p = pos.copy()
+        p[i, c] += h
+        ep = model.evaluate(p, types, box).energy
+        p[i, c] -= 2 * h
+        em = model.evaluate(p, types, box).energy
+        fd = -(ep - em) / (2 * h)
+        assert abs(fd - out.forces[i, c]) <= 1e-6 * max(1.0, abs(fd))
+    low = DPModel(cparams, nthreads=1, precision="mix32").evaluate(pos, types, box)
+    scale = np.abs(out.forces).max()
+    assert np.abs(low.forces - out.forces).max() < 1e-5 * scale
+    assert abs(low.energy - out.energy) < 1e-5 * abs(out.energy)

@@ -10,13 +10,32 @@ neighbour block t.  Outside [lower, xmax] the table continues linearly (value + 
 pairs beyond xmax (closer than 10x the training range allows) are counted in `beyond` (one count
 per pair and call).  Inputs below `lower` arise only from round-off at r -> rcut and are not
 counted.
+
+Polynomials are evaluated in the tables' dtype (float32 under mix32) and accumulated in float64.
+The forward kernel takes four pairs of one centre atom at a time, so that each row of T is
+loaded and stored once per four pairs, and skips the slope when no pair of the group lies outside
+the table; the backward kernel takes two pairs at a time and shares the loads of Tbar.
 """
-from numba import njit
+import numpy as np
+from numba import njit, types
+from numba.extending import overload
 
 from .descriptor import add_padding, scale
 from .envmat import FASTMATH, scatter_pair
 
 FLAGS = dict(cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
+
+
+def cast_like(x, a):
+    """x converted to the element type of array a (inside Numba kernels)."""
+    return a.dtype.type(x)
+
+
+@overload(cast_like, inline="always")
+def _cast_like(x, a):
+    if a.dtype == types.float32:
+        return lambda x, a: np.float32(x)
+    return lambda x, a: np.float64(x)
 
 
 @njit(inline="always", **FLAGS)
@@ -42,23 +61,78 @@ def locate(x, meta, nint):
 
 
 @njit(inline="always", **FLAGS)
-def poly_at(c, m, tau, order):
-    """Value and slope at tau of output m of the piece c (order+1, M) (Horner, unrolled)."""
+def poly_value(c, m, tau, order):
+    """Value at tau of output m of the piece c (order+1, M) (Horner)."""
     if order == 5:
+        return ((((c[5, m] * tau + c[4, m]) * tau + c[3, m]) * tau + c[2, m]) * tau + c[1, m]) * tau + c[0, m]
+    return ((c[3, m] * tau + c[2, m]) * tau + c[1, m]) * tau + c[0, m]
+
+
+@njit(inline="always", **FLAGS)
+def poly_at(c, m, tau, order):
+    """Value and slope at tau of output m of the piece c (order+1, M) (Horner, unrolled), in the
+    dtype of c when tau has it."""
+    f2 = cast_like(2.0, c)
+    f3 = cast_like(3.0, c)
+    if order == 5:
+        f4 = cast_like(4.0, c)
+        f5 = cast_like(5.0, c)
         c5 = c[5, m]
         c4 = c[4, m]
         c3 = c[3, m]
         c2 = c[2, m]
         c1 = c[1, m]
         v = ((((c5 * tau + c4) * tau + c3) * tau + c2) * tau + c1) * tau + c[0, m]
-        d = (((5.0 * c5 * tau + 4.0 * c4) * tau + 3.0 * c3) * tau + 2.0 * c2) * tau + c1
+        d = (((f5 * c5 * tau + f4 * c4) * tau + f3 * c3) * tau + f2 * c2) * tau + c1
     else:
         c3 = c[3, m]
         c2 = c[2, m]
         c1 = c[1, m]
         v = ((c3 * tau + c2) * tau + c1) * tau + c[0, m]
-        d = (3.0 * c3 * tau + 2.0 * c2) * tau + c1
+        d = (f3 * c3 * tau + f2 * c2) * tau + c1
     return v, d
+
+
+@njit(inline="always", **FLAGS)
+def _acc_pair(Ta, rt, p, cl, tau, ex, order):
+    """Ta (4, M) += rt[p] (x) (v + ex * d) of one pair (any position relative to the table)."""
+    r0 = rt[p, 0]
+    r1 = rt[p, 1]
+    r2 = rt[p, 2]
+    r3 = rt[p, 3]
+    T0 = Ta[0]
+    T1 = Ta[1]
+    T2 = Ta[2]
+    T3 = Ta[3]
+    for m in range(Ta.shape[1]):
+        v, d = poly_at(cl, m, tau, order)
+        g = np.float64(v) + ex * np.float64(d)
+        T0[m] += r0 * g
+        T1[m] += r1 * g
+        T2[m] += r2 * g
+        T3[m] += r3 * g
+
+
+@njit(inline="always", **FLAGS)
+def _acc_four(Ta, rt, p, ca, cb, cc, cd, ta, tb, tc, td, order):
+    """Ta (4, M) += sum over pairs p..p+3 of rt (x) v, all four inside their tables."""
+    T0 = Ta[0]
+    T1 = Ta[1]
+    T2 = Ta[2]
+    T3 = Ta[3]
+    a0, a1, a2, a3 = rt[p, 0], rt[p, 1], rt[p, 2], rt[p, 3]
+    b0, b1, b2, b3 = rt[p + 1, 0], rt[p + 1, 1], rt[p + 1, 2], rt[p + 1, 3]
+    c0, c1, c2, c3 = rt[p + 2, 0], rt[p + 2, 1], rt[p + 2, 2], rt[p + 2, 3]
+    d0, d1, d2, d3 = rt[p + 3, 0], rt[p + 3, 1], rt[p + 3, 2], rt[p + 3, 3]
+    for m in range(Ta.shape[1]):
+        va = np.float64(poly_value(ca, m, ta, order))
+        vb = np.float64(poly_value(cb, m, tb, order))
+        vc = np.float64(poly_value(cc, m, tc, order))
+        vd = np.float64(poly_value(cd, m, td, order))
+        T0[m] += a0 * va + b0 * vb + c0 * vc + d0 * vd
+        T1[m] += a1 * va + b1 * vb + c1 * vc + d1 * vd
+        T2[m] += a2 * va + b2 * vb + c2 * vc + d2 * vd
+        T3[m] += a3 * va + b3 * vb + c3 * vc + d3 * vd
 
 
 @njit(**FLAGS)
@@ -74,35 +148,83 @@ def tab_contract_T(atypes, rt, poff, npad, rt_pad, G_pad, coef, coff, meta, neti
     for a in range(na):
         ti = atypes[a]
         Ta = T[a]
-        T0 = Ta[0]
-        T1 = Ta[1]
-        T2 = Ta[2]
-        T3 = Ta[3]
         for c in range(4):
             for m in range(M):
                 Ta[c, m] = 0.0
         for t in range(ntypes):
             k = netidx[ti, t]
-            nint = (coff[k + 1] - coff[k])
-            for p in range(poff[t, a], poff[t, a + 1]):
-                l, tau, ex = locate(rt[p, 0], meta[k], nint)
+            base = coff[k]
+            nint = coff[k + 1] - base
+            mk = meta[k]
+            p = poff[t, a]
+            pend = poff[t, a + 1]
+            while p < pend:
+                if p + 4 <= pend:
+                    la, ta, ea = locate(rt[p, 0], mk, nint)
+                    lb, tb, eb = locate(rt[p + 1, 0], mk, nint)
+                    lc, tc, ec = locate(rt[p + 2, 0], mk, nint)
+                    ld, td, ed = locate(rt[p + 3, 0], mk, nint)
+                    if ea == 0.0 and eb == 0.0 and ec == 0.0 and ed == 0.0:
+                        _acc_four(Ta, rt, p, coef[base + la], coef[base + lb], coef[base + lc],
+                                  coef[base + ld], cast_like(ta, coef), cast_like(tb, coef),
+                                  cast_like(tc, coef), cast_like(td, coef), order)
+                        p += 4
+                        continue
+                l, tau, ex = locate(rt[p, 0], mk, nint)
                 if ex > 0.0:
                     nb += 1
-                cl = coef[coff[k] + l]
-                r0 = rt[p, 0]
-                r1 = rt[p, 1]
-                r2 = rt[p, 2]
-                r3 = rt[p, 3]
-                for m in range(M):
-                    v, d = poly_at(cl, m, tau, order)
-                    v = v + ex * d
-                    T0[m] += r0 * v
-                    T1[m] += r1 * v
-                    T2[m] += r2 * v
-                    T3[m] += r3 * v
+                _acc_pair(Ta, rt, p, coef[base + l], cast_like(tau, coef), ex, order)
+                p += 1
             add_padding(Ta, npad[a, t], rt_pad[ti, t], G_pad[ti, t])
         scale(Ta, inv_nnei)
     beyond[0] += nb
+
+
+@njit(inline="always", **FLAGS)
+def _pair_grads(Tb, ca, ta, ea, cb, tb, eb, ra, rb, order, out):
+    """dE/drt (4,) of two pairs a and b into out[0], out[1]: g_c = sum_m Tb[c, m] (v + ex d)
+    plus, on column 0, sum_m d_m (sum_c r_c Tb[c, m])."""
+    T0 = Tb[0]
+    T1 = Tb[1]
+    T2 = Tb[2]
+    T3 = Tb[3]
+    ga0 = ga1 = ga2 = ga3 = ha0 = ha1 = ha2 = ha3 = 0.0
+    gb0 = gb1 = gb2 = gb3 = hb0 = hb1 = hb2 = hb3 = 0.0
+    for m in range(Tb.shape[1]):
+        va, da = poly_at(ca, m, ta, order)
+        vb, db = poly_at(cb, m, tb, order)
+        da = np.float64(da)
+        db = np.float64(db)
+        va = np.float64(va) + ea * da
+        vb = np.float64(vb) + eb * db
+        t0 = T0[m]
+        t1 = T1[m]
+        t2 = T2[m]
+        t3 = T3[m]
+        ga0 += va * t0
+        ga1 += va * t1
+        ga2 += va * t2
+        ga3 += va * t3
+        ha0 += da * t0
+        ha1 += da * t1
+        ha2 += da * t2
+        ha3 += da * t3
+        gb0 += vb * t0
+        gb1 += vb * t1
+        gb2 += vb * t2
+        gb3 += vb * t3
+        hb0 += db * t0
+        hb1 += db * t1
+        hb2 += db * t2
+        hb3 += db * t3
+    out[0, 0] = ga0 + ra[0] * ha0 + ra[1] * ha1 + ra[2] * ha2 + ra[3] * ha3
+    out[0, 1] = ga1
+    out[0, 2] = ga2
+    out[0, 3] = ga3
+    out[1, 0] = gb0 + rb[0] * hb0 + rb[1] * hb1 + rb[2] * hb2 + rb[3] * hb3
+    out[1, 1] = gb1
+    out[1, 2] = gb2
+    out[1, 3] = gb3
 
 
 @njit(**FLAGS)
@@ -111,42 +233,29 @@ def tab_pair_forces(atoms, atypes, rt, dvec, nbr, poff, coef, coff, meta, netidx
     """Forces and virials from Tbar (na, 4, M) = dE/dT / nnei, re-evaluating the tables."""
     ntypes = poff.shape[0]
     na = atoms.shape[0]
-    M = Tbar.shape[2]
     order = coef.shape[1] - 1
+    g = np.empty((2, 4))
     for t in range(ntypes):
         for a in range(na):
             i = atoms[a]
             ti = atypes[a]
             k = netidx[ti, t]
-            nint = (coff[k + 1] - coff[k])
+            base = coff[k]
+            nint = coff[k + 1] - base
+            mk = meta[k]
             Tb = Tbar[a]
-            T0 = Tb[0]
-            T1 = Tb[1]
-            T2 = Tb[2]
-            T3 = Tb[3]
-            for p in range(poff[t, a], poff[t, a + 1]):
-                r0 = rt[p, 0]
-                l, tau, ex = locate(r0, meta[k], nint)
-                cl = coef[coff[k] + l]
-                r1 = rt[p, 1]
-                r2 = rt[p, 2]
-                r3 = rt[p, 3]
-                g0 = 0.0
-                g1 = 0.0
-                g2 = 0.0
-                g3 = 0.0
-                gx = 0.0
-                for m in range(M):
-                    v, d = poly_at(cl, m, tau, order)
-                    v = v + ex * d
-                    t0 = T0[m]
-                    t1 = T1[m]
-                    t2 = T2[m]
-                    t3 = T3[m]
-                    g0 += v * t0
-                    g1 += v * t1
-                    g2 += v * t2
-                    g3 += v * t3
-                    gx += d * (r0 * t0 + r1 * t1 + r2 * t2 + r3 * t3)
-                scatter_pair(i, nbr[p], g0 + gx, g1, g2, g3, dvec[p, 0], dvec[p, 1], dvec[p, 2],
-                             ti, t, sd, rcut, rcut_smth, force, virial, atom_virial, want_atom_virial)
+            p0 = poff[t, a]
+            pend = poff[t, a + 1]
+            for p in range(p0, pend, 2):
+                q = p + 1 if p + 1 < pend else p   # an odd last pair is paired with itself
+                la, ta, ea = locate(rt[p, 0], mk, nint)
+                lb, tb, eb = locate(rt[q, 0], mk, nint)
+                _pair_grads(Tb, coef[base + la], cast_like(ta, coef), ea, coef[base + lb],
+                            cast_like(tb, coef), eb, rt[p], rt[q], order, g)
+                scatter_pair(i, nbr[p], g[0, 0], g[0, 1], g[0, 2], g[0, 3], dvec[p, 0], dvec[p, 1],
+                             dvec[p, 2], ti, t, sd, rcut, rcut_smth, force, virial, atom_virial,
+                             want_atom_virial)
+                if q != p:
+                    scatter_pair(i, nbr[q], g[1, 0], g[1, 1], g[1, 2], g[1, 3], dvec[q, 0], dvec[q, 1],
+                                 dvec[q, 2], ti, t, sd, rcut, rcut_smth, force, virial, atom_virial,
+                                 want_atom_virial)
