@@ -128,9 +128,10 @@ def fit_energy_and_grad(D: np.ndarray, net: InferenceNet, want_grad: bool = True
         k = lay.w.shape[1]
         Z = np.matmul(operand(y, "fit_op"), lay.w, out=ws.get(f"fit_z{li}", (n, k), net.dtype))
         H = ws.get(f"fit_h{li}", (n, k), net.dtype)
-        post_forward(Z, lay.b, lay.idt, y, lay.mode, H, Z)
+        out = ws.get(f"fit_y{li}", (n, k), net.dtype)  # not Z: aliasing blocks vectorisation (10x)
+        post_forward(Z, lay.b, lay.idt, y, lay.mode, H, out)
         cache.append(H)
-        y = Z
+        y = out
     energy = (operand(y, "fit_op") @ last.w)[:, 0].astype(np.float64) + float(last.b[0])
     if not want_grad:
         return energy, None

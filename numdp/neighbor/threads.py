@@ -6,9 +6,11 @@ from contextlib import contextmanager
 import numba
 
 # Below this many atoms the neighbour kernels run on one thread: their work is then well under a
-# millisecond, while waking a parallel region was measured to cost up to ~50 ms when the cores are
-# shared with other processes.
-SERIAL_NEIGHBOR_BELOW = 2048
+# millisecond.  With OpenMP workers waiting actively (the default before numdp set
+# OMP_WAIT_POLICY=PASSIVE) a parallel region cost up to ~50 ms on shared cores; with passive
+# waiting two threads already pay off at 1 536 atoms (2.2 against 3.0 us/atom for extend +
+# build_nlist of the water box, tools/bench_neighbor.py).
+SERIAL_NEIGHBOR_BELOW = 1024
 
 
 @contextmanager
