@@ -186,6 +186,10 @@ class Evaluator:
         Tbar = ws.get("Tbar", T.shape)
         back_D(T, gD, d.axis_neuron, 1.0 / d.nnei, Tbar)
         if self.compressed:
+            if self.coef.dtype != Tbar.dtype:
+                Tbar_t = ws.get("Tbar_t", Tbar.shape, self.coef.dtype)
+                Tbar_t[...] = Tbar
+                Tbar = Tbar_t
             tab_pair_forces(atoms, atypes, rt, dvec, nbr, poff, self.coef, self.coff, self.meta,
                             self.netidx, Tbar, self.sd, d.rcut, d.rcut_smth, force, virial,
                             atom_virial, want_atom_virial)
