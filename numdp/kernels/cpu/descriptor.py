@@ -3,6 +3,7 @@
 T_i = (1/nnei) sum_slots rt_j (x) G_j, padding slots included through one constant row per
 (centre type, neighbour block); D_i = T_i^T T_i[:, :M<].
 """
+import numpy as np
 from numba import njit
 
 from .envmat import FASTMATH
@@ -80,25 +81,50 @@ def back_D(T, gD, naxis, inv_nnei, Tbar):
     """From dE/dD (na, M*naxis) to Tbar = inv_nnei * dE/dT (na, 4, M).
 
     dE/dT[c, m] = sum_k gD[m, k] T[c, k] + [m < naxis] sum_m' gD[m', m] T[c, m'].
+    One pass over gD per atom: the first sum is a dot product per (c, m); the second
+    accumulates in a (4, naxis) buffer.  Sums run in float64 whatever gD's dtype.
     """
     na, _, M = T.shape
+    acc = np.empty((4, naxis))
     for a in range(na):
         Ta = T[a]
         Tb = Tbar[a]
         g = gD[a]
+        T0 = Ta[0]
+        T1 = Ta[1]
+        T2 = Ta[2]
+        T3 = Ta[3]
+        acc[:, :] = 0.0
+        A0 = acc[0]
+        A1 = acc[1]
+        A2 = acc[2]
+        A3 = acc[3]
+        for m in range(M):
+            row = g[m * naxis:(m + 1) * naxis]
+            t0 = T0[m]
+            t1 = T1[m]
+            t2 = T2[m]
+            t3 = T3[m]
+            s0 = 0.0
+            s1 = 0.0
+            s2 = 0.0
+            s3 = 0.0
+            for k in range(naxis):
+                r = np.float64(row[k])
+                s0 += r * T0[k]
+                s1 += r * T1[k]
+                s2 += r * T2[k]
+                s3 += r * T3[k]
+                A0[k] += r * t0
+                A1[k] += r * t1
+                A2[k] += r * t2
+                A3[k] += r * t3
+            Tb[0, m] = s0
+            Tb[1, m] = s1
+            Tb[2, m] = s2
+            Tb[3, m] = s3
         for c in range(4):
-            tc = Ta[c]
-            bc = Tb[c]
+            for k in range(naxis):
+                Tb[c, k] += acc[c, k]
             for m in range(M):
-                row = g[m * naxis:(m + 1) * naxis]
-                acc = 0.0
-                for k in range(naxis):
-                    acc += row[k] * tc[k]
-                bc[m] = acc
-            for m in range(M):
-                row = g[m * naxis:(m + 1) * naxis]
-                tcm = tc[m]
-                for k in range(naxis):
-                    bc[k] += row[k] * tcm
-            for m in range(M):
-                bc[m] *= inv_nnei
+                Tb[c, m] *= inv_nnei
