@@ -168,10 +168,13 @@ class Evaluator:
         else:
             G, Gp = self._embed(rt, npairs, poff, tb, want_force, ws)
             contract_T(atypes, rt, G, poff, npad, self.rt_pad, self.G_pad, 1.0 / d.nnei, T)
-        D = ws.get("D", (na, d.dim_out))
+        # D is computed in float64 and stored in the fitting nets' dtype (rounded once, here)
+        D = ws.get("D", (na, d.dim_out), self.precision.dtype)
         contract_D(T, d.axis_neuron, D)
         if descr is not None:
-            descr[atoms] = D
+            if D.dtype != np.float64:
+                contract_D(T, d.axis_neuron, ws.get("D64", (na, d.dim_out)))
+            descr[atoms] = D if D.dtype == np.float64 else ws.get("D64", (na, d.dim_out))
         gD = ws.get("gD", (na, d.dim_out), self.precision.dtype) if want_force else None
         for ti in range(nt):
             a0, a1 = tb[ti], tb[ti + 1]

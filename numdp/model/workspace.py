@@ -25,9 +25,12 @@ class Workspace:
 
     def get(self, key, shape, dtype=np.float64) -> np.ndarray:
         """An uninitialised C-contiguous array of `shape` and `dtype` backed by buffer `key`."""
-        shape = tuple(int(s) for s in np.atleast_1d(shape))
-        n = int(np.prod(shape)) if shape else 1
-        dtype = np.dtype(dtype)
+        # called tens of times per chunk: plain Python arithmetic, no NumPy helpers
+        if not isinstance(shape, tuple):
+            shape = (int(shape),)
+        n = 1
+        for s in shape:
+            n *= s
         buf = self._bufs.get(key)
         if buf is None or buf.dtype != dtype or buf.size < n:
             buf = np.empty(max(n, int(n * 1.25) + 64), dtype)

@@ -57,7 +57,8 @@ def contract_T(atypes, rt, G, poff, npad, rt_pad, G_pad, inv_nnei, T):
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def contract_D(T, naxis, D):
-    """D (na, M*naxis): D[a, m*naxis + k] = sum_c T[a, c, m] T[a, c, k]."""
+    """D (na, M*naxis): D[a, m*naxis + k] = sum_c T[a, c, m] T[a, c, k], summed in float64
+    and stored in D's dtype."""
     na, _, M = T.shape
     for a in range(na):
         Da = D[a]
