@@ -151,3 +151,28 @@ def test_forces_are_derivatives_inside_and_beyond_the_tables(order):
     scale = np.abs(out.forces).max()
     assert np.abs(low.forces - out.forces).max() < 1e-5 * scale
     assert abs(low.energy - out.energy) < 1e-5 * abs(out.energy)
+
+
+def test_s_max_from_data_systems(tmp_path):
+    """--data measures the largest s = w(r)/r per centre type over every frame (brute force check)."""
+    from numdp.kernels.cpu.envmat import switch
+    from numdp.model.compress import s_max_from_systems
+    from tests_util import write_system
+
+    params = random_params(ntypes=2, sel=[30, 30], neuron=(4, 8), axis_neuron=2, rcut=4.0, rcut_smth=1.0)
+    frames = [random_config(16, 2, box_len=6.0, seed=s) for s in (11, 12)]
+    box = frames[0][2]
+    types = frames[0][1]
+    coords = np.stack([f[0] for f in frames])
+    write_system(tmp_path / "sys", coords, np.stack([box, box]), types, params.type_map)
+    got = s_max_from_systems(params, [tmp_path])
+    want = np.zeros(2)
+    inv = np.linalg.inv(box)
+    for pos in coords:
+        for i in range(len(types)):
+            d = pos - pos[i]
+            d -= np.round(d @ inv) @ box
+            r = np.linalg.norm(d, axis=1)
+            r = r[(r > 0) & (r < 4.0)]
+            want[types[i]] = max(want[types[i]], switch(r.min(), 1.0, 4.0)[0] / r.min())
+    np.testing.assert_allclose(got, want, rtol=1e-12)

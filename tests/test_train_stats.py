@@ -7,8 +7,9 @@ import pytest
 from numdp.neighbor import build_nlist, extend
 from numdp.train.config import BatchSize
 from numdp.train.data import DataSystem, FrameCache, load_dataset
-from numdp.train.stats import (DistanceStats, auto_sel, energy_bias, env_stats, max_neighbour_counts,
-                               switch_value)
+from numdp.kernels.cpu.envmat import switch
+from numdp.neighbor.distances import DistanceStats
+from numdp.train.stats import auto_sel, energy_bias, env_stats, max_neighbour_counts
 from randmodel import random_config
 
 WATER = pathlib.Path("/work/shared/data/water")
@@ -48,7 +49,7 @@ def brute_env_stats(systems, ntypes, sel, rcut, rcut_smth):
                         continue
                     d = ext.positions[j] - ext.positions[i]
                     r = np.linalg.norm(d)
-                    sr = switch_value(r, rcut_smth, rcut) / r
+                    sr = switch(r, rcut_smth, rcut)[0] / r
                     row = np.array([sr, *(sr * d / r)])
                     sums[t] += [row[0], row[0] ** 2, row[1:].sum(), (row[1:] ** 2).sum()]
     mean_r = sums[:, 0] / counts
@@ -144,8 +145,8 @@ def test_neighbour_counts_and_distance_range():
     assert dist.min_nbor_dist == pytest.approx(rmin.min(), rel=1e-12)
     s_range = dist.s_range
     for t in range(2):
-        assert s_range[t, 1] == pytest.approx(switch_value(rmin[t], rs, rcut) / rmin[t], rel=1e-12)
-        assert s_range[t, 0] == pytest.approx(switch_value(rmax[t], rs, rcut) / rmax[t], rel=1e-12)
+        assert s_range[t, 1] == pytest.approx(switch(rmin[t], rs, rcut)[0] / rmin[t], rel=1e-12)
+        assert s_range[t, 0] == pytest.approx(switch(rmax[t], rs, rcut)[0] / rmax[t], rel=1e-12)
 
 
 @pytest.mark.skipif(not WATER.is_dir(), reason="water data not available")

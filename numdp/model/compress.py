@@ -42,30 +42,20 @@ def s_max_from_params(params: ModelParams) -> np.ndarray:
 def s_max_from_systems(params: ModelParams, paths) -> np.ndarray:
     """(ntypes,) largest raw s = w(r)/r per centre type over every frame of the given systems."""
     from ..io.npy_system import find_systems, load_system
-    from ..kernels.cpu.envmat import switch
     from ..neighbor import build_nlist, extend
+    from ..neighbor.distances import DistanceStats
 
     d = params.descriptor
-    smax = np.zeros(params.ntypes)
+    stats = DistanceStats(params.ntypes, d.rcut, d.rcut_smth)
     for root in paths:
         for path in find_systems(root):
             system = load_system(path)
-            types = system.model_types(params.type_map)
+            types = system.model_types(params.type_map).astype(np.int32)
             for f in range(system.nframes):
                 box = None if system.boxes is None else system.boxes[f]
                 ext = extend(system.coords[f], types, box, d.rcut)
-                nl = build_nlist(ext, d.rcut, d.sel, d.ntypes).nlist
-                i, s = np.nonzero(nl >= 0)
-                if i.size == 0:
-                    continue
-                r = np.linalg.norm(ext.positions[nl[i, s]] - ext.positions[i], axis=1)
-                rmin_per_type = np.full(params.ntypes, np.inf)
-                np.minimum.at(rmin_per_type, types[i], r)
-                for t in range(params.ntypes):
-                    if np.isfinite(rmin_per_type[t]):
-                        w, _ = switch(rmin_per_type[t], d.rcut_smth, d.rcut)
-                        smax[t] = max(smax[t], w / rmin_per_type[t])
-    return smax
+                stats.add_pairs(ext.positions, build_nlist(ext, d.rcut, d.sel, d.ntypes).nlist, types)
+    return stats.s_range[:, 1]
 
 
 def compress(params: ModelParams, dx: float = 0.01, order: int = 3, s_max=None):

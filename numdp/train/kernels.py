@@ -335,32 +335,6 @@ def env_stat_sums(atypes, rt, poff, sums):
                     sums[ti, 3] += rt[p, c] * rt[p, c]
 
 
-@njit(cache=True, nogil=True)
-def pair_distance_range(pos, nlist, types, rcut, rrange):
-    """rrange (ntypes, 2) ← min / max of neighbour distances r < rcut (Å) per centre type.
-
-    pos (nall, 3) extended positions; nlist (nloc, nnei); types (nloc,).  Entries start at
-    (inf, -inf) and are updated in place so that several frames accumulate.
-    """
-    nloc, nnei = nlist.shape
-    for i in range(nloc):
-        ti = types[i]
-        for s in range(nnei):
-            j = nlist[i, s]
-            if j < 0:
-                continue
-            dx = pos[j, 0] - pos[i, 0]
-            dy = pos[j, 1] - pos[i, 1]
-            dz = pos[j, 2] - pos[i, 2]
-            r = np.sqrt(dx * dx + dy * dy + dz * dz)
-            if r >= rcut:
-                continue
-            if r < rrange[ti, 0]:
-                rrange[ti, 0] = r
-            if r > rrange[ti, 1]:
-                rrange[ti, 1] = r
-
-
 # ---------------------------------------------------------------------- optimiser
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
 def adam_update(theta, grads, m, v, lo, hi, lr, beta1, beta2, eps, bc1, bc2):

@@ -34,7 +34,8 @@ from .passes import ModelPasses
 from .precond import FittingPreconditioner
 from .report import Lcurve, Progress, lcurve_columns
 from .schedule import ExpDecay, PrefactorSchedule
-from .stats import (DistanceStats, auto_sel, energy_bias, env_stats, max_neighbour_counts,
+from ..neighbor.distances import DistanceStats
+from .stats import (auto_sel, energy_bias, env_stats, max_neighbour_counts,
                     stat_frames)
 
 PHASES = ("data", "forward", "backward", "optimizer", "validation")

@@ -2,8 +2,8 @@
 
 - `auto_sel`: the largest number of type-t neighbours within rcut over all training frames,
   times a factor, rounded up to a multiple of 4.
-- `DistanceStats`: smallest pair distance (min_nbor_dist) and the range of the raw radial entry
-  s = w(r)/r per centre type over all training frames (model compression needs both).
+- the smallest pair distance (min_nbor_dist) and the range of s = w(r)/r per centre type come from
+  `numdp.neighbor.distances.DistanceStats` (model compression needs both).
 - `env_stats`: davg/dstd from the raw environment matrices of sampled frames, padding slots
   counted as zero rows, σ protected from below by 1e-2.
 - `energy_bias`: per-type energies b minimising Σ_f (Σ_t n_ft b_t - E_f)² over sampled frames,
@@ -18,7 +18,7 @@ import numpy as np
 from ..kernels.cpu.envmat import env_pairs
 from ..neighbor import build_nlist, extend
 from .data import DataSystem, FrameCache
-from .kernels import env_stat_sums, pair_distance_range
+from .kernels import env_stat_sums
 
 PROTECTION = 1e-2
 EMPTY_TYPE_STD = 0.1
@@ -38,47 +38,6 @@ def max_neighbour_counts(systems: list[DataSystem], rcut: float, ntypes: int) ->
 def auto_sel(max_count: np.ndarray, factor: float) -> list[int]:
     """⌈⌈count · factor⌉ / 4⌉ · 4 per type (DeePMD-kit's "auto:factor")."""
     return [int(math.ceil(math.ceil(c * factor - 1e-9) / 4.0) * 4) for c in max_count]
-
-
-def switch_value(r: float, rcut_smth: float, rcut: float) -> float:
-    """w(r) of reference §2.1."""
-    if r < rcut_smth:
-        return 1.0
-    if r >= rcut:
-        return 0.0
-    u = (r - rcut_smth) / (rcut - rcut_smth)
-    return u * u * u * (-6.0 * u * u + 15.0 * u - 10.0) + 1.0
-
-
-class DistanceStats:
-    """Neighbour distance range per centre type, accumulated over frames.
-
-    rrange: (ntypes, 2) min / max distance (Å) of neighbours within rcut.
-    """
-
-    def __init__(self, ntypes: int, rcut: float, rcut_smth: float):
-        self.rcut, self.rcut_smth = rcut, rcut_smth
-        self.rrange = np.empty((ntypes, 2))
-        self.rrange[:, 0] = np.inf
-        self.rrange[:, 1] = -np.inf
-
-    def add(self, frame) -> None:
-        pair_distance_range(frame.ext_pos, frame.nlist, frame.types, self.rcut, self.rrange)
-
-    @property
-    def min_nbor_dist(self) -> float | None:
-        r = float(self.rrange[:, 0].min())
-        return r if math.isfinite(r) else None
-
-    @property
-    def s_range(self) -> np.ndarray:
-        """(ntypes, 2) min / max of s = w(r)/r (1/Å) per centre type; zeros for unseen types."""
-        out = np.zeros_like(self.rrange)
-        for t, (rmin, rmax) in enumerate(self.rrange):
-            if math.isfinite(rmin):
-                out[t, 0] = switch_value(rmax, self.rcut_smth, self.rcut) / rmax
-                out[t, 1] = switch_value(rmin, self.rcut_smth, self.rcut) / rmin
-        return out
 
 
 def stat_frames(systems: list[DataSystem], nbatch: int, rng: np.random.Generator) -> list[np.ndarray]:

@@ -176,3 +176,29 @@ def pair_forces(atoms, atypes, rt, dvec, nbr, poff, G, Gp, Tbar, sd, rcut, rcut_
                     gx += Gp[p, m] * (r0 * t0 + r1 * t1 + r2 * t2 + r3 * t3)
                 scatter_pair(i, nbr[p], g0 + gx, g1, g2, g3, dvec[p, 0], dvec[p, 1], dvec[p, 2],
                              ti, t, sd, rcut, rcut_smth, force, virial, atom_virial, want_atom_virial)
+
+
+@njit(cache=True, nogil=True)
+def pair_distance_range(pos, nlist, types, rcut, rrange):
+    """rrange (ntypes, 2) ← min / max of neighbour distances r < rcut (Å) per centre type.
+
+    pos (nall, 3) extended positions; nlist (nloc, nnei); types (nloc,).  Entries start at
+    (inf, -inf) and are updated in place so that several frames accumulate.
+    """
+    nloc, nnei = nlist.shape
+    for i in range(nloc):
+        ti = types[i]
+        for s in range(nnei):
+            j = nlist[i, s]
+            if j < 0:
+                continue
+            dx = pos[j, 0] - pos[i, 0]
+            dy = pos[j, 1] - pos[i, 1]
+            dz = pos[j, 2] - pos[i, 2]
+            r = np.sqrt(dx * dx + dy * dy + dz * dz)
+            if r >= rcut:
+                continue
+            if r < rrange[ti, 0]:
+                rrange[ti, 0] = r
+            if r > rrange[ti, 1]:
+                rrange[ti, 1] = r
