@@ -356,6 +356,14 @@ def test_slot_layout(case):
     counts = np.array([np.bincount(np.asarray(t)[o], minlength=3) for o, _, _ in ref])
     np.testing.assert_array_equal(nl.max_count, counts.max(axis=0))
     np.testing.assert_array_equal(nl.overflow, 0)
+    # build_nlist scans the cells directly; the candidate route must give the identical list,
+    # with and without overflowing blocks
+    for s in (sel, [3, 1, 2]):
+        direct = build_nlist(ext, rcut, s, 3)
+        staged = format_nlist(ext, find_candidates(ext, rcut), rcut, s, 3)
+        np.testing.assert_array_equal(direct.nlist, staged.nlist)
+        np.testing.assert_array_equal(direct.overflow, staged.overflow)
+        np.testing.assert_array_equal(direct.max_count, staged.max_count)
 
 
 def test_format_smaller_rcut_equals_build():

@@ -318,6 +318,101 @@ def _sort_keys(keys, bucket, n, nbucket, cnt, out):
         out[u + 1] = v
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _fill_row(i, keys, bucket, n, nbucket, cnt, skeys, sel, sec, nlist, counts):
+    """Sort the n keys of centre i and write its slots: block t of nlist[i] gets the first sel[t]
+    type-t neighbours; counts[i, t] = how many there were (the row was reset to -1 / 0)."""
+    _sort_keys(keys, bucket, n, nbucket, cnt, skeys)
+    for k in range(n):
+        t, q, j = unpack_key(skeys[k])
+        c = counts[i, t]
+        if c < sel[t]:
+            nlist[i, sec[t] + c] = j
+        counts[i, t] = c + 1
+
+
+@njit(cache=True, nogil=True)
+def distance_labels(expected, ntypes, rcut2):
+    """(labels per type, label scale) for `_sort_keys`: about one key per label when a centre has
+    `expected` neighbours within rcut (only the speed of the sort depends on it)."""
+    nb = 8
+    while nb < 1024 and nb * ntypes < expected:
+        nb *= 2
+    return nb, nb / (rcut2 * math.sqrt(rcut2))
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def scan_nlist(sx, sy, sz, order, scell, cell_start, nbins, reach, centres, types, rcut2, sel, sec,
+               nlist, counts):
+    """`format_nlist` straight from a cell-list scan (no candidate CSR in between).
+
+    Cell-list inputs as in `count_candidates` (built for a cutoff >= rcut); types (nall,) int32
+    (negative = virtual atom); rcut2, sel, sec, nlist and counts as in `format_nlist`, whose
+    result this reproduces exactly: same pairs (r_ij**2 <= rcut2 on the same coordinates), same
+    keys, same order.
+    """
+    nloc = nlist.shape[0]
+    nnei = nlist.shape[1]
+    ntypes = sel.shape[0]
+    nx, ny, nz = nbins[0], nbins[1], nbins[2]
+    expected = 0
+    for t in range(ntypes):
+        expected += sel[t]
+    nb, label_scale = distance_labels(expected, ntypes, rcut2)
+    nbucket = nb * ntypes
+    nchunk = (nloc + _CHUNK - 1) // _CHUNK
+    for ch in prange(nchunk):
+        cap = max(64, 2 * expected)
+        keys = np.empty(cap, np.uint64)
+        bucket = np.empty(cap, np.int64)
+        skeys = np.empty(cap, np.uint64)
+        cnt = np.empty(nbucket + 1, np.int64)
+        for m in range(ch * _CHUNK, min(nloc, (ch + 1) * _CHUNK)):
+            p = centres[m]
+            i = order[p]
+            for s in range(nnei):
+                nlist[i, s] = -1
+            for t in range(ntypes):
+                counts[i, t] = 0
+            if types[i] < 0:
+                continue
+            cx, cy, cz = _cell_coords(scell[p], nx, ny)
+            xi = sx[p]
+            yi = sy[p]
+            zi = sz[p]
+            x0 = max(cx - reach, 0)
+            x1 = min(cx + reach, nx - 1)
+            n = 0
+            for z in range(max(cz - reach, 0), min(cz + reach, nz - 1) + 1):
+                for y in range(max(cy - reach, 0), min(cy + reach, ny - 1) + 1):
+                    row = (z * ny + y) * nx
+                    q0 = cell_start[row + x0]
+                    q1 = cell_start[row + x1 + 1]
+                    if n + (q1 - q0) > keys.shape[0]:
+                        grow = 2 * (n + (q1 - q0))
+                        k2 = np.empty(grow, np.uint64)
+                        b2 = np.empty(grow, np.int64)
+                        k2[:n] = keys[:n]
+                        b2[:n] = bucket[:n]
+                        keys = k2
+                        bucket = b2
+                        skeys = np.empty(grow, np.uint64)
+                    for q in range(q0, q1):
+                        dx = sx[q] - xi
+                        dy = sy[q] - yi
+                        dz = sz[q] - zi
+                        r2 = dx * dx + dy * dy + dz * dz
+                        if r2 <= rcut2 and q != p:
+                            j = order[q]
+                            tj = types[j]
+                            if tj >= 0:
+                                r = math.sqrt(r2)
+                                keys[n] = pack_key(tj, r, j)
+                                bucket[n] = tj * nb + min(nb - 1, np.int64(r2 * r * label_scale))
+                                n += 1
+            _fill_row(i, keys, bucket, n, nbucket, cnt, skeys, sel, sec, nlist, counts)
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def format_nlist(pos, types, offsets, indices, rcut2, sel, sec, nlist, counts):
     """Per-type, distance-sorted neighbour slots (reference §1.3 with the packed keys of §10.1).
@@ -339,11 +434,7 @@ def format_nlist(pos, types, offsets, indices, rcut2, sel, sec, nlist, counts):
     maxdeg = 1
     for i in range(nloc):
         maxdeg = max(maxdeg, offsets[i + 1] - offsets[i])
-    # distance labels per type: about one key per label for a homogeneous system
-    nb = 8
-    while nb < 1024 and nb * ntypes < maxdeg:
-        nb *= 2
-    label_scale = nb / (rcut2 * math.sqrt(rcut2))
+    nb, label_scale = distance_labels(maxdeg, ntypes, rcut2)
     nbucket = nb * ntypes
     nchunk = (nloc + _CHUNK - 1) // _CHUNK
     for ch in prange(nchunk):
@@ -374,10 +465,4 @@ def format_nlist(pos, types, offsets, indices, rcut2, sel, sec, nlist, counts):
                     keys[n] = pack_key(tj, r, j)
                     bucket[n] = tj * nb + min(nb - 1, np.int64(r2 * r * label_scale))
                     n += 1
-            _sort_keys(keys, bucket, n, nbucket, cnt, skeys)
-            for k in range(n):
-                t, q, j = unpack_key(skeys[k])
-                c = counts[i, t]
-                if c < sel[t]:
-                    nlist[i, sec[t] + c] = j
-                counts[i, t] = c + 1
+            _fill_row(i, keys, bucket, n, nbucket, cnt, skeys, sel, sec, nlist, counts)
