@@ -10,6 +10,9 @@ uncompressed and compressed (5th order, dx 0.01), with speed at 1 536 and 12 288
 
 usage: python tools/bench_compress.py [--cu M] [--alloy M] [--water M] [--threads 2] [--frames 20]
 
+`--speed-runs N` measures only the compressed-water speed targets, N times `--pause` seconds
+apart, and prints their median and range (the machine's speed drifts over minutes).
+
 The alloy5 model is not shipped: train it first with `numdp train inputs/alloy5/train.toml`
 (about 4 minutes on 2 cores); a missing model is reported and skipped (exit status 2).
 """
@@ -123,9 +126,37 @@ def part2(model_path, valid, threads, nframes):
             e, f, _, _ = errors(model, frames)
             base = f if base is None else base
             rel = 100 * (f - base) / base
-            us = [speed(model, sizes[n], repeats=2) for n in (1536, 12288)]
+            us = [speed(model, sizes[n], repeats=5) for n in (1536, 12288)]
             print(f"| {label} | {prec} | {e:.3f} | {f:.2f} | {rel:+.2f} % | {us[0]:.1f} | {us[1]:.1f} |",
                   flush=True)
+
+
+TARGETS = {"double": 40.0, "mix32": 25.0}  # µs/atom/step, compressed water, 1 536 and 12 288 atoms
+
+
+def speed_series(model_path, valid, threads, runs, pause):
+    """The compressed-speed targets measured `runs` times, `pause` s apart (the machine's speed
+    drifts over minutes): each run, then per figure the median, range and runs meeting the target."""
+    params = read_model(model_path)
+    frames = load_frames(valid, params.type_map, 1)
+    cparams = compress(params, dx=0.01, order=5)[0]
+    sizes = {n: replicated(frames[0], n) for n in (1536, 12288)}
+    models = {prec: DPModel(cparams, nthreads=threads, precision=prec) for prec in TARGETS}
+    print(f"\n## compressed water speed series: {model_path}, order 5, dx 0.01, {threads} threads, "
+          f"{runs} runs {pause:g} s apart (best of 3 evaluations each), µs/atom/step")
+    table = {(prec, n): [] for prec in TARGETS for n in sizes}
+    for run in range(runs):
+        if run:
+            time.sleep(pause)
+        for (prec, n), values in table.items():
+            values.append(speed(models[prec], sizes[n], repeats=3))
+        print(f"run {run + 1}: " + ", ".join(f"{p} {n}: {v[-1]:.1f}" for (p, n), v in table.items()), flush=True)
+    print("| figure | median | range | runs meeting the target |")
+    print("|---|---:|---:|---:|")
+    for (prec, n), values in table.items():
+        ok = sum(v <= TARGETS[prec] for v in values)
+        print(f"| {prec} {n} (target {TARGETS[prec]:g}) | {np.median(values):.2f} | {min(values):.1f}-{max(values):.1f} "
+              f"| {ok} of {len(values)} |")
 
 
 def main() -> int:
@@ -139,7 +170,16 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--frames", type=int, default=20, help="validation frames per system")
     ap.add_argument("--skip", nargs="*", default=[], choices=["cu", "alloy", "water"])
+    ap.add_argument("--speed-runs", type=int, default=0, metavar="N",
+                    help="only measure the compressed water speed targets, N times (default: off)")
+    ap.add_argument("--pause", type=float, default=20.0, help="seconds between speed runs")
     args = ap.parse_args()
+    if args.speed_runs > 0:
+        if not Path(args.water).is_file():
+            print(f"bench_compress: model file {args.water} not found", file=sys.stderr)
+            return 2
+        speed_series(args.water, Path(args.water_valid), args.threads, args.speed_runs, args.pause)
+        return 0
     missing = 0
     parts = [("cu", args.cu, lambda: part1("Cu", args.cu, Path(args.cu_valid), args.threads, args.frames)),
              ("alloy", args.alloy,
