@@ -12,6 +12,7 @@ vector d_ij moves by q_ij), a bar the adjoint of the loss-gradient objective
 import numpy as np
 from numba import njit
 
+from ..kernels.cpu.descriptor import back_D_row
 from ..kernels.cpu.envmat import FASTMATH, switch
 from ..kernels.cpu.layers import add_residual_adjoint  # noqa: F401  (shared with inference)
 from ..kernels.cpu.mathfn import tanh
@@ -110,36 +111,18 @@ def tangent_D(T, Td, naxis, Dd):
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _back_D_add(A, Dbar, naxis, scale, out):
-    """out (4, M) += scale · ∂/∂A of Σ Dbar[m, k] Σ_c A[c, m] A[c, k] with A held fixed on the
-    other factor: out[c, m] += scale (Σ_k Dbar[m, k] A[c, k] + [m < naxis] Σ_m' Dbar[m', m] A[c, m'])."""
-    M = A.shape[1]
-    for c in range(4):
-        for m in range(M):
-            acc = 0.0
-            for k in range(naxis):
-                acc += Dbar[m * naxis + k] * A[c, k]
-            out[c, m] += scale * acc
-        for mp in range(M):
-            acm = scale * A[c, mp]
-            for k in range(naxis):
-                out[c, k] += Dbar[mp * naxis + k] * acm
-
-
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
 def back_D_pair(T, Td, Dbar, Ddbar, naxis, inv_nnei, Tbar, Tdbar):
     """Adjoints of T and Td from those of D and Dd (na, M*naxis), scaled by inv_nnei.
 
     D = Tᵀ T<, Ḋ = Ṫᵀ T< + Tᵀ Ṫ<:  T̄ = B(T, D̄) + B(Ṫ, Ḋ̄),  Ṫ̄ = B(T, Ḋ̄)
-    with B the transpose map of `_back_D_add`.  Tbar, Tdbar: (na, 4, M).
+    with B the map of `numdp.kernels.cpu.descriptor.back_D_row`.  Tbar, Tdbar: (na, 4, M).
     """
     na = T.shape[0]
+    acc = np.empty((4, naxis))
     for a in range(na):
-        Tbar[a, :, :] = 0.0
-        Tdbar[a, :, :] = 0.0
-        _back_D_add(T[a], Dbar[a], naxis, inv_nnei, Tbar[a])
-        _back_D_add(Td[a], Ddbar[a], naxis, inv_nnei, Tbar[a])
-        _back_D_add(T[a], Ddbar[a], naxis, inv_nnei, Tdbar[a])
+        back_D_row(T[a], Dbar[a], naxis, inv_nnei, Tbar[a], acc, False)
+        back_D_row(Td[a], Ddbar[a], naxis, inv_nnei, Tbar[a], acc, True)
+        back_D_row(T[a], Ddbar[a], naxis, inv_nnei, Tdbar[a], acc, False)
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)

@@ -77,55 +77,66 @@ def contract_D(T, naxis, D):
                 row[k] = t0 * a0[k] + t1 * a1[k] + t2 * a2[k] + t3 * a3[k]
 
 
+@njit(cache=True, nogil=True, inline="always", fastmath=FASTMATH, error_model="numpy")
+def back_D_row(A, g, naxis, scale, out, acc, add):
+    """One atom's adjoint of T from that of D = AᵀA<, with A (4, M) held fixed on the other factor:
+    out[c, m] (+)= scale (sum_k g[m, k] A[c, k] + [m < naxis] sum_m' g[m', m] A[c, m']).
+
+    g: (M*naxis,) dE/dD of the atom (any float dtype; sums run in float64); out: (4, M),
+    overwritten unless `add`; acc: (4, naxis) float64 scratch.  One pass over g: the first sum
+    is a dot product per (c, m), the second accumulates in acc.
+    """
+    M = A.shape[1]
+    A0 = A[0]
+    A1 = A[1]
+    A2 = A[2]
+    A3 = A[3]
+    acc[:, :] = 0.0
+    B0 = acc[0]
+    B1 = acc[1]
+    B2 = acc[2]
+    B3 = acc[3]
+    for m in range(M):
+        row = g[m * naxis:(m + 1) * naxis]
+        t0 = A0[m]
+        t1 = A1[m]
+        t2 = A2[m]
+        t3 = A3[m]
+        s0 = 0.0
+        s1 = 0.0
+        s2 = 0.0
+        s3 = 0.0
+        for k in range(naxis):
+            r = np.float64(row[k])
+            s0 += r * A0[k]
+            s1 += r * A1[k]
+            s2 += r * A2[k]
+            s3 += r * A3[k]
+            B0[k] += r * t0
+            B1[k] += r * t1
+            B2[k] += r * t2
+            B3[k] += r * t3
+        if add:
+            out[0, m] += scale * s0
+            out[1, m] += scale * s1
+            out[2, m] += scale * s2
+            out[3, m] += scale * s3
+        else:
+            out[0, m] = scale * s0
+            out[1, m] = scale * s1
+            out[2, m] = scale * s2
+            out[3, m] = scale * s3
+    for c in range(4):
+        for k in range(naxis):
+            out[c, k] += scale * acc[c, k]
+
+
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def back_D(T, gD, naxis, inv_nnei, Tbar):
     """From dE/dD (na, M*naxis) to Tbar = inv_nnei * dE/dT (na, 4, M).
 
     dE/dT[c, m] = sum_k gD[m, k] T[c, k] + [m < naxis] sum_m' gD[m', m] T[c, m'].
-    One pass over gD per atom: the first sum is a dot product per (c, m); the second
-    accumulates in a (4, naxis) buffer.  Sums run in float64 whatever gD's dtype.
     """
-    na, _, M = T.shape
     acc = np.empty((4, naxis))
-    for a in range(na):
-        Ta = T[a]
-        Tb = Tbar[a]
-        g = gD[a]
-        T0 = Ta[0]
-        T1 = Ta[1]
-        T2 = Ta[2]
-        T3 = Ta[3]
-        acc[:, :] = 0.0
-        A0 = acc[0]
-        A1 = acc[1]
-        A2 = acc[2]
-        A3 = acc[3]
-        for m in range(M):
-            row = g[m * naxis:(m + 1) * naxis]
-            t0 = T0[m]
-            t1 = T1[m]
-            t2 = T2[m]
-            t3 = T3[m]
-            s0 = 0.0
-            s1 = 0.0
-            s2 = 0.0
-            s3 = 0.0
-            for k in range(naxis):
-                r = np.float64(row[k])
-                s0 += r * T0[k]
-                s1 += r * T1[k]
-                s2 += r * T2[k]
-                s3 += r * T3[k]
-                A0[k] += r * t0
-                A1[k] += r * t1
-                A2[k] += r * t2
-                A3[k] += r * t3
-            Tb[0, m] = s0
-            Tb[1, m] = s1
-            Tb[2, m] = s2
-            Tb[3, m] = s3
-        for c in range(4):
-            for k in range(naxis):
-                Tb[c, k] += acc[c, k]
-            for m in range(M):
-                Tb[c, m] *= inv_nnei
+    for a in range(T.shape[0]):
+        back_D_row(T[a], gD[a], naxis, inv_nnei, Tbar[a], acc, False)
