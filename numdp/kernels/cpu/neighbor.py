@@ -362,7 +362,9 @@ def scan_nlist(sx, sy, sz, order, scell, cell_start, nbins, reach, centres, type
     nbucket = nb * ntypes
     nchunk = (nloc + _CHUNK - 1) // _CHUNK
     for ch in prange(nchunk):
-        cap = max(64, 2 * expected)
+        cap = max(64, 4 * expected)
+        hits = np.empty(cap, np.int64)    # scanned atoms, the hits compacted to the front
+        hr2 = np.empty(cap)               # their squared distances
         keys = np.empty(cap, np.uint64)
         bucket = np.empty(cap, np.int64)
         skeys = np.empty(cap, np.uint64)
@@ -382,34 +384,42 @@ def scan_nlist(sx, sy, sz, order, scell, cell_start, nbins, reach, centres, type
             zi = sz[p]
             x0 = max(cx - reach, 0)
             x1 = min(cx + reach, nx - 1)
-            n = 0
+            h = 0
             for z in range(max(cz - reach, 0), min(cz + reach, nz - 1) + 1):
                 for y in range(max(cy - reach, 0), min(cy + reach, ny - 1) + 1):
                     row = (z * ny + y) * nx
                     q0 = cell_start[row + x0]
                     q1 = cell_start[row + x1 + 1]
-                    if n + (q1 - q0) > keys.shape[0]:
-                        grow = 2 * (n + (q1 - q0))
-                        k2 = np.empty(grow, np.uint64)
-                        b2 = np.empty(grow, np.int64)
-                        k2[:n] = keys[:n]
-                        b2[:n] = bucket[:n]
-                        keys = k2
-                        bucket = b2
+                    if h + (q1 - q0) > hits.shape[0]:
+                        grow = 2 * (h + (q1 - q0))
+                        h2 = np.empty(grow, np.int64)
+                        r2b = np.empty(grow)
+                        h2[:h] = hits[:h]
+                        r2b[:h] = hr2[:h]
+                        hits = h2
+                        hr2 = r2b
+                        keys = np.empty(grow, np.uint64)
+                        bucket = np.empty(grow, np.int64)
                         skeys = np.empty(grow, np.uint64)
                     for q in range(q0, q1):
                         dx = sx[q] - xi
                         dy = sy[q] - yi
                         dz = sz[q] - zi
                         r2 = dx * dx + dy * dy + dz * dz
-                        if r2 <= rcut2 and q != p:
-                            j = order[q]
-                            tj = types[j]
-                            if tj >= 0:
-                                r = math.sqrt(r2)
-                                keys[n] = pack_key(tj, r, j)
-                                bucket[n] = tj * nb + min(nb - 1, np.int64(r2 * r * label_scale))
-                                n += 1
+                        hits[h] = q  # branch-free compaction: kept only if h advances
+                        hr2[h] = r2
+                        h += r2 <= rcut2
+            n = 0
+            for u in range(h):
+                q = hits[u]
+                j = order[q]
+                tj = types[j]
+                if q != p and tj >= 0:
+                    r2 = hr2[u]
+                    r = math.sqrt(r2)
+                    keys[n] = pack_key(tj, r, j)
+                    bucket[n] = tj * nb + min(nb - 1, np.int64(r2 * r * label_scale))
+                    n += 1
             _fill_row(i, keys, bucket, n, nbucket, cnt, skeys, sel, sec, nlist, counts)
 
 
