@@ -187,6 +187,50 @@ def _cell_coords(c, nx, ny):
     return c % nx, (c // nx) % ny, c // (nx * ny)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _scan_hits(p, sx, sy, sz, scell, cell_start, nbins, reach, cutoff2, hits, hr2, keep_r2):
+    """Sorted positions q of the atoms within the cutoff of the atom at sorted position p (p
+    itself included: r = 0), in cell-scan order, and, if keep_r2 (a constant at each call site),
+    their squared distances (Å²).
+
+    hits (int64) and hr2 (float64) are scratch of any size: they are replaced by larger arrays
+    when the scan needs more room.  Returns (number of hits, hits, hr2); the hits are compacted
+    branch-free to the front of the buffers.  (`count_candidates` keeps its own loop: it only
+    counts, and storing the hits made it 5-50 % slower.)
+    """
+    nx, ny, nz = nbins[0], nbins[1], nbins[2]
+    cx, cy, cz = _cell_coords(scell[p], nx, ny)
+    xi = sx[p]
+    yi = sy[p]
+    zi = sz[p]
+    x0 = max(cx - reach, 0)
+    x1 = min(cx + reach, nx - 1)
+    h = 0
+    for z in range(max(cz - reach, 0), min(cz + reach, nz - 1) + 1):
+        for y in range(max(cy - reach, 0), min(cy + reach, ny - 1) + 1):
+            row = (z * ny + y) * nx
+            q0 = cell_start[row + x0]
+            q1 = cell_start[row + x1 + 1]
+            if h + (q1 - q0) > hits.shape[0]:
+                grow = 2 * (h + (q1 - q0))
+                grown_hits = np.empty(grow, np.int64)
+                grown_r2 = np.empty(grow)
+                grown_hits[:h] = hits[:h]
+                grown_r2[:h] = hr2[:h]
+                hits = grown_hits
+                hr2 = grown_r2
+            for q in range(q0, q1):
+                dx = sx[q] - xi
+                dy = sy[q] - yi
+                dz = sz[q] - zi
+                r2 = dx * dx + dy * dy + dz * dz
+                hits[h] = q  # branch-free compaction: kept only if h advances
+                if keep_r2:
+                    hr2[h] = r2
+                h += r2 <= cutoff2
+    return h, hits, hr2
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def count_candidates(sx, sy, sz, order, scell, cell_start, nbins, reach, centres, cutoff2, counts):
     """Number of atoms j != i within the cutoff of each centre atom i (cell-list scan).
@@ -224,38 +268,18 @@ def fill_candidates(sx, sy, sz, order, scell, cell_start, nbins, reach, centres,
     indices (offsets[-1],) int32 out: for local atom i, indices[offsets[i]:offsets[i+1]] are the
     extended indices j != i with r_ij <= cutoff, in cell-scan order (deterministic).
     """
-    nx, ny, nz = nbins[0], nbins[1], nbins[2]
     nc = centres.shape[0]
     nchunk = (nc + _CHUNK - 1) // _CHUNK
     for ch in prange(nchunk):
-        buf = np.empty(256, np.int64)  # sorted positions of the hits of one centre
+        hits = np.empty(256, np.int64)  # sorted positions of the hits of one centre
+        hr2 = np.empty(256)             # unused here (distances not kept)
         for m in range(ch * _CHUNK, min(nc, (ch + 1) * _CHUNK)):
             p = centres[m]
-            cx, cy, cz = _cell_coords(scell[p], nx, ny)
-            xi = sx[p]
-            yi = sy[p]
-            zi = sz[p]
-            x0 = max(cx - reach, 0)
-            x1 = min(cx + reach, nx - 1)
-            k = 0
-            for z in range(max(cz - reach, 0), min(cz + reach, nz - 1) + 1):
-                for y in range(max(cy - reach, 0), min(cy + reach, ny - 1) + 1):
-                    row = (z * ny + y) * nx
-                    q0 = cell_start[row + x0]
-                    q1 = cell_start[row + x1 + 1]
-                    if k + (q1 - q0) + 1 > buf.shape[0]:
-                        grown = np.empty(2 * (k + (q1 - q0) + 1), np.int64)
-                        grown[:k] = buf[:k]
-                        buf = grown
-                    for q in range(q0, q1):
-                        dx = sx[q] - xi
-                        dy = sy[q] - yi
-                        dz = sz[q] - zi
-                        buf[k] = q  # branch-free compaction: kept only if k advances
-                        k += dx * dx + dy * dy + dz * dz <= cutoff2
+            k, hits, hr2 = _scan_hits(p, sx, sy, sz, scell, cell_start, nbins, reach, cutoff2, hits,
+                                      hr2, False)
             o = offsets[order[p]]
             for s in range(k):
-                q = buf[s]
+                q = hits[s]
                 if q != p:  # the centre itself (r = 0) is always among the hits
                     indices[o] = order[q]
                     o += 1
@@ -354,7 +378,6 @@ def scan_nlist(sx, sy, sz, order, scell, cell_start, nbins, reach, centres, type
     nloc = nlist.shape[0]
     nnei = nlist.shape[1]
     ntypes = sel.shape[0]
-    nx, ny, nz = nbins[0], nbins[1], nbins[2]
     expected = 0
     for t in range(ntypes):
         expected += sel[t]
@@ -378,37 +401,12 @@ def scan_nlist(sx, sy, sz, order, scell, cell_start, nbins, reach, centres, type
                 counts[i, t] = 0
             if types[i] < 0:
                 continue
-            cx, cy, cz = _cell_coords(scell[p], nx, ny)
-            xi = sx[p]
-            yi = sy[p]
-            zi = sz[p]
-            x0 = max(cx - reach, 0)
-            x1 = min(cx + reach, nx - 1)
-            h = 0
-            for z in range(max(cz - reach, 0), min(cz + reach, nz - 1) + 1):
-                for y in range(max(cy - reach, 0), min(cy + reach, ny - 1) + 1):
-                    row = (z * ny + y) * nx
-                    q0 = cell_start[row + x0]
-                    q1 = cell_start[row + x1 + 1]
-                    if h + (q1 - q0) > hits.shape[0]:
-                        grow = 2 * (h + (q1 - q0))
-                        h2 = np.empty(grow, np.int64)
-                        r2b = np.empty(grow)
-                        h2[:h] = hits[:h]
-                        r2b[:h] = hr2[:h]
-                        hits = h2
-                        hr2 = r2b
-                        keys = np.empty(grow, np.uint64)
-                        bucket = np.empty(grow, np.int64)
-                        skeys = np.empty(grow, np.uint64)
-                    for q in range(q0, q1):
-                        dx = sx[q] - xi
-                        dy = sy[q] - yi
-                        dz = sz[q] - zi
-                        r2 = dx * dx + dy * dy + dz * dz
-                        hits[h] = q  # branch-free compaction: kept only if h advances
-                        hr2[h] = r2
-                        h += r2 <= rcut2
+            h, hits, hr2 = _scan_hits(p, sx, sy, sz, scell, cell_start, nbins, reach, rcut2, hits, hr2,
+                                      True)
+            if keys.shape[0] < h:
+                keys = np.empty(hits.shape[0], np.uint64)
+                bucket = np.empty(hits.shape[0], np.int64)
+                skeys = np.empty(hits.shape[0], np.uint64)
             n = 0
             for u in range(h):
                 q = hits[u]
