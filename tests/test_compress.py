@@ -129,8 +129,9 @@ def test_compressed_dp_roundtrip_keeps_tables(tmp_path, water):
 def test_forces_are_derivatives_inside_and_beyond_the_tables(order):
     """The grouped fast path (four pairs inside their tables), the single-pair path and linear
     extrapolation beyond the table all give forces equal to the energy's finite differences;
-    mix32 tables stay within float32 round-off of the double ones."""
-    params = random_params(ntypes=2, sel=[30, 30], neuron=(4, 8), axis_neuron=2, resnet_dt=True, seed=5)
+    mix32 tables stay within float32 round-off of the double ones.  M = 10 is padded to whole
+    SIMD vectors (16 columns in both dtypes), so the zero padding is exercised too."""
+    params = random_params(ntypes=2, sel=[30, 30], neuron=(4, 10), axis_neuron=2, resnet_dt=True, seed=5)
     params.min_nbor_dist = 2.4   # tables cover s for r >= 2.4 / 10-ish: the 0.15 A pair is beyond
     cparams, _ = compress(params, dx=0.01, order=order)
     pos, types, box = random_config(14, 2, box_len=6.5, tilt=0.2, seed=4)

@@ -28,6 +28,12 @@ DEFAULT_CHUNK = 256          # centre atoms per chunk: G and dG/dx take ~140 kB 
 DEFAULT_CHUNK_COMPRESSED = 512  # no G is stored; bigger chunks make bigger fitting GEMMs
 
 
+def padded_width(M: int, dtype) -> int:
+    """M rounded up to a whole number of 64-byte vectors of dtype (8 float64, 16 float32)."""
+    lanes = 64 // np.dtype(dtype).itemsize
+    return -(-M // lanes) * lanes
+
+
 @dataclass
 class RawOutput:
     """Per-extended-atom results before folding ghosts onto owners.
@@ -64,19 +70,24 @@ class Evaluator:
         self.fit = [InferenceNet(net, self.precision) for net in params.fitting.nets]
         self.netidx = np.array([[d.net_index(ti, t) for t in range(nt)] for ti in range(nt)], np.int64)
         self.compressed = d.tables is not None
+        M = d.neuron[-1]
+        # compressed models pad M to whole SIMD vectors (64 bytes) with zero coefficients, so the
+        # table kernels' loops over M have no scalar remainder; T and Tbar carry the padding
+        self.M_pad = padded_width(M, self.precision.dtype) if self.compressed else M
         if self.compressed:
-            self.coef = np.ascontiguousarray(np.concatenate([tab.coef for tab in d.tables]), self.precision.dtype)
+            self.coef = np.zeros((sum(tab.coef.shape[0] for tab in d.tables), d.tables[0].coef.shape[1],
+                                  self.M_pad), self.precision.dtype)
+            self.coef[..., :M] = np.concatenate([tab.coef for tab in d.tables])
             self.coff = np.concatenate([[0], np.cumsum([tab.coef.shape[0] for tab in d.tables])]).astype(np.int64)
             self.meta = np.stack([tab.meta() for tab in d.tables])
-        M = d.neuron[-1]
-        self.G_pad = np.zeros((nt, nt, M))
+        self.G_pad = np.zeros((nt, nt, self.M_pad))
         for ti in range(nt):
             for t in range(nt):
                 if d.sel[t] > 0:
                     k = self.netidx[ti, t]
                     x_pad = self.rt_pad[ti, t, :1].copy()
                     if self.compressed:
-                        self.G_pad[ti, t] = evaluate_table(d.tables[k], x_pad)[0][0]
+                        self.G_pad[ti, t, :M] = evaluate_table(d.tables[k], x_pad)[0][0]
                     else:
                         self.G_pad[ti, t] = embed_value(x_pad, self.embed[k])[0]
         self.beyond_table = 0  # pairs evaluated outside a compressed model's tables
@@ -155,9 +166,8 @@ class Evaluator:
         npad = ws.get("npad", (na, nt), np.int64)
         npairs = env_pairs(ext_pos, nlist, atoms, atypes, self.sec, self.mu, self.sd,
                            d.rcut, d.rcut_smth, rt, dvec, nbr, poff, npad)
-        M = d.neuron[-1]
         tb = np.searchsorted(atypes, np.arange(nt + 1))  # type boundaries (atoms sorted by type)
-        T = ws.get("T", (na, 4, M))
+        T = ws.get("T", (na, 4, self.M_pad))
         if self.compressed:
             beyond = np.zeros(1, np.int64)
             tab_contract_T(atypes, rt, poff, npad, self.rt_pad, self.G_pad, self.coef, self.coff,

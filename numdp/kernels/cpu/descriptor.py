@@ -58,8 +58,10 @@ def contract_T(atypes, rt, G, poff, npad, rt_pad, G_pad, inv_nnei, T):
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def contract_D(T, naxis, D):
     """D (na, M*naxis): D[a, m*naxis + k] = sum_c T[a, c, m] T[a, c, k], summed in float64
-    and stored in D's dtype."""
-    na, _, M = T.shape
+    and stored in D's dtype.  T: (na, 4, Mp) with Mp >= M (columns past M, the padding of
+    compressed models, are ignored)."""
+    na = T.shape[0]
+    M = D.shape[1] // naxis
     for a in range(na):
         Da = D[a]
         Ta = T[a]
@@ -84,9 +86,10 @@ def back_D_row(A, g, naxis, scale, out, acc, add):
 
     g: (M*naxis,) dE/dD of the atom (any float dtype; sums run in float64); out: (4, M),
     overwritten unless `add`; acc: (4, naxis) float64 scratch.  One pass over g: the first sum
-    is a dot product per (c, m), the second accumulates in acc.
+    is a dot product per (c, m), the second accumulates in acc.  A and out may have more than
+    M columns (padding); only the first M are read or written.
     """
-    M = A.shape[1]
+    M = g.shape[0] // naxis
     A0 = A[0]
     A1 = A[1]
     A2 = A[2]
@@ -133,10 +136,16 @@ def back_D_row(A, g, naxis, scale, out, acc, add):
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def back_D(T, gD, naxis, inv_nnei, Tbar):
-    """From dE/dD (na, M*naxis) to Tbar = inv_nnei * dE/dT (na, 4, M).
+    """From dE/dD (na, M*naxis) to Tbar = inv_nnei * dE/dT (na, 4, Mp).
 
     dE/dT[c, m] = sum_k gD[m, k] T[c, k] + [m < naxis] sum_m' gD[m', m] T[c, m'].
+    T and Tbar may carry Mp > M columns (compressed models pad M to a whole number of SIMD
+    vectors); Tbar's padding columns are set to zero.
     """
     acc = np.empty((4, naxis))
+    M = gD.shape[1] // naxis
     for a in range(T.shape[0]):
         back_D_row(T[a], gD[a], naxis, inv_nnei, Tbar[a], acc, False)
+        for c in range(4):
+            for m in range(M, Tbar.shape[2]):
+                Tbar[a, c, m] = 0.0

@@ -162,11 +162,23 @@ def _acc_four(Ta, rt, p, ca, cb, cc, cd, ta, tb, tc, td, order, vbuf):
 def tab_contract_T(atypes, rt, poff, npad, rt_pad, G_pad, coef, coff, meta, netidx, inv_nnei,
                    T, beyond):
     """T (na, 4, M) from tables; padding through G_pad (ntypes, ntypes, M).
-    beyond[0] += pairs beyond the end of the table."""
+    beyond[0] += pairs beyond the end of the table.  M may include zero padding columns
+    (coef, G_pad and T then all carry them)."""
+    # the order is made a compile-time constant of each copy of the body: with a run-time
+    # order the polynomial branch stays inside the vectorised loop
+    if coef.shape[1] == 6:
+        nb = _contract_T(atypes, rt, poff, npad, rt_pad, G_pad, coef, coff, meta, netidx, inv_nnei, T, 5)
+    else:
+        nb = _contract_T(atypes, rt, poff, npad, rt_pad, G_pad, coef, coff, meta, netidx, inv_nnei, T, 3)
+    beyond[0] += nb
+
+
+@njit(inline="always", **FLAGS)
+def _contract_T(atypes, rt, poff, npad, rt_pad, G_pad, coef, coff, meta, netidx, inv_nnei, T, order):
+    """Body of tab_contract_T for a given polynomial order; returns the count beyond the table."""
     ntypes = poff.shape[0]
     na = T.shape[0]
     M = T.shape[2]
-    order = coef.shape[1] - 1
     nb = 0
     vbuf = np.empty((4, M), coef.dtype)
     for a in range(na):
@@ -201,7 +213,7 @@ def tab_contract_T(atypes, rt, poff, npad, rt_pad, G_pad, coef, coff, meta, neti
                 p += 1
             add_padding(Ta, npad[a, t], rt_pad[ti, t], G_pad[ti, t])
         scale(Ta, inv_nnei)
-    beyond[0] += nb
+    return nb
 
 
 @njit(inline="always", **FLAGS)
@@ -217,11 +229,13 @@ def _pair_grads(Tb, ca, ta, ea, cb, tb, eb, ra, rb, order, out):
     gb0 = gb1 = gb2 = gb3 = hb0 = hb1 = hb2 = hb3 = z
     eaa = cast_like(ea, ca)
     ebb = cast_like(eb, ca)
+    inside = ea == 0.0 and eb == 0.0   # loop-invariant: LLVM unswitches it (2 FMA fewer per m)
     for m in range(Tb.shape[1]):
         va, da = poly_at(ca, m, ta, order)
         vb, db = poly_at(cb, m, tb, order)
-        va = va + eaa * da
-        vb = vb + ebb * db
+        if not inside:
+            va = va + eaa * da
+            vb = vb + ebb * db
         t0 = T0[m]
         t1 = T1[m]
         t2 = T2[m]
@@ -256,10 +270,21 @@ def _pair_grads(Tb, ca, ta, ea, cb, tb, eb, ra, rb, order, out):
 def tab_pair_forces(atoms, atypes, rt, dvec, nbr, poff, coef, coff, meta, netidx, Tbar, sd,
                     rcut, rcut_smth, force, virial, atom_virial, want_atom_virial):
     """Forces and virials from Tbar (na, 4, M) = dE/dT / nnei in the tables' dtype,
-    re-evaluating the tables."""
+    re-evaluating the tables (M may include zero padding columns, as in tab_contract_T)."""
+    if coef.shape[1] == 6:
+        _pair_forces(atoms, atypes, rt, dvec, nbr, poff, coef, coff, meta, netidx, Tbar, sd, rcut,
+                     rcut_smth, force, virial, atom_virial, want_atom_virial, 5)
+    else:
+        _pair_forces(atoms, atypes, rt, dvec, nbr, poff, coef, coff, meta, netidx, Tbar, sd, rcut,
+                     rcut_smth, force, virial, atom_virial, want_atom_virial, 3)
+
+
+@njit(inline="always", **FLAGS)
+def _pair_forces(atoms, atypes, rt, dvec, nbr, poff, coef, coff, meta, netidx, Tbar, sd, rcut,
+                 rcut_smth, force, virial, atom_virial, want_atom_virial, order):
+    """Body of tab_pair_forces for a given polynomial order."""
     ntypes = poff.shape[0]
     na = atoms.shape[0]
-    order = coef.shape[1] - 1
     g = np.empty((2, 4))
     for t in range(ntypes):
         for a in range(na):
