@@ -190,19 +190,16 @@ class Evaluator:
             a0, a1 = tb[ti], tb[ti + 1]
             if a1 == a0:
                 continue
-            e, g = fit_energy_and_grad(D[a0:a1], self.fit[ti], want_force, ws)
+            e, _ = fit_energy_and_grad(D[a0:a1], self.fit[ti], want_force, ws,
+                                       None if gD is None else gD[a0:a1])
             atom_energy[atoms[a0:a1]] = e + self.atom_bias[ti]
-            if want_force:
-                gD[a0:a1] = g
         if not want_force:
             return
-        Tbar = ws.get("Tbar", T.shape)
+        # the table kernels read Tbar in the tables' dtype: back_D sums in float64 and rounds
+        # once on storing
+        Tbar = ws.get("Tbar", T.shape, self.coef.dtype if self.compressed else np.float64)
         back_D(T, gD, d.axis_neuron, 1.0 / d.nnei, Tbar)
         if self.compressed:
-            if self.coef.dtype != Tbar.dtype:
-                Tbar_t = ws.get("Tbar_t", Tbar.shape, self.coef.dtype)
-                Tbar_t[...] = Tbar
-                Tbar = Tbar_t
             tab_pair_forces(atoms, atypes, rt, dvec, nbr, poff, self.coef, self.coff, self.meta,
                             self.netidx, Tbar, self.sd, d.rcut, d.rcut_smth, force, virial,
                             atom_virial, want_atom_virial)

@@ -103,11 +103,12 @@ def embed_value(x: np.ndarray, net: InferenceNet) -> np.ndarray:
 
 
 def fit_energy_and_grad(D: np.ndarray, net: InferenceNet, want_grad: bool = True,
-                        ws: Workspace | None = None):
+                        ws: Workspace | None = None, grad_out: np.ndarray | None = None):
     """Atomic network energies (n,) float64 and their gradient dE/dD (n, dim) in the net's dtype,
     for inputs D (n, dim).  Hidden layers use tanh with the width-tested residual; the last layer
     is linear.  Scratch (and the returned gradient, valid until the next call with the same
-    workspace) comes from `ws` when given.
+    workspace) comes from `ws` when given.  grad_out: optional C-contiguous (n, dim) array of the
+    net's dtype that receives the gradient directly (saves a copy of n x dim values).
     """
     ws = ws or Workspace()
     n = D.shape[0]
@@ -141,9 +142,13 @@ def fit_energy_and_grad(D: np.ndarray, net: InferenceNet, want_grad: bool = True
         lay, H = hidden[li], cache[li]
         gZ = ws.get("fit_gz", H.shape, net.dtype)
         back_tanh(gy, H, lay.idt, gZ)
-        gx = np.matmul(operand(gZ, "fit_op"), lay.w.T,
-                       out=ws.get(f"fit_gx{li % 2}", (n, lay.w.shape[0]), net.dtype))
+        target = grad_out if li == 0 and grad_out is not None else \
+            ws.get(f"fit_gx{li % 2}", (n, lay.w.shape[0]), net.dtype)
+        gx = np.matmul(operand(gZ, "fit_op"), lay.w.T, out=target)
         if lay.mode != RESIDUAL_NONE:
             add_residual_adjoint(gy, lay.mode, gx)
         gy = gx
+    if grad_out is not None and gy is not grad_out:   # no hidden layer
+        grad_out[...] = gy
+        gy = grad_out
     return energy, gy
