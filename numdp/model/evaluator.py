@@ -18,7 +18,7 @@ from ..kernels.cpu.descriptor import back_D, contract_D, contract_T
 from ..kernels.cpu.envmat import env_pairs, pair_forces
 from ..kernels.cpu.tabulated import tab_contract_T, tab_pair_forces
 from ..blas import set_blas_threads
-from .nets import InferenceNet, embed_into, embed_value, fit_energy_and_grad
+from .nets import InferenceNet, embed_into, embed_value, fit_energy_and_grad, fold_symmetric_input
 from .params import ModelParams
 from .precision import get_precision
 from .tables import evaluate_table
@@ -67,7 +67,13 @@ class Evaluator:
         self.sd = np.ascontiguousarray(np.stack([d.dstd[:, sec[t], :] for t in range(nt)], axis=1))
         self.rt_pad = -self.mu / self.sd
         self.embed = [InferenceNet(net, self.precision) for net in d.embeddings]
-        self.fit = [InferenceNet(net, self.precision) for net in params.fitting.nets]
+        # the fitting nets read D in the folded layout (symmetric block stored once) when none
+        # of their first layers has a residual
+        folded = [fold_symmetric_input(net, d.neuron[-1], d.axis_neuron) for net in params.fitting.nets]
+        self.folded = all(net is not None for net in folded)
+        fit_nets = folded if self.folded else params.fitting.nets
+        self.fit = [InferenceNet(net, self.precision) for net in fit_nets]
+        self.d_width = fit_nets[0].layers[0].n_in   # columns of D per atom in the layout used
         self.netidx = np.array([[d.net_index(ti, t) for t in range(nt)] for ti in range(nt)], np.int64)
         self.compressed = d.tables is not None
         M = d.neuron[-1]
@@ -179,13 +185,15 @@ class Evaluator:
             G, Gp = self._embed(rt, npairs, poff, tb, want_force, ws)
             contract_T(atypes, rt, G, poff, npad, self.rt_pad, self.G_pad, 1.0 / d.nnei, T)
         # D is computed in float64 and stored in the fitting nets' dtype (rounded once, here)
-        D = ws.get("D", (na, d.dim_out), self.precision.dtype)
-        contract_D(T, d.axis_neuron, D)
-        if descr is not None:
-            if D.dtype != np.float64:
-                contract_D(T, d.axis_neuron, ws.get("D64", (na, d.dim_out)))
-            descr[atoms] = D if D.dtype == np.float64 else ws.get("D64", (na, d.dim_out))
-        gD = ws.get("gD", (na, d.dim_out), self.precision.dtype) if want_force else None
+        D = ws.get("D", (na, self.d_width), self.precision.dtype)
+        contract_D(T, d.axis_neuron, self.folded, D)
+        if descr is not None:   # the full float64 layout
+            if D.dtype != np.float64 or self.folded:
+                contract_D(T, d.axis_neuron, False, ws.get("D64", (na, d.dim_out)))
+                descr[atoms] = ws.get("D64", (na, d.dim_out))
+            else:
+                descr[atoms] = D
+        gD = ws.get("gD", (na, self.d_width), self.precision.dtype) if want_force else None
         for ti in range(nt):
             a0, a1 = tb[ti], tb[ti + 1]
             if a1 == a0:
@@ -198,7 +206,7 @@ class Evaluator:
         # the table kernels read Tbar in the tables' dtype: back_D sums in float64 and rounds
         # once on storing
         Tbar = ws.get("Tbar", T.shape, self.coef.dtype if self.compressed else np.float64)
-        back_D(T, gD, d.axis_neuron, 1.0 / d.nnei, Tbar)
+        back_D(T, gD, d.axis_neuron, self.folded, 1.0 / d.nnei, Tbar)
         if self.compressed:
             tab_pair_forces(atoms, atypes, rt, dvec, nbr, poff, self.coef, self.coff, self.meta,
                             self.netidx, Tbar, self.sd, d.rcut, d.rcut_smth, force, virial,

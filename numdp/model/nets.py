@@ -7,7 +7,7 @@ Fitting nets are evaluated forward, then back-propagated to their input (referen
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -52,6 +52,24 @@ class InferenceNet:
         """A product operand in the policy's dtype (rounded to half for mix16)."""
         a = np.ascontiguousarray(a, self.dtype)
         return round_half(a) if self.precision.half_operands else a
+
+
+def fold_symmetric_input(net: Net, M: int, naxis: int) -> Net | None:
+    """The fitting net rewritten for the folded layout of D (see
+    `numdp.kernels.cpu.descriptor.folded_rows`), or None when its first layer has a residual.
+
+    The block D[m, k], m, k < naxis, is symmetric, so the first layer's rows for D[m, k] and
+    D[k, m] act on equal inputs and can be summed: naxis (naxis - 1) / 2 fewer inputs (1 480
+    instead of 1 600 for M = 100, naxis = 16: 7.5 % fewer multiply-adds in the first layer's
+    forward and backward products).  The same function, up to round-off.
+    """
+    first = net.layers[0]
+    if first.residual != RESIDUAL_NONE or naxis < 2 or first.n_in != M * naxis:
+        return None
+    w = first.w.reshape(M, naxis, first.n_out)
+    block = [w[m, m] if k == m else w[m, k] + w[k, m] for m in range(naxis) for k in range(m, naxis)]
+    wf = np.concatenate([np.stack(block), w[naxis:].reshape(-1, first.n_out)])
+    return Net([replace(first, w=wf, resnet=False)] + list(net.layers[1:]))
 
 
 def _view(buf: np.ndarray, rows: int, cols: int) -> np.ndarray:

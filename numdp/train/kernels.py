@@ -118,11 +118,11 @@ def back_D_pair(T, Td, Dbar, Ddbar, naxis, inv_nnei, Tbar, Tdbar):
     with B the map of `numdp.kernels.cpu.descriptor.back_D_row`.  Tbar, Tdbar: (na, 4, M).
     """
     na = T.shape[0]
-    acc = np.empty((4, naxis))
+    acc = np.empty((4 + naxis, naxis))
     for a in range(na):
-        back_D_row(T[a], Dbar[a], naxis, inv_nnei, Tbar[a], acc, False)
-        back_D_row(Td[a], Ddbar[a], naxis, inv_nnei, Tbar[a], acc, True)
-        back_D_row(T[a], Ddbar[a], naxis, inv_nnei, Tdbar[a], acc, False)
+        back_D_row(T[a], Dbar[a], naxis, False, inv_nnei, Tbar[a], acc, False)
+        back_D_row(Td[a], Ddbar[a], naxis, False, inv_nnei, Tbar[a], acc, True)
+        back_D_row(T[a], Ddbar[a], naxis, False, inv_nnei, Tdbar[a], acc, False)
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)

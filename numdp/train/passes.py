@@ -303,10 +303,10 @@ class ModelPasses:
                 continue
             net = p.fitting.nets[ti]
             fc = fit_cache(net, a1 - a0, ws, ("fit", ti))
-            contract_D(c.T[a0:a1], d.axis_neuron, fc.D)
+            contract_D(c.T[a0:a1], d.axis_neuron, False, fc.D)
             e, gD = fit_forward(net, fc, ws, ("fit", ti))
             atom_energy[atoms[a0:a1]] = e + self.atom_bias[ti]
-            back_D(c.T[a0:a1], gD, d.axis_neuron, self.inv_nnei, c.Tbar[a0:a1])
+            back_D(c.T[a0:a1], gD, d.axis_neuron, False, self.inv_nnei, c.Tbar[a0:a1])
             c.fits.append(_FitGroup(ti, a0, a1, fc))
         nall = frame.ext_pos.shape[0]
         c.force = ws.get("force", (nall, 3))

@@ -55,97 +55,165 @@ def contract_T(atypes, rt, G, poff, npad, rt_pad, G_pad, inv_nnei, T):
         scale(T[a], inv_nnei)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def folded_rows(naxis, width):
+    """(M, offset of row naxis) of a D layout of `width` columns per atom, full or folded.
+
+    Full layout: D[m * naxis + k] for m < M, k < naxis.  Folded layout (the block m, k < naxis
+    of D is symmetric, so its lower triangle is dropped): first the upper triangle of that block
+    row by row (m <= k, naxis (naxis + 1) / 2 entries), then rows m >= naxis in full.
+    """
+    nb = naxis * (naxis + 1) // 2
+    return naxis + (width - nb) // naxis, nb
+
+
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
-def contract_D(T, naxis, D):
-    """D (na, M*naxis): D[a, m*naxis + k] = sum_c T[a, c, m] T[a, c, k], summed in float64
-    and stored in D's dtype.  T: (na, 4, Mp) with Mp >= M (columns past M, the padding of
-    compressed models, are ignored)."""
-    na = T.shape[0]
-    M = D.shape[1] // naxis
-    for a in range(na):
+def contract_D(T, naxis, folded, D):
+    """D (na, width): D[m, k] = sum_c T[a, c, m] T[a, c, k], summed in float64 and stored in
+    D's dtype, in the full (width = M*naxis) or folded layout (`folded_rows`).  T: (na, 4, Mp)
+    with Mp >= M (columns past M, the padding of compressed models, are ignored)."""
+    if folded:   # a constant in each inlined copy of the body (as a run-time flag: 40 % slower)
+        _contract_D(T, naxis, True, D)
+    else:
+        _contract_D(T, naxis, False, D)
+
+
+@njit(cache=True, nogil=True, inline="always", fastmath=FASTMATH, error_model="numpy")
+def _contract_D(T, naxis, folded, D):
+    """Body of contract_D: rows m of D one by one (row m < naxis starts at k = m when folded)."""
+    if folded:
+        M, rest = folded_rows(naxis, D.shape[1])
+    else:
+        M, rest = D.shape[1] // naxis, 0
+    for a in range(T.shape[0]):
         Da = D[a]
         Ta = T[a]
         for m in range(M):
-            row = Da[m * naxis:(m + 1) * naxis]
+            if not folded:
+                start, k0 = m * naxis, 0
+            elif m < naxis:
+                start, k0 = m * naxis - m * (m - 1) // 2, m
+            else:
+                start, k0 = rest + (m - naxis) * naxis, 0
+            row = Da[start:start + naxis - k0]
             t0 = Ta[0, m]
             t1 = Ta[1, m]
             t2 = Ta[2, m]
             t3 = Ta[3, m]
-            a0 = Ta[0]
-            a1 = Ta[1]
-            a2 = Ta[2]
-            a3 = Ta[3]
-            for k in range(naxis):
+            a0 = Ta[0, k0:naxis]
+            a1 = Ta[1, k0:naxis]
+            a2 = Ta[2, k0:naxis]
+            a3 = Ta[3, k0:naxis]
+            for k in range(naxis - k0):
                 row[k] = t0 * a0[k] + t1 * a1[k] + t2 * a2[k] + t3 * a3[k]
 
 
 @njit(cache=True, nogil=True, inline="always", fastmath=FASTMATH, error_model="numpy")
-def back_D_row(A, g, naxis, scale, out, acc, add):
+def _row_dots(row, A0, A1, A2, A3):
+    """(sum_k row[k] A_c[k] for c = 0..3) over k < len(row), in float64."""
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    for k in range(row.shape[0]):
+        r = np.float64(row[k])
+        s0 += r * A0[k]
+        s1 += r * A1[k]
+        s2 += r * A2[k]
+        s3 += r * A3[k]
+    return s0, s1, s2, s3
+
+
+@njit(cache=True, nogil=True, inline="always", fastmath=FASTMATH, error_model="numpy")
+def _put(out, m, scale, s0, s1, s2, s3, add):
+    if add:
+        out[0, m] += scale * s0
+        out[1, m] += scale * s1
+        out[2, m] += scale * s2
+        out[3, m] += scale * s3
+    else:
+        out[0, m] = scale * s0
+        out[1, m] = scale * s1
+        out[2, m] = scale * s2
+        out[3, m] = scale * s3
+
+
+@njit(cache=True, nogil=True, inline="always", fastmath=FASTMATH, error_model="numpy")
+def back_D_row(A, g, naxis, folded, scale, out, acc, add):
     """One atom's adjoint of T from that of D = AᵀA<, with A (4, M) held fixed on the other factor:
     out[c, m] (+)= scale (sum_k g[m, k] A[c, k] + [m < naxis] sum_m' g[m', m] A[c, m']).
 
-    g: (M*naxis,) dE/dD of the atom (any float dtype; sums run in float64); out: (4, M),
-    overwritten unless `add`; acc: (4, naxis) float64 scratch.  One pass over g: the first sum
-    is a dot product per (c, m), the second accumulates in acc.  A and out may have more than
-    M columns (padding); only the first M are read or written.
+    g: dE/dD of the atom in the full (M*naxis,) or folded layout (`folded_rows`; a folded entry
+    of the symmetric block is the adjoint of both D[m, k] and D[k, m]), any float dtype (sums run
+    in float64); out: (4, M), overwritten unless `add`; acc: (4 + naxis, naxis) float64 scratch.
+    A and out may have more than M columns (padding); only the first M are read or written.
+    Rows m < naxis use S = g< + g<ᵀ (the symmetric block's adjoint, both terms at once); the
+    other rows are read once: a dot product per (c, m), and the second term accumulates in acc.
     """
-    M = g.shape[0] // naxis
+    S = acc[4:]
+    if folded:
+        M, rest = folded_rows(naxis, g.shape[0])
+        pos = 0
+        for m in range(naxis):
+            S[m, m] = 2.0 * np.float64(g[pos])
+            for k in range(m + 1, naxis):
+                v = np.float64(g[pos + k - m])
+                S[m, k] = v
+                S[k, m] = v
+            pos += naxis - m
+    else:
+        M, rest = g.shape[0] // naxis, naxis * naxis
+        for m in range(naxis):
+            for k in range(naxis):
+                S[m, k] = np.float64(g[m * naxis + k]) + np.float64(g[k * naxis + m])
     A0 = A[0]
     A1 = A[1]
     A2 = A[2]
     A3 = A[3]
-    acc[:, :] = 0.0
-    B0 = acc[0]
-    B1 = acc[1]
-    B2 = acc[2]
-    B3 = acc[3]
-    for m in range(M):
-        row = g[m * naxis:(m + 1) * naxis]
+    for m in range(naxis):
+        s0, s1, s2, s3 = _row_dots(S[m], A0, A1, A2, A3)
+        _put(out, m, scale, s0, s1, s2, s3, add)
+    B = acc[:4]
+    B[:, :] = 0.0
+    B0 = B[0]
+    B1 = B[1]
+    B2 = B[2]
+    B3 = B[3]
+    for m in range(naxis, M):
+        row = g[rest + (m - naxis) * naxis:rest + (m - naxis + 1) * naxis]
         t0 = A0[m]
         t1 = A1[m]
         t2 = A2[m]
         t3 = A3[m]
-        s0 = 0.0
-        s1 = 0.0
-        s2 = 0.0
-        s3 = 0.0
+        s0, s1, s2, s3 = _row_dots(row, A0, A1, A2, A3)
         for k in range(naxis):
             r = np.float64(row[k])
-            s0 += r * A0[k]
-            s1 += r * A1[k]
-            s2 += r * A2[k]
-            s3 += r * A3[k]
             B0[k] += r * t0
             B1[k] += r * t1
             B2[k] += r * t2
             B3[k] += r * t3
-        if add:
-            out[0, m] += scale * s0
-            out[1, m] += scale * s1
-            out[2, m] += scale * s2
-            out[3, m] += scale * s3
-        else:
-            out[0, m] = scale * s0
-            out[1, m] = scale * s1
-            out[2, m] = scale * s2
-            out[3, m] = scale * s3
+        _put(out, m, scale, s0, s1, s2, s3, add)
     for c in range(4):
         for k in range(naxis):
-            out[c, k] += scale * acc[c, k]
+            out[c, k] += scale * B[c, k]
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
-def back_D(T, gD, naxis, inv_nnei, Tbar):
-    """From dE/dD (na, M*naxis) to Tbar = inv_nnei * dE/dT (na, 4, Mp).
+def back_D(T, gD, naxis, folded, inv_nnei, Tbar):
+    """From dE/dD (na, width), full or folded layout (`folded_rows`), to
+    Tbar = inv_nnei * dE/dT (na, 4, Mp).
 
     dE/dT[c, m] = sum_k gD[m, k] T[c, k] + [m < naxis] sum_m' gD[m', m] T[c, m'].
     T and Tbar may carry Mp > M columns (compressed models pad M to a whole number of SIMD
     vectors); Tbar's padding columns are set to zero.
     """
-    acc = np.empty((4, naxis))
-    M = gD.shape[1] // naxis
+    acc = np.empty((4 + naxis, naxis))
+    if folded:
+        M = folded_rows(naxis, gD.shape[1])[0]
+    else:
+        M = gD.shape[1] // naxis
     for a in range(T.shape[0]):
-        back_D_row(T[a], gD[a], naxis, inv_nnei, Tbar[a], acc, False)
+        back_D_row(T[a], gD[a], naxis, folded, inv_nnei, Tbar[a], acc, False)
         for c in range(4):
             for m in range(M, Tbar.shape[2]):
                 Tbar[a, c, m] = 0.0
