@@ -11,7 +11,8 @@ uncompressed and compressed (5th order, dx 0.01), with speed at 1 536 and 12 288
 usage: python tools/bench_compress.py [--cu M] [--alloy M] [--water M] [--threads 2] [--frames 20]
 
 `--speed-runs N` measures only the compressed-water speed targets, N times `--pause` seconds
-apart, and prints their median and range (the machine's speed drifts over minutes).
+apart, and prints their median and range (the machine's speed drifts over minutes); its tables
+are order 5 at dx 0.01 unless `--series-order 3` (`numdp compress`'s default order) is given.
 
 The alloy5 model is not shipped: train it first with `numdp train inputs/alloy5/train.toml`
 (about 4 minutes on 2 cores); a missing model is reported and skipped (exit status 2).
@@ -134,15 +135,16 @@ def part2(model_path, valid, threads, nframes):
 TARGETS = {"double": 40.0, "mix32": 25.0}  # µs/atom/step, compressed water, 1 536 and 12 288 atoms
 
 
-def speed_series(model_path, valid, threads, runs, pause):
+def speed_series(model_path, valid, threads, runs, pause, order=5):
     """The compressed-speed targets measured `runs` times, `pause` s apart (the machine's speed
-    drifts over minutes): each run, then per figure the median, range and runs meeting the target."""
+    drifts over minutes): each run, then per figure the median, range and runs meeting the target.
+    Tables of the given order at dx 0.01 (5: DeePMD-kit's scheme; 3: `numdp compress`'s default)."""
     params = read_model(model_path)
     frames = load_frames(valid, params.type_map, 1)
-    cparams = compress(params, dx=0.01, order=5)[0]
+    cparams = compress(params, dx=0.01, order=order)[0]
     sizes = {n: replicated(frames[0], n) for n in (1536, 12288)}
     models = {prec: DPModel(cparams, nthreads=threads, precision=prec) for prec in TARGETS}
-    print(f"\n## compressed water speed series: {model_path}, order 5, dx 0.01, {threads} threads, "
+    print(f"\n## compressed water speed series: {model_path}, order {order}, dx 0.01, {threads} threads, "
           f"{runs} runs {pause:g} s apart (best of 3 evaluations each), µs/atom/step")
     table = {(prec, n): [] for prec in TARGETS for n in sizes}
     for run in range(runs):
@@ -173,12 +175,15 @@ def main() -> int:
     ap.add_argument("--speed-runs", type=int, default=0, metavar="N",
                     help="only measure the compressed water speed targets, N times (default: off)")
     ap.add_argument("--pause", type=float, default=20.0, help="seconds between speed runs")
+    ap.add_argument("--series-order", type=int, default=5, choices=[3, 5],
+                    help="table order of the speed series (dx 0.01; default 5, DeePMD-kit's)")
     args = ap.parse_args()
     if args.speed_runs > 0:
         if not Path(args.water).is_file():
             print(f"bench_compress: model file {args.water} not found", file=sys.stderr)
             return 2
-        speed_series(args.water, Path(args.water_valid), args.threads, args.speed_runs, args.pause)
+        speed_series(args.water, Path(args.water_valid), args.threads, args.speed_runs, args.pause,
+                     args.series_order)
         return 0
     missing = 0
     parts = [("cu", args.cu, lambda: part1("Cu", args.cu, Path(args.cu_valid), args.threads, args.frames)),
