@@ -16,7 +16,7 @@ def _fold_index(M, naxis):
         for k in range(m, naxis):
             idx.append(m * naxis + k)
             mirror.append(k * naxis + m if k != m else -1)
-    idx += list(range(naxis * naxis, M * naxis))
+    idx += [m * naxis + k for k in range(naxis) for m in range(naxis, M)]   # column by column
     mirror += [-1] * (M - naxis) * naxis
     return np.array(idx), np.array(mirror)
 

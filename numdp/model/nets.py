@@ -68,7 +68,7 @@ def fold_symmetric_input(net: Net, M: int, naxis: int) -> Net | None:
         return None
     w = first.w.reshape(M, naxis, first.n_out)
     block = [w[m, m] if k == m else w[m, k] + w[k, m] for m in range(naxis) for k in range(m, naxis)]
-    wf = np.concatenate([np.stack(block), w[naxis:].reshape(-1, first.n_out)])
+    wf = np.concatenate([np.stack(block), w[naxis:].transpose(1, 0, 2).reshape(-1, first.n_out)])
     return Net([replace(first, w=wf, resnet=False)] + list(net.layers[1:]))
 
 

@@ -61,7 +61,9 @@ def folded_rows(naxis, width):
 
     Full layout: D[m * naxis + k] for m < M, k < naxis.  Folded layout (the block m, k < naxis
     of D is symmetric, so its lower triangle is dropped): first the upper triangle of that block
-    row by row (m <= k, naxis (naxis + 1) / 2 entries), then rows m >= naxis in full.
+    row by row (m <= k, naxis (naxis + 1) / 2 entries), then the rows m >= naxis column by column
+    (D[m, k] at offset + k (M - naxis) + m - naxis), so that the kernels run along m without
+    horizontal sums.
     """
     nb = naxis * (naxis + 1) // 2
     return naxis + (width - nb) // naxis, nb
@@ -89,12 +91,12 @@ def _contract_D(T, naxis, folded, D):
         Da = D[a]
         Ta = T[a]
         for m in range(M):
-            if not folded:
-                start, k0 = m * naxis, 0
-            elif m < naxis:
+            if folded and m >= naxis:
+                break
+            if folded:
                 start, k0 = m * naxis - m * (m - 1) // 2, m
             else:
-                start, k0 = rest + (m - naxis) * naxis, 0
+                start, k0 = m * naxis, 0
             row = Da[start:start + naxis - k0]
             t0 = Ta[0, m]
             t1 = Ta[1, m]
@@ -106,6 +108,20 @@ def _contract_D(T, naxis, folded, D):
             a3 = Ta[3, k0:naxis]
             for k in range(naxis - k0):
                 row[k] = t0 * a0[k] + t1 * a1[k] + t2 * a2[k] + t3 * a3[k]
+        if folded:
+            R = M - naxis
+            b0 = Ta[0, naxis:M]
+            b1 = Ta[1, naxis:M]
+            b2 = Ta[2, naxis:M]
+            b3 = Ta[3, naxis:M]
+            for k in range(naxis):
+                col = Da[rest + k * R:rest + (k + 1) * R]
+                t0 = Ta[0, k]
+                t1 = Ta[1, k]
+                t2 = Ta[2, k]
+                t3 = Ta[3, k]
+                for i in range(R):
+                    col[i] = t0 * b0[i] + t1 * b1[i] + t2 * b2[i] + t3 * b3[i]
 
 
 @njit(cache=True, nogil=True, inline="always", fastmath=FASTMATH, error_model="numpy")
@@ -173,6 +189,9 @@ def back_D_row(A, g, naxis, folded, scale, out, acc, add):
     for m in range(naxis):
         s0, s1, s2, s3 = _row_dots(S[m], A0, A1, A2, A3)
         _put(out, m, scale, s0, s1, s2, s3, add)
+    if folded:
+        _back_D_columns(A, g, naxis, M, rest, scale, out, add)
+        return
     B = acc[:4]
     B[:, :] = 0.0
     B0 = B[0]
@@ -196,6 +215,52 @@ def back_D_row(A, g, naxis, folded, scale, out, acc, add):
     for c in range(4):
         for k in range(naxis):
             out[c, k] += scale * B[c, k]
+
+
+@njit(cache=True, nogil=True, inline="always", fastmath=FASTMATH, error_model="numpy")
+def _back_D_columns(A, g, naxis, M, rest, scale, out, add):
+    """back_D_row's rows m >= naxis in the folded layout, one column k at a time: out[c, m]
+    (+)= scale sum_k g[m, k] A[c, k] runs along m (no horizontal sums), and the second term
+    out[c, k] += scale sum_m g[m, k] A[c, m] is one dot product per (c, k)."""
+    R = M - naxis
+    O0 = out[0, naxis:M]
+    O1 = out[1, naxis:M]
+    O2 = out[2, naxis:M]
+    O3 = out[3, naxis:M]
+    if not add:
+        for i in range(R):
+            O0[i] = 0.0
+            O1[i] = 0.0
+            O2[i] = 0.0
+            O3[i] = 0.0
+    b0 = A[0, naxis:M]
+    b1 = A[1, naxis:M]
+    b2 = A[2, naxis:M]
+    b3 = A[3, naxis:M]
+    for k in range(naxis):
+        col = g[rest + k * R:rest + (k + 1) * R]
+        w0 = scale * A[0, k]
+        w1 = scale * A[1, k]
+        w2 = scale * A[2, k]
+        w3 = scale * A[3, k]
+        s0 = 0.0
+        s1 = 0.0
+        s2 = 0.0
+        s3 = 0.0
+        for i in range(R):
+            r = np.float64(col[i])
+            O0[i] += w0 * r
+            O1[i] += w1 * r
+            O2[i] += w2 * r
+            O3[i] += w3 * r
+            s0 += r * b0[i]
+            s1 += r * b1[i]
+            s2 += r * b2[i]
+            s3 += r * b3[i]
+        out[0, k] += scale * s0
+        out[1, k] += scale * s1
+        out[2, k] += scale * s2
+        out[3, k] += scale * s3
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
