@@ -6,7 +6,7 @@ Residual modes: 0 none, 1 same width (y' = y + ...), 2 doubled width (y' = [y, y
 """
 from numba import njit
 
-from .mathfn import tanh
+from .mathfn import cast_like, tanh
 
 FLAGS = dict(cache=True, nogil=True, error_model="numpy", fastmath={"contract", "nsz"})
 
@@ -19,6 +19,7 @@ def first_layer_tangent(x, w, b, idt, mode, out):
     """
     n = x.shape[0]
     k = w.shape[0]
+    one = cast_like(1.0, out)   # a float64 literal would promote float32 arithmetic
     for r in range(n):
         xr = x[r]
         top = out[r]
@@ -26,7 +27,7 @@ def first_layer_tangent(x, w, b, idt, mode, out):
         for c in range(k):
             h = tanh(xr * w[c] + b[c])
             top[c] = idt[c] * h
-            bot[c] = idt[c] * (1.0 - h * h) * w[c]
+            bot[c] = idt[c] * (one - h * h) * w[c]
         if mode == 1:
             top[0] += xr
             bot[0] += 1.0
@@ -45,6 +46,7 @@ def post_tangent(Z, b, idt, Y, mode, out_val, out_slope):
     (aliasing defeats vectorisation); they may be the two halves of one (2n, k) buffer.
     """
     n = Z.shape[0] // 2
+    one = cast_like(1.0, Z)
     k = Z.shape[1]
     n_in = Y.shape[1]
     for r in range(n):
@@ -54,7 +56,7 @@ def post_tangent(Z, b, idt, Y, mode, out_val, out_slope):
         ob = out_slope[r]
         for c in range(k):
             h = tanh(zt[c] + b[c])
-            g = (1.0 - h * h) * zb[c]
+            g = (one - h * h) * zb[c]
             ot[c] = idt[c] * h
             ob[c] = idt[c] * g
         yt = Y[r]
@@ -100,12 +102,13 @@ def post_forward(Z, b, idt, Y, mode, H, out):
 def back_tanh(gY, H, idt, gZ):
     """gZ (n, k) = (1 - H^2) * idt * gY: adjoint of z from the adjoint of the layer output."""
     n, k = H.shape
+    one = cast_like(1.0, H)
     for r in range(n):
         gr = gY[r]
         hr = H[r]
         zr = gZ[r]
         for c in range(k):
-            zr[c] = (1.0 - hr[c] * hr[c]) * idt[c] * gr[c]
+            zr[c] = (one - hr[c] * hr[c]) * idt[c] * gr[c]
 
 
 @njit(**FLAGS)

@@ -20,25 +20,13 @@ loaded and stored once per four pairs, and skips the slope when no pair of the g
 the table; the backward kernel takes two pairs at a time and shares the loads of Tbar.
 """
 import numpy as np
-from numba import njit, types
-from numba.extending import overload
+from numba import njit
 
 from .descriptor import add_padding, scale
 from .envmat import FASTMATH, scatter_pair
+from .mathfn import cast_like
 
 FLAGS = dict(cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
-
-
-def cast_like(x, a):
-    """x converted to the element type of array a (inside Numba kernels)."""
-    return a.dtype.type(x)
-
-
-@overload(cast_like, inline="always")
-def _cast_like(x, a):
-    if a.dtype == types.float32:
-        return lambda x, a: np.float32(x)
-    return lambda x, a: np.float64(x)
 
 
 @njit(inline="always", **FLAGS)
