@@ -148,7 +148,7 @@ def tanh(x):
     return np.tanh(x)
 
 
-@overload(tanh, inline="always")
+@overload(tanh)
 def _tanh_by_type(x):
     if x == types.float32:
         return lambda x: tanh32(x)
