@@ -23,26 +23,20 @@ from numba import njit, types
 from numba.extending import intrinsic, overload
 
 
-@intrinsic
-def i64_as_f64(typingctx, x):
-    """Reinterpret the bits of an int64 as a float64."""
-    sig = types.float64(types.int64)
+def _bitcast(src, dst, llvm_type):
+    """An intrinsic reinterpreting the bits of a `src` scalar as a `dst` scalar (same width)."""
+    @intrinsic
+    def cast(typingctx, x):
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], llvm_type)
 
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.DoubleType())
+        return dst(src), codegen
 
-    return sig, codegen
+    return cast
 
 
-@intrinsic
-def f64_as_i64(typingctx, x):
-    """Reinterpret the bits of a float64 as an int64."""
-    sig = types.int64(types.float64)
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(64))
-
-    return sig, codegen
+i64_as_f64 = _bitcast(types.int64, types.float64, ir.DoubleType())
+i32_as_f32 = _bitcast(types.int32, types.float32, ir.FloatType())
 
 
 _LN2_HI = 6.93147180369123816490e-01  # ln 2 rounded so that n * _LN2_HI is exact for |n| < 2^11
@@ -79,17 +73,6 @@ def tanh64(x):
     t = e / (e + 2.0)
     t = t if x >= 0.0 else -t
     return t if x == x else x
-
-
-@intrinsic
-def i32_as_f32(typingctx, x):
-    """Reinterpret the bits of an int32 as a float32."""
-    sig = types.float32(types.int32)
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
-
-    return sig, codegen
 
 
 # float32 constants (a float64 constant would promote the whole computation to float64)
