@@ -10,6 +10,7 @@ from numdp.model.compress import compress
 from numdp.model.dp_model import DPModel
 from numdp.model.tables import build_table, evaluate_table, net_derivatives
 from randmodel import random_config, random_params
+from tests_util import fd_force
 
 
 @pytest.fixture(scope="module")
@@ -60,12 +61,7 @@ def test_compressed_model_forces_are_derivatives_and_roundtrip(tmp_path):
     out = model.evaluate(pos, types, box)
     h = 1e-5
     for i, c in [(0, 0), (3, 1), (7, 2)]:
-        p = pos.copy()
-        p[i, c] += h
-        ep = model.evaluate(p, types, box).energy
-        p[i, c] -= 2 * h
-        em = model.evaluate(p, types, box).energy
-        assert abs(-(ep - em) / (2 * h) - out.forces[i, c]) < 1e-7
+        assert abs(fd_force(model, pos, types, box, i, c, h) - out.forces[i, c]) < 1e-7
     exact = DPModel(params, nthreads=1).evaluate(pos, types, box)
     assert np.abs(exact.forces - out.forces).max() < 1e-8
 
@@ -141,12 +137,7 @@ def test_forces_are_derivatives_inside_and_beyond_the_tables(order):
     assert model.beyond_table > 0
     h = 1e-6
     for i, c in [(0, 0), (1, 0), (1, 2), (5, 1), (9, 2)]:
-        p = pos.copy()
-        p[i, c] += h
-        ep = model.evaluate(p, types, box).energy
-        p[i, c] -= 2 * h
-        em = model.evaluate(p, types, box).energy
-        fd = -(ep - em) / (2 * h)
+        fd = fd_force(model, pos, types, box, i, c, h)
         assert abs(fd - out.forces[i, c]) <= 1e-6 * max(1.0, abs(fd))
     low = DPModel(cparams, nthreads=1, precision="mix32").evaluate(pos, types, box)
     scale = np.abs(out.forces).max()

@@ -8,6 +8,7 @@ from numdp.errors import InputError
 from numdp.model.dp_model import DPModel
 from numdp.neighbor import NeighborOverflowWarning
 from randmodel import random_config, random_params
+from tests_util import fd_force
 
 H = 1e-5
 
@@ -27,16 +28,7 @@ def _energy(model, pos, types, box):
 
 
 def _fd_forces(model, pos, types, box, atoms):
-    out = np.zeros((len(atoms), 3))
-    for k, i in enumerate(atoms):
-        for c in range(3):
-            p = pos.copy()
-            p[i, c] += H
-            ep = _energy(model, p, types, box)
-            p[i, c] -= 2 * H
-            em = _energy(model, p, types, box)
-            out[k, c] = -(ep - em) / (2 * H)
-    return out
+    return np.array([[fd_force(model, pos, types, box, i, c, H) for c in range(3)] for i in atoms])
 
 
 def _strained(pos, box, eps):

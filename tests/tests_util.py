@@ -1,4 +1,4 @@
-"""Helpers for tests: write small DeePMD npy systems."""
+"""Helpers for tests: write small DeePMD npy systems; finite-difference forces."""
 from pathlib import Path
 
 import numpy as np
@@ -21,3 +21,13 @@ def write_system(path, coord, box, atype, type_map, energy=None, force=None, vir
         if arr is not None:
             np.save(s / f"{name}.npy", np.asarray(arr).reshape(nf, -1) if name != "energy" else arr)
     return path
+
+
+def fd_force(model, pos, types, box, i, c, h):
+    """-(E(x + h) - E(x - h)) / 2h for coordinate c of atom i: the central-difference force (eV/Å)."""
+    p = np.array(pos, dtype=float)
+    p[i, c] += h
+    ep = model.evaluate(p, types, box, atom_virial=False).energy
+    p[i, c] -= 2 * h
+    em = model.evaluate(p, types, box, atom_virial=False).energy
+    return -(ep - em) / (2 * h)
