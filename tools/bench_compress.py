@@ -135,6 +135,31 @@ def part2(model_path, valid, threads, nframes):
 TARGETS = {"double": 40.0, "mix32": 25.0}  # µs/atom/step, compressed water, 1 536 and 12 288 atoms
 
 
+def gemm_rate(threads: int, seconds: float = 0.3) -> float:
+    """The machine's float64 GEMM rate right now, GFLOP/s per core: `threads` threads at once
+    multiply (384 x 1480) @ (1480 x 240), the first fitting layer of a chunk of water atoms.
+    Printed next to each speed run so that a slow run can be told from a slow machine."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from numdp.blas import set_blas_threads
+
+    set_blas_threads(1)
+    rng = np.random.default_rng(0)
+    a, b = rng.random((384, 1480)), rng.random((1480, 240))
+
+    def one(_):
+        out = np.empty((384, 240))
+        np.matmul(a, b, out=out)
+        count, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            np.matmul(a, b, out=out)
+            count += 1
+        return 2.0 * a.shape[0] * a.shape[1] * b.shape[1] * count / (time.perf_counter() - t0) / 1e9
+
+    with ThreadPoolExecutor(threads) as pool:
+        return float(np.mean(list(pool.map(one, range(threads)))))
+
+
 def speed_series(model_path, valid, threads, runs, pause, order=5):
     """The compressed-speed targets measured `runs` times, `pause` s apart (the machine's speed
     drifts over minutes): each run, then per figure the median, range and runs meeting the target.
@@ -147,12 +172,17 @@ def speed_series(model_path, valid, threads, runs, pause, order=5):
     print(f"\n## compressed water speed series: {model_path}, order {order}, dx 0.01, {threads} threads, "
           f"{runs} runs {pause:g} s apart (best of 3 evaluations each), µs/atom/step")
     table = {(prec, n): [] for prec in TARGETS for n in sizes}
+    rates = []
     for run in range(runs):
         if run:
             time.sleep(pause)
+        rates.append(gemm_rate(threads))
         for (prec, n), values in table.items():
             values.append(speed(models[prec], sizes[n], repeats=3))
-        print(f"run {run + 1}: " + ", ".join(f"{p} {n}: {v[-1]:.1f}" for (p, n), v in table.items()), flush=True)
+        print(f"run {run + 1}: " + ", ".join(f"{p} {n}: {v[-1]:.1f}" for (p, n), v in table.items())
+              + f"; machine GEMM {rates[-1]:.1f} GFLOP/s per core", flush=True)
+    print(f"machine float64 GEMM rate ({threads} threads at once): median {np.median(rates):.1f}, "
+          f"range {min(rates):.1f}-{max(rates):.1f} GFLOP/s per core")
     print("| figure | median | range | runs meeting the target |")
     print("|---|---:|---:|---:|")
     for (prec, n), values in table.items():

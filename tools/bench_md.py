@@ -31,10 +31,11 @@ REPLICAS = {192: (1, 1, 1), 1536: (2, 2, 2), 12288: (4, 4, 4), 98304: (8, 8, 8)}
 DEFAULT_STEPS = {192: 100, 1536: 20, 12288: 5, 98304: 2}
 
 
-def write_input(folder: Path, model: Path, reps, steps: int) -> Path:
+def write_input(folder: Path, model: Path, reps, steps: int, precision: str = "double") -> Path:
     text = textwrap.dedent(f"""
         [model]
         file = "{model}"
+        precision = "{precision}"
         [system]
         file = "{ROOT / 'inputs' / 'water' / 'start.xyz'}"
         replicate = [{reps[0]}, {reps[1]}, {reps[2]}]
@@ -62,9 +63,11 @@ def write_input(folder: Path, model: Path, reps, steps: int) -> Path:
     return path
 
 
-def run_size(model: Path, natoms: int, steps: int, model_obj=None):
+def run_size(model: Path, natoms: int, steps: int, model_obj=None, precision: str = "double"):
+    """Run `steps` MD steps of the replicated water box; returns (run result, the model object).
+    model_obj: an already loaded model to reuse (JIT caches and thread pools stay warm)."""
     with tempfile.TemporaryDirectory() as tmp:
-        toml = write_input(Path(tmp), model, REPLICAS[natoms], steps)
+        toml = write_input(Path(tmp), model, REPLICAS[natoms], steps, precision)
         sim, end = build_simulation(load_run_settings(toml), model=model_obj, screen=io.StringIO())
         try:
             return sim.run(end), sim.provider.model
@@ -77,6 +80,7 @@ def main(argv=None) -> int:
     p.add_argument("--model", type=Path, default=ROOT / "inputs" / "water" / "model.h5")
     p.add_argument("--sizes", type=int, nargs="+", default=list(REPLICAS), choices=list(REPLICAS))
     p.add_argument("--steps", type=int, nargs="+", default=None, help="steps per size (default: by size)")
+    p.add_argument("--precision", default="double", choices=["double", "mix32", "mix16"])
     args = p.parse_args(argv)
     if not args.model.exists():
         print(f"model {args.model} not found; pass --model", file=sys.stderr)
@@ -85,15 +89,15 @@ def main(argv=None) -> int:
     if len(steps) == 1:
         steps = steps * len(args.sizes)
     model = None
-    _, model = run_size(args.model, 192, 5)  # warm-up: JIT caches, thread pools
-    print(f"model {args.model}, {model.nthreads} threads; water NVT, dt 0.5 fs, skin 2 A, output every 10 steps")
+    _, model = run_size(args.model, 192, 5, precision=args.precision)  # warm-up: JIT caches, thread pools
+    print(f"model {args.model}, {args.precision}, {model.nthreads} threads; water NVT, dt 0.5 fs, skin 2 A, output every 10 steps")
     head = (f"{'atoms':>7} {'steps':>5} {'s/step':>9} {'ns/day':>9} {'us/atom/step':>12} "
             f"{'neigh%':>7} {'force%':>7} {'integ%':>7} {'output%':>8} {'other%':>7} {'builds':>6}")
     print(head)
     print("-" * len(head))
     rows = {}
     for n, k in zip(args.sizes, steps):
-        r, _ = run_size(args.model, n, k, model)
+        r, _ = run_size(args.model, n, k, model, args.precision)
         t = r.timers
         pct = {name: 100 * v / t.total for name, v in t.rows()}
         rows[n] = (r, pct)
