@@ -168,3 +168,46 @@ def test_s_max_from_data_systems(tmp_path):
             r = r[(r > 0) & (r < 4.0)]
             want[types[i]] = max(want[types[i]], switch(r.min(), 1.0, 4.0)[0] / r.min())
     np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_numdp_test_and_run_take_a_compressed_model_and_a_precision(tmp_path, oracle_dir, capsys):
+    """`numdp test --precision` on a compressed model; `numdp run` reports pairs beyond the
+    tables (a model whose training data had no atoms closer than 2.6 A, one pair at 0.4 A)."""
+    import io
+    import json
+
+    from numdp.config import load_run_settings
+    from numdp.io.structure import write_extxyz
+    from numdp.md.setup import run_md
+    from tests_util import write_system
+
+    ref = np.load(oracle_dir / "water.npz")
+    sysdir = write_system(tmp_path / "sys", ref["coord"], ref["box"], ref["atype"], ["O", "H"],
+                          energy=ref["energy"], force=ref["force"])
+    assert main(["compress", str(oracle_dir / "water.dp"), "-o", "5", "-s", str(tmp_path / "w")]) == 0
+    figures = {}
+    for precision in ("double", "mix32"):
+        out = tmp_path / f"{precision}.json"
+        assert main(["test", "-m", str(tmp_path / "w.h5"), "-s", str(sysdir), "--precision", precision,
+                     "--json", str(out)]) == 0
+        assert f"precision {precision}" in capsys.readouterr().out
+        figures[precision] = json.loads(out.read_text())["overall"]["rmse_force"]
+    assert figures["double"] < 1e-6 < figures["mix32"] < 1e-2   # force RMSE against DeePMD-kit's, meV/A
+
+    params = random_params(ntypes=1, sel=[30], neuron=(4, 8), axis_neuron=2, seed=4)
+    params.min_nbor_dist = 2.6
+    write_model(compress(params, dx=0.01, order=3)[0], tmp_path / "far.h5")
+    x = np.array([[i, j, k] for i in range(3) for j in range(3) for k in range(3)], float) * 2.5
+    x[0] = x[1] - [0.0, 0.0, 0.4]   # one pair far closer than the training data had
+    write_extxyz(tmp_path / "start.xyz", ["A"] * len(x), x, np.eye(3) * 7.5)
+    (tmp_path / "md.toml").write_text(
+        '[model]\nfile = "far.h5"\nprecision = "mix32"\n[system]\nfile = "start.xyz"\nmasses = { A = 20.0 }\n'
+        '[md]\ntimestep = 0.0005\nsteps = 3\n[neighbor]\nskin = 0.5\n'
+        '[output]\ncheckpoint_every = 0\nprogress = "none"\n[safety]\nmin_distance = 0.0\n')
+    screen = io.StringIO()
+    result = run_md(load_run_settings(tmp_path / "md.toml"), screen=screen)
+    text = screen.getvalue()
+    assert "compressed, precision mix32" in text
+    # the close pair (both directions) in each of the 3 steps' force calls at least
+    assert result.beyond_table >= 2 * 3
+    assert f"Compressed model: {result.beyond_table} pair evaluations beyond its tables" in text

@@ -54,6 +54,7 @@ class RunResult:
     stopped: str | None = None
     ranks: int = 1
     cpu_seconds: float = 0.0  # CPU time of the loop per rank (mean over ranks), s
+    beyond_table: int = 0     # pair evaluations outside a compressed model's tables (all ranks)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -78,6 +79,8 @@ def summary_lines(r: RunResult, nthreads: int | None = None) -> list[str]:
         f"Neighbour list: {r.rebuilds} builds"
         + (f" (one per {r.steps / max(r.rebuilds - 1, 1):.1f} steps)" if r.steps else "")
         + (f", {r.overflow_calls} force calls with neighbour overflow" if r.overflow_calls else ""),
+        *([f"Compressed model: {r.beyond_table} pair evaluations beyond its tables (continued linearly; "
+           f"atoms closer than any training pair allows)"] if r.beyond_table else []),
         f"{'Section':<10} | {'time (s)':>10} | {'%total':>7}",
         "-" * 33,
     ]
@@ -158,6 +161,7 @@ class Simulation:
             self._report(state.step, True, timers)
         timers = Timers()  # the loop's split starts here (setup and first reports excluded)
         n0, f0 = self.provider.time_neigh, self.provider.time_force
+        b0 = getattr(self.provider.model, "beyond_table", 0)
         world = self.world
         t_loop = time.perf_counter()
         cpu_loop = time.process_time()
@@ -207,12 +211,13 @@ class Simulation:
         timers.force = self.provider.time_force - f0
         timers.total = time.perf_counter() - t_loop
         cpu = world.sum_global(time.process_time() - cpu_loop) / world.size
+        beyond = int(world.sum_global(float(getattr(self.provider.model, "beyond_table", 0) - b0)))
         timers.other = max(timers.total - timers.neigh - timers.force - timers.comm - timers.integrate
                            - timers.output, 0.0)
         result = RunResult(steps=state.step - start_step, natoms=state.natoms_global, timestep=self.integrator.dt,
                            timers=timers, rebuilds=self.provider.rebuilds,
                            overflow_calls=self.provider.overflow_calls, stopped=stopped, ranks=world.size,
-                           cpu_seconds=cpu)
+                           cpu_seconds=cpu, beyond_table=beyond)
         result.extra["wall"] = time.perf_counter() - t_start
         for line in summary_lines(result, getattr(self.provider.model, "nthreads", None)):
             self.console.line(line)

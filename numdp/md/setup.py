@@ -226,7 +226,10 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
     counts = world.sum_global(np.bincount(state.types, minlength=len(type_map)).astype(np.float64))
     console.line(f"numdp run {settings.path}: {state.natoms_global} atoms "
                  + ", ".join(f"{type_map[t]} {int(counts[t])}" for t in range(len(type_map)) if counts[t] > 0))
-    console.line(f"  model {settings.model.file} (rcut {model.rcut} A), skin {settings.neighbor.skin} A, "
+    console.line(f"  model {settings.model.file} (rcut {model.rcut} A"
+                 + (", compressed" if getattr(model, "compressed", False) else "")
+                 + (f", precision {model.precision}" if hasattr(model, "precision") else "")
+                 + f"), skin {settings.neighbor.skin} A, "
                  f"timestep {md.timestep} ps, ensemble {md.ensemble}"
                  + (f", {md.thermostat.kind} thermostat {md.thermostat.temperature} K tau {md.thermostat.tau} ps"
                     if md.thermostat else "")
