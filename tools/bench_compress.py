@@ -181,7 +181,8 @@ def speed_series(model_path, valid, threads, runs, pause, orders=(3, 5)):
     """The compressed-speed targets measured `runs` times, `pause` s apart (the machine's speed
     drifts over minutes): each run, then per figure the median, range and runs meeting the target.
     Tables of each given order at dx 0.01 (3: `numdp compress`'s default; 5: DeePMD-kit's
-    scheme), measured in turn within every run so that the orders see the same machine."""
+    scheme), measured in turn within every run (in reverse order every other run) so that the
+    orders see the same machine."""
     params = read_model(model_path)
     frames = load_frames(valid, params.type_map, 1)
     sizes = {n: replicated(frames[0], n) for n in (1536, 12288)}
@@ -199,8 +200,9 @@ def speed_series(model_path, valid, threads, runs, pause, orders=(3, 5)):
         if run:
             time.sleep(pause)
         rates.append(gemm_rate(threads))
-        for (order, prec, n), values in table.items():
-            values.append(speed_median(models[order, prec], sizes[n]))
+        # every other run in reverse order, so that no figure always comes first or last
+        for order, prec, n in (reversed(list(table)) if run % 2 else list(table)):
+            table[order, prec, n].append(speed_median(models[order, prec], sizes[n]))
         print(f"run {run + 1}: " + ", ".join(f"o{o} {p} {n}: {v[-1]:.1f}" for (o, p, n), v in table.items())
               + f"; machine GEMM {rates[-1]:.1f} GFLOP/s per core", flush=True)
     print(f"machine float64 GEMM rate ({threads} threads at once): median {np.median(rates):.1f}, "
