@@ -353,7 +353,7 @@ def test_compressed_mix32_model_on_two_ranks_matches_serial(tmp_path):
 
     runs = {}
     for ranks in (1, 2):
-        path = make_run(tmp_path / f"r{ranks}", steps=60, extra="")
+        path = make_run(tmp_path / f"r{ranks}", steps=60)
         params = read_model(path / "model.h5")
         params.min_nbor_dist = 1.5     # no training data: the nearest pairs of the crystal are 2 A
         cparams, _ = compress(params, dx=0.01, order=5)

@@ -80,23 +80,9 @@ def replicated(frame, natoms_target: int):
     return big, np.tile(types, len(shifts)), box * k
 
 
-def speed(model: DPModel, system, repeats: int = 3) -> float:
-    """µs per atom per step (best of `repeats` after a warm-up)."""
-    pos, types, box = system
-    model.evaluate(pos, types, box, atom_virial=False)
-    best = np.inf
-    for _ in range(repeats):
-        t = time.perf_counter()
-        model.evaluate(pos, types, box, atom_virial=False)
-        best = min(best, time.perf_counter() - t)
-    return best / len(types) * 1e6
-
-
-def speed_median(model: DPModel, system, seconds: float = 1.0, least: int = 3) -> float:
-    """µs per atom per step: the median of evaluations repeated for `seconds` (at least `least`)
-    after a warm-up.  Over a fixed time, a small system is sampled as long as a large one, and
-    the median rides out the machine's bursts of slowness (a best-of-3 of 1 536 atoms spans
-    only 0.1 s)."""
+def _evaluation_times(model: DPModel, system, least: int, seconds: float = 0.0) -> list[float]:
+    """Wall times (s) of repeated evaluations of system = (positions, types, box) after a
+    warm-up: at least `least` of them, and more until `seconds` have passed."""
     pos, types, box = system
     model.evaluate(pos, types, box, atom_virial=False)
     times = []
@@ -105,7 +91,20 @@ def speed_median(model: DPModel, system, seconds: float = 1.0, least: int = 3) -
         t = time.perf_counter()
         model.evaluate(pos, types, box, atom_virial=False)
         times.append(time.perf_counter() - t)
-    return float(np.median(times)) / len(types) * 1e6
+    return times
+
+
+def speed(model: DPModel, system, repeats: int = 3) -> float:
+    """µs per atom per step (best of `repeats` after a warm-up)."""
+    return min(_evaluation_times(model, system, repeats)) / len(system[1]) * 1e6
+
+
+def speed_median(model: DPModel, system, seconds: float = 1.0, least: int = 3) -> float:
+    """µs per atom per step: the median of evaluations repeated for `seconds` (at least `least`)
+    after a warm-up.  Over a fixed time, a small system is sampled as long as a large one, and
+    the median rides out the machine's bursts of slowness (a best-of-3 of 1 536 atoms spans
+    only 0.1 s)."""
+    return float(np.median(_evaluation_times(model, system, least, seconds))) / len(system[1]) * 1e6
 
 
 def part1(name, model_path, valid, threads, nframes):

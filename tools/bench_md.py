@@ -90,7 +90,8 @@ def main(argv=None) -> int:
         steps = steps * len(args.sizes)
     model = None
     _, model = run_size(args.model, 192, 5, precision=args.precision)  # warm-up: JIT caches, thread pools
-    print(f"model {args.model}, {args.precision}, {model.nthreads} threads; water NVT, dt 0.5 fs, skin 2 A, output every 10 steps")
+    print(f"model {args.model}, {args.precision}, {model.nthreads} threads; water NVT, dt 0.5 fs, skin 2 A, "
+          "output every 10 steps")
     head = (f"{'atoms':>7} {'steps':>5} {'s/step':>9} {'ns/day':>9} {'us/atom/step':>12} "
             f"{'neigh%':>7} {'force%':>7} {'integ%':>7} {'output%':>8} {'other%':>7} {'builds':>6}")
     print(head)
