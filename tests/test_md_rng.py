@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from numdp.md.rng import STREAM_THERMOSTAT_END, STREAM_THERMOSTAT_START, normals, philox_block, sum_of_squared_normals
+from numdp.kernels.cpu.rng import STREAM_THERMOSTAT_END, STREAM_THERMOSTAT_START, normals, philox_block, sum_of_squared_normals
 
 
 def test_philox_known_answers_from_random123():

@@ -1,10 +1,9 @@
 """Molecular dynamics: state updates (integrator half-steps, thermostats, barostat), forces with a
 Verlet skin, safety checks, reporters and the run loop.  Entry point: `numdp.md.setup.run_md`.
 
-Layers (imports point upward only)::
+Layers (imports point upward only; the Numba kernels are in numdp.kernels.cpu.md and the
+Philox random numbers in numdp.kernels.cpu.rng)::
 
-    rng.py          counter-based Philox4x32-10 random numbers keyed by (seed, step, stream, atom id)
-    kernels.py      Numba kernels over plain arrays (kick, drift, cell moves, checks, Langevin)
     integrator.py   velocity Verlet composed of named half-steps
     thermostats.py  Nose-Hoover chain, Langevin, stochastic velocity rescaling (CSVR)
     barostat.py     stochastic cell rescaling (isotropic, anisotropic, triclinic)

@@ -40,8 +40,8 @@ import numpy as np
 from ..parallel.world import World
 from ..system import State, kinetic_tensor
 from ..units import EV_PER_A3_TO_BAR, KB
-from .kernels import transform_rows
-from .rng import STREAM_BAROSTAT, normals
+from ..kernels.cpu.md import transform_rows
+from ..kernels.cpu.rng import STREAM_BAROSTAT, normals
 
 COUPLINGS = ("isotropic", "anisotropic", "triclinic")
 

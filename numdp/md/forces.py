@@ -35,10 +35,10 @@ from ..neighbor import Extended, find_candidates, format_nlist, kernel_threads, 
 from ..parallel.comm import GhostComm
 from ..parallel.domain import Domain, wrap_images
 from ..parallel.exchange import migrate
-from ..parallel.kernels import owned_positions
+from ..kernels.cpu.comm import owned_positions
 from ..parallel.world import World
 from ..system import State, atom_arrays, set_atom_arrays
-from .kernels import closest_pair, displacement_check, first_nonfinite_row
+from ..kernels.cpu.md import closest_pair, displacement_check, first_nonfinite_row
 
 
 def model_sel(model) -> list[int]:

@@ -16,8 +16,8 @@ from __future__ import annotations
 from typing import Callable
 
 from ..system import State
-from .kernels import drift, kick
-from .rng import STREAM_THERMOSTAT_END, STREAM_THERMOSTAT_START
+from ..kernels.cpu.md import drift, kick
+from ..kernels.cpu.rng import STREAM_THERMOSTAT_END, STREAM_THERMOSTAT_START
 
 
 class VelocityVerlet:

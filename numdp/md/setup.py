@@ -35,7 +35,7 @@ from .forces import ForceProvider
 from .integrator import VelocityVerlet
 from .loop import RunResult, Simulation, run_or_raise
 from .reporters import CheckpointReporter, Console, ThermoReporter, TrajectoryReporter
-from .rng import STREAM_VELOCITY_INIT, normals
+from ..kernels.cpu.rng import STREAM_VELOCITY_INIT, normals
 from .safety import SafetyMonitor
 from .thermostats import THERMOSTATS
 

@@ -24,8 +24,8 @@ import numpy as np
 from ..parallel.world import World
 from ..system import State, kinetic_energy, zero_momentum
 from ..units import KB
-from .kernels import langevin_update
-from .rng import normal_pair, sum_of_squared_normals
+from ..kernels.cpu.md import langevin_update
+from ..kernels.cpu.rng import normal_pair, sum_of_squared_normals
 
 
 class NoseHooverChain:

@@ -7,7 +7,8 @@
     atoms.py       per-atom arrays packed into one float64 buffer
     distribute.py  scatter_state / gather_state: start-up distribution, output in global id order
     threads.py     threads per rank so that ranks x threads fits the cores
-    kernels.py     Numba kernels: packing, accumulating, slab selection
+
+Its Numba kernels (packing, accumulating, slab selection) live in numdp.kernels.cpu.comm.
 
 A run on one rank goes through the same code with `World(None)` (no MPI needed): every exchange
 is then a local copy and every reduction the identity.

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .domain import Domain, ghost_reach
-from .kernels import accumulate_rows, as_index, pack_shifted, select_slab
+from ..kernels.cpu.comm import accumulate_rows, as_index, pack_shifted, select_slab
 from .world import World
 
 # Columns of a ghost row sent by `borders`: x, y, z, type, id, shift_a, shift_b, shift_c.

@@ -1,7 +1,7 @@
 """Dense-network passes for training: forward with caches, tangent, reverse over primal+tangent.
 
 Products are BLAS GEMMs into preallocated buffers (a `Workspace`); bias, tanh (numdp's
-vectorisable tanh), idt and residual are fused in the kernels of `numdp.train.kernels`.
+vectorisable tanh), idt and residual are fused in the kernels of `numdp.kernels.cpu.train`.
 
 Layer l: z = y W + b, h = tanh z, y' = ρ(y) + d ⊙ h (reference §3.2).  Per-layer reverse rules
 over the primal (bar) and tangent (dot-bar) adjoints are those of reference §7.6.
@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..model.params import Net, RESIDUAL_NONE
-from . import kernels as K
+from ..kernels.cpu import train as K
 from ..model.workspace import Workspace
 from .flat import LayerSlots
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .kernels import adam_update
+from ..kernels.cpu.train import adam_update
 
 
 class Adam:

@@ -27,7 +27,7 @@ from ..kernels.cpu.descriptor import back_D, contract_D, contract_T
 from ..kernels.cpu.envmat import env_pairs, pair_forces
 from ..model.params import ModelParams
 from ..model.workspace import Workspace
-from . import kernels as K
+from ..kernels.cpu import train as K
 from .flat import FlatParams
 from .layers import (EmbedCache, FitCache, GradRow, embed_forward, embed_reverse,
                      fit_cache, fit_forward, fit_reverse, fit_tangent)

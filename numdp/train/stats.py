@@ -18,7 +18,7 @@ import numpy as np
 from ..kernels.cpu.envmat import env_pairs
 from ..neighbor import build_nlist, extend
 from .data import DataSystem, FrameCache
-from .kernels import env_stat_sums
+from ..kernels.cpu.train import env_stat_sums
 
 PROTECTION = 1e-2
 EMPTY_TYPE_STD = 0.1

@@ -4,7 +4,7 @@ Units: positions Å, velocities Å/ps, forces eV/Å, masses amu, times ps.  No k
 reads configuration.  The kernels are serial on purpose: each is O(N) and memory-bound (well under
 a millisecond at 10⁵ atoms), while a parallel launch costs up to milliseconds when the cores are
 shared, so threads would only slow small systems down; results are trivially deterministic.
-Ghost positions and the return of ghost forces are in numdp.parallel (kernels.py, comm.py).
+Ghost positions and the return of ghost forces are in numdp.kernels.cpu.comm and numdp.parallel.comm.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import math
 
 from numba import njit
 
-from ..units import MVV2E
+from ...units import MVV2E
 from .rng import normal_pair
 
 

@@ -12,10 +12,10 @@ vector d_ij moves by q_ij), a bar the adjoint of the loss-gradient objective
 import numpy as np
 from numba import njit
 
-from ..kernels.cpu.descriptor import back_D_row
-from ..kernels.cpu.envmat import FASTMATH, switch
-from ..kernels.cpu.layers import add_residual_adjoint  # noqa: F401  (shared with inference)
-from ..kernels.cpu.mathfn import tanh
+from .descriptor import back_D_row
+from .envmat import FASTMATH, switch
+from .layers import add_residual_adjoint  # noqa: F401  (shared with inference)
+from .mathfn import tanh
 
 # Kernels calling the vectorisable tanh need NumPy's error model (no zero-division branches).
 ACT = dict(cache=True, nogil=True, error_model="numpy", fastmath={"contract", "nsz"})
