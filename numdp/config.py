@@ -3,7 +3,7 @@
 Every key is checked; an unknown key or a bad value raises `InputError` with a one-line message
 naming the file, the table and the key, e.g. ``md.toml: [md] thermostat.tau: must be > 0``.
 Relative paths are taken relative to the input file.  The schema (keys, defaults, units) is
-documented in the README section "numdp run" and mirrored by the dataclasses below.
+documented in docs/md.md and mirrored by the dataclasses below.
 """
 from __future__ import annotations
 

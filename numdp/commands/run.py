@@ -1,6 +1,6 @@
 """`numdp run input.toml [--restart checkpoint.h5]`: molecular dynamics with a Deep Potential model.
 
-The input file is described in the README ("numdp run").  A restart continues the run recorded in
+The input file is described in docs/md.md.  A restart continues the run recorded in
 the checkpoint up to [md] steps, appending to the trajectory and the log.
 
 Under an MPI launcher (`mpiexec -n N numdp run input.toml`) the run is spread over N ranks

@@ -5,7 +5,7 @@ bad value, missing system) raises InputError with a one-line message naming the 
 section and the key, e.g. ``train.toml: [loss] start_pref_x: unknown key``.  Relative paths
 (systems and outputs) are taken relative to the directory of the input file.
 
-Schema (defaults in brackets; see also the README section on `numdp train`)::
+Schema (defaults in brackets; see also docs/training.md)::
 
     [model]               type_map (list of element names, required)
     [model.descriptor]    type ["se_e2_a"], rcut [6.0], rcut_smth [0.5], sel ["auto"],
