@@ -12,15 +12,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .io.h5md import DEFAULT_FORCE_UNIT, FIELDS, FORCE_UNITS
+from .md.barostat import COUPLINGS, StochasticCellRescaling
+from .md.thermostats import THERMOSTATS, NoseHooverChain
+from .model.precision import PRECISIONS
 from .validate import RUN_WORDING, Table, is_int_list, load_toml
 
+# The names an input may use; each set has its home where it is implemented.
 ENSEMBLES = ("nve", "nvt", "npt")
-THERMOSTAT_KINDS = ("nose-hoover", "langevin", "csvr")
-BAROSTAT_KINDS = ("c-rescale",)
-COUPLINGS = ("isotropic", "anisotropic", "triclinic")
-PRECISIONS_AVAILABLE = ("double", "mix32", "mix16")
-FIELDS = ("position", "velocity", "force")
-FORCE_UNITS = ("kJ mol-1 Angstrom-1", "eV Angstrom-1")
+THERMOSTAT_KINDS = tuple(THERMOSTATS)
+BAROSTAT_KINDS = (StochasticCellRescaling.kind,)
+PRECISIONS_AVAILABLE = tuple(PRECISIONS)
 
 
 @dataclass
@@ -82,8 +84,8 @@ class NeighborSettings:
 class OutputSettings:
     trajectory: Path | None
     every: int = 100
-    fields: tuple[str, ...] = ("position", "velocity", "force")
-    force_unit: str = "kJ mol-1 Angstrom-1"
+    fields: tuple[str, ...] = FIELDS
+    force_unit: str = DEFAULT_FORCE_UNIT
     thermo_every: int = 100
     log: Path | None = None
     checkpoint: Path | None = None
@@ -153,9 +155,10 @@ def _system(t: Table, base: Path) -> SystemSettings:
 
 def _thermostat(t: Table) -> ThermostatSettings:
     kind = t.string("kind", choices=THERMOSTAT_KINDS)
-    allowed = ("kind", "temperature", "tau") + (("chain",) if kind == "nose-hoover" else ())
+    nose_hoover = NoseHooverChain.kind
+    allowed = ("kind", "temperature", "tau") + (("chain",) if kind == nose_hoover else ())
     for key in t.data:
-        if key == "chain" and kind != "nose-hoover":
+        if key == "chain" and kind != nose_hoover:
             raise t.error(key, f"only for kind = 'nose-hoover' (this is '{kind}')")
     t.check_keys(allowed)
     return ThermostatSettings(kind=kind, temperature=t.number("temperature", positive=True),
@@ -202,7 +205,7 @@ def _neighbor(t: Table) -> NeighborSettings:
 def _output(t: Table, base: Path) -> OutputSettings:
     t.check_keys(("trajectory", "every", "fields", "force_unit", "thermo_every", "log", "checkpoint",
                   "checkpoint_every", "progress"))
-    fields = t.data.get("fields", ["position", "velocity", "force"])
+    fields = t.data.get("fields", list(FIELDS))
     if not isinstance(fields, list) or not fields or any(f not in FIELDS for f in fields) \
             or len(set(fields)) != len(fields):
         raise t.error("fields", f"expected a list of distinct names from {list(FIELDS)}, got {fields!r}")
@@ -217,7 +220,7 @@ def _output(t: Table, base: Path) -> OutputSettings:
         trajectory=t.path("trajectory", base, "traj.h5md", allow_empty=True),
         every=t.integer("every", 100, positive=True),
         fields=tuple(f for f in FIELDS if f in fields),
-        force_unit=t.string("force_unit", "kJ mol-1 Angstrom-1", choices=FORCE_UNITS),
+        force_unit=t.string("force_unit", DEFAULT_FORCE_UNIT, choices=tuple(FORCE_UNITS)),
         thermo_every=t.integer("thermo_every", 100, positive=True),
         log=t.path("log", base, "log.txt", allow_empty=True),
         checkpoint=t.path("checkpoint", base, "checkpoint.h5"),

@@ -48,6 +48,7 @@ GROUP = "trajectory"
 FIELDS = ("position", "velocity", "force")
 FIELD_UNITS = {"position": "Angstrom", "velocity": "Angstrom ps-1"}
 FORCE_UNITS = {"kJ mol-1 Angstrom-1": EV_TO_KJ_PER_MOL, "eV Angstrom-1": 1.0}
+DEFAULT_FORCE_UNIT = "kJ mol-1 Angstrom-1"  # MDAnalysis rejects eV Angstrom-1 (module docstring)
 OBSERVABLES = {
     "potential_energy": "eV",
     "kinetic_energy": "eV",
@@ -109,7 +110,7 @@ class H5MDWriter:
     """
 
     def __init__(self, path, species, masses, type_map, fields=FIELDS, periodic=True,
-                 force_unit="kJ mol-1 Angstrom-1", input_text="", resume_after: int | None = None):
+                 force_unit=DEFAULT_FORCE_UNIT, input_text="", resume_after: int | None = None):
         self.path = Path(path)
         self.fields = tuple(fields)
         self.force_scale = FORCE_UNITS[force_unit]
