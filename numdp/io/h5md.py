@@ -39,7 +39,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, one_line
 from ..system import State, from_arrays, to_arrays
 from ..units import EV_TO_KJ_PER_MOL
 
@@ -225,7 +225,7 @@ def read_frame(path, frame: int = -1) -> dict:
     try:
         h5 = h5py.File(path, "r")
     except OSError as exc:
-        raise InputError(f"{path}: cannot open as HDF5 ({' '.join(str(exc).split())})") from None
+        raise InputError(f"{path}: cannot open as HDF5 ({one_line(exc)})") from None
     with h5:
         if "particles" not in h5 or not len(h5["particles"]):
             raise InputError(f"{path}: not an H5MD file (no /particles group)")
@@ -320,7 +320,7 @@ def read_checkpoint(path) -> State:
     try:
         h5 = h5py.File(path, "r")
     except OSError as exc:
-        raise InputError(f"{path}: cannot open the checkpoint ({' '.join(str(exc).split())})") from None
+        raise InputError(f"{path}: cannot open the checkpoint ({one_line(exc)})") from None
     with h5:
         if "numdp/state" not in h5:
             raise InputError(f"{path}: not a numdp checkpoint (no /numdp/state group)")
