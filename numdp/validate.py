@@ -28,7 +28,8 @@ API
     - ``t.sub(key)``: an inline table ``key = { ... }``, reported as ``[name] key.sub``;
       ``t.section(key, default)``: a nested TOML table ``[name.key]``
 
-    Leave `default` out (it is `REQUIRED`) for a required key.  Unknown keys: either
+    Leave `default` out (it is `REQUIRED`) for a required key; an absent optional key gives
+    `default` as it is (not checked, not converted).  Unknown keys: either
     ``t.check_keys(allowed)`` before reading (the message can list `allowed`) or ``t.done()``
     after reading (every key not read is unknown).
 
@@ -205,6 +206,14 @@ class Table:
             raise self.error(key, self.wording.required)
         return default
 
+    def _absent(self, key: str, default) -> bool:
+        """True (and the key marked as read) when an optional key is absent: the reader then
+        returns `default` unchecked."""
+        if key in self.data or default is REQUIRED:
+            return False
+        self.used[key] = None
+        return True
+
     def sub(self, key: str) -> "Table":
         """The inline table ``key = { ... }``; its keys are reported as ``key.subkey``."""
         value = self.raw(key)
@@ -219,8 +228,7 @@ class Table:
 
     def number(self, key: str, default=REQUIRED, *, positive=False, nonnegative=False):
         """A finite real number (an integer is accepted) as float; `default` when absent."""
-        if key not in self.data and default is not REQUIRED:
-            self.used[key] = None
+        if self._absent(key, default):
             return default
         v = self.raw(key, default)
         if isinstance(v, bool) or not isinstance(v, (int, float)):
@@ -235,8 +243,7 @@ class Table:
 
     def integer(self, key: str, default=REQUIRED, *, positive=False, nonnegative=False, minimum=None):
         """An integer (not a bool, not a float); `default` when absent."""
-        if key not in self.data and default is not REQUIRED:
-            self.used[key] = None
+        if self._absent(key, default):
             return default
         v = self.raw(key, default)
         if isinstance(v, bool) or not isinstance(v, int):
@@ -250,6 +257,9 @@ class Table:
         return v
 
     def boolean(self, key: str, default=REQUIRED) -> bool:
+        """true or false; `default` when absent."""
+        if self._absent(key, default):
+            return default
         v = self.raw(key, default)
         if not isinstance(v, bool):
             raise self.error(key, f"expected true or false, got {self.wording.show(v)}")
@@ -257,8 +267,7 @@ class Table:
 
     def string(self, key: str, default=REQUIRED, *, choices=None):
         """A string, one of `choices` if given; `default` when absent."""
-        if key not in self.data and default is not REQUIRED:
-            self.used[key] = None
+        if self._absent(key, default):
             return default
         v = self.raw(key, default)
         if not isinstance(v, str):
@@ -268,7 +277,9 @@ class Table:
         return v
 
     def choice(self, key: str, choices, default=REQUIRED):
-        """A value (of any type) that must be one of `choices`."""
+        """A value (of any type) that must be one of `choices`; `default` when absent."""
+        if self._absent(key, default):
+            return default
         v = self.raw(key, default)
         if v not in choices:
             raise self._not_one_of(key, choices, v)
@@ -280,8 +291,7 @@ class Table:
 
     def int_list(self, key: str, default=REQUIRED, *, minimum=1, nonempty=True):
         """A list of integers >= `minimum` (non-empty unless told); a copy of `default` when absent."""
-        if key not in self.data and default is not REQUIRED:
-            self.used[key] = None
+        if self._absent(key, default):
             return None if default is None else list(default)
         v = self.raw(key, default)
         if not is_int_list(v, minimum=minimum, nonempty=nonempty):
@@ -291,8 +301,7 @@ class Table:
 
     def str_list(self, key: str, default=REQUIRED):
         """A non-empty list of non-empty strings (a lone string: a list of one); `default` when absent."""
-        if key not in self.data and default is not REQUIRED:
-            self.used[key] = None
+        if self._absent(key, default):
             return default
         v = self.raw(key, default)
         if isinstance(v, str):

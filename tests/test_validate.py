@@ -26,6 +26,8 @@ def test_numbers_reject_bools_infinities_and_out_of_range(wording):
     assert t.number("e") == 3.0 and isinstance(t.number("e"), float) and t.integer("e") == 3
     assert t.number("absent", 1.5) == 1.5 and t.integer("absent", None) is None
     assert "[md] absent: required" in message(t.number, "absent")
+    assert t.boolean("flag", None) is None and t.choice("kind", ("a",), None) is None  # optional, absent
+    assert "[md] flag: expected true or false, got 3" in message(Table("in.toml", "md", {"flag": 3}, wording).boolean, "flag")
 
 
 def test_unknown_keys_before_or_after_reading():
