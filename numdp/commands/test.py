@@ -10,6 +10,8 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import InputError
 from ..model.metrics import ErrorSums
 
