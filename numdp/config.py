@@ -3,28 +3,26 @@
 Every key is checked; an unknown key or a bad value raises `InputError` with a one-line message
 naming the file, the table and the key, e.g. ``md.toml: [md] thermostat.tau: must be > 0``.
 Relative paths are taken relative to the input file.  The schema (keys, defaults, units) is
-documented in docs/md.md and mirrored by the dataclasses below.
+documented in docs/md.md and mirrored by the dataclasses below.  The checks
+themselves are `numdp.validate.Table`'s (shared with `numdp train`): to add a key, read it in its
+table's function below and add it to that function's `check_keys`.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import InputError
+from .io.h5md import DEFAULT_FORCE_UNIT, FIELDS, FORCE_UNITS
+from .md.barostat import COUPLINGS, StochasticCellRescaling
+from .md.thermostats import THERMOSTATS, NoseHooverChain
+from .model.precision import PRECISIONS
+from .validate import RUN_WORDING, Table, is_int_list, load_toml
 
-try:  # Python >= 3.11
-    import tomllib
-except ModuleNotFoundError:  # pragma: no cover
-    import tomli as tomllib
-
+# The names an input may use; each set has its home where it is implemented.
 ENSEMBLES = ("nve", "nvt", "npt")
-THERMOSTAT_KINDS = ("nose-hoover", "langevin", "csvr")
-BAROSTAT_KINDS = ("c-rescale",)
-COUPLINGS = ("isotropic", "anisotropic", "triclinic")
-PRECISIONS_AVAILABLE = ("double", "mix32", "mix16")
-FIELDS = ("position", "velocity", "force")
-FORCE_UNITS = ("kJ mol-1 Angstrom-1", "eV Angstrom-1")
+THERMOSTAT_KINDS = tuple(THERMOSTATS)
+BAROSTAT_KINDS = (StochasticCellRescaling.kind,)
+PRECISIONS_AVAILABLE = tuple(PRECISIONS)
 
 
 @dataclass
@@ -86,8 +84,8 @@ class NeighborSettings:
 class OutputSettings:
     trajectory: Path | None
     every: int = 100
-    fields: tuple[str, ...] = ("position", "velocity", "force")
-    force_unit: str = "kJ mol-1 Angstrom-1"
+    fields: tuple[str, ...] = FIELDS
+    force_unit: str = DEFAULT_FORCE_UNIT
     thermo_every: int = 100
     log: Path | None = None
     checkpoint: Path | None = None
@@ -118,117 +116,29 @@ class RunSettings:
     parallel: ParallelSettings = field(default_factory=ParallelSettings)
 
 
-# -- small validators ------------------------------------------------------------------------------
-
-
-class _Table:
-    """A TOML table being validated: reads keys, remembers which were used, reports errors."""
-
-    def __init__(self, file: str, name: str, data, prefix: str = ""):
-        self.file = file
-        self.name = name
-        self.prefix = prefix
-        if not isinstance(data, dict):
-            raise InputError(f"{file}: [{name}]: expected a table, got {data!r}")
-        self.data = data
-
-    def error(self, key: str, msg: str) -> InputError:
-        return InputError(f"{self.file}: [{self.name}] {self.prefix}{key}: {msg}")
-
-    def check_keys(self, allowed) -> None:
-        for key in self.data:
-            if key not in allowed:
-                raise self.error(key, f"unknown key (allowed: {', '.join(allowed)})")
-
-    def has(self, key: str) -> bool:
-        return key in self.data
-
-    def sub(self, key: str) -> "_Table":
-        value = self.data[key]
-        if not isinstance(value, dict):
-            raise self.error(key, f"expected a table like {key} = {{ ... }}, got {value!r}")
-        return _Table(self.file, self.name, value, f"{self.prefix}{key}.")
-
-    def number(self, key, default=None, *, positive=False, nonnegative=False, integer=False,
-               required=False):
-        if key not in self.data:
-            if required:
-                raise self.error(key, "required")
-            return default
-        v = self.data[key]
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise self.error(key, f"expected {'an integer' if integer else 'a number'}, got {v!r}")
-        if integer and not isinstance(v, int):
-            raise self.error(key, f"expected an integer, got {v!r}")
-        if not math.isfinite(v):
-            raise self.error(key, f"must be finite, got {v!r}")
-        if positive and not v > 0:
-            raise self.error(key, f"must be > 0, got {v!r}")
-        if nonnegative and v < 0:
-            raise self.error(key, f"must be >= 0, got {v!r}")
-        return int(v) if integer else float(v)
-
-    def string(self, key, default=None, *, choices=None, required=False):
-        if key not in self.data:
-            if required:
-                raise self.error(key, "required")
-            return default
-        v = self.data[key]
-        if not isinstance(v, str):
-            raise self.error(key, f"expected a string, got {v!r}")
-        if choices is not None and v not in choices:
-            raise self.error(key, f"must be one of {', '.join(repr(c) for c in choices)}, got {v!r}")
-        return v
-
-    def path(self, key, base: Path, default=None, *, required=False, allow_empty=False):
-        v = self.string(key, default, required=required)
-        if v is None:
-            return None
-        if v == "":
-            if allow_empty:
-                return None
-            raise self.error(key, "must not be empty")
-        p = Path(v).expanduser()
-        return p if p.is_absolute() else base / p
-
-
-def _load_toml(path: Path) -> tuple[str, dict]:
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise InputError(f"{path}: input file not found") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
-    try:
-        return text, tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"{path.name}: not valid TOML ({exc})") from None
-
-
 # -- tables ------------------------------------------------------------------------------------------
 
 
-def _model(t: _Table, base: Path) -> ModelSettings:
+def _model(t: Table, base: Path) -> ModelSettings:
     t.check_keys(("file", "precision", "threads"))
     precision = t.string("precision", "double")
     if precision not in PRECISIONS_AVAILABLE:
         raise t.error("precision", f"must be one of {', '.join(PRECISIONS_AVAILABLE)}, got {precision!r}")
-    return ModelSettings(file=t.path("file", base, required=True), precision=precision,
-                         threads=t.number("threads", None, positive=True, integer=True))
+    return ModelSettings(file=t.path("file", base), precision=precision,
+                         threads=t.integer("threads", None, positive=True))
 
 
-def _system(t: _Table, base: Path) -> SystemSettings:
+def _system(t: Table, base: Path) -> SystemSettings:
     t.check_keys(("file", "frame", "replicate", "velocities", "masses", "type_names"))
     rep = t.data.get("replicate", [1, 1, 1])
-    if (not isinstance(rep, list) or len(rep) != 3
-            or any(isinstance(r, bool) or not isinstance(r, int) or r < 1 for r in rep)):
+    if not is_int_list(rep, minimum=1, length=3):
         raise t.error("replicate", f"expected three integers >= 1 like [2, 2, 2], got {rep!r}")
     velocities = None
     if t.has("velocities"):
         v = t.sub("velocities")
         v.check_keys(("temperature", "seed"))
-        velocities = VelocitySettings(temperature=v.number("temperature", required=True, nonnegative=True),
-                                      seed=v.number("seed", 1, nonnegative=True, integer=True))
+        velocities = VelocitySettings(temperature=v.number("temperature", nonnegative=True),
+                                      seed=v.integer("seed", 1, nonnegative=True))
     masses = {}
     if t.has("masses"):
         m = t.sub("masses")
@@ -238,36 +148,37 @@ def _system(t: _Table, base: Path) -> SystemSettings:
     if type_names is not None and (not isinstance(type_names, list) or not type_names
                                    or not all(isinstance(n, str) and n for n in type_names)):
         raise t.error("type_names", f"expected a list of element names like [\"O\", \"H\"], got {type_names!r}")
-    return SystemSettings(file=t.path("file", base, required=True),
-                          frame=t.number("frame", None, integer=True),
+    return SystemSettings(file=t.path("file", base),
+                          frame=t.integer("frame", None),
                           replicate=tuple(rep), velocities=velocities, masses=masses, type_names=type_names)
 
 
-def _thermostat(t: _Table) -> ThermostatSettings:
-    kind = t.string("kind", required=True, choices=THERMOSTAT_KINDS)
-    allowed = ("kind", "temperature", "tau") + (("chain",) if kind == "nose-hoover" else ())
+def _thermostat(t: Table) -> ThermostatSettings:
+    kind = t.string("kind", choices=THERMOSTAT_KINDS)
+    nose_hoover = NoseHooverChain.kind
+    allowed = ("kind", "temperature", "tau") + (("chain",) if kind == nose_hoover else ())
     for key in t.data:
-        if key == "chain" and kind != "nose-hoover":
+        if key == "chain" and kind != nose_hoover:
             raise t.error(key, f"only for kind = 'nose-hoover' (this is '{kind}')")
     t.check_keys(allowed)
-    return ThermostatSettings(kind=kind, temperature=t.number("temperature", required=True, positive=True),
-                              tau=t.number("tau", required=True, positive=True),
-                              chain=t.number("chain", 3, positive=True, integer=True))
+    return ThermostatSettings(kind=kind, temperature=t.number("temperature", positive=True),
+                              tau=t.number("tau", positive=True),
+                              chain=t.integer("chain", 3, positive=True))
 
 
-def _barostat(t: _Table) -> BarostatSettings:
+def _barostat(t: Table) -> BarostatSettings:
     t.check_keys(("kind", "pressure", "tau", "coupling", "compressibility"))
     kind = t.string("kind", "c-rescale")
     if kind not in BAROSTAT_KINDS:
         raise t.error("kind", f"'{kind}' is not available; numdp implements 'c-rescale' "
                               f"(stochastic cell rescaling)")
-    return BarostatSettings(kind=kind, pressure=t.number("pressure", required=True),
-                            tau=t.number("tau", required=True, positive=True),
+    return BarostatSettings(kind=kind, pressure=t.number("pressure"),
+                            tau=t.number("tau", positive=True),
                             coupling=t.string("coupling", "isotropic", choices=COUPLINGS),
                             compressibility=t.number("compressibility", 4.5e-5, positive=True))
 
 
-def _md(t: _Table) -> MDSettings:
+def _md(t: Table) -> MDSettings:
     t.check_keys(("timestep", "steps", "ensemble", "thermostat", "barostat", "seed"))
     ensemble = t.string("ensemble", "nve", choices=ENSEMBLES)
     thermostat = _thermostat(t.sub("thermostat")) if t.has("thermostat") else None
@@ -280,21 +191,21 @@ def _md(t: _Table) -> MDSettings:
         raise t.error("thermostat", f"required for ensemble = '{ensemble}'")
     if ensemble == "npt" and barostat is None:
         raise t.error("barostat", "required for ensemble = 'npt'")
-    return MDSettings(timestep=t.number("timestep", required=True, positive=True),
-                      steps=t.number("steps", required=True, nonnegative=True, integer=True),
+    return MDSettings(timestep=t.number("timestep", positive=True),
+                      steps=t.integer("steps", nonnegative=True),
                       ensemble=ensemble, thermostat=thermostat, barostat=barostat,
-                      seed=t.number("seed", 1, nonnegative=True, integer=True))
+                      seed=t.integer("seed", 1, nonnegative=True))
 
 
-def _neighbor(t: _Table) -> NeighborSettings:
+def _neighbor(t: Table) -> NeighborSettings:
     t.check_keys(("skin",))
     return NeighborSettings(skin=t.number("skin", 2.0, positive=True))
 
 
-def _output(t: _Table, base: Path) -> OutputSettings:
+def _output(t: Table, base: Path) -> OutputSettings:
     t.check_keys(("trajectory", "every", "fields", "force_unit", "thermo_every", "log", "checkpoint",
                   "checkpoint_every", "progress"))
-    fields = t.data.get("fields", ["position", "velocity", "force"])
+    fields = t.data.get("fields", list(FIELDS))
     if not isinstance(fields, list) or not fields or any(f not in FIELDS for f in fields) \
             or len(set(fields)) != len(fields):
         raise t.error("fields", f"expected a list of distinct names from {list(FIELDS)}, got {fields!r}")
@@ -307,49 +218,46 @@ def _output(t: _Table, base: Path) -> OutputSettings:
         raise t.error("progress", f"must be 'auto', 'bar', 'lines', 'none', true or false, got {progress!r}")
     return OutputSettings(
         trajectory=t.path("trajectory", base, "traj.h5md", allow_empty=True),
-        every=t.number("every", 100, positive=True, integer=True),
+        every=t.integer("every", 100, positive=True),
         fields=tuple(f for f in FIELDS if f in fields),
-        force_unit=t.string("force_unit", "kJ mol-1 Angstrom-1", choices=FORCE_UNITS),
-        thermo_every=t.number("thermo_every", 100, positive=True, integer=True),
+        force_unit=t.string("force_unit", DEFAULT_FORCE_UNIT, choices=tuple(FORCE_UNITS)),
+        thermo_every=t.integer("thermo_every", 100, positive=True),
         log=t.path("log", base, "log.txt", allow_empty=True),
         checkpoint=t.path("checkpoint", base, "checkpoint.h5"),
-        checkpoint_every=t.number("checkpoint_every", 1000, nonnegative=True, integer=True),
+        checkpoint_every=t.integer("checkpoint_every", 1000, nonnegative=True),
         progress=progress,
     )
 
 
-def _safety(t: _Table) -> SafetySettings:
+def _safety(t: Table) -> SafetySettings:
     t.check_keys(("min_distance",))
     return SafetySettings(min_distance=t.number("min_distance", 0.5, nonnegative=True))
 
 
-def _parallel(t: _Table) -> ParallelSettings:
+def _parallel(t: Table) -> ParallelSettings:
     t.check_keys(("grid",))
     grid = t.data.get("grid")
-    if grid is not None and (not isinstance(grid, list) or len(grid) != 3
-                             or any(isinstance(g, bool) or not isinstance(g, int) or g < 1 for g in grid)):
+    if grid is not None and not is_int_list(grid, minimum=1, length=3):
         raise t.error("grid", f"expected three integers >= 1 like [2, 1, 1] (their product = MPI ranks), got {grid!r}")
     return ParallelSettings(grid=None if grid is None else tuple(grid))
 
 
 TABLES = ("model", "system", "md", "neighbor", "output", "safety", "parallel")
+REQUIRED_TABLES = ("model", "system", "md")
 
 
 def load_run_settings(path) -> RunSettings:
     """Read and validate a `numdp run` input file."""
     path = Path(path)
-    text, data = _load_toml(path)
-    file = path.name
+    text, data = load_toml(path)
     base = path.parent.resolve()
-    for name in data:
-        if name not in TABLES:
-            raise InputError(f"{file}: [{name}]: unknown table (allowed: {', '.join(TABLES)})")
-    for name in ("model", "system", "md"):
-        if name not in data:
-            raise InputError(f"{file}: [{name}]: required table missing")
+    root = Table.root(path.name, data, RUN_WORDING)
+    root.check_tables(TABLES)
+    for name in REQUIRED_TABLES:  # a missing table is reported before any table is read
+        root.raw(name)
 
     def table(name):
-        return _Table(file, name, data.get(name, {}))
+        return root.section(name, {})
 
     return RunSettings(path=path, text=text, model=_model(table("model"), base),
                        system=_system(table("system"), base), md=_md(table("md")),

@@ -8,3 +8,17 @@ tracebacks.
 
 class InputError(Exception):
     """A problem with the user's input; the message names the file, key or atom concerned."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's text on one line (h5py and the OS spread some over several), else its type."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def require_file(path, what: str) -> None:
+    """InputError unless `path` (a Path) is a regular file: "PATH: WHAT not found" or
+    "PATH: not a regular file"."""
+    if not path.exists():
+        raise InputError(f"{path}: {what} not found")
+    if not path.is_file():
+        raise InputError(f"{path}: not a regular file")

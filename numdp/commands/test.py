@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..model.metrics import ErrorSums
 
 
 def configure(parser):
@@ -27,25 +28,14 @@ def configure(parser):
                         help="evaluation precision (default double)")
 
 
-class _Accumulator:
-    """Sums of squared errors and counts for energy/atom, force components and virial/atom."""
-
-    def __init__(self):
-        self.se = {"energy": 0.0, "force": 0.0, "virial": 0.0}
-        self.n = {"energy": 0, "force": 0, "virial": 0}
-
-    def add(self, key, sq_err_sum, count):
-        self.se[key] += float(sq_err_sum)
-        self.n[key] += int(count)
-
-    def merge(self, other):
-        for k in self.se:
-            self.add(k, other.se[k], other.n[k])
+class _Accumulator(ErrorSums):
+    """numdp.model.metrics.ErrorSums with the figures `numdp test` prints."""
 
     def figures(self) -> dict:
         """RMSE in meV/atom (energy, virial) and meV/Å (force); None where no labels."""
-        return {f"rmse_{k}": (1000.0 * np.sqrt(self.se[k] / self.n[k]) if self.n[k] else None)
-                for k in self.se}
+        return {f"rmse_{k}": (1000.0 * v if n else None) for k, v, n in
+                (("energy", self.rmse_e, self.e_n), ("force", self.rmse_f, self.f_n),
+                 ("virial", self.rmse_v, self.v_n))}
 
 
 def evaluate_system(model, system, nframes: int = 0) -> tuple[_Accumulator, int]:
@@ -58,11 +48,11 @@ def evaluate_system(model, system, nframes: int = 0) -> tuple[_Accumulator, int]
         box = None if system.boxes is None else system.boxes[f]
         out = model.evaluate(system.coords[f], types, box, atom_virial=False)
         if system.energy is not None:
-            acc.add("energy", ((out.energy - system.energy[f]) / n) ** 2, 1)
+            acc.add_energy(out.energy - system.energy[f], n)
         if system.forces is not None:
-            acc.add("force", np.sum((out.forces - system.forces[f]) ** 2), 3 * n)
+            acc.add_forces(out.forces - system.forces[f])
         if system.virial is not None:
-            acc.add("virial", np.sum(((out.virial - system.virial[f]) / n) ** 2), 9)
+            acc.add_virial(out.virial - system.virial[f], n)
     return acc, count
 
 

@@ -41,7 +41,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, require_file
+from ..errors import one_line as _one_line
 from ..model.params import Descriptor, Fitting, Layer, ModelParams, Net
 from ..model.tables import Table
 
@@ -51,10 +52,6 @@ ANGSTROM, INV_ANGSTROM, EV = "Å", "1/Å", "eV"
 
 
 # ---------------------------------------------------------------- atomic writes
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _umask() -> int:
@@ -381,10 +378,7 @@ def is_h5_model(h5: h5py.File) -> bool:
 def read_h5_model(path) -> ModelParams:
     """Read and validate a numdp model file; every problem raises one-line InputError naming it."""
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: model file not found")
-    if not path.is_file():
-        raise InputError(f"{path}: not a regular file")
+    require_file(path, "model file")
     try:
         h5 = h5py.File(path, "r")
     except OSError as exc:

@@ -39,7 +39,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, one_line
 from ..system import State, from_arrays, to_arrays
 from ..units import EV_TO_KJ_PER_MOL
 
@@ -48,6 +48,7 @@ GROUP = "trajectory"
 FIELDS = ("position", "velocity", "force")
 FIELD_UNITS = {"position": "Angstrom", "velocity": "Angstrom ps-1"}
 FORCE_UNITS = {"kJ mol-1 Angstrom-1": EV_TO_KJ_PER_MOL, "eV Angstrom-1": 1.0}
+DEFAULT_FORCE_UNIT = "kJ mol-1 Angstrom-1"  # MDAnalysis rejects eV Angstrom-1 (module docstring)
 OBSERVABLES = {
     "potential_energy": "eV",
     "kinetic_energy": "eV",
@@ -109,7 +110,7 @@ class H5MDWriter:
     """
 
     def __init__(self, path, species, masses, type_map, fields=FIELDS, periodic=True,
-                 force_unit="kJ mol-1 Angstrom-1", input_text="", resume_after: int | None = None):
+                 force_unit=DEFAULT_FORCE_UNIT, input_text="", resume_after: int | None = None):
         self.path = Path(path)
         self.fields = tuple(fields)
         self.force_scale = FORCE_UNITS[force_unit]
@@ -224,7 +225,7 @@ def read_frame(path, frame: int = -1) -> dict:
     try:
         h5 = h5py.File(path, "r")
     except OSError as exc:
-        raise InputError(f"{path}: cannot open as HDF5 ({' '.join(str(exc).split())})") from None
+        raise InputError(f"{path}: cannot open as HDF5 ({one_line(exc)})") from None
     with h5:
         if "particles" not in h5 or not len(h5["particles"]):
             raise InputError(f"{path}: not an H5MD file (no /particles group)")
@@ -319,7 +320,7 @@ def read_checkpoint(path) -> State:
     try:
         h5 = h5py.File(path, "r")
     except OSError as exc:
-        raise InputError(f"{path}: cannot open the checkpoint ({' '.join(str(exc).split())})") from None
+        raise InputError(f"{path}: cannot open the checkpoint ({one_line(exc)})") from None
     with h5:
         if "numdp/state" not in h5:
             raise InputError(f"{path}: not a numdp checkpoint (no /numdp/state group)")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import h5py
 
-from ..errors import InputError
+from ..errors import InputError, one_line, require_file
 from ..model.params import ModelParams
 
 KIND_DP, KIND_NUMDP = "dp", "numdp"
@@ -32,17 +32,14 @@ def _not_a_model(path: Path, why: str) -> InputError:
 def model_kind(path) -> str:
     """KIND_DP or KIND_NUMDP, decided from the file's content (not its name)."""
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: model file not found")
-    if not path.is_file():
-        raise InputError(f"{path}: not a regular file")
+    require_file(path, "model file")
     try:
         if not h5py.is_hdf5(path):
             raise _not_a_model(path, "not an HDF5 file")
         with h5py.File(path, "r") as h5:
             attrs = set(h5.attrs.keys())
     except OSError as exc:
-        raise InputError(f"{path}: cannot read as HDF5 ({' '.join(str(exc).split())})") from None
+        raise InputError(f"{path}: cannot read as HDF5 ({one_line(exc)})") from None
     if "json" in attrs:
         return KIND_DP
     if "format" in attrs:

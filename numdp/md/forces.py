@@ -31,7 +31,8 @@ import time
 
 import numpy as np
 
-from ..neighbor import Extended, find_candidates, format_nlist, kernel_threads, report_overflow
+from ..neighbor import (Extended, find_candidates, format_nlist, kernel_threads, report_overflow,
+                        slot_offsets)
 from ..parallel.comm import GhostComm
 from ..parallel.domain import Domain, wrap_images
 from ..parallel.exchange import migrate
@@ -70,8 +71,7 @@ class ForceProvider:
         self.comm = GhostComm(self.world, self.domain)
         self.sel = np.asarray(model_sel(model), dtype=np.int64)
         self.ntypes = len(self.sel)
-        self.sec = np.zeros(self.ntypes + 1, dtype=np.int64)
-        np.cumsum(self.sel, out=self.sec[1:])
+        self.sec = slot_offsets(self.sel)
         self.rebuilds = 0
         self.overflow_calls = 0
         self.calls = 0

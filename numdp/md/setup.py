@@ -37,7 +37,7 @@ from .loop import RunResult, Simulation, run_or_raise
 from .reporters import CheckpointReporter, Console, ThermoReporter, TrajectoryReporter
 from ..kernels.cpu.rng import STREAM_VELOCITY_INIT, normals
 from .safety import SafetyMonitor
-from .thermostats import THERMOSTATS
+from .thermostats import THERMOSTATS, NoseHooverChain
 
 
 def maxwell_boltzmann(state: State, temperature_k: float, seed: int, world: World | None = None) -> None:
@@ -187,7 +187,7 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
     if md.thermostat is not None:
         th = md.thermostat
         cls = THERMOSTATS[th.kind]
-        thermostat = (cls(th.temperature, th.tau, th.chain, world=world) if th.kind == "nose-hoover"
+        thermostat = (cls(th.temperature, th.tau, th.chain, world=world) if cls is NoseHooverChain
                       else cls(th.temperature, th.tau, world=world))
         thermostat.initialize(state)
     barostat = None
@@ -233,7 +233,7 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
                  f"timestep {md.timestep} ps, ensemble {md.ensemble}"
                  + (f", {md.thermostat.kind} thermostat {md.thermostat.temperature} K tau {md.thermostat.tau} ps"
                     if md.thermostat else "")
-                 + (f", c-rescale barostat {md.barostat.pressure} bar tau {md.barostat.tau} ps "
+                 + (f", {md.barostat.kind} barostat {md.barostat.pressure} bar tau {md.barostat.tau} ps "
                     f"({md.barostat.coupling})" if md.barostat else ""))
     if world.size > 1:
         console.line(f"  {world.size} MPI ranks, grid {describe_grid(grid, box, provider.cutoff)}; "

@@ -1,7 +1,6 @@
 """The public model object: `numdp.load_model(path).evaluate(positions, types, box)`."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,6 +8,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..neighbor import build_nlist, extend, kernel_threads, report_overflow
+from ..parallel.threads import default_threads
 from .evaluator import Evaluator
 from .params import ModelParams
 
@@ -26,17 +26,6 @@ class Result:
     virial: np.ndarray
     atom_energies: np.ndarray
     atom_virials: np.ndarray | None
-
-
-def default_threads() -> int:
-    """Worker threads: NUMDP_NUM_THREADS, else NUMBA_NUM_THREADS, else the usable cores."""
-    for var in ("NUMDP_NUM_THREADS", "NUMBA_NUM_THREADS"):
-        if os.environ.get(var):
-            return max(1, int(os.environ[var]))
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - non-Linux
-        return os.cpu_count() or 1
 
 
 def fold_to_owners(values: np.ndarray, mapping: np.ndarray, n: int) -> np.ndarray:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputError
+from ..neighbor.nlist import slot_offsets
 
 RESIDUAL_NONE, RESIDUAL_SAME, RESIDUAL_DOUBLE = 0, 1, 2
 
@@ -91,7 +92,7 @@ class Descriptor:
     @property
     def sec(self) -> np.ndarray:
         """(ntypes+1,) first slot of each type block."""
-        return np.concatenate([[0], np.cumsum(self.sel)]).astype(np.int64)
+        return slot_offsets(self.sel)
 
     @property
     def dim_out(self) -> int:

@@ -21,6 +21,7 @@ from numdp.neighbor.nlist import (
     check_key_limits,
     format_nlist,
     report_overflow,
+    slot_offsets,
 )
 
 __all__ = [
@@ -37,4 +38,5 @@ __all__ = [
     "kernel_threads",
     "SERIAL_NEIGHBOR_BELOW",
     "report_overflow",
+    "slot_offsets",
 ]

@@ -72,6 +72,14 @@ def check_key_limits(nall: int, rcut: float, ntypes: int) -> None:
         raise InputError(f"ntypes = {ntypes}: between 1 and {_k.KEY_MAX_TYPES - 1} atom types are supported")
 
 
+def slot_offsets(sel) -> np.ndarray:
+    """(ntypes+1,) int64 first slot of each neighbour type's block in an nlist row ("sec"):
+    0, sel[0], sel[0]+sel[1], ...; the last entry is the row length nnei."""
+    sec = np.zeros(len(sel) + 1, dtype=np.int64)
+    np.cumsum(np.asarray(sel, dtype=np.int64), out=sec[1:])
+    return sec
+
+
 def _check_sel(sel, ntypes: int) -> np.ndarray:
     s = np.asarray(sel)
     if s.ndim != 1 or s.shape[0] != ntypes:
@@ -90,8 +98,7 @@ def _prepare_slots(ext: Extended, rc: float, sel, ntypes: int):
         raise InputError(
             f"atom {int(ext.mapping[bad])} has type {int(ext.types[bad])}, but the model has {ntypes} types"
         )
-    sec = np.zeros(ntypes + 1, dtype=np.int64)
-    np.cumsum(s, out=sec[1:])
+    sec = slot_offsets(s)
     nlist = np.empty((ext.nloc, int(sec[-1])), dtype=np.int32)
     counts = np.empty((ext.nloc, ntypes), dtype=np.int64)
     return s, sec, nlist, counts

@@ -21,9 +21,31 @@ def _affinity() -> frozenset:
         return frozenset(range(os.cpu_count() or 1))
 
 
+def thread_count(requested: int | None = None, environ=None, cores: int | None = None,
+                 sharing: int = 1) -> tuple[int, str]:
+    """(threads, where the number comes from), by numdp's one order of precedence.
+
+    requested ([model] threads or a --threads option) wins, then NUMDP_NUM_THREADS, then
+    NUMBA_NUM_THREADS, then `cores` (default: the cores this process may use) divided among the
+    `sharing` processes that use them (at least one thread).
+    """
+    env = os.environ if environ is None else environ
+    if requested:
+        return int(requested), "[model] threads"
+    for var in THREAD_VARS:
+        if env.get(var, "").strip():
+            return max(1, int(env[var])), var
+    cores = len(_affinity()) if cores is None else cores
+    return max(1, cores // sharing), f"{cores} usable cores shared by {sharing} rank(s)"
+
+
+def default_threads() -> int:
+    """Worker threads of one process when none are requested (see `thread_count`)."""
+    return thread_count()[0]
+
+
 def threads_per_rank(requested: int | None, world: World, environ=None) -> tuple[int, str]:
     """(threads, where the number comes from) for this rank.  Collective (all ranks call it)."""
-    env = os.environ if environ is None else environ
     cores = _affinity()
     sharing = 1
     if world.size > 1:
@@ -35,12 +57,7 @@ def threads_per_rank(requested: int | None, world: World, environ=None) -> tuple
         finally:
             node.Free()
         sharing = sum(1 for m in masks if m & cores)
-    if requested:
-        return int(requested), "[model] threads"
-    for var in THREAD_VARS:
-        if env.get(var, "").strip():
-            return max(1, int(env[var])), var
-    return max(1, len(cores) // sharing), f"{len(cores)} usable cores shared by {sharing} rank(s)"
+    return thread_count(requested, environ, len(cores), sharing)
 
 
 def apply_threads(n: int) -> int:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..model.metrics import ErrorSums
 from .passes import PrimalResult
 
 
@@ -47,23 +48,18 @@ class Seeds:
     c_v: float
 
 
-class LossStats:
+class LossStats(ErrorSums):
     """Loss and squared errors accumulated over frames (and batches).
 
-    loss(): mean over batches of the batch loss L; rmse_e: sqrt(mean_f (ΔE_f/N_f)²) eV/atom;
-    rmse_f: sqrt(mean of ΔF²) eV/Å; rmse_v: sqrt(mean_f mean_ab (ΔΞ_fab/N_f)²) eV/atom.
-    A metric is nan when no frame had its label.
+    loss(): mean over batches of the batch loss L; rmse_e, rmse_f, rmse_v: the RMSEs of
+    numdp.model.metrics.ErrorSums (energy eV/atom, force eV/Å, virial eV/atom; nan when no frame
+    had its label).
     """
 
     def __init__(self):
+        super().__init__()
         self.loss_sum = 0.0
         self.nbatch = 0
-        self.e_sq = 0.0
-        self.e_n = 0
-        self.f_sq = 0.0
-        self.f_n = 0
-        self.v_sq = 0.0
-        self.v_n = 0
 
     def add_frame(self, result: PrimalResult, labels: Labels, pref: Prefactors, nframes: int) -> Seeds:
         """Add one frame of a batch of `nframes`; return its gradient seeds."""
@@ -72,25 +68,20 @@ class LossStats:
         seeds = Seeds(0.0, np.zeros((n, 3)), np.zeros((3, 3)), 0.0, 0.0)
         if labels.energy is not None:
             de = result.energy - labels.energy
-            self.e_sq += (de / n) ** 2
-            self.e_n += 1
+            self.add_energy(de, n)
             if pref.e:
                 self.loss_sum += pref.e * de * de * scale
                 seeds.c_e = 2.0 * pref.e * de * scale
         if labels.forces is not None:
             df = result.forces - labels.forces
-            sq = float(np.einsum("ij,ij->", df, df))
-            self.f_sq += sq
-            self.f_n += df.size
+            sq = self.add_forces(df)
             if pref.f:
                 self.loss_sum += pref.f * sq * scale / 3.0
                 seeds.u = df
                 seeds.c_f = 2.0 * pref.f * scale / 3.0
         if labels.virial is not None:
             dv = result.virial - labels.virial
-            sq = float(np.einsum("ij,ij->", dv, dv))
-            self.v_sq += sq / (n * n * 9.0)
-            self.v_n += 1
+            sq = self.add_virial(dv, n)
             if pref.v:
                 self.loss_sum += pref.v * sq * scale / 9.0
                 seeds.eps = dv
@@ -106,15 +97,3 @@ class LossStats:
     def rmse(self) -> float:
         """Square root of the mean batch loss (lcurve's rmse_val / rmse_trn)."""
         return math.sqrt(self.loss())
-
-    @property
-    def rmse_e(self) -> float:
-        return math.sqrt(self.e_sq / self.e_n) if self.e_n else math.nan
-
-    @property
-    def rmse_f(self) -> float:
-        return math.sqrt(self.f_sq / self.f_n) if self.f_n else math.nan
-
-    @property
-    def rmse_v(self) -> float:
-        return math.sqrt(self.v_sq / self.v_n) if self.v_n else math.nan

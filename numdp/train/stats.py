@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from ..kernels.cpu.envmat import env_pairs
-from ..neighbor import build_nlist, extend
+from ..neighbor import build_nlist, extend, slot_offsets
 from .data import DataSystem, FrameCache
 from ..kernels.cpu.train import env_stat_sums
 
@@ -53,7 +53,7 @@ def env_stats(cache: FrameCache, frames: list[np.ndarray], ntypes: int, sel: lis
               rcut: float, rcut_smth: float) -> tuple[np.ndarray, np.ndarray]:
     """davg, dstd (ntypes, nnei, 4) from the raw environment rows of the sampled frames."""
     nnei = int(sum(sel))
-    sec = np.concatenate([[0], np.cumsum(sel)]).astype(np.int64)
+    sec = slot_offsets(sel)
     mu0 = np.zeros((ntypes, ntypes, 4))
     sd1 = np.ones((ntypes, ntypes, 4))
     sums = np.zeros((ntypes, 4))
