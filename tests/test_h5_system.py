@@ -13,6 +13,7 @@ from numdp.io.npy_system import find_systems, load_system
 from numdp.io.structure import read_structure
 from numdp.train.config import load_config
 from test_npy_system import make_system, raises_naming
+from test_train_run import data_dir  # noqa: F401  (fixture)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 WATER = ROOT / "inputs" / "water"
@@ -163,3 +164,24 @@ def test_run_start_structure_and_train_systems_from_h5(tmp_path):
     cfg = load_config(inp)
     assert cfg.training.systems == [pathlib.Path(f"{f}#/water/data_1")]
     assert len(cfg.validation.systems) == 4
+
+
+def test_training_on_h5_copy_gives_the_same_learning_curve(tmp_path, data_dir):
+    """`numdp train` with the HDF5 copy of the npy training and validation data: the same
+    systems in the same order (sorted names), so the same seeds give the same lcurve, bit for bit."""
+    from test_train_run import make_input, run
+
+    path = make_input(tmp_path, data_dir, steps=4)
+    run(path)
+    npy_curve = (path.parent / "lcurve.out").read_text()
+    with h5py.File(tmp_path / "data.h5", "w") as h5:
+        for role in ("train", "valid"):
+            for d in sorted((data_dir / role).iterdir()):
+                write_h5_system(h5, f"{role}/{d.name}", d)
+    text = path.read_text().replace('"data/train"', '"../data.h5#/train"').replace('"data/valid"', '"../data.h5#valid"')
+    path.write_text(text)
+    trainer, _ = run(path)
+    h5 = path.parent / ".." / "data.h5"  # relative to the input file, as written
+    assert [str(s.path) for s in trainer.train_sys] == [f"{h5}#/train/cluster", f"{h5}#/train/pbc"]
+    assert [str(s.path) for s in trainer.valid_sys] == [f"{h5}#/valid/pbc"]
+    assert (path.parent / "lcurve.out").read_text() == npy_curve
