@@ -122,6 +122,10 @@ def test_errors_name_file_group_and_dataset(tmp_path):
     (tmp_path / "text.h5").write_text("not hdf5\n")
     with raises_naming(tmp_path / "text.h5", "HDF5"):
         find_systems(f"{tmp_path / 'text.h5'}#/")
+    with raises_naming(tmp_path / "text.h5", "neither a data directory nor an HDF5 file"):
+        find_systems(tmp_path / "text.h5")
+    with raises_naming(tmp_path / "text.h5", "neither a system directory nor an HDF5 file"):
+        load_system(tmp_path / "text.h5")
     assert main(["test", "-m", str(WATER / "model.h5"), "-s", f"{f}#/nocoord"]) == 2
 
 

@@ -171,6 +171,8 @@ def load_system(path) -> System:
     path = pathlib.Path(path)
     located = None if path.is_dir() else h5_location(path)
     if located is None:
+        if path.is_file():
+            raise InputError(f"{path}: neither a system directory nor an HDF5 file")
         if not path.is_dir():
             raise InputError(f"{path}: system directory does not exist")
         return read_system(NpyFolder(path))
@@ -213,6 +215,8 @@ def find_systems(root) -> list[pathlib.Path]:
     located = None if root.is_dir() else h5_location(root)
     if located is not None:
         return find_h5_systems(*located)
+    if root.is_file():
+        raise InputError(f"{root}: neither a data directory nor an HDF5 file")
     if not root.is_dir():
         raise InputError(f"{root}: data directory (or HDF5 file) does not exist")
     if (root / "type.raw").is_file():
