@@ -37,7 +37,7 @@ _INT32_MAX = np.iinfo(np.int32).max
 
 @dataclass
 class System:
-    """All frames of one npy system, concatenated over its sets in order.
+    """All frames of one system (npy or HDF5), concatenated over its sets in order.
 
     Attributes:
         path: the system location: its directory, or ``file.h5#/group`` for an HDF5 system.
@@ -159,9 +159,6 @@ class NpyFolder:
 
     def set_names(self) -> list[str]:
         return sorted(d.name for d in self.location.glob("set.*") if d.is_dir())
-
-    def close(self) -> None:
-        pass
 
 
 def load_system(path) -> System:
