@@ -40,3 +40,80 @@ def test_numdp_test_without_virial_and_missing_model(tmp_path, oracle_dir, capsy
     assert main(["test", "-m", str(tmp_path / "nope.dp"), "-s", str(sysdir)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "nope.dp" in err[0]
+
+
+def test_mae_beside_rmse(tmp_path, oracle_dir, capsys):
+    """Known label offsets give known MAEs: |0.108|, |-0.216| eV over 108 atoms; force +0.001 eV/A
+    everywhere; virial offsets 0.0108*k eV (k = 0..8) per 108 atoms."""
+    ref = np.load(oracle_dir / "alloy5.npz")
+    sysdir = write_system(tmp_path / "sys", ref["coord"], ref["box"], ref["atype"],
+                          ["Ni", "Cu", "Pd", "Ag", "Au"],
+                          energy=ref["energy"] + np.array([0.108, -0.216]),
+                          force=ref["force"] + 0.001,
+                          virial=ref["virial"] - 0.0108 * np.arange(9).reshape(3, 3))
+    out = tmp_path / "r.json"
+    assert main(["test", "-m", str(oracle_dir / "alloy5.dp"), "-s", str(sysdir), "--json", str(out)]) == 0
+    fig = json.loads(out.read_text())
+    # the DeePMD-kit oracle agrees with numdp to ~1e-10 eV, far below the offsets: rel 1e-6
+    assert fig["overall"]["mae_energy"] == pytest.approx(1000 * 0.162 / 108, rel=1e-6)
+    assert fig["overall"]["mae_force"] == pytest.approx(1.0, rel=1e-6)
+    assert fig["overall"]["mae_virial"] == pytest.approx(1000 * 0.0108 * 4 / 108, rel=1e-6)
+    assert fig["units"]["mae_force"] == "meV/Angstrom"
+    assert "MAE" in capsys.readouterr().out
+
+
+def test_detail_files(tmp_path, oracle_dir, capsys):
+    """-d writes dp test's five files; columns are the data and numdp's own predictions; a
+    second system (no virial labels) appends blocks to e/f only, each under its header."""
+    from numdp.model.dp_model import load_model
+
+    ref = np.load(oracle_dir / "alloy5.npz")
+    tmap = ["Ni", "Cu", "Pd", "Ag", "Au"]
+    energy = ref["energy"] + np.array([0.108, -0.216])
+    s1 = write_system(tmp_path / "s1", ref["coord"], ref["box"], ref["atype"], tmap, energy=energy,
+                      force=ref["force"] + 0.001, virial=ref["virial"] - 0.01)
+    s2 = write_system(tmp_path / "s2", ref["coord"][:1], ref["box"][:1], ref["atype"], tmap,
+                      energy=energy[:1], force=ref["force"][:1])
+    prefix = tmp_path / "out" / "res"
+    model_file = str(oracle_dir / "alloy5.dp")
+    assert main(["test", "-m", model_file, "-s", str(s1), str(s2), "-d", str(prefix)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    prefix.parent.mkdir()
+    (tmp_path / "out" / "res.f.out").write_text("old\n")
+    assert main(["test", "-m", model_file, "-s", str(s1), str(s2), "-d", str(prefix),
+                 "--json", str(tmp_path / "r.json")]) == 0
+    assert (tmp_path / "out" / "res.f.out.bak").read_text() == "old\n"
+    model = load_model(model_file)
+    n = 108
+    pred = [model.evaluate(ref["coord"][f].reshape(n, 3), ref["atype"], ref["box"][f].reshape(3, 3),
+                           atom_virial=False) for f in range(2)]
+    e = np.loadtxt(f"{prefix}.e.out")
+    np.testing.assert_array_equal(e[:, 0], np.r_[energy, energy[:1]])
+    # written with 18 significant digits (savetxt's %.18e): the float64 round trip is exact
+    np.testing.assert_array_equal(e[:, 1], [pred[0].energy, pred[1].energy, pred[0].energy])
+    np.testing.assert_allclose(np.loadtxt(f"{prefix}.e_peratom.out"), e / n, rtol=1e-15)
+    f = np.loadtxt(f"{prefix}.f.out")
+    assert f.shape == (3 * n, 6)
+    np.testing.assert_array_equal(f[:2 * n, :3], (ref["force"] + 0.001).reshape(-1, 3))
+    np.testing.assert_array_equal(f[:, 3:], np.concatenate([pred[0].forces, pred[1].forces, pred[0].forces]))
+    v = np.loadtxt(f"{prefix}.v.out")
+    assert v.shape == (2, 18)
+    np.testing.assert_array_equal(v[:, :9], (ref["virial"] - 0.01).reshape(2, 9))
+    np.testing.assert_array_equal(v[:, 9:], np.stack([pred[0].virial.ravel(), pred[1].virial.ravel()]))
+    np.testing.assert_allclose(np.loadtxt(f"{prefix}.v_peratom.out"), v / n, rtol=1e-15)
+    lines = (tmp_path / "out" / "res.f.out").read_text().splitlines()
+    assert lines[0] == f"# {s1}: data_fx data_fy data_fz pred_fx pred_fy pred_fz"
+    assert lines[1 + 2 * n] == f"# {s2}: data_fx data_fy data_fz pred_fx pred_fy pred_fz"
+    assert (tmp_path / "out" / "res.v.out").read_text().splitlines()[0] == (
+        f"# {s1}: data_vxx data_vxy data_vxz data_vyx data_vyy data_vyz data_vzx data_vzy data_vzz "
+        "pred_vxx pred_vxy pred_vxz pred_vyx pred_vyy pred_vyz pred_vzx pred_vzy pred_vzz")
+    # the printed / JSON MAE and RMSE are those of the detail columns: same float64 differences,
+    # summed in another order (relative rounding ~1e-16 * log2(324)): rel 1e-12.  Per-atom energy
+    # differences from the file are (pred/n - data/n) rather than (pred - data)/n: the rounding of
+    # a ~1e3 eV energy (1e-13 eV) relative to 0.1 eV differences is ~1e-12: rel 1e-9.
+    fig = json.loads((tmp_path / "r.json").read_text())["overall"]
+    df = f[:, 3:] - f[:, :3]
+    assert fig["mae_force"] == pytest.approx(1000 * np.abs(df).mean(), rel=1e-12)
+    assert fig["rmse_force"] == pytest.approx(1000 * np.sqrt((df ** 2).mean()), rel=1e-12)
+    de = np.loadtxt(f"{prefix}.e_peratom.out")
+    assert fig["mae_energy"] == pytest.approx(1000 * np.abs(de[:, 1] - de[:, 0]).mean(), rel=1e-9)

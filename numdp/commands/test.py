@@ -1,8 +1,9 @@
 """`numdp test -m MODEL -s SYSTEM [SYSTEM ...]`: model errors against labelled data, like `dp test`.
 
-Per system and overall: energy RMSE per atom (meV/atom), force RMSE over all components
-(meV/Å) and virial RMSE per atom (meV/atom, where virial labels exist).  Overall figures pool the
-squared errors of all frames (energy, virial) or all force components, as `dp test` weights them.
+Per system and overall: energy RMSE and MAE per atom (meV/atom), force RMSE and MAE over all
+components (meV/Å) and virial RMSE and MAE per atom (meV/atom, where virial labels exist).  Overall
+figures pool the squared (absolute) errors of all frames (energy, virial) or all force components,
+as `dp test` weights them.  `-d PREFIX` writes `dp test`'s detail files (numdp.io.detail_files).
 """
 from __future__ import annotations
 
@@ -10,21 +11,24 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import InputError
 from ..model.metrics import ErrorSums
+from ..model.precision import PRECISIONS
 
 
 def configure(parser):
     parser.add_argument("-m", "--model", required=True, help="numdp (.h5) or DeePMD-kit (.dp) model")
     parser.add_argument("-s", "--system", nargs="+", required=True,
-                        help="DeePMD npy systems, or folders searched for them")
+                        help="DeePMD systems (npy folders, data.h5 or data.h5#/group), or folders "
+                             "searched for them")
     parser.add_argument("-n", "--numb-test", type=int, default=0,
                         help="frames per system (0 = all)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
+    parser.add_argument("-d", "--detail-file", metavar="PREFIX",
+                        help="write dp test's detail files PREFIX.e.out, .e_peratom.out, .f.out, "
+                             ".v.out, .v_peratom.out (data and prediction per frame / atom)")
     parser.add_argument("--threads", type=int, default=None, help="worker threads (default: all cores)")
-    parser.add_argument("--precision", default="double", choices=["double", "mix32", "mix16"],
+    parser.add_argument("--precision", default="double", choices=list(PRECISIONS),
                         help="evaluation precision (default double)")
 
 
@@ -32,14 +36,19 @@ class _Accumulator(ErrorSums):
     """numdp.model.metrics.ErrorSums with the figures `numdp test` prints."""
 
     def figures(self) -> dict:
-        """RMSE in meV/atom (energy, virial) and meV/Å (force); None where no labels."""
-        return {f"rmse_{k}": (1000.0 * v if n else None) for k, v, n in
-                (("energy", self.rmse_e, self.e_n), ("force", self.rmse_f, self.f_n),
-                 ("virial", self.rmse_v, self.v_n))}
+        """RMSE and MAE in meV/atom (energy, virial) and meV/Å (force); None where no labels."""
+        out = {}
+        for k, rmse, mae, n in (("energy", self.rmse_e, self.mae_e, self.e_n),
+                                ("force", self.rmse_f, self.mae_f, self.f_n),
+                                ("virial", self.rmse_v, self.mae_v, self.v_n)):
+            out[f"rmse_{k}"] = 1000.0 * rmse if n else None
+            out[f"mae_{k}"] = 1000.0 * mae if n else None
+        return out
 
 
-def evaluate_system(model, system, nframes: int = 0) -> tuple[_Accumulator, int]:
-    """Accumulate the squared errors of `model` on the first nframes frames (0 = all)."""
+def evaluate_system(model, system, nframes: int = 0, detail=None) -> tuple[_Accumulator, int]:
+    """Accumulate the errors of `model` on the first nframes frames (0 = all); `detail`
+    (a numdp.io.detail_files.Predictions) collects the predictions for the detail files."""
     types = system.model_types(model.type_map)
     n = system.natoms
     count = system.nframes if nframes <= 0 else min(nframes, system.nframes)
@@ -53,45 +62,63 @@ def evaluate_system(model, system, nframes: int = 0) -> tuple[_Accumulator, int]
             acc.add_forces(out.forces - system.forces[f])
         if system.virial is not None:
             acc.add_virial(out.virial - system.virial[f], n)
+        if detail is not None:
+            detail.add(out.energy, out.forces, out.virial)
     return acc, count
 
 
 def _fmt(value):
-    return "      -" if value is None else f"{value:9.3f}"
+    return "        -" if value is None else f"{value:9.3f}"
+
+
+def _row(name: str, frames: int, fig: dict) -> str:
+    return f"  {name[-48:]:<48} {frames:6d}" + "".join(
+        f" {_fmt(fig[f'rmse_{k}'])} {_fmt(fig[f'mae_{k}'])}" for k in ("energy", "force", "virial"))
 
 
 def main(args) -> int:
+    from ..io.detail_files import DetailFiles, Predictions
     from ..io.npy_system import find_systems, load_system
     from ..model.dp_model import load_model
 
     model = load_model(args.model, nthreads=args.threads, precision=args.precision)
     paths = [p for root in args.system for p in find_systems(Path(root))]
+    detail = DetailFiles(args.detail_file) if args.detail_file else None
+    if detail is not None and not detail.path("e").parent.is_dir():
+        raise InputError(f"-d {args.detail_file}: directory {detail.path('e').parent} does not exist")
     total = _Accumulator()
     rows = []
     t0 = time.perf_counter()
     print(f"# model {args.model}  type_map {' '.join(model.type_map)}  precision {model.precision}"
           + ("  (compressed)" if model.compressed else ""))
-    print(f"# {'system':<48} {'frames':>6} {'E meV/at':>9} {'F meV/A':>9} {'V meV/at':>9}")
+    print(f"# {'':<48} {'':>6} {'energy meV/atom':>19} {'force meV/A':>19} {'virial meV/atom':>19}")
+    print(f"# {'system':<48} {'frames':>6}" + f" {'RMSE':>9} {'MAE':>9}" * 3)
     for path in paths:
         system = load_system(path)
-        acc, count = evaluate_system(model, system, args.numb_test)
+        pred = Predictions() if detail is not None else None
+        acc, count = evaluate_system(model, system, args.numb_test, pred)
+        if detail is not None:
+            detail.add_system(str(path), system, pred)
         total.merge(acc)
         fig = acc.figures()
         rows.append({"system": str(path), "frames": count, **fig})
-        print(f"  {str(path)[-48:]:<48} {count:6d} {_fmt(fig['rmse_energy'])} "
-              f"{_fmt(fig['rmse_force'])} {_fmt(fig['rmse_virial'])}")
+        print(_row(str(path), count, fig))
     overall = total.figures()
     nfr = sum(r["frames"] for r in rows)
-    print(f"  {'overall':<48} {nfr:6d} {_fmt(overall['rmse_energy'])} "
-          f"{_fmt(overall['rmse_force'])} {_fmt(overall['rmse_virial'])}")
+    print(_row("overall", nfr, overall))
     print(f"# {time.perf_counter() - t0:.1f} s")
     if model.beyond_table:
         print(f"# warning: {model.beyond_table} neighbour pairs fell outside the model's tables "
               "(closer than any training pair); they were extrapolated linearly")
+    if detail is not None:
+        written = detail.write()
+        print("# detail files: " + (" ".join(str(p) for p in written) if written else
+                                    "none (the systems have no energy, force or virial labels)"))
     if args.json:
+        units = {f"{m}_{k}": u for k, u in (("energy", "meV/atom"), ("force", "meV/Angstrom"),
+                                            ("virial", "meV/atom")) for m in ("rmse", "mae")}
         try:
-            Path(args.json).write_text(json.dumps({"model": str(args.model), "units": {
-                "rmse_energy": "meV/atom", "rmse_force": "meV/Angstrom", "rmse_virial": "meV/atom"},
+            Path(args.json).write_text(json.dumps({"model": str(args.model), "units": units,
                 "systems": rows, "overall": {"frames": nfr, **overall}}, indent=2) + "\n")
         except OSError as exc:
             raise InputError(f"{args.json}: cannot write ({exc.strerror})") from None

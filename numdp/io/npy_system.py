@@ -1,6 +1,6 @@
-"""Reader for DeePMD-kit's npy "system" format.
+"""Reader for DeePMD-kit's "system" data, stored as npy folders or as HDF5 groups.
 
-A system is a directory holding a fixed number and order of atoms::
+A system holds a fixed number and order of atoms::
 
     type.raw        natoms integers, 0-based type index of each atom (required)
     type_map.raw    element name of each type index (optional)
@@ -14,12 +14,18 @@ A system is a directory holding a fixed number and order of atoms::
 
 A label must be present in every set or in none.  Arrays may be stored as any real dtype and are
 returned as float64.  Every problem raises `numdp.errors.InputError` naming the offending file.
+
+Two stores hold that layout (`SystemStore`): a directory of files (`deepmd/npy`), or a group of an
+HDF5 file (`deepmd/hdf5`, numdp.io.h5_system), where each file name above is a dataset or subgroup
+name of the group.  A system location is a path: a directory, or ``data.h5#/group`` (``data.h5``
+alone is its root group).  `load_system` and `find_systems` take either, so callers never branch.
 """
 
 from __future__ import annotations
 
 import pathlib
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -31,10 +37,10 @@ _INT32_MAX = np.iinfo(np.int32).max
 
 @dataclass
 class System:
-    """All frames of one npy system, concatenated over its sets in order.
+    """All frames of one system (npy or HDF5), concatenated over its sets in order.
 
     Attributes:
-        path: the system directory.
+        path: the system location: its directory, or ``file.h5#/group`` for an HDF5 system.
         types: (natoms,) int32 type index of each atom, as stored in type.raw.
         type_map: element name of each type index, from type_map.raw; None if that file is absent.
         coords: (nframes, natoms, 3) float64 positions in Å.
@@ -100,20 +106,93 @@ class System:
         return self.types.copy()
 
 
+class SystemStore(Protocol):
+    """Where the members of one system live: a directory (npy) or an HDF5 group.
+
+    Member names are relative paths such as ``type.raw`` or ``set.000/coord.npy``.
+    """
+
+    location: pathlib.Path
+    """The system location, used in messages as ``location / member``."""
+    set_kind: str
+    """What a set is called in messages ("directories" or "groups")."""
+
+    def has(self, name: str) -> bool:
+        """True if member `name` exists (file or dataset, or for ``nopbc`` anything)."""
+
+    def words(self, name: str) -> list[str]:
+        """Whitespace-separated words of a ``.raw`` member (InputError if unreadable)."""
+
+    def array(self, name: str) -> np.ndarray:
+        """The array of a ``.npy`` member as stored (InputError if missing or unreadable)."""
+
+    def set_names(self) -> list[str]:
+        """Names of the ``set.*`` subfolders or subgroups, sorted."""
+
+
+class NpyFolder:
+    """`SystemStore` of a `deepmd/npy` system directory."""
+
+    set_kind = "directories"
+
+    def __init__(self, path: pathlib.Path):
+        self.location = pathlib.Path(path)
+
+    def has(self, name: str) -> bool:
+        return (self.location / name).exists()
+
+    def words(self, name: str) -> list[str]:
+        file = self.location / name
+        try:
+            return file.read_text().split()
+        except (OSError, UnicodeDecodeError) as err:
+            raise InputError(f"{file}: cannot read ({err})") from None
+
+    def array(self, name: str) -> np.ndarray:
+        file = self.location / name
+        if not file.is_file():
+            raise InputError(f"{file}: missing")
+        try:
+            return np.load(file, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as err:
+            raise InputError(f"{file}: not a readable .npy file ({err})") from None
+
+    def set_names(self) -> list[str]:
+        return sorted(d.name for d in self.location.glob("set.*") if d.is_dir())
+
+
 def load_system(path) -> System:
-    """Read the npy system in directory `path` (see the module docstring for the format)."""
+    """Read the system at `path`: an npy directory or ``file.h5[#/group]`` (module docstring)."""
+    from numdp.io.h5_system import H5Group, h5_location
+
     path = pathlib.Path(path)
-    if not path.is_dir():
-        raise InputError(f"{path}: system directory does not exist")
-    type_map = _read_type_map(path / "type_map.raw")
-    types = _read_types(path / "type.raw", type_map)
-    nopbc = (path / "nopbc").exists()
-    set_dirs = _set_dirs(path)
-    sets = [_read_set(d, len(types), nopbc) for d in set_dirs]
-    _check_labels_consistent(set_dirs, sets)
+    located = None if path.is_dir() else h5_location(path)
+    if located is None:
+        if path.is_file():
+            raise InputError(f"{path}: neither a system directory nor an HDF5 file")
+        if not path.is_dir():
+            raise InputError(f"{path}: system directory does not exist")
+        return read_system(NpyFolder(path))
+    store = H5Group(*located)
+    try:
+        return read_system(store)
+    finally:
+        store.close()
+
+
+def read_system(store: SystemStore) -> System:
+    """Read one system from `store` (see the module docstring for the layout)."""
+    type_map = _read_type_map(store)
+    types = _read_types(store, type_map)
+    nopbc = store.has("nopbc")
+    set_names = store.set_names()
+    if not set_names:
+        raise InputError(f"{store.location}: no set.* {store.set_kind} with frames")
+    sets = [_read_set(store, d, len(types), nopbc) for d in set_names]
+    _check_labels_consistent(store, set_names, sets)
     arrays = {name: np.concatenate([s[name] for s in sets]) for name in sets[0]}
     return System(
-        path=path,
+        path=store.location,
         types=types,
         type_map=type_map,
         coords=arrays["coord"],
@@ -125,10 +204,18 @@ def load_system(path) -> System:
 
 
 def find_systems(root) -> list[pathlib.Path]:
-    """`root` itself if it holds type.raw, else every directory below it that does (sorted)."""
+    """Systems at or below `root`: `root` itself if it holds type.raw, else every directory below
+    it that does (sorted); for an HDF5 file ``file.h5[#/group]``, every group holding type.raw."""
+    from numdp.io.h5_system import find_h5_systems, h5_location
+
     root = pathlib.Path(root)
+    located = None if root.is_dir() else h5_location(root)
+    if located is not None:
+        return find_h5_systems(*located)
+    if root.is_file():
+        raise InputError(f"{root}: neither a data directory nor an HDF5 file")
     if not root.is_dir():
-        raise InputError(f"{root}: data directory does not exist")
+        raise InputError(f"{root}: data directory (or HDF5 file) does not exist")
     if (root / "type.raw").is_file():
         return [root]
     found = sorted(p.parent for p in root.rglob("type.raw") if p.is_file())
@@ -137,26 +224,20 @@ def find_systems(root) -> list[pathlib.Path]:
     return found
 
 
-def _read_words(file: pathlib.Path) -> list[str]:
-    try:
-        return file.read_text().split()
-    except (OSError, UnicodeDecodeError) as err:
-        raise InputError(f"{file}: cannot read ({err})") from None
-
-
-def _read_type_map(file: pathlib.Path) -> list[str] | None:
-    if not file.exists():
+def _read_type_map(store: SystemStore) -> list[str] | None:
+    if not store.has("type_map.raw"):
         return None
-    names = _read_words(file)
+    names = store.words("type_map.raw")
     if not names:
-        raise InputError(f"{file}: holds no element names")
+        raise InputError(f"{store.location / 'type_map.raw'}: holds no element names")
     return names
 
 
-def _read_types(file: pathlib.Path, type_map: list[str] | None) -> np.ndarray:
-    if not file.is_file():
+def _read_types(store: SystemStore, type_map: list[str] | None) -> np.ndarray:
+    file = store.location / "type.raw"
+    if not store.has("type.raw"):
         raise InputError(f"{file}: missing (every system needs one type index per atom)")
-    words = _read_words(file)
+    words = store.words("type.raw")
     if not words:
         raise InputError(f"{file}: holds no atoms")
     types = [_type_index(file, atom, w) for atom, w in enumerate(words)]
@@ -180,26 +261,19 @@ def _type_index(file: pathlib.Path, atom: int, word: str) -> int:
     return t
 
 
-def _set_dirs(path: pathlib.Path) -> list[pathlib.Path]:
-    dirs = sorted(d for d in path.glob("set.*") if d.is_dir())
-    if not dirs:
-        raise InputError(f"{path}: no set.* directories with frames")
-    return dirs
-
-
-def _read_set(set_dir: pathlib.Path, natoms: int, nopbc: bool) -> dict[str, np.ndarray]:
+def _read_set(store: SystemStore, set_name: str, natoms: int, nopbc: bool) -> dict[str, np.ndarray]:
     """Arrays of one set keyed by file stem, each shaped (nframes, *per-frame shape)."""
-    coord = _load_npy(set_dir / "coord.npy")
-    nframes = _frame_count(set_dir / "coord.npy", coord, natoms)
+    coord = _load_npy(store, f"{set_name}/coord.npy")
+    nframes = _frame_count(store.location / set_name / "coord.npy", coord, natoms)
     names = ["coord"] if nopbc else ["coord", "box"]
-    names += [name for name in LABELS if (set_dir / f"{name}.npy").exists()]
+    names += [name for name in LABELS if store.has(f"{set_name}/{name}.npy")]
     out = {}
     for name in names:
-        file = set_dir / f"{name}.npy"
-        arr = coord if name == "coord" else _load_npy(file)
-        out[name] = _shaped(file, arr, nframes, natoms, _frame_shape(name, natoms))
+        member = f"{set_name}/{name}.npy"
+        arr = coord if name == "coord" else _load_npy(store, member)
+        out[name] = _shaped(store.location / member, arr, nframes, natoms, _frame_shape(name, natoms))
     if "box" in out:
-        _check_cells(set_dir / "box.npy", out["box"])
+        _check_cells(store.location / set_name / "box.npy", out["box"])
     return out
 
 
@@ -210,14 +284,10 @@ def _frame_shape(name: str, natoms: int) -> tuple[int, ...]:
     return (3, 3) if name in ("box", "virial") else ()
 
 
-def _load_npy(file: pathlib.Path) -> np.ndarray:
-    """A real-valued, finite array from `file`, as float64."""
-    if not file.is_file():
-        raise InputError(f"{file}: missing")
-    try:
-        arr = np.load(file, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as err:
-        raise InputError(f"{file}: not a readable .npy file ({err})") from None
+def _load_npy(store: SystemStore, name: str) -> np.ndarray:
+    """A real-valued, finite array from member `name` of `store`, as float64."""
+    file = store.location / name
+    arr = store.array(name)
     if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "biuf":
         kind = arr.dtype if isinstance(arr, np.ndarray) else type(arr).__name__
         raise InputError(f"{file}: holds {kind}, expected a real-valued array")
@@ -261,14 +331,14 @@ def _shaped(
 
 
 def _check_labels_consistent(
-    set_dirs: list[pathlib.Path], sets: list[dict[str, np.ndarray]]
+    store: SystemStore, set_names: list[str], sets: list[dict[str, np.ndarray]]
 ) -> None:
     """Each label must be in every set or in none."""
     for name in LABELS:
-        having = [d for d, s in zip(set_dirs, sets) if name in s]
-        lacking = [d for d, s in zip(set_dirs, sets) if name not in s]
+        having = [d for d, s in zip(set_names, sets) if name in s]
+        lacking = [d for d, s in zip(set_names, sets) if name not in s]
         if having and lacking:
             raise InputError(
-                f"{lacking[0] / (name + '.npy')}: missing, but {having[0].name} has it "
+                f"{store.location / lacking[0] / (name + '.npy')}: missing, but {having[0]} has it "
                 "(a label must be in every set or in none)"
             )

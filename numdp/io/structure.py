@@ -1,8 +1,9 @@
-"""Start structures for MD: extended XYZ, LAMMPS data files, DeePMD npy systems, H5MD files.
+"""Start structures for MD: extended XYZ, LAMMPS data files, DeePMD systems, H5MD files.
 
-`read_structure(path, frame)` picks the reader from the file (a directory is a DeePMD npy system,
-an HDF5 file is H5MD, `.xyz`/`.extxyz` is (extended) XYZ, a file whose header names "atoms" and
-"atom types" is a LAMMPS data file) and returns a `Structure`.  `replicate` tiles it;
+`read_structure(path, frame)` picks the reader from the file (a directory is a DeePMD npy system;
+``data.h5#/group``, or an HDF5 file without H5MD groups, is a DeePMD HDF5 system; other HDF5 is
+H5MD; `.xyz`/`.extxyz` is (extended) XYZ; a file whose header names "atoms" and "atom types" is
+a LAMMPS data file) and returns a `Structure`.  `replicate` tiles it;
 `assign_types` maps it onto a model's type_map.
 
 Units: positions and cells in Å; velocities in Å/ps.  extxyz velocities are read from a column
@@ -49,12 +50,16 @@ class Structure:
 def read_structure(path, frame: int | None = None) -> Structure:
     """Read one frame of `path` (frame None: the first, or the last of an H5MD trajectory)."""
     path = Path(path)
+    if "#" in str(path) and not path.exists():  # a deepmd/hdf5 group: data.h5#/group
+        return read_npy_frame(path, 0 if frame is None else frame)
     if not path.exists():
         raise InputError(f"{path}: structure file not found")
     if path.is_dir():
         return read_npy_frame(path, 0 if frame is None else frame)
     if h5py.is_hdf5(path):
-        return read_h5md_structure(path, -1 if frame is None else frame)
+        if _is_h5md(path):
+            return read_h5md_structure(path, -1 if frame is None else frame)
+        return read_npy_frame(path, 0 if frame is None else frame)
     if path.suffix.lower() in (".xyz", ".extxyz"):
         return read_extxyz(path, 0 if frame is None else frame)
     if _looks_like_lammps_data(path):
@@ -62,7 +67,16 @@ def read_structure(path, frame: int | None = None) -> Structure:
             raise InputError(f"{path}: a LAMMPS data file holds one frame; remove [system] frame")
         return read_lammps_data(path)
     raise InputError(f"{path}: unknown structure format (expected .xyz/.extxyz, a LAMMPS data file, "
-                     f"a DeePMD npy system directory or an H5MD file)")
+                     f"a DeePMD npy system directory, a DeePMD HDF5 system or an H5MD file)")
+
+
+def _is_h5md(path: Path) -> bool:
+    """True for an H5MD file (numdp trajectory or checkpoint); False for DeePMD HDF5 data."""
+    try:
+        with h5py.File(path, "r") as h5:
+            return "h5md" in h5 or "particles" in h5
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the HDF5 file ({exc})") from None
 
 
 # -- extended XYZ --------------------------------------------------------------------------------
@@ -323,10 +337,15 @@ def write_lammps_data(path, type_ids, positions, box, masses_by_type=None, comme
 
 
 def read_npy_frame(path, frame: int = 0) -> Structure:
-    """Frame `frame` of a DeePMD npy system directory (numdp.io.npy_system)."""
-    from .npy_system import load_system
+    """Frame `frame` of a DeePMD system: npy directory or HDF5 ``file.h5[#/group]``
+    (numdp.io.npy_system); the location must hold exactly one system."""
+    from .npy_system import find_systems, load_system
 
-    system = load_system(path)
+    found = find_systems(path)
+    if len(found) != 1:
+        raise InputError(f"{path}: holds {len(found)} systems ({found[0]}, {found[1]}, ...); "
+                         f"name one of them as the start structure")
+    system = load_system(found[0])
     if not -system.nframes <= frame < system.nframes:
         raise InputError(f"{path}: frame {frame} does not exist (the system has {system.nframes} frames)")
     box = None if system.boxes is None else system.boxes[frame]

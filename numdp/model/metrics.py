@@ -7,7 +7,8 @@ For frames f of N_f atoms, with Δ = prediction - label:
     rmse_v = sqrt(mean_f mean_ab (ΔΞ_fab / N_f)²)            eV/atom
 
 as DeePMD-kit's `dp test` weights them (frames of different sizes: energy and virial per frame,
-forces per component).  A metric is nan when no frame had its label.
+forces per component); the MAEs (mean absolute errors) weight |Δ| the same way.  A metric is nan
+when no frame had its label.
 """
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ import numpy as np
 
 
 class ErrorSums:
-    """Sums of squared errors and their counts; `merge` pools two accumulators.
+    """Sums of squared and of absolute errors and their counts; `merge` pools two accumulators.
 
     e_sq, e_n: Σ_f (ΔE_f/N_f)² (eV²/atom²) over e_n frames; f_sq, f_n: Σ ΔF² (eV²/Å²) over f_n
-    force components; v_sq, v_n: Σ_f Σ_ab ΔΞ_fab² / (9 N_f²) (eV²/atom²) over v_n frames.
+    force components; v_sq, v_n: Σ_f Σ_ab ΔΞ_fab² / (9 N_f²) (eV²/atom²) over v_n frames;
+    e_abs, f_abs, v_abs: the same sums of |Δ| (eV/atom, eV/Å, eV/atom).
     """
 
     def __init__(self):
@@ -30,16 +32,21 @@ class ErrorSums:
         self.f_n = 0
         self.v_sq = 0.0
         self.v_n = 0
+        self.e_abs = 0.0
+        self.f_abs = 0.0
+        self.v_abs = 0.0
 
     def add_energy(self, de: float, natoms: int) -> None:
         """One frame's energy error ΔE (eV) for `natoms` atoms."""
         self.e_sq += (de / natoms) ** 2
+        self.e_abs += abs(de / natoms)
         self.e_n += 1
 
     def add_forces(self, df: np.ndarray) -> float:
         """One frame's force errors ΔF (N, 3) eV/Å; returns Σ ΔF² (the loss uses it)."""
         sq = float(np.einsum("ij,ij->", df, df))
         self.f_sq += sq
+        self.f_abs += float(np.abs(df).sum())
         self.f_n += df.size
         return sq
 
@@ -47,6 +54,7 @@ class ErrorSums:
         """One frame's virial error ΔΞ (3, 3) eV for `natoms` atoms; returns Σ ΔΞ² (eV²)."""
         sq = float(np.einsum("ij,ij->", dv, dv))
         self.v_sq += sq / (natoms * natoms * 9.0)
+        self.v_abs += float(np.abs(dv).sum()) / (natoms * 9.0)
         self.v_n += 1
         return sq
 
@@ -58,6 +66,9 @@ class ErrorSums:
         self.f_n += other.f_n
         self.v_sq += other.v_sq
         self.v_n += other.v_n
+        self.e_abs += other.e_abs
+        self.f_abs += other.f_abs
+        self.v_abs += other.v_abs
 
     @property
     def rmse_e(self) -> float:
@@ -70,3 +81,15 @@ class ErrorSums:
     @property
     def rmse_v(self) -> float:
         return math.sqrt(self.v_sq / self.v_n) if self.v_n else math.nan
+
+    @property
+    def mae_e(self) -> float:
+        return self.e_abs / self.e_n if self.e_n else math.nan
+
+    @property
+    def mae_f(self) -> float:
+        return self.f_abs / self.f_n if self.f_n else math.nan
+
+    @property
+    def mae_v(self) -> float:
+        return self.v_abs / self.v_n if self.v_n else math.nan

@@ -16,7 +16,8 @@ import math
 import numpy as np
 
 from ..kernels.cpu.envmat import env_pairs
-from ..neighbor import build_nlist, extend, slot_offsets
+from ..neighbor import slot_offsets
+from ..neighbor.distances import NeighborCensus
 from .data import DataSystem, FrameCache
 from ..kernels.cpu.train import env_stat_sums
 
@@ -26,18 +27,23 @@ EMPTY_TYPE_STD = 0.1
 
 def max_neighbour_counts(systems: list[DataSystem], rcut: float, ntypes: int) -> np.ndarray:
     """(ntypes,) largest count of type-t neighbours within rcut (Å) of any atom in any frame."""
-    best = np.zeros(ntypes, dtype=np.int64)
+    census = NeighborCensus(ntypes, rcut)
     for s in systems:
         for f in range(s.nframes):
-            ext = extend(s.coords[f], s.types, s.box(f), rcut)
-            nl = build_nlist(ext, rcut, [1] * ntypes, ntypes)
-            np.maximum(best, nl.max_count, out=best)
-    return best
+            census.add(s.coords[f], s.types, s.box(f))
+    return census.max_count
 
 
 def auto_sel(max_count: np.ndarray, factor: float) -> list[int]:
     """⌈⌈count · factor⌉ / 4⌉ · 4 per type (DeePMD-kit's "auto:factor")."""
     return [int(math.ceil(math.ceil(c * factor - 1e-9) / 4.0) * 4) for c in max_count]
+
+
+def deepmd_kit_sel(max_count: np.ndarray, factor: float) -> list[int]:
+    """⌈⌊count · factor⌋ / 4⌉ · 4 per type: the sel DeePMD-kit's "auto:factor" writes (it
+    truncates count · factor before rounding up to a multiple of 4, so it can be smaller than
+    `auto_sel`, e.g. 4 instead of 8 for a count of 4)."""
+    return [4 * ((int(c * factor) + 3) // 4) for c in max_count]
 
 
 def stat_frames(systems: list[DataSystem], nbatch: int, rng: np.random.Generator) -> list[np.ndarray]:

@@ -1,0 +1,94 @@
+"""`numdp neighbor-stat -s SYSTEM ... -r RCUT [-t O H]`: neighbour statistics, like `dp neighbor-stat`.
+
+Over every frame of the systems (npy folders, data.h5 or data.h5#/group): the largest number of
+neighbours of each type within rcut of any atom (`max_nbor_size`, DeePMD-kit's order: one entry
+per type of the type map), the smallest pair distance (`min_nbor_dist`, with the system and frame
+where it occurs, to spot bad frames), and the `sel` DeePMD-kit's "auto" would choose
+(numdp.train.stats.deepmd_kit_sel: ⌈⌊count · 1.1⌋ / 4⌉ · 4; where numdp train's "auto" rounds
+up further (auto_sel: ⌈⌈count · 1.1⌉ / 4⌉ · 4) that sel is printed too).  Atoms are typed by element name through
+`-t` (default: the names of the systems' type_map.raw, in order of appearance).
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+from ..errors import InputError
+
+
+def configure(parser):
+    parser.add_argument("-s", "--system", nargs="+", required=True,
+                        help="DeePMD systems (npy folders, data.h5 or data.h5#/group), or folders "
+                             "searched for them")
+    parser.add_argument("-r", "--rcut", type=float, required=True, help="cutoff radius (Angstrom)")
+    parser.add_argument("-t", "--type-map", nargs="+", metavar="ELEMENT",
+                        help="element of each type index (default: the systems' type_map.raw)")
+    parser.add_argument("--factor", type=float, default=1.1,
+                        help="sel safety factor, as sel = \"auto:FACTOR\" (default 1.1)")
+
+
+def _type_map(systems, given: list[str] | None) -> list[str]:
+    """The type map: `given`, else the names of the systems' type_map.raw in order of appearance;
+    systems without type_map.raw (all of them) keep their indices, named by number."""
+    if given:
+        if len(set(given)) != len(given):
+            raise InputError(f"-t {' '.join(given)}: element names must be unique")
+        return list(given)
+    named = [s for s in systems if s.type_map is not None]
+    if named and len(named) != len(systems):
+        bare = next(s for s in systems if s.type_map is None)
+        raise InputError(f"{bare.path / 'type_map.raw'}: missing while other systems name their "
+                         "elements; give the type map with -t")
+    if not named:
+        return [str(t) for t in range(max(int(s.types.max()) for s in systems) + 1)]
+    names: list[str] = []
+    for s in systems:
+        names += [n for n in s.type_map if n not in names]
+    return names
+
+
+def neighbor_census(systems, type_map: list[str], rcut: float):
+    """`numdp.neighbor.distances.NeighborCensus` of every frame of `systems` (labels (path, frame))."""
+    from ..neighbor.distances import NeighborCensus
+
+    census = NeighborCensus(len(type_map), rcut)
+    for s in systems:
+        types = s.model_types(type_map)
+        for f in range(s.nframes):
+            census.add(s.coords[f], types, None if s.boxes is None else s.boxes[f], (s.path, f))
+    return census
+
+
+def main(args) -> int:
+    from ..io.npy_system import find_systems, load_system
+    from ..train.stats import auto_sel, deepmd_kit_sel
+
+    if not (math.isfinite(args.rcut) and args.rcut > 0):
+        raise InputError(f"-r {args.rcut:g}: the cutoff must be a positive number of Angstrom")
+    if not (math.isfinite(args.factor) and args.factor > 0):
+        raise InputError(f"--factor {args.factor:g}: must be > 0")
+    t0 = time.perf_counter()
+    systems = [load_system(p) for root in args.system for p in find_systems(Path(root))]
+    type_map = _type_map(systems, args.type_map)
+    census = neighbor_census(systems, type_map, args.rcut)
+    sel = deepmd_kit_sel(census.max_count, args.factor)
+    numdp_sel = auto_sel(census.max_count, args.factor)
+    nfr = sum(s.nframes for s in systems)
+    print(f"# {len(systems)} system{'s' if len(systems) > 1 else ''}, {nfr} frames, rcut {args.rcut:g} A")
+    print(f"# {'type':<8} {'max_nbor':>8} {'sel':>6} {'min_dist_A':>11}")
+    for t, name in enumerate(type_map):
+        r = census.rmin[t]
+        print(f"  {name:<8} {census.max_count[t]:8d} {sel[t]:6d} "
+              + (f"{r:11.4f}" if math.isfinite(r) else f"{'-':>11}"))
+    if census.closest is None:
+        print(f"min_nbor_dist: none (no pair within {args.rcut:g} A)")
+    else:
+        r, (path, frame) = census.closest
+        print(f"min_nbor_dist: {r:f}   # {path} frame {frame}")
+    print(f"max_nbor_size: {census.max_count.tolist()}")
+    print(f"sel: {sel}   # DeePMD-kit auto:{args.factor:g}, type_map {type_map}")
+    if numdp_sel != sel:
+        print(f"# numdp train's sel = \"auto:{args.factor:g}\" rounds count x factor up first: {numdp_sel}")
+    print(f"# {time.perf_counter() - t0:.1f} s")
+    return 0

@@ -1,0 +1,231 @@
+"""Figures of numdp's (and DeePMD-kit's, LAMMPS's, DP-GEN's) column files, for `numdp plot`.
+
+Three kinds of file, told apart by their header line (`read_table`):
+
+- learning curve (`lcurve.out` of numdp or DeePMD-kit): ``# step rmse_val rmse_trn rmse_e_val
+  rmse_e_trn rmse_f_val rmse_f_trn [rmse_v_val rmse_v_trn] lr`` (the _val columns only with
+  validation data); RMSEs in √loss, eV/atom, eV/Å, eV/atom.
+- thermo log (`numdp run`'s log file, numdp.md.reporters.ThermoReporter): a header line ``step time
+  temp pe ke etotal press vol`` (ps, K, eV, eV, eV, bar, Å³) followed by rows of numbers, amid other
+  text lines; a resumed run appends another header and block.
+- model deviation (`model_devi.out` of DeePMD-kit's LAMMPS plugin, DP-GEN, `numdp model-devi`):
+  ``# step max_devi_v min_devi_v avg_devi_v max_devi_f min_devi_f avg_devi_f [...]`` (eV/atom-
+  scaled virial, eV/Å).
+
+The figure builders return a `matplotlib.figure.Figure` drawn with the Agg canvas (no display, no
+pyplot state); matplotlib is imported only there (it is the optional `plot` extra).
+"""
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+
+class MatplotlibMissing(ImportError):
+    """matplotlib (the optional `plot` extra) is not installed."""
+
+
+class Kind(enum.Enum):
+    LCURVE = "learning curve"
+    THERMO = "thermo log"
+    MODEL_DEVI = "model deviation"
+
+
+@dataclass
+class Table:
+    """Columns of a file: kind, names and data (nrows, ncols) float64 (nan where a file says nan)."""
+
+    path: Path
+    kind: Kind
+    names: list[str]
+    data: np.ndarray
+
+    def column(self, name: str) -> np.ndarray:
+        return self.data[:, self.names.index(name)]
+
+
+def _header_kind(tokens: list[str]) -> Kind | None:
+    """The kind a header line's column names announce (tokens without the leading '#')."""
+    if not tokens or tokens[0] != "step":
+        return None
+    if "max_devi_f" in tokens:
+        return Kind.MODEL_DEVI
+    if "lr" in tokens or any(t.startswith("rmse") for t in tokens):
+        return Kind.LCURVE
+    if "temp" in tokens:
+        return Kind.THERMO
+    return None
+
+
+def _numbers(words: list[str]) -> list[float] | None:
+    try:
+        return [float(w) for w in words]
+    except ValueError:
+        return None
+
+
+def read_table(path) -> Table:
+    """Read a learning curve, thermo log or model deviation file (module docstring)."""
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read ({exc})") from None
+    kind = names = None
+    rows: list[list[float]] = []
+    in_block = False
+    for no, line in enumerate(lines, 1):
+        words = line.split()
+        header = line.strip().lstrip("#").split()
+        found = _header_kind(header)
+        if found is not None:
+            if kind is None:
+                kind, names = found, header
+            elif found != kind or header != names:
+                raise InputError(f"{path}:{no}: a second header with other columns ({' '.join(header)})")
+            in_block = True
+            continue
+        if kind is None or not words or words[0].startswith("#"):
+            continue
+        values = _numbers(words)
+        if kind is Kind.THERMO:
+            # a thermo block ends at the first line that is not a row of numbers
+            if in_block and values is not None and len(values) == len(names):
+                rows.append(values)
+            else:
+                in_block = False
+            continue
+        if values is None or len(values) != len(names):
+            raise InputError(f"{path}:{no}: expected {len(names)} numbers ({' '.join(names)}), got {line.strip()!r}")
+        rows.append(values)
+    if kind is None:
+        raise InputError(f"{path}: not a learning curve (lcurve.out), thermo log or model deviation file "
+                         "(no header line starting with 'step' and naming rmse/lr, temp or max_devi_f)")
+    if not rows:
+        raise InputError(f"{path}: the {kind.value} file has a header but no rows of numbers")
+    return Table(path, kind, list(names), np.array(rows, dtype=np.float64))
+
+
+def _figure(nrows: int, ncols: int = 1, height: float = 2.2, width: float = 7.5, sharex: bool = False):
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise MatplotlibMissing("matplotlib is not installed") from None
+    fig = Figure(figsize=(width, 0.6 + height * nrows), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharex=sharex)
+    return fig, axes
+
+
+_LCURVE_PANELS = (("", "loss", "√loss"), ("_e", "energy", "eV/atom"), ("_f", "force", "eV/Å"),
+                  ("_v", "virial", "eV/atom"))
+
+
+def plot_lcurve(t: Table):
+    """Learning curve: one panel per quantity (loss, energy, force, virial RMSE; train solid,
+    validation dashed) and one for the learning rate, on log y axes against the step."""
+    step = t.column("step")
+    panels = []
+    for suffix, title, unit in _LCURVE_PANELS:
+        cols = [c for c in (f"rmse{suffix}_trn", f"rmse{suffix}_val") if c in t.names
+                and np.isfinite(t.column(c)).any() and (t.column(c) > 0).any()]
+        if cols:
+            panels.append((title, unit, cols))
+    if "lr" in t.names:
+        panels.append(("learning rate", "", ["lr"]))
+    if not panels:
+        raise InputError(f"{t.path}: no rmse or lr column with positive values to plot")
+    fig, axes = _figure(len(panels), sharex=True)
+    for ax, (title, unit, cols) in zip(axes[:, 0], panels):
+        for c in cols:
+            ax.plot(step, t.column(c), "--" if c.endswith("_val") else "-", lw=1.2,
+                    label={"_trn": "train", "_val": "validation"}.get(c[-4:], c))
+        ax.set_yscale("log")
+        ax.set_ylabel(f"{title} ({unit})" if unit else title)
+        ax.grid(True, which="both", alpha=0.3)
+        if len(cols) > 1:
+            ax.legend(loc="upper right", fontsize="small")
+    axes[-1, 0].set_xlabel("step")
+    fig.suptitle(f"{t.path.name}: learning curve")
+    return fig
+
+
+_THERMO_UNITS = {"time": "ps", "temp": "K", "pe": "eV", "ke": "eV", "etotal": "eV", "press": "bar",
+                 "vol": "Å³"}
+
+
+def plot_thermo(t: Table):
+    """Thermo log: one panel per column against time (ps), or against step without a time column."""
+    xname = "time" if "time" in t.names else "step"
+    x = t.column(xname)
+    ycols = [c for c in t.names if c not in ("step", "time")]
+    fig, axes = _figure(len(ycols), height=1.6, sharex=True)
+    for ax, c in zip(axes[:, 0], ycols):
+        ax.plot(x, t.column(c), lw=1.0)
+        ax.ticklabel_format(axis="y", useOffset=False)
+        unit = _THERMO_UNITS.get(c)
+        ax.set_ylabel(f"{c} ({unit})" if unit else c)
+        ax.grid(True, alpha=0.3)
+    axes[-1, 0].set_xlabel(f"{xname} ({_THERMO_UNITS[xname]})" if xname == "time" else xname)
+    fig.suptitle(f"{t.path.name}: thermo")
+    return fig
+
+
+def devi_classes(max_devi_f: np.ndarray, trust_lo: float | None, trust_hi: float | None):
+    """Counts (accurate, candidate, failed): max_devi_f < lo, lo <= . < hi, >= hi (DP-GEN's rule)."""
+    lo = -math.inf if trust_lo is None else trust_lo
+    hi = math.inf if trust_hi is None else trust_hi
+    acc = int(np.count_nonzero(max_devi_f < lo))
+    fail = int(np.count_nonzero(max_devi_f >= hi))
+    return acc, len(max_devi_f) - acc - fail, fail
+
+
+def plot_model_devi(t: Table, trust_lo: float | None = None, trust_hi: float | None = None):
+    """Model deviation: a histogram of max_devi_f (top) and max_devi_f, avg_devi_f against step
+    (bottom), trust levels as dashed lines, the fractions of accurate / candidate / failed frames
+    in the title."""
+    step, f = t.column("step"), t.column("max_devi_f")
+    fig, axes = _figure(2, 1, height=2.6)
+    hist, series = axes[0, 0], axes[1, 0]
+    hist.hist(f[np.isfinite(f)], bins=min(60, max(10, len(f) // 5)), color="C0", alpha=0.8)
+    hist.set_xlabel("max_devi_f (eV/Å)")
+    hist.set_ylabel("frames")
+    series.plot(step, f, ".-", ms=3, lw=0.6, color="C0", label="max_devi_f")
+    if "avg_devi_f" in t.names:
+        series.plot(step, t.column("avg_devi_f"), lw=0.6, color="C2", alpha=0.7, label="avg_devi_f")
+    series.set_xlabel("step")
+    series.set_ylabel("force deviation (eV/Å)")
+    for level, name, color in ((trust_lo, "trust_lo", "C1"), (trust_hi, "trust_hi", "C3")):
+        if level is not None:
+            hist.axvline(level, color=color, ls="--", label=f"{name} {level:g}")
+            series.axhline(level, color=color, ls="--", label=f"{name} {level:g}")
+    for ax in (hist, series):
+        ax.grid(True, alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="upper right", fontsize="small")
+    title = f"{t.path.name}: {len(f)} frames"
+    if trust_lo is not None or trust_hi is not None:
+        acc, cand, fail = devi_classes(f, trust_lo, trust_hi)
+        n = len(f)
+        title += (f"; accurate {100 * acc / n:.1f}%, candidate {100 * cand / n:.1f}%, "
+                  f"failed {100 * fail / n:.1f}%")
+    fig.suptitle(title)
+    return fig
+
+
+def figure_for(t: Table, trust_lo: float | None = None, trust_hi: float | None = None):
+    """The figure of table `t` by its kind."""
+    if t.kind is Kind.LCURVE:
+        return plot_lcurve(t)
+    if t.kind is Kind.THERMO:
+        return plot_thermo(t)
+    return plot_model_devi(t, trust_lo, trust_hi)

@@ -1,0 +1,173 @@
+"""`numdp plot`: learning curve, thermo log and model deviation figures; kind detection from the
+header line; one-line errors; the message without matplotlib."""
+import io
+import sys
+
+import numpy as np
+
+# matplotlib is in the test extra (pyproject.toml), so CI draws every figure here
+from numdp.cli import main
+from numdp.md.reporters import Console, ThermoReporter
+from numdp.plots import Kind, devi_classes, figure_for, read_table
+from numdp.train.report import Lcurve, lcurve_columns
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def write_lcurve(path, has_valid=True, has_v=True, n=12):
+    cols = lcurve_columns(has_valid, has_v)
+    lc = Lcurve(path, cols)
+    rng = np.random.default_rng(1)
+    rows = []
+    for k in range(n):
+        vals = list(np.exp(-0.2 * k) * rng.uniform(0.5, 2.0, len(cols) - 1)) + [1e-3 * 0.9 ** k]
+        lc.row(100 * k, vals)
+        rows.append(vals)
+    lc.close()
+    return cols, np.array(rows)
+
+
+def write_thermo_log(path):
+    """A numdp run log: text lines, a thermo block, more text, a resumed block (as --restart
+    appends), then the timing summary."""
+    class Snap:
+        def __init__(self, step):
+            self.step, self.time = step, step * 0.0005
+            self.temp, self.pe, self.ke = 300 + step, -100.0 - step, 7.0 + 0.1 * step
+            self.etotal, self.press, self.vol = self.pe + self.ke, 10.0 * step, 1000.0
+
+    for resume, steps in ((False, range(0, 30, 5)), (True, range(30, 50, 5))):
+        console = Console(path, resume=resume, screen=io.StringIO())
+        console.line("numdp run md.toml: 192 atoms O 64, H 128")
+        th = ThermoReporter(5, console)
+        th.start()
+        for s in steps:
+            th.report(Snap(s))
+        console.line("Loop time of 4.301 s for 40 steps with 192 atoms (2 threads)")
+        console.close()
+    return np.arange(0, 50, 5)
+
+
+def write_model_devi(path, n=200, seed=0):
+    rng = np.random.default_rng(seed)
+    f = rng.lognormal(-2.5, 0.6, n)
+    rows = np.column_stack([np.arange(n) * 10, f * 0.1, f * 0.05, f * 0.08, f, f * 0.2, f * 0.5])
+    np.savetxt(path, rows, fmt=["%12d"] + ["%18.6e"] * 6,
+               header="step max_devi_v min_devi_v avg_devi_v max_devi_f min_devi_f avg_devi_f")
+    return rows
+
+
+def test_lcurve_figure(tmp_path, capsys):
+    f = tmp_path / "lcurve.out"
+    cols, rows = write_lcurve(f)
+    t = read_table(f)
+    assert t.kind is Kind.LCURVE and t.names == ["step", *cols]
+    fig = figure_for(t)
+    axes = fig.get_axes()
+    assert len(axes) == 5  # loss, energy, force, virial, lr
+    assert all(ax.get_yscale() == "log" for ax in axes)
+    energy = axes[1]
+    assert [ln.get_label() for ln in energy.get_lines()] == ["train", "validation"]
+    np.testing.assert_array_equal(energy.get_lines()[0].get_xdata(), 100 * np.arange(12))
+    # lcurve.out holds 7 significant digits (%13.6e): relative rounding <= 5e-7
+    np.testing.assert_allclose(energy.get_lines()[0].get_ydata(), rows[:, cols.index("rmse_e_trn")], rtol=1e-6)
+    np.testing.assert_allclose(axes[4].get_lines()[0].get_ydata(), rows[:, -1], rtol=1e-6)
+    assert main(["plot", str(f)]) == 0
+    assert (tmp_path / "lcurve.png").read_bytes()[:8] == PNG
+    # without validation data and virial: train only, three RMSE panels
+    cols, _ = write_lcurve(tmp_path / "l2.out", has_valid=False, has_v=False)
+    axes = figure_for(read_table(tmp_path / "l2.out")).get_axes()
+    assert len(axes) == 4 and [ln.get_label() for ln in axes[2].get_lines()] == ["train"]
+
+
+def test_deepmd_kit_lcurve(oracle_dir, tmp_path):
+    """DeePMD-kit's own lcurve.out (two comment lines) reads as a learning curve."""
+    src = oracle_dir / "training" / "water_2k_seed1.lcurve.out"
+    t = read_table(src)
+    assert t.kind is Kind.LCURVE and t.names[:3] == ["step", "rmse_val", "rmse_trn"]
+    assert t.data.shape == (len(np.loadtxt(src, ndmin=2)), len(t.names))
+    assert main(["plot", str(src), "-o", str(tmp_path / "w.png")]) == 0
+    assert (tmp_path / "w.png").read_bytes()[:8] == PNG
+
+
+def test_thermo_figure(tmp_path):
+    log = tmp_path / "log.txt"
+    steps = write_thermo_log(log)
+    t = read_table(log)
+    assert t.kind is Kind.THERMO
+    assert t.names == ["step", "time", "temp", "pe", "ke", "etotal", "press", "vol"]
+    np.testing.assert_array_equal(t.column("step"), steps)
+    fig = figure_for(t)
+    axes = fig.get_axes()
+    assert [ax.get_ylabel() for ax in axes] == ["temp (K)", "pe (eV)", "ke (eV)", "etotal (eV)",
+                                                 "press (bar)", "vol (Å³)"]
+    assert axes[-1].get_xlabel() == "time (ps)"
+    line = axes[0].get_lines()[0]
+    np.testing.assert_allclose(line.get_xdata(), steps * 0.0005)
+    np.testing.assert_allclose(line.get_ydata(), 300 + steps)
+    out = tmp_path / "thermo.png"
+    assert main(["plot", str(log), "-o", str(out)]) == 0
+    assert out.read_bytes()[:8] == PNG
+
+
+def test_model_devi_figure(tmp_path):
+    f = tmp_path / "model_devi.out"
+    rows = write_model_devi(f)
+    t = read_table(f)
+    assert t.kind is Kind.MODEL_DEVI
+    fig = figure_for(t, 0.05, 0.15)
+    hist, series = fig.get_axes()
+    assert sum(p.get_height() for p in hist.patches) == len(rows)  # every frame in the histogram
+    f_col = t.column("max_devi_f")
+    np.testing.assert_array_equal(series.get_lines()[0].get_ydata(), f_col)
+    # the file holds 7 significant digits (%.6e): relative rounding <= 5e-7
+    np.testing.assert_allclose(f_col, rows[:, 4], rtol=1e-6)
+    levels = sorted(ln.get_ydata()[0] for ln in series.get_lines() if ln.get_label().startswith("trust"))
+    assert levels == [0.05, 0.15]
+    vlines = sorted(ln.get_xdata()[0] for ln in hist.get_lines())
+    assert vlines == [0.05, 0.15]
+    acc, cand, fail = devi_classes(f_col, 0.05, 0.15)
+    assert (acc, cand, fail) == (np.sum(f_col < 0.05), np.sum((f_col >= 0.05) & (f_col < 0.15)),
+                                 np.sum(f_col >= 0.15))
+    assert min(acc, cand, fail) > 0  # the levels split the data: the classes are exercised
+    assert f"failed {100 * fail / len(rows):.1f}%" in fig._suptitle.get_text()
+    assert main(["plot", str(f), "--trust-lo", "0.05", "--trust-hi", "0.15"]) == 0
+    assert (tmp_path / "model_devi.png").read_bytes()[:8] == PNG
+
+
+def test_errors_are_one_line(tmp_path, capsys):
+    bad = tmp_path / "notes.txt"
+    bad.write_text("hello\n1 2 3\n")
+    devi = tmp_path / "model_devi.out"
+    write_model_devi(devi, n=5)
+    broken = tmp_path / "broken.out"
+    broken.write_text("# step max_devi_v min_devi_v avg_devi_v max_devi_f min_devi_f avg_devi_f\n1 2 3\n")
+    empty = tmp_path / "empty.out"
+    empty.write_text("#  step  rmse_trn  lr\n")
+    lc = tmp_path / "lcurve.out"
+    write_lcurve(lc)
+    cases = [
+        ([str(tmp_path / "missing.out")], "not found"),
+        ([str(bad)], "not a learning curve"),
+        ([str(broken)], "broken.out:2: expected 7 numbers"),
+        ([str(empty)], "no rows"),
+        ([str(lc), "--trust-lo", "0.1"], "apply to model deviation files"),
+        ([str(devi), "--trust-lo", "0.3", "--trust-hi", "0.1"], "above --trust-hi"),
+        ([str(devi), "-o", str(tmp_path / "x.pdf")], "PNG"),
+        ([str(devi), "-o", str(tmp_path / "nodir" / "x.png")], "cannot write"),
+    ]
+    for argv, fragment in cases:
+        assert main(["plot", *argv]) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and fragment in err[0], (argv, err)
+
+
+def test_without_matplotlib(tmp_path, monkeypatch, capsys):
+    f = tmp_path / "model_devi.out"
+    write_model_devi(f, n=5)
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
+    assert main(["plot", str(f)]) == 2
+    assert capsys.readouterr().err.strip() == "numdp plot needs matplotlib: pip install 'numdp[plot]'"
+    assert not (tmp_path / "model_devi.png").exists()
