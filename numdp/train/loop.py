@@ -4,14 +4,13 @@ One step t (0-based) draws a batch, evaluates the loss at θ_t with prefactors a
 of step t, accumulates the exact gradient over the batch's frames and makes one Adam update.
 At display steps (t % disp_freq == 0) the batch metrics and a validation of θ_t on `numb_btch`
 validation batches go to lcurve.out; a last row is written for θ after the final update.
-Checkpoints hold the state after t updates (every save_freq updates, at the end and on Ctrl-C).
+Checkpoints hold the state after t updates (every save_freq updates, at the end and after SIGINT
+or SIGTERM: numdp.signals).
 """
 from __future__ import annotations
 
 import math
-import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from .. import __version__
 from ..blas import get_blas_threads, set_blas_threads
 from ..errors import InputError
 from ..io.model_file import write_model
+from ..signals import StopRequest
 from .checkpoint import Checkpoint, read_checkpoint, write_checkpoint
 from .config import TrainConfig
 from .data import BatchSampler, DataSystem, FrameCache, load_dataset
@@ -42,7 +42,8 @@ PHASES = ("data", "forward", "backward", "optimizer", "validation")
 
 
 class TrainingInterrupted(Exception):
-    """Raised after Ctrl-C once the checkpoint of the last completed step is written."""
+    """Raised after SIGINT (Ctrl-C) or SIGTERM once the checkpoint of the last completed step is
+    written (numdp.signals; a second signal aborts at once)."""
 
     def __init__(self, step: int, path: Path):
         super().__init__(f"interrupted after step {step}; checkpoint written to {path} "
@@ -88,7 +89,6 @@ class Trainer:
         self.frame_budget = frame_budget
         self.precond: FittingPreconditioner | None = None
         self.timings = dict.fromkeys(PHASES, 0.0)
-        self._stop = False
         # The workers call BLAS on modest matrices: a threaded BLAS underneath only oversubscribes.
         # Numba's own parallel kernels (neighbour lists, built once per frame) run on one thread
         # for the same reason.
@@ -343,14 +343,10 @@ class Trainer:
                     vals.append(getattr(st, f"rmse_{kind}"))
         return vals + [lr]
 
-    def _sigint(self, signum, frame):
-        if self._stop:
-            raise KeyboardInterrupt
-        self._stop = True
-
     # ------------------------------------------------------------------ the run
     def run(self) -> History:
-        """Train to numb_steps; returns the lcurve rows.  Raises TrainingInterrupted on Ctrl-C."""
+        """Train to numb_steps; returns the lcurve rows.  Raises TrainingInterrupted after SIGINT or
+        SIGTERM (numdp.signals)."""
         cfg = self.cfg
         tr = cfg.training
         total = tr.numb_steps
@@ -358,53 +354,49 @@ class Trainer:
         history = History(columns)
         lcurve = Lcurve(tr.disp_file, columns, self.start_step if self.restart else None)
         progress = Progress(total, self.stream)
-        old_handler = None
-        if threading.current_thread() is threading.main_thread():
-            old_handler = signal.signal(signal.SIGINT, self._sigint)
-        start = time.monotonic()
-        step = self.start_step
-        saved_at = None
-        running = None
-        try:
-            while step < total:
-                display = step % tr.disp_freq == 0
-                stats, vstats = self.train_step(step, display)
-                lr = self.sched.lr(step)
-                running = stats.loss() if running is None else 0.9 * running + 0.1 * stats.loss()
-                if display:
-                    row = self._row(step, stats, vstats, lr)
-                    lcurve.row(step, row)
-                    history.rows[step] = row
-                step += 1
-                elapsed = time.monotonic() - start
-                if step % tr.save_freq == 0 or step == total:
-                    self.checkpoint(step, self.elapsed0 + elapsed)
-                    saved_at = step
-                if self.on_step is not None:
-                    self.on_step(step)
-                if self._stop:
-                    if saved_at != step:
+        with StopRequest("train") as stop:
+            start = time.monotonic()
+            step = self.start_step
+            saved_at = None
+            running = None
+            try:
+                while step < total:
+                    display = step % tr.disp_freq == 0
+                    stats, vstats = self.train_step(step, display)
+                    lr = self.sched.lr(step)
+                    running = stats.loss() if running is None else 0.9 * running + 0.1 * stats.loss()
+                    if display:
+                        row = self._row(step, stats, vstats, lr)
+                        lcurve.row(step, row)
+                        history.rows[step] = row
+                    step += 1
+                    elapsed = time.monotonic() - start
+                    if step % tr.save_freq == 0 or step == total:
                         self.checkpoint(step, self.elapsed0 + elapsed)
-                    raise TrainingInterrupted(step, tr.save_ckpt)
-                done = step - self.start_step
-                eta = elapsed / done * (total - step)
-                progress.update(step, display and tr.disp_training, loss=running, rmse_e=stats.rmse_e,
-                                rmse_f=stats.rmse_f, lr=lr, elapsed=self.elapsed0 + elapsed, eta=eta)
-            # the state after the last update
-            lr, pref = self.prefactors(total)
-            stats = LossStats()
-            k, idx = self.sampler.next()
-            self._batch_loss(self.train_sys, self.train_cache, k, idx, pref, stats, False)
-            vstats = self.validate(pref)
-            row = self._row(total, stats, vstats, lr)
-            lcurve.row(total, row)
-            history.rows[total] = row
-            progress.finish()
-        finally:
-            lcurve.close()
-            progress.finish()
-            if old_handler is not None:
-                signal.signal(signal.SIGINT, old_handler)
+                        saved_at = step
+                    if self.on_step is not None:
+                        self.on_step(step)
+                    if stop.requested:
+                        if saved_at != step:
+                            self.checkpoint(step, self.elapsed0 + elapsed)
+                        raise TrainingInterrupted(step, tr.save_ckpt)
+                    done = step - self.start_step
+                    eta = elapsed / done * (total - step)
+                    progress.update(step, display and tr.disp_training, loss=running, rmse_e=stats.rmse_e,
+                                    rmse_f=stats.rmse_f, lr=lr, elapsed=self.elapsed0 + elapsed, eta=eta)
+                # the state after the last update
+                lr, pref = self.prefactors(total)
+                stats = LossStats()
+                k, idx = self.sampler.next()
+                self._batch_loss(self.train_sys, self.train_cache, k, idx, pref, stats, False)
+                vstats = self.validate(pref)
+                row = self._row(total, stats, vstats, lr)
+                lcurve.row(total, row)
+                history.rows[total] = row
+                progress.finish()
+            finally:
+                lcurve.close()
+                progress.finish()
         wall = time.monotonic() - start
         self.wall = wall
         nsteps = total - self.start_step
