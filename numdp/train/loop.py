@@ -21,6 +21,7 @@ import numpy as np
 from .. import __version__
 from ..blas import get_blas_threads, set_blas_threads
 from ..errors import InputError
+from ..io.backup import back_up, backup_line
 from ..io.model_file import write_model
 from ..signals import StopRequest
 from .checkpoint import Checkpoint, read_checkpoint, write_checkpoint
@@ -352,6 +353,10 @@ class Trainer:
         total = tr.numb_steps
         columns = lcurve_columns(bool(self.valid_sys), self.prefs.has_v)
         history = History(columns)
+        if self.restart is None:  # a new run: keep the previous run's files under numbered names
+            moved = back_up([tr.disp_file, tr.model_file, tr.save_ckpt])
+            if moved:
+                self.say(backup_line(moved))
         lcurve = Lcurve(tr.disp_file, columns, self.start_step if self.restart else None)
         progress = Progress(total, self.stream)
         with StopRequest("train") as stop:
