@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from ..parallel.world import mark_agreed
 from ..signals import StopRequest
 from ..system import State
-from .reporters import CheckpointReporter, Console, Progress, TrajectoryReporter, snapshot
+from ..progress import CompileNotice, Progress
+from .reporters import CheckpointReporter, Console, TrajectoryReporter, snapshot
 from .safety import SafetyMonitor, SafetyStop
 
 
@@ -149,18 +150,24 @@ class Simulation:
         state = self.state
         timers = Timers()
         start_step = state.step
-        progress = Progress(start_step, end_step, self.progress_mode)
+        progress = Progress(start_step, end_step, self.progress_mode, prefix="progress: ")
         self.console.progress = progress
         t_start = time.perf_counter()
-        if state.forces is None:
-            self.provider(state)
-        for r in self.reporters:
-            if hasattr(r, "start"):
-                r.start()
-        problem, _ = self.safety.check(state, self.provider)
-        stopped = None
-        if problem is None:
-            self._report(state.step, True, timers)
+        # a first run compiles the kernels in the first force evaluation and the first step: say so
+        notice = CompileNotice(self.console.line).start()
+        try:
+            if state.forces is None:
+                self.provider(state)
+            for r in self.reporters:
+                if hasattr(r, "start"):
+                    r.start()
+            problem, _ = self.safety.check(state, self.provider)
+            stopped = None
+            if problem is None:
+                self._report(state.step, True, timers)
+        except BaseException:
+            notice.stop()
+            raise
         timers = Timers()  # the loop's split starts here (setup and first reports excluded)
         n0, f0 = self.provider.time_neigh, self.provider.time_force
         b0 = getattr(self.provider.model, "beyond_table", 0)
@@ -172,7 +179,10 @@ class Simulation:
             while problem is None and state.step < end_step and not signalled:
                 t0 = time.perf_counter()
                 tn, tf, tc = self.provider.time_neigh, self.provider.time_force, world.comm_time
-                self.integrator.step(state, self.provider)
+                try:
+                    self.integrator.step(state, self.provider)
+                finally:
+                    notice.stop()  # after the first step (idempotent)
                 t1 = time.perf_counter()
                 step_comm = world.comm_time - tc
                 timers.integrate += ((t1 - t0) - (self.provider.time_neigh - tn) - (self.provider.time_force - tf)
@@ -197,6 +207,7 @@ class Simulation:
                                   + (f"; checkpoint written to {self.checkpoint.path} (continue with "
                                      f"--restart {self.checkpoint.path})" if self.checkpoint else ""))
                 raise mark_agreed(KeyboardInterrupt(), self.world.is_root)
+        notice.stop()
         progress.finish()
         if problem is not None:
             stopped = self._stop(problem, timers)

@@ -23,6 +23,7 @@ from ..blas import get_blas_threads, set_blas_threads
 from ..errors import InputError
 from ..io.backup import back_up, backup_line
 from ..io.model_file import write_model
+from ..progress import CompileNotice, Progress
 from ..signals import StopRequest
 from .checkpoint import Checkpoint, read_checkpoint, write_checkpoint
 from .config import TrainConfig
@@ -33,7 +34,7 @@ from .loss import LossStats, Prefactors
 from .optim import Adam
 from .passes import ModelPasses
 from .precond import FittingPreconditioner
-from .report import Lcurve, Progress, lcurve_columns
+from .report import Lcurve, lcurve_columns
 from .schedule import ExpDecay, PrefactorSchedule
 from ..neighbor.distances import DistanceStats
 from .stats import (auto_sel, energy_bias, env_stats, max_neighbour_counts,
@@ -97,9 +98,12 @@ class Trainer:
         set_blas_threads(1)
         self._old_numba = numba.get_num_threads()
         numba.set_num_threads(1)
+        # a first run compiles kernels in the statistics and the first step: say so
+        self._compile_notice = CompileNotice(self.say).start()
         try:
             self._setup()
         except BaseException:
+            self._compile_notice.stop()
             self._restore_threads()
             raise
 
@@ -358,7 +362,7 @@ class Trainer:
             if moved:
                 self.say(backup_line(moved))
         lcurve = Lcurve(tr.disp_file, columns, self.start_step if self.restart else None)
-        progress = Progress(total, self.stream)
+        progress = Progress(0, total, "auto", self.stream, bar_width=0, elapsed0=self.elapsed0)
         with StopRequest("train") as stop:
             start = time.monotonic()
             step = self.start_step
@@ -367,7 +371,10 @@ class Trainer:
             try:
                 while step < total:
                     display = step % tr.disp_freq == 0
-                    stats, vstats = self.train_step(step, display)
+                    try:
+                        stats, vstats = self.train_step(step, display)
+                    finally:
+                        self._compile_notice.stop()  # after the first step (idempotent)
                     lr = self.sched.lr(step)
                     running = stats.loss() if running is None else 0.9 * running + 0.1 * stats.loss()
                     if display:
@@ -385,10 +392,9 @@ class Trainer:
                         if saved_at != step:
                             self.checkpoint(step, self.elapsed0 + elapsed)
                         raise TrainingInterrupted(step, tr.save_ckpt)
-                    done = step - self.start_step
-                    eta = elapsed / done * (total - step)
-                    progress.update(step, display and tr.disp_training, loss=running, rmse_e=stats.rmse_e,
-                                    rmse_f=stats.rmse_f, lr=lr, elapsed=self.elapsed0 + elapsed, eta=eta)
+                    progress.update(step, f"loss {running:9.3e}  e {stats.rmse_e * 1e3:8.3f} meV/atom  "
+                                          f"f {stats.rmse_f * 1e3:8.2f} meV/A  lr {lr:8.2e}",
+                                    line=display and tr.disp_training)
                 # the state after the last update
                 lr, pref = self.prefactors(total)
                 stats = LossStats()
@@ -445,5 +451,6 @@ class Trainer:
 
     def close(self) -> None:
         """Stop the worker threads and restore NumPy's BLAS thread count."""
+        self._compile_notice.stop()
         self.passes.close()
         self._restore_threads()
