@@ -2,7 +2,8 @@
 
     first signal:  `StopRequest.requested` becomes True; the command finishes its current step,
                    writes its checkpoint and exits with status 130 (the caller does this).
-    second signal: abort at once: every temporary that an atomic write (numdp.io.atomic) is
+    second signal: abort at once (the same signal within REPEAT_WINDOW = 1 s of the first is a
+                   copy of it, see below): every temporary that an atomic write (numdp.io.atomic) is
                    writing is removed, one line goes to stderr and the process ends with status
                    130 through os._exit.  Nothing is unwound, so no `except`/`finally` and no
                    library callback can swallow the abort or print a traceback, and no file is
@@ -13,7 +14,10 @@
 Under `mpiexec` the launcher forwards SIGINT and SIGTERM to every rank (MPICH's Hydra does; a
 terminal's Ctrl-C reaches only the launcher, whose ranks run in process groups of their own), so
 every rank sees one signal per keystroke; `numdp run` agrees on the stop across ranks
-(numdp.md.safety).  Handlers can only be installed in the main thread: elsewhere `StopRequest`
+(numdp.md.safety).  A batch system may signal the ranks and the launcher at once (Slurm sends
+SIGTERM to every process of a job at its time limit) and the launcher then forwards its copy: so
+the same signal again within `REPEAT_WINDOW` seconds of the first counts as the same request, not
+as a second one.  Handlers can only be installed in the main thread: elsewhere `StopRequest`
 does nothing and the signals keep their previous handlers.
 """
 from __future__ import annotations
@@ -22,9 +26,11 @@ import os
 import signal
 import sys
 import threading
+import time
 
 EXIT_STATUS = 130  # status of an interrupted command, whichever of SIGINT / SIGTERM stopped it
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+REPEAT_WINDOW = 1.0  # s: the same signal again this soon is a forwarded copy, not a second request
 
 
 def _write_stderr(text: str) -> None:
@@ -47,12 +53,17 @@ class StopRequest:
         self.announce = announce
         self.requested = False
         self.signame: str | None = None
+        self._first: tuple[int, float] | None = None  # (signal, monotonic time) of the first one
         self._previous: dict = {}
 
     def _handler(self, signum, frame) -> None:
         name = signal.Signals(signum).name
-        if self.requested:
+        now = time.monotonic()
+        if self._first is not None:
+            if signum == self._first[0] and now - self._first[1] < REPEAT_WINDOW:
+                return  # a forwarded copy of the first signal
             self.abort(name)
+        self._first = (signum, now)
         self.requested = True
         self.signame = name
         if self.announce:

@@ -174,15 +174,17 @@ def test_second_signal_aborts_the_run_at_once(tmp_path):
 
 
 WRITER = textwrap.dedent("""
-    import os, signal, sys
+    import os, signal, sys, time
     from numdp.io.atomic import atomic_path
-    from numdp.signals import StopRequest
+    from numdp.signals import REPEAT_WINDOW, StopRequest
     target = sys.argv[1]
     with StopRequest("test"):
         with atomic_path(target) as tmp:
             tmp.write_text("half of the new")
             os.kill(os.getpid(), signal.SIGINT)  # asks to stop: the write goes on
-            os.kill(os.getpid(), signal.SIGINT)  # aborts at once, in the middle of the write
+            os.kill(os.getpid(), signal.SIGINT)  # within 1 s: a copy of the first (forwarded)
+            time.sleep(REPEAT_WINDOW)
+            os.kill(os.getpid(), signal.SIGINT)  # a second request: aborts in the middle of the write
             tmp.write_text("the whole new file")
     print("not reached")
 """)
@@ -207,6 +209,8 @@ def test_first_signal_only_asks_to_stop_and_handlers_are_restored():
         assert not stop.requested
         os.kill(os.getpid(), signal.SIGTERM)
         assert stop.requested and stop.signame == "SIGTERM"
+        os.kill(os.getpid(), signal.SIGTERM)  # a copy within REPEAT_WINDOW (launcher forwarding): no abort
+        assert stop.requested
     assert {s: signal.getsignal(s) for s in before} == before
     assert not atomic.PENDING
 
