@@ -12,7 +12,8 @@ Temporaries being written are listed in `PENDING`, so that an abort that cannot 
 (`remove_pending`).
 
 Used by the model writers (numdp.io.h5_model, numdp.io.dp_write), the training checkpoint
-(numdp.train.checkpoint) and the MD checkpoint (numdp.io.h5md.write_checkpoint).
+(numdp.train.checkpoint), the MD checkpoint (numdp.io.h5md.write_checkpoint) and the rewrite of
+lcurve.out when training continues (numdp.train.report).
 """
 from __future__ import annotations
 

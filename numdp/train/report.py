@@ -2,8 +2,9 @@
 numdp.progress.Progress, shared with `numdp run`."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from ..io.atomic import atomic_path
 
 
 def lcurve_columns(has_valid: bool, has_v: bool) -> list[str]:
@@ -38,9 +39,8 @@ class Lcurve:
                 if int(line.split()[0]) < restart_step:
                     lines.append(line if line.endswith("\n") else line + "\n")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
-        tmp.write_text("".join(lines))
-        os.replace(tmp, self.path)
+        with atomic_path(self.path, "learning curve") as tmp:
+            tmp.write_text("".join(lines))
         self._fh = open(self.path, "a")
 
     def row(self, step: int, values: list[float]) -> None:
