@@ -359,5 +359,5 @@ def test_sigint_finishes_the_step_and_writes_a_checkpoint(tmp_path):
     assert "interrupted after step" in out
     state = read_checkpoint(tmp_path / "ck.h5")
     assert state.step > 0 and f"interrupted after step {state.step}" in out
-    with h5py.File(tmp_path / "traj.h5md", "r") as f:
-        assert f["particles/trajectory/position/step"][-1] == state.step
+    with h5py.File(tmp_path / "traj.h5md", "r") as f:  # no frame off the cadence (every = 1000000)
+        assert f["particles/trajectory/position/step"][()].tolist() == [0]

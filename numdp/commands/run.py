@@ -1,7 +1,10 @@
 """`numdp run input.toml [--restart checkpoint.h5]`: molecular dynamics with a Deep Potential model.
 
 The input file is described in docs/md.md.  A restart continues the run recorded in
-the checkpoint up to [md] steps, appending to the trajectory and the log.
+the checkpoint up to [md] steps, appending to the trajectory and the log; a new run first backs up
+the outputs of an earlier one to `#name.N#` (numdp.io.backup).  SIGINT / SIGTERM: finish the step,
+write the checkpoint, exit 130; a second one aborts at once (numdp.signals).  docs/md-run-outputs.md
+describes all of this for users.
 
 Under an MPI launcher (`mpiexec -n N numdp run input.toml`) the run is spread over N ranks
 (numdp.parallel).  Failures never leave ranks waiting: errors that all ranks agree on (bad input,

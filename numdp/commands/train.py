@@ -1,4 +1,9 @@
-"""`numdp train input.toml`: train an se_e2_a energy model (see numdp.train)."""
+"""`numdp train input.toml`: train an se_e2_a energy model (see numdp.train).
+
+A new run backs up an earlier run's lcurve, model and checkpoint to `#name.N#` (numdp.io.backup);
+SIGINT / SIGTERM finish the step, write the checkpoint and exit 130, a second one aborts at once
+(numdp.signals).
+"""
 from __future__ import annotations
 
 import sys

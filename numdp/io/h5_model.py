@@ -31,11 +31,8 @@ compressed model (e.g. `descriptor/compressed/net_{k}/...`) coexists with the pl
 """
 from __future__ import annotations
 
-import contextlib
 import datetime
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import h5py
@@ -43,6 +40,7 @@ import numpy as np
 
 from ..errors import InputError, require_file
 from ..errors import one_line as _one_line
+from .atomic import atomic_h5
 from ..model.params import Descriptor, Fitting, Layer, ModelParams, Net
 from ..model.tables import Table
 
@@ -51,61 +49,9 @@ FORMAT_VERSION = 1
 ANGSTROM, INV_ANGSTROM, EV = "Å", "1/Å", "eV"
 
 
-# ---------------------------------------------------------------- atomic writes
-
-
-def _umask() -> int:
-    """The process umask, read without changing it where the system allows."""
-    with contextlib.suppress(OSError, ValueError):
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    mask = os.umask(0o022)  # pragma: no cover - non-Linux
-    os.umask(mask)
-    return mask
-
-
-@contextlib.contextmanager
 def atomic_h5_file(path):
-    """Yield an h5py.File open for writing at a temporary name beside `path`; on success the
-    file is flushed to disk and renamed over `path`, on failure it is removed.
-
-    Readers of `path` therefore see either the old file or the complete new one.  Problems
-    creating or renaming the file raise InputError naming `path`.
-    """
-    path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise InputError(f"{path}: is a directory, cannot write a model file there")
-    if not directory.is_dir():
-        raise InputError(f"{path}: cannot write (directory {directory} does not exist)")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot write ({exc.strerror or _one_line(exc)})") from None
-    os.close(fd)
-    try:
-        try:
-            h5 = h5py.File(tmp, "w")
-        except OSError as exc:
-            raise InputError(f"{path}: cannot write ({_one_line(exc)})") from None
-        with h5:
-            yield h5
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        # mkstemp creates mode 0600; give the file the permissions an ordinary open() would
-        os.chmod(tmp, 0o666 & ~_umask())
-        try:
-            os.replace(tmp, path)
-        except OSError as exc:
-            raise InputError(f"{path}: cannot write ({_one_line(exc)})") from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """An h5py.File at a temporary name that replaces `path` when complete (numdp.io.atomic)."""
+    return atomic_h5(path, "model file")
 
 
 # ---------------------------------------------------------------- writing

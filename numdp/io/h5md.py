@@ -27,13 +27,13 @@ A frame is written in the order step/time, observables, box, velocity, force, po
 is flushed, so a run killed at any moment leaves a file whose `position/value` frames are complete.
 
 A checkpoint (`write_checkpoint`) is a one-frame H5MD file of the same layout plus `/numdp/state`,
-the whole `numdp.system.State` as datasets (bit-exact float64).  It is written to a temporary name
-in the same directory, synced and renamed, so a crash never leaves a half-written checkpoint.
+the whole `numdp.system.State` as datasets (bit-exact float64).  It is written atomically
+(numdp.io.atomic: unique temporary name in the same directory, fsync, rename, fsync of the
+directory), so a crash or a failed write never leaves a half-written checkpoint or a temporary.
 """
 from __future__ import annotations
 
 import getpass
-import os
 from pathlib import Path
 
 import h5py
@@ -42,6 +42,7 @@ import numpy as np
 from ..errors import InputError, one_line
 from ..system import State, from_arrays, to_arrays
 from ..units import EV_TO_KJ_PER_MOL
+from .atomic import atomic_path
 
 H5MD_VERSION = (1, 1)
 GROUP = "trajectory"
@@ -292,26 +293,22 @@ def is_checkpoint(path) -> bool:
 
 def write_checkpoint(path, state: State, observables: dict, input_text: str = "",
                      force_unit: str = "kJ mol-1 Angstrom-1") -> None:
-    """Write the whole State atomically: to `<path>.tmp`, fsync, then rename over `path`."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    writer = H5MDWriter(tmp, state.types, state.masses, state.type_map, FIELDS, state.box is not None,
-                        force_unit, input_text)
-    forces = state.forces if state.forces is not None else np.zeros_like(state.positions)
-    writer.append(state.step, state.time, state.positions, state.velocities, forces, state.box, observables)
-    g = writer.h5.create_group("numdp/state")
-    for key, value in to_arrays(state).items():
-        if isinstance(value, np.ndarray) and value.dtype == object:
-            g.create_dataset(key, data=np.array([str(v) for v in value], dtype=h5py.string_dtype()))
-        else:
-            g.create_dataset(key, data=value)
-    writer.close()
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    """Write the whole State atomically (numdp.io.atomic: temporary name, fsync, rename)."""
+    with atomic_path(path, "checkpoint") as tmp:
+        writer = H5MDWriter(tmp, state.types, state.masses, state.type_map, FIELDS, state.box is not None,
+                            force_unit, input_text)
+        try:
+            forces = state.forces if state.forces is not None else np.zeros_like(state.positions)
+            writer.append(state.step, state.time, state.positions, state.velocities, forces, state.box,
+                          observables)
+            g = writer.h5.create_group("numdp/state")
+            for key, value in to_arrays(state).items():
+                if isinstance(value, np.ndarray) and value.dtype == object:
+                    g.create_dataset(key, data=np.array([str(v) for v in value], dtype=h5py.string_dtype()))
+                else:
+                    g.create_dataset(key, data=value)
+        finally:
+            writer.close()
 
 
 def read_checkpoint(path) -> State:

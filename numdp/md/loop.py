@@ -10,17 +10,20 @@ exchange, force return, global reductions: numdp.parallel), integrate (everythin
 output (reporters: thermo, trajectory, checkpoint, gathering included), other (progress, checks).
 
 On several MPI ranks every rank runs this loop in lock step: the safety check is collective, so a
-stop or a signal (SIGINT/SIGTERM) ends every rank at the same step.
+stop or a signal (SIGINT/SIGTERM, numdp.signals) ends every rank at the same step.  A signal ends
+the run after the current step with a checkpoint and no extra trajectory frame (so that a restart
+reproduces the uninterrupted run's files); a second signal aborts at once.
 """
 from __future__ import annotations
 
-import signal
 import time
 from dataclasses import dataclass, field
 
 from ..parallel.world import mark_agreed
+from ..signals import StopRequest
 from ..system import State
-from .reporters import CheckpointReporter, Console, Progress, TrajectoryReporter, snapshot
+from ..progress import CompileNotice, Progress
+from .reporters import CheckpointReporter, Console, TrajectoryReporter, snapshot
 from .safety import SafetyMonitor, SafetyStop
 
 
@@ -147,55 +150,64 @@ class Simulation:
         state = self.state
         timers = Timers()
         start_step = state.step
-        progress = Progress(start_step, end_step, self.progress_mode)
+        progress = Progress(start_step, end_step, self.progress_mode, prefix="progress: ")
         self.console.progress = progress
         t_start = time.perf_counter()
-        if state.forces is None:
-            self.provider(state)
-        for r in self.reporters:
-            if hasattr(r, "start"):
-                r.start()
-        problem, _ = self.safety.check(state, self.provider)
-        stopped = None
-        if problem is None:
-            self._report(state.step, True, timers)
+        # a first run compiles the kernels in the first force evaluation and the first step: say so
+        notice = CompileNotice(self.console.line).start()
+        try:
+            if state.forces is None:
+                self.provider(state)
+            for r in self.reporters:
+                if hasattr(r, "start"):
+                    r.start()
+            problem, _ = self.safety.check(state, self.provider)
+            stopped = None
+            if problem is None:
+                self._report(state.step, True, timers)
+        except BaseException:
+            notice.stop()
+            raise
         timers = Timers()  # the loop's split starts here (setup and first reports excluded)
         n0, f0 = self.provider.time_neigh, self.provider.time_force
         b0 = getattr(self.provider.model, "beyond_table", 0)
         world = self.world
         t_loop = time.perf_counter()
         cpu_loop = time.process_time()
-        interrupted = []
         signalled = False
-        previous = _catch_signals(lambda: interrupted.append(state.step))
-        try:
+        with StopRequest("run", announce=world.is_root) as stop:
             while problem is None and state.step < end_step and not signalled:
                 t0 = time.perf_counter()
                 tn, tf, tc = self.provider.time_neigh, self.provider.time_force, world.comm_time
-                self.integrator.step(state, self.provider)
+                try:
+                    self.integrator.step(state, self.provider)
+                finally:
+                    notice.stop()  # after the first step (idempotent)
                 t1 = time.perf_counter()
                 step_comm = world.comm_time - tc
                 timers.integrate += ((t1 - t0) - (self.provider.time_neigh - tn) - (self.provider.time_force - tf)
                                      - step_comm)
                 tc = world.comm_time
-                problem, signalled = self.safety.check(state, self.provider, bool(interrupted))
+                problem, signalled = self.safety.check(state, self.provider, stop.requested)
                 timers.comm += step_comm + (world.comm_time - tc)
                 if problem is not None:
                     break
                 self._report(state.step, False, timers)
                 progress.update(state.step)
-        finally:
-            _restore_signals(previous)
-        if signalled:
-            progress.finish()
-            snap = self._snapshot()
-            if self.trajectory is not None:
-                self.trajectory.write_now(snap)
-            if self.checkpoint is not None:
-                self.checkpoint.write(snap, self.checkpoint.path)
-            self.console.line(f"interrupted after step {state.step}"
-                              + (f"; checkpoint written to {self.checkpoint.path}" if self.checkpoint else ""))
-            raise mark_agreed(KeyboardInterrupt(), self.world.is_root)
+            if signalled:
+                # No trajectory frame here: the file keeps the output cadence, and a restart from
+                # the checkpoint appends the frames an uninterrupted run would have written.  The
+                # checkpoint is written with the handlers still active, so a second signal during
+                # the write aborts at once (the atomic write leaves the previous checkpoint).
+                progress.finish()
+                snap = self._snapshot()
+                if self.checkpoint is not None and self.checkpoint.last_written != state.step:
+                    self.checkpoint.write(snap, self.checkpoint.path)
+                self.console.line(f"interrupted after step {state.step}"
+                                  + (f"; checkpoint written to {self.checkpoint.path} (continue with "
+                                     f"--restart {self.checkpoint.path})" if self.checkpoint else ""))
+                raise mark_agreed(KeyboardInterrupt(), self.world.is_root)
+        notice.stop()
         progress.finish()
         if problem is not None:
             stopped = self._stop(problem, timers)
@@ -229,32 +241,6 @@ class Simulation:
         for r in self.reporters:
             r.close()
         self.console.close()
-
-
-def _catch_signals(on_signal):
-    """Make SIGINT/SIGTERM finish the current step and stop cleanly (a second SIGINT aborts at once).
-
-    Returns the previous handlers (empty when not in the main thread)."""
-    previous = {}
-
-    def handler(signum, frame):
-        if signum == signal.SIGINT and previous.get("hit"):
-            raise KeyboardInterrupt
-        previous["hit"] = True
-        on_signal()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            previous[sig] = signal.signal(sig, handler)
-        except ValueError:  # not the main thread
-            return {}
-    return previous
-
-
-def _restore_signals(previous) -> None:
-    for sig, h in previous.items():
-        if sig != "hit":
-            signal.signal(sig, h)
 
 
 def run_or_raise(sim: Simulation, end_step: int) -> RunResult:

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import math
 import sys
-import time
 from dataclasses import dataclass
 
 from ..io.h5md import H5MDWriter, write_checkpoint
 from ..parallel.distribute import gather_state
 from ..parallel.world import World
+from ..progress import Progress
 from ..system import State, kinetic_energy, pressure, temperature
 from ..units import EV_PER_A3_TO_BAR
 
@@ -72,64 +72,6 @@ def snapshot(state: State, thermostat=None, world: World | None = None) -> Snaps
     reservoir = thermostat.reservoir_energy(state) if thermostat is not None else 0.0
     return Snapshot(state, state.step, state.time, temperature(ke, state.dof), state.potential_energy, ke,
                     etotal, press, vol, etotal + reservoir, world)
-
-
-class Progress:
-    """Progress with ETA: a redrawn bar on a terminal ("bar"), a plain line every 10 % ("lines")."""
-
-    def __init__(self, start: int, end: int, mode: str, stream=None):
-        self.stream = stream or sys.stderr
-        if mode == "auto":
-            mode = "bar" if getattr(self.stream, "isatty", lambda: False)() else "lines"
-        self.mode = mode
-        self.start = start
-        self.end = end
-        self.t0 = time.perf_counter()
-        self._last_draw = 0.0
-        self._next_fraction = 0.1
-        self._drawn = False
-
-    def _text(self, step: int) -> str:
-        done = step - self.start
-        total = max(self.end - self.start, 1)
-        elapsed = time.perf_counter() - self.t0
-        rate = done / elapsed if elapsed > 0 else 0.0
-        eta = (self.end - step) / rate if rate > 0 else math.inf
-        eta_s = "--:--:--" if not math.isfinite(eta) else time.strftime("%H:%M:%S", time.gmtime(eta))
-        return f"step {step}/{self.end} {100.0 * done / total:5.1f}% {rate:8.2f} steps/s ETA {eta_s}"
-
-    def update(self, step: int) -> None:
-        if self.mode == "none" or self.end <= self.start:
-            return
-        if self.mode == "bar":
-            now = time.perf_counter()
-            if now - self._last_draw < 0.2 and step < self.end:
-                return
-            self._last_draw = now
-            width = 30
-            frac = (step - self.start) / (self.end - self.start)
-            bar = "#" * int(frac * width) + "." * (width - int(frac * width))
-            self.stream.write(f"\r[{bar}] {self._text(step)}")
-            self.stream.flush()
-            self._drawn = True
-        elif (step - self.start) >= self._next_fraction * (self.end - self.start) or step == self.end:
-            while (step - self.start) >= self._next_fraction * (self.end - self.start):
-                self._next_fraction += 0.1
-            self.stream.write(f"progress: {self._text(step)}\n")
-            self.stream.flush()
-
-    def clear(self) -> None:
-        """Erase the bar so that other output can be printed."""
-        if self._drawn:
-            self.stream.write("\r" + " " * 100 + "\r")
-            self.stream.flush()
-            self._drawn = False
-
-    def finish(self) -> None:
-        if self.mode == "bar" and self._drawn:
-            self.stream.write("\n")
-            self.stream.flush()
-            self._drawn = False
 
 
 class Console:

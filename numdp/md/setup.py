@@ -4,7 +4,8 @@ Order: model -> state (start structure or checkpoint) -> thermostat / barostat -
 force provider -> safety -> outputs.  Restart: a checkpoint given as `restart` (command line
 `--restart`) or as [system] file restores the whole State, and the run continues up to step
 [md] steps; the trajectory and the log are continued (trajectory frames after the checkpoint's
-step are dropped first), so the result is bit for bit that of an uninterrupted run.
+step are dropped first), so the result is bit for bit that of an uninterrupted run.  A new run
+first backs up the outputs of a previous one (numdp.io.backup: `#traj.h5md.1#`, ...).
 
 On several MPI ranks (numdp.parallel) every rank builds the same objects: rank 0 reads the start
 structure or checkpoint, the grid of subdomains is chosen (or taken from [parallel] grid), and
@@ -22,6 +23,7 @@ import numpy as np
 
 from ..config import RunSettings
 from ..errors import InputError
+from ..io.backup import back_up, backup_line
 from ..io.h5md import H5MDWriter, is_checkpoint, read_checkpoint
 from ..io.structure import assign_types, read_structure, replicate
 from ..parallel.distribute import scatter_state
@@ -201,6 +203,11 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
     safety = SafetyMonitor(settings.safety.min_distance, settings.neighbor.skin, world)
 
     out = settings.output
+    moved = []
+    if not restarted:  # a new run: keep the previous run's files under numbered names
+        with world.agreement():
+            if world.is_root:
+                moved = back_up([out.trajectory, out.log, out.checkpoint, _stop_path(out.checkpoint)])
     console = Console(out.log, resume=restarted, screen=screen, enabled=world.is_root)
     reporters = [ThermoReporter(out.thermo_every, console)]
     writer = None
@@ -242,6 +249,8 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
         console.line(f"  restarted from {restart} at step {state.step} (time {state.time:.6g} ps)")
     for note in notes:
         console.line("  " + note)
+    if moved:
+        console.line("  " + backup_line(moved))
     return sim, md.steps
 
 

@@ -4,15 +4,12 @@ Contents: the flat parameter vector θ (optimiser coordinates, see numdp.train.p
 moments and update count, the preconditioner's statistics, the step, the states of
 the training and validation samplers (generator state, permutations, cursors), the data
 statistics of the model (sel, davg, dstd, out_bias, s_range, min_nbor_dist) and the training
-input text.  A checkpoint is written to a temporary name in the target directory and renamed
-over the target, so an interrupted write never leaves a half-written checkpoint.
+input text.  A checkpoint is written atomically (numdp.io.atomic), so an interrupted write never
+leaves a half-written checkpoint.
 """
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +17,7 @@ import h5py
 import numpy as np
 
 from ..errors import InputError
+from ..io.atomic import atomic_h5, one_line
 
 FORMAT = "numdp-train-checkpoint"
 VERSION = 1
@@ -55,16 +53,12 @@ class Checkpoint:
 
 
 def write_checkpoint(ck: Checkpoint, path) -> None:
-    """Write `ck` to `path` atomically (temporary file in the same directory, then rename)."""
+    """Write `ck` to `path` atomically (numdp.io.atomic: temporary file in the same directory,
+    fsync, rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
     try:
-        with h5py.File(tmp, "w") as h5:
+        with atomic_h5(path, "checkpoint") as h5:
             a = h5.attrs
             a["format"] = FORMAT
             a["version"] = VERSION
@@ -87,15 +81,8 @@ def write_checkpoint(ck: Checkpoint, path) -> None:
                 h5["min_nbor_dist"] = float(ck.min_nbor_dist)
             if ck.precond_scale is not None:
                 h5["precond_scale"] = ck.precond_scale
-        os.replace(tmp, path)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise InputError(f"{path}: cannot write checkpoint ({exc})") from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+        raise InputError(f"{path}: cannot write checkpoint ({one_line(exc)})") from None
 
 
 def read_checkpoint(path) -> Checkpoint:

@@ -4,14 +4,13 @@ One step t (0-based) draws a batch, evaluates the loss at θ_t with prefactors a
 of step t, accumulates the exact gradient over the batch's frames and makes one Adam update.
 At display steps (t % disp_freq == 0) the batch metrics and a validation of θ_t on `numb_btch`
 validation batches go to lcurve.out; a last row is written for θ after the final update.
-Checkpoints hold the state after t updates (every save_freq updates, at the end and on Ctrl-C).
+Checkpoints hold the state after t updates (every save_freq updates, at the end and after SIGINT
+or SIGTERM: numdp.signals).
 """
 from __future__ import annotations
 
 import math
-import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,10 @@ import numpy as np
 from .. import __version__
 from ..blas import get_blas_threads, set_blas_threads
 from ..errors import InputError
+from ..io.backup import back_up, backup_line
 from ..io.model_file import write_model
+from ..progress import CompileNotice, Progress
+from ..signals import StopRequest
 from .checkpoint import Checkpoint, read_checkpoint, write_checkpoint
 from .config import TrainConfig
 from .data import BatchSampler, DataSystem, FrameCache, load_dataset
@@ -32,7 +34,7 @@ from .loss import LossStats, Prefactors
 from .optim import Adam
 from .passes import ModelPasses
 from .precond import FittingPreconditioner
-from .report import Lcurve, Progress, lcurve_columns
+from .report import Lcurve, lcurve_columns
 from .schedule import ExpDecay, PrefactorSchedule
 from ..neighbor.distances import DistanceStats
 from .stats import (auto_sel, energy_bias, env_stats, max_neighbour_counts,
@@ -42,7 +44,8 @@ PHASES = ("data", "forward", "backward", "optimizer", "validation")
 
 
 class TrainingInterrupted(Exception):
-    """Raised after Ctrl-C once the checkpoint of the last completed step is written."""
+    """Raised after SIGINT (Ctrl-C) or SIGTERM once the checkpoint of the last completed step is
+    written (numdp.signals; a second signal aborts at once)."""
 
     def __init__(self, step: int, path: Path):
         super().__init__(f"interrupted after step {step}; checkpoint written to {path} "
@@ -88,7 +91,6 @@ class Trainer:
         self.frame_budget = frame_budget
         self.precond: FittingPreconditioner | None = None
         self.timings = dict.fromkeys(PHASES, 0.0)
-        self._stop = False
         # The workers call BLAS on modest matrices: a threaded BLAS underneath only oversubscribes.
         # Numba's own parallel kernels (neighbour lists, built once per frame) run on one thread
         # for the same reason.
@@ -96,9 +98,12 @@ class Trainer:
         set_blas_threads(1)
         self._old_numba = numba.get_num_threads()
         numba.set_num_threads(1)
+        # a first run compiles kernels in the statistics and the first step: say so
+        self._compile_notice = CompileNotice(self.say).start()
         try:
             self._setup()
         except BaseException:
+            self._compile_notice.stop()
             self._restore_threads()
             raise
 
@@ -343,68 +348,66 @@ class Trainer:
                     vals.append(getattr(st, f"rmse_{kind}"))
         return vals + [lr]
 
-    def _sigint(self, signum, frame):
-        if self._stop:
-            raise KeyboardInterrupt
-        self._stop = True
-
     # ------------------------------------------------------------------ the run
     def run(self) -> History:
-        """Train to numb_steps; returns the lcurve rows.  Raises TrainingInterrupted on Ctrl-C."""
+        """Train to numb_steps; returns the lcurve rows.  Raises TrainingInterrupted after SIGINT or
+        SIGTERM (numdp.signals)."""
         cfg = self.cfg
         tr = cfg.training
         total = tr.numb_steps
         columns = lcurve_columns(bool(self.valid_sys), self.prefs.has_v)
         history = History(columns)
+        if self.restart is None:  # a new run: keep the previous run's files under numbered names
+            moved = back_up([tr.disp_file, tr.model_file, tr.save_ckpt])
+            if moved:
+                self.say(backup_line(moved))
         lcurve = Lcurve(tr.disp_file, columns, self.start_step if self.restart else None)
-        progress = Progress(total, self.stream)
-        old_handler = None
-        if threading.current_thread() is threading.main_thread():
-            old_handler = signal.signal(signal.SIGINT, self._sigint)
-        start = time.monotonic()
-        step = self.start_step
-        saved_at = None
-        running = None
-        try:
-            while step < total:
-                display = step % tr.disp_freq == 0
-                stats, vstats = self.train_step(step, display)
-                lr = self.sched.lr(step)
-                running = stats.loss() if running is None else 0.9 * running + 0.1 * stats.loss()
-                if display:
-                    row = self._row(step, stats, vstats, lr)
-                    lcurve.row(step, row)
-                    history.rows[step] = row
-                step += 1
-                elapsed = time.monotonic() - start
-                if step % tr.save_freq == 0 or step == total:
-                    self.checkpoint(step, self.elapsed0 + elapsed)
-                    saved_at = step
-                if self.on_step is not None:
-                    self.on_step(step)
-                if self._stop:
-                    if saved_at != step:
+        progress = Progress(0, total, "auto", self.stream, bar_width=0, elapsed0=self.elapsed0)
+        with StopRequest("train") as stop:
+            start = time.monotonic()
+            step = self.start_step
+            saved_at = None
+            running = None
+            try:
+                while step < total:
+                    display = step % tr.disp_freq == 0
+                    try:
+                        stats, vstats = self.train_step(step, display)
+                    finally:
+                        self._compile_notice.stop()  # after the first step (idempotent)
+                    lr = self.sched.lr(step)
+                    running = stats.loss() if running is None else 0.9 * running + 0.1 * stats.loss()
+                    if display:
+                        row = self._row(step, stats, vstats, lr)
+                        lcurve.row(step, row)
+                        history.rows[step] = row
+                    step += 1
+                    elapsed = time.monotonic() - start
+                    if step % tr.save_freq == 0 or step == total:
                         self.checkpoint(step, self.elapsed0 + elapsed)
-                    raise TrainingInterrupted(step, tr.save_ckpt)
-                done = step - self.start_step
-                eta = elapsed / done * (total - step)
-                progress.update(step, display and tr.disp_training, loss=running, rmse_e=stats.rmse_e,
-                                rmse_f=stats.rmse_f, lr=lr, elapsed=self.elapsed0 + elapsed, eta=eta)
-            # the state after the last update
-            lr, pref = self.prefactors(total)
-            stats = LossStats()
-            k, idx = self.sampler.next()
-            self._batch_loss(self.train_sys, self.train_cache, k, idx, pref, stats, False)
-            vstats = self.validate(pref)
-            row = self._row(total, stats, vstats, lr)
-            lcurve.row(total, row)
-            history.rows[total] = row
-            progress.finish()
-        finally:
-            lcurve.close()
-            progress.finish()
-            if old_handler is not None:
-                signal.signal(signal.SIGINT, old_handler)
+                        saved_at = step
+                    if self.on_step is not None:
+                        self.on_step(step)
+                    if stop.requested:
+                        if saved_at != step:
+                            self.checkpoint(step, self.elapsed0 + elapsed)
+                        raise TrainingInterrupted(step, tr.save_ckpt)
+                    progress.update(step, f"loss {running:9.3e}  e {stats.rmse_e * 1e3:8.3f} meV/atom  "
+                                          f"f {stats.rmse_f * 1e3:8.2f} meV/A  lr {lr:8.2e}",
+                                    line=display and tr.disp_training)
+                # the state after the last update
+                lr, pref = self.prefactors(total)
+                stats = LossStats()
+                k, idx = self.sampler.next()
+                self._batch_loss(self.train_sys, self.train_cache, k, idx, pref, stats, False)
+                vstats = self.validate(pref)
+                row = self._row(total, stats, vstats, lr)
+                lcurve.row(total, row)
+                history.rows[total] = row
+                progress.finish()
+            finally:
+                lcurve.close()
+                progress.finish()
         wall = time.monotonic() - start
         self.wall = wall
         nsteps = total - self.start_step
@@ -448,5 +451,6 @@ class Trainer:
 
     def close(self) -> None:
         """Stop the worker threads and restore NumPy's BLAS thread count."""
+        self._compile_notice.stop()
         self.passes.close()
         self._restore_threads()

@@ -1,11 +1,10 @@
-"""Training feedback: the learning curve file (lcurve.out) and the live progress line."""
+"""Training feedback: the learning curve file (lcurve.out).  The live progress line is
+numdp.progress.Progress, shared with `numdp run`."""
 from __future__ import annotations
 
-import math
-import os
-import sys
-import time
 from pathlib import Path
+
+from ..io.atomic import atomic_path
 
 
 def lcurve_columns(has_valid: bool, has_v: bool) -> list[str]:
@@ -40,9 +39,8 @@ class Lcurve:
                 if int(line.split()[0]) < restart_step:
                     lines.append(line if line.endswith("\n") else line + "\n")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
-        tmp.write_text("".join(lines))
-        os.replace(tmp, self.path)
+        with atomic_path(self.path, "learning curve") as tmp:
+            tmp.write_text("".join(lines))
         self._fh = open(self.path, "a")
 
     def row(self, step: int, values: list[float]) -> None:
@@ -54,64 +52,3 @@ class Lcurve:
 
     def close(self) -> None:
         self._fh.close()
-
-
-def _hms(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "--"
-    s = int(round(seconds))
-    h, rem = divmod(s, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
-class Progress:
-    """Progress line: step, loss, RMSEs, lr, elapsed time and ETA.
-
-    On a terminal the line is rewritten in place with '\\r' (at most every `interval` s);
-    otherwise a plain line is printed at every display step.
-    """
-
-    def __init__(self, total: int, stream=None, interval: float = 0.2):
-        self.total = total
-        self.stream = stream if stream is not None else sys.stdout
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.interval = interval
-        self._last = 0.0
-        self._width = 0
-
-    def text(self, step: int, loss: float, rmse_e: float, rmse_f: float, lr: float,
-             elapsed: float, eta: float) -> str:
-        pct = 100.0 * step / self.total if self.total else 100.0
-        return (f"step {step:>{len(str(self.total))}d}/{self.total} ({pct:5.1f}%)  loss {loss:9.3e}  "
-                f"e {rmse_e * 1e3:8.3f} meV/atom  f {rmse_f * 1e3:8.2f} meV/A  lr {lr:8.2e}  "
-                f"elapsed {_hms(elapsed)}  ETA {_hms(eta)}")
-
-    def update(self, step: int, display: bool, **kw) -> None:
-        """Show the state after `step`; `display` marks lcurve steps (printed when not a tty)."""
-        now = time.monotonic()
-        if self.tty:
-            if display or now - self._last >= self.interval or step == self.total:
-                line = self.text(step, **kw)
-                pad = max(0, self._width - len(line))
-                self.stream.write("\r" + line + " " * pad)
-                self.stream.flush()
-                self._width = len(line)
-                self._last = now
-        elif display:
-            self.stream.write(self.text(step, **kw) + "\n")
-            self.stream.flush()
-
-    def message(self, text: str) -> None:
-        """Print a full line (ending an in-place progress line first)."""
-        if self.tty and self._width:
-            self.stream.write("\n")
-            self._width = 0
-        self.stream.write(text + "\n")
-        self.stream.flush()
-
-    def finish(self) -> None:
-        if self.tty and self._width:
-            self.stream.write("\n")
-            self.stream.flush()
-            self._width = 0

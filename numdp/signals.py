@@ -1,0 +1,97 @@
+"""SIGINT (Ctrl-C) and SIGTERM during `numdp run` and `numdp train`: stop cleanly, or abort at once.
+
+    first signal:  `StopRequest.requested` becomes True; the command finishes its current step,
+                   writes its checkpoint and exits with status 130 (the caller does this).
+    second signal: abort at once (the same signal within REPEAT_WINDOW = 1 s of the first is a
+                   copy of it, see below): every temporary that an atomic write (numdp.io.atomic) is
+                   writing is removed, one line goes to stderr and the process ends with status
+                   130 through os._exit.  Nothing is unwound, so no `except`/`finally` and no
+                   library callback can swallow the abort or print a traceback, and no file is
+                   left half-written: checkpoints and model files are replaced atomically, and
+                   trajectory frames and log lines are flushed as they are written (a file open
+                   for appending is left as `kill -9` would leave it: readable, whole frames).
+
+Under `mpiexec` the launcher forwards SIGINT and SIGTERM to every rank (MPICH's Hydra does; a
+terminal's Ctrl-C reaches only the launcher, whose ranks run in process groups of their own), so
+every rank sees one signal per keystroke; `numdp run` agrees on the stop across ranks
+(numdp.md.safety).  A batch system may signal the ranks and the launcher at once (Slurm sends
+SIGTERM to every process of a job at its time limit) and the launcher then forwards its copy: so
+the same signal again within `REPEAT_WINDOW` seconds of the first counts as the same request, not
+as a second one.  Handlers can only be installed in the main thread: elsewhere `StopRequest`
+does nothing and the signals keep their previous handlers.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+
+EXIT_STATUS = 130  # status of an interrupted command, whichever of SIGINT / SIGTERM stopped it
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+REPEAT_WINDOW = 1.0  # s: the same signal again this soon is a forwarded copy, not a second request
+
+
+def _write_stderr(text: str) -> None:
+    """Unbuffered write, safe inside a signal handler (no re-entry into sys.stderr's buffer)."""
+    try:
+        os.write(2, text.encode())
+    except OSError:
+        pass
+
+
+class StopRequest:
+    """Context manager catching SIGINT and SIGTERM (see the module docstring).
+
+    command: the sub-command name for messages ("run", "train"); announce: print the one-line
+    notices (False on MPI ranks other than 0, so that a notice appears once).
+    """
+
+    def __init__(self, command: str, announce: bool = True):
+        self.command = command
+        self.announce = announce
+        self.requested = False
+        self.signame: str | None = None
+        self._first: tuple[int, float] | None = None  # (signal, monotonic time) of the first one
+        self._previous: dict = {}
+
+    def _handler(self, signum, frame) -> None:
+        name = signal.Signals(signum).name
+        now = time.monotonic()
+        if self._first is not None:
+            if signum == self._first[0] and now - self._first[1] < REPEAT_WINDOW:
+                return  # a forwarded copy of the first signal
+            self.abort(name)
+        self._first = (signum, now)
+        self.requested = True
+        self.signame = name
+        if self.announce:
+            _write_stderr(f"numdp {self.command}: {name} received: stopping after this step "
+                          f"(a second one aborts at once)\n")
+
+    def abort(self, name: str) -> None:
+        """Remove the temporaries of atomic writes in progress and end the process (status 130)."""
+        from .io.atomic import remove_pending
+
+        remove_pending()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001 - a stream being written by the interrupted code
+                pass
+        if self.announce:
+            _write_stderr(f"numdp {self.command}: second {name}: aborted at once; files hold their "
+                          f"last completed writes\n")
+        os._exit(EXIT_STATUS)
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for sig in SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()

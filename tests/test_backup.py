@@ -1,0 +1,113 @@
+"""A new run never destroys a previous run's outputs (numdp.io.backup): `numdp run` and
+`numdp train` rename them to `#name.N#` and say so in one line; a restart continues its files
+and backs nothing up."""
+from __future__ import annotations
+
+import io
+
+import h5py
+import pytest
+
+from numdp.config import load_run_settings
+from numdp.errors import InputError
+from numdp.io.backup import back_up, backup_name
+from numdp.md.safety import SafetyStop
+from numdp.md.setup import run_md
+from test_md_potential import LennardJones
+from test_md_run import ARGON, argon_dir
+from test_train_run import data_dir, make_input, run as train  # noqa: F401 - data_dir is a fixture
+
+
+def listing(path):
+    return sorted(p.name for p in path.iterdir() if p.is_file())
+
+
+def steps_of(path):
+    with h5py.File(path, "r") as f:
+        return f["particles/trajectory/position/step"][()].tolist()
+
+
+def test_numbering_takes_the_first_free_number(tmp_path):
+    a = tmp_path / "traj.h5md"
+    a.write_text("1")
+    assert back_up([a, None, a, tmp_path / "missing"]) == [(a, backup_name(a, 1))]
+    assert not a.exists() and (tmp_path / "#traj.h5md.1#").read_text() == "1"
+    a.write_text("2")
+    back_up([a])
+    assert (tmp_path / "#traj.h5md.2#").read_text() == "2"
+    (tmp_path / "#traj.h5md.1#").unlink()
+    a.write_text("3")
+    back_up([a])
+    assert (tmp_path / "#traj.h5md.1#").read_text() == "3"
+
+
+def test_unrenamable_file_is_one_line_error(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    (tmp_path / "log.txt").write_text("x")
+
+    def refuse(self, target):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "rename", refuse)
+    with pytest.raises(InputError, match=r"log.txt: cannot back up the previous run's file to #log.txt.1# "
+                                         r"\(Permission denied\)"):
+        back_up([tmp_path / "log.txt"])
+
+
+def md(toml, restart=None):
+    screen = io.StringIO()
+    try:
+        run_md(load_run_settings(toml), restart=restart, model=LennardJones(), screen=screen)
+    finally:
+        md.screen = screen.getvalue()
+
+
+def test_new_md_run_backs_up_and_restart_does_not(tmp_path):
+    toml = argon_dir(tmp_path, KIND="langevin", **{"steps = 60": "steps = 30"})
+    md(toml)
+    first = {name: (tmp_path / name).read_bytes() for name in ("traj.h5md", "log.txt", "ck.h5")}
+    md(toml)
+    lines = [l for l in md.screen.splitlines() if "backed up" in l]
+    assert len(lines) == 1
+    for name in ("traj.h5md", "log.txt", "ck.h5"):
+        assert f"{tmp_path / name} to #{name}.1#" in lines[0]
+        assert (tmp_path / f"#{name}.1#").read_bytes() == first[name]  # the old file, untouched
+    assert lines[0] in (tmp_path / "log.txt").read_text()
+    md(toml)
+    assert "#traj.h5md.2#" in listing(tmp_path)
+    before = listing(tmp_path)
+    toml.write_text(toml.read_text().replace("steps = 30", "steps = 40"))
+    md(toml, restart=tmp_path / "ck.h5")
+    assert "backed up" not in md.screen and listing(tmp_path) == before
+    assert steps_of(tmp_path / "traj.h5md") == list(range(0, 41, 5))
+
+
+def test_safety_stop_at_step_zero_keeps_the_previous_trajectory(tmp_path):
+    toml = argon_dir(tmp_path, KIND="langevin", **{"steps = 60": "steps = 20"})
+    md(toml)
+    toml.write_text(ARGON.replace("KIND", "langevin") + "[safety]\nmin_distance = 4.0\n")  # fcc: 3.75 A
+    with pytest.raises(SafetyStop, match="step 0:"):
+        md(toml)
+    assert steps_of(tmp_path / "#traj.h5md.1#") == [0, 5, 10, 15, 20]
+    assert steps_of(tmp_path / "traj.h5md") == [0]
+
+
+def test_new_training_backs_up_and_restart_does_not(tmp_path, data_dir):
+    path = make_input(tmp_path, data_dir, steps=5)
+    work = path.parent
+    train(path)
+    outputs = ("lcurve.out", "model.h5", "model.ckpt.h5")
+    first = {name: (work / name).read_bytes() for name in outputs}
+    stream = io.StringIO()
+    train(path, stream=stream)
+    lines = [l for l in stream.getvalue().splitlines() if "backed up" in l]
+    assert len(lines) == 1
+    for name in outputs:
+        assert f"#{name}.1#" in lines[0]
+        assert (work / f"#{name}.1#").read_bytes() == first[name]
+    before = listing(work)
+    path.write_text(path.read_text().replace("numb_steps = 5", "numb_steps = 7"))
+    stream = io.StringIO()
+    train(path, restart=work / "model.ckpt.h5", stream=stream)
+    assert "backed up" not in stream.getvalue() and listing(work) == before

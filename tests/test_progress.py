@@ -1,0 +1,92 @@
+"""numdp.progress: one progress reporter for `numdp run` and `numdp train` (ETA without the
+set-up and first step, which compile kernels on a first run; '\\r' on a terminal, plain lines
+otherwise) and the notice that kernels are being compiled."""
+from __future__ import annotations
+
+import io
+
+import numba
+import numpy as np
+
+from numdp.progress import CompileNotice, Progress, hms
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_eta_leaves_out_the_setup_and_first_step():
+    clock, out = Clock(), io.StringIO()
+    p = Progress(0, 100, "lines", out, clock=clock)
+    clock.now = 30.0  # set-up + first step: 30 s of compilation
+    p.update(1, line=True)
+    assert "ETA --" in out.getvalue()  # no rate known yet
+    clock.now = 31.0  # then one step per second
+    p.update(2, line=True)
+    # 98 steps left at 1 step/s; counted from the start the ETA would be 98 * 31 / 2 s = 25 min
+    assert out.getvalue().splitlines()[-1].endswith("1.00 steps/s  elapsed 0:31  ETA 1:38")
+    assert hms(3725.0) == "1:02:05" and hms(float("nan")) == "--"
+
+
+def test_plain_lines_every_tenth_or_where_marked():
+    clock, out = Clock(), io.StringIO()
+    p = Progress(100, 200, "auto", out, prefix="progress: ", clock=clock)  # not a terminal: lines
+    for step in range(101, 201):
+        clock.now += 0.5
+        p.update(step, "x 1")
+    lines = out.getvalue().splitlines()
+    assert [int(l.split()[2].split("/")[0]) for l in lines] == list(range(110, 201, 10))
+    assert all(l.startswith("progress: step ") and "x 1" in l for l in lines)
+    assert "\r" not in out.getvalue()
+    out = io.StringIO()
+    p = Progress(0, 8, "lines", out, clock=clock)
+    for step in range(1, 9):
+        p.update(step, line=step % 4 == 1)
+    assert len(out.getvalue().splitlines()) == 2
+
+
+def test_terminal_line_is_redrawn_in_place_and_cleared():
+    clock, out = Clock(), Terminal()
+    p = Progress(0, 50, "auto", out, interval=1.0, clock=clock)
+    for step in range(1, 51):
+        clock.now += 0.25
+        p.update(step)
+    text = out.getvalue()
+    assert "\n" not in text and text.count("\r") == 14  # steps 1, 5, 9, ..., 49 (every 1 s) and 50
+    assert "[##############################] step 50/50 (100.0%)" in text
+    p.clear()
+    assert out.getvalue().endswith("\r")
+    p.update(50, line=True)  # a marked step is drawn at once
+    p.finish()
+    assert out.getvalue().endswith("\n")
+    out = Terminal()
+    Progress(0, 10, "none", out).update(3)
+    assert out.getvalue() == ""
+
+
+def test_compile_notice_only_when_numba_compiles():
+    said = []
+
+    @numba.njit
+    def fresh(x):  # a new function: compiled on its first call, never cached
+        return x * 2.0 + 1.0
+
+    with CompileNotice(said.append) as notice:
+        fresh(np.ones(3))
+        fresh(np.ones(3, dtype=np.float32))  # a second compilation: no second notice
+    assert notice.compiled and said[0] == CompileNotice.MESSAGE and len(said) == 2
+    assert said[1].startswith("kernels compiled; set-up and first step took ")
+    said.clear()
+    with CompileNotice(said.append) as notice:
+        fresh(np.ones(4))  # already compiled
+    assert not notice.compiled and said == []
+    notice.stop()  # idempotent
