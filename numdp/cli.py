@@ -15,6 +15,7 @@ COMMANDS = {
     "compress": ("numdp.commands.compress", "tabulate a model's embedding nets (order 3 or 5)"),
     "train": ("numdp.commands.train", "train an se_e2_a energy model from a TOML input"),
     "run": ("numdp.commands.run", "molecular dynamics (NVE, NVT, NPT) from a TOML input file"),
+    "ipi": ("numdp.commands.ipi", "serve energies and forces to an i-PI server (socket client)"),
     "model-devi": ("numdp.commands.model_devi", "model deviation of an ensemble on frames, like dp model-devi"),
 }
 

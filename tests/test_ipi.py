@@ -1,0 +1,154 @@
+"""`numdp ipi` against the real i-PI server (PyPI `ipi`): a short NVE run of the water box."""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import numdp
+from numdp.io.structure import assign_types, iter_extxyz, read_extxyz
+from numdp.units import IPI_BOHR_PER_ANGSTROM
+
+ROOT = Path(__file__).resolve().parents[1]
+WATER = ROOT / "inputs" / "water"
+STEPS = 4
+
+INPUT = """<simulation verbosity='low' floatformat='%.17e' sockets_prefix='{prefix}'>
+  <output prefix='sim'>
+    <properties stride='1' filename='out'> [ step, potential{{electronvolt}},
+      conserved{{electronvolt}}, vir_component(index=0){{ev/ang3}} ] </properties>
+    <trajectory filename='pos' stride='1' format='ase'> positions </trajectory>
+    <trajectory filename='for' stride='1' format='xyz'> forces{{ev/ang}} </trajectory>
+  </output>
+  <total_steps>{steps}</total_steps>
+  <prng><seed>31415</seed></prng>
+  <ffsocket name='numdp' mode='unix' pbc='false'><address>numdp</address></ffsocket>
+  <system>
+    <initialize nbeads='1'>
+      <file mode='xyz' units='angstrom'> {start} </file>
+      <velocities mode='thermal' units='kelvin'> 300 </velocities>
+    </initialize>
+    <forces><force forcefield='numdp'/></forces>
+    <ensemble><temperature units='kelvin'>300</temperature></ensemble>
+    <motion mode='dynamics'>
+      <dynamics mode='nve'><timestep units='femtosecond'>0.5</timestep></dynamics>
+    </motion>
+  </system>
+</simulation>
+"""
+
+
+def _ipi_executable():
+    exe = Path(sys.executable).parent / "i-pi"
+    found = exe if exe.exists() else shutil.which("i-pi")
+    assert found, "the i-pi server (PyPI ipi, in the test extra) is not installed"
+    return str(found)
+
+
+def _ipi_xyz(src, dst):
+    """i-PI's own xyz start file (cell in the comment line) from an extxyz file: i-PI converts it
+    with its own Å -> Bohr factor, the one numdp's client uses back (an ASE-format start would go
+    through ASE's factor, 1.3e-8 relative away)."""
+    s = read_extxyz(src)
+    a, b, c = np.linalg.norm(s.box, axis=1)
+    assert np.allclose(s.box, np.diag([a, b, c]))
+    lines = [str(s.natoms), f"# CELL(abcABC): {a:.17g} {b:.17g} {c:.17g} 90.0 90.0 90.0 cell{{angstrom}} "
+             "positions{angstrom}"]
+    lines += [f"{e} {x:.17g} {y:.17g} {z:.17g}" for e, (x, y, z) in zip(s.elements, s.positions)]
+    Path(dst).write_text("\n".join(lines) + "\n")
+    return s
+
+
+def _read_ipi_forces(path):
+    """Frames of i-PI's xyz trajectory (forces in eV/Å, printed as %12.5e)."""
+    lines = Path(path).read_text().splitlines()
+    frames, i = [], 0
+    while i < len(lines):
+        n = int(lines[i])
+        frames.append(np.array([[float(w) for w in ln.split()[1:4]] for ln in lines[i + 2:i + 2 + n]]))
+        i += 2 + n
+    return frames
+
+
+@pytest.mark.slow
+def test_ipi_nve_water_matches_model_evaluate(tmp_path):
+    start = tmp_path / "init.xyz"  # the same file starts i-PI and names numdp's atoms
+    s0 = _ipi_xyz(WATER / "start.xyz", start)
+    (tmp_path / "input.xml").write_text(
+        INPUT.format(prefix=f"{tmp_path}/s_", steps=STEPS, start=start))
+    server = subprocess.Popen([sys.executable, _ipi_executable(), "input.xml"], cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    try:
+        client = subprocess.run(
+            [sys.executable, "-m", "numdp.cli", "ipi", "-m", str(WATER / "model.h5"),
+             "--unix", "numdp", "--sockets-prefix", f"{tmp_path}/s_", "--init", str(start),
+             "--threads", "1", "--wait", "60"],
+            capture_output=True, text=True, timeout=180, cwd=tmp_path)
+        log = server.communicate(timeout=60)[0].decode(errors="replace")
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=10)
+    assert client.returncode == 0, client.stderr
+    assert f"{STEPS + 1} evaluations; stopped on EXIT" in client.stderr, client.stderr
+    assert server.returncode == 0, log[-2000:]
+
+    model = numdp.load_model(WATER / "model.h5", nthreads=1)
+    types = assign_types(s0, model.type_map)
+    props = np.loadtxt(tmp_path / "sim.out", ndmin=2)
+    assert props[:, 0].tolist() == list(range(STEPS + 1))
+    frames = list(iter_extxyz(tmp_path / "sim.pos_0.extxyz"))
+    forces = _read_ipi_forces(tmp_path / "sim.for_0.xyz")
+    assert len(frames) == len(forces) == STEPS + 1
+
+    # Step 0: i-PI's positions are the file's, through Å -> Bohr -> Å with the same factor (a few
+    # ulps: < 1e-14 Å, times sum |F| ~ 1e3 eV/Å -> 1e-11 eV); the energy comes back through
+    # eV -> Ha -> eV (a few ulps of 3e4 eV: 1e-11 eV).  1e-9 eV leaves two orders of margin.
+    ref0 = model.evaluate(s0.positions, types, s0.box)
+    assert abs(props[0, 1] - ref0.energy) < 1e-9
+    # Virial: i-PI's vir_component / V, [xx yy zz xy xz yz], equals numdp's virial / V up to
+    # i-PI's "ev/ang3" constant 0.0054456877, 8 digits, 1.5e-7 relative from its own eV and Å
+    # factors (0.036749326 / 1.8897261^3 = 0.00544568848): 2e-7 relative.
+    vol = abs(np.linalg.det(s0.box))
+    w = ref0.virial / vol
+    expect = [w[0, 0], w[1, 1], w[2, 2], w[0, 1], w[0, 2], w[1, 2]]
+    assert np.allclose(props[0, 3:9], expect, rtol=0, atol=2e-7 * np.abs(w).max())
+
+    # i-PI writes extxyz only in "ase" units (x_file = x_bohr * ase.units.Bohr) while numdp's client
+    # turned x_bohr into Å with i-PI's own factor: undo the 1.3e-8 relative difference.
+    from ase.units import Bohr
+
+    scale = 1.0 / (Bohr * IPI_BOHR_PER_ANGSTROM)
+    for k, (frame, f_ipi) in enumerate(zip(frames, forces)):
+        ref = model.evaluate(frame.positions * scale, types, frame.box * scale)
+        # ASE writes positions as %16.8f: each coordinate is off by <= 5e-9 Å, so the energy by
+        # <= 5e-9 sum|F| to first order (doubled for the curvature terms).
+        tol = 2 * 5e-9 * np.abs(ref.forces).sum()
+        assert abs(props[k, 1] - ref.energy) < tol, (k, props[k, 1], ref.energy, tol)
+        # Forces printed as %12.5e (6 digits: half a unit of the 6th, 5e-6 relative; i-PI's 8-digit
+        # "ev/ang" constant adds 1e-7) plus the position rounding times the curvature
+        # (~50 eV/Å^2 * 1e-8 Å).
+        assert np.allclose(f_ipi, ref.forces, rtol=5e-6, atol=1e-6), k
+    # The dynamics moved the atoms (the comparison is not of one frame five times)...
+    assert np.abs(frames[-1].positions - frames[0].positions).max() > 1e-4
+    # ...and velocity Verlet conserved the energy: over 2 fs the conserved quantity changes far
+    # less than the potential energy does (a force in the wrong unit would break that).
+    assert np.ptp(props[:, 2]) < 0.2 * np.ptp(props[:, 1])
+
+
+def test_ipi_command_errors(tmp_path, capsys):
+    from numdp.cli import main
+
+    model = str(WATER / "model.h5")
+    assert main(["ipi", "-m", model, "--unix", "nobody", "--sockets-prefix", f"{tmp_path}/",
+                 "--types", "O", "H", "H", "--wait", "0"]) == 2
+    assert "cannot connect to the i-PI server" in capsys.readouterr().err
+    assert main(["ipi", "-m", model, "--address", "localhost", "--types", "O"]) == 2
+    assert "HOST:PORT" in capsys.readouterr().err
+    assert main(["ipi", "-m", model, "--unix", "x", "--types", "O", "Cu"]) == 2
+    assert "element Cu is not in the model's type_map" in capsys.readouterr().err
