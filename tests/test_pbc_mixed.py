@@ -81,6 +81,12 @@ def test_wire_one_periodic_direction(model):
     ref = model.evaluate(pos, types, big)
     assert _close(wire.energy, ref.energy, abs(ref.energy))
     assert _close(wire.forces, ref.forces, np.abs(ref.forces).max())
+    # two zero non-periodic vectors (completed to an orthonormal pair)
+    thin = np.zeros((3, 3))
+    thin[1] = box[1]
+    out = model.evaluate(pos, types, thin, pbc=(False, True, False))
+    assert _close(out.energy, ref.energy, abs(ref.energy))
+    assert _close(out.forces, ref.forces, np.abs(ref.forces).max())
 
 
 def test_slab_forces_and_virial_match_finite_differences(model):
