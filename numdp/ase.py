@@ -51,6 +51,9 @@ class DPCalculator(Calculator):
                  device: str = "cpu", threads: int | None = None, **kwargs):
         super().__init__(**kwargs)
         if isinstance(model, DPModel):
+            if (precision, device, threads) != ("double", "cpu", None):
+                raise InputError("precision, device and threads belong to the loaded model; give "
+                                 "them to numdp.load_model, or pass DPCalculator a model file")
             self.model = model
         else:
             self.model = _load(model, precision, device, threads)

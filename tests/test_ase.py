@@ -164,10 +164,29 @@ def test_caching_unknown_element_and_slab(cu_model):
     with pytest.raises(InputError, match=r"element Au is not in the model's type_map \['Cu'\]"):
         bad.get_potential_energy()
 
+    with pytest.raises(InputError, match="belong to the loaded model"):
+        DPCalculator(cu_model, threads=1)
+
+
+def test_device_seam(cu_model, monkeypatch):
+    # a load_model without `device`: only "cpu" is accepted
+    def cpu_only(path, nthreads=None, precision="double"):
+        return cu_model
+
+    monkeypatch.setattr(numdp, "load_model", cpu_only)
+    assert DPCalculator(CU, device="cpu").model is cu_model
     with pytest.raises(InputError, match="device 'cuda'"):
-        if "device" in __import__("inspect").signature(numdp.load_model).parameters:
-            raise InputError("device 'cuda': load_model takes a device; covered by its own tests")
         DPCalculator(CU, device="cuda")
+    # a load_model with `device` (the GPU backend): passed through as given
+    seen = {}
+
+    def with_device(path, nthreads=None, precision="double", device="cpu"):
+        seen.update(path=path, nthreads=nthreads, precision=precision, device=device)
+        return cu_model
+
+    monkeypatch.setattr(numdp, "load_model", with_device)
+    DPCalculator(CU, precision="mix32", device="cuda", threads=3)
+    assert seen == {"path": CU, "nthreads": 3, "precision": "mix32", "device": "cuda"}
 
 
 def test_slab_pbc_is_passed_through():
