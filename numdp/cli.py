@@ -16,7 +16,8 @@ COMMANDS = {
     "train": ("numdp.commands.train", "train an se_e2_a energy model from a TOML input"),
     "run": ("numdp.commands.run", "molecular dynamics (NVE, NVT, NPT) from a TOML input file"),
     "ipi": ("numdp.commands.ipi", "serve energies and forces to an i-PI server (socket client)"),
-    "model-devi": ("numdp.commands.model_devi", "model deviation of an ensemble on frames, like dp model-devi"),
+    "model-devi": ("numdp.commands.model_devi",
+                   "model deviation of an ensemble on frames, like dp model-devi"),
 }
 
 

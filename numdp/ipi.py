@@ -37,7 +37,8 @@ def _header(word: str) -> bytes:
     return word.upper().ljust(HEADER_LEN).encode("ascii")
 
 
-STATUS, READY, HAVEDATA, NEEDINIT = (_header(w) for w in ("status", "ready", "havedata", "needinit"))
+STATUS, READY, HAVEDATA, NEEDINIT = (
+    _header(w) for w in ("status", "ready", "havedata", "needinit"))
 INIT, POSDATA, GETFORCE, FORCEREADY, EXIT = (
     _header(w) for w in ("init", "posdata", "getforce", "forceready", "exit"))
 
@@ -140,7 +141,8 @@ def serve(sock: socket.socket, evaluate, natoms: int | None) -> Session:
             if result is None:
                 raise RuntimeError("i-PI asked for forces before sending positions")
             energy, forces, virial = result
-            f = np.ascontiguousarray(forces, dtype=np.float64) * (IPI_HARTREE_PER_EV * _ANGSTROM_PER_BOHR)
+            f = np.ascontiguousarray(forces, dtype=np.float64)
+            f = f * (IPI_HARTREE_PER_EV * _ANGSTROM_PER_BOHR)  # eV/Å -> Ha/Bohr
             v = np.ascontiguousarray(np.asarray(virial, dtype=np.float64).T) * IPI_HARTREE_PER_EV
             sock.sendall(FORCEREADY + struct.pack("=di", energy * IPI_HARTREE_PER_EV, f.shape[0])
                          + f.tobytes() + v.tobytes() + struct.pack("=i", 0))

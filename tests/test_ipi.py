@@ -75,8 +75,8 @@ def _ipi_xyz(src, dst):
     s = read_extxyz(src)
     a, b, c = np.linalg.norm(s.box, axis=1)
     assert np.allclose(s.box, np.diag([a, b, c]))
-    lines = [str(s.natoms), f"# CELL(abcABC): {a:.17g} {b:.17g} {c:.17g} 90.0 90.0 90.0 cell{{angstrom}} "
-             "positions{angstrom}"]
+    lines = [str(s.natoms), f"# CELL(abcABC): {a:.17g} {b:.17g} {c:.17g} 90.0 90.0 90.0 "
+             "cell{angstrom} positions{angstrom}"]
     lines += [f"{e} {x:.17g} {y:.17g} {z:.17g}" for e, (x, y, z) in zip(s.elements, s.positions)]
     Path(dst).write_text("\n".join(lines) + "\n")
     return s
@@ -88,7 +88,8 @@ def _read_ipi_forces(path):
     frames, i = [], 0
     while i < len(lines):
         n = int(lines[i])
-        frames.append(np.array([[float(w) for w in ln.split()[1:4]] for ln in lines[i + 2:i + 2 + n]]))
+        block = lines[i + 2:i + 2 + n]
+        frames.append(np.array([[float(w) for w in ln.split()[1:4]] for ln in block]))
         i += 2 + n
     return frames
 

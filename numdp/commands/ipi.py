@@ -33,7 +33,8 @@ def configure(parser):
                         help="with --init: rename atom labels before the type_map lookup (OW=O)")
     parser.add_argument("--wait", type=float, default=60.0,
                         help="seconds to keep trying to connect (default 60)")
-    parser.add_argument("--threads", type=int, default=None, help="worker threads (default: all cores)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="worker threads (default: all cores)")
     parser.add_argument("--precision", default="double", choices=["double", "mix32", "mix16"],
                         help="evaluation precision (default double)")
 

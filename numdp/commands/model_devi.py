@@ -37,7 +37,8 @@ def configure(parser):
                         default=None, metavar="L",
                         help="virial deviation per component divided by |<W_ab>| + L (eV), "
                              "as LAMMPS does")
-    parser.add_argument("--threads", type=int, default=None, help="worker threads (default: all cores)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="worker threads (default: all cores)")
     parser.add_argument("--precision", default="double", choices=["double", "mix32", "mix16"],
                         help="evaluation precision (default double)")
 
@@ -132,7 +133,8 @@ def main(args) -> int:
         with fp:
             for s in args.system:
                 for title, frames in frames_of(Path(s), type_map):
-                    rows = list(enumerate(deviations(models, frames, args.relative, args.relative_v)))
+                    devi = deviations(models, frames, args.relative, args.relative_v)
+                    rows = list(enumerate(devi))
                     write_block(fp, ((k * args.frequency, d) for k, d in rows), energy=True,
                                 atomic=args.atomic, title=title)
                     fp.flush()
