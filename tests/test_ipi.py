@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import numdp
-from numdp.io.structure import assign_types, iter_extxyz, read_extxyz
+from numdp.io.structure import assign_types, iter_extxyz, read_extxyz, write_extxyz
 from numdp.units import IPI_BOHR_PER_ANGSTROM
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,18 +68,24 @@ def _ipi_executable():
     return str(found)
 
 
-def _ipi_xyz(src, dst):
-    """i-PI's own xyz start file (cell in the comment line) from an extxyz file: i-PI converts it
-    with its own Å -> Bohr factor, the one numdp's client uses back (an ASE-format start would go
-    through ASE's factor, 1.3e-8 relative away)."""
-    s = read_extxyz(src)
-    a, b, c = np.linalg.norm(s.box, axis=1)
-    assert np.allclose(s.box, np.diag([a, b, c]))
-    lines = [str(s.natoms), f"# CELL(abcABC): {a:.17g} {b:.17g} {c:.17g} 90.0 90.0 90.0 "
-             "cell{angstrom} positions{angstrom}"]
+# A triclinic cell, so that the cell's row/column convention on the wire is tested: the water
+# box and its atoms sheared by a few per cent (x -> x @ SHEAR; no new close contacts).
+SHEAR = np.array([[1.0, 0.0, 0.0], [0.03, 1.0, 0.0], [-0.02, 0.02, 1.0]])
+
+
+def _start_files(tmp_path):
+    """The tilted water start as extxyz (numdp run, model.evaluate) and as i-PI's own xyz
+    (`# CELL(H):` h row-major, h = box^T with the cell vectors as columns), which i-PI converts
+    with its own Å -> Bohr factor, the one numdp's client uses back (an ASE-format start would
+    go through ASE's factor, 1.3e-8 relative away)."""
+    s = read_extxyz(WATER / "start.xyz")
+    write_extxyz(tmp_path / "start.xyz", s.elements, s.positions @ SHEAR, s.box @ SHEAR)
+    s = read_extxyz(tmp_path / "start.xyz")  # exactly the numbers numdp run will read
+    h = " ".join(f"{v:.17g}" for v in s.box.T.ravel())
+    lines = [str(s.natoms), f"# CELL(H): {h} cell{{angstrom}} positions{{angstrom}}"]
     lines += [f"{e} {x:.17g} {y:.17g} {z:.17g}" for e, (x, y, z) in zip(s.elements, s.positions)]
-    Path(dst).write_text("\n".join(lines) + "\n")
-    return s
+    (tmp_path / "init.xyz").write_text("\n".join(lines) + "\n")
+    return s, tmp_path / "start.xyz", tmp_path / "init.xyz"
 
 
 def _read_ipi_forces(path):
@@ -96,8 +102,7 @@ def _read_ipi_forces(path):
 
 @pytest.mark.slow
 def test_ipi_nve_water_matches_model_evaluate(tmp_path):
-    start = tmp_path / "init.xyz"  # the same file starts i-PI and names numdp's atoms
-    s0 = _ipi_xyz(WATER / "start.xyz", start)
+    s0, start_extxyz, start = _start_files(tmp_path)  # `start` starts i-PI and names the atoms
     (tmp_path / "input.xml").write_text(
         INPUT.format(prefix=f"{tmp_path}/s_", steps=STEPS, start=start))
     server = subprocess.Popen([sys.executable, _ipi_executable(), "input.xml"], cwd=tmp_path,
@@ -159,7 +164,7 @@ def test_ipi_nve_water_matches_model_evaluate(tmp_path):
     # MVV2E to 8 digits: accelerations, hence displacements and to first order the energy changes
     # U_k - U_0, agree to ~1e-7 relative; 1e-6 leaves a factor 10 (measured 2e-8).
     (tmp_path / "md.toml").write_text(MD_TOML.format(model=WATER / "model.h5",
-                                                     start=WATER / "start.xyz", steps=STEPS))
+                                                     start=start_extxyz, steps=STEPS))
     run = subprocess.run([sys.executable, "-m", "numdp.cli", "run", "md.toml"], cwd=tmp_path,
                          capture_output=True, text=True, timeout=180)
     assert run.returncode == 0, run.stderr[-2000:]
