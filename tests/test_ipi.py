@@ -13,7 +13,7 @@ import pytest
 
 import numdp
 from numdp.io.structure import assign_types, iter_extxyz, read_extxyz, write_extxyz
-from numdp.units import IPI_BOHR_PER_ANGSTROM
+from numdp.units import IPI_BOHR_PER_ANGSTROM, IPI_HARTREE_PER_EV
 
 ROOT = Path(__file__).resolve().parents[1]
 WATER = ROOT / "inputs" / "water"
@@ -193,3 +193,88 @@ def test_ipi_command_errors(tmp_path, capsys):
     assert "HOST:PORT" in capsys.readouterr().err
     assert main(["ipi", "-m", model, "--unix", "x", "--types", "O", "Cu"]) == 2
     assert "element Cu is not in the model's type_map" in capsys.readouterr().err
+
+
+def _one_step_server(path, box, positions, result):
+    """A minimal i-PI-like server on unix socket `path`: one POSDATA/GETFORCE exchange, then EXIT;
+    stores the client's energy (Ha) and forces (Ha/Bohr) in `result`."""
+    import socket
+    import struct
+
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(str(path))
+    srv.listen(1)
+    srv.settimeout(60)
+
+    def hdr(word):
+        return word.ljust(12).encode()
+
+    def recv(conn, n):
+        buf = b""
+        while len(buf) < n:
+            chunk = conn.recv(n - len(buf))
+            assert chunk, "client closed"
+            buf += chunk
+        return buf
+
+    def run():
+        conn, _ = srv.accept()
+        with conn, srv:
+            conn.settimeout(60)
+            conn.sendall(hdr("STATUS"))
+            assert recv(conn, 12) == hdr("NEEDINIT")
+            conn.sendall(hdr("INIT") + struct.pack("=ii", 0, 0))
+            conn.sendall(hdr("STATUS"))
+            assert recv(conn, 12) == hdr("READY")
+            h = box.T * IPI_BOHR_PER_ANGSTROM
+            conn.sendall(hdr("POSDATA") + h.tobytes() + np.linalg.inv(h).tobytes()
+                         + struct.pack("=i", len(positions))
+                         + (positions * IPI_BOHR_PER_ANGSTROM).tobytes())
+            conn.sendall(hdr("STATUS"))
+            assert recv(conn, 12) == hdr("HAVEDATA")
+            conn.sendall(hdr("GETFORCE"))
+            assert recv(conn, 12) == hdr("FORCEREADY")
+            energy, n = struct.unpack("=di", recv(conn, 12))
+            result["energy"] = energy
+            result["forces"] = np.frombuffer(recv(conn, 24 * n)).reshape(n, 3)
+            recv(conn, 72 + 4)  # virial, extra-string length 0
+            conn.sendall(hdr("EXIT"))
+
+    import threading
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_ipi_dp_json_settings(tmp_path, capsys):
+    """DeePMD-kit's dp_ipi parameter file: graph_file, use_unix + host, coord_file + atom_type."""
+    import json
+
+    from numdp.cli import main
+
+    s = read_extxyz(WATER / "start.xyz")
+    labels = [{"O": "OW", "H": "HW1"}[e] for e in s.elements]
+    coord = tmp_path / "conf.xyz"
+    coord.write_text(f"{s.natoms}\nwater\n" + "".join(f"{lab} 0 0 0\n" for lab in labels))
+    cfg = {"verbose": False, "use_unix": True, "port": 31415, "host": "numdp_json",
+           "graph_file": str(WATER / "model.h5"), "coord_file": str(coord),
+           "atom_type": {"OW": 0, "HW1": 1, "HW2": 1}}
+    (tmp_path / "water.json").write_text(json.dumps(cfg))
+    result = {}
+    thread = _one_step_server(tmp_path / "s_numdp_json", s.box, s.positions, result)
+    rc = main(["ipi", "--dp-json", str(tmp_path / "water.json"), "--sockets-prefix",
+               f"{tmp_path}/s_", "--threads", "1", "--wait", "30"])
+    thread.join(timeout=60)
+    assert rc == 0, capsys.readouterr().err
+    model = numdp.load_model(WATER / "model.h5", nthreads=1)
+    ref = model.evaluate(s.positions, assign_types(s, model.type_map), s.box)
+    # Ha back to eV with the same factor: round-off only (a few ulps of 3e4 eV)
+    assert abs(result["energy"] / IPI_HARTREE_PER_EV - ref.energy) < 1e-9
+    f = result["forces"] * IPI_BOHR_PER_ANGSTROM / IPI_HARTREE_PER_EV  # Ha/Bohr -> eV/Å
+    assert np.allclose(f, ref.forces, rtol=0, atol=1e-12)
+    # a label atom_type does not map is named
+    cfg["atom_type"] = {"OW": 0}
+    (tmp_path / "bad.json").write_text(json.dumps(cfg))
+    assert main(["ipi", "--dp-json", str(tmp_path / "bad.json"), "--wait", "0"]) == 2
+    assert "is 'HW1', which it does not map" in capsys.readouterr().err
