@@ -17,6 +17,9 @@ COMMANDS = {
     "run": ("numdp.commands.run", "molecular dynamics (NVE, NVT, NPT) from a TOML input file"),
     "plot": ("numdp.commands.plot", "PNG figure of lcurve.out, a numdp run log or model_devi.out"),
     "neighbor-stat": ("numdp.commands.neighbor_stat", "largest neighbour counts, smallest distance and sel of DeePMD systems"),
+    "ipi": ("numdp.commands.ipi", "serve energies and forces to an i-PI server (socket client)"),
+    "model-devi": ("numdp.commands.model_devi",
+                   "model deviation of an ensemble on frames, like dp model-devi"),
 }
 
 

@@ -66,3 +66,10 @@ def standard_mass(element: str, what: str = "masses") -> float:
             f"{what}: no standard mass for element '{element}'; give it in [system] masses, "
             f"e.g. masses = {{ {element} = 1.0 }} (amu)"
         ) from None
+
+# i-PI's socket protocol carries atomic units as i-PI converts them (ipi.utils.units): 1 Å =
+# 1.8897261 Bohr and 1 eV = 0.036749326 Hartree.  numdp's i-PI client uses the same factors, so
+# that positions and energies make the round trip Å -> Bohr -> Å (eV -> Ha -> eV) up to round-off
+# (CODATA's 1.8897261246 and 0.0367493222 differ by 1e-8 and 1e-7 relative).
+IPI_BOHR_PER_ANGSTROM = 1.8897261
+IPI_HARTREE_PER_EV = 0.036749326

@@ -106,6 +106,22 @@ def read_extxyz(path, frame: int = 0) -> Structure:
     """Frame `frame` (0-based; negative counts from the end) of an (extended) XYZ file."""
     path = Path(path)
     lines = path.read_text().splitlines()
+    starts = _xyz_frame_starts(path, lines)
+    if not -len(starts) <= frame < len(starts):
+        raise InputError(f"{path}: frame {frame} does not exist (the file has {len(starts)} frames)")
+    return _xyz_frame(path, lines, starts[frame], frame)
+
+
+def iter_extxyz(path):
+    """Every frame of an (extended) XYZ file in order, as Structures (the file is read once)."""
+    path = Path(path)
+    lines = path.read_text().splitlines()
+    for k, start in enumerate(_xyz_frame_starts(path, lines)):
+        yield _xyz_frame(path, lines, start, k)
+
+
+def _xyz_frame_starts(path: Path, lines: list[str]) -> list[int]:
+    """Line index of the atom-count line of every frame."""
     starts = []
     i = 0
     while i < len(lines):
@@ -122,9 +138,10 @@ def read_extxyz(path, frame: int = 0) -> Structure:
         i += 2 + n
     if not starts:
         raise InputError(f"{path}: no frame found")
-    if not -len(starts) <= frame < len(starts):
-        raise InputError(f"{path}: frame {frame} does not exist (the file has {len(starts)} frames)")
-    start = starts[frame]
+    return starts
+
+
+def _xyz_frame(path: Path, lines: list[str], start: int, frame: int) -> Structure:
     natoms = int(lines[start].split()[0])
     where = f"{path}:{start + 2}"
     info = _comment_fields(lines[start + 1])

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..neighbor import build_nlist, extend, kernel_threads, report_overflow
+from ..neighbor.extended import check_pbc, complete_cell
 from ..parallel.threads import default_threads
 from .evaluator import Evaluator
 from .params import ModelParams
@@ -72,7 +73,7 @@ class DPModel:
         """Pairs evaluated outside the tables of a compressed model so far (linear continuation)."""
         return self._ev.beyond_table
 
-    def _prepare(self, positions, types, box):
+    def _prepare(self, positions, types, box, pbc=None):
         pos = np.ascontiguousarray(positions, dtype=np.float64)
         typ = np.ascontiguousarray(types)
         if pos.ndim != 2 or pos.shape[1] != 3:
@@ -90,23 +91,28 @@ class DPModel:
             raise InputError(f"atom {bad} has a non-finite position {pos[bad]}")
         if box is not None:
             box = np.ascontiguousarray(box, dtype=np.float64)
+            if pbc is not None and not all(check_pbc(pbc, box)):
+                box = complete_cell(box, check_pbc(pbc, box))  # ASE's zero vacuum vectors
             if box.shape != (3, 3):
                 raise InputError(f"box must have shape (3, 3) with rows = cell vectors, got {box.shape}")
         typ = typ.astype(np.int32)
         d = self.params.descriptor
         with kernel_threads(pos.shape[0], self.nthreads):
-            ext = extend(pos, typ, box, d.rcut)
+            ext = extend(pos, typ, box, d.rcut, pbc=pbc)
             nl = build_nlist(ext, d.rcut, d.sel, d.ntypes)
         report_overflow(nl, d.sel, self.type_map)
         return typ, ext, nl
 
-    def evaluate(self, positions, types, box=None, atom_virial: bool = True) -> Result:
+    def evaluate(self, positions, types, box=None, atom_virial: bool = True, pbc=None) -> Result:
         """Energy, forces and virial of one configuration.
 
         positions: (N, 3) Å; types: (N,) integers indexing type_map; box: (3, 3) Å with rows =
-        cell vectors, or None for a non-periodic system.
+        cell vectors, or None for a non-periodic system; pbc: three booleans, periodicity along
+        each cell vector (default all True with a box).  With mixed pbc (a slab) a zero
+        non-periodic cell vector is allowed, and the virial is still -dE/dstrain with every atom
+        strained, i.e. sum over pairs of -r_ij (x) dE/dr_ij (see docs/ase.md).
         """
-        typ, ext, nl = self._prepare(positions, types, box)
+        typ, ext, nl = self._prepare(positions, types, box, pbc)
         raw = self._ev.compute(ext.positions, nl.nlist, typ, want_force=True,
                                want_atom_virial=atom_virial)
         n = typ.shape[0]
@@ -125,9 +131,9 @@ class DPModel:
         """
         return self._ev.compute(ext_positions, nlist, types, want_force=True, want_atom_virial=atom_virial)
 
-    def descriptor(self, positions, types, box=None) -> np.ndarray:
+    def descriptor(self, positions, types, box=None, pbc=None) -> np.ndarray:
         """Descriptor rows D_i (N, M*M<) of reference §4."""
-        typ, ext, nl = self._prepare(positions, types, box)
+        typ, ext, nl = self._prepare(positions, types, box, pbc)
         raw = self._ev.compute(ext.positions, nl.nlist, typ, want_force=False, want_descriptor=True)
         return raw.descriptor
 

@@ -9,6 +9,12 @@ A point within `cutoff` of a local atom differs from it by at most cutoff / h_k 
 coordinate k, so this set holds every image within `cutoff` of any local atom, whatever the tilt and
 however small the cell (several images of one atom, and images of a centre atom itself, then appear
 as distinct neighbours), while the ghost count grows with the surface of the cell, not 27×.
+
+Mixed boundary conditions (ASE's ``pbc=[True, True, False]``, LAMMPS' ``boundary p p f``): along a
+non-periodic cell vector k there are no images (n_k = 0 only) and the atoms are not wrapped, so
+they may lie anywhere along it; that vector only has to make the cell non-singular.  A zero
+non-periodic vector (as ASE uses for a slab without vacuum) is replaced by a unit vector completing
+the cell (`complete_cell`); it never changes a result.
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ from numdp.errors import InputError
 from numdp.geometry import check_box, check_positions, check_types, face_distances, wrap_fractional
 from numdp.kernels.cpu import neighbor as _k
 
-__all__ = ["Extended", "check_extended_positions", "extend", "extended_positions"]
+__all__ = ["Extended", "check_extended_positions", "check_pbc", "complete_cell", "extend",
+           "extended_positions"]
 
 # Relative widening of the ghost region, so that round-off in f and in the image positions can
 # never drop an image that lies exactly at the cutoff.  Extra images beyond the cutoff are harmless.
@@ -70,7 +77,51 @@ def _check_cutoff(cutoff, what: str = "cutoff") -> float:
     return c
 
 
-def extend(positions, types, box, cutoff) -> Extended:
+def check_pbc(pbc, box) -> tuple[bool, bool, bool]:
+    """Periodicity along the three cell vectors: None means all periodic when a box is given (and
+    none without one); otherwise three booleans.  A periodic direction without a box is an
+    InputError."""
+    if pbc is None:
+        return (box is not None,) * 3
+    flags = np.asarray(pbc)
+    if flags.shape == ():
+        flags = np.repeat(flags, 3)
+    if flags.shape != (3,) or flags.dtype.kind not in "bi" or not np.isin(flags, (0, 1)).all():
+        raise InputError(f"pbc: expected three booleans (one per cell vector), got {pbc!r}")
+    out = tuple(bool(f) for f in flags)
+    if box is None and any(out):
+        raise InputError(f"pbc: {list(out)} asks for periodic directions but no box (cell) was given")
+    return out
+
+
+def complete_cell(box, pbc) -> np.ndarray:
+    """The cell (3, 3), Å, with every zero-length non-periodic row replaced by a unit vector that
+    makes the cell non-singular (orthogonal to the other rows).  Other rows are unchanged."""
+    b = np.array(box, dtype=np.float64)
+    if b.shape == (9,):
+        b = b.reshape(3, 3)
+    if b.shape != (3, 3):
+        raise InputError(f"box: expected shape (3, 3) or (9,), got {b.shape}")
+    for k in range(3):
+        if pbc[k] or np.any(b[k] != 0.0):
+            continue
+        others = [b[j] for j in range(3) if j != k and np.any(b[j] != 0.0)]
+        basis = []
+        for v in others:  # Gram-Schmidt over the other rows
+            for e in basis:
+                v = v - (v @ e) * e
+            if np.linalg.norm(v) > 0.0:
+                basis.append(v / np.linalg.norm(v))
+        best = None
+        for e in np.eye(3):  # the axis farthest from the span of the other rows
+            r = e - sum(((e @ u) * u for u in basis), np.zeros(3))
+            if best is None or np.linalg.norm(r) > np.linalg.norm(best):
+                best = r
+        b[k] = best / np.linalg.norm(best)
+    return b
+
+
+def extend(positions, types, box, cutoff, pbc=None) -> Extended:
     """Build the extended atoms of a configuration.
 
     Args:
@@ -78,10 +129,15 @@ def extend(positions, types, box, cutoff) -> Extended:
         types: (nloc,) integer atom types.
         box: (3, 3) cell, rows = cell vectors, Å (or flat (9,)); None for a non-periodic system.
         cutoff: Å; every image within `cutoff` of any local atom is included.
+        pbc: three booleans, periodicity along each cell vector (None: all True with a box).
+            Along a non-periodic vector there are no images and no wrapping; all False is the
+            same as box=None.
     Returns:
         `Extended`: for a periodic box the wrapped local atoms, then the ghosts, atom-major (all
         images of local atom 0, then of atom 1, ...; shifts ascending lexicographically); for
-        box=None the unchanged positions and no ghosts.
+        box=None the unchanged positions and no ghosts.  With mixed pbc the local atoms are
+        shifted by whole periodic cell vectors only (x - m @ box, m integer, zero along
+        non-periodic vectors) and `shifts` are zero along non-periodic vectors.
     Raises:
         InputError: bad shapes, non-finite coordinates, a singular cell or a non-positive cutoff.
     """
@@ -89,7 +145,8 @@ def extend(positions, types, box, cutoff) -> Extended:
     nloc = x.shape[0]
     t = check_types(types, nloc)
     c = _check_cutoff(cutoff)
-    if box is None:
+    periodic = check_pbc(pbc, box)
+    if box is None or not any(periodic):
         return Extended(
             positions=x.copy(),
             types=t.copy(),
@@ -98,11 +155,26 @@ def extend(positions, types, box, cutoff) -> Extended:
             nloc=nloc,
             cutoff=math.inf,
         )
-    b = check_box(box)
-    h = face_distances(b)
-    frac = np.ascontiguousarray(wrap_fractional(x @ np.linalg.inv(b)))
-    xw = np.ascontiguousarray(frac @ b)
-    reach = c * (1.0 + _REGION_MARGIN) / h
+    if all(periodic):
+        b = check_box(box)
+        h = face_distances(b)
+        frac = np.ascontiguousarray(wrap_fractional(x @ np.linalg.inv(b)))
+        xw = np.ascontiguousarray(frac @ b)
+        reach = c * (1.0 + _REGION_MARGIN) / h
+    else:
+        b = check_box(complete_cell(box, periodic))
+        mask = np.array(periodic)
+        raw = x @ np.linalg.inv(b)
+        frac = raw.copy()
+        frac[:, mask] = wrap_fractional(raw[:, mask])
+        # Move each atom by whole periodic cell vectors only, so an unwrapped atom keeps its exact
+        # coordinates; along a non-periodic vector the kernels see f = 1/2 in [0, 1): shift 0 only.
+        m = np.zeros_like(raw)
+        m[:, mask] = np.round(raw[:, mask] - frac[:, mask])
+        xw = np.ascontiguousarray(x - m @ b)
+        frac[:, ~mask] = 0.5
+        frac = np.ascontiguousarray(frac)
+        reach = np.where(mask, c * (1.0 + _REGION_MARGIN) / face_distances(b), 0.0)
     lo = np.ascontiguousarray(-reach)
     hi = np.ascontiguousarray(1.0 + reach)
 

@@ -1,0 +1,99 @@
+"""ASE calculator for numdp models: ``from numdp.ase import DPCalculator`` (extra ``numdp[ase]``).
+
+    atoms.calc = DPCalculator("model.h5", precision="double", device="cpu", threads=None)
+
+Properties (ASE units, eV and Å): energy, free_energy (= energy), forces (N, 3), stress (6,)
+Voigt xx yy zz yz xz xy in eV/Å³ with ASE's sign (stress = -virial / V, symmetrised), energies
+(N,) per atom and stresses (N, 6) per atom (-atom_virial_i / V of the whole cell, symmetrised, so
+that stresses.sum(axis=0) == stress as ASE's Calculator.get_stresses documents).  Elements map
+through the model's type_map.  ``atoms.pbc`` is honoured: periodic along some cell vectors only
+(a slab) is evaluated as such (numdp.neighbor.extend), no pbc at all as a cluster.  Results are
+cached by ASE's Calculator machinery until the atoms change.  See docs/ase.md.
+"""
+from __future__ import annotations
+
+import inspect
+from os import PathLike
+
+import numpy as np
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+from ase.stress import full_3x3_to_voigt_6_stress
+
+from .errors import InputError
+from .model.dp_model import DPModel
+
+__all__ = ["DPCalculator"]
+
+
+def _load(path, precision: str, device: str, threads: int | None) -> DPModel:
+    """numdp.load_model with `device` passed through where load_model knows it."""
+    from . import load_model
+
+    if "device" in inspect.signature(load_model).parameters:
+        return load_model(path, nthreads=threads, precision=precision, device=device)
+    if device != "cpu":
+        raise InputError(f"device {device!r}: this numdp evaluates on the CPU only (device='cpu')")
+    return load_model(path, nthreads=threads, precision=precision)
+
+
+class DPCalculator(Calculator):
+    """ASE calculator evaluating a numdp or DeePMD-kit se_e2_a model.
+
+    model: path of a .h5 (numdp) or .dp (DeePMD-kit) model, or a loaded numdp DPModel (then
+    precision, device and threads are the model's own and must be left at their defaults).
+    precision: "double", "mix32" or "mix16"; device: "cpu"; threads: worker threads (None:
+    numdp's default, see numdp.model.dp_model.default_threads).
+    """
+
+    implemented_properties = ["energy", "free_energy", "forces", "stress", "energies", "stresses"]
+
+    def __init__(self, model: str | PathLike | DPModel, precision: str = "double",
+                 device: str = "cpu", threads: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(model, DPModel):
+            if (precision, device, threads) != ("double", "cpu", None):
+                raise InputError("precision, device and threads belong to the loaded model; give "
+                                 "them to numdp.load_model, or pass DPCalculator a model file")
+            self.model = model
+        else:
+            self.model = _load(model, precision, device, threads)
+        self._index = {name: i for i, name in enumerate(self.model.type_map)}
+
+    def types_of(self, atoms) -> np.ndarray:
+        """Model type index (N,) int32 of each atom of `atoms`; InputError for an unknown element."""
+        symbols = atoms.get_chemical_symbols()
+        try:
+            return np.fromiter((self._index[s] for s in symbols), dtype=np.int32, count=len(symbols))
+        except KeyError as exc:
+            raise InputError(f"element {exc.args[0]} is not in the model's type_map "
+                             f"{self.model.type_map}") from None
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        atoms = self.atoms
+        pbc = tuple(bool(p) for p in atoms.pbc)
+        box = np.array(atoms.cell.array) if any(pbc) else None
+        want_atomic_stress = "stresses" in properties
+        out = self.model.evaluate(atoms.positions, self.types_of(atoms), box,
+                                  atom_virial=want_atomic_stress, pbc=pbc if any(pbc) else None)
+        self.results = {
+            "energy": out.energy,
+            "free_energy": out.energy,
+            "energies": out.atom_energies.copy(),
+            "forces": out.forces,
+        }
+        volume = abs(float(np.linalg.det(atoms.cell.array)))
+        if volume > 0.0:
+            self.results["stress"] = _voigt(-out.virial / volume)
+            if want_atomic_stress:
+                per_atom = -out.atom_virials.reshape(-1, 3, 3) / volume
+                self.results["stresses"] = np.array([_voigt(s) for s in per_atom])
+        elif "stress" in properties or "stresses" in properties:
+            raise PropertyNotImplementedError(
+                "stress needs a cell with non-zero volume; these atoms have cell "
+                f"{atoms.cell.array.tolist()} (pbc {list(pbc)})")
+
+
+def _voigt(s: np.ndarray) -> np.ndarray:
+    """Symmetrised 3x3 -> Voigt (xx, yy, zz, yz, xz, xy)."""
+    return full_3x3_to_voigt_6_stress(0.5 * (s + s.T))

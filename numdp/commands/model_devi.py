@@ -1,0 +1,146 @@
+"""`numdp model-devi -m M0 M1 ... -s SYSTEM ... -o FILE`: model deviation per frame, like
+`dp model-devi`.
+
+SYSTEM: a DeePMD npy system directory (or a folder searched for them), an H5MD trajectory (.h5,
+numdp's own or any H5MD file with species) or an (extended) XYZ file.  For each system the file
+gets a `# <system>` line, the column header and one row per frame: step = frame index x FREQ
+(restarting at 0 per system, as `dp model-devi` does), the virial, force and energy deviations of
+numdp.model.deviation, and with --atomic the per-atom force deviations.  See
+docs/model-deviation.md.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ..errors import InputError
+
+
+def configure(parser):
+    parser.add_argument("-m", "--models", nargs="+", required=True,
+                        help="two or more models (.h5 or .dp) with the same type_map")
+    parser.add_argument("-s", "--system", nargs="+", required=True,
+                        help="DeePMD npy systems (or folders holding them), H5MD trajectories, "
+                             "extxyz files")
+    parser.add_argument("-o", "--output", default="model_devi.out",
+                        help="output file (default model_devi.out; must not exist)")
+    parser.add_argument("-f", "--frequency", type=int, default=1,
+                        help="steps between frames: step = frame index x FREQ (default 1)")
+    parser.add_argument("--atomic", action="store_true",
+                        help="also write the force deviation of every atom")
+    parser.add_argument("--relative", type=float, default=None, metavar="L",
+                        help="force deviation of atom i divided by |<F_i>| + L (eV/Å)")
+    parser.add_argument("--relative_v", "--relative-v", dest="relative_v", type=float,
+                        default=None, metavar="L",
+                        help="virial deviation per component divided by |<W_ab>| + L (eV), "
+                             "as LAMMPS does")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="worker threads (default: all cores)")
+    parser.add_argument("--precision", default="double", choices=["double", "mix32", "mix16"],
+                        help="evaluation precision (default double)")
+
+
+def frames_of(path: Path, type_map: list[str]):
+    """(title, iterator of (positions (N, 3), types (N,), box (3, 3) or None)) for each system
+    named by `path`: npy system directories, an H5MD file, or an extxyz file."""
+    from ..io.structure import assign_types, iter_extxyz, read_h5md_structure
+
+    if not path.exists():
+        raise InputError(f"{path}: system not found")
+    if path.is_dir():
+        from ..io.npy_system import find_systems, load_system
+
+        found = find_systems(path)
+        if not found:
+            raise InputError(f"{path}: no DeePMD npy system (type.raw) in or below this directory")
+        for sys_path in found:
+            s = load_system(sys_path)
+            types = s.model_types(type_map)
+            yield str(sys_path), ((s.coords[f], types, None if s.boxes is None else s.boxes[f])
+                                  for f in range(s.nframes))
+    elif h5py.is_hdf5(path):
+        n = _h5md_frames(path)
+        yield str(path), ((st.positions, assign_types(st, type_map), st.box)
+                          for st in (read_h5md_structure(path, k) for k in range(n)))
+    elif path.suffix.lower() in (".xyz", ".extxyz"):
+        yield str(path), ((st.positions, assign_types(st, type_map), st.box)
+                          for st in iter_extxyz(path))
+    else:
+        raise InputError(f"{path}: unknown system format (expected a DeePMD npy system directory, "
+                         f"an H5MD file or a .xyz/.extxyz file)")
+
+
+def _h5md_frames(path: Path) -> int:
+    from ..io.h5md import GROUP
+
+    with h5py.File(path, "r") as h5:
+        if "particles" not in h5 or not len(h5["particles"]):
+            raise InputError(f"{path}: not an H5MD file (no /particles group)")
+        part = h5["particles"][GROUP if GROUP in h5["particles"] else next(iter(h5["particles"]))]
+        if "position" not in part:
+            raise InputError(f"{path}: the H5MD particles group has no position element")
+        pos = part["position"]
+        return int(pos["value"].shape[0]) if isinstance(pos, h5py.Group) else 1
+
+
+def load_ensemble(paths, threads=None, precision="double"):
+    """Load the models; InputError unless there are two or more with one type_map."""
+    from .. import load_model
+
+    if len(paths) < 2:
+        raise InputError(f"-m: model deviation needs two or more models, got {len(paths)}")
+    models = [load_model(p, nthreads=threads, precision=precision) for p in paths]
+    for p, m in zip(paths[1:], models[1:]):
+        if m.type_map != models[0].type_map:
+            raise InputError(f"{p}: type_map {m.type_map} differs from {paths[0]}'s "
+                             f"{models[0].type_map}")
+    return models
+
+
+def deviations(models, frames, relative=None, relative_v=None):
+    """FrameDeviation of each (positions, types, box) frame."""
+    from ..model.deviation import frame_deviation
+
+    for pos, types, box in frames:
+        outs = [m.evaluate(pos, types, box, atom_virial=False) for m in models]
+        yield frame_deviation([o.energy for o in outs], np.stack([o.forces for o in outs]),
+                              np.stack([o.virial for o in outs]), relative, relative_v)
+
+
+def main(args) -> int:
+    from ..io.model_devi_file import write_block
+
+    if args.frequency < 1:
+        raise InputError(f"-f: the frequency must be a positive integer, got {args.frequency}")
+    for name in ("relative", "relative_v"):
+        value = getattr(args, name)
+        if value is not None and not (np.isfinite(value) and value >= 0):
+            raise InputError(f"--{name}: the level must be a finite number >= 0, got {value}")
+    out = Path(args.output)
+    if out.exists():
+        raise InputError(f"{out}: output file exists; remove it or choose another -o")
+    models = load_ensemble(args.models, args.threads, args.precision)
+    type_map = models[0].type_map
+    nrows = 0
+    try:
+        fp = open(out, "x")
+    except OSError as exc:
+        raise InputError(f"{out}: cannot write ({exc.strerror})") from None
+    try:
+        with fp:
+            for s in args.system:
+                for title, frames in frames_of(Path(s), type_map):
+                    devi = deviations(models, frames, args.relative, args.relative_v)
+                    rows = list(enumerate(devi))
+                    write_block(fp, ((k * args.frequency, d) for k, d in rows), energy=True,
+                                atomic=args.atomic, title=title)
+                    fp.flush()
+                    nrows += len(rows)
+    except BaseException:
+        out.unlink(missing_ok=True)  # our own new file: no half-written output is left behind
+        raise
+    print(f"numdp model-devi: {nrows} frames, {len(models)} models -> {out}", file=sys.stderr)
+    return 0

@@ -1,0 +1,115 @@
+"""Model deviation of an ensemble of models on one frame: the maths of LAMMPS `pair_style deepmd`
+and `dp model-devi` (DeePMD-kit), shared by `numdp model-devi` and (later) `numdp run`.
+
+For n_m models k = 1..n_m and <.> the mean over models (population statistics, 1/n_m):
+
+    force, per atom i:   e_f,i = sqrt(< |F_i,k - <F_i>|^2 >)                         (eV/Å)
+        --relative L:    e_f,i / (|<F_i>| + L)                                        (no unit)
+    virial, per component ab of the virial per atom W = Xi / N:
+                         e_v,ab = sqrt(< (W_ab,k - <W_ab>)^2 >)                       (eV)
+        --relative_v L:  e_v,ab / (|<W_ab>| + L)   (per component, as LAMMPS does)
+    energy per atom:     devi_e = sqrt(< (E_k / N - <E / N>)^2 >)                     (eV)
+
+    max/min/avg_devi_f: max, min and mean of e_f,i over the atoms;
+    max/min_devi_v: max, min of e_v,ab over the 9 components; avg_devi_v: sqrt(mean of e_v,ab^2)
+    (the root mean square, as both LAMMPS and DeePMD-kit define it).
+
+DeePMD-kit's Python `--relative_v` divides by the norm of the whole mean virial instead (and its
+broadcasting fails for sets with more than one frame); numdp follows LAMMPS (docs/model-deviation.md).
+
+Arrays: forces (n_m, N, 3), virials (n_m, 3, 3) or (n_m, 9), energies (n_m,).  Under domain
+decomposition `atom_force_deviation` is local per atom; the virials and the max/min/mean over atoms
+need global reductions (`summarize_force` returns the partial sums that reduce).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InputError
+
+__all__ = ["FrameDeviation", "atom_force_deviation", "energy_deviation", "frame_deviation",
+           "summarize_force", "virial_deviation"]
+
+
+@dataclass
+class FrameDeviation:
+    """The deviations of one frame (see the module docstring); atom_devi_f (N,)."""
+
+    max_devi_v: float
+    min_devi_v: float
+    avg_devi_v: float
+    max_devi_f: float
+    min_devi_f: float
+    avg_devi_f: float
+    devi_e: float
+    atom_devi_f: np.ndarray
+
+
+def _check_level(value, name: str) -> float | None:
+    if value is None:
+        return None
+    v = float(value)
+    if not (np.isfinite(v) and v >= 0.0):
+        raise InputError(f"{name}: the level must be a finite number >= 0, got {value!r}")
+    return v
+
+
+def _std(x: np.ndarray) -> np.ndarray:
+    """Population standard deviation over axis 0 (the models), two-pass."""
+    return np.sqrt(np.mean((x - x.mean(axis=0)) ** 2, axis=0))
+
+
+def atom_force_deviation(forces, relative: float | None = None) -> np.ndarray:
+    """e_f,i (N,) from forces (n_m, N, 3) eV/Å; divided by |<F_i>| + relative when given."""
+    f = np.asarray(forces, dtype=np.float64)
+    if f.ndim != 3 or f.shape[2] != 3 or f.shape[0] < 1:
+        raise ValueError(f"forces: expected (n_models, natoms, 3), got {f.shape}")
+    devi = np.sqrt(np.sum(_std(f) ** 2, axis=-1))
+    level = _check_level(relative, "relative")
+    if level is not None:
+        devi = devi / (np.linalg.norm(f.mean(axis=0), axis=-1) + level)
+    return devi
+
+
+def summarize_force(atom_devi: np.ndarray) -> tuple[float, float, float, int]:
+    """(max, min, sum, count) of per-atom deviations: what a global reduction combines into
+    max_devi_f, min_devi_f and avg_devi_f = sum / count (count 0: max 0, min +inf)."""
+    a = np.asarray(atom_devi, dtype=np.float64)
+    if a.size == 0:
+        return 0.0, np.inf, 0.0, 0
+    return float(a.max()), float(a.min()), float(a.sum()), int(a.size)
+
+
+def virial_deviation(virials, natoms: int, relative_v: float | None = None) -> np.ndarray:
+    """e_v (9,) row-major from total virials (n_m, 3, 3) or (n_m, 9) in eV over `natoms` atoms."""
+    v = np.asarray(virials, dtype=np.float64)
+    v = v.reshape(v.shape[0], 9) / float(natoms)
+    devi = _std(v)
+    level = _check_level(relative_v, "relative_v")
+    if level is not None:
+        devi = devi / (np.abs(v.mean(axis=0)) + level)
+    return devi
+
+
+def energy_deviation(energies, natoms: int) -> float:
+    """devi_e: standard deviation over models of E / N, eV (DeePMD-kit's definition)."""
+    e = np.asarray(energies, dtype=np.float64) / float(natoms)
+    return float(_std(e))
+
+
+def frame_deviation(energies, forces, virials, relative: float | None = None,
+                    relative_v: float | None = None) -> FrameDeviation:
+    """All deviations of one frame: energies (n_m,) eV, forces (n_m, N, 3) eV/Å, virials (n_m, 3, 3)
+    eV (DeePMD-kit sign; any sign convention gives the same deviations)."""
+    forces = np.asarray(forces, dtype=np.float64)
+    natoms = forces.shape[1]
+    fa = atom_force_deviation(forces, relative)
+    fmax, fmin, fsum, n = summarize_force(fa)
+    ev = virial_deviation(virials, natoms, relative_v)
+    return FrameDeviation(
+        max_devi_v=float(ev.max()), min_devi_v=float(ev.min()),
+        avg_devi_v=float(np.sqrt(np.mean(ev ** 2))),
+        max_devi_f=fmax, min_devi_f=fmin, avg_devi_f=fsum / n if n else 0.0,
+        devi_e=energy_deviation(energies, natoms), atom_devi_f=fa)

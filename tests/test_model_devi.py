@@ -1,0 +1,176 @@
+"""Model deviation: numdp.model.deviation against formulas written here, and `numdp model-devi`."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from numdp.cli import main
+from numdp.io.h5md import H5MDWriter
+from numdp.io.model_file import write_model
+from numdp.io.structure import write_extxyz
+from numdp.model.deviation import frame_deviation
+from numdp.model.dp_model import DPModel
+from randmodel import random_config, random_params
+from tests_util import write_system
+
+NATOMS = 10
+HEADER = ("#       step         max_devi_v         min_devi_v         avg_devi_v"
+          "         max_devi_f         min_devi_f         avg_devi_f             devi_e")
+
+
+def _params(seed):
+    p = random_params(ntypes=2, sel=[24, 24], neuron=(4, 8), axis_neuron=3, rcut=4.0, seed=seed)
+    p.type_map = ["O", "H"]
+    return p
+
+
+@pytest.fixture(scope="module")
+def ensemble(tmp_path_factory):
+    d = tmp_path_factory.mktemp("models")
+    paths = []
+    for seed in (1, 2, 3):
+        paths.append(d / f"m{seed}.h5")
+        write_model(_params(seed), paths[-1])
+    return paths, [DPModel(_params(s), nthreads=1) for s in (1, 2, 3)]
+
+
+def _frames(nframes=3):
+    out = []
+    for f in range(nframes):
+        pos, types, box = random_config(NATOMS, 2, box_len=5.5, tilt=0.2, seed=10 + f)
+        out.append((pos, types, box))
+    return out
+
+
+def _reference(models, pos, types, box, relative=None, relative_v=None):
+    """Deviations from the definitions, written independently of numdp.model.deviation:
+    one-pass moments <x^2> - <x>^2 (the pair_style deepmd form) instead of two-pass."""
+    outs = [m.evaluate(pos, types, box, atom_virial=False) for m in models]
+    n = len(types)
+    f = np.array([o.forces for o in outs])                         # (m, N, 3)
+    mean_f = f.mean(axis=0)
+    ef = np.sqrt(np.maximum((f ** 2).sum(-1).mean(0) - (mean_f ** 2).sum(-1), 0.0))
+    if relative is not None:
+        ef = ef / (np.sqrt((mean_f ** 2).sum(-1)) + relative)
+    w = np.array([o.virial.ravel() for o in outs]) / n              # (m, 9)
+    ev = np.sqrt(np.maximum((w ** 2).mean(0) - w.mean(0) ** 2, 0.0))
+    if relative_v is not None:
+        ev = ev / (np.abs(w.mean(0)) + relative_v)
+    e = np.array([o.energy for o in outs]) / n
+    de = np.sqrt(max((e ** 2).mean() - e.mean() ** 2, 0.0))
+    return np.array([ev.max(), ev.min(), np.sqrt((ev ** 2).sum() / 9), ef.max(), ef.min(),
+                     ef.sum() / n, de]), ef
+
+
+# The one-pass moments lose digits to cancellation: error ~ 1e-16 * <x^2> / devi.  The random
+# models disagree by O(1) of their forces and virials, so <x^2> / devi^2 < 1e3: 1e-11 relative
+# is safe.  Energies per atom: |E/N| ~ 3 eV against devi_e ~ 0.5 eV, the same bound.
+RTOL = 1e-11
+
+
+@pytest.mark.parametrize("relative,relative_v", [(None, None), (0.5, 0.2)])
+def test_frame_deviation_matches_definitions(ensemble, relative, relative_v):
+    _, models = ensemble
+    for pos, types, box in _frames(2):
+        outs = [m.evaluate(pos, types, box, atom_virial=False) for m in models]
+        d = frame_deviation([o.energy for o in outs], [o.forces for o in outs],
+                            [o.virial for o in outs], relative, relative_v)
+        ref, ef = _reference(models, pos, types, box, relative, relative_v)
+        got = np.array([d.max_devi_v, d.min_devi_v, d.avg_devi_v, d.max_devi_f, d.min_devi_f,
+                        d.avg_devi_f, d.devi_e])
+        assert np.allclose(got, ref, rtol=RTOL, atol=0)
+        assert np.allclose(d.atom_devi_f, ef, rtol=RTOL, atol=0)
+        assert ref.min() > 1e-3  # the models really disagree: the test has teeth
+
+
+def test_identical_models_have_zero_deviation(ensemble):
+    _, models = ensemble
+    pos, types, box = _frames(1)[0]
+    o = models[0].evaluate(pos, types, box)
+    d = frame_deviation([o.energy] * 3, [o.forces] * 3, [o.virial] * 3)
+    # (x + x + x) / 3 rounds to x or a neighbour: deviations of a few ulps of the values
+    assert d.max_devi_f <= 4e-16 * np.abs(o.forces).max()
+    assert d.max_devi_v <= 4e-16 * np.abs(o.virial).max() / NATOMS
+    assert d.devi_e <= 4e-16 * abs(o.energy) / NATOMS
+
+
+def _read(path):
+    lines = Path(path).read_text().splitlines()
+    return lines, np.loadtxt(path, ndmin=2)
+
+
+def test_command_on_npy_system_file_format(ensemble, tmp_path):
+    paths, models = ensemble
+    frames = _frames(3)
+    sys_dir = write_system(tmp_path / "sys", np.array([f[0] for f in frames]),
+                           np.array([f[2] for f in frames]), frames[0][1], ["O", "H"])
+    out = tmp_path / "md.out"
+    rc = main(["model-devi", "-m", *map(str, paths), "-s", str(sys_dir), "-o", str(out),
+               "-f", "10", "--threads", "1"])
+    assert rc == 0
+    lines, data = _read(out)
+    assert lines[0] == f"# {sys_dir}"
+    assert lines[1] == HEADER
+    assert data.shape == (3, 8)
+    assert data[:, 0].tolist() == [0, 10, 20]
+    for row, (pos, types, box) in zip(data, frames):
+        ref, _ = _reference(models, pos, types, box)
+        # six significant digits in the file (%.6e): half a unit of the last digit
+        assert np.allclose(row[1:], ref, rtol=5e-7, atol=0)
+    # formats of pair_style deepmd: %12d then " %18.6e" per column
+    assert lines[2][:12] == f"{0:12d}" and len(lines[2]) == 12 + 7 * 19
+    # an existing output is never overwritten
+    assert main(["model-devi", "-m", *map(str, paths), "-s", str(sys_dir), "-o", str(out)]) == 2
+
+
+def test_command_atomic_relative_and_other_formats(ensemble, tmp_path):
+    paths, models = ensemble
+    frames = _frames(2)
+    xyz = tmp_path / "traj.xyz"
+    for pos, types, box in frames:  # write_extxyz writes one frame: concatenate two
+        one = tmp_path / "one.xyz"
+        write_extxyz(one, [["O", "H"][t] for t in types], pos, box)
+        with open(xyz, "a") as fp:
+            fp.write(one.read_text())
+    h5 = tmp_path / "traj.h5"
+    w = H5MDWriter(h5, frames[0][1], np.ones(NATOMS), ["O", "H"], fields=("position",))
+    for k, (pos, types, box) in enumerate(frames):
+        w.append(k, 0.001 * k, pos, None, None, box, {})
+    w.close()
+    out = tmp_path / "devi.out"
+    rc = main(["model-devi", "-m", *map(str, paths), "-s", str(xyz), str(h5), "-o", str(out),
+               "--atomic", "--relative", "0.5", "--relative_v", "0.2", "--threads", "1"])
+    assert rc == 0
+    lines, data = _read(out)
+    assert lines[1] == HEADER + f"{'atm_devi_f(N)':>19}"
+    assert lines[0] == f"# {xyz}" and lines[2 + len(frames)] == f"# {h5}"
+    assert data.shape == (4, 8 + NATOMS)
+    assert data[:, 0].tolist() == [0, 1, 0, 1]
+    for row, (pos, types, box) in zip(data, frames + frames):
+        ref, ef = _reference(models, pos, types, box, 0.5, 0.2)
+        assert np.allclose(row[1:8], ref, rtol=5e-7, atol=0)
+        assert np.allclose(row[8:], ef, rtol=5e-7, atol=0)
+
+
+def test_command_errors(ensemble, tmp_path, capsys):
+    paths, _ = ensemble
+    frames = _frames(1)
+    sys_dir = write_system(tmp_path / "sys", frames[0][0][None], frames[0][2][None], frames[0][1],
+                           ["O", "C"])
+    other = tmp_path / "other.h5"
+    p = _params(9)
+    p.type_map = ["H", "O"]
+    write_model(p, other)
+    cases = [
+        (["-m", str(paths[0]), "-s", str(sys_dir)], "two or more models"),
+        (["-m", str(paths[0]), str(other), "-s", str(sys_dir)], "differs from"),
+        (["-m", *map(str, paths), "-s", str(sys_dir)], "element 'C' is not in the model's"),
+        (["-m", *map(str, paths), "-s", str(tmp_path / "nope")], "system not found"),
+        (["-m", *map(str, paths), "-s", str(sys_dir), "--relative", "-1"], "--relative"),
+    ]
+    for argv, message in cases:
+        out = tmp_path / "e.out"
+        assert main(["model-devi", *argv, "-o", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1
+        assert not out.exists()
