@@ -8,15 +8,16 @@ atom-major with shifts ascending), the same (type, 2**-26 Å distance, index) or
 block, DeePMD-kit's truncation rule, the same overflow and max counts.  Kernels:
 `numdp.kernels.cuda.neighbor` (their order and the determinism argument are in its docstring).
 
-Device memory (bytes per local atom, L = nall / nloc, about 1.1-1.3 at 10**5-10**7 water atoms and
-up to ~8 for a cell just larger than the cutoff; ntypes types, nnei = sum(sel) slots):
+Device memory, bytes per local atom (L = nall / nloc: about 1.2 for 10**6 water atoms, 1.9 at
+12 288, up to ~8 for a cell just wider than the cutoff; nnei = sum(sel); ntypes types):
   kept (returned):   positions 24 L + types 4 L + mapping 4 L + nlist 4 nnei
-  temporary:         wrapping 64 (periodic) + cell list 44 L + centres 8 + counts 4 ntypes
-                     + 8 per cell (cells of cutoff/2: well under 1 per atom in dense systems)
+  inputs:            28 when given as host arrays (the uploaded copy lives during the call)
+  temporaries:       wrapping 56 (periodic) + cell list 44 L + centres 4 + counts 4 ntypes
+                     + 8 per cell (cells of rcut / 2: about 0.4 cells per atom in water)
   candidate keys:    none in global memory: each centre's keys live in its block's shared memory
-                     (up to 4096 keys, 32 kB); only centres with more than 4096 neighbours inside
-                     rcut use a global buffer, chunked over centres to at most 64 MiB in all.
-Water (sel [46, 92]): about 600 B/atom, of which 552 is the nlist itself.
+                     (up to 4096 keys, 32 kB per block); only centres with more than 4096
+                     neighbours inside rcut use a global buffer, chunked over centres to 64 MiB.
+Water (sel [46, 92], L = 1.2): 590 kept (552 of it the nlist) + at most ~130 during the call.
 
 Limits: those of the packed keys (check_key_limits: nall < 2**24, rcut < 128 Å, ntypes <= 127).
 """
@@ -77,6 +78,12 @@ class DeviceNeighborList:
     @property
     def overflowed(self) -> bool:
         return bool(self.overflow.any())
+
+    @property
+    def nbytes(self) -> int:
+        """Device bytes held by the four arrays."""
+        return int(sum(a.size * a.dtype.itemsize for a in (self.positions, self.types, self.mapping,
+                                                          self.nlist)))
 
 
 def is_device_array(a) -> bool:
