@@ -175,15 +175,40 @@ def test_overflowing_blocks():
     assert nl.overflow.min() > 0
 
 
+def spy_fill(monkeypatch):
+    """Record the `need` (key capacity asked for) of every formatting launch."""
+    launches = []
+    real = dev._fill
+
+    def fill(grid, counts, nlist, err, need, caps, nthr):
+        launches.append(need)
+        real(grid, counts, nlist, err, need, caps, nthr)
+
+    monkeypatch.setattr(dev, "_fill", fill)
+    return launches
+
+
 def test_global_key_buffer_chunked(monkeypatch):
     """Centres beyond the shared-memory capacities use the global key buffer, in chunks of centres."""
     box = np.diag([7.0, 7.5, 8.0])
     x, t = random_system(17, box, 10, 2)
     ext = extend(x, t, box, 5.0)
-    need = int(build_nlist(ext, 5.0, [99, 99], 2).max_count.sum())
+    need = int((build_nlist(ext, 5.0, [99, 99], 2).nlist >= 0).sum(1).max())  # keys of the fullest centre
     assert need > 8 and ext.nloc > 3 * 2  # beyond the capacity 8 given below, several chunks
     monkeypatch.setattr(dev, "_SCRATCH_BYTES", 8 * need * 3)  # 3 centres per chunk: 4 chunks
+    launches = spy_fill(monkeypatch)
     assert_same_as_cpu(x, t, box, 5.0, [4, 30], shared_caps=(8,))
+    assert launches == [0, need]  # capacity 8, then the global buffer sized to the largest count
+
+
+def test_retry_with_larger_shared_buffer(monkeypatch):
+    """A first launch with too small a buffer is repeated with the smallest capacity that fits."""
+    box = np.diag([7.0, 7.5, 8.0])
+    x, t = random_system(19, box, 8, 2)
+    launches = spy_fill(monkeypatch)
+    assert_same_as_cpu(x, t, box, 5.0, [10, 10], shared_caps=(4, 512))
+    need = int((build_nlist(extend(x, t, box, 5.0), 5.0, [99, 99], 2).nlist >= 0).sum(1).max())
+    assert 4 < need <= 512 and launches == [0, need]  # capacity 4, then 512
 
 
 def test_device_inputs():

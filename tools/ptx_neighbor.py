@@ -49,7 +49,6 @@ def main() -> int:
         ("bin_scatter", kc.bin_scatter, (f8_2, i4_1, i4_1, i4_1, i4_1, f8_2, i4_1, i4_1, i4_1)),
         ("mark_centres", kc.mark_centres, (i4_1, nt.int64, i4_1)),
         ("compact_centres", kc.compact_centres, (i4_1, nt.int64, i4_1, i4_1)),
-        ("count_neighbors", kc.count_neighbors, grid + (nt.float64, i4_2)),
         ("count_stats", kc.count_stats, (i4_2, i8_1, i8_1, i8_1)),
         ("fill_nlist_global", kc.fill_nlist_global, fill + (u8_2,)),
     ] + [(f"fill_nlist_shared({c})", kc.fill_nlist_shared(c), fill) for c in (256, 1024, 4096)]

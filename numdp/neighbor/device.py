@@ -205,6 +205,25 @@ def _stats(counts, sel_d, ntypes: int):
     return mx.copy_to_host(), ov.copy_to_host()
 
 
+def _fill(grid, counts, nlist, err, need: int, caps, nthr: int) -> None:
+    """Launch the formatting kernel for every centre with a key buffer of at least `need` keys: the
+    smallest shared-memory capacity that holds them, else a global buffer chunked over centres."""
+    from numba import cuda
+    from numdp.kernels.cuda import neighbor as kc
+
+    nloc = nlist.shape[0]
+    cap = next((c for c in caps if c >= need), None)
+    if cap is not None:
+        kc.fill_nlist_shared(cap)[nloc, nthr](*grid[:8], 0, *grid[8:], counts, nlist, err)
+        return
+    need = max(1, need)
+    chunk = max(1, min(nloc, _SCRATCH_BYTES // (8 * need)))
+    gkeys = cuda.device_array((chunk, need), dtype=np.uint64)
+    for m0 in range(0, nloc, chunk):
+        nb = min(chunk, nloc - m0)
+        kc.fill_nlist_global[nb, nthr](*grid[:8], m0, *grid[8:], counts, nlist, err, gkeys)
+
+
 def build_nlist_cuda(positions, types, box, rcut, sel, *, reach: int = DEFAULT_REACH,
                      threads_per_centre: int = THREADS_PER_CENTRE,
                      shared_caps=SHARED_CAPS) -> DeviceNeighborList:
@@ -225,8 +244,8 @@ def build_nlist_cuda(positions, types, box, rcut, sel, *, reach: int = DEFAULT_R
     Raises:
         InputError: bad shapes, non-finite coordinates, a type >= len(sel), a singular cell, a
             non-positive rcut or one beyond the packed-key limits (`check_key_limits`).
-        RuntimeError: a neighbour count disagreed between the counting and the formatting pass
-            (a bug, never a property of the input).
+        RuntimeError: a centre's key count changed between two launches (a bug, never a
+            property of the input).
     """
     from numba import cuda
     from numdp.kernels.cuda import neighbor as kc
@@ -285,33 +304,22 @@ def build_nlist_cuda(positions, types, box, rcut, sel, *, reach: int = DEFAULT_R
     kc.compact_centres[_launch(nall)](sidx, nloc, slot, centres)
     del slot
 
-    # neighbour counts (they size the key buffers), then keys -> rank sort -> slots
-    rcut2 = rc * rc
+    # keys -> rank sort -> slots, one block per centre; a centre whose keys overflow the buffer
+    # reports its count and the launch is repeated with a buffer that holds the largest
+    grid = (spos, sidx, stype, scell, cell_start, d_nbins, int(reach), centres, rc * rc,
+            cuda.to_device(s), cuda.to_device(sec))
     counts = cuda.device_array((nloc, ntypes), dtype=np.int32)
-    grid = (spos, sidx, stype, scell, cell_start, d_nbins, int(reach), centres)
-    kc.count_neighbors[_launch(nloc)](*grid, rcut2, counts)
-    sel_d = cuda.to_device(s)
-    mx, _ = _stats(counts, sel_d, ntypes)
-    need = max(1, int(mx.sum()))  # >= the largest number of keys of any centre
-    sec_d = cuda.to_device(sec)
     nlist = cuda.device_array((nloc, nnei), dtype=np.int32)
-    err = cuda.to_device(np.zeros(1, dtype=np.int32))
-    nthr = int(threads_per_centre)
-    cap = next((c for c in sorted(shared_caps) if c >= need), None)
-    if cap is not None:
-        kc.fill_nlist_shared(cap)[nloc, nthr](*grid, 0, rcut2, sel_d, sec_d, counts, nlist, err)
+    caps = sorted(int(c) for c in shared_caps)
+    need = 0
+    for _ in range(2):
+        err = cuda.to_device(np.zeros(1, dtype=np.int32))
+        _fill(grid, counts, nlist, err, need, caps, int(threads_per_centre))
+        need = int(err.copy_to_host()[0])
+        if need == 0:
+            break
     else:
-        chunk = max(1, min(nloc, _SCRATCH_BYTES // (8 * need)))
-        gkeys = cuda.device_array((chunk, need), dtype=np.uint64)
-        for m0 in range(0, nloc, chunk):
-            nb = min(chunk, nloc - m0)
-            kc.fill_nlist_global[nb, nthr](*grid, m0, rcut2, sel_d, sec_d, counts, nlist, err, gkeys)
-        del gkeys
-    e = int(err.copy_to_host()[0])
-    if e:
-        raise RuntimeError(f"neighbour search: a centre has {e} keys, more than the {need} counted")
-    max_count, overflow = _stats(counts, sel_d, ntypes)
-    if not np.array_equal(max_count, mx):
-        raise RuntimeError("neighbour search: the counting and formatting passes disagree")
+        raise RuntimeError(f"neighbour search: a centre has {need} keys after the buffer was sized")
+    max_count, overflow = _stats(counts, grid[9], ntypes)
     return DeviceNeighborList(positions=pos, types=typ, mapping=mp, nlist=nlist, nloc=nloc,
                               overflow=overflow, max_count=max_count)

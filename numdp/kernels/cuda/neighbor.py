@@ -15,8 +15,9 @@ Pipeline (one launch each):
     bin_count           cell of every atom, atoms per cell (integer atomics)
     bin_scatter         counting sort into cells (atomic cursor: order within a cell arbitrary)
     mark_centres, compact_centres   sorted positions of the local atoms (flag, scan, scatter)
-    count_neighbors     one thread per centre: type-t neighbours within rcut (sizes the sort)
-    fill_nlist_*        one block per centre: keys within rcut -> rank sort -> DeePMD-kit slots
+    fill_nlist_*        one block per centre: keys within rcut -> rank sort -> DeePMD-kit slots;
+                        a centre with more keys than the buffer holds reports its count, and the
+                        driver reruns the launch with a buffer that holds the largest
     count_stats         largest count and number of truncated blocks per type
 
 Determinism: atomics only decide where an atom lands inside its cell and in which order a centre's
@@ -284,39 +285,12 @@ def _stencil_rows(p, scell, nbins, reach):
 
 @cuda.jit(device=True, inline=True)
 def _pair_r2(spos, p, q):
-    """Squared distance (Å²) between sorted atoms p and q, in the CPU kernels' order of operations."""
+    """Squared distance (Å²) between sorted atoms p and q, in the CPU kernels' order of operations
+    (a GPU compiler may fuse the multiply-adds; the simulator does not)."""
     dx = spos[q, 0] - spos[p, 0]
     dy = spos[q, 1] - spos[p, 1]
     dz = spos[q, 2] - spos[p, 2]
     return dx * dx + dy * dy + dz * dz
-
-
-@cuda.jit
-def count_neighbors(spos, sidx, stype, scell, cell_start, nbins, reach, centres, rcut2, counts):
-    """counts[i, t] = number of type-t atoms j (extended, j != i, type >= 0) with r_ij**2 <= rcut2.
-
-    One thread per centre (centres (nloc,) sorted positions of the local atoms); cells at least
-    rcut / reach wide; counts (nloc, ntypes) int32; a virtual centre (type < 0) gets zeros.
-    """
-    m = cuda.grid(1)
-    if m < centres.shape[0]:
-        p = centres[m]
-        i = sidx[p]
-        ntypes = counts.shape[1]
-        for t in range(ntypes):
-            counts[i, t] = 0
-        if stype[p] < 0:
-            return
-        nx = nbins[0]
-        ny = nbins[1]
-        x0, x1, y0, y1, z0, z1 = _stencil_rows(p, scell, nbins, reach)
-        for z in range(z0, z1 + 1):
-            for y in range(y0, y1 + 1):
-                row = (z * ny + y) * nx
-                for q in range(cell_start[row + x0], cell_start[row + x1 + 1]):
-                    tq = stype[q]
-                    if q != p and tq >= 0 and _pair_r2(spos, p, q) <= rcut2:
-                        counts[i, tq] += 1
 
 
 @cuda.jit(device=True, inline=True)
@@ -330,7 +304,8 @@ def _fill_row(keys, cap, nkeys, tcount, spos, sidx, stype, scell, cell_start, nb
     ranks its keys among all n keys (the keys are distinct: the ranks are the sorted order) and
     writes key a of type t to slot sec[t] + rank(a) - (keys of types < t) if that is < sel[t]
     (DeePMD-kit's truncation: the first sel[t] in sorted order); 4. -1 padding and the counts.
-    err (1,) int32 gets the key count if it exceeds cap (the row is then left unwritten).
+    err (1,) int32: atomic max of the key counts that exceed cap (such a row is left unwritten;
+    the driver relaunches with a larger buffer).
     """
     tid = cuda.threadIdx.x
     nthr = cuda.blockDim.x
