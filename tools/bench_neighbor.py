@@ -139,7 +139,7 @@ def bench_cuda(args, x0, t0, box0, sel):
             ref = build_nlist(extend(x, t, box, args.rcut), args.rcut, sel, 2)
             line += f"; {bool(np.array_equal(nl.nlist.copy_to_host(), ref.nlist))}"
         print(line, flush=True)
-        del nl, dx, dt
+        nl = dx = dt = None  # free the device arrays before the next size
 
 
 if __name__ == "__main__":
