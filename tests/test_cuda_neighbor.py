@@ -118,6 +118,44 @@ def test_cell_binning_matches_cpu():
     np.testing.assert_array_equal(stype.copy_to_host(), ext.types[sidx])
 
 
+@pytest.mark.parametrize("cap", [16, None])
+def test_ties_beyond_24_index_bits(cap):
+    """Extended indices >= 2**24 (beyond the packed keys' index field; the CPU refuses such
+    systems): ties of (type, quantised distance) must still follow the full index.  The formatting
+    kernel on a hand-made one-cell list: centre 0 at the origin, neighbours at r = 1 (exact ties)
+    and r = 0.5, 2 types; packed-key order alone would put 2**25 (low bits 0) first."""
+    big = 2**24
+    j = np.array([0, 2**25, 5, big + 1, 7, big + 3, big + 9, 2**30 + 2], dtype=np.int32)
+    pos = np.array([[0, 0, 0], [1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0.5, 0, 0], [0, 0, 1],
+                    [0, 0, -1]], dtype=np.float64)
+    typ = np.array([0, 0, 0, 0, 0, 0, 1, 1], dtype=np.int32)
+    sel = np.array([4, 3], dtype=np.int64)
+    sec = np.array([0, 4, 7], dtype=np.int64)
+    r = np.linalg.norm(pos, axis=1)
+    order = np.lexsort((j[1:], np.floor(r[1:] * 2.0**26), typ[1:])) + 1
+    expect = np.full(7, -1, dtype=np.int32)
+    for t in range(2):
+        js = j[order][typ[order] == t][: sel[t]]
+        expect[sec[t]: sec[t] + len(js)] = js
+    assert list(expect) == [big + 3, 5, 7, big + 1, big + 9, 2**30 + 2, -1]
+    n = len(j)
+    d = [cuda.to_device(a) for a in (pos, j, typ, np.zeros(n, np.int32), np.array([0, n], np.int32),
+                                     np.ones(3, np.int64))]
+    counts = cuda.device_array((1, 2), dtype=np.int32)
+    nlist = cuda.device_array((1, 7), dtype=np.int32)
+    err = cuda.to_device(np.zeros(1, dtype=np.int32))
+    args = (*d, 1, cuda.to_device(np.zeros(1, np.int32)), 0, 1.5**2, cuda.to_device(sel), cuda.to_device(sec),
+            counts, nlist, err)
+    if cap:
+        kc.fill_nlist_shared(cap)[1, THREADS](*args)
+    else:
+        kc.fill_nlist_global[1, THREADS](*args, cuda.device_array((1, 8), np.uint64),
+                                         cuda.device_array((1, 8), np.int32))
+    assert err.copy_to_host()[0] == 0
+    np.testing.assert_array_equal(nlist.copy_to_host()[0], expect)
+    np.testing.assert_array_equal(counts.copy_to_host()[0], [5, 2])
+
+
 # --------------------------------------------------------------------------------------------------
 # whole lists against the CPU
 # --------------------------------------------------------------------------------------------------
@@ -195,7 +233,7 @@ def test_global_key_buffer_chunked(monkeypatch):
     ext = extend(x, t, box, 5.0)
     need = int((build_nlist(ext, 5.0, [99, 99], 2).nlist >= 0).sum(1).max())  # keys of the fullest centre
     assert need > 8 and ext.nloc > 3 * 2  # beyond the capacity 8 given below, several chunks
-    monkeypatch.setattr(dev, "_SCRATCH_BYTES", 8 * need * 3)  # 3 centres per chunk: 4 chunks
+    monkeypatch.setattr(dev, "_SCRATCH_BYTES", 12 * need * 3)  # 3 centres per chunk: 4 chunks
     launches = spy_fill(monkeypatch)
     assert_same_as_cpu(x, t, box, 5.0, [4, 30], shared_caps=(8,))
     assert launches == [0, need]  # capacity 8, then the global buffer sized to the largest count
@@ -293,5 +331,5 @@ def test_input_errors():
         build_nlist_cuda(x, t, [[1, 1, 0], [2, 2, 0], [0, 0, 1]], 4.0, [4, 4, 4])
     with pytest.raises(InputError, match="shape"):
         build_nlist_cuda(x[:, :2], t, box, 4.0, [4, 4, 4])
-    with pytest.raises(InputError, match="extended atoms"):  # ~ 3 * 241**3 images
-        build_nlist_cuda(np.zeros((3, 3)), [0, 0, 0], np.eye(3) * 0.5, 60.0, [4])
+    with pytest.raises(InputError, match="extended atoms"):  # ~ 3 * 1201**3 images > 2**31
+        build_nlist_cuda(np.zeros((3, 3)), [0, 0, 0], np.eye(3) * 0.1, 60.0, [4])

@@ -50,8 +50,8 @@ def main() -> int:
         ("mark_centres", kc.mark_centres, (i4_1, nt.int64, i4_1)),
         ("compact_centres", kc.compact_centres, (i4_1, nt.int64, i4_1, i4_1)),
         ("count_stats", kc.count_stats, (i4_2, i8_1, i8_1, i8_1)),
-        ("fill_nlist_global", kc.fill_nlist_global, fill + (u8_2,)),
-    ] + [(f"fill_nlist_shared({c})", kc.fill_nlist_shared(c), fill) for c in (256, 1024, 4096)]
+        ("fill_nlist_global", kc.fill_nlist_global, fill + (u8_2, i4_2)),
+    ] + [(f"fill_nlist_shared({c})", kc.fill_nlist_shared(c), fill) for c in (256, 1024, 3072)]
     failed = 0
     for name, kernel, sig in kernels:
         try:

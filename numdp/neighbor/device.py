@@ -14,12 +14,17 @@ Device memory, bytes per local atom (L = nall / nloc: about 1.2 for 10**6 water 
   inputs:            28 when given as host arrays (the uploaded copy lives during the call)
   temporaries:       wrapping 56 (periodic) + cell list 44 L + centres 4 + counts 4 ntypes
                      + 8 per cell (cells of rcut / 2: about 0.4 cells per atom in water)
-  candidate keys:    none in global memory: each centre's keys live in its block's shared memory
-                     (up to 4096 keys, 32 kB per block); only centres with more than 4096
-                     neighbours inside rcut use a global buffer, chunked over centres to 64 MiB.
+  candidate keys:    none in global memory: each centre's keys (8 bytes) and indices (4) live in
+                     its block's shared memory (up to 3072 keys, 36 kB per block); only centres
+                     with more than 3072 neighbours inside rcut use a global buffer, chunked over
+                     centres to 64 MiB.
 Water (sel [46, 92], L = 1.2): 590 kept (552 of it the nlist) + at most ~130 during the call.
 
-Limits: those of the packed keys (check_key_limits: nall < 2**24, rcut < 128 Å, ntypes <= 127).
+Limits: rcut < 128 Å and ntypes <= 127 (the packed keys, `check_key_limits`); nall < 2**31 (int32
+indices).  The CPU path also needs nall < 2**24 (the 24 index bits of the keys); the device breaks
+ties of equal (type, quantised distance) by the full index kept beside each key, so its lists are
+the CPU's wherever the CPU runs and keep the same order beyond: about 15 million water atoms (rcut
+6 Å) on the CPU, up to the memory of the device here.
 """
 
 from __future__ import annotations
@@ -40,8 +45,11 @@ __all__ = ["DeviceNeighborList", "build_nlist_cuda", "is_device_array", "SHARED_
 _TPB = 128
 _SCAN_CHUNK = 32
 # Key capacities (keys per centre) of the shared-memory formatting kernels, smallest first: a launch
-# uses the smallest that holds every centre's neighbours within rcut (8 bytes a key: 2-32 kB).
-SHARED_CAPS = (256, 1024, 4096)
+# uses the smallest that holds every centre's neighbours within rcut (12 bytes a key: 3-36 kB,
+# under the 48 kB of static shared memory per block).
+SHARED_CAPS = (256, 1024, 3072)
+# Extended atoms are indexed with int32.
+MAX_NALL = 2**31 - 1
 # Global-memory key buffer for centres beyond the largest shared capacity (bytes, all chunks alike).
 _SCRATCH_BYTES = 64 << 20
 # Threads per centre in the formatting kernel (one warp on a GPU; any value gives the same list).
@@ -162,7 +170,16 @@ def _inputs(positions, types, ntypes: int):
     return x, t, nloc
 
 
-def _extended(x, t, nloc: int, box, cutoff: float, ntypes: int):
+def _check_nall(nall: int, cutoff: float, widths) -> None:
+    if nall > MAX_NALL:
+        raise InputError(
+            f"the periodic system needs {nall} extended atoms (local + ghost images) for a cutoff of "
+            f"{cutoff} A in a cell with face widths {np.round(widths, 4).tolist()} A; at most {MAX_NALL} "
+            f"are supported on the device (int32 indices)"
+        )
+
+
+def _extended(x, t, nloc: int, box, cutoff: float):
     """Extended atoms on the device: (positions (nall, 3), types (nall,), mapping (nall,), nall)."""
     from numba import cuda
     from numdp.kernels.cuda import neighbor as kc
@@ -185,7 +202,7 @@ def _extended(x, t, nloc: int, box, cutoff: float, ntypes: int):
     excl = cuda.device_array(nloc, dtype=np.int64)
     kc.wrap_count_images[_launch(nloc)](x, d_inv, d_box, lo, hi, frac, xw, excl)
     nall = nloc + _exclusive_scan(excl)
-    check_key_limits(nall, cutoff, ntypes)
+    _check_nall(nall, cutoff, h)
     pos = cuda.device_array((nall, 3), dtype=np.float64)
     typ = cuda.device_array(nall, dtype=np.int32)
     mp = cuda.device_array(nall, dtype=np.int32)
@@ -217,11 +234,12 @@ def _fill(grid, counts, nlist, err, need: int, caps, nthr: int) -> None:
         kc.fill_nlist_shared(cap)[nloc, nthr](*grid[:8], 0, *grid[8:], counts, nlist, err)
         return
     need = max(1, need)
-    chunk = max(1, min(nloc, _SCRATCH_BYTES // (8 * need)))
+    chunk = max(1, min(nloc, _SCRATCH_BYTES // (12 * need)))
     gkeys = cuda.device_array((chunk, need), dtype=np.uint64)
+    gjs = cuda.device_array((chunk, need), dtype=np.int32)
     for m0 in range(0, nloc, chunk):
         nb = min(chunk, nloc - m0)
-        kc.fill_nlist_global[nb, nthr](*grid[:8], m0, *grid[8:], counts, nlist, err, gkeys)
+        kc.fill_nlist_global[nb, nthr](*grid[:8], m0, *grid[8:], counts, nlist, err, gkeys, gjs)
 
 
 def build_nlist_cuda(positions, types, box, rcut, sel, *, reach: int = DEFAULT_REACH,
@@ -243,7 +261,8 @@ def build_nlist_cuda(positions, types, box, rcut, sel, *, reach: int = DEFAULT_R
         `DeviceNeighborList` (the arrays stay on the device; overflow and max_count on the host).
     Raises:
         InputError: bad shapes, non-finite coordinates, a type >= len(sel), a singular cell, a
-            non-positive rcut or one beyond the packed-key limits (`check_key_limits`).
+            non-positive rcut, rcut >= 128 Å or more than 127 types (`check_key_limits`), or more
+            than 2**31 - 1 extended atoms.
         RuntimeError: a centre's key count changed between two launches (a bug, never a
             property of the input).
     """
@@ -273,8 +292,7 @@ def build_nlist_cuda(positions, types, box, rcut, sel, *, reach: int = DEFAULT_R
             nlist=cuda.device_array((0, nnei), dtype=np.int32), nloc=0,
             overflow=np.zeros(ntypes, dtype=np.int64), max_count=np.zeros(ntypes, dtype=np.int64),
         )
-    pos, typ, mp, nall = _extended(x, t, nloc, box, rc, ntypes)
-    check_key_limits(nall, rc, ntypes)
+    pos, typ, mp, nall = _extended(x, t, nloc, box, rc)
 
     # cell list: bounding box, cells (host arithmetic on 6 numbers), counting sort
     lohi = cuda.to_device(np.array([np.inf] * 3 + [-np.inf] * 3))

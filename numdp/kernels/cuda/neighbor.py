@@ -23,6 +23,10 @@ Pipeline (one launch each):
 Determinism: atomics only decide where an atom lands inside its cell and in which order a centre's
 keys are appended; the slots come from the rank of each key among the centre's keys, and the keys
 are distinct (distinct indices), so the lists do not depend on thread timing.
+
+Indices: the packed keys hold 24 index bits (reference §10.1); ties of (type, quantised distance)
+are broken by the full extended index kept beside each key, so the order is the packed keys' order
+for nall < 2**24 (the CPU limit) and stays exact up to the int32 limit nall < 2**31.
 """
 
 from __future__ import annotations
@@ -33,7 +37,14 @@ import numpy as np
 from numba import cuda, int32, uint64
 
 from numdp.kernels.dual import cuda_device
-from numdp.kernels.keys import KEY_MAX_TYPES, KEY_TYPE_SHIFT, INDEX_MASK, pack_key, unpack_key
+from numdp.kernels.keys import (
+    INDEX_MASK,
+    KEY_DIST_SHIFT,
+    KEY_MAX_TYPES,
+    KEY_TYPE_SHIFT,
+    pack_key,
+    unpack_key,
+)
 
 pack_key_gpu = cuda_device(pack_key)
 unpack_key_gpu = cuda_device(unpack_key)
@@ -294,16 +305,18 @@ def _pair_r2(spos, p, q):
 
 
 @cuda.jit(device=True, inline=True)
-def _fill_row(keys, cap, nkeys, tcount, spos, sidx, stype, scell, cell_start, nbins, reach, p, rcut2,
+def _fill_row(keys, js, cap, nkeys, tcount, spos, sidx, stype, scell, cell_start, nbins, reach, p, rcut2,
               sel, sec, counts, nlist, err):
     """One block formats the row of the centre at sorted position p (all threads of the block call).
 
-    keys (cap,) uint64 scratch (shared memory, or a global row); nkeys (1,) and tcount (>= ntypes,)
-    int32 shared.  1. zero the counters; 2. the threads stride over the stencil rows and append the
-    packed key of every neighbour within rcut (atomic cursor, so in arbitrary order); 3. each thread
-    ranks its keys among all n keys (the keys are distinct: the ranks are the sorted order) and
-    writes key a of type t to slot sec[t] + rank(a) - (keys of types < t) if that is < sel[t]
-    (DeePMD-kit's truncation: the first sel[t] in sorted order); 4. -1 padding and the counts.
+    keys (cap,) uint64 and js (cap,) int32 scratch (shared memory, or global rows); nkeys (1,) and
+    tcount (>= ntypes,) int32 shared.  1. zero the counters; 2. the threads stride over the stencil
+    rows and append, for every neighbour within rcut, its packed key (reference §10.1, index field
+    j mod 2**24) and its extended index j (atomic cursor, so in arbitrary order); 3. each thread
+    ranks its keys among all n by (type and quantised distance = key >> 24, then j): distinct, so
+    the ranks are the sorted order, the order of the packed keys whenever nall < 2**24, and exact
+    for larger j too; key a of type t goes to slot sec[t] + rank(a) - (keys of types < t) if that
+    is < sel[t] (DeePMD-kit's truncation: the first sel[t] in sorted order); 4. -1 padding, counts.
     err (1,) int32: atomic max of the key counts that exceed cap (such a row is left unwritten;
     the driver relaunches with a larger buffer).
     """
@@ -331,7 +344,9 @@ def _fill_row(keys, cap, nkeys, tcount, spos, sidx, stype, scell, cell_start, nb
                         if r2 <= rcut2:
                             s = cuda.atomic.add(nkeys, 0, 1)
                             if s < cap:
-                                keys[s] = pack_key_gpu(tq, math.sqrt(r2), sidx[q])
+                                j = sidx[q]
+                                keys[s] = pack_key_gpu(tq, math.sqrt(r2), j & INDEX_MASK)
+                                js[s] = j
                             cuda.atomic.add(tcount, tq, 1)
     cuda.syncthreads()
     n = nkeys[0]
@@ -340,16 +355,18 @@ def _fill_row(keys, cap, nkeys, tcount, spos, sidx, stype, scell, cell_start, nb
             cuda.atomic.max(err, 0, n)
         return
     for a in range(tid, n, nthr):
-        ka = keys[a]
+        ka = keys[a] >> uint64(KEY_DIST_SHIFT)
+        ja = js[a]
         rank = 0
         for b in range(n):
-            if keys[b] < ka:
+            kb = keys[b] >> uint64(KEY_DIST_SHIFT)
+            if kb < ka or (kb == ka and js[b] < ja):
                 rank += 1
-        t = int32(ka >> uint64(KEY_TYPE_SHIFT))
+        t = int32(ka >> uint64(KEY_TYPE_SHIFT - KEY_DIST_SHIFT))
         for u in range(t):
             rank -= tcount[u]
         if rank < sel[t]:
-            nlist[i, sec[t] + rank] = int32(ka & uint64(INDEX_MASK))
+            nlist[i, sec[t] + rank] = ja
     for s in range(tid, nnei, nthr):
         t = 0
         while s >= sec[t + 1]:
@@ -364,11 +381,11 @@ _FILL_KERNELS = {}
 
 
 def fill_nlist_shared(cap: int):
-    """The block-per-centre formatting kernel with a shared-memory key buffer of `cap` keys.
+    """The block-per-centre formatting kernel with shared-memory buffers for `cap` keys.
 
     Signature: (spos, sidx, stype, scell, cell_start, nbins, reach, centres, m0, rcut2, sel, sec,
-    counts, nlist, err); block b formats centre centres[m0 + b] (see `_fill_row`); cap must be at
-    least the centre's number of neighbours within rcut; cap * 8 bytes of shared memory per block.
+    counts, nlist, err); block b formats centre centres[m0 + b] (see `_fill_row`); 12 cap bytes of
+    shared memory per block (keys and indices).
     """
     kernel = _FILL_KERNELS.get(cap)
     if kernel is None:
@@ -377,11 +394,12 @@ def fill_nlist_shared(cap: int):
         def kernel(spos, sidx, stype, scell, cell_start, nbins, reach, centres, m0, rcut2, sel, sec,
                    counts, nlist, err):
             keys = cuda.shared.array(cap, dtype=uint64)
+            js = cuda.shared.array(cap, dtype=int32)
             nkeys = cuda.shared.array(1, dtype=int32)
             tcount = cuda.shared.array(KEY_MAX_TYPES, dtype=int32)
             p = centres[m0 + cuda.blockIdx.x]
-            _fill_row(keys, cap, nkeys, tcount, spos, sidx, stype, scell, cell_start, nbins, reach, p,
-                      rcut2, sel, sec, counts, nlist, err)
+            _fill_row(keys, js, cap, nkeys, tcount, spos, sidx, stype, scell, cell_start, nbins, reach,
+                      p, rcut2, sel, sec, counts, nlist, err)
 
         _FILL_KERNELS[cap] = kernel
     return kernel
@@ -389,15 +407,16 @@ def fill_nlist_shared(cap: int):
 
 @cuda.jit
 def fill_nlist_global(spos, sidx, stype, scell, cell_start, nbins, reach, centres, m0, rcut2, sel, sec,
-                      counts, nlist, err, gkeys):
-    """`fill_nlist_shared` with the key buffer in global memory: block b uses row gkeys[b]
-    (gkeys (nblock, cap) uint64), for centres with more neighbours than shared memory holds."""
+                      counts, nlist, err, gkeys, gjs):
+    """`fill_nlist_shared` with the buffers in global memory: block b uses rows gkeys[b], gjs[b]
+    (gkeys (nblock, cap) uint64, gjs (nblock, cap) int32), for centres with more neighbours than
+    shared memory holds."""
     nkeys = cuda.shared.array(1, dtype=int32)
     tcount = cuda.shared.array(KEY_MAX_TYPES, dtype=int32)
     b = cuda.blockIdx.x
     p = centres[m0 + b]
-    _fill_row(gkeys[b], gkeys.shape[1], nkeys, tcount, spos, sidx, stype, scell, cell_start, nbins, reach,
-              p, rcut2, sel, sec, counts, nlist, err)
+    _fill_row(gkeys[b], gjs[b], gkeys.shape[1], nkeys, tcount, spos, sidx, stype, scell, cell_start,
+              nbins, reach, p, rcut2, sel, sec, counts, nlist, err)
 
 
 @cuda.jit
