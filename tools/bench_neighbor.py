@@ -9,7 +9,7 @@ numba threads, followed by the memory per atom of the arrays each stage produces
 With --device cuda the device search (numdp.neighbor.device.build_nlist_cuda, positions already on
 the device) is timed instead, whole (ghosts, cell list, counts, keys, slots), µs per local atom, with
 the device bytes per atom of the returned arrays; --check compares each list with the CPU's (slow
-at large sizes).  Sizes for 12 288 / 98 304 / ~1 M / ~10 M atoms: --sizes 4 8 17 37.
+at large sizes).  Sizes for 12 288 / 98 304 / 1.12 M / 10.5 M atoms: --sizes 4 8 18 38.
 Under NUMBA_ENABLE_CUDASIM=1 only a smoke run is sensible: --sizes 1 --repeat 1 --tpc 4.
 """
 
