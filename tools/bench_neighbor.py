@@ -5,6 +5,12 @@ n×n×n times (192, 1536, 12288, 98304 atoms), each stage timed (best of several
 numba threads, followed by the memory per atom of the arrays each stage produces.
 
     python tools/bench_neighbor.py [--sizes 1 2 4 8] [--threads 1 2] [--reach 2] [--repeat 5] [--data DIR]
+
+With --device cuda the device search (numdp.neighbor.device.build_nlist_cuda, positions already on
+the device) is timed instead, whole (ghosts, cell list, counts, keys, slots), µs per local atom, with
+the device bytes per atom of the returned arrays; --check compares each list with the CPU's (slow
+at large sizes).  Sizes for 12 288 / 98 304 / 1.12 M / 10.5 M atoms: --sizes 4 8 18 38.
+Under NUMBA_ENABLE_CUDASIM=1 only a smoke run is sensible: --sizes 1 --repeat 1 --tpc 4.
 """
 
 from __future__ import annotations
@@ -54,9 +60,15 @@ def main():
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--rcut", type=float, default=6.0)
     ap.add_argument("--data", default=DATA, help="DeePMD npy system holding the water frame")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--check", action="store_true", help="cuda: compare each list with the CPU list")
+    ap.add_argument("--tpc", type=int, default=None, help="cuda: threads per centre (default 32)")
     args = ap.parse_args()
     sel = [46, 92]
     x0, t0, box0 = load_water(data=args.data)
+    if args.device == "cuda":
+        bench_cuda(args, x0, t0, box0, sel)
+        return
     kw = {} if args.reach is None else {"reach": args.reach}
 
     # warm up (compile or load the numba cache)
@@ -91,6 +103,43 @@ def main():
           "overflow, max_count")
     for nloc, eb, cb, lb, ov, mc in mem_rows:
         print(f"{nloc:>7} {eb:>9.1f} {cb:>10.1f} {lb:>12.1f}   {ov} {mc}")
+
+
+def bench_cuda(args, x0, t0, box0, sel):
+    """Time build_nlist_cuda on replicated water (positions and types already on the device)."""
+    from numba import cuda
+
+    from numdp.neighbor import build_nlist
+    from numdp.neighbor.device import build_nlist_cuda
+
+    simulated = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+    if not simulated and not cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device (or driver) available")
+    kw = {}
+    if args.reach is not None:
+        kw["reach"] = args.reach
+    if args.tpc is not None:
+        kw["threads_per_centre"] = args.tpc
+    dev = "CUDA simulator" if simulated else cuda.get_current_device().name
+    dev = dev.decode() if isinstance(dev, bytes) else dev
+    build_nlist_cuda(x0, t0, box0, args.rcut, sel, **kw)  # warm up: compile the kernels
+    print(f"rcut {args.rcut} A, sel {sel}, device: {dev}")
+    print(f"{'natoms':>9} {'nall/nloc':>9} {'search':>9} {'kept B/atom':>11}   us/atom; max_count, overflow"
+          + ("; equal to CPU" if args.check else ""))
+    for n in args.sizes:
+        x, t, box = replicate(x0, t0, box0, n)
+        nloc = len(x)
+        dx = cuda.to_device(x)
+        dt = cuda.to_device(t.astype(np.int32))
+        repeat = max(1, args.repeat if nloc <= 2_000_000 else args.repeat // 2)
+        ts, nl = best_time(lambda: build_nlist_cuda(dx, dt, box, args.rcut, sel, **kw), repeat)
+        line = (f"{nloc:>9} {nl.nall / nloc:>9.3f} {ts * 1e6 / nloc:>9.4f} {nl.nbytes / nloc:>11.1f}   "
+                f"{nl.max_count.tolist()} {nl.overflow.tolist()}")
+        if args.check:
+            ref = build_nlist(extend(x, t, box, args.rcut), args.rcut, sel, 2)
+            line += f"; {bool(np.array_equal(nl.nlist.copy_to_host(), ref.nlist))}"
+        print(line, flush=True)
+        nl = dx = dt = None  # free the device arrays before the next size
 
 
 if __name__ == "__main__":

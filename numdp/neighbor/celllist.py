@@ -17,7 +17,7 @@ import numpy as np
 from numdp.neighbor.extended import Extended, _check_cutoff, check_extended_positions
 from numdp.kernels.cpu import neighbor as _k
 
-__all__ = ["Candidates", "CellGrid", "find_candidates", "DEFAULT_REACH"]
+__all__ = ["Candidates", "CellGrid", "find_candidates", "grid_dims", "DEFAULT_REACH"]
 
 # Stencil half-width in cells (cells >= cutoff / reach wide).  Measured with tools/bench_neighbor.py
 # on liquid water (rcut 6 Å, 12288 atoms): reach 1 / 2 / 3 scan about 7.1 / 4.1 / 3.3 atoms per
@@ -85,6 +85,13 @@ def grid_shape(positions: np.ndarray, cutoff: float, reach: int):
     lo = np.empty(3)
     hi = np.empty(3)
     _k.bounding_box(positions, lo, hi)
+    inv_width, nb = grid_dims(lo, hi, nall, cutoff, reach)
+    return lo, inv_width, nb
+
+
+def grid_dims(lo: np.ndarray, hi: np.ndarray, nall: int, cutoff: float, reach: int):
+    """Cells per Å (3,) and cell counts (3,) int64 of the grid over the bounding box [lo, hi] (Å) of
+    nall >= 1 atoms (rules: `grid_shape`; shared with the CUDA neighbour search)."""
     extent = hi - lo
     width = cutoff * (1.0 + _CELL_MARGIN) / reach
     limit = 4.0 * nall + 27.0
@@ -94,7 +101,7 @@ def grid_shape(positions: np.ndarray, cutoff: float, reach: int):
         nb = np.maximum(1.0, np.floor(nb / max(factor, 1.01)))
     nb = nb.astype(np.int64)
     inv_width = np.where(extent > 0.0, nb / np.where(extent > 0.0, extent, 1.0), 0.0)
-    return lo, inv_width, nb
+    return inv_width, nb
 
 
 def build_grid(positions: np.ndarray, nloc: int, cutoff: float, reach: int = DEFAULT_REACH) -> CellGrid:

@@ -5,13 +5,8 @@ else; no kernel raises, allocates its results or reads configuration.  Lengths a
 over `prange` so that each iteration writes only its own rows; the results never depend on the
 number of threads.  Drivers live in `numdp.neighbor`.
 
-Packed sort keys (reference §10.1), one unsigned 64-bit integer per (centre, neighbour) pair::
-
-    key = (type << 57) | (floor(r * 2**26) << 24) | index
-    bits 57..63 type (< 128), bits 24..56 distance in units of 2**-26 Å (r < 128 Å),
-    bits 0..23 extended index (< 2**24)
-
-so that sorting the keys of one centre orders its neighbours by (type, quantised distance, index).
+Packed sort keys (reference §10.1): `numdp.kernels.keys` (one scalar definition shared with the
+CUDA kernels), re-exported here as `pack_key` / `unpack_key` (their CPU builds).
 The keys are distinct, so every sort gives the same order; `format_nlist` uses a counting sort on
 coarse (type, r³) labels plus an insertion sort (`_sort_keys`), measured ~3x faster than np.sort on
 the ~100 keys of a water atom, with np.sort as the fallback for crowded labels.
@@ -24,40 +19,22 @@ import math
 import numpy as np
 from numba import njit, prange
 
-KEY_TYPE_SHIFT = 57
-KEY_DIST_SHIFT = 24
-KEY_DIST_SCALE = 67108864.0  # 2**26: distance quantum 2**-26 Å
-KEY_MAX_TYPES = 128  # 2**(64 - 57)
-KEY_MAX_DIST = 128.0  # 2**33 quanta of 2**-26 Å
-KEY_MAX_INDEX = 16777216  # 2**24
-_INDEX_MASK = 16777215  # 2**24 - 1
-_DIST_MASK = 8589934591  # 2**33 - 1
+from numdp.kernels.keys import (  # noqa: F401  (KEY_* re-exported for numdp.neighbor)
+    KEY_DIST_SCALE,
+    KEY_DIST_SHIFT,
+    KEY_MAX_DIST,
+    KEY_MAX_INDEX,
+    KEY_MAX_TYPES,
+    KEY_TYPE_SHIFT,
+)
+from numdp.kernels.keys import pack_key_cpu as pack_key
+from numdp.kernels.keys import unpack_key_cpu as unpack_key
 
 # Rows handled by one prange iteration (one scratch buffer each); any value gives the same result.
 _CHUNK = 64
 
 # Largest label population that `_sort_keys` insertion-sorts; more falls back to np.sort.
 _MAX_BUCKET = 64
-
-
-@njit(cache=True, nogil=True, inline="always")
-def pack_key(t, r, j):
-    """Packed key of a neighbour: type t (0..127), distance r (Å, 0 <= r < 128), index j (< 2**24)."""
-    q = np.uint64(np.int64(r * KEY_DIST_SCALE))
-    return (
-        (np.uint64(t) << np.uint64(KEY_TYPE_SHIFT))
-        | (q << np.uint64(KEY_DIST_SHIFT))
-        | np.uint64(j)
-    )
-
-
-@njit(cache=True, nogil=True, inline="always")
-def unpack_key(key):
-    """Inverse of `pack_key`: (type, quantised distance floor(r * 2**26), index) as int64 values."""
-    t = np.int64(key >> np.uint64(KEY_TYPE_SHIFT))
-    q = np.int64((key >> np.uint64(KEY_DIST_SHIFT)) & np.uint64(_DIST_MASK))
-    j = np.int64(key & np.uint64(_INDEX_MASK))
-    return t, q, j
 
 
 @njit(cache=True, nogil=True)

@@ -1,0 +1,447 @@
+"""CUDA kernels for the neighbour search on the device: ghost images, cell list, packed-key lists.
+
+The device twin of `numdp.kernels.cpu.neighbor` (driver: `numdp.neighbor.device`).  Every kernel is
+a plain function over device arrays: inputs, then outputs (filled in place); no kernel allocates.
+Lengths are Å.  The kernels use only global and shared memory, `syncthreads` and integer (or
+float min / max) atomics, nothing warp-level, so Numba's CUDA simulator runs them unchanged.
+
+Pipeline (one launch each):
+
+    wrap_count_images   fractional coordinates, wrapping, ghost-image count per local atom
+    exclusive scan      (scan_chunk_sums, scan_chunk_write: chunked, recursive, deterministic)
+    fill_images         locals then ghosts, atom-major, shifts ascending (= numdp.neighbor.extend)
+    copy_locals         the non-periodic twin of the two above (no ghosts)
+    bounds              bounding box of the extended atoms (grid-stride partials, float atomics)
+    bin_count           cell of every atom, atoms per cell (integer atomics)
+    bin_scatter         counting sort into cells (atomic cursor: order within a cell arbitrary)
+    mark_centres, compact_centres   sorted positions of the local atoms (flag, scan, scatter)
+    fill_nlist_*        one block per centre: keys within rcut -> rank sort -> DeePMD-kit slots;
+                        a centre with more keys than the buffer holds reports its count, and the
+                        driver reruns the launch with a buffer that holds the largest
+    count_stats         largest count and number of truncated blocks per type
+
+Determinism: atomics only decide where an atom lands inside its cell and in which order a centre's
+keys are appended; the slots come from the rank of each key among the centre's keys, and the keys
+are distinct (distinct indices), so the lists do not depend on thread timing.
+
+Indices: the packed keys hold 24 index bits (reference §10.1); ties of (type, quantised distance)
+are broken by the full extended index kept beside each key, so the order is the packed keys' order
+for nall < 2**24 (the CPU limit) and stays exact up to the int32 limit nall < 2**31.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import cuda, int32, uint64
+
+from numdp.kernels.dual import cuda_device
+from numdp.kernels.keys import (
+    INDEX_MASK,
+    KEY_DIST_SHIFT,
+    KEY_MAX_TYPES,
+    KEY_TYPE_SHIFT,
+    pack_key,
+    unpack_key,
+)
+
+pack_key_gpu = cuda_device(pack_key)
+unpack_key_gpu = cuda_device(unpack_key)
+
+
+@cuda.jit(device=True, inline=True)
+def _shift_range(f, lo, hi):
+    """Integers n with lo <= f + n < hi: (n_min, n_max), inclusive (as the CPU `_shift_range`)."""
+    return math.ceil(lo - f), math.ceil(hi - f) - 1
+
+
+# --------------------------------------------------------------------------------------------------
+# Packed keys (vector forms, for tests and tools)
+# --------------------------------------------------------------------------------------------------
+
+
+@cuda.jit
+def pack_keys(types, dist, index, keys):
+    """keys[k] = pack_key(types[k], dist[k], index[k]); types, index int, dist (Å) float64, keys uint64."""
+    k = cuda.grid(1)
+    if k < keys.shape[0]:
+        keys[k] = pack_key_gpu(types[k], dist[k], index[k])
+
+
+@cuda.jit
+def unpack_keys(keys, types, qdist, index):
+    """(types, qdist, index)[k] = unpack_key(keys[k]), each int64."""
+    k = cuda.grid(1)
+    if k < keys.shape[0]:
+        t, q, j = unpack_key_gpu(keys[k])
+        types[k] = t
+        qdist[k] = q
+        index[k] = j
+
+
+# --------------------------------------------------------------------------------------------------
+# Exclusive scan (prefix sums) of integers: chunks of `chunk` entries, one thread per chunk
+# --------------------------------------------------------------------------------------------------
+
+
+@cuda.jit
+def scan_chunk_sums(values, chunk, sums):
+    """sums[c] = values[c*chunk : (c+1)*chunk].sum() for every chunk c (values (n,), sums (nchunk,))."""
+    c = cuda.grid(1)
+    if c < sums.shape[0]:
+        n = values.shape[0]
+        acc = values[0] - values[0]  # zero of the values' type
+        for e in range(c * chunk, min(n, (c + 1) * chunk)):
+            acc += values[e]
+        sums[c] = acc
+
+
+@cuda.jit
+def scan_chunk_write(values, chunk, offsets, out):
+    """out[e] = offsets[c] + sum of values[c*chunk : e] for e in chunk c (exclusive; out may be values)."""
+    c = cuda.grid(1)
+    if c < offsets.shape[0]:
+        n = values.shape[0]
+        acc = offsets[c]
+        for e in range(c * chunk, min(n, (c + 1) * chunk)):
+            v = values[e]
+            out[e] = acc
+            acc += v
+
+
+# --------------------------------------------------------------------------------------------------
+# Ghost images
+# --------------------------------------------------------------------------------------------------
+
+
+@cuda.jit
+def wrap_count_images(x, inv, box, lo, hi, frac, xw, counts):
+    """Wrap the local atoms into the cell and count their ghost images (the CPU `count_images`).
+
+    x (nloc, 3) Å; inv (3, 3) = box^-1; box (3, 3) rows = cell vectors (Å); lo, hi (3,) fractional
+    region bounds (lo <= 0, hi >= 1).  Out: frac (nloc, 3) fractional coordinates in [0, 1) (f - floor(f),
+    1.0 from round-off set to 0.0, as `numdp.geometry.wrap_fractional`); xw (nloc, 3) = frac @ box;
+    counts (nloc,) int64 number of non-zero shifts n with lo_k <= frac_k + n_k < hi_k.
+    """
+    i = cuda.grid(1)
+    if i < x.shape[0]:
+        for k in range(3):
+            f = x[i, 0] * inv[0, k] + x[i, 1] * inv[1, k] + x[i, 2] * inv[2, k]
+            f = f - math.floor(f)
+            if f >= 1.0:
+                f = 0.0
+            frac[i, k] = f
+        c = 1
+        for k in range(3):
+            xw[i, k] = frac[i, 0] * box[0, k] + frac[i, 1] * box[1, k] + frac[i, 2] * box[2, k]
+            nmin, nmax = _shift_range(frac[i, k], lo[k], hi[k])
+            c *= nmax - nmin + 1
+        counts[i] = c - 1
+
+
+@cuda.jit
+def fill_images(xw, frac, types, box, lo, hi, excl, out_pos, out_types, out_map):
+    """Locals, then their ghost images (the CPU `fill_images` order: atom-major, shifts ascending).
+
+    xw, frac (nloc, 3) from `wrap_count_images`; types (nloc,) int32; box (3, 3); lo, hi (3,);
+    excl (nloc,) int64 exclusive scan of the image counts: atom i's images start at row nloc + excl[i].
+    Out: out_pos (nall, 3) Å (row i = xw[i]; image rows = xw[i] + n @ box), out_types (nall,) int32,
+    out_map (nall,) int32 owning local atom.
+    """
+    i = cuda.grid(1)
+    if i < xw.shape[0]:
+        for k in range(3):
+            out_pos[i, k] = xw[i, k]
+        out_types[i] = types[i]
+        out_map[i] = i
+        a0, b0 = _shift_range(frac[i, 0], lo[0], hi[0])
+        a1, b1 = _shift_range(frac[i, 1], lo[1], hi[1])
+        a2, b2 = _shift_range(frac[i, 2], lo[2], hi[2])
+        p = xw.shape[0] + excl[i]
+        for n0 in range(a0, b0 + 1):
+            for n1 in range(a1, b1 + 1):
+                for n2 in range(a2, b2 + 1):
+                    if n0 == 0 and n1 == 0 and n2 == 0:
+                        continue
+                    for k in range(3):
+                        out_pos[p, k] = xw[i, k] + n0 * box[0, k] + n1 * box[1, k] + n2 * box[2, k]
+                    out_types[p] = types[i]
+                    out_map[p] = i
+                    p += 1
+
+
+@cuda.jit
+def copy_locals(x, types, out_pos, out_types, out_map):
+    """Non-periodic extended atoms: out_pos = x (nloc, 3), out_types = types, out_map[i] = i."""
+    i = cuda.grid(1)
+    if i < x.shape[0]:
+        for k in range(3):
+            out_pos[i, k] = x[i, k]
+        out_types[i] = types[i]
+        out_map[i] = i
+
+
+# --------------------------------------------------------------------------------------------------
+# Input checks (device inputs)
+# --------------------------------------------------------------------------------------------------
+
+
+@cuda.jit
+def first_bad_atom(x, types, ntypes, bad):
+    """bad[0] = min index of an atom with a non-finite coordinate, bad[1] = min index of an atom with
+    type >= ntypes (both must start at a value > any index; min is order-independent)."""
+    i = cuda.grid(1)
+    if i < x.shape[0]:
+        if not (math.isfinite(x[i, 0]) and math.isfinite(x[i, 1]) and math.isfinite(x[i, 2])):
+            cuda.atomic.min(bad, 0, i)
+        if types[i] >= ntypes:
+            cuda.atomic.min(bad, 1, i)
+
+
+# --------------------------------------------------------------------------------------------------
+# Cell list
+# --------------------------------------------------------------------------------------------------
+
+
+@cuda.jit
+def bounds(pos, lohi):
+    """lohi[k] = min_i pos[i, k], lohi[3 + k] = max_i pos[i, k] (k = 0, 1, 2).
+
+    lohi (6,) float64 must start at (+inf x3, -inf x3).  Grid-stride loop: each thread reduces its
+    share, then one float atomic min / max per component (exact: min and max do not round).
+    """
+    start = cuda.grid(1)
+    stride = cuda.gridsize(1)
+    n = pos.shape[0]
+    if start < n:
+        for k in range(3):
+            a = pos[start, k]
+            b = a
+            for i in range(start + stride, n, stride):
+                v = pos[i, k]
+                a = min(a, v)
+                b = max(b, v)
+            cuda.atomic.min(lohi, k, a)
+            cuda.atomic.max(lohi, 3 + k, b)
+
+
+@cuda.jit
+def bin_count(pos, lo, inv_width, nbins, cell, cell_count):
+    """cell[i] = linear cell of atom i, (cz * ny + cy) * nx + cx, clamped into the grid (as the CPU
+    `bin_atoms`); cell_count[c] += atoms in cell c (cell_count (ncell + 1,) int32, zeroed)."""
+    i = cuda.grid(1)
+    if i < pos.shape[0]:
+        nx = nbins[0]
+        ny = nbins[1]
+        nz = nbins[2]
+        cx = min(max(int((pos[i, 0] - lo[0]) * inv_width[0]), 0), nx - 1)
+        cy = min(max(int((pos[i, 1] - lo[1]) * inv_width[1]), 0), ny - 1)
+        cz = min(max(int((pos[i, 2] - lo[2]) * inv_width[2]), 0), nz - 1)
+        c = (cz * ny + cy) * nx + cx
+        cell[i] = c
+        cuda.atomic.add(cell_count, c, 1)
+
+
+@cuda.jit
+def bin_scatter(pos, types, cell, cell_start, cursor, spos, sidx, stype, scell):
+    """Counting-sort scatter: atom i goes to sorted position cell_start[c] + (atomic cursor of c).
+
+    cursor (ncell,) int32 zeroed.  Out (nall,): spos (nall, 3) sorted coordinates, sidx int32 atom
+    index, stype int32 type, scell int32 cell.  Within a cell the order depends on thread timing;
+    nothing downstream depends on it.
+    """
+    i = cuda.grid(1)
+    if i < pos.shape[0]:
+        c = cell[i]
+        p = cell_start[c] + cuda.atomic.add(cursor, c, 1)
+        for k in range(3):
+            spos[p, k] = pos[i, k]
+        sidx[p] = i
+        stype[p] = types[i]
+        scell[p] = c
+
+
+@cuda.jit
+def mark_centres(sidx, nloc, flags):
+    """flags[p] = 1 if the atom at sorted position p is local (sidx[p] < nloc), else 0."""
+    p = cuda.grid(1)
+    if p < sidx.shape[0]:
+        flags[p] = 1 if sidx[p] < nloc else 0
+
+
+@cuda.jit
+def compact_centres(sidx, nloc, slot, centres):
+    """centres[slot[p]] = p for the local atoms (slot = exclusive scan of `mark_centres` flags):
+    the sorted positions of the local atoms, ascending (cell order, for locality)."""
+    p = cuda.grid(1)
+    if p < sidx.shape[0]:
+        if sidx[p] < nloc:
+            centres[slot[p]] = p
+
+
+@cuda.jit(device=True, inline=True)
+def _stencil_rows(p, scell, nbins, reach):
+    """Cell-stencil bounds of the atom at sorted position p: (x0, x1, y0, y1, z0, z1), inclusive."""
+    nx = nbins[0]
+    ny = nbins[1]
+    nz = nbins[2]
+    c = scell[p]
+    cx = c % nx
+    cy = (c // nx) % ny
+    cz = c // (nx * ny)
+    return (max(cx - reach, 0), min(cx + reach, nx - 1), max(cy - reach, 0), min(cy + reach, ny - 1),
+            max(cz - reach, 0), min(cz + reach, nz - 1))
+
+
+@cuda.jit(device=True, inline=True)
+def _pair_r2(spos, p, q):
+    """Squared distance (Å²) between sorted atoms p and q, in the CPU kernels' order of operations
+    (a GPU compiler may fuse the multiply-adds; the simulator does not)."""
+    dx = spos[q, 0] - spos[p, 0]
+    dy = spos[q, 1] - spos[p, 1]
+    dz = spos[q, 2] - spos[p, 2]
+    return dx * dx + dy * dy + dz * dz
+
+
+@cuda.jit(device=True, inline=True)
+def _fill_row(keys, js, cap, nkeys, tcount, spos, sidx, stype, scell, cell_start, nbins, reach, p, rcut2,
+              sel, sec, counts, nlist, err):
+    """One block formats the row of the centre at sorted position p (all threads of the block call).
+
+    keys (cap,) uint64 and js (cap,) int32 scratch (shared memory, or global rows); nkeys (1,) and
+    tcount (>= ntypes,) int32 shared.  1. zero the counters; 2. the threads stride over the stencil
+    rows and append, for every neighbour within rcut, its packed key (reference §10.1, index field
+    j mod 2**24) and its extended index j (atomic cursor, so in arbitrary order); 3. each thread
+    ranks its keys among all n by (type and quantised distance = key >> 24, then j): distinct, so
+    the ranks are the sorted order, the order of the packed keys whenever nall < 2**24, and exact
+    for larger j too; key a of type t goes to slot sec[t] + rank(a) - (keys of types < t) if that
+    is < sel[t] (DeePMD-kit's truncation: the first sel[t] in sorted order); 4. -1 padding, counts.
+    err (1,) int32: atomic max of the key counts that exceed cap (such a row is left unwritten;
+    the driver relaunches with a larger buffer).
+    """
+    tid = cuda.threadIdx.x
+    nthr = cuda.blockDim.x
+    ntypes = sel.shape[0]
+    nnei = nlist.shape[1]
+    i = sidx[p]
+    if tid == 0:
+        nkeys[0] = 0
+    for t in range(tid, ntypes, nthr):
+        tcount[t] = 0
+    cuda.syncthreads()
+    if stype[p] >= 0:
+        nx = nbins[0]
+        ny = nbins[1]
+        x0, x1, y0, y1, z0, z1 = _stencil_rows(p, scell, nbins, reach)
+        for z in range(z0, z1 + 1):
+            for y in range(y0, y1 + 1):
+                row = (z * ny + y) * nx
+                for q in range(cell_start[row + x0] + tid, cell_start[row + x1 + 1], nthr):
+                    tq = stype[q]
+                    if q != p and tq >= 0:
+                        r2 = _pair_r2(spos, p, q)
+                        if r2 <= rcut2:
+                            s = cuda.atomic.add(nkeys, 0, 1)
+                            if s < cap:
+                                j = sidx[q]
+                                keys[s] = pack_key_gpu(tq, math.sqrt(r2), j & INDEX_MASK)
+                                js[s] = j
+                            cuda.atomic.add(tcount, tq, 1)
+    cuda.syncthreads()
+    n = nkeys[0]
+    if n > cap:
+        if tid == 0:
+            cuda.atomic.max(err, 0, n)
+        return
+    for a in range(tid, n, nthr):
+        ka = keys[a] >> uint64(KEY_DIST_SHIFT)
+        ja = js[a]
+        rank = 0
+        for b in range(n):
+            kb = keys[b] >> uint64(KEY_DIST_SHIFT)
+            if kb < ka or (kb == ka and js[b] < ja):
+                rank += 1
+        t = int32(ka >> uint64(KEY_TYPE_SHIFT - KEY_DIST_SHIFT))
+        for u in range(t):
+            rank -= tcount[u]
+        if rank < sel[t]:
+            nlist[i, sec[t] + rank] = ja
+    for s in range(tid, nnei, nthr):
+        t = 0
+        while s >= sec[t + 1]:
+            t += 1
+        if s - sec[t] >= tcount[t]:
+            nlist[i, s] = -1
+    for t in range(tid, ntypes, nthr):
+        counts[i, t] = tcount[t]
+
+
+_FILL_KERNELS = {}
+
+
+def fill_nlist_shared(cap: int):
+    """The block-per-centre formatting kernel with shared-memory buffers for `cap` keys.
+
+    Signature: (spos, sidx, stype, scell, cell_start, nbins, reach, centres, m0, rcut2, sel, sec,
+    counts, nlist, err); block b formats centre centres[m0 + b] (see `_fill_row`); 12 cap bytes of
+    shared memory per block (keys and indices).
+    """
+    kernel = _FILL_KERNELS.get(cap)
+    if kernel is None:
+
+        @cuda.jit
+        def kernel(spos, sidx, stype, scell, cell_start, nbins, reach, centres, m0, rcut2, sel, sec,
+                   counts, nlist, err):
+            keys = cuda.shared.array(cap, dtype=uint64)
+            js = cuda.shared.array(cap, dtype=int32)
+            nkeys = cuda.shared.array(1, dtype=int32)
+            tcount = cuda.shared.array(KEY_MAX_TYPES, dtype=int32)
+            p = centres[m0 + cuda.blockIdx.x]
+            _fill_row(keys, js, cap, nkeys, tcount, spos, sidx, stype, scell, cell_start, nbins, reach,
+                      p, rcut2, sel, sec, counts, nlist, err)
+
+        _FILL_KERNELS[cap] = kernel
+    return kernel
+
+
+@cuda.jit
+def fill_nlist_global(spos, sidx, stype, scell, cell_start, nbins, reach, centres, m0, rcut2, sel, sec,
+                      counts, nlist, err, gkeys, gjs):
+    """`fill_nlist_shared` with the buffers in global memory: block b uses rows gkeys[b], gjs[b]
+    (gkeys (nblock, cap) uint64, gjs (nblock, cap) int32), for centres with more neighbours than
+    shared memory holds."""
+    nkeys = cuda.shared.array(1, dtype=int32)
+    tcount = cuda.shared.array(KEY_MAX_TYPES, dtype=int32)
+    b = cuda.blockIdx.x
+    p = centres[m0 + b]
+    _fill_row(gkeys[b], gjs[b], gkeys.shape[1], nkeys, tcount, spos, sidx, stype, scell, cell_start,
+              nbins, reach, p, rcut2, sel, sec, counts, nlist, err)
+
+
+@cuda.jit
+def count_stats(counts, sel, max_count, overflow):
+    """max_count[t] = max_i counts[i, t]; overflow[t] = #{i : counts[i, t] > sel[t]}.
+
+    counts (nloc, ntypes) int32; sel (ntypes,) int64; max_count, overflow (ntypes,) int64 zeroed.
+    Grid-stride loop; per block, shared-memory atomics, then one global atomic per type (integer
+    max and sum: exact and order-independent).
+    """
+    smax = cuda.shared.array(KEY_MAX_TYPES, dtype=int32)
+    sover = cuda.shared.array(KEY_MAX_TYPES, dtype=int32)
+    tid = cuda.threadIdx.x
+    ntypes = counts.shape[1]
+    for t in range(tid, ntypes, cuda.blockDim.x):
+        smax[t] = 0
+        sover[t] = 0
+    cuda.syncthreads()
+    for i in range(cuda.grid(1), counts.shape[0], cuda.gridsize(1)):
+        for t in range(ntypes):
+            c = counts[i, t]
+            cuda.atomic.max(smax, t, c)
+            if c > sel[t]:
+                cuda.atomic.add(sover, t, 1)
+    cuda.syncthreads()
+    for t in range(tid, ntypes, cuda.blockDim.x):
+        cuda.atomic.max(max_count, t, np.int64(smax[t]))
+        cuda.atomic.add(overflow, t, np.int64(sover[t]))

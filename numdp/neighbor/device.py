@@ -1,0 +1,343 @@
+"""Neighbour search on an NVIDIA GPU: the DeePMD-kit list built from positions on the device.
+
+    nl = build_nlist_cuda(positions, types, box, rcut, sel)    # DeviceNeighborList, arrays on the device
+
+The same list as the CPU `build_nlist(extend(positions, types, box, rcut), rcut, sel, len(sel))`:
+the same extended atoms in the same order (locals wrapped into the cell, then the ghost images
+atom-major with shifts ascending), the same (type, 2**-26 Å distance, index) order in each slot
+block, DeePMD-kit's truncation rule, the same overflow and max counts.  Kernels:
+`numdp.kernels.cuda.neighbor` (their order and the determinism argument are in its docstring).
+
+Device memory, bytes per local atom (L = nall / nloc: about 1.2 for 10**6 water atoms, 1.9 at
+12 288, up to ~8 for a cell just wider than the cutoff; nnei = sum(sel); ntypes types):
+  kept (returned):   positions 24 L + types 4 L + mapping 4 L + nlist 4 nnei
+  inputs:            28 when given as host arrays (the uploaded copy lives during the call)
+  temporaries:       wrapping 56 (periodic) + cell list 44 L + centres 4 + counts 4 ntypes
+                     + 8 per cell (cells of rcut / 2: about 0.4 cells per atom in water)
+  candidate keys:    none in global memory: each centre's keys (8 bytes) and indices (4) live in
+                     its block's shared memory (up to 3072 keys, 36 kB per block); only centres
+                     with more than 3072 neighbours inside rcut use a global buffer, chunked over
+                     centres to 64 MiB.
+Water (sel [46, 92], L = 1.2): 590 kept (552 of it the nlist) + at most ~130 during the call.
+
+Limits: rcut < 128 Å and ntypes <= 127 (the packed keys, `check_key_limits`); nall < 2**31 (int32
+indices).  The CPU path also needs nall < 2**24 (the 24 index bits of the keys); the device breaks
+ties of equal (type, quantised distance) by the full index kept beside each key, so its lists are
+the CPU's wherever the CPU runs and keep the same order beyond: about 15 million water atoms (rcut
+6 Å) on the CPU, up to the memory of the device here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from numdp.errors import InputError
+from numdp.geometry import check_box, check_positions, check_types, face_distances
+from numdp.neighbor.celllist import DEFAULT_REACH, grid_dims
+from numdp.neighbor.extended import _REGION_MARGIN, _check_cutoff
+from numdp.neighbor.nlist import _check_sel, check_key_limits
+
+__all__ = ["DeviceNeighborList", "build_nlist_cuda", "is_device_array", "SHARED_CAPS"]
+
+# Threads per block of the one-thread-per-item kernels, and entries summed by one scan thread.
+_TPB = 128
+_SCAN_CHUNK = 32
+# Key capacities (keys per centre) of the shared-memory formatting kernels, smallest first: a launch
+# uses the smallest that holds every centre's neighbours within rcut (12 bytes a key: 3-36 kB,
+# under the 48 kB of static shared memory per block).
+SHARED_CAPS = (256, 1024, 3072)
+# Extended atoms are indexed with int32.
+MAX_NALL = 2**31 - 1
+# Global-memory key buffer for centres beyond the largest shared capacity (bytes, all chunks alike).
+_SCRATCH_BYTES = 64 << 20
+# Threads per centre in the formatting kernel (one warp on a GPU; any value gives the same list).
+THREADS_PER_CENTRE = 32
+
+
+@dataclass
+class DeviceNeighborList:
+    """A DeePMD-kit neighbour list on the device (numba.cuda device arrays).
+
+    positions: (nall, 3) float64 device array, Å: the local atoms (wrapped into the cell when
+        periodic), then the ghost images.
+    types: (nall,) int32 device array (negative = virtual atom).
+    mapping: (nall,) int32 device array: local owner of every extended atom.
+    nlist: (nloc, sum(sel)) int32 device array, DeePMD-kit layout: per-type blocks of sel[t] slots,
+        each sorted by (distance quantised to 2**-26 Å, index), -1 padding.
+    nloc: number of local atoms.
+    overflow: (ntypes,) int64 host array: centre atoms whose type-t block was truncated.
+    max_count: (ntypes,) int64 host array: largest number of type-t neighbours within rcut.
+    """
+
+    positions: object
+    types: object
+    mapping: object
+    nlist: object
+    nloc: int
+    overflow: np.ndarray
+    max_count: np.ndarray
+
+    @property
+    def nall(self) -> int:
+        return int(self.positions.shape[0])
+
+    @property
+    def overflowed(self) -> bool:
+        return bool(self.overflow.any())
+
+    @property
+    def nbytes(self) -> int:
+        """Device bytes held by the four arrays."""
+        return int(sum(a.size * a.dtype.itemsize for a in (self.positions, self.types, self.mapping,
+                                                          self.nlist)))
+
+
+def is_device_array(a) -> bool:
+    """True for a CUDA device array (numba, CuPy, ... via __cuda_array_interface__; the simulator's
+    fake device arrays under NUMBA_ENABLE_CUDASIM=1)."""
+    from numba import cuda
+
+    if hasattr(cuda, "is_cuda_array"):
+        return bool(cuda.is_cuda_array(a))
+    from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
+
+    return isinstance(a, FakeCUDAArray)
+
+
+def _launch(n: int, tpb: int = _TPB):
+    """(blocks, threads) covering n items; small n gets one small block (whole warps), which
+    changes nothing on a GPU and spares the simulator idle threads."""
+    tpb = min(tpb, max(32, (n + 31) // 32 * 32))
+    return max(1, (n + tpb - 1) // tpb), tpb
+
+
+def _exclusive_scan(values) -> int:
+    """Exclusive prefix sums of a 1-D integer device array, in place; returns the total (host int).
+
+    Chunks of _SCAN_CHUNK entries, one thread each: chunk sums, the sums scanned recursively, then
+    each chunk written from its offset.  Integer sums in a fixed order: deterministic.
+    """
+    from numba import cuda
+    from numdp.kernels.cuda import neighbor as kc
+
+    n = values.shape[0]
+    if n == 0:
+        return 0
+    nch = (n + _SCAN_CHUNK - 1) // _SCAN_CHUNK
+    sums = cuda.device_array(nch, dtype=values.dtype)
+    kc.scan_chunk_sums[_launch(nch)](values, _SCAN_CHUNK, sums)
+    if nch == 1:
+        total = int(sums.copy_to_host()[0])
+        offsets = cuda.to_device(np.zeros(1, dtype=values.dtype))
+    else:
+        total = _exclusive_scan(sums)
+        offsets = sums
+    kc.scan_chunk_write[_launch(nch)](values, _SCAN_CHUNK, offsets, values)
+    return total
+
+
+def _inputs(positions, types, ntypes: int):
+    """(device positions (nloc, 3) float64, device types (nloc,) int32, nloc), validated."""
+    from numba import cuda
+    from numdp.kernels.cuda import neighbor as kc
+
+    if is_device_array(positions):
+        x = positions if hasattr(positions, "copy_to_host") else cuda.as_cuda_array(positions)
+        if x.ndim != 2 or x.shape[1] != 3 or x.dtype != np.float64:
+            raise InputError(f"positions: expected a (natoms, 3) float64 array, got {x.shape} {x.dtype}")
+    else:
+        x = cuda.to_device(check_positions(positions))
+    nloc = int(x.shape[0])
+    if is_device_array(types):
+        t = types if hasattr(types, "copy_to_host") else cuda.as_cuda_array(types)
+        if t.shape != (nloc,) or t.dtype != np.int32:
+            raise InputError(f"types: expected a ({nloc},) int32 array, got {t.shape} {t.dtype}")
+    else:
+        t = cuda.to_device(check_types(types, nloc))
+    if nloc:
+        bad = cuda.to_device(np.full(2, nloc, dtype=np.int64))
+        kc.first_bad_atom[_launch(nloc)](x, t, ntypes, bad)
+        b = bad.copy_to_host()
+        if b[0] < nloc:
+            row = x[int(b[0])].copy_to_host().tolist()
+            raise InputError(f"positions: atom {int(b[0])} has a non-finite coordinate {row}")
+        if b[1] < nloc:
+            raise InputError(
+                f"atom {int(b[1])} has type {int(t[int(b[1])])}, but the model has {ntypes} types"
+            )
+    return x, t, nloc
+
+
+def _check_nall(nall: int, cutoff: float, widths) -> None:
+    if nall > MAX_NALL:
+        raise InputError(
+            f"the periodic system needs {nall} extended atoms (local + ghost images) for a cutoff of "
+            f"{cutoff} A in a cell with face widths {np.round(widths, 4).tolist()} A; at most {MAX_NALL} "
+            f"are supported on the device (int32 indices)"
+        )
+
+
+def _extended(x, t, nloc: int, box, cutoff: float):
+    """Extended atoms on the device: (positions (nall, 3), types (nall,), mapping (nall,), nall)."""
+    from numba import cuda
+    from numdp.kernels.cuda import neighbor as kc
+
+    if box is None:
+        pos = cuda.device_array((nloc, 3), dtype=np.float64)
+        typ = cuda.device_array(nloc, dtype=np.int32)
+        mp = cuda.device_array(nloc, dtype=np.int32)
+        kc.copy_locals[_launch(nloc)](x, t, pos, typ, mp)
+        return pos, typ, mp, nloc
+    b = check_box(box.copy_to_host() if hasattr(box, "copy_to_host") else box)
+    h = face_distances(b)
+    reach = cutoff * (1.0 + _REGION_MARGIN) / h
+    lo = cuda.to_device(np.ascontiguousarray(-reach))
+    hi = cuda.to_device(np.ascontiguousarray(1.0 + reach))
+    d_box = cuda.to_device(b)
+    d_inv = cuda.to_device(np.ascontiguousarray(np.linalg.inv(b)))
+    frac = cuda.device_array((nloc, 3), dtype=np.float64)
+    xw = cuda.device_array((nloc, 3), dtype=np.float64)
+    excl = cuda.device_array(nloc, dtype=np.int64)
+    kc.wrap_count_images[_launch(nloc)](x, d_inv, d_box, lo, hi, frac, xw, excl)
+    nall = nloc + _exclusive_scan(excl)
+    _check_nall(nall, cutoff, h)
+    pos = cuda.device_array((nall, 3), dtype=np.float64)
+    typ = cuda.device_array(nall, dtype=np.int32)
+    mp = cuda.device_array(nall, dtype=np.int32)
+    kc.fill_images[_launch(nloc)](xw, frac, t, d_box, lo, hi, excl, pos, typ, mp)
+    return pos, typ, mp, nall
+
+
+def _stats(counts, sel_d, ntypes: int):
+    """(max_count, overflow), each (ntypes,) int64 host arrays, from counts (nloc, ntypes)."""
+    from numba import cuda
+    from numdp.kernels.cuda import neighbor as kc
+
+    mx = cuda.to_device(np.zeros(ntypes, dtype=np.int64))
+    ov = cuda.to_device(np.zeros(ntypes, dtype=np.int64))
+    nblock, tpb = _launch(counts.shape[0])
+    kc.count_stats[min(nblock, 1024), tpb](counts, sel_d, mx, ov)
+    return mx.copy_to_host(), ov.copy_to_host()
+
+
+def _fill(grid, counts, nlist, err, need: int, caps, nthr: int) -> None:
+    """Launch the formatting kernel for every centre with a key buffer of at least `need` keys: the
+    smallest shared-memory capacity that holds them, else a global buffer chunked over centres."""
+    from numba import cuda
+    from numdp.kernels.cuda import neighbor as kc
+
+    nloc = nlist.shape[0]
+    cap = next((c for c in caps if c >= need), None)
+    if cap is not None:
+        kc.fill_nlist_shared(cap)[nloc, nthr](*grid[:8], 0, *grid[8:], counts, nlist, err)
+        return
+    need = max(1, need)
+    chunk = max(1, min(nloc, _SCRATCH_BYTES // (12 * need)))
+    gkeys = cuda.device_array((chunk, need), dtype=np.uint64)
+    gjs = cuda.device_array((chunk, need), dtype=np.int32)
+    for m0 in range(0, nloc, chunk):
+        nb = min(chunk, nloc - m0)
+        kc.fill_nlist_global[nb, nthr](*grid[:8], m0, *grid[8:], counts, nlist, err, gkeys, gjs)
+
+
+def build_nlist_cuda(positions, types, box, rcut, sel, *, reach: int = DEFAULT_REACH,
+                     threads_per_centre: int = THREADS_PER_CENTRE,
+                     shared_caps=SHARED_CAPS) -> DeviceNeighborList:
+    """Build the DeePMD-kit neighbour list of one configuration on the device.
+
+    Args:
+        positions: (nloc, 3) Å, a host (NumPy) or device array (device: float64).
+        types: (nloc,) integer atom types (device: int32); negative = virtual atom (never a
+            neighbour, empty row).
+        box: (3, 3) or (9,) cell, rows = cell vectors, Å (host or device); None = non-periodic.
+        rcut: cutoff radius, Å (< 128); every periodic image within rcut is a neighbour, whatever
+            the tilt and however small the cell.
+        sel: (ntypes,) slots per type (ntypes = len(sel) <= 127).
+        reach, threads_per_centre, shared_caps: tuning knobs (stencil half-width in cells, threads
+            of the formatting block, shared-memory key capacities); the list never depends on them.
+    Returns:
+        `DeviceNeighborList` (the arrays stay on the device; overflow and max_count on the host).
+    Raises:
+        InputError: bad shapes, non-finite coordinates, a type >= len(sel), a singular cell, a
+            non-positive rcut, rcut >= 128 Å or more than 127 types (`check_key_limits`), or more
+            than 2**31 - 1 extended atoms.
+        RuntimeError: a centre's key count changed between two launches (a bug, never a
+            property of the input).
+    """
+    from numba import cuda
+    from numdp.kernels.cuda import neighbor as kc
+
+    rc = _check_cutoff(rcut, "rcut")
+    s_arr = np.asarray(sel)
+    if s_arr.ndim != 1 or s_arr.size == 0:
+        raise InputError(f"sel: expected one entry per atom type, got {s_arr.tolist()}")
+    ntypes = int(s_arr.shape[0])
+    s = _check_sel(s_arr, ntypes)
+    check_key_limits(0, rc, ntypes)
+    if int(reach) < 1 or int(threads_per_centre) < 1:
+        raise ValueError(f"reach and threads_per_centre must be >= 1, got {reach}, {threads_per_centre}")
+    sec = np.zeros(ntypes + 1, dtype=np.int64)
+    np.cumsum(s, out=sec[1:])
+    nnei = int(sec[-1])
+
+    x, t, nloc = _inputs(positions, types, ntypes)
+    if box is not None and nloc == 0:
+        check_box(box.copy_to_host() if hasattr(box, "copy_to_host") else box)
+    if nloc == 0:
+        return DeviceNeighborList(
+            positions=cuda.device_array((0, 3), dtype=np.float64),
+            types=cuda.device_array(0, dtype=np.int32), mapping=cuda.device_array(0, dtype=np.int32),
+            nlist=cuda.device_array((0, nnei), dtype=np.int32), nloc=0,
+            overflow=np.zeros(ntypes, dtype=np.int64), max_count=np.zeros(ntypes, dtype=np.int64),
+        )
+    pos, typ, mp, nall = _extended(x, t, nloc, box, rc)
+
+    # cell list: bounding box, cells (host arithmetic on 6 numbers), counting sort
+    lohi = cuda.to_device(np.array([np.inf] * 3 + [-np.inf] * 3))
+    nblock, tpb = _launch(nall)
+    kc.bounds[min(nblock, 1024), tpb](pos, lohi)
+    lh = lohi.copy_to_host()
+    inv_width, nbins = grid_dims(lh[:3], lh[3:], nall, rc, int(reach))
+    ncell = int(np.prod(nbins))
+    d_lo = cuda.to_device(np.ascontiguousarray(lh[:3]))
+    d_inv_width = cuda.to_device(np.ascontiguousarray(inv_width))
+    d_nbins = cuda.to_device(nbins)
+    cell = cuda.device_array(nall, dtype=np.int32)
+    cell_start = cuda.to_device(np.zeros(ncell + 1, dtype=np.int32))
+    kc.bin_count[_launch(nall)](pos, d_lo, d_inv_width, d_nbins, cell, cell_start)
+    _exclusive_scan(cell_start)
+    cursor = cuda.to_device(np.zeros(ncell, dtype=np.int32))
+    spos = cuda.device_array((nall, 3), dtype=np.float64)
+    sidx = cuda.device_array(nall, dtype=np.int32)
+    stype = cuda.device_array(nall, dtype=np.int32)
+    scell = cuda.device_array(nall, dtype=np.int32)
+    kc.bin_scatter[_launch(nall)](pos, typ, cell, cell_start, cursor, spos, sidx, stype, scell)
+    del cell, cursor
+    slot = cuda.device_array(nall, dtype=np.int32)
+    kc.mark_centres[_launch(nall)](sidx, nloc, slot)
+    _exclusive_scan(slot)
+    centres = cuda.device_array(nloc, dtype=np.int32)
+    kc.compact_centres[_launch(nall)](sidx, nloc, slot, centres)
+    del slot
+
+    # keys -> rank sort -> slots, one block per centre; a centre whose keys overflow the buffer
+    # reports its count and the launch is repeated with a buffer that holds the largest
+    grid = (spos, sidx, stype, scell, cell_start, d_nbins, int(reach), centres, rc * rc,
+            cuda.to_device(s), cuda.to_device(sec))
+    counts = cuda.device_array((nloc, ntypes), dtype=np.int32)
+    nlist = cuda.device_array((nloc, nnei), dtype=np.int32)
+    caps = sorted(int(c) for c in shared_caps)
+    need = 0
+    for _ in range(2):
+        err = cuda.to_device(np.zeros(1, dtype=np.int32))
+        _fill(grid, counts, nlist, err, need, caps, int(threads_per_centre))
+        need = int(err.copy_to_host()[0])
+        if need == 0:
+            break
+    else:
+        raise RuntimeError(f"neighbour search: a centre has {need} keys after the buffer was sized")
+    max_count, overflow = _stats(counts, grid[9], ntypes)
+    return DeviceNeighborList(positions=pos, types=typ, mapping=mp, nlist=nlist, nloc=nloc,
+                              overflow=overflow, max_count=max_count)
