@@ -1,0 +1,85 @@
+"""Deterministic force and virial assembly from per-pair force vectors (no atomics).
+
+Each pair p writes f_p = dE/dd_p (3,) to its own slot (numdp.kernels.cuda.envmat.pair_forces);
+then one thread per centre sums its own pairs in slot order (force += f), and one thread per
+extended atom sums the pairs it is the neighbour of (force -= f, atom virial -= f ⊗ d) in the
+order of a reverse index sorted by (neighbour, pair).  Same input, same bits, on every call.
+"""
+from numba import cuda
+
+
+@cuda.jit
+def gather_centres(atoms, sec, fpair, force):
+    """force[atoms[a]] += Σ_{slots p of a, block-major order} fpair[p].  One thread per atom."""
+    a = cuda.grid(1)
+    na = atoms.shape[0]
+    if a >= na:
+        return
+    fx = 0.0
+    fy = 0.0
+    fz = 0.0
+    for t in range(sec.shape[0] - 1):
+        sel_t = sec[t + 1] - sec[t]
+        base = na * sec[t] + a * sel_t
+        for p in range(base, base + sel_t):
+            fx += fpair[p, 0]
+            fy += fpair[p, 1]
+            fz += fpair[p, 2]
+    i = atoms[a]
+    force[i, 0] += fx
+    force[i, 1] += fy
+    force[i, 2] += fz
+
+
+@cuda.jit
+def gather_neighbours(rstart, rev, fpair, dvec, force, av):
+    """force[k] -= Σ fpair[p] and av[k] (9,) = -Σ fpair[p] ⊗ dvec[p] over the pairs p = rev[q],
+    rstart[k] <= q < rstart[k+1], whose neighbour is extended atom k (DeePMD-kit's split: the
+    pair's virial goes to the neighbour).  av is this chunk's buffer (overwritten)."""
+    k = cuda.grid(1)
+    if k >= force.shape[0]:
+        return
+    fx = 0.0
+    fy = 0.0
+    fz = 0.0
+    v0 = 0.0
+    v1 = 0.0
+    v2 = 0.0
+    v3 = 0.0
+    v4 = 0.0
+    v5 = 0.0
+    v6 = 0.0
+    v7 = 0.0
+    v8 = 0.0
+    for q in range(rstart[k], rstart[k + 1]):
+        p = rev[q]
+        gx = fpair[p, 0]
+        gy = fpair[p, 1]
+        gz = fpair[p, 2]
+        dx = dvec[p, 0]
+        dy = dvec[p, 1]
+        dz = dvec[p, 2]
+        fx += gx
+        fy += gy
+        fz += gz
+        v0 += gx * dx
+        v1 += gx * dy
+        v2 += gx * dz
+        v3 += gy * dx
+        v4 += gy * dy
+        v5 += gy * dz
+        v6 += gz * dx
+        v7 += gz * dy
+        v8 += gz * dz
+    force[k, 0] -= fx
+    force[k, 1] -= fy
+    force[k, 2] -= fz
+    av[k, 0] = -v0
+    av[k, 1] = -v1
+    av[k, 2] = -v2
+    av[k, 3] = -v3
+    av[k, 4] = -v4
+    av[k, 5] = -v5
+    av[k, 6] = -v6
+    av[k, 7] = -v7
+    av[k, 8] = -v8
