@@ -1,3 +1,5 @@
+import os
+if os.environ.get("NUMDP_TEST_REAL_GPU") != "1": os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 """Shared fixtures: paths to the team's shared data and oracle, skipped cleanly when absent."""
 from pathlib import Path
 

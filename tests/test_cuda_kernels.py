@@ -1,0 +1,118 @@
+"""Each numdp.kernels.cuda kernel against its numdp.kernels.cpu twin, under the simulator.
+
+Same float64 expressions in both, different summation orders at most: 1e-13 relative (sums of
+fewer than 30 terms of unit-size condition: ~30 eps ~ 7e-15; a wrong term gives O(1)).
+"""
+import numpy as np
+import pytest
+
+pytest.importorskip("numba_cuda")
+
+from numdp.kernels.cpu import descriptor as cdesc  # noqa: E402
+from numdp.kernels.cpu import envmat as cenv  # noqa: E402
+from numdp.kernels.cpu import layers as clay  # noqa: E402
+from numdp.kernels.cuda import descriptor as gdesc  # noqa: E402
+from numdp.kernels.cuda import envmat as genv  # noqa: E402
+from numdp.kernels.cuda import layers as glay  # noqa: E402
+from numdp.kernels.cuda.launch import BLOCK, grid  # noqa: E402
+from numdp.model.cuda_evaluator import _grid2, descriptor_adjacency, descriptor_columns  # noqa: E402
+
+RNG = np.random.default_rng(7)
+
+
+def _eq(a, b, rel=1e-13):
+    assert np.abs(a - b).max() <= rel * max(np.abs(a).max(), 1e-300)
+
+
+@pytest.mark.parametrize("mode,n_in,k", [(0, 3, 5), (1, 4, 4), (2, 3, 6)])
+def test_layer_kernels(mode, n_in, k):
+    n = 5
+    Y = RNG.normal(size=(2 * n, n_in))
+    Z = RNG.normal(size=(2 * n, k))
+    b, idt = RNG.normal(size=k), RNG.normal(size=k)
+    ref = np.empty((2 * n, k))
+    clay.post_tangent(Z, b, idt, Y, mode, ref[:n], ref[n:])
+    out = np.empty((2 * n, k))
+    glay.post_tangent[_grid2(n, k, BLOCK)](Z, b, idt, Y, mode, out[:n], out[n:])
+    _eq(ref, out)
+    H, H2, o1, o2 = (np.empty((2 * n, k)) for _ in range(4))
+    clay.post_forward(Z, b, idt, Y, mode, H, o1)
+    glay.post_forward[_grid2(2 * n, k, BLOCK)](Z, b, idt, Y, mode, H2, o2)
+    _eq(H, H2)
+    _eq(o1, o2)
+    gY = RNG.normal(size=(2 * n, k))
+    g1, g2 = np.empty((2 * n, k)), np.empty((2 * n, k))
+    clay.back_tanh(gY, H, idt, g1)
+    glay.back_tanh[_grid2(2 * n, k, BLOCK)](gY, H, idt, g2)
+    _eq(g1, g2)
+    gx1 = RNG.normal(size=(2 * n, n_in))
+    gx2 = gx1.copy()
+    clay.add_residual_adjoint(gY, mode, gx1)
+    glay.add_residual_adjoint[_grid2(2 * n, n_in, BLOCK)](gY, mode, gx2)
+    _eq(gx1, gx2)
+
+
+@pytest.mark.parametrize("mode,k", [(0, 3), (1, 1), (2, 2)])
+def test_first_layer_tangent(mode, k):
+    x = RNG.normal(size=7)
+    w, b, idt = RNG.normal(size=k), RNG.normal(size=k), RNG.normal(size=k)
+    ref, out = np.empty((14, k)), np.empty((14, k))
+    clay.first_layer_tangent(x, w, b, idt, mode, ref)
+    glay.first_layer_tangent[_grid2(7, k, BLOCK)](x, w, b, idt, mode, out)
+    _eq(ref, out)
+
+
+@pytest.mark.parametrize("folded", [False, True])
+def test_contract_D_and_back_D(folded):
+    na, M, naxis = 3, 6, 3
+    T = RNG.normal(size=(na, 4, M))
+    width = M * naxis - (naxis * (naxis - 1) // 2 if folded else 0)
+    D1, D2 = np.empty((na, width)), np.empty((na, width))
+    cdesc.contract_D(T, naxis, folded, D1)
+    colm, colk = descriptor_columns(M, naxis, width, folded)
+    gdesc.contract_D[_grid2(na, width, BLOCK)](T, colm, colk, D2)
+    _eq(D1, D2)
+    gD = RNG.normal(size=(na, width))
+    B1, B2 = np.empty((na, 4, M)), np.empty((na, 4, M))
+    cdesc.back_D(T, gD, naxis, folded, 0.25, B1)
+    gdesc.back_D[_grid2(na, 4 * M, BLOCK)](T, gD, *descriptor_adjacency(colm, colk, M), 0.25, B2)
+    _eq(B1, B2)
+
+
+def test_env_pairs_and_contract_T():
+    """Slot rows, pair vectors and T from the block-major device layout against the CPU's
+    compacted pairs (padding: npad x one row on the CPU, one row per slot on the device)."""
+    nt, na, M = 2, 3, 4
+    sel = np.array([3, 4])
+    sec = np.concatenate([[0], np.cumsum(sel)]).astype(np.int64)
+    pos = RNG.uniform(0, 3, (7, 3))
+    nlist = np.full((na, sec[-1]), -1, np.int32)
+    nlist[0, :3] = [3, 4, 5]          # a full block
+    nlist[0, 3:5] = [6, 1]
+    nlist[1, :1] = [0]
+    nlist[2, 3:7] = [0, 1, 4, 6]
+    atoms = np.arange(na, dtype=np.int64)
+    atypes = np.array([0, 0, 1], np.int64)
+    mu = RNG.uniform(0, 0.2, (nt, nt, 4))
+    sd = RNG.uniform(0.5, 1.0, (nt, nt, 4))
+    rt_pad = -mu / sd
+    rcut, rsm = 2.5, 0.5
+    cap = na * sec[-1]
+    rt, dvec, nbr = np.empty((cap, 4)), np.empty((cap, 3)), np.empty(cap, np.int64)
+    poff, npad = np.empty((nt, na + 1), np.int64), np.empty((na, nt), np.int64)
+    npairs = cenv.env_pairs(pos, nlist, atoms, atypes, sec, mu, sd, rcut, rsm, rt, dvec, nbr, poff, npad)
+    grt, gdv, gnb = np.empty((cap, 4)), np.empty((cap, 3)), np.empty(cap, np.int32)
+    genv.env_pairs[grid(cap)](pos, nlist, atoms, atypes, sec, mu, sd, rcut, rsm, rt_pad, grt, gdv, gnb)
+    occ = gnb >= 0
+    assert occ.sum() == npairs > 3
+    # the device keeps slots in the CPU's order (block, atom, slot): occupied rows agree in order
+    _eq(rt[:npairs], grt[occ])
+    _eq(dvec[:npairs], gdv[occ])
+    assert np.array_equal(nbr[:npairs], gnb[occ])
+    G_pad = RNG.normal(size=(nt, nt, M))
+    Gd = RNG.normal(size=(cap, M))
+    G = Gd[occ]
+    T1, T2 = np.empty((na, 4, M)), np.empty((na, 4, M))
+    cdesc.contract_T(atypes, rt, G, poff, npad, rt_pad, G_pad, 1 / 7, T1)
+    gdesc.contract_T[_grid2(na, M, BLOCK)](atypes, grt, Gd, gnb, sec, G_pad, 1 / 7, T2)
+    _eq(T1, T2)
