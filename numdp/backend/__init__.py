@@ -125,11 +125,21 @@ class CUDABackend:
         return _gemm_half(a, b, out)
 
 
+# cuBLAS / CUDA enum values (part of their ABI): cudaDataType CUDA_R_16F, CUDA_R_32F;
+# cublasComputeType_t CUBLAS_COMPUTE_32F (FP32 accumulation, no TF32, no FP16 reduction);
+# cublasGemmAlgo_t CUBLAS_GEMM_DEFAULT_TENSOR_OP; cublasOperation_t CUBLAS_OP_N
+_CUDA_R_16F, _CUDA_R_32F, _COMPUTE_32F, _GEMM_DEFAULT_TENSOR_OP, _OP_N = 2, 0, 68, 99, 0
+
+
 def _gemm_half(a, b, out):
     """out (n, k) float32 = a (n, m) @ b (m, k) with float16 operands, FP32 accumulation (GPU)."""
     import cupy
-    from cupy.cuda import cublas, device
-    from cupy_backends.cuda.api.runtime import CUDA_R_16F, CUDA_R_32F  # noqa: F401 (enum values)
+    from cupy.cuda import device
+
+    try:
+        from cupy_backends.cuda.libs import cublas
+    except ImportError:  # pragma: no cover - older CuPy layout
+        from cupy.cuda import cublas
 
     a16 = cupy.ascontiguousarray(a, dtype=cupy.float16)
     b16 = cupy.ascontiguousarray(b, dtype=cupy.float16)
@@ -137,14 +147,12 @@ def _gemm_half(a, b, out):
     k = b16.shape[1]
     if out is None:
         out = cupy.empty((n, k), cupy.float32)
-    handle = device.get_cublas_handle()
     one = np.array(1.0, np.float32)
     zero = np.array(0.0, np.float32)
     # row-major C = A B is column-major Cᵀ = Bᵀ Aᵀ: (k x n) = (k x m)(m x n)
-    cublas.gemmEx(handle, cublas.CUBLAS_OP_N, cublas.CUBLAS_OP_N, k, n, m,
-                  one.ctypes.data, b16.data.ptr, CUDA_R_16F, k, a16.data.ptr, CUDA_R_16F, m,
-                  zero.ctypes.data, out.data.ptr, CUDA_R_32F, k,
-                  cublas.CUBLAS_COMPUTE_32F, cublas.CUBLAS_GEMM_DEFAULT_TENSOR_OP)
+    cublas.gemmEx(device.get_cublas_handle(), _OP_N, _OP_N, k, n, m,
+                  one.ctypes.data, b16.data.ptr, _CUDA_R_16F, k, a16.data.ptr, _CUDA_R_16F, m,
+                  zero.ctypes.data, out.data.ptr, _CUDA_R_32F, k, _COMPUTE_32F, _GEMM_DEFAULT_TENSOR_OP)
     return out
 
 

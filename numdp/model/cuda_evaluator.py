@@ -116,25 +116,22 @@ class CUDAEvaluator:
         order = np.argsort(typ_host, kind="stable")
         energy = xp.zeros(nloc)
         force = xp.zeros((nall, 3))
-        virial = xp.zeros((3, 3))
-        av_all = xp.zeros((nall, 9)) if want_atom_virial else None
-        av = xp.empty((nall, 9))
+        virial = xp.zeros(9)
+        av_all = xp.zeros((nall if want_atom_virial else 1, 9))
         descr = np.zeros((nloc, self.params.descriptor.dim_out)) if want_descriptor else None
         for c0 in range(0, nloc, self.chunk):
             atoms = order[c0:c0 + self.chunk]
-            self._chunk(pos, nl, atoms, typ_host[atoms], want_force, energy, force, av, descr)
-            if want_force:
-                virial += av.sum(axis=0).reshape(3, 3)
-                if want_atom_virial:
-                    av_all += av
-        out = RawOutput(be.to_host(energy), be.to_host(force), be.to_host(virial),
+            self._chunk(pos, nl, atoms, typ_host[atoms], want_force, energy, force, virial,
+                        av_all, want_atom_virial, descr)
+        out = RawOutput(be.to_host(energy), be.to_host(force), be.to_host(virial).reshape(3, 3),
                         be.to_host(av_all) if want_atom_virial else None)
         if want_descriptor:
             out.descriptor = descr
         return out
 
     # -- one chunk -----------------------------------------------------------------------
-    def _chunk(self, pos, nl, atoms_host, atypes_host, want_force, energy, force, av, descr):
+    def _chunk(self, pos, nl, atoms_host, atypes_host, want_force, energy, force, virial,
+               atom_virial, want_atom_virial, descr):
         be, xp, K = self.be, self.be.xp, self.be.kernels
         launch = K.launch
         d = self.params.descriptor
@@ -191,11 +188,25 @@ class CUDAEvaluator:
             K.envmat.pair_forces[launch.grid(P)](atypes, rt, dvec, nbr, self.sec, G, Gp, Tbar,
                                                  self.sd, d.rcut, d.rcut_smth, fpair)
         K.forces.gather_centres[launch.grid(na)](atoms, self.sec, fpair, force)
-        # reverse index: pairs sorted by (neighbour, pair); unique keys, so any sort agrees
+        # reverse index: pairs sorted by (neighbour, pair) (unique keys: every sort agrees), cut
+        # into one segment per distinct neighbour; padding (-1) sorts first and is skipped
         key = nbr.astype(np.int64) * P + xp.arange(P, dtype=np.int64)
-        rev = xp.argsort(key).astype(np.int64)
-        rstart = xp.searchsorted(nbr[rev], xp.arange(force.shape[0] + 1, dtype=np.int32)).astype(np.int64)
-        K.forces.gather_neighbours[launch.grid(force.shape[0])](rstart, rev, fpair, dvec, force, av)
+        rev = xp.argsort(key)
+        snbr = nbr[rev]
+        first = int(xp.searchsorted(snbr, 0))
+        if first == P:
+            return
+        change = xp.empty(P - first, np.bool_)
+        change[0] = True
+        change[1:] = snbr[first + 1:] != snbr[first:-1]
+        seg = xp.flatnonzero(change).astype(np.int64) + first
+        seg_end = xp.empty_like(seg)
+        seg_end[:-1] = seg[1:]
+        seg_end[-1] = P
+        seg_av = xp.empty((seg.shape[0], 9))
+        K.forces.gather_neighbours[launch.grid(seg.shape[0])](seg, seg_end, snbr, rev, fpair, dvec, force,
+                                                              seg_av, atom_virial, want_atom_virial)
+        virial += seg_av.sum(axis=0)
 
     # -- networks ------------------------------------------------------------------------
     def _embed(self, rt, na, tb, want_force):

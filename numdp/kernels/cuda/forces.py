@@ -32,13 +32,16 @@ def gather_centres(atoms, sec, fpair, force):
 
 
 @cuda.jit
-def gather_neighbours(rstart, rev, fpair, dvec, force, av):
-    """force[k] -= Σ fpair[p] and av[k] (9,) = -Σ fpair[p] ⊗ dvec[p] over the pairs p = rev[q],
-    rstart[k] <= q < rstart[k+1], whose neighbour is extended atom k (DeePMD-kit's split: the
-    pair's virial goes to the neighbour).  av is this chunk's buffer (overwritten)."""
-    k = cuda.grid(1)
-    if k >= force.shape[0]:
+def gather_neighbours(seg, seg_end, snbr, rev, fpair, dvec, force, seg_av, atom_virial, want_atom_virial):
+    """One thread per distinct neighbour k of the chunk: the pairs p = rev[q], seg[s] <= q <
+    seg_end[s], all have neighbour k = snbr[seg[s]] (rev sorts the pairs by (neighbour, pair)).
+    force[k] -= Σ fpair[p]; seg_av[s] (9,) = -Σ fpair[p] ⊗ dvec[p] (this chunk's share of the
+    virial, summed by the caller); atom_virial[k] += seg_av[s] when want_atom_virial (DeePMD-kit's
+    split: a pair's virial goes to its neighbour)."""
+    s = cuda.grid(1)
+    if s >= seg.shape[0]:
         return
+    k = snbr[seg[s]]
     fx = 0.0
     fy = 0.0
     fz = 0.0
@@ -51,7 +54,7 @@ def gather_neighbours(rstart, rev, fpair, dvec, force, av):
     v6 = 0.0
     v7 = 0.0
     v8 = 0.0
-    for q in range(rstart[k], rstart[k + 1]):
+    for q in range(seg[s], seg_end[s]):
         p = rev[q]
         gx = fpair[p, 0]
         gy = fpair[p, 1]
@@ -74,12 +77,15 @@ def gather_neighbours(rstart, rev, fpair, dvec, force, av):
     force[k, 0] -= fx
     force[k, 1] -= fy
     force[k, 2] -= fz
-    av[k, 0] = -v0
-    av[k, 1] = -v1
-    av[k, 2] = -v2
-    av[k, 3] = -v3
-    av[k, 4] = -v4
-    av[k, 5] = -v5
-    av[k, 6] = -v6
-    av[k, 7] = -v7
-    av[k, 8] = -v8
+    seg_av[s, 0] = -v0
+    seg_av[s, 1] = -v1
+    seg_av[s, 2] = -v2
+    seg_av[s, 3] = -v3
+    seg_av[s, 4] = -v4
+    seg_av[s, 5] = -v5
+    seg_av[s, 6] = -v6
+    seg_av[s, 7] = -v7
+    seg_av[s, 8] = -v8
+    if want_atom_virial:
+        for c in range(9):
+            atom_virial[k, c] += seg_av[s, c]
