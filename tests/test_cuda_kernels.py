@@ -13,6 +13,7 @@ from numdp.kernels.cpu import envmat as cenv  # noqa: E402
 from numdp.kernels.cpu import layers as clay  # noqa: E402
 from numdp.kernels.cuda import descriptor as gdesc  # noqa: E402
 from numdp.kernels.cuda import envmat as genv  # noqa: E402
+from numdp.kernels.cuda import forces as gfor  # noqa: E402
 from numdp.kernels.cuda import layers as glay  # noqa: E402
 from numdp.kernels.cuda.launch import BLOCK, grid  # noqa: E402
 from numdp.model.cuda_evaluator import _grid2, descriptor_adjacency, descriptor_columns  # noqa: E402
@@ -79,10 +80,10 @@ def test_contract_D_and_back_D(folded):
     _eq(B1, B2)
 
 
-def test_env_pairs_and_contract_T():
-    """Slot rows, pair vectors and T from the block-major device layout against the CPU's
-    compacted pairs (padding: npad x one row on the CPU, one row per slot on the device)."""
-    nt, na, M = 2, 3, 4
+def _pairs(M=4):
+    """A 3-atom chunk of 2 types with full, partial and empty blocks, on the CPU's compacted pairs
+    and the device's block-major slots."""
+    nt, na = 2, 3
     sel = np.array([3, 4])
     sec = np.concatenate([[0], np.cumsum(sel)]).astype(np.int64)
     pos = RNG.uniform(0, 3, (7, 3))
@@ -109,6 +110,43 @@ def test_env_pairs_and_contract_T():
     _eq(rt[:npairs], grt[occ])
     _eq(dvec[:npairs], gdv[occ])
     assert np.array_equal(nbr[:npairs], gnb[occ])
+    return dict(nt=nt, na=na, M=M, sec=sec, pos=pos, atoms=atoms, atypes=atypes, sd=sd, rt_pad=rt_pad,
+                rcut=rcut, rsm=rsm, rt=rt, dvec=dvec, nbr=nbr, poff=poff, npad=npad, npairs=npairs,
+                grt=grt, gdv=gdv, gnb=gnb, occ=occ, cap=cap)
+
+
+def _gather(c, fpair):
+    """Device per-pair forces gathered as the CUDA evaluator does: (force, virial, atom virial)."""
+    nall = c["pos"].shape[0]
+    force, av = np.zeros((nall, 3)), np.zeros((nall, 9))
+    gfor.gather_centres[grid(c["na"])](c["atoms"], c["sec"], fpair, force)
+    P = c["cap"]
+    rev = np.argsort(c["gnb"].astype(np.int64) * P + np.arange(P))
+    snbr = c["gnb"][rev]
+    first = int(np.searchsorted(snbr, 0))
+    seg = np.flatnonzero(np.r_[True, snbr[first + 1:] != snbr[first:-1]]) + first
+    seg_end = np.r_[seg[1:], P]
+    seg_av = np.empty((len(seg), 9))
+    gfor.gather_neighbours[grid(len(seg))](seg, seg_end, snbr, rev, fpair, c["gdv"], force, seg_av, av, True)
+    return force, seg_av.sum(0).reshape(3, 3), av
+
+
+def _cpu_forces(c, kernel, *args):
+    nall = c["pos"].shape[0]
+    force, vir, av = np.zeros((nall, 3)), np.zeros((3, 3)), np.zeros((nall, 9))
+    kernel(c["atoms"], c["atypes"], c["rt"], c["dvec"], c["nbr"], c["poff"], *args, c["sd"], c["rcut"],
+           c["rsm"], force, vir, av, True)
+    return force, vir, av
+
+
+def test_env_pairs_contract_T_and_pair_forces():
+    """Slot rows, pair vectors, T and the forces / virials from per-pair buffers and gathers,
+    against the CPU's compacted pairs and scatters (padding: npad x one row on the CPU, one row
+    per slot on the device)."""
+    c = _pairs()
+    nt, na, M, cap, occ = c["nt"], c["na"], c["M"], c["cap"], c["occ"]
+    atypes, rt, grt, gnb, sec, rt_pad = c["atypes"], c["rt"], c["grt"], c["gnb"], c["sec"], c["rt_pad"]
+    poff, npad = c["poff"], c["npad"]
     G_pad = RNG.normal(size=(nt, nt, M))
     Gd = RNG.normal(size=(cap, M))
     G = Gd[occ]
@@ -116,3 +154,50 @@ def test_env_pairs_and_contract_T():
     cdesc.contract_T(atypes, rt, G, poff, npad, rt_pad, G_pad, 1 / 7, T1)
     gdesc.contract_T[_grid2(na, M, BLOCK)](atypes, grt, Gd, gnb, sec, G_pad, 1 / 7, T2)
     _eq(T1, T2)
+    Gpd = RNG.normal(size=(cap, M))
+    Tbar = RNG.normal(size=(na, 4, M))
+    ref = _cpu_forces(c, cenv.pair_forces, G, Gpd[occ], Tbar)
+    fpair = np.empty((cap, 3))
+    genv.pair_forces[grid(cap)](atypes, grt, c["gdv"], gnb, sec, Gd, Gpd, Tbar, c["sd"], c["rcut"],
+                                c["rsm"], fpair)
+    for a, b in zip(ref, _gather(c, fpair)):
+        _eq(a, b)
+
+
+@pytest.mark.parametrize("order", [3, 5])
+def test_tabulated_kernels(order):
+    """tab_contract_T (with pairs beyond the table) and tab_pair_forces against the CPU twins."""
+    from numdp.kernels.cpu import tabulated as ctab
+    from numdp.kernels.cuda.tabulated import kernels_for
+    from numdp.model.tables import build_table
+    from randmodel import random_params
+
+    M = 4
+    c = _pairs(M)
+    nt, na, cap, occ = c["nt"], c["na"], c["cap"], c["occ"]
+    net = random_params(ntypes=1, neuron=(2, M), seed=4).descriptor.embeddings[0]
+    # a short table (xmax 1.0) so that some rows lie beyond it
+    tabs = [build_table(net, -2.0, 0.1 + 0.2 * k, 0.05, order, extrapolate=1.0 / (0.1 + 0.2 * k))
+            for k in range(nt * nt)]
+    coef = np.ascontiguousarray(np.concatenate([t.coef for t in tabs]))
+    coff = np.concatenate([[0], np.cumsum([t.coef.shape[0] for t in tabs])]).astype(np.int64)
+    meta = np.stack([t.meta() for t in tabs])
+    netidx = np.arange(nt * nt, dtype=np.int64).reshape(nt, nt)
+    G_pad = RNG.normal(size=(nt, nt, M))
+    T1, T2 = np.empty((na, 4, M)), np.empty((na, 4, M))
+    b1 = np.zeros(1, np.int64)
+    ctab.tab_contract_T(c["atypes"], c["rt"], c["poff"], c["npad"], c["rt_pad"], G_pad, coef, coff,
+                        meta, netidx, 1 / 7, T1, b1)
+    flags = np.empty(cap, np.int32)
+    fwd, bwd = kernels_for(np.float64)
+    fwd[_grid2(na, M, BLOCK)](c["atypes"], c["grt"], c["gnb"], c["sec"], G_pad, coef, coff, meta,
+                              netidx, 1 / 7, T2, flags)
+    _eq(T1, T2)
+    assert flags.sum() == b1[0] > 0
+    Tbar = RNG.normal(size=(na, 4, M))
+    ref = _cpu_forces(c, ctab.tab_pair_forces, coef, coff, meta, netidx, Tbar)
+    fpair = np.empty((cap, 3))
+    bwd[grid(cap)](c["atypes"], c["grt"], c["gdv"], c["gnb"], c["sec"], coef, coff, meta, netidx, Tbar,
+                   c["sd"], c["rcut"], c["rsm"], fpair)
+    for a, b in zip(ref, _gather(c, fpair)):
+        _eq(a, b)
