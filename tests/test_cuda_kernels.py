@@ -15,8 +15,8 @@ from numdp.kernels.cuda import descriptor as gdesc  # noqa: E402
 from numdp.kernels.cuda import envmat as genv  # noqa: E402
 from numdp.kernels.cuda import forces as gfor  # noqa: E402
 from numdp.kernels.cuda import layers as glay  # noqa: E402
-from numdp.kernels.cuda.launch import BLOCK, grid  # noqa: E402
-from numdp.model.cuda_evaluator import _grid2, descriptor_adjacency, descriptor_columns  # noqa: E402
+from numdp.kernels.cuda.launch import grid, grid2  # noqa: E402
+from numdp.model.cuda_evaluator import descriptor_adjacency, descriptor_columns  # noqa: E402
 
 RNG = np.random.default_rng(7)
 
@@ -34,22 +34,22 @@ def test_layer_kernels(mode, n_in, k):
     ref = np.empty((2 * n, k))
     clay.post_tangent(Z, b, idt, Y, mode, ref[:n], ref[n:])
     out = np.empty((2 * n, k))
-    glay.post_tangent[_grid2(n, k, BLOCK)](Z, b, idt, Y, mode, out[:n], out[n:])
+    glay.post_tangent[grid2(n, k)](Z, b, idt, Y, mode, out[:n], out[n:])
     _eq(ref, out)
     H, H2, o1, o2 = (np.empty((2 * n, k)) for _ in range(4))
     clay.post_forward(Z, b, idt, Y, mode, H, o1)
-    glay.post_forward[_grid2(2 * n, k, BLOCK)](Z, b, idt, Y, mode, H2, o2)
+    glay.post_forward[grid2(2 * n, k)](Z, b, idt, Y, mode, H2, o2)
     _eq(H, H2)
     _eq(o1, o2)
     gY = RNG.normal(size=(2 * n, k))
     g1, g2 = np.empty((2 * n, k)), np.empty((2 * n, k))
     clay.back_tanh(gY, H, idt, g1)
-    glay.back_tanh[_grid2(2 * n, k, BLOCK)](gY, H, idt, g2)
+    glay.back_tanh[grid2(2 * n, k)](gY, H, idt, g2)
     _eq(g1, g2)
     gx1 = RNG.normal(size=(2 * n, n_in))
     gx2 = gx1.copy()
     clay.add_residual_adjoint(gY, mode, gx1)
-    glay.add_residual_adjoint[_grid2(2 * n, n_in, BLOCK)](gY, mode, gx2)
+    glay.add_residual_adjoint[grid2(2 * n, n_in)](gY, mode, gx2)
     _eq(gx1, gx2)
 
 
@@ -59,7 +59,7 @@ def test_first_layer_tangent(mode, k):
     w, b, idt = RNG.normal(size=k), RNG.normal(size=k), RNG.normal(size=k)
     ref, out = np.empty((14, k)), np.empty((14, k))
     clay.first_layer_tangent(x, w, b, idt, mode, ref)
-    glay.first_layer_tangent[_grid2(7, k, BLOCK)](x, w, b, idt, mode, out)
+    glay.first_layer_tangent[grid2(7, k)](x, w, b, idt, mode, out)
     _eq(ref, out)
 
 
@@ -71,12 +71,12 @@ def test_contract_D_and_back_D(folded):
     D1, D2 = np.empty((na, width)), np.empty((na, width))
     cdesc.contract_D(T, naxis, folded, D1)
     colm, colk = descriptor_columns(M, naxis, width, folded)
-    gdesc.contract_D[_grid2(na, width, BLOCK)](T, colm, colk, D2)
+    gdesc.contract_D[grid2(na, width)](T, colm, colk, D2)
     _eq(D1, D2)
     gD = RNG.normal(size=(na, width))
     B1, B2 = np.empty((na, 4, M)), np.empty((na, 4, M))
     cdesc.back_D(T, gD, naxis, folded, 0.25, B1)
-    gdesc.back_D[_grid2(na, 4 * M, BLOCK)](T, gD, *descriptor_adjacency(colm, colk, M), 0.25, B2)
+    gdesc.back_D[grid2(na, 4 * M)](T, gD, *descriptor_adjacency(colm, colk, M), 0.25, B2)
     _eq(B1, B2)
 
 
@@ -152,7 +152,7 @@ def test_env_pairs_contract_T_and_pair_forces():
     G = Gd[occ]
     T1, T2 = np.empty((na, 4, M)), np.empty((na, 4, M))
     cdesc.contract_T(atypes, rt, G, poff, npad, rt_pad, G_pad, 1 / 7, T1)
-    gdesc.contract_T[_grid2(na, M, BLOCK)](atypes, grt, Gd, gnb, sec, G_pad, 1 / 7, T2)
+    gdesc.contract_T[grid2(na, M)](atypes, grt, Gd, gnb, sec, G_pad, 1 / 7, T2)
     _eq(T1, T2)
     Gpd = RNG.normal(size=(cap, M))
     Tbar = RNG.normal(size=(na, 4, M))
@@ -190,7 +190,7 @@ def test_tabulated_kernels(order):
                         meta, netidx, 1 / 7, T1, b1)
     flags = np.empty(cap, np.int32)
     fwd, bwd = kernels_for(np.float64)
-    fwd[_grid2(na, M, BLOCK)](c["atypes"], c["grt"], c["gnb"], c["sec"], G_pad, coef, coff, meta,
+    fwd[grid2(na, M)](c["atypes"], c["grt"], c["gnb"], c["sec"], G_pad, coef, coff, meta,
                               netidx, 1 / 7, T2, flags)
     _eq(T1, T2)
     assert flags.sum() == b1[0] > 0

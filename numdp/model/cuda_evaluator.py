@@ -149,7 +149,7 @@ class CUDAEvaluator:
                                            d.rcut, d.rcut_smth, self.rt_pad, rt, dvec, nbr)
         tb = np.searchsorted(atypes_host, np.arange(nt + 1))
         T = xp.empty((na, 4, M))
-        g2 = _grid2(na, M, launch.BLOCK)
+        g2 = launch.grid2(na, M)
         if self.compressed:
             beyond = xp.empty(P, np.int32)
             self.tab[0][g2](atypes, rt, nbr, self.sec, self.G_pad, self.coef, self.coff, self.meta,
@@ -161,7 +161,7 @@ class CUDAEvaluator:
             K.descriptor.contract_T[g2](atypes, rt, G, nbr, self.sec, self.G_pad, 1.0 / nnei, T)
         width = self.cpu.d_width
         D = xp.empty((na, width), self.precision.dtype)
-        K.descriptor.contract_D[_grid2(na, width, launch.BLOCK)](T, self.colm, self.colk, D)
+        K.descriptor.contract_D[launch.grid2(na, width)](T, self.colm, self.colk, D)
         if descr is not None:
             from ..kernels.cpu.descriptor import contract_D as contract_D_cpu  # full float64 layout
 
@@ -178,7 +178,7 @@ class CUDAEvaluator:
         if not want_force:
             return
         Tbar = xp.empty((na, 4, M))
-        K.descriptor.back_D[_grid2(na, 4 * M, launch.BLOCK)](T, gD, *self.adj, 1.0 / nnei, Tbar)
+        K.descriptor.back_D[launch.grid2(na, 4 * M)](T, gD, *self.adj, 1.0 / nnei, Tbar)
         fpair = xp.empty((P, 3))
         if self.compressed:
             self.tab[1][launch.grid(P)](atypes, rt, dvec, nbr, self.sec, self.coef, self.coff,
@@ -235,12 +235,11 @@ class CUDAEvaluator:
 
     def _embed_rows(self, x, net: _DevNet, G, Gp):
         be, xp, K = self.be, self.be.xp, self.be.kernels
-        B = K.launch.BLOCK
         n = x.shape[0]
         half = self.precision.half_operands
         k = net.w[0].shape[1]
         Y = xp.empty((2 * n, k), x.dtype)
-        K.layers.first_layer_tangent[_grid2(n, k, B)](x, net.w[0][0], net.b[0], net.idt[0], net.mode[0], Y)
+        K.layers.first_layer_tangent[K.launch.grid2(n, k)](x, net.w[0][0], net.b[0], net.idt[0], net.mode[0], Y)
         nl = len(net.w)
         for li in range(1, nl):
             w = net.w[li]
@@ -250,7 +249,7 @@ class CUDAEvaluator:
             else:
                 out = xp.empty((2 * n, w.shape[1]), Y.dtype)
                 val, slope = out[:n], out[n:]
-            K.layers.post_tangent[_grid2(n, w.shape[1], B)](Z, net.b[li], net.idt[li], Y, net.mode[li], val, slope)
+            K.layers.post_tangent[K.launch.grid2(n, w.shape[1])](Z, net.b[li], net.idt[li], Y, net.mode[li], val, slope)
             Y = out if li < nl - 1 else None
         if nl == 1:
             G[...] = Y[:n]
@@ -260,7 +259,6 @@ class CUDAEvaluator:
         """Atomic network energies (n,) float64 (without the last layer's bias) and, unless gD
         is None, dE/dD written into gD (n, width)."""
         be, xp, K = self.be, self.be.xp, self.be.kernels
-        B = K.launch.BLOCK
         half = self.precision.half_operands
         n = D.shape[0]
         y = D
@@ -271,7 +269,7 @@ class CUDAEvaluator:
             Z = be.matmul(y, w, half=half)
             H = xp.empty((n, k), Z.dtype)
             out = xp.empty((n, k), Z.dtype)
-            K.layers.post_forward[_grid2(n, k, B)](Z, net.b[li], net.idt[li], y, net.mode[li], H, out)
+            K.layers.post_forward[K.launch.grid2(n, k)](Z, net.b[li], net.idt[li], y, net.mode[li], H, out)
             cache.append(H)
             y = out
         last = net.w[-1]
@@ -283,20 +281,14 @@ class CUDAEvaluator:
         for li in range(len(net.w) - 2, -1, -1):
             H = cache[li]
             gZ = xp.empty(H.shape, H.dtype)
-            K.layers.back_tanh[_grid2(n, H.shape[1], B)](gy, H, net.idt[li], gZ)
+            K.layers.back_tanh[K.launch.grid2(n, H.shape[1])](gy, H, net.idt[li], gZ)
             gx = be.matmul(gZ, net.w[li].T, half=half)
             if net.mode[li]:
-                K.layers.add_residual_adjoint[_grid2(n, gx.shape[1], B)](gy, net.mode[li], gx)
+                K.layers.add_residual_adjoint[K.launch.grid2(n, gx.shape[1])](gy, net.mode[li], gx)
             gy = gx
         gD[...] = gy
         return energy
 
-
-def _grid2(n: int, k: int, block: int):
-    """A 2-D launch over (n, k) elements: rows across blocks, columns within."""
-    bx = 1 if k >= block else max(1, block // max(1, k))
-    by = min(block, max(1, k))
-    return ((max(1, n) + bx - 1) // bx, (max(1, k) + by - 1) // by), (bx, by)
 
 
 @dataclass

@@ -7,14 +7,16 @@ adjacency list (x, col, other) sorted by x, so each Tbar element is one thread's
 """
 from numba import cuda
 
+from .launch import row_col
+
 
 @cuda.jit
 def contract_T(atypes, rt, G, nbr, sec, G_pad, inv_nnei, T):
     """T (na, 4, M) float64 = inv_nnei Σ_p rt[p] ⊗ G[p] over the block-major slots of each atom
     (G[p] replaced by G_pad[ti, t] on padding slots, nbr < 0).  One thread per (atom, m)."""
-    a, m = cuda.grid(2)
     na = T.shape[0]
-    if a >= na or m >= T.shape[2]:
+    a, m = row_col(T.shape[2])
+    if a >= na:
         return
     ti = atypes[a]
     s0 = 0.0
@@ -42,8 +44,8 @@ def contract_T(atypes, rt, G, nbr, sec, G_pad, inv_nnei, T):
 @cuda.jit
 def contract_D(T, colm, colk, D):
     """D (na, width) = Σ_c T[a, c, colm] T[a, c, colk], summed in float64 and stored in D's dtype."""
-    a, col = cuda.grid(2)
-    if a >= D.shape[0] or col >= D.shape[1]:
+    a, col = row_col(D.shape[1])
+    if a >= D.shape[0]:
         return
     m = colm[col]
     k = colk[col]
@@ -56,9 +58,9 @@ def back_D(T, gD, adj_start, adj_col, adj_other, inv_nnei, Tbar):
     """Tbar (na, 4, M) = inv_nnei dE/dT from gD = dE/dD (na, width):
     dE/dT[c, x] = Σ_{(col, other) adjacent to x} gD[col] T[c, other], in float64.
     One thread per (atom, c * M + x)."""
-    a, cx = cuda.grid(2)
     M = Tbar.shape[2]
-    if a >= Tbar.shape[0] or cx >= 4 * M:
+    a, cx = row_col(4 * M)
+    if a >= Tbar.shape[0]:
         return
     c = cx // M
     x = cx - c * M

@@ -1,5 +1,5 @@
 """Launch geometry and the CUDA copies of the shared scalar maths."""
-from numba import config
+from numba import config, cuda
 
 from ..dual import cuda_device
 from ..math import compile_math
@@ -13,3 +13,16 @@ def grid(n: int) -> tuple[int, int]:
     """(blocks, threads) covering n threads, one element each."""
     n = max(1, int(n))
     return (n + BLOCK - 1) // BLOCK, BLOCK
+
+
+def grid2(n: int, k: int) -> tuple[int, int]:
+    """(blocks, threads) for a flat launch over an (n, k) array (kernels call `row_col(k)`)."""
+    return grid(n * k)
+
+
+@cuda.jit(device=True, inline=True)
+def row_col(k):
+    """(row, column) of this thread in a flat launch over rows of k columns."""
+    i = cuda.grid(1)
+    r = i // k
+    return r, i - r * k

@@ -10,7 +10,7 @@ import numpy as np
 from numba import cuda, float32, float64
 
 from .envmat import scatter_value, slot_of
-from .launch import MATH
+from .launch import MATH, row_col
 
 locate_piece = MATH.locate_piece
 poly3_at = MATH.poly3_at
@@ -23,9 +23,18 @@ def kernels_for(dtype):
     """(tab_contract_T, tab_pair_forces) for tables of `dtype` (float64 or float32)."""
     key = np.dtype(dtype).name
     if key not in _KERNELS:
-        _KERNELS[key] = _build(cuda.jit(device=True, inline=True)(
-            (lambda x: float32(x)) if key == "float32" else (lambda x: float64(x))))
+        _KERNELS[key] = _build(_to_f32 if key == "float32" else _to_f64)
     return _KERNELS[key]
+
+
+@cuda.jit(device=True, inline=True)
+def _to_f32(x):
+    return float32(x)
+
+
+@cuda.jit(device=True, inline=True)
+def _to_f64(x):
+    return float64(x)
 
 
 def _build(cast):
@@ -48,9 +57,9 @@ def _build(cast):
     def tab_contract_T(atypes, rt, nbr, sec, G_pad, coef, coff, meta, netidx, inv_nnei, T, beyond):
         """T (na, 4, M) float64 from the tables; padding slots through G_pad; beyond[p] = 1 for
         an occupied slot beyond the table (written by the m = 0 threads).  Thread per (atom, m)."""
-        a, m = cuda.grid(2)
         na = T.shape[0]
-        if a >= na or m >= T.shape[2]:
+        a, m = row_col(T.shape[2])
+        if a >= na:
             return
         order = coef.shape[1] - 1
         ti = atypes[a]
