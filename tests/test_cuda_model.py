@@ -216,3 +216,26 @@ def test_cuda_oracle_water_cluster_compressed(oracle_dir):
     assert abs(rg.energy - ref["energy"][0]) <= 1e-6
     assert np.abs(rg.forces - ref["force"][0]).max() <= 1e-6
     assert np.abs(rg.atom_virials - ref["atom_virial"][0]).max() <= 1e-6
+
+
+@pytest.mark.parametrize("precision,rel", [("double", 1e-12), ("mix32", 2.0 ** -24 * 64)])
+def test_cuda_fused_embedding_matches_gemm(precision, rel, monkeypatch):
+    """The fused per-pair embedding kernel against the batched-product path (same arithmetic up to
+    the order of each dot product: 1e-12 in double as above; in float32 a few units of 2^-24 per
+    layer, 64 u leaves margin), with residual layers of both kinds (neuron 4, 8, 8)."""
+    gemm, pos, typ, box = _model("2types-one-side-open", device="cuda", precision=precision)
+    fused = _model("2types-one-side-open", device="cuda", precision=precision)[0]
+    fused._ev.embedding = "fused"
+    from numdp.kernels.cuda import embedding
+
+    calls = []
+    real = embedding.embed_fused_for
+    monkeypatch.setattr(embedding, "embed_fused_for", lambda dt: calls.append(dt) or real(dt))
+    a = _evaluate(gemm, pos, typ, box)
+    assert not calls
+    b = _evaluate(fused, pos, typ, box)
+    assert calls   # the fused kernel ran
+    _close(a.atom_energies - gemm._ev.atom_bias[typ], b.atom_energies - gemm._ev.atom_bias[typ], rel)
+    _close(a.forces, b.forces, rel)
+    with pytest.raises(InputError, match="mix16"):
+        _model("2types-one-side-open", device="cuda", precision="mix16")[0]._ev.embedding = "fused"

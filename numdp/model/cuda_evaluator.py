@@ -53,12 +53,17 @@ def descriptor_adjacency(colm, colk, M: int):
 
 @dataclass
 class _DevNet:
-    """A net's layers as device arrays (weights already in the policy's dtype)."""
+    """A net's layers as device arrays (weights already in the policy's dtype), and the same
+    packed flat for the fused per-pair kernel (numdp.kernels.cuda.embedding)."""
 
     w: list
     b: list
     idt: list
     mode: list
+    packed: tuple = ()
+
+
+EMBEDDINGS = ("gemm", "fused")
 
 
 class CUDAEvaluator:
@@ -96,11 +101,43 @@ class CUDAEvaluator:
             self.tab = be.kernels.tabulated.kernels_for(cpu.coef.dtype)
         self.atom_bias = cpu.atom_bias
         self.beyond_table = 0
+        self._embedding = "gemm"
 
     def _dev_net(self, net) -> _DevNet:
         be = self.be
-        return _DevNet([be.to_device(lay.w) for lay in net.layers], [be.to_device(lay.b) for lay in net.layers],
-                       [be.to_device(lay.idt) for lay in net.layers], [int(lay.mode) for lay in net.layers])
+        lays = net.layers
+        widths = [lays[0].w.shape[0]] + [lay.w.shape[1] for lay in lays]
+        woff = np.concatenate([[0], np.cumsum([lay.w.size for lay in lays])]).astype(np.int64)
+        boff = np.concatenate([[0], np.cumsum(widths[1:])]).astype(np.int64)
+        packed = (be.to_device(np.concatenate([lay.w.ravel() for lay in lays])),
+                  be.to_device(np.concatenate([lay.b for lay in lays])),
+                  be.to_device(np.concatenate([lay.idt for lay in lays])),
+                  be.to_device(woff), be.to_device(boff), be.to_device(np.array(widths, np.int64)),
+                  be.to_device(np.array([int(lay.mode) for lay in lays], np.int64)))
+        return _DevNet([be.to_device(lay.w) for lay in lays], [be.to_device(lay.b) for lay in lays],
+                       [be.to_device(lay.idt) for lay in lays], [int(lay.mode) for lay in lays], packed)
+
+    @property
+    def embedding(self) -> str:
+        """How uncompressed embedding nets run: "gemm" (batched matrix products + fused layer
+        kernels, the default) or "fused" (one thread per slot runs the whole net; not for mix16,
+        whose half-precision operands need the matrix products)."""
+        return self._embedding
+
+    @embedding.setter
+    def embedding(self, mode: str) -> None:
+        from ..errors import InputError
+
+        if mode not in EMBEDDINGS:
+            raise InputError(f"embedding '{mode}' is not one of {', '.join(EMBEDDINGS)}")
+        if mode == "fused":
+            from ..kernels.cuda.embedding import MAX_WIDTH
+
+            if self.precision.half_operands:
+                raise InputError("the fused embedding kernel does not do mix16 (use embedding 'gemm')")
+            if max(self.params.descriptor.neuron) > MAX_WIDTH:
+                raise InputError(f"the fused embedding kernel takes layers up to {MAX_WIDTH} wide")
+        self._embedding = mode
 
     # -- orchestration -------------------------------------------------------------------
     def compute(self, ext_pos, nlist, types, want_force=True, want_atom_virial=False,
@@ -236,6 +273,9 @@ class CUDAEvaluator:
     def _embed_rows(self, x, net: _DevNet, G, Gp):
         be, xp, K = self.be, self.be.xp, self.be.kernels
         n = x.shape[0]
+        if self._embedding == "fused":
+            K.embedding.embed_fused_for(G.dtype)[K.launch.grid(n)](x, *net.packed, G, Gp)
+            return
         half = self.precision.half_operands
         k = net.w[0].shape[1]
         Y = xp.empty((2 * n, k), x.dtype)

@@ -5,4 +5,4 @@ Launch helpers live in `launch`; the shared scalar maths is numdp.kernels.math c
 device functions (`launch.MATH`).  Every kernel writes each output element from exactly one
 thread and sums in a fixed order: no atomics, so results are bitwise reproducible.
 """
-from . import descriptor, envmat, forces, launch, layers, tabulated  # noqa: E402,F401
+from . import descriptor, embedding, envmat, forces, launch, layers, tabulated  # noqa: E402,F401
