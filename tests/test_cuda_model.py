@@ -239,3 +239,34 @@ def test_cuda_fused_embedding_matches_gemm(precision, rel, monkeypatch):
     _close(a.forces, b.forces, rel)
     with pytest.raises(InputError, match="mix16"):
         _model("2types-one-side-open", device="cuda", precision="mix16")[0]._ev.embedding = "fused"
+
+
+def test_numdp_test_device_cuda_matches_cpu(tmp_path):
+    """`numdp test --device cuda` gives the CPU's figures (1e-10 relative: RMSEs of values that
+    agree to 1e-12, see test_cuda_double_matches_cpu)."""
+    import json
+
+    from numdp.cli import main
+    from numdp.io.model_file import write_model
+    from tests_util import write_system
+
+    kw, cfg, _ = CASES["2types-triclinic"]
+    params = random_params(rcut=3.5, rcut_smth=0.8, **kw)
+    write_model(params, tmp_path / "m.h5")
+    frames = [random_config(ntypes=2, seed=s, **cfg) for s in (1, 2)]
+    coord = np.stack([f[0] for f in frames])
+    box = np.stack([f[2] for f in frames])
+    sysdir = write_system(tmp_path / "s", coord, box, frames[0][1], ["A", "B"],
+                          energy=np.array([-20.0, -21.0]), force=np.zeros_like(coord),
+                          virial=np.zeros((2, 3, 3)))
+    figs = {}
+    for dev in ("cpu", "cuda"):
+        out = tmp_path / f"{dev}.json"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert main(["test", "-m", str(tmp_path / "m.h5"), "-s", str(sysdir), "--device", dev,
+                         "--threads", "1", "--json", str(out)]) == 0
+        figs[dev] = json.loads(out.read_text())["overall"]
+    for key in ("rmse_energy", "rmse_force", "rmse_virial"):
+        assert figs["cuda"][key] == pytest.approx(figs["cpu"][key], rel=1e-10)
+        assert figs["cpu"][key] > 0
