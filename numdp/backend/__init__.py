@@ -57,7 +57,10 @@ class CPUBackend:
 
     @property
     def kernels(self):
+        """numdp.kernels.cpu with the evaluator's kernel modules imported (descriptor, envmat,
+        layers, tabulated: the twins of numdp.kernels.cuda's)."""
         from ..kernels import cpu
+        from ..kernels.cpu import descriptor, envmat, layers, tabulated  # noqa: F401
 
         return cpu
 
