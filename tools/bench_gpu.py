@@ -11,7 +11,9 @@ warm-up:
             the CPU search copied to the device: which one is printed)
   eval    = the evaluation alone on a prebuilt list (DPModel.compute), and for uncompressed
             double / mix32 also with the fused per-pair embedding kernel instead of batched
-            matrix products ("fused" column: keep the faster as the default)
+            matrix products ("fused" column: keep the faster as the default), and with
+            floating-point atomics instead of the deterministic gathers ("atomic" column: the cost
+            of determinism; issue 13 keeps the gathers unless they cost more than 10 %)
 and reads the device memory held (CuPy's pool) to report bytes per atom (slope between sizes,
 i.e. beyond the fixed scratch), the largest box that fits, and the FLOP floor: the multiply-adds
 per atom divided by the matrix-product rate measured in the same run.  A size whose projected
@@ -176,7 +178,7 @@ def main(argv=None) -> int:
             fused = variant == "uncompressed" and prec != "mix16" and not args.no_fused
             elapsed = time.perf_counter() - t_start
             if (variant, prec) in last:   # projected: every timing below, (repeat + 1) runs each
-                proj = last[variant, prec] * natoms * (args.repeat + 1) * (4 if fused else 3)
+                proj = last[variant, prec] * natoms * (args.repeat + 1) * (5 if fused else 4)
                 if elapsed + proj > args.budget:
                     print(f"# skip {variant} {prec} {natoms}: projected {proj:.0f} s beyond the budget")
                     continue
@@ -189,6 +191,10 @@ def main(argv=None) -> int:
                 model._ev.embedding = "fused"
                 t_fused = best_of(lambda: model.compute(nl.positions, nl.nlist, types), args.repeat, be)
                 model._ev.embedding = "gemm"
+            # what determinism costs: the same evaluation with floating-point atomics
+            model._ev.assembly = "atomic"
+            t_atomic = best_of(lambda: model.compute(nl.positions, nl.nlist, types), args.repeat, be)
+            model._ev.assembly = "gather"
             t_all = best_of(lambda: model.evaluate(pos, types, box, atom_virial=False), args.repeat, be)
             held = held_bytes(be)
             pairs = float(np.mean(np.asarray(be.to_host(nl.nlist)) >= 0, axis=0).sum())
@@ -197,19 +203,21 @@ def main(argv=None) -> int:
                        us_total=1e6 * t_all / natoms, us_eval=1e6 * t_ev / natoms,
                        us_search=1e6 * t_nl / natoms, held_bytes=held,
                        us_eval_fused=None if t_fused is None else 1e6 * t_fused / natoms,
+                       us_eval_atomic=1e6 * t_atomic / natoms,
                        pairs_per_atom=pairs, flop_floor_us=1e6 * flops / rates[prec],
                        beyond_table=model.beyond_table)
             rows.append(row)
             last[variant, prec] = t_all / natoms
             print(f"{variant:>12} {prec:>6} {natoms:>9} total {row['us_total']:8.3f} eval "
                   f"{row['us_eval']:8.3f} (fused embedding: "
-                  f"{'-' if t_fused is None else format(row['us_eval_fused'], '.3f')}) "
+                  f"{'-' if t_fused is None else format(row['us_eval_fused'], '.3f')}; with atomics: "
+                  f"{row['us_eval_atomic']:.3f}) "
                   f"search({how}) {row['us_search']:8.3f} µs/atom/step; "
                   f"held {held / 2**20:9.1f} MiB; floor {row['flop_floor_us']:.4f}", flush=True)
             del nl
     # bytes per atom beyond the fixed scratch: slope of held memory between the two largest sizes
     print("\n# summary (µs/atom/step, best of runs; bytes/atom = slope of device memory held)")
-    print(f"# {'variant':>12} {'prec':>6} {'atoms':>9} {'total':>8} {'eval':>8} {'fused':>8} {'search':>8} "
+    print(f"# {'variant':>12} {'prec':>6} {'atoms':>9} {'total':>8} {'eval':>8} {'fused':>8} {'atomic':>8} {'search':>8} "
           f"{'floor':>8} {'B/atom':>8} {'max atoms (est.)':>16}")
     free = free_bytes(be)
     for variant in args.variants:
@@ -226,7 +234,7 @@ def main(argv=None) -> int:
                 r["max_atoms_estimate"] = nmax
                 fused = "-" if r["us_eval_fused"] is None else f"{r['us_eval_fused']:8.3f}"
                 print(f"  {variant:>12} {prec:>6} {r['atoms']:>9} {r['us_total']:8.3f} {r['us_eval']:8.3f} "
-                      f"{fused:>8} {r['us_search']:8.3f} {r['flop_floor_us']:8.4f} "
+                      f"{fused:>8} {r['us_eval_atomic']:8.3f} {r['us_search']:8.3f} {r['flop_floor_us']:8.4f} "
                       f"{'-' if slope is None else f'{slope:8.0f}':>8} {'-' if nmax is None else nmax:>16}")
     if args.json:
         Path(args.json).write_text(json.dumps(dict(rates=rates, rows=rows, simulator=be.simulator), indent=1))

@@ -64,6 +64,7 @@ class _DevNet:
 
 
 EMBEDDINGS = ("gemm", "fused")
+ASSEMBLIES = ("gather", "atomic")
 
 
 class CUDAEvaluator:
@@ -102,6 +103,9 @@ class CUDAEvaluator:
         self.atom_bias = cpu.atom_bias
         self.beyond_table = 0
         self._embedding = "gemm"
+        # "gather" (deterministic, the default) or "atomic" (floating-point atomics: for the
+        # benchmark's measurement of what determinism costs; results vary in the last bits)
+        self.assembly = "gather"
 
     def _dev_net(self, net) -> _DevNet:
         be = self.be
@@ -224,6 +228,13 @@ class CUDAEvaluator:
         else:
             K.envmat.pair_forces[launch.grid(P)](atypes, rt, dvec, nbr, self.sec, G, Gp, Tbar,
                                                  self.sd, d.rcut, d.rcut_smth, fpair)
+        if self.assembly == "atomic":
+            av = xp.zeros((force.shape[0], 9))
+            K.forces.scatter_atomic[launch.grid(P)](atoms, self.sec, nbr, fpair, dvec, force, av)
+            virial += av.sum(axis=0)
+            if want_atom_virial:
+                atom_virial += av
+            return
         K.forces.gather_centres[launch.grid(na)](atoms, self.sec, fpair, force)
         # reverse index: pairs sorted by (neighbour, pair) (unique keys: every sort agrees), cut
         # into one segment per distinct neighbour; padding (-1) sorts first and is skipped

@@ -89,3 +89,30 @@ def gather_neighbours(seg, seg_end, snbr, rev, fpair, dvec, force, seg_av, atom_
     if want_atom_virial:
         for c in range(9):
             atom_virial[k, c] += seg_av[s, c]
+
+
+@cuda.jit
+def scatter_atomic(atoms, sec, nbr, fpair, dvec, force, atom_virial):
+    """The non-deterministic alternative to the gathers, for the benchmark's cost comparison only:
+    one thread per slot adds its pair's force to the centre and the neighbour and its virial to
+    the neighbour's row of atom_virial (nall, 9) with floating-point atomics (sum order follows
+    thread timing).  Not used by default: numdp evaluates with the gathers."""
+    p = cuda.grid(1)
+    na = atoms.shape[0]
+    if p >= nbr.shape[0]:
+        return
+    j = nbr[p]
+    if j < 0:
+        return
+    nt = sec.shape[0] - 1
+    t = 0
+    while t < nt - 1 and p >= na * sec[t + 1]:
+        t += 1
+    a = (p - na * sec[t]) // (sec[t + 1] - sec[t])
+    i = atoms[a]
+    for c in range(3):
+        cuda.atomic.add(force, (i, c), fpair[p, c])
+        cuda.atomic.add(force, (j, c), -fpair[p, c])
+    for c in range(3):
+        for e in range(3):
+            cuda.atomic.add(atom_virial, (j, 3 * c + e), -fpair[p, c] * dvec[p, e])
