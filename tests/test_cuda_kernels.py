@@ -174,9 +174,9 @@ def test_tabulated_kernels(order):
 
     M = 4
     c = _pairs(M)
-    nt, na, cap, occ = c["nt"], c["na"], c["cap"], c["occ"]
+    nt, na, cap = c["nt"], c["na"], c["cap"]
     net = random_params(ntypes=1, neuron=(2, M), seed=4).descriptor.embeddings[0]
-    # a short table (xmax 1.0) so that some rows lie beyond it
+    # short tables (xmax = 1.0) so that some rows lie beyond them
     tabs = [build_table(net, -2.0, 0.1 + 0.2 * k, 0.05, order, extrapolate=1.0 / (0.1 + 0.2 * k))
             for k in range(nt * nt)]
     coef = np.ascontiguousarray(np.concatenate([t.coef for t in tabs]))

@@ -226,7 +226,7 @@ def main(argv=None) -> int:
                       f"{row['us_eval_atomic']:.3f}) "
                       f"search({how}) {row['us_search']:8.3f} µs/atom/step; "
                       f"held {held / 2**20:9.1f} MiB; floor {row['flop_floor_us']:.4f}", flush=True)
-                del nl
+                nl = None   # free the list before the next configuration
             except Exception as exc:  # noqa: BLE001 - report and go on
                 print(f"# FAILED {variant} {prec} {natoms}: {type(exc).__name__}: {exc}", flush=True)
                 last[variant, prec] = float("inf")   # skips its larger sizes

@@ -259,7 +259,7 @@ class CUDAEvaluator:
     # -- networks ------------------------------------------------------------------------
     def _embed(self, rt, na, tb, want_force):
         """G, Gp (P, M) in the policy's dtype for every slot, net by net (rows block-major)."""
-        be, xp, K = self.be, self.be.xp, self.be.kernels
+        xp = self.be.xp
         d = self.params.descriptor
         P = rt.shape[0]
         dt = self.precision.dtype

@@ -6,3 +6,5 @@ device functions (`launch.MATH`).  Every kernel writes each output element from 
 thread and sums in a fixed order: no atomics, so results are bitwise reproducible.
 """
 from . import descriptor, embedding, envmat, forces, launch, layers, tabulated  # noqa: E402,F401
+
+__all__ = ["descriptor", "embedding", "envmat", "forces", "launch", "layers", "tabulated"]
