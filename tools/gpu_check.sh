@@ -22,9 +22,14 @@ export PYTHONPATH=.
 export CUPY_TF32=0          # mix32 means plain FP32 products, never TF32
 log() { echo "== $(date -u +%T) $*"; }
 
+if [ ! -f "$MODEL" ]; then   # fail before spending device time
+    echo "model $MODEL not found: copy ../shared/oracle/water.dp to .gpu/water.dp before the run"
+    exit 2
+fi
+
 log "device"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee "$RES/device.txt"
-python -c "import numba, numba_cuda, cupy; print('numba', numba.__version__, 'numba-cuda', numba_cuda.__version__, 'cupy', cupy.__version__)" 2>&1 | tee -a "$RES/device.txt"
+python -c "import sys, numba, numba_cuda, cupy; print(sys.executable); print('numba', numba.__version__, 'numba-cuda', numba_cuda.__version__, 'cupy', cupy.__version__)" 2>&1 | tee -a "$RES/device.txt"
 
 log "pytest"
 if ! python -c "import pytest" 2>/dev/null; then
@@ -43,10 +48,6 @@ if python -c "import pytest" 2>/dev/null; then
 fi
 
 log "benchmark (model $MODEL)"
-if [ ! -f "$MODEL" ]; then
-    echo "model $MODEL not found: copy ../shared/oracle/water.dp to .gpu/water.dp before the run"
-    exit 2
-fi
 NUMBA_ENABLE_CUDASIM=0 timeout 320 python tools/bench_gpu.py --model "$MODEL" --repeat 2 --budget 260 \
     --json "$RES/bench_gpu.json" 2>&1 | tee "$RES/bench.txt"
 log "done"
