@@ -13,7 +13,7 @@ from .launch import MATH
 env_row = MATH.env_row
 
 
-@cuda.jit(device=True, inline=True)
+@cuda.jit(device=True)
 def slot_of(p, na, sec):
     """(block t, chunk atom a, slot s) of pair index p in the block-major layout."""
     nt = sec.shape[0] - 1
@@ -68,7 +68,7 @@ def env_pairs(pos, nlist, atoms, atypes, sec, mu, sd, rcut, rcut_smth, rt_pad, r
 row_grad_to_dvec = MATH.row_grad_to_dvec
 
 
-@cuda.jit(device=True, inline=True)
+@cuda.jit(device=True)
 def scatter_value(p, ti, t, g0, g1, g2, g3, dvec, sd, rcut, rcut_smth, fpair):
     """fpair[p] = dE/dd of pair p from dE/drt (g0..g3) (the CPU's scatter_pair, without the
     scatter: the gather kernels of numdp.kernels.cuda.forces sum fpair deterministically)."""

@@ -20,7 +20,7 @@ def grid2(n: int, k: int) -> tuple[int, int]:
     return grid(n * k)
 
 
-@cuda.jit(device=True, inline=True)
+@cuda.jit(device=True)
 def row_col(k):
     """(row, column) of this thread in a flat launch over rows of k columns."""
     i = cuda.grid(1)

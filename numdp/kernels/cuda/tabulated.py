@@ -27,25 +27,25 @@ def kernels_for(dtype):
     return _KERNELS[key]
 
 
-@cuda.jit(device=True, inline=True)
+@cuda.jit(device=True)
 def _to_f32(x):
     return float32(x)
 
 
-@cuda.jit(device=True, inline=True)
+@cuda.jit(device=True)
 def _to_f64(x):
     return float64(x)
 
 
 def _build(cast):
-    @cuda.jit(device=True, inline=True)
+    @cuda.jit(device=True)
     def piece(coef, row, m, tau, order):
         c = coef[row]
         if order == 5:
             return poly5_at(c[0, m], c[1, m], c[2, m], c[3, m], c[4, m], c[5, m], tau)
         return poly3_at(c[0, m], c[1, m], c[2, m], c[3, m], tau)
 
-    @cuda.jit(device=True, inline=True)
+    @cuda.jit(device=True)
     def find(x, coef, coff, meta, k):
         base = coff[k]
         nint = coff[k + 1] - base
