@@ -119,8 +119,10 @@ def test_cuda_mixed_precision_against_double(name, precision, u):
 
 
 def test_cuda_finite_differences():
-    """Forces = -dE/dx and virial = -dE/dε · ... through the CUDA path (central differences,
-    h = 1e-5 Å: truncation h² |E'''| ~ 1e-10, round-off eps |E| / h ~ 1e-10)."""
+    """Forces = -dE/dx and the virial = -dE/dε (homogeneous deformation x -> x (1 + ε) of
+    positions and box) through the CUDA path.  Central differences with h = 1e-5: truncation
+    h² |E'''| / 6 ~ 1e-10 and round-off eps |E| / h ~ 5e-10 (|E| ~ 25 eV); the tolerance 1e-7 is
+    far above both and far below the forces' scale (~0.1 eV/Å), so a wrong term fails."""
     gpu, pos, typ, box = _model("2types-triclinic", device="cuda")
     r = _evaluate(gpu, pos, typ, box)
     h = 1e-5
@@ -131,7 +133,6 @@ def test_cuda_finite_differences():
             p[i, c] += s
             e.append(_evaluate(gpu, p, typ, box).energy)
         assert -(e[0] - e[1]) / (2 * h) == pytest.approx(r.forces[i, c], abs=1e-7)
-    # virial W_ab = -dE/dε_ab for the deformation x -> x (1 + ε) applied to positions and box
     for a, b in [(0, 0), (1, 2)]:
         e = []
         for s in (h, -h):
