@@ -14,8 +14,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 __version__ = "0.1.0"
 
 
-def load_model(path, nthreads=None, precision="double"):
-    """Load a numdp (.h5) or DeePMD-kit (.dp) model; see numdp.model.dp_model.DPModel."""
+def load_model(path, nthreads=None, precision="double", device="cpu"):
+    """Load a numdp (.h5) or DeePMD-kit (.dp) model on device "cpu" or "cuda"; see
+    numdp.model.dp_model.DPModel."""
     from .model.dp_model import load_model as _load
 
-    return _load(path, nthreads=nthreads, precision=precision)
+    return _load(path, nthreads=nthreads, precision=precision, device=device)

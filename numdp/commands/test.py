@@ -30,6 +30,8 @@ def configure(parser):
     parser.add_argument("--threads", type=int, default=None, help="worker threads (default: all cores)")
     parser.add_argument("--precision", default="double", choices=list(PRECISIONS),
                         help="evaluation precision (default double)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                        help="evaluate on the CPU or an NVIDIA GPU (cuda extra, docs/gpu.md)")
 
 
 class _Accumulator(ErrorSums):
@@ -81,7 +83,7 @@ def main(args) -> int:
     from ..io.npy_system import find_systems, load_system
     from ..model.dp_model import load_model
 
-    model = load_model(args.model, nthreads=args.threads, precision=args.precision)
+    model = load_model(args.model, nthreads=args.threads, precision=args.precision, device=args.device)
     paths = [p for root in args.system for p in find_systems(Path(root))]
     detail = DetailFiles(args.detail_file) if args.detail_file else None
     if detail is not None and not detail.path("e").parent.is_dir():

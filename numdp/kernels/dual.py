@@ -20,7 +20,9 @@ def cpu_inline(fn):
 
 
 def cuda_device(fn):
-    """`fn` compiled as a CUDA device function (inlined by the CUDA compiler)."""
+    """`fn` compiled as a CUDA device function (inlined by the CUDA compiler, NVVM, which inlines
+    small device functions itself; numba-cuda deprecates a bool `inline`, and its string form asks
+    for Numba-IR inlining, which the simulator ignores anyway)."""
     from numba import cuda
 
-    return cuda.jit(device=True, inline=True)(fn)
+    return cuda.jit(device=True)(fn)

@@ -42,9 +42,18 @@ class DPModel:
     """
 
     def __init__(self, params: ModelParams, nthreads: int | None = None, chunk: int | None = None,
-                 precision: str = "double"):
+                 precision: str = "double", device: str = "cpu"):
         self.params = params
         kw = {} if chunk is None else {"chunk": chunk}
+        self.device = str(device).lower()
+        if self.device != "cpu":   # "cuda" (numdp.backend): InputError when it cannot run
+            from ..backend import get_backend
+            from .cuda_evaluator import CUDAEvaluator
+
+            self._backend = get_backend(self.device)
+            self._ev = CUDAEvaluator(params, self._backend, precision=precision, **kw)
+            self._nthreads = nthreads or default_threads()   # for the CPU neighbour search
+            return
         self._ev = Evaluator(params, nthreads or default_threads(), precision=precision, **kw)
 
     @property
@@ -57,7 +66,7 @@ class DPModel:
 
     @property
     def nthreads(self) -> int:
-        return self._ev.nthreads
+        return self._ev.nthreads if self.device == "cpu" else self._nthreads
 
     @property
     def precision(self) -> str:
@@ -97,6 +106,12 @@ class DPModel:
                 raise InputError(f"box must have shape (3, 3) with rows = cell vectors, got {box.shape}")
         typ = typ.astype(np.int32)
         d = self.params.descriptor
+        if self.device != "cpu":
+            from .cuda_evaluator import device_neighbor_list
+
+            dn = device_neighbor_list(self._backend, pos, typ, box, d.rcut, d.sel, self.nthreads)
+            report_overflow(dn, d.sel, self.type_map)
+            return typ, dn, dn
         with kernel_threads(pos.shape[0], self.nthreads):
             ext = extend(pos, typ, box, d.rcut, pbc=pbc)
             nl = build_nlist(ext, d.rcut, d.sel, d.ntypes)
@@ -116,8 +131,9 @@ class DPModel:
         raw = self._ev.compute(ext.positions, nl.nlist, typ, want_force=True,
                                want_atom_virial=atom_virial)
         n = typ.shape[0]
-        forces = fold_to_owners(raw.force, ext.mapping, n)
-        av = fold_to_owners(raw.atom_virial, ext.mapping, n) if atom_virial else None
+        mapping = ext.mapping if self.device == "cpu" else self._backend.to_host(ext.mapping)
+        forces = fold_to_owners(raw.force, mapping, n)
+        av = fold_to_owners(raw.atom_virial, mapping, n) if atom_virial else None
         return Result(float(raw.atom_energy.sum()), forces, raw.virial, raw.atom_energy, av)
 
     def compute(self, ext_positions, nlist, types, atom_virial: bool = False):
@@ -138,9 +154,14 @@ class DPModel:
         return raw.descriptor
 
 
-def load_model(path, nthreads: int | None = None, precision: str = "double") -> DPModel:
+def load_model(path, nthreads: int | None = None, precision: str = "double",
+               device: str = "cpu") -> DPModel:
     """Load a numdp model file (.h5) or a DeePMD-kit .dp file; precision "double", "mix32" or
-    "mix16" (numdp.model.precision)."""
+    "mix16" (numdp.model.precision); device "cpu" or "cuda" (numdp.backend, docs/gpu.md)."""
     from ..io.model_file import read_model
 
-    return DPModel(read_model(Path(path)), nthreads=nthreads, precision=precision)
+    if device != "cpu":   # fail on an unusable device before reading the file
+        from ..backend import get_backend
+
+        get_backend(device)
+    return DPModel(read_model(Path(path)), nthreads=nthreads, precision=precision, device=device)

@@ -7,20 +7,14 @@ pair p of block t for chunk atom a lies in poff[t, a] <= p < poff[t, a + 1].
 import numpy as np
 from numba import njit
 
+from ..math import CPU
+
 FASTMATH = {"reassoc", "contract", "nsz"}
 
 
-@njit(cache=True, nogil=True, inline="always", error_model="numpy")
-def switch(r, rmin, rmax):
-    """Return (w(r), dw/dr) of the C2 polynomial switch between rcut_smth and rcut."""
-    if r < rmin:
-        return 1.0, 0.0
-    if r >= rmax:
-        return 0.0, 0.0
-    u = (r - rmin) / (rmax - rmin)
-    w = u * u * u * (-6.0 * u * u + 15.0 * u - 10.0) + 1.0
-    dw = -30.0 * u * u * (1.0 - u) * (1.0 - u) / (rmax - rmin)
-    return w, dw
+switch = CPU.switch            # (w, dw/dr) of the switching function (numdp.kernels.math)
+env_row = CPU.env_row
+row_grad_to_dvec = CPU.row_grad_to_dvec
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
@@ -53,13 +47,9 @@ def env_pairs(pos, nlist, atoms, atypes, sec, mu, sd, rcut, rcut_smth,
                 dx = pos[j, 0] - pos[i, 0]
                 dy = pos[j, 1] - pos[i, 1]
                 dz = pos[j, 2] - pos[i, 2]
-                r = np.sqrt(dx * dx + dy * dy + dz * dz)
+                r, s0, s1 = env_row(dx, dy, dz, rcut_smth, rcut)
                 if r >= rcut:
                     continue
-                w, _ = switch(r, rcut_smth, rcut)
-                inv_r = 1.0 / r
-                s0 = w * inv_r
-                s1 = s0 * inv_r
                 rt[p, 0] = (s0 - mu[ti, t, 0]) / sd[ti, t, 0]
                 rt[p, 1] = (s1 * dx - mu[ti, t, 1]) / sd[ti, t, 1]
                 rt[p, 2] = (s1 * dy - mu[ti, t, 2]) / sd[ti, t, 2]
@@ -83,22 +73,8 @@ def scatter_pair(i, j, g0, g1, g2, g3, dx, dy, dz, ti, t, sd, rcut, rcut_smth,
     dE/dR (raw row) = dE/drt / sd; the Jacobian dR/dd is reference §2.3.  Force on the centre
     i is +dE/dd, on the neighbour j is -dE/dd; virial -= dE/dd (x) d, attributed to j.
     """
-    g0 /= sd[ti, t, 0]
-    g1 /= sd[ti, t, 1]
-    g2 /= sd[ti, t, 2]
-    g3 /= sd[ti, t, 3]
-    r = np.sqrt(dx * dx + dy * dy + dz * dz)
-    inv_r = 1.0 / r
-    inv_r2 = inv_r * inv_r
-    w, dw = switch(r, rcut_smth, rcut)
-    # R0 = w/r: dR0/dd_b = (w'/r - w/r^2) d_b / r
-    c0 = g0 * (dw * inv_r - w * inv_r2) * inv_r
-    # R_{1+c} = w d_c / r^2: dR/dd_b = w' d_c d_b / r^3 + w (delta_cb / r^2 - 2 d_c d_b / r^4)
-    c1 = (dw * inv_r * inv_r2 - 2.0 * w * inv_r2 * inv_r2) * (g1 * dx + g2 * dy + g3 * dz)
-    wr2 = w * inv_r2
-    gxv = (c0 + c1) * dx + wr2 * g1
-    gyv = (c0 + c1) * dy + wr2 * g2
-    gzv = (c0 + c1) * dz + wr2 * g3
+    gxv, gyv, gzv = row_grad_to_dvec(g0 / sd[ti, t, 0], g1 / sd[ti, t, 1], g2 / sd[ti, t, 2],
+                                     g3 / sd[ti, t, 3], dx, dy, dz, rcut_smth, rcut)
     force[i, 0] += gxv
     force[i, 1] += gyv
     force[i, 2] += gzv

@@ -25,6 +25,13 @@ from numba import njit
 from .descriptor import add_padding, scale
 from .envmat import FASTMATH, scatter_pair
 from .mathfn import cast_like
+from ..math import CPU
+
+locate_piece = CPU.locate_piece
+poly3_value = CPU.poly3_value
+poly5_value = CPU.poly5_value
+poly3_at = CPU.poly3_at
+poly5_at = CPU.poly5_at
 
 FLAGS = dict(cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
 
@@ -32,56 +39,24 @@ FLAGS = dict(cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
 @njit(inline="always", **FLAGS)
 def locate(x, meta, nint):
     """Interval index l, local coordinate tau and the excess beyond the table for input x."""
-    lower = meta[0]
-    upper = meta[1]
-    xmax = meta[2]
-    xc = x
-    if xc < lower:
-        xc = lower
-    elif xc > xmax:
-        xc = xmax
-    if xc < upper:
-        l = int((xc - lower) / meta[3])
-        node = lower + l * meta[3]
-    else:
-        l = int(meta[5]) + int((xc - upper) / meta[4])
-        if l > nint - 1:
-            l = nint - 1
-        node = upper + (l - int(meta[5])) * meta[4]
-    return l, xc - node, x - xc
+    return locate_piece(x, meta[0], meta[1], meta[2], meta[3], meta[4], int(meta[5]), nint)
 
 
 @njit(inline="always", **FLAGS)
 def poly_value(c, m, tau, order):
     """Value at tau of output m of the piece c (order+1, M) (Horner)."""
     if order == 5:
-        return ((((c[5, m] * tau + c[4, m]) * tau + c[3, m]) * tau + c[2, m]) * tau + c[1, m]) * tau + c[0, m]
-    return ((c[3, m] * tau + c[2, m]) * tau + c[1, m]) * tau + c[0, m]
+        return poly5_value(c[0, m], c[1, m], c[2, m], c[3, m], c[4, m], c[5, m], tau)
+    return poly3_value(c[0, m], c[1, m], c[2, m], c[3, m], tau)
 
 
 @njit(inline="always", **FLAGS)
 def poly_at(c, m, tau, order):
     """Value and slope at tau of output m of the piece c (order+1, M), in the dtype of c when
-    tau has it.  Horner's scheme carries the slope along (2 FMA per degree)."""
+    tau has it."""
     if order == 5:
-        d = c[5, m]
-        v = d * tau + c[4, m]
-        d = d * tau + v
-        v = v * tau + c[3, m]
-        d = d * tau + v
-        v = v * tau + c[2, m]
-        d = d * tau + v
-        v = v * tau + c[1, m]
-        d = d * tau + v
-        v = v * tau + c[0, m]
-    else:
-        d = c[3, m]
-        v = d * tau + c[2, m]
-        d = d * tau + v
-        v = v * tau + c[1, m]
-        d = d * tau + v
-        v = v * tau + c[0, m]
-    return v, d
+        return poly5_at(c[0, m], c[1, m], c[2, m], c[3, m], c[4, m], c[5, m], tau)
+    return poly3_at(c[0, m], c[1, m], c[2, m], c[3, m], tau)
 
 
 @njit(inline="always", **FLAGS)

@@ -1,0 +1,203 @@
+"""The backend seam: one small interface that the evaluators call, with a CPU and a CUDA side.
+
+    be = get_backend("cpu" | "cuda")
+    a_dev = be.to_device(a); be.matmul(x, w, half=...); be.to_host(a_dev); be.xp.zeros(...)
+
+- cpu:  NumPy arrays, BLAS products, the @njit kernels of numdp.kernels.cpu.
+- cuda: CuPy arrays and cuBLAS products on a GPU, the @cuda.jit kernels of numdp.kernels.cuda;
+        under Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1, no GPU needed) NumPy stands in for
+        CuPy and the kernels run, one thread at a time, in Python.
+
+Asking for "cuda" when it cannot run raises a one-line InputError (no numba-cuda, no GPU, no
+CuPy).  The CPU backend never imports numba.cuda.
+"""
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Protocol
+
+import numpy as np
+
+from ..errors import InputError
+
+DEVICES = ("cpu", "cuda")
+INSTALL_HINT = "pip install 'numdp[cuda]'"
+
+
+class Backend(Protocol):
+    """What an evaluator needs from a device."""
+
+    name: str            # "cpu" or "cuda"
+    xp: ModuleType       # array module: numpy or cupy
+    kernels: ModuleType  # the kernel package: numdp.kernels.cpu or numdp.kernels.cuda
+    simulator: bool      # CUDA kernels run in Numba's simulator
+
+    def to_device(self, a, dtype=None): ...
+    def to_host(self, a) -> np.ndarray: ...
+    def matmul(self, a, b, out=None, half: bool = False): ...
+
+
+def round_half_operand(xp, a):
+    """a's values rounded to float16 and held in float32 (the emulation of FP16 operands)."""
+    return a.astype(xp.float16).astype(xp.float32)
+
+
+@dataclass(frozen=True)
+class CPUBackend:
+    """NumPy arrays, BLAS products, numdp.kernels.cpu."""
+
+    name: str = "cpu"
+    simulator: bool = False
+
+    @property
+    def xp(self):
+        return np
+
+    @property
+    def kernels(self):
+        """numdp.kernels.cpu with the evaluator's kernel modules imported (descriptor, envmat,
+        layers, tabulated: the twins of numdp.kernels.cuda's)."""
+        from ..kernels import cpu
+        from ..kernels.cpu import descriptor, envmat, layers, tabulated  # noqa: F401
+
+        return cpu
+
+    def to_device(self, a, dtype=None):
+        return np.ascontiguousarray(a, dtype=dtype)
+
+    def to_host(self, a):
+        return np.asarray(a)
+
+    def matmul(self, a, b, out=None, half=False):
+        """a @ b; with half, both operands rounded to float16 and the product formed in float32."""
+        if half:
+            a = round_half_operand(np, a)
+            b = round_half_operand(np, b)
+        return np.matmul(a, b, out=out)
+
+
+@dataclass(frozen=True)
+class CUDABackend:
+    """CuPy arrays and cuBLAS on a GPU; NumPy under the simulator; numdp.kernels.cuda."""
+
+    name: str = "cuda"
+    simulator: bool = False
+
+    @property
+    def xp(self):
+        if self.simulator:
+            return np
+        import cupy
+
+        return cupy
+
+    @property
+    def kernels(self):
+        from ..kernels import cuda
+
+        return cuda
+
+    def to_device(self, a, dtype=None):
+        if self.simulator:
+            return np.ascontiguousarray(a, dtype=dtype)
+        import cupy
+
+        return cupy.ascontiguousarray(cupy.asarray(a, dtype=dtype))
+
+    def to_host(self, a):
+        if self.simulator or isinstance(a, np.ndarray):
+            return np.asarray(a)
+        return a.get()
+
+    def matmul(self, a, b, out=None, half=False):
+        """a @ b of 2-D arrays.
+
+        double / float32: a plain product of the operands' dtype (cuBLAS on a GPU; CuPy's default
+        float32 path, not TF32, unless the user sets CUPY_TF32=1).  half: FP16 operands with FP32
+        accumulation and an FP32 result: cublasGemmEx (CUDA_R_16F inputs, CUDA_R_32F output,
+        CUBLAS_COMPUTE_32F) on a GPU; under the simulator the operands are rounded to float16
+        and multiplied in float32, which is the same arithmetic up to the summation order.
+        """
+        xp = self.xp
+        if not half:
+            return xp.matmul(a, b, out=out)
+        if self.simulator:
+            return np.matmul(round_half_operand(np, a), round_half_operand(np, b), out=out)
+        return _gemm_half(a, b, out)
+
+
+# cuBLAS / CUDA enum values (part of their ABI): cudaDataType CUDA_R_16F, CUDA_R_32F;
+# cublasComputeType_t CUBLAS_COMPUTE_32F (FP32 accumulation, no TF32, no FP16 reduction);
+# cublasGemmAlgo_t CUBLAS_GEMM_DEFAULT_TENSOR_OP; cublasOperation_t CUBLAS_OP_N
+_CUDA_R_16F, _CUDA_R_32F, _COMPUTE_32F, _GEMM_DEFAULT_TENSOR_OP, _OP_N = 2, 0, 68, 99, 0
+
+
+def _gemm_half(a, b, out):
+    """out (n, k) float32 = a (n, m) @ b (m, k) with float16 operands, FP32 accumulation (GPU)."""
+    import cupy
+    from cupy.cuda import device
+
+    try:
+        from cupy_backends.cuda.libs import cublas
+    except ImportError:  # pragma: no cover - older CuPy layout
+        from cupy.cuda import cublas
+
+    a16 = cupy.ascontiguousarray(a, dtype=cupy.float16)
+    b16 = cupy.ascontiguousarray(b, dtype=cupy.float16)
+    n, m = a16.shape
+    k = b16.shape[1]
+    if out is None:
+        out = cupy.empty((n, k), cupy.float32)
+    one = np.array(1.0, np.float32)
+    zero = np.array(0.0, np.float32)
+    # row-major C = A B is column-major Cᵀ = Bᵀ Aᵀ: (k x n) = (k x m)(m x n)
+    cublas.gemmEx(device.get_cublas_handle(), _OP_N, _OP_N, k, n, m,
+                  one.ctypes.data, b16.data.ptr, _CUDA_R_16F, k, a16.data.ptr, _CUDA_R_16F, m,
+                  zero.ctypes.data, out.data.ptr, _CUDA_R_32F, k, _COMPUTE_32F, _GEMM_DEFAULT_TENSOR_OP)
+    return out
+
+
+_CACHE: dict = {}
+
+
+def cuda_simulator_enabled() -> bool:
+    """NUMBA_ENABLE_CUDASIM as Numba read it at import."""
+    from numba import config
+
+    return bool(getattr(config, "ENABLE_CUDASIM", 0))
+
+
+def get_backend(device: str = "cpu") -> Backend:
+    """The backend for `device` ("cpu" or "cuda"); InputError (one line) when it cannot run."""
+    device = str(device).lower()
+    if device in _CACHE:
+        return _CACHE[device]
+    if device == "cpu":
+        be = CPUBackend()
+    elif device == "cuda":
+        be = _cuda_backend()
+    else:
+        raise InputError(f"device '{device}' is not one of {', '.join(DEVICES)}")
+    _CACHE[device] = be
+    return be
+
+
+def _cuda_backend() -> CUDABackend:
+    if importlib.util.find_spec("numba_cuda") is None:
+        raise InputError(f"device 'cuda' needs the numba-cuda package, which is not installed: {INSTALL_HINT}")
+    if cuda_simulator_enabled():
+        return CUDABackend(simulator=True)
+    try:
+        from numba import cuda
+
+        ok = cuda.is_available()
+    except Exception:  # noqa: BLE001 - any driver failure means "no usable GPU"
+        ok = False
+    if not ok:
+        raise InputError("device 'cuda': no usable NVIDIA GPU or CUDA driver found "
+                         "(set NUMBA_ENABLE_CUDASIM=1 to run the CUDA kernels in Numba's simulator)")
+    if importlib.util.find_spec("cupy") is None:
+        raise InputError(f"device 'cuda' needs CuPy, which is not installed: {INSTALL_HINT}")
+    return CUDABackend(simulator=False)

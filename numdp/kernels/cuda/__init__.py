@@ -1,0 +1,10 @@
+"""@cuda.jit kernels, the device twins of numdp.kernels.cpu (same names and argument order where
+the algorithm allows).  Importing this package imports numba.cuda: only the CUDA backend does.
+
+Launch helpers live in `launch`; the shared scalar maths is numdp.kernels.math compiled as CUDA
+device functions (`launch.MATH`).  Every kernel writes each output element from exactly one
+thread and sums in a fixed order: no atomics, so results are bitwise reproducible.
+"""
+from . import descriptor, embedding, envmat, forces, launch, layers, tabulated  # noqa: E402,F401
+
+__all__ = ["descriptor", "embedding", "envmat", "forces", "launch", "layers", "tabulated"]

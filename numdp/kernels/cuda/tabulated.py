@@ -1,0 +1,136 @@
+"""Tabulated (compressed) embedding, fused: G is never stored (twins of kernels/cpu/tabulated.py).
+
+Packed tables as on the CPU: coef (Σ nint, order+1, M), coff, meta[k] = [lower, upper, xmax, h0,
+h1, n0], netidx[ti, t].  Polynomials are evaluated in the tables' dtype (tau rounded to it);
+contractions and the per-pair sums over m run in float64.  Outside [lower, xmax] a piece continues
+linearly (value + excess * slope); pairs beyond xmax are flagged in `beyond` (P,) int32 by the
+forward kernel and counted by the caller (an integer sum: deterministic).
+"""
+import numpy as np
+from numba import cuda, float32, float64
+
+from .envmat import scatter_value, slot_of
+from .launch import MATH, row_col
+
+locate_piece = MATH.locate_piece
+poly3_at = MATH.poly3_at
+poly5_at = MATH.poly5_at
+
+_KERNELS: dict = {}
+
+
+def kernels_for(dtype):
+    """(tab_contract_T, tab_pair_forces) for tables of `dtype` (float64 or float32)."""
+    key = np.dtype(dtype).name
+    if key not in _KERNELS:
+        _KERNELS[key] = _build(_to_f32 if key == "float32" else _to_f64)
+    return _KERNELS[key]
+
+
+@cuda.jit(device=True)
+def _to_f32(x):
+    return float32(x)
+
+
+@cuda.jit(device=True)
+def _to_f64(x):
+    return float64(x)
+
+
+def _build(cast):
+    @cuda.jit(device=True)
+    def piece(coef, row, m, tau, order):
+        c = coef[row]
+        if order == 5:
+            return poly5_at(c[0, m], c[1, m], c[2, m], c[3, m], c[4, m], c[5, m], tau)
+        return poly3_at(c[0, m], c[1, m], c[2, m], c[3, m], tau)
+
+    @cuda.jit(device=True)
+    def find(x, coef, coff, meta, k):
+        base = coff[k]
+        nint = coff[k + 1] - base
+        l, tau, ex = locate_piece(x, meta[k, 0], meta[k, 1], meta[k, 2], meta[k, 3], meta[k, 4],
+                                  int(meta[k, 5]), nint)
+        return base + l, cast(tau), ex
+
+    @cuda.jit
+    def tab_contract_T(atypes, rt, nbr, sec, G_pad, coef, coff, meta, netidx, inv_nnei, T, beyond):
+        """T (na, 4, M) float64 from the tables; padding slots through G_pad; beyond[p] = 1 for
+        an occupied slot beyond the table (written by the m = 0 threads).  Thread per (atom, m)."""
+        na = T.shape[0]
+        a, m = row_col(T.shape[2])
+        if a >= na:
+            return
+        order = coef.shape[1] - 1
+        ti = atypes[a]
+        s0 = 0.0
+        s1 = 0.0
+        s2 = 0.0
+        s3 = 0.0
+        for t in range(sec.shape[0] - 1):
+            k = netidx[ti, t]
+            sel_t = sec[t + 1] - sec[t]
+            base = na * sec[t] + a * sel_t
+            for p in range(base, base + sel_t):
+                if nbr[p] >= 0:
+                    row, tau, ex = find(rt[p, 0], coef, coff, meta, k)
+                    v, d = piece(coef, row, m, tau, order)
+                    g = v * 1.0 + ex * d
+                    if m == 0:
+                        beyond[p] = 1 if ex > 0.0 else 0
+                else:
+                    g = G_pad[ti, t, m]
+                    if m == 0:
+                        beyond[p] = 0
+                s0 += rt[p, 0] * g
+                s1 += rt[p, 1] * g
+                s2 += rt[p, 2] * g
+                s3 += rt[p, 3] * g
+        T[a, 0, m] = s0 * inv_nnei
+        T[a, 1, m] = s1 * inv_nnei
+        T[a, 2, m] = s2 * inv_nnei
+        T[a, 3, m] = s3 * inv_nnei
+
+    @cuda.jit
+    def tab_pair_forces(atypes, rt, dvec, nbr, sec, coef, coff, meta, netidx, Tbar, sd, rcut,
+                        rcut_smth, fpair):
+        """fpair (P, 3) = dE/dd of every slot from Tbar = dE/dT / nnei, re-evaluating the tables
+        (value + excess * slope, and slope).  One thread per slot; sums over m in float64."""
+        p = cuda.grid(1)
+        na = atypes.shape[0]
+        if p >= nbr.shape[0]:
+            return
+        if nbr[p] < 0:
+            fpair[p, 0] = 0.0
+            fpair[p, 1] = 0.0
+            fpair[p, 2] = 0.0
+            return
+        t, a, s = slot_of(p, na, sec)
+        ti = atypes[a]
+        order = coef.shape[1] - 1
+        row, tau, ex = find(rt[p, 0], coef, coff, meta, netidx[ti, t])
+        r0 = rt[p, 0]
+        r1 = rt[p, 1]
+        r2 = rt[p, 2]
+        r3 = rt[p, 3]
+        g0 = 0.0
+        g1 = 0.0
+        g2 = 0.0
+        g3 = 0.0
+        gx = 0.0
+        for m in range(Tbar.shape[2]):
+            v, d = piece(coef, row, m, tau, order)
+            d = d * 1.0
+            v = v * 1.0 + ex * d
+            t0 = Tbar[a, 0, m]
+            t1 = Tbar[a, 1, m]
+            t2 = Tbar[a, 2, m]
+            t3 = Tbar[a, 3, m]
+            g0 += v * t0
+            g1 += v * t1
+            g2 += v * t2
+            g3 += v * t3
+            gx += d * (r0 * t0 + r1 * t1 + r2 * t2 + r3 * t3)
+        scatter_value(p, ti, t, g0 + gx, g1, g2, g3, dvec, sd, rcut, rcut_smth, fpair)
+
+    return tab_contract_T, tab_pair_forces

@@ -1,0 +1,142 @@
+"""Scalar maths shared by the CPU and CUDA kernels, written once (reference §2, §2.3, §9.6).
+
+Plain Python on scalars (`math.sqrt`, no arrays, tuples for several results), compiled for each
+target with numdp.kernels.dual: `cpu_inline` for the @njit kernels of kernels/cpu (the compiled
+copies live at the bottom of this module), `cuda_device` for the @cuda.jit kernels of kernels/cuda.
+Being inlined, each copy takes the floating-point flags and the argument types of its caller:
+float32 coefficients and a float32 tau give float32 polynomial arithmetic.
+"""
+import math
+import types
+from dataclasses import dataclass
+
+from .dual import cpu_inline
+
+
+def switch(r, rmin, rmax):
+    """(w(r), dw/dr) of the C2 polynomial switch from 1 at rmin (rcut_smth) to 0 at rmax (rcut)."""
+    if r < rmin:
+        return 1.0, 0.0
+    if r >= rmax:
+        return 0.0, 0.0
+    u = (r - rmin) / (rmax - rmin)
+    w = u * u * u * (-6.0 * u * u + 15.0 * u - 10.0) + 1.0
+    dw = -30.0 * u * u * (1.0 - u) * (1.0 - u) / (rmax - rmin)
+    return w, dw
+
+
+def env_row(dx, dy, dz, rmin, rmax):
+    """(r, s0, s1) of the pair vector d = r_j - r_i (Å): the raw environment row is
+    (s0, s1 dx, s1 dy, s1 dz) with s0 = w(r) / r and s1 = w(r) / r²."""
+    r = math.sqrt(dx * dx + dy * dy + dz * dz)
+    w, _ = switch(r, rmin, rmax)
+    inv_r = 1.0 / r
+    s0 = w * inv_r
+    return r, s0, s0 * inv_r
+
+
+def row_grad_to_dvec(g0, g1, g2, g3, dx, dy, dz, rmin, rmax):
+    """dE/dd (3 components) from dE/dR (g0..g3) of the raw row R = (w/r, w d/r²) of pair vector d.
+
+    dR0/dd_b = (w'/r - w/r²) d_b / r;  dR_{1+c}/dd_b = w' d_c d_b / r³ + w (δ_cb / r² - 2 d_c d_b / r⁴).
+    """
+    r = math.sqrt(dx * dx + dy * dy + dz * dz)
+    inv_r = 1.0 / r
+    inv_r2 = inv_r * inv_r
+    w, dw = switch(r, rmin, rmax)
+    c0 = g0 * (dw * inv_r - w * inv_r2) * inv_r
+    c1 = (dw * inv_r * inv_r2 - 2.0 * w * inv_r2 * inv_r2) * (g1 * dx + g2 * dy + g3 * dz)
+    wr2 = w * inv_r2
+    return (c0 + c1) * dx + wr2 * g1, (c0 + c1) * dy + wr2 * g2, (c0 + c1) * dz + wr2 * g3
+
+
+def poly3_value(c0, c1, c2, c3, tau):
+    """c0 + c1 τ + c2 τ² + c3 τ³ (Horner)."""
+    return ((c3 * tau + c2) * tau + c1) * tau + c0
+
+
+def poly5_value(c0, c1, c2, c3, c4, c5, tau):
+    """c0 + c1 τ + ... + c5 τ⁵ (Horner)."""
+    return ((((c5 * tau + c4) * tau + c3) * tau + c2) * tau + c1) * tau + c0
+
+
+def poly3_at(c0, c1, c2, c3, tau):
+    """(value, slope) at τ of the cubic piece; Horner carries the slope along (2 FMA per degree)."""
+    d = c3
+    v = d * tau + c2
+    d = d * tau + v
+    v = v * tau + c1
+    d = d * tau + v
+    v = v * tau + c0
+    return v, d
+
+
+def poly5_at(c0, c1, c2, c3, c4, c5, tau):
+    """(value, slope) at τ of the quintic piece (Horner with the slope carried along)."""
+    d = c5
+    v = d * tau + c4
+    d = d * tau + v
+    v = v * tau + c3
+    d = d * tau + v
+    v = v * tau + c2
+    d = d * tau + v
+    v = v * tau + c1
+    d = d * tau + v
+    v = v * tau + c0
+    return v, d
+
+
+def locate_piece(x, lower, upper, xmax, h0, h1, n0, nint):
+    """(interval l, local coordinate τ, excess x - clamp(x)) of input x in a two-stride table:
+    stride h0 on [lower, upper), h1 on [upper, xmax]; n0 intervals in the first part, nint in all.
+    Outside [lower, xmax] the caller continues the piece linearly by the excess."""
+    xc = x
+    if xc < lower:
+        xc = lower
+    elif xc > xmax:
+        xc = xmax
+    if xc < upper:
+        l = int((xc - lower) / h0)
+        node = lower + l * h0
+    else:
+        l = n0 + int((xc - upper) / h1)
+        if l > nint - 1:
+            l = nint - 1
+        node = upper + (l - n0) * h1
+    return l, xc - node, x - xc
+
+
+@dataclass(frozen=True)
+class ScalarMath:
+    """The functions above compiled for one target (see `compile_math`)."""
+
+    switch: object
+    env_row: object
+    row_grad_to_dvec: object
+    poly3_value: object
+    poly5_value: object
+    poly3_at: object
+    poly5_at: object
+    locate_piece: object
+
+
+def _rebind(fn, **deps):
+    """fn with the global names in deps (the helpers it calls) bound to their compiled copies."""
+    g = dict(fn.__globals__)
+    g.update(deps)
+    return types.FunctionType(fn.__code__, g, fn.__name__, fn.__defaults__, fn.__closure__)
+
+
+def compile_math(compile_fn) -> ScalarMath:
+    """Every function of this module compiled with compile_fn (dual.cpu_inline or dual.cuda_device)."""
+    sw = compile_fn(switch)
+    return ScalarMath(
+        switch=sw,
+        env_row=compile_fn(_rebind(env_row, switch=sw)),
+        row_grad_to_dvec=compile_fn(_rebind(row_grad_to_dvec, switch=sw)),
+        poly3_value=compile_fn(poly3_value), poly5_value=compile_fn(poly5_value),
+        poly3_at=compile_fn(poly3_at), poly5_at=compile_fn(poly5_at),
+        locate_piece=compile_fn(locate_piece))
+
+
+CPU = compile_math(cpu_inline)   # the copies that numdp.kernels.cpu inlines

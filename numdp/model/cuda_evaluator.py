@@ -1,0 +1,379 @@
+"""The se_e2_a evaluation on a CUDA device (numdp.kernels.cuda), data on the device throughout.
+
+Same interface and results as numdp.model.evaluator.Evaluator (whose per-model constants it
+reuses: normalisation, padding embeddings G_pad, nets prepared for the precision, folded D layout,
+packed tables).  Work proceeds in chunks of centre atoms (sorted by type, so each fitting product
+is one matrix product per type), so device memory per atom is bounded (docs/gpu.md, "Memory"):
+
+    env_pairs → embedding (matmul + fused layer kernels) or tab_contract_T → contract_T →
+    contract_D → fitting nets (matmul + fused kernels) forward and back → back_D →
+    pair_forces / tab_pair_forces (one force vector per slot) → gather_centres, gather_neighbours
+
+Deterministic: every output element is written by one thread, which sums in a fixed order (no
+floating-point atomics); chunks run in a fixed order.  Same input, same bits.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..backend import Backend
+from .evaluator import Evaluator, RawOutput
+from .params import ModelParams
+
+DEFAULT_CHUNK = 4096             # uncompressed: G and dG/dx take 2 M nnei bytes per atom per width
+DEFAULT_CHUNK_COMPRESSED = 32768  # no G stored
+
+
+def descriptor_columns(M: int, naxis: int, width: int, folded: bool):
+    """(colm, colk) int64 (width,): D[col] = Σ_c T[c, colm] T[c, colk] in the full layout
+    (col = m naxis + k) or the folded one (numdp.kernels.cpu.descriptor.folded_rows)."""
+    if not folded:
+        m, k = np.divmod(np.arange(M * naxis), naxis)
+        return m.astype(np.int64), k.astype(np.int64)
+    cols = [(m, k) for m in range(naxis) for k in range(m, naxis)]
+    cols += [(m, k) for k in range(naxis) for m in range(naxis, M)]
+    assert len(cols) == width
+    a = np.array(cols, np.int64)
+    return a[:, 0].copy(), a[:, 1].copy()
+
+
+def descriptor_adjacency(colm, colk, M: int):
+    """CSR (start (M+1,), col, other) of the columns in which T[:, x] appears, as m (other = k)
+    and as k (other = m), sorted by (x, col, role): the fixed summation order of back_D."""
+    x = np.concatenate([colm, colk])
+    col = np.concatenate([np.arange(len(colm)), np.arange(len(colm))])
+    other = np.concatenate([colk, colm])
+    role = np.repeat([0, 1], len(colm))
+    order = np.lexsort((role, col, x))
+    start = np.searchsorted(x[order], np.arange(M + 1)).astype(np.int64)
+    return start, col[order].astype(np.int64), other[order].astype(np.int64)
+
+
+@dataclass
+class _DevNet:
+    """A net's layers as device arrays (weights already in the policy's dtype), and the same
+    packed flat for the fused per-pair kernel (numdp.kernels.cuda.embedding)."""
+
+    w: list
+    b: list
+    idt: list
+    mode: list
+    packed: tuple = ()
+
+
+EMBEDDINGS = ("gemm", "fused")
+ASSEMBLIES = ("gather", "atomic")
+
+
+class CUDAEvaluator:
+    """Evaluates a model on a CUDA backend; `compute` has Evaluator.compute's signature and
+    returns host arrays (RawOutput)."""
+
+    def __init__(self, params: ModelParams, backend: Backend, chunk: int | None = None,
+                 precision="double"):
+        self.be = be = backend
+        self.cpu = cpu = Evaluator(params, 1, precision=precision)   # shared per-model constants
+        self.params = params
+        self.precision = cpu.precision
+        self.compressed = cpu.compressed
+        self.chunk = int(chunk or (DEFAULT_CHUNK_COMPRESSED if self.compressed else DEFAULT_CHUNK))
+        d = params.descriptor
+        self.M = M = d.neuron[-1]
+        self.sec = be.to_device(np.asarray(cpu.sec, np.int64))
+        self.sec_host = np.asarray(cpu.sec, np.int64)
+        self.mu = be.to_device(cpu.mu)
+        self.sd = be.to_device(cpu.sd)
+        self.rt_pad = be.to_device(cpu.rt_pad)
+        self.G_pad = be.to_device(np.ascontiguousarray(cpu.G_pad[..., :M]))
+        self.folded = cpu.folded
+        colm, colk = descriptor_columns(M, d.axis_neuron, cpu.d_width, cpu.folded)
+        self.colm, self.colk = be.to_device(colm), be.to_device(colk)
+        self.adj = tuple(be.to_device(a) for a in descriptor_adjacency(colm, colk, M))
+        self.embed = [self._dev_net(net) for net in cpu.embed]
+        self.fit = [self._dev_net(net) for net in cpu.fit]
+        self.fit_bias = [float(net.layers[-1].b[0]) for net in cpu.fit]
+        if self.compressed:
+            self.coef = be.to_device(np.ascontiguousarray(cpu.coef[..., :M]))
+            self.coff = be.to_device(cpu.coff)
+            self.meta = be.to_device(cpu.meta)
+            self.netidx = be.to_device(cpu.netidx)
+            self.tab = be.kernels.tabulated.kernels_for(cpu.coef.dtype)
+        self.atom_bias = cpu.atom_bias
+        self.beyond_table = 0
+        self._embedding = "gemm"
+        # "gather" (deterministic, the default) or "atomic" (floating-point atomics: for the
+        # benchmark's measurement of what determinism costs; results vary in the last bits)
+        self.assembly = "gather"
+
+    def _dev_net(self, net) -> _DevNet:
+        be = self.be
+        lays = net.layers
+        widths = [lays[0].w.shape[0]] + [lay.w.shape[1] for lay in lays]
+        woff = np.concatenate([[0], np.cumsum([lay.w.size for lay in lays])]).astype(np.int64)
+        boff = np.concatenate([[0], np.cumsum(widths[1:])]).astype(np.int64)
+        packed = (be.to_device(np.concatenate([lay.w.ravel() for lay in lays])),
+                  be.to_device(np.concatenate([lay.b for lay in lays])),
+                  be.to_device(np.concatenate([lay.idt for lay in lays])),
+                  be.to_device(woff), be.to_device(boff), be.to_device(np.array(widths, np.int64)),
+                  be.to_device(np.array([int(lay.mode) for lay in lays], np.int64)))
+        return _DevNet([be.to_device(lay.w) for lay in lays], [be.to_device(lay.b) for lay in lays],
+                       [be.to_device(lay.idt) for lay in lays], [int(lay.mode) for lay in lays], packed)
+
+    @property
+    def embedding(self) -> str:
+        """How uncompressed embedding nets run: "gemm" (batched matrix products + fused layer
+        kernels, the default) or "fused" (one thread per slot runs the whole net; not for mix16,
+        whose half-precision operands need the matrix products)."""
+        return self._embedding
+
+    @embedding.setter
+    def embedding(self, mode: str) -> None:
+        from ..errors import InputError
+
+        if mode not in EMBEDDINGS:
+            raise InputError(f"embedding '{mode}' is not one of {', '.join(EMBEDDINGS)}")
+        if mode == "fused":
+            from ..kernels.cuda.embedding import MAX_WIDTH
+
+            if self.precision.half_operands:
+                raise InputError("the fused embedding kernel does not do mix16 (use embedding 'gemm')")
+            if max(self.params.descriptor.neuron) > MAX_WIDTH:
+                raise InputError(f"the fused embedding kernel takes layers up to {MAX_WIDTH} wide")
+        self._embedding = mode
+
+    # -- orchestration -------------------------------------------------------------------
+    def compute(self, ext_pos, nlist, types, want_force=True, want_atom_virial=False,
+                want_descriptor=False) -> RawOutput:
+        """As Evaluator.compute: ext_pos (nall, 3) Å, nlist (nloc, nnei) int32, types (nloc,)
+        int32, host or device arrays; returns host arrays."""
+        be, xp = self.be, self.be.xp
+        pos = be.to_device(ext_pos, np.float64)
+        nl = be.to_device(nlist, np.int32)
+        typ_host = np.asarray(be.to_host(types)).astype(np.int64)
+        nloc = typ_host.shape[0]
+        nall = pos.shape[0]
+        order = np.argsort(typ_host, kind="stable")
+        energy = xp.zeros(nloc)
+        force = xp.zeros((nall, 3))
+        virial = xp.zeros(9)
+        av_all = xp.zeros((nall if want_atom_virial else 1, 9))
+        descr = np.zeros((nloc, self.params.descriptor.dim_out)) if want_descriptor else None
+        for c0 in range(0, nloc, self.chunk):
+            atoms = order[c0:c0 + self.chunk]
+            self._chunk(pos, nl, atoms, typ_host[atoms], want_force, energy, force, virial,
+                        av_all, want_atom_virial, descr)
+        out = RawOutput(be.to_host(energy), be.to_host(force), be.to_host(virial).reshape(3, 3),
+                        be.to_host(av_all) if want_atom_virial else None)
+        if want_descriptor:
+            out.descriptor = descr
+        return out
+
+    # -- one chunk -----------------------------------------------------------------------
+    def _chunk(self, pos, nl, atoms_host, atypes_host, want_force, energy, force, virial,
+               atom_virial, want_atom_virial, descr):
+        be, xp, K = self.be, self.be.xp, self.be.kernels
+        launch = K.launch
+        d = self.params.descriptor
+        nt = d.ntypes
+        na = atoms_host.shape[0]
+        nnei = d.nnei
+        P = na * nnei
+        M = self.M
+        atoms = be.to_device(atoms_host.astype(np.int64))
+        atypes = be.to_device(atypes_host.astype(np.int64))
+        rt = xp.empty((P, 4))
+        dvec = xp.empty((P, 3))
+        nbr = xp.empty(P, np.int32)
+        K.envmat.env_pairs[launch.grid(P)](pos, nl, atoms, atypes, self.sec, self.mu, self.sd,
+                                           d.rcut, d.rcut_smth, self.rt_pad, rt, dvec, nbr)
+        tb = np.searchsorted(atypes_host, np.arange(nt + 1))
+        T = xp.empty((na, 4, M))
+        g2 = launch.grid2(na, M)
+        if self.compressed:
+            beyond = xp.empty(P, np.int32)
+            self.tab[0][g2](atypes, rt, nbr, self.sec, self.G_pad, self.coef, self.coff, self.meta,
+                            self.netidx, 1.0 / nnei, T, beyond)
+            self.beyond_table += int(beyond.sum())
+            G = Gp = None
+        else:
+            G, Gp = self._embed(rt, na, tb, want_force)
+            K.descriptor.contract_T[g2](atypes, rt, G, nbr, self.sec, self.G_pad, 1.0 / nnei, T)
+        width = self.cpu.d_width
+        D = xp.empty((na, width), self.precision.dtype)
+        K.descriptor.contract_D[launch.grid2(na, width)](T, self.colm, self.colk, D)
+        if descr is not None:
+            from ..kernels.cpu.descriptor import contract_D as contract_D_cpu  # full float64 layout
+
+            D64 = np.empty((na, d.dim_out))
+            contract_D_cpu(np.ascontiguousarray(be.to_host(T)), d.axis_neuron, False, D64)
+            descr[atoms_host] = D64
+        gD = xp.empty((na, width), self.precision.dtype) if want_force else None
+        for ti in range(nt):
+            a0, a1 = int(tb[ti]), int(tb[ti + 1])
+            if a1 == a0:
+                continue
+            e = self._fit(D[a0:a1], self.fit[ti], None if gD is None else gD[a0:a1])
+            energy[atoms[a0:a1]] = e + self.fit_bias[ti] + self.atom_bias[ti]
+        if not want_force:
+            return
+        Tbar = xp.empty((na, 4, M))
+        K.descriptor.back_D[launch.grid2(na, 4 * M)](T, gD, *self.adj, 1.0 / nnei, Tbar)
+        fpair = xp.empty((P, 3))
+        if self.compressed:
+            self.tab[1][launch.grid(P)](atypes, rt, dvec, nbr, self.sec, self.coef, self.coff,
+                                        self.meta, self.netidx, Tbar, self.sd, d.rcut, d.rcut_smth,
+                                        fpair)
+        else:
+            K.envmat.pair_forces[launch.grid(P)](atypes, rt, dvec, nbr, self.sec, G, Gp, Tbar,
+                                                 self.sd, d.rcut, d.rcut_smth, fpair)
+        if self.assembly == "atomic":
+            av = xp.zeros((force.shape[0], 9))
+            K.forces.scatter_atomic[launch.grid(P)](atoms, self.sec, nbr, fpair, dvec, force, av)
+            virial += av.sum(axis=0)
+            if want_atom_virial:
+                atom_virial += av
+            return
+        K.forces.gather_centres[launch.grid(na)](atoms, self.sec, fpair, force)
+        # reverse index: pairs sorted by (neighbour, pair) (unique keys: every sort agrees), cut
+        # into one segment per distinct neighbour; padding (-1) sorts first and is skipped
+        key = nbr.astype(np.int64) * P + xp.arange(P, dtype=np.int64)
+        rev = xp.argsort(key)
+        snbr = nbr[rev]
+        first = int(xp.searchsorted(snbr, 0))
+        if first == P:
+            return
+        change = xp.empty(P - first, np.bool_)
+        change[0] = True
+        change[1:] = snbr[first + 1:] != snbr[first:-1]
+        seg = xp.flatnonzero(change).astype(np.int64) + first
+        seg_end = xp.empty_like(seg)
+        seg_end[:-1] = seg[1:]
+        seg_end[-1] = P
+        seg_av = xp.empty((seg.shape[0], 9))
+        K.forces.gather_neighbours[launch.grid(seg.shape[0])](seg, seg_end, snbr, rev, fpair, dvec, force,
+                                                              seg_av, atom_virial, want_atom_virial)
+        virial += seg_av.sum(axis=0)
+
+    # -- networks ------------------------------------------------------------------------
+    def _embed(self, rt, na, tb, want_force):
+        """G, Gp (P, M) in the policy's dtype for every slot, net by net (rows block-major)."""
+        xp = self.be.xp
+        d = self.params.descriptor
+        P = rt.shape[0]
+        dt = self.precision.dtype
+        half = self.precision.half_operands
+        x = xp.ascontiguousarray(rt[:, 0]).astype(dt)
+        if half:
+            x = x.astype(np.float16).astype(np.float32)
+        G = xp.empty((P, self.M), dt)
+        Gp = xp.empty((P, self.M), dt)
+        sec = self.sec_host
+        for t in range(d.ntypes):
+            sel_t = int(sec[t + 1] - sec[t])
+            base = na * int(sec[t])
+            groups = [(0, na, t)] if d.type_one_side else \
+                [(int(tb[ti]), int(tb[ti + 1]), d.net_index(ti, t)) for ti in range(d.ntypes)]
+            for a0, a1, k in groups:
+                p0, p1 = base + a0 * sel_t, base + a1 * sel_t
+                if p1 > p0:
+                    self._embed_rows(x[p0:p1], self.embed[k], G[p0:p1], Gp[p0:p1])
+        return G, (Gp if want_force else None)
+
+    def _embed_rows(self, x, net: _DevNet, G, Gp):
+        be, xp, K = self.be, self.be.xp, self.be.kernels
+        n = x.shape[0]
+        if self._embedding == "fused":
+            K.embedding.embed_fused_for(G.dtype)[K.launch.grid(n)](x, *net.packed, G, Gp)
+            return
+        half = self.precision.half_operands
+        k = net.w[0].shape[1]
+        Y = xp.empty((2 * n, k), x.dtype)
+        K.layers.first_layer_tangent[K.launch.grid2(n, k)](x, net.w[0][0], net.b[0], net.idt[0], net.mode[0], Y)
+        nl = len(net.w)
+        for li in range(1, nl):
+            w = net.w[li]
+            Z = be.matmul(Y, w, half=half)
+            if li == nl - 1:
+                val, slope = G, Gp
+            else:
+                out = xp.empty((2 * n, w.shape[1]), Y.dtype)
+                val, slope = out[:n], out[n:]
+            K.layers.post_tangent[K.launch.grid2(n, w.shape[1])](Z, net.b[li], net.idt[li], Y, net.mode[li], val, slope)
+            Y = out if li < nl - 1 else None
+        if nl == 1:
+            G[...] = Y[:n]
+            Gp[...] = Y[n:]
+
+    def _fit(self, D, net: _DevNet, gD):
+        """Atomic network energies (n,) float64 (without the last layer's bias) and, unless gD
+        is None, dE/dD written into gD (n, width)."""
+        be, xp, K = self.be, self.be.xp, self.be.kernels
+        half = self.precision.half_operands
+        n = D.shape[0]
+        y = D
+        cache = []
+        for li in range(len(net.w) - 1):
+            w = net.w[li]
+            k = w.shape[1]
+            Z = be.matmul(y, w, half=half)
+            H = xp.empty((n, k), Z.dtype)
+            out = xp.empty((n, k), Z.dtype)
+            K.layers.post_forward[K.launch.grid2(n, k)](Z, net.b[li], net.idt[li], y, net.mode[li], H, out)
+            cache.append(H)
+            y = out
+        last = net.w[-1]
+        energy = be.matmul(y, last, half=half)[:, 0].astype(np.float64)
+        if gD is None:
+            return energy
+        gy = xp.empty((n, last.shape[0]), D.dtype)
+        gy[...] = last[:, 0]
+        for li in range(len(net.w) - 2, -1, -1):
+            H = cache[li]
+            gZ = xp.empty(H.shape, H.dtype)
+            K.layers.back_tanh[K.launch.grid2(n, H.shape[1])](gy, H, net.idt[li], gZ)
+            gx = be.matmul(gZ, net.w[li].T, half=half)
+            if net.mode[li]:
+                K.layers.add_residual_adjoint[K.launch.grid2(n, gx.shape[1])](gy, net.mode[li], gx)
+            gy = gx
+        gD[...] = gy
+        return energy
+
+
+
+@dataclass
+class DeviceNeighborList:
+    """Extended atoms and their neighbour list on the device (the interface of
+    numdp.neighbor.device.DeviceNeighborList).
+
+    positions (nall, 3) float64 Å, locals first; types (nall,) int32; mapping (nall,) int32 local
+    owner of every extended atom; nlist (nloc, sum(sel)) int32, per-type blocks by distance, -1
+    padding; nloc; overflow, max_count (ntypes,) int64 host arrays (numdp.neighbor.report_overflow).
+    """
+
+    positions: object
+    types: object
+    mapping: object
+    nlist: object
+    nloc: int
+    overflow: np.ndarray
+    max_count: np.ndarray
+
+
+def device_neighbor_list(backend: Backend, positions, types, box, rcut, sel, nthreads=1) -> DeviceNeighborList:
+    """The neighbour list of `positions` (N, 3) Å on the backend's device.
+
+    Built today on the CPU (numdp.neighbor.extend + build_nlist) and copied over; this is the one
+    place to switch to the device search (numdp.neighbor.device.build_nlist_cuda) once it lands.
+    """
+    from ..neighbor import build_nlist, extend, kernel_threads
+
+    pos = np.asarray(backend.to_host(positions), np.float64)
+    typ = np.asarray(backend.to_host(types)).astype(np.int32)
+    with kernel_threads(pos.shape[0], nthreads):
+        ext = extend(pos, typ, None if box is None else np.asarray(backend.to_host(box), np.float64), rcut)
+        nl = build_nlist(ext, rcut, sel, len(sel))
+    return DeviceNeighborList(backend.to_device(ext.positions), backend.to_device(ext.types, np.int32),
+                              backend.to_device(ext.mapping, np.int32), backend.to_device(nl.nlist, np.int32),
+                              int(typ.shape[0]), np.asarray(nl.overflow), np.asarray(nl.max_count))
