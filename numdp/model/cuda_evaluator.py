@@ -14,11 +14,12 @@ floating-point atomics); chunks run in a fixed order.  Same input, same bits.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ..backend import Backend
+from ..neighbor.device import DeviceNeighborList
 from .evaluator import Evaluator, RawOutput
 from .params import ModelParams
 
@@ -342,38 +343,14 @@ class CUDAEvaluator:
 
 
 
-@dataclass
-class DeviceNeighborList:
-    """Extended atoms and their neighbour list on the device (the interface of
-    numdp.neighbor.device.DeviceNeighborList).
-
-    positions (nall, 3) float64 Å, locals first; types (nall,) int32; mapping (nall,) int32 local
-    owner of every extended atom; nlist (nloc, sum(sel)) int32, per-type blocks by distance, -1
-    padding; nloc; overflow, max_count (ntypes,) int64 host arrays (numdp.neighbor.report_overflow).
-    """
-
-    positions: object
-    types: object
-    mapping: object
-    nlist: object
-    nloc: int
-    overflow: np.ndarray
-    max_count: np.ndarray
-
-
 def device_neighbor_list(backend: Backend, positions, types, box, rcut, sel, nthreads=1) -> DeviceNeighborList:
-    """The neighbour list of `positions` (N, 3) Å on the backend's device.
+    """The neighbour list of `positions` (N, 3) Å, built on the device by
+    numdp.neighbor.device.build_nlist_cuda; its arrays are handed over as the backend's arrays
+    (zero-copy: CuPy on a GPU, NumPy views under the simulator).  `nthreads` is unused (kept for
+    the CPU-built list's signature)."""
+    from ..neighbor.device import build_nlist_cuda
 
-    Built today on the CPU (numdp.neighbor.extend + build_nlist) and copied over; this is the one
-    place to switch to the device search (numdp.neighbor.device.build_nlist_cuda) once it lands.
-    """
-    from ..neighbor import build_nlist, extend, kernel_threads
-
-    pos = np.asarray(backend.to_host(positions), np.float64)
-    typ = np.asarray(backend.to_host(types)).astype(np.int32)
-    with kernel_threads(pos.shape[0], nthreads):
-        ext = extend(pos, typ, None if box is None else np.asarray(backend.to_host(box), np.float64), rcut)
-        nl = build_nlist(ext, rcut, sel, len(sel))
-    return DeviceNeighborList(backend.to_device(ext.positions), backend.to_device(ext.types, np.int32),
-                              backend.to_device(ext.mapping, np.int32), backend.to_device(nl.nlist, np.int32),
-                              int(typ.shape[0]), np.asarray(nl.overflow), np.asarray(nl.max_count))
+    dn = build_nlist_cuda(positions, types, box, rcut, sel)
+    xp = backend.xp
+    return replace(dn, positions=xp.asarray(dn.positions), types=xp.asarray(dn.types),
+                   mapping=xp.asarray(dn.mapping), nlist=xp.asarray(dn.nlist))
