@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..kernels.cpu.md import closest_pair
 from ..neighbor import build_nlist, extend, kernel_threads, report_overflow
+from ..neighbor.overlap import OVERLAP_DISTANCE, overlap_message
 from .evaluator import Evaluator
 from .params import ModelParams
 
@@ -109,7 +111,24 @@ class DPModel:
             ext = extend(pos, typ, box, d.rcut)
             nl = build_nlist(ext, d.rcut, d.sel, d.ntypes)
         report_overflow(nl, d.sel, self.type_map)
+        self._check_overlap(ext, nl)
         return typ, ext, nl
+
+    def _check_overlap(self, ext, nl) -> None:
+        """InputError naming two atoms closer than OVERLAP_DISTANCE (the nearest of each type is
+        the first slot of its block of the neighbour list: no extra pair search)."""
+        if ext.nloc == 0:
+            return
+        sec = np.concatenate(([0], np.cumsum(self.params.descriptor.sel))).astype(np.int64)
+        dist, i, j = closest_pair(ext.positions, nl.nlist, sec)
+        if i < 0 or not dist < OVERLAP_DISTANCE:
+            return
+        names = self.type_map
+        owner = int(ext.mapping[j])
+        second = f"{owner} ({names[ext.types[j]]})"
+        if j >= ext.nloc and ext.shifts[j].any():
+            second = "a periodic image of " + ("itself" if owner == i else second)
+        raise InputError(overlap_message(dist, f"{i} ({names[ext.types[i]]})", second))
 
     def evaluate(self, positions, types, box=None, atom_virial: bool = True) -> Result:
         """Energy, forces and virial of one configuration.
