@@ -43,7 +43,7 @@ def test_readme_quick_start_runs(tmp_path):
         temperature = f["observables/temperature/value"][()]
         energy = f["observables/total_energy/value"][()]
     assert np.isfinite(energy).all()
-    # 330 K start; over 5 fs of Nose-Hoover NVT the temperature stays within the equipartition
-    # fluctuation of 576 - 3 degrees of freedom (sqrt(2/573) = 6 %) times a few
+    # 330 K start from an equilibrated frame; over 5 fs of Nose-Hoover NVT the temperature stays
+    # within 5 canonical fluctuations of 576 - 3 degrees of freedom (330 K sqrt(2/573) = 19.5 K)
     assert np.all(np.abs(temperature - 330.0) < 100.0)
     assert (run_dir / "checkpoint.h5").exists() and (run_dir / "log.txt").exists()
