@@ -33,11 +33,10 @@ def block_error(x, nblocks=10):
     return b.std(ddof=1) / math.sqrt(nblocks)
 
 
-def simulate(state, steps, dt, thermostat=None, barostat=None, skin=1.0, model=None):
-    """Run `steps` steps (model: LennardJones() by default); returns dict of per-step series
-    (K eV, E eV, econs eV, P tensor bar, V Å³)."""
+def simulate(state, steps, dt, thermostat=None, barostat=None, skin=1.0):
+    """Run `steps` steps; returns dict of per-step series (K eV, E eV, econs eV, P tensor bar, V Å³)."""
     integ = VelocityVerlet(dt, thermostat, barostat)
-    fp = ForceProvider(model or LennardJones(), skin)
+    fp = ForceProvider(LennardJones(), skin)
     fp(state)
     out = {"K": [], "E": [], "econs": [], "P": [], "V": []}
     for _ in range(steps):
