@@ -180,17 +180,17 @@ def test_a_killed_run_leaves_a_readable_trajectory(tmp_path):
         assert np.isfinite(pos).all() and np.abs(pos).max() > 0
         assert f["particles/trajectory/position/step"].shape[0] >= n
         assert f["observables/temperature/value"].shape[0] >= n
-    try:  # optional: MDAnalysis reads the killed run's file too (checked when it is installed)
-        import MDAnalysis as mda
-    except ImportError:
-        return
+    import MDAnalysis as mda  # the `test` extra installs it: MDAnalysis reads the killed run's file too
+
     u = mda.Universe(str(traj))
     assert u.atoms.n_atoms == 32 and len(u.trajectory) == n
 
 
 def test_mdanalysis_and_pyh5md_read_the_trajectory(tmp_path):
     _frames(tmp_path / "t.h5md", 3).close()
-    mda = pytest.importorskip("MDAnalysis")
+    import MDAnalysis as mda  # both readers come with the `test` extra (pyproject.toml): never skipped
+    import pyh5md
+
     u = mda.Universe(str(tmp_path / "t.h5md"))
     assert len(u.trajectory) == 3 and u.atoms.n_atoms == 4
     u.trajectory[2]
@@ -198,7 +198,6 @@ def test_mdanalysis_and_pyh5md_read_the_trajectory(tmp_path):
     np.testing.assert_allclose(u.trajectory.ts.dimensions[:3], 12.0)
     assert u.trajectory.ts.data["temperature"] == 300.0
     np.testing.assert_allclose(u.atoms.forces, 96.48533212331002, rtol=1e-6)  # MDAnalysis: kJ/(mol A)
-    pyh5md = pytest.importorskip("pyh5md")
     f = pyh5md.File(str(tmp_path / "t.h5md"), "r")
     pos = pyh5md.element(f.particles_group("trajectory"), "position")
     assert pos.value.shape == (3, 4, 3) and pos.step[:].tolist() == [0, 5, 10]

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import numdp
+from tests_util import U64, order_bound
 
 CASES = [("water.dp", "water.npz"), ("water.dp", "water_triclinic.npz"),
          ("water.dp", "water_cluster.npz"), ("alloy5.dp", "alloy5.npz")]
@@ -51,5 +52,9 @@ def test_small_chunks_and_threads_agree(oracle_dir):
     b = numdp.model.dp_model.DPModel(a.params, nthreads=3, chunk=7)
     oa = a.evaluate(ref["coord"][0], ref["atype"], ref["box"][0])
     ob = b.evaluate(ref["coord"][0], ref["atype"], ref["box"][0])
-    assert rel_err(ob.forces, oa.forces) < 1e-13
-    assert rel_err(ob.energy, oa.energy) < 1e-14
+    # longest chain of sums: the neighbours (nnei), the first fitting layer's inputs (the width
+    # of D) and the energy's sum over atoms; GEMMs on 7 rows block differently from 1000 rows
+    d = a.params.descriptor
+    n = d.nnei + d.dim_out + len(ref["atype"])
+    assert rel_err(ob.forces, oa.forces) < order_bound(U64, n)
+    assert rel_err(ob.energy, oa.energy) < order_bound(U64, n)

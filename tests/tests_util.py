@@ -31,3 +31,22 @@ def fd_force(model, pos, types, box, i, c, h):
     p[i, c] -= 2 * h
     em = model.evaluate(p, types, box, atom_virial=False).energy
     return -(ep - em) / (2 * h)
+
+
+# -- round-off bounds for comparisons across arithmetic paths --------------------------------------
+# Two evaluations of the same quantity whose sums run in another order (thread or rank
+# decomposition, chunk sizes, the BLAS kernel's blocking, a folded or full layout) agree to
+# round-off, not bit for bit.  A sum of n terms in any order is within gamma_n = n u / (1 - n u)
+# of the exact sum, relative to the sum of the terms' magnitudes; through a chain of sums (a
+# network's layers, then the neighbour sums) the n's add.  The magnitudes exceed the compared
+# value's scale by a cancellation factor, taken as 10 (near-equilibrium forces, energies of mixed
+# sign).  Two evaluations, each that far from the exact result: 2 * 10 * gamma_n.
+U64 = 2.0 ** -53   # float64 unit round-off
+U32 = 2.0 ** -24   # float32 (mix32 networks and tables)
+
+
+def order_bound(u: float, n: int, cancel: float = 10.0) -> float:
+    """Relative bound (to the compared values' scale) on the difference between two evaluations
+    that sum chains of n terms in different orders in arithmetic of unit round-off u."""
+    gamma = n * u / (1.0 - n * u)
+    return 2.0 * cancel * gamma

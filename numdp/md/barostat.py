@@ -3,28 +3,44 @@
 ensemble, combinable with any thermostat.
 
 A cell move keeps the fractional coordinates s and the scaled momenta π fixed: with the cell
-h (rows = cell vectors) going to h', positions r -> r h⁻¹ h' and momenta p -> p (h'⁻¹ h)ᵀ, a move
-of unit phase-space Jacobian.  The cell variables x then follow Brownian dynamics in the effective
-potential Φ = K + U + P0 V - kT ln J (J: Jacobian of the measure chosen for x), with mobility
-D = kT β_T / (c V τ):
+h (rows = cell vectors) going to h', positions r -> r h⁻¹ h' and momenta p -> p (h'⁻¹ h)ᵀ.  The
+cell variables x then follow Brownian dynamics in the effective potential
+Φ = K + U + P0 V - kT ln J, J the Jacobian from the ensemble's measure to (x, s, π), with
+mobility D = kT β_T / (c V τ):
 
     dx = -(D / kT) ∂Φ/∂x dt + (∂D/∂x) dt + sqrt(2 D) dW          (Itô)
 
 whose stationary law is exp(-Φ / kT).  Using ∂(K + U)/∂h = -V h⁻ᵀ P_int, with the instantaneous
-pressure tensor P_int = (Σ m v⊗v + virial) / V, this gives, for the three couplings:
+pressure tensor P_int = (Σ m v⊗v + virial) / V (so P = tr P_int / 3 = (2K + tr W)/(3V)).
+
+The Jacobian.  The ensemble is the isothermal-isobaric one of the N atoms with the total momentum
+held at zero (every thermostat keeps it zero: N_f = 3N - 3), measure dV d³ᴺr d³ᴺ⁻³p.  With
+r = s h and p = π h⁻ᵀ, d³ᴺr = V^N d³ᴺs and, on the plane Σp = 0, d³ᴺ⁻³p = V^-(N-1) d³ᴺ⁻³π;
+for x = ε = ln V, dV = V dε.  So J = V · V^N · V^-(N-1) = V², and ∂Φ/∂ε = V (P0 - P) - 2 kT.
+With ∂D/∂ε = -D the drift is -(β_T/τ)(P0 - P - kT/V): the -kT/V of Bernetti & Bussi's isotropic
+equation.  (Check: for an ideal gas the volume law is V² V^(N-1) exp(-P0 V/kT) dε =
+V^N exp(-P0 V/kT) dV, the textbook P0 V/kT ~ Gamma(N + 1).)  For the three couplings:
 
 * isotropic, x = ε = ln V (measure dV, c = 1):
-      dε = -(β_T/τ) (P0 - tr(P_int)/3) dt + sqrt(2 kT β_T / (V τ)) dW
-  (the kT/V of the measure cancels against ∂D/∂ε; positions scale by exp(Δε/3)).
-* anisotropic, x_k = ln h_kk (measure Π dh_kk, c = 3): each Cartesian component scales alone,
-      d ln h_kk = -(β_T/(3τ)) (P0 - P_kk) dt + sqrt(2 kT β_T / (3 V τ)) dW_k,
-  so the volume follows the isotropic equation.
+      dε = -(β_T/τ) (P0 - tr(P_int)/3 - kT/V) dt + sqrt(2 kT β_T / (V τ)) dW
+  (positions scale by exp(Δε/3)).
+* anisotropic, x_k = ln h_kk (measure Π dh_kk, c = 3; per direction J_k = h_kk² as above, with
+  N positions and N - 1 free momenta along k): each Cartesian component scales alone,
+      d ln h_kk = -(β_T/(3τ)) (P0 - P_kk - kT/V) dt + sqrt(2 kT β_T / (3 V τ)) dW_k.
 * triclinic, h lower-triangular written as h = T diag(L) with T unit lower-triangular
-  (measure Π dL_k Π dT_ij, c = 3): ln L_k as for anisotropic, and for i > j
+  (measure Π dL_k Π dT_ij, c = 3): ln L_k as for anisotropic, and for i > j (J and D do not
+  depend on T_ij)
       dT_ij = (β_T/(3τ)) L_j (h⁻ᵀ P_int)_ij dt + sqrt(2 kT β_T / (3 V τ)) dW_ij.
 
-Stationary points: ⟨V (P0 - P_kk)⟩ = kT per scaled direction, i.e. the average pressure is
-P0 - kT/V (an O(1/N) shift: 30 bar for 108 Cu atoms at 300 K) and the average shear stress is zero.
+Pressure identities (the stationary law makes ⟨∂Φ/∂x⟩ = 0, and ⟨e⁻ᵋ(kT + ∂Φ/∂ε)⟩ = 0):
+
+    ⟨V (P0 - P_kk)⟩ = 2 kT  per scaled direction,   ⟨P⟩ = P0 - kT ⟨1/V⟩,   ⟨shear stress⟩ = 0.
+
+Of the 2 kT, one kT is the dV measure (the usual NPT virial theorem for a kinetic term with
+3N degrees of freedom) and one kT the three momenta held at zero (the estimator's kinetic part
+averages (N - 1) kT/V, not N kT/V).  The shift of ⟨P⟩ is O(1/N): 30 bar for 108 Cu atoms at
+300 K.  tests/test_md_dynamics.py checks the identities on an ideal gas of two atoms, where
+they are as large as the noise of one sample.
 The equations are integrated with one Euler-Maruyama step per timestep, with the pressure of the
 last force call; β_T only sets the relaxation time (about τ β_T,true / β_T), not the ensemble.
 

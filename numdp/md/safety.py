@@ -1,6 +1,7 @@
 """Safety stops: the run ends with a clear message instead of producing garbage.
 
-Checked after every step: the potential energy and every force are finite, no two atoms are
+Checked after every step: no two atoms are on top of each other (numdp.neighbor.overlap; named
+before the nan energy they cause), the potential energy and every force are finite, no two atoms are
 closer than `min_distance` (Å; from the first slot of each per-type neighbour block, which holds
 the nearest neighbour of that type), and no atom moved more than the neighbour skin (Å) in one
 step.  Atoms are named by global id.  On several ranks each rank checks its own atoms and the
@@ -15,6 +16,7 @@ import math
 import numpy as np
 
 from ..errors import InputError
+from ..neighbor.overlap import OVERLAP_DISTANCE, overlap_message
 from ..parallel.world import World
 from ..system import State
 
@@ -41,12 +43,15 @@ class SafetyMonitor:
     def local_problem(self, state: State, provider) -> str | None:
         """A message naming the step and the atoms when this rank's atoms are unsafe, else None."""
         step = state.step
+        dist, i, j = provider.closest
+        if i >= 0 and dist < OVERLAP_DISTANCE:
+            return f"step {step}: " + overlap_message(dist, self._atom(state, i),
+                                                      self._label(state, *provider.atom_label(j)))
         if not math.isfinite(state.potential_energy):
             return f"step {step}: the potential energy is {state.potential_energy}"
         bad = provider.nonfinite_force_atom(state)
         if bad >= 0:
             return f"step {step}: atom {self._atom(state, bad)} has a non-finite force {state.forces[bad].tolist()}"
-        dist, i, j = provider.closest
         if i >= 0 and dist < self.min_distance:
             return (f"step {step}: atoms {self._atom(state, i)} and {self._label(state, *provider.atom_label(j))} "
                     f"are {dist:.4f} A apart, closer than [safety] min_distance = {self.min_distance} A")

@@ -7,9 +7,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..kernels.cpu.md import closest_pair
 from ..neighbor import build_nlist, extend, kernel_threads, report_overflow
 from ..neighbor.extended import check_pbc, complete_cell
 from ..parallel.threads import default_threads
+from ..neighbor.overlap import OVERLAP_DISTANCE, overlap_message
 from .evaluator import Evaluator
 from .params import ModelParams
 
@@ -119,7 +121,23 @@ class DPModel:
             ext = extend(pos, typ, box, d.rcut, pbc=pbc)
             nl = build_nlist(ext, d.rcut, d.sel, d.ntypes)
         report_overflow(nl, d.sel, self.type_map)
+        self._check_overlap(ext, nl)
         return typ, ext, nl
+
+    def _check_overlap(self, ext, nl) -> None:
+        """InputError naming two atoms closer than OVERLAP_DISTANCE (the nearest of each type is
+        the first slot of its block of the neighbour list: no extra pair search)."""
+        if ext.nloc == 0:
+            return
+        dist, i, j = closest_pair(ext.positions, nl.nlist, self.params.descriptor.sec)
+        if i < 0 or not dist < OVERLAP_DISTANCE:
+            return
+        names = self.type_map
+        owner = int(ext.mapping[j])
+        second = f"{owner} ({names[ext.types[j]]})"
+        if j >= ext.nloc and ext.shifts[j].any():
+            second = "a periodic image of " + ("itself" if owner == i else second)
+        raise InputError(overlap_message(dist, f"{i} ({names[ext.types[i]]})", second))
 
     def evaluate(self, positions, types, box=None, atom_virial: bool = True, pbc=None) -> Result:
         """Energy, forces and virial of one configuration.
