@@ -10,7 +10,7 @@ import sys
 
 
 def configure(parser) -> None:
-    parser.add_argument("input", help="training input file (TOML)")
+    parser.add_argument("input", help="training input file: TOML, or DeePMD-kit's input.json")
     parser.add_argument("--restart", metavar="CHECKPOINT",
                         help="continue from a checkpoint written by an earlier run of this input")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
