@@ -137,6 +137,25 @@ def test_oracle_inputs_parse(name, monkeypatch):
     assert cfg.validation.numb_btch == 3
 
 
+def test_oracle_water_input_trains(tmp_path, monkeypatch):
+    """DeePMD-kit's exact water input (only numb_steps cut to 2), run from a folder where its
+    ../../data paths resolve as they did for DeePMD-kit."""
+    src = ORACLE / "training" / "water_2k_seed1.input.json"
+    if not src.is_file():
+        pytest.skip("../shared/oracle not present")
+    (tmp_path / "data").symlink_to(ORACLE.parent / "data")
+    work = tmp_path / "oracle" / "training"
+    work.mkdir(parents=True)
+    tree = json.loads(src.read_text())
+    tree["training"]["numb_steps"] = 2
+    (work / "input.json").write_text(json.dumps(tree))
+    monkeypatch.chdir(work)
+    assert cli_main(["train", "input.json", "--threads", "1"]) == 0
+    rows = [line.split() for line in (work / "lcurve.out").read_text().splitlines() if not line.startswith("#")]
+    assert [int(r[0]) for r in rows] == [0, 2]  # disp_freq 100: the first and the last step
+    assert (work / "model.h5").is_file()
+
+
 def _write(workdir, tree) -> str:
     (workdir / "input.json").write_text(json.dumps(tree))
     return "input.json"
