@@ -178,3 +178,34 @@ def test_poscar_and_cif_start_structures_are_read_through_ase(tmp_path):
     (tmp_path / "junk.dat").write_text("not a structure\n")
     with pytest.raises(InputError, match="junk.dat: unknown structure format"):
         read_structure(tmp_path / "junk.dat")
+
+
+def test_open_system_and_foreign_file(tmp_path):
+    """An open system: no Lattice and pbc F in extxyz, shrink-wrapped `ss` bounds in the dump;
+    continuing a file that is not a numdp trajectory is refused without touching it."""
+    from numdp.io.trajectory import open_trajectory
+
+    rng = np.random.default_rng(3)
+    pos, vel, frc = (rng.normal(size=(5, 3)) for _ in range(3))
+    species, masses = np.array([0, 1, 1, 0, 1]), np.array([16.0, 1.0, 1.0, 16.0, 1.0])
+    obs = {"potential_energy": -3.5, "temperature": 12.0, "pressure": float("nan")}
+    for fmt, name in (("extxyz", "a.extxyz"), ("lammps-dump", "a.lammpstrj")):
+        w = open_trajectory(fmt, tmp_path / name, species, masses, ["O", "H"],
+                            ("position", "velocity", "force"), False, "eV Angstrom-1")
+        w.append(7, 0.007, pos, vel, frc, None, obs)
+        w.close()
+    atoms = ase_io.read(tmp_path / "a.extxyz", ":")[0]
+    assert not atoms.pbc.any() and atoms.get_chemical_symbols() == ["O", "H", "H", "O", "H"]
+    np.testing.assert_array_equal(atoms.positions, pos)
+    assert atoms.get_potential_energy() == -3.5 and "pressure" not in atoms.info  # nan left out
+    frame = dump_frames(tmp_path / "a.lammpstrj")[0]
+    assert frame["bounds"] == "ITEM: BOX BOUNDS ss ss ss" and frame["step"] == 7
+    table = np.array([r[3:] for r in frame["rows"]], dtype=float)
+    np.testing.assert_array_equal(table, np.concatenate([pos, vel, frc], axis=1))
+    assert [r[1:3] for r in frame["rows"]] == [["1", "O"], ["2", "H"], ["2", "H"], ["1", "O"], ["2", "H"]]
+    foreign = tmp_path / "notes.extxyz"
+    foreign.write_text("hello\nworld\n")
+    with pytest.raises(InputError, match="not a numdp extxyz trajectory"):
+        open_trajectory("extxyz", foreign, species, masses, ["O", "H"], ("position",), False, "eV Angstrom-1",
+                        resume_after=0)
+    assert foreign.read_text() == "hello\nworld\n"
