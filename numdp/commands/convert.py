@@ -26,7 +26,8 @@ def main(args) -> int:
     if is_h5md_trajectory(src):
         fmt = format_of_path(dst)
         if fmt is None or fmt == "h5md":
-            raise InputError(f"{dst}: unknown trajectory format (expected .extxyz/.xyz or .lammpstrj/.dump)")
+            raise InputError(f"{dst}: {src} is an H5MD trajectory; convert it to extended XYZ "
+                             f"(.extxyz/.xyz) or a LAMMPS dump (.lammpstrj/.dump)")
         n = convert_trajectory(src, dst, fmt)
         print(f"wrote {dst} ({fmt}, {n} frames) from {src} (H5MD)")
         return 0
