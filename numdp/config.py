@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .io.h5md import DEFAULT_FORCE_UNIT, FIELDS, FORCE_UNITS
 from .io.trajectory import FORMATS as TRAJ_FORMATS, SUFFIXES as TRAJ_SUFFIXES
+from .io.trajectory import format_of_path as traj_format_of_path
 from .md.barostat import COUPLINGS, StochasticCellRescaling
 from .md.thermostats import THERMOSTATS, NoseHooverChain
 from .model.precision import PRECISIONS
@@ -218,7 +219,13 @@ def _output(t: Table, base: Path) -> OutputSettings:
         progress = "none"
     if progress not in ("auto", "bar", "lines", "none"):
         raise t.error("progress", f"must be 'auto', 'bar', 'lines', 'none', true or false, got {progress!r}")
-    fmt = t.string("format", "h5md", choices=TRAJ_FORMATS)
+    # the format: `format`, else the one the trajectory's suffix names, else H5MD
+    named = t.data.get("trajectory")
+    suggested = traj_format_of_path(Path(named)) if isinstance(named, str) and named else None
+    fmt = t.string("format", suggested or "h5md", choices=TRAJ_FORMATS)
+    if suggested is not None and suggested != fmt:
+        raise t.error("trajectory", f"the suffix of {named!r} names format {suggested!r}, but "
+                                    f"format = {fmt!r}")
     return OutputSettings(
         trajectory=t.path("trajectory", base, "traj" + TRAJ_SUFFIXES[fmt], allow_empty=True),
         format=fmt,

@@ -160,6 +160,13 @@ def test_unknown_format_is_refused(tmp_path):
         load_run_settings(toml)
     toml = argon_dir(tmp_path, **{'trajectory = "traj.h5md"': 'format = "lammps-dump"', "KIND": "csvr"})
     assert load_run_settings(toml).output.trajectory.name == "traj.lammpstrj"
+    # without `format`, the trajectory's suffix names it; a contradiction is an error
+    toml = argon_dir(tmp_path, **{'trajectory = "traj.h5md"': 'trajectory = "out.xyz"', "KIND": "csvr"})
+    assert load_run_settings(toml).output.format == "extxyz"
+    toml = argon_dir(tmp_path, **{'trajectory = "traj.h5md"': 'trajectory = "out.dump"\nformat = "h5md"',
+                                  "KIND": "csvr"})
+    with pytest.raises(InputError, match=r"\[output\] trajectory: the suffix of 'out.dump' names format 'lammps-dump'"):
+        load_run_settings(toml)
 
 
 def test_poscar_and_cif_start_structures_are_read_through_ase(tmp_path):
