@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .io.h5md import DEFAULT_FORCE_UNIT, FIELDS, FORCE_UNITS
+from .io.trajectory import FORMATS as TRAJ_FORMATS, SUFFIXES as TRAJ_SUFFIXES
+from .io.trajectory import format_of_path as traj_format_of_path
 from .md.barostat import COUPLINGS, StochasticCellRescaling
 from .md.thermostats import THERMOSTATS, NoseHooverChain
 from .model.precision import PRECISIONS
@@ -83,6 +85,7 @@ class NeighborSettings:
 @dataclass
 class OutputSettings:
     trajectory: Path | None
+    format: str = "h5md"  # numdp.io.trajectory.FORMATS
     every: int = 100
     fields: tuple[str, ...] = FIELDS
     force_unit: str = DEFAULT_FORCE_UNIT
@@ -203,7 +206,7 @@ def _neighbor(t: Table) -> NeighborSettings:
 
 
 def _output(t: Table, base: Path) -> OutputSettings:
-    t.check_keys(("trajectory", "every", "fields", "force_unit", "thermo_every", "log", "checkpoint",
+    t.check_keys(("trajectory", "format", "every", "fields", "force_unit", "thermo_every", "log", "checkpoint",
                   "checkpoint_every", "progress"))
     fields = t.data.get("fields", list(FIELDS))
     if not isinstance(fields, list) or not fields or any(f not in FIELDS for f in fields) \
@@ -216,8 +219,16 @@ def _output(t: Table, base: Path) -> OutputSettings:
         progress = "none"
     if progress not in ("auto", "bar", "lines", "none"):
         raise t.error("progress", f"must be 'auto', 'bar', 'lines', 'none', true or false, got {progress!r}")
+    # the format: `format`, else the one the trajectory's suffix names, else H5MD
+    named = t.data.get("trajectory")
+    suggested = traj_format_of_path(Path(named)) if isinstance(named, str) and named else None
+    fmt = t.string("format", suggested or "h5md", choices=TRAJ_FORMATS)
+    if suggested is not None and suggested != fmt:
+        raise t.error("trajectory", f"the suffix of {named!r} names format {suggested!r}, but "
+                                    f"format = {fmt!r}")
     return OutputSettings(
-        trajectory=t.path("trajectory", base, "traj.h5md", allow_empty=True),
+        trajectory=t.path("trajectory", base, "traj" + TRAJ_SUFFIXES[fmt], allow_empty=True),
+        format=fmt,
         every=t.integer("every", 100, positive=True),
         fields=tuple(f for f in FIELDS if f in fields),
         force_unit=t.string("force_unit", DEFAULT_FORCE_UNIT, choices=tuple(FORCE_UNITS)),

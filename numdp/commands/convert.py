@@ -1,24 +1,36 @@
-"""`numdp convert IN OUT`: convert a model between numdp's HDF5 file and DeePMD-kit's `.dp`.
+"""`numdp convert IN OUT`: convert a model between numdp's HDF5 file and DeePMD-kit's `.dp`, or
+an H5MD trajectory to extended XYZ or a LAMMPS text dump.
 
-IN is recognised by its content; OUT's format is chosen by its suffix (.dp for DeePMD-kit,
-.h5 or .hdf5 for numdp).  OUT is replaced atomically; converting a file into its own format
-rewrites it.  Prints one line saying what was written.
+IN is recognised by its content (an H5MD file is a trajectory, else a model); OUT's format is
+chosen by its suffix (models: .dp for DeePMD-kit, .h5 or .hdf5 for numdp; trajectories: .extxyz
+or .xyz, .lammpstrj or .dump; numdp.io.trajectory).  OUT is replaced atomically; converting a
+model into its own format rewrites it.  Prints one line saying what was written.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import InputError
+from ..io.trajectory import convert_trajectory, format_of_path, is_h5md_trajectory
 from ..io.model_file import DESCRIPTIONS, model_kind, output_kind, read_model, write_model
 
 
 def configure(parser):
-    parser.add_argument("input", metavar="IN", help="model to read: numdp (.h5) or DeePMD-kit (.dp)")
+    parser.add_argument("input", metavar="IN", help="model to read (numdp .h5 or DeePMD-kit .dp) or H5MD trajectory")
     parser.add_argument("output", metavar="OUT",
-                        help="model to write; .dp = DeePMD-kit, .h5/.hdf5 = numdp")
+                        help="model to write (.dp = DeePMD-kit, .h5/.hdf5 = numdp) or trajectory (.extxyz/.xyz, .lammpstrj/.dump)")
 
 
 def main(args) -> int:
     src, dst = Path(args.input), Path(args.output)
+    if is_h5md_trajectory(src):
+        fmt = format_of_path(dst)
+        if fmt is None or fmt == "h5md":
+            raise InputError(f"{dst}: {src} is an H5MD trajectory; convert it to extended XYZ "
+                             f"(.extxyz/.xyz) or a LAMMPS dump (.lammpstrj/.dump)")
+        n = convert_trajectory(src, dst, fmt)
+        print(f"wrote {dst} ({fmt}, {n} frames) from {src} (H5MD)")
+        return 0
     out_kind = output_kind(dst)  # reject a bad OUT suffix before reading anything
     in_kind = model_kind(src)
     params = read_model(src)

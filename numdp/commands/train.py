@@ -1,4 +1,5 @@
-"""`numdp train input.toml`: train an se_e2_a energy model (see numdp.train).
+"""`numdp train input.toml`: train an se_e2_a energy model (see numdp.train); `--restart CKPT`
+continues a run, `--init-model MODEL` starts one from a trained model (numdp.train.init_model).
 
 A new run backs up an earlier run's lcurve, model and checkpoint to `#name.N#` (numdp.io.backup);
 SIGINT / SIGTERM finish the step, write the checkpoint and exit 130, a second one aborts at once
@@ -10,9 +11,12 @@ import sys
 
 
 def configure(parser) -> None:
-    parser.add_argument("input", help="training input file (TOML)")
+    parser.add_argument("input", help="training input file: TOML, or DeePMD-kit's input.json")
     parser.add_argument("--restart", metavar="CHECKPOINT",
                         help="continue from a checkpoint written by an earlier run of this input")
+    parser.add_argument("--init-model", metavar="MODEL",
+                        help="start from a trained model's weights and statistics (numdp .h5 or "
+                             "DeePMD-kit .dp; networks must match the input), optimiser fresh")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="worker threads (default: NUMDP_NUM_THREADS or the usable cores)")
 
@@ -24,8 +28,11 @@ def main(args) -> int:
 
     if args.threads is not None and args.threads < 1:
         raise InputError(f"--threads: must be >= 1, got {args.threads}")
+    if args.restart is not None and args.init_model is not None:
+        raise InputError("--restart and --init-model: give one (a restart continues a run, "
+                         "--init-model starts a new one from a model)")
     cfg = load_config(args.input)
-    trainer = Trainer(cfg, restart=args.restart, nthreads=args.threads)
+    trainer = Trainer(cfg, restart=args.restart, nthreads=args.threads, init_model=args.init_model)
     try:
         trainer.run()
     except TrainingInterrupted as exc:

@@ -3,7 +3,8 @@
 `read_structure(path, frame)` picks the reader from the file (a directory is a DeePMD npy system;
 ``data.h5#/group``, or an HDF5 file without H5MD groups, is a DeePMD HDF5 system; other HDF5 is
 H5MD; `.xyz`/`.extxyz` is (extended) XYZ; a file whose header names "atoms" and "atom types" is
-a LAMMPS data file) and returns a `Structure`.  `replicate` tiles it;
+a LAMMPS data file; any other file is read through `ase.io.read` when ASE is installed: POSCAR,
+CIF, PDB, ...) and returns a `Structure`.  `replicate` tiles it;
 `assign_types` maps it onto a model's type_map.
 
 Units: positions and cells in Å; velocities in Å/ps.  extxyz velocities are read from a column
@@ -66,8 +67,39 @@ def read_structure(path, frame: int | None = None) -> Structure:
         if frame not in (None, 0):
             raise InputError(f"{path}: a LAMMPS data file holds one frame; remove [system] frame")
         return read_lammps_data(path)
-    raise InputError(f"{path}: unknown structure format (expected .xyz/.extxyz, a LAMMPS data file, "
-                     f"a DeePMD npy system directory, a DeePMD HDF5 system or an H5MD file)")
+    return read_with_ase(path, 0 if frame is None else frame)
+
+
+def read_with_ase(path: Path, frame: int = 0) -> Structure:
+    """Frame `frame` of any file `ase.io.read` knows (POSCAR, CIF, PDB, ...); positions and cell
+    in Å, velocities from ASE's momenta (converted to Å/ps), masses only when the file sets them."""
+    try:
+        import ase.io
+    except ImportError:
+        raise InputError(f"{path}: unknown structure format (expected .xyz/.extxyz, a LAMMPS data "
+                         f"file, a DeePMD npy system directory, a DeePMD HDF5 system or an H5MD file; "
+                         f"install ASE (pip install numdp[ase]) to read POSCAR, CIF and other "
+                         f"formats)") from None
+    try:
+        atoms = ase.io.read(path, index=frame)
+    except Exception as exc:  # ASE raises many kinds; any of them means: not readable
+        text = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise InputError(f"{path}: unknown structure format (neither numdp's readers nor ASE "
+                         f"read it: {text})") from None
+    pbc = atoms.get_pbc()
+    if pbc.all():
+        box = np.array(atoms.get_cell(), dtype=np.float64)
+    elif not pbc.any():
+        box = None
+    else:
+        raise InputError(f"{path}: pbc {pbc.tolist()}: only fully periodic cells or none are supported")
+    velocities = None
+    if "momenta" in atoms.arrays:
+        velocities = np.asarray(atoms.get_velocities(), dtype=np.float64) / ASE_TIME_IN_PS
+    masses = np.asarray(atoms.arrays["masses"], dtype=np.float64) if "masses" in atoms.arrays else None
+    return Structure(np.asarray(atoms.get_positions(), dtype=np.float64), box,
+                     atoms.get_chemical_symbols(), None, velocities, masses,
+                     f"{path} frame {frame} (read by ASE)")
 
 
 def _is_h5md(path: Path) -> bool:

@@ -1,7 +1,7 @@
 """Reporters: each says at which steps it wants a snapshot and what it does with it (OpenMM style).
 
 The loop builds one `Snapshot` (thermodynamic values of the current state) per step that any
-reporter wants and hands it to all of them.  Formats live in writers (numdp.io.h5md); the
+reporter wants and hands it to all of them.  Formats live in writers (numdp.io.trajectory, numdp.io.h5md); the
 reporters only decide when to call them.
 
 On several MPI ranks every rank runs the same reporters at the same steps: thermodynamic values
@@ -15,7 +15,8 @@ import math
 import sys
 from dataclasses import dataclass
 
-from ..io.h5md import H5MDWriter, write_checkpoint
+from ..io.h5md import write_checkpoint
+from ..io.trajectory import TrajectoryWriter
 from ..parallel.distribute import gather_state
 from ..parallel.world import World
 from ..progress import Progress
@@ -126,12 +127,12 @@ class ThermoReporter:
 
 
 class TrajectoryReporter:
-    """Appends a frame to an H5MD trajectory every `every` steps.
+    """Appends a frame to the trajectory every `every` steps.
 
-    writer: the H5MDWriter on rank 0, None on the other ranks (which take part in gathering);
+    writer: the TrajectoryWriter (H5MD, extxyz or LAMMPS dump: numdp.io.trajectory) on rank 0, None on the other ranks (which take part in gathering);
     path: the trajectory file; world: the run's ranks.  Construction is collective."""
 
-    def __init__(self, writer: H5MDWriter | None, every: int, path=None, world: World | None = None):
+    def __init__(self, writer: TrajectoryWriter | None, every: int, path=None, world: World | None = None):
         self.writer = writer
         self.every = int(every)
         self.world = world if world is not None else World(None)

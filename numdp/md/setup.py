@@ -24,7 +24,8 @@ import numpy as np
 from ..config import RunSettings
 from ..errors import InputError
 from ..io.backup import back_up, backup_line
-from ..io.h5md import H5MDWriter, is_checkpoint, read_checkpoint
+from ..io.h5md import is_checkpoint, read_checkpoint
+from ..io.trajectory import open_trajectory
 from ..io.structure import assign_types, read_structure, replicate
 from ..parallel.distribute import scatter_state
 from ..parallel.domain import Domain, check_grid, choose_grid, describe_grid
@@ -218,9 +219,9 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
                     path.parent.mkdir(parents=True, exist_ok=True)
             if out.trajectory is not None:
                 species, masses = header
-                writer = H5MDWriter(out.trajectory, species, masses, state.type_map, out.fields,
-                                    state.box is not None, out.force_unit, settings.text,
-                                    resume_after=state.step if restarted else None)
+                writer = open_trajectory(out.format, out.trajectory, species, masses, state.type_map,
+                                         out.fields, state.box is not None, out.force_unit, settings.text,
+                                         resume_after=state.step if restarted else None)
     trajectory = None
     if out.trajectory is not None:
         trajectory = TrajectoryReporter(writer, out.every, out.trajectory, world)

@@ -3,7 +3,9 @@
 `load_config(path)` returns a validated `TrainConfig`; every mistake (unknown key, wrong type,
 bad value, missing system) raises InputError with a one-line message naming the file, the
 section and the key, e.g. ``train.toml: [loss] start_pref_x: unknown key``.  Relative paths
-(systems and outputs) are taken relative to the directory of the input file.  The checks are
+(systems and outputs) are taken relative to the directory of the input file.  DeePMD-kit's
+`input.json` is read too: numdp.train.deepmd_json rearranges it into these sections (its paths
+are taken against the working directory, as DeePMD-kit does).  The checks are
 `numdp.validate.Table`'s (shared with `numdp run`); to add a key, read it from its section in
 `parse_config` (a key not read is rejected by the section's `done()`).
 
@@ -187,10 +189,11 @@ def _output(sec: Table, key: str, default: str, base: Path) -> Path:
     return resolve_path(v, base)
 
 
-def parse_config(data: dict, source: Path, text: str = "") -> TrainConfig:
-    """Validate the parsed TOML `data` of file `source` (see the module docstring)."""
+def parse_config(data: dict, source: Path, text: str = "", base: Path | None = None) -> TrainConfig:
+    """Validate the parsed TOML `data` of file `source` (see the module docstring); relative
+    paths are taken against `base` (default: the directory of `source`)."""
     file = source.name
-    base = source.resolve().parent
+    base = source.resolve().parent if base is None else base
     root = Table.root(file, data, TRAIN_WORDING)
     root.check_tables(SECTIONS)
 
@@ -284,7 +287,22 @@ def parse_config(data: dict, source: Path, text: str = "") -> TrainConfig:
 
 
 def load_config(path) -> TrainConfig:
-    """Read and validate a training input file (TOML)."""
+    """Read and validate a training input file: numdp's TOML, or DeePMD-kit's input.json (a
+    `.json` file, or one whose text starts with ``{``; numdp.train.deepmd_json), whose relative
+    paths are taken against the working directory as DeePMD-kit does."""
     path = Path(path)
+    if path.suffix.lower() == ".json" or _looks_like_json(path):
+        from .deepmd_json import load_json, to_train_tables
+
+        text, data = load_json(path)
+        return parse_config(to_train_tables(data, path.name), path, text, base=Path.cwd())
     text, data = load_toml(path)
     return parse_config(data, path, text)
+
+
+def _looks_like_json(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(256).lstrip().startswith(b"{")
+    except OSError:
+        return False

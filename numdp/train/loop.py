@@ -80,11 +80,15 @@ class Trainer:
     """
 
     def __init__(self, cfg: TrainConfig, restart=None, nthreads: int | None = None, stream=None,
-                 on_step=None, frame_budget: float = 2e9):
+                 on_step=None, frame_budget: float = 2e9, init_model=None):
         from ..model.dp_model import default_threads
 
+        if restart is not None and init_model is not None:
+            raise InputError("--restart and --init-model: give one (a restart continues a run, "
+                             "--init-model starts a new one from a model)")
         self.cfg = cfg
         self.restart = Path(restart) if restart is not None else None
+        self.init_model = Path(init_model) if init_model is not None else None
         self.nthreads = max(1, int(nthreads or default_threads()))
         self.stream = stream if stream is not None else sys.stdout
         self.on_step = on_step
@@ -136,11 +140,23 @@ class Trainer:
             davg, dstd, bias = ck.davg, ck.dstd, ck.out_bias
             s_range, min_nbor = ck.s_range, ck.min_nbor_dist
             self.say(f"continuing from {self.restart} at step {ck.step}")
+        elif self.init_model is not None:  # weights and statistics of a trained model
+            from .init_model import load_init_model
+
+            start_model = load_init_model(self.init_model, cfg)
+            sel = list(start_model.descriptor.sel)
+            self.train_cache = FrameCache(self.train_sys, dc.rcut, sel, nt, self.frame_budget)
+            stat_idx = stat_frames(self.train_sys, tr.data_stat_nbatch, np.random.default_rng([seed, 3]))
+            self.say(f"initialised from {self.init_model}: its weights and statistics; "
+                     f"optimiser fresh at step 0")
         else:
             sel, davg, dstd, bias, s_range, min_nbor, stat_idx = self._statistics(seed)
-        self.params = initial_model(cfg, sel, davg, dstd, bias, seed)
-        self.params.s_range = s_range
-        self.params.min_nbor_dist = min_nbor
+        if self.init_model is not None and ck is None:
+            self.params = start_model
+        else:
+            self.params = initial_model(cfg, sel, davg, dstd, bias, seed)
+            self.params.s_range = s_range
+            self.params.min_nbor_dist = min_nbor
         self.flat = FlatParams.bind(self.params)
         self.adam = Adam(self.flat.size)
         self.sampler = BatchSampler(self.train_sys, [seed, 1])
@@ -220,13 +236,17 @@ class Trainer:
         statistics frames sets the optimiser's coordinates of the first fitting layers
         (numdp.train.precond).
         """
-        for net in self.params.fitting.nets:
-            net.layers[-1].w[:] = 0.0
-            net.layers[-1].b[:] = 0.0
+        if self.init_model is None:  # (a model given by --init-model is kept as it is)
+            for net in self.params.fitting.nets:
+                net.layers[-1].w[:] = 0.0
+                net.layers[-1].b[:] = 0.0
         if self.cfg.training.precondition:
             D = self._stat_descriptors(frames)
             self.precond = FittingPreconditioner.from_descriptors(self.params, self.flat, D)
-            self.precond.adopt_model_as_primed()
+            if self.init_model is None:
+                self.precond.adopt_model_as_primed()
+            else:
+                self.precond.adopt_model_unchanged()
 
     def _load_state(self, ck: Checkpoint) -> None:
         if ck.theta.shape != self.flat.theta.shape:

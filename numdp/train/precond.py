@@ -60,6 +60,14 @@ class FittingPreconditioner:
             Wp[:] = net.layers[0].w
         self.refresh_model()
 
+    def adopt_model_unchanged(self) -> None:
+        """Keep the model's first-layer W0 (a trained model, --init-model): W' = s_t W0, so the
+        model's W0 = W' / s_t is W0 up to one rounding (1 ulp)."""
+        for t, net in enumerate(self.params.fitting.nets):
+            Wp = self.slots[t].views(self.flat.theta)[0]
+            np.multiply(net.layers[0].w, self.scale[t], out=Wp)
+        self.refresh_model()
+
     def refresh_model(self) -> None:
         """Model W0 = W' / s_t from θ (after every optimiser update)."""
         for t, net in enumerate(self.params.fitting.nets):

@@ -1,0 +1,312 @@
+"""Trajectory writers behind `numdp run`'s trajectory reporter: H5MD, extended XYZ, LAMMPS dump.
+
+Every writer has the interface of `TrajectoryWriter`: ``append`` writes one frame and flushes it
+to the operating system (a killed run leaves every complete frame readable), ``last_step`` is the
+step of the last frame, and ``resume_after = k`` reopens an existing file, drops its frames with
+step > k (and an incomplete last frame) and appends after them (restarts).
+
+Formats (`FORMATS`; `open_trajectory` picks the writer):
+
+``h5md``
+    numdp.io.h5md.H5MDWriter (forces in `force_unit`).
+``extxyz``
+    One frame per block, read by ``ase.io.read(path, ":")`` and by numdp's structure reader::
+
+        N
+        Lattice="ax ay az bx by bz cx cy cz" Properties=species:S:1:pos:R:3:masses:R:1:momenta:R:3:forces:R:3 energy=E step=S time=T ... pbc="T T T"
+        O  x y z  m  px py pz  fx fy fz
+
+    Å, eV, eV/Å (ASE's units); velocities as ASE momenta (amu Å per ASE time unit) with the
+    masses, so that ASE's ``get_velocities()`` and numdp's reader get them back; the
+    observables (potential energy as ``energy``, kinetic_energy, temperature, pressure [bar],
+    ...) in the comment line.  No Lattice and ``pbc="F F F"`` for an open system.
+``lammps-dump``
+    LAMMPS' text dump (`units metal`: Å, Å/ps, eV/Å)::
+
+        ITEM: TIMESTEP / ITEM: NUMBER OF ATOMS / ITEM: BOX BOUNDS xy xz yz pp pp pp /
+        ITEM: ATOMS id type element xu yu zu vx vy vz fx fy fz
+
+    `type` is the model type index + 1 and `element` its name (the type-to-element map; dpdata's
+    ``lammps/dump`` reader takes the names as ``type_map=`` the model's type_map).  Positions
+    are unwrapped (``xu``).  LAMMPS stores a *restricted* triclinic box (a along x, b in the
+    xy plane, c with positive z); a general cell is rotated into that form, positions,
+    velocities and forces with it (fractional coordinates unchanged).  An orthogonal box is
+    written as ``ITEM: BOX BOUNDS pp pp pp``; an open system as ``ss ss ss`` bounds around the
+    atoms.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from ..errors import InputError
+from ..units import ASE_TIME_IN_PS
+
+FORMATS = ("h5md", "extxyz", "lammps-dump")
+SUFFIXES = {"h5md": ".h5md", "extxyz": ".extxyz", "lammps-dump": ".lammpstrj"}
+"""Default trajectory file suffix of each format."""
+
+
+class TrajectoryWriter(Protocol):
+    path: Path
+
+    def last_step(self) -> int | None: ...
+
+    def append(self, step: int, time: float, positions, velocities, forces, box, observables: dict) -> None:
+        """One frame: positions (N, 3) Å, velocities (N, 3) Å/ps, forces (N, 3) eV/Å, box (3, 3)
+        Å rows = cell vectors or None, observables by name (eV, K, bar, Å³)."""
+
+    def close(self) -> None: ...
+
+
+def format_of_path(path: Path) -> str | None:
+    """The trajectory format a file name suggests (None if none)."""
+    suffix = path.suffix.lower()
+    return {".h5md": "h5md", ".h5": "h5md", ".extxyz": "extxyz", ".xyz": "extxyz",
+            ".lammpstrj": "lammps-dump", ".dump": "lammps-dump"}.get(suffix)
+
+
+def open_trajectory(fmt: str, path, species, masses, type_map, fields, periodic: bool,
+                    force_unit: str, input_text: str = "", resume_after: int | None = None) -> TrajectoryWriter:
+    """The writer of format `fmt` (see the module docstring) for atoms of model types `species`
+    (N,) and `masses` (N,) amu; `fields` selects velocity and force (positions always)."""
+    if fmt == "h5md":
+        from .h5md import H5MDWriter
+
+        return H5MDWriter(path, species, masses, type_map, fields, periodic, force_unit, input_text,
+                          resume_after=resume_after)
+    cls = {"extxyz": ExtxyzWriter, "lammps-dump": LammpsDumpWriter}[fmt]
+    return cls(path, species, masses, type_map, fields, resume_after)
+
+
+class _TextWriter:
+    """A text trajectory appended frame by frame (subclasses: `_frame_text`, `_frame_at`)."""
+
+    def __init__(self, path, species, masses, type_map, fields, resume_after: int | None):
+        self.path = Path(path)
+        self.species = np.asarray(species, dtype=np.int64)
+        self.masses = np.asarray(masses, dtype=np.float64)
+        self.names = [type_map[t] for t in self.species]
+        self.fields = tuple(fields)
+        self._last: int | None = None
+        if resume_after is not None and self.path.exists():
+            self._truncate(resume_after)
+            self.fh = open(self.path, "a")
+        else:
+            self.fh = open(self.path, "w")
+
+    def _truncate(self, resume_after: int) -> None:
+        lines = self.path.read_bytes().splitlines(keepends=True)
+        try:
+            frames = self._scan([ln.decode() for ln in lines])
+        except (ValueError, IndexError, UnicodeDecodeError):
+            raise InputError(f"{self.path}: not a numdp {self.FORMAT} trajectory; move it away to "
+                             f"continue from a checkpoint") from None
+        keep_bytes = 0
+        for start, end, step, natoms in frames:
+            if natoms != len(self.species):
+                raise InputError(f"{self.path}: holds frames of {natoms} atoms, the run has "
+                                 f"{len(self.species)}; cannot continue it")
+            if step > resume_after:
+                break
+            keep_bytes = sum(len(ln) for ln in lines[:end])
+            self._last = step
+        os.truncate(self.path, keep_bytes)
+
+    def _scan(self, lines: list[str]):
+        """(first line, end line, step, natoms) of every complete frame; a frame that cannot be
+        parsed ends the scan (an incomplete last frame), unless it is the first."""
+        out, i = [], 0
+        while i < len(lines):
+            try:
+                end, step, n = self._frame_at(lines, i)
+                if end > len(lines) or not lines[end - 1].endswith("\n"):
+                    raise IndexError("incomplete frame")
+            except (ValueError, IndexError, StopIteration):
+                if not out:
+                    raise ValueError("no complete frame") from None
+                break
+            out.append((i, end, step, n))
+            i = end
+        return out
+
+    def last_step(self) -> int | None:
+        return self._last
+
+    def append(self, step, time, positions, velocities, forces, box, observables) -> None:
+        self.fh.write(self._frame_text(int(step), float(time), np.asarray(positions, dtype=np.float64),
+                                       None if velocities is None or "velocity" not in self.fields
+                                       else np.asarray(velocities, dtype=np.float64),
+                                       None if forces is None or "force" not in self.fields
+                                       else np.asarray(forces, dtype=np.float64),
+                                       None if box is None else np.asarray(box, dtype=np.float64),
+                                       observables))
+        self.fh.flush()
+        self._last = int(step)
+
+    def close(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
+            self.fh = None
+
+
+def _num(v: float) -> str:
+    return repr(float(v))
+
+
+class ExtxyzWriter(_TextWriter):
+    FORMAT = "extxyz"
+
+    def _frame_text(self, step, time, pos, vel, frc, box, observables) -> str:
+        props = "species:S:1:pos:R:3"
+        cols = [np.array(self.names, dtype=object)[:, None], pos]
+        if vel is not None:
+            props += ":masses:R:1:momenta:R:3"
+            cols += [self.masses[:, None], vel * self.masses[:, None] * ASE_TIME_IN_PS]
+        if frc is not None:
+            props += ":forces:R:3"
+            cols.append(frc)
+        head = []
+        if box is not None:
+            head.append('Lattice="' + " ".join(_num(v) for v in box.ravel()) + '"')
+        head.append(f"Properties={props}")
+        obs = dict(observables)
+        if "potential_energy" in obs:
+            head.append(f"energy={_num(obs.pop('potential_energy'))}")
+        head.append(f"step={step} time={_num(time)}")
+        head += [f"{k}={_num(v)}" for k, v in obs.items() if math.isfinite(v)]
+        head.append('pbc="T T T"' if box is not None else 'pbc="F F F"')
+        table = np.concatenate([np.asarray(c, dtype=object) for c in cols], axis=1)
+        rows = "\n".join(" ".join(str(x) if k == 0 else _num(x) for k, x in enumerate(r)) for r in table)
+        return f"{len(pos)}\n{' '.join(head)}\n{rows}\n"
+
+    @staticmethod
+    def _frame_at(lines: list[str], i: int):
+        n = int(lines[i].split()[0])
+        step = int(next(w for w in lines[i + 1].split() if w.startswith("step=")).split("=")[1])
+        return i + 2 + n, step, n
+
+
+def lammps_box(box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(restricted triclinic cell H' (3, 3) lower-triangular with positive diagonal, Q (3, 3))
+    with H' = H Q for the cell `box` H (rows = vectors): vectors v (rows) map to v Q."""
+    a, b, c = box
+    ax = np.linalg.norm(a)
+    bx = b @ a / ax
+    by = math.sqrt(max(b @ b - bx * bx, 0.0))
+    cx = c @ a / ax
+    cy = (b @ c - bx * cx) / by
+    cz = math.sqrt(max(c @ c - cx * cx - cy * cy, 0.0))
+    h = np.array([[ax, 0.0, 0.0], [bx, by, 0.0], [cx, cy, cz]])
+    if np.linalg.det(box) < 0:
+        raise InputError("a left-handed cell cannot be written as a LAMMPS box")
+    if box[0, 1] == 0 and box[0, 2] == 0 and box[1, 2] == 0 and np.all(np.diag(box) > 0):
+        return box.copy(), np.eye(3)  # already LAMMPS' form: no round-off from a rotation
+    return h, np.linalg.solve(box, h)
+
+
+class LammpsDumpWriter(_TextWriter):
+    FORMAT = "lammps-dump"
+
+    def _frame_text(self, step, time, pos, vel, frc, box, observables) -> str:
+        n = len(pos)
+        out = [f"ITEM: TIMESTEP\n{step}\nITEM: NUMBER OF ATOMS\n{n}\n"]
+        if box is None:
+            lo, hi = pos.min(axis=0), pos.max(axis=0)
+            out.append("ITEM: BOX BOUNDS ss ss ss\n"
+                       + "".join(f"{_num(lo[d])} {_num(hi[d])}\n" for d in range(3)))
+        else:
+            h, q = lammps_box(box)
+            pos, vel, frc = (None if v is None else v @ q for v in (pos, vel, frc))
+            xy, xz, yz = h[1, 0], h[2, 0], h[2, 1]
+            if xy == 0 and xz == 0 and yz == 0:
+                out.append("ITEM: BOX BOUNDS pp pp pp\n"
+                           + "".join(f"0.0 {_num(h[d, d])}\n" for d in range(3)))
+            else:
+                xlo = min(0.0, xy, xz, xy + xz)
+                xhi = h[0, 0] + max(0.0, xy, xz, xy + xz)
+                out.append("ITEM: BOX BOUNDS xy xz yz pp pp pp\n"
+                           f"{_num(xlo)} {_num(xhi)} {_num(xy)}\n"
+                           f"{_num(min(0.0, yz))} {_num(h[1, 1] + max(0.0, yz))} {_num(xz)}\n"
+                           f"0.0 {_num(h[2, 2])} {_num(yz)}\n")
+        cols = "id type element xu yu zu" + (" vx vy vz" if vel is not None else "") \
+            + (" fx fy fz" if frc is not None else "")
+        out.append(f"ITEM: ATOMS {cols}\n")
+        arrays = [pos] + [v for v in (vel, frc) if v is not None]
+        table = np.concatenate(arrays, axis=1)
+        out.extend(f"{i + 1} {self.species[i] + 1} {self.names[i]} " + " ".join(_num(x) for x in table[i]) + "\n"
+                   for i in range(n))
+        return "".join(out)
+
+    @staticmethod
+    def _frame_at(lines: list[str], i: int):
+        if lines[i].strip() != "ITEM: TIMESTEP":
+            raise ValueError(lines[i])
+        step, n = int(lines[i + 1]), int(lines[i + 3])
+        j = i + 4
+        while not lines[j].startswith("ITEM: ATOMS"):
+            j += 1
+        return j + 1 + n, step, n
+
+
+# -- conversion -------------------------------------------------------------------------------------
+
+
+def is_h5md_trajectory(path) -> bool:
+    """True for an H5MD file (a numdp trajectory or checkpoint, or another program's)."""
+    import h5py
+
+    path = Path(path)
+    try:
+        if not path.is_file() or not h5py.is_hdf5(path):
+            return False
+        with h5py.File(path, "r") as h5:
+            return "particles" in h5
+    except OSError:  # unreadable: the model reader says why
+        return False
+
+
+def convert_trajectory(src, dst, fmt: str) -> int:
+    """Write every frame of the H5MD file `src` to `dst` in format `fmt` (replaced atomically);
+    returns the number of frames.  Forces (converted to eV/Å) and numdp's observables are
+    carried over when present; species are named through numdp's stored type_map."""
+    import h5py
+
+    from .atomic import atomic_path
+    from .h5md import FORCE_UNITS, GROUP, OBSERVABLES, read_frame
+
+    src, dst = Path(src), Path(dst)
+    first = read_frame(src, 0)
+    if first["species"] is None or first["type_map"] is None:
+        raise InputError(f"{src}: the H5MD file has no species with numdp's type_map; cannot name the atoms")
+    with h5py.File(src, "r") as h5:
+        part = h5["particles"][GROUP if GROUP in h5["particles"] else next(iter(h5["particles"]))]
+        nframes = part["position/value"].shape[0]
+        forces = None
+        if "force" in part:
+            unit = part["force/value"].attrs.get("unit", "eV Angstrom-1")
+            unit = unit.decode() if isinstance(unit, bytes) else str(unit)
+            if unit not in FORCE_UNITS:
+                raise InputError(f"{src}: force unit '{unit}' is not supported (expected one of {sorted(FORCE_UNITS)})")
+            forces = part["force/value"][()] / FORCE_UNITS[unit]
+        obs = {name: h5[f"observables/{name}/value"][()] for name in OBSERVABLES
+               if f"observables/{name}/value" in h5}
+    fields = ("position",) + (("velocity",) if first["velocities"] is not None else ()) \
+        + (("force",) if forces is not None else ())
+    masses = first["masses"] if first["masses"] is not None else np.zeros(len(first["species"]))
+    with atomic_path(dst, "trajectory") as tmp:
+        w = open_trajectory(fmt, tmp, first["species"], masses, first["type_map"], fields,
+                            first["box"] is not None, "eV Angstrom-1")
+        try:
+            for k in range(nframes):
+                f = first if k == 0 else read_frame(src, k)
+                w.append(f["step"], f["time"], f["positions"], f["velocities"],
+                         None if forces is None else forces[k], f["box"],
+                         {name: float(v[k]) for name, v in obs.items()})
+        finally:
+            w.close()
+    return nframes

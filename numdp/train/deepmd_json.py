@@ -1,0 +1,148 @@
+"""DeePMD-kit's own training input (`input.json`, the v2/v3 layout) read as numdp's train input.
+
+`to_train_tables(data, file)` rearranges the parsed JSON tree into the tables of the TOML input
+(numdp.train.config), which then validates it: there is one validator, and every key keeps the
+name and the checks it has in TOML.  The rearrangement:
+
+- ``training.training_data`` {systems, batch_size} → ``[training]`` systems, batch_size
+- ``training.validation_data`` {systems, batch_size, numb_btch} → ``[validation]``
+- ``model.data_stat_nbatch`` → ``[training] data_stat_nbatch``; ``training.stop_batch`` (the
+  v1 name) → ``numb_steps``
+- a JSON ``null`` is an absent key (DeePMD-kit's default applies, as in DeePMD-kit)
+
+Keys that only concern DeePMD-kit's bookkeeping are dropped, each listed in `IGNORED` with the
+values for which dropping it leaves the result unchanged (any value, or only the values that
+equal what numdp does); any other value, and any key numdp does not implement, is a one-line
+InputError naming the key (by the validator, or here for the `*_data` tables).
+
+Paths (systems and outputs) are resolved against the working directory, as DeePMD-kit does.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import InputError
+from ..validate import TRAIN_WORDING, Table, show_value
+
+ANY: Any = object()
+"""Marks an ignored key whose every value is harmless."""
+
+IGNORED: dict[str, dict[str, Any]] = {
+    "": {"_comment": ANY},
+    "model": {"_comment": ANY, "data_stat_protect": (0.01,)},
+    "model.descriptor": {"_comment": ANY, "precision": ("float64", "default"),
+                         "trainable": (True,), "exclude_types": ([],), "set_davg_zero": (False,),
+                         "env_protection": (0.0,)},
+    "model.fitting_net": {"_comment": ANY, "precision": ("float64", "default"), "trainable": (True,),
+                          "numb_fparam": (0,), "numb_aparam": (0,), "atom_ener": ([],)},
+    "learning_rate": {"_comment": ANY, "scale_by_worker": ANY},
+    "loss": {"_comment": ANY, "start_pref_ae": (0, 0.0), "limit_pref_ae": (0, 0.0),
+             "start_pref_pf": (0, 0.0), "limit_pref_pf": (0, 0.0),
+             "enable_atom_ener_coeff": (False,)},
+    "training": {"_comment": ANY, "max_ckpt_keep": ANY, "time_training": ANY, "profiling": ANY,
+                 "profiling_file": ANY, "enable_profiler": ANY, "tensorboard": ANY,
+                 "tensorboard_log_dir": ANY, "tensorboard_freq": ANY, "save_ckpt_keep": ANY,
+                 "disp_avg": (False,), "opt_type": ("Adam",), "warmup_steps": (0,)},
+}
+"""Per JSON table: keys dropped, with their accepted values (`ANY`, or a tuple)."""
+
+DATA_KEYS = ("systems", "batch_size", "numb_btch", "set_prefix", "auto_prob", "auto_prob_style",
+             "sys_probs", "_comment")
+"""Keys of ``training_data`` / ``validation_data`` (numb_btch only in validation_data)."""
+
+
+def _strip_nulls(v):
+    if isinstance(v, dict):
+        return {k: _strip_nulls(x) for k, x in v.items() if x is not None}
+    if isinstance(v, list):
+        return [_strip_nulls(x) for x in v]
+    return v
+
+
+def _same(value, accepted) -> bool:
+    if isinstance(value, bool) or isinstance(accepted, bool):
+        return value is accepted
+    return value == accepted
+
+
+def _drop_ignored(table: dict, name: str, file: str) -> None:
+    for key, accepted in IGNORED.get(name, {}).items():
+        if key not in table:
+            continue
+        value = table.pop(key)
+        if accepted is not ANY and not any(_same(value, a) for a in accepted):
+            where = f"[{name}] " if name else "[root] "
+            ok = " or ".join(repr(a) for a in accepted)
+            raise InputError(f"{file}: {where}{key}: numdp supports only {ok} (what numdp does), "
+                             f"got {show_value(value)}")
+
+
+def _data_table(training: dict, key: str, file: str, validation: bool) -> dict:
+    """The ``training_data`` / ``validation_data`` table as numdp's keys (systems, batch_size,
+    numb_btch)."""
+    t = Table(file, f"training.{key}", training.pop(key), TRAIN_WORDING)
+    allowed = tuple(k for k in DATA_KEYS if validation or k != "numb_btch")
+    t.check_keys(allowed)
+    prefix = t.string("set_prefix", "set")
+    if prefix != "set":
+        raise t.error("set_prefix", f'numdp reads only set.* folders (set_prefix "set"), got {prefix!r}')
+    for name in ("auto_prob", "auto_prob_style"):
+        style = t.string(name, "prob_sys_size")
+        if style != "prob_sys_size":
+            raise t.error(name, f'numdp samples systems by size only ("prob_sys_size"), got {style!r}')
+    if t.has("sys_probs"):
+        raise t.error("sys_probs", 'not supported: numdp samples systems by size ("prob_sys_size")')
+    out = {k: t.data[k] for k in ("systems", "batch_size", "numb_btch") if k in t.data}
+    if "systems" not in out:
+        raise t.error("systems", TRAIN_WORDING.required)
+    return out
+
+
+def to_train_tables(data, file: str) -> dict:
+    """The JSON tree `data` of DeePMD-kit input `file` as the tables of numdp's TOML input."""
+    if not isinstance(data, dict):
+        raise InputError(f"{file}: expected a JSON object at the top level")
+    data = _strip_nulls(data)
+    _drop_ignored(data, "", file)
+    model = data.get("model")
+    if isinstance(model, dict):
+        _drop_ignored(model, "model", file)
+        for sub in ("descriptor", "fitting_net"):
+            if isinstance(model.get(sub), dict):
+                _drop_ignored(model[sub], f"model.{sub}", file)
+    for name in ("learning_rate", "loss"):
+        if isinstance(data.get(name), dict):
+            _drop_ignored(data[name], name, file)
+    training = data.get("training")
+    if isinstance(training, dict):
+        _drop_ignored(training, "training", file)
+        if "stop_batch" in training:
+            if "numb_steps" in training:
+                raise InputError(f"{file}: [training] stop_batch: give numb_steps or stop_batch, not both")
+            training["numb_steps"] = training.pop("stop_batch")
+        if isinstance(model, dict) and "data_stat_nbatch" in model:
+            training["data_stat_nbatch"] = model.pop("data_stat_nbatch")
+        if "systems" in training:
+            raise InputError(f"{file}: [training] systems: give the systems in training.training_data")
+        if "training_data" not in training:
+            raise InputError(f"{file}: [training] training_data: required key is missing")
+        training.update(_data_table(training, "training_data", file, validation=False))
+        if "validation_data" in training:
+            data["validation"] = _data_table(training, "validation_data", file, validation=True)
+    return data
+
+
+def load_json(path) -> tuple[str, Any]:
+    """(text, parsed tree) of the JSON file `path`; InputError if missing, unreadable or invalid."""
+    import json
+
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise InputError(f"{path}: input file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read ({exc})") from None
+    try:
+        return text, json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path.name}: not valid JSON ({exc})") from None

@@ -1,0 +1,44 @@
+"""`numdp train --init-model MODEL`: start from a trained model instead of random networks.
+
+The model's weights and statistics (sel, davg/dstd, energy bias, min_nbor_dist, s range) are
+taken as they are; the optimiser starts fresh (Adam moments zero, step 0), as DP-GEN does between
+iterations with DeePMD-kit's ``dp train --init-model``.  The networks the input declares must be
+the model's: each difference is a one-line InputError naming the key.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+from ..errors import InputError
+from ..model.params import ModelParams
+from .config import TrainConfig
+
+
+def load_init_model(path, cfg: TrainConfig) -> ModelParams:
+    """The model file `path` (numdp .h5 or DeePMD-kit .dp), checked against the input `cfg`."""
+    from ..io.model_file import read_model
+
+    path = Path(path)
+    params = copy.deepcopy(read_model(path))
+    d, dc, fc = params.descriptor, cfg.descriptor, cfg.fitting
+    if d.tables is not None:
+        raise InputError(f"{path}: --init-model: a compressed model cannot be trained further; "
+                         f"give the model before compression")
+    checks = [
+        ("model", "type_map", params.type_map, cfg.type_map),
+        ("model.descriptor", "rcut", d.rcut, dc.rcut),
+        ("model.descriptor", "rcut_smth", d.rcut_smth, dc.rcut_smth),
+        ("model.descriptor", "sel", list(d.sel), list(d.sel) if dc.sel is None else dc.sel),
+        ("model.descriptor", "neuron", list(d.neuron), dc.neuron),
+        ("model.descriptor", "axis_neuron", d.axis_neuron, dc.axis_neuron),
+        ("model.descriptor", "type_one_side", d.type_one_side, dc.type_one_side),
+        ("model.descriptor", "resnet_dt", d.resnet_dt, dc.resnet_dt),
+        ("model.fitting", "neuron", list(params.fitting.neuron), fc.neuron),
+        ("model.fitting", "resnet_dt", params.fitting.resnet_dt, fc.resnet_dt),
+    ]
+    for table, key, model_value, input_value in checks:
+        if model_value != input_value:
+            raise InputError(f"{path}: --init-model: [{table}] {key}: the model has {model_value!r}, "
+                             f"{cfg.source.name} has {input_value!r}; the networks must match")
+    return params

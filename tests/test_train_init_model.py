@@ -1,0 +1,99 @@
+"""`numdp train --init-model MODEL`: a new run starts from a trained model's weights and
+statistics with a fresh optimiser (numdp.train.init_model)."""
+import io
+
+import numpy as np
+import pytest
+
+from numdp.cli import main as cli_main
+from numdp.errors import InputError
+from numdp.io.model_file import read_model, write_model
+from numdp.train.config import load_config
+from numdp.train.flat import FlatParams
+from numdp.model.dp_model import DPModel
+from numdp.model.metrics import ErrorSums
+from numdp.train.data import BatchSampler, load_dataset
+from numdp.train.loop import Trainer
+from test_train_run import data_dir, make_input, run  # noqa: F401  (data_dir is a fixture)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data_dir):  # noqa: F811
+    """A model trained 8 steps (model.h5 in the run folder) and its input."""
+    path = make_input(tmp_path_factory.mktemp("base"), data_dir, steps=8, precond="false")
+    run(path)
+    return path
+
+
+def layers(params):
+    return [(l.w, l.b, l.idt) for net in params.descriptor.embeddings + params.fitting.nets for l in net.layers]
+
+
+@pytest.mark.parametrize("precond", ["false", "true"])
+def test_starts_from_the_model_with_a_fresh_optimiser(tmp_path, data_dir, trained, precond):  # noqa: F811
+    model_path = trained.parent / "model.h5"
+    model = read_model(model_path)
+    path = make_input(tmp_path, data_dir, steps=4, precond=precond)
+    trainer = Trainer(load_config(path), init_model=model_path, nthreads=1, stream=io.StringIO())
+    try:
+        p = trainer.params
+        d, m = p.descriptor, model.descriptor
+        assert d.sel == m.sel
+        assert np.array_equal(d.davg, m.davg) and np.array_equal(d.dstd, m.dstd)
+        assert np.array_equal(p.out_bias, model.out_bias) and np.array_equal(p.fitting.bias_atom_e, model.fitting.bias_atom_e)
+        assert p.min_nbor_dist == model.min_nbor_dist
+        # the weights are the model's: exactly, or up to the one rounding of the preconditioner's
+        # change of coordinates W' = s W0, W0 = W' / s (2 ulp relative)
+        for a, b in zip(layers(p), layers(model)):
+            for x, y in zip(a, b):
+                if x is None:
+                    assert y is None
+                elif precond == "false":
+                    assert np.array_equal(x, y)
+                else:
+                    np.testing.assert_allclose(x, y, rtol=4.5e-16, atol=0)
+        if precond == "false":
+            assert np.array_equal(trainer.flat.theta, FlatParams.bind(read_model(model_path)).theta)
+        assert not trainer.adam.m.any() and not trainer.adam.v.any() and trainer.adam.t == 0
+        assert trainer.start_step == 0
+        history = trainer.run()
+    finally:
+        trainer.close()
+    rows = np.loadtxt(path.parent / "lcurve.out")
+    assert rows[:, 0].tolist() == [0, 4] and np.isfinite(rows).all()
+    del history
+
+
+def test_first_lcurve_line_is_the_models_errors_on_that_batch(tmp_path, data_dir, trained):  # noqa: F811
+    """The step-0 training RMSEs of a run from a .dp copy of the model equal the model's errors,
+    evaluated by numdp's MD evaluator (another code path), on the batch the sampler draws first."""
+    dp = tmp_path / "model.dp"
+    model = read_model(trained.parent / "model.h5")
+    write_model(model, dp)
+    path = make_input(tmp_path, data_dir, steps=4, precond="false")
+    assert cli_main(["train", str(path), "--init-model", str(dp), "--threads", "1"]) == 0
+    row = np.loadtxt(path.parent / "lcurve.out")[0]
+    cfg = load_config(path)
+    systems = load_dataset(cfg.training.systems, cfg.type_map, cfg.training.batch_size)
+    k, idx = BatchSampler(systems, [cfg.training.seed, 1]).next()  # the trainer's first draw
+    s, evaluator, sums = systems[k], DPModel(model, nthreads=1), ErrorSums()
+    for f in idx:
+        r = evaluator.evaluate(s.coords[f], s.types, None if s.boxes is None else s.boxes[f], atom_virial=False)
+        sums.add_energy(r.energy - s.energy[f], s.natoms)
+        sums.add_forces(r.forces - s.forces[f])
+    # lcurve.out holds 7 significant digits (%13.6e): relative rounding <= 5e-7
+    assert row[4] == pytest.approx(sums.rmse_e, rel=1e-6)
+    assert row[6] == pytest.approx(sums.rmse_f, rel=1e-6)
+
+
+def test_mismatch_and_conflicts_are_one_line_errors(tmp_path, data_dir, trained, capsys):  # noqa: F811
+    model_path = trained.parent / "model.h5"
+    path = make_input(tmp_path, data_dir, steps=4)
+    path.write_text(path.read_text().replace("[model.fitting]\nneuron = [8, 8]", "[model.fitting]\nneuron = [8, 6]"))
+    with pytest.raises(InputError, match=r"--init-model: \[model.fitting\] neuron: the model has \[8, 8\], "
+                                         r"input.toml has \[8, 6\]"):
+        Trainer(load_config(path), init_model=model_path, nthreads=1, stream=io.StringIO())
+    assert cli_main(["train", str(path), "--init-model", str(model_path)]) == 2
+    assert cli_main(["train", str(path), "--init-model", str(model_path), "--restart", "x.h5"]) == 2
+    err = capsys.readouterr().err
+    assert "--restart and --init-model" in err

@@ -1,0 +1,228 @@
+"""`numdp train input.json`: DeePMD-kit's own input files read unchanged (numdp.train.deepmd_json)."""
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import ORACLE
+from numdp.cli import main as cli_main
+from numdp.errors import InputError
+from numdp.train.config import load_config
+from numdp.train.deepmd_json import IGNORED
+
+REPO = Path(__file__).resolve().parents[1]
+
+# DeePMD-kit's examples/water/se_e2_a/input.json as published (tabs and `_comment` keys
+# included), with the systems moved to inputs/water/data and numb_steps 1000000 -> 2.
+UPSTREAM_WATER = """{
+    "_comment": " model parameters",
+    "model": {
+\t"type_map":\t["O", "H"],
+\t"descriptor" :{
+\t    "type":\t\t"se_e2_a",
+\t    "sel":\t\t[46, 92],
+\t    "rcut_smth":\t0.50,
+\t    "rcut":\t\t6.00,
+\t    "neuron":\t\t[25, 50, 100],
+\t    "resnet_dt":\tfalse,
+\t    "axis_neuron":\t16,
+\t    "seed":\t\t1,
+\t    "_comment":\t\t" that's all"
+\t},
+\t"fitting_net" : {
+\t    "neuron":\t\t[240, 240, 240],
+\t    "resnet_dt":\ttrue,
+\t    "seed":\t\t1,
+\t    "_comment":\t\t" that's all"
+\t},
+\t"_comment":\t" that's all"
+    },
+
+    "learning_rate" :{
+\t"type":\t\t"exp",
+\t"decay_steps":\t5000,
+\t"start_lr":\t0.001,
+\t"stop_lr":\t3.51e-8,
+\t"_comment":\t"that's all"
+    },
+
+    "loss" :{
+\t"type":\t\t"ener",
+\t"start_pref_e":\t0.02,
+\t"limit_pref_e":\t1,
+\t"start_pref_f":\t1000,
+\t"limit_pref_f":\t1,
+\t"start_pref_v":\t0,
+\t"limit_pref_v":\t0,
+\t"_comment":\t" that's all"
+    },
+
+    "training" : {
+\t"training_data": {
+\t    "systems":\t\t["inputs/water/data/data_0/", "inputs/water/data/data_1/", "inputs/water/data/data_2/"],
+\t    "batch_size":\t"auto",
+\t    "_comment":\t\t"that's all"
+\t},
+\t"validation_data":{
+\t    "systems":\t\t["inputs/water/data/data_3"],
+\t    "batch_size":\t1,
+\t    "numb_btch":\t3,
+\t    "_comment":\t\t"that's all"
+\t},
+\t"numb_steps":\t2,
+\t"seed":\t\t10,
+\t"disp_file":\t"lcurve.out",
+\t"disp_freq":\t1,
+\t"save_freq":\t1000,
+\t"_comment":\t"that's all"
+    },
+
+    "_comment":\t\t"that's all"
+}
+"""
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """A working directory in which inputs/ is the repository's (paths as in the upstream example)."""
+    (tmp_path / "inputs").symlink_to(REPO / "inputs")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_upstream_water_example_trains(workdir):
+    (workdir / "input.json").write_text(UPSTREAM_WATER)
+    assert cli_main(["train", "input.json", "--threads", "1"]) == 0
+    rows = [line.split() for line in (workdir / "lcurve.out").read_text().splitlines()
+            if not line.startswith("#")]
+    assert [int(r[0]) for r in rows] == [0, 1, 2]
+    assert (workdir / "model.h5").is_file() and (workdir / "model.ckpt.h5").is_file()
+
+
+def test_upstream_example_matches_its_toml(workdir):
+    """Every value of the JSON reaches the same TrainConfig field as the TOML spelling."""
+    (workdir / "input.json").write_text(UPSTREAM_WATER)
+    cfg = load_config("input.json")
+    d, f = cfg.descriptor, cfg.fitting
+    assert cfg.type_map == ["O", "H"]
+    assert (d.rcut, d.rcut_smth, d.sel, d.neuron, d.axis_neuron) == (6.0, 0.5, [46, 92], [25, 50, 100], 16)
+    assert (d.resnet_dt, d.type_one_side, d.seed) == (False, False, 1)
+    assert (f.neuron, f.resnet_dt, f.seed) == ([240, 240, 240], True, 1)
+    assert (cfg.learning_rate.decay_steps, cfg.learning_rate.stop_lr) == (5000, 3.51e-8)
+    tr = cfg.training
+    assert (tr.numb_steps, tr.seed, tr.disp_freq, tr.save_freq, tr.batch_size.auto) == (2, 10, 1, 1000, 32)
+    data = REPO / "inputs/water/data"
+    assert [p.resolve() for p in tr.systems] == [(data / f"data_{i}").resolve() for i in range(3)]
+    assert [p.resolve() for p in cfg.validation.systems] == [(data / "data_3").resolve()]
+    assert (cfg.validation.batch_size.fixed, cfg.validation.numb_btch) == (1, 3)
+    assert tr.disp_file == workdir / "lcurve.out"  # outputs in the working directory
+
+
+@pytest.mark.parametrize("name", ["water_2k_seed1", "cu_5k_seed1"])
+def test_oracle_inputs_parse(name, monkeypatch):
+    folder = ORACLE / "training"
+    if not folder.is_dir():
+        pytest.skip("../shared/oracle not present")
+    monkeypatch.chdir(folder)  # DeePMD-kit ran them from there
+    cfg = load_config(f"{name}.input.json")
+    raw = json.loads((folder / f"{name}.input.json").read_text())
+    d = raw["model"]["descriptor"]
+    assert (cfg.descriptor.sel, cfg.descriptor.rcut_smth, cfg.descriptor.type_one_side) == (
+        d["sel"], d["rcut_smth"], True)
+    assert cfg.loss.start_pref_v == raw["loss"]["start_pref_v"]
+    assert cfg.training.numb_steps == raw["training"]["numb_steps"]
+    assert len(cfg.training.systems) == len(raw["training"]["training_data"]["systems"])
+    assert all(p.is_dir() for p in cfg.training.systems + cfg.validation.systems)
+    assert cfg.validation.numb_btch == 3
+
+
+def test_oracle_water_input_trains(tmp_path, monkeypatch):
+    """DeePMD-kit's exact water input (only numb_steps cut to 2), run from a folder where its
+    ../../data paths resolve as they did for DeePMD-kit."""
+    src = ORACLE / "training" / "water_2k_seed1.input.json"
+    if not src.is_file():
+        pytest.skip("../shared/oracle not present")
+    (tmp_path / "data").symlink_to(ORACLE.parent / "data")
+    work = tmp_path / "oracle" / "training"
+    work.mkdir(parents=True)
+    tree = json.loads(src.read_text())
+    tree["training"]["numb_steps"] = 2
+    (work / "input.json").write_text(json.dumps(tree))
+    monkeypatch.chdir(work)
+    assert cli_main(["train", "input.json", "--threads", "1"]) == 0
+    rows = [line.split() for line in (work / "lcurve.out").read_text().splitlines() if not line.startswith("#")]
+    assert [int(r[0]) for r in rows] == [0, 2]  # disp_freq 100: the first and the last step
+    assert (work / "model.h5").is_file()
+
+
+def _write(workdir, tree) -> str:
+    (workdir / "input.json").write_text(json.dumps(tree))
+    return "input.json"
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t["model"]["descriptor"].update(foo=1), r"\[model.descriptor\] foo: unknown key"),
+    (lambda t: t["model"]["descriptor"].update(precision="float32"),
+     r"\[model.descriptor\] precision: numdp supports only 'float64' or 'default'"),
+    (lambda t: t["model"].update(type_embedding={}), r"\[model\] type_embedding: unknown key"),
+    (lambda t: t.update(nvnmd={}), r"\[nvnmd\]: unknown section"),
+    (lambda t: t["training"]["training_data"].update(set_prefix="frames"),
+     r"\[training.training_data\] set_prefix: numdp reads only set"),
+    (lambda t: t["training"]["training_data"].update(sys_probs=[0.5, 0.3, 0.2]),
+     r"\[training.training_data\] sys_probs: not supported"),
+    (lambda t: t["training"]["training_data"].update(auto_prob="prob_uniform"),
+     r"\[training.training_data\] auto_prob: numdp samples systems by size only"),
+    (lambda t: t["training"]["training_data"].update(numb_btch=3),
+     r"\[training.training_data\] numb_btch: unknown key"),
+    (lambda t: t["training"].update(gradient_max_norm=5.0), r"\[training\] gradient_max_norm: unknown key"),
+    (lambda t: t["training"].update(disp_avg=True), r"\[training\] disp_avg: numdp supports only False"),
+    (lambda t: t["loss"].update(start_pref_ae=1.0), r"\[loss\] start_pref_ae: numdp supports only 0"),
+    (lambda t: t["model"]["descriptor"].update(activation_function="gelu"),
+     r"\[model.descriptor\] activation_function: expected one of 'tanh'"),
+    (lambda t: t["training"]["training_data"].update(systems=["nowhere"]), r"\[training\] systems: .*nowhere"),
+])
+def test_errors_name_the_key(workdir, edit, message):
+    tree = json.loads(UPSTREAM_WATER)
+    edit(tree)
+    with pytest.raises(InputError, match=message):
+        load_config(_write(workdir, tree))
+    assert cli_main(["train", "input.json"]) == 2
+
+
+def test_harmless_keys_accepted(workdir):
+    """The keys of IGNORED, at accepted values, change nothing; nulls are defaults; sel "auto",
+    type_one_side, activation_function, stop_batch and model.data_stat_nbatch are read."""
+    base = json.loads(UPSTREAM_WATER)
+    tree = copy.deepcopy(base)
+    tree["model"]["descriptor"].update(precision="float64", trainable=True, exclude_types=[],
+                                       sel="auto", type_one_side=True, activation_function="tanh")
+    tree["model"]["fitting_net"].update(precision="default", seed=None, activation_function="tanh")
+    tree["model"]["data_stat_nbatch"] = 3
+    tree["training"].update(max_ckpt_keep=2, time_training=True, profiling=False, tensorboard=False,
+                            stop_batch=7, validation_data=None)
+    del tree["training"]["numb_steps"]
+    tree["training"]["training_data"].update(set_prefix="set", auto_prob="prob_sys_size")
+    cfg = load_config(_write(workdir, tree))
+    assert cfg.descriptor.sel is None and cfg.descriptor.type_one_side
+    assert cfg.fitting.seed is None
+    assert (cfg.training.numb_steps, cfg.training.data_stat_nbatch) == (7, 3)
+    assert cfg.validation.systems == []
+    assert set(IGNORED["training"]) >= {"max_ckpt_keep", "tensorboard", "profiling"}
+
+
+def test_paths_against_working_directory(workdir, tmp_path, monkeypatch):
+    sub = workdir / "elsewhere"
+    sub.mkdir()
+    (sub / "input.json").write_text(UPSTREAM_WATER)
+    cfg = load_config(sub / "input.json")  # run from workdir: inputs/ resolves there
+    assert cfg.training.disp_file == workdir / "lcurve.out"
+    monkeypatch.chdir(sub)
+    with pytest.raises(InputError, match="inputs/water/data/data_0"):
+        load_config("input.json")
+
+
+def test_not_json(workdir):
+    (workdir / "input.json").write_text("{ not json")
+    with pytest.raises(InputError, match="input.json: not valid JSON"):
+        load_config("input.json")
