@@ -16,7 +16,8 @@ from .io.h5md import DEFAULT_FORCE_UNIT, FIELDS, FORCE_UNITS
 from .md.barostat import COUPLINGS, StochasticCellRescaling
 from .md.thermostats import THERMOSTATS, NoseHooverChain
 from .model.precision import PRECISIONS
-from .validate import RUN_WORDING, Table, is_int_list, load_toml
+from .errors import InputError
+from .validate import RUN_WORDING, Table, is_int_list, load_toml, resolve_path
 
 # The names an input may use; each set has its home where it is implemented.
 ENSEMBLES = ("nve", "nvt", "npt")
@@ -27,9 +28,26 @@ PRECISIONS_AVAILABLE = tuple(PRECISIONS)
 
 @dataclass
 class ModelSettings:
-    file: Path
+    file: Path  # model 0, which drives the dynamics
     precision: str = "double"
     threads: int | None = None
+    deviation_files: tuple[Path, ...] = ()  # models 1.. of a deviation ensemble ([model] file = [...])
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """Every model file, model 0 first."""
+        return (self.file,) + self.deviation_files
+
+
+@dataclass
+class ModelDeviSettings:
+    """[model_devi]: LAMMPS `pair_style deepmd ... out_freq out_file atomic relative relative_v`."""
+
+    every: int = 100
+    file: Path | None = None
+    atomic: bool = False
+    relative: float | None = None    # eV/Å
+    relative_v: float | None = None  # eV
 
 
 @dataclass
@@ -114,6 +132,7 @@ class RunSettings:
     output: OutputSettings
     safety: SafetySettings
     parallel: ParallelSettings = field(default_factory=ParallelSettings)
+    model_devi: ModelDeviSettings | None = None
 
 
 # -- tables ------------------------------------------------------------------------------------------
@@ -124,8 +143,19 @@ def _model(t: Table, base: Path) -> ModelSettings:
     precision = t.string("precision", "double")
     if precision not in PRECISIONS_AVAILABLE:
         raise t.error("precision", f"must be one of {', '.join(PRECISIONS_AVAILABLE)}, got {precision!r}")
-    return ModelSettings(file=t.path("file", base), precision=precision,
-                         threads=t.integer("threads", None, positive=True))
+    names = t.str_list("file")
+    files = tuple(resolve_path(n, base) for n in names)
+    return ModelSettings(file=files[0], precision=precision,
+                         threads=t.integer("threads", None, positive=True), deviation_files=files[1:])
+
+
+def _model_devi(t: Table, base: Path) -> ModelDeviSettings:
+    t.check_keys(("every", "file", "atomic", "relative", "relative_v"))
+    return ModelDeviSettings(every=t.integer("every", 100, positive=True),
+                             file=t.path("file", base, "model_devi.out"),
+                             atomic=t.boolean("atomic", False),
+                             relative=t.number("relative", None, nonnegative=True),
+                             relative_v=t.number("relative_v", None, nonnegative=True))
 
 
 def _system(t: Table, base: Path) -> SystemSettings:
@@ -242,7 +272,7 @@ def _parallel(t: Table) -> ParallelSettings:
     return ParallelSettings(grid=None if grid is None else tuple(grid))
 
 
-TABLES = ("model", "system", "md", "neighbor", "output", "safety", "parallel")
+TABLES = ("model", "system", "md", "neighbor", "output", "safety", "parallel", "model_devi")
 REQUIRED_TABLES = ("model", "system", "md")
 
 
@@ -259,7 +289,16 @@ def load_run_settings(path) -> RunSettings:
     def table(name):
         return root.section(name, {})
 
-    return RunSettings(path=path, text=text, model=_model(table("model"), base),
+    model = _model(table("model"), base)
+    model_devi = _model_devi(root.section("model_devi"), base) if "model_devi" in data else None
+    if model_devi is not None and not model.deviation_files:
+        raise InputError(f"{path.name}: [model_devi]: needs an ensemble of two or more models: "
+                         f"[model] file = [\"m0.h5\", \"m1.h5\", ...]")
+    if model.deviation_files and model_devi is None:
+        raise InputError(f"{path.name}: [model] file: {len(model.files)} models are given but there is no "
+                         f"[model_devi] table (add one, e.g. every = 100, or give one model)")
+    return RunSettings(path=path, text=text, model=model,
                        system=_system(table("system"), base), md=_md(table("md")),
                        neighbor=_neighbor(table("neighbor")), output=_output(table("output"), base),
-                       safety=_safety(table("safety")), parallel=_parallel(table("parallel")))
+                       safety=_safety(table("safety")), parallel=_parallel(table("parallel")),
+                       model_devi=model_devi)

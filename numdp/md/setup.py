@@ -32,6 +32,7 @@ from ..parallel.threads import apply_threads, threads_per_rank
 from ..parallel.world import World
 from ..system import State, kinetic_energy, temperature, zero_momentum
 from ..units import KB, MVV2E, standard_mass
+from .deviation import DeviationReporter, check_ensemble
 from .barostat import StochasticCellRescaling, is_lower_triangular, lower_triangular_rotation
 from .forces import ForceProvider
 from .integrator import VelocityVerlet
@@ -156,6 +157,9 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
 
             apply_threads(nthreads)
             model = load_model(settings.model.file, nthreads=nthreads, precision=settings.model.precision)
+        others = [load_model(f, nthreads=nthreads, precision=settings.model.precision)
+                  for f in settings.model.deviation_files]
+        check_ensemble([model] + others, settings.model.files, f"{name}: [model] file")
         if restart is None and settings.system.file.is_file() and is_checkpoint(settings.system.file):
             s = settings.system
             if s.velocities is not None or s.replicate != (1, 1, 1) or s.frame is not None:
@@ -207,7 +211,8 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
     if not restarted:  # a new run: keep the previous run's files under numbered names
         with world.agreement():
             if world.is_root:
-                moved = back_up([out.trajectory, out.log, out.checkpoint, _stop_path(out.checkpoint)])
+                moved = back_up([out.trajectory, out.log, out.checkpoint, _stop_path(out.checkpoint),
+                                 settings.model_devi.file if settings.model_devi else None])
     console = Console(out.log, resume=restarted, screen=screen, enabled=world.is_root)
     reporters = [ThermoReporter(out.thermo_every, console)]
     writer = None
@@ -225,6 +230,10 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
     if out.trajectory is not None:
         trajectory = TrajectoryReporter(writer, out.every, out.trajectory, world)
         reporters.append(trajectory)
+    devi = settings.model_devi
+    if devi is not None:
+        reporters.append(DeviationReporter(provider, others, devi.every, devi.file, devi.atomic, devi.relative,
+                                           devi.relative_v, state.step if restarted else None, world))
     checkpoint = CheckpointReporter(out.checkpoint, out.checkpoint_every, settings.text, out.force_unit, world)
     reporters.append(checkpoint)
     sim = Simulation(state, integrator, provider, safety, reporters, console, out.progress if world.is_root else "none",
@@ -242,6 +251,9 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
                     if md.thermostat else "")
                  + (f", {md.barostat.kind} barostat {md.barostat.pressure} bar tau {md.barostat.tau} ps "
                     f"({md.barostat.coupling})" if md.barostat else ""))
+    if devi is not None:
+        console.line(f"  model deviation of {len(others) + 1} models every {devi.every} steps to {devi.file}"
+                     + (" (per atom)" if devi.atomic else ""))
     if world.size > 1:
         console.line(f"  {world.size} MPI ranks, grid {describe_grid(grid, box, provider.cutoff)}; "
                      f"{getattr(model, 'nthreads', nthreads)} threads per rank ({thread_source})")
