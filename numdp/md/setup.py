@@ -152,9 +152,9 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
     md = settings.md
     nthreads, thread_source = threads_per_rank(settings.model.threads, world)
     with world.agreement():  # every rank loads the model; errors are reported once
-        if model is None:
-            from .. import load_model
+        from .. import load_model
 
+        if model is None:
             apply_threads(nthreads)
             model = load_model(settings.model.file, nthreads=nthreads, precision=settings.model.precision)
         others = [load_model(f, nthreads=nthreads, precision=settings.model.precision)
