@@ -64,6 +64,7 @@ class SystemSettings:
     velocities: VelocitySettings | None = None
     masses: dict[str, float] = field(default_factory=dict)  # amu
     type_names: list[str] | None = None
+    pbc: tuple[bool, bool, bool] | None = None  # None: as the structure file says (else all periodic with a cell)
 
 
 @dataclass
@@ -159,7 +160,10 @@ def _model_devi(t: Table, base: Path) -> ModelDeviSettings:
 
 
 def _system(t: Table, base: Path) -> SystemSettings:
-    t.check_keys(("file", "frame", "replicate", "velocities", "masses", "type_names"))
+    t.check_keys(("file", "frame", "replicate", "velocities", "masses", "type_names", "pbc"))
+    pbc = t.data.get("pbc")
+    if pbc is not None and (not isinstance(pbc, list) or len(pbc) != 3 or not all(isinstance(p, bool) for p in pbc)):
+        raise t.error("pbc", f"expected three booleans (periodic along a, b, c) like [true, true, false], got {pbc!r}")
     rep = t.data.get("replicate", [1, 1, 1])
     if not is_int_list(rep, minimum=1, length=3):
         raise t.error("replicate", f"expected three integers >= 1 like [2, 2, 2], got {rep!r}")
@@ -180,7 +184,8 @@ def _system(t: Table, base: Path) -> SystemSettings:
         raise t.error("type_names", f"expected a list of element names like [\"O\", \"H\"], got {type_names!r}")
     return SystemSettings(file=t.path("file", base),
                           frame=t.integer("frame", None),
-                          replicate=tuple(rep), velocities=velocities, masses=masses, type_names=type_names)
+                          replicate=tuple(rep), velocities=velocities, masses=masses, type_names=type_names,
+                          pbc=None if pbc is None else tuple(pbc))
 
 
 def _thermostat(t: Table) -> ThermostatSettings:

@@ -20,7 +20,7 @@ from numdp.md.setup import build_simulation
 from numdp.model.deviation import frame_deviation
 from numdp.model.dp_model import DPModel
 from randmodel import random_params
-from test_mpi import C_ROUND, MPIEXEC, U64, frames, make_run, numdp_run, same_run_bounds
+from test_mpi import C_ROUND, MPIEXEC, U32, U64, frames, make_run, numdp_run, same_run_bounds
 
 STEPS = 20
 EVERY = 5
@@ -107,21 +107,18 @@ def test_deviation_does_not_change_the_dynamics(serial, tmp_path):
         assert np.array_equal(a[key], b[key]), key
 
 
-@pytest.mark.skipif(MPIEXEC is None, reason="needs mpiexec")
-def test_two_ranks_equal_serial(serial, tmp_path):
-    path = ensemble_dir(tmp_path)
-    r = numdp_run(path, 2)
-    assert "2 MPI ranks" in r.stdout and "model deviation of 3 models" in r.stdout
+def assert_rows_close(serial: Path, other: Path, u=U64):
+    """The deviation rows of `other` equal those of the serial double run within the bounds of
+    two runs that differ by the order of sums in arithmetic of round-off u (test_mpi)."""
     _, one = read_devi(serial)
-    _, two = read_devi(path)
+    _, two = read_devi(other)
     assert np.array_equal(one[:, 0], two[:, 0])
-    # The two runs differ by the order of sums: per frame, model 0's forces by <= `force` of
-    # same_run_bounds and positions by <= `pos`.  `force` is linear in the force scale max|F|, so
-    # for models 1 and 2 it is scaled by the largest |F| of all three models over model 0's.  A
-    # force deviation (a seminorm of the models' forces) moves by at most that; the virial per
-    # atom by NNEI (rcut dF + |F| dx).
+    # Per frame, model 0's forces differ by <= `force` of same_run_bounds and positions by <= `pos`.
+    # `force` is linear in the force scale max|F|, so for models 1 and 2 it is scaled by the
+    # largest |F| of all three models over model 0's.  A force deviation (a seminorm of the
+    # models' forces) moves by at most that; the virial per atom by NNEI (rcut dF + |F| dx).
     traj = frames(serial)
-    pos, force, _ = same_run_bounds(traj)
+    pos, force, _ = same_run_bounds(traj, u)
     fmax0 = np.abs(traj["force"]).max()
     models = [DPModel(read_model(serial / n), nthreads=1) for n in ("m1.h5", "m2.h5")]
     types = np.tile([0, 0, 0, 0, 1, 1, 1, 1], 8)
@@ -132,6 +129,31 @@ def test_two_ranks_equal_serial(serial, tmp_path):
     bound = 2 * PRINT * np.abs(one[:, 1:]) + np.column_stack([dv] * 3 + [np.full_like(dv, df)] * (one.shape[1] - 4))
     diff = np.abs(one[:, 1:] - two[:, 1:])
     assert np.all(diff <= bound), diff.max()
+
+
+@pytest.mark.skipif(MPIEXEC is None, reason="needs mpiexec")
+def test_two_ranks_equal_serial(serial, tmp_path):
+    path = ensemble_dir(tmp_path)
+    r = numdp_run(path, 2)
+    assert "2 MPI ranks" in r.stdout and "model deviation of 3 models" in r.stdout
+    assert_rows_close(serial, path)
+
+
+def test_compressed_mix32_ensemble_matches_double(serial, tmp_path):
+    """Compressed models under mix32 (all three) give the double run's rows within float32
+    round-off bounds (the quintic tables are exact below float32 round-off, as in test_mpi)."""
+    from numdp.model.compress import compress
+
+    path = ensemble_dir(tmp_path)
+    for name in ("model.h5", "m1.h5", "m2.h5"):
+        params = read_model(path / name)
+        params.min_nbor_dist = 1.5     # no training data: the nearest pairs of the crystal are 2 A
+        write_model(compress(params, dx=0.01, order=5)[0], path / name)
+    text = (path / "md.toml").read_text().replace('"m2.h5"]', '"m2.h5"]\nprecision = "mix32"')
+    (path / "md.toml").write_text(text)
+    r = numdp_run(path, 1)
+    assert "compressed, precision mix32" in r.stdout
+    assert_rows_close(serial, path, u=U32)
 
 
 def test_restart_appends_and_a_new_run_backs_up(serial, tmp_path):

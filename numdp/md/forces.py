@@ -127,10 +127,10 @@ class ForceProvider:
             images = np.zeros((nloc, 3))
             owned = np.ascontiguousarray(positions, dtype=np.float64)
         else:
-            images = wrap_images(positions, box)[1]
+            images = wrap_images(positions, box, state.pbc_flags)[1]
             owned = np.empty((nloc, 3))
             owned_positions(positions, images, np.asarray(box, dtype=np.float64), owned)
-        ghosts = self.comm.borders(owned, state.types, state.ids, box, self.cutoff)
+        ghosts = self.comm.borders(owned, state.types, state.ids, box, self.cutoff, state.pbc_flags)
         mapping = np.full(ghosts.nall, -1, dtype=np.int32)  # ghosts may be owned by other ranks
         mapping[:nloc] = np.arange(nloc, dtype=np.int32)
         ext = Extended(positions=ghosts.positions, types=ghosts.types, mapping=mapping, shifts=ghosts.shifts,
