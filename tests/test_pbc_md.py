@@ -154,3 +154,20 @@ def test_model_devi_reads_the_slab_pbc(tmp_path):
     # printed with 7 significant digits: within 5e-7 relative (+ round-off of the sums, far below)
     assert np.allclose(row[1:], slab, rtol=1e-6, atol=1e-12)
     assert not np.allclose(row[1:], bulk, rtol=1e-3, atol=1e-6)
+
+
+def test_checkpoint_and_trajectory_keep_the_boundary_conditions(tmp_path):
+    from numdp.io.h5md import read_checkpoint
+
+    path = slab_dir(tmp_path, vacuum=False, steps=10)
+    numdp_run(path, 1)
+    assert read_checkpoint(path / "checkpoint.h5").pbc == (True, True, False)
+    with h5py.File(path / "traj.h5md", "r") as h5:
+        assert [str(b.decode() if isinstance(b, bytes) else b) for b in h5["particles/trajectory/box"].attrs["boundary"]] \
+            == ["periodic", "periodic", "none"]
+    assert read_structure(path / "traj.h5md").pbc == (True, True, False)
+    # a restart without the key keeps the checkpoint's pbc
+    (path / "md.toml").write_text((path / "md.toml").read_text().replace("pbc = [true, true, false]\n", "")
+                                  .replace("steps = 10", "steps = 20"))
+    r = numdp_run(path, 1, "--restart", "checkpoint.h5")
+    assert "mixed boundary conditions: periodic along a, b only" in r.stdout
