@@ -18,7 +18,8 @@ from .io.trajectory import format_of_path as traj_format_of_path
 from .md.barostat import COUPLINGS, StochasticCellRescaling
 from .md.thermostats import THERMOSTATS, NoseHooverChain
 from .model.precision import PRECISIONS
-from .validate import RUN_WORDING, Table, is_int_list, load_toml
+from .errors import InputError
+from .validate import RUN_WORDING, Table, is_int_list, load_toml, resolve_path
 
 # The names an input may use; each set has its home where it is implemented.
 ENSEMBLES = ("nve", "nvt", "npt")
@@ -29,9 +30,26 @@ PRECISIONS_AVAILABLE = tuple(PRECISIONS)
 
 @dataclass
 class ModelSettings:
-    file: Path
+    file: Path  # model 0, which drives the dynamics
     precision: str = "double"
     threads: int | None = None
+    deviation_files: tuple[Path, ...] = ()  # models 1.. of a deviation ensemble ([model] file = [...])
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """Every model file, model 0 first."""
+        return (self.file,) + self.deviation_files
+
+
+@dataclass
+class ModelDeviSettings:
+    """[model_devi]: LAMMPS `pair_style deepmd ... out_freq out_file atomic relative relative_v`."""
+
+    every: int = 100
+    file: Path | None = None
+    atomic: bool = False
+    relative: float | None = None    # eV/Å
+    relative_v: float | None = None  # eV
 
 
 @dataclass
@@ -48,6 +66,7 @@ class SystemSettings:
     velocities: VelocitySettings | None = None
     masses: dict[str, float] = field(default_factory=dict)  # amu
     type_names: list[str] | None = None
+    pbc: tuple[bool, bool, bool] | None = None  # None: as the structure file says (else all periodic with a cell)
 
 
 @dataclass
@@ -117,6 +136,7 @@ class RunSettings:
     output: OutputSettings
     safety: SafetySettings
     parallel: ParallelSettings = field(default_factory=ParallelSettings)
+    model_devi: ModelDeviSettings | None = None
 
 
 # -- tables ------------------------------------------------------------------------------------------
@@ -127,12 +147,26 @@ def _model(t: Table, base: Path) -> ModelSettings:
     precision = t.string("precision", "double")
     if precision not in PRECISIONS_AVAILABLE:
         raise t.error("precision", f"must be one of {', '.join(PRECISIONS_AVAILABLE)}, got {precision!r}")
-    return ModelSettings(file=t.path("file", base), precision=precision,
-                         threads=t.integer("threads", None, positive=True))
+    names = t.str_list("file")
+    files = tuple(resolve_path(n, base) for n in names)
+    return ModelSettings(file=files[0], precision=precision,
+                         threads=t.integer("threads", None, positive=True), deviation_files=files[1:])
+
+
+def _model_devi(t: Table, base: Path) -> ModelDeviSettings:
+    t.check_keys(("every", "file", "atomic", "relative", "relative_v"))
+    return ModelDeviSettings(every=t.integer("every", 100, positive=True),
+                             file=t.path("file", base, "model_devi.out"),
+                             atomic=t.boolean("atomic", False),
+                             relative=t.number("relative", None, nonnegative=True),
+                             relative_v=t.number("relative_v", None, nonnegative=True))
 
 
 def _system(t: Table, base: Path) -> SystemSettings:
-    t.check_keys(("file", "frame", "replicate", "velocities", "masses", "type_names"))
+    t.check_keys(("file", "frame", "replicate", "velocities", "masses", "type_names", "pbc"))
+    pbc = t.data.get("pbc")
+    if pbc is not None and (not isinstance(pbc, list) or len(pbc) != 3 or not all(isinstance(p, bool) for p in pbc)):
+        raise t.error("pbc", f"expected three booleans (periodic along a, b, c) like [true, true, false], got {pbc!r}")
     rep = t.data.get("replicate", [1, 1, 1])
     if not is_int_list(rep, minimum=1, length=3):
         raise t.error("replicate", f"expected three integers >= 1 like [2, 2, 2], got {rep!r}")
@@ -153,7 +187,8 @@ def _system(t: Table, base: Path) -> SystemSettings:
         raise t.error("type_names", f"expected a list of element names like [\"O\", \"H\"], got {type_names!r}")
     return SystemSettings(file=t.path("file", base),
                           frame=t.integer("frame", None),
-                          replicate=tuple(rep), velocities=velocities, masses=masses, type_names=type_names)
+                          replicate=tuple(rep), velocities=velocities, masses=masses, type_names=type_names,
+                          pbc=None if pbc is None else tuple(pbc))
 
 
 def _thermostat(t: Table) -> ThermostatSettings:
@@ -253,7 +288,7 @@ def _parallel(t: Table) -> ParallelSettings:
     return ParallelSettings(grid=None if grid is None else tuple(grid))
 
 
-TABLES = ("model", "system", "md", "neighbor", "output", "safety", "parallel")
+TABLES = ("model", "system", "md", "neighbor", "output", "safety", "parallel", "model_devi")
 REQUIRED_TABLES = ("model", "system", "md")
 
 
@@ -270,7 +305,16 @@ def load_run_settings(path) -> RunSettings:
     def table(name):
         return root.section(name, {})
 
-    return RunSettings(path=path, text=text, model=_model(table("model"), base),
+    model = _model(table("model"), base)
+    model_devi = _model_devi(root.section("model_devi"), base) if "model_devi" in data else None
+    if model_devi is not None and not model.deviation_files:
+        raise InputError(f"{path.name}: [model_devi]: needs an ensemble of two or more models: "
+                         f"[model] file = [\"m0.h5\", \"m1.h5\", ...]")
+    if model.deviation_files and model_devi is None:
+        raise InputError(f"{path.name}: [model] file: {len(model.files)} models are given but there is no "
+                         f"[model_devi] table (add one, e.g. every = 100, or give one model)")
+    return RunSettings(path=path, text=text, model=model,
                        system=_system(table("system"), base), md=_md(table("md")),
                        neighbor=_neighbor(table("neighbor")), output=_output(table("output"), base),
-                       safety=_safety(table("safety")), parallel=_parallel(table("parallel")))
+                       safety=_safety(table("safety")), parallel=_parallel(table("parallel")),
+                       model_devi=model_devi)

@@ -42,6 +42,8 @@ class State:
     barostat: named float64 arrays of the barostat.
     neighbor: the configuration of the last neighbour-list build ("positions" (N, 3), "box",
         "cutoff"): forces depend on it at the round-off level, so a bit-exact restart needs it.
+    pbc: periodicity along each cell vector (mixed boundary conditions, e.g. a slab (True, True,
+        False)), or None: periodic along all three with a box (`pbc_flags` gives the flags).
     natoms_global: atoms of the whole system.  In a run on several MPI ranks each rank's State
         holds the atoms it owns (N of them, sorted by id) and the global scalars (step, box,
         thermostat, ...) identical on every rank; 0 at construction means "all atoms are here".
@@ -64,10 +66,19 @@ class State:
     barostat: dict[str, np.ndarray] = field(default_factory=dict)
     neighbor: dict[str, np.ndarray] = field(default_factory=dict)
     natoms_global: int = 0
+    pbc: tuple[bool, bool, bool] | None = None
 
     def __post_init__(self):
         if self.natoms_global <= 0:
             self.natoms_global = int(self.positions.shape[0])
+
+    @property
+    def pbc_flags(self) -> tuple[bool, bool, bool]:
+        """Periodicity along the three cell vectors: `pbc`, or all True with a box and all False
+        without one when `pbc` is None."""
+        if self.pbc is None:
+            return (self.box is not None,) * 3
+        return tuple(bool(p) for p in self.pbc)
 
     @property
     def natoms(self) -> int:
@@ -174,6 +185,8 @@ def to_arrays(state: State) -> dict[str, np.ndarray]:
     for group in ("thermostat", "barostat", "neighbor"):
         for key, value in getattr(state, group).items():
             out[f"{group}/{key}"] = np.asarray(value)
+    if state.pbc is not None:
+        out["pbc"] = np.array(state.pbc, dtype=np.int8)
     return out
 
 
@@ -213,4 +226,5 @@ def from_arrays(arrays: dict[str, np.ndarray], what: str = "checkpoint") -> Stat
         thermostat=groups["thermostat"],
         barostat=groups["barostat"],
         neighbor=groups["neighbor"],
+        pbc=tuple(bool(p) for p in np.asarray(arrays["pbc"]).tolist()) if "pbc" in arrays else None,
     )

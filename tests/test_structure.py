@@ -38,9 +38,11 @@ def test_extxyz_frames_plain_xyz_and_ase_momenta(tmp_path):
     (tmp_path / "ase.xyz").write_text(ase)
     s = read_extxyz(tmp_path / "ase.xyz")
     assert s.velocities[0, 0] == pytest.approx(98.2269, rel=1e-5)
-    bad = '1\nLattice="5 0 0 0 5 0 0 0 5" pbc="T T F"\nH 0 0 0\n'
-    (tmp_path / "bad.xyz").write_text(bad)
-    with pytest.raises(InputError, match="only fully periodic"):
+    slab = '1\nLattice="5 0 0 0 5 0 0 0 5" pbc="T T F"\nH 0 0 0\n'
+    (tmp_path / "slab.xyz").write_text(slab)
+    assert read_extxyz(tmp_path / "slab.xyz").pbc == (True, True, False)   # mixed pbc read as given
+    (tmp_path / "bad.xyz").write_text(slab.replace("T T F", "T T"))
+    with pytest.raises(InputError, match="expected three of T / F"):
         read_extxyz(tmp_path / "bad.xyz")
 
 

@@ -44,8 +44,10 @@ def configure(parser):
 
 
 def frames_of(path: Path, type_map: list[str]):
-    """(title, iterator of (positions (N, 3), types (N,), box (3, 3) or None)) for each system
-    named by `path`: npy system directories, an H5MD file, or an extxyz file."""
+    """(title, iterator of (positions (N, 3), types (N,), box (3, 3) or None, pbc)) for each system
+    named by `path`: npy system directories, an H5MD file, or an extxyz file.  pbc: the
+    periodicity along each cell vector as the file gives it (extxyz `pbc`, H5MD `box/boundary`),
+    or None (periodic along all three with a box)."""
     from ..io.structure import assign_types, iter_extxyz, read_h5md_structure
 
     if not path.exists():
@@ -59,14 +61,14 @@ def frames_of(path: Path, type_map: list[str]):
         for sys_path in found:
             s = load_system(sys_path)
             types = s.model_types(type_map)
-            yield str(sys_path), ((s.coords[f], types, None if s.boxes is None else s.boxes[f])
+            yield str(sys_path), ((s.coords[f], types, None if s.boxes is None else s.boxes[f], None)
                                   for f in range(s.nframes))
     elif h5py.is_hdf5(path):
         n = _h5md_frames(path)
-        yield str(path), ((st.positions, assign_types(st, type_map), st.box)
+        yield str(path), ((st.positions, assign_types(st, type_map), st.box, st.pbc)
                           for st in (read_h5md_structure(path, k) for k in range(n)))
     elif path.suffix.lower() in (".xyz", ".extxyz"):
-        yield str(path), ((st.positions, assign_types(st, type_map), st.box)
+        yield str(path), ((st.positions, assign_types(st, type_map), st.box, st.pbc)
                           for st in iter_extxyz(path))
     else:
         raise InputError(f"{path}: unknown system format (expected a DeePMD npy system directory, "
@@ -101,11 +103,11 @@ def load_ensemble(paths, threads=None, precision="double"):
 
 
 def deviations(models, frames, relative=None, relative_v=None):
-    """FrameDeviation of each (positions, types, box) frame."""
+    """FrameDeviation of each (positions, types, box, pbc) frame."""
     from ..model.deviation import frame_deviation
 
-    for pos, types, box in frames:
-        outs = [m.evaluate(pos, types, box, atom_virial=False) for m in models]
+    for pos, types, box, pbc in frames:
+        outs = [m.evaluate(pos, types, box, atom_virial=False, pbc=pbc) for m in models]
         yield frame_deviation([o.energy for o in outs], np.stack([o.forces for o in outs]),
                               np.stack([o.virial for o in outs]), relative, relative_v)
 

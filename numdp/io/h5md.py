@@ -105,7 +105,8 @@ class H5MDWriter:
     """Append frames to an H5MD file.
 
     path: file name; species (N,) int model types; masses (N,) amu; type_map: element names;
-    fields: subset of FIELDS; periodic: whether the box is periodic; force_unit: a key of
+    fields: subset of FIELDS; periodic: whether the box is periodic (one bool, or three for mixed
+    boundary conditions: H5MD boundary "periodic" / "none" per vector); force_unit: a key of
     FORCE_UNITS; input_text: stored in /parameters/numdp.  `resume_after` = k opens an existing
     file instead, drops its frames with step > k and appends after them (restarts).
     """
@@ -126,7 +127,9 @@ class H5MDWriter:
         part.create_dataset("mass", data=np.asarray(masses, dtype=np.float64)).attrs["unit"] = "u"
         box = part.create_group("box")
         box.attrs["dimension"] = np.int32(3)
-        box.attrs["boundary"] = ["periodic" if periodic else "none"] * 3
+        flags = (bool(periodic),) * 3 if np.ndim(periodic) == 0 else tuple(bool(p) for p in periodic)
+        box.attrs["boundary"] = ["periodic" if p else "none" for p in flags]
+        periodic = any(flags)   # the cell is written when any direction is periodic
         clock = None
         self.elements = {}
         if periodic:
@@ -270,12 +273,17 @@ def read_frame(path, frame: int = -1) -> dict:
         if "box" in part and "edges" in part["box"]:
             edges = element(part["box"]["edges"], "box", lengths)[0]
             box = np.diag(edges) if edges.shape == (3,) else edges
+        pbc = None
+        if box is not None and "boundary" in part["box"].attrs:
+            flags = [str(b.decode() if isinstance(b, bytes) else b) == "periodic" for b in part["box"].attrs["boundary"]]
+            if len(flags) == 3 and not all(flags):
+                pbc = tuple(flags)
         species = np.asarray(part["species"][()], dtype=np.int64) if "species" in part else None
         masses = np.asarray(part["mass"][()], dtype=np.float64) if "mass" in part else None
         type_map = None
         if "parameters/numdp" in h5:
             type_map = [str(t) for t in h5["parameters/numdp"].attrs["type_map"]]
-        return {"positions": positions, "velocities": velocities, "box": box, "species": species,
+        return {"positions": positions, "velocities": velocities, "box": box, "pbc": pbc, "species": species,
                 "masses": masses, "type_map": type_map, "step": step or 0, "time": time or 0.0}
 
 
@@ -295,7 +303,8 @@ def write_checkpoint(path, state: State, observables: dict, input_text: str = ""
                      force_unit: str = "kJ mol-1 Angstrom-1") -> None:
     """Write the whole State atomically (numdp.io.atomic: temporary name, fsync, rename)."""
     with atomic_path(path, "checkpoint") as tmp:
-        writer = H5MDWriter(tmp, state.types, state.masses, state.type_map, FIELDS, state.box is not None,
+        writer = H5MDWriter(tmp, state.types, state.masses, state.type_map, FIELDS,
+                            state.pbc_flags if state.box is not None else False,
                             force_unit, input_text)
         try:
             forces = state.forces if state.forces is not None else np.zeros_like(state.positions)

@@ -32,7 +32,8 @@ class Structure:
     elements: element name of each atom, or None when the file has only numeric types;
     type_ids: (N,) int 0-based numeric types (None when `elements` is given);
     velocities: (N, 3) Å/ps or None; masses: (N,) amu or None (as given in the file);
-    source: description for messages.
+    source: description for messages; pbc: periodicity along each cell vector when the file says
+    (extxyz `pbc="T T F"`), None otherwise (periodic along all three when there is a box).
     """
 
     positions: np.ndarray
@@ -42,6 +43,7 @@ class Structure:
     velocities: np.ndarray | None
     masses: np.ndarray | None
     source: str
+    pbc: tuple[bool, bool, bool] | None = None  # as given by the file (extxyz pbc="T T F"); None: all periodic with a box
 
     @property
     def natoms(self) -> int:
@@ -179,15 +181,21 @@ def _xyz_frame(path: Path, lines: list[str], start: int, frame: int) -> Structur
     info = _comment_fields(lines[start + 1])
     props = _properties(info.get("properties", "species:S:1:pos:R:3"), where)
     box = None
+    pbc = None
     if "lattice" in info:
         try:
             box = np.array([float(v) for v in info["lattice"].split()]).reshape(3, 3)
         except ValueError:
             raise InputError(f"{where}: Lattice must hold 9 numbers, got '{info['lattice']}'") from None
-        pbc = info.get("pbc", "T T T").split()
-        if any(p.upper() not in ("T", "TRUE", "1") for p in pbc):
-            raise InputError(f"{where}: pbc = '{info['pbc']}': only fully periodic cells or none "
-                             f"(no Lattice) are supported")
+        words = info.get("pbc", "T T T").split()
+        flags = [{"T": True, "TRUE": True, "1": True, "F": False, "FALSE": False, "0": False}.get(w.upper())
+                 for w in words]
+        if len(flags) != 3 or None in flags:
+            raise InputError(f"{where}: pbc = '{info['pbc']}': expected three of T / F, like pbc=\"T T F\"")
+        if not any(flags):
+            box = None      # a cell that is periodic along no vector: an open cluster
+        elif not all(flags):
+            pbc = tuple(flags)
     columns: dict[str, list] = {name: [] for name, _, _ in props}
     for a in range(natoms):
         line_no = start + 3 + a
@@ -223,17 +231,18 @@ def _xyz_frame(path: Path, lines: list[str], start: int, frame: int) -> Structur
         else:
             masses_for_p = masses
         velocities = real("momenta") / masses_for_p[:, None] / ASE_TIME_IN_PS
-    return Structure(positions, box, elements, None, velocities, masses, f"{path} frame {frame}")
+    return Structure(positions, box, elements, None, velocities, masses, f"{path} frame {frame}", pbc)
 
 
-def write_extxyz(path, elements, positions, box=None, velocities=None) -> None:
-    """Write one frame of extended XYZ (Å, velocities Å/ps in a `vel` column)."""
+def write_extxyz(path, elements, positions, box=None, velocities=None, pbc=(True, True, True)) -> None:
+    """Write one frame of extended XYZ (Å, velocities Å/ps in a `vel` column); `pbc`: the
+    periodicity along each cell vector written with a box."""
     positions = np.asarray(positions, dtype=np.float64)
     props = "species:S:1:pos:R:3" + (":vel:R:3" if velocities is not None else "")
     head = f'Properties={props}'
     if box is not None:
         b = np.asarray(box, dtype=np.float64).ravel()
-        head = 'Lattice="' + " ".join(f"{v:.10f}" for v in b) + '" ' + head + ' pbc="T T T"'
+        head = 'Lattice="' + " ".join(f"{v:.10f}" for v in b) + '" ' + head + ' pbc="' + " ".join("T" if p else "F" for p in pbc) + '"'
     rows = []
     for i, e in enumerate(elements):
         cols = [f"{e:2s}"] + [f"{v:16.10f}" for v in positions[i]]
@@ -418,7 +427,7 @@ def read_h5md_structure(path, frame: int = -1) -> Structure:
     if elements is None and type_ids is None:
         raise InputError(f"{path}: the H5MD file has no species; cannot assign atom types")
     return Structure(f["positions"], f["box"], elements, type_ids, f["velocities"], f["masses"],
-                     f"{path} frame {frame}")
+                     f"{path} frame {frame}", f.get("pbc"))
 
 
 # -- operations ------------------------------------------------------------------------------------
@@ -431,6 +440,9 @@ def replicate(s: Structure, reps) -> Structure:
         return s
     if s.box is None:
         raise InputError(f"{s.source}: replicate needs a periodic cell")
+    for k in range(3):
+        if reps[k] > 1 and s.pbc is not None and not s.pbc[k]:
+            raise InputError(f"{s.source}: replicate {reps} repeats cell vector {'abc'[k]}, which is not periodic")
     shifts = np.array([[i, j, k] for i in range(reps[0]) for j in range(reps[1]) for k in range(reps[2])],
                       dtype=np.float64) @ s.box
     n = len(shifts)
@@ -447,6 +459,7 @@ def replicate(s: Structure, reps) -> Structure:
         velocities=tile(s.velocities),
         masses=tile(s.masses),
         source=f"{s.source} x {reps[0]}x{reps[1]}x{reps[2]}",
+        pbc=s.pbc,
     )
 
 

@@ -70,24 +70,28 @@ def format_of_path(path: Path) -> str | None:
             ".lammpstrj": "lammps-dump", ".dump": "lammps-dump"}.get(suffix)
 
 
-def open_trajectory(fmt: str, path, species, masses, type_map, fields, periodic: bool,
+def open_trajectory(fmt: str, path, species, masses, type_map, fields, periodic,
                     force_unit: str, input_text: str = "", resume_after: int | None = None) -> TrajectoryWriter:
     """The writer of format `fmt` (see the module docstring) for atoms of model types `species`
-    (N,) and `masses` (N,) amu; `fields` selects velocity and force (positions always)."""
+    (N,) and `masses` (N,) amu; `fields` selects velocity and force (positions always);
+    `periodic`: False (no cell), True (periodic along every cell vector) or three booleans."""
     if fmt == "h5md":
         from .h5md import H5MDWriter
 
         return H5MDWriter(path, species, masses, type_map, fields, periodic, force_unit, input_text,
                           resume_after=resume_after)
     cls = {"extxyz": ExtxyzWriter, "lammps-dump": LammpsDumpWriter}[fmt]
-    return cls(path, species, masses, type_map, fields, resume_after)
+    return cls(path, species, masses, type_map, fields, resume_after, periodic)
 
 
 class _TextWriter:
     """A text trajectory appended frame by frame (subclasses: `_frame_text`, `_frame_at`)."""
 
-    def __init__(self, path, species, masses, type_map, fields, resume_after: int | None):
+    def __init__(self, path, species, masses, type_map, fields, resume_after: int | None,
+                 periodic=True):
         self.path = Path(path)
+        flags = np.broadcast_to(np.asarray(periodic, dtype=bool), (3,))
+        self.pbc = tuple(bool(f) for f in flags)   # per cell vector (ignored for frames without a box)
         self.species = np.asarray(species, dtype=np.int64)
         self.masses = np.asarray(masses, dtype=np.float64)
         self.names = [type_map[t] for t in self.species]
@@ -179,7 +183,8 @@ class ExtxyzWriter(_TextWriter):
             head.append(f"energy={_num(obs.pop('potential_energy'))}")
         head.append(f"step={step} time={_num(time)}")
         head += [f"{k}={_num(v)}" for k, v in obs.items() if math.isfinite(v)]
-        head.append('pbc="T T T"' if box is not None else 'pbc="F F F"')
+        flags = self.pbc if box is not None else (False,) * 3
+        head.append('pbc="' + " ".join("T" if f else "F" for f in flags) + '"')
         table = np.concatenate([np.asarray(c, dtype=object) for c in cols], axis=1)
         rows = "\n".join(" ".join(str(x) if k == 0 else _num(x) for k, x in enumerate(r)) for r in table)
         return f"{len(pos)}\n{' '.join(head)}\n{rows}\n"
@@ -223,13 +228,14 @@ class LammpsDumpWriter(_TextWriter):
             h, q = lammps_box(box)
             pos, vel, frc = (None if v is None else v @ q for v in (pos, vel, frc))
             xy, xz, yz = h[1, 0], h[2, 0], h[2, 1]
+            bounds = " ".join("pp" if f else "ff" for f in self.pbc)   # LAMMPS: p periodic, f fixed
             if xy == 0 and xz == 0 and yz == 0:
-                out.append("ITEM: BOX BOUNDS pp pp pp\n"
+                out.append(f"ITEM: BOX BOUNDS {bounds}\n"
                            + "".join(f"0.0 {_num(h[d, d])}\n" for d in range(3)))
             else:
                 xlo = min(0.0, xy, xz, xy + xz)
                 xhi = h[0, 0] + max(0.0, xy, xz, xy + xz)
-                out.append("ITEM: BOX BOUNDS xy xz yz pp pp pp\n"
+                out.append(f"ITEM: BOX BOUNDS xy xz yz {bounds}\n"
                            f"{_num(xlo)} {_num(xhi)} {_num(xy)}\n"
                            f"{_num(min(0.0, yz))} {_num(h[1, 1] + max(0.0, yz))} {_num(xz)}\n"
                            f"0.0 {_num(h[2, 2])} {_num(yz)}\n")
@@ -300,7 +306,7 @@ def convert_trajectory(src, dst, fmt: str) -> int:
     masses = first["masses"] if first["masses"] is not None else np.zeros(len(first["species"]))
     with atomic_path(dst, "trajectory") as tmp:
         w = open_trajectory(fmt, tmp, first["species"], masses, first["type_map"], fields,
-                            first["box"] is not None, "eV Angstrom-1")
+                            False if first["box"] is None else (first["pbc"] or True), "eV Angstrom-1")
         try:
             for k in range(nframes):
                 f = first if k == 0 else read_frame(src, k)

@@ -89,6 +89,7 @@ class ForceProvider:
         self._ref_box_inv = None
         self._prev_positions = None
         self._overflow_warned = False
+        self._nl = None
 
     @property
     def cutoff(self) -> float:
@@ -126,10 +127,10 @@ class ForceProvider:
             images = np.zeros((nloc, 3))
             owned = np.ascontiguousarray(positions, dtype=np.float64)
         else:
-            images = wrap_images(positions, box)[1]
+            images = wrap_images(positions, box, state.pbc_flags)[1]
             owned = np.empty((nloc, 3))
             owned_positions(positions, images, np.asarray(box, dtype=np.float64), owned)
-        ghosts = self.comm.borders(owned, state.types, state.ids, box, self.cutoff)
+        ghosts = self.comm.borders(owned, state.types, state.ids, box, self.cutoff, state.pbc_flags)
         mapping = np.full(ghosts.nall, -1, dtype=np.int32)  # ghosts may be owned by other ranks
         mapping[:nloc] = np.arange(nloc, dtype=np.int32)
         ext = Extended(positions=ghosts.positions, types=ghosts.types, mapping=mapping, shifts=ghosts.shifts,
@@ -195,7 +196,7 @@ class ForceProvider:
             self._restore(state)
         if self._check_motion(state):
             self._rebuild(state)
-        nl = self._formatted(state)
+        nl = self._nl = self._formatted(state)
         self.closest = closest_pair(self._ext_pos, nl.nlist, self.sec)
         c1 = self.world.comm_time
         t1 = time.perf_counter()
@@ -214,6 +215,34 @@ class ForceProvider:
         t3 = time.perf_counter()
         self.time_neigh += (t1 - t0) - (c1 - c0)
         self.time_force += (t2 - t1) + (t3 - t2) - (self.world.comm_time - c1)
+
+    def evaluate_others(self, state: State, models) -> list[tuple[np.ndarray, float, np.ndarray]]:
+        """Evaluate more `models` (same rcut and type_map as this provider's) on the configuration
+        of the last call, sharing its ghosts and candidates: the last formatted neighbour list is
+        reused for a model with the same sel, and one list is formatted per other distinct sel.
+        Per model: (forces (nloc, 3) eV/Å on the owned atoms, ghost forces returned to their
+        owners; potential energy eV and virial (3, 3) eV of the whole system).  Collective."""
+        c0 = self.world.comm_time
+        t0 = time.perf_counter()
+        lists = {tuple(self.sel.tolist()): self._nl}
+        nloc = state.natoms
+        out = []
+        for model in models:
+            sel = tuple(model_sel(model))
+            if sel not in lists:
+                with kernel_threads(self._ext.nall):
+                    lists[sel] = format_nlist(self._ext, self._cand, self.rcut, np.asarray(sel, dtype=np.int64),
+                                              self.ntypes, positions=self._ext_pos)
+                if lists[sel].overflowed:
+                    report_overflow(lists[sel], np.asarray(sel), getattr(model, "type_map", None))
+            r = model.compute(self._ext_pos, lists[sel].nlist, state.types)
+            force = np.ascontiguousarray(r.force, dtype=np.float64)
+            self.comm.reverse(force)
+            totals = self.world.sum_global(np.concatenate(([np.sum(r.atom_energy)],
+                                                           np.asarray(r.virial, dtype=np.float64).reshape(9))))
+            out.append((force[:nloc].copy(), float(totals[0]), np.array(totals[1:]).reshape(3, 3)))
+        self.time_force += (time.perf_counter() - t0) - (self.world.comm_time - c0)
+        return out
 
     def nonfinite_force_atom(self, state: State) -> int:
         """Local index of the first owned atom with a non-finite force, or -1."""

@@ -23,6 +23,7 @@ from ..parallel.world import mark_agreed
 from ..signals import StopRequest
 from ..system import State
 from ..progress import CompileNotice, Progress
+from .deviation import DeviationReporter
 from .reporters import CheckpointReporter, Console, TrajectoryReporter, snapshot
 from .safety import SafetyMonitor, SafetyStop
 
@@ -122,15 +123,16 @@ class Simulation:
 
     def _report(self, step: int, initial: bool, timers: Timers) -> None:
         t0 = time.perf_counter()
+        f0 = self.provider.time_force  # the deviation models' evaluation counts as force
         wanting = [r for r in self.reporters if r.wants(step)]
-        if initial:  # no checkpoint at the start; no frame twice after a restart
+        if initial:  # no checkpoint at the start; no frame or deviation row twice after a restart
             wanting = [r for r in wanting if not isinstance(r, CheckpointReporter)
-                       and not (isinstance(r, TrajectoryReporter) and self.restarted)]
+                       and not (isinstance(r, (TrajectoryReporter, DeviationReporter)) and self.restarted)]
         if wanting:
             snap = self._snapshot()
             for r in wanting:
                 r.report(snap)
-        timers.output += time.perf_counter() - t0
+        timers.output += time.perf_counter() - t0 - (self.provider.time_force - f0)
 
     def _stop(self, message: str, timers: Timers) -> str:
         snap = self._snapshot()

@@ -68,7 +68,9 @@ def snapshot(state: State, thermostat=None, world: World | None = None) -> Snaps
     world = world if world is not None else World(None)
     ke = world.sum_global(kinetic_energy(state.velocities, state.masses))
     vol = state.volume
-    press = pressure(ke, state.virial, vol) * EV_PER_A3_TO_BAR if state.box is not None else math.nan
+    # no pressure without a cell periodic along all three vectors (a slab's cell volume is arbitrary)
+    press = pressure(ke, state.virial, vol) * EV_PER_A3_TO_BAR if state.box is not None and all(state.pbc_flags) \
+        else math.nan
     etotal = state.potential_energy + ke
     reservoir = thermostat.reservoir_energy(state) if thermostat is not None else 0.0
     return Snapshot(state, state.step, state.time, temperature(ke, state.dof), state.potential_energy, ke,

@@ -27,12 +27,14 @@ from ..io.backup import back_up, backup_line
 from ..io.h5md import is_checkpoint, read_checkpoint
 from ..io.trajectory import open_trajectory
 from ..io.structure import assign_types, read_structure, replicate
+from ..neighbor.extended import complete_cell
 from ..parallel.distribute import scatter_state
 from ..parallel.domain import Domain, check_grid, choose_grid, describe_grid
 from ..parallel.threads import apply_threads, threads_per_rank
 from ..parallel.world import World
 from ..system import State, kinetic_energy, temperature, zero_momentum
 from ..units import KB, MVV2E, standard_mass
+from .deviation import DeviationReporter, check_ensemble
 from .barostat import StochasticCellRescaling, is_lower_triangular, lower_triangular_rotation
 from .forces import ForceProvider
 from .integrator import VelocityVerlet
@@ -81,14 +83,28 @@ def state_from_structure(settings: RunSettings, type_map: list[str], draw_veloci
     """The start State from [system]: structure file, replicas, types, masses, velocities
     (draw_velocities=False leaves [system] velocities to the caller: `start_velocities`)."""
     s = settings.system
-    structure = replicate(read_structure(s.file, s.frame), s.replicate)
+    structure = read_structure(s.file, s.frame)
+    if s.pbc is not None:  # the key overrides what the file says
+        if structure.box is None and any(s.pbc):
+            raise InputError(f"{settings.path.name}: [system] pbc: {list(s.pbc)} asks for periodic directions "
+                             f"but {s.file} has no cell")
+        structure.pbc = tuple(s.pbc)
+    if structure.pbc is not None:
+        if not any(structure.pbc):
+            structure.box = None     # periodic along no vector: an open cluster
+        elif all(structure.pbc):
+            structure.pbc = None
+        else:   # a zero-length non-periodic cell vector (a 2D cell) gets a unit length
+            structure.box = complete_cell(structure.box, structure.pbc)
+    structure = replicate(structure, s.replicate)
     types = assign_types(structure, type_map, s.type_names, f"{settings.path.name}: [system]")
     masses = _masses(settings, types, type_map, structure.masses)
     n = structure.natoms
     state = State(positions=np.ascontiguousarray(structure.positions, dtype=np.float64),
                   velocities=np.zeros((n, 3)), types=types, masses=masses,
                   box=None if structure.box is None else np.ascontiguousarray(structure.box, dtype=np.float64),
-                  type_map=list(type_map), ids=np.arange(n, dtype=np.int64), seed=settings.md.seed)
+                  type_map=list(type_map), ids=np.arange(n, dtype=np.int64), seed=settings.md.seed,
+                  pbc=structure.pbc)
     if structure.velocities is not None and s.velocities is None:
         state.velocities = np.ascontiguousarray(structure.velocities, dtype=np.float64)
     if draw_velocities:
@@ -135,6 +151,9 @@ def _read_start(settings: RunSettings, restart, type_map: list[str], barostat_co
     if barostat_coupling is not None:
         if state.box is None:
             raise InputError(f"{name}: [md] ensemble = 'npt' needs a periodic cell; {settings.system.file} has none")
+        if not all(state.pbc_flags):
+            raise InputError(f"{name}: [md] ensemble = 'npt' needs a cell periodic along all three vectors; "
+                             f"the system has pbc {list(state.pbc_flags)} (use 'nvt' or 'nve' for a slab)")
         if barostat_coupling == "triclinic" and not is_lower_triangular(state.box):
             rotate_state(state, lower_triangular_rotation(state.box))
             notes.append("the cell was rotated to lower-triangular form (a along x, b in the xy plane) "
@@ -152,11 +171,14 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
     md = settings.md
     nthreads, thread_source = threads_per_rank(settings.model.threads, world)
     with world.agreement():  # every rank loads the model; errors are reported once
-        if model is None:
-            from .. import load_model
+        from .. import load_model
 
+        if model is None:
             apply_threads(nthreads)
             model = load_model(settings.model.file, nthreads=nthreads, precision=settings.model.precision)
+        others = [load_model(f, nthreads=nthreads, precision=settings.model.precision)
+                  for f in settings.model.deviation_files]
+        check_ensemble([model] + others, settings.model.files, f"{name}: [model] file")
         if restart is None and settings.system.file.is_file() and is_checkpoint(settings.system.file):
             s = settings.system
             if s.velocities is not None or s.replicate != (1, 1, 1) or s.frame is not None:
@@ -170,12 +192,12 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
     with world.agreement():  # rank 0 reads the start state
         if world.is_root:
             start, notes = _read_start(settings, restart, type_map, md.barostat.coupling if md.barostat else None)
-    box, notes = world.bcast_object((start.box, notes) if world.is_root else None)
+    box, pbc, notes = world.bcast_object((start.box, start.pbc_flags, notes) if world.is_root else None)
     with world.agreement():
         if settings.parallel.grid is not None:
-            grid = check_grid(settings.parallel.grid, world.size, f"{name}: [parallel] grid")
+            grid = check_grid(settings.parallel.grid, world.size, f"{name}: [parallel] grid", pbc)
         else:
-            grid = choose_grid(world.size, box)
+            grid = choose_grid(world.size, box, pbc)
     domain = Domain(grid, world.rank, periodic=box is not None)
     header = None  # (species, masses) of all atoms in id order, for the trajectory (rank 0)
     if world.is_root:
@@ -208,7 +230,8 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
     if not restarted:  # a new run: keep the previous run's files under numbered names
         with world.agreement():
             if world.is_root:
-                moved = back_up([out.trajectory, out.log, out.checkpoint, _stop_path(out.checkpoint)])
+                moved = back_up([out.trajectory, out.log, out.checkpoint, _stop_path(out.checkpoint),
+                                 settings.model_devi.file if settings.model_devi else None])
     console = Console(out.log, resume=restarted, screen=screen, enabled=world.is_root)
     reporters = [ThermoReporter(out.thermo_every, console)]
     writer = None
@@ -220,12 +243,17 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
             if out.trajectory is not None:
                 species, masses = header
                 writer = open_trajectory(out.format, out.trajectory, species, masses, state.type_map,
-                                         out.fields, state.box is not None, out.force_unit, settings.text,
+                                         out.fields, state.pbc_flags if state.box is not None else False,
+                                         out.force_unit, settings.text,
                                          resume_after=state.step if restarted else None)
     trajectory = None
     if out.trajectory is not None:
         trajectory = TrajectoryReporter(writer, out.every, out.trajectory, world)
         reporters.append(trajectory)
+    devi = settings.model_devi
+    if devi is not None:
+        reporters.append(DeviationReporter(provider, others, devi.every, devi.file, devi.atomic, devi.relative,
+                                           devi.relative_v, state.step if restarted else None, world))
     checkpoint = CheckpointReporter(out.checkpoint, out.checkpoint_every, settings.text, out.force_unit, world)
     reporters.append(checkpoint)
     sim = Simulation(state, integrator, provider, safety, reporters, console, out.progress if world.is_root else "none",
@@ -243,9 +271,15 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
                     if md.thermostat else "")
                  + (f", {md.barostat.kind} barostat {md.barostat.pressure} bar tau {md.barostat.tau} ps "
                     f"({md.barostat.coupling})" if md.barostat else ""))
+    if devi is not None:
+        console.line(f"  model deviation of {len(others) + 1} models every {devi.every} steps to {devi.file}"
+                     + (" (per atom)" if devi.atomic else ""))
     if world.size > 1:
         console.line(f"  {world.size} MPI ranks, grid {describe_grid(grid, box, provider.cutoff)}; "
                      f"{getattr(model, 'nthreads', nthreads)} threads per rank ({thread_source})")
+    if state.box is not None and not all(state.pbc_flags):
+        console.line(f"  mixed boundary conditions: periodic along "
+                     + ", ".join("abc"[k] for k in range(3) if state.pbc_flags[k]) + " only")
     if restarted:
         console.line(f"  restarted from {restart} at step {state.step} (time {state.time:.6g} ps)")
     for note in notes:

@@ -80,11 +80,14 @@ class GhostComm:
         self.nall = 0
 
     # -- rebuild ---------------------------------------------------------------------------------
-    def borders(self, owned: np.ndarray, types: np.ndarray, ids: np.ndarray, box, cutoff: float) -> Ghosts:
+    def borders(self, owned: np.ndarray, types: np.ndarray, ids: np.ndarray, box, cutoff: float,
+                periodic=(True, True, True)) -> Ghosts:
         """Build the swaps and the ghost shell of width `cutoff` (Å) for the owned atoms.
 
         owned (nloc, 3) Å wrapped positions of this rank's atoms; types (nloc,); ids (nloc,);
-        box (3, 3) rows = cell vectors, or None (no cell: no ghosts).  Collective.
+        box (3, 3) rows = cell vectors, or None (no cell: no ghosts); periodic: periodicity along each
+        cell vector; a non-periodic direction has one subdomain (numdp.parallel.domain) and no
+        exchange at all (no periodic images across it).  Collective.
         """
         nloc = owned.shape[0]
         rows = np.zeros((nloc, _GHOST_COLUMNS))
@@ -99,6 +102,10 @@ class GhostComm:
             reach = ghost_reach(box, cutoff)
             d = self.domain
             for k in range(3):
+                if not periodic[k]:
+                    if d.grid[k] != 1:
+                        raise ValueError(f"direction {k} is not periodic but split into {d.grid[k]} subdomains")
+                    continue
                 g = int(d.grid[k])
                 hops = max(1, math.ceil(reach[k] * g))
                 start = rows.shape[0]

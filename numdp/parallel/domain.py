@@ -7,6 +7,11 @@ triclinic cell, and they follow the cell when a barostat changes it, so the deco
 has to be redrawn.  The grid is chosen to minimise the ghost surface (Σ_k g_k / h_k, h_k the
 perpendicular width of the cell across direction k) or given by the input ([parallel] grid).
 
+Mixed boundary conditions (a slab: pbc = (True, True, False)): a non-periodic direction is never
+split (one subdomain along it, `choose_grid` / `check_grid`), positions are not wrapped along it
+(`wrap_images`) and no ghosts are exchanged across its faces (numdp.parallel.comm), so the grid
+only ever wraps around along periodic directions.
+
 A rank's ghost region in direction k is [lo_k - ρ_k, hi_k + ρ_k) with ρ_k = cutoff / h_k: a point
 within `cutoff` (Å) of the subdomain differs from it by at most ρ_k in fractional coordinate k.
 """
@@ -36,29 +41,37 @@ def factor_triples(n: int) -> list[tuple[int, int, int]]:
     return out
 
 
-def choose_grid(nranks: int, box) -> tuple[int, int, int]:
+def choose_grid(nranks: int, box, pbc=(True, True, True)) -> tuple[int, int, int]:
     """Grid of `nranks` subdomains with the least ghost surface for the cell `box` (3, 3), Å.
 
     The surface of one subdomain is proportional to Σ_k g_k / h_k (h_k = face distances); ties go
-    to the grid that splits x first, then y.  A non-periodic system (box None) runs on one rank.
+    to the grid that splits x first, then y.  A non-periodic system (box None) runs on one rank;
+    a direction that is not periodic (`pbc`, mixed boundary conditions) is not split.
     """
     if box is None:
         if nranks != 1:
             raise InputError(f"a non-periodic system (no cell) runs on one rank only, not {nranks}")
         return (1, 1, 1)
     h = face_distances(box)
-    best = min(factor_triples(nranks),
+    triples = [g for g in factor_triples(nranks) if all(pbc[k] or g[k] == 1 for k in range(3))]
+    if not triples:
+        raise InputError(f"no periodic direction to split among {nranks} MPI ranks (pbc {list(pbc)})")
+    best = min(triples,
                key=lambda g: (round(sum(g[k] / h[k] for k in range(3)), 9), -g[0], -g[1]))
     return tuple(int(v) for v in best)
 
 
-def check_grid(grid, nranks: int, where: str) -> tuple[int, int, int]:
+def check_grid(grid, nranks: int, where: str, pbc=(True, True, True)) -> tuple[int, int, int]:
     """`grid` as a tuple, or InputError (naming `where`) unless it has three entries >= 1 whose
-    product is `nranks`."""
+    product is `nranks` and 1 along every direction that is not periodic (`pbc`)."""
     g = tuple(int(v) for v in grid)
     if len(g) != 3 or min(g) < 1 or math.prod(g) != nranks:
         raise InputError(f"{where}: grid {list(grid)} does not fit the {nranks} MPI rank(s) of this run "
                          f"(three integers >= 1 whose product is {nranks})")
+    for k in range(3):
+        if g[k] > 1 and not pbc[k]:
+            raise InputError(f"{where}: grid {list(grid)} splits direction {'abc'[k]}, which is not periodic "
+                             f"(pbc {list(pbc)}); a non-periodic direction has one subdomain")
     return g
 
 
@@ -115,11 +128,15 @@ class Domain:
         return (c[:, 0] * self.grid[1] + c[:, 1]) * self.grid[2] + c[:, 2]
 
 
-def wrap_images(positions: np.ndarray, box: np.ndarray):
+def wrap_images(positions: np.ndarray, box: np.ndarray, pbc=(True, True, True)):
     """(wrapped fractional coordinates (n, 3), integer images (n, 3) float64) of unwrapped
-    positions (n, 3) Å: f = x · box⁻¹ = f_wrapped + image, f_wrapped in [0, 1) up to round-off."""
+    positions (n, 3) Å: f = x · box⁻¹ = f_wrapped + image, f_wrapped in [0, 1) up to round-off
+    along the periodic directions (`pbc`); along a non-periodic one the image is 0 (no wrapping)."""
     f = positions @ np.linalg.inv(box)
     image = np.floor(f)
+    for k in range(3):
+        if not pbc[k]:
+            image[:, k] = 0.0
     return f - image, image
 
 

@@ -1,0 +1,197 @@
+"""Model deviation during `numdp run` ([model_devi], issue 15 item 4): rows against the deviation
+maths on `model.evaluate` of the trajectory frames written at the same steps, two MPI ranks
+against serial, restart and backup of the file, and the ensemble errors.
+
+The system is test_mpi's rocksalt crystal (64 atoms) driven by random model 0; models 1 and 2 are
+other random models, model 2 with another sel (so a second neighbour list is formatted from the
+shared candidates)."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from numdp.config import load_run_settings
+from numdp.errors import InputError
+from numdp.io.model_file import read_model, write_model
+from numdp.md.setup import build_simulation
+from numdp.model.deviation import frame_deviation
+from numdp.model.dp_model import DPModel
+from randmodel import random_params
+from test_mpi import C_ROUND, MPIEXEC, U32, U64, frames, make_run, numdp_run, same_run_bounds
+
+STEPS = 20
+EVERY = 5
+DEVI = f"""
+[model_devi]
+every = {EVERY}
+file = "model_devi.out"
+atomic = true
+"""
+SEL = {1: [24, 24], 3: [24, 24], 4: [22, 26]}
+NNEI = 48      # the largest sum(sel): neighbours per atom
+RCUT = 4.0
+
+
+def _params(seed):
+    return random_params(ntypes=2, sel=SEL[seed] if seed in SEL else [24, 24], neuron=(4, 8), axis_neuron=2,
+                         fitting=(8, 8), rcut=RCUT, rcut_smth=1.0, seed=seed)
+
+
+def ensemble_dir(path: Path, extra=DEVI, steps=STEPS) -> Path:
+    """test_mpi's run directory (model.h5 = model 0, seed 2) plus m1.h5 and m2.h5 and [model_devi]."""
+    make_run(path, cells=(2, 2, 2), steps=steps, every=EVERY, extra=extra)
+    for k, seed in ((1, 3), (2, 4)):
+        write_model(_params(seed), path / f"m{k}.h5")
+    text = (path / "md.toml").read_text().replace('file = "model.h5"', 'file = ["model.h5", "m1.h5", "m2.h5"]')
+    (path / "md.toml").write_text(text)
+    return path
+
+
+def read_devi(path: Path):
+    lines = (path / "model_devi.out").read_text().splitlines()
+    return lines[0], np.loadtxt(path / "model_devi.out", ndmin=2)
+
+
+@pytest.fixture(scope="module")
+def serial(tmp_path_factory):
+    path = ensemble_dir(tmp_path_factory.mktemp("serial"))
+    numdp_run(path, 1)
+    return path
+
+
+# The file holds %.6e values: 7 significant digits, so each printed value is within 5e-7 |v| of
+# the computed one.  The computed values differ from the reference (model.evaluate of the frame)
+# only by the order of sums (candidates with a skin, ghosts) and by the frame's positions, which
+# are the run's own float64 positions: each force by at most EPS_F = C_ROUND u64 max|F| (the
+# round-off model of test_mpi), and a force deviation, a seminorm of the forces of the models, by
+# at most that much.  The virial per atom is a sum of at most NNEI pair terms r (x) f with
+# |r| <= rcut, each force off by <= EPS_F: off by <= NNEI rcut EPS_F.
+PRINT = 5e-7
+
+
+def test_rows_equal_the_deviation_of_the_trajectory_frames(serial):
+    header, rows = read_devi(serial)
+    assert header == ("#       step         max_devi_v         min_devi_v         avg_devi_v"
+                      "         max_devi_f         min_devi_f         avg_devi_f      atm_devi_f(N)")
+    traj = frames(serial)
+    # rows at every multiple of `every`, step 0 included, each with its trajectory frame
+    assert np.array_equal(rows[:, 0], np.arange(0, STEPS + 1, EVERY))
+    assert np.array_equal(traj["step"], rows[:, 0])
+    models = [DPModel(read_model(serial / name), nthreads=1) for name in ("model.h5", "m1.h5", "m2.h5")]
+    types = np.tile([0, 0, 0, 0, 1, 1, 1, 1], 8)
+    evaluated = [[m.evaluate(pos, types, box, atom_virial=False) for m in models]
+                 for pos, box in zip(traj["position"], traj["box"])]
+    # the round-off scale is that of the pair terms, not of the net forces (which vanish in the
+    # perfect crystal of step 0): test_mpi's model takes the largest net force of the run's
+    # thermal frames as that scale
+    fmax = max(np.abs(o.forces).max() for outs in evaluated for o in outs)
+    eps_f = C_ROUND * U64 * fmax
+    for row, outs in zip(rows, evaluated):
+        d = frame_deviation([o.energy for o in outs], [o.forces for o in outs], [o.virial for o in outs])
+        ref = np.array([d.max_devi_v, d.min_devi_v, d.avg_devi_v, d.max_devi_f, d.min_devi_f, d.avg_devi_f,
+                        *d.atom_devi_f])
+        bound = PRINT * np.abs(ref) + np.r_[[NNEI * RCUT * eps_f] * 3, [eps_f] * (3 + len(types))]
+        assert np.all(np.abs(row[1:] - ref) <= bound), np.abs(row[1:] - ref).max()
+    assert rows[-1, 4] > 1e-3   # the models disagree: the comparison is not of zeros
+
+
+def test_deviation_does_not_change_the_dynamics(serial, tmp_path):
+    """The extra models are only evaluated: model 0's trajectory is bit for bit the one without them."""
+    path = make_run(tmp_path, cells=(2, 2, 2), steps=STEPS, every=EVERY)
+    numdp_run(path, 1)
+    a, b = frames(serial), frames(path)
+    for key in ("position", "velocity", "force", "pe"):
+        assert np.array_equal(a[key], b[key]), key
+
+
+def assert_rows_close(serial: Path, other: Path, u=U64):
+    """The deviation rows of `other` equal those of the serial double run within the bounds of
+    two runs that differ by the order of sums in arithmetic of round-off u (test_mpi)."""
+    _, one = read_devi(serial)
+    _, two = read_devi(other)
+    assert np.array_equal(one[:, 0], two[:, 0])
+    # Per frame, model 0's forces differ by <= `force` of same_run_bounds and positions by <= `pos`.
+    # `force` is linear in the force scale max|F|, so for models 1 and 2 it is scaled by the
+    # largest |F| of all three models over model 0's.  A force deviation (a seminorm of the
+    # models' forces) moves by at most that; the virial per atom by NNEI (rcut dF + |F| dx).
+    traj = frames(serial)
+    pos, force, _ = same_run_bounds(traj, u)
+    fmax0 = np.abs(traj["force"]).max()
+    models = [DPModel(read_model(serial / n), nthreads=1) for n in ("m1.h5", "m2.h5")]
+    types = np.tile([0, 0, 0, 0, 1, 1, 1, 1], 8)
+    fall = max([fmax0] + [np.abs(m.evaluate(p, types, box).forces).max()
+                          for p, box in zip(traj["position"], traj["box"]) for m in models])
+    df = force * fall / fmax0
+    dv = NNEI * (RCUT * df + fall * pos)
+    bound = 2 * PRINT * np.abs(one[:, 1:]) + np.column_stack([dv] * 3 + [np.full_like(dv, df)] * (one.shape[1] - 4))
+    diff = np.abs(one[:, 1:] - two[:, 1:])
+    assert np.all(diff <= bound), diff.max()
+
+
+@pytest.mark.skipif(MPIEXEC is None, reason="needs mpiexec")
+def test_two_ranks_equal_serial(serial, tmp_path):
+    path = ensemble_dir(tmp_path)
+    r = numdp_run(path, 2)
+    assert "2 MPI ranks" in r.stdout and "model deviation of 3 models" in r.stdout
+    assert_rows_close(serial, path)
+
+
+def test_compressed_mix32_ensemble_matches_double(serial, tmp_path):
+    """Compressed models under mix32 (all three) give the double run's rows within float32
+    round-off bounds (the quintic tables are exact below float32 round-off, as in test_mpi)."""
+    from numdp.model.compress import compress
+
+    path = ensemble_dir(tmp_path)
+    for name in ("model.h5", "m1.h5", "m2.h5"):
+        params = read_model(path / name)
+        params.min_nbor_dist = 1.5     # no training data: the nearest pairs of the crystal are 2 A
+        write_model(compress(params, dx=0.01, order=5)[0], path / name)
+    text = (path / "md.toml").read_text().replace('"m2.h5"]', '"m2.h5"]\nprecision = "mix32"')
+    (path / "md.toml").write_text(text)
+    r = numdp_run(path, 1)
+    assert "compressed, precision mix32" in r.stdout
+    assert_rows_close(serial, path, u=U32)
+
+
+def test_restart_appends_and_a_new_run_backs_up(serial, tmp_path):
+    path = ensemble_dir(tmp_path, steps=10)
+    numdp_run(path, 1)
+    # leave rows past the checkpoint (step 10) in the file: a restart must drop them
+    shutil.copy(serial / "model_devi.out", path / "model_devi.out")
+    (path / "md.toml").write_text((path / "md.toml").read_text().replace("steps = 10", f"steps = {STEPS}"))
+    numdp_run(path, 1, "--restart", "checkpoint.h5")
+    assert (path / "model_devi.out").read_text() == (serial / "model_devi.out").read_text()
+    numdp_run(path, 1)   # a new run in the same place keeps the previous file
+    assert (path / "#model_devi.out.1#").read_text() == (serial / "model_devi.out").read_text()
+
+
+def _settings(path: Path, model_line: str, devi=DEVI):
+    if not (path / "md.toml.orig").exists():
+        shutil.copy(path / "md.toml", path / "md.toml.orig")
+    text = (path / "md.toml.orig").read_text()
+    text = text.replace('file = ["model.h5", "m1.h5", "m2.h5"]', model_line)
+    text = text.replace(DEVI, devi)
+    (path / "md.toml").write_text(text)
+    return load_run_settings(path / "md.toml")
+
+
+def test_ensemble_errors(tmp_path):
+    path = ensemble_dir(tmp_path)
+    p = _params(5)
+    p.type_map = ["B", "A"]
+    write_model(p, path / "swapped.h5")
+    p = random_params(ntypes=2, sel=[24, 24], neuron=(4, 8), axis_neuron=2, fitting=(8, 8), rcut=4.5, seed=6)
+    write_model(p, path / "far.h5")
+    with pytest.raises(InputError, match=r"md.toml: \[model\] file: .*swapped.h5 has type_map \['B', 'A'\]"):
+        build_simulation(_settings(path, 'file = ["model.h5", "swapped.h5"]'))
+    with pytest.raises(InputError, match=r"md.toml: \[model\] file: .*far.h5 has rcut 4.5 A"):
+        build_simulation(_settings(path, 'file = ["model.h5", "far.h5"]'))
+    with pytest.raises(InputError, match=r"\[model_devi\]: needs an ensemble of two or more models"):
+        _settings(path, 'file = "model.h5"')
+    with pytest.raises(InputError, match=r"\[model\] file: 2 models are given but there is no \[model_devi\]"):
+        _settings(path, 'file = ["model.h5", "m1.h5"]', devi="")
+    with pytest.raises(InputError, match=r"\[model_devi\] relative: must be >= 0"):
+        _settings(path, 'file = ["model.h5", "m1.h5"]', devi="[model_devi]\nrelative = -1.0\n")
