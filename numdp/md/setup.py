@@ -278,7 +278,7 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
         console.line(f"  {world.size} MPI ranks, grid {describe_grid(grid, box, provider.cutoff)}; "
                      f"{getattr(model, 'nthreads', nthreads)} threads per rank ({thread_source})")
     if state.box is not None and not all(state.pbc_flags):
-        console.line(f"  mixed boundary conditions: periodic along "
+        console.line("  mixed boundary conditions: periodic along "
                      + ", ".join("abc"[k] for k in range(3) if state.pbc_flags[k]) + " only")
     if restarted:
         console.line(f"  restarted from {restart} at step {state.step} (time {state.time:.6g} ps)")
