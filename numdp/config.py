@@ -15,6 +15,7 @@ from pathlib import Path
 from .io.h5md import DEFAULT_FORCE_UNIT, FIELDS, FORCE_UNITS
 from .md.barostat import COUPLINGS, StochasticCellRescaling
 from .md.thermostats import THERMOSTATS, NoseHooverChain
+from .backend import DEVICES
 from .model.precision import PRECISIONS
 from .validate import RUN_WORDING, Table, is_int_list, load_toml
 
@@ -30,6 +31,7 @@ class ModelSettings:
     file: Path
     precision: str = "double"
     threads: int | None = None
+    device: str = "cpu"  # "cpu" or "cuda" (numdp.backend; docs/gpu.md, "MD on the GPU")
 
 
 @dataclass
@@ -120,12 +122,13 @@ class RunSettings:
 
 
 def _model(t: Table, base: Path) -> ModelSettings:
-    t.check_keys(("file", "precision", "threads"))
+    t.check_keys(("file", "precision", "threads", "device"))
     precision = t.string("precision", "double")
     if precision not in PRECISIONS_AVAILABLE:
         raise t.error("precision", f"must be one of {', '.join(PRECISIONS_AVAILABLE)}, got {precision!r}")
     return ModelSettings(file=t.path("file", base), precision=precision,
-                         threads=t.integer("threads", None, positive=True))
+                         threads=t.integer("threads", None, positive=True),
+                         device=t.string("device", "cpu", choices=DEVICES))
 
 
 def _system(t: Table, base: Path) -> SystemSettings:
