@@ -2,7 +2,7 @@
 
 Under Numba's CUDA simulator (tests/conftest.py) unless NUMDP_TEST_REAL_GPU=1.  The system is the
 rocksalt crystal of tests/test_mpi.py (2 x 1 x 1 cells, 16 atoms, tilted cell, random model), run
-for 20 steps: a GPU run and a CPU run of the same input differ only in the order of their sums
+for 10 steps (a force call on the device costs ~3 s in the simulator): a GPU run and a CPU run of the same input differ only in the order of their sums
 (device reductions, gathers, the neighbour fold), so they agree within test_mpi's
 `same_run_bounds` (derived there from the round-off of double arithmetic and the dynamics'
 growth) and the Langevin run draws the same Philox numbers on both devices.
@@ -69,33 +69,41 @@ def assert_close_runs(a, b, what):
     assert np.abs(a["position"][-1] - a["position"][0]).max() > 1e3 * pos[-1]
 
 
-def test_gpu_nve_run_equals_cpu_run(tmp_path):
+def test_gpu_nve_run_equals_cpu_run_across_a_gpu_restart(tmp_path):
+    """NVE on the GPU from the start structure to step 5, then restarted on the GPU from its
+    checkpoint (the device rebuilds the ghost shell from the checkpoint's record) to step 10:
+    every frame equals the CPU run to round-off."""
     cpu = make_run(tmp_path / "cpu", "cpu")
-    gpu = make_run(tmp_path / "gpu", "cuda")
     run(cpu)
+    gpu = make_run(tmp_path / "gpu", "cuda", steps=STEPS // 2)
     result = run(gpu)
-    assert result.steps == STEPS and result.rebuilds >= 1
-    assert_close_runs(frames(cpu.parent), frames(gpu.parent), "nve")
+    assert result.steps == STEPS // 2 and result.rebuilds >= 1
     assert "device cuda" in (gpu.parent / "log.txt").read_text()
-
-
-def test_gpu_langevin_run_equals_cpu_run_and_its_checkpoint_continues_on_the_cpu(tmp_path):
-    """Langevin draws the same Philox numbers on both devices: the GPU run equals the CPU run to
-    round-off (velocities too, not only to the thermal scale).  Its final checkpoint (the state
-    copied to the host) continues on the CPU and agrees with the CPU run of the whole input."""
-    full = make_run(tmp_path / "full", "cpu", LANGEVIN, steps=STEPS + 5)
-    run(full)
-    gpu = make_run(tmp_path / "gpu", "cuda", LANGEVIN)
-    run(gpu)
-    a, b = frames(full.parent), frames(gpu.parent)
-    first = {k: v[:b["step"].shape[0]] for k, v in a.items()}
-    assert_close_runs(first, b, "langevin")
-    assert np.abs(first["velocity"] - b["velocity"]).max() < 1e-9 * np.abs(b["velocity"]).max()
-    ck = read_checkpoint(gpu.parent / "ck.h5")
-    assert ck.step == STEPS and ck.forces is not None and ck.neighbor["positions"].shape == ck.positions.shape
-    make_run(tmp_path / "gpu", "cpu", LANGEVIN, steps=STEPS + 5)   # the whole input, on the CPU
+    make_run(tmp_path / "gpu", "cuda")
     run(gpu, restart=gpu.parent / "ck.h5")
-    assert_close_runs(a, frames(gpu.parent), "restart on the cpu")
+    assert_close_runs(frames(cpu.parent), frames(gpu.parent), "nve")
+
+
+def test_langevin_checkpoints_move_between_devices(tmp_path):
+    """CPU to step 5, its checkpoint continued on the GPU to step 10, that checkpoint (the device
+    state copied to the host) continued on the CPU to step 15: every frame equals the CPU run of
+    the whole input to round-off.  Langevin draws the same Philox numbers on both devices, so the
+    velocities agree to round-off too, not only to the thermal scale."""
+    full = make_run(tmp_path / "full", "cpu", LANGEVIN, steps=15)
+    run(full)
+    part = make_run(tmp_path / "part", "cpu", LANGEVIN, steps=5)
+    run(part)
+    make_run(tmp_path / "part", "cuda", LANGEVIN, steps=10)
+    run(part, restart=part.parent / "ck.h5")
+    ck = read_checkpoint(part.parent / "ck.h5")
+    assert ck.step == 10 and ck.forces is not None and ck.neighbor["positions"].shape == ck.positions.shape
+    make_run(tmp_path / "part", "cpu", LANGEVIN, steps=15)
+    run(part, restart=part.parent / "ck.h5")
+    a, b = frames(full.parent), frames(part.parent)
+    assert_close_runs(a, b, "langevin")
+    assert np.abs(a["velocity"] - b["velocity"]).max() < 1e-9 * np.abs(b["velocity"]).max()
+    log = (part.parent / "log.txt").read_text()
+    assert "device cuda" in log and "restarted from" in log
 
 
 def test_unsupported_gpu_runs_are_refused_in_one_line(tmp_path):
