@@ -180,7 +180,7 @@ def nonfinite_rows(a, flag):
 
 @cuda.jit
 def lattice_shifts(ext_positions, positions, mapping, box_inv, shift):
-    """shift[j] = round((ext_positions[j] - positions[mapping[j]]) @ box_inv): the whole lattice
+    """shift[j] = nearest integers to (ext_positions[j] - positions[mapping[j]]) @ box_inv: the whole lattice
     vector (in cell units) that takes the owner's unwrapped position to extended atom j."""
     j = cuda.grid(1)
     if j >= ext_positions.shape[0]:
@@ -190,7 +190,7 @@ def lattice_shifts(ext_positions, positions, mapping, box_inv, shift):
     d1 = ext_positions[j, 1] - positions[o, 1]
     d2 = ext_positions[j, 2] - positions[o, 2]
     for k in range(3):
-        shift[j, k] = round(d0 * box_inv[0, k] + d1 * box_inv[1, k] + d2 * box_inv[2, k])
+        shift[j, k] = math.floor(d0 * box_inv[0, k] + d1 * box_inv[1, k] + d2 * box_inv[2, k] + 0.5)
 
 
 @cuda.jit
