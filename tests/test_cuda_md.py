@@ -2,10 +2,11 @@
 
 Under Numba's CUDA simulator (tests/conftest.py) unless NUMDP_TEST_REAL_GPU=1.  The system is the
 rocksalt crystal of tests/test_mpi.py (2 x 1 x 1 cells, 16 atoms, tilted cell, random model), run
-for 10 steps (a force call on the device costs ~3 s in the simulator): a GPU run and a CPU run of the same input differ only in the order of their sums
-(device reductions, gathers, the neighbour fold), so they agree within test_mpi's
-`same_run_bounds` (derived there from the round-off of double arithmetic and the dynamics'
-growth) and the Langevin run draws the same Philox numbers on both devices.
+for 10 steps (a force call on the device costs ~3 s in the simulator): a GPU run and a CPU run
+of the same input differ only in the order of their sums (device reductions, gathers, the
+neighbour fold), so they agree within test_mpi's `same_run_bounds` (derived there from the
+round-off of double arithmetic and the dynamics' growth), and the Langevin run draws the same
+Philox numbers on both devices.
 """
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ def make_run(path: Path, device: str, md: str = "", steps: int = STEPS) -> Path:
     x, t, box = rocksalt((2, 1, 1))
     write_extxyz(path / "start.xyz", [["A", "B"][i] for i in t], x, box)
     text = INPUT.format(steps=steps, every=5, md=md, extra="")
-    text = text.replace("skin = 1.0", "skin = 0.5").replace("checkpoint_every = 0", 'checkpoint = "ck.h5"\ncheckpoint_every = 10')
+    # every run ends with a checkpoint (ck.h5), which the restarts below continue from
+    text = text.replace("skin = 1.0", "skin = 0.5").replace("checkpoint_every = 0", 'checkpoint = "ck.h5"')
     text = text.replace('file = "model.h5"', f'file = "model.h5"\ndevice = "{device}"')
     (path / "md.toml").write_text(text)
     return path / "md.toml"

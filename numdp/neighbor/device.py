@@ -39,7 +39,8 @@ from numdp.neighbor.celllist import DEFAULT_REACH, grid_dims
 from numdp.neighbor.extended import _REGION_MARGIN, _check_cutoff
 from numdp.neighbor.nlist import _check_sel, check_key_limits
 
-__all__ = ["DeviceNeighborList", "build_nlist_cuda", "nlist_of_extended", "extend_cuda", "is_device_array", "SHARED_CAPS"]
+__all__ = ["DeviceNeighborList", "build_nlist_cuda", "nlist_of_extended", "extend_cuda", "is_device_array",
+           "SHARED_CAPS"]
 
 # Threads per block of the one-thread-per-item kernels, and entries summed by one scan thread.
 _TPB = 128
