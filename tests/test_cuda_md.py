@@ -213,6 +213,7 @@ def test_kick_drift_and_reductions_equal_their_cpu_twins():
 
 
 def test_device_safety_names_the_atom_with_a_non_finite_velocity_or_force():
+    """The device reductions find the first bad row; the state is copied to the host to name it."""
     from numdp.md.device import DeviceSafetyMonitor
 
     st = _state()
@@ -221,3 +222,22 @@ def test_device_safety_names_the_atom_with_a_non_finite_velocity_or_force():
     monitor = DeviceSafetyMonitor(0.0, 1.0, dev)
     assert monitor.nonfinite_velocity_atom(st) == 17
     assert np.isnan(st.velocities[17, 1])     # copied to the host to name it
+
+    from numdp.md.device_forces import DeviceForceProvider
+
+    class Potential:   # what the provider reads before any force call
+        rcut = 3.0
+        sel = [8, 8]
+        type_map = ["A", "B"]
+
+    st = _state()
+    dev = _device(st)
+    provider = DeviceForceProvider(Potential(), 0.5, dev)
+    assert provider.nonfinite_force_atom(st) == -1
+    dev.forces[5, 2] = np.inf
+    dev.forces[30, 0] = np.nan
+    assert provider.nonfinite_force_atom(st) == 5
+    assert np.isinf(st.forces[5, 2])
+    st.potential_energy = -1.0
+    problem = monitor.local_problem(st, provider)
+    assert problem.startswith(f"step 7: atom {st.ids[5]} (") and "has a non-finite force" in problem
