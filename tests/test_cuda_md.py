@@ -2,7 +2,7 @@
 
 Under Numba's CUDA simulator (tests/conftest.py) unless NUMDP_TEST_REAL_GPU=1.  The system is the
 rocksalt crystal of tests/test_mpi.py (2 x 1 x 1 cells, 16 atoms, tilted cell, random model), run
-for 10 steps (a force call on the device costs ~3 s in the simulator): a GPU run and a CPU run
+for 4-5 GPU steps (a force call on the device costs ~3 s in the simulator): a GPU run and a CPU run
 of the same input differ only in the order of their sums (device reductions, gathers, the
 neighbour fold), so they agree within test_mpi's `same_run_bounds` (derived there from the
 round-off of double arithmetic and the dynamics' growth), and the Langevin run draws the same
@@ -31,22 +31,22 @@ from numdp.md.setup import run_md  # noqa: E402
 from numdp.model.dp_model import DPModel  # noqa: E402
 from numdp.parallel.world import World  # noqa: E402
 from randmodel import random_params  # noqa: E402
+from numdp.system import to_arrays  # noqa: E402
 from numdp.units import MVV2E  # noqa: E402
 from test_mpi import DT, INPUT, MASS_MIN, U64, frames, rocksalt, same_run_bounds  # noqa: E402
 
-STEPS = 10
 LANGEVIN = 'ensemble = "nvt"\nthermostat = { kind = "langevin", temperature = 20.0, tau = 0.05 }\nseed = 11'
 
 
-def make_run(path: Path, device: str, md: str = "", steps: int = STEPS) -> Path:
+def make_run(path: Path, device: str, md: str = "", steps: int = 10, every: int = 5, skin: float = 0.5) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     write_model(random_params(ntypes=2, sel=[14, 14], neuron=(4,), axis_neuron=2, fitting=(8,), rcut=2.9,
                               rcut_smth=1.0, seed=2), path / "model.h5")
     x, t, box = rocksalt((2, 1, 1))
     write_extxyz(path / "start.xyz", [["A", "B"][i] for i in t], x, box)
-    text = INPUT.format(steps=steps, every=5, md=md, extra="")
+    text = INPUT.format(steps=steps, every=every, md=md, extra="")
     # every run ends with a checkpoint (ck.h5), which the restarts below continue from
-    text = text.replace("skin = 1.0", "skin = 0.5").replace("checkpoint_every = 0", 'checkpoint = "ck.h5"')
+    text = text.replace("skin = 1.0", f"skin = {skin}").replace("checkpoint_every = 0", 'checkpoint = "ck.h5"')
     text = text.replace('file = "model.h5"', f'file = "model.h5"\ndevice = "{device}"')
     (path / "md.toml").write_text(text)
     return path / "md.toml"
@@ -72,19 +72,33 @@ def assert_close_runs(a, b, what):
     assert np.abs(a["position"][-1] - a["position"][0]).max() > 1e3 * pos[-1]
 
 
-def test_gpu_nve_run_equals_cpu_run_across_a_gpu_restart(tmp_path):
-    """NVE on the GPU from the start structure to step 5, then restarted on the GPU from its
-    checkpoint (the device rebuilds the ghost shell from the checkpoint's record) to step 10:
-    every frame equals the CPU run to round-off."""
-    cpu = make_run(tmp_path / "cpu", "cpu")
-    run(cpu)
-    gpu = make_run(tmp_path / "gpu", "cuda", steps=STEPS // 2)
-    result = run(gpu)
-    assert result.steps == STEPS // 2 and result.rebuilds >= 1
-    assert "device cuda" in (gpu.parent / "log.txt").read_text()
-    make_run(tmp_path / "gpu", "cuda")
-    run(gpu, restart=gpu.parent / "ck.h5")
-    assert_close_runs(frames(cpu.parent), frames(gpu.parent), "nve")
+def test_gpu_nve_run_equals_cpu_run_and_restarts_bit_for_bit(tmp_path):
+    """NVE on the GPU for 4 steps equals the CPU run to round-off, with the same rebuilds (a skin
+    of 0.005 A: the atoms move up to ~0.003 A per step at 20 K, so the skin test fires every few
+    steps and the
+    ghost shell is rebuilt on the device from moved positions); the same GPU run stopped at step
+    2 and restarted on the GPU from its checkpoint (the device rebuilds the ghost shell from the
+    checkpoint's record) repeats the uninterrupted one bit for bit: frames and checkpoints."""
+    kw = {"steps": 4, "every": 2, "skin": 0.005}
+    cpu = make_run(tmp_path / "cpu", "cpu", **kw)
+    on_cpu = run(cpu)
+    whole = make_run(tmp_path / "whole", "cuda", **kw)
+    result = run(whole)
+    assert result.steps == 4 and result.rebuilds == on_cpu.rebuilds > 1
+    assert "device cuda" in (whole.parent / "log.txt").read_text()
+    assert_close_runs(frames(cpu.parent), frames(whole.parent), "nve")
+    part = make_run(tmp_path / "part", "cuda", **{**kw, "steps": 2})
+    run(part)
+    make_run(tmp_path / "part", "cuda", **kw)
+    run(part, restart=part.parent / "ck.h5")
+    fw, fp = frames(whole.parent), frames(part.parent)
+    for key in fw:
+        assert np.array_equal(fw[key], fp[key]), key
+    cw = to_arrays(read_checkpoint(whole.parent / "ck.h5"))
+    cp = to_arrays(read_checkpoint(part.parent / "ck.h5"))
+    assert cw.keys() == cp.keys() and int(cw["step"]) == 4
+    for key in cw:
+        assert np.array_equal(cw[key], cp[key]), key
 
 
 def test_langevin_checkpoints_move_between_devices(tmp_path):
