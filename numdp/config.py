@@ -17,6 +17,7 @@ from .io.trajectory import FORMATS as TRAJ_FORMATS, SUFFIXES as TRAJ_SUFFIXES
 from .io.trajectory import format_of_path as traj_format_of_path
 from .md.barostat import COUPLINGS, StochasticCellRescaling
 from .md.thermostats import THERMOSTATS, NoseHooverChain
+from .backend import DEVICES
 from .model.precision import PRECISIONS
 from .errors import InputError
 from .validate import RUN_WORDING, Table, is_int_list, load_toml, resolve_path
@@ -34,6 +35,7 @@ class ModelSettings:
     precision: str = "double"
     threads: int | None = None
     deviation_files: tuple[Path, ...] = ()  # models 1.. of a deviation ensemble ([model] file = [...])
+    device: str = "cpu"  # "cpu" or "cuda" (numdp.backend; docs/gpu.md, "MD on the GPU")
 
     @property
     def files(self) -> tuple[Path, ...]:
@@ -143,14 +145,15 @@ class RunSettings:
 
 
 def _model(t: Table, base: Path) -> ModelSettings:
-    t.check_keys(("file", "precision", "threads"))
+    t.check_keys(("file", "precision", "threads", "device"))
     precision = t.string("precision", "double")
     if precision not in PRECISIONS_AVAILABLE:
         raise t.error("precision", f"must be one of {', '.join(PRECISIONS_AVAILABLE)}, got {precision!r}")
     names = t.str_list("file")
     files = tuple(resolve_path(n, base) for n in names)
     return ModelSettings(file=files[0], precision=precision,
-                         threads=t.integer("threads", None, positive=True), deviation_files=files[1:])
+                         threads=t.integer("threads", None, positive=True), deviation_files=files[1:],
+                         device=t.string("device", "cpu", choices=DEVICES))
 
 
 def _model_devi(t: Table, base: Path) -> ModelDeviSettings:

@@ -24,6 +24,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                                       "[parallel])")
     parser.add_argument("--restart", metavar="CHECKPOINT", default=None,
                         help="continue from this numdp checkpoint (overrides [system]); runs up to [md] steps")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                        help="run the MD step on this device (overrides [model] device; docs/gpu.md)")
 
 
 def _run(args, world) -> int:
@@ -36,6 +38,8 @@ def _run(args, world) -> int:
 
     with world.agreement():
         settings = load_run_settings(args.input)
+        if args.device is not None:
+            settings.model.device = args.device
         restart = None
         if args.restart is not None:
             restart = Path(args.restart)

@@ -2,7 +2,7 @@
 Verlet skin, safety checks, reporters and the run loop.  Entry point: `numdp.md.setup.run_md`.
 
 Layers (imports point upward only; the Numba kernels are in numdp.kernels.cpu.md and the
-Philox random numbers in numdp.kernels.cpu.rng)::
+Philox random numbers in numdp.kernels.cpu.rng; the device twins in numdp.kernels.cuda.md)::
 
     integrator.py   velocity Verlet composed of named half-steps
     thermostats.py  Nose-Hoover chain, Langevin, stochastic velocity rescaling (CSVR)
@@ -11,5 +11,8 @@ Philox random numbers in numdp.kernels.cpu.rng)::
     safety.py       close contacts, non-finite energies or forces, too large steps
     reporters.py    thermo log, progress bar, H5MD trajectory, checkpoints
     loop.py         the run loop with per-phase timers and the final summary
+    device_state.py the per-atom arrays of a run on the GPU, fixed-order device sums
+    device_forces.py  the device twin of forces.py (one rank)
+    device.py       the step on the GPU: integrator, thermostat operations, safety twins
     setup.py        builds all of the above from a validated configuration
 """

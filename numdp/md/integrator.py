@@ -42,6 +42,11 @@ class VelocityVerlet:
     def barostat_full(self, state: State) -> None:
         self.barostat.step(state, self.dt)
 
+    def sync_host(self, state: State) -> None:
+        """Make the State's arrays current before it is read on the host (reports, checkpoints,
+        stops).  Nothing to do here: this integrator works on the host arrays (the GPU twin,
+        numdp.md.device.DeviceVelocityVerlet, copies its device arrays)."""
+
     # -- one step --------------------------------------------------------------------------------
     def step(self, state: State, forces: Callable[[State], None]) -> None:
         """Advance `state` by dt; `forces(state)` is called once, after the positions moved."""

@@ -119,6 +119,7 @@ class Simulation:
         self.restarted = restarted
 
     def _snapshot(self):
+        self.integrator.sync_host(self.state)  # a GPU run copies its device arrays here only
         return snapshot(self.state, self.integrator.thermostat, self.world)
 
     def _report(self, step: int, initial: bool, timers: Timers) -> None:

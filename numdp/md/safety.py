@@ -59,10 +59,17 @@ class SafetyMonitor:
         if k >= 0 and moved > self.skin:
             return (f"step {step}: atom {self._atom(state, k)} moved {moved:.4f} A in one step, more than "
                     f"the neighbour skin {self.skin} A (reduce [md] timestep)")
-        if not np.isfinite(state.velocities).all():
-            k = int(np.flatnonzero(~np.isfinite(state.velocities).all(axis=1))[0])
+        k = self.nonfinite_velocity_atom(state)
+        if k >= 0:
             return f"step {step}: atom {self._atom(state, k)} has a non-finite velocity"
         return None
+
+    def nonfinite_velocity_atom(self, state: State) -> int:
+        """Local index of the first atom with a non-finite velocity, or -1 (numdp.md.device
+        overrides it with a device reduction)."""
+        if np.isfinite(state.velocities).all():
+            return -1
+        return int(np.flatnonzero(~np.isfinite(state.velocities).all(axis=1))[0])
 
     def check(self, state: State, provider, interrupted: bool = False) -> tuple[str | None, bool]:
         """(message of the lowest rank with a problem or None, whether any rank was interrupted by

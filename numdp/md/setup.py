@@ -36,6 +36,7 @@ from ..system import State, kinetic_energy, temperature, zero_momentum
 from ..units import KB, MVV2E, standard_mass
 from .deviation import DeviationReporter, check_ensemble
 from .barostat import StochasticCellRescaling, is_lower_triangular, lower_triangular_rotation
+from .device import check_device_run, device_md
 from .forces import ForceProvider
 from .integrator import VelocityVerlet
 from .loop import RunResult, Simulation, run_or_raise
@@ -170,12 +171,18 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
     name = settings.path.name
     md = settings.md
     nthreads, thread_source = threads_per_rank(settings.model.threads, world)
+    device = settings.model.device
     with world.agreement():  # every rank loads the model; errors are reported once
+        check_device_run(device, md.ensemble, world, name)
+        if device != "cpu" and settings.model.deviation_files:
+            raise InputError(f"{name}: [model] file: model deviation on device '{device}' is not available yet "
+                             "(run the ensemble with device = \"cpu\")")
         from .. import load_model
 
         if model is None:
             apply_threads(nthreads)
-            model = load_model(settings.model.file, nthreads=nthreads, precision=settings.model.precision)
+            model = load_model(settings.model.file, nthreads=nthreads, precision=settings.model.precision,
+                               device=device)
         others = [load_model(f, nthreads=nthreads, precision=settings.model.precision)
                   for f in settings.model.deviation_files]
         check_ensemble([model] + others, settings.model.files, f"{name}: [model] file")
@@ -221,9 +228,16 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
         barostat = StochasticCellRescaling(b.pressure, b.tau, b.compressibility, b.coupling,
                                            md.thermostat.temperature, world=world)
         barostat.initialize(state)
-    integrator = VelocityVerlet(md.timestep, thermostat, barostat)
-    provider = ForceProvider(model, settings.neighbor.skin, world, domain)
-    safety = SafetyMonitor(settings.safety.min_distance, settings.neighbor.skin, world)
+    if device == "cpu":
+        integrator = VelocityVerlet(md.timestep, thermostat, barostat)
+        provider = ForceProvider(model, settings.neighbor.skin, world, domain)
+        safety = SafetyMonitor(settings.safety.min_distance, settings.neighbor.skin, world)
+    else:  # the step on the GPU (numdp.md.device)
+        if state.box is not None and not all(state.pbc_flags):
+            raise InputError(f"{name}: [system] pbc: mixed boundary conditions run on device 'cpu' only, "
+                             f"the system has pbc {list(state.pbc_flags)}")
+        integrator, provider, safety = device_md(device, state, model, md.timestep, thermostat, settings.neighbor.skin,
+                                                 settings.safety.min_distance, world)
 
     out = settings.output
     moved = []
@@ -265,6 +279,7 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
     console.line(f"  model {settings.model.file} (rcut {model.rcut} A"
                  + (", compressed" if getattr(model, "compressed", False) else "")
                  + (f", precision {model.precision}" if hasattr(model, "precision") else "")
+                 + (f", device {device}" if device != "cpu" else "")
                  + f"), skin {settings.neighbor.skin} A, "
                  f"timestep {md.timestep} ps, ensemble {md.ensemble}"
                  + (f", {md.thermostat.kind} thermostat {md.thermostat.temperature} K tau {md.thermostat.tau} ps"

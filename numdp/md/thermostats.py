@@ -9,7 +9,10 @@ Each thermostat provides
                                    that E_total + reservoir is conserved up to integration error
 
 Sums over atoms (kinetic energy, momentum) are global: a thermostat holds the run's `world`
-(numdp.parallel.world.World) and its variables are identical on every rank.
+(numdp.parallel.world.World) and its variables are identical on every rank.  Every operation on
+the velocities goes through `thermostat.ops` (HostVelocities here: NumPy arrays of the State;
+numdp.md.device.DeviceVelocities for a run on the GPU), so the thermostat's scalar maths is the
+same on both devices.
 
 All three sample the canonical ensemble of the N_f = 3N - 3 degrees of freedom left when the
 total momentum is zero (the run loop zeroes it at the start; every thermostat here keeps it zero).
@@ -26,6 +29,31 @@ from ..system import State, kinetic_energy, zero_momentum
 from ..units import KB
 from ..kernels.cpu.md import langevin_update
 from ..kernels.cpu.rng import normal_pair, sum_of_squared_normals
+
+
+class HostVelocities:
+    """The operations a thermostat applies to the velocities, on the State's host arrays.
+    Sums are global over the run's ranks (`world`)."""
+
+    def __init__(self, world: World | None = None):
+        self.world = world if world is not None else World(None)
+
+    def kinetic_energy(self, state: State) -> float:
+        """K = 0.5 Σ m v² of the whole system, eV."""
+        return self.world.sum_global(kinetic_energy(state.velocities, state.masses))
+
+    def scale(self, state: State, factor: float) -> None:
+        """v *= factor."""
+        state.velocities *= factor
+
+    def langevin(self, state: State, c: float, kt: float, stream: int) -> None:
+        """Ornstein-Uhlenbeck update v = c v + sqrt((1 - c²) kT / m) g (numdp.kernels.cpu.md)."""
+        langevin_update(state.velocities, state.masses, state.ids, c, kt,
+                        np.int64(state.seed), np.int64(state.step), np.int64(stream))
+
+    def zero_momentum(self, state: State) -> None:
+        """Subtract the centre-of-mass velocity (Σ m v = 0 over the whole system)."""
+        zero_momentum(state.velocities, state.masses, self.world.sum_global)
 
 
 class NoseHooverChain:
@@ -45,6 +73,7 @@ class NoseHooverChain:
 
     def __init__(self, temperature: float, tau: float, chain: int = 3, nloop: int = 1, world: World | None = None):
         self.world = world if world is not None else World(None)
+        self.ops = HostVelocities(self.world)
         self.temperature = float(temperature)
         self.tau = float(tau)
         self.chain = int(chain)
@@ -68,7 +97,7 @@ class NoseHooverChain:
         q = self._masses(dof)
         kt = KB * self.temperature
         m = self.chain
-        k2 = 2.0 * self.world.sum_global(kinetic_energy(state.velocities, state.masses))
+        k2 = 2.0 * self.ops.kinetic_energy(state)
         if k2 == 0.0:
             return  # nothing to scale: a chain cannot heat a system at rest
         scale = 1.0
@@ -94,7 +123,7 @@ class NoseHooverChain:
                 scale *= math.exp(-v[0] * d)
                 for j in range(m):
                     down_half(j, d)
-        state.velocities *= scale
+        self.ops.scale(state, scale)
 
     def reservoir_energy(self, state: State) -> float:
         xi = state.thermostat["xi"]
@@ -110,6 +139,7 @@ class _HeatBath:
 
     def __init__(self, temperature: float, tau: float, world: World | None = None):
         self.world = world if world is not None else World(None)
+        self.ops = HostVelocities(self.world)
         self.temperature = float(temperature)
         self.tau = float(tau)
 
@@ -131,13 +161,11 @@ class Langevin(_HeatBath):
     kind = "langevin"
 
     def half_step(self, state: State, h: float, stream: int) -> None:
-        sum_global = self.world.sum_global
-        k0 = sum_global(kinetic_energy(state.velocities, state.masses))
-        c = math.exp(-h / self.tau)
-        langevin_update(state.velocities, state.masses, state.ids, c, KB * self.temperature,
-                        np.int64(state.seed), np.int64(state.step), np.int64(stream))
-        zero_momentum(state.velocities, state.masses, sum_global)
-        state.thermostat["heat"][0] += k0 - sum_global(kinetic_energy(state.velocities, state.masses))
+        ops = self.ops
+        k0 = ops.kinetic_energy(state)
+        ops.langevin(state, math.exp(-h / self.tau), KB * self.temperature, stream)
+        ops.zero_momentum(state)
+        state.thermostat["heat"][0] += k0 - ops.kinetic_energy(state)
 
 
 class StochasticVelocityRescaling(_HeatBath):
@@ -151,7 +179,7 @@ class StochasticVelocityRescaling(_HeatBath):
     kind = "csvr"
 
     def half_step(self, state: State, h: float, stream: int) -> None:
-        k = self.world.sum_global(kinetic_energy(state.velocities, state.masses))
+        k = self.ops.kinetic_energy(state)
         if k == 0.0:
             return  # no direction to scale along
         dof = state.dof
@@ -165,7 +193,7 @@ class StochasticVelocityRescaling(_HeatBath):
         alpha = math.sqrt(k_new / k)
         if r1 + math.sqrt(c * dof * k / ((1.0 - c) * target)) < 0.0:
             alpha = -alpha  # the component along the old velocity changed sign
-        state.velocities *= alpha
+        self.ops.scale(state, alpha)
         state.thermostat["heat"][0] += k - k_new
 
 

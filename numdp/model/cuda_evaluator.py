@@ -149,6 +149,26 @@ class CUDAEvaluator:
                 want_descriptor=False) -> RawOutput:
         """As Evaluator.compute: ext_pos (nall, 3) Å, nlist (nloc, nnei) int32, types (nloc,)
         int32, host or device arrays; returns host arrays."""
+        be = self.be
+        energy, force, virial, av, descr = self._compute(ext_pos, nlist, types, want_force, want_atom_virial,
+                                                         want_descriptor)
+        out = RawOutput(be.to_host(energy), be.to_host(force), be.to_host(virial).reshape(3, 3),
+                        be.to_host(av) if want_atom_virial else None)
+        if want_descriptor:
+            out.descriptor = descr
+        return out
+
+    def compute_device(self, ext_pos, nlist, types):
+        """Energies and forces left on the device, for MD on the GPU (numdp.md.device).
+
+        ext_pos (nall, 3) float64 Å and nlist (nloc, nnei) int32: device arrays; types (nloc,)
+        int32 host array (the atoms are ordered by type on the host, once per call).  Returns
+        device arrays (atom_energy (nloc,) eV, force (nall, 3) eV/Å on every extended atom,
+        virial (9,) eV)."""
+        energy, force, virial, _, _ = self._compute(ext_pos, nlist, types, True, False, False)
+        return energy, force, virial
+
+    def _compute(self, ext_pos, nlist, types, want_force, want_atom_virial, want_descriptor):
         be, xp = self.be, self.be.xp
         pos = be.to_device(ext_pos, np.float64)
         nl = be.to_device(nlist, np.int32)
@@ -165,11 +185,7 @@ class CUDAEvaluator:
             atoms = order[c0:c0 + self.chunk]
             self._chunk(pos, nl, atoms, typ_host[atoms], want_force, energy, force, virial,
                         av_all, want_atom_virial, descr)
-        out = RawOutput(be.to_host(energy), be.to_host(force), be.to_host(virial).reshape(3, 3),
-                        be.to_host(av_all) if want_atom_virial else None)
-        if want_descriptor:
-            out.descriptor = descr
-        return out
+        return energy, force, virial, av_all, descr
 
     # -- one chunk -----------------------------------------------------------------------
     def _chunk(self, pos, nl, atoms_host, atypes_host, want_force, energy, force, virial,

@@ -168,6 +168,14 @@ class DPModel:
         """
         return self._ev.compute(ext_positions, nlist, types, want_force=True, want_atom_virial=atom_virial)
 
+    def compute_device(self, ext_positions, nlist, types):
+        """`compute` with the results left on the device (device="cuda" only; numdp.md.device):
+        ext_positions (nall, 3) and nlist (nloc, nnei) device arrays, types (nloc,) int32 host
+        array.  Returns device arrays (atom_energy (nloc,) eV, force (nall, 3) eV/Å, virial (9,) eV)."""
+        if self.device == "cpu":
+            raise InputError("compute_device needs a model loaded with device='cuda'")
+        return self._ev.compute_device(ext_positions, nlist, types)
+
     def descriptor(self, positions, types, box=None, pbc=None) -> np.ndarray:
         """Descriptor rows D_i (N, M*M<) of reference §4."""
         typ, ext, nl = self._prepare(positions, types, box, pbc)

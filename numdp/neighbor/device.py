@@ -39,7 +39,8 @@ from numdp.neighbor.celllist import DEFAULT_REACH, grid_dims
 from numdp.neighbor.extended import _REGION_MARGIN, _check_cutoff
 from numdp.neighbor.nlist import _check_sel, check_key_limits
 
-__all__ = ["DeviceNeighborList", "build_nlist_cuda", "is_device_array", "SHARED_CAPS"]
+__all__ = ["DeviceNeighborList", "build_nlist_cuda", "nlist_of_extended", "extend_cuda", "is_device_array",
+           "SHARED_CAPS"]
 
 # Threads per block of the one-thread-per-item kernels, and entries summed by one scan thread.
 _TPB = 128
@@ -170,6 +171,14 @@ def _inputs(positions, types, ntypes: int):
     return x, t, nloc
 
 
+def extend_cuda(positions, types, box, cutoff: float):
+    """Extended atoms on the device as `build_nlist_cuda` forms them (locals wrapped into the cell,
+    then the ghost images within `cutoff` Å of the cell): (positions (nall, 3) float64, types
+    (nall,) int32, mapping (nall,) int32 owner of each) device arrays.  positions (nloc, 3) float64
+    and types (nloc,) int32 are device arrays, not validated; box (3, 3) host array or None."""
+    return _extended(positions, types, int(positions.shape[0]), box, float(cutoff))[:3]
+
+
 def _check_nall(nall: int, cutoff: float, widths) -> None:
     if nall > MAX_NALL:
         raise InputError(
@@ -293,13 +302,41 @@ def build_nlist_cuda(positions, types, box, rcut, sel, *, reach: int = DEFAULT_R
             overflow=np.zeros(ntypes, dtype=np.int64), max_count=np.zeros(ntypes, dtype=np.int64),
         )
     pos, typ, mp, nall = _extended(x, t, nloc, box, rc)
+    nlist, max_count, overflow = _search(pos, typ, nloc, rc, s, sec, int(reach), int(threads_per_centre),
+                                         shared_caps)
+    return DeviceNeighborList(positions=pos, types=typ, mapping=mp, nlist=nlist, nloc=nloc,
+                              overflow=overflow, max_count=max_count)
 
+
+def nlist_of_extended(ext_positions, ext_types, nloc: int, rcut: float, sel,
+                      threads_per_centre: int = THREADS_PER_CENTRE):
+    """The DeePMD-kit list of the first `nloc` of given extended atoms (device arrays: positions
+    (nall, 3) float64 Å, types (nall,) int32), within rcut, as `build_nlist_cuda` forms it after its
+    own ghost images: for an MD step whose ghost shell (of width rcut + skin) was built at the last
+    rebuild and moved along since (numdp.md.device).  Returns (nlist (nloc, sum(sel)) int32 device
+    array, max_count, overflow (ntypes,) int64 host arrays).  Inputs are not validated;
+    threads_per_centre is a tuning knob (the list never depends on it)."""
+    s = np.asarray(sel, dtype=np.int64)
+    sec = np.zeros(s.shape[0] + 1, dtype=np.int64)
+    np.cumsum(s, out=sec[1:])
+    return _search(ext_positions, ext_types, int(nloc), float(rcut), s, sec, DEFAULT_REACH, int(threads_per_centre),
+                   SHARED_CAPS)
+
+
+def _search(pos, typ, nloc: int, rc: float, s, sec, reach: int, threads_per_centre: int, shared_caps):
+    """(nlist, max_count, overflow) of the first nloc of the extended atoms (pos, typ) on the device."""
+    from numba import cuda
+    from numdp.kernels.cuda import neighbor as kc
+
+    nall = int(pos.shape[0])
+    ntypes = int(s.shape[0])
+    nnei = int(sec[-1])
     # cell list: bounding box, cells (host arithmetic on 6 numbers), counting sort
     lohi = cuda.to_device(np.array([np.inf] * 3 + [-np.inf] * 3))
     nblock, tpb = _launch(nall)
     kc.bounds[min(nblock, 1024), tpb](pos, lohi)
     lh = lohi.copy_to_host()
-    inv_width, nbins = grid_dims(lh[:3], lh[3:], nall, rc, int(reach))
+    inv_width, nbins = grid_dims(lh[:3], lh[3:], nall, rc, reach)
     ncell = int(np.prod(nbins))
     d_lo = cuda.to_device(np.ascontiguousarray(lh[:3]))
     d_inv_width = cuda.to_device(np.ascontiguousarray(inv_width))
@@ -324,7 +361,7 @@ def build_nlist_cuda(positions, types, box, rcut, sel, *, reach: int = DEFAULT_R
 
     # keys -> rank sort -> slots, one block per centre; a centre whose keys overflow the buffer
     # reports its count and the launch is repeated with a buffer that holds the largest
-    grid = (spos, sidx, stype, scell, cell_start, d_nbins, int(reach), centres, rc * rc,
+    grid = (spos, sidx, stype, scell, cell_start, d_nbins, reach, centres, rc * rc,
             cuda.to_device(s), cuda.to_device(sec))
     counts = cuda.device_array((nloc, ntypes), dtype=np.int32)
     nlist = cuda.device_array((nloc, nnei), dtype=np.int32)
@@ -332,12 +369,11 @@ def build_nlist_cuda(positions, types, box, rcut, sel, *, reach: int = DEFAULT_R
     need = 0
     for _ in range(2):
         err = cuda.to_device(np.zeros(1, dtype=np.int32))
-        _fill(grid, counts, nlist, err, need, caps, int(threads_per_centre))
+        _fill(grid, counts, nlist, err, need, caps, threads_per_centre)
         need = int(err.copy_to_host()[0])
         if need == 0:
             break
     else:
         raise RuntimeError(f"neighbour search: a centre has {need} keys after the buffer was sized")
     max_count, overflow = _stats(counts, grid[9], ntypes)
-    return DeviceNeighborList(positions=pos, types=typ, mapping=mp, nlist=nlist, nloc=nloc,
-                              overflow=overflow, max_count=max_count)
+    return nlist, max_count, overflow

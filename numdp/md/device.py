@@ -1,0 +1,143 @@
+"""MD on the GPU ([model] device = "cuda", `numdp run --device cuda`): what runs where.
+
+On the device, every step: the velocity-Verlet half-steps (`kick`, `drift`:
+numdp.kernels.cuda.md, twins of numdp.kernels.cpu.md), the thermostats' work on the velocities
+(Langevin's Ornstein-Uhlenbeck update with the CPU's Philox numbers, the kinetic energy and the
+momentum as fixed-order tree sums, rescaling by CSVR and the Nosé-Hoover chain, whose few
+scalars stay on the host: `DeviceVelocities`), the skin test, the ghost shell and the neighbour
+list, the model, the fold of ghost forces, the potential-energy sum, and the safety checks'
+per-atom parts (non-finite forces and velocities, closest pair, largest move).  The host keeps
+the scalars (step, time, box, energy, virial, thermostat variables) and receives per step only a
+handful of numbers (the reductions above); the per-atom arrays come to the host only when the
+State is read there: thermo, trajectory and checkpoint steps, and a stop (`sync_host`).
+
+Not on the device yet (one-line errors): NPT (the barostat), several MPI ranks.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError
+from ..parallel.world import World
+from ..system import State
+from ..units import MVV2E
+from .device_forces import DeviceForceProvider
+from .device_state import DeviceState, first_flagged, tree_sum
+from .integrator import VelocityVerlet
+from .safety import SafetyMonitor
+
+
+def check_device_run(device: str, ensemble: str, world: World, where: str) -> None:
+    """InputError (one line) when this run cannot run on `device` (only "cuda" is checked):
+    CUDA unusable (numdp.backend.get_backend's errors), NPT, several MPI ranks."""
+    if device == "cpu":
+        return
+    from ..backend import get_backend
+
+    get_backend(device)
+    if ensemble == "npt":
+        raise InputError(f"{where}: NPT on the GPU is not available yet ([model] device = '{device}'); "
+                         f"use device 'cpu' for NPT")
+    if world.size > 1:
+        raise InputError(f"{where}: MPI runs on the GPU are not available yet ({world.size} ranks with "
+                         f"[model] device = '{device}'); run on one rank, or with device 'cpu'")
+
+
+class DeviceVelocities:
+    """numdp.md.thermostats.HostVelocities on the device arrays of a DeviceState (one rank)."""
+
+    def __init__(self, dev: DeviceState):
+        from ..kernels.cuda import launch, md
+
+        self.dev = dev
+        self._K = md
+        self._grid = launch.grid
+
+    def _sums(self) -> np.ndarray:
+        """(Σ m v.v, Σ m v (3), Σ m) on the host: one fixed-order tree sum over the atoms."""
+        dev = self.dev
+        rows = dev.be.xp.empty((dev.natoms, self._K.KINETIC_COLUMNS))
+        self._K.kinetic_terms[self._grid(dev.natoms)](dev.velocities, dev.masses, rows)
+        return tree_sum(dev.be, rows)
+
+    def kinetic_energy(self, state: State) -> float:
+        return 0.5 * MVV2E * float(self._sums()[0])
+
+    def scale(self, state: State, factor: float) -> None:
+        self._K.scale_rows[self._grid(self.dev.natoms)](self.dev.velocities, float(factor))
+
+    def langevin(self, state: State, c: float, kt: float, stream: int) -> None:
+        dev = self.dev
+        self._K.langevin_update[self._grid(dev.natoms)](dev.velocities, dev.masses, dev.ids, float(c), float(kt),
+                                                        np.int64(state.seed), np.int64(state.step),
+                                                        np.int64(stream))
+
+    def zero_momentum(self, state: State) -> None:
+        s = self._sums()
+        vcm = self.dev.be.to_device(np.ascontiguousarray(s[1:4] / s[4]))
+        self._K.subtract_row[self._grid(self.dev.natoms)](self.dev.velocities, vcm)
+
+
+class DeviceVelocityVerlet(VelocityVerlet):
+    """VelocityVerlet (same step sequence) whose half-steps run on the arrays of `dev`; the
+    thermostat's velocity operations are pointed at the device (thermostat.ops)."""
+
+    def __init__(self, dt: float, dev: DeviceState, thermostat=None):
+        from ..kernels.cuda import launch, md
+
+        super().__init__(dt, thermostat, None)
+        self.dev = dev
+        self._K = md
+        self._grid = launch.grid
+        if thermostat is not None:
+            thermostat.ops = DeviceVelocities(dev)
+
+    def kick_half(self, state: State) -> None:
+        dev = self.dev
+        self._K.kick[self._grid(dev.natoms)](dev.velocities, dev.forces, dev.masses, 0.5 * self.dt)
+
+    def drift_for(self, state: State, h: float) -> None:
+        dev = self.dev
+        self._K.drift[self._grid(dev.natoms)](dev.positions, dev.velocities, float(h))
+
+    def barostat_full(self, state: State) -> None:
+        raise InputError("NPT on the GPU is not available yet")
+
+    def sync_host(self, state: State) -> None:
+        """Copy positions, velocities, forces and the neighbour record to the host State."""
+        self.dev.download(state)
+
+
+class DeviceSafetyMonitor(SafetyMonitor):
+    """SafetyMonitor whose velocity test is a device reduction (the force test is the provider's)."""
+
+    def __init__(self, min_distance: float, skin: float, dev: DeviceState, world: World | None = None):
+        from ..kernels.cuda import launch, md
+
+        super().__init__(min_distance, skin, world)
+        self.dev = dev
+        self._K = md
+        self._grid = launch.grid
+
+    def nonfinite_velocity_atom(self, state: State) -> int:
+        dev = self.dev
+        flag = dev.be.xp.empty(dev.natoms, np.int32)
+        self._K.nonfinite_rows[self._grid(dev.natoms)](dev.velocities, flag)
+        k = first_flagged(dev.be, flag)
+        if k >= 0:
+            dev.download(state)
+        return k
+
+
+def device_md(device: str, state: State, model, dt: float, thermostat, skin: float, min_distance: float,
+              world: World):
+    """(integrator, force provider, safety monitor) of a run whose step runs on `device`; the
+    state's arrays are uploaded here.  `model` must have been loaded with this device."""
+    from ..backend import get_backend
+
+    if getattr(model, "device", "cpu") != device:
+        raise InputError(f"the model was loaded for device '{getattr(model, 'device', 'cpu')}', "
+                         f"not '{device}'")
+    dev = DeviceState.upload(get_backend(device), state)
+    return (DeviceVelocityVerlet(dt, dev, thermostat), DeviceForceProvider(model, skin, dev, world),
+            DeviceSafetyMonitor(min_distance, skin, dev, world))

@@ -1,0 +1,241 @@
+"""Forces for MD on the GPU (one rank): the device twin of numdp.md.forces.ForceProvider.
+
+Same interface (`__call__(state)`, `closest`, `step_displacement`, `rebuilds`, `overflow_calls`,
+`calls`, `time_neigh`, `time_force`, `cutoff`, `request_rebuild`, `nonfinite_force_atom`,
+`atom_label`) and the same rebuild policy, on the arrays of a `DeviceState`:
+
+- Rebuild test (every call, on the device): with d the largest displacement since the rebuild
+  and s_min the smallest singular value of the cell deformation, rebuild when
+  (rcut + 2 d) / s_min >= rcut + skin (numdp.md.forces explains the bound).  The per-atom
+  squared displacements come from `displacement_sq`; their max and argmax are device reductions
+  (max is exact in any order); the host receives the two numbers and an index.
+- At a rebuild: the ghost shell of width rcut + skin is built on the device
+  (numdp.neighbor.device.extend_cuda, the images of `build_nlist_cuda`), with the whole lattice
+  vector that takes each owner to each of its extended atoms (`lattice_shifts`), and the fixed
+  order in which ghost forces are folded onto their owners (extended atoms sorted by (owner,
+  index)).  The reference configuration is kept in the DeviceState (State.neighbor["positions"]
+  at downloads), so a checkpoint written from the GPU restarts on either device with the same list.
+- Every call: the extended atoms move with their owners (`extended_positions`: owner + shift @
+  box), the DeePMD-kit list within rcut is formed from them on the device
+  (numdp.neighbor.device.nlist_of_extended: a cell-list pass over the extended atoms, no stored
+  candidate list), the model runs on the device (DPModel.compute_device), forces are folded onto
+  the owned atoms (`fold_to_owners`), and the potential energy (a fixed-order tree sum) and the
+  virial (9 numbers) come to the host.
+
+Deterministic: no floating-point atomics; the same input gives the same bits on every call.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from ..neighbor import report_overflow, slot_offsets
+from ..parallel.world import World
+from ..system import State
+from .device_state import DeviceState, first_flagged, tree_sum
+from .forces import model_sel
+
+
+class _Overflow:
+    """What report_overflow reads from a list: per-type overflow counts and largest counts."""
+
+    def __init__(self, overflow, max_count):
+        self.overflow = overflow
+        self.max_count = max_count
+
+
+class DeviceForceProvider:
+    """Evaluates a device="cuda" model (numdp.model.dp_model.DPModel) on the atoms of `dev`,
+    rebuilding the ghost shell only when needed.  One rank (world of size 1)."""
+
+    def __init__(self, model, skin: float, dev: DeviceState, world: World | None = None):
+        from ..kernels.cuda import launch, md
+
+        self.model = model
+        self.dev = dev
+        self.be = dev.be
+        self._K = md
+        self._grid = launch.grid
+        self.skin = float(skin)
+        self.rcut = float(model.rcut)
+        self.world = world if world is not None else World(None)
+        self.sel = np.asarray(model_sel(model), dtype=np.int64)
+        self.sec = slot_offsets(self.sel)
+        self._sec_d = self.be.to_device(np.asarray(self.sec, dtype=np.int64))
+        self.rebuilds = 0
+        self.overflow_calls = 0
+        self.calls = 0
+        self.time_neigh = 0.0
+        self.time_force = 0.0
+        self.closest = (math.inf, -1, -1)
+        self.step_displacement = (0.0, -1)
+        self._force_rebuild = False
+        self._ext_pos = None
+        self._ext_types = None
+        self._mapping = None
+        self._shift = None
+        self._order = None
+        self._start = None
+        self._box_d = None
+        self._ref_box_inv = None
+        self._prev = None
+        self._overflow_warned = False
+
+    @property
+    def cutoff(self) -> float:
+        """Width of the ghost shell, rcut + skin (Å)."""
+        return self.rcut + self.skin
+
+    def request_rebuild(self) -> None:
+        """Rebuild the ghost shell at the next call."""
+        self._force_rebuild = True
+
+    # -- ghost shell -----------------------------------------------------------------------------
+    def _check_motion(self, state: State) -> bool:
+        """Update `step_displacement`; True when the ghost shell must be rebuilt."""
+        self.step_displacement = (0.0, -1)
+        if self._ext_pos is None:
+            return True
+        be, xp, dev = self.be, self.be.xp, self.dev
+        if state.box is None:
+            strain = np.eye(3)
+            smin = 1.0
+        else:
+            strain = self._ref_box_inv @ state.box
+            smin = float(np.linalg.svd(strain, compute_uv=False)[-1])
+        n = dev.natoms
+        step2 = xp.empty(n)
+        ref2 = xp.empty(n)
+        previous = self._prev if self._prev is not None else dev.positions
+        self._K.displacement_sq[self._grid(n)](dev.positions, previous, dev.reference, be.to_device(strain),
+                                               step2, ref2)
+        ref_max = float(xp.max(ref2)) if n else 0.0
+        if self._prev is not None and n:
+            k = int(xp.argmax(step2))
+            self.step_displacement = (math.sqrt(float(step2[k])), k)
+        if self._force_rebuild:
+            ref_max = math.inf
+        return (self.rcut + 2.0 * math.sqrt(ref_max)) / smin >= self.rcut + self.skin
+
+    def _build(self, reference, box) -> None:
+        """Ghost shell, lattice shifts and fold order for the configuration `reference` (device
+        (N, 3) Å: the current positions at a rebuild, the checkpoint's record after a restart)."""
+        from ..neighbor.device import extend_cuda
+
+        be, xp, dev = self.be, self.be.xp, self.dev
+        box_h = None if box is None else np.ascontiguousarray(box, dtype=np.float64)
+        pos, typ, mp = extend_cuda(reference, dev.types, box_h, self.cutoff)
+        pos, typ, mp = xp.asarray(pos), xp.asarray(typ), xp.asarray(mp)
+        nall = int(pos.shape[0])
+        nloc = dev.natoms
+        if box_h is None:
+            shift = xp.zeros((nall, 3))
+            self._box_d = be.to_device(np.zeros((3, 3)))
+            self._ref_box_inv = None
+        else:
+            shift = xp.empty((nall, 3))
+            inv = np.linalg.inv(box_h)
+            self._K.lattice_shifts[self._grid(nall)](pos, reference, mp, be.to_device(inv), shift)
+            self._box_d = be.to_device(box_h)
+            self._ref_box_inv = inv
+        key = mp.astype(np.int64) * nall + xp.arange(nall, dtype=np.int64)
+        order = xp.argsort(key)
+        self._order = order
+        self._start = xp.searchsorted(mp[order], xp.arange(nloc + 1, dtype=mp.dtype)).astype(np.int64)
+        self._mapping = mp
+        self._ext_types = typ
+        self._shift = shift
+        self._ext_pos = xp.empty((nall, 3))
+        dev.reference = xp.array(reference, dtype=np.float64)
+
+    def _rebuild(self, state: State) -> None:
+        self._build(self.dev.positions, state.box)
+        self._force_rebuild = False
+        self.rebuilds += 1
+        state.neighbor = {"cutoff": np.array([self.cutoff])}   # "positions": DeviceState.download
+        if state.box is not None:
+            state.neighbor["box"] = state.box.copy()
+
+    def _restore(self, state: State) -> bool:
+        """The ghost shell of the run that wrote the checkpoint (numdp.md.forces, `_restore`)."""
+        ref = state.neighbor
+        usable = bool(ref) and "positions" in ref and ref["positions"].shape == state.positions.shape
+        usable = usable and float(ref["cutoff"][0]) == self.cutoff and ("box" in ref) == (state.box is not None)
+        if not usable:
+            return False
+        self._build(self.be.xp.array(ref["positions"], dtype=np.float64), ref.get("box"))
+        return True
+
+    # -- one evaluation --------------------------------------------------------------------------
+    def __call__(self, state: State) -> None:
+        """Fill dev.forces (N, 3) eV/Å (device), state.virial (3, 3) eV and
+        state.potential_energy eV (host)."""
+        from ..neighbor.device import THREADS_PER_CENTRE, nlist_of_extended
+
+        be, xp, dev, K, grid = self.be, self.be.xp, self.dev, self._K, self._grid
+        t0 = time.perf_counter()
+        if self._ext_pos is None:
+            self._restore(state)
+        if self._check_motion(state):
+            self._rebuild(state)
+        nall = int(self._ext_pos.shape[0])
+        nloc = dev.natoms
+        K.extended_positions[grid(nall)](dev.positions, self._mapping, self._shift, self._box_d, self._ext_pos)
+        # the simulator runs each thread in Python: one thread per centre there (same list)
+        nlist, max_count, overflow = nlist_of_extended(self._ext_pos, self._ext_types, nloc, self.rcut, self.sel,
+                                                       1 if be.simulator else THREADS_PER_CENTRE)
+        nlist = xp.asarray(nlist)
+        if overflow.any():
+            self.overflow_calls += 1
+            if not self._overflow_warned:
+                self._overflow_warned = True
+                report_overflow(_Overflow(overflow, max_count), self.sel, getattr(self.model, "type_map", None))
+        self.closest = self._closest(nlist)
+        t1 = time.perf_counter()
+        energy, ext_force, virial = self.model.compute_device(self._ext_pos, nlist, dev.types_host)
+        if dev.forces is None:
+            dev.forces = xp.empty((nloc, 3))
+        K.fold_to_owners[grid(nloc)](ext_force, self._order, self._start, dev.forces)
+        state.potential_energy = float(tree_sum(be, energy.reshape(nloc, 1))[0])
+        state.virial = np.array(be.to_host(virial), dtype=np.float64).reshape(3, 3)
+        if self._prev is None:
+            self._prev = xp.empty((nloc, 3))
+        self._prev[...] = dev.positions
+        self.calls += 1
+        t2 = time.perf_counter()
+        self.time_neigh += t1 - t0
+        self.time_force += t2 - t1
+
+    def _closest(self, nlist):
+        """(distance Å, centre, extended neighbour) of the closest pair in the list (argmin: the
+        first minimum, as numdp.kernels.cpu.md.closest_pair)."""
+        xp = self.be.xp
+        nloc = int(nlist.shape[0])
+        if nloc == 0:
+            return (math.inf, -1, -1)
+        dist2 = xp.empty(nloc)
+        nbr = xp.empty(nloc, np.int32)
+        self._K.closest_rows[self._grid(nloc)](self._ext_pos, nlist, self._sec_d, dist2, nbr)
+        i = int(xp.argmin(dist2))
+        j = int(nbr[i])
+        if j < 0:
+            return (math.inf, -1, -1)
+        return (math.sqrt(float(dist2[i])), i, j)
+
+    def nonfinite_force_atom(self, state: State) -> int:
+        """Local index of the first owned atom with a non-finite force, or -1 (a device
+        reduction; when there is one, the state is copied to the host to name it)."""
+        dev = self.dev
+        flag = self.be.xp.empty(dev.natoms, np.int32)
+        self._K.nonfinite_rows[self._grid(dev.natoms)](dev.forces, flag)
+        k = first_flagged(self.be, flag)
+        if k >= 0:
+            dev.download(state)
+        return k
+
+    def atom_label(self, ext_index: int) -> tuple[int, int]:
+        """(global id, type) of extended atom `ext_index` of the current list."""
+        owner = int(self._mapping[ext_index])
+        return int(self.dev.ids_host[owner]), int(self.dev.types_host[owner])

@@ -1,0 +1,89 @@
+"""The per-atom MD arrays of a run on the GPU, and the deterministic reductions over them.
+
+A serial run with [model] device = "cuda" keeps positions, velocities and forces on the device
+(CuPy arrays on a GPU, NumPy arrays under Numba's CUDA simulator); the host `State` keeps the
+scalars (step, time, box, energies, thermostat variables) and the constant per-atom data (types,
+ids, masses), and receives the arrays only when it is read on the host (`download`: reports,
+checkpoints, stops).  numdp.md.device describes what runs where.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..backend import Backend
+from ..system import State
+
+
+@dataclass
+class DeviceState:
+    """Device copies of a State's per-atom arrays (N atoms).
+
+    positions (N, 3) float64 Å (unwrapped, as in State); velocities (N, 3) float64 Å/ps; forces
+    (N, 3) float64 eV/Å, or None before the first force call; masses (N,) float64 amu; ids (N,)
+    int64; types (N,) int32; reference (N, 3) float64 Å: the positions of the last neighbour
+    rebuild (State.neighbor["positions"]), or None before it.  types_host / ids_host: host copies
+    of the constant arrays (for naming atoms and for the evaluator's per-type ordering).
+    """
+
+    be: Backend
+    positions: object
+    velocities: object
+    forces: object
+    masses: object
+    ids: object
+    types: object
+    types_host: np.ndarray
+    ids_host: np.ndarray
+    reference: object = None
+
+    @classmethod
+    def upload(cls, be: Backend, state: State) -> "DeviceState":
+        """Copies of `state`'s arrays on the device (never aliases of the host arrays)."""
+        xp = be.xp
+        forces = None if state.forces is None else xp.array(state.forces, dtype=np.float64)
+        return cls(be, xp.array(state.positions, dtype=np.float64), xp.array(state.velocities, dtype=np.float64),
+                   forces, xp.array(state.masses, dtype=np.float64), xp.array(state.ids, dtype=np.int64),
+                   xp.array(state.types, dtype=np.int32), np.array(state.types, dtype=np.int32),
+                   np.array(state.ids, dtype=np.int64))
+
+    @property
+    def natoms(self) -> int:
+        return int(self.positions.shape[0])
+
+    def download(self, state: State) -> None:
+        """Make state's positions, velocities, forces and neighbour record current (host copies)."""
+        host = self.be.to_host
+        state.positions = np.array(host(self.positions), dtype=np.float64)
+        state.velocities = np.array(host(self.velocities), dtype=np.float64)
+        if self.forces is not None:
+            state.forces = np.array(host(self.forces), dtype=np.float64)
+        if self.reference is not None:
+            state.neighbor["positions"] = np.array(host(self.reference), dtype=np.float64)
+
+
+def tree_sum(be: Backend, rows) -> np.ndarray:
+    """Column sums (k,) float64 on the host of a device array rows (n, k): a fixed-order tree
+    (numdp.kernels.cuda.md.row_sums, SUM_CHUNK rows per thread per level), no atomics, so the
+    same bits on every call."""
+    from ..kernels.cuda import launch, md
+
+    xp = be.xp
+    n, k = rows.shape
+    if n == 0:
+        return np.zeros(k)
+    while rows.shape[0] > 1:
+        nch = (rows.shape[0] + md.SUM_CHUNK - 1) // md.SUM_CHUNK
+        out = xp.empty((nch, k))
+        md.row_sums[launch.grid(nch)](rows, md.SUM_CHUNK, out)
+        rows = out
+    return np.array(be.to_host(rows)[0], dtype=np.float64)
+
+
+def first_flagged(be: Backend, flag) -> int:
+    """Index of the first non-zero entry of a device int array, or -1 (argmax: first maximum)."""
+    if flag.shape[0] == 0:
+        return -1
+    i = int(be.xp.argmax(flag))
+    return i if int(flag[i]) else -1

@@ -1,0 +1,268 @@
+"""MD with the step on the GPU ([model] device = "cuda", numdp.md.device) against the CPU run.
+
+Under Numba's CUDA simulator (tests/conftest.py) unless NUMDP_TEST_REAL_GPU=1.  The system is the
+rocksalt crystal of tests/test_mpi.py (2 x 1 x 1 cells, 16 atoms, tilted cell, random model), run
+for 4-5 GPU steps (a force call on the device costs ~3 s in the simulator): a GPU run and a CPU run
+of the same input differ only in the order of their sums (device reductions, gathers, the
+neighbour fold), so they agree within test_mpi's `same_run_bounds` (derived there from the
+round-off of double arithmetic and the dynamics' growth), and the Langevin run draws the same
+Philox numbers on both devices.
+"""
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("numba_cuda")
+
+from numdp.config import load_run_settings  # noqa: E402
+from numdp.errors import InputError  # noqa: E402
+from numdp.io.h5md import read_checkpoint  # noqa: E402
+from numdp.io.model_file import read_model, write_model  # noqa: E402
+from numdp.io.structure import write_extxyz  # noqa: E402
+from numdp.md.device import check_device_run  # noqa: E402
+from numdp.md.setup import run_md  # noqa: E402
+from numdp.model.dp_model import DPModel  # noqa: E402
+from numdp.parallel.world import World  # noqa: E402
+from randmodel import random_params  # noqa: E402
+from numdp.system import to_arrays  # noqa: E402
+from numdp.units import MVV2E  # noqa: E402
+from test_mpi import DT, INPUT, MASS_MIN, U64, frames, rocksalt, same_run_bounds  # noqa: E402
+
+LANGEVIN = 'ensemble = "nvt"\nthermostat = { kind = "langevin", temperature = 20.0, tau = 0.05 }\nseed = 11'
+
+
+def make_run(path: Path, device: str, md: str = "", steps: int = 10, every: int = 5, skin: float = 0.5) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    write_model(random_params(ntypes=2, sel=[14, 14], neuron=(4,), axis_neuron=2, fitting=(8,), rcut=2.9,
+                              rcut_smth=1.0, seed=2), path / "model.h5")
+    x, t, box = rocksalt((2, 1, 1))
+    write_extxyz(path / "start.xyz", [["A", "B"][i] for i in t], x, box)
+    text = INPUT.format(steps=steps, every=every, md=md, extra="")
+    # every run ends with a checkpoint (ck.h5), which the restarts below continue from
+    text = text.replace("skin = 1.0", f"skin = {skin}").replace("checkpoint_every = 0", 'checkpoint = "ck.h5"')
+    text = text.replace('file = "model.h5"', f'file = "model.h5"\ndevice = "{device}"')
+    (path / "md.toml").write_text(text)
+    return path / "md.toml"
+
+
+def run(toml: Path, restart=None):
+    settings = load_run_settings(toml)
+    model = DPModel(read_model(toml.parent / "model.h5"), nthreads=1, device=settings.model.device)
+    return run_md(settings, restart=restart, model=model, screen=io.StringIO())
+
+
+def assert_close_runs(a, b, what):
+    """Positions, velocities, forces and energies of every frame within same_run_bounds (double)."""
+    assert np.array_equal(a["step"], b["step"])
+    pos, force, energy = same_run_bounds(a, U64)
+    for name, got, bound in (("position", np.abs(a["position"] - b["position"]).max(axis=(1, 2)), pos),
+                             ("force", np.abs(a["force"] - b["force"]).max(axis=(1, 2)), force),
+                             ("pe", np.abs(a["pe"] - b["pe"]), energy)):
+        bound = np.broadcast_to(bound, got.shape)
+        bad = np.flatnonzero(got > bound)
+        assert bad.size == 0, f"{what}: {name} differs by {got[bad[0]]:.3g} > {bound[bad[0]]:.3g}"
+    # the runs moved: a device that did nothing (or only forces) would fail the position bound
+    assert np.abs(a["position"][-1] - a["position"][0]).max() > 1e3 * pos[-1]
+
+
+def test_gpu_nve_run_equals_cpu_run_and_restarts_bit_for_bit(tmp_path):
+    """NVE on the GPU for 4 steps equals the CPU run to round-off, with the same rebuilds (a skin
+    of 0.005 A: the atoms move up to ~0.003 A per step at 20 K, so the skin test fires every few
+    steps and the
+    ghost shell is rebuilt on the device from moved positions); the same GPU run stopped at step
+    2 and restarted on the GPU from its checkpoint (the device rebuilds the ghost shell from the
+    checkpoint's record) repeats the uninterrupted one bit for bit: frames and checkpoints."""
+    kw = {"steps": 4, "every": 2, "skin": 0.005}
+    cpu = make_run(tmp_path / "cpu", "cpu", **kw)
+    on_cpu = run(cpu)
+    whole = make_run(tmp_path / "whole", "cuda", **kw)
+    result = run(whole)
+    assert result.steps == 4 and result.rebuilds == on_cpu.rebuilds > 1
+    assert "device cuda" in (whole.parent / "log.txt").read_text()
+    assert_close_runs(frames(cpu.parent), frames(whole.parent), "nve")
+    part = make_run(tmp_path / "part", "cuda", **{**kw, "steps": 2})
+    run(part)
+    make_run(tmp_path / "part", "cuda", **kw)
+    run(part, restart=part.parent / "ck.h5")
+    fw, fp = frames(whole.parent), frames(part.parent)
+    for key in fw:
+        assert np.array_equal(fw[key], fp[key]), key
+    cw = to_arrays(read_checkpoint(whole.parent / "ck.h5"))
+    cp = to_arrays(read_checkpoint(part.parent / "ck.h5"))
+    assert cw.keys() == cp.keys() and int(cw["step"]) == 4
+    for key in cw:
+        assert np.array_equal(cw[key], cp[key]), key
+
+
+def test_langevin_checkpoints_move_between_devices(tmp_path):
+    """CPU to step 5, its checkpoint continued on the GPU to step 10, that checkpoint (the device
+    state copied to the host) continued on the CPU to step 15: every frame equals the CPU run of
+    the whole input to round-off.  Langevin draws the same Philox numbers on both devices, so the
+    velocities agree to round-off too, not only to the thermal scale."""
+    full = make_run(tmp_path / "full", "cpu", LANGEVIN, steps=15)
+    run(full)
+    part = make_run(tmp_path / "part", "cpu", LANGEVIN, steps=5)
+    run(part)
+    make_run(tmp_path / "part", "cuda", LANGEVIN, steps=10)
+    run(part, restart=part.parent / "ck.h5")
+    ck = read_checkpoint(part.parent / "ck.h5")
+    assert ck.step == 10 and ck.forces is not None and ck.neighbor["positions"].shape == ck.positions.shape
+    make_run(tmp_path / "part", "cpu", LANGEVIN, steps=15)
+    run(part, restart=part.parent / "ck.h5")
+    a, b = frames(full.parent), frames(part.parent)
+    assert_close_runs(a, b, "langevin")
+    # velocities: the per-frame force bound acting for t on the lightest mass, plus the rounding of
+    # each step's kicks, Ornstein-Uhlenbeck updates and momentum removals (a few u |v| each: 10 u
+    # per step); a different random number would change them by the thermal scale, ~|v|
+    _, force, _ = same_run_bounds(a, U64)
+    t = (a["step"] - a["step"][0]) * DT
+    vbound = force * t / (MASS_MIN * MVV2E) + 10 * (a["step"] + 8) * U64 * np.abs(a["velocity"]).max()
+    got = np.abs(a["velocity"] - b["velocity"]).max(axis=(1, 2))
+    assert (got <= vbound).all(), (got, vbound)
+    log = (part.parent / "log.txt").read_text()
+    assert "device cuda" in log and "restarted from" in log
+
+
+def test_unsupported_gpu_runs_are_refused_in_one_line(tmp_path):
+    with pytest.raises(InputError, match="NPT on the GPU is not available yet"):
+        check_device_run("cuda", "npt", World(None), "md.toml")
+
+    class TwoRanks:
+        size = 2
+
+    with pytest.raises(InputError, match="MPI runs on the GPU are not available yet"):
+        check_device_run("cuda", "nvt", TwoRanks(), "md.toml")
+    check_device_run("cpu", "npt", TwoRanks(), "md.toml")   # nothing to check on the CPU
+    toml = make_run(tmp_path, "gpu")
+    with pytest.raises(InputError, match=r"\[model\] device.*'cpu', 'cuda'"):
+        load_run_settings(toml)
+
+
+@pytest.mark.skipif(os.environ.get("NUMDP_TEST_REAL_GPU") == "1", reason="a GPU is present")
+def test_cli_device_cuda_without_gpu_exits_2(tmp_path):
+    """`numdp run --device cuda` overrides [model] device = "cpu" and, with no GPU and the
+    simulator off, stops with one line and exit status 2 before anything is written."""
+    toml = make_run(tmp_path, "cpu")
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="0")
+    out = subprocess.run([sys.executable, "-m", "numdp.cli", "run", str(toml), "--device", "cuda"],
+                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert out.returncode == 2, out.stderr
+    msg = [line for line in (out.stdout + out.stderr).splitlines() if line.strip()]
+    assert len(msg) == 1 and "no usable NVIDIA GPU" in msg[0], msg
+    assert not (tmp_path / "traj.h5md").exists()
+
+
+# -- the device's velocity operations and half-steps against their CPU twins (cheap: no model) -------
+
+def _state(n=40, seed=0):
+    from numdp.system import State
+
+    rng = np.random.default_rng(seed)
+    return State(positions=rng.uniform(0, 10, (n, 3)), velocities=rng.normal(0, 2.0, (n, 3)),
+                 types=rng.integers(0, 2, n).astype(np.int32), masses=rng.uniform(1.0, 30.0, n),
+                 box=None, type_map=["A", "B"], ids=rng.permutation(n).astype(np.int64), step=7, seed=12345,
+                 forces=rng.normal(0, 1.0, (n, 3)))
+
+
+def _device(state):
+    from numdp.backend import get_backend
+    from numdp.md.device_state import DeviceState
+
+    return DeviceState.upload(get_backend("cuda"), state)
+
+
+@pytest.mark.parametrize("kind", ["langevin", "csvr", "nose-hoover"])
+def test_thermostat_half_step_on_the_device_equals_the_cpu(kind):
+    """Every thermostat's half-step through DeviceVelocities equals the host one to round-off
+    (Langevin: the same Philox numbers per atom id; CSVR and the chain: the same host scalars from
+    a device kinetic energy).  Bound: the device sums the same per-atom terms in another order
+    (chains of at most n = 40 atoms x 5 terms), so the kinetic energy differs by a relative
+    2 gamma_n (no cancellation: all terms >= 0), which the scaling factors and the scaled
+    velocities inherit; the momentum sums do cancel (Σ m v ~ 0), so the removed centre-of-mass
+    velocity differs by up to gamma_n Σ m |v| / Σ m <= gamma_n max|v|; order_bound(u, n,
+    cancel=10) covers both, relative to max|v|, over the three half-steps.  The
+    Ornstein-Uhlenbeck update is the same arithmetic per atom on both devices."""
+    from numdp.md.device import DeviceVelocities
+    from numdp.md.thermostats import THERMOSTATS, NoseHooverChain
+    from tests_util import order_bound
+
+    cls = THERMOSTATS[kind]
+    host = _state()
+    dev_state = _state()
+    dev = _device(dev_state)
+    a = cls(300.0, 0.05, 3) if cls is NoseHooverChain else cls(300.0, 0.05)
+    b = cls(300.0, 0.05, 3) if cls is NoseHooverChain else cls(300.0, 0.05)
+    b.ops = DeviceVelocities(dev)
+    for th, st in ((a, host), (b, dev_state)):
+        th.initialize(st)
+        for stream in (2, 3, 2):
+            th.half_step(st, 0.0005, stream)
+    dev.download(dev_state)
+    bound = order_bound(2.0 ** -53, 40 * 5, cancel=10.0) * np.abs(host.velocities).max()
+    assert np.abs(host.velocities - dev_state.velocities).max() <= bound
+    assert np.abs(host.velocities - _state().velocities).max() > 1e6 * bound   # the thermostat acted
+    for key in host.thermostat:
+        np.testing.assert_allclose(dev_state.thermostat[key], host.thermostat[key], rtol=1e-12, atol=1e-15)
+
+
+def test_kick_drift_and_reductions_equal_their_cpu_twins():
+    """kick and drift do the CPU kernels' arithmetic per atom (bit for bit); the kinetic energy
+    tree sum is deterministic and equals NumPy's sum to round-off."""
+    from numdp.kernels.cpu.md import drift, kick
+    from numdp.md.device import DeviceVelocities
+    from numdp.system import kinetic_energy
+
+    host = _state()
+    dev_state = _state()
+    dev = _device(dev_state)
+    kick(host.velocities, host.forces, host.masses, 0.0005)
+    drift(host.positions, host.velocities, 0.001)
+    from numdp.kernels.cuda import launch, md
+
+    md.kick[launch.grid(40)](dev.velocities, dev.forces, dev.masses, 0.0005)
+    md.drift[launch.grid(40)](dev.positions, dev.velocities, 0.001)
+    dev.download(dev_state)
+    assert np.array_equal(host.velocities, dev_state.velocities)
+    assert np.array_equal(host.positions, dev_state.positions)
+    ops = DeviceVelocities(dev)
+    k1, k2 = ops.kinetic_energy(dev_state), ops.kinetic_energy(dev_state)
+    assert k1 == k2
+    assert abs(k1 - kinetic_energy(host.velocities, host.masses)) <= 1e-13 * k1
+
+
+def test_device_safety_names_the_atom_with_a_non_finite_velocity_or_force():
+    """The device reductions find the first bad row; the state is copied to the host to name it."""
+    from numdp.md.device import DeviceSafetyMonitor
+
+    st = _state()
+    dev = _device(st)
+    dev.velocities[17, 1] = np.nan   # NumPy arrays under the simulator; CuPy on a GPU
+    monitor = DeviceSafetyMonitor(0.0, 1.0, dev)
+    assert monitor.nonfinite_velocity_atom(st) == 17
+    assert np.isnan(st.velocities[17, 1])     # copied to the host to name it
+
+    from numdp.md.device_forces import DeviceForceProvider
+
+    class Potential:   # what the provider reads before any force call
+        rcut = 3.0
+        sel = [8, 8]
+        type_map = ["A", "B"]
+
+    st = _state()
+    dev = _device(st)
+    provider = DeviceForceProvider(Potential(), 0.5, dev)
+    assert provider.nonfinite_force_atom(st) == -1
+    dev.forces[5, 2] = np.inf
+    dev.forces[30, 0] = np.nan
+    assert provider.nonfinite_force_atom(st) == 5
+    assert np.isinf(st.forces[5, 2])
+    st.potential_energy = -1.0
+    problem = monitor.local_problem(st, provider)
+    assert problem.startswith(f"step 7: atom {st.ids[5]} (") and "has a non-finite force" in problem
