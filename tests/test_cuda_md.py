@@ -266,3 +266,17 @@ def test_device_safety_names_the_atom_with_a_non_finite_velocity_or_force():
     st.potential_energy = -1.0
     problem = monitor.local_problem(st, provider)
     assert problem.startswith(f"step 7: atom {st.ids[5]} (") and "has a non-finite force" in problem
+
+
+def test_gpu_refuses_an_ensemble_and_a_slab_in_one_line(tmp_path):
+    """What the device step does not support yet is refused before any step, naming the key:
+    a model-deviation ensemble ([model] file = [...]) and mixed boundary conditions."""
+    toml = make_run(tmp_path / "devi", "cuda")
+    text = toml.read_text().replace('file = "model.h5"', 'file = ["model.h5", "model.h5"]', 1)
+    toml.write_text(text + '\n[model_devi]\nevery = 5\n')
+    with pytest.raises(InputError, match=r"\[model\] file: model deviation on device 'cuda'"):
+        run(toml)
+    toml = make_run(tmp_path / "slab", "cuda")
+    toml.write_text(toml.read_text().replace('file = "start.xyz"', 'file = "start.xyz"\npbc = [true, true, false]', 1))
+    with pytest.raises(InputError, match=r"\[system\] pbc: mixed boundary conditions run on device 'cpu' only"):
+        run(toml)
