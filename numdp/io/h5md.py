@@ -300,7 +300,7 @@ def is_checkpoint(path) -> bool:
 
 
 def write_checkpoint(path, state: State, observables: dict, input_text: str = "",
-                     force_unit: str = "kJ mol-1 Angstrom-1") -> None:
+                     force_unit: str = DEFAULT_FORCE_UNIT) -> None:
     """Write the whole State atomically (numdp.io.atomic: temporary name, fsync, rename)."""
     with atomic_path(path, "checkpoint") as tmp:
         writer = H5MDWriter(tmp, state.types, state.masses, state.type_map, FIELDS,

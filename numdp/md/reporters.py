@@ -15,7 +15,7 @@ import math
 import sys
 from dataclasses import dataclass
 
-from ..io.h5md import write_checkpoint
+from ..io.h5md import DEFAULT_FORCE_UNIT, write_checkpoint
 from ..io.trajectory import TrajectoryWriter
 from ..parallel.distribute import gather_state
 from ..parallel.world import World
@@ -164,7 +164,7 @@ class CheckpointReporter:
     """Writes the whole state atomically every `every` steps (0: only at the end), in global id
     order from rank 0, so that a restart can use any number of ranks."""
 
-    def __init__(self, path, every: int, input_text: str = "", force_unit: str = "kJ mol-1 Angstrom-1",
+    def __init__(self, path, every: int, input_text: str = "", force_unit: str = DEFAULT_FORCE_UNIT,
                  world: World | None = None):
         self.world = world if world is not None else World(None)
         self.path = path
