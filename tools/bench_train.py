@@ -14,6 +14,15 @@ and prints a table with the ratio to DeePMD-kit 3.2's 0.197 s/step on the same k
 of a frame is printed too (paid once per frame per run).
 
     python tools/bench_train.py [--threads 2] [--steps 40] [--input inputs/water/train.toml]
+
+With `--budget SECONDS` it trains instead for a wall-clock budget (set-up, statistics and
+compilation included, as in DeePMD-kit's wall times) and then reports the RMSE over every
+validation frame (as `dp test`; its time is printed separately), so that numdp at equal time can be read against DeePMD-kit's learning
+curves (shared/oracle/training/).  The learning-rate and prefactor schedules are the input's,
+over its numb_steps (or `--numb-steps N`): choose N to fit the budget, since a run cut by the
+budget stops before its learning rate has decayed.
+
+    python tools/bench_train.py --budget 565 [--numb-steps 4000] [--no-precondition]
 """
 from __future__ import annotations
 
@@ -34,7 +43,15 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--warmup", type=int, default=8)
+    ap.add_argument("--budget", type=float, default=None,
+                    help="train for this many wall-clock seconds and report validation RMSEs")
+    ap.add_argument("--numb-steps", type=int, default=None,
+                    help="with --budget: schedule length (default: the input's numb_steps)")
+    ap.add_argument("--no-precondition", action="store_true",
+                    help="with --budget: train without the input's `precondition`")
     args = ap.parse_args(argv)
+    if args.budget is not None:
+        return budget_run(args)
 
     from numdp.train.config import load_config
     from numdp.train.loop import PHASES, Trainer
@@ -76,6 +93,55 @@ def main(argv=None) -> int:
     ratio = wall / DEEPMD_S_PER_STEP
     print(f"DeePMD-kit 3.2 (PyTorch, 2 threads): {DEEPMD_S_PER_STEP:.3f} s/step; "
           f"numdp / DeePMD-kit = {ratio:.3f} (target <= 0.5: {'met' if ratio <= 0.5 else 'NOT met'})")
+    return 0
+
+
+def budget_run(args) -> int:
+    """Train args.input for args.budget wall-clock seconds; print steps done and validation RMSEs."""
+    from numdp.train.config import load_config
+    from numdp.train.loop import Trainer
+
+    start = time.perf_counter()
+    cfg = load_config(args.input)
+    if args.numb_steps is not None:
+        cfg.training.numb_steps = args.numb_steps
+    if args.no_precondition:
+        cfg.training.precondition = False
+    if not cfg.validation.systems:
+        print(f"{cfg.source}: no [validation] systems to report an RMSE on", file=sys.stderr)
+        return 2
+    trainer = Trainer(cfg, nthreads=args.threads, stream=io.StringIO())
+    try:
+        setup = time.perf_counter() - start
+        step = 0
+        # the budget covers set-up and steps (as DeePMD-kit's training wall time; its `dp test`
+        # is separate): no step is started that would end past it at the mean step time
+        per_step = 0.0
+        while step < cfg.training.numb_steps:
+            now = time.perf_counter()
+            if now - start + per_step > args.budget:
+                break
+            trainer.train_step(step, display=False)
+            step += 1
+            per_step = (time.perf_counter() - start - setup) / step
+        train_end = time.perf_counter()
+        res = trainer.test(trainer.valid_sys, trainer.valid_cache)
+        valid = time.perf_counter() - train_end
+        total = time.perf_counter() - start
+    finally:
+        trainer.close()
+    lr = trainer.sched.lr(step)
+    print(f"numdp train for a budget of {args.budget:g} s: {cfg.source.name}, {args.threads} thread(s), "
+          f"precondition {'on' if cfg.training.precondition else 'off'}, load average "
+          f"{os.getloadavg()[0]:.2f}")
+    print(f"set-up {setup:.1f} s; {step} of {cfg.training.numb_steps} steps in {train_end - start - setup:.1f} s "
+          f"({(train_end - start - setup) / max(step, 1):.4f} s/step; lr reached {lr:.3g}); "
+          f"validation {valid:.1f} s; total {total:.1f} s")
+    line = (f"validation RMSE over {res.nframes} frames: energy {res.rmse_e * 1e3:.3f} meV/atom, "
+            f"force {res.rmse_f * 1e3:.1f} meV/A")
+    if res.rmse_v == res.rmse_v:  # not nan
+        line += f", virial {res.rmse_v * 1e3:.2f} meV/atom"
+    print(line)
     return 0
 
 
