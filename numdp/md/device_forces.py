@@ -35,7 +35,7 @@ from ..neighbor import report_overflow, slot_offsets
 from ..parallel.world import World
 from ..system import State
 from .device_state import DeviceState, first_flagged, tree_sum
-from .forces import model_sel
+from .forces import cell_strain, model_sel, needs_rebuild
 
 
 class _Overflow:
@@ -99,12 +99,7 @@ class DeviceForceProvider:
         if self._ext_pos is None:
             return True
         be, xp, dev = self.be, self.be.xp, self.dev
-        if state.box is None:
-            strain = np.eye(3)
-            smin = 1.0
-        else:
-            strain = self._ref_box_inv @ state.box
-            smin = float(np.linalg.svd(strain, compute_uv=False)[-1])
+        strain, smin = cell_strain(state.box, self._ref_box_inv)
         n = dev.natoms
         step2 = xp.empty(n)
         ref2 = xp.empty(n)
@@ -117,7 +112,7 @@ class DeviceForceProvider:
             self.step_displacement = (math.sqrt(float(step2[k])), k)
         if self._force_rebuild:
             ref_max = math.inf
-        return (self.rcut + 2.0 * math.sqrt(ref_max)) / smin >= self.rcut + self.skin
+        return needs_rebuild(self.rcut, self.skin, ref_max, smin)
 
     def _build(self, reference, box) -> None:
         """Ghost shell, lattice shifts and fold order for the configuration `reference` (device

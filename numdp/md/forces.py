@@ -42,6 +42,22 @@ from ..system import State, atom_arrays, set_atom_arrays
 from ..kernels.cpu.md import closest_pair, displacement_check, first_nonfinite_row
 
 
+def cell_strain(box, ref_box_inv) -> tuple[np.ndarray, float]:
+    """(F = h_build⁻¹ h (3, 3), its smallest singular value) of the cell deformation since the
+    rebuild (rows convention); the identity and 1 without a cell."""
+    if box is None:
+        return np.eye(3), 1.0
+    strain = ref_box_inv @ box
+    return strain, float(np.linalg.svd(strain, compute_uv=False)[-1])
+
+
+def needs_rebuild(rcut: float, skin: float, max_ref_disp2: float, smin: float) -> bool:
+    """The rebuild test of the module docstring: a pair farther than rcut + skin at the rebuild can
+    have come within rcut once (rcut + 2 d) / s_min >= rcut + skin, with d² = max_ref_disp2 (Å²)
+    the largest displacement since the rebuild not explained by the cell deformation."""
+    return (rcut + 2.0 * math.sqrt(max_ref_disp2)) / smin >= rcut + skin
+
+
 def model_sel(model) -> list[int]:
     """Per-type neighbour slots of a model: `model.sel` or `model.params.descriptor.sel`."""
     sel = getattr(model, "sel", None)
@@ -106,18 +122,13 @@ class ForceProvider:
         self.step_displacement = (0.0, -1)
         if self._ext is None:
             return True
-        if state.box is None:
-            strain = np.eye(3)
-            smin = 1.0
-        else:
-            strain = self._ref_box_inv @ state.box
-            smin = float(np.linalg.svd(strain, compute_uv=False)[-1])
+        strain, smin = cell_strain(state.box, self._ref_box_inv)
         previous = self._prev_positions if self._prev_positions is not None else state.positions
         step2, arg, ref2 = displacement_check(state.positions, previous, self._ref_positions, strain)
         if self._prev_positions is not None:
             self.step_displacement = (math.sqrt(step2), int(arg))
         ref2 = self.world.max_global(math.inf if self._force_rebuild else ref2)
-        return (self.rcut + 2.0 * math.sqrt(ref2)) / smin >= self.rcut + self.skin
+        return needs_rebuild(self.rcut, self.skin, ref2, smin)
 
     def _build(self, state: State, positions: np.ndarray, box) -> None:
         """Ghosts and candidates for the configuration (positions, box) of this rank's atoms (the
