@@ -283,3 +283,31 @@ def test_cuda_atomic_assembly_matches_gather():
     _close(a.forces, b.forces, 1e-12)
     _close(a.virial, b.virial, 1e-12)
     _close(a.atom_virials, b.atom_virials, 1e-12)
+
+
+def test_cuda_ghost_forces_folded_on_device(monkeypatch):
+    """DPModel.evaluate on the device folds ghost forces and atomic virials onto their owners on
+    the device (the host fold is never called), in np.bincount's order (each owner itself first,
+    then its images in index order, from 0.0): the same bits as the host fold of the unfolded
+    device output.  A box narrower than the cutoff: every atom has many images.  Against the CPU
+    path: 1e-12, as test_cuda_double_matches_cpu."""
+    from numdp.model import dp_model
+
+    cpu, pos, typ, box = _model("1type-narrow-box")
+    gpu = _model("1type-narrow-box", device="cuda")[0]
+    rc = _evaluate(cpu, pos, typ, box)
+
+    def host_fold(*a):
+        raise AssertionError("the host fold ran on the device path")
+
+    monkeypatch.setattr(dp_model, "fold_to_owners", host_fold)
+    rg = _evaluate(gpu, pos, typ, box)
+    monkeypatch.undo()
+    _close(rc.forces, rg.forces, 1e-12)
+    _close(rc.atom_virials, rg.atom_virials, 1e-12)
+    _, dn, _ = gpu._prepare(pos, typ, box)
+    mapping = gpu._backend.to_host(dn.mapping)
+    assert dn.nall > 4 * dn.nloc   # ghosts to fold
+    raw = gpu._ev.compute(dn.positions, dn.nlist, typ, want_atom_virial=True)
+    assert np.array_equal(rg.forces, dp_model.fold_to_owners(raw.force, mapping, len(typ)))
+    assert np.array_equal(rg.atom_virials, dp_model.fold_to_owners(raw.atom_virial, mapping, len(typ)))

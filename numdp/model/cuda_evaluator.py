@@ -8,6 +8,7 @@ is one matrix product per type), so device memory per atom is bounded (docs/gpu.
     env_pairs → embedding (matmul + fused layer kernels) or tab_contract_T → contract_T →
     contract_D → fitting nets (matmul + fused kernels) forward and back → back_D →
     pair_forces / tab_pair_forces (one force vector per slot) → gather_centres, gather_neighbours
+    → (DPModel.evaluate, `compute_owned`) fold_rows: ghost rows onto their owners
 
 Deterministic: every output element is written by one thread, which sums in a fixed order (no
 floating-point atomics); chunks run in a fixed order.  Same input, same bits.
@@ -157,6 +158,25 @@ class CUDAEvaluator:
         if want_descriptor:
             out.descriptor = descr
         return out
+
+    def compute_owned(self, ext_pos, nlist, types, mapping, want_atom_virial=False) -> RawOutput:
+        """The evaluation of DPModel.evaluate: as `compute`, with the forces and atomic virials of
+        the ghost atoms folded onto their owners on the device (`fold_order`, kernel
+        numdp.kernels.cuda.forces.fold_rows: each owner sums itself then its images in index
+        order, np.bincount's order on the CPU path).  mapping (nall,) int32 owner of each extended
+        atom (host or device).  Returns host arrays: force (nloc, 3), atom_virial (nloc, 9) or None."""
+        be, xp, K = self.be, self.be.xp, self.be.kernels
+        energy, force, virial, av, _ = self._compute(ext_pos, nlist, types, True, want_atom_virial, False)
+        nloc = int(energy.shape[0])
+        order, start = fold_order(xp, be.to_device(mapping, np.int32), nloc)
+        f_own = xp.empty((nloc, 3))
+        K.forces.fold_rows[K.launch.grid2(nloc, 3)](force, order, start, f_own)
+        av_own = None
+        if want_atom_virial:
+            av_own = xp.empty((nloc, 9))
+            K.forces.fold_rows[K.launch.grid2(nloc, 9)](av, order, start, av_own)
+        return RawOutput(be.to_host(energy), be.to_host(f_own), be.to_host(virial).reshape(3, 3),
+                         None if av_own is None else be.to_host(av_own))
 
     def compute_device(self, ext_pos, nlist, types):
         """Energies and forces left on the device, for MD on the GPU (numdp.md.device).
@@ -357,6 +377,16 @@ class CUDAEvaluator:
         gD[...] = gy
         return energy
 
+
+def fold_order(xp, mapping, nloc: int):
+    """(order (nall,) int64, start (nloc + 1,) int64) device arrays: the extended atoms sorted by
+    (owner, index), so owner i's atoms are order[start[i]:start[i + 1]], itself first (i < nloc
+    is its own owner and the smallest index), then its ghost images in index order."""
+    nall = int(mapping.shape[0])
+    key = mapping.astype(np.int64) * nall + xp.arange(nall, dtype=np.int64)
+    order = xp.argsort(key)
+    start = xp.searchsorted(mapping[order], xp.arange(nloc + 1, dtype=mapping.dtype)).astype(np.int64)
+    return order, start
 
 
 def device_neighbor_list(backend: Backend, positions, types, box, rcut, sel, nthreads=1) -> DeviceNeighborList:

@@ -149,12 +149,15 @@ class DPModel:
         strained, i.e. sum over pairs of -r_ij (x) dE/dr_ij (see docs/ase.md).
         """
         typ, ext, nl = self._prepare(positions, types, box, pbc)
+        if self.device != "cpu":   # ghosts folded onto their owners on the device
+            raw = self._ev.compute_owned(ext.positions, nl.nlist, typ, ext.mapping, atom_virial)
+            return Result(float(raw.atom_energy.sum()), raw.force, raw.virial, raw.atom_energy,
+                          raw.atom_virial)
         raw = self._ev.compute(ext.positions, nl.nlist, typ, want_force=True,
                                want_atom_virial=atom_virial)
         n = typ.shape[0]
-        mapping = ext.mapping if self.device == "cpu" else self._backend.to_host(ext.mapping)
-        forces = fold_to_owners(raw.force, mapping, n)
-        av = fold_to_owners(raw.atom_virial, mapping, n) if atom_virial else None
+        forces = fold_to_owners(raw.force, ext.mapping, n)
+        av = fold_to_owners(raw.atom_virial, ext.mapping, n) if atom_virial else None
         return Result(float(raw.atom_energy.sum()), forces, raw.virial, raw.atom_energy, av)
 
     def compute(self, ext_positions, nlist, types, atom_virial: bool = False):

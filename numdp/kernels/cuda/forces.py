@@ -3,7 +3,8 @@
 Each pair p writes f_p = dE/dd_p (3,) to its own slot (numdp.kernels.cuda.envmat.pair_forces);
 then one thread per centre sums its own pairs in slot order (force += f), and one thread per
 extended atom sums the pairs it is the neighbour of (force -= f, atom virial -= f ⊗ d) in the
-order of a reverse index sorted by (neighbour, pair).  Same input, same bits, on every call.
+order of a reverse index sorted by (neighbour, pair).  `fold_rows` then sums the rows of each
+owned atom and its periodic images in a fixed order.  Same input, same bits, on every call.
 """
 from numba import cuda
 
@@ -116,3 +117,21 @@ def scatter_atomic(atoms, sec, nbr, fpair, dvec, force, atom_virial):
     for c in range(3):
         for e in range(3):
             cuda.atomic.add(atom_virial, (j, 3 * c + e), -fpair[p, c] * dvec[p, e])
+
+
+@cuda.jit
+def fold_rows(ext, order, start, out):
+    """out[i, :] = Σ ext[order[q], :] for q in [start[i], start[i + 1]): the rows (forces (nall, 3)
+    or atomic virials (nall, 9)) of atom i and of its periodic images folded onto it, in the fixed
+    order of `order` (extended atoms sorted by (owner, index): the atom itself first, then its
+    images in index order, np.bincount's order on the CPU).  One thread per (owned atom, column)."""
+    k = out.shape[1]
+    g = cuda.grid(1)
+    i = g // k
+    c = g - i * k
+    if i >= out.shape[0]:
+        return
+    s = 0.0
+    for q in range(start[i], start[i + 1]):
+        s += ext[order[q], c]
+    out[i, c] = s
