@@ -311,3 +311,42 @@ def test_cuda_ghost_forces_folded_on_device(monkeypatch):
     raw = gpu._ev.compute(dn.positions, dn.nlist, typ, want_atom_virial=True)
     assert np.array_equal(rg.forces, dp_model.fold_to_owners(raw.force, mapping, len(typ)))
     assert np.array_equal(rg.atom_virials, dp_model.fold_to_owners(raw.atom_virial, mapping, len(typ)))
+
+
+def test_cuda_overlapping_atoms_named_as_on_cpu():
+    """The device path refuses atoms on top of each other with the CPU path's error, word for
+    word (the closest pair is a device reduction over the first slot of each per-type block):
+    two atoms at one place (periodic, non-periodic, and the descriptor path), an atom placed one
+    cell vector away from another (wrapped onto it), a pair just below OVERLAP_DISTANCE, and an
+    atom on a periodic image of another across the cell face."""
+    from numdp.neighbor.overlap import OVERLAP_DISTANCE
+
+    params = random_params(ntypes=2, sel=[12, 12], neuron=(2, 4), fitting=(4,), seed=1)
+    cpu = DPModel(params, nthreads=1)
+    gpu = DPModel(params, device="cuda")
+    box = np.eye(3) * 6.0
+    x0 = np.random.default_rng(0).uniform(0.5, 5.5, (10, 3))
+    t = np.array([0, 1] * 5)
+    cases = []
+    for second, shift, b in [(7, 0.0, box), (7, 0.0, None), (4, box[0], box),
+                             (7, [0.5 * OVERLAP_DISTANCE, 0.0, 0.0], box)]:
+        x = x0.copy()
+        x[second] = x[1 if second == 4 else 2] + shift
+        cases.append((x, b))
+    x = x0.copy()   # across the cell face: only a periodic image is close
+    x[1, 0] = 0.25 * OVERLAP_DISTANCE
+    x[4] = x[1] + [6.0 - 0.5 * OVERLAP_DISTANCE, 0.0, 0.0]
+    cases.append((x, box))
+    images = 0
+    for x, b in cases:
+        msgs = []
+        for m in (cpu, gpu):
+            with pytest.raises(InputError, match="on top of each other") as err:
+                m.evaluate(x, t, b)
+            msgs.append(str(err.value))
+        assert msgs[0] == msgs[1]
+        assert "\n" not in msgs[1]
+        images += "a periodic image of" in msgs[1]
+    assert images == 1
+    with pytest.raises(InputError, match=r"atoms 2 \(A\) and 7 \(B\)"):
+        gpu.descriptor(cases[0][0], t, box)

@@ -178,6 +178,29 @@ class CUDAEvaluator:
         return RawOutput(be.to_host(energy), be.to_host(f_own), be.to_host(virial).reshape(3, 3),
                          None if av_own is None else be.to_host(av_own))
 
+    def closest_pair(self, ext_pos, nlist) -> tuple[float, int, int]:
+        """(distance Å, centre, extended neighbour) of the closest pair of a DeePMD-kit list on the
+        device (the twin of numdp.kernels.cpu.md.closest_pair): kernel closest_rows reads the first
+        slot of each per-type block (the nearest neighbour of that type) per centre, then the
+        device argmin (the first minimum, as the CPU loop) picks the centre; three numbers reach
+        the host.  (inf, -1, -1) when no atom has a neighbour."""
+        import math
+
+        from ..kernels.cuda.md import closest_rows
+
+        be, xp = self.be, self.be.xp
+        nloc = int(nlist.shape[0])
+        if nloc == 0:
+            return math.inf, -1, -1
+        dist2 = xp.empty(nloc)
+        nbr = xp.empty(nloc, np.int32)
+        closest_rows[be.kernels.launch.grid(nloc)](ext_pos, nlist, self.sec, dist2, nbr)
+        i = int(xp.argmin(dist2))
+        j = int(nbr[i])
+        if j < 0:
+            return math.inf, -1, -1
+        return math.sqrt(float(dist2[i])), i, j
+
     def compute_device(self, ext_pos, nlist, types):
         """Energies and forces left on the device, for MD on the GPU (numdp.md.device).
 

@@ -116,6 +116,10 @@ class DPModel:
 
             dn = device_neighbor_list(self._backend, pos, typ, box, d.rcut, d.sel, self.nthreads)
             report_overflow(dn, d.sel, self.type_map)
+            dist, i, j = self._ev.closest_pair(dn.positions, dn.nlist)   # a device reduction
+            if i >= 0 and dist < OVERLAP_DISTANCE:
+                self._overlap_error(dist, i, j, int(dn.types[i]), int(dn.types[j]), int(dn.mapping[j]),
+                                    j >= dn.nloc)
             return typ, dn, dn
         with kernel_threads(pos.shape[0], self.nthreads):
             ext = extend(pos, typ, box, d.rcut, pbc=pbc)
@@ -132,12 +136,17 @@ class DPModel:
         dist, i, j = closest_pair(ext.positions, nl.nlist, self.params.descriptor.sec)
         if i < 0 or not dist < OVERLAP_DISTANCE:
             return
+        self._overlap_error(dist, i, j, ext.types[i], ext.types[j], int(ext.mapping[j]),
+                            j >= ext.nloc and ext.shifts[j].any())
+
+    def _overlap_error(self, dist, i, j, type_i, type_j, owner, image) -> None:
+        """Raise the InputError naming centre i and extended atom j (its owner, and whether it is
+        a periodic image) that are `dist` Å apart."""
         names = self.type_map
-        owner = int(ext.mapping[j])
-        second = f"{owner} ({names[ext.types[j]]})"
-        if j >= ext.nloc and ext.shifts[j].any():
+        second = f"{owner} ({names[type_j]})"
+        if image:
             second = "a periodic image of " + ("itself" if owner == i else second)
-        raise InputError(overlap_message(dist, f"{i} ({names[ext.types[i]]})", second))
+        raise InputError(overlap_message(dist, f"{i} ({names[type_i]})", second))
 
     def evaluate(self, positions, types, box=None, atom_virial: bool = True, pbc=None) -> Result:
         """Energy, forces and virial of one configuration.
