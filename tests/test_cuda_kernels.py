@@ -141,8 +141,7 @@ def _cpu_forces(c, kernel, *args):
 
 def test_env_pairs_contract_T_and_pair_forces():
     """Slot rows, pair vectors, T and the forces / virials from per-pair buffers and gathers,
-    against the CPU's compacted pairs and scatters (padding: npad x one row on the CPU, one row
-    per slot on the device)."""
+    against the CPU's compacted pairs and scatters (padding: npad x one row on both)."""
     c = _pairs()
     nt, na, M, cap, occ = c["nt"], c["na"], c["M"], c["cap"], c["occ"]
     atypes, rt, grt, gnb, sec, rt_pad = c["atypes"], c["rt"], c["grt"], c["gnb"], c["sec"], c["rt_pad"]

@@ -170,11 +170,11 @@ class CUDAEvaluator:
         nloc = int(energy.shape[0])
         order, start = fold_order(xp, be.to_device(mapping, np.int32), nloc)
         f_own = xp.empty((nloc, 3))
-        K.forces.fold_rows[K.launch.grid2(nloc, 3)](force, order, start, f_own)
+        K.forces.fold_rows[K.launch.strided2(nloc, 3)](force, order, start, f_own)
         av_own = None
         if want_atom_virial:
             av_own = xp.empty((nloc, 9))
-            K.forces.fold_rows[K.launch.grid2(nloc, 9)](av, order, start, av_own)
+            K.forces.fold_rows[K.launch.strided2(nloc, 9)](av, order, start, av_own)
         return RawOutput(be.to_host(energy), be.to_host(f_own), be.to_host(virial).reshape(3, 3),
                          None if av_own is None else be.to_host(av_own))
 
@@ -246,11 +246,11 @@ class CUDAEvaluator:
         rt = xp.empty((P, 4))
         dvec = xp.empty((P, 3))
         nbr = xp.empty(P, np.int32)
-        K.envmat.env_pairs[launch.grid(P)](pos, nl, atoms, atypes, self.sec, self.mu, self.sd,
+        K.envmat.env_pairs[launch.strided(P)](pos, nl, atoms, atypes, self.sec, self.mu, self.sd,
                                            d.rcut, d.rcut_smth, self.rt_pad, rt, dvec, nbr)
         tb = np.searchsorted(atypes_host, np.arange(nt + 1))
         T = xp.empty((na, 4, M))
-        g2 = launch.grid2(na, M)
+        g2 = launch.strided2(na, M)
         if self.compressed:
             beyond = xp.empty(P, np.int32)
             self.tab[0][g2](atypes, rt, nbr, self.sec, self.G_pad, self.coef, self.coff, self.meta,
@@ -258,11 +258,11 @@ class CUDAEvaluator:
             self.beyond_table += int(beyond.sum())
             G = Gp = None
         else:
-            G, Gp = self._embed(rt, na, tb, want_force)
+            G, Gp = self._embed(rt, nbr, na, tb, want_force)
             K.descriptor.contract_T[g2](atypes, rt, G, nbr, self.sec, self.G_pad, 1.0 / nnei, T)
         width = self.cpu.d_width
         D = xp.empty((na, width), self.precision.dtype)
-        K.descriptor.contract_D[launch.grid2(na, width)](T, self.colm, self.colk, D)
+        K.descriptor.contract_D[launch.strided2(na, width)](T, self.colm, self.colk, D)
         if descr is not None:
             from ..kernels.cpu.descriptor import contract_D as contract_D_cpu  # full float64 layout
 
@@ -279,23 +279,23 @@ class CUDAEvaluator:
         if not want_force:
             return
         Tbar = xp.empty((na, 4, M))
-        K.descriptor.back_D[launch.grid2(na, 4 * M)](T, gD, *self.adj, 1.0 / nnei, Tbar)
+        K.descriptor.back_D[launch.strided2(na, 4 * M)](T, gD, *self.adj, 1.0 / nnei, Tbar)
         fpair = xp.empty((P, 3))
         if self.compressed:
-            self.tab[1][launch.grid(P)](atypes, rt, dvec, nbr, self.sec, self.coef, self.coff,
+            self.tab[1][launch.strided(P)](atypes, rt, dvec, nbr, self.sec, self.coef, self.coff,
                                         self.meta, self.netidx, Tbar, self.sd, d.rcut, d.rcut_smth,
                                         fpair)
         else:
-            K.envmat.pair_forces[launch.grid(P)](atypes, rt, dvec, nbr, self.sec, G, Gp, Tbar,
+            K.envmat.pair_forces[launch.strided(P)](atypes, rt, dvec, nbr, self.sec, G, Gp, Tbar,
                                                  self.sd, d.rcut, d.rcut_smth, fpair)
         if self.assembly == "atomic":
             av = xp.zeros((force.shape[0], 9))
-            K.forces.scatter_atomic[launch.grid(P)](atoms, self.sec, nbr, fpair, dvec, force, av)
+            K.forces.scatter_atomic[launch.strided(P)](atoms, self.sec, nbr, fpair, dvec, force, av)
             virial += av.sum(axis=0)
             if want_atom_virial:
                 atom_virial += av
             return
-        K.forces.gather_centres[launch.grid(na)](atoms, self.sec, fpair, force)
+        K.forces.gather_centres[launch.strided(na)](atoms, self.sec, fpair, force)
         # reverse index: pairs sorted by (neighbour, pair) (unique keys: every sort agrees), cut
         # into one segment per distinct neighbour; padding (-1) sorts first and is skipped
         key = nbr.astype(np.int64) * P + xp.arange(P, dtype=np.int64)
@@ -312,13 +312,16 @@ class CUDAEvaluator:
         seg_end[:-1] = seg[1:]
         seg_end[-1] = P
         seg_av = xp.empty((seg.shape[0], 9))
-        K.forces.gather_neighbours[launch.grid(seg.shape[0])](seg, seg_end, snbr, rev, fpair, dvec, force,
+        K.forces.gather_neighbours[launch.strided(seg.shape[0])](seg, seg_end, snbr, rev, fpair, dvec, force,
                                                               seg_av, atom_virial, want_atom_virial)
         virial += seg_av.sum(axis=0)
 
     # -- networks ------------------------------------------------------------------------
-    def _embed(self, rt, na, tb, want_force):
-        """G, Gp (P, M) in the policy's dtype for every slot, net by net (rows block-major)."""
+    def _embed(self, rt, nbr, na, tb, want_force):
+        """G, Gp (P, M) in the policy's dtype, net by net (rows block-major).  Only the rows of
+        occupied slots (nbr >= 0) are evaluated and written (gathered, run through the net,
+        scattered back: the CPU path also runs the nets on occupied slots only); padding rows are
+        left unset, as contract_T reads G_pad and pair_forces writes zero there."""
         xp = self.be.xp
         d = self.params.descriptor
         P = rt.shape[0]
@@ -329,6 +332,7 @@ class CUDAEvaluator:
             x = x.astype(np.float16).astype(np.float32)
         G = xp.empty((P, self.M), dt)
         Gp = xp.empty((P, self.M), dt)
+        occupied = nbr >= 0
         sec = self.sec_host
         for t in range(d.ntypes):
             sel_t = int(sec[t + 1] - sec[t])
@@ -337,20 +341,29 @@ class CUDAEvaluator:
                 [(int(tb[ti]), int(tb[ti + 1]), d.net_index(ti, t)) for ti in range(d.ntypes)]
             for a0, a1, k in groups:
                 p0, p1 = base + a0 * sel_t, base + a1 * sel_t
-                if p1 > p0:
+                rows = xp.flatnonzero(occupied[p0:p1])
+                n = int(rows.shape[0])
+                if n == p1 - p0:   # every slot occupied: in place
                     self._embed_rows(x[p0:p1], self.embed[k], G[p0:p1], Gp[p0:p1])
+                elif n:
+                    rows += p0
+                    Gc = xp.empty((n, self.M), dt)
+                    Gpc = xp.empty((n, self.M), dt)
+                    self._embed_rows(x[rows], self.embed[k], Gc, Gpc)
+                    G[rows] = Gc
+                    Gp[rows] = Gpc
         return G, (Gp if want_force else None)
 
     def _embed_rows(self, x, net: _DevNet, G, Gp):
         be, xp, K = self.be, self.be.xp, self.be.kernels
         n = x.shape[0]
         if self._embedding == "fused":
-            K.embedding.embed_fused_for(G.dtype)[K.launch.grid(n)](x, *net.packed, G, Gp)
+            K.embedding.embed_fused_for(G.dtype)[K.launch.strided(n)](x, *net.packed, G, Gp)
             return
         half = self.precision.half_operands
         k = net.w[0].shape[1]
         Y = xp.empty((2 * n, k), x.dtype)
-        K.layers.first_layer_tangent[K.launch.grid2(n, k)](x, net.w[0][0], net.b[0], net.idt[0], net.mode[0], Y)
+        K.layers.first_layer_tangent[K.launch.strided2(n, k)](x, net.w[0][0], net.b[0], net.idt[0], net.mode[0], Y)
         nl = len(net.w)
         for li in range(1, nl):
             w = net.w[li]
@@ -360,7 +373,7 @@ class CUDAEvaluator:
             else:
                 out = xp.empty((2 * n, w.shape[1]), Y.dtype)
                 val, slope = out[:n], out[n:]
-            K.layers.post_tangent[K.launch.grid2(n, w.shape[1])](Z, net.b[li], net.idt[li], Y, net.mode[li], val, slope)
+            K.layers.post_tangent[K.launch.strided2(n, w.shape[1])](Z, net.b[li], net.idt[li], Y, net.mode[li], val, slope)
             Y = out if li < nl - 1 else None
         if nl == 1:
             G[...] = Y[:n]
@@ -380,7 +393,7 @@ class CUDAEvaluator:
             Z = be.matmul(y, w, half=half)
             H = xp.empty((n, k), Z.dtype)
             out = xp.empty((n, k), Z.dtype)
-            K.layers.post_forward[K.launch.grid2(n, k)](Z, net.b[li], net.idt[li], y, net.mode[li], H, out)
+            K.layers.post_forward[K.launch.strided2(n, k)](Z, net.b[li], net.idt[li], y, net.mode[li], H, out)
             cache.append(H)
             y = out
         last = net.w[-1]
@@ -392,10 +405,10 @@ class CUDAEvaluator:
         for li in range(len(net.w) - 2, -1, -1):
             H = cache[li]
             gZ = xp.empty(H.shape, H.dtype)
-            K.layers.back_tanh[K.launch.grid2(n, H.shape[1])](gy, H, net.idt[li], gZ)
+            K.layers.back_tanh[K.launch.strided2(n, H.shape[1])](gy, H, net.idt[li], gZ)
             gx = be.matmul(gZ, net.w[li].T, half=half)
             if net.mode[li]:
-                K.layers.add_residual_adjoint[K.launch.grid2(n, gx.shape[1])](gy, net.mode[li], gx)
+                K.layers.add_residual_adjoint[K.launch.strided2(n, gx.shape[1])](gy, net.mode[li], gx)
             gy = gx
         gD[...] = gy
         return energy
@@ -417,9 +430,11 @@ def device_neighbor_list(backend: Backend, positions, types, box, rcut, sel, nth
     numdp.neighbor.device.build_nlist_cuda; its arrays are handed over as the backend's arrays
     (zero-copy: CuPy on a GPU, NumPy views under the simulator).  `nthreads` is unused (kept for
     the CPU-built list's signature)."""
-    from ..neighbor.device import build_nlist_cuda
+    from ..neighbor.device import THREADS_PER_CENTRE, build_nlist_cuda
 
-    dn = build_nlist_cuda(positions, types, box, rcut, sel)
+    # the simulator runs each thread in Python: one thread per centre there (the same list)
+    dn = build_nlist_cuda(positions, types, box, rcut, sel,
+                          threads_per_centre=1 if backend.simulator else THREADS_PER_CENTRE)
     xp = backend.xp
     return replace(dn, positions=xp.asarray(dn.positions), types=xp.asarray(dn.types),
                    mapping=xp.asarray(dn.mapping), nlist=xp.asarray(dn.nlist))

@@ -1,40 +1,38 @@
 """Descriptor contractions and their adjoints (reference §4, §6.1), twins of kernels/cpu/descriptor.py.
 
-T_a = (1/nnei) Σ_slots rt ⊗ G (padding slots through G_pad, one row per (centre type, block));
+T_a = (1/nnei) Σ_slots rt ⊗ G (padding slots through G_pad, one row per (centre type, block),
+added as npad times one term as on the CPU);
 D_a[col] = Σ_c T_a[c, m_col] T_a[c, k_col] for the column map of the layout in use (full or
 folded, see numdp.kernels.cpu.descriptor.folded_rows); the adjoint of T follows a per-column
 adjacency list (x, col, other) sorted by x, so each Tbar element is one thread's ordered sum.
 """
 from numba import cuda
 
-from .launch import row_col
+
+@cuda.jit(device=True)
+def add_padding(s0, s1, s2, s3, rt, ppad, npad, g_pad):
+    """(s0, s1, s2, s3) + npad * rt[ppad] * g_pad: the npad padding slots of one type block (each
+    holds the padding row rt[ppad] = rt_pad[ti, t]) as one term, as the CPU's add_padding does
+    (a component whose npad * rt_c is zero adds nothing)."""
+    if npad > 0:
+        r0 = npad * rt[ppad, 0]
+        r1 = npad * rt[ppad, 1]
+        r2 = npad * rt[ppad, 2]
+        r3 = npad * rt[ppad, 3]
+        if r0 != 0.0:
+            s0 += r0 * g_pad
+        if r1 != 0.0:
+            s1 += r1 * g_pad
+        if r2 != 0.0:
+            s2 += r2 * g_pad
+        if r3 != 0.0:
+            s3 += r3 * g_pad
+    return s0, s1, s2, s3
 
 
-@cuda.jit
-def contract_T(atypes, rt, G, nbr, sec, G_pad, inv_nnei, T):
-    """T (na, 4, M) float64 = inv_nnei Σ_p rt[p] ⊗ G[p] over the block-major slots of each atom
-    (G[p] replaced by G_pad[ti, t] on padding slots, nbr < 0).  One thread per (atom, m)."""
-    na = T.shape[0]
-    a, m = row_col(T.shape[2])
-    if a >= na:
-        return
-    ti = atypes[a]
-    s0 = 0.0
-    s1 = 0.0
-    s2 = 0.0
-    s3 = 0.0
-    for t in range(sec.shape[0] - 1):
-        sel_t = sec[t + 1] - sec[t]
-        base = na * sec[t] + a * sel_t
-        for p in range(base, base + sel_t):
-            if nbr[p] >= 0:
-                g = G[p, m] * 1.0
-            else:
-                g = G_pad[ti, t, m]
-            s0 += rt[p, 0] * g
-            s1 += rt[p, 1] * g
-            s2 += rt[p, 2] * g
-            s3 += rt[p, 3] * g
+@cuda.jit(device=True)
+def store_T(T, a, m, s0, s1, s2, s3, inv_nnei):
+    """T[a, :, m] = (s0, s1, s2, s3) * inv_nnei."""
     T[a, 0, m] = s0 * inv_nnei
     T[a, 1, m] = s1 * inv_nnei
     T[a, 2, m] = s2 * inv_nnei
@@ -42,15 +40,51 @@ def contract_T(atypes, rt, G, nbr, sec, G_pad, inv_nnei, T):
 
 
 @cuda.jit
+def contract_T(atypes, rt, G, nbr, sec, G_pad, inv_nnei, T):
+    """T (na, 4, M) float64 = inv_nnei Σ_p rt[p] ⊗ G[p] over the block-major slots of each atom:
+    per type block the occupied slots (nbr >= 0) in slot order, then the padding slots as one term
+    npad rt_pad ⊗ G_pad[ti, t] (`add_padding`; the CPU's order).  Padding rows of G are never
+    read.  One thread per (atom, m)."""
+    na = T.shape[0]
+    ncol = T.shape[2]
+    for idx in range(cuda.grid(1), na * ncol, cuda.gridsize(1)):
+        a = idx // ncol
+        m = idx - a * ncol
+        ti = atypes[a]
+        s0 = 0.0
+        s1 = 0.0
+        s2 = 0.0
+        s3 = 0.0
+        for t in range(sec.shape[0] - 1):
+            sel_t = sec[t + 1] - sec[t]
+            base = na * sec[t] + a * sel_t
+            npad = 0
+            ppad = base
+            for p in range(base, base + sel_t):
+                if nbr[p] >= 0:
+                    g = G[p, m] * 1.0
+                    s0 += rt[p, 0] * g
+                    s1 += rt[p, 1] * g
+                    s2 += rt[p, 2] * g
+                    s3 += rt[p, 3] * g
+                else:
+                    npad += 1
+                    ppad = p
+            s0, s1, s2, s3 = add_padding(s0, s1, s2, s3, rt, ppad, npad, G_pad[ti, t, m])
+        store_T(T, a, m, s0, s1, s2, s3, inv_nnei)
+
+
+@cuda.jit
 def contract_D(T, colm, colk, D):
     """D (na, width) = Σ_c T[a, c, colm] T[a, c, colk], summed in float64 and stored in D's dtype."""
-    a, col = row_col(D.shape[1])
-    if a >= D.shape[0]:
-        return
-    m = colm[col]
-    k = colk[col]
-    D[a, col] = T[a, 0, m] * T[a, 0, k] + T[a, 1, m] * T[a, 1, k] + \
-        T[a, 2, m] * T[a, 2, k] + T[a, 3, m] * T[a, 3, k]
+    ncol = D.shape[1]
+    for idx in range(cuda.grid(1), D.shape[0] * ncol, cuda.gridsize(1)):
+        a = idx // ncol
+        col = idx - a * ncol
+        m = colm[col]
+        k = colk[col]
+        D[a, col] = T[a, 0, m] * T[a, 0, k] + T[a, 1, m] * T[a, 1, k] + \
+            T[a, 2, m] * T[a, 2, k] + T[a, 3, m] * T[a, 3, k]
 
 
 @cuda.jit
@@ -59,12 +93,13 @@ def back_D(T, gD, adj_start, adj_col, adj_other, inv_nnei, Tbar):
     dE/dT[c, x] = Σ_{(col, other) adjacent to x} gD[col] T[c, other], in float64.
     One thread per (atom, c * M + x)."""
     M = Tbar.shape[2]
-    a, cx = row_col(4 * M)
-    if a >= Tbar.shape[0]:
-        return
-    c = cx // M
-    x = cx - c * M
-    s = 0.0
-    for q in range(adj_start[x], adj_start[x + 1]):
-        s += gD[a, adj_col[q]] * 1.0 * T[a, c, adj_other[q]]
-    Tbar[a, c, x] = s * inv_nnei
+    ncol = 4 * M
+    for idx in range(cuda.grid(1), Tbar.shape[0] * ncol, cuda.gridsize(1)):
+        a = idx // ncol
+        cx = idx - a * ncol
+        c = cx // M
+        x = cx - c * M
+        s = 0.0
+        for q in range(adj_start[x], adj_start[x + 1]):
+            s += gD[a, adj_col[q]] * 1.0 * T[a, c, adj_other[q]]
+        Tbar[a, c, x] = s * inv_nnei

@@ -31,45 +31,43 @@ def _build(nbtype):
         """G, Gp (n, M) = net(x) and d net/dx for x (n,); the net's layers packed flat: layer l
         has weights W[woff[l]:] (widths[l] x widths[l+1], row-major), b and idt at boff[l],
         residual mode modes[l].  One thread per row."""
-        p = cuda.grid(1)
-        if p >= x.shape[0]:
-            return
-        y = cuda.local.array((2, MAX_WIDTH), nbtype)
-        s = cuda.local.array((2, MAX_WIDTH), nbtype)
-        one = nbtype(1.0)
-        y[0, 0] = x[p]
-        s[0, 0] = one
-        cur = 0
-        n_in = 1
-        for l in range(modes.shape[0]):
-            n_out = widths[l + 1]
-            nxt = 1 - cur
-            w0 = woff[l]
-            b0 = boff[l]
-            mode = modes[l]
-            for c in range(n_out):
-                z = nbtype(0.0)
-                zs = nbtype(0.0)
-                for i in range(n_in):
-                    w = W[w0 + i * n_out + c]
-                    z += y[cur, i] * w
-                    zs += s[cur, i] * w
-                h = math.tanh(z + b[b0 + c])
-                v = idt[b0 + c] * h
-                sl = idt[b0 + c] * ((one - h * h) * zs)
-                if mode == 1:
-                    v += y[cur, c]
-                    sl += s[cur, c]
-                elif mode == 2:
-                    cc = c if c < n_in else c - n_in
-                    v += y[cur, cc]
-                    sl += s[cur, cc]
-                y[nxt, c] = v
-                s[nxt, c] = sl
-            cur = nxt
-            n_in = n_out
-        for c in range(G.shape[1]):
-            G[p, c] = y[cur, c]
-            Gp[p, c] = s[cur, c]
+        for p in range(cuda.grid(1), x.shape[0], cuda.gridsize(1)):
+            y = cuda.local.array((2, MAX_WIDTH), nbtype)
+            s = cuda.local.array((2, MAX_WIDTH), nbtype)
+            one = nbtype(1.0)
+            y[0, 0] = x[p]
+            s[0, 0] = one
+            cur = 0
+            n_in = 1
+            for l in range(modes.shape[0]):
+                n_out = widths[l + 1]
+                nxt = 1 - cur
+                w0 = woff[l]
+                b0 = boff[l]
+                mode = modes[l]
+                for c in range(n_out):
+                    z = nbtype(0.0)
+                    zs = nbtype(0.0)
+                    for i in range(n_in):
+                        w = W[w0 + i * n_out + c]
+                        z += y[cur, i] * w
+                        zs += s[cur, i] * w
+                    h = math.tanh(z + b[b0 + c])
+                    v = idt[b0 + c] * h
+                    sl = idt[b0 + c] * ((one - h * h) * zs)
+                    if mode == 1:
+                        v += y[cur, c]
+                        sl += s[cur, c]
+                    elif mode == 2:
+                        cc = c if c < n_in else c - n_in
+                        v += y[cur, cc]
+                        sl += s[cur, cc]
+                    y[nxt, c] = v
+                    s[nxt, c] = sl
+                cur = nxt
+                n_in = n_out
+            for c in range(G.shape[1]):
+                G[p, c] = y[cur, c]
+                Gp[p, c] = s[cur, c]
 
     return embed_fused

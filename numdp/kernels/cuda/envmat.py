@@ -34,35 +34,33 @@ def env_pairs(pos, nlist, atoms, atypes, sec, mu, sd, rcut, rcut_smth, rt_pad, r
     pos: (nall, 3) Å; nlist: (nloc, nnei) int32; sec: (ntypes+1,) int64 block starts;
     mu, sd, rt_pad: (ntypes, ntypes, 4) per (centre type, block).  One thread per slot.
     """
-    p = cuda.grid(1)
     na = atoms.shape[0]
-    if p >= na * nlist.shape[1]:
-        return
-    t, a, s = slot_of(p, na, sec)
-    i = atoms[a]
-    ti = atypes[a]
-    j = nlist[i, s]
-    if j >= 0:
-        dx = pos[j, 0] - pos[i, 0]
-        dy = pos[j, 1] - pos[i, 1]
-        dz = pos[j, 2] - pos[i, 2]
-        r, s0, s1 = env_row(dx, dy, dz, rcut_smth, rcut)
-        if r < rcut:
-            rt[p, 0] = (s0 - mu[ti, t, 0]) / sd[ti, t, 0]
-            rt[p, 1] = (s1 * dx - mu[ti, t, 1]) / sd[ti, t, 1]
-            rt[p, 2] = (s1 * dy - mu[ti, t, 2]) / sd[ti, t, 2]
-            rt[p, 3] = (s1 * dz - mu[ti, t, 3]) / sd[ti, t, 3]
-            dvec[p, 0] = dx
-            dvec[p, 1] = dy
-            dvec[p, 2] = dz
-            nbr[p] = j
-            return
-    for c in range(4):
-        rt[p, c] = rt_pad[ti, t, c]
-    dvec[p, 0] = 0.0
-    dvec[p, 1] = 0.0
-    dvec[p, 2] = 0.0
-    nbr[p] = -1
+    for p in range(cuda.grid(1), na * nlist.shape[1], cuda.gridsize(1)):
+        t, a, s = slot_of(p, na, sec)
+        i = atoms[a]
+        ti = atypes[a]
+        j = nlist[i, s]
+        if j >= 0:
+            dx = pos[j, 0] - pos[i, 0]
+            dy = pos[j, 1] - pos[i, 1]
+            dz = pos[j, 2] - pos[i, 2]
+            r, s0, s1 = env_row(dx, dy, dz, rcut_smth, rcut)
+            if r < rcut:
+                rt[p, 0] = (s0 - mu[ti, t, 0]) / sd[ti, t, 0]
+                rt[p, 1] = (s1 * dx - mu[ti, t, 1]) / sd[ti, t, 1]
+                rt[p, 2] = (s1 * dy - mu[ti, t, 2]) / sd[ti, t, 2]
+                rt[p, 3] = (s1 * dz - mu[ti, t, 3]) / sd[ti, t, 3]
+                dvec[p, 0] = dx
+                dvec[p, 1] = dy
+                dvec[p, 2] = dz
+                nbr[p] = j
+                continue
+        for c in range(4):
+            rt[p, c] = rt_pad[ti, t, c]
+        dvec[p, 0] = 0.0
+        dvec[p, 1] = 0.0
+        dvec[p, 2] = 0.0
+        nbr[p] = -1
 
 
 row_grad_to_dvec = MATH.row_grad_to_dvec
@@ -85,35 +83,33 @@ def pair_forces(atypes, rt, dvec, nbr, sec, G, Gp, Tbar, sd, rcut, rcut_smth, fp
     """fpair (P, 3) = dE/dd of every slot (zero on padding) from Tbar (na, 4, M) = dE/dT / nnei:
     dE/drt_c = Σ_m G[p, m] Tbar[a, c, m] + [c = 0] Σ_m Gp[p, m] Σ_c' rt_c' Tbar[a, c', m].
     One thread per slot; sums over m in float64."""
-    p = cuda.grid(1)
     na = atypes.shape[0]
-    if p >= nbr.shape[0]:
-        return
-    if nbr[p] < 0:
-        fpair[p, 0] = 0.0
-        fpair[p, 1] = 0.0
-        fpair[p, 2] = 0.0
-        return
-    t, a, s = slot_of(p, na, sec)
-    ti = atypes[a]
-    r0 = rt[p, 0]
-    r1 = rt[p, 1]
-    r2 = rt[p, 2]
-    r3 = rt[p, 3]
-    g0 = 0.0
-    g1 = 0.0
-    g2 = 0.0
-    g3 = 0.0
-    gx = 0.0
-    for m in range(Tbar.shape[2]):
-        t0 = Tbar[a, 0, m]
-        t1 = Tbar[a, 1, m]
-        t2 = Tbar[a, 2, m]
-        t3 = Tbar[a, 3, m]
-        gm = G[p, m] * 1.0
-        g0 += gm * t0
-        g1 += gm * t1
-        g2 += gm * t2
-        g3 += gm * t3
-        gx += Gp[p, m] * 1.0 * (r0 * t0 + r1 * t1 + r2 * t2 + r3 * t3)
-    scatter_value(p, ti, t, g0 + gx, g1, g2, g3, dvec, sd, rcut, rcut_smth, fpair)
+    for p in range(cuda.grid(1), nbr.shape[0], cuda.gridsize(1)):
+        if nbr[p] < 0:
+            fpair[p, 0] = 0.0
+            fpair[p, 1] = 0.0
+            fpair[p, 2] = 0.0
+            continue
+        t, a, s = slot_of(p, na, sec)
+        ti = atypes[a]
+        r0 = rt[p, 0]
+        r1 = rt[p, 1]
+        r2 = rt[p, 2]
+        r3 = rt[p, 3]
+        g0 = 0.0
+        g1 = 0.0
+        g2 = 0.0
+        g3 = 0.0
+        gx = 0.0
+        for m in range(Tbar.shape[2]):
+            t0 = Tbar[a, 0, m]
+            t1 = Tbar[a, 1, m]
+            t2 = Tbar[a, 2, m]
+            t3 = Tbar[a, 3, m]
+            gm = G[p, m] * 1.0
+            g0 += gm * t0
+            g1 += gm * t1
+            g2 += gm * t2
+            g3 += gm * t3
+            gx += Gp[p, m] * 1.0 * (r0 * t0 + r1 * t1 + r2 * t2 + r3 * t3)
+        scatter_value(p, ti, t, g0 + gx, g1, g2, g3, dvec, sd, rcut, rcut_smth, fpair)

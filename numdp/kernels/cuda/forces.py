@@ -12,24 +12,22 @@ from numba import cuda
 @cuda.jit
 def gather_centres(atoms, sec, fpair, force):
     """force[atoms[a]] += Σ_{slots p of a, block-major order} fpair[p].  One thread per atom."""
-    a = cuda.grid(1)
     na = atoms.shape[0]
-    if a >= na:
-        return
-    fx = 0.0
-    fy = 0.0
-    fz = 0.0
-    for t in range(sec.shape[0] - 1):
-        sel_t = sec[t + 1] - sec[t]
-        base = na * sec[t] + a * sel_t
-        for p in range(base, base + sel_t):
-            fx += fpair[p, 0]
-            fy += fpair[p, 1]
-            fz += fpair[p, 2]
-    i = atoms[a]
-    force[i, 0] += fx
-    force[i, 1] += fy
-    force[i, 2] += fz
+    for a in range(cuda.grid(1), na, cuda.gridsize(1)):
+        fx = 0.0
+        fy = 0.0
+        fz = 0.0
+        for t in range(sec.shape[0] - 1):
+            sel_t = sec[t + 1] - sec[t]
+            base = na * sec[t] + a * sel_t
+            for p in range(base, base + sel_t):
+                fx += fpair[p, 0]
+                fy += fpair[p, 1]
+                fz += fpair[p, 2]
+        i = atoms[a]
+        force[i, 0] += fx
+        force[i, 1] += fy
+        force[i, 2] += fz
 
 
 @cuda.jit
@@ -39,57 +37,55 @@ def gather_neighbours(seg, seg_end, snbr, rev, fpair, dvec, force, seg_av, atom_
     force[k] -= Σ fpair[p]; seg_av[s] (9,) = -Σ fpair[p] ⊗ dvec[p] (this chunk's share of the
     virial, summed by the caller); atom_virial[k] += seg_av[s] when want_atom_virial (DeePMD-kit's
     split: a pair's virial goes to its neighbour)."""
-    s = cuda.grid(1)
-    if s >= seg.shape[0]:
-        return
-    k = snbr[seg[s]]
-    fx = 0.0
-    fy = 0.0
-    fz = 0.0
-    v0 = 0.0
-    v1 = 0.0
-    v2 = 0.0
-    v3 = 0.0
-    v4 = 0.0
-    v5 = 0.0
-    v6 = 0.0
-    v7 = 0.0
-    v8 = 0.0
-    for q in range(seg[s], seg_end[s]):
-        p = rev[q]
-        gx = fpair[p, 0]
-        gy = fpair[p, 1]
-        gz = fpair[p, 2]
-        dx = dvec[p, 0]
-        dy = dvec[p, 1]
-        dz = dvec[p, 2]
-        fx += gx
-        fy += gy
-        fz += gz
-        v0 += gx * dx
-        v1 += gx * dy
-        v2 += gx * dz
-        v3 += gy * dx
-        v4 += gy * dy
-        v5 += gy * dz
-        v6 += gz * dx
-        v7 += gz * dy
-        v8 += gz * dz
-    force[k, 0] -= fx
-    force[k, 1] -= fy
-    force[k, 2] -= fz
-    seg_av[s, 0] = -v0
-    seg_av[s, 1] = -v1
-    seg_av[s, 2] = -v2
-    seg_av[s, 3] = -v3
-    seg_av[s, 4] = -v4
-    seg_av[s, 5] = -v5
-    seg_av[s, 6] = -v6
-    seg_av[s, 7] = -v7
-    seg_av[s, 8] = -v8
-    if want_atom_virial:
-        for c in range(9):
-            atom_virial[k, c] += seg_av[s, c]
+    for s in range(cuda.grid(1), seg.shape[0], cuda.gridsize(1)):
+        k = snbr[seg[s]]
+        fx = 0.0
+        fy = 0.0
+        fz = 0.0
+        v0 = 0.0
+        v1 = 0.0
+        v2 = 0.0
+        v3 = 0.0
+        v4 = 0.0
+        v5 = 0.0
+        v6 = 0.0
+        v7 = 0.0
+        v8 = 0.0
+        for q in range(seg[s], seg_end[s]):
+            p = rev[q]
+            gx = fpair[p, 0]
+            gy = fpair[p, 1]
+            gz = fpair[p, 2]
+            dx = dvec[p, 0]
+            dy = dvec[p, 1]
+            dz = dvec[p, 2]
+            fx += gx
+            fy += gy
+            fz += gz
+            v0 += gx * dx
+            v1 += gx * dy
+            v2 += gx * dz
+            v3 += gy * dx
+            v4 += gy * dy
+            v5 += gy * dz
+            v6 += gz * dx
+            v7 += gz * dy
+            v8 += gz * dz
+        force[k, 0] -= fx
+        force[k, 1] -= fy
+        force[k, 2] -= fz
+        seg_av[s, 0] = -v0
+        seg_av[s, 1] = -v1
+        seg_av[s, 2] = -v2
+        seg_av[s, 3] = -v3
+        seg_av[s, 4] = -v4
+        seg_av[s, 5] = -v5
+        seg_av[s, 6] = -v6
+        seg_av[s, 7] = -v7
+        seg_av[s, 8] = -v8
+        if want_atom_virial:
+            for c in range(9):
+                atom_virial[k, c] += seg_av[s, c]
 
 
 @cuda.jit
@@ -98,25 +94,23 @@ def scatter_atomic(atoms, sec, nbr, fpair, dvec, force, atom_virial):
     one thread per slot adds its pair's force to the centre and the neighbour and its virial to
     the neighbour's row of atom_virial (nall, 9) with floating-point atomics (sum order follows
     thread timing).  Not used by default: numdp evaluates with the gathers."""
-    p = cuda.grid(1)
     na = atoms.shape[0]
-    if p >= nbr.shape[0]:
-        return
-    j = nbr[p]
-    if j < 0:
-        return
-    nt = sec.shape[0] - 1
-    t = 0
-    while t < nt - 1 and p >= na * sec[t + 1]:
-        t += 1
-    a = (p - na * sec[t]) // (sec[t + 1] - sec[t])
-    i = atoms[a]
-    for c in range(3):
-        cuda.atomic.add(force, (i, c), fpair[p, c])
-        cuda.atomic.add(force, (j, c), -fpair[p, c])
-    for c in range(3):
-        for e in range(3):
-            cuda.atomic.add(atom_virial, (j, 3 * c + e), -fpair[p, c] * dvec[p, e])
+    for p in range(cuda.grid(1), nbr.shape[0], cuda.gridsize(1)):
+        j = nbr[p]
+        if j < 0:
+            continue
+        nt = sec.shape[0] - 1
+        t = 0
+        while t < nt - 1 and p >= na * sec[t + 1]:
+            t += 1
+        a = (p - na * sec[t]) // (sec[t + 1] - sec[t])
+        i = atoms[a]
+        for c in range(3):
+            cuda.atomic.add(force, (i, c), fpair[p, c])
+            cuda.atomic.add(force, (j, c), -fpair[p, c])
+        for c in range(3):
+            for e in range(3):
+                cuda.atomic.add(atom_virial, (j, 3 * c + e), -fpair[p, c] * dvec[p, e])
 
 
 @cuda.jit
@@ -126,12 +120,10 @@ def fold_rows(ext, order, start, out):
     order of `order` (extended atoms sorted by (owner, index): the atom itself first, then its
     images in index order, np.bincount's order on the CPU).  One thread per (owned atom, column)."""
     k = out.shape[1]
-    g = cuda.grid(1)
-    i = g // k
-    c = g - i * k
-    if i >= out.shape[0]:
-        return
-    s = 0.0
-    for q in range(start[i], start[i + 1]):
-        s += ext[order[q], c]
-    out[i, c] = s
+    for idx in range(cuda.grid(1), out.shape[0] * k, cuda.gridsize(1)):
+        i = idx // k
+        c = idx - i * k
+        s = 0.0
+        for q in range(start[i], start[i + 1]):
+            s += ext[order[q], c]
+        out[i, c] = s

@@ -20,6 +20,24 @@ def grid2(n: int, k: int) -> tuple[int, int]:
     return grid(n * k)
 
 
+# the simulator starts one Python thread per CUDA thread (~0.25 ms each): grid-stride kernels run
+# there on a fixed small grid of two blocks of eight (both strides exercised), ~25x faster
+SIM_STRIDED = (2, 8)
+
+
+def strided(n: int) -> tuple[int, int]:
+    """(blocks, threads) for a grid-stride kernel over n elements (`for i in range(cuda.grid(1),
+    n, cuda.gridsize(1))`): one element per thread on a GPU (as `grid`), SIM_STRIDED under the
+    simulator.  The results do not depend on the grid: each element is one thread's fixed-order
+    work."""
+    return SIM_STRIDED if getattr(config, "ENABLE_CUDASIM", 0) else grid(n)
+
+
+def strided2(n: int, k: int) -> tuple[int, int]:
+    """`strided` over a flat (n, k) array."""
+    return strided(n * k)
+
+
 @cuda.jit(device=True)
 def row_col(k):
     """(row, column) of this thread in a flat launch over rows of k columns."""

@@ -1,7 +1,8 @@
 """Element-wise parts of dense layers around the matrix products (twins of kernels/cpu/layers.py).
 
-One thread per output element, launched flat over (rows x columns) with `launch.grid2`
-(consecutive threads take consecutive columns: coalesced loads and stores).  Arithmetic runs in the arrays' dtype (float32 under mix32 /
+One thread per output element, launched flat over (rows x columns) with `launch.strided2`
+(consecutive threads take consecutive columns: coalesced loads and stores; a grid-stride loop, so
+any grid covers the array).  Arithmetic runs in the arrays' dtype (float32 under mix32 /
 mix16, where the literal 1.0 promotes 1 - h² to float64 before it is stored back: at most one
 float32 rounding less than the CPU twin).  Residual modes: 0 none, 1 same width, 2 doubled width.
 """
@@ -9,7 +10,6 @@ import math
 
 from numba import cuda
 
-from .launch import row_col
 
 
 @cuda.jit
@@ -18,18 +18,18 @@ def first_layer_tangent(x, w, b, idt, mode, out):
     out (2n, k) = [y'; dy'/dx] with y' = residual(x) + idt * tanh(x w + b)."""
     n = x.shape[0]
     k = w.shape[0]
-    r, c = row_col(k)
-    if r >= n:
-        return
-    xr = x[r]
-    h = math.tanh(xr * w[c] + b[c])
-    top = idt[c] * h
-    bot = idt[c] * (1.0 - h * h) * w[c]
-    if (mode == 1 and c == 0) or (mode == 2 and c < 2):
-        top += xr
-        bot += 1.0
-    out[r, c] = top
-    out[n + r, c] = bot
+    for idx in range(cuda.grid(1), n * k, cuda.gridsize(1)):
+        r = idx // k
+        c = idx - r * k
+        xr = x[r]
+        h = math.tanh(xr * w[c] + b[c])
+        top = idt[c] * h
+        bot = idt[c] * (1.0 - h * h) * w[c]
+        if (mode == 1 and c == 0) or (mode == 2 and c < 2):
+            top += xr
+            bot += 1.0
+        out[r, c] = top
+        out[n + r, c] = bot
 
 
 @cuda.jit
@@ -38,22 +38,22 @@ def post_tangent(Z, b, idt, Y, mode, out_val, out_slope):
     residual(dY/dx) + idt * (1 - h²) z', h = tanh(z + b); Y (2n, n_in) the layer input."""
     n = Z.shape[0] // 2
     k = Z.shape[1]
-    r, c = row_col(k)
-    if r >= n:
-        return
-    h = math.tanh(Z[r, c] + b[c])
-    v = idt[c] * h
-    s = idt[c] * ((1.0 - h * h) * Z[n + r, c])
-    n_in = Y.shape[1]
-    if mode == 1:
-        v += Y[r, c]
-        s += Y[n + r, c]
-    elif mode == 2:
-        cc = c if c < n_in else c - n_in
-        v += Y[r, cc]
-        s += Y[n + r, cc]
-    out_val[r, c] = v
-    out_slope[r, c] = s
+    for idx in range(cuda.grid(1), n * k, cuda.gridsize(1)):
+        r = idx // k
+        c = idx - r * k
+        h = math.tanh(Z[r, c] + b[c])
+        v = idt[c] * h
+        s = idt[c] * ((1.0 - h * h) * Z[n + r, c])
+        n_in = Y.shape[1]
+        if mode == 1:
+            v += Y[r, c]
+            s += Y[n + r, c]
+        elif mode == 2:
+            cc = c if c < n_in else c - n_in
+            v += Y[r, cc]
+            s += Y[n + r, cc]
+        out_val[r, c] = v
+        out_slope[r, c] = s
 
 
 @cuda.jit
@@ -61,39 +61,41 @@ def post_forward(Z, b, idt, Y, mode, H, out):
     """Fitting layer after Z = y @ W (n, k): H = tanh(Z + b) (kept for the backward pass) and
     out = residual(Y) + idt * H."""
     n, k = Z.shape
-    r, c = row_col(k)
-    if r >= n:
-        return
-    h = math.tanh(Z[r, c] + b[c])
-    H[r, c] = h
-    v = idt[c] * h
-    n_in = Y.shape[1]
-    if mode == 1:
-        v += Y[r, c]
-    elif mode == 2:
-        v += Y[r, c if c < n_in else c - n_in]
-    out[r, c] = v
+    for idx in range(cuda.grid(1), n * k, cuda.gridsize(1)):
+        r = idx // k
+        c = idx - r * k
+        h = math.tanh(Z[r, c] + b[c])
+        H[r, c] = h
+        v = idt[c] * h
+        n_in = Y.shape[1]
+        if mode == 1:
+            v += Y[r, c]
+        elif mode == 2:
+            v += Y[r, c if c < n_in else c - n_in]
+        out[r, c] = v
 
 
 @cuda.jit
 def back_tanh(gY, H, idt, gZ):
     """gZ (n, k) = (1 - H²) idt gY."""
     n, k = H.shape
-    r, c = row_col(k)
-    if r >= n:
-        return
-    h = H[r, c]
-    gZ[r, c] = (1.0 - h * h) * idt[c] * gY[r, c]
+    for idx in range(cuda.grid(1), n * k, cuda.gridsize(1)):
+        r = idx // k
+        c = idx - r * k
+        h = H[r, c]
+        gZ[r, c] = (1.0 - h * h) * idt[c] * gY[r, c]
 
 
 @cuda.jit
 def add_residual_adjoint(gY, mode, gX):
     """gX (n, n_in) += the transposed residual map applied to gY (n, k)."""
     n, n_in = gX.shape
-    r, c = row_col(n_in)
-    if r >= n or mode == 0:
+    if mode == 0:
         return
-    if mode == 1:
-        gX[r, c] += gY[r, c]
-    else:
-        gX[r, c] += gY[r, c] + gY[r, n_in + c]
+    for idx in range(cuda.grid(1), n * n_in, cuda.gridsize(1)):
+        r = idx // n_in
+        c = idx - r * n_in
+        if mode == 1:
+            gX[r, c] += gY[r, c]
+        else:
+            gX[r, c] += gY[r, c] + gY[r, n_in + c]

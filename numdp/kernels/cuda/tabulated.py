@@ -9,8 +9,9 @@ forward kernel and counted by the caller (an integer sum: deterministic).
 import numpy as np
 from numba import cuda, float32, float64
 
+from .descriptor import add_padding, store_T
 from .envmat import scatter_value, slot_of
-from .launch import MATH, row_col
+from .launch import MATH
 
 locate_piece = MATH.locate_piece
 poly3_at = MATH.poly3_at
@@ -55,82 +56,83 @@ def _build(cast):
 
     @cuda.jit
     def tab_contract_T(atypes, rt, nbr, sec, G_pad, coef, coff, meta, netidx, inv_nnei, T, beyond):
-        """T (na, 4, M) float64 from the tables; padding slots through G_pad; beyond[p] = 1 for
-        an occupied slot beyond the table (written by the m = 0 threads).  Thread per (atom, m)."""
+        """T (na, 4, M) float64 from the tables, summed as contract_T (padding slots as one term
+        through G_pad); beyond[p] = 1 for an occupied slot beyond the table (written by the
+        m = 0 threads).  One thread per (atom, m)."""
         na = T.shape[0]
-        a, m = row_col(T.shape[2])
-        if a >= na:
-            return
-        order = coef.shape[1] - 1
-        ti = atypes[a]
-        s0 = 0.0
-        s1 = 0.0
-        s2 = 0.0
-        s3 = 0.0
-        for t in range(sec.shape[0] - 1):
-            k = netidx[ti, t]
-            sel_t = sec[t + 1] - sec[t]
-            base = na * sec[t] + a * sel_t
-            for p in range(base, base + sel_t):
-                if nbr[p] >= 0:
-                    row, tau, ex = find(rt[p, 0], coef, coff, meta, k)
-                    v, d = piece(coef, row, m, tau, order)
-                    g = v * 1.0 + ex * d
-                    if m == 0:
-                        beyond[p] = 1 if ex > 0.0 else 0
-                else:
-                    g = G_pad[ti, t, m]
-                    if m == 0:
-                        beyond[p] = 0
-                s0 += rt[p, 0] * g
-                s1 += rt[p, 1] * g
-                s2 += rt[p, 2] * g
-                s3 += rt[p, 3] * g
-        T[a, 0, m] = s0 * inv_nnei
-        T[a, 1, m] = s1 * inv_nnei
-        T[a, 2, m] = s2 * inv_nnei
-        T[a, 3, m] = s3 * inv_nnei
+        ncol = T.shape[2]
+        for idx in range(cuda.grid(1), na * ncol, cuda.gridsize(1)):
+            a = idx // ncol
+            m = idx - a * ncol
+            order = coef.shape[1] - 1
+            ti = atypes[a]
+            s0 = 0.0
+            s1 = 0.0
+            s2 = 0.0
+            s3 = 0.0
+            for t in range(sec.shape[0] - 1):
+                k = netidx[ti, t]
+                sel_t = sec[t + 1] - sec[t]
+                base = na * sec[t] + a * sel_t
+                npad = 0
+                ppad = base
+                for p in range(base, base + sel_t):
+                    if nbr[p] >= 0:
+                        row, tau, ex = find(rt[p, 0], coef, coff, meta, k)
+                        v, d = piece(coef, row, m, tau, order)
+                        g = v * 1.0 + ex * d
+                        if m == 0:
+                            beyond[p] = 1 if ex > 0.0 else 0
+                        s0 += rt[p, 0] * g
+                        s1 += rt[p, 1] * g
+                        s2 += rt[p, 2] * g
+                        s3 += rt[p, 3] * g
+                    else:
+                        npad += 1
+                        ppad = p
+                        if m == 0:
+                            beyond[p] = 0
+                s0, s1, s2, s3 = add_padding(s0, s1, s2, s3, rt, ppad, npad, G_pad[ti, t, m])
+            store_T(T, a, m, s0, s1, s2, s3, inv_nnei)
 
     @cuda.jit
     def tab_pair_forces(atypes, rt, dvec, nbr, sec, coef, coff, meta, netidx, Tbar, sd, rcut,
                         rcut_smth, fpair):
         """fpair (P, 3) = dE/dd of every slot from Tbar = dE/dT / nnei, re-evaluating the tables
         (value + excess * slope, and slope).  One thread per slot; sums over m in float64."""
-        p = cuda.grid(1)
         na = atypes.shape[0]
-        if p >= nbr.shape[0]:
-            return
-        if nbr[p] < 0:
-            fpair[p, 0] = 0.0
-            fpair[p, 1] = 0.0
-            fpair[p, 2] = 0.0
-            return
-        t, a, s = slot_of(p, na, sec)
-        ti = atypes[a]
-        order = coef.shape[1] - 1
-        row, tau, ex = find(rt[p, 0], coef, coff, meta, netidx[ti, t])
-        r0 = rt[p, 0]
-        r1 = rt[p, 1]
-        r2 = rt[p, 2]
-        r3 = rt[p, 3]
-        g0 = 0.0
-        g1 = 0.0
-        g2 = 0.0
-        g3 = 0.0
-        gx = 0.0
-        for m in range(Tbar.shape[2]):
-            v, d = piece(coef, row, m, tau, order)
-            d = d * 1.0
-            v = v * 1.0 + ex * d
-            t0 = Tbar[a, 0, m]
-            t1 = Tbar[a, 1, m]
-            t2 = Tbar[a, 2, m]
-            t3 = Tbar[a, 3, m]
-            g0 += v * t0
-            g1 += v * t1
-            g2 += v * t2
-            g3 += v * t3
-            gx += d * (r0 * t0 + r1 * t1 + r2 * t2 + r3 * t3)
-        scatter_value(p, ti, t, g0 + gx, g1, g2, g3, dvec, sd, rcut, rcut_smth, fpair)
+        for p in range(cuda.grid(1), nbr.shape[0], cuda.gridsize(1)):
+            if nbr[p] < 0:
+                fpair[p, 0] = 0.0
+                fpair[p, 1] = 0.0
+                fpair[p, 2] = 0.0
+                continue
+            t, a, s = slot_of(p, na, sec)
+            ti = atypes[a]
+            order = coef.shape[1] - 1
+            row, tau, ex = find(rt[p, 0], coef, coff, meta, netidx[ti, t])
+            r0 = rt[p, 0]
+            r1 = rt[p, 1]
+            r2 = rt[p, 2]
+            r3 = rt[p, 3]
+            g0 = 0.0
+            g1 = 0.0
+            g2 = 0.0
+            g3 = 0.0
+            gx = 0.0
+            for m in range(Tbar.shape[2]):
+                v, d = piece(coef, row, m, tau, order)
+                d = d * 1.0
+                v = v * 1.0 + ex * d
+                t0 = Tbar[a, 0, m]
+                t1 = Tbar[a, 1, m]
+                t2 = Tbar[a, 2, m]
+                t3 = Tbar[a, 3, m]
+                g0 += v * t0
+                g1 += v * t1
+                g2 += v * t2
+                g3 += v * t3
+                gx += d * (r0 * t0 + r1 * t1 + r2 * t2 + r3 * t3)
+            scatter_value(p, ti, t, g0 + gx, g1, g2, g3, dvec, sd, rcut, rcut_smth, fpair)
 
     return tab_contract_T, tab_pair_forces
