@@ -7,8 +7,8 @@ mix16) and size (water boxes of 12 288, 98 304, ~1 M and ~10 M atoms, built as a
 molecules at liquid density, so that no data file is needed), it times, best of --repeat after a
 warm-up:
   total   = DPModel.evaluate (neighbour search + evaluation + copies back)
-  search  = the neighbour list alone (numdp.neighbor.device.build_nlist_cuda when present, else
-            the CPU search copied to the device: which one is printed)
+  search  = the neighbour list alone (the device search numdp.neighbor.device.build_nlist_cuda,
+            as model.evaluate calls it)
   eval    = the evaluation alone on a prebuilt list (DPModel.compute), and for uncompressed
             double / mix32 also with the fused per-pair embedding kernel instead of batched
             matrix products ("fused" column: keep the faster as the default), and with
@@ -116,16 +116,12 @@ def matmul_rates(be, n: int) -> dict:
 
 
 def neighbour_search(be, model, pos, types, box):
-    """(DeviceNeighborList, label): the device search when numdp.neighbor.device exists."""
+    """(DeviceNeighborList with the backend's arrays, "device"): the list `model.evaluate` builds
+    (numdp.model.cuda_evaluator.device_neighbor_list, the device search)."""
+    from numdp.model.cuda_evaluator import device_neighbor_list
+
     d = model.params.descriptor
-    try:
-        from numdp.neighbor.device import build_nlist_cuda
-
-        return build_nlist_cuda(pos, types, box, d.rcut, d.sel), "device"
-    except ImportError:
-        from numdp.model.cuda_evaluator import device_neighbor_list
-
-        return device_neighbor_list(be, pos, types, box, d.rcut, d.sel, os.cpu_count() or 1), "cpu+copy"
+    return device_neighbor_list(be, pos, types, box, d.rcut, d.sel), "device"
 
 
 WARMUP = 1   # untimed calls before the timed ones (JIT compilation, memory pool growth)
@@ -144,22 +140,84 @@ def best_of(fn, repeat, be):
     return best
 
 
+def write_results(path, rates, rows, simulator: bool, free: int | None, complete: bool) -> None:
+    """Every figure so far to `path` (JSON; written to a temporary file, then renamed, after each
+    configuration: a run killed by its time limit leaves the figures it had)."""
+    if not path:
+        return
+    tmp = Path(str(path) + ".tmp")
+    tmp.write_text(json.dumps(dict(rates=rates, rows=rows, simulator=simulator, free_bytes=free,
+                                   complete=complete), indent=1))
+    os.replace(tmp, path)
+
+
+def print_summary(rows, free: int | None, simulator: bool) -> None:
+    """The short table: per (variant, precision, size) the µs/atom/step figures, bytes per atom
+    beyond the fixed scratch (slope of the device memory held between the two largest sizes) and
+    the largest system that fits (the free memory spent at that slope)."""
+    print("\n# summary (µs/atom/step, best of runs; bytes/atom = slope of device memory held)")
+    print(f"# {'variant':>12} {'prec':>6} {'atoms':>9} {'total':>8} {'eval':>8} {'fused':>8} {'atomic':>8} {'search':>8} "
+          f"{'floor':>8} {'B/atom':>8} {'max atoms (est.)':>16}")
+    combos = list(dict.fromkeys((r["variant"], r["precision"]) for r in rows))
+    for variant, prec in combos:
+        rs = [r for r in rows if r["variant"] == variant and r["precision"] == prec]
+        slope = None
+        if len(rs) >= 2 and rs[-1]["atoms"] > rs[-2]["atoms"] and not simulator:
+            slope = (rs[-1]["held_bytes"] - rs[-2]["held_bytes"]) / (rs[-1]["atoms"] - rs[-2]["atoms"])
+        # the largest system that fits: the free memory at the end of the run spent at `slope`
+        # bytes per atom on top of the largest run (its fixed scratch is already held)
+        nmax = int(rs[-1]["atoms"] + free / slope) if slope and slope > 0 and free else None
+        for r in rs:
+            r["bytes_per_atom"] = slope
+            r["max_atoms_estimate"] = nmax
+            fused = "-" if r["us_eval_fused"] is None else f"{r['us_eval_fused']:8.3f}"
+            print(f"  {variant:>12} {prec:>6} {r['atoms']:>9} {r['us_total']:8.3f} {r['us_eval']:8.3f} "
+                  f"{fused:>8} {r['us_eval_atomic']:8.3f} {r['us_search']:8.3f} {r['flop_floor_us']:8.4f} "
+                  f"{'-' if slope is None else f'{slope:8.0f}':>8} {'-' if nmax is None else nmax:>16}")
+    if not rows:
+        print("  (no configuration finished)")
+
+
+def print_table_file(path) -> int:
+    """`--table FILE`: the summary of a (possibly partial) --json file, without a device."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        print(f"# no benchmark figures: {path}: {exc}")
+        return 1
+    state = "complete" if data.get("complete") else "PARTIAL (the run stopped early)"
+    rates = data.get("rates") or {}
+    print(f"# bench_gpu results {path}: {state}; {'SIMULATOR: figures meaningless' if data.get('simulator') else 'GPU'}")
+    print("# matrix-product rate (TFLOP/s): " + ", ".join(f"{k} {v / 1e12:.2f}" for k, v in rates.items()))
+    print_summary(data.get("rows", []), data.get("free_bytes"), bool(data.get("simulator")))
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=str(ROOT / ".gpu" / "water.dp"))
     ap.add_argument("--sizes", type=int, nargs="+", default=SIZES)
-    ap.add_argument("--precisions", nargs="+", default=["double", "mix32", "mix16"])
-    ap.add_argument("--variants", nargs="+", default=["compressed", "uncompressed"])
+    ap.add_argument("--precisions", nargs="+", help="default: double mix32 mix16 (--quick: mix32)")
+    ap.add_argument("--variants", nargs="+", help="default: compressed uncompressed (--quick: compressed)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--budget", type=float, default=300.0, help="seconds for all timings")
     ap.add_argument("--quick", action="store_true",
-                    help="compressed mix32 only, one call per timing, no warm-up (simulator check)")
+                    help="one call per timing, no warm-up, compressed mix32 unless --variants / "
+                    "--precisions say otherwise (simulator check)")
     ap.add_argument("--no-fused", action="store_true", help="skip the fused per-pair embedding timing")
-    ap.add_argument("--json", help="write all figures here")
+    ap.add_argument("--json", help="write all figures here (rewritten after each configuration)")
+    ap.add_argument("--table", metavar="JSON", help="only print the summary table of a --json file "
+                    "(a partial one too) and exit; needs no device")
     args = ap.parse_args(argv)
+    if args.table:
+        return print_table_file(args.table)
     if args.quick:   # one timed call each, no warm-up: a check that the script runs
         global WARMUP
-        args.precisions, args.variants, args.repeat, WARMUP = ["mix32"], ["compressed"], 1, 0
+        args.repeat, WARMUP = 1, 0
+        args.precisions = args.precisions or ["mix32"]
+        args.variants = args.variants or ["compressed"]
+    args.precisions = args.precisions or ["double", "mix32", "mix16"]
+    args.variants = args.variants or ["compressed", "uncompressed"]
     warnings.simplefilter("ignore")
 
     import numdp
@@ -177,6 +235,7 @@ def main(argv=None) -> int:
     rates = matmul_rates(be, 64 if be.simulator else 4096)
     print("# matrix-product rate (TFLOP/s): " + ", ".join(f"{k} {v / 1e12:.2f}" for k, v in rates.items()))
     rows = []
+    write_results(args.json, rates, rows, be.simulator, None, complete=False)
     t_start = time.perf_counter()
     models = {(v, pr): DPModel(params[v], precision=pr, device="cuda")
               for v in args.variants for pr in args.precisions}
@@ -219,6 +278,7 @@ def main(argv=None) -> int:
                            pairs_per_atom=pairs, flop_floor_us=1e6 * flops / rates[prec],
                            beyond_table=model.beyond_table)
                 rows.append(row)
+                write_results(args.json, rates, rows, be.simulator, free_bytes(be), complete=False)
                 last[variant, prec] = t_all / natoms
                 print(f"{variant:>12} {prec:>6} {natoms:>9} total {row['us_total']:8.3f} eval "
                       f"{row['us_eval']:8.3f} (fused embedding: "
@@ -231,31 +291,9 @@ def main(argv=None) -> int:
                 print(f"# FAILED {variant} {prec} {natoms}: {type(exc).__name__}: {exc}", flush=True)
                 last[variant, prec] = float("inf")   # skips its larger sizes
                 model._ev.embedding, model._ev.assembly = "gemm", "gather"
-    # bytes per atom beyond the fixed scratch: slope of held memory between the two largest sizes
-    print("\n# summary (µs/atom/step, best of runs; bytes/atom = slope of device memory held)")
-    print(f"# {'variant':>12} {'prec':>6} {'atoms':>9} {'total':>8} {'eval':>8} {'fused':>8} {'atomic':>8} {'search':>8} "
-          f"{'floor':>8} {'B/atom':>8} {'max atoms (est.)':>16}")
     free = free_bytes(be)
-    for variant in args.variants:
-        for prec in args.precisions:
-            rs = [r for r in rows if r["variant"] == variant and r["precision"] == prec]
-            if not rs:
-                continue
-            slope = None
-            if len(rs) >= 2 and rs[-1]["atoms"] > rs[-2]["atoms"] and not be.simulator:
-                slope = (rs[-1]["held_bytes"] - rs[-2]["held_bytes"]) / (rs[-1]["atoms"] - rs[-2]["atoms"])
-            # the largest system that fits: the free memory at the end of the run spent at `slope`
-            # bytes per atom on top of the largest run (its fixed scratch is already held)
-            nmax = int(rs[-1]["atoms"] + free / slope) if slope and slope > 0 else None
-            for r in rs:
-                r["bytes_per_atom"] = slope
-                r["max_atoms_estimate"] = nmax
-                fused = "-" if r["us_eval_fused"] is None else f"{r['us_eval_fused']:8.3f}"
-                print(f"  {variant:>12} {prec:>6} {r['atoms']:>9} {r['us_total']:8.3f} {r['us_eval']:8.3f} "
-                      f"{fused:>8} {r['us_eval_atomic']:8.3f} {r['us_search']:8.3f} {r['flop_floor_us']:8.4f} "
-                      f"{'-' if slope is None else f'{slope:8.0f}':>8} {'-' if nmax is None else nmax:>16}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(dict(rates=rates, rows=rows, simulator=be.simulator), indent=1))
+    print_summary(rows, free, be.simulator)   # (adds bytes_per_atom, max_atoms_estimate to rows)
+    write_results(args.json, rates, rows, be.simulator, free, complete=True)
     return 0
 
 

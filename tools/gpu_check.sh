@@ -1,53 +1,107 @@
 #!/usr/bin/env bash
 # The one device check for a lent NVIDIA GPU (issue 13): under 8 minutes in all.
 #
+#   0. preflight (seconds): the model file, numdp from the tree, numba-cuda, CuPy and a usable GPU;
+#      anything missing stops the script at once with one line (exit 2), before device time is spent;
 #   1. the CUDA tests on the real device (NUMDP_TEST_REAL_GPU=1: the simulator stays off);
 #   2. tools/bench_gpu.py: µs/atom/step of water.dp (uncompressed and compressed at dx 0.01) at
 #      12 288, 98 304, ~1 M and ~10 M atoms in double, mix32 and mix16, neighbour search included
 #      and alone, device bytes per atom, the largest box that fits, the FLOP floor from the
-#      matrix-product rate of the same run, and a short table last.
+#      matrix-product rate of the same run;
+#   3. the short table, last, from the figures written so far (also after a step was cut short).
 #
 # Usage, from the repository root on the GPU machine (numdp runs from the source tree):
-#   tools/gpu_check.sh [MODEL]           MODEL defaults to .gpu/water.dp (copy it in first:
+#   tools/gpu_check.sh [--sim] [MODEL]   MODEL defaults to .gpu/water.dp (copy it in first:
 #                                        ../shared/oracle does not travel to the device machine)
-# Results go to $OUT (the device tool's return folder) or ./gpu_out.
+#   --sim (or GPU_CHECK_SIM=1): a dry run without a GPU under Numba's CUDA simulator, every step
+#   at its smallest (the kernel tests, a 3-atom mix32 benchmark, compressed and not): it proves the script,
+#   its outputs and the table work; its figures mean nothing.
+# Results go to $OUT (the device tool's return folder) or ./gpu_out, written as each step goes
+# (a run killed by its time limit still returns what it had): device.txt, tests.txt,
+# bench.txt, bench_gpu.json (rewritten after each configuration), table.txt.
+# Time limits (seconds; the defaults keep the whole under ~7 minutes): GPU_CHECK_TEST_TIMEOUT (150),
+# GPU_CHECK_BENCH_BUDGET (200: bench_gpu.py skips sizes projected past it), GPU_CHECK_BENCH_TIMEOUT (260).
 # Expects Python with numba, numba-cuda, cupy-cuda13x, h5py; pytest is installed from .whl/ if
-# it is missing and wheels are there.
+# it is missing and wheels are there (docs/gpu.md, "Checking on a lent GPU").
 set -u
+SIM=${GPU_CHECK_SIM:-0}
+if [ "${1:-}" = "--sim" ]; then SIM=1; shift; fi
 cd "$(dirname "$0")/.."
 MODEL=${1:-.gpu/water.dp}
 RES=${OUT:-gpu_out}
 mkdir -p "$RES"
 export PYTHONPATH=.
+export PYTHONUNBUFFERED=1   # every line reaches $RES as it is printed
 export CUPY_TF32=0          # mix32 means plain FP32 products, never TF32
+if [ "$SIM" = 1 ]; then export NUMBA_ENABLE_CUDASIM=1; else export NUMBA_ENABLE_CUDASIM=0; fi
+TEST_TIMEOUT=${GPU_CHECK_TEST_TIMEOUT:-150}
+BENCH_BUDGET=${GPU_CHECK_BENCH_BUDGET:-200}
+BENCH_TIMEOUT=${GPU_CHECK_BENCH_TIMEOUT:-260}
 log() { echo "== $(date -u +%T) $*"; }
+fail() { echo "gpu_check: $*" | tee -a "$RES/FAILED.txt"; exit 2; }
 
-if [ ! -f "$MODEL" ]; then   # fail before spending device time
-    echo "model $MODEL not found: copy ../shared/oracle/water.dp to .gpu/water.dp before the run"
-    exit 2
-fi
-
-log "device"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee "$RES/device.txt"
-python -c "import sys, numba, numba_cuda, cupy; print(sys.executable); print('numba', numba.__version__, 'numba-cuda', numba_cuda.__version__, 'cupy', cupy.__version__)" 2>&1 | tee -a "$RES/device.txt"
+log "preflight ($([ "$SIM" = 1 ] && echo "SIMULATOR dry run" || echo GPU))"
+[ -f "$MODEL" ] || fail "model $MODEL not found: copy ../shared/oracle/water.dp to .gpu/water.dp before the run"
+python - "$MODEL" <<'EOF' 2>&1 | tee "$RES/device.txt"
+import sys
+try:
+    import numba
+    import numdp
+    from numdp.backend import get_backend
+    from numdp.errors import InputError
+except Exception as exc:  # noqa: BLE001 - one line, whatever is missing
+    sys.exit(f"gpu_check: numdp cannot be imported from the tree: {type(exc).__name__}: {exc}")
+try:
+    be = get_backend("cuda")   # one-line InputError: no numba-cuda, no GPU / driver, no CuPy
+    numdp.load_model(sys.argv[1], nthreads=1)
+except InputError as exc:
+    sys.exit(f"gpu_check: {exc}")
+except Exception as exc:  # noqa: BLE001
+    sys.exit(f"gpu_check: model {sys.argv[1]} cannot be read: {type(exc).__name__}: {exc}")
+import numba_cuda
+print(sys.executable, sys.version.split()[0])
+print("numba", numba.__version__, "numba-cuda", numba_cuda.__version__)
+if be.simulator:
+    print("device: Numba's CUDA simulator (dry run: figures mean nothing)")
+else:
+    import cupy
+    from numba import cuda
+    print("cupy", cupy.__version__, "device:", cuda.get_current_device().name)
+EOF
+[ "${PIPESTATUS[0]}" = 0 ] || fail "preflight failed (see above)"
+[ "$SIM" = 1 ] || nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee -a "$RES/device.txt"
 
 log "pytest"
 if ! python -c "import pytest" 2>/dev/null; then
     if ls .whl/*.whl >/dev/null 2>&1; then
         pip install --no-index --find-links .whl pytest 2>&1 | tail -1
     else
-        echo "pytest is missing and there is no .whl/ folder: the CUDA tests cannot run (bring a pytest wheel in .whl/)"
+        echo "pytest is missing and there is no .whl/ folder: the CUDA tests cannot run (bring a pytest wheel in .whl/)" \
+            | tee "$RES/tests.txt"
     fi
 fi
 if python -c "import pytest" 2>/dev/null; then
-    tests=(tests/test_cuda_kernels.py tests/test_cuda_model.py)
-    [ -f tests/test_cuda_neighbor.py ] && tests+=(tests/test_cuda_neighbor.py)
-    log "CUDA tests on the device: ${tests[*]}"
-    NUMDP_TEST_REAL_GPU=1 NUMBA_ENABLE_CUDASIM=0 timeout 150 python -m pytest -q -x -p no:cacheprovider \
-        "${tests[@]}" 2>&1 | tail -30 | tee "$RES/tests.txt"
+    if [ "$SIM" = 1 ]; then
+        tests=(tests/test_cuda_kernels.py)
+        real=0
+    else
+        tests=(tests/test_cuda_kernels.py tests/test_cuda_model.py)
+        [ -f tests/test_cuda_neighbor.py ] && tests+=(tests/test_cuda_neighbor.py)
+        real=1
+    fi
+    log "CUDA tests: ${tests[*]} (timeout ${TEST_TIMEOUT} s)"
+    NUMDP_TEST_REAL_GPU=$real timeout "$TEST_TIMEOUT" python -m pytest -q -x -p no:cacheprovider \
+        "${tests[@]}" 2>&1 | tee "$RES/tests.txt"
+    [ "${PIPESTATUS[0]}" = 124 ] && echo "CUDA tests: stopped at the ${TEST_TIMEOUT} s limit" | tee -a "$RES/tests.txt"
 fi
 
-log "benchmark (model $MODEL)"
-NUMBA_ENABLE_CUDASIM=0 timeout 320 python tools/bench_gpu.py --model "$MODEL" --repeat 2 --budget 260 \
+log "benchmark (model $MODEL, budget ${BENCH_BUDGET} s)"
+bench=(--repeat 2 --budget "$BENCH_BUDGET")
+[ "$SIM" = 1 ] && bench=(--sizes 3 --quick --variants compressed uncompressed)
+timeout "$BENCH_TIMEOUT" python tools/bench_gpu.py --model "$MODEL" "${bench[@]}" \
     --json "$RES/bench_gpu.json" 2>&1 | tee "$RES/bench.txt"
+[ "${PIPESTATUS[0]}" = 124 ] && echo "benchmark: stopped at the ${BENCH_TIMEOUT} s limit" | tee -a "$RES/bench.txt"
+
+log "table"
+python tools/bench_gpu.py --table "$RES/bench_gpu.json" 2>&1 | tee "$RES/table.txt"
 log "done"

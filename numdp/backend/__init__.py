@@ -107,8 +107,11 @@ class CUDABackend:
         return cupy.ascontiguousarray(cupy.asarray(a, dtype=dtype))
 
     def to_host(self, a):
+        """A host (NumPy) copy of a CuPy array, a numba device array or a host array."""
         if self.simulator or isinstance(a, np.ndarray):
             return np.asarray(a)
+        if hasattr(a, "copy_to_host"):   # numba.cuda device array
+            return a.copy_to_host()
         return a.get()
 
     def matmul(self, a, b, out=None, half=False):
