@@ -8,6 +8,8 @@ adjacency list (x, col, other) sorted by x, so each Tbar element is one thread's
 """
 from numba import cuda
 
+from .launch import split
+
 
 @cuda.jit(device=True)
 def add_padding(s0, s1, s2, s3, rt, ppad, npad, g_pad):
@@ -31,6 +33,20 @@ def add_padding(s0, s1, s2, s3, rt, ppad, npad, g_pad):
 
 
 @cuda.jit(device=True)
+def add_slot(s0, s1, s2, s3, rt, p, g):
+    """(s0, s1, s2, s3) + rt[p] * g: one occupied slot's term of T[a, :, m] (g = G[p, m])."""
+    return s0 + rt[p, 0] * g, s1 + rt[p, 1] * g, s2 + rt[p, 2] * g, s3 + rt[p, 3] * g
+
+
+@cuda.jit(device=True)
+def block_slots(na, a, sec, t):
+    """(first, end) slot indices of chunk atom a's type-t block in the block-major layout."""
+    sel_t = sec[t + 1] - sec[t]
+    base = na * sec[t] + a * sel_t
+    return base, base + sel_t
+
+
+@cuda.jit(device=True)
 def store_T(T, a, m, s0, s1, s2, s3, inv_nnei):
     """T[a, :, m] = (s0, s1, s2, s3) * inv_nnei."""
     T[a, 0, m] = s0 * inv_nnei
@@ -48,25 +64,16 @@ def contract_T(atypes, rt, G, nbr, sec, G_pad, inv_nnei, T):
     na = T.shape[0]
     ncol = T.shape[2]
     for idx in range(cuda.grid(1), na * ncol, cuda.gridsize(1)):
-        a = idx // ncol
-        m = idx - a * ncol
+        a, m = split(idx, ncol)
         ti = atypes[a]
-        s0 = 0.0
-        s1 = 0.0
-        s2 = 0.0
-        s3 = 0.0
+        s0 = s1 = s2 = s3 = 0.0
         for t in range(sec.shape[0] - 1):
-            sel_t = sec[t + 1] - sec[t]
-            base = na * sec[t] + a * sel_t
+            p0, p1 = block_slots(na, a, sec, t)
             npad = 0
-            ppad = base
-            for p in range(base, base + sel_t):
+            ppad = p0
+            for p in range(p0, p1):
                 if nbr[p] >= 0:
-                    g = G[p, m] * 1.0
-                    s0 += rt[p, 0] * g
-                    s1 += rt[p, 1] * g
-                    s2 += rt[p, 2] * g
-                    s3 += rt[p, 3] * g
+                    s0, s1, s2, s3 = add_slot(s0, s1, s2, s3, rt, p, G[p, m] * 1.0)
                 else:
                     npad += 1
                     ppad = p
@@ -79,8 +86,7 @@ def contract_D(T, colm, colk, D):
     """D (na, width) = Σ_c T[a, c, colm] T[a, c, colk], summed in float64 and stored in D's dtype."""
     ncol = D.shape[1]
     for idx in range(cuda.grid(1), D.shape[0] * ncol, cuda.gridsize(1)):
-        a = idx // ncol
-        col = idx - a * ncol
+        a, col = split(idx, ncol)
         m = colm[col]
         k = colk[col]
         D[a, col] = T[a, 0, m] * T[a, 0, k] + T[a, 1, m] * T[a, 1, k] + \
@@ -95,8 +101,7 @@ def back_D(T, gD, adj_start, adj_col, adj_other, inv_nnei, Tbar):
     M = Tbar.shape[2]
     ncol = 4 * M
     for idx in range(cuda.grid(1), Tbar.shape[0] * ncol, cuda.gridsize(1)):
-        a = idx // ncol
-        cx = idx - a * ncol
+        a, cx = split(idx, ncol)
         c = cx // M
         x = cx - c * M
         s = 0.0

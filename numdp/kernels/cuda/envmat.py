@@ -78,6 +78,33 @@ def scatter_value(p, ti, t, g0, g1, g2, g3, dvec, sd, rcut, rcut_smth, fpair):
     fpair[p, 2] = gz
 
 
+@cuda.jit(device=True)
+def zero_pair(fpair, p):
+    """fpair[p] = 0: a padding slot's force."""
+    fpair[p, 0] = 0.0
+    fpair[p, 1] = 0.0
+    fpair[p, 2] = 0.0
+
+
+@cuda.jit(device=True)
+def row4(rt, p):
+    """The four entries of row p of rt (P, 4)."""
+    return rt[p, 0], rt[p, 1], rt[p, 2], rt[p, 3]
+
+
+@cuda.jit(device=True)
+def add_channel(Tbar, a, m, v, d, r0, r1, r2, r3, g0, g1, g2, g3, gx):
+    """Embedding channel m's share of dE/drt of one pair of chunk atom a: (g0..g3) + v Tbar[a, :, m]
+    and gx + d (rt · Tbar[a, :, m]), with v = G and d = dG/ds of the pair (float64) and rt =
+    (r0, r1, r2, r3) its row.  The loop body of pair_forces and tab_pair_forces."""
+    t0 = Tbar[a, 0, m]
+    t1 = Tbar[a, 1, m]
+    t2 = Tbar[a, 2, m]
+    t3 = Tbar[a, 3, m]
+    return (g0 + v * t0, g1 + v * t1, g2 + v * t2, g3 + v * t3,
+            gx + d * (r0 * t0 + r1 * t1 + r2 * t2 + r3 * t3))
+
+
 @cuda.jit
 def pair_forces(atypes, rt, dvec, nbr, sec, G, Gp, Tbar, sd, rcut, rcut_smth, fpair):
     """fpair (P, 3) = dE/dd of every slot (zero on padding) from Tbar (na, 4, M) = dE/dT / nnei:
@@ -86,30 +113,12 @@ def pair_forces(atypes, rt, dvec, nbr, sec, G, Gp, Tbar, sd, rcut, rcut_smth, fp
     na = atypes.shape[0]
     for p in range(cuda.grid(1), nbr.shape[0], cuda.gridsize(1)):
         if nbr[p] < 0:
-            fpair[p, 0] = 0.0
-            fpair[p, 1] = 0.0
-            fpair[p, 2] = 0.0
+            zero_pair(fpair, p)
             continue
         t, a, s = slot_of(p, na, sec)
-        ti = atypes[a]
-        r0 = rt[p, 0]
-        r1 = rt[p, 1]
-        r2 = rt[p, 2]
-        r3 = rt[p, 3]
-        g0 = 0.0
-        g1 = 0.0
-        g2 = 0.0
-        g3 = 0.0
-        gx = 0.0
+        r0, r1, r2, r3 = row4(rt, p)
+        g0 = g1 = g2 = g3 = gx = 0.0
         for m in range(Tbar.shape[2]):
-            t0 = Tbar[a, 0, m]
-            t1 = Tbar[a, 1, m]
-            t2 = Tbar[a, 2, m]
-            t3 = Tbar[a, 3, m]
-            gm = G[p, m] * 1.0
-            g0 += gm * t0
-            g1 += gm * t1
-            g2 += gm * t2
-            g3 += gm * t3
-            gx += Gp[p, m] * 1.0 * (r0 * t0 + r1 * t1 + r2 * t2 + r3 * t3)
-        scatter_value(p, ti, t, g0 + gx, g1, g2, g3, dvec, sd, rcut, rcut_smth, fpair)
+            g0, g1, g2, g3, gx = add_channel(Tbar, a, m, G[p, m] * 1.0, Gp[p, m] * 1.0, r0, r1, r2, r3,
+                                             g0, g1, g2, g3, gx)
+        scatter_value(p, atypes[a], t, g0 + gx, g1, g2, g3, dvec, sd, rcut, rcut_smth, fpair)

@@ -8,6 +8,8 @@ owned atom and its periodic images in a fixed order.  Same input, same bits, on 
 """
 from numba import cuda
 
+from .launch import split
+
 
 @cuda.jit
 def gather_centres(atoms, sec, fpair, force):
@@ -121,8 +123,7 @@ def fold_rows(ext, order, start, out):
     images in index order, np.bincount's order on the CPU).  One thread per (owned atom, column)."""
     k = out.shape[1]
     for idx in range(cuda.grid(1), out.shape[0] * k, cuda.gridsize(1)):
-        i = idx // k
-        c = idx - i * k
+        i, c = split(idx, k)
         s = 0.0
         for q in range(start[i], start[i + 1]):
             s += ext[order[q], c]

@@ -39,6 +39,13 @@ def strided2(n: int, k: int) -> tuple[int, int]:
 
 
 @cuda.jit(device=True)
+def split(idx, k):
+    """(row, column) of flat index idx over rows of k columns (grid-stride kernels)."""
+    r = idx // k
+    return r, idx - r * k
+
+
+@cuda.jit(device=True)
 def row_col(k):
     """(row, column) of this thread in a flat launch over rows of k columns."""
     i = cuda.grid(1)

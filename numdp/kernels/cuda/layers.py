@@ -10,6 +10,8 @@ import math
 
 from numba import cuda
 
+from .launch import split
+
 
 
 @cuda.jit
@@ -19,8 +21,7 @@ def first_layer_tangent(x, w, b, idt, mode, out):
     n = x.shape[0]
     k = w.shape[0]
     for idx in range(cuda.grid(1), n * k, cuda.gridsize(1)):
-        r = idx // k
-        c = idx - r * k
+        r, c = split(idx, k)
         xr = x[r]
         h = math.tanh(xr * w[c] + b[c])
         top = idt[c] * h
@@ -39,8 +40,7 @@ def post_tangent(Z, b, idt, Y, mode, out_val, out_slope):
     n = Z.shape[0] // 2
     k = Z.shape[1]
     for idx in range(cuda.grid(1), n * k, cuda.gridsize(1)):
-        r = idx // k
-        c = idx - r * k
+        r, c = split(idx, k)
         h = math.tanh(Z[r, c] + b[c])
         v = idt[c] * h
         s = idt[c] * ((1.0 - h * h) * Z[n + r, c])
@@ -62,8 +62,7 @@ def post_forward(Z, b, idt, Y, mode, H, out):
     out = residual(Y) + idt * H."""
     n, k = Z.shape
     for idx in range(cuda.grid(1), n * k, cuda.gridsize(1)):
-        r = idx // k
-        c = idx - r * k
+        r, c = split(idx, k)
         h = math.tanh(Z[r, c] + b[c])
         H[r, c] = h
         v = idt[c] * h
@@ -80,8 +79,7 @@ def back_tanh(gY, H, idt, gZ):
     """gZ (n, k) = (1 - H²) idt gY."""
     n, k = H.shape
     for idx in range(cuda.grid(1), n * k, cuda.gridsize(1)):
-        r = idx // k
-        c = idx - r * k
+        r, c = split(idx, k)
         h = H[r, c]
         gZ[r, c] = (1.0 - h * h) * idt[c] * gY[r, c]
 
@@ -93,8 +91,7 @@ def add_residual_adjoint(gY, mode, gX):
     if mode == 0:
         return
     for idx in range(cuda.grid(1), n * n_in, cuda.gridsize(1)):
-        r = idx // n_in
-        c = idx - r * n_in
+        r, c = split(idx, n_in)
         if mode == 1:
             gX[r, c] += gY[r, c]
         else:

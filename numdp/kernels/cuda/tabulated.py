@@ -9,9 +9,9 @@ forward kernel and counted by the caller (an integer sum: deterministic).
 import numpy as np
 from numba import cuda, float32, float64
 
-from .descriptor import add_padding, store_T
-from .envmat import scatter_value, slot_of
-from .launch import MATH
+from .descriptor import add_padding, add_slot, block_slots, store_T
+from .envmat import add_channel, row4, scatter_value, slot_of, zero_pair
+from .launch import MATH, split
 
 locate_piece = MATH.locate_piece
 poly3_at = MATH.poly3_at
@@ -62,31 +62,22 @@ def _build(cast):
         na = T.shape[0]
         ncol = T.shape[2]
         for idx in range(cuda.grid(1), na * ncol, cuda.gridsize(1)):
-            a = idx // ncol
-            m = idx - a * ncol
+            a, m = split(idx, ncol)
             order = coef.shape[1] - 1
             ti = atypes[a]
-            s0 = 0.0
-            s1 = 0.0
-            s2 = 0.0
-            s3 = 0.0
+            s0 = s1 = s2 = s3 = 0.0
             for t in range(sec.shape[0] - 1):
                 k = netidx[ti, t]
-                sel_t = sec[t + 1] - sec[t]
-                base = na * sec[t] + a * sel_t
+                p0, p1 = block_slots(na, a, sec, t)
                 npad = 0
-                ppad = base
-                for p in range(base, base + sel_t):
+                ppad = p0
+                for p in range(p0, p1):
                     if nbr[p] >= 0:
                         row, tau, ex = find(rt[p, 0], coef, coff, meta, k)
                         v, d = piece(coef, row, m, tau, order)
-                        g = v * 1.0 + ex * d
+                        s0, s1, s2, s3 = add_slot(s0, s1, s2, s3, rt, p, v * 1.0 + ex * d)
                         if m == 0:
                             beyond[p] = 1 if ex > 0.0 else 0
-                        s0 += rt[p, 0] * g
-                        s1 += rt[p, 1] * g
-                        s2 += rt[p, 2] * g
-                        s3 += rt[p, 3] * g
                     else:
                         npad += 1
                         ppad = p
@@ -103,36 +94,18 @@ def _build(cast):
         na = atypes.shape[0]
         for p in range(cuda.grid(1), nbr.shape[0], cuda.gridsize(1)):
             if nbr[p] < 0:
-                fpair[p, 0] = 0.0
-                fpair[p, 1] = 0.0
-                fpair[p, 2] = 0.0
+                zero_pair(fpair, p)
                 continue
             t, a, s = slot_of(p, na, sec)
-            ti = atypes[a]
             order = coef.shape[1] - 1
-            row, tau, ex = find(rt[p, 0], coef, coff, meta, netidx[ti, t])
-            r0 = rt[p, 0]
-            r1 = rt[p, 1]
-            r2 = rt[p, 2]
-            r3 = rt[p, 3]
-            g0 = 0.0
-            g1 = 0.0
-            g2 = 0.0
-            g3 = 0.0
-            gx = 0.0
+            row, tau, ex = find(rt[p, 0], coef, coff, meta, netidx[atypes[a], t])
+            r0, r1, r2, r3 = row4(rt, p)
+            g0 = g1 = g2 = g3 = gx = 0.0
             for m in range(Tbar.shape[2]):
                 v, d = piece(coef, row, m, tau, order)
                 d = d * 1.0
-                v = v * 1.0 + ex * d
-                t0 = Tbar[a, 0, m]
-                t1 = Tbar[a, 1, m]
-                t2 = Tbar[a, 2, m]
-                t3 = Tbar[a, 3, m]
-                g0 += v * t0
-                g1 += v * t1
-                g2 += v * t2
-                g3 += v * t3
-                gx += d * (r0 * t0 + r1 * t1 + r2 * t2 + r3 * t3)
-            scatter_value(p, ti, t, g0 + gx, g1, g2, g3, dvec, sd, rcut, rcut_smth, fpair)
+                g0, g1, g2, g3, gx = add_channel(Tbar, a, m, v * 1.0 + ex * d, d, r0, r1, r2, r3,
+                                                 g0, g1, g2, g3, gx)
+            scatter_value(p, atypes[a], t, g0 + gx, g1, g2, g3, dvec, sd, rcut, rcut_smth, fpair)
 
     return tab_contract_T, tab_pair_forces
