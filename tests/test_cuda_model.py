@@ -217,6 +217,30 @@ def test_cuda_oracle_water_cluster(oracle_dir):
 
 
 @pytest.mark.slow
+def test_cuda_oracle_water_triclinic_atom_energies(oracle_dir):
+    """The periodic path against DeePMD-kit: water.dp on the oracle's triclinic frames (a cell
+    narrower than 2 rcut, sheared; then rigidly rotated into a general 3 x 3 cell), the first
+    three atoms (O, H, H) evaluated on the CUDA path as centres among all their periodic
+    neighbours (the CPU-built list, equal to the device's: tests/test_cuda_neighbor.py; the
+    device search of all 192 centres is too slow for the simulator).  An atomic energy depends on
+    the atoms within rcut of its atom only, so DeePMD-kit's are the exact reference: the oracle's
+    tolerance (1e-10)."""
+    from numdp.io.model_file import read_model
+    from test_oracle import TOL, rel_err
+
+    ref = np.load(oracle_dir / "water_triclinic.npz")
+    params = read_model(oracle_dir / "water.dp")
+    cpu = DPModel(params, nthreads=1)
+    gpu = DPModel(params, device="cuda")
+    centres = 3
+    for f in range(ref["coord"].shape[0]):
+        typ, ext, nl = cpu._prepare(ref["coord"][f], ref["atype"], ref["box"][f])
+        assert ext.nall > 5 * ext.nloc   # many periodic images
+        raw = gpu._ev.compute(ext.positions, nl.nlist[:centres], typ[:centres])
+        assert rel_err(raw.atom_energy, ref["atom_energy"][f][:centres]) <= TOL
+
+
+@pytest.mark.slow
 def test_cuda_oracle_water_cluster_compressed(oracle_dir):
     """DeePMD-kit's water.dp, compressed (order 5, dx 0.01), on the oracle's 30-atom open cluster
     through the CUDA path.
