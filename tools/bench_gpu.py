@@ -18,8 +18,10 @@ and reads the device memory held (CuPy's pool) to report bytes per atom (slope b
 i.e. beyond the fixed scratch), the largest box that fits, and the FLOP floor: the multiply-adds
 per atom divided by the matrix-product rate measured in the same run.  A size whose projected
 time would overrun --budget seconds is skipped (and said so).  A short table is printed last;
---json writes every figure.  Under NUMBA_ENABLE_CUDASIM=1 it runs too (use --sizes 24 --quick):
-the figures are then the simulator's and mean nothing.
+--json writes every figure, rewritten after each configuration (a run cut short keeps what it
+had), and `--table FILE` prints the table of such a file without a device.  Under
+NUMBA_ENABLE_CUDASIM=1 it runs too (tools/gpu_check.sh --sim: --sizes 3 --quick): the figures are
+then the simulator's and mean nothing.
 """
 from __future__ import annotations
 
