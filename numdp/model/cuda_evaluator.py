@@ -247,7 +247,7 @@ class CUDAEvaluator:
         dvec = xp.empty((P, 3))
         nbr = xp.empty(P, np.int32)
         K.envmat.env_pairs[launch.strided(P)](pos, nl, atoms, atypes, self.sec, self.mu, self.sd,
-                                           d.rcut, d.rcut_smth, self.rt_pad, rt, dvec, nbr)
+                                              d.rcut, d.rcut_smth, self.rt_pad, rt, dvec, nbr)
         tb = np.searchsorted(atypes_host, np.arange(nt + 1))
         T = xp.empty((na, 4, M))
         g2 = launch.strided2(na, M)
@@ -283,11 +283,11 @@ class CUDAEvaluator:
         fpair = xp.empty((P, 3))
         if self.compressed:
             self.tab[1][launch.strided(P)](atypes, rt, dvec, nbr, self.sec, self.coef, self.coff,
-                                        self.meta, self.netidx, Tbar, self.sd, d.rcut, d.rcut_smth,
-                                        fpair)
+                                           self.meta, self.netidx, Tbar, self.sd, d.rcut, d.rcut_smth,
+                                           fpair)
         else:
             K.envmat.pair_forces[launch.strided(P)](atypes, rt, dvec, nbr, self.sec, G, Gp, Tbar,
-                                                 self.sd, d.rcut, d.rcut_smth, fpair)
+                                                    self.sd, d.rcut, d.rcut_smth, fpair)
         if self.assembly == "atomic":
             av = xp.zeros((force.shape[0], 9))
             K.forces.scatter_atomic[launch.strided(P)](atoms, self.sec, nbr, fpair, dvec, force, av)
@@ -313,7 +313,7 @@ class CUDAEvaluator:
         seg_end[-1] = P
         seg_av = xp.empty((seg.shape[0], 9))
         K.forces.gather_neighbours[launch.strided(seg.shape[0])](seg, seg_end, snbr, rev, fpair, dvec, force,
-                                                              seg_av, atom_virial, want_atom_virial)
+                                                                 seg_av, atom_virial, want_atom_virial)
         virial += seg_av.sum(axis=0)
 
     # -- networks ------------------------------------------------------------------------
@@ -343,9 +343,11 @@ class CUDAEvaluator:
                 p0, p1 = base + a0 * sel_t, base + a1 * sel_t
                 rows = xp.flatnonzero(occupied[p0:p1])
                 n = int(rows.shape[0])
+                if n == 0:
+                    continue
                 if n == p1 - p0:   # every slot occupied: in place
                     self._embed_rows(x[p0:p1], self.embed[k], G[p0:p1], Gp[p0:p1])
-                elif n:
+                else:
                     rows += p0
                     Gc = xp.empty((n, self.M), dt)
                     Gpc = xp.empty((n, self.M), dt)
