@@ -137,8 +137,7 @@ def test_unsupported_gpu_runs_are_refused_in_one_line(tmp_path):
     class TwoRanks:
         size = 2
 
-    with pytest.raises(InputError, match="MPI runs on the GPU are not available yet"):
-        check_device_run("cuda", "nvt", TwoRanks(), "md.toml")
+    check_device_run("cuda", "nvt", TwoRanks(), "md.toml")   # one GPU per rank (test_cuda_mpi.py)
     check_device_run("cpu", "npt", TwoRanks(), "md.toml")   # nothing to check on the CPU
     toml = make_run(tmp_path, "gpu")
     with pytest.raises(InputError, match=r"\[model\] device.*'cpu', 'cuda'"):
