@@ -13,7 +13,6 @@ serial CPU run differ only in the order of their sums, so they agree within test
 """
 from __future__ import annotations
 
-import io
 import subprocess
 import sys
 import textwrap
@@ -36,13 +35,15 @@ pytestmark = pytest.mark.skipif(MPIEXEC is None or not _mpi4py(),
 # the rebuilds (summed over ranks), so that the test knows the migration path ran.
 RUN = textwrap.dedent("""
     import io
+    import sys
     from numdp.config import load_run_settings
     from numdp.md.loop import run_or_raise
     from numdp.md.setup import build_simulation
     from numdp.parallel.world import create_world
 
     world = create_world()
-    sim, end = build_simulation(load_run_settings("md.toml"), world=world, screen=io.StringIO())
+    restart = sys.argv[1] if len(sys.argv) > 1 else None
+    sim, end = build_simulation(load_run_settings("md.toml"), restart=restart, world=world, screen=io.StringIO())
     run_or_raise(sim, end)
     migrated = world.sum_global(float(sim.provider.migrated))
     if world.is_root:
@@ -50,14 +51,15 @@ RUN = textwrap.dedent("""
 """)
 
 
-def run_two_gpu_ranks(toml: Path) -> tuple[int, int]:
-    """Run `toml` on two ranks; (atoms migrated, rebuilds)."""
+def run_two_gpu_ranks(toml: Path, grid: str = "1 x 1 x 2", restart: str | None = None) -> tuple[int, int]:
+    """Run `toml` on two ranks (expected grid `grid`), from checkpoint `restart` if given;
+    (atoms migrated, rebuilds)."""
     (toml.parent / "run.py").write_text(RUN)
-    r = subprocess.run([MPIEXEC, "-n", "2", sys.executable, "run.py"], cwd=toml.parent, capture_output=True,
-                       text=True, timeout=TIMEOUT)
+    r = subprocess.run([MPIEXEC, "-n", "2", sys.executable, "run.py", *([restart] if restart else [])],
+                       cwd=toml.parent, capture_output=True, text=True, timeout=TIMEOUT)
     assert r.returncode == 0, f"exit {r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     log = (toml.parent / "log.txt").read_text()
-    assert "2 MPI ranks, grid 1 x 1 x 2" in log and "device cuda" in log
+    assert f"2 MPI ranks, grid {grid}" in log and "device cuda" in log
     assert "one GPU per rank: rank -> GPU [0, 0]" in log  # the simulator has one GPU
     words = r.stdout.split()
     return int(words[words.index("migrated") + 1]), int(words[words.index("rebuilds") + 1])
@@ -88,13 +90,18 @@ def test_two_gpu_ranks_equal_serial_cpu_and_their_checkpoint_restarts_on_one_cpu
 def test_langevin_on_two_gpu_ranks_equals_serial_cpu(tmp_path):
     """Langevin draws its Philox numbers by (seed, step, global id), and its kinetic-energy and
     momentum sums are global, so the run is the same on two GPU ranks (after migrations) as on
-    one CPU, to round-off (velocities included: no thermal-scale slack)."""
-    kw = {"every": 2, "skin": 0.005, "steps": 4}
-    cpu = make_run(tmp_path / "cpu", "cpu", LANGEVIN, **kw)
+    one CPU, to round-off (velocities included: no thermal-scale slack).  The GPU run stops at
+    step 2 and continues from its checkpoint on two GPU ranks (the ranks rebuild the ghost shell
+    of the checkpoint's neighbour record on their devices)."""
+    kw = {"every": 2, "skin": 0.005}
+    cpu = make_run(tmp_path / "cpu", "cpu", LANGEVIN, steps=4, **kw)
     run(cpu)
-    gpu = make_run(tmp_path / "gpu", "cuda", LANGEVIN, **kw)
+    gpu = make_run(tmp_path / "gpu", "cuda", LANGEVIN, steps=2, **kw)
     migrated, _ = run_two_gpu_ranks(gpu)
-    assert migrated > 0
+    make_run(tmp_path / "gpu", "cuda", LANGEVIN, steps=4, **kw)
+    more, _ = run_two_gpu_ranks(gpu, restart="ck.h5")
+    assert migrated + more > 0
+    assert "restarted from ck.h5 at step 2" in (gpu.parent / "log.txt").read_text()
     a, b = frames(cpu.parent), frames(gpu.parent)
     assert_close_runs(a, b, "langevin, 2 GPU ranks")
     # velocities: the force difference of same_run_bounds (2 EPS_F, amplified by GROWTH) acting for

@@ -149,6 +149,6 @@ def device_md(device: str, state: State, model, dt: float, thermostat, skin: flo
 
         provider = DeviceParallelForceProvider(model, skin, dev, world, domain, state.pbc_flags)
     else:
-        provider = DeviceForceProvider(model, skin, dev, world)
+        provider = DeviceForceProvider(model, skin, dev, world, state.pbc_flags if state.box is not None else None)
     return (DeviceVelocityVerlet(dt, dev, thermostat, world), provider,
             DeviceSafetyMonitor(min_distance, skin, dev, world))

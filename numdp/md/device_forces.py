@@ -52,10 +52,11 @@ class DeviceForceProvider:
     several (the ghost shell then comes from the ranks, `_build`, `_extended_positions`,
     `_owned_forces`)."""
 
-    def __init__(self, model, skin: float, dev: DeviceState, world: World | None = None):
+    def __init__(self, model, skin: float, dev: DeviceState, world: World | None = None, pbc=None):
         from ..kernels.cuda import launch, md
 
         self.model = model
+        self.pbc = None if pbc is None else tuple(bool(p) for p in pbc)  # None: periodic with a cell
         self.dev = dev
         self.be = dev.be
         self._K = md
@@ -123,7 +124,7 @@ class DeviceForceProvider:
 
         be, xp, dev = self.be, self.be.xp, self.dev
         box_h = None if box is None else np.ascontiguousarray(box, dtype=np.float64)
-        pos, typ, mp = extend_cuda(reference, dev.types, box_h, self.cutoff)
+        pos, typ, mp = extend_cuda(reference, dev.types, box_h, self.cutoff, self.pbc)
         pos, typ, mp = xp.asarray(pos), xp.asarray(typ), xp.asarray(mp)
         nall = int(pos.shape[0])
         nloc = dev.natoms

@@ -32,9 +32,8 @@ class DeviceParallelForceProvider(DeviceForceProvider):
     """DeviceForceProvider for this rank's subdomain `domain` of a run on the ranks of `world`."""
 
     def __init__(self, model, skin: float, dev: DeviceState, world: World, domain: Domain, pbc):
-        super().__init__(model, skin, dev, world)
+        super().__init__(model, skin, dev, world, pbc)
         self.domain = domain
-        self.pbc = tuple(bool(p) for p in pbc)
         self.comm = DeviceGhostComm(world, domain, self.be)
         self._ext_ids = None
         self.migrated = 0   # atoms that left this rank at rebuilds (a diagnostic)

@@ -238,9 +238,6 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
         provider = ForceProvider(model, settings.neighbor.skin, world, domain)
         safety = SafetyMonitor(settings.safety.min_distance, settings.neighbor.skin, world)
     else:  # the step on the GPU (numdp.md.device)
-        if state.box is not None and not all(state.pbc_flags):
-            raise InputError(f"{name}: [system] pbc: mixed boundary conditions run on device 'cpu' only, "
-                             f"the system has pbc {list(state.pbc_flags)}")
         integrator, provider, safety = device_md(device, state, model, md.timestep, thermostat, settings.neighbor.skin,
                                                  settings.safety.min_distance, world, domain)
 
