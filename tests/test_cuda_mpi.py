@@ -26,7 +26,7 @@ pytest.importorskip("numba_cuda")
 from numdp.io.h5md import read_checkpoint  # noqa: E402
 from test_cuda_md import LANGEVIN, assert_close_runs, make_run, run  # noqa: E402
 from numdp.units import MVV2E  # noqa: E402
-from test_mpi import C_ROUND, DT, GROWTH, MASS_MIN, MPIEXEC, TIMEOUT, U64, _mpi4py, frames  # noqa: E402
+from test_mpi import C_ROUND, DT, GROWTH, MASS_MIN, MPIEXEC, TIMEOUT, U64, _mpi4py, frames, numdp_run  # noqa: E402
 
 pytestmark = pytest.mark.skipif(MPIEXEC is None or not _mpi4py(),
                                 reason="MPI tests need mpi4py and mpiexec (pip install -e '.[mpi]')")
@@ -118,3 +118,16 @@ def test_bind_rank_gpu_on_one_rank_uses_gpu_zero():
     from numdp.parallel.world import World
 
     assert bind_rank_gpu(World(None)) == (0, 0, 1)
+
+
+def test_safety_stop_on_two_gpu_ranks_is_reported_once(tmp_path):
+    """A close contact (min_distance above the crystal's 2 A nearest distance) stops both GPU ranks
+    at step 0: one message naming two atoms by global id (a ghost's id comes from its owner
+    rank), exit status 2, and the stop checkpoint gathered from both devices."""
+    toml = make_run(tmp_path, "cuda", steps=4)
+    toml.write_text(toml.read_text() + "[safety]\nmin_distance = 2.01\n")
+    r = numdp_run(tmp_path, 2, expect=2)
+    lines = [line for line in r.stderr.splitlines() if "closer than [safety] min_distance = 2.01" in line]
+    assert len(lines) == 1 and "step 0: atoms " in lines[0] and "Traceback" not in r.stderr
+    ck = read_checkpoint(tmp_path / "ck.stop.h5")
+    assert ck.step == 0 and np.array_equal(ck.ids, np.arange(16))
