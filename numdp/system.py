@@ -18,7 +18,12 @@ import numpy as np
 from .errors import InputError
 from .units import KB, MVV2E
 
-STATE_FORMAT_VERSION = 1
+# Version of the state arrays of a checkpoint (/numdp/state), raised whenever an older numdp would
+# misread a newer file.  1: the original layout (periodic along all three cell vectors whenever
+# there is a box); 2: adds `pbc` (mixed boundary conditions), which a version-1 reader would
+# ignore and so run a slab as a periodic crystal.  Version-1 files are still read (no `pbc`:
+# periodic with a box, as they were written).
+STATE_FORMAT_VERSION = 2
 
 
 @dataclass

@@ -137,8 +137,7 @@ def test_unsupported_gpu_runs_are_refused_in_one_line(tmp_path):
     class TwoRanks:
         size = 2
 
-    with pytest.raises(InputError, match="MPI runs on the GPU are not available yet"):
-        check_device_run("cuda", "nvt", TwoRanks(), "md.toml")
+    check_device_run("cuda", "nvt", TwoRanks(), "md.toml")   # one GPU per rank (test_cuda_mpi.py)
     check_device_run("cpu", "npt", TwoRanks(), "md.toml")   # nothing to check on the CPU
     toml = make_run(tmp_path, "gpu")
     with pytest.raises(InputError, match=r"\[model\] device.*'cpu', 'cuda'"):
@@ -268,15 +267,11 @@ def test_device_safety_names_the_atom_with_a_non_finite_velocity_or_force():
     assert problem.startswith(f"step 7: atom {st.ids[5]} (") and "has a non-finite force" in problem
 
 
-def test_gpu_refuses_an_ensemble_and_a_slab_in_one_line(tmp_path):
+def test_gpu_refuses_an_ensemble_in_one_line(tmp_path):
     """What the device step does not support yet is refused before any step, naming the key:
-    a model-deviation ensemble ([model] file = [...]) and mixed boundary conditions."""
+    a model-deviation ensemble ([model] file = [...]).  (Slabs run: tests/test_cuda_slab.py.)"""
     toml = make_run(tmp_path / "devi", "cuda")
     text = toml.read_text().replace('file = "model.h5"', 'file = ["model.h5", "model.h5"]', 1)
     toml.write_text(text + '\n[model_devi]\nevery = 5\n')
     with pytest.raises(InputError, match=r"\[model\] file: model deviation on device 'cuda'"):
-        run(toml)
-    toml = make_run(tmp_path / "slab", "cuda")
-    toml.write_text(toml.read_text().replace('file = "start.xyz"', 'file = "start.xyz"\npbc = [true, true, false]', 1))
-    with pytest.raises(InputError, match=r"\[system\] pbc: mixed boundary conditions run on device 'cpu' only"):
         run(toml)

@@ -33,9 +33,10 @@ def random_system(seed, box, n, ntypes, spread=(0.0, 1.0)):
 
 def assert_same_as_cpu(x, t, box, rcut, sel, **kw):
     """The device list equals the CPU list exactly; returns both."""
-    ext = extend(x, t, box, rcut)
+    pbc = kw.pop("pbc", None)
+    ext = extend(x, t, box, rcut, pbc=pbc)
     ref = build_nlist(ext, rcut, sel, len(sel))
-    nl = build_nlist_cuda(x, t, box, rcut, sel, threads_per_centre=kw.pop("threads", THREADS), **kw)
+    nl = build_nlist_cuda(x, t, box, rcut, sel, pbc=pbc, threads_per_centre=kw.pop("threads", THREADS), **kw)
     assert nl.nloc == ext.nloc and nl.nall == ext.nall
     np.testing.assert_array_equal(nl.mapping.copy_to_host(), ext.mapping)
     np.testing.assert_array_equal(nl.types.copy_to_host(), ext.types)
@@ -102,12 +103,12 @@ def test_cell_binning_matches_cpu():
     cell = cuda.device_array(nall, dtype=np.int32)
     start = cuda.to_device(np.zeros(ncell + 1, dtype=np.int32))
     args = [cuda.to_device(a) for a in (g.lo, g.inv_width, g.nbins)]
-    kc.bin_count[dev._launch(nall)](pos, *args, cell, start)
+    kc.bin_count[dev._grid(nall)](pos, *args, cell, start)
     dev._exclusive_scan(start)
     np.testing.assert_array_equal(start.copy_to_host(), g.cell_start)
     spos = cuda.device_array((nall, 3))
     sidx, stype, scell = (cuda.device_array(nall, dtype=np.int32) for _ in range(3))
-    kc.bin_scatter[dev._launch(nall)](pos, cuda.to_device(ext.types), cell, start,
+    kc.bin_scatter[dev._grid(nall)](pos, cuda.to_device(ext.types), cell, start,
                                       cuda.to_device(np.zeros(ncell, np.int32)), spos, sidx, stype, scell)
     sidx = sidx.copy_to_host()
     np.testing.assert_array_equal(scell.copy_to_host(), g.scell)
@@ -333,3 +334,14 @@ def test_input_errors():
         build_nlist_cuda(x[:, :2], t, box, 4.0, [4, 4, 4])
     with pytest.raises(InputError, match="extended atoms"):  # ~ 3 * 1201**3 images > 2**31
         build_nlist_cuda(np.zeros((3, 3)), [0, 0, 0], np.eye(3) * 0.1, 60.0, [4])
+
+
+@pytest.mark.parametrize("pbc", [(True, True, False), (False, True, False), (True, False, True)])
+def test_mixed_boundary_conditions_match_cpu(pbc):
+    """Slabs and a wire (numdp.kernels.cuda.neighbor.wrap_count_images_mixed): atoms spread to
+    1.5 cells beyond the cell are wrapped along the periodic vectors only, and no image crosses an
+    open face; the list equals the CPU `extend(pbc=...)` list exactly."""
+    x, t = random_system(8, TRICLINIC, 14, 2, spread=(-0.5, 1.5))
+    nl, ref, ext = assert_same_as_cpu(x, t, TRICLINIC, 4.5, [10, 12], pbc=pbc)
+    open_dims = [k for k in range(3) if not pbc[k]]
+    assert not ext.shifts[:, open_dims].any() and ext.nall > ext.nloc

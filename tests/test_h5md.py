@@ -98,6 +98,31 @@ def test_checkpoint_roundtrip_is_bit_exact(tmp_path):
         assert f["particles/trajectory/position/value"].shape == (1, 6, 3)
 
 
+def test_state_format_version_2_carries_pbc_and_version_1_is_still_read(tmp_path):
+    """A slab checkpoint is written as state format 2 (which added `pbc`, so that a version-1
+    reader refuses it instead of running the slab as a periodic crystal); a version-1 checkpoint
+    (no `pbc`) still reads, as periodic along all cell vectors; a newer version is refused."""
+    from numdp.system import STATE_FORMAT_VERSION
+
+    st = _state()
+    st.pbc = (True, True, False)
+    write_checkpoint(tmp_path / "ck.h5", st, {})
+    with h5py.File(tmp_path / "ck.h5", "r") as f:
+        assert int(f["numdp/state/format_version"][()]) == STATE_FORMAT_VERSION == 2
+        assert f["numdp/state/pbc"][()].tolist() == [1, 1, 0]
+    assert read_checkpoint(tmp_path / "ck.h5").pbc == (True, True, False)
+    with h5py.File(tmp_path / "ck.h5", "r+") as f:   # what numdp wrote before format 2
+        del f["numdp/state/format_version"], f["numdp/state/pbc"]
+        f["numdp/state/format_version"] = np.int64(1)
+    old = read_checkpoint(tmp_path / "ck.h5")
+    assert old.pbc is None and old.pbc_flags == (True, True, True) and old.step == 123
+    assert np.array_equal(old.positions, st.positions)
+    with h5py.File(tmp_path / "ck.h5", "r+") as f:
+        f["numdp/state/format_version"][()] = 3
+    with pytest.raises(InputError, match="state format version 3 is newer than this numdp supports \\(2\\)"):
+        read_checkpoint(tmp_path / "ck.h5")
+
+
 def test_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
     st = _state()
     write_checkpoint(tmp_path / "ck.h5", st, {})

@@ -11,7 +11,10 @@ the scalars (step, time, box, energy, virial, thermostat variables) and receives
 handful of numbers (the reductions above); the per-atom arrays come to the host only when the
 State is read there: thermo, trajectory and checkpoint steps, and a stop (`sync_host`).
 
-Not on the device yet (one-line errors): NPT (the barostat), several MPI ranks.
+On several MPI ranks each rank runs its subdomain on its own GPU (numdp.md.device_parallel,
+numdp.parallel.device_comm); the thermostats' sums are then summed over ranks in rank order.
+
+Not on the device yet (one-line errors): NPT (the barostat).
 """
 from __future__ import annotations
 
@@ -29,7 +32,8 @@ from .safety import SafetyMonitor
 
 def check_device_run(device: str, ensemble: str, world: World, where: str) -> None:
     """InputError (one line) when this run cannot run on `device` (only "cuda" is checked):
-    CUDA unusable (numdp.backend.get_backend's errors), NPT, several MPI ranks."""
+    CUDA unusable (numdp.backend.get_backend's errors), NPT.  Several MPI ranks run with one GPU
+    each (numdp.parallel.device_comm.bind_rank_gpu)."""
     if device == "cpu":
         return
     from ..backend import get_backend
@@ -38,27 +42,27 @@ def check_device_run(device: str, ensemble: str, world: World, where: str) -> No
     if ensemble == "npt":
         raise InputError(f"{where}: NPT on the GPU is not available yet ([model] device = '{device}'); "
                          f"use device 'cpu' for NPT")
-    if world.size > 1:
-        raise InputError(f"{where}: MPI runs on the GPU are not available yet ({world.size} ranks with "
-                         f"[model] device = '{device}'); run on one rank, or with device 'cpu'")
 
 
 class DeviceVelocities:
     """numdp.md.thermostats.HostVelocities on the device arrays of a DeviceState (one rank)."""
 
-    def __init__(self, dev: DeviceState):
+    def __init__(self, dev: DeviceState, world: World | None = None):
         from ..kernels.cuda import launch, md
 
         self.dev = dev
+        self.world = world if world is not None else World(None)
         self._K = md
         self._grid = launch.grid
 
     def _sums(self) -> np.ndarray:
-        """(Σ m v.v, Σ m v (3), Σ m) on the host: one fixed-order tree sum over the atoms."""
+        """(Σ m v.v, Σ m v (3), Σ m) on the host: one fixed-order tree sum over this rank's atoms,
+        then the sum over ranks in rank order."""
         dev = self.dev
         rows = dev.be.xp.empty((dev.natoms, self._K.KINETIC_COLUMNS))
-        self._K.kinetic_terms[self._grid(dev.natoms)](dev.velocities, dev.masses, rows)
-        return tree_sum(dev.be, rows)
+        if dev.natoms:
+            self._K.kinetic_terms[self._grid(dev.natoms)](dev.velocities, dev.masses, rows)
+        return self.world.sum_global(tree_sum(dev.be, rows))
 
     def kinetic_energy(self, state: State) -> float:
         return 0.5 * MVV2E * float(self._sums()[0])
@@ -82,7 +86,7 @@ class DeviceVelocityVerlet(VelocityVerlet):
     """VelocityVerlet (same step sequence) whose half-steps run on the arrays of `dev`; the
     thermostat's velocity operations are pointed at the device (thermostat.ops)."""
 
-    def __init__(self, dt: float, dev: DeviceState, thermostat=None):
+    def __init__(self, dt: float, dev: DeviceState, thermostat=None, world: World | None = None):
         from ..kernels.cuda import launch, md
 
         super().__init__(dt, thermostat, None)
@@ -90,7 +94,7 @@ class DeviceVelocityVerlet(VelocityVerlet):
         self._K = md
         self._grid = launch.grid
         if thermostat is not None:
-            thermostat.ops = DeviceVelocities(dev)
+            thermostat.ops = DeviceVelocities(dev, world)
 
     def kick_half(self, state: State) -> None:
         dev = self.dev
@@ -130,14 +134,21 @@ class DeviceSafetyMonitor(SafetyMonitor):
 
 
 def device_md(device: str, state: State, model, dt: float, thermostat, skin: float, min_distance: float,
-              world: World):
+              world: World, domain=None):
     """(integrator, force provider, safety monitor) of a run whose step runs on `device`; the
-    state's arrays are uploaded here.  `model` must have been loaded with this device."""
+    state's arrays (this rank's atoms) are uploaded here.  `model` must have been loaded with this
+    device; on several ranks `domain` is this rank's subdomain (numdp.parallel.domain.Domain)."""
     from ..backend import get_backend
 
     if getattr(model, "device", "cpu") != device:
         raise InputError(f"the model was loaded for device '{getattr(model, 'device', 'cpu')}', "
                          f"not '{device}'")
     dev = DeviceState.upload(get_backend(device), state)
-    return (DeviceVelocityVerlet(dt, dev, thermostat), DeviceForceProvider(model, skin, dev, world),
+    if world.size > 1:
+        from .device_parallel import DeviceParallelForceProvider
+
+        provider = DeviceParallelForceProvider(model, skin, dev, world, domain, state.pbc_flags)
+    else:
+        provider = DeviceForceProvider(model, skin, dev, world, state.pbc_flags if state.box is not None else None)
+    return (DeviceVelocityVerlet(dt, dev, thermostat, world), provider,
             DeviceSafetyMonitor(min_distance, skin, dev, world))

@@ -48,12 +48,15 @@ class _Overflow:
 
 class DeviceForceProvider:
     """Evaluates a device="cuda" model (numdp.model.dp_model.DPModel) on the atoms of `dev`,
-    rebuilding the ghost shell only when needed.  One rank (world of size 1)."""
+    rebuilding the ghost shell only when needed.  One rank; numdp.md.device_parallel extends it to
+    several (the ghost shell then comes from the ranks, `_build`, `_extended_positions`,
+    `_owned_forces`)."""
 
-    def __init__(self, model, skin: float, dev: DeviceState, world: World | None = None):
+    def __init__(self, model, skin: float, dev: DeviceState, world: World | None = None, pbc=None):
         from ..kernels.cuda import launch, md
 
         self.model = model
+        self.pbc = None if pbc is None else tuple(bool(p) for p in pbc)  # None: periodic with a cell
         self.dev = dev
         self.be = dev.be
         self._K = md
@@ -106,7 +109,7 @@ class DeviceForceProvider:
         previous = self._prev if self._prev is not None else dev.positions
         self._K.displacement_sq[self._grid(n)](dev.positions, previous, dev.reference, be.to_device(strain),
                                                step2, ref2)
-        ref_max = float(xp.max(ref2)) if n else 0.0
+        ref_max = self.world.max_global(float(xp.max(ref2)) if n else 0.0)
         if self._prev is not None and n:
             k = int(xp.argmax(step2))
             self.step_displacement = (math.sqrt(float(step2[k])), k)
@@ -121,7 +124,7 @@ class DeviceForceProvider:
 
         be, xp, dev = self.be, self.be.xp, self.dev
         box_h = None if box is None else np.ascontiguousarray(box, dtype=np.float64)
-        pos, typ, mp = extend_cuda(reference, dev.types, box_h, self.cutoff)
+        pos, typ, mp = extend_cuda(reference, dev.types, box_h, self.cutoff, self.pbc)
         pos, typ, mp = xp.asarray(pos), xp.asarray(typ), xp.asarray(mp)
         nall = int(pos.shape[0])
         nloc = dev.natoms
@@ -169,15 +172,15 @@ class DeviceForceProvider:
         state.potential_energy eV (host)."""
         from ..neighbor.device import THREADS_PER_CENTRE, nlist_of_extended
 
-        be, xp, dev, K, grid = self.be, self.be.xp, self.dev, self._K, self._grid
+        be, xp, dev = self.be, self.be.xp, self.dev
+        c0 = self.world.comm_time
         t0 = time.perf_counter()
         if self._ext_pos is None:
             self._restore(state)
         if self._check_motion(state):
             self._rebuild(state)
-        nall = int(self._ext_pos.shape[0])
         nloc = dev.natoms
-        K.extended_positions[grid(nall)](dev.positions, self._mapping, self._shift, self._box_d, self._ext_pos)
+        self._extended_positions(state)
         # the simulator runs each thread in Python: one thread per centre there (same list)
         nlist, max_count, overflow = nlist_of_extended(self._ext_pos, self._ext_types, nloc, self.rcut, self.sel,
                                                        1 if be.simulator else THREADS_PER_CENTRE)
@@ -188,20 +191,34 @@ class DeviceForceProvider:
                 self._overflow_warned = True
                 report_overflow(_Overflow(overflow, max_count), self.sel, getattr(self.model, "type_map", None))
         self.closest = self._closest(nlist)
+        c1 = self.world.comm_time
         t1 = time.perf_counter()
         energy, ext_force, virial = self.model.compute_device(self._ext_pos, nlist, dev.types_host)
-        if dev.forces is None:
-            dev.forces = xp.empty((nloc, 3))
-        K.fold_to_owners[grid(nloc)](ext_force, self._order, self._start, dev.forces)
-        state.potential_energy = float(tree_sum(be, energy.reshape(nloc, 1))[0])
-        state.virial = np.array(be.to_host(virial), dtype=np.float64).reshape(3, 3)
+        self._owned_forces(ext_force)
+        totals = self.world.sum_global(np.concatenate((tree_sum(be, energy.reshape(nloc, 1)),
+                                                       np.asarray(be.to_host(virial), dtype=np.float64).reshape(9))))
+        state.potential_energy = float(totals[0])
+        state.virial = np.array(totals[1:], dtype=np.float64).reshape(3, 3)
         if self._prev is None:
             self._prev = xp.empty((nloc, 3))
         self._prev[...] = dev.positions
         self.calls += 1
         t2 = time.perf_counter()
-        self.time_neigh += t1 - t0
-        self.time_force += t2 - t1
+        self.time_neigh += (t1 - t0) - (c1 - c0)
+        self.time_force += (t2 - t1) - (self.world.comm_time - c1)
+
+    def _extended_positions(self, state: State) -> None:
+        """Fill the extended positions (nall, 3) of this call: owners + lattice shift @ box."""
+        nall = int(self._ext_pos.shape[0])
+        self._K.extended_positions[self._grid(nall)](self.dev.positions, self._mapping, self._shift, self._box_d,
+                                                     self._ext_pos)
+
+    def _owned_forces(self, ext_force) -> None:
+        """dev.forces (nloc, 3) eV/Å: the forces on the extended atoms folded onto their owners."""
+        dev = self.dev
+        if dev.forces is None or dev.forces.shape[0] != dev.natoms:
+            dev.forces = self.be.xp.empty((dev.natoms, 3))
+        self._K.fold_to_owners[self._grid(dev.natoms)](ext_force, self._order, self._start, dev.forces)
 
     def _closest(self, nlist):
         """(distance Å, centre, extended neighbour) of the closest pair in the list (argmin: the

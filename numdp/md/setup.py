@@ -28,6 +28,7 @@ from ..io.h5md import is_checkpoint, read_checkpoint
 from ..io.trajectory import open_trajectory
 from ..io.structure import assign_types, read_structure, replicate
 from ..neighbor.extended import complete_cell
+from ..parallel.device_comm import bind_rank_gpu
 from ..parallel.distribute import scatter_state
 from ..parallel.domain import Domain, check_grid, choose_grid, describe_grid
 from ..parallel.threads import apply_threads, threads_per_rank
@@ -172,8 +173,12 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
     md = settings.md
     nthreads, thread_source = threads_per_rank(settings.model.threads, world)
     device = settings.model.device
-    with world.agreement():  # every rank loads the model; errors are reported once
+    with world.agreement():
         check_device_run(device, md.ensemble, world, name)
+    gpus = None   # GPU index per rank (several ranks on the GPU)
+    if device != "cpu" and world.size > 1:
+        gpus = world.counts_global(bind_rank_gpu(world)[1])
+    with world.agreement():  # every rank loads the model; errors are reported once
         if device != "cpu" and settings.model.deviation_files:
             raise InputError(f"{name}: [model] file: model deviation on device '{device}' is not available yet "
                              "(run the ensemble with device = \"cpu\")")
@@ -233,11 +238,8 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
         provider = ForceProvider(model, settings.neighbor.skin, world, domain)
         safety = SafetyMonitor(settings.safety.min_distance, settings.neighbor.skin, world)
     else:  # the step on the GPU (numdp.md.device)
-        if state.box is not None and not all(state.pbc_flags):
-            raise InputError(f"{name}: [system] pbc: mixed boundary conditions run on device 'cpu' only, "
-                             f"the system has pbc {list(state.pbc_flags)}")
         integrator, provider, safety = device_md(device, state, model, md.timestep, thermostat, settings.neighbor.skin,
-                                                 settings.safety.min_distance, world)
+                                                 settings.safety.min_distance, world, domain)
 
     out = settings.output
     moved = []
@@ -292,6 +294,8 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
     if world.size > 1:
         console.line(f"  {world.size} MPI ranks, grid {describe_grid(grid, box, provider.cutoff)}; "
                      f"{getattr(model, 'nthreads', nthreads)} threads per rank ({thread_source})")
+    if gpus is not None:
+        console.line(f"  one GPU per rank: rank -> GPU {gpus.tolist()} (node-local rank mod GPUs on the node)")
     if state.box is not None and not all(state.pbc_flags):
         console.line("  mixed boundary conditions: periodic along "
                      + ", ".join("abc"[k] for k in range(3) if state.pbc_flags[k]) + " only")

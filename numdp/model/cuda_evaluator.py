@@ -427,15 +427,16 @@ def fold_order(xp, mapping, nloc: int):
     return order, start
 
 
-def device_neighbor_list(backend: Backend, positions, types, box, rcut, sel, nthreads=1) -> DeviceNeighborList:
+def device_neighbor_list(backend: Backend, positions, types, box, rcut, sel, nthreads=1,
+                         pbc=None) -> DeviceNeighborList:
     """The neighbour list of `positions` (N, 3) Å, built on the device by
     numdp.neighbor.device.build_nlist_cuda; its arrays are handed over as the backend's arrays
     (zero-copy: CuPy on a GPU, NumPy views under the simulator).  `nthreads` is unused (kept for
-    the CPU-built list's signature)."""
+    the CPU-built list's signature); `pbc` three booleans or None (mixed boundary conditions)."""
     from ..neighbor.device import THREADS_PER_CENTRE, build_nlist_cuda
 
     # the simulator runs each thread in Python: one thread per centre there (the same list)
-    dn = build_nlist_cuda(positions, types, box, rcut, sel,
+    dn = build_nlist_cuda(positions, types, box, rcut, sel, pbc=pbc,
                           threads_per_centre=1 if backend.simulator else THREADS_PER_CENTRE)
     xp = backend.xp
     return replace(dn, positions=xp.asarray(dn.positions), types=xp.asarray(dn.types),

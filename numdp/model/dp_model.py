@@ -111,10 +111,7 @@ class DPModel:
         if self.device != "cpu":
             from .cuda_evaluator import device_neighbor_list
 
-            if box is not None and pbc is not None and not all(check_pbc(pbc, box)):
-                raise InputError(f"mixed boundary conditions (pbc {list(pbc)}) run on device 'cpu' only")
-
-            dn = device_neighbor_list(self._backend, pos, typ, box, d.rcut, d.sel, self.nthreads)
+            dn = device_neighbor_list(self._backend, pos, typ, box, d.rcut, d.sel, self.nthreads, pbc=pbc)
             report_overflow(dn, d.sel, self.type_map)
             dist, i, j = self._ev.closest_pair(dn.positions, dn.nlist)   # a device reduction
             if i >= 0 and dist < OVERLAP_DISTANCE:

@@ -36,14 +36,13 @@ import numpy as np
 from numdp.errors import InputError
 from numdp.geometry import check_box, check_positions, check_types, face_distances
 from numdp.neighbor.celllist import DEFAULT_REACH, grid_dims
-from numdp.neighbor.extended import _REGION_MARGIN, _check_cutoff
+from numdp.neighbor.extended import _REGION_MARGIN, _check_cutoff, check_pbc, complete_cell
 from numdp.neighbor.nlist import _check_sel, check_key_limits
 
 __all__ = ["DeviceNeighborList", "build_nlist_cuda", "nlist_of_extended", "extend_cuda", "is_device_array",
            "SHARED_CAPS"]
 
-# Threads per block of the one-thread-per-item kernels, and entries summed by one scan thread.
-_TPB = 128
+# Entries summed by one scan thread.
 _SCAN_CHUNK = 32
 # Key capacities (keys per centre) of the shared-memory formatting kernels, smallest first: a launch
 # uses the smallest that holds every centre's neighbours within rcut (12 bytes a key: 3-36 kB,
@@ -107,11 +106,11 @@ def is_device_array(a) -> bool:
     return isinstance(a, FakeCUDAArray)
 
 
-def _launch(n: int, tpb: int = _TPB):
-    """(blocks, threads) covering n items; small n gets one small block (whole warps), which
-    changes nothing on a GPU and spares the simulator idle threads."""
-    tpb = min(tpb, max(32, (n + 31) // 32 * 32))
-    return max(1, (n + tpb - 1) // tpb), tpb
+def _grid(n: int) -> tuple[int, int]:
+    """numdp.kernels.cuda.launch.grid (imported on use: this module loads without numba.cuda)."""
+    from numdp.kernels.cuda.launch import grid
+
+    return grid(n)
 
 
 def _exclusive_scan(values) -> int:
@@ -128,14 +127,14 @@ def _exclusive_scan(values) -> int:
         return 0
     nch = (n + _SCAN_CHUNK - 1) // _SCAN_CHUNK
     sums = cuda.device_array(nch, dtype=values.dtype)
-    kc.scan_chunk_sums[_launch(nch)](values, _SCAN_CHUNK, sums)
+    kc.scan_chunk_sums[_grid(nch)](values, _SCAN_CHUNK, sums)
     if nch == 1:
         total = int(sums.copy_to_host()[0])
         offsets = cuda.to_device(np.zeros(1, dtype=values.dtype))
     else:
         total = _exclusive_scan(sums)
         offsets = sums
-    kc.scan_chunk_write[_launch(nch)](values, _SCAN_CHUNK, offsets, values)
+    kc.scan_chunk_write[_grid(nch)](values, _SCAN_CHUNK, offsets, values)
     return total
 
 
@@ -159,7 +158,7 @@ def _inputs(positions, types, ntypes: int):
         t = cuda.to_device(check_types(types, nloc))
     if nloc:
         bad = cuda.to_device(np.full(2, nloc, dtype=np.int64))
-        kc.first_bad_atom[_launch(nloc)](x, t, ntypes, bad)
+        kc.first_bad_atom[_grid(nloc)](x, t, ntypes, bad)
         b = bad.copy_to_host()
         if b[0] < nloc:
             row = x[int(b[0])].copy_to_host().tolist()
@@ -171,12 +170,13 @@ def _inputs(positions, types, ntypes: int):
     return x, t, nloc
 
 
-def extend_cuda(positions, types, box, cutoff: float):
+def extend_cuda(positions, types, box, cutoff: float, pbc=None):
     """Extended atoms on the device as `build_nlist_cuda` forms them (locals wrapped into the cell,
     then the ghost images within `cutoff` Å of the cell): (positions (nall, 3) float64, types
     (nall,) int32, mapping (nall,) int32 owner of each) device arrays.  positions (nloc, 3) float64
-    and types (nloc,) int32 are device arrays, not validated; box (3, 3) host array or None."""
-    return _extended(positions, types, int(positions.shape[0]), box, float(cutoff))[:3]
+    and types (nloc,) int32 are device arrays, not validated; box (3, 3) host array or None; pbc
+    three booleans (None: all True with a box), as for `build_nlist_cuda`."""
+    return _extended(positions, types, int(positions.shape[0]), box, float(cutoff), pbc)[:3]
 
 
 def _check_nall(nall: int, cutoff: float, widths) -> None:
@@ -188,16 +188,25 @@ def _check_nall(nall: int, cutoff: float, widths) -> None:
         )
 
 
-def _extended(x, t, nloc: int, box, cutoff: float):
-    """Extended atoms on the device: (positions (nall, 3), types (nall,), mapping (nall,), nall)."""
+def _extended(x, t, nloc: int, box, cutoff: float, pbc=None):
+    """Extended atoms on the device: (positions (nall, 3), types (nall,), mapping (nall,), nall).
+    With mixed pbc (numdp.neighbor.extended.extend): no wrapping and no images along a
+    non-periodic cell vector (a zero-length one is completed first, `complete_cell`)."""
     from numba import cuda
     from numdp.kernels.cuda import neighbor as kc
 
+    if box is not None and pbc is not None:
+        box = box.copy_to_host() if hasattr(box, "copy_to_host") else box
+        periodic = check_pbc(pbc, box)
+        if not any(periodic):
+            box = None
+        elif not all(periodic):
+            return _extended_mixed(x, t, nloc, complete_cell(box, periodic), cutoff, periodic)
     if box is None:
         pos = cuda.device_array((nloc, 3), dtype=np.float64)
         typ = cuda.device_array(nloc, dtype=np.int32)
         mp = cuda.device_array(nloc, dtype=np.int32)
-        kc.copy_locals[_launch(nloc)](x, t, pos, typ, mp)
+        kc.copy_locals[_grid(nloc)](x, t, pos, typ, mp)
         return pos, typ, mp, nloc
     b = check_box(box.copy_to_host() if hasattr(box, "copy_to_host") else box)
     h = face_distances(b)
@@ -209,13 +218,40 @@ def _extended(x, t, nloc: int, box, cutoff: float):
     frac = cuda.device_array((nloc, 3), dtype=np.float64)
     xw = cuda.device_array((nloc, 3), dtype=np.float64)
     excl = cuda.device_array(nloc, dtype=np.int64)
-    kc.wrap_count_images[_launch(nloc)](x, d_inv, d_box, lo, hi, frac, xw, excl)
+    kc.wrap_count_images[_grid(nloc)](x, d_inv, d_box, lo, hi, frac, xw, excl)
     nall = nloc + _exclusive_scan(excl)
     _check_nall(nall, cutoff, h)
     pos = cuda.device_array((nall, 3), dtype=np.float64)
     typ = cuda.device_array(nall, dtype=np.int32)
     mp = cuda.device_array(nall, dtype=np.int32)
-    kc.fill_images[_launch(nloc)](xw, frac, t, d_box, lo, hi, excl, pos, typ, mp)
+    kc.fill_images[_grid(nloc)](xw, frac, t, d_box, lo, hi, excl, pos, typ, mp)
+    return pos, typ, mp, nall
+
+
+def _extended_mixed(x, t, nloc: int, box, cutoff: float, periodic):
+    """`_extended` for a cell periodic along some vectors only (`periodic`, three booleans)."""
+    from numba import cuda
+    from numdp.kernels.cuda import neighbor as kc
+
+    b = check_box(box)
+    h = face_distances(b)
+    mask = np.array(periodic)
+    reach = np.where(mask, cutoff * (1.0 + _REGION_MARGIN) / h, 0.0)
+    lo = cuda.to_device(np.ascontiguousarray(-reach))
+    hi = cuda.to_device(np.ascontiguousarray(1.0 + reach))
+    d_box = cuda.to_device(b)
+    d_inv = cuda.to_device(np.ascontiguousarray(np.linalg.inv(b)))
+    frac = cuda.device_array((nloc, 3), dtype=np.float64)
+    xw = cuda.device_array((nloc, 3), dtype=np.float64)
+    excl = cuda.device_array(nloc, dtype=np.int64)
+    kc.wrap_count_images_mixed[_grid(nloc)](x, d_inv, d_box, cuda.to_device(mask.astype(np.int32)), lo, hi,
+                                            frac, xw, excl)
+    nall = nloc + _exclusive_scan(excl)
+    _check_nall(nall, cutoff, h)
+    pos = cuda.device_array((nall, 3), dtype=np.float64)
+    typ = cuda.device_array(nall, dtype=np.int32)
+    mp = cuda.device_array(nall, dtype=np.int32)
+    kc.fill_images[_grid(nloc)](xw, frac, t, d_box, lo, hi, excl, pos, typ, mp)
     return pos, typ, mp, nall
 
 
@@ -226,7 +262,7 @@ def _stats(counts, sel_d, ntypes: int):
 
     mx = cuda.to_device(np.zeros(ntypes, dtype=np.int64))
     ov = cuda.to_device(np.zeros(ntypes, dtype=np.int64))
-    nblock, tpb = _launch(counts.shape[0])
+    nblock, tpb = _grid(counts.shape[0])
     kc.count_stats[min(nblock, 1024), tpb](counts, sel_d, mx, ov)
     return mx.copy_to_host(), ov.copy_to_host()
 
@@ -251,7 +287,7 @@ def _fill(grid, counts, nlist, err, need: int, caps, nthr: int) -> None:
         kc.fill_nlist_global[nb, nthr](*grid[:8], m0, *grid[8:], counts, nlist, err, gkeys, gjs)
 
 
-def build_nlist_cuda(positions, types, box, rcut, sel, *, reach: int = DEFAULT_REACH,
+def build_nlist_cuda(positions, types, box, rcut, sel, *, pbc=None, reach: int = DEFAULT_REACH,
                      threads_per_centre: int = THREADS_PER_CENTRE,
                      shared_caps=SHARED_CAPS) -> DeviceNeighborList:
     """Build the DeePMD-kit neighbour list of one configuration on the device.
@@ -264,6 +300,8 @@ def build_nlist_cuda(positions, types, box, rcut, sel, *, reach: int = DEFAULT_R
         rcut: cutoff radius, Å (< 128); every periodic image within rcut is a neighbour, whatever
             the tilt and however small the cell.
         sel: (ntypes,) slots per type (ntypes = len(sel) <= 127).
+        pbc: three booleans, periodicity along each cell vector (None: all True with a box); a
+            slab (True, True, False) has no images across its open faces, as the CPU `extend`.
         reach, threads_per_centre, shared_caps: tuning knobs (stencil half-width in cells, threads
             of the formatting block, shared-memory key capacities); the list never depends on them.
     Returns:
@@ -301,7 +339,7 @@ def build_nlist_cuda(positions, types, box, rcut, sel, *, reach: int = DEFAULT_R
             nlist=cuda.device_array((0, nnei), dtype=np.int32), nloc=0,
             overflow=np.zeros(ntypes, dtype=np.int64), max_count=np.zeros(ntypes, dtype=np.int64),
         )
-    pos, typ, mp, nall = _extended(x, t, nloc, box, rc)
+    pos, typ, mp, nall = _extended(x, t, nloc, box, rc, pbc)
     nlist, max_count, overflow = _search(pos, typ, nloc, rc, s, sec, int(reach), int(threads_per_centre),
                                          shared_caps)
     return DeviceNeighborList(positions=pos, types=typ, mapping=mp, nlist=nlist, nloc=nloc,
@@ -333,7 +371,7 @@ def _search(pos, typ, nloc: int, rc: float, s, sec, reach: int, threads_per_cent
     nnei = int(sec[-1])
     # cell list: bounding box, cells (host arithmetic on 6 numbers), counting sort
     lohi = cuda.to_device(np.array([np.inf] * 3 + [-np.inf] * 3))
-    nblock, tpb = _launch(nall)
+    nblock, tpb = _grid(nall)
     kc.bounds[min(nblock, 1024), tpb](pos, lohi)
     lh = lohi.copy_to_host()
     inv_width, nbins = grid_dims(lh[:3], lh[3:], nall, rc, reach)
@@ -343,20 +381,20 @@ def _search(pos, typ, nloc: int, rc: float, s, sec, reach: int, threads_per_cent
     d_nbins = cuda.to_device(nbins)
     cell = cuda.device_array(nall, dtype=np.int32)
     cell_start = cuda.to_device(np.zeros(ncell + 1, dtype=np.int32))
-    kc.bin_count[_launch(nall)](pos, d_lo, d_inv_width, d_nbins, cell, cell_start)
+    kc.bin_count[_grid(nall)](pos, d_lo, d_inv_width, d_nbins, cell, cell_start)
     _exclusive_scan(cell_start)
     cursor = cuda.to_device(np.zeros(ncell, dtype=np.int32))
     spos = cuda.device_array((nall, 3), dtype=np.float64)
     sidx = cuda.device_array(nall, dtype=np.int32)
     stype = cuda.device_array(nall, dtype=np.int32)
     scell = cuda.device_array(nall, dtype=np.int32)
-    kc.bin_scatter[_launch(nall)](pos, typ, cell, cell_start, cursor, spos, sidx, stype, scell)
+    kc.bin_scatter[_grid(nall)](pos, typ, cell, cell_start, cursor, spos, sidx, stype, scell)
     del cell, cursor
     slot = cuda.device_array(nall, dtype=np.int32)
-    kc.mark_centres[_launch(nall)](sidx, nloc, slot)
+    kc.mark_centres[_grid(nall)](sidx, nloc, slot)
     _exclusive_scan(slot)
     centres = cuda.device_array(nloc, dtype=np.int32)
-    kc.compact_centres[_launch(nall)](sidx, nloc, slot, centres)
+    kc.compact_centres[_grid(nall)](sidx, nloc, slot, centres)
     del slot
 
     # keys -> rank sort -> slots, one block per centre; a centre whose keys overflow the buffer

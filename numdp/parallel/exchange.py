@@ -33,8 +33,17 @@ def migrate(world: World, domain: Domain, arrays: dict[str, np.ndarray], box) ->
     if box is None or domain.nranks == 1:
         return sort_by_id(arrays)
     layout = layout_of(arrays)
-    frac, _ = wrap_images(arrays["positions"], np.asarray(box, dtype=np.float64))
-    rows = np.hstack([pack(arrays, layout), domain.cells_of(frac).astype(np.float64)])
+    rows = route_rows(world, domain, pack(arrays, layout), arrays["positions"], box)
+    return sort_by_id(unpack(rows, layout))
+
+
+def route_rows(world: World, domain: Domain, rows: np.ndarray, positions: np.ndarray, box) -> np.ndarray:
+    """Send every row of `rows` (n, m) float64 (one atom each, at unwrapped `positions` (n, 3) Å)
+    hop by hop to the rank owning it for the cell `box`; returns the rows that end on this rank
+    (its own that stay, then arrivals, unsorted).  The GPU path (numdp.parallel.device_comm)
+    passes only the rows of the atoms that leave.  Collective."""
+    frac, _ = wrap_images(positions, np.asarray(box, dtype=np.float64))
+    rows = np.hstack([rows, domain.cells_of(frac).astype(np.float64)])
     for k in range(3):
         g = int(domain.grid[k])
         if g == 1:
@@ -52,4 +61,4 @@ def migrate(world: World, domain: Domain, arrays: dict[str, np.ndarray], box) ->
             from_upper = world.exchange_rows(rows[st < 0], domain.neighbor(k, -1), domain.neighbor(k, 1), tag)
             from_lower = world.exchange_rows(rows[st > 0], domain.neighbor(k, 1), domain.neighbor(k, -1), tag + 2)
             rows = np.concatenate([rows[st == 0], from_upper, from_lower])
-    return sort_by_id(unpack(np.ascontiguousarray(rows[:, :-3]), layout))
+    return np.ascontiguousarray(rows[:, :-3])

@@ -220,6 +220,18 @@ class World:
         finally:
             node.Free()
 
+    def local_rank(self) -> int:
+        """This rank's index among the ranks of this run on its node (shared-memory domain)."""
+        if self.size == 1:
+            return 0
+        from mpi4py import MPI
+
+        node = self.comm.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)
+        try:
+            return int(node.Get_rank())
+        finally:
+            node.Free()
+
     def agree(self, error: BaseException | None) -> None:
         """Collective: every rank passes the exception it caught (or None).  If any rank failed,
         the lowest failing rank re-raises its exception and every other rank raises RankFailed;

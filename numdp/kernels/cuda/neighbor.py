@@ -141,6 +141,43 @@ def wrap_count_images(x, inv, box, lo, hi, frac, xw, counts):
 
 
 @cuda.jit
+def wrap_count_images_mixed(x, inv, box, periodic, lo, hi, frac, xw, counts):
+    """`wrap_count_images` for mixed boundary conditions (the CPU `extend` with pbc): along a
+    periodic vector (periodic[k] != 0) f is wrapped into [0, 1) and the atom moved by the whole
+    cell vectors m_k = round(f_raw - f) only (xw = x - m @ box, so an atom keeps its exact
+    coordinates along the open directions); along a non-periodic vector frac = 1/2 with lo = 0,
+    hi = 1 (the caller's bounds): shift 0 only, no images across that face."""
+    i = cuda.grid(1)
+    if i < x.shape[0]:
+        m0 = 0.0
+        m1 = 0.0
+        m2 = 0.0
+        for k in range(3):
+            raw = x[i, 0] * inv[0, k] + x[i, 1] * inv[1, k] + x[i, 2] * inv[2, k]
+            if periodic[k] != 0:
+                f = raw - math.floor(raw)
+                if f >= 1.0:
+                    f = 0.0
+                m = math.floor(raw - f + 0.5)   # raw - f is an integer up to round-off
+            else:
+                f = 0.5
+                m = 0.0
+            frac[i, k] = f
+            if k == 0:
+                m0 = m
+            elif k == 1:
+                m1 = m
+            else:
+                m2 = m
+        c = 1
+        for k in range(3):
+            xw[i, k] = x[i, k] - (m0 * box[0, k] + m1 * box[1, k] + m2 * box[2, k])
+            nmin, nmax = _shift_range(frac[i, k], lo[k], hi[k])
+            c *= nmax - nmin + 1
+        counts[i] = c - 1
+
+
+@cuda.jit
 def fill_images(xw, frac, types, box, lo, hi, excl, out_pos, out_types, out_map):
     """Locals, then their ghost images (the CPU `fill_images` order: atom-major, shifts ascending).
 
