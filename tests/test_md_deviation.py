@@ -4,7 +4,10 @@ against serial, restart and backup of the file, and the ensemble errors.
 
 The system is test_mpi's rocksalt crystal (64 atoms) driven by random model 0; models 1 and 2 are
 other random models, model 2 with another sel (so a second neighbour list is formatted from the
-shared candidates)."""
+shared candidates).  Model 1 has model 0's rcut, rcut_smth, sel, davg and dstd, as a DP-GEN
+ensemble trained on one data set has, so it is evaluated on model 0's environment matrix
+(numdp.model.dp_model.compute_ensemble): every test below covers that path, model 2 the separate
+one."""
 from __future__ import annotations
 
 import shutil
@@ -43,8 +46,12 @@ def _params(seed):
 def ensemble_dir(path: Path, extra=DEVI, steps=STEPS) -> Path:
     """test_mpi's run directory (model.h5 = model 0, seed 2) plus m1.h5 and m2.h5 and [model_devi]."""
     make_run(path, cells=(2, 2, 2), steps=steps, every=EVERY, extra=extra)
+    m0 = read_model(path / "model.h5").descriptor
     for k, seed in ((1, 3), (2, 4)):
-        write_model(_params(seed), path / f"m{k}.h5")
+        params = _params(seed)
+        if k == 1:  # model 0's normalisation: the two share the environment matrix
+            params.descriptor.davg, params.descriptor.dstd = m0.davg.copy(), m0.dstd.copy()
+        write_model(params, path / f"m{k}.h5")
     text = (path / "md.toml").read_text().replace('file = "model.h5"', 'file = ["model.h5", "m1.h5", "m2.h5"]')
     (path / "md.toml").write_text(text)
     return path
@@ -129,6 +136,22 @@ def assert_rows_close(serial: Path, other: Path, u=U64):
     bound = 2 * PRINT * np.abs(one[:, 1:]) + np.column_stack([dv] * 3 + [np.full_like(dv, df)] * (one.shape[1] - 4))
     diff = np.abs(one[:, 1:] - two[:, 1:])
     assert np.all(diff <= bound), diff.max()
+
+
+def test_model_1_runs_on_model_0s_environment_matrix(serial, tmp_path):
+    """The deviation steps after step 0 evaluate model 1 in model 0's force call, on its
+    environment matrix (step 0's first call is not told in advance: models 1 and 2 are then
+    evaluated afterwards, with different sel); the rows are the subprocess run's."""
+    import io
+
+    path = ensemble_dir(tmp_path)
+    sim, end = build_simulation(load_run_settings(path / "md.toml"), screen=io.StringIO())
+    try:
+        sim.run(end)
+    finally:
+        sim.close()
+    assert sim.provider.shared_env == STEPS // EVERY
+    assert_rows_close(serial, path)
 
 
 @pytest.mark.skipif(MPIEXEC is None, reason="needs mpiexec")

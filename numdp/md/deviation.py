@@ -3,8 +3,10 @@ out_file F [atomic] [relative L] [relative_v L]`.
 
 Model 0 drives the dynamics and is evaluated every step.  At every step that is a multiple of
 `every` (step 0 included, as in LAMMPS) the other models are evaluated on the same configuration
-with the force provider's ghosts, candidates and neighbour list (`ForceProvider.evaluate_others`)
-and one row is written: the columns of LAMMPS (`numdp.io.model_devi_file`, no `devi_e`), the maths
+with the force provider's ghosts, candidates and neighbour list (`ForceProvider.evaluate_others`;
+the step before, the provider is asked to evaluate them in the deviation step's own force call,
+with model 0, so that models sharing rcut, rcut_smth, sel, davg and dstd compute the environment
+matrix once) and one row is written: the columns of LAMMPS (`numdp.io.model_devi_file`, no `devi_e`), the maths
 of `numdp.model.deviation`.  Under MPI the per-atom force deviations are local; max / min / sum /
 count reduce over ranks, the virials are global sums already, and with `atomic` the per-atom
 values are gathered on rank 0 in global atom order.
@@ -91,6 +93,11 @@ class DeviationReporter:
                     self.fp.flush()
 
     def wants(self, step: int) -> bool:
+        # asked after the forces of every step (numdp.md.loop): when the next step is a deviation
+        # step, the provider evaluates the other models in that step's force call, together with
+        # model 0 (one environment matrix where they share it), and `deviation` reads the results
+        if (step + 1) % self.every == 0 and hasattr(self.provider, "evaluate_next_with"):
+            self.provider.evaluate_next_with(self.models)
         return step % self.every == 0
 
     def deviation(self, s: Snapshot) -> FrameDeviation:
