@@ -139,9 +139,8 @@ def assert_rows_close(serial: Path, other: Path, u=U64):
 
 
 def test_model_1_runs_on_model_0s_environment_matrix(serial, tmp_path):
-    """The deviation steps after step 0 evaluate model 1 in model 0's force call, on its
-    environment matrix (step 0's first call is not told in advance: models 1 and 2 are then
-    evaluated afterwards, with different sel); the rows are the subprocess run's."""
+    """Every deviation step (step 0 included) evaluates model 1 in model 0's force call, on its
+    environment matrix; the rows are the subprocess run's."""
     import io
 
     path = ensemble_dir(tmp_path)
@@ -150,7 +149,7 @@ def test_model_1_runs_on_model_0s_environment_matrix(serial, tmp_path):
         sim.run(end)
     finally:
         sim.close()
-    assert sim.provider.shared_env == STEPS // EVERY
+    assert sim.provider.shared_env == STEPS // EVERY + 1
     assert_rows_close(serial, path)
 
 

@@ -91,14 +91,23 @@ class DeviationReporter:
                     self.fp = open(self.path, "w")
                     self.fp.write(header_line(energy=False, atomic=self.atomic) + "\n")
                     self.fp.flush()
+        # the run's first force call may be at a deviation step; when it is not, or when a
+        # restart starts from the checkpoint's forces, the first wants() replaces this
+        self._plan(None)
 
     def wants(self, step: int) -> bool:
         # asked after the forces of every step (numdp.md.loop): when the next step is a deviation
         # step, the provider evaluates the other models in that step's force call, together with
         # model 0 (one environment matrix where they share it), and `deviation` reads the results
-        if (step + 1) % self.every == 0 and hasattr(self.provider, "evaluate_next_with"):
-            self.provider.evaluate_next_with(self.models)
+        self._plan(step + 1)
         return step % self.every == 0
+
+    def _plan(self, step: int | None) -> None:
+        """Tell the provider whether its next call (the configuration of `step`; None: the run's
+        first call, whatever its step) is to evaluate the other models too."""
+        if hasattr(self.provider, "evaluate_next_with"):
+            due = step is None or step % self.every == 0
+            self.provider.evaluate_next_with(self.models if due else None)
 
     def deviation(self, s: Snapshot) -> FrameDeviation:
         """The deviations of the current configuration (atom_devi_f: all atoms in id order on rank

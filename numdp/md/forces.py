@@ -280,8 +280,9 @@ class ForceProvider:
     def evaluate_next_with(self, models) -> None:
         """Evaluate `models` (same rcut and type_map) together with model 0 at the next call,
         sharing the environment matrix where they can; `evaluate_others` then returns those
-        results without evaluating again.  Every rank must ask alike (the call is collective)."""
-        self._ensemble_next = list(models)
+        results without evaluating again (None: the next call evaluates model 0 only).  Every
+        rank must ask alike (the call is collective)."""
+        self._ensemble_next = None if models is None else list(models)
 
     def evaluate_others(self, state: State, models) -> list[tuple[np.ndarray, float, np.ndarray]]:
         """Evaluate more `models` (same rcut and type_map as this provider's) on the configuration
