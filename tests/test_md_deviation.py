@@ -217,3 +217,35 @@ def test_ensemble_errors(tmp_path):
         _settings(path, 'file = ["model.h5", "m1.h5"]', devi="")
     with pytest.raises(InputError, match=r"\[model_devi\] relative: must be >= 0"):
         _settings(path, 'file = ["model.h5", "m1.h5"]', devi="[model_devi]\nrelative = -1.0\n")
+
+
+def test_docs_candidate_selection_runs_on_a_run_with_model_devi(serial, tmp_path, monkeypatch):
+    """The candidate-selection block of docs/model-deviation.md, run as printed (only its output
+    interval and trust levels replaced) on the serial run's model_devi.out and traj.h5md (a frame
+    at every row): it writes exactly the frames whose max_devi_f lies in [lo, hi)."""
+    import re
+
+    from numdp.io.structure import read_structure
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "model-deviation.md").read_text()
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", doc, re.S) if "candidate_" in b]
+    assert len(blocks) == 1
+    _, rows = read_devi(serial)
+    lo, hi = np.sort(rows[:, 4])[[1, -1]]   # some rows below lo, some at or above hi
+    code = blocks[0]
+    code, n_every = re.subn(r"every = \d+ ", f"every = {EVERY} ", code)
+    code, n_levels = re.subn(r"lo, hi = [0-9.]+, [0-9.]+ ", f"lo, hi = {lo!r}, {hi!r} ", code)
+    assert n_every == 1 and n_levels == 1
+    for name in ("model_devi.out", "traj.h5md"):
+        shutil.copy(serial / name, tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "docs/model-deviation.md", "exec"), {})
+    chosen = rows[(rows[:, 4] >= lo) & (rows[:, 4] < hi), 0].astype(int)
+    assert 0 < len(chosen) < len(rows)
+    written = sorted(tmp_path.glob("candidate_*.xyz"))
+    assert [p.name for p in written] == [f"candidate_{s:08d}.xyz" for s in chosen]
+    traj = frames(serial)
+    for p, step in zip(written, chosen):
+        k = int(np.flatnonzero(traj["step"] == step)[0])
+        s = read_structure(p)
+        assert np.allclose(s.positions, traj["position"][k], rtol=0, atol=1e-6)  # extxyz's printed digits

@@ -230,3 +230,23 @@ def test_shared_environment_equals_separate_evaluations(precision, nthreads):
     assert np.abs(s.force - a.force).max() <= rel * np.abs(a.force).max()
     assert np.abs(s.virial - a.virial).max() <= rel * np.abs(a.virial).max()
     assert np.abs(a.force).max() > 0.1 and np.abs(shared[1].force - shared[2].force).max() > 0.1  # not all alike
+
+
+def test_evaluate_ensemble_equals_evaluate():
+    """numdp model-devi's evaluation (evaluate_ensemble): models 0-2 on one neighbour list and
+    environment matrix, model 3 alone; the same results as evaluate, exactly where the chunking is
+    model 0's and within the bound of test_shared_environment_equals_separate_evaluations else."""
+    from numdp.model.dp_model import evaluate_ensemble
+    from tests_util import U64, order_bound
+
+    models = _shared_ensemble("double", 1)
+    pos, types, box = random_config(100, 2, box_len=10.0, tilt=0.2, seed=6)
+    got = evaluate_ensemble(models, pos, types, box)
+    ref = [m.evaluate(pos, types, box, atom_virial=False) for m in models]
+    for k in (0, 1, 3):
+        assert got[k].energy == ref[k].energy
+        assert np.array_equal(got[k].forces, ref[k].forces) and np.array_equal(got[k].virial, ref[k].virial)
+    rel = order_bound(U64, 41) + order_bound(U64, 2 * 48 + 1)
+    assert abs(got[2].energy - ref[2].energy) <= order_bound(U64, 41) * np.abs(ref[2].atom_energies).sum()
+    assert np.abs(got[2].forces - ref[2].forces).max() <= rel * np.abs(ref[2].forces).max()
+    assert np.abs(got[2].virial - ref[2].virial).max() <= rel * np.abs(ref[2].virial).max()
