@@ -158,6 +158,7 @@ def test_two_ranks_equal_serial(serial, tmp_path):
     path = ensemble_dir(tmp_path)
     r = numdp_run(path, 2)
     assert "2 MPI ranks" in r.stdout and "model deviation of 3 models" in r.stdout
+    assert "one environment matrix for 2 of them" in r.stdout
     assert_rows_close(serial, path)
 
 

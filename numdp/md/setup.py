@@ -287,8 +287,10 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
                  + (f", {md.barostat.kind} barostat {md.barostat.pressure} bar tau {md.barostat.tau} ps "
                     f"({md.barostat.coupling})" if md.barostat else ""))
     if devi is not None:
+        shared = sum(1 for m in others if hasattr(model, "shares_environment") and model.shares_environment(m))
         console.line(f"  model deviation of {len(others) + 1} models every {devi.every} steps to {devi.file}"
-                     + (" (per atom)" if devi.atomic else ""))
+                     + (" (per atom)" if devi.atomic else "")
+                     + (f"; one environment matrix for {shared + 1} of them" if shared else ""))
     if world.size > 1:
         console.line(f"  {world.size} MPI ranks, grid {describe_grid(grid, box, provider.cutoff)}; "
                      f"{getattr(model, 'nthreads', nthreads)} threads per rank ({thread_source})")
