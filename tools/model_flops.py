@@ -8,6 +8,7 @@ water box of tools/bench_md.py:
 
     python tools/model_flops.py                          # shipped water model, 1 536 and 12 288 atoms
     python tools/model_flops.py --model other.h5 --sizes 1536
+    python tools/model_flops.py --sizes 1536 --time water_compressed.h5   # + measured time share
 
 Parts (numdp.model.evaluator, per pair p and per centre atom a; M = neuron[-1], A = axis_neuron):
   envmat      env_pairs: pair vector, r, switching function, 4 normalised rows (~40 / p), plus the
@@ -74,10 +75,40 @@ def part_flops(model, natoms: int, npairs: int, compressed: bool) -> dict[str, f
     }
 
 
+def env_time_share(model, natoms: int, repeat: int = 5) -> float:
+    """CPU time of the environment rows (env_pairs over the chunks, as Evaluator.compute calls it)
+    over the CPU time of a whole evaluation, one thread, interleaved, median of `repeat`."""
+    import time
+
+    s = replicate(read_structure(ROOT / "inputs" / "water" / "start.xyz"), REPLICAS[natoms])
+    types = np.array([model.type_map.index(e) for e in s.elements], np.int32)
+    d = model.params.descriptor
+    ext = extend(np.asarray(s.positions, float), types, np.asarray(s.box, float), d.rcut)
+    nl = build_nlist(ext, d.rcut, d.sel, d.ntypes)
+    ev = model._ev
+    order = np.argsort(types, kind="stable").astype(np.int64)
+    chunks = [order[i:i + ev.chunk] for i in range(0, natoms, ev.chunk)]
+    ws = ev._scratch.get()
+    model.compute(ext.positions, nl.nlist, types)   # warm-up: compilation, scratch
+    shares = []
+    for _ in range(repeat):
+        t0 = time.process_time()
+        for c in chunks:
+            ev._env(ext.positions, nl.nlist, types, c, ws)
+        t1 = time.process_time()
+        model.compute(ext.positions, nl.nlist, types)
+        t2 = time.process_time()
+        shares.append((t1 - t0) / (t2 - t1))
+    return sorted(shares)[len(shares) // 2]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, default=ROOT / "inputs" / "water" / "model.h5")
     p.add_argument("--sizes", type=int, nargs="+", default=[1536, 12288], choices=list(REPLICAS))
+    p.add_argument("--time", type=Path, default=None, metavar="COMPRESSED",
+                   help="also measure the CPU-time share of the environment rows in an evaluation of "
+                        "--model and of this compressed model (numdp compress)")
     args = p.parse_args(argv)
     model = load_model(args.model, nthreads=1)
     for n in args.sizes:
@@ -91,6 +122,12 @@ def main(argv=None) -> int:
             print(f"  {'compressed' if compressed else 'uncompressed':>12}: {total / n / 1e6:.2f} Mflop/atom; "
                   + ", ".join(f"{name} {100 * v / total:.1f} %" for name, v in f.items())
                   + f"; {k} models sharing envmat: >= {k - (k - 1) * share:.3f}x one model's force flops")
+    if args.time is not None:
+        for path in (args.model, args.time):
+            m = load_model(path, nthreads=1)
+            for n in args.sizes:
+                print(f"{path.name}, {n} atoms: environment rows take {100 * env_time_share(m, n):.1f} % of the "
+                      "CPU time of an evaluation (1 thread, median of 5)")
     return 0
 
 
