@@ -74,6 +74,7 @@ class DeviceForceProvider:
         self._force_rebuild = False
         self._ext_pos = None
         self._ext_types = None
+        self._nlist = None   # the list of the last call (model 0's sel), for evaluate_others
         self._mapping = None
         self._shift = None
         self._order = None
@@ -188,6 +189,7 @@ class DeviceForceProvider:
                 self._overflow_warned = True
                 report_overflow(_Overflow(overflow, max_count), self.sel, getattr(self.model, "type_map", None))
         self.closest = self._closest(nlist)
+        self._nlist = nlist
         t1 = time.perf_counter()
         energy, ext_force, virial = self.model.compute_device(self._ext_pos, nlist, dev.types_host)
         if dev.forces is None:
@@ -202,6 +204,36 @@ class DeviceForceProvider:
         t2 = time.perf_counter()
         self.time_neigh += t1 - t0
         self.time_force += t2 - t1
+
+    def evaluate_others(self, state: State, models) -> list[tuple[np.ndarray, float, np.ndarray]]:
+        """Evaluate more device models (same rcut and type_map) on the configuration of the last
+        call ([model_devi]): its extended atoms, its list for model 0's sel, one more list per other
+        sel.  Per model: (forces (nloc, 3) eV/Å on the owned atoms, on the host; potential energy
+        eV; virial (3, 3) eV), folded and summed as model 0's."""
+        from ..neighbor.device import THREADS_PER_CENTRE, nlist_of_extended
+
+        be, xp, dev, K, grid = self.be, self.be.xp, self.dev, self._K, self._grid
+        t0 = time.perf_counter()
+        nloc = dev.natoms
+        lists = {tuple(self.sel.tolist()): self._nlist}
+        out = []
+        for model in models:
+            sel = tuple(model_sel(model))
+            if sel not in lists:
+                nlist, max_count, overflow = nlist_of_extended(self._ext_pos, self._ext_types, nloc, self.rcut,
+                                                               np.asarray(sel, dtype=np.int64),
+                                                               1 if be.simulator else THREADS_PER_CENTRE)
+                if overflow.any():
+                    report_overflow(_Overflow(overflow, max_count), np.asarray(sel), getattr(model, "type_map", None))
+                lists[sel] = xp.asarray(nlist)
+            energy, ext_force, virial = model.compute_device(self._ext_pos, lists[sel], dev.types_host)
+            force = xp.empty((nloc, 3))
+            K.fold_to_owners[grid(nloc)](ext_force, self._order, self._start, force)
+            out.append((np.array(be.to_host(force), dtype=np.float64),
+                        float(tree_sum(be, energy.reshape(nloc, 1))[0]),
+                        np.array(be.to_host(virial), dtype=np.float64).reshape(3, 3)))
+        self.time_force += time.perf_counter() - t0
+        return out
 
     def _closest(self, nlist):
         """(distance Å, centre, extended neighbour) of the closest pair in the list (argmin: the

@@ -174,16 +174,13 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
     device = settings.model.device
     with world.agreement():  # every rank loads the model; errors are reported once
         check_device_run(device, md.ensemble, world, name)
-        if device != "cpu" and settings.model.deviation_files:
-            raise InputError(f"{name}: [model] file: model deviation on device '{device}' is not available yet "
-                             "(run the ensemble with device = \"cpu\")")
         from .. import load_model
 
         if model is None:
             apply_threads(nthreads)
             model = load_model(settings.model.file, nthreads=nthreads, precision=settings.model.precision,
                                device=device)
-        others = [load_model(f, nthreads=nthreads, precision=settings.model.precision)
+        others = [load_model(f, nthreads=nthreads, precision=settings.model.precision, device=device)
                   for f in settings.model.deviation_files]
         check_ensemble([model] + others, settings.model.files, f"{name}: [model] file")
         if restart is None and settings.system.file.is_file() and is_checkpoint(settings.system.file):
