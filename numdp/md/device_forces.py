@@ -205,11 +205,21 @@ class DeviceForceProvider:
         self.time_neigh += t1 - t0
         self.time_force += t2 - t1
 
+    @property
+    def device_backend(self):
+        """The backend whose arrays `device_forces` and `evaluate_others`' forces are."""
+        return self.be
+
+    @property
+    def device_forces(self):
+        """Model 0's forces (nloc, 3) eV/Å of the last call, on the device (DeviceState.forces)."""
+        return self.dev.forces
+
     def evaluate_others(self, state: State, models) -> list[tuple[np.ndarray, float, np.ndarray]]:
         """Evaluate more device models (same rcut and type_map) on the configuration of the last
         call ([model_devi]): its extended atoms, its list for model 0's sel, one more list per other
-        sel.  Per model: (forces (nloc, 3) eV/Å on the owned atoms, on the host; potential energy
-        eV; virial (3, 3) eV), folded and summed as model 0's."""
+        sel.  Per model: (forces (nloc, 3) eV/Å on the owned atoms, a device array like
+        `device_forces`; potential energy eV; virial (3, 3) eV), folded and summed as model 0's."""
         from ..neighbor.device import THREADS_PER_CENTRE, nlist_of_extended
 
         be, xp, dev, K, grid = self.be, self.be.xp, self.dev, self._K, self._grid
@@ -229,7 +239,7 @@ class DeviceForceProvider:
             energy, ext_force, virial = model.compute_device(self._ext_pos, lists[sel], dev.types_host)
             force = xp.empty((nloc, 3))
             K.fold_to_owners[grid(nloc)](ext_force, self._order, self._start, force)
-            out.append((np.array(be.to_host(force), dtype=np.float64),
+            out.append((force,
                         float(tree_sum(be, energy.reshape(nloc, 1))[0]),
                         np.array(be.to_host(virial), dtype=np.float64).reshape(3, 3)))
         self.time_force += time.perf_counter() - t0

@@ -277,6 +277,8 @@ class ForceProvider:
                     raws[k] = r
         return raws
 
+    device_backend = None   # forces on the host (numdp.md.device_forces: on the GPU)
+
     def evaluate_next_with(self, models) -> None:
         """Evaluate `models` (same rcut and type_map) together with model 0 at the next call,
         sharing the environment matrix where they can; `evaluate_others` then returns those
