@@ -267,11 +267,48 @@ def test_device_safety_names_the_atom_with_a_non_finite_velocity_or_force():
     assert problem.startswith(f"step 7: atom {st.ids[5]} (") and "has a non-finite force" in problem
 
 
-def test_gpu_refuses_an_ensemble_in_one_line(tmp_path):
-    """What the device step does not support yet is refused before any step, naming the key:
-    a model-deviation ensemble ([model] file = [...]).  (Slabs run: tests/test_cuda_slab.py.)"""
-    toml = make_run(tmp_path / "devi", "cuda")
-    text = toml.read_text().replace('file = "model.h5"', 'file = ["model.h5", "model.h5"]', 1)
-    toml.write_text(text + '\n[model_devi]\nevery = 5\n')
-    with pytest.raises(InputError, match=r"\[model\] file: model deviation on device 'cuda'"):
-        run(toml)
+def make_devi_run(folder: Path, device: str) -> Path:
+    """make_run with a 3-model ensemble (model 2 with another sel) and [model_devi] every 2,
+    atomic; 4 steps."""
+    toml = make_run(folder, device, steps=4, every=2)
+    for k, sel in ((1, [14, 14]), (2, [12, 16])):
+        write_model(random_params(ntypes=2, sel=sel, neuron=(4,), axis_neuron=2, fitting=(8,), rcut=2.9,
+                                  rcut_smth=1.0, seed=2 + k), toml.parent / f"m{k}.h5")
+    text = toml.read_text().replace('file = "model.h5"', 'file = ["model.h5", "m1.h5", "m2.h5"]', 1)
+    toml.write_text(text + '\n[model_devi]\nevery = 2\natomic = true\n')
+    return toml
+
+
+def assert_devi_rows_close(cpu: Path, other: Path) -> None:
+    """The model_devi rows of the runs in `other` and the CPU run in `cpu` (make_devi_run) agree.
+    The runs differ by the order of their sums: model 0's frames within same_run_bounds (force
+    bound `force`, position bound `pos`), the other models' forces within `force` scaled by their
+    largest |F| over model 0's; a force deviation (a seminorm of the models' forces) moves by at
+    most that, a virial per atom by NNEI (rcut dF + |F| dx); printed values by 5e-7 relative each."""
+    from test_md_deviation import read_devi
+
+    one, two = read_devi(cpu), read_devi(other)
+    assert one[0] == two[0]
+    one, two = one[1], two[1]
+    assert np.array_equal(one[:, 0], [0, 2, 4]) and np.array_equal(two[:, 0], one[:, 0])
+    traj = frames(cpu)
+    pos, force, _ = same_run_bounds(traj, U64)
+    fmax0 = np.abs(traj["force"]).max()
+    types = np.tile([0, 0, 0, 0, 1, 1, 1, 1], traj["position"].shape[1] // 8)   # rocksalt()
+    models = [DPModel(read_model(cpu / f"m{k}.h5"), nthreads=1) for k in (1, 2)]
+    fall = max([fmax0] + [np.abs(m.evaluate(p, types, b).forces).max()
+                          for p, b in zip(traj["position"], traj["box"]) for m in models])
+    df = force * fall / fmax0
+    dv = 28 * (2.9 * df + fall * pos)
+    bound = 2 * 5e-7 * np.abs(one[:, 1:]) + np.column_stack([dv] * 3 + [np.full_like(dv, df)] * (one.shape[1] - 4))
+    assert np.all(np.abs(one[:, 1:] - two[:, 1:]) <= bound), np.abs(one[:, 1:] - two[:, 1:]).max()
+    assert one[-1, 4] > 1e-3   # the models disagree: the comparison is not of zeros
+
+
+def test_gpu_model_deviation_equals_cpu(tmp_path):
+    """[model_devi] on the device (models 1 and 2 evaluated on the device provider's extended atoms,
+    model 2 with another sel, so a second list is formed on the device) gives the CPU run's rows."""
+    for device in ("cpu", "cuda"):
+        run(make_devi_run(tmp_path / device, device))
+    assert_devi_rows_close(tmp_path / "cpu", tmp_path / "cuda")
+

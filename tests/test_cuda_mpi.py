@@ -24,7 +24,7 @@ import pytest
 pytest.importorskip("numba_cuda")
 
 from numdp.io.h5md import read_checkpoint  # noqa: E402
-from test_cuda_md import LANGEVIN, assert_close_runs, make_run, run  # noqa: E402
+from test_cuda_md import LANGEVIN, assert_close_runs, assert_devi_rows_close, make_devi_run, make_run, run  # noqa: E402
 from numdp.units import MVV2E  # noqa: E402
 from test_mpi import C_ROUND, DT, GROWTH, MASS_MIN, MPIEXEC, TIMEOUT, U64, _mpi4py, frames, numdp_run  # noqa: E402
 
@@ -131,3 +131,12 @@ def test_safety_stop_on_two_gpu_ranks_is_reported_once(tmp_path):
     assert len(lines) == 1 and "step 0: atoms " in lines[0] and "Traceback" not in r.stderr
     ck = read_checkpoint(tmp_path / "ck.stop.h5")
     assert ck.step == 0 and np.array_equal(ck.ids, np.arange(16))
+
+
+def test_model_deviation_on_two_gpu_ranks_equals_serial_cpu(tmp_path):
+    """[model_devi] with device cuda on two ranks: the other models' ghost forces go back to their
+    owners' ranks and their energies and virials are summed over the ranks, as model 0's; the rows
+    equal the serial CPU run's within the bounds of test_cuda_md.assert_devi_rows_close."""
+    run(make_devi_run(tmp_path / "cpu", "cpu"))
+    run_two_gpu_ranks(make_devi_run(tmp_path / "gpu", "cuda"))
+    assert_devi_rows_close(tmp_path / "cpu", tmp_path / "gpu")

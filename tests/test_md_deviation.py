@@ -4,7 +4,10 @@ against serial, restart and backup of the file, and the ensemble errors.
 
 The system is test_mpi's rocksalt crystal (64 atoms) driven by random model 0; models 1 and 2 are
 other random models, model 2 with another sel (so a second neighbour list is formatted from the
-shared candidates)."""
+shared candidates).  Model 1 has model 0's rcut, rcut_smth, sel, davg and dstd, as a DP-GEN
+ensemble trained on one data set has, so it is evaluated on model 0's environment matrix
+(numdp.model.dp_model.compute_ensemble): every test below covers that path, model 2 the separate
+one."""
 from __future__ import annotations
 
 import shutil
@@ -43,8 +46,12 @@ def _params(seed):
 def ensemble_dir(path: Path, extra=DEVI, steps=STEPS) -> Path:
     """test_mpi's run directory (model.h5 = model 0, seed 2) plus m1.h5 and m2.h5 and [model_devi]."""
     make_run(path, cells=(2, 2, 2), steps=steps, every=EVERY, extra=extra)
+    m0 = read_model(path / "model.h5").descriptor
     for k, seed in ((1, 3), (2, 4)):
-        write_model(_params(seed), path / f"m{k}.h5")
+        params = _params(seed)
+        if k == 1:  # model 0's normalisation: the two share the environment matrix
+            params.descriptor.davg, params.descriptor.dstd = m0.davg.copy(), m0.dstd.copy()
+        write_model(params, path / f"m{k}.h5")
     text = (path / "md.toml").read_text().replace('file = "model.h5"', 'file = ["model.h5", "m1.h5", "m2.h5"]')
     (path / "md.toml").write_text(text)
     return path
@@ -131,11 +138,27 @@ def assert_rows_close(serial: Path, other: Path, u=U64):
     assert np.all(diff <= bound), diff.max()
 
 
+def test_model_1_runs_on_model_0s_environment_matrix(serial, tmp_path):
+    """Every deviation step (step 0 included) evaluates model 1 in model 0's force call, on its
+    environment matrix; the rows are the subprocess run's."""
+    import io
+
+    path = ensemble_dir(tmp_path)
+    sim, end = build_simulation(load_run_settings(path / "md.toml"), screen=io.StringIO())
+    try:
+        sim.run(end)
+    finally:
+        sim.close()
+    assert sim.provider.shared_env == STEPS // EVERY + 1
+    assert_rows_close(serial, path)
+
+
 @pytest.mark.skipif(MPIEXEC is None, reason="needs mpiexec")
 def test_two_ranks_equal_serial(serial, tmp_path):
     path = ensemble_dir(tmp_path)
     r = numdp_run(path, 2)
     assert "2 MPI ranks" in r.stdout and "model deviation of 3 models" in r.stdout
+    assert "one environment matrix for 2 of them" in r.stdout
     assert_rows_close(serial, path)
 
 
@@ -195,3 +218,37 @@ def test_ensemble_errors(tmp_path):
         _settings(path, 'file = ["model.h5", "m1.h5"]', devi="")
     with pytest.raises(InputError, match=r"\[model_devi\] relative: must be >= 0"):
         _settings(path, 'file = ["model.h5", "m1.h5"]', devi="[model_devi]\nrelative = -1.0\n")
+
+
+def test_docs_candidate_selection_runs_on_a_run_with_model_devi(serial, tmp_path, monkeypatch):
+    """The candidate-selection block of docs/model-deviation.md, run as printed (only its output
+    interval and trust levels replaced) on the serial run's model_devi.out and traj.h5md (a frame
+    at every row): it writes exactly the frames whose max_devi_f lies in [lo, hi)."""
+    import re
+
+    from numdp.io.structure import read_structure
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "model-deviation.md").read_text()
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", doc, re.S) if "candidate_" in b]
+    assert len(blocks) == 1
+    _, rows = read_devi(serial)
+    lo, hi = np.sort(rows[:, 4])[[1, -1]]   # some rows below lo, some at or above hi
+    code = blocks[0]
+    code, n_every = re.subn(r"every = \d+ ", f"every = {EVERY} ", code)
+    code, n_levels = re.subn(r"lo, hi = [0-9.]+, [0-9.]+ ", f"lo, hi = {lo!r}, {hi!r} ", code)
+    assert n_every == 1 and n_levels == 1
+    for name in ("model_devi.out", "traj.h5md"):
+        shutil.copy(serial / name, tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "docs/model-deviation.md", "exec"), {})
+    chosen = rows[(rows[:, 4] >= lo) & (rows[:, 4] < hi), 0].astype(int)
+    assert 0 < len(chosen) < len(rows)
+    written = sorted(tmp_path.glob("candidate_*.xyz"))
+    assert [p.name for p in written] == [f"candidate_{s:08d}.xyz" for s in chosen]
+    traj = frames(serial)
+    for p, step in zip(written, chosen):
+        k = int(np.flatnonzero(traj["step"] == step)[0])
+        s = read_structure(p)
+        # write_extxyz prints %.10f: half a unit of the 10th decimal (5e-11 A), plus the float64
+        # round-off of reading back values below 100 A (~1e-14 A)
+        assert np.abs(s.positions - traj["position"][k]).max() <= 5e-11 + 1e-13

@@ -174,3 +174,79 @@ def test_command_errors(ensemble, tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1
         assert not out.exists()
+
+
+# -- the environment matrix shared by an ensemble (numdp.model.dp_model.compute_ensemble) ---------
+def _shared_ensemble(precision, nthreads):
+    """Models 0, 1, 2 with model 0's rcut, rcut_smth, sel, davg and dstd (model 2 compressed, with
+    another chunk size, so its shared evaluation is chunked differently from its own) and model 3
+    with other davg / dstd."""
+    from numdp.model.compress import compress
+
+    base = _params(1)
+    out = []
+    for seed in (1, 2, 3, 4):
+        p = _params(seed)
+        if seed != 4:
+            p.descriptor.davg, p.descriptor.dstd = base.descriptor.davg.copy(), base.descriptor.dstd.copy()
+        if seed == 3:
+            p.min_nbor_dist = 0.9      # random_config's minimum separation
+            p = compress(p, dx=0.01, order=5)[0]
+        out.append(DPModel(p, nthreads=nthreads, chunk=23 if seed == 3 else 16, precision=precision))
+    return out
+
+
+@pytest.mark.parametrize("nthreads", [1, 2])
+@pytest.mark.parametrize("precision", ["double", "mix32", "mix16"])
+def test_shared_environment_equals_separate_evaluations(precision, nthreads):
+    from numdp.model.dp_model import compute_ensemble
+    from numdp.neighbor import build_nlist, extend
+    from tests_util import U32, U64, order_bound
+
+    models = _shared_ensemble(precision, nthreads)
+    assert models[0].shares_environment(models[1]) and models[0].shares_environment(models[2])
+    assert not models[0].shares_environment(models[3])
+    with pytest.raises(ValueError, match="davg or dstd"):
+        compute_ensemble(models, np.zeros((1, 3)), np.zeros((1, 48), np.int32), np.zeros(1, np.int32))
+    pos, types, box = random_config(100, 2, box_len=10.0, tilt=0.2, seed=5)
+    types = types.astype(np.int32)
+    ext = extend(pos, types, box, 4.0)
+    nl = build_nlist(ext, 4.0, [24, 24], 2)
+    shared = compute_ensemble(models[:3], ext.positions, nl.nlist, types)
+    alone = [m.compute(ext.positions, nl.nlist, types) for m in models[:3]]
+    # models 0 and 1 are chunked as model 0 alone: the same operations in the same order
+    for s, a in zip(shared[:2], alone[:2]):
+        for name in ("atom_energy", "force", "virial"):
+            assert np.array_equal(getattr(s, name), getattr(a, name)), name
+    # model 2: other chunks, so (i) the fitting GEMMs may block its rows differently (chains of
+    # n_fit = 24 + 8 + 8 + 1 products in the nets' arithmetic: float32 for mix32 and mix16, whose
+    # fp16 operands are rounded element by element, in the same way in both evaluations) and
+    # (ii) the forces and virial sum their pair terms (<= 2 x 48 per atom, two per pair) and the
+    # workers' buffers in another order in float64
+    u_net = U64 if precision == "double" else U32
+    rel = order_bound(u_net, 41) + order_bound(U64, 2 * 48 + nthreads)
+    s, a = shared[2], alone[2]
+    assert np.abs(s.atom_energy - a.atom_energy).max() <= order_bound(u_net, 41) * np.abs(a.atom_energy).max()
+    assert np.abs(s.force - a.force).max() <= rel * np.abs(a.force).max()
+    assert np.abs(s.virial - a.virial).max() <= rel * np.abs(a.virial).max()
+    assert np.abs(a.force).max() > 0.1 and np.abs(shared[1].force - shared[2].force).max() > 0.1  # not all alike
+
+
+def test_evaluate_ensemble_equals_evaluate():
+    """numdp model-devi's evaluation (evaluate_ensemble): models 0-2 on one neighbour list and
+    environment matrix, model 3 alone; the same results as evaluate, exactly where the chunking is
+    model 0's and within the bound of test_shared_environment_equals_separate_evaluations else."""
+    from numdp.model.dp_model import evaluate_ensemble
+    from tests_util import U64, order_bound
+
+    models = _shared_ensemble("double", 1)
+    pos, types, box = random_config(100, 2, box_len=10.0, tilt=0.2, seed=6)
+    got = evaluate_ensemble(models, pos, types, box)
+    ref = [m.evaluate(pos, types, box, atom_virial=False) for m in models]
+    for k in (0, 1, 3):
+        assert got[k].energy == ref[k].energy
+        assert np.array_equal(got[k].forces, ref[k].forces) and np.array_equal(got[k].virial, ref[k].virial)
+    rel = order_bound(U64, 41) + order_bound(U64, 2 * 48 + 1)
+    assert abs(got[2].energy - ref[2].energy) <= order_bound(U64, 41) * np.abs(ref[2].atom_energies).sum()
+    assert np.abs(got[2].forces - ref[2].forces).max() <= rel * np.abs(ref[2].forces).max()
+    assert np.abs(got[2].virial - ref[2].virial).max() <= rel * np.abs(ref[2].virial).max()

@@ -103,11 +103,13 @@ def load_ensemble(paths, threads=None, precision="double"):
 
 
 def deviations(models, frames, relative=None, relative_v=None):
-    """FrameDeviation of each (positions, types, box, pbc) frame."""
+    """FrameDeviation of each (positions, types, box, pbc) frame (models with equal rcut,
+    rcut_smth, sel, davg and dstd share the neighbour list and the environment matrix)."""
     from ..model.deviation import frame_deviation
+    from ..model.dp_model import evaluate_ensemble
 
     for pos, types, box, pbc in frames:
-        outs = [m.evaluate(pos, types, box, atom_virial=False, pbc=pbc) for m in models]
+        outs = evaluate_ensemble(models, pos, types, box, pbc)
         yield frame_deviation([o.energy for o in outs], np.stack([o.forces for o in outs]),
                               np.stack([o.virial for o in outs]), relative, relative_v)
 

@@ -3,11 +3,15 @@ out_file F [atomic] [relative L] [relative_v L]`.
 
 Model 0 drives the dynamics and is evaluated every step.  At every step that is a multiple of
 `every` (step 0 included, as in LAMMPS) the other models are evaluated on the same configuration
-with the force provider's ghosts, candidates and neighbour list (`ForceProvider.evaluate_others`)
-and one row is written: the columns of LAMMPS (`numdp.io.model_devi_file`, no `devi_e`), the maths
-of `numdp.model.deviation`.  Under MPI the per-atom force deviations are local; max / min / sum /
-count reduce over ranks, the virials are global sums already, and with `atomic` the per-atom
-values are gathered on rank 0 in global atom order.
+with the force provider's ghosts, candidates and neighbour list (`ForceProvider.evaluate_others`;
+the step before, the provider is asked to evaluate them in the deviation step's own force call,
+with model 0, so that models sharing rcut, rcut_smth, sel, davg and dstd compute the environment
+matrix once) and one row is written: the columns of LAMMPS (`numdp.io.model_devi_file`, no
+`devi_e`), the maths of `numdp.model.deviation`.  In a GPU run the per-atom force deviations are
+computed on the device from the models' device forces; only their max / min / sum (and with
+`atomic` the per-atom values) come to the host.  Under MPI the per-atom force deviations are
+local; max / min / sum / count reduce over ranks, the virials are global sums already, and with
+`atomic` the per-atom values are gathered on rank 0 in global atom order.
 
 The file: a new run writes it afresh (a previous run's file is backed up by setup, numdp.io.backup);
 a restart keeps the rows up to the checkpoint's step (rows past it are dropped, atomically) and
@@ -89,9 +93,23 @@ class DeviationReporter:
                     self.fp = open(self.path, "w")
                     self.fp.write(header_line(energy=False, atomic=self.atomic) + "\n")
                     self.fp.flush()
+        # the run's first force call may be at a deviation step; when it is not, or when a
+        # restart starts from the checkpoint's forces, the first wants() replaces this
+        self._plan(None)
 
     def wants(self, step: int) -> bool:
+        # asked after the forces of every step (numdp.md.loop): when the next step is a deviation
+        # step, the provider evaluates the other models in that step's force call, together with
+        # model 0 (one environment matrix where they share it), and `deviation` reads the results
+        self._plan(step + 1)
         return step % self.every == 0
+
+    def _plan(self, step: int | None) -> None:
+        """Tell the provider whether its next call (the configuration of `step`; None: the run's
+        first call, whatever its step) is to evaluate the other models too."""
+        if hasattr(self.provider, "evaluate_next_with"):
+            due = step is None or step % self.every == 0
+            self.provider.evaluate_next_with(self.models if due else None)
 
     def deviation(self, s: Snapshot) -> FrameDeviation:
         """The deviations of the current configuration (atom_devi_f: all atoms in id order on rank
@@ -99,14 +117,19 @@ class DeviationReporter:
         state = s.state
         world = self.world
         others = self.provider.evaluate_others(state, self.models)
-        forces = np.stack([state.forces] + [f for f, _, _ in others])
+        be = self.provider.device_backend   # a GPU run: the forces stay on the device
+        xp = np if be is None else be.xp
+        f0 = state.forces if be is None else self.provider.device_forces
+        forces = xp.stack([f0] + [f for f, _, _ in others])
         energies = [state.potential_energy] + [e for _, e, _ in others]
         virials = np.stack([state.virial] + [v for _, _, v in others])
         natoms = state.natoms_global
-        atom = atom_force_deviation(forces, self.relative)
+        atom = atom_force_deviation(forces, self.relative, xp)
         fmax = world.max_global(float(atom.max()) if atom.size else 0.0)
         fmin = -world.max_global(-float(atom.min()) if atom.size else -np.inf)
         fsum = world.sum_global(float(atom.sum()))
+        if be is not None and self.atomic:
+            atom = np.asarray(be.to_host(atom), dtype=np.float64)
         ev = virial_deviation(virials, natoms, self.relative_v)
         per_atom = np.empty(0)
         if self.atomic:

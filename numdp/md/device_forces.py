@@ -77,6 +77,7 @@ class DeviceForceProvider:
         self._force_rebuild = False
         self._ext_pos = None
         self._ext_types = None
+        self._nlist = None   # the list of the last call (model 0's sel), for evaluate_others
         self._mapping = None
         self._shift = None
         self._order = None
@@ -191,6 +192,7 @@ class DeviceForceProvider:
                 self._overflow_warned = True
                 report_overflow(_Overflow(overflow, max_count), self.sel, getattr(self.model, "type_map", None))
         self.closest = self._closest(nlist)
+        self._nlist = nlist
         c1 = self.world.comm_time
         t1 = time.perf_counter()
         energy, ext_force, virial = self.model.compute_device(self._ext_pos, nlist, dev.types_host)
@@ -215,10 +217,54 @@ class DeviceForceProvider:
 
     def _owned_forces(self, ext_force) -> None:
         """dev.forces (nloc, 3) eV/Å: the forces on the extended atoms folded onto their owners."""
-        dev = self.dev
-        if dev.forces is None or dev.forces.shape[0] != dev.natoms:
-            dev.forces = self.be.xp.empty((dev.natoms, 3))
-        self._K.fold_to_owners[self._grid(dev.natoms)](ext_force, self._order, self._start, dev.forces)
+        self.dev.forces = self._fold(ext_force, self.dev.forces)
+
+    def _fold(self, ext_force, out=None):
+        """The forces (nloc, 3) eV/Å on the owned atoms from those on the extended atoms
+        `ext_force` (nall, 3), a device array (`out` when it has the right shape)."""
+        nloc = self.dev.natoms
+        if out is None or out.shape[0] != nloc:
+            out = self.be.xp.empty((nloc, 3))
+        self._K.fold_to_owners[self._grid(nloc)](ext_force, self._order, self._start, out)
+        return out
+
+    @property
+    def device_backend(self):
+        """The backend whose arrays `device_forces` and `evaluate_others`' forces are."""
+        return self.be
+
+    @property
+    def device_forces(self):
+        """Model 0's forces (nloc, 3) eV/Å of the last call, on the device (DeviceState.forces)."""
+        return self.dev.forces
+
+    def evaluate_others(self, state: State, models) -> list[tuple[np.ndarray, float, np.ndarray]]:
+        """Evaluate more device models (same rcut and type_map) on the configuration of the last
+        call ([model_devi]): its extended atoms, its list for model 0's sel, one more list per other
+        sel.  Per model: (forces (nloc, 3) eV/Å on the owned atoms, a device array like
+        `device_forces`; potential energy eV; virial (3, 3) eV), folded and summed as model 0's."""
+        from ..neighbor.device import THREADS_PER_CENTRE, nlist_of_extended
+
+        be, xp, dev = self.be, self.be.xp, self.dev
+        t0 = time.perf_counter()
+        nloc = dev.natoms
+        lists = {tuple(self.sel.tolist()): self._nlist}
+        out = []
+        for model in models:
+            sel = tuple(model_sel(model))
+            if sel not in lists:
+                nlist, max_count, overflow = nlist_of_extended(self._ext_pos, self._ext_types, nloc, self.rcut,
+                                                               np.asarray(sel, dtype=np.int64),
+                                                               1 if be.simulator else THREADS_PER_CENTRE)
+                if overflow.any():
+                    report_overflow(_Overflow(overflow, max_count), np.asarray(sel), getattr(model, "type_map", None))
+                lists[sel] = xp.asarray(nlist)
+            energy, ext_force, virial = model.compute_device(self._ext_pos, lists[sel], dev.types_host)
+            totals = self.world.sum_global(np.concatenate((tree_sum(be, energy.reshape(nloc, 1)),
+                                                           np.asarray(be.to_host(virial), dtype=np.float64).reshape(9))))
+            out.append((self._fold(ext_force), float(totals[0]), totals[1:].reshape(3, 3)))
+        self.time_force += time.perf_counter() - t0
+        return out
 
     def _closest(self, nlist):
         """(distance Å, centre, extended neighbour) of the closest pair in the list (argmin: the

@@ -93,10 +93,11 @@ class DeviceParallelForceProvider(DeviceForceProvider):
                                                          self.be.to_device(box), self._ext_pos[:nloc])
         self.comm.forward(self._ext_pos, box)
 
-    def _owned_forces(self, ext_force) -> None:
+    def _fold(self, ext_force, out=None):
+        """The ghosts' forces returned to their owners' ranks and added there (comm.reverse)."""
         ext_force = self.be.xp.ascontiguousarray(ext_force, dtype=np.float64)
         self.comm.reverse(ext_force)
-        self.dev.forces = self.be.xp.array(ext_force[:self.dev.natoms])
+        return self.be.xp.array(ext_force[:self.dev.natoms])
 
     def atom_label(self, ext_index: int) -> tuple[int, int]:
         """(global id, type) of extended atom `ext_index` (owned or ghost) of the current list."""

@@ -91,6 +91,7 @@ class ForceProvider:
         self.rebuilds = 0
         self.overflow_calls = 0
         self.calls = 0
+        self.shared_env = 0   # model evaluations that reused another model's environment matrix
         self.time_neigh = 0.0
         self.time_force = 0.0
         self.closest = (math.inf, -1, -1)
@@ -106,6 +107,8 @@ class ForceProvider:
         self._prev_positions = None
         self._overflow_warned = False
         self._nl = None
+        self._ensemble_next = None   # models to evaluate with model 0 at the next call
+        self._ensemble_done = None   # (calls, models, results) of the last such call
 
     @property
     def cutoff(self) -> float:
@@ -211,34 +214,43 @@ class ForceProvider:
         self.closest = closest_pair(self._ext_pos, nl.nlist, self.sec)
         c1 = self.world.comm_time
         t1 = time.perf_counter()
-        out = self.model.compute(self._ext_pos, nl.nlist, state.types)
+        others, self._ensemble_next = self._ensemble_next, None
+        if others is None:
+            out = self.model.compute(self._ext_pos, nl.nlist, state.types)
+        else:
+            raws = self._compute_models([self.model] + others, state)
+            out = raws[0]
         t2 = time.perf_counter()
-        force = np.ascontiguousarray(out.force, dtype=np.float64)
-        self.comm.reverse(force)
-        nloc = state.natoms
-        state.forces = force[:nloc].copy()
-        totals = self.world.sum_global(np.concatenate(([np.sum(out.atom_energy)],
-                                                       np.asarray(out.virial, dtype=np.float64).reshape(9))))
-        state.potential_energy = float(totals[0])
-        state.virial = np.array(totals[1:], dtype=np.float64).reshape(3, 3)
+        state.forces, state.potential_energy, state.virial = self._reduce(out, state)
+        if others is not None:
+            self._ensemble_done = (self.calls + 1, others, [self._reduce(r, state) for r in raws[1:]])
         self._prev_positions = state.positions.copy()
         self.calls += 1
         t3 = time.perf_counter()
         self.time_neigh += (t1 - t0) - (c1 - c0)
         self.time_force += (t2 - t1) + (t3 - t2) - (self.world.comm_time - c1)
 
-    def evaluate_others(self, state: State, models) -> list[tuple[np.ndarray, float, np.ndarray]]:
-        """Evaluate more `models` (same rcut and type_map as this provider's) on the configuration
-        of the last call, sharing its ghosts and candidates: the last formatted neighbour list is
-        reused for a model with the same sel, and one list is formatted per other distinct sel.
-        Per model: (forces (nloc, 3) eV/Å on the owned atoms, ghost forces returned to their
-        owners; potential energy eV and virial (3, 3) eV of the whole system).  Collective."""
-        c0 = self.world.comm_time
-        t0 = time.perf_counter()
+    def _reduce(self, out, state: State) -> tuple[np.ndarray, float, np.ndarray]:
+        """(forces (nloc, 3) eV/Å on the owned atoms with the ghost forces returned to their
+        owners, potential energy eV and virial (3, 3) eV of the whole system) of one model's
+        RawOutput.  Collective."""
+        force = np.ascontiguousarray(out.force, dtype=np.float64)
+        self.comm.reverse(force)
+        totals = self.world.sum_global(np.concatenate(([np.sum(out.atom_energy)],
+                                                       np.asarray(out.virial, dtype=np.float64).reshape(9))))
+        return force[:state.natoms].copy(), float(totals[0]), np.array(totals[1:], dtype=np.float64).reshape(3, 3)
+
+    def _compute_models(self, models, state: State) -> list:
+        """RawOutputs of `models` (same rcut and type_map as model 0) on the last formatted
+        configuration.  One neighbour list per distinct sel (the last formatted one for model 0's
+        sel, the others formatted from the candidates); the models of one sel that share the
+        environment matrix (equal rcut_smth, davg, dstd: `shares_environment`) are evaluated
+        together by numdp.model.dp_model.compute_ensemble, computing it once."""
+        from ..model.dp_model import compute_ensemble
+
         lists = {tuple(self.sel.tolist()): self._nl}
-        nloc = state.natoms
-        out = []
-        for model in models:
+        groups = []   # [sel, [model indices]]: each group shares one environment matrix
+        for k, model in enumerate(models):
             sel = tuple(model_sel(model))
             if sel not in lists:
                 with kernel_threads(self._ext.nall):
@@ -246,12 +258,47 @@ class ForceProvider:
                                               self.ntypes, positions=self._ext_pos)
                 if lists[sel].overflowed:
                     report_overflow(lists[sel], np.asarray(sel), getattr(model, "type_map", None))
-            r = model.compute(self._ext_pos, lists[sel].nlist, state.types)
-            force = np.ascontiguousarray(r.force, dtype=np.float64)
-            self.comm.reverse(force)
-            totals = self.world.sum_global(np.concatenate(([np.sum(r.atom_energy)],
-                                                           np.asarray(r.virial, dtype=np.float64).reshape(9))))
-            out.append((force[:nloc].copy(), float(totals[0]), np.array(totals[1:]).reshape(3, 3)))
+            for g in groups:
+                first = models[g[1][0]]
+                if g[0] == sel and hasattr(first, "shares_environment") and first.shares_environment(model):
+                    g[1].append(k)
+                    break
+            else:
+                groups.append([sel, [k]])
+        raws = [None] * len(models)
+        for sel, members in groups:
+            nlist = lists[sel].nlist
+            if len(members) == 1:
+                raws[members[0]] = models[members[0]].compute(self._ext_pos, nlist, state.types)
+            else:
+                self.shared_env += len(members) - 1
+                for k, r in zip(members, compute_ensemble([models[k] for k in members], self._ext_pos,
+                                                          nlist, state.types)):
+                    raws[k] = r
+        return raws
+
+    device_backend = None   # forces on the host (numdp.md.device_forces: on the GPU)
+
+    def evaluate_next_with(self, models) -> None:
+        """Evaluate `models` (same rcut and type_map) together with model 0 at the next call,
+        sharing the environment matrix where they can; `evaluate_others` then returns those
+        results without evaluating again (None: the next call evaluates model 0 only).  Every
+        rank must ask alike (the call is collective)."""
+        self._ensemble_next = None if models is None else list(models)
+
+    def evaluate_others(self, state: State, models) -> list[tuple[np.ndarray, float, np.ndarray]]:
+        """Evaluate more `models` (same rcut and type_map as this provider's) on the configuration
+        of the last call, sharing its ghosts and candidates (see `_compute_models`).  When the last
+        call was asked for these models (`evaluate_next_with`) its results are returned.
+        Per model: (forces (nloc, 3) eV/Å on the owned atoms, ghost forces returned to their
+        owners; potential energy eV and virial (3, 3) eV of the whole system).  Collective."""
+        done = self._ensemble_done
+        if done is not None and done[0] == self.calls and len(done[1]) == len(models) \
+                and all(a is b for a, b in zip(done[1], models)):
+            return done[2]
+        c0 = self.world.comm_time
+        t0 = time.perf_counter()
+        out = [self._reduce(r, state) for r in self._compute_models(list(models), state)]
         self.time_force += (time.perf_counter() - t0) - (self.world.comm_time - c0)
         return out
 

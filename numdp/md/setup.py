@@ -179,16 +179,13 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
     if device != "cpu" and world.size > 1:
         gpus = world.counts_global(bind_rank_gpu(world)[1])
     with world.agreement():  # every rank loads the model; errors are reported once
-        if device != "cpu" and settings.model.deviation_files:
-            raise InputError(f"{name}: [model] file: model deviation on device '{device}' is not available yet "
-                             "(run the ensemble with device = \"cpu\")")
         from .. import load_model
 
         if model is None:
             apply_threads(nthreads)
             model = load_model(settings.model.file, nthreads=nthreads, precision=settings.model.precision,
                                device=device)
-        others = [load_model(f, nthreads=nthreads, precision=settings.model.precision)
+        others = [load_model(f, nthreads=nthreads, precision=settings.model.precision, device=device)
                   for f in settings.model.deviation_files]
         check_ensemble([model] + others, settings.model.files, f"{name}: [model] file")
         if restart is None and settings.system.file.is_file() and is_checkpoint(settings.system.file):
@@ -289,8 +286,10 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
                  + (f", {md.barostat.kind} barostat {md.barostat.pressure} bar tau {md.barostat.tau} ps "
                     f"({md.barostat.coupling})" if md.barostat else ""))
     if devi is not None:
+        shared = sum(1 for m in others if hasattr(model, "shares_environment") and model.shares_environment(m))
         console.line(f"  model deviation of {len(others) + 1} models every {devi.every} steps to {devi.file}"
-                     + (" (per atom)" if devi.atomic else ""))
+                     + (" (per atom)" if devi.atomic else "")
+                     + (f"; one environment matrix for {shared + 1} of them" if shared else ""))
     if world.size > 1:
         console.line(f"  {world.size} MPI ranks, grid {describe_grid(grid, box, provider.cutoff)}; "
                      f"{getattr(model, 'nthreads', nthreads)} threads per rank ({thread_source})")

@@ -56,20 +56,21 @@ def _check_level(value, name: str) -> float | None:
     return v
 
 
-def _std(x: np.ndarray) -> np.ndarray:
+def _std(x: np.ndarray, xp=np) -> np.ndarray:
     """Population standard deviation over axis 0 (the models), two-pass."""
-    return np.sqrt(np.mean((x - x.mean(axis=0)) ** 2, axis=0))
+    return xp.sqrt(xp.mean((x - x.mean(axis=0)) ** 2, axis=0))
 
 
-def atom_force_deviation(forces, relative: float | None = None) -> np.ndarray:
-    """e_f,i (N,) from forces (n_m, N, 3) eV/Å; divided by |<F_i>| + relative when given."""
-    f = np.asarray(forces, dtype=np.float64)
+def atom_force_deviation(forces, relative: float | None = None, xp=np) -> np.ndarray:
+    """e_f,i (N,) from forces (n_m, N, 3) eV/Å; divided by |<F_i>| + relative when given.
+    xp: the array module of `forces` (NumPy, or CuPy for forces on the GPU: computed there)."""
+    f = xp.asarray(forces, dtype=np.float64)
     if f.ndim != 3 or f.shape[2] != 3 or f.shape[0] < 1:
         raise ValueError(f"forces: expected (n_models, natoms, 3), got {f.shape}")
-    devi = np.sqrt(np.sum(_std(f) ** 2, axis=-1))
+    devi = xp.sqrt(xp.sum(_std(f, xp) ** 2, axis=-1))
     level = _check_level(relative, "relative")
     if level is not None:
-        devi = devi / (np.linalg.norm(f.mean(axis=0), axis=-1) + level)
+        devi = devi / (xp.linalg.norm(f.mean(axis=0), axis=-1) + level)
     return devi
 
 

@@ -12,7 +12,7 @@ from ..neighbor import build_nlist, extend, kernel_threads, report_overflow
 from ..neighbor.extended import check_pbc, complete_cell
 from ..parallel.threads import default_threads
 from ..neighbor.overlap import OVERLAP_DISTANCE, overlap_message
-from .evaluator import Evaluator
+from .evaluator import Evaluator, compute_shared
 from .params import ModelParams
 
 
@@ -177,6 +177,12 @@ class DPModel:
         """
         return self._ev.compute(ext_positions, nlist, types, want_force=True, want_atom_virial=atom_virial)
 
+    def shares_environment(self, other: "DPModel") -> bool:
+        """True when both models run on the CPU and compute the same environment matrix (equal
+        rcut, rcut_smth, sel, davg and dstd), so that `compute_ensemble` can share it."""
+        return (self.device == "cpu" and other.device == "cpu"
+                and self._ev.shares_environment(other._ev))
+
     def compute_device(self, ext_positions, nlist, types):
         """`compute` with the results left on the device (device="cuda" only; numdp.md.device):
         ext_positions (nall, 3) and nlist (nloc, nnei) device arrays, types (nloc,) int32 host
@@ -203,3 +209,39 @@ def load_model(path, nthreads: int | None = None, precision: str = "double",
 
         get_backend(device)
     return DPModel(read_model(Path(path)), nthreads=nthreads, precision=precision, device=device)
+
+
+def compute_ensemble(models, ext_positions, nlist, types) -> list:
+    """`DPModel.compute` of several CPU models on one configuration with the environment matrix
+    computed once: the models must pairwise `shares_environment` with models[0] (ValueError
+    otherwise).  Returns one RawOutput per model (models[0]'s bit-identical to its own compute,
+    the others' equal to theirs up to the summation order of forces and virials)."""
+    if any(m.device != "cpu" for m in models):
+        raise ValueError("compute_ensemble: CPU models only")
+    return compute_shared([m._ev for m in models], ext_positions, nlist, types, want_force=True)
+
+
+def evaluate_ensemble(models, positions, types, box=None, pbc=None) -> list[Result]:
+    """`DPModel.evaluate(..., atom_virial=False)` of each model on one configuration; the models
+    that `shares_environment` with an earlier one are evaluated with it on one neighbour list and
+    environment matrix (`compute_ensemble`), the others alone.  Arguments as evaluate."""
+    groups: list[list[int]] = []
+    for k, m in enumerate(models):
+        for g in groups:
+            if models[g[0]].shares_environment(m):
+                g.append(k)
+                break
+        else:
+            groups.append([k])
+    out: list = [None] * len(models)
+    for g in groups:
+        first = models[g[0]]
+        if len(g) == 1:
+            out[g[0]] = first.evaluate(positions, types, box, atom_virial=False, pbc=pbc)
+            continue
+        typ, ext, nl = first._prepare(positions, types, box, pbc)
+        raws = compute_ensemble([models[k] for k in g], ext.positions, nl.nlist, typ)
+        for k, raw in zip(g, raws):
+            out[k] = Result(float(raw.atom_energy.sum()), fold_to_owners(raw.force, ext.mapping, typ.shape[0]),
+                            raw.virial, raw.atom_energy, None)
+    return out

@@ -48,6 +48,27 @@ class RawOutput:
     atom_virial: np.ndarray | None
 
 
+@dataclass
+class ChunkEnv:
+    """Environment rows of one chunk of na centre atoms (numdp.kernels.cpu.envmat.env_pairs).
+
+    atoms (na,) local indices sorted by type, atypes (na,) int64; rt (>=npairs, 4) normalised
+    rows; dvec (>=npairs, 3) pair vectors Å; nbr (>=npairs,) extended neighbour indices;
+    poff (ntypes, na+1) pair offsets; npad (na, ntypes) padding slots; tb (ntypes+1,) type
+    boundaries in `atoms`.
+    """
+
+    atoms: np.ndarray
+    atypes: np.ndarray
+    rt: np.ndarray
+    dvec: np.ndarray
+    nbr: np.ndarray
+    poff: np.ndarray
+    npad: np.ndarray
+    npairs: int
+    tb: np.ndarray
+
+
 class Evaluator:
     """Holds the per-model constants (normalisation per block, padding embeddings)."""
 
@@ -102,6 +123,15 @@ class Evaluator:
         self._lock = threading.Lock()
         self._scratch = ThreadWorkspaces()
 
+    def shares_environment(self, other: "Evaluator") -> bool:
+        """True when `other` computes the same environment matrix as this evaluator on any
+        configuration: equal rcut, rcut_smth, sel (slot blocks) and normalisation (davg, dstd)
+        (a DP-GEN ensemble trained on one data set), so one env_pairs serves both."""
+        a, b = self.params.descriptor, other.params.descriptor
+        return (float(a.rcut) == float(b.rcut) and float(a.rcut_smth) == float(b.rcut_smth)
+                and np.array_equal(self.sec, other.sec) and np.array_equal(self.mu, other.mu)
+                and np.array_equal(self.sd, other.sd))
+
     # -- orchestration -------------------------------------------------------------------
     def compute(self, ext_pos, nlist, types, want_force=True, want_atom_virial=False,
                 want_descriptor=False) -> RawOutput:
@@ -110,44 +140,8 @@ class Evaluator:
         ext_pos: (nall, 3) Å, locals first; nlist: (nloc, nnei) int32 extended indices, per-type
         blocks, -1 padding; types: (nloc,) int32.
         """
-        set_blas_threads(1)
-        nloc = types.shape[0]
-        nall = ext_pos.shape[0]
-        order = np.argsort(types, kind="stable").astype(np.int64)
-        # a multiple of the thread count of equal chunks, none larger than self.chunk
-        nchunk = -(-max(1, -(-nloc // self.chunk)) // self.nthreads) * self.nthreads
-        size = max(1, -(-nloc // nchunk))
-        chunks = [order[s:s + size] for s in range(0, nloc, size)]
-        nw = min(self.nthreads, max(1, len(chunks)))
-        atom_energy = np.zeros(nloc)
-        descr = np.zeros((nloc, self.params.descriptor.dim_out)) if want_descriptor else None
-        forces = [np.zeros((nall, 3)) for _ in range(nw)]
-        virials = [np.zeros((3, 3)) for _ in range(nw)]
-        avs = [np.zeros((nall if want_atom_virial else 1, 9)) for _ in range(nw)]
-
-        def work(w):
-            for c in range(w, len(chunks), nw):
-                self._chunk(ext_pos, nlist, types, chunks[c], want_force, want_atom_virial,
-                            atom_energy, descr, forces[w], virials[w], avs[w])
-
-        if nw == 1:
-            work(0)
-        else:
-            pool = self._executor(nw)
-            for fut in [pool.submit(work, w) for w in range(nw)]:
-                fut.result()
-        force = forces[0]
-        virial = virials[0]
-        atom_virial = avs[0] if want_atom_virial else None
-        for w in range(1, nw):
-            force += forces[w]
-            virial += virials[w]
-            if want_atom_virial:
-                atom_virial += avs[w]
-        out = RawOutput(atom_energy, force, virial, atom_virial)
-        if want_descriptor:
-            out.descriptor = descr
-        return out
+        return compute_shared([self], ext_pos, nlist, types, want_force, want_atom_virial,
+                              want_descriptor)[0]
 
     def _executor(self, nw):
         with self._lock:
@@ -156,13 +150,11 @@ class Evaluator:
             return self._pool
 
     # -- one chunk -----------------------------------------------------------------------
-    def _chunk(self, ext_pos, nlist, types, atoms, want_force, want_atom_virial,
-               atom_energy, descr, force, virial, atom_virial):
-        p = self.params
-        d = p.descriptor
+    def _env(self, ext_pos, nlist, types, atoms, ws) -> "ChunkEnv":
+        """The environment rows of a chunk of centre atoms (sorted by type), in `ws`."""
+        d = self.params.descriptor
         nt = d.ntypes
         na = atoms.shape[0]
-        ws = self._scratch.get()
         atypes = types[atoms].astype(np.int64)
         cap = na * d.nnei
         rt = ws.get("rt", (cap, 4))
@@ -173,6 +165,18 @@ class Evaluator:
         npairs = env_pairs(ext_pos, nlist, atoms, atypes, self.sec, self.mu, self.sd,
                            d.rcut, d.rcut_smth, rt, dvec, nbr, poff, npad)
         tb = np.searchsorted(atypes, np.arange(nt + 1))  # type boundaries (atoms sorted by type)
+        return ChunkEnv(atoms, atypes, rt, dvec, nbr, poff, npad, int(npairs), tb)
+
+    def _chunk(self, env: "ChunkEnv", want_force, want_atom_virial, atom_energy, descr, force,
+               virial, atom_virial):
+        """Embedding, descriptor, fitting and pair forces of one chunk on its environment rows
+        `env` (computed by this evaluator or by one that shares_environment with it)."""
+        p = self.params
+        d = p.descriptor
+        nt = d.ntypes
+        ws = self._scratch.get()
+        atoms, atypes, rt, poff, npad, tb = env.atoms, env.atypes, env.rt, env.poff, env.npad, env.tb
+        na = atoms.shape[0]
         T = ws.get("T", (na, 4, self.M_pad))
         if self.compressed:
             beyond = np.zeros(1, np.int64)
@@ -182,7 +186,7 @@ class Evaluator:
                 with self._lock:
                     self.beyond_table += int(beyond[0])
         else:
-            G, Gp = self._embed(rt, npairs, poff, tb, want_force, ws)
+            G, Gp = self._embed(rt, env.npairs, poff, tb, want_force, ws)
             contract_T(atypes, rt, G, poff, npad, self.rt_pad, self.G_pad, 1.0 / d.nnei, T)
         # D is computed in float64 and stored in the fitting nets' dtype (rounded once, here)
         D = ws.get("D", (na, self.d_width), self.precision.dtype)
@@ -208,11 +212,11 @@ class Evaluator:
         Tbar = ws.get("Tbar", T.shape, self.coef.dtype if self.compressed else np.float64)
         back_D(T, gD, d.axis_neuron, self.folded, 1.0 / d.nnei, Tbar)
         if self.compressed:
-            tab_pair_forces(atoms, atypes, rt, dvec, nbr, poff, self.coef, self.coff, self.meta,
+            tab_pair_forces(atoms, atypes, rt, env.dvec, env.nbr, poff, self.coef, self.coff, self.meta,
                             self.netidx, Tbar, self.sd, d.rcut, d.rcut_smth, force, virial,
                             atom_virial, want_atom_virial)
         else:
-            pair_forces(atoms, atypes, rt, dvec, nbr, poff, G, Gp, Tbar, self.sd, d.rcut,
+            pair_forces(atoms, atypes, rt, env.dvec, env.nbr, poff, G, Gp, Tbar, self.sd, d.rcut,
                         d.rcut_smth, force, virial, atom_virial, want_atom_virial)
 
     def _embed(self, rt, npairs, poff, tb, want_force, ws):
@@ -234,3 +238,64 @@ class Evaluator:
                     continue
                 embed_into(x[p0:p1], self.embed[k], G[p0:p1], None if Gp is None else Gp[p0:p1], ws)
         return G, Gp
+
+
+def compute_shared(evaluators, ext_pos, nlist, types, want_force=True, want_atom_virial=False,
+                   want_descriptor=False) -> list[RawOutput]:
+    """Evaluate several models on one configuration, computing the environment matrix once.
+
+    evaluators: Evaluators that all shares_environment with evaluators[0] (ValueError
+    otherwise); the chunking, thread count and pool are evaluators[0]'s, so its result is
+    bit-identical to evaluators[0].compute, and every other model's equals its own compute up to
+    the order of the force and virial sums (chunk sizes, thread count).  Per chunk of centre
+    atoms, env_pairs runs once and each model's embedding, descriptor, fitting and pair forces
+    run on its rows.  Arguments as Evaluator.compute; returns one RawOutput per evaluator.
+    """
+    ev0 = evaluators[0]
+    for ev in evaluators[1:]:
+        if not ev0.shares_environment(ev):
+            raise ValueError("compute_shared: the models differ in rcut, rcut_smth, sel, davg or dstd")
+    set_blas_threads(1)
+    nloc = types.shape[0]
+    nall = ext_pos.shape[0]
+    order = np.argsort(types, kind="stable").astype(np.int64)
+    # a multiple of the thread count of equal chunks, none larger than the chunk size
+    nchunk = -(-max(1, -(-nloc // ev0.chunk)) // ev0.nthreads) * ev0.nthreads
+    size = max(1, -(-nloc // nchunk))
+    chunks = [order[s:s + size] for s in range(0, nloc, size)]
+    nw = min(ev0.nthreads, max(1, len(chunks)))
+    nm = len(evaluators)
+    atom_energy = [np.zeros(nloc) for _ in range(nm)]
+    descr = [np.zeros((nloc, ev.params.descriptor.dim_out)) if want_descriptor else None for ev in evaluators]
+    forces = [[np.zeros((nall, 3)) for _ in range(nw)] for _ in range(nm)]
+    virials = [[np.zeros((3, 3)) for _ in range(nw)] for _ in range(nm)]
+    avs = [[np.zeros((nall if want_atom_virial else 1, 9)) for _ in range(nw)] for _ in range(nm)]
+
+    def work(w):
+        for c in range(w, len(chunks), nw):
+            env = ev0._env(ext_pos, nlist, types, chunks[c], ev0._scratch.get())
+            for k, ev in enumerate(evaluators):
+                ev._chunk(env, want_force, want_atom_virial, atom_energy[k], descr[k], forces[k][w],
+                          virials[k][w], avs[k][w])
+
+    if nw == 1:
+        work(0)
+    else:
+        pool = ev0._executor(nw)
+        for fut in [pool.submit(work, w) for w in range(nw)]:
+            fut.result()
+    outs = []
+    for k in range(nm):
+        force = forces[k][0]
+        virial = virials[k][0]
+        atom_virial = avs[k][0] if want_atom_virial else None
+        for w in range(1, nw):
+            force += forces[k][w]
+            virial += virials[k][w]
+            if want_atom_virial:
+                atom_virial += avs[k][w]
+        out = RawOutput(atom_energy[k], force, virial, atom_virial)
+        if want_descriptor:
+            out.descriptor = descr[k]
+        outs.append(out)
+    return outs
