@@ -131,8 +131,7 @@ def test_langevin_checkpoints_move_between_devices(tmp_path):
 
 
 def test_unsupported_gpu_runs_are_refused_in_one_line(tmp_path):
-    with pytest.raises(InputError, match="NPT on the GPU is not available yet"):
-        check_device_run("cuda", "npt", World(None), "md.toml")
+    check_device_run("cuda", "npt", World(None), "md.toml")   # NPT runs on the GPU
 
     class TwoRanks:
         size = 2
@@ -280,3 +279,83 @@ def test_gpu_refuses_an_ensemble_and_a_slab_in_one_line(tmp_path):
     toml.write_text(toml.read_text().replace('file = "start.xyz"', 'file = "start.xyz"\npbc = [true, true, false]', 1))
     with pytest.raises(InputError, match=r"\[system\] pbc: mixed boundary conditions run on device 'cpu' only"):
         run(toml)
+
+
+# -- NPT: the stochastic cell-rescaling barostat with its per-atom work on the device ---------------
+
+NPT = ('ensemble = "npt"\nthermostat = {{ kind = "csvr", temperature = 20.0, tau = 0.05 }}\nseed = 11\n'
+       'barostat = {{ pressure = 1000.0, tau = 0.2, coupling = "{coupling}", compressibility = 1e-3 }}')
+
+
+@pytest.mark.parametrize("coupling", ["isotropic", "anisotropic", "triclinic"])
+def test_barostat_step_on_the_device_equals_the_cpu(coupling):
+    """Three barostat steps through DeviceVelocities (the kinetic tensor as a device tree sum,
+    positions and velocities moved by one device kernel) equal the host ones to round-off, for
+    every coupling.  Bound: the device sums the n = 40 per-atom products (v_a m) v_b in another
+    order than the host's matrix product, so the kinetic tensor differs by gamma_n of Σ |m v_a v_b|
+    (<= the trace: order_bound with cancel = 10 covers the off-diagonal cancellation); the pressure
+    tensor, the cell move and the scaled rows inherit that relative error, times the drift's
+    sensitivity (beta dt / tau * P_kin ~ 1e-3 here, well below 1), relative to max|x| and max|v|.
+    The per-atom transform is the same arithmetic on both devices."""
+    from numdp.md.barostat import StochasticCellRescaling
+    from numdp.md.device import DeviceVelocities
+    from tests_util import order_bound
+
+    box = np.array([[10.0, 0.0, 0.0], [1.0, 9.0, 0.0], [-2.0, 1.5, 11.0]])
+    host, dev_state = _state(), _state()
+    for st in (host, dev_state):
+        st.box = box.copy()
+        st.virial = np.array([[0.3, 0.05, -0.02], [0.05, -0.1, 0.01], [-0.02, 0.01, 0.2]])
+    dev = _device(dev_state)
+    a = StochasticCellRescaling(1000.0, 0.2, 1e-3, coupling, 300.0)
+    b = StochasticCellRescaling(1000.0, 0.2, 1e-3, coupling, 300.0)
+    b.ops = DeviceVelocities(dev)
+    for baro, st in ((a, host), (b, dev_state)):
+        baro.initialize(st)
+        for step in range(3):
+            st.step = 7 + step
+            baro.step(st, 0.002)
+    dev.download(dev_state)
+    rel = 3 * order_bound(2.0 ** -53, 40 * 9, cancel=10.0)
+    assert np.abs(host.box - dev_state.box).max() <= rel * np.abs(box).max()
+    assert np.abs(host.positions - dev_state.positions).max() <= rel * np.abs(host.positions).max()
+    assert np.abs(host.velocities - dev_state.velocities).max() <= rel * np.abs(host.velocities).max()
+    # the cell moved, and the atoms with it, by far more than the bound
+    assert np.abs(host.box - box).max() > 1e6 * rel * np.abs(box).max()
+    assert np.abs(host.positions - _state().positions).max() > 1e6 * rel * np.abs(host.positions).max()
+    if coupling == "triclinic":   # the shear moved too (tilt factors are driven by the off-diagonal stress)
+        shear = host.box / np.diag(host.box)[None, :] - box / np.diag(box)[None, :]
+        assert np.abs(np.tril(shear, -1)).max() > 1e6 * rel
+
+
+def test_gpu_npt_run_equals_cpu_run_and_restarts_bit_for_bit(tmp_path):
+    """NPT (CSVR + triclinic stochastic cell rescaling) on the GPU for 4 steps equals the CPU run
+    to round-off (positions, cell, forces, energies within test_mpi's same_run_bounds: the runs
+    differ only in the order of their sums, and the cell follows from the same virial and a
+    kinetic tensor summed in another order); the GPU run stopped at step 2 and restarted on the GPU
+    from its checkpoint repeats the uninterrupted one bit for bit (frames and checkpoint)."""
+    from test_mpi import assert_same_run
+
+    md = NPT.format(coupling="triclinic")
+    kw = {"steps": 4, "every": 2}
+    cpu = make_run(tmp_path / "cpu", "cpu", md, **kw)
+    run(cpu)
+    whole = make_run(tmp_path / "whole", "cuda", md, **kw)
+    run(whole)
+    a, b = frames(cpu.parent), frames(whole.parent)
+    assert_same_run(a, b)
+    assert_close_runs(a, b, "npt")
+    pos = same_run_bounds(a, U64)[0]
+    assert np.abs(a["box"][-1] - a["box"][0]).max() > 1e3 * pos[-1]     # the cell moved
+    part = make_run(tmp_path / "part", "cuda", md, **{**kw, "steps": 2})
+    run(part)
+    make_run(tmp_path / "part", "cuda", md, **kw)
+    run(part, restart=part.parent / "ck.h5")
+    fw, fp = frames(whole.parent), frames(part.parent)
+    for key in fw:
+        assert np.array_equal(fw[key], fp[key]), key
+    cw = to_arrays(read_checkpoint(whole.parent / "ck.h5"))
+    cp = to_arrays(read_checkpoint(part.parent / "ck.h5"))
+    assert cw.keys() == cp.keys() and int(cw["step"]) == 4
+    for key in cw:
+        assert np.array_equal(cw[key], cp[key]), key

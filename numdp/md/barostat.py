@@ -54,10 +54,10 @@ import math
 import numpy as np
 
 from ..parallel.world import World
-from ..system import State, kinetic_tensor
+from ..system import State
 from ..units import EV_PER_A3_TO_BAR, KB
-from ..kernels.cpu.md import transform_rows
 from ..kernels.cpu.rng import STREAM_BAROSTAT, normals
+from .thermostats import HostVelocities
 
 COUPLINGS = ("isotropic", "anisotropic", "triclinic")
 
@@ -84,7 +84,10 @@ class StochasticCellRescaling:
 
     pressure: P0, bar; tau: relaxation time, ps; compressibility: β_T, 1/bar; coupling: one of
     COUPLINGS; temperature: K (the thermostat's target); world: the run's ranks (the kinetic
-    tensor is summed over them; the new cell is then the same on every rank).
+    tensor is summed over them; the new cell is then the same on every rank).  The per-atom work
+    (the kinetic tensor, scaling positions and velocities) goes through `ops`
+    (numdp.md.thermostats.HostVelocities, or numdp.md.device.DeviceVelocities for a run on the
+    GPU); the cell maths (a few scalars) is the same on both devices.
     """
 
     kind = "c-rescale"
@@ -92,6 +95,7 @@ class StochasticCellRescaling:
     def __init__(self, pressure: float, tau: float, compressibility: float, coupling: str,
                  temperature: float, world: World | None = None):
         self.world = world if world is not None else World(None)
+        self.ops = HostVelocities(self.world)
         if coupling not in COUPLINGS:
             raise ValueError(f"coupling must be one of {COUPLINGS}, got {coupling!r}")
         self.pressure = float(pressure)
@@ -109,7 +113,7 @@ class StochasticCellRescaling:
 
     def _pressure_tensor(self, state: State, volume: float) -> np.ndarray:
         w = 0.5 * (state.virial + state.virial.T)
-        return (self.world.sum_global(kinetic_tensor(state.velocities, state.masses)) + w) / volume
+        return (self.ops.kinetic_tensor(state) + w) / volume
 
     def new_box(self, state: State, dt: float) -> np.ndarray:
         """The cell after one barostat step of dt ps (does not modify the state)."""
@@ -145,6 +149,5 @@ class StochasticCellRescaling:
         inv = np.linalg.inv(box)
         m = inv @ new                       # positions: r -> r h⁻¹ h'
         mv = (np.linalg.inv(new) @ box).T   # momenta:   p -> p (h'⁻¹ h)ᵀ
-        transform_rows(state.positions, m)
-        transform_rows(state.velocities, mv)
+        self.ops.transform(state, m, mv)
         state.box = new

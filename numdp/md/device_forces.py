@@ -16,7 +16,8 @@ Same interface (`__call__(state)`, `closest`, `step_displacement`, `rebuilds`, `
   index)).  The reference configuration is kept in the DeviceState (State.neighbor["positions"]
   at downloads), so a checkpoint written from the GPU restarts on either device with the same list.
 - Every call: the extended atoms move with their owners (`extended_positions`: owner + shift @
-  box), the DeePMD-kit list within rcut is formed from them on the device
+  box, with the current box: a barostat's cell move uploads its 9 numbers), the DeePMD-kit list
+  within rcut is formed from them on the device
   (numdp.neighbor.device.nlist_of_extended: a cell-list pass over the extended atoms, no stored
   candidate list), the model runs on the device (DPModel.compute_device), forces are folded onto
   the owned atoms (`fold_to_owners`), and the potential energy (a fixed-order tree sum) and the
@@ -79,6 +80,7 @@ class DeviceForceProvider:
         self._order = None
         self._start = None
         self._box_d = None
+        self._box_h = None
         self._ref_box_inv = None
         self._prev = None
         self._overflow_warned = False
@@ -127,13 +129,13 @@ class DeviceForceProvider:
         nloc = dev.natoms
         if box_h is None:
             shift = xp.zeros((nall, 3))
-            self._box_d = be.to_device(np.zeros((3, 3)))
+            self._set_box(np.zeros((3, 3)))
             self._ref_box_inv = None
         else:
             shift = xp.empty((nall, 3))
             inv = np.linalg.inv(box_h)
             self._K.lattice_shifts[self._grid(nall)](pos, reference, mp, be.to_device(inv), shift)
-            self._box_d = be.to_device(box_h)
+            self._set_box(box_h)
             self._ref_box_inv = inv
         key = mp.astype(np.int64) * nall + xp.arange(nall, dtype=np.int64)
         order = xp.argsort(key)
@@ -144,6 +146,11 @@ class DeviceForceProvider:
         self._shift = shift
         self._ext_pos = xp.empty((nall, 3))
         dev.reference = xp.array(reference, dtype=np.float64)
+
+    def _set_box(self, box: np.ndarray) -> None:
+        """The cell that moves the extended atoms with their owners (host copy kept to compare)."""
+        self._box_h = np.array(box, dtype=np.float64)
+        self._box_d = self.be.to_device(self._box_h)
 
     def _rebuild(self, state: State) -> None:
         self._build(self.dev.positions, state.box)
@@ -175,6 +182,8 @@ class DeviceForceProvider:
             self._restore(state)
         if self._check_motion(state):
             self._rebuild(state)
+        if state.box is not None and not np.array_equal(state.box, self._box_h):
+            self._set_box(state.box)   # a barostat moved the cell: 9 numbers to the device
         nall = int(self._ext_pos.shape[0])
         nloc = dev.natoms
         K.extended_positions[grid(nall)](dev.positions, self._mapping, self._shift, self._box_d, self._ext_pos)

@@ -237,7 +237,7 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
             raise InputError(f"{name}: [system] pbc: mixed boundary conditions run on device 'cpu' only, "
                              f"the system has pbc {list(state.pbc_flags)}")
         integrator, provider, safety = device_md(device, state, model, md.timestep, thermostat, settings.neighbor.skin,
-                                                 settings.safety.min_distance, world)
+                                                 settings.safety.min_distance, world, barostat)
 
     out = settings.output
     moved = []

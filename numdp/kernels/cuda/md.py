@@ -25,6 +25,8 @@ normal_pair = compile_rng(cuda_device).normal_pair
 SUM_CHUNK = 32
 # columns of the per-atom terms of `kinetic_terms`: m v.v, m vx, m vy, m vz, m
 KINETIC_COLUMNS = 5
+# columns of the per-atom terms of `kinetic_tensor_terms`: (m MVV2E v_a) v_b, row-major (a, b)
+TENSOR_COLUMNS = 9
 
 
 @cuda.jit
@@ -102,6 +104,40 @@ def kinetic_terms(velocities, masses, out):
     out[i, 2] = m * vy
     out[i, 3] = m * vz
     out[i, 4] = m
+
+
+@cuda.jit
+def kinetic_tensor_terms(velocities, masses, out):
+    """out[i, 3a + b] = (v_a m MVV2E) v_b of atom i, eV: summed by `row_sums`, the kinetic tensor
+    Σ m v ⊗ v (the per-atom products of numdp.system.kinetic_tensor)."""
+    i = cuda.grid(1)
+    if i >= velocities.shape[0]:
+        return
+    m = masses[i] * MVV2E
+    for a in range(3):
+        mva = velocities[i, a] * m
+        for b in range(3):
+            out[i, 3 * a + b] = mva * velocities[i, b]
+
+
+@cuda.jit
+def transform_rows2(x, mx, y, my):
+    """x[i] = x[i] @ mx and y[i] = y[i] @ my in place, (n, 3) rows and (3, 3) matrices: the twin
+    of numdp.kernels.cpu.md.transform_rows applied to two arrays in one launch (the barostat's
+    positions and velocities)."""
+    i = cuda.grid(1)
+    if i >= x.shape[0]:
+        return
+    a = x[i, 0]
+    b = x[i, 1]
+    c = x[i, 2]
+    for k in range(3):
+        x[i, k] = a * mx[0, k] + b * mx[1, k] + c * mx[2, k]
+    a = y[i, 0]
+    b = y[i, 1]
+    c = y[i, 2]
+    for k in range(3):
+        y[i, k] = a * my[0, k] + b * my[1, k] + c * my[2, k]
 
 
 @cuda.jit
