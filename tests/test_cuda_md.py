@@ -359,3 +359,131 @@ def test_gpu_npt_run_equals_cpu_run_and_restarts_bit_for_bit(tmp_path):
     assert cw.keys() == cp.keys() and int(cw["step"]) == 4
     for key in cw:
         assert np.array_equal(cw[key], cp[key]), key
+
+
+# -- whole runs on a tiny cluster (3 atoms, sel [2, 1]: ~0.3 s per GPU step in the simulator) --------
+
+CLUSTER = np.array([[0.0, 0.0, 0.0], [1.6, 0.2, 0.0], [0.3, 1.7, 0.1]])   # Å, types A B A: no cell
+CSVR = 'ensemble = "nvt"\nthermostat = { kind = "csvr", temperature = 20.0, tau = 0.05 }\nseed = 11'
+NHC = 'ensemble = "nvt"\nthermostat = { kind = "nose-hoover", temperature = 20.0, tau = 0.05 }'
+
+
+def make_cluster(path: Path, device: str, md: str = "", steps: int = 10, every: int = 5, skin: float = 0.5,
+                 velocities=None, safety: str = "", timestep: float = DT) -> Path:
+    """make_run's input on a non-periodic 3-atom cluster with a model of sel [2, 1] (no overflow);
+    `velocities` (3, 3) Å/ps replace the input's 20 K draw.  The random model (seed 6) keeps the
+    three atoms 1.45-3.4 A apart, interacting, for 200 steps of 0.0002 ps."""
+    toml = make_run(path, device, md, steps=steps, every=every, skin=skin)
+    write_model(random_params(ntypes=2, sel=[2, 1], neuron=(4,), axis_neuron=2, fitting=(8,), rcut=2.9,
+                              rcut_smth=1.0, seed=6), path / "model.h5")
+    write_extxyz(path / "start.xyz", ["A", "B", "A"], CLUSTER, None, velocities)
+    text = toml.read_text().replace(f"timestep = {DT}", f"timestep = {timestep}")
+    if velocities is not None:
+        text = text.replace("velocities = { temperature = 20.0, seed = 3 }\n", "")
+    toml.write_text(text + safety)
+    return toml
+
+
+def cluster_frames(path: Path) -> dict:
+    """test_mpi.frames without the cell (a cluster has none)."""
+    import h5py
+
+    with h5py.File(path / "traj.h5md", "r") as f:
+        g = f["particles/trajectory"]
+        return {"step": g["position/step"][()], "position": g["position/value"][()],
+                "velocity": g["velocity/value"][()], "force": g["force/value"][()],
+                "pe": f["observables/potential_energy/value"][()]}
+
+
+def test_gpu_200_steps_equal_the_cpu_run(tmp_path):
+    """Issue 14 item 2: 200 NVE steps in double on the GPU equal the CPU run: positions within
+    1e-8 A and potential energies within 1e-10 relative.  Both follow from the derived
+    same_run_bounds (test_mpi: the runs differ only in the order of their sums), which this
+    asserts, and which lie below the issue's figures here (asserted too, so the issue's target
+    is what is proven, not a looser one).  The timestep is 0.0002 ps, so that the random model's
+    three atoms stay together (1.45-3.4 A) over the 200 steps; same_run_bounds counts time with
+    test_mpi's DT = 0.001 ps, 5x longer, which only loosens it (it grows with t)."""
+    kw = {"steps": 200, "every": 20, "timestep": 0.0002}
+    cpu = make_cluster(tmp_path / "cpu", "cpu", **kw)
+    run(cpu)
+    gpu = make_cluster(tmp_path / "gpu", "cuda", **kw)
+    run(gpu)
+    a, b = cluster_frames(cpu.parent), cluster_frames(gpu.parent)
+    assert a["step"][-1] == 200
+    d = np.linalg.norm(a["position"][:, :, None] - a["position"][:, None, :], axis=-1)[:, [0, 0, 1], [1, 2, 2]]
+    assert d.min() > 1.4 and d.max() < 3.5      # interacting (rcut 2.9 A) for the whole run
+    assert_close_runs(a, b, "nve 200 steps")
+    pos, _, energy = same_run_bounds(a, U64)
+    assert (pos <= 1e-8).all() and (energy <= 1e-10 * np.abs(a["pe"])).all()
+    assert np.abs(a["position"] - b["position"]).max() <= 1e-8
+    assert (np.abs(a["pe"] - b["pe"]) <= 1e-10 * np.abs(a["pe"])).all()
+
+
+@pytest.mark.parametrize("md", [CSVR, NHC], ids=["csvr", "nose-hoover"])
+def test_gpu_thermostatted_runs_equal_the_cpu_runs(tmp_path, md):
+    """CSVR and the Nosé-Hoover chain as whole runs (10 steps) on the GPU against the CPU run:
+    positions, forces, energies within same_run_bounds, velocities within the bound of
+    test_langevin_checkpoints_move_between_devices (the same host scalars from device sums);
+    NVE, Langevin and NPT whole runs are the tests above."""
+    cpu = make_cluster(tmp_path / "cpu", "cpu", md)
+    run(cpu)
+    gpu = make_cluster(tmp_path / "gpu", "cuda", md)
+    run(gpu)
+    a, b = cluster_frames(cpu.parent), cluster_frames(gpu.parent)
+    assert_close_runs(a, b, md)
+    _, force, _ = same_run_bounds(a, U64)
+    t = (a["step"] - a["step"][0]) * DT
+    vbound = force * t / (MASS_MIN * MVV2E) + 10 * (a["step"] + 8) * U64 * np.abs(a["velocity"]).max()
+    assert (np.abs(a["velocity"] - b["velocity"]).max(axis=(1, 2)) <= vbound).all()
+
+
+class PoisonedDevice(DPModel):
+    """The device model with a nan in the energy or in one force of extended atom 1 (owned atom 1 of a
+    cluster: its extended atoms are the owned ones, in order) from its `after`-th call on."""
+
+    def __init__(self, params, what: str, after: int):
+        super().__init__(params, nthreads=1, device="cuda")
+        self.what, self.after, self.ncalls = what, after, 0
+
+    def compute_device(self, ext_positions, nlist, types):
+        energy, force, virial = super().compute_device(ext_positions, nlist, types)
+        self.ncalls += 1
+        if self.ncalls > self.after:
+            (energy if self.what == "energy" else force)[1] = np.nan   # NumPy under the simulator
+        return energy, force, virial
+
+
+def _stop_message(toml, model=None):
+    from numdp.md.safety import SafetyStop
+
+    settings = load_run_settings(toml)
+    model = model if model is not None else DPModel(read_model(toml.parent / "model.h5"), nthreads=1,
+                                                    device=settings.model.device)
+    with pytest.raises(SafetyStop) as exc:
+        run_md(settings, model=model, screen=io.StringIO())
+    return str(exc.value).split(";")[0]
+
+
+@pytest.mark.skipif(os.environ.get("NUMDP_TEST_REAL_GPU") == "1", reason="poisons NumPy arrays")
+def test_gpu_safety_stops_name_the_atoms_as_on_the_cpu(tmp_path):
+    """The safety stops during a GPU run: a close contact, an atom moving more than the skin (one
+    atom 900 A/ps fast, 630 A/ps once the run removes the centre-of-mass velocity: 0.63 A in a
+    step of 0.001 ps, more than the 0.5 A skin; the others move 0.27 A), a non-finite
+    energy and a non-finite force; the first two give the CPU run's message word for word (same
+    step, same atoms, same distances to the printed digits), and every stop writes the state."""
+    contact = "[safety]\nmin_distance = 1.7\n"     # the cluster's closest pair is 1.61 A apart
+    msg = {d: _stop_message(make_cluster(tmp_path / f"c{d}", d, safety=contact)) for d in ("cpu", "cuda")}
+    assert msg["cuda"] == msg["cpu"] and msg["cuda"].startswith("step 0: atoms 0 (A) and 1 (B) are 1.61")
+    v = np.zeros((3, 3))
+    v[2] = [0.0, 0.0, 900.0]
+    fast = {d: _stop_message(make_cluster(tmp_path / f"f{d}", d, velocities=v,
+                                          safety="[safety]\nmin_distance = 0.0\n")) for d in ("cpu", "cuda")}
+    assert fast["cuda"] == fast["cpu"]
+    assert fast["cuda"].startswith("step 1: atom 2 (A) moved 0.63") and "more than the neighbour skin 0.5 A" in fast["cuda"]
+    assert read_checkpoint(tmp_path / "fcuda" / "ck.stop.h5").step == 1
+    for what, expected in (("energy", "step 2: the potential energy is nan"),
+                           ("force", "step 2: atom 1 (B) has a non-finite force")):
+        toml = make_cluster(tmp_path / what, "cuda", safety="[safety]\nmin_distance = 0.0\n")
+        got = _stop_message(toml, PoisonedDevice(read_model(toml.parent / "model.h5"), what, after=2))
+        assert got.startswith(expected), got
+        assert read_checkpoint(tmp_path / what / "ck.stop.h5").step == 2
