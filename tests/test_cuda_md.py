@@ -487,3 +487,30 @@ def test_gpu_safety_stops_name_the_atoms_as_on_the_cpu(tmp_path):
         got = _stop_message(toml, PoisonedDevice(read_model(toml.parent / "model.h5"), what, after=2))
         assert got.startswith(expected), got
         assert read_checkpoint(tmp_path / what / "ck.stop.h5").step == 2
+
+
+def test_a_collapsing_cell_stops_with_one_line_on_both_devices(tmp_path):
+    """A barostat set far too soft (tau 0.01 ps, 30 kbar on a crystal at -6 kbar) shrinks the cell
+    from 128 to 3.3 A^3 in its first step (39x, beyond numdp.md.barostat.MAX_STEP_FACTOR = 10); instead of failing later in the neighbour search (a
+    bare SystemError from fill_candidates), the run stops with one line naming the step and both
+    cells, the same on both devices (the cell maths runs on the host for either)."""
+    from numdp.md.barostat import CellCollapse
+
+    md = NPT.format(coupling="isotropic").replace("pressure = 1000.0, tau = 0.2", "pressure = 3e4, tau = 0.01")
+    msg = {}
+    for device in ("cpu", "cuda"):
+        with pytest.raises(CellCollapse) as exc:
+            run(make_run(tmp_path / device, device, md, steps=4, every=2))
+        msg[device] = str(exc.value)
+        assert "\n" not in msg[device]
+        assert isinstance(exc.value, InputError)                # exit status 2 and one line in the CLI
+    assert msg["cuda"] == msg["cpu"]
+    assert msg["cpu"].startswith("step 1: the barostat moved the cell from volume 128 A^3 (lengths [8.")
+    assert "to 3.25" in msg["cpu"] and "more than a factor 10" in msg["cpu"]
+    from numdp.md.barostat import check_cell_move
+
+    box = np.diag([8.0, 9.0, 10.0])
+    check_cell_move(box, box * 2.0 ** (1 / 3), 5)           # twice the volume: allowed
+    for bad in (box * np.nan, box * 0.0, box * 0.4, np.diag([8.0, 9.0, 101.0])):
+        with pytest.raises(CellCollapse, match="^step 5: the barostat moved the cell"):
+            check_cell_move(box, bad, 5)
