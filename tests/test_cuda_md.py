@@ -514,3 +514,28 @@ def test_a_collapsing_cell_stops_with_one_line_on_both_devices(tmp_path):
     for bad in (box * np.nan, box * 0.0, box * 0.4, np.diag([8.0, 9.0, 101.0])):
         with pytest.raises(CellCollapse, match="^step 5: the barostat moved the cell"):
             check_cell_move(box, bad, 5)
+
+
+def test_launch_counter_counts_kernels_and_copies_and_unpatches():
+    """tools/bench_md.py --device cuda reports launches and copies per step from LaunchCounter:
+    two kernel launches (their device functions not counted), one copy each way with its bytes;
+    nothing is counted once the context has ended."""
+    from numdp.backend import get_backend
+    from numdp.kernels.cuda import launch, md
+    from numdp.kernels.cuda.launch import LaunchCounter
+
+    be = get_backend("cuda")
+    st = _state()
+    dev = _device(st)
+    counter = LaunchCounter()
+    with counter.counting():
+        md.kick[launch.grid(40)](dev.velocities, dev.forces, dev.masses, 0.0005)
+        md.langevin_update[launch.grid(40)](dev.velocities, dev.masses, dev.ids, 0.9, 0.02, np.int64(1),
+                                            np.int64(2), np.int64(3))   # calls the Philox device functions
+        box = be.to_device(np.eye(3))
+        be.to_host(dev.velocities)
+    assert (counter.launches, counter.to_device, counter.to_host) == (2, 1, 1)
+    assert (counter.bytes_to_device, counter.bytes_to_host) == (72, 40 * 3 * 8)
+    md.kick[launch.grid(40)](dev.velocities, dev.forces, dev.masses, 0.0005)
+    be.to_host(box)
+    assert (counter.launches, counter.to_device, counter.to_host) == (2, 1, 1)

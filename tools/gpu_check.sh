@@ -5,7 +5,12 @@
 #   2. tools/bench_gpu.py: µs/atom/step of water.dp (uncompressed and compressed at dx 0.01) at
 #      12 288, 98 304, ~1 M and ~10 M atoms in double, mix32 and mix16, neighbour search included
 #      and alone, device bytes per atom, the largest box that fits, the FLOP floor from the
-#      matrix-product rate of the same run, and a short table last.
+#      matrix-product rate of the same run, and a short table last;
+#   3. tools/bench_md.py --device cuda (issue 14): `numdp run` water NVT (0.5 fs) with the whole
+#      step on the GPU at 192, 12 288, 98 304, ~1 M and ~10 M atoms (sizes that do not fit in
+#      device memory or in its 70 s budget are skipped with one line): ns/day, µs/atom/step, the
+#      split of the step, host transfers, kernel launches and copies per step.
+# Worst case: 130 + 260 + 100 s of timeouts, under 8 minutes with the start-up.
 #
 # Usage, from the repository root on the GPU machine (numdp runs from the source tree):
 #   tools/gpu_check.sh [MODEL]           MODEL defaults to .gpu/water.dp (copy it in first:
@@ -43,11 +48,15 @@ if python -c "import pytest" 2>/dev/null; then
     tests=(tests/test_cuda_kernels.py tests/test_cuda_model.py)
     [ -f tests/test_cuda_neighbor.py ] && tests+=(tests/test_cuda_neighbor.py)
     log "CUDA tests on the device: ${tests[*]}"
-    NUMDP_TEST_REAL_GPU=1 NUMBA_ENABLE_CUDASIM=0 timeout 150 python -m pytest -q -x -p no:cacheprovider \
+    NUMDP_TEST_REAL_GPU=1 NUMBA_ENABLE_CUDASIM=0 timeout 130 python -m pytest -q -x -p no:cacheprovider \
         "${tests[@]}" 2>&1 | tail -30 | tee "$RES/tests.txt"
 fi
 
 log "benchmark (model $MODEL)"
-NUMBA_ENABLE_CUDASIM=0 timeout 320 python tools/bench_gpu.py --model "$MODEL" --repeat 2 --budget 260 \
+NUMBA_ENABLE_CUDASIM=0 timeout 260 python tools/bench_gpu.py --model "$MODEL" --repeat 2 --budget 200 \
     --json "$RES/bench_gpu.json" 2>&1 | tee "$RES/bench.txt"
+
+log "MD benchmark, the whole step on the GPU (model $MODEL)"
+NUMBA_ENABLE_CUDASIM=0 timeout 100 python tools/bench_md.py --device cuda --model "$MODEL" --budget 70 \
+    --warmup-steps 2 2>&1 | tee "$RES/bench_md.txt"
 log "done"

@@ -133,9 +133,12 @@ class DeviceSafetyMonitor(SafetyMonitor):
 
     def nonfinite_velocity_atom(self, state: State) -> int:
         dev = self.dev
-        flag = dev.be.xp.empty(dev.natoms, np.int32)
-        self._K.nonfinite_rows[self._grid(dev.natoms)](dev.velocities, flag)
-        k = first_flagged(dev.be, flag)
+        if dev.nonfinite_velocity is not None and dev.nonfinite_velocity[0] == state.step:
+            k = dev.nonfinite_velocity[1]   # found with the forces' check of this step (same velocities)
+        else:
+            flag = dev.be.xp.empty(dev.natoms, np.int32)
+            self._K.nonfinite_rows[self._grid(dev.natoms)](dev.velocities, flag)
+            k = first_flagged(dev.be, flag)
         if k >= 0:
             dev.download(state)
         return k

@@ -35,7 +35,7 @@ import numpy as np
 from ..neighbor import report_overflow, slot_offsets
 from ..parallel.world import World
 from ..system import State
-from .device_state import DeviceState, first_flagged, tree_sum
+from .device_state import DeviceState, first_flagged_columns, tree_sum_device
 from .forces import cell_strain, model_sel, needs_rebuild
 
 
@@ -108,10 +108,13 @@ class DeviceForceProvider:
         previous = self._prev if self._prev is not None else dev.positions
         self._K.displacement_sq[self._grid(n)](dev.positions, previous, dev.reference, be.to_device(strain),
                                                step2, ref2)
-        ref_max = float(xp.max(ref2)) if n else 0.0
-        if self._prev is not None and n:
-            k = int(xp.argmax(step2))
-            self.step_displacement = (math.sqrt(float(step2[k])), k)
+        ref_max = 0.0
+        if n:   # one copy to the host: (max ref2, argmax step2, max step2)
+            k = xp.argmax(step2)
+            ref_max, kf, step_max = (float(v) for v in be.to_host(xp.stack([xp.max(ref2), k.astype(np.float64),
+                                                                               step2[k]])))
+            if self._prev is not None:
+                self.step_displacement = (math.sqrt(step_max), int(kf))
         if self._force_rebuild:
             ref_max = math.inf
         return needs_rebuild(self.rcut, self.skin, ref_max, smin)
@@ -202,8 +205,11 @@ class DeviceForceProvider:
         if dev.forces is None:
             dev.forces = xp.empty((nloc, 3))
         K.fold_to_owners[grid(nloc)](ext_force, self._order, self._start, dev.forces)
-        state.potential_energy = float(tree_sum(be, energy.reshape(nloc, 1))[0])
-        state.virial = np.array(be.to_host(virial), dtype=np.float64).reshape(3, 3)
+        # the energy sum and the virial come to the host in one copy (10 numbers)
+        both = np.array(be.to_host(xp.concatenate([tree_sum_device(be, energy.reshape(nloc, 1)),
+                                                   virial.reshape(9)])), dtype=np.float64)
+        state.potential_energy = float(both[0])
+        state.virial = both[1:].reshape(3, 3)
         if self._prev is None:
             self._prev = xp.empty((nloc, 3))
         self._prev[...] = dev.positions
@@ -222,19 +228,23 @@ class DeviceForceProvider:
         dist2 = xp.empty(nloc)
         nbr = xp.empty(nloc, np.int32)
         self._K.closest_rows[self._grid(nloc)](self._ext_pos, nlist, self._sec_d, dist2, nbr)
-        i = int(xp.argmin(dist2))
-        j = int(nbr[i])
-        if j < 0:
+        i = xp.argmin(dist2)
+        d2, fi, fj = (float(v) for v in self.be.to_host(xp.stack([dist2[i], i.astype(np.float64),
+                                                                    nbr[i].astype(np.float64)])))
+        if fj < 0:
             return (math.inf, -1, -1)
-        return (math.sqrt(float(dist2[i])), i, j)
+        return (math.sqrt(d2), int(fi), int(fj))
 
     def nonfinite_force_atom(self, state: State) -> int:
         """Local index of the first owned atom with a non-finite force, or -1 (a device
         reduction; when there is one, the state is copied to the host to name it)."""
         dev = self.dev
-        flag = self.be.xp.empty(dev.natoms, np.int32)
-        self._K.nonfinite_rows[self._grid(dev.natoms)](dev.forces, flag)
-        k = first_flagged(self.be, flag)
+        # the velocities are checked in the same launch and copy; the safety monitor
+        # (numdp.md.device.DeviceSafetyMonitor) reads that result for this step
+        flag = self.be.xp.empty((dev.natoms, 2), np.int32)
+        self._K.nonfinite_rows2[self._grid(dev.natoms)](dev.forces, dev.velocities, flag)
+        k, kv = first_flagged_columns(self.be, flag)
+        dev.nonfinite_velocity = (state.step, kv)
         if k >= 0:
             dev.download(state)
         return k

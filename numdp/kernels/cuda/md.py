@@ -215,6 +215,24 @@ def nonfinite_rows(a, flag):
 
 
 @cuda.jit
+def nonfinite_rows2(a, b, flag):
+    """flag[i, 0] = 1 when row i of a holds a nan or inf, flag[i, 1] the same for b (two (n, 3)
+    arrays, one launch: the safety check's forces and velocities)."""
+    i = cuda.grid(1)
+    if i >= a.shape[0]:
+        return
+    bad_a = 0
+    bad_b = 0
+    for k in range(a.shape[1]):
+        if not math.isfinite(a[i, k]):
+            bad_a = 1
+        if not math.isfinite(b[i, k]):
+            bad_b = 1
+    flag[i, 0] = bad_a
+    flag[i, 1] = bad_b
+
+
+@cuda.jit
 def lattice_shifts(ext_positions, positions, mapping, box_inv, shift):
     """shift[j] = nearest integers to (ext_positions[j] - positions[mapping[j]]) @ box_inv: the whole lattice
     vector (in cell units) that takes the owner's unwrapped position to extended atom j."""
