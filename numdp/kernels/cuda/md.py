@@ -17,9 +17,17 @@ from numba import cuda
 
 from ...units import MVV2E
 from ..dual import cuda_device
+from ..mdmath import compile_mdmath
 from ..rng import compile_rng
 
 normal_pair = compile_rng(cuda_device).normal_pair
+# the scalar maths of kick, drift and the Langevin update (numdp.kernels.mdmath), as on the CPU
+_MD = compile_mdmath(cuda_device, normal_pair)
+_kick_scale = _MD.kick_scale
+_kicked = _MD.kicked
+_drifted = _MD.drifted
+_ou_noise_scale = _MD.ou_noise_scale
+_langevin_row = _MD.langevin_row
 
 # rows summed by one thread of `row_sums` (the fan-in of the reduction tree)
 SUM_CHUNK = 32
@@ -35,9 +43,9 @@ def kick(velocities, forces, masses, h):
     i = cuda.grid(1)
     if i >= velocities.shape[0]:
         return
-    a = h / (masses[i] * MVV2E)
+    a = _kick_scale(h, masses[i])
     for k in range(3):
-        velocities[i, k] += forces[i, k] * a
+        velocities[i, k] = _kicked(velocities[i, k], forces[i, k], a)
 
 
 @cuda.jit
@@ -47,7 +55,7 @@ def drift(positions, velocities, h):
     if i >= positions.shape[0]:
         return
     for k in range(3):
-        positions[i, k] += velocities[i, k] * h
+        positions[i, k] = _drifted(positions[i, k], velocities[i, k], h)
 
 
 @cuda.jit
@@ -79,13 +87,11 @@ def langevin_update(velocities, masses, ids, c, kt, seed, step, stream):
     i = cuda.grid(1)
     if i >= velocities.shape[0]:
         return
-    s = math.sqrt(1.0 - c * c)
-    sigma = s * math.sqrt(kt / (masses[i] * MVV2E))
-    g0, g1 = normal_pair(seed, step, stream, ids[i], 0)
-    g2, _ = normal_pair(seed, step, stream, ids[i], 1)
-    velocities[i, 0] = c * velocities[i, 0] + sigma * g0
-    velocities[i, 1] = c * velocities[i, 1] + sigma * g1
-    velocities[i, 2] = c * velocities[i, 2] + sigma * g2
+    v0, v1, v2 = _langevin_row(velocities[i, 0], velocities[i, 1], velocities[i, 2], c, _ou_noise_scale(c), kt,
+                               masses[i], seed, step, stream, ids[i])
+    velocities[i, 0] = v0
+    velocities[i, 1] = v1
+    velocities[i, 2] = v2
 
 
 @cuda.jit
