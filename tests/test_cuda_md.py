@@ -479,7 +479,8 @@ def test_gpu_safety_stops_name_the_atoms_as_on_the_cpu(tmp_path):
     fast = {d: _stop_message(make_cluster(tmp_path / f"f{d}", d, velocities=v,
                                           safety="[safety]\nmin_distance = 0.0\n")) for d in ("cpu", "cuda")}
     assert fast["cuda"] == fast["cpu"]
-    assert fast["cuda"].startswith("step 1: atom 2 (A) moved 0.63") and "more than the neighbour skin 0.5 A" in fast["cuda"]
+    assert fast["cuda"].startswith("step 1: atom 2 (A) moved 0.63")
+    assert "more than the neighbour skin 0.5 A" in fast["cuda"]
     assert read_checkpoint(tmp_path / "fcuda" / "ck.stop.h5").step == 1
     for what, expected in (("energy", "step 2: the potential energy is nan"),
                            ("force", "step 2: atom 1 (B) has a non-finite force")):
@@ -491,9 +492,10 @@ def test_gpu_safety_stops_name_the_atoms_as_on_the_cpu(tmp_path):
 
 def test_a_collapsing_cell_stops_with_one_line_on_both_devices(tmp_path):
     """A barostat set far too soft (tau 0.01 ps, 30 kbar on a crystal at -6 kbar) shrinks the cell
-    from 128 to 3.3 A^3 in its first step (39x, beyond numdp.md.barostat.MAX_STEP_FACTOR = 10); instead of failing later in the neighbour search (a
-    bare SystemError from fill_candidates), the run stops with one line naming the step and both
-    cells, the same on both devices (the cell maths runs on the host for either)."""
+    from 128 to 3.3 A^3 in its first step (39x, beyond numdp.md.barostat.MAX_STEP_FACTOR = 10);
+    instead of failing later in the neighbour search (a bare SystemError from fill_candidates),
+    the run stops with one line naming the step and both cells, the same on both devices (the
+    cell maths runs on the host for either)."""
     from numdp.md.barostat import CellCollapse
 
     md = NPT.format(coupling="isotropic").replace("pressure = 1000.0, tau = 0.2", "pressure = 3e4, tau = 0.01")
