@@ -266,6 +266,17 @@ def test_device_safety_names_the_atom_with_a_non_finite_velocity_or_force():
     problem = monitor.local_problem(st, provider)
     assert problem.startswith(f"step 7: atom {st.ids[5]} (") and "has a non-finite force" in problem
 
+    # the forces' check also checks the velocities (one launch, one copy); the monitor of the
+    # same device state reads that result for the same step, and copies the state to name the atom
+    st = _state()
+    dev = _device(st)
+    dev.velocities[9, 0] = -np.inf
+    provider = DeviceForceProvider(Potential(), 0.5, dev)
+    assert provider.nonfinite_force_atom(st) == -1 and dev.nonfinite_velocity == (7, 9)
+    assert np.isfinite(st.velocities).all()             # nothing copied yet
+    assert DeviceSafetyMonitor(0.0, 1.0, dev).nonfinite_velocity_atom(st) == 9
+    assert np.isinf(st.velocities[9, 0])
+
 
 def test_gpu_refuses_an_ensemble_and_a_slab_in_one_line(tmp_path):
     """What the device step does not support yet is refused before any step, naming the key:
