@@ -130,9 +130,8 @@ def test_langevin_checkpoints_move_between_devices(tmp_path):
     assert "device cuda" in log and "restarted from" in log
 
 
-def test_unsupported_gpu_runs_are_refused_in_one_line(tmp_path):
-    with pytest.raises(InputError, match="NPT on the GPU is not available yet"):
-        check_device_run("cuda", "npt", World(None), "md.toml")
+def test_device_check_passes_every_gpu_run_and_refuses_unknown_devices(tmp_path):
+    check_device_run("cuda", "npt", World(None), "md.toml")   # NPT runs on the GPU
 
     class TwoRanks:
         size = 2
@@ -266,6 +265,17 @@ def test_device_safety_names_the_atom_with_a_non_finite_velocity_or_force():
     problem = monitor.local_problem(st, provider)
     assert problem.startswith(f"step 7: atom {st.ids[5]} (") and "has a non-finite force" in problem
 
+    # the forces' check also checks the velocities (one launch, one copy); the monitor of the
+    # same device state reads that result for the same step, and copies the state to name the atom
+    st = _state()
+    dev = _device(st)
+    dev.velocities[9, 0] = -np.inf
+    provider = DeviceForceProvider(Potential(), 0.5, dev)
+    assert provider.nonfinite_force_atom(st) == -1 and dev.nonfinite_velocity == (7, 9)
+    assert np.isfinite(st.velocities).all()             # nothing copied yet
+    assert DeviceSafetyMonitor(0.0, 1.0, dev).nonfinite_velocity_atom(st) == 9
+    assert np.isinf(st.velocities[9, 0])
+
 
 def make_devi_run(folder: Path, device: str) -> Path:
     """make_run with a 3-model ensemble (model 2 with another sel) and [model_devi] every 2,
@@ -312,3 +322,264 @@ def test_gpu_model_deviation_equals_cpu(tmp_path):
         run(make_devi_run(tmp_path / device, device))
     assert_devi_rows_close(tmp_path / "cpu", tmp_path / "cuda")
 
+
+# -- NPT: the stochastic cell-rescaling barostat with its per-atom work on the device ---------------
+
+NPT = ('ensemble = "npt"\nthermostat = {{ kind = "csvr", temperature = 20.0, tau = 0.05 }}\nseed = 11\n'
+       'barostat = {{ pressure = 1000.0, tau = 0.2, coupling = "{coupling}", compressibility = 1e-3 }}')
+
+
+@pytest.mark.parametrize("coupling", ["isotropic", "anisotropic", "triclinic"])
+def test_barostat_step_on_the_device_equals_the_cpu(coupling):
+    """Three barostat steps through DeviceVelocities (the kinetic tensor as a device tree sum,
+    positions and velocities moved by one device kernel) equal the host ones to round-off, for
+    every coupling.  Bound: the device sums the n = 40 per-atom products (v_a m) v_b in another
+    order than the host's matrix product, so the kinetic tensor differs by gamma_n of Σ |m v_a v_b|
+    (<= the trace: order_bound with cancel = 10 covers the off-diagonal cancellation); the pressure
+    tensor, the cell move and the scaled rows inherit that relative error, times the drift's
+    sensitivity (beta dt / tau * P_kin ~ 1e-3 here, well below 1), relative to max|x| and max|v|.
+    The per-atom transform is the same arithmetic on both devices."""
+    from numdp.md.barostat import StochasticCellRescaling
+    from numdp.md.device import DeviceVelocities
+    from tests_util import order_bound
+
+    box = np.array([[10.0, 0.0, 0.0], [1.0, 9.0, 0.0], [-2.0, 1.5, 11.0]])
+    host, dev_state = _state(), _state()
+    for st in (host, dev_state):
+        st.box = box.copy()
+        st.virial = np.array([[0.3, 0.05, -0.02], [0.05, -0.1, 0.01], [-0.02, 0.01, 0.2]])
+    dev = _device(dev_state)
+    a = StochasticCellRescaling(1000.0, 0.2, 1e-3, coupling, 300.0)
+    b = StochasticCellRescaling(1000.0, 0.2, 1e-3, coupling, 300.0)
+    b.ops = DeviceVelocities(dev)
+    for baro, st in ((a, host), (b, dev_state)):
+        baro.initialize(st)
+        for step in range(3):
+            st.step = 7 + step
+            baro.step(st, 0.002)
+    dev.download(dev_state)
+    rel = 3 * order_bound(2.0 ** -53, 40 * 9, cancel=10.0)
+    assert np.abs(host.box - dev_state.box).max() <= rel * np.abs(box).max()
+    assert np.abs(host.positions - dev_state.positions).max() <= rel * np.abs(host.positions).max()
+    assert np.abs(host.velocities - dev_state.velocities).max() <= rel * np.abs(host.velocities).max()
+    # the cell moved, and the atoms with it, by far more than the bound
+    assert np.abs(host.box - box).max() > 1e6 * rel * np.abs(box).max()
+    assert np.abs(host.positions - _state().positions).max() > 1e6 * rel * np.abs(host.positions).max()
+    if coupling == "triclinic":   # the shear moved too (tilt factors are driven by the off-diagonal stress)
+        shear = host.box / np.diag(host.box)[None, :] - box / np.diag(box)[None, :]
+        assert np.abs(np.tril(shear, -1)).max() > 1e6 * rel
+
+
+def test_gpu_npt_run_equals_cpu_run_and_restarts_bit_for_bit(tmp_path):
+    """NPT (CSVR + triclinic stochastic cell rescaling) on the GPU for 4 steps equals the CPU run
+    to round-off (positions, cell, forces, energies within test_mpi's same_run_bounds: the runs
+    differ only in the order of their sums, and the cell follows from the same virial and a
+    kinetic tensor summed in another order); the GPU run stopped at step 2 and restarted on the GPU
+    from its checkpoint repeats the uninterrupted one bit for bit (frames and checkpoint)."""
+    from test_mpi import assert_same_run
+
+    md = NPT.format(coupling="triclinic")
+    kw = {"steps": 4, "every": 2}
+    cpu = make_run(tmp_path / "cpu", "cpu", md, **kw)
+    run(cpu)
+    whole = make_run(tmp_path / "whole", "cuda", md, **kw)
+    run(whole)
+    a, b = frames(cpu.parent), frames(whole.parent)
+    assert_same_run(a, b)
+    assert_close_runs(a, b, "npt")
+    pos = same_run_bounds(a, U64)[0]
+    assert np.abs(a["box"][-1] - a["box"][0]).max() > 1e3 * pos[-1]     # the cell moved
+    part = make_run(tmp_path / "part", "cuda", md, **{**kw, "steps": 2})
+    run(part)
+    make_run(tmp_path / "part", "cuda", md, **kw)
+    run(part, restart=part.parent / "ck.h5")
+    fw, fp = frames(whole.parent), frames(part.parent)
+    for key in fw:
+        assert np.array_equal(fw[key], fp[key]), key
+    cw = to_arrays(read_checkpoint(whole.parent / "ck.h5"))
+    cp = to_arrays(read_checkpoint(part.parent / "ck.h5"))
+    assert cw.keys() == cp.keys() and int(cw["step"]) == 4
+    for key in cw:
+        assert np.array_equal(cw[key], cp[key]), key
+
+
+# -- whole runs on a tiny cluster (3 atoms, sel [2, 1]: ~0.3 s per GPU step in the simulator) --------
+
+CLUSTER = np.array([[0.0, 0.0, 0.0], [1.6, 0.2, 0.0], [0.3, 1.7, 0.1]])   # Å, types A B A: no cell
+CSVR = 'ensemble = "nvt"\nthermostat = { kind = "csvr", temperature = 20.0, tau = 0.05 }\nseed = 11'
+NHC = 'ensemble = "nvt"\nthermostat = { kind = "nose-hoover", temperature = 20.0, tau = 0.05 }'
+
+
+def make_cluster(path: Path, device: str, md: str = "", steps: int = 10, every: int = 5, skin: float = 0.5,
+                 velocities=None, safety: str = "", timestep: float = DT) -> Path:
+    """make_run's input on a non-periodic 3-atom cluster with a model of sel [2, 1] (no overflow);
+    `velocities` (3, 3) Å/ps replace the input's 20 K draw.  The random model (seed 6) keeps the
+    three atoms 1.45-3.4 A apart, interacting, for 200 steps of 0.0002 ps."""
+    toml = make_run(path, device, md, steps=steps, every=every, skin=skin)
+    write_model(random_params(ntypes=2, sel=[2, 1], neuron=(4,), axis_neuron=2, fitting=(8,), rcut=2.9,
+                              rcut_smth=1.0, seed=6), path / "model.h5")
+    write_extxyz(path / "start.xyz", ["A", "B", "A"], CLUSTER, None, velocities)
+    text = toml.read_text().replace(f"timestep = {DT}", f"timestep = {timestep}")
+    if velocities is not None:
+        text = text.replace("velocities = { temperature = 20.0, seed = 3 }\n", "")
+    toml.write_text(text + safety)
+    return toml
+
+
+def cluster_frames(path: Path) -> dict:
+    """test_mpi.frames without the cell (a cluster has none)."""
+    import h5py
+
+    with h5py.File(path / "traj.h5md", "r") as f:
+        g = f["particles/trajectory"]
+        return {"step": g["position/step"][()], "position": g["position/value"][()],
+                "velocity": g["velocity/value"][()], "force": g["force/value"][()],
+                "pe": f["observables/potential_energy/value"][()]}
+
+
+def test_gpu_200_steps_equal_the_cpu_run(tmp_path):
+    """Issue 14 item 2: 200 NVE steps in double on the GPU equal the CPU run: positions within
+    1e-8 A and potential energies within 1e-10 relative.  Both follow from the derived
+    same_run_bounds (test_mpi: the runs differ only in the order of their sums), which this
+    asserts, and which lie below the issue's figures here (asserted too, so the issue's target
+    is what is proven, not a looser one).  The timestep is 0.0002 ps, so that the random model's
+    three atoms stay together (1.45-3.4 A) over the 200 steps; same_run_bounds counts time with
+    test_mpi's DT = 0.001 ps, 5x longer, which only loosens it (it grows with t)."""
+    kw = {"steps": 200, "every": 20, "timestep": 0.0002}
+    cpu = make_cluster(tmp_path / "cpu", "cpu", **kw)
+    run(cpu)
+    gpu = make_cluster(tmp_path / "gpu", "cuda", **kw)
+    run(gpu)
+    a, b = cluster_frames(cpu.parent), cluster_frames(gpu.parent)
+    assert a["step"][-1] == 200
+    d = np.linalg.norm(a["position"][:, :, None] - a["position"][:, None, :], axis=-1)[:, [0, 0, 1], [1, 2, 2]]
+    assert d.min() > 1.4 and d.max() < 3.5      # interacting (rcut 2.9 A) for the whole run
+    assert_close_runs(a, b, "nve 200 steps")
+    pos, _, energy = same_run_bounds(a, U64)
+    assert (pos <= 1e-8).all() and (energy <= 1e-10 * np.abs(a["pe"])).all()
+    assert np.abs(a["position"] - b["position"]).max() <= 1e-8
+    assert (np.abs(a["pe"] - b["pe"]) <= 1e-10 * np.abs(a["pe"])).all()
+
+
+@pytest.mark.parametrize("md", [CSVR, NHC], ids=["csvr", "nose-hoover"])
+def test_gpu_thermostatted_runs_equal_the_cpu_runs(tmp_path, md):
+    """CSVR and the Nosé-Hoover chain as whole runs (10 steps) on the GPU against the CPU run:
+    positions, forces, energies within same_run_bounds, velocities within the bound of
+    test_langevin_checkpoints_move_between_devices (the same host scalars from device sums);
+    NVE, Langevin and NPT whole runs are the tests above."""
+    cpu = make_cluster(tmp_path / "cpu", "cpu", md)
+    run(cpu)
+    gpu = make_cluster(tmp_path / "gpu", "cuda", md)
+    run(gpu)
+    a, b = cluster_frames(cpu.parent), cluster_frames(gpu.parent)
+    assert_close_runs(a, b, md)
+    _, force, _ = same_run_bounds(a, U64)
+    t = (a["step"] - a["step"][0]) * DT
+    vbound = force * t / (MASS_MIN * MVV2E) + 10 * (a["step"] + 8) * U64 * np.abs(a["velocity"]).max()
+    assert (np.abs(a["velocity"] - b["velocity"]).max(axis=(1, 2)) <= vbound).all()
+
+
+class PoisonedDevice(DPModel):
+    """The device model with a nan in the energy or in one force of extended atom 1 (owned atom 1 of a
+    cluster: its extended atoms are the owned ones, in order) from its `after`-th call on."""
+
+    def __init__(self, params, what: str, after: int):
+        super().__init__(params, nthreads=1, device="cuda")
+        self.what, self.after, self.ncalls = what, after, 0
+
+    def compute_device(self, ext_positions, nlist, types):
+        energy, force, virial = super().compute_device(ext_positions, nlist, types)
+        self.ncalls += 1
+        if self.ncalls > self.after:
+            (energy if self.what == "energy" else force)[1] = np.nan   # NumPy under the simulator
+        return energy, force, virial
+
+
+def _stop_message(toml, model=None):
+    from numdp.md.safety import SafetyStop
+
+    settings = load_run_settings(toml)
+    model = model if model is not None else DPModel(read_model(toml.parent / "model.h5"), nthreads=1,
+                                                    device=settings.model.device)
+    with pytest.raises(SafetyStop) as exc:
+        run_md(settings, model=model, screen=io.StringIO())
+    return str(exc.value).split(";")[0]
+
+
+@pytest.mark.skipif(os.environ.get("NUMDP_TEST_REAL_GPU") == "1", reason="poisons NumPy arrays")
+def test_gpu_safety_stops_name_the_atoms_as_on_the_cpu(tmp_path):
+    """The safety stops during a GPU run: a close contact, an atom moving more than the skin (one
+    atom 900 A/ps fast, 630 A/ps once the run removes the centre-of-mass velocity: 0.63 A in a
+    step of 0.001 ps, more than the 0.5 A skin; the others move 0.27 A), a non-finite
+    energy and a non-finite force; the first two give the CPU run's message word for word (same
+    step, same atoms, same distances to the printed digits), and every stop writes the state."""
+    contact = "[safety]\nmin_distance = 1.7\n"     # the cluster's closest pair is 1.61 A apart
+    msg = {d: _stop_message(make_cluster(tmp_path / f"c{d}", d, safety=contact)) for d in ("cpu", "cuda")}
+    assert msg["cuda"] == msg["cpu"] and msg["cuda"].startswith("step 0: atoms 0 (A) and 1 (B) are 1.61")
+    v = np.zeros((3, 3))
+    v[2] = [0.0, 0.0, 900.0]
+    fast = {d: _stop_message(make_cluster(tmp_path / f"f{d}", d, velocities=v,
+                                          safety="[safety]\nmin_distance = 0.0\n")) for d in ("cpu", "cuda")}
+    assert fast["cuda"] == fast["cpu"]
+    assert fast["cuda"].startswith("step 1: atom 2 (A) moved 0.63")
+    assert "more than the neighbour skin 0.5 A" in fast["cuda"]
+    assert read_checkpoint(tmp_path / "fcuda" / "ck.stop.h5").step == 1
+    for what, expected in (("energy", "step 2: the potential energy is nan"),
+                           ("force", "step 2: atom 1 (B) has a non-finite force")):
+        toml = make_cluster(tmp_path / what, "cuda", safety="[safety]\nmin_distance = 0.0\n")
+        got = _stop_message(toml, PoisonedDevice(read_model(toml.parent / "model.h5"), what, after=2))
+        assert got.startswith(expected), got
+        assert read_checkpoint(tmp_path / what / "ck.stop.h5").step == 2
+
+
+def test_a_collapsing_cell_stops_with_one_line_on_both_devices(tmp_path):
+    """A barostat set far too soft (tau 0.01 ps, 30 kbar on a crystal at -6 kbar) shrinks the cell
+    from 128 to 3.3 A^3 in its first step (39x, beyond numdp.md.barostat.MAX_STEP_FACTOR = 10);
+    instead of failing later in the neighbour search (a bare SystemError from fill_candidates),
+    the run stops with one line naming the step and both cells, the same on both devices (the
+    cell maths runs on the host for either)."""
+    from numdp.md.barostat import CellCollapse
+
+    md = NPT.format(coupling="isotropic").replace("pressure = 1000.0, tau = 0.2", "pressure = 3e4, tau = 0.01")
+    msg = {}
+    for device in ("cpu", "cuda"):
+        with pytest.raises(CellCollapse) as exc:
+            run(make_run(tmp_path / device, device, md, steps=4, every=2))
+        msg[device] = str(exc.value)
+        assert "\n" not in msg[device]
+        assert isinstance(exc.value, InputError)                # exit status 2 and one line in the CLI
+    assert msg["cuda"] == msg["cpu"]
+    assert msg["cpu"].startswith("step 1: the barostat moved the cell from volume 128 A^3 (lengths [8.")
+    assert "to 3.25" in msg["cpu"] and "more than a factor 10" in msg["cpu"]
+    from numdp.md.barostat import check_cell_move
+
+    box = np.diag([8.0, 9.0, 10.0])
+    check_cell_move(box, box * 2.0 ** (1 / 3), 5)           # twice the volume: allowed
+    for bad in (box * np.nan, box * 0.0, box * 0.4, np.diag([8.0, 9.0, 101.0])):
+        with pytest.raises(CellCollapse, match="^step 5: the barostat moved the cell"):
+            check_cell_move(box, bad, 5)
+
+
+def test_launch_counter_counts_kernels_and_copies_and_unpatches():
+    """tools/bench_md.py --device cuda reports launches and copies per step from LaunchCounter:
+    two kernel launches (their device functions not counted), one copy each way with its bytes;
+    nothing is counted once the context has ended."""
+    from numdp.backend import get_backend
+    from numdp.kernels.cuda import launch, md
+    from numdp.kernels.cuda.launch import LaunchCounter
+
+    be = get_backend("cuda")
+    st = _state()
+    dev = _device(st)
+    counter = LaunchCounter()
+    with counter.counting():
+        md.kick[launch.grid(40)](dev.velocities, dev.forces, dev.masses, 0.0005)
+        md.langevin_update[launch.grid(40)](dev.velocities, dev.masses, dev.ids, 0.9, 0.02, np.int64(1),
+                                            np.int64(2), np.int64(3))   # calls the Philox device functions
+        box = be.to_device(np.eye(3))
+        be.to_host(dev.velocities)
+    assert (counter.launches, counter.to_device, counter.to_host) == (2, 1, 1)
+    assert (counter.bytes_to_device, counter.bytes_to_host) == (72, 40 * 3 * 8)
+    md.kick[launch.grid(40)](dev.velocities, dev.forces, dev.masses, 0.0005)
+    be.to_host(box)
+    assert (counter.launches, counter.to_device, counter.to_host) == (2, 1, 1)

@@ -9,6 +9,16 @@ one untimed warm-up run, and prints ns/day, µs/atom/step and the time split of 
     python tools/bench_md.py --sizes 192 1536 --steps 40 8
     python tools/bench_md.py --model ../shared/oracle/water.dp   # any water model (timing only)
     python tools/bench_md.py --sizes 1536 --devi-models 4        # 4-model deviation every step vs 1 model
+    python tools/bench_md.py --device cuda --model water.dp --budget 200   # the whole step on the GPU
+
+With --device cuda (issue 14 item 6) the default sizes are 192, 12 288, 98 304, ~1 M and ~10 M
+atoms; a size that does not fit (device memory) or that would overrun --budget seconds is skipped
+with one line.  Extra columns: `xfer%`, the wall time inside the CUDA backend's to_device /
+to_host calls (numdp.kernels.cuda.launch.LaunchCounter; on a GPU a copy to the host also waits for
+the kernels queued before it, so this overlaps the other columns), and per step the number of
+numba.cuda kernel launches and of host<->device copies (counted from the first step to the end of
+the run, reports and the final output included, divided by its steps; CuPy's own reductions and
+sorts are not counted).
     python tools/bench_md.py --sizes 1536 --devi-models 4 --repeat 3   # 1- and 4-model runs interleaved 3x
 
 Targets (issue 15): with --devi-models 4 (deviation computed every step; the ensemble is the
@@ -25,6 +35,7 @@ import io
 import sys
 import tempfile
 import textwrap
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,17 +44,22 @@ sys.path.insert(0, str(ROOT))
 from numdp.config import load_run_settings  # noqa: E402
 from numdp.md.setup import build_simulation  # noqa: E402
 
-REPLICAS = {192: (1, 1, 1), 1536: (2, 2, 2), 12288: (4, 4, 4), 98304: (8, 8, 8)}
-DEFAULT_STEPS = {192: 100, 1536: 20, 12288: 5, 98304: 2}
+REPLICAS = {192: (1, 1, 1), 1536: (2, 2, 2), 12288: (4, 4, 4), 98304: (8, 8, 8),
+            998784: (17, 17, 18), 9988800: (37, 37, 38)}   # ~1 M and ~10 M atoms (GPU sizes)
+DEFAULT_STEPS = {192: 100, 1536: 20, 12288: 5, 98304: 2, 998784: 2, 9988800: 2}
+CPU_SIZES = [192, 1536, 12288, 98304]
+CUDA_SIZES = [192, 12288, 98304, 998784, 9988800]
 
 
-def write_input(folder: Path, model: Path, reps, steps: int, precision: str = "double", devi_models: int = 1) -> Path:
+def write_input(folder: Path, model: Path, reps, steps: int, precision: str = "double", devi_models: int = 1,
+                device: str = "cpu") -> Path:
     files = ", ".join(f'"{model}"' for _ in range(devi_models))
     devi = f"[model_devi]\nevery = 1\nfile = \"{folder / 'model_devi.out'}\"\n" if devi_models > 1 else ""
     text = textwrap.dedent(f"""
         [model]
         file = [{files}]
         precision = "{precision}"
+        device = "{device}"
         [system]
         file = "{ROOT / 'inputs' / 'water' / 'start.xyz'}"
         replicate = [{reps[0]}, {reps[1]}, {reps[2]}]
@@ -71,14 +87,34 @@ def write_input(folder: Path, model: Path, reps, steps: int, precision: str = "d
     return path
 
 
-def run_size(model: Path, natoms: int, steps: int, model_obj=None, precision: str = "double", devi_models: int = 1):
+def run_size(model: Path, natoms: int, steps: int, model_obj=None, precision: str = "double", devi_models: int = 1,
+             device: str = "cpu"):
     """Run `steps` MD steps of the replicated water box; returns (run result, the model object).
-    model_obj: an already loaded model to reuse (JIT caches and thread pools stay warm)."""
+    model_obj: an already loaded model to reuse (JIT caches and thread pools stay warm).  On
+    device "cuda" the run's kernel launches and host<->device copies are counted
+    (result.extra["counter"]: numdp.kernels.cuda.launch.LaunchCounter)."""
     with tempfile.TemporaryDirectory() as tmp:
-        toml = write_input(Path(tmp), model, REPLICAS[natoms], steps, precision, devi_models)
+        toml = write_input(Path(tmp), model, REPLICAS[natoms], steps, precision, devi_models, device)
         sim, end = build_simulation(load_run_settings(toml), model=model_obj, screen=io.StringIO())
         try:
-            return sim.run(end), sim.provider.model
+            if device == "cpu":
+                return sim.run(end), sim.provider.model
+            from numdp.kernels.cuda.launch import LaunchCounter
+
+            counter = LaunchCounter()
+            step = sim.integrator.step
+
+            def first_step_resets(state, forces):   # count the steps, not the setup's force call
+                if sim.integrator.step is first_step_resets:
+                    counter.reset()
+                    sim.integrator.step = step
+                step(state, forces)
+
+            sim.integrator.step = first_step_resets
+            with counter.counting():
+                result = sim.run(end)
+            result.extra["counter"] = counter
+            return result, sim.provider.model
         finally:
             sim.close()
 
@@ -86,7 +122,12 @@ def run_size(model: Path, natoms: int, steps: int, model_obj=None, precision: st
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, default=ROOT / "inputs" / "water" / "model.h5")
-    p.add_argument("--sizes", type=int, nargs="+", default=list(REPLICAS), choices=list(REPLICAS))
+    p.add_argument("--sizes", type=int, nargs="+", default=None, choices=list(REPLICAS),
+                   help=f"atoms (default: {CPU_SIZES} on the CPU, {CUDA_SIZES} with --device cuda)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--budget", type=float, default=None,
+                   help="seconds: skip the sizes that would start after this much time (GPU runs)")
+    p.add_argument("--warmup-steps", type=int, default=5)
     p.add_argument("--steps", type=int, nargs="+", default=None, help="steps per size (default: by size)")
     p.add_argument("--precision", default="double", choices=["double", "mix32", "mix16"])
     p.add_argument("--devi-models", type=int, default=1,
@@ -98,26 +139,55 @@ def main(argv=None) -> int:
     if not args.model.exists():
         print(f"model {args.model} not found; pass --model", file=sys.stderr)
         return 2
-    steps = args.steps or [DEFAULT_STEPS[n] for n in args.sizes]
+    sizes = args.sizes or (CUDA_SIZES if args.device == "cuda" else CPU_SIZES)
+    steps = args.steps or [DEFAULT_STEPS[n] for n in sizes]
     if len(steps) == 1:
-        steps = steps * len(args.sizes)
+        steps = steps * len(sizes)
+    cuda = args.device == "cuda"
+    t_start = time.perf_counter()
     model = None
-    _, model = run_size(args.model, 192, 5, precision=args.precision)  # warm-up: JIT caches, thread pools
-    print(f"model {args.model}, {args.precision}, {model.nthreads} threads; water NVT, dt 0.5 fs, skin 2 A, "
-          "output every 10 steps")
+    _, model = run_size(args.model, 192, args.warmup_steps, precision=args.precision,
+                        device=args.device)  # warm-up: JIT caches, thread pools
+    print(f"model {args.model}, {args.precision}, device {args.device}, {model.nthreads} threads; water NVT, "
+          "dt 0.5 fs, skin 2 A, output every 10 steps")
     head = (f"{'atoms':>7} {'steps':>5} {'s/step':>9} {'ns/day':>9} {'us/atom/step':>12} "
-            f"{'neigh%':>7} {'force%':>7} {'integ%':>7} {'output%':>8} {'other%':>7} {'builds':>6}")
+            f"{'neigh%':>7} {'force%':>7} {'integ%':>7} {'output%':>8} {'other%':>7} {'builds':>6}"
+            + (f" {'xfer%':>6} {'launch/step':>11} {'copies/step':>11}" if cuda else ""))
     print(head)
     print("-" * len(head))
     rows = {}
-    for n, k in zip(args.sizes, steps):
-        r, _ = run_size(args.model, n, k, model, args.precision)
+    last = None   # (atoms, seconds) of the last size run, to predict the next one against the budget
+    for n, k in zip(sizes, steps):
+        if args.budget is not None and last is not None:
+            spent = time.perf_counter() - t_start
+            predicted = last[1] * n / last[0]
+            if spent + predicted > args.budget:
+                print(f"{n:>7} skipped: ~{predicted:.0f} s predicted, {args.budget - spent:.0f} s of --budget left",
+                      flush=True)
+                continue
+        t0 = time.perf_counter()
+        try:
+            r, _ = run_size(args.model, n, k, model, args.precision, device=args.device)
+        except MemoryError as exc:
+            print(f"{n:>7} skipped: does not fit ({' '.join(str(exc).split())[:120]})", flush=True)
+            continue
+        except Exception as exc:   # CuPy's OutOfMemoryError is no MemoryError
+            if "OutOfMemory" not in type(exc).__name__:
+                raise
+            print(f"{n:>7} skipped: does not fit in device memory ({' '.join(str(exc).split())[:120]})", flush=True)
+            continue
+        last = (n, time.perf_counter() - t0)
         t = r.timers
         pct = {name: 100 * v / t.total for name, v in t.rows()}
         rows[n] = (r, pct)
+        extra = ""
+        if cuda:
+            c = r.extra["counter"]
+            extra = (f" {100 * c.transfer_seconds / t.total:>6.2f} {c.launches / r.steps:>11.1f} "
+                     f"{(c.to_device + c.to_host) / r.steps:>11.1f}")
         print(f"{n:>7} {r.steps:>5} {t.total / r.steps:>9.4f} {r.ns_per_day:>9.4f} {r.us_per_atom_step:>12.2f} "
               f"{pct['Neigh']:>7.2f} {pct['Force']:>7.2f} {pct['Integrate']:>7.2f} {pct['Output']:>8.2f} "
-              f"{pct['Other']:>7.2f} {r.rebuilds:>6}", flush=True)
+              f"{pct['Other']:>7.2f} {r.rebuilds:>6}" + extra, flush=True)
         if r.stopped:
             print(f"        (the run stopped early: {r.stopped.split(';')[0]})")
         if args.devi_models > 1:
@@ -140,6 +210,22 @@ def main(argv=None) -> int:
                 print(f"{n:>7} {name} time ratio median {med:.2f}x, range {min(x):.2f}-{max(x):.2f}x over {len(x)} "
                       f"interleaved pairs (target <= 3.6x: {'met' if med <= 3.6 else 'NOT met'})", flush=True)
     print()
+    if cuda:
+        from numdp.backend import get_backend
+
+        if get_backend("cuda").simulator:
+            print("Numba's CUDA simulator: the timings above mean nothing (launch and copy counts do)")
+            return 0
+        if 192 in rows:
+            nsd = rows[192][0].ns_per_day
+            print(f"192 atoms: {nsd:.3f} ns/day (issue 14 target >= 50 with a compressed model: "
+                  f"{'met' if nsd >= 50 else 'NOT met'})")
+        for n in (998784, 9988800):
+            if n in rows:
+                ratio = 100.0 / rows[n][1]["Force"]
+                print(f"{n} atoms: step = {ratio:.3f} x the force evaluation (target <= 1.15: "
+                      f"{'met' if ratio <= 1.15 else 'NOT met'})")
+        return 0
     if 192 in rows:
         nsd = rows[192][0].ns_per_day
         print(f"192 atoms: {nsd:.3f} ns/day (target >= 1.6: {'met' if nsd >= 1.6 else 'NOT met'})")

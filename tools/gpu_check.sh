@@ -8,7 +8,12 @@
 #      12 288, 98 304, ~1 M and ~10 M atoms in double, mix32 and mix16, neighbour search included
 #      and alone, device bytes per atom, the largest box that fits, the FLOP floor from the
 #      matrix-product rate of the same run;
-#   3. the short table, last, from the figures written so far (also after a step was cut short).
+#   3. tools/bench_md.py --device cuda (issue 14): `numdp run` water NVT (0.5 fs) with the whole
+#      step on the GPU at 192, 12 288, 98 304, ~1 M and ~10 M atoms (sizes that do not fit in
+#      device memory or in its budget are skipped with one line): ns/day, µs/atom/step, the
+#      split of the step, host transfers, kernel launches and copies per step;
+#   4. the short table of step 2, last, from the figures written so far (also after a step was
+#      cut short).
 #
 # Usage, from the repository root on the GPU machine (numdp runs from the source tree):
 #   tools/gpu_check.sh [--sim] [MODEL]   MODEL defaults to .gpu/water.dp (copy it in first:
@@ -19,8 +24,9 @@
 # Results go to $OUT (the device tool's return folder) or ./gpu_out, written as each step goes
 # (a run killed by its time limit still returns what it had): device.txt, tests.txt,
 # bench.txt, bench_gpu.json (rewritten after each configuration), table.txt.
-# Time limits (seconds; the defaults keep the whole under ~7 minutes): GPU_CHECK_TEST_TIMEOUT (150),
-# GPU_CHECK_BENCH_BUDGET (200: bench_gpu.py skips sizes projected past it), GPU_CHECK_BENCH_TIMEOUT (260).
+# Time limits (seconds; the defaults keep the whole under ~8 minutes): GPU_CHECK_TEST_TIMEOUT (120),
+# GPU_CHECK_BENCH_BUDGET (180: bench_gpu.py skips sizes projected past it), GPU_CHECK_BENCH_TIMEOUT (240),
+# GPU_CHECK_MD_BUDGET (70: bench_md.py skips sizes projected past it), GPU_CHECK_MD_TIMEOUT (100).
 # Expects Python with numba, numba-cuda, cupy-cuda13x, h5py; pytest is installed from .whl/ if
 # it is missing and wheels are there (docs/gpu.md, "Checking on a lent GPU").
 set -u
@@ -34,9 +40,11 @@ export PYTHONPATH=.
 export PYTHONUNBUFFERED=1   # every line reaches $RES as it is printed
 export CUPY_TF32=0          # mix32 means plain FP32 products, never TF32
 if [ "$SIM" = 1 ]; then export NUMBA_ENABLE_CUDASIM=1; else export NUMBA_ENABLE_CUDASIM=0; fi
-TEST_TIMEOUT=${GPU_CHECK_TEST_TIMEOUT:-150}
-BENCH_BUDGET=${GPU_CHECK_BENCH_BUDGET:-200}
-BENCH_TIMEOUT=${GPU_CHECK_BENCH_TIMEOUT:-260}
+TEST_TIMEOUT=${GPU_CHECK_TEST_TIMEOUT:-120}
+BENCH_BUDGET=${GPU_CHECK_BENCH_BUDGET:-180}
+BENCH_TIMEOUT=${GPU_CHECK_BENCH_TIMEOUT:-240}
+MD_BUDGET=${GPU_CHECK_MD_BUDGET:-70}
+MD_TIMEOUT=${GPU_CHECK_MD_TIMEOUT:-100}
 log() { echo "== $(date -u +%T) $*"; }
 fail() { echo "gpu_check: $*" | tee -a "$RES/FAILED.txt"; exit 2; }
 
@@ -104,6 +112,12 @@ bench=(--repeat 2 --budget "$BENCH_BUDGET")
 timeout "$BENCH_TIMEOUT" python tools/bench_gpu.py --model "$MODEL" "${bench[@]}" \
     --json "$RES/bench_gpu.json" 2>&1 | tee "$RES/bench.txt"
 [ "${PIPESTATUS[0]}" = 124 ] && echo "benchmark: stopped at the ${BENCH_TIMEOUT} s limit" | tee -a "$RES/bench.txt"
+
+log "MD benchmark, the whole step on the GPU (model $MODEL, budget ${MD_BUDGET} s)"
+md=(--budget "$MD_BUDGET" --warmup-steps 2)
+[ "$SIM" = 1 ] && md=(--sizes 192 --steps 2 --warmup-steps 1)
+timeout "$MD_TIMEOUT" python tools/bench_md.py --device cuda --model "$MODEL" "${md[@]}" 2>&1 | tee "$RES/bench_md.txt"
+[ "${PIPESTATUS[0]}" = 124 ] && echo "MD benchmark: stopped at the ${MD_TIMEOUT} s limit" | tee -a "$RES/bench_md.txt"
 
 log "table"
 python tools/bench_gpu.py --table "$RES/bench_gpu.json" 2>&1 | tee "$RES/table.txt"

@@ -46,6 +46,12 @@ last force call; β_T only sets the relaxation time (about τ β_T,true / β_T),
 
 Units: pressure bar, compressibility 1/bar, τ ps, kT eV, V Å³.  The barostat has no variables of
 its own (first-order dynamics): a checkpoint needs only the cell.
+
+A step that moves the cell by more than a factor MAX_STEP_FACTOR in volume or in a cell-vector
+length (or to a non-finite or non-positive cell) stops the run with one line naming the step and
+the cell (`CellCollapse`): the Euler-Maruyama step assumes a small change per step (a sound
+setting moves the cell by ~1e-4 per step), and a collapsed cell would otherwise end later in the
+neighbour search.
 """
 from __future__ import annotations
 
@@ -54,12 +60,40 @@ import math
 import numpy as np
 
 from ..parallel.world import World
-from ..system import State, kinetic_tensor
+from ..system import State
 from ..units import EV_PER_A3_TO_BAR, KB
-from ..kernels.cpu.md import transform_rows
 from ..kernels.cpu.rng import STREAM_BAROSTAT, normals
+from .safety import SafetyStop
+from .thermostats import HostVelocities
 
 COUPLINGS = ("isotropic", "anisotropic", "triclinic")
+# the largest factor by which one barostat step may change the volume or a cell-vector length: a
+# sound setting moves the cell by ~1e-4 per step; the largest legitimate moves are those of a
+# handful of atoms (tests/test_md_dynamics.py's 4-atom ideal gas: up to 2.6x in volume in a step)
+MAX_STEP_FACTOR = 10.0
+
+
+class CellCollapse(SafetyStop):
+    """A barostat step moved the cell by more than MAX_STEP_FACTOR (or to a degenerate cell)."""
+
+
+def check_cell_move(box: np.ndarray, new: np.ndarray, step: int) -> None:
+    """CellCollapse (one line naming the step and the cells) unless `new` (3, 3) Å is finite
+    and within a factor MAX_STEP_FACTOR of `box` in volume and in every cell-vector length."""
+    v0 = abs(float(np.linalg.det(box)))
+    v1 = float(np.linalg.det(new)) if np.isfinite(new).all() else math.nan
+    l0 = np.linalg.norm(box, axis=1)
+    l1 = np.linalg.norm(new, axis=1) if np.isfinite(new).all() else np.full(3, math.nan)
+    limit = math.log(MAX_STEP_FACTOR)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ok = v1 > 0.0 and abs(math.log(v1 / v0)) <= limit and bool((np.abs(np.log(l1 / l0)) <= limit).all())
+    if not ok:
+        raise CellCollapse(
+            f"step {step}: the barostat moved the cell from volume {v0:.6g} A^3 (lengths "
+            f"{np.array2string(l0, precision=4, separator=', ')} A) to {v1:.6g} A^3 (lengths "
+            f"{np.array2string(l1, precision=4, separator=', ')} A) in one step, more than a factor "
+            f"{MAX_STEP_FACTOR:g}: the cell collapses or explodes; lower [md] barostat compressibility or "
+            f"raise its tau, or check the pressure")
 
 
 def is_lower_triangular(box: np.ndarray, tol: float = 1e-12) -> bool:
@@ -84,7 +118,10 @@ class StochasticCellRescaling:
 
     pressure: P0, bar; tau: relaxation time, ps; compressibility: β_T, 1/bar; coupling: one of
     COUPLINGS; temperature: K (the thermostat's target); world: the run's ranks (the kinetic
-    tensor is summed over them; the new cell is then the same on every rank).
+    tensor is summed over them; the new cell is then the same on every rank).  The per-atom work
+    (the kinetic tensor, scaling positions and velocities) goes through `ops`
+    (numdp.md.thermostats.HostVelocities, or numdp.md.device.DeviceVelocities for a run on the
+    GPU); the cell maths (a few scalars) is the same on both devices.
     """
 
     kind = "c-rescale"
@@ -92,6 +129,7 @@ class StochasticCellRescaling:
     def __init__(self, pressure: float, tau: float, compressibility: float, coupling: str,
                  temperature: float, world: World | None = None):
         self.world = world if world is not None else World(None)
+        self.ops = HostVelocities(self.world)
         if coupling not in COUPLINGS:
             raise ValueError(f"coupling must be one of {COUPLINGS}, got {coupling!r}")
         self.pressure = float(pressure)
@@ -109,7 +147,7 @@ class StochasticCellRescaling:
 
     def _pressure_tensor(self, state: State, volume: float) -> np.ndarray:
         w = 0.5 * (state.virial + state.virial.T)
-        return (self.world.sum_global(kinetic_tensor(state.velocities, state.masses)) + w) / volume
+        return (self.ops.kinetic_tensor(state) + w) / volume
 
     def new_box(self, state: State, dt: float) -> np.ndarray:
         """The cell after one barostat step of dt ps (does not modify the state)."""
@@ -142,9 +180,9 @@ class StochasticCellRescaling:
         """Move the cell by one barostat step; scale positions and velocities along."""
         box = state.box
         new = self.new_box(state, dt)
+        check_cell_move(box, new, state.step + 1)   # the step being made
         inv = np.linalg.inv(box)
         m = inv @ new                       # positions: r -> r h⁻¹ h'
         mv = (np.linalg.inv(new) @ box).T   # momenta:   p -> p (h'⁻¹ h)ᵀ
-        transform_rows(state.positions, m)
-        transform_rows(state.velocities, mv)
+        self.ops.transform(state, m, mv)
         state.box = new

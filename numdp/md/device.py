@@ -4,7 +4,10 @@ On the device, every step: the velocity-Verlet half-steps (`kick`, `drift`:
 numdp.kernels.cuda.md, twins of numdp.kernels.cpu.md), the thermostats' work on the velocities
 (Langevin's Ornstein-Uhlenbeck update with the CPU's Philox numbers, the kinetic energy and the
 momentum as fixed-order tree sums, rescaling by CSVR and the Nosé-Hoover chain, whose few
-scalars stay on the host: `DeviceVelocities`), the skin test, the ghost shell and the neighbour
+scalars stay on the host: `DeviceVelocities`), the barostat's per-atom work (the kinetic tensor
+as a fixed-order tree sum, the scaling of positions and velocities by the cell move; the cell
+maths of numdp.md.barostat stays on the host, from the virial the force call brings back), the
+skin test, the ghost shell and the neighbour
 list, the model, the fold of ghost forces, the potential-energy sum, and the safety checks'
 per-atom parts (non-finite forces and velocities, closest pair, largest move).  The host keeps
 the scalars (step, time, box, energy, virial, thermostat variables) and receives per step only a
@@ -12,9 +15,8 @@ handful of numbers (the reductions above); the per-atom arrays come to the host 
 State is read there: thermo, trajectory and checkpoint steps, and a stop (`sync_host`).
 
 On several MPI ranks each rank runs its subdomain on its own GPU (numdp.md.device_parallel,
-numdp.parallel.device_comm); the thermostats' sums are then summed over ranks in rank order.
-
-Not on the device yet (one-line errors): NPT (the barostat).
+numdp.parallel.device_comm); the thermostats' and the barostat's sums are then summed over ranks
+in rank order.
 """
 from __future__ import annotations
 
@@ -32,16 +34,13 @@ from .safety import SafetyMonitor
 
 def check_device_run(device: str, ensemble: str, world: World, where: str) -> None:
     """InputError (one line) when this run cannot run on `device` (only "cuda" is checked):
-    CUDA unusable (numdp.backend.get_backend's errors), NPT.  Several MPI ranks run with one GPU
-    each (numdp.parallel.device_comm.bind_rank_gpu)."""
+    CUDA unusable (numdp.backend.get_backend's errors).  Several MPI ranks run with one GPU each
+    (numdp.parallel.device_comm.bind_rank_gpu); every ensemble runs on the device."""
     if device == "cpu":
         return
     from ..backend import get_backend
 
     get_backend(device)
-    if ensemble == "npt":
-        raise InputError(f"{where}: NPT on the GPU is not available yet ([model] device = '{device}'); "
-                         f"use device 'cpu' for NPT")
 
 
 class DeviceVelocities:
@@ -81,20 +80,35 @@ class DeviceVelocities:
         vcm = self.dev.be.to_device(np.ascontiguousarray(s[1:4] / s[4]))
         self._K.subtract_row[self._grid(self.dev.natoms)](self.dev.velocities, vcm)
 
+    def kinetic_tensor(self, state: State) -> np.ndarray:
+        """Σ m v ⊗ v (3, 3) eV on the host: one fixed-order tree sum of the per-atom products."""
+        dev = self.dev
+        rows = dev.be.xp.empty((dev.natoms, self._K.TENSOR_COLUMNS))
+        self._K.kinetic_tensor_terms[self._grid(dev.natoms)](dev.velocities, dev.masses, rows)
+        return tree_sum(dev.be, rows).reshape(3, 3)
+
+    def transform(self, state: State, m: np.ndarray, mv: np.ndarray) -> None:
+        """Positions r -> r @ m and velocities v -> v @ mv on the device (one launch)."""
+        dev = self.dev
+        to = dev.be.to_device
+        self._K.transform_rows2[self._grid(dev.natoms)](dev.positions, to(np.ascontiguousarray(m, dtype=np.float64)),
+                                                        dev.velocities, to(np.ascontiguousarray(mv, dtype=np.float64)))
+
 
 class DeviceVelocityVerlet(VelocityVerlet):
     """VelocityVerlet (same step sequence) whose half-steps run on the arrays of `dev`; the
-    thermostat's velocity operations are pointed at the device (thermostat.ops)."""
+    thermostat's and the barostat's per-atom operations are pointed at the device (`.ops`)."""
 
-    def __init__(self, dt: float, dev: DeviceState, thermostat=None, world: World | None = None):
+    def __init__(self, dt: float, dev: DeviceState, thermostat=None, barostat=None, world: World | None = None):
         from ..kernels.cuda import launch, md
 
-        super().__init__(dt, thermostat, None)
+        super().__init__(dt, thermostat, barostat)
         self.dev = dev
         self._K = md
         self._grid = launch.grid
-        if thermostat is not None:
-            thermostat.ops = DeviceVelocities(dev, world)
+        for coupled in (thermostat, barostat):
+            if coupled is not None:
+                coupled.ops = DeviceVelocities(dev, world)
 
     def kick_half(self, state: State) -> None:
         dev = self.dev
@@ -103,9 +117,6 @@ class DeviceVelocityVerlet(VelocityVerlet):
     def drift_for(self, state: State, h: float) -> None:
         dev = self.dev
         self._K.drift[self._grid(dev.natoms)](dev.positions, dev.velocities, float(h))
-
-    def barostat_full(self, state: State) -> None:
-        raise InputError("NPT on the GPU is not available yet")
 
     def sync_host(self, state: State) -> None:
         """Copy positions, velocities, forces and the neighbour record to the host State."""
@@ -125,16 +136,19 @@ class DeviceSafetyMonitor(SafetyMonitor):
 
     def nonfinite_velocity_atom(self, state: State) -> int:
         dev = self.dev
-        flag = dev.be.xp.empty(dev.natoms, np.int32)
-        self._K.nonfinite_rows[self._grid(dev.natoms)](dev.velocities, flag)
-        k = first_flagged(dev.be, flag)
+        if dev.nonfinite_velocity is not None and dev.nonfinite_velocity[0] == state.step:
+            k = dev.nonfinite_velocity[1]   # found with the forces' check of this step (same velocities)
+        else:
+            flag = dev.be.xp.empty(dev.natoms, np.int32)
+            self._K.nonfinite_rows[self._grid(dev.natoms)](dev.velocities, flag)
+            k = first_flagged(dev.be, flag)
         if k >= 0:
             dev.download(state)
         return k
 
 
 def device_md(device: str, state: State, model, dt: float, thermostat, skin: float, min_distance: float,
-              world: World, domain=None):
+              world: World, domain=None, barostat=None):
     """(integrator, force provider, safety monitor) of a run whose step runs on `device`; the
     state's arrays (this rank's atoms) are uploaded here.  `model` must have been loaded with this
     device; on several ranks `domain` is this rank's subdomain (numdp.parallel.domain.Domain)."""
@@ -150,5 +164,5 @@ def device_md(device: str, state: State, model, dt: float, thermostat, skin: flo
         provider = DeviceParallelForceProvider(model, skin, dev, world, domain, state.pbc_flags)
     else:
         provider = DeviceForceProvider(model, skin, dev, world, state.pbc_flags if state.box is not None else None)
-    return (DeviceVelocityVerlet(dt, dev, thermostat, world), provider,
+    return (DeviceVelocityVerlet(dt, dev, thermostat, barostat, world), provider,
             DeviceSafetyMonitor(min_distance, skin, dev, world))

@@ -16,7 +16,8 @@ Same interface (`__call__(state)`, `closest`, `step_displacement`, `rebuilds`, `
   index)).  The reference configuration is kept in the DeviceState (State.neighbor["positions"]
   at downloads), so a checkpoint written from the GPU restarts on either device with the same list.
 - Every call: the extended atoms move with their owners (`extended_positions`: owner + shift @
-  box), the DeePMD-kit list within rcut is formed from them on the device
+  box, with the current box: a barostat's cell move uploads its 9 numbers), the DeePMD-kit list
+  within rcut is formed from them on the device
   (numdp.neighbor.device.nlist_of_extended: a cell-list pass over the extended atoms, no stored
   candidate list), the model runs on the device (DPModel.compute_device), forces are folded onto
   the owned atoms (`fold_to_owners`), and the potential energy (a fixed-order tree sum) and the
@@ -34,7 +35,7 @@ import numpy as np
 from ..neighbor import report_overflow, slot_offsets
 from ..parallel.world import World
 from ..system import State
-from .device_state import DeviceState, first_flagged, tree_sum
+from .device_state import DeviceState, first_flagged_columns, tree_sum_device
 from .forces import cell_strain, model_sel, needs_rebuild
 
 
@@ -83,6 +84,7 @@ class DeviceForceProvider:
         self._order = None
         self._start = None
         self._box_d = None
+        self._box_h = None
         self._ref_box_inv = None
         self._prev = None
         self._overflow_warned = False
@@ -110,10 +112,14 @@ class DeviceForceProvider:
         previous = self._prev if self._prev is not None else dev.positions
         self._K.displacement_sq[self._grid(n)](dev.positions, previous, dev.reference, be.to_device(strain),
                                                step2, ref2)
-        ref_max = self.world.max_global(float(xp.max(ref2)) if n else 0.0)
-        if self._prev is not None and n:
-            k = int(xp.argmax(step2))
-            self.step_displacement = (math.sqrt(float(step2[k])), k)
+        ref_max = 0.0
+        if n:   # one copy to the host: (max ref2, argmax step2, max step2)
+            k = xp.argmax(step2)
+            ref_max, kf, step_max = (float(v) for v in be.to_host(xp.stack([xp.max(ref2), k.astype(np.float64),
+                                                                               step2[k]])))
+            if self._prev is not None:
+                self.step_displacement = (math.sqrt(step_max), int(kf))
+        ref_max = self.world.max_global(ref_max)
         if self._force_rebuild:
             ref_max = math.inf
         return needs_rebuild(self.rcut, self.skin, ref_max, smin)
@@ -131,13 +137,13 @@ class DeviceForceProvider:
         nloc = dev.natoms
         if box_h is None:
             shift = xp.zeros((nall, 3))
-            self._box_d = be.to_device(np.zeros((3, 3)))
+            self._set_box(np.zeros((3, 3)))
             self._ref_box_inv = None
         else:
             shift = xp.empty((nall, 3))
             inv = np.linalg.inv(box_h)
             self._K.lattice_shifts[self._grid(nall)](pos, reference, mp, be.to_device(inv), shift)
-            self._box_d = be.to_device(box_h)
+            self._set_box(box_h)
             self._ref_box_inv = inv
         key = mp.astype(np.int64) * nall + xp.arange(nall, dtype=np.int64)
         order = xp.argsort(key)
@@ -148,6 +154,11 @@ class DeviceForceProvider:
         self._shift = shift
         self._ext_pos = xp.empty((nall, 3))
         dev.reference = xp.array(reference, dtype=np.float64)
+
+    def _set_box(self, box: np.ndarray) -> None:
+        """The cell that moves the extended atoms with their owners (host copy kept to compare)."""
+        self._box_h = np.array(box, dtype=np.float64)
+        self._box_d = self.be.to_device(self._box_h)
 
     def _rebuild(self, state: State) -> None:
         self._build(self.dev.positions, state.box)
@@ -180,6 +191,8 @@ class DeviceForceProvider:
             self._restore(state)
         if self._check_motion(state):
             self._rebuild(state)
+        if state.box is not None and not np.array_equal(state.box, self._box_h):
+            self._set_box(state.box)   # a barostat moved the cell: 9 numbers to the device
         nloc = dev.natoms
         self._extended_positions(state)
         # the simulator runs each thread in Python: one thread per centre there (same list)
@@ -197,10 +210,9 @@ class DeviceForceProvider:
         t1 = time.perf_counter()
         energy, ext_force, virial = self.model.compute_device(self._ext_pos, nlist, dev.types_host)
         self._owned_forces(ext_force)
-        totals = self.world.sum_global(np.concatenate((tree_sum(be, energy.reshape(nloc, 1)),
-                                                       np.asarray(be.to_host(virial), dtype=np.float64).reshape(9))))
+        totals = self._totals(energy, virial)
         state.potential_energy = float(totals[0])
-        state.virial = np.array(totals[1:], dtype=np.float64).reshape(3, 3)
+        state.virial = totals[1:].reshape(3, 3)
         if self._prev is None:
             self._prev = xp.empty((nloc, 3))
         self._prev[...] = dev.positions
@@ -218,6 +230,13 @@ class DeviceForceProvider:
     def _owned_forces(self, ext_force) -> None:
         """dev.forces (nloc, 3) eV/Å: the forces on the extended atoms folded onto their owners."""
         self.dev.forces = self._fold(ext_force, self.dev.forces)
+
+    def _totals(self, energy, virial) -> np.ndarray:
+        """(E, virial (9)) eV on the host, summed over ranks: the atomic energies `energy` (nloc,)
+        as a fixed-order tree sum and the device virial (3, 3) come over in one copy (10 numbers)."""
+        xp, nloc = self.be.xp, self.dev.natoms
+        both = xp.concatenate([tree_sum_device(self.be, energy.reshape(nloc, 1)), virial.reshape(9)])
+        return self.world.sum_global(np.array(self.be.to_host(both), dtype=np.float64))
 
     def _fold(self, ext_force, out=None):
         """The forces (nloc, 3) eV/Å on the owned atoms from those on the extended atoms
@@ -260,8 +279,7 @@ class DeviceForceProvider:
                     report_overflow(_Overflow(overflow, max_count), np.asarray(sel), getattr(model, "type_map", None))
                 lists[sel] = xp.asarray(nlist)
             energy, ext_force, virial = model.compute_device(self._ext_pos, lists[sel], dev.types_host)
-            totals = self.world.sum_global(np.concatenate((tree_sum(be, energy.reshape(nloc, 1)),
-                                                           np.asarray(be.to_host(virial), dtype=np.float64).reshape(9))))
+            totals = self._totals(energy, virial)
             out.append((self._fold(ext_force), float(totals[0]), totals[1:].reshape(3, 3)))
         self.time_force += time.perf_counter() - t0
         return out
@@ -276,19 +294,23 @@ class DeviceForceProvider:
         dist2 = xp.empty(nloc)
         nbr = xp.empty(nloc, np.int32)
         self._K.closest_rows[self._grid(nloc)](self._ext_pos, nlist, self._sec_d, dist2, nbr)
-        i = int(xp.argmin(dist2))
-        j = int(nbr[i])
-        if j < 0:
+        i = xp.argmin(dist2)
+        d2, fi, fj = (float(v) for v in self.be.to_host(xp.stack([dist2[i], i.astype(np.float64),
+                                                                    nbr[i].astype(np.float64)])))
+        if fj < 0:
             return (math.inf, -1, -1)
-        return (math.sqrt(float(dist2[i])), i, j)
+        return (math.sqrt(d2), int(fi), int(fj))
 
     def nonfinite_force_atom(self, state: State) -> int:
         """Local index of the first owned atom with a non-finite force, or -1 (a device
         reduction; when there is one, the state is copied to the host to name it)."""
         dev = self.dev
-        flag = self.be.xp.empty(dev.natoms, np.int32)
-        self._K.nonfinite_rows[self._grid(dev.natoms)](dev.forces, flag)
-        k = first_flagged(self.be, flag)
+        # the velocities are checked in the same launch and copy; the safety monitor
+        # (numdp.md.device.DeviceSafetyMonitor) reads that result for this step
+        flag = self.be.xp.empty((dev.natoms, 2), np.int32)
+        self._K.nonfinite_rows2[self._grid(dev.natoms)](dev.forces, dev.velocities, flag)
+        k, kv = first_flagged_columns(self.be, flag)
+        dev.nonfinite_velocity = (state.step, kv)
         if k >= 0:
             dev.download(state)
         return k

@@ -37,6 +37,8 @@ class DeviceState:
     types_host: np.ndarray
     ids_host: np.ndarray
     reference: object = None
+    # (step, first atom with a non-finite velocity or -1), found along with the forces' check
+    nonfinite_velocity: tuple | None = None
 
     @classmethod
     def upload(cls, be: Backend, state: State) -> "DeviceState":
@@ -67,23 +69,40 @@ def tree_sum(be: Backend, rows) -> np.ndarray:
     """Column sums (k,) float64 on the host of a device array rows (n, k): a fixed-order tree
     (numdp.kernels.cuda.md.row_sums, SUM_CHUNK rows per thread per level), no atomics, so the
     same bits on every call."""
+    return np.array(be.to_host(tree_sum_device(be, rows)), dtype=np.float64)
+
+
+def tree_sum_device(be: Backend, rows):
+    """`tree_sum` left on the device: a (k,) device array (to join other results in one copy)."""
     from ..kernels.cuda import launch, md
 
     xp = be.xp
     n, k = rows.shape
     if n == 0:
-        return np.zeros(k)
+        return xp.zeros(k)
     while rows.shape[0] > 1:
         nch = (rows.shape[0] + md.SUM_CHUNK - 1) // md.SUM_CHUNK
         out = xp.empty((nch, k))
         md.row_sums[launch.grid(nch)](rows, md.SUM_CHUNK, out)
         rows = out
-    return np.array(be.to_host(rows)[0], dtype=np.float64)
+    return rows[0]
 
 
 def first_flagged(be: Backend, flag) -> int:
     """Index of the first non-zero entry of a device int array, or -1 (argmax: first maximum)."""
     if flag.shape[0] == 0:
         return -1
-    i = int(be.xp.argmax(flag))
-    return i if int(flag[i]) else -1
+    xp = be.xp
+    i, value = (int(v) for v in be.to_host(xp.stack([xp.argmax(flag), xp.max(flag).astype(np.int64)])))
+    return i if value else -1
+
+
+def first_flagged_columns(be: Backend, flag) -> list[int]:
+    """first_flagged of each column of a device int array (n, k), in one copy to the host."""
+    xp = be.xp
+    if flag.shape[0] == 0:
+        return [-1] * flag.shape[1]
+    got = be.to_host(xp.concatenate([xp.argmax(flag, axis=0).astype(np.int64),
+                                     xp.max(flag, axis=0).astype(np.int64)]))
+    k = flag.shape[1]
+    return [int(got[c]) if int(got[k + c]) else -1 for c in range(k)]

@@ -236,7 +236,7 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
         safety = SafetyMonitor(settings.safety.min_distance, settings.neighbor.skin, world)
     else:  # the step on the GPU (numdp.md.device)
         integrator, provider, safety = device_md(device, state, model, md.timestep, thermostat, settings.neighbor.skin,
-                                                 settings.safety.min_distance, world, domain)
+                                                 settings.safety.min_distance, world, domain, barostat)
 
     out = settings.output
     moved = []

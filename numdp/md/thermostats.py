@@ -12,7 +12,7 @@ Sums over atoms (kinetic energy, momentum) are global: a thermostat holds the ru
 (numdp.parallel.world.World) and its variables are identical on every rank.  Every operation on
 the velocities goes through `thermostat.ops` (HostVelocities here: NumPy arrays of the State;
 numdp.md.device.DeviceVelocities for a run on the GPU), so the thermostat's scalar maths is the
-same on both devices.
+same on both devices (the barostat, numdp.md.barostat, uses the same `ops`).
 
 All three sample the canonical ensemble of the N_f = 3N - 3 degrees of freedom left when the
 total momentum is zero (the run loop zeroes it at the start; every thermostat here keeps it zero).
@@ -25,9 +25,9 @@ import math
 import numpy as np
 
 from ..parallel.world import World
-from ..system import State, kinetic_energy, zero_momentum
+from ..system import State, kinetic_energy, kinetic_tensor, zero_momentum
 from ..units import KB
-from ..kernels.cpu.md import langevin_update
+from ..kernels.cpu.md import langevin_update, transform_rows
 from ..kernels.cpu.rng import normal_pair, sum_of_squared_normals
 
 
@@ -54,6 +54,15 @@ class HostVelocities:
     def zero_momentum(self, state: State) -> None:
         """Subtract the centre-of-mass velocity (Σ m v = 0 over the whole system)."""
         zero_momentum(state.velocities, state.masses, self.world.sum_global)
+
+    def kinetic_tensor(self, state: State) -> np.ndarray:
+        """Σ m v ⊗ v of the whole system, (3, 3) eV (the barostat's kinetic pressure)."""
+        return self.world.sum_global(kinetic_tensor(state.velocities, state.masses))
+
+    def transform(self, state: State, m: np.ndarray, mv: np.ndarray) -> None:
+        """Positions r -> r @ m and velocities v -> v @ mv (the barostat's cell move; (3, 3))."""
+        transform_rows(state.positions, m)
+        transform_rows(state.velocities, mv)
 
 
 class NoseHooverChain:

@@ -12,17 +12,26 @@ import math
 
 from numba import njit
 
-from ...units import MVV2E
+from ..dual import cpu_inline
+from ..mdmath import compile_mdmath
 from .rng import normal_pair
+
+# the scalar maths of kick, drift and the Langevin update (numdp.kernels.mdmath), inlined here
+_MD = compile_mdmath(cpu_inline, normal_pair)
+_kick_scale = _MD.kick_scale
+_kicked = _MD.kicked
+_drifted = _MD.drifted
+_ou_noise_scale = _MD.ou_noise_scale
+_langevin_row = _MD.langevin_row
 
 
 @njit(cache=True, nogil=True)
 def kick(velocities, forces, masses, h):
     """v += F / (m MVV2E) * h for all atoms (h: time in ps)."""
     for i in range(velocities.shape[0]):
-        a = h / (masses[i] * MVV2E)
+        a = _kick_scale(h, masses[i])
         for k in range(3):
-            velocities[i, k] += forces[i, k] * a
+            velocities[i, k] = _kicked(velocities[i, k], forces[i, k], a)
 
 
 @njit(cache=True, nogil=True)
@@ -30,7 +39,7 @@ def drift(positions, velocities, h):
     """x += v * h for all atoms (h: time in ps)."""
     for i in range(positions.shape[0]):
         for k in range(3):
-            positions[i, k] += velocities[i, k] * h
+            positions[i, k] = _drifted(positions[i, k], velocities[i, k], h)
 
 
 @njit(cache=True, nogil=True)
@@ -117,12 +126,8 @@ def langevin_update(velocities, masses, ids, c, kt, seed, step, stream):
 
     c = exp(-gamma h); kt in eV; the normal numbers are keyed by (seed, step, stream, ids[i]).
     """
-    s = math.sqrt(1.0 - c * c)
+    s = _ou_noise_scale(c)
     for i in range(velocities.shape[0]):
-        sigma = s * math.sqrt(kt / (masses[i] * MVV2E))
-        g0, g1 = normal_pair(seed, step, stream, ids[i], 0)
-        g2, _ = normal_pair(seed, step, stream, ids[i], 1)
-        velocities[i, 0] = c * velocities[i, 0] + sigma * g0
-        velocities[i, 1] = c * velocities[i, 1] + sigma * g1
-        velocities[i, 2] = c * velocities[i, 2] + sigma * g2
+        velocities[i, 0], velocities[i, 1], velocities[i, 2] = _langevin_row(
+            velocities[i, 0], velocities[i, 1], velocities[i, 2], c, s, kt, masses[i], seed, step, stream, ids[i])
 

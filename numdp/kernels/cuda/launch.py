@@ -5,8 +5,10 @@ from ..dual import cuda_device
 from ..math import compile_math
 
 MATH = compile_math(cuda_device)
-# the simulator runs each thread in Python: small blocks are faster there
-BLOCK = 32 if getattr(config, "ENABLE_CUDASIM", 0) else 128
+# the simulator runs each thread as a Python thread, the whole block even past the end of the
+# data: blocks of 8 waste fewer of them on the tiny systems simulated in tests (no kernel launched
+# through `grid` depends on the block size)
+BLOCK = 8 if getattr(config, "ENABLE_CUDASIM", 0) else 128
 
 
 def grid(n: int) -> tuple[int, int]:
@@ -51,3 +53,94 @@ def row_col(k):
     i = cuda.grid(1)
     r = i // k
     return r, i - r * k
+
+
+class LaunchCounter:
+    """Counts kernel launches and explicit host<->device transfers while on (`counting()`).
+
+    Launches: every @cuda.jit kernel launch (the dispatcher's launch entry on a GPU; the
+    simulator's kernel call, device functions excluded).  Transfers: the calls of the CUDA
+    backend's `to_device` / `to_host` (numdp.backend.CUDABackend), with their bytes and their wall
+    time (on a GPU a device-to-host copy also waits for the kernels queued before it).  The MD
+    step's scalar reads (numdp.md.device*) go through `to_host`, so they are counted; copies made
+    inside other helpers' code without the backend (e.g. a CuPy scalar read) are not.  Switched
+    on only by benchmarks (tools/bench_md.py): off, nothing is patched.
+    """
+
+    def __init__(self):
+        self.launches = 0
+        self.to_device = 0
+        self.to_host = 0
+        self.bytes_to_device = 0
+        self.bytes_to_host = 0
+        self.transfer_seconds = 0.0
+
+    def reset(self) -> None:
+        self.__init__()
+
+    def counting(self):
+        """Context manager: count while inside (patches and restores the launch and copy entries)."""
+        import contextlib
+        import time
+
+        from ...backend import CUDABackend
+
+        counter = self
+
+        @contextlib.contextmanager
+        def patched():
+            undo = []
+
+            def patch(owner, name, wrapper):
+                original = getattr(owner, name)
+                setattr(owner, name, wrapper(original))
+                undo.append((owner, name, original))
+
+            def count_launch(original):
+                def launch(*args, **kwargs):
+                    counter.launches += 1
+                    return original(*args, **kwargs)
+                return launch
+
+            def count_copy(original, to_host: bool):
+                def copy(be, a, *args, **kwargs):
+                    t0 = time.perf_counter()
+                    out = original(be, a, *args, **kwargs)
+                    counter.transfer_seconds += time.perf_counter() - t0
+                    nbytes = int(getattr(out, "nbytes", 0))
+                    if to_host:
+                        counter.to_host += 1
+                        counter.bytes_to_host += nbytes
+                    else:
+                        counter.to_device += 1
+                        counter.bytes_to_device += nbytes
+                    return out
+                return copy
+
+            if getattr(config, "ENABLE_CUDASIM", 0):
+                from numba.cuda.simulator import kernel as sim
+
+                def sim_launch(original):
+                    def launch(kernel, *args):
+                        if not (kernel._device or sim._kernel_context):
+                            counter.launches += 1
+                        return original(kernel, *args)
+                    return launch
+
+                patch(sim.FakeCUDAKernel, "__call__", sim_launch)
+            else:
+                from numba.cuda import dispatcher
+
+                patch(dispatcher.CUDADispatcher, "call", count_launch)
+            patch(CUDABackend, "to_device", lambda f: count_copy(f, False))
+            patch(CUDABackend, "to_host", lambda f: count_copy(f, True))
+            try:
+                yield counter
+            finally:
+                for owner, name, original in reversed(undo):
+                    setattr(owner, name, original)
+
+        return patched()
+
+
+COUNTER = LaunchCounter()

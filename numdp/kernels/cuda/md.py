@@ -17,14 +17,24 @@ from numba import cuda
 
 from ...units import MVV2E
 from ..dual import cuda_device
+from ..mdmath import compile_mdmath
 from ..rng import compile_rng
 
 normal_pair = compile_rng(cuda_device).normal_pair
+# the scalar maths of kick, drift and the Langevin update (numdp.kernels.mdmath), as on the CPU
+_MD = compile_mdmath(cuda_device, normal_pair)
+_kick_scale = _MD.kick_scale
+_kicked = _MD.kicked
+_drifted = _MD.drifted
+_ou_noise_scale = _MD.ou_noise_scale
+_langevin_row = _MD.langevin_row
 
 # rows summed by one thread of `row_sums` (the fan-in of the reduction tree)
 SUM_CHUNK = 32
 # columns of the per-atom terms of `kinetic_terms`: m v.v, m vx, m vy, m vz, m
 KINETIC_COLUMNS = 5
+# columns of the per-atom terms of `kinetic_tensor_terms`: (m MVV2E v_a) v_b, row-major (a, b)
+TENSOR_COLUMNS = 9
 
 
 @cuda.jit
@@ -33,9 +43,9 @@ def kick(velocities, forces, masses, h):
     i = cuda.grid(1)
     if i >= velocities.shape[0]:
         return
-    a = h / (masses[i] * MVV2E)
+    a = _kick_scale(h, masses[i])
     for k in range(3):
-        velocities[i, k] += forces[i, k] * a
+        velocities[i, k] = _kicked(velocities[i, k], forces[i, k], a)
 
 
 @cuda.jit
@@ -45,7 +55,7 @@ def drift(positions, velocities, h):
     if i >= positions.shape[0]:
         return
     for k in range(3):
-        positions[i, k] += velocities[i, k] * h
+        positions[i, k] = _drifted(positions[i, k], velocities[i, k], h)
 
 
 @cuda.jit
@@ -77,13 +87,11 @@ def langevin_update(velocities, masses, ids, c, kt, seed, step, stream):
     i = cuda.grid(1)
     if i >= velocities.shape[0]:
         return
-    s = math.sqrt(1.0 - c * c)
-    sigma = s * math.sqrt(kt / (masses[i] * MVV2E))
-    g0, g1 = normal_pair(seed, step, stream, ids[i], 0)
-    g2, _ = normal_pair(seed, step, stream, ids[i], 1)
-    velocities[i, 0] = c * velocities[i, 0] + sigma * g0
-    velocities[i, 1] = c * velocities[i, 1] + sigma * g1
-    velocities[i, 2] = c * velocities[i, 2] + sigma * g2
+    v0, v1, v2 = _langevin_row(velocities[i, 0], velocities[i, 1], velocities[i, 2], c, _ou_noise_scale(c), kt,
+                               masses[i], seed, step, stream, ids[i])
+    velocities[i, 0] = v0
+    velocities[i, 1] = v1
+    velocities[i, 2] = v2
 
 
 @cuda.jit
@@ -102,6 +110,40 @@ def kinetic_terms(velocities, masses, out):
     out[i, 2] = m * vy
     out[i, 3] = m * vz
     out[i, 4] = m
+
+
+@cuda.jit
+def kinetic_tensor_terms(velocities, masses, out):
+    """out[i, 3a + b] = (v_a m MVV2E) v_b of atom i, eV: summed by `row_sums`, the kinetic tensor
+    Σ m v ⊗ v (the per-atom products of numdp.system.kinetic_tensor)."""
+    i = cuda.grid(1)
+    if i >= velocities.shape[0]:
+        return
+    m = masses[i] * MVV2E
+    for a in range(3):
+        mva = velocities[i, a] * m
+        for b in range(3):
+            out[i, 3 * a + b] = mva * velocities[i, b]
+
+
+@cuda.jit
+def transform_rows2(x, mx, y, my):
+    """x[i] = x[i] @ mx and y[i] = y[i] @ my in place, (n, 3) rows and (3, 3) matrices: the twin
+    of numdp.kernels.cpu.md.transform_rows applied to two arrays in one launch (the barostat's
+    positions and velocities)."""
+    i = cuda.grid(1)
+    if i >= x.shape[0]:
+        return
+    a = x[i, 0]
+    b = x[i, 1]
+    c = x[i, 2]
+    for k in range(3):
+        x[i, k] = a * mx[0, k] + b * mx[1, k] + c * mx[2, k]
+    a = y[i, 0]
+    b = y[i, 1]
+    c = y[i, 2]
+    for k in range(3):
+        y[i, k] = a * my[0, k] + b * my[1, k] + c * my[2, k]
 
 
 @cuda.jit
@@ -176,6 +218,24 @@ def nonfinite_rows(a, flag):
         if not math.isfinite(a[i, k]):
             bad = 1
     flag[i] = bad
+
+
+@cuda.jit
+def nonfinite_rows2(a, b, flag):
+    """flag[i, 0] = 1 when row i of a holds a nan or inf, flag[i, 1] the same for b (two (n, 3)
+    arrays, one launch: the safety check's forces and velocities)."""
+    i = cuda.grid(1)
+    if i >= a.shape[0]:
+        return
+    bad_a = 0
+    bad_b = 0
+    for k in range(a.shape[1]):
+        if not math.isfinite(a[i, k]):
+            bad_a = 1
+        if not math.isfinite(b[i, k]):
+            bad_b = 1
+    flag[i, 0] = bad_a
+    flag[i, 1] = bad_b
 
 
 @cuda.jit

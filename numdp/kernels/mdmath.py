@@ -1,0 +1,70 @@
+"""Scalar maths of the MD step shared by the CPU and CUDA kernels, written once: the velocity-
+Verlet kick and drift and the Langevin (Ornstein-Uhlenbeck) update of one atom.
+
+Plain Python on scalars, compiled for each target with numdp.kernels.dual (`compile_mdmath`):
+numdp.kernels.cpu.md inlines the `cpu_inline` copies into its @njit loops, numdp.kernels.cuda.md
+calls the `cuda_device` copies from its one-thread-per-atom kernels, so both do the same
+arithmetic per atom.  Units: positions Å, velocities Å/ps, forces eV/Å, masses amu, times ps,
+kT eV.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..units import MVV2E
+from .math import _rebind
+
+
+def kick_scale(h, mass):
+    """h / (m MVV2E): the velocity change per unit force over h ps, (Å/ps) / (eV/Å)."""
+    return h / (mass * MVV2E)
+
+
+def kicked(v, f, a):
+    """v + f a: one velocity component after a kick (a = kick_scale)."""
+    return v + f * a
+
+
+def drifted(x, v, h):
+    """x + v h: one position component after a drift of h ps."""
+    return x + v * h
+
+
+def ou_noise_scale(c):
+    """sqrt(1 - c²) for the decay c = exp(-h / tau) of an Ornstein-Uhlenbeck step."""
+    return math.sqrt(1.0 - c * c)
+
+
+def langevin_row(v0, v1, v2, c, s, kt, mass, seed, step, stream, atom):
+    """One atom's velocity after the Ornstein-Uhlenbeck step v = c v + s sqrt(kT / (m MVV2E)) g,
+    g ~ N(0, 1) per component from the Philox numbers keyed by (seed, step, stream, atom id)
+    (s = ou_noise_scale(c))."""
+    sigma = s * math.sqrt(kt / (mass * MVV2E))
+    g0, g1 = normal_pair(seed, step, stream, atom, 0)
+    g2, _ = normal_pair(seed, step, stream, atom, 1)
+    return c * v0 + sigma * g0, c * v1 + sigma * g1, c * v2 + sigma * g2
+
+
+def normal_pair(seed, step, stream, index, block):  # pragma: no cover - replaced by compile_mdmath
+    raise NotImplementedError("bound to numdp.kernels.rng.normal_pair of the target by compile_mdmath")
+
+
+@dataclass(frozen=True)
+class MDMath:
+    """The functions above compiled for one target (see `compile_mdmath`)."""
+
+    kick_scale: object
+    kicked: object
+    drifted: object
+    ou_noise_scale: object
+    langevin_row: object
+
+
+def compile_mdmath(compile_fn, normal_pair_compiled) -> MDMath:
+    """Every function of this module compiled with compile_fn (dual.cpu_inline or
+    dual.cuda_device); langevin_row calls `normal_pair_compiled` (numdp.kernels.rng compiled for
+    the same target)."""
+    return MDMath(kick_scale=compile_fn(kick_scale), kicked=compile_fn(kicked), drifted=compile_fn(drifted),
+                  ou_noise_scale=compile_fn(ou_noise_scale),
+                  langevin_row=compile_fn(_rebind(langevin_row, normal_pair=normal_pair_compiled)))
