@@ -140,3 +140,19 @@ def test_model_deviation_on_two_gpu_ranks_equals_serial_cpu(tmp_path):
     run(make_devi_run(tmp_path / "cpu", "cpu"))
     run_two_gpu_ranks(make_devi_run(tmp_path / "gpu", "cuda"))
     assert_devi_rows_close(tmp_path / "cpu", tmp_path / "gpu")
+
+
+def test_npt_on_two_gpu_ranks_equals_serial_cpu(tmp_path):
+    """NPT (CSVR + triclinic cell rescaling) on two GPU ranks: the kinetic tensor and the virial are
+    summed over ranks and every rank moves its atoms and its subdomain with the same cell, so the
+    run equals the serial CPU run within same_run_bounds (cell included, as test_cuda_md's NPT test)."""
+    from test_cuda_md import NPT
+
+    md = NPT.format(coupling="triclinic")
+    cpu = make_run(tmp_path / "cpu", "cpu", md, steps=4, every=2)
+    run(cpu)
+    gpu = make_run(tmp_path / "gpu", "cuda", md, steps=4, every=2)
+    run_two_gpu_ranks(gpu)
+    a, b = frames(cpu.parent), frames(gpu.parent)
+    assert_close_runs(a, b, "npt, 2 GPU ranks")
+    assert np.abs(a["box"][-1] - a["box"][0]).max() > 0

@@ -81,11 +81,13 @@ class DeviceVelocities:
         self._K.subtract_row[self._grid(self.dev.natoms)](self.dev.velocities, vcm)
 
     def kinetic_tensor(self, state: State) -> np.ndarray:
-        """Σ m v ⊗ v (3, 3) eV on the host: one fixed-order tree sum of the per-atom products."""
+        """Σ m v ⊗ v (3, 3) eV of the whole system on the host: one fixed-order tree sum of this
+        rank's per-atom products, then the sum over ranks in rank order."""
         dev = self.dev
         rows = dev.be.xp.empty((dev.natoms, self._K.TENSOR_COLUMNS))
-        self._K.kinetic_tensor_terms[self._grid(dev.natoms)](dev.velocities, dev.masses, rows)
-        return tree_sum(dev.be, rows).reshape(3, 3)
+        if dev.natoms:
+            self._K.kinetic_tensor_terms[self._grid(dev.natoms)](dev.velocities, dev.masses, rows)
+        return self.world.sum_global(tree_sum(dev.be, rows)).reshape(3, 3)
 
     def transform(self, state: State, m: np.ndarray, mv: np.ndarray) -> None:
         """Positions r -> r @ m and velocities v -> v @ mv on the device (one launch)."""
