@@ -1,0 +1,293 @@
+#!/usr/bin/env python
+"""Peak memory per atom of `numdp run` (CPU): water NVT, compressed model, MIX-32 by default.
+
+Each size runs in a fresh child process (a process's peak RSS never goes down), which builds the
+run exactly as `numdp run` does from an input file (replicated 192-atom water box, 0.5 fs,
+Nosé-Hoover, 2 Å skin, thermo every 10 steps, no trajectory, the final checkpoint written) and
+reports the peak resident memory (VmHWM from /proc/self/status, reset between phases through
+/proc/self/clear_refs) of three phases: start-up (imports, model, one 192-atom warm-up run that
+compiles or loads the kernels), setup (`build_simulation`: structure, replicas, velocities) and
+the run (first force call, the steps, the final checkpoint).  Then a table of what each array of
+the run costs per atom, read from the live objects after the run (state, ghosts, neighbour lists,
+evaluator scratch), and between two sizes the slope of the peak (bytes per atom).
+
+    python tools/bench_memory.py                          # 12 288 and 98 304 atoms
+    python tools/bench_memory.py --reps 8 20 --steps 4    # 98 304 and 1 536 000 atoms
+    python tools/bench_memory.py --reps 47 --steps 3      # 19 934 016 atoms (about 20 M)
+
+--reps R replicates the box R x R x R (192 R^3 atoms).  Before a size over 2 M atoms the script
+predicts its peak from the slope of the two smallest sizes measured in the same call (or from
+--slope / --base, bytes per atom and bytes) and refuses to start it unless the prediction leaves
+--reserve GiB (default 3) of MemAvailable.
+
+The model (default inputs/water/model.h5) is compressed with `numdp compress` defaults (order 3,
+dx 0.01) into a temporary file unless --no-compress (give an already compressed model).
+Target (issue 14): peak slope <= 1 kB per atom.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+GiB = 1024 ** 3
+
+
+def proc_status(key: str) -> int:
+    """A /proc/self/status memory field (VmRSS, VmHWM, ...) in bytes."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    raise KeyError(key)
+
+
+def reset_peak() -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0); False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def mem_available() -> int:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def write_input(folder: Path, model: Path, rep: int, steps: int, precision: str) -> Path:
+    text = textwrap.dedent(f"""
+        [model]
+        file = "{model}"
+        precision = "{precision}"
+        [system]
+        file = "{ROOT / 'inputs' / 'water' / 'start.xyz'}"
+        replicate = [{rep}, {rep}, {rep}]
+        velocities = {{ temperature = 330.0, seed = 1 }}
+        masses = {{ O = 16.0, H = 2.0 }}
+        [md]
+        timestep = 0.0005
+        steps = {steps}
+        ensemble = "nvt"
+        thermostat = {{ kind = "nose-hoover", temperature = 330.0, tau = 0.1 }}
+        [neighbor]
+        skin = 2.0
+        [output]
+        trajectory = ""
+        thermo_every = 10
+        checkpoint = "{folder / 'checkpoint.h5'}"
+        checkpoint_every = 0
+        progress = "none"
+        log = "{folder / 'log.txt'}"
+        [safety]
+        min_distance = 0.0
+    """)
+    path = folder / "md.toml"
+    path.write_text(text)
+    return path
+
+
+def nbytes(*arrays) -> int:
+    return sum(int(a.nbytes) for a in arrays if a is not None and hasattr(a, "nbytes"))
+
+
+def accounting(sim) -> list[tuple[str, int, int, str]]:
+    """(what, bytes, per how many rows, note) of the arrays a CPU run holds between steps."""
+    st = sim.state
+    p = sim.provider
+    nloc = st.natoms
+    rows = []
+    rows.append(("state: positions, velocities, forces, masses, types, ids",
+                 nbytes(st.positions, st.velocities, st.forces, st.masses, st.types, st.ids), nloc, "owned atoms"))
+    rows.append(("state: neighbour reference positions, previous positions",
+                 nbytes(st.neighbor.get("positions"), p._prev_positions), nloc, "owned atoms"))
+    g = p._ghosts
+    ext = p._ext
+    nall = ext.nall
+    ghost = nbytes(g.positions, g.types, g.ids, g.shifts)
+    if ext.mapping is not None:
+        ghost += nbytes(ext.mapping)
+    ghost += nbytes(p._ext_pos, p._images)
+    ghost += sum(nbytes(s.send_idx, s.buffer) for s in p.comm.swaps)
+    rows.append((f"ghosts: extended rows ({nall / nloc:.3f} per owned atom), images, swaps", ghost, nloc,
+                 "per owned atom"))
+    cand = getattr(p, "_cand", None)
+    rows.append(("candidate list within rcut + skin (CSR)",
+                 nbytes(cand.offsets, cand.indices) if cand is not None else 0, nloc, "owned atoms"))
+    grid = getattr(p, "_grid", None)
+    if grid is not None:
+        rows.append(("cell list (sorted coordinates, cells, order)",
+                     nbytes(grid.sx, grid.sy, grid.sz, grid.scell, grid.order, grid.centres, grid.cell_start),
+                     nloc, "owned atoms"))
+    nl = p._nl
+    rows.append(("formatted neighbour list (nloc, sum(sel)) int32", nbytes(nl.nlist) if nl is not None else 0,
+                 nloc, "owned atoms"))
+    ev = getattr(p.model, "_ev", None)
+    if ev is not None:
+        ws = ev._scratch
+        # every worker thread's Workspace (threading.local): find them through the pool's threads
+        held = 0
+        import gc
+
+        from numdp.model.workspace import Workspace
+        for obj in gc.get_objects():
+            if isinstance(obj, Workspace):
+                held += obj.nbytes
+        del ws
+        rows.append((f"evaluator scratch (all Workspaces; chunk {ev.chunk} atoms)", held, nloc,
+                     "bounded by the chunk"))
+    return rows
+
+
+def child(args) -> dict:
+    import numba
+
+    from numdp import load_model
+    from numdp.config import load_run_settings
+    from numdp.md.setup import build_simulation
+
+    out = {"rep": args.child, "natoms": 192 * args.child ** 3}
+    model = load_model(args.model, nthreads=numba.get_num_threads(), precision=args.precision)
+    with tempfile.TemporaryDirectory() as tmp:  # warm-up: compile / load the kernels
+        sim, end = build_simulation(load_run_settings(write_input(Path(tmp), args.model, 1, 3, args.precision)),
+                                    model=model, screen=io.StringIO())
+        sim.run(end)
+        sim.close()
+    del sim
+    out["startup_rss"] = proc_status("VmRSS")
+    out["startup_peak"] = proc_status("VmHWM")
+    resettable = reset_peak()
+    out["resettable"] = resettable
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = load_run_settings(write_input(Path(tmp), args.model, args.child, args.steps, args.precision))
+        sim, end = build_simulation(settings, model=model, screen=io.StringIO())
+        out["setup_peak"] = proc_status("VmHWM")
+        out["setup_rss"] = proc_status("VmRSS")
+        reset_peak()
+        r = sim.run(end)
+        out["run_peak"] = proc_status("VmHWM")
+        out["run_rss"] = proc_status("VmRSS")
+        out["steps"] = r.steps
+        out["us_per_atom_step"] = r.us_per_atom_step
+        out["neigh_us"] = 1e6 * r.timers.neigh / (r.steps * r.natoms)
+        out["force_us"] = 1e6 * r.timers.force / (r.steps * r.natoms)
+        out["rebuilds"] = r.rebuilds
+        out["accounting"] = accounting(sim)
+        out["maxrss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        sim.close()
+    out["peak"] = max(out["setup_peak"], out["run_peak"]) if resettable else out["maxrss"]
+    return out
+
+
+def run_child(rep: int, steps: int, args) -> dict:
+    cmd = [sys.executable, __file__, "--child", str(rep), "--steps", str(steps), "--model", str(args.model),
+           "--precision", args.precision]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stdout + proc.stderr)
+        raise SystemExit(f"child for {rep}^3 replicas failed (exit {proc.returncode})")
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    res["wall"] = time.perf_counter() - t0
+    return res
+
+
+def mib(b: float) -> str:
+    return f"{b / 2 ** 20:,.1f}"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", type=Path, default=ROOT / "inputs" / "water" / "model.h5")
+    p.add_argument("--no-compress", action="store_true", help="the model is already compressed")
+    p.add_argument("--precision", default="mix32", choices=["double", "mix32", "mix16"])
+    p.add_argument("--reps", type=int, nargs="+", default=[4, 8], help="box replicas per direction (192 R^3 atoms)")
+    p.add_argument("--steps", type=int, default=4, help="MD steps per size")
+    p.add_argument("--slope", type=float, default=None, help="bytes per atom, to predict sizes over 2 M atoms")
+    p.add_argument("--base", type=float, default=None, help="bytes at zero atoms, with --slope")
+    p.add_argument("--reserve", type=float, default=3.0, help="GiB of MemAvailable a large run must leave")
+    p.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child is not None:
+        print(json.dumps(child(args)))
+        return 0
+    if not args.model.exists():
+        print(f"bench_memory: model {args.model} not found", file=sys.stderr)
+        return 2
+    tmp = tempfile.TemporaryDirectory()
+    if not args.no_compress:
+        compressed = Path(tmp.name) / "model-compressed.h5"
+        subprocess.run([sys.executable, "-m", "numdp.cli", "compress", str(args.model), "-s", str(compressed)],
+                       check=True, capture_output=True)
+        args.model = compressed
+    import numba
+
+    print(f"water NVT, {args.precision}, compressed model, {numba.get_num_threads()} threads, {args.steps} steps "
+          f"per size; peak RSS per phase (MiB)")
+    head = (f"{'atoms':>10} {'startup':>9} {'setup':>9} {'run':>9} {'peak':>9} {'us/atom/step':>12} "
+            f"{'neigh us':>9} {'force us':>9}")
+    results = []
+    slope, base = args.slope, args.base
+    for rep in sorted(args.reps):
+        n = 192 * rep ** 3
+        if n > 2_000_000:
+            if slope is None or base is None:
+                print(f"{n} atoms: no slope measured yet (measure two sizes <= 2 M first or give --slope/--base)")
+                continue
+            predicted = base + slope * n
+            avail = mem_available()
+            if predicted > avail - args.reserve * GiB:
+                print(f"{n} atoms: predicted peak {predicted / GiB:.2f} GiB leaves less than {args.reserve} GiB of "
+                      f"the {avail / GiB:.2f} GiB available: not run")
+                continue
+            print(f"{n} atoms: predicted peak {predicted / GiB:.2f} GiB of {avail / GiB:.2f} GiB available")
+        r = run_child(rep, args.steps, args)
+        results.append(r)
+        if len(results) == 1:
+            print(head)
+            print("-" * len(head))
+        print(f"{r['natoms']:>10} {mib(r['startup_peak']):>9} {mib(r['setup_peak']):>9} {mib(r['run_peak']):>9} "
+              f"{mib(r['peak']):>9} {r['us_per_atom_step']:>12.2f} {r['neigh_us']:>9.2f} {r['force_us']:>9.2f}",
+              flush=True)
+        if len(results) >= 2 and args.slope is None:
+            a, b = results[0], results[-1]
+            slope = (b["peak"] - a["peak"]) / (b["natoms"] - a["natoms"])
+            base = a["peak"] - slope * a["natoms"]
+    if len(results) >= 2:
+        a, b = results[0], results[-1]
+        dn = b["natoms"] - a["natoms"]
+        print()
+        print(f"slope {a['natoms']} -> {b['natoms']} atoms (bytes per atom): peak "
+              f"{(b['peak'] - a['peak']) / dn:.0f}, setup phase {(b['setup_peak'] - a['setup_peak']) / dn:.0f}, "
+              f"run phase {(b['run_peak'] - a['run_peak']) / dn:.0f}; base {base / 2 ** 20:.0f} MiB "
+              f"(target <= 1000 B/atom: {'met' if (b['peak'] - a['peak']) / dn <= 1000 else 'NOT met'})")
+    if results:
+        r = results[-1]
+        n = r["natoms"]
+        print(f"\narrays held between steps at {n} atoms (bytes per owned atom):")
+        total = 0
+        for what, b, _rows, note in r["accounting"]:
+            total += b
+            print(f"  {b / n:>8.1f}  {what}")
+        print(f"  {total / n:>8.1f}  total held (RSS after the run: {mib(r['run_rss'])} MiB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
