@@ -155,6 +155,30 @@ def accounting(sim) -> list[tuple[str, int, int, str]]:
     return rows
 
 
+def device_accounting(n: int, nall: float, nnei: int, ntypes: int, ncell: float) -> list[tuple[str, float, str]]:
+    """Bytes of device memory of a GPU MD run (numdp.md.device*, numdp.neighbor.device) by array
+    sizes read from the code (not measured): (what, bytes, when) for n local atoms and nall
+    extended atoms in ncell cells.  The chunk scratch of the evaluator is fixed by its chunk size (docs/gpu.md)."""
+    return [
+        ("DeviceState: positions, velocities, forces (N, 3) f64; masses f64; ids i64; types i32",
+         n * (3 * 24 + 8 + 8 + 4), "held"),
+        ("DeviceState.reference (N, 3) f64 (positions of the last rebuild)", 24 * n, "held"),
+        ("previous positions (N, 3) f64 (step displacement)", 24 * n, "held"),
+        ("extended positions (nall, 3) f64, lattice shifts (nall, 3) f64", 48 * nall, "held"),
+        ("extended types, mapping (nall,) i32; fold order (nall,) i64; fold starts (N + 1,) i64",
+         16 * nall + 8 * n, "held"),
+        ("neighbour list (N, sum(sel)) i32", 4 * nnei * n, "every step"),
+        ("rebuild test: squared displacements since the step and since the rebuild (N,) f64", 16 * n,
+         "every step, transient, before the search"),
+        ("search: sorted positions (nall, 3) f64; sorted index, type, cell, cell id (nall,) i32; "
+         "cell starts (one per 27 A^3 cell of 3 A) i32", 24 * nall + 16 * nall + 4 * ncell, "every step, transient"),
+        ("search: centres (N,) i32, slot (nall,) i32, counts (N, ntypes) i32", 4 * n + 4 * nall + 4 * ntypes * n,
+         "every step, transient"),
+        ("evaluator outputs: forces on extended atoms (nall, 3) f64, atomic energies (N,) f64",
+         24 * nall + 8 * n, "every step"),
+    ]
+
+
 def child(args) -> dict:
     import numba
 
@@ -212,6 +236,23 @@ def mib(b: float) -> str:
     return f"{b / 2 ** 20:,.1f}"
 
 
+def print_device_accounting(sizes) -> None:
+    """Device bytes per atom of water (sel [46, 92], density 0.0996 / Å³, ghost shell rcut + skin
+    = 8 Å around a cubic box) by array sizes."""
+    nnei, ntypes, shell, density = 138, 2, 8.0, 0.0996
+    for n in sizes:
+        side = (n / density) ** (1.0 / 3.0)
+        nall = n * ((side + 2.0 * shell) / side) ** 3
+        rows = device_accounting(n, nall, nnei, ntypes, nall / (density * 27.0))
+        print(f"\nGPU MD, water, {n:,} atoms ({nall / n:.3f} extended atoms per atom), by array sizes (bytes per atom):")
+        peak = 0.0
+        for what, b, when in rows:
+            peak += b if "before the search" not in when else 0.0
+            print(f"  {b / n:>7.1f}  {what} [{when}]")
+        print(f"  {peak / n:>7.1f}  at the force call if nothing transient were freed yet (all rows but the "
+              f"rebuild test's), + the evaluator's fixed chunk scratch")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, default=ROOT / "inputs" / "water" / "model.h5")
@@ -222,10 +263,15 @@ def main(argv=None) -> int:
     p.add_argument("--slope", type=float, default=None, help="bytes per atom, to predict sizes over 2 M atoms")
     p.add_argument("--base", type=float, default=None, help="bytes at zero atoms, with --slope")
     p.add_argument("--reserve", type=float, default=3.0, help="GiB of MemAvailable a large run must leave")
+    p.add_argument("--device-accounting", type=float, nargs="*", default=None, metavar="N",
+                   help="print the GPU run's bytes per atom by array sizes for N atoms (default 1e6 1e8) and exit")
     p.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child is not None:
         print(json.dumps(child(args)))
+        return 0
+    if args.device_accounting is not None:
+        print_device_accounting([int(n) for n in args.device_accounting] or [1_000_000, 100_000_000])
         return 0
     if not args.model.exists():
         print(f"bench_memory: model {args.model} not found", file=sys.stderr)

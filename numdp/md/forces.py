@@ -2,13 +2,22 @@
 
 The serial run is the parallel run with one rank (numdp.parallel): at a rebuild the atoms migrate
 to the rank owning their wrapped position (`migrate`), the ghost shell of width rcut + skin is
-built by staged exchange (`GhostComm.borders`, periodic self-images included) and the candidate
-pairs are found for rcut + skin (`find_candidates`).  Between rebuilds the positions stay
-unwrapped; each force call moves the owned atoms' wrapped copies along (owner - image @ box, with
-the current box, so this also holds while a barostat changes the cell), refreshes the ghosts from
-their owners (`forward`), re-formats the DeePMD-kit neighbour list for r <= rcut from the
-candidates (cheap), calls `model.compute` for the owned centre atoms, and sends the forces on
-ghosts back to their owners (`reverse`).  Energies and virials are summed over ranks.
+built by staged exchange (`GhostComm.borders`, periodic self-images included).  Between
+rebuilds the positions stay unwrapped; each force call moves the owned atoms' wrapped copies
+along (owner - image @ box, with the current box, so this also holds while a barostat changes
+the cell), refreshes the ghosts from their owners (`forward`), formats the DeePMD-kit neighbour
+list for r <= rcut from a cell list of the current extended positions (`build_nlist`), calls
+`model.compute` for the owned centre atoms, and sends the forces on ghosts back to their owners
+(`reverse`).  Energies and virials are summed over ranks.
+
+No candidate list within rcut + skin is stored: it would cost 4 bytes per candidate, 860 bytes
+per water atom (8 Å), more than everything else a step holds (docs/performance.md#memory).  The
+list formatted from the cell list is the one the candidates would give, bit for bit: the same
+pairs r <= rcut (every pair within rcut now was within rcut + skin at the rebuild, by the rebuild
+test below), the same squared distances from the same coordinates, and the same packed-key order.
+A model that accepts `NeighborRows` (numdp's CPU models: `accepts_neighbor_rows`) does not get a
+stored list either: it formats the rows chunk by chunk from the cell list while it evaluates
+(552 bytes per water atom saved), with the same rows, so the same forces bit for bit.
 
 Rebuild test: with d the largest displacement since the rebuild (over all ranks) not explained by
 the cell deformation F = h_build⁻¹ h (rows convention) and s_min the smallest singular value of F,
@@ -31,8 +40,7 @@ import time
 
 import numpy as np
 
-from ..neighbor import (Extended, find_candidates, format_nlist, kernel_threads, report_overflow,
-                        slot_offsets)
+from ..neighbor import Extended, NeighborRows, build_nlist, kernel_threads, report_overflow, slot_offsets
 from ..parallel.comm import GhostComm
 from ..parallel.domain import Domain, wrap_images
 from ..parallel.exchange import migrate
@@ -86,6 +94,8 @@ class ForceProvider:
         self.domain = domain if domain is not None else Domain((1, 1, 1), 0)
         self.comm = GhostComm(self.world, self.domain)
         self.sel = np.asarray(model_sel(model), dtype=np.int64)
+        # the model formats neighbour rows chunk by chunk (numdp.neighbor.NeighborRows)
+        self.streams = bool(getattr(model, "accepts_neighbor_rows", False))
         self.ntypes = len(self.sel)
         self.sec = slot_offsets(self.sel)
         self.rebuilds = 0
@@ -98,7 +108,6 @@ class ForceProvider:
         self._force_rebuild = False
         self._ext = None
         self._ghosts = None
-        self._cand = None
         self._ext_pos = None
         self._images = None
         self._ref_positions = None
@@ -130,9 +139,14 @@ class ForceProvider:
         ref2 = self.world.max_global(math.inf if self._force_rebuild else ref2)
         return needs_rebuild(self.rcut, self.skin, ref2, smin)
 
+    def _release(self) -> None:
+        """Drop the arrays of the previous build, so that a rebuild's transients do not add to them."""
+        self._ext = self._ghosts = self._ext_pos = self._images = self._nl = None
+
     def _build(self, state: State, positions: np.ndarray, box) -> None:
-        """Ghosts and candidates for the configuration (positions, box) of this rank's atoms (the
-        current one at a rebuild, or the one recorded in state.neighbor after a restart)."""
+        """Ghosts for the configuration (positions, box) of this rank's atoms (the current one at
+        a rebuild, or the one recorded in state.neighbor after a restart)."""
+        self._release()
         nloc = state.natoms
         if box is None:
             images = np.zeros((nloc, 3))
@@ -144,19 +158,19 @@ class ForceProvider:
         ghosts = self.comm.borders(owned, state.types, state.ids, box, self.cutoff, state.pbc_flags)
         mapping = np.full(ghosts.nall, -1, dtype=np.int32)  # ghosts may be owned by other ranks
         mapping[:nloc] = np.arange(nloc, dtype=np.int32)
+        # the ghost positions of the build become the buffer of the current extended positions
+        # (overwritten at each call): no second (nall, 3) copy
         ext = Extended(positions=ghosts.positions, types=ghosts.types, mapping=mapping, shifts=ghosts.shifts,
                        nloc=nloc, cutoff=self.cutoff)
-        with kernel_threads(ghosts.nall):
-            cand = find_candidates(ext, self.cutoff)
         self._ext = ext
         self._ghosts = ghosts
-        self._cand = cand
         self._images = np.ascontiguousarray(images)
-        self._ext_pos = np.empty((ghosts.nall, 3))
+        self._ext_pos = ghosts.positions
         self._ref_positions = positions.copy()
         self._ref_box_inv = None if box is None else np.linalg.inv(box)
 
     def _rebuild(self, state: State) -> None:
+        self._release()
         arrays = atom_arrays(state)
         if self._prev_positions is not None:
             arrays["previous"] = self._prev_positions
@@ -188,14 +202,20 @@ class ForceProvider:
         nloc = state.natoms
         owned_positions(state.positions, self._images, box, self._ext_pos[:nloc])
         self.comm.forward(self._ext_pos, box)
+        self._nl = None  # the previous list goes before the new one is made
         with kernel_threads(self._ext.nall):
-            nl = format_nlist(self._ext, self._cand, self.rcut, self.sel, self.ntypes, positions=self._ext_pos)
+            if self.streams:   # rows formatted by the model, chunk by chunk (overflow known after it)
+                return NeighborRows(self._ext, self.rcut, self.sel, self.ntypes, positions=self._ext_pos)
+            nl = build_nlist(self._ext, self.rcut, self.sel, self.ntypes, positions=self._ext_pos)
+        self._count_overflow(nl)
+        return nl
+
+    def _count_overflow(self, nl) -> None:
         if nl.overflowed:
             self.overflow_calls += 1
             if not self._overflow_warned:
                 self._overflow_warned = True
                 report_overflow(nl, self.sel, getattr(self.model, "type_map", None))
-        return nl
 
     # -- one evaluation --------------------------------------------------------------------------
     def __call__(self, state: State) -> None:
@@ -208,11 +228,16 @@ class ForceProvider:
         if self._check_motion(state):
             self._rebuild(state)
         nl = self._nl = self._formatted(state)
-        self.closest = closest_pair(self._ext_pos, nl.nlist, self.sec)
+        if not self.streams:
+            self.closest = closest_pair(self._ext_pos, nl.nlist, self.sec)
         c1 = self.world.comm_time
         t1 = time.perf_counter()
-        out = self.model.compute(self._ext_pos, nl.nlist, state.types)
+        out = self.model.compute(self._ext_pos, nl if self.streams else nl.nlist, state.types)
         t2 = time.perf_counter()
+        if self.streams:
+            nl.release()
+            self.closest = nl.closest
+            self._count_overflow(nl)
         force = np.ascontiguousarray(out.force, dtype=np.float64)
         self.comm.reverse(force)
         nloc = state.natoms
@@ -221,7 +246,9 @@ class ForceProvider:
                                                        np.asarray(out.virial, dtype=np.float64).reshape(9))))
         state.potential_energy = float(totals[0])
         state.virial = np.array(totals[1:], dtype=np.float64).reshape(3, 3)
-        self._prev_positions = state.positions.copy()
+        if self._prev_positions is None or self._prev_positions.shape != state.positions.shape:
+            self._prev_positions = np.empty_like(state.positions)
+        np.copyto(self._prev_positions, state.positions)  # in place: no second (N, 3) array per step
         self.calls += 1
         t3 = time.perf_counter()
         self.time_neigh += (t1 - t0) - (c1 - c0)
@@ -229,31 +256,45 @@ class ForceProvider:
 
     def evaluate_others(self, state: State, models) -> list[tuple[np.ndarray, float, np.ndarray]]:
         """Evaluate more `models` (same rcut and type_map as this provider's) on the configuration
-        of the last call, sharing its ghosts and candidates: the last formatted neighbour list is
+        of the last call, sharing its ghosts: the last formatted neighbour list is
         reused for a model with the same sel, and one list is formatted per other distinct sel.
         Per model: (forces (nloc, 3) eV/Å on the owned atoms, ghost forces returned to their
         owners; potential energy eV and virial (3, 3) eV of the whole system).  Collective."""
         c0 = self.world.comm_time
         t0 = time.perf_counter()
-        lists = {tuple(self.sel.tolist()): self._nl}
+        lists = {} if self.streams else {tuple(self.sel.tolist()): self._nl}
         nloc = state.natoms
         out = []
         for model in models:
             sel = tuple(model_sel(model))
+            if self.streams and getattr(model, "accepts_neighbor_rows", False):
+                rows = NeighborRows(self._ext, self.rcut, np.asarray(sel, dtype=np.int64), self.ntypes,
+                                    positions=self._ext_pos)
+                r = model.compute(self._ext_pos, rows, state.types)
+                rows.release()
+                if rows.overflowed:
+                    report_overflow(rows, np.asarray(sel), getattr(model, "type_map", None))
+                out.append(self._totals(r, nloc))
+                continue
             if sel not in lists:
                 with kernel_threads(self._ext.nall):
-                    lists[sel] = format_nlist(self._ext, self._cand, self.rcut, np.asarray(sel, dtype=np.int64),
-                                              self.ntypes, positions=self._ext_pos)
+                    lists[sel] = build_nlist(self._ext, self.rcut, np.asarray(sel, dtype=np.int64),
+                                             self.ntypes, positions=self._ext_pos)
                 if lists[sel].overflowed:
                     report_overflow(lists[sel], np.asarray(sel), getattr(model, "type_map", None))
             r = model.compute(self._ext_pos, lists[sel].nlist, state.types)
-            force = np.ascontiguousarray(r.force, dtype=np.float64)
-            self.comm.reverse(force)
-            totals = self.world.sum_global(np.concatenate(([np.sum(r.atom_energy)],
-                                                           np.asarray(r.virial, dtype=np.float64).reshape(9))))
-            out.append((force[:nloc].copy(), float(totals[0]), np.array(totals[1:]).reshape(3, 3)))
+            out.append(self._totals(r, nloc))
         self.time_force += (time.perf_counter() - t0) - (self.world.comm_time - c0)
         return out
+
+    def _totals(self, r, nloc: int):
+        """(owned forces with the ghost forces returned, energy, virial (3, 3)) of a model's raw
+        output.  Collective."""
+        force = np.ascontiguousarray(r.force, dtype=np.float64)
+        self.comm.reverse(force)
+        totals = self.world.sum_global(np.concatenate(([np.sum(r.atom_energy)],
+                                                       np.asarray(r.virial, dtype=np.float64).reshape(9))))
+        return force[:nloc].copy(), float(totals[0]), np.array(totals[1:]).reshape(3, 3)
 
     def nonfinite_force_atom(self, state: State) -> int:
         """Local index of the first owned atom with a non-finite force, or -1."""

@@ -108,7 +108,8 @@ class Evaluator:
         """Evaluate on nloc = len(types) local atoms.
 
         ext_pos: (nall, 3) Å, locals first; nlist: (nloc, nnei) int32 extended indices, per-type
-        blocks, -1 padding; types: (nloc,) int32.
+        blocks, -1 padding, or a `numdp.neighbor.NeighborRows` whose rows are formatted chunk by
+        chunk into scratch (the whole list is never stored); types: (nloc,) int32.
         """
         set_blas_threads(1)
         nloc = types.shape[0]
@@ -170,7 +171,13 @@ class Evaluator:
         nbr = ws.get("nbr", cap, np.int64)
         poff = ws.get("poff", (nt, na + 1), np.int64)
         npad = ws.get("npad", (na, nt), np.int64)
-        npairs = env_pairs(ext_pos, nlist, atoms, atypes, self.sec, self.mu, self.sd,
+        if isinstance(nlist, np.ndarray):
+            rows, nl = atoms, nlist
+        else:  # NeighborRows: this chunk's rows only, in chunk order
+            nl = nlist.rows(atoms, ws.get("nlist", (na, d.nnei), np.int32), ws.get("ncount", (na, nt), np.int32))
+            rows = ws.get("rows", na, np.int64)
+            rows[:] = np.arange(na)
+        npairs = env_pairs(ext_pos, nl, rows, atoms, atypes, self.sec, self.mu, self.sd,
                            d.rcut, d.rcut_smth, rt, dvec, nbr, poff, npad)
         tb = np.searchsorted(atypes, np.arange(nt + 1))  # type boundaries (atoms sorted by type)
         T = ws.get("T", (na, 4, self.M_pad))
