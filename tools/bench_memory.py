@@ -13,9 +13,11 @@ evaluator scratch), and between two sizes the slope of the peak (bytes per atom)
 
     python tools/bench_memory.py                          # 12 288 and 98 304 atoms
     python tools/bench_memory.py --reps 8 20 --steps 4    # 98 304 and 1 536 000 atoms
-    python tools/bench_memory.py --reps 47 --steps 3      # 19 934 016 atoms (about 20 M)
+    python tools/bench_memory.py --reps 47 --steps 1 --ranks 2 --slope S --base B   # 19 934 016 atoms
 
---reps R replicates the box R x R x R (192 R^3 atoms).  Before a size over 2 M atoms the script
+--reps R replicates the box R x R x R (192 R^3 atoms).  One rank handles up to ~15 M water atoms:
+beyond, its extended atoms pass the 2**24 indices of the neighbour sort keys (a one-line error),
+so ~20 M atoms need --ranks 2 (mpiexec; the peaks of the ranks are summed).  Before a size over 2 M atoms the script
 predicts its peak from the slope of the two smallest sizes measured in the same call (or from
 --slope / --base, bytes per atom and bytes) and refuses to start it unless the prediction leaves
 --reserve GiB (default 3) of MemAvailable.
@@ -136,8 +138,13 @@ def accounting(sim) -> list[tuple[str, int, int, str]]:
                      nbytes(grid.sx, grid.sy, grid.sz, grid.scell, grid.order, grid.centres, grid.cell_start),
                      nloc, "owned atoms"))
     nl = p._nl
-    rows.append(("formatted neighbour list (nloc, sum(sel)) int32", nbytes(nl.nlist) if nl is not None else 0,
-                 nloc, "owned atoms"))
+    stored = getattr(nl, "nlist", None)  # NeighborRows (rows formatted chunk by chunk) store none
+    rows.append(("formatted neighbour list (nloc, sum(sel)) int32", nbytes(stored), nloc, "owned atoms"))
+    nw = int(getattr(p.model, "nthreads", 1))
+    rows.append((f"during a force call: force buffers of {nw} workers (nall, 3) f64, atomic energies, type order",
+                 nw * 24 * nall + 16 * nloc, nloc, "transient"))
+    rows.append(("during a force call: cell list of the extended atoms (sorted coordinates, cells, order, "
+                 "centres, row index)", (24 + 8 + 4) * nall + 12 * nloc, nloc, "transient"))
     ev = getattr(p.model, "_ev", None)
     if ev is not None:
         ws = ev._scratch
@@ -180,17 +187,22 @@ def device_accounting(n: int, nall: float, nnei: int, ntypes: int, ncell: float)
 
 
 def child(args) -> dict:
-    import numba
-
     from numdp import load_model
     from numdp.config import load_run_settings
     from numdp.md.setup import build_simulation
+    from numdp.parallel.threads import apply_threads, threads_per_rank
+    from numdp.parallel.world import create_world
 
-    out = {"rep": args.child, "natoms": 192 * args.child ** 3}
-    model = load_model(args.model, nthreads=numba.get_num_threads(), precision=args.precision)
-    with tempfile.TemporaryDirectory() as tmp:  # warm-up: compile / load the kernels
-        sim, end = build_simulation(load_run_settings(write_input(Path(tmp), args.model, 1, 3, args.precision)),
-                                    model=model, screen=io.StringIO())
+    world = create_world()  # one rank, or the ranks of mpiexec
+    nthreads = apply_threads(threads_per_rank(None, world)[0])
+    out = {"rep": args.child, "natoms": 192 * args.child ** 3, "rank": world.rank, "ranks": world.size,
+           "threads": nthreads}
+    model = load_model(args.model, nthreads=nthreads, precision=args.precision)
+    # warm-up: compile / load the kernels (each rank in its own folder, rank 0's name broadcast)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(world.bcast_object(tmp if world.is_root else None))
+        sim, end = build_simulation(load_run_settings(write_input(folder, args.model, 1, 3, args.precision)),
+                                    model=model, screen=io.StringIO(), world=world)
         sim.run(end)
         sim.close()
     del sim
@@ -199,8 +211,9 @@ def child(args) -> dict:
     resettable = reset_peak()
     out["resettable"] = resettable
     with tempfile.TemporaryDirectory() as tmp:
-        settings = load_run_settings(write_input(Path(tmp), args.model, args.child, args.steps, args.precision))
-        sim, end = build_simulation(settings, model=model, screen=io.StringIO())
+        folder = Path(world.bcast_object(tmp if world.is_root else None))
+        settings = load_run_settings(write_input(folder, args.model, args.child, args.steps, args.precision))
+        sim, end = build_simulation(settings, model=model, screen=io.StringIO(), world=world)
         out["setup_peak"] = proc_status("VmHWM")
         out["setup_rss"] = proc_status("VmRSS")
         reset_peak()
@@ -220,20 +233,107 @@ def child(args) -> dict:
 
 
 def run_child(rep: int, steps: int, args) -> dict:
+    """Run one size in a fresh process (under `mpiexec -n ranks` for ranks > 1); the peaks of the
+    ranks are added up (an upper bound of their peak together), the rest is rank 0's."""
     cmd = [sys.executable, __file__, "--child", str(rep), "--steps", str(steps), "--model", str(args.model),
            "--precision", args.precision]
+    if args.ranks > 1:
+        cmd = ["mpiexec", "-n", str(args.ranks)] + cmd
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.stderr.write(proc.stdout + proc.stderr)
         raise SystemExit(f"child for {rep}^3 replicas failed (exit {proc.returncode})")
-    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    ranks = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    ranks.sort(key=lambda r: r["rank"])
+    res = dict(ranks[0])
+    for key in ("startup_peak", "setup_peak", "run_peak", "peak", "run_rss", "startup_rss", "setup_rss"):
+        res[key] = sum(r[key] for r in ranks)
     res["wall"] = time.perf_counter() - t0
     return res
 
 
 def mib(b: float) -> str:
     return f"{b / 2 ** 20:,.1f}"
+
+
+def neighbor_cost(rep: int, repeats: int, chunk: int = 512) -> None:
+    """µs per atom of the per-step neighbour work, old against new, on the same configuration in
+    one process (interleaved, best of `repeats`): formatting the stored candidates within
+    rcut + skin (`format_nlist`, the old per-step work; the candidates themselves were found at
+    each rebuild, `find_candidates`) against a cell list of the current positions with the rows
+    formatted chunk by chunk (`NeighborRows`, the new per-step work) and `build_nlist` (the whole
+    list from a cell list, for models that take no NeighborRows)."""
+    import numba
+    import numpy as np
+
+    from numdp import load_model
+    from numdp.io.structure import read_structure, replicate
+    from numdp.neighbor import NeighborRows, build_nlist, extend, find_candidates, format_nlist
+
+    model = load_model(ROOT / "inputs" / "water" / "model.h5")
+    s = replicate(read_structure(ROOT / "inputs" / "water" / "start.xyz"), (rep, rep, rep))
+    types = np.array([model.type_map.index(e) for e in s.elements], dtype=np.int32)
+    d = model.params.descriptor
+    ext = extend(s.positions, types, s.box, d.rcut + 2.0)
+    n = ext.nloc
+    sel = np.asarray(d.sel, dtype=np.int64)
+    out = np.empty((chunk, int(sum(d.sel))), np.int32)
+    order = np.argsort(types, kind="stable").astype(np.int64)
+
+    def candidates():
+        find_candidates(ext, d.rcut + 2.0)
+
+    cand = find_candidates(ext, d.rcut + 2.0)
+
+    def stored():
+        format_nlist(ext, cand, d.rcut, sel, 2)
+
+    def whole():
+        build_nlist(ext, d.rcut, sel, 2)
+
+    def rows():
+        r = NeighborRows(ext, d.rcut, sel, 2)
+        for a in range(0, n, chunk):
+            r.rows(order[a:a + chunk], out[:min(chunk, n - a)])
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=2)
+    outs = [np.empty_like(out) for _ in range(2)]
+
+    def rows2():  # two workers taking chunks round-robin, as the evaluator does
+        r = NeighborRows(ext, d.rcut, sel, 2)
+        starts = list(range(0, n, chunk))
+
+        def work(w):
+            for a in starts[w::2]:
+                r.rows(order[a:a + chunk], outs[w][:min(chunk, n - a)])
+
+        for f in [pool.submit(work, w) for w in range(2)]:
+            f.result()
+
+    def grid_only():
+        NeighborRows(ext, d.rcut, sel, 2)
+
+    cases = [("find_candidates within rcut + skin (old, at each rebuild)", candidates),
+             ("format_nlist from the stored candidates (old, every step)", stored),
+             ("build_nlist from a cell list (new, models without NeighborRows)", whole),
+             ("NeighborRows: cell list + rows in 512-atom chunks, 1 worker", rows),
+             ("NeighborRows: cell list + rows in 512-atom chunks, 2 workers (new, every step, as in MD)", rows2),
+             ("  of which the cell list", grid_only)]
+    for _, f in cases:
+        f()  # compile / warm
+    best = {name: float("inf") for name, _ in cases}
+    for _ in range(repeats):
+        for name, f in cases:
+            t0 = time.perf_counter()
+            f()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    print(f"per-step neighbour work, water {n} atoms ({ext.nall} extended), {numba.get_num_threads()} threads for the "
+          f"parallel kernels, best of {repeats} (µs per atom):")
+    for name, _ in cases:
+        print(f"  {1e6 * best[name] / n:>7.2f}  {name}")
 
 
 def print_device_accounting(sizes) -> None:
@@ -263,10 +363,19 @@ def main(argv=None) -> int:
     p.add_argument("--slope", type=float, default=None, help="bytes per atom, to predict sizes over 2 M atoms")
     p.add_argument("--base", type=float, default=None, help="bytes at zero atoms, with --slope")
     p.add_argument("--reserve", type=float, default=3.0, help="GiB of MemAvailable a large run must leave")
+    p.add_argument("--ranks", type=int, default=1,
+                   help="MPI ranks (mpiexec -n): needed above ~15 M water atoms, where one rank's extended atoms "
+                        "would pass the neighbour sort's 2**24 index limit")
     p.add_argument("--device-accounting", type=float, nargs="*", default=None, metavar="N",
                    help="print the GPU run's bytes per atom by array sizes for N atoms (default 1e6 1e8) and exit")
+    p.add_argument("--neighbor-cost", type=int, default=None, metavar="R",
+                   help="time the per-step neighbour work (old: stored candidates; new: cell list + rows) at "
+                        "192 R^3 atoms and exit")
     p.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.neighbor_cost is not None:
+        neighbor_cost(args.neighbor_cost, 7)
+        return 0
     if args.child is not None:
         print(json.dumps(child(args)))
         return 0
@@ -284,8 +393,8 @@ def main(argv=None) -> int:
         args.model = compressed
     import numba
 
-    print(f"water NVT, {args.precision}, compressed model, {numba.get_num_threads()} threads, {args.steps} steps "
-          f"per size; peak RSS per phase (MiB)")
+    print(f"water NVT, {args.precision}, compressed model, {args.ranks} rank(s) sharing {numba.get_num_threads()} "
+          f"threads, {args.steps} steps per size; peak RSS per phase (MiB{', summed over ranks' if args.ranks > 1 else ''})")
     head = (f"{'atoms':>10} {'startup':>9} {'setup':>9} {'run':>9} {'peak':>9} {'us/atom/step':>12} "
             f"{'neigh us':>9} {'force us':>9}")
     results = []
@@ -326,12 +435,21 @@ def main(argv=None) -> int:
     if results:
         r = results[-1]
         n = r["natoms"]
-        print(f"\narrays held between steps at {n} atoms (bytes per owned atom):")
-        total = 0
+        n = r["accounting"][0][2]  # rank 0's owned atoms
+        print(f"\narrays of the run at {r['natoms']} atoms (bytes per owned atom{' of rank 0' if args.ranks > 1 else ''}; "
+              f"read from the live objects, the transient rows from their sizes):")
+        held = transient = 0
         for what, b, _rows, note in r["accounting"]:
-            total += b
+            if note == "bounded by the chunk":
+                print(f"  {b / 2 ** 20:>8.1f}  MiB, fixed: {what}")
+                continue
+            if note == "transient":
+                transient += b
+            else:
+                held += b
             print(f"  {b / n:>8.1f}  {what}")
-        print(f"  {total / n:>8.1f}  total held (RSS after the run: {mib(r['run_rss'])} MiB)")
+        print(f"  {held / n:>8.1f}  held between steps (RSS after the run: {mib(r['run_rss'])} MiB); "
+              f"{(held + transient) / n:.1f} during a force call")
     return 0
 
 
