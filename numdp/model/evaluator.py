@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..kernels.cpu.descriptor import back_D, contract_D, contract_T
-from ..kernels.cpu.envmat import env_pairs, pair_forces
+from ..kernels.cpu.envmat import env_pairs_rows, pair_forces
 from ..kernels.cpu.tabulated import tab_contract_T, tab_pair_forces
 from ..blas import set_blas_threads
 from .nets import InferenceNet, embed_into, embed_value, fit_energy_and_grad, fold_symmetric_input
@@ -177,7 +177,7 @@ class Evaluator:
             nl = nlist.rows(atoms, ws.get("nlist", (na, d.nnei), np.int32), ws.get("ncount", (na, nt), np.int32))
             rows = ws.get("rows", na, np.int64)
             rows[:] = np.arange(na)
-        npairs = env_pairs(ext_pos, nl, rows, atoms, atypes, self.sec, self.mu, self.sd,
+        npairs = env_pairs_rows(ext_pos, nl, rows, atoms, atypes, self.sec, self.mu, self.sd,
                            d.rcut, d.rcut_smth, rt, dvec, nbr, poff, npad)
         tb = np.searchsorted(atypes, np.arange(nt + 1))  # type boundaries (atoms sorted by type)
         T = ws.get("T", (na, 4, self.M_pad))

@@ -18,8 +18,16 @@ row_grad_to_dvec = CPU.row_grad_to_dvec
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
-def env_pairs(pos, nlist, rows, atoms, atypes, sec, mu, sd, rcut, rcut_smth,
-              rt, dvec, nbr, poff, npad):
+def env_pairs(pos, nlist, atoms, atypes, sec, mu, sd, rcut, rcut_smth, rt, dvec, nbr, poff, npad):
+    """`env_pairs_rows` with the rows of a whole list: nlist (nloc, nnei), row atoms[a] for chunk
+    atom a."""
+    return env_pairs_rows(pos, nlist, atoms, atoms, atypes, sec, mu, sd, rcut, rcut_smth, rt, dvec, nbr,
+                          poff, npad)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
+def env_pairs_rows(pos, nlist, rows, atoms, atypes, sec, mu, sd, rcut, rcut_smth,
+                   rt, dvec, nbr, poff, npad):
     """Collect the occupied slots of chunk atoms and their normalised rows.
 
     pos: (nall, 3) extended positions Å (locals first); nlist: (nrows, nnei) int32;
