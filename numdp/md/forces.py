@@ -82,8 +82,8 @@ class ForceProvider:
     closest pair within rcut on this rank; `step_displacement` = (largest move of an owned atom
     since the previous call, Å, that atom's local index).  Counters: `rebuilds`, `overflow_calls`
     (calls in which a neighbour block overflowed on this rank), `calls`.  Timers (s), without
-    communication: `time_neigh` (rebuilds, ghost positions, formatting), `time_force` (model).
-    Communication (migration, ghosts, reductions) is counted in world.comm_time.
+    communication: `time_neigh` (rebuilds, ghost positions, cell list, formatting), `time_force`
+    (model; with `streams`, the rows formatted chunk by chunk inside it too).  Communication (migration, ghosts, reductions) is counted in world.comm_time.
     """
 
     def __init__(self, model, skin: float, world: World | None = None, domain: Domain | None = None):
