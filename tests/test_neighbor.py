@@ -10,8 +10,10 @@ import pytest
 from numdp.errors import InputError
 from numdp.geometry import check_box, face_distances, wrap_fractional, wrap_positions
 from numdp.kernels.cpu import neighbor as kn
+from numdp.kernels.cpu.md import closest_pair
 from numdp.neighbor import (
     NeighborOverflowWarning,
+    NeighborRows,
     build_nlist,
     check_key_limits,
     extend,
@@ -389,6 +391,32 @@ def test_format_smaller_rcut_equals_build():
     for i in range(ext.nloc):
         js = a.nlist[i][a.nlist[i] >= 0]
         assert_same_pairs(ext.mapping[js], pos[js] - pos[i], ref[i][0], ref[i][1])
+
+
+def test_neighbor_rows_equal_build_nlist():
+    """Rows formatted on request (chunks in any order, as the evaluator asks) are the rows of
+    build_nlist bit for bit, and the overflow counts, largest counts and closest pair gathered on
+    the way are those of the whole list; also for moved positions (MD between rebuilds)."""
+    rng = np.random.default_rng(26)
+    box, _ = rotated(TRICLINIC)
+    x, t = random_system(rng, box, 120)
+    t[[5, 17]] = -1  # virtual atoms: empty rows, never neighbours
+    ext = extend(x, t, box, 7.0)
+    moved = extended_positions(ext, ext.positions[: ext.nloc] + rng.normal(scale=0.1, size=(ext.nloc, 3)), box)
+    for pos in (None, moved):
+        for sel in ([60, 80], [4, 9]):  # the second overflows
+            whole = build_nlist(ext, 5.5, sel, 2, positions=pos)
+            rows = NeighborRows(ext, 5.5, sel, 2, positions=pos)
+            atoms = rng.permutation(ext.nloc).astype(np.int64)
+            got = np.empty((ext.nloc, sum(sel)), np.int32)
+            for a0 in range(0, ext.nloc, 37):
+                rows.rows(atoms[a0:a0 + 37], got[a0:a0 + 37])
+            np.testing.assert_array_equal(got, whole.nlist[atoms])
+            np.testing.assert_array_equal(rows.overflow, whole.overflow)
+            np.testing.assert_array_equal(rows.max_count, whole.max_count)
+            assert rows.overflowed == whole.overflowed == (sel[0] == 4)
+            assert rows.closest == closest_pair(ext.positions if pos is None else pos, whole.nlist,
+                                                np.array([0, sel[0], sum(sel)]))
 
 
 def test_overflow_truncation_keeps_nearest():

@@ -2,13 +2,22 @@
 
 The serial run is the parallel run with one rank (numdp.parallel): at a rebuild the atoms migrate
 to the rank owning their wrapped position (`migrate`), the ghost shell of width rcut + skin is
-built by staged exchange (`GhostComm.borders`, periodic self-images included) and the candidate
-pairs are found for rcut + skin (`find_candidates`).  Between rebuilds the positions stay
-unwrapped; each force call moves the owned atoms' wrapped copies along (owner - image @ box, with
-the current box, so this also holds while a barostat changes the cell), refreshes the ghosts from
-their owners (`forward`), re-formats the DeePMD-kit neighbour list for r <= rcut from the
-candidates (cheap), calls `model.compute` for the owned centre atoms, and sends the forces on
-ghosts back to their owners (`reverse`).  Energies and virials are summed over ranks.
+built by staged exchange (`GhostComm.borders`, periodic self-images included).  Between
+rebuilds the positions stay unwrapped; each force call moves the owned atoms' wrapped copies
+along (owner - image @ box, with the current box, so this also holds while a barostat changes
+the cell), refreshes the ghosts from their owners (`forward`), formats the DeePMD-kit neighbour
+list for r <= rcut from a cell list of the current extended positions (`build_nlist`), calls
+`model.compute` for the owned centre atoms, and sends the forces on ghosts back to their owners
+(`reverse`).  Energies and virials are summed over ranks.
+
+No candidate list within rcut + skin is stored: it would cost 4 bytes per candidate, 860 bytes
+per water atom (8 Å), more than everything else a step holds (docs/performance.md#memory).  The
+list formatted from the cell list is the one the candidates would give, bit for bit: the same
+pairs r <= rcut (every pair within rcut now was within rcut + skin at the rebuild, by the rebuild
+test below), the same squared distances from the same coordinates, and the same packed-key order.
+A model that accepts `NeighborRows` (numdp's CPU models: `accepts_neighbor_rows`) does not get a
+stored list either: it formats the rows chunk by chunk from the cell list while it evaluates
+(552 bytes per water atom saved), with the same rows, so the same forces bit for bit.
 
 Rebuild test: with d the largest displacement since the rebuild (over all ranks) not explained by
 the cell deformation F = h_build⁻¹ h (rows convention) and s_min the smallest singular value of F,
@@ -31,8 +40,7 @@ import time
 
 import numpy as np
 
-from ..neighbor import (Extended, find_candidates, format_nlist, kernel_threads, report_overflow,
-                        slot_offsets)
+from ..neighbor import Extended, NeighborRows, build_nlist, kernel_threads, report_overflow, slot_offsets
 from ..parallel.comm import GhostComm
 from ..parallel.domain import Domain, wrap_images
 from ..parallel.exchange import migrate
@@ -74,8 +82,8 @@ class ForceProvider:
     closest pair within rcut on this rank; `step_displacement` = (largest move of an owned atom
     since the previous call, Å, that atom's local index).  Counters: `rebuilds`, `overflow_calls`
     (calls in which a neighbour block overflowed on this rank), `calls`.  Timers (s), without
-    communication: `time_neigh` (rebuilds, ghost positions, formatting), `time_force` (model).
-    Communication (migration, ghosts, reductions) is counted in world.comm_time.
+    communication: `time_neigh` (rebuilds, ghost positions, cell list, formatting), `time_force`
+    (model; with `streams`, the rows formatted chunk by chunk inside it too).  Communication (migration, ghosts, reductions) is counted in world.comm_time.
     """
 
     def __init__(self, model, skin: float, world: World | None = None, domain: Domain | None = None):
@@ -86,6 +94,8 @@ class ForceProvider:
         self.domain = domain if domain is not None else Domain((1, 1, 1), 0)
         self.comm = GhostComm(self.world, self.domain)
         self.sel = np.asarray(model_sel(model), dtype=np.int64)
+        # the model formats neighbour rows chunk by chunk (numdp.neighbor.NeighborRows)
+        self.streams = bool(getattr(model, "accepts_neighbor_rows", False))
         self.ntypes = len(self.sel)
         self.sec = slot_offsets(self.sel)
         self.rebuilds = 0
@@ -99,7 +109,6 @@ class ForceProvider:
         self._force_rebuild = False
         self._ext = None
         self._ghosts = None
-        self._cand = None
         self._ext_pos = None
         self._images = None
         self._ref_positions = None
@@ -133,9 +142,14 @@ class ForceProvider:
         ref2 = self.world.max_global(math.inf if self._force_rebuild else ref2)
         return needs_rebuild(self.rcut, self.skin, ref2, smin)
 
+    def _release(self) -> None:
+        """Drop the arrays of the previous build, so that a rebuild's transients do not add to them."""
+        self._ext = self._ghosts = self._ext_pos = self._images = self._nl = None
+
     def _build(self, state: State, positions: np.ndarray, box) -> None:
-        """Ghosts and candidates for the configuration (positions, box) of this rank's atoms (the
-        current one at a rebuild, or the one recorded in state.neighbor after a restart)."""
+        """Ghosts for the configuration (positions, box) of this rank's atoms (the current one at
+        a rebuild, or the one recorded in state.neighbor after a restart)."""
+        self._release()
         nloc = state.natoms
         if box is None:
             images = np.zeros((nloc, 3))
@@ -147,19 +161,19 @@ class ForceProvider:
         ghosts = self.comm.borders(owned, state.types, state.ids, box, self.cutoff, state.pbc_flags)
         mapping = np.full(ghosts.nall, -1, dtype=np.int32)  # ghosts may be owned by other ranks
         mapping[:nloc] = np.arange(nloc, dtype=np.int32)
+        # the ghost positions of the build become the buffer of the current extended positions
+        # (overwritten at each call): no second (nall, 3) copy
         ext = Extended(positions=ghosts.positions, types=ghosts.types, mapping=mapping, shifts=ghosts.shifts,
                        nloc=nloc, cutoff=self.cutoff)
-        with kernel_threads(ghosts.nall):
-            cand = find_candidates(ext, self.cutoff)
         self._ext = ext
         self._ghosts = ghosts
-        self._cand = cand
         self._images = np.ascontiguousarray(images)
-        self._ext_pos = np.empty((ghosts.nall, 3))
+        self._ext_pos = ghosts.positions
         self._ref_positions = positions.copy()
         self._ref_box_inv = None if box is None else np.linalg.inv(box)
 
     def _rebuild(self, state: State) -> None:
+        self._release()
         arrays = atom_arrays(state)
         if self._prev_positions is not None:
             arrays["previous"] = self._prev_positions
@@ -191,14 +205,20 @@ class ForceProvider:
         nloc = state.natoms
         owned_positions(state.positions, self._images, box, self._ext_pos[:nloc])
         self.comm.forward(self._ext_pos, box)
+        self._nl = None  # the previous list goes before the new one is made
         with kernel_threads(self._ext.nall):
-            nl = format_nlist(self._ext, self._cand, self.rcut, self.sel, self.ntypes, positions=self._ext_pos)
+            if self.streams:   # rows formatted by the model, chunk by chunk (overflow known after it)
+                return NeighborRows(self._ext, self.rcut, self.sel, self.ntypes, positions=self._ext_pos)
+            nl = build_nlist(self._ext, self.rcut, self.sel, self.ntypes, positions=self._ext_pos)
+        self._count_overflow(nl)
+        return nl
+
+    def _count_overflow(self, nl) -> None:
         if nl.overflowed:
             self.overflow_calls += 1
             if not self._overflow_warned:
                 self._overflow_warned = True
                 report_overflow(nl, self.sel, getattr(self.model, "type_map", None))
-        return nl
 
     # -- one evaluation --------------------------------------------------------------------------
     def __call__(self, state: State) -> None:
@@ -211,20 +231,27 @@ class ForceProvider:
         if self._check_motion(state):
             self._rebuild(state)
         nl = self._nl = self._formatted(state)
-        self.closest = closest_pair(self._ext_pos, nl.nlist, self.sec)
+        if not self.streams:
+            self.closest = closest_pair(self._ext_pos, nl.nlist, self.sec)
         c1 = self.world.comm_time
         t1 = time.perf_counter()
         others, self._ensemble_next = self._ensemble_next, None
         if others is None:
-            out = self.model.compute(self._ext_pos, nl.nlist, state.types)
+            out = self.model.compute(self._ext_pos, nl if self.streams else nl.nlist, state.types)
         else:
-            raws = self._compute_models([self.model] + others, state)
+            raws = self._compute_models([self.model] + others, state, nl)
             out = raws[0]
         t2 = time.perf_counter()
+        if self.streams:
+            nl.release()
+            self.closest = nl.closest
+            self._count_overflow(nl)
         state.forces, state.potential_energy, state.virial = self._reduce(out, state)
         if others is not None:
             self._ensemble_done = (self.calls + 1, others, [self._reduce(r, state) for r in raws[1:]])
-        self._prev_positions = state.positions.copy()
+        if self._prev_positions is None or self._prev_positions.shape != state.positions.shape:
+            self._prev_positions = np.empty_like(state.positions)
+        np.copyto(self._prev_positions, state.positions)  # in place: no second (N, 3) array per step
         self.calls += 1
         t3 = time.perf_counter()
         self.time_neigh += (t1 - t0) - (c1 - c0)
@@ -240,24 +267,33 @@ class ForceProvider:
                                                        np.asarray(out.virial, dtype=np.float64).reshape(9))))
         return force[:state.natoms].copy(), float(totals[0]), np.array(totals[1:], dtype=np.float64).reshape(3, 3)
 
-    def _compute_models(self, models, state: State) -> list:
-        """RawOutputs of `models` (same rcut and type_map as model 0) on the last formatted
-        configuration.  One neighbour list per distinct sel (the last formatted one for model 0's
-        sel, the others formatted from the candidates); the models of one sel that share the
-        environment matrix (equal rcut_smth, davg, dstd: `shares_environment`) are evaluated
-        together by numdp.model.dp_model.compute_ensemble, computing it once."""
+    def _neighbors_for(self, models, sel) -> tuple[object, object]:
+        """(the neighbour argument of `models`' compute for `sel`, the NeighborRows to release
+        after it or None): rows formatted chunk by chunk inside the call when every model takes
+        them (numdp's CPU models), else a whole list built from a cell list of the ghosts."""
+        sel_a = np.asarray(sel, dtype=np.int64)
+        if self.streams and all(getattr(m, "accepts_neighbor_rows", False) for m in models):
+            rows = NeighborRows(self._ext, self.rcut, sel_a, self.ntypes, positions=self._ext_pos)
+            return rows, rows
+        with kernel_threads(self._ext.nall):
+            nl = build_nlist(self._ext, self.rcut, sel_a, self.ntypes, positions=self._ext_pos)
+        if nl.overflowed:
+            report_overflow(nl, sel_a, getattr(models[0], "type_map", None))
+        return nl.nlist, None
+
+    def _compute_models(self, models, state: State, current=None) -> list:
+        """RawOutputs of `models` (same rcut and type_map as model 0) on the last configuration.
+        `current`: the neighbour argument of this call for model 0's sel (the formatted list or
+        the NeighborRows of __call__), or None (evaluate_others: formatted again).  The models of
+        one sel that share the environment matrix (equal rcut_smth, davg, dstd:
+        `shares_environment`) are evaluated together by
+        numdp.model.dp_model.compute_ensemble, computing it once."""
         from ..model.dp_model import compute_ensemble
 
-        lists = {tuple(self.sel.tolist()): self._nl}
+        sel0 = tuple(self.sel.tolist())
         groups = []   # [sel, [model indices]]: each group shares one environment matrix
         for k, model in enumerate(models):
             sel = tuple(model_sel(model))
-            if sel not in lists:
-                with kernel_threads(self._ext.nall):
-                    lists[sel] = format_nlist(self._ext, self._cand, self.rcut, np.asarray(sel, dtype=np.int64),
-                                              self.ntypes, positions=self._ext_pos)
-                if lists[sel].overflowed:
-                    report_overflow(lists[sel], np.asarray(sel), getattr(model, "type_map", None))
             for g in groups:
                 first = models[g[1][0]]
                 if g[0] == sel and hasattr(first, "shares_environment") and first.shares_environment(model):
@@ -266,15 +302,28 @@ class ForceProvider:
             else:
                 groups.append([sel, [k]])
         raws = [None] * len(models)
+        lists = {}
+        if current is not None:
+            lists[sel0] = current if self.streams else current.nlist
         for sel, members in groups:
-            nlist = lists[sel].nlist
+            group = [models[k] for k in members]
+            rows = None
+            if sel in lists and not (sel == sel0 and self.streams and current is not None and members[0] != 0):
+                arg = lists[sel]
+            else:   # NeighborRows are consumed by one call: the other groups of sel0 format theirs
+                arg, rows = self._neighbors_for(group, sel)
+                if rows is None:
+                    lists[sel] = arg
             if len(members) == 1:
-                raws[members[0]] = models[members[0]].compute(self._ext_pos, nlist, state.types)
+                raws[members[0]] = group[0].compute(self._ext_pos, arg, state.types)
             else:
                 self.shared_env += len(members) - 1
-                for k, r in zip(members, compute_ensemble([models[k] for k in members], self._ext_pos,
-                                                          nlist, state.types)):
+                for k, r in zip(members, compute_ensemble(group, self._ext_pos, arg, state.types)):
                     raws[k] = r
+            if rows is not None:
+                rows.release()
+                if rows.overflowed:
+                    report_overflow(rows, np.asarray(sel), getattr(group[0], "type_map", None))
         return raws
 
     device_backend = None   # forces on the host (numdp.md.device_forces: on the GPU)
@@ -288,8 +337,8 @@ class ForceProvider:
 
     def evaluate_others(self, state: State, models) -> list[tuple[np.ndarray, float, np.ndarray]]:
         """Evaluate more `models` (same rcut and type_map as this provider's) on the configuration
-        of the last call, sharing its ghosts and candidates (see `_compute_models`).  When the last
-        call was asked for these models (`evaluate_next_with`) its results are returned.
+        of the last call, sharing its ghosts (see `_compute_models`).  When the last call was asked
+        for these models (`evaluate_next_with`) its results are returned.
         Per model: (forces (nloc, 3) eV/Å on the owned atoms, ghost forces returned to their
         owners; potential energy eV and virial (3, 3) eV of the whole system).  Collective."""
         done = self._ensemble_done
@@ -298,9 +347,19 @@ class ForceProvider:
             return done[2]
         c0 = self.world.comm_time
         t0 = time.perf_counter()
-        out = [self._reduce(r, state) for r in self._compute_models(list(models), state)]
+        current = None if self.streams else self._nl
+        out = [self._reduce(r, state) for r in self._compute_models(list(models), state, current)]
         self.time_force += (time.perf_counter() - t0) - (self.world.comm_time - c0)
         return out
+
+    def _totals(self, r, nloc: int):
+        """(owned forces with the ghost forces returned, energy, virial (3, 3)) of a model's raw
+        output.  Collective."""
+        force = np.ascontiguousarray(r.force, dtype=np.float64)
+        self.comm.reverse(force)
+        totals = self.world.sum_global(np.concatenate(([np.sum(r.atom_energy)],
+                                                       np.asarray(r.virial, dtype=np.float64).reshape(9))))
+        return force[:nloc].copy(), float(totals[0]), np.array(totals[1:]).reshape(3, 3)
 
     def nonfinite_force_atom(self, state: State) -> int:
         """Local index of the first owned atom with a non-finite force, or -1."""

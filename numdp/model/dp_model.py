@@ -166,12 +166,18 @@ class DPModel:
         av = fold_to_owners(raw.atom_virial, ext.mapping, n) if atom_virial else None
         return Result(float(raw.atom_energy.sum()), forces, raw.virial, raw.atom_energy, av)
 
+    @property
+    def accepts_neighbor_rows(self) -> bool:
+        """True when `compute` takes a `numdp.neighbor.NeighborRows` for nlist (the CPU model)."""
+        return self.device == "cpu"
+
     def compute(self, ext_positions, nlist, types, atom_virial: bool = False):
         """Low-level evaluation on given extended atoms, for MD and domain decomposition.
 
         ext_positions: (nall, 3) Å with the nloc = len(types) local atoms first; nlist:
         (nloc, nnei) int32 extended indices in per-type blocks with -1 padding (numdp.neighbor
-        format); types: (nloc,) int32.  Returns RawOutput: atom_energy (nloc,), force (nall, 3)
+        format), or on the CPU a `numdp.neighbor.NeighborRows` (rows formatted chunk by chunk,
+        never stored whole); types: (nloc,) int32.  Returns RawOutput: atom_energy (nloc,), force (nall, 3)
         on every extended atom (fold ghosts onto owners), virial (3, 3), atom_virial (nall, 9)
         or None.
         """

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..kernels.cpu.descriptor import back_D, contract_D, contract_T
-from ..kernels.cpu.envmat import env_pairs, pair_forces
+from ..kernels.cpu.envmat import env_pairs_rows, pair_forces
 from ..kernels.cpu.tabulated import tab_contract_T, tab_pair_forces
 from ..blas import set_blas_threads
 from .nets import InferenceNet, embed_into, embed_value, fit_energy_and_grad, fold_symmetric_input
@@ -138,7 +138,8 @@ class Evaluator:
         """Evaluate on nloc = len(types) local atoms.
 
         ext_pos: (nall, 3) Å, locals first; nlist: (nloc, nnei) int32 extended indices, per-type
-        blocks, -1 padding; types: (nloc,) int32.
+        blocks, -1 padding, or a `numdp.neighbor.NeighborRows` whose rows are formatted chunk by
+        chunk into scratch (the whole list is never stored); types: (nloc,) int32.
         """
         return compute_shared([self], ext_pos, nlist, types, want_force, want_atom_virial,
                               want_descriptor)[0]
@@ -162,7 +163,13 @@ class Evaluator:
         nbr = ws.get("nbr", cap, np.int64)
         poff = ws.get("poff", (nt, na + 1), np.int64)
         npad = ws.get("npad", (na, nt), np.int64)
-        npairs = env_pairs(ext_pos, nlist, atoms, atypes, self.sec, self.mu, self.sd,
+        if isinstance(nlist, np.ndarray):
+            rows, nl = atoms, nlist
+        else:  # NeighborRows: this chunk's rows only, in chunk order
+            nl = nlist.rows(atoms, ws.get("nlist", (na, d.nnei), np.int32), ws.get("ncount", (na, nt), np.int32))
+            rows = ws.get("rows", na, np.int64)
+            rows[:] = np.arange(na)
+        npairs = env_pairs_rows(ext_pos, nl, rows, atoms, atypes, self.sec, self.mu, self.sd,
                            d.rcut, d.rcut_smth, rt, dvec, nbr, poff, npad)
         tb = np.searchsorted(atypes, np.arange(nt + 1))  # type boundaries (atoms sorted by type)
         return ChunkEnv(atoms, atypes, rt, dvec, nbr, poff, npad, int(npairs), tb)

@@ -6,6 +6,7 @@ Pipeline (reference §1, §13 steps 1-3), each step a plain function:
     cand = find_candidates(ext, cutoff)                 # CSR pairs within cutoff, O(N) cell list
     nl   = format_nlist(ext, cand, rcut, sel, ntypes)   # DeePMD-kit slots (NeighborList), rcut <= cutoff
     nl   = build_nlist(ext, rcut, sel, ntypes)          # the last two in one call, cutoff = rcut
+    rows = NeighborRows(ext, rcut, sel, ntypes)         # or never stored: rows on request (MD)
     report_overflow(nl, sel, type_map)                  # NeighborOverflowWarning when sel was too small
 
 Kernels: numdp.kernels.cpu.neighbor.  Lengths in Å throughout.
@@ -14,6 +15,7 @@ Kernels: numdp.kernels.cpu.neighbor.  Lengths in Å throughout.
 from numdp.neighbor.celllist import Candidates, find_candidates
 from numdp.neighbor.extended import Extended, extend, extended_positions
 from numdp.neighbor.threads import SERIAL_NEIGHBOR_BELOW, kernel_threads
+from numdp.neighbor.rows import NeighborRows
 from numdp.neighbor.nlist import (
     NeighborList,
     NeighborOverflowWarning,
@@ -29,6 +31,7 @@ __all__ = [
     "Extended",
     "NeighborList",
     "NeighborOverflowWarning",
+    "NeighborRows",
     "build_nlist",
     "check_key_limits",
     "extend",

@@ -100,7 +100,7 @@ def _prepare_slots(ext: Extended, rc: float, sel, ntypes: int):
         )
     sec = slot_offsets(s)
     nlist = np.empty((ext.nloc, int(sec[-1])), dtype=np.int32)
-    counts = np.empty((ext.nloc, ntypes), dtype=np.int64)
+    counts = np.empty((ext.nloc, ntypes), dtype=np.int32)  # transient: 4 bytes per atom and type
     return s, sec, nlist, counts
 
 
@@ -140,20 +140,25 @@ def format_nlist(
     return _neighbor_list(nlist, counts, s)
 
 
-def build_nlist(ext: Extended, rcut, sel, ntypes: int) -> NeighborList:
+def build_nlist(ext: Extended, rcut, sel, ntypes: int, positions=None) -> NeighborList:
     """The neighbour list within rcut straight from a cell-list scan (one call for the model
     evaluator): the same result as `format_nlist(ext, find_candidates(ext, rcut), ...)` without
     the candidate CSR (one scan of the cells instead of two, and no second pass over the pairs).
 
-    ext must have been built with a cutoff >= rcut (Å).  Returns `NeighborList`.
+    ext must have been built with a cutoff >= rcut (Å).  positions: optional (nall, 3) coordinates
+    (Å) to use instead of ext.positions (MD: the current positions between rebuilds; the result
+    then equals `format_nlist` of the candidates within rcut + skin of the rebuild, bit for bit,
+    as long as no pair has come from beyond rcut + skin to within rcut).  The cell list is
+    transient: about 50 bytes per extended atom while the call runs.  Returns `NeighborList`.
     """
     rc = _check_cutoff(rcut, "rcut")
     ntypes = int(ntypes)
     if rc > ext.cutoff * (1.0 + 1e-12):
         raise ValueError(f"rcut {rc} A exceeds the cutoff {ext.cutoff} A the extended atoms were built for")
     s, sec, nlist, counts = _prepare_slots(ext, rc, sel, ntypes)
+    pos = check_extended_positions(ext, positions)
     if ext.nloc:
-        g = build_grid(ext.positions, ext.nloc, rc)
+        g = build_grid(pos, ext.nloc, rc)
         _k.scan_nlist(g.sx, g.sy, g.sz, g.order, g.scell, g.cell_start, g.nbins, g.reach, g.centres,
                       ext.types, rc * rc, s, sec, nlist, counts)
     return _neighbor_list(nlist, counts, s)

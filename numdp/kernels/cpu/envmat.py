@@ -18,12 +18,22 @@ row_grad_to_dvec = CPU.row_grad_to_dvec
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
-def env_pairs(pos, nlist, atoms, atypes, sec, mu, sd, rcut, rcut_smth,
-              rt, dvec, nbr, poff, npad):
+def env_pairs(pos, nlist, atoms, atypes, sec, mu, sd, rcut, rcut_smth, rt, dvec, nbr, poff, npad):
+    """`env_pairs_rows` with the rows of a whole list: nlist (nloc, nnei), row atoms[a] for chunk
+    atom a."""
+    return env_pairs_rows(pos, nlist, atoms, atoms, atypes, sec, mu, sd, rcut, rcut_smth, rt, dvec, nbr,
+                          poff, npad)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
+def env_pairs_rows(pos, nlist, rows, atoms, atypes, sec, mu, sd, rcut, rcut_smth,
+                   rt, dvec, nbr, poff, npad):
     """Collect the occupied slots of chunk atoms and their normalised rows.
 
-    pos: (nall, 3) extended positions Å (locals first); nlist: (nloc, nnei) int32;
-    atoms: (na,) local indices of the chunk; atypes: (na,) their types;
+    pos: (nall, 3) extended positions Å (locals first); nlist: (nrows, nnei) int32;
+    rows: (na,) the row of nlist of each chunk atom (atoms itself for a whole list of the nloc
+    local atoms, 0..na-1 for the chunk's own rows); atoms: (na,) local indices of the chunk;
+    atypes: (na,) their types;
     sec: (ntypes+1,) slot block starts; mu, sd: (ntypes, ntypes, 4) normalisation per
     (centre type, neighbour block).  Outputs: rt (>=npairs, 4) normalised rows, dvec
     (>=npairs, 3) pair vectors d = r_j - r_i, nbr (>=npairs,) extended neighbour index,
@@ -40,8 +50,9 @@ def env_pairs(pos, nlist, atoms, atypes, sec, mu, sd, rcut, rcut_smth,
             i = atoms[a]
             ti = atypes[a]
             n_real = 0
+            row = rows[a]
             for s in range(sec[t], sec[t + 1]):
-                j = nlist[i, s]
+                j = nlist[row, s]
                 if j < 0:
                     break
                 dx = pos[j, 0] - pos[i, 0]

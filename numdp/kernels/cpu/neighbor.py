@@ -342,6 +342,55 @@ def distance_labels(expected, ntypes, rcut2):
     return nb, nb / (rcut2 * math.sqrt(rcut2))
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _scan_centre(p, r, sx, sy, sz, order, scell, cell_start, nbins, reach, types, rcut2, sel, sec, nb,
+                 label_scale, nlist, counts, hits, hr2, keys, bucket, skeys, cnt):
+    """Write row r of nlist and counts for the centre atom at sorted position p (cell-list scan,
+    keys, sort: the body of `scan_nlist` and `scan_rows`).  hits ... cnt are scratch (grown when
+    needed); returns (hits, hr2, keys, bucket, skeys), the buffers to use for the next centre."""
+    nnei = nlist.shape[1]
+    ntypes = sel.shape[0]
+    i = order[p]
+    for s in range(nnei):
+        nlist[r, s] = -1
+    for t in range(ntypes):
+        counts[r, t] = 0
+    if types[i] < 0:
+        return hits, hr2, keys, bucket, skeys
+    h, hits, hr2 = _scan_hits(p, sx, sy, sz, scell, cell_start, nbins, reach, rcut2, hits, hr2, True)
+    if keys.shape[0] < h:
+        keys = np.empty(hits.shape[0], np.uint64)
+        bucket = np.empty(hits.shape[0], np.int64)
+        skeys = np.empty(hits.shape[0], np.uint64)
+    n = 0
+    for u in range(h):
+        q = hits[u]
+        j = order[q]
+        tj = types[j]
+        if q != p and tj >= 0:
+            r2 = hr2[u]
+            rr = math.sqrt(r2)
+            keys[n] = pack_key(tj, rr, j)
+            bucket[n] = tj * nb + min(nb - 1, np.int64(r2 * rr * label_scale))
+            n += 1
+    _fill_row(r, keys, bucket, n, nbucket_of(nb, ntypes), cnt, skeys, sel, sec, nlist, counts)
+    return hits, hr2, keys, bucket, skeys
+
+
+@njit(cache=True, nogil=True, inline="always")
+def nbucket_of(nb, ntypes):
+    """Number of sort labels: nb distance bins per type."""
+    return nb * ntypes
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _expected(sel):
+    expected = 0
+    for t in range(sel.shape[0]):
+        expected += sel[t]
+    return expected
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def scan_nlist(sx, sy, sz, order, scell, cell_start, nbins, reach, centres, types, rcut2, sel, sec,
                nlist, counts):
@@ -353,13 +402,9 @@ def scan_nlist(sx, sy, sz, order, scell, cell_start, nbins, reach, centres, type
     keys, same order.
     """
     nloc = nlist.shape[0]
-    nnei = nlist.shape[1]
     ntypes = sel.shape[0]
-    expected = 0
-    for t in range(ntypes):
-        expected += sel[t]
+    expected = _expected(sel)
     nb, label_scale = distance_labels(expected, ntypes, rcut2)
-    nbucket = nb * ntypes
     nchunk = (nloc + _CHUNK - 1) // _CHUNK
     for ch in prange(nchunk):
         cap = max(64, 4 * expected)
@@ -368,34 +413,69 @@ def scan_nlist(sx, sy, sz, order, scell, cell_start, nbins, reach, centres, type
         keys = np.empty(cap, np.uint64)
         bucket = np.empty(cap, np.int64)
         skeys = np.empty(cap, np.uint64)
-        cnt = np.empty(nbucket + 1, np.int64)
+        cnt = np.empty(nb * ntypes + 1, np.int64)
         for m in range(ch * _CHUNK, min(nloc, (ch + 1) * _CHUNK)):
             p = centres[m]
-            i = order[p]
-            for s in range(nnei):
-                nlist[i, s] = -1
-            for t in range(ntypes):
-                counts[i, t] = 0
-            if types[i] < 0:
+            hits, hr2, keys, bucket, skeys = _scan_centre(
+                p, order[p], sx, sy, sz, order, scell, cell_start, nbins, reach, types, rcut2, sel, sec, nb,
+                label_scale, nlist, counts, hits, hr2, keys, bucket, skeys, cnt)
+
+
+@njit(cache=True, nogil=True)
+def scan_rows(atoms, where, pos, sx, sy, sz, order, scell, cell_start, nbins, reach, types, rcut2, sel,
+              sec, nlist, counts, closest):
+    """Rows of `scan_nlist` for some centre atoms only (one thread; the model evaluator's chunks).
+
+    atoms (na,) int64 local atom indices, any order; where (nloc,) int32 sorted position of each
+    local atom in the cell list; pos (nall, 3) Å, the coordinates the cell list was built from;
+    other inputs as in `scan_nlist`.  Out: nlist (na, sec[-1]) int32 and counts (na, ntypes) int32,
+    row a for atom atoms[a], equal to rows atoms[a] of `scan_nlist`; closest (3,) float64:
+    (squared distance Å², centre, neighbour) of the nearest first-slot neighbour of these rows,
+    ties to the lower centre, then the lower type block, as `numdp.kernels.cpu.md.closest_pair`
+    over the rows in atom order; (inf, -1, -1) when no row has a neighbour.
+    """
+    ntypes = sel.shape[0]
+    expected = _expected(sel)
+    nb, label_scale = distance_labels(expected, ntypes, rcut2)
+    cap = max(64, 4 * expected)
+    hits = np.empty(cap, np.int64)
+    hr2 = np.empty(cap)
+    keys = np.empty(cap, np.uint64)
+    bucket = np.empty(cap, np.int64)
+    skeys = np.empty(cap, np.uint64)
+    cnt = np.empty(nb * ntypes + 1, np.int64)
+    best = math.inf
+    bi = -1
+    bj = -1
+    for a in range(atoms.shape[0]):
+        i = atoms[a]
+        hits, hr2, keys, bucket, skeys = _scan_centre(
+            where[i], a, sx, sy, sz, order, scell, cell_start, nbins, reach, types, rcut2, sel, sec, nb,
+            label_scale, nlist, counts, hits, hr2, keys, bucket, skeys, cnt)
+        for t in range(ntypes):
+            j = nlist[a, sec[t]]
+            if j < 0:
                 continue
-            h, hits, hr2 = _scan_hits(p, sx, sy, sz, scell, cell_start, nbins, reach, rcut2, hits, hr2,
-                                      True)
-            if keys.shape[0] < h:
-                keys = np.empty(hits.shape[0], np.uint64)
-                bucket = np.empty(hits.shape[0], np.int64)
-                skeys = np.empty(hits.shape[0], np.uint64)
-            n = 0
-            for u in range(h):
-                q = hits[u]
-                j = order[q]
-                tj = types[j]
-                if q != p and tj >= 0:
-                    r2 = hr2[u]
-                    r = math.sqrt(r2)
-                    keys[n] = pack_key(tj, r, j)
-                    bucket[n] = tj * nb + min(nb - 1, np.int64(r2 * r * label_scale))
-                    n += 1
-            _fill_row(i, keys, bucket, n, nbucket, cnt, skeys, sel, sec, nlist, counts)
+            d = 0.0
+            for k in range(3):
+                e = pos[j, k] - pos[i, k]
+                d += e * e
+            if d < best or (d == best and i < bi):
+                best = d
+                bi = i
+                bj = j
+    closest[0] = best
+    closest[1] = bi
+    closest[2] = bj
+
+
+@njit(cache=True, nogil=True)
+def sorted_positions(order, nloc, where):
+    """where (nloc,) int32 out: the sorted position of each local atom (inverse of order < nloc)."""
+    for p in range(order.shape[0]):
+        i = order[p]
+        if i < nloc:
+            where[i] = p
 
 
 @njit(cache=True, nogil=True, parallel=True)
