@@ -586,3 +586,20 @@ def test_positions_override_errors():
         find_candidates(ext, 4.0, positions=pos)
     with pytest.raises(ValueError, match="expected shape"):
         format_nlist(ext, cand, 4.0, [10, 10], 2, positions=pos[:-1])
+
+
+def test_dense_cluster_grows_the_scan_buffers():
+    """600 atoms in a 3.4 A cube, all within the 6 A cutoff of each other: one centre's scan holds
+    more hits than the initial scratch, so the buffers grow inside the parallel scans; the pairs
+    equal the naive ones and the rows formatted for MD equal the whole list."""
+    rng = np.random.default_rng(17)
+    x = rng.uniform(-1.7, 1.7, size=(600, 3))
+    t = rng.integers(0, 2, size=600)
+    check_candidates_against_naive(x, t, None, 6.0)
+    ext = extend(x, t, None, 6.0)
+    sel = [300, 300]
+    whole = build_nlist(ext, 6.0, sel, 2)
+    assert whole.overflowed
+    got = np.empty((ext.nloc, sum(sel)), np.int32)
+    NeighborRows(ext, 6.0, sel, 2).rows(np.arange(ext.nloc, dtype=np.int64), got)   # the MD path
+    np.testing.assert_array_equal(got, whole.nlist)
