@@ -307,3 +307,35 @@ def test_frames_batch_gradient_matches_finite_differences():
     flat.theta[:] = theta0
     # as test_gradient_matches_finite_differences: truncation O(h²) and cancellation in the loss
     assert abs(fd - g @ v) <= 1e-6 * abs(g @ v) + 1e-8 * np.abs(g).sum(), (fd, g @ v)
+
+
+def test_row_tangent_is_the_jacobian_of_the_environment_row():
+    """The shared scalar Jacobian (numdp.kernels.math): row_tangent(q) equals central differences
+    of env_row along q, and is the transpose of row_grad_to_dvec (g · J q = Jᵀg · q), on both
+    sides of rcut_smth."""
+    from numdp.kernels.math import CPU
+
+    rng = np.random.default_rng(21)
+    rmin, rmax = 1.0, 4.0
+    for r in (0.7, 1.5, 2.9, 3.8):
+        d = rng.normal(size=3)
+        d *= r / np.linalg.norm(d)
+        q = rng.normal(size=3)
+        g = rng.normal(size=4)
+
+        def raw(x):
+            _, s0, s1 = CPU.env_row(x[0], x[1], x[2], rmin, rmax)
+            return np.array([s0, s1 * x[0], s1 * x[1], s1 * x[2]])
+
+        jq = np.array(CPU.row_tangent(*q, *d, rmin, rmax))
+        h = 1e-5
+        fd = (raw(d + h * q) - raw(d - h * q)) / (2 * h)
+        # central differences: truncation h²/6 |q|³ |R'''|, with |R'''| <~ 10 |R'| here (the
+        # switch's derivatives carry 1/(rmax - rmin)^k, rmax - rmin = 3): < 1e-8 |Jq|; rounding:
+        # R's terms reach 32 / r (1 + 10 + 15 + 6 in the switch polynomial), each within u, so
+        # 32 u |q| / (r h) on the quotient (|q| < 3 here)
+        tol = 1e-8 * np.abs(jq).max() + 32 * U64 * 3.0 / (min(r, 1.0) * h)
+        assert np.abs(jq - fd).max() <= tol, (r, jq, fd)
+        jtg = np.array(CPU.row_grad_to_dvec(*g, *d, rmin, rmax))
+        # two orders of the same 12 products: order_bound(U64, 12)
+        assert abs(g @ jq - jtg @ q) <= order_bound(U64, 12) * np.abs(g).sum() * np.abs(jq).sum()

@@ -34,7 +34,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from ..kernels.cpu.descriptor import back_D, contract_D, contract_T
+from ..kernels.cpu.descriptor import back_D, contract_D, contract_D_tangent, contract_T
 from ..kernels.cpu.envmat import env_pairs, pair_forces
 from ..model.params import ModelParams
 from ..model.workspace import Workspace
@@ -415,7 +415,7 @@ class ModelPasses:
         for f in c.fits:
             net = p.fitting.nets[f.ti]
             n = f.a1 - f.a0
-            K.tangent_D(c.T[f.a0:f.a1], Td[f.a0:f.a1], d.axis_neuron, f.cache.Dd)
+            contract_D_tangent(c.T[f.a0:f.a1], Td[f.a0:f.a1], d.axis_neuron, f.cache.Dd)
             fit_tangent(net, f.cache)
             YB = fit_reverse(net, self.flat.fitting[f.ti], f.cache, c_e, grad, ws, ("fit", f.ti))
             K.back_D_pair(c.T[f.a0:f.a1], Td[f.a0:f.a1], YB[:n], YB[n:], d.axis_neuron,
