@@ -163,22 +163,26 @@ def ab_run(args, argv: list[str]) -> int:
         rest.append(a)
     sides = {"A": str(pathlib.Path(args.ab).resolve()), "B": str(ROOT)}
     times: dict[str, list[float]] = {"A": [], "B": []}
+    cpus: dict[str, list[float]] = {"A": [], "B": []}
     for r in range(args.rounds):
         for side in (("A", "B") if r % 2 == 0 else ("B", "A")):
             env = dict(os.environ, PYTHONPATH=sides[side])
             out = subprocess.run([sys.executable, __file__, *rest], env=env, capture_output=True,
                                  text=True, check=True).stdout
             ms = float(_STEP.search(out).group(1))
+            cpu = float(re.search(r"CPU time ([0-9.]+) ms/step", out).group(1))
             times[side].append(ms)
+            cpus[side].append(cpu)
             valid = re.search(r"^validation .*: ([0-9.]+) ms", out, re.M)
-            print(f"round {r + 1} {side}: {ms:8.2f} ms/step"
+            print(f"round {r + 1} {side}: {ms:8.2f} ms/step (CPU {cpu:.1f})"
                   + (f", validation {valid.group(1)} ms" if valid else "")
                   + f"  (load average {os.getloadavg()[0]:.2f})", flush=True)
     print(f"A = {sides['A']}, B = {sides['B']}; {' '.join(rest)}")
     for side in ("A", "B"):
         t = times[side]
         print(f"{side}: median {statistics.median(t):8.2f} ms/step, min {min(t):8.2f}, "
-              f"max {max(t):8.2f} over {len(t)} runs")
+              f"max {max(t):8.2f} over {len(t)} runs; CPU time median "
+              f"{statistics.median(cpus[side]):.1f} ms/step")
     print(f"B / A (medians): {statistics.median(times['B']) / statistics.median(times['A']):.3f}")
     return 0
 
