@@ -215,3 +215,127 @@ def test_preconditioned_gradient_matches_finite_differences():
     fd = (loss_at(phi0 + h * v) - loss_at(phi0 - h * v)) / (2 * h)
     assert abs(fd - g @ v) <= 1e-6 * abs(g @ v) + 1e-8 * np.abs(g).sum()
     passes.close()
+
+
+def _batch_case(nframes=5):
+    """One model and `nframes` periodic frames of it (different configurations and sizes)."""
+    params, frame, _, _ = make_case(*HYPER[1], periodic=True)
+    d = params.descriptor
+    frames = [frame]
+    for s in range(1, nframes):
+        pos, types, box = random_config(14 + s, d.ntypes, box_len=6.0, tilt=0.3, seed=10 + s)
+        ext = extend(pos, types, box, d.rcut)
+        nl = build_nlist(ext, d.rcut, d.sel, d.ntypes)
+        assert not nl.overflowed
+        frames.append(Frame(ext.positions, nl.nlist, types, ext.mapping))
+    return params, frames
+
+
+def _batch_grad(params, flat, frames, labels, pref, nthreads):
+    """frames() over the batch: (results, ∂L/∂θ)."""
+    passes = ModelPasses(params, flat, nthreads)
+    n = len(frames)
+    passes.zero_grad()
+    results = passes.frames(frames, lambda i, res: LossStats().add_frame(res, labels[i], pref, n))
+    g = passes.total_grad()
+    passes.close()
+    return results, g
+
+
+def test_frames_in_parallel_equal_frame_by_frame_passes():
+    """`frames` (frames dealt whole to the workers, the rest split by atoms) gives the results and
+    the batch gradient of one frame after the other, for 1-3 threads (5 frames: whole rounds and
+    a remainder), and the same bits when called again with the same thread count."""
+    params, frames = _batch_case(5)
+    flat = FlatParams.bind(params)
+    rng = np.random.default_rng(11)
+    pref = Prefactors(0.5, 1.0, 0.5)
+    serial = ModelPasses(params, flat, 1)
+    labels, ref_res = [], []
+    serial.zero_grad()
+    for fr in frames:
+        res = serial.primal(fr)
+        labels.append(labels_for(res, rng, True))
+        seeds = LossStats().add_frame(res, labels[-1], pref, len(frames))
+        serial.gradient(seeds.c_e, seeds.u, seeds.eps, seeds.c_f, seeds.c_v)
+        ref_res.append(res)
+    g_ref = serial.total_grad()
+    serial.close()
+    # the gradient sums every pair and atom of every frame (and the padding adjoints) in another
+    # order: chains of at most Σ_f nloc_f * nnei + the widest layer terms
+    d = params.descriptor
+    n = sum(fr.nloc for fr in frames) * d.nnei + d.dim_out
+    tol = order_bound(U64, n) * np.abs(g_ref).max()
+    for nthreads in (1, 2, 3):
+        results, g = _batch_grad(params, flat, frames, labels, pref, nthreads)
+        assert np.abs(g - g_ref).max() <= tol, (nthreads, np.abs(g - g_ref).max(), tol)
+        for res, ref in zip(results, ref_res):
+            # one frame: chains of nloc * nnei terms at most (order_bound(U64, 1e3) = 2.2e-12)
+            fb = order_bound(U64, frames[0].nloc * d.nnei + d.dim_out)
+            assert abs(res.energy - ref.energy) <= fb * np.abs(ref.atom_energy).sum()
+            assert np.abs(res.forces - ref.forces).max() <= fb * np.abs(ref.forces).max()
+            assert np.abs(res.virial - ref.virial).max() <= fb * np.abs(ref.virial).max()
+        _, again = _batch_grad(params, flat, frames, labels, pref, nthreads)
+        assert np.array_equal(g, again), nthreads
+
+
+def test_frames_batch_gradient_matches_finite_differences():
+    """The batch loss (mean over frames) through `frames` on 2 threads: its gradient equals
+    central differences along a random direction of all parameters."""
+    params, frames = _batch_case(3)
+    flat = FlatParams.bind(params)
+    rng = np.random.default_rng(12)
+    pref = Prefactors(0.5, 1.0, 0.5)
+    probe = ModelPasses(params, flat, 1)
+    labels = [labels_for(probe.primal(fr), rng, True) for fr in frames]
+    probe.close()
+    _, g = _batch_grad(params, flat, frames, labels, pref, 2)
+    theta0 = flat.theta.copy()
+
+    def loss_at(theta):
+        flat.theta[:] = theta
+        passes = ModelPasses(params, flat, 2)
+        st = LossStats()
+        for res, lab in zip(passes.frames(frames), labels):
+            st.add_frame(res, lab, pref, len(frames))
+        passes.close()
+        return st.loss_sum
+
+    v = rng.normal(size=theta0.shape)
+    h = 1e-6 / np.sqrt(v.size)
+    fd = (loss_at(theta0 + h * v) - loss_at(theta0 - h * v)) / (2 * h)
+    flat.theta[:] = theta0
+    # as test_gradient_matches_finite_differences: truncation O(h²) and cancellation in the loss
+    assert abs(fd - g @ v) <= 1e-6 * abs(g @ v) + 1e-8 * np.abs(g).sum(), (fd, g @ v)
+
+
+def test_row_tangent_is_the_jacobian_of_the_environment_row():
+    """The shared scalar Jacobian (numdp.kernels.math): row_tangent(q) equals central differences
+    of env_row along q, and is the transpose of row_grad_to_dvec (g · J q = Jᵀg · q), on both
+    sides of rcut_smth."""
+    from numdp.kernels.math import CPU
+
+    rng = np.random.default_rng(21)
+    rmin, rmax = 1.0, 4.0
+    for r in (0.7, 1.5, 2.9, 3.8):
+        d = rng.normal(size=3)
+        d *= r / np.linalg.norm(d)
+        q = rng.normal(size=3)
+        g = rng.normal(size=4)
+
+        def raw(x):
+            _, s0, s1 = CPU.env_row(x[0], x[1], x[2], rmin, rmax)
+            return np.array([s0, s1 * x[0], s1 * x[1], s1 * x[2]])
+
+        jq = np.array(CPU.row_tangent(*q, *d, rmin, rmax))
+        h = 1e-5
+        fd = (raw(d + h * q) - raw(d - h * q)) / (2 * h)
+        # central differences: truncation h²/6 |q|³ |R'''|, with |R'''| <~ 10 |R'| here (the
+        # switch's derivatives carry 1/(rmax - rmin)^k, rmax - rmin = 3): < 1e-8 |Jq|; rounding:
+        # R's terms reach 32 / r (1 + 10 + 15 + 6 in the switch polynomial), each within u, so
+        # 32 u |q| / (r h) on the quotient (|q| < 3 here)
+        tol = 1e-8 * np.abs(jq).max() + 32 * U64 * 3.0 / (min(r, 1.0) * h)
+        assert np.abs(jq - fd).max() <= tol, (r, jq, fd)
+        jtg = np.array(CPU.row_grad_to_dvec(*g, *d, rmin, rmax))
+        # two orders of the same 12 products: order_bound(U64, 12)
+        assert abs(g @ jq - jtg @ q) <= order_bound(U64, 12) * np.abs(g).sum() * np.abs(jq).sum()

@@ -23,6 +23,17 @@ over its numb_steps (or `--numb-steps N`): choose N to fit the budget, since a r
 budget stops before its learning rate has decayed.
 
     python tools/bench_train.py --budget 565 [--numb-steps 4000] [--no-precondition]
+
+`--batch N` overrides the input's training batch size.  A DeePMD-kit input.json is read as
+`dp train` reads it, with its system paths relative to the working directory: the benchmark
+resolves them against the file's own folder (shared/oracle/training/*.input.json work as they
+are).  `--ab OTHER_SOURCE_TREE` measures before/after in one run: it alternates this timing
+in fresh processes with the numdp of OTHER_SOURCE_TREE (A) and of this tree (B), `--rounds`
+times each, and prints every run and the median, minimum and maximum s/step of each side
+(the machine's load changes between runs: read the spread, not one figure).
+
+    python tools/bench_train.py --ab /tmp/base --rounds 5 --batch 4 \
+        --input ../shared/oracle/training/water_2k_seed1.input.json
 """
 from __future__ import annotations
 
@@ -30,6 +41,9 @@ import argparse
 import io
 import os
 import pathlib
+import re
+import statistics
+import subprocess
 import sys
 import time
 
@@ -49,14 +63,19 @@ def main(argv=None) -> int:
                     help="with --budget: schedule length (default: the input's numb_steps)")
     ap.add_argument("--no-precondition", action="store_true",
                     help="with --budget: train without the input's `precondition`")
+    ap.add_argument("--batch", type=int, default=None, help="training batch size (frames)")
+    ap.add_argument("--ab", default=None, metavar="SOURCE_TREE",
+                    help="alternate runs with the numdp of SOURCE_TREE (A) and of this tree (B)")
+    ap.add_argument("--rounds", type=int, default=3, help="with --ab: runs of each side")
     args = ap.parse_args(argv)
+    if args.ab is not None:
+        return ab_run(args, argv if argv is not None else sys.argv[1:])
     if args.budget is not None:
         return budget_run(args)
 
-    from numdp.train.config import load_config
     from numdp.train.loop import PHASES, Trainer
 
-    cfg = load_config(args.input)
+    cfg = load_input(args)
     log = io.StringIO()
     trainer = Trainer(cfg, nthreads=args.threads, stream=log)
     try:
@@ -76,6 +95,15 @@ def main(argv=None) -> int:
             trainer.train_step(t, display=False)
         wall = (time.perf_counter() - start) / args.steps
         cpu = (time.process_time() - cpu0) / args.steps
+        t_valid = None
+        if trainer.valid_sys:
+            _, pref = trainer.prefactors(0)
+            trainer.validate(pref)
+            nv = 5
+            t0 = time.perf_counter()
+            for _ in range(nv):
+                trainer.validate(pref)
+            t_valid = (time.perf_counter() - t0) / nv
     finally:
         trainer.close()
 
@@ -90,19 +118,81 @@ def main(argv=None) -> int:
     print(f"{'total':<12}{wall * 1e3:10.2f}{100.0:8.1f}%   (CPU time {cpu * 1e3:.1f} ms/step, "
           f"load average {os.getloadavg()[0]:.2f})")
     print(f"neighbour list of one frame, uncached: {t_build * 1e3:.2f} ms (once per frame per run)")
+    if t_valid is not None:
+        print(f"validation ({cfg.validation.numb_btch} batches of {trainer.valid_sys[0].batch_size} "
+              f"frame(s), at every display step): {t_valid * 1e3:.2f} ms")
     ratio = wall / DEEPMD_S_PER_STEP
     print(f"DeePMD-kit 3.2 (PyTorch, 2 threads): {DEEPMD_S_PER_STEP:.3f} s/step; "
           f"numdp / DeePMD-kit = {ratio:.3f} (target <= 0.5: {'met' if ratio <= 0.5 else 'NOT met'})")
     return 0
 
 
+def load_input(args):
+    """The training input of args.input (a DeePMD-kit .json: systems relative to its folder),
+    with args.batch applied."""
+    from numdp.train.config import BatchSize, load_config
+
+    path = pathlib.Path(args.input).resolve()
+    cwd = os.getcwd()
+    if path.suffix == ".json":
+        os.chdir(path.parent)
+    try:
+        cfg = load_config(path)
+    finally:
+        os.chdir(cwd)
+    if args.batch is not None:
+        cfg.training.batch_size = BatchSize(fixed=args.batch)
+    return cfg
+
+
+_STEP = re.compile(r"^total\s+([0-9.]+)", re.M)
+
+
+def ab_run(args, argv: list[str]) -> int:
+    """Alternate the timing in subprocesses: A = numdp of args.ab, B = this tree's."""
+    rest, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a in ("--ab", "--rounds"):
+            skip = True
+            continue
+        if a.startswith(("--ab=", "--rounds=")):
+            continue
+        rest.append(a)
+    sides = {"A": str(pathlib.Path(args.ab).resolve()), "B": str(ROOT)}
+    times: dict[str, list[float]] = {"A": [], "B": []}
+    cpus: dict[str, list[float]] = {"A": [], "B": []}
+    for r in range(args.rounds):
+        for side in (("A", "B") if r % 2 == 0 else ("B", "A")):
+            env = dict(os.environ, PYTHONPATH=sides[side])
+            out = subprocess.run([sys.executable, __file__, *rest], env=env, capture_output=True,
+                                 text=True, check=True).stdout
+            ms = float(_STEP.search(out).group(1))
+            cpu = float(re.search(r"CPU time ([0-9.]+) ms/step", out).group(1))
+            times[side].append(ms)
+            cpus[side].append(cpu)
+            valid = re.search(r"^validation .*: ([0-9.]+) ms", out, re.M)
+            print(f"round {r + 1} {side}: {ms:8.2f} ms/step (CPU {cpu:.1f})"
+                  + (f", validation {valid.group(1)} ms" if valid else "")
+                  + f"  (load average {os.getloadavg()[0]:.2f})", flush=True)
+    print(f"A = {sides['A']}, B = {sides['B']}; {' '.join(rest)}")
+    for side in ("A", "B"):
+        t = times[side]
+        print(f"{side}: median {statistics.median(t):8.2f} ms/step, min {min(t):8.2f}, "
+              f"max {max(t):8.2f} over {len(t)} runs; CPU time median "
+              f"{statistics.median(cpus[side]):.1f} ms/step")
+    print(f"B / A (medians): {statistics.median(times['B']) / statistics.median(times['A']):.3f}")
+    return 0
+
+
 def budget_run(args) -> int:
     """Train args.input for args.budget wall-clock seconds; print steps done and validation RMSEs."""
-    from numdp.train.config import load_config
     from numdp.train.loop import Trainer
 
     start = time.perf_counter()
-    cfg = load_config(args.input)
+    cfg = load_input(args)
     if args.numb_steps is not None:
         cfg.training.numb_steps = args.numb_steps
     if args.no_precondition:

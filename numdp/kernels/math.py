@@ -35,19 +35,34 @@ def env_row(dx, dy, dz, rmin, rmax):
     return r, s0, s0 * inv_r
 
 
-def row_grad_to_dvec(g0, g1, g2, g3, dx, dy, dz, rmin, rmax):
-    """dE/dd (3 components) from dE/dR (g0..g3) of the raw row R = (w/r, w d/r²) of pair vector d.
+def row_jacobian(dx, dy, dz, rmin, rmax):
+    """(a0, a1, b): the Jacobian of the raw row R = (w/r, w d/r²) of pair vector d (Å) is
 
-    dR0/dd_b = (w'/r - w/r²) d_b / r;  dR_{1+c}/dd_b = w' d_c d_b / r³ + w (δ_cb / r² - 2 d_c d_b / r⁴).
-    """
+        dR0/dd_k = a0 d_k,   dR_{1+c}/dd_k = a1 d_c d_k + b δ_ck
+
+    with a0 = (w'/r - w/r²)/r, a1 = w'/r³ - 2w/r⁴, b = w/r² (reference §2.3)."""
     r = math.sqrt(dx * dx + dy * dy + dz * dz)
     inv_r = 1.0 / r
     inv_r2 = inv_r * inv_r
     w, dw = switch(r, rmin, rmax)
-    c0 = g0 * (dw * inv_r - w * inv_r2) * inv_r
-    c1 = (dw * inv_r * inv_r2 - 2.0 * w * inv_r2 * inv_r2) * (g1 * dx + g2 * dy + g3 * dz)
-    wr2 = w * inv_r2
-    return (c0 + c1) * dx + wr2 * g1, (c0 + c1) * dy + wr2 * g2, (c0 + c1) * dz + wr2 * g3
+    return (dw * inv_r - w * inv_r2) * inv_r, dw * inv_r * inv_r2 - 2.0 * w * inv_r2 * inv_r2, w * inv_r2
+
+
+def row_grad_to_dvec(g0, g1, g2, g3, dx, dy, dz, rmin, rmax):
+    """dE/dd (3 components) from dE/dR (g0..g3) of the raw row R of pair vector d: Jᵀg
+    (`row_jacobian`)."""
+    a0, a1, b = row_jacobian(dx, dy, dz, rmin, rmax)
+    c = g0 * a0 + a1 * (g1 * dx + g2 * dy + g3 * dz)
+    return c * dx + b * g1, c * dy + b * g2, c * dz + b * g3
+
+
+def row_tangent(qx, qy, qz, dx, dy, dz, rmin, rmax):
+    """(dR0, dR1, dR2, dR3) = J q: the tangent of the raw row of pair vector d for a displacement
+    q of d (Å; `row_jacobian`; the training passes' tangent)."""
+    a0, a1, b = row_jacobian(dx, dy, dz, rmin, rmax)
+    dq = dx * qx + dy * qy + dz * qz
+    c = a1 * dq
+    return a0 * dq, c * dx + b * qx, c * dy + b * qy, c * dz + b * qz
 
 
 def poly3_value(c0, c1, c2, c3, tau):
@@ -112,7 +127,9 @@ class ScalarMath:
 
     switch: object
     env_row: object
+    row_jacobian: object
     row_grad_to_dvec: object
+    row_tangent: object
     poly3_value: object
     poly5_value: object
     poly3_at: object
@@ -130,10 +147,13 @@ def _rebind(fn, **deps):
 def compile_math(compile_fn) -> ScalarMath:
     """Every function of this module compiled with compile_fn (dual.cpu_inline or dual.cuda_device)."""
     sw = compile_fn(switch)
+    jac = compile_fn(_rebind(row_jacobian, switch=sw))
     return ScalarMath(
         switch=sw,
         env_row=compile_fn(_rebind(env_row, switch=sw)),
-        row_grad_to_dvec=compile_fn(_rebind(row_grad_to_dvec, switch=sw)),
+        row_jacobian=jac,
+        row_grad_to_dvec=compile_fn(_rebind(row_grad_to_dvec, row_jacobian=jac)),
+        row_tangent=compile_fn(_rebind(row_tangent, row_jacobian=jac)),
         poly3_value=compile_fn(poly3_value), poly5_value=compile_fn(poly5_value),
         poly3_at=compile_fn(poly3_at), poly5_at=compile_fn(poly5_at),
         locate_piece=compile_fn(locate_piece))

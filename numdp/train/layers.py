@@ -1,7 +1,10 @@
 """Dense-network passes for training: forward with caches, tangent, reverse over primal+tangent.
 
 Products are BLAS GEMMs into preallocated buffers (a `Workspace`); bias, tanh (numdp's
-vectorisable tanh), idt and residual are fused in the kernels of `numdp.kernels.cpu.train`.
+vectorisable tanh), idt and residual are fused in the inference kernels of
+`numdp.kernels.cpu.layers` where the maths is the evaluator's (forward layers, the seed-1
+adjoint of the fitting nets), and in `numdp.kernels.cpu.train` for what only training needs
+(tangent and reverse over primal and tangent).
 
 Layer l: z = y W + b, h = tanh z, y' = ρ(y) + d ⊙ h (reference §3.2).  Per-layer reverse rules
 over the primal (bar) and tangent (dot-bar) adjoints are those of reference §7.6.
@@ -18,6 +21,7 @@ import numpy as np
 
 from ..model.params import Net, RESIDUAL_NONE
 from ..kernels.cpu import train as K
+from ..kernels.cpu.layers import add_residual_adjoint, back_tanh, post_forward, post_tangent_keep
 from ..model.workspace import Workspace
 from .flat import LayerSlots
 
@@ -52,6 +56,20 @@ class GradRow:
 
 def _idt(layer):
     return (layer.idt, True) if layer.idt is not None else (_ONE, False)
+
+
+_ONES: dict[int, np.ndarray] = {}
+
+
+def _idt_full(layer) -> np.ndarray:
+    """The layer's idt (n_out,), ones where it has none (as the inference kernels take it:
+    multiplying by 1.0 is exact)."""
+    if layer.idt is not None:
+        return layer.idt
+    ones = _ONES.get(layer.n_out)
+    if ones is None:
+        ones = _ONES.setdefault(layer.n_out, np.ones(layer.n_out))
+    return ones
 
 
 # ---------------------------------------------------------------------------- embedding
@@ -90,12 +108,12 @@ def embed_forward(net: Net, x: np.ndarray, G: np.ndarray, Gp: np.ndarray, ws: Wo
         for l, layer in enumerate(layers):
             Z = cache.Z[l][2 * b0:2 * b1]
             np.matmul(Y, layer.w, out=Z)
-            idt, use_idt = _idt(layer)
+            idt = _idt_full(layer)
             if l == last:
-                K.embed_act(Z, layer.b, idt, use_idt, Y, layer.residual, G[b0:b1], Gp[b0:b1])
+                post_tangent_keep(Z, layer.b, idt, Y, layer.residual, G[b0:b1], Gp[b0:b1])
             else:
                 Yn = cache.Y[l + 1][2 * b0:2 * b1]
-                K.embed_act(Z, layer.b, idt, use_idt, Y, layer.residual, Yn[:m], Yn[m:])
+                post_tangent_keep(Z, layer.b, idt, Y, layer.residual, Yn[:m], Yn[m:])
                 Y = Yn
     return cache
 
@@ -126,8 +144,8 @@ def embed_reverse(net: Net, slots: list[LayerSlots], cache: EmbedCache, Gbar: np
             Yb = ws.get(("rev", "YB", l % 2), (2 * m, layer.n_in))
             np.matmul(ZB, layer.w.T, out=Yb)
             if layer.residual != RESIDUAL_NONE:
-                K.add_residual_adjoint(Ob, layer.residual, Yb[:m])
-                K.add_residual_adjoint(Odb, layer.residual, Yb[m:])
+                add_residual_adjoint(Ob, layer.residual, Yb[:m])
+                add_residual_adjoint(Odb, layer.residual, Yb[m:])
             Ob, Odb = Yb[:m], Yb[m:]
 
 
@@ -171,10 +189,9 @@ def fit_forward(net: Net, cache: FitCache, ws: Workspace, key) -> tuple[np.ndarr
     hidden, last = net.layers[:-1], net.layers[-1]
     for l, layer in enumerate(hidden):
         y = cache.Yin[l][:n]
-        H = cache.H[l]
-        np.matmul(y, layer.w, out=H)
-        idt, use_idt = _idt(layer)
-        K.fit_act(H, layer.b, idt, use_idt, y, layer.residual, cache.Yin[l + 1][:n])
+        Z = ws.get(("fwd", "Z"), (n, layer.n_out))
+        np.matmul(y, layer.w, out=Z)
+        post_forward(Z, layer.b, _idt_full(layer), y, layer.residual, cache.H[l], cache.Yin[l + 1][:n])
     y = cache.Yin[-1][:n]
     e = y @ last.w[:, 0]
     e += last.b[0]
@@ -182,13 +199,12 @@ def fit_forward(net: Net, cache: FitCache, ws: Workspace, key) -> tuple[np.ndarr
     gy[:] = last.w[:, 0]
     for l in range(len(hidden) - 1, -1, -1):
         layer = hidden[l]
-        idt, use_idt = _idt(layer)
         gZ = ws.get(("rev", "gZ"), (n, layer.n_out))
-        K.layer_back_seed1(gy, cache.H[l], idt, use_idt, gZ)
+        back_tanh(gy, cache.H[l], _idt_full(layer), gZ)
         gx = ws.get(("rev", "gx", l % 2), (n, layer.n_in))
         np.matmul(gZ, layer.w.T, out=gx)
         if layer.residual != RESIDUAL_NONE:
-            K.add_residual_adjoint(gy, layer.residual, gx)
+            add_residual_adjoint(gy, layer.residual, gx)
         gy = gx
     return e, gy
 
@@ -232,7 +248,7 @@ def fit_reverse(net: Net, slots: list[LayerSlots], cache: FitCache, c_e: float,
         Yb = ws.get(("rev", "YB", l % 2), (2 * n, layer.n_in))
         np.matmul(ZB, layer.w.T, out=Yb)
         if layer.residual != RESIDUAL_NONE:
-            K.add_residual_adjoint(Ob, layer.residual, Yb[:n])
-            K.add_residual_adjoint(Odb, layer.residual, Yb[n:])
+            add_residual_adjoint(Ob, layer.residual, Yb[:n])
+            add_residual_adjoint(Odb, layer.residual, Yb[n:])
         Ob, Odb = Yb[:n], Yb[n:]
     return Yb

@@ -282,21 +282,44 @@ class Trainer:
     def _batch_loss(self, systems: list[DataSystem], cache: FrameCache, k: int, idx, pref: Prefactors,
                     stats: LossStats, grad: bool) -> None:
         """Add one batch to `stats`; with `grad`, also accumulate its loss gradient in the passes."""
+        self._batches_loss(systems, cache, [(k, idx)], pref, stats, grad)
+
+    def _batches_loss(self, systems: list[DataSystem], cache: FrameCache, batches, pref: Prefactors,
+                      stats: LossStats, grad: bool) -> None:
+        """Add batches [(system k, frame indices)] to `stats` in order; with `grad`, also
+        accumulate their loss gradient.  All their frames go to the passes at once (frames in
+        parallel over the worker threads).  Timings: `data` is the frames' preparation; the
+        rest of the wall time is split between `forward` and `backward` in proportion to the
+        time the workers spent in each."""
         tm = self.timings
-        s = systems[k]
-        for f in idx:
-            t0 = time.perf_counter()
-            fr = cache.frame(k, int(f))
-            t1 = time.perf_counter()
-            res = self.passes.primal(fr)
-            seeds = stats.add_frame(res, s.labels(int(f)), pref, len(idx))
-            t2 = time.perf_counter()
-            tm["data"] += t1 - t0
-            tm["forward"] += t2 - t1
-            if grad:
-                self.passes.gradient(seeds.c_e, seeds.u, seeds.eps, seeds.c_f, seeds.c_v)
-                tm["backward"] += time.perf_counter() - t2
-        stats.end_batch()
+        t0 = time.perf_counter()
+        frames, labels, sizes = [], [], []
+        for k, idx in batches:
+            s = systems[k]
+            for f in idx:
+                frames.append(cache.frame(k, int(f)))
+                labels.append(s.labels(int(f)))
+                sizes.append(len(idx))
+        t1 = time.perf_counter()
+        seeds_of = None
+        if grad:
+            def seeds_of(i, res):  # on a worker thread: a private LossStats, only for the seeds
+                return LossStats().add_frame(res, labels[i], pref, sizes[i])
+        busy = self.passes.busy
+        busy[:] = 0.0
+        results = self.passes.frames(frames, seeds_of)
+        wall = time.perf_counter() - t1
+        fwd, bwd = float(busy[:, 0].sum()), float(busy[:, 1].sum())
+        share = fwd / (fwd + bwd) if fwd + bwd > 0 else 1.0
+        tm["data"] += t1 - t0
+        tm["forward"] += wall * share
+        tm["backward"] += wall * (1.0 - share)
+        i = 0
+        for _, idx in batches:
+            for _ in idx:
+                stats.add_frame(results[i], labels[i], pref, sizes[i])
+                i += 1
+            stats.end_batch()
 
     def train_step(self, step: int, display: bool) -> tuple[LossStats, LossStats | None]:
         """One update at step `step`; returns the batch stats (and validation stats if display)."""
@@ -324,9 +347,8 @@ class Trainer:
         t0 = time.perf_counter()
         saved = dict(self.timings)
         vs = LossStats()
-        for _ in range(self.cfg.validation.numb_btch):
-            k, idx = self.valid_sampler.next()
-            self._batch_loss(self.valid_sys, self.valid_cache, k, idx, pref, vs, False)
+        batches = [self.valid_sampler.next() for _ in range(self.cfg.validation.numb_btch)]
+        self._batches_loss(self.valid_sys, self.valid_cache, batches, pref, vs, False)
         self.timings.update(saved)
         self.timings["validation"] += time.perf_counter() - t0
         return vs
@@ -337,10 +359,13 @@ class Trainer:
         zero = Prefactors(0.0, 0.0, 0.0)
         n = 0
         for k, s in enumerate(systems):
-            for f in range(s.nframes):
-                res = self.passes.primal(cache.frame(k, f))
-                st.add_frame(res, s.labels(f), zero, 1)
-                n += 1
+            step = 4 * self.nthreads  # frames per call: whole rounds for the workers
+            for f0 in range(0, s.nframes, step):
+                idx = range(f0, min(f0 + step, s.nframes))
+                results = self.passes.frames([cache.frame(k, f) for f in idx])
+                for f, res in zip(idx, results):
+                    st.add_frame(res, s.labels(f), zero, 1)
+                    n += 1
         return TestResult(n, st.rmse_e, st.rmse_f, st.rmse_v)
 
     # ------------------------------------------------------------------ checkpoints and output

@@ -8,22 +8,33 @@ with their constants c_F, c_V — and accumulates ∂L/∂θ for the frame:
 
 where the second term is the tangent Σ Ė_i of the energy for pair displacements q, followed by a
 reverse pass over primal and tangent.  Gradients accumulate per worker (`zero_grad`,
-`gradient`, `total_grad`); the optimiser sums the worker rows itself.
+`gradient` or `frames`, `total_grad`); the optimiser sums the worker rows itself.
 
-Work split: the local atoms, sorted by type, are dealt round-robin to `nthreads` workers (each
-gets the same share of every type).  A worker computes its centres' pairs, embeddings,
-descriptors, fitting and pair forces with single-threaded BLAS and Numba kernels that release
-the GIL.  Forces, virials and gradients are reduced in worker order, so results depend only on
-the thread count, never on timing.
+Work split, over `nthreads` workers that run single-threaded BLAS and Numba kernels releasing
+the GIL:
+
+- `frames` (a batch, or validation frames): whole frames are dealt to the workers in rounds of
+  `nthreads` (frame i of a round to worker i), each worker running primal, loss seeds and
+  gradient of its frames with no synchronisation in between; the frames left over after the
+  last full round are split by atoms as below.
+- `primal` / `gradient` (one frame): the local atoms, sorted by type, are dealt round-robin to
+  the workers (each gets the same share of every type); each computes its centres' pairs,
+  embeddings, descriptors, fitting and pair forces.
+
+Both assignments are fixed by the frame count and the thread count, and forces, virials and
+gradients are reduced in worker order, so results depend only on the thread count, never on
+timing.
 """
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Callable, Protocol
 
 import numpy as np
 
-from ..kernels.cpu.descriptor import back_D, contract_D, contract_T
+from ..kernels.cpu.descriptor import back_D, contract_D, contract_D_tangent, contract_T
 from ..kernels.cpu.envmat import env_pairs, pair_forces
 from ..model.params import ModelParams
 from ..model.workspace import Workspace
@@ -62,6 +73,16 @@ class PrimalResult:
     forces: np.ndarray
     virial: np.ndarray
     atom_energy: np.ndarray
+
+
+class FrameSeeds(Protocol):
+    """Gradient seeds of one frame (numdp.train.loss.Seeds): c_e, u (nloc, 3), eps (3, 3), c_f, c_v."""
+
+    c_e: float
+    u: np.ndarray
+    eps: np.ndarray
+    c_f: float
+    c_v: float
 
 
 @dataclass
@@ -106,6 +127,7 @@ class _Chunk:
     fits: list
     force: np.ndarray
     virial: np.ndarray
+    mapping: np.ndarray
 
 
 class ModelPasses:
@@ -139,7 +161,9 @@ class ModelPasses:
         self._pad_rows = self._padding_rows()
         self._chunks: list[_Chunk | None] = [None] * self.nw
         self._fresh = [True] * self.nw
-        self._frame: Frame | None = None
+        self.busy = np.zeros((self.nw, 2))
+        """Seconds each worker spent in primal (column 0) and gradient (column 1) work in
+        `frames` (the caller may reset it)."""
 
     def close(self) -> None:
         if self._pool is not None:
@@ -157,23 +181,64 @@ class ModelPasses:
 
     def primal(self, frame: Frame) -> PrimalResult:
         """Energy, forces and virial of `frame`; keeps the caches for `gradient`."""
-        self._frame = frame
         self._padding_forward()
-        order = np.argsort(frame.types, kind="stable").astype(np.int64)
-        self._atoms = [np.ascontiguousarray(order[w::self.nw]) for w in range(self.nw)]
+        return self._primal_split(frame)
+
+    def _primal_split(self, frame: Frame) -> PrimalResult:
+        """`primal` with the padding embedding already evaluated: atoms split over the workers."""
+        order = _type_order(frame.types)
+        atoms = [np.ascontiguousarray(order[w::self.nw]) for w in range(self.nw)]
         atom_energy = np.zeros(frame.nloc)
-        self._run(self._forward_chunk, frame, atom_energy)
-        nall = frame.ext_pos.shape[0]
-        force_ext = np.zeros((nall, 3))
-        virial = np.zeros((3, 3))
-        for c in self._chunks:
-            if c is not None:
-                force_ext += c.force
-                virial += c.virial
-        forces = np.zeros((frame.nloc, 3))
-        for a in range(3):
-            forces[:, a] = np.bincount(frame.mapping, weights=force_ext[:, a], minlength=frame.nloc)
-        return PrimalResult(float(atom_energy.sum()), forces, virial, atom_energy)
+        self._run(lambda w: self._forward_chunk(w, frame, atoms[w], atom_energy))
+        return _result(frame, [c for c in self._chunks if c is not None], atom_energy)
+
+    def frames(self, frames: list[Frame],
+               seeds_of: Callable[[int, PrimalResult], FrameSeeds] | None = None) -> list[PrimalResult]:
+        """Primal results of `frames` (in order); with `seeds_of`, also accumulate the loss
+        gradient of every frame (as `gradient` after `primal`, frame by frame).
+
+        seeds_of(i, result of frame i) returns that frame's gradient seeds; it runs on the worker
+        threads, so it must not touch shared state.  Frames are dealt whole to the workers in
+        rounds of `nthreads`; the rest are split by atoms (module docstring).
+        """
+        n = len(frames)
+        results: list[PrimalResult | None] = [None] * n
+        if n == 0:
+            return []
+        self._padding_forward()
+        for w in range(self.nw):
+            self.pad_bars[w][:] = 0.0
+        whole = n - n % self.nw if self.nw > 1 else n
+        if whole:
+            self._run(self._frames_worker, frames[:whole], seeds_of, results)
+        for i in range(whole, n):
+            t0 = time.perf_counter()
+            res = results[i] = self._primal_split(frames[i])
+            t1 = time.perf_counter()
+            self.busy[:, 0] += t1 - t0
+            if seeds_of is not None:
+                s = seeds_of(i, res)
+                self._run(self._backward_chunk, *_seed_args(s))
+                self.busy[:, 1] += time.perf_counter() - t1
+        if seeds_of is not None:
+            self._padding_reverse_all()
+        return results
+
+    def _frames_worker(self, w: int, frames: list[Frame], seeds_of, results: list) -> None:
+        """Worker w's share of `frames`: frames w, w + nthreads, ..., each whole."""
+        busy = self.busy[w]
+        for i in range(w, len(frames), self.nw):
+            t0 = time.perf_counter()
+            fr = frames[i]
+            atom_energy = np.zeros(fr.nloc)
+            self._forward_chunk(w, fr, _type_order(fr.types), atom_energy)
+            c = self._chunks[w]
+            res = results[i] = _result(fr, [] if c is None else [c], atom_energy)
+            t1 = time.perf_counter()
+            busy[0] += t1 - t0
+            if seeds_of is not None:
+                self._backward_chunk(w, *_seed_args(seeds_of(i, res)))
+                busy[1] += time.perf_counter() - t1
 
     def descriptors(self) -> dict[int, np.ndarray]:
         """Descriptor rows D (n_t, M*M<) of the last `primal` frame, per centre type t."""
@@ -194,9 +259,16 @@ class ModelPasses:
         c_e: ∂L/∂E_i (1/eV·loss units) for every atom; u: (nloc, 3) force residuals F - F̂ eV/Å;
         eps: (3, 3) virial residual Ξ - Ξ̂ eV; c_f, c_v: force and virial constants (§7.6).
         """
-        u = np.ascontiguousarray(u, dtype=np.float64)
-        eps = np.ascontiguousarray(eps, dtype=np.float64)
-        self._run(self._backward_chunk, float(c_e), u, eps, float(c_f), float(c_v))
+        for w in range(self.nw):
+            self.pad_bars[w][:] = 0.0
+        self._run(self._backward_chunk, *_seed_args(_Seeds(c_e, u, eps, c_f, c_v)))
+        self._padding_reverse_all()
+
+    def _padding_reverse_all(self) -> None:
+        """Reverse the padding embedding for the workers' padding adjoints (summed in order)."""
+        if self._fresh[0]:  # worker 0's row takes the padding gradient: start it if untouched
+            self._rows[0].clear()
+            self._fresh[0] = False
         pad_bar = self.pad_bars[0].copy()
         for w in range(1, self.nw):
             pad_bar += self.pad_bars[w]
@@ -254,8 +326,8 @@ class ModelPasses:
                           np.zeros((n, M)), grad, self._main_ws)
 
     # ---------------------------------------------------------------- worker passes
-    def _forward_chunk(self, w: int, frame: Frame, atom_energy: np.ndarray) -> None:
-        atoms = self._atoms[w]
+    def _forward_chunk(self, w: int, frame: Frame, atoms: np.ndarray, atom_energy: np.ndarray) -> None:
+        """Primal pass of worker w over local atoms `atoms` (sorted by type) of `frame`."""
         if atoms.shape[0] == 0:
             self._chunks[w] = None
             return
@@ -266,6 +338,7 @@ class ModelPasses:
         c = _Chunk()
         na = atoms.shape[0]
         c.atoms = atoms
+        c.mapping = frame.mapping
         c.atypes = frame.types[atoms].astype(np.int64)
         cap = na * d.nnei
         rt = ws.get("rt", (cap, 4))
@@ -319,11 +392,12 @@ class ModelPasses:
 
     def _backward_chunk(self, w: int, c_e: float, u: np.ndarray, eps: np.ndarray, c_f: float,
                         c_v: float) -> None:
+        """Gradient pass of worker w over its chunk of the last primal; adds to grads[w] and to
+        pad_bars[w] (the padding embedding's adjoint, reversed later for all workers at once)."""
         grad = self._rows[w]
         if self._fresh[w]:
             grad.clear()
             self._fresh[w] = False
-        self.pad_bars[w][:] = 0.0
         c = self._chunks[w]
         if c is None:
             return
@@ -333,7 +407,7 @@ class ModelPasses:
         na = c.atoms.shape[0]
         M = d.neuron[-1]
         rtd = ws.get("rtd", (c.npairs, 4))
-        K.tangent_rows(c.atoms, c.atypes, c.dvec, c.nbr, c.poff, self._frame.mapping, u, eps,
+        K.tangent_rows(c.atoms, c.atypes, c.dvec, c.nbr, c.poff, c.mapping, u, eps,
                        c_f, c_v, self.sd, d.rcut, d.rcut_smth, rtd)
         Td = ws.get("Td", (na, 4, M))
         K.tangent_T(c.rt, rtd, c.G, c.Gp, c.poff, self.inv_nnei, Td)
@@ -341,7 +415,7 @@ class ModelPasses:
         for f in c.fits:
             net = p.fitting.nets[f.ti]
             n = f.a1 - f.a0
-            K.tangent_D(c.T[f.a0:f.a1], Td[f.a0:f.a1], d.axis_neuron, f.cache.Dd)
+            contract_D_tangent(c.T[f.a0:f.a1], Td[f.a0:f.a1], d.axis_neuron, f.cache.Dd)
             fit_tangent(net, f.cache)
             YB = fit_reverse(net, self.flat.fitting[f.ti], f.cache, c_e, grad, ws, ("fit", f.ti))
             K.back_D_pair(c.T[f.a0:f.a1], Td[f.a0:f.a1], YB[:n], YB[n:], d.axis_neuron,
@@ -353,3 +427,37 @@ class ModelPasses:
         for g in c.groups:
             embed_reverse(d.embeddings[g.k], self.flat.embedding[g.k], g.cache, Gbar[g.p0:g.p1],
                           Gpbar[g.p0:g.p1], grad, ws)
+
+
+@dataclass
+class _Seeds:
+    c_e: float
+    u: np.ndarray
+    eps: np.ndarray
+    c_f: float
+    c_v: float
+
+
+def _seed_args(s: FrameSeeds) -> tuple:
+    """(c_e, u, eps, c_f, c_v) of seeds `s` as the kernels take them (float64, contiguous)."""
+    return (float(s.c_e), np.ascontiguousarray(s.u, dtype=np.float64),
+            np.ascontiguousarray(s.eps, dtype=np.float64), float(s.c_f), float(s.c_v))
+
+
+def _type_order(types: np.ndarray) -> np.ndarray:
+    """Local atom indices sorted by type (stable), int64."""
+    return np.argsort(types, kind="stable").astype(np.int64)
+
+
+def _result(frame: Frame, chunks: list, atom_energy: np.ndarray) -> PrimalResult:
+    """Reduce the chunks' extended forces and virials (in chunk order) to the frame's result."""
+    nall = frame.ext_pos.shape[0]
+    force_ext = np.zeros((nall, 3))
+    virial = np.zeros((3, 3))
+    for c in chunks:
+        force_ext += c.force
+        virial += c.virial
+    forces = np.zeros((frame.nloc, 3))
+    for a in range(3):
+        forces[:, a] = np.bincount(frame.mapping, weights=force_ext[:, a], minlength=frame.nloc)
+    return PrimalResult(float(atom_energy.sum()), forces, virial, atom_energy)

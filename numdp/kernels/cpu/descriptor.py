@@ -75,14 +75,24 @@ def contract_D(T, naxis, folded, D):
     D's dtype, in the full (width = M*naxis) or folded layout (`folded_rows`).  T: (na, 4, Mp)
     with Mp >= M (columns past M, the padding of compressed models, are ignored)."""
     if folded:   # a constant in each inlined copy of the body (as a run-time flag: 40 % slower)
-        _contract_D(T, naxis, True, D)
+        _contract_D(T, T, naxis, True, D, False)
     else:
-        _contract_D(T, naxis, False, D)
+        _contract_D(T, T, naxis, False, D, False)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
+def contract_D_tangent(T, Td, naxis, Dd):
+    """Dd (na, M*naxis), full layout: the tangent Ḋ = Ṫᵀ T< + Tᵀ Ṫ< of D = Tᵀ T< (`contract_D`)
+    for the tangent Td (na, 4, M) of T (the training passes)."""
+    _contract_D(Td, T, naxis, False, Dd, False)
+    _contract_D(T, Td, naxis, False, Dd, True)
 
 
 @njit(cache=True, nogil=True, inline="always", fastmath=FASTMATH, error_model="numpy")
-def _contract_D(T, naxis, folded, D):
-    """Body of contract_D: rows m of D one by one (row m < naxis starts at k = m when folded)."""
+def _contract_D(T, B, naxis, folded, D, add):
+    """Body of contract_D for the bilinear form D[m, k] (+)= sum_c T[a, c, m] B[a, c, k] (B is T
+    for D itself): rows m of D one by one (row m < naxis starts at k = m when folded).  folded
+    and add are constants in each inlined copy; folded needs B = T (symmetric block)."""
     if folded:
         M, rest = folded_rows(naxis, D.shape[1])
     else:
@@ -90,6 +100,7 @@ def _contract_D(T, naxis, folded, D):
     for a in range(T.shape[0]):
         Da = D[a]
         Ta = T[a]
+        Ba = B[a]
         for m in range(M):
             if folded and m >= naxis:
                 break
@@ -102,12 +113,16 @@ def _contract_D(T, naxis, folded, D):
             t1 = Ta[1, m]
             t2 = Ta[2, m]
             t3 = Ta[3, m]
-            a0 = Ta[0, k0:naxis]
-            a1 = Ta[1, k0:naxis]
-            a2 = Ta[2, k0:naxis]
-            a3 = Ta[3, k0:naxis]
-            for k in range(naxis - k0):
-                row[k] = t0 * a0[k] + t1 * a1[k] + t2 * a2[k] + t3 * a3[k]
+            a0 = Ba[0, k0:naxis]
+            a1 = Ba[1, k0:naxis]
+            a2 = Ba[2, k0:naxis]
+            a3 = Ba[3, k0:naxis]
+            if add:
+                for k in range(naxis - k0):
+                    row[k] += t0 * a0[k] + t1 * a1[k] + t2 * a2[k] + t3 * a3[k]
+            else:
+                for k in range(naxis - k0):
+                    row[k] = t0 * a0[k] + t1 * a1[k] + t2 * a2[k] + t3 * a3[k]
         if folded:
             R = M - naxis
             b0 = Ta[0, naxis:M]

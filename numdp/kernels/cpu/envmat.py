@@ -15,6 +15,7 @@ FASTMATH = {"reassoc", "contract", "nsz"}
 switch = CPU.switch            # (w, dw/dr) of the switching function (numdp.kernels.math)
 env_row = CPU.env_row
 row_grad_to_dvec = CPU.row_grad_to_dvec
+row_tangent = CPU.row_tangent
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")

@@ -45,6 +45,19 @@ def post_tangent(Z, b, idt, Y, mode, out_val, out_slope):
     residual(dY/dx) + idt * (1 - h^2) z', with h = tanh(z + b).  The outputs must not alias Z
     (aliasing defeats vectorisation); they may be the two halves of one (2n, k) buffer.
     """
+    _post_tangent(Z, b, idt, Y, mode, out_val, out_slope, False)
+
+
+@njit(**FLAGS)
+def post_tangent_keep(Z, b, idt, Y, mode, out_val, out_slope):
+    """`post_tangent`, and the top half of Z becomes h = tanh(z + b) (the training passes keep
+    [h; z'] for their reverse pass)."""
+    _post_tangent(Z, b, idt, Y, mode, out_val, out_slope, True)
+
+
+@njit(cache=True, nogil=True, inline="always", error_model="numpy", fastmath={"contract", "nsz"})
+def _post_tangent(Z, b, idt, Y, mode, out_val, out_slope, keep):
+    """Body of post_tangent (keep: a constant in each inlined copy: store h in Z's top half)."""
     n = Z.shape[0] // 2
     one = cast_like(1.0, Z)
     k = Z.shape[1]
@@ -57,6 +70,8 @@ def post_tangent(Z, b, idt, Y, mode, out_val, out_slope):
         for c in range(k):
             h = tanh(zt[c] + b[c])
             g = (one - h * h) * zb[c]
+            if keep:
+                zt[c] = h
             ot[c] = idt[c] * h
             ob[c] = idt[c] * g
         yt = Y[r]

@@ -13,12 +13,7 @@ import numpy as np
 from numba import njit
 
 from .descriptor import back_D_row
-from .envmat import FASTMATH, switch
-from .layers import add_residual_adjoint  # noqa: F401  (shared with inference)
-from .mathfn import tanh
-
-# Kernels calling the vectorisable tanh need NumPy's error model (no zero-division branches).
-ACT = dict(cache=True, nogil=True, error_model="numpy", fastmath={"contract", "nsz"})
+from .envmat import FASTMATH, row_tangent
 
 
 # ---------------------------------------------------------------------- environment tangent
@@ -29,7 +24,8 @@ def tangent_rows(atoms, atypes, dvec, nbr, poff, mapping, u, eps, c_f, c_v, sd, 
 
     q_ij = -c_f (u[owner(j)] - u[i]) - c_v · eps d_ij   (Å; u (nloc, 3) force residuals eV/Å,
     eps (3, 3) virial residual eV, mapping (nall,) ghost -> owner), and
-    rtd[p, c] = (∂R_c/∂d · q)_p / sd[t_i, t, c]  (reference §2.3 Jacobian).  rtd: (npairs, 4).
+    rtd[p, c] = (∂R_c/∂d · q)_p / sd[t_i, t, c]  (reference §2.3 Jacobian, the shared scalar
+    `numdp.kernels.math.row_tangent`).  rtd: (npairs, 4).
     """
     ntypes = poff.shape[0]
     na = atoms.shape[0]
@@ -45,19 +41,11 @@ def tangent_rows(atoms, atypes, dvec, nbr, poff, mapping, u, eps, c_f, c_v, sd, 
                 qx = -c_f * (u[j, 0] - u[i, 0]) - c_v * (eps[0, 0] * dx + eps[0, 1] * dy + eps[0, 2] * dz)
                 qy = -c_f * (u[j, 1] - u[i, 1]) - c_v * (eps[1, 0] * dx + eps[1, 1] * dy + eps[1, 2] * dz)
                 qz = -c_f * (u[j, 2] - u[i, 2]) - c_v * (eps[2, 0] * dx + eps[2, 1] * dy + eps[2, 2] * dz)
-                r = np.sqrt(dx * dx + dy * dy + dz * dz)
-                inv_r = 1.0 / r
-                inv_r2 = inv_r * inv_r
-                w, dw = switch(r, rcut_smth, rcut)
-                dq = dx * qx + dy * qy + dz * qz
-                # R0 = w/r:        dR0 = (w'/r - w/r^2) (d·q)/r
-                rtd[p, 0] = (dw * inv_r - w * inv_r2) * inv_r * dq / sd[ti, t, 0]
-                # R_{1+c} = w d_c/r^2:  dR = w' d_c (d·q)/r^3 + w (q_c/r^2 - 2 d_c (d·q)/r^4)
-                c1 = (dw * inv_r * inv_r2 - 2.0 * w * inv_r2 * inv_r2) * dq
-                wr2 = w * inv_r2
-                rtd[p, 1] = (c1 * dx + wr2 * qx) / sd[ti, t, 1]
-                rtd[p, 2] = (c1 * dy + wr2 * qy) / sd[ti, t, 2]
-                rtd[p, 3] = (c1 * dz + wr2 * qz) / sd[ti, t, 3]
+                d0, d1, d2, d3 = row_tangent(qx, qy, qz, dx, dy, dz, rcut_smth, rcut)
+                rtd[p, 0] = d0 / sd[ti, t, 0]
+                rtd[p, 1] = d1 / sd[ti, t, 1]
+                rtd[p, 2] = d2 / sd[ti, t, 2]
+                rtd[p, 3] = d3 / sd[ti, t, 3]
 
 
 # ---------------------------------------------------------------------- descriptor tangent
@@ -95,19 +83,6 @@ def tangent_T(rt, rtd, G, Gp, poff, inv_nnei, Td):
         for c in range(4):
             for m in range(M):
                 Td[a, c, m] *= inv_nnei
-
-
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
-def tangent_D(T, Td, naxis, Dd):
-    """Dd (na, M*naxis): tangent of D[m, k] = Σ_c T[c, m] T[c, k] (k < naxis)."""
-    na, _, M = T.shape
-    for a in range(na):
-        for m in range(M):
-            for k in range(naxis):
-                acc = 0.0
-                for c in range(4):
-                    acc += Td[a, c, m] * T[a, c, k] + T[a, c, m] * Td[a, c, k]
-                Dd[a, m * naxis + k] = acc
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
@@ -179,27 +154,6 @@ def _add_residual_row(Y, ry, mode, out, ro):
             out[ro, n_in + c] += Y[ry, c]
 
 
-@njit(**ACT)
-def fit_act(H, b, idt, use_idt, Y, mode, out):
-    """Fitting layer after the product H = y W (n, k): H ← tanh(H + b) in place (kept for the
-    reverse pass) and out (n, k) = ρ(Y) + idt ⊙ H  (Y (n, n_in); mode 0 none, 1 same, 2 doubled)."""
-    n, k = H.shape
-    for r in range(n):
-        hr = H[r]
-        orow = out[r]
-        if use_idt:
-            for c in range(k):
-                h = tanh(hr[c] + b[c])
-                hr[c] = h
-                orow[c] = h * idt[c]
-        else:
-            for c in range(k):
-                h = tanh(hr[c] + b[c])
-                hr[c] = h
-                orow[c] = h
-        _add_residual_row(Y, r, mode, out, r)
-
-
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
 def layer_tangent_out(H, Zd, idt, use_idt, Yd, mode, out):
     """Tangent of a tanh layer: out (n, k) = ρ(Ẏ) + idt ⊙ (1 - H²) ⊙ Ż."""
@@ -214,21 +168,6 @@ def layer_tangent_out(H, Zd, idt, use_idt, Yd, mode, out):
                 h = H[r, c]
                 out[r, c] = (1.0 - h * h) * Zd[r, c]
         _add_residual_row(Yd, r, mode, out, r)
-
-
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
-def layer_back_seed1(gY, H, idt, use_idt, gZ):
-    """Primal adjoint through tanh: gZ (n, k) = (1 - H²) ⊙ idt ⊙ gY."""
-    n, k = H.shape
-    for r in range(n):
-        if use_idt:
-            for c in range(k):
-                h = H[r, c]
-                gZ[r, c] = (1.0 - h * h) * gY[r, c] * idt[c]
-        else:
-            for c in range(k):
-                h = H[r, c]
-                gZ[r, c] = (1.0 - h * h) * gY[r, c]
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
@@ -263,37 +202,6 @@ def layer_back_pair(Obar, Odbar, H, Zd, idt, use_idt, want_dbar, ZB, dbar, bbar)
                 ZB[r, c] = zb
                 ZB[n + r, c] = g * od
                 bbar[c] += zb
-
-
-@njit(**ACT)
-def embed_act(Z, b, idt, use_idt, Y, mode, out_val, out_slope):
-    """Embedding layer after the product Z = [y; dy/dx] W (2n, k), with its slope along x.
-
-    The primal half of Z becomes h = tanh(z + b) in place (kept for the reverse pass);
-    Y: (2n, n_in) stacked layer input; out_val = ρ(y) + idt ⊙ h and
-    out_slope = ρ(y') + idt ⊙ (1 - h²) z', each (n, k).
-    """
-    n = Z.shape[0] // 2
-    k = Z.shape[1]
-    for r in range(n):
-        zt = Z[r]
-        zb = Z[n + r]
-        ov = out_val[r]
-        os_ = out_slope[r]
-        if use_idt:
-            for c in range(k):
-                h = tanh(zt[c] + b[c])
-                zt[c] = h
-                ov[c] = h * idt[c]
-                os_[c] = (1.0 - h * h) * zb[c] * idt[c]
-        else:
-            for c in range(k):
-                h = tanh(zt[c] + b[c])
-                zt[c] = h
-                ov[c] = h
-                os_[c] = (1.0 - h * h) * zb[c]
-        _add_residual_row(Y, r, mode, out_val, r)
-        _add_residual_row(Y, n + r, mode, out_slope, r)
 
 
 # ---------------------------------------------------------------------- statistics
