@@ -100,6 +100,7 @@ batch_size = "auto:9"
     (("[training]", "[optimizer]\n[training]"), "[optimizer]: unknown section"),
     (("[model.descriptor]", "[model.descriptor]\ntype = \"se_e3\""), "[model.descriptor] type: expected one of"),
     (("type_map = [\"A\", \"B\"]", "type_map = [\"A\", \"A\"]"), "[model] type_map: names must be unique"),
+    (("numb_steps = 10", "numb_steps = 10\nprecondition = true"), "[training] precondition: no longer supported"),
 ])
 def test_errors_name_the_key(inp, edit, message):
     old, new = edit
@@ -107,6 +108,12 @@ def test_errors_name_the_key(inp, edit, message):
         load_config(inp(MINIMAL.replace(old, new, 1)))
     text = str(err.value)
     assert message in text and "\n" not in text
+
+
+def test_removed_precondition_false_is_accepted(inp):
+    """`precondition = false` is what numdp does, so inputs of earlier versions still read."""
+    cfg = load_config(inp(MINIMAL.replace("numb_steps = 10", "numb_steps = 10\nprecondition = false", 1)))
+    assert not hasattr(cfg.training, "precondition")
 
 
 def test_bad_toml_and_missing_file(inp, tmp_path):

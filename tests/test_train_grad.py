@@ -163,60 +163,6 @@ def test_gradient_independent_of_thread_count():
         assert np.allclose(g, grads[0], rtol=0, atol=order_bound(U64, n) * np.abs(grads[0]).max())
 
 
-def test_preconditioned_gradient_matches_finite_differences():
-    """Loss as a function of the optimiser's coordinates W' = s W0 of the first fitting layers:
-    the mapped gradient equals its finite differences, and the model weights follow the map."""
-    from numdp.train.precond import FittingPreconditioner
-
-    params, frame, _, _ = make_case(*HYPER[1], periodic=True)
-    flat = FlatParams.bind(params)
-    passes = ModelPasses(params, flat, nthreads=2)
-    D = {}
-    passes.primal(frame)
-    D = passes.descriptors()
-    pc = FittingPreconditioner.from_descriptors(params, flat, D)
-    pc.adopt_model_as_primed()
-    for t, net in enumerate(params.fitting.nets):
-        Wp, bp, _ = flat.fitting[t][0].views(flat.theta)
-        assert pc.scale[t] == pytest.approx(np.sqrt(np.mean(D[t] ** 2)), rel=1e-12)
-        assert np.allclose(net.layers[0].w * pc.scale[t], Wp, rtol=1e-12)
-        assert np.shares_memory(net.layers[0].b, flat.theta)
-        assert not np.shares_memory(net.layers[0].w, flat.theta)
-    rng = np.random.default_rng(5)
-    labels = labels_for(passes.primal(frame), rng, True)
-    pref = Prefactors(0.5, 1.0, 0.5)
-
-    def loss_at(phi):
-        flat.theta[:] = phi
-        pc.refresh_model()
-        return _loss_and_grad(passes, flat, frame, labels, pref, want_grad=False)[0]
-
-    phi0 = flat.theta.copy()
-    loss_at(phi0)
-    passes.zero_grad()
-    st = LossStats()
-    seeds = st.add_frame(passes.primal(frame), labels, pref, 1)
-    passes.gradient(seeds.c_e, seeds.u, seeds.eps, seeds.c_f, seeds.c_v)
-    for w in range(passes.nw):
-        pc.map_gradient_row(passes.grads[w])
-    g = passes.total_grad()
-    h = 1e-6
-    for name, a, b in flat.names:
-        if ".layer[0]." not in name or not name.startswith("fitting"):
-            continue
-        for k in rng.choice(np.arange(a, b), size=6, replace=False):
-            tp, tm = phi0.copy(), phi0.copy()
-            tp[k] += h
-            tm[k] -= h
-            fd = (loss_at(tp) - loss_at(tm)) / (2 * h)
-            assert abs(fd - g[k]) <= 1e-6 * np.abs(g).max() + 1e-5 * abs(fd), (name, k, fd, g[k])
-    v = rng.normal(size=phi0.shape)
-    h = 1e-6 / np.sqrt(v.size)
-    fd = (loss_at(phi0 + h * v) - loss_at(phi0 - h * v)) / (2 * h)
-    assert abs(fd - g @ v) <= 1e-6 * abs(g @ v) + 1e-8 * np.abs(g).sum()
-    passes.close()
-
-
 def _batch_case(nframes=5):
     """One model and `nframes` periodic frames of it (different configurations and sizes)."""
     params, frame, _, _ = make_case(*HYPER[1], periodic=True)

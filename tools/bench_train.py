@@ -22,7 +22,7 @@ curves (shared/oracle/training/).  The learning-rate and prefactor schedules are
 over its numb_steps (or `--numb-steps N`): choose N to fit the budget, since a run cut by the
 budget stops before its learning rate has decayed.
 
-    python tools/bench_train.py --budget 565 [--numb-steps 4000] [--no-precondition]
+    python tools/bench_train.py --budget 565 [--numb-steps 4000]
 
 `--batch N` overrides the input's training batch size.  A DeePMD-kit input.json is read as
 `dp train` reads it, with its system paths relative to the working directory: the benchmark
@@ -61,8 +61,6 @@ def main(argv=None) -> int:
                     help="train for this many wall-clock seconds and report validation RMSEs")
     ap.add_argument("--numb-steps", type=int, default=None,
                     help="with --budget: schedule length (default: the input's numb_steps)")
-    ap.add_argument("--no-precondition", action="store_true",
-                    help="with --budget: train without the input's `precondition`")
     ap.add_argument("--batch", type=int, default=None, help="training batch size (frames)")
     ap.add_argument("--ab", default=None, metavar="SOURCE_TREE",
                     help="alternate runs with the numdp of SOURCE_TREE (A) and of this tree (B)")
@@ -195,8 +193,6 @@ def budget_run(args) -> int:
     cfg = load_input(args)
     if args.numb_steps is not None:
         cfg.training.numb_steps = args.numb_steps
-    if args.no_precondition:
-        cfg.training.precondition = False
     if not cfg.validation.systems:
         print(f"{cfg.source}: no [validation] systems to report an RMSE on", file=sys.stderr)
         return 2
@@ -222,7 +218,7 @@ def budget_run(args) -> int:
         trainer.close()
     lr = trainer.sched.lr(step)
     print(f"numdp train for a budget of {args.budget:g} s: {cfg.source.name}, {args.threads} thread(s), "
-          f"precondition {'on' if cfg.training.precondition else 'off'}, load average "
+          f"load average "
           f"{os.getloadavg()[0]:.2f}")
     print(f"set-up {setup:.1f} s; {step} of {cfg.training.numb_steps} steps in {train_end - start - setup:.1f} s "
           f"({(train_end - start - setup) / max(step, 1):.4f} s/step; lr reached {lr:.3g}); "

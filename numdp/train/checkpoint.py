@@ -1,7 +1,6 @@
 """Training checkpoints: everything needed to continue a run exactly (HDF5, written atomically).
 
-Contents: the flat parameter vector θ (optimiser coordinates, see numdp.train.precond), Adam's
-moments and update count, the preconditioner's statistics, the step, the states of
+Contents: the flat parameter vector θ, Adam's moments and update count, the step, the states of
 the training and validation samplers (generator state, permutations, cursors), the data
 statistics of the model (sel, davg, dstd, out_bias, s_range, min_nbor_dist) and the training
 input text.  A checkpoint is written atomically (numdp.io.atomic), so an interrupted write never
@@ -30,8 +29,9 @@ class Checkpoint:
     theta, adam_m, adam_v: (nparams,); adam_t: Adam's update count; sel: slots per type;
     davg, dstd: (ntypes, nnei, 4); out_bias: (ntypes,) eV; s_range: (ntypes, 2) 1/Å or None;
     min_nbor_dist: Å or None; sampler, valid_sampler: JSON-able states; input_text: the input
-    file; elapsed: training wall time so far, s; precond_scale: (ntypes,) scales s_t of the
-    fitting preconditioner, or None (θ then holds the model's W0 itself).
+    file; elapsed: training wall time so far, s; precond_scale: only in checkpoints of earlier
+    versions trained with the removed `precondition` option (θ then held W' = s_t W0 in the
+    first fitting layers), which the trainer refuses; None otherwise.
     """
 
     step: int

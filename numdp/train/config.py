@@ -23,10 +23,9 @@ Schema (defaults in brackets; see also docs/training.md)::
     [training]            systems (required), batch_size ["auto"], numb_steps (required),
                           seed [none], disp_freq [1000], save_freq [1000], disp_file ["lcurve.out"],
                           save_ckpt ["model.ckpt.h5"], model_file ["model.h5"],
-                          data_stat_nbatch [10], disp_training [true], precondition [false]
-                          (numdp option: optimise the first fitting layers in units where the
-                          descriptor has unit RMS, see numdp.train.precond; false = plain Adam
-                          as DeePMD-kit)
+                          data_stat_nbatch [10], disp_training [true]
+                          (`precondition`, a former numdp option, is refused when true and
+                          ignored when false: see docs/training.md)
     [validation]          systems [none], batch_size ["auto"], numb_btch [1]
 """
 from __future__ import annotations
@@ -37,6 +36,10 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..validate import REQUIRED, TRAIN_WORDING, Table, load_toml, resolve_path, show_value
+
+
+PRECONDITION_REMOVED = ("no longer supported: it helped water but hurt copper (force RMSE 166 "
+                        "instead of 39 meV/A after 1000 steps); delete the key (docs/training.md)")
 
 
 @dataclass
@@ -103,7 +106,6 @@ class TrainingConfig:
     model_file: Path = Path("model.h5")
     data_stat_nbatch: int = 10
     disp_training: bool = True
-    precondition: bool = False
 
 
 @dataclass
@@ -270,7 +272,8 @@ def parse_config(data: dict, source: Path, text: str = "", base: Path | None = N
         raise ts.error("model_file", f"must end in .h5 (numdp) or .dp (DeePMD-kit), got {tc.model_file.name!r}")
     tc.data_stat_nbatch = ts.integer("data_stat_nbatch", 10, minimum=1)
     tc.disp_training = ts.boolean("disp_training", True)
-    tc.precondition = ts.boolean("precondition", False)
+    if ts.boolean("precondition", False):
+        raise ts.error("precondition", PRECONDITION_REMOVED)
     tc.systems = _systems(ts, "systems", base, required=True)
     ts.done()
 
