@@ -5,10 +5,52 @@ from ..dual import cuda_device
 from ..math import compile_math
 
 MATH = compile_math(cuda_device)
-# the simulator runs each thread as a Python thread, the whole block even past the end of the
-# data: blocks of 8 waste fewer of them on the tiny systems simulated in tests (no kernel launched
-# through `grid` depends on the block size)
-BLOCK = 8 if getattr(config, "ENABLE_CUDASIM", 0) else 128
+# the simulator runs each thread as a Python thread (its start costs ~1 ms of GIL hand-over, more
+# on a loaded or sandboxed machine), the whole block even past the end of the data: blocks of 2
+# waste at most one per launch on the tiny systems simulated in tests and still index across
+# blocks and threads (no kernel launched through `grid` depends on the block size)
+BLOCK = 2 if getattr(config, "ENABLE_CUDASIM", 0) else 128
+
+
+def _pin_simulated_launches() -> None:
+    """Under the simulator, run each kernel launch with this thread bound to one CPU.
+
+    The simulator runs a block's CUDA threads as Python threads while the launching thread polls
+    them; they hand the GIL to each other thousands of times per launch, which costs about twice
+    as much when the threads sit on different CPUs (the 200-step MD test of tests/test_cuda_md.py:
+    28 s on one CPU against 55-60 s on two, on a loaded 2-core machine) and more on machines with
+    many cores.  Linux binds only the calling thread (sched_setaffinity with pid 0), the threads it
+    starts inherit that, and the previous mask is restored after the launch, so Numba's CPU worker
+    threads and other threads keep their CPUs.  Processes of one node pick different CPUs (by
+    pid).  A no-op where affinity cannot be set."""
+    import os
+
+    from numba.cuda.simulator import kernel as sim
+
+    if not hasattr(os, "sched_setaffinity") or getattr(sim.FakeCUDAKernel, "_numdp_pinned", False):
+        return
+    launch = sim.FakeCUDAKernel.__call__
+
+    def pinned(kernel, *args):
+        if kernel._device or sim._kernel_context:
+            return launch(kernel, *args)
+        saved = os.sched_getaffinity(0)
+        cpus = sorted(saved)
+        try:
+            os.sched_setaffinity(0, {cpus[os.getpid() % len(cpus)]})
+        except OSError:
+            return launch(kernel, *args)
+        try:
+            return launch(kernel, *args)
+        finally:
+            os.sched_setaffinity(0, saved)
+
+    sim.FakeCUDAKernel.__call__ = pinned
+    sim.FakeCUDAKernel._numdp_pinned = True
+
+
+if getattr(config, "ENABLE_CUDASIM", 0):
+    _pin_simulated_launches()
 
 
 def grid(n: int) -> tuple[int, int]:
@@ -22,9 +64,9 @@ def grid2(n: int, k: int) -> tuple[int, int]:
     return grid(n * k)
 
 
-# the simulator starts one Python thread per CUDA thread (~0.25 ms each): grid-stride kernels run
-# there on a fixed small grid of two blocks of eight (both strides exercised), ~25x faster
-SIM_STRIDED = (2, 8)
+# the simulator starts one Python thread per CUDA thread: grid-stride kernels run there on a fixed
+# grid of two blocks of two (the block and the grid stride both exercised)
+SIM_STRIDED = (2, 2)
 
 
 def strided(n: int) -> tuple[int, int]:
