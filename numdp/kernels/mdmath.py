@@ -10,7 +10,7 @@ kT eV.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..units import MVV2E
 from .math import _rebind
@@ -50,9 +50,10 @@ def normal_pair(seed, step, stream, index, block):  # pragma: no cover - replace
     raise NotImplementedError("bound to numdp.kernels.rng.normal_pair of the target by compile_mdmath")
 
 
-@dataclass(frozen=True)
-class MDMath:
-    """The functions above compiled for one target (see `compile_mdmath`)."""
+class MDMath(NamedTuple):
+    """The functions above compiled for one target (see `compile_mdmath`); a named tuple, so
+    that a kernel module binds all five to its globals in one unpacking (the @njit and @cuda.jit
+    kernels call module globals, not attributes)."""
 
     kick_scale: object
     kicked: object

@@ -17,12 +17,7 @@ from ..mdmath import compile_mdmath
 from .rng import normal_pair
 
 # the scalar maths of kick, drift and the Langevin update (numdp.kernels.mdmath), inlined here
-_MD = compile_mdmath(cpu_inline, normal_pair)
-_kick_scale = _MD.kick_scale
-_kicked = _MD.kicked
-_drifted = _MD.drifted
-_ou_noise_scale = _MD.ou_noise_scale
-_langevin_row = _MD.langevin_row
+_kick_scale, _kicked, _drifted, _ou_noise_scale, _langevin_row = compile_mdmath(cpu_inline, normal_pair)
 
 
 @njit(cache=True, nogil=True)

@@ -22,12 +22,7 @@ from ..rng import compile_rng
 
 normal_pair = compile_rng(cuda_device).normal_pair
 # the scalar maths of kick, drift and the Langevin update (numdp.kernels.mdmath), as on the CPU
-_MD = compile_mdmath(cuda_device, normal_pair)
-_kick_scale = _MD.kick_scale
-_kicked = _MD.kicked
-_drifted = _MD.drifted
-_ou_noise_scale = _MD.ou_noise_scale
-_langevin_row = _MD.langevin_row
+_kick_scale, _kicked, _drifted, _ou_noise_scale, _langevin_row = compile_mdmath(cuda_device, normal_pair)
 
 # rows summed by one thread of `row_sums` (the fan-in of the reduction tree)
 SUM_CHUNK = 32
