@@ -261,24 +261,3 @@ def extended_positions(positions, mapping, shift, box, ext_positions):
     s2 = shift[j, 2]
     for k in range(3):
         ext_positions[j, k] = positions[o, k] + (s0 * box[0, k] + s1 * box[1, k] + s2 * box[2, k])
-
-
-@cuda.jit
-def fold_to_owners(ext_force, order, start, force):
-    """force[i] = Σ ext_force[order[q]] for q in [start[i], start[i + 1]): the forces on atom i
-    and on its periodic images, in the fixed order of `order` (extended atoms sorted by (owner,
-    index), so the atom itself comes first).  One thread per owned atom."""
-    i = cuda.grid(1)
-    if i >= force.shape[0]:
-        return
-    fx = 0.0
-    fy = 0.0
-    fz = 0.0
-    for q in range(start[i], start[i + 1]):
-        j = order[q]
-        fx += ext_force[j, 0]
-        fy += ext_force[j, 1]
-        fz += ext_force[j, 2]
-    force[i, 0] = fx
-    force[i, 1] = fy
-    force[i, 2] = fz
