@@ -1,8 +1,8 @@
 """Compile every neighbour-search CUDA kernel to PTX without a GPU (a check that the code the
 simulator runs also types and compiles for the device).
 
-Needs numba-cuda and the NVVM / NVRTC wheels (pip install nvidia-cuda-nvcc-cu12
-nvidia-cuda-nvrtc-cu12); run without NUMBA_ENABLE_CUDASIM.  Prints one line per kernel (PTX size
+Needs numba-cuda and the NVVM / NVRTC wheels (pip install nvidia-cuda-nvcc nvidia-cuda-nvrtc,
+CUDA 13); run without NUMBA_ENABLE_CUDASIM.  Prints one line per kernel (PTX size
 and the number of fused multiply-adds the compiler made) and exits 1 on any failure.
 
     python tools/ptx_neighbor.py [--cc 9.0]
