@@ -51,8 +51,22 @@ CPU_SIZES = [192, 1536, 12288, 98304]
 CUDA_SIZES = [192, 12288, 98304, 998784, 9988800]
 
 
+# the [output] table of the benchmark runs: positions every 10 steps to H5MD, thermo every 10
+OUTPUT = """
+trajectory = "traj.h5md"
+every = 10
+fields = ["position"]
+thermo_every = 10
+checkpoint_every = 0
+progress = "none"
+"""
+
+
 def write_input(folder: Path, model: Path, reps, steps: int, precision: str = "double", devi_models: int = 1,
-                device: str = "cpu") -> Path:
+                device: str = "cpu", output: str = OUTPUT) -> Path:
+    """folder/md.toml: water NVT (the 192-atom box replicated reps (3,), 330 K, 0.5 fs, Nosé-Hoover,
+    2 Å skin), `devi_models` copies of `model` (more than one: [model_devi] every step), `output`
+    the lines of its [output] table (tools/bench_memory.py passes its own)."""
     files = ", ".join(f'"{model}"' for _ in range(devi_models))
     devi = f"[model_devi]\nevery = 1\nfile = \"{folder / 'model_devi.out'}\"\n" if devi_models > 1 else ""
     text = textwrap.dedent(f"""
@@ -72,16 +86,9 @@ def write_input(folder: Path, model: Path, reps, steps: int, precision: str = "d
         thermostat = {{ kind = "nose-hoover", temperature = 330.0, tau = 0.1 }}
         [neighbor]
         skin = 2.0
-        [output]
-        trajectory = "traj.h5md"
-        every = 10
-        fields = ["position"]
-        thermo_every = 10
-        checkpoint_every = 0
-        progress = "none"
         [safety]
         min_distance = 0.0
-    """) + devi
+    """) + "[output]" + output + devi
     path = folder / "md.toml"
     path.write_text(text)
     return path

@@ -74,35 +74,19 @@ def mem_available() -> int:
 
 
 def write_input(folder: Path, model: Path, rep: int, steps: int, precision: str) -> Path:
-    text = textwrap.dedent(f"""
-        [model]
-        file = "{model}"
-        precision = "{precision}"
-        [system]
-        file = "{ROOT / 'inputs' / 'water' / 'start.xyz'}"
-        replicate = [{rep}, {rep}, {rep}]
-        velocities = {{ temperature = 330.0, seed = 1 }}
-        masses = {{ O = 16.0, H = 2.0 }}
-        [md]
-        timestep = 0.0005
-        steps = {steps}
-        ensemble = "nvt"
-        thermostat = {{ kind = "nose-hoover", temperature = 330.0, tau = 0.1 }}
-        [neighbor]
-        skin = 2.0
-        [output]
+    """tools/bench_md.py's water NVT input, the box replicated rep x rep x rep, with no trajectory
+    and the final checkpoint and the log written into folder."""
+    from bench_md import write_input as md_input
+
+    output = textwrap.dedent(f"""
         trajectory = ""
         thermo_every = 10
         checkpoint = "{folder / 'checkpoint.h5'}"
         checkpoint_every = 0
         progress = "none"
         log = "{folder / 'log.txt'}"
-        [safety]
-        min_distance = 0.0
     """)
-    path = folder / "md.toml"
-    path.write_text(text)
-    return path
+    return md_input(folder, model, (rep, rep, rep), steps, precision, output=output)
 
 
 def nbytes(*arrays) -> int:

@@ -42,12 +42,19 @@ REPLICAS = {192: (1, 1, 1), 1536: (2, 2, 2), 12288: (4, 4, 4)}
 ENV_ROWS, ENV_GRAD = 40, 60
 
 
-def occupied_pairs(model, natoms: int) -> int:
+def water_list(model, natoms: int):
+    """(types (natoms,) int32, extended atoms, neighbour list) of the replicated water box for
+    `model`'s rcut and sel."""
     s = replicate(read_structure(ROOT / "inputs" / "water" / "start.xyz"), REPLICAS[natoms])
     types = np.array([model.type_map.index(e) for e in s.elements], np.int32)
     d = model.params.descriptor
     ext = extend(np.asarray(s.positions, float), types, np.asarray(s.box, float), d.rcut)
-    nl = build_nlist(ext, d.rcut, d.sel, d.ntypes)
+    return types, ext, build_nlist(ext, d.rcut, d.sel, d.ntypes)
+
+
+def occupied_pairs(model, natoms: int) -> int:
+    _, ext, nl = water_list(model, natoms)
+    d = model.params.descriptor
     idx = nl.nlist
     valid = idx >= 0
     rij = ext.positions[np.where(valid, idx, 0)] - ext.positions[:natoms, None, :]
@@ -80,11 +87,7 @@ def env_time_share(model, natoms: int, repeat: int = 5) -> float:
     over the CPU time of a whole evaluation, one thread, interleaved, median of `repeat`."""
     import time
 
-    s = replicate(read_structure(ROOT / "inputs" / "water" / "start.xyz"), REPLICAS[natoms])
-    types = np.array([model.type_map.index(e) for e in s.elements], np.int32)
-    d = model.params.descriptor
-    ext = extend(np.asarray(s.positions, float), types, np.asarray(s.box, float), d.rcut)
-    nl = build_nlist(ext, d.rcut, d.sel, d.ntypes)
+    types, ext, nl = water_list(model, natoms)
     ev = model._ev
     order = np.argsort(types, kind="stable").astype(np.int64)
     chunks = [order[i:i + ev.chunk] for i in range(0, natoms, ev.chunk)]

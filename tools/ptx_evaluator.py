@@ -3,7 +3,8 @@ the simulator runs also types and compiles for the device), with the argument ty
 evaluator passes (numdp/model/cuda_evaluator.py) in each precision's dtypes.
 
 Needs numba-cuda and the NVVM wheel (pip install nvidia-cuda-nvcc nvidia-cuda-nvrtc, CUDA 13);
-run without NUMBA_ENABLE_CUDASIM.  Prints one line per kernel and exits 1 on any failure.
+run without NUMBA_ENABLE_CUDASIM.  Prints one line per kernel (PTX size and the number of fused
+multiply-adds the compiler made) and exits 1 on any failure.
 
     python tools/ptx_evaluator.py [--cc 9.0]
 """
@@ -70,8 +71,12 @@ def kernels():
     return out
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def check(kernel_list, description: str) -> int:
+    """Compile every (name, kernel, argument types) of kernel_list() to PTX for the compute
+    capability given by --cc; one line per kernel (PTX size, fused multiply-adds made), then a
+    count.  Exit status: 0 all compiled, 1 any failed, 2 under the simulator.  The command line of
+    this script and of tools/ptx_neighbor.py."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--cc", default="9.0", help="compute capability, e.g. 9.0 (H100/H200)")
     args = ap.parse_args()
     if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
@@ -86,15 +91,21 @@ def main() -> int:
         compute_capability = cc   # GPU here, so name the one asked for
 
     dispatcher.get_current_device = lambda: _Device
+    kernels = kernel_list()
     failed = 0
-    for name, kernel, sig in kernels():
+    for name, kernel, sig in kernels:
         try:
             ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=cc)
-            print(f"{name:30s} ok   {len(ptx):7d} chars of PTX")
+            print(f"{name:30s} ok   {len(ptx):7d} chars of PTX, {ptx.count('fma.rn'):3d} fma")
         except Exception as exc:  # report every kernel, then fail
             failed += 1
             print(f"{name:30s} FAILED {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+    print(f"{len(kernels) - failed} of {len(kernels)} kernels compiled for sm_{cc[0]}{cc[1]}")
     return 1 if failed else 0
+
+
+def main() -> int:
+    return check(kernels, __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

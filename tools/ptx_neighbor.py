@@ -1,8 +1,8 @@
 """Compile every neighbour-search CUDA kernel to PTX without a GPU (a check that the code the
 simulator runs also types and compiles for the device).
 
-Needs numba-cuda and the NVVM / NVRTC wheels (pip install nvidia-cuda-nvcc-cu12
-nvidia-cuda-nvrtc-cu12); run without NUMBA_ENABLE_CUDASIM.  Prints one line per kernel (PTX size
+Needs numba-cuda and the NVVM / NVRTC wheels (pip install nvidia-cuda-nvcc nvidia-cuda-nvrtc,
+CUDA 13); run without NUMBA_ENABLE_CUDASIM.  Prints one line per kernel (PTX size
 and the number of fused multiply-adds the compiler made) and exits 1 on any failure.
 
     python tools/ptx_neighbor.py [--cc 9.0]
@@ -10,37 +10,30 @@ and the number of fused multiply-adds the compiler made) and exits 1 on any fail
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cc", default="9.0", help="compute capability, e.g. 9.0 (H100/H200)")
-    args = ap.parse_args()
-    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
-        print("unset NUMBA_ENABLE_CUDASIM: the simulator does not compile", file=sys.stderr)
-        return 2
-    from numba import cuda
+def kernels():
+    """(name, kernel, argument types) of every neighbour-search kernel launch."""
     from numba import types as nt
     from numba.core.types import Array
 
     from numdp.kernels.cuda import neighbor as kc
 
-    cc = tuple(int(v) for v in args.cc.split("."))
     f8_1, f8_2 = Array(nt.float64, 1, "C"), Array(nt.float64, 2, "C")
     i4_1, i4_2 = Array(nt.int32, 1, "C"), Array(nt.int32, 2, "C")
     i8_1 = Array(nt.int64, 1, "C")
     u8_1, u8_2 = Array(nt.uint64, 1, "C"), Array(nt.uint64, 2, "C")
     grid = (f8_2, i4_1, i4_1, i4_1, i4_1, i8_1, nt.int64, i4_1)
     fill = grid + (nt.int64, nt.float64, i8_1, i8_1, i4_2, i4_2, i4_1)
-    kernels = [
+    return [
         ("pack_keys", kc.pack_keys, (i8_1, f8_1, i8_1, u8_1)),
         ("unpack_keys", kc.unpack_keys, (u8_1, i8_1, i8_1, i8_1)),
         ("scan_chunk_sums int32", kc.scan_chunk_sums, (i4_1, nt.int64, i4_1)),
         ("scan_chunk_write int64", kc.scan_chunk_write, (i8_1, nt.int64, i8_1, i8_1)),
         ("wrap_count_images", kc.wrap_count_images, (f8_2, f8_2, f8_2, f8_1, f8_1, f8_2, f8_2, i8_1)),
+        ("wrap_count_images_mixed", kc.wrap_count_images_mixed,
+         (f8_2, f8_2, f8_2, i4_1, f8_1, f8_1, f8_2, f8_2, i8_1)),
         ("fill_images", kc.fill_images, (f8_2, f8_2, i4_1, f8_2, f8_1, f8_1, i8_1, f8_2, i4_1, i4_1)),
         ("copy_locals", kc.copy_locals, (f8_2, i4_1, f8_2, i4_1, i4_1)),
         ("first_bad_atom", kc.first_bad_atom, (f8_2, i4_1, nt.int64, i8_1)),
@@ -52,16 +45,12 @@ def main() -> int:
         ("count_stats", kc.count_stats, (i4_2, i8_1, i8_1, i8_1)),
         ("fill_nlist_global", kc.fill_nlist_global, fill + (u8_2, i4_2)),
     ] + [(f"fill_nlist_shared({c})", kc.fill_nlist_shared(c), fill) for c in (256, 1024, 3072)]
-    failed = 0
-    for name, kernel, sig in kernels:
-        try:
-            ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=cc)
-            print(f"{name:26s} ok   {len(ptx):7d} chars of PTX, {ptx.count('fma.rn'):3d} fma")
-        except Exception as exc:  # report every kernel, then fail
-            failed += 1
-            print(f"{name:26s} FAILED  {type(exc).__name__}: {exc}")
-    print(f"{len(kernels) - failed} of {len(kernels)} kernels compiled for sm_{cc[0]}{cc[1]}")
-    return 1 if failed else 0
+
+
+def main() -> int:
+    from ptx_evaluator import check
+
+    return check(kernels, __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

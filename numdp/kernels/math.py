@@ -1,7 +1,8 @@
 """Scalar maths shared by the CPU and CUDA kernels, written once (reference §2, §2.3, §9.6).
 
-Plain Python on scalars (`math.sqrt`, no arrays, tuples for several results), compiled for each
-target with numdp.kernels.dual: `cpu_inline` for the @njit kernels of kernels/cpu (the compiled
+Plain Python on scalars (`math.sqrt`, tuples for several results; `write_pair_row` alone indexes
+the caller's arrays, which both targets compile alike), compiled for each target with
+numdp.kernels.dual: `cpu_inline` for the @njit kernels of kernels/cpu (the compiled
 copies live at the bottom of this module), `cuda_device` for the @cuda.jit kernels of kernels/cuda.
 Being inlined, each copy takes the floating-point flags and the argument types of its caller:
 float32 coefficients and a float32 tau give float32 polynomial arithmetic.
@@ -63,6 +64,29 @@ def row_tangent(qx, qy, qz, dx, dy, dz, rmin, rmax):
     dq = dx * qx + dy * qy + dz * qz
     c = a1 * dq
     return a0 * dq, c * dx + b * qx, c * dy + b * qy, c * dz + b * qz
+
+
+def write_pair_row(pos, i, j, ti, t, mu, sd, rmin, rmax, p, rt, dvec, nbr):
+    """The environment slot p of centre i (type ti) and extended neighbour j in type block t, the
+    step that env_pairs does on both targets: with d = pos[j] - pos[i] (Å; pos (nall, 3)) at
+    r < rmax, writes the normalised row rt[p] = ((s0, s1 d) - mu[ti, t]) / sd[ti, t] (rt (P, 4),
+    mu, sd (ntypes, ntypes, 4); `env_row`), dvec[p] = d (P, 3) and nbr[p] = j, and returns True;
+    at r >= rmax writes nothing and returns False (the caller's padding)."""
+    dx = pos[j, 0] - pos[i, 0]
+    dy = pos[j, 1] - pos[i, 1]
+    dz = pos[j, 2] - pos[i, 2]
+    r, s0, s1 = env_row(dx, dy, dz, rmin, rmax)
+    if r >= rmax:
+        return False
+    rt[p, 0] = (s0 - mu[ti, t, 0]) / sd[ti, t, 0]
+    rt[p, 1] = (s1 * dx - mu[ti, t, 1]) / sd[ti, t, 1]
+    rt[p, 2] = (s1 * dy - mu[ti, t, 2]) / sd[ti, t, 2]
+    rt[p, 3] = (s1 * dz - mu[ti, t, 3]) / sd[ti, t, 3]
+    dvec[p, 0] = dx
+    dvec[p, 1] = dy
+    dvec[p, 2] = dz
+    nbr[p] = j
+    return True
 
 
 def poly3_value(c0, c1, c2, c3, tau):
@@ -127,6 +151,7 @@ class ScalarMath:
 
     switch: object
     env_row: object
+    write_pair_row: object
     row_jacobian: object
     row_grad_to_dvec: object
     row_tangent: object
@@ -148,9 +173,11 @@ def compile_math(compile_fn) -> ScalarMath:
     """Every function of this module compiled with compile_fn (dual.cpu_inline or dual.cuda_device)."""
     sw = compile_fn(switch)
     jac = compile_fn(_rebind(row_jacobian, switch=sw))
+    row = compile_fn(_rebind(env_row, switch=sw))
     return ScalarMath(
         switch=sw,
-        env_row=compile_fn(_rebind(env_row, switch=sw)),
+        env_row=row,
+        write_pair_row=compile_fn(_rebind(write_pair_row, env_row=row)),
         row_jacobian=jac,
         row_grad_to_dvec=compile_fn(_rebind(row_grad_to_dvec, row_jacobian=jac)),
         row_tangent=compile_fn(_rebind(row_tangent, row_jacobian=jac)),

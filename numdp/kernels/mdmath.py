@@ -1,7 +1,9 @@
 """Scalar maths of the MD step shared by the CPU and CUDA kernels, written once: the velocity-
-Verlet kick and drift and the Langevin (Ornstein-Uhlenbeck) update of one atom.
+Verlet kick and drift and the Langevin (Ornstein-Uhlenbeck) update of one atom, the cell change
+applied to one row, and one atom's squared displacements (skin and safety tests).
 
-Plain Python on scalars, compiled for each target with numdp.kernels.dual (`compile_mdmath`):
+Plain Python on scalars (the row functions index the caller's arrays, which both targets compile
+alike), compiled for each target with numdp.kernels.dual (`compile_mdmath`):
 numdp.kernels.cpu.md inlines the `cpu_inline` copies into its @njit loops, numdp.kernels.cuda.md
 calls the `cuda_device` copies from its one-thread-per-atom kernels, so both do the same
 arithmetic per atom.  Units: positions Å, velocities Å/ps, forces eV/Å, masses amu, times ps,
@@ -10,7 +12,7 @@ kT eV.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..units import MVV2E
 from .math import _rebind
@@ -46,19 +48,47 @@ def langevin_row(v0, v1, v2, c, s, kt, mass, seed, step, stream, atom):
     return c * v0 + sigma * g0, c * v1 + sigma * g1, c * v2 + sigma * g2
 
 
+def transform_row(x, i, m):
+    """x[i] = x[i] @ m in place: row i of an (n, 3) array (positions or velocities) and a (3, 3)
+    matrix (the barostat's cell change)."""
+    a = x[i, 0]
+    b = x[i, 1]
+    c = x[i, 2]
+    for k in range(3):
+        x[i, k] = a * m[0, k] + b * m[1, k] + c * m[2, k]
+
+
+def displacement_sq(positions, previous, reference, strain, i):
+    """(|x - previous|², |x - reference @ strain|²) of atom i (Å²): its move since the previous
+    force call and since the last rebuild beyond the affine motion of the cell (positions,
+    previous, reference (n, 3) Å; strain (3, 3) the cell deformation since the rebuild)."""
+    d = 0.0
+    e = 0.0
+    for k in range(3):
+        a = positions[i, k] - previous[i, k]
+        d += a * a
+        r = reference[i, 0] * strain[0, k] + reference[i, 1] * strain[1, k] + reference[i, 2] * strain[2, k]
+        b = positions[i, k] - r
+        e += b * b
+    return d, e
+
+
 def normal_pair(seed, step, stream, index, block):  # pragma: no cover - replaced by compile_mdmath
     raise NotImplementedError("bound to numdp.kernels.rng.normal_pair of the target by compile_mdmath")
 
 
-@dataclass(frozen=True)
-class MDMath:
-    """The functions above compiled for one target (see `compile_mdmath`)."""
+class MDMath(NamedTuple):
+    """The functions above compiled for one target (see `compile_mdmath`); a named tuple, so
+    that a kernel module binds them all to its globals in one unpacking (the @njit and @cuda.jit
+    kernels call module globals, not attributes)."""
 
     kick_scale: object
     kicked: object
     drifted: object
     ou_noise_scale: object
     langevin_row: object
+    transform_row: object
+    displacement_sq: object
 
 
 def compile_mdmath(compile_fn, normal_pair_compiled) -> MDMath:
@@ -67,4 +97,5 @@ def compile_mdmath(compile_fn, normal_pair_compiled) -> MDMath:
     the same target)."""
     return MDMath(kick_scale=compile_fn(kick_scale), kicked=compile_fn(kicked), drifted=compile_fn(drifted),
                   ou_noise_scale=compile_fn(ou_noise_scale),
-                  langevin_row=compile_fn(_rebind(langevin_row, normal_pair=normal_pair_compiled)))
+                  langevin_row=compile_fn(_rebind(langevin_row, normal_pair=normal_pair_compiled)),
+                  transform_row=compile_fn(transform_row), displacement_sq=compile_fn(displacement_sq))

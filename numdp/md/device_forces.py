@@ -13,15 +13,17 @@ Same interface (`__call__(state)`, `closest`, `step_displacement`, `rebuilds`, `
   (numdp.neighbor.device.extend_cuda, the images of `build_nlist_cuda`), with the whole lattice
   vector that takes each owner to each of its extended atoms (`lattice_shifts`), and the fixed
   order in which ghost forces are folded onto their owners (extended atoms sorted by (owner,
-  index)).  The reference configuration is kept in the DeviceState (State.neighbor["positions"]
-  at downloads), so a checkpoint written from the GPU restarts on either device with the same list.
+  index): numdp.model.cuda_evaluator.fold_order).  The reference configuration is kept in the
+  DeviceState (State.neighbor["positions"] at downloads), so a checkpoint written from the GPU
+  restarts on either device with the same list.
 - Every call: the extended atoms move with their owners (`extended_positions`: owner + shift @
   box, with the current box: a barostat's cell move uploads its 9 numbers), the DeePMD-kit list
   within rcut is formed from them on the device
   (numdp.neighbor.device.nlist_of_extended: a cell-list pass over the extended atoms, no stored
   candidate list), the model runs on the device (DPModel.compute_device), forces are folded onto
-  the owned atoms (`fold_to_owners`), and the potential energy (a fixed-order tree sum) and the
-  virial (9 numbers) come to the host.
+  the owned atoms (numdp.kernels.cuda.forces.fold_rows, as CUDAEvaluator.compute_owned does), the
+  closest pair is found (numdp.model.cuda_evaluator.closest_pair), and the potential energy (a
+  fixed-order tree sum) and the virial (9 numbers) come to the host.
 
 Deterministic: no floating-point atomics; the same input gives the same bits on every call.
 """
@@ -54,7 +56,7 @@ class DeviceForceProvider:
     `_owned_forces`)."""
 
     def __init__(self, model, skin: float, dev: DeviceState, world: World | None = None, pbc=None):
-        from ..kernels.cuda import launch, md
+        from ..kernels.cuda import forces, launch, md
 
         self.model = model
         self.pbc = None if pbc is None else tuple(bool(p) for p in pbc)  # None: periodic with a cell
@@ -62,6 +64,8 @@ class DeviceForceProvider:
         self.be = dev.be
         self._K = md
         self._grid = launch.grid
+        self._strided2 = launch.strided2
+        self._fold_rows = forces.fold_rows
         self.skin = float(skin)
         self.rcut = float(model.rcut)
         self.world = world if world is not None else World(None)
@@ -127,6 +131,7 @@ class DeviceForceProvider:
     def _build(self, reference, box) -> None:
         """Ghost shell, lattice shifts and fold order for the configuration `reference` (device
         (N, 3) Å: the current positions at a rebuild, the checkpoint's record after a restart)."""
+        from ..model.cuda_evaluator import fold_order
         from ..neighbor.device import extend_cuda
 
         be, xp, dev = self.be, self.be.xp, self.dev
@@ -145,10 +150,7 @@ class DeviceForceProvider:
             self._K.lattice_shifts[self._grid(nall)](pos, reference, mp, be.to_device(inv), shift)
             self._set_box(box_h)
             self._ref_box_inv = inv
-        key = mp.astype(np.int64) * nall + xp.arange(nall, dtype=np.int64)
-        order = xp.argsort(key)
-        self._order = order
-        self._start = xp.searchsorted(mp[order], xp.arange(nloc + 1, dtype=mp.dtype)).astype(np.int64)
+        self._order, self._start = fold_order(xp, mp, nloc)
         self._mapping = mp
         self._ext_types = typ
         self._shift = shift
@@ -182,6 +184,7 @@ class DeviceForceProvider:
     def __call__(self, state: State) -> None:
         """Fill dev.forces (N, 3) eV/Å (device), state.virial (3, 3) eV and
         state.potential_energy eV (host)."""
+        from ..model.cuda_evaluator import closest_pair
         from ..neighbor.device import THREADS_PER_CENTRE, nlist_of_extended
 
         be, xp, dev = self.be, self.be.xp, self.dev
@@ -204,7 +207,7 @@ class DeviceForceProvider:
             if not self._overflow_warned:
                 self._overflow_warned = True
                 report_overflow(_Overflow(overflow, max_count), self.sel, getattr(self.model, "type_map", None))
-        self.closest = self._closest(nlist)
+        self.closest = closest_pair(be, self._ext_pos, nlist, self._sec_d)
         self._nlist = nlist
         c1 = self.world.comm_time
         t1 = time.perf_counter()
@@ -244,7 +247,7 @@ class DeviceForceProvider:
         nloc = self.dev.natoms
         if out is None or out.shape[0] != nloc:
             out = self.be.xp.empty((nloc, 3))
-        self._K.fold_to_owners[self._grid(nloc)](ext_force, self._order, self._start, out)
+        self._fold_rows[self._strided2(nloc, 3)](ext_force, self._order, self._start, out)
         return out
 
     @property
@@ -283,23 +286,6 @@ class DeviceForceProvider:
             out.append((self._fold(ext_force), float(totals[0]), totals[1:].reshape(3, 3)))
         self.time_force += time.perf_counter() - t0
         return out
-
-    def _closest(self, nlist):
-        """(distance Å, centre, extended neighbour) of the closest pair in the list (argmin: the
-        first minimum, as numdp.kernels.cpu.md.closest_pair)."""
-        xp = self.be.xp
-        nloc = int(nlist.shape[0])
-        if nloc == 0:
-            return (math.inf, -1, -1)
-        dist2 = xp.empty(nloc)
-        nbr = xp.empty(nloc, np.int32)
-        self._K.closest_rows[self._grid(nloc)](self._ext_pos, nlist, self._sec_d, dist2, nbr)
-        i = xp.argmin(dist2)
-        d2, fi, fj = (float(v) for v in self.be.to_host(xp.stack([dist2[i], i.astype(np.float64),
-                                                                    nbr[i].astype(np.float64)])))
-        if fj < 0:
-            return (math.inf, -1, -1)
-        return (math.sqrt(d2), int(fi), int(fj))
 
     def nonfinite_force_atom(self, state: State) -> int:
         """Local index of the first owned atom with a non-finite force, or -1 (a device

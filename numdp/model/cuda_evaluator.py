@@ -179,27 +179,9 @@ class CUDAEvaluator:
                          None if av_own is None else be.to_host(av_own))
 
     def closest_pair(self, ext_pos, nlist) -> tuple[float, int, int]:
-        """(distance Å, centre, extended neighbour) of the closest pair of a DeePMD-kit list on the
-        device (the twin of numdp.kernels.cpu.md.closest_pair): kernel closest_rows reads the first
-        slot of each per-type block (the nearest neighbour of that type) per centre, then the
-        device argmin (the first minimum, as the CPU loop) picks the centre; three numbers reach
-        the host.  (inf, -1, -1) when no atom has a neighbour."""
-        import math
-
-        from ..kernels.cuda.md import closest_rows
-
-        be, xp = self.be, self.be.xp
-        nloc = int(nlist.shape[0])
-        if nloc == 0:
-            return math.inf, -1, -1
-        dist2 = xp.empty(nloc)
-        nbr = xp.empty(nloc, np.int32)
-        closest_rows[be.kernels.launch.grid(nloc)](ext_pos, nlist, self.sec, dist2, nbr)
-        i = int(xp.argmin(dist2))
-        j = int(nbr[i])
-        if j < 0:
-            return math.inf, -1, -1
-        return math.sqrt(float(dist2[i])), i, j
+        """(distance Å, centre, extended neighbour) of the closest pair of a DeePMD-kit list of
+        this model's sel on the device (module function `closest_pair`)."""
+        return closest_pair(self.be, ext_pos, nlist, self.sec)
 
     def compute_device(self, ext_pos, nlist, types):
         """Energies and forces left on the device, for MD on the GPU (numdp.md.device).
@@ -425,6 +407,32 @@ def fold_order(xp, mapping, nloc: int):
     order = xp.argsort(key)
     start = xp.searchsorted(mapping[order], xp.arange(nloc + 1, dtype=mapping.dtype)).astype(np.int64)
     return order, start
+
+
+def closest_pair(be: Backend, ext_pos, nlist, sec) -> tuple[float, int, int]:
+    """(distance Å, centre, extended neighbour) of the closest pair of a DeePMD-kit list on the
+    device (the twin of numdp.kernels.cpu.md.closest_pair): kernel closest_rows reads the first
+    slot of each per-type block (the nearest neighbour of that type) per centre, then the device
+    argmin (the first minimum, as the CPU loop) picks the centre; three numbers reach the host in
+    one copy.  ext_pos (nall, 3) float64 Å, nlist (nloc, nnei) int32, sec (ntypes + 1,) int64
+    slot block starts: device arrays.  (inf, -1, -1) when no atom has a neighbour."""
+    import math
+
+    from ..kernels.cuda.md import closest_rows
+
+    xp = be.xp
+    nloc = int(nlist.shape[0])
+    if nloc == 0:
+        return math.inf, -1, -1
+    dist2 = xp.empty(nloc)
+    nbr = xp.empty(nloc, np.int32)
+    closest_rows[be.kernels.launch.grid(nloc)](ext_pos, nlist, sec, dist2, nbr)
+    i = xp.argmin(dist2)
+    d2, fi, fj = (float(v) for v in be.to_host(xp.stack([dist2[i], i.astype(np.float64),
+                                                         nbr[i].astype(np.float64)])))
+    if fj < 0:
+        return math.inf, -1, -1
+    return math.sqrt(d2), int(fi), int(fj)
 
 
 def device_neighbor_list(backend: Backend, positions, types, box, rcut, sel, nthreads=1,

@@ -201,42 +201,29 @@ def _extended(x, t, nloc: int, box, cutoff: float, pbc=None):
         if not any(periodic):
             box = None
         elif not all(periodic):
-            return _extended_mixed(x, t, nloc, complete_cell(box, periodic), cutoff, periodic)
+            return _images(x, t, nloc, complete_cell(box, periodic), cutoff, periodic)
     if box is None:
         pos = cuda.device_array((nloc, 3), dtype=np.float64)
         typ = cuda.device_array(nloc, dtype=np.int32)
         mp = cuda.device_array(nloc, dtype=np.int32)
         kc.copy_locals[_grid(nloc)](x, t, pos, typ, mp)
         return pos, typ, mp, nloc
-    b = check_box(box.copy_to_host() if hasattr(box, "copy_to_host") else box)
-    h = face_distances(b)
-    reach = cutoff * (1.0 + _REGION_MARGIN) / h
-    lo = cuda.to_device(np.ascontiguousarray(-reach))
-    hi = cuda.to_device(np.ascontiguousarray(1.0 + reach))
-    d_box = cuda.to_device(b)
-    d_inv = cuda.to_device(np.ascontiguousarray(np.linalg.inv(b)))
-    frac = cuda.device_array((nloc, 3), dtype=np.float64)
-    xw = cuda.device_array((nloc, 3), dtype=np.float64)
-    excl = cuda.device_array(nloc, dtype=np.int64)
-    kc.wrap_count_images[_grid(nloc)](x, d_inv, d_box, lo, hi, frac, xw, excl)
-    nall = nloc + _exclusive_scan(excl)
-    _check_nall(nall, cutoff, h)
-    pos = cuda.device_array((nall, 3), dtype=np.float64)
-    typ = cuda.device_array(nall, dtype=np.int32)
-    mp = cuda.device_array(nall, dtype=np.int32)
-    kc.fill_images[_grid(nloc)](xw, frac, t, d_box, lo, hi, excl, pos, typ, mp)
-    return pos, typ, mp, nall
+    return _images(x, t, nloc, box.copy_to_host() if hasattr(box, "copy_to_host") else box, cutoff)
 
 
-def _extended_mixed(x, t, nloc: int, box, cutoff: float, periodic):
-    """`_extended` for a cell periodic along some vectors only (`periodic`, three booleans)."""
+def _images(x, t, nloc: int, box, cutoff: float, periodic=None):
+    """`_extended` with a cell: the locals wrapped into `box` (3, 3) host array, then their ghost
+    images within `cutoff` Å.  periodic None: periodic along all three cell vectors (kernel
+    wrap_count_images); three booleans: along those only (wrap_count_images_mixed, no wrapping
+    and no images along an open vector)."""
     from numba import cuda
     from numdp.kernels.cuda import neighbor as kc
 
     b = check_box(box)
     h = face_distances(b)
-    mask = np.array(periodic)
-    reach = np.where(mask, cutoff * (1.0 + _REGION_MARGIN) / h, 0.0)
+    reach = cutoff * (1.0 + _REGION_MARGIN) / h
+    if periodic is not None:
+        reach = np.where(np.array(periodic), reach, 0.0)
     lo = cuda.to_device(np.ascontiguousarray(-reach))
     hi = cuda.to_device(np.ascontiguousarray(1.0 + reach))
     d_box = cuda.to_device(b)
@@ -244,8 +231,11 @@ def _extended_mixed(x, t, nloc: int, box, cutoff: float, periodic):
     frac = cuda.device_array((nloc, 3), dtype=np.float64)
     xw = cuda.device_array((nloc, 3), dtype=np.float64)
     excl = cuda.device_array(nloc, dtype=np.int64)
-    kc.wrap_count_images_mixed[_grid(nloc)](x, d_inv, d_box, cuda.to_device(mask.astype(np.int32)), lo, hi,
-                                            frac, xw, excl)
+    if periodic is None:
+        kc.wrap_count_images[_grid(nloc)](x, d_inv, d_box, lo, hi, frac, xw, excl)
+    else:
+        kc.wrap_count_images_mixed[_grid(nloc)](x, d_inv, d_box, cuda.to_device(np.array(periodic, dtype=np.int32)),
+                                                lo, hi, frac, xw, excl)
     nall = nloc + _exclusive_scan(excl)
     _check_nall(nall, cutoff, h)
     pos = cuda.device_array((nall, 3), dtype=np.float64)

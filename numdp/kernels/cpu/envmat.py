@@ -13,7 +13,7 @@ FASTMATH = {"reassoc", "contract", "nsz"}
 
 
 switch = CPU.switch            # (w, dw/dr) of the switching function (numdp.kernels.math)
-env_row = CPU.env_row
+write_pair_row = CPU.write_pair_row
 row_grad_to_dvec = CPU.row_grad_to_dvec
 row_tangent = CPU.row_tangent
 
@@ -56,20 +56,8 @@ def env_pairs_rows(pos, nlist, rows, atoms, atypes, sec, mu, sd, rcut, rcut_smth
                 j = nlist[row, s]
                 if j < 0:
                     break
-                dx = pos[j, 0] - pos[i, 0]
-                dy = pos[j, 1] - pos[i, 1]
-                dz = pos[j, 2] - pos[i, 2]
-                r, s0, s1 = env_row(dx, dy, dz, rcut_smth, rcut)
-                if r >= rcut:
+                if not write_pair_row(pos, i, j, ti, t, mu, sd, rcut_smth, rcut, p, rt, dvec, nbr):
                     continue
-                rt[p, 0] = (s0 - mu[ti, t, 0]) / sd[ti, t, 0]
-                rt[p, 1] = (s1 * dx - mu[ti, t, 1]) / sd[ti, t, 1]
-                rt[p, 2] = (s1 * dy - mu[ti, t, 2]) / sd[ti, t, 2]
-                rt[p, 3] = (s1 * dz - mu[ti, t, 3]) / sd[ti, t, 3]
-                dvec[p, 0] = dx
-                dvec[p, 1] = dy
-                dvec[p, 2] = dz
-                nbr[p] = j
                 p += 1
                 n_real += 1
             npad[a, t] = sec[t + 1] - sec[t] - n_real

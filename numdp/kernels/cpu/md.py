@@ -16,13 +16,9 @@ from ..dual import cpu_inline
 from ..mdmath import compile_mdmath
 from .rng import normal_pair
 
-# the scalar maths of kick, drift and the Langevin update (numdp.kernels.mdmath), inlined here
-_MD = compile_mdmath(cpu_inline, normal_pair)
-_kick_scale = _MD.kick_scale
-_kicked = _MD.kicked
-_drifted = _MD.drifted
-_ou_noise_scale = _MD.ou_noise_scale
-_langevin_row = _MD.langevin_row
+# the per-atom maths of the MD step (numdp.kernels.mdmath), inlined here
+(_kick_scale, _kicked, _drifted, _ou_noise_scale, _langevin_row, _transform_row,
+ _displacement_sq) = compile_mdmath(cpu_inline, normal_pair)
 
 
 @njit(cache=True, nogil=True)
@@ -46,11 +42,7 @@ def drift(positions, velocities, h):
 def transform_rows(x, m):
     """x[i] = x[i] @ m in place for (n, 3) rows and a (3, 3) matrix."""
     for i in range(x.shape[0]):
-        a = x[i, 0]
-        b = x[i, 1]
-        c = x[i, 2]
-        for k in range(3):
-            x[i, k] = a * m[0, k] + b * m[1, k] + c * m[2, k]
+        _transform_row(x, i, m)
 
 
 @njit(cache=True, nogil=True)
@@ -66,14 +58,7 @@ def displacement_check(positions, previous, reference, strain):
     step_arg = -1
     ref_max = 0.0
     for i in range(positions.shape[0]):
-        d = 0.0
-        e = 0.0
-        for k in range(3):
-            a = positions[i, k] - previous[i, k]
-            d += a * a
-            r = reference[i, 0] * strain[0, k] + reference[i, 1] * strain[1, k] + reference[i, 2] * strain[2, k]
-            b = positions[i, k] - r
-            e += b * b
+        d, e = _displacement_sq(positions, previous, reference, strain, i)
         if d > step_max or step_arg < 0:
             step_max = d
             step_arg = i

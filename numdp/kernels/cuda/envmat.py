@@ -10,7 +10,7 @@ from numba import cuda
 
 from .launch import MATH
 
-env_row = MATH.env_row
+write_pair_row = MATH.write_pair_row
 
 
 @cuda.jit(device=True)
@@ -40,21 +40,8 @@ def env_pairs(pos, nlist, atoms, atypes, sec, mu, sd, rcut, rcut_smth, rt_pad, r
         i = atoms[a]
         ti = atypes[a]
         j = nlist[i, s]
-        if j >= 0:
-            dx = pos[j, 0] - pos[i, 0]
-            dy = pos[j, 1] - pos[i, 1]
-            dz = pos[j, 2] - pos[i, 2]
-            r, s0, s1 = env_row(dx, dy, dz, rcut_smth, rcut)
-            if r < rcut:
-                rt[p, 0] = (s0 - mu[ti, t, 0]) / sd[ti, t, 0]
-                rt[p, 1] = (s1 * dx - mu[ti, t, 1]) / sd[ti, t, 1]
-                rt[p, 2] = (s1 * dy - mu[ti, t, 2]) / sd[ti, t, 2]
-                rt[p, 3] = (s1 * dz - mu[ti, t, 3]) / sd[ti, t, 3]
-                dvec[p, 0] = dx
-                dvec[p, 1] = dy
-                dvec[p, 2] = dz
-                nbr[p] = j
-                continue
+        if j >= 0 and write_pair_row(pos, i, j, ti, t, mu, sd, rcut_smth, rcut, p, rt, dvec, nbr):
+            continue
         for c in range(4):
             rt[p, c] = rt_pad[ti, t, c]
         dvec[p, 0] = 0.0

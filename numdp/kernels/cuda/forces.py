@@ -8,6 +8,7 @@ owned atom and its periodic images in a fixed order.  Same input, same bits, on 
 """
 from numba import cuda
 
+from .envmat import slot_of
 from .launch import split
 
 
@@ -101,11 +102,7 @@ def scatter_atomic(atoms, sec, nbr, fpair, dvec, force, atom_virial):
         j = nbr[p]
         if j < 0:
             continue
-        nt = sec.shape[0] - 1
-        t = 0
-        while t < nt - 1 and p >= na * sec[t + 1]:
-            t += 1
-        a = (p - na * sec[t]) // (sec[t + 1] - sec[t])
+        _, a, _ = slot_of(p, na, sec)
         i = atoms[a]
         for c in range(3):
             cuda.atomic.add(force, (i, c), fpair[p, c])

@@ -21,13 +21,9 @@ from ..mdmath import compile_mdmath
 from ..rng import compile_rng
 
 normal_pair = compile_rng(cuda_device).normal_pair
-# the scalar maths of kick, drift and the Langevin update (numdp.kernels.mdmath), as on the CPU
-_MD = compile_mdmath(cuda_device, normal_pair)
-_kick_scale = _MD.kick_scale
-_kicked = _MD.kicked
-_drifted = _MD.drifted
-_ou_noise_scale = _MD.ou_noise_scale
-_langevin_row = _MD.langevin_row
+# the per-atom maths of the MD step (numdp.kernels.mdmath), as on the CPU
+(_kick_scale, _kicked, _drifted, _ou_noise_scale, _langevin_row, _transform_row,
+ _displacement_sq) = compile_mdmath(cuda_device, normal_pair)
 
 # rows summed by one thread of `row_sums` (the fan-in of the reduction tree)
 SUM_CHUNK = 32
@@ -134,16 +130,8 @@ def transform_rows2(x, mx, y, my):
     i = cuda.grid(1)
     if i >= x.shape[0]:
         return
-    a = x[i, 0]
-    b = x[i, 1]
-    c = x[i, 2]
-    for k in range(3):
-        x[i, k] = a * mx[0, k] + b * mx[1, k] + c * mx[2, k]
-    a = y[i, 0]
-    b = y[i, 1]
-    c = y[i, 2]
-    for k in range(3):
-        y[i, k] = a * my[0, k] + b * my[1, k] + c * my[2, k]
+    _transform_row(x, i, mx)
+    _transform_row(y, i, my)
 
 
 @cuda.jit
@@ -170,16 +158,7 @@ def displacement_sq(positions, previous, reference, strain, step2, ref2):
     i = cuda.grid(1)
     if i >= positions.shape[0]:
         return
-    d = 0.0
-    e = 0.0
-    for k in range(3):
-        a = positions[i, k] - previous[i, k]
-        d += a * a
-        r = reference[i, 0] * strain[0, k] + reference[i, 1] * strain[1, k] + reference[i, 2] * strain[2, k]
-        b = positions[i, k] - r
-        e += b * b
-    step2[i] = d
-    ref2[i] = e
+    step2[i], ref2[i] = _displacement_sq(positions, previous, reference, strain, i)
 
 
 @cuda.jit
@@ -266,24 +245,3 @@ def extended_positions(positions, mapping, shift, box, ext_positions):
     s2 = shift[j, 2]
     for k in range(3):
         ext_positions[j, k] = positions[o, k] + (s0 * box[0, k] + s1 * box[1, k] + s2 * box[2, k])
-
-
-@cuda.jit
-def fold_to_owners(ext_force, order, start, force):
-    """force[i] = Σ ext_force[order[q]] for q in [start[i], start[i + 1]): the forces on atom i
-    and on its periodic images, in the fixed order of `order` (extended atoms sorted by (owner,
-    index), so the atom itself comes first).  One thread per owned atom."""
-    i = cuda.grid(1)
-    if i >= force.shape[0]:
-        return
-    fx = 0.0
-    fy = 0.0
-    fz = 0.0
-    for q in range(start[i], start[i + 1]):
-        j = order[q]
-        fx += ext_force[j, 0]
-        fy += ext_force[j, 1]
-        fz += ext_force[j, 2]
-    force[i, 0] = fx
-    force[i, 1] = fy
-    force[i, 2] = fz
