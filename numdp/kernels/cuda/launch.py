@@ -21,8 +21,8 @@ def _pin_simulated_launches() -> None:
     28 s on one CPU against 55-60 s on two, on a loaded 2-core machine) and more on machines with
     many cores.  Linux binds only the calling thread (sched_setaffinity with pid 0), the threads it
     starts inherit that, and the previous mask is restored after the launch, so Numba's CPU worker
-    threads and other threads keep their CPUs.  Processes of one node pick different CPUs (by
-    pid).  A no-op where affinity cannot be set."""
+    threads and other threads keep their CPUs.  The MPI ranks of a node pick different CPUs (by
+    local rank, else by pid).  A no-op where affinity cannot be set."""
     import os
 
     from numba.cuda.simulator import kernel as sim
@@ -30,6 +30,8 @@ def _pin_simulated_launches() -> None:
     if not hasattr(os, "sched_setaffinity") or getattr(sim.FakeCUDAKernel, "_numdp_pinned", False):
         return
     launch = sim.FakeCUDAKernel.__call__
+    local = os.environ.get("MPI_LOCALRANKID") or os.environ.get("OMPI_COMM_WORLD_LOCAL_RANK")
+    slot = int(local) if local and local.isdigit() else os.getpid()
 
     def pinned(kernel, *args):
         if kernel._device or sim._kernel_context:
@@ -37,7 +39,7 @@ def _pin_simulated_launches() -> None:
         saved = os.sched_getaffinity(0)
         cpus = sorted(saved)
         try:
-            os.sched_setaffinity(0, {cpus[os.getpid() % len(cpus)]})
+            os.sched_setaffinity(0, {cpus[slot % len(cpus)]})
         except OSError:
             return launch(kernel, *args)
         try:
