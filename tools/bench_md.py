@@ -10,6 +10,7 @@ one untimed warm-up run, and prints ns/day, µs/atom/step and the time split of 
     python tools/bench_md.py --model ../shared/oracle/water.dp   # any water model (timing only)
     python tools/bench_md.py --sizes 1536 --devi-models 4        # 4-model deviation every step vs 1 model
     python tools/bench_md.py --device cuda --model water.dp --budget 200   # the whole step on the GPU
+    python tools/bench_md.py --device cuda --model water.dp --compress --sizes 192   # compressed
 
 With --device cuda (issue 14 item 6) the default sizes are 192, 12 288, 98 304, ~1 M and ~10 M
 atoms; a size that does not fit (device memory) or that would overrun --budget seconds is skipped
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import subprocess
 import sys
 import tempfile
 import textwrap
@@ -126,6 +128,16 @@ def run_size(model: Path, natoms: int, steps: int, model_obj=None, precision: st
             sim.close()
 
 
+def compressed_copy(model: Path, folder: Path) -> Path:
+    """`model` compressed with `numdp compress` defaults (order 3, dx 0.01) into `folder`."""
+    out = Path(folder) / "model-compressed.h5"
+    r = subprocess.run([sys.executable, "-m", "numdp.cli", "compress", str(model), "-s", str(out)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"numdp compress {model} failed: {(r.stderr or r.stdout).strip().splitlines()[-1:]}")
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, default=ROOT / "inputs" / "water" / "model.h5")
@@ -137,6 +149,8 @@ def main(argv=None) -> int:
     p.add_argument("--warmup-steps", type=int, default=5)
     p.add_argument("--steps", type=int, nargs="+", default=None, help="steps per size (default: by size)")
     p.add_argument("--precision", default="double", choices=["double", "mix32", "mix16"])
+    p.add_argument("--compress", action="store_true",
+                   help="benchmark the model compressed with `numdp compress` defaults (order 3, dx 0.01)")
     p.add_argument("--devi-models", type=int, default=1,
                    help="K > 1: also run each size with K models and [model_devi] every = 1, print the cost ratio")
     p.add_argument("--repeat", type=int, default=1,
@@ -146,6 +160,10 @@ def main(argv=None) -> int:
     if not args.model.exists():
         print(f"model {args.model} not found; pass --model", file=sys.stderr)
         return 2
+    args.model = args.model.resolve()   # the run's input file is written in a temporary folder
+    tmp = tempfile.TemporaryDirectory()
+    if args.compress:
+        args.model = compressed_copy(args.model, Path(tmp.name))
     sizes = args.sizes or (CUDA_SIZES if args.device == "cuda" else CPU_SIZES)
     steps = args.steps or [DEFAULT_STEPS[n] for n in sizes]
     if len(steps) == 1:

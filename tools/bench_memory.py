@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -131,7 +130,6 @@ def accounting(sim) -> list[tuple[str, int, int, str]]:
                  "centres, row index)", (24 + 8 + 4) * nall + 12 * nloc, nloc, "transient"))
     ev = getattr(p.model, "_ev", None)
     if ev is not None:
-        ws = ev._scratch
         # every worker thread's Workspace (threading.local): find them through the pool's threads
         held = 0
         import gc
@@ -140,7 +138,6 @@ def accounting(sim) -> list[tuple[str, int, int, str]]:
         for obj in gc.get_objects():
             if isinstance(obj, Workspace):
                 held += obj.nbytes
-        del ws
         rows.append((f"evaluator scratch (all Workspaces; chunk {ev.chunk} atoms)", held, nloc,
                      "bounded by the chunk"))
     return rows
@@ -371,10 +368,9 @@ def main(argv=None) -> int:
         return 2
     tmp = tempfile.TemporaryDirectory()
     if not args.no_compress:
-        compressed = Path(tmp.name) / "model-compressed.h5"
-        subprocess.run([sys.executable, "-m", "numdp.cli", "compress", str(args.model), "-s", str(compressed)],
-                       check=True, capture_output=True)
-        args.model = compressed
+        from bench_md import compressed_copy
+
+        args.model = compressed_copy(args.model, Path(tmp.name))
     import numba
 
     print(f"water NVT, {args.precision}, compressed model, {args.ranks} rank(s) sharing {numba.get_num_threads()} "
