@@ -400,13 +400,13 @@ def test_one_rank_ghost_shell_has_every_periodic_image_within_the_cutoff():
 
 
 def test_threads_per_rank_precedence():
-    from numdp.parallel.threads import threads_per_rank
+    from numdp.parallel.threads import cpu_quota, threads_per_rank, usable_cores
     from numdp.parallel.world import World
 
     assert threads_per_rank(3, World(None), {"NUMDP_NUM_THREADS": "2"})[0] == 3
     assert threads_per_rank(None, World(None), {"NUMDP_NUM_THREADS": "2", "NUMBA_NUM_THREADS": "5"})[0] == 2
     assert threads_per_rank(None, World(None), {"NUMBA_NUM_THREADS": "5"})[0] == 5
-    assert threads_per_rank(None, World(None), {})[0] == len(os.sched_getaffinity(0))
+    assert threads_per_rank(None, World(None), {})[0] == usable_cores(len(os.sched_getaffinity(0)), cpu_quota())
 
 
 def test_compressed_mix32_model_on_two_ranks_matches_serial(tmp_path):
@@ -438,3 +438,27 @@ def test_compressed_mix32_model_on_two_ranks_matches_serial(tmp_path):
     ref = make_run(tmp_path / "ref", steps=60)
     numdp_run(ref, 1)
     assert_same_run(frames(ref), runs[1], u=U32)
+
+
+def test_a_container_cpu_limit_caps_the_default_threads(tmp_path):
+    """cgroup v2 cpu.max and v1 cfs quota/period: `docker run --cpus 2.5` on a host whose affinity
+    mask lists 64 cores keeps 3 threads, not 64; no limit (or an unreadable one) leaves the mask."""
+    from numdp.parallel.threads import cpu_quota, thread_count, usable_cores
+
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "cpu.max").write_text("250000 100000\n")
+    assert cpu_quota(v2) == 2.5 and usable_cores(64, cpu_quota(v2)) == 3
+    (v2 / "cpu.max").write_text("max 100000\n")
+    assert cpu_quota(v2) is None and usable_cores(64, None) == 64
+    v1 = tmp_path / "v1"
+    (v1 / "cpu").mkdir(parents=True)
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("200000\n")
+    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert cpu_quota(v1) == 2.0 and usable_cores(64, cpu_quota(v1)) == 2
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    assert cpu_quota(v1) is None
+    assert cpu_quota(tmp_path / "missing") is None
+    assert usable_cores(2, 0.5) == 1 and usable_cores(4, 8.0) == 4
+    # two ranks sharing the capped cores split them
+    assert thread_count(None, {}, usable_cores(64, 2.5), sharing=2)[0] == 1

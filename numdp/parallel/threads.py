@@ -3,15 +3,20 @@
 Order of precedence: [model] threads in the input, then NUMDP_NUM_THREADS, then NUMBA_NUM_THREADS,
 then the cores this rank may use divided among the ranks that share them: when the launcher bound
 each rank to its own cores (different affinity masks on one node) a rank uses its own cores; when
-the ranks of a node share one mask they split it evenly (at least one thread each).
+the ranks of a node share one mask they split it evenly (at least one thread each).  A container's
+CPU limit (`docker run --cpus 4`: the cgroup CPU bandwidth quota) caps the usable cores: the
+affinity mask there still lists every core of the host.
 """
 from __future__ import annotations
 
+import math
 import os
+from pathlib import Path
 
 from .world import World
 
 THREAD_VARS = ("NUMDP_NUM_THREADS", "NUMBA_NUM_THREADS")
+CGROUP = Path("/sys/fs/cgroup")
 
 
 def _affinity() -> frozenset:
@@ -19,6 +24,31 @@ def _affinity() -> frozenset:
         return frozenset(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         return frozenset(range(os.cpu_count() or 1))
+
+
+def cpu_quota(root: Path = CGROUP) -> float | None:
+    """CPUs granted by the cgroup CPU bandwidth limit, or None when there is none (or it cannot be
+    read): cgroup v2 `cpu.max` ("QUOTA PERIOD", "max PERIOD" for none), else cgroup v1
+    `cpu/cpu.cfs_quota_us` over `cpu/cpu.cfs_period_us` (quota -1 for none)."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return quota / period if quota > 0 and period > 0 else None
+
+
+def usable_cores(mask_size: int, quota: float | None) -> int:
+    """Cores a process may keep busy: its affinity mask's size, capped by a cgroup CPU quota
+    (rounded up: a quota of 2.5 CPUs keeps 3 threads busy most of the time)."""
+    if quota is None:
+        return mask_size
+    return max(1, min(mask_size, math.ceil(quota - 1e-9)))
 
 
 def thread_count(requested: int | None = None, environ=None, cores: int | None = None,
@@ -35,7 +65,7 @@ def thread_count(requested: int | None = None, environ=None, cores: int | None =
     for var in THREAD_VARS:
         if env.get(var, "").strip():
             return max(1, int(env[var])), var
-    cores = len(_affinity()) if cores is None else cores
+    cores = usable_cores(len(_affinity()), cpu_quota()) if cores is None else cores
     return max(1, cores // sharing), f"{cores} usable cores shared by {sharing} rank(s)"
 
 
@@ -57,7 +87,7 @@ def threads_per_rank(requested: int | None, world: World, environ=None) -> tuple
         finally:
             node.Free()
         sharing = sum(1 for m in masks if m & cores)
-    return thread_count(requested, environ, len(cores), sharing)
+    return thread_count(requested, environ, usable_cores(len(cores), cpu_quota()), sharing)
 
 
 def apply_threads(n: int) -> int:
