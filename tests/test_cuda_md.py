@@ -72,6 +72,23 @@ def assert_close_runs(a, b, what):
     assert np.abs(a["position"][-1] - a["position"][0]).max() > 1e3 * pos[-1]
 
 
+def assert_restart_continues_bit_for_bit(part_dir: Path, whole: Path, md: str, kw: dict) -> None:
+    """The GPU run of `whole`'s input stopped at step 2 and restarted on the GPU from its
+    checkpoint repeats the uninterrupted run `whole` bit for bit: frames and final checkpoint."""
+    part = make_run(part_dir, "cuda", md, **{**kw, "steps": 2})
+    run(part)
+    make_run(part_dir, "cuda", md, **kw)
+    run(part, restart=part.parent / "ck.h5")
+    fw, fp = frames(whole.parent), frames(part.parent)
+    for key in fw:
+        assert np.array_equal(fw[key], fp[key]), key
+    cw = to_arrays(read_checkpoint(whole.parent / "ck.h5"))
+    cp = to_arrays(read_checkpoint(part.parent / "ck.h5"))
+    assert cw.keys() == cp.keys() and int(cw["step"]) == kw["steps"]
+    for key in cw:
+        assert np.array_equal(cw[key], cp[key]), key
+
+
 def test_gpu_nve_run_equals_cpu_run_and_restarts_bit_for_bit(tmp_path):
     """NVE on the GPU for 4 steps equals the CPU run to round-off, with the same rebuilds (a skin
     of 0.005 A: the atoms move up to ~0.003 A per step at 20 K, so the skin test fires every few
@@ -87,18 +104,7 @@ def test_gpu_nve_run_equals_cpu_run_and_restarts_bit_for_bit(tmp_path):
     assert result.steps == 4 and result.rebuilds == on_cpu.rebuilds > 1
     assert "device cuda" in (whole.parent / "log.txt").read_text()
     assert_close_runs(frames(cpu.parent), frames(whole.parent), "nve")
-    part = make_run(tmp_path / "part", "cuda", **{**kw, "steps": 2})
-    run(part)
-    make_run(tmp_path / "part", "cuda", **kw)
-    run(part, restart=part.parent / "ck.h5")
-    fw, fp = frames(whole.parent), frames(part.parent)
-    for key in fw:
-        assert np.array_equal(fw[key], fp[key]), key
-    cw = to_arrays(read_checkpoint(whole.parent / "ck.h5"))
-    cp = to_arrays(read_checkpoint(part.parent / "ck.h5"))
-    assert cw.keys() == cp.keys() and int(cw["step"]) == 4
-    for key in cw:
-        assert np.array_equal(cw[key], cp[key]), key
+    assert_restart_continues_bit_for_bit(tmp_path / "part", whole, "", kw)
 
 
 def test_langevin_checkpoints_move_between_devices(tmp_path):
@@ -389,18 +395,7 @@ def test_gpu_npt_run_equals_cpu_run_and_restarts_bit_for_bit(tmp_path):
     assert_close_runs(a, b, "npt")
     pos = same_run_bounds(a, U64)[0]
     assert np.abs(a["box"][-1] - a["box"][0]).max() > 1e3 * pos[-1]     # the cell moved
-    part = make_run(tmp_path / "part", "cuda", md, **{**kw, "steps": 2})
-    run(part)
-    make_run(tmp_path / "part", "cuda", md, **kw)
-    run(part, restart=part.parent / "ck.h5")
-    fw, fp = frames(whole.parent), frames(part.parent)
-    for key in fw:
-        assert np.array_equal(fw[key], fp[key]), key
-    cw = to_arrays(read_checkpoint(whole.parent / "ck.h5"))
-    cp = to_arrays(read_checkpoint(part.parent / "ck.h5"))
-    assert cw.keys() == cp.keys() and int(cw["step"]) == 4
-    for key in cw:
-        assert np.array_equal(cw[key], cp[key]), key
+    assert_restart_continues_bit_for_bit(tmp_path / "part", whole, md, kw)
 
 
 # -- whole runs on a tiny cluster (3 atoms, sel [2, 1]: ~0.3 s per GPU step in the simulator) --------
