@@ -285,3 +285,67 @@ def test_row_tangent_is_the_jacobian_of_the_environment_row():
         jtg = np.array(CPU.row_grad_to_dvec(*g, *d, rmin, rmax))
         # two orders of the same 12 products: order_bound(U64, 12)
         assert abs(g @ jq - jtg @ q) <= order_bound(U64, 12) * np.abs(g).sum() * np.abs(jq).sum()
+
+
+def test_first_layer_coordinates_gradient_matches_finite_differences():
+    """The trainer's Adam works on W' = c_t W0 in the first fitting layers (numdp.train.firstlayer):
+    the loss as a function of θ in those coordinates has the mapped gradient (∂L/∂W0 / c_t in
+    the W' slots, unchanged elsewhere), by central finite differences, and the model's W0
+    follows W' / c_t."""
+    from numdp.train.firstlayer import FIRST_LAYER_K, FirstLayerCoordinates
+
+    params, frame, _, _ = make_case(*HYPER[1], periodic=True)
+    flat = FlatParams.bind(params)
+    passes = ModelPasses(params, flat, nthreads=2)
+    passes.primal(frame)
+    D = passes.descriptors()
+    scale = FirstLayerCoordinates.scales(D, params.ntypes)
+    fl = FirstLayerCoordinates(params, flat, scale)
+    drawn = [net.layers[0].w.copy() for net in params.fitting.nets]
+    fl.adopt_model_as_drawn()
+    for t, net in enumerate(params.fitting.nets):
+        Wp, _, _ = flat.fitting[t][0].views(flat.theta)
+        # c_t = K · RMS of the descriptor entries; the drawn matrix becomes W', W0 = W' / c_t
+        assert scale[t] == pytest.approx(FIRST_LAYER_K * np.sqrt(np.mean(D[t] ** 2)), rel=1e-12)
+        assert np.array_equal(Wp, drawn[t])
+        assert np.allclose(net.layers[0].w * scale[t], Wp, rtol=4.5e-16, atol=0)  # two roundings
+        assert np.shares_memory(net.layers[0].b, flat.theta)
+        assert not np.shares_memory(net.layers[0].w, flat.theta)
+    rng = np.random.default_rng(5)
+    labels = labels_for(passes.primal(frame), rng, True)
+    pref = Prefactors(0.5, 1.0, 0.5)
+
+    def loss_at(phi):
+        flat.theta[:] = phi
+        fl.refresh_model()
+        return _loss_and_grad(passes, flat, frame, labels, pref, want_grad=False)[0]
+
+    phi0 = flat.theta.copy()
+    loss_at(phi0)
+    passes.zero_grad()
+    seeds = LossStats().add_frame(passes.primal(frame), labels, pref, 1)
+    passes.gradient(seeds.c_e, seeds.u, seeds.eps, seeds.c_f, seeds.c_v)
+    plain = passes.total_grad()
+    for w in range(passes.nw):
+        fl.map_gradient_row(passes.grads[w])
+    g = passes.total_grad()
+    # central differences with h = 1e-6, tolerance as in test_gradient_matches_finite_differences
+    h = 1e-6
+    gscale = np.abs(g).max()
+    for name, a, b in flat.names:
+        first = name.startswith("fitting") and ".layer[0].w" in name
+        if not first:
+            assert np.array_equal(g[a:b], plain[a:b]), name
+        for k in rng.choice(np.arange(a, b), size=min(4, b - a), replace=False):
+            tp, tm = phi0.copy(), phi0.copy()
+            tp[k] += h
+            tm[k] -= h
+            fd = (loss_at(tp) - loss_at(tm)) / (2 * h)
+            assert abs(fd - g[k]) <= 1e-6 * gscale + 1e-5 * abs(fd), (name, k, fd, g[k])
+    # the map is not the identity here (c_t far from 1), so the test can tell the two apart
+    assert all(abs(np.log(c)) > 0.5 for c in scale)
+    v = rng.normal(size=phi0.shape)
+    h = 1e-6 / np.sqrt(v.size)
+    fd = (loss_at(phi0 + h * v) - loss_at(phi0 - h * v)) / (2 * h)
+    assert abs(fd - g @ v) <= 1e-6 * abs(g @ v) + 1e-8 * np.abs(g).sum()
+    passes.close()
