@@ -1,7 +1,6 @@
 """Training checkpoints: everything needed to continue a run exactly (HDF5, written atomically).
 
-Contents: the flat parameter vector θ (optimiser coordinates: W' = c_t W0 in the first fitting
-layers, numdp.train.firstlayer) and the scales c_t, Adam's moments and update count, the step, the states of
+Contents: the flat parameter vector θ, Adam's moments and update count, the step, the states of
 the training and validation samplers (generator state, permutations, cursors), the data
 statistics of the model (sel, davg, dstd, out_bias, s_range, min_nbor_dist) and the training
 input text.  A checkpoint is written atomically (numdp.io.atomic), so an interrupted write never
@@ -32,9 +31,7 @@ class Checkpoint:
     min_nbor_dist: Å or None; sampler, valid_sampler: JSON-able states; input_text: the input
     file; elapsed: training wall time so far, s; precond_scale: only in checkpoints of earlier
     versions trained with the removed `precondition` option (θ then held W' = s_t W0 in the
-    first fitting layers), which the trainer refuses; None otherwise.  first_layer_scale:
-    (ntypes,) c_t of numdp.train.firstlayer (θ holds W' = c_t W0 in the first fitting layers);
-    None in checkpoints of earlier versions, whose runs continue with plain Adam on W0.
+    first fitting layers), which the trainer refuses; None otherwise.
     """
 
     step: int
@@ -53,7 +50,6 @@ class Checkpoint:
     input_text: str
     elapsed: float
     precond_scale: np.ndarray | None = None
-    first_layer_scale: np.ndarray | None = None
 
 
 def write_checkpoint(ck: Checkpoint, path) -> None:
@@ -85,8 +81,6 @@ def write_checkpoint(ck: Checkpoint, path) -> None:
                 h5["min_nbor_dist"] = float(ck.min_nbor_dist)
             if ck.precond_scale is not None:
                 h5["precond_scale"] = ck.precond_scale
-            if ck.first_layer_scale is not None:
-                h5["first_layer_scale"] = ck.first_layer_scale
     except OSError as exc:
         raise InputError(f"{path}: cannot write checkpoint ({one_line(exc)})") from None
 
@@ -112,7 +106,6 @@ def read_checkpoint(path) -> Checkpoint:
                 min_nbor_dist=float(h5["min_nbor_dist"][()]) if "min_nbor_dist" in h5 else None,
                 sampler=json.loads(a["sampler"]), valid_sampler=json.loads(a["valid_sampler"]),
                 input_text=str(a["input_text"]), elapsed=float(a["elapsed"]),
-                precond_scale=h5["precond_scale"][()] if "precond_scale" in h5 else None,
-                first_layer_scale=h5["first_layer_scale"][()] if "first_layer_scale" in h5 else None)
+                precond_scale=h5["precond_scale"][()] if "precond_scale" in h5 else None)
     except (OSError, KeyError, ValueError) as exc:
         raise InputError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None

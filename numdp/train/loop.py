@@ -28,7 +28,6 @@ from ..signals import StopRequest
 from .checkpoint import Checkpoint, read_checkpoint, write_checkpoint
 from .config import TrainConfig
 from .data import BatchSampler, DataSystem, FrameCache, load_dataset
-from .firstlayer import FIRST_LAYER_K, FirstLayerCoordinates
 from .flat import FlatParams
 from .init import initial_model
 from .loss import LossStats, Prefactors
@@ -93,7 +92,6 @@ class Trainer:
         self.stream = stream if stream is not None else sys.stdout
         self.on_step = on_step
         self.frame_budget = frame_budget
-        self.first_layer: FirstLayerCoordinates | None = None
         self.timings = dict.fromkeys(PHASES, 0.0)
         # The workers call BLAS on modest matrices: a threaded BLAS underneath only oversubscribes.
         # Numba's own parallel kernels (neighbour lists, built once per frame) run on one thread
@@ -146,11 +144,10 @@ class Trainer:
             start_model = load_init_model(self.init_model, cfg)
             sel = list(start_model.descriptor.sel)
             self.train_cache = FrameCache(self.train_sys, dc.rcut, sel, nt, self.frame_budget)
-            stat_idx = stat_frames(self.train_sys, tr.data_stat_nbatch, np.random.default_rng([seed, 3]))
             self.say(f"initialised from {self.init_model}: its weights and statistics; "
                      f"optimiser fresh at step 0")
         else:
-            sel, davg, dstd, bias, s_range, min_nbor, stat_idx = self._statistics(seed)
+            sel, davg, dstd, bias, s_range, min_nbor = self._statistics(seed)
         if self.init_model is not None and ck is None:
             self.params = start_model
         else:
@@ -174,7 +171,7 @@ class Trainer:
                                        lc.limit_pref_f, lc.start_pref_v, lc.limit_pref_v)
         self.passes = ModelPasses(self.params, self.flat, self.nthreads)
         if ck is None:
-            self._data_init(stat_idx)
+            self._data_init()
         self.say(f"model: {self.flat.size:,} trainable parameters; sel {list(sel)}; "
                  f"{self.nthreads} thread{'s' if self.nthreads > 1 else ''}; "
                  f"lr {self.sched.start_lr:.3g} -> {self.sched.stop_lr:.3g}, "
@@ -213,42 +210,20 @@ class Trainer:
                  + "; ".join(f"{names[t]}: davg {davg[t, 0, 0]:.4g}, dstd {dstd[t, 0, 0]:.4g}/"
                              f"{dstd[t, 0, 1]:.4g}, bias {bias[t]:.6g} eV" for t in range(nt))
                  + f"; min_nbor_dist {dist.min_nbor_dist:.4g} A ({time.perf_counter() - t0:.1f} s)")
-        return sel, davg, dstd, bias, dist.s_range, dist.min_nbor_dist, frames
+        return sel, davg, dstd, bias, dist.s_range, dist.min_nbor_dist
 
-    def _stat_descriptors(self, frames: list[np.ndarray]) -> dict[int, np.ndarray]:
-        """Per centre type: descriptor rows (n, M*M<) of the current model on the statistics
-        frames."""
-        D: dict[int, list] = {}
-        for k, idx in enumerate(frames):
-            for f in idx:
-                self.passes.primal(self.train_cache.frame(k, int(f)))
-                for t, rows in self.passes.descriptors().items():
-                    D.setdefault(t, []).append(rows)
-        return {t: np.concatenate(v) for t, v in D.items()}
-
-    def _data_init(self, frames: list[np.ndarray]) -> None:
-        """A new run's last touch to the networks, and the optimiser's coordinates.
+    def _data_init(self) -> None:
+        """A new run's last touch to the random networks.
 
         The output layers of the fitting nets start at zero (weights and bias): the initial
         model is the energy bias alone — no random energy landscape of order 1 eV per atom and
         no random forces and virials for the first steps to unlearn (DeePMD-kit draws them at
-        random).  The RMS of the descriptor entries per centre type on the statistics `frames`
-        sets the optimiser's coordinates of the first fitting layers
-        (numdp.train.firstlayer).  A model given by --init-model is kept as it is.
+        random).
         """
-        if self.init_model is None:
+        if self.init_model is None:  # (a model given by --init-model is kept as it is)
             for net in self.params.fitting.nets:
                 net.layers[-1].w[:] = 0.0
                 net.layers[-1].b[:] = 0.0
-        scale = FirstLayerCoordinates.scales(self._stat_descriptors(frames), self.params.ntypes)
-        self.first_layer = FirstLayerCoordinates(self.params, self.flat, scale)
-        if self.init_model is None:
-            self.first_layer.adopt_model_as_drawn()
-        else:
-            self.first_layer.adopt_model_unchanged()
-        names = self.cfg.type_map
-        self.say(f"first fitting layer: Adam on W' = c W0 with c = {FIRST_LAYER_K:g} x descriptor RMS: "
-                 + ", ".join(f"{names[t]} {c:.4g}" for t, c in enumerate(scale)))
 
     def _load_state(self, ck: Checkpoint) -> None:
         if ck.theta.shape != self.flat.theta.shape:
@@ -262,13 +237,6 @@ class Trainer:
                              f"which numdp no longer supports; start a new run (its model can "
                              f"seed one: --init-model)")
         self.flat.theta[:] = ck.theta
-        if ck.first_layer_scale is not None:  # (None: an earlier version's run, plain Adam)
-            c = np.asarray(ck.first_layer_scale, dtype=np.float64)
-            if c.shape != (self.params.ntypes,) or not np.all(np.isfinite(c) & (c > 0)):
-                raise InputError(f"{self.restart}: checkpoint's first_layer_scale {c.tolist()} is "
-                                 f"not {self.params.ntypes} positive numbers")
-            self.first_layer = FirstLayerCoordinates(self.params, self.flat, ck.first_layer_scale)
-            self.first_layer.refresh_model()
         self.adam.m[:] = ck.adam_m
         self.adam.v[:] = ck.adam_v
         self.adam.t = ck.adam_t
@@ -335,12 +303,7 @@ class Trainer:
         self._batch_loss(self.train_sys, self.train_cache, k, idx, pref, stats, True)
         vstats = self.validate(pref) if display else None
         t1 = time.perf_counter()
-        fl = self.first_layer
-        if fl is not None:
-            self.passes.each_worker(lambda w: fl.map_gradient_row(self.passes.grads[w]))
         self.adam.step(self.flat.theta, self.passes.grads, lr, self.passes.split)
-        if fl is not None:
-            fl.refresh_model()
         self.timings["optimizer"] += time.perf_counter() - t1
         return stats, vstats
 
@@ -380,8 +343,7 @@ class Trainer:
                         out_bias=self.params.out_bias, s_range=self.params.s_range,
                         min_nbor_dist=self.params.min_nbor_dist, sampler=self.sampler.state(),
                         valid_sampler=self.valid_sampler.state() if self.valid_sampler else None,
-                        input_text=self.cfg.text, elapsed=elapsed,
-                        first_layer_scale=None if self.first_layer is None else self.first_layer.scale.copy())
+                        input_text=self.cfg.text, elapsed=elapsed)
         write_checkpoint(ck, self.cfg.training.save_ckpt)
 
     def _row(self, step, stats, vstats, lr) -> list[float]:
