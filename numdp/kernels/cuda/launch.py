@@ -18,7 +18,7 @@ def _pin_simulated_launches() -> None:
     The simulator runs a block's CUDA threads as Python threads while the launching thread polls
     them; they hand the GIL to each other thousands of times per launch, which costs about twice
     as much when the threads sit on different CPUs (the 200-step MD test of tests/test_cuda_md.py:
-    28 s on one CPU against 55-60 s on two, on a loaded 2-core machine) and more on machines with
+    25-28 s on one CPU against 43-60 s on two, on a loaded 2-core machine) and more on machines with
     many cores.  Linux binds only the calling thread (sched_setaffinity with pid 0), the threads it
     starts inherit that, and the previous mask is restored after the launch, so Numba's CPU worker
     threads and other threads keep their CPUs.  The MPI ranks of a node pick different CPUs (by
