@@ -161,8 +161,8 @@ def main(argv=None) -> int:
         print(f"model {args.model} not found; pass --model", file=sys.stderr)
         return 2
     args.model = args.model.resolve()   # the run's input file is written in a temporary folder
-    tmp = tempfile.TemporaryDirectory()
     if args.compress:
+        tmp = tempfile.TemporaryDirectory()   # lives until main returns
         args.model = compressed_copy(args.model, Path(tmp.name))
     sizes = args.sizes or (CUDA_SIZES if args.device == "cuda" else CPU_SIZES)
     steps = args.steps or [DEFAULT_STEPS[n] for n in sizes]

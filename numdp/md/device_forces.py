@@ -185,7 +185,6 @@ class DeviceForceProvider:
         """Fill dev.forces (N, 3) eV/Å (device), state.virial (3, 3) eV and
         state.potential_energy eV (host)."""
         from ..model.cuda_evaluator import closest_pair
-        from ..neighbor.device import THREADS_PER_CENTRE, nlist_of_extended
 
         be, xp, dev = self.be, self.be.xp, self.dev
         c0 = self.world.comm_time
@@ -198,10 +197,7 @@ class DeviceForceProvider:
             self._set_box(state.box)   # a barostat moved the cell: 9 numbers to the device
         nloc = dev.natoms
         self._extended_positions(state)
-        # the simulator runs each thread in Python: one thread per centre there (same list)
-        nlist, max_count, overflow = nlist_of_extended(self._ext_pos, self._ext_types, nloc, self.rcut, self.sel,
-                                                       1 if be.simulator else THREADS_PER_CENTRE)
-        nlist = xp.asarray(nlist)
+        nlist, max_count, overflow = self._list(self.sel)
         if overflow.any():
             self.overflow_calls += 1
             if not self._overflow_warned:
@@ -223,6 +219,16 @@ class DeviceForceProvider:
         t2 = time.perf_counter()
         self.time_neigh += (t1 - t0) - (c1 - c0)
         self.time_force += (t2 - t1) - (self.world.comm_time - c1)
+
+    def _list(self, sel: np.ndarray):
+        """(nlist (nloc, sum(sel)) int32 device array, max counts, overflow flags) of the extended
+        atoms of this call within rcut, DeePMD-kit's sorted slots for `sel`."""
+        from ..neighbor.device import THREADS_PER_CENTRE, nlist_of_extended
+
+        # the simulator runs each thread in Python: one thread per centre there (same list)
+        nlist, max_count, overflow = nlist_of_extended(self._ext_pos, self._ext_types, self.dev.natoms, self.rcut,
+                                                       sel, 1 if self.be.simulator else THREADS_PER_CENTRE)
+        return self.be.xp.asarray(nlist), max_count, overflow
 
     def _extended_positions(self, state: State) -> None:
         """Fill the extended positions (nall, 3) of this call: owners + lattice shift @ box."""
@@ -265,22 +271,17 @@ class DeviceForceProvider:
         call ([model_devi]): its extended atoms, its list for model 0's sel, one more list per other
         sel.  Per model: (forces (nloc, 3) eV/Å on the owned atoms, a device array like
         `device_forces`; potential energy eV; virial (3, 3) eV), folded and summed as model 0's."""
-        from ..neighbor.device import THREADS_PER_CENTRE, nlist_of_extended
-
-        be, xp, dev = self.be, self.be.xp, self.dev
+        dev = self.dev
         t0 = time.perf_counter()
-        nloc = dev.natoms
         lists = {tuple(self.sel.tolist()): self._nlist}
         out = []
         for model in models:
             sel = tuple(model_sel(model))
             if sel not in lists:
-                nlist, max_count, overflow = nlist_of_extended(self._ext_pos, self._ext_types, nloc, self.rcut,
-                                                               np.asarray(sel, dtype=np.int64),
-                                                               1 if be.simulator else THREADS_PER_CENTRE)
+                nlist, max_count, overflow = self._list(np.asarray(sel, dtype=np.int64))
                 if overflow.any():
                     report_overflow(_Overflow(overflow, max_count), np.asarray(sel), getattr(model, "type_map", None))
-                lists[sel] = xp.asarray(nlist)
+                lists[sel] = nlist
             energy, ext_force, virial = model.compute_device(self._ext_pos, lists[sel], dev.types_host)
             totals = self._totals(energy, virial)
             out.append((self._fold(ext_force), float(totals[0]), totals[1:].reshape(3, 3)))

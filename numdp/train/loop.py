@@ -325,8 +325,8 @@ class Trainer:
         st = LossStats()
         zero = Prefactors(0.0, 0.0, 0.0)
         n = 0
+        step = 4 * self.nthreads  # frames per call: whole rounds for the workers
         for k, s in enumerate(systems):
-            step = 4 * self.nthreads  # frames per call: whole rounds for the workers
             for f0 in range(0, s.nframes, step):
                 idx = range(f0, min(f0 + step, s.nframes))
                 results = self.passes.frames([cache.frame(k, f) for f in idx])

@@ -218,7 +218,7 @@ class ModelPasses:
             self.busy[:, 0] += t1 - t0
             if seeds_of is not None:
                 s = seeds_of(i, res)
-                self._run(self._backward_chunk, *_seed_args(s))
+                self._run(self._backward_chunk, *_seed_args(s.c_e, s.u, s.eps, s.c_f, s.c_v))
                 self.busy[:, 1] += time.perf_counter() - t1
         if seeds_of is not None:
             self._padding_reverse_all()
@@ -237,7 +237,8 @@ class ModelPasses:
             t1 = time.perf_counter()
             busy[0] += t1 - t0
             if seeds_of is not None:
-                self._backward_chunk(w, *_seed_args(seeds_of(i, res)))
+                s = seeds_of(i, res)
+                self._backward_chunk(w, *_seed_args(s.c_e, s.u, s.eps, s.c_f, s.c_v))
                 busy[1] += time.perf_counter() - t1
 
     def descriptors(self) -> dict[int, np.ndarray]:
@@ -261,7 +262,7 @@ class ModelPasses:
         """
         for w in range(self.nw):
             self.pad_bars[w][:] = 0.0
-        self._run(self._backward_chunk, *_seed_args(_Seeds(c_e, u, eps, c_f, c_v)))
+        self._run(self._backward_chunk, *_seed_args(c_e, u, eps, c_f, c_v))
         self._padding_reverse_all()
 
     def _padding_reverse_all(self) -> None:
@@ -429,19 +430,10 @@ class ModelPasses:
                           Gpbar[g.p0:g.p1], grad, ws)
 
 
-@dataclass
-class _Seeds:
-    c_e: float
-    u: np.ndarray
-    eps: np.ndarray
-    c_f: float
-    c_v: float
-
-
-def _seed_args(s: FrameSeeds) -> tuple:
-    """(c_e, u, eps, c_f, c_v) of seeds `s` as the kernels take them (float64, contiguous)."""
-    return (float(s.c_e), np.ascontiguousarray(s.u, dtype=np.float64),
-            np.ascontiguousarray(s.eps, dtype=np.float64), float(s.c_f), float(s.c_v))
+def _seed_args(c_e, u, eps, c_f, c_v) -> tuple:
+    """The gradient seeds (c_e, u, eps, c_f, c_v) as the kernels take them (float64, contiguous)."""
+    return (float(c_e), np.ascontiguousarray(u, dtype=np.float64),
+            np.ascontiguousarray(eps, dtype=np.float64), float(c_f), float(c_v))
 
 
 def _type_order(types: np.ndarray) -> np.ndarray:
