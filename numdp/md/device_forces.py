@@ -24,6 +24,11 @@ Same interface (`__call__(state)`, `closest`, `step_displacement`, `rebuilds`, `
   the owned atoms (numdp.kernels.cuda.forces.fold_rows, as CUDAEvaluator.compute_owned does), the
   closest pair is found (numdp.model.cuda_evaluator.closest_pair), and the potential energy (a
   fixed-order tree sum) and the virial (9 numbers) come to the host.
+- At a deviation step ([model_devi], `evaluate_next_with` the step before) the other models are
+  evaluated in the same call on the same extended atoms; those that share the environment matrix
+  with another (numdp.md.forces.environment_groups) get it computed once per chunk
+  (numdp.model.dp_model.compute_device_ensemble), every model keeping the bits of its own
+  evaluation.
 
 Deterministic: no floating-point atomics; the same input gives the same bits on every call.
 """
@@ -326,7 +331,8 @@ class DeviceForceProvider:
                 nlist, max_count, overflow = self._list(np.asarray(sel, dtype=np.int64))
                 if overflow.any() and sel not in self._overflow_warned_sels:   # once per sel, as model 0's
                     self._overflow_warned_sels.add(sel)
-                    report_overflow(_Overflow(overflow, max_count), np.asarray(sel), getattr(group[0], "type_map", None))
+                    report_overflow(_Overflow(overflow, max_count), np.asarray(sel),
+                                    getattr(group[0], "type_map", None))
                 lists[sel] = nlist
             if len(members) == 1:
                 outs[members[0]] = group[0].compute_device(self._ext_pos, lists[sel], types)
