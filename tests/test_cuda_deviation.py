@@ -24,7 +24,7 @@ from numdp.config import load_run_settings  # noqa: E402
 from numdp.io.model_file import read_model, write_model  # noqa: E402
 from numdp.md.setup import build_simulation  # noqa: E402
 from numdp.model.compress import compress  # noqa: E402
-from numdp.model.dp_model import DPModel, compute_device_ensemble, compute_ensemble  # noqa: E402
+from numdp.model.dp_model import DPModel, compute_device_ensemble, compute_ensemble, evaluate_ensemble  # noqa: E402,E501
 from numdp.neighbor import NeighborOverflowWarning  # noqa: E402
 from randmodel import random_config, random_params  # noqa: E402
 from numdp.io.h5md import read_checkpoint  # noqa: E402
@@ -32,7 +32,7 @@ from numdp.system import to_arrays  # noqa: E402
 from test_cuda_md import assert_devi_rows_close, make_run  # noqa: E402
 from test_mpi import frames  # noqa: E402
 
-KW = dict(ntypes=2, sel=[6, 8], neuron=(4, 8), fitting=(8, 8), rcut=3.5, rcut_smth=0.8)
+KW = dict(ntypes=2, sel=[12, 14], neuron=(4, 8), fitting=(8, 8), rcut=3.5, rcut_smth=0.8)
 
 
 def ensemble_params(compressed: bool):
@@ -43,7 +43,7 @@ def ensemble_params(compressed: bool):
     p1.descriptor.davg = p0.descriptor.davg.copy()
     p1.descriptor.dstd = p0.descriptor.dstd.copy()
     p2 = copy.deepcopy(p1)
-    p2.descriptor.davg[1, :6, 0] += 1e-3   # the block of type 0 neighbours of type 1 centres
+    p2.descriptor.davg[1, :12, 0] += 1e-3   # the block of type 0 neighbours of type 1 centres
     out = [p0, p1, p2]
     if compressed:
         out = [compress(p, dx=0.02, order=5, s_max=np.full(2, 1.5))[0] for p in out]
@@ -93,6 +93,12 @@ def test_shared_environment_on_the_device_keeps_every_bit(compressed):
     for raw, (e, f, v) in zip(compute_ensemble(models[:2], dn.positions, dn.nlist, typ.astype(np.int32)), alone):
         assert np.array_equal(raw.atom_energy, be.to_host(e)) and np.array_equal(raw.force, be.to_host(f))
         assert np.array_equal(raw.virial.reshape(9), be.to_host(v))
+    # evaluate_ensemble (numdp model-devi's entry) on the device: each model's evaluate, the ghost
+    # forces folded on the host in the order of the device's fold (owner, then its images by index)
+    for res, m in zip(evaluate_ensemble(models, pos, typ, box), models):
+        one = m.evaluate(pos, typ, box, atom_virial=False)
+        assert res.energy == one.energy and np.array_equal(res.forces, one.forces)
+        assert np.array_equal(res.virial, one.virial)
 
 
 def make_shared_devi_run(folder, device: str, overflow: bool = False):

@@ -268,7 +268,8 @@ def evaluate_ensemble(models, positions, types, box=None, pbc=None) -> list[Resu
             continue
         typ, ext, nl = first._prepare(positions, types, box, pbc)
         raws = compute_ensemble([models[k] for k in g], ext.positions, nl.nlist, typ)
+        mapping = ext.mapping if first.device == "cpu" else np.asarray(first._backend.to_host(ext.mapping))
         for k, raw in zip(g, raws):
-            out[k] = Result(float(raw.atom_energy.sum()), fold_to_owners(raw.force, ext.mapping, typ.shape[0]),
+            out[k] = Result(float(raw.atom_energy.sum()), fold_to_owners(raw.force, mapping, typ.shape[0]),
                             raw.virial, raw.atom_energy, None)
     return out
