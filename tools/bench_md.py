@@ -21,6 +21,8 @@ numba.cuda kernel launches and of host<->device copies (counted from the first s
 the run, reports and the final output included, divided by its steps; CuPy's own reductions and
 sorts are not counted).
     python tools/bench_md.py --sizes 1536 --devi-models 4 --repeat 3   # 1- and 4-model runs interleaved 3x
+    python tools/bench_md.py --sizes 1536 --devi-models 4 --no-share   # the 4 models without sharing
+    python tools/bench_md.py --device cuda --sizes 12288 --devi-models 4   # on the GPU, with launches per step
 
 Targets (issue 15): with --devi-models 4 (deviation computed every step; the ensemble is the
 given model loaded 4 times, which costs what 4 different models of that architecture cost), a
@@ -32,6 +34,8 @@ time at 12 288 atoms.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import io
 import subprocess
 import sys
@@ -128,6 +132,23 @@ def run_size(model: Path, natoms: int, steps: int, model_obj=None, precision: st
             sim.close()
 
 
+@contextlib.contextmanager
+def sharing(on: bool):
+    """While inside with on=False, no two models share the environment matrix
+    (DPModel.shares_environment is False): the ensemble is evaluated model by model."""
+    from numdp.model.dp_model import DPModel
+
+    if on:
+        yield
+        return
+    saved = DPModel.shares_environment
+    DPModel.shares_environment = lambda self, other: False
+    try:
+        yield
+    finally:
+        DPModel.shares_environment = saved
+
+
 def compressed_copy(model: Path, folder: Path) -> Path:
     """`model` compressed with `numdp compress` defaults (order 3, dx 0.01) into `folder`."""
     out = Path(folder) / "model-compressed.h5"
@@ -153,6 +174,9 @@ def main(argv=None) -> int:
                    help="benchmark the model compressed with `numdp compress` defaults (order 3, dx 0.01)")
     p.add_argument("--devi-models", type=int, default=1,
                    help="K > 1: also run each size with K models and [model_devi] every = 1, print the cost ratio")
+    p.add_argument("--no-share", action="store_true",
+                   help="with --devi-models: evaluate the K models without sharing the environment matrix "
+                        "(DPModel.shares_environment switched off), to measure what the sharing saves")
     p.add_argument("--repeat", type=int, default=1,
                    help="with --devi-models: run the 1-model and K-model runs interleaved this many times "
                         "(a shared machine's load drifts) and print each ratio and their spread")
@@ -216,11 +240,14 @@ def main(argv=None) -> int:
         if r.stopped:
             print(f"        (the run stopped early: {r.stopped.split(';')[0]})")
         if args.devi_models > 1:
-            run_size(args.model, 192, 2, model, args.precision, args.devi_models)  # warm-up of the deviation path
+            devi_run = functools.partial(run_size, args.model, devi_models=args.devi_models, device=args.device)
+            with sharing(not args.no_share):
+                devi_run(192, 2, model, args.precision)  # warm-up of the deviation path
             ratios, cpu_ratios = [], []
             for rep in range(args.repeat):
-                r1 = r if rep == 0 else run_size(args.model, n, k, model, args.precision)[0]
-                rd, _ = run_size(args.model, n, k, model, args.precision, args.devi_models)
+                r1 = r if rep == 0 else run_size(args.model, n, k, model, args.precision, device=args.device)[0]
+                with sharing(not args.no_share):
+                    rd, _ = devi_run(n, k, model, args.precision)
                 one, many = r1.timers.total / r1.steps, rd.timers.total / rd.steps
                 ratios.append(many / one)
                 # CPU time of the loop: on a shared machine it tracks the work done where wall time
@@ -229,7 +256,10 @@ def main(argv=None) -> int:
                 print(f"{n:>7} {rd.steps:>5} {many:>9.4f}  with {args.devi_models} models, deviation every step: "
                       f"{ratios[-1]:.2f}x the 1-model step ({one:.4f} s), CPU time {cpu_ratios[-1]:.2f}x "
                       f"(force {100 * rd.timers.force / rd.timers.total:.1f} % vs "
-                      f"{100 * r1.timers.force / r1.timers.total:.1f} %)", flush=True)
+                      f"{100 * r1.timers.force / r1.timers.total:.1f} %)"
+                      + (f"; {rd.extra['counter'].launches / rd.steps:.1f} vs "
+                         f"{r1.extra['counter'].launches / r1.steps:.1f} launches per step" if cuda else "")
+                      + ("; environment matrix not shared" if args.no_share else ""), flush=True)
             for name, x in (("wall", ratios), ("CPU", cpu_ratios)):
                 med = sorted(x)[len(x) // 2]
                 print(f"{n:>7} {name} time ratio median {med:.2f}x, range {min(x):.2f}-{max(x):.2f}x over {len(x)} "

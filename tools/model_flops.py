@@ -82,27 +82,62 @@ def part_flops(model, natoms: int, npairs: int, compressed: bool) -> dict[str, f
     }
 
 
-def env_time_share(model, natoms: int, repeat: int = 5) -> float:
-    """CPU time of the environment rows (env_pairs over the chunks, as Evaluator.compute calls it)
-    over the CPU time of a whole evaluation, one thread, interleaved, median of `repeat`."""
+def _row_gradients():
+    """A measuring loop, not engine code: dE/dd of every pair from its row as the pair-force
+    kernels compute it (numdp.kernels.cpu.envmat.row_grad_to_dvec: the rows' derivative,
+    recomputed by each model), with the rows themselves standing in for dE/drows."""
+    from numba import njit
+
+    from numdp.kernels.cpu.envmat import FASTMATH, row_grad_to_dvec
+
+    @njit(nogil=True, fastmath=FASTMATH, error_model="numpy")
+    def row_gradients(rt, dvec, npairs, rmin, rmax, out):
+        for p in range(npairs):
+            gx, gy, gz = row_grad_to_dvec(rt[p, 0], rt[p, 1], rt[p, 2], rt[p, 3], dvec[p, 0], dvec[p, 1],
+                                          dvec[p, 2], rmin, rmax)
+            out[p, 0] = gx
+            out[p, 1] = gy
+            out[p, 2] = gz
+
+    return row_gradients
+
+
+def env_time_share(model, natoms: int, repeat: int = 5) -> tuple[float, float]:
+    """(environment rows, their derivative): the CPU time of env_pairs over the chunks (as
+    Evaluator.compute calls it) and of the rows' derivative over all pairs (`_row_gradients`: the
+    arithmetic the pair-force kernel repeats for each model, read and written as a separate loop,
+    so an upper bound of what sharing it could save), each over the CPU time of a whole
+    evaluation; one thread, interleaved, medians of `repeat`."""
     import time
 
     types, ext, nl = water_list(model, natoms)
     ev = model._ev
+    d = model.params.descriptor
     order = np.argsort(types, kind="stable").astype(np.int64)
     chunks = [order[i:i + ev.chunk] for i in range(0, natoms, ev.chunk)]
     ws = ev._scratch.get()
     model.compute(ext.positions, nl.nlist, types)   # warm-up: compilation, scratch
-    shares = []
+    pairs = []
+    for c in chunks:
+        env = ev._env(ext.positions, nl.nlist, types, c, ws)
+        pairs.append((env.rt[:env.npairs].copy(), env.dvec[:env.npairs].copy(), env.npairs))
+    grads = _row_gradients()
+    out = np.empty((max(p[2] for p in pairs), 3))
+    grads(*pairs[0], d.rcut_smth, d.rcut, out)   # compilation
+    rows, derivative = [], []
     for _ in range(repeat):
         t0 = time.process_time()
         for c in chunks:
             ev._env(ext.positions, nl.nlist, types, c, ws)
         t1 = time.process_time()
-        model.compute(ext.positions, nl.nlist, types)
+        for rt, dvec, npairs in pairs:
+            grads(rt, dvec, npairs, d.rcut_smth, d.rcut, out)
         t2 = time.process_time()
-        shares.append((t1 - t0) / (t2 - t1))
-    return sorted(shares)[len(shares) // 2]
+        model.compute(ext.positions, nl.nlist, types)
+        t3 = time.process_time()
+        rows.append((t1 - t0) / (t3 - t2))
+        derivative.append((t2 - t1) / (t3 - t2))
+    return sorted(rows)[len(rows) // 2], sorted(derivative)[len(derivative) // 2]
 
 
 def main(argv=None) -> int:
@@ -129,8 +164,10 @@ def main(argv=None) -> int:
         for path in (args.model, args.time):
             m = load_model(path, nthreads=1)
             for n in args.sizes:
-                print(f"{path.name}, {n} atoms: environment rows take {100 * env_time_share(m, n):.1f} % of the "
-                      "CPU time of an evaluation (1 thread, median of 5)")
+                rows, derivative = env_time_share(m, n)
+                print(f"{path.name}, {n} atoms: environment rows take {100 * rows:.1f} %, their derivative (as a "
+                      f"separate loop) {100 * derivative:.1f} % of the CPU time of an evaluation (1 thread, "
+                      "medians of 5)")
     return 0
 
 

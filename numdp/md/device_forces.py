@@ -24,6 +24,11 @@ Same interface (`__call__(state)`, `closest`, `step_displacement`, `rebuilds`, `
   the owned atoms (numdp.kernels.cuda.forces.fold_rows, as CUDAEvaluator.compute_owned does), the
   closest pair is found (numdp.model.cuda_evaluator.closest_pair), and the potential energy (a
   fixed-order tree sum) and the virial (9 numbers) come to the host.
+- At a deviation step ([model_devi], `evaluate_next_with` the step before) the other models are
+  evaluated in the same call on the same extended atoms; those that share the environment matrix
+  with another (numdp.md.forces.environment_groups) get it computed once per chunk
+  (numdp.model.dp_model.compute_device_ensemble), every model keeping the bits of its own
+  evaluation.
 
 Deterministic: no floating-point atomics; the same input gives the same bits on every call.
 """
@@ -92,6 +97,10 @@ class DeviceForceProvider:
         self._ref_box_inv = None
         self._prev = None
         self._overflow_warned = False
+        self._overflow_warned_sels: set[tuple[int, ...]] = set()   # deviation models' lists
+        self.shared_env = 0   # model evaluations that reused another model's environment matrix
+        self._ensemble_next = None   # models to evaluate with model 0 at the next call
+        self._ensemble_done = None   # (calls, models, results) of the last such call
 
     @property
     def cutoff(self) -> float:
@@ -207,9 +216,16 @@ class DeviceForceProvider:
         self._nlist = nlist
         c1 = self.world.comm_time
         t1 = time.perf_counter()
-        energy, ext_force, virial = self.model.compute_device(self._ext_pos, nlist, dev.types_host)
+        others, self._ensemble_next = self._ensemble_next, None
+        if others is None:
+            energy, ext_force, virial = self.model.compute_device(self._ext_pos, nlist, dev.types_host)
+        else:   # a deviation step: the other models with model 0, sharing what they can
+            outs = self._compute_models([self.model] + others)
+            energy, ext_force, virial = outs[0]
         self._owned_forces(ext_force)
         totals = self._totals(energy, virial)
+        if others is not None:
+            self._ensemble_done = (self.calls + 1, others, [self._reduce(out) for out in outs[1:]])
         state.potential_energy = float(totals[0])
         state.virial = totals[1:].reshape(3, 3)
         if self._prev is None:
@@ -266,27 +282,65 @@ class DeviceForceProvider:
         """Model 0's forces (nloc, 3) eV/Å of the last call, on the device (DeviceState.forces)."""
         return self.dev.forces
 
+    def evaluate_next_with(self, models) -> None:
+        """Evaluate `models` (same rcut and type_map) together with model 0 at the next call,
+        sharing the environment matrix where they can (`_compute_models`); `evaluate_others` then
+        returns those results without evaluating again (None: the next call evaluates model 0
+        only).  numdp.md.deviation.DeviationReporter asks this the step before a deviation step."""
+        self._ensemble_next = None if models is None else list(models)
+
     def evaluate_others(self, state: State, models) -> list[tuple[np.ndarray, float, np.ndarray]]:
         """Evaluate more device models (same rcut and type_map) on the configuration of the last
         call ([model_devi]): its extended atoms, its list for model 0's sel, one more list per other
         sel.  Per model: (forces (nloc, 3) eV/Å on the owned atoms, a device array like
-        `device_forces`; potential energy eV; virial (3, 3) eV), folded and summed as model 0's."""
-        dev = self.dev
+        `device_forces`; potential energy eV; virial (3, 3) eV), folded and summed as model 0's.
+        When the last call was asked for these models (`evaluate_next_with`) its results are
+        returned; otherwise they are evaluated now (sharing the environment matrix among them)."""
+        done = self._ensemble_done
+        if done is not None and done[0] == self.calls and len(done[1]) == len(models) \
+                and all(a is b for a, b in zip(done[1], models)):
+            return done[2]
         t0 = time.perf_counter()
-        lists = {tuple(self.sel.tolist()): self._nlist}
-        out = []
-        for model in models:
-            sel = tuple(model_sel(model))
-            if sel not in lists:
-                nlist, max_count, overflow = self._list(np.asarray(sel, dtype=np.int64))
-                if overflow.any():
-                    report_overflow(_Overflow(overflow, max_count), np.asarray(sel), getattr(model, "type_map", None))
-                lists[sel] = nlist
-            energy, ext_force, virial = model.compute_device(self._ext_pos, lists[sel], dev.types_host)
-            totals = self._totals(energy, virial)
-            out.append((self._fold(ext_force), float(totals[0]), totals[1:].reshape(3, 3)))
+        out = [self._reduce(r) for r in self._compute_models(list(models))]
         self.time_force += time.perf_counter() - t0
         return out
+
+    def _reduce(self, out) -> tuple:
+        """(forces (nloc, 3) eV/Å on the owned atoms (device), energy eV, virial (3, 3) eV) of one
+        model's compute_device output, folded and summed as model 0's."""
+        energy, ext_force, virial = out
+        totals = self._totals(energy, virial)
+        return self._fold(ext_force), float(totals[0]), totals[1:].reshape(3, 3)
+
+    def _compute_models(self, models) -> list[tuple]:
+        """compute_device outputs (atom_energy, force, virial) of `models` (same rcut and type_map
+        as model 0) on the extended atoms of this call: model 0's sel on this call's list, one more
+        list per other sel; the models of one sel that share the environment matrix
+        (numdp.md.forces.environment_groups) are evaluated together by
+        numdp.model.dp_model.compute_device_ensemble, which computes it once per chunk and gives
+        each model the bits of its own compute_device."""
+        from ..model.dp_model import compute_device_ensemble
+        from .forces import environment_groups
+
+        types = self.dev.types_host
+        lists = {tuple(self.sel.tolist()): self._nlist}
+        outs = [None] * len(models)
+        for sel, members in environment_groups(models):
+            group = [models[k] for k in members]
+            if sel not in lists:
+                nlist, max_count, overflow = self._list(np.asarray(sel, dtype=np.int64))
+                if overflow.any() and sel not in self._overflow_warned_sels:   # once per sel, as model 0's
+                    self._overflow_warned_sels.add(sel)
+                    report_overflow(_Overflow(overflow, max_count), np.asarray(sel),
+                                    getattr(group[0], "type_map", None))
+                lists[sel] = nlist
+            if len(members) == 1:
+                outs[members[0]] = group[0].compute_device(self._ext_pos, lists[sel], types)
+                continue
+            self.shared_env += len(members) - 1
+            for k, out in zip(members, compute_device_ensemble(group, self._ext_pos, lists[sel], types)):
+                outs[k] = out
+        return outs
 
     def nonfinite_force_atom(self, state: State) -> int:
         """Local index of the first owned atom with a non-finite force, or -1 (a device

@@ -74,6 +74,24 @@ def model_sel(model) -> list[int]:
     return [int(s) for s in sel]
 
 
+def environment_groups(models) -> list[tuple[tuple[int, ...], list[int]]]:
+    """[(sel, indices into `models`)]: the models grouped by neighbour list (sel), and within one
+    sel by environment matrix, each group's members sharing it with its first
+    (`shares_environment`: equal rcut, rcut_smth, sel, davg and dstd); groups in order of their
+    first model, members in model order."""
+    groups: list[tuple[tuple[int, ...], list[int]]] = []
+    for k, model in enumerate(models):
+        sel = tuple(model_sel(model))
+        for g_sel, members in groups:
+            first = models[members[0]]
+            if g_sel == sel and hasattr(first, "shares_environment") and first.shares_environment(model):
+                members.append(k)
+                break
+        else:
+            groups.append((sel, [k]))
+    return groups
+
+
 class ForceProvider:
     """Evaluates the model for this rank's atoms of an MD state, rebuilding only when needed.
 
@@ -115,6 +133,7 @@ class ForceProvider:
         self._ref_box_inv = None
         self._prev_positions = None
         self._overflow_warned = False
+        self._overflow_warned_sels: set[tuple[int, ...]] = set()   # deviation models' lists (evaluate_others)
         self._nl = None
         self._ensemble_next = None   # models to evaluate with model 0 at the next call
         self._ensemble_done = None   # (calls, models, results) of the last such call
@@ -278,8 +297,16 @@ class ForceProvider:
         with kernel_threads(self._ext.nall):
             nl = build_nlist(self._ext, self.rcut, sel_a, self.ntypes, positions=self._ext_pos)
         if nl.overflowed:
-            report_overflow(nl, sel_a, getattr(models[0], "type_map", None))
+            self._other_overflow(nl, sel_a, models[0])
         return nl.nlist, None
+
+    def _other_overflow(self, nl, sel, model) -> None:
+        """Warn about an overflow of a deviation model's list `nl` for `sel` once per sel, as model
+        0's list warns once (the overflow of model 0's sel is model 0's warning)."""
+        key = tuple(int(s) for s in sel)
+        if key != tuple(self.sel.tolist()) and key not in self._overflow_warned_sels:
+            self._overflow_warned_sels.add(key)
+            report_overflow(nl, sel, getattr(model, "type_map", None))
 
     def _compute_models(self, models, state: State, current=None) -> list:
         """RawOutputs of `models` (same rcut and type_map as model 0) on the last configuration.
@@ -291,16 +318,7 @@ class ForceProvider:
         from ..model.dp_model import compute_ensemble
 
         sel0 = tuple(self.sel.tolist())
-        groups = []   # [sel, [model indices]]: each group shares one environment matrix
-        for k, model in enumerate(models):
-            sel = tuple(model_sel(model))
-            for g in groups:
-                first = models[g[1][0]]
-                if g[0] == sel and hasattr(first, "shares_environment") and first.shares_environment(model):
-                    g[1].append(k)
-                    break
-            else:
-                groups.append([sel, [k]])
+        groups = environment_groups(models)   # each group shares one environment matrix
         raws = [None] * len(models)
         lists = {}
         if current is not None:
@@ -323,7 +341,7 @@ class ForceProvider:
             if rows is not None:
                 rows.release()
                 if rows.overflowed:
-                    report_overflow(rows, np.asarray(sel), getattr(group[0], "type_map", None))
+                    self._other_overflow(rows, sel, group[0])
         return raws
 
     device_backend = None   # forces on the host (numdp.md.device_forces: on the GPU)

@@ -65,6 +65,51 @@ class _DevNet:
     packed: tuple = ()
 
 
+@dataclass
+class DeviceChunkEnv:
+    """The environment rows of one chunk of na centre atoms on the device (kernel env_pairs), and
+    the reverse index of their neighbours, which is all the force kernels read of the pairs: one
+    per chunk for every model that shares_environment (`compute_device_shared`).
+
+    atoms_host (na,) local indices sorted by type (host), atoms / atypes (na,) int64 the same and
+    their types (device); rt (P, 4) normalised rows, dvec (P, 3) pair vectors Å, nbr (P,) int32
+    extended neighbour or -1, for the P = na nnei slots (device); tb (ntypes + 1,) type
+    boundaries in atoms (host)."""
+
+    atoms_host: np.ndarray
+    atoms: object
+    atypes: object
+    rt: object
+    dvec: object
+    nbr: object
+    tb: np.ndarray
+    _reverse: tuple | None = None
+
+    def reverse_index(self, xp) -> tuple:
+        """(rev (P,), snbr (P,), seg (S,), seg_end (S,)) device arrays for gather_neighbours: the
+        pairs sorted by (neighbour, pair) (unique keys: every sort agrees), cut into one segment
+        [seg, seg_end) per distinct neighbour, padding (-1, sorted first) skipped; seg and
+        seg_end are None when no slot is occupied.  Formed at the first call (one host read)."""
+        if self._reverse is None:
+            nbr = self.nbr
+            P = int(nbr.shape[0])
+            key = nbr.astype(np.int64) * P + xp.arange(P, dtype=np.int64)
+            rev = xp.argsort(key)
+            snbr = nbr[rev]
+            first = int(xp.searchsorted(snbr, 0))
+            seg = seg_end = None
+            if first < P:
+                change = xp.empty(P - first, np.bool_)
+                change[0] = True
+                change[1:] = snbr[first + 1:] != snbr[first:-1]
+                seg = xp.flatnonzero(change).astype(np.int64) + first
+                seg_end = xp.empty_like(seg)
+                seg_end[:-1] = seg[1:]
+                seg_end[-1] = P
+            self._reverse = (rev, snbr, seg, seg_end)
+        return self._reverse
+
+
 EMBEDDINGS = ("gemm", "fused")
 ASSEMBLIES = ("gather", "atomic")
 
@@ -193,44 +238,47 @@ class CUDAEvaluator:
         energy, force, virial, _, _ = self._compute(ext_pos, nlist, types, True, False, False)
         return energy, force, virial
 
+    def shares_environment(self, other: "CUDAEvaluator") -> bool:
+        """True when `other` computes the same environment matrix as this evaluator
+        (Evaluator.shares_environment: equal rcut, rcut_smth, sel, davg and dstd) on the same
+        chunks of centre atoms (equal chunk size), so that `compute_device_shared` hands it the
+        environment rows of each chunk and its results keep their bits."""
+        return self.chunk == other.chunk and self.cpu.shares_environment(other.cpu)
+
     def _compute(self, ext_pos, nlist, types, want_force, want_atom_virial, want_descriptor):
-        be, xp = self.be, self.be.xp
-        pos = be.to_device(ext_pos, np.float64)
-        nl = be.to_device(nlist, np.int32)
-        typ_host = np.asarray(be.to_host(types)).astype(np.int64)
-        nloc = typ_host.shape[0]
-        nall = pos.shape[0]
-        order = np.argsort(typ_host, kind="stable")
-        energy = xp.zeros(nloc)
-        force = xp.zeros((nall, 3))
-        virial = xp.zeros(9)
-        av_all = xp.zeros((nall if want_atom_virial else 1, 9))
-        descr = np.zeros((nloc, self.params.descriptor.dim_out)) if want_descriptor else None
-        for c0 in range(0, nloc, self.chunk):
-            atoms = order[c0:c0 + self.chunk]
-            self._chunk(pos, nl, atoms, typ_host[atoms], want_force, energy, force, virial,
-                        av_all, want_atom_virial, descr)
-        return energy, force, virial, av_all, descr
+        return compute_device_shared([self], ext_pos, nlist, types, want_force, want_atom_virial,
+                                     want_descriptor)[0]
 
     # -- one chunk -----------------------------------------------------------------------
-    def _chunk(self, pos, nl, atoms_host, atypes_host, want_force, energy, force, virial,
-               atom_virial, want_atom_virial, descr):
+    def _env(self, pos, nl, atoms_host, atypes_host) -> "DeviceChunkEnv":
+        """The environment rows of a chunk of centre atoms `atoms_host` (host, sorted by type)."""
         be, xp, K = self.be, self.be.xp, self.be.kernels
-        launch = K.launch
         d = self.params.descriptor
-        nt = d.ntypes
-        na = atoms_host.shape[0]
-        nnei = d.nnei
-        P = na * nnei
-        M = self.M
+        P = atoms_host.shape[0] * d.nnei
         atoms = be.to_device(atoms_host.astype(np.int64))
         atypes = be.to_device(atypes_host.astype(np.int64))
         rt = xp.empty((P, 4))
         dvec = xp.empty((P, 3))
         nbr = xp.empty(P, np.int32)
-        K.envmat.env_pairs[launch.strided(P)](pos, nl, atoms, atypes, self.sec, self.mu, self.sd,
-                                              d.rcut, d.rcut_smth, self.rt_pad, rt, dvec, nbr)
-        tb = np.searchsorted(atypes_host, np.arange(nt + 1))
+        K.envmat.env_pairs[K.launch.strided(P)](pos, nl, atoms, atypes, self.sec, self.mu, self.sd,
+                                                d.rcut, d.rcut_smth, self.rt_pad, rt, dvec, nbr)
+        tb = np.searchsorted(atypes_host, np.arange(d.ntypes + 1))
+        return DeviceChunkEnv(atoms_host, atoms, atypes, rt, dvec, nbr, tb)
+
+    def _chunk(self, env: "DeviceChunkEnv", want_force, energy, force, virial, atom_virial,
+               want_atom_virial, descr):
+        """Embedding, descriptor, fitting and pair forces of one chunk on its environment rows
+        `env` (computed by this evaluator or by one that shares_environment with it)."""
+        be, xp, K = self.be, self.be.xp, self.be.kernels
+        launch = K.launch
+        d = self.params.descriptor
+        nt = d.ntypes
+        atoms_host, atoms, atypes, rt, dvec, nbr, tb = (env.atoms_host, env.atoms, env.atypes, env.rt, env.dvec,
+                                                        env.nbr, env.tb)
+        na = atoms_host.shape[0]
+        nnei = d.nnei
+        P = na * nnei
+        M = self.M
         T = xp.empty((na, 4, M))
         g2 = launch.strided2(na, M)
         if self.compressed:
@@ -278,21 +326,9 @@ class CUDAEvaluator:
                 atom_virial += av
             return
         K.forces.gather_centres[launch.strided(na)](atoms, self.sec, fpair, force)
-        # reverse index: pairs sorted by (neighbour, pair) (unique keys: every sort agrees), cut
-        # into one segment per distinct neighbour; padding (-1) sorts first and is skipped
-        key = nbr.astype(np.int64) * P + xp.arange(P, dtype=np.int64)
-        rev = xp.argsort(key)
-        snbr = nbr[rev]
-        first = int(xp.searchsorted(snbr, 0))
-        if first == P:
+        rev, snbr, seg, seg_end = env.reverse_index(xp)
+        if seg is None:
             return
-        change = xp.empty(P - first, np.bool_)
-        change[0] = True
-        change[1:] = snbr[first + 1:] != snbr[first:-1]
-        seg = xp.flatnonzero(change).astype(np.int64) + first
-        seg_end = xp.empty_like(seg)
-        seg_end[:-1] = seg[1:]
-        seg_end[-1] = P
         seg_av = xp.empty((seg.shape[0], 9))
         K.forces.gather_neighbours[launch.strided(seg.shape[0])](seg, seg_end, snbr, rev, fpair, dvec, force,
                                                                  seg_av, atom_virial, want_atom_virial)
@@ -396,6 +432,42 @@ class CUDAEvaluator:
             gy = gx
         gD[...] = gy
         return energy
+
+
+def compute_device_shared(evaluators, ext_pos, nlist, types, want_force=True, want_atom_virial=False,
+                          want_descriptor=False) -> list[tuple]:
+    """Evaluate several models on one configuration on the device, computing the environment
+    matrix (and the reverse index of its pairs) once per chunk.
+
+    evaluators: CUDAEvaluators that all shares_environment with evaluators[0] (ValueError
+    otherwise: equal rcut, rcut_smth, sel, davg, dstd and chunk size).  Chunk by chunk, env_pairs
+    runs once and each model runs its embedding, descriptor, fitting and force kernels on the rows,
+    in its own output arrays and in the order of its own evaluation, so that every model's
+    results are bit for bit those of its own `compute_device` (no floating-point atomics; with
+    assembly "atomic" they vary in the last bits anyway).  Arguments as CUDAEvaluator.compute;
+    returns per evaluator (atom_energy (nloc,) eV, force (nall, 3) eV/Å, virial (9,) eV,
+    atom_virial (nall or 1, 9) eV, descriptor (nloc, dim_out) host or None), device arrays but
+    the descriptor."""
+    ev0 = evaluators[0]
+    for ev in evaluators[1:]:
+        if not ev0.shares_environment(ev):
+            raise ValueError("compute_device_shared: the models differ in rcut, rcut_smth, sel, davg, dstd "
+                             "or chunk size")
+    be, xp = ev0.be, ev0.be.xp
+    pos = be.to_device(ext_pos, np.float64)
+    nl = be.to_device(nlist, np.int32)
+    typ_host = np.asarray(be.to_host(types)).astype(np.int64)
+    nloc = typ_host.shape[0]
+    nall = pos.shape[0]
+    order = np.argsort(typ_host, kind="stable")
+    outs = [(xp.zeros(nloc), xp.zeros((nall, 3)), xp.zeros(9), xp.zeros((nall if want_atom_virial else 1, 9)),
+             np.zeros((nloc, ev.params.descriptor.dim_out)) if want_descriptor else None) for ev in evaluators]
+    for c0 in range(0, nloc, ev0.chunk):
+        atoms = order[c0:c0 + ev0.chunk]
+        env = ev0._env(pos, nl, atoms, typ_host[atoms])
+        for ev, (energy, force, virial, av_all, descr) in zip(evaluators, outs):
+            ev._chunk(env, want_force, energy, force, virial, av_all, want_atom_virial, descr)
+    return outs
 
 
 def fold_order(xp, mapping, nloc: int):

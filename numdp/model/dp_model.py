@@ -184,10 +184,11 @@ class DPModel:
         return self._ev.compute(ext_positions, nlist, types, want_force=True, want_atom_virial=atom_virial)
 
     def shares_environment(self, other: "DPModel") -> bool:
-        """True when both models run on the CPU and compute the same environment matrix (equal
-        rcut, rcut_smth, sel, davg and dstd), so that `compute_ensemble` can share it."""
-        return (self.device == "cpu" and other.device == "cpu"
-                and self._ev.shares_environment(other._ev))
+        """True when both models run on the same device and compute the same environment matrix
+        (equal rcut, rcut_smth, sel, davg and dstd: numdp.model.evaluator.Evaluator.shares_environment;
+        on a GPU also the same chunk size, CUDAEvaluator.shares_environment), so that
+        `compute_ensemble` / `compute_device_ensemble` can share it."""
+        return self.device == other.device and self._ev.shares_environment(other._ev)
 
     def compute_device(self, ext_positions, nlist, types):
         """`compute` with the results left on the device (device="cuda" only; numdp.md.device):
@@ -218,13 +219,33 @@ def load_model(path, nthreads: int | None = None, precision: str = "double",
 
 
 def compute_ensemble(models, ext_positions, nlist, types) -> list:
-    """`DPModel.compute` of several CPU models on one configuration with the environment matrix
+    """`DPModel.compute` of several models on one configuration with the environment matrix
     computed once: the models must pairwise `shares_environment` with models[0] (ValueError
-    otherwise).  Returns one RawOutput per model (models[0]'s bit-identical to its own compute,
-    the others' equal to theirs up to the summation order of forces and virials)."""
-    if any(m.device != "cpu" for m in models):
-        raise ValueError("compute_ensemble: CPU models only")
+    otherwise).  Returns one RawOutput per model (host arrays).  On the CPU models[0]'s is
+    bit-identical to its own compute and the others' equal theirs up to the summation order of
+    forces and virials; on a GPU every model's is bit-identical to its own compute."""
+    if any(m.device != models[0].device for m in models):
+        raise ValueError("compute_ensemble: the models run on different devices")
+    if models[0].device != "cpu":
+        from .evaluator import RawOutput
+
+        be = models[0]._backend
+        return [RawOutput(be.to_host(e), be.to_host(f), be.to_host(v).reshape(3, 3), None)
+                for e, f, v in compute_device_ensemble(models, ext_positions, nlist, types)]
     return compute_shared([m._ev for m in models], ext_positions, nlist, types, want_force=True)
+
+
+def compute_device_ensemble(models, ext_positions, nlist, types) -> list:
+    """`DPModel.compute_device` of several device models on one configuration with the environment
+    matrix computed once per chunk (numdp.model.cuda_evaluator.compute_device_shared): the
+    models must pairwise `shares_environment` with models[0] (ValueError otherwise).  Arguments
+    as compute_device; returns its (atom_energy, force, virial) device arrays per model, each bit
+    for bit those of the model's own compute_device."""
+    from .cuda_evaluator import compute_device_shared
+
+    if any(m.device == "cpu" for m in models):
+        raise ValueError("compute_device_ensemble: device models only")
+    return [out[:3] for out in compute_device_shared([m._ev for m in models], ext_positions, nlist, types)]
 
 
 def evaluate_ensemble(models, positions, types, box=None, pbc=None) -> list[Result]:
@@ -247,7 +268,8 @@ def evaluate_ensemble(models, positions, types, box=None, pbc=None) -> list[Resu
             continue
         typ, ext, nl = first._prepare(positions, types, box, pbc)
         raws = compute_ensemble([models[k] for k in g], ext.positions, nl.nlist, typ)
+        mapping = ext.mapping if first.device == "cpu" else np.asarray(first._backend.to_host(ext.mapping))
         for k, raw in zip(g, raws):
-            out[k] = Result(float(raw.atom_energy.sum()), fold_to_owners(raw.force, ext.mapping, typ.shape[0]),
+            out[k] = Result(float(raw.atom_energy.sum()), fold_to_owners(raw.force, mapping, typ.shape[0]),
                             raw.virial, raw.atom_energy, None)
     return out
