@@ -144,6 +144,37 @@ def test_padding_embedding_gradient_is_included():
         assert abs(fd - g[k]) <= 1e-6 * abs(g).max(), (k, fd, g[k])
 
 
+def test_reused_passes_start_every_gradient_afresh():
+    """After `zero_grad`, a gradient has no trace of the previous one: a frame without atoms of
+    type 1 after one with them gives exactly the gradient of fresh passes, with an exactly zero
+    fitting net 1 (weight matrices are not zeroed by `zero_grad` but left to the first product
+    that writes them; those no product writes are zeroed at the end of the pass)."""
+    params, frame, _, _ = make_case(*HYPER[0], periodic=True)
+    d = params.descriptor
+    pos, _, box = random_config(12, 1, box_len=6.0, tilt=0.3, seed=21)
+    types = np.zeros(12, np.int32)
+    ext = extend(pos, types, box, d.rcut)
+    nl = build_nlist(ext, d.rcut, d.sel, d.ntypes)
+    only0 = Frame(ext.positions, nl.nlist, types, ext.mapping)
+    assert (frame.types == 1).any()
+    flat = FlatParams.bind(params)
+    rng = np.random.default_rng(5)
+    pref = Prefactors(0.5, 1.0, 0.5)
+    for nthreads in (1, 2):
+        used = ModelPasses(params, flat, nthreads)
+        _loss_and_grad(used, flat, frame, labels_for(used.primal(frame), rng, True), pref)
+        labels = labels_for(used.primal(only0), rng, True)
+        _, g = _loss_and_grad(used, flat, only0, labels, pref)
+        used.close()
+        fresh = ModelPasses(params, flat, nthreads)
+        _, g_fresh = _loss_and_grad(fresh, flat, only0, labels, pref)
+        fresh.close()
+        assert np.array_equal(g, g_fresh)
+        fit1 = [(a, b) for name, a, b in flat.names if name.startswith("fitting[1].")]
+        assert fit1 and all(not g[a:b].any() for a, b in fit1)
+        assert np.abs(g).max() > 0
+
+
 def test_gradient_independent_of_thread_count():
     params, frame, _, _ = make_case(*HYPER[0], periodic=True)
     flat = FlatParams.bind(params)

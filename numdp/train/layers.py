@@ -21,7 +21,8 @@ import numpy as np
 
 from ..model.params import Net, RESIDUAL_NONE
 from ..kernels.cpu import train as K
-from ..kernels.cpu.layers import add_residual_adjoint, back_tanh, post_forward, post_tangent_keep
+from ..kernels.cpu.layers import (add_residual_adjoint, back_tanh, first_layer_tangent_keep, post_forward,
+                                  post_tangent_keep)
 from ..model.workspace import Workspace
 from .flat import LayerSlots
 
@@ -31,16 +32,38 @@ _SINK = np.zeros(1)
 
 class GradRow:
     """One worker's gradient accumulator (flat layout) that knows which weight matrices were
-    already written since it was zeroed: the first product goes straight into the gradient,
-    later ones through a scratch matrix and an addition."""
+    already written since it was cleared: the first product goes straight into the gradient,
+    later ones through a scratch matrix and an addition.
 
-    def __init__(self, row: np.ndarray):
+    `products`: the (start, stop) ranges of the weight matrices that only `add_matmul` writes.
+    `clear` zeroes everything else (those matrices are ~99 % of the parameters: zeroing them
+    would be a pass over megabytes per step that the first product overwrites anyway) and
+    `finish` zeroes the ones no product wrote since, so that the row is then the full sum.
+    """
+
+    def __init__(self, row: np.ndarray, products: list[tuple[int, int]] = ()):
         self.row = row
         self.written: set[int] = set()
+        self._products = sorted(products)
+        self._rest = []  # the complement of the product ranges
+        pos = 0
+        for a, b in self._products:
+            if a > pos:
+                self._rest.append((pos, a))
+            pos = max(pos, b)
+        if pos < row.shape[0]:
+            self._rest.append((pos, row.shape[0]))
 
     def clear(self) -> None:
-        self.row[:] = 0.0
+        for a, b in self._rest:
+            self.row[a:b] = 0.0
         self.written.clear()
+
+    def finish(self) -> None:
+        """Zero the product ranges that no `add_matmul` wrote since `clear`."""
+        for a, b in self._products:
+            if a not in self.written:
+                self.row[a:b] = 0.0
 
     def add_matmul(self, slot: LayerSlots, A: np.ndarray, B: np.ndarray, ws: Workspace) -> None:
         """W̄ of `slot` += A @ B."""
@@ -107,29 +130,39 @@ def embed_forward(net: Net, x: np.ndarray, G: np.ndarray, Gp: np.ndarray, ws: Wo
         Y[m:, 0] = 1.0
         for l, layer in enumerate(layers):
             Z = cache.Z[l][2 * b0:2 * b1]
-            np.matmul(Y, layer.w, out=Z)
             idt = _idt_full(layer)
             if l == last:
-                post_tangent_keep(Z, layer.b, idt, Y, layer.residual, G[b0:b1], Gp[b0:b1])
+                val, slope = G[b0:b1], Gp[b0:b1]
             else:
                 Yn = cache.Y[l + 1][2 * b0:2 * b1]
-                post_tangent_keep(Z, layer.b, idt, Y, layer.residual, Yn[:m], Yn[m:])
+                val, slope = Yn[:m], Yn[m:]
+            if l == 0:  # input width 1: element-wise, as the evaluator (a GEMM of depth 1 is slow)
+                first_layer_tangent_keep(x[b0:b1], layer.w[0], layer.b, idt, layer.residual, val, slope, Z)
+            else:
+                np.matmul(Y, layer.w, out=Z)
+                post_tangent_keep(Z, layer.b, idt, Y, layer.residual, val, slope)
+            if l != last:
                 Y = Yn
     return cache
 
 
-def embed_reverse(net: Net, slots: list[LayerSlots], cache: EmbedCache, Gbar: np.ndarray,
-                  Gpbar: np.ndarray, grad: GradRow, ws: Workspace) -> None:
+def embed_reverse(net: Net, slots: list[LayerSlots], cache: EmbedCache, adjoint,
+                  grad: GradRow, ws: Workspace) -> None:
     """Accumulate into `grad` (flat layout) the parameter adjoint of one embedding net.
 
-    Gbar, Gpbar: (n, M) adjoints of the value and slope outputs.  The input x is a constant of
-    θ, so the first layer's input adjoint is not formed.
+    adjoint(b0, b1, Gbar, Gpbar) writes the adjoints of the value and slope outputs of rows
+    b0..b1-1 into Gbar, Gpbar (b1 - b0, M), block by block, so that they are formed while the
+    block is in cache.  The input x is a constant of θ, so the first layer's input adjoint is
+    not formed.
     """
     layers = net.layers
     views = [s.views(grad.row) for s in slots]
+    M = layers[-1].n_out
     for b0, b1 in cache.blocks:
         m = b1 - b0
-        Ob, Odb = Gbar[b0:b1], Gpbar[b0:b1]
+        Ob = ws.get(("rev", "Gbar"), (m, M))
+        Odb = ws.get(("rev", "Gpbar"), (m, M))
+        adjoint(b0, b1, Ob, Odb)
         for l in range(len(layers) - 1, -1, -1):
             layer = layers[l]
             _, gb, gidt = views[l]

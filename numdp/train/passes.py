@@ -154,7 +154,9 @@ class ModelPasses:
         self.ws = [Workspace() for _ in range(self.nw)]
         self.grads = np.zeros((self.nw, flat.size))
         """Per-worker gradient accumulators; ∂L/∂θ is the sum of the rows (`total_grad`)."""
-        self._rows = [GradRow(self.grads[w]) for w in range(self.nw)]
+        products = [s.w[:2] for net in flat.embedding for s in net]
+        products += [s.w[:2] for net in flat.fitting for s in net[:-1]]  # (`embed_reverse`, `fit_reverse`)
+        self._rows = [GradRow(self.grads[w], products) for w in range(self.nw)]
         self.pad_bars = [np.zeros((nt, nt, d.neuron[-1])) for _ in range(self.nw)]
         self._main_ws = Workspace()
         self._pool = ThreadPoolExecutor(self.nw, thread_name_prefix="numdp-train") if self.nw > 1 else None
@@ -274,6 +276,9 @@ class ModelPasses:
         for w in range(1, self.nw):
             pad_bar += self.pad_bars[w]
         self._padding_reverse(pad_bar, self._rows[0])
+        for w in range(self.nw):
+            if not self._fresh[w]:
+                self._rows[w].finish()
 
     def total_grad(self) -> np.ndarray:
         """(nparams,) ∂L/∂θ accumulated since `zero_grad` (sum of the worker rows in order)."""
@@ -323,8 +328,13 @@ class ModelPasses:
         for k, pairs in self._pad_rows.items():
             n = len(pairs)
             Gbar = np.array([pad_bar[ti, t] for ti, t in pairs]).reshape(n, M)
-            embed_reverse(d.embeddings[k], self.flat.embedding[k], self._pad_caches[k], Gbar,
-                          np.zeros((n, M)), grad, self._main_ws)
+
+            def adjoint(b0, b1, Ob, Odb, Gbar=Gbar):
+                Ob[:] = Gbar[b0:b1]
+                Odb[:] = 0.0
+
+            embed_reverse(d.embeddings[k], self.flat.embedding[k], self._pad_caches[k], adjoint,
+                          grad, self._main_ws)
 
     # ---------------------------------------------------------------- worker passes
     def _forward_chunk(self, w: int, frame: Frame, atoms: np.ndarray, atom_energy: np.ndarray) -> None:
@@ -421,13 +431,13 @@ class ModelPasses:
             YB = fit_reverse(net, self.flat.fitting[f.ti], f.cache, c_e, grad, ws, ("fit", f.ti))
             K.back_D_pair(c.T[f.a0:f.a1], Td[f.a0:f.a1], YB[:n], YB[n:], d.axis_neuron,
                           self.inv_nnei, c.Tbar[f.a0:f.a1], Tdbar[f.a0:f.a1])
-        Gbar = ws.get("Gbar", (c.npairs, M))
-        Gpbar = ws.get("Gpbar", (c.npairs, M))
-        K.pair_adjoints(c.atypes, c.rt, rtd, c.poff, c.npad, self.rt_pad, c.Tbar, Tdbar, Gbar, Gpbar,
-                        self.pad_bars[w])
+        K.padding_adjoints(c.atypes, c.npad, self.rt_pad, c.Tbar, self.pad_bars[w])
         for g in c.groups:
-            embed_reverse(d.embeddings[g.k], self.flat.embedding[g.k], g.cache, Gbar[g.p0:g.p1],
-                          Gpbar[g.p0:g.p1], grad, ws)
+            def adjoint(b0, b1, Gbar, Gpbar, g=g):
+                K.pair_adjoints(g.t, g.a0, g.a1, g.p0 + b0, g.p0 + b1, c.rt, rtd, c.poff, c.Tbar,
+                                Tdbar, Gbar, Gpbar)
+
+            embed_reverse(d.embeddings[g.k], self.flat.embedding[g.k], g.cache, adjoint, grad, ws)
 
 
 def _seed_args(c_e, u, eps, c_f, c_v) -> tuple:

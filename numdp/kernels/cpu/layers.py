@@ -18,14 +18,35 @@ def first_layer_tangent(x, w, b, idt, mode, out):
     x: (n,); w, b, idt: (k,); out: (2n, k) = [y'; dy'/dx] with y' = residual + idt*tanh(x w + b).
     """
     n = x.shape[0]
+    _first_layer(x, w, b, idt, mode, out[:n], out[n:], out, False)
+
+
+@njit(**FLAGS)
+def first_layer_tangent_keep(x, w, b, idt, mode, out_val, out_slope, Z):
+    """`first_layer_tangent` into out_val, out_slope (n, k), keeping Z (2n, k) = [h; dz/dx]
+    = [tanh(x w + b); w] for the training passes' reverse (as `post_tangent_keep` does for the
+    later layers)."""
+    _first_layer(x, w, b, idt, mode, out_val, out_slope, Z, True)
+
+
+@njit(cache=True, nogil=True, inline="always", error_model="numpy", fastmath={"contract", "nsz"})
+def _first_layer(x, w, b, idt, mode, top_out, bot_out, Z, keep):
+    """Body of the first-layer kernels (keep: a constant in each inlined copy)."""
+    n = x.shape[0]
     k = w.shape[0]
-    one = cast_like(1.0, out)   # a float64 literal would promote float32 arithmetic
+    one = cast_like(1.0, top_out)   # a float64 literal would promote float32 arithmetic
     for r in range(n):
         xr = x[r]
-        top = out[r]
-        bot = out[n + r]
+        top = top_out[r]
+        bot = bot_out[r]
+        if keep:
+            zt = Z[r]
+            zb = Z[n + r]
         for c in range(k):
             h = tanh(xr * w[c] + b[c])
+            if keep:
+                zt[c] = h
+                zb[c] = w[c]
             top[c] = idt[c] * h
             bot[c] = idt[c] * (one - h * h) * w[c]
         if mode == 1:
