@@ -316,3 +316,32 @@ def test_row_tangent_is_the_jacobian_of_the_environment_row():
         jtg = np.array(CPU.row_grad_to_dvec(*g, *d, rmin, rmax))
         # two orders of the same 12 products: order_bound(U64, 12)
         assert abs(g @ jq - jtg @ q) <= order_bound(U64, 12) * np.abs(g).sum() * np.abs(jq).sum()
+
+
+@pytest.mark.parametrize("mode", [0, 1, 2])
+@pytest.mark.parametrize("first", [True, False], ids=["layer1", "later"])
+def test_rebuilt_layer_outputs_equal_the_forward_bit_for_bit(mode, first):
+    """The embedding reverse rebuilds each block's layer inputs from the kept [h; dz/dx]
+    (`rebuild_tangent`) instead of keeping them: they must be the forward's outputs exactly, so
+    that the gradient is that of the forward pass that was evaluated."""
+    from numdp.kernels.cpu.layers import (first_layer_tangent_keep, post_tangent_keep,
+                                          rebuild_tangent)
+
+    rng = np.random.default_rng(mode + 3 * first)
+    n, k = 37, 8
+    n_in = 1 if first else {0: 5, 1: k, 2: k // 2}[mode]
+    if first and mode:
+        k = mode  # a residual on layer 1 needs width 1 (mode 1) or 2 (mode 2)
+    w = rng.normal(size=(n_in, k))
+    b, idt = rng.normal(size=k), rng.normal(size=k)
+    Y = rng.normal(size=(2 * n, n_in))
+    out = np.empty((2 * n, k))
+    if first:
+        Z = np.empty((2 * n, k))
+        first_layer_tangent_keep(Y[:n, 0].copy(), w[0], b, idt, mode, out[:n], out[n:], Z)
+    else:
+        Z = Y @ w
+        post_tangent_keep(Z, b, idt, Y, mode, out[:n], out[n:])
+    again = np.empty_like(out)
+    rebuild_tangent(Z, idt, Y, mode, first, again[:n], again[n:])
+    assert np.array_equal(again, out)

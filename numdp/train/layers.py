@@ -22,7 +22,7 @@ import numpy as np
 from ..model.params import Net, RESIDUAL_NONE
 from ..kernels.cpu import train as K
 from ..kernels.cpu.layers import (add_residual_adjoint, back_tanh, first_layer_tangent_keep, post_forward,
-                                  post_tangent_keep)
+                                  post_tangent_keep, rebuild_tangent)
 from ..model.workspace import Workspace
 from .flat import LayerSlots
 
@@ -101,16 +101,20 @@ EMBED_BLOCK = 512
 
 
 class EmbedCache:
-    """Per-layer stacked inputs Y_l (2n, n_in) and Z_l (2n, k) of one embedding net on n rows.
+    """What the reverse of one embedding net on n rows needs from its forward: the stacked
+    input X (2n, 1) = [x; 1] of layer 1 and, per layer, Z_l (2n, k) = [tanh z; dz/dx].
 
     The rows are processed in blocks [b0, b1) of at most EMBED_BLOCK; block rows 2*b0 .. 2*b1
-    of Y_l hold [y; dy/dx] of that block and those of Z_l hold [tanh z; dz/dx].
+    of X and Z_l belong to that block.  The inputs [y; dy/dx] of the later layers are not kept:
+    the reverse rebuilds them block by block from Z (`rebuild_tangent`, bit for bit), which
+    saves writing them for every pair and reading them back (2 x 75 doubles per pair for a
+    (25, 50, 100) net) at the cost of a few multiplications per element.
     """
 
     def __init__(self, n: int, block: int):
         self.n = n
         self.blocks = [(b0, min(b0 + block, n)) for b0 in range(0, n, block)]
-        self.Y: list[np.ndarray] = []
+        self.X: np.ndarray | None = None
         self.Z: list[np.ndarray] = []
 
 
@@ -120,21 +124,22 @@ def embed_forward(net: Net, x: np.ndarray, G: np.ndarray, Gp: np.ndarray, ws: Wo
     n = x.shape[0]
     cache = EmbedCache(n, block)
     layers = net.layers
-    cache.Y = [ws.get((key, "Y", l), (2 * n, lay.n_in)) for l, lay in enumerate(layers)]
+    cache.X = ws.get((key, "X"), (2 * n, 1))
     cache.Z = [ws.get((key, "Z", l), (2 * n, lay.n_out)) for l, lay in enumerate(layers)]
     last = len(layers) - 1
     for b0, b1 in cache.blocks:
         m = b1 - b0
-        Y = cache.Y[0][2 * b0:2 * b1]
-        Y[:m, 0] = x[b0:b1]
-        Y[m:, 0] = 1.0
+        X = cache.X[2 * b0:2 * b1]
+        X[:m, 0] = x[b0:b1]
+        X[m:, 0] = 1.0
+        Y = X
         for l, layer in enumerate(layers):
             Z = cache.Z[l][2 * b0:2 * b1]
             idt = _idt_full(layer)
             if l == last:
                 val, slope = G[b0:b1], Gp[b0:b1]
-            else:
-                Yn = cache.Y[l + 1][2 * b0:2 * b1]
+            else:  # the next layer's input: block scratch, two alternating buffers
+                Yn = ws.get(("fwdY", l % 2), (2 * m, layer.n_out))
                 val, slope = Yn[:m], Yn[m:]
             if l == 0:  # input width 1: element-wise, as the evaluator (a GEMM of depth 1 is slow)
                 first_layer_tangent_keep(x[b0:b1], layer.w[0], layer.b, idt, layer.residual, val, slope, Z)
@@ -160,6 +165,14 @@ def embed_reverse(net: Net, slots: list[LayerSlots], cache: EmbedCache, adjoint,
     M = layers[-1].n_out
     for b0, b1 in cache.blocks:
         m = b1 - b0
+        # the block's layer inputs, rebuilt from the kept Z (as the forward wrote them)
+        Ys = [cache.X[2 * b0:2 * b1]]
+        for l in range(len(layers) - 1):
+            layer = layers[l]
+            Yn = ws.get(("revY", l), (2 * m, layer.n_out))
+            rebuild_tangent(cache.Z[l][2 * b0:2 * b1], _idt_full(layer), Ys[-1], layer.residual,
+                            l == 0, Yn[:m], Yn[m:])
+            Ys.append(Yn)
         Ob = ws.get(("rev", "Gbar"), (m, M))
         Odb = ws.get(("rev", "Gpbar"), (m, M))
         adjoint(b0, b1, Ob, Odb)
@@ -171,7 +184,7 @@ def embed_reverse(net: Net, slots: list[LayerSlots], cache: EmbedCache, adjoint,
             ZB = ws.get(("rev", "ZB"), (2 * m, layer.n_out))
             K.layer_back_pair(Ob, Odb, Z[:m], Z[m:], idt, use_idt, use_idt,
                               ZB, gidt if use_idt else _SINK, gb)
-            grad.add_matmul(slots[l], cache.Y[l][2 * b0:2 * b1].T, ZB, ws)
+            grad.add_matmul(slots[l], Ys[l].T, ZB, ws)
             if l == 0:
                 break
             Yb = ws.get(("rev", "YB", l % 2), (2 * m, layer.n_in))
