@@ -11,6 +11,7 @@ BLAS, the shape class of the embedding and fitting products).
 
     python tools/profile_train.py [--input ../shared/oracle/training/water_2k_seed1.input.json]
                                   [--steps 20] [--warmup 5]
+    PYTHONPATH=/tmp/base python tools/profile_train.py    # another source tree's numdp
 
 Parts (forward = primal pass, backward = tangent and reverse over primal and tangent):
   env rows          env_pairs: pair vectors, switching function, normalised rows
@@ -38,8 +39,6 @@ from collections import defaultdict
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tools"))
 
 TIMES: dict[str, float] = defaultdict(float)
 FLOPS: dict[str, float] = defaultdict(float)
@@ -68,6 +67,15 @@ def _wrap(mod, name, part, flops=None):
         return out
 
     setattr(mod, name, timed)
+
+
+def _pair_adjoint_flops(*a):
+    """26 flops per pair and embedding column (both signatures: one block of pairs, or, in
+    trees before the embedding reverse formed them block by block, every pair of a chunk)."""
+    if isinstance(a[0], np.ndarray):  # (atypes, rt, rtd, poff, npad, rt_pad, Tbar, Tdbar, Gbar, ...)
+        return a[8].shape[0] * a[8].shape[1] * 26.0
+    t, a0, a1, q0, q1, rt, rtd, poff, Tbar = a[:9]
+    return (q1 - q0) * Tbar.shape[2] * 26.0
 
 
 def instrument(M: int, A: int):
@@ -100,8 +108,7 @@ def instrument(M: int, A: int):
     _wrap(P.K, "tangent_T", "T, D (bwd)", lambda rt, rtd, G, *a: 18.0 * G.shape[0] * G.shape[1])
     _wrap(P, "contract_D_tangent", "T, D (bwd)", lambda T, Td, naxis, Dd: 16.0 * T.shape[0] * T.shape[2] * naxis)
     _wrap(P.K, "back_D_pair", "T, D (bwd)", lambda T, *a: 48.0 * T.shape[0] * T.shape[2] * A)
-    _wrap(P.K, "pair_adjoints", "T, D (bwd)", lambda t, a0, a1, q0, q1, rt, rtd, poff, Tb, *a:
-          (q1 - q0) * Tb.shape[2] * 26.0)
+    _wrap(P.K, "pair_adjoints", "T, D (bwd)", _pair_adjoint_flops)
     _wrap(P, "fit_tangent", "fitting tangent",
           lambda net, fc: _net_flops(fit_widths(net)[:-1], fc.n))
     # reverse: weight adjoint over 2n rows and input adjoint over 2n rows for every hidden layer
@@ -163,6 +170,8 @@ def main(argv=None) -> int:
         trainer.close()
     FLOPS["env rows"] = 40.0 * npairs * args.steps
     n = args.steps
+    import numdp
+    print(f"numdp of {pathlib.Path(numdp.__file__).parent.parent}")
     print(f"{cfg.source.name}: {natoms} atoms, {npairs} occupied pairs ({npairs / natoms:.1f} per atom), "
           f"1 thread, {n} steps after {args.warmup}; DGEMM (1024x50 @ 50x100) {rate:.1f} Gflop/s")
     print(f"{'part':<20}{'ms/step':>9}{'share':>8}{'Mflop':>9}{'Gflop/s':>9}{'floor ms':>10}{'x floor':>9}")
