@@ -97,7 +97,13 @@ def instrument(M: int, A: int):
     _wrap(P, "embed_forward", "embedding fwd",
           lambda net, x, *a, **k: _net_flops(emb_widths(net)[1:], 2 * x.shape[0])
           + 8.0 * x.shape[0] * sum(emb_widths(net)[1:]))
-    _wrap(P, "contract_T", "T, D (fwd)", lambda at, rt, G, *a: 8.0 * G.shape[0] * G.shape[1])
+    if hasattr(P, "contract_T_pairs"):  # T block by block inside the embedding forward
+        _wrap(P, "contract_T_pairs", "T, D (fwd)", lambda t, a0, a1, q0, q1, rt, G, poff, T:
+              8.0 * (q1 - q0) * T.shape[2])
+        _wrap(P, "contract_T_padding", "T, D (fwd)")
+        _wrap(P, "scale_T", "T, D (fwd)")
+    else:
+        _wrap(P, "contract_T", "T, D (fwd)", lambda at, rt, G, *a: 8.0 * G.shape[0] * G.shape[1])
     _wrap(P, "contract_D", "T, D (fwd)", lambda T, naxis, *a: 8.0 * T.shape[0] * T.shape[2] * naxis)
     _wrap(P, "back_D", "T, D (fwd)", lambda T, gD, naxis, *a: 16.0 * T.shape[0] * T.shape[2] * naxis)
     _wrap(P, "fit_forward", "fitting fwd",

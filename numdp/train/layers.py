@@ -119,8 +119,11 @@ class EmbedCache:
 
 
 def embed_forward(net: Net, x: np.ndarray, G: np.ndarray, Gp: np.ndarray, ws: Workspace,
-                  key, block: int = EMBED_BLOCK) -> EmbedCache:
-    """Evaluate one embedding net on inputs x (n,); write G (n, M) and dG/dx Gp (n, M)."""
+                  key, block: int = EMBED_BLOCK, done=None) -> EmbedCache:
+    """Evaluate one embedding net on inputs x (n,); write G (n, M) and dG/dx Gp (n, M).
+
+    done(b0, b1), when given, is called after each block of rows b0..b1-1 is written (to use
+    it while it is in cache)."""
     n = x.shape[0]
     cache = EmbedCache(n, block)
     layers = net.layers
@@ -148,6 +151,8 @@ def embed_forward(net: Net, x: np.ndarray, G: np.ndarray, Gp: np.ndarray, ws: Wo
                 post_tangent_keep(Z, layer.b, idt, Y, layer.residual, val, slope)
             if l != last:
                 Y = Yn
+        if done is not None:
+            done(b0, b1)
     return cache
 
 

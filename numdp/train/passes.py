@@ -34,7 +34,8 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from ..kernels.cpu.descriptor import back_D, contract_D, contract_D_tangent, contract_T
+from ..kernels.cpu.descriptor import (back_D, contract_D, contract_D_tangent, contract_T_padding,
+                                      contract_T_pairs, scale_T)
 from ..kernels.cpu.envmat import env_pairs, pair_forces
 from ..model.params import ModelParams
 from ..model.workspace import Workspace
@@ -366,6 +367,10 @@ class ModelPasses:
         c.Gp = ws.get("Gp", (npairs, M))
         tb = np.searchsorted(c.atypes, np.arange(nt + 1))
         c.groups = []
+        # T = R̃ᵀG / nnei as `contract_T`, bit for bit, but each block of pairs is added right
+        # after its embedding (G still in cache), the padding after each neighbour block
+        c.T = ws.get("T", (na, 4, M))
+        c.T[:] = 0.0
         for t in range(nt):
             spans = ([(0, na, t)] if d.type_one_side
                      else [(tb[ti], tb[ti + 1], d.net_index(ti, t)) for ti in range(nt)])
@@ -374,11 +379,15 @@ class ModelPasses:
                 if p1 == p0:
                     continue
                 g = _Group(t, int(a0), int(a1), p0, p1, k)
+
+                def add_T(b0, b1, g=g):
+                    contract_T_pairs(g.t, g.a0, g.a1, g.p0 + b0, g.p0 + b1, c.rt, c.G, c.poff, c.T)
+
                 g.cache = embed_forward(d.embeddings[k], c.rt[p0:p1, 0], c.G[p0:p1], c.Gp[p0:p1],
-                                        ws, ("emb", t, k))
+                                        ws, ("emb", t, k), done=add_T)
                 c.groups.append(g)
-        c.T = ws.get("T", (na, 4, M))
-        contract_T(c.atypes, c.rt, c.G, c.poff, c.npad, self.rt_pad, self.G_pad, self.inv_nnei, c.T)
+            contract_T_padding(t, c.atypes, c.npad, self.rt_pad, self.G_pad, c.T)
+        scale_T(c.T, self.inv_nnei)
         c.Tbar = ws.get("Tbar", (na, 4, M))
         c.fits = []
         for ti in range(nt):
