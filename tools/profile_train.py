@@ -142,14 +142,25 @@ def dgemm_rate() -> float:
     return 2.0 * 1024 * 50 * 100 / best / 1e9
 
 
+def _default_input() -> str | None:
+    """shared/oracle/training/water_2k_seed1.input.json next to or above this checkout."""
+    rel = pathlib.Path("shared") / "oracle" / "training" / "water_2k_seed1.input.json"
+    for base in (ROOT, *ROOT.parents):
+        if (base / rel).is_file():
+            return str(base / rel)
+    return None
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--input", default=str(ROOT.parent.parent / "shared" / "oracle" / "training"
-                                           / "water_2k_seed1.input.json"))
+    ap.add_argument("--input", default=_default_input(),
+                    help="training input (default: DeePMD-kit's water input from shared/oracle)")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--batch", type=int, default=None)
     args = ap.parse_args(argv)
+    if args.input is None:
+        ap.error("no shared/oracle/training/water_2k_seed1.input.json found: give --input")
 
     from bench_train import load_input
     from numdp.blas import set_blas_threads
