@@ -144,6 +144,37 @@ def test_padding_embedding_gradient_is_included():
         assert abs(fd - g[k]) <= 1e-6 * abs(g).max(), (k, fd, g[k])
 
 
+def test_reused_passes_start_every_gradient_afresh():
+    """After `zero_grad`, a gradient has no trace of the previous one: a frame without atoms of
+    type 1 after one with them gives exactly the gradient of fresh passes, with an exactly zero
+    fitting net 1 (weight matrices are not zeroed by `zero_grad` but left to the first product
+    that writes them; those no product writes are zeroed at the end of the pass)."""
+    params, frame, _, _ = make_case(*HYPER[0], periodic=True)
+    d = params.descriptor
+    pos, _, box = random_config(12, 1, box_len=6.0, tilt=0.3, seed=21)
+    types = np.zeros(12, np.int32)
+    ext = extend(pos, types, box, d.rcut)
+    nl = build_nlist(ext, d.rcut, d.sel, d.ntypes)
+    only0 = Frame(ext.positions, nl.nlist, types, ext.mapping)
+    assert (frame.types == 1).any()
+    flat = FlatParams.bind(params)
+    rng = np.random.default_rng(5)
+    pref = Prefactors(0.5, 1.0, 0.5)
+    for nthreads in (1, 2):
+        used = ModelPasses(params, flat, nthreads)
+        _loss_and_grad(used, flat, frame, labels_for(used.primal(frame), rng, True), pref)
+        labels = labels_for(used.primal(only0), rng, True)
+        _, g = _loss_and_grad(used, flat, only0, labels, pref)
+        used.close()
+        fresh = ModelPasses(params, flat, nthreads)
+        _, g_fresh = _loss_and_grad(fresh, flat, only0, labels, pref)
+        fresh.close()
+        assert np.array_equal(g, g_fresh)
+        fit1 = [(a, b) for name, a, b in flat.names if name.startswith("fitting[1].")]
+        assert fit1 and all(not g[a:b].any() for a, b in fit1)
+        assert np.abs(g).max() > 0
+
+
 def test_gradient_independent_of_thread_count():
     params, frame, _, _ = make_case(*HYPER[0], periodic=True)
     flat = FlatParams.bind(params)
@@ -285,3 +316,32 @@ def test_row_tangent_is_the_jacobian_of_the_environment_row():
         jtg = np.array(CPU.row_grad_to_dvec(*g, *d, rmin, rmax))
         # two orders of the same 12 products: order_bound(U64, 12)
         assert abs(g @ jq - jtg @ q) <= order_bound(U64, 12) * np.abs(g).sum() * np.abs(jq).sum()
+
+
+@pytest.mark.parametrize("mode", [0, 1, 2])
+@pytest.mark.parametrize("first", [True, False], ids=["layer1", "later"])
+def test_rebuilt_layer_outputs_equal_the_forward_bit_for_bit(mode, first):
+    """The embedding reverse rebuilds each block's layer inputs from the kept [h; dz/dx]
+    (`rebuild_tangent`) instead of keeping them: they must be the forward's outputs exactly, so
+    that the gradient is that of the forward pass that was evaluated."""
+    from numdp.kernels.cpu.layers import (first_layer_tangent_keep, post_tangent_keep,
+                                          rebuild_tangent)
+
+    rng = np.random.default_rng(mode + 3 * first)
+    n, k = 37, 8
+    n_in = 1 if first else {0: 5, 1: k, 2: k // 2}[mode]
+    if first and mode:
+        k = mode  # a residual on layer 1 needs width 1 (mode 1) or 2 (mode 2)
+    w = rng.normal(size=(n_in, k))
+    b, idt = rng.normal(size=k), rng.normal(size=k)
+    Y = rng.normal(size=(2 * n, n_in))
+    out = np.empty((2 * n, k))
+    if first:
+        Z = np.empty((2 * n, k))
+        first_layer_tangent_keep(Y[:n, 0].copy(), w[0], b, idt, mode, out[:n], out[n:], Z)
+    else:
+        Z = Y @ w
+        post_tangent_keep(Z, b, idt, Y, mode, out[:n], out[n:])
+    again = np.empty_like(out)
+    rebuild_tangent(Z, idt, Y, mode, first, again[:n], again[n:])
+    assert np.array_equal(again, out)

@@ -21,7 +21,8 @@ import numpy as np
 
 from ..model.params import Net, RESIDUAL_NONE
 from ..kernels.cpu import train as K
-from ..kernels.cpu.layers import add_residual_adjoint, back_tanh, post_forward, post_tangent_keep
+from ..kernels.cpu.layers import (add_residual_adjoint, back_tanh, first_layer_tangent_keep, post_forward,
+                                  post_tangent_keep, rebuild_tangent)
 from ..model.workspace import Workspace
 from .flat import LayerSlots
 
@@ -31,16 +32,38 @@ _SINK = np.zeros(1)
 
 class GradRow:
     """One worker's gradient accumulator (flat layout) that knows which weight matrices were
-    already written since it was zeroed: the first product goes straight into the gradient,
-    later ones through a scratch matrix and an addition."""
+    already written since it was cleared: the first product goes straight into the gradient,
+    later ones through a scratch matrix and an addition.
 
-    def __init__(self, row: np.ndarray):
+    `products`: the (start, stop) ranges of the weight matrices that only `add_matmul` writes.
+    `clear` zeroes everything else (those matrices are ~99 % of the parameters: zeroing them
+    would be a pass over megabytes per step that the first product overwrites anyway) and
+    `finish` zeroes the ones no product wrote since, so that the row is then the full sum.
+    """
+
+    def __init__(self, row: np.ndarray, products: list[tuple[int, int]] = ()):
         self.row = row
         self.written: set[int] = set()
+        self._products = sorted(products)
+        self._rest = []  # the complement of the product ranges
+        pos = 0
+        for a, b in self._products:
+            if a > pos:
+                self._rest.append((pos, a))
+            pos = max(pos, b)
+        if pos < row.shape[0]:
+            self._rest.append((pos, row.shape[0]))
 
     def clear(self) -> None:
-        self.row[:] = 0.0
+        for a, b in self._rest:
+            self.row[a:b] = 0.0
         self.written.clear()
+
+    def finish(self) -> None:
+        """Zero the product ranges that no `add_matmul` wrote since `clear`."""
+        for a, b in self._products:
+            if a not in self.written:
+                self.row[a:b] = 0.0
 
     def add_matmul(self, slot: LayerSlots, A: np.ndarray, B: np.ndarray, ws: Workspace) -> None:
         """W̄ of `slot` += A @ B."""
@@ -78,58 +101,86 @@ EMBED_BLOCK = 512
 
 
 class EmbedCache:
-    """Per-layer stacked inputs Y_l (2n, n_in) and Z_l (2n, k) of one embedding net on n rows.
+    """What the reverse of one embedding net on n rows needs from its forward: the stacked
+    input X (2n, 1) = [x; 1] of layer 1 and, per layer, Z_l (2n, k) = [tanh z; dz/dx].
 
     The rows are processed in blocks [b0, b1) of at most EMBED_BLOCK; block rows 2*b0 .. 2*b1
-    of Y_l hold [y; dy/dx] of that block and those of Z_l hold [tanh z; dz/dx].
+    of X and Z_l belong to that block.  The inputs [y; dy/dx] of the later layers are not kept:
+    the reverse rebuilds them block by block from Z (`rebuild_tangent`, bit for bit), which
+    saves writing them for every pair and reading them back (2 x 75 doubles per pair for a
+    (25, 50, 100) net) at the cost of a few multiplications per element.
     """
 
     def __init__(self, n: int, block: int):
         self.n = n
         self.blocks = [(b0, min(b0 + block, n)) for b0 in range(0, n, block)]
-        self.Y: list[np.ndarray] = []
+        self.X: np.ndarray | None = None
         self.Z: list[np.ndarray] = []
 
 
 def embed_forward(net: Net, x: np.ndarray, G: np.ndarray, Gp: np.ndarray, ws: Workspace,
-                  key, block: int = EMBED_BLOCK) -> EmbedCache:
-    """Evaluate one embedding net on inputs x (n,); write G (n, M) and dG/dx Gp (n, M)."""
+                  key, block: int = EMBED_BLOCK, done=None) -> EmbedCache:
+    """Evaluate one embedding net on inputs x (n,); write G (n, M) and dG/dx Gp (n, M).
+
+    done(b0, b1), when given, is called after each block of rows b0..b1-1 is written (to use
+    it while it is in cache)."""
     n = x.shape[0]
     cache = EmbedCache(n, block)
     layers = net.layers
-    cache.Y = [ws.get((key, "Y", l), (2 * n, lay.n_in)) for l, lay in enumerate(layers)]
+    cache.X = ws.get((key, "X"), (2 * n, 1))
     cache.Z = [ws.get((key, "Z", l), (2 * n, lay.n_out)) for l, lay in enumerate(layers)]
     last = len(layers) - 1
     for b0, b1 in cache.blocks:
         m = b1 - b0
-        Y = cache.Y[0][2 * b0:2 * b1]
-        Y[:m, 0] = x[b0:b1]
-        Y[m:, 0] = 1.0
+        X = cache.X[2 * b0:2 * b1]
+        X[:m, 0] = x[b0:b1]
+        X[m:, 0] = 1.0
+        Y = X
         for l, layer in enumerate(layers):
             Z = cache.Z[l][2 * b0:2 * b1]
-            np.matmul(Y, layer.w, out=Z)
             idt = _idt_full(layer)
             if l == last:
-                post_tangent_keep(Z, layer.b, idt, Y, layer.residual, G[b0:b1], Gp[b0:b1])
+                val, slope = G[b0:b1], Gp[b0:b1]
+            else:  # the next layer's input: block scratch, two alternating buffers
+                Yn = ws.get(("fwdY", l % 2), (2 * m, layer.n_out))
+                val, slope = Yn[:m], Yn[m:]
+            if l == 0:  # input width 1: element-wise, as the evaluator (a GEMM of depth 1 is slow)
+                first_layer_tangent_keep(x[b0:b1], layer.w[0], layer.b, idt, layer.residual, val, slope, Z)
             else:
-                Yn = cache.Y[l + 1][2 * b0:2 * b1]
-                post_tangent_keep(Z, layer.b, idt, Y, layer.residual, Yn[:m], Yn[m:])
+                np.matmul(Y, layer.w, out=Z)
+                post_tangent_keep(Z, layer.b, idt, Y, layer.residual, val, slope)
+            if l != last:
                 Y = Yn
+        if done is not None:
+            done(b0, b1)
     return cache
 
 
-def embed_reverse(net: Net, slots: list[LayerSlots], cache: EmbedCache, Gbar: np.ndarray,
-                  Gpbar: np.ndarray, grad: GradRow, ws: Workspace) -> None:
+def embed_reverse(net: Net, slots: list[LayerSlots], cache: EmbedCache, adjoint,
+                  grad: GradRow, ws: Workspace) -> None:
     """Accumulate into `grad` (flat layout) the parameter adjoint of one embedding net.
 
-    Gbar, Gpbar: (n, M) adjoints of the value and slope outputs.  The input x is a constant of
-    θ, so the first layer's input adjoint is not formed.
+    adjoint(b0, b1, Gbar, Gpbar) writes the adjoints of the value and slope outputs of rows
+    b0..b1-1 into Gbar, Gpbar (b1 - b0, M), block by block, so that they are formed while the
+    block is in cache.  The input x is a constant of θ, so the first layer's input adjoint is
+    not formed.
     """
     layers = net.layers
     views = [s.views(grad.row) for s in slots]
+    M = layers[-1].n_out
     for b0, b1 in cache.blocks:
         m = b1 - b0
-        Ob, Odb = Gbar[b0:b1], Gpbar[b0:b1]
+        # the block's layer inputs, rebuilt from the kept Z (as the forward wrote them)
+        Ys = [cache.X[2 * b0:2 * b1]]
+        for l in range(len(layers) - 1):
+            layer = layers[l]
+            Yn = ws.get(("revY", l), (2 * m, layer.n_out))
+            rebuild_tangent(cache.Z[l][2 * b0:2 * b1], _idt_full(layer), Ys[-1], layer.residual,
+                            l == 0, Yn[:m], Yn[m:])
+            Ys.append(Yn)
+        Ob = ws.get(("rev", "Gbar"), (m, M))
+        Odb = ws.get(("rev", "Gpbar"), (m, M))
+        adjoint(b0, b1, Ob, Odb)
         for l in range(len(layers) - 1, -1, -1):
             layer = layers[l]
             _, gb, gidt = views[l]
@@ -138,7 +189,7 @@ def embed_reverse(net: Net, slots: list[LayerSlots], cache: EmbedCache, Gbar: np
             ZB = ws.get(("rev", "ZB"), (2 * m, layer.n_out))
             K.layer_back_pair(Ob, Odb, Z[:m], Z[m:], idt, use_idt, use_idt,
                               ZB, gidt if use_idt else _SINK, gb)
-            grad.add_matmul(slots[l], cache.Y[l][2 * b0:2 * b1].T, ZB, ws)
+            grad.add_matmul(slots[l], Ys[l].T, ZB, ws)
             if l == 0:
                 break
             Yb = ws.get(("rev", "YB", l % 2), (2 * m, layer.n_in))

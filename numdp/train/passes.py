@@ -34,7 +34,8 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from ..kernels.cpu.descriptor import back_D, contract_D, contract_D_tangent, contract_T
+from ..kernels.cpu.descriptor import (back_D, contract_D, contract_D_tangent, contract_T_padding,
+                                      contract_T_pairs, scale_T)
 from ..kernels.cpu.envmat import env_pairs, pair_forces
 from ..model.params import ModelParams
 from ..model.workspace import Workspace
@@ -154,7 +155,9 @@ class ModelPasses:
         self.ws = [Workspace() for _ in range(self.nw)]
         self.grads = np.zeros((self.nw, flat.size))
         """Per-worker gradient accumulators; ∂L/∂θ is the sum of the rows (`total_grad`)."""
-        self._rows = [GradRow(self.grads[w]) for w in range(self.nw)]
+        products = [s.w[:2] for net in flat.embedding for s in net]
+        products += [s.w[:2] for net in flat.fitting for s in net[:-1]]  # (`embed_reverse`, `fit_reverse`)
+        self._rows = [GradRow(self.grads[w], products) for w in range(self.nw)]
         self.pad_bars = [np.zeros((nt, nt, d.neuron[-1])) for _ in range(self.nw)]
         self._main_ws = Workspace()
         self._pool = ThreadPoolExecutor(self.nw, thread_name_prefix="numdp-train") if self.nw > 1 else None
@@ -274,6 +277,9 @@ class ModelPasses:
         for w in range(1, self.nw):
             pad_bar += self.pad_bars[w]
         self._padding_reverse(pad_bar, self._rows[0])
+        for w in range(self.nw):
+            if not self._fresh[w]:
+                self._rows[w].finish()
 
     def total_grad(self) -> np.ndarray:
         """(nparams,) ∂L/∂θ accumulated since `zero_grad` (sum of the worker rows in order)."""
@@ -323,8 +329,13 @@ class ModelPasses:
         for k, pairs in self._pad_rows.items():
             n = len(pairs)
             Gbar = np.array([pad_bar[ti, t] for ti, t in pairs]).reshape(n, M)
-            embed_reverse(d.embeddings[k], self.flat.embedding[k], self._pad_caches[k], Gbar,
-                          np.zeros((n, M)), grad, self._main_ws)
+
+            def adjoint(b0, b1, Ob, Odb, Gbar=Gbar):
+                Ob[:] = Gbar[b0:b1]
+                Odb[:] = 0.0
+
+            embed_reverse(d.embeddings[k], self.flat.embedding[k], self._pad_caches[k], adjoint,
+                          grad, self._main_ws)
 
     # ---------------------------------------------------------------- worker passes
     def _forward_chunk(self, w: int, frame: Frame, atoms: np.ndarray, atom_energy: np.ndarray) -> None:
@@ -356,6 +367,10 @@ class ModelPasses:
         c.Gp = ws.get("Gp", (npairs, M))
         tb = np.searchsorted(c.atypes, np.arange(nt + 1))
         c.groups = []
+        # T = R̃ᵀG / nnei as `contract_T`, bit for bit, but each block of pairs is added right
+        # after its embedding (G still in cache), the padding after each neighbour block
+        c.T = ws.get("T", (na, 4, M))
+        c.T[:] = 0.0
         for t in range(nt):
             spans = ([(0, na, t)] if d.type_one_side
                      else [(tb[ti], tb[ti + 1], d.net_index(ti, t)) for ti in range(nt)])
@@ -364,11 +379,15 @@ class ModelPasses:
                 if p1 == p0:
                     continue
                 g = _Group(t, int(a0), int(a1), p0, p1, k)
+
+                def add_T(b0, b1, g=g):
+                    contract_T_pairs(g.t, g.a0, g.a1, g.p0 + b0, g.p0 + b1, c.rt, c.G, c.poff, c.T)
+
                 g.cache = embed_forward(d.embeddings[k], c.rt[p0:p1, 0], c.G[p0:p1], c.Gp[p0:p1],
-                                        ws, ("emb", t, k))
+                                        ws, ("emb", t, k), done=add_T)
                 c.groups.append(g)
-        c.T = ws.get("T", (na, 4, M))
-        contract_T(c.atypes, c.rt, c.G, c.poff, c.npad, self.rt_pad, self.G_pad, self.inv_nnei, c.T)
+            contract_T_padding(t, c.atypes, c.npad, self.rt_pad, self.G_pad, c.T)
+        scale_T(c.T, self.inv_nnei)
         c.Tbar = ws.get("Tbar", (na, 4, M))
         c.fits = []
         for ti in range(nt):
@@ -421,13 +440,13 @@ class ModelPasses:
             YB = fit_reverse(net, self.flat.fitting[f.ti], f.cache, c_e, grad, ws, ("fit", f.ti))
             K.back_D_pair(c.T[f.a0:f.a1], Td[f.a0:f.a1], YB[:n], YB[n:], d.axis_neuron,
                           self.inv_nnei, c.Tbar[f.a0:f.a1], Tdbar[f.a0:f.a1])
-        Gbar = ws.get("Gbar", (c.npairs, M))
-        Gpbar = ws.get("Gpbar", (c.npairs, M))
-        K.pair_adjoints(c.atypes, c.rt, rtd, c.poff, c.npad, self.rt_pad, c.Tbar, Tdbar, Gbar, Gpbar,
-                        self.pad_bars[w])
+        K.padding_adjoints(c.atypes, c.npad, self.rt_pad, c.Tbar, self.pad_bars[w])
         for g in c.groups:
-            embed_reverse(d.embeddings[g.k], self.flat.embedding[g.k], g.cache, Gbar[g.p0:g.p1],
-                          Gpbar[g.p0:g.p1], grad, ws)
+            def adjoint(b0, b1, Gbar, Gpbar, g=g):
+                K.pair_adjoints(g.t, g.a0, g.a1, g.p0 + b0, g.p0 + b1, c.rt, rtd, c.poff, c.Tbar,
+                                Tdbar, Gbar, Gpbar)
+
+            embed_reverse(d.embeddings[g.k], self.flat.embedding[g.k], g.cache, adjoint, grad, ws)
 
 
 def _seed_args(c_e, u, eps, c_f, c_v) -> tuple:

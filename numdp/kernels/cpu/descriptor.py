@@ -55,6 +55,40 @@ def contract_T(atypes, rt, G, poff, npad, rt_pad, G_pad, inv_nnei, T):
         scale(T[a], inv_nnei)
 
 
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
+def contract_T_pairs(t, a0, a1, q0, q1, rt, G, poff, T):
+    """T[a] (4, M) += sum over pairs q0 <= p < q1 of rt[p] (x) G[p], for the chunk atoms a0..a1-1
+    of neighbour block t: `contract_T`'s pair sums, one block of pairs at a time (the training
+    passes call it right after the block's embedding, while G is in cache).  With
+    `contract_T_padding` after each block t and `scale_T`, T comes out bit for bit as
+    `contract_T` makes it (the same additions in the same order)."""
+    M = T.shape[2]
+    for a in range(a0, a1):
+        lo = max(poff[t, a], q0)
+        hi = min(poff[t, a + 1], q1)
+        for p in range(lo, hi):
+            for c in range(4):
+                rc = rt[p, c]
+                for m in range(M):
+                    T[a, c, m] += rc * G[p, m]
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
+def contract_T_padding(t, atypes, npad, rt_pad, G_pad, T):
+    """T[a] += npad[a, t] rt_pad[t_a, t] (x) G_pad[t_a, t] for every chunk atom a: the padding
+    slots of block t (after all of block t's pairs, before block t + 1's)."""
+    for a in range(T.shape[0]):
+        ti = atypes[a]
+        add_padding(T[a], npad[a, t], rt_pad[ti, t], G_pad[ti, t])
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
+def scale_T(T, inv_nnei):
+    """T (na, 4, M) *= inv_nnei."""
+    for a in range(T.shape[0]):
+        scale(T[a], inv_nnei)
+
+
 @njit(cache=True, nogil=True, inline="always")
 def folded_rows(naxis, width):
     """(M, offset of row naxis) of a D layout of `width` columns per atom, full or folded.

@@ -18,14 +18,35 @@ def first_layer_tangent(x, w, b, idt, mode, out):
     x: (n,); w, b, idt: (k,); out: (2n, k) = [y'; dy'/dx] with y' = residual + idt*tanh(x w + b).
     """
     n = x.shape[0]
+    _first_layer(x, w, b, idt, mode, out[:n], out[n:], out, False)
+
+
+@njit(**FLAGS)
+def first_layer_tangent_keep(x, w, b, idt, mode, out_val, out_slope, Z):
+    """`first_layer_tangent` into out_val, out_slope (n, k), keeping Z (2n, k) = [h; dz/dx]
+    = [tanh(x w + b); w] for the training passes' reverse (as `post_tangent_keep` does for the
+    later layers)."""
+    _first_layer(x, w, b, idt, mode, out_val, out_slope, Z, True)
+
+
+@njit(cache=True, nogil=True, inline="always", error_model="numpy", fastmath={"contract", "nsz"})
+def _first_layer(x, w, b, idt, mode, top_out, bot_out, Z, keep):
+    """Body of the first-layer kernels (keep: a constant in each inlined copy)."""
+    n = x.shape[0]
     k = w.shape[0]
-    one = cast_like(1.0, out)   # a float64 literal would promote float32 arithmetic
+    one = cast_like(1.0, top_out)   # a float64 literal would promote float32 arithmetic
     for r in range(n):
         xr = x[r]
-        top = out[r]
-        bot = out[n + r]
+        top = top_out[r]
+        bot = bot_out[r]
+        if keep:
+            zt = Z[r]
+            zb = Z[n + r]
         for c in range(k):
             h = tanh(xr * w[c] + b[c])
+            if keep:
+                zt[c] = h
+                zb[c] = w[c]
             top[c] = idt[c] * h
             bot[c] = idt[c] * (one - h * h) * w[c]
         if mode == 1:
@@ -86,6 +107,65 @@ def _post_tangent(Z, b, idt, Y, mode, out_val, out_slope, keep):
                 ob[c] += yb[c]
                 ot[n_in + c] += yt[c]
                 ob[n_in + c] += yb[c]
+
+
+@njit(**FLAGS)
+def rebuild_tangent(Z, idt, Y, mode, first, out_val, out_slope):
+    """The outputs [y'; dy'/dx] of an embedding layer again, from what the training forward
+    kept: Z (2n, k) = [h; dz/dx] and the layer input Y (2n, n_in) (x in Y[:n, 0] when `first`),
+    bit for bit what `post_tangent_keep` (`first_layer_tangent_keep` when `first`) wrote into
+    out_val, out_slope (n, k): the same products in the same order, without the tanh.  The
+    training passes rebuild a block's layer inputs in its reverse instead of keeping them for
+    every pair (memory traffic)."""
+    if first:
+        _rebuild(Z, idt, Y, mode, out_val, out_slope, True)
+    else:
+        _rebuild(Z, idt, Y, mode, out_val, out_slope, False)
+
+
+@njit(cache=True, nogil=True, inline="always", error_model="numpy", fastmath={"contract", "nsz"})
+def _rebuild(Z, idt, Y, mode, out_val, out_slope, first):
+    """Body of rebuild_tangent (first: a constant in each inlined copy)."""
+    n = Z.shape[0] // 2
+    one = cast_like(1.0, Z)
+    k = Z.shape[1]
+    n_in = Y.shape[1]
+    for r in range(n):
+        zt = Z[r]
+        zb = Z[n + r]
+        ot = out_val[r]
+        ob = out_slope[r]
+        for c in range(k):
+            h = zt[c]
+            if first:   # as _first_layer: idt (1 - h^2) w, with w = dz/dx
+                ot[c] = idt[c] * h
+                ob[c] = idt[c] * (one - h * h) * zb[c]
+            else:       # as _post_tangent: idt ((1 - h^2) z')
+                g = (one - h * h) * zb[c]
+                ot[c] = idt[c] * h
+                ob[c] = idt[c] * g
+        if first:
+            xr = Y[r, 0]
+            if mode == 1:
+                ot[0] += xr
+                ob[0] += 1.0
+            elif mode == 2:
+                for c in range(2):
+                    ot[c] += xr
+                    ob[c] += 1.0
+        else:
+            yt = Y[r]
+            yb = Y[n + r]
+            if mode == 1:
+                for c in range(k):
+                    ot[c] += yt[c]
+                    ob[c] += yb[c]
+            elif mode == 2:
+                for c in range(n_in):
+                    ot[c] += yt[c]
+                    ob[c] += yb[c]
+                    ot[n_in + c] += yt[c]
+                    ob[n_in + c] += yb[c]
 
 
 @njit(**FLAGS)

@@ -101,36 +101,48 @@ def back_D_pair(T, Td, Dbar, Ddbar, naxis, inv_nnei, Tbar, Tdbar):
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def pair_adjoints(atypes, rt, rtd, poff, npad, rt_pad, Tbar, Tdbar, Gbar, Gpbar, Gpad_bar):
-    """Adjoints of the embedding outputs.
+def pair_adjoints(t, a0, a1, q0, q1, rt, rtd, poff, Tbar, Tdbar, Gbar, Gpbar):
+    """Adjoints of the embedding outputs of pairs q0..q1-1, all of block t and of chunk atoms
+    a0..a1-1 (one embedding block, computed just before its reverse while it is in cache):
 
-    Ḡ[p] = Σ_c rt[p,c] T̄[a,c] + ṙt[p,c] Ṫ̄[a,c];  Ḡ'[p] = ẋ_p Σ_c rt[p,c] Ṫ̄[a,c]   (npairs, M);
-    Gpad_bar[t_i, t] (ntypes, ntypes, M) += npad[a, t] Σ_c rt_pad[t_i, t, c] T̄[a, c]
-    (padding rows are constants of the coordinates but their embedding depends on θ).
+    Ḡ[p] = Σ_c rt[p,c] T̄[a,c] + ṙt[p,c] Ṫ̄[a,c];  Ḡ'[p] = ẋ_p Σ_c rt[p,c] Ṫ̄[a,c]
+    into rows p - q0 of Gbar, Gpbar (>= q1 - q0, M).
     """
-    ntypes = poff.shape[0]
+    M = Tbar.shape[2]
+    for a in range(a0, a1):
+        lo = max(poff[t, a], q0)
+        hi = min(poff[t, a + 1], q1)
+        for p in range(lo, hi):
+            r0 = rt[p, 0]
+            r1 = rt[p, 1]
+            r2 = rt[p, 2]
+            r3 = rt[p, 3]
+            d0 = rtd[p, 0]
+            d1 = rtd[p, 1]
+            d2 = rtd[p, 2]
+            d3 = rtd[p, 3]
+            q = p - q0
+            for m in range(M):
+                s0 = Tdbar[a, 0, m]
+                s1 = Tdbar[a, 1, m]
+                s2 = Tdbar[a, 2, m]
+                s3 = Tdbar[a, 3, m]
+                Gbar[q, m] = (r0 * Tbar[a, 0, m] + r1 * Tbar[a, 1, m] + r2 * Tbar[a, 2, m]
+                              + r3 * Tbar[a, 3, m] + d0 * s0 + d1 * s1 + d2 * s2 + d3 * s3)
+                Gpbar[q, m] = d0 * (r0 * s0 + r1 * s1 + r2 * s2 + r3 * s3)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def padding_adjoints(atypes, npad, rt_pad, Tbar, Gpad_bar):
+    """Gpad_bar[t_i, t] (ntypes, ntypes, M) += npad[a, t] Σ_c rt_pad[t_i, t, c] T̄[a, c] over the
+    chunk atoms a (padding rows are constants of the coordinates, but their embedding depends
+    on θ)."""
+    ntypes = npad.shape[1]
     na = Tbar.shape[0]
     M = Tbar.shape[2]
     for a in range(na):
         ti = atypes[a]
         for t in range(ntypes):
-            for p in range(poff[t, a], poff[t, a + 1]):
-                r0 = rt[p, 0]
-                r1 = rt[p, 1]
-                r2 = rt[p, 2]
-                r3 = rt[p, 3]
-                d0 = rtd[p, 0]
-                d1 = rtd[p, 1]
-                d2 = rtd[p, 2]
-                d3 = rtd[p, 3]
-                for m in range(M):
-                    s0 = Tdbar[a, 0, m]
-                    s1 = Tdbar[a, 1, m]
-                    s2 = Tdbar[a, 2, m]
-                    s3 = Tdbar[a, 3, m]
-                    Gbar[p, m] = (r0 * Tbar[a, 0, m] + r1 * Tbar[a, 1, m] + r2 * Tbar[a, 2, m]
-                                  + r3 * Tbar[a, 3, m] + d0 * s0 + d1 * s1 + d2 * s2 + d3 * s3)
-                    Gpbar[p, m] = d0 * (r0 * s0 + r1 * s1 + r2 * s2 + r3 * s3)
             npd = npad[a, t]
             if npd > 0:
                 for c in range(4):
