@@ -57,6 +57,7 @@ PHASES = {
     "DeviceForceProvider._extended_positions": "neighbour list",
     "DeviceForceProvider._list": "neighbour list",
     "closest_pair": "closest pair",
+    "closest_pair_device": "closest pair",
     "DeviceForceProvider._compute_models": "model",
     "DPModel.compute_device": "model",
     "DeviceForceProvider._owned_forces": "fold",
