@@ -17,9 +17,11 @@ atoms; a size that does not fit (device memory) or that would overrun --budget s
 with one line.  Extra columns: `xfer%`, the wall time inside the CUDA backend's to_device /
 to_host calls (numdp.kernels.cuda.launch.LaunchCounter; on a GPU a copy to the host also waits for
 the kernels queued before it, so this overlaps the other columns), and per step the number of
-numba.cuda kernel launches and of host<->device copies (counted from the first step to the end of
-the run, reports and the final output included, divided by its steps; CuPy's own reductions and
-sorts are not counted).
+numba.cuda kernel launches, of host<->device copies and of the array library's operations
+(`xpops`: element-wise, reductions, sorts, ...; numdp.kernels.cuda.opcount, complete under the
+simulator, CuPy's functions only on a GPU), counted from the first step to the end of the run,
+reports and the final output included, divided by its steps; --phases prints them by phase of the
+step (integrate, rebuild test, neighbour list, model, fold, reductions, output, ...).
     python tools/bench_md.py --sizes 1536 --devi-models 4 --repeat 3   # 1- and 4-model runs interleaved 3x
     python tools/bench_md.py --sizes 1536 --devi-models 4 --no-share   # the 4 models without sharing
     python tools/bench_md.py --device cuda --sizes 12288 --devi-models 4   # on the GPU, with launches per step
@@ -106,15 +108,20 @@ def run_size(model: Path, natoms: int, steps: int, model_obj=None, precision: st
     model_obj: an already loaded model to reuse (JIT caches and thread pools stay warm).  On
     device "cuda" the run's kernel launches and host<->device copies are counted
     (result.extra["counter"]: numdp.kernels.cuda.launch.LaunchCounter)."""
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         toml = write_input(Path(tmp), model, REPLICAS[natoms], steps, precision, devi_models, device)
+        counter = None
+        if device != "cpu":
+            from numdp.kernels.cuda.opcount import OpCounter
+
+            # switched on before the run is built, so that its device arrays are known as such
+            # (the array operations on them are counted); reset at the first step
+            counter = OpCounter()
+            stack.enter_context(counter.counting())
         sim, end = build_simulation(load_run_settings(toml), model=model_obj, screen=io.StringIO())
         try:
-            if device == "cpu":
+            if counter is None:
                 return sim.run(end), sim.provider.model
-            from numdp.kernels.cuda.launch import LaunchCounter
-
-            counter = LaunchCounter()
             step = sim.integrator.step
 
             def first_step_resets(state, forces):   # count the steps, not the setup's force call
@@ -124,8 +131,7 @@ def run_size(model: Path, natoms: int, steps: int, model_obj=None, precision: st
                 step(state, forces)
 
             sim.integrator.step = first_step_resets
-            with counter.counting():
-                result = sim.run(end)
+            result = sim.run(end)
             result.extra["counter"] = counter
             return result, sim.provider.model
         finally:
@@ -170,6 +176,8 @@ def main(argv=None) -> int:
     p.add_argument("--warmup-steps", type=int, default=5)
     p.add_argument("--steps", type=int, nargs="+", default=None, help="steps per size (default: by size)")
     p.add_argument("--precision", default="double", choices=["double", "mix32", "mix16"])
+    p.add_argument("--phases", action="store_true",
+                   help="with --device cuda: print the device operations per step by phase and kind")
     p.add_argument("--compress", action="store_true",
                    help="benchmark the model compressed with `numdp compress` defaults (order 3, dx 0.01)")
     p.add_argument("--devi-models", type=int, default=1,
@@ -201,7 +209,7 @@ def main(argv=None) -> int:
           "dt 0.5 fs, skin 2 A, output every 10 steps")
     head = (f"{'atoms':>7} {'steps':>5} {'s/step':>9} {'ns/day':>9} {'us/atom/step':>12} "
             f"{'neigh%':>7} {'force%':>7} {'integ%':>7} {'output%':>8} {'other%':>7} {'builds':>6}"
-            + (f" {'xfer%':>6} {'launch/step':>11} {'copies/step':>11}" if cuda else ""))
+            + (f" {'xfer%':>6} {'launch/step':>11} {'copies/step':>11} {'xpops/step':>10}" if cuda else ""))
     print(head)
     print("-" * len(head))
     rows = {}
@@ -233,12 +241,15 @@ def main(argv=None) -> int:
         if cuda:
             c = r.extra["counter"]
             extra = (f" {100 * c.transfer_seconds / t.total:>6.2f} {c.launches / r.steps:>11.1f} "
-                     f"{(c.to_device + c.to_host) / r.steps:>11.1f}")
+                     f"{(c.to_device + c.to_host) / r.steps:>11.1f} {c.array_ops / r.steps:>10.1f}")
         print(f"{n:>7} {r.steps:>5} {t.total / r.steps:>9.4f} {r.ns_per_day:>9.4f} {r.us_per_atom_step:>12.2f} "
               f"{pct['Neigh']:>7.2f} {pct['Force']:>7.2f} {pct['Integrate']:>7.2f} {pct['Output']:>8.2f} "
               f"{pct['Other']:>7.2f} {r.rebuilds:>6}" + extra, flush=True)
         if r.stopped:
             print(f"        (the run stopped early: {r.stopped.split(';')[0]})")
+        if cuda and args.phases:
+            print(f"  device operations per step at {n} atoms, by phase (launches = kernels + array ops):")
+            print("\n".join("    " + line for line in r.extra["counter"].table(r.steps).splitlines()), flush=True)
         if args.devi_models > 1:
             devi_run = functools.partial(run_size, args.model, devi_models=args.devi_models, device=args.device)
             with sharing(not args.no_share):

@@ -66,7 +66,8 @@ def kernels():
         ("scatter_atomic", forces.scatter_atomic,
          (arr(i8, 1), arr(i8, 1), arr(i4, 1), arr(f8, 2), arr(f8, 2), arr(f8, 2), arr(f8, 2))),
         ("fold_rows", forces.fold_rows, (arr(f8, 2), arr(i8, 1), arr(i8, 1), arr(f8, 2))),
-        ("closest_rows (md)", md.closest_rows, (arr(f8, 2), arr(i4, 2), arr(i8, 1), arr(f8, 1), arr(i4, 1))),
+        ("closest_records (md)", md.closest_records, (arr(f8, 2), arr(i4, 2), arr(i8, 1), arr(f8, 2))),
+        ("extreme_rows (md)", md.extreme_rows, (arr(f8, 2), i8, i8, i8, arr(f8, 2))),
     ]
     return out
 

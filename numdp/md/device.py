@@ -120,6 +120,11 @@ class DeviceVelocityVerlet(VelocityVerlet):
         dev = self.dev
         self._K.drift[self._grid(dev.natoms)](dev.positions, dev.velocities, float(h))
 
+    def kick_drift(self, state: State, h: float) -> None:
+        dev = self.dev
+        self._K.kick_drift[self._grid(dev.natoms)](dev.velocities, dev.forces, dev.masses, 0.5 * self.dt,
+                                                   dev.positions, float(h))
+
     def sync_host(self, state: State) -> None:
         """Copy positions, velocities, forces and the neighbour record to the host State."""
         self.dev.download(state)

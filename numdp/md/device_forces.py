@@ -7,8 +7,9 @@ Same interface (`__call__(state)`, `closest`, `step_displacement`, `rebuilds`, `
 - Rebuild test (every call, on the device): with d the largest displacement since the rebuild
   and s_min the smallest singular value of the cell deformation, rebuild when
   (rcut + 2 d) / s_min >= rcut + skin (numdp.md.forces explains the bound).  The per-atom
-  squared displacements come from `displacement_sq`; their max and argmax are device reductions
-  (max is exact in any order); the host receives the two numbers and an index.
+  squared displacements come from `displacement_rows`; their max and argmax are one tree of
+  `extreme_rows` on the device (max is exact in any order); the host receives the two numbers and
+  an index.
 - At a rebuild: the ghost shell of width rcut + skin is built on the device
   (numdp.neighbor.device.extend_cuda, the images of `build_nlist_cuda`), with the whole lattice
   vector that takes each owner to each of its extended atoms (`lattice_shifts`), and the fixed
@@ -42,7 +43,7 @@ import numpy as np
 from ..neighbor import report_overflow, slot_offsets
 from ..parallel.world import World
 from ..system import State
-from .device_state import DeviceState, first_flagged_columns, tree_sum_device
+from .device_state import DeviceState, tree_extreme_device, tree_sum_device
 from .forces import cell_strain, model_sel, needs_rebuild
 
 
@@ -96,6 +97,7 @@ class DeviceForceProvider:
         self._box_h = None
         self._ref_box_inv = None
         self._prev = None
+        self._strain = (None, None)   # (host, device) cell strain of the last rebuild test
         self._overflow_warned = False
         self._overflow_warned_sels: set[tuple[int, ...]] = set()   # deviation models' lists
         self.shared_env = 0   # model evaluations that reused another model's environment matrix
@@ -120,22 +122,26 @@ class DeviceForceProvider:
         be, xp, dev = self.be, self.be.xp, self.dev
         strain, smin = cell_strain(state.box, self._ref_box_inv)
         n = dev.natoms
-        step2 = xp.empty(n)
-        ref2 = xp.empty(n)
-        previous = self._prev if self._prev is not None else dev.positions
-        self._K.displacement_sq[self._grid(n)](dev.positions, previous, dev.reference, be.to_device(strain),
-                                               step2, ref2)
         ref_max = 0.0
-        if n:   # one copy to the host: (max ref2, argmax step2, max step2)
-            k = xp.argmax(step2)
-            ref_max, kf, step_max = (float(v) for v in be.to_host(xp.stack([xp.max(ref2), k.astype(np.float64),
-                                                                               step2[k]])))
+        if n:   # one tree of records (step², atom, ref²), one copy: (max step², argmax, max ref²)
+            rows = xp.empty((n, 3))
+            previous = self._prev if self._prev is not None else dev.positions
+            self._K.displacement_rows[self._grid(n)](dev.positions, previous, dev.reference,
+                                                     self._strain_device(strain), rows)
+            step_max, kf, ref_max = (float(v) for v in be.to_host(tree_extreme_device(be, rows, 2)))
             if self._prev is not None:
                 self.step_displacement = (math.sqrt(step_max), int(kf))
         ref_max = self.world.max_global(ref_max)
         if self._force_rebuild:
             ref_max = math.inf
         return needs_rebuild(self.rcut, self.skin, ref_max, smin)
+
+    def _strain_device(self, strain: np.ndarray):
+        """The cell strain (3, 3) on the device, uploaded only when it changed (a barostat)."""
+        host, device = self._strain
+        if host is None or not np.array_equal(host, strain):
+            self._strain = (np.array(strain, dtype=np.float64), self.be.to_device(np.ascontiguousarray(strain)))
+        return self._strain[1]
 
     def _build(self, reference, box) -> None:
         """Ghost shell, lattice shifts and fold order for the configuration `reference` (device
@@ -193,7 +199,7 @@ class DeviceForceProvider:
     def __call__(self, state: State) -> None:
         """Fill dev.forces (N, 3) eV/Å (device), state.virial (3, 3) eV and
         state.potential_energy eV (host)."""
-        from ..model.cuda_evaluator import closest_pair
+        from ..model.cuda_evaluator import closest_pair_device, closest_pair_of
 
         be, xp, dev = self.be, self.be.xp, self.dev
         c0 = self.world.comm_time
@@ -212,7 +218,7 @@ class DeviceForceProvider:
             if not self._overflow_warned:
                 self._overflow_warned = True
                 report_overflow(_Overflow(overflow, max_count), self.sel, getattr(self.model, "type_map", None))
-        self.closest = closest_pair(be, self._ext_pos, nlist, self._sec_d)
+        closest = closest_pair_device(be, self._ext_pos, nlist, self._sec_d)   # read with the totals
         self._nlist = nlist
         c1 = self.world.comm_time
         t1 = time.perf_counter()
@@ -223,11 +229,12 @@ class DeviceForceProvider:
             outs = self._compute_models([self.model] + others)
             energy, ext_force, virial = outs[0]
         self._owned_forces(ext_force)
-        totals = self._totals(energy, virial)
+        totals = self._totals(energy, virial, closest)
+        self.closest = closest_pair_of(totals[10:13])
         if others is not None:
             self._ensemble_done = (self.calls + 1, others, [self._reduce(out) for out in outs[1:]])
         state.potential_energy = float(totals[0])
-        state.virial = totals[1:].reshape(3, 3)
+        state.virial = totals[1:10].reshape(3, 3)
         if self._prev is None:
             self._prev = xp.empty((nloc, 3))
         self._prev[...] = dev.positions
@@ -256,12 +263,16 @@ class DeviceForceProvider:
         """dev.forces (nloc, 3) eV/Å: the forces on the extended atoms folded onto their owners."""
         self.dev.forces = self._fold(ext_force, self.dev.forces)
 
-    def _totals(self, energy, virial) -> np.ndarray:
+    def _totals(self, energy, virial, closest=None) -> np.ndarray:
         """(E, virial (9)) eV on the host, summed over ranks: the atomic energies `energy` (nloc,)
-        as a fixed-order tree sum and the device virial (3, 3) come over in one copy (10 numbers)."""
+        as a fixed-order tree sum and the device virial (3, 3) come over in one copy (10 numbers);
+        with `closest` (a device record of closest_pair_device) its 3 numbers follow, this rank's."""
         xp, nloc = self.be.xp, self.dev.natoms
-        both = xp.concatenate([tree_sum_device(self.be, energy.reshape(nloc, 1)), virial.reshape(9)])
-        return self.world.sum_global(np.array(self.be.to_host(both), dtype=np.float64))
+        parts = [tree_sum_device(self.be, energy.reshape(nloc, 1)), virial.reshape(9)]
+        if closest is not None:
+            parts.append(closest)
+        got = np.array(self.be.to_host(xp.concatenate(parts)), dtype=np.float64)
+        return np.concatenate([self.world.sum_global(got[:10]), got[10:]])
 
     def _fold(self, ext_force, out=None):
         """The forces (nloc, 3) eV/Å on the owned atoms from those on the extended atoms
@@ -348,9 +359,13 @@ class DeviceForceProvider:
         dev = self.dev
         # the velocities are checked in the same launch and copy; the safety monitor
         # (numdp.md.device.DeviceSafetyMonitor) reads that result for this step
-        flag = self.be.xp.empty((dev.natoms, 2), np.int32)
-        self._K.nonfinite_rows2[self._grid(dev.natoms)](dev.forces, dev.velocities, flag)
-        k, kv = first_flagged_columns(self.be, flag)
+        n = dev.natoms
+        k = kv = -1
+        if n:   # records (n - i when flagged, else 0): the max is n - the first flagged atom
+            rows = self.be.xp.empty((n, 2))
+            self._K.nonfinite_records[self._grid(n)](dev.forces, dev.velocities, rows)
+            got = self.be.to_host(tree_extreme_device(self.be, rows, 0))
+            k, kv = (n - int(g) if g else -1 for g in got)
         dev.nonfinite_velocity = (state.step, kv)
         if k >= 0:
             dev.download(state)

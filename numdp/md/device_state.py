@@ -88,6 +88,23 @@ def tree_sum_device(be: Backend, rows):
     return rows[0]
 
 
+def tree_extreme_device(be: Backend, rows, npay: int, minimum: bool = False):
+    """The record (k,) on the device of rows (n >= 1, k) float64 with the first largest (or,
+    with `minimum`, smallest) column 0, columns [0, npay) taken from that row and columns
+    [npay, k) the max of theirs: the levels of one fixed-order tree
+    (numdp.kernels.cuda.md.extreme_rows), NumPy's argmax / argmin and max (NaN included)."""
+    from ..kernels.cuda import launch, md
+
+    xp = be.xp
+    k = rows.shape[1]
+    while rows.shape[0] > 1:
+        nch = (rows.shape[0] + md.SUM_CHUNK - 1) // md.SUM_CHUNK
+        out = xp.empty((nch, k))
+        md.extreme_rows[launch.grid(nch)](rows, md.SUM_CHUNK, npay, int(minimum), out)
+        rows = out
+    return rows[0]
+
+
 def first_flagged(be: Backend, flag) -> int:
     """Index of the first non-zero entry of a device int array, or -1 (argmax: first maximum)."""
     if flag.shape[0] == 0:
@@ -95,14 +112,3 @@ def first_flagged(be: Backend, flag) -> int:
     xp = be.xp
     i, value = (int(v) for v in be.to_host(xp.stack([xp.argmax(flag), xp.max(flag).astype(np.int64)])))
     return i if value else -1
-
-
-def first_flagged_columns(be: Backend, flag) -> list[int]:
-    """first_flagged of each column of a device int array (n, k), in one copy to the host."""
-    xp = be.xp
-    if flag.shape[0] == 0:
-        return [-1] * flag.shape[1]
-    got = be.to_host(xp.concatenate([xp.argmax(flag, axis=0).astype(np.int64),
-                                     xp.max(flag, axis=0).astype(np.int64)]))
-    k = flag.shape[1]
-    return [int(got[c]) if int(got[k + c]) else -1 for c in range(k)]

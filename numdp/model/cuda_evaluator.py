@@ -85,32 +85,39 @@ class DeviceChunkEnv:
     tb: np.ndarray
     _reverse: tuple | None = None
 
-    def reverse_index(self, xp) -> tuple:
+    def reverse_index(self, be: Backend) -> tuple:
         """(rev (P,), snbr (P,), seg (S,), seg_end (S,)) device arrays for gather_neighbours: the
         pairs sorted by (neighbour, pair) (unique keys: every sort agrees), cut into one segment
         [seg, seg_end) per distinct neighbour, padding (-1, sorted first) skipped; seg and
-        seg_end are None when no slot is occupied.  Formed at the first call (one host read)."""
+        seg_end are None when no slot is occupied.  Formed at the first call: the keys, the
+        array library's sort, the marks of segment starts and their ends are kernels
+        (numdp.kernels.cuda.forces), the starts one flatnonzero: five launches, no host read."""
         if self._reverse is None:
+            xp, K = be.xp, be.kernels
             nbr = self.nbr
             P = int(nbr.shape[0])
-            key = nbr.astype(np.int64) * P + xp.arange(P, dtype=np.int64)
+            key = xp.empty(P, np.int64)
+            K.forces.pair_sort_keys[K.launch.strided(P)](nbr, key)
             rev = xp.argsort(key)
-            snbr = nbr[rev]
-            first = int(xp.searchsorted(snbr, 0))
-            seg = seg_end = None
-            if first < P:
-                change = xp.empty(P - first, np.bool_)
-                change[0] = True
-                change[1:] = snbr[first + 1:] != snbr[first:-1]
-                seg = xp.flatnonzero(change).astype(np.int64) + first
+            snbr = xp.empty(P, np.int32)
+            change = xp.empty(P, np.int8)
+            K.forces.segment_marks[K.launch.strided(P)](nbr, rev, snbr, change)
+            seg = xp.flatnonzero(change)
+            seg_end = None
+            if seg.shape[0]:
                 seg_end = xp.empty_like(seg)
-                seg_end[:-1] = seg[1:]
-                seg_end[-1] = P
+                K.forces.segment_ends[K.launch.strided(seg.shape[0])](seg, P, seg_end)
+            else:
+                seg = None
             self._reverse = (rev, snbr, seg, seg_end)
         return self._reverse
 
 
 EMBEDDINGS = ("gemm", "fused")
+# per-chunk counts of pairs beyond a compressed model's tables kept on the device before one read
+BEYOND_PENDING = 1024
+# device copies of chunk atoms kept (`CUDAEvaluator._env`): every chunk of a run's systems
+CHUNK_ATOMS_KEPT = 64
 ASSEMBLIES = ("gather", "atomic")
 
 
@@ -148,11 +155,26 @@ class CUDAEvaluator:
             self.netidx = be.to_device(cpu.netidx)
             self.tab = be.kernels.tabulated.kernels_for(cpu.coef.dtype)
         self.atom_bias = cpu.atom_bias
-        self.beyond_table = 0
+        self._beyond_counted = 0   # pairs beyond the tables, read to the host
+        self._beyond_pending = []  # per-chunk counts (device scalars) not read yet
+        self._chunk_atoms: dict = {}   # host chunk atoms (bytes) -> their device copies (`_env`)
         self._embedding = "gemm"
         # "gather" (deterministic, the default) or "atomic" (floating-point atomics: for the
         # benchmark's measurement of what determinism costs; results vary in the last bits)
         self.assembly = "gather"
+
+    @property
+    def beyond_table(self) -> int:
+        """Pairs evaluated outside a compressed model's tables so far (the per-chunk counts stay
+        on the device until this is read: one host read then, not one per evaluation)."""
+        self._read_beyond()
+        return self._beyond_counted
+
+    def _read_beyond(self) -> None:
+        if self._beyond_pending:
+            xp = self.be.xp
+            self._beyond_counted += int(self.be.to_host(xp.stack(self._beyond_pending).sum()))
+            self._beyond_pending = []
 
     def _dev_net(self, net) -> _DevNet:
         be = self.be
@@ -255,8 +277,13 @@ class CUDAEvaluator:
         be, xp, K = self.be, self.be.xp, self.be.kernels
         d = self.params.descriptor
         P = atoms_host.shape[0] * d.nnei
-        atoms = be.to_device(atoms_host.astype(np.int64))
-        atypes = be.to_device(atypes_host.astype(np.int64))
+        key = atoms_host.astype(np.int64).tobytes() + atypes_host.astype(np.int64).tobytes()
+        if key not in self._chunk_atoms:   # MD: the same chunks every step, uploaded once
+            if len(self._chunk_atoms) >= CHUNK_ATOMS_KEPT:
+                self._chunk_atoms.clear()
+            self._chunk_atoms[key] = (be.to_device(atoms_host.astype(np.int64)),
+                                      be.to_device(atypes_host.astype(np.int64)))
+        atoms, atypes = self._chunk_atoms[key]
         rt = xp.empty((P, 4))
         dvec = xp.empty((P, 3))
         nbr = xp.empty(P, np.int32)
@@ -285,7 +312,9 @@ class CUDAEvaluator:
             beyond = xp.empty(P, np.int32)
             self.tab[0][g2](atypes, rt, nbr, self.sec, self.G_pad, self.coef, self.coff, self.meta,
                             self.netidx, 1.0 / nnei, T, beyond)
-            self.beyond_table += int(beyond.sum())
+            self._beyond_pending.append(beyond.sum())   # read when asked for (no sync per step)
+            if len(self._beyond_pending) >= BEYOND_PENDING:
+                self._read_beyond()
             G = Gp = None
         else:
             G, Gp = self._embed(rt, nbr, na, tb, want_force)
@@ -304,8 +333,9 @@ class CUDAEvaluator:
             a0, a1 = int(tb[ti]), int(tb[ti + 1])
             if a1 == a0:
                 continue
-            e = self._fit(D[a0:a1], self.fit[ti], None if gD is None else gD[a0:a1])
-            energy[atoms[a0:a1]] = e + self.fit_bias[ti] + self.atom_bias[ti]
+            z = self._fit(D[a0:a1], self.fit[ti], None if gD is None else gD[a0:a1])
+            K.layers.fit_energy[launch.strided(a1 - a0)](z, atoms[a0:a1], float(self.fit_bias[ti]),
+                                                         float(self.atom_bias[ti]), energy)
         if not want_force:
             return
         Tbar = xp.empty((na, 4, M))
@@ -326,7 +356,7 @@ class CUDAEvaluator:
                 atom_virial += av
             return
         K.forces.gather_centres[launch.strided(na)](atoms, self.sec, fpair, force)
-        rev, snbr, seg, seg_end = env.reverse_index(xp)
+        rev, snbr, seg, seg_end = env.reverse_index(be)
         if seg is None:
             return
         seg_av = xp.empty((seg.shape[0], 9))
@@ -400,8 +430,9 @@ class CUDAEvaluator:
             Gp[...] = Y[n:]
 
     def _fit(self, D, net: _DevNet, gD):
-        """Atomic network energies (n,) float64 (without the last layer's bias) and, unless gD
-        is None, dE/dD written into gD (n, width)."""
+        """The last layer's product (n, 1) in the policy's dtype (the atomic network energies
+        without the last layer's bias: kernel fit_energy adds the biases) and, unless gD is None,
+        dE/dD written into gD (n, width)."""
         be, xp, K = self.be, self.be.xp, self.be.kernels
         half = self.precision.half_operands
         n = D.shape[0]
@@ -417,7 +448,7 @@ class CUDAEvaluator:
             cache.append(H)
             y = out
         last = net.w[-1]
-        energy = be.matmul(y, last, half=half)[:, 0].astype(np.float64)
+        energy = be.matmul(y, last, half=half)
         if gD is None:
             return energy
         gy = xp.empty((n, last.shape[0]), D.dtype)
@@ -426,11 +457,13 @@ class CUDAEvaluator:
             H = cache[li]
             gZ = xp.empty(H.shape, H.dtype)
             K.layers.back_tanh[K.launch.strided2(n, H.shape[1])](gy, H, net.idt[li], gZ)
-            gx = be.matmul(gZ, net.w[li].T, half=half)
+            # the first layer's adjoint is dE/dD: written straight into gD
+            gx = be.matmul(gZ, net.w[li].T, out=gD if li == 0 else None, half=half)
             if net.mode[li]:
                 K.layers.add_residual_adjoint[K.launch.strided2(n, gx.shape[1])](gy, net.mode[li], gx)
             gy = gx
-        gD[...] = gy
+        if len(net.w) == 1:
+            gD[...] = gy
         return energy
 
 
@@ -456,11 +489,14 @@ def compute_device_shared(evaluators, ext_pos, nlist, types, want_force=True, wa
     be, xp = ev0.be, ev0.be.xp
     pos = be.to_device(ext_pos, np.float64)
     nl = be.to_device(nlist, np.int32)
-    typ_host = np.asarray(be.to_host(types)).astype(np.int64)
+    typ_host = np.asarray(types if isinstance(types, np.ndarray) else be.to_host(types)).astype(np.int64)
     nloc = typ_host.shape[0]
     nall = pos.shape[0]
     order = np.argsort(typ_host, kind="stable")
-    outs = [(xp.zeros(nloc), xp.zeros((nall, 3)), xp.zeros(9), xp.zeros((nall if want_atom_virial else 1, 9)),
+    # atomic energies: every atom's written by its chunk (fit_energy); the atomic virials only
+    # accumulated when asked for (a placeholder row otherwise)
+    outs = [(xp.empty(nloc), xp.zeros((nall, 3)), xp.zeros(9),
+             xp.zeros((nall, 9)) if want_atom_virial else xp.empty((1, 9)),
              np.zeros((nloc, ev.params.descriptor.dim_out)) if want_descriptor else None) for ev in evaluators]
     for c0 in range(0, nloc, ev0.chunk):
         atoms = order[c0:c0 + ev0.chunk]
@@ -483,25 +519,34 @@ def fold_order(xp, mapping, nloc: int):
 
 def closest_pair(be: Backend, ext_pos, nlist, sec) -> tuple[float, int, int]:
     """(distance Å, centre, extended neighbour) of the closest pair of a DeePMD-kit list on the
-    device (the twin of numdp.kernels.cpu.md.closest_pair): kernel closest_rows reads the first
-    slot of each per-type block (the nearest neighbour of that type) per centre, then the device
-    argmin (the first minimum, as the CPU loop) picks the centre; three numbers reach the host in
-    one copy.  ext_pos (nall, 3) float64 Å, nlist (nloc, nnei) int32, sec (ntypes + 1,) int64
-    slot block starts: device arrays.  (inf, -1, -1) when no atom has a neighbour."""
-    import math
+    device (the twin of numdp.kernels.cpu.md.closest_pair): `closest_pair_device`, whose three
+    numbers reach the host in one copy.  ext_pos (nall, 3) float64 Å, nlist (nloc, nnei) int32,
+    sec (ntypes + 1,) int64 slot block starts: device arrays.  (inf, -1, -1) when no atom has a
+    neighbour."""
+    return closest_pair_of(be.to_host(closest_pair_device(be, ext_pos, nlist, sec)))
 
-    from ..kernels.cuda.md import closest_rows
 
-    xp = be.xp
+def closest_pair_device(be: Backend, ext_pos, nlist, sec):
+    """The record (d² Å², centre, extended neighbour) (3,) float64 of the closest pair, left on
+    the device (MD reads it with the step's energy): kernel closest_records reads the first slot
+    of each per-type block (the nearest neighbour of that type) per centre, then one tree of
+    extreme_rows picks the first minimum (the CPU loop's centre).  (inf, 0, -1) without pairs."""
+    from ..kernels.cuda.md import closest_records
+    from ..md.device_state import tree_extreme_device
+
     nloc = int(nlist.shape[0])
     if nloc == 0:
-        return math.inf, -1, -1
-    dist2 = xp.empty(nloc)
-    nbr = xp.empty(nloc, np.int32)
-    closest_rows[be.kernels.launch.grid(nloc)](ext_pos, nlist, sec, dist2, nbr)
-    i = xp.argmin(dist2)
-    d2, fi, fj = (float(v) for v in be.to_host(xp.stack([dist2[i], i.astype(np.float64),
-                                                         nbr[i].astype(np.float64)])))
+        return be.xp.asarray(be.to_device(np.array([np.inf, 0.0, -1.0])))
+    rows = be.xp.empty((nloc, 3))
+    closest_records[be.kernels.launch.grid(nloc)](ext_pos, nlist, sec, rows)
+    return tree_extreme_device(be, rows, 3, minimum=True)
+
+
+def closest_pair_of(record) -> tuple[float, int, int]:
+    """(distance Å, centre, neighbour) of a host copy of a closest_pair_device record."""
+    import math
+
+    d2, fi, fj = (float(v) for v in record)
     if fj < 0:
         return math.inf, -1, -1
     return math.sqrt(d2), int(fi), int(fj)

@@ -106,6 +106,22 @@ def is_device_array(a) -> bool:
     return isinstance(a, FakeCUDAArray)
 
 
+_CONSTANTS: dict = {}   # read-only device copies of small host arrays (`_device_constant`)
+
+
+def _device_constant(a: np.ndarray):
+    """A device copy of the small host array `a` that kernels only read, uploaded once per value
+    (the MD step's per-call constants: sel, its offsets, a zero offset)."""
+    from numba import cuda
+
+    key = (a.dtype.str, a.shape, a.tobytes())
+    if key not in _CONSTANTS:
+        if len(_CONSTANTS) >= 64:
+            _CONSTANTS.clear()
+        _CONSTANTS[key] = cuda.to_device(a)
+    return _CONSTANTS[key]
+
+
 def _grid(n: int) -> tuple[int, int]:
     """numdp.kernels.cuda.launch.grid (imported on use: this module loads without numba.cuda)."""
     from numdp.kernels.cuda.launch import grid
@@ -113,8 +129,9 @@ def _grid(n: int) -> tuple[int, int]:
     return grid(n)
 
 
-def _exclusive_scan(values) -> int:
-    """Exclusive prefix sums of a 1-D integer device array, in place; returns the total (host int).
+def _exclusive_scan(values, total: bool = True) -> int | None:
+    """Exclusive prefix sums of a 1-D integer device array, in place; returns the total (host int;
+    None without `total`: no copy to the host, the MD step's scans need none).
 
     Chunks of _SCAN_CHUNK entries, one thread each: chunk sums, the sums scanned recursively, then
     each chunk written from its offset.  Integer sums in a fixed order: deterministic.
@@ -124,15 +141,15 @@ def _exclusive_scan(values) -> int:
 
     n = values.shape[0]
     if n == 0:
-        return 0
+        return 0 if total else None
     nch = (n + _SCAN_CHUNK - 1) // _SCAN_CHUNK
     sums = cuda.device_array(nch, dtype=values.dtype)
     kc.scan_chunk_sums[_grid(nch)](values, _SCAN_CHUNK, sums)
     if nch == 1:
-        total = int(sums.copy_to_host()[0])
-        offsets = cuda.to_device(np.zeros(1, dtype=values.dtype))
+        total = int(sums.copy_to_host()[0]) if total else None
+        offsets = _device_constant(np.zeros(1, dtype=values.dtype))   # read only
     else:
-        total = _exclusive_scan(sums)
+        total = _exclusive_scan(sums, total)
         offsets = sums
     kc.scan_chunk_write[_grid(nch)](values, _SCAN_CHUNK, offsets, values)
     return total
@@ -250,11 +267,11 @@ def _stats(counts, sel_d, ntypes: int):
     from numba import cuda
     from numdp.kernels.cuda import neighbor as kc
 
-    mx = cuda.to_device(np.zeros(ntypes, dtype=np.int64))
-    ov = cuda.to_device(np.zeros(ntypes, dtype=np.int64))
+    both = cuda.to_device(np.zeros((2, ntypes), dtype=np.int64))   # one copy each way
     nblock, tpb = _grid(counts.shape[0])
-    kc.count_stats[min(nblock, 1024), tpb](counts, sel_d, mx, ov)
-    return mx.copy_to_host(), ov.copy_to_host()
+    kc.count_stats[min(nblock, 1024), tpb](counts, sel_d, both[0], both[1])
+    got = both.copy_to_host()
+    return got[0].copy(), got[1].copy()
 
 
 def _fill(grid, counts, nlist, err, need: int, caps, nthr: int) -> None:
@@ -372,7 +389,7 @@ def _search(pos, typ, nloc: int, rc: float, s, sec, reach: int, threads_per_cent
     cell = cuda.device_array(nall, dtype=np.int32)
     cell_start = cuda.to_device(np.zeros(ncell + 1, dtype=np.int32))
     kc.bin_count[_grid(nall)](pos, d_lo, d_inv_width, d_nbins, cell, cell_start)
-    _exclusive_scan(cell_start)
+    _exclusive_scan(cell_start, total=False)
     cursor = cuda.to_device(np.zeros(ncell, dtype=np.int32))
     spos = cuda.device_array((nall, 3), dtype=np.float64)
     sidx = cuda.device_array(nall, dtype=np.int32)
@@ -382,7 +399,7 @@ def _search(pos, typ, nloc: int, rc: float, s, sec, reach: int, threads_per_cent
     del cell, cursor
     slot = cuda.device_array(nall, dtype=np.int32)
     kc.mark_centres[_grid(nall)](sidx, nloc, slot)
-    _exclusive_scan(slot)
+    _exclusive_scan(slot, total=False)
     centres = cuda.device_array(nloc, dtype=np.int32)
     kc.compact_centres[_grid(nall)](sidx, nloc, slot, centres)
     del slot
@@ -390,7 +407,7 @@ def _search(pos, typ, nloc: int, rc: float, s, sec, reach: int, threads_per_cent
     # keys -> rank sort -> slots, one block per centre; a centre whose keys overflow the buffer
     # reports its count and the launch is repeated with a buffer that holds the largest
     grid = (spos, sidx, stype, scell, cell_start, d_nbins, reach, centres, rc * rc,
-            cuda.to_device(s), cuda.to_device(sec))
+            _device_constant(np.ascontiguousarray(s)), _device_constant(np.ascontiguousarray(sec)))
     counts = cuda.device_array((nloc, ntypes), dtype=np.int32)
     nlist = cuda.device_array((nloc, nnei), dtype=np.int32)
     caps = sorted(int(c) for c in shared_caps)

@@ -125,3 +125,39 @@ def fold_rows(ext, order, start, out):
         for q in range(start[i], start[i + 1]):
             s += ext[order[q], c]
         out[i, c] = s
+
+
+# -- the reverse index of a chunk's pairs (DeviceChunkEnv.reverse_index) ---------------------------
+@cuda.jit
+def pair_sort_keys(nbr, key):
+    """key[p] = nbr[p] P + p (int64, P = nbr.shape[0] pairs): unique keys that order the pairs by
+    (neighbour, pair), padding (-1) first.  One thread per pair."""
+    P = nbr.shape[0]
+    for p in range(cuda.grid(1), P, cuda.gridsize(1)):
+        key[p] = nbr[p] * P + p
+
+
+@cuda.jit
+def segment_marks(nbr, rev, snbr, change):
+    """snbr[q] = nbr[rev[q]] (the neighbours in sorted order) and change[q] = 1 where the
+    segment of one neighbour starts (snbr[q] >= 0 and q == 0 or snbr[q - 1] != snbr[q]), else 0.
+    One thread per sorted position."""
+    P = rev.shape[0]
+    for q in range(cuda.grid(1), P, cuda.gridsize(1)):
+        j = nbr[rev[q]]
+        snbr[q] = j
+        c = 0
+        if j >= 0:
+            if q == 0:
+                c = 1
+            elif nbr[rev[q - 1]] != j:
+                c = 1
+        change[q] = c
+
+
+@cuda.jit
+def segment_ends(seg, P, seg_end):
+    """seg_end[s] = seg[s + 1], P for the last segment.  One thread per segment."""
+    S = seg.shape[0]
+    for s in range(cuda.grid(1), S, cuda.gridsize(1)):
+        seg_end[s] = seg[s + 1] if s + 1 < S else P

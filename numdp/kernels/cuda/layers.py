@@ -8,7 +8,7 @@ float32 rounding less than the CPU twin).  Residual modes: 0 none, 1 same width,
 """
 import math
 
-from numba import cuda
+from numba import cuda, float64
 
 from .launch import split
 
@@ -96,3 +96,12 @@ def add_residual_adjoint(gY, mode, gX):
             gX[r, c] += gY[r, c]
         else:
             gX[r, c] += gY[r, c] + gY[r, n_in + c]
+
+
+@cuda.jit
+def fit_energy(z, atoms, fit_bias, atom_bias, energy):
+    """energy[atoms[a]] = (float64(z[a, 0]) + fit_bias) + atom_bias: a type's atomic energies from
+    its fitting net's last product z (n, 1), written at its atoms (the cast, two additions and the
+    scatter of the array library's chain, in its order: the same bits, one launch)."""
+    for a in range(cuda.grid(1), z.shape[0], cuda.gridsize(1)):
+        energy[atoms[a]] = (float64(z[a, 0]) + fit_bias) + atom_bias

@@ -55,6 +55,20 @@ def drift(positions, velocities, h):
 
 
 @cuda.jit
+def kick_drift(velocities, forces, masses, hk, positions, hd):
+    """`kick` (hk) then `drift` (hd) of each atom in one launch: v += F / (m MVV2E) hk, then
+    x += v hd with the kicked v (the same arithmetic as the two kernels, atom by atom)."""
+    i = cuda.grid(1)
+    if i >= velocities.shape[0]:
+        return
+    a = _kick_scale(hk, masses[i])
+    for k in range(3):
+        v = _kicked(velocities[i, k], forces[i, k], a)
+        velocities[i, k] = v
+        positions[i, k] = _drifted(positions[i, k], v, hd)
+
+
+@cuda.jit
 def scale_rows(x, factor):
     """x *= factor for an (n, 3) array (velocity rescaling)."""
     i = cuda.grid(1)
@@ -151,42 +165,6 @@ def row_sums(rows, chunk, out):
 
 
 @cuda.jit
-def displacement_sq(positions, previous, reference, strain, step2, ref2):
-    """Per-atom squared displacements for the skin rebuild test and the per-step safety test
-    (the twin of numdp.kernels.cpu.md.displacement_check, whose max and argmax the caller takes):
-    step2[i] = |x - previous|², ref2[i] = |x - reference @ strain|²."""
-    i = cuda.grid(1)
-    if i >= positions.shape[0]:
-        return
-    step2[i], ref2[i] = _displacement_sq(positions, previous, reference, strain, i)
-
-
-@cuda.jit
-def closest_rows(ext_positions, nlist, sec, dist2, nbr):
-    """Per centre i: the squared distance dist2[i] (inf when none) and extended index nbr[i] of
-    its nearest neighbour in a DeePMD-kit list (first slot of each per-type block; the twin of
-    numdp.kernels.cpu.md.closest_pair, whose argmin the caller takes)."""
-    i = cuda.grid(1)
-    if i >= nlist.shape[0]:
-        return
-    best = math.inf
-    bj = -1
-    for t in range(sec.shape[0] - 1):
-        j = nlist[i, sec[t]]
-        if j < 0:
-            continue
-        d = 0.0
-        for k in range(3):
-            a = ext_positions[j, k] - ext_positions[i, k]
-            d += a * a
-        if d < best:
-            best = d
-            bj = j
-    dist2[i] = best
-    nbr[i] = bj
-
-
-@cuda.jit
 def nonfinite_rows(a, flag):
     """flag[i] = 1 when row i of a (n, 3) array holds a nan or inf, else 0."""
     i = cuda.grid(1)
@@ -197,24 +175,6 @@ def nonfinite_rows(a, flag):
         if not math.isfinite(a[i, k]):
             bad = 1
     flag[i] = bad
-
-
-@cuda.jit
-def nonfinite_rows2(a, b, flag):
-    """flag[i, 0] = 1 when row i of a holds a nan or inf, flag[i, 1] the same for b (two (n, 3)
-    arrays, one launch: the safety check's forces and velocities)."""
-    i = cuda.grid(1)
-    if i >= a.shape[0]:
-        return
-    bad_a = 0
-    bad_b = 0
-    for k in range(a.shape[1]):
-        if not math.isfinite(a[i, k]):
-            bad_a = 1
-        if not math.isfinite(b[i, k]):
-            bad_b = 1
-    flag[i, 0] = bad_a
-    flag[i, 1] = bad_b
 
 
 @cuda.jit
@@ -245,3 +205,112 @@ def extended_positions(positions, mapping, shift, box, ext_positions):
     s2 = shift[j, 2]
     for k in range(3):
         ext_positions[j, k] = positions[o, k] + (s0 * box[0, k] + s1 * box[1, k] + s2 * box[2, k])
+
+
+# -- reductions that pick rows (max / argmax, min / argmin, first flagged), one tree each ---------
+# A record is a row of float64 numbers: column 0 is the value an arg-extremum picks, columns
+# [0, npay) travel with it (the index, a payload); columns [npay, k) are reduced by a plain max.
+# Indices up to 2^53 are exact in float64.  These replace chains of array-library reductions
+# (max, argmax, a gather, astype, stack: five launches) by the levels of one tree (two launches
+# up to SUM_CHUNK² rows), with NumPy's answers: the first extremum, a NaN counting as the extremum
+# (the first NaN), max propagating NaN.
+
+
+@cuda.jit(device=True)
+def _beats(v, best, minimum):
+    """v replaces best as the extremum (NumPy's argmax / argmin: the first NaN wins)."""
+    if v != v:
+        return best == best
+    if minimum:
+        return v < best
+    return v > best
+
+
+@cuda.jit
+def extreme_rows(rows, chunk, npay, minimum, out):
+    """out[c] = the reduction of rows [c chunk, (c + 1) chunk): columns [0, npay) of the first row
+    whose column 0 is the largest (minimum = 0) or smallest (1), columns [npay, k) their max
+    (NaN-propagating).  One thread per chunk, rows in increasing order: one level of a fixed-order
+    tree whose result is the first extremum of all rows."""
+    c = cuda.grid(1)
+    if c >= out.shape[0]:
+        return
+    r0 = c * chunk
+    r1 = min(r0 + chunk, rows.shape[0])
+    if npay > 0:
+        b = r0
+        for r in range(r0 + 1, r1):
+            if _beats(rows[r, 0], rows[b, 0], minimum):
+                b = r
+        for k in range(npay):
+            out[c, k] = rows[b, k]
+    for k in range(npay, rows.shape[1]):
+        m = rows[r0, k]
+        for r in range(r0 + 1, r1):
+            v = rows[r, k]
+            if v != v or v > m:
+                if m == m:
+                    m = v
+        out[c, k] = m
+
+
+@cuda.jit
+def displacement_rows(positions, previous, reference, strain, rows):
+    """rows[i] = (|x - previous|², i, |x - reference @ strain|²) for the skin rebuild test and the
+    per-step safety test (the twin of numdp.kernels.cpu.md.displacement_check): records for
+    `extreme_rows` with npay = 2 (the largest step and its atom, the largest move since the
+    rebuild)."""
+    i = cuda.grid(1)
+    if i >= positions.shape[0]:
+        return
+    step2, ref2 = _displacement_sq(positions, previous, reference, strain, i)
+    rows[i, 0] = step2
+    rows[i, 1] = i
+    rows[i, 2] = ref2
+
+
+@cuda.jit
+def closest_records(ext_positions, nlist, sec, rows):
+    """rows[i] = (d², i, j): the squared distance d² and extended index j of centre i's nearest
+    neighbour in a DeePMD-kit list (first slot of each per-type block; the twin of
+    numdp.kernels.cpu.md.closest_pair), records for `extreme_rows` with npay = 3, minimum (d² =
+    inf and j = -1 for a centre without a neighbour)."""
+    i = cuda.grid(1)
+    if i >= nlist.shape[0]:
+        return
+    best = math.inf
+    bj = -1
+    for t in range(sec.shape[0] - 1):
+        j = nlist[i, sec[t]]
+        if j < 0:
+            continue
+        d = 0.0
+        for k in range(3):
+            a = ext_positions[j, k] - ext_positions[i, k]
+            d += a * a
+        if d < best:
+            best = d
+            bj = j
+    rows[i, 0] = best
+    rows[i, 1] = i
+    rows[i, 2] = bj
+
+
+@cuda.jit
+def nonfinite_records(a, b, rows):
+    """rows[i, 0] = n - i when row i of a holds a nan or inf, else 0; rows[i, 1] the same for b:
+    with `extreme_rows` (npay = 0) the max of each column is n - (the first flagged row), 0 when
+    none.  Forces and velocities of the safety check in one launch."""
+    i = cuda.grid(1)
+    n = a.shape[0]
+    if i >= n:
+        return
+    bad_a = 0.0
+    bad_b = 0.0
+    for k in range(a.shape[1]):
+        if not math.isfinite(a[i, k]):
+            bad_a = n - i
+        if not math.isfinite(b[i, k]):
+            bad_b = n - i
+    rows[i, 0] = bad_a
+    rows[i, 1] = bad_b

@@ -1,0 +1,190 @@
+"""Fused kernels of the GPU MD step (Numba's simulator) against the CPU twins or the array-library
+chains they replace: the same bits (no arithmetic is reordered: picks, casts, additions in the
+replaced order)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+pytest.importorskip("numba_cuda")
+
+
+def _be():
+    from numdp.backend import get_backend
+
+    return get_backend("cuda")
+
+
+@pytest.mark.parametrize("n", [1, 5, 32, 33, 1100])
+def test_extreme_rows_tree_is_numpys_argmax_argmin_and_max(n):
+    """tree_extreme_device: the first largest / smallest column 0 with its row's payload, and the
+    max of the other columns, over 1, 2 and 3 levels of the tree; ties take the first row, a NaN
+    counts as the extremum (the first NaN), max propagates NaN: NumPy's argmax / argmin / max."""
+    from numdp.md.device_state import tree_extreme_device
+
+    be = _be()
+    rng = np.random.default_rng(n)
+    for trial in range(4):
+        rows = np.column_stack([rng.integers(0, 4, n).astype(np.float64), np.arange(n, dtype=np.float64),
+                                rng.normal(size=n)])   # few values in column 0: ties
+        if trial == 2 and n > 3:
+            rows[[n // 2, n - 1], 0] = np.nan
+            rows[n // 3, 2] = np.nan
+        for minimum in (False, True):
+            got = np.asarray(be.to_host(tree_extreme_device(be, be.to_device(rows), 2, minimum)))
+            k = int(np.argmin(rows[:, 0]) if minimum else np.argmax(rows[:, 0]))
+            want = np.array([rows[k, 0], k, np.max(rows[:, 2])])
+            assert np.array_equal(got, want, equal_nan=True), (trial, minimum, got, want)
+
+
+def test_displacement_rows_equal_the_cpu_displacement_check():
+    """The rebuild test's records and tree give numdp.kernels.cpu.md.displacement_check's
+    (max step², its atom, max ref²) bit for bit, ties included (the first atom)."""
+    from numdp.kernels.cpu.md import displacement_check
+    from numdp.kernels.cuda import launch, md
+    from numdp.md.device_state import tree_extreme_device
+
+    be = _be()
+    rng = np.random.default_rng(3)
+    n = 70
+    pos = rng.uniform(0, 10, (n, 3))
+    prev = pos + rng.normal(0, 0.01, (n, 3))
+    prev[40] = prev[7] - pos[7] + pos[40]   # atoms 7 and 40 moved by the same vector: a tie
+    ref = pos + rng.normal(0, 0.1, (n, 3))
+    strain = np.eye(3) + rng.normal(0, 1e-3, (3, 3))
+    rows = be.xp.empty((n, 3))
+    md.displacement_rows[launch.grid(n)](be.to_device(pos), be.to_device(prev), be.to_device(ref),
+                                         be.to_device(strain), rows)
+    got = tuple(float(v) for v in be.to_host(tree_extreme_device(be, rows, 2)))
+    assert got == tuple(float(v) for v in displacement_check(pos, prev, ref, strain))
+
+
+def test_closest_pair_device_equals_the_cpu_closest_pair():
+    """closest_pair (records + tree, read once) equals numdp.kernels.cpu.md.closest_pair on a list
+    with two equally close pairs (the first centre wins) and centres without neighbours; no
+    neighbour at all gives (inf, -1, -1) on both."""
+    from numdp.kernels.cpu.md import closest_pair as cpu_closest
+    from numdp.model.cuda_evaluator import closest_pair
+
+    be = _be()
+    rng = np.random.default_rng(5)
+    ext = rng.uniform(0, 6, (50, 3))
+    ext[33] = ext[3] + [0.3, 0.0, 0.0]
+    ext[45] = ext[12] + [0.0, 0.3, 0.0]    # the same distance (exactly: one coordinate moved)
+    sec = np.array([0, 2, 4], dtype=np.int64)
+    nlist = np.full((20, 4), -1, dtype=np.int32)
+    for i in range(20):
+        if i % 5 == 4:
+            continue   # no neighbour
+        d = np.linalg.norm(ext - ext[i], axis=1)
+        d[i] = np.inf
+        order = np.argsort(d)
+        nlist[i, 0], nlist[i, 2] = order[0], order[1]
+    got = closest_pair(be, be.to_device(ext), be.to_device(nlist), be.to_device(sec))
+    want = cpu_closest(ext, nlist, sec)
+    assert got == (float(want[0]), int(want[1]), int(want[2])) and got[1] == 3
+    nlist[:] = -1
+    assert closest_pair(be, be.to_device(ext), be.to_device(nlist), be.to_device(sec)) == (math.inf, -1, -1)
+    assert tuple(cpu_closest(ext, nlist, sec)) == (math.inf, -1, -1)
+
+
+def test_nonfinite_records_name_the_first_flagged_atom_of_each_array():
+    """nonfinite_records + one tree: the first row with a nan / inf of forces and of velocities
+    (numdp.kernels.cpu.md.first_nonfinite_row of each), -1 when none."""
+    from numdp.kernels.cpu.md import first_nonfinite_row
+    from numdp.kernels.cuda import launch, md
+    from numdp.md.device_state import tree_extreme_device
+
+    be = _be()
+    rng = np.random.default_rng(2)
+    n = 75
+    for bad_f, bad_v in (((), ()), ((60, 9), ()), ((), (74,)), ((0,), (33, 40))):
+        f = rng.normal(size=(n, 3))
+        v = rng.normal(size=(n, 3))
+        for i in bad_f:
+            f[i, i % 3] = np.nan
+        for i in bad_v:
+            v[i, 2] = -np.inf
+        rows = be.xp.empty((n, 2))
+        md.nonfinite_records[launch.grid(n)](be.to_device(f), be.to_device(v), rows)
+        got = [n - int(g) if g else -1 for g in be.to_host(tree_extreme_device(be, rows, 0))]
+        assert got == [int(first_nonfinite_row(f)), int(first_nonfinite_row(v))]
+        assert got == [min(bad_f, default=-1), min(bad_v, default=-1)]
+
+
+def test_kick_drift_is_kick_then_drift_bit_for_bit():
+    """The fused half-kick and drift equals the device kick then drift and the CPU kick then
+    drift, bit for bit."""
+    from numdp.kernels.cpu import md as cpu
+    from numdp.kernels.cuda import launch, md
+
+    be = _be()
+    rng = np.random.default_rng(4)
+    n = 9
+    x, v, f = rng.normal(size=(3, n, 3))
+    m = rng.uniform(1.0, 20.0, n)
+    xd, vd = be.to_device(x.copy()), be.to_device(v.copy())
+    md.kick_drift[launch.grid(n)](vd, be.to_device(f), be.to_device(m), 0.00025, xd, 0.0005)
+    x2, v2 = be.to_device(x.copy()), be.to_device(v.copy())
+    md.kick[launch.grid(n)](v2, be.to_device(f), be.to_device(m), 0.00025)
+    md.drift[launch.grid(n)](x2, v2, 0.0005)
+    xc, vc = x.copy(), v.copy()
+    cpu.kick(vc, f, m, 0.00025)
+    cpu.drift(xc, vc, 0.0005)
+    for a, b, c in ((xd, x2, xc), (vd, v2, vc)):
+        assert np.array_equal(be.to_host(a), be.to_host(b)) and np.array_equal(be.to_host(a), c)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fit_energy_is_the_cast_add_add_scatter_chain(dtype):
+    """fit_energy writes (float64(z) + fit bias) + atom bias at the type's atoms: the bits of the
+    array-library chain it replaced (astype, two additions, a scatter)."""
+    from numdp.kernels.cuda import launch, layers
+
+    be = _be()
+    rng = np.random.default_rng(6)
+    z = rng.normal(size=(7, 1)).astype(dtype)
+    atoms = rng.permutation(12)[:7].astype(np.int64)
+    fb, ab = 0.123456789, np.float64(-93.3219876)
+    want = np.full(12, 5.0)
+    want[atoms] = z[:, 0].astype(np.float64) + fb + ab
+    got = be.to_device(np.full(12, 5.0))
+    layers.fit_energy[launch.strided(7)](be.to_device(z), be.to_device(atoms), fb, float(ab), got)
+    assert np.array_equal(be.to_host(got), want)
+
+
+@pytest.mark.parametrize("occupied", ["some", "none", "all"])
+def test_reverse_index_equals_the_array_library_chain(occupied):
+    """DeviceChunkEnv.reverse_index (keys, sort, segment marks, flatnonzero, segment ends) gives
+    the arrays of the chain it replaced: keys nbr P + p, argsort, searchsorted for the first
+    occupied slot, flags of neighbour changes, flatnonzero + first, ends shifted by one."""
+    from numdp.model.cuda_evaluator import DeviceChunkEnv
+
+    be = _be()
+    rng = np.random.default_rng(7)
+    P = 90
+    nbr = rng.integers(0, 25, P).astype(np.int32)
+    if occupied != "all":
+        nbr[rng.random(P) < (1.0 if occupied == "none" else 0.4)] = -1
+    env = DeviceChunkEnv(np.arange(3), None, None, None, None, be.to_device(nbr), np.array([0, 3]))
+    rev, snbr, seg, seg_end = (None if a is None else np.asarray(be.to_host(a)) for a in env.reverse_index(be))
+    # the replaced chain, on the host
+    key = nbr.astype(np.int64) * P + np.arange(P, dtype=np.int64)
+    want_rev = np.argsort(key)
+    want_snbr = nbr[want_rev]
+    first = int(np.searchsorted(want_snbr, 0))
+    assert np.array_equal(rev, want_rev) and np.array_equal(snbr, want_snbr) and snbr.dtype == np.int32
+    if first == P:
+        assert seg is None and seg_end is None and occupied == "none"
+        return
+    change = np.empty(P - first, np.bool_)
+    change[0] = True
+    change[1:] = want_snbr[first + 1:] != want_snbr[first:-1]
+    want_seg = np.flatnonzero(change).astype(np.int64) + first
+    want_end = np.empty_like(want_seg)
+    want_end[:-1] = want_seg[1:]
+    want_end[-1] = P
+    assert seg.dtype == np.int64 and seg_end.dtype == np.int64
+    assert np.array_equal(seg, want_seg) and np.array_equal(seg_end, want_end)

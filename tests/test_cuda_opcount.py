@@ -1,0 +1,77 @@
+"""numdp.kernels.cuda.opcount: the count of a GPU step's device operations (Numba's simulator)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("numba_cuda")
+
+
+def test_op_counter_counts_array_ops_copies_and_phases_without_changing_values():
+    """Under the simulator the counter's array module and its arrays count what CuPy would run on
+    the device: operators, reductions, array-indexed gathers and slice writes are array ops, basic
+    slices and reshapes are free, empty is an allocation, int() of a device scalar is a copy to
+    the host; a kernel launched by DeviceVelocityVerlet.kick_half is filed under "integrate".
+    Values are NumPy's; after the context nothing is counted and the backend's xp is NumPy."""
+    from numdp.backend import get_backend
+    from numdp.kernels.cuda.opcount import OpCounter
+    from numdp.md.device import DeviceVelocityVerlet
+    from numdp.md.device_state import DeviceState
+    from numdp.system import State
+
+    be = get_backend("cuda")
+    rng = np.random.default_rng(1)
+    host = rng.normal(size=(6, 3))
+    c = OpCounter()
+    with c.counting():
+        xp = be.xp
+        a = xp.array(host)                 # host data to the device
+        b = xp.empty((6, 3))               # allocation
+        b[...] = a                         # a copy on the device
+        s = (a * 2.0 + b).sum(axis=0)      # two element-wise ops and a reduction
+        k = xp.argmax(a[:, 0])             # a free view, a reduction
+        g = a[k]                           # a gather by a device index
+        n = int((a[:, 1] > 0).sum())       # an op, a reduction and a read to the host
+        v = a.reshape(18)[2:5]             # free
+        first = (c.launches, c.array_ops, c.allocs, c.to_device, c.to_host)
+        st = State(positions=host.copy(), velocities=host.copy(), types=np.zeros(6, np.int32),
+                   masses=np.ones(6), box=None, type_map=["A"], ids=np.arange(6), forces=host.copy())
+        dev = DeviceState.upload(be, st)   # 6 arrays to the device
+        c.reset()
+        DeviceVelocityVerlet(0.001, dev).kick_half(st)
+        integrate = dict(c.counts["integrate"])
+        c.reset()
+        s = (a * 2.0 + b).sum(axis=0)
+        n = int((a[:, 1] > 0).sum())
+        g = a[k]
+    assert first == (0, 8, 1, 1, 1)
+    assert integrate == {"kernel": 1}
+    assert (c.launches, c.array_ops, c.allocs, c.to_device, c.to_host) == (0, 6, 0, 0, 1)
+    assert np.array_equal(np.asarray(s), (host * 2.0 + host).sum(axis=0))
+    assert n == int((host[:, 1] > 0).sum()) and np.array_equal(np.asarray(g), host[np.argmax(host[:, 0])])
+    assert np.array_equal(np.asarray(v), host.reshape(18)[2:5])
+    assert be.xp is np
+    (np.asarray(a) + 1.0).sum()
+    assert c.array_ops == 6
+
+
+def test_op_counter_counts_each_kind_once():
+    """Nested operations count once (np.argmax calling the array's argmax); the backend's
+    to_device of an array already on the device is no copy; numba's to_device and copy_to_host
+    (the neighbour search's copies) are copies, device_array an allocation."""
+    from numba import cuda
+
+    from numdp.backend import get_backend
+    from numdp.kernels.cuda.opcount import OpCounter
+
+    be = get_backend("cuda")
+    c = OpCounter()
+    with c.counting():
+        a = be.to_device(np.arange(5.0))
+        be.to_device(a)
+        be.xp.argmax(a)
+        d = cuda.to_device(np.zeros(3))
+        cuda.device_array(4)
+        d.copy_to_host()
+    assert (c.to_device, c.array_ops, c.allocs, c.to_host) == (2, 1, 1, 1)
+    assert c.bytes_to_device == 40
