@@ -82,7 +82,6 @@ def _post_tangent(Z, b, idt, Y, mode, out_val, out_slope, keep):
     n = Z.shape[0] // 2
     one = cast_like(1.0, Z)
     k = Z.shape[1]
-    n_in = Y.shape[1]
     for r in range(n):
         zt = Z[r]
         zb = Z[n + r]
@@ -95,18 +94,24 @@ def _post_tangent(Z, b, idt, Y, mode, out_val, out_slope, keep):
                 zt[c] = h
             ot[c] = idt[c] * h
             ob[c] = idt[c] * g
-        yt = Y[r]
-        yb = Y[n + r]
-        if mode == 1:
-            for c in range(k):
-                ot[c] += yt[c]
-                ob[c] += yb[c]
-        elif mode == 2:
-            for c in range(n_in):
-                ot[c] += yt[c]
-                ob[c] += yb[c]
-                ot[n_in + c] += yt[c]
-                ob[n_in + c] += yb[c]
+        _add_residual(Y[r], Y[n + r], mode, ot, ob)
+
+
+@njit(cache=True, nogil=True, inline="always", error_model="numpy", fastmath={"contract", "nsz"})
+def _add_residual(yt, yb, mode, ot, ob):
+    """ot += residual(yt), ob += residual(yb) for one row: mode 1 the input itself (k = n_in),
+    mode 2 the input twice side by side (k = 2 n_in), else nothing."""
+    n_in = yt.shape[0]
+    if mode == 1:
+        for c in range(n_in):
+            ot[c] += yt[c]
+            ob[c] += yb[c]
+    elif mode == 2:
+        for c in range(n_in):
+            ot[c] += yt[c]
+            ob[c] += yb[c]
+            ot[n_in + c] += yt[c]
+            ob[n_in + c] += yb[c]
 
 
 @njit(**FLAGS)
@@ -129,7 +134,6 @@ def _rebuild(Z, idt, Y, mode, out_val, out_slope, first):
     n = Z.shape[0] // 2
     one = cast_like(1.0, Z)
     k = Z.shape[1]
-    n_in = Y.shape[1]
     for r in range(n):
         zt = Z[r]
         zb = Z[n + r]
@@ -154,18 +158,7 @@ def _rebuild(Z, idt, Y, mode, out_val, out_slope, first):
                     ot[c] += xr
                     ob[c] += 1.0
         else:
-            yt = Y[r]
-            yb = Y[n + r]
-            if mode == 1:
-                for c in range(k):
-                    ot[c] += yt[c]
-                    ob[c] += yb[c]
-            elif mode == 2:
-                for c in range(n_in):
-                    ot[c] += yt[c]
-                    ob[c] += yb[c]
-                    ot[n_in + c] += yt[c]
-                    ob[n_in + c] += yb[c]
+            _add_residual(Y[r], Y[n + r], mode, ot, ob)
 
 
 @njit(**FLAGS)
