@@ -193,6 +193,9 @@ def read_lcurve_text(text):
 def test_ctrl_c_writes_checkpoint_and_restart_finishes(tmp_path, data_dir):
     path = make_input(tmp_path, data_dir)
     work = path.parent
+    # the handler the run must give back: Python's default, or SIG_IGN when the test process
+    # was started with SIGINT ignored (a background job of a non-interactive shell)
+    handler_before = signal.getsignal(signal.SIGINT)
     _, history = run(path)
     theta_full = read_checkpoint(work / "model.ckpt.h5").theta
     os.unlink(work / "model.ckpt.h5")
@@ -207,7 +210,7 @@ def test_ctrl_c_writes_checkpoint_and_restart_finishes(tmp_path, data_dir):
     assert "interrupted after step 3" in str(err.value) and "\n" not in str(err.value)
     ck = read_checkpoint(work / "model.ckpt.h5")
     assert ck.step == 3
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is handler_before
     trainer, history2 = run(path, restart=work / "model.ckpt.h5")
     assert np.allclose(trainer.flat.theta, theta_full, rtol=1e-12, atol=1e-14)
     assert np.allclose(history2.rows[12], history.rows[12], rtol=1e-10)
