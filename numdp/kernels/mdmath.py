@@ -1,6 +1,7 @@
 """Scalar maths of the MD step shared by the CPU and CUDA kernels, written once: the velocity-
 Verlet kick and drift and the Langevin (Ornstein-Uhlenbeck) update of one atom, the cell change
-applied to one row, and one atom's squared displacements (skin and safety tests).
+applied to one row, one atom's squared displacements (skin and safety tests) and its nearest
+listed neighbour (safety test).
 
 Plain Python on scalars (the row functions index the caller's arrays, which both targets compile
 alike), compiled for each target with numdp.kernels.dual (`compile_mdmath`):
@@ -73,6 +74,27 @@ def displacement_sq(positions, previous, reference, strain, i):
     return d, e
 
 
+def closest_neighbour(ext_positions, nlist, sec, row, centre):
+    """(d², j): the squared distance (Å²) and extended index of the nearest neighbour in row `row`
+    of a DeePMD-kit list (nlist (rows, nnei) with per-type blocks from sec[t], each sorted by
+    distance, so only each block's first slot is read) of the atom ext_positions[centre]; ties to
+    the lower type block; (inf, -1) for a row without neighbours."""
+    best = math.inf
+    bj = -1
+    for t in range(sec.shape[0] - 1):
+        j = nlist[row, sec[t]]
+        if j < 0:
+            continue
+        d = 0.0
+        for k in range(3):
+            a = ext_positions[j, k] - ext_positions[centre, k]
+            d += a * a
+        if d < best:
+            best = d
+            bj = j
+    return best, bj
+
+
 def normal_pair(seed, step, stream, index, block):  # pragma: no cover - replaced by compile_mdmath
     raise NotImplementedError("bound to numdp.kernels.rng.normal_pair of the target by compile_mdmath")
 
@@ -89,6 +111,7 @@ class MDMath(NamedTuple):
     langevin_row: object
     transform_row: object
     displacement_sq: object
+    closest_neighbour: object
 
 
 def compile_mdmath(compile_fn, normal_pair_compiled) -> MDMath:
@@ -98,4 +121,5 @@ def compile_mdmath(compile_fn, normal_pair_compiled) -> MDMath:
     return MDMath(kick_scale=compile_fn(kick_scale), kicked=compile_fn(kicked), drifted=compile_fn(drifted),
                   ou_noise_scale=compile_fn(ou_noise_scale),
                   langevin_row=compile_fn(_rebind(langevin_row, normal_pair=normal_pair_compiled)),
-                  transform_row=compile_fn(transform_row), displacement_sq=compile_fn(displacement_sq))
+                  transform_row=compile_fn(transform_row), displacement_sq=compile_fn(displacement_sq),
+                  closest_neighbour=compile_fn(closest_neighbour))

@@ -18,7 +18,7 @@ from .rng import normal_pair
 
 # the per-atom maths of the MD step (numdp.kernels.mdmath), inlined here
 (_kick_scale, _kicked, _drifted, _ou_noise_scale, _langevin_row, _transform_row,
- _displacement_sq) = compile_mdmath(cpu_inline, normal_pair)
+ _displacement_sq, _closest_neighbour) = compile_mdmath(cpu_inline, normal_pair)
 
 
 @njit(cache=True, nogil=True)
@@ -80,18 +80,11 @@ def closest_pair(ext_positions, nlist, sec):
     bi = -1
     bj = -1
     for i in range(nlist.shape[0]):
-        for t in range(sec.shape[0] - 1):
-            j = nlist[i, sec[t]]
-            if j < 0:
-                continue
-            d = 0.0
-            for k in range(3):
-                a = ext_positions[j, k] - ext_positions[i, k]
-                d += a * a
-            if d < best:
-                best = d
-                bi = i
-                bj = j
+        d, j = _closest_neighbour(ext_positions, nlist, sec, i, i)
+        if d < best:
+            best = d
+            bi = i
+            bj = j
     return math.sqrt(best), bi, bj
 
 

@@ -29,6 +29,11 @@ from numdp.kernels.keys import (  # noqa: F401  (KEY_* re-exported for numdp.nei
 )
 from numdp.kernels.keys import pack_key_cpu as pack_key
 from numdp.kernels.keys import unpack_key_cpu as unpack_key
+from numdp.kernels.dual import cpu_inline
+from numdp.kernels.mdmath import closest_neighbour
+
+# nearest listed neighbour of one row (numdp.kernels.mdmath, shared with the MD safety test)
+_closest_neighbour = cpu_inline(closest_neighbour)
 
 # Rows handled by one prange iteration (one scratch buffer each); any value gives the same result.
 _CHUNK = 64
@@ -452,18 +457,11 @@ def scan_rows(atoms, where, pos, sx, sy, sz, order, scell, cell_start, nbins, re
         hits, hr2, keys, bucket, skeys = _scan_centre(
             where[i], a, sx, sy, sz, order, scell, cell_start, nbins, reach, types, rcut2, sel, sec, nb,
             label_scale, nlist, counts, hits, hr2, keys, bucket, skeys, cnt)
-        for t in range(ntypes):
-            j = nlist[a, sec[t]]
-            if j < 0:
-                continue
-            d = 0.0
-            for k in range(3):
-                e = pos[j, k] - pos[i, k]
-                d += e * e
-            if d < best or (d == best and i < bi):
-                best = d
-                bi = i
-                bj = j
+        d, j = _closest_neighbour(pos, nlist, sec, a, i)
+        if d < best or (d == best and i < bi):
+            best = d
+            bi = i
+            bj = j
     closest[0] = best
     closest[1] = bi
     closest[2] = bj

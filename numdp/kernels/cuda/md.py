@@ -23,7 +23,7 @@ from ..rng import compile_rng
 normal_pair = compile_rng(cuda_device).normal_pair
 # the per-atom maths of the MD step (numdp.kernels.mdmath), as on the CPU
 (_kick_scale, _kicked, _drifted, _ou_noise_scale, _langevin_row, _transform_row,
- _displacement_sq) = compile_mdmath(cuda_device, normal_pair)
+ _displacement_sq, _closest_neighbour) = compile_mdmath(cuda_device, normal_pair)
 
 # rows summed by one thread of `row_sums` (the fan-in of the reduction tree)
 SUM_CHUNK = 32
@@ -278,19 +278,7 @@ def closest_records(ext_positions, nlist, sec, rows):
     i = cuda.grid(1)
     if i >= nlist.shape[0]:
         return
-    best = math.inf
-    bj = -1
-    for t in range(sec.shape[0] - 1):
-        j = nlist[i, sec[t]]
-        if j < 0:
-            continue
-        d = 0.0
-        for k in range(3):
-            a = ext_positions[j, k] - ext_positions[i, k]
-            d += a * a
-        if d < best:
-            best = d
-            bj = j
+    best, bj = _closest_neighbour(ext_positions, nlist, sec, i, i)
     rows[i, 0] = best
     rows[i, 1] = i
     rows[i, 2] = bj
