@@ -57,7 +57,7 @@ def test_shared_environment_on_the_device_keeps_every_bit(compressed):
     reverse index's three launches once per chunk; model 2 (davg differs) does not share, on the
     device as on the CPU."""
     from numdp.backend import get_backend
-    from numdp.kernels.cuda.launch import LaunchCounter
+    from numdp.kernels.cuda.opcount import OpCounter
     from numdp.model.cuda_evaluator import device_neighbor_list
 
     params = ensemble_params(compressed)
@@ -78,7 +78,7 @@ def test_shared_environment_on_the_device_keeps_every_bit(compressed):
     nloc = dn.nloc
     nchunks = -(-nloc // chunk)
     assert nchunks >= 3
-    counter = LaunchCounter()
+    counter = OpCounter()
     with counter.counting():
         alone = [m.compute_device(dn.positions, dn.nlist, typ.astype(np.int32)) for m in models[:2]]
     separate = counter.launches
@@ -127,12 +127,12 @@ def make_shared_devi_run(folder, device: str, overflow: bool = False):
 
 def run_counted(toml):
     """Run `toml`; returns (simulation provider, kernel launches of the whole run)."""
-    from numdp.kernels.cuda.launch import LaunchCounter
+    from numdp.kernels.cuda.opcount import OpCounter
 
     settings = load_run_settings(toml)
     model = DPModel(read_model(toml.parent / "model.h5"), nthreads=1, device=settings.model.device)
     sim, end = build_simulation(settings, model=model, screen=io.StringIO())
-    counter = LaunchCounter()
+    counter = OpCounter()
     try:
         with counter.counting():
             sim.run(end)

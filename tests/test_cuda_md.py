@@ -556,17 +556,17 @@ def test_a_collapsing_cell_stops_with_one_line_on_both_devices(tmp_path):
 
 
 def test_launch_counter_counts_kernels_and_copies_and_unpatches():
-    """tools/bench_md.py --device cuda reports launches and copies per step from LaunchCounter:
+    """tools/bench_md.py --device cuda reports launches and copies per step from OpCounter:
     two kernel launches (their device functions not counted), one copy each way with its bytes;
     nothing is counted once the context has ended."""
     from numdp.backend import get_backend
     from numdp.kernels.cuda import launch, md
-    from numdp.kernels.cuda.launch import LaunchCounter
+    from numdp.kernels.cuda.opcount import OpCounter
 
     be = get_backend("cuda")
     st = _state()
     dev = _device(st)
-    counter = LaunchCounter()
+    counter = OpCounter()
     with counter.counting():
         md.kick[launch.grid(40)](dev.velocities, dev.forces, dev.masses, 0.0005)
         md.langevin_update[launch.grid(40)](dev.velocities, dev.masses, dev.ids, 0.9, 0.02, np.int64(1),

@@ -15,7 +15,7 @@ one untimed warm-up run, and prints ns/day, µs/atom/step and the time split of 
 With --device cuda (issue 14 item 6) the default sizes are 192, 12 288, 98 304, ~1 M and ~10 M
 atoms; a size that does not fit (device memory) or that would overrun --budget seconds is skipped
 with one line.  Extra columns: `xfer%`, the wall time inside the CUDA backend's to_device /
-to_host calls (numdp.kernels.cuda.launch.LaunchCounter; on a GPU a copy to the host also waits for
+to_host calls (numdp.kernels.cuda.opcount.OpCounter; on a GPU a copy to the host also waits for
 the kernels queued before it, so this overlaps the other columns), and per step the number of
 numba.cuda kernel launches, of host<->device copies and of the array library's operations
 (`xpops`: element-wise, reductions, sorts, ...; numdp.kernels.cuda.opcount, complete under the
@@ -107,7 +107,7 @@ def run_size(model: Path, natoms: int, steps: int, model_obj=None, precision: st
     """Run `steps` MD steps of the replicated water box; returns (run result, the model object).
     model_obj: an already loaded model to reuse (JIT caches and thread pools stay warm).  On
     device "cuda" the run's kernel launches and host<->device copies are counted
-    (result.extra["counter"]: numdp.kernels.cuda.launch.LaunchCounter)."""
+    (result.extra["counter"]: numdp.kernels.cuda.opcount.OpCounter)."""
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         toml = write_input(Path(tmp), model, REPLICAS[natoms], steps, precision, devi_models, device)
         counter = None

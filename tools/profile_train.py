@@ -89,9 +89,6 @@ def instrument(M: int, A: int):
     def fit_widths(net):
         return net.widths
 
-    def f_env(pos, nlist, atoms, *a):
-        return 0.0  # set from the pair count after the call (see below)
-
     _wrap(P, "env_pairs", "env rows")
     # embedding forward: [y; dy/dx] (2 rows per pair) through layers 2.. (layer 1 is elementwise)
     _wrap(P, "embed_forward", "embedding fwd",
@@ -125,7 +122,6 @@ def instrument(M: int, A: int):
           lambda net, sl, cache, *a: 2 * _net_flops(emb_widths(net)[1:], 2 * cache.n)
           + 4.0 * cache.n * emb_widths(net)[1])
     _wrap(O, "adam_update", "adam", lambda th, g, m, v, lo, hi, *a: 12.0 * (hi - lo))
-    return P
 
 
 def dgemm_rate() -> float:
@@ -168,7 +164,7 @@ def main(argv=None) -> int:
 
     cfg = load_input(args)
     d = cfg.descriptor
-    P = instrument(d.neuron[-1], d.axis_neuron)
+    instrument(d.neuron[-1], d.axis_neuron)
     trainer = Trainer(cfg, nthreads=1, stream=io.StringIO())
     try:
         set_blas_threads(1)

@@ -321,7 +321,6 @@ def build_nlist_cuda(positions, types, box, rcut, sel, *, pbc=None, reach: int =
             property of the input).
     """
     from numba import cuda
-    from numdp.kernels.cuda import neighbor as kc
 
     rc = _check_cutoff(rcut, "rcut")
     s_arr = np.asarray(sel)

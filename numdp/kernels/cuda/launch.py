@@ -98,6 +98,3 @@ def row_col(k):
     r = i // k
     return r, i - r * k
 
-
-# the launch, array-operation and copy counter of benchmarks (kernels are one of its kinds)
-from .opcount import OpCounter as LaunchCounter  # noqa: E402,F401
