@@ -22,7 +22,7 @@ Parts (forward = primal pass, backward = tangent and reverse over primal and tan
   pair forces       dE/dT -> forces and virial
   tangent rows      the loss's pair displacement through the environment rows
   fitting tangent   Ḋ through the fitting nets
-  fitting reverse   reverse over primal and tangent: weight adjoints and [D̄; Ḋ̄]
+  fitting reverse   reverse over primal and tangent: weight adjoints and D̄ (Ḋ̄ is dE/dD)
   embedding reverse reverse over primal and tangent of the embedding nets
   adam              Adam update
 The remainder of the step (`other`) is Python: orchestration, loss seeds, data.
@@ -114,9 +114,11 @@ def instrument(M: int, A: int):
     _wrap(P.K, "pair_adjoints", "T, D (bwd)", _pair_adjoint_flops)
     _wrap(P, "fit_tangent", "fitting tangent",
           lambda net, fc: _net_flops(fit_widths(net)[:-1], fc.n))
-    # reverse: weight adjoint over 2n rows and input adjoint over 2n rows for every hidden layer
+    # reverse: weight adjoint over 2n rows and input adjoint over n rows (the primal half: the
+    # tangent half is the forward's seed-1 adjoint) for every hidden layer
     _wrap(P, "fit_reverse", "fitting reverse",
-          lambda net, sl, fc, *a: 2 * _net_flops(fit_widths(net)[:-1], 2 * fc.n))
+          lambda net, sl, fc, *a: _net_flops(fit_widths(net)[:-1], 2 * fc.n)
+          + _net_flops(fit_widths(net)[:-1], fc.n))
     # reverse: weight adjoint for layers 2.., input adjoint for layers 2.. (2 rows per pair)
     _wrap(P, "embed_reverse", "embedding reverse",
           lambda net, sl, cache, *a: 2 * _net_flops(emb_widths(net)[1:], 2 * cache.n)

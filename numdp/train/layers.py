@@ -203,13 +203,26 @@ def embed_reverse(net: Net, slots: list[LayerSlots], cache: EmbedCache, adjoint,
 # ---------------------------------------------------------------------------- fitting
 class FitCache:
     """Stacked inputs Yin[l] (2n, n_in) = [y; ẏ] of every layer (the last linear one included),
-    tanh outputs H[l] (n, k) and tangent pre-activations Zd[l] (n, k) of the hidden layers."""
+    tanh outputs H[l] (n, k) and tangent pre-activations Zd[l] (n, k) of the hidden layers, and
+    what the forward's seed-1 adjoint pass leaves for the reverse: ZB[l] (2n, k), whose bottom
+    half is ∂E/∂z of hidden layer l (the top half is the reverse's scratch for z̄), and GX[l]
+    (n, n_in) = ∂E/∂y of its input (GX[0] = dE/dD).
 
-    def __init__(self, n: int, Yin: list[np.ndarray], H: list[np.ndarray], Zd: list[np.ndarray]):
+    Why keep them: the tangent adjoints of the reverse over primal and tangent are the seed-1
+    adjoints.  The tangent ė = Σ ∂e/∂D · Ḋ is linear in Ḋ with the primal Jacobian, so its
+    adjoint chain (seeded with 1 at the output, as ∂Ψ/∂ė = 1) is the chain that `fit_forward`
+    runs to get dE/dD: ż̄ = ∂E/∂z and Ḋ̄ = dE/dD, already computed.  Reusing them saves the
+    tangent half of every input-adjoint product of the reverse (n rows of n_out x n_in each).
+    """
+
+    def __init__(self, n: int, Yin: list[np.ndarray], H: list[np.ndarray], Zd: list[np.ndarray],
+                 ZB: list[np.ndarray], GX: list[np.ndarray]):
         self.n = n
         self.Yin = Yin
         self.H = H
         self.Zd = Zd
+        self.ZB = ZB
+        self.GX = GX
 
     @property
     def D(self) -> np.ndarray:
@@ -225,16 +238,20 @@ class FitCache:
 def fit_cache(net: Net, n: int, ws: Workspace, key) -> FitCache:
     """Buffers for one fitting net on n atoms."""
     widths = net.widths
+    nh = len(net.layers) - 1
     Yin = [ws.get((key, "Yin", l), (2 * n, widths[l])) for l in range(len(net.layers))]
-    H = [ws.get((key, "H", l), (n, widths[l + 1])) for l in range(len(net.layers) - 1)]
-    Zd = [ws.get((key, "Zd", l), (n, widths[l + 1])) for l in range(len(net.layers) - 1)]
-    return FitCache(n, Yin, H, Zd)
+    H = [ws.get((key, "H", l), (n, widths[l + 1])) for l in range(nh)]
+    Zd = [ws.get((key, "Zd", l), (n, widths[l + 1])) for l in range(nh)]
+    ZB = [ws.get((key, "ZB", l), (2 * n, widths[l + 1])) for l in range(nh)]
+    GX = [ws.get((key, "GX", l), (n, widths[l])) for l in range(nh)]
+    return FitCache(n, Yin, H, Zd, ZB, GX)
 
 
 def fit_forward(net: Net, cache: FitCache, ws: Workspace, key) -> tuple[np.ndarray, np.ndarray]:
     """Network energies e (n,) eV (no bias) and their gradient dE/dD (n, dim) (seed 1).
 
-    Reads cache.D; fills the primal halves of the cache.
+    Reads cache.D; fills the primal halves of the cache and its seed-1 adjoints (ZB bottom
+    halves, GX; `FitCache`).  dE/dD is cache.GX[0].
     """
     n = cache.n
     hidden, last = net.layers[:-1], net.layers[-1]
@@ -250,9 +267,9 @@ def fit_forward(net: Net, cache: FitCache, ws: Workspace, key) -> tuple[np.ndarr
     gy[:] = last.w[:, 0]
     for l in range(len(hidden) - 1, -1, -1):
         layer = hidden[l]
-        gZ = ws.get(("rev", "gZ"), (n, layer.n_out))
+        gZ = cache.ZB[l][n:]
         back_tanh(gy, cache.H[l], _idt_full(layer), gZ)
-        gx = ws.get(("rev", "gx", l % 2), (n, layer.n_in))
+        gx = cache.GX[l]
         np.matmul(gZ, layer.w.T, out=gx)
         if layer.residual != RESIDUAL_NONE:
             add_residual_adjoint(gy, layer.residual, gx)
@@ -272,10 +289,12 @@ def fit_tangent(net: Net, cache: FitCache) -> None:
 
 
 def fit_reverse(net: Net, slots: list[LayerSlots], cache: FitCache, c_e: float,
-                grad: GradRow, ws: Workspace, key) -> np.ndarray:
-    """Reverse pass of Ψ = Σ (c_e e + ė) over one fitting net; returns [D̄; Ḋ̄] (2n, dim).
+                grad: GradRow, ws: Workspace, key) -> tuple[np.ndarray, np.ndarray]:
+    """Reverse pass of Ψ = Σ (c_e e + ė) over one fitting net, after `fit_forward` and
+    `fit_tangent` of the same cache; returns (D̄, Ḋ̄), each (n, dim).
 
-    Accumulates the parameter adjoint into `grad` (flat layout).
+    Accumulates the parameter adjoint into `grad` (flat layout).  The tangent adjoints are the
+    forward's seed-1 adjoints (`FitCache`): only the primal adjoints z̄ and D̄ are formed here.
     """
     n = cache.n
     hidden, last = net.layers[:-1], net.layers[-1]
@@ -284,22 +303,20 @@ def fit_reverse(net: Net, slots: list[LayerSlots], cache: FitCache, c_e: float,
     gW[:, 0] += c_e * yl[:n].sum(axis=0) + yl[n:].sum(axis=0)
     gb[0] += c_e * n
     Ob = ws.get((key, "Ob"), (n, last.n_in))
-    Odb = ws.get((key, "Odb"), (n, last.n_in))
     Ob[:] = c_e * last.w[:, 0]
-    Odb[:] = last.w[:, 0]
+    Odb = ws.get((key, "gy_last"), (n, last.n_in))   # fit_forward's seed: last.w in every row
     Yb = None
     for l in range(len(hidden) - 1, -1, -1):
         layer = hidden[l]
         _, gb, gidt = slots[l].views(grad.row)
         idt, use_idt = _idt(layer)
-        ZB = ws.get(("rev", "ZB"), (2 * n, layer.n_out))
-        K.layer_back_pair(Ob, Odb, cache.H[l], cache.Zd[l], idt, use_idt, use_idt,
-                          ZB, gidt if use_idt else _SINK, gb)
+        ZB = cache.ZB[l]
+        K.layer_back_primal(Ob, Odb, cache.H[l], cache.Zd[l], idt, use_idt, use_idt,
+                            ZB[:n], gidt if use_idt else _SINK, gb)
         grad.add_matmul(slots[l], cache.Yin[l].T, ZB, ws)
-        Yb = ws.get(("rev", "YB", l % 2), (2 * n, layer.n_in))
-        np.matmul(ZB, layer.w.T, out=Yb)
+        Yb = ws.get(("rev", "YB", l % 2), (n, layer.n_in))
+        np.matmul(ZB[:n], layer.w.T, out=Yb)
         if layer.residual != RESIDUAL_NONE:
-            add_residual_adjoint(Ob, layer.residual, Yb[:n])
-            add_residual_adjoint(Odb, layer.residual, Yb[n:])
-        Ob, Odb = Yb[:n], Yb[n:]
-    return Yb
+            add_residual_adjoint(Ob, layer.residual, Yb)
+        Ob, Odb = Yb, cache.GX[l]
+    return Yb, cache.GX[0]

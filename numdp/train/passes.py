@@ -434,11 +434,10 @@ class ModelPasses:
         Tdbar = ws.get("Tdbar", (na, 4, M))
         for f in c.fits:
             net = p.fitting.nets[f.ti]
-            n = f.a1 - f.a0
             contract_D_tangent(c.T[f.a0:f.a1], Td[f.a0:f.a1], d.axis_neuron, f.cache.Dd)
             fit_tangent(net, f.cache)
-            YB = fit_reverse(net, self.flat.fitting[f.ti], f.cache, c_e, grad, ws, ("fit", f.ti))
-            K.back_D_pair(c.T[f.a0:f.a1], Td[f.a0:f.a1], YB[:n], YB[n:], d.axis_neuron,
+            Db, Ddb = fit_reverse(net, self.flat.fitting[f.ti], f.cache, c_e, grad, ws, ("fit", f.ti))
+            K.back_D_pair(c.T[f.a0:f.a1], Td[f.a0:f.a1], Db, Ddb, d.axis_neuron,
                           self.inv_nnei, c.Tbar[f.a0:f.a1], Tdbar[f.a0:f.a1])
         K.padding_adjoints(c.atypes, c.npad, self.rt_pad, c.Tbar, self.pad_bars[w])
         for g in c.groups:

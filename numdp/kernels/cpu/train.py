@@ -216,6 +216,34 @@ def layer_back_pair(Obar, Odbar, H, Zd, idt, use_idt, want_dbar, ZB, dbar, bbar)
                 bbar[c] += zb
 
 
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def layer_back_primal(Obar, Odbar, H, Zd, idt, use_idt, want_dbar, ZBtop, dbar, bbar):
+    """`layer_back_pair` without the tangent half: writes ZBtop (n, k) = z̄ and accumulates
+    bbar and dbar as it does, for a caller that has ż̄ already (the fitting nets' reverse,
+    whose tangent adjoints are the forward's seed-1 adjoints)."""
+    n, k = H.shape
+    for r in range(n):
+        if want_dbar:
+            for c in range(k):
+                h = H[r, c]
+                dbar[c] += Obar[r, c] * h + Odbar[r, c] * (1.0 - h * h) * Zd[r, c]
+        if use_idt:
+            for c in range(k):
+                h = H[r, c]
+                g = 1.0 - h * h
+                od = Odbar[r, c] * idt[c]
+                zb = g * (Obar[r, c] * idt[c] - 2.0 * h * Zd[r, c] * od)
+                ZBtop[r, c] = zb
+                bbar[c] += zb
+        else:
+            for c in range(k):
+                h = H[r, c]
+                g = 1.0 - h * h
+                zb = g * (Obar[r, c] - 2.0 * h * Zd[r, c] * Odbar[r, c])
+                ZBtop[r, c] = zb
+                bbar[c] += zb
+
+
 # ---------------------------------------------------------------------- statistics
 @njit(cache=True, nogil=True)
 def env_stat_sums(atypes, rt, poff, sums):
