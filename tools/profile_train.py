@@ -110,7 +110,7 @@ def instrument(M: int, A: int):
     _wrap(P.K, "tangent_rows", "tangent rows", lambda atoms, at, dvec, *a: dvec.shape[0] * 80.0)
     _wrap(P.K, "tangent_T", "T, D (bwd)", lambda rt, rtd, G, *a: 18.0 * G.shape[0] * G.shape[1])
     _wrap(P, "contract_D_tangent", "T, D (bwd)", lambda T, Td, naxis, Dd: 16.0 * T.shape[0] * T.shape[2] * naxis)
-    _wrap(P.K, "back_D_pair", "T, D (bwd)", lambda T, *a: 48.0 * T.shape[0] * T.shape[2] * A)
+    _wrap(P.K, "back_D_pair", "T, D (bwd)", lambda T, *a: 32.0 * T.shape[0] * T.shape[2] * A)
     _wrap(P.K, "pair_adjoints", "T, D (bwd)", _pair_adjoint_flops)
     _wrap(P, "fit_tangent", "fitting tangent",
           lambda net, fc: _net_flops(fit_widths(net)[:-1], fc.n))

@@ -431,18 +431,21 @@ class ModelPasses:
                        c_f, c_v, self.sd, d.rcut, d.rcut_smth, rtd)
         Td = ws.get("Td", (na, 4, M))
         K.tangent_T(c.rt, rtd, c.G, c.Gp, c.poff, self.inv_nnei, Td)
-        Tdbar = ws.get("Tdbar", (na, 4, M))
+        # Ṫ̄ = B(T, Ḋ̄) (`back_D_pair`) with Ḋ̄ = dE/dD (the tangent adjoints are the seed-1
+        # adjoints, `FitCache`): the forward's dE/dT, bit for bit the same back_D_row call
+        Tdbar = c.Tbar
+        Tbar = ws.get("Tbar_rev", (na, 4, M))
         for f in c.fits:
             net = p.fitting.nets[f.ti]
             contract_D_tangent(c.T[f.a0:f.a1], Td[f.a0:f.a1], d.axis_neuron, f.cache.Dd)
             fit_tangent(net, f.cache)
             Db, Ddb = fit_reverse(net, self.flat.fitting[f.ti], f.cache, c_e, grad, ws, ("fit", f.ti))
             K.back_D_pair(c.T[f.a0:f.a1], Td[f.a0:f.a1], Db, Ddb, d.axis_neuron,
-                          self.inv_nnei, c.Tbar[f.a0:f.a1], Tdbar[f.a0:f.a1])
-        K.padding_adjoints(c.atypes, c.npad, self.rt_pad, c.Tbar, self.pad_bars[w])
+                          self.inv_nnei, Tbar[f.a0:f.a1])
+        K.padding_adjoints(c.atypes, c.npad, self.rt_pad, Tbar, self.pad_bars[w])
         for g in c.groups:
             def adjoint(b0, b1, Gbar, Gpbar, g=g):
-                K.pair_adjoints(g.t, g.a0, g.a1, g.p0 + b0, g.p0 + b1, c.rt, rtd, c.poff, c.Tbar,
+                K.pair_adjoints(g.t, g.a0, g.a1, g.p0 + b0, g.p0 + b1, c.rt, rtd, c.poff, Tbar,
                                 Tdbar, Gbar, Gpbar)
 
             embed_reverse(d.embeddings[g.k], self.flat.embedding[g.k], g.cache, adjoint, grad, ws)

@@ -86,18 +86,19 @@ def tangent_T(rt, rtd, G, Gp, poff, inv_nnei, Td):
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def back_D_pair(T, Td, Dbar, Ddbar, naxis, inv_nnei, Tbar, Tdbar):
-    """Adjoints of T and Td from those of D and Dd (na, M*naxis), scaled by inv_nnei.
+def back_D_pair(T, Td, Dbar, Ddbar, naxis, inv_nnei, Tbar):
+    """Primal adjoint of T from those of D and Dd (na, M*naxis), scaled by inv_nnei.
 
-    D = Tᵀ T<, Ḋ = Ṫᵀ T< + Tᵀ Ṫ<:  T̄ = B(T, D̄) + B(Ṫ, Ḋ̄),  Ṫ̄ = B(T, Ḋ̄)
-    with B the map of `numdp.kernels.cpu.descriptor.back_D_row`.  Tbar, Tdbar: (na, 4, M).
+    D = Tᵀ T<, Ḋ = Ṫᵀ T< + Tᵀ Ṫ<:  T̄ = B(T, D̄) + B(Ṫ, Ḋ̄)  with B the map of
+    `numdp.kernels.cpu.descriptor.back_D_row`; Tbar: (na, 4, M).  The tangent adjoint
+    Ṫ̄ = B(T, Ḋ̄) is not formed: the training passes' Ḋ̄ is dE/dD, so Ṫ̄ is the forward's dE/dT
+    (`back_D`), which they keep.
     """
     na = T.shape[0]
     acc = np.empty((4 + naxis, naxis))
     for a in range(na):
         back_D_row(T[a], Dbar[a], naxis, False, inv_nnei, Tbar[a], acc, False)
         back_D_row(Td[a], Ddbar[a], naxis, False, inv_nnei, Tbar[a], acc, True)
-        back_D_row(T[a], Ddbar[a], naxis, False, inv_nnei, Tdbar[a], acc, False)
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
