@@ -83,14 +83,29 @@ def test_packed_keys_both_ways():
         np.testing.assert_array_equal(a, b.copy_to_host())
 
 
-@pytest.mark.parametrize("n", [1, 31, 32, 33, 1100, 40000])
+@pytest.mark.parametrize("n", [1, 31, 32, 33, 1100, 32768, 32769, 40000])
 def test_exclusive_scan(n):
-    """Chunked recursive scan (1100 and 40000 entries: two and three levels) against np.cumsum."""
+    """The scan against np.cumsum: one block up to 32 768 entries, beyond that chunk sums, a block
+    scan of the sums and the chunks written from their offsets."""
     v = np.random.default_rng(n).integers(0, 50, size=n).astype(np.int32)
     d = cuda.to_device(v)
     total = dev._exclusive_scan(d)
     assert total == int(v.sum())
     np.testing.assert_array_equal(d.copy_to_host(), np.concatenate([[0], np.cumsum(v)[:-1]]))
+
+
+@pytest.mark.parametrize("threads", [1, 3, 32])
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+def test_single_block_scan_any_block_size(threads, dtype):
+    """scan_block: exclusive sums in place and the total, for any block size (chunks of n /
+    threads entries, some threads with none) and both index types, equal to np.cumsum."""
+    for n in (1, 2, 5, 97):
+        v = np.random.default_rng(n).integers(0, 2**20, size=n).astype(dtype)
+        d = cuda.to_device(v)
+        tot = cuda.to_device(np.full(1, -1, dtype=np.int64))
+        kc.scan_block[1, threads](d, tot)
+        np.testing.assert_array_equal(d.copy_to_host(), np.concatenate([[0], np.cumsum(v)[:-1]]))
+        assert tot.copy_to_host()[0] == int(v.sum())
 
 
 def test_cell_binning_matches_cpu():

@@ -31,6 +31,8 @@ def kernels():
         ("unpack_keys", kc.unpack_keys, (u8_1, i8_1, i8_1, i8_1)),
         ("scan_chunk_sums int32", kc.scan_chunk_sums, (i4_1, nt.int64, i4_1)),
         ("scan_chunk_write int64", kc.scan_chunk_write, (i8_1, nt.int64, i8_1, i8_1)),
+        ("scan_block int32", kc.scan_block, (i4_1, i8_1)),
+        ("scan_block int64", kc.scan_block, (i8_1, i8_1)),
         ("wrap_count_images", kc.wrap_count_images, (f8_2, f8_2, f8_2, f8_1, f8_1, f8_2, f8_2, i8_1)),
         ("wrap_count_images_mixed", kc.wrap_count_images_mixed,
          (f8_2, f8_2, f8_2, i4_1, f8_1, f8_1, f8_2, f8_2, i8_1)),

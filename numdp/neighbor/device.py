@@ -45,6 +45,8 @@ __all__ = ["DeviceNeighborList", "build_nlist_cuda", "nlist_of_extended", "plan_
 
 # Entries summed by one scan thread.
 _SCAN_CHUNK = 32
+# Largest array scanned by one launch of the single-block scan (32 entries per thread of 1024).
+_SCAN_BLOCK_MAX = 32 * 1024
 # Key capacities (keys per centre) of the shared-memory formatting kernels, smallest first: a launch
 # uses the smallest that holds every centre's neighbours within rcut (12 bytes a key: 3-36 kB,
 # under the 48 kB of static shared memory per block).
@@ -130,12 +132,23 @@ def _grid(n: int) -> tuple[int, int]:
     return grid(n)
 
 
+def _scan_threads() -> int:
+    """Threads of the single-block scan: a full block on a GPU; 4 under the simulator, which runs
+    every thread in Python (the result does not depend on it)."""
+    from numba import config
+    from numdp.kernels.cuda import neighbor as kc
+
+    return 4 if getattr(config, "ENABLE_CUDASIM", 0) else kc.SCAN_BLOCK_THREADS
+
+
 def _exclusive_scan(values, total: bool = True) -> int | None:
     """Exclusive prefix sums of a 1-D integer device array, in place; returns the total (host int;
     None without `total`: no copy to the host, the MD step's scans need none).
 
-    Chunks of _SCAN_CHUNK entries, one thread each: chunk sums, the sums scanned recursively, then
-    each chunk written from its offset.  Integer sums in a fixed order: deterministic.
+    Up to _SCAN_BLOCK_MAX entries (32 per thread of a 1024-thread block): one launch of
+    `scan_block`.  Beyond: chunks of _SCAN_CHUNK entries, one thread each: chunk sums, the sums
+    scanned recursively (one block up to ~10**6 entries), then each chunk written from its
+    offset.  Integer sums: exact, the same result either way.
     """
     from numba import cuda
     from numdp.kernels.cuda import neighbor as kc
@@ -143,16 +156,15 @@ def _exclusive_scan(values, total: bool = True) -> int | None:
     n = values.shape[0]
     if n == 0:
         return 0 if total else None
+    if n <= _SCAN_BLOCK_MAX:
+        tot = cuda.device_array(1, dtype=np.int64)
+        kc.scan_block[1, _scan_threads()](values, tot)
+        return int(tot.copy_to_host()[0]) if total else None
     nch = (n + _SCAN_CHUNK - 1) // _SCAN_CHUNK
     sums = cuda.device_array(nch, dtype=values.dtype)
     kc.scan_chunk_sums[_grid(nch)](values, _SCAN_CHUNK, sums)
-    if nch == 1:
-        total = int(sums.copy_to_host()[0]) if total else None
-        offsets = _device_constant(np.zeros(1, dtype=values.dtype))   # read only
-    else:
-        total = _exclusive_scan(sums, total)
-        offsets = sums
-    kc.scan_chunk_write[_grid(nch)](values, _SCAN_CHUNK, offsets, values)
+    total = _exclusive_scan(sums, total)
+    kc.scan_chunk_write[_grid(nch)](values, _SCAN_CHUNK, sums, values)
     return total
 
 

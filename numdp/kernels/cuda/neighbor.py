@@ -8,7 +8,8 @@ float min / max) atomics, nothing warp-level, so Numba's CUDA simulator runs the
 Pipeline (one launch each):
 
     wrap_count_images   fractional coordinates, wrapping, ghost-image count per local atom
-    exclusive scan      (scan_chunk_sums, scan_chunk_write: chunked, recursive, deterministic)
+    exclusive scan      scan_block (one launch up to 32 768 entries), else scan_chunk_sums, a
+                        scan of the chunk sums, scan_chunk_write (deterministic integer sums)
     fill_images         locals then ghosts, atom-major, shifts ascending (= numdp.neighbor.extend)
     copy_locals         the non-periodic twin of the two above (no ghosts)
     bounds              bounding box of the extended atoms (grid-stride partials, float atomics)
@@ -112,6 +113,49 @@ def scan_chunk_write(values, chunk, offsets, out):
             v = values[e]
             out[e] = acc
             acc += v
+
+
+# Entries of the block-wide partial sums of `scan_block` (its largest block).
+SCAN_BLOCK_THREADS = 1024
+
+
+@cuda.jit
+def scan_block(values, total):
+    """Exclusive prefix sums of values (n,) in place, by one block of up to SCAN_BLOCK_THREADS
+    threads; total (1,) receives the sum of all entries.
+
+    Thread k sums its contiguous chunk (ceil(n / blockDim) entries), the block's partial sums are
+    scanned in shared memory (Hillis-Steele: log2(blockDim) steps, each a barrier), then each
+    thread writes its chunk from its offset.  Integer sums: the result is exact and the same for
+    any block size (any n works; one block suits n up to ~32 chunks per thread)."""
+    part = cuda.shared.array(SCAN_BLOCK_THREADS, dtype=np.int64)
+    tid = cuda.threadIdx.x
+    nthr = cuda.blockDim.x
+    n = values.shape[0]
+    chunk = (n + nthr - 1) // nthr
+    e0 = min(n, tid * chunk)
+    e1 = min(n, e0 + chunk)
+    acc = np.int64(0)
+    for e in range(e0, e1):
+        acc += values[e]
+    part[tid] = acc
+    cuda.syncthreads()
+    step = 1
+    while step < nthr:
+        v = np.int64(0)
+        if tid >= step:
+            v = part[tid - step]
+        cuda.syncthreads()
+        part[tid] += v
+        cuda.syncthreads()
+        step *= 2
+    run = part[tid] - acc   # the exclusive offset of this thread's chunk
+    if tid == nthr - 1:
+        total[0] = part[tid]
+    for e in range(e0, e1):
+        v = values[e]
+        values[e] = run
+        run += v
 
 
 # --------------------------------------------------------------------------------------------------
