@@ -8,6 +8,13 @@ atom-major with shifts ascending), the same (type, 2**-26 Å distance, index) or
 block, DeePMD-kit's truncation rule, the same overflow and max counts.  Kernels:
 `numdp.kernels.cuda.neighbor` (their order and the determinism argument are in its docstring).
 
+    plan = plan_search(ext_positions, ext_types, nloc, rcut, skin)          # at an MD rebuild
+    nlist, stats, err = nlist_of_extended(ext_positions, ext_types, nloc, rcut, sel, plan)  # a step
+
+The MD step's search: the cell grid and key capacity fixed at the ghost-shell rebuild, so that a
+step reads nothing from the device; its statistics stay there until the step's totals are read
+(`search_flags`).
+
 Device memory, bytes per local atom (L = nall / nloc: about 1.2 for 10**6 water atoms, 1.9 at
 12 288, up to ~8 for a cell just wider than the cutoff; nnei = sum(sel); ntypes types):
   kept (returned):   positions 24 L + types 4 L + mapping 4 L + nlist 4 nnei
