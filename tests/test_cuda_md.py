@@ -578,3 +578,40 @@ def test_launch_counter_counts_kernels_and_copies_and_unpatches():
     md.kick[launch.grid(40)](dev.velocities, dev.forces, dev.masses, 0.0005)
     be.to_host(box)
     assert (counter.launches, counter.to_device, counter.to_host) == (2, 1, 1)
+
+
+def test_gpu_overflow_warning_comes_once_with_the_cpu_text(tmp_path):
+    """Model 0's list statistics reach the host in the step's totals copy: a model with too small
+    a sel (the cluster's B atom has two A neighbours, sel 1) warns once per run on the GPU, with
+    the CPU run's text (numdp.neighbor.report_overflow), and every call is counted."""
+    import warnings
+
+    from numdp.neighbor import NeighborOverflowWarning
+
+    texts = {}
+    for device in ("cpu", "cuda"):
+        toml = make_cluster(tmp_path / device, device, steps=4, every=2)
+        write_model(random_params(ntypes=2, sel=[1, 1], neuron=(4,), axis_neuron=2, fitting=(8,), rcut=2.9,
+                                  rcut_smth=1.0, seed=6), toml.parent / "model.h5")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            run(toml)
+        texts[device] = [str(w.message) for w in caught if issubclass(w.category, NeighborOverflowWarning)]
+    assert len(texts["cuda"]) == 1 and texts["cuda"] == texts["cpu"]
+    assert "more than sel = 1" in texts["cuda"][0] and "largest count 2" in texts["cuda"][0]
+
+
+def test_gpu_key_buffer_overflow_is_a_runtime_error(tmp_path, monkeypatch):
+    """The per-step search never relaunches: its key buffer holds the bound fixed at the rebuild
+    (numdp.neighbor.device.plan_search).  A buffer made too small on purpose (1 key; every centre
+    of the cluster has 2 neighbours within rcut) sets the flag read with the totals, and the run
+    stops with a RuntimeError (a bug check, not a user error)."""
+    from dataclasses import replace
+
+    import numdp.neighbor.device as nd
+
+    real = nd.plan_search
+    monkeypatch.setattr(nd, "plan_search", lambda *a, **kw: replace(real(*a, **kw), need=1, caps=(1,)))
+    toml = make_cluster(tmp_path / "gpu", "cuda", steps=2, every=1)
+    with pytest.raises(RuntimeError, match="neighbour search: a centre has 2 neighbours within rcut"):
+        run(toml)

@@ -2,6 +2,8 @@
 against the CPU path: the list must be identical to build_nlist(extend(...)), kernel by kernel where
 a CPU twin exists.  The simulator runs every CUDA thread in Python: systems are tiny."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from numba import cuda
@@ -81,14 +83,29 @@ def test_packed_keys_both_ways():
         np.testing.assert_array_equal(a, b.copy_to_host())
 
 
-@pytest.mark.parametrize("n", [1, 31, 32, 33, 1100, 40000])
+@pytest.mark.parametrize("n", [1, 31, 32, 33, 1100, 32768, 32769, 40000])
 def test_exclusive_scan(n):
-    """Chunked recursive scan (1100 and 40000 entries: two and three levels) against np.cumsum."""
+    """The scan against np.cumsum: one block up to 32 768 entries, beyond that chunk sums, a block
+    scan of the sums and the chunks written from their offsets."""
     v = np.random.default_rng(n).integers(0, 50, size=n).astype(np.int32)
     d = cuda.to_device(v)
     total = dev._exclusive_scan(d)
     assert total == int(v.sum())
     np.testing.assert_array_equal(d.copy_to_host(), np.concatenate([[0], np.cumsum(v)[:-1]]))
+
+
+@pytest.mark.parametrize("threads", [1, 3, 32])
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+def test_single_block_scan_any_block_size(threads, dtype):
+    """scan_block: exclusive sums in place and the total, for any block size (chunks of n /
+    threads entries, some threads with none) and both index types, equal to np.cumsum."""
+    for n in (1, 2, 5, 97):
+        v = np.random.default_rng(n).integers(0, 2**20, size=n).astype(dtype)
+        d = cuda.to_device(v)
+        tot = cuda.to_device(np.full(1, -1, dtype=np.int64))
+        kc.scan_block[1, threads](d, tot)
+        np.testing.assert_array_equal(d.copy_to_host(), np.concatenate([[0], np.cumsum(v)[:-1]]))
+        assert tot.copy_to_host()[0] == int(v.sum())
 
 
 def test_cell_binning_matches_cpu():
@@ -345,3 +362,69 @@ def test_mixed_boundary_conditions_match_cpu(pbc):
     nl, ref, ext = assert_same_as_cpu(x, t, TRICLINIC, 4.5, [10, 12], pbc=pbc)
     open_dims = [k for k in range(3) if not pbc[k]]
     assert not ext.shifts[:, open_dims].any() and ext.nall > ext.nloc
+
+
+# --------------------------------------------------------------------------------------------------
+# the MD step's search: grid and key capacity fixed at the rebuild (plan_search, nlist_of_extended)
+# --------------------------------------------------------------------------------------------------
+
+
+def _planned(x, t, box, rcut, skin):
+    """CPU extended atoms of width rcut + skin, their device copies and the device plan."""
+    ext = extend(x, t, box, rcut + skin)
+    pos = cuda.to_device(ext.positions)
+    typ = cuda.to_device(ext.types.astype(np.int32))
+    return ext, pos, typ, dev.plan_search(pos, typ, ext.nloc, rcut, skin)
+
+
+def test_plan_capacity_is_the_largest_count_within_rcut_plus_skin():
+    """The key capacity of a rebuild is the largest number of neighbours within rcut + skin of a
+    centre (the CPU list with unlimited slots counts them), and the grid is the bounding box of
+    the extended atoms widened by skin / 2."""
+    x, t = random_system(30, TRICLINIC, 14, 2)
+    ext, _, _, plan = _planned(x, t, TRICLINIC, 3.5, 1.0)
+    full = build_nlist(ext, 4.5, [400, 400], 2)
+    assert plan.need == int((full.nlist >= 0).sum(1).max()) > 0
+    np.testing.assert_array_equal(plan.lo, ext.positions.min(0) - 0.5)
+    np.testing.assert_array_equal(plan.hi, ext.positions.max(0) + 0.5)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1.3, 0.8])
+def test_planned_search_is_exact_for_atoms_outside_the_grid(scale):
+    """Extended atoms moved beyond the grid fixed at the rebuild (the whole configuration shifted
+    by 10 skins, and scaled about its centre as a barostat's cell change would) are clamped into
+    the edge cells; the list, counts and overflows stay exactly the CPU's for the moved atoms."""
+    rcut, skin, sel = 3.5, 1.0, [2, 2]
+    x, t = random_system(31, TRICLINIC, 24, 2)
+    ext, _, typ, plan = _planned(x, t, TRICLINIC, rcut, skin)
+    centre = ext.positions.mean(0)
+    moved = centre + (ext.positions - centre) * scale + np.array([10.0, -10.0, 10.0]) * skin
+    outside = ((moved < plan.lo) | (moved > plan.hi)).any(1)
+    assert (moved < plan.lo).any() and (moved > plan.hi).any()
+    assert outside.sum() > ext.nall // 5 and outside[:ext.nloc].any()   # centres too
+    if scale < 1.0:   # more neighbours within rcut than at the rebuild: a larger buffer
+        full = build_nlist(ext, rcut, [400, 400], 2, positions=moved)
+        plan = replace(plan, need=int((full.nlist >= 0).sum(1).max()))
+    ref = build_nlist(ext, rcut, sel, 2, positions=moved)
+    nlist, stats, err = dev.nlist_of_extended(cuda.to_device(moved), typ, ext.nloc, rcut, sel, plan, THREADS)
+    np.testing.assert_array_equal(nlist.copy_to_host(), ref.nlist)
+    max_count, overflow = dev.search_flags(np.concatenate([stats.copy_to_host(), err.copy_to_host()]), 2)
+    np.testing.assert_array_equal(max_count, ref.max_count)
+    np.testing.assert_array_equal(overflow, ref.overflow)
+    assert overflow.max() > 0 and max_count.min() > 0
+
+
+def test_planned_search_flags_a_key_buffer_overflow():
+    """A key capacity below a centre's count leaves that row empty and sets the flag (no
+    relaunch in an MD step); search_flags raises then."""
+    x, t = random_system(32, TRICLINIC, 10, 2)
+    ext, pos, typ, plan = _planned(x, t, TRICLINIC, 3.5, 1.0)
+    small = replace(plan, need=2, caps=(2,))
+    nlist, stats, err = dev.nlist_of_extended(pos, typ, ext.nloc, 3.5, [8, 8], small, THREADS)
+    values = np.concatenate([stats.copy_to_host(), err.copy_to_host()])
+    assert values[-1] > 2
+    assert (nlist.copy_to_host() == -1).all(1).any()   # the overflowing rows: empty, not garbage
+    with pytest.raises(RuntimeError, match="more than the key buffer"):
+        dev.search_flags(values, 2, small)
+    _, stats, err = dev.nlist_of_extended(pos, typ, ext.nloc, 3.5, [8, 8], plan, THREADS)
+    assert err.copy_to_host()[0] == 0

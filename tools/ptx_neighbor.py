@@ -31,6 +31,8 @@ def kernels():
         ("unpack_keys", kc.unpack_keys, (u8_1, i8_1, i8_1, i8_1)),
         ("scan_chunk_sums int32", kc.scan_chunk_sums, (i4_1, nt.int64, i4_1)),
         ("scan_chunk_write int64", kc.scan_chunk_write, (i8_1, nt.int64, i8_1, i8_1)),
+        ("scan_block int32", kc.scan_block, (i4_1, i8_1)),
+        ("scan_block int64", kc.scan_block, (i8_1, i8_1)),
         ("wrap_count_images", kc.wrap_count_images, (f8_2, f8_2, f8_2, f8_1, f8_1, f8_2, f8_2, i8_1)),
         ("wrap_count_images_mixed", kc.wrap_count_images_mixed,
          (f8_2, f8_2, f8_2, i4_1, f8_1, f8_1, f8_2, f8_2, i8_1)),
@@ -38,11 +40,13 @@ def kernels():
         ("copy_locals", kc.copy_locals, (f8_2, i4_1, f8_2, i4_1, i4_1)),
         ("first_bad_atom", kc.first_bad_atom, (f8_2, i4_1, nt.int64, i8_1)),
         ("bounds", kc.bounds, (f8_2, f8_1)),
+        ("clear_counters", kc.clear_counters, (i4_1, i4_1, i8_1, i4_1)),
         ("bin_count", kc.bin_count, (f8_2, f8_1, f8_1, i8_1, i4_1, i4_1)),
         ("bin_scatter", kc.bin_scatter, (f8_2, i4_1, i4_1, i4_1, i4_1, f8_2, i4_1, i4_1, i4_1)),
         ("mark_centres", kc.mark_centres, (i4_1, nt.int64, i4_1)),
         ("compact_centres", kc.compact_centres, (i4_1, nt.int64, i4_1, i4_1)),
         ("count_stats", kc.count_stats, (i4_2, i8_1, i8_1, i8_1)),
+        ("count_within", kc.count_within, (f8_2, i4_1, i4_1, i4_1, i8_1, nt.int64, i4_1, nt.float64, i4_2)),
         ("fill_nlist_global", kc.fill_nlist_global, fill + (u8_2, i4_2)),
     ] + [(f"fill_nlist_shared({c})", kc.fill_nlist_shared(c), fill) for c in (256, 1024, 3072)]
 

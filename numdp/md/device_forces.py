@@ -11,7 +11,10 @@ Same interface (`__call__(state)`, `closest`, `step_displacement`, `rebuilds`, `
   `extreme_rows` on the device (max is exact in any order); the host receives the two numbers and
   an index.
 - At a rebuild: the ghost shell of width rcut + skin is built on the device
-  (numdp.neighbor.device.extend_cuda, the images of `build_nlist_cuda`), with the whole lattice
+  (numdp.neighbor.device.extend_cuda, the images of `build_nlist_cuda`), the neighbour search of
+  the steps until the next rebuild is planned (numdp.neighbor.device.plan_search: the cell grid
+  over the shell's bounding box widened by skin / 2, and the key capacity per centre from the
+  neighbours within rcut + skin, the bound the rebuild test guarantees), with the whole lattice
   vector that takes each owner to each of its extended atoms (`lattice_shifts`), and the fixed
   order in which ghost forces are folded onto their owners (extended atoms sorted by (owner,
   index): numdp.model.cuda_evaluator.fold_order).  The reference configuration is kept in the
@@ -20,8 +23,9 @@ Same interface (`__call__(state)`, `closest`, `step_displacement`, `rebuilds`, `
 - Every call: the extended atoms move with their owners (`extended_positions`: owner + shift @
   box, with the current box: a barostat's cell move uploads its 9 numbers), the DeePMD-kit list
   within rcut is formed from them on the device
-  (numdp.neighbor.device.nlist_of_extended: a cell-list pass over the extended atoms, no stored
-  candidate list), the model runs on the device (DPModel.compute_device), forces are folded onto
+  (numdp.neighbor.device.nlist_of_extended: a cell-list pass over the extended atoms on the
+  planned grid, no stored candidate list and no host read: its statistics and key-overflow flag
+  come with the totals), the model runs on the device (DPModel.compute_device), forces are folded onto
   the owned atoms (numdp.kernels.cuda.forces.fold_rows, as CUDAEvaluator.compute_owned does), the
   closest pair is found (numdp.model.cuda_evaluator.closest_pair), and the potential energy (a
   fixed-order tree sum) and the virial (9 numbers) come to the host.
@@ -88,6 +92,7 @@ class DeviceForceProvider:
         self._force_rebuild = False
         self._ext_pos = None
         self._ext_types = None
+        self._plan = None    # the neighbour search's grid and key capacity of the last rebuild
         self._nlist = None   # the list of the last call (model 0's sel), for evaluate_others
         self._mapping = None
         self._shift = None
@@ -170,7 +175,16 @@ class DeviceForceProvider:
         self._ext_types = typ
         self._shift = shift
         self._ext_pos = xp.empty((nall, 3))
+        self._plan_search(pos, typ)
         dev.reference = xp.array(reference, dtype=np.float64)
+
+    def _plan_search(self, pos, typ) -> None:
+        """Fix the per-step neighbour search until the next rebuild from the extended atoms of
+        this one (`pos` (nall, 3), `typ` (nall,) device arrays): its cell grid and key capacity
+        (numdp.neighbor.device.plan_search; two host reads here, none in the steps)."""
+        from ..neighbor.device import plan_search
+
+        self._plan = plan_search(pos, typ, self.dev.natoms, self.rcut, self.skin)
 
     def _set_box(self, box: np.ndarray) -> None:
         """The cell that moves the extended atoms with their owners (host copy kept to compare)."""
@@ -212,12 +226,7 @@ class DeviceForceProvider:
             self._set_box(state.box)   # a barostat moved the cell: 9 numbers to the device
         nloc = dev.natoms
         self._extended_positions(state)
-        nlist, max_count, overflow = self._list(self.sel)
-        if overflow.any():
-            self.overflow_calls += 1
-            if not self._overflow_warned:
-                self._overflow_warned = True
-                report_overflow(_Overflow(overflow, max_count), self.sel, getattr(self.model, "type_map", None))
+        nlist, stats, err = self._list(self.sel)   # read with the totals
         closest = closest_pair_device(be, self._ext_pos, nlist, self._sec_d)   # read with the totals
         self._nlist = nlist
         c1 = self.world.comm_time
@@ -229,8 +238,9 @@ class DeviceForceProvider:
             outs = self._compute_models([self.model] + others)
             energy, ext_force, virial = outs[0]
         self._owned_forces(ext_force)
-        totals = self._totals(energy, virial, closest)
+        totals = self._totals(energy, virial, closest, (stats, err))
         self.closest = closest_pair_of(totals[10:13])
+        self._check_list(totals[13:], self.sel)
         if others is not None:
             self._ensemble_done = (self.calls + 1, others, [self._reduce(out) for out in outs[1:]])
         state.potential_energy = float(totals[0])
@@ -244,14 +254,39 @@ class DeviceForceProvider:
         self.time_force += (t2 - t1) - (self.world.comm_time - c1)
 
     def _list(self, sel: np.ndarray):
-        """(nlist (nloc, sum(sel)) int32 device array, max counts, overflow flags) of the extended
-        atoms of this call within rcut, DeePMD-kit's sorted slots for `sel`."""
+        """(nlist (nloc, sum(sel)) int32, stats (2 ntypes,) int64, err (1,) int32), device arrays,
+        of the extended atoms of this call within rcut, DeePMD-kit's sorted slots for `sel`, with
+        the grid and key capacity fixed at the rebuild (no host read; stats and err are read with
+        the totals and checked by `_check_list`)."""
         from ..neighbor.device import THREADS_PER_CENTRE, nlist_of_extended
 
         # the simulator runs each thread in Python: one thread per centre there (same list)
-        nlist, max_count, overflow = nlist_of_extended(self._ext_pos, self._ext_types, self.dev.natoms, self.rcut,
-                                                       sel, 1 if self.be.simulator else THREADS_PER_CENTRE)
-        return self.be.xp.asarray(nlist), max_count, overflow
+        nlist, stats, err = nlist_of_extended(self._ext_pos, self._ext_types, self.dev.natoms, self.rcut, sel,
+                                              self._plan, 1 if self.be.simulator else THREADS_PER_CENTRE)
+        xp = self.be.xp
+        return xp.asarray(nlist), xp.asarray(stats), xp.asarray(err)
+
+    def _check_list(self, values, sel, model=None) -> None:
+        """The host copy `values` of a list's (stats, err): RuntimeError if a centre overflowed the
+        key buffer (a bug); the overflow warning (numdp.neighbor.report_overflow) once per run for
+        model 0's sel, once per sel for the deviation models'."""
+        from ..neighbor.device import search_flags
+
+        max_count, overflow = search_flags(values, len(sel), self._plan)
+        if not overflow.any():
+            return
+        if model is None:
+            self.overflow_calls += 1
+            if self._overflow_warned:
+                return
+            self._overflow_warned = True
+            model = self.model
+        else:
+            key = tuple(int(v) for v in sel)
+            if key in self._overflow_warned_sels:
+                return
+            self._overflow_warned_sels.add(key)
+        report_overflow(_Overflow(overflow, max_count), np.asarray(sel), getattr(model, "type_map", None))
 
     def _extended_positions(self, state: State) -> None:
         """Fill the extended positions (nall, 3) of this call: owners + lattice shift @ box."""
@@ -263,14 +298,17 @@ class DeviceForceProvider:
         """dev.forces (nloc, 3) eV/Å: the forces on the extended atoms folded onto their owners."""
         self.dev.forces = self._fold(ext_force, self.dev.forces)
 
-    def _totals(self, energy, virial, closest=None) -> np.ndarray:
+    def _totals(self, energy, virial, closest=None, more=()) -> np.ndarray:
         """(E, virial (9)) eV on the host, summed over ranks: the atomic energies `energy` (nloc,)
         as a fixed-order tree sum and the device virial (3, 3) come over in one copy (10 numbers);
-        with `closest` (a device record of closest_pair_device) its 3 numbers follow, this rank's."""
+        with `closest` (a device record of closest_pair_device) its 3 numbers follow, this rank's,
+        then the entries of the device arrays `more` (this rank's; integers, exact as float64 up to
+        2**53: the neighbour list's stats and key-overflow flag)."""
         xp, nloc = self.be.xp, self.dev.natoms
         parts = [tree_sum_device(self.be, energy.reshape(nloc, 1)), virial.reshape(9)]
         if closest is not None:
             parts.append(closest)
+        parts.extend(more)
         got = np.array(self.be.to_host(xp.concatenate(parts)), dtype=np.float64)
         return np.concatenate([self.world.sum_global(got[:10]), got[10:]])
 
@@ -339,11 +377,8 @@ class DeviceForceProvider:
         for sel, members in environment_groups(models):
             group = [models[k] for k in members]
             if sel not in lists:
-                nlist, max_count, overflow = self._list(np.asarray(sel, dtype=np.int64))
-                if overflow.any() and sel not in self._overflow_warned_sels:   # once per sel, as model 0's
-                    self._overflow_warned_sels.add(sel)
-                    report_overflow(_Overflow(overflow, max_count), np.asarray(sel),
-                                    getattr(group[0], "type_map", None))
+                nlist, stats, err = self._list(np.asarray(sel, dtype=np.int64))
+                self._check_list(self.be.to_host(self.be.xp.concatenate([stats, err])), sel, group[0])
                 lists[sel] = nlist
             if len(members) == 1:
                 outs[members[0]] = group[0].compute_device(self._ext_pos, lists[sel], types)

@@ -81,6 +81,7 @@ class DeviceParallelForceProvider(DeviceForceProvider):
         self._ext_types = typ
         self._ext_ids = ids
         self._ext_pos = xp.empty((int(pos.shape[0]), 3))
+        self._plan_search(pos, typ)
         self._set_box(box_h)
         self._ref_box_inv = inv
         dev.reference = xp.array(reference, dtype=np.float64)

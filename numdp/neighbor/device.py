@@ -8,6 +8,13 @@ atom-major with shifts ascending), the same (type, 2**-26 Å distance, index) or
 block, DeePMD-kit's truncation rule, the same overflow and max counts.  Kernels:
 `numdp.kernels.cuda.neighbor` (their order and the determinism argument are in its docstring).
 
+    plan = plan_search(ext_positions, ext_types, nloc, rcut, skin)          # at an MD rebuild
+    nlist, stats, err = nlist_of_extended(ext_positions, ext_types, nloc, rcut, sel, plan)  # a step
+
+The MD step's search: the cell grid and key capacity fixed at the ghost-shell rebuild, so that a
+step reads nothing from the device; its statistics stay there until the step's totals are read
+(`search_flags`).
+
 Device memory, bytes per local atom (L = nall / nloc: about 1.2 for 10**6 water atoms, 1.9 at
 12 288, up to ~8 for a cell just wider than the cutoff; nnei = sum(sel); ntypes types):
   kept (returned):   positions 24 L + types 4 L + mapping 4 L + nlist 4 nnei
@@ -39,11 +46,14 @@ from numdp.neighbor.celllist import DEFAULT_REACH, grid_dims
 from numdp.neighbor.extended import _REGION_MARGIN, _check_cutoff, check_pbc, complete_cell
 from numdp.neighbor.nlist import _check_sel, check_key_limits
 
-__all__ = ["DeviceNeighborList", "build_nlist_cuda", "nlist_of_extended", "extend_cuda", "is_device_array",
+__all__ = ["DeviceNeighborList", "build_nlist_cuda", "nlist_of_extended", "plan_search", "search_flags", "SearchPlan",
+           "extend_cuda", "is_device_array",
            "SHARED_CAPS"]
 
 # Entries summed by one scan thread.
 _SCAN_CHUNK = 32
+# Largest array scanned by one launch of the single-block scan (32 entries per thread of 1024).
+_SCAN_BLOCK_MAX = 32 * 1024
 # Key capacities (keys per centre) of the shared-memory formatting kernels, smallest first: a launch
 # uses the smallest that holds every centre's neighbours within rcut (12 bytes a key: 3-36 kB,
 # under the 48 kB of static shared memory per block).
@@ -129,12 +139,23 @@ def _grid(n: int) -> tuple[int, int]:
     return grid(n)
 
 
+def _scan_threads() -> int:
+    """Threads of the single-block scan: a full block on a GPU; 4 under the simulator, which runs
+    every thread in Python (the result does not depend on it)."""
+    from numba import config
+    from numdp.kernels.cuda import neighbor as kc
+
+    return 4 if getattr(config, "ENABLE_CUDASIM", 0) else kc.SCAN_BLOCK_THREADS
+
+
 def _exclusive_scan(values, total: bool = True) -> int | None:
     """Exclusive prefix sums of a 1-D integer device array, in place; returns the total (host int;
     None without `total`: no copy to the host, the MD step's scans need none).
 
-    Chunks of _SCAN_CHUNK entries, one thread each: chunk sums, the sums scanned recursively, then
-    each chunk written from its offset.  Integer sums in a fixed order: deterministic.
+    Up to _SCAN_BLOCK_MAX entries (32 per thread of a 1024-thread block): one launch of
+    `scan_block`.  Beyond: chunks of _SCAN_CHUNK entries, one thread each: chunk sums, the sums
+    scanned recursively (one block up to ~10**6 entries), then each chunk written from its
+    offset.  Integer sums: exact, the same result either way.
     """
     from numba import cuda
     from numdp.kernels.cuda import neighbor as kc
@@ -142,16 +163,15 @@ def _exclusive_scan(values, total: bool = True) -> int | None:
     n = values.shape[0]
     if n == 0:
         return 0 if total else None
+    if n <= _SCAN_BLOCK_MAX:
+        tot = cuda.device_array(1, dtype=np.int64)
+        kc.scan_block[1, _scan_threads()](values, tot)
+        return int(tot.copy_to_host()[0]) if total else None
     nch = (n + _SCAN_CHUNK - 1) // _SCAN_CHUNK
     sums = cuda.device_array(nch, dtype=values.dtype)
     kc.scan_chunk_sums[_grid(nch)](values, _SCAN_CHUNK, sums)
-    if nch == 1:
-        total = int(sums.copy_to_host()[0]) if total else None
-        offsets = _device_constant(np.zeros(1, dtype=values.dtype))   # read only
-    else:
-        total = _exclusive_scan(sums, total)
-        offsets = sums
-    kc.scan_chunk_write[_grid(nch)](values, _SCAN_CHUNK, offsets, values)
+    total = _exclusive_scan(sums, total)
+    kc.scan_chunk_write[_grid(nch)](values, _SCAN_CHUNK, sums, values)
     return total
 
 
@@ -262,18 +282,6 @@ def _images(x, t, nloc: int, box, cutoff: float, periodic=None):
     return pos, typ, mp, nall
 
 
-def _stats(counts, sel_d, ntypes: int):
-    """(max_count, overflow), each (ntypes,) int64 host arrays, from counts (nloc, ntypes)."""
-    from numba import cuda
-    from numdp.kernels.cuda import neighbor as kc
-
-    both = cuda.to_device(np.zeros((2, ntypes), dtype=np.int64))   # one copy each way
-    nblock, tpb = _grid(counts.shape[0])
-    kc.count_stats[min(nblock, 1024), tpb](counts, sel_d, both[0], both[1])
-    got = both.copy_to_host()
-    return got[0].copy(), got[1].copy()
-
-
 def _fill(grid, counts, nlist, err, need: int, caps, nthr: int) -> None:
     """Launch the formatting kernel for every centre with a key buffer of at least `need` keys: the
     smallest shared-memory capacity that holds them, else a global buffer chunked over centres."""
@@ -352,44 +360,55 @@ def build_nlist_cuda(positions, types, box, rcut, sel, *, pbc=None, reach: int =
                               overflow=overflow, max_count=max_count)
 
 
-def nlist_of_extended(ext_positions, ext_types, nloc: int, rcut: float, sel,
-                      threads_per_centre: int = THREADS_PER_CENTRE):
-    """The DeePMD-kit list of the first `nloc` of given extended atoms (device arrays: positions
-    (nall, 3) float64 Å, types (nall,) int32), within rcut, as `build_nlist_cuda` forms it after its
-    own ghost images: for an MD step whose ghost shell (of width rcut + skin) was built at the last
-    rebuild and moved along since (numdp.md.device).  Returns (nlist (nloc, sum(sel)) int32 device
-    array, max_count, overflow (ntypes,) int64 host arrays).  Inputs are not validated;
-    threads_per_centre is a tuning knob (the list never depends on it)."""
-    s = np.asarray(sel, dtype=np.int64)
-    sec = np.zeros(s.shape[0] + 1, dtype=np.int64)
-    np.cumsum(s, out=sec[1:])
-    return _search(ext_positions, ext_types, int(nloc), float(rcut), s, sec, DEFAULT_REACH, int(threads_per_centre),
-                   SHARED_CAPS)
+@dataclass(frozen=True)
+class _CellGrid:
+    """A cell grid on the device: origin lo (3,) float64 Å, cells per Å inv_width (3,) float64,
+    cell counts nbins (3,) int64 (device arrays); ncell = prod(nbins) (host)."""
+
+    lo: object
+    inv_width: object
+    nbins: object
+    ncell: int
 
 
-def _search(pos, typ, nloc: int, rc: float, s, sec, reach: int, threads_per_centre: int, shared_caps):
-    """(nlist, max_count, overflow) of the first nloc of the extended atoms (pos, typ) on the device."""
+def _bounds(pos) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, hi) (3,) host arrays, Å: the bounding box of the device positions pos (nall >= 1, 3)
+    (one launch and one synchronising read)."""
+    from numba import cuda
+    from numdp.kernels.cuda import neighbor as kc
+
+    lohi = cuda.to_device(np.array([np.inf] * 3 + [-np.inf] * 3))
+    nblock, tpb = _grid(int(pos.shape[0]))
+    kc.bounds[min(nblock, 1024), tpb](pos, lohi)
+    lh = lohi.copy_to_host()
+    return lh[:3].copy(), lh[3:].copy()
+
+
+def _cell_grid(lo, hi, nall: int, rc: float, reach: int) -> _CellGrid:
+    """The grid of the CPU search (`celllist.grid_dims`) over [lo, hi] (Å) for nall atoms and a
+    search radius rc (Å), uploaded (host arithmetic on 6 numbers, three small copies)."""
+    from numba import cuda
+
+    lo = np.ascontiguousarray(lo, dtype=np.float64)
+    inv_width, nbins = grid_dims(lo, np.asarray(hi, dtype=np.float64), max(nall, 1), rc, reach)
+    return _CellGrid(cuda.to_device(lo), cuda.to_device(np.ascontiguousarray(inv_width)),
+                     cuda.to_device(nbins), int(np.prod(nbins)))
+
+
+def _sorted_cells(pos, typ, nloc: int, cg: _CellGrid, stats, err):
+    """Counting sort of the extended atoms (pos (nall, 3), typ (nall,)) into the cells of `cg`, and
+    the sorted positions of the first nloc (the centres); zeroes `stats` and `err` in the same
+    launch as the cell counters.  Returns (spos, sidx, stype, scell, cell_start, centres)."""
     from numba import cuda
     from numdp.kernels.cuda import neighbor as kc
 
     nall = int(pos.shape[0])
-    ntypes = int(s.shape[0])
-    nnei = int(sec[-1])
-    # cell list: bounding box, cells (host arithmetic on 6 numbers), counting sort
-    lohi = cuda.to_device(np.array([np.inf] * 3 + [-np.inf] * 3))
-    nblock, tpb = _grid(nall)
-    kc.bounds[min(nblock, 1024), tpb](pos, lohi)
-    lh = lohi.copy_to_host()
-    inv_width, nbins = grid_dims(lh[:3], lh[3:], nall, rc, reach)
-    ncell = int(np.prod(nbins))
-    d_lo = cuda.to_device(np.ascontiguousarray(lh[:3]))
-    d_inv_width = cuda.to_device(np.ascontiguousarray(inv_width))
-    d_nbins = cuda.to_device(nbins)
     cell = cuda.device_array(nall, dtype=np.int32)
-    cell_start = cuda.to_device(np.zeros(ncell + 1, dtype=np.int32))
-    kc.bin_count[_grid(nall)](pos, d_lo, d_inv_width, d_nbins, cell, cell_start)
+    cell_start = cuda.device_array(cg.ncell + 1, dtype=np.int32)
+    cursor = cuda.device_array(cg.ncell, dtype=np.int32)
+    kc.clear_counters[_grid(max(cg.ncell + 1, int(stats.shape[0]), 1))](cell_start, cursor, stats, err)
+    kc.bin_count[_grid(nall)](pos, cg.lo, cg.inv_width, cg.nbins, cell, cell_start)
     _exclusive_scan(cell_start, total=False)
-    cursor = cuda.to_device(np.zeros(ncell, dtype=np.int32))
     spos = cuda.device_array((nall, 3), dtype=np.float64)
     sidx = cuda.device_array(nall, dtype=np.int32)
     stype = cuda.device_array(nall, dtype=np.int32)
@@ -401,23 +420,178 @@ def _search(pos, typ, nloc: int, rc: float, s, sec, reach: int, threads_per_cent
     _exclusive_scan(slot, total=False)
     centres = cuda.device_array(nloc, dtype=np.int32)
     kc.compact_centres[_grid(nall)](sidx, nloc, slot, centres)
-    del slot
+    return spos, sidx, stype, scell, cell_start, centres
 
+
+def _launch_stats(counts, sel_d, stats) -> None:
+    """stats (2 ntypes,) int64, zeroed: max_count then overflow per type of counts (nloc, ntypes)."""
+    from numdp.kernels.cuda import neighbor as kc
+
+    ntypes = int(counts.shape[1])
+    nblock, tpb = _grid(max(int(counts.shape[0]), 1))
+    kc.count_stats[min(nblock, 1024), tpb](counts, sel_d, stats[:ntypes], stats[ntypes:])
+
+
+def _search(pos, typ, nloc: int, rc: float, s, sec, reach: int, threads_per_centre: int, shared_caps):
+    """(nlist, max_count, overflow) of the first nloc of the extended atoms (pos, typ) on the device,
+    one configuration (`build_nlist_cuda`): the grid sized from the atoms' bounding box (a host
+    read), and a relaunch with a larger key buffer when a centre's keys overflow (a host read)."""
+    from numba import cuda
+
+    nall = int(pos.shape[0])
+    ntypes = int(s.shape[0])
+    lo, hi = _bounds(pos)
+    cg = _cell_grid(lo, hi, nall, rc, reach)
+    stats = cuda.device_array(2 * ntypes, dtype=np.int64)
+    err = cuda.device_array(1, dtype=np.int32)
+    sorted_cells = _sorted_cells(pos, typ, nloc, cg, stats, err)
+    grid, counts, nlist = _fill_args(sorted_cells, cg, reach, nloc, rc, s, sec)
     # keys -> rank sort -> slots, one block per centre; a centre whose keys overflow the buffer
     # reports its count and the launch is repeated with a buffer that holds the largest
-    grid = (spos, sidx, stype, scell, cell_start, d_nbins, reach, centres, rc * rc,
-            _device_constant(np.ascontiguousarray(s)), _device_constant(np.ascontiguousarray(sec)))
-    counts = cuda.device_array((nloc, ntypes), dtype=np.int32)
-    nlist = cuda.device_array((nloc, nnei), dtype=np.int32)
     caps = sorted(int(c) for c in shared_caps)
     need = 0
-    for _ in range(2):
-        err = cuda.to_device(np.zeros(1, dtype=np.int32))
+    for attempt in range(2):
+        if attempt:
+            err = cuda.to_device(np.zeros(1, dtype=np.int32))
         _fill(grid, counts, nlist, err, need, caps, threads_per_centre)
         need = int(err.copy_to_host()[0])
         if need == 0:
             break
     else:
         raise RuntimeError(f"neighbour search: a centre has {need} keys after the buffer was sized")
-    max_count, overflow = _stats(counts, grid[9], ntypes)
-    return nlist, max_count, overflow
+    _launch_stats(counts, grid[9], stats)
+    got = stats.copy_to_host()
+    return nlist, got[:ntypes].copy(), got[ntypes:].copy()
+
+
+def _fill_args(sorted_cells, cg: _CellGrid, reach: int, nloc: int, rc: float, s, sec):
+    """(grid arguments of the formatting kernels, counts (nloc, ntypes) int32, nlist (nloc,
+    sum(sel)) int32), the last two allocated."""
+    from numba import cuda
+
+    spos, sidx, stype, scell, cell_start, centres = sorted_cells
+    grid = (spos, sidx, stype, scell, cell_start, cg.nbins, reach, centres, rc * rc,
+            _device_constant(np.ascontiguousarray(s, dtype=np.int64)),
+            _device_constant(np.ascontiguousarray(sec, dtype=np.int64)))
+    counts = cuda.device_array((nloc, int(s.shape[0])), dtype=np.int32)
+    nlist = cuda.device_array((nloc, int(sec[-1])), dtype=np.int32)
+    return grid, counts, nlist
+
+
+# Relative widening of the radius within which an MD rebuild counts the keys of the steps that
+# follow (`plan_search`): the rebuild test's bound (a pair within rcut now was within rcut + skin
+# at the rebuild) holds in exact arithmetic; positions and distances carry round-off of ~1e-16
+# relative, far inside this margin.
+_PLAN_MARGIN = 1e-8
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """What the per-step neighbour search of an MD run (`nlist_of_extended`) fixes at a ghost-shell
+    rebuild, so that a step reads nothing from the device to size its launches (`plan_search`).
+
+    lo, hi: (3,) host arrays, Å: the corners of the cell grid (the extended atoms' bounding box at
+        the rebuild, widened by skin / 2 on every side).
+    grid: that grid on the device, for cells of rcut / reach.
+    reach: stencil half-width in cells.
+    need: key capacity per centre: the largest number of extended atoms within rcut + skin of a
+        centre at the rebuild, an upper bound of its neighbours within rcut until the next
+        rebuild (numdp.md.forces: the rebuild test).
+    caps: shared-memory key capacities (`SHARED_CAPS`); the fill uses the smallest >= need.
+    """
+
+    lo: np.ndarray
+    hi: np.ndarray
+    grid: _CellGrid
+    reach: int
+    need: int
+    caps: tuple
+
+
+def plan_search(ext_positions, ext_types, nloc: int, rcut: float, skin: float, *,
+                reach: int = DEFAULT_REACH, shared_caps=SHARED_CAPS) -> SearchPlan:
+    """The `SearchPlan` of the extended atoms of an MD rebuild (device arrays: positions (nall, 3)
+    float64 Å, the ghost shell of width rcut + skin; types (nall,) int32; the first nloc are the
+    centres).  Two host reads, at the rebuild only: the bounding box and the largest count.
+
+    The grid: between rebuilds an atom moves by less than skin / 2 (fixed cell; the rebuild test),
+    and so do its images, so the grid over the bounding box widened by skin / 2 holds every
+    extended atom of every step until the next rebuild, except where a barostat's cell change
+    carries images farther (the test bounds the cell's shrinking, not its growth).  An atom
+    outside the grid is binned into the nearest edge cell and the list stays exact
+    (numdp.kernels.cuda.neighbor.bin_count says why); it only makes the edge cells fuller.
+
+    The key capacity: the neighbours of each centre within (rcut + skin) (1 + 1e-8), counted by
+    `count_within` on a grid of cells of that radius / reach (same bounding box)."""
+    from numba import cuda
+    from numdp.kernels.cuda import neighbor as kc
+
+    nall = int(ext_positions.shape[0])
+    reach = int(reach)
+    if nall:
+        lo, hi = _bounds(ext_positions)
+    else:
+        lo, hi = np.zeros(3), np.zeros(3)
+    need = 0
+    if nloc:
+        radius = (float(rcut) + float(skin)) * (1.0 + _PLAN_MARGIN)
+        cg = _cell_grid(lo, hi, nall, radius, reach)
+        stats = cuda.device_array(2, dtype=np.int64)
+        err = cuda.device_array(1, dtype=np.int32)
+        spos, _, stype, scell, cell_start, centres = _sorted_cells(ext_positions, ext_types, nloc, cg, stats, err)
+        counts = cuda.device_array((nloc, 1), dtype=np.int32)
+        kc.count_within[_grid(nloc)](spos, stype, scell, cell_start, cg.nbins, reach, centres, radius * radius,
+                                     counts)
+        _launch_stats(counts, _device_constant(np.array([np.iinfo(np.int64).max])), stats)
+        need = int(stats.copy_to_host()[0])
+    margin = 0.5 * float(skin)
+    glo, ghi = lo - margin, hi + margin
+    return SearchPlan(lo=glo, hi=ghi, grid=_cell_grid(glo, ghi, nall, float(rcut), reach), reach=reach, need=need,
+                      caps=tuple(sorted(int(c) for c in shared_caps)))
+
+
+def nlist_of_extended(ext_positions, ext_types, nloc: int, rcut: float, sel, plan: SearchPlan,
+                      threads_per_centre: int = THREADS_PER_CENTRE):
+    """The DeePMD-kit list of the first `nloc` of given extended atoms (device arrays: positions
+    (nall, 3) float64 Å, types (nall,) int32), within rcut, as `build_nlist_cuda` forms it after its
+    own ghost images: for an MD step whose ghost shell (of width rcut + skin) was built at the last
+    rebuild and moved along since (numdp.md.device), with the grid and key capacity of that
+    rebuild's `plan` (nall unchanged since).  No host read and no copy: one pass of launches.
+
+    Returns (nlist (nloc, sum(sel)) int32, stats (2 ntypes,) int64, err (1,) int32), device arrays:
+    stats = max_count then overflow per type, err = 0 unless a centre had more keys than the
+    plan's capacity (a bug: `search_flags` raises).  Read stats and err with the step's other
+    numbers (`search_flags` decodes them).  Inputs are not validated; threads_per_centre is a
+    tuning knob (the list never depends on it)."""
+    from numba import cuda
+
+    s = np.asarray(sel, dtype=np.int64)
+    ntypes = int(s.shape[0])
+    sec = np.zeros(ntypes + 1, dtype=np.int64)
+    np.cumsum(s, out=sec[1:])
+    stats = cuda.device_array(2 * ntypes, dtype=np.int64)
+    err = cuda.device_array(1, dtype=np.int32)
+    sorted_cells = _sorted_cells(ext_positions, ext_types, int(nloc), plan.grid, stats, err)
+    grid, counts, nlist = _fill_args(sorted_cells, plan.grid, plan.reach, int(nloc), float(rcut), s, sec)
+    if nloc:
+        _fill(grid, counts, nlist, err, plan.need, plan.caps, int(threads_per_centre))
+        _launch_stats(counts, grid[9], stats)
+    return nlist, stats, err
+
+
+def search_flags(values, ntypes: int, plan: SearchPlan | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(max_count, overflow) (ntypes,) int64 host arrays from the host copy `values` of
+    `nlist_of_extended`'s (stats, err) (2 ntypes + 1 numbers, any numeric dtype).
+
+    Raises:
+        RuntimeError: err is set: a centre had more neighbours within rcut than the key capacity
+            sized at the rebuild (the rebuild test's bound broken: a bug, never the input's fault;
+            its row was left empty, -1).
+    """
+    v = np.asarray(values)
+    err = int(v[2 * ntypes])
+    if err:
+        cap = "" if plan is None else f" (bound {plan.need} at the rebuild)"
+        raise RuntimeError(f"neighbour search: a centre has {err} neighbours within rcut, more than the key buffer "
+                           f"sized at the ghost-shell rebuild holds{cap}; a bug")
+    return v[:ntypes].astype(np.int64), v[ntypes:2 * ntypes].astype(np.int64)

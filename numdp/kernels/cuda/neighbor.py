@@ -8,17 +8,22 @@ float min / max) atomics, nothing warp-level, so Numba's CUDA simulator runs the
 Pipeline (one launch each):
 
     wrap_count_images   fractional coordinates, wrapping, ghost-image count per local atom
-    exclusive scan      (scan_chunk_sums, scan_chunk_write: chunked, recursive, deterministic)
+    exclusive scan      scan_block (one launch up to 32 768 entries), else scan_chunk_sums, a
+                        scan of the chunk sums, scan_chunk_write (deterministic integer sums)
     fill_images         locals then ghosts, atom-major, shifts ascending (= numdp.neighbor.extend)
     copy_locals         the non-periodic twin of the two above (no ghosts)
     bounds              bounding box of the extended atoms (grid-stride partials, float atomics)
+    clear_counters      zero the cell counts, cursors, statistics and key-overflow flag
     bin_count           cell of every atom, atoms per cell (integer atomics)
     bin_scatter         counting sort into cells (atomic cursor: order within a cell arbitrary)
     mark_centres, compact_centres   sorted positions of the local atoms (flag, scan, scatter)
     fill_nlist_*        one block per centre: keys within rcut -> rank sort -> DeePMD-kit slots;
                         a centre with more keys than the buffer holds reports its count, and the
-                        driver reruns the launch with a buffer that holds the largest
+                        one-shot driver reruns the launch with a buffer that holds the largest (an
+                        MD step sizes the buffer at the rebuild and never reruns)
     count_stats         largest count and number of truncated blocks per type
+    count_within        neighbours of each centre within a radius (an MD rebuild sizes the key
+                        buffer of the steps that follow from it, `plan_search`)
 
 Determinism: atomics only decide where an atom lands inside its cell and in which order a centre's
 keys are appended; the slots come from the rank of each key among the centre's keys, and the keys
@@ -108,6 +113,49 @@ def scan_chunk_write(values, chunk, offsets, out):
             v = values[e]
             out[e] = acc
             acc += v
+
+
+# Entries of the block-wide partial sums of `scan_block` (its largest block).
+SCAN_BLOCK_THREADS = 1024
+
+
+@cuda.jit
+def scan_block(values, total):
+    """Exclusive prefix sums of values (n,) in place, by one block of up to SCAN_BLOCK_THREADS
+    threads; total (1,) receives the sum of all entries.
+
+    Thread k sums its contiguous chunk (ceil(n / blockDim) entries), the block's partial sums are
+    scanned in shared memory (Hillis-Steele: log2(blockDim) steps, each a barrier), then each
+    thread writes its chunk from its offset.  Integer sums: the result is exact and the same for
+    any block size (any n works; one block suits n up to ~32 chunks per thread)."""
+    part = cuda.shared.array(SCAN_BLOCK_THREADS, dtype=np.int64)
+    tid = cuda.threadIdx.x
+    nthr = cuda.blockDim.x
+    n = values.shape[0]
+    chunk = (n + nthr - 1) // nthr
+    e0 = min(n, tid * chunk)
+    e1 = min(n, e0 + chunk)
+    acc = np.int64(0)
+    for e in range(e0, e1):
+        acc += values[e]
+    part[tid] = acc
+    cuda.syncthreads()
+    step = 1
+    while step < nthr:
+        v = np.int64(0)
+        if tid >= step:
+            v = part[tid - step]
+        cuda.syncthreads()
+        part[tid] += v
+        cuda.syncthreads()
+        step *= 2
+    run = part[tid] - acc   # the exclusive offset of this thread's chunk
+    if tid == nthr - 1:
+        total[0] = part[tid]
+    for e in range(e0, e1):
+        v = values[e]
+        values[e] = run
+        run += v
 
 
 # --------------------------------------------------------------------------------------------------
@@ -264,9 +312,32 @@ def bounds(pos, lohi):
 
 
 @cuda.jit
+def clear_counters(cell_count, cursor, stats, err):
+    """Zero the counters of one search (int arrays of any lengths): cell_count (ncell + 1,),
+    cursor (ncell,), stats (2 ntypes,), err (1,); one thread per entry of the longest."""
+    i = cuda.grid(1)
+    if i < cell_count.shape[0]:
+        cell_count[i] = 0
+    if i < cursor.shape[0]:
+        cursor[i] = 0
+    if i < stats.shape[0]:
+        stats[i] = 0
+    if i < err.shape[0]:
+        err[i] = 0
+
+
+@cuda.jit
 def bin_count(pos, lo, inv_width, nbins, cell, cell_count):
     """cell[i] = linear cell of atom i, (cz * ny + cy) * nx + cx, clamped into the grid (as the CPU
-    `bin_atoms`); cell_count[c] += atoms in cell c (cell_count (ncell + 1,) int32, zeroed)."""
+    `bin_atoms`); cell_count[c] += atoms in cell c (cell_count (ncell + 1,) int32, zeroed).
+
+    An atom outside the grid (the MD step's grid is fixed at a rebuild, numdp.neighbor.device
+    `plan_search`, and atoms may leave it) lands in the nearest edge cell, and the lists stay
+    exact: along each axis the unclamped cell indices of two atoms within the cutoff differ by at
+    most `reach` (cells are >= cutoff / reach wide), and clamping into [0, n - 1] never moves two
+    indices farther apart (|clamp(a) - clamp(b)| <= |a - b|), so every neighbour still lies in the
+    stencil of its centre; the stencil only skips cells from which a clamped atom is farther still.
+    Nothing downstream uses the cell for more than choosing which atoms to test."""
     i = cuda.grid(1)
     if i < pos.shape[0]:
         nx = nbins[0]
@@ -354,8 +425,9 @@ def _fill_row(keys, js, cap, nkeys, tcount, spos, sidx, stype, scell, cell_start
     the ranks are the sorted order, the order of the packed keys whenever nall < 2**24, and exact
     for larger j too; key a of type t goes to slot sec[t] + rank(a) - (keys of types < t) if that
     is < sel[t] (DeePMD-kit's truncation: the first sel[t] in sorted order); 4. -1 padding, counts.
-    err (1,) int32: atomic max of the key counts that exceed cap (such a row is left unwritten;
-    the driver relaunches with a larger buffer).
+    err (1,) int32: atomic max of the key counts that exceed cap (such a row is left empty, -1;
+    `build_nlist_cuda` relaunches with a larger buffer; an MD step, whose buffer holds the bound
+    fixed at the rebuild, reports a bug).
     """
     tid = cuda.threadIdx.x
     nthr = cuda.blockDim.x
@@ -387,9 +459,11 @@ def _fill_row(keys, js, cap, nkeys, tcount, spos, sidx, stype, scell, cell_start
                             cuda.atomic.add(tcount, tq, 1)
     cuda.syncthreads()
     n = nkeys[0]
-    if n > cap:
+    if n > cap:   # an empty row (never garbage indices for a kernel that runs before the check)
         if tid == 0:
             cuda.atomic.max(err, 0, n)
+        for s in range(tid, nnei, nthr):
+            nlist[i, s] = -1
         return
     for a in range(tid, n, nthr):
         ka = keys[a] >> uint64(KEY_DIST_SHIFT)
@@ -454,6 +528,28 @@ def fill_nlist_global(spos, sidx, stype, scell, cell_start, nbins, reach, centre
     p = centres[m0 + b]
     _fill_row(gkeys[b], gjs[b], gkeys.shape[1], nkeys, tcount, spos, sidx, stype, scell, cell_start,
               nbins, reach, p, rcut2, sel, sec, counts, nlist, err)
+
+
+@cuda.jit
+def count_within(spos, stype, scell, cell_start, nbins, reach, centres, r2max, counts):
+    """counts[m, 0] = number of atoms q != p with type >= 0 within sqrt(r2max) Å of the centre
+    p = centres[m] (0 for a virtual centre): the keys `_fill_row` would append for that radius.
+    One thread per centre; counts (nloc, 1) int32 (for `count_stats`)."""
+    m = cuda.grid(1)
+    if m < centres.shape[0]:
+        p = centres[m]
+        n = 0
+        if stype[p] >= 0:
+            nx = nbins[0]
+            ny = nbins[1]
+            x0, x1, y0, y1, z0, z1 = _stencil_rows(p, scell, nbins, reach)
+            for z in range(z0, z1 + 1):
+                for y in range(y0, y1 + 1):
+                    row = (z * ny + y) * nx
+                    for q in range(cell_start[row + x0], cell_start[row + x1 + 1]):
+                        if q != p and stype[q] >= 0 and _pair_r2(spos, p, q) <= r2max:
+                            n += 1
+        counts[m, 0] = n
 
 
 @cuda.jit
