@@ -191,6 +191,21 @@ def layer_back_pair(Obar, Odbar, H, Zd, idt, use_idt, want_dbar, ZB, dbar, bbar)
     Writes ZB (2n, k) = [z̄; ż̄] with ż̄ = (1-h²) d ȱ and z̄ = (1-h²)(d ō - 2 h ż d ȱ);
     accumulates bbar (k,) += Σ z̄ and, when want_dbar, dbar (k,) += Σ (ō h + ȱ (1-h²) ż).
     """
+    _layer_back(Obar, Odbar, H, Zd, idt, use_idt, want_dbar, ZB, True, dbar, bbar)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def layer_back_primal(Obar, Odbar, H, Zd, idt, use_idt, want_dbar, ZBtop, dbar, bbar):
+    """`layer_back_pair` without the tangent half: writes ZBtop (n, k) = z̄ and accumulates
+    bbar and dbar as it does, for a caller that has ż̄ already (the fitting nets' reverse,
+    whose tangent adjoints are the forward's seed-1 adjoints)."""
+    _layer_back(Obar, Odbar, H, Zd, idt, use_idt, want_dbar, ZBtop, False, dbar, bbar)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH, inline="always")
+def _layer_back(Obar, Odbar, H, Zd, idt, use_idt, want_dbar, ZB, dot, dbar, bbar):
+    """Body of layer_back_pair (dot: ż̄ into the bottom half of ZB) and layer_back_primal (dot
+    False: z̄ only); dot is a constant in each inlined copy."""
     n, k = H.shape
     for r in range(n):
         if want_dbar:
@@ -204,7 +219,8 @@ def layer_back_pair(Obar, Odbar, H, Zd, idt, use_idt, want_dbar, ZB, dbar, bbar)
                 od = Odbar[r, c] * idt[c]
                 zb = g * (Obar[r, c] * idt[c] - 2.0 * h * Zd[r, c] * od)
                 ZB[r, c] = zb
-                ZB[n + r, c] = g * od
+                if dot:
+                    ZB[n + r, c] = g * od
                 bbar[c] += zb
         else:
             for c in range(k):
@@ -213,35 +229,8 @@ def layer_back_pair(Obar, Odbar, H, Zd, idt, use_idt, want_dbar, ZB, dbar, bbar)
                 od = Odbar[r, c]
                 zb = g * (Obar[r, c] - 2.0 * h * Zd[r, c] * od)
                 ZB[r, c] = zb
-                ZB[n + r, c] = g * od
-                bbar[c] += zb
-
-
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
-def layer_back_primal(Obar, Odbar, H, Zd, idt, use_idt, want_dbar, ZBtop, dbar, bbar):
-    """`layer_back_pair` without the tangent half: writes ZBtop (n, k) = z̄ and accumulates
-    bbar and dbar as it does, for a caller that has ż̄ already (the fitting nets' reverse,
-    whose tangent adjoints are the forward's seed-1 adjoints)."""
-    n, k = H.shape
-    for r in range(n):
-        if want_dbar:
-            for c in range(k):
-                h = H[r, c]
-                dbar[c] += Obar[r, c] * h + Odbar[r, c] * (1.0 - h * h) * Zd[r, c]
-        if use_idt:
-            for c in range(k):
-                h = H[r, c]
-                g = 1.0 - h * h
-                od = Odbar[r, c] * idt[c]
-                zb = g * (Obar[r, c] * idt[c] - 2.0 * h * Zd[r, c] * od)
-                ZBtop[r, c] = zb
-                bbar[c] += zb
-        else:
-            for c in range(k):
-                h = H[r, c]
-                g = 1.0 - h * h
-                zb = g * (Obar[r, c] - 2.0 * h * Zd[r, c] * Odbar[r, c])
-                ZBtop[r, c] = zb
+                if dot:
+                    ZB[n + r, c] = g * od
                 bbar[c] += zb
 
 
