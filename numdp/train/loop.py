@@ -21,7 +21,7 @@ import numpy as np
 from .. import __version__
 from ..blas import get_blas_threads, set_blas_threads
 from ..errors import InputError
-from ..io.backup import back_up, backup_line
+from ..io.backup import back_up, backup_line, prepare_outputs
 from ..io.model_file import write_model
 from ..progress import CompileNotice, Progress
 from ..signals import StopRequest
@@ -368,8 +368,10 @@ class Trainer:
         total = tr.numb_steps
         columns = lcurve_columns(bool(self.valid_sys), self.prefs.has_v)
         history = History(columns)
+        outputs = [tr.disp_file, tr.model_file, tr.save_ckpt]
+        prepare_outputs(outputs)  # before any backup: a run that cannot write moves nothing
         if self.restart is None:  # a new run: keep the previous run's files under numbered names
-            moved = back_up([tr.disp_file, tr.model_file, tr.save_ckpt])
+            moved = back_up(outputs)
             if moved:
                 self.say(backup_line(moved))
         lcurve = Lcurve(tr.disp_file, columns, self.start_step if self.restart else None)
