@@ -7,7 +7,9 @@ Three kinds of file, told apart by their header line (`read_table`):
   validation data); RMSEs in √loss, eV/atom, eV/Å, eV/atom.
 - thermo log (`numdp run`'s log file, numdp.md.reporters.ThermoReporter): a header line ``step time
   temp pe ke etotal press vol`` (ps, K, eV, eV, eV, bar, Å³) followed by rows of numbers, amid other
-  text lines; a resumed run appends another header and block.
+  text lines (the first-run compile notice falls between the first rows); a resumed run appends
+  another header and block, which starts again at its checkpoint's step: its rows replace those
+  of the earlier blocks from that step on.
 - model deviation (`model_devi.out` of DeePMD-kit's LAMMPS plugin, DP-GEN, `numdp model-devi`):
   ``# step max_devi_v min_devi_v avg_devi_v max_devi_f min_devi_f avg_devi_f [...]`` (eV/atom-
   scaled virial, eV/Å).
@@ -81,7 +83,7 @@ def read_table(path) -> Table:
         raise InputError(f"{path}: cannot read ({exc})") from None
     kind = names = None
     rows: list[list[float]] = []
-    in_block = False
+    block_start = False  # the next thermo row is the first of a block
     for no, line in enumerate(lines, 1):
         words = line.split()
         header = line.strip().lstrip("#").split()
@@ -91,17 +93,19 @@ def read_table(path) -> Table:
                 kind, names = found, header
             elif found != kind or header != names:
                 raise InputError(f"{path}:{no}: a second header with other columns ({' '.join(header)})")
-            in_block = True
+            block_start = True
             continue
         if kind is None or not words or words[0].startswith("#"):
             continue
         values = _numbers(words)
         if kind is Kind.THERMO:
-            # a thermo block ends at the first line that is not a row of numbers
-            if in_block and values is not None and len(values) == len(names):
+            # rows of numbers amid text lines (notices, the summary); a resumed block's first
+            # step replaces the earlier rows from that step on
+            if values is not None and len(values) == len(names):
+                if block_start:
+                    rows = [r for r in rows if r[0] < values[0]]
+                    block_start = False
                 rows.append(values)
-            else:
-                in_block = False
             continue
         if values is None or len(values) != len(names):
             raise InputError(f"{path}:{no}: expected {len(names)} numbers ({' '.join(names)}), got {line.strip()!r}")

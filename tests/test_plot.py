@@ -110,6 +110,32 @@ def test_thermo_figure(tmp_path):
     assert out.read_bytes()[:8] == PNG
 
 
+def test_thermo_log_as_a_run_and_its_restart_write_it(tmp_path):
+    """The compile notice falls after the first row of a first run, and a restart repeats its
+    checkpoint's step (here 20, after the interrupted run had logged up to 25): every step once,
+    the resumed block's rows replacing the earlier ones from its first step on."""
+    class Snap:
+        def __init__(self, step, resumed=False):
+            self.step, self.time = step, step * 0.0005
+            self.temp, self.pe, self.ke = 300 + step + (1000 if resumed else 0), -100.0 - step, 7.0
+            self.etotal, self.press, self.vol = self.pe + self.ke, 10.0 * step, 1000.0
+
+    log = tmp_path / "log.txt"
+    for resume, steps in ((False, range(0, 30, 5)), (True, range(20, 45, 5))):
+        console = Console(log, resume=resume, screen=io.StringIO())
+        th = ThermoReporter(5, console)
+        th.start()
+        for s in steps:
+            th.report(Snap(s, resume))
+            if s == 0:
+                console.line("kernels compiled; set-up and first step took 25.3 s (not counted in the ETA)")
+        console.line("Loop time of 4.301 s for 40 steps with 192 atoms (2 threads)")
+        console.close()
+    t = read_table(log)
+    np.testing.assert_array_equal(t.column("step"), np.arange(0, 45, 5))
+    np.testing.assert_array_equal(t.column("temp"), [300, 305, 310, 315, 1320, 1325, 1330, 1335, 1340])
+
+
 def test_model_devi_figure(tmp_path):
     f = tmp_path / "model_devi.out"
     rows = write_model_devi(f)
