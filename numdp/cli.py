@@ -42,6 +42,9 @@ def main(argv=None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
+        # --threads (train, test, model-devi, ipi): checked here once for every sub-command
+        if getattr(args, "threads", None) is not None and args.threads < 1:
+            raise InputError(f"--threads: must be >= 1, got {args.threads}")
         return int(importlib.import_module(args._module).main(args) or 0)
     except InputError as exc:
         print(f"numdp {args.command}: error: {exc}", file=sys.stderr)
