@@ -61,6 +61,14 @@ def test_good_input_is_typed_with_defaults(tmp_path):
     assert s.safety.min_distance == 0.5
 
 
+def test_start_structure_may_be_an_output(tmp_path):
+    """Continuing from the last checkpoint or trajectory frame is allowed: the start is read before
+    the new run backs the old file up."""
+    for name in ("ck.h5", "traj.h5md"):
+        s = load_run_settings(write(tmp_path, GOOD.replace('file = "start.xyz"', f'file = "{name}"')))
+        assert s.system.file.name == name
+
+
 def test_relative_paths_follow_the_input_file(tmp_path):
     sub = tmp_path / "run"
     sub.mkdir()
@@ -87,6 +95,15 @@ def test_relative_paths_follow_the_input_file(tmp_path):
     ("every = 10", "every = 0", "[output] every: must be > 0"),
     ("checkpoint_every = 50", "checkpoint_every = 50\nforce_unit = \"N\"", "[output] force_unit: must be one of"),
     ("[neighbor]", "[thermo]\nx = 1\n[neighbor]", "md.toml: [thermo]: unknown table"),
+    # two outputs on one file wrote over each other (an H5MD trajectory into the log); an output on
+    # an input was renamed away as a backup
+    ('trajectory = "traj.h5md"', 'trajectory = "log.txt"',
+     "md.toml: [output] log: names the same file as [output] trajectory"),
+    ('checkpoint = "ck.h5"', 'checkpoint = "traj.h5md"',
+     "md.toml: [output] checkpoint: names the same file as [output] trajectory"),
+    ('checkpoint = "ck.h5"', 'checkpoint = "model.h5"',
+     "md.toml: [output] checkpoint: names the same file as an input, [model] file"),
+    ("every = 10", 'every = 10\nlog = "md.toml"', "md.toml: [output] log: names the same file as an input, the input file"),
 ])
 def test_bad_values_name_the_key(tmp_path, old, new, expected):
     assert old in GOOD

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
-from ..validate import REQUIRED, TRAIN_WORDING, Table, load_toml, resolve_path, show_value
+from ..validate import REQUIRED, TRAIN_WORDING, Table, distinct_files, load_toml, resolve_path, show_value
 
 
 PRECONDITION_REMOVED = ("no longer supported: it helped water but hurt copper (force RMSE 166 "
@@ -270,6 +270,8 @@ def parse_config(data: dict, source: Path, text: str = "", base: Path | None = N
     tc.model_file = _output(ts, "model_file", "model.h5", base)
     if tc.model_file.suffix.lower() not in (".h5", ".hdf5", ".dp"):
         raise ts.error("model_file", f"must end in .h5 (numdp) or .dp (DeePMD-kit), got {tc.model_file.name!r}")
+    distinct_files(ts.file, [("[training] disp_file", tc.disp_file), ("[training] save_ckpt", tc.save_ckpt),
+                             ("[training] model_file", tc.model_file)], [("the input file", source)])
     tc.data_stat_nbatch = ts.integer("data_stat_nbatch", 10, minimum=1)
     tc.disp_training = ts.boolean("disp_training", True)
     if ts.boolean("precondition", False):
