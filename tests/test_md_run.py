@@ -235,6 +235,9 @@ def test_setup_errors_name_the_key(tmp_path, capsys):
 
     assert main(["run", str(toml), "--restart", str(tmp_path / "o" / "out" / "deep" / "traj.h5md")]) == 2
     assert "not a numdp checkpoint (no /numdp/state group)" in capsys.readouterr().err
+    # a directory was reported as "file not found"
+    assert main(["run", str(toml), "--restart", str(tmp_path / "o" / "out")]) == 2
+    assert "out: is a directory, not a checkpoint file" in capsys.readouterr().err
 
 
 def test_example_inputs_are_valid():

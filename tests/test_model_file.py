@@ -284,6 +284,13 @@ def test_missing_file(tmp_path, capsys):
     _cli_error(capsys, ["convert", str(path), str(tmp_path / "out.h5")], path)
 
 
+def test_directory_as_model(tmp_path, capsys):
+    """A directory was "not a regular file", without saying what was expected."""
+    with pytest.raises(InputError) as ei:
+        read_model(tmp_path)
+    assert "is a directory, not a model file" in assert_one_line_error(ei, tmp_path)
+
+
 def test_not_hdf5(tmp_path, capsys):
     path = tmp_path / "model.pth"
     path.write_bytes(b"PK\x03\x04 this is a zip, not HDF5")

@@ -43,6 +43,8 @@ def _run(args, world) -> int:
         restart = None
         if args.restart is not None:
             restart = Path(args.restart)
+            if restart.is_dir():
+                raise InputError(f"--restart {restart}: is a directory, not a checkpoint file")
             if not restart.is_file():
                 raise InputError(f"--restart {restart}: file not found")
             if not is_checkpoint(restart):
