@@ -1,0 +1,30 @@
+"""The `numdp` command line as a whole: `python -m numdp`, every sub-command's --help, and the
+options checked once for every sub-command."""
+import subprocess
+import sys
+
+import pytest
+
+from numdp.cli import COMMANDS, main
+
+
+def test_python_dash_m_numdp_runs_the_cli():
+    r = subprocess.run([sys.executable, "-m", "numdp", "--version"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.startswith("numdp "), r.stderr
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_subcommand_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    assert f"usage: numdp {command}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["train", "in.toml"], ["test", "-m", "m.h5", "-s", "sys"],
+                                  ["model-devi", "-m", "a.h5", "b.h5", "-s", "sys"],
+                                  ["ipi", "-m", "m.h5", "--unix", "x", "--types", "O"]])
+def test_threads_below_one_are_refused_in_one_line(argv, capsys):
+    assert main(argv + ["--threads", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"numdp {argv[0]}: error: --threads: must be >= 1, got 0"]
