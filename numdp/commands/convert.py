@@ -21,6 +21,25 @@ def configure(parser):
                         help="model to write (.dp = DeePMD-kit, .h5/.hdf5 = numdp) or trajectory (.extxyz/.xyz, .lammpstrj/.dump)")
 
 
+def _why_not_h5md(src: Path) -> str:
+    """Why `src` is no H5MD trajectory, in parentheses (a damaged file says what h5py says)."""
+    import h5py
+
+    from ..errors import one_line
+
+    if not src.exists():
+        return " (file not found)"
+    if not src.is_file():
+        return " (not a regular file)"
+    if not h5py.is_hdf5(src):
+        return " (not an HDF5 file)"
+    try:
+        with h5py.File(src, "r") as h5:
+            return "" if "particles" in h5 else " (no /particles group)"
+    except OSError as exc:
+        return f" (unreadable HDF5 file: {one_line(exc)})"
+
+
 def main(args) -> int:
     src, dst = Path(args.input), Path(args.output)
     if is_h5md_trajectory(src):
@@ -31,6 +50,13 @@ def main(args) -> int:
         n = convert_trajectory(src, dst, fmt)
         print(f"wrote {dst} ({fmt}, {n} frames) from {src} (H5MD)")
         return 0
+    if dst.suffix.lower() == ".h5md":
+        raise InputError(f"{dst}: numdp convert writes no H5MD files; it converts H5MD trajectories to "
+                         f".extxyz/.xyz or .lammpstrj/.dump, and models between .h5/.hdf5 and .dp")
+    if format_of_path(dst) in ("extxyz", "lammps-dump"):
+        raise InputError(f"{src}: not an H5MD trajectory{_why_not_h5md(src)}; numdp convert writes "
+                         f"{dst.suffix} files from H5MD trajectories only (and converts models "
+                         f"between .h5/.hdf5 and .dp)")
     out_kind = output_kind(dst)  # reject a bad OUT suffix before reading anything
     in_kind = model_kind(src)
     params = read_model(src)
