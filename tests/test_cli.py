@@ -23,8 +23,26 @@ def test_every_subcommand_has_help(command, capsys):
 
 @pytest.mark.parametrize("argv", [["train", "in.toml"], ["test", "-m", "m.h5", "-s", "sys"],
                                   ["model-devi", "-m", "a.h5", "b.h5", "-s", "sys"],
-                                  ["ipi", "-m", "m.h5", "--unix", "x", "--types", "O"]])
+                                  ["ipi", "-m", "m.h5", "--unix", "x", "--types", "O"], ["run", "md.toml"]])
 def test_threads_below_one_are_refused_in_one_line(argv, capsys):
     assert main(argv + ["--threads", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"numdp {argv[0]}: error: --threads: must be >= 1, got 0"]
+
+
+def test_run_threads_option_overrides_the_input(tmp_path, monkeypatch):
+    """`numdp run --threads N`, like train, test, model-devi and ipi (it had no such option)."""
+    import numdp.md.setup
+
+    from test_config_md import GOOD
+
+    seen = {}
+    monkeypatch.setattr(numdp.md.setup, "run_md", lambda settings, restart=None, world=None:
+                        seen.setdefault("threads", settings.model.threads))
+    toml = tmp_path / "md.toml"
+    toml.write_text(GOOD.replace('file = "model.h5"', 'file = "model.h5"\nthreads = 2'))
+    assert main(["run", str(toml), "--threads", "1"]) == 0
+    assert seen["threads"] == 1
+    seen.clear()
+    assert main(["run", str(toml)]) == 0
+    assert seen["threads"] == 2

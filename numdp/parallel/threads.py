@@ -61,7 +61,7 @@ def thread_count(requested: int | None = None, environ=None, cores: int | None =
     """
     env = os.environ if environ is None else environ
     if requested:
-        return int(requested), "[model] threads"
+        return int(requested), "[model] threads or --threads"
     for var in THREAD_VARS:
         if env.get(var, "").strip():
             return max(1, int(env[var])), var
