@@ -167,7 +167,10 @@ def _sel(sec: Table, ntypes: int):
     return sel, 1.1
 
 
-def _systems(sec: Table, key: str, base: Path, required: bool) -> list[Path]:
+def _systems(sec: Table, key: str, base: Path, required: bool, input_dir: Path | None = None) -> list[Path]:
+    """The systems of `key`, paths relative to `base`.  `input_dir`: the input file's directory
+    when `base` is another (input.json: the working directory); a path missing from `base` but
+    present there gets a hint in the message."""
     from ..io.npy_system import find_systems
 
     raw = sec.str_list(key, REQUIRED if required else None)
@@ -179,7 +182,13 @@ def _systems(sec: Table, key: str, base: Path, required: bool) -> list[Path]:
         try:
             found = find_systems(p)
         except InputError as exc:
-            raise sec.error(key, str(exc)) from None
+            hint = ""
+            file_part = entry.split("#")[0]  # data.h5#/group: the file
+            if (input_dir is not None and input_dir != base and not resolve_path(file_part, base).exists()
+                    and resolve_path(file_part, input_dir).exists()):
+                hint = (f" (input.json paths are relative to the working directory, as dp train reads "
+                        f"them; {entry!r} is found relative to the input file: run numdp train from {input_dir})")
+            raise sec.error(key, str(exc) + hint) from None
         out.extend(found)
     return out
 
@@ -276,7 +285,7 @@ def parse_config(data: dict, source: Path, text: str = "", base: Path | None = N
     tc.disp_training = ts.boolean("disp_training", True)
     if ts.boolean("precondition", False):
         raise ts.error("precondition", PRECONDITION_REMOVED)
-    tc.systems = _systems(ts, "systems", base, required=True)
+    tc.systems = _systems(ts, "systems", base, required=True, input_dir=source.resolve().parent)
     ts.done()
 
     vc = ValidationConfig()
@@ -284,7 +293,7 @@ def parse_config(data: dict, source: Path, text: str = "", base: Path | None = N
         vs = root.section("validation")
         vc.batch_size = _batch_size(vs, "batch_size")
         vc.numb_btch = vs.integer("numb_btch", 1, minimum=1)
-        vc.systems = _systems(vs, "systems", base, required=True)
+        vc.systems = _systems(vs, "systems", base, required=True, input_dir=source.resolve().parent)
         vs.done()
 
     return TrainConfig(source=source, text=text, type_map=type_map, descriptor=dc, fitting=fc,
