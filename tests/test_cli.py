@@ -46,3 +46,23 @@ def test_run_threads_option_overrides_the_input(tmp_path, monkeypatch):
     seen.clear()
     assert main(["run", str(toml)]) == 0
     assert seen["threads"] == 2
+
+
+def test_closed_pipe_is_no_traceback(tmp_path):
+    """`numdp test ... | head -1` printed a BrokenPipeError traceback once head had left."""
+    import numpy as np
+
+    from conftest import ORACLE
+    from tests_util import write_system
+
+    ref = np.load(ORACLE / "water_cluster.npz")
+    sysdir = write_system(tmp_path / "c", ref["coord"], None, ref["atype"], ["O", "H"],
+                          energy=ref["energy"], force=ref["force"])
+    code = ("import os, sys\n"
+            "r, w = os.pipe()\n"
+            "os.close(r)\n"  # stdout is a pipe nobody reads any more, as after `| head -1`
+            "os.dup2(w, 1)\n"
+            "from numdp.cli import main\n"
+            f"sys.exit(main(['test', '-m', {str(ORACLE / 'water.dp')!r}, '-s', {str(sysdir)!r}]))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 141 and "Traceback" not in r.stderr, r.stderr
