@@ -3,8 +3,9 @@ an H5MD trajectory to extended XYZ or a LAMMPS text dump.
 
 IN is recognised by its content (an H5MD file is a trajectory, else a model); OUT's format is
 chosen by its suffix (models: .dp for DeePMD-kit, .h5 or .hdf5 for numdp; trajectories: .extxyz
-or .xyz, .lammpstrj or .dump; numdp.io.trajectory).  OUT is replaced atomically; converting a
-model into its own format rewrites it.  Prints one line saying what was written.
+or .xyz, .lammpstrj or .dump; numdp.io.trajectory).  OUT is written atomically; an existing OUT
+is first backed up as #OUT.1# (numdp.io.backup; converting a model into its own format rewrites
+it, keeping the original as the backup).  Prints one line saying what was written.
 """
 from __future__ import annotations
 
@@ -19,6 +20,15 @@ def configure(parser):
     parser.add_argument("input", metavar="IN", help="model to read (numdp .h5 or DeePMD-kit .dp) or H5MD trajectory")
     parser.add_argument("output", metavar="OUT",
                         help="model to write (.dp = DeePMD-kit, .h5/.hdf5 = numdp) or trajectory (.extxyz/.xyz, .lammpstrj/.dump)")
+
+
+def _back_up(dst: Path) -> None:
+    """An existing OUT is kept as #OUT.1# (numdp.io.backup), never replaced silently."""
+    from ..io.backup import back_up, backup_line
+
+    moved = back_up([dst])
+    if moved:
+        print(backup_line(moved, "the existing"))
 
 
 def _why_not_h5md(src: Path) -> str:
@@ -47,6 +57,7 @@ def main(args) -> int:
         if fmt is None or fmt == "h5md":
             raise InputError(f"{dst}: {src} is an H5MD trajectory; convert it to extended XYZ "
                              f"(.extxyz/.xyz) or a LAMMPS dump (.lammpstrj/.dump)")
+        _back_up(dst)
         n = convert_trajectory(src, dst, fmt)
         print(f"wrote {dst} ({fmt}, {n} frames) from {src} (H5MD)")
         return 0
@@ -60,6 +71,7 @@ def main(args) -> int:
     out_kind = output_kind(dst)  # reject a bad OUT suffix before reading anything
     in_kind = model_kind(src)
     params = read_model(src)
+    _back_up(dst)
     write_model(params, dst)
     print(f"wrote {dst} ({DESCRIPTIONS[out_kind]}, types {' '.join(params.type_map)}, "
           f"rcut {params.descriptor.rcut:g} Å) from {src} ({DESCRIPTIONS[in_kind]})")

@@ -68,8 +68,8 @@ def back_up(paths) -> list[tuple[Path, Path]]:
     return moved
 
 
-def backup_line(moved: list[tuple[Path, Path]]) -> str:
-    """One line naming what `back_up` renamed ("" when nothing was)."""
+def backup_line(moved: list[tuple[Path, Path]], whose: str = "the previous run's") -> str:
+    """One line naming what `back_up` renamed ("" when nothing was); `whose` qualifies the files."""
     if not moved:
         return ""
-    return "backed up the previous run's " + ", ".join(f"{old} to {new.name}" for old, new in moved)
+    return f"backed up {whose} " + ", ".join(f"{old} to {new.name}" for old, new in moved)
