@@ -298,9 +298,14 @@ REQUIRED_TABLES = ("model", "system", "md")
 def load_run_settings(path) -> RunSettings:
     """Read and validate a `numdp run` input file."""
     path = Path(path)
+    if path.suffix.lower() == ".json":
+        raise InputError(f"{path.name}: numdp run reads a TOML input (docs/md.md); a DeePMD-kit "
+                         "input.json is a training input: numdp train")
     text, data = load_toml(path)
     base = path.parent.resolve()
     root = Table.root(path.name, data, RUN_WORDING)
+    if "md" not in data and any(name in data for name in ("training", "learning_rate", "loss")):
+        raise InputError(f"{path.name}: a training input ([training], [loss], ...): run it with numdp train")
     root.check_tables(TABLES)
     for name in REQUIRED_TABLES:  # a missing table is reported before any table is read
         root.raw(name)

@@ -66,3 +66,23 @@ def test_closed_pipe_is_no_traceback(tmp_path):
             f"sys.exit(main(['test', '-m', {str(ORACLE / 'water.dp')!r}, '-s', {str(sysdir)!r}]))\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 141 and "Traceback" not in r.stderr, r.stderr
+
+
+def test_an_input_given_to_the_wrong_command_says_which_one(tmp_path, capsys):
+    """A training input given to run, an MD input or a DeePMD-kit input.json given to the other
+    command: the message names the right command (it said "[learning_rate]: unknown table",
+    "[system]: unknown section" or "not valid TOML")."""
+    from test_config_md import GOOD
+    from test_train_config import MINIMAL
+
+    md, tr, js = tmp_path / "md.toml", tmp_path / "train.toml", tmp_path / "input.json"
+    md.write_text(GOOD)
+    tr.write_text(MINIMAL)
+    js.write_text('{"model": {}, "training": {}}')
+    for argv, message in ((["run", str(tr)], "train.toml: a training input ([training], [loss], ...): run it with numdp train"),
+                          (["train", str(md)], "md.toml: an MD input ([md], [system], ...): run it with numdp run"),
+                          (["run", str(js)], "input.json: numdp run reads a TOML input (docs/md.md); a DeePMD-kit "
+                                             "input.json is a training input: numdp train")):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err

@@ -206,6 +206,8 @@ def parse_config(data: dict, source: Path, text: str = "", base: Path | None = N
     file = source.name
     base = source.resolve().parent if base is None else base
     root = Table.root(file, data, TRAIN_WORDING)
+    if "training" not in data and "md" in data:
+        raise InputError(f"{file}: an MD input ([md], [system], ...): run it with numdp run")
     root.check_tables(SECTIONS)
 
     model = root.section("model")
