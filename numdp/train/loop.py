@@ -129,6 +129,9 @@ class Trainer:
                     f"{sum(s.nframes for s in self.valid_sys)} frames")
         self.say(msg)
         ck = read_checkpoint(self.restart) if self.restart is not None else None
+        if ck is not None and len(ck.sel) != nt:  # before the model is built from it
+            raise InputError(f"{self.restart}: checkpoint of a run with {len(ck.sel)} atom type(s) (sel {ck.sel}), "
+                             f"{cfg.source.name} has {nt} (type_map {list(cfg.type_map)}): not a checkpoint of this input")
         seed = tr.seed if tr.seed is not None else (
             int(np.random.SeedSequence().entropy % (2**31)))
         self.seed = seed
