@@ -86,3 +86,14 @@ def test_an_input_given_to_the_wrong_command_says_which_one(tmp_path, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
+
+
+@pytest.mark.parametrize("value", ["abc", "2.5", "0", "-1"])
+def test_bad_thread_variable_is_one_line(value, monkeypatch, capsys):
+    """NUMDP_NUM_THREADS=abc was a ValueError traceback (int()), and 0 or -1 silently meant 1."""
+    from conftest import ORACLE
+
+    monkeypatch.setenv("NUMDP_NUM_THREADS", value)
+    assert main(["test", "-m", str(ORACLE / "water.dp"), "-s", str(ORACLE)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"numdp test: error: NUMDP_NUM_THREADS={value!r}: expected a whole number of threads >= 1"]
