@@ -311,7 +311,7 @@ def run_md(settings: RunSettings, restart=None, model=None, screen=None,
     """Build and run; returns the RunResult (None when the checkpoint is already at [md] steps).
     Collective on several ranks."""
     sim, end = build_simulation(settings, restart, model, screen, world)
-    if sim.state.step >= end:
+    if sim.state.step >= end and not (sim.state.step == end == 0 and not sim.restarted):
         sim.console.line(f"nothing to run: the state is at step {sim.state.step}, [md] steps = {end}")
         sim.close()
         return None
