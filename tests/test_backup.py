@@ -141,13 +141,21 @@ def test_md_run_that_cannot_write_fails_before_backing_up(tmp_path):
     assert not any(name.startswith("#") for name in listing(tmp_path))
 
 
-def test_training_that_cannot_write_fails_before_backing_up(tmp_path, data_dir):
+def test_training_that_cannot_write_fails_before_backing_up(tmp_path, data_dir, monkeypatch):
+    """... and before the data statistics, which can take minutes."""
+    from numdp.train.loop import Trainer
+
     path = make_input(tmp_path, data_dir, steps=2)
     work = path.parent
     train(path)
     before = {name: (work / name).read_bytes() for name in ("lcurve.out", "model.h5", "model.ckpt.h5")}
     (work / "notadir").write_text("x")
     path.write_text(path.read_text().replace("seed = 11", 'seed = 11\ndisp_file = "notadir/lcurve.out"'))
+
+    def never(*args, **kwargs):
+        raise AssertionError("statistics computed before the outputs were checked")
+
+    monkeypatch.setattr(Trainer, "_statistics", never)
     with pytest.raises(InputError, match=r"notadir/lcurve.out: cannot create the output directory"):
         train(path)
     assert {name: (work / name).read_bytes() for name in before} == before

@@ -85,6 +85,9 @@ class Trainer:
         if restart is not None and init_model is not None:
             raise InputError("--restart and --init-model: give one (a restart continues a run, "
                              "--init-model starts a new one from a model)")
+        tr = cfg.training
+        # outputs checked (directories made) before the data statistics, which can take minutes
+        prepare_outputs([tr.disp_file, tr.model_file, tr.save_ckpt])
         self.cfg = cfg
         self.restart = Path(restart) if restart is not None else None
         self.init_model = Path(init_model) if init_model is not None else None
@@ -371,8 +374,7 @@ class Trainer:
         total = tr.numb_steps
         columns = lcurve_columns(bool(self.valid_sys), self.prefs.has_v)
         history = History(columns)
-        outputs = [tr.disp_file, tr.model_file, tr.save_ckpt]
-        prepare_outputs(outputs)  # before any backup: a run that cannot write moves nothing
+        outputs = [tr.disp_file, tr.model_file, tr.save_ckpt]  # checked in __init__
         if self.restart is None:  # a new run: keep the previous run's files under numbered names
             moved = back_up(outputs)
             if moved:
