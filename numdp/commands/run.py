@@ -45,6 +45,9 @@ def _run(args, world) -> int:
             settings.model.device = args.device
         if args.threads is not None:
             settings.model.threads = args.threads
+        from ..parallel.threads import thread_count
+
+        thread_count(settings.model.threads)  # a bad NUMDP_NUM_THREADS: reported once under MPI
         restart = None
         if args.restart is not None:
             restart = Path(args.restart)
