@@ -275,3 +275,15 @@ def test_restart_from_a_checkpoint_of_another_type_map_names_it(tmp_path, data_d
     with pytest.raises(InputError, match=r"other.ckpt.h5: checkpoint of a run with 1 atom type\(s\) \(sel \[8\]\), "
                                          r"input.toml has 2 \(type_map \['A', 'B'\]\): not a checkpoint of this input"):
         Trainer(load_config(path), restart=ck, nthreads=1)
+
+
+def test_element_missing_from_the_input_type_map_names_the_input(tmp_path, data_dir):
+    """Data with an element the input's type_map lacks said "not in the model's type_map", though
+    no model exists yet: the message names the input's [model] type_map."""
+    from numdp.errors import InputError
+
+    path = make_input(tmp_path, data_dir, steps=2)
+    path.write_text(path.read_text().replace('type_map = ["A", "B"]', 'type_map = ["A"]'))
+    with pytest.raises(InputError, match=r"type_map.raw: element 'B' is not in input.toml's \[model\] "
+                                         r"type_map \['A'\]"):
+        Trainer(load_config(path), nthreads=1)

@@ -122,8 +122,9 @@ class Trainer:
         dc = cfg.descriptor
         nt = len(cfg.type_map)
         tr = cfg.training
-        self.train_sys = load_dataset(tr.systems, cfg.type_map, tr.batch_size)
-        self.valid_sys = (load_dataset(cfg.validation.systems, cfg.type_map, cfg.validation.batch_size)
+        whose = f"{cfg.source.name}'s [model] type_map"
+        self.train_sys = load_dataset(tr.systems, cfg.type_map, tr.batch_size, whose)
+        self.valid_sys = (load_dataset(cfg.validation.systems, cfg.type_map, cfg.validation.batch_size, whose)
                           if cfg.validation.systems else [])
         nfr = sum(s.nframes for s in self.train_sys)
         msg = f"training data: {len(self.train_sys)} systems, {nfr} frames"
