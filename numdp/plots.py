@@ -12,7 +12,8 @@ Three kinds of file, told apart by their header line (`read_table`):
   of the earlier blocks from that step on.
 - model deviation (`model_devi.out` of DeePMD-kit's LAMMPS plugin, DP-GEN, `numdp model-devi`):
   ``# step max_devi_v min_devi_v avg_devi_v max_devi_f min_devi_f avg_devi_f [...]`` (eV/atom-
-  scaled virial, eV/Å).
+  scaled virial, eV/Å); with `--atomic` the header ends in ``atm_devi_f(N)`` and each row in one
+  column per atom, which are read past.
 
 The figure builders return a `matplotlib.figure.Figure` drawn with the Agg canvas (no display, no
 pyplot state); matplotlib is imported only there (it is the optional `plot` extra).
@@ -82,6 +83,7 @@ def read_table(path) -> Table:
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read ({exc})") from None
     kind = names = None
+    atomic = False  # model deviation with the per-atom columns after the named ones
     rows: list[list[float]] = []
     block_start = False  # the next thermo row is the first of a block
     for no, line in enumerate(lines, 1):
@@ -89,6 +91,9 @@ def read_table(path) -> Table:
         header = line.strip().lstrip("#").split()
         found = _header_kind(header)
         if found is not None:
+            if found is Kind.MODEL_DEVI and header[-1].startswith("atm_devi_f"):
+                header = header[:-1]  # --atomic: one more column per atom, not plotted
+                atomic = True
             if kind is None:
                 kind, names = found, header
             elif found != kind or header != names:
@@ -107,8 +112,13 @@ def read_table(path) -> Table:
                     block_start = False
                 rows.append(values)
             continue
+        if atomic and values is not None and len(values) > len(names):
+            values = values[:len(names)]
         if values is None or len(values) != len(names):
-            raise InputError(f"{path}:{no}: expected {len(names)} numbers ({' '.join(names)}), got {line.strip()!r}")
+            got = line.strip()
+            got = got if len(got) <= 80 else got[:77] + "..."
+            raise InputError(f"{path}:{no}: expected {len(names)} numbers ({' '.join(names)}"
+                             f"{' and one per atom' if atomic else ''}), got {got!r}")
         rows.append(values)
     if kind is None:
         raise InputError(f"{path}: not a learning curve (lcurve.out), thermo log or model deviation file "
