@@ -42,13 +42,33 @@ def main(argv=None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        return int(importlib.import_module(args._module).main(args) or 0)
+        # --threads (train, test, model-devi, ipi): checked here once for every sub-command
+        if getattr(args, "threads", None) is not None and args.threads < 1:
+            raise InputError(f"--threads: must be >= 1, got {args.threads}")
+        status = int(importlib.import_module(args._module).main(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handlers below
+        return status
     except InputError as exc:
         print(f"numdp {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"numdp {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `numdp test ... | head`: the reader left; no traceback
+        _silence_stdout()
+        return 141  # 128 + SIGPIPE, what the shell reports for a command killed by the pipe
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's final flush into the closed pipe
+    raises nothing either (the Python documentation's recipe for SIGPIPE)."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # not a real file descriptor (tests)
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -20,7 +20,7 @@ from .md.thermostats import THERMOSTATS, NoseHooverChain
 from .backend import DEVICES
 from .model.precision import PRECISIONS
 from .errors import InputError
-from .validate import RUN_WORDING, Table, is_int_list, load_toml, resolve_path
+from .validate import RUN_WORDING, Table, distinct_files, is_int_list, load_toml, resolve_path
 
 # The names an input may use; each set has its home where it is implemented.
 ENSEMBLES = ("nve", "nvt", "npt")
@@ -298,9 +298,14 @@ REQUIRED_TABLES = ("model", "system", "md")
 def load_run_settings(path) -> RunSettings:
     """Read and validate a `numdp run` input file."""
     path = Path(path)
+    if path.suffix.lower() == ".json":
+        raise InputError(f"{path.name}: numdp run reads a TOML input (docs/md.md); a DeePMD-kit "
+                         "input.json is a training input: numdp train")
     text, data = load_toml(path)
     base = path.parent.resolve()
     root = Table.root(path.name, data, RUN_WORDING)
+    if "md" not in data and any(name in data for name in ("training", "learning_rate", "loss")):
+        raise InputError(f"{path.name}: a training input ([training], [loss], ...): run it with numdp train")
     root.check_tables(TABLES)
     for name in REQUIRED_TABLES:  # a missing table is reported before any table is read
         root.raw(name)
@@ -316,8 +321,17 @@ def load_run_settings(path) -> RunSettings:
     if model.deviation_files and model_devi is None:
         raise InputError(f"{path.name}: [model] file: {len(model.files)} models are given but there is no "
                          f"[model_devi] table (add one, e.g. every = 100, or give one model)")
-    return RunSettings(path=path, text=text, model=model,
-                       system=_system(table("system"), base), md=_md(table("md")),
-                       neighbor=_neighbor(table("neighbor")), output=_output(table("output"), base),
-                       safety=_safety(table("safety")), parallel=_parallel(table("parallel")),
-                       model_devi=model_devi)
+    settings = RunSettings(path=path, text=text, model=model,
+                           system=_system(table("system"), base), md=_md(table("md")),
+                           neighbor=_neighbor(table("neighbor")), output=_output(table("output"), base),
+                           safety=_safety(table("safety")), parallel=_parallel(table("parallel")),
+                           model_devi=model_devi)
+    out = settings.output
+    # the start structure may be an output of the run (a checkpoint, the last trajectory frame):
+    # it is read before the new run backs up the old file
+    distinct_files(path.name,
+                   [("[output] trajectory", out.trajectory), ("[output] log", out.log),
+                    ("[output] checkpoint", out.checkpoint),
+                    ("[model_devi] file", model_devi.file if model_devi else None)],
+                   [("the input file", path)] + [("[model] file", f) for f in model.files])
+    return settings

@@ -16,9 +16,11 @@ def one_line(exc: BaseException) -> str:
 
 
 def require_file(path, what: str) -> None:
-    """InputError unless `path` (a Path) is a regular file: "PATH: WHAT not found" or
-    "PATH: not a regular file"."""
+    """InputError unless `path` (a Path) is a regular file: "PATH: WHAT not found",
+    "PATH: is a directory, not a WHAT" or "PATH: not a regular file (WHAT expected)"."""
     if not path.exists():
         raise InputError(f"{path}: {what} not found")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not a {what}")
     if not path.is_file():
-        raise InputError(f"{path}: not a regular file")
+        raise InputError(f"{path}: not a regular file ({what} expected)")

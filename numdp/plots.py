@@ -7,10 +7,13 @@ Three kinds of file, told apart by their header line (`read_table`):
   validation data); RMSEs in √loss, eV/atom, eV/Å, eV/atom.
 - thermo log (`numdp run`'s log file, numdp.md.reporters.ThermoReporter): a header line ``step time
   temp pe ke etotal press vol`` (ps, K, eV, eV, eV, bar, Å³) followed by rows of numbers, amid other
-  text lines; a resumed run appends another header and block.
+  text lines (the first-run compile notice falls between the first rows); a resumed run appends
+  another header and block, which starts again at its checkpoint's step: its rows replace those
+  of the earlier blocks from that step on.
 - model deviation (`model_devi.out` of DeePMD-kit's LAMMPS plugin, DP-GEN, `numdp model-devi`):
   ``# step max_devi_v min_devi_v avg_devi_v max_devi_f min_devi_f avg_devi_f [...]`` (eV/atom-
-  scaled virial, eV/Å).
+  scaled virial, eV/Å); with `--atomic` the header ends in ``atm_devi_f(N)`` and each row in one
+  column per atom, which are read past.
 
 The figure builders return a `matplotlib.figure.Figure` drawn with the Agg canvas (no display, no
 pyplot state); matplotlib is imported only there (it is the optional `plot` extra).
@@ -80,31 +83,42 @@ def read_table(path) -> Table:
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read ({exc})") from None
     kind = names = None
+    atomic = False  # model deviation with the per-atom columns after the named ones
     rows: list[list[float]] = []
-    in_block = False
+    block_start = False  # the next thermo row is the first of a block
     for no, line in enumerate(lines, 1):
         words = line.split()
         header = line.strip().lstrip("#").split()
         found = _header_kind(header)
         if found is not None:
+            if found is Kind.MODEL_DEVI and header[-1].startswith("atm_devi_f"):
+                header = header[:-1]  # --atomic: one more column per atom, not plotted
+                atomic = True
             if kind is None:
                 kind, names = found, header
             elif found != kind or header != names:
                 raise InputError(f"{path}:{no}: a second header with other columns ({' '.join(header)})")
-            in_block = True
+            block_start = True
             continue
         if kind is None or not words or words[0].startswith("#"):
             continue
         values = _numbers(words)
         if kind is Kind.THERMO:
-            # a thermo block ends at the first line that is not a row of numbers
-            if in_block and values is not None and len(values) == len(names):
+            # rows of numbers amid text lines (notices, the summary); a resumed block's first
+            # step replaces the earlier rows from that step on
+            if values is not None and len(values) == len(names):
+                if block_start:
+                    rows = [r for r in rows if r[0] < values[0]]
+                    block_start = False
                 rows.append(values)
-            else:
-                in_block = False
             continue
+        if atomic and values is not None and len(values) > len(names):
+            values = values[:len(names)]
         if values is None or len(values) != len(names):
-            raise InputError(f"{path}:{no}: expected {len(names)} numbers ({' '.join(names)}), got {line.strip()!r}")
+            got = line.strip()
+            got = got if len(got) <= 80 else got[:77] + "..."
+            raise InputError(f"{path}:{no}: expected {len(names)} numbers ({' '.join(names)}"
+                             f"{' and one per atom' if atomic else ''}), got {got!r}")
         rows.append(values)
     if kind is None:
         raise InputError(f"{path}: not a learning curve (lcurve.out), thermo log or model deviation file "

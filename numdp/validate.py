@@ -9,6 +9,8 @@ API
 ---
 ``text, data = load_toml(path)``
     Read and parse a TOML file; a missing, unreadable or malformed file is an InputError.
+``distinct_files(file, outputs, inputs)``
+    Refuse two outputs naming one file, or an output naming an input.
 ``root = Table.root(file, data, wording)``
     The top level of a parsed file (`file` is the name used in messages, `wording` the input
     format's `Wording`).  ``root.check_tables(allowed)`` rejects unknown tables,
@@ -141,6 +143,30 @@ def resolve_path(value: str, base: Path) -> Path:
     """`value` (a path from an input file, ~ expanded) taken relative to `base` unless absolute."""
     p = Path(value).expanduser()
     return p if p.is_absolute() else base / p
+
+
+def distinct_files(file: str, outputs, inputs=()) -> None:
+    """InputError unless every output file is distinct from the other outputs and from the inputs.
+
+    outputs, inputs: (label, Path or None) pairs, labels as in messages ("[output] log"); None
+    entries (no such file) are skipped.  Two outputs on one file would write over each other, and
+    an output on an input would be backed up (renamed) away by a new run.  The message is
+    ``file: LABEL: names the same file as OTHER (path)``.
+    """
+    seen: dict[Path, str] = {}
+    for label, path in inputs:
+        if path is not None:
+            seen.setdefault(Path(path).resolve(), label)
+    inputs_seen = dict(seen)
+    for label, path in outputs:
+        if path is None:
+            continue
+        key = Path(path).resolve()
+        if key in seen:
+            what = "an input, " if key in inputs_seen else ""
+            raise InputError(f"{file}: {label}: names the same file as {what}{seen[key]} ({path}); "
+                             "give each output its own file")
+        seen[key] = label
 
 
 class Table:

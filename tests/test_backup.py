@@ -111,3 +111,52 @@ def test_new_training_backs_up_and_restart_does_not(tmp_path, data_dir):
     stream = io.StringIO()
     train(path, restart=work / "model.ckpt.h5", stream=stream)
     assert "backed up" not in stream.getvalue() and listing(work) == before
+
+
+def test_prepare_outputs_makes_directories_and_refuses_unwritable_outputs(tmp_path, monkeypatch):
+    from numdp.io.backup import prepare_outputs
+
+    prepare_outputs([tmp_path / "a" / "b" / "traj.h5md", None])
+    assert (tmp_path / "a" / "b").is_dir()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match=r"file/log.txt: cannot create the output directory .*file"):
+        prepare_outputs([tmp_path / "file" / "log.txt"])
+    with pytest.raises(InputError, match=r"a: is a directory, not an output file"):
+        prepare_outputs([tmp_path / "a"])
+    monkeypatch.setattr("numdp.io.backup.os.access", lambda path, mode: False)  # a read-only directory
+    with pytest.raises(InputError, match=r"log.txt: cannot write in the output directory .* \(permission denied\)"):
+        prepare_outputs([tmp_path / "log.txt"])
+
+
+def test_md_run_that_cannot_write_fails_before_backing_up(tmp_path):
+    """An output under a regular file: one line, and the previous run's files stay where they are."""
+    toml = argon_dir(tmp_path, KIND="langevin", **{"steps = 60": "steps = 5"})
+    md(toml)
+    before = {name: (tmp_path / name).read_bytes() for name in ("traj.h5md", "log.txt", "ck.h5")}
+    (tmp_path / "notadir").write_text("x")
+    toml.write_text(toml.read_text().replace('trajectory = "traj.h5md"', 'trajectory = "notadir/traj.h5md"'))
+    with pytest.raises(InputError, match=r"notadir/traj.h5md: cannot create the output directory"):
+        md(toml)
+    assert {name: (tmp_path / name).read_bytes() for name in before} == before
+    assert not any(name.startswith("#") for name in listing(tmp_path))
+
+
+def test_training_that_cannot_write_fails_before_backing_up(tmp_path, data_dir, monkeypatch):
+    """... and before the data statistics, which can take minutes."""
+    from numdp.train.loop import Trainer
+
+    path = make_input(tmp_path, data_dir, steps=2)
+    work = path.parent
+    train(path)
+    before = {name: (work / name).read_bytes() for name in ("lcurve.out", "model.h5", "model.ckpt.h5")}
+    (work / "notadir").write_text("x")
+    path.write_text(path.read_text().replace("seed = 11", 'seed = 11\ndisp_file = "notadir/lcurve.out"'))
+
+    def never(*args, **kwargs):
+        raise AssertionError("statistics computed before the outputs were checked")
+
+    monkeypatch.setattr(Trainer, "_statistics", never)
+    with pytest.raises(InputError, match=r"notadir/lcurve.out: cannot create the output directory"):
+        train(path)
+    assert {name: (work / name).read_bytes() for name in before} == before
+    assert not any(name.startswith("#") for name in listing(work))

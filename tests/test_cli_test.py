@@ -117,3 +117,26 @@ def test_detail_files(tmp_path, oracle_dir, capsys):
     assert fig["rmse_force"] == pytest.approx(1000 * np.sqrt((df ** 2).mean()), rel=1e-12)
     de = np.loadtxt(f"{prefix}.e_peratom.out")
     assert fig["mae_energy"] == pytest.approx(1000 * np.abs(de[:, 1] - de[:, 0]).mean(), rel=1e-9)
+
+
+def test_bad_options_are_refused_before_evaluating(tmp_path, oracle_dir, capsys, monkeypatch):
+    """-n < 0 silently meant every frame, --threads 0 the default; --json in a missing directory
+    failed only after the whole evaluation.  Each is now one line and exit 2, before any model is
+    evaluated (evaluate_system is replaced by one that fails)."""
+    import numdp.commands.test as cmd
+
+    def never(*args, **kwargs):
+        raise AssertionError("evaluated before the options were checked")
+
+    monkeypatch.setattr(cmd, "evaluate_system", never)
+    ref = np.load(oracle_dir / "water_cluster.npz")
+    sysdir = write_system(tmp_path / "c", ref["coord"], None, ref["atype"], ["O", "H"],
+                          energy=ref["energy"], force=ref["force"])
+    base = ["test", "-m", str(oracle_dir / "water.dp"), "-s", str(sysdir)]
+    for extra, message in ((["-n", "-3"], "-n -3: the number of frames per system must be >= 0"),
+                           (["--threads", "0"], "--threads: must be >= 1, got 0"),
+                           (["--json", str(tmp_path / "nodir" / "r.json")], "directory"),
+                           (["--json", str(tmp_path)], "is a directory")):
+        assert main(base + extra) == 2, extra
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], (extra, err)

@@ -91,6 +91,26 @@ def test_compress_cli(tmp_path, oracle_dir, capsys):
     assert "already compressed" in capsys.readouterr().err
 
 
+def test_compress_output_is_checked_before_tabulating(tmp_path, oracle_dir, capsys, monkeypatch):
+    """-s naming a directory was a ValueError traceback ('.' has an empty name); a bad suffix or a
+    missing directory is refused before the tabulation, in one line."""
+    import numdp.model.compress as mc
+
+    def never(*args, **kwargs):
+        raise AssertionError("tabulated before the output was checked")
+
+    monkeypatch.setattr(mc, "compress", never)
+    monkeypatch.chdir(tmp_path)
+    model = str(oracle_dir / "alloy5.dp")
+    for save, message in ((".", "-s .: is a directory; name the output model file"),
+                          (str(tmp_path), f"-s {tmp_path}: is a directory"),
+                          ("cmp.pb", "cmp.pb: cannot choose a model format for suffix '.pb'"),
+                          ("nodir/cmp.h5", "nodir/cmp.h5: cannot write model file (directory nodir does not exist)")):
+        assert main(["compress", model, "-s", save]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+
+
 # mix32: one float32 evaluation against float64, chains of n = nnei + D width + fitting widths
 # (138 + 1600 + 720 for the water model) sums: 10 gamma_n relative to max|F| (half of
 # order_bound, which compares two such evaluations) = 1.5e-3 (realized 1.1e-6).  mix16: the

@@ -61,6 +61,14 @@ def test_good_input_is_typed_with_defaults(tmp_path):
     assert s.safety.min_distance == 0.5
 
 
+def test_start_structure_may_be_an_output(tmp_path):
+    """Continuing from the last checkpoint or trajectory frame is allowed: the start is read before
+    the new run backs the old file up."""
+    for name in ("ck.h5", "traj.h5md"):
+        s = load_run_settings(write(tmp_path, GOOD.replace('file = "start.xyz"', f'file = "{name}"')))
+        assert s.system.file.name == name
+
+
 def test_relative_paths_follow_the_input_file(tmp_path):
     sub = tmp_path / "run"
     sub.mkdir()
@@ -87,6 +95,15 @@ def test_relative_paths_follow_the_input_file(tmp_path):
     ("every = 10", "every = 0", "[output] every: must be > 0"),
     ("checkpoint_every = 50", "checkpoint_every = 50\nforce_unit = \"N\"", "[output] force_unit: must be one of"),
     ("[neighbor]", "[thermo]\nx = 1\n[neighbor]", "md.toml: [thermo]: unknown table"),
+    # two outputs on one file wrote over each other (an H5MD trajectory into the log); an output on
+    # an input was renamed away as a backup
+    ('trajectory = "traj.h5md"', 'trajectory = "log.txt"',
+     "md.toml: [output] log: names the same file as [output] trajectory"),
+    ('checkpoint = "ck.h5"', 'checkpoint = "traj.h5md"',
+     "md.toml: [output] checkpoint: names the same file as [output] trajectory"),
+    ('checkpoint = "ck.h5"', 'checkpoint = "model.h5"',
+     "md.toml: [output] checkpoint: names the same file as an input, [model] file"),
+    ("every = 10", 'every = 10\nlog = "md.toml"', "md.toml: [output] log: names the same file as an input, the input file"),
 ])
 def test_bad_values_name_the_key(tmp_path, old, new, expected):
     assert old in GOOD
@@ -132,3 +149,14 @@ def test_parallel_grid_is_three_positive_integers(tmp_path):
     for bad in ("[2, 1]", "[0, 1, 1]", "[2.0, 1, 1]", '"auto"'):
         assert "[parallel] grid: expected three integers >= 1" in error_of(tmp_path, GOOD + f"[parallel]\ngrid = {bad}\n")
     assert "[parallel] ranks: unknown key" in error_of(tmp_path, GOOD + "[parallel]\nranks = 2\n")
+
+
+def test_the_annotated_example_of_docs_md_is_valid(tmp_path):
+    """docs/md.md's "annotated example with every key" is read as it stands (it set ensemble =
+    "nvt" beside a barostat, which the validator refuses)."""
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "md.md").read_text()
+    block = re.search(r"An annotated example with every key:\n\n```toml\n(.*?)```", text, re.S).group(1)
+    s = load_run_settings(write(tmp_path, block))
+    assert s.md.ensemble == "npt" and s.md.thermostat is not None and s.md.barostat is not None

@@ -271,3 +271,23 @@ def test_npt_triclinic_liquid_argon_keeps_the_pressure_and_no_shear():
         assert abs(p[:, a, b].mean()) < Z * block_error(p[:, a, b])
     assert is_lower_triangular(st.box)
     assert r["V"][-1] != r["V"][0]
+
+
+def test_diverging_nose_hoover_chain_is_a_safety_stop():
+    """A timestep far above tau made the chain's exp() overflow: an OverflowError traceback from
+    `numdp run` (timestep 0.05 ps, tau 0.1 ps on water). It is now a SafetyStop (one line, exit 2)."""
+    from numdp.md.safety import SafetyStop
+
+    st = thermalised_argon()
+    st.velocities *= 0.01  # far below the target: the chain's first force is -(1 - 1e-4) / tau^2
+    th = THERMOSTATS["nose-hoover"](T, 0.1)
+    th.initialize(st)
+    with pytest.raises(SafetyStop, match=r"step 1: the Nose-Hoover chain diverged in a half-step of 10 ps .*"
+                                         r"thermostat.tau = 0.1 ps"):
+        th.half_step(st, 10.0, 0)
+    # a sane half-step of the same state is untouched by the check
+    st2 = thermalised_argon()
+    st2.velocities *= 0.01
+    th.initialize(st2)
+    th.half_step(st2, 0.005, 0)
+    assert np.all(np.isfinite(st2.velocities))

@@ -235,6 +235,9 @@ def test_setup_errors_name_the_key(tmp_path, capsys):
 
     assert main(["run", str(toml), "--restart", str(tmp_path / "o" / "out" / "deep" / "traj.h5md")]) == 2
     assert "not a numdp checkpoint (no /numdp/state group)" in capsys.readouterr().err
+    # a directory was reported as "file not found"
+    assert main(["run", str(toml), "--restart", str(tmp_path / "o" / "out")]) == 2
+    assert "out: is a directory, not a checkpoint file" in capsys.readouterr().err
 
 
 def test_example_inputs_are_valid():
@@ -361,3 +364,19 @@ def test_sigint_finishes_the_step_and_writes_a_checkpoint(tmp_path):
     assert state.step > 0 and f"interrupted after step {state.step}" in out
     with h5py.File(tmp_path / "traj.h5md", "r") as f:  # no frame off the cadence (every = 1000000)
         assert f["particles/trajectory/position/step"][()].tolist() == [0]
+
+
+def test_new_run_of_zero_steps_evaluates_step_zero(tmp_path):
+    """[md] steps = 0 in a new run is LAMMPS' `run 0`: the start's energy in the thermo output, a
+    trajectory frame and a checkpoint at step 0 (it printed "nothing to run" after backing up the
+    previous outputs, and wrote nothing)."""
+    toml = argon_dir(tmp_path, KIND="csvr", **{"steps = 60": "steps = 0"})
+    result = run(toml)
+    assert result is not None and result.steps == 0
+    with h5py.File(tmp_path / "traj.h5md", "r") as f:
+        assert f["particles/trajectory/position/step"][()].tolist() == [0]
+    assert (tmp_path / "ck.h5").is_file()
+    rows = [l.split() for l in (tmp_path / "log.txt").read_text().splitlines() if l.split()[:1] == ["0"]]
+    assert len(rows) == 1 and np.isfinite(float(rows[0][3]))  # the potential energy at step 0
+    # a restart at its end step still has nothing to do
+    assert run(toml, restart=tmp_path / "ck.h5") is None

@@ -284,6 +284,13 @@ def test_missing_file(tmp_path, capsys):
     _cli_error(capsys, ["convert", str(path), str(tmp_path / "out.h5")], path)
 
 
+def test_directory_as_model(tmp_path, capsys):
+    """A directory was "not a regular file", without saying what was expected."""
+    with pytest.raises(InputError) as ei:
+        read_model(tmp_path)
+    assert "is a directory, not a model file" in assert_one_line_error(ei, tmp_path)
+
+
 def test_not_hdf5(tmp_path, capsys):
     path = tmp_path / "model.pth"
     path.write_bytes(b"PK\x03\x04 this is a zip, not HDF5")
@@ -355,3 +362,19 @@ def test_convert_prints_one_line(tmp_path, capsys):
     assert cli_main(["convert", str(ORACLE / "alloy5.dp"), str(out)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 1 and str(out) in lines[0] and "numdp" in lines[0]
+
+
+def test_convert_and_compress_keep_an_existing_output(tmp_path, capsys):
+    """`numdp convert` and `numdp compress` replaced an existing OUT silently; it is now kept as
+    #OUT.1# (the earlier file, byte for byte) and one line says so."""
+    out = tmp_path / "a.h5"
+    assert cli_main(["convert", str(ORACLE / "alloy5.dp"), str(out)]) == 0
+    first = out.read_bytes()
+    assert cli_main(["convert", str(out), str(out)]) == 0  # a model into its own format
+    assert f"backed up the existing {out} to #a.h5.1#" in capsys.readouterr().out
+    assert (tmp_path / "#a.h5.1#").read_bytes() == first and out.is_file()
+    cmp = tmp_path / "cmp.h5"
+    cmp.write_text("an earlier result")
+    assert cli_main(["compress", str(out), "-d", "0.05", "-s", str(cmp)]) == 0
+    assert f"backed up the existing {cmp} to #cmp.h5.1#" in capsys.readouterr().out
+    assert (tmp_path / "#cmp.h5.1#").read_text() == "an earlier result"

@@ -281,6 +281,15 @@ def test_input_error_on_one_rank_is_reported_once(tmp_path):
     assert r.stderr.count("[parallel] grid: grid [3, 1, 1] does not fit the 2 MPI rank(s)") == 1
 
 
+def test_bad_thread_variable_is_reported_once(tmp_path, monkeypatch):
+    """NUMDP_NUM_THREADS=abc: one line from rank 0, not one per rank followed by MPI_Abort."""
+    path = make_run(tmp_path, steps=10)
+    monkeypatch.setenv("NUMDP_NUM_THREADS", "abc")
+    r = numdp_run(path, 2, expect=2)
+    assert r.stderr.count("NUMDP_NUM_THREADS='abc': expected a whole number of threads >= 1") == 1
+    assert "MPI_Abort" not in r.stderr and "Traceback" not in r.stderr
+
+
 def test_safety_stop_on_one_rank_stops_all_at_the_serial_step(tmp_path):
     extra = "[safety]\nmin_distance = 1.93"
     ref = make_run(tmp_path / "serial", steps=200, extra=extra)

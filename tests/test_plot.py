@@ -110,6 +110,58 @@ def test_thermo_figure(tmp_path):
     assert out.read_bytes()[:8] == PNG
 
 
+def test_model_devi_with_per_atom_columns(tmp_path, capsys):
+    """A file written with --atomic (header ending in atm_devi_f(N), N more numbers per row: numdp
+    model-devi's, LAMMPS' and DP-GEN's) failed with "expected 9 numbers" and echoed the whole
+    row; the named columns are read and the per-atom ones passed over."""
+    from numdp.io.model_devi_file import write_block
+    from numdp.model.deviation import FrameDeviation
+
+    rng = np.random.default_rng(2)
+    rows = [(10 * k, FrameDeviation(*rng.uniform(0.01, 0.2, 7), rng.uniform(0.0, 0.1, 50))) for k in range(6)]
+    path = tmp_path / "model_devi.out"
+    with open(path, "w") as fp:
+        write_block(fp, rows[:3], energy=True, atomic=True, title="sys0")
+        write_block(fp, rows[3:], energy=True, atomic=True, title="sys1")
+    t = read_table(path)
+    assert t.kind is Kind.MODEL_DEVI and t.names[-1] == "devi_e" and t.data.shape == (6, 8)
+    # %18.6e in the file: 7 significant digits
+    np.testing.assert_allclose(t.column("max_devi_f"), [d.max_devi_f for _, d in rows], rtol=1e-6)
+    assert main(["plot", str(path)]) == 0
+    # a row with too few numbers is still an error, on one short line
+    with open(path, "a") as fp:
+        fp.write("  60 " + " 1.0" * 3 + "\n")
+    assert main(["plot", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "and one per atom" in err[0] and len(err[0]) < 400
+
+
+def test_thermo_log_as_a_run_and_its_restart_write_it(tmp_path):
+    """The compile notice falls after the first row of a first run, and a restart repeats its
+    checkpoint's step (here 20, after the interrupted run had logged up to 25): every step once,
+    the resumed block's rows replacing the earlier ones from its first step on."""
+    class Snap:
+        def __init__(self, step, resumed=False):
+            self.step, self.time = step, step * 0.0005
+            self.temp, self.pe, self.ke = 300 + step + (1000 if resumed else 0), -100.0 - step, 7.0
+            self.etotal, self.press, self.vol = self.pe + self.ke, 10.0 * step, 1000.0
+
+    log = tmp_path / "log.txt"
+    for resume, steps in ((False, range(0, 30, 5)), (True, range(20, 45, 5))):
+        console = Console(log, resume=resume, screen=io.StringIO())
+        th = ThermoReporter(5, console)
+        th.start()
+        for s in steps:
+            th.report(Snap(s, resume))
+            if s == 0:
+                console.line("kernels compiled; set-up and first step took 25.3 s (not counted in the ETA)")
+        console.line("Loop time of 4.301 s for 40 steps with 192 atoms (2 threads)")
+        console.close()
+    t = read_table(log)
+    np.testing.assert_array_equal(t.column("step"), np.arange(0, 45, 5))
+    np.testing.assert_array_equal(t.column("temp"), [300, 305, 310, 315, 1320, 1325, 1330, 1335, 1340])
+
+
 def test_model_devi_figure(tmp_path):
     f = tmp_path / "model_devi.out"
     rows = write_model_devi(f)

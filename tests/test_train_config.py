@@ -101,6 +101,10 @@ batch_size = "auto:9"
     (("[model.descriptor]", "[model.descriptor]\ntype = \"se_e3\""), "[model.descriptor] type: expected one of"),
     (("type_map = [\"A\", \"B\"]", "type_map = [\"A\", \"A\"]"), "[model] type_map: names must be unique"),
     (("numb_steps = 10", "numb_steps = 10\nprecondition = true"), "[training] precondition: no longer supported"),
+    (("numb_steps = 10", "numb_steps = 10\nsave_ckpt = \"model.h5\""),
+     "input.toml: [training] model_file: names the same file as [training] save_ckpt"),
+    (("numb_steps = 10", "numb_steps = 10\ndisp_file = \"input.toml\""),
+     "input.toml: [training] disp_file: names the same file as an input, the input file"),
 ])
 def test_errors_name_the_key(inp, edit, message):
     old, new = edit

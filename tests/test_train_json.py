@@ -222,6 +222,27 @@ def test_paths_against_working_directory(workdir, tmp_path, monkeypatch):
         load_config("input.json")
 
 
+def test_paths_found_next_to_the_input_get_a_hint(workdir, monkeypatch):
+    """Run from elsewhere, a DeePMD-kit input whose systems lie beside it: the message says where
+    the paths are taken from and where to run (it only said the directory does not exist)."""
+    (workdir / "input.json").write_text(UPSTREAM_WATER)
+    away = workdir / "away"
+    away.mkdir()
+    monkeypatch.chdir(away)
+    with pytest.raises(InputError) as err:
+        load_config(workdir / "input.json")
+    text = str(err.value)
+    assert "does not exist (input.json paths are relative to the working directory" in text
+    assert f"run numdp train from {workdir.resolve()})" in text and "\n" not in text
+    # a path found nowhere gets no hint
+    (workdir / "input.json").write_text(UPSTREAM_WATER.replace("inputs/water/data/data_0", "nowhere/data_0"))
+    monkeypatch.chdir(workdir)
+    with pytest.raises(InputError) as err:
+        load_config(workdir / "input.json")
+    assert "nowhere/data_0: data directory (or HDF5 file) does not exist" in str(err.value)
+    assert "relative to the working directory" not in str(err.value)
+
+
 def test_not_json(workdir):
     (workdir / "input.json").write_text("{ not json")
     with pytest.raises(InputError, match="input.json: not valid JSON"):

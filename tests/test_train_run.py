@@ -258,3 +258,32 @@ def test_initial_model_is_the_energy_bias(tmp_path, data_dir):
     assert res.energy == pytest.approx(trainer.params.out_bias[s.types].sum(), rel=1e-14)
     assert np.abs(res.forces).max() == 0.0
     trainer.close()
+
+
+def test_restart_from_a_checkpoint_of_another_type_map_names_it(tmp_path, data_dir):
+    """A checkpoint of a run with another number of types (a Cu checkpoint for a two-element
+    input) was reported as 'initial model: sel has 1 entries but type_map has 2'."""
+    from numdp.errors import InputError
+    from numdp.train.checkpoint import Checkpoint, write_checkpoint
+
+    path = make_input(tmp_path, data_dir, steps=2)
+    ck = tmp_path / "other.ckpt.h5"
+    z = np.zeros(3)
+    write_checkpoint(Checkpoint(step=1, theta=z, adam_m=z, adam_v=z, adam_t=1, sel=[8], davg=np.zeros((1, 8, 4)),
+                                dstd=np.ones((1, 8, 4)), out_bias=np.zeros(1), s_range=None, min_nbor_dist=None,
+                                sampler={}, valid_sampler=None, input_text="", elapsed=0.0), ck)
+    with pytest.raises(InputError, match=r"other.ckpt.h5: checkpoint of a run with 1 atom type\(s\) \(sel \[8\]\), "
+                                         r"input.toml has 2 \(type_map \['A', 'B'\]\): not a checkpoint of this input"):
+        Trainer(load_config(path), restart=ck, nthreads=1)
+
+
+def test_element_missing_from_the_input_type_map_names_the_input(tmp_path, data_dir):
+    """Data with an element the input's type_map lacks said "not in the model's type_map", though
+    no model exists yet: the message names the input's [model] type_map."""
+    from numdp.errors import InputError
+
+    path = make_input(tmp_path, data_dir, steps=2)
+    path.write_text(path.read_text().replace('type_map = ["A", "B"]', 'type_map = ["A"]'))
+    with pytest.raises(InputError, match=r"type_map.raw: element 'B' is not in input.toml's \[model\] "
+                                         r"type_map \['A'\]"):
+        Trainer(load_config(path), nthreads=1)

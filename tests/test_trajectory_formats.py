@@ -216,3 +216,26 @@ def test_open_system_and_foreign_file(tmp_path):
         open_trajectory("extxyz", foreign, species, masses, ["O", "H"], ("position",), False, "eV Angstrom-1",
                         resume_after=0)
     assert foreign.read_text() == "hello\nworld\n"
+
+
+def test_convert_to_a_trajectory_from_what_is_no_h5md_says_why(tmp_path, capsys):
+    """A damaged H5MD file (a killed copy) or another file converted to .extxyz/.dump was reported
+    as "cannot choose a model format for suffix '.extxyz'"; and .h5md is not an output."""
+    damaged = tmp_path / "traj.h5md"
+    with h5py.File(damaged, "w") as f:
+        f["particles/trajectory/position/value"] = np.zeros((50, 10, 3))
+    damaged.write_bytes(damaged.read_bytes()[:3000])
+    other = tmp_path / "data.h5"
+    with h5py.File(other, "w") as f:
+        f["x"] = np.zeros(3)
+    text = tmp_path / "frames.extxyz"
+    text.write_text("1\n\nAr 0 0 0\n")
+    for src, dst, message in ((damaged, "out.extxyz", "traj.h5md: not an H5MD trajectory (unreadable HDF5 file: "),
+                              (other, "out.dump", "data.h5: not an H5MD trajectory (no /particles group); "
+                                                  "numdp convert writes .dump files from H5MD trajectories only"),
+                              (text, "out.xyz", "frames.extxyz: not an H5MD trajectory (not an HDF5 file)"),
+                              (tmp_path / "none.h5md", "out.lammpstrj", "none.h5md: not an H5MD trajectory (file not found)"),
+                              (text, "out.h5md", "out.h5md: numdp convert writes no H5MD files")):
+        assert cli_main(["convert", str(src), str(tmp_path / dst)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err

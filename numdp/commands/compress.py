@@ -19,16 +19,24 @@ def configure(parser):
 
 def main(args) -> int:
     from ..errors import InputError
-    from ..io.model_file import read_model, write_model
+    from ..io.backup import back_up, backup_line
+    from ..io.model_file import output_kind, read_model, write_model
     from ..model.compress import compress, s_max_from_systems
 
+    out_path = Path(args.save)
+    # the output is checked before the (long) tabulation
+    if out_path.is_dir() or not out_path.name:
+        raise InputError(f"-s {args.save}: is a directory; name the output model file "
+                         f"(e.g. {out_path / 'cmp_model.h5'})")
+    if out_path.suffix == "":
+        out_path = out_path.with_suffix(".h5")
+    output_kind(out_path)
+    if not out_path.parent.is_dir():
+        raise InputError(f"{out_path}: cannot write model file (directory {out_path.parent} does not exist)")
     params = read_model(Path(args.model))
     if params.descriptor.tables is not None:
         raise InputError(f"{args.model}: the model is already compressed")
     smax = s_max_from_systems(params, args.data) if args.data else None
-    out_path = Path(args.save)
-    if out_path.suffix == "":
-        out_path = out_path.with_suffix(".h5")
     cparams, report = compress(params, dx=args.step, order=args.order, s_max=smax)
     print(f"# order {args.order}, step {args.step}, extrapolation to 10x the data range")
     print(f"# {'net':>3} {'lower':>8} {'upper':>8} {'xmax':>8} {'intervals':>9} "
@@ -42,6 +50,9 @@ def main(args) -> int:
               f"{e['on_grid']['value_fine']:9.1e} {between['value_fine']:11.1e} "
               f"{between['slope_fine']:9.1e} {between['value_extrapolation']:10.1e}")
     print(f"# largest |table - net| in the data range: {worst:.2e}")
+    moved = back_up([out_path])  # an earlier output is kept as #name.1#, never replaced silently
+    if moved:
+        print(backup_line(moved, "the existing"))
     write_model(cparams, out_path)
     print(f"wrote {out_path}")
     return 0

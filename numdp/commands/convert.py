@@ -3,8 +3,9 @@ an H5MD trajectory to extended XYZ or a LAMMPS text dump.
 
 IN is recognised by its content (an H5MD file is a trajectory, else a model); OUT's format is
 chosen by its suffix (models: .dp for DeePMD-kit, .h5 or .hdf5 for numdp; trajectories: .extxyz
-or .xyz, .lammpstrj or .dump; numdp.io.trajectory).  OUT is replaced atomically; converting a
-model into its own format rewrites it.  Prints one line saying what was written.
+or .xyz, .lammpstrj or .dump; numdp.io.trajectory).  OUT is written atomically; an existing OUT
+is first backed up as #OUT.1# (numdp.io.backup; converting a model into its own format rewrites
+it, keeping the original as the backup).  Prints one line saying what was written.
 """
 from __future__ import annotations
 
@@ -21,6 +22,34 @@ def configure(parser):
                         help="model to write (.dp = DeePMD-kit, .h5/.hdf5 = numdp) or trajectory (.extxyz/.xyz, .lammpstrj/.dump)")
 
 
+def _back_up(dst: Path) -> None:
+    """An existing OUT is kept as #OUT.1# (numdp.io.backup), never replaced silently."""
+    from ..io.backup import back_up, backup_line
+
+    moved = back_up([dst])
+    if moved:
+        print(backup_line(moved, "the existing"))
+
+
+def _why_not_h5md(src: Path) -> str:
+    """Why `src` is no H5MD trajectory, in parentheses (a damaged file says what h5py says)."""
+    import h5py
+
+    from ..errors import one_line
+
+    if not src.exists():
+        return " (file not found)"
+    if not src.is_file():
+        return " (not a regular file)"
+    if not h5py.is_hdf5(src):
+        return " (not an HDF5 file)"
+    try:
+        with h5py.File(src, "r") as h5:
+            return "" if "particles" in h5 else " (no /particles group)"
+    except OSError as exc:
+        return f" (unreadable HDF5 file: {one_line(exc)})"
+
+
 def main(args) -> int:
     src, dst = Path(args.input), Path(args.output)
     if is_h5md_trajectory(src):
@@ -28,12 +57,21 @@ def main(args) -> int:
         if fmt is None or fmt == "h5md":
             raise InputError(f"{dst}: {src} is an H5MD trajectory; convert it to extended XYZ "
                              f"(.extxyz/.xyz) or a LAMMPS dump (.lammpstrj/.dump)")
+        _back_up(dst)
         n = convert_trajectory(src, dst, fmt)
         print(f"wrote {dst} ({fmt}, {n} frames) from {src} (H5MD)")
         return 0
+    if dst.suffix.lower() == ".h5md":
+        raise InputError(f"{dst}: numdp convert writes no H5MD files; it converts H5MD trajectories to "
+                         f".extxyz/.xyz or .lammpstrj/.dump, and models between .h5/.hdf5 and .dp")
+    if format_of_path(dst) in ("extxyz", "lammps-dump"):
+        raise InputError(f"{src}: not an H5MD trajectory{_why_not_h5md(src)}; numdp convert writes "
+                         f"{dst.suffix} files from H5MD trajectories only (and converts models "
+                         f"between .h5/.hdf5 and .dp)")
     out_kind = output_kind(dst)  # reject a bad OUT suffix before reading anything
     in_kind = model_kind(src)
     params = read_model(src)
+    _back_up(dst)
     write_model(params, dst)
     print(f"wrote {dst} ({DESCRIPTIONS[out_kind]}, types {' '.join(params.type_map)}, "
           f"rcut {params.descriptor.rcut:g} Å) from {src} ({DESCRIPTIONS[in_kind]})")

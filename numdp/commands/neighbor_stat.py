@@ -48,13 +48,14 @@ def _type_map(systems, given: list[str] | None) -> list[str]:
     return names
 
 
-def neighbor_census(systems, type_map: list[str], rcut: float):
-    """`numdp.neighbor.distances.NeighborCensus` of every frame of `systems` (labels (path, frame))."""
+def neighbor_census(systems, type_map: list[str], rcut: float, whose: str = "the type map"):
+    """`numdp.neighbor.distances.NeighborCensus` of every frame of `systems` (labels (path, frame));
+    `whose` names `type_map` in messages."""
     from ..neighbor.distances import NeighborCensus
 
     census = NeighborCensus(len(type_map), rcut)
     for s in systems:
-        types = s.model_types(type_map)
+        types = s.model_types(type_map, whose)
         for f in range(s.nframes):
             census.add(s.coords[f], types, None if s.boxes is None else s.boxes[f], (s.path, f))
     return census
@@ -71,7 +72,8 @@ def main(args) -> int:
     t0 = time.perf_counter()
     systems = [load_system(p) for root in args.system for p in find_systems(Path(root))]
     type_map = _type_map(systems, args.type_map)
-    census = neighbor_census(systems, type_map, args.rcut)
+    census = neighbor_census(systems, type_map, args.rcut,
+                             "the type map given with -t" if args.type_map else "the type map")
     sel = deepmd_kit_sel(census.max_count, args.factor)
     numdp_sel = auto_sel(census.max_count, args.factor)
     nfr = sum(s.nframes for s in systems)

@@ -1,4 +1,4 @@
-"""`numdp run input.toml [--restart checkpoint.h5]`: molecular dynamics with a Deep Potential model.
+"""`numdp run input.toml [--restart checkpoint.h5] [--device cpu|cuda] [--threads N]`: molecular dynamics with a Deep Potential model.
 
 The input file is described in docs/md.md.  A restart continues the run recorded in
 the checkpoint up to [md] steps, appending to the trajectory and the log; a new run first backs up
@@ -26,6 +26,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="continue from this numdp checkpoint (overrides [system]); runs up to [md] steps")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
                         help="run the MD step on this device (overrides [model] device; docs/gpu.md)")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="worker threads (per MPI rank; overrides [model] threads; default: "
+                             "NUMDP_NUM_THREADS or the usable cores)")
 
 
 def _run(args, world) -> int:
@@ -40,9 +43,16 @@ def _run(args, world) -> int:
         settings = load_run_settings(args.input)
         if args.device is not None:
             settings.model.device = args.device
+        if args.threads is not None:
+            settings.model.threads = args.threads
+        from ..parallel.threads import thread_count
+
+        thread_count(settings.model.threads)  # a bad NUMDP_NUM_THREADS: reported once under MPI
         restart = None
         if args.restart is not None:
             restart = Path(args.restart)
+            if restart.is_dir():
+                raise InputError(f"--restart {restart}: is a directory, not a checkpoint file")
             if not restart.is_file():
                 raise InputError(f"--restart {restart}: file not found")
             if not is_checkpoint(restart):

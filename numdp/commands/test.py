@@ -83,11 +83,17 @@ def main(args) -> int:
     from ..io.npy_system import find_systems, load_system
     from ..model.dp_model import load_model
 
-    model = load_model(args.model, nthreads=args.threads, precision=args.precision, device=args.device)
-    paths = [p for root in args.system for p in find_systems(Path(root))]
+    if args.numb_test < 0:
+        raise InputError(f"-n {args.numb_test}: the number of frames per system must be >= 0 (0 = all)")
     detail = DetailFiles(args.detail_file) if args.detail_file else None
     if detail is not None and not detail.path("e").parent.is_dir():
         raise InputError(f"-d {args.detail_file}: directory {detail.path('e').parent} does not exist")
+    if args.json and not Path(args.json).parent.is_dir():  # checked before the evaluation, not after
+        raise InputError(f"--json {args.json}: directory {Path(args.json).parent} does not exist")
+    if args.json and Path(args.json).is_dir():
+        raise InputError(f"--json {args.json}: is a directory, not a file")
+    model = load_model(args.model, nthreads=args.threads, precision=args.precision, device=args.device)
+    paths = [p for root in args.system for p in find_systems(Path(root))]
     total = _Accumulator()
     rows = []
     t0 = time.perf_counter()

@@ -26,8 +26,6 @@ def main(args) -> int:
     from ..train.config import load_config
     from ..train.loop import Trainer, TrainingInterrupted
 
-    if args.threads is not None and args.threads < 1:
-        raise InputError(f"--threads: must be >= 1, got {args.threads}")
     if args.restart is not None and args.init_model is not None:
         raise InputError("--restart and --init-model: give one (a restart continues a run, "
                          "--init-model starts a new one from a model)")

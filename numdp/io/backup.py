@@ -5,10 +5,12 @@ when `#traj.h5md.1#` exists, and so on), in the same directory, so a new run nev
 earlier one's output.  The `#` makes the backups sort apart and shell globs such as `*.h5md`
 skip them.  Used by `numdp run` (trajectory, log, checkpoints) and `numdp train` (learning
 curve, model file, checkpoint) when they start a new run; a restart continues its files and
-backs nothing up.
+backs nothing up.  `prepare_outputs` comes first: it makes the output directories and refuses
+an output that cannot be written, so a run that cannot write fails before it moves anything.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..errors import InputError
@@ -17,6 +19,27 @@ from ..errors import InputError
 def backup_name(path: Path, number: int) -> Path:
     """`#name.number#` beside `path`."""
     return path.with_name(f"#{path.name}.{number}#")
+
+
+def prepare_outputs(paths) -> None:
+    """Make the directory of each output file among `paths` (None entries ignored); InputError
+    (one line naming the file) when a directory cannot be made or written, or the output is a
+    directory.  Call it before `back_up`, so that nothing is renamed for a run that cannot
+    write its files."""
+    for path in paths:
+        if path is None:
+            continue
+        path = Path(path)
+        directory = path.parent
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"{path}: cannot create the output directory {directory} "
+                             f"({exc.strerror or exc})") from None
+        if path.is_dir():
+            raise InputError(f"{path}: is a directory, not an output file")
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise InputError(f"{path}: cannot write in the output directory {directory} (permission denied)")
 
 
 def back_up(paths) -> list[tuple[Path, Path]]:
@@ -45,8 +68,8 @@ def back_up(paths) -> list[tuple[Path, Path]]:
     return moved
 
 
-def backup_line(moved: list[tuple[Path, Path]]) -> str:
-    """One line naming what `back_up` renamed ("" when nothing was)."""
+def backup_line(moved: list[tuple[Path, Path]], whose: str = "the previous run's") -> str:
+    """One line naming what `back_up` renamed ("" when nothing was); `whose` qualifies the files."""
     if not moved:
         return ""
-    return "backed up the previous run's " + ", ".join(f"{old} to {new.name}" for old, new in moved)
+    return f"backed up {whose} " + ", ".join(f"{old} to {new.name}" for old, new in moved)

@@ -75,33 +75,34 @@ class System:
         """True for a non-periodic system (no boxes)."""
         return self.boxes is None
 
-    def model_types(self, model_type_map: list[str]) -> np.ndarray:
+    def model_types(self, model_type_map: list[str], whose: str = "the model's type_map") -> np.ndarray:
         """(natoms,) int32 type of each atom as an index into `model_type_map`.
 
         With a type_map.raw the atoms are mapped by element name; only elements that atoms
         actually use must appear in `model_type_map`.  Without one the stored indices are used
-        as they are and must be smaller than len(model_type_map).
+        as they are and must be smaller than len(model_type_map).  `whose` names the type map
+        in messages.
         """
         if self.type_map is None:
-            return self._unmapped_types(model_type_map)
+            return self._unmapped_types(model_type_map, whose)
         used = np.unique(self.types)
         lookup = np.full(len(self.type_map), -1, dtype=np.int32)
         for t in used:
             name = self.type_map[t]
             if name not in model_type_map:
                 raise InputError(
-                    f"{self.path / 'type_map.raw'}: element {name!r} is not in the model's "
-                    f"type_map {list(model_type_map)}"
+                    f"{self.path / 'type_map.raw'}: element {name!r} is not in {whose} "
+                    f"{list(model_type_map)}"
                 )
             lookup[t] = model_type_map.index(name)
         return lookup[self.types]
 
-    def _unmapped_types(self, model_type_map: list[str]) -> np.ndarray:
+    def _unmapped_types(self, model_type_map: list[str], whose: str) -> np.ndarray:
         top = int(self.types.max())
         if top >= len(model_type_map):
             raise InputError(
-                f"{self.path / 'type.raw'}: type index {top} is out of range for the model's "
-                f"type_map {list(model_type_map)} (no type_map.raw to map element names)"
+                f"{self.path / 'type.raw'}: type index {top} is out of range for {whose} "
+                f"{list(model_type_map)} (no type_map.raw to map element names)"
             )
         return self.types.copy()
 

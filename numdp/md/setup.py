@@ -23,7 +23,7 @@ import numpy as np
 
 from ..config import RunSettings
 from ..errors import InputError
-from ..io.backup import back_up, backup_line
+from ..io.backup import back_up, backup_line, prepare_outputs
 from ..io.h5md import is_checkpoint, read_checkpoint
 from ..io.trajectory import open_trajectory
 from ..io.structure import assign_types, read_structure, replicate
@@ -240,19 +240,18 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
 
     out = settings.output
     moved = []
-    if not restarted:  # a new run: keep the previous run's files under numbered names
-        with world.agreement():
-            if world.is_root:
-                moved = back_up([out.trajectory, out.log, out.checkpoint, _stop_path(out.checkpoint),
-                                 settings.model_devi.file if settings.model_devi else None])
+    outputs = [out.trajectory, out.log, out.checkpoint, _stop_path(out.checkpoint),
+               settings.model_devi.file if settings.model_devi else None]
+    with world.agreement():
+        if world.is_root:
+            prepare_outputs(outputs)  # before any backup: a run that cannot write moves nothing
+            if not restarted:  # a new run: keep the previous run's files under numbered names
+                moved = back_up(outputs)
     console = Console(out.log, resume=restarted, screen=screen, enabled=world.is_root)
     reporters = [ThermoReporter(out.thermo_every, console)]
     writer = None
     with world.agreement():  # rank 0 opens (or continues) the trajectory
         if world.is_root:
-            for path in (out.log, out.trajectory, out.checkpoint):
-                if path is not None:
-                    path.parent.mkdir(parents=True, exist_ok=True)
             if out.trajectory is not None:
                 species, masses = header
                 writer = open_trajectory(out.format, out.trajectory, species, masses, state.type_map,
@@ -312,7 +311,7 @@ def run_md(settings: RunSettings, restart=None, model=None, screen=None,
     """Build and run; returns the RunResult (None when the checkpoint is already at [md] steps).
     Collective on several ranks."""
     sim, end = build_simulation(settings, restart, model, screen, world)
-    if sim.state.step >= end:
+    if sim.state.step >= end and not (sim.state.step == end == 0 and not sim.restarted):
         sim.console.line(f"nothing to run: the state is at step {sim.state.step}, [md] steps = {end}")
         sim.close()
         return None

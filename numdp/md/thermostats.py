@@ -123,15 +123,27 @@ class NoseHooverChain:
                 f = math.exp(-v[j + 1] * d / 4)
                 v[j] = (v[j] * f + force(j) * d / 2) * f
 
-        for _ in range(self.nloop):
-            for w in self._SY3:
-                d = w * h / self.nloop
-                for j in range(m - 1, -1, -1):
-                    down_half(j, d)
-                xi += v * d
-                scale *= math.exp(-v[0] * d)
-                for j in range(m):
-                    down_half(j, d)
+        try:
+            for _ in range(self.nloop):
+                for w in self._SY3:
+                    d = w * h / self.nloop
+                    for j in range(m - 1, -1, -1):
+                        down_half(j, d)
+                    xi += v * d
+                    scale *= math.exp(-v[0] * d)
+                    for j in range(m):
+                        down_half(j, d)
+            finite = math.isfinite(scale) and bool(np.all(np.isfinite(v)))
+        except OverflowError:
+            finite = False
+        if not finite:  # the same numbers on every rank (global kinetic energy): all stop alike
+            from ..parallel.world import mark_agreed
+            from .safety import SafetyStop
+
+            raise mark_agreed(SafetyStop(
+                f"step {state.step + 1}: the Nose-Hoover chain diverged in a half-step of {h:g} ps (kinetic "
+                f"energy {k2 / 2:.6g} eV); the timestep is too large for [md] thermostat.tau = {self.tau:g} ps "
+                f"or the dynamics exploded: use a timestep well below tau"), self.world.is_root)
         self.ops.scale(state, scale)
 
     def reservoir_energy(self, state: State) -> float:

@@ -51,6 +51,19 @@ def usable_cores(mask_size: int, quota: float | None) -> int:
     return max(1, min(mask_size, math.ceil(quota - 1e-9)))
 
 
+def _env_threads(var: str, text: str) -> int:
+    """The thread count an environment variable gives; InputError unless a whole number >= 1."""
+    from ..errors import InputError
+
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise InputError(f"{var}={text!r}: expected a whole number of threads >= 1")
+    return n
+
+
 def thread_count(requested: int | None = None, environ=None, cores: int | None = None,
                  sharing: int = 1) -> tuple[int, str]:
     """(threads, where the number comes from), by numdp's one order of precedence.
@@ -61,10 +74,11 @@ def thread_count(requested: int | None = None, environ=None, cores: int | None =
     """
     env = os.environ if environ is None else environ
     if requested:
-        return int(requested), "[model] threads"
+        return int(requested), "[model] threads or --threads"
     for var in THREAD_VARS:
-        if env.get(var, "").strip():
-            return max(1, int(env[var])), var
+        text = env.get(var, "").strip()
+        if text:
+            return _env_threads(var, text), var
     cores = usable_cores(len(_affinity()), cpu_quota()) if cores is None else cores
     return max(1, cores // sharing), f"{cores} usable cores shared by {sharing} rank(s)"
 

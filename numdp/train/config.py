@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
-from ..validate import REQUIRED, TRAIN_WORDING, Table, load_toml, resolve_path, show_value
+from ..validate import REQUIRED, TRAIN_WORDING, Table, distinct_files, load_toml, resolve_path, show_value
 
 
 PRECONDITION_REMOVED = ("no longer supported: it helped water but hurt copper (force RMSE 166 "
@@ -167,7 +167,10 @@ def _sel(sec: Table, ntypes: int):
     return sel, 1.1
 
 
-def _systems(sec: Table, key: str, base: Path, required: bool) -> list[Path]:
+def _systems(sec: Table, key: str, base: Path, required: bool, input_dir: Path | None = None) -> list[Path]:
+    """The systems of `key`, paths relative to `base`.  `input_dir`: the input file's directory
+    when `base` is another (input.json: the working directory); a path missing from `base` but
+    present there gets a hint in the message."""
     from ..io.npy_system import find_systems
 
     raw = sec.str_list(key, REQUIRED if required else None)
@@ -179,7 +182,13 @@ def _systems(sec: Table, key: str, base: Path, required: bool) -> list[Path]:
         try:
             found = find_systems(p)
         except InputError as exc:
-            raise sec.error(key, str(exc)) from None
+            hint = ""
+            file_part = entry.split("#")[0]  # data.h5#/group: the file
+            if (input_dir is not None and input_dir != base and not resolve_path(file_part, base).exists()
+                    and resolve_path(file_part, input_dir).exists()):
+                hint = (f" (input.json paths are relative to the working directory, as dp train reads "
+                        f"them; {entry!r} is found relative to the input file: run numdp train from {input_dir})")
+            raise sec.error(key, str(exc) + hint) from None
         out.extend(found)
     return out
 
@@ -197,6 +206,8 @@ def parse_config(data: dict, source: Path, text: str = "", base: Path | None = N
     file = source.name
     base = source.resolve().parent if base is None else base
     root = Table.root(file, data, TRAIN_WORDING)
+    if "training" not in data and "md" in data:
+        raise InputError(f"{file}: an MD input ([md], [system], ...): run it with numdp run")
     root.check_tables(SECTIONS)
 
     model = root.section("model")
@@ -270,11 +281,13 @@ def parse_config(data: dict, source: Path, text: str = "", base: Path | None = N
     tc.model_file = _output(ts, "model_file", "model.h5", base)
     if tc.model_file.suffix.lower() not in (".h5", ".hdf5", ".dp"):
         raise ts.error("model_file", f"must end in .h5 (numdp) or .dp (DeePMD-kit), got {tc.model_file.name!r}")
+    distinct_files(ts.file, [("[training] disp_file", tc.disp_file), ("[training] save_ckpt", tc.save_ckpt),
+                             ("[training] model_file", tc.model_file)], [("the input file", source)])
     tc.data_stat_nbatch = ts.integer("data_stat_nbatch", 10, minimum=1)
     tc.disp_training = ts.boolean("disp_training", True)
     if ts.boolean("precondition", False):
         raise ts.error("precondition", PRECONDITION_REMOVED)
-    tc.systems = _systems(ts, "systems", base, required=True)
+    tc.systems = _systems(ts, "systems", base, required=True, input_dir=source.resolve().parent)
     ts.done()
 
     vc = ValidationConfig()
@@ -282,7 +295,7 @@ def parse_config(data: dict, source: Path, text: str = "", base: Path | None = N
         vs = root.section("validation")
         vc.batch_size = _batch_size(vs, "batch_size")
         vc.numb_btch = vs.integer("numb_btch", 1, minimum=1)
-        vc.systems = _systems(vs, "systems", base, required=True)
+        vc.systems = _systems(vs, "systems", base, required=True, input_dir=source.resolve().parent)
         vs.done()
 
     return TrainConfig(source=source, text=text, type_map=type_map, descriptor=dc, fitting=fc,

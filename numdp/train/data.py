@@ -61,12 +61,14 @@ class DataSystem:
         return None if self.boxes is None else self.boxes[f]
 
 
-def load_dataset(paths: list[Path], type_map: list[str], batch: BatchSize) -> list[DataSystem]:
-    """Load the systems at `paths`; atoms are mapped to `type_map` by name (type_map.raw)."""
+def load_dataset(paths: list[Path], type_map: list[str], batch: BatchSize,
+                 whose: str = "the input's [model] type_map") -> list[DataSystem]:
+    """Load the systems at `paths`; atoms are mapped to `type_map` by name (type_map.raw);
+    `whose` names the type map in messages."""
     out = []
     for p in paths:
         s: System = load_system(p)
-        types = s.model_types(type_map).astype(np.int32)
+        types = s.model_types(type_map, whose).astype(np.int32)
         bs = min(batch.frames(s.natoms), s.nframes)
         out.append(DataSystem(p, types, s.coords, s.boxes, s.energy, s.forces, s.virial, bs))
     return out

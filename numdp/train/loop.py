@@ -21,7 +21,7 @@ import numpy as np
 from .. import __version__
 from ..blas import get_blas_threads, set_blas_threads
 from ..errors import InputError
-from ..io.backup import back_up, backup_line
+from ..io.backup import back_up, backup_line, prepare_outputs
 from ..io.model_file import write_model
 from ..progress import CompileNotice, Progress
 from ..signals import StopRequest
@@ -85,6 +85,9 @@ class Trainer:
         if restart is not None and init_model is not None:
             raise InputError("--restart and --init-model: give one (a restart continues a run, "
                              "--init-model starts a new one from a model)")
+        tr = cfg.training
+        # outputs checked (directories made) before the data statistics, which can take minutes
+        prepare_outputs([tr.disp_file, tr.model_file, tr.save_ckpt])
         self.cfg = cfg
         self.restart = Path(restart) if restart is not None else None
         self.init_model = Path(init_model) if init_model is not None else None
@@ -119,8 +122,9 @@ class Trainer:
         dc = cfg.descriptor
         nt = len(cfg.type_map)
         tr = cfg.training
-        self.train_sys = load_dataset(tr.systems, cfg.type_map, tr.batch_size)
-        self.valid_sys = (load_dataset(cfg.validation.systems, cfg.type_map, cfg.validation.batch_size)
+        whose = f"{cfg.source.name}'s [model] type_map"
+        self.train_sys = load_dataset(tr.systems, cfg.type_map, tr.batch_size, whose)
+        self.valid_sys = (load_dataset(cfg.validation.systems, cfg.type_map, cfg.validation.batch_size, whose)
                           if cfg.validation.systems else [])
         nfr = sum(s.nframes for s in self.train_sys)
         msg = f"training data: {len(self.train_sys)} systems, {nfr} frames"
@@ -129,6 +133,9 @@ class Trainer:
                     f"{sum(s.nframes for s in self.valid_sys)} frames")
         self.say(msg)
         ck = read_checkpoint(self.restart) if self.restart is not None else None
+        if ck is not None and len(ck.sel) != nt:  # before the model is built from it
+            raise InputError(f"{self.restart}: checkpoint of a run with {len(ck.sel)} atom type(s) (sel {ck.sel}), "
+                             f"{cfg.source.name} has {nt} (type_map {list(cfg.type_map)}): not a checkpoint of this input")
         seed = tr.seed if tr.seed is not None else (
             int(np.random.SeedSequence().entropy % (2**31)))
         self.seed = seed
@@ -368,8 +375,9 @@ class Trainer:
         total = tr.numb_steps
         columns = lcurve_columns(bool(self.valid_sys), self.prefs.has_v)
         history = History(columns)
+        outputs = [tr.disp_file, tr.model_file, tr.save_ckpt]  # checked in __init__
         if self.restart is None:  # a new run: keep the previous run's files under numbered names
-            moved = back_up([tr.disp_file, tr.model_file, tr.save_ckpt])
+            moved = back_up(outputs)
             if moved:
                 self.say(backup_line(moved))
         lcurve = Lcurve(tr.disp_file, columns, self.start_step if self.restart else None)
