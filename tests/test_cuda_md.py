@@ -185,8 +185,9 @@ def _device(state):
 @pytest.mark.parametrize("kind", ["langevin", "csvr", "nose-hoover"])
 def test_thermostat_half_step_on_the_device_equals_the_cpu(kind):
     """Every thermostat's half-step through DeviceVelocities equals the host one to round-off
-    (Langevin: the same Philox numbers per atom id; CSVR and the chain: the same host scalars from
-    a device kinetic energy).  Bound: the device sums the same per-atom terms in another order
+    (Langevin: the same Philox numbers per atom id; CSVR: the same host scalars from a device
+    kinetic energy; the chain: its scalar maths compiled for the device, on a device kinetic energy
+    (a GPU's exp may differ from the CPU's by an ulp or two per call, far below this bound)).  Bound: the device sums the same per-atom terms in another order
     (chains of at most n = 40 atoms x 5 terms), so the kinetic energy differs by a relative
     2 gamma_n (no cancellation: all terms >= 0), which the scaling factors and the scaled
     velocities inherit; the momentum sums do cancel (Σ m v ~ 0), so the removed centre-of-mass
@@ -502,7 +503,7 @@ def test_gpu_200_steps_equal_the_cpu_run(tmp_path):
 def test_gpu_thermostatted_runs_equal_the_cpu_runs(tmp_path, md):
     """CSVR and the Nosé-Hoover chain as whole runs (10 steps) on the GPU against the CPU run:
     positions, forces, energies within same_run_bounds, velocities within the bound of
-    test_langevin_checkpoints_move_between_devices (the same host scalars from device sums);
+    test_langevin_checkpoints_move_between_devices (the same scalar maths on device sums);
     NVE, Langevin and NPT whole runs are the tests above."""
     cpu = make_cluster(tmp_path / "cpu", "cpu", md)
     run(cpu)

@@ -107,6 +107,7 @@ class DeviceVelocities:
         if not chain:
             for key in ("xi", "vxi"):
                 chain[key] = be.xp.array(state.thermostat[key], dtype=np.float64)   # a copy, never an alias
+        if self._factor is None:
             self._factor = be.xp.empty(1)
         consts = self._chain_consts
         if consts is None or not (np.array_equal(consts[0], q) and np.array_equal(consts[1], weights)):
