@@ -4,6 +4,7 @@ replaced order)."""
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -135,6 +136,68 @@ def test_kick_drift_is_kick_then_drift_bit_for_bit():
     cpu.drift(xc, vc, 0.0005)
     for a, b, c in ((xd, x2, xc), (vd, v2, vc)):
         assert np.array_equal(be.to_host(a), be.to_host(b)) and np.array_equal(be.to_host(a), c)
+
+
+@pytest.mark.parametrize("chain, nloop", [(3, 1), (1, 1), (4, 2)])
+def test_nose_hoover_chain_kernel_is_the_cpu_chain(chain, nloop):
+    """The device's chain half-step (nose_hoover_chain_step on a kinetic sum in device memory,
+    then scale_rows_by reading the factor there) equals numdp.kernels.cpu.thermostat's over
+    five half-steps: chain variables and scaled velocities, bit for bit under the simulator (the
+    same scalar function; exp is the C library's on both).  On a GPU, exp is libdevice's
+    (within 2 ulp of the true value where the CPU's is within 1) and the compiler may fuse
+    multiply-adds, so each of the at most 5 x 3 x nloop x 2 x M x 8 roundings of the five calls
+    may differ by 2u relative; the forces' cancellations are at most 2x here (2K = 2 N_f kT on
+    entry and the chain moves K by under 10 %), and the link velocities feed each other M deep:
+    relative bound 2 x 2u x count x 2^M."""
+    from numdp.kernels.cpu.thermostat import nose_hoover_chain_half_step
+    from numdp.kernels.cuda import launch, md
+    from numdp.md.thermostats import NoseHooverChain
+    from numdp.units import KB, MVV2E
+
+    be = _be()
+    rng = np.random.default_rng(chain + 10 * nloop)
+    n, dof = 30, 87
+    kt = KB * 300.0
+    m = rng.uniform(1.0, 20.0, n)
+    v = rng.normal(size=(n, 3))
+    v *= np.sqrt(2 * dof * kt / (MVV2E * np.sum(m[:, None] * v * v)))   # 2K = 2 N_f kT
+    q = np.full(chain, kt * 0.02 ** 2)
+    q[0] *= dof
+    w = NoseHooverChain._WEIGHTS
+    xi, vxi = rng.normal(0, 0.1, chain), rng.normal(0, 20.0, chain)
+    xi0, v0 = xi.copy(), v.copy()
+    vd, xid, vxid = be.to_device(v.copy()), be.to_device(xi.copy()), be.to_device(vxi.copy())
+    qd, wd, factor = be.to_device(q), be.to_device(w), be.xp.empty(1)
+    for _ in range(5):
+        s = float(np.sum(m * np.sum(v * v, axis=1)))
+        md.nose_hoover_chain_step[1, 1](be.to_device(np.array([s])), dof, kt, qd, 0.0005, nloop, wd, xid, vxid,
+                                        factor)
+        md.scale_rows_by[launch.grid(n)](vd, factor)
+        v *= nose_hoover_chain_half_step(2.0 * (0.5 * MVV2E * s), dof, kt, q, 0.0005, nloop, w, xi, vxi)
+    # the chain acted: its variables moved and the velocities were scaled, by a few percent
+    assert np.abs(xi - xi0).min() > 1e-4 and 1e-3 < np.abs(v / v0 - 1.0).max() < 0.1
+    got = [np.asarray(be.to_host(a)) for a in (vd, xid, vxid)]
+    if os.environ.get("NUMDP_TEST_REAL_GPU") == "1":
+        rel = 2 * 2 * 2.0 ** -53 * (5 * 3 * nloop * 2 * chain * 8) * 2 ** chain
+        for g, want in zip(got, (v, xi, vxi)):
+            np.testing.assert_allclose(g, want, rtol=0, atol=rel * np.abs(want).max())
+    else:
+        for g, want in zip(got, (v, xi, vxi)):
+            assert np.array_equal(g, want)
+
+
+def test_nose_hoover_chain_kernel_leaves_a_system_at_rest_alone():
+    """2K = 0: factor 1 and the chain variables untouched (the host path returns early)."""
+    from numdp.kernels.cuda import md
+    from numdp.md.thermostats import NoseHooverChain
+
+    be = _be()
+    xid, vxid = be.to_device(np.array([0.5, -0.25])), be.to_device(np.array([3.0, 2.0]))
+    factor = be.to_device(np.array([7.0]))
+    md.nose_hoover_chain_step[1, 1](be.to_device(np.zeros(5)), 3, 0.025, be.to_device(np.ones(2)), 0.0005, 1,
+                                    be.to_device(NoseHooverChain._WEIGHTS), xid, vxid, factor)
+    assert float(be.to_host(factor)[0]) == 1.0
+    assert np.array_equal(be.to_host(xid), [0.5, -0.25]) and np.array_equal(be.to_host(vxid), [3.0, 2.0])
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

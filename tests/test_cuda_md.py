@@ -185,8 +185,9 @@ def _device(state):
 @pytest.mark.parametrize("kind", ["langevin", "csvr", "nose-hoover"])
 def test_thermostat_half_step_on_the_device_equals_the_cpu(kind):
     """Every thermostat's half-step through DeviceVelocities equals the host one to round-off
-    (Langevin: the same Philox numbers per atom id; CSVR and the chain: the same host scalars from
-    a device kinetic energy).  Bound: the device sums the same per-atom terms in another order
+    (Langevin: the same Philox numbers per atom id; CSVR: the same host scalars from a device
+    kinetic energy; the chain: its scalar maths compiled for the device, on a device kinetic energy
+    (a GPU's exp may differ from the CPU's by an ulp or two per call, far below this bound)).  Bound: the device sums the same per-atom terms in another order
     (chains of at most n = 40 atoms x 5 terms), so the kinetic energy differs by a relative
     2 gamma_n (no cancellation: all terms >= 0), which the scaling factors and the scaled
     velocities inherit; the momentum sums do cancel (Σ m v ~ 0), so the removed centre-of-mass
@@ -214,6 +215,48 @@ def test_thermostat_half_step_on_the_device_equals_the_cpu(kind):
     assert np.abs(host.velocities - _state().velocities).max() > 1e6 * bound   # the thermostat acted
     for key in host.thermostat:
         np.testing.assert_allclose(dev_state.thermostat[key], host.thermostat[key], rtol=1e-12, atol=1e-15)
+
+
+def test_nose_hoover_chain_on_several_ranks_runs_on_the_host():
+    """With several ranks DeviceVelocities runs the chain on the host, from the kinetic energy
+    summed by world.sum_global (a stand-in world of 2 ranks whose other rank holds no atoms, so
+    that the global sum is this rank's): the chain's variables stay in state.thermostat and none
+    goes to the device, and the result equals the one-rank device path's to the half-step test's
+    bound.  With one rank the variables go to the device and the host copy is left as it was until
+    a download."""
+    from numdp.md.device import DeviceVelocities
+    from numdp.md.thermostats import NoseHooverChain
+    from tests_util import order_bound
+
+    class TwoRanks(World):
+        size = 2
+        calls = 0
+
+        def sum_global(self, value):
+            TwoRanks.calls += 1
+            return value
+
+    results = []
+    for world in (TwoRanks(None), World(None)):
+        st = _state()
+        dev = _device(st)
+        th = NoseHooverChain(300.0, 0.05, 3)
+        th.ops = DeviceVelocities(dev, world)
+        assert th.ops.chain_on_device == (world.size == 1)
+        th.initialize(st)
+        for stream in (2, 3, 2):
+            th.half_step(st, 0.0005, stream)
+        if world.size == 1:
+            assert set(dev.thermostat) == {"xi", "vxi"} and not st.thermostat["vxi"].any()
+            dev.download(st)
+        else:
+            assert dev.thermostat == {} and TwoRanks.calls == 3 and st.thermostat["vxi"].all()
+            dev.download(st)
+        results.append(st)
+    bound = order_bound(2.0 ** -53, 40 * 5, cancel=10.0) * np.abs(results[0].velocities).max()
+    assert np.abs(results[0].velocities - results[1].velocities).max() <= bound
+    for key in ("xi", "vxi"):
+        np.testing.assert_allclose(results[0].thermostat[key], results[1].thermostat[key], rtol=1e-12, atol=1e-15)
 
 
 def test_kick_drift_and_reductions_equal_their_cpu_twins():
@@ -460,7 +503,7 @@ def test_gpu_200_steps_equal_the_cpu_run(tmp_path):
 def test_gpu_thermostatted_runs_equal_the_cpu_runs(tmp_path, md):
     """CSVR and the Nosé-Hoover chain as whole runs (10 steps) on the GPU against the CPU run:
     positions, forces, energies within same_run_bounds, velocities within the bound of
-    test_langevin_checkpoints_move_between_devices (the same host scalars from device sums);
+    test_langevin_checkpoints_move_between_devices (the same scalar maths on device sums);
     NVE, Langevin and NPT whole runs are the tests above."""
     cpu = make_cluster(tmp_path / "cpu", "cpu", md)
     run(cpu)
@@ -615,3 +658,63 @@ def test_gpu_key_buffer_overflow_is_a_runtime_error(tmp_path, monkeypatch):
     toml = make_cluster(tmp_path / "gpu", "cuda", steps=2, every=1)
     with pytest.raises(RuntimeError, match="neighbour search: a centre has 2 neighbours within rcut"):
         run(toml)
+
+
+def _checkpoint(path: Path) -> dict:
+    return to_arrays(read_checkpoint(path / "ck.h5"))
+
+
+def _observables(path: Path) -> dict:
+    import h5py
+
+    with h5py.File(path / "traj.h5md", "r") as f:
+        return {name: g["value"][()] for name, g in f["observables"].items()}
+
+
+def test_nose_hoover_chain_state_lives_on_the_device_and_moves_between_devices(tmp_path):
+    """The Nosé-Hoover chain's variables stay on the device during a one-rank GPU run and come
+    to the host at output steps: (1) the GPU run stopped at step 5 and restarted on the GPU from
+    its checkpoint repeats the uninterrupted GPU run bit for bit (frames, the conserved energy of
+    every frame, which reads the chain's variables, and the final checkpoint with them); (2) CPU
+    to step 5, GPU to 10, CPU to 15 from each other's checkpoints equals the CPU run of 15 steps
+    within same_run_bounds and the velocity bound of the thermostatted runs above, and its chain
+    variables equal the CPU run's to that bound's relative size (they integrate 2K, which the
+    velocities' relative difference bounds, twice over): a chain left on the host, stale, or
+    lost at a checkpoint would differ by the variables' own size."""
+    kw = {"steps": 10, "every": 5}
+    whole = make_cluster(tmp_path / "whole", "cuda", NHC, **kw)
+    run(whole)
+    part = make_cluster(tmp_path / "part", "cuda", NHC, steps=5, every=5)
+    run(part)
+    make_cluster(tmp_path / "part", "cuda", NHC, **kw)
+    run(part, restart=part.parent / "ck.h5")
+    fw, fp = cluster_frames(whole.parent), cluster_frames(part.parent)
+    for key in fw:
+        assert np.array_equal(fw[key], fp[key]), key
+    ow, op = _observables(whole.parent), _observables(part.parent)
+    assert np.array_equal(ow["conserved_energy"], op["conserved_energy"])
+    cw, cp = _checkpoint(whole.parent), _checkpoint(part.parent)
+    assert cw.keys() == cp.keys() and int(cw["step"]) == 10 and "thermostat/vxi" in cw
+    for key in cw:
+        assert np.array_equal(cw[key], cp[key]), key
+    assert np.abs(cw["thermostat/vxi"]).min() > 0.0 and np.abs(cw["thermostat/xi"]).min() > 0.0
+
+    full = make_cluster(tmp_path / "full", "cpu", NHC, steps=15)
+    run(full)
+    mixed = make_cluster(tmp_path / "mixed", "cpu", NHC, steps=5)
+    run(mixed)
+    make_cluster(tmp_path / "mixed", "cuda", NHC, steps=10)
+    run(mixed, restart=mixed.parent / "ck.h5")
+    make_cluster(tmp_path / "mixed", "cpu", NHC, steps=15)
+    run(mixed, restart=mixed.parent / "ck.h5")
+    a, b = cluster_frames(full.parent), cluster_frames(mixed.parent)
+    assert_close_runs(a, b, "nose-hoover cpu-gpu-cpu")
+    _, force, _ = same_run_bounds(a, U64)
+    t = (a["step"] - a["step"][0]) * DT
+    vbound = force * t / (MASS_MIN * MVV2E) + 10 * (a["step"] + 8) * U64 * np.abs(a["velocity"]).max()
+    assert (np.abs(a["velocity"] - b["velocity"]).max(axis=(1, 2)) <= vbound).all()
+    ca, cb = _checkpoint(full.parent), _checkpoint(mixed.parent)
+    rel = 2 * vbound[-1] / np.abs(a["velocity"][-1]).max()
+    for key in ("thermostat/xi", "thermostat/vxi"):
+        d = np.abs(ca[key] - cb[key]).max()
+        assert d <= rel * np.abs(ca[key]).max(), key

@@ -156,3 +156,29 @@ def test_npt_on_two_gpu_ranks_equals_serial_cpu(tmp_path):
     a, b = frames(cpu.parent), frames(gpu.parent)
     assert_close_runs(a, b, "npt, 2 GPU ranks")
     assert np.abs(a["box"][-1] - a["box"][0]).max() > 0
+
+
+def test_nose_hoover_on_two_gpu_ranks_equals_serial_cpu(tmp_path):
+    """On several ranks the Nosé-Hoover chain runs on the host from the kinetic energy summed over
+    the ranks (numdp.md.device.DeviceVelocities.chain_on_device is false): two GPU ranks equal the
+    serial CPU run within same_run_bounds, velocities within the bound of the Langevin test above
+    (each step rounds the velocities in two kicks and two chain scalings, whose factors carry the
+    kinetic sums' rounding: 8 u per step covers them)."""
+    from test_cuda_md import NHC
+
+    kw = {"every": 2, "skin": 0.005}
+    cpu = make_run(tmp_path / "cpu", "cpu", NHC, steps=4, **kw)
+    run(cpu)
+    gpu = make_run(tmp_path / "gpu", "cuda", NHC, steps=4, **kw)
+    run_two_gpu_ranks(gpu)
+    a, b = frames(cpu.parent), frames(gpu.parent)
+    assert_close_runs(a, b, "nose-hoover, 2 GPU ranks")
+    t = (a["step"] - a["step"][0]) * DT
+    eps_f = C_ROUND * U64 * np.abs(a["force"]).max()
+    bound = GROWTH * 2 * eps_f / (MASS_MIN * MVV2E) * t + 8 * (a["step"] + 1) * U64 * np.abs(a["velocity"]).max()
+    assert (np.abs(a["velocity"] - b["velocity"]).max(axis=(1, 2)) <= bound).all()
+    ca, cb = read_checkpoint(cpu.parent / "ck.h5"), read_checkpoint(gpu.parent / "ck.h5")
+    assert np.abs(ca.thermostat["vxi"]).min() > 0.0   # the chain acted
+    rel = bound[-1] / np.abs(a["velocity"][-1]).max()
+    for key in ("xi", "vxi"):
+        assert np.abs(ca.thermostat[key] - cb.thermostat[key]).max() <= 2 * rel * np.abs(ca.thermostat[key]).max()

@@ -1,7 +1,9 @@
 """Scalar maths of the MD step shared by the CPU and CUDA kernels, written once: the velocity-
 Verlet kick and drift and the Langevin (Ornstein-Uhlenbeck) update of one atom, the cell change
 applied to one row, one atom's squared displacements (skin and safety tests) and its nearest
-listed neighbour (safety test).
+listed neighbour (safety test); and, called once per half-step rather than per atom, the
+Nosé-Hoover chain's half-step (`nose_hoover_chain`, compiled on its own by numdp.kernels.cpu.thermostat
+and numdp.kernels.cuda.md).
 
 Plain Python on scalars (the row functions index the caller's arrays, which both targets compile
 alike), compiled for each target with numdp.kernels.dual (`compile_mdmath`):
@@ -93,6 +95,42 @@ def closest_neighbour(ext_positions, nlist, sec, row, centre):
             best = d
             bj = j
     return best, bj
+
+
+def nose_hoover_chain(k2, dof, kt, q, h, nloop, weights, xi, vxi):
+    """One half-step h (ps) of a Nosé-Hoover chain (numdp.md.thermostats.NoseHooverChain): the
+    chain's Trotter split, `nloop` sub-cycles of the Suzuki-Yoshida `weights` (w,), each moving
+    the chain velocities down the chain by half the sub-step, the positions and the particles'
+    scale by the whole sub-step, and the velocities up the chain by half again.  Updates xi (M,)
+    and vxi (M,) 1/ps in place and returns the factor (dimensionless) by which the particles'
+    velocities are to be multiplied.
+
+    k2: 2K = Σ m v² of the whole system, eV (> 0); dof: N_f; kt: eV; q (M,): the chain masses,
+    eV ps².  The arithmetic, operation by operation and in the same order, of the host Python
+    this replaced (so CPU trajectories kept their bits); the chain force on link 0 is
+    (k2 s² - N_f kT) / Q_0 with the scale s so far, on link j > 0 (Q_{j-1} vξ_{j-1}² - kT) / Q_j."""
+    m = q.shape[0]
+    scale = 1.0
+    for _ in range(nloop):
+        for w in range(weights.shape[0]):
+            d = weights[w] * h / nloop
+            for sweep in range(2):
+                for i in range(m):
+                    j = m - 1 - i if sweep == 0 else i   # down the chain, then up
+                    if j == 0:
+                        g = (k2 * scale * scale - dof * kt) / q[0]
+                    else:
+                        g = (q[j - 1] * (vxi[j - 1] * vxi[j - 1]) - kt) / q[j]
+                    if j == m - 1:
+                        vxi[j] += g * d / 2
+                    else:
+                        f = math.exp(-vxi[j + 1] * d / 4)
+                        vxi[j] = (vxi[j] * f + g * d / 2) * f
+                if sweep == 0:
+                    for j in range(m):
+                        xi[j] += vxi[j] * d
+                    scale *= math.exp(-vxi[0] * d)
+    return scale
 
 
 def normal_pair(seed, step, stream, index, block):  # pragma: no cover - replaced by compile_mdmath

@@ -3,20 +3,21 @@
 On the device, every step: the velocity-Verlet half-steps (`kick`, `drift`:
 numdp.kernels.cuda.md, twins of numdp.kernels.cpu.md), the thermostats' work on the velocities
 (Langevin's Ornstein-Uhlenbeck update with the CPU's Philox numbers, the kinetic energy and the
-momentum as fixed-order tree sums, rescaling by CSVR and the Nosé-Hoover chain, whose few
-scalars stay on the host: `DeviceVelocities`), the barostat's per-atom work (the kinetic tensor
-as a fixed-order tree sum, the scaling of positions and velocities by the cell move; the cell
-maths of numdp.md.barostat stays on the host, from the virial the force call brings back), the
-skin test, the ghost shell and the neighbour
-list, the model, the fold of ghost forces, the potential-energy sum, and the safety checks'
+momentum as fixed-order tree sums, rescaling by CSVR, whose few scalars stay on the host, and the
+whole Nosé-Hoover chain, its variables included, on one rank: `DeviceVelocities`), the barostat's
+per-atom work (the kinetic tensor as a fixed-order tree sum, the scaling of positions and
+velocities by the cell move; the cell maths of numdp.md.barostat stays on the host, from the
+virial the force call brings back), the skin test, the ghost shell and the neighbour list, the
+model, the fold of ghost forces, the potential-energy sum, and the safety checks'
 per-atom parts (non-finite forces and velocities, closest pair, largest move).  The host keeps
-the scalars (step, time, box, energy, virial, thermostat variables) and receives per step only a
-handful of numbers (the reductions above); the per-atom arrays come to the host only when the
-State is read there: thermo, trajectory and checkpoint steps, and a stop (`sync_host`).
+the scalars (step, time, box, energy, virial, the stochastic thermostats' variables) and receives
+per step only a handful of numbers (the reductions above); the per-atom arrays and the chain's
+variables come to the host only when the State is read there: thermo, trajectory and checkpoint
+steps, and a stop (`sync_host`).
 
 On several MPI ranks each rank runs its subdomain on its own GPU (numdp.md.device_parallel,
 numdp.parallel.device_comm); the thermostats' and the barostat's sums are then summed over ranks
-in rank order.
+in rank order on the host (the Nosé-Hoover chain then runs on the host, as on the CPU).
 """
 from __future__ import annotations
 
@@ -27,9 +28,10 @@ from ..parallel.world import World
 from ..system import State
 from ..units import MVV2E
 from .device_forces import DeviceForceProvider
-from .device_state import DeviceState, first_flagged, tree_sum
+from .device_state import DeviceState, first_flagged, tree_sum, tree_sum_device
 from .integrator import VelocityVerlet
 from .safety import SafetyMonitor
+from .thermostats import host_nose_hoover_chain
 
 
 def check_device_run(device: str, ensemble: str, world: World, where: str) -> None:
@@ -44,15 +46,24 @@ def check_device_run(device: str, ensemble: str, world: World, where: str) -> No
 
 
 class DeviceVelocities:
-    """numdp.md.thermostats.HostVelocities on the device arrays of a DeviceState (one rank)."""
+    """numdp.md.thermostats.HostVelocities on the device arrays of a DeviceState (one rank).
+
+    chain_on_device: whether the Nosé-Hoover chain's half-step runs on the device (one rank: its
+    kinetic sum, the chain's scalar maths and the scaling stay there, the host reads nothing) or
+    on the host (several ranks: the kinetic energy is summed over the ranks by world.sum_global,
+    then the host runs the chain's maths, as a CPU run does).  Both paths do the same arithmetic
+    (numdp.kernels.mdmath.nose_hoover_chain) on the same global sum."""
 
     def __init__(self, dev: DeviceState, world: World | None = None):
         from ..kernels.cuda import launch, md
 
         self.dev = dev
         self.world = world if world is not None else World(None)
+        self.chain_on_device = self.world.size == 1
         self._K = md
         self._grid = launch.grid
+        self._factor = None     # (1,) device array: the chain's scale factor
+        self._chain_consts = None   # (q, weights) on the host and (q, weights) on the device
 
     def _sums(self) -> np.ndarray:
         """(Σ m v.v, Σ m v (3), Σ m) on the host: one fixed-order tree sum over this rank's atoms,
@@ -79,6 +90,37 @@ class DeviceVelocities:
         s = self._sums()
         vcm = self.dev.be.to_device(np.ascontiguousarray(s[1:4] / s[4]))
         self._K.subtract_row[self._grid(self.dev.natoms)](self.dev.velocities, vcm)
+
+    def nose_hoover_chain(self, state: State, h: float, kt: float, q: np.ndarray, nloop: int,
+                          weights: np.ndarray) -> None:
+        """HostVelocities.nose_hoover_chain with the chain variables on the device
+        (DeviceState.thermostat, uploaded from state.thermostat at the first call): the kinetic
+        sum left on the device, a one-thread kernel for the chain's maths that writes the scale
+        factor to device memory, and the scaling that reads it there.  On several ranks
+        (not chain_on_device) the host path of numdp.md.thermostats."""
+        if not self.chain_on_device:
+            host_nose_hoover_chain(self, state, h, kt, q, nloop, weights)
+            return
+        dev = self.dev
+        be = dev.be
+        chain = dev.thermostat
+        if not chain:
+            for key in ("xi", "vxi"):
+                chain[key] = be.xp.array(state.thermostat[key], dtype=np.float64)   # a copy, never an alias
+        if self._factor is None:
+            self._factor = be.xp.empty(1)
+        consts = self._chain_consts
+        if consts is None or not (np.array_equal(consts[0], q) and np.array_equal(consts[1], weights)):
+            consts = (q.copy(), weights.copy(), be.xp.array(q, dtype=np.float64),
+                      be.xp.array(weights, dtype=np.float64))
+            self._chain_consts = consts
+        rows = be.xp.empty((dev.natoms, self._K.KINETIC_COLUMNS))
+        if dev.natoms:
+            self._K.kinetic_terms[self._grid(dev.natoms)](dev.velocities, dev.masses, rows)
+        sums = tree_sum_device(be, rows)
+        self._K.nose_hoover_chain_step[1, 1](sums, int(state.dof), float(kt), consts[2], float(h), int(nloop),
+                                             consts[3], chain["xi"], chain["vxi"], self._factor)
+        self._K.scale_rows_by[self._grid(dev.natoms)](dev.velocities, self._factor)
 
     def kinetic_tensor(self, state: State) -> np.ndarray:
         """Σ m v ⊗ v (3, 3) eV of the whole system on the host: one fixed-order tree sum of this
@@ -126,7 +168,8 @@ class DeviceVelocityVerlet(VelocityVerlet):
                                                    dev.positions, float(h))
 
     def sync_host(self, state: State) -> None:
-        """Copy positions, velocities, forces and the neighbour record to the host State."""
+        """Copy positions, velocities, forces, the neighbour record and the device-held thermostat
+        variables (the Nosé-Hoover chain's) to the host State."""
         self.dev.download(state)
 
 

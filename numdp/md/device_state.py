@@ -2,13 +2,13 @@
 
 A serial run with [model] device = "cuda" keeps positions, velocities and forces on the device
 (CuPy arrays on a GPU, NumPy arrays under Numba's CUDA simulator); the host `State` keeps the
-scalars (step, time, box, energies, thermostat variables) and the constant per-atom data (types,
-ids, masses), and receives the arrays only when it is read on the host (`download`: reports,
-checkpoints, stops).  numdp.md.device describes what runs where.
+scalars (step, time, box, energies, the stochastic thermostats' variables) and the constant
+per-atom data (types, ids, masses), and receives the arrays and the Nosé-Hoover chain's variables
+only when it is read on the host (`download`: reports, checkpoints, stops).  numdp.md.device describes what runs where.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -39,6 +39,10 @@ class DeviceState:
     reference: object = None
     # (step, first atom with a non-finite velocity or -1), found along with the forces' check
     nonfinite_velocity: tuple | None = None
+    # State.thermostat entries that a device kernel updates during the run (the Nosé-Hoover
+    # chain's "xi", "vxi": numdp.md.device.DeviceVelocities.nose_hoover_chain puts them here at
+    # its first half-step); the device copy is the current one, `download` brings it to the host
+    thermostat: dict = field(default_factory=dict)
 
     @classmethod
     def upload(cls, be: Backend, state: State) -> "DeviceState":
@@ -55,7 +59,8 @@ class DeviceState:
         return int(self.positions.shape[0])
 
     def download(self, state: State) -> None:
-        """Make state's positions, velocities, forces and neighbour record current (host copies)."""
+        """Make state's positions, velocities, forces, neighbour record and device-held thermostat
+        variables current (host copies)."""
         host = self.be.to_host
         state.positions = np.array(host(self.positions), dtype=np.float64)
         state.velocities = np.array(host(self.velocities), dtype=np.float64)
@@ -63,6 +68,8 @@ class DeviceState:
             state.forces = np.array(host(self.forces), dtype=np.float64)
         if self.reference is not None:
             state.neighbor["positions"] = np.array(host(self.reference), dtype=np.float64)
+        for key, value in self.thermostat.items():
+            state.thermostat[key] = np.array(host(value), dtype=np.float64)
 
 
 def tree_sum(be: Backend, rows) -> np.ndarray:

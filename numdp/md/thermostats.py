@@ -29,6 +29,7 @@ from ..system import State, kinetic_energy, kinetic_tensor, zero_momentum
 from ..units import KB
 from ..kernels.cpu.md import langevin_update, transform_rows
 from ..kernels.cpu.rng import normal_pair, sum_of_squared_normals
+from ..kernels.cpu.thermostat import nose_hoover_chain_half_step
 
 
 class HostVelocities:
@@ -64,6 +65,39 @@ class HostVelocities:
         transform_rows(state.positions, m)
         transform_rows(state.velocities, mv)
 
+    def nose_hoover_chain(self, state: State, h: float, kt: float, q: np.ndarray, nloop: int,
+                          weights: np.ndarray) -> None:
+        """The Nosé-Hoover chain's half-step h (ps) on state.thermostat["xi"], ["vxi"] (M,) and the
+        velocities (NoseHooverChain.half_step; kt eV, q (M,) chain masses eV ps²)."""
+        host_nose_hoover_chain(self, state, h, kt, q, nloop, weights)
+
+
+def host_nose_hoover_chain(ops, state: State, h: float, kt: float, q: np.ndarray, nloop: int,
+                           weights: np.ndarray) -> None:
+    """The chain's half-step with its variables on the host (state.thermostat) and the
+    velocities behind `ops`: the global kinetic energy (ops.kinetic_energy), the chain's
+    scalar maths (numdp.kernels.cpu.thermostat), then ops.scale.  A system at rest is left as
+    it is (a chain cannot heat it)."""
+    k2 = 2.0 * ops.kinetic_energy(state)
+    if k2 == 0.0:
+        return
+    factor = float(nose_hoover_chain_half_step(k2, state.dof, kt, q, h, nloop, weights,
+                                               state.thermostat["xi"], state.thermostat["vxi"]))
+    if not (math.isfinite(factor) and np.all(np.isfinite(state.thermostat["vxi"]))):
+        raise ChainDiverged(0.5 * k2)
+    ops.scale(state, factor)
+
+
+class ChainDiverged(ArithmeticError):
+    """The chain's half-step on the host gave a non-finite scale factor or chain velocity (a
+    timestep far above tau); NoseHooverChain.half_step turns it into a SafetyStop.  On one GPU
+    rank the chain runs on the device and the host checks nothing per step: the non-finite
+    velocities it leaves are the device safety reduction's stop (numdp.md.device)."""
+
+    def __init__(self, kinetic: float):
+        super().__init__(kinetic)
+        self.kinetic = kinetic
+
 
 class NoseHooverChain:
     """Nosé-Hoover chain (Martyna, Klein, Tuckerman 1992) with the reversible Trotter split of
@@ -73,12 +107,18 @@ class NoseHooverChain:
     chain oscillates with a period of about 4.4 tau.  The conserved energy (reservoir_energy) is
     Σ Q_j vξ_j² / 2 + N_f kT ξ_1 + kT Σ_{j>1} ξ_j.  Variables: state.thermostat["xi"] (M,) positions (dimensionless),
     ["vxi"] (M,) velocities (1/ps).
+
+    The half-step's maths is numdp.kernels.mdmath.nose_hoover_chain, run by
+    `ops.nose_hoover_chain`: on the host (HostVelocities, numdp.kernels.cpu.thermostat) or, in a
+    one-rank GPU run, on the device with the variables kept there (numdp.md.device.DeviceVelocities):
+    state.thermostat is then current only after the integrator's sync_host.
     """
 
     kind = "nose-hoover"
     _SY3 = (1.0 / (2.0 - 2.0 ** (1.0 / 3.0)),
             1.0 - 2.0 / (2.0 - 2.0 ** (1.0 / 3.0)),
             1.0 / (2.0 - 2.0 ** (1.0 / 3.0)))
+    _WEIGHTS = np.array(_SY3)
 
     def __init__(self, temperature: float, tau: float, chain: int = 3, nloop: int = 1, world: World | None = None):
         self.world = world if world is not None else World(None)
@@ -100,51 +140,17 @@ class NoseHooverChain:
                 state.thermostat[key] = np.zeros(self.chain)
 
     def half_step(self, state: State, h: float, stream: int) -> None:
-        xi = state.thermostat["xi"]
-        v = state.thermostat["vxi"]
-        dof = state.dof
-        q = self._masses(dof)
-        kt = KB * self.temperature
-        m = self.chain
-        k2 = 2.0 * self.ops.kinetic_energy(state)
-        if k2 == 0.0:
-            return  # nothing to scale: a chain cannot heat a system at rest
-        scale = 1.0
-
-        def force(j: int) -> float:
-            if j == 0:
-                return (k2 * scale * scale - dof * kt) / q[0]
-            return (q[j - 1] * v[j - 1] ** 2 - kt) / q[j]
-
-        def down_half(j: int, d: float) -> None:
-            if j == m - 1:
-                v[j] += force(j) * d / 2
-            else:
-                f = math.exp(-v[j + 1] * d / 4)
-                v[j] = (v[j] * f + force(j) * d / 2) * f
-
         try:
-            for _ in range(self.nloop):
-                for w in self._SY3:
-                    d = w * h / self.nloop
-                    for j in range(m - 1, -1, -1):
-                        down_half(j, d)
-                    xi += v * d
-                    scale *= math.exp(-v[0] * d)
-                    for j in range(m):
-                        down_half(j, d)
-            finite = math.isfinite(scale) and bool(np.all(np.isfinite(v)))
-        except OverflowError:
-            finite = False
-        if not finite:  # the same numbers on every rank (global kinetic energy): all stop alike
+            self.ops.nose_hoover_chain(state, h, KB * self.temperature, self._masses(state.dof), self.nloop,
+                                       self._WEIGHTS)
+        except ChainDiverged as e:  # the same numbers on every rank (global kinetic energy): all stop alike
             from ..parallel.world import mark_agreed
             from .safety import SafetyStop
 
             raise mark_agreed(SafetyStop(
                 f"step {state.step + 1}: the Nose-Hoover chain diverged in a half-step of {h:g} ps (kinetic "
-                f"energy {k2 / 2:.6g} eV); the timestep is too large for [md] thermostat.tau = {self.tau:g} ps "
-                f"or the dynamics exploded: use a timestep well below tau"), self.world.is_root)
-        self.ops.scale(state, scale)
+                f"energy {e.kinetic:.6g} eV); the timestep is too large for [md] thermostat.tau = {self.tau:g} ps "
+                f"or the dynamics exploded: use a timestep well below tau"), self.world.is_root) from None
 
     def reservoir_energy(self, state: State) -> float:
         xi = state.thermostat["xi"]

@@ -17,13 +17,16 @@ from numba import cuda
 
 from ...units import MVV2E
 from ..dual import cuda_device
-from ..mdmath import compile_mdmath
+from ..mdmath import compile_mdmath, nose_hoover_chain
 from ..rng import compile_rng
 
 normal_pair = compile_rng(cuda_device).normal_pair
 # the per-atom maths of the MD step (numdp.kernels.mdmath), as on the CPU
 (_kick_scale, _kicked, _drifted, _ou_noise_scale, _langevin_row, _transform_row,
  _displacement_sq, _closest_neighbour) = compile_mdmath(cuda_device, normal_pair)
+
+# the Nosé-Hoover chain's half-step (numdp.kernels.mdmath), as numdp.kernels.cpu.thermostat compiles it
+_nose_hoover_chain = cuda_device(nose_hoover_chain)
 
 # rows summed by one thread of `row_sums` (the fan-in of the reduction tree)
 SUM_CHUNK = 32
@@ -76,6 +79,35 @@ def scale_rows(x, factor):
         return
     for k in range(3):
         x[i, k] *= factor
+
+
+@cuda.jit
+def scale_rows_by(x, factor):
+    """x *= factor[0] for an (n, 3) array: `scale_rows` with the factor in device memory (written
+    by a kernel before it, so that the host reads nothing)."""
+    i = cuda.grid(1)
+    if i >= x.shape[0]:
+        return
+    s = factor[0]
+    for k in range(3):
+        x[i, k] *= s
+
+
+@cuda.jit
+def nose_hoover_chain_step(sums, dof, kt, q, h, nloop, weights, xi, vxi, factor):
+    """One thread: the Nosé-Hoover chain's half-step h (ps) from sums[0] = Σ m v.v (amu Å²/ps²,
+    `kinetic_terms` summed by `row_sums`, the whole system's), on the chain variables xi, vxi
+    (M,) in device memory; writes the velocities' scale factor to factor[0] (1.0 for a system at
+    rest, which a chain cannot heat: the variables are left as they are).  dof: N_f; kt: eV;
+    q (M,): chain masses, eV ps²; weights (w,): Suzuki-Yoshida weights; nloop sub-cycles
+    (numdp.kernels.mdmath.nose_hoover_chain; 2K = 2 (MVV2E Σ m v.v / 2) as on the host)."""
+    if cuda.grid(1) != 0:
+        return
+    k2 = 2.0 * (0.5 * MVV2E * sums[0])
+    if k2 == 0.0:
+        factor[0] = 1.0
+        return
+    factor[0] = _nose_hoover_chain(k2, dof, kt, q, h, nloop, weights, xi, vxi)
 
 
 @cuda.jit

@@ -48,6 +48,7 @@ PHASES = {
     "DeviceVelocities.scale": "thermostat",
     "DeviceVelocities.langevin": "thermostat",
     "DeviceVelocities.zero_momentum": "thermostat",
+    "DeviceVelocities.nose_hoover_chain": "thermostat",
     "DeviceVelocities.kinetic_tensor": "barostat",
     "DeviceVelocities.transform": "barostat",
     "DeviceForceProvider._check_motion": "rebuild test",
