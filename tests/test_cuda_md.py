@@ -72,6 +72,17 @@ def assert_close_runs(a, b, what):
     assert np.abs(a["position"][-1] - a["position"][0]).max() > 1e3 * pos[-1]
 
 
+def thermostatted_velocity_bound(a: dict) -> np.ndarray:
+    """Per-frame bound on the velocity difference of two thermostatted runs of one start (frames
+    `a` of one of them): the per-frame force bound of same_run_bounds acting for t on the lightest
+    mass, plus the rounding of each step's kicks, thermostat updates and momentum removals (a few
+    u |v| each: 10 u per step); a different random number would change them by the thermal scale,
+    ~|v|."""
+    _, force, _ = same_run_bounds(a, U64)
+    t = (a["step"] - a["step"][0]) * DT
+    return force * t / (MASS_MIN * MVV2E) + 10 * (a["step"] + 8) * U64 * np.abs(a["velocity"]).max()
+
+
 def assert_restart_continues_bit_for_bit(part_dir: Path, whole: Path, md: str, kw: dict) -> None:
     """The GPU run of `whole`'s input stopped at step 2 and restarted on the GPU from its
     checkpoint repeats the uninterrupted run `whole` bit for bit: frames and final checkpoint."""
@@ -124,12 +135,7 @@ def test_langevin_checkpoints_move_between_devices(tmp_path):
     run(part, restart=part.parent / "ck.h5")
     a, b = frames(full.parent), frames(part.parent)
     assert_close_runs(a, b, "langevin")
-    # velocities: the per-frame force bound acting for t on the lightest mass, plus the rounding of
-    # each step's kicks, Ornstein-Uhlenbeck updates and momentum removals (a few u |v| each: 10 u
-    # per step); a different random number would change them by the thermal scale, ~|v|
-    _, force, _ = same_run_bounds(a, U64)
-    t = (a["step"] - a["step"][0]) * DT
-    vbound = force * t / (MASS_MIN * MVV2E) + 10 * (a["step"] + 8) * U64 * np.abs(a["velocity"]).max()
+    vbound = thermostatted_velocity_bound(a)
     got = np.abs(a["velocity"] - b["velocity"]).max(axis=(1, 2))
     assert (got <= vbound).all(), (got, vbound)
     log = (part.parent / "log.txt").read_text()
@@ -511,9 +517,7 @@ def test_gpu_thermostatted_runs_equal_the_cpu_runs(tmp_path, md):
     run(gpu)
     a, b = cluster_frames(cpu.parent), cluster_frames(gpu.parent)
     assert_close_runs(a, b, md)
-    _, force, _ = same_run_bounds(a, U64)
-    t = (a["step"] - a["step"][0]) * DT
-    vbound = force * t / (MASS_MIN * MVV2E) + 10 * (a["step"] + 8) * U64 * np.abs(a["velocity"]).max()
+    vbound = thermostatted_velocity_bound(a)
     assert (np.abs(a["velocity"] - b["velocity"]).max(axis=(1, 2)) <= vbound).all()
 
 
@@ -709,9 +713,7 @@ def test_nose_hoover_chain_state_lives_on_the_device_and_moves_between_devices(t
     run(mixed, restart=mixed.parent / "ck.h5")
     a, b = cluster_frames(full.parent), cluster_frames(mixed.parent)
     assert_close_runs(a, b, "nose-hoover cpu-gpu-cpu")
-    _, force, _ = same_run_bounds(a, U64)
-    t = (a["step"] - a["step"][0]) * DT
-    vbound = force * t / (MASS_MIN * MVV2E) + 10 * (a["step"] + 8) * U64 * np.abs(a["velocity"]).max()
+    vbound = thermostatted_velocity_bound(a)
     assert (np.abs(a["velocity"] - b["velocity"]).max(axis=(1, 2)) <= vbound).all()
     ca, cb = _checkpoint(full.parent), _checkpoint(mixed.parent)
     rel = 2 * vbound[-1] / np.abs(a["velocity"][-1]).max()

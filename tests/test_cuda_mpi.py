@@ -65,6 +65,17 @@ def run_two_gpu_ranks(toml: Path, grid: str = "1 x 1 x 2", restart: str | None =
     return int(words[words.index("migrated") + 1]), int(words[words.index("rebuilds") + 1])
 
 
+def two_rank_velocity_bound(a: dict) -> np.ndarray:
+    """Per-frame bound on the velocity difference between a thermostatted run on 2 GPU ranks and
+    the serial CPU run (frames `a` of the latter): the force difference of same_run_bounds
+    (2 EPS_F, amplified by GROWTH) acting for t gives dv <= GROWTH 2 EPS_F / m t; each step rounds
+    the velocities in at most 8 operations (two kicks, two thermostat updates, two momentum
+    removals, their sums): 8 u per step."""
+    t = (a["step"] - a["step"][0]) * DT
+    eps_f = C_ROUND * U64 * np.abs(a["force"]).max()
+    return GROWTH * 2 * eps_f / (MASS_MIN * MVV2E) * t + 8 * (a["step"] + 1) * U64 * np.abs(a["velocity"]).max()
+
+
 def first_frames(f: dict, n: int) -> dict:
     return {k: v[:n] for k, v in f.items()}
 
@@ -104,12 +115,7 @@ def test_langevin_on_two_gpu_ranks_equals_serial_cpu(tmp_path):
     assert "restarted from ck.h5 at step 2" in (gpu.parent / "log.txt").read_text()
     a, b = frames(cpu.parent), frames(gpu.parent)
     assert_close_runs(a, b, "langevin, 2 GPU ranks")
-    # velocities: the force difference of same_run_bounds (2 EPS_F, amplified by GROWTH) acting for
-    # t gives dv <= GROWTH 2 EPS_F / m t; each step rounds the velocities in at most 8 operations
-    # (two kicks, two Ornstein-Uhlenbeck updates, two momentum removals, their sums): 8 u per step
-    t = (a["step"] - a["step"][0]) * DT
-    eps_f = C_ROUND * U64 * np.abs(a["force"]).max()
-    bound = GROWTH * 2 * eps_f / (MASS_MIN * MVV2E) * t + 8 * (a["step"] + 1) * U64 * np.abs(a["velocity"]).max()
+    bound = two_rank_velocity_bound(a)
     assert (np.abs(a["velocity"] - b["velocity"]).max(axis=(1, 2)) <= bound).all()
 
 
@@ -173,9 +179,7 @@ def test_nose_hoover_on_two_gpu_ranks_equals_serial_cpu(tmp_path):
     run_two_gpu_ranks(gpu)
     a, b = frames(cpu.parent), frames(gpu.parent)
     assert_close_runs(a, b, "nose-hoover, 2 GPU ranks")
-    t = (a["step"] - a["step"][0]) * DT
-    eps_f = C_ROUND * U64 * np.abs(a["force"]).max()
-    bound = GROWTH * 2 * eps_f / (MASS_MIN * MVV2E) * t + 8 * (a["step"] + 1) * U64 * np.abs(a["velocity"]).max()
+    bound = two_rank_velocity_bound(a)
     assert (np.abs(a["velocity"] - b["velocity"]).max(axis=(1, 2)) <= bound).all()
     ca, cb = read_checkpoint(cpu.parent / "ck.h5"), read_checkpoint(gpu.parent / "ck.h5")
     assert np.abs(ca.thermostat["vxi"]).min() > 0.0   # the chain acted
