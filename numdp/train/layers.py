@@ -204,9 +204,10 @@ def embed_reverse(net: Net, slots: list[LayerSlots], cache: EmbedCache, adjoint,
 class FitCache:
     """Stacked inputs Yin[l] (2n, n_in) = [y; ẏ] of every layer (the last linear one included),
     tanh outputs H[l] (n, k) and tangent pre-activations Zd[l] (n, k) of the hidden layers, and
-    what the forward's seed-1 adjoint pass leaves for the reverse: ZB[l] (2n, k), whose bottom
-    half is ∂E/∂z of hidden layer l (the top half is the reverse's scratch for z̄), and GX[l]
-    (n, n_in) = ∂E/∂y of its input (GX[0] = dE/dD).
+    what the forward's seed-1 adjoint pass leaves for the reverse: its seed (n, n_last) = the
+    output layer's weights in every row (∂E/∂y of the last hidden output), ZB[l] (2n, k), whose
+    bottom half is ∂E/∂z of hidden layer l (the top half is the reverse's scratch for z̄), and
+    GX[l] (n, n_in) = ∂E/∂y of its input (GX[0] = dE/dD).
 
     Why keep them: the tangent adjoints of the reverse over primal and tangent are the seed-1
     adjoints.  The tangent ė = Σ ∂e/∂D · Ḋ is linear in Ḋ with the primal Jacobian, so its
@@ -216,13 +217,14 @@ class FitCache:
     """
 
     def __init__(self, n: int, Yin: list[np.ndarray], H: list[np.ndarray], Zd: list[np.ndarray],
-                 ZB: list[np.ndarray], GX: list[np.ndarray]):
+                 ZB: list[np.ndarray], GX: list[np.ndarray], seed: np.ndarray):
         self.n = n
         self.Yin = Yin
         self.H = H
         self.Zd = Zd
         self.ZB = ZB
         self.GX = GX
+        self.seed = seed
 
     @property
     def D(self) -> np.ndarray:
@@ -244,7 +246,8 @@ def fit_cache(net: Net, n: int, ws: Workspace, key) -> FitCache:
     Zd = [ws.get((key, "Zd", l), (n, widths[l + 1])) for l in range(nh)]
     ZB = [ws.get((key, "ZB", l), (2 * n, widths[l + 1])) for l in range(nh)]
     GX = [ws.get((key, "GX", l), (n, widths[l])) for l in range(nh)]
-    return FitCache(n, Yin, H, Zd, ZB, GX)
+    seed = ws.get((key, "seed"), (n, widths[-2]))
+    return FitCache(n, Yin, H, Zd, ZB, GX, seed)
 
 
 def fit_forward(net: Net, cache: FitCache, ws: Workspace, key) -> tuple[np.ndarray, np.ndarray]:
@@ -263,7 +266,7 @@ def fit_forward(net: Net, cache: FitCache, ws: Workspace, key) -> tuple[np.ndarr
     y = cache.Yin[-1][:n]
     e = y @ last.w[:, 0]
     e += last.b[0]
-    gy = ws.get((key, "gy_last"), (n, last.n_in))
+    gy = cache.seed
     gy[:] = last.w[:, 0]
     for l in range(len(hidden) - 1, -1, -1):
         layer = hidden[l]
@@ -304,7 +307,7 @@ def fit_reverse(net: Net, slots: list[LayerSlots], cache: FitCache, c_e: float,
     gb[0] += c_e * n
     Ob = ws.get((key, "Ob"), (n, last.n_in))
     Ob[:] = c_e * last.w[:, 0]
-    Odb = ws.get((key, "gy_last"), (n, last.n_in))   # fit_forward's seed: last.w in every row
+    Odb = cache.seed   # fit_forward's seed: last.w in every row
     Yb = None
     for l in range(len(hidden) - 1, -1, -1):
         layer = hidden[l]
