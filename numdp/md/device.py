@@ -65,14 +65,18 @@ class DeviceVelocities:
         self._factor = None     # (1,) device array: the chain's scale factor
         self._chain_consts = None   # (q, weights) on the host and (q, weights) on the device
 
-    def _sums(self) -> np.ndarray:
-        """(Σ m v.v, Σ m v (3), Σ m) on the host: one fixed-order tree sum over this rank's atoms,
-        then the sum over ranks in rank order."""
+    def _sums_device(self):
+        """(Σ m v.v, Σ m v (3), Σ m) of this rank's atoms, a (5,) device array: one fixed-order
+        tree sum (`tree_sum_device`)."""
         dev = self.dev
         rows = dev.be.xp.empty((dev.natoms, self._K.KINETIC_COLUMNS))
         if dev.natoms:
             self._K.kinetic_terms[self._grid(dev.natoms)](dev.velocities, dev.masses, rows)
-        return self.world.sum_global(tree_sum(dev.be, rows))
+        return tree_sum_device(dev.be, rows)
+
+    def _sums(self) -> np.ndarray:
+        """`_sums_device` on the host, then summed over ranks in rank order."""
+        return self.world.sum_global(np.array(self.dev.be.to_host(self._sums_device()), dtype=np.float64))
 
     def kinetic_energy(self, state: State) -> float:
         return 0.5 * MVV2E * float(self._sums()[0])
@@ -114,10 +118,7 @@ class DeviceVelocities:
             consts = (q.copy(), weights.copy(), be.xp.array(q, dtype=np.float64),
                       be.xp.array(weights, dtype=np.float64))
             self._chain_consts = consts
-        rows = be.xp.empty((dev.natoms, self._K.KINETIC_COLUMNS))
-        if dev.natoms:
-            self._K.kinetic_terms[self._grid(dev.natoms)](dev.velocities, dev.masses, rows)
-        sums = tree_sum_device(be, rows)
+        sums = self._sums_device()
         self._K.nose_hoover_chain_step[1, 1](sums, int(state.dof), float(kt), consts[2], float(h), int(nloop),
                                              consts[3], chain["xi"], chain["vxi"], self._factor)
         self._K.scale_rows_by[self._grid(dev.natoms)](dev.velocities, self._factor)

@@ -115,10 +115,9 @@ class NoseHooverChain:
     """
 
     kind = "nose-hoover"
-    _SY3 = (1.0 / (2.0 - 2.0 ** (1.0 / 3.0)),
-            1.0 - 2.0 / (2.0 - 2.0 ** (1.0 / 3.0)),
-            1.0 / (2.0 - 2.0 ** (1.0 / 3.0)))
-    _WEIGHTS = np.array(_SY3)
+    _WEIGHTS = np.array([1.0 / (2.0 - 2.0 ** (1.0 / 3.0)),     # Suzuki-Yoshida order 3
+                         1.0 - 2.0 / (2.0 - 2.0 ** (1.0 / 3.0)),
+                         1.0 / (2.0 - 2.0 ** (1.0 / 3.0))])
 
     def __init__(self, temperature: float, tau: float, chain: int = 3, nloop: int = 1, world: World | None = None):
         self.world = world if world is not None else World(None)
