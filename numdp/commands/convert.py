@@ -24,11 +24,11 @@ def configure(parser):
 
 def _back_up(dst: Path) -> None:
     """An existing OUT is kept as #OUT.1# (numdp.io.backup), never replaced silently."""
-    from ..io.backup import back_up, backup_line
+    from ..io.backup import back_up_existing
 
-    moved = back_up([dst])
-    if moved:
-        print(backup_line(moved, "the existing"))
+    line = back_up_existing(dst)
+    if line:
+        print(line)
 
 
 def _why_not_h5md(src: Path) -> str:

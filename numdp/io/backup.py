@@ -73,3 +73,9 @@ def backup_line(moved: list[tuple[Path, Path]], whose: str = "the previous run's
     if not moved:
         return ""
     return f"backed up {whose} " + ", ".join(f"{old} to {new.name}" for old, new in moved)
+
+
+def back_up_existing(path: Path) -> str:
+    """Keep an existing single output `path` (`numdp convert`, `numdp compress`) as its first free
+    backup before it is rewritten; returns the line to print ("" when there was none)."""
+    return backup_line(back_up([path]), "the existing")
