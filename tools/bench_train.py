@@ -42,8 +42,10 @@ dependency) measures the baseline in the same run: it alternates this timing (fr
 with `dp --pt train` of the same DeePMD-kit input (`--input` must be a .json) for
 `--deepmd-steps` steps (default 300) in a temporary folder, with the same number of threads
 (OMP_NUM_THREADS, DP_INTRA_OP_PARALLELISM_THREADS = --threads, one inter-op thread), `--rounds`
-times each, and reads DeePMD-kit's own "average training time" (its first 100 steps excluded;
-its validation every `disp_freq` steps included, 3 frames per 100 steps for the water input).
+times each, and reads DeePMD-kit's own "average training time" (its first `disp_freq` steps excluded, which
+needs more than 2 x disp_freq steps; its validation every `disp_freq` steps included, 3 frames
+per 100 steps for the water input; numdp's timing leaves its validation out, about 1 % of a
+step at that rate: its time is printed).
 It prints every run, the medians and their ratio against the issue's target (<= 0.25).
 
     python tools/bench_train.py --deepmd /path/to/venv/bin/dp --rounds 3 \
@@ -216,6 +218,11 @@ def deepmd_run(args, argv: list[str]) -> int:
         return 2
     cfg = json.loads(src.read_text())
     train = cfg["training"]
+    disp = int(train.get("disp_freq", 1000))
+    if args.deepmd_steps <= 2 * disp:   # DeePMD-kit then averages over every step, start-up included
+        print(f"--deepmd-steps {args.deepmd_steps}: must exceed 2 x disp_freq ({2 * disp}) so that "
+              f"DeePMD-kit's average leaves out its first {disp} steps", file=sys.stderr)
+        return 2
     train["numb_steps"] = args.deepmd_steps
     train["save_freq"] = args.deepmd_steps + 1
     for key in ("training_data", "validation_data"):   # dp resolves them against its working folder
