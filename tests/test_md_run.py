@@ -380,3 +380,22 @@ def test_new_run_of_zero_steps_evaluates_step_zero(tmp_path):
     assert len(rows) == 1 and np.isfinite(float(rows[0][3]))  # the potential energy at step 0
     # a restart at its end step still has nothing to do
     assert run(toml, restart=tmp_path / "ck.h5") is None
+
+
+def test_type_names_name_the_numeric_species_of_an_xyz_start(tmp_path):
+    """[system] type_names applies to an xyz start whose species are numeric types (LAMMPS
+    `dump xyz`), as to a LAMMPS data file; it was ignored."""
+    from numdp.md.setup import state_from_structure
+
+    x, box = fcc(1, 5.3)
+    lattice = " ".join(f"{v:.10f}" for v in box.ravel())
+    rows = "\n".join(f"1 {p[0]:.10f} {p[1]:.10f} {p[2]:.10f}" for p in x)
+    (tmp_path / "start.xyz").write_text(f'{len(x)}\nLattice="{lattice}"\n{rows}\n')
+    toml = argon_dir(tmp_path, KIND="csvr", **{'file = "start.data"': 'file = "start.xyz"'})
+    state = state_from_structure(load_run_settings(toml), ["Xe", "Ar"])
+    assert state.types.tolist() == [1] * len(x)  # type 1 is Ar (model type 1), not Xe (index 0)
+    # an xyz that names its elements: type_names cannot apply, one line says so
+    write_extxyz(tmp_path / "start.xyz", ["Ar"] * len(x), x, box)
+    with pytest.raises(InputError, match=r"md.toml: \[system\] type_names: .*start.xyz frame 0 names its "
+                                         r"elements \(Ar\); type_names names numeric atom types only"):
+        state_from_structure(load_run_settings(toml), ["Xe", "Ar"])
