@@ -366,13 +366,17 @@ def test_sigint_finishes_the_step_and_writes_a_checkpoint(tmp_path):
         assert f["particles/trajectory/position/step"][()].tolist() == [0]
 
 
-def test_new_run_of_zero_steps_evaluates_step_zero(tmp_path):
+def test_new_run_of_zero_steps_evaluates_step_zero(tmp_path, capsys):
     """[md] steps = 0 in a new run is LAMMPS' `run 0`: the start's energy in the thermo output, a
     trajectory frame and a checkpoint at step 0 (it printed "nothing to run" after backing up the
-    previous outputs, and wrote nothing)."""
-    toml = argon_dir(tmp_path, KIND="csvr", **{"steps = 60": "steps = 0"})
+    previous outputs, and wrote nothing).  No speed is claimed for it (it printed 0.0000 ns/day)."""
+    toml = argon_dir(tmp_path, KIND="csvr", **{"steps = 60": "steps = 0", 'progress = "none"': 'progress = "lines"'})
     result = run(toml)
     assert result is not None and result.steps == 0
+    log = (tmp_path / "log.txt").read_text()
+    assert "Performance: n/a (no step was made)" in log
+    assert "ns/day" not in log and "us/atom/step" not in log
+    assert "steps/s" not in capsys.readouterr().err  # no progress line either
     with h5py.File(tmp_path / "traj.h5md", "r") as f:
         assert f["particles/trajectory/position/step"][()].tolist() == [0]
     assert (tmp_path / "ck.h5").is_file()
