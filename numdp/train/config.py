@@ -36,8 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
-from ..validate import (REQUIRED, TRAIN_WORDING, Table, distinct_files, is_int_list, load_toml, resolve_path,
-                        show_value)
+from ..validate import REQUIRED, TRAIN_WORDING, Table, distinct_files, load_toml, resolve_path, show_value
 
 
 PRECONDITION_REMOVED = ("no longer supported: it helped water but hurt copper (force RMSE 166 "
@@ -151,7 +150,7 @@ def _batch_size(sec: Table, key: str) -> BatchSize:
             raise sec.error(key, f"must be >= 1, got {v}")
         return BatchSize(fixed=v)
     if isinstance(v, list):
-        if not is_int_list(v, minimum=-2**63):
+        if not v or not all(isinstance(x, int) and not isinstance(x, bool) for x in v):
             raise sec.error(key, f"a list must hold one integer per system, got {show_value(v)}")
         if min(v) < 1:
             raise sec.error(key, f"every entry must be >= 1, got {show_value(v)}")
