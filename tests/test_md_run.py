@@ -366,13 +366,17 @@ def test_sigint_finishes_the_step_and_writes_a_checkpoint(tmp_path):
         assert f["particles/trajectory/position/step"][()].tolist() == [0]
 
 
-def test_new_run_of_zero_steps_evaluates_step_zero(tmp_path):
+def test_new_run_of_zero_steps_evaluates_step_zero(tmp_path, capsys):
     """[md] steps = 0 in a new run is LAMMPS' `run 0`: the start's energy in the thermo output, a
     trajectory frame and a checkpoint at step 0 (it printed "nothing to run" after backing up the
-    previous outputs, and wrote nothing)."""
-    toml = argon_dir(tmp_path, KIND="csvr", **{"steps = 60": "steps = 0"})
+    previous outputs, and wrote nothing).  No speed is claimed for it (it printed 0.0000 ns/day)."""
+    toml = argon_dir(tmp_path, KIND="csvr", **{"steps = 60": "steps = 0", 'progress = "none"': 'progress = "lines"'})
     result = run(toml)
     assert result is not None and result.steps == 0
+    log = (tmp_path / "log.txt").read_text()
+    assert "Performance: n/a (no step was made)" in log
+    assert "ns/day" not in log and "us/atom/step" not in log
+    assert "steps/s" not in capsys.readouterr().err  # no progress line either
     with h5py.File(tmp_path / "traj.h5md", "r") as f:
         assert f["particles/trajectory/position/step"][()].tolist() == [0]
     assert (tmp_path / "ck.h5").is_file()
@@ -380,3 +384,22 @@ def test_new_run_of_zero_steps_evaluates_step_zero(tmp_path):
     assert len(rows) == 1 and np.isfinite(float(rows[0][3]))  # the potential energy at step 0
     # a restart at its end step still has nothing to do
     assert run(toml, restart=tmp_path / "ck.h5") is None
+
+
+def test_type_names_name_the_numeric_species_of_an_xyz_start(tmp_path):
+    """[system] type_names applies to an xyz start whose species are numeric types (LAMMPS
+    `dump xyz`), as to a LAMMPS data file; it was ignored."""
+    from numdp.md.setup import state_from_structure
+
+    x, box = fcc(1, 5.3)
+    lattice = " ".join(f"{v:.10f}" for v in box.ravel())
+    rows = "\n".join(f"1 {p[0]:.10f} {p[1]:.10f} {p[2]:.10f}" for p in x)
+    (tmp_path / "start.xyz").write_text(f'{len(x)}\nLattice="{lattice}"\n{rows}\n')
+    toml = argon_dir(tmp_path, KIND="csvr", **{'file = "start.data"': 'file = "start.xyz"'})
+    state = state_from_structure(load_run_settings(toml), ["Xe", "Ar"])
+    assert state.types.tolist() == [1] * len(x)  # type 1 is Ar (model type 1), not Xe (index 0)
+    # an xyz that names its elements: type_names cannot apply, one line says so
+    write_extxyz(tmp_path / "start.xyz", ["Ar"] * len(x), x, box)
+    with pytest.raises(InputError, match=r"md.toml: \[system\] type_names: .*start.xyz frame 0 names its "
+                                         r"elements \(Ar\); type_names names numeric atom types only"):
+        state_from_structure(load_run_settings(toml), ["Xe", "Ar"])

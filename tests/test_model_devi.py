@@ -119,8 +119,37 @@ def test_command_on_npy_system_file_format(ensemble, tmp_path):
         assert np.allclose(row[1:], ref, rtol=5e-7, atol=0)
     # formats of pair_style deepmd: %12d then " %18.6e" per column
     assert lines[2][:12] == f"{0:12d}" and len(lines[2]) == 12 + 7 * 19
-    # an existing output is never overwritten
-    assert main(["model-devi", "-m", *map(str, paths), "-s", str(sys_dir), "-o", str(out)]) == 2
+    # an existing output is kept as #md.out.1#, then #md.out.2#, like every command's output
+    first = out.read_text()
+    out.write_text("previous\n")
+    for n, kept in ((1, "previous\n"), (2, first)):
+        assert main(["model-devi", "-m", *map(str, paths), "-s", str(sys_dir), "-o", str(out),
+                     "-f", "10", "--threads", "1"]) == 0
+        assert (tmp_path / f"#md.out.{n}#").read_text() == kept and out.read_text() == first
+
+
+def test_failed_command_leaves_the_existing_output_in_place(ensemble, tmp_path, capsys):
+    """A run that fails after backing up the existing output gives it its name back; an output
+    naming an input is refused before anything moves."""
+    paths, _ = ensemble
+    frames = _frames(1)
+    good = write_system(tmp_path / "good", frames[0][0][None], frames[0][2][None], frames[0][1], ["O", "H"])
+    bad = write_system(tmp_path / "bad", frames[0][0][None], frames[0][2][None], frames[0][1], ["O", "C"])
+    out = tmp_path / "devi.out"
+    out.write_text("previous\n")
+    # the first system is written, the second fails (element C): the partial file goes
+    assert main(["model-devi", "-m", *map(str, paths), "-s", str(good), str(bad), "-o", str(out),
+                 "--threads", "1"]) == 2
+    assert "element 'C'" in capsys.readouterr().err
+    assert out.read_text() == "previous\n" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "bad", "devi.out", "good"]
+    xyz = tmp_path / "traj.xyz"
+    write_extxyz(xyz, [["O", "H"][t] for t in frames[0][1]], frames[0][0], frames[0][2])
+    before = xyz.read_text()
+    assert main(["model-devi", "-m", *map(str, paths), "-s", str(xyz), "-o", str(xyz)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "-o names the input -s" in err and len(err.splitlines()) == 1
+    assert xyz.read_text() == before and not (tmp_path / "#traj.xyz.1#").exists()
 
 
 def test_command_atomic_relative_and_other_formats(ensemble, tmp_path):

@@ -143,3 +143,25 @@ def test_assign_types_errors():
     with pytest.raises(InputError, match="type_names: 2 names, but a.data uses 3 atom types"):
         assign_types(n, ["O", "H"], ["O", "H"])
     assert assign_types(n, ["O", "H", "C"]).tolist() == [0, 2]
+
+
+def test_numeric_xyz_species_are_atom_types_named_by_type_names(tmp_path):
+    """LAMMPS's `dump xyz` writes atom types 1, 2, ... in the species column: numeric types, named
+    by [system] type_names as for a LAMMPS data file; type_names for atoms the file names is an
+    error, not silently ignored."""
+    path = tmp_path / "dump.xyz"
+    path.write_text("3\nAtoms. Timestep: 0\n2 0.0 0.0 0.0\n1 0.96 0.0 0.0\n1 -0.24 0.93 0.0\n")
+    s = read_extxyz(path)
+    assert s.elements is None and s.type_ids.tolist() == [1, 0, 0]
+    assert assign_types(s, ["O", "H"], ["H", "O"]).tolist() == [0, 1, 1]  # type 1 = H, type 2 = O
+    assert assign_types(s, ["O", "H"]).tolist() == [1, 0, 0]  # no names: types are model indices
+    assert replicate(s, (1, 1, 1)).type_ids.tolist() == [1, 0, 0]
+    named = tmp_path / "named.xyz"
+    named.write_text("3\n\nO 0.0 0.0 0.0\nH 0.96 0.0 0.0\nH -0.24 0.93 0.0\n")
+    with pytest.raises(InputError) as err:
+        assign_types(read_extxyz(named), ["O", "H"], ["O", "H"], "md.toml: [system]")
+    assert str(err.value) == (f"md.toml: [system] type_names: {named} frame 0 names its elements (O, H); "
+                              "type_names names numeric atom types only: remove it")
+    path.write_text("2\n\n0 0.0 0.0 0.0\n1 0.96 0.0 0.0\n")
+    with pytest.raises(InputError, match=r"dump.xyz:2: numeric species are atom types 1, 2, \.\.\..*got 0"):
+        read_extxyz(path)

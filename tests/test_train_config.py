@@ -79,6 +79,14 @@ batch_size = "auto:9"
     assert cfg.validation.batch_size.frames(4) == 3 and cfg.validation.numb_btch == 2
 
 
+def test_batch_size_list_one_entry_per_system(inp, tmp_path):
+    """DeePMD-kit's list form: one batch size per system, in the order of the systems."""
+    write_system(tmp_path / "sys2", natoms=6, nframes=5)
+    text = MINIMAL.replace('systems = ["sys"]', 'systems = ["sys", "sys2"]\nbatch_size = [3, 2]')
+    bs = load_config(inp(text)).training.batch_size
+    assert (bs.frames(4, 0), bs.frames(6, 1)) == (3, 2)
+
+
 @pytest.mark.parametrize("edit, message", [
     (("[training]", "[loss]\nstart_pref_x = 1\n[training]"), "input.toml: [loss] start_pref_x: unknown key"),
     (("[model.descriptor]", "[model.descriptor]\nrcut = \"6\""), "[model.descriptor] rcut: expected a number"),
@@ -92,6 +100,10 @@ batch_size = "auto:9"
     (("numb_steps = 10", ""), "[training] numb_steps: required key is missing"),
     (("numb_steps = 10", "numb_steps = 10\nbatch_size = \"most\""), "[training] batch_size: expected"),
     (("numb_steps = 10", "numb_steps = 10\nbatch_size = 0"), "[training] batch_size: must be >= 1"),
+    (("numb_steps = 10", "numb_steps = 10\nbatch_size = [2, 2]"),
+     "[training] batch_size: has 2 entries for 1 system (give one entry per system"),
+    (("numb_steps = 10", "numb_steps = 10\nbatch_size = [-1]"), "[training] batch_size: every entry must be >= 1"),
+    (("numb_steps = 10", "numb_steps = 10\nbatch_size = []"), "[training] batch_size: a list must hold one integer"),
     (("numb_steps = 10", "numb_steps = 10\nmodel_file = \"out.txt\""), "[training] model_file: must end in"),
     (('systems = ["sys"]', 'systems = ["nowhere"]'), "[training] systems:"),
     (("[training]", "[learning_rate]\nstop_lr = 1.0\n[training]"), "[learning_rate] stop_lr: must be <="),

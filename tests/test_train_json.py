@@ -181,6 +181,16 @@ def _write(workdir, tree) -> str:
     (lambda t: t["model"]["descriptor"].update(activation_function="gelu"),
      r"\[model.descriptor\] activation_function: expected one of 'tanh'"),
     (lambda t: t["training"]["training_data"].update(systems=["nowhere"]), r"\[training\] systems: .*nowhere"),
+    (lambda t: t["training"]["training_data"].update(batch_size=[1, 1]),
+     r"\[training\] batch_size: has 2 entries for 3 systems \(give one entry per system"),
+    (lambda t: t["training"]["training_data"].update(batch_size=[1, 0, 1]),
+     r"\[training\] batch_size: every entry must be >= 1, got \[1, 0, 1\]"),
+    (lambda t: t["training"]["training_data"].update(batch_size=[1, "auto", 1]),
+     r"\[training\] batch_size: a list must hold one integer per system"),
+    (lambda t: t["training"]["validation_data"].update(batch_size=[1, 1]),
+     r"\[validation\] batch_size: has 2 entries for 1 system \("),
+    (lambda t: t["training"]["training_data"].update(batch_size="mixed:4"),
+     r"\[training\] batch_size: expected an integer, a list"),
 ])
 def test_errors_name_the_key(workdir, edit, message):
     tree = json.loads(UPSTREAM_WATER)

@@ -287,3 +287,51 @@ def test_element_missing_from_the_input_type_map_names_the_input(tmp_path, data_
     with pytest.raises(InputError, match=r"type_map.raw: element 'B' is not in input.toml's \[model\] "
                                          r"type_map \['A'\]"):
         Trainer(load_config(path), nthreads=1)
+
+
+def test_per_system_batch_size_list_in_deepmd_kit_input(tmp_path, data_dir, monkeypatch):
+    """DeePMD-kit's list form of training_data/validation_data batch_size: system i's batches
+    have batch_size[i] frames, and a system is drawn with probability ∝ its number of batches
+    ⌊nframes_i / batch_size[i]⌋ (DeePMD-kit's "prob_sys_size")."""
+    import json
+
+    work = tmp_path / "run"
+    work.mkdir()
+    os.symlink(data_dir, work / "data")
+    tree = {
+        "model": {"type_map": ["A", "B"],
+                  "descriptor": {"type": "se_e2_a", "rcut": 4.0, "rcut_smth": 1.0, "sel": "auto",
+                                 "neuron": [4, 8], "axis_neuron": 2, "seed": 3},
+                  "fitting_net": {"neuron": [8, 8], "seed": 4}},
+        "learning_rate": {"type": "exp", "start_lr": 5e-3, "stop_lr": 1e-4, "decay_steps": 4},
+        "loss": {"type": "ener", "start_pref_e": 0.2, "limit_pref_e": 1, "start_pref_f": 100,
+                 "limit_pref_f": 1},
+        "training": {
+            # pbc: 8 frames, cluster: 6 frames (data_dir)
+            "training_data": {"systems": ["data/train/pbc", "data/train/cluster"], "batch_size": [1, 3]},
+            "validation_data": {"systems": ["data/valid/pbc"], "batch_size": [2], "numb_btch": 2},
+            "numb_steps": 12, "seed": 11, "disp_freq": 4, "save_freq": 100},
+    }
+    (work / "input.json").write_text(json.dumps(tree))
+    monkeypatch.chdir(work)
+    cfg = load_config("input.json")
+    trainer = Trainer(cfg, nthreads=1, stream=__import__("io").StringIO())
+    drawn = {"train": [], "valid": []}
+    for name, sampler in (("train", trainer.sampler), ("valid", trainer.valid_sampler)):
+        def record(inner=sampler.next, out=drawn[name]):
+            k, idx = inner()
+            out.append((k, len(idx), len(set(idx.tolist()))))
+            return k, idx
+        sampler.next = record
+    try:
+        trainer.run()
+    finally:
+        trainer.close()
+    assert [s.batch_size for s in trainer.train_sys] == [1, 3]
+    assert trainer.sampler.prob.tolist() == pytest.approx([8 / 10, 2 / 10])  # 8//1 : 6//3
+    assert len(drawn["train"]) == 13  # 12 updates, then the batch of the last lcurve row
+    assert {k for k, _, _ in drawn["train"]} == {0, 1}  # both systems drawn at this seed
+    assert all(n == (1, 3)[k] and distinct == n for k, n, distinct in drawn["train"])
+    assert drawn["valid"] and all(b == (0, 2, 2) for b in drawn["valid"])
+    rows = np.loadtxt(work / "lcurve.out")
+    assert rows[:, 0].tolist() == [0, 4, 8, 12] and np.all(np.isfinite(rows))

@@ -5,7 +5,8 @@ SYSTEM: a DeePMD npy system directory (or a folder searched for them), an H5MD t
 numdp's own or any H5MD file with species) or an (extended) XYZ file.  For each system the file
 gets a `# <system>` line, the column header and one row per frame: step = frame index x FREQ
 (restarting at 0 per system, as `dp model-devi` does), the virial, force and energy deviations of
-numdp.model.deviation, and with --atomic the per-atom force deviations.  See
+numdp.model.deviation, and with --atomic the per-atom force deviations.  An existing FILE is
+kept as #FILE.N# (numdp.io.backup), and given its name back if the command fails.  See
 docs/model-deviation.md.
 """
 from __future__ import annotations
@@ -26,7 +27,8 @@ def configure(parser):
                         help="DeePMD npy systems (or folders holding them), H5MD trajectories, "
                              "extxyz files")
     parser.add_argument("-o", "--output", default="model_devi.out",
-                        help="output file (default model_devi.out; must not exist)")
+                        help="output file (default model_devi.out; an existing one is kept as "
+                             "#NAME.1#)")
     parser.add_argument("-f", "--frequency", type=int, default=1,
                         help="steps between frames: step = frame index x FREQ (default 1)")
     parser.add_argument("--atomic", action="store_true",
@@ -115,6 +117,7 @@ def deviations(models, frames, relative=None, relative_v=None):
 
 
 def main(args) -> int:
+    from ..io.backup import back_up, backup_line, prepare_outputs
     from ..io.model_devi_file import write_block
 
     if args.frequency < 1:
@@ -124,14 +127,20 @@ def main(args) -> int:
         if value is not None and not (np.isfinite(value) and value >= 0):
             raise InputError(f"--{name}: the level must be a finite number >= 0, got {value}")
     out = Path(args.output)
-    if out.exists():
-        raise InputError(f"{out}: output file exists; remove it or choose another -o")
+    for flag, names in (("-s", args.system), ("-m", args.models)):
+        for name in names:
+            if Path(name).resolve() == out.resolve():
+                raise InputError(f"{out}: -o names the input {flag} {name}; give the output its own file")
+    prepare_outputs([out])
     models = load_ensemble(args.models, args.threads, args.precision)
     type_map = models[0].type_map
     nrows = 0
+    # an existing output is kept as #NAME.N#, like every command's; a failed run puts it back
+    moved = back_up([out])
     try:
         fp = open(out, "x")
     except OSError as exc:
+        _restore(out, moved)
         raise InputError(f"{out}: cannot write ({exc.strerror})") from None
     try:
         with fp:
@@ -145,6 +154,16 @@ def main(args) -> int:
                     nrows += len(rows)
     except BaseException:
         out.unlink(missing_ok=True)  # our own new file: no half-written output is left behind
+        _restore(out, moved)
         raise
+    if moved:
+        print(backup_line(moved, "the existing"), file=sys.stderr)
     print(f"numdp model-devi: {nrows} frames, {len(models)} models -> {out}", file=sys.stderr)
     return 0
+
+
+def _restore(out: Path, moved: list[tuple[Path, Path]]) -> None:
+    """Give the backed-up previous output its name back (after a failed run removed its own)."""
+    for old, backup in moved:
+        if not out.exists():
+            backup.rename(old)

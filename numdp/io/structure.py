@@ -217,6 +217,15 @@ def _xyz_frame(path: Path, lines: list[str], start: int, frame: int) -> Structur
     if species_key is None or "pos" not in columns:
         raise InputError(f"{where}: Properties must include species:S:1 and pos:R:3")
     elements = [w[0] for w in columns[species_key]]
+    type_ids = None
+    if all(e.isascii() and e.isdigit() for e in elements):
+        # numeric species, as LAMMPS's `dump xyz` writes atom types 1, 2, ...: numeric types,
+        # named by [system] type_names like those of a LAMMPS data file
+        numbers = np.array([int(e) for e in elements], dtype=np.int64)
+        if natoms and numbers.min() < 1:
+            raise InputError(f"{where}: numeric species are atom types 1, 2, ... (as LAMMPS writes "
+                             f"them), got {int(numbers.min())}")
+        elements, type_ids = None, numbers - 1
     positions = real("pos")
     velocities = None
     masses = real("masses")[:, 0] if "masses" in columns else None
@@ -224,6 +233,8 @@ def _xyz_frame(path: Path, lines: list[str], start: int, frame: int) -> Structur
         if key in columns:
             velocities = real(key)
     if velocities is None and "momenta" in columns:
+        if masses is None and elements is None:
+            raise InputError(f"{where}: momenta with numeric species need a masses column")
         if masses is None:
             from ..units import standard_mass
 
@@ -231,7 +242,7 @@ def _xyz_frame(path: Path, lines: list[str], start: int, frame: int) -> Structur
         else:
             masses_for_p = masses
         velocities = real("momenta") / masses_for_p[:, None] / ASE_TIME_IN_PS
-    return Structure(positions, box, elements, None, velocities, masses, f"{path} frame {frame}", pbc)
+    return Structure(positions, box, elements, type_ids, velocities, masses, f"{path} frame {frame}", pbc)
 
 
 def write_extxyz(path, elements, positions, box=None, velocities=None, pbc=(True, True, True)) -> None:
@@ -469,8 +480,13 @@ def assign_types(s: Structure, type_map: list[str], type_names: list[str] | None
 
     Atoms with element names are matched by name; numeric types are named by `type_names`
     (type_names[k] is the element of numeric type k) or, without it, used as model indices.
+    `type_names` for a structure whose atoms are named is an InputError: it would be ignored.
     """
     names = s.elements
+    if names is not None and type_names is not None:
+        shown = ", ".join(dict.fromkeys(names))
+        raise InputError(f"{what} type_names: {s.source} names its elements ({shown}); type_names "
+                         f"names numeric atom types only: remove it")
     if names is None and type_names is not None:
         top = int(s.type_ids.max()) if s.natoms else -1
         if top >= len(type_names):

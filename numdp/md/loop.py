@@ -16,6 +16,7 @@ reproduces the uninterrupted run's files); a second signal aborts at once.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -62,12 +63,19 @@ class RunResult:
     extra: dict = field(default_factory=dict)
 
     @property
+    def timed(self) -> bool:
+        """Whether a speed can be given: at least one step made, in a measured time."""
+        return bool(self.steps and self.timers.total > 0)
+
+    @property
     def ns_per_day(self) -> float:
-        return self.steps * self.timestep * 1e-3 / (self.timers.total / 86400.0) if self.timers.total else 0.0
+        """Simulated ns per day of the loop's wall time; nan when no step was made."""
+        return self.steps * self.timestep * 1e-3 / (self.timers.total / 86400.0) if self.timed else math.nan
 
     @property
     def us_per_atom_step(self) -> float:
-        return 1e6 * self.timers.total / (self.steps * self.natoms) if self.steps and self.natoms else 0.0
+        """Wall µs per atom and step; nan when no step was made."""
+        return 1e6 * self.timers.total / (self.steps * self.natoms) if self.timed and self.natoms else math.nan
 
 
 def summary_lines(r: RunResult, nthreads: int | None = None) -> list[str]:
@@ -76,8 +84,8 @@ def summary_lines(r: RunResult, nthreads: int | None = None) -> list[str]:
         f"Loop time of {t.total:.3f} s for {r.steps} steps with {r.natoms} atoms"
         + (f" on {r.ranks} MPI ranks" if r.ranks > 1 else "")
         + (f" ({nthreads} threads{' per rank' if r.ranks > 1 else ''})" if nthreads else ""),
-        f"Performance: {r.ns_per_day:.4f} ns/day, {r.steps / t.total if t.total else 0.0:.3f} timesteps/s, "
-        f"{r.us_per_atom_step:.2f} us/atom/step",
+        (f"Performance: {r.ns_per_day:.4f} ns/day, {r.steps / t.total:.3f} timesteps/s, "
+         f"{r.us_per_atom_step:.2f} us/atom/step" if r.timed else "Performance: n/a (no step was made)"),
         f"{100.0 * r.cpu_seconds / (t.total * (nthreads or 1)) if t.total else 0.0:.1f}% CPU use with "
         f"{r.ranks} MPI rank(s) x {nthreads or 1} thread(s)",
         f"Neighbour list: {r.rebuilds} builds"

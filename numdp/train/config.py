@@ -20,7 +20,8 @@ Schema (defaults in brackets; see also docs/training.md)::
     [learning_rate]       type ["exp"], start_lr [1e-3], stop_lr [5e-8], decay_steps [5000]
     [loss]                type ["ener"], start_pref_e [0.02], limit_pref_e [1.0],
                           start_pref_f [1000], limit_pref_f [1.0], start_pref_v [0], limit_pref_v [0]
-    [training]            systems (required), batch_size ["auto"], numb_steps (required),
+    [training]            systems (required), batch_size ["auto"; or one integer per system],
+                          numb_steps (required),
                           seed [none], disp_freq [1000], save_freq [1000], disp_file ["lcurve.out"],
                           save_ckpt ["model.ckpt.h5"], model_file ["model.h5"],
                           data_stat_nbatch [10], disp_training [true]
@@ -82,12 +83,19 @@ class LossConfig:
 
 @dataclass
 class BatchSize:
-    """An integer batch size, or "auto:K" (⌈K/N⌉ frames for N atoms)."""
+    """An integer batch size, "auto:K" (⌈K/N⌉ frames for N atoms), or DeePMD-kit's list form:
+    one integer per system, in the order of the (expanded) systems."""
 
     fixed: int | None = None
     auto: int = 32
+    per_system: list[int] | None = None
 
-    def frames(self, natoms: int) -> int:
+    def frames(self, natoms: int, system: int | None = None) -> int:
+        """Frames per batch of system number `system` (needed by the list form) of `natoms` atoms."""
+        if self.per_system is not None:
+            if system is None:
+                raise ValueError("a per-system batch size needs the system's index")
+            return self.per_system[system]
         if self.fixed is not None:
             return self.fixed
         return max(1, -(-self.auto // natoms))
@@ -134,11 +142,19 @@ SECTIONS = ("model", "learning_rate", "loss", "training", "validation")
 
 
 def _batch_size(sec: Table, key: str) -> BatchSize:
+    """The batch size of `key`; a list is checked against the number of systems by
+    `_per_system_batch`, once the systems are known."""
     v = sec.raw(key, "auto")
     if isinstance(v, int) and not isinstance(v, bool):
         if v < 1:
             raise sec.error(key, f"must be >= 1, got {v}")
         return BatchSize(fixed=v)
+    if isinstance(v, list):
+        if not v or not all(isinstance(x, int) and not isinstance(x, bool) for x in v):
+            raise sec.error(key, f"a list must hold one integer per system, got {show_value(v)}")
+        if min(v) < 1:
+            raise sec.error(key, f"every entry must be >= 1, got {show_value(v)}")
+        return BatchSize(per_system=list(v))
     if isinstance(v, str):
         m = re.fullmatch(r"auto(?::(\d+))?", v.strip())
         if m:
@@ -146,7 +162,16 @@ def _batch_size(sec: Table, key: str) -> BatchSize:
             if k < 1:
                 raise sec.error(key, f"auto:N needs N >= 1, got {v!r}")
             return BatchSize(auto=k)
-    raise sec.error(key, f'expected an integer, "auto" or "auto:N", got {show_value(v)}')
+    raise sec.error(key, f'expected an integer, a list of integers (one per system), "auto" or "auto:N", '
+                         f'got {show_value(v)}')
+
+
+def _per_system_batch(sec: Table, key: str, batch: BatchSize, systems: list[Path]) -> None:
+    """A list batch size must have one entry per system (after folders are searched for systems)."""
+    if batch.per_system is not None and len(batch.per_system) != len(systems):
+        n = len(systems)
+        raise sec.error(key, f"has {len(batch.per_system)} entries for {n} system{'s' if n != 1 else ''} "
+                             f"(give one entry per system, in the order of systems)")
 
 
 def _sel(sec: Table, ntypes: int):
@@ -288,6 +313,7 @@ def parse_config(data: dict, source: Path, text: str = "", base: Path | None = N
     if ts.boolean("precondition", False):
         raise ts.error("precondition", PRECONDITION_REMOVED)
     tc.systems = _systems(ts, "systems", base, required=True, input_dir=source.resolve().parent)
+    _per_system_batch(ts, "batch_size", tc.batch_size, tc.systems)
     ts.done()
 
     vc = ValidationConfig()
@@ -296,6 +322,7 @@ def parse_config(data: dict, source: Path, text: str = "", base: Path | None = N
         vc.batch_size = _batch_size(vs, "batch_size")
         vc.numb_btch = vs.integer("numb_btch", 1, minimum=1)
         vc.systems = _systems(vs, "systems", base, required=True, input_dir=source.resolve().parent)
+        _per_system_batch(vs, "batch_size", vc.batch_size, vc.systems)
         vs.done()
 
     return TrainConfig(source=source, text=text, type_map=type_map, descriptor=dc, fitting=fc,

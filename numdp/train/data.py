@@ -64,12 +64,13 @@ class DataSystem:
 def load_dataset(paths: list[Path], type_map: list[str], batch: BatchSize,
                  whose: str = "the input's [model] type_map") -> list[DataSystem]:
     """Load the systems at `paths`; atoms are mapped to `type_map` by name (type_map.raw);
-    `whose` names the type map in messages."""
+    `whose` names the type map in messages.  System i's batch is `batch.frames(natoms, i)`
+    frames, at most its number of frames."""
     out = []
-    for p in paths:
+    for i, p in enumerate(paths):
         s: System = load_system(p)
         types = s.model_types(type_map, whose).astype(np.int32)
-        bs = min(batch.frames(s.natoms), s.nframes)
+        bs = min(batch.frames(s.natoms, i), s.nframes)
         out.append(DataSystem(p, types, s.coords, s.boxes, s.energy, s.forces, s.virial, bs))
     return out
 
