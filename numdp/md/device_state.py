@@ -37,8 +37,10 @@ class DeviceState:
     types_host: np.ndarray
     ids_host: np.ndarray
     reference: object = None
-    # (step, first atom with a non-finite velocity or -1), found along with the forces' check
-    nonfinite_velocity: tuple | None = None
+    # (step, first atom with a non-finite force, first with a non-finite velocity; -1 when none)
+    # of the arrays as they were at the end of that step: read with the totals of the force call
+    # that ended it (numdp.md.device_forces.DeviceForceProvider.complete), for the safety check
+    nonfinite: tuple | None = None
     # State.thermostat entries that a device kernel updates during the run (the Nosé-Hoover
     # chain's "xi", "vxi": numdp.md.device.DeviceVelocities.nose_hoover_chain puts them here at
     # its first half-step); the device copy is the current one, `download` brings it to the host
