@@ -29,7 +29,7 @@ from ..parallel.world import World
 from ..system import State
 from ..units import MVV2E
 from .device_forces import DeviceForceProvider
-from .device_state import DeviceState, first_flagged, tree_sum, tree_sum_device
+from .device_state import DeviceState, first_flagged, tree_levels_device, tree_sum, tree_sum_device
 from .integrator import VelocityVerlet
 from .safety import SafetyMonitor
 from .thermostats import host_nose_hoover_chain
@@ -66,14 +66,18 @@ class DeviceVelocities:
         self._factor = None     # (1,) device array: the chain's scale factor
         self._chain_consts = None   # (q, weights) on the host and (q, weights) on the device
 
-    def _sums_device(self):
-        """(Σ m v.v, Σ m v (3), Σ m) of this rank's atoms, a (5,) device array: one fixed-order
-        tree sum (`tree_sum_device`)."""
+    def _kinetic_rows(self):
+        """(m v.v, m vx, m vy, m vz, m) per atom of this rank, a (N, 5) device array."""
         dev = self.dev
         rows = dev.be.xp.empty((dev.natoms, self._K.KINETIC_COLUMNS))
         if dev.natoms:
             self._K.kinetic_terms[self._grid(dev.natoms)](dev.velocities, dev.masses, rows)
-        return tree_sum_device(dev.be, rows)
+        return rows
+
+    def _sums_device(self):
+        """(Σ m v.v, Σ m v (3), Σ m) of this rank's atoms, a (5,) device array: one fixed-order
+        tree sum (`tree_sum_device`)."""
+        return tree_sum_device(self.dev.be, self._kinetic_rows())
 
     def _sums(self) -> np.ndarray:
         """`_sums_device` on the host, then summed over ranks in rank order."""
@@ -100,8 +104,9 @@ class DeviceVelocities:
                           weights: np.ndarray) -> None:
         """HostVelocities.nose_hoover_chain with the chain variables on the device
         (DeviceState.thermostat, uploaded from state.thermostat at the first call): the kinetic
-        sum left on the device, a one-thread kernel for the chain's maths that writes the scale
-        factor to device memory, and the scaling that reads it there.  On several ranks
+        tree sum left on the device, its last level and the chain's maths in one one-thread
+        kernel that writes the scale factor to device memory, and the scaling that reads it
+        there.  On several ranks
         (not chain_on_device) the host path of numdp.md.thermostats."""
         if not self.chain_on_device:
             host_nose_hoover_chain(self, state, h, kt, q, nloop, weights)
@@ -119,8 +124,9 @@ class DeviceVelocities:
             consts = (q.copy(), weights.copy(), be.xp.array(q, dtype=np.float64),
                       be.xp.array(weights, dtype=np.float64))
             self._chain_consts = consts
-        sums = self._sums_device()
-        self._K.nose_hoover_chain_step[1, 1](sums, int(state.dof), float(kt), consts[2], float(h), int(nloop),
+        # the kinetic tree down to one chunk; its last level runs in the chain's one thread
+        rows = tree_levels_device(be, self._kinetic_rows(), self._K.SUM_CHUNK)
+        self._K.nose_hoover_chain_step[1, 1](rows, int(state.dof), float(kt), consts[2], float(h), int(nloop),
                                              consts[3], chain["xi"], chain["vxi"], self._factor)
         self._K.scale_rows_by[self._grid(dev.natoms)](dev.velocities, self._factor)
 
