@@ -2,7 +2,8 @@
 
 Same interface (`__call__(state)`, `closest`, `step_displacement`, `rebuilds`, `overflow_calls`,
 `calls`, `time_neigh`, `time_force`, `cutoff`, `request_rebuild`, `nonfinite_force_atom`,
-`atom_label`) and the same rebuild policy, on the arrays of a `DeviceState`:
+`atom_label`; `__call__` is `launch` then `complete`, which an MD step on the device calls apart)
+and the same rebuild policy, on the arrays of a `DeviceState`:
 
 - Rebuild test (every call, on the device): with d the largest displacement since the rebuild
   and s_min the smallest singular value of the cell deformation, rebuild when
