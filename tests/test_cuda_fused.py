@@ -140,7 +140,8 @@ def test_kick_drift_is_kick_then_drift_bit_for_bit():
 
 @pytest.mark.parametrize("chain, nloop", [(3, 1), (1, 1), (4, 2)])
 def test_nose_hoover_chain_kernel_is_the_cpu_chain(chain, nloop):
-    """The device's chain half-step (nose_hoover_chain_step on a kinetic sum in device memory,
+    """The device's chain half-step (nose_hoover_chain_step on a kinetic sum in device memory, a
+    one-row last level of the tree,
     then scale_rows_by reading the factor there) equals numdp.kernels.cpu.thermostat's over
     five half-steps: chain variables and scaled velocities, bit for bit under the simulator (the
     same scalar function; exp is the C library's on both).  On a GPU, exp is libdevice's
@@ -170,7 +171,7 @@ def test_nose_hoover_chain_kernel_is_the_cpu_chain(chain, nloop):
     qd, wd, factor = be.to_device(q), be.to_device(w), be.xp.empty(1)
     for _ in range(5):
         s = float(np.sum(m * np.sum(v * v, axis=1)))
-        md.nose_hoover_chain_step[1, 1](be.to_device(np.array([s])), dof, kt, qd, 0.0005, nloop, wd, xid, vxid,
+        md.nose_hoover_chain_step[1, 1](be.to_device(np.array([[s]])), dof, kt, qd, 0.0005, nloop, wd, xid, vxid,
                                         factor)
         md.scale_rows_by[launch.grid(n)](vd, factor)
         v *= nose_hoover_chain_half_step(2.0 * (0.5 * MVV2E * s), dof, kt, q, 0.0005, nloop, w, xi, vxi)
@@ -186,6 +187,55 @@ def test_nose_hoover_chain_kernel_is_the_cpu_chain(chain, nloop):
             assert np.array_equal(g, want)
 
 
+@pytest.mark.parametrize("n", [1, 40, 1057])
+def test_nose_hoover_chain_kernel_finishes_the_kinetic_tree_with_its_bits(n):
+    """DeviceVelocities.nose_hoover_chain runs the kinetic tree's last level inside the chain's
+    one-thread kernel (one launch fewer per half-step): its factor and chain variables are those
+    of the CPU chain on the full tree sum (tree_sum of the same per-atom terms), bit for bit under
+    the simulator, for 1 atom (no tree level), 40 (one level before the kernel) and 1 057 (two).
+    On a GPU the bound of the kernel test above applies to the chain; the sum is the same
+    additions in the same order (`_column_sum`, shared with row_sums)."""
+    from numdp.kernels.cpu.thermostat import nose_hoover_chain_half_step
+    from numdp.kernels.cuda import launch, md
+    from numdp.md.device import DeviceVelocities
+    from numdp.md.device_state import DeviceState, tree_sum
+    from numdp.md.thermostats import NoseHooverChain
+    from numdp.system import State
+    from numdp.units import KB, MVV2E
+
+    be = _be()
+    rng = np.random.default_rng(n)
+    st = State(positions=rng.uniform(0, 9, (n, 3)), velocities=rng.normal(size=(n, 3)),
+               types=np.zeros(n, np.int32), masses=rng.uniform(1.0, 20.0, n), box=None, type_map=["A"],
+               ids=np.arange(n))
+    dev = DeviceState.upload(be, st)
+    kt, w = KB * 300.0, NoseHooverChain._WEIGHTS
+    q = np.array([3 * n * kt * 0.02 ** 2, kt * 0.02 ** 2, kt * 0.02 ** 2])
+    xi, vxi = rng.normal(0, 0.1, 3), rng.normal(0, 20.0, 3)
+    st.thermostat = {"xi": xi.copy(), "vxi": vxi.copy()}
+    # on a GPU: the kernel test's bound for 3 calls, nloop 1, M = 3
+    rel = 0.0 if os.environ.get("NUMDP_TEST_REAL_GPU") != "1" else 2 * 2 * 2.0 ** -53 * (3 * 3 * 2 * 3 * 8) * 2 ** 3
+
+    def same(got, want):
+        got = np.asarray(be.to_host(got) if not isinstance(got, np.ndarray) else got)
+        assert np.all(np.abs(got - want) <= rel * np.abs(want).max()), (got, want)
+
+    ops = DeviceVelocities(dev)
+    for _ in range(3):
+        rows = be.xp.empty((n, md.KINETIC_COLUMNS))
+        md.kinetic_terms[launch.grid(n)](dev.velocities, dev.masses, rows)
+        s = float(tree_sum(be, rows)[0])
+        want = nose_hoover_chain_half_step(2.0 * (0.5 * MVV2E * s), st.dof, kt, q, 0.0005, 1, w, xi, vxi)
+        v = np.array(be.to_host(dev.velocities))
+        ops.nose_hoover_chain(st, 0.0005, kt, q, 1, w)
+        assert want != 1.0    # the chain acted
+        same(ops._factor, np.array([want]))
+        same(dev.velocities, v * want)
+    dev.download(st)
+    same(st.thermostat["xi"], xi)
+    same(st.thermostat["vxi"], vxi)
+
+
 def test_nose_hoover_chain_kernel_leaves_a_system_at_rest_alone():
     """2K = 0: factor 1 and the chain variables untouched (the host path returns early)."""
     from numdp.kernels.cuda import md
@@ -194,7 +244,7 @@ def test_nose_hoover_chain_kernel_leaves_a_system_at_rest_alone():
     be = _be()
     xid, vxid = be.to_device(np.array([0.5, -0.25])), be.to_device(np.array([3.0, 2.0]))
     factor = be.to_device(np.array([7.0]))
-    md.nose_hoover_chain_step[1, 1](be.to_device(np.zeros(5)), 3, 0.025, be.to_device(np.ones(2)), 0.0005, 1,
+    md.nose_hoover_chain_step[1, 1](be.to_device(np.zeros((3, 5))), 3, 0.025, be.to_device(np.ones(2)), 0.0005, 1,
                                     be.to_device(NoseHooverChain._WEIGHTS), xid, vxid, factor)
     assert float(be.to_host(factor)[0]) == 1.0
     assert np.array_equal(be.to_host(xid), [0.5, -0.25]) and np.array_equal(be.to_host(vxid), [3.0, 2.0])

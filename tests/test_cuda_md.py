@@ -320,16 +320,25 @@ def test_device_safety_names_the_atom_with_a_non_finite_velocity_or_force():
     problem = monitor.local_problem(st, provider)
     assert problem.startswith(f"step 7: atom {st.ids[5]} (") and "has a non-finite force" in problem
 
-    # the forces' check also checks the velocities (one launch, one copy); the monitor of the
-    # same device state reads that result for the same step, and copies the state to name the atom
+    # in a run the force call's completion reads both results with the step's totals
+    # (DeviceState.nonfinite, for that step): the checks of that step then read nothing more, and
+    # copy the state only to name the atom; a record of another step is not used
+    from numdp.kernels.cuda.opcount import OpCounter
+
     st = _state()
     dev = _device(st)
     dev.velocities[9, 0] = -np.inf
     provider = DeviceForceProvider(Potential(), 0.5, dev)
-    assert provider.nonfinite_force_atom(st) == -1 and dev.nonfinite_velocity == (7, 9)
-    assert np.isfinite(st.velocities).all()             # nothing copied yet
-    assert DeviceSafetyMonitor(0.0, 1.0, dev).nonfinite_velocity_atom(st) == 9
+    dev.nonfinite = (st.step, *provider._first_nonfinite(dev.be.to_host(provider._nonfinite_records())))
+    assert dev.nonfinite == (7, -1, 9)
+    counter = OpCounter()
+    with counter.counting():
+        assert provider.nonfinite_force_atom(st) == -1
+        assert counter.to_host == 0 and np.isfinite(st.velocities).all()     # nothing read or copied
+        assert DeviceSafetyMonitor(0.0, 1.0, dev).nonfinite_velocity_atom(st) == 9
     assert np.isinf(st.velocities[9, 0])
+    dev.nonfinite = (6, -1, -1)
+    assert DeviceSafetyMonitor(0.0, 1.0, dev).nonfinite_velocity_atom(st) == 9
 
 
 def make_devi_run(folder: Path, device: str) -> Path:
@@ -572,6 +581,87 @@ def test_gpu_safety_stops_name_the_atoms_as_on_the_cpu(tmp_path):
         got = _stop_message(toml, PoisonedDevice(read_model(toml.parent / "model.h5"), what, after=2))
         assert got.startswith(expected), got
         assert read_checkpoint(tmp_path / what / "ck.stop.h5").step == 2
+
+
+@pytest.mark.skipif(os.environ.get("NUMDP_TEST_REAL_GPU") == "1", reason="poisons NumPy arrays")
+def test_a_non_finite_velocity_stops_the_step_that_made_it_on_both_devices(tmp_path, monkeypatch):
+    """The velocity test sees the step's final velocities: on the GPU their non-finite records
+    come in the totals copy, which DeviceVelocityVerlet.step completes after the second
+    half-kick.  A nan put into atom 2's velocity by the second half-kick of step 2 (after the force
+    call; positions, forces and energy stay finite) stops both runs at step 2 with the same line
+    and step 2's stop checkpoint.  A check one phase later would see the nan only at step 3,
+    after it moved the atom (a non-finite energy there)."""
+    from numdp.io.h5md import read_checkpoint as read_ck
+    from numdp.md.device import DeviceVelocityVerlet
+    from numdp.md.integrator import VelocityVerlet
+
+    first_half = []   # inside kick_drift (the CPU's calls kick_half)
+
+    def poison_second_kick(cls):
+        kick, kick_drift = cls.kick_half, cls.kick_drift
+
+        def kick_half(self, state):
+            kick(self, state)
+            if state.step == 1 and not first_half:   # step 2's second half-kick
+                v = self.dev.velocities if isinstance(self, DeviceVelocityVerlet) else state.velocities
+                v[2, 1] = np.nan
+
+        def kick_then_drift(self, state, h):
+            first_half.append(True)
+            try:
+                kick_drift(self, state, h)
+            finally:
+                first_half.pop()
+
+        monkeypatch.setattr(cls, "kick_half", kick_half)
+        monkeypatch.setattr(cls, "kick_drift", kick_then_drift)
+
+    poison_second_kick(VelocityVerlet)
+    poison_second_kick(DeviceVelocityVerlet)
+    msg = {d: _stop_message(make_cluster(tmp_path / d, d, safety="[safety]\nmin_distance = 0.0\n"))
+           for d in ("cpu", "cuda")}
+    assert msg["cuda"] == msg["cpu"] == "step 2: atom 2 (A) has a non-finite velocity"
+    for d in ("cpu", "cuda"):
+        ck = read_ck(tmp_path / d / "ck.stop.h5")
+        assert ck.step == 2 and np.isnan(ck.velocities[2, 1]) and np.isfinite(ck.positions).all()
+
+
+@pytest.mark.parametrize("md", ["", NHC], ids=["nve", "nose-hoover"])
+def test_a_gpu_step_reads_the_device_twice(tmp_path, md):
+    """Issue 14 (the host receives data only at output steps): a step without a rebuild or output
+    on one GPU rank makes 2 synchronising copies to the host (OpCounter's to_host): the rebuild
+    decision, and the force call's totals with the safety records (energy, virial, closest pair,
+    first non-finite force and velocity, the list's statistics); the safety check reads nothing of
+    its own, nor does the Nosé-Hoover chain.  3 steps of the cluster, output only at the start."""
+    from numdp.kernels.cuda.opcount import OpCounter
+    from numdp.md.setup import build_simulation
+
+    toml = make_cluster(tmp_path, "cuda", md, steps=3, every=100)
+    counter = OpCounter()
+    reads = []
+    with counter.counting():   # on before the run is built, so that its device arrays are seen
+        settings = load_run_settings(toml)
+        model = DPModel(read_model(toml.parent / "model.h5"), nthreads=1, device="cuda")
+        sim, end = build_simulation(settings, model=model, screen=io.StringIO())
+        step, check = sim.integrator.step, sim.safety.check
+
+        def counted_step(state, forces):
+            reads.append(counter.to_host)
+            step(state, forces)
+
+        def counted_check(state, provider, interrupted=False):
+            got = check(state, provider, interrupted)
+            if reads:   # not the setup's check
+                reads[-1] = counter.to_host - reads[-1]
+            return got
+
+        sim.integrator.step, sim.safety.check = counted_step, counted_check
+        try:
+            sim.run(end)
+        finally:
+            sim.close()
+    assert sim.provider.rebuilds == 1 and sim.state.step == 3
+    assert reads == [2, 2, 2]
 
 
 def test_a_collapsing_cell_stops_with_one_line_on_both_devices(tmp_path):

@@ -186,3 +186,61 @@ def test_nose_hoover_on_two_gpu_ranks_equals_serial_cpu(tmp_path):
     rel = bound[-1] / np.abs(a["velocity"][-1]).max()
     for key in ("xi", "vxi"):
         assert np.abs(ca.thermostat[key] - cb.thermostat[key]).max() <= 2 * rel * np.abs(ca.thermostat[key]).max()
+
+
+# RUN with the synchronising reads (copies to the host) of each step counted by phase on each rank
+RUN_COUNTED = textwrap.dedent("""
+    import io
+    from numdp.config import load_run_settings
+    from numdp.kernels.cuda.opcount import OpCounter
+    from numdp.md.loop import run_or_raise
+    from numdp.md.setup import build_simulation
+    from numdp.parallel.world import create_world
+
+    world = create_world()
+    counter = OpCounter()
+    reads = []
+    phases = ("rebuild test", "reductions", "safety")
+    with counter.counting():
+        sim, end = build_simulation(load_run_settings("md.toml"), world=world, screen=io.StringIO())
+        step, check = sim.integrator.step, sim.safety.check
+
+        def snap():
+            return [counter.counts[p]["to_host"] for p in phases] + [counter.to_host]
+
+        def counted_step(state, forces):
+            reads.append(snap())
+            step(state, forces)
+
+        def counted_check(state, provider, interrupted=False):
+            got = check(state, provider, interrupted)
+            if reads:
+                reads[-1] = [b - a for a, b in zip(reads[-1], snap())]
+            return got
+
+        sim.integrator.step, sim.safety.check = counted_step, counted_check
+        run_or_raise(sim, end)
+    print(f"rank {world.rank} rebuilds {sim.provider.rebuilds} reads {reads}")
+""")
+
+
+def test_two_gpu_ranks_read_the_safety_records_with_the_totals(tmp_path):
+    """On two GPU ranks the non-finite records come in the totals copy too (the parallel provider
+    inherits DeviceForceProvider.launch / complete): per step and rank one read for the rebuild
+    test, one for the totals, none for the safety check (the rest are the ghost exchange's and
+    force return's host buffers).  2 NVE steps without rebuild or output."""
+    import ast
+
+    toml = make_run(tmp_path, "cuda", steps=2, every=100)
+    (tmp_path / "run.py").write_text(RUN_COUNTED)
+    r = subprocess.run([MPIEXEC, "-n", "2", sys.executable, "run.py"], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=TIMEOUT)
+    assert r.returncode == 0, f"exit {r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    lines = sorted(line for line in r.stdout.splitlines() if line.startswith("rank "))
+    assert len(lines) == 2, r.stdout
+    for line in lines:
+        words = line.split(" reads ")
+        assert words[0].endswith("rebuilds 1"), line
+        for rebuild_test, totals, safety, _ in ast.literal_eval(words[1]):
+            assert (rebuild_test, totals, safety) == (1, 1, 0), line
+    print("\n".join(lines))

@@ -80,8 +80,9 @@ def test_op_counter_counts_each_kind_once():
 def test_nose_hoover_half_step_on_one_rank_copies_nothing_to_the_host():
     """The Nosé-Hoover chain's half-step on one GPU rank (issue 14: the host receives data only at
     output steps): the first call uploads the chain's variables, masses and weights (4 copies to
-    the device); every call is 5 kernels in the "thermostat" phase (per-atom kinetic terms, the
-    two levels of the tree sum of 40 atoms, the one-thread chain kernel, the scaling) and no copy
+    the device); every call is 4 kernels in the "thermostat" phase (per-atom kinetic terms, the
+    first level of the tree sum of 40 atoms, the one-thread kernel that sums the last level and
+    runs the chain, the scaling) and no copy
     to the host; the chain's variables reach the host State only by a download."""
     from numdp.backend import get_backend
     from numdp.kernels.cuda.opcount import OpCounter
@@ -107,8 +108,8 @@ def test_nose_hoover_half_step_on_one_rank_copies_nothing_to_the_host():
         th.half_step(st, 0.0005, 3)
         th.half_step(st, 0.0005, 2)
         later = dict(c.counts["thermostat"])
-    assert first == (5, 4, 0)
-    assert later.get("kernel") == 10 and not later.get("to_host") and not later.get("to_device")
+    assert first == (4, 4, 0)
+    assert later.get("kernel") == 8 and not later.get("to_host") and not later.get("to_device")
     assert not st.thermostat["vxi"].any()       # the host copy waits for a download
     dev.download(st)
     assert st.thermostat["vxi"].all()

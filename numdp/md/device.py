@@ -11,9 +11,10 @@ virial the force call brings back), the skin test, the ghost shell and the neigh
 model, the fold of ghost forces, the potential-energy sum, and the safety checks'
 per-atom parts (non-finite forces and velocities, closest pair, largest move).  The host keeps
 the scalars (step, time, box, energy, virial, the stochastic thermostats' variables) and receives
-per step only a handful of numbers (the reductions above); the per-atom arrays and the chain's
-variables come to the host only when the State is read there: thermo, trajectory and checkpoint
-steps, and a stop (`sync_host`).
+per step only a handful of numbers (the reductions above: two synchronising copies, the rebuild
+test's and the force call's totals with the safety records, `DeviceVelocityVerlet.step`); the
+per-atom arrays and the chain's variables come to the host only when the State is read there:
+thermo, trajectory and checkpoint steps, and a stop (`sync_host`).
 
 On several MPI ranks each rank runs its subdomain on its own GPU (numdp.md.device_parallel,
 numdp.parallel.device_comm); the thermostats' and the barostat's sums are then summed over ranks
@@ -28,7 +29,7 @@ from ..parallel.world import World
 from ..system import State
 from ..units import MVV2E
 from .device_forces import DeviceForceProvider
-from .device_state import DeviceState, first_flagged, tree_sum, tree_sum_device
+from .device_state import DeviceState, first_flagged, tree_levels_device, tree_sum, tree_sum_device
 from .integrator import VelocityVerlet
 from .safety import SafetyMonitor
 from .thermostats import host_nose_hoover_chain
@@ -65,14 +66,18 @@ class DeviceVelocities:
         self._factor = None     # (1,) device array: the chain's scale factor
         self._chain_consts = None   # (q, weights) on the host and (q, weights) on the device
 
-    def _sums_device(self):
-        """(Σ m v.v, Σ m v (3), Σ m) of this rank's atoms, a (5,) device array: one fixed-order
-        tree sum (`tree_sum_device`)."""
+    def _kinetic_rows(self):
+        """(m v.v, m vx, m vy, m vz, m) per atom of this rank, a (N, 5) device array."""
         dev = self.dev
         rows = dev.be.xp.empty((dev.natoms, self._K.KINETIC_COLUMNS))
         if dev.natoms:
             self._K.kinetic_terms[self._grid(dev.natoms)](dev.velocities, dev.masses, rows)
-        return tree_sum_device(dev.be, rows)
+        return rows
+
+    def _sums_device(self):
+        """(Σ m v.v, Σ m v (3), Σ m) of this rank's atoms, a (5,) device array: one fixed-order
+        tree sum (`tree_sum_device`)."""
+        return tree_sum_device(self.dev.be, self._kinetic_rows())
 
     def _sums(self) -> np.ndarray:
         """`_sums_device` on the host, then summed over ranks in rank order."""
@@ -99,8 +104,9 @@ class DeviceVelocities:
                           weights: np.ndarray) -> None:
         """HostVelocities.nose_hoover_chain with the chain variables on the device
         (DeviceState.thermostat, uploaded from state.thermostat at the first call): the kinetic
-        sum left on the device, a one-thread kernel for the chain's maths that writes the scale
-        factor to device memory, and the scaling that reads it there.  On several ranks
+        tree sum left on the device, its last level and the chain's maths in one one-thread
+        kernel that writes the scale factor to device memory, and the scaling that reads it
+        there.  On several ranks
         (not chain_on_device) the host path of numdp.md.thermostats."""
         if not self.chain_on_device:
             host_nose_hoover_chain(self, state, h, kt, q, nloop, weights)
@@ -118,8 +124,9 @@ class DeviceVelocities:
             consts = (q.copy(), weights.copy(), be.xp.array(q, dtype=np.float64),
                       be.xp.array(weights, dtype=np.float64))
             self._chain_consts = consts
-        sums = self._sums_device()
-        self._K.nose_hoover_chain_step[1, 1](sums, int(state.dof), float(kt), consts[2], float(h), int(nloop),
+        # the kinetic tree down to one chunk; its last level runs in the chain's one thread
+        rows = tree_levels_device(be, self._kinetic_rows(), self._K.SUM_CHUNK)
+        self._K.nose_hoover_chain_step[1, 1](rows, int(state.dof), float(kt), consts[2], float(h), int(nloop),
                                              consts[3], chain["xi"], chain["vxi"], self._factor)
         self._K.scale_rows_by[self._grid(dev.natoms)](dev.velocities, self._factor)
 
@@ -155,6 +162,22 @@ class DeviceVelocityVerlet(VelocityVerlet):
             if coupled is not None:
                 coupled.ops = DeviceVelocities(dev, world)
 
+    def step(self, state: State, forces) -> None:
+        """VelocityVerlet.step; with a device force provider (`DeviceForceProvider`) its host read
+        waits for the end of the step: `forces.launch` at the force call, `forces.complete` once
+        the second half-kick and the thermostat's half-step have run.  Nothing in that second half
+        reads the force call's host results (the energy and virial go to the thermo rows, the
+        safety check and the next step's barostat; the closest pair and the list statistics to
+        the safety check), so the read can wait, and the non-finite records of the step's final
+        forces and velocities, the arrays the safety check tests after the step (as on the CPU),
+        come in the same copy: no read of their own (a stop names the same atom at the same step
+        as before and as the CPU run).  Any other callable is called as by VelocityVerlet."""
+        if not isinstance(forces, DeviceForceProvider):
+            super().step(state, forces)
+            return
+        super().step(state, forces.launch)
+        forces.complete(state)
+
     def kick_half(self, state: State) -> None:
         dev = self.dev
         self._K.kick[self._grid(dev.natoms)](dev.velocities, dev.forces, dev.masses, 0.5 * self.dt)
@@ -175,7 +198,10 @@ class DeviceVelocityVerlet(VelocityVerlet):
 
 
 class DeviceSafetyMonitor(SafetyMonitor):
-    """SafetyMonitor whose velocity test is a device reduction (the force test is the provider's)."""
+    """SafetyMonitor on the device arrays.  The non-finite forces and velocities of a step are
+    found by its force provider's `complete`, read with the step's totals (DeviceState.nonfinite:
+    no read of their own); the velocity test reduces on the device and reads only without that
+    record (a restart's first check)."""
 
     def __init__(self, min_distance: float, skin: float, dev: DeviceState, world: World | None = None):
         from ..kernels.cuda import launch, md
@@ -187,8 +213,8 @@ class DeviceSafetyMonitor(SafetyMonitor):
 
     def nonfinite_velocity_atom(self, state: State) -> int:
         dev = self.dev
-        if dev.nonfinite_velocity is not None and dev.nonfinite_velocity[0] == state.step:
-            k = dev.nonfinite_velocity[1]   # found with the forces' check of this step (same velocities)
+        if dev.nonfinite is not None and dev.nonfinite[0] == state.step:
+            k = dev.nonfinite[2]   # read with the totals of the force call that ended this step
         else:
             flag = dev.be.xp.empty(dev.natoms, np.int32)
             self._K.nonfinite_rows[self._grid(dev.natoms)](dev.velocities, flag)

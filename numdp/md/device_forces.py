@@ -2,7 +2,8 @@
 
 Same interface (`__call__(state)`, `closest`, `step_displacement`, `rebuilds`, `overflow_calls`,
 `calls`, `time_neigh`, `time_force`, `cutoff`, `request_rebuild`, `nonfinite_force_atom`,
-`atom_label`) and the same rebuild policy, on the arrays of a `DeviceState`:
+`atom_label`; `__call__` is `launch` then `complete`, which an MD step on the device calls apart)
+and the same rebuild policy, on the arrays of a `DeviceState`:
 
 - Rebuild test (every call, on the device): with d the largest displacement since the rebuild
   and s_min the smallest singular value of the cell deformation, rebuild when
@@ -29,6 +30,12 @@ Same interface (`__call__(state)`, `closest`, `step_displacement`, `rebuilds`, `
   the owned atoms (numdp.kernels.cuda.forces.fold_rows, as CUDAEvaluator.compute_owned does), the
   closest pair is found (numdp.model.cuda_evaluator.closest_pair), and the potential energy (a
   fixed-order tree sum) and the virial (9 numbers) come to the host.
+- One host read per call besides the rebuild test's: `launch` runs the call on the device and
+  `complete` brings the energy, virial, closest pair, list statistics and the safety check's
+  non-finite records (the first atom with a non-finite force, and with a non-finite velocity) in
+  one copy.  `__call__` does both; an MD step on the device (numdp.md.device.DeviceVelocityVerlet)
+  completes after its second half-kick and thermostat half-step, so that the velocities checked
+  are the step's final ones, as on the CPU.
 - At a deviation step ([model_devi], `evaluate_next_with` the step before) the other models are
   evaluated in the same call on the same extended atoms; those that share the environment matrix
   with another (numdp.md.forces.environment_groups) get it computed once per chunk
@@ -108,6 +115,7 @@ class DeviceForceProvider:
         self.shared_env = 0   # model evaluations that reused another model's environment matrix
         self._ensemble_next = None   # models to evaluate with model 0 at the next call
         self._ensemble_done = None   # (calls, models, results) of the last such call
+        self._pending = None   # a launched call's device results (energy, virial, closest, stats, err)
 
     @property
     def cutoff(self) -> float:
@@ -212,9 +220,21 @@ class DeviceForceProvider:
     # -- one evaluation --------------------------------------------------------------------------
     def __call__(self, state: State) -> None:
         """Fill dev.forces (N, 3) eV/Å (device), state.virial (3, 3) eV and
-        state.potential_energy eV (host)."""
-        from ..model.cuda_evaluator import closest_pair_device, closest_pair_of
+        state.potential_energy eV (host): `launch` then `complete` (one host read)."""
+        self.launch(state)
+        self.complete(state)
 
+    def launch(self, state: State) -> None:
+        """The force call up to its host read: the rebuild test (its own read), the list, the
+        model and the fold; dev.forces (N, 3) eV/Å is filled on the device, and the energy,
+        virial, closest pair and list statistics wait on the device for `complete`, which must
+        follow before the next launch.  numdp.md.device.DeviceVelocityVerlet.step launches at the
+        force call and completes at the end of the step, so that the non-finite records of the
+        step's final velocities come in the same copy."""
+        from ..model.cuda_evaluator import closest_pair_device
+
+        if self._pending is not None:
+            raise RuntimeError("DeviceForceProvider.launch: the previous force call was not completed")
         be, xp, dev = self.be, self.be.xp, self.dev
         c0 = self.world.comm_time
         t0 = time.perf_counter()
@@ -238,13 +258,9 @@ class DeviceForceProvider:
             outs = self._compute_models([self.model] + others)
             energy, ext_force, virial = outs[0]
         self._owned_forces(ext_force)
-        totals = self._totals(energy, virial, closest, (stats, err))
-        self.closest = closest_pair_of(totals[10:13])
-        self._check_list(totals[13:], self.sel)
         if others is not None:
             self._ensemble_done = (self.calls + 1, others, [self._reduce(out) for out in outs[1:]])
-        state.potential_energy = float(totals[0])
-        state.virial = totals[1:10].reshape(3, 3)
+        self._pending = (energy, virial, closest, stats, err)
         if self._prev is None:
             self._prev = xp.empty((nloc, 3))
         self._prev[...] = dev.positions
@@ -252,6 +268,29 @@ class DeviceForceProvider:
         t2 = time.perf_counter()
         self.time_neigh += (t1 - t0) - (c1 - c0)
         self.time_force += (t2 - t1) - (self.world.comm_time - c1)
+
+    def complete(self, state: State) -> None:
+        """The host read of the launched force call, with the safety records of the arrays as
+        they are now: one copy brings the potential energy and the virial (summed over ranks:
+        state.potential_energy eV, state.virial (3, 3) eV), the closest pair (`closest`), the
+        first atoms with a non-finite force and velocity (dev.nonfinite, for this state.step: what
+        `nonfinite_force_atom` and numdp.md.device.DeviceSafetyMonitor read), and the list's
+        statistics and key-overflow flag (`_check_list`)."""
+        from ..model.cuda_evaluator import closest_pair_of
+
+        if self._pending is None:
+            raise RuntimeError("DeviceForceProvider.complete: no force call was launched")
+        energy, virial, closest, stats, err = self._pending
+        self._pending = None
+        c0 = self.world.comm_time
+        t0 = time.perf_counter()
+        totals = self._totals(energy, virial, closest, (self._nonfinite_records(), stats, err))
+        self.closest = closest_pair_of(totals[10:13])
+        self.dev.nonfinite = (state.step, *self._first_nonfinite(totals[13:15]))
+        self._check_list(totals[15:], self.sel)
+        state.potential_energy = float(totals[0])
+        state.virial = totals[1:10].reshape(3, 3)
+        self.time_force += (time.perf_counter() - t0) - (self.world.comm_time - c0)
 
     def _list(self, sel: np.ndarray):
         """(nlist (nloc, sum(sel)) int32, stats (2 ntypes,) int64, err (1,) int32), device arrays,
@@ -388,20 +427,34 @@ class DeviceForceProvider:
                 outs[k] = out
         return outs
 
-    def nonfinite_force_atom(self, state: State) -> int:
-        """Local index of the first owned atom with a non-finite force, or -1 (a device
-        reduction; when there is one, the state is copied to the host to name it)."""
+    def _nonfinite_records(self):
+        """(2,) float64 device array: n - i for the first owned atom i with a non-finite force,
+        the same for the velocities, 0 when there is none (one launch and one fixed-order tree:
+        `nonfinite_records`, `extreme_rows`)."""
         dev = self.dev
-        # the velocities are checked in the same launch and copy; the safety monitor
-        # (numdp.md.device.DeviceSafetyMonitor) reads that result for this step
         n = dev.natoms
-        k = kv = -1
-        if n:   # records (n - i when flagged, else 0): the max is n - the first flagged atom
-            rows = self.be.xp.empty((n, 2))
-            self._K.nonfinite_records[self._grid(n)](dev.forces, dev.velocities, rows)
-            got = self.be.to_host(tree_extreme_device(self.be, rows, 0))
-            k, kv = (n - int(g) if g else -1 for g in got)
-        dev.nonfinite_velocity = (state.step, kv)
+        if not n:
+            return self.be.xp.zeros(2)
+        rows = self.be.xp.empty((n, 2))
+        self._K.nonfinite_records[self._grid(n)](dev.forces, dev.velocities, rows)
+        return tree_extreme_device(self.be, rows, 0)
+
+    def _first_nonfinite(self, got) -> tuple[int, int]:
+        """(first atom with a non-finite force, with a non-finite velocity; -1 when none) from the
+        host copy of `_nonfinite_records`."""
+        n = self.dev.natoms
+        return tuple(n - int(g) if g else -1 for g in got)
+
+    def nonfinite_force_atom(self, state: State) -> int:
+        """Local index of the first owned atom with a non-finite force, or -1; when there is one,
+        the state is copied to the host to name it.  Read with the totals of the force call that
+        ended this step (dev.nonfinite); without one (a restart's first check, whose forces came
+        from the checkpoint) a device reduction read now."""
+        dev = self.dev
+        if dev.nonfinite is not None and dev.nonfinite[0] == state.step:
+            k = dev.nonfinite[1]
+        else:
+            k = self._first_nonfinite(self.be.to_host(self._nonfinite_records()))[0]
         if k >= 0:
             dev.download(state)
         return k

@@ -37,8 +37,10 @@ class DeviceState:
     types_host: np.ndarray
     ids_host: np.ndarray
     reference: object = None
-    # (step, first atom with a non-finite velocity or -1), found along with the forces' check
-    nonfinite_velocity: tuple | None = None
+    # (step, first atom with a non-finite force, first with a non-finite velocity; -1 when none)
+    # of the arrays as they were at the end of that step: read with the totals of the force call
+    # that ended it (numdp.md.device_forces.DeviceForceProvider.complete), for the safety check
+    nonfinite: tuple | None = None
     # State.thermostat entries that a device kernel updates during the run (the Nosé-Hoover
     # chain's "xi", "vxi": numdp.md.device.DeviceVelocities.nose_hoover_chain puts them here at
     # its first half-step); the device copy is the current one, `download` brings it to the host
@@ -81,18 +83,26 @@ def tree_sum(be: Backend, rows) -> np.ndarray:
 
 def tree_sum_device(be: Backend, rows):
     """`tree_sum` left on the device: a (k,) device array (to join other results in one copy)."""
+    if rows.shape[0] == 0:
+        return be.xp.zeros(rows.shape[1])
+    return tree_levels_device(be, rows, 1)[0]
+
+
+def tree_levels_device(be: Backend, rows, last: int):
+    """The levels of `tree_sum`'s fixed-order tree over device rows (n, k) until at most `last`
+    rows are left (device array (<= last, k); `rows` itself when n <= last): with last =
+    SUM_CHUNK, what a one-thread kernel finishes as one more `row_sums` chunk (the Nosé-Hoover
+    chain's `nose_hoover_chain_step`), with the full tree's bits."""
     from ..kernels.cuda import launch, md
 
     xp = be.xp
-    n, k = rows.shape
-    if n == 0:
-        return xp.zeros(k)
-    while rows.shape[0] > 1:
+    k = rows.shape[1]
+    while rows.shape[0] > last:
         nch = (rows.shape[0] + md.SUM_CHUNK - 1) // md.SUM_CHUNK
         out = xp.empty((nch, k))
         md.row_sums[launch.grid(nch)](rows, md.SUM_CHUNK, out)
         rows = out
-    return rows[0]
+    return rows
 
 
 def tree_extreme_device(be: Backend, rows, npay: int, minimum: bool = False):

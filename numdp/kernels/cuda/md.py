@@ -94,16 +94,19 @@ def scale_rows_by(x, factor):
 
 
 @cuda.jit
-def nose_hoover_chain_step(sums, dof, kt, q, h, nloop, weights, xi, vxi, factor):
-    """One thread: the Nosé-Hoover chain's half-step h (ps) from sums[0] = Σ m v.v (amu Å²/ps²,
-    `kinetic_terms` summed by `row_sums`, the whole system's), on the chain variables xi, vxi
-    (M,) in device memory; writes the velocities' scale factor to factor[0] (1.0 for a system at
-    rest, which a chain cannot heat: the variables are left as they are).  dof: N_f; kt: eV;
-    q (M,): chain masses, eV ps²; weights (w,): Suzuki-Yoshida weights; nloop sub-cycles
+def nose_hoover_chain_step(rows, dof, kt, q, h, nloop, weights, xi, vxi, factor):
+    """One thread: the last level of the kinetic tree sum, then the Nosé-Hoover chain's half-step
+    h (ps) from it.  rows (r <= SUM_CHUNK, k): `kinetic_terms` reduced by `row_sums` to at most
+    one chunk (numdp.md.device_state.tree_levels_device); their column 0 is summed here as
+    `row_sums` sums a chunk (`_column_sum`: the same additions in the same order), giving the
+    whole system's Σ m v.v (amu Å²/ps²) with the bits of the full tree sum.  The chain variables
+    xi, vxi (M,) stay in device memory; the velocities' scale factor goes to factor[0] (1.0 for a
+    system at rest, which a chain cannot heat: the variables are left as they are).  dof: N_f;
+    kt: eV; q (M,): chain masses, eV ps²; weights (w,): Suzuki-Yoshida weights; nloop sub-cycles
     (numdp.kernels.mdmath.nose_hoover_chain; 2K = 2 (MVV2E Σ m v.v / 2) as on the host)."""
     if cuda.grid(1) != 0:
         return
-    k2 = 2.0 * (0.5 * MVV2E * sums[0])
+    k2 = 2.0 * (0.5 * MVV2E * _column_sum(rows, 0, rows.shape[0], 0))
     if k2 == 0.0:
         factor[0] = 1.0
         return
@@ -190,10 +193,17 @@ def row_sums(rows, chunk, out):
     r0 = c * chunk
     r1 = min(r0 + chunk, rows.shape[0])
     for k in range(rows.shape[1]):
-        s = 0.0
-        for r in range(r0, r1):
-            s += rows[r, k]
-        out[c, k] = s
+        out[c, k] = _column_sum(rows, r0, r1, k)
+
+
+@cuda.jit(device=True)
+def _column_sum(rows, r0, r1, k):
+    """Σ rows[r, k] for r in [r0, r1), in increasing r from 0.0: one chunk of the reduction tree
+    (`row_sums`, and the last level inside `nose_hoover_chain_step`)."""
+    s = 0.0
+    for r in range(r0, r1):
+        s += rows[r, k]
+    return s
 
 
 @cuda.jit

@@ -64,10 +64,13 @@ PHASES = {
     "DeviceForceProvider._owned_forces": "fold",
     "DeviceForceProvider._fold": "fold",
     "DeviceForceProvider._totals": "reductions",
+    "DeviceForceProvider._nonfinite_records": "safety",
     "DeviceForceProvider.nonfinite_force_atom": "safety",
     "DeviceSafetyMonitor.nonfinite_velocity_atom": "safety",
     "DeviceState.download": "output",
     "DeviceForceProvider.__call__": "force call (other)",
+    "DeviceForceProvider.launch": "force call (other)",
+    "DeviceForceProvider.complete": "reductions",
 }
 KINDS = ("kernel", "array op", "alloc", "to_device", "to_host")
 
