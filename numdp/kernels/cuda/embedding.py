@@ -12,6 +12,8 @@ import math
 import numpy as np
 from numba import cuda, float32, float64
 
+from .launch import made_by
+
 MAX_WIDTH = 256   # widest layer the fused kernel takes (water.dp: 100)
 
 _KERNELS: dict = {}
@@ -21,7 +23,8 @@ def embed_fused_for(dtype):
     """The fused kernel for nets of `dtype` (float64 or float32)."""
     key = np.dtype(dtype).name
     if key not in _KERNELS:
-        _KERNELS[key] = _build(float32 if key == "float32" else float64)
+        _KERNELS[key] = made_by(_build(float32 if key == "float32" else float64), __name__,
+                                "embed_fused_for", (key,))
     return _KERNELS[key]
 
 

@@ -1,4 +1,8 @@
 """Launch geometry and the CUDA copies of the shared scalar maths."""
+import json
+import os
+
+import numpy as np
 from numba import config, cuda
 
 from ..dual import cuda_device
@@ -23,8 +27,6 @@ def _pin_simulated_launches() -> None:
     starts inherit that, and the previous mask is restored after the launch, so Numba's CPU worker
     threads and other threads keep their CPUs.  The MPI ranks of a node pick different CPUs (by
     local rank, else by pid).  A no-op where affinity cannot be set."""
-    import os
-
     from numba.cuda.simulator import kernel as sim
 
     if not hasattr(os, "sched_setaffinity") or getattr(sim.FakeCUDAKernel, "_numdp_pinned", False):
@@ -51,8 +53,70 @@ def _pin_simulated_launches() -> None:
     sim.FakeCUDAKernel._numdp_pinned = True
 
 
+FACTORY_ORIGINS: dict = {}
+"""py_func -> (module, factory, args, index) of each kernel made by a factory (`made_by`), so that
+tools/ptx_check.py can build the same kernel again in a process without the simulator."""
+
+
+def made_by(kernel, module: str, factory: str, args: tuple, index=None):
+    """Record that `kernel` is `module.factory(*args)` (item `index` of its result when that is a
+    tuple); returns the kernel."""
+    FACTORY_ORIGINS[kernel.py_func] = (module, factory, tuple(args), index)
+    return kernel
+
+
+def launch_record(kernel, args) -> dict:
+    """What tools/ptx_check.py needs to compile a simulated launch for a GPU: where the kernel
+    comes from, and each argument's Numba type as the device would see it (a simulated device
+    array is a NumPy array: its dtype, dimensions and layout; a Python int is int64, a float
+    float64, a bool boolean; NumPy scalars keep their type)."""
+    fn = kernel.py_func
+    origin = FACTORY_ORIGINS.get(fn)
+    where = ({"module": origin[0], "factory": origin[1], "args": list(origin[2]), "index": origin[3]}
+             if origin else {"module": fn.__module__, "name": fn.__name__})
+    sig = []
+    for a in args:
+        a = getattr(a, "_ary", a)   # the simulator's FakeCUDAArray wraps a NumPy array
+        if isinstance(a, np.ndarray) and a.ndim > 0:
+            layout = "C" if a.flags.c_contiguous else "F" if a.flags.f_contiguous else "A"
+            sig.append(["array", a.dtype.name, a.ndim, layout])
+        elif isinstance(a, (bool, np.bool_)):
+            sig.append(["scalar", "bool"])
+        elif isinstance(a, int):
+            sig.append(["scalar", "int64"])
+        elif isinstance(a, float):
+            sig.append(["scalar", "float64"])
+        elif isinstance(a, np.generic):
+            sig.append(["scalar", a.dtype.name])
+        else:
+            raise TypeError(f"{fn.__name__}: argument of type {type(a).__name__} cannot be recorded")
+    return {"kernel": where, "sig": sig}
+
+
+def _record_simulated_launches(path: str) -> None:
+    """Append one JSON line per distinct (kernel, argument types) launched in this process to
+    `path` (NUMDP_RECORD_LAUNCHES; MPI ranks and other processes append to the same file)."""
+    from numba.cuda.simulator import kernel as sim
+
+    launch = sim.FakeCUDAKernel.__call__
+    seen = set()
+
+    def recording(kernel, *args):
+        if not (kernel._device or sim._kernel_context):
+            line = json.dumps(launch_record(kernel, args), sort_keys=True)
+            if line not in seen:
+                seen.add(line)
+                with open(path, "a") as f:
+                    f.write(line + "\n")
+        return launch(kernel, *args)
+
+    sim.FakeCUDAKernel.__call__ = recording
+
+
 if getattr(config, "ENABLE_CUDASIM", 0):
     _pin_simulated_launches()
+    if os.environ.get("NUMDP_RECORD_LAUNCHES"):
+        _record_simulated_launches(os.environ["NUMDP_RECORD_LAUNCHES"])
 
 
 def grid(n: int) -> tuple[int, int]:

@@ -51,6 +51,8 @@ from numdp.kernels.keys import (
     unpack_key,
 )
 
+from .launch import made_by
+
 pack_key_gpu = cuda_device(pack_key)
 unpack_key_gpu = cuda_device(unpack_key)
 
@@ -512,7 +514,7 @@ def fill_nlist_shared(cap: int):
             _fill_row(keys, js, cap, nkeys, tcount, spos, sidx, stype, scell, cell_start, nbins, reach,
                       p, rcut2, sel, sec, counts, nlist, err)
 
-        _FILL_KERNELS[cap] = kernel
+        _FILL_KERNELS[cap] = made_by(kernel, __name__, "fill_nlist_shared", (cap,))
     return kernel
 
 

@@ -11,7 +11,7 @@ from numba import cuda, float32, float64
 
 from .descriptor import add_padding, add_slot, block_slots, store_T
 from .envmat import add_channel, row4, scatter_value, slot_of, zero_pair
-from .launch import MATH, split
+from .launch import MATH, made_by, split
 
 locate_piece = MATH.locate_piece
 poly3_at = MATH.poly3_at
@@ -24,7 +24,8 @@ def kernels_for(dtype):
     """(tab_contract_T, tab_pair_forces) for tables of `dtype` (float64 or float32)."""
     key = np.dtype(dtype).name
     if key not in _KERNELS:
-        _KERNELS[key] = _build(_to_f32 if key == "float32" else _to_f64)
+        kernels = _build(_to_f32 if key == "float32" else _to_f64)
+        _KERNELS[key] = tuple(made_by(k, __name__, "kernels_for", (key,), i) for i, k in enumerate(kernels))
     return _KERNELS[key]
 
 
