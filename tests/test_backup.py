@@ -10,7 +10,7 @@ import pytest
 
 from numdp.config import load_run_settings
 from numdp.errors import InputError
-from numdp.io.backup import back_up, backup_name
+from numdp.io.backup import Backups, back_up, backup_name
 from numdp.md.safety import SafetyStop
 from numdp.md.setup import run_md
 from test_md_potential import LennardJones
@@ -53,6 +53,71 @@ def test_unrenamable_file_is_one_line_error(tmp_path, monkeypatch):
     with pytest.raises(InputError, match=r"log.txt: cannot back up the previous run's file to #log.txt.1# "
                                          r"\(Permission denied\)"):
         back_up([tmp_path / "log.txt"])
+
+
+def test_backup_is_all_or_nothing(tmp_path, monkeypatch):
+    """The second rename fails: the first file gets its name back, nothing is left renamed."""
+    from pathlib import Path
+
+    a, b = tmp_path / "a.out", tmp_path / "b.out"
+    a.write_text("a")
+    b.write_text("b")
+    rename = Path.rename
+
+    def refuse_b(self, target):
+        if self.name == "b.out":
+            raise PermissionError(13, "Permission denied")
+        return rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", refuse_b)
+    with pytest.raises(InputError, match="b.out: cannot back up"):
+        back_up([a, b])
+    assert listing(tmp_path) == ["a.out", "b.out"] and a.read_text() == "a"
+
+
+@pytest.mark.parametrize("error", [RuntimeError("the writer failed"), KeyboardInterrupt()])
+def test_failed_block_gives_the_backups_their_names_back(tmp_path, error):
+    """A failure inside the block (Ctrl-C included): the new run's partial files go, the earlier
+    files get their names back byte for byte, no #name.N# is left."""
+    old, new = tmp_path / "old.out", tmp_path / "new.out"
+    old.write_bytes(b"earlier\x00run")
+    with pytest.raises(type(error)):
+        with Backups.move([old, new, None]) as backups:
+            assert backups.moved == [(old, backup_name(old, 1))]
+            old.write_text("partial")
+            new.write_text("partial")
+            raise error
+    assert listing(tmp_path) == ["old.out"] and old.read_bytes() == b"earlier\x00run"
+
+
+def test_successful_or_kept_block_keeps_both(tmp_path):
+    out = tmp_path / "m.h5"
+    out.write_text("1")
+    with Backups.move([out], "the existing") as backups:
+        out.write_text("2")
+    assert backups.line() == f"backed up the existing {out} to #m.h5.1#"
+    assert (tmp_path / "#m.h5.1#").read_text() == "1" and out.read_text() == "2"
+    with pytest.raises(RuntimeError):
+        with Backups.move([out]) as backups:  # a run that wrote real data, then failed
+            out.write_text("3")
+            backups.keep()
+            raise RuntimeError
+    assert [(tmp_path / n).read_text() for n in ("#m.h5.1#", "#m.h5.2#", "m.h5")] == ["1", "2", "3"]
+    with Backups.move([tmp_path / "none"]) as backups:
+        pass
+    assert backups.moved == [] and backups.line() == ""
+
+
+def test_failed_block_leaves_an_output_that_is_no_regular_file_alone(tmp_path):
+    """`-o /dev/null`: not backed up, and not removed when the run fails."""
+    import os
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(RuntimeError):
+        with Backups.move([fifo]) as backups:
+            raise RuntimeError
+    assert backups.moved == [] and fifo.exists()
 
 
 def md(toml, restart=None):
