@@ -178,6 +178,39 @@ def test_new_training_backs_up_and_restart_does_not(tmp_path, data_dir):
     assert "backed up" not in stream.getvalue() and listing(work) == before
 
 
+@pytest.mark.parametrize("error", [RuntimeError("first step failed"), KeyboardInterrupt()])
+def test_training_that_fails_in_its_first_step_gives_the_files_their_names_back(tmp_path, data_dir,
+                                                                                monkeypatch, error):
+    """The first step raises (an error, or a KeyboardInterrupt): nothing of the new run is left,
+    the previous run's files are back under their names, byte for byte; a run that fails after
+    its first step (a learning-curve row written) keeps both."""
+    from numdp.train.loop import Trainer
+
+    path = make_input(tmp_path, data_dir, steps=3)
+    work = path.parent
+    train(path)
+    outputs = ("lcurve.out", "model.h5", "model.ckpt.h5")
+    first = {name: (work / name).read_bytes() for name in outputs}
+    step = Trainer.train_step
+
+    def failing(self, k, display):
+        if k == failing.at:
+            raise error
+        return step(self, k, display)
+
+    failing.at = 0
+    monkeypatch.setattr(Trainer, "train_step", failing)
+    with pytest.raises(type(error)):
+        train(path)
+    assert {name: (work / name).read_bytes() for name in outputs} == first
+    assert not any(name.startswith("#") for name in listing(work))
+    failing.at = 1  # the lcurve has a row of the new run: both are kept
+    with pytest.raises(type(error)):
+        train(path)
+    assert (work / "#lcurve.out.1#").read_bytes() == first["lcurve.out"]
+    assert (work / "lcurve.out").read_bytes() != first["lcurve.out"]
+
+
 def test_prepare_outputs_makes_directories_and_refuses_unwritable_outputs(tmp_path, monkeypatch):
     from numdp.io.backup import prepare_outputs
 
