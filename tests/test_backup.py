@@ -158,6 +158,42 @@ def test_safety_stop_at_step_zero_keeps_the_previous_trajectory(tmp_path):
     assert steps_of(tmp_path / "traj.h5md") == [0]
 
 
+class FailingModel(LennardJones):
+    """A potential whose first evaluation raises `error` (a model that fails on this system, or
+    Ctrl-C while the first force evaluation compiles)."""
+
+    def __init__(self, error):
+        super().__init__()
+        self.error = error
+
+    def compute(self, *args, **kwargs):
+        raise self.error
+
+
+@pytest.mark.parametrize("where", ["first force evaluation", "opening the trajectory"])
+@pytest.mark.parametrize("error", [InputError("the model failed"), KeyboardInterrupt()])
+def test_md_run_that_fails_before_its_first_frame_gives_the_files_their_names_back(tmp_path, monkeypatch,
+                                                                                   where, error):
+    """Nothing of the new run's own is written yet (only the log's header lines): the previous
+    run's trajectory, log and checkpoint are back under their names byte for byte, no #name.N#."""
+    toml = argon_dir(tmp_path, KIND="langevin", **{"steps = 60": "steps = 10"})
+    md(toml)
+    names = ("traj.h5md", "log.txt", "ck.h5")
+    before = {name: (tmp_path / name).read_bytes() for name in names}
+    model = LennardJones()
+    if where == "first force evaluation":
+        model = FailingModel(error)
+    else:
+        def failing(*args, **kwargs):
+            raise error
+
+        monkeypatch.setattr("numdp.md.setup.open_trajectory", failing)
+    with pytest.raises(type(error)):
+        run_md(load_run_settings(toml), model=model, screen=io.StringIO())
+    assert {name: (tmp_path / name).read_bytes() for name in names} == before
+    assert not any(name.startswith("#") for name in listing(tmp_path))
+
+
 def test_new_training_backs_up_and_restart_does_not(tmp_path, data_dir):
     path = make_input(tmp_path, data_dir, steps=5)
     work = path.parent
