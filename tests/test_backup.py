@@ -10,7 +10,7 @@ import pytest
 
 from numdp.config import load_run_settings
 from numdp.errors import InputError
-from numdp.io.backup import back_up, backup_name
+from numdp.io.backup import Backups, back_up, backup_name
 from numdp.md.safety import SafetyStop
 from numdp.md.setup import run_md
 from test_md_potential import LennardJones
@@ -55,6 +55,71 @@ def test_unrenamable_file_is_one_line_error(tmp_path, monkeypatch):
         back_up([tmp_path / "log.txt"])
 
 
+def test_backup_is_all_or_nothing(tmp_path, monkeypatch):
+    """The second rename fails: the first file gets its name back, nothing is left renamed."""
+    from pathlib import Path
+
+    a, b = tmp_path / "a.out", tmp_path / "b.out"
+    a.write_text("a")
+    b.write_text("b")
+    rename = Path.rename
+
+    def refuse_b(self, target):
+        if self.name == "b.out":
+            raise PermissionError(13, "Permission denied")
+        return rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", refuse_b)
+    with pytest.raises(InputError, match="b.out: cannot back up"):
+        back_up([a, b])
+    assert listing(tmp_path) == ["a.out", "b.out"] and a.read_text() == "a"
+
+
+@pytest.mark.parametrize("error", [RuntimeError("the writer failed"), KeyboardInterrupt()])
+def test_failed_block_gives_the_backups_their_names_back(tmp_path, error):
+    """A failure inside the block (Ctrl-C included): the new run's partial files go, the earlier
+    files get their names back byte for byte, no #name.N# is left."""
+    old, new = tmp_path / "old.out", tmp_path / "new.out"
+    old.write_bytes(b"earlier\x00run")
+    with pytest.raises(type(error)):
+        with Backups.move([old, new, None]) as backups:
+            assert backups.moved == [(old, backup_name(old, 1))]
+            old.write_text("partial")
+            new.write_text("partial")
+            raise error
+    assert listing(tmp_path) == ["old.out"] and old.read_bytes() == b"earlier\x00run"
+
+
+def test_successful_or_kept_block_keeps_both(tmp_path):
+    out = tmp_path / "m.h5"
+    out.write_text("1")
+    with Backups.move([out], "the existing") as backups:
+        out.write_text("2")
+    assert backups.line() == f"backed up the existing {out} to #m.h5.1#"
+    assert (tmp_path / "#m.h5.1#").read_text() == "1" and out.read_text() == "2"
+    with pytest.raises(RuntimeError):
+        with Backups.move([out]) as backups:  # a run that wrote real data, then failed
+            out.write_text("3")
+            backups.keep()
+            raise RuntimeError
+    assert [(tmp_path / n).read_text() for n in ("#m.h5.1#", "#m.h5.2#", "m.h5")] == ["1", "2", "3"]
+    with Backups.move([tmp_path / "none"]) as backups:
+        pass
+    assert backups.moved == [] and backups.line() == ""
+
+
+def test_failed_block_leaves_an_output_that_is_no_regular_file_alone(tmp_path):
+    """`-o /dev/null`: not backed up, and not removed when the run fails."""
+    import os
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(RuntimeError):
+        with Backups.move([fifo]) as backups:
+            raise RuntimeError
+    assert backups.moved == [] and fifo.exists()
+
+
 def md(toml, restart=None):
     screen = io.StringIO()
     try:
@@ -93,6 +158,42 @@ def test_safety_stop_at_step_zero_keeps_the_previous_trajectory(tmp_path):
     assert steps_of(tmp_path / "traj.h5md") == [0]
 
 
+class FailingModel(LennardJones):
+    """A potential whose first evaluation raises `error` (a model that fails on this system, or
+    Ctrl-C while the first force evaluation compiles)."""
+
+    def __init__(self, error):
+        super().__init__()
+        self.error = error
+
+    def compute(self, *args, **kwargs):
+        raise self.error
+
+
+@pytest.mark.parametrize("where", ["first force evaluation", "opening the trajectory"])
+@pytest.mark.parametrize("error", [InputError("the model failed"), KeyboardInterrupt()])
+def test_md_run_that_fails_before_its_first_frame_gives_the_files_their_names_back(tmp_path, monkeypatch,
+                                                                                   where, error):
+    """Nothing of the new run's own is written yet (only the log's header lines): the previous
+    run's trajectory, log and checkpoint are back under their names byte for byte, no #name.N#."""
+    toml = argon_dir(tmp_path, KIND="langevin", **{"steps = 60": "steps = 10"})
+    md(toml)
+    names = ("traj.h5md", "log.txt", "ck.h5")
+    before = {name: (tmp_path / name).read_bytes() for name in names}
+    model = LennardJones()
+    if where == "first force evaluation":
+        model = FailingModel(error)
+    else:
+        def failing(*args, **kwargs):
+            raise error
+
+        monkeypatch.setattr("numdp.md.setup.open_trajectory", failing)
+    with pytest.raises(type(error)):
+        run_md(load_run_settings(toml), model=model, screen=io.StringIO())
+    assert {name: (tmp_path / name).read_bytes() for name in names} == before
+    assert not any(name.startswith("#") for name in listing(tmp_path))
+
+
 def test_new_training_backs_up_and_restart_does_not(tmp_path, data_dir):
     path = make_input(tmp_path, data_dir, steps=5)
     work = path.parent
@@ -111,6 +212,39 @@ def test_new_training_backs_up_and_restart_does_not(tmp_path, data_dir):
     stream = io.StringIO()
     train(path, restart=work / "model.ckpt.h5", stream=stream)
     assert "backed up" not in stream.getvalue() and listing(work) == before
+
+
+@pytest.mark.parametrize("error", [RuntimeError("first step failed"), KeyboardInterrupt()])
+def test_training_that_fails_in_its_first_step_gives_the_files_their_names_back(tmp_path, data_dir,
+                                                                                monkeypatch, error):
+    """The first step raises (an error, or a KeyboardInterrupt): nothing of the new run is left,
+    the previous run's files are back under their names, byte for byte; a run that fails after
+    its first step (a learning-curve row written) keeps both."""
+    from numdp.train.loop import Trainer
+
+    path = make_input(tmp_path, data_dir, steps=3)
+    work = path.parent
+    train(path)
+    outputs = ("lcurve.out", "model.h5", "model.ckpt.h5")
+    first = {name: (work / name).read_bytes() for name in outputs}
+    step = Trainer.train_step
+
+    def failing(self, k, display):
+        if k == failing.at:
+            raise error
+        return step(self, k, display)
+
+    failing.at = 0
+    monkeypatch.setattr(Trainer, "train_step", failing)
+    with pytest.raises(type(error)):
+        train(path)
+    assert {name: (work / name).read_bytes() for name in outputs} == first
+    assert not any(name.startswith("#") for name in listing(work))
+    failing.at = 1  # the lcurve has a row of the new run: both are kept
+    with pytest.raises(type(error)):
+        train(path)
+    assert (work / "#lcurve.out.1#").read_bytes() == first["lcurve.out"]
+    assert (work / "lcurve.out").read_bytes() != first["lcurve.out"]
 
 
 def test_prepare_outputs_makes_directories_and_refuses_unwritable_outputs(tmp_path, monkeypatch):

@@ -82,7 +82,8 @@ def test_detail_files(tmp_path, oracle_dir, capsys):
     (tmp_path / "out" / "res.f.out").write_text("old\n")
     assert main(["test", "-m", model_file, "-s", str(s1), str(s2), "-d", str(prefix),
                  "--json", str(tmp_path / "r.json")]) == 0
-    assert (tmp_path / "out" / "res.f.out.bak").read_text() == "old\n"
+    assert (tmp_path / "out" / "#res.f.out.1#").read_text() == "old\n"
+    assert f"# backed up the existing {prefix}.f.out to #res.f.out.1#" in capsys.readouterr().out
     model = load_model(model_file)
     n = 108
     pred = [model.evaluate(ref["coord"][f].reshape(n, 3), ref["atype"], ref["box"][f].reshape(3, 3),
@@ -140,3 +141,35 @@ def test_bad_options_are_refused_before_evaluating(tmp_path, oracle_dir, capsys,
         assert main(base + extra) == 2, extra
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], (extra, err)
+
+
+@pytest.mark.parametrize("error, status", [(OSError(28, "No space left on device"), 2), (KeyboardInterrupt(), 130)])
+def test_failed_detail_write_gives_the_earlier_files_their_names_back(tmp_path, oracle_dir, monkeypatch,
+                                                                     error, status):
+    """The third output file cannot be written (disk full, or Ctrl-C): the two new files already
+    written go as well, every earlier file is back under its name byte for byte, no #NAME.N#."""
+    import pathlib
+
+    ref = np.load(oracle_dir / "alloy5.npz")
+    tmap = ["Ni", "Cu", "Pd", "Ag", "Au"]
+    s1 = write_system(tmp_path / "s1", ref["coord"][:1], ref["box"][:1], ref["atype"], tmap,
+                      energy=ref["energy"][:1], force=ref["force"][:1])
+    out = tmp_path / "out"
+    out.mkdir()
+    earlier = {"res.e.out": b"e\x00", "res.f.out": b"f\x00", "r.json": b"{}"}
+    for name, data in earlier.items():
+        (out / name).write_bytes(data)
+    write_text = pathlib.Path.write_text
+    calls = []
+
+    def failing(self, text, *args, **kwargs):
+        calls.append(self)
+        if len(calls) == 3:  # e.out, e_peratom.out, then f.out
+            raise error
+        return write_text(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "write_text", failing)
+    assert main(["test", "-m", str(oracle_dir / "alloy5.dp"), "-s", str(s1), "-d", str(out / "res"),
+                 "--json", str(out / "r.json")]) == status
+    assert len(calls) == 3
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == earlier

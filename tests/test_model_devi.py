@@ -152,6 +152,33 @@ def test_failed_command_leaves_the_existing_output_in_place(ensemble, tmp_path, 
     assert xyz.read_text() == before and not (tmp_path / "#traj.xyz.1#").exists()
 
 
+def test_interrupted_command_leaves_the_existing_output_in_place(ensemble, tmp_path, monkeypatch):
+    """Ctrl-C while the rows are written (after a first block reached the file): exit 130, the
+    partial file goes and the earlier one is back under its name, byte for byte."""
+    import numdp.io.model_devi_file as mdf
+
+    paths, _ = ensemble
+    frames = _frames(1)
+    good = write_system(tmp_path / "good", frames[0][0][None], frames[0][2][None], frames[0][1], ["O", "H"])
+    out = tmp_path / "devi.out"
+    out.write_bytes(b"previous\n\x00")
+    write_block = mdf.write_block
+    calls = []
+
+    def interrupted(fp, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        write_block(fp, *args, **kwargs)
+
+    monkeypatch.setattr(mdf, "write_block", interrupted)
+    assert main(["model-devi", "-m", *map(str, paths), "-s", str(good), str(good), "-o", str(out),
+                 "--threads", "1"]) == 130
+    assert len(calls) == 2
+    assert out.read_bytes() == b"previous\n\x00"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["devi.out", "good"]
+
+
 def test_command_atomic_relative_and_other_formats(ensemble, tmp_path):
     paths, models = ensemble
     frames = _frames(2)

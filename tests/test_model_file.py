@@ -378,3 +378,55 @@ def test_convert_and_compress_keep_an_existing_output(tmp_path, capsys):
     assert cli_main(["compress", str(out), "-d", "0.05", "-s", str(cmp)]) == 0
     assert f"backed up the existing {cmp} to #cmp.h5.1#" in capsys.readouterr().out
     assert (tmp_path / "#cmp.h5.1#").read_text() == "an earlier result"
+
+
+def _names(path):
+    return sorted(p.name for p in path.iterdir())
+
+
+@pytest.mark.parametrize("error", [InputError("disk full"), KeyboardInterrupt()])
+def test_failed_convert_and_compress_give_the_existing_output_its_name_back(tmp_path, capsys, monkeypatch, error):
+    """The model writer fails half way through the file (error, or Ctrl-C): the atomic writer
+    leaves no partial file, and the earlier OUT is back under its name, byte for byte, with no
+    #OUT.1#; the exit status is 2 (an error) or 130 (interrupted)."""
+    status = 130 if isinstance(error, KeyboardInterrupt) else 2
+    model = tmp_path / "model.h5"
+    assert cli_main(["convert", str(ORACLE / "alloy5.dp"), str(model)]) == 0
+    out, cmp = tmp_path / "a.h5", tmp_path / "cmp.h5"
+    out.write_bytes(b"an earlier\x00result")
+    cmp.write_bytes(b"an earlier\x00table")
+    calls = []
+    dataset = h5_model._dataset
+
+    def failing(h5, *args, **kwargs):  # the third dataset of the file raises
+        calls.append(1)
+        if len(calls) == 3:
+            raise error
+        return dataset(h5, *args, **kwargs)
+
+    monkeypatch.setattr(h5_model, "_dataset", failing)
+    capsys.readouterr()
+    assert cli_main(["convert", str(model), str(out)]) == status
+    assert len(calls) == 3 and "backed up" not in capsys.readouterr().out
+    calls.clear()
+    assert cli_main(["compress", str(model), "-d", "0.05", "-s", str(cmp)]) == status
+    assert len(calls) == 3 and "backed up" not in capsys.readouterr().out
+    assert out.read_bytes() == b"an earlier\x00result" and cmp.read_bytes() == b"an earlier\x00table"
+    assert _names(tmp_path) == ["a.h5", "cmp.h5", "model.h5"]
+
+
+def test_failed_convert_removes_what_a_writer_left(tmp_path, monkeypatch):
+    """A writer that wrote OUT in place and then failed: its partial file goes, the earlier OUT
+    comes back (the rollback does not depend on the writer being atomic)."""
+    import numdp.commands.convert as convert
+
+    out = tmp_path / "a.h5"
+    out.write_bytes(b"earlier")
+
+    def partial(params, path):
+        pathlib.Path(path).write_bytes(b"half a mod")
+        raise InputError(f"{path}: cannot write")
+
+    monkeypatch.setattr(convert, "write_model", partial)
+    assert cli_main(["convert", str(ORACLE / "alloy5.dp"), str(out)]) == 2
+    assert out.read_bytes() == b"earlier" and _names(tmp_path) == ["a.h5"]

@@ -4,6 +4,7 @@ import io
 import sys
 
 import numpy as np
+import pytest
 
 # matplotlib is in the test extra (pyproject.toml), so CI draws every figure here
 from numdp.cli import main
@@ -223,3 +224,31 @@ def test_without_matplotlib(tmp_path, monkeypatch, capsys):
     assert main(["plot", str(f)]) == 2
     assert capsys.readouterr().err.strip() == "numdp plot needs matplotlib: pip install 'numdp[plot]'"
     assert not (tmp_path / "model_devi.png").exists()
+
+
+@pytest.mark.parametrize("error, status", [(OSError(28, "No space left on device"), 2), (KeyboardInterrupt(), 130)])
+def test_existing_figure_is_kept_and_back_when_the_write_fails(tmp_path, monkeypatch, capsys, error, status):
+    """A second figure keeps the first as #NAME.1#; a write that fails (disk full, Ctrl-C) leaves
+    the earlier figure under its name byte for byte and no partial file."""
+    import matplotlib.figure
+
+    f = tmp_path / "model_devi.out"
+    write_model_devi(f, n=5)
+    png = tmp_path / "model_devi.png"
+    assert main(["plot", str(f)]) == 0
+    first = png.read_bytes()
+    assert main(["plot", str(f), "--dpi", "60"]) == 0
+    assert f"backed up the existing {png} to #model_devi.png.1#" in capsys.readouterr().out
+    assert (tmp_path / "#model_devi.png.1#").read_bytes() == first and png.read_bytes() != first
+    (tmp_path / "#model_devi.png.1#").unlink()
+    second = png.read_bytes()
+
+    def failing(self, fname, *args, **kwargs):
+        with open(fname, "wb") as fp:
+            fp.write(b"\x89PNG half")
+        raise error
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", failing)
+    assert main(["plot", str(f)]) == status
+    assert png.read_bytes() == second
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model_devi.out", "model_devi.png"]

@@ -239,3 +239,33 @@ def test_convert_to_a_trajectory_from_what_is_no_h5md_says_why(tmp_path, capsys)
         assert cli_main(["convert", str(src), str(tmp_path / dst)]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
+
+
+@pytest.mark.parametrize("error, status", [(InputError("unreadable frame"), 2), (KeyboardInterrupt(), 130)])
+def test_failed_trajectory_convert_gives_the_existing_output_its_name_back(tmp_path, monkeypatch, error, status):
+    """The second frame cannot be read (or Ctrl-C comes) while OUT is being written: no partial
+    file, the earlier OUT back under its name byte for byte, no #OUT.1#."""
+    import numdp.io.h5md as h5md
+
+    src = tmp_path / "traj.h5md"
+    w = h5md.H5MDWriter(src, np.zeros(2, dtype=np.int64), np.ones(2), ["Ar"], fields=("position",))
+    for k in range(2):
+        w.append(k, 0.001 * k, np.eye(3)[:2] * (1 + k), None, None, 10.0 * np.eye(3), {})
+    w.close()
+    out = tmp_path / "out.extxyz"
+    out.write_bytes(b"earlier\x00frames")
+    read_frame = h5md.read_frame
+
+    def failing(path, k):
+        if k == 1:
+            raise error
+        return read_frame(path, k)
+
+    monkeypatch.setattr(h5md, "read_frame", failing)
+    assert cli_main(["convert", str(src), str(out)]) == status
+    assert out.read_bytes() == b"earlier\x00frames"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.extxyz", "traj.h5md"]
+    monkeypatch.setattr(h5md, "read_frame", read_frame)
+    assert cli_main(["convert", str(src), str(out)]) == 0
+    assert (tmp_path / "#out.extxyz.1#").read_bytes() == b"earlier\x00frames"
+    assert len(read_structure(out, 1).positions) == 2

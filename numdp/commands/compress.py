@@ -19,7 +19,7 @@ def configure(parser):
 
 def main(args) -> int:
     from ..errors import InputError
-    from ..io.backup import back_up_existing
+    from ..io.backup import Backups
     from ..io.model_file import output_kind, read_model, write_model
     from ..model.compress import compress, s_max_from_systems
 
@@ -50,9 +50,10 @@ def main(args) -> int:
               f"{e['on_grid']['value_fine']:9.1e} {between['value_fine']:11.1e} "
               f"{between['slope_fine']:9.1e} {between['value_extrapolation']:10.1e}")
     print(f"# largest |table - net| in the data range: {worst:.2e}")
-    line = back_up_existing(out_path)  # an earlier output is kept as #name.1#, never replaced silently
-    if line:
-        print(line)
-    write_model(cparams, out_path)
+    # an earlier output is kept as #name.1#, never replaced silently, and back if the write fails
+    with Backups.move([out_path], "the existing") as backups:
+        write_model(cparams, out_path)
+    if backups.moved:
+        print(backups.line())
     print(f"wrote {out_path}")
     return 0

@@ -4,8 +4,9 @@ an H5MD trajectory to extended XYZ or a LAMMPS text dump.
 IN is recognised by its content (an H5MD file is a trajectory, else a model); OUT's format is
 chosen by its suffix (models: .dp for DeePMD-kit, .h5 or .hdf5 for numdp; trajectories: .extxyz
 or .xyz, .lammpstrj or .dump; numdp.io.trajectory).  OUT is written atomically; an existing OUT
-is first backed up as #OUT.1# (numdp.io.backup; converting a model into its own format rewrites
-it, keeping the original as the backup).  Prints one line saying what was written.
+is first backed up as #OUT.1#, and given its name back if the conversion fails (numdp.io.backup;
+converting a model into its own format rewrites it, keeping the original as the backup).  Prints
+one line saying what was written.
 """
 from __future__ import annotations
 
@@ -22,13 +23,12 @@ def configure(parser):
                         help="model to write (.dp = DeePMD-kit, .h5/.hdf5 = numdp) or trajectory (.extxyz/.xyz, .lammpstrj/.dump)")
 
 
-def _back_up(dst: Path) -> None:
-    """An existing OUT is kept as #OUT.1# (numdp.io.backup), never replaced silently."""
-    from ..io.backup import back_up_existing
+def _replacing(dst: Path):
+    """An existing OUT is kept as #OUT.1#, never replaced silently, and gets its name back if
+    the conversion fails (numdp.io.backup.Backups; print `line()` after the block)."""
+    from ..io.backup import Backups
 
-    line = back_up_existing(dst)
-    if line:
-        print(line)
+    return Backups.move([dst], "the existing")
 
 
 def _why_not_h5md(src: Path) -> str:
@@ -57,8 +57,10 @@ def main(args) -> int:
         if fmt is None or fmt == "h5md":
             raise InputError(f"{dst}: {src} is an H5MD trajectory; convert it to extended XYZ "
                              f"(.extxyz/.xyz) or a LAMMPS dump (.lammpstrj/.dump)")
-        _back_up(dst)
-        n = convert_trajectory(src, dst, fmt)
+        with _replacing(dst) as backups:
+            n = convert_trajectory(src, dst, fmt)
+        if backups.moved:
+            print(backups.line())
         print(f"wrote {dst} ({fmt}, {n} frames) from {src} (H5MD)")
         return 0
     if dst.suffix.lower() == ".h5md":
@@ -71,8 +73,10 @@ def main(args) -> int:
     out_kind = output_kind(dst)  # reject a bad OUT suffix before reading anything
     in_kind = model_kind(src)
     params = read_model(src)
-    _back_up(dst)
-    write_model(params, dst)
+    with _replacing(dst) as backups:
+        write_model(params, dst)
+    if backups.moved:
+        print(backups.line())
     print(f"wrote {dst} ({DESCRIPTIONS[out_kind]}, types {' '.join(params.type_map)}, "
           f"rcut {params.descriptor.rcut:g} Å) from {src} ({DESCRIPTIONS[in_kind]})")
     return 0

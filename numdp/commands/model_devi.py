@@ -117,7 +117,7 @@ def deviations(models, frames, relative=None, relative_v=None):
 
 
 def main(args) -> int:
-    from ..io.backup import back_up, backup_line, prepare_outputs
+    from ..io.backup import Backups, prepare_outputs
     from ..io.model_devi_file import write_block
 
     if args.frequency < 1:
@@ -135,14 +135,13 @@ def main(args) -> int:
     models = load_ensemble(args.models, args.threads, args.precision)
     type_map = models[0].type_map
     nrows = 0
-    # an existing output is kept as #NAME.N#, like every command's; a failed run puts it back
-    moved = back_up([out])
-    try:
-        fp = open(out, "x")
-    except OSError as exc:
-        _restore(out, moved)
-        raise InputError(f"{out}: cannot write ({exc.strerror})") from None
-    try:
+    # an existing output is kept as #NAME.N#, like every command's; a failed run removes its
+    # partial file and puts the earlier one back (numdp.io.backup.Backups)
+    with Backups.move([out], "the existing") as backups:
+        try:
+            fp = open(out, "x")
+        except OSError as exc:
+            raise InputError(f"{out}: cannot write ({exc.strerror})") from None
         with fp:
             for s in args.system:
                 for title, frames in frames_of(Path(s), type_map):
@@ -152,18 +151,7 @@ def main(args) -> int:
                                 atomic=args.atomic, title=title)
                     fp.flush()
                     nrows += len(rows)
-    except BaseException:
-        out.unlink(missing_ok=True)  # our own new file: no half-written output is left behind
-        _restore(out, moved)
-        raise
-    if moved:
-        print(backup_line(moved, "the existing"), file=sys.stderr)
+    if backups.moved:
+        print(backups.line(), file=sys.stderr)
     print(f"numdp model-devi: {nrows} frames, {len(models)} models -> {out}", file=sys.stderr)
     return 0
-
-
-def _restore(out: Path, moved: list[tuple[Path, Path]]) -> None:
-    """Give the backed-up previous output its name back (after a failed run removed its own)."""
-    for old, backup in moved:
-        if not out.exists():
-            backup.rename(old)

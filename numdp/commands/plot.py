@@ -2,7 +2,8 @@
 (numdp run's log file) or a model deviation file (model_devi.out), told apart by the header line.
 
 matplotlib is optional (`pip install 'numdp[plot]'`); without it the command says so in one line
-and exits with status 2.  Figures: numdp.plots.
+and exits with status 2.  The PNG is written atomically; an existing one is kept as #NAME.1#
+(numdp.io.backup), and given its name back if the figure cannot be written.  Figures: numdp.plots.
 """
 from __future__ import annotations
 
@@ -54,9 +55,16 @@ def main(args) -> int:
     except MatplotlibMissing:
         print(NEEDS_MATPLOTLIB, file=sys.stderr)
         return 2
-    try:
-        fig.savefig(out, dpi=args.dpi)
-    except OSError as exc:
-        raise InputError(f"{out}: cannot write ({exc.strerror or exc})") from None
+    from ..io.atomic import atomic_path
+    from ..io.backup import Backups
+
+    # an earlier figure is kept as #NAME.1#, and gets its name back if the figure cannot be written
+    with Backups.move([out], "the existing") as backups, atomic_path(out, "figure") as tmp:
+        try:
+            fig.savefig(tmp, format="png", dpi=args.dpi)
+        except OSError as exc:
+            raise InputError(f"{out}: cannot write ({exc.strerror or exc})") from None
+    if backups.moved:
+        print(backups.line())
     print(f"{table.kind.value}: {len(table.data)} rows of {file} -> {out}")
     return 0

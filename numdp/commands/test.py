@@ -4,6 +4,8 @@ Per system and overall: energy RMSE and MAE per atom (meV/atom), force RMSE and 
 components (meV/Å) and virial RMSE and MAE per atom (meV/atom, where virial labels exist).  Overall
 figures pool the squared (absolute) errors of all frames (energy, virial) or all force components,
 as `dp test` weights them.  `-d PREFIX` writes `dp test`'s detail files (numdp.io.detail_files).
+Detail and JSON files are written at the end, each atomically; existing ones are first kept as
+#NAME.N# (numdp.io.backup) and get their names back if a write fails.
 """
 from __future__ import annotations
 
@@ -79,6 +81,8 @@ def _row(name: str, frames: int, fig: dict) -> str:
 
 
 def main(args) -> int:
+    from ..io.atomic import atomic_path
+    from ..io.backup import Backups
     from ..io.detail_files import DetailFiles, Predictions
     from ..io.npy_system import find_systems, load_system
     from ..model.dp_model import load_model
@@ -118,16 +122,23 @@ def main(args) -> int:
     if model.beyond_table:
         print(f"# warning: {model.beyond_table} neighbour pairs fell outside the model's tables "
               "(closer than any training pair); they were extrapolated linearly")
-    if detail is not None:
-        written = detail.write()
-        print("# detail files: " + (" ".join(str(p) for p in written) if written else
-                                    "none (the systems have no energy, force or virial labels)"))
-    if args.json:
-        units = {f"{m}_{k}": u for k, u in (("energy", "meV/atom"), ("force", "meV/Angstrom"),
-                                            ("virial", "meV/atom")) for m in ("rmse", "mae")}
-        try:
-            Path(args.json).write_text(json.dumps({"model": str(args.model), "units": units,
-                "systems": rows, "overall": {"frames": nfr, **overall}}, indent=2) + "\n")
-        except OSError as exc:
-            raise InputError(f"{args.json}: cannot write ({exc.strerror})") from None
+    # the outputs: earlier files kept as #NAME.N#, and given their names back if a write fails
+    outputs = (detail.paths() if detail is not None else []) + ([Path(args.json)] if args.json else [])
+    with Backups.move(outputs, "the existing") as backups:
+        if detail is not None:
+            written = detail.write()
+            print("# detail files: " + (" ".join(str(p) for p in written) if written else
+                                        "none (the systems have no energy, force or virial labels)"))
+        if args.json:
+            units = {f"{m}_{k}": u for k, u in (("energy", "meV/atom"), ("force", "meV/Angstrom"),
+                                                ("virial", "meV/atom")) for m in ("rmse", "mae")}
+            text = json.dumps({"model": str(args.model), "units": units,
+                               "systems": rows, "overall": {"frames": nfr, **overall}}, indent=2) + "\n"
+            with atomic_path(args.json, "JSON file") as tmp:
+                try:
+                    tmp.write_text(text)
+                except OSError as exc:
+                    raise InputError(f"{args.json}: cannot write ({exc.strerror})") from None
+    if backups.moved:
+        print("# " + backups.line())
     return 0

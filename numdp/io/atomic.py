@@ -12,8 +12,11 @@ Temporaries being written are listed in `PENDING`, so that an abort that cannot 
 (`remove_pending`).
 
 Used by the model writers (numdp.io.h5_model, numdp.io.dp_write), the training checkpoint
-(numdp.train.checkpoint), the MD checkpoint (numdp.io.h5md.write_checkpoint) and the rewrite of
-lcurve.out when training continues (numdp.train.report).
+(numdp.train.checkpoint), the MD checkpoint (numdp.io.h5md.write_checkpoint), the rewrite of
+lcurve.out when training continues (numdp.train.report), `numdp convert`'s trajectories
+(numdp.io.trajectory), `numdp test`'s detail and JSON files and `numdp plot`'s PNG.  The earlier
+file of a new output is kept by numdp.io.backup.Backups, which relies on this: a failed write
+leaves no partial file at the output's name.
 """
 from __future__ import annotations
 

@@ -11,12 +11,12 @@ Files and columns (DeePMD-kit's names and order; one row per frame, or per atom 
 As `dp test` does with several systems, every system appends a block to the same files, headed
 by a comment line ``# SYSTEM: <column names>``, so `numpy.loadtxt` reads a whole file at once.
 A quantity without labels in a system gets no block there (dp test would write zeros as data);
-a file no system has labels for is not written.
+a file no system has labels for is not written.  Existing files are backed up by `numdp test`
+(#NAME.N#, numdp.io.backup).
 """
 from __future__ import annotations
 
 import io
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,22 +80,24 @@ class DetailFiles:
             self._block("v", name, rows)
             self._block("v_peratom", name, rows / n)
 
+    def paths(self) -> list[Path]:
+        """The files `write` writes: those that have blocks."""
+        return [self.path(kind) for kind, blocks in self.blocks.items() if blocks]
+
     def write(self) -> list[Path]:
-        """Write the files that have blocks (an existing file is first renamed to NAME.bak);
-        returns their paths."""
+        """Write the files that have blocks, each atomically (numdp.io.atomic; the caller backs
+        up earlier files first: numdp.io.backup.Backups); returns their paths."""
+        from .atomic import atomic_path
+
         written = []
         for kind, blocks in self.blocks.items():
             if not blocks:
                 continue
             path = self.path(kind)
-            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-            try:
-                tmp.write_text("".join(blocks))
-                if path.exists():
-                    os.replace(path, path.with_name(path.name + ".bak"))
-                os.replace(tmp, path)
-            except OSError as exc:
-                tmp.unlink(missing_ok=True)
-                raise InputError(f"{path}: cannot write ({exc.strerror})") from None
+            with atomic_path(path, "detail file") as tmp:
+                try:
+                    tmp.write_text("".join(blocks))
+                except OSError as exc:
+                    raise InputError(f"{path}: cannot write ({exc.strerror})") from None
             written.append(path)
         return written

@@ -20,6 +20,7 @@ import math
 import time
 from dataclasses import dataclass, field
 
+from ..io.backup import Backups
 from ..parallel.world import mark_agreed
 from ..signals import StopRequest
 from ..system import State
@@ -107,12 +108,15 @@ class Simulation:
 
     reporters: ordered list of objects with wants(step) / report(snapshot) / close();
     trajectory / checkpoint: the TrajectoryReporter / CheckpointReporter among them (or None);
-    stop_path: where the state is written when a safety check stops the run.
+    stop_path: where the state is written when a safety check stops the run;
+    backups: the previous run's outputs a new run moved aside (rank 0): given their names back if
+    the run fails before its first report, kept from then on (numdp.io.backup).
     """
 
     def __init__(self, state: State, integrator, provider, safety: SafetyMonitor, reporters,
                  console: Console, progress_mode: str = "none", trajectory: TrajectoryReporter | None = None,
-                 checkpoint: CheckpointReporter | None = None, stop_path=None, restarted: bool = False):
+                 checkpoint: CheckpointReporter | None = None, stop_path=None, restarted: bool = False,
+                 backups: Backups | None = None):
         self.world = provider.world  # the run's MPI ranks (numdp.parallel.world.World)
         self.state = state
         self.integrator = integrator
@@ -125,6 +129,7 @@ class Simulation:
         self.checkpoint = checkpoint
         self.stop_path = stop_path
         self.restarted = restarted
+        self.backups = backups if backups is not None else Backups.none()
 
     def _snapshot(self):
         self.integrator.sync_host(self.state)  # a GPU run copies its device arrays here only
@@ -178,7 +183,9 @@ class Simulation:
                 self._report(state.step, True, timers)
         except BaseException:
             notice.stop()
+            self.backups.restore()  # nothing of the new run's own yet: the previous files come back
             raise
+        self.backups.keep()  # the first frame is written (or a safety stop writes its state)
         timers = Timers()  # the loop's split starts here (setup and first reports excluded)
         n0, f0 = self.provider.time_neigh, self.provider.time_force
         b0 = getattr(self.provider.model, "beyond_table", 0)

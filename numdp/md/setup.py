@@ -5,7 +5,8 @@ force provider -> safety -> outputs.  Restart: a checkpoint given as `restart` (
 `--restart`) or as [system] file restores the whole State, and the run continues up to step
 [md] steps; the trajectory and the log are continued (trajectory frames after the checkpoint's
 step are dropped first), so the result is bit for bit that of an uninterrupted run.  A new run
-first backs up the outputs of a previous one (numdp.io.backup: `#traj.h5md.1#`, ...).
+first backs up the outputs of a previous one (numdp.io.backup: `#traj.h5md.1#`, ...); they get
+their names back if the run fails before its first report (Simulation.run).
 
 On several MPI ranks (numdp.parallel) every rank builds the same objects: rank 0 reads the start
 structure or checkpoint, the grid of subdomains is chosen (or taken from [parallel] grid), and
@@ -23,7 +24,7 @@ import numpy as np
 
 from ..config import RunSettings
 from ..errors import InputError
-from ..io.backup import back_up, backup_line, prepare_outputs
+from ..io.backup import Backups, prepare_outputs
 from ..io.h5md import is_checkpoint, read_checkpoint
 from ..io.trajectory import open_trajectory
 from ..io.structure import assign_types, read_structure, replicate
@@ -239,70 +240,73 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
                                                  settings.safety.min_distance, world, domain, barostat)
 
     out = settings.output
-    moved = []
+    backups = Backups.none()
     outputs = [out.trajectory, out.log, out.checkpoint, _stop_path(out.checkpoint),
                settings.model_devi.file if settings.model_devi else None]
     with world.agreement():
         if world.is_root:
             prepare_outputs(outputs)  # before any backup: a run that cannot write moves nothing
             if not restarted:  # a new run: keep the previous run's files under numbered names
-                moved = back_up(outputs)
-    console = Console(out.log, resume=restarted, screen=screen, enabled=world.is_root)
-    reporters = [ThermoReporter(out.thermo_every, console)]
-    writer = None
-    with world.agreement():  # rank 0 opens (or continues) the trajectory
-        if world.is_root:
-            if out.trajectory is not None:
-                species, masses = header
-                writer = open_trajectory(out.format, out.trajectory, species, masses, state.type_map,
-                                         out.fields, state.pbc_flags if state.box is not None else False,
-                                         out.force_unit, settings.text,
-                                         resume_after=state.step if restarted else None)
-    trajectory = None
-    if out.trajectory is not None:
-        trajectory = TrajectoryReporter(writer, out.every, out.trajectory, world)
-        reporters.append(trajectory)
-    devi = settings.model_devi
-    if devi is not None:
-        reporters.append(DeviationReporter(provider, others, devi.every, devi.file, devi.atomic, devi.relative,
-                                           devi.relative_v, state.step if restarted else None, world))
-    checkpoint = CheckpointReporter(out.checkpoint, out.checkpoint_every, settings.text, out.force_unit, world)
-    reporters.append(checkpoint)
-    sim = Simulation(state, integrator, provider, safety, reporters, console, out.progress if world.is_root else "none",
-                     trajectory, checkpoint, _stop_path(out.checkpoint), restarted)
+                backups = Backups.move(outputs)
+    # until the first report (Simulation.run) a failure gives them their names back
+    with backups:
+        console = Console(out.log, resume=restarted, screen=screen, enabled=world.is_root)
+        reporters = [ThermoReporter(out.thermo_every, console)]
+        writer = None
+        with world.agreement():  # rank 0 opens (or continues) the trajectory
+            if world.is_root:
+                if out.trajectory is not None:
+                    species, masses = header
+                    writer = open_trajectory(out.format, out.trajectory, species, masses, state.type_map,
+                                             out.fields, state.pbc_flags if state.box is not None else False,
+                                             out.force_unit, settings.text,
+                                             resume_after=state.step if restarted else None)
+        trajectory = None
+        if out.trajectory is not None:
+            trajectory = TrajectoryReporter(writer, out.every, out.trajectory, world)
+            reporters.append(trajectory)
+        devi = settings.model_devi
+        if devi is not None:
+            reporters.append(DeviationReporter(provider, others, devi.every, devi.file, devi.atomic, devi.relative,
+                                               devi.relative_v, state.step if restarted else None, world))
+        checkpoint = CheckpointReporter(out.checkpoint, out.checkpoint_every, settings.text, out.force_unit, world)
+        reporters.append(checkpoint)
+        sim = Simulation(state, integrator, provider, safety, reporters, console,
+                         out.progress if world.is_root else "none", trajectory, checkpoint,
+                         _stop_path(out.checkpoint), restarted, backups)
 
-    counts = world.sum_global(np.bincount(state.types, minlength=len(type_map)).astype(np.float64))
-    console.line(f"numdp run {settings.path}: {state.natoms_global} atoms "
-                 + ", ".join(f"{type_map[t]} {int(counts[t])}" for t in range(len(type_map)) if counts[t] > 0))
-    console.line(f"  model {settings.model.file} (rcut {model.rcut} A"
-                 + (", compressed" if getattr(model, "compressed", False) else "")
-                 + (f", precision {model.precision}" if hasattr(model, "precision") else "")
-                 + (f", device {device}" if device != "cpu" else "")
-                 + f"), skin {settings.neighbor.skin} A, "
-                 f"timestep {md.timestep} ps, ensemble {md.ensemble}"
-                 + (f", {md.thermostat.kind} thermostat {md.thermostat.temperature} K tau {md.thermostat.tau} ps"
-                    if md.thermostat else "")
-                 + (f", {md.barostat.kind} barostat {md.barostat.pressure} bar tau {md.barostat.tau} ps "
-                    f"({md.barostat.coupling})" if md.barostat else ""))
-    if devi is not None:
-        shared = sum(1 for m in others if hasattr(model, "shares_environment") and model.shares_environment(m))
-        console.line(f"  model deviation of {len(others) + 1} models every {devi.every} steps to {devi.file}"
-                     + (" (per atom)" if devi.atomic else "")
-                     + (f"; one environment matrix for {shared + 1} of them" if shared else ""))
-    if world.size > 1:
-        console.line(f"  {world.size} MPI ranks, grid {describe_grid(grid, box, provider.cutoff)}; "
-                     f"{getattr(model, 'nthreads', nthreads)} threads per rank ({thread_source})")
-    if gpus is not None:
-        console.line(f"  one GPU per rank: rank -> GPU {gpus.tolist()} (node-local rank mod GPUs on the node)")
-    if state.box is not None and not all(state.pbc_flags):
-        console.line("  mixed boundary conditions: periodic along "
-                     + ", ".join("abc"[k] for k in range(3) if state.pbc_flags[k]) + " only")
-    if restarted:
-        console.line(f"  restarted from {restart} at step {state.step} (time {state.time:.6g} ps)")
-    for note in notes:
-        console.line("  " + note)
-    if moved:
-        console.line("  " + backup_line(moved))
+        counts = world.sum_global(np.bincount(state.types, minlength=len(type_map)).astype(np.float64))
+        console.line(f"numdp run {settings.path}: {state.natoms_global} atoms "
+                     + ", ".join(f"{type_map[t]} {int(counts[t])}" for t in range(len(type_map)) if counts[t] > 0))
+        console.line(f"  model {settings.model.file} (rcut {model.rcut} A"
+                     + (", compressed" if getattr(model, "compressed", False) else "")
+                     + (f", precision {model.precision}" if hasattr(model, "precision") else "")
+                     + (f", device {device}" if device != "cpu" else "")
+                     + f"), skin {settings.neighbor.skin} A, "
+                     f"timestep {md.timestep} ps, ensemble {md.ensemble}"
+                     + (f", {md.thermostat.kind} thermostat {md.thermostat.temperature} K tau {md.thermostat.tau} ps"
+                        if md.thermostat else "")
+                     + (f", {md.barostat.kind} barostat {md.barostat.pressure} bar tau {md.barostat.tau} ps "
+                        f"({md.barostat.coupling})" if md.barostat else ""))
+        if devi is not None:
+            shared = sum(1 for m in others if hasattr(model, "shares_environment") and model.shares_environment(m))
+            console.line(f"  model deviation of {len(others) + 1} models every {devi.every} steps to {devi.file}"
+                         + (" (per atom)" if devi.atomic else "")
+                         + (f"; one environment matrix for {shared + 1} of them" if shared else ""))
+        if world.size > 1:
+            console.line(f"  {world.size} MPI ranks, grid {describe_grid(grid, box, provider.cutoff)}; "
+                         f"{getattr(model, 'nthreads', nthreads)} threads per rank ({thread_source})")
+        if gpus is not None:
+            console.line(f"  one GPU per rank: rank -> GPU {gpus.tolist()} (node-local rank mod GPUs on the node)")
+        if state.box is not None and not all(state.pbc_flags):
+            console.line("  mixed boundary conditions: periodic along "
+                         + ", ".join("abc"[k] for k in range(3) if state.pbc_flags[k]) + " only")
+        if restarted:
+            console.line(f"  restarted from {restart} at step {state.step} (time {state.time:.6g} ps)")
+        for note in notes:
+            console.line("  " + note)
+        if backups.moved:
+            console.line("  " + backups.line())
     return sim, md.steps
 
 

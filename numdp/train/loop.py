@@ -21,7 +21,7 @@ import numpy as np
 from .. import __version__
 from ..blas import get_blas_threads, set_blas_threads
 from ..errors import InputError
-from ..io.backup import back_up, backup_line, prepare_outputs
+from ..io.backup import Backups, prepare_outputs
 from ..io.model_file import write_model
 from ..progress import CompileNotice, Progress
 from ..signals import StopRequest
@@ -376,13 +376,14 @@ class Trainer:
         columns = lcurve_columns(bool(self.valid_sys), self.prefs.has_v)
         history = History(columns)
         outputs = [tr.disp_file, tr.model_file, tr.save_ckpt]  # checked in __init__
-        if self.restart is None:  # a new run: keep the previous run's files under numbered names
-            moved = back_up(outputs)
-            if moved:
-                self.say(backup_line(moved))
-        lcurve = Lcurve(tr.disp_file, columns, self.start_step if self.restart else None)
-        progress = Progress(0, total, "auto", self.stream, bar_width=0, elapsed0=self.elapsed0)
-        with StopRequest("train") as stop:
+        # a new run keeps the previous run's files under numbered names, and gives them their names
+        # back if it fails before its first step is done (numdp.io.backup.Backups)
+        backups = Backups.move(outputs) if self.restart is None else Backups.none()
+        if backups.moved:
+            self.say(backups.line())
+        with backups, StopRequest("train") as stop:
+            lcurve = Lcurve(tr.disp_file, columns, self.start_step if self.restart else None)
+            progress = Progress(0, total, "auto", self.stream, bar_width=0, elapsed0=self.elapsed0)
             start = time.monotonic()
             step = self.start_step
             saved_at = None
@@ -394,6 +395,7 @@ class Trainer:
                         stats, vstats = self.train_step(step, display)
                     finally:
                         self._compile_notice.stop()  # after the first step (idempotent)
+                    backups.keep()  # a step is done: from here on a failure keeps both runs' files
                     lr = self.sched.lr(step)
                     running = stats.loss() if running is None else 0.9 * running + 0.1 * stats.loss()
                     if display:
