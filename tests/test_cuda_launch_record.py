@@ -3,6 +3,7 @@ written down with the argument types a GPU would compile for, and the kernel can
 (module attribute or factory call) in another process."""
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -67,3 +68,28 @@ def test_each_distinct_launch_is_written_once(tmp_path, monkeypatch):
     assert [r["sig"][0] for r in lines] == [["array", "int64", 1, "C"], ["array", "int32", 1, "C"]]
     assert keys.any()   # the launches still ran
     assert ptx_check.load_records(str(path)) == sorted(lines, key=lambda r: json.dumps(r, sort_keys=True))
+
+
+def test_host_calls_of_the_array_module_are_checked_against_cupy(monkeypatch, capsys):
+    calls = ptx_check.cupy_calls()
+    assert "linalg.norm" in calls and "searchsorted" in calls
+    assert any(where.startswith("numdp/") for uses in calls.values() for _, _, where in uses)
+
+    class Stand:   # a CuPy without `argsort` whose `searchsorted` takes one argument
+        __version__ = "stand-in"
+
+        def __getattr__(self, name):
+            if name == "argsort":
+                raise AttributeError(name)
+            if name == "searchsorted":
+                return lambda a: None
+            return self   # any other function (or module: `linalg.norm`), taking anything
+
+        def __call__(self, *args, **kwargs):
+            return None
+
+    monkeypatch.setitem(sys.modules, "cupy", Stand())
+    assert ptx_check.check_cupy() == len(calls["argsort"]) + len(calls["searchsorted"])
+    out = capsys.readouterr().out
+    assert "cupy.argsort" in out and "MISSING" in out
+    assert "cupy.searchsorted" in out and "does not take the call at numdp/" in out

@@ -11,7 +11,10 @@ does not unify, a local array of non-constant shape).  This check closes that ga
 2. compile: in a process without the simulator, each recorded launch is compiled to PTX for the
    compute capability asked for (default 9.0, H100/H200) with exactly the recorded types, through
    NVVM (no driver needed); then the kernels of numdp.kernels.cuda that no test launched are
-   listed (untested on the device path).
+   listed (untested on the device path);
+3. CuPy (when it is installed; it imports without a GPU): every call `xp.NAME(...)` or
+   `cupy.NAME(...)` in numdp's host code, where the simulator has NumPy stand in for CuPy, must
+   name a CuPy function that accepts the call's positional count and keywords.
 
 Needs numba-cuda with the NVVM wheel (`pip install "numba-cuda[cu13]"`, which brings
 nvidia-nvvm) and pytest; run without NUMBA_ENABLE_CUDASIM:
@@ -134,6 +137,65 @@ def compile_all(records: list[dict], cc: tuple[int, int]) -> int:
     return failed
 
 
+def cupy_calls() -> dict[str, set[tuple[int, tuple[str, ...], str]]]:
+    """NAME -> {(positional count, keyword names, file:line)} of every `xp.NAME(...)` and
+    `cupy.NAME(...)` call in numdp (NAME may be dotted: `xp.linalg.norm`)."""
+    import ast
+
+    import numdp
+
+    calls: dict = {}
+    root = Path(numdp.__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            parts, f = [], node.func
+            while isinstance(f, ast.Attribute):
+                parts.append(f.attr)
+                f = f.value
+            if isinstance(f, ast.Name) and f.id in ("xp", "cupy") and parts:
+                where = f"{path.relative_to(root.parent)}:{node.lineno}"
+                keywords = tuple(sorted(k.arg for k in node.keywords if k.arg))
+                calls.setdefault(".".join(reversed(parts)), set()).add((len(node.args), keywords, where))
+    return calls
+
+
+def check_cupy() -> int:
+    """Check `cupy_calls` against the installed CuPy; the number of bad calls (-1: no CuPy)."""
+    import inspect
+
+    try:
+        import cupy
+    except ImportError:
+        print("CuPy not installed: host array calls not checked")
+        return -1
+    bad = 0
+    calls = cupy_calls()
+    for name, uses in sorted(calls.items()):
+        obj = cupy
+        for part in name.split("."):
+            obj = getattr(obj, part, None)
+        if obj is None:
+            bad += len(uses)
+            print(f"cupy.{name:36s} MISSING, called at " + ", ".join(sorted(u[2] for u in uses)))
+            continue
+        try:
+            sig = inspect.signature(obj)
+        except (TypeError, ValueError):   # a compiled function or class without a signature
+            sig = None
+        for nargs, keywords, where in sorted(uses):
+            if sig is None:
+                continue
+            try:
+                sig.bind(*range(nargs), **dict.fromkeys(keywords))
+            except TypeError as exc:
+                bad += 1
+                print(f"cupy.{name:36s} does not take the call at {where}: {exc}")
+    print(f"{len(calls)} CuPy functions called by numdp's host code, {bad} bad calls (CuPy {cupy.__version__})")
+    return bad
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cc", default="9.0", help="compute capability, e.g. 9.0 (H100/H200)")
@@ -170,7 +232,8 @@ def main() -> int:
         print(f"{len(never)} kernels of numdp.kernels.cuda were never launched by the tests: " + ", ".join(never))
     if not args.record and not args.keep:
         os.unlink(path)
-    return 1 if failed or status else 0
+    bad = check_cupy()
+    return 1 if failed or status or bad > 0 else 0
 
 
 if __name__ == "__main__":
