@@ -107,8 +107,50 @@ def defined_kernels() -> dict[str, object]:
     return out
 
 
+def find_ptxas() -> str | None:
+    """ptxas of the CUDA wheels (nvidia-cuda-nvcc), of $PTXAS, or on PATH; None if none."""
+    import shutil
+
+    if os.environ.get("PTXAS"):
+        return os.environ["PTXAS"]
+    try:
+        import nvidia
+
+        for root in nvidia.__path__:
+            for found in sorted(Path(root).glob("cu*/bin/ptxas")):
+                return str(found)
+    except ImportError:
+        pass
+    return shutil.which("ptxas")
+
+
+def resources(ptxas: str, ptx: str, cc: tuple[int, int]) -> str:
+    """ptxas's resource line for one kernel: registers per thread, spills and stack (bytes),
+    static shared memory (bytes); the assembler's first error line if it fails."""
+    import re
+
+    with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as f:
+        f.write(ptx)
+    try:
+        out = subprocess.run([ptxas, f"-arch=sm_{cc[0]}{cc[1]}", "-v", f.name, "-o", os.devnull],
+                             capture_output=True, text=True)
+    finally:
+        os.unlink(f.name)
+    if out.returncode:
+        raise RuntimeError("ptxas: " + (out.stderr.strip().splitlines() or ["failed"])[0])
+
+    def field(pattern):
+        m = re.search(pattern, out.stderr)
+        return int(m.group(1)) if m else 0
+
+    regs, spill = field(r"Used (\d+) registers"), field(r"(\d+) bytes spill stores")
+    stack, smem = field(r"(\d+) bytes stack frame"), field(r"(\d+) bytes smem")
+    return f"{regs:3d} regs, {spill:4d} B spilled, {stack:4d} B stack, {smem:5d} B smem"
+
+
 def compile_all(records: list[dict], cc: tuple[int, int]) -> int:
-    """Compile each record to PTX; the number that failed."""
+    """Compile each record to PTX (and, where ptxas is found, assemble it for the device and
+    report its resources); the number that failed."""
     from numba import cuda
     from numba.cuda import dispatcher
 
@@ -116,6 +158,8 @@ def compile_all(records: list[dict], cc: tuple[int, int]) -> int:
         compute_capability = cc   # device here, so name the one asked for
 
     dispatcher.get_current_device = lambda: _Device
+    ptxas = find_ptxas()
+    print(f"assembler: {ptxas}" if ptxas else "no ptxas (pip install nvidia-cuda-nvcc): PTX only, no resources")
     failed = 0
     signatures = {}
     for rec in records:
@@ -129,7 +173,8 @@ def compile_all(records: list[dict], cc: tuple[int, int]) -> int:
         try:
             kernel = resolve(where)
             ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=cc)
-            print(f"{name:44s} ok   {len(ptx):7d} chars of PTX, {ptx.count('fma.rn'):3d} fma")
+            used = ", " + resources(ptxas, ptx, cc) if ptxas else ""
+            print(f"{name:44s} ok  {len(ptx):7d} chars of PTX, {ptx.count('fma.rn'):3d} fma{used}")
         except Exception as exc:  # report every launch, then fail
             failed += 1
             print(f"{name:44s} FAILED {type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
@@ -229,7 +274,7 @@ def main() -> int:
     print(f"{len(records) - failed} of {len(records)} distinct launches "
           f"({len({label(r['kernel']) for r in records})} kernels) compiled for sm_{cc[0]}{cc[1]}")
     if never:
-        print(f"{len(never)} kernels of numdp.kernels.cuda were never launched by the tests: " + ", ".join(never))
+        print(f"{len(never)} kernels of numdp.kernels.cuda were not launched in the recorded run: " + ", ".join(never))
     if not args.record and not args.keep:
         os.unlink(path)
     bad = check_cupy()
