@@ -23,11 +23,11 @@ def configure(parser):
                              "searched for them")
     parser.add_argument("-n", "--numb-test", type=int, default=0,
                         help="frames per system (0 = all)")
-    parser.add_argument("--json", help="also write the figures to this JSON file")
+    parser.add_argument("--json", help="also write the figures to this JSON file (an existing one is kept as #NAME.N#)")
     parser.add_argument("-d", "--detail-file", metavar="PREFIX",
                         help="write dp test's detail files PREFIX.e.out, .e_peratom.out, .f.out, "
                              ".v.out, .v_peratom.out (data and prediction per frame / atom)")
-    parser.add_argument("--threads", type=int, default=None, help="worker threads (default: all cores)")
+    parser.add_argument("--threads", type=int, default=None, help="worker threads (default: NUMDP_NUM_THREADS or the usable cores)")
     parser.add_argument("--precision", default="double", choices=list(PRECISIONS),
                         help="evaluation precision (default double)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
@@ -79,6 +79,7 @@ def _row(name: str, frames: int, fig: dict) -> str:
 
 
 def main(args) -> int:
+    from ..io.backup import back_up, backup_line
     from ..io.detail_files import DetailFiles, Predictions
     from ..io.npy_system import find_systems, load_system
     from ..model.dp_model import load_model
@@ -120,11 +121,16 @@ def main(args) -> int:
               "(closer than any training pair); they were extrapolated linearly")
     if detail is not None:
         written = detail.write()
+        if detail.backed_up:
+            print("# " + backup_line(detail.backed_up, "the existing"))
         print("# detail files: " + (" ".join(str(p) for p in written) if written else
                                     "none (the systems have no energy, force or virial labels)"))
     if args.json:
         units = {f"{m}_{k}": u for k, u in (("energy", "meV/atom"), ("force", "meV/Angstrom"),
                                             ("virial", "meV/atom")) for m in ("rmse", "mae")}
+        moved = back_up([Path(args.json)])
+        if moved:
+            print("# " + backup_line(moved, "the existing"))
         try:
             Path(args.json).write_text(json.dumps({"model": str(args.model), "units": units,
                 "systems": rows, "overall": {"frames": nfr, **overall}}, indent=2) + "\n")

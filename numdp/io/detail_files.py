@@ -81,9 +81,12 @@ class DetailFiles:
             self._block("v_peratom", name, rows / n)
 
     def write(self) -> list[Path]:
-        """Write the files that have blocks (an existing file is first renamed to NAME.bak);
-        returns their paths."""
+        """Write the files that have blocks (an existing file is first kept as its first free
+        backup `#NAME.N#`, numdp.io.backup: listed in `self.backed_up`); returns their paths."""
+        from .backup import back_up
+
         written = []
+        self.backed_up: list[tuple[Path, Path]] = []
         for kind, blocks in self.blocks.items():
             if not blocks:
                 continue
@@ -91,11 +94,12 @@ class DetailFiles:
             tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
             try:
                 tmp.write_text("".join(blocks))
-                if path.exists():
-                    os.replace(path, path.with_name(path.name + ".bak"))
+                self.backed_up += back_up([path])
                 os.replace(tmp, path)
-            except OSError as exc:
+            except (OSError, InputError) as exc:
                 tmp.unlink(missing_ok=True)
+                if isinstance(exc, InputError):
+                    raise
                 raise InputError(f"{path}: cannot write ({exc.strerror})") from None
             written.append(path)
         return written
