@@ -1,5 +1,7 @@
-"""The user documentation stays navigable: every relative link in README.md and docs/*.md points at
-a file that exists and, with a #fragment, at a heading of that page (GitHub's anchor rule)."""
+"""The user documentation stays navigable and true to the code: every relative link in README.md and
+docs/*.md points at a file that exists and, with a #fragment, at a heading of that page (GitHub's
+anchor rule); every `numdp <command> --option` and `tools/NAME.py --option` quoted is an option of
+that parser; every `numdp run` TOML snippet passes the validator; the Python API example runs."""
 import re
 from pathlib import Path
 
@@ -45,3 +47,119 @@ def test_every_docs_page_is_in_the_index():
     index = (ROOT / "docs" / "index.md").read_text()
     missing = [p.name for p in (ROOT / "docs").glob("*.md") if p.name != "index.md" and f"({p.name}" not in index]
     assert not missing, f"docs/index.md does not link {missing}"
+
+
+# -- commands and snippets quoted in the docs still match the code -----------------------------------
+
+CODE = re.compile(r"```[^\n]*\n.*?```|`[^`\n]+`", re.S)   # fenced blocks and inline code spans
+OPTION = re.compile(r"(?<![\w-])(--?[A-Za-z][\w-]*)")
+
+
+def code_spans(page: Path):
+    """Fenced blocks and inline code of a page, with shell line continuations joined."""
+    for m in CODE.finditer(page.read_text()):
+        yield m.group(0).replace("\\\n", " ")
+
+
+def subcommand_options() -> dict[str, set[str]]:
+    from numdp.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(getattr(a, "choices", None), dict))
+    return {name: set(p._option_string_actions) for name, p in sub.choices.items()}
+
+
+def test_every_quoted_numdp_option_exists():
+    """Each `numdp <command> ... --option` in README.md and docs/ is an option of that command's
+    parser (up to a `#` comment or a table's `|`)."""
+    options = subcommand_options()
+    command = re.compile(r"numdp (" + "|".join(map(re.escape, options)) + r")\b([^\n|#`]*)")
+    bad = [f"{page.name}: {m.group(0).strip()!r}: {tok}"
+           for page in PAGES for span in code_spans(page) for m in command.finditer(span)
+           for tok in OPTION.findall(m.group(2)) if tok not in options[m.group(1)]]
+    assert not bad, "options the parser does not have: " + "; ".join(bad)
+
+
+def test_every_quoted_tool_option_exists():
+    """Each `tools/NAME.py ... --option` quoted in the docs is one of that script's add_argument
+    options (read from its source, so no script is imported)."""
+    bad = []
+    for page in PAGES:
+        for span in code_spans(page):
+            for m in re.finditer(r"tools/(\w+\.py)([^\n|#`]*)", span):
+                script = ROOT / "tools" / m.group(1)
+                if not script.exists():
+                    bad.append(f"{page.name}: no file tools/{m.group(1)}")
+                    continue
+                calls = re.findall(r"add_argument\((.*?)\)", script.read_text(), re.S)
+                known = {s for c in calls for s in re.findall(r"[\"'](--?[\w-]+)[\"']", c)} | {"-h", "--help"}
+                bad += [f"{page.name}: tools/{m.group(1)} {tok}" for tok in OPTION.findall(m.group(2))
+                        if tok not in known]
+    assert not bad, "; ".join(bad)
+
+
+RUN_BASE = {"model": {"file": "model.h5"}, "system": {"file": "start.xyz"},
+            "md": {"timestep": 0.0005, "steps": 10}}
+
+
+def run_snippets():
+    """(page, text) of every ```toml block whose tables all belong to a `numdp run` input."""
+    from numdp.config import TABLES
+
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python < 3.11
+        import tomli as tomllib
+    for page in PAGES:
+        for m in re.finditer(r"```toml\n(.*?)```", page.read_text(), re.S):
+            data = tomllib.loads(m.group(1))
+            if data and set(data) <= set(TABLES):
+                yield page, data
+
+
+def test_every_run_input_snippet_validates(tmp_path):
+    """Each `numdp run` TOML snippet of the docs, completed with the required keys it leaves out,
+    passes numdp's validator: every key, table and value it shows exists and is accepted."""
+    from numdp.config import load_run_settings
+
+    snippets = list(run_snippets())
+    assert len(snippets) >= 4, "the docs' [model] / [parallel] / [model_devi] / annotated snippets are gone"
+    bad = []
+    for k, (page, data) in enumerate(snippets):
+        merged = {name: dict(RUN_BASE.get(name, {}), **data.get(name, {})) for name in set(RUN_BASE) | set(data)}
+        lines = []
+        for name, table in merged.items():
+            lines.append(f"[{name}]")
+            lines += [f"{key} = {_toml_value(v)}" for key, v in table.items()]
+        path = tmp_path / f"snippet{k}.toml"
+        path.write_text("\n".join(lines) + "\n")
+        try:
+            load_run_settings(path)
+        except Exception as exc:  # InputError: the message names the key
+            bad.append(f"{page.name}: {exc}")
+    assert not bad, "; ".join(bad)
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v + '"'
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return repr(v)
+
+
+def test_python_api_example_runs():
+    """The opening example of docs/python-api.md runs as written from the repository root."""
+    import os
+
+    block = re.search(r"```python\n(.*?)```", (ROOT / "docs" / "python-api.md").read_text(), re.S).group(1)
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        exec(compile(block, "docs/python-api.md", "exec"), {})
+    finally:
+        os.chdir(cwd)
