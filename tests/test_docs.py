@@ -163,3 +163,36 @@ def test_python_api_example_runs():
         exec(compile(block, "docs/python-api.md", "exec"), {})
     finally:
         os.chdir(cwd)
+
+
+def test_quoted_files_and_python_names_exist():
+    """Every `numdp/...`, `tests/...`, `tools/...` file or folder and every `tests/x.py::name`
+    quoted in the docs exists, and every dotted `numdp.module.Name` resolves by import (a name
+    ending in `_` is a family such as `numdp.units.IPI_*`)."""
+    import importlib
+
+    bad = []
+    for page in PAGES:
+        for span in code_spans(page):
+            for path in re.findall(r"(?<![\w/.])((?:numdp|tests|tools)/[\w/]+(?:\.py|\.sh|/))", span):
+                if not (ROOT / path).exists():
+                    bad.append(f"{page.name}: no {path}")
+            for path, name in re.findall(r"(tests/\w+\.py)::(\w+)", span):
+                if not (ROOT / path).exists() or not re.search(rf"def {name}\b", (ROOT / path).read_text()):
+                    bad.append(f"{page.name}: no test {path}::{name}")
+            for dotted in re.findall(r"(?<![\w/.])numdp(?:\.\w+)+", span):
+                parts = dotted.split(".")
+                if parts[-1].endswith("_"):
+                    parts = parts[:-1]
+                for i in range(len(parts), 0, -1):
+                    try:
+                        obj = importlib.import_module(".".join(parts[:i]))
+                        break
+                    except ImportError:
+                        continue
+                try:
+                    for attr in parts[i:]:
+                        obj = getattr(obj, attr)
+                except AttributeError:
+                    bad.append(f"{page.name}: {dotted} does not resolve")
+    assert not bad, "; ".join(bad)
