@@ -51,12 +51,13 @@ def test_every_docs_page_is_in_the_index():
 
 # -- commands and snippets quoted in the docs still match the code -----------------------------------
 
-CODE = re.compile(r"```[^\n]*\n.*?```|`[^`\n]+`", re.S)   # fenced blocks and inline code spans
+# fenced blocks, inline code spans and indented code lines (with their continuation lines)
+CODE = re.compile(r"```[^\n]*\n.*?```|`[^`\n]+`|^    \S[^\n]*(?:\n    [^\n]*)*", re.S | re.M)
 OPTION = re.compile(r"(?<![\w-])(--?[A-Za-z][\w-]*)")
 
 
 def code_spans(page: Path):
-    """Fenced blocks and inline code of a page, with shell line continuations joined."""
+    """Code blocks and inline code of a page, with shell line continuations joined."""
     for m in CODE.finditer(page.read_text()):
         yield m.group(0).replace("\\\n", " ")
 
