@@ -1,7 +1,8 @@
 """The user documentation stays navigable and true to the code: every relative link in README.md and
 docs/*.md points at a file that exists and, with a #fragment, at a heading of that page (GitHub's
 anchor rule); every `numdp <command> --option` and `tools/NAME.py --option` quoted is an option of
-that parser; every `numdp run` TOML snippet passes the validator; the Python API example runs."""
+that parser; every `numdp run` TOML snippet passes the validator; every key and default of
+docs/training.md's Input keys table is the training validator's; the Python API example runs."""
 import re
 from pathlib import Path
 
@@ -196,4 +197,75 @@ def test_quoted_files_and_python_names_exist():
                         obj = getattr(obj, attr)
                 except AttributeError:
                     bad.append(f"{page.name}: {dotted} does not resolve")
+    assert not bad, "; ".join(bad)
+
+
+def training_key_rows():
+    """(section, key, default or None) of docs/training.md's "Input keys" table; default is the
+    documented value in brackets when it is a TOML value (`neuron` [[10,20,40]] -> [10, 20, 40])."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python < 3.11
+        import tomli as tomllib
+    text = (ROOT / "docs" / "training.md").read_text()
+    rows = re.findall(r"^\| `\[([\w.]+)\]`[^|]*\| (.*) \|$", text, re.M)
+    assert len(rows) >= 7, "docs/training.md's Input keys table is gone"
+    for section, cell in rows:
+        for m in re.finditer(r"`(\w+)`( \[)?", cell):
+            default = None
+            if m.group(2):
+                rest = cell[m.end():]
+                # the value ends at a ';' or at the ']' that closes the brackets (a list default
+                # such as [[10,20,40]] keeps its own ']')
+                for end in (i for i, c in enumerate(rest) if c in "];"):
+                    inner_list = rest[end] == "]" and "[" in rest[:end]
+                    try:
+                        default = tomllib.loads("v = " + rest[:end + 1 if inner_list else end])["v"]
+                        break
+                    except tomllib.TOMLDecodeError:
+                        continue
+            if m.group(1) not in ("true", "false"):  # values quoted in the prose, not keys
+                yield section, m.group(1), default
+
+
+def test_training_keys_and_defaults_match_the_validator():
+    """Every key of docs/training.md's Input keys table is accepted by `numdp train`'s validator,
+    and where the table gives a default, leaving the key out of inputs/water/train.toml gives the
+    same validated input as setting it to that default."""
+    import copy
+
+    from numdp.train.config import parse_config
+
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python < 3.11
+        import tomli as tomllib
+    source = ROOT / "inputs" / "water" / "train.toml"
+    base = tomllib.loads(source.read_text())
+
+    def table(data, section):
+        t = data
+        for name in section.split("."):
+            t = t.setdefault(name, {})
+        return t
+
+    bad = []
+    for section, key, default in training_key_rows():
+        if section == "model.fitting_net":
+            continue  # the alias of [model.fitting], which the water input uses
+        if default is None:
+            if key not in table(copy.deepcopy(base), section) and key not in ("seed", "precondition"):
+                bad.append(f"[{section}] {key}: no default documented and not in the water input")
+            continue
+        with_default, without = copy.deepcopy(base), copy.deepcopy(base)
+        table(with_default, section)[key] = default
+        table(without, section).pop(key, None)
+        try:
+            a = parse_config(with_default, source)
+            b = parse_config(without, source)
+        except Exception as exc:  # InputError naming the key
+            bad.append(f"[{section}] {key} = {default!r}: {exc}")
+            continue
+        if a != b:
+            bad.append(f"[{section}] {key}: documented default {default!r} is not the validator's")
     assert not bad, "; ".join(bad)
