@@ -2,7 +2,8 @@
 docs/*.md points at a file that exists and, with a #fragment, at a heading of that page (GitHub's
 anchor rule); every `numdp <command> --option` and `tools/NAME.py --option` quoted is an option of
 that parser; every `numdp run` TOML snippet passes the validator; every key and default of
-docs/training.md's Input keys table is the training validator's; the Python API example runs."""
+docs/training.md's Input keys table is the training validator's, and so is every default of
+docs/md.md's key tables the run validator's; the Python API example runs."""
 import re
 from pathlib import Path
 
@@ -268,4 +269,72 @@ def test_training_keys_and_defaults_match_the_validator():
             continue
         if a != b:
             bad.append(f"[{section}] {key}: documented default {default!r} is not the validator's")
+    assert not bad, "; ".join(bad)
+
+
+RUN_FULL = {
+    "model": {"file": ["m0.h5", "m1.h5"]},
+    "system": {"file": "start.xyz", "velocities": {"temperature": 300.0}},
+    "md": {"timestep": 0.001, "steps": 10, "ensemble": "npt",
+           "thermostat": {"kind": "nose-hoover", "temperature": 300.0, "tau": 0.1},
+           "barostat": {"pressure": 1.0, "tau": 1.0}},
+    "model_devi": {},
+}
+
+
+def run_key_rows():
+    """(table, dotted key, default) of docs/md.md's key tables whose default cell is, or starts
+    with, a TOML value (`"double"`, `[1, 1, 1]`, 2.0, false, ...)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python < 3.11
+        import tomli as tomllib
+    text = (ROOT / "docs" / "md.md").read_text()
+    for section in re.split(r"^### ", text, flags=re.M)[1:]:
+        name = re.match(r"`\[(\w+)\]`", section)
+        if not name:
+            continue
+        for key, cell in re.findall(r"^\| `([\w.]+)` \| ([^|]*) \|", section, re.M):
+            value = re.match(r"`([^`]+)`", cell).group(1) if cell.startswith("`") else cell
+            try:
+                yield name.group(1), key, tomllib.loads("v = " + value)["v"]
+            except tomllib.TOMLDecodeError:  # "required", "none", prose: no value to check
+                pass
+
+
+def test_run_defaults_match_the_validator(tmp_path):
+    """Each default documented in docs/md.md's key tables is the validator's: leaving the key out
+    of a complete input (NPT with a Nosé-Hoover chain, start velocities, a 2-model ensemble)
+    gives the same settings as setting it to the documented value."""
+    import copy
+    import dataclasses
+
+    from numdp.config import load_run_settings
+
+    def settings(data, name):
+        path = tmp_path / name
+        lines = []
+        for table, values in data.items():
+            lines.append(f"[{table}]")
+            lines += [f"{key} = {_toml_value(v)}" for key, v in values.items()]
+        path.write_text("\n".join(lines) + "\n")
+        try:
+            s = load_run_settings(path)
+        except Exception as exc:  # an InputError; compared by its message
+            return str(exc).replace(name, "INPUT")
+        return {k: v for k, v in dataclasses.asdict(s).items() if k not in ("path", "text")}
+
+    rows = list(run_key_rows())
+    assert len(rows) >= 20, "docs/md.md's key tables are gone or no longer quote their defaults"
+    bad = []
+    for table, key, default in rows:
+        with_default, without = copy.deepcopy(RUN_FULL), copy.deepcopy(RUN_FULL)
+        *parents, leaf = key.split(".")
+        a, b = with_default.setdefault(table, {}), without.setdefault(table, {})
+        for p in parents:
+            a, b = a.setdefault(p, {}), b.setdefault(p, {})
+        a[leaf] = default
+        b.pop(leaf, None)
+        if settings(with_default, "a.toml") != settings(without, "b.toml"):
+            bad.append(f"[{table}] {key}: documented default {default!r} is not the validator's")
     assert not bad, "; ".join(bad)
