@@ -338,3 +338,36 @@ def test_run_defaults_match_the_validator(tmp_path):
         if settings(with_default, "a.toml") != settings(without, "b.toml"):
             bad.append(f"[{table}] {key}: documented default {default!r} is not the validator's")
     assert not bad, "; ".join(bad)
+
+
+@pytest.mark.parametrize("page, command", [("testing-models.md", "test"), ("compression.md", "compress")])
+def test_option_tables_match_the_parser(page, command):
+    """The option tables of a command's page name its options, and the defaults they give
+    ("required", a number, a `value`) are the parser's."""
+    from numdp.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(getattr(a, "choices", None), dict)).choices[command]
+    actions = sub._option_string_actions
+    rows = re.findall(r"^\| (`-[^|]*) \| ([^|]*) \|", (ROOT / "docs" / page).read_text(), re.M)
+    assert rows, f"docs/{page} has no option table"
+    bad = []
+    for names, default in rows:
+        opts = re.findall(r"`(--?[\w-]+)", names)
+        missing = [o for o in opts if o not in actions]
+        if missing:
+            bad.append(f"{missing} not options of numdp {command}")
+            continue
+        action = actions[opts[0]]
+        word = (re.match(r"`([^`]*)`", default) or re.match(r"(\S*)", default)).group(1)
+        if word == "required":
+            ok = action.required
+        elif re.fullmatch(r"[-+.\deE]+", word):
+            ok = action.default is not None and float(word) == float(action.default)
+        elif default.startswith("`") and not word.isupper():  # a literal value (not an env variable)
+            ok = str(action.default) == word
+        else:
+            continue
+        if not ok:
+            bad.append(f"{opts[0]}: documented default {default.strip()!r}, parser {action.default!r}")
+    assert not bad, f"docs/{page}: " + "; ".join(bad)
