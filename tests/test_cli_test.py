@@ -79,11 +79,20 @@ def test_detail_files(tmp_path, oracle_dir, capsys):
     assert main(["test", "-m", model_file, "-s", str(s1), str(s2), "-d", str(prefix)]) == 2
     assert "does not exist" in capsys.readouterr().err
     prefix.parent.mkdir()
+    # earlier outputs are kept as #NAME.N# (first free N), like every other numdp output: the
+    # NAME.bak of before lost the first run's file on the third run, and --json was overwritten
     (tmp_path / "out" / "res.f.out").write_text("old\n")
+    (tmp_path / "out" / "#res.f.out.1#").write_text("older\n")
+    (tmp_path / "r.json").write_text("{}\n")
+    capsys.readouterr()
     assert main(["test", "-m", model_file, "-s", str(s1), str(s2), "-d", str(prefix),
                  "--json", str(tmp_path / "r.json")]) == 0
-    assert (tmp_path / "out" / "#res.f.out.1#").read_text() == "old\n"
-    assert f"# backed up the existing {prefix}.f.out to #res.f.out.1#" in capsys.readouterr().out
+    assert (tmp_path / "out" / "#res.f.out.1#").read_text() == "older\n"
+    assert (tmp_path / "out" / "#res.f.out.2#").read_text() == "old\n"
+    assert (tmp_path / "#r.json.1#").read_text() == "{}\n"
+    out = capsys.readouterr().out
+    assert (f"backed up the existing {prefix}.f.out to #res.f.out.2#, "
+            f"{tmp_path / 'r.json'} to #r.json.1#") in out
     model = load_model(model_file)
     n = 108
     pred = [model.evaluate(ref["coord"][f].reshape(n, 3), ref["atype"], ref["box"][f].reshape(3, 3),

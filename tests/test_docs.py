@@ -1,5 +1,9 @@
-"""The user documentation stays navigable: every relative link in README.md and docs/*.md points at
-a file that exists and, with a #fragment, at a heading of that page (GitHub's anchor rule)."""
+"""The user documentation stays navigable and true to the code: every relative link in README.md and
+docs/*.md points at a file that exists and, with a #fragment, at a heading of that page (GitHub's
+anchor rule); every `numdp <command> --option` and `tools/NAME.py --option` quoted is an option of
+that parser; every `numdp run` TOML snippet passes the validator; every key and default of
+docs/training.md's Input keys table is the training validator's, and so is every default of
+docs/md.md's key tables the run validator's; the Python API example runs."""
 import re
 from pathlib import Path
 
@@ -45,3 +49,325 @@ def test_every_docs_page_is_in_the_index():
     index = (ROOT / "docs" / "index.md").read_text()
     missing = [p.name for p in (ROOT / "docs").glob("*.md") if p.name != "index.md" and f"({p.name}" not in index]
     assert not missing, f"docs/index.md does not link {missing}"
+
+
+# -- commands and snippets quoted in the docs still match the code -----------------------------------
+
+# fenced blocks, inline code spans and indented code lines (with their continuation lines)
+CODE = re.compile(r"```[^\n]*\n.*?```|`[^`\n]+`|^    \S[^\n]*(?:\n    [^\n]*)*", re.S | re.M)
+OPTION = re.compile(r"(?<![\w-])(--?[A-Za-z][\w-]*)")
+
+
+def code_spans(page: Path):
+    """Code blocks and inline code of a page, with shell line continuations joined."""
+    for m in CODE.finditer(page.read_text()):
+        yield m.group(0).replace("\\\n", " ")
+
+
+def subcommand_options() -> dict[str, set[str]]:
+    from numdp.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(getattr(a, "choices", None), dict))
+    return {name: set(p._option_string_actions) for name, p in sub.choices.items()}
+
+
+def test_every_quoted_numdp_option_exists():
+    """Each `numdp <command> ... --option` in README.md and docs/ is an option of that command's
+    parser (up to a `#` comment or a table's `|`)."""
+    options = subcommand_options()
+    command = re.compile(r"numdp (" + "|".join(map(re.escape, options)) + r")\b([^\n|#`]*)")
+    bad = [f"{page.name}: {m.group(0).strip()!r}: {tok}"
+           for page in PAGES for span in code_spans(page) for m in command.finditer(span)
+           for tok in OPTION.findall(m.group(2)) if tok not in options[m.group(1)]]
+    assert not bad, "options the parser does not have: " + "; ".join(bad)
+
+
+def test_every_quoted_tool_option_exists():
+    """Each `tools/NAME.py ... --option` quoted in the docs is one of that script's add_argument
+    options (read from its source, so no script is imported)."""
+    bad = []
+    for page in PAGES:
+        for span in code_spans(page):
+            for m in re.finditer(r"tools/(\w+\.py)([^\n|#`]*)", span):
+                script = ROOT / "tools" / m.group(1)
+                if not script.exists():
+                    bad.append(f"{page.name}: no file tools/{m.group(1)}")
+                    continue
+                calls = re.findall(r"add_argument\((.*?)\)", script.read_text(), re.S)
+                known = {s for c in calls for s in re.findall(r"[\"'](--?[\w-]+)[\"']", c)} | {"-h", "--help"}
+                bad += [f"{page.name}: tools/{m.group(1)} {tok}" for tok in OPTION.findall(m.group(2))
+                        if tok not in known]
+    assert not bad, "; ".join(bad)
+
+
+RUN_BASE = {"model": {"file": "model.h5"}, "system": {"file": "start.xyz"},
+            "md": {"timestep": 0.0005, "steps": 10}}
+
+
+def run_snippets():
+    """(page, text) of every ```toml block whose tables all belong to a `numdp run` input."""
+    from numdp.config import TABLES
+
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python < 3.11
+        import tomli as tomllib
+    for page in PAGES:
+        for m in re.finditer(r"```toml\n(.*?)```", page.read_text(), re.S):
+            data = tomllib.loads(m.group(1))
+            if data and set(data) <= set(TABLES):
+                yield page, data
+
+
+def test_every_run_input_snippet_validates(tmp_path):
+    """Each `numdp run` TOML snippet of the docs, completed with the required keys it leaves out,
+    passes numdp's validator: every key, table and value it shows exists and is accepted."""
+    from numdp.config import load_run_settings
+
+    snippets = list(run_snippets())
+    assert len(snippets) >= 4, "the docs' [model] / [parallel] / [model_devi] / annotated snippets are gone"
+    bad = []
+    for k, (page, data) in enumerate(snippets):
+        merged = {name: dict(RUN_BASE.get(name, {}), **data.get(name, {})) for name in set(RUN_BASE) | set(data)}
+        lines = []
+        for name, table in merged.items():
+            lines.append(f"[{name}]")
+            lines += [f"{key} = {_toml_value(v)}" for key, v in table.items()]
+        path = tmp_path / f"snippet{k}.toml"
+        path.write_text("\n".join(lines) + "\n")
+        try:
+            load_run_settings(path)
+        except Exception as exc:  # InputError: the message names the key
+            bad.append(f"{page.name}: {exc}")
+    assert not bad, "; ".join(bad)
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v + '"'
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return repr(v)
+
+
+def test_python_api_example_runs():
+    """The opening example of docs/python-api.md runs as written from the repository root."""
+    import os
+
+    block = re.search(r"```python\n(.*?)```", (ROOT / "docs" / "python-api.md").read_text(), re.S).group(1)
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        exec(compile(block, "docs/python-api.md", "exec"), {})
+    finally:
+        os.chdir(cwd)
+
+
+def test_quoted_files_and_python_names_exist():
+    """Every `numdp/...`, `tests/...`, `tools/...` file or folder and every `tests/x.py::name`
+    quoted in the docs exists, and every dotted `numdp.module.Name` resolves by import (a name
+    ending in `_` is a family such as `numdp.units.IPI_*`)."""
+    import importlib
+
+    bad = []
+    for page in PAGES:
+        for span in code_spans(page):
+            for path in re.findall(r"(?<![\w/.])((?:numdp|tests|tools)/[\w/]+(?:\.py|\.sh|/))", span):
+                if not (ROOT / path).exists():
+                    bad.append(f"{page.name}: no {path}")
+            for path, name in re.findall(r"(tests/\w+\.py)::(\w+)", span):
+                if not (ROOT / path).exists() or not re.search(rf"def {name}\b", (ROOT / path).read_text()):
+                    bad.append(f"{page.name}: no test {path}::{name}")
+            for dotted in re.findall(r"(?<![\w/.])numdp(?:\.\w+)+", span):
+                parts = dotted.split(".")
+                if parts[-1].endswith("_"):
+                    parts = parts[:-1]
+                for i in range(len(parts), 0, -1):
+                    try:
+                        obj = importlib.import_module(".".join(parts[:i]))
+                        break
+                    except ImportError:
+                        continue
+                try:
+                    for attr in parts[i:]:
+                        obj = getattr(obj, attr)
+                except AttributeError:
+                    bad.append(f"{page.name}: {dotted} does not resolve")
+    assert not bad, "; ".join(bad)
+
+
+def training_key_rows():
+    """(section, key, default or None) of docs/training.md's "Input keys" table; default is the
+    documented value in brackets when it is a TOML value (`neuron` [[10,20,40]] -> [10, 20, 40])."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python < 3.11
+        import tomli as tomllib
+    text = (ROOT / "docs" / "training.md").read_text()
+    rows = re.findall(r"^\| `\[([\w.]+)\]`[^|]*\| (.*) \|$", text, re.M)
+    assert len(rows) >= 7, "docs/training.md's Input keys table is gone"
+    for section, cell in rows:
+        for m in re.finditer(r"`(\w+)`( \[)?", cell):
+            default = None
+            if m.group(2):
+                rest = cell[m.end():]
+                # the value ends at a ';' or at the ']' that closes the brackets (a list default
+                # such as [[10,20,40]] keeps its own ']')
+                for end in (i for i, c in enumerate(rest) if c in "];"):
+                    inner_list = rest[end] == "]" and "[" in rest[:end]
+                    try:
+                        default = tomllib.loads("v = " + rest[:end + 1 if inner_list else end])["v"]
+                        break
+                    except tomllib.TOMLDecodeError:
+                        continue
+            if m.group(1) not in ("true", "false"):  # values quoted in the prose, not keys
+                yield section, m.group(1), default
+
+
+def test_training_keys_and_defaults_match_the_validator():
+    """Every key of docs/training.md's Input keys table is accepted by `numdp train`'s validator,
+    and where the table gives a default, leaving the key out of inputs/water/train.toml gives the
+    same validated input as setting it to that default."""
+    import copy
+
+    from numdp.train.config import parse_config
+
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python < 3.11
+        import tomli as tomllib
+    source = ROOT / "inputs" / "water" / "train.toml"
+    base = tomllib.loads(source.read_text())
+
+    def table(data, section):
+        t = data
+        for name in section.split("."):
+            t = t.setdefault(name, {})
+        return t
+
+    bad = []
+    for section, key, default in training_key_rows():
+        if section == "model.fitting_net":
+            continue  # the alias of [model.fitting], which the water input uses
+        if default is None:
+            if key not in table(copy.deepcopy(base), section) and key not in ("seed", "precondition"):
+                bad.append(f"[{section}] {key}: no default documented and not in the water input")
+            continue
+        with_default, without = copy.deepcopy(base), copy.deepcopy(base)
+        table(with_default, section)[key] = default
+        table(without, section).pop(key, None)
+        try:
+            a = parse_config(with_default, source)
+            b = parse_config(without, source)
+        except Exception as exc:  # InputError naming the key
+            bad.append(f"[{section}] {key} = {default!r}: {exc}")
+            continue
+        if a != b:
+            bad.append(f"[{section}] {key}: documented default {default!r} is not the validator's")
+    assert not bad, "; ".join(bad)
+
+
+RUN_FULL = {
+    "model": {"file": ["m0.h5", "m1.h5"]},
+    "system": {"file": "start.xyz", "velocities": {"temperature": 300.0}},
+    "md": {"timestep": 0.001, "steps": 10, "ensemble": "npt",
+           "thermostat": {"kind": "nose-hoover", "temperature": 300.0, "tau": 0.1},
+           "barostat": {"pressure": 1.0, "tau": 1.0}},
+    "model_devi": {},
+}
+
+
+def run_key_rows():
+    """(table, dotted key, default) of docs/md.md's key tables whose default cell is, or starts
+    with, a TOML value (`"double"`, `[1, 1, 1]`, 2.0, false, ...)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python < 3.11
+        import tomli as tomllib
+    text = (ROOT / "docs" / "md.md").read_text()
+    for section in re.split(r"^### ", text, flags=re.M)[1:]:
+        name = re.match(r"`\[(\w+)\]`", section)
+        if not name:
+            continue
+        for key, cell in re.findall(r"^\| `([\w.]+)` \| ([^|]*) \|", section, re.M):
+            value = re.match(r"`([^`]+)`", cell).group(1) if cell.startswith("`") else cell
+            try:
+                yield name.group(1), key, tomllib.loads("v = " + value)["v"]
+            except tomllib.TOMLDecodeError:  # "required", "none", prose: no value to check
+                pass
+
+
+def test_run_defaults_match_the_validator(tmp_path):
+    """Each default documented in docs/md.md's key tables is the validator's: leaving the key out
+    of a complete input (NPT with a Nosé-Hoover chain, start velocities, a 2-model ensemble)
+    gives the same settings as setting it to the documented value."""
+    import copy
+    import dataclasses
+
+    from numdp.config import load_run_settings
+
+    def settings(data, name):
+        path = tmp_path / name
+        lines = []
+        for table, values in data.items():
+            lines.append(f"[{table}]")
+            lines += [f"{key} = {_toml_value(v)}" for key, v in values.items()]
+        path.write_text("\n".join(lines) + "\n")
+        try:
+            s = load_run_settings(path)
+        except Exception as exc:  # an InputError; compared by its message
+            return str(exc).replace(name, "INPUT")
+        return {k: v for k, v in dataclasses.asdict(s).items() if k not in ("path", "text")}
+
+    rows = list(run_key_rows())
+    assert len(rows) >= 20, "docs/md.md's key tables are gone or no longer quote their defaults"
+    bad = []
+    for table, key, default in rows:
+        with_default, without = copy.deepcopy(RUN_FULL), copy.deepcopy(RUN_FULL)
+        *parents, leaf = key.split(".")
+        a, b = with_default.setdefault(table, {}), without.setdefault(table, {})
+        for p in parents:
+            a, b = a.setdefault(p, {}), b.setdefault(p, {})
+        a[leaf] = default
+        b.pop(leaf, None)
+        if settings(with_default, "a.toml") != settings(without, "b.toml"):
+            bad.append(f"[{table}] {key}: documented default {default!r} is not the validator's")
+    assert not bad, "; ".join(bad)
+
+
+@pytest.mark.parametrize("page, command", [("testing-models.md", "test"), ("compression.md", "compress")])
+def test_option_tables_match_the_parser(page, command):
+    """The option tables of a command's page name its options, and the defaults they give
+    ("required", a number, a `value`) are the parser's."""
+    from numdp.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(getattr(a, "choices", None), dict)).choices[command]
+    actions = sub._option_string_actions
+    rows = re.findall(r"^\| (`-[^|]*) \| ([^|]*) \|", (ROOT / "docs" / page).read_text(), re.M)
+    assert rows, f"docs/{page} has no option table"
+    bad = []
+    for names, default in rows:
+        opts = re.findall(r"`(--?[\w-]+)", names)
+        missing = [o for o in opts if o not in actions]
+        if missing:
+            bad.append(f"{missing} not options of numdp {command}")
+            continue
+        action = actions[opts[0]]
+        word = (re.match(r"`([^`]*)`", default) or re.match(r"(\S*)", default)).group(1)
+        if word == "required":
+            ok = action.required
+        elif re.fullmatch(r"[-+.\deE]+", word):
+            ok = action.default is not None and float(word) == float(action.default)
+        elif default.startswith("`") and not word.isupper():  # a literal value (not an env variable)
+            ok = str(action.default) == word
+        else:
+            continue
+        if not ok:
+            bad.append(f"{opts[0]}: documented default {default.strip()!r}, parser {action.default!r}")
+    assert not bad, f"docs/{page}: " + "; ".join(bad)

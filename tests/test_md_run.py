@@ -403,3 +403,22 @@ def test_type_names_name_the_numeric_species_of_an_xyz_start(tmp_path):
     with pytest.raises(InputError, match=r"md.toml: \[system\] type_names: .*start.xyz frame 0 names its "
                                          r"elements \(Ar\); type_names names numeric atom types only"):
         state_from_structure(load_run_settings(toml), ["Xe", "Ar"])
+
+
+def test_the_last_step_has_a_thermo_line_off_the_cadence(tmp_path):
+    """A run whose last step is not a multiple of thermo_every ends with that step's thermo line,
+    as LAMMPS prints the last step of every run (a 25-step run with thermo_every = 10 printed
+    0, 10, 20 and no energy of its final state); a restart's last step likewise, and a step on
+    the cadence is printed once."""
+    def logged_steps():
+        return [int(l.split()[0]) for l in (tmp_path / "log.txt").read_text().splitlines()
+                if l.split()[:1] and l.split()[0].isdigit()]
+
+    toml = argon_dir(tmp_path, KIND="csvr", **{"steps = 60": "steps = 25"})
+    run(toml)
+    assert logged_steps() == [0, 10, 20, 25]
+    ck = read_checkpoint(tmp_path / "ck.h5")
+    toml.write_text(toml.read_text().replace("steps = 25", "steps = 40"))
+    run(toml, restart=tmp_path / "ck.h5")
+    assert logged_steps() == [0, 10, 20, 25, 30, 40]
+    assert ck.step == 25

@@ -40,7 +40,7 @@ def configure(parser):
     parser.add_argument("--wait", type=float, default=60.0,
                         help="seconds to keep trying to connect (default 60)")
     parser.add_argument("--threads", type=int, default=None,
-                        help="worker threads (default: all cores)")
+                        help="worker threads (default: NUMDP_NUM_THREADS or the usable cores)")
     parser.add_argument("--precision", default="double", choices=["double", "mix32", "mix16"],
                         help="evaluation precision (default double)")
 

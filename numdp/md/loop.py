@@ -3,7 +3,8 @@
     setup:  forces of the start state unless a checkpoint brought them; first reports
     loop:   integrator.step (thermostat, kick, drift, barostat, neighbour update, force, kick,
             thermostat) -> safety check -> reporters that want this step -> progress
-    end:    final checkpoint and trajectory frame, summary (ns/day, µs/atom/step, time split)
+    end:    the last step's thermo line (off the cadence too), final checkpoint and trajectory frame,
+            summary (ns/day, µs/atom/step, time split)
 
 Phases: neigh (rebuilds, ghost positions, list formatting), force (model), comm (migration, ghost
 exchange, force return, global reductions: numdp.parallel), integrate (everything else in a step),
@@ -26,7 +27,7 @@ from ..signals import StopRequest
 from ..system import State
 from ..progress import CompileNotice, Progress
 from .deviation import DeviationReporter
-from .reporters import CheckpointReporter, Console, TrajectoryReporter, snapshot
+from .reporters import CheckpointReporter, Console, ThermoReporter, TrajectoryReporter, snapshot
 from .safety import SafetyMonitor, SafetyStop
 
 
@@ -232,6 +233,10 @@ class Simulation:
         else:
             t0 = time.perf_counter()
             snap = self._snapshot()
+            if state.step > start_step:  # the last step's thermo line, off the cadence too (LAMMPS)
+                for r in self.reporters:
+                    if isinstance(r, ThermoReporter) and not r.wants(state.step):
+                        r.report(snap)
             if self.trajectory is not None:
                 self.trajectory.write_now(snap)
             if self.checkpoint is not None and self.checkpoint.last_written != state.step:
