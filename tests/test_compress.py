@@ -105,7 +105,11 @@ def test_compress_output_is_checked_before_tabulating(tmp_path, oracle_dir, caps
     for save, message in ((".", "-s .: is a directory; name the output model file"),
                           (str(tmp_path), f"-s {tmp_path}: is a directory"),
                           ("cmp.pb", "cmp.pb: cannot choose a model format for suffix '.pb'"),
-                          ("nodir/cmp.h5", "nodir/cmp.h5: cannot write model file (directory nodir does not exist)")):
+                          ("nodir/cmp.h5", "nodir/cmp.h5: cannot write model file (directory nodir does not exist)"),
+                          # DeePMD-kit's `dp compress -s 0.01` is the table step: it would have
+                          # written a model named 0.01.h5
+                          ("0.01", "-s 0.01: -s names the output model file in numdp; the table step "
+                                   "(DeePMD-kit's `dp compress -s`) is -d 0.01")):
         assert main(["compress", model, "-s", save]) == 2
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err

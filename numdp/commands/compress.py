@@ -24,6 +24,9 @@ def main(args) -> int:
     from ..model.compress import compress, s_max_from_systems
 
     out_path = Path(args.save)
+    if _is_number(args.save):   # `dp compress -s 0.01` is DeePMD-kit's table step
+        raise InputError(f"-s {args.save}: -s names the output model file in numdp; the table step "
+                         f"(DeePMD-kit's `dp compress -s`) is -d {args.save}")
     # the output is checked before the (long) tabulation
     if out_path.is_dir() or not out_path.name:
         raise InputError(f"-s {args.save}: is a directory; name the output model file "
@@ -57,3 +60,11 @@ def main(args) -> int:
         print(backups.line())
     print(f"wrote {out_path}")
     return 0
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
