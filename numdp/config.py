@@ -260,6 +260,9 @@ def _output(t: Table, base: Path) -> OutputSettings:
     # the format: `format`, else the one the trajectory's suffix names, else H5MD
     named = t.data.get("trajectory")
     suggested = traj_format_of_path(Path(named)) if isinstance(named, str) and named else None
+    if isinstance(named, str) and named and suggested is None and "format" not in t.data:
+        raise t.error("trajectory", f"cannot tell the format from the name {named!r}: use a suffix "
+                                    f".h5md/.h5, .extxyz/.xyz or .lammpstrj/.dump, or set [output] format")
     fmt = t.string("format", suggested or "h5md", choices=TRAJ_FORMATS)
     if suggested is not None and suggested != fmt:
         raise t.error("trajectory", f"the suffix of {named!r} names format {suggested!r}, but "

@@ -97,8 +97,11 @@ def test_relative_paths_follow_the_input_file(tmp_path):
     ("[neighbor]", "[thermo]\nx = 1\n[neighbor]", "md.toml: [thermo]: unknown table"),
     # two outputs on one file wrote over each other (an H5MD trajectory into the log); an output on
     # an input was renamed away as a backup
-    ('trajectory = "traj.h5md"', 'trajectory = "log.txt"',
+    ('trajectory = "traj.h5md"', 'trajectory = "log.txt"\nformat = "h5md"',
      "md.toml: [output] log: names the same file as [output] trajectory"),
+    # an unknown suffix was written as H5MD under that name (traj.pdb)
+    ('trajectory = "traj.h5md"', 'trajectory = "traj.pdb"',
+     "md.toml: [output] trajectory: cannot tell the format from the name 'traj.pdb': use a suffix"),
     ('checkpoint = "ck.h5"', 'checkpoint = "traj.h5md"',
      "md.toml: [output] checkpoint: names the same file as [output] trajectory"),
     ('checkpoint = "ck.h5"', 'checkpoint = "model.h5"',
