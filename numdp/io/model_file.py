@@ -45,6 +45,10 @@ def model_kind(path) -> str:
                 return KIND_PT
             if zipfile.is_zipfile(path):
                 raise _not_a_model(path, "a zip file but not a PyTorch archive: no <folder>/data.pkl member")
+            with open(path, "rb") as fh:
+                if fh.read(4) == b"PK\x03\x04":
+                    raise InputError(f"{path}: damaged zip archive (its end, the central directory, "
+                                     f"is missing or unreadable: a truncated copy?)")
             raise _not_a_model(path, "neither HDF5 nor a PyTorch zip archive")
         with h5py.File(path, "r") as h5:
             attrs = set(h5.attrs.keys())
