@@ -6,9 +6,13 @@ DeePMD-kit's evaluation of one water frame.
 """
 from __future__ import annotations
 
+import collections
 import copy
+import io
 import json
 import pickle
+import sys
+import types
 import zipfile
 from pathlib import Path
 
@@ -261,7 +265,10 @@ def checkpoint_root():
     (lambda m: m["fitting_net"].update(type="dipole"), "a 'dipole' fitting"),
     (lambda m: m["descriptor"].update(type="dpa1"), "a 'dpa1' descriptor"),
     (lambda m: m.update(spin={"use_spin": [True, False]}), "a spin model"),
-    (lambda m: m.update(type="zbl"), "a 'zbl' model"),
+    (lambda m: m.update(type="linear_ener"), "a 'linear_ener' model"),
+    (lambda m: m.update(use_srtab="table.txt", sw_rmin=0.5, sw_rmax=1.0), "a DP + ZBL model (use_srtab)"),
+    (lambda m: m.update(bridging_method="zbl"), "a model bridged to an inner potential"),
+    (lambda m: m["fitting_net"].update(dim_case_embd=2), "a fitting net with case embedding"),
     (lambda m: m.update(model_dict={"water": {}, "ice": {}}), "a multi-task model (branches water, ice)"),
 ])
 def test_other_model_kinds_are_named(checkpoint_root, change, holds):
@@ -298,3 +305,93 @@ def test_missing_tensor_is_named(checkpoint_root):
     with pytest.raises(InputError) as ei:
         pt_read.params_from_torch(model, tensors, Path("m.pt"), "test")
     assert "fitting_net.filter_layers.networks.1.layers.2.bias is missing" in one_line(ei, "m.pt")
+
+
+# ---------------------------------------------------------------- the archive format itself
+
+
+class _Storage:
+    def __init__(self, key, kind, data):
+        self.key, self.kind, self.data = key, kind, data
+
+
+class _Tensor:
+    def __init__(self, storage, offset, size, stride):
+        self.args = (storage, offset, size, stride, False, collections.OrderedDict())
+
+    def __reduce__(self):
+        return (sys.modules["torch._utils"]._rebuild_tensor_v2, self.args)
+
+
+class _TorchPickler(pickle.Pickler):
+    def persistent_id(self, obj):
+        if isinstance(obj, _Storage):
+            return ("storage", obj.kind, obj.key, "cpu", obj.data.size)
+        return None
+
+
+def _write_archive(path, build, byteorder, monkeypatch):
+    """A torch.save-style archive written without torch: stand-in torch modules give the pickle
+    the global names torch writes (torch._utils._rebuild_tensor_v2, torch.DoubleStorage, ...);
+    build(torch) -> (object to save, storages to write)."""
+    torch, utils = types.ModuleType("torch"), types.ModuleType("torch._utils")
+
+    def _rebuild_tensor_v2(*args):
+        raise AssertionError("never called")
+
+    _rebuild_tensor_v2.__module__, _rebuild_tensor_v2.__qualname__ = "torch._utils", "_rebuild_tensor_v2"
+    utils._rebuild_tensor_v2 = _rebuild_tensor_v2
+    for name in ("DoubleStorage", "FloatStorage", "BFloat16Storage"):
+        setattr(torch, name, type(name, (), {"__module__": "torch"}))
+    monkeypatch.setitem(sys.modules, "torch", torch)
+    monkeypatch.setitem(sys.modules, "torch._utils", utils)
+    obj, storages = build(torch)
+    buf = io.BytesIO()
+    _TorchPickler(buf, protocol=2).dump(obj)
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("archive/data.pkl", buf.getvalue())
+        zf.writestr("archive/byteorder", byteorder)
+        for s in storages:
+            order = "<" if byteorder == "little" else ">"
+            zf.writestr(f"archive/data/{s.key}", s.data.astype(s.data.dtype.newbyteorder(order)).tobytes())
+
+
+@pytest.mark.parametrize("byteorder", ["little", "big"])
+def test_tensor_layouts_offsets_strides_and_byte_order(tmp_path, monkeypatch, byteorder):
+    """Tensors that view part of a shared storage (offset, transposed strides, a scalar) come
+    back as the numpy arrays they denote, in either byte order."""
+    base = np.arange(12, dtype=np.float64) * 0.5 - 1.0
+    f32 = np.linspace(-1.0, 1.0, 5, dtype=np.float32)
+
+    def build(torch):
+        sd, sf = _Storage("0", torch.DoubleStorage, base), _Storage("1", torch.FloatStorage, f32)
+        return ({"t": _Tensor(sd, 2, (2, 3), (1, 2)), "row": _Tensor(sd, 1, (4,), (3,)), "s": _Tensor(sd, 11, (), ()),
+                 "f": _Tensor(sf, 0, (5,), (1,)), "e": _Tensor(sd, 0, (0, 3), (3, 1))}, [sd, sf])
+
+    path = tmp_path / "t.pt"
+    _write_archive(path, build, byteorder, monkeypatch)
+    got = read_torch_archive(path).root
+    expect = {"t": np.lib.stride_tricks.as_strided(base[2:], (2, 3), (8, 16)), "row": base[1::3],
+              "s": base[11], "f": f32, "e": np.zeros((0, 3))}
+    for key, value in expect.items():
+        assert got[key].dtype == value.dtype and got[key].dtype.isnative, key
+        assert got[key].shape == np.shape(value) and np.array_equal(got[key], value), key
+
+
+def test_unsupported_storage_and_overrun_are_named(tmp_path, monkeypatch):
+    path = tmp_path / "bf16.pt"
+    _write_archive(path, lambda torch: ({"t": _Tensor(_Storage("0", torch.BFloat16Storage, np.zeros(2, np.uint16)),
+                                                      0, (2,), (1,))}, []), "little", monkeypatch)
+    with pytest.raises(InputError) as ei:
+        read_model(path)
+    assert "BFloat16Storage tensors, which numdp does not read" in one_line(ei, path)
+    path = tmp_path / "over.pt"
+
+    def build(torch):
+        storage = _Storage("0", torch.DoubleStorage, np.zeros(4))
+        return {"t": _Tensor(storage, 2, (3,), (1,))}, [storage]
+
+    _write_archive(path, build, "little", monkeypatch)
+    with pytest.raises(InputError) as ei:
+        read_model(path)
+    assert "runs past its storage" in one_line(ei, path)

@@ -132,11 +132,18 @@ def _net(tensors: dict, base: str, n_layers: int, activation: str, final_linear:
 
 def params_from_torch(model: dict, tensors: dict, path: Path, source: str) -> ModelParams:
     """ModelParams from DeePMD-kit's normalised model section and the model's tensors."""
-    if model.get("spin"):
+    # the dispatch of DeePMD-kit's get_model: a "spin" section, a "use_srtab" table (DP + ZBL) or
+    # an active "bridging_method" (a linear_ener composition) make other models than EnergyModel
+    if "spin" in model:
         raise _refuse(path, "a spin model")
     mtype = model.get("type", "standard")
     if mtype != "standard":
         raise _refuse(path, f"a '{mtype}' model")
+    if "use_srtab" in model:
+        raise _refuse(path, "a DP + ZBL model (use_srtab)")
+    if str(model.get("bridging_method", "none")).lower() not in ("none", ""):
+        raise _refuse(path, f"a model bridged to an inner potential (bridging_method "
+                            f"'{model['bridging_method']}')")
     desc, fit = model.get("descriptor"), model.get("fitting_net")
     if not isinstance(desc, dict) or not isinstance(fit, dict):
         raise InputError(f"{path}: {WHAT}: its model section has no descriptor/fitting_net")

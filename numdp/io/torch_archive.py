@@ -43,6 +43,10 @@ class ForbiddenGlobal(Exception):
     """data.pkl asked for a Python global outside the allow list."""
 
 
+class UnsupportedStorage(Exception):
+    """A tensor storage type without a numpy dtype here (bfloat16, complex, quantised)."""
+
+
 class ScriptObject:
     """A TorchScript module or class instance from data.pkl: `torch_class` ("__torch__.a.b.C",
     with TorchScript's `___torch_mangle_N` parts kept) and `state` (what `__setstate__` got,
@@ -87,7 +91,7 @@ def _rebuild_tensor(storage, offset, size, stride, *_unused) -> np.ndarray:
         raise ValueError(f"tensor of size {size} at offset {offset} runs past its storage of {storage.size} items")
     view = np.lib.stride_tricks.as_strided(storage[offset:], shape=size,
                                            strides=tuple(s * storage.itemsize for s in stride), writeable=False)
-    return np.ascontiguousarray(view, dtype=storage.dtype.newbyteorder("="))
+    return np.array(view, dtype=storage.dtype.newbyteorder("="), order="C")  # a copy; keeps 0-d
 
 
 def _rebuild_parameter(data, *_unused):
@@ -129,6 +133,8 @@ class _Unpickler(pickle.Unpickler):
             return found
         if module == "torch" and name in STORAGE_DTYPES:
             return _StorageType(name)
+        if module == "torch" and name.endswith("Storage"):
+            raise UnsupportedStorage(name)
         if module == "__torch__" or module.startswith("__torch__."):
             full = f"{module}.{name}"
             if full not in self._classes:
@@ -200,6 +206,9 @@ def read_torch_archive(path) -> TorchArchive:
     except ForbiddenGlobal as exc:
         raise InputError(f"{path}: refused: its data.pkl asks for the Python object '{exc}', which no "
                          f"DeePMD-kit model file needs (numdp never runs code from a model file)") from None
+    except UnsupportedStorage as exc:
+        raise InputError(f"{path}: holds torch.{exc} tensors, which numdp does not read "
+                         f"(float64, float32, float16 and integer tensors only)") from None
     except (zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
         raise InputError(f"{path}: damaged zip archive ({one_line(exc)})") from None
     except OSError as exc:
