@@ -333,7 +333,8 @@ class _TorchPickler(pickle.Pickler):
 def _write_archive(path, build, byteorder, monkeypatch):
     """A torch.save-style archive written without torch: stand-in torch modules give the pickle
     the global names torch writes (torch._utils._rebuild_tensor_v2, torch.DoubleStorage, ...);
-    build(torch) -> (object to save, storages to write)."""
+    build(torch) -> (object to save, storages to write). torch 2.13's torch.load(weights_only=True)
+    reads these archives (both byte orders) to the same tensors (checked once by hand)."""
     torch, utils = types.ModuleType("torch"), types.ModuleType("torch._utils")
 
     def _rebuild_tensor_v2(*args):
@@ -351,6 +352,7 @@ def _write_archive(path, build, byteorder, monkeypatch):
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("archive/data.pkl", buf.getvalue())
         zf.writestr("archive/byteorder", byteorder)
+        zf.writestr("archive/version", "3\n")
         for s in storages:
             order = "<" if byteorder == "little" else ">"
             zf.writestr(f"archive/data/{s.key}", s.data.astype(s.data.dtype.newbyteorder(order)).tobytes())
