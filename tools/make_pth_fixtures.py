@@ -2,7 +2,7 @@
 
 Needs DeePMD-kit 3.x with its PyTorch backend (not a numdp dependency; a separate virtualenv):
 
-    python3 -m venv /tmp/dpk && /tmp/dpk/bin/pip install torch deepmd-kit==3.2.0
+    python3 -m venv /tmp/dpk && /tmp/dpk/bin/pip install torch==2.13.0 deepmd-kit==3.2.0
     /tmp/dpk/bin/python tools/make_pth_fixtures.py --data ../shared/data --out tests/data/pytorch
 
 (`dp` is taken from the same folder as the Python running this script.)
