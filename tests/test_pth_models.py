@@ -256,6 +256,16 @@ def test_unsupported_descriptor_from_deepmd_kit(tmp_path, capsys):
     cli_error(capsys, ["convert", str(path), str(tmp_path / "o.h5")], path)
 
 
+def test_multi_task_checkpoint_from_deepmd_kit(tmp_path, capsys):
+    """A real two-branch multi-task checkpoint: the message names the branches and the way out."""
+    path = DATA / "multitask.pt"
+    with pytest.raises(InputError) as ei:
+        read_model(path)
+    msg = one_line(ei, path)
+    assert "it holds a multi-task model (branches water_a, water_b)" in msg and "--head" in msg
+    cli_error(capsys, ["convert", str(path), str(tmp_path / "o.h5")], path)
+
+
 @pytest.fixture(scope="module")
 def checkpoint_root():
     return read_torch_archive(DATA / "se_a_one_side_f64.pt").root

@@ -19,7 +19,11 @@ its native format (`dp convert-backend`). Written to OUT, per case NAME:
   energy (), atom_energy (natoms,), force (natoms, 3), virial (3, 3), plus the DeePMD-kit and
   torch versions.
 
-Unsupported kinds, for the refusal tests: `se_e2_r.pth` (an se_e2_r descriptor, frozen).
+Unsupported kinds, for the refusal tests: `se_e2_r.pth` (an se_e2_r descriptor, frozen) and
+`multitask.pt` (the checkpoint of a two-branch multi-task training, water_a and water_b, sharing
+one se_e2_a descriptor).
+
+`--cases NAME ...` builds only those cases (default: all).
 """
 from __future__ import annotations
 
@@ -91,6 +95,29 @@ def build(name: str, desc: dict, fit: dict, data: Path, work: Path, dp: str, rep
     return folder
 
 
+def build_multitask(data: Path, work: Path, dp: str) -> Path:
+    """A two-branch multi-task training (shared descriptor); return its checkpoint."""
+    single = BASE["model"]
+    loss = dict(BASE["loss"], type="ener")
+    cfg = {
+        "model": {"shared_dict": {"tmap": single["type_map"], "desc": dict(single["descriptor"], seed=5)},
+                  "model_dict": {b: {"type_map": "tmap", "descriptor": "desc",
+                                     "fitting_net": {"neuron": [8, 8], "seed": seed}}
+                                 for b, seed in (("water_a", 5), ("water_b", 6))}},
+        "learning_rate": BASE["learning_rate"],
+        "loss_dict": {"water_a": loss, "water_b": loss},
+        "training": {"model_prob": {"water_a": 0.5, "water_b": 0.5},
+                     "data_dict": {b: {"training_data": {"systems": [str(data / "water" / d)], "batch_size": 1}}
+                                   for b, d in (("water_a", "data_0"), ("water_b", "data_2"))},
+                     "numb_steps": 2, "seed": 1, "disp_freq": 1, "save_freq": 2},
+    }
+    folder = work / "multitask"
+    folder.mkdir()
+    (folder / "input.json").write_text(json.dumps(cfg, indent=1))
+    run([dp, "--pt", "train", "input.json"], folder)
+    return (folder / "model.ckpt.pt").resolve()
+
+
 def reference(pth: Path, data: Path) -> dict:
     """DeePMD-kit's energy, forces and virial of frame 0 of water/data_3 with model `pth`."""
     import deepmd
@@ -116,13 +143,17 @@ def main() -> None:
     ap.add_argument("--data", type=Path, required=True, help="numdp's data folder (holds water/)")
     ap.add_argument("--out", type=Path, required=True, help="where the fixtures go")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
+    ap.add_argument("--cases", nargs="+", help="build only these cases")
     args = ap.parse_args()
+    wanted = set(args.cases or [*CASES, *UNSUPPORTED, "multitask"])
     dp = str(Path(sys.executable).with_name("dp"))
     data, out = args.data.resolve(), args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="pth_fixtures_"))
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     for name, (desc, fit) in CASES.items():
+        if name not in wanted:
+            continue
         folder = build(name, desc, fit, data, work, dp, replace_desc=False)
         run([dp, "convert-backend", f"{name}.pth", f"{name}.dp"], folder)
         for suffix in (".pt", ".pth", ".dp"):
@@ -130,9 +161,14 @@ def main() -> None:
         np.savez(out / f"{name}.npz", **reference(folder / f"{name}.pth", data))
         print(f"wrote {name}.pt/.pth/.dp/.npz")
     for name, (desc, fit) in UNSUPPORTED.items():
+        if name not in wanted:
+            continue
         folder = build(name, desc, fit, data, work, dp, replace_desc=True)
         shutil.copyfile(folder / f"{name}.pth", out / f"{name}.pth")
         print(f"wrote {name}.pth")
+    if "multitask" in wanted:
+        shutil.copyfile(build_multitask(data, work, dp), out / "multitask.pt")
+        print("wrote multitask.pt")
     if args.keep:
         print(f"work folder kept: {work}")
     else:
