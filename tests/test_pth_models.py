@@ -247,12 +247,14 @@ def test_damaged_pickle_and_foreign_checkpoint(tmp_path):
         assert expect in one_line(ei, path)
 
 
-def test_unsupported_descriptor_from_deepmd_kit(tmp_path, capsys):
-    """A real se_e2_r model frozen by DeePMD-kit."""
-    path = DATA / "se_e2_r.pth"
+@pytest.mark.parametrize("name,holds", [("se_e2_r.pth", "a 'se_e2_r' descriptor"),
+                                        ("dipole.pth", "a DipoleModel (dipole fitting)")])
+def test_unsupported_kinds_from_deepmd_kit(tmp_path, capsys, name, holds):
+    """Real models frozen by DeePMD-kit: an se_e2_r descriptor, a dipole fitting."""
+    path = DATA / name
     with pytest.raises(InputError) as ei:
         read_model(path)
-    assert "not a DeePMD-kit se_e2_a energy model: it holds a 'se_e2_r' descriptor" in one_line(ei, path)
+    assert f"not a DeePMD-kit se_e2_a energy model: it holds {holds}" in one_line(ei, path)
     cli_error(capsys, ["convert", str(path), str(tmp_path / "o.h5")], path)
 
 

@@ -21,7 +21,8 @@ its native format (`dp convert-backend`). Written to OUT, per case NAME:
 
 Unsupported kinds, for the refusal tests: `se_e2_r.pth` (an se_e2_r descriptor, frozen) and
 `multitask.pt` (the checkpoint of a two-branch multi-task training, water_a and water_b, sharing
-one se_e2_a descriptor).
+one se_e2_a descriptor) and `dipole.pth` (se_e2_a + dipole fitting, frozen; trained 2 steps on
+water/data_0's frames with random dipole labels, as only the file's kind matters).
 
 `--cases NAME ...` builds only those cases (default: all).
 """
@@ -118,6 +119,22 @@ def build_multitask(data: Path, work: Path, dp: str) -> Path:
     return (folder / "model.ckpt.pt").resolve()
 
 
+def build_dipole(data: Path, work: Path, dp: str) -> Path:
+    """A frozen se_e2_a + dipole-fitting model; return the .pth."""
+    folder = work / "dipole"
+    shutil.copytree(data / "water" / "data_0", folder / "system")
+    nframes = np.load(folder / "system" / "set.000" / "coord.npy").shape[0]
+    np.save(folder / "system" / "set.000" / "dipole.npy", np.random.default_rng(0).normal(size=(nframes, 3)))
+    cfg = copy.deepcopy(BASE)
+    cfg["model"]["fitting_net"] = {"type": "dipole", "neuron": [8, 8], "seed": 7}
+    cfg["loss"] = {"type": "tensor", "pref": 1.0, "pref_atomic": 0.0}
+    cfg["training"]["training_data"] = {"systems": ["system"], "batch_size": 1}
+    (folder / "input.json").write_text(json.dumps(cfg, indent=1))
+    run([dp, "--pt", "train", "input.json"], folder)
+    run([dp, "--pt", "freeze", "-c", "model.ckpt.pt", "-o", "dipole.pth"], folder)
+    return folder / "dipole.pth"
+
+
 def reference(pth: Path, data: Path) -> dict:
     """DeePMD-kit's energy, forces and virial of frame 0 of water/data_3 with model `pth`."""
     import deepmd
@@ -145,7 +162,7 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
     ap.add_argument("--cases", nargs="+", help="build only these cases")
     args = ap.parse_args()
-    wanted = set(args.cases or [*CASES, *UNSUPPORTED, "multitask"])
+    wanted = set(args.cases or [*CASES, *UNSUPPORTED, "multitask", "dipole"])
     dp = str(Path(sys.executable).with_name("dp"))
     data, out = args.data.resolve(), args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -169,6 +186,9 @@ def main() -> None:
     if "multitask" in wanted:
         shutil.copyfile(build_multitask(data, work, dp), out / "multitask.pt")
         print("wrote multitask.pt")
+    if "dipole" in wanted:
+        shutil.copyfile(build_dipole(data, work, dp), out / "dipole.pth")
+        print("wrote dipole.pth")
     if args.keep:
         print(f"work folder kept: {work}")
     else:
