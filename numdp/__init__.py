@@ -15,8 +15,8 @@ __version__ = "0.1.0"
 
 
 def load_model(path, nthreads=None, precision="double", device="cpu"):
-    """Load a numdp (.h5) or DeePMD-kit (.dp) model on device "cpu" or "cuda"; see
-    numdp.model.dp_model.DPModel."""
+    """Load a numdp (.h5), DeePMD-kit (.dp) or DeePMD-kit PyTorch (.pt/.pth) model on device
+    "cpu" or "cuda"; see numdp.model.dp_model.DPModel."""
     from .model.dp_model import load_model as _load
 
     return _load(path, nthreads=nthreads, precision=precision, device=device)

@@ -292,8 +292,10 @@ def test_directory_as_model(tmp_path, capsys):
 
 
 def test_not_hdf5(tmp_path, capsys):
-    path = tmp_path / "model.pth"
-    path.write_bytes(b"PK\x03\x04 this is a zip, not HDF5")
+    """A TensorFlow graph (.pb) is not read: the message says how to convert it. (PyTorch .pt/.pth
+    files are read: tests/test_pth_models.py.)"""
+    path = tmp_path / "model.pb"
+    path.write_bytes(b"\x0a\x0c a protobuf, not HDF5")
     with pytest.raises(InputError) as ei:
         read_model(path)
     msg = assert_one_line_error(ei, path)

@@ -19,7 +19,7 @@ from ..model.precision import PRECISIONS
 
 
 def configure(parser):
-    parser.add_argument("-m", "--model", required=True, help="numdp (.h5) or DeePMD-kit (.dp) model")
+    parser.add_argument("-m", "--model", required=True, help="numdp (.h5) or DeePMD-kit (.dp, PyTorch .pt/.pth) model")
     parser.add_argument("-s", "--system", nargs="+", required=True,
                         help="DeePMD systems (npy folders, data.h5 or data.h5#/group), or folders "
                              "searched for them")

@@ -4,22 +4,28 @@
   (numdp.io.h5_model).
 - DeePMD-kit native model (`.dp`): HDF5 with a root attribute `json` (numdp.io.dp_read /
   numdp.io.dp_write).
+- DeePMD-kit PyTorch model, read only: a training checkpoint (`.pt`) or frozen TorchScript model
+  (`.pth`), both PyTorch zip archives (numdp.io.pt_read, read without torch).
 
 Every problem raises numdp.errors.InputError with a one-line message naming the file.
 """
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import h5py
 
 from ..errors import InputError, one_line, require_file
 from ..model.params import ModelParams
+from .torch_archive import is_torch_archive
 
-KIND_DP, KIND_NUMDP = "dp", "numdp"
-DESCRIPTIONS = {KIND_DP: "DeePMD-kit .dp", KIND_NUMDP: "numdp HDF5 model"}
+KIND_DP, KIND_NUMDP, KIND_PT = "dp", "numdp", "pt"
+DESCRIPTIONS = {KIND_DP: "DeePMD-kit .dp", KIND_NUMDP: "numdp HDF5 model",
+                KIND_PT: "DeePMD-kit PyTorch model"}
 SUFFIXES = {".dp": KIND_DP, ".h5": KIND_NUMDP, ".hdf5": KIND_NUMDP}
-_OTHER_DEEPMD = (".pb", ".pth", ".pt", ".savedmodel")
+# DeePMD-kit formats numdp does not read (TensorFlow graphs, JAX/TF saved models)
+_OTHER_DEEPMD = (".pb", ".savedmodel")
 
 
 def _not_a_model(path: Path, why: str) -> InputError:
@@ -30,12 +36,20 @@ def _not_a_model(path: Path, why: str) -> InputError:
 
 
 def model_kind(path) -> str:
-    """KIND_DP or KIND_NUMDP, decided from the file's content (not its name)."""
+    """KIND_DP, KIND_NUMDP or KIND_PT, decided from the file's content (not its name)."""
     path = Path(path)
     require_file(path, "model file")
     try:
         if not h5py.is_hdf5(path):
-            raise _not_a_model(path, "not an HDF5 file")
+            if is_torch_archive(path):
+                return KIND_PT
+            if zipfile.is_zipfile(path):
+                raise _not_a_model(path, "a zip file but not a PyTorch archive: no <folder>/data.pkl member")
+            with open(path, "rb") as fh:
+                if fh.read(4) == b"PK\x03\x04":
+                    raise InputError(f"{path}: damaged zip archive (its end, the central directory, "
+                                     f"is missing or unreadable: a truncated copy?)")
+            raise _not_a_model(path, "neither HDF5 nor a PyTorch zip archive")
         with h5py.File(path, "r") as h5:
             attrs = set(h5.attrs.keys())
     except OSError as exc:
@@ -48,12 +62,18 @@ def model_kind(path) -> str:
 
 
 def read_model(path) -> ModelParams:
-    """Read a numdp (.h5) or DeePMD-kit (.dp) model file, whatever its name."""
+    """Read a numdp (.h5), DeePMD-kit (.dp) or DeePMD-kit PyTorch (.pt/.pth) model file, whatever
+    its name."""
     path = Path(path)
-    if model_kind(path) == KIND_DP:
+    kind = model_kind(path)
+    if kind == KIND_DP:
         from .dp_read import read_dp
 
         return read_dp(path)
+    if kind == KIND_PT:
+        from .pt_read import read_pt
+
+        return read_pt(path)
     from .h5_model import read_h5_model
 
     return read_h5_model(path)
@@ -66,7 +86,7 @@ def output_kind(path) -> str:
     if kind is None:
         got = f"suffix '{path.suffix}'" if path.suffix else "a name without suffix"
         raise InputError(f"{path}: cannot choose a model format for {got} "
-                         f"(use .dp for DeePMD-kit, .h5 or .hdf5 for numdp)")
+                         f"(numdp writes .dp for DeePMD-kit, .h5 or .hdf5 for numdp)")
     return kind
 
 

@@ -207,8 +207,9 @@ class DPModel:
 
 def load_model(path, nthreads: int | None = None, precision: str = "double",
                device: str = "cpu") -> DPModel:
-    """Load a numdp model file (.h5) or a DeePMD-kit .dp file; precision "double", "mix32" or
-    "mix16" (numdp.model.precision); device "cpu" or "cuda" (numdp.backend, docs/gpu.md)."""
+    """Load a numdp model file (.h5), a DeePMD-kit .dp file or a DeePMD-kit PyTorch .pt/.pth
+    file (numdp.io.pt_read); precision "double", "mix32" or "mix16" (numdp.model.precision);
+    device "cpu" or "cuda" (numdp.backend, docs/gpu.md)."""
     from ..io.model_file import read_model
 
     if device != "cpu":   # fail on an unusable device before reading the file
