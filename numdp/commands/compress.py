@@ -6,7 +6,7 @@ from pathlib import Path
 
 
 def configure(parser):
-    parser.add_argument("model", help="numdp (.h5) or DeePMD-kit (.dp) model")
+    parser.add_argument("model", help="numdp (.h5) or DeePMD-kit (.dp, PyTorch .pt/.pth) model")
     parser.add_argument("-d", "--step", type=float, default=0.01, help="table step in x (default 0.01)")
     parser.add_argument("-o", "--order", type=int, default=3, choices=[3, 5],
                         help="polynomial order: 3 (cubic Hermite) or 5 (quintic Hermite)")
