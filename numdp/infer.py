@@ -125,8 +125,8 @@ class DeepPot:
 
     # --- DeePMD-kit methods numdp does not offer: one-line errors, never a wrong answer ---------
 
-    def _unsupported(self, name: str):
-        raise NotImplementedError(f"DeepPot.{name} is not supported by numdp.infer.DeepPot "
+    def _unsupported(self, name: str, hint: str = ""):
+        raise NotImplementedError(f"DeepPot.{name} is not supported by numdp.infer.DeepPot{hint} "
                                   f"(see docs/python-api.md)")
 
     def get_model(self):
@@ -136,7 +136,7 @@ class DeepPot:
         self._unsupported("serialize")
 
     def eval_descriptor(self, *args, **kwargs):
-        self._unsupported("eval_descriptor (use numdp.load_model(path).descriptor)")
+        self._unsupported("eval_descriptor", "; numdp.load_model(path).descriptor gives the rows")
 
     def eval_fitting_last_layer(self, *args, **kwargs):
         self._unsupported("eval_fitting_last_layer")
@@ -145,7 +145,7 @@ class DeepPot:
         self._unsupported("eval_embedding")
 
     def eval_typeebd(self):
-        self._unsupported("eval_typeebd (se_e2_a has no type embedding)")
+        self._unsupported("eval_typeebd", ": se_e2_a has no type embedding")
 
     def get_model_size(self):
         self._unsupported("get_model_size")
@@ -226,9 +226,9 @@ class DeepPot:
         if raw.ndim not in (1, 2):
             raise InputError(f"DeepPot.eval: atom_types must have shape (natoms,)"
                              f"{' or (nframes, natoms)' if mixed_type else ''}, got {raw.shape}")
-        types = raw.reshape(-1, raw.shape[-1])
-        if types.shape[1] == 0:
+        if raw.size == 0:
             raise InputError("DeepPot.eval: atom_types is empty (no atoms)")
+        types = raw.reshape(-1, raw.shape[-1])
         ntypes = self.get_ntypes()
         bad = np.argwhere((types < 0) | (types >= ntypes))
         if bad.size:
