@@ -216,3 +216,26 @@ def test_bad_input_errors(pots, water):
         with pytest.raises(InputError, match=r"^DeepPot\.eval: .*" + pattern) as info:
             pots["water.dp"].eval(*args, **kw)
         assert "\n" not in str(info.value)
+
+
+def test_docs_example_runs():
+    """The example of docs/python-api.md's DeepPot section runs as written from the repository
+    root, and its numbers are those of model.evaluate."""
+    import os
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "docs" / "python-api.md").read_text()
+    section = text[text.index("## DeePMD-kit's `DeepPot`"):]
+    block = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    ns: dict = {}
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        exec(compile(block, "docs/python-api.md", "exec"), ns)
+    finally:
+        os.chdir(cwd)
+    e, f, v, ae, av = (ns[k] for k in ("e", "f", "v", "ae", "av"))
+    assert [x.shape for x in (e, f, v, ae, av)] == dpk_shapes(2, 192)
+    r = ns["dp"].model.evaluate(ns["coords"][1].reshape(-1, 3), ns["atype"], ns["cells"][1].reshape(3, 3))
+    assert e[1, 0] == r.energy and np.array_equal(av[1], r.atom_virials)
