@@ -239,3 +239,22 @@ def test_docs_example_runs():
     assert [x.shape for x in (e, f, v, ae, av)] == dpk_shapes(2, 192)
     r = ns["dp"].model.evaluate(ns["coords"][1].reshape(-1, 3), ns["atype"], ns["cells"][1].reshape(3, 3))
     assert e[1, 0] == r.energy and np.array_equal(av[1], r.atom_virials)
+
+
+def test_cuda_device(oracle_dir):
+    """device="cuda" goes through the device model (Numba's CUDA simulator in CI, tests/conftest.py):
+    host float64 arrays of DeePMD-kit's shapes, bit for bit the device model's evaluate per frame.
+    Five atoms of the oracle's open cluster (the simulator runs every CUDA thread in Python)."""
+    pytest.importorskip("numba_cuda")
+    ref = np.load(oracle_dir / "water_cluster.npz")
+    c, t = ref["coord"][0][:5], ref["atype"][:5]
+    coords = np.stack([c, c + 0.1 * np.sin(np.arange(15)).reshape(5, 3)])   # two different frames
+    dp = DeepPot(oracle_dir / "water.dp", device="cuda")
+    out = dp.eval(coords, None, t, atomic=True)
+    assert [o.shape for o in out] == dpk_shapes(2, 5)
+    assert all(type(o) is np.ndarray and o.dtype == np.float64 for o in out)
+    assert out[0][0, 0] != out[0][1, 0]
+    r = dp.model.evaluate(coords[1], t, None)   # the second frame: not left over from the first
+    assert out[0][1, 0] == r.energy and np.array_equal(out[1][1], r.forces)
+    assert np.array_equal(out[2][1], np.asarray(r.virial).reshape(9))
+    assert np.array_equal(out[3][1, :, 0], r.atom_energies) and np.array_equal(out[4][1], r.atom_virials)
