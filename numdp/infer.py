@@ -180,6 +180,7 @@ class DeepPot:
                 raise InputError(f"DeepPot.eval: {name} given but the model has no "
                                  f"{'frame' if name == 'fparam' else 'atomic'} parameters "
                                  f"({getter}() == 0)")
+        atomic = bool(atomic)
         types = self._standard_types(atom_types, mixed_type)
         natoms = types.shape[1]
         pos = self._standard_coords(coords, natoms)
