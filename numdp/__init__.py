@@ -1,6 +1,7 @@
 """numdp: Deep Potential (se_e2_a) models and molecular dynamics with Numba kernels.
 
-Public API: `load_model(path)` returns a model with `evaluate(positions, types, box=None)`.
+Public API: `load_model(path)` returns a model with `evaluate(positions, types, box=None)`;
+`DeepPot(path).eval(coords, cells, atom_types)` is DeePMD-kit's inference class (numdp.infer).
 """
 
 import os
@@ -12,6 +13,8 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
+
+from .infer import DeepPot  # noqa: E402  (after the environment default above)
 
 
 def load_model(path, nthreads=None, precision="double", device="cpu"):

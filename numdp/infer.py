@@ -1,0 +1,281 @@
+"""`numdp.infer.DeepPot`: DeePMD-kit 3.x's Python inference class for energy models, on numdp.
+
+A script written for DeePMD-kit migrates with one import::
+
+    from numdp.infer import DeepPot          # was: from deepmd.infer import DeepPot
+    dp = DeepPot("model.dp")
+    e, f, v = dp.eval(coords, cells, atom_types)
+
+`eval` takes DeePMD-kit's argument shapes and returns its shapes, dtypes (float64) and signs;
+frames are evaluated one after another by `numdp.model.dp_model.DPModel.evaluate`.  Keyword
+arguments of DeePMD-kit that change nothing in numdp are accepted (table ACCEPTED_KWARGS), those
+that would change the result are refused unless they hold DeePMD-kit's default (REFUSED_KWARGS),
+anything else is an InputError naming it.  docs/python-api.md has the whole contract.
+"""
+from __future__ import annotations
+
+import copy
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+
+# Constructor keyword arguments of DeePMD-kit that change only speed or memory in DeePMD-kit (the
+# neighbour list an ASE class would build holds the same neighbours as numdp's own: same rcut,
+# same sel truncation), so accepting and ignoring them cannot change a result.
+ACCEPTED_KWARGS = frozenset({"auto_batch_size", "neighbor_list", "no_jit", "nlist_backend"})
+
+# Constructor keyword arguments that select something numdp models do not have (a multi-task
+# head, TensorFlow graph plumbing): accepted only with DeePMD-kit's default value.
+REFUSED_KWARGS = MappingProxyType({"head": None, "load_prefix": "load", "default_tf_graph": False,
+                                   "input_map": None})
+
+# `eval` keyword arguments of DeePMD-kit for inputs numdp's se_e2_a energy models do not take;
+# None (DeePMD-kit's default) is accepted, anything else refused.
+NONE_ONLY_EVAL_KWARGS = ("efield", "spin", "charge_spin")
+
+
+class DeepPot:
+    """A DeePMD-kit-compatible evaluator of a numdp (.h5) or DeePMD-kit (.dp) energy model.
+
+    model_file: path of the model (anything `numdp.load_model` reads).  Keyword-only numdp
+    options: precision "double" | "mix32" | "mix16", device "cpu" | "cuda", threads (worker
+    threads, default as numdp.load_model).  DeePMD-kit's other keyword arguments: see the module
+    docstring.  Every mistake is a numdp.errors.InputError with a one-line message.
+    """
+
+    def __init__(self, model_file, *, precision: str = "double", device: str = "cpu",
+                 threads: int | None = None, **kwargs: Any):
+        for key, value in kwargs.items():
+            if key in ACCEPTED_KWARGS:
+                continue
+            if key in REFUSED_KWARGS:
+                if value != REFUSED_KWARGS[key]:
+                    raise InputError(f"DeepPot: {key}={value!r} is not supported by numdp "
+                                     f"(single-task se_e2_a energy models only); leave it out")
+                continue
+            raise InputError(f"DeepPot: unknown keyword argument '{key}'")
+        from .model.dp_model import load_model
+
+        self.model_file = model_file
+        self.model = load_model(model_file, nthreads=threads, precision=precision, device=device)
+
+    # --- getters of DeePMD-kit's DeepEval -------------------------------------------------------
+
+    def get_type_map(self) -> list[str]:
+        """Element names; atom types index this list."""
+        return self.model.type_map
+
+    def get_ntypes(self) -> int:
+        return len(self.model.type_map)
+
+    def get_rcut(self) -> float:
+        """Cutoff radius, Å."""
+        return self.model.rcut
+
+    def get_dim_fparam(self) -> int:
+        """Frame parameters: numdp models have none."""
+        return 0
+
+    def get_dim_aparam(self) -> int:
+        """Atomic parameters: numdp models have none."""
+        return 0
+
+    def has_default_fparam(self) -> bool:
+        return False
+
+    def get_sel_type(self) -> list[int]:
+        """Types with an atomic contribution: all of them (what DeePMD-kit 3.2 returns for an
+        energy model without excluded types, the only kind numdp reads)."""
+        return list(range(self.get_ntypes()))
+
+    def get_ntypes_spin(self) -> int:
+        return 0
+
+    @property
+    def has_efield(self) -> bool:
+        return False
+
+    @property
+    def has_spin(self) -> bool:
+        return False
+
+    @property
+    def has_hessian(self) -> bool:
+        return False
+
+    def get_model_def_script(self) -> dict:
+        """The model's definition (type_map, descriptor, fitting_net), as DeePMD-kit stores it:
+        the file's own for a DeePMD-kit .dp, else rebuilt from the parameters (no seeds)."""
+        from .io.dp_write import _model_def_script
+
+        script = self.model.params.info.get("model_def_script")
+        return copy.deepcopy(script) if isinstance(script, dict) else _model_def_script(self.model.params)
+
+    def close(self) -> None:
+        """Nothing to release (DeePMD-kit's TensorFlow session has no numdp counterpart)."""
+
+    def __enter__(self) -> "DeepPot":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- DeePMD-kit methods numdp does not offer: one-line errors, never a wrong answer ---------
+
+    def _unsupported(self, name: str, hint: str = ""):
+        raise NotImplementedError(f"DeepPot.{name} is not supported by numdp.infer.DeepPot{hint} "
+                                  f"(see docs/python-api.md)")
+
+    def get_model(self):
+        self._unsupported("get_model")
+
+    def serialize(self):
+        self._unsupported("serialize")
+
+    def eval_descriptor(self, *args, **kwargs):
+        self._unsupported("eval_descriptor", "; numdp.load_model(path).descriptor gives the rows")
+
+    def eval_fitting_last_layer(self, *args, **kwargs):
+        self._unsupported("eval_fitting_last_layer")
+
+    def eval_embedding(self, *args, **kwargs):
+        self._unsupported("eval_embedding")
+
+    def eval_typeebd(self):
+        self._unsupported("eval_typeebd", ": se_e2_a has no type embedding")
+
+    def get_model_size(self):
+        self._unsupported("get_model_size")
+
+    def get_observed_types(self):
+        self._unsupported("get_observed_types")
+
+    # --- evaluation -----------------------------------------------------------------------------
+
+    def eval(self, coords, cells, atom_types, atomic: bool = False, fparam=None, aparam=None,
+             mixed_type: bool = False, **kwargs: Any) -> tuple[np.ndarray, ...]:
+        """Energy, force and virial of nframes configurations, DeePMD-kit's way.
+
+        coords: (nframes, natoms*3), (nframes, natoms, 3), or one frame (natoms*3,) / (natoms, 3),
+        Å.  cells: (nframes, 9) or (nframes, 3, 3) (one frame: (9,) or (3, 3)), rows = cell
+        vectors, Å; None = non-periodic.  atom_types: (natoms,) integers indexing get_type_map(),
+        or (nframes, natoms) with mixed_type=True.  fparam / aparam: None or empty (the model
+        has none).
+
+        Returns float64 arrays energy (nframes, 1) eV, force (nframes, natoms, 3) eV/Å, virial
+        (nframes, 9) eV (row-major 3x3, -stress*volume); with atomic=True also atom_energy
+        (nframes, natoms, 1) eV and atom_virial (nframes, natoms, 9) eV (DeePMD-kit's split).
+        """
+        for key, value in kwargs.items():
+            if key not in NONE_ONLY_EVAL_KWARGS:
+                raise InputError(f"DeepPot.eval: unknown keyword argument '{key}'")
+            if value is not None:
+                raise InputError(f"DeepPot.eval: {key} given but the model takes no {key} input")
+        for name, value, getter in (("fparam", fparam, "get_dim_fparam"),
+                                    ("aparam", aparam, "get_dim_aparam")):
+            if value is not None and np.size(value) != 0:
+                raise InputError(f"DeepPot.eval: {name} given but the model has no "
+                                 f"{'frame' if name == 'fparam' else 'atomic'} parameters "
+                                 f"({getter}() == 0)")
+        atomic = bool(atomic)
+        types = self._standard_types(atom_types, mixed_type)
+        natoms = types.shape[1]
+        pos = self._standard_coords(coords, natoms)
+        nframes = pos.shape[0]
+        if types.shape[0] != 1 and types.shape[0] != nframes:
+            raise InputError(f"DeepPot.eval: atom_types has {types.shape[0]} frames but coords has "
+                             f"{nframes}")
+        boxes = self._standard_cells(cells, nframes)
+
+        energy = np.empty((nframes, 1))
+        force = np.empty((nframes, natoms, 3))
+        virial = np.empty((nframes, 9))
+        atom_energy = np.empty((nframes, natoms, 1)) if atomic else None
+        atom_virial = np.empty((nframes, natoms, 9)) if atomic else None
+        for f in range(nframes):
+            try:
+                out = self.model.evaluate(pos[f], types[min(f, types.shape[0] - 1)],
+                                          None if boxes is None else boxes[f], atom_virial=atomic)
+            except InputError as exc:
+                raise InputError(f"DeepPot.eval: frame {f}: {exc}") from None
+            energy[f, 0] = out.energy
+            force[f] = out.forces
+            virial[f] = np.asarray(out.virial).reshape(9)
+            if atomic:
+                atom_energy[f, :, 0] = out.atom_energies
+                atom_virial[f] = out.atom_virials
+        if atomic:
+            return energy, force, virial, atom_energy, atom_virial
+        return energy, force, virial
+
+    def _standard_types(self, atom_types, mixed_type: bool) -> np.ndarray:
+        """atom_types as an int32 array (nframes or 1, natoms), checked against the type map."""
+        try:
+            raw = np.asarray(atom_types)
+        except (TypeError, ValueError) as exc:   # ragged nested lists
+            raise InputError(f"DeepPot.eval: atom_types is not an array of integers ({exc})") from None
+        if raw.dtype.kind == "f" and np.all(np.isfinite(raw)) and np.all(raw == np.round(raw)):
+            raw = raw.astype(np.int64)   # types read with np.loadtxt(...) without dtype=int
+        if raw.dtype.kind not in "iu":
+            raise InputError(f"DeepPot.eval: atom_types must be integers, got {raw.dtype}")
+        if raw.ndim == 2 and not mixed_type:
+            raise InputError(f"DeepPot.eval: atom_types has shape {raw.shape}; per-frame types "
+                             f"(nframes, natoms) need mixed_type=True")
+        if raw.ndim not in (1, 2):
+            raise InputError(f"DeepPot.eval: atom_types must have shape (natoms,)"
+                             f"{' or (nframes, natoms)' if mixed_type else ''}, got {raw.shape}")
+        if raw.size == 0:
+            raise InputError("DeepPot.eval: atom_types is empty (no atoms)")
+        types = raw.reshape(-1, raw.shape[-1])
+        ntypes = self.get_ntypes()
+        bad = np.argwhere((types < 0) | (types >= ntypes))
+        if bad.size:
+            f, i = (int(v) for v in bad[0])
+            where = f"frame {f}, atom {i}" if raw.ndim == 2 else f"atom {i}"
+            raise InputError(f"DeepPot.eval: atom_types: {where} has type {types[f, i]}, outside "
+                             f"0..{ntypes - 1} (type_map {self.get_type_map()})")
+        return types.astype(np.int32)
+
+    @staticmethod
+    def _standard_coords(coords, natoms: int) -> np.ndarray:
+        """coords as a float64 array (nframes, natoms, 3)."""
+        try:
+            c = np.asarray(coords, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"DeepPot.eval: coords is not an array of numbers ({exc})") from None
+        if c.shape in ((natoms * 3,), (natoms, 3)):
+            return c.reshape(1, natoms, 3)
+        if c.ndim in (2, 3) and c.shape[1:] in ((natoms * 3,), (natoms, 3)) and c.shape[0] > 0:
+            return c.reshape(c.shape[0], natoms, 3)
+        raise InputError(f"DeepPot.eval: coords has shape {c.shape}; expected (nframes, {natoms * 3}), "
+                         f"(nframes, {natoms}, 3) or ({natoms * 3},) for {natoms} atoms "
+                         f"(the length of atom_types)")
+
+    @staticmethod
+    def _standard_cells(cells, nframes: int) -> np.ndarray | None:
+        """cells as a float64 array (nframes, 3, 3), or None (non-periodic)."""
+        if cells is None:
+            return None
+        try:
+            c = np.asarray(cells, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"DeepPot.eval: cells is not an array of numbers ({exc})") from None
+        if nframes == 1 and c.shape in ((9,), (3, 3)):
+            return c.reshape(1, 3, 3)
+        if c.ndim in (2, 3) and c.shape[1:] in ((9,), (3, 3)):
+            if c.shape[0] != nframes:
+                raise InputError(f"DeepPot.eval: cells has {c.shape[0]} frames but coords has {nframes}")
+            return c.reshape(nframes, 3, 3)
+        raise InputError(f"DeepPot.eval: cells has shape {c.shape}; expected ({nframes}, 9) or "
+                         f"({nframes}, 3, 3), or None for a non-periodic system")
+
+
+def DeepPotential(model_file, **kwargs: Any) -> DeepPot:
+    """DeePMD-kit's factory name; numdp models are energy models, so this is DeepPot."""
+    return DeepPot(model_file, **kwargs)
+
+
+__all__ = ["DeepPot", "DeepPotential"]
