@@ -109,10 +109,10 @@ class DeepPot:
     def get_model_def_script(self) -> dict:
         """The model's definition (type_map, descriptor, fitting_net), as DeePMD-kit stores it:
         the file's own for a DeePMD-kit .dp, else rebuilt from the parameters (no seeds)."""
-        from .io.dp_write import _model_def_script
+        from .io.dp_write import model_def_script
 
         script = self.model.params.info.get("model_def_script")
-        return copy.deepcopy(script) if isinstance(script, dict) else _model_def_script(self.model.params)
+        return copy.deepcopy(script) if isinstance(script, dict) else model_def_script(self.model.params)
 
     def close(self) -> None:
         """Nothing to release (DeePMD-kit's TensorFlow session has no numdp counterpart)."""

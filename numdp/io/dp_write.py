@@ -51,7 +51,9 @@ def _activation(nets: list[Net]) -> str:
     return nets[0].layers[0].activation if nets and nets[0].layers else "tanh"
 
 
-def _model_def_script(p: ModelParams) -> dict:
+def model_def_script(p: ModelParams) -> dict:
+    """DeePMD-kit's model definition (type_map, descriptor, fitting_net) rebuilt from the
+    parameters, for a model that has none recorded (`.dp` files, `DeepPot.get_model_def_script`)."""
     d, f = p.descriptor, p.fitting
     act_d, act_f = _activation(d.embeddings), _activation(f.nets)
     return {
@@ -150,7 +152,7 @@ def dp_tree(p: ModelParams) -> dict:
         "time": str(datetime.datetime.now(tz=datetime.timezone.utc)),
         "backend": "DPModel",
         "model": model,
-        "model_def_script": script if isinstance(script, dict) else _model_def_script(p),
+        "model_def_script": script if isinstance(script, dict) else model_def_script(p),
         "@variables": {"min_nbor_dist": np.float64(mnd)},
     }
 
