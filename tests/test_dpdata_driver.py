@@ -5,6 +5,7 @@ found through the `dpdata.plugins` entry point, and its labels round-trip throug
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import dpdata
 import numpy as np
@@ -69,6 +70,27 @@ def test_triclinic_and_alloy_match_oracle(oracle_dir):
         assert rel_err(ls["energies"], ref["energy"]) <= TOL
         assert rel_err(ls["forces"], ref["force"]) <= TOL
         assert rel_err(ls["virials"], ref["virial"]) <= TOL
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".pt", ".pth"])
+def test_every_model_file_kind(tmp_path, suffix):
+    """numdp .h5 (converted from the .dp), DeePMD-kit .pt and .pth give the labels of the .dp
+    bit for bit (numdp reads the same parameters: tests/test_pth_models.py, test_model_file.py)."""
+    data = Path(__file__).parent / "data" / "pytorch"
+    ref = np.load(data / "se_a_one_side_f64.npz")
+    frame = {"coord": ref["coord"][None], "box": ref["box"][None], "atype": ref["atype"]}
+    system = make_system(frame, [str(t) for t in ref["type_map"]])
+    dp = data / "se_a_one_side_f64.dp"
+    if suffix == ".h5":
+        model = tmp_path / "m.h5"
+        assert main(["convert", str(dp), str(model)]) == 0
+    else:
+        model = data / f"se_a_one_side_f64{suffix}"
+    got = system.predict(str(model), driver="numdp")
+    want = system.predict(str(dp), driver="numdp")
+    for key in ("energies", "forces", "virials"):
+        assert np.array_equal(got[key], want[key]), key
+    assert rel_err(got["energies"][0], ref["energy"]) <= TOL   # DeePMD-kit's own evaluation
 
 
 def test_element_order_of_system_does_not_matter(oracle_dir, water, water_labeled):
