@@ -195,3 +195,26 @@ def test_found_through_entry_point_in_fresh_process(oracle_dir):
     run = subprocess.run([sys.executable, "-c", "import sys, numdp; print('dpdata' in sys.modules)"],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and run.stdout.strip() == "False", run.stderr
+
+
+def test_multisystems_and_ase_minimizer(oracle_dir, water, water_labeled):
+    """MultiSystems.predict labels each system as System.predict does (the cluster keeps nopbc);
+    dpdata's ASE minimizer (System.minimize) runs on the driver's ase_calculator: the energy goes
+    down (it would go up with forces of the wrong sign) and the returned labels are the driver's
+    own for the returned coordinates."""
+    from numdp.dpdata_driver import NumdpDriver
+
+    ref = np.load(oracle_dir / "water_cluster.npz")
+    cluster = make_system(ref, nopbc=True)
+    drv = NumdpDriver(str(oracle_dir / "water.dp"))
+    labeled = dpdata.MultiSystems(make_system(water), cluster).predict(driver=drv)
+    by_natoms = {s.get_natoms(): s for s in labeled}
+    assert np.array_equal(by_natoms[192]["energies"], water_labeled["energies"])
+    assert by_natoms[30].nopbc and "virials" not in by_natoms[30].data
+    before = cluster.predict(driver=drv)
+    assert np.array_equal(by_natoms[30]["energies"], before["energies"])
+    relaxed = cluster.minimize(driver=drv, minimizer="ase", max_steps=5)
+    assert relaxed["energies"][0] < before["energies"][0]
+    again = relaxed.predict(driver=drv)
+    assert np.array_equal(again["energies"], relaxed["energies"])
+    assert np.array_equal(again["forces"], relaxed["forces"])
