@@ -180,6 +180,7 @@ def test_found_through_entry_point_in_fresh_process(oracle_dir):
         "from dpdata.driver import Driver\n"
         "assert Driver.get_driver('numdp').__module__ == 'numdp.dpdata_driver'\n"
         "assert Driver.get_driver('dp').__module__ == 'dpdata.plugins.deepmd'\n"
+        "assert 'numba' not in sys.modules   # the plugin is light until a driver is made\n"
         f"ref = np.load({str(oracle_dir / 'water_cluster.npz')!r})\n"
         "n = len(ref['atype'])\n"
         "s = dpdata.System(data={'atom_names': ['O', 'H'], 'atom_numbs': [int((ref['atype'] == 0).sum()),"
