@@ -38,22 +38,24 @@ class NumdpDriver(Driver):
     """dpdata driver labelling systems with a numdp or DeePMD-kit se_e2_a energy model.
 
     model: path of anything ``numdp.load_model`` reads (numdp .h5, DeePMD-kit .dp, .pt/.pth), or
-    a model it returned (then precision and threads are the model's own and must be left at their
-    defaults).  precision: "double" | "mix32" | "mix16"; threads: worker threads (None: numdp's
-    default, numdp.model.dp_model.default_threads).  Mistakes are numdp.errors.InputError.
+    a model it returned (then precision, threads and device are the model's own and must be left
+    at their defaults).  precision: "double" | "mix32" | "mix16"; threads: worker threads (None:
+    numdp's default, numdp.parallel.threads.default_threads); device: "cpu" | "cuda" (docs/gpu.md).
+    Mistakes are numdp.errors.InputError.
     """
 
     def __init__(self, model: str | PathLike | DPModel, *, precision: str = "double",
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, device: str = "cpu") -> None:
         from .model.dp_model import DPModel, load_model
 
         if isinstance(model, DPModel):
-            if (precision, threads) != ("double", None):
-                raise InputError("numdp driver: precision and threads belong to the loaded model; "
-                                 "give them to numdp.load_model, or pass the driver a model file")
+            if (precision, threads, device) != ("double", None, "cpu"):
+                raise InputError("numdp driver: precision, threads and device belong to the loaded "
+                                 "model; give them to numdp.load_model, or pass the driver a model "
+                                 "file")
             self.model = model
         else:
-            self.model = load_model(model, nthreads=threads, precision=precision)
+            self.model = load_model(model, nthreads=threads, precision=precision, device=device)
 
     def model_types(self, atom_names, atom_types) -> np.ndarray:
         """(natoms,) int32 index into the model's type_map of each atom, matched by element name.

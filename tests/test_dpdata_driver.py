@@ -157,13 +157,16 @@ def test_precision_and_threads_pass_through(oracle_dir, water):
 
     drv = NumdpDriver(str(oracle_dir / "water.dp"), precision="mix32", threads=1)
     assert drv.model.precision == "mix32" and drv.model.nthreads == 1
-    ls = make_system(water).predict(driver=drv)
     ref = numdp.load_model(oracle_dir / "water.dp", nthreads=1, precision="mix32")
     out = ref.evaluate(water["coord"][1], water["atype"], water["box"][1], atom_virial=False)
-    assert ls["energies"][1] == out.energy and np.array_equal(ls["forces"][1], out.forces)
+    for ls in (make_system(water).predict(driver=drv),
+               make_system(water).predict(str(oracle_dir / "water.dp"), driver="numdp",
+                                          precision="mix32", threads=1)):
+        assert ls["energies"][1] == out.energy and np.array_equal(ls["forces"][1], out.forces)
     # a loaded model carries its own options: giving them again is refused
-    with pytest.raises(InputError, match="belong to the loaded model"):
-        NumdpDriver(ref, precision="double", threads=2)
+    for bad in ({"threads": 2}, {"precision": "mix16"}, {"device": "cuda"}):
+        with pytest.raises(InputError, match="belong to the loaded model"):
+            NumdpDriver(ref, **bad)
     assert NumdpDriver(ref).model is ref
 
 
@@ -230,3 +233,23 @@ def test_multisystems_and_ase_minimizer(oracle_dir, water, water_labeled):
     again = relaxed.predict(driver=drv)
     assert np.array_equal(again["energies"], relaxed["energies"])
     assert np.array_equal(again["forces"], relaxed["forces"])
+
+
+def test_cuda_device(oracle_dir):
+    """device="cuda" labels with the device model (Numba's CUDA simulator in CI, tests/conftest.py):
+    bit for bit its evaluate, frame by frame.  Five atoms of the oracle's cluster, two different
+    frames (the simulator runs every CUDA thread in Python)."""
+    pytest.importorskip("numba_cuda")
+    ref = np.load(oracle_dir / "water_cluster.npz")
+    c, t = ref["coord"][0][:5], ref["atype"][:5]
+    frames = {"coord": np.stack([c, c + 0.1 * np.sin(np.arange(15)).reshape(5, 3)]), "atype": t}
+    from numdp.dpdata_driver import NumdpDriver
+
+    drv = NumdpDriver(str(oracle_dir / "water.dp"), device="cuda")
+    assert drv.model.device == "cuda"
+    ls = make_system(frames, nopbc=True).predict(driver=drv)
+    model = numdp.load_model(oracle_dir / "water.dp", device="cuda")
+    assert ls["energies"][0] != ls["energies"][1]
+    for f in range(2):
+        out = model.evaluate(frames["coord"][f], t, None, atom_virial=False)
+        assert ls["energies"][f] == out.energy and np.array_equal(ls["forces"][f], out.forces)
