@@ -71,3 +71,45 @@ def test_adam_matches_reference_formula():
     Adam(3).step(th, np.array([2.0, -0.5, 1e-3]), 0.01)
     assert np.allclose(th, [-0.01, 0.01, -0.01 * 1e-3 / (1e-3 + 1e-8)])
     assert math.isfinite(th.sum())
+
+
+def test_adam_kernel_chunks_cover_every_entry_once():
+    """adam_update works chunk by chunk (ADAM_CHUNK entries): ranges that start and end inside
+    chunks must update every entry exactly once, with the same arithmetic whatever the range
+    (bit for bit), and the rows' sum in row order."""
+    from numdp.kernels.cpu.train import ADAM_CHUNK, adam_update
+
+    rng = np.random.default_rng(3)
+    n = 2 * ADAM_CHUNK + 37
+    for nw in (1, 2, 3):
+        theta0 = rng.normal(size=n)
+        m0 = rng.normal(size=n) * 1e-3
+        v0 = rng.random(n) * 1e-6
+        rows = rng.normal(size=(nw, n)) * 1e-3
+        args = (1e-3, 0.9, 0.999, 1e-8, 1.0 - 0.9 ** 3, 1.0 - 0.999 ** 3)
+        whole = [a.copy() for a in (theta0, m0, v0)]
+        adam_update(whole[0], rows, whole[1], whole[2], 0, n, *args)
+        parts = [a.copy() for a in (theta0, m0, v0)]
+        cuts = [0, 5, ADAM_CHUNK - 1, ADAM_CHUNK + 700, 2 * ADAM_CHUNK + 1, n]
+        for lo, hi in zip(cuts[:-1], cuts[1:]):
+            adam_update(parts[0], rows, parts[1], parts[2], lo, hi, *args)
+        for a, b in zip(whole, parts):
+            assert np.array_equal(a, b)
+        # against the formula in NumPy, g summed in the same order (so bit for bit the
+        # kernel's g).  m and v: two products and a sum, each rounded once or fused, but the
+        # kernel's fastmath "reassoc" lets the compiler regroup (1-β) g as g - β g (measured:
+        # v off by 167 eps of itself where β2 v0 << g², 0.98 eps of β2 v0 + g²), so the bound
+        # is 4 eps of the magnitudes |β m0| + |g| and β2 v0 + g².  θ from the kernel's m and
+        # v: the kernel multiplies by 1/√bc2 where the formula divides by √bc2, and rounds a
+        # product, a square root, a sum, a quotient and the difference: 8 eps of |θ0| + |update|.
+        eps = np.finfo(float).eps
+        g = rows[0].copy()
+        for w in range(1, nw):
+            g += rows[w]
+        c1, c2 = 1.0 - 0.9, 1.0 - 0.999   # as the kernel forms them (not 0.1, 0.001 exactly)
+        m_size = np.abs(0.9 * m0) + np.abs(g)
+        assert np.all(np.abs(whole[1] - (0.9 * m0 + c1 * g)) <= 4 * eps * m_size)
+        v_size = 0.999 * v0 + g * g
+        assert np.all(np.abs(whole[2] - (0.999 * v0 + c2 * g * g)) <= 4 * eps * v_size)
+        upd = 1e-3 / args[4] * whole[1] / (np.sqrt(whole[2]) / np.sqrt(args[5]) + 1e-8)
+        assert np.all(np.abs(whole[0] - (theta0 - upd)) <= 8 * eps * (np.abs(theta0) + np.abs(upd)))

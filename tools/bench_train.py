@@ -37,6 +37,16 @@ times each, and prints every run and the median, minimum and maximum s/step of e
     python tools/bench_train.py --ab /tmp/base --rounds 5 --batch 4 \
         --input ../shared/oracle/training/water_2k_seed1.input.json
 
+With `--lockstep N` the two sides are two long-lived processes instead, each building its
+trainer once (and making --warmup steps); they then take turns (A B, B A, A B, ...) making N
+steps at a time, `--rounds` turns each, and the per-turn ratio B / A is reported (median and
+quartiles, wall and CPU time).  Adjacent turns see nearly the same machine load, so on a
+machine shared with other jobs this resolves differences of a few per cent that whole runs
+minutes apart cannot.
+
+    python tools/bench_train.py --ab /tmp/base --lockstep 5 --rounds 24 \
+        --input ../shared/oracle/training/cu_5k_seed1.input.json
+
 `--deepmd DP` (the path of DeePMD-kit's `dp` executable, installed elsewhere: it is not a numdp
 dependency) measures the baseline in the same run: it alternates this timing (fresh processes)
 with `dp --pt train` of the same DeePMD-kit input (`--input` must be a .json) for
@@ -85,6 +95,9 @@ def main(argv=None) -> int:
     ap.add_argument("--ab", default=None, metavar="SOURCE_TREE",
                     help="alternate runs with the numdp of SOURCE_TREE (A) and of this tree (B)")
     ap.add_argument("--rounds", type=int, default=3, help="with --ab or --deepmd: runs of each side")
+    ap.add_argument("--lockstep", type=int, default=None, metavar="N",
+                    help="with --ab: two long-lived processes taking turns of N steps")
+    ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # a --lockstep side
     ap.add_argument("--deepmd", default=None, metavar="DP",
                     help="alternate runs with DeePMD-kit's `dp --pt train` (path of `dp`) on the same input")
     ap.add_argument("--deepmd-steps", type=int, default=300, help="with --deepmd: steps of each DeePMD-kit run")
@@ -93,6 +106,10 @@ def main(argv=None) -> int:
         ap.error("--ab and --deepmd are separate comparisons: give one")
     if args.deepmd is not None:
         return deepmd_run(args, argv if argv is not None else sys.argv[1:])
+    if args.serve:
+        return serve(args)
+    if args.ab is not None and args.lockstep is not None:
+        return lockstep_run(args, argv if argv is not None else sys.argv[1:])
     if args.ab is not None:
         return ab_run(args, argv if argv is not None else sys.argv[1:])
     if args.budget is not None:
@@ -282,6 +299,76 @@ def ab_run(args, argv: list[str]) -> int:
               f"max {max(t):8.2f} over {len(t)} runs; CPU time median "
               f"{statistics.median(cpus[side]):.1f} ms/step")
     print(f"B / A (medians): {statistics.median(times['B']) / statistics.median(times['A']):.3f}")
+    return 0
+
+
+def serve(args) -> int:
+    """A --lockstep side: build the trainer, make the warm-up steps, print "ready"; then for every
+    line N read from stdin make N steps and print "wall_s cpu_s" per step; N = 0 ends."""
+    from numdp.train.loop import Trainer
+
+    trainer = Trainer(load_input(args), nthreads=args.threads, stream=io.StringIO())
+    try:
+        step = 0
+        for _ in range(args.warmup):
+            trainer.train_step(step, display=False)
+            step += 1
+        print("ready", flush=True)
+        for line in sys.stdin:
+            n = int(line)
+            if n <= 0:
+                break
+            cpu0 = time.process_time()
+            t0 = time.perf_counter()
+            for _ in range(n):
+                trainer.train_step(step, display=False)
+                step += 1
+            print(f"{(time.perf_counter() - t0) / n} {(time.process_time() - cpu0) / n}", flush=True)
+    finally:
+        trainer.close()
+    return 0
+
+
+def lockstep_run(args, argv: list[str]) -> int:
+    """--ab with --lockstep: the two sides as long-lived processes taking turns of N steps."""
+    rest = _without(argv, ("--ab", "--rounds", "--lockstep"))
+    sides = {"A": str(pathlib.Path(args.ab).resolve()), "B": str(ROOT)}
+    procs = {}
+    try:
+        for side, tree in sides.items():
+            procs[side] = subprocess.Popen(
+                [sys.executable, str(pathlib.Path(__file__).resolve()), *rest, "--serve"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                env=dict(os.environ, PYTHONPATH=tree))
+            line = procs[side].stdout.readline().strip()
+            if line != "ready":
+                raise SystemExit(f"side {side} ({tree}) did not start: {line!r}")
+        turns: dict[str, list[tuple[float, float]]] = {"A": [], "B": []}
+        for r in range(args.rounds):
+            for side in (("A", "B") if r % 2 == 0 else ("B", "A")):
+                p = procs[side]
+                p.stdin.write(f"{args.lockstep}\n")
+                p.stdin.flush()
+                wall, cpu = (float(x) for x in p.stdout.readline().split())
+                turns[side].append((wall, cpu))
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.stdin.write("0\n")
+                p.stdin.flush()
+                p.wait()
+    print(f"A = {sides['A']}, B = {sides['B']}; {' '.join(rest)}; {args.rounds} turns of "
+          f"{args.lockstep} steps each (load average {os.getloadavg()[0]:.2f})")
+    for side in ("A", "B"):
+        w = [t[0] * 1e3 for t in turns[side]]
+        c = [t[1] * 1e3 for t in turns[side]]
+        print(f"{side}: wall median {statistics.median(w):8.2f} ms/step (min {min(w):.2f}), "
+              f"CPU time median {statistics.median(c):.2f} ms/step")
+    for k, what in ((0, "wall"), (1, "CPU time")):
+        ratios = [b[k] / a[k] for a, b in zip(turns["A"], turns["B"])]
+        q = statistics.quantiles(ratios, n=4)
+        print(f"B / A per pair of turns, {what}: median {statistics.median(ratios):.3f} "
+              f"(quartiles {q[0]:.3f}-{q[2]:.3f})")
     return 0
 
 

@@ -2,7 +2,8 @@
 """Where one training step's time goes, part by part, against each part's floating-point floor.
 
 Builds the trainer of a training input (default: DeePMD-kit's water input, batch 1, 192 atoms)
-on ONE thread, wraps every kernel and network pass that `numdp.train.passes` calls with a CPU
+on ONE thread (or `--threads N`: then every part's time is the CPU time of all threads together,
+measured per thread, so that it can be set against the one-thread figure), wraps every kernel and network pass that `numdp.train.passes` calls with a CPU
 timer, makes warm-up steps, then times `--steps` steps and prints per part: ms/step, share,
 flops counted from the shapes (a multiply-add = 2 flops; tanh, divisions and square roots = 1,
 which understates their cost), the achieved Gflop/s and the time the part would take at the
@@ -33,6 +34,7 @@ import argparse
 import io
 import pathlib
 import sys
+import threading
 import time
 from collections import defaultdict
 
@@ -42,7 +44,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 TIMES: dict[str, float] = defaultdict(float)
 FLOPS: dict[str, float] = defaultdict(float)
-_STACK: list[float] = []
+_LOCAL = threading.local()   # per thread: the stack of inner times of the wrapped calls
+_LOCK = threading.Lock()
 
 
 def _net_flops(widths, rows):
@@ -54,16 +57,20 @@ def _wrap(mod, name, part, flops=None):
     fn = getattr(mod, name)
 
     def timed(*args, **kw):
-        _STACK.append(0.0)
-        t0 = time.process_time()
+        stack = getattr(_LOCAL, "stack", None)
+        if stack is None:
+            stack = _LOCAL.stack = []
+        stack.append(0.0)
+        t0 = time.thread_time()
         out = fn(*args, **kw)
-        dt = time.process_time() - t0
-        inner = _STACK.pop()
-        TIMES[part] += dt - inner  # exclusive of the wrapped calls it makes
-        if _STACK:
-            _STACK[-1] += dt
-        if flops is not None:
-            FLOPS[part] += flops(*args, **kw)
+        dt = time.thread_time() - t0
+        inner = stack.pop()
+        if stack:
+            stack[-1] += dt
+        with _LOCK:
+            TIMES[part] += dt - inner  # exclusive of the wrapped calls it makes
+            if flops is not None:
+                FLOPS[part] += flops(*args, **kw)
         return out
 
     setattr(mod, name, timed)
@@ -156,6 +163,8 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--batch", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="worker threads; part times are then summed over the threads")
     args = ap.parse_args(argv)
     if args.input is None:
         ap.error("no shared/oracle/training/water_2k_seed1.input.json found: give --input")
@@ -167,7 +176,7 @@ def main(argv=None) -> int:
     cfg = load_input(args)
     d = cfg.descriptor
     instrument(d.neuron[-1], d.axis_neuron)
-    trainer = Trainer(cfg, nthreads=1, stream=io.StringIO())
+    trainer = Trainer(cfg, nthreads=args.threads, stream=io.StringIO())
     try:
         set_blas_threads(1)
         rate = dgemm_rate()
@@ -188,7 +197,7 @@ def main(argv=None) -> int:
     import numdp
     print(f"numdp of {pathlib.Path(numdp.__file__).parent.parent}")
     print(f"{cfg.source.name}: {natoms} atoms, {npairs} occupied pairs ({npairs / natoms:.1f} per atom), "
-          f"1 thread, {n} steps after {args.warmup}; DGEMM (1024x50 @ 50x100) {rate:.1f} Gflop/s")
+          f"{args.threads} thread(s) (CPU times summed over them), {n} steps after {args.warmup}; DGEMM (1024x50 @ 50x100) {rate:.1f} Gflop/s")
     print(f"{'part':<20}{'ms/step':>9}{'share':>8}{'Mflop':>9}{'Gflop/s':>9}{'floor ms':>10}{'x floor':>9}")
     tot_f = 0.0
     order = ["env rows", "embedding fwd", "T, D (fwd)", "fitting fwd", "pair forces", "tangent rows",

@@ -130,25 +130,33 @@ def embed_forward(net: Net, x: np.ndarray, G: np.ndarray, Gp: np.ndarray, ws: Wo
     cache.X = ws.get((key, "X"), (2 * n, 1))
     cache.Z = [ws.get((key, "Z", l), (2 * n, lay.n_out)) for l, lay in enumerate(layers)]
     last = len(layers) - 1
+    # what the block loop needs of each layer, looked up once per call (the loop runs for every
+    # block of every worker: Python between the kernels holds the GIL that the other worker
+    # needs at its next call); the next layer's input is block scratch, two alternating
+    # buffers, taken at the largest block size and sliced per block (the same memory)
+    mb = min(block, n)
+    plan = [(lay.w, lay.b, _idt_full(lay), lay.residual, cache.Z[l],
+             None if l == last else ws.get(("fwdY", l % 2), (2 * mb, lay.n_out)))
+            for l, lay in enumerate(layers)]
+    X = cache.X
     for b0, b1 in cache.blocks:
         m = b1 - b0
-        X = cache.X[2 * b0:2 * b1]
-        X[:m, 0] = x[b0:b1]
-        X[m:, 0] = 1.0
-        Y = X
-        for l, layer in enumerate(layers):
-            Z = cache.Z[l][2 * b0:2 * b1]
-            idt = _idt_full(layer)
+        Xb = X[2 * b0:2 * b1]
+        Xb[:m, 0] = x[b0:b1]
+        Xb[m:, 0] = 1.0
+        Y = Xb
+        for l, (w, b, idt, residual, Zl, Ybuf) in enumerate(plan):
+            Z = Zl[2 * b0:2 * b1]
             if l == last:
                 val, slope = G[b0:b1], Gp[b0:b1]
-            else:  # the next layer's input: block scratch, two alternating buffers
-                Yn = ws.get(("fwdY", l % 2), (2 * m, layer.n_out))
+            else:
+                Yn = Ybuf[:2 * m]
                 val, slope = Yn[:m], Yn[m:]
             if l == 0:  # input width 1: element-wise, as the evaluator (a GEMM of depth 1 is slow)
-                first_layer_tangent_keep(x[b0:b1], layer.w[0], layer.b, idt, layer.residual, val, slope, Z)
+                first_layer_tangent_keep(x[b0:b1], w[0], b, idt, residual, val, slope, Z)
             else:
-                np.matmul(Y, layer.w, out=Z)
-                post_tangent_keep(Z, layer.b, idt, Y, layer.residual, val, slope)
+                np.matmul(Y, w, out=Z)
+                post_tangent_keep(Z, b, idt, Y, residual, val, slope)
             if l != last:
                 Y = Yn
         if done is not None:
@@ -166,37 +174,47 @@ def embed_reverse(net: Net, slots: list[LayerSlots], cache: EmbedCache, adjoint,
     not formed.
     """
     layers = net.layers
-    views = [s.views(grad.row) for s in slots]
+    nl = len(layers)
     M = layers[-1].n_out
+    mb = max((b1 - b0 for b0, b1 in cache.blocks), default=0)
+    # per-layer constants and block scratch at the largest block size, once per call (as in
+    # `embed_forward`); every block takes the leading rows of each scratch buffer
+    plan = []
+    for l, lay in enumerate(layers):
+        _, gb, gidt = slots[l].views(grad.row)
+        idt, use_idt = _idt(lay)
+        plan.append((lay.w, idt, use_idt, gidt if use_idt else _SINK, gb, lay.residual, cache.Z[l],
+                     _idt_full(lay), lay.n_out,
+                     ws.get(("revY", l), (2 * mb, lay.n_out)) if l < nl - 1 else None,
+                     ws.get(("rev", "YB", l % 2), (2 * mb, lay.n_in)) if l > 0 else None))
+    ZBbuf = ws.get(("rev", "ZB"), (2 * mb * max(lay.n_out for lay in layers),))
+    # the output adjoints [Ḡ; Ḡ'] as the two halves of one buffer, like every later [ȳ; ẏ̄]
+    OB = ws.get(("rev", "GB"), (2 * mb, M))
     for b0, b1 in cache.blocks:
         m = b1 - b0
         # the block's layer inputs, rebuilt from the kept Z (as the forward wrote them)
         Ys = [cache.X[2 * b0:2 * b1]]
-        for l in range(len(layers) - 1):
-            layer = layers[l]
-            Yn = ws.get(("revY", l), (2 * m, layer.n_out))
-            rebuild_tangent(cache.Z[l][2 * b0:2 * b1], _idt_full(layer), Ys[-1], layer.residual,
-                            l == 0, Yn[:m], Yn[m:])
+        for l in range(nl - 1):
+            Zl, idt_full, residual, Ybuf = plan[l][6], plan[l][7], plan[l][5], plan[l][9]
+            Yn = Ybuf[:2 * m]
+            rebuild_tangent(Zl[2 * b0:2 * b1], idt_full, Ys[-1], residual, l == 0, Yn[:m], Yn[m:])
             Ys.append(Yn)
-        Ob = ws.get(("rev", "Gbar"), (m, M))
-        Odb = ws.get(("rev", "Gpbar"), (m, M))
+        OBb = OB[:2 * m]
+        Ob, Odb = OBb[:m], OBb[m:]
         adjoint(b0, b1, Ob, Odb)
-        for l in range(len(layers) - 1, -1, -1):
-            layer = layers[l]
-            _, gb, gidt = views[l]
-            idt, use_idt = _idt(layer)
-            Z = cache.Z[l][2 * b0:2 * b1]
-            ZB = ws.get(("rev", "ZB"), (2 * m, layer.n_out))
-            K.layer_back_pair(Ob, Odb, Z[:m], Z[m:], idt, use_idt, use_idt,
-                              ZB, gidt if use_idt else _SINK, gb)
+        for l in range(nl - 1, -1, -1):
+            w, idt, use_idt, gidt, gb, residual, Zl, _, n_out, _, YBbuf = plan[l]
+            Z = Zl[2 * b0:2 * b1]
+            ZB = ZBbuf[:2 * m * n_out].reshape(2 * m, n_out)
+            K.layer_back_pair(Ob, Odb, Z[:m], Z[m:], idt, use_idt, use_idt, ZB, gidt, gb)
             grad.add_matmul(slots[l], Ys[l].T, ZB, ws)
             if l == 0:
                 break
-            Yb = ws.get(("rev", "YB", l % 2), (2 * m, layer.n_in))
-            np.matmul(ZB, layer.w.T, out=Yb)
-            if layer.residual != RESIDUAL_NONE:
-                add_residual_adjoint(Ob, layer.residual, Yb[:m])
-                add_residual_adjoint(Odb, layer.residual, Yb[m:])
+            Yb = YBbuf[:2 * m]
+            np.matmul(ZB, w.T, out=Yb)
+            if residual != RESIDUAL_NONE:  # [ȳ; ẏ̄] += ρᵀ([ō; ȱ]): both halves in one call
+                add_residual_adjoint(OBb, residual, Yb)
+            OBb = Yb
             Ob, Odb = Yb[:m], Yb[m:]
 
 

@@ -28,7 +28,7 @@ timing.
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
@@ -160,7 +160,8 @@ class ModelPasses:
         self._rows = [GradRow(self.grads[w], products) for w in range(self.nw)]
         self.pad_bars = [np.zeros((nt, nt, d.neuron[-1])) for _ in range(self.nw)]
         self._main_ws = Workspace()
-        self._pool = ThreadPoolExecutor(self.nw, thread_name_prefix="numdp-train") if self.nw > 1 else None
+        self._pool = (ThreadPoolExecutor(self.nw - 1, thread_name_prefix="numdp-train")
+                      if self.nw > 1 else None)
         self._pad_rows = self._padding_rows()
         self._chunks: list[_Chunk | None] = [None] * self.nw
         self._fresh = [True] * self.nw
@@ -179,8 +180,15 @@ class ModelPasses:
         is no pool (one worker, or after `close`)."""
         if self._pool is None:
             return [fn(w, *args) for w in range(self.nw)]
-        futs = [self._pool.submit(fn, w, *args) for w in range(self.nw)]
-        return [f.result() for f in futs]
+        # worker 0 is the calling thread: one thread fewer to wake per section, and the serial
+        # parts between sections (reductions, loss seeds, padding reverse into row 0) run on
+        # the core whose cache holds worker 0's chunk
+        futs = [self._pool.submit(fn, w, *args) for w in range(1, self.nw)]
+        try:
+            first = fn(0, *args)
+        finally:
+            wait(futs)  # every worker has finished before anything else runs
+        return [first] + [f.result() for f in futs]
 
     def primal(self, frame: Frame) -> PrimalResult:
         """Energy, forces and virial of `frame`; keeps the caches for `gradient`."""

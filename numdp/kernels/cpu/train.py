@@ -257,34 +257,48 @@ def env_stat_sums(atypes, rt, poff, sums):
 
 
 # ---------------------------------------------------------------------- optimiser
+ADAM_CHUNK = 2048
+"""Entries per chunk of `adam_update`: the gradient rows' sum of a chunk (16 kB) stays in L1."""
+
+
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
 def adam_update(theta, grads, m, v, lo, hi, lr, beta1, beta2, eps, bc1, bc2):
     """One Adam step in place on entries lo..hi-1 (PyTorch form, reference §7.3).
 
     g = Σ_w grads[w] (per-worker accumulators, summed in row order);
     m ← β1 m + (1-β1) g;  v ← β2 v + (1-β2) g²;  θ ← θ - lr/bc1 · m / (√v/√bc2 + ε)
-    with bc1 = 1 - β1^t, bc2 = 1 - β2^t for the t-th update (t ≥ 1).  Memory-bound: one pass.
+    with bc1 = 1 - β1^t, bc2 = 1 - β2^t for the t-th update (t ≥ 1).
+
+    Chunk by chunk: first g into a small buffer, then the update (`_adam_chunk`).  One loop
+    over θ, m, v and every gradient row at once was not vectorised (LLVM's run-time checks
+    that the five or more arrays do not overlap are too many for it), so its square roots and
+    divisions ran one at a time: 2.0 ms per 507 091 entries against 1.0 ms in two loops; the
+    arithmetic of each entry is the same, bit for bit.
     """
     step = lr / bc1
     inv_sbc2 = 1.0 / np.sqrt(bc2)
     nw = grads.shape[0]
-    g0 = grads[0]
-    if nw == 2:
-        g1 = grads[1]
-        for k in range(lo, hi):
-            g = g0[k] + g1[k]
-            mk = beta1 * m[k] + (1.0 - beta1) * g
-            vk = beta2 * v[k] + (1.0 - beta2) * g * g
-            m[k] = mk
-            v[k] = vk
-            theta[k] -= step * mk / (np.sqrt(vk) * inv_sbc2 + eps)
-    else:
-        for k in range(lo, hi):
-            g = g0[k]
-            for w in range(1, nw):
-                g += grads[w, k]
-            mk = beta1 * m[k] + (1.0 - beta1) * g
-            vk = beta2 * v[k] + (1.0 - beta2) * g * g
-            m[k] = mk
-            v[k] = vk
-            theta[k] -= step * mk / (np.sqrt(vk) * inv_sbc2 + eps)
+    gs = np.empty(ADAM_CHUNK)
+    for c0 in range(lo, hi, ADAM_CHUNK):
+        c1 = min(c0 + ADAM_CHUNK, hi)
+        g = gs[:c1 - c0]
+        g0 = grads[0, c0:c1]
+        for i in range(c1 - c0):
+            g[i] = g0[i]
+        for w in range(1, nw):
+            gw = grads[w, c0:c1]
+            for i in range(c1 - c0):
+                g[i] += gw[i]
+        _adam_chunk(theta[c0:c1], g, m[c0:c1], v[c0:c1], beta1, beta2, eps, step, inv_sbc2)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
+def _adam_chunk(theta, g, m, v, beta1, beta2, eps, step, inv_sbc2):
+    """The Adam update of `adam_update` on one chunk, gradient g already summed."""
+    for k in range(theta.shape[0]):
+        gk = g[k]
+        mk = beta1 * m[k] + (1.0 - beta1) * gk
+        vk = beta2 * v[k] + (1.0 - beta2) * gk * gk
+        m[k] = mk
+        v[k] = vk
+        theta[k] -= step * mk / (np.sqrt(vk) * inv_sbc2 + eps)
