@@ -20,6 +20,7 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from .errors import InputError
+from .io.type_map import type_indices
 from .model.dp_model import DPModel
 
 __all__ = ["DPCalculator"]
@@ -57,16 +58,10 @@ class DPCalculator(Calculator):
             self.model = model
         else:
             self.model = _load(model, precision, device, threads)
-        self._index = {name: i for i, name in enumerate(self.model.type_map)}
 
     def types_of(self, atoms) -> np.ndarray:
         """Model type index (N,) int32 of each atom of `atoms`; InputError for an unknown element."""
-        symbols = atoms.get_chemical_symbols()
-        try:
-            return np.fromiter((self._index[s] for s in symbols), dtype=np.int32, count=len(symbols))
-        except KeyError as exc:
-            raise InputError(f"element {exc.args[0]} is not in the model's type_map "
-                             f"{self.model.type_map}") from None
+        return type_indices(atoms.get_chemical_symbols(), self.model.type_map, "DPCalculator")
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)

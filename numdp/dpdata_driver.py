@@ -26,6 +26,7 @@ import numpy as np
 from dpdata.driver import Driver
 
 from .errors import InputError
+from .io.type_map import table_types
 
 if TYPE_CHECKING:   # numdp.model loads Numba: not at `import dpdata` time
     from .model.dp_model import DPModel
@@ -64,16 +65,7 @@ class NumdpDriver(Driver):
         Only elements that atoms use must be in the type_map (a dpdata MultiSystems gives each
         system the names of all of them, most with zero atoms).
         """
-        type_map = list(self.model.type_map)
-        atom_types = np.asarray(atom_types, dtype=np.int64)
-        lookup = np.full(len(atom_names), -1, dtype=np.int32)
-        for t in np.unique(atom_types):
-            name = atom_names[t]
-            if name not in type_map:
-                raise InputError(f"numdp driver: element {name!r} of the system is not in the "
-                                 f"model's type_map {type_map}")
-            lookup[t] = type_map.index(name)
-        return lookup[atom_types]
+        return table_types(atom_names, atom_types, self.model.type_map, "numdp driver")
 
     def label(self, data: dict) -> dict:
         """Label dpdata system data (dpdata calls this from ``System.predict``).

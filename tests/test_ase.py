@@ -161,7 +161,7 @@ def test_caching_unknown_element_and_slab(cu_model):
     bad = atoms.copy()
     bad[3].symbol = "Au"
     bad.calc = DPCalculator(cu_model)
-    with pytest.raises(InputError, match=r"element Au is not in the model's type_map \['Cu'\]"):
+    with pytest.raises(InputError, match=r"DPCalculator: atom 3 is 'Au', an element not in the model's type_map \['Cu'\]"):
         bad.get_potential_energy()
 
     with pytest.raises(InputError, match="belong to the loaded model"):

@@ -192,7 +192,7 @@ def test_ipi_command_errors(tmp_path, capsys):
     assert main(["ipi", "-m", model, "--address", "localhost", "--types", "O"]) == 2
     assert "HOST:PORT" in capsys.readouterr().err
     assert main(["ipi", "-m", model, "--unix", "x", "--types", "O", "Cu"]) == 2
-    assert "element Cu is not in the model's type_map" in capsys.readouterr().err
+    assert "--types: atom 1 is 'Cu', an element not in the model's type_map" in capsys.readouterr().err
 
 
 def _one_step_server(path, box, positions, result):

@@ -226,7 +226,7 @@ def test_setup_errors_name_the_key(tmp_path, capsys):
     with pytest.raises(InputError, match=r"\[system\] masses.Xe: not an element of the model's type_map \['Ar'\]"):
         run(toml)
     toml = argon_dir(tmp_path / "t", KIND="csvr", **{'type_names = ["Ar"]': 'type_names = ["Kr"]'})
-    with pytest.raises(InputError, match="atom 0 is 'Kr', which is not in the model's type_map"):
+    with pytest.raises(InputError, match="atom 0 is 'Kr', an element not in the model's type_map"):
         run(toml)
     toml = argon_dir(tmp_path / "o", KIND="csvr", **{'trajectory = "traj.h5md"': 'trajectory = "out/deep/traj.h5md"'})
     run(toml)

@@ -140,7 +140,7 @@ def test_failed_command_leaves_the_existing_output_in_place(ensemble, tmp_path, 
     # the first system is written, the second fails (element C): the partial file goes
     assert main(["model-devi", "-m", *map(str, paths), "-s", str(good), str(bad), "-o", str(out),
                  "--threads", "1"]) == 2
-    assert "element 'C'" in capsys.readouterr().err
+    assert "atom 1 is 'C', an element not in" in capsys.readouterr().err
     assert out.read_text() == "previous\n" and sorted(p.name for p in tmp_path.iterdir()) == [
         "bad", "devi.out", "good"]
     xyz = tmp_path / "traj.xyz"
@@ -220,7 +220,7 @@ def test_command_errors(ensemble, tmp_path, capsys):
     cases = [
         (["-m", str(paths[0]), "-s", str(sys_dir)], "two or more models"),
         (["-m", str(paths[0]), str(other), "-s", str(sys_dir)], "differs from"),
-        (["-m", *map(str, paths), "-s", str(sys_dir)], "element 'C' is not in the model's"),
+        (["-m", *map(str, paths), "-s", str(sys_dir)], "'C', an element not in the model's"),
         (["-m", *map(str, paths), "-s", str(tmp_path / "nope")], "system not found"),
         (["-m", *map(str, paths), "-s", str(sys_dir), "--relative", "-1"], "--relative"),
     ]

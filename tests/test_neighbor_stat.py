@@ -113,7 +113,7 @@ def test_errors(small, tmp_path, capsys):
         (["-s", str(p), "-r", "0"], "-r 0"),
         (["-s", str(p), "-r", "nan"], "-r nan"),
         (["-s", str(tmp_path / "nope"), "-r", "4"], "nope"),
-        (["-s", str(p), "-r", "4", "-t", "A", "B"], "element 'C' is not in the type map given with -t ['A', 'B']"),
+        (["-s", str(p), "-r", "4", "-t", "A", "B"], "'C', an element not in the type map given with -t ['A', 'B']"),
         (["-s", str(p), str(bare), "-r", "4"], "give the type map with -t"),
         (["-s", str(p), "-r", "4", "-t", "A", "A", "C"], "unique"),
     ]

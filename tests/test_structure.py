@@ -135,7 +135,7 @@ def test_assign_types_errors():
     from numdp.io.structure import Structure
 
     s = Structure(np.zeros((2, 3)), None, ["O", "Xe"], None, None, None, "start.xyz")
-    with pytest.raises(InputError, match="atom 1 is 'Xe', which is not in the model's type_map"):
+    with pytest.raises(InputError, match="start.xyz: atom 1 is 'Xe', an element not in the model's type_map"):
         assign_types(s, ["O", "H"])
     n = Structure(np.zeros((2, 3)), None, None, np.array([0, 2]), None, None, "a.data")
     with pytest.raises(InputError, match="type_names"):

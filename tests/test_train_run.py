@@ -284,7 +284,7 @@ def test_element_missing_from_the_input_type_map_names_the_input(tmp_path, data_
 
     path = make_input(tmp_path, data_dir, steps=2)
     path.write_text(path.read_text().replace('type_map = ["A", "B"]', 'type_map = ["A"]'))
-    with pytest.raises(InputError, match=r"type_map.raw: element 'B' is not in input.toml's \[model\] "
+    with pytest.raises(InputError, match=r"type_map.raw: atom \d+ is 'B', an element not in input.toml's \[model\] "
                                          r"type_map \['A'\]"):
         Trainer(load_config(path), nthreads=1)
 

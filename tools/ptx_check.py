@@ -50,8 +50,8 @@ def record(path: str, select: str | None) -> int:
     cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests]
     if select:
         cmd += ["-k", select]
-    print("recording:", " ".join(cmd[3:5]), f"{len(tests)} test files" + (f", -k {select}" if select else ""),
-          flush=True)
+    print(f"recording: python -m pytest -q -x on {len(tests)} test files (tests/test_cuda*.py)"
+          + (f", -k {select}" if select else ""), flush=True)
     return subprocess.call(cmd, cwd=ROOT, env=env)
 
 

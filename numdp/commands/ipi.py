@@ -65,12 +65,9 @@ def _types_from_init(path: str, type_map: list[str], renames: dict[str, str]):
 
 
 def _types_from_list(names: list[str], type_map: list[str]):
-    import numpy as np
+    from ..io.type_map import type_indices
 
-    for name in names:
-        if name not in type_map:
-            raise InputError(f"--types: element {name} is not in the model's type_map {type_map}")
-    return np.array([type_map.index(n) for n in names], dtype=np.int32)
+    return type_indices(names, type_map, "--types")
 
 
 def _dp_json(path: str) -> dict:

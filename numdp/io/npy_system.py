@@ -30,6 +30,7 @@ from typing import Protocol
 import numpy as np
 
 from numdp.errors import InputError
+from numdp.io.type_map import table_types
 
 LABELS = ("energy", "force", "virial")
 _INT32_MAX = np.iinfo(np.int32).max
@@ -85,17 +86,8 @@ class System:
         """
         if self.type_map is None:
             return self._unmapped_types(model_type_map, whose)
-        used = np.unique(self.types)
-        lookup = np.full(len(self.type_map), -1, dtype=np.int32)
-        for t in used:
-            name = self.type_map[t]
-            if name not in model_type_map:
-                raise InputError(
-                    f"{self.path / 'type_map.raw'}: element {name!r} is not in {whose} "
-                    f"{list(model_type_map)}"
-                )
-            lookup[t] = model_type_map.index(name)
-        return lookup[self.types]
+        return table_types(self.type_map, self.types, model_type_map,
+                           str(self.path / "type_map.raw"), whose)
 
     def _unmapped_types(self, model_type_map: list[str], whose: str) -> np.ndarray:
         top = int(self.types.max())

@@ -21,6 +21,7 @@ import h5py
 import numpy as np
 
 from ..errors import InputError
+from .type_map import type_indices
 from ..units import ASE_TIME_IN_PS
 
 
@@ -494,14 +495,7 @@ def assign_types(s: Structure, type_map: list[str], type_names: list[str] | None
                              f"{top + 1} atom types")
         names = [type_names[t] for t in s.type_ids]
     if names is not None:
-        lookup = {name: k for k, name in enumerate(type_map)}
-        out = np.empty(s.natoms, dtype=np.int32)
-        for i, name in enumerate(names):
-            if name not in lookup:
-                raise InputError(f"{s.source}: atom {i} is '{name}', which is not in the model's "
-                                 f"type_map {type_map}")
-            out[i] = lookup[name]
-        return out
+        return type_indices(names, type_map, str(s.source))
     top = int(s.type_ids.max()) if s.natoms else -1
     if top >= len(type_map) or (s.natoms and s.type_ids.min() < 0):
         raise InputError(f"{s.source}: numeric atom types up to {top} do not fit the model's type_map "
