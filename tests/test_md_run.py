@@ -409,7 +409,8 @@ def test_the_last_step_has_a_thermo_line_off_the_cadence(tmp_path):
     """A run whose last step is not a multiple of thermo_every ends with that step's thermo line,
     as LAMMPS prints the last step of every run (a 25-step run with thermo_every = 10 printed
     0, 10, 20 and no energy of its final state); a restart's last step likewise, and a step on
-    the cadence is printed once."""
+    the cadence is printed once.  A restart also starts with its first step's line off the
+    cadence (LAMMPS prints the first step of every run), under a header of its own."""
     def logged_steps():
         return [int(l.split()[0]) for l in (tmp_path / "log.txt").read_text().splitlines()
                 if l.split()[:1] and l.split()[0].isdigit()]
@@ -420,5 +421,10 @@ def test_the_last_step_has_a_thermo_line_off_the_cadence(tmp_path):
     ck = read_checkpoint(tmp_path / "ck.h5")
     toml.write_text(toml.read_text().replace("steps = 25", "steps = 40"))
     run(toml, restart=tmp_path / "ck.h5")
-    assert logged_steps() == [0, 10, 20, 25, 30, 40]
+    assert logged_steps() == [0, 10, 20, 25, 25, 30, 40]
     assert ck.step == 25
+    lines = (tmp_path / "log.txt").read_text().splitlines()
+    rows = [l for l in lines if l.split()[:1] and l.split()[0].isdigit()]
+    assert rows[3] == rows[4]  # the restart's first line is the state the first run ended with
+    second = len(lines) - 1 - lines[::-1].index(rows[4])
+    assert lines[second - 1].split()[0] == "step"  # right under its header

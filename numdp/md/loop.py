@@ -139,7 +139,8 @@ class Simulation:
     def _report(self, step: int, initial: bool, timers: Timers) -> None:
         t0 = time.perf_counter()
         f0 = self.provider.time_force  # the deviation models' evaluation counts as force
-        wanting = [r for r in self.reporters if r.wants(step)]
+        wanting = [r for r in self.reporters if r.wants(step)
+                   or (initial and isinstance(r, ThermoReporter))]  # LAMMPS: every run's first step
         if initial:  # no checkpoint at the start; no frame or deviation row twice after a restart
             wanting = [r for r in wanting if not isinstance(r, CheckpointReporter)
                        and not (isinstance(r, (TrajectoryReporter, DeviationReporter)) and self.restarted)]
