@@ -30,10 +30,14 @@ from numdp.kernels.keys import (  # noqa: F401  (KEY_* re-exported for numdp.nei
 from numdp.kernels.keys import pack_key_cpu as pack_key
 from numdp.kernels.keys import unpack_key_cpu as unpack_key
 from numdp.kernels.dual import cpu_inline
+from numdp.kernels.math import CPU
 from numdp.kernels.mdmath import closest_neighbour
 
 # nearest listed neighbour of one row (numdp.kernels.mdmath, shared with the MD safety test)
 _closest_neighbour = cpu_inline(closest_neighbour)
+# image shifts, shared with the CUDA kernels (numdp.kernels.math)
+_shift_range = CPU.shift_range
+_write_images = CPU.write_images
 
 # Rows handled by one prange iteration (one scratch buffer each); any value gives the same result.
 _CHUNK = 64
@@ -64,12 +68,6 @@ def unpack_keys(keys, types, qdist, index):
 # --------------------------------------------------------------------------------------------------
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _shift_range(f, lo, hi):
-    """Integers n with lo <= f + n < hi: returns (n_min, n_max), inclusive."""
-    return math.ceil(lo - f), math.ceil(hi - f) - 1
-
-
 @njit(cache=True, nogil=True, parallel=True)
 def count_images(frac, lo, hi, counts):
     """Number of ghost images of each atom inside the fractional region [lo, hi).
@@ -97,23 +95,7 @@ def fill_images(pos, frac, types, box, lo, hi, start, out_pos, out_types, out_ma
     out_shift (nall, 3) = n, each at rows start[i] ... start[i] + counts[i] - 1.
     """
     for i in prange(frac.shape[0]):
-        a0, b0 = _shift_range(frac[i, 0], lo[0], hi[0])
-        a1, b1 = _shift_range(frac[i, 1], lo[1], hi[1])
-        a2, b2 = _shift_range(frac[i, 2], lo[2], hi[2])
-        p = start[i]
-        for n0 in range(a0, b0 + 1):
-            for n1 in range(a1, b1 + 1):
-                for n2 in range(a2, b2 + 1):
-                    if n0 == 0 and n1 == 0 and n2 == 0:
-                        continue
-                    for k in range(3):
-                        out_pos[p, k] = pos[i, k] + n0 * box[0, k] + n1 * box[1, k] + n2 * box[2, k]
-                    out_types[p] = types[i]
-                    out_map[p] = i
-                    out_shift[p, 0] = n0
-                    out_shift[p, 1] = n1
-                    out_shift[p, 2] = n2
-                    p += 1
+        _write_images(pos, frac, types, box, lo, hi, i, start[i], out_pos, out_types, out_map, out_shift, True)
 
 
 # --------------------------------------------------------------------------------------------------

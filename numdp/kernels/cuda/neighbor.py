@@ -51,16 +51,13 @@ from numdp.kernels.keys import (
     unpack_key,
 )
 
-from .launch import made_by
+from .launch import MATH, made_by
 
 pack_key_gpu = cuda_device(pack_key)
 unpack_key_gpu = cuda_device(unpack_key)
-
-
-@cuda.jit(device=True, inline=True)
-def _shift_range(f, lo, hi):
-    """Integers n with lo <= f + n < hi: (n_min, n_max), inclusive (as the CPU `_shift_range`)."""
-    return math.ceil(lo - f), math.ceil(hi - f) - 1
+# image shifts, shared with the CPU kernels (numdp.kernels.math)
+_shift_range = MATH.shift_range
+_write_images = MATH.write_images
 
 
 # --------------------------------------------------------------------------------------------------
@@ -242,20 +239,9 @@ def fill_images(xw, frac, types, box, lo, hi, excl, out_pos, out_types, out_map)
             out_pos[i, k] = xw[i, k]
         out_types[i] = types[i]
         out_map[i] = i
-        a0, b0 = _shift_range(frac[i, 0], lo[0], hi[0])
-        a1, b1 = _shift_range(frac[i, 1], lo[1], hi[1])
-        a2, b2 = _shift_range(frac[i, 2], lo[2], hi[2])
-        p = xw.shape[0] + excl[i]
-        for n0 in range(a0, b0 + 1):
-            for n1 in range(a1, b1 + 1):
-                for n2 in range(a2, b2 + 1):
-                    if n0 == 0 and n1 == 0 and n2 == 0:
-                        continue
-                    for k in range(3):
-                        out_pos[p, k] = xw[i, k] + n0 * box[0, k] + n1 * box[1, k] + n2 * box[2, k]
-                    out_types[p] = types[i]
-                    out_map[p] = i
-                    p += 1
+        # no shifts kept on the device: out_pos stands in for out_shift, never written (False)
+        _write_images(xw, frac, types, box, lo, hi, i, xw.shape[0] + excl[i], out_pos, out_types, out_map,
+                      out_pos, False)
 
 
 @cuda.jit
