@@ -1,5 +1,5 @@
 """Scalar maths shared by the CPU and CUDA kernels, written once (reference §2, §2.3, §9.6; the
-ghost images of the neighbour search).
+ghost images and cell-list stencil of the neighbour search).
 
 Plain Python on scalars (`math.sqrt`, tuples for several results; `write_pair_row` and
 `write_images` index the caller's arrays, which both targets compile alike), compiled for each
@@ -178,6 +178,17 @@ def write_images(x, frac, types, box, lo, hi, i, p, out_pos, out_types, out_map,
                 p += 1
 
 
+def stencil_bounds(c, nx, ny, nz, reach):
+    """(x0, x1, y0, y1, z0, z1), inclusive: the cells within `reach` of linear cell
+    c = (cz ny + cy) nx + cx along each axis of an nx × ny × nz grid, clipped to the grid (the
+    cell-list stencil of an atom in cell c)."""
+    cx = c % nx
+    cy = (c // nx) % ny
+    cz = c // (nx * ny)
+    return (max(cx - reach, 0), min(cx + reach, nx - 1), max(cy - reach, 0), min(cy + reach, ny - 1),
+            max(cz - reach, 0), min(cz + reach, nz - 1))
+
+
 @dataclass(frozen=True)
 class ScalarMath:
     """The functions above compiled for one target (see `compile_math`)."""
@@ -195,6 +206,7 @@ class ScalarMath:
     locate_piece: object
     shift_range: object
     write_images: object
+    stencil_bounds: object
 
 
 def _rebind(fn, **deps):
@@ -221,7 +233,8 @@ def compile_math(compile_fn) -> ScalarMath:
         poly3_at=compile_fn(poly3_at), poly5_at=compile_fn(poly5_at),
         locate_piece=compile_fn(locate_piece),
         shift_range=sr,
-        write_images=compile_fn(_rebind(write_images, shift_range=sr)))
+        write_images=compile_fn(_rebind(write_images, shift_range=sr)),
+        stencil_bounds=compile_fn(stencil_bounds))
 
 
 CPU = compile_math(cpu_inline)   # the copies that numdp.kernels.cpu inlines

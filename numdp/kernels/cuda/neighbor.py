@@ -55,9 +55,10 @@ from .launch import MATH, made_by
 
 pack_key_gpu = cuda_device(pack_key)
 unpack_key_gpu = cuda_device(unpack_key)
-# image shifts, shared with the CPU kernels (numdp.kernels.math)
+# image shifts and cell-list stencil, shared with the CPU kernels (numdp.kernels.math)
 _shift_range = MATH.shift_range
 _write_images = MATH.write_images
+_stencil_bounds = MATH.stencil_bounds
 
 
 # --------------------------------------------------------------------------------------------------
@@ -377,20 +378,6 @@ def compact_centres(sidx, nloc, slot, centres):
 
 
 @cuda.jit(device=True, inline=True)
-def _stencil_rows(p, scell, nbins, reach):
-    """Cell-stencil bounds of the atom at sorted position p: (x0, x1, y0, y1, z0, z1), inclusive."""
-    nx = nbins[0]
-    ny = nbins[1]
-    nz = nbins[2]
-    c = scell[p]
-    cx = c % nx
-    cy = (c // nx) % ny
-    cz = c // (nx * ny)
-    return (max(cx - reach, 0), min(cx + reach, nx - 1), max(cy - reach, 0), min(cy + reach, ny - 1),
-            max(cz - reach, 0), min(cz + reach, nz - 1))
-
-
-@cuda.jit(device=True, inline=True)
 def _pair_r2(spos, p, q):
     """Squared distance (Å²) between sorted atoms p and q, in the CPU kernels' order of operations
     (a GPU compiler may fuse the multiply-adds; the simulator does not)."""
@@ -430,7 +417,7 @@ def _fill_row(keys, js, cap, nkeys, tcount, spos, sidx, stype, scell, cell_start
     if stype[p] >= 0:
         nx = nbins[0]
         ny = nbins[1]
-        x0, x1, y0, y1, z0, z1 = _stencil_rows(p, scell, nbins, reach)
+        x0, x1, y0, y1, z0, z1 = _stencil_bounds(scell[p], nx, ny, nbins[2], reach)
         for z in range(z0, z1 + 1):
             for y in range(y0, y1 + 1):
                 row = (z * ny + y) * nx
@@ -530,7 +517,7 @@ def count_within(spos, stype, scell, cell_start, nbins, reach, centres, r2max, c
         if stype[p] >= 0:
             nx = nbins[0]
             ny = nbins[1]
-            x0, x1, y0, y1, z0, z1 = _stencil_rows(p, scell, nbins, reach)
+            x0, x1, y0, y1, z0, z1 = _stencil_bounds(scell[p], nx, ny, nbins[2], reach)
             for z in range(z0, z1 + 1):
                 for y in range(y0, y1 + 1):
                     row = (z * ny + y) * nx
