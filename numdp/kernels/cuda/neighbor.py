@@ -388,6 +388,17 @@ def _pair_r2(spos, p, q):
 
 
 @cuda.jit(device=True, inline=True)
+def _key_r2(spos, stype, p, q, r2max):
+    """r² (Å², `_pair_r2`) when sorted atom q is a key of centre p's row for the radius
+    sqrt(r2max) (q != p, type >= 0, r² <= r2max), else -1.0: the test of `_fill_row`, which
+    `count_within` counts."""
+    if q == p or stype[q] < 0:
+        return -1.0
+    r2 = _pair_r2(spos, p, q)
+    return r2 if r2 <= r2max else -1.0
+
+
+@cuda.jit(device=True, inline=True)
 def _fill_row(keys, js, cap, nkeys, tcount, spos, sidx, stype, scell, cell_start, nbins, reach, p, rcut2,
               sel, sec, counts, nlist, err):
     """One block formats the row of the centre at sorted position p (all threads of the block call).
@@ -422,16 +433,15 @@ def _fill_row(keys, js, cap, nkeys, tcount, spos, sidx, stype, scell, cell_start
             for y in range(y0, y1 + 1):
                 row = (z * ny + y) * nx
                 for q in range(cell_start[row + x0] + tid, cell_start[row + x1 + 1], nthr):
-                    tq = stype[q]
-                    if q != p and tq >= 0:
-                        r2 = _pair_r2(spos, p, q)
-                        if r2 <= rcut2:
-                            s = cuda.atomic.add(nkeys, 0, 1)
-                            if s < cap:
-                                j = sidx[q]
-                                keys[s] = pack_key_gpu(tq, math.sqrt(r2), j & INDEX_MASK)
-                                js[s] = j
-                            cuda.atomic.add(tcount, tq, 1)
+                    r2 = _key_r2(spos, stype, p, q, rcut2)
+                    if r2 >= 0.0:
+                        tq = stype[q]
+                        s = cuda.atomic.add(nkeys, 0, 1)
+                        if s < cap:
+                            j = sidx[q]
+                            keys[s] = pack_key_gpu(tq, math.sqrt(r2), j & INDEX_MASK)
+                            js[s] = j
+                        cuda.atomic.add(tcount, tq, 1)
     cuda.syncthreads()
     n = nkeys[0]
     if n > cap:   # an empty row (never garbage indices for a kernel that runs before the check)
@@ -522,7 +532,7 @@ def count_within(spos, stype, scell, cell_start, nbins, reach, centres, r2max, c
                 for y in range(y0, y1 + 1):
                     row = (z * ny + y) * nx
                     for q in range(cell_start[row + x0], cell_start[row + x1 + 1]):
-                        if q != p and stype[q] >= 0 and _pair_r2(spos, p, q) <= r2max:
+                        if _key_r2(spos, stype, p, q, r2max) >= 0.0:
                             n += 1
         counts[m, 0] = n
 
