@@ -218,6 +218,14 @@ class H5MDWriter:
 # -- reading -------------------------------------------------------------------------------------
 
 
+def _open_for_reading(path: Path, what: str) -> h5py.File:
+    """h5py.File(path, "r"), or InputError "{path}: cannot open {what} (reason)"."""
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot open {what} ({one_line(exc)})") from None
+
+
 def read_frame(path, frame: int = -1) -> dict:
     """One frame of an H5MD file (numdp's or another program's, first particles group).
 
@@ -226,11 +234,7 @@ def read_frame(path, frame: int = -1) -> dict:
     Lengths in nm are converted; other length units are rejected.
     """
     path = Path(path)
-    try:
-        h5 = h5py.File(path, "r")
-    except OSError as exc:
-        raise InputError(f"{path}: cannot open as HDF5 ({one_line(exc)})") from None
-    with h5:
+    with _open_for_reading(path, "as HDF5") as h5:
         if "particles" not in h5 or not len(h5["particles"]):
             raise InputError(f"{path}: not an H5MD file (no /particles group)")
         name = GROUP if GROUP in h5["particles"] else next(iter(h5["particles"]))
@@ -323,11 +327,7 @@ def write_checkpoint(path, state: State, observables: dict, input_text: str = ""
 def read_checkpoint(path) -> State:
     """The State stored by `write_checkpoint` (InputError when the file is not a numdp checkpoint)."""
     path = Path(path)
-    try:
-        h5 = h5py.File(path, "r")
-    except OSError as exc:
-        raise InputError(f"{path}: cannot open the checkpoint ({one_line(exc)})") from None
-    with h5:
+    with _open_for_reading(path, "the checkpoint") as h5:
         if "numdp/state" not in h5:
             raise InputError(f"{path}: not a numdp checkpoint (no /numdp/state group)")
         arrays = {}

@@ -1,8 +1,9 @@
-"""Scalar maths shared by the CPU and CUDA kernels, written once (reference §2, §2.3, §9.6).
+"""Scalar maths shared by the CPU and CUDA kernels, written once (reference §2, §2.3, §9.6; the
+ghost images and cell-list stencil of the neighbour search).
 
-Plain Python on scalars (`math.sqrt`, tuples for several results; `write_pair_row` alone indexes
-the caller's arrays, which both targets compile alike), compiled for each target with
-numdp.kernels.dual: `cpu_inline` for the @njit kernels of kernels/cpu (the compiled
+Plain Python on scalars (`math.sqrt`, tuples for several results; `write_pair_row` and
+`write_images` index the caller's arrays, which both targets compile alike), compiled for each
+target with numdp.kernels.dual: `cpu_inline` for the @njit kernels of kernels/cpu (the compiled
 copies live at the bottom of this module), `cuda_device` for the @cuda.jit kernels of kernels/cuda.
 Being inlined, each copy takes the floating-point flags and the argument types of its caller:
 float32 coefficients and a float32 tau give float32 polynomial arithmetic.
@@ -145,6 +146,49 @@ def locate_piece(x, lower, upper, xmax, h0, h1, n0, nint):
     return l, xc - node, x - xc
 
 
+def shift_range(f, lo, hi):
+    """Integers n with lo <= f + n < hi: (n_min, n_max), inclusive (the ghost-image shifts of a
+    fractional coordinate f along one cell vector, region [lo, hi))."""
+    return math.ceil(lo - f), math.ceil(hi - f) - 1
+
+
+def write_images(x, frac, types, box, lo, hi, i, p, out_pos, out_types, out_map, out_shift, keep_shift):
+    """Rows p, p + 1, ... of the ghost images of local atom i, the order of
+    numdp.neighbor.extend on both targets: every non-zero integer shift n with
+    lo_k <= frac[i, k] + n_k < hi_k (`shift_range`), n0, n1, n2 ascending.  Writes
+    out_pos[q] = x[i] + n @ box (Å; x (nloc, 3) wrapped, box (3, 3) rows = cell vectors),
+    out_types[q] = types[i], out_map[q] = i and, if keep_shift (a constant at each call site),
+    out_shift[q] = n."""
+    a0, b0 = shift_range(frac[i, 0], lo[0], hi[0])
+    a1, b1 = shift_range(frac[i, 1], lo[1], hi[1])
+    a2, b2 = shift_range(frac[i, 2], lo[2], hi[2])
+    for n0 in range(a0, b0 + 1):
+        for n1 in range(a1, b1 + 1):
+            for n2 in range(a2, b2 + 1):
+                if n0 == 0 and n1 == 0 and n2 == 0:
+                    continue
+                for k in range(3):
+                    out_pos[p, k] = x[i, k] + n0 * box[0, k] + n1 * box[1, k] + n2 * box[2, k]
+                out_types[p] = types[i]
+                out_map[p] = i
+                if keep_shift:
+                    out_shift[p, 0] = n0
+                    out_shift[p, 1] = n1
+                    out_shift[p, 2] = n2
+                p += 1
+
+
+def stencil_bounds(c, nx, ny, nz, reach):
+    """(x0, x1, y0, y1, z0, z1), inclusive: the cells within `reach` of linear cell
+    c = (cz ny + cy) nx + cx along each axis of an nx × ny × nz grid, clipped to the grid (the
+    cell-list stencil of an atom in cell c)."""
+    cx = c % nx
+    cy = (c // nx) % ny
+    cz = c // (nx * ny)
+    return (max(cx - reach, 0), min(cx + reach, nx - 1), max(cy - reach, 0), min(cy + reach, ny - 1),
+            max(cz - reach, 0), min(cz + reach, nz - 1))
+
+
 @dataclass(frozen=True)
 class ScalarMath:
     """The functions above compiled for one target (see `compile_math`)."""
@@ -160,6 +204,9 @@ class ScalarMath:
     poly3_at: object
     poly5_at: object
     locate_piece: object
+    shift_range: object
+    write_images: object
+    stencil_bounds: object
 
 
 def _rebind(fn, **deps):
@@ -174,6 +221,7 @@ def compile_math(compile_fn) -> ScalarMath:
     sw = compile_fn(switch)
     jac = compile_fn(_rebind(row_jacobian, switch=sw))
     row = compile_fn(_rebind(env_row, switch=sw))
+    sr = compile_fn(shift_range)
     return ScalarMath(
         switch=sw,
         env_row=row,
@@ -183,7 +231,10 @@ def compile_math(compile_fn) -> ScalarMath:
         row_tangent=compile_fn(_rebind(row_tangent, row_jacobian=jac)),
         poly3_value=compile_fn(poly3_value), poly5_value=compile_fn(poly5_value),
         poly3_at=compile_fn(poly3_at), poly5_at=compile_fn(poly5_at),
-        locate_piece=compile_fn(locate_piece))
+        locate_piece=compile_fn(locate_piece),
+        shift_range=sr,
+        write_images=compile_fn(_rebind(write_images, shift_range=sr)),
+        stencil_bounds=compile_fn(stencil_bounds))
 
 
 CPU = compile_math(cpu_inline)   # the copies that numdp.kernels.cpu inlines

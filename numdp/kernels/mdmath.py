@@ -1,7 +1,7 @@
 """Scalar maths of the MD step shared by the CPU and CUDA kernels, written once: the velocity-
 Verlet kick and drift and the Langevin (Ornstein-Uhlenbeck) update of one atom, the cell change
 applied to one row, one atom's squared displacements (skin and safety tests) and its nearest
-listed neighbour (safety test); and, called once per half-step rather than per atom, the
+listed neighbour and whether a row holds a nan or inf (safety test); and, called once per half-step rather than per atom, the
 Nosé-Hoover chain's half-step (`nose_hoover_chain`, compiled on its own by numdp.kernels.cpu.thermostat
 and numdp.kernels.cuda.md).
 
@@ -97,6 +97,14 @@ def closest_neighbour(ext_positions, nlist, sec, row, centre):
     return best, bj
 
 
+def row_nonfinite(a, i):
+    """True when row i of a (n, k) holds a nan or inf (forces, velocities: the safety test)."""
+    for k in range(a.shape[1]):
+        if not math.isfinite(a[i, k]):
+            return True
+    return False
+
+
 def nose_hoover_chain(k2, dof, kt, q, h, nloop, weights, xi, vxi):
     """One half-step h (ps) of a Nosé-Hoover chain (numdp.md.thermostats.NoseHooverChain): the
     chain's Trotter split, `nloop` sub-cycles of the Suzuki-Yoshida `weights` (w,), each moving
@@ -150,6 +158,7 @@ class MDMath(NamedTuple):
     transform_row: object
     displacement_sq: object
     closest_neighbour: object
+    row_nonfinite: object
 
 
 def compile_mdmath(compile_fn, normal_pair_compiled) -> MDMath:
@@ -160,4 +169,4 @@ def compile_mdmath(compile_fn, normal_pair_compiled) -> MDMath:
                   ou_noise_scale=compile_fn(ou_noise_scale),
                   langevin_row=compile_fn(_rebind(langevin_row, normal_pair=normal_pair_compiled)),
                   transform_row=compile_fn(transform_row), displacement_sq=compile_fn(displacement_sq),
-                  closest_neighbour=compile_fn(closest_neighbour))
+                  closest_neighbour=compile_fn(closest_neighbour), row_nonfinite=compile_fn(row_nonfinite))

@@ -51,11 +51,11 @@ import time
 
 import numpy as np
 
-from ..neighbor import report_overflow, slot_offsets
+from ..neighbor import report_overflow
 from ..parallel.world import World
 from ..system import State
 from .device_state import DeviceState, tree_extreme_device, tree_sum_device
-from .forces import cell_strain, model_sel, needs_rebuild
+from .forces import ForceProviderBase, cell_strain
 
 
 class _Overflow:
@@ -66,16 +66,17 @@ class _Overflow:
         self.max_count = max_count
 
 
-class DeviceForceProvider:
+class DeviceForceProvider(ForceProviderBase):
     """Evaluates a device="cuda" model (numdp.model.dp_model.DPModel) on the atoms of `dev`,
     rebuilding the ghost shell only when needed.  One rank; numdp.md.device_parallel extends it to
     several (the ghost shell then comes from the ranks, `_build`, `_extended_positions`,
-    `_owned_forces`)."""
+    `_owned_forces`).  The counters, the rebuild request and test, the checkpoint record's check
+    and the deviation hand-over are numdp.md.forces.ForceProviderBase's, as on the host."""
 
     def __init__(self, model, skin: float, dev: DeviceState, world: World | None = None, pbc=None):
         from ..kernels.cuda import forces, launch, md
 
-        self.model = model
+        super().__init__(model, skin, world)
         self.pbc = None if pbc is None else tuple(bool(p) for p in pbc)  # None: periodic with a cell
         self.dev = dev
         self.be = dev.be
@@ -83,20 +84,7 @@ class DeviceForceProvider:
         self._grid = launch.grid
         self._strided2 = launch.strided2
         self._fold_rows = forces.fold_rows
-        self.skin = float(skin)
-        self.rcut = float(model.rcut)
-        self.world = world if world is not None else World(None)
-        self.sel = np.asarray(model_sel(model), dtype=np.int64)
-        self.sec = slot_offsets(self.sel)
         self._sec_d = self.be.to_device(np.asarray(self.sec, dtype=np.int64))
-        self.rebuilds = 0
-        self.overflow_calls = 0
-        self.calls = 0
-        self.time_neigh = 0.0
-        self.time_force = 0.0
-        self.closest = (math.inf, -1, -1)
-        self.step_displacement = (0.0, -1)
-        self._force_rebuild = False
         self._ext_pos = None
         self._ext_types = None
         self._plan = None    # the neighbour search's grid and key capacity of the last rebuild
@@ -110,21 +98,7 @@ class DeviceForceProvider:
         self._ref_box_inv = None
         self._prev = None
         self._strain = (None, None)   # (host, device) cell strain of the last rebuild test
-        self._overflow_warned = False
-        self._overflow_warned_sels: set[tuple[int, ...]] = set()   # deviation models' lists
-        self.shared_env = 0   # model evaluations that reused another model's environment matrix
-        self._ensemble_next = None   # models to evaluate with model 0 at the next call
-        self._ensemble_done = None   # (calls, models, results) of the last such call
         self._pending = None   # a launched call's device results (energy, virial, closest, stats, err)
-
-    @property
-    def cutoff(self) -> float:
-        """Width of the ghost shell, rcut + skin (Å)."""
-        return self.rcut + self.skin
-
-    def request_rebuild(self) -> None:
-        """Rebuild the ghost shell at the next call."""
-        self._force_rebuild = True
 
     # -- ghost shell -----------------------------------------------------------------------------
     def _check_motion(self, state: State) -> bool:
@@ -144,10 +118,7 @@ class DeviceForceProvider:
             step_max, kf, ref_max = (float(v) for v in be.to_host(tree_extreme_device(be, rows, 2)))
             if self._prev is not None:
                 self.step_displacement = (math.sqrt(step_max), int(kf))
-        ref_max = self.world.max_global(ref_max)
-        if self._force_rebuild:
-            ref_max = math.inf
-        return needs_rebuild(self.rcut, self.skin, ref_max, smin)
+        return self._rebuild_due(ref_max, smin)
 
     def _strain_device(self, strain: np.ndarray):
         """The cell strain (3, 3) on the device, uploaded only when it changed (a barostat)."""
@@ -209,11 +180,9 @@ class DeviceForceProvider:
 
     def _restore(self, state: State) -> bool:
         """The ghost shell of the run that wrote the checkpoint (numdp.md.forces, `_restore`)."""
-        ref = state.neighbor
-        usable = bool(ref) and "positions" in ref and ref["positions"].shape == state.positions.shape
-        usable = usable and float(ref["cutoff"][0]) == self.cutoff and ("box" in ref) == (state.box is not None)
-        if not usable:
+        if not self._record_usable(state):
             return False
+        ref = state.neighbor
         self._build(self.be.xp.array(ref["positions"], dtype=np.float64), ref.get("box"))
         return True
 
@@ -370,13 +339,6 @@ class DeviceForceProvider:
         """Model 0's forces (nloc, 3) eV/Å of the last call, on the device (DeviceState.forces)."""
         return self.dev.forces
 
-    def evaluate_next_with(self, models) -> None:
-        """Evaluate `models` (same rcut and type_map) together with model 0 at the next call,
-        sharing the environment matrix where they can (`_compute_models`); `evaluate_others` then
-        returns those results without evaluating again (None: the next call evaluates model 0
-        only).  numdp.md.deviation.DeviationReporter asks this the step before a deviation step."""
-        self._ensemble_next = None if models is None else list(models)
-
     def evaluate_others(self, state: State, models) -> list[tuple[np.ndarray, float, np.ndarray]]:
         """Evaluate more device models (same rcut and type_map) on the configuration of the last
         call ([model_devi]): its extended atoms, its list for model 0's sel, one more list per other
@@ -384,10 +346,9 @@ class DeviceForceProvider:
         `device_forces`; potential energy eV; virial (3, 3) eV), folded and summed as model 0's.
         When the last call was asked for these models (`evaluate_next_with`) its results are
         returned; otherwise they are evaluated now (sharing the environment matrix among them)."""
-        done = self._ensemble_done
-        if done is not None and done[0] == self.calls and len(done[1]) == len(models) \
-                and all(a is b for a, b in zip(done[1], models)):
-            return done[2]
+        done = self._ensemble_result(models)
+        if done is not None:
+            return done
         t0 = time.perf_counter()
         out = [self._reduce(r) for r in self._compute_models(list(models))]
         self.time_force += time.perf_counter() - t0

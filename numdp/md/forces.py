@@ -92,7 +92,74 @@ def environment_groups(models) -> list[tuple[tuple[int, ...], list[int]]]:
     return groups
 
 
-class ForceProvider:
+class ForceProviderBase:
+    """What the host and device force providers share (ForceProvider here,
+    numdp.md.device_forces.DeviceForceProvider): the counters and timers they report, the
+    rebuild request and test, the check of a checkpoint's list record, and the hand-over of a
+    deviation step's models (`evaluate_next_with`, then `evaluate_others`)."""
+
+    def __init__(self, model, skin: float, world: World | None):
+        self.model = model
+        self.skin = float(skin)
+        self.rcut = float(model.rcut)
+        self.world = world if world is not None else World(None)
+        self.sel = np.asarray(model_sel(model), dtype=np.int64)
+        self.sec = slot_offsets(self.sel)
+        self.rebuilds = 0
+        self.overflow_calls = 0
+        self.calls = 0
+        self.shared_env = 0   # model evaluations that reused another model's environment matrix
+        self.time_neigh = 0.0
+        self.time_force = 0.0
+        self.closest = (math.inf, -1, -1)
+        self.step_displacement = (0.0, -1)
+        self._force_rebuild = False
+        self._overflow_warned = False
+        self._overflow_warned_sels: set[tuple[int, ...]] = set()   # deviation models' lists
+        self._ensemble_next = None   # models to evaluate with model 0 at the next call
+        self._ensemble_done = None   # (calls, models, results) of the last such call
+
+    @property
+    def cutoff(self) -> float:
+        """Width of the ghost shell, rcut + skin (Å)."""
+        return self.rcut + self.skin
+
+    def request_rebuild(self) -> None:
+        """Rebuild at the next call (with several ranks, all must request it)."""
+        self._force_rebuild = True
+
+    def _rebuild_due(self, max_ref_disp2: float, smin: float) -> bool:
+        """The rebuild test over all ranks (`needs_rebuild`) for this rank's largest squared
+        displacement since the rebuild (Å²), infinite when a rebuild was requested.  Collective."""
+        ref2 = self.world.max_global(math.inf if self._force_rebuild else max_ref_disp2)
+        return needs_rebuild(self.rcut, self.skin, ref2, smin)
+
+    def _record_usable(self, state: State) -> bool:
+        """True when state.neighbor records the reference configuration of a list this provider
+        can rebuild exactly (same atoms, same cutoff, a cell when the state has one)."""
+        ref = state.neighbor
+        usable = bool(ref) and "positions" in ref and ref["positions"].shape == state.positions.shape
+        return usable and float(ref["cutoff"][0]) == self.cutoff and ("box" in ref) == (state.box is not None)
+
+    def evaluate_next_with(self, models) -> None:
+        """Evaluate `models` (same rcut and type_map) together with model 0 at the next call,
+        sharing the environment matrix where they can; `evaluate_others` then returns those
+        results without evaluating again (None: the next call evaluates model 0 only).  Every
+        rank must ask alike (the call is collective).  numdp.md.deviation.DeviationReporter asks
+        this the step before a deviation step."""
+        self._ensemble_next = None if models is None else list(models)
+
+    def _ensemble_result(self, models):
+        """The results of `models` from the last call when it was asked for exactly these
+        (`evaluate_next_with`), else None."""
+        done = self._ensemble_done
+        if done is not None and done[0] == self.calls and len(done[1]) == len(models) \
+                and all(a is b for a, b in zip(done[1], models)):
+            return done[2]
+        return None
+
+
+class ForceProvider(ForceProviderBase):
     """Evaluates the model for this rank's atoms of an MD state, rebuilding only when needed.
 
     world / domain: the ranks and this rank's subdomain (default: one rank owning everything).
@@ -105,26 +172,12 @@ class ForceProvider:
     """
 
     def __init__(self, model, skin: float, world: World | None = None, domain: Domain | None = None):
-        self.model = model
-        self.skin = float(skin)
-        self.rcut = float(model.rcut)
-        self.world = world if world is not None else World(None)
+        super().__init__(model, skin, world)
         self.domain = domain if domain is not None else Domain((1, 1, 1), 0)
         self.comm = GhostComm(self.world, self.domain)
-        self.sel = np.asarray(model_sel(model), dtype=np.int64)
         # the model formats neighbour rows chunk by chunk (numdp.neighbor.NeighborRows)
         self.streams = bool(getattr(model, "accepts_neighbor_rows", False))
         self.ntypes = len(self.sel)
-        self.sec = slot_offsets(self.sel)
-        self.rebuilds = 0
-        self.overflow_calls = 0
-        self.calls = 0
-        self.shared_env = 0   # model evaluations that reused another model's environment matrix
-        self.time_neigh = 0.0
-        self.time_force = 0.0
-        self.closest = (math.inf, -1, -1)
-        self.step_displacement = (0.0, -1)
-        self._force_rebuild = False
         self._ext = None
         self._ghosts = None
         self._ext_pos = None
@@ -132,20 +185,7 @@ class ForceProvider:
         self._ref_positions = None
         self._ref_box_inv = None
         self._prev_positions = None
-        self._overflow_warned = False
-        self._overflow_warned_sels: set[tuple[int, ...]] = set()   # deviation models' lists (evaluate_others)
         self._nl = None
-        self._ensemble_next = None   # models to evaluate with model 0 at the next call
-        self._ensemble_done = None   # (calls, models, results) of the last such call
-
-    @property
-    def cutoff(self) -> float:
-        """Cutoff of the candidate list and width of the ghost shell, rcut + skin (Å)."""
-        return self.rcut + self.skin
-
-    def request_rebuild(self) -> None:
-        """Rebuild the neighbour list at the next call (all ranks must request it)."""
-        self._force_rebuild = True
 
     # -- neighbour list ------------------------------------------------------------------------
     def _check_motion(self, state: State) -> bool:
@@ -158,8 +198,7 @@ class ForceProvider:
         step2, arg, ref2 = displacement_check(state.positions, previous, self._ref_positions, strain)
         if self._prev_positions is not None:
             self.step_displacement = (math.sqrt(step2), int(arg))
-        ref2 = self.world.max_global(math.inf if self._force_rebuild else ref2)
-        return needs_rebuild(self.rcut, self.skin, ref2, smin)
+        return self._rebuild_due(ref2, smin)
 
     def _release(self) -> None:
         """Drop the arrays of the previous build, so that a rebuild's transients do not add to them."""
@@ -211,11 +250,9 @@ class ForceProvider:
         configuration, owned atoms distributed by it), so that a restart repeats its round-off
         bit for bit.  False when the state has no usable record (e.g. the skin changed): then
         the first call rebuilds.  Collective: the record is the same on every rank."""
-        ref = state.neighbor
-        usable = bool(ref) and "positions" in ref and ref["positions"].shape == state.positions.shape
-        usable = usable and float(ref["cutoff"][0]) == self.cutoff and ("box" in ref) == (state.box is not None)
-        if not usable:
+        if not self._record_usable(state):
             return False
+        ref = state.neighbor
         self._build(state, ref["positions"], ref.get("box"))
         return True
 
@@ -346,38 +383,21 @@ class ForceProvider:
 
     device_backend = None   # forces on the host (numdp.md.device_forces: on the GPU)
 
-    def evaluate_next_with(self, models) -> None:
-        """Evaluate `models` (same rcut and type_map) together with model 0 at the next call,
-        sharing the environment matrix where they can; `evaluate_others` then returns those
-        results without evaluating again (None: the next call evaluates model 0 only).  Every
-        rank must ask alike (the call is collective)."""
-        self._ensemble_next = None if models is None else list(models)
-
     def evaluate_others(self, state: State, models) -> list[tuple[np.ndarray, float, np.ndarray]]:
         """Evaluate more `models` (same rcut and type_map as this provider's) on the configuration
         of the last call, sharing its ghosts (see `_compute_models`).  When the last call was asked
         for these models (`evaluate_next_with`) its results are returned.
         Per model: (forces (nloc, 3) eV/Å on the owned atoms, ghost forces returned to their
         owners; potential energy eV and virial (3, 3) eV of the whole system).  Collective."""
-        done = self._ensemble_done
-        if done is not None and done[0] == self.calls and len(done[1]) == len(models) \
-                and all(a is b for a, b in zip(done[1], models)):
-            return done[2]
+        done = self._ensemble_result(models)
+        if done is not None:
+            return done
         c0 = self.world.comm_time
         t0 = time.perf_counter()
         current = None if self.streams else self._nl
         out = [self._reduce(r, state) for r in self._compute_models(list(models), state, current)]
         self.time_force += (time.perf_counter() - t0) - (self.world.comm_time - c0)
         return out
-
-    def _totals(self, r, nloc: int):
-        """(owned forces with the ghost forces returned, energy, virial (3, 3)) of a model's raw
-        output.  Collective."""
-        force = np.ascontiguousarray(r.force, dtype=np.float64)
-        self.comm.reverse(force)
-        totals = self.world.sum_global(np.concatenate(([np.sum(r.atom_energy)],
-                                                       np.asarray(r.virial, dtype=np.float64).reshape(9))))
-        return force[:nloc].copy(), float(totals[0]), np.array(totals[1:]).reshape(3, 3)
 
     def nonfinite_force_atom(self, state: State) -> int:
         """Local index of the first owned atom with a non-finite force, or -1."""

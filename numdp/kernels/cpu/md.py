@@ -18,7 +18,7 @@ from .rng import normal_pair
 
 # the per-atom maths of the MD step (numdp.kernels.mdmath), inlined here
 (_kick_scale, _kicked, _drifted, _ou_noise_scale, _langevin_row, _transform_row,
- _displacement_sq, _closest_neighbour) = compile_mdmath(cpu_inline, normal_pair)
+ _displacement_sq, _closest_neighbour, _row_nonfinite) = compile_mdmath(cpu_inline, normal_pair)
 
 
 @njit(cache=True, nogil=True)
@@ -92,9 +92,8 @@ def closest_pair(ext_positions, nlist, sec):
 def first_nonfinite_row(a):
     """Index of the first row of a (n, 3) array with a nan or inf, or -1."""
     for i in range(a.shape[0]):
-        for k in range(a.shape[1]):
-            if not math.isfinite(a[i, k]):
-                return i
+        if _row_nonfinite(a, i):
+            return i
     return -1
 
 

@@ -30,10 +30,15 @@ from numdp.kernels.keys import (  # noqa: F401  (KEY_* re-exported for numdp.nei
 from numdp.kernels.keys import pack_key_cpu as pack_key
 from numdp.kernels.keys import unpack_key_cpu as unpack_key
 from numdp.kernels.dual import cpu_inline
+from numdp.kernels.math import CPU
 from numdp.kernels.mdmath import closest_neighbour
 
 # nearest listed neighbour of one row (numdp.kernels.mdmath, shared with the MD safety test)
 _closest_neighbour = cpu_inline(closest_neighbour)
+# image shifts and cell-list stencil, shared with the CUDA kernels (numdp.kernels.math)
+_shift_range = CPU.shift_range
+_write_images = CPU.write_images
+_stencil_bounds = CPU.stencil_bounds
 
 # Rows handled by one prange iteration (one scratch buffer each); any value gives the same result.
 _CHUNK = 64
@@ -64,12 +69,6 @@ def unpack_keys(keys, types, qdist, index):
 # --------------------------------------------------------------------------------------------------
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _shift_range(f, lo, hi):
-    """Integers n with lo <= f + n < hi: returns (n_min, n_max), inclusive."""
-    return math.ceil(lo - f), math.ceil(hi - f) - 1
-
-
 @njit(cache=True, nogil=True, parallel=True)
 def count_images(frac, lo, hi, counts):
     """Number of ghost images of each atom inside the fractional region [lo, hi).
@@ -97,23 +96,7 @@ def fill_images(pos, frac, types, box, lo, hi, start, out_pos, out_types, out_ma
     out_shift (nall, 3) = n, each at rows start[i] ... start[i] + counts[i] - 1.
     """
     for i in prange(frac.shape[0]):
-        a0, b0 = _shift_range(frac[i, 0], lo[0], hi[0])
-        a1, b1 = _shift_range(frac[i, 1], lo[1], hi[1])
-        a2, b2 = _shift_range(frac[i, 2], lo[2], hi[2])
-        p = start[i]
-        for n0 in range(a0, b0 + 1):
-            for n1 in range(a1, b1 + 1):
-                for n2 in range(a2, b2 + 1):
-                    if n0 == 0 and n1 == 0 and n2 == 0:
-                        continue
-                    for k in range(3):
-                        out_pos[p, k] = pos[i, k] + n0 * box[0, k] + n1 * box[1, k] + n2 * box[2, k]
-                    out_types[p] = types[i]
-                    out_map[p] = i
-                    out_shift[p, 0] = n0
-                    out_shift[p, 1] = n1
-                    out_shift[p, 2] = n2
-                    p += 1
+        _write_images(pos, frac, types, box, lo, hi, i, start[i], out_pos, out_types, out_map, out_shift, True)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -165,35 +148,29 @@ def bin_atoms(pos, lo, inv_width, nbins, nloc, cell_start, order, sx, sy, sz, sc
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _cell_coords(c, nx, ny):
-    return c % nx, (c // nx) % ny, c // (nx * ny)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _scan_hits(p, sx, sy, sz, scell, cell_start, nbins, reach, cutoff2, hits, hr2, keep_r2):
-    """Sorted positions q of the atoms within the cutoff of the atom at sorted position p (p
-    itself included: r = 0), in cell-scan order, and, if keep_r2 (a constant at each call site),
-    their squared distances (Å²).
+def _scan_hits(p, sx, sy, sz, scell, cell_start, nbins, reach, cutoff2, hits, hr2, keep_hits, keep_r2):
+    """The atoms within the cutoff of the atom at sorted position p (p itself included: r = 0),
+    in cell-scan order: their number and, if keep_hits, their sorted positions q, and if also
+    keep_r2, their squared distances (Å²).  keep_hits and keep_r2 are constants at each call
+    site: without hits the scan only counts (`count_candidates`: the stores compiled out, as
+    storing made counting 5-50 % slower).
 
     hits (int64) and hr2 (float64) are scratch of any size: they are replaced by larger arrays
     when the scan needs more room.  Returns (number of hits, hits, hr2); the hits are compacted
-    branch-free to the front of the buffers.  (`count_candidates` keeps its own loop: it only
-    counts, and storing the hits made it 5-50 % slower.)
+    branch-free to the front of the buffers.
     """
-    nx, ny, nz = nbins[0], nbins[1], nbins[2]
-    cx, cy, cz = _cell_coords(scell[p], nx, ny)
+    nx, ny = nbins[0], nbins[1]
+    x0, x1, y0, y1, z0, z1 = _stencil_bounds(scell[p], nx, ny, nbins[2], reach)
     xi = sx[p]
     yi = sy[p]
     zi = sz[p]
-    x0 = max(cx - reach, 0)
-    x1 = min(cx + reach, nx - 1)
     h = 0
-    for z in range(max(cz - reach, 0), min(cz + reach, nz - 1) + 1):
-        for y in range(max(cy - reach, 0), min(cy + reach, ny - 1) + 1):
+    for z in range(z0, z1 + 1):
+        for y in range(y0, y1 + 1):
             row = (z * ny + y) * nx
             q0 = cell_start[row + x0]
             q1 = cell_start[row + x1 + 1]
-            if h + (q1 - q0) > hits.shape[0]:
+            if keep_hits and h + (q1 - q0) > hits.shape[0]:
                 grow = 2 * (h + (q1 - q0))
                 grown_hits = np.empty(grow, np.int64)
                 grown_r2 = np.empty(grow)
@@ -206,9 +183,10 @@ def _scan_hits(p, sx, sy, sz, scell, cell_start, nbins, reach, cutoff2, hits, hr
                 dy = sy[q] - yi
                 dz = sz[q] - zi
                 r2 = dx * dx + dy * dy + dz * dz
-                hits[h] = q  # branch-free compaction: kept only if h advances
-                if keep_r2:
-                    hr2[h] = r2
+                if keep_hits:
+                    hits[h] = q  # branch-free compaction: kept only if h advances
+                    if keep_r2:
+                        hr2[h] = r2
                 h += r2 <= cutoff2
     return h, hits, hr2
 
@@ -221,24 +199,12 @@ def count_candidates(sx, sy, sz, order, scell, cell_start, nbins, reach, centres
     be at least cutoff / reach wide); cutoff2 = cutoff**2 (Å²).  counts (nloc,) int64 out, indexed by
     the local atom.  The pair test is r_ij**2 <= cutoff2 on Cartesian coordinates.
     """
-    nx, ny, nz = nbins[0], nbins[1], nbins[2]
+    no_hits = np.empty(0, np.int64)   # never written: the scan only counts
+    no_r2 = np.empty(0)
     for m in prange(centres.shape[0]):
         p = centres[m]
-        cx, cy, cz = _cell_coords(scell[p], nx, ny)
-        xi = sx[p]
-        yi = sy[p]
-        zi = sz[p]
-        x0 = max(cx - reach, 0)
-        x1 = min(cx + reach, nx - 1)
-        cnt = 0
-        for z in range(max(cz - reach, 0), min(cz + reach, nz - 1) + 1):
-            for y in range(max(cy - reach, 0), min(cy + reach, ny - 1) + 1):
-                row = (z * ny + y) * nx
-                for q in range(cell_start[row + x0], cell_start[row + x1 + 1]):
-                    dx = sx[q] - xi
-                    dy = sy[q] - yi
-                    dz = sz[q] - zi
-                    cnt += dx * dx + dy * dy + dz * dz <= cutoff2
+        cnt, _, _ = _scan_hits(p, sx, sy, sz, scell, cell_start, nbins, reach, cutoff2, no_hits, no_r2, False,
+                               False)
         counts[order[p]] = cnt - 1  # the centre itself (r = 0) was counted once
 
 
@@ -258,7 +224,7 @@ def fill_candidates(sx, sy, sz, order, scell, cell_start, nbins, reach, centres,
         for m in range(ch * _CHUNK, min(nc, (ch + 1) * _CHUNK)):
             p = centres[m]
             k, hits, hr2 = _scan_hits(p, sx, sy, sz, scell, cell_start, nbins, reach, cutoff2, hits,
-                                      hr2, False)
+                                      hr2, True, False)
             o = offsets[order[p]]
             for s in range(k):
                 q = hits[s]
@@ -362,7 +328,7 @@ def _scan_centre(p, r, sx, sy, sz, order, scell, cell_start, nbins, reach, types
         counts[r, t] = 0
     if types[i] < 0:
         return hits, hr2, keys, bucket, skeys
-    h, hits, hr2 = _scan_hits(p, sx, sy, sz, scell, cell_start, nbins, reach, rcut2, hits, hr2, True)
+    h, hits, hr2 = _scan_hits(p, sx, sy, sz, scell, cell_start, nbins, reach, rcut2, hits, hr2, True, True)
     if keys.shape[0] < h:
         keys = np.empty(hits.shape[0], np.uint64)
         bucket = np.empty(hits.shape[0], np.int64)

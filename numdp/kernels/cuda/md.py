@@ -23,7 +23,7 @@ from ..rng import compile_rng
 normal_pair = compile_rng(cuda_device).normal_pair
 # the per-atom maths of the MD step (numdp.kernels.mdmath), as on the CPU
 (_kick_scale, _kicked, _drifted, _ou_noise_scale, _langevin_row, _transform_row,
- _displacement_sq, _closest_neighbour) = compile_mdmath(cuda_device, normal_pair)
+ _displacement_sq, _closest_neighbour, _row_nonfinite) = compile_mdmath(cuda_device, normal_pair)
 
 # the Nosé-Hoover chain's half-step (numdp.kernels.mdmath), as numdp.kernels.cpu.thermostat compiles it
 _nose_hoover_chain = cuda_device(nose_hoover_chain)
@@ -212,11 +212,7 @@ def nonfinite_rows(a, flag):
     i = cuda.grid(1)
     if i >= a.shape[0]:
         return
-    bad = 0
-    for k in range(a.shape[1]):
-        if not math.isfinite(a[i, k]):
-            bad = 1
-    flag[i] = bad
+    flag[i] = 1 if _row_nonfinite(a, i) else 0
 
 
 @cuda.jit
@@ -296,6 +292,14 @@ def extreme_rows(rows, chunk, npay, minimum, out):
         out[c, k] = m
 
 
+@cuda.jit(device=True)
+def _put_record(rows, i, value, last):
+    """rows[i] = (value, i, last): thread i's record of three columns for `extreme_rows`."""
+    rows[i, 0] = value
+    rows[i, 1] = i
+    rows[i, 2] = last
+
+
 @cuda.jit
 def displacement_rows(positions, previous, reference, strain, rows):
     """rows[i] = (|x - previous|², i, |x - reference @ strain|²) for the skin rebuild test and the
@@ -306,9 +310,7 @@ def displacement_rows(positions, previous, reference, strain, rows):
     if i >= positions.shape[0]:
         return
     step2, ref2 = _displacement_sq(positions, previous, reference, strain, i)
-    rows[i, 0] = step2
-    rows[i, 1] = i
-    rows[i, 2] = ref2
+    _put_record(rows, i, step2, ref2)
 
 
 @cuda.jit
@@ -321,9 +323,7 @@ def closest_records(ext_positions, nlist, sec, rows):
     if i >= nlist.shape[0]:
         return
     best, bj = _closest_neighbour(ext_positions, nlist, sec, i, i)
-    rows[i, 0] = best
-    rows[i, 1] = i
-    rows[i, 2] = bj
+    _put_record(rows, i, best, bj)
 
 
 @cuda.jit
@@ -335,12 +335,5 @@ def nonfinite_records(a, b, rows):
     n = a.shape[0]
     if i >= n:
         return
-    bad_a = 0.0
-    bad_b = 0.0
-    for k in range(a.shape[1]):
-        if not math.isfinite(a[i, k]):
-            bad_a = n - i
-        if not math.isfinite(b[i, k]):
-            bad_b = n - i
-    rows[i, 0] = bad_a
-    rows[i, 1] = bad_b
+    rows[i, 0] = n - i if _row_nonfinite(a, i) else 0.0
+    rows[i, 1] = n - i if _row_nonfinite(b, i) else 0.0

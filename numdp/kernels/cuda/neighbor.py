@@ -51,16 +51,14 @@ from numdp.kernels.keys import (
     unpack_key,
 )
 
-from .launch import made_by
+from .launch import MATH, made_by
 
 pack_key_gpu = cuda_device(pack_key)
 unpack_key_gpu = cuda_device(unpack_key)
-
-
-@cuda.jit(device=True, inline=True)
-def _shift_range(f, lo, hi):
-    """Integers n with lo <= f + n < hi: (n_min, n_max), inclusive (as the CPU `_shift_range`)."""
-    return math.ceil(lo - f), math.ceil(hi - f) - 1
+# image shifts and cell-list stencil, shared with the CPU kernels (numdp.kernels.math)
+_shift_range = MATH.shift_range
+_write_images = MATH.write_images
+_stencil_bounds = MATH.stencil_bounds
 
 
 # --------------------------------------------------------------------------------------------------
@@ -242,20 +240,9 @@ def fill_images(xw, frac, types, box, lo, hi, excl, out_pos, out_types, out_map)
             out_pos[i, k] = xw[i, k]
         out_types[i] = types[i]
         out_map[i] = i
-        a0, b0 = _shift_range(frac[i, 0], lo[0], hi[0])
-        a1, b1 = _shift_range(frac[i, 1], lo[1], hi[1])
-        a2, b2 = _shift_range(frac[i, 2], lo[2], hi[2])
-        p = xw.shape[0] + excl[i]
-        for n0 in range(a0, b0 + 1):
-            for n1 in range(a1, b1 + 1):
-                for n2 in range(a2, b2 + 1):
-                    if n0 == 0 and n1 == 0 and n2 == 0:
-                        continue
-                    for k in range(3):
-                        out_pos[p, k] = xw[i, k] + n0 * box[0, k] + n1 * box[1, k] + n2 * box[2, k]
-                    out_types[p] = types[i]
-                    out_map[p] = i
-                    p += 1
+        # no shifts kept on the device: out_pos stands in for out_shift, never written (False)
+        _write_images(xw, frac, types, box, lo, hi, i, xw.shape[0] + excl[i], out_pos, out_types, out_map,
+                      out_pos, False)
 
 
 @cuda.jit
@@ -391,20 +378,6 @@ def compact_centres(sidx, nloc, slot, centres):
 
 
 @cuda.jit(device=True, inline=True)
-def _stencil_rows(p, scell, nbins, reach):
-    """Cell-stencil bounds of the atom at sorted position p: (x0, x1, y0, y1, z0, z1), inclusive."""
-    nx = nbins[0]
-    ny = nbins[1]
-    nz = nbins[2]
-    c = scell[p]
-    cx = c % nx
-    cy = (c // nx) % ny
-    cz = c // (nx * ny)
-    return (max(cx - reach, 0), min(cx + reach, nx - 1), max(cy - reach, 0), min(cy + reach, ny - 1),
-            max(cz - reach, 0), min(cz + reach, nz - 1))
-
-
-@cuda.jit(device=True, inline=True)
 def _pair_r2(spos, p, q):
     """Squared distance (Å²) between sorted atoms p and q, in the CPU kernels' order of operations
     (a GPU compiler may fuse the multiply-adds; the simulator does not)."""
@@ -412,6 +385,17 @@ def _pair_r2(spos, p, q):
     dy = spos[q, 1] - spos[p, 1]
     dz = spos[q, 2] - spos[p, 2]
     return dx * dx + dy * dy + dz * dz
+
+
+@cuda.jit(device=True, inline=True)
+def _key_r2(spos, stype, p, q, r2max):
+    """r² (Å², `_pair_r2`) when sorted atom q is a key of centre p's row for the radius
+    sqrt(r2max) (q != p, type >= 0, r² <= r2max), else -1.0: the test of `_fill_row`, which
+    `count_within` counts."""
+    if q == p or stype[q] < 0:
+        return -1.0
+    r2 = _pair_r2(spos, p, q)
+    return r2 if r2 <= r2max else -1.0
 
 
 @cuda.jit(device=True, inline=True)
@@ -444,21 +428,20 @@ def _fill_row(keys, js, cap, nkeys, tcount, spos, sidx, stype, scell, cell_start
     if stype[p] >= 0:
         nx = nbins[0]
         ny = nbins[1]
-        x0, x1, y0, y1, z0, z1 = _stencil_rows(p, scell, nbins, reach)
+        x0, x1, y0, y1, z0, z1 = _stencil_bounds(scell[p], nx, ny, nbins[2], reach)
         for z in range(z0, z1 + 1):
             for y in range(y0, y1 + 1):
                 row = (z * ny + y) * nx
                 for q in range(cell_start[row + x0] + tid, cell_start[row + x1 + 1], nthr):
-                    tq = stype[q]
-                    if q != p and tq >= 0:
-                        r2 = _pair_r2(spos, p, q)
-                        if r2 <= rcut2:
-                            s = cuda.atomic.add(nkeys, 0, 1)
-                            if s < cap:
-                                j = sidx[q]
-                                keys[s] = pack_key_gpu(tq, math.sqrt(r2), j & INDEX_MASK)
-                                js[s] = j
-                            cuda.atomic.add(tcount, tq, 1)
+                    r2 = _key_r2(spos, stype, p, q, rcut2)
+                    if r2 >= 0.0:
+                        tq = stype[q]
+                        s = cuda.atomic.add(nkeys, 0, 1)
+                        if s < cap:
+                            j = sidx[q]
+                            keys[s] = pack_key_gpu(tq, math.sqrt(r2), j & INDEX_MASK)
+                            js[s] = j
+                        cuda.atomic.add(tcount, tq, 1)
     cuda.syncthreads()
     n = nkeys[0]
     if n > cap:   # an empty row (never garbage indices for a kernel that runs before the check)
@@ -544,12 +527,12 @@ def count_within(spos, stype, scell, cell_start, nbins, reach, centres, r2max, c
         if stype[p] >= 0:
             nx = nbins[0]
             ny = nbins[1]
-            x0, x1, y0, y1, z0, z1 = _stencil_rows(p, scell, nbins, reach)
+            x0, x1, y0, y1, z0, z1 = _stencil_bounds(scell[p], nx, ny, nbins[2], reach)
             for z in range(z0, z1 + 1):
                 for y in range(y0, y1 + 1):
                     row = (z * ny + y) * nx
                     for q in range(cell_start[row + x0], cell_start[row + x1 + 1]):
-                        if q != p and stype[q] >= 0 and _pair_r2(spos, p, q) <= r2max:
+                        if _key_r2(spos, stype, p, q, r2max) >= 0.0:
                             n += 1
         counts[m, 0] = n
 
