@@ -310,7 +310,7 @@ class Trainer:
         self._batch_loss(self.train_sys, self.train_cache, k, idx, pref, stats, True)
         vstats = self.validate(pref) if display else None
         t1 = time.perf_counter()
-        self.adam.step(self.flat.theta, self.passes.grads, lr, self.passes.split)
+        self.adam.step(self.flat.theta, self.passes.grads, lr, self.passes.split, self.passes.segments)
         self.timings["optimizer"] += time.perf_counter() - t1
         return stats, vstats
 

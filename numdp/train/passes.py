@@ -27,6 +27,7 @@ timing.
 """
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -163,6 +164,11 @@ class ModelPasses:
         self._pool = (ThreadPoolExecutor(self.nw - 1, thread_name_prefix="numdp-train")
                       if self.nw > 1 else None)
         self._pad_rows = self._padding_rows()
+        self._barrier = threading.Barrier(self.nw) if self.nw > 1 else None
+        self._shared_fit: dict | None = None
+        self.segments: list[tuple[int, int, int]] = [(0, flat.size, self.nw)]
+        """(start, stop, k): entries start..stop-1 of ∂L/∂θ are the sum of the first k rows of
+        `grads` (set at the end of each gradient accumulation, `_finish_rows`)."""
         self._chunks: list[_Chunk | None] = [None] * self.nw
         self._fresh = [True] * self.nw
         self.busy = np.zeros((self.nw, 2))
@@ -200,7 +206,8 @@ class ModelPasses:
         order = _type_order(frame.types)
         atoms = [np.ascontiguousarray(order[w::self.nw]) for w in range(self.nw)]
         atom_energy = np.zeros(frame.nloc)
-        self._run(lambda w: self._forward_chunk(w, frame, atoms[w], atom_energy))
+        shared = self._shared_fit = self._fit_storage(frame, atoms) if self.nw > 1 else None
+        self._run(lambda w: self._forward_chunk(w, frame, atoms[w], atom_energy, shared))
         return _result(frame, [c for c in self._chunks if c is not None], atom_energy)
 
     def frames(self, frames: list[Frame],
@@ -221,6 +228,7 @@ class ModelPasses:
             self.pad_bars[w][:] = 0.0
         whole = n - n % self.nw if self.nw > 1 else n
         if whole:
+            self._shared_fit = None
             self._run(self._frames_worker, frames[:whole], seeds_of, results)
         for i in range(whole, n):
             t0 = time.perf_counter()
@@ -229,7 +237,7 @@ class ModelPasses:
             self.busy[:, 0] += t1 - t0
             if seeds_of is not None:
                 s = seeds_of(i, res)
-                self._run(self._backward_chunk, *_seed_args(s.c_e, s.u, s.eps, s.c_f, s.c_v))
+                self._split_backward(_seed_args(s.c_e, s.u, s.eps, s.c_f, s.c_v))
                 self.busy[:, 1] += time.perf_counter() - t1
         if seeds_of is not None:
             self._padding_reverse_all()
@@ -273,8 +281,24 @@ class ModelPasses:
         """
         for w in range(self.nw):
             self.pad_bars[w][:] = 0.0
-        self._run(self._backward_chunk, *_seed_args(c_e, u, eps, c_f, c_v))
+        self._split_backward(_seed_args(c_e, u, eps, c_f, c_v))
         self._padding_reverse_all()
+
+    def _split_backward(self, seed_args: tuple) -> None:
+        """Gradient of the last `_primal_split` frame, its atoms split over the workers; with
+        several workers the fitting nets' hidden-layer weight adjoints are formed after a
+        barrier, each worker taking a block of rows of W̄ over the whole frame
+        (`_fit_weight_rows`), into row 0 of `grads`."""
+        defer = None
+        if self._shared_fit:
+            row0 = self._rows[0]  # cleared by worker 0 at the start of the section if fresh
+            defer = {(ti, l): self._fresh[0] or slot.w[0] not in row0.written
+                     for ti in self._shared_fit for l, slot in enumerate(self.flat.fitting[ti][:-1])}
+            self._barrier.reset()
+        self._run(self._backward_chunk, *seed_args, defer)
+        if defer is not None:
+            for ti, l in defer:
+                self._rows[0].written.add(self.flat.fitting[ti][l].w[0])
 
     def _padding_reverse_all(self) -> None:
         """Reverse the padding embedding for the workers' padding adjoints (summed in order)."""
@@ -285,16 +309,42 @@ class ModelPasses:
         for w in range(1, self.nw):
             pad_bar += self.pad_bars[w]
         self._padding_reverse(pad_bar, self._rows[0])
-        for w in range(self.nw):
-            if not self._fresh[w]:
-                self._rows[w].finish()
+        self._finish_rows()
+
+    def _finish_rows(self) -> None:
+        """End of a gradient accumulation: set `segments` and zero what they would read unwritten.
+
+        A weight matrix that only products write counts in the rows up to the last one that
+        wrote it (k rows: a matrix formed over the whole frame in row 0 alone is not summed
+        with k - 1 untouched rows), and is zeroed in the rows below that did not write it;
+        every other entry counts in every row (rows no worker touched are cleared)."""
+        nw = self.nw
+        for w in range(nw):
+            if self._fresh[w]:
+                self._rows[w].clear()
+                self._fresh[w] = False
+        segs, pos = [], 0
+        for a, b in self._rows[0].products:
+            if a > pos:
+                segs.append((pos, a, nw))
+            wrote = [a in self._rows[w].written for w in range(nw)]
+            k = 1 + max((w for w in range(nw) if wrote[w]), default=0)
+            for w in range(k):
+                if not wrote[w]:
+                    self.grads[w, a:b] = 0.0
+            segs.append((a, b, k))
+            pos = b
+        if pos < self.grads.shape[1]:
+            segs.append((pos, self.grads.shape[1], nw))
+        self.segments = segs
 
     def total_grad(self) -> np.ndarray:
-        """(nparams,) ∂L/∂θ accumulated since `zero_grad` (sum of the worker rows in order)."""
+        """(nparams,) ∂L/∂θ accumulated since `zero_grad` (sum of the worker rows in order,
+        as `segments` says)."""
         g = np.zeros(self.grads.shape[1])
-        for w in range(self.nw):
-            if not self._fresh[w]:
-                g += self.grads[w]
+        for a, b, k in self.segments:
+            for w in range(k):
+                g[a:b] += self.grads[w, a:b]
         return g
 
     def each_worker(self, fn) -> None:
@@ -346,8 +396,51 @@ class ModelPasses:
                           grad, self._main_ws)
 
     # ---------------------------------------------------------------- worker passes
-    def _forward_chunk(self, w: int, frame: Frame, atoms: np.ndarray, atom_energy: np.ndarray) -> None:
-        """Primal pass of worker w over local atoms `atoms` (sorted by type) of `frame`."""
+    def _fit_storage(self, frame: Frame, atoms: list[np.ndarray]) -> dict:
+        """Per centre type ti present in `frame`: (Yin, ZB, offsets), the fitting caches' stacked
+        hidden-layer inputs [y; ẏ] and adjoints [z̄; ż̄] of every worker's chunk in one buffer
+        per layer (2 x that type's atoms of the frame rows; worker w's 2 n_w rows from row 2
+        offsets[w]), so that `_fit_weight_rows` forms W̄ over the whole frame in one product."""
+        nt = self.nt
+        counts = np.array([np.bincount(frame.types[a], minlength=nt) for a in atoms], dtype=np.int64)
+        shared = {}
+        for ti in range(nt):
+            n = int(counts[:, ti].sum())
+            if n == 0:
+                continue
+            widths = self.params.fitting.nets[ti].widths
+            nh = len(widths) - 2
+            Yin = [self._main_ws.get(("fitcat", ti, "Yin", l), (2 * n, widths[l])) for l in range(nh)]
+            ZB = [self._main_ws.get(("fitcat", ti, "ZB", l), (2 * n, widths[l + 1])) for l in range(nh)]
+            offsets = np.concatenate([[0], np.cumsum(counts[:, ti])]).tolist()
+            shared[ti] = (Yin, ZB, offsets)
+        return shared
+
+    def _fit_weight_rows(self, w: int, first: dict) -> None:
+        """Worker w's block of rows n_in w / nw .. n_in (w + 1) / nw of every fitting hidden
+        layer's weight adjoint W̄_l += Yinᵀ ZB over the whole frame (`_fit_storage`), into row 0
+        of `grads` (written there, or added if first[(ti, l)] is False)."""
+        ws = self.ws[w]
+        row0 = self.grads[0]
+        for ti, (Yin, ZB, _) in self._shared_fit.items():
+            for l, slot in enumerate(self.flat.fitting[ti][:-1]):
+                gW = slot.views(row0)[0]
+                n_in = gW.shape[0]
+                r0, r1 = n_in * w // self.nw, n_in * (w + 1) // self.nw
+                if r1 == r0:
+                    continue
+                A = Yin[l][:, r0:r1].T
+                if first[(ti, l)]:
+                    np.matmul(A, ZB[l], out=gW[r0:r1])
+                else:
+                    tmp = ws.get(("rev", "gW rows"), (r1 - r0, gW.shape[1]))
+                    np.matmul(A, ZB[l], out=tmp)
+                    gW[r0:r1] += tmp
+
+    def _forward_chunk(self, w: int, frame: Frame, atoms: np.ndarray, atom_energy: np.ndarray,
+                       shared: dict | None = None) -> None:
+        """Primal pass of worker w over local atoms `atoms` (sorted by type) of `frame`; with
+        `shared` (`_fit_storage`), the fitting caches' Yin and ZB are views of its buffers."""
         if atoms.shape[0] == 0:
             self._chunks[w] = None
             return
@@ -403,7 +496,14 @@ class ModelPasses:
             if a1 == a0:
                 continue
             net = p.fitting.nets[ti]
-            fc = fit_cache(net, a1 - a0, ws, ("fit", ti))
+            n = a1 - a0
+            if shared is not None:
+                Yin, ZB, offsets = shared[ti]
+                o = 2 * offsets[w]
+                fc = fit_cache(net, n, ws, ("fit", ti), [Y[o:o + 2 * n] for Y in Yin],
+                               [Z[o:o + 2 * n] for Z in ZB])
+            else:
+                fc = fit_cache(net, n, ws, ("fit", ti))
             contract_D(c.T[a0:a1], d.axis_neuron, False, fc.D)
             e, gD = fit_forward(net, fc, ws, ("fit", ti))
             atom_energy[atoms[a0:a1]] = e + self.atom_bias[ti]
@@ -419,13 +519,29 @@ class ModelPasses:
         self._chunks[w] = c
 
     def _backward_chunk(self, w: int, c_e: float, u: np.ndarray, eps: np.ndarray, c_f: float,
-                        c_v: float) -> None:
+                        c_v: float, defer: dict | None = None) -> None:
         """Gradient pass of worker w over its chunk of the last primal; adds to grads[w] and to
-        pad_bars[w] (the padding embedding's adjoint, reversed later for all workers at once)."""
+        pad_bars[w] (the padding embedding's adjoint, reversed later for all workers at once).
+        With `defer` (`_split_backward`), the fitting hidden layers' weight adjoints are left
+        out of the chunk pass and formed by `_fit_weight_rows` once every worker is done."""
         grad = self._rows[w]
         if self._fresh[w]:
             grad.clear()
             self._fresh[w] = False
+        if defer is None:
+            self._backward_pass(w, c_e, u, eps, c_f, c_v, True)
+            return
+        try:
+            self._backward_pass(w, c_e, u, eps, c_f, c_v, False)
+            self._barrier.wait()  # every chunk's [y; ẏ] and [z̄; ż̄] are in the shared buffers
+            self._fit_weight_rows(w, defer)
+        except BaseException:
+            self._barrier.abort()  # the other workers raise BrokenBarrierError instead of waiting
+            raise
+
+    def _backward_pass(self, w: int, c_e: float, u: np.ndarray, eps: np.ndarray, c_f: float,
+                       c_v: float, fit_weights: bool) -> None:
+        grad = self._rows[w]
         c = self._chunks[w]
         if c is None:
             return
@@ -447,7 +563,8 @@ class ModelPasses:
             net = p.fitting.nets[f.ti]
             contract_D_tangent(c.T[f.a0:f.a1], Td[f.a0:f.a1], d.axis_neuron, f.cache.Dd)
             fit_tangent(net, f.cache)
-            Db, Ddb = fit_reverse(net, self.flat.fitting[f.ti], f.cache, c_e, grad, ws, ("fit", f.ti))
+            Db, Ddb = fit_reverse(net, self.flat.fitting[f.ti], f.cache, c_e, grad, ws, ("fit", f.ti),
+                                  fit_weights)
             K.back_D_pair(c.T[f.a0:f.a1], Td[f.a0:f.a1], Db, Ddb, d.axis_neuron,
                           self.inv_nnei, Tbar[f.a0:f.a1])
         K.padding_adjoints(c.atypes, c.npad, self.rt_pad, Tbar, self.pad_bars[w])
