@@ -194,6 +194,22 @@ def test_gradient_independent_of_thread_count():
         assert np.allclose(g, grads[0], rtol=0, atol=order_bound(U64, n) * np.abs(grads[0]).max())
 
 
+def test_split_frame_fitting_weights_in_row_zero_alone():
+    """A frame split by atoms over 2 threads: the fitting nets' hidden-layer weight adjoints are
+    formed over the whole frame into row 0 alone (`ModelPasses.segments` says so, and what row 1
+    holds there is never read); everything else sums both rows."""
+    params, frame, _, _ = make_case(*HYPER[0], periodic=True)
+    flat = FlatParams.bind(params)
+    passes = ModelPasses(params, flat, 2)
+    labels = labels_for(passes.primal(frame), np.random.default_rng(8), True)
+    _, g = _loss_and_grad(passes, flat, frame, labels, Prefactors(0.5, 1.0, 0.5))
+    hidden = {s.w[:2] for net in flat.fitting for s in net[:-1]}
+    assert {(a, b) for a, b, k in passes.segments if k == 1} == hidden  # the rest: k = 2
+    passes.grads[1, [a for a, _ in hidden]] = np.nan
+    assert np.array_equal(passes.total_grad(), g)
+    passes.close()
+
+
 def _batch_case(nframes=5):
     """One model and `nframes` periodic frames of it (different configurations and sizes)."""
     params, frame, _, _ = make_case(*HYPER[1], periodic=True)

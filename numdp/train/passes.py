@@ -46,6 +46,11 @@ from .layers import (EmbedCache, FitCache, GradRow, embed_forward, embed_reverse
                      fit_cache, fit_forward, fit_reverse, fit_tangent)
 
 _NO_ATOM_VIRIAL = np.zeros((1, 9))
+PAD_SHARE = 0.03
+"""Of its equal share of the rows of the fitting weight adjoints (`_fit_weight_rows`), worker 0
+leaves this fraction to the others when it also reverses the padding embedding: on DeePMD-kit's
+cu and water inputs that reverse takes 5-6 % of a worker's time on its rows (thread CPU time,
+2 threads)."""
 
 
 @dataclass
@@ -223,6 +228,7 @@ class ModelPasses:
         results: list[PrimalResult | None] = [None] * n
         if n == 0:
             return []
+        pad_done = False
         self._padding_forward()
         for w in range(self.nw):
             self.pad_bars[w][:] = 0.0
@@ -237,10 +243,12 @@ class ModelPasses:
             self.busy[:, 0] += t1 - t0
             if seeds_of is not None:
                 s = seeds_of(i, res)
-                self._split_backward(_seed_args(s.c_e, s.u, s.eps, s.c_f, s.c_v))
+                pad_done = self._split_backward(_seed_args(s.c_e, s.u, s.eps, s.c_f, s.c_v), i == n - 1)
                 self.busy[:, 1] += time.perf_counter() - t1
         if seeds_of is not None:
-            self._padding_reverse_all()
+            if not pad_done:
+                self._padding_reverse_all()
+            self._finish_rows()
         return results
 
     def _frames_worker(self, w: int, frames: list[Frame], seeds_of, results: list) -> None:
@@ -281,24 +289,34 @@ class ModelPasses:
         """
         for w in range(self.nw):
             self.pad_bars[w][:] = 0.0
-        self._split_backward(_seed_args(c_e, u, eps, c_f, c_v))
-        self._padding_reverse_all()
+        if not self._split_backward(_seed_args(c_e, u, eps, c_f, c_v), True):
+            self._padding_reverse_all()
+        self._finish_rows()
 
-    def _split_backward(self, seed_args: tuple) -> None:
+    def _split_backward(self, seed_args: tuple, last: bool) -> bool:
         """Gradient of the last `_primal_split` frame, its atoms split over the workers; with
         several workers the fitting nets' hidden-layer weight adjoints are formed after a
         barrier, each worker taking a block of rows of W̄ over the whole frame
-        (`_fit_weight_rows`), into row 0 of `grads`."""
+        (`_fit_weight_rows`), into row 0 of `grads`, and, if `last` (the accumulation's last
+        frame: every padding adjoint is in), worker 0 reverses the padding embedding there
+        too.  Returns whether it did."""
         defer = None
         if self._shared_fit:
             row0 = self._rows[0]  # cleared by worker 0 at the start of the section if fresh
-            defer = {(ti, l): self._fresh[0] or slot.w[0] not in row0.written
-                     for ti in self._shared_fit for l, slot in enumerate(self.flat.fitting[ti][:-1])}
+            defer = {(ti, l): self._fresh[0] or self.flat.fitting[ti][l].w[0] not in row0.written
+                     for ti, l in self._shared_fit_layers()}
+            defer["pad"] = last
             self._barrier.reset()
         self._run(self._backward_chunk, *seed_args, defer)
-        if defer is not None:
-            for ti, l in defer:
-                self._rows[0].written.add(self.flat.fitting[ti][l].w[0])
+        if defer is None:
+            return False
+        for ti, l in self._shared_fit_layers():
+            self._rows[0].written.add(self.flat.fitting[ti][l].w[0])
+        return last
+
+    def _shared_fit_layers(self):
+        """(ti, l) of every fitting hidden layer whose weight adjoint `_fit_weight_rows` forms."""
+        return [(ti, l) for ti in self._shared_fit for l in range(len(self.flat.fitting[ti]) - 1)]
 
     def _padding_reverse_all(self) -> None:
         """Reverse the padding embedding for the workers' padding adjoints (summed in order)."""
@@ -309,7 +327,6 @@ class ModelPasses:
         for w in range(1, self.nw):
             pad_bar += self.pad_bars[w]
         self._padding_reverse(pad_bar, self._rows[0])
-        self._finish_rows()
 
     def _finish_rows(self) -> None:
         """End of a gradient accumulation: set `segments` and zero what they would read unwritten.
@@ -336,7 +353,13 @@ class ModelPasses:
             pos = b
         if pos < self.grads.shape[1]:
             segs.append((pos, self.grads.shape[1], nw))
-        self.segments = segs
+        merged = [segs[0]]
+        for a, b, k in segs[1:]:  # fewer, longer calls of the optimiser's kernel
+            if k == merged[-1][2]:
+                merged[-1] = (merged[-1][0], b, k)
+            else:
+                merged.append((a, b, k))
+        self.segments = merged
 
     def total_grad(self) -> np.ndarray:
         """(nparams,) ∂L/∂θ accumulated since `zero_grad` (sum of the worker rows in order,
@@ -417,16 +440,22 @@ class ModelPasses:
         return shared
 
     def _fit_weight_rows(self, w: int, first: dict) -> None:
-        """Worker w's block of rows n_in w / nw .. n_in (w + 1) / nw of every fitting hidden
-        layer's weight adjoint W̄_l += Yinᵀ ZB over the whole frame (`_fit_storage`), into row 0
-        of `grads` (written there, or added if first[(ti, l)] is False)."""
+        """Worker w's block of rows of every fitting hidden layer's weight adjoint
+        W̄_l += Yinᵀ ZB (n_in x n_out) over the whole frame (`_fit_storage`), into row 0 of
+        `grads` (written there, or added if first[(ti, l)] is False).  The blocks are
+        contiguous, in worker order, an equal share each, but for worker 0's smaller one when
+        first["pad"] (`PAD_SHARE`): fixed by the shapes and the thread count."""
         ws = self.ws[w]
         row0 = self.grads[0]
+        nw = self.nw
+        # worker 0 first reverses the padding embedding (if first["pad"]): it takes fewer rows
+        f0 = (1.0 - PAD_SHARE if first["pad"] else 1.0) / nw
         for ti, (Yin, ZB, _) in self._shared_fit.items():
             for l, slot in enumerate(self.flat.fitting[ti][:-1]):
                 gW = slot.views(row0)[0]
                 n_in = gW.shape[0]
-                r0, r1 = n_in * w // self.nw, n_in * (w + 1) // self.nw
+                b0 = int(n_in * f0)
+                r0, r1 = [b0 + (n_in - b0) * (v - 1) // (nw - 1) if v else 0 for v in (w, w + 1)]
                 if r1 == r0:
                     continue
                 A = Yin[l][:, r0:r1].T
@@ -533,7 +562,9 @@ class ModelPasses:
             return
         try:
             self._backward_pass(w, c_e, u, eps, c_f, c_v, False)
-            self._barrier.wait()  # every chunk's [y; ẏ] and [z̄; ż̄] are in the shared buffers
+            self._barrier.wait()  # every chunk's [y; ẏ], [z̄; ż̄] and padding adjoint are in
+            if w == 0 and defer["pad"]:
+                self._padding_reverse_all()
             self._fit_weight_rows(w, defer)
         except BaseException:
             self._barrier.abort()  # the other workers raise BrokenBarrierError instead of waiting
