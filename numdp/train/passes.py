@@ -171,6 +171,7 @@ class ModelPasses:
         self._pad_rows = self._padding_rows()
         self._barrier = threading.Barrier(self.nw) if self.nw > 1 else None
         self._shared_fit: dict | None = None
+        self._defer_fit_weights = True  # False: per-worker weight adjoints (for A/B timing)
         self.segments: list[tuple[int, int, int]] = [(0, flat.size, self.nw)]
         """(start, stop, k): entries start..stop-1 of ∂L/∂θ are the sum of the first k rows of
         `grads` (set at the end of each gradient accumulation, `_finish_rows`)."""
@@ -301,7 +302,7 @@ class ModelPasses:
         frame: every padding adjoint is in), worker 0 reverses the padding embedding there
         too.  Returns whether it did."""
         defer = None
-        if self._shared_fit:
+        if self._shared_fit and self._defer_fit_weights:
             row0 = self._rows[0]  # cleared by worker 0 at the start of the section if fresh
             defer = {(ti, l): self._fresh[0] or self.flat.fitting[ti][l].w[0] not in row0.written
                      for ti, l in self._shared_fit_layers()}
