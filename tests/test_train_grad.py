@@ -210,6 +210,37 @@ def test_split_frame_fitting_weights_in_row_zero_alone():
     passes.close()
 
 
+def test_weights_updated_in_the_gradient_pass_as_by_the_optimiser():
+    """A frame split by atoms over 2 threads, with the optimiser's `update` given to `frames`:
+    the workers step the fitting hidden-layer weights as soon as their gradient is complete and
+    the optimiser then skips them; θ, m and v after three steps are bit for bit those of the
+    plain optimiser step after the pass."""
+    from numdp.train.optim import Adam
+
+    params, frame, _, _ = make_case(*HYPER[0], periodic=True)
+    labels = None
+    states = []
+    for fused in (False, True):
+        flat = FlatParams.bind(params)
+        theta0 = flat.theta.copy()
+        passes = ModelPasses(params, flat, 2)
+        if labels is None:
+            labels = labels_for(passes.primal(frame), np.random.default_rng(9), True)
+        opt = Adam(flat.size)
+        for _ in range(3):
+            passes.zero_grad()
+            upd = opt.row_update(flat.theta, passes.grads, 1e-2) if fused else None
+            seeds_of = lambda i, res: LossStats().add_frame(res, labels, Prefactors(0.5, 1.0, 0.5), 1)  # noqa: E731
+            passes.frames([frame], seeds_of, upd)
+            assert bool(passes.updated) == fused
+            opt.step(flat.theta, passes.grads, 1e-2, passes.split, passes.segments, passes.updated)
+        states.append((flat.theta.copy(), opt.m.copy(), opt.v.copy()))
+        passes.close()
+        flat.theta[:] = theta0  # the model's arrays are views of θ: back to the start
+    for a, b in zip(*states):
+        assert np.array_equal(a, b)
+
+
 def _batch_case(nframes=5):
     """One model and `nframes` periodic frames of it (different configurations and sizes)."""
     params, frame, _, _ = make_case(*HYPER[1], periodic=True)

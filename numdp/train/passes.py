@@ -172,6 +172,9 @@ class ModelPasses:
         self._barrier = threading.Barrier(self.nw) if self.nw > 1 else None
         self._shared_fit: dict | None = None
         self._defer_fit_weights = True  # False: per-worker weight adjoints (for A/B timing)
+        self.updated: list[tuple[int, int]] = []
+        """(start, stop) ranges of θ that `frames` already updated with its `update` since the
+        last `zero_grad` (the optimiser skips them)."""
         self.segments: list[tuple[int, int, int]] = [(0, flat.size, self.nw)]
         """(start, stop, k): entries start..stop-1 of ∂L/∂θ are the sum of the first k rows of
         `grads` (set at the end of each gradient accumulation, `_finish_rows`)."""
@@ -217,13 +220,20 @@ class ModelPasses:
         return _result(frame, [c for c in self._chunks if c is not None], atom_energy)
 
     def frames(self, frames: list[Frame],
-               seeds_of: Callable[[int, PrimalResult], FrameSeeds] | None = None) -> list[PrimalResult]:
+               seeds_of: Callable[[int, PrimalResult], FrameSeeds] | None = None,
+               update: Callable[[int, int], None] | None = None) -> list[PrimalResult]:
         """Primal results of `frames` (in order); with `seeds_of`, also accumulate the loss
         gradient of every frame (as `gradient` after `primal`, frame by frame).
 
         seeds_of(i, result of frame i) returns that frame's gradient seeds; it runs on the worker
         threads, so it must not touch shared state.  Frames are dealt whole to the workers in
         rounds of `nthreads`; the rest are split by atoms (module docstring).
+
+        update(lo, hi), when given, is the optimiser's step of θ entries lo..hi-1 from row 0 of
+        `grads` alone: when every frame is split by atoms (fewer frames than threads), the
+        workers call it on the fitting hidden-layer weights as soon as their blocks of the
+        gradient are complete (`_fit_weight_rows`, with the blocks still in cache) and list
+        them in `updated`.  Nothing of the passes reads θ after that point of the call.
         """
         n = len(frames)
         results: list[PrimalResult | None] = [None] * n
@@ -244,7 +254,8 @@ class ModelPasses:
             self.busy[:, 0] += t1 - t0
             if seeds_of is not None:
                 s = seeds_of(i, res)
-                pad_done = self._split_backward(_seed_args(s.c_e, s.u, s.eps, s.c_f, s.c_v), i == n - 1)
+                pad_done = self._split_backward(_seed_args(s.c_e, s.u, s.eps, s.c_f, s.c_v), i == n - 1,
+                                                update if whole == 0 and i == n - 1 else None)
                 self.busy[:, 1] += time.perf_counter() - t1
         if seeds_of is not None:
             if not pad_done:
@@ -281,6 +292,7 @@ class ModelPasses:
     def zero_grad(self) -> None:
         """Start a new gradient accumulation (each worker clears its row at its next pass)."""
         self._fresh = [True] * self.nw
+        self.updated = []
 
     def gradient(self, c_e: float, u: np.ndarray, eps: np.ndarray, c_f: float, c_v: float) -> None:
         """Accumulate ∂L/∂θ of the last `primal` frame into the worker rows of `grads`.
@@ -294,25 +306,29 @@ class ModelPasses:
             self._padding_reverse_all()
         self._finish_rows()
 
-    def _split_backward(self, seed_args: tuple, last: bool) -> bool:
+    def _split_backward(self, seed_args: tuple, last: bool, update=None) -> bool:
         """Gradient of the last `_primal_split` frame, its atoms split over the workers; with
         several workers the fitting nets' hidden-layer weight adjoints are formed after a
         barrier, each worker taking a block of rows of W̄ over the whole frame
         (`_fit_weight_rows`), into row 0 of `grads`, and, if `last` (the accumulation's last
         frame: every padding adjoint is in), worker 0 reverses the padding embedding there
-        too.  Returns whether it did."""
+        too, and with `update` (`frames`) the workers update their blocks of weights.  Returns
+        whether the padding was reversed."""
         defer = None
         if self._shared_fit and self._defer_fit_weights:
             row0 = self._rows[0]  # cleared by worker 0 at the start of the section if fresh
             defer = {(ti, l): self._fresh[0] or self.flat.fitting[ti][l].w[0] not in row0.written
                      for ti, l in self._shared_fit_layers()}
             defer["pad"] = last
+            defer["update"] = update
             self._barrier.reset()
         self._run(self._backward_chunk, *seed_args, defer)
         if defer is None:
             return False
         for ti, l in self._shared_fit_layers():
             self._rows[0].written.add(self.flat.fitting[ti][l].w[0])
+            if update is not None:
+                self.updated.append(self.flat.fitting[ti][l].w[:2])
         return last
 
     def _shared_fit_layers(self):
@@ -466,6 +482,9 @@ class ModelPasses:
                     tmp = ws.get(("rev", "gW rows"), (r1 - r0, gW.shape[1]))
                     np.matmul(A, ZB[l], out=tmp)
                     gW[r0:r1] += tmp
+                if first["update"] is not None:  # these entries' gradient is complete
+                    n_out = gW.shape[1]
+                    first["update"](slot.w[0] + r0 * n_out, slot.w[0] + r1 * n_out)
 
     def _forward_chunk(self, w: int, frame: Frame, atoms: np.ndarray, atom_energy: np.ndarray,
                        shared: dict | None = None) -> None:
