@@ -24,14 +24,14 @@ class Adam:
         return (lr, self.beta1, self.beta2, self.eps, 1.0 - self.beta1 ** t, 1.0 - self.beta2 ** t)
 
     def row_update(self, theta: np.ndarray, grads: np.ndarray, lr: float):
-        """update(lo, hi): the next update (as `step` will make it) of entries lo..hi-1 whose
-        gradient is row 0 of grads (k, n) alone, made ahead of `step` (which is then told to
-        skip them); any thread may call it, on disjoint ranges."""
+        """update(lo, hi, j=1): the next update (as `step` will make it) of entries lo..hi-1
+        whose gradient is the sum of the first j rows of grads (k, n), made ahead of `step`
+        (which is then told to skip them); any thread may call it, on disjoint ranges."""
         args = self._args(lr)
-        row0 = grads.reshape(1, -1)[:1] if grads.ndim == 1 else grads[:1]
+        g2 = grads.reshape(1, -1) if grads.ndim == 1 else grads
 
-        def update(lo: int, hi: int) -> None:
-            adam_update(theta, row0, self.m, self.v, lo, hi, *args)
+        def update(lo: int, hi: int, j: int = 1) -> None:
+            adam_update(theta, g2[:j], self.m, self.v, lo, hi, *args)
         return update
 
     def step(self, theta: np.ndarray, grads: np.ndarray, lr: float, split=None,

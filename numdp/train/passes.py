@@ -51,6 +51,10 @@ PAD_SHARE = 0.03
 leaves this fraction to the others when it also reverses the padding embedding: on DeePMD-kit's
 cu and water inputs that reverse takes 5-6 % of a worker's time on its rows (thread CPU time,
 2 threads)."""
+PAD_UPDATE_SHARE = 0.08
+"""As PAD_SHARE, when worker 0 also updates the rest of θ and evaluates the next padding
+embedding (`_update_rest`): about 0.3 ms against 1.9 ms for a worker's rows and their update
+(cu, 2 threads)."""
 
 
 @dataclass
@@ -169,10 +173,15 @@ class ModelPasses:
         self._pool = (ThreadPoolExecutor(self.nw - 1, thread_name_prefix="numdp-train")
                       if self.nw > 1 else None)
         self._pad_rows = self._padding_rows()
+        emb = [r for net in flat.embedding for s in net for r in (s.w[:2], s.b, s.idt) if r is not None]
+        self._emb_lo, self._emb_hi = min(a for a, _ in emb), max(b for _, b in emb)
+        assert sum(b - a for a, b in emb) == self._emb_hi - self._emb_lo  # the front of θ
+        self._pad_theta: np.ndarray | None = None
         self._barrier = threading.Barrier(self.nw) if self.nw > 1 else None
         self._shared_fit: dict | None = None
         self._fit_storage_last = None
         self._defer_fit_weights = True  # False: per-worker weight adjoints (for A/B timing)
+        self._rest_done = False
         self.updated: list[tuple[int, int]] = []
         """(start, stop) ranges of θ that `frames` already updated with its `update` since the
         last `zero_grad` (the optimiser skips them)."""
@@ -261,7 +270,8 @@ class ModelPasses:
         if seeds_of is not None:
             if not pad_done:
                 self._padding_reverse_all()
-            self._finish_rows()
+            if not self._rest_done:  # (`_update_rest` set the segments)
+                self._finish_rows()
         return results
 
     def _frames_worker(self, w: int, frames: list[Frame], seeds_of, results: list) -> None:
@@ -294,6 +304,7 @@ class ModelPasses:
         """Start a new gradient accumulation (each worker clears its row at its next pass)."""
         self._fresh = [True] * self.nw
         self.updated = []
+        self._rest_done = False
 
     def gradient(self, c_e: float, u: np.ndarray, eps: np.ndarray, c_f: float, c_v: float) -> None:
         """Accumulate ∂L/∂θ of the last `primal` frame into the worker rows of `grads`.
@@ -328,9 +339,27 @@ class ModelPasses:
             return False
         for ti, l in self._shared_fit_layers():
             self._rows[0].written.add(self.flat.fitting[ti][l].w[0])
-            if update is not None:
-                self.updated.append(self.flat.fitting[ti][l].w[:2])
+        if update is not None:
+            self.updated = [(0, self.flat.size)]  # `_fit_weight_rows` and `_update_rest`
         return last
+
+    def _update_rest(self, update) -> None:
+        """Worker 0, after the barrier and the padding reverse of the accumulation's last frame:
+        every gradient row is final but for the fitting hidden-layer weights (which the workers
+        are forming and updating, `_fit_weight_rows`): set `segments`, `update` everything else
+        (a few thousand entries: the embedding nets, biases, idt, output layers), and evaluate
+        the padding embedding of the next step with the updated embedding nets."""
+        hidden = []
+        for ti, l in self._shared_fit_layers():
+            slot = self.flat.fitting[ti][l]
+            self._rows[0].written.add(slot.w[0])  # being written by `_fit_weight_rows`
+            hidden.append(slot.w[:2])
+        self._finish_rows()
+        for a, b, k in self.segments:
+            for lo, hi in _minus(a, b, hidden):
+                update(lo, hi, k)
+        self._padding_forward()
+        self._rest_done = True
 
     def _shared_fit_layers(self):
         """(ti, l) of every fitting hidden layer whose weight adjoint `_fit_weight_rows` forms."""
@@ -409,6 +438,11 @@ class ModelPasses:
         return rows
 
     def _padding_forward(self) -> None:
+        """G of the padding rows (and their caches for the reverse), unless already computed for
+        the embedding nets' present parameters."""
+        emb = self.flat.theta[self._emb_lo:self._emb_hi]
+        if self._pad_theta is not None and np.array_equal(emb, self._pad_theta):
+            return
         d = self.params.descriptor
         M = d.neuron[-1]
         self.G_pad = np.zeros((self.nt, self.nt, M))
@@ -421,6 +455,7 @@ class ModelPasses:
             self._pad_caches[k] = embed_forward(d.embeddings[k], x, G, Gp, self._main_ws, ("pad", k))
             for r, (ti, t) in enumerate(pairs):
                 self.G_pad[ti, t] = G[r]
+        self._pad_theta = emb.copy()
 
     def _padding_reverse(self, pad_bar: np.ndarray, grad: GradRow) -> None:
         d = self.params.descriptor
@@ -471,7 +506,8 @@ class ModelPasses:
         row0 = self.grads[0]
         nw = self.nw
         # worker 0 first reverses the padding embedding (if first["pad"]): it takes fewer rows
-        f0 = (1.0 - PAD_SHARE if first["pad"] else 1.0) / nw
+        f0 = (1.0 - (0.0 if not first["pad"] else PAD_SHARE if first["update"] is None
+                     else PAD_UPDATE_SHARE)) / nw
         for ti, (Yin, ZB, _) in self._shared_fit.items():
             for l, slot in enumerate(self.flat.fitting[ti][:-1]):
                 gW = slot.views(row0)[0]
@@ -590,6 +626,8 @@ class ModelPasses:
             self._barrier.wait()  # every chunk's [y; ẏ], [z̄; ż̄] and padding adjoint are in
             if w == 0 and defer["pad"]:
                 self._padding_reverse_all()
+                if defer["update"] is not None:
+                    self._update_rest(defer["update"])
             self._fit_weight_rows(w, defer)
         except BaseException:
             self._barrier.abort()  # the other workers raise BrokenBarrierError instead of waiting
@@ -630,6 +668,16 @@ class ModelPasses:
                                 Tdbar, Gbar, Gpbar)
 
             embed_reverse(d.embeddings[g.k], self.flat.embedding[g.k], g.cache, adjoint, grad, ws)
+
+
+def _minus(a: int, b: int, ranges: list) -> list:
+    """[a, b) without the (start, stop) ranges, as a list of ranges."""
+    pieces = [(a, b)]
+    for s0, s1 in ranges:
+        pieces = [q for p0, p1 in pieces
+                  for q in (((p0, p1),) if s1 <= p0 or s0 >= p1 else ((p0, s0), (s1, p1)))
+                  if q[0] < q[1]]
+    return pieces
 
 
 def _seed_args(c_e, u, eps, c_f, c_v) -> tuple:
