@@ -49,7 +49,7 @@ class Adam:
         args = self._args(lr)
         segs = segments if segments is not None else [(0, theta.shape[0], g2.shape[0])]
         if skip:
-            segs = _without_ranges(segs, skip)
+            segs = without_ranges(segs, skip)
             if sum(b - a for a, b, _ in segs) < SERIAL_ENTRIES:
                 split = None  # a few thousand entries: not worth waking the threads
 
@@ -70,7 +70,7 @@ SERIAL_ENTRIES = 65536
 """Below this many entries left to update, `step` runs in the calling thread."""
 
 
-def _without_ranges(segs, skip):
+def without_ranges(segs, skip):
     """segments [(a, b, j)] minus the (start, stop) ranges of skip."""
     out = []
     for a, b, j in segs:

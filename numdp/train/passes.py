@@ -19,7 +19,9 @@ the GIL:
   last full round are split by atoms as below.
 - `primal` / `gradient` (one frame): the local atoms, sorted by type, are dealt round-robin to
   the workers (each gets the same share of every type); each computes its centres' pairs,
-  embeddings, descriptors, fitting and pair forces.
+  embeddings, descriptors, fitting and pair forces.  The fitting nets' hidden-layer weight
+  adjoints are then formed after a barrier, each worker a fixed block of their rows over the
+  whole frame (`_fit_weight_rows`), in gradient row 0 alone (`segments`).
 
 Both assignments are fixed by the frame count and the thread count, and forces, virials and
 gradients are reduced in worker order, so results depend only on the thread count, never on
@@ -44,6 +46,7 @@ from ..kernels.cpu import train as K
 from .flat import FlatParams
 from .layers import (EmbedCache, FitCache, GradRow, embed_forward, embed_reverse,
                      fit_cache, fit_forward, fit_reverse, fit_tangent)
+from .optim import without_ranges
 
 _NO_ATOM_VIRIAL = np.zeros((1, 9))
 PAD_SHARE = 0.03
@@ -231,7 +234,7 @@ class ModelPasses:
 
     def frames(self, frames: list[Frame],
                seeds_of: Callable[[int, PrimalResult], FrameSeeds] | None = None,
-               update: Callable[[int, int], None] | None = None) -> list[PrimalResult]:
+               update: Callable[..., None] | None = None) -> list[PrimalResult]:
         """Primal results of `frames` (in order); with `seeds_of`, also accumulate the loss
         gradient of every frame (as `gradient` after `primal`, frame by frame).
 
@@ -239,11 +242,12 @@ class ModelPasses:
         threads, so it must not touch shared state.  Frames are dealt whole to the workers in
         rounds of `nthreads`; the rest are split by atoms (module docstring).
 
-        update(lo, hi), when given, is the optimiser's step of θ entries lo..hi-1 from row 0 of
-        `grads` alone: when every frame is split by atoms (fewer frames than threads), the
-        workers call it on the fitting hidden-layer weights as soon as their blocks of the
-        gradient are complete (`_fit_weight_rows`, with the blocks still in cache) and list
-        them in `updated`.  Nothing of the passes reads θ after that point of the call.
+        update(lo, hi, j), when given, is the optimiser's step of θ entries lo..hi-1 from the
+        sum of the first j rows of `grads` (`Adam.row_update`): when every frame is split by
+        atoms (fewer frames than threads, several threads), the workers call it on their
+        blocks of the fitting hidden-layer weights as soon as these are complete
+        (`_fit_weight_rows`, the blocks still in cache) and worker 0 on everything else
+        (`_update_rest`), after the last use of θ in the call; `updated` then lists all of θ.
         """
         n = len(frames)
         results: list[PrimalResult | None] = [None] * n
@@ -355,9 +359,8 @@ class ModelPasses:
             self._rows[0].written.add(slot.w[0])  # being written by `_fit_weight_rows`
             hidden.append(slot.w[:2])
         self._finish_rows()
-        for a, b, k in self.segments:
-            for lo, hi in _minus(a, b, hidden):
-                update(lo, hi, k)
+        for lo, hi, k in without_ranges(self.segments, hidden):
+            update(lo, hi, k)
         self._padding_forward()
         self._rest_done = True
 
@@ -668,16 +671,6 @@ class ModelPasses:
                                 Tdbar, Gbar, Gpbar)
 
             embed_reverse(d.embeddings[g.k], self.flat.embedding[g.k], g.cache, adjoint, grad, ws)
-
-
-def _minus(a: int, b: int, ranges: list) -> list:
-    """[a, b) without the (start, stop) ranges, as a list of ranges."""
-    pieces = [(a, b)]
-    for s0, s1 in ranges:
-        pieces = [q for p0, p1 in pieces
-                  for q in (((p0, p1),) if s1 <= p0 or s0 >= p1 else ((p0, s0), (s1, p1)))
-                  if q[0] < q[1]]
-    return pieces
 
 
 def _seed_args(c_e, u, eps, c_f, c_v) -> tuple:
