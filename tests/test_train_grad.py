@@ -241,6 +241,30 @@ def test_weights_updated_in_the_gradient_pass_as_by_the_optimiser():
         assert np.array_equal(a, b)
 
 
+def test_worker_error_in_the_gradient_pass_is_raised_not_a_hang():
+    """An error in one worker before the gradient pass's barrier breaks it for the others: the
+    call raises that error (not BrokenBarrierError), and the passes work again afterwards."""
+    params, frame, _, _ = make_case(*HYPER[0], periodic=True)
+    flat = FlatParams.bind(params)
+    passes = ModelPasses(params, flat, 2)
+    labels = labels_for(passes.primal(frame), np.random.default_rng(8), True)
+    _, g = _loss_and_grad(passes, flat, frame, labels, Prefactors(0.5, 1.0, 0.5))
+    real = passes._backward_pass
+
+    def failing(w, *a):
+        if w == 1:
+            raise ValueError("worker 1 failed")
+        return real(w, *a)
+
+    passes._backward_pass = failing
+    with pytest.raises(ValueError, match="worker 1 failed"):
+        _loss_and_grad(passes, flat, frame, labels, Prefactors(0.5, 1.0, 0.5))
+    passes._backward_pass = real
+    _, again = _loss_and_grad(passes, flat, frame, labels, Prefactors(0.5, 1.0, 0.5))
+    assert np.array_equal(g, again)
+    passes.close()
+
+
 def _batch_case(nframes=5):
     """One model and `nframes` periodic frames of it (different configurations and sizes)."""
     params, frame, _, _ = make_case(*HYPER[1], periodic=True)

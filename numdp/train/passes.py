@@ -214,6 +214,13 @@ class ModelPasses:
         futs = [self._pool.submit(fn, w, *args) for w in range(1, self.nw)]
         try:
             first = fn(0, *args)
+        except threading.BrokenBarrierError:
+            wait(futs)  # another worker's error broke the barrier: raise that one
+            for f in futs:
+                e = f.exception()
+                if e is not None and not isinstance(e, threading.BrokenBarrierError):
+                    raise e from None
+            raise
         finally:
             wait(futs)  # every worker has finished before anything else runs
         return [first] + [f.result() for f in futs]
