@@ -54,10 +54,12 @@ PAD_SHARE = 0.03
 leaves this fraction to the others when it also reverses the padding embedding: on DeePMD-kit's
 cu and water inputs that reverse takes 5-6 % of a worker's time on its rows (thread CPU time,
 2 threads)."""
-PAD_UPDATE_SHARE = 0.08
+PAD_UPDATE_SHARE = 0.04
 """As PAD_SHARE, when worker 0 also updates the rest of θ and evaluates the next padding
-embedding (`_update_rest`): about 0.3 ms against 1.9 ms for a worker's rows and their update
-(cu, 2 threads)."""
+embedding (`_update_rest`): with the padding reverse 0.45-0.55 ms (cu) and 0.8-0.9 ms (water)
+against about 5.5 µs per row of W̄ formed and updated (2 threads, quiet); at 0.04 the two
+workers' times after the barrier came out within 0.3 ms of each other on both inputs (at
+0.06 and 0.08 worker 1's were 0.1-0.35 ms longer)."""
 
 
 @dataclass
