@@ -194,6 +194,77 @@ def test_gradient_independent_of_thread_count():
         assert np.allclose(g, grads[0], rtol=0, atol=order_bound(U64, n) * np.abs(grads[0]).max())
 
 
+def test_split_frame_fitting_weights_in_row_zero_alone():
+    """A frame split by atoms over 2 threads: the fitting nets' hidden-layer weight adjoints are
+    formed over the whole frame into row 0 alone (`ModelPasses.segments` says so, and what row 1
+    holds there is never read); everything else sums both rows."""
+    params, frame, _, _ = make_case(*HYPER[0], periodic=True)
+    flat = FlatParams.bind(params)
+    passes = ModelPasses(params, flat, 2)
+    labels = labels_for(passes.primal(frame), np.random.default_rng(8), True)
+    _, g = _loss_and_grad(passes, flat, frame, labels, Prefactors(0.5, 1.0, 0.5))
+    hidden = {s.w[:2] for net in flat.fitting for s in net[:-1]}
+    assert {(a, b) for a, b, k in passes.segments if k == 1} == hidden  # the rest: k = 2
+    passes.grads[1, [a for a, _ in hidden]] = np.nan
+    assert np.array_equal(passes.total_grad(), g)
+    passes.close()
+
+
+def test_weights_updated_in_the_gradient_pass_as_by_the_optimiser():
+    """A frame split by atoms over 2 threads, with the optimiser's `update` given to `frames`:
+    the workers step the fitting hidden-layer weights as soon as their gradient is complete and
+    the optimiser then skips them; θ, m and v after three steps are bit for bit those of the
+    plain optimiser step after the pass."""
+    from numdp.train.optim import Adam
+
+    params, frame, _, _ = make_case(*HYPER[0], periodic=True)
+    labels = None
+    states = []
+    for fused in (False, True):
+        flat = FlatParams.bind(params)
+        theta0 = flat.theta.copy()
+        passes = ModelPasses(params, flat, 2)
+        if labels is None:
+            labels = labels_for(passes.primal(frame), np.random.default_rng(9), True)
+        opt = Adam(flat.size)
+        for _ in range(3):
+            passes.zero_grad()
+            upd = opt.row_update(flat.theta, passes.grads, 1e-2) if fused else None
+            seeds_of = lambda i, res: LossStats().add_frame(res, labels, Prefactors(0.5, 1.0, 0.5), 1)  # noqa: E731
+            passes.frames([frame], seeds_of, upd)
+            assert bool(passes.updated) == fused
+            opt.step(flat.theta, passes.grads, 1e-2, passes.split, passes.segments, passes.updated)
+        states.append((flat.theta.copy(), opt.m.copy(), opt.v.copy()))
+        passes.close()
+        flat.theta[:] = theta0  # the model's arrays are views of θ: back to the start
+    for a, b in zip(*states):
+        assert np.array_equal(a, b)
+
+
+def test_worker_error_in_the_gradient_pass_is_raised_not_a_hang():
+    """An error in one worker before the gradient pass's barrier breaks it for the others: the
+    call raises that error (not BrokenBarrierError), and the passes work again afterwards."""
+    params, frame, _, _ = make_case(*HYPER[0], periodic=True)
+    flat = FlatParams.bind(params)
+    passes = ModelPasses(params, flat, 2)
+    labels = labels_for(passes.primal(frame), np.random.default_rng(8), True)
+    _, g = _loss_and_grad(passes, flat, frame, labels, Prefactors(0.5, 1.0, 0.5))
+    real = passes._backward_pass
+
+    def failing(w, *a):
+        if w == 1:
+            raise ValueError("worker 1 failed")
+        return real(w, *a)
+
+    passes._backward_pass = failing
+    with pytest.raises(ValueError, match="worker 1 failed"):
+        _loss_and_grad(passes, flat, frame, labels, Prefactors(0.5, 1.0, 0.5))
+    passes._backward_pass = real
+    _, again = _loss_and_grad(passes, flat, frame, labels, Prefactors(0.5, 1.0, 0.5))
+    assert np.array_equal(g, again)
+    passes.close()
+
+
 def _batch_case(nframes=5):
     """One model and `nframes` periodic frames of it (different configurations and sizes)."""
     params, frame, _, _ = make_case(*HYPER[1], periodic=True)

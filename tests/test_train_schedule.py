@@ -73,6 +73,28 @@ def test_adam_matches_reference_formula():
     assert math.isfinite(th.sum())
 
 
+def test_adam_segments_sum_only_their_rows():
+    """With `segments`, entries of a segment (start, stop, j) take the sum of the first j rows
+    only: bit for bit the update of the rows' sum with the rows beyond j left out, whatever
+    those rows hold, also when the threads' ranges cut the segments."""
+    rng = np.random.default_rng(4)
+    n = 3000
+    rows = rng.normal(size=(3, n))
+    segments = [(0, 700, 3), (700, 2100, 1), (2100, 2500, 2), (2500, n, 3)]
+    ref = rows.copy()
+    for a, b, j in segments:
+        ref[j:, a:b] = 0.0
+    th1, th2 = np.ones(n), np.ones(n)
+    o1, o2 = Adam(n), Adam(n)
+    for _ in range(2):
+        o1.step(th1, ref, 1e-2)
+        o2.step(th2, rows, 1e-2, split=lambda fn, size: [fn(0, 1234), fn(1234, size)],
+                segments=segments)
+        rows[1:, 700:2100] = rng.normal(size=(2, 1400))  # what the segments leave out
+    assert np.array_equal(th1, th2)
+    assert np.array_equal(o1.m, o2.m) and np.array_equal(o1.v, o2.v)
+
+
 def test_adam_kernel_chunks_cover_every_entry_once():
     """adam_update works chunk by chunk (ADAM_CHUNK entries): ranges that start and end inside
     chunks must update every entry exactly once, with the same arithmetic whatever the range

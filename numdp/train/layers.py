@@ -59,6 +59,11 @@ class GradRow:
             self.row[a:b] = 0.0
         self.written.clear()
 
+    @property
+    def products(self) -> list[tuple[int, int]]:
+        """The (start, stop) ranges of the weight matrices that only products write."""
+        return self._products
+
     def finish(self) -> None:
         """Zero the product ranges that no `add_matmul` wrote since `clear`."""
         for a, b in self._products:
@@ -255,14 +260,20 @@ class FitCache:
         return self.Yin[0][self.n:]
 
 
-def fit_cache(net: Net, n: int, ws: Workspace, key) -> FitCache:
-    """Buffers for one fitting net on n atoms."""
+def fit_cache(net: Net, n: int, ws: Workspace, key, Yin=None, ZB=None) -> FitCache:
+    """Buffers for one fitting net on n atoms.
+
+    Yin, ZB: optional lists of the (2n, ·) buffers of the hidden layers' stacked inputs and
+    adjoints (views of storage shared between workers, `ModelPasses`); by default from `ws`."""
     widths = net.widths
     nh = len(net.layers) - 1
-    Yin = [ws.get((key, "Yin", l), (2 * n, widths[l])) for l in range(len(net.layers))]
+    if Yin is None:
+        Yin = [ws.get((key, "Yin", l), (2 * n, widths[l])) for l in range(nh)]
+    Yin = list(Yin) + [ws.get((key, "Yin", nh), (2 * n, widths[nh]))]
     H = [ws.get((key, "H", l), (n, widths[l + 1])) for l in range(nh)]
     Zd = [ws.get((key, "Zd", l), (n, widths[l + 1])) for l in range(nh)]
-    ZB = [ws.get((key, "ZB", l), (2 * n, widths[l + 1])) for l in range(nh)]
+    if ZB is None:
+        ZB = [ws.get((key, "ZB", l), (2 * n, widths[l + 1])) for l in range(nh)]
     GX = [ws.get((key, "GX", l), (n, widths[l])) for l in range(nh)]
     seed = ws.get((key, "seed"), (n, widths[-2]))
     return FitCache(n, Yin, H, Zd, ZB, GX, seed)
@@ -310,12 +321,14 @@ def fit_tangent(net: Net, cache: FitCache) -> None:
 
 
 def fit_reverse(net: Net, slots: list[LayerSlots], cache: FitCache, c_e: float,
-                grad: GradRow, ws: Workspace, key) -> tuple[np.ndarray, np.ndarray]:
+                grad: GradRow, ws: Workspace, key, weights: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Reverse pass of Ψ = Σ (c_e e + ė) over one fitting net, after `fit_forward` and
     `fit_tangent` of the same cache; returns (D̄, Ḋ̄), each (n, dim).
 
     Accumulates the parameter adjoint into `grad` (flat layout).  The tangent adjoints are the
     forward's seed-1 adjoints (`FitCache`): only the primal adjoints z̄ and D̄ are formed here.
+    With weights=False the hidden layers' weight adjoints W̄_l += Yin[l]ᵀ ZB[l] are left to the
+    caller (the cache keeps both factors).
     """
     n = cache.n
     hidden, last = net.layers[:-1], net.layers[-1]
@@ -334,7 +347,8 @@ def fit_reverse(net: Net, slots: list[LayerSlots], cache: FitCache, c_e: float,
         ZB = cache.ZB[l]
         K.layer_back_primal(Ob, Odb, cache.H[l], cache.Zd[l], idt, use_idt, use_idt,
                             ZB[:n], gidt if use_idt else _SINK, gb)
-        grad.add_matmul(slots[l], cache.Yin[l].T, ZB, ws)
+        if weights:
+            grad.add_matmul(slots[l], cache.Yin[l].T, ZB, ws)
         Yb = ws.get(("rev", "YB", l % 2), (n, layer.n_in))
         np.matmul(ZB[:n], layer.w.T, out=Yb)
         if layer.residual != RESIDUAL_NONE:

@@ -259,12 +259,13 @@ class Trainer:
         return lr, self.prefs.at(lr, self.sched.start_lr)
 
     def _batch_loss(self, systems: list[DataSystem], cache: FrameCache, k: int, idx, pref: Prefactors,
-                    stats: LossStats, grad: bool) -> None:
-        """Add one batch to `stats`; with `grad`, also accumulate its loss gradient in the passes."""
-        self._batches_loss(systems, cache, [(k, idx)], pref, stats, grad)
+                    stats: LossStats, grad: bool, update=None) -> None:
+        """Add one batch to `stats`; with `grad`, also accumulate its loss gradient in the passes
+        (and let them make the optimiser's `update` of what they finish early: `ModelPasses.frames`)."""
+        self._batches_loss(systems, cache, [(k, idx)], pref, stats, grad, update)
 
     def _batches_loss(self, systems: list[DataSystem], cache: FrameCache, batches, pref: Prefactors,
-                      stats: LossStats, grad: bool) -> None:
+                      stats: LossStats, grad: bool, update=None) -> None:
         """Add batches [(system k, frame indices)] to `stats` in order; with `grad`, also
         accumulate their loss gradient.  All their frames go to the passes at once (frames in
         parallel over the worker threads).  Timings: `data` is the frames' preparation; the
@@ -285,7 +286,7 @@ class Trainer:
 
         busy = self.passes.busy
         busy[:] = 0.0
-        results = self.passes.frames(frames, seeds_of if grad else None)
+        results = self.passes.frames(frames, seeds_of if grad else None, update if grad else None)
         wall = time.perf_counter() - t1
         fwd, bwd = float(busy[:, 0].sum()), float(busy[:, 1].sum())
         share = fwd / (fwd + bwd) if fwd + bwd > 0 else 1.0
@@ -307,10 +308,14 @@ class Trainer:
         self.timings["data"] += time.perf_counter() - t0
         self.passes.zero_grad()
         stats = LossStats()
-        self._batch_loss(self.train_sys, self.train_cache, k, idx, pref, stats, True)
+        # the passes may update the weights whose gradient they finish first (`ModelPasses.frames`),
+        # but not on a display step: validation comes before the update
+        update = None if display else self.adam.row_update(self.flat.theta, self.passes.grads, lr)
+        self._batch_loss(self.train_sys, self.train_cache, k, idx, pref, stats, True, update)
         vstats = self.validate(pref) if display else None
         t1 = time.perf_counter()
-        self.adam.step(self.flat.theta, self.passes.grads, lr, self.passes.split)
+        self.adam.step(self.flat.theta, self.passes.grads, lr, self.passes.split, self.passes.segments,
+                       self.passes.updated)
         self.timings["optimizer"] += time.perf_counter() - t1
         return stats, vstats
 

@@ -18,19 +18,73 @@ class Adam:
         self.v = np.zeros(size)
         self.t = 0
 
-    def step(self, theta: np.ndarray, grads: np.ndarray, lr: float, split=None) -> None:
+    def _args(self, lr: float) -> tuple:
+        """adam_update's (lr, β1, β2, ε, bc1, bc2) for the next update (t + 1)."""
+        t = self.t + 1
+        return (lr, self.beta1, self.beta2, self.eps, 1.0 - self.beta1 ** t, 1.0 - self.beta2 ** t)
+
+    def row_update(self, theta: np.ndarray, grads: np.ndarray, lr: float):
+        """update(lo, hi, j=1): the next update (as `step` will make it) of entries lo..hi-1
+        whose gradient is the sum of the first j rows of grads (k, n), made ahead of `step`
+        (which is then told to skip them); any thread may call it, on disjoint ranges."""
+        args = self._args(lr)
+        g2 = grads.reshape(1, -1) if grads.ndim == 1 else grads
+
+        def update(lo: int, hi: int, j: int = 1) -> None:
+            adam_update(theta, g2[:j], self.m, self.v, lo, hi, *args)
+        return update
+
+    def step(self, theta: np.ndarray, grads: np.ndarray, lr: float, split=None,
+             segments=None, skip=()) -> None:
         """θ ← θ - lr · m̂ / (√v̂ + ε) in place.
 
         grads: (n,) gradient, or (k, n) rows whose sum is the gradient (per-worker accumulators).
         split: optional split(fn, n) that calls fn(lo, hi) over ranges covering 0..n (threads).
+        segments: optional [(start, stop, j)] covering 0..n: entries start..stop-1 are the sum
+        of the first j rows alone (`ModelPasses.segments`); by default every row counts.
+        skip: (start, stop) ranges already updated by a `row_update` of this step.
         """
         g2 = grads.reshape(1, -1) if grads.ndim == 1 else grads
         t = self.t + 1
-        bc1 = 1.0 - self.beta1 ** t
-        bc2 = 1.0 - self.beta2 ** t
-        args = (lr, self.beta1, self.beta2, self.eps, bc1, bc2)
+        args = self._args(lr)
+        segs = segments if segments is not None else [(0, theta.shape[0], g2.shape[0])]
+        if skip:
+            segs = without_ranges(segs, skip)
+            if sum(b - a for a, b, _ in segs) < SERIAL_ENTRIES:
+                split = None  # a few thousand entries: not worth waking the threads
+
+        def update(lo, hi):
+            for a, b, j in segs:
+                a, b = max(a, lo), min(b, hi)
+                if a < b:
+                    adam_update(theta, g2[:j], self.m, self.v, a, b, *args)
+
         if split is None:
-            adam_update(theta, g2, self.m, self.v, 0, theta.shape[0], *args)
+            update(0, theta.shape[0])
         else:
-            split(lambda lo, hi: adam_update(theta, g2, self.m, self.v, lo, hi, *args), theta.shape[0])
+            split(update, theta.shape[0])
         self.t = t
+
+
+SERIAL_ENTRIES = 65536
+"""Below this many entries left to update, `step` runs in the calling thread."""
+
+
+def without_ranges(segs, skip):
+    """segments [(a, b, j)] minus the (start, stop) ranges of skip."""
+    out = []
+    for a, b, j in segs:
+        pieces = [(a, b)]
+        for s0, s1 in skip:
+            nxt = []
+            for p0, p1 in pieces:
+                if s1 <= p0 or s0 >= p1:
+                    nxt.append((p0, p1))
+                    continue
+                if p0 < s0:
+                    nxt.append((p0, s0))
+                if s1 < p1:
+                    nxt.append((s1, p1))
+            pieces = nxt
+        out += [(p0, p1, j) for p0, p1 in pieces]
+    return out

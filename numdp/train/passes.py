@@ -19,7 +19,9 @@ the GIL:
   last full round are split by atoms as below.
 - `primal` / `gradient` (one frame): the local atoms, sorted by type, are dealt round-robin to
   the workers (each gets the same share of every type); each computes its centres' pairs,
-  embeddings, descriptors, fitting and pair forces.
+  embeddings, descriptors, fitting and pair forces.  The fitting nets' hidden-layer weight
+  adjoints are then formed after a barrier, each worker a fixed block of their rows over the
+  whole frame (`_fit_weight_rows`), in gradient row 0 alone (`segments`).
 
 Both assignments are fixed by the frame count and the thread count, and forces, virials and
 gradients are reduced in worker order, so results depend only on the thread count, never on
@@ -27,6 +29,7 @@ timing.
 """
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -43,8 +46,20 @@ from ..kernels.cpu import train as K
 from .flat import FlatParams
 from .layers import (EmbedCache, FitCache, GradRow, embed_forward, embed_reverse,
                      fit_cache, fit_forward, fit_reverse, fit_tangent)
+from .optim import without_ranges
 
 _NO_ATOM_VIRIAL = np.zeros((1, 9))
+PAD_SHARE = 0.03
+"""Of its equal share of the rows of the fitting weight adjoints (`_fit_weight_rows`), worker 0
+leaves this fraction to the others when it also reverses the padding embedding: on DeePMD-kit's
+cu and water inputs that reverse takes 5-6 % of a worker's time on its rows (thread CPU time,
+2 threads)."""
+PAD_UPDATE_SHARE = 0.04
+"""As PAD_SHARE, when worker 0 also updates the rest of θ and evaluates the next padding
+embedding (`_update_rest`): with the padding reverse 0.45-0.55 ms (cu) and 0.8-0.9 ms (water)
+against about 5.5 µs per row of W̄ formed and updated (2 threads, quiet); at 0.04 the two
+workers' times after the barrier came out within 0.3 ms of each other on both inputs (at
+0.06 and 0.08 worker 1's were 0.1-0.35 ms longer)."""
 
 
 @dataclass
@@ -163,6 +178,21 @@ class ModelPasses:
         self._pool = (ThreadPoolExecutor(self.nw - 1, thread_name_prefix="numdp-train")
                       if self.nw > 1 else None)
         self._pad_rows = self._padding_rows()
+        emb = [r for net in flat.embedding for s in net for r in (s.w[:2], s.b, s.idt) if r is not None]
+        self._emb_lo, self._emb_hi = min(a for a, _ in emb), max(b for _, b in emb)
+        assert sum(b - a for a, b in emb) == self._emb_hi - self._emb_lo  # the front of θ
+        self._pad_theta: np.ndarray | None = None
+        self._barrier = threading.Barrier(self.nw) if self.nw > 1 else None
+        self._shared_fit: dict | None = None
+        self._fit_storage_last = None
+        self._defer_fit_weights = True  # False: per-worker weight adjoints (for A/B timing)
+        self._rest_done = False
+        self.updated: list[tuple[int, int]] = []
+        """(start, stop) ranges of θ that `frames` already updated with its `update` since the
+        last `zero_grad` (the optimiser skips them)."""
+        self.segments: list[tuple[int, int, int]] = [(0, flat.size, self.nw)]
+        """(start, stop, k): entries start..stop-1 of ∂L/∂θ are the sum of the first k rows of
+        `grads` (set at the end of each gradient accumulation, `_finish_rows`)."""
         self._chunks: list[_Chunk | None] = [None] * self.nw
         self._fresh = [True] * self.nw
         self.busy = np.zeros((self.nw, 2))
@@ -186,6 +216,13 @@ class ModelPasses:
         futs = [self._pool.submit(fn, w, *args) for w in range(1, self.nw)]
         try:
             first = fn(0, *args)
+        except threading.BrokenBarrierError:
+            wait(futs)  # another worker's error broke the barrier: raise that one
+            for f in futs:
+                e = f.exception()
+                if e is not None and not isinstance(e, threading.BrokenBarrierError):
+                    raise e from None
+            raise
         finally:
             wait(futs)  # every worker has finished before anything else runs
         return [first] + [f.result() for f in futs]
@@ -200,27 +237,38 @@ class ModelPasses:
         order = _type_order(frame.types)
         atoms = [np.ascontiguousarray(order[w::self.nw]) for w in range(self.nw)]
         atom_energy = np.zeros(frame.nloc)
-        self._run(lambda w: self._forward_chunk(w, frame, atoms[w], atom_energy))
+        shared = self._shared_fit = self._fit_storage(frame, atoms) if self.nw > 1 else None
+        self._run(lambda w: self._forward_chunk(w, frame, atoms[w], atom_energy, shared))
         return _result(frame, [c for c in self._chunks if c is not None], atom_energy)
 
     def frames(self, frames: list[Frame],
-               seeds_of: Callable[[int, PrimalResult], FrameSeeds] | None = None) -> list[PrimalResult]:
+               seeds_of: Callable[[int, PrimalResult], FrameSeeds] | None = None,
+               update: Callable[..., None] | None = None) -> list[PrimalResult]:
         """Primal results of `frames` (in order); with `seeds_of`, also accumulate the loss
         gradient of every frame (as `gradient` after `primal`, frame by frame).
 
         seeds_of(i, result of frame i) returns that frame's gradient seeds; it runs on the worker
         threads, so it must not touch shared state.  Frames are dealt whole to the workers in
         rounds of `nthreads`; the rest are split by atoms (module docstring).
+
+        update(lo, hi, j), when given, is the optimiser's step of θ entries lo..hi-1 from the
+        sum of the first j rows of `grads` (`Adam.row_update`): when every frame is split by
+        atoms (fewer frames than threads, several threads), the workers call it on their
+        blocks of the fitting hidden-layer weights as soon as these are complete
+        (`_fit_weight_rows`, the blocks still in cache) and worker 0 on everything else
+        (`_update_rest`), after the last use of θ in the call; `updated` then lists all of θ.
         """
         n = len(frames)
         results: list[PrimalResult | None] = [None] * n
         if n == 0:
             return []
+        pad_done = False
         self._padding_forward()
         for w in range(self.nw):
             self.pad_bars[w][:] = 0.0
         whole = n - n % self.nw if self.nw > 1 else n
         if whole:
+            self._shared_fit = None
             self._run(self._frames_worker, frames[:whole], seeds_of, results)
         for i in range(whole, n):
             t0 = time.perf_counter()
@@ -229,10 +277,14 @@ class ModelPasses:
             self.busy[:, 0] += t1 - t0
             if seeds_of is not None:
                 s = seeds_of(i, res)
-                self._run(self._backward_chunk, *_seed_args(s.c_e, s.u, s.eps, s.c_f, s.c_v))
+                pad_done = self._split_backward(_seed_args(s.c_e, s.u, s.eps, s.c_f, s.c_v), i == n - 1,
+                                                update if whole == 0 and i == n - 1 else None)
                 self.busy[:, 1] += time.perf_counter() - t1
         if seeds_of is not None:
-            self._padding_reverse_all()
+            if not pad_done:
+                self._padding_reverse_all()
+            if not self._rest_done:  # (`_update_rest` set the segments)
+                self._finish_rows()
         return results
 
     def _frames_worker(self, w: int, frames: list[Frame], seeds_of, results: list) -> None:
@@ -264,6 +316,8 @@ class ModelPasses:
     def zero_grad(self) -> None:
         """Start a new gradient accumulation (each worker clears its row at its next pass)."""
         self._fresh = [True] * self.nw
+        self.updated = []
+        self._rest_done = False
 
     def gradient(self, c_e: float, u: np.ndarray, eps: np.ndarray, c_f: float, c_v: float) -> None:
         """Accumulate ∂L/∂θ of the last `primal` frame into the worker rows of `grads`.
@@ -273,8 +327,55 @@ class ModelPasses:
         """
         for w in range(self.nw):
             self.pad_bars[w][:] = 0.0
-        self._run(self._backward_chunk, *_seed_args(c_e, u, eps, c_f, c_v))
-        self._padding_reverse_all()
+        if not self._split_backward(_seed_args(c_e, u, eps, c_f, c_v), True):
+            self._padding_reverse_all()
+        self._finish_rows()
+
+    def _split_backward(self, seed_args: tuple, last: bool, update=None) -> bool:
+        """Gradient of the last `_primal_split` frame, its atoms split over the workers; with
+        several workers the fitting nets' hidden-layer weight adjoints are formed after a
+        barrier, each worker taking a block of rows of W̄ over the whole frame
+        (`_fit_weight_rows`), into row 0 of `grads`, and, if `last` (the accumulation's last
+        frame: every padding adjoint is in), worker 0 reverses the padding embedding there
+        too, and with `update` (`frames`) the workers update their blocks of weights.  Returns
+        whether the padding was reversed."""
+        defer = None
+        if self._shared_fit and self._defer_fit_weights:
+            row0 = self._rows[0]  # cleared by worker 0 at the start of the section if fresh
+            defer = {(ti, l): self._fresh[0] or self.flat.fitting[ti][l].w[0] not in row0.written
+                     for ti, l in self._shared_fit_layers()}
+            defer["pad"] = last
+            defer["update"] = update
+            self._barrier.reset()
+        self._run(self._backward_chunk, *seed_args, defer)
+        if defer is None:
+            return False
+        for ti, l in self._shared_fit_layers():
+            self._rows[0].written.add(self.flat.fitting[ti][l].w[0])
+        if update is not None:
+            self.updated = [(0, self.flat.size)]  # `_fit_weight_rows` and `_update_rest`
+        return last
+
+    def _update_rest(self, update) -> None:
+        """Worker 0, after the barrier and the padding reverse of the accumulation's last frame:
+        every gradient row is final but for the fitting hidden-layer weights (which the workers
+        are forming and updating, `_fit_weight_rows`): set `segments`, `update` everything else
+        (a few thousand entries: the embedding nets, biases, idt, output layers), and evaluate
+        the padding embedding of the next step with the updated embedding nets."""
+        hidden = []
+        for ti, l in self._shared_fit_layers():
+            slot = self.flat.fitting[ti][l]
+            self._rows[0].written.add(slot.w[0])  # being written by `_fit_weight_rows`
+            hidden.append(slot.w[:2])
+        self._finish_rows()
+        for lo, hi, k in without_ranges(self.segments, hidden):
+            update(lo, hi, k)
+        self._padding_forward()
+        self._rest_done = True
+
+    def _shared_fit_layers(self):
+        """(ti, l) of every fitting hidden layer whose weight adjoint `_fit_weight_rows` forms."""
+        return [(ti, l) for ti in self._shared_fit for l in range(len(self.flat.fitting[ti]) - 1)]
 
     def _padding_reverse_all(self) -> None:
         """Reverse the padding embedding for the workers' padding adjoints (summed in order)."""
@@ -285,16 +386,47 @@ class ModelPasses:
         for w in range(1, self.nw):
             pad_bar += self.pad_bars[w]
         self._padding_reverse(pad_bar, self._rows[0])
-        for w in range(self.nw):
-            if not self._fresh[w]:
-                self._rows[w].finish()
+
+    def _finish_rows(self) -> None:
+        """End of a gradient accumulation: set `segments` and zero what they would read unwritten.
+
+        A weight matrix that only products write counts in the rows up to the last one that
+        wrote it (k rows: a matrix formed over the whole frame in row 0 alone is not summed
+        with k - 1 untouched rows), and is zeroed in the rows below that did not write it;
+        every other entry counts in every row (rows no worker touched are cleared)."""
+        nw = self.nw
+        for w in range(nw):
+            if self._fresh[w]:
+                self._rows[w].clear()
+                self._fresh[w] = False
+        segs, pos = [], 0
+        for a, b in self._rows[0].products:
+            if a > pos:
+                segs.append((pos, a, nw))
+            wrote = [a in self._rows[w].written for w in range(nw)]
+            k = 1 + max((w for w in range(nw) if wrote[w]), default=0)
+            for w in range(k):
+                if not wrote[w]:
+                    self.grads[w, a:b] = 0.0
+            segs.append((a, b, k))
+            pos = b
+        if pos < self.grads.shape[1]:
+            segs.append((pos, self.grads.shape[1], nw))
+        merged = [segs[0]]
+        for a, b, k in segs[1:]:  # fewer, longer calls of the optimiser's kernel
+            if k == merged[-1][2]:
+                merged[-1] = (merged[-1][0], b, k)
+            else:
+                merged.append((a, b, k))
+        self.segments = merged
 
     def total_grad(self) -> np.ndarray:
-        """(nparams,) ∂L/∂θ accumulated since `zero_grad` (sum of the worker rows in order)."""
+        """(nparams,) ∂L/∂θ accumulated since `zero_grad` (sum of the worker rows in order,
+        as `segments` says)."""
         g = np.zeros(self.grads.shape[1])
-        for w in range(self.nw):
-            if not self._fresh[w]:
-                g += self.grads[w]
+        for a, b, k in self.segments:
+            for w in range(k):
+                g[a:b] += self.grads[w, a:b]
         return g
 
     def each_worker(self, fn) -> None:
@@ -318,6 +450,11 @@ class ModelPasses:
         return rows
 
     def _padding_forward(self) -> None:
+        """G of the padding rows (and their caches for the reverse), unless already computed for
+        the embedding nets' present parameters."""
+        emb = self.flat.theta[self._emb_lo:self._emb_hi]
+        if self._pad_theta is not None and np.array_equal(emb, self._pad_theta):
+            return
         d = self.params.descriptor
         M = d.neuron[-1]
         self.G_pad = np.zeros((self.nt, self.nt, M))
@@ -330,6 +467,7 @@ class ModelPasses:
             self._pad_caches[k] = embed_forward(d.embeddings[k], x, G, Gp, self._main_ws, ("pad", k))
             for r, (ti, t) in enumerate(pairs):
                 self.G_pad[ti, t] = G[r]
+        self._pad_theta = emb.copy()
 
     def _padding_reverse(self, pad_bar: np.ndarray, grad: GradRow) -> None:
         d = self.params.descriptor
@@ -346,8 +484,65 @@ class ModelPasses:
                           grad, self._main_ws)
 
     # ---------------------------------------------------------------- worker passes
-    def _forward_chunk(self, w: int, frame: Frame, atoms: np.ndarray, atom_energy: np.ndarray) -> None:
-        """Primal pass of worker w over local atoms `atoms` (sorted by type) of `frame`."""
+    def _fit_storage(self, frame: Frame, atoms: list[np.ndarray]) -> dict:
+        """Per centre type ti present in `frame`: (Yin, ZB, offsets), the fitting caches' stacked
+        hidden-layer inputs [y; ẏ] and adjoints [z̄; ż̄] of every worker's chunk in one buffer
+        per layer (2 x that type's atoms of the frame rows; worker w's 2 n_w rows from row 2
+        offsets[w]), so that `_fit_weight_rows` forms W̄ over the whole frame in one product."""
+        nt = self.nt
+        counts = np.array([np.bincount(frame.types[a], minlength=nt) for a in atoms], dtype=np.int64)
+        key = counts.tobytes()
+        if self._fit_storage_last is not None and self._fit_storage_last[0] == key:
+            return self._fit_storage_last[1]  # the same views (the buffers only grow on a larger request)
+        shared = {}
+        for ti in range(nt):
+            n = int(counts[:, ti].sum())
+            if n == 0:
+                continue
+            widths = self.params.fitting.nets[ti].widths
+            nh = len(widths) - 2
+            Yin = [self._main_ws.get(("fitcat", ti, "Yin", l), (2 * n, widths[l])) for l in range(nh)]
+            ZB = [self._main_ws.get(("fitcat", ti, "ZB", l), (2 * n, widths[l + 1])) for l in range(nh)]
+            offsets = np.concatenate([[0], np.cumsum(counts[:, ti])]).tolist()
+            shared[ti] = (Yin, ZB, offsets)
+        self._fit_storage_last = (key, shared)
+        return shared
+
+    def _fit_weight_rows(self, w: int, first: dict) -> None:
+        """Worker w's block of rows of every fitting hidden layer's weight adjoint
+        W̄_l += Yinᵀ ZB (n_in x n_out) over the whole frame (`_fit_storage`), into row 0 of
+        `grads` (written there, or added if first[(ti, l)] is False).  The blocks are
+        contiguous, in worker order, an equal share each, but for worker 0's smaller one when
+        first["pad"] (`PAD_SHARE`): fixed by the shapes and the thread count."""
+        ws = self.ws[w]
+        row0 = self.grads[0]
+        nw = self.nw
+        # worker 0 first reverses the padding embedding (if first["pad"]): it takes fewer rows
+        f0 = (1.0 - (0.0 if not first["pad"] else PAD_SHARE if first["update"] is None
+                     else PAD_UPDATE_SHARE)) / nw
+        for ti, (Yin, ZB, _) in self._shared_fit.items():
+            for l, slot in enumerate(self.flat.fitting[ti][:-1]):
+                gW = slot.views(row0)[0]
+                n_in = gW.shape[0]
+                b0 = int(n_in * f0)
+                r0, r1 = [b0 + (n_in - b0) * (v - 1) // (nw - 1) if v else 0 for v in (w, w + 1)]
+                if r1 == r0:
+                    continue
+                A = Yin[l][:, r0:r1].T
+                if first[(ti, l)]:
+                    np.matmul(A, ZB[l], out=gW[r0:r1])
+                else:
+                    tmp = ws.get(("rev", "gW rows"), (r1 - r0, gW.shape[1]))
+                    np.matmul(A, ZB[l], out=tmp)
+                    gW[r0:r1] += tmp
+                if first["update"] is not None:  # these entries' gradient is complete
+                    n_out = gW.shape[1]
+                    first["update"](slot.w[0] + r0 * n_out, slot.w[0] + r1 * n_out)
+
+    def _forward_chunk(self, w: int, frame: Frame, atoms: np.ndarray, atom_energy: np.ndarray,
+                       shared: dict | None = None) -> None:
+        """Primal pass of worker w over local atoms `atoms` (sorted by type) of `frame`; with
+        `shared` (`_fit_storage`), the fitting caches' Yin and ZB are views of its buffers."""
         if atoms.shape[0] == 0:
             self._chunks[w] = None
             return
@@ -403,7 +598,14 @@ class ModelPasses:
             if a1 == a0:
                 continue
             net = p.fitting.nets[ti]
-            fc = fit_cache(net, a1 - a0, ws, ("fit", ti))
+            n = a1 - a0
+            if shared is not None:
+                Yin, ZB, offsets = shared[ti]
+                o = 2 * offsets[w]
+                fc = fit_cache(net, n, ws, ("fit", ti), [Y[o:o + 2 * n] for Y in Yin],
+                               [Z[o:o + 2 * n] for Z in ZB])
+            else:
+                fc = fit_cache(net, n, ws, ("fit", ti))
             contract_D(c.T[a0:a1], d.axis_neuron, False, fc.D)
             e, gD = fit_forward(net, fc, ws, ("fit", ti))
             atom_energy[atoms[a0:a1]] = e + self.atom_bias[ti]
@@ -419,13 +621,33 @@ class ModelPasses:
         self._chunks[w] = c
 
     def _backward_chunk(self, w: int, c_e: float, u: np.ndarray, eps: np.ndarray, c_f: float,
-                        c_v: float) -> None:
+                        c_v: float, defer: dict | None = None) -> None:
         """Gradient pass of worker w over its chunk of the last primal; adds to grads[w] and to
-        pad_bars[w] (the padding embedding's adjoint, reversed later for all workers at once)."""
+        pad_bars[w] (the padding embedding's adjoint, reversed later for all workers at once).
+        With `defer` (`_split_backward`), the fitting hidden layers' weight adjoints are left
+        out of the chunk pass and formed by `_fit_weight_rows` once every worker is done."""
         grad = self._rows[w]
         if self._fresh[w]:
             grad.clear()
             self._fresh[w] = False
+        if defer is None:
+            self._backward_pass(w, c_e, u, eps, c_f, c_v, True)
+            return
+        try:
+            self._backward_pass(w, c_e, u, eps, c_f, c_v, False)
+            self._barrier.wait()  # every chunk's [y; ẏ], [z̄; ż̄] and padding adjoint are in
+            if w == 0 and defer["pad"]:
+                self._padding_reverse_all()
+                if defer["update"] is not None:
+                    self._update_rest(defer["update"])
+            self._fit_weight_rows(w, defer)
+        except BaseException:
+            self._barrier.abort()  # the other workers raise BrokenBarrierError instead of waiting
+            raise
+
+    def _backward_pass(self, w: int, c_e: float, u: np.ndarray, eps: np.ndarray, c_f: float,
+                       c_v: float, fit_weights: bool) -> None:
+        grad = self._rows[w]
         c = self._chunks[w]
         if c is None:
             return
@@ -447,7 +669,8 @@ class ModelPasses:
             net = p.fitting.nets[f.ti]
             contract_D_tangent(c.T[f.a0:f.a1], Td[f.a0:f.a1], d.axis_neuron, f.cache.Dd)
             fit_tangent(net, f.cache)
-            Db, Ddb = fit_reverse(net, self.flat.fitting[f.ti], f.cache, c_e, grad, ws, ("fit", f.ti))
+            Db, Ddb = fit_reverse(net, self.flat.fitting[f.ti], f.cache, c_e, grad, ws, ("fit", f.ti),
+                                  fit_weights)
             K.back_D_pair(c.T[f.a0:f.a1], Td[f.a0:f.a1], Db, Ddb, d.axis_neuron,
                           self.inv_nnei, Tbar[f.a0:f.a1])
         K.padding_adjoints(c.atypes, c.npad, self.rt_pad, Tbar, self.pad_bars[w])
