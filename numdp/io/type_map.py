@@ -15,18 +15,20 @@ from ..errors import InputError
 
 
 def type_indices(names: Sequence[str], type_map: Sequence[str], where: str,
-                 whose: str = "the model's type_map") -> np.ndarray:
+                 whose: str = "the model's type_map", atoms: Sequence[int] | None = None) -> np.ndarray:
     """(len(names),) int32 index into `type_map` of each atom's element name.
 
     where: the source named at the start of the error line (a file, an option, a class);
-    whose: how the type map is named in it.
+    whose: how the type map is named in it; atoms: the atom number the error gives for
+    names[i] (default i).
     """
     lookup = {name: k for k, name in enumerate(type_map)}
     out = np.empty(len(names), dtype=np.int32)
     for i, name in enumerate(names):
         k = lookup.get(name)
         if k is None:
-            raise _unknown(where, i, name, type_map, whose)
+            raise InputError(f"{where}: atom {i if atoms is None else int(atoms[i])} is {name!r}, "
+                             f"an element not in {whose} {list(type_map)}")
         out[i] = k
     return out
 
@@ -42,15 +44,7 @@ def table_types(atom_names: Sequence[str], atom_types, type_map: Sequence[str], 
     element.
     """
     atom_types = np.asarray(atom_types, dtype=np.int64)
+    used, first = np.unique(atom_types, return_index=True)
     lookup = np.full(len(atom_names), -1, dtype=np.int32)
-    for t in np.unique(atom_types):
-        if atom_names[t] not in type_map:
-            first = int(np.flatnonzero(atom_types == t)[0])
-            raise _unknown(where, first, atom_names[t], type_map, whose)
-        lookup[t] = list(type_map).index(atom_names[t])
+    lookup[used] = type_indices([atom_names[t] for t in used], type_map, where, whose, atoms=first)
     return lookup[atom_types]
-
-
-def _unknown(where: str, atom: int, name: str, type_map: Sequence[str], whose: str) -> InputError:
-    return InputError(f"{where}: atom {atom} is {name!r}, an element not in {whose} "
-                      f"{list(type_map)}")

@@ -37,8 +37,8 @@ class GradRow:
 
     `products`: the (start, stop) ranges of the weight matrices that only `add_matmul` writes.
     `clear` zeroes everything else (those matrices are ~99 % of the parameters: zeroing them
-    would be a pass over megabytes per step that the first product overwrites anyway) and
-    `finish` zeroes the ones no product wrote since, so that the row is then the full sum.
+    would be a pass over megabytes per step that the first product overwrites anyway); at the
+    end of an accumulation `ModelPasses._finish_rows` zeroes the ones no product wrote since.
     """
 
     def __init__(self, row: np.ndarray, products: list[tuple[int, int]] = ()):
@@ -63,12 +63,6 @@ class GradRow:
     def products(self) -> list[tuple[int, int]]:
         """The (start, stop) ranges of the weight matrices that only products write."""
         return self._products
-
-    def finish(self) -> None:
-        """Zero the product ranges that no `add_matmul` wrote since `clear`."""
-        for a, b in self._products:
-            if a not in self.written:
-                self.row[a:b] = 0.0
 
     def add_matmul(self, slot: LayerSlots, A: np.ndarray, B: np.ndarray, ws: Workspace) -> None:
         """W̄ of `slot` += A @ B."""

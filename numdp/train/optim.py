@@ -45,7 +45,6 @@ class Adam:
         skip: (start, stop) ranges already updated by a `row_update` of this step.
         """
         g2 = grads.reshape(1, -1) if grads.ndim == 1 else grads
-        t = self.t + 1
         args = self._args(lr)
         segs = segments if segments is not None else [(0, theta.shape[0], g2.shape[0])]
         if skip:
@@ -63,7 +62,7 @@ class Adam:
             update(0, theta.shape[0])
         else:
             split(update, theta.shape[0])
-        self.t = t
+        self.t += 1
 
 
 SERIAL_ENTRIES = 65536
