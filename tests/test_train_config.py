@@ -113,6 +113,8 @@ def test_batch_size_list_one_entry_per_system(inp, tmp_path):
     (("[model.descriptor]", "[model.descriptor]\ntype = \"se_e3\""), "[model.descriptor] type: expected one of"),
     (("type_map = [\"A\", \"B\"]", "type_map = [\"A\", \"A\"]"), "[model] type_map: names must be unique"),
     (("numb_steps = 10", "numb_steps = 10\nprecondition = true"), "[training] precondition: no longer supported"),
+    (("numb_steps = 10", "numb_steps = 10\ninit_spread = -0.1"), "[training] init_spread: must be >= 0"),
+    (("numb_steps = 10", "numb_steps = 10\ninit_spread = true"), "[training] init_spread: expected a number"),
     (("numb_steps = 10", "numb_steps = 10\nsave_ckpt = \"model.h5\""),
      "input.toml: [training] model_file: names the same file as [training] save_ckpt"),
     (("numb_steps = 10", "numb_steps = 10\ndisp_file = \"input.toml\""),

@@ -260,6 +260,88 @@ def test_initial_model_is_the_energy_bias(tmp_path, data_dir):
     trainer.close()
 
 
+def _first_layer_preactivations(trainer):
+    """Per type, z = D W + b of the fitting nets' first layers over the statistics frames' atoms."""
+    rows = {}
+    for k, idx in enumerate(trainer._stat_frames):
+        for f in idx:
+            trainer.passes.primal(trainer.train_cache.frame(k, int(f)))
+            for t, D in trainer.passes.descriptors().items():
+                rows.setdefault(t, []).append(D)
+    out = {}
+    for t, v in rows.items():
+        first = trainer.params.fitting.nets[t].layers[0]
+        out[t] = (np.concatenate(v), first.w.copy(), first.b.copy())
+    return out
+
+
+@pytest.mark.parametrize("tos", ["true", "false"])
+def test_first_layers_start_spread_across_the_statistics_atoms(tmp_path, data_dir, tos):
+    """The fitting nets' first-layer pre-activations start with spread `init_spread` (RMS over
+    units of the std over atoms) on the statistics frames, the mean atom at the drawn biases;
+    init_spread = 0 keeps the draw (W and b as `initial_model` draws them)."""
+    import io
+
+    from numdp.train.init import initial_model
+
+    path = make_input(tmp_path, data_dir, steps=1, tos=tos)
+    cfg = load_config(path)
+    assert cfg.training.init_spread == 0.1
+    trainer = Trainer(cfg, nthreads=2, stream=io.StringIO())
+    try:
+        drawn = initial_model(cfg, trainer.params.descriptor.sel, trainer.params.descriptor.davg,
+                              trainer.params.descriptor.dstd, trainer.params.out_bias, cfg.training.seed)
+        for t, (D, w, b) in _first_layer_preactivations(trainer).items():
+            z = D @ w + b
+            # sums of 16 products (fitting input width 16 here) in double: relative round-off ~1e-15
+            assert np.sqrt(np.mean(z.std(axis=0) ** 2)) == pytest.approx(0.1, rel=1e-12)
+            w0, b0 = drawn.fitting.nets[t].layers[0].w, drawn.fitting.nets[t].layers[0].b
+            assert np.allclose(z.mean(axis=0), b0, rtol=0, atol=1e-12)  # mean atom at the drawn bias
+            x = w[0, 0] / w0[0, 0]
+            assert x > 0.0 and np.allclose(w, x * w0, rtol=1e-14, atol=0)  # a rescaled draw
+    finally:
+        trainer.close()
+
+    path.write_text(path.read_text().replace("data_stat_nbatch = 2", "data_stat_nbatch = 2\ninit_spread = 0"))
+    cfg = load_config(path)
+    trainer = Trainer(cfg, nthreads=1, stream=io.StringIO())
+    try:
+        drawn = initial_model(cfg, trainer.params.descriptor.sel, trainer.params.descriptor.davg,
+                              trainer.params.descriptor.dstd, trainer.params.out_bias, cfg.training.seed)
+        for a, b in zip(trainer.params.fitting.nets, drawn.fitting.nets):
+            assert np.array_equal(a.layers[0].w, b.layers[0].w) and np.array_equal(a.layers[0].b, b.layers[0].b)
+    finally:
+        trainer.close()
+
+
+def test_spread_first_layers_skips_absent_types():
+    """A type with no atom in the statistics frames keeps its draw; the others get spread/σ."""
+    from numdp.train.init import random_net, spread_first_layers
+
+    rng = np.random.default_rng(5)
+    nets = [random_net(rng, [6, 4, 1], True, True) for _ in range(2)]
+    w1 = nets[1].layers[0].w.copy()
+    D = rng.normal(0.3, 0.01, (50, 6))
+    sigma = np.sqrt(np.mean(((D - D.mean(0)) @ nets[0].layers[0].w).std(axis=0) ** 2))
+    factors = spread_first_layers(nets, {0: D}, 0.5)
+    assert list(factors) == [0] and factors[0] == pytest.approx(0.5 / sigma, rel=1e-14)
+    assert np.array_equal(nets[1].layers[0].w, w1)
+
+
+def test_spread_first_layers_bounds_the_factor_for_alike_environments():
+    """Atoms whose descriptors are all alike (a perfect crystal) give σ at round-off: the
+    rescaling stops at MAX_SPREAD_FACTOR instead of blowing the weights up."""
+    from numdp.train.init import MAX_SPREAD_FACTOR, random_net, spread_first_layers
+
+    rng = np.random.default_rng(6)
+    nets = [random_net(rng, [6, 4, 1], True, True)]
+    w0 = nets[0].layers[0].w.copy()
+    D = np.tile(rng.normal(0.3, 0.01, 6), (40, 1)) * (1.0 + 1e-15 * rng.standard_normal((40, 1)))
+    factors = spread_first_layers(nets, {0: D}, 0.1)
+    assert factors[0] == MAX_SPREAD_FACTOR
+    assert np.array_equal(nets[0].layers[0].w, w0 * MAX_SPREAD_FACTOR)
+
+
 def test_restart_from_a_checkpoint_of_another_type_map_names_it(tmp_path, data_dir):
     """A checkpoint of a run with another number of types (a Cu checkpoint for a two-element
     input) was reported as 'initial model: sel has 1 entries but type_map has 2'."""

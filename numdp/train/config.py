@@ -24,7 +24,7 @@ Schema (defaults in brackets; see also docs/training.md)::
                           numb_steps (required),
                           seed [none], disp_freq [1000], save_freq [1000], disp_file ["lcurve.out"],
                           save_ckpt ["model.ckpt.h5"], model_file ["model.h5"],
-                          data_stat_nbatch [10], disp_training [true]
+                          data_stat_nbatch [10], disp_training [true], init_spread [0.1]
                           (`precondition`, a former numdp option, is refused when true and
                           ignored when false: see docs/training.md)
     [validation]          systems [none], batch_size ["auto"], numb_btch [1]
@@ -114,6 +114,9 @@ class TrainingConfig:
     model_file: Path = Path("model.h5")
     data_stat_nbatch: int = 10
     disp_training: bool = True
+    init_spread: float = 0.1
+    """Spread across atoms of the fitting nets' first-layer pre-activations at the start
+    (numdp.train.init.spread_first_layers); 0 keeps DeePMD-kit's draw."""
 
 
 @dataclass
@@ -310,6 +313,7 @@ def parse_config(data: dict, source: Path, text: str = "", base: Path | None = N
                              ("[training] model_file", tc.model_file)], [("the input file", source)])
     tc.data_stat_nbatch = ts.integer("data_stat_nbatch", 10, minimum=1)
     tc.disp_training = ts.boolean("disp_training", True)
+    tc.init_spread = ts.number("init_spread", TrainingConfig.init_spread, nonnegative=True)
     if ts.boolean("precondition", False):
         raise ts.error("precondition", PRECONDITION_REMOVED)
     tc.systems = _systems(ts, "systems", base, required=True, input_dir=source.resolve().parent)

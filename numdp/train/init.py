@@ -6,6 +6,12 @@ per-type energy offset is carried by the model's out_bias from the data statisti
 trainer then also zeroes the output weights, see Trainer._data_init.)
 A layer has idt iff resnet_dt is set and its residual applies (output width = input width or
 twice it); the fitting output layer is linear without residual.
+
+`spread_first_layers` then rescales each fitting net's first layer from the descriptors of the
+statistics frames (numdp's data-dependent start, docs/training.md): the descriptor entries are
+small (centred RMS 0.004-0.013 on water and copper), so with the draw above the first-layer
+pre-activations vary across atoms by ~0.005 against biases of order 1, and the fitting nets start
+almost blind to the atoms' environments.
 """
 from __future__ import annotations
 
@@ -57,3 +63,37 @@ def initial_model(cfg: TrainConfig, sel: list[int], davg: np.ndarray, dstd: np.n
         out_bias=np.asarray(out_bias, dtype=np.float64), out_std=np.ones(nt))
     params.validate("initial model")
     return params
+
+
+MAX_SPREAD_FACTOR = 100.0
+"""Bound on the first-layer rescaling: atoms of a type whose environments in the statistics frames
+are (nearly) all alike, as in a perfect crystal, give σ → 0 and would otherwise get weights of
+any size.  The factors seen on real data are 6-30 (docs/training.md)."""
+
+
+def spread_first_layers(nets: list[Net], descriptors: dict[int, np.ndarray], spread: float) -> dict[int, float]:
+    """Rescale the first layer of each fitting net so that its pre-activations spread by `spread`
+    across the atoms of `descriptors`, keeping the operating points the biases were drawn at.
+
+    descriptors: per centre type t, the descriptor rows D (n_t, M·M<) of the statistics frames
+    under the initial embedding nets.  With μ the mean row and σ the RMS over the layer's units of
+    the standard deviation over atoms of (D − μ)W, the layer becomes W' = (spread/σ)·W,
+    b' = b − μ·W' (z = (D − μ)W' + b: the mean atom sits at the drawn biases, b ~ N(0, 1)).  A
+    type absent from `descriptors` (no atom of it in those frames) or with σ = 0 keeps its draw;
+    the factor is at most MAX_SPREAD_FACTOR.  The arrays are changed in place (they may be views
+    of θ).  Returns the factor per type scaled.
+    """
+    factors = {}
+    for t, net in enumerate(nets):
+        D = descriptors.get(t)
+        if D is None or len(D) == 0:
+            continue
+        first = net.layers[0]
+        mu = D.mean(axis=0)
+        sigma = float(np.sqrt(np.mean(((D - mu) @ first.w).std(axis=0) ** 2)))
+        if not sigma > 0.0:
+            continue
+        factors[t] = min(spread / sigma, MAX_SPREAD_FACTOR)
+        first.w *= factors[t]
+        first.b -= mu @ first.w
+    return factors

@@ -29,7 +29,7 @@ from .checkpoint import Checkpoint, read_checkpoint, write_checkpoint
 from .config import TrainConfig
 from .data import BatchSampler, DataSystem, FrameCache, load_dataset
 from .flat import FlatParams
-from .init import initial_model
+from .init import MAX_SPREAD_FACTOR, initial_model, spread_first_layers
 from .loss import LossStats, Prefactors
 from .optim import Adam
 from .passes import ModelPasses
@@ -210,6 +210,7 @@ class Trainer:
                      f"{self.train_cache.max_count.tolist()}); the farthest neighbours are dropped")
         rng = np.random.default_rng([seed, 3])
         frames = stat_frames(self.train_sys, cfg.training.data_stat_nbatch, rng)
+        self._stat_frames = frames
         davg, dstd = env_stats(self.train_cache, frames, nt, sel, dc.rcut, dc.rcut_smth)
         bias = energy_bias(self.train_sys, frames, nt)
         names = cfg.type_map
@@ -225,12 +226,34 @@ class Trainer:
         The output layers of the fitting nets start at zero (weights and bias): the initial
         model is the energy bias alone — no random energy landscape of order 1 eV per atom and
         no random forces and virials for the first steps to unlearn (DeePMD-kit draws them at
-        random).
+        random).  The first layers are rescaled so that their pre-activations spread by
+        `[training] init_spread` across the atoms of the statistics frames
+        (numdp.train.init.spread_first_layers; DeePMD-kit's draw gives ~0.005).
         """
-        if self.init_model is None:  # (a model given by --init-model is kept as it is)
-            for net in self.params.fitting.nets:
-                net.layers[-1].w[:] = 0.0
-                net.layers[-1].b[:] = 0.0
+        if self.init_model is not None:  # (a model given by --init-model is kept as it is)
+            return
+        nets = self.params.fitting.nets
+        for net in nets:
+            net.layers[-1].w[:] = 0.0
+            net.layers[-1].b[:] = 0.0
+        spread = self.cfg.training.init_spread
+        if spread > 0.0:
+            rows: dict[int, list[np.ndarray]] = {}
+            for k, idx in enumerate(self._stat_frames):
+                for f in idx:
+                    self.passes.primal(self.train_cache.frame(k, int(f)))
+                    for t, D in self.passes.descriptors().items():
+                        rows.setdefault(t, []).append(D)
+            factors = spread_first_layers(nets, {t: np.concatenate(v) for t, v in rows.items()}, spread)
+            names = self.cfg.type_map
+            self.say("fitting nets' first layers x " + ", ".join(
+                f"{names[t]} {x:.3g}" for t, x in sorted(factors.items()))
+                + f": pre-activations spread {spread:g} across the statistics frames' atoms")
+            capped = [names[t] for t, x in sorted(factors.items()) if x == MAX_SPREAD_FACTOR]
+            if capped:
+                self.say(f"note: the statistics frames' {', '.join(capped)} atoms have nearly the same "
+                         f"environments; their first layer was scaled by the bound {MAX_SPREAD_FACTOR:g}, "
+                         f"a smaller spread than {spread:g}")
 
     def _load_state(self, ck: Checkpoint) -> None:
         if ck.theta.shape != self.flat.theta.shape:
