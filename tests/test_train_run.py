@@ -286,7 +286,7 @@ def test_first_layers_start_spread_across_the_statistics_atoms(tmp_path, data_di
 
     path = make_input(tmp_path, data_dir, steps=1, tos=tos)
     cfg = load_config(path)
-    assert cfg.training.init_spread == 0.1
+    assert cfg.training.init_spread == 0.15
     trainer = Trainer(cfg, nthreads=2, stream=io.StringIO())
     try:
         drawn = initial_model(cfg, trainer.params.descriptor.sel, trainer.params.descriptor.davg,
@@ -294,7 +294,7 @@ def test_first_layers_start_spread_across_the_statistics_atoms(tmp_path, data_di
         for t, (D, w, b) in _first_layer_preactivations(trainer).items():
             z = D @ w + b
             # sums of 16 products (fitting input width 16 here) in double: relative round-off ~1e-15
-            assert np.sqrt(np.mean(z.std(axis=0) ** 2)) == pytest.approx(0.1, rel=1e-12)
+            assert np.sqrt(np.mean(z.std(axis=0) ** 2)) == pytest.approx(0.15, rel=1e-12)
             w0, b0 = drawn.fitting.nets[t].layers[0].w, drawn.fitting.nets[t].layers[0].b
             assert np.allclose(z.mean(axis=0), b0, rtol=0, atol=1e-12)  # mean atom at the drawn bias
             x = w[0, 0] / w0[0, 0]

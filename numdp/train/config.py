@@ -24,7 +24,7 @@ Schema (defaults in brackets; see also docs/training.md)::
                           numb_steps (required),
                           seed [none], disp_freq [1000], save_freq [1000], disp_file ["lcurve.out"],
                           save_ckpt ["model.ckpt.h5"], model_file ["model.h5"],
-                          data_stat_nbatch [10], disp_training [true], init_spread [0.1]
+                          data_stat_nbatch [10], disp_training [true], init_spread [0.15]
                           (`precondition`, a former numdp option, is refused when true and
                           ignored when false: see docs/training.md)
     [validation]          systems [none], batch_size ["auto"], numb_btch [1]
@@ -114,7 +114,7 @@ class TrainingConfig:
     model_file: Path = Path("model.h5")
     data_stat_nbatch: int = 10
     disp_training: bool = True
-    init_spread: float = 0.1
+    init_spread: float = 0.15
     """Spread across atoms of the fitting nets' first-layer pre-activations at the start
     (numdp.train.init.spread_first_layers); 0 keeps DeePMD-kit's draw."""
 
