@@ -238,13 +238,7 @@ class Trainer:
             net.layers[-1].b[:] = 0.0
         spread = self.cfg.training.init_spread
         if spread > 0.0:
-            rows: dict[int, list[np.ndarray]] = {}
-            for k, idx in enumerate(self._stat_frames):
-                for f in idx:
-                    self.passes.primal(self.train_cache.frame(k, int(f)))
-                    for t, D in self.passes.descriptors().items():
-                        rows.setdefault(t, []).append(D)
-            factors = spread_first_layers(nets, {t: np.concatenate(v) for t, v in rows.items()}, spread)
+            factors = spread_first_layers(nets, self.stat_descriptors(), spread)
             names = self.cfg.type_map
             self.say("fitting nets' first layers x " + ", ".join(
                 f"{names[t]} {x:.3g}" for t, x in sorted(factors.items()))
@@ -254,6 +248,17 @@ class Trainer:
                 self.say(f"note: the statistics frames' {', '.join(capped)} atoms have nearly the same "
                          f"environments; their first layer was scaled by the bound {MAX_SPREAD_FACTOR:g}, "
                          f"a smaller spread than {spread:g}")
+
+    def stat_descriptors(self) -> dict[int, np.ndarray]:
+        """Descriptor rows D (n_t, M*M<) per centre type t of the statistics frames' atoms under
+        the current embedding nets (a new run's; the frames davg/dstd came from)."""
+        rows: dict[int, list[np.ndarray]] = {}
+        for k, idx in enumerate(self._stat_frames):
+            for f in idx:
+                self.passes.primal(self.train_cache.frame(k, int(f)))
+                for t, D in self.passes.descriptors().items():
+                    rows.setdefault(t, []).append(D)
+        return {t: np.concatenate(v) for t, v in rows.items()}
 
     def _load_state(self, ck: Checkpoint) -> None:
         if ck.theta.shape != self.flat.theta.shape:
