@@ -201,18 +201,20 @@ def embed_reverse(net: Net, slots: list[LayerSlots], cache: EmbedCache, adjoint,
         OBb = OB[:2 * m]
         Ob, Odb = OBb[:m], OBb[m:]
         adjoint(b0, b1, Ob, Odb)
+        R, rmode = OBb, RESIDUAL_NONE   # the output adjoints [Ḡ; Ḡ'] are whole
         for l in range(nl - 1, -1, -1):
             w, idt, use_idt, gidt, gb, residual, Zl, _, n_out, _, YBbuf = plan[l]
             Z = Zl[2 * b0:2 * b1]
             ZB = ZBbuf[:2 * m * n_out].reshape(2 * m, n_out)
-            K.layer_back_pair(Ob, Odb, Z[:m], Z[m:], idt, use_idt, use_idt, ZB, gidt, gb)
+            K.layer_back_pair(Ob, Odb, Z[:m], Z[m:], idt, use_idt, use_idt, ZB, gidt, gb, R, rmode)
             grad.add_matmul(slots[l], Ys[l].T, ZB, ws)
             if l == 0:
                 break
             Yb = YBbuf[:2 * m]
             np.matmul(ZB, w.T, out=Yb)
-            if residual != RESIDUAL_NONE:  # [ȳ; ẏ̄] += ρᵀ([ō; ȱ]): both halves in one call
-                add_residual_adjoint(OBb, residual, Yb)
+            # [ȳ; ẏ̄] = [z̄; ż̄] Wᵀ + ρᵀ([ō; ȱ]): the residual share is added by the next
+            # layer_back_pair, row by row
+            R, rmode = OBb, residual
             OBb = Yb
             Ob, Odb = Yb[:m], Yb[m:]
 

@@ -184,30 +184,44 @@ def layer_tangent_out(H, Zd, idt, use_idt, Yd, mode, out):
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def layer_back_pair(Obar, Odbar, H, Zd, idt, use_idt, want_dbar, ZB, dbar, bbar):
+def layer_back_pair(Obar, Odbar, H, Zd, idt, use_idt, want_dbar, ZB, dbar, bbar, R, rmode):
     """Reverse step of y' = ρ(y) + d ⊙ tanh(z) over primal and tangent together.
 
     Obar, Odbar: (n, k) adjoints of the primal and tangent outputs; H = tanh(z), Zd = ż (n, k).
     Writes ZB (2n, k) = [z̄; ż̄] with ż̄ = (1-h²) d ȱ and z̄ = (1-h²)(d ō - 2 h ż d ȱ);
     accumulates bbar (k,) += Σ z̄ and, when want_dbar, dbar (k,) += Σ (ō h + ȱ (1-h²) ż).
+
+    R (2n, k_R), rmode: the output adjoints [ō; ȱ] of the layer above and its residual mode
+    (0 none, 1 same width, 2 doubled): its residual's share ρᵀ(R) is first added row by row into
+    Obar, Odbar (which then hold this layer's whole output adjoints, as the layer below's R
+    needs them), instead of in a pass of its own over the block.
     """
-    _layer_back(Obar, Odbar, H, Zd, idt, use_idt, want_dbar, ZB, True, dbar, bbar)
+    _layer_back(Obar, Odbar, H, Zd, idt, use_idt, want_dbar, ZB, True, dbar, bbar, R, rmode)
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
 def layer_back_primal(Obar, Odbar, H, Zd, idt, use_idt, want_dbar, ZBtop, dbar, bbar):
-    """`layer_back_pair` without the tangent half: writes ZBtop (n, k) = z̄ and accumulates
-    bbar and dbar as it does, for a caller that has ż̄ already (the fitting nets' reverse,
-    whose tangent adjoints are the forward's seed-1 adjoints)."""
-    _layer_back(Obar, Odbar, H, Zd, idt, use_idt, want_dbar, ZBtop, False, dbar, bbar)
+    """`layer_back_pair` without the tangent half and without a residual share: writes
+    ZBtop (n, k) = z̄ and accumulates bbar and dbar as it does, for a caller that has ż̄
+    already (the fitting nets' reverse, whose tangent adjoints are the forward's seed-1
+    adjoints)."""
+    _layer_back(Obar, Odbar, H, Zd, idt, use_idt, want_dbar, ZBtop, False, dbar, bbar, Obar, 0)
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, inline="always")
-def _layer_back(Obar, Odbar, H, Zd, idt, use_idt, want_dbar, ZB, dot, dbar, bbar):
+def _layer_back(Obar, Odbar, H, Zd, idt, use_idt, want_dbar, ZB, dot, dbar, bbar, R, rmode):
     """Body of layer_back_pair (dot: ż̄ into the bottom half of ZB) and layer_back_primal (dot
     False: z̄ only); dot is a constant in each inlined copy."""
     n, k = H.shape
     for r in range(n):
+        if rmode == 1:
+            for c in range(k):
+                Obar[r, c] += R[r, c]
+                Odbar[r, c] += R[n + r, c]
+        elif rmode == 2:
+            for c in range(k):
+                Obar[r, c] += R[r, c] + R[r, k + c]
+                Odbar[r, c] += R[n + r, c] + R[n + r, k + c]
         if want_dbar:
             for c in range(k):
                 h = H[r, c]
