@@ -18,7 +18,7 @@ def first_layer_tangent(x, w, b, idt, mode, out):
     x: (n,); w, b, idt: (k,); out: (2n, k) = [y'; dy'/dx] with y' = residual + idt*tanh(x w + b).
     """
     n = x.shape[0]
-    _first_layer(x, w, b, idt, mode, out[:n], out[n:], out, False)
+    _first_layer(x, w, b, idt, mode, out[:n], out[n:], out, False, False)
 
 
 @njit(**FLAGS)
@@ -26,12 +26,14 @@ def first_layer_tangent_keep(x, w, b, idt, mode, out_val, out_slope, Z):
     """`first_layer_tangent` into out_val, out_slope (n, k), keeping Z (2n, k) = [h; dz/dx]
     = [tanh(x w + b); w] for the training passes' reverse (as `post_tangent_keep` does for the
     later layers)."""
-    _first_layer(x, w, b, idt, mode, out_val, out_slope, Z, True)
+    _first_layer(x, w, b, idt, mode, out_val, out_slope, Z, True, False)
 
 
 @njit(cache=True, nogil=True, inline="always", error_model="numpy", fastmath={"contract", "nsz"})
-def _first_layer(x, w, b, idt, mode, top_out, bot_out, Z, keep):
-    """Body of the first-layer kernels (keep: a constant in each inlined copy)."""
+def _first_layer(x, w, b, idt, mode, top_out, bot_out, Z, keep, have_h):
+    """Body of the first-layer kernels: keep stores [h; w] in Z; have_h reads h from Z's top
+    half instead of computing it (`rebuild_tangent`: the same expression, so the same bits);
+    both are constants in each inlined copy."""
     n = x.shape[0]
     k = w.shape[0]
     one = cast_like(1.0, top_out)   # a float64 literal would promote float32 arithmetic
@@ -39,11 +41,11 @@ def _first_layer(x, w, b, idt, mode, top_out, bot_out, Z, keep):
         xr = x[r]
         top = top_out[r]
         bot = bot_out[r]
-        if keep:
+        if keep or have_h:
             zt = Z[r]
             zb = Z[n + r]
         for c in range(k):
-            h = tanh(xr * w[c] + b[c])
+            h = zt[c] if have_h else tanh(xr * w[c] + b[c])
             if keep:
                 zt[c] = h
                 zb[c] = w[c]
@@ -78,36 +80,46 @@ def post_tangent_keep(Z, b, idt, Y, mode, out_val, out_slope):
 
 @njit(cache=True, nogil=True, inline="always", error_model="numpy", fastmath={"contract", "nsz"})
 def _post_tangent(Z, b, idt, Y, mode, out_val, out_slope, keep):
-    """Body of post_tangent (keep: a constant in each inlined copy: store h in Z's top half).
+    """Body of post_tangent (keep: a constant in each inlined copy: store h in Z's top half)."""
+    _tangent_rows(Z, b, idt, Y, mode, out_val, out_slope, keep, False)
+
+
+@njit(cache=True, nogil=True, inline="always", error_model="numpy", fastmath={"contract", "nsz"})
+def _tangent_rows(Z, b, idt, Y, mode, out_val, out_slope, keep, have_h):
+    """out_val, out_slope (n, k) = residual(Y) + idt h and residual(dY/dx) + idt (1 - h²) z'
+    for Z (2n, k) = [z or h; z'], with h = tanh(z + b), or h read from Z's top half when
+    `have_h` (`rebuild_tangent`: the same expression, so the same bits); keep and have_h are
+    constants in each inlined copy.
 
     The residual is added in the same pass, segment by segment (mode 1: one segment of n_in
-    columns, mode 2: two), so that each output element is stored once (measured 25 % faster
-    than a second pass over the row)."""
+    columns, mode 2: two), so that each output element is stored once (25 % faster than a
+    second pass over the row); the mode is tested outside the inner loop: tested inside it, or
+    with the segments taken by a strided range, it kept LLVM from vectorising the loop (3.5x
+    slower, measured)."""
     n = Z.shape[0] // 2
     one = cast_like(1.0, Z)
     zero = cast_like(0.0, Z)
     k = Z.shape[1]
+    nseg = 1 if mode == 0 else k // Y.shape[1]
+    seg = k // nseg
     for r in range(n):
         zt = Z[r]
         zb = Z[n + r]
         ot = out_val[r]
         ob = out_slope[r]
-        if mode == 0:
-            for c in range(k):
-                h = tanh(zt[c] + b[c])
-                if keep:
-                    zt[c] = h
-                ot[c], ob[c] = _tangent_out(h, zb[c], idt[c], zero, zero, one)
-        else:
-            # the mode is tested out here: tested inside the inner loop (or the segments taken
-            # with a strided range) it kept LLVM from vectorising the loop, 3.5x slower
-            yt = Y[r]
-            yb = Y[n + r]
-            seg = Y.shape[1]
-            for half in range(k // seg):
-                o = half * seg
+        yt = Y[r]
+        yb = Y[n + r]
+        for half in range(nseg):
+            o = half * seg
+            if mode == 0:
                 for c in range(seg):
-                    h = tanh(zt[o + c] + b[o + c])
+                    h = zt[c] if have_h else tanh(zt[c] + b[c])
+                    if keep:
+                        zt[c] = h
+                    ot[c], ob[c] = _tangent_out(h, zb[c], idt[c], zero, zero, one)
+            else:
+                for c in range(seg):
+                    h = zt[o + c] if have_h else tanh(zt[o + c] + b[o + c])
                     if keep:
                         zt[o + c] = h
                     ot[o + c], ob[o + c] = _tangent_out(h, zb[o + c], idt[o + c], yt[c], yb[c], one)
@@ -116,8 +128,7 @@ def _post_tangent(Z, b, idt, Y, mode, out_val, out_slope, keep):
 @njit(cache=True, nogil=True, inline="always", error_model="numpy", fastmath={"contract", "nsz"})
 def _tangent_out(h, zd, idt, res, res_d, one):
     """An embedding layer's value and slope outputs from h = tanh z, z' and the residual's
-    value and slope: idt h + res and idt ((1 - h²) z') + res_d (the one expression of the
-    forward and of `rebuild_tangent`, which must agree bit for bit; res = 0 adds an exact 0)."""
+    value and slope: idt h + res and idt ((1 - h²) z') + res_d (res = 0 adds an exact 0)."""
     return idt * h + res, idt * ((one - h * h) * zd) + res_d
 
 
@@ -129,54 +140,11 @@ def rebuild_tangent(Z, idt, Y, mode, first, out_val, out_slope):
     out_val, out_slope (n, k): the same products in the same order, without the tanh.  The
     training passes rebuild a block's layer inputs in its reverse instead of keeping them for
     every pair (memory traffic)."""
-    if first:
-        _rebuild(Z, idt, Y, mode, out_val, out_slope, True)
+    if first:   # x = Y[:n, 0]; the kept dz/dx rows are the weights w (any row of Z's bottom half)
+        n = Z.shape[0] // 2
+        _first_layer(Y[:n, 0], Z[n], idt, idt, mode, out_val, out_slope, Z, False, True)
     else:
-        _rebuild(Z, idt, Y, mode, out_val, out_slope, False)
-
-
-@njit(cache=True, nogil=True, inline="always", error_model="numpy", fastmath={"contract", "nsz"})
-def _rebuild(Z, idt, Y, mode, out_val, out_slope, first):
-    """Body of rebuild_tangent (first: a constant in each inlined copy)."""
-    n = Z.shape[0] // 2
-    one = cast_like(1.0, Z)
-    zero = cast_like(0.0, Z)
-    k = Z.shape[1]
-    if first:
-        for r in range(n):
-            zt = Z[r]
-            zb = Z[n + r]
-            ot = out_val[r]
-            ob = out_slope[r]
-            for c in range(k):   # as _first_layer: idt (1 - h^2) w, with w = dz/dx
-                h = zt[c]
-                ot[c] = idt[c] * h
-                ob[c] = idt[c] * (one - h * h) * zb[c]
-            xr = Y[r, 0]
-            if mode == 1:
-                ot[0] += xr
-                ob[0] += 1.0
-            elif mode == 2:
-                for c in range(2):
-                    ot[c] += xr
-                    ob[c] += 1.0
-        return
-    for r in range(n):      # as _post_tangent, h read back from Z
-        zt = Z[r]
-        zb = Z[n + r]
-        ot = out_val[r]
-        ob = out_slope[r]
-        if mode == 0:
-            for c in range(k):
-                ot[c], ob[c] = _tangent_out(zt[c], zb[c], idt[c], zero, zero, one)
-        else:
-            yt = Y[r]
-            yb = Y[n + r]
-            seg = Y.shape[1]
-            for half in range(k // seg):
-                o = half * seg
-                for c in range(seg):
-                    ot[o + c], ob[o + c] = _tangent_out(zt[o + c], zb[o + c], idt[o + c], yt[c], yb[c], one)
+        _tangent_rows(Z, idt, idt, Y, mode, out_val, out_slope, False, True)
 
 
 @njit(**FLAGS)
