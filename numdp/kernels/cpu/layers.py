@@ -68,26 +68,21 @@ def post_tangent(Z, b, idt, Y, mode, out_val, out_slope):
     residual(dY/dx) + idt * (1 - h^2) z', with h = tanh(z + b).  The outputs must not alias Z
     (aliasing defeats vectorisation); they may be the two halves of one (2n, k) buffer.
     """
-    _post_tangent(Z, b, idt, Y, mode, out_val, out_slope, False)
+    _tangent_rows(Z, b, idt, Y, mode, out_val, out_slope, False, False)
 
 
 @njit(**FLAGS)
 def post_tangent_keep(Z, b, idt, Y, mode, out_val, out_slope):
     """`post_tangent`, and the top half of Z becomes h = tanh(z + b) (the training passes keep
     [h; z'] for their reverse pass)."""
-    _post_tangent(Z, b, idt, Y, mode, out_val, out_slope, True)
-
-
-@njit(cache=True, nogil=True, inline="always", error_model="numpy", fastmath={"contract", "nsz"})
-def _post_tangent(Z, b, idt, Y, mode, out_val, out_slope, keep):
-    """Body of post_tangent (keep: a constant in each inlined copy: store h in Z's top half)."""
-    _tangent_rows(Z, b, idt, Y, mode, out_val, out_slope, keep, False)
+    _tangent_rows(Z, b, idt, Y, mode, out_val, out_slope, True, False)
 
 
 @njit(cache=True, nogil=True, inline="always", error_model="numpy", fastmath={"contract", "nsz"})
 def _tangent_rows(Z, b, idt, Y, mode, out_val, out_slope, keep, have_h):
-    """out_val, out_slope (n, k) = residual(Y) + idt h and residual(dY/dx) + idt (1 - h²) z'
-    for Z (2n, k) = [z or h; z'], with h = tanh(z + b), or h read from Z's top half when
+    """Body of post_tangent, post_tangent_keep and rebuild_tangent: out_val, out_slope (n, k) =
+    residual(Y) + idt h and residual(dY/dx) + idt (1 - h²) z' for Z (2n, k) = [z or h; z'],
+    with h = tanh(z + b) (stored in Z's top half when `keep`), or h read from Z's top half when
     `have_h` (`rebuild_tangent`: the same expression, so the same bits); keep and have_h are
     constants in each inlined copy.
 
