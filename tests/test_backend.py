@@ -1,4 +1,8 @@
 """numdp.backend: the CPU and CUDA backends expose the same interface and the same products."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -29,3 +33,29 @@ def test_cuda_backend_under_the_simulator():
     a, b = rng.normal(size=(4, 6)).astype(np.float32), rng.normal(size=(6, 2)).astype(np.float32)
     assert np.array_equal(be.matmul(a, b, half=True), round_half(a) @ round_half(b))
     assert be.kernels.envmat.env_pairs is not None and be.kernels.tabulated.kernels_for
+
+
+def test_array_interface_sync_is_skipped_only_on_one_stream():
+    from numdp.backend import one_stream
+
+    assert one_stream({})
+    assert one_stream({"NUMBA_CUDA_PER_THREAD_DEFAULT_STREAM": "0", "CUPY_CUDA_PER_THREAD_DEFAULT_STREAM": ""})
+    assert not one_stream({"NUMBA_CUDA_ARRAY_INTERFACE_SYNC": "1"})   # the user's setting decides
+    assert not one_stream({"NUMBA_CUDA_ARRAY_INTERFACE_SYNC": "0"})   # (numba reads it itself)
+    assert not one_stream({"NUMBA_CUDA_PER_THREAD_DEFAULT_STREAM": "1"})
+    assert not one_stream({"CUPY_CUDA_PER_THREAD_DEFAULT_STREAM": "1"})
+
+
+def test_kernels_compile_with_a_numpy_without_row_stack():
+    """numba-cuda 0.30.4 overloads np.row_stack when it loads its CUDA registries (at the first
+    kernel compilation), and NumPy 2.5 removed the alias: importing numdp.kernels.cuda restores
+    it.  numba.cuda.np.arrayobj is the module that fails; it imports without a GPU."""
+    pytest.importorskip("numba_cuda")
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "0"}
+    head = "import numpy as np\nif hasattr(np, 'row_stack'):\n    del np.row_stack\n"
+    control = subprocess.run([sys.executable, "-c", head + "import numba.cuda.np.arrayobj"],
+                             env=env, capture_output=True, text=True)
+    assert control.returncode != 0 and "row_stack" in control.stderr   # the failure is real
+    fixed = subprocess.run([sys.executable, "-c", head + "import numdp.kernels.cuda\nimport numba.cuda.np.arrayobj\n"
+                            "assert np.row_stack is np.vstack"], env=env, capture_output=True, text=True)
+    assert fixed.returncode == 0, fixed.stderr[-2000:]

@@ -14,6 +14,8 @@ CuPy).  The CPU backend never imports numba.cuda.
 from __future__ import annotations
 
 import importlib.util
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Protocol
@@ -203,4 +205,26 @@ def _cuda_backend() -> CUDABackend:
                          "(set NUMBA_ENABLE_CUDASIM=1 to run the CUDA kernels in Numba's simulator)")
     if importlib.util.find_spec("cupy") is None:
         raise InputError(f"device 'cuda' needs CuPy, which is not installed: {INSTALL_HINT}")
+    if one_stream(os.environ):
+        try:
+            from numba.cuda.core import config as cuda_config
+        except ImportError:   # numba's own CUDA target keeps its settings in numba.core.config
+            from numba.core import config as cuda_config
+        cuda_config.CUDA_ARRAY_INTERFACE_SYNC = False
     return CUDABackend(simulator=False)
+
+
+def one_stream(environ: Mapping[str, str]) -> bool:
+    """Whether CuPy's operations and numba.cuda's launches share one stream (CUDA's legacy default
+    stream: neither library was asked for per-thread default streams), so that numba.cuda may skip
+    the synchronisation it otherwise makes for each CuPy array handed to a kernel.
+
+    CuPy names its current stream in each array's __cuda_array_interface__, and numba.cuda by
+    default waits for that stream to drain before every launch, once per array argument: the
+    host then never runs ahead of the device.  On one stream the launch order alone orders the
+    work, so numdp turns the wait off (numba's CUDA_ARRAY_INTERFACE_SYNC) when the CUDA backend
+    starts, unless the user set NUMBA_CUDA_ARRAY_INTERFACE_SYNC (which then decides)."""
+    if "NUMBA_CUDA_ARRAY_INTERFACE_SYNC" in environ:
+        return False
+    return all(environ.get(k, "0").strip() in ("", "0") for k in
+               ("NUMBA_CUDA_PER_THREAD_DEFAULT_STREAM", "CUPY_CUDA_PER_THREAD_DEFAULT_STREAM"))
