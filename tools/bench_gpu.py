@@ -195,6 +195,31 @@ def print_table_file(path) -> int:
     return 0
 
 
+def profile(be, params, args) -> int:
+    """--profile: per variant, precision and size, one warm-up evaluate, then one with every
+    device operation timed apart; the operations that took longest, per call."""
+    from numdp.kernels.cuda.opcount import OpCounter
+    from numdp.model.dp_model import DPModel
+
+    for n in args.sizes:
+        pos, types, box = water_box(n)
+        for variant in args.variants:
+            for prec in args.precisions:
+                model = DPModel(params[variant], precision=prec, device="cuda")
+                model.evaluate(pos, types, box, atom_virial=False)   # compiles, fills the pools
+                sync(be)
+                counter = OpCounter(timed=True)
+                t = time.perf_counter()
+                with counter.counting():
+                    model.evaluate(pos, types, box, atom_virial=False)
+                    sync(be)
+                wall = time.perf_counter() - t
+                print(f"\n# profile {variant} {prec} {len(types)} atoms: {1e3 * wall:.3f} ms with every "
+                      f"operation synchronised ({1e6 * wall / len(types):.3f} µs/atom)")
+                print(counter.time_table(), flush=True)
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=str(ROOT / ".gpu" / "water.dp"))
@@ -208,6 +233,10 @@ def main(argv=None) -> int:
                     "--precisions say otherwise (simulator check)")
     ap.add_argument("--no-fused", action="store_true", help="skip the fused per-pair embedding timing")
     ap.add_argument("--json", help="write all figures here (rewritten after each configuration)")
+    ap.add_argument("--profile", action="store_true",
+                    help="instead of the timings: one model.evaluate per variant, precision and size with "
+                    "each kernel and array operation timed apart (device synchronised around each: "
+                    "numdp.kernels.cuda.opcount.OpCounter(timed=True)); prints where the time goes")
     ap.add_argument("--table", metavar="JSON", help="only print the summary table of a --json file "
                     "(a partial one too) and exit; needs no device")
     args = ap.parse_args(argv)
@@ -234,6 +263,8 @@ def main(argv=None) -> int:
     params = {"uncompressed": base}
     if "compressed" in args.variants:
         params["compressed"] = compress(base, dx=0.01, order=5)[0]
+    if args.profile:
+        return profile(be, params, args)
     rates = matmul_rates(be, 64 if be.simulator else 4096)
     print("# matrix-product rate (TFLOP/s): " + ", ".join(f"{k} {v / 1e12:.2f}" for k, v in rates.items()))
     rows = []

@@ -1,6 +1,8 @@
 """Counting a GPU MD step's device operations by phase (benchmarks only: tools/bench_md.py).
 
-On a GPU every one of these costs a launch or a copy, and ~5-20 µs of Python and driver time:
+On a GPU every one of these costs a launch or a copy, and Python and driver time (an H200 took
+~190 µs per operation of a 192-atom MD step while numba synchronised on every array argument;
+docs/gpu.md, "Launch cost"):
 
 - "kernel": a numba.cuda kernel launch (device functions excluded);
 - "array op": an operation of the array library (CuPy on a GPU) that runs work on the device:
@@ -93,11 +95,19 @@ class OpCounter:
     `counts[phase][kind]` and the totals `launches` (kernels), `array_ops`, `allocs`,
     `to_device`, `to_host` (copies), with `bytes_to_device`, `bytes_to_host` and
     `transfer_seconds` (wall time inside the backend's copies; on a GPU a copy to the host also
-    waits for the work queued before it)."""
+    waits for the work queued before it).
 
-    def __init__(self):
+    timed=True also times each counted kernel launch and array-library call: the device is
+    synchronised before and after it, and the wall time between goes to `seconds[(kind, name)]`
+    (s; the device's time for that operation plus its launch cost, with no overlap between
+    operations: a profile of where a call's time goes, slower than the call itself).  Under the
+    simulator the times are the simulator's and mean nothing."""
+
+    def __init__(self, timed: bool = False):
         self.counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
         self.names: collections.Counter = collections.Counter()   # (phase, kind, operation name)
+        self.timed = timed
+        self.seconds: collections.Counter = collections.Counter()   # (kind, operation name) -> s
         self.bytes_to_device = 0
         self.bytes_to_host = 0
         self.transfer_seconds = 0.0
@@ -111,6 +121,7 @@ class OpCounter:
         self.bytes_to_device = 0
         self.bytes_to_host = 0
         self.transfer_seconds = 0.0
+        self.seconds = collections.Counter()
 
     def total(self, kind: str) -> int:
         return sum(c[kind] for c in self.counts.values())
@@ -147,6 +158,20 @@ class OpCounter:
         self.counts.pop("total", None)
         return "\n".join(lines)
 
+    def time_table(self, calls: int = 1, top: int = 25) -> str:
+        """With timed=True: the operations that took longest, per call (ms), with their share."""
+        total = sum(self.seconds.values())
+        count = collections.Counter()
+        for (_, kind, name), n in self.names.items():
+            count[(kind, name)] += n
+        head = f"{'kind':<9} {'operation':<34} {'per call':>9} {'ms/call':>9} {'share':>7}"
+        lines = [head, "-" * len(head)]
+        for (kind, name), sec in self.seconds.most_common(top):
+            lines.append(f"{kind:<9} {name[:34]:<34} {count[(kind, name)] / calls:>9.1f} "
+                         f"{1e3 * sec / calls:>9.3f} {100 * sec / max(total, 1e-300):>6.1f}%")
+        lines.append(f"{'all':<9} {len(self.seconds):>3} operations{'':<20} {'':>9} {1e3 * total / calls:>9.3f}")
+        return "\n".join(lines)
+
     # -- recording -------------------------------------------------------------------------
     def _record(self, kind: str, nbytes: int = 0, name: str = "") -> None:
         phase = "other"
@@ -168,21 +193,30 @@ class OpCounter:
         """True on the launching thread outside another counted operation."""
         return self._local.depth == 0 and threading.current_thread() is self._main
 
-    def _counted(self, kind_of, fn, name: str = ""):
-        """fn, counting one operation of kind kind_of(args) (None: not counted) when outermost."""
+    def _counted(self, kind_of, fn, name: str = "", name_of=None):
+        """fn, counting one operation of kind kind_of(args) (None: not counted) when outermost,
+        named `name`, name_of(args) or fn's name."""
         counter = self
 
         def wrapper(*args, **kwargs):
             if not counter._outermost():
                 return fn(*args, **kwargs)
             kind = kind_of(*args, **kwargs)
+            label = name_of(*args) if name_of is not None else name or getattr(fn, "__name__", "")
             if kind is not None:
-                counter._record(kind, name=name or getattr(fn, "__name__", ""))
+                counter._record(kind, name=label)
+            timed = counter.timed and kind in ("kernel", "array op")
+            if timed:
+                _synchronize()
+                t0 = time.perf_counter()
             counter._local.depth += 1
             try:
                 return fn(*args, **kwargs)
             finally:
                 counter._local.depth -= 1
+                if timed:
+                    _synchronize()
+                    counter.seconds[(kind, label)] += time.perf_counter() - t0
         return wrapper
 
     # -- switching on ----------------------------------------------------------------------
@@ -233,12 +267,16 @@ class OpCounter:
                 def sim_launch(kernel, *args):
                     if kernel._device or simk._kernel_context or not counter._outermost():
                         return launch(kernel, *args)
-                    counter._record("kernel", name=getattr(kernel, "__name__", ""))
+                    label = getattr(kernel, "__name__", "")
+                    counter._record("kernel", name=label)
+                    t0 = time.perf_counter()
                     counter._local.depth += 1   # what the simulator does inside is the launch
                     try:
                         return launch(kernel, *args)
                     finally:
                         counter._local.depth -= 1
+                        if counter.timed:
+                            counter.seconds[("kernel", label)] += time.perf_counter() - t0
 
                 patch(simk.FakeCUDAKernel, "__call__", sim_launch)
                 patch(simda.FakeCUDAArray, "copy_to_host",
@@ -248,7 +286,9 @@ class OpCounter:
                 from numba.cuda.cudadrv import devicearray
 
                 call = dispatcher.CUDADispatcher.call
-                patch(dispatcher.CUDADispatcher, "call", self._counted(lambda *a, **k: "kernel", call))
+                patch(dispatcher.CUDADispatcher, "call", self._counted(
+                    lambda *a, **k: "kernel", call,
+                    name_of=lambda d, *a, **k: getattr(getattr(d, "py_func", None), "__name__", "kernel")))
                 patch(devicearray.DeviceNDArrayBase, "copy_to_host",
                       self._counted(lambda *a, **k: "to_host", devicearray.DeviceNDArrayBase.copy_to_host))
             for name, kind in (("to_device", "to_device"), ("device_array", "alloc"),
@@ -283,6 +323,13 @@ class OpCounter:
 
 _MISSING = object()
 _ACTIVE: list[OpCounter] = []   # the counter of an open `counting()` (what _Tracked reports to)
+
+
+def _synchronize() -> None:
+    """Wait for the device's queued work (numba.cuda and CuPy share the primary context)."""
+    from numba import cuda
+
+    cuda.synchronize()
 
 
 def _active() -> OpCounter | None:
