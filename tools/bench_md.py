@@ -213,11 +213,13 @@ def main(argv=None) -> int:
     print(head)
     print("-" * len(head))
     rows = {}
-    last = None   # (atoms, seconds) of the last size run, to predict the next one against the budget
+    last = None   # (atoms, setup s, loop s per step) of the last size run, to predict the next one
     for n, k in zip(sizes, steps):
         if args.budget is not None and last is not None:
             spent = time.perf_counter() - t_start
-            predicted = last[1] * n / last[0]
+            # setup and each step taken to grow in proportion to the atoms (an overestimate where
+            # a small size is bound by launches or Python, as on a GPU at 192 atoms)
+            predicted = (last[1] + last[2] * k) * n / last[0]
             if spent + predicted > args.budget:
                 print(f"{n:>7} skipped: ~{predicted:.0f} s predicted, {args.budget - spent:.0f} s of --budget left",
                       flush=True)
@@ -233,8 +235,8 @@ def main(argv=None) -> int:
                 raise
             print(f"{n:>7} skipped: does not fit in device memory ({' '.join(str(exc).split())[:120]})", flush=True)
             continue
-        last = (n, time.perf_counter() - t0)
         t = r.timers
+        last = (n, max(0.0, time.perf_counter() - t0 - t.total), t.total / max(r.steps, 1))
         pct = {name: 100 * v / t.total for name, v in t.rows()}
         rows[n] = (r, pct)
         extra = ""
