@@ -173,8 +173,9 @@ def print_summary(rows, free: int | None, simulator: bool) -> None:
             r["bytes_per_atom"] = slope
             r["max_atoms_estimate"] = nmax
             fused = "-" if r["us_eval_fused"] is None else f"{r['us_eval_fused']:8.3f}"
+            atomic = "-" if r.get("us_eval_atomic") is None else f"{r['us_eval_atomic']:8.3f}"
             print(f"  {variant:>12} {prec:>6} {r['atoms']:>9} {r['us_total']:8.3f} {r['us_eval']:8.3f} "
-                  f"{fused:>8} {r['us_eval_atomic']:8.3f} {r['us_search']:8.3f} {r['flop_floor_us']:8.4f} "
+                  f"{fused:>8} {atomic:>8} {r['us_search']:8.3f} {r['flop_floor_us']:8.4f} "
                   f"{'-' if slope is None else f'{slope:8.0f}':>8} {'-' if nmax is None else nmax:>16}")
     if not rows:
         print("  (no configuration finished)")
@@ -232,6 +233,10 @@ def main(argv=None) -> int:
                     help="one call per timing, no warm-up, compressed mix32 unless --variants / "
                     "--precisions say otherwise (simulator check)")
     ap.add_argument("--no-fused", action="store_true", help="skip the fused per-pair embedding timing")
+    ap.add_argument("--no-atomic", action="store_true", help="skip the floating-point atomics timing")
+    ap.add_argument("--chunk-scale", type=int, default=1,
+                    help="centre atoms per chunk = this x the evaluator's default (4 096 uncompressed, "
+                    "32 768 compressed): fewer launches per call for a larger fixed scratch")
     ap.add_argument("--json", help="write all figures here (rewritten after each configuration)")
     ap.add_argument("--profile", action="store_true",
                     help="instead of the timings: one model.evaluate per variant, precision and size with "
@@ -270,7 +275,11 @@ def main(argv=None) -> int:
     rows = []
     write_results(args.json, rates, rows, be.simulator, None, complete=False)
     t_start = time.perf_counter()
-    models = {(v, pr): DPModel(params[v], precision=pr, device="cuda")
+    from numdp.model.cuda_evaluator import DEFAULT_CHUNK, DEFAULT_CHUNK_COMPRESSED
+
+    chunk = {"uncompressed": DEFAULT_CHUNK * args.chunk_scale, "compressed": DEFAULT_CHUNK_COMPRESSED * args.chunk_scale}
+    print(f"# centre atoms per chunk: uncompressed {chunk['uncompressed']}, compressed {chunk['compressed']}")
+    models = {(v, pr): DPModel(params[v], precision=pr, device="cuda", chunk=chunk[v])
               for v in args.variants for pr in args.precisions}
     last = {}   # per-atom time of each combination at its last size
     # sizes outermost: every combination gets its small sizes before any gets the largest
@@ -281,7 +290,7 @@ def main(argv=None) -> int:
             fused = variant == "uncompressed" and prec != "mix16" and not args.no_fused
             elapsed = time.perf_counter() - t_start
             if (variant, prec) in last:   # projected: every timing below, (repeat + WARMUP) runs each
-                proj = last[variant, prec] * natoms * (args.repeat + WARMUP) * (5 if fused else 4)
+                proj = last[variant, prec] * natoms * (args.repeat + WARMUP) * (3 + fused + (not args.no_atomic))
                 if elapsed + proj > args.budget:
                     print(f"# skip {variant} {prec} {natoms}: projected {proj:.0f} s beyond the budget")
                     continue
@@ -295,10 +304,11 @@ def main(argv=None) -> int:
                     model._ev.embedding = "fused"
                     t_fused = best_of(lambda: model.compute(nl.positions, nl.nlist, types), args.repeat, be)
                     model._ev.embedding = "gemm"
-                # what determinism costs: the same evaluation with floating-point atomics
-                model._ev.assembly = "atomic"
-                t_atomic = best_of(lambda: model.compute(nl.positions, nl.nlist, types), args.repeat, be)
-                model._ev.assembly = "gather"
+                t_atomic = None   # what determinism costs: the same evaluation with floating-point atomics
+                if not args.no_atomic:
+                    model._ev.assembly = "atomic"
+                    t_atomic = best_of(lambda: model.compute(nl.positions, nl.nlist, types), args.repeat, be)
+                    model._ev.assembly = "gather"
                 t_all = best_of(lambda: model.evaluate(pos, types, box, atom_virial=False), args.repeat, be)
                 held = held_bytes(be)
                 pairs = float(np.mean(np.asarray(be.to_host(nl.nlist)) >= 0, axis=0).sum())
@@ -307,7 +317,8 @@ def main(argv=None) -> int:
                            us_total=1e6 * t_all / natoms, us_eval=1e6 * t_ev / natoms,
                            us_search=1e6 * t_nl / natoms, held_bytes=held,
                            us_eval_fused=None if t_fused is None else 1e6 * t_fused / natoms,
-                           us_eval_atomic=1e6 * t_atomic / natoms,
+                           us_eval_atomic=None if t_atomic is None else 1e6 * t_atomic / natoms,
+                           chunk=chunk[variant],
                            pairs_per_atom=pairs, flop_floor_us=1e6 * flops / rates[prec],
                            beyond_table=model.beyond_table)
                 rows.append(row)
@@ -316,7 +327,7 @@ def main(argv=None) -> int:
                 print(f"{variant:>12} {prec:>6} {natoms:>9} total {row['us_total']:8.3f} eval "
                       f"{row['us_eval']:8.3f} (fused embedding: "
                       f"{'-' if t_fused is None else format(row['us_eval_fused'], '.3f')}; with atomics: "
-                      f"{row['us_eval_atomic']:.3f}) "
+                      f"{'-' if t_atomic is None else format(row['us_eval_atomic'], '.3f')}) "
                       f"search({how}) {row['us_search']:8.3f} µs/atom/step; "
                       f"held {held / 2**20:9.1f} MiB; floor {row['flop_floor_us']:.4f}", flush=True)
                 nl = None   # free the list before the next configuration

@@ -19,6 +19,9 @@
 #      water.dp's weights are random and its dynamics heats up within a few dozen steps;
 #   2b. the same model's evaluate at 98 304 atoms (compressed mix32, uncompressed double) with
 #      every kernel and array operation timed apart: where the time goes (tools/bench_gpu.py --profile);
+#   2c. ~1 M atoms again (compressed mix32, uncompressed double) with 4x larger chunks of centre
+#      atoms (bench_gpu --chunk-scale 4): each chunk costs ~20-45 launches, and on the H200 each
+#      launch cost ~190-290 µs whatever the size;
 #   4. the short table of step 2, last, from the figures written so far (also after a step was
 #      cut short).
 #
@@ -33,12 +36,13 @@
 # (a run killed by its time limit still returns what it had): device.txt, tests.txt,
 # bench.txt, bench_gpu.json (rewritten after each configuration), bench_md.txt,
 # bench_md_compressed.txt, bench_md_sync.txt, table.txt.
-# Time limits (seconds; they add up to 480, 8 minutes): GPU_CHECK_TEST_TIMEOUT (95; the tests took
-# 85 s on an H200), GPU_CHECK_BENCH_BUDGET (120: bench_gpu.py skips sizes projected past it),
-# GPU_CHECK_BENCH_TIMEOUT (150), GPU_CHECK_MD_BUDGET (95: bench_md.py skips sizes projected past
-# it), GPU_CHECK_MD_TIMEOUT (120), GPU_CHECK_MDC_TIMEOUT (40: the compressed 192-atom MD run),
-# GPU_CHECK_SYNC_TIMEOUT (40: the runs with the per-array synchronisation on),
-# GPU_CHECK_PROFILE_TIMEOUT (35: the per-operation profile, step 2b).
+# Time limits (seconds; they add up to 470, under 8 minutes): GPU_CHECK_TEST_TIMEOUT (95; the tests
+# took 85 s on an H200), GPU_CHECK_BENCH_BUDGET (100: bench_gpu.py skips sizes projected past it),
+# GPU_CHECK_BENCH_TIMEOUT (125), GPU_CHECK_PROFILE_TIMEOUT (30: the per-operation profile, step 2b),
+# GPU_CHECK_CHUNK_TIMEOUT (40: 4x larger chunks, step 2c), GPU_CHECK_MD_BUDGET (85: bench_md.py
+# skips sizes projected past it), GPU_CHECK_MD_TIMEOUT (110), GPU_CHECK_MDC_TIMEOUT (35: the
+# compressed 192-atom MD run), GPU_CHECK_SYNC_TIMEOUT (35: the runs with the per-array
+# synchronisation on).
 # Expects Python with numba, numba-cuda, cupy-cuda13x, h5py; pytest is installed from .whl/ if
 # it is missing and wheels are there (docs/gpu.md, "Checking on a lent GPU").
 set -u
@@ -54,13 +58,14 @@ export CUPY_TF32=0          # mix32 means plain FP32 products, never TF32
 if [ "$SIM" = 1 ]; then export NUMBA_ENABLE_CUDASIM=1; else export NUMBA_ENABLE_CUDASIM=0; fi
 export NUMBA_CUDA_LOW_OCCUPANCY_WARNINGS=0   # small grids are expected at 192 atoms: no warning per launch
 TEST_TIMEOUT=${GPU_CHECK_TEST_TIMEOUT:-95}
-BENCH_BUDGET=${GPU_CHECK_BENCH_BUDGET:-120}
-BENCH_TIMEOUT=${GPU_CHECK_BENCH_TIMEOUT:-150}
-MD_BUDGET=${GPU_CHECK_MD_BUDGET:-95}
-MD_TIMEOUT=${GPU_CHECK_MD_TIMEOUT:-120}
-MDC_TIMEOUT=${GPU_CHECK_MDC_TIMEOUT:-40}
-SYNC_TIMEOUT=${GPU_CHECK_SYNC_TIMEOUT:-40}
-PROFILE_TIMEOUT=${GPU_CHECK_PROFILE_TIMEOUT:-35}
+BENCH_BUDGET=${GPU_CHECK_BENCH_BUDGET:-100}
+BENCH_TIMEOUT=${GPU_CHECK_BENCH_TIMEOUT:-125}
+MD_BUDGET=${GPU_CHECK_MD_BUDGET:-85}
+MD_TIMEOUT=${GPU_CHECK_MD_TIMEOUT:-110}
+MDC_TIMEOUT=${GPU_CHECK_MDC_TIMEOUT:-35}
+SYNC_TIMEOUT=${GPU_CHECK_SYNC_TIMEOUT:-35}
+PROFILE_TIMEOUT=${GPU_CHECK_PROFILE_TIMEOUT:-30}
+CHUNK_TIMEOUT=${GPU_CHECK_CHUNK_TIMEOUT:-40}
 log() { echo "== $(date -u +%T) $*"; }
 fail() { echo "gpu_check: $*" | tee -a "$RES/FAILED.txt"; exit 2; }
 
@@ -134,6 +139,13 @@ prof=(--sizes 98304 --variants compressed uncompressed --precisions mix32 double
 [ "$SIM" = 1 ] && prof=(--sizes 3 --variants compressed --precisions mix32)
 timeout "$PROFILE_TIMEOUT" python tools/bench_gpu.py --model "$MODEL" --profile "${prof[@]}" 2>&1 | tee -a "$RES/bench.txt"
 [ "${PIPESTATUS[0]}" = 124 ] && echo "profile: stopped at the ${PROFILE_TIMEOUT} s limit" | tee -a "$RES/bench.txt"
+
+log "chunks 4x larger at ~1 M atoms: fewer launches for a larger fixed scratch (appended to bench.txt)"
+chunks=(--sizes 1029000 --variants compressed uncompressed --precisions double mix32 --repeat 2 --no-fused
+        --no-atomic --chunk-scale 4 --budget "$CHUNK_TIMEOUT")
+[ "$SIM" = 1 ] && chunks=(--sizes 3 --quick --no-atomic --chunk-scale 4)
+timeout "$CHUNK_TIMEOUT" python tools/bench_gpu.py --model "$MODEL" "${chunks[@]}" 2>&1 | tee -a "$RES/bench.txt"
+[ "${PIPESTATUS[0]}" = 124 ] && echo "chunks: stopped at the ${CHUNK_TIMEOUT} s limit" | tee -a "$RES/bench.txt"
 
 MD_MODEL=inputs/water/model.h5   # trained, stable dynamics (water.dp is random: timing-only)
 md=(--budget "$MD_BUDGET" --warmup-steps 2)
