@@ -86,8 +86,8 @@ def test_shared_environment_on_the_device_keeps_every_bit(compressed):
     with counter.counting():
         shared = compute_device_ensemble(models[:2], dn.positions, dn.nlist, typ.astype(np.int32))
     # per chunk, once for both models: env_pairs and the reverse index of its pairs (kernels
-    # pair_sort_keys, segment_marks, segment_ends; every chunk here has occupied slots)
-    assert counter.launches == separate - 4 * nchunks
+    # pair_sort_keys, sorted_neighbours)
+    assert counter.launches == separate - 3 * nchunks
     for one, two in zip(alone, shared):
         for a, b in zip(one, two):
             assert np.array_equal(be.to_host(a), be.to_host(b))
@@ -143,7 +143,7 @@ def run_counted(toml):
 
 def test_gpu_deviation_shares_the_environment_matrix_bit_for_bit(tmp_path, monkeypatch):
     """[model_devi] on the device with a 4-model ensemble: model 1 shares model 0's environment
-    matrix at each of the 3 deviation steps (four launches fewer per step), model 2 (davg
+    matrix at each of the 3 deviation steps (three launches fewer per step), model 2 (davg
     differs) and model 3 (another sel) do not; the run's files are byte for byte those of the same
     run with sharing switched off, and its rows equal the CPU run's (the CPU shares model 1 too)."""
     shared = make_shared_devi_run(tmp_path / "shared", "cuda")
@@ -158,8 +158,8 @@ def test_gpu_deviation_shares_the_environment_matrix_bit_for_bit(tmp_path, monke
     alone = make_shared_devi_run(tmp_path / "alone", "cuda")
     provider, launches_alone = run_counted(alone)
     assert provider.shared_env == 0
-    # 16 atoms: one chunk; per deviation step, env_pairs and the reverse index's three kernels
-    assert launches_alone - launches == 3 * 4
+    # 16 atoms: one chunk; per deviation step, env_pairs and the reverse index's two kernels
+    assert launches_alone - launches == 3 * 3
     assert (tmp_path / "shared" / "model_devi.out").read_bytes() == (tmp_path / "alone" / "model_devi.out").read_bytes()
     one, two = frames(tmp_path / "shared"), frames(tmp_path / "alone")   # HDF5 files carry their creation time
     assert all(np.array_equal(one[k], two[k]) for k in one)

@@ -270,9 +270,8 @@ def test_fit_energy_is_the_cast_add_add_scatter_chain(dtype):
 
 @pytest.mark.parametrize("occupied", ["some", "none", "all"])
 def test_reverse_index_equals_the_array_library_chain(occupied):
-    """DeviceChunkEnv.reverse_index (keys, sort, segment marks, flatnonzero, segment ends) gives
-    the arrays of the chain it replaced: keys nbr P + p, argsort, searchsorted for the first
-    occupied slot, flags of neighbour changes, flatnonzero + first, ends shifted by one."""
+    """DeviceChunkEnv.reverse_index (keys, sort, sorted neighbours) gives the arrays of the chain
+    it replaced: keys nbr P + p, argsort, the neighbours gathered in that order."""
     from numdp.model.cuda_evaluator import DeviceChunkEnv
 
     be = _be()
@@ -282,22 +281,7 @@ def test_reverse_index_equals_the_array_library_chain(occupied):
     if occupied != "all":
         nbr[rng.random(P) < (1.0 if occupied == "none" else 0.4)] = -1
     env = DeviceChunkEnv(np.arange(3), None, None, None, None, be.to_device(nbr), np.array([0, 3]))
-    rev, snbr, seg, seg_end = (None if a is None else np.asarray(be.to_host(a)) for a in env.reverse_index(be))
-    # the replaced chain, on the host
+    rev, snbr = (np.asarray(be.to_host(a)) for a in env.reverse_index(be))
     key = nbr.astype(np.int64) * P + np.arange(P, dtype=np.int64)
     want_rev = np.argsort(key)
-    want_snbr = nbr[want_rev]
-    first = int(np.searchsorted(want_snbr, 0))
-    assert np.array_equal(rev, want_rev) and np.array_equal(snbr, want_snbr) and snbr.dtype == np.int32
-    if first == P:
-        assert seg is None and seg_end is None and occupied == "none"
-        return
-    change = np.empty(P - first, np.bool_)
-    change[0] = True
-    change[1:] = want_snbr[first + 1:] != want_snbr[first:-1]
-    want_seg = np.flatnonzero(change).astype(np.int64) + first
-    want_end = np.empty_like(want_seg)
-    want_end[:-1] = want_seg[1:]
-    want_end[-1] = P
-    assert seg.dtype == np.int64 and seg_end.dtype == np.int64
-    assert np.array_equal(seg, want_seg) and np.array_equal(seg_end, want_end)
+    assert np.array_equal(rev, want_rev) and np.array_equal(snbr, nbr[want_rev]) and snbr.dtype == np.int32

@@ -123,11 +123,11 @@ def _gather(c, fpair):
     P = c["cap"]
     rev = np.argsort(c["gnb"].astype(np.int64) * P + np.arange(P))
     snbr = c["gnb"][rev]
+    seg_av = np.full((P, 9), np.nan)   # every row written: a run's share at its start, zeros elsewhere
+    gfor.gather_neighbours[grid(P)](snbr, rev, fpair, c["gdv"], force, seg_av, av, True)
     first = int(np.searchsorted(snbr, 0))
-    seg = np.flatnonzero(np.r_[True, snbr[first + 1:] != snbr[first:-1]]) + first
-    seg_end = np.r_[seg[1:], P]
-    seg_av = np.empty((len(seg), 9))
-    gfor.gather_neighbours[grid(len(seg))](seg, seg_end, snbr, rev, fpair, c["gdv"], force, seg_av, av, True)
+    starts = first + np.flatnonzero(np.r_[True, snbr[first + 1:] != snbr[first:-1]]) if first < P else []
+    assert not np.any(np.delete(seg_av, starts, axis=0))
     return force, seg_av.sum(0).reshape(3, 3), av
 
 

@@ -86,12 +86,12 @@ class DeviceChunkEnv:
     _reverse: tuple | None = None
 
     def reverse_index(self, be: Backend) -> tuple:
-        """(rev (P,), snbr (P,), seg (S,), seg_end (S,)) device arrays for gather_neighbours: the
-        pairs sorted by (neighbour, pair) (unique keys: every sort agrees), cut into one segment
-        [seg, seg_end) per distinct neighbour, padding (-1, sorted first) skipped; seg and
-        seg_end are None when no slot is occupied.  Formed at the first call: the keys, the
-        array library's sort, the marks of segment starts and their ends are kernels
-        (numdp.kernels.cuda.forces), the starts one flatnonzero: five launches, no host read."""
+        """(rev (P,), snbr (P,)) device arrays for gather_neighbours: the pairs sorted by
+        (neighbour, pair) (unique keys: every sort agrees; padding, -1, sorts first) and their
+        neighbours in that order, so that each neighbour's pairs are one run of snbr.  Formed at
+        the first call: the keys and the sorted neighbours are kernels
+        (numdp.kernels.cuda.forces), the sort the array library's: three launches, no host read
+        (the runs are found by the gather itself, one thread per sorted position)."""
         if self._reverse is None:
             xp, K = be.xp, be.kernels
             nbr = self.nbr
@@ -100,16 +100,8 @@ class DeviceChunkEnv:
             K.forces.pair_sort_keys[K.launch.strided(P)](nbr, key)
             rev = xp.argsort(key)
             snbr = xp.empty(P, np.int32)
-            change = xp.empty(P, np.int8)
-            K.forces.segment_marks[K.launch.strided(P)](nbr, rev, snbr, change)
-            seg = xp.flatnonzero(change)
-            seg_end = None
-            if seg.shape[0]:
-                seg_end = xp.empty_like(seg)
-                K.forces.segment_ends[K.launch.strided(seg.shape[0])](seg, P, seg_end)
-            else:
-                seg = None
-            self._reverse = (rev, snbr, seg, seg_end)
+            K.forces.sorted_neighbours[K.launch.strided(P)](nbr, rev, snbr)
+            self._reverse = (rev, snbr)
         return self._reverse
 
 
@@ -356,12 +348,10 @@ class CUDAEvaluator:
                 atom_virial += av
             return
         K.forces.gather_centres[launch.strided(na)](atoms, self.sec, fpair, force)
-        rev, snbr, seg, seg_end = env.reverse_index(be)
-        if seg is None:
-            return
-        seg_av = xp.empty((seg.shape[0], 9))
-        K.forces.gather_neighbours[launch.strided(seg.shape[0])](seg, seg_end, snbr, rev, fpair, dvec, force,
-                                                                 seg_av, atom_virial, want_atom_virial)
+        rev, snbr = env.reverse_index(be)
+        seg_av = xp.empty((P, 9))   # a neighbour's virial share at the start of its run, zeros elsewhere
+        K.forces.gather_neighbours[launch.strided(P)](snbr, rev, fpair, dvec, force, seg_av, atom_virial,
+                                                      want_atom_virial)
         virial += seg_av.sum(axis=0)
 
     # -- networks ------------------------------------------------------------------------

@@ -34,14 +34,21 @@ def gather_centres(atoms, sec, fpair, force):
 
 
 @cuda.jit
-def gather_neighbours(seg, seg_end, snbr, rev, fpair, dvec, force, seg_av, atom_virial, want_atom_virial):
-    """One thread per distinct neighbour k of the chunk: the pairs p = rev[q], seg[s] <= q <
-    seg_end[s], all have neighbour k = snbr[seg[s]] (rev sorts the pairs by (neighbour, pair)).
-    force[k] -= Σ fpair[p]; seg_av[s] (9,) = -Σ fpair[p] ⊗ dvec[p] (this chunk's share of the
-    virial, summed by the caller); atom_virial[k] += seg_av[s] when want_atom_virial (DeePMD-kit's
-    split: a pair's virial goes to its neighbour)."""
-    for s in range(cuda.grid(1), seg.shape[0], cuda.gridsize(1)):
-        k = snbr[seg[s]]
+def gather_neighbours(snbr, rev, fpair, dvec, force, seg_av, atom_virial, want_atom_virial):
+    """One thread per sorted position q of the chunk's P pairs (rev sorts them by (neighbour,
+    pair), snbr[q] = nbr[rev[q]]).  The thread at the start of a neighbour's segment (k = snbr[q]
+    >= 0, and q == 0 or snbr[q - 1] != k) sums its pairs p = rev[q'], q <= q' < P while snbr[q'] ==
+    k: force[k] -= Σ fpair[p]; seg_av[q] (9,) = -Σ fpair[p] ⊗ dvec[p] (this chunk's share of the
+    virial, summed by the caller); atom_virial[k] += seg_av[q] when want_atom_virial (DeePMD-kit's
+    split: a pair's virial goes to its neighbour).  Every other thread writes seg_av[q] = 0.  The
+    launch size is P, known without reading the device (no count of distinct neighbours)."""
+    P = snbr.shape[0]
+    for q in range(cuda.grid(1), P, cuda.gridsize(1)):
+        k = snbr[q]
+        if k < 0 or (q > 0 and snbr[q - 1] == k):
+            for c in range(9):
+                seg_av[q, c] = 0.0
+            continue
         fx = 0.0
         fy = 0.0
         fz = 0.0
@@ -54,8 +61,9 @@ def gather_neighbours(seg, seg_end, snbr, rev, fpair, dvec, force, seg_av, atom_
         v6 = 0.0
         v7 = 0.0
         v8 = 0.0
-        for q in range(seg[s], seg_end[s]):
-            p = rev[q]
+        e = q
+        while e < P and snbr[e] == k:
+            p = rev[e]
             gx = fpair[p, 0]
             gy = fpair[p, 1]
             gz = fpair[p, 2]
@@ -74,21 +82,22 @@ def gather_neighbours(seg, seg_end, snbr, rev, fpair, dvec, force, seg_av, atom_
             v6 += gz * dx
             v7 += gz * dy
             v8 += gz * dz
+            e += 1
         force[k, 0] -= fx
         force[k, 1] -= fy
         force[k, 2] -= fz
-        seg_av[s, 0] = -v0
-        seg_av[s, 1] = -v1
-        seg_av[s, 2] = -v2
-        seg_av[s, 3] = -v3
-        seg_av[s, 4] = -v4
-        seg_av[s, 5] = -v5
-        seg_av[s, 6] = -v6
-        seg_av[s, 7] = -v7
-        seg_av[s, 8] = -v8
+        seg_av[q, 0] = -v0
+        seg_av[q, 1] = -v1
+        seg_av[q, 2] = -v2
+        seg_av[q, 3] = -v3
+        seg_av[q, 4] = -v4
+        seg_av[q, 5] = -v5
+        seg_av[q, 6] = -v6
+        seg_av[q, 7] = -v7
+        seg_av[q, 8] = -v8
         if want_atom_virial:
             for c in range(9):
-                atom_virial[k, c] += seg_av[s, c]
+                atom_virial[k, c] += seg_av[q, c]
 
 
 @cuda.jit
@@ -138,26 +147,9 @@ def pair_sort_keys(nbr, key):
 
 
 @cuda.jit
-def segment_marks(nbr, rev, snbr, change):
-    """snbr[q] = nbr[rev[q]] (the neighbours in sorted order) and change[q] = 1 where the
-    segment of one neighbour starts (snbr[q] >= 0 and q == 0 or snbr[q - 1] != snbr[q]), else 0.
-    One thread per sorted position."""
+def sorted_neighbours(nbr, rev, snbr):
+    """snbr[q] = nbr[rev[q]]: the neighbours in the sorted order of the pairs.  One thread per
+    sorted position."""
     P = rev.shape[0]
     for q in range(cuda.grid(1), P, cuda.gridsize(1)):
-        j = nbr[rev[q]]
-        snbr[q] = j
-        c = 0
-        if j >= 0:
-            if q == 0:
-                c = 1
-            elif nbr[rev[q - 1]] != j:
-                c = 1
-        change[q] = c
-
-
-@cuda.jit
-def segment_ends(seg, P, seg_end):
-    """seg_end[s] = seg[s + 1], P for the last segment.  One thread per segment."""
-    S = seg.shape[0]
-    for s in range(cuda.grid(1), S, cuda.gridsize(1)):
-        seg_end[s] = seg[s + 1] if s + 1 < S else P
+        snbr[q] = nbr[rev[q]]
