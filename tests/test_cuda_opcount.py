@@ -113,3 +113,30 @@ def test_nose_hoover_half_step_on_one_rank_copies_nothing_to_the_host():
     assert not st.thermostat["vxi"].any()       # the host copy waits for a download
     dev.download(st)
     assert st.thermostat["vxi"].all()
+
+
+def test_timed_counter_times_kernels_and_array_functions_by_name():
+    """OpCounter(timed=True) files the wall time of each kernel launch and array-library call
+    under its kind and name (the simulator's times: positive, meaningless); the default counter
+    times nothing; the table names the operations."""
+    from numdp.backend import get_backend
+    from numdp.kernels.cuda import forces
+    from numdp.kernels.cuda.opcount import OpCounter
+
+    be = get_backend("cuda")
+    nbr = np.array([2, -1, 0, 2], np.int32)
+    seconds = []
+    for timed in (True, False):
+        c = OpCounter(timed=timed)
+        with c.counting():
+            key = be.xp.empty(4, np.int64)
+            forces.pair_sort_keys[1, 32](be.to_device(nbr), key)
+            rev = be.xp.argsort(key)
+        assert np.array_equal(np.asarray(rev), [1, 2, 0, 3])
+        seconds.append(dict(c.seconds))
+    assert set(seconds[0]) == {("kernel", "pair_sort_keys"), ("array op", "xp.argsort")}
+    assert all(t > 0 for t in seconds[0].values()) and seconds[1] == {}
+    c = OpCounter(timed=True)
+    with c.counting():
+        forces.pair_sort_keys[1, 32](be.to_device(nbr), be.xp.empty(4, np.int64))
+    assert "pair_sort_keys" in c.time_table()
