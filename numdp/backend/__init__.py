@@ -206,10 +206,8 @@ def _cuda_backend() -> CUDABackend:
     if importlib.util.find_spec("cupy") is None:
         raise InputError(f"device 'cuda' needs CuPy, which is not installed: {INSTALL_HINT}")
     if one_stream(os.environ):
-        try:
-            from numba.cuda.core import config as cuda_config
-        except ImportError:   # numba's own CUDA target keeps its settings in numba.core.config
-            from numba.core import config as cuda_config
+        from numba.cuda.core import config as cuda_config   # numba-cuda's settings (>= 0.30)
+
         cuda_config.CUDA_ARRAY_INTERFACE_SYNC = False
     return CUDABackend(simulator=False)
 
