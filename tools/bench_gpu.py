@@ -196,9 +196,10 @@ def print_table_file(path) -> int:
     return 0
 
 
-def profile(be, params, args) -> int:
+def profile(be, params, chunk, args) -> int:
     """--profile: per variant, precision and size, one warm-up evaluate, then one with every
-    device operation timed apart; the operations that took longest, per call."""
+    device operation timed apart; the operations that took longest, per call.  chunk: centre
+    atoms per chunk by variant."""
     from numdp.kernels.cuda.opcount import OpCounter
     from numdp.model.dp_model import DPModel
 
@@ -206,7 +207,7 @@ def profile(be, params, args) -> int:
         pos, types, box = water_box(n)
         for variant in args.variants:
             for prec in args.precisions:
-                model = DPModel(params[variant], precision=prec, device="cuda")
+                model = DPModel(params[variant], precision=prec, device="cuda", chunk=chunk[variant])
                 model.evaluate(pos, types, box, atom_virial=False)   # compiles, fills the pools
                 sync(be)
                 counter = OpCounter(timed=True)
@@ -259,6 +260,7 @@ def main(argv=None) -> int:
     import numdp
     from numdp.backend import get_backend
     from numdp.model.compress import compress
+    from numdp.model.cuda_evaluator import DEFAULT_CHUNK, DEFAULT_CHUNK_COMPRESSED
     from numdp.model.dp_model import DPModel
     from bench_infer import macs_per_atom
 
@@ -268,17 +270,15 @@ def main(argv=None) -> int:
     params = {"uncompressed": base}
     if "compressed" in args.variants:
         params["compressed"] = compress(base, dx=0.01, order=5)[0]
+    chunk = {"uncompressed": DEFAULT_CHUNK * args.chunk_scale, "compressed": DEFAULT_CHUNK_COMPRESSED * args.chunk_scale}
+    print(f"# centre atoms per chunk: uncompressed {chunk['uncompressed']}, compressed {chunk['compressed']}")
     if args.profile:
-        return profile(be, params, args)
+        return profile(be, params, chunk, args)
     rates = matmul_rates(be, 64 if be.simulator else 4096)
     print("# matrix-product rate (TFLOP/s): " + ", ".join(f"{k} {v / 1e12:.2f}" for k, v in rates.items()))
     rows = []
     write_results(args.json, rates, rows, be.simulator, None, complete=False)
     t_start = time.perf_counter()
-    from numdp.model.cuda_evaluator import DEFAULT_CHUNK, DEFAULT_CHUNK_COMPRESSED
-
-    chunk = {"uncompressed": DEFAULT_CHUNK * args.chunk_scale, "compressed": DEFAULT_CHUNK_COMPRESSED * args.chunk_scale}
-    print(f"# centre atoms per chunk: uncompressed {chunk['uncompressed']}, compressed {chunk['compressed']}")
     models = {(v, pr): DPModel(params[v], precision=pr, device="cuda", chunk=chunk[v])
               for v in args.variants for pr in args.precisions}
     last = {}   # per-atom time of each combination at its last size
