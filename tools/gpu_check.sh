@@ -3,6 +3,8 @@
 #
 #   0. preflight (seconds): the model file, numdp from the tree, numba-cuda, CuPy and a usable GPU;
 #      anything missing stops the script at once with one line (exit 2), before device time is spent;
+#   0b. tools/bench_launch.py (seconds): what one kernel launch and one CuPy call cost the host,
+#      taken apart (argument conversion, numba's per-array wait, CUDA-graph replay);
 #   1. the CUDA tests on the real device (NUMDP_TEST_REAL_GPU=1: the simulator stays off);
 #   2. tools/bench_gpu.py: µs/atom/step of water.dp (uncompressed and compressed at dx 0.01) at
 #      12 288, 98 304, ~1 M and ~10 M atoms in double, mix32 and mix16, neighbour search included
@@ -34,9 +36,10 @@
 #   script, its outputs and the table work; its figures mean nothing.
 # Results go to $OUT (the device tool's return folder) or ./gpu_out, written as each step goes
 # (a run killed by its time limit still returns what it had): device.txt, tests.txt,
-# bench.txt, bench_gpu.json (rewritten after each configuration), bench_md.txt,
+# launch.txt, launch.json, bench.txt, bench_gpu.json (rewritten after each configuration), bench_md.txt,
 # bench_md_compressed.txt, bench_md_sync.txt, table.txt.
-# Time limits (seconds; they add up to 470, under 8 minutes): GPU_CHECK_TEST_TIMEOUT (95; the tests
+# Time limits (seconds; they add up to 490, under 9 minutes): GPU_CHECK_LAUNCH_TIMEOUT (20),
+# GPU_CHECK_TEST_TIMEOUT (95; the tests
 # took 85 s on an H200), GPU_CHECK_BENCH_BUDGET (100: bench_gpu.py skips sizes projected past it),
 # GPU_CHECK_BENCH_TIMEOUT (125), GPU_CHECK_PROFILE_TIMEOUT (30: the per-operation profile, step 2b),
 # GPU_CHECK_CHUNK_TIMEOUT (40: 4x larger chunks, step 2c), GPU_CHECK_MD_BUDGET (85: bench_md.py
@@ -65,6 +68,7 @@ MD_TIMEOUT=${GPU_CHECK_MD_TIMEOUT:-110}
 MDC_TIMEOUT=${GPU_CHECK_MDC_TIMEOUT:-35}
 SYNC_TIMEOUT=${GPU_CHECK_SYNC_TIMEOUT:-35}
 PROFILE_TIMEOUT=${GPU_CHECK_PROFILE_TIMEOUT:-30}
+LAUNCH_TIMEOUT=${GPU_CHECK_LAUNCH_TIMEOUT:-20}
 CHUNK_TIMEOUT=${GPU_CHECK_CHUNK_TIMEOUT:-40}
 log() { echo "== $(date -u +%T) $*"; }
 fail() { echo "gpu_check: $*" | tee -a "$RES/FAILED.txt"; exit 2; }
@@ -99,6 +103,10 @@ else:
 EOF
 [ "${PIPESTATUS[0]}" = 0 ] || fail "preflight failed (see above)"
 [ "$SIM" = 1 ] || nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee -a "$RES/device.txt"
+
+log "launch cost: one numba.cuda launch and one CuPy call on tiny arrays (tools/bench_launch.py)"
+timeout "$LAUNCH_TIMEOUT" python tools/bench_launch.py --json "$RES/launch.json" 2>&1 | tee "$RES/launch.txt"
+[ "${PIPESTATUS[0]}" = 124 ] && echo "launch cost: stopped at the ${LAUNCH_TIMEOUT} s limit" | tee -a "$RES/launch.txt"
 
 log "pytest"
 if ! python -c "import pytest" 2>/dev/null && ls .whl/*.whl >/dev/null 2>&1; then
