@@ -123,12 +123,13 @@ def _gather(c, fpair):
     P = c["cap"]
     rev = np.argsort(c["gnb"].astype(np.int64) * P + np.arange(P))
     snbr = c["gnb"][rev]
-    seg_av = np.full((P, 9), np.nan)   # every row written: a run's share at its start, zeros elsewhere
-    gfor.gather_neighbours[grid(P)](snbr, rev, fpair, c["gdv"], force, seg_av, av, True)
-    first = int(np.searchsorted(snbr, 0))
-    starts = first + np.flatnonzero(np.r_[True, snbr[first + 1:] != snbr[first:-1]]) if first < P else []
-    assert not np.any(np.delete(seg_av, starts, axis=0))
-    return force, seg_av.sum(0).reshape(3, 3), av
+    gfor.gather_neighbours[grid(P)](snbr, rev, fpair, c["gdv"], force, av, True)
+    # without the atom virial: the same force bits, the atom virial untouched
+    force2, av2 = np.zeros((nall, 3)), np.full((nall, 9), np.nan)
+    gfor.gather_centres[grid(c["na"])](c["atoms"], c["sec"], fpair, force2)
+    gfor.gather_neighbours[grid(P)](snbr, rev, fpair, c["gdv"], force2, av2, False)
+    assert np.array_equal(force2, force) and np.isnan(av2).all()
+    return force, -(fpair.T @ c["gdv"]), av   # the evaluator's total virial: one product
 
 
 def _cpu_forces(c, kernel, *args):

@@ -340,19 +340,17 @@ class CUDAEvaluator:
         else:
             K.envmat.pair_forces[launch.strided(P)](atypes, rt, dvec, nbr, self.sec, G, Gp, Tbar,
                                                     self.sd, d.rcut, d.rcut_smth, fpair)
+        # the chunk's virial, -Σ_p fpair[p] ⊗ dvec[p] (padding slots are zero in both), as one
+        # 3 x P x 3 product: deterministic, and no (P, 9) array summed along its long axis
+        virial -= (fpair.T @ dvec).reshape(9)
         if self.assembly == "atomic":
-            av = xp.zeros((force.shape[0], 9))
-            K.forces.scatter_atomic[launch.strided(P)](atoms, self.sec, nbr, fpair, dvec, force, av)
-            virial += av.sum(axis=0)
-            if want_atom_virial:
-                atom_virial += av
+            K.forces.scatter_atomic[launch.strided(P)](atoms, self.sec, nbr, fpair, dvec, force,
+                                                       atom_virial, want_atom_virial)
             return
         K.forces.gather_centres[launch.strided(na)](atoms, self.sec, fpair, force)
         rev, snbr = env.reverse_index(be)
-        seg_av = xp.empty((P, 9))   # a neighbour's virial share at the start of its run, zeros elsewhere
-        K.forces.gather_neighbours[launch.strided(P)](snbr, rev, fpair, dvec, force, seg_av, atom_virial,
+        K.forces.gather_neighbours[launch.strided(P)](snbr, rev, fpair, dvec, force, atom_virial,
                                                       want_atom_virial)
-        virial += seg_av.sum(axis=0)
 
     # -- networks ------------------------------------------------------------------------
     def _embed(self, rt, nbr, na, tb, want_force):

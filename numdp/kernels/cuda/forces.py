@@ -34,78 +34,51 @@ def gather_centres(atoms, sec, fpair, force):
 
 
 @cuda.jit
-def gather_neighbours(snbr, rev, fpair, dvec, force, seg_av, atom_virial, want_atom_virial):
+def gather_neighbours(snbr, rev, fpair, dvec, force, atom_virial, want_atom_virial):
     """One thread per sorted position q of the chunk's P pairs (rev sorts them by (neighbour,
     pair), snbr[q] = nbr[rev[q]]).  The thread at the start of a neighbour's segment (k = snbr[q]
     >= 0, and q == 0 or snbr[q - 1] != k) sums its pairs p = rev[q'], q <= q' < P while snbr[q'] ==
-    k: force[k] -= Σ fpair[p]; seg_av[q] (9,) = -Σ fpair[p] ⊗ dvec[p] (this chunk's share of the
-    virial, summed by the caller); atom_virial[k] += seg_av[q] when want_atom_virial (DeePMD-kit's
-    split: a pair's virial goes to its neighbour).  Every other thread writes seg_av[q] = 0.  The
-    launch size is P, known without reading the device (no count of distinct neighbours)."""
+    k: force[k] -= Σ fpair[p], and when want_atom_virial atom_virial[k] (9,) += -Σ fpair[p] ⊗
+    dvec[p] (DeePMD-kit's split: a pair's virial goes to its neighbour).  Every other thread
+    returns at once.  The launch size is P, known without reading the device (no count of distinct
+    neighbours).  The chunk's total virial is one matrix product, -fpair^T dvec (the caller's),
+    not a sum of these shares: a (P, 9) array of shares summed along its long axis cost more
+    than the rest of the force assembly (docs/gpu.md, "Launch cost")."""
     P = snbr.shape[0]
     for q in range(cuda.grid(1), P, cuda.gridsize(1)):
         k = snbr[q]
         if k < 0 or (q > 0 and snbr[q - 1] == k):
-            for c in range(9):
-                seg_av[q, c] = 0.0
             continue
         fx = 0.0
         fy = 0.0
         fz = 0.0
-        v0 = 0.0
-        v1 = 0.0
-        v2 = 0.0
-        v3 = 0.0
-        v4 = 0.0
-        v5 = 0.0
-        v6 = 0.0
-        v7 = 0.0
-        v8 = 0.0
         e = q
         while e < P and snbr[e] == k:
             p = rev[e]
-            gx = fpair[p, 0]
-            gy = fpair[p, 1]
-            gz = fpair[p, 2]
-            dx = dvec[p, 0]
-            dy = dvec[p, 1]
-            dz = dvec[p, 2]
-            fx += gx
-            fy += gy
-            fz += gz
-            v0 += gx * dx
-            v1 += gx * dy
-            v2 += gx * dz
-            v3 += gy * dx
-            v4 += gy * dy
-            v5 += gy * dz
-            v6 += gz * dx
-            v7 += gz * dy
-            v8 += gz * dz
+            fx += fpair[p, 0]
+            fy += fpair[p, 1]
+            fz += fpair[p, 2]
             e += 1
         force[k, 0] -= fx
         force[k, 1] -= fy
         force[k, 2] -= fz
-        seg_av[q, 0] = -v0
-        seg_av[q, 1] = -v1
-        seg_av[q, 2] = -v2
-        seg_av[q, 3] = -v3
-        seg_av[q, 4] = -v4
-        seg_av[q, 5] = -v5
-        seg_av[q, 6] = -v6
-        seg_av[q, 7] = -v7
-        seg_av[q, 8] = -v8
         if want_atom_virial:
-            for c in range(9):
-                atom_virial[k, c] += seg_av[q, c]
+            for a in range(3):
+                for b in range(3):
+                    v = 0.0
+                    for f in range(q, e):
+                        p = rev[f]
+                        v += fpair[p, a] * dvec[p, b]
+                    atom_virial[k, 3 * a + b] -= v
 
 
 @cuda.jit
-def scatter_atomic(atoms, sec, nbr, fpair, dvec, force, atom_virial):
+def scatter_atomic(atoms, sec, nbr, fpair, dvec, force, atom_virial, want_atom_virial):
     """The non-deterministic alternative to the gathers, for the benchmark's cost comparison only:
-    one thread per slot adds its pair's force to the centre and the neighbour and its virial to
-    the neighbour's row of atom_virial (nall, 9) with floating-point atomics (sum order follows
-    thread timing).  Not used by default: numdp evaluates with the gathers."""
+    one thread per slot adds its pair's force to the centre and the neighbour and, when
+    want_atom_virial, its virial to the neighbour's row of atom_virial (nall, 9) with
+    floating-point atomics (sum order follows thread timing).  Not used by default: numdp
+    evaluates with the gathers."""
     na = atoms.shape[0]
     for p in range(cuda.grid(1), nbr.shape[0], cuda.gridsize(1)):
         j = nbr[p]
@@ -116,6 +89,8 @@ def scatter_atomic(atoms, sec, nbr, fpair, dvec, force, atom_virial):
         for c in range(3):
             cuda.atomic.add(force, (i, c), fpair[p, c])
             cuda.atomic.add(force, (j, c), -fpair[p, c])
+        if not want_atom_virial:
+            continue
         for c in range(3):
             for e in range(3):
                 cuda.atomic.add(atom_virial, (j, 3 * c + e), -fpair[p, c] * dvec[p, e])
