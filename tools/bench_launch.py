@@ -6,12 +6,12 @@ apart on tiny arrays (the device's work is nil), µs per operation over `--n` op
 device synchronised once at the end:
 
   empty kernel            a kernel without arguments: the floor of a numba.cuda launch
-  8 cupy args             a kernel over 8 CuPy arrays, as numdp launches them (numba's per-array
-                          stream synchronisation as numdp sets it: off, docs/gpu.md)
-  8 cupy args, sync on    the same with NUMBA_CUDA_ARRAY_INTERFACE_SYNC's wait switched on
-  8 numba arrays          the same arrays as numba DeviceNDArray views made once
-  8 cupy args, compiled   the compiled kernel's own launch (dispatcher typing skipped)
-  8 numba arrays, compiled
+  8 numba arrays          a kernel over 8 numba device arrays
+  8 cupy args             the same kernel over 8 CuPy arrays, as numdp launches them (through
+                          numdp.kernels.cuda.fastlaunch unless NUMDP_CUDA_FAST_LAUNCH=0)
+  8 cupy args, numba's path   the same through numba-cuda's own launch (the fast path removed)
+  ..., sync on            numba's path with NUMBA_CUDA_ARRAY_INTERFACE_SYNC's wait switched on
+  8 numba views of cupy   the CuPy arrays as numba DeviceNDArray views made once
   cupy a += b, a.sum(), a @ a, float(a.sum())   one CuPy elementwise op, reduction, cuBLAS product,
                           and a reduction read back on the host (a device round trip)
   graph of K kernels      the 8-array kernel K times captured in a CUDA graph on a CuPy stream,
@@ -95,24 +95,29 @@ def main(argv=None) -> int:
     row("8 numba arrays", per_op(lambda: eight[blocks, 128](*dev), n))
     if cupy is not None:
         cp = [cupy.asarray(h) for h in host]
-        row("8 cupy args", per_op(lambda: eight[blocks, 128](*cp), n))
-        cfg = _cuda_sync_config()
-        saved = cfg.CUDA_ARRAY_INTERFACE_SYNC
-        cfg.CUDA_ARRAY_INTERFACE_SYNC = True
+        from numba.cuda import dispatcher
+
+        from numdp.kernels.cuda import fastlaunch
+
+        fast = getattr(dispatcher.CUDADispatcher.call, "_numdp_fast", False)
+        row("8 cupy args" + (" (numdp's fast path)" if fast else " (numba's path)"),
+            per_op(lambda: eight[blocks, 128](*cp), n))
+        fastlaunch.uninstall()
         try:
-            row("8 cupy args, sync on", per_op(lambda: eight[blocks, 128](*cp), n))
+            row("8 cupy args, numba's path", per_op(lambda: eight[blocks, 128](*cp), n))
+            cfg = _cuda_sync_config()
+            saved = cfg.CUDA_ARRAY_INTERFACE_SYNC
+            cfg.CUDA_ARRAY_INTERFACE_SYNC = True
+            try:
+                row("8 cupy args, numba's, sync on", per_op(lambda: eight[blocks, 128](*cp), n))
+            finally:
+                cfg.CUDA_ARRAY_INTERFACE_SYNC = saved
+            print(f"(numba's CUDA_ARRAY_INTERFACE_SYNC as numdp left it: {saved})")
         finally:
-            cfg.CUDA_ARRAY_INTERFACE_SYNC = saved
-        print(f"(numba's CUDA_ARRAY_INTERFACE_SYNC as numdp left it: {saved})")
+            if fast:
+                fastlaunch.install()
         views = [cuda.as_cuda_array(x, sync=False) for x in cp]
         row("8 numba views of cupy", per_op(lambda: eight[blocks, 128](*views), n))
-        try:
-            compiled = next(iter(eight.overloads.values()))
-            row("8 cupy args, compiled", per_op(lambda: compiled.launch(cp, (blocks, 1, 1), (128, 1, 1)), n))
-            row("8 numba arrays, compiled",
-                per_op(lambda: compiled.launch(views, (blocks, 1, 1), (128, 1, 1)), n))
-        except Exception as exc:  # noqa: BLE001 - an internal API of numba-cuda: report, go on
-            row("compiled launch", f"not available: {type(exc).__name__}: {exc}")
         a, b = cp[0], cp[1]
         m = cupy.ones((64, 64))
         row("cupy a += b", per_op(lambda: a.__iadd__(b), n))

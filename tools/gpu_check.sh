@@ -122,6 +122,7 @@ else
     else
         tests=(tests/test_cuda_kernels.py tests/test_cuda_model.py)
         [ -f tests/test_cuda_neighbor.py ] && tests+=(tests/test_cuda_neighbor.py)
+        tests+=(tests/test_cuda_fastlaunch.py)
         real=1
     fi
     log "CUDA tests: ${tests[*]} (timeout ${TEST_TIMEOUT} s)"

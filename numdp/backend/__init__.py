@@ -209,6 +209,10 @@ def _cuda_backend() -> CUDABackend:
         from numba.cuda.core import config as cuda_config   # numba-cuda's settings (>= 0.30)
 
         cuda_config.CUDA_ARRAY_INTERFACE_SYNC = False
+    from ..kernels.cuda import fastlaunch
+
+    if fastlaunch.enabled():
+        fastlaunch.install()   # ~18 µs of host time per CuPy argument of a launch saved
     return CUDABackend(simulator=False)
 
 

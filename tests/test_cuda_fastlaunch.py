@@ -1,0 +1,91 @@
+"""numdp.kernels.cuda.fastlaunch: the cached launch path gives the kernel the same arguments as
+numba's own.
+
+The comparison needs a GPU (the simulator's kernels are Python: the fast path is not installed
+there): it runs in tools/gpu_check.sh (NUMDP_TEST_REAL_GPU=1), where every other CUDA test also
+launches through the fast path.  Under the simulator only the switch is tested."""
+import os
+
+import numpy as np
+import pytest
+
+pytest.importorskip("numba_cuda")
+
+from numba import cuda  # noqa: E402
+
+from numdp.kernels.cuda import fastlaunch  # noqa: E402
+
+REAL_GPU = os.environ.get("NUMDP_TEST_REAL_GPU") == "1"
+
+
+def test_the_switch_reads_the_environment():
+    assert fastlaunch.enabled({})
+    for off in ("0", "false", "No", "off "):
+        assert not fastlaunch.enabled({"NUMDP_CUDA_FAST_LAUNCH": off})
+    assert fastlaunch.enabled({"NUMDP_CUDA_FAST_LAUNCH": "1"})
+
+
+def test_the_simulator_keeps_numbas_launch(monkeypatch):
+    if REAL_GPU:
+        pytest.skip("the simulator's case")
+    from numdp.backend import get_backend
+
+    def refuse():
+        raise AssertionError("the fast path must not be installed under the simulator")
+
+    monkeypatch.setattr(fastlaunch, "install", refuse)
+    assert get_backend("cuda").simulator
+
+
+@cuda.jit
+def _mix(a, b, c, d, e, n, x, flag, x32, n32, out):
+    """out[i] = a function of every argument's element i (or value), so that a wrong pointer,
+    stride, shape or scalar changes the result."""
+    i = cuda.grid(1)
+    if i < out.shape[0]:
+        v = a[i] + 2.0 * b[i % b.shape[0], i % b.shape[1]] + 3.0 * c[i % c.shape[0], i % c.shape[1]]
+        v += 5.0 * d[i % d.shape[0], i % d.shape[1]] + 7.0 * e[()] + n * x + 11.0 * x32 + 13.0 * n32
+        if flag:
+            v = -v
+        out[i] = v + 0.001 * (b.shape[0] + 10 * c.shape[1] + 100 * d.strides[1] + 1000 * c.strides[0])
+
+
+@pytest.mark.skipif(not REAL_GPU, reason="needs a GPU (NUMDP_TEST_REAL_GPU=1): tools/gpu_check.sh runs it")
+def test_fast_launches_equal_numbas_on_a_gpu():
+    import cupy
+
+    from numdp.backend import get_backend
+
+    get_backend("cuda")
+    rng = np.random.default_rng(3)
+    a = cupy.asarray(rng.normal(size=37))
+    b = cupy.asarray(rng.integers(-9, 9, size=(5, 6)).astype(np.int32))   # C-contiguous 2-d
+    c = cupy.asarray(rng.normal(size=(6, 10)))[:, ::3]                       # strided view
+    d = cupy.asfortranarray(cupy.asarray(rng.normal(size=(4, 7))))            # F-contiguous
+    e = cupy.asarray(np.float64(0.25))                                        # 0-d
+    args = [a, b, c, d, e, 3, 1.5, True, np.float32(0.5), np.int32(-4)]
+
+    def run():
+        out = cupy.zeros(37)
+        _mix[1, 64](*args, out)
+        return out.get()
+
+    fastlaunch.uninstall()
+    ref = run()
+    ref_false = None
+    try:
+        assert fastlaunch.install()
+        fastlaunch.COUNT = True
+        fastlaunch.STATS.update(fast=0, numba=0)
+        first = run()    # numba's path: compiles, launches, caches the signature
+        second = run()   # the cached path
+        args[7] = False
+        fast_false = run()
+        fastlaunch.uninstall()
+        ref_false = run()
+    finally:
+        fastlaunch.COUNT = False
+        fastlaunch.install()
+    assert fastlaunch.STATS["numba"] == 1 and fastlaunch.STATS["fast"] == 2, fastlaunch.STATS
+    assert np.array_equal(first, ref) and np.array_equal(second, ref)
+    assert np.array_equal(fast_false, ref_false) and not np.array_equal(fast_false, ref)
