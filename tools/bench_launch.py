@@ -99,7 +99,7 @@ def main(argv=None) -> int:
 
         from numdp.kernels.cuda import fastlaunch
 
-        fast = getattr(dispatcher.CUDADispatcher.call, "_numdp_fast", False)
+        fast = fastlaunch.installed() and getattr(dispatcher.CUDADispatcher.call, "_numdp_fast", False)
         row("8 cupy args" + (" (numdp's fast path)" if fast else " (numba's path)"),
             per_op(lambda: eight[blocks, 128](*cp), n))
         fastlaunch.uninstall()

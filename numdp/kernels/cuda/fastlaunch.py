@@ -47,9 +47,17 @@ def enabled(environ=os.environ) -> bool:
     return environ.get("NUMDP_CUDA_FAST_LAUNCH", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
+_INSTALLED: list = []   # the wrapper while installed (whatever was patched over it since)
+
+
 def install() -> bool:
-    """Wrap numba-cuda's CUDADispatcher.call with the cached path (idempotent).  False, with
-    numba's path left alone, when this numba-cuda lacks what the fast path relies on."""
+    """Wrap numba-cuda's CUDADispatcher.call with the cached path.  Idempotent, also when another
+    wrapper was put over it since (numdp.kernels.cuda.opcount counts launches by wrapping `call`
+    and installs this path first, so that it counts the launches numdp makes and restores this
+    path when it stops).  False, with numba's path left alone, when this numba-cuda lacks what
+    the fast path relies on."""
+    if _INSTALLED:
+        return True
     try:
         from cuda.core import LaunchConfig, launch
         from numba.cuda import dispatcher as nd
@@ -58,8 +66,6 @@ def install() -> bool:
     except ImportError:
         return False
     original = nd.CUDADispatcher.call
-    if getattr(original, "_numdp_fast", False):
-        return True
     ndarray = cupy.ndarray
     coop = "is_cooperative" if CUDA_CORE_GE_1_0 else "cooperative_launch"
     configs: dict = {}
@@ -148,13 +154,21 @@ def install() -> bool:
     call._numdp_fast = True
     call._numdp_original = original
     nd.CUDADispatcher.call = call
+    _INSTALLED.append(call)
     return True
 
 
+def installed() -> bool:
+    return bool(_INSTALLED)
+
+
 def uninstall() -> None:
-    """Put numba's own CUDADispatcher.call back (tests and A/B benchmarks)."""
+    """Put numba's own CUDADispatcher.call back (tests and A/B benchmarks).  Only while the fast
+    path is the outermost wrapper (not inside an OpCounter's counting): RuntimeError otherwise."""
     from numba.cuda import dispatcher as nd
 
-    current = nd.CUDADispatcher.call
-    if getattr(current, "_numdp_fast", False):
-        nd.CUDADispatcher.call = current._numdp_original
+    if not _INSTALLED:
+        return
+    if nd.CUDADispatcher.call is not _INSTALLED[0]:
+        raise RuntimeError("fastlaunch.uninstall: another wrapper is over the fast launch path")
+    nd.CUDADispatcher.call = _INSTALLED.pop()._numdp_original

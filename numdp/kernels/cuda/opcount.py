@@ -285,6 +285,12 @@ class OpCounter:
                 from numba.cuda import dispatcher
                 from numba.cuda.cudadrv import devicearray
 
+                from . import fastlaunch
+
+                # the launch path numdp uses, in place before this patch: the backend, when made
+                # while counting, must not put it over the counting (restored without it after)
+                if fastlaunch.enabled():
+                    fastlaunch.install()
                 call = dispatcher.CUDADispatcher.call
                 patch(dispatcher.CUDADispatcher, "call", self._counted(
                     lambda *a, **k: "kernel", call,
