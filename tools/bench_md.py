@@ -14,14 +14,16 @@ one untimed warm-up run, and prints ns/day, µs/atom/step and the time split of 
 
 With --device cuda (issue 14 item 6) the default sizes are 192, 12 288, 98 304, ~1 M and ~10 M
 atoms; a size that does not fit (device memory) or that would overrun --budget seconds is skipped
-with one line.  Extra columns: `xfer%`, the wall time inside the CUDA backend's to_device /
-to_host calls (numdp.kernels.cuda.opcount.OpCounter; on a GPU a copy to the host also waits for
+with one line.  Extra columns: `xfer%`, the wall time per step inside the CUDA backend's to_device /
+to_host calls (in the counted run, against the timed run's step) (numdp.kernels.cuda.opcount.OpCounter; on a GPU a copy to the host also waits for
 the kernels queued before it, so this overlaps the other columns), and per step the number of
 numba.cuda kernel launches, of host<->device copies and of the array library's operations
 (`xpops`: element-wise, reductions, sorts, ...; numdp.kernels.cuda.opcount, complete under the
 simulator, CuPy's functions only on a GPU), counted from the first step to the end of the run,
 reports and the final output included, divided by its steps; --phases prints them by phase of the
-step (integrate, rebuild test, neighbour list, model, fold, reductions, output, ...).
+step (integrate, rebuild test, neighbour list, model, fold, reductions, output, ...).  The counts
+come from a separate run of min(steps, 10) steps before the timed one: counting costs a few µs of
+host time per operation (it finds the phase on the call stack), which the timed run does not pay.
     python tools/bench_md.py --sizes 1536 --devi-models 4 --repeat 3   # 1- and 4-model runs interleaved 3x
     python tools/bench_md.py --sizes 1536 --devi-models 4 --no-share   # the 4 models without sharing
     python tools/bench_md.py --device cuda --sizes 12288 --devi-models 4   # on the GPU, with launches per step
@@ -102,16 +104,33 @@ def write_input(folder: Path, model: Path, reps, steps: int, precision: str = "d
     return path
 
 
+COUNT_STEPS = 10   # steps of the separate counted run on a GPU
+
+
 def run_size(model: Path, natoms: int, steps: int, model_obj=None, precision: str = "double", devi_models: int = 1,
              device: str = "cpu"):
     """Run `steps` MD steps of the replicated water box; returns (run result, the model object).
     model_obj: an already loaded model to reuse (JIT caches and thread pools stay warm).  On
-    device "cuda" the run's kernel launches and host<->device copies are counted
-    (result.extra["counter"]: numdp.kernels.cuda.opcount.OpCounter)."""
+    device "cuda" a first run of min(steps, COUNT_STEPS) steps counts the kernel launches and
+    host<->device copies (result.extra["counter"]: numdp.kernels.cuda.opcount.OpCounter, over
+    result.extra["counted_steps"] steps), and the timed run that follows counts nothing."""
+    counted = None
+    if device != "cpu":
+        counted, model_obj = _run(model, natoms, min(steps, COUNT_STEPS), model_obj, precision, devi_models,
+                                  device, count=True)
+    result, model_obj = _run(model, natoms, steps, model_obj, precision, devi_models, device, count=False)
+    if counted is not None:
+        result.extra["counter"] = counted.extra["counter"]
+        result.extra["counted_steps"] = counted.steps
+    return result, model_obj
+
+
+def _run(model: Path, natoms: int, steps: int, model_obj, precision: str, devi_models: int, device: str,
+         count: bool):
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         toml = write_input(Path(tmp), model, REPLICAS[natoms], steps, precision, devi_models, device)
         counter = None
-        if device != "cpu":
+        if count:
             from numdp.kernels.cuda.opcount import OpCounter
 
             # switched on before the run is built, so that its device arrays are known as such
@@ -242,8 +261,9 @@ def main(argv=None) -> int:
         extra = ""
         if cuda:
             c = r.extra["counter"]
-            extra = (f" {100 * c.transfer_seconds / t.total:>6.2f} {c.launches / r.steps:>11.1f} "
-                     f"{(c.to_device + c.to_host) / r.steps:>11.1f} {c.array_ops / r.steps:>10.1f}")
+            cs = r.extra["counted_steps"]
+            extra = (f" {100 * c.transfer_seconds / cs / (t.total / r.steps):>6.2f} {c.launches / cs:>11.1f} "
+                     f"{(c.to_device + c.to_host) / cs:>11.1f} {c.array_ops / cs:>10.1f}")
         print(f"{n:>7} {r.steps:>5} {t.total / r.steps:>9.4f} {r.ns_per_day:>9.4f} {r.us_per_atom_step:>12.2f} "
               f"{pct['Neigh']:>7.2f} {pct['Force']:>7.2f} {pct['Integrate']:>7.2f} {pct['Output']:>8.2f} "
               f"{pct['Other']:>7.2f} {r.rebuilds:>6}" + extra, flush=True)
@@ -251,7 +271,8 @@ def main(argv=None) -> int:
             print(f"        (the run stopped early: {r.stopped.split(';')[0]})")
         if cuda and args.phases:
             print(f"  device operations per step at {n} atoms, by phase (launches = kernels + array ops):")
-            print("\n".join("    " + line for line in r.extra["counter"].table(r.steps).splitlines()), flush=True)
+            print("\n".join("    " + line for line in r.extra["counter"].table(r.extra["counted_steps"]).splitlines()),
+                  flush=True)
         if args.devi_models > 1:
             devi_run = functools.partial(run_size, args.model, devi_models=args.devi_models, device=args.device)
             with sharing(not args.no_share):
@@ -270,8 +291,9 @@ def main(argv=None) -> int:
                       f"{ratios[-1]:.2f}x the 1-model step ({one:.4f} s), CPU time {cpu_ratios[-1]:.2f}x "
                       f"(force {100 * rd.timers.force / rd.timers.total:.1f} % vs "
                       f"{100 * r1.timers.force / r1.timers.total:.1f} %)"
-                      + (f"; {rd.extra['counter'].launches / rd.steps:.1f} vs "
-                         f"{r1.extra['counter'].launches / r1.steps:.1f} launches per step" if cuda else "")
+                      + (f"; {rd.extra['counter'].launches / rd.extra['counted_steps']:.1f} vs "
+                         f"{r1.extra['counter'].launches / r1.extra['counted_steps']:.1f} launches per step"
+                         if cuda else "")
                       + ("; environment matrix not shared" if args.no_share else ""), flush=True)
             for name, x in (("wall", ratios), ("CPU", cpu_ratios)):
                 med = sorted(x)[len(x) // 2]
