@@ -222,3 +222,18 @@ def test_fold_rows_matches_host_fold(ncol):
         out = np.full((nloc, ncol), np.nan)
         gfor.fold_rows[launch](ext, order, start, out)
         assert np.array_equal(out, ref)
+
+
+def test_occupied_rows_are_flatnonzero_of_every_range():
+    """The embedding's occupied slots from one running count: each contiguous range [p0, p1) of
+    slots gets exactly flatnonzero(nbr[p0:p1] >= 0) + p0, in order."""
+    rng = np.random.default_rng(5)
+    nbr = np.where(rng.random(37) < 0.6, rng.integers(0, 9, 37), -1).astype(np.int32)
+    nbr[:4] = -1   # a leading empty stretch
+    cs = np.cumsum(nbr >= 0, dtype=np.int64)
+    rows = np.full(int(cs[-1]), -7, np.int64)
+    genv.occupied_rows[grid(nbr.shape[0])](nbr, cs, rows)
+    assert np.array_equal(rows, np.flatnonzero(nbr >= 0))
+    for p0, p1 in ((0, 4), (0, 10), (10, 23), (23, 37)):
+        c0 = cs[p0 - 1] if p0 else 0
+        assert np.array_equal(rows[c0:cs[p1 - 1]], np.flatnonzero(nbr[p0:p1] >= 0) + p0)

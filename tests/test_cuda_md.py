@@ -626,22 +626,30 @@ def test_a_non_finite_velocity_stops_the_step_that_made_it_on_both_devices(tmp_p
         assert ck.step == 2 and np.isnan(ck.velocities[2, 1]) and np.isfinite(ck.positions).all()
 
 
+@pytest.mark.parametrize("compressed", [False, True], ids=["uncompressed", "compressed"])
 @pytest.mark.parametrize("md", ["", NHC], ids=["nve", "nose-hoover"])
-def test_a_gpu_step_reads_the_device_twice(tmp_path, md):
+def test_a_gpu_step_reads_the_device_twice(tmp_path, md, compressed):
     """Issue 14 (the host receives data only at output steps): a step without a rebuild or output
     on one GPU rank makes 2 synchronising copies to the host (OpCounter's to_host): the rebuild
     decision, and the force call's totals with the safety records (energy, virial, closest pair,
     first non-finite force and velocity, the list's statistics); the safety check reads nothing of
-    its own, nor does the Nosé-Hoover chain.  3 steps of the cluster, output only at the start."""
+    its own, nor does the Nosé-Hoover chain.  An uncompressed model reads once more per chunk of
+    centre atoms (one here): its nets' counts of occupied slots, which size their matrix products.
+    3 steps of the cluster, output only at the start."""
     from numdp.kernels.cuda.opcount import OpCounter
     from numdp.md.setup import build_simulation
+    from numdp.model.compress import compress
 
     toml = make_cluster(tmp_path, "cuda", md, steps=3, every=100)
     counter = OpCounter()
     reads = []
     with counter.counting():   # on before the run is built, so that its device arrays are seen
         settings = load_run_settings(toml)
-        model = DPModel(read_model(toml.parent / "model.h5"), nthreads=1, device="cuda")
+        params = read_model(toml.parent / "model.h5")
+        if compressed:
+            params.min_nbor_dist = 1.0   # the cluster's atoms stay 1.45-3.4 A apart
+            params = compress(params, dx=0.05)[0]
+        model = DPModel(params, nthreads=1, device="cuda")
         sim, end = build_simulation(settings, model=model, screen=io.StringIO())
         step, check = sim.integrator.step, sim.safety.check
 
@@ -661,7 +669,7 @@ def test_a_gpu_step_reads_the_device_twice(tmp_path, md):
         finally:
             sim.close()
     assert sim.provider.rebuilds == 1 and sim.state.step == 3
-    assert reads == [2, 2, 2]
+    assert reads == [2, 2, 2] if compressed else [3, 3, 3]
 
 
 def test_a_collapsing_cell_stops_with_one_line_on_both_devices(tmp_path):

@@ -368,28 +368,35 @@ class CUDAEvaluator:
             x = x.astype(np.float16).astype(np.float32)
         G = xp.empty((P, self.M), dt)
         Gp = xp.empty((P, self.M), dt)
-        occupied = nbr >= 0
         sec = self.sec_host
+        ranges = []   # (p0, p1, net): the slots of each net, contiguous and in increasing order
         for t in range(d.ntypes):
             sel_t = int(sec[t + 1] - sec[t])
             base = na * int(sec[t])
             groups = [(0, na, t)] if d.type_one_side else \
                 [(int(tb[ti]), int(tb[ti + 1]), d.net_index(ti, t)) for ti in range(d.ntypes)]
-            for a0, a1, k in groups:
-                p0, p1 = base + a0 * sel_t, base + a1 * sel_t
-                rows = xp.flatnonzero(occupied[p0:p1])
-                n = int(rows.shape[0])
-                if n == 0:
-                    continue
-                if n == p1 - p0:   # every slot occupied: in place
-                    self._embed_rows(x[p0:p1], self.embed[k], G[p0:p1], Gp[p0:p1])
-                else:
-                    rows += p0
-                    Gc = xp.empty((n, self.M), dt)
-                    Gpc = xp.empty((n, self.M), dt)
-                    self._embed_rows(x[rows], self.embed[k], Gc, Gpc)
-                    G[rows] = Gc
-                    Gp[rows] = Gpc
+            ranges += [(base + a0 * sel_t, base + a1 * sel_t, k) for a0, a1, k in groups if a1 > a0]
+        if not ranges:
+            return G, (Gp if want_force else None)
+        # the occupied slots of every range from one running count and one host read per chunk
+        # (a flatnonzero per range read its count back: a wait for the device each)
+        cs = xp.cumsum(nbr >= 0, dtype=np.int64)
+        ends = self.be.to_host(xp.stack([cs[p1 - 1] for _, p1, _ in ranges]))
+        rows_all = xp.empty(int(ends[-1]), np.int64)
+        self.be.kernels.envmat.occupied_rows[self.be.kernels.launch.strided(P)](nbr, cs, rows_all)
+        c0 = 0
+        for (p0, p1, k), c1 in zip(ranges, ends.tolist()):
+            n = c1 - c0
+            if n == p1 - p0:   # every slot occupied: in place
+                self._embed_rows(x[p0:p1], self.embed[k], G[p0:p1], Gp[p0:p1])
+            elif n > 0:
+                rows = rows_all[c0:c1]
+                Gc = xp.empty((n, self.M), dt)
+                Gpc = xp.empty((n, self.M), dt)
+                self._embed_rows(x[rows], self.embed[k], Gc, Gpc)
+                G[rows] = Gc
+                Gp[rows] = Gpc
+            c0 = c1
         return G, (Gp if want_force else None)
 
     def _embed_rows(self, x, net: _DevNet, G, Gp):

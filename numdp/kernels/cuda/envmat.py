@@ -109,3 +109,14 @@ def pair_forces(atypes, rt, dvec, nbr, sec, G, Gp, Tbar, sd, rcut, rcut_smth, fp
             g0, g1, g2, g3, gx = add_channel(Tbar, a, m, G[p, m] * 1.0, Gp[p, m] * 1.0, r0, r1, r2, r3,
                                              g0, g1, g2, g3, gx)
         scatter_value(p, atypes[a], t, g0 + gx, g1, g2, g3, dvec, sd, rcut, rcut_smth, fpair)
+
+
+@cuda.jit
+def occupied_rows(nbr, cs, rows):
+    """rows[cs[p] - 1] = p for every occupied slot p (nbr[p] >= 0), cs the inclusive running count
+    of occupied slots (P,): the occupied slots in increasing order, so that the slots of any range
+    [p0, p1) are rows[cs[p0 - 1] : cs[p1 - 1]] (cs[-1] read as 0), the same indices as
+    flatnonzero(nbr[p0:p1] >= 0) + p0 without a host read per range."""
+    for p in range(cuda.grid(1), nbr.shape[0], cuda.gridsize(1)):
+        if nbr[p] >= 0:
+            rows[cs[p] - 1] = p
