@@ -24,6 +24,9 @@ reports and the final output included, divided by its steps; --phases prints the
 step (integrate, rebuild test, neighbour list, model, fold, reductions, output, ...).  The counts
 come from a separate run of min(steps, 10) steps before the timed one: counting costs a few µs of
 host time per operation (it finds the phase on the call stack), which the timed run does not pay.
+The counted run also reads the device memory in use after each step (`dev MiB`, the driver's
+total - free, CuPy's pool emptied before the run), and the last lines give its slope in bytes
+per atom between the two largest sizes run (issue 14: <= 1 kB per atom).
     python tools/bench_md.py --sizes 1536 --devi-models 4 --repeat 3   # 1- and 4-model runs interleaved 3x
     python tools/bench_md.py --sizes 1536 --devi-models 4 --no-share   # the 4 models without sharing
     python tools/bench_md.py --device cuda --sizes 12288 --devi-models 4   # on the GPU, with launches per step
@@ -122,6 +125,7 @@ def run_size(model: Path, natoms: int, steps: int, model_obj=None, precision: st
     if counted is not None:
         result.extra["counter"] = counted.extra["counter"]
         result.extra["counted_steps"] = counted.steps
+        result.extra["device_bytes"] = counted.extra["device_bytes"]
     return result, model_obj
 
 
@@ -133,6 +137,7 @@ def _run(model: Path, natoms: int, steps: int, model_obj, precision: str, devi_m
         if count:
             from numdp.kernels.cuda.opcount import OpCounter
 
+            _free_pool()   # CuPy's cached blocks of earlier runs: the memory read below is this run's
             # switched on before the run is built, so that its device arrays are known as such
             # (the array operations on them are counted); reset at the first step
             counter = OpCounter()
@@ -142,19 +147,44 @@ def _run(model: Path, natoms: int, steps: int, model_obj, precision: str, devi_m
             if counter is None:
                 return sim.run(end), sim.provider.model
             step = sim.integrator.step
+            peak = [0]
 
             def first_step_resets(state, forces):   # count the steps, not the setup's force call
-                if sim.integrator.step is first_step_resets:
+                if not peak[0]:
                     counter.reset()
-                    sim.integrator.step = step
                 step(state, forces)
+                peak[0] = max(peak[0], _device_bytes_used(), 1)
 
             sim.integrator.step = first_step_resets
             result = sim.run(end)
             result.extra["counter"] = counter
+            result.extra["device_bytes"] = peak[0]
             return result, sim.provider.model
         finally:
             sim.close()
+
+
+def _free_pool() -> None:
+    from numdp.backend import get_backend
+
+    if not get_backend("cuda").simulator:
+        import cupy
+
+        cupy.get_default_memory_pool().free_all_blocks()
+
+
+def _device_bytes_used() -> int:
+    """Device memory in use (total - free, the driver's figure: live arrays of numba and CuPy,
+    CuPy's cached blocks, the context); 0 under the simulator.  Read after each step of the counted
+    run: CuPy's pool, emptied before the run, then holds the most the run's arrays needed."""
+    from numdp.backend import get_backend
+
+    if get_backend("cuda").simulator:
+        return 0
+    import cupy
+
+    free, total = cupy.cuda.runtime.memGetInfo()
+    return int(total - free)
 
 
 @contextlib.contextmanager
@@ -228,7 +258,8 @@ def main(argv=None) -> int:
           "dt 0.5 fs, skin 2 A, output every 10 steps")
     head = (f"{'atoms':>7} {'steps':>5} {'s/step':>9} {'ns/day':>9} {'us/atom/step':>12} "
             f"{'neigh%':>7} {'force%':>7} {'integ%':>7} {'output%':>8} {'other%':>7} {'builds':>6}"
-            + (f" {'xfer%':>6} {'launch/step':>11} {'copies/step':>11} {'xpops/step':>10}" if cuda else ""))
+            + (f" {'xfer%':>6} {'launch/step':>11} {'copies/step':>11} {'xpops/step':>10} {'dev MiB':>9}"
+               if cuda else ""))
     print(head)
     print("-" * len(head))
     rows = {}
@@ -263,7 +294,8 @@ def main(argv=None) -> int:
             c = r.extra["counter"]
             cs = r.extra["counted_steps"]
             extra = (f" {100 * c.transfer_seconds / cs / (t.total / r.steps):>6.2f} {c.launches / cs:>11.1f} "
-                     f"{(c.to_device + c.to_host) / cs:>11.1f} {c.array_ops / cs:>10.1f}")
+                     f"{(c.to_device + c.to_host) / cs:>11.1f} {c.array_ops / cs:>10.1f} "
+                     f"{r.extra['device_bytes'] / 2**20:>9.1f}")
         print(f"{n:>7} {r.steps:>5} {t.total / r.steps:>9.4f} {r.ns_per_day:>9.4f} {r.us_per_atom_step:>12.2f} "
               f"{pct['Neigh']:>7.2f} {pct['Force']:>7.2f} {pct['Integrate']:>7.2f} {pct['Output']:>8.2f} "
               f"{pct['Other']:>7.2f} {r.rebuilds:>6}" + extra, flush=True)
@@ -306,6 +338,12 @@ def main(argv=None) -> int:
         if get_backend("cuda").simulator:
             print("Numba's CUDA simulator: the timings above mean nothing (launch and copy counts do)")
             return 0
+        big = sorted(rows)[-2:]
+        if len(big) == 2:
+            (a, b), dev = big, [rows[n][0].extra["device_bytes"] for n in big]
+            per_atom = (dev[1] - dev[0]) / (b - a)
+            print(f"device memory: {per_atom:.0f} B per atom (slope of the memory in use from {a} to {b} atoms; "
+                  f"issue 14 target <= 1 kB: {'met' if per_atom <= 1024 else 'NOT met'})")
         if 192 in rows:
             nsd = rows[192][0].ns_per_day
             print(f"192 atoms: {nsd:.3f} ns/day (issue 14 target >= 50 with a compressed model: "
