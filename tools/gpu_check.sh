@@ -10,6 +10,9 @@
 #      12 288, 98 304, ~1 M and ~10 M atoms in double, mix32 and mix16, neighbour search included
 #      and alone, device bytes per atom, the largest box that fits, the FLOP floor from the
 #      matrix-product rate of the same run;
+#   2d. tools/bench_graph.py: the compressed evaluation at 192 and 12 288 atoms (double, mix32)
+#      captured in a CUDA graph on a CuPy stream and replayed: µs per call direct and replayed,
+#      and the replay's results against a direct call's, bit for bit (appended to launch.txt);
 #   3. tools/bench_md.py --device cuda (issue 14): `numdp run` water NVT (0.5 fs) with the whole
 #      step on the GPU at 192, 12 288, 98 304, ~1 M and ~10 M atoms (sizes that do not fit in
 #      device memory or in its budget are skipped with one line): ns/day, µs/atom/step, the
@@ -39,7 +42,8 @@
 # launch.txt, tests.txt, bench.txt, bench_gpu.json (rewritten after each configuration), bench_md.txt
 # (the three MD runs), table.txt: 7 files (the device tool returns at most 8 files per run: a
 # ninth and later, in name order, are left on the machine).
-# Time limits (seconds; they add up to 490, under 9 minutes): GPU_CHECK_LAUNCH_TIMEOUT (20),
+# Time limits (seconds; they add up to 535, about 9 minutes): GPU_CHECK_LAUNCH_TIMEOUT (20),
+# GPU_CHECK_GRAPH_TIMEOUT (45: tools/bench_graph.py, step 2d),
 # GPU_CHECK_TEST_TIMEOUT (95; the tests
 # took 85 s on an H200), GPU_CHECK_BENCH_BUDGET (100: bench_gpu.py skips sizes projected past it),
 # GPU_CHECK_BENCH_TIMEOUT (125), GPU_CHECK_PROFILE_TIMEOUT (30: the per-operation profile, step 2b),
@@ -69,6 +73,7 @@ MDC_TIMEOUT=${GPU_CHECK_MDC_TIMEOUT:-35}
 SLOW_TIMEOUT=${GPU_CHECK_SLOW_TIMEOUT:-35}
 PROFILE_TIMEOUT=${GPU_CHECK_PROFILE_TIMEOUT:-30}
 LAUNCH_TIMEOUT=${GPU_CHECK_LAUNCH_TIMEOUT:-20}
+GRAPH_TIMEOUT=${GPU_CHECK_GRAPH_TIMEOUT:-45}
 CHUNK_TIMEOUT=${GPU_CHECK_CHUNK_TIMEOUT:-40}
 log() { echo "== $(date -u +%T) $*"; }
 fail() { echo "gpu_check: $*" | tee -a "$RES/FAILED.txt"; exit 2; }
@@ -157,6 +162,7 @@ timeout "$CHUNK_TIMEOUT" python tools/bench_gpu.py --model "$MODEL" "${chunks[@]
 [ "${PIPESTATUS[0]}" = 124 ] && echo "chunks: stopped at the ${CHUNK_TIMEOUT} s limit" | tee -a "$RES/bench.txt"
 
 MD_MODEL=inputs/water/model.h5   # trained, stable dynamics (water.dp is random: timing-only)
+GRAPH_MODEL=$MODEL
 md=(--budget "$MD_BUDGET" --warmup-steps 2)
 mdc=(--sizes 192 --warmup-steps 2)
 mds=(--sizes 192 12288 --warmup-steps 2)
@@ -178,10 +184,18 @@ EOF
     md=(--sizes 192 --steps 1 --warmup-steps 1)
     mdc=(--sizes 192 --steps 1 --warmup-steps 1)
     mds=(--sizes 192 --steps 1 --warmup-steps 1)
+    GRAPH_MODEL=$MD_MODEL
     MD_TIMEOUT=400
     MDC_TIMEOUT=400
+    GRAPH_TIMEOUT=400
     SLOW_TIMEOUT=400
 fi
+
+log "CUDA graph: the compressed evaluation captured and replayed (tools/bench_graph.py, appended to launch.txt)"
+gr=(--sizes 192 12288 --precisions double mix32)
+[ "$SIM" = 1 ] && gr=(--sizes 192 --precisions double --repeat 1)
+timeout "$GRAPH_TIMEOUT" python tools/bench_graph.py --model "$GRAPH_MODEL" "${gr[@]}" 2>&1 | tee -a "$RES/launch.txt"
+[ "${PIPESTATUS[0]}" = 124 ] && echo "graph: stopped at the ${GRAPH_TIMEOUT} s limit" | tee -a "$RES/launch.txt"
 
 log "MD benchmark, the whole step on the GPU (model $MD_MODEL, budget ${MD_BUDGET} s)"
 timeout "$MD_TIMEOUT" python tools/bench_md.py --device cuda --model "$MD_MODEL" "${md[@]}" 2>&1 | tee "$RES/bench_md.txt"

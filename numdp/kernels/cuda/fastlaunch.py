@@ -24,6 +24,7 @@ context current at its first launch.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 
@@ -110,6 +111,8 @@ def install() -> bool:
         return handle, tuple(kinds)
 
     def call(self, args, launch_config):
+        if _STREAM:   # launching_on: the default stream's launches go to that stream
+            launch_config.stream = _STREAM[-1]
         if self.extensions or launch_config.pre_launch_callbacks or self._launch_config_sensitive:
             return original(self, args, launch_config)
         key = key_of(args)
@@ -156,6 +159,28 @@ def install() -> bool:
     nd.CUDADispatcher.call = call
     _INSTALLED.append(call)
     return True
+
+
+_STREAM: list = []   # cuda.core streams of the open `launching_on` blocks, innermost last
+
+
+@contextlib.contextmanager
+def launching_on(stream_ptr: int):
+    """Inside the block every numba.cuda kernel launch (whatever stream it names) goes to the CUDA
+    stream `stream_ptr` (e.g.
+    a CuPy stream's `.ptr`, whose `with stream:` block sends CuPy's operations there too), so that
+    a whole call can be captured in a CUDA graph (tools/bench_graph.py).  Needs the fast path
+    installed (it is the hook); RuntimeError otherwise."""
+    if not _INSTALLED:
+        raise RuntimeError("fastlaunch.launching_on needs the fast launch path installed (a GPU)")
+    from numba import cuda
+    from numba.cuda.cudadrv import driver
+
+    _STREAM.append(driver._to_core_stream(cuda.external_stream(stream_ptr)))
+    try:
+        yield
+    finally:
+        _STREAM.pop()
 
 
 def installed() -> bool:
