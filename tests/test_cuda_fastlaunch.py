@@ -37,6 +37,44 @@ def test_the_simulator_keeps_numbas_launch(monkeypatch):
     assert get_backend("cuda").simulator
 
 
+class _DeviceArrayLike:
+    """What `flatten` reads of a CuPy array, over a NumPy array (no GPU needed)."""
+
+    def __init__(self, a):
+        import types
+
+        self.shape, self.strides, self.size, self.itemsize, self.flags = a.shape, a.strides, a.size, a.itemsize, a.flags
+        self.data = types.SimpleNamespace(ptr=a.ctypes.data)
+
+
+def test_flatten_lays_arguments_out_as_numba_does():
+    """numba's kernel parameters per argument (numba.cuda dispatcher, _prepare_args): an array as
+    meminfo 0, parent 0, size, itemsize, pointer, shape, strides in bytes (canonical C strides for
+    a C-contiguous array, whatever strides a size-1 dimension reports), a bool as bool, other
+    scalars as their ctypes value.  The comparison with numba's own launches is the GPU test
+    below; this one pins the layout on every machine."""
+    import ctypes
+
+    c = np.zeros((2, 3))
+    view = np.zeros((6, 10))[:, ::3]
+    odd = np.lib.stride_tricks.as_strided(np.zeros(4), (1, 4), (999, 8))   # C-contiguous by numpy's rule
+    zero_d = np.zeros(())
+    i32 = np.zeros(5, np.int32)
+    assert odd.flags.c_contiguous and not view.flags.c_contiguous
+    A = fastlaunch._ARRAY
+    kinds = (A, A, A, A, A, fastlaunch._BOOL, ctypes.c_int64, ctypes.c_double, ctypes.c_float, ctypes.c_int32)
+    args = [_DeviceArrayLike(a) for a in (c, view, odd, zero_d, i32)] + [True, 5, 1.5, np.float32(0.25), np.int32(-3)]
+    got = fastlaunch.flatten(kinds, args)
+    want = [0, 0, 6, 8, c.ctypes.data, 2, 3, 24, 8,
+            0, 0, 24, 8, view.ctypes.data, 6, 4, 80, 24,
+            0, 0, 4, 8, odd.ctypes.data, 1, 4, 32, 8,
+            0, 0, 1, 8, zero_d.ctypes.data,
+            0, 0, 5, 4, i32.ctypes.data, 5, 4,
+            True, 5, 1.5, 0.25, -3]
+    assert [getattr(p, "value", p) for p in got] == want
+    assert [type(p) for p in got[-4:]] == [ctypes.c_int64, ctypes.c_double, ctypes.c_float, ctypes.c_int32]
+
+
 @cuda.jit
 def _mix(a, b, c, d, e, n, x, flag, x32, n32, out):
     """out[i] = a function of every argument's element i (or value), so that a wrong pointer,

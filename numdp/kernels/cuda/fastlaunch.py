@@ -111,7 +111,7 @@ def install() -> bool:
         return handle, tuple(kinds)
 
     def call(self, args, launch_config):
-        if _STREAM:   # launching_on: the default stream's launches go to that stream
+        if _STREAM:   # launching_on: every launch goes to that stream
             launch_config.stream = _STREAM[-1]
         if self.extensions or launch_config.pre_launch_callbacks or self._launch_config_sensitive:
             return original(self, args, launch_config)
@@ -126,25 +126,7 @@ def install() -> bool:
                 cache[key] = entry_for(self, args)
             return None
         handle, kinds = entry
-        params = []
-        for kind, a in zip(kinds, args):
-            if kind is _ARRAY:
-                shape = a.shape
-                isz = a.itemsize
-                if a.flags.c_contiguous:   # numba passes the canonical strides of a C array
-                    strides = []
-                    s = isz
-                    for n in reversed(shape):
-                        strides.append(s)
-                        s *= n
-                    strides.reverse()
-                else:
-                    strides = a.strides
-                params += (0, 0, a.size, isz, a.data.ptr, *shape, *strides)
-            elif kind is _BOOL:
-                params.append(bool(a))
-            else:
-                params.append(kind(a))
+        params = flatten(kinds, args)
         ck = (launch_config.griddim, launch_config.blockdim, launch_config.sharedmem)
         cfg = configs.get(ck)
         if cfg is None:
@@ -185,6 +167,34 @@ def launching_on(stream_ptr: int):
 
 def installed() -> bool:
     return bool(_INSTALLED)
+
+
+def flatten(kinds, args) -> list:
+    """The kernel parameters numba passes for `args` (numba.cuda's dispatcher, _prepare_args): an
+    array (kind _ARRAY; CuPy's shape, strides in bytes, size, itemsize, data.ptr and flags) as
+    meminfo 0, parent 0, size, itemsize, pointer, shape..., strides... (a C-contiguous array with
+    the canonical C strides of its shape, as numba derives them when the array reports none), a
+    boolean (_BOOL) as a Python bool, any other scalar as its ctypes type."""
+    params = []
+    for kind, a in zip(kinds, args):
+        if kind is _ARRAY:
+            shape = a.shape
+            isz = a.itemsize
+            if a.flags.c_contiguous:
+                strides = []
+                s = isz
+                for n in reversed(shape):
+                    strides.append(s)
+                    s *= n
+                strides.reverse()
+            else:
+                strides = a.strides
+            params += (0, 0, a.size, isz, a.data.ptr, *shape, *strides)
+        elif kind is _BOOL:
+            params.append(bool(a))
+        else:
+            params.append(kind(a))
+    return params
 
 
 def uninstall() -> None:
