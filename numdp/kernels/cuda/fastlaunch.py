@@ -26,16 +26,24 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import enum
 import os
 
 import numpy as np
 
-_ARRAY = "array"
+
+class _Kind(enum.Enum):
+    """How `flatten` passes an argument (other scalars: their ctypes type)."""
+    ARRAY = "array"
+    BOOL = "bool"
+
+
+_ARRAY = _Kind.ARRAY
 _CTYPES = {"int8": ctypes.c_int8, "int16": ctypes.c_int16, "int32": ctypes.c_int32,
            "int64": ctypes.c_int64, "uint8": ctypes.c_uint8, "uint16": ctypes.c_uint16,
            "uint32": ctypes.c_uint32, "uint64": ctypes.c_uint64, "float64": ctypes.c_double,
            "float32": ctypes.c_float}
-_BOOL = "bool"
+_BOOL = _Kind.BOOL
 _SCALARS = (int, float, bool)
 
 STATS = {"fast": 0, "numba": 0}
