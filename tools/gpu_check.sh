@@ -19,7 +19,8 @@
 #      split of the step, host transfers, kernel launches and copies per step; then the same at
 #      192 atoms with the model compressed (dx 0.01), the issue's 50 ns/day target; then 192 and
 #      12 288 atoms again through numba-cuda's own launch path (NUMDP_CUDA_FAST_LAUNCH=0: numdp's
-#      cached launches off, docs/gpu.md "Launch cost").
+#      cached launches off, docs/gpu.md "Launch cost"), and once more with numba's allocations
+#      served by CuPy's pool (NUMDP_CUDA_NUMBA_POOL=1, numdp.kernels.cuda.numba_pool, experimental).
 #      The MD runs use the shipped trained model inputs/water/model.h5 (water.dp's architecture):
 #      water.dp's weights are random and its dynamics heats up within a few dozen steps;
 #   2b. the same model's evaluate at 98 304 atoms (compressed mix32, uncompressed double) with
@@ -42,14 +43,15 @@
 # launch.txt, tests.txt, bench.txt, bench_gpu.json (rewritten after each configuration), bench_md.txt
 # (the three MD runs), table.txt: 7 files (the device tool returns at most 8 files per run: a
 # ninth and later, in name order, are left on the machine).
-# Time limits (seconds; they add up to 535, about 9 minutes): GPU_CHECK_LAUNCH_TIMEOUT (20),
+# Time limits (seconds; they add up to 570, under 10 minutes): GPU_CHECK_LAUNCH_TIMEOUT (20),
 # GPU_CHECK_GRAPH_TIMEOUT (45: tools/bench_graph.py, step 2d),
 # GPU_CHECK_TEST_TIMEOUT (95; the tests
 # took 85 s on an H200), GPU_CHECK_BENCH_BUDGET (100: bench_gpu.py skips sizes projected past it),
 # GPU_CHECK_BENCH_TIMEOUT (125), GPU_CHECK_PROFILE_TIMEOUT (30: the per-operation profile, step 2b),
 # GPU_CHECK_CHUNK_TIMEOUT (40: 4x larger chunks, step 2c), GPU_CHECK_MD_BUDGET (85: bench_md.py
 # skips sizes projected past it), GPU_CHECK_MD_TIMEOUT (110), GPU_CHECK_MDC_TIMEOUT (35: the
-# compressed 192-atom MD run), GPU_CHECK_SLOW_TIMEOUT (35: the runs through numba's own launch path).
+# compressed 192-atom MD run), GPU_CHECK_SLOW_TIMEOUT (35 each: the runs through numba's own launch
+# path, and those with numba's allocations from CuPy's pool).
 # Expects Python with numba, numba-cuda, cupy-cuda13x, h5py; pytest is installed from .whl/ if
 # it is missing and wheels are there (docs/gpu.md, "Checking on a lent GPU").
 set -u
@@ -127,7 +129,7 @@ else
     else
         tests=(tests/test_cuda_kernels.py tests/test_cuda_model.py)
         [ -f tests/test_cuda_neighbor.py ] && tests+=(tests/test_cuda_neighbor.py)
-        tests+=(tests/test_cuda_fastlaunch.py)
+        tests+=(tests/test_cuda_fastlaunch.py tests/test_cuda_numba_pool.py)
         real=1
     fi
     log "CUDA tests: ${tests[*]} (timeout ${TEST_TIMEOUT} s)"
@@ -211,6 +213,12 @@ log "MD benchmark, numba's own launch path (NUMDP_CUDA_FAST_LAUNCH=0: numdp's ca
 NUMDP_CUDA_FAST_LAUNCH=0 timeout "$SLOW_TIMEOUT" python tools/bench_md.py --device cuda --model "$MD_MODEL" \
     "${mds[@]}" 2>&1 | tee -a "$RES/bench_md.txt"
 [ "${PIPESTATUS[0]}" = 124 ] && echo "MD benchmark (numba's launches): stopped at the ${SLOW_TIMEOUT} s limit" \
+    | tee -a "$RES/bench_md.txt"
+
+log "MD benchmark, numba's allocations from CuPy's pool (NUMDP_CUDA_NUMBA_POOL=1, experimental)"
+NUMDP_CUDA_NUMBA_POOL=1 timeout "$SLOW_TIMEOUT" python tools/bench_md.py --device cuda --model "$MD_MODEL" \
+    "${mds[@]}" 2>&1 | tee -a "$RES/bench_md.txt"
+[ "${PIPESTATUS[0]}" = 124 ] && echo "MD benchmark (numba pool): stopped at the ${SLOW_TIMEOUT} s limit" \
     | tee -a "$RES/bench_md.txt"
 
 log "table"

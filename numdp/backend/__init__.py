@@ -213,6 +213,10 @@ def _cuda_backend() -> CUDABackend:
 
     if fastlaunch.enabled():
         fastlaunch.install()   # ~18 µs of host time per CuPy argument of a launch saved
+    from ..kernels.cuda import numba_pool
+
+    if numba_pool.enabled():   # experimental: numba's allocations from CuPy's pool
+        numba_pool.install()
     return CUDABackend(simulator=False)
 
 
