@@ -61,8 +61,8 @@ def test_flatten_lays_arguments_out_as_numba_does():
     zero_d = np.zeros(())
     i32 = np.zeros(5, np.int32)
     assert odd.flags.c_contiguous and not view.flags.c_contiguous
-    A = fastlaunch._ARRAY
-    kinds = (A, A, A, A, A, fastlaunch._BOOL, ctypes.c_int64, ctypes.c_double, ctypes.c_float, ctypes.c_int32)
+    A, C = fastlaunch._ARRAY, fastlaunch._C_ARRAY   # the kinds entry_for gives by the arrays' contiguity
+    kinds = (C, A, C, C, C, fastlaunch._BOOL, ctypes.c_int64, ctypes.c_double, ctypes.c_float, ctypes.c_int32)
     args = [_DeviceArrayLike(a) for a in (c, view, odd, zero_d, i32)] + [True, 5, 1.5, np.float32(0.25), np.int32(-3)]
     got = fastlaunch.flatten(kinds, args)
     want = [0, 0, 6, 8, c.ctypes.data, 2, 3, 24, 8,

@@ -34,10 +34,12 @@ import numpy as np
 
 class _Kind(enum.Enum):
     """How `flatten` passes an argument (other scalars: their ctypes type)."""
-    ARRAY = "array"
+    C_ARRAY = "C-contiguous array"   # the canonical strides of its shape
+    ARRAY = "array"                  # its own strides
     BOOL = "bool"
 
 
+_C_ARRAY = _Kind.C_ARRAY
 _ARRAY = _Kind.ARRAY
 _CTYPES = {"int8": ctypes.c_int8, "int16": ctypes.c_int16, "int32": ctypes.c_int32,
            "int64": ctypes.c_int64, "uint8": ctypes.c_uint8, "uint16": ctypes.c_uint16,
@@ -107,9 +109,9 @@ def install() -> bool:
         if kernel.debug or kernel.cooperative or getattr(kernel, "launch_config_sensitive", False):
             return False
         kinds = []
-        for ty in argtypes:
-            if isinstance(ty, types.Array):
-                kinds.append(_ARRAY)
+        for ty, a in zip(argtypes, args):
+            if isinstance(ty, types.Array):   # contiguity is part of the signature (key_of)
+                kinds.append(_C_ARRAY if a.flags.c_contiguous else _ARRAY)
             elif ty == types.boolean:
                 kinds.append(_BOOL)
             elif str(ty) in _CTYPES:
@@ -179,25 +181,24 @@ def installed() -> bool:
 
 def flatten(kinds, args) -> list:
     """The kernel parameters numba passes for `args` (numba.cuda's dispatcher, _prepare_args): an
-    array (kind _ARRAY; CuPy's shape, strides in bytes, size, itemsize, data.ptr and flags) as
-    meminfo 0, parent 0, size, itemsize, pointer, shape..., strides... (a C-contiguous array with
-    the canonical C strides of its shape, as numba derives them when the array reports none), a
-    boolean (_BOOL) as a Python bool, any other scalar as its ctypes type."""
+    array (CuPy's shape, strides in bytes, size, itemsize and data.ptr) as meminfo 0, parent 0,
+    size, itemsize, pointer, shape..., strides... (kind _C_ARRAY, a C-contiguous array: the
+    canonical C strides of its shape, as numba derives them when the array reports none; _ARRAY:
+    its own), a boolean (_BOOL) as a Python bool, any other scalar as its ctypes type."""
     params = []
     for kind, a in zip(kinds, args):
-        if kind is _ARRAY:
+        if kind is _C_ARRAY:
             shape = a.shape
             isz = a.itemsize
-            if a.flags.c_contiguous:
-                strides = []
-                s = isz
-                for n in reversed(shape):
-                    strides.append(s)
-                    s *= n
-                strides.reverse()
-            else:
-                strides = a.strides
+            strides = []
+            s = isz
+            for n in reversed(shape):
+                strides.append(s)
+                s *= n
+            strides.reverse()
             params += (0, 0, a.size, isz, a.data.ptr, *shape, *strides)
+        elif kind is _ARRAY:
+            params += (0, 0, a.size, a.itemsize, a.data.ptr, *a.shape, *a.strides)
         elif kind is _BOOL:
             params.append(bool(a))
         else:
