@@ -25,7 +25,6 @@ Usage: python tools/bench_graph.py [--model .gpu/water.dp] [--sizes 192 12288]
 Under the simulator only step 1 runs (capture needs a GPU and CuPy): a dry run of the script."""
 import argparse
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -49,28 +48,16 @@ def main(argv=None) -> int:
     from numdp.model.compress import compress
     from numdp.model.cuda_evaluator import compute_device_shared
     from numdp.model.dp_model import DPModel
-    from bench_gpu import neighbour_search, water_box
+    from bench_gpu import best_of, neighbour_search, sync, water_box
 
     be = get_backend("cuda")
     print(f"# backend cuda ({'SIMULATOR: figures meaningless, no capture' if be.simulator else 'GPU'}), "
           f"model {args.model} compressed (dx {args.dx}, order 5)")
     params = compress(numdp.load_model(args.model, nthreads=1).params, dx=args.dx, order=5)[0]
-    xp = be.xp
-
-    def drain():
-        if not be.simulator:
-            xp.cuda.Device().synchronize()
 
     def best(fn, repeat):
-        fn()
-        drain()
-        out = float("inf")
-        for _ in range(repeat):
-            t = time.perf_counter()
-            fn()
-            drain()
-            out = min(out, time.perf_counter() - t)
-        return 1e6 * out
+        """µs of the fastest of `repeat` calls after a warm-up, the device drained after each."""
+        return 1e6 * best_of(fn, repeat, be)
 
     print(f"{'atoms':>7} {'precision':>9} {'direct us':>10} {'replay us':>10}  result")
     for n in args.sizes:
@@ -90,7 +77,7 @@ def main(argv=None) -> int:
                 print(line + f" {'-':>10}  capture needs a GPU", flush=True)
                 continue
             try:
-                t_replay, verdict = capture_and_replay(xp, call, ext, args.repeat, best)
+                t_replay, verdict = capture_and_replay(be.xp, call, ext, args.repeat, best, lambda: sync(be))
             except Exception as exc:  # noqa: BLE001 - where capture fails is the finding
                 print(line + f" {'-':>10}  capture FAILED: {type(exc).__name__}: "
                       f"{' '.join(str(exc).split())[:200]}", flush=True)
@@ -99,7 +86,7 @@ def main(argv=None) -> int:
     return 0
 
 
-def capture_and_replay(cupy, call, ext, repeat, best):
+def capture_and_replay(cupy, call, ext, repeat, best, drain):
     """(µs per replay, verdict) for `call` captured on a stream of its own (module docstring)."""
     from numdp.kernels.cuda import fastlaunch
 
@@ -125,7 +112,7 @@ def capture_and_replay(cupy, call, ext, repeat, best):
     same = all(np.array_equal(a, b) for a, b in zip(got, ref))
     moved = ext + 1e-3 * cupy.sin(cupy.arange(ext.size, dtype=np.float64).reshape(ext.shape))
     ext[...] = moved   # in place: the graph reads this buffer
-    cupy.cuda.Device().synchronize()
+    drain()
     graph.launch(stream)
     stream.synchronize()
     got2 = host(out)

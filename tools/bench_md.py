@@ -137,7 +137,11 @@ def _run(model: Path, natoms: int, steps: int, model_obj, precision: str, devi_m
         if count:
             from numdp.kernels.cuda.opcount import OpCounter
 
-            _free_pool()   # CuPy's cached blocks of earlier runs: the memory read below is this run's
+            from bench_gpu import free_pool
+            from numdp.backend import get_backend
+
+            # CuPy's cached blocks of earlier runs returned: the memory read below is this run's
+            free_pool(get_backend(device))
             # switched on before the run is built, so that its device arrays are known as such
             # (the array operations on them are counted); reset at the first step
             counter = OpCounter()
@@ -147,30 +151,24 @@ def _run(model: Path, natoms: int, steps: int, model_obj, precision: str, devi_m
             if counter is None:
                 return sim.run(end), sim.provider.model
             step = sim.integrator.step
-            peak = [0]
+            peak = 0
+            first = True
 
-            def first_step_resets(state, forces):   # count the steps, not the setup's force call
-                if not peak[0]:
+            def counted_step(state, forces):
+                nonlocal peak, first
+                if first:   # count the steps, not the setup's force call
                     counter.reset()
+                    first = False
                 step(state, forces)
-                peak[0] = max(peak[0], _device_bytes_used(), 1)
+                peak = max(peak, _device_bytes_used())
 
-            sim.integrator.step = first_step_resets
+            sim.integrator.step = counted_step
             result = sim.run(end)
             result.extra["counter"] = counter
-            result.extra["device_bytes"] = peak[0]
+            result.extra["device_bytes"] = peak
             return result, sim.provider.model
         finally:
             sim.close()
-
-
-def _free_pool() -> None:
-    from numdp.backend import get_backend
-
-    if not get_backend("cuda").simulator:
-        import cupy
-
-        cupy.get_default_memory_pool().free_all_blocks()
 
 
 def _device_bytes_used() -> int:
