@@ -61,6 +61,7 @@ cd "$(dirname "$0")/.."
 MODEL=${1:-.gpu/water.dp}
 RES=${OUT:-gpu_out}
 mkdir -p "$RES"
+rm -f "$RES"/{device,launch,tests,bench,bench_md,table,FAILED}.txt "$RES/bench_gpu.json"   # a run's files are its own
 export PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}"   # the tree first, then any wheels brought along
 export PYTHONUNBUFFERED=1   # every line reaches $RES as it is printed
 export CUPY_TF32=0          # mix32 means plain FP32 products, never TF32
@@ -78,6 +79,15 @@ LAUNCH_TIMEOUT=${GPU_CHECK_LAUNCH_TIMEOUT:-20}
 GRAPH_TIMEOUT=${GPU_CHECK_GRAPH_TIMEOUT:-45}
 CHUNK_TIMEOUT=${GPU_CHECK_CHUNK_TIMEOUT:-40}
 log() { echo "== $(date -u +%T) $*"; }
+# timed LIMIT FILE LABEL CMD...: CMD under `timeout LIMIT`, its output shown and appended to FILE,
+# and one line there when the limit cut it short
+timed() {
+    local limit=$1 file=$2 label=$3
+    shift 3
+    timeout "$limit" "$@" 2>&1 | tee -a "$file"
+    [ "${PIPESTATUS[0]}" = 124 ] && echo "$label: stopped at the $limit s limit" | tee -a "$file"
+    return 0
+}
 fail() { echo "gpu_check: $*" | tee -a "$RES/FAILED.txt"; exit 2; }
 
 log "preflight ($([ "$SIM" = 1 ] && echo "SIMULATOR dry run" || echo GPU))"
@@ -112,8 +122,7 @@ EOF
 [ "$SIM" = 1 ] || nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee -a "$RES/device.txt"
 
 log "launch cost: one numba.cuda launch and one CuPy call on tiny arrays (tools/bench_launch.py)"
-timeout "$LAUNCH_TIMEOUT" python tools/bench_launch.py 2>&1 | tee "$RES/launch.txt"
-[ "${PIPESTATUS[0]}" = 124 ] && echo "launch cost: stopped at the ${LAUNCH_TIMEOUT} s limit" | tee -a "$RES/launch.txt"
+timed "$LAUNCH_TIMEOUT" "$RES/launch.txt" "launch cost" python tools/bench_launch.py
 
 log "pytest"
 if ! python -c "import pytest" 2>/dev/null && ls .whl/*.whl >/dev/null 2>&1; then
@@ -146,22 +155,19 @@ fi
 log "benchmark (model $MODEL, budget ${BENCH_BUDGET} s)"
 bench=(--repeat 2 --budget "$BENCH_BUDGET")
 [ "$SIM" = 1 ] && bench=(--sizes 3 --quick --variants compressed uncompressed)
-timeout "$BENCH_TIMEOUT" python tools/bench_gpu.py --model "$MODEL" "${bench[@]}" \
-    --json "$RES/bench_gpu.json" 2>&1 | tee "$RES/bench.txt"
-[ "${PIPESTATUS[0]}" = 124 ] && echo "benchmark: stopped at the ${BENCH_TIMEOUT} s limit" | tee -a "$RES/bench.txt"
+timed "$BENCH_TIMEOUT" "$RES/bench.txt" "benchmark" python tools/bench_gpu.py --model "$MODEL" "${bench[@]}" \
+    --json "$RES/bench_gpu.json"
 
 log "profile: where one evaluate's time goes, every operation timed apart (appended to bench.txt)"
 prof=(--sizes 98304 --variants compressed uncompressed --precisions mix32 double)
 [ "$SIM" = 1 ] && prof=(--sizes 3 --variants compressed --precisions mix32)
-timeout "$PROFILE_TIMEOUT" python tools/bench_gpu.py --model "$MODEL" --profile "${prof[@]}" 2>&1 | tee -a "$RES/bench.txt"
-[ "${PIPESTATUS[0]}" = 124 ] && echo "profile: stopped at the ${PROFILE_TIMEOUT} s limit" | tee -a "$RES/bench.txt"
+timed "$PROFILE_TIMEOUT" "$RES/bench.txt" "profile" python tools/bench_gpu.py --model "$MODEL" --profile "${prof[@]}"
 
 log "chunks 4x larger at ~1 M atoms: fewer launches for a larger fixed scratch (appended to bench.txt)"
 chunks=(--sizes 1029000 --variants compressed uncompressed --precisions double mix32 --repeat 2 --no-fused
         --no-atomic --chunk-scale 4 --budget "$CHUNK_TIMEOUT")
 [ "$SIM" = 1 ] && chunks=(--sizes 3 --quick --no-atomic --chunk-scale 4)
-timeout "$CHUNK_TIMEOUT" python tools/bench_gpu.py --model "$MODEL" "${chunks[@]}" 2>&1 | tee -a "$RES/bench.txt"
-[ "${PIPESTATUS[0]}" = 124 ] && echo "chunks: stopped at the ${CHUNK_TIMEOUT} s limit" | tee -a "$RES/bench.txt"
+timed "$CHUNK_TIMEOUT" "$RES/bench.txt" "chunks" python tools/bench_gpu.py --model "$MODEL" "${chunks[@]}"
 
 MD_MODEL=inputs/water/model.h5   # trained, stable dynamics (water.dp is random: timing-only)
 GRAPH_MODEL=$MODEL
@@ -196,30 +202,23 @@ fi
 log "CUDA graph: the compressed evaluation captured and replayed (tools/bench_graph.py, appended to launch.txt)"
 gr=(--sizes 192 12288 --precisions double mix32)
 [ "$SIM" = 1 ] && gr=(--sizes 192 --precisions double --repeat 1)
-timeout "$GRAPH_TIMEOUT" python tools/bench_graph.py --model "$GRAPH_MODEL" "${gr[@]}" 2>&1 | tee -a "$RES/launch.txt"
-[ "${PIPESTATUS[0]}" = 124 ] && echo "graph: stopped at the ${GRAPH_TIMEOUT} s limit" | tee -a "$RES/launch.txt"
+timed "$GRAPH_TIMEOUT" "$RES/launch.txt" "graph" python tools/bench_graph.py --model "$GRAPH_MODEL" "${gr[@]}"
 
 log "MD benchmark, the whole step on the GPU (model $MD_MODEL, budget ${MD_BUDGET} s)"
-timeout "$MD_TIMEOUT" python tools/bench_md.py --device cuda --model "$MD_MODEL" "${md[@]}" 2>&1 | tee "$RES/bench_md.txt"
-[ "${PIPESTATUS[0]}" = 124 ] && echo "MD benchmark: stopped at the ${MD_TIMEOUT} s limit" | tee -a "$RES/bench_md.txt"
+timed "$MD_TIMEOUT" "$RES/bench_md.txt" "MD benchmark" \
+    python tools/bench_md.py --device cuda --model "$MD_MODEL" "${md[@]}"
 
 log "MD benchmark, compressed model at 192 atoms (issue 14: >= 50 ns/day)"
-timeout "$MDC_TIMEOUT" python tools/bench_md.py --device cuda --model "$MD_MODEL" --compress "${mdc[@]}" 2>&1 \
-    | tee -a "$RES/bench_md.txt"
-[ "${PIPESTATUS[0]}" = 124 ] && echo "MD benchmark (compressed): stopped at the ${MDC_TIMEOUT} s limit" \
-    | tee -a "$RES/bench_md.txt"
+timed "$MDC_TIMEOUT" "$RES/bench_md.txt" "MD benchmark (compressed)" \
+    python tools/bench_md.py --device cuda --model "$MD_MODEL" --compress "${mdc[@]}"
 
 log "MD benchmark, numba's own launch path (NUMDP_CUDA_FAST_LAUNCH=0: numdp's cached launches off)"
-NUMDP_CUDA_FAST_LAUNCH=0 timeout "$SLOW_TIMEOUT" python tools/bench_md.py --device cuda --model "$MD_MODEL" \
-    "${mds[@]}" 2>&1 | tee -a "$RES/bench_md.txt"
-[ "${PIPESTATUS[0]}" = 124 ] && echo "MD benchmark (numba's launches): stopped at the ${SLOW_TIMEOUT} s limit" \
-    | tee -a "$RES/bench_md.txt"
+timed "$SLOW_TIMEOUT" "$RES/bench_md.txt" "MD benchmark (numba's launches)" \
+    env NUMDP_CUDA_FAST_LAUNCH=0 python tools/bench_md.py --device cuda --model "$MD_MODEL" "${mds[@]}"
 
 log "MD benchmark, numba's allocations from CuPy's pool (NUMDP_CUDA_NUMBA_POOL=1, experimental)"
-NUMDP_CUDA_NUMBA_POOL=1 timeout "$SLOW_TIMEOUT" python tools/bench_md.py --device cuda --model "$MD_MODEL" \
-    "${mds[@]}" 2>&1 | tee -a "$RES/bench_md.txt"
-[ "${PIPESTATUS[0]}" = 124 ] && echo "MD benchmark (numba pool): stopped at the ${SLOW_TIMEOUT} s limit" \
-    | tee -a "$RES/bench_md.txt"
+timed "$SLOW_TIMEOUT" "$RES/bench_md.txt" "MD benchmark (numba pool)" \
+    env NUMDP_CUDA_NUMBA_POOL=1 python tools/bench_md.py --device cuda --model "$MD_MODEL" "${mds[@]}"
 
 log "table"
 python tools/bench_gpu.py --table "$RES/bench_gpu.json" 2>&1 | tee "$RES/table.txt"
