@@ -46,4 +46,6 @@ def test_numba_allocates_from_cupys_pool_and_results_stay_on_a_gpu():
     cpu = DPModel(params, nthreads=1).evaluate(pos, typ, box)
     assert after.energy == before.energy   # the same kernels on the same data: the same bits
     assert np.array_equal(after.forces, before.forces) and np.array_equal(after.virial, before.virial)
+    # the CUDA-vs-CPU double bound derived in tests/test_cuda_model.py: the same float64
+    # expressions summed in other orders, ~50 eps of the largest magnitude, two orders of margin
     np.testing.assert_allclose(after.forces, cpu.forces, rtol=0, atol=1e-12 * np.abs(cpu.forces).max())
