@@ -8,8 +8,9 @@
                    130 through os._exit.  Nothing is unwound, so no `except`/`finally` and no
                    library callback can swallow the abort or print a traceback, and no file is
                    left half-written: checkpoints and model files are replaced atomically, and
-                   trajectory frames and log lines are flushed as they are written (a file open
-                   for appending is left as `kill -9` would leave it: readable, whole frames).
+                   trajectory frames and log lines are flushed as they are written, and a
+                   signal arriving while a frame is written (inside `whole_write()`) aborts once
+                   the frame is complete, so every element of a trajectory holds the same frames.
 
 Under `mpiexec` the launcher forwards SIGINT and SIGTERM to every rank (MPICH's Hydra does; a
 terminal's Ctrl-C reaches only the launcher, whose ranks run in process groups of their own), so
@@ -27,10 +28,33 @@ import signal
 import sys
 import threading
 import time
+from contextlib import contextmanager
 
 EXIT_STATUS = 130  # status of an interrupted command, whichever of SIGINT / SIGTERM stopped it
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 REPEAT_WINDOW = 1.0  # s: the same signal again this soon is a forwarded copy, not a second request
+
+
+_writing = 0  # depth of whole_write() blocks in progress (signal handlers run in the main thread)
+_deferred: list = []  # the abort requested inside such a block, run when the outermost one ends
+
+
+@contextmanager
+def whole_write():
+    """Defer an abort (a second signal) to the end of the block: the block's writes land whole.
+
+    For writes of milliseconds whose parts must agree (the datasets of one trajectory frame), not
+    for long ones: the abort waits for the block.  Python runs a signal handler between bytecodes,
+    so without this an abort could fall between the growth of two datasets of one frame.
+    """
+    global _writing
+    _writing += 1
+    try:
+        yield
+    finally:
+        _writing -= 1
+        if not _writing and _deferred:
+            _deferred.pop()()
 
 
 def _write_stderr(text: str) -> None:
@@ -73,6 +97,10 @@ class StopRequest:
     def abort(self, name: str) -> None:
         """Remove the temporaries of atomic writes in progress and end the process (status 130)."""
         from .io.atomic import remove_pending
+
+        if _writing:
+            _deferred[:] = [lambda: self.abort(name)]
+            return
 
         remove_pending()
         for stream in (sys.stdout, sys.stderr):

@@ -203,6 +203,45 @@ def test_second_signal_during_an_atomic_write_leaves_the_old_file_and_no_tempora
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.h5"]
 
 
+FRAME_WRITER = textwrap.dedent("""
+    import os, signal, sys, time
+    import numpy as np
+    from numdp.io.h5md import H5MDWriter
+    from numdp.signals import REPEAT_WINDOW, StopRequest
+
+    w = H5MDWriter(sys.argv[1], [0, 1], [16.0, 1.0], ["O", "H"], input_text="x = 1")
+    x = np.zeros((2, 3))
+    w.append(0, 0.0, x, x, x, np.eye(3) * 10, {"temperature": 300.0})
+    flush = w.h5.flush
+
+    def flush_then_signal():  # the flush before `position` grows: the frame is half written
+        flush()
+        os.kill(os.getpid(), signal.SIGINT)
+
+    with StopRequest("run"):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(REPEAT_WINDOW)
+        w.h5.flush = flush_then_signal
+        w.append(10, 1.0, x + 1, x, x, np.eye(3) * 10, {"temperature": 310.0})
+        print("not reached")
+""")
+
+
+def test_second_signal_inside_a_trajectory_frame_waits_for_the_whole_frame(tmp_path):
+    path = tmp_path / "traj.h5md"
+    r = subprocess.run([sys.executable, "-c", FRAME_WRITER, str(path)], capture_output=True, text=True,
+                       timeout=TIMEOUT)
+    assert r.returncode == EXIT_STATUS, r.stderr
+    assert "second SIGINT: aborted at once" in r.stderr and "not reached" not in r.stdout
+    with h5py.File(path, "r") as f:
+        part = f["particles/trajectory"]
+        assert part["position/step"][()].tolist() == [0, 10]
+        for name in ("position", "velocity", "force", "box/edges"):
+            assert part[name]["value"].shape[0] == 2, name
+        assert part["position/value"][1, 0, 0] == 1.0
+        assert f["observables/temperature/value"][()].tolist() == [300.0, 310.0]
+
+
 def test_first_signal_only_asks_to_stop_and_handlers_are_restored():
     before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     with StopRequest("test", announce=False) as stop:

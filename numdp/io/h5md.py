@@ -24,8 +24,9 @@ for that name when it builds a topology from the file alone, and forces default 
 Angstrom-1 because MDAnalysis rejects force units it does not know (eV Angstrom-1 is one of them).
 
 A frame is written in the order step/time, observables, box, velocity, force (then the file is
-flushed), position (flushed again), so a run killed at any moment leaves a file whose other
-elements hold at least the frames of `position/value`.
+flushed), position (flushed again), so a run killed at any moment (kill -9) leaves a file whose
+other elements hold at least the frames of `position/value`; a second SIGINT / SIGTERM waits for
+the frame in progress (numdp.signals.whole_write), so every element then holds the same frames.
 
 A checkpoint (`write_checkpoint`) is a one-frame H5MD file of the same layout plus `/numdp/state`,
 the whole `numdp.system.State` as datasets (bit-exact float64).  It is written atomically
@@ -43,6 +44,7 @@ import numpy as np
 from ..errors import InputError, one_line
 from ..system import State, from_arrays, to_arrays
 from ..units import EV_TO_KJ_PER_MOL
+from ..signals import whole_write
 from .atomic import atomic_path
 
 H5MD_VERSION = (1, 1)
@@ -196,24 +198,25 @@ class H5MDWriter:
 
     def append(self, step: int, time: float, positions, velocities, forces, box, observables: dict) -> None:
         """Write one frame (arrays in Å, Å/ps, eV/Å; box (3, 3) Å or None; observables by name)."""
-        n = self.nframes
-        for ds, v in ((self.clock[0], step), (self.clock[1], time)):
-            ds.resize(n + 1, axis=0)
-            ds[n] = v
         data = {"position": positions, "velocity": velocities, "box": box}
         if "force" in self.fields:
             data["force"] = np.asarray(forces) * self.force_scale
         for name, value in observables.items():
             data[name] = value
-        for name, value in self.values:
-            if name == "position":
-                # everything else of the frame reaches the file before `position` grows: HDF5 may
-                # write a dataset's new extent out of order before a flush, and a run killed then
-                # would leave more positions than temperatures (seen once in six suite runs)
-                self.h5.flush()
-            value.resize(n + 1, axis=0)
-            value[n] = data.get(name, np.nan)  # an observable not given is stored as nan
-        self.h5.flush()
+        with whole_write():  # an abort (second SIGINT / SIGTERM) waits for the whole frame
+            n = self.nframes
+            for ds, v in ((self.clock[0], step), (self.clock[1], time)):
+                ds.resize(n + 1, axis=0)
+                ds[n] = v
+            for name, value in self.values:
+                if name == "position":
+                    # everything else of the frame reaches the file before `position` grows: HDF5
+                    # may write a dataset's new extent out of order before a flush, and a run
+                    # killed (kill -9) then would leave more positions than temperatures
+                    self.h5.flush()
+                value.resize(n + 1, axis=0)
+                value[n] = data.get(name, np.nan)  # an observable not given is stored as nan
+            self.h5.flush()
 
     def close(self) -> None:
         if self.h5:

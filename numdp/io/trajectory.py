@@ -44,6 +44,7 @@ from typing import Protocol
 import numpy as np
 
 from ..errors import InputError
+from ..signals import whole_write
 from ..units import ASE_TIME_IN_PS
 
 FORMATS = ("h5md", "extxyz", "lammps-dump")
@@ -142,14 +143,16 @@ class _TextWriter:
         return self._last
 
     def append(self, step, time, positions, velocities, forces, box, observables) -> None:
-        self.fh.write(self._frame_text(int(step), float(time), np.asarray(positions, dtype=np.float64),
-                                       None if velocities is None or "velocity" not in self.fields
-                                       else np.asarray(velocities, dtype=np.float64),
-                                       None if forces is None or "force" not in self.fields
-                                       else np.asarray(forces, dtype=np.float64),
-                                       None if box is None else np.asarray(box, dtype=np.float64),
-                                       observables))
-        self.fh.flush()
+        text = self._frame_text(int(step), float(time), np.asarray(positions, dtype=np.float64),
+                                None if velocities is None or "velocity" not in self.fields
+                                else np.asarray(velocities, dtype=np.float64),
+                                None if forces is None or "force" not in self.fields
+                                else np.asarray(forces, dtype=np.float64),
+                                None if box is None else np.asarray(box, dtype=np.float64),
+                                observables)
+        with whole_write():  # a signal handler may run inside write() (EINTR): the frame lands whole
+            self.fh.write(text)
+            self.fh.flush()
         self._last = int(step)
 
     def close(self) -> None:
