@@ -78,15 +78,22 @@ def test_contract_D_and_back_D(folded):
     cdesc.back_D(T, gD, naxis, folded, 0.25, B1)
     gdesc.back_D[grid2(na, 4 * M)](T, gD, *descriptor_adjacency(colm, colk, M), 0.25, B2)
     _eq(B1, B2)
+    # KernelForm.TEAM: the same adjoint as two batched matrix products (other summation order)
+    from numdp.backend import get_backend
+    from numdp.model.cuda_evaluator import back_D_products, descriptor_column_map
+
+    _eq(B1, back_D_products(get_backend("cuda"), T, gD, descriptor_column_map(colm, colk, M, naxis), 0.25))
 
 
-def _pairs(M=4):
+def _pairs(M=4, seed=11):
     """A 3-atom chunk of 2 types with full, partial and empty blocks, on the CPU's compacted pairs
-    and the device's block-major slots."""
+    and the device's block-major slots (its own random numbers: the same chunk whichever tests
+    ran before)."""
+    rng = np.random.default_rng(seed)
     nt, na = 2, 3
     sel = np.array([3, 4])
     sec = np.concatenate([[0], np.cumsum(sel)]).astype(np.int64)
-    pos = RNG.uniform(0, 3, (7, 3))
+    pos = rng.uniform(0, 3, (7, 3))
     nlist = np.full((na, sec[-1]), -1, np.int32)
     nlist[0, :3] = [3, 4, 5]          # a full block
     nlist[0, 3:5] = [6, 1]
@@ -94,8 +101,8 @@ def _pairs(M=4):
     nlist[2, 3:7] = [0, 1, 4, 6]
     atoms = np.arange(na, dtype=np.int64)
     atypes = np.array([0, 0, 1], np.int64)
-    mu = RNG.uniform(0, 0.2, (nt, nt, 4))
-    sd = RNG.uniform(0.5, 1.0, (nt, nt, 4))
+    mu = rng.uniform(0, 0.2, (nt, nt, 4))
+    sd = rng.uniform(0.5, 1.0, (nt, nt, 4))
     rt_pad = -mu / sd
     rcut, rsm = 2.5, 0.5
     cap = na * sec[-1]
@@ -164,15 +171,17 @@ def test_env_pairs_contract_T_and_pair_forces():
         _eq(a, b)
 
 
-@pytest.mark.parametrize("order", [3, 5])
-def test_tabulated_kernels(order):
-    """tab_contract_T (with pairs beyond the table) and tab_pair_forces against the CPU twins."""
+@pytest.mark.parametrize("order,M", [(3, 4), (5, 4), (5, 21)])
+def test_tabulated_kernels(order, M):
+    """tab_contract_T (with pairs beyond the table) and tab_pair_forces against the CPU twins;
+    tab_contract_T_team gives tab_contract_T's bits (M = 21: two groups of channels per team
+    of 4 threads under the simulator, the second one partly filled)."""
     from numdp.kernels.cpu import tabulated as ctab
+    from numdp.kernels.cuda.launch import teams
     from numdp.kernels.cuda.tabulated import kernels_for
     from numdp.model.tables import build_table
     from randmodel import random_params
 
-    M = 4
     c = _pairs(M)
     nt, na, cap = c["nt"], c["na"], c["cap"]
     net = random_params(ntypes=1, neuron=(2, M), seed=4).descriptor.embeddings[0]
@@ -189,11 +198,15 @@ def test_tabulated_kernels(order):
     ctab.tab_contract_T(c["atypes"], c["rt"], c["poff"], c["npad"], c["rt_pad"], G_pad, coef, coff,
                         meta, netidx, 1 / 7, T1, b1)
     flags = np.empty(cap, np.int32)
-    fwd, bwd = kernels_for(np.float64)
+    fwd, bwd, team, team_bwd = kernels_for(np.float64)
     fwd[grid2(na, M)](c["atypes"], c["grt"], c["gnb"], c["sec"], G_pad, coef, coff, meta,
                               netidx, 1 / 7, T2, flags)
     _eq(T1, T2)
     assert flags.sum() == b1[0] > 0
+    T3, flags3 = np.full((na, 4, M), np.nan), np.full(cap, -1, np.int32)
+    team[teams(na)](c["atypes"], c["grt"], c["gnb"], c["sec"], G_pad, coef, coff, meta, netidx, 1 / 7,
+                    T3, flags3)
+    assert np.array_equal(T3, T2) and np.array_equal(flags3, flags)
     Tbar = RNG.normal(size=(na, 4, M))
     ref = _cpu_forces(c, ctab.tab_pair_forces, coef, coff, meta, netidx, Tbar)
     fpair = np.empty((cap, 3))
@@ -201,6 +214,10 @@ def test_tabulated_kernels(order):
                    c["sd"], c["rcut"], c["rsm"], fpair)
     for a, b in zip(ref, _gather(c, fpair)):
         _eq(a, b)
+    fpair2 = np.full((cap, 3), np.nan)
+    team_bwd[teams(na)](c["atypes"], c["grt"], c["gdv"], c["gnb"], c["sec"], coef, coff, meta, netidx, Tbar,
+                        c["sd"], c["rcut"], c["rsm"], fpair2)
+    _eq(fpair, fpair2)   # the same terms summed by sub-teams: round-off apart
 
 
 @pytest.mark.parametrize("ncol", [3, 9])

@@ -316,6 +316,33 @@ def test_numdp_test_device_cuda_matches_cpu(tmp_path):
         assert figs["cpu"][key] > 0
 
 
+@pytest.mark.parametrize("name,precision", [("2types-overflow-compressed", "double"),
+                                            ("3types-one-side-compressed", "mix32"),
+                                            ("2types-triclinic", "double"), ("3types-unfolded", "double")])
+def test_cuda_team_kernels_match_thread_kernels(name, precision, monkeypatch):
+    """KernelForm.TEAM (team kernel for T: the same bits; back_D as batched products: another
+    summation order of the same float64 terms) against the default: 1e-12 as above, in mix32 too
+    (both sum the adjoint in float64 from the same float32 dE/dD).  Folded and full D layouts."""
+    from numdp.model import cuda_evaluator as ce
+
+    thread, pos, typ, box = _model(name, device="cuda", precision=precision, chunk=4)
+    team = _model(name, device="cuda", precision=precision, chunk=4)[0]
+    team._ev.kernel_form = ce.KernelForm.TEAM
+    calls = []
+    real = ce.back_D_products
+    monkeypatch.setattr(ce, "back_D_products", lambda *a: calls.append(1) or real(*a))
+    a = _evaluate(thread, pos, typ, box)
+    assert not calls
+    b = _evaluate(team, pos, typ, box)
+    assert calls   # the team path ran
+    assert a.energy == pytest.approx(b.energy, rel=1e-12, abs=0)
+    _close(a.atom_energies, b.atom_energies, 1e-12)
+    _close(a.forces, b.forces, 1e-12)
+    _close(a.virial, b.virial, 1e-12)
+    _close(a.atom_virials, b.atom_virials, 1e-12)
+    assert team.beyond_table == thread.beyond_table
+
+
 def test_cuda_atomic_assembly_matches_gather():
     """The atomics variant (kept for the benchmark's cost comparison) sums the same terms in
     another order: 1e-12 as above."""

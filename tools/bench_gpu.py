@@ -158,7 +158,8 @@ def print_summary(rows, free: int | None, simulator: bool) -> None:
     beyond the fixed scratch (slope of the device memory held between the two largest sizes) and
     the largest system that fits (the free memory spent at that slope)."""
     print("\n# summary (µs/atom/step, best of runs; bytes/atom = slope of device memory held)")
-    print(f"# {'variant':>12} {'prec':>6} {'atoms':>9} {'total':>8} {'eval':>8} {'fused':>8} {'atomic':>8} {'search':>8} "
+    print(f"# {'variant':>12} {'prec':>6} {'atoms':>9} {'total':>8} {'eval':>8} {'fused':>8} {'atomic':>8} {'team':>8} "
+          f"{'search':>8} "
           f"{'floor':>8} {'B/atom':>8} {'max atoms (est.)':>16}")
     combos = list(dict.fromkeys((r["variant"], r["precision"]) for r in rows))
     for variant, prec in combos:
@@ -174,8 +175,9 @@ def print_summary(rows, free: int | None, simulator: bool) -> None:
             r["max_atoms_estimate"] = nmax
             fused = "-" if r["us_eval_fused"] is None else f"{r['us_eval_fused']:8.3f}"
             atomic = "-" if r.get("us_eval_atomic") is None else f"{r['us_eval_atomic']:8.3f}"
+            team = "-" if r.get("us_eval_team") is None else f"{r['us_eval_team']:8.3f}"
             print(f"  {variant:>12} {prec:>6} {r['atoms']:>9} {r['us_total']:8.3f} {r['us_eval']:8.3f} "
-                  f"{fused:>8} {atomic:>8} {r['us_search']:8.3f} {r['flop_floor_us']:8.4f} "
+                  f"{fused:>8} {atomic:>8} {team:>8} {r['us_search']:8.3f} {r['flop_floor_us']:8.4f} "
                   f"{'-' if slope is None else f'{slope:8.0f}':>8} {'-' if nmax is None else nmax:>16}")
     if not rows:
         print("  (no configuration finished)")
@@ -201,24 +203,29 @@ def profile(be, params, chunk, args) -> int:
     device operation timed apart; the operations that took longest, per call.  chunk: centre
     atoms per chunk by variant."""
     from numdp.kernels.cuda.opcount import OpCounter
+    from numdp.model.cuda_evaluator import KernelForm
     from numdp.model.dp_model import DPModel
 
+    forms = [KernelForm.THREAD] + ([] if args.no_team else [KernelForm.TEAM])
     for n in args.sizes:
         pos, types, box = water_box(n)
         for variant in args.variants:
             for prec in args.precisions:
                 model = DPModel(params[variant], precision=prec, device="cuda", chunk=chunk[variant])
-                model.evaluate(pos, types, box, atom_virial=False)   # compiles, fills the pools
-                sync(be)
-                counter = OpCounter(timed=True)
-                t = time.perf_counter()
-                with counter.counting():
-                    model.evaluate(pos, types, box, atom_virial=False)
+                for form in forms:
+                    model._ev.kernel_form = form
+                    model.evaluate(pos, types, box, atom_virial=False)   # compiles, fills the pools
                     sync(be)
-                wall = time.perf_counter() - t
-                print(f"\n# profile {variant} {prec} {len(types)} atoms: {1e3 * wall:.3f} ms with every "
-                      f"operation synchronised ({1e6 * wall / len(types):.3f} µs/atom)")
-                print(counter.time_table(), flush=True)
+                    counter = OpCounter(timed=True)
+                    t = time.perf_counter()
+                    with counter.counting():
+                        model.evaluate(pos, types, box, atom_virial=False)
+                        sync(be)
+                    wall = time.perf_counter() - t
+                    print(f"\n# profile {variant} {prec} {len(types)} atoms, kernel form {form.value}: "
+                          f"{1e3 * wall:.3f} ms with every operation synchronised "
+                          f"({1e6 * wall / len(types):.3f} µs/atom)")
+                    print(counter.time_table(), flush=True)
     return 0
 
 
@@ -235,6 +242,8 @@ def main(argv=None) -> int:
                     "--precisions say otherwise (simulator check)")
     ap.add_argument("--no-fused", action="store_true", help="skip the fused per-pair embedding timing")
     ap.add_argument("--no-atomic", action="store_true", help="skip the floating-point atomics timing")
+    ap.add_argument("--no-team", action="store_true",
+                    help="skip the timing with the experimental team kernels (KernelForm.TEAM)")
     ap.add_argument("--chunk-scale", type=int, default=1,
                     help="centre atoms per chunk = this x the evaluator's default (4 096 uncompressed, "
                     "32 768 compressed): fewer launches per call for a larger fixed scratch")
@@ -260,7 +269,7 @@ def main(argv=None) -> int:
     import numdp
     from numdp.backend import get_backend
     from numdp.model.compress import compress
-    from numdp.model.cuda_evaluator import DEFAULT_CHUNK, DEFAULT_CHUNK_COMPRESSED
+    from numdp.model.cuda_evaluator import DEFAULT_CHUNK, DEFAULT_CHUNK_COMPRESSED, KernelForm
     from numdp.model.dp_model import DPModel
     from bench_infer import macs_per_atom
 
@@ -290,7 +299,8 @@ def main(argv=None) -> int:
             fused = variant == "uncompressed" and prec != "mix16" and not args.no_fused
             elapsed = time.perf_counter() - t_start
             if (variant, prec) in last:   # projected: every timing below, (repeat + WARMUP) runs each
-                proj = last[variant, prec] * natoms * (args.repeat + WARMUP) * (3 + fused + (not args.no_atomic))
+                proj = last[variant, prec] * natoms * (args.repeat + WARMUP) * (3 + fused + (not args.no_atomic)
+                                                                                + (not args.no_team))
                 if elapsed + proj > args.budget:
                     print(f"# skip {variant} {prec} {natoms}: projected {proj:.0f} s beyond the budget")
                     continue
@@ -309,6 +319,11 @@ def main(argv=None) -> int:
                     model._ev.assembly = "atomic"
                     t_atomic = best_of(lambda: model.compute(nl.positions, nl.nlist, types), args.repeat, be)
                     model._ev.assembly = "gather"
+                t_team = None   # the experimental team kernels and batched back_D (KernelForm.TEAM)
+                if not args.no_team:
+                    model._ev.kernel_form = KernelForm.TEAM
+                    t_team = best_of(lambda: model.compute(nl.positions, nl.nlist, types), args.repeat, be)
+                    model._ev.kernel_form = KernelForm.THREAD
                 t_all = best_of(lambda: model.evaluate(pos, types, box, atom_virial=False), args.repeat, be)
                 held = held_bytes(be)
                 pairs = float(np.mean(np.asarray(be.to_host(nl.nlist)) >= 0, axis=0).sum())
@@ -318,6 +333,7 @@ def main(argv=None) -> int:
                            us_search=1e6 * t_nl / natoms, held_bytes=held,
                            us_eval_fused=None if t_fused is None else 1e6 * t_fused / natoms,
                            us_eval_atomic=None if t_atomic is None else 1e6 * t_atomic / natoms,
+                           us_eval_team=None if t_team is None else 1e6 * t_team / natoms,
                            chunk=chunk[variant],
                            pairs_per_atom=pairs, flop_floor_us=1e6 * flops / rates[prec],
                            beyond_table=model.beyond_table)
@@ -327,7 +343,8 @@ def main(argv=None) -> int:
                 print(f"{variant:>12} {prec:>6} {natoms:>9} total {row['us_total']:8.3f} eval "
                       f"{row['us_eval']:8.3f} (fused embedding: "
                       f"{'-' if t_fused is None else format(row['us_eval_fused'], '.3f')}; with atomics: "
-                      f"{'-' if t_atomic is None else format(row['us_eval_atomic'], '.3f')}) "
+                      f"{'-' if t_atomic is None else format(row['us_eval_atomic'], '.3f')}; team kernels: "
+                      f"{'-' if t_team is None else format(row['us_eval_team'], '.3f')}) "
                       f"search({how}) {row['us_search']:8.3f} µs/atom/step; "
                       f"held {held / 2**20:9.1f} MiB; floor {row['flop_floor_us']:.4f}", flush=True)
                 nl = None   # free the list before the next configuration
@@ -335,6 +352,7 @@ def main(argv=None) -> int:
                 print(f"# FAILED {variant} {prec} {natoms}: {type(exc).__name__}: {exc}", flush=True)
                 last[variant, prec] = float("inf")   # skips its larger sizes
                 model._ev.embedding, model._ev.assembly = "gemm", "gather"
+                model._ev.kernel_form = KernelForm.THREAD
     free = free_bytes(be)
     print_summary(rows, free, be.simulator)   # (adds bytes_per_atom, max_atoms_estimate to rows)
     write_results(args.json, rates, rows, be.simulator, free, complete=True)

@@ -16,6 +16,7 @@ floating-point atomics); chunks run in a fixed order.  Same input, same bits.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from enum import Enum
 
 import numpy as np
 
@@ -51,6 +52,28 @@ def descriptor_adjacency(colm, colk, M: int):
     order = np.lexsort((role, col, x))
     start = np.searchsorted(x[order], np.arange(M + 1)).astype(np.int64)
     return start, col[order].astype(np.int64), other[order].astype(np.int64)
+
+
+def descriptor_column_map(colm, colk, M: int, naxis: int):
+    """(M, naxis) int64: the column of D holding (m, k), or -1 where the layout has none."""
+    colmap = np.full((M, naxis), -1, np.int64)
+    colmap[np.asarray(colm), np.asarray(colk)] = np.arange(len(colm))
+    return colmap
+
+
+def back_D_products(be: Backend, T, gD, colmap, inv_nnei: float):
+    """Tbar (na, 4, M) = inv_nnei dE/dT (as back_D) from gD = dE/dD (na, width), as two batched
+    matrix products: with Gm (na, M, naxis) = inv_nnei times the adjoint of D[m, k] = Σ_c T[c, m]
+    T[c, k] (`unfold_gD` through `descriptor_column_map`), Tbar = T< Gmᵀ + [T Gm, 0] with
+    T< = T[:, :, :naxis].  Four device operations."""
+    xp = be.xp
+    na, _, M = T.shape
+    naxis = colmap.shape[1]
+    Gm = xp.empty((na, M, naxis))
+    be.kernels.descriptor.unfold_gD[be.kernels.launch.strided2(na, M * naxis)](gD, colmap, inv_nnei, Gm)
+    Tbar = xp.matmul(T[:, :, :naxis], Gm.transpose(0, 2, 1))
+    Tbar[:, :, :naxis] += xp.matmul(T, Gm)
+    return Tbar
 
 
 @dataclass
@@ -106,6 +129,20 @@ class DeviceChunkEnv:
 
 
 EMBEDDINGS = ("gemm", "fused")
+
+
+class KernelForm(Enum):
+    """How T of a compressed model and the adjoint of D are formed (an experiment until timed on
+    a GPU; both give the same T bits, Tbar to round-off):
+
+    THREAD: one thread per element, tab_contract_T and back_D (the default);
+    TEAM: a team of threads per atom for T (tab_contract_T_team: each table lookup serves four
+    channels) and for the pair forces (tab_pair_forces_team: table rows read along the
+    channels), and back_D as two batched matrix products, Tbar = (T< Gmᵀ + [T Gm, 0]) / nnei
+    with Gm (na, M, naxis) the adjoint of D as a matrix (unfold_gD), four operations for one."""
+
+    THREAD = "thread"
+    TEAM = "team"
 # per-chunk counts of pairs beyond a compressed model's tables kept on the device before one read
 BEYOND_PENDING = 1024
 # device copies of chunk atoms kept (`CUDAEvaluator._env`): every chunk of a run's systems
@@ -137,6 +174,7 @@ class CUDAEvaluator:
         colm, colk = descriptor_columns(M, d.axis_neuron, cpu.d_width, cpu.folded)
         self.colm, self.colk = be.to_device(colm), be.to_device(colk)
         self.adj = tuple(be.to_device(a) for a in descriptor_adjacency(colm, colk, M))
+        self.colmap = be.to_device(descriptor_column_map(colm, colk, M, d.axis_neuron))
         self.embed = [self._dev_net(net) for net in cpu.embed]
         self.fit = [self._dev_net(net) for net in cpu.fit]
         self.fit_bias = [float(net.layers[-1].b[0]) for net in cpu.fit]
@@ -154,6 +192,7 @@ class CUDAEvaluator:
         # "gather" (deterministic, the default) or "atomic" (floating-point atomics: for the
         # benchmark's measurement of what determinism costs; results vary in the last bits)
         self.assembly = "gather"
+        self.kernel_form = KernelForm.THREAD
 
     @property
     def beyond_table(self) -> int:
@@ -302,8 +341,12 @@ class CUDAEvaluator:
         g2 = launch.strided2(na, M)
         if self.compressed:
             beyond = xp.empty(P, np.int32)
-            self.tab[0][g2](atypes, rt, nbr, self.sec, self.G_pad, self.coef, self.coff, self.meta,
-                            self.netidx, 1.0 / nnei, T, beyond)
+            if self.kernel_form is KernelForm.TEAM:
+                self.tab[2][launch.teams(na)](atypes, rt, nbr, self.sec, self.G_pad, self.coef, self.coff,
+                                              self.meta, self.netidx, 1.0 / nnei, T, beyond)
+            else:
+                self.tab[0][g2](atypes, rt, nbr, self.sec, self.G_pad, self.coef, self.coff, self.meta,
+                                self.netidx, 1.0 / nnei, T, beyond)
             self._beyond_pending.append(beyond.sum())   # read when asked for (no sync per step)
             if len(self._beyond_pending) >= BEYOND_PENDING:
                 self._read_beyond()
@@ -330,10 +373,16 @@ class CUDAEvaluator:
                                                          float(self.atom_bias[ti]), energy)
         if not want_force:
             return
-        Tbar = xp.empty((na, 4, M))
-        K.descriptor.back_D[launch.strided2(na, 4 * M)](T, gD, *self.adj, 1.0 / nnei, Tbar)
+        if self.kernel_form is KernelForm.TEAM:
+            Tbar = back_D_products(be, T, gD, self.colmap, 1.0 / nnei)
+        else:
+            Tbar = xp.empty((na, 4, M))
+            K.descriptor.back_D[launch.strided2(na, 4 * M)](T, gD, *self.adj, 1.0 / nnei, Tbar)
         fpair = xp.empty((P, 3))
-        if self.compressed:
+        if self.compressed and self.kernel_form is KernelForm.TEAM:
+            self.tab[3][launch.teams(na)](atypes, rt, dvec, nbr, self.sec, self.coef, self.coff, self.meta,
+                                          self.netidx, Tbar, self.sd, d.rcut, d.rcut_smth, fpair)
+        elif self.compressed:
             self.tab[1][launch.strided(P)](atypes, rt, dvec, nbr, self.sec, self.coef, self.coff,
                                            self.meta, self.netidx, Tbar, self.sd, d.rcut, d.rcut_smth,
                                            fpair)

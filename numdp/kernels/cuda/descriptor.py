@@ -6,7 +6,7 @@ D_a[col] = Σ_c T_a[c, m_col] T_a[c, k_col] for the column map of the layout in 
 folded, see numdp.kernels.cpu.descriptor.folded_rows); the adjoint of T follows a per-column
 adjacency list (x, col, other) sorted by x, so each Tbar element is one thread's ordered sum.
 """
-from numba import cuda
+from numba import cuda, float64
 
 from .launch import split
 
@@ -108,3 +108,21 @@ def back_D(T, gD, adj_start, adj_col, adj_other, inv_nnei, Tbar):
         for q in range(adj_start[x], adj_start[x + 1]):
             s += gD[a, adj_col[q]] * 1.0 * T[a, c, adj_other[q]]
         Tbar[a, c, x] = s * inv_nnei
+
+
+@cuda.jit
+def unfold_gD(gD, colmap, scale, Gm):
+    """Gm[a, m, k] = scale * gD[a, colmap[m, k]] in float64, zero where colmap is -1 (the folded
+    layout's dropped lower triangle): the adjoint of D as an (M, naxis) matrix per atom, for
+    back_D as two batched matrix products (numdp.model.cuda_evaluator.back_D_products)."""
+    M = Gm.shape[1]
+    naxis = Gm.shape[2]
+    ncol = M * naxis
+    for idx in range(cuda.grid(1), Gm.shape[0] * ncol, cuda.gridsize(1)):
+        a, mk = split(idx, ncol)
+        m = mk // naxis
+        k = mk - m * naxis
+        col = colmap[m, k]
+        # float64() first: under the simulator (NumPy's promotion) a Python float times a float32
+        # stays float32
+        Gm[a, m, k] = float64(gD[a, col]) * scale if col >= 0 else 0.0

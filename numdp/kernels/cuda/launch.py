@@ -148,6 +148,22 @@ def strided2(n: int, k: int) -> tuple[int, int]:
     return strided(n * k)
 
 
+# team kernels (`teams`): one block, a team of TEAM threads, works on one centre atom at a time
+# (blocks stride over the atoms), its threads sharing the atom's loads and splitting its channels.
+# Under the simulator a team of 4 still splits the channels of the tests' small nets over threads
+# and over more than one group of channels per thread.
+TEAM = 4 if getattr(config, "ENABLE_CUDASIM", 0) else 32
+# the team's threads in sub-teams of SUB, one slot per sub-team (tab_pair_forces_team): each load
+# of a table row then reads SUB consecutive channels of TEAM // SUB rows
+SUB = 2 if getattr(config, "ENABLE_CUDASIM", 0) else 8
+
+
+def teams(n: int) -> tuple[int, int]:
+    """(blocks, TEAM) for a team kernel over n atoms: a block per atom on a GPU, two blocks under
+    the simulator (which runs each thread as a Python thread).  The results do not depend on it."""
+    return (2, TEAM) if getattr(config, "ENABLE_CUDASIM", 0) else (max(1, int(n)), TEAM)
+
+
 @cuda.jit(device=True)
 def split(idx, k):
     """(row, column) of flat index idx over rows of k columns (grid-stride kernels)."""

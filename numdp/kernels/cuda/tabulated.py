@@ -11,7 +11,7 @@ from numba import cuda, float32, float64
 
 from .descriptor import add_padding, add_slot, block_slots, store_T
 from .envmat import add_channel, row4, scatter_value, slot_of, zero_pair
-from .launch import MATH, made_by, split
+from .launch import MATH, SUB, TEAM, made_by, split
 
 locate_piece = MATH.locate_piece
 poly3_at = MATH.poly3_at
@@ -21,7 +21,8 @@ _KERNELS: dict = {}
 
 
 def kernels_for(dtype):
-    """(tab_contract_T, tab_pair_forces) for tables of `dtype` (float64 or float32)."""
+    """(tab_contract_T, tab_pair_forces, tab_contract_T_team, tab_pair_forces_team) for tables of
+    `dtype` (float64 or float32)."""
     key = np.dtype(dtype).name
     if key not in _KERNELS:
         kernels = _build(_to_f32 if key == "float32" else _to_f64)
@@ -55,6 +56,13 @@ def _build(cast):
                                   int(meta[k, 5]), nint)
         return base + l, cast(tau), ex
 
+    @cuda.jit(device=True)
+    def table_g(coef, row, m, tau, order, ex):
+        """G of channel m at a located piece, in float64: value + excess * slope (the linear
+        continuation beyond the table; ex = 0 inside it)."""
+        v, d = piece(coef, row, m, tau, order)
+        return v * 1.0 + ex * d
+
     @cuda.jit
     def tab_contract_T(atypes, rt, nbr, sec, G_pad, coef, coff, meta, netidx, inv_nnei, T, beyond):
         """T (na, 4, M) float64 from the tables, summed as contract_T (padding slots as one term
@@ -75,8 +83,7 @@ def _build(cast):
                 for p in range(p0, p1):
                     if nbr[p] >= 0:
                         row, tau, ex = find(rt[p, 0], coef, coff, meta, k)
-                        v, d = piece(coef, row, m, tau, order)
-                        s0, s1, s2, s3 = add_slot(s0, s1, s2, s3, rt, p, v * 1.0 + ex * d)
+                        s0, s1, s2, s3 = add_slot(s0, s1, s2, s3, rt, p, table_g(coef, row, m, tau, order, ex))
                         if m == 0:
                             beyond[p] = 1 if ex > 0.0 else 0
                     else:
@@ -109,4 +116,126 @@ def _build(cast):
                                                  g0, g1, g2, g3, gx)
             scatter_value(p, atypes[a], t, g0 + gx, g1, g2, g3, dvec, sd, rcut, rcut_smth, fpair)
 
-    return tab_contract_T, tab_pair_forces
+    @cuda.jit
+    def tab_contract_T_team(atypes, rt, nbr, sec, G_pad, coef, coff, meta, netidx, inv_nnei, T, beyond):
+        """tab_contract_T by teams (launch.teams): a block per atom, each thread the channels
+        m0..m3 = mg + lane + (0, 1, 2, 3) * team of each group mg of 4 * team channels, so that
+        a slot's table lookup (`find`: two divisions) and its loads serve four channels and the
+        four channels' pieces are independent loads.  Each T[a, c, m] is the same ordered sum as
+        in tab_contract_T: the same bits."""
+        na = T.shape[0]
+        ncol = T.shape[2]
+        order = coef.shape[1] - 1
+        lane = cuda.threadIdx.x
+        team = cuda.blockDim.x
+        for a in range(cuda.blockIdx.x, na, cuda.gridDim.x):
+            ti = atypes[a]
+            for mg in range(0, ncol, 4 * team):
+                m0 = mg + lane
+                m1 = m0 + team
+                m2 = m1 + team
+                m3 = m2 + team
+                a0 = a1 = a2 = a3 = 0.0   # T[a, 0..3, m0] * nnei
+                b0 = b1 = b2 = b3 = 0.0   # ... m1
+                c0 = c1 = c2 = c3 = 0.0   # ... m2
+                d0 = d1 = d2 = d3 = 0.0   # ... m3
+                flags = mg == 0 and lane == 0
+                for t in range(sec.shape[0] - 1):
+                    k = netidx[ti, t]
+                    p0, p1 = block_slots(na, a, sec, t)
+                    npad = 0
+                    ppad = p0
+                    for p in range(p0, p1):
+                        if nbr[p] >= 0:
+                            row, tau, ex = find(rt[p, 0], coef, coff, meta, k)
+                            if m0 < ncol:
+                                a0, a1, a2, a3 = add_slot(a0, a1, a2, a3, rt, p, table_g(coef, row, m0, tau, order, ex))
+                            if m1 < ncol:
+                                b0, b1, b2, b3 = add_slot(b0, b1, b2, b3, rt, p, table_g(coef, row, m1, tau, order, ex))
+                            if m2 < ncol:
+                                c0, c1, c2, c3 = add_slot(c0, c1, c2, c3, rt, p, table_g(coef, row, m2, tau, order, ex))
+                            if m3 < ncol:
+                                d0, d1, d2, d3 = add_slot(d0, d1, d2, d3, rt, p, table_g(coef, row, m3, tau, order, ex))
+                            if flags:
+                                beyond[p] = 1 if ex > 0.0 else 0
+                        else:
+                            npad += 1
+                            ppad = p
+                            if flags:
+                                beyond[p] = 0
+                    if m0 < ncol:
+                        a0, a1, a2, a3 = add_padding(a0, a1, a2, a3, rt, ppad, npad, G_pad[ti, t, m0])
+                    if m1 < ncol:
+                        b0, b1, b2, b3 = add_padding(b0, b1, b2, b3, rt, ppad, npad, G_pad[ti, t, m1])
+                    if m2 < ncol:
+                        c0, c1, c2, c3 = add_padding(c0, c1, c2, c3, rt, ppad, npad, G_pad[ti, t, m2])
+                    if m3 < ncol:
+                        d0, d1, d2, d3 = add_padding(d0, d1, d2, d3, rt, ppad, npad, G_pad[ti, t, m3])
+                if m0 < ncol:
+                    store_T(T, a, m0, a0, a1, a2, a3, inv_nnei)
+                if m1 < ncol:
+                    store_T(T, a, m1, b0, b1, b2, b3, inv_nnei)
+                if m2 < ncol:
+                    store_T(T, a, m2, c0, c1, c2, c3, inv_nnei)
+                if m3 < ncol:
+                    store_T(T, a, m3, d0, d1, d2, d3, inv_nnei)
+
+    slots = TEAM // SUB   # slots per round of tab_pair_forces_team
+
+    @cuda.jit
+    def tab_pair_forces_team(atypes, rt, dvec, nbr, sec, coef, coff, meta, netidx, Tbar, sd, rcut,
+                             rcut_smth, fpair):
+        """tab_pair_forces by teams (launch.teams: a block of TEAM threads per atom): the atom's
+        slots in rounds of TEAM // SUB, one per sub-team of SUB threads, each thread the
+        channels m = u, u + SUB, ... (u its place in the sub-team), so that a load of the
+        table reads SUB consecutive channels of a row where the one-thread-per-slot kernel reads
+        one channel of 32 rows.  The sub-team's SUB partial sums meet in shared memory and its
+        first thread adds them in order: deterministic, and the same terms as tab_pair_forces
+        summed in another order."""
+        part = cuda.shared.array((slots, 5, SUB), float64)
+        na = atypes.shape[0]
+        nnei = sec[sec.shape[0] - 1]
+        ncol = Tbar.shape[2]
+        order = coef.shape[1] - 1
+        q = cuda.threadIdx.x // SUB
+        u = cuda.threadIdx.x - q * SUB
+        for a in range(cuda.blockIdx.x, na, cuda.gridDim.x):
+            ti = atypes[a]
+            for base in range(0, nnei, slots):
+                s = base + q
+                t = 0
+                p = 0
+                if s < nnei:
+                    while s >= sec[t + 1]:
+                        t += 1
+                    p = na * sec[t] + a * (sec[t + 1] - sec[t]) + s - sec[t]
+                    g0 = g1 = g2 = g3 = gx = 0.0
+                    if nbr[p] >= 0:
+                        row, tau, ex = find(rt[p, 0], coef, coff, meta, netidx[ti, t])
+                        r0, r1, r2, r3 = row4(rt, p)
+                        for m in range(u, ncol, SUB):
+                            v, d = piece(coef, row, m, tau, order)
+                            d = d * 1.0
+                            g0, g1, g2, g3, gx = add_channel(Tbar, a, m, v * 1.0 + ex * d, d, r0, r1, r2,
+                                                             r3, g0, g1, g2, g3, gx)
+                    part[q, 0, u] = g0
+                    part[q, 1, u] = g1
+                    part[q, 2, u] = g2
+                    part[q, 3, u] = g3
+                    part[q, 4, u] = gx
+                cuda.syncthreads()
+                if u == 0 and s < nnei:
+                    if nbr[p] < 0:
+                        zero_pair(fpair, p)
+                    else:
+                        g0 = g1 = g2 = g3 = gx = 0.0
+                        for w in range(SUB):
+                            g0 += part[q, 0, w]
+                            g1 += part[q, 1, w]
+                            g2 += part[q, 2, w]
+                            g3 += part[q, 3, w]
+                            gx += part[q, 4, w]
+                        scatter_value(p, atypes[a], t, g0 + gx, g1, g2, g3, dvec, sd, rcut, rcut_smth, fpair)
+                cuda.syncthreads()
+
+    return tab_contract_T, tab_pair_forces, tab_contract_T_team, tab_pair_forces_team
