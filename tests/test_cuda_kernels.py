@@ -15,7 +15,7 @@ from numdp.kernels.cuda import descriptor as gdesc  # noqa: E402
 from numdp.kernels.cuda import envmat as genv  # noqa: E402
 from numdp.kernels.cuda import forces as gfor  # noqa: E402
 from numdp.kernels.cuda import layers as glay  # noqa: E402
-from numdp.kernels.cuda.launch import grid, grid2  # noqa: E402
+from numdp.kernels.cuda.launch import grid, grid2, teams  # noqa: E402
 from numdp.model.cuda_evaluator import descriptor_adjacency, descriptor_columns  # noqa: E402
 
 RNG = np.random.default_rng(7)
@@ -169,6 +169,10 @@ def test_env_pairs_contract_T_and_pair_forces():
                                 c["rsm"], fpair)
     for a, b in zip(ref, _gather(c, fpair)):
         _eq(a, b)
+    fpair2 = np.full((cap, 3), np.nan)   # KernelForm.TEAM: sub-teams over the channels
+    genv.pair_forces_team[teams(na)](atypes, grt, c["gdv"], gnb, sec, Gd, Gpd, Tbar, c["sd"], c["rcut"],
+                                     c["rsm"], fpair2)
+    _eq(fpair, fpair2)
 
 
 @pytest.mark.parametrize("order,M", [(3, 4), (5, 4), (5, 21)])
@@ -177,7 +181,6 @@ def test_tabulated_kernels(order, M):
     tab_contract_T_team gives tab_contract_T's bits (M = 21: two groups of channels per team
     of 4 threads under the simulator, the second one partly filled)."""
     from numdp.kernels.cpu import tabulated as ctab
-    from numdp.kernels.cuda.launch import teams
     from numdp.kernels.cuda.tabulated import kernels_for
     from numdp.model.tables import build_table
     from randmodel import random_params

@@ -137,8 +137,8 @@ class KernelForm(Enum):
 
     THREAD: one thread per element, tab_contract_T and back_D (the default);
     TEAM: a team of threads per atom for T (tab_contract_T_team: each table lookup serves four
-    channels) and for the pair forces (tab_pair_forces_team: table rows read along the
-    channels), and back_D as two batched matrix products, Tbar = (T< Gmᵀ + [T Gm, 0]) / nnei
+    channels) and for the pair forces (tab_pair_forces_team, pair_forces_team: table rows and
+    G, G' read along the channels), and back_D as two batched matrix products, Tbar = (T< Gmᵀ + [T Gm, 0]) / nnei
     with Gm (na, M, naxis) the adjoint of D as a matrix (unfold_gD), four operations for one."""
 
     THREAD = "thread"
@@ -386,6 +386,9 @@ class CUDAEvaluator:
             self.tab[1][launch.strided(P)](atypes, rt, dvec, nbr, self.sec, self.coef, self.coff,
                                            self.meta, self.netidx, Tbar, self.sd, d.rcut, d.rcut_smth,
                                            fpair)
+        elif self.kernel_form is KernelForm.TEAM:
+            K.envmat.pair_forces_team[launch.teams(na)](atypes, rt, dvec, nbr, self.sec, G, Gp, Tbar, self.sd,
+                                                        d.rcut, d.rcut_smth, fpair)
         else:
             K.envmat.pair_forces[launch.strided(P)](atypes, rt, dvec, nbr, self.sec, G, Gp, Tbar,
                                                     self.sd, d.rcut, d.rcut_smth, fpair)

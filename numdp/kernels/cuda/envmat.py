@@ -6,9 +6,9 @@ p = na * sec[t] + a * sel[t] + (s - sec[t]).  Padding slots and neighbours at r 
 padding row rt_pad[ti, t] and nbr = -1, so that they add exactly the padding term to T and
 nothing to forces.
 """
-from numba import cuda
+from numba import cuda, float64
 
-from .launch import MATH
+from .launch import MATH, SUB, TEAM
 
 write_pair_row = MATH.write_pair_row
 
@@ -109,6 +109,75 @@ def pair_forces(atypes, rt, dvec, nbr, sec, G, Gp, Tbar, sd, rcut, rcut_smth, fp
             g0, g1, g2, g3, gx = add_channel(Tbar, a, m, G[p, m] * 1.0, Gp[p, m] * 1.0, r0, r1, r2, r3,
                                              g0, g1, g2, g3, gx)
         scatter_value(p, atypes[a], t, g0 + gx, g1, g2, g3, dvec, sd, rcut, rcut_smth, fpair)
+
+
+@cuda.jit(device=True)
+def team_slot(na, a, sec, s):
+    """(block t, pair index p) of slot s (0 <= s < sec[-1]) of chunk atom a (block-major layout)."""
+    t = 0
+    while s >= sec[t + 1]:
+        t += 1
+    return t, na * sec[t] + a * (sec[t + 1] - sec[t]) + s - sec[t]
+
+
+@cuda.jit(device=True)
+def team_put(part, q, u, g0, g1, g2, g3, gx):
+    """Thread u of sub-team q leaves its partial dE/drt (and the slope term) in shared memory."""
+    part[q, 0, u] = g0
+    part[q, 1, u] = g1
+    part[q, 2, u] = g2
+    part[q, 3, u] = g3
+    part[q, 4, u] = gx
+
+
+@cuda.jit(device=True)
+def team_sum(part, q):
+    """The sub-team's partials added in thread order (deterministic): (g0, g1, g2, g3, gx)."""
+    g0 = g1 = g2 = g3 = gx = 0.0
+    for w in range(part.shape[2]):
+        g0 += part[q, 0, w]
+        g1 += part[q, 1, w]
+        g2 += part[q, 2, w]
+        g3 += part[q, 3, w]
+        gx += part[q, 4, w]
+    return g0, g1, g2, g3, gx
+
+
+_SLOTS = TEAM // SUB
+
+
+@cuda.jit
+def pair_forces_team(atypes, rt, dvec, nbr, sec, G, Gp, Tbar, sd, rcut, rcut_smth, fpair):
+    """pair_forces by teams (launch.teams, KernelForm.TEAM): the block's sub-teams of SUB threads
+    take one slot each per round, each thread the channels u, u + SUB, ..., so that a load of
+    G or G' reads SUB consecutive channels of a row where one thread per slot reads one channel
+    of 32 rows; the partials meet in shared memory (`team_put`, `team_sum`)."""
+    part = cuda.shared.array((_SLOTS, 5, SUB), float64)
+    na = atypes.shape[0]
+    nnei = sec[sec.shape[0] - 1]
+    q = cuda.threadIdx.x // SUB
+    u = cuda.threadIdx.x - q * SUB
+    for a in range(cuda.blockIdx.x, na, cuda.gridDim.x):
+        for base in range(0, nnei, _SLOTS):
+            s = base + q
+            t = p = 0
+            if s < nnei:
+                t, p = team_slot(na, a, sec, s)
+                g0 = g1 = g2 = g3 = gx = 0.0
+                if nbr[p] >= 0:
+                    r0, r1, r2, r3 = row4(rt, p)
+                    for m in range(u, Tbar.shape[2], SUB):
+                        g0, g1, g2, g3, gx = add_channel(Tbar, a, m, G[p, m] * 1.0, Gp[p, m] * 1.0, r0, r1,
+                                                         r2, r3, g0, g1, g2, g3, gx)
+                team_put(part, q, u, g0, g1, g2, g3, gx)
+            cuda.syncthreads()
+            if u == 0 and s < nnei:
+                if nbr[p] < 0:
+                    zero_pair(fpair, p)
+                else:
+                    g0, g1, g2, g3, gx = team_sum(part, q)
+                    scatter_value(p, atypes[a], t, g0 + gx, g1, g2, g3, dvec, sd, rcut, rcut_smth, fpair)
+            cuda.syncthreads()
 
 
 @cuda.jit

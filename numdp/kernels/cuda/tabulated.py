@@ -10,7 +10,7 @@ import numpy as np
 from numba import cuda, float32, float64
 
 from .descriptor import add_padding, add_slot, block_slots, store_T
-from .envmat import add_channel, row4, scatter_value, slot_of, zero_pair
+from .envmat import add_channel, row4, scatter_value, slot_of, team_put, team_slot, team_sum, zero_pair
 from .launch import MATH, SUB, TEAM, made_by, split
 
 locate_piece = MATH.locate_piece
@@ -203,12 +203,9 @@ def _build(cast):
             ti = atypes[a]
             for base in range(0, nnei, slots):
                 s = base + q
-                t = 0
-                p = 0
+                t = p = 0
                 if s < nnei:
-                    while s >= sec[t + 1]:
-                        t += 1
-                    p = na * sec[t] + a * (sec[t + 1] - sec[t]) + s - sec[t]
+                    t, p = team_slot(na, a, sec, s)
                     g0 = g1 = g2 = g3 = gx = 0.0
                     if nbr[p] >= 0:
                         row, tau, ex = find(rt[p, 0], coef, coff, meta, netidx[ti, t])
@@ -218,24 +215,14 @@ def _build(cast):
                             d = d * 1.0
                             g0, g1, g2, g3, gx = add_channel(Tbar, a, m, v * 1.0 + ex * d, d, r0, r1, r2,
                                                              r3, g0, g1, g2, g3, gx)
-                    part[q, 0, u] = g0
-                    part[q, 1, u] = g1
-                    part[q, 2, u] = g2
-                    part[q, 3, u] = g3
-                    part[q, 4, u] = gx
+                    team_put(part, q, u, g0, g1, g2, g3, gx)
                 cuda.syncthreads()
                 if u == 0 and s < nnei:
                     if nbr[p] < 0:
                         zero_pair(fpair, p)
                     else:
-                        g0 = g1 = g2 = g3 = gx = 0.0
-                        for w in range(SUB):
-                            g0 += part[q, 0, w]
-                            g1 += part[q, 1, w]
-                            g2 += part[q, 2, w]
-                            g3 += part[q, 3, w]
-                            gx += part[q, 4, w]
-                        scatter_value(p, atypes[a], t, g0 + gx, g1, g2, g3, dvec, sd, rcut, rcut_smth, fpair)
+                        g0, g1, g2, g3, gx = team_sum(part, q)
+                        scatter_value(p, ti, t, g0 + gx, g1, g2, g3, dvec, sd, rcut, rcut_smth, fpair)
                 cuda.syncthreads()
 
     return tab_contract_T, tab_pair_forces, tab_contract_T_team, tab_pair_forces_team
