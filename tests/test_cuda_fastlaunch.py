@@ -75,6 +75,30 @@ def test_flatten_lays_arguments_out_as_numba_does():
     assert [type(p) for p in got[-4:]] == [ctypes.c_int64, ctypes.c_double, ctypes.c_float, ctypes.c_int32]
 
 
+class _NumbaArrayLike:
+    """What `flatten` reads of a numba device array, over a NumPy array (no GPU needed)."""
+
+    def __init__(self, a):
+        import ctypes
+        import types
+
+        self.shape, self.strides, self.size, self.dtype = a.shape, a.strides, a.size, a.dtype
+        self.device_ctypes_pointer = ctypes.c_void_p(a.ctypes.data)
+        self.gpu_data = types.SimpleNamespace()
+
+
+def test_flatten_lays_numba_arrays_out_as_numba_does():
+    """A numba device array: numba passes its own strides (its layout's strides_in_bytes), also
+    for a C-contiguous one and a view."""
+    c = np.zeros((2, 3))
+    view = np.zeros((6, 10))[:, ::3]
+    zero_d = np.zeros(())
+    got = fastlaunch.flatten((fastlaunch._NUMBA_ARRAY,) * 3, [_NumbaArrayLike(a) for a in (c, view, zero_d)])
+    assert got == [0, 0, 6, 8, c.ctypes.data, 2, 3, 24, 8,
+                   0, 0, 24, 8, view.ctypes.data, 6, 4, 80, 24,
+                   0, 0, 1, 8, zero_d.ctypes.data]
+
+
 @cuda.jit
 def _mix(a, b, c, d, e, n, x, flag, x32, n32, out):
     """out[i] = a function of every argument's element i (or value), so that a wrong pointer,
@@ -127,3 +151,40 @@ def test_fast_launches_equal_numbas_on_a_gpu():
     assert fastlaunch.STATS["numba"] == 1 and fastlaunch.STATS["fast"] == 2, fastlaunch.STATS
     assert np.array_equal(first, ref) and np.array_equal(second, ref)
     assert np.array_equal(fast_false, ref_false) and not np.array_equal(fast_false, ref)
+
+
+@pytest.mark.skipif(not REAL_GPU, reason="needs a GPU (NUMDP_TEST_REAL_GPU=1): tools/gpu_check.sh runs it")
+def test_fast_launches_over_numba_arrays_equal_numbas_on_a_gpu():
+    """The same kernel over numba device arrays (C-contiguous, a strided slice, Fortran order, 0-d)
+    and a CuPy array mixed: the cached path gives numba's results."""
+    import cupy
+
+    from numdp.backend import get_backend
+
+    get_backend("cuda")
+    rng = np.random.default_rng(4)
+    a = cuda.to_device(rng.normal(size=37))
+    b = cuda.to_device(rng.integers(-9, 9, size=(5, 6)).astype(np.int32))
+    c = cuda.to_device(rng.normal(size=(6, 10)))[:, ::3]
+    d = cupy.asfortranarray(cupy.asarray(rng.normal(size=(4, 7))))
+    e = cuda.to_device(np.float64(0.5).reshape(()))
+    f = cuda.to_device(np.asfortranarray(rng.normal(size=(4, 7))))
+    args = [a, b, c, d, e, 3, 1.5, True, np.float32(0.5), np.int32(-4)]
+
+    def run(d_arg):
+        args[3] = d_arg
+        out = cuda.device_array(37)
+        _mix[1, 64](*args, out)
+        return out.copy_to_host()
+
+    fastlaunch.uninstall()
+    ref = [run(d), run(f)]
+    try:
+        assert fastlaunch.install()
+        fastlaunch.COUNT = True
+        fastlaunch.STATS.update(fast=0, numba=0)
+        got = [run(d), run(d), run(f), run(f)]   # each signature: numba's path once, then the cache
+    finally:
+        fastlaunch.COUNT = False
+    assert fastlaunch.STATS["numba"] == 2 and fastlaunch.STATS["fast"] == 2, fastlaunch.STATS
+    assert all(np.array_equal(g, r) for g, r in zip(got, [ref[0], ref[0], ref[1], ref[1]]))

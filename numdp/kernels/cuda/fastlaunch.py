@@ -4,16 +4,18 @@ Measured on an NVIDIA H200 (tools/bench_launch.py, docs/gpu.md "Launch cost"): n
 spends ~18 µs of host time per CuPy array argument of a launch (it types the array from its
 __cuda_array_interface__, then imports it again through DLPack to read its pointer) against
 ~4 µs for its own device arrays and ~12 µs for a launch without arguments: numdp's kernels take
-10-20 arrays, so each launch cost ~200 µs of host time, whatever the work.
+10-20 arrays, so each launch cost ~200 µs of host time, whatever the work.  numba's own device
+arrays (the neighbour search's, numdp.neighbor.device) cost 46-57 µs for 8 of them: they take the
+cached path too.
 
 `install()` wraps numba-cuda's `CUDADispatcher.call` (the method every `kernel[grid, block](...)`
-ends in) with a cache: per kernel and per argument signature (for a CuPy array its dtype, number
-of dimensions and contiguity, which is all numba's typing of it looks at; for a scalar its Python
-type) it keeps the compiled function and the Numba type of each argument, found by numba's own
+ends in) with a cache: per kernel and per argument signature (for a CuPy array or a numba device
+array its dtype, number of dimensions and contiguity, which is all numba's typing of it looks at;
+for a scalar its Python type) it keeps the compiled function and the Numba type of each argument, found by numba's own
 path at the first launch of that signature.  Later launches of that signature flatten the
 arguments exactly as numba does (an array: meminfo 0, parent 0, size, itemsize, pointer, shape,
 strides in bytes; a scalar: its ctypes value) and launch through cuda.core directly.  Anything
-else (a numba or host array argument, a tuple, a debug or cooperative kernel, a kernel with
+else (a host array argument, a tuple, a debug or cooperative kernel, a kernel with
 argument extensions or launch callbacks, a launch-configuration-specialised kernel) takes numba's
 own path unchanged.  The kernel runs with the same bytes of arguments either way: the CUDA tests
 on a GPU run through this path and tests/test_cuda_fastlaunch.py compares it with numba's.
@@ -36,11 +38,13 @@ class _Kind(enum.Enum):
     """How `flatten` passes an argument (other scalars: their ctypes type)."""
     C_ARRAY = "C-contiguous array"   # the canonical strides of its shape
     ARRAY = "array"                  # its own strides
+    NUMBA_ARRAY = "numba device array"   # its pointer, shape and strides as numba reads them
     BOOL = "bool"
 
 
 _C_ARRAY = _Kind.C_ARRAY
 _ARRAY = _Kind.ARRAY
+_NUMBA_ARRAY = _Kind.NUMBA_ARRAY
 _CTYPES = {"int8": ctypes.c_int8, "int16": ctypes.c_int16, "int32": ctypes.c_int32,
            "int64": ctypes.c_int64, "uint8": ctypes.c_uint8, "uint16": ctypes.c_uint16,
            "uint32": ctypes.c_uint32, "uint64": ctypes.c_uint64, "float64": ctypes.c_double,
@@ -73,6 +77,7 @@ def install() -> bool:
         from cuda.core import LaunchConfig, launch
         from numba.cuda import dispatcher as nd
         from numba.cuda._compat import CUDA_CORE_GE_1_0
+        from numba.cuda.cudadrv.devicearray import DeviceNDArray
         import cupy
     except ImportError:
         return False
@@ -82,14 +87,16 @@ def install() -> bool:
     configs: dict = {}
 
     def key_of(args):
-        """A hashable argument signature, or None when an argument is not a CuPy array or a
-        plain scalar."""
+        """A hashable argument signature, or None when an argument is not a CuPy array, a numba
+        device array or a plain scalar."""
         key = []
         for a in args:
             t = type(a)
             if t is ndarray:
                 flags = a.flags
                 key.append((a.dtype, a.ndim, flags.c_contiguous, flags.f_contiguous))
+            elif t is DeviceNDArray:   # numba types it by the same three things (_numba_type_)
+                key.append((t, a.dtype, a.ndim, a.is_c_contiguous(), a.is_f_contiguous()))
             elif t in _SCALARS or isinstance(a, np.generic):
                 key.append(t)
             else:
@@ -110,7 +117,9 @@ def install() -> bool:
             return False
         kinds = []
         for ty, a in zip(argtypes, args):
-            if isinstance(ty, types.Array):   # contiguity is part of the signature (key_of)
+            if isinstance(ty, types.Array) and type(a) is DeviceNDArray:
+                kinds.append(_NUMBA_ARRAY)
+            elif isinstance(ty, types.Array):   # contiguity is part of the signature (key_of)
                 kinds.append(_C_ARRAY if a.flags.c_contiguous else _ARRAY)
             elif ty == types.boolean:
                 kinds.append(_BOOL)
@@ -184,7 +193,8 @@ def flatten(kinds, args) -> list:
     array (CuPy's shape, strides in bytes, size, itemsize and data.ptr) as meminfo 0, parent 0,
     size, itemsize, pointer, shape..., strides... (kind _C_ARRAY, a C-contiguous array: the
     canonical C strides of its shape, as numba derives them when the array reports none; _ARRAY:
-    its own), a boolean (_BOOL) as a Python bool, any other scalar as its ctypes type."""
+    its own), a numba device array (_NUMBA_ARRAY) the same way from its device pointer, shape and
+    strides, a boolean (_BOOL) as a Python bool, any other scalar as its ctypes type."""
     params = []
     for kind, a in zip(kinds, args):
         if kind is _C_ARRAY:
@@ -199,6 +209,8 @@ def flatten(kinds, args) -> list:
             params += (0, 0, a.size, isz, a.data.ptr, *shape, *strides)
         elif kind is _ARRAY:
             params += (0, 0, a.size, a.itemsize, a.data.ptr, *a.shape, *a.strides)
+        elif kind is _NUMBA_ARRAY:   # numba's strides_in_bytes of a device array are its strides
+            params += (0, 0, a.size, a.dtype.itemsize, a.device_ctypes_pointer.value, *a.shape, *a.strides)
         elif kind is _BOOL:
             params.append(bool(a))
         else:
