@@ -143,8 +143,6 @@ class KernelForm(Enum):
 
     THREAD = "thread"
     TEAM = "team"
-# per-chunk counts of pairs beyond a compressed model's tables kept on the device before one read
-BEYOND_PENDING = 1024
 # device copies of chunk atoms kept (`CUDAEvaluator._env`): every chunk of a run's systems
 CHUNK_ATOMS_KEPT = 64
 ASSEMBLIES = ("gather", "atomic")
@@ -185,8 +183,10 @@ class CUDAEvaluator:
             self.netidx = be.to_device(cpu.netidx)
             self.tab = be.kernels.tabulated.kernels_for(cpu.coef.dtype)
         self.atom_bias = cpu.atom_bias
-        self._beyond_counted = 0   # pairs beyond the tables, read to the host
-        self._beyond_pending = []  # per-chunk counts (device scalars) not read yet
+        # pairs evaluated beyond the tables, counted on the device by the forward table kernel
+        # (read only when asked for: no host read per evaluation, and an MD force call captured
+        # in a CUDA graph, numdp.md.device_graph, keeps counting when replayed)
+        self._beyond = be.xp.zeros(1, np.int64) if self.compressed else None
         self._chunk_atoms: dict = {}   # host chunk atoms (bytes) -> their device copies (`_env`)
         self._embedding = "gemm"
         # "gather" (deterministic, the default) or "atomic" (floating-point atomics: for the
@@ -196,16 +196,9 @@ class CUDAEvaluator:
 
     @property
     def beyond_table(self) -> int:
-        """Pairs evaluated outside a compressed model's tables so far (the per-chunk counts stay
-        on the device until this is read: one host read then, not one per evaluation)."""
-        self._read_beyond()
-        return self._beyond_counted
-
-    def _read_beyond(self) -> None:
-        if self._beyond_pending:
-            xp = self.be.xp
-            self._beyond_counted += int(self.be.to_host(xp.stack(self._beyond_pending).sum()))
-            self._beyond_pending = []
+        """Pairs evaluated outside a compressed model's tables so far (counted on the device:
+        one host read when this is read, none per evaluation)."""
+        return 0 if self._beyond is None else int(self.be.to_host(self._beyond)[0])
 
     def _dev_net(self, net) -> _DevNet:
         be = self.be
@@ -340,16 +333,12 @@ class CUDAEvaluator:
         T = xp.empty((na, 4, M))
         g2 = launch.strided2(na, M)
         if self.compressed:
-            beyond = xp.empty(P, np.int32)
             if self.kernel_form is KernelForm.TEAM:
                 self.tab[2][launch.teams(na)](atypes, rt, nbr, self.sec, self.G_pad, self.coef, self.coff,
-                                              self.meta, self.netidx, 1.0 / nnei, T, beyond)
+                                              self.meta, self.netidx, 1.0 / nnei, T, self._beyond)
             else:
                 self.tab[0][g2](atypes, rt, nbr, self.sec, self.G_pad, self.coef, self.coff, self.meta,
-                                self.netidx, 1.0 / nnei, T, beyond)
-            self._beyond_pending.append(beyond.sum())   # read when asked for (no sync per step)
-            if len(self._beyond_pending) >= BEYOND_PENDING:
-                self._read_beyond()
+                                self.netidx, 1.0 / nnei, T, self._beyond)
             G = Gp = None
         else:
             G, Gp = self._embed(rt, nbr, na, tb, want_force)

@@ -3,8 +3,8 @@
 Packed tables as on the CPU: coef (Σ nint, order+1, M), coff, meta[k] = [lower, upper, xmax, h0,
 h1, n0], netidx[ti, t].  Polynomials are evaluated in the tables' dtype (tau rounded to it);
 contractions and the per-pair sums over m run in float64.  Outside [lower, xmax] a piece continues
-linearly (value + excess * slope); pairs beyond xmax are flagged in `beyond` (P,) int32 by the
-forward kernel and counted by the caller (an integer sum: deterministic).
+linearly (value + excess * slope); the forward kernel adds the occupied slots beyond xmax to the
+running count `beyond` (1,) int64 (integer atomics: exact in any order, deterministic).
 """
 import numpy as np
 from numba import cuda, float32, float64
@@ -66,8 +66,8 @@ def _build(cast):
     @cuda.jit
     def tab_contract_T(atypes, rt, nbr, sec, G_pad, coef, coff, meta, netidx, inv_nnei, T, beyond):
         """T (na, 4, M) float64 from the tables, summed as contract_T (padding slots as one term
-        through G_pad); beyond[p] = 1 for an occupied slot beyond the table (written by the
-        m = 0 threads).  One thread per (atom, m)."""
+        through G_pad); beyond[0] += the occupied slots beyond the table (counted by the m = 0
+        threads).  One thread per (atom, m)."""
         na = T.shape[0]
         ncol = T.shape[2]
         for idx in range(cuda.grid(1), na * ncol, cuda.gridsize(1)):
@@ -84,13 +84,11 @@ def _build(cast):
                     if nbr[p] >= 0:
                         row, tau, ex = find(rt[p, 0], coef, coff, meta, k)
                         s0, s1, s2, s3 = add_slot(s0, s1, s2, s3, rt, p, table_g(coef, row, m, tau, order, ex))
-                        if m == 0:
-                            beyond[p] = 1 if ex > 0.0 else 0
+                        if m == 0 and ex > 0.0:
+                            cuda.atomic.add(beyond, 0, 1)
                     else:
                         npad += 1
                         ppad = p
-                        if m == 0:
-                            beyond[p] = 0
                 s0, s1, s2, s3 = add_padding(s0, s1, s2, s3, rt, ppad, npad, G_pad[ti, t, m])
             store_T(T, a, m, s0, s1, s2, s3, inv_nnei)
 
@@ -156,13 +154,11 @@ def _build(cast):
                                 c0, c1, c2, c3 = add_slot(c0, c1, c2, c3, rt, p, table_g(coef, row, m2, tau, order, ex))
                             if m3 < ncol:
                                 d0, d1, d2, d3 = add_slot(d0, d1, d2, d3, rt, p, table_g(coef, row, m3, tau, order, ex))
-                            if flags:
-                                beyond[p] = 1 if ex > 0.0 else 0
+                            if flags and ex > 0.0:
+                                cuda.atomic.add(beyond, 0, 1)
                         else:
                             npad += 1
                             ppad = p
-                            if flags:
-                                beyond[p] = 0
                     if m0 < ncol:
                         a0, a1, a2, a3 = add_padding(a0, a1, a2, a3, rt, ppad, npad, G_pad[ti, t, m0])
                     if m1 < ncol:
