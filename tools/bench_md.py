@@ -149,7 +149,11 @@ def _run(model: Path, natoms: int, steps: int, model_obj, precision: str, devi_m
         sim, end = build_simulation(load_run_settings(toml), model=model_obj, screen=io.StringIO())
         try:
             if counter is None:
-                return sim.run(end), sim.provider.model
+                result = sim.run(end)
+                graph = getattr(sim.provider, "graph", None)   # NUMDP_CUDA_GRAPH=1 (numdp.md.device_graph)
+                if graph is not None:
+                    result.extra["graph"] = (graph.captures, graph.replays, graph.failed)
+                return result, sim.provider.model
             step = sim.integrator.step
             peak = 0
             first = True
@@ -297,6 +301,10 @@ def main(argv=None) -> int:
         print(f"{n:>7} {r.steps:>5} {t.total / r.steps:>9.4f} {r.ns_per_day:>9.4f} {r.us_per_atom_step:>12.2f} "
               f"{pct['Neigh']:>7.2f} {pct['Force']:>7.2f} {pct['Integrate']:>7.2f} {pct['Output']:>8.2f} "
               f"{pct['Other']:>7.2f} {r.rebuilds:>6}" + extra, flush=True)
+        if "graph" in r.extra:
+            captures, replays, failed = r.extra["graph"]
+            print(f"        CUDA graphs of the force call: {captures} captured, {replays} replays"
+                  f"{' (capture FAILED: ran without graphs)' if failed else ''}", flush=True)
         if r.stopped:
             print(f"        (the run stopped early: {r.stopped.split(';')[0]})")
         if cuda and args.phases:

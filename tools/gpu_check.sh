@@ -18,13 +18,14 @@
 #      device memory or in its budget are skipped with one line): ns/day, µs/atom/step, the
 #      split of the step, host transfers, kernel launches and copies per step; then the same at
 #      192 atoms with the model compressed (dx 0.01), the issue's 50 ns/day target; then 192 and
-#      12 288 atoms again through numba-cuda's own launch path (NUMDP_CUDA_FAST_LAUNCH=0: numdp's
-#      cached launches off, docs/gpu.md "Launch cost"), and once more with numba's allocations
+#      12 288 atoms compressed with the force calls replayed from CUDA graphs (NUMDP_CUDA_GRAPH=1,
+#      numdp.md.device_graph, experimental), and once more uncompressed with numba's allocations
 #      served by CuPy's pool (NUMDP_CUDA_NUMBA_POOL=1, numdp.kernels.cuda.numba_pool, experimental).
 #      The MD runs use the shipped trained model inputs/water/model.h5 (water.dp's architecture):
 #      water.dp's weights are random and its dynamics heats up within a few dozen steps;
-#   2b. the same model's evaluate at 98 304 atoms (compressed mix32, uncompressed double) with
-#      every kernel and array operation timed apart: where the time goes (tools/bench_gpu.py --profile);
+#   2b. the same model's evaluate at 98 304 atoms (compressed and uncompressed, mix32 and double)
+#      with every kernel and array operation timed apart, with the default kernels and with
+#      KernelForm.TEAM: where the time goes (tools/bench_gpu.py --profile);
 #   2c. ~1 M atoms again (compressed mix32, uncompressed double) with 4x larger chunks of centre
 #      atoms (bench_gpu --chunk-scale 4): each chunk costs ~20-45 launches, and on the H200 each
 #      launch cost ~190-290 µs whatever the size;
@@ -45,13 +46,14 @@
 # ninth and later, in name order, are left on the machine).
 # Time limits (seconds; they add up to 570, under 10 minutes): GPU_CHECK_LAUNCH_TIMEOUT (20),
 # GPU_CHECK_GRAPH_TIMEOUT (45: tools/bench_graph.py, step 2d),
-# GPU_CHECK_TEST_TIMEOUT (95; the tests
-# took 85 s on an H200), GPU_CHECK_BENCH_BUDGET (100: bench_gpu.py skips sizes projected past it),
-# GPU_CHECK_BENCH_TIMEOUT (125), GPU_CHECK_PROFILE_TIMEOUT (30: the per-operation profile, step 2b),
-# GPU_CHECK_CHUNK_TIMEOUT (40: 4x larger chunks, step 2c), GPU_CHECK_MD_BUDGET (85: bench_md.py
-# skips sizes projected past it), GPU_CHECK_MD_TIMEOUT (110), GPU_CHECK_MDC_TIMEOUT (35: the
-# compressed 192-atom MD run), GPU_CHECK_SLOW_TIMEOUT (35 each: the runs through numba's own launch
-# path, and those with numba's allocations from CuPy's pool).
+# GPU_CHECK_TEST_TIMEOUT (120; the tests
+# took 71-85 s on an H200 before the team-kernel and graph tests), GPU_CHECK_BENCH_BUDGET (85:
+# bench_gpu.py skips sizes projected past it),
+# GPU_CHECK_BENCH_TIMEOUT (110), GPU_CHECK_PROFILE_TIMEOUT (40: the per-operation profile, step 2b),
+# GPU_CHECK_CHUNK_TIMEOUT (30: 4x larger chunks, step 2c), GPU_CHECK_MD_BUDGET (75: bench_md.py
+# skips sizes projected past it), GPU_CHECK_MD_TIMEOUT (100), GPU_CHECK_MDC_TIMEOUT (35: the
+# compressed 192-atom MD run), GPU_CHECK_SLOW_TIMEOUT (35 each: the runs with CUDA graphs, and
+# those with numba's allocations from CuPy's pool).
 # Expects Python with numba, numba-cuda, cupy-cuda13x, h5py; pytest is installed from .whl/ if
 # it is missing and wheels are there (docs/gpu.md, "Checking on a lent GPU").
 set -u
@@ -67,17 +69,17 @@ export PYTHONUNBUFFERED=1   # every line reaches $RES as it is printed
 export CUPY_TF32=0          # mix32 means plain FP32 products, never TF32
 if [ "$SIM" = 1 ]; then export NUMBA_ENABLE_CUDASIM=1; else export NUMBA_ENABLE_CUDASIM=0; fi
 export NUMBA_CUDA_LOW_OCCUPANCY_WARNINGS=0   # small grids are expected at 192 atoms: no warning per launch
-TEST_TIMEOUT=${GPU_CHECK_TEST_TIMEOUT:-95}
-BENCH_BUDGET=${GPU_CHECK_BENCH_BUDGET:-100}
-BENCH_TIMEOUT=${GPU_CHECK_BENCH_TIMEOUT:-125}
-MD_BUDGET=${GPU_CHECK_MD_BUDGET:-85}
-MD_TIMEOUT=${GPU_CHECK_MD_TIMEOUT:-110}
+TEST_TIMEOUT=${GPU_CHECK_TEST_TIMEOUT:-120}
+BENCH_BUDGET=${GPU_CHECK_BENCH_BUDGET:-85}
+BENCH_TIMEOUT=${GPU_CHECK_BENCH_TIMEOUT:-110}
+MD_BUDGET=${GPU_CHECK_MD_BUDGET:-75}
+MD_TIMEOUT=${GPU_CHECK_MD_TIMEOUT:-100}
 MDC_TIMEOUT=${GPU_CHECK_MDC_TIMEOUT:-35}
 SLOW_TIMEOUT=${GPU_CHECK_SLOW_TIMEOUT:-35}
-PROFILE_TIMEOUT=${GPU_CHECK_PROFILE_TIMEOUT:-30}
+PROFILE_TIMEOUT=${GPU_CHECK_PROFILE_TIMEOUT:-40}
 LAUNCH_TIMEOUT=${GPU_CHECK_LAUNCH_TIMEOUT:-20}
 GRAPH_TIMEOUT=${GPU_CHECK_GRAPH_TIMEOUT:-45}
-CHUNK_TIMEOUT=${GPU_CHECK_CHUNK_TIMEOUT:-40}
+CHUNK_TIMEOUT=${GPU_CHECK_CHUNK_TIMEOUT:-30}
 log() { echo "== $(date -u +%T) $*"; }
 # timed LIMIT FILE LABEL CMD...: CMD under `timeout LIMIT`, its output shown and appended to FILE,
 # and one line there when the limit cut it short
@@ -138,7 +140,7 @@ else
     else
         tests=(tests/test_cuda_kernels.py tests/test_cuda_model.py)
         [ -f tests/test_cuda_neighbor.py ] && tests+=(tests/test_cuda_neighbor.py)
-        tests+=(tests/test_cuda_fastlaunch.py tests/test_cuda_numba_pool.py)
+        tests+=(tests/test_cuda_fastlaunch.py tests/test_cuda_numba_pool.py tests/test_cuda_graph.py)
         real=1
     fi
     log "CUDA tests: ${tests[*]} (timeout ${TEST_TIMEOUT} s)"
@@ -212,9 +214,9 @@ log "MD benchmark, compressed model at 192 atoms (issue 14: >= 50 ns/day)"
 timed "$MDC_TIMEOUT" "$RES/bench_md.txt" "MD benchmark (compressed)" \
     python tools/bench_md.py --device cuda --model "$MD_MODEL" --compress "${mdc[@]}"
 
-log "MD benchmark, numba's own launch path (NUMDP_CUDA_FAST_LAUNCH=0: numdp's cached launches off)"
-timed "$SLOW_TIMEOUT" "$RES/bench_md.txt" "MD benchmark (numba's launches)" \
-    env NUMDP_CUDA_FAST_LAUNCH=0 python tools/bench_md.py --device cuda --model "$MD_MODEL" "${mds[@]}"
+log "MD benchmark, compressed, force calls replayed from CUDA graphs (NUMDP_CUDA_GRAPH=1, experimental)"
+timed "$SLOW_TIMEOUT" "$RES/bench_md.txt" "MD benchmark (CUDA graphs)" \
+    env NUMDP_CUDA_GRAPH=1 python tools/bench_md.py --device cuda --model "$MD_MODEL" --compress "${mds[@]}"
 
 log "MD benchmark, numba's allocations from CuPy's pool (NUMDP_CUDA_NUMBA_POOL=1, experimental)"
 timed "$SLOW_TIMEOUT" "$RES/bench_md.txt" "MD benchmark (numba pool)" \

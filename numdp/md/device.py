@@ -224,6 +224,25 @@ class DeviceSafetyMonitor(SafetyMonitor):
         return k
 
 
+def _maybe_use_graphs(provider, be) -> None:
+    """NUMDP_CUDA_GRAPH=1: the force calls' device work from CUDA graphs (numdp.md.device_graph),
+    on a GPU; a one-line warning where that cannot be (the simulator, a missing piece)."""
+    import warnings
+
+    from . import device_graph
+
+    if not device_graph.enabled():
+        return
+    if be.simulator:
+        warnings.warn("NUMDP_CUDA_GRAPH=1 is ignored under the CUDA simulator (graphs need a GPU)",
+                      RuntimeWarning, stacklevel=3)
+        return
+    try:
+        provider.use_graphs()
+    except (RuntimeError, ImportError) as exc:
+        warnings.warn(f"NUMDP_CUDA_GRAPH=1: {exc}; the run goes on without graphs", RuntimeWarning, stacklevel=3)
+
+
 def device_md(device: str, state: State, model, dt: float, thermostat, skin: float, min_distance: float,
               world: World, domain=None, barostat=None):
     """(integrator, force provider, safety monitor) of a run whose step runs on `device`; the
@@ -241,5 +260,6 @@ def device_md(device: str, state: State, model, dt: float, thermostat, skin: flo
         provider = DeviceParallelForceProvider(model, skin, dev, world, domain, state.pbc_flags)
     else:
         provider = DeviceForceProvider(model, skin, dev, world, state.pbc_flags if state.box is not None else None)
+        _maybe_use_graphs(provider, dev.be)
     return (DeviceVelocityVerlet(dt, dev, thermostat, barostat, world), provider,
             DeviceSafetyMonitor(min_distance, skin, dev, world))

@@ -99,6 +99,19 @@ class DeviceForceProvider(ForceProviderBase):
         self._prev = None
         self._strain = (None, None)   # (host, device) cell strain of the last rebuild test
         self._pending = None   # a launched call's device results (energy, virial, closest, stats, err)
+        self.graph = None      # ForceCallGraph when the force calls replay a CUDA graph (`use_graphs`)
+
+    def use_graphs(self, engine=None) -> None:
+        """Replay the device work of the force calls from CUDA graphs (numdp.md.device_graph;
+        one rank only).  engine: a device_graph.GraphEngine (default: CuPy's, on a GPU)."""
+        from .device_graph import CuPyGraphs, ForceCallGraph
+
+        if self.world.size != 1:
+            raise RuntimeError("CUDA graphs of the force call run on one rank only")
+        if not getattr(self.model, "compressed", False):
+            # the uncompressed embedding reads its nets' occupied-slot counts to the host per chunk
+            raise RuntimeError("CUDA graphs of the force call need a compressed model")
+        self.graph = ForceCallGraph(engine if engine is not None else CuPyGraphs())
 
     # -- ghost shell -----------------------------------------------------------------------------
     def _check_motion(self, state: State) -> bool:
@@ -214,22 +227,32 @@ class DeviceForceProvider(ForceProviderBase):
         if state.box is not None and not np.array_equal(state.box, self._box_h):
             self._set_box(state.box)   # a barostat moved the cell: 9 numbers to the device
         nloc = dev.natoms
-        self._extended_positions(state)
-        nlist, stats, err = self._list(self.sel)   # read with the totals
-        closest = closest_pair_device(be, self._ext_pos, nlist, self._sec_d)   # read with the totals
-        self._nlist = nlist
-        c1 = self.world.comm_time
-        t1 = time.perf_counter()
         others, self._ensemble_next = self._ensemble_next, None
-        if others is None:
-            energy, ext_force, virial = self.model.compute_device(self._ext_pos, nlist, dev.types_host)
-        else:   # a deviation step: the other models with model 0, sharing what they can
-            outs = self._compute_models([self.model] + others)
-            energy, ext_force, virial = outs[0]
-        self._owned_forces(ext_force)
-        if others is not None:
-            self._ensemble_done = (self.calls + 1, others, [self._reduce(out) for out in outs[1:]])
-        self._pending = (energy, virial, closest, stats, err)
+        if others is None and self.graph is not None:   # the device work from a graph
+            from .device_graph import address
+
+            key = (self.rebuilds, address(dev.positions), address(dev.forces), address(self._box_d),
+                   address(self._ext_pos))
+            t1 = time.perf_counter()
+            c1 = self.world.comm_time
+            self._nlist, *pending = self.graph.run(lambda: self._device_call(state), key)
+            self._pending = tuple(pending)
+        else:
+            self._extended_positions(state)
+            nlist, stats, err = self._list(self.sel)   # read with the totals
+            closest = closest_pair_device(be, self._ext_pos, nlist, self._sec_d)   # read with the totals
+            self._nlist = nlist
+            c1 = self.world.comm_time
+            t1 = time.perf_counter()
+            if others is None:
+                energy, ext_force, virial = self.model.compute_device(self._ext_pos, nlist, dev.types_host)
+            else:   # a deviation step: the other models with model 0, sharing what they can
+                outs = self._compute_models([self.model] + others)
+                energy, ext_force, virial = outs[0]
+            self._owned_forces(ext_force)
+            if others is not None:
+                self._ensemble_done = (self.calls + 1, others, [self._reduce(out) for out in outs[1:]])
+            self._pending = (energy, virial, closest, stats, err)
         if self._prev is None:
             self._prev = xp.empty((nloc, 3))
         self._prev[...] = dev.positions
@@ -237,6 +260,19 @@ class DeviceForceProvider(ForceProviderBase):
         t2 = time.perf_counter()
         self.time_neigh += (t1 - t0) - (c1 - c0)
         self.time_force += (t2 - t1) - (self.world.comm_time - c1)
+
+    def _device_call(self, state: State) -> tuple:
+        """The device work of a force call without deviation models, what a CUDA graph captures
+        (numdp.md.device_graph): extended positions, list, closest pair, model 0, fold onto
+        dev.forces.  Returns device arrays (nlist, energy, virial, closest, stats, err)."""
+        from ..model.cuda_evaluator import closest_pair_device
+
+        self._extended_positions(state)
+        nlist, stats, err = self._list(self.sel)
+        closest = closest_pair_device(self.be, self._ext_pos, nlist, self._sec_d)
+        energy, ext_force, virial = self.model.compute_device(self._ext_pos, nlist, self.dev.types_host)
+        self._owned_forces(ext_force)
+        return nlist, energy, virial, closest, stats, err
 
     def complete(self, state: State) -> None:
         """The host read of the launched force call, with the safety records of the arrays as
