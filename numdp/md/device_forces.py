@@ -235,6 +235,9 @@ class DeviceForceProvider(ForceProviderBase):
                    address(self._ext_pos))
             t1 = time.perf_counter()
             c1 = self.world.comm_time
+            # the last call's list released first: a capture then finds its block free in the
+            # graph's pool (the warm-up's), instead of taking new device memory while capturing
+            self._nlist = None
             self._nlist, *pending = self.graph.run(lambda: self._device_call(state), key)
             self._pending = tuple(pending)
         else:
