@@ -147,10 +147,12 @@ def _cpu_forces(c, kernel, *args):
     return force, vir, av
 
 
-def test_env_pairs_contract_T_and_pair_forces():
+@pytest.mark.parametrize("M", [4, 21])
+def test_env_pairs_contract_T_and_pair_forces(M):
     """Slot rows, pair vectors, T and the forces / virials from per-pair buffers and gathers,
-    against the CPU's compacted pairs and scatters (padding: npad x one row on both)."""
-    c = _pairs()
+    against the CPU's compacted pairs and scatters (padding: npad x one row on both); the team
+    kernels too (M = 21: two groups of channels per team of 4 under the simulator)."""
+    c = _pairs(M)
     nt, na, M, cap, occ = c["nt"], c["na"], c["M"], c["cap"], c["occ"]
     atypes, rt, grt, gnb, sec, rt_pad = c["atypes"], c["rt"], c["grt"], c["gnb"], c["sec"], c["rt_pad"]
     poff, npad = c["poff"], c["npad"]
@@ -161,6 +163,9 @@ def test_env_pairs_contract_T_and_pair_forces():
     cdesc.contract_T(atypes, rt, G, poff, npad, rt_pad, G_pad, 1 / 7, T1)
     gdesc.contract_T[grid2(na, M)](atypes, grt, Gd, gnb, sec, G_pad, 1 / 7, T2)
     _eq(T1, T2)
+    T3 = np.full((na, 4, M), np.nan)   # KernelForm.TEAM: the same ordered sums, the same bits
+    gdesc.contract_T_team[teams(na)](atypes, grt, Gd, gnb, sec, G_pad, 1 / 7, T3)
+    assert np.array_equal(T3, T2)
     Gpd = RNG.normal(size=(cap, M))
     Tbar = RNG.normal(size=(na, 4, M))
     ref = _cpu_forces(c, cenv.pair_forces, G, Gpd[occ], Tbar)

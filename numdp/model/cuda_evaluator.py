@@ -136,8 +136,8 @@ class KernelForm(Enum):
     a GPU; both give the same T bits, Tbar to round-off):
 
     THREAD: one thread per element, tab_contract_T and back_D (the default);
-    TEAM: a team of threads per atom for T (tab_contract_T_team: each table lookup serves four
-    channels) and for the pair forces (tab_pair_forces_team, pair_forces_team: table rows and
+    TEAM: a team of threads per atom for T (tab_contract_T_team, contract_T_team: each slot's
+    loads, and for tables its lookup, serve four channels) and for the pair forces (tab_pair_forces_team, pair_forces_team: table rows and
     G, G' read along the channels), and back_D as two batched matrix products, Tbar = (T< Gmᵀ + [T Gm, 0]) / nnei
     with Gm (na, M, naxis) the adjoint of D as a matrix (unfold_gD), four operations for one."""
 
@@ -342,7 +342,10 @@ class CUDAEvaluator:
             G = Gp = None
         else:
             G, Gp = self._embed(rt, nbr, na, tb, want_force)
-            K.descriptor.contract_T[g2](atypes, rt, G, nbr, self.sec, self.G_pad, 1.0 / nnei, T)
+            if self.kernel_form is KernelForm.TEAM:
+                K.descriptor.contract_T_team[launch.teams(na)](atypes, rt, G, nbr, self.sec, self.G_pad, 1.0 / nnei, T)
+            else:
+                K.descriptor.contract_T[g2](atypes, rt, G, nbr, self.sec, self.G_pad, 1.0 / nnei, T)
         width = self.cpu.d_width
         D = xp.empty((na, width), self.precision.dtype)
         K.descriptor.contract_D[launch.strided2(na, width)](T, self.colm, self.colk, D)

@@ -82,6 +82,62 @@ def contract_T(atypes, rt, G, nbr, sec, G_pad, inv_nnei, T):
 
 
 @cuda.jit
+def contract_T_team(atypes, rt, G, nbr, sec, G_pad, inv_nnei, T):
+    """contract_T by teams (launch.teams, KernelForm.TEAM): a block per atom, each thread the
+    channels m0..m3 = mg + lane + (0, 1, 2, 3) * team of each group mg of 4 * team channels, so
+    that a slot's loads of nbr and rt serve four channels and its four loads of G are
+    independent.  Each T[a, c, m] is the same ordered sum as in contract_T: the same bits."""
+    na = T.shape[0]
+    ncol = T.shape[2]
+    lane = cuda.threadIdx.x
+    team = cuda.blockDim.x
+    for a in range(cuda.blockIdx.x, na, cuda.gridDim.x):
+        ti = atypes[a]
+        for mg in range(0, ncol, 4 * team):
+            m0 = mg + lane
+            m1 = m0 + team
+            m2 = m1 + team
+            m3 = m2 + team
+            a0 = a1 = a2 = a3 = 0.0
+            b0 = b1 = b2 = b3 = 0.0
+            c0 = c1 = c2 = c3 = 0.0
+            d0 = d1 = d2 = d3 = 0.0
+            for t in range(sec.shape[0] - 1):
+                p0, p1 = block_slots(na, a, sec, t)
+                npad = 0
+                ppad = p0
+                for p in range(p0, p1):
+                    if nbr[p] >= 0:
+                        if m0 < ncol:
+                            a0, a1, a2, a3 = add_slot(a0, a1, a2, a3, rt, p, G[p, m0] * 1.0)
+                        if m1 < ncol:
+                            b0, b1, b2, b3 = add_slot(b0, b1, b2, b3, rt, p, G[p, m1] * 1.0)
+                        if m2 < ncol:
+                            c0, c1, c2, c3 = add_slot(c0, c1, c2, c3, rt, p, G[p, m2] * 1.0)
+                        if m3 < ncol:
+                            d0, d1, d2, d3 = add_slot(d0, d1, d2, d3, rt, p, G[p, m3] * 1.0)
+                    else:
+                        npad += 1
+                        ppad = p
+                if m0 < ncol:
+                    a0, a1, a2, a3 = add_padding(a0, a1, a2, a3, rt, ppad, npad, G_pad[ti, t, m0])
+                if m1 < ncol:
+                    b0, b1, b2, b3 = add_padding(b0, b1, b2, b3, rt, ppad, npad, G_pad[ti, t, m1])
+                if m2 < ncol:
+                    c0, c1, c2, c3 = add_padding(c0, c1, c2, c3, rt, ppad, npad, G_pad[ti, t, m2])
+                if m3 < ncol:
+                    d0, d1, d2, d3 = add_padding(d0, d1, d2, d3, rt, ppad, npad, G_pad[ti, t, m3])
+            if m0 < ncol:
+                store_T(T, a, m0, a0, a1, a2, a3, inv_nnei)
+            if m1 < ncol:
+                store_T(T, a, m1, b0, b1, b2, b3, inv_nnei)
+            if m2 < ncol:
+                store_T(T, a, m2, c0, c1, c2, c3, inv_nnei)
+            if m3 < ncol:
+                store_T(T, a, m3, d0, d1, d2, d3, inv_nnei)
+
+
+@cuda.jit
 def contract_D(T, colm, colk, D):
     """D (na, width) = Σ_c T[a, c, colm] T[a, c, colk], summed in float64 and stored in D's dtype."""
     ncol = D.shape[1]
