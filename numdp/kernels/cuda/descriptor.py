@@ -81,60 +81,84 @@ def contract_T(atypes, rt, G, nbr, sec, G_pad, inv_nnei, T):
         store_T(T, a, m, s0, s1, s2, s3, inv_nnei)
 
 
+@cuda.jit(device=True)
+def add_slot4(acc, rt, p, g0, g1, g2, g3):
+    """A team thread's 16 sums (T[a, 0..3, m] * nnei of its channels m0..m3, channel by channel)
+    plus one occupied slot's terms rt[p] * g_k: add_slot for each channel (a channel past the
+    last gets g = 0 and is never stored)."""
+    r0 = rt[p, 0]
+    r1 = rt[p, 1]
+    r2 = rt[p, 2]
+    r3 = rt[p, 3]
+    return (acc[0] + r0 * g0, acc[1] + r1 * g0, acc[2] + r2 * g0, acc[3] + r3 * g0,
+            acc[4] + r0 * g1, acc[5] + r1 * g1, acc[6] + r2 * g1, acc[7] + r3 * g1,
+            acc[8] + r0 * g2, acc[9] + r1 * g2, acc[10] + r2 * g2, acc[11] + r3 * g2,
+            acc[12] + r0 * g3, acc[13] + r1 * g3, acc[14] + r2 * g3, acc[15] + r3 * g3)
+
+
+@cuda.jit(device=True)
+def _pad_channel(s0, s1, s2, s3, rt, ppad, npad, G_pad, ti, t, m):
+    if m < G_pad.shape[2]:
+        return add_padding(s0, s1, s2, s3, rt, ppad, npad, G_pad[ti, t, m])
+    return s0, s1, s2, s3
+
+
+@cuda.jit(device=True)
+def add_padding4(acc, rt, ppad, npad, G_pad, ti, t, m0, step):
+    """add_padding for a team thread's channels m0 + k step (k < 4) of one type block."""
+    a0, a1, a2, a3 = _pad_channel(acc[0], acc[1], acc[2], acc[3], rt, ppad, npad, G_pad, ti, t, m0)
+    b0, b1, b2, b3 = _pad_channel(acc[4], acc[5], acc[6], acc[7], rt, ppad, npad, G_pad, ti, t, m0 + step)
+    c0, c1, c2, c3 = _pad_channel(acc[8], acc[9], acc[10], acc[11], rt, ppad, npad, G_pad, ti, t, m0 + 2 * step)
+    d0, d1, d2, d3 = _pad_channel(acc[12], acc[13], acc[14], acc[15], rt, ppad, npad, G_pad, ti, t, m0 + 3 * step)
+    return a0, a1, a2, a3, b0, b1, b2, b3, c0, c1, c2, c3, d0, d1, d2, d3
+
+
+@cuda.jit(device=True)
+def store_T4(T, a, m0, step, acc, inv_nnei):
+    """store_T of a team thread's channels m0 + k step (k < 4) that exist."""
+    ncol = T.shape[2]
+    if m0 < ncol:
+        store_T(T, a, m0, acc[0], acc[1], acc[2], acc[3], inv_nnei)
+    if m0 + step < ncol:
+        store_T(T, a, m0 + step, acc[4], acc[5], acc[6], acc[7], inv_nnei)
+    if m0 + 2 * step < ncol:
+        store_T(T, a, m0 + 2 * step, acc[8], acc[9], acc[10], acc[11], inv_nnei)
+    if m0 + 3 * step < ncol:
+        store_T(T, a, m0 + 3 * step, acc[12], acc[13], acc[14], acc[15], inv_nnei)
+
+
+@cuda.jit(device=True)
+def _g(G, p, m):
+    """G[p, m] in float64, or 0 for a channel past the last."""
+    return G[p, m] * 1.0 if m < G.shape[1] else 0.0
+
+
 @cuda.jit
 def contract_T_team(atypes, rt, G, nbr, sec, G_pad, inv_nnei, T):
     """contract_T by teams (launch.teams, KernelForm.TEAM): a block per atom, each thread the
-    channels m0..m3 = mg + lane + (0, 1, 2, 3) * team of each group mg of 4 * team channels, so
-    that a slot's loads of nbr and rt serve four channels and its four loads of G are
-    independent.  Each T[a, c, m] is the same ordered sum as in contract_T: the same bits."""
+    channels m0 + k team (k < 4, m0 = mg + lane) of each group mg of 4 * team channels, so that
+    a slot's loads of nbr and rt serve four channels and its four loads of G are independent.
+    Each T[a, c, m] is the same ordered sum as in contract_T: the same bits."""
     na = T.shape[0]
-    ncol = T.shape[2]
-    lane = cuda.threadIdx.x
     team = cuda.blockDim.x
     for a in range(cuda.blockIdx.x, na, cuda.gridDim.x):
         ti = atypes[a]
-        for mg in range(0, ncol, 4 * team):
-            m0 = mg + lane
-            m1 = m0 + team
-            m2 = m1 + team
-            m3 = m2 + team
-            a0 = a1 = a2 = a3 = 0.0
-            b0 = b1 = b2 = b3 = 0.0
-            c0 = c1 = c2 = c3 = 0.0
-            d0 = d1 = d2 = d3 = 0.0
+        for mg in range(0, T.shape[2], 4 * team):
+            m0 = mg + cuda.threadIdx.x
+            acc = (0.0,) * 16
             for t in range(sec.shape[0] - 1):
                 p0, p1 = block_slots(na, a, sec, t)
                 npad = 0
                 ppad = p0
                 for p in range(p0, p1):
                     if nbr[p] >= 0:
-                        if m0 < ncol:
-                            a0, a1, a2, a3 = add_slot(a0, a1, a2, a3, rt, p, G[p, m0] * 1.0)
-                        if m1 < ncol:
-                            b0, b1, b2, b3 = add_slot(b0, b1, b2, b3, rt, p, G[p, m1] * 1.0)
-                        if m2 < ncol:
-                            c0, c1, c2, c3 = add_slot(c0, c1, c2, c3, rt, p, G[p, m2] * 1.0)
-                        if m3 < ncol:
-                            d0, d1, d2, d3 = add_slot(d0, d1, d2, d3, rt, p, G[p, m3] * 1.0)
+                        acc = add_slot4(acc, rt, p, _g(G, p, m0), _g(G, p, m0 + team), _g(G, p, m0 + 2 * team),
+                                        _g(G, p, m0 + 3 * team))
                     else:
                         npad += 1
                         ppad = p
-                if m0 < ncol:
-                    a0, a1, a2, a3 = add_padding(a0, a1, a2, a3, rt, ppad, npad, G_pad[ti, t, m0])
-                if m1 < ncol:
-                    b0, b1, b2, b3 = add_padding(b0, b1, b2, b3, rt, ppad, npad, G_pad[ti, t, m1])
-                if m2 < ncol:
-                    c0, c1, c2, c3 = add_padding(c0, c1, c2, c3, rt, ppad, npad, G_pad[ti, t, m2])
-                if m3 < ncol:
-                    d0, d1, d2, d3 = add_padding(d0, d1, d2, d3, rt, ppad, npad, G_pad[ti, t, m3])
-            if m0 < ncol:
-                store_T(T, a, m0, a0, a1, a2, a3, inv_nnei)
-            if m1 < ncol:
-                store_T(T, a, m1, b0, b1, b2, b3, inv_nnei)
-            if m2 < ncol:
-                store_T(T, a, m2, c0, c1, c2, c3, inv_nnei)
-            if m3 < ncol:
-                store_T(T, a, m3, d0, d1, d2, d3, inv_nnei)
+                acc = add_padding4(acc, rt, ppad, npad, G_pad, ti, t, m0, team)
+            store_T4(T, a, m0, team, acc, inv_nnei)
 
 
 @cuda.jit

@@ -143,6 +143,22 @@ def team_sum(part, q):
     return g0, g1, g2, g3, gx
 
 
+@cuda.jit(device=True)
+def team_finish(part, q, u, s, nnei, nbr, p, ti, t, dvec, sd, rcut, rcut_smth, fpair):
+    """The end of a round of the team pair-force kernels, every thread of the block: once all
+    partials are in `part`, sub-team q's first thread writes its slot s (pair p, block t) of
+    fpair (zero for padding; scatter_value of the partials summed in order), then the block waits
+    again before the next round writes `part`."""
+    cuda.syncthreads()
+    if u == 0 and s < nnei:
+        if nbr[p] < 0:
+            zero_pair(fpair, p)
+        else:
+            g0, g1, g2, g3, gx = team_sum(part, q)
+            scatter_value(p, ti, t, g0 + gx, g1, g2, g3, dvec, sd, rcut, rcut_smth, fpair)
+    cuda.syncthreads()
+
+
 _SLOTS = TEAM // SUB
 
 
@@ -151,7 +167,7 @@ def pair_forces_team(atypes, rt, dvec, nbr, sec, G, Gp, Tbar, sd, rcut, rcut_smt
     """pair_forces by teams (launch.teams, KernelForm.TEAM): the block's sub-teams of SUB threads
     take one slot each per round, each thread the channels u, u + SUB, ..., so that a load of
     G or G' reads SUB consecutive channels of a row where one thread per slot reads one channel
-    of 32 rows; the partials meet in shared memory (`team_put`, `team_sum`)."""
+    of 32 rows; the partials meet in shared memory (`team_put`, `team_finish`)."""
     part = cuda.shared.array((_SLOTS, 5, SUB), float64)
     na = atypes.shape[0]
     nnei = sec[sec.shape[0] - 1]
@@ -170,14 +186,7 @@ def pair_forces_team(atypes, rt, dvec, nbr, sec, G, Gp, Tbar, sd, rcut, rcut_smt
                         g0, g1, g2, g3, gx = add_channel(Tbar, a, m, G[p, m] * 1.0, Gp[p, m] * 1.0, r0, r1,
                                                          r2, r3, g0, g1, g2, g3, gx)
                 team_put(part, q, u, g0, g1, g2, g3, gx)
-            cuda.syncthreads()
-            if u == 0 and s < nnei:
-                if nbr[p] < 0:
-                    zero_pair(fpair, p)
-                else:
-                    g0, g1, g2, g3, gx = team_sum(part, q)
-                    scatter_value(p, atypes[a], t, g0 + gx, g1, g2, g3, dvec, sd, rcut, rcut_smth, fpair)
-            cuda.syncthreads()
+            team_finish(part, q, u, s, nnei, nbr, p, atypes[a], t, dvec, sd, rcut, rcut_smth, fpair)
 
 
 @cuda.jit

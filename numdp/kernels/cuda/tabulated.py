@@ -9,8 +9,8 @@ running count `beyond` (1,) int64 (integer atomics: exact in any order, determin
 import numpy as np
 from numba import cuda, float32, float64
 
-from .descriptor import add_padding, add_slot, block_slots, store_T
-from .envmat import add_channel, row4, scatter_value, slot_of, team_put, team_slot, team_sum, zero_pair
+from .descriptor import add_padding, add_padding4, add_slot, add_slot4, block_slots, store_T, store_T4
+from .envmat import add_channel, row4, scatter_value, slot_of, team_finish, team_put, team_slot, zero_pair
 from .launch import MATH, SUB, TEAM, made_by, split
 
 locate_piece = MATH.locate_piece
@@ -114,30 +114,27 @@ def _build(cast):
                                                  g0, g1, g2, g3, gx)
             scatter_value(p, atypes[a], t, g0 + gx, g1, g2, g3, dvec, sd, rcut, rcut_smth, fpair)
 
+    @cuda.jit(device=True)
+    def table_g4(coef, row, m, tau, order, ex):
+        """table_g, or 0 for a channel past the last."""
+        return table_g(coef, row, m, tau, order, ex) if m < coef.shape[2] else 0.0
+
     @cuda.jit
     def tab_contract_T_team(atypes, rt, nbr, sec, G_pad, coef, coff, meta, netidx, inv_nnei, T, beyond):
         """tab_contract_T by teams (launch.teams): a block per atom, each thread the channels
-        m0..m3 = mg + lane + (0, 1, 2, 3) * team of each group mg of 4 * team channels, so that
-        a slot's table lookup (`find`: two divisions) and its loads serve four channels and the
+        m0 + k team (k < 4, m0 = mg + lane) of each group mg of 4 * team channels, so that a
+        slot's table lookup (`find`: two divisions) and its loads serve four channels and the
         four channels' pieces are independent loads.  Each T[a, c, m] is the same ordered sum as
         in tab_contract_T: the same bits."""
         na = T.shape[0]
-        ncol = T.shape[2]
         order = coef.shape[1] - 1
-        lane = cuda.threadIdx.x
         team = cuda.blockDim.x
         for a in range(cuda.blockIdx.x, na, cuda.gridDim.x):
             ti = atypes[a]
-            for mg in range(0, ncol, 4 * team):
-                m0 = mg + lane
-                m1 = m0 + team
-                m2 = m1 + team
-                m3 = m2 + team
-                a0 = a1 = a2 = a3 = 0.0   # T[a, 0..3, m0] * nnei
-                b0 = b1 = b2 = b3 = 0.0   # ... m1
-                c0 = c1 = c2 = c3 = 0.0   # ... m2
-                d0 = d1 = d2 = d3 = 0.0   # ... m3
-                flags = mg == 0 and lane == 0
+            for mg in range(0, T.shape[2], 4 * team):
+                m0 = mg + cuda.threadIdx.x
+                counts = m0 == 0   # the thread that counts the pairs beyond the table
+                acc = (0.0,) * 16
                 for t in range(sec.shape[0] - 1):
                     k = netidx[ti, t]
                     p0, p1 = block_slots(na, a, sec, t)
@@ -146,35 +143,17 @@ def _build(cast):
                     for p in range(p0, p1):
                         if nbr[p] >= 0:
                             row, tau, ex = find(rt[p, 0], coef, coff, meta, k)
-                            if m0 < ncol:
-                                a0, a1, a2, a3 = add_slot(a0, a1, a2, a3, rt, p, table_g(coef, row, m0, tau, order, ex))
-                            if m1 < ncol:
-                                b0, b1, b2, b3 = add_slot(b0, b1, b2, b3, rt, p, table_g(coef, row, m1, tau, order, ex))
-                            if m2 < ncol:
-                                c0, c1, c2, c3 = add_slot(c0, c1, c2, c3, rt, p, table_g(coef, row, m2, tau, order, ex))
-                            if m3 < ncol:
-                                d0, d1, d2, d3 = add_slot(d0, d1, d2, d3, rt, p, table_g(coef, row, m3, tau, order, ex))
-                            if flags and ex > 0.0:
+                            acc = add_slot4(acc, rt, p, table_g4(coef, row, m0, tau, order, ex),
+                                            table_g4(coef, row, m0 + team, tau, order, ex),
+                                            table_g4(coef, row, m0 + 2 * team, tau, order, ex),
+                                            table_g4(coef, row, m0 + 3 * team, tau, order, ex))
+                            if counts and ex > 0.0:
                                 cuda.atomic.add(beyond, 0, 1)
                         else:
                             npad += 1
                             ppad = p
-                    if m0 < ncol:
-                        a0, a1, a2, a3 = add_padding(a0, a1, a2, a3, rt, ppad, npad, G_pad[ti, t, m0])
-                    if m1 < ncol:
-                        b0, b1, b2, b3 = add_padding(b0, b1, b2, b3, rt, ppad, npad, G_pad[ti, t, m1])
-                    if m2 < ncol:
-                        c0, c1, c2, c3 = add_padding(c0, c1, c2, c3, rt, ppad, npad, G_pad[ti, t, m2])
-                    if m3 < ncol:
-                        d0, d1, d2, d3 = add_padding(d0, d1, d2, d3, rt, ppad, npad, G_pad[ti, t, m3])
-                if m0 < ncol:
-                    store_T(T, a, m0, a0, a1, a2, a3, inv_nnei)
-                if m1 < ncol:
-                    store_T(T, a, m1, b0, b1, b2, b3, inv_nnei)
-                if m2 < ncol:
-                    store_T(T, a, m2, c0, c1, c2, c3, inv_nnei)
-                if m3 < ncol:
-                    store_T(T, a, m3, d0, d1, d2, d3, inv_nnei)
+                    acc = add_padding4(acc, rt, ppad, npad, G_pad, ti, t, m0, team)
+                store_T4(T, a, m0, team, acc, inv_nnei)
 
     slots = TEAM // SUB   # slots per round of tab_pair_forces_team
 
@@ -212,13 +191,6 @@ def _build(cast):
                             g0, g1, g2, g3, gx = add_channel(Tbar, a, m, v * 1.0 + ex * d, d, r0, r1, r2,
                                                              r3, g0, g1, g2, g3, gx)
                     team_put(part, q, u, g0, g1, g2, g3, gx)
-                cuda.syncthreads()
-                if u == 0 and s < nnei:
-                    if nbr[p] < 0:
-                        zero_pair(fpair, p)
-                    else:
-                        g0, g1, g2, g3, gx = team_sum(part, q)
-                        scatter_value(p, ti, t, g0 + gx, g1, g2, g3, dvec, sd, rcut, rcut_smth, fpair)
-                cuda.syncthreads()
+                team_finish(part, q, u, s, nnei, nbr, p, ti, t, dvec, sd, rcut, rcut_smth, fpair)
 
     return tab_contract_T, tab_pair_forces, tab_contract_T_team, tab_pair_forces_team
