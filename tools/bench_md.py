@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import hashlib
 import io
 import subprocess
 import sys
@@ -50,6 +51,8 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -150,6 +153,11 @@ def _run(model: Path, natoms: int, steps: int, model_obj, precision: str, devi_m
         try:
             if counter is None:
                 result = sim.run(end)
+                # the final state's fingerprint: two runs of the same input that should give the same
+                # bits (a GPU run with and without CUDA graphs) print the same one
+                sim.integrator.sync_host(sim.state)
+                result.extra["state_sha1"] = hashlib.sha1(np.ascontiguousarray(sim.state.positions).tobytes() +
+                                                          np.ascontiguousarray(sim.state.velocities).tobytes()).hexdigest()
                 graph = getattr(sim.provider, "graph", None)   # NUMDP_CUDA_GRAPH=1 (numdp.md.device_graph)
                 if graph is not None:
                     result.extra["graph"] = (graph.captures, graph.replays, graph.failed)
@@ -301,6 +309,7 @@ def main(argv=None) -> int:
         print(f"{n:>7} {r.steps:>5} {t.total / r.steps:>9.4f} {r.ns_per_day:>9.4f} {r.us_per_atom_step:>12.2f} "
               f"{pct['Neigh']:>7.2f} {pct['Force']:>7.2f} {pct['Integrate']:>7.2f} {pct['Output']:>8.2f} "
               f"{pct['Other']:>7.2f} {r.rebuilds:>6}" + extra, flush=True)
+        print(f"        final positions and velocities: sha1 {r.extra['state_sha1'][:16]}", flush=True)
         if "graph" in r.extra:
             captures, replays, failed = r.extra["graph"]
             print(f"        CUDA graphs of the force call: {captures} captured, {replays} replays"

@@ -19,7 +19,8 @@
 #      split of the step, host transfers, kernel launches and copies per step; then the same at
 #      192 atoms with the model compressed (dx 0.01), the 50 ns/day target; then 192 and
 #      12 288 atoms compressed with the force calls replayed from CUDA graphs (NUMDP_CUDA_GRAPH=1,
-#      numdp.md.device_graph, experimental), and once more uncompressed with numba's allocations
+#      numdp.md.device_graph, experimental; its 192-atom run must end in the same state as the
+#      compressed run before it: both print a sha1 of the final positions and velocities), and once more uncompressed with numba's allocations
 #      served by CuPy's pool (NUMDP_CUDA_NUMBA_POOL=1, numdp.kernels.cuda.numba_pool, experimental).
 #      The MD runs use the shipped trained model inputs/water/model.h5 (water.dp's architecture):
 #      water.dp's weights are random and its dynamics heats up within a few dozen steps;
@@ -217,6 +218,9 @@ timed "$MDC_TIMEOUT" "$RES/bench_md.txt" "MD benchmark (compressed)" \
 log "MD benchmark, compressed, force calls replayed from CUDA graphs (NUMDP_CUDA_GRAPH=1, experimental)"
 timed "$SLOW_TIMEOUT" "$RES/bench_md.txt" "MD benchmark (CUDA graphs)" \
     env NUMDP_CUDA_GRAPH=1 python tools/bench_md.py --device cuda --model "$MD_MODEL" --compress "${mds[@]}"
+# the same input, the same bits: the graph run's 192-atom fingerprint must equal the compressed run's
+grep -h "final positions" "$RES/bench_md.txt" | tail -n 5 | sed 's/^ */fingerprints so far (runs in order): /' \
+    | tee -a "$RES/bench_md.txt"
 
 log "MD benchmark, numba's allocations from CuPy's pool (NUMDP_CUDA_NUMBA_POOL=1, experimental)"
 timed "$SLOW_TIMEOUT" "$RES/bench_md.txt" "MD benchmark (numba pool)" \
