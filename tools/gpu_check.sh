@@ -139,9 +139,12 @@ else
         tests=(tests/test_cuda_kernels.py)
         real=0
     else
-        tests=(tests/test_cuda_kernels.py tests/test_cuda_model.py)
+        # what no GPU has run yet first (team kernels in the first two files, the cached launches
+        # over numba arrays, real CUDA graphs), the neighbour search (run on the H200 before) last:
+        # a run cut at the time limit loses the least
+        tests=(tests/test_cuda_kernels.py tests/test_cuda_model.py tests/test_cuda_fastlaunch.py
+               tests/test_cuda_graph.py tests/test_cuda_numba_pool.py)
         [ -f tests/test_cuda_neighbor.py ] && tests+=(tests/test_cuda_neighbor.py)
-        tests+=(tests/test_cuda_fastlaunch.py tests/test_cuda_numba_pool.py tests/test_cuda_graph.py)
         real=1
     fi
     log "CUDA tests: ${tests[*]} (timeout ${TEST_TIMEOUT} s)"
