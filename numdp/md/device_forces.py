@@ -54,6 +54,7 @@ import numpy as np
 from ..neighbor import report_overflow
 from ..parallel.world import World
 from ..system import State
+from .device_graph import address
 from .device_state import DeviceState, tree_extreme_device, tree_sum_device
 from .forces import ForceProviderBase, cell_strain
 
@@ -213,11 +214,9 @@ class DeviceForceProvider(ForceProviderBase):
         follow before the next launch.  numdp.md.device.DeviceVelocityVerlet.step launches at the
         force call and completes at the end of the step, so that the non-finite records of the
         step's final velocities come in the same copy."""
-        from ..model.cuda_evaluator import closest_pair_device
-
         if self._pending is not None:
             raise RuntimeError("DeviceForceProvider.launch: the previous force call was not completed")
-        be, xp, dev = self.be, self.be.xp, self.dev
+        xp, dev = self.be.xp, self.dev
         c0 = self.world.comm_time
         t0 = time.perf_counter()
         if self._ext_pos is None:
@@ -229,8 +228,6 @@ class DeviceForceProvider(ForceProviderBase):
         nloc = dev.natoms
         others, self._ensemble_next = self._ensemble_next, None
         if others is None and self.graph is not None:   # the device work from a graph
-            from .device_graph import address
-
             key = (self.rebuilds, address(dev.positions), address(dev.forces), address(self._box_d),
                    address(self._ext_pos))
             t1 = time.perf_counter()
@@ -241,20 +238,11 @@ class DeviceForceProvider(ForceProviderBase):
             self._nlist, *pending = self.graph.run(lambda: self._device_call(state), key)
             self._pending = tuple(pending)
         else:
-            self._extended_positions(state)
-            nlist, stats, err = self._list(self.sel)   # read with the totals
-            closest = closest_pair_device(be, self._ext_pos, nlist, self._sec_d)   # read with the totals
+            nlist, stats, err, closest = self._search(state)   # stats, err, closest: read with the totals
             self._nlist = nlist
             c1 = self.world.comm_time
             t1 = time.perf_counter()
-            if others is None:
-                energy, ext_force, virial = self.model.compute_device(self._ext_pos, nlist, dev.types_host)
-            else:   # a deviation step: the other models with model 0, sharing what they can
-                outs = self._compute_models([self.model] + others)
-                energy, ext_force, virial = outs[0]
-            self._owned_forces(ext_force)
-            if others is not None:
-                self._ensemble_done = (self.calls + 1, others, [self._reduce(out) for out in outs[1:]])
+            energy, virial = self._evaluate(nlist, others)
             self._pending = (energy, virial, closest, stats, err)
         if self._prev is None:
             self._prev = xp.empty((nloc, 3))
@@ -264,17 +252,35 @@ class DeviceForceProvider(ForceProviderBase):
         self.time_neigh += (t1 - t0) - (c1 - c0)
         self.time_force += (t2 - t1) - (self.world.comm_time - c1)
 
-    def _device_call(self, state: State) -> tuple:
-        """The device work of a force call without deviation models, what a CUDA graph captures
-        (numdp.md.device_graph): extended positions, list, closest pair, model 0, fold onto
-        dev.forces.  Returns device arrays (nlist, energy, virial, closest, stats, err)."""
+    def _search(self, state: State) -> tuple:
+        """This call's extended positions, their list (model 0's sel) and closest pair: device
+        arrays (nlist, stats, err, closest)."""
         from ..model.cuda_evaluator import closest_pair_device
 
         self._extended_positions(state)
         nlist, stats, err = self._list(self.sel)
-        closest = closest_pair_device(self.be, self._ext_pos, nlist, self._sec_d)
-        energy, ext_force, virial = self.model.compute_device(self._ext_pos, nlist, self.dev.types_host)
+        return nlist, stats, err, closest_pair_device(self.be, self._ext_pos, nlist, self._sec_d)
+
+    def _evaluate(self, nlist, others) -> tuple:
+        """Model 0 on this call's list, and with `others` (a deviation step) the other models too,
+        sharing what they can; model 0's forces folded onto dev.forces.  Returns model 0's device
+        (atom energies, virial)."""
+        if others is None:
+            energy, ext_force, virial = self.model.compute_device(self._ext_pos, nlist, self.dev.types_host)
+        else:
+            outs = self._compute_models([self.model] + others)
+            energy, ext_force, virial = outs[0]
         self._owned_forces(ext_force)
+        if others is not None:
+            self._ensemble_done = (self.calls + 1, others, [self._reduce(out) for out in outs[1:]])
+        return energy, virial
+
+    def _device_call(self, state: State) -> tuple:
+        """The device work of a force call without deviation models, what a CUDA graph captures
+        (numdp.md.device_graph): `_search` and `_evaluate`.  Returns device arrays (nlist,
+        energy, virial, closest, stats, err)."""
+        nlist, stats, err, closest = self._search(state)
+        energy, virial = self._evaluate(nlist, None)
         return nlist, energy, virial, closest, stats, err
 
     def complete(self, state: State) -> None:

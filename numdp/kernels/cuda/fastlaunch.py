@@ -11,8 +11,8 @@ cached path too.
 `install()` wraps numba-cuda's `CUDADispatcher.call` (the method every `kernel[grid, block](...)`
 ends in) with a cache: per kernel and per argument signature (for a CuPy array or a numba device
 array its dtype, number of dimensions and contiguity, which is all numba's typing of it looks at;
-for a scalar its Python type) it keeps the compiled function and the Numba type of each argument, found by numba's own
-path at the first launch of that signature.  Later launches of that signature flatten the
+for a scalar its Python type) it keeps the compiled function and the Numba type of each
+argument, found by numba's own path at the first launch of that signature.  Later launches of that signature flatten the
 arguments exactly as numba does (an array: meminfo 0, parent 0, size, itemsize, pointer, shape,
 strides in bytes; a scalar: its ctypes value) and launch through cuda.core directly.  Anything
 else (a host array argument, a tuple, a debug or cooperative kernel, a kernel with

@@ -4,8 +4,8 @@ unless NUMDP_CUDA_NUMBA_POOL=1).
 The device neighbour search (numdp.neighbor.device) allocates its arrays with numba
 (`cuda.device_array`, `cuda.to_device`): the neighbour-list phase of a 192-atom MD step makes 15
 allocations (OpCounter's "alloc" column), each a cuMemAlloc, and numba's deferred frees end in
-cuMemFree calls, which wait for the device.  CuPy's pool hands out cached blocks instead.  `install()` gives the current
-numba context (and the contexts made after it) an External Memory Management plugin whose
+cuMemFree calls, which wait for the device.  CuPy's pool hands out cached blocks instead.
+`install()` gives the current numba context (and the contexts made after it) an External Memory Management plugin whose
 `memalloc` takes a block from CuPy's current allocator and keeps it until numba's array is
 collected; both libraries then run on CUDA's legacy default stream, so a block freed by one and
 reused by the other is ordered by the launch order, as CuPy's own arrays are.

@@ -92,6 +92,14 @@ def _build(cast):
                 s0, s1, s2, s3 = add_padding(s0, s1, s2, s3, rt, ppad, npad, G_pad[ti, t, m])
             store_T(T, a, m, s0, s1, s2, s3, inv_nnei)
 
+    @cuda.jit(device=True)
+    def table_channel(coef, row, m, tau, order, ex, Tbar, a, r0, r1, r2, r3, g0, g1, g2, g3, gx):
+        """add_channel of channel m at a located piece: G = value + excess * slope and dG/ds =
+        slope, both in float64."""
+        v, d = piece(coef, row, m, tau, order)
+        d = d * 1.0
+        return add_channel(Tbar, a, m, v * 1.0 + ex * d, d, r0, r1, r2, r3, g0, g1, g2, g3, gx)
+
     @cuda.jit
     def tab_pair_forces(atypes, rt, dvec, nbr, sec, coef, coff, meta, netidx, Tbar, sd, rcut,
                         rcut_smth, fpair):
@@ -108,10 +116,8 @@ def _build(cast):
             r0, r1, r2, r3 = row4(rt, p)
             g0 = g1 = g2 = g3 = gx = 0.0
             for m in range(Tbar.shape[2]):
-                v, d = piece(coef, row, m, tau, order)
-                d = d * 1.0
-                g0, g1, g2, g3, gx = add_channel(Tbar, a, m, v * 1.0 + ex * d, d, r0, r1, r2, r3,
-                                                 g0, g1, g2, g3, gx)
+                g0, g1, g2, g3, gx = table_channel(coef, row, m, tau, order, ex, Tbar, a, r0, r1, r2, r3,
+                                                   g0, g1, g2, g3, gx)
             scatter_value(p, atypes[a], t, g0 + gx, g1, g2, g3, dvec, sd, rcut, rcut_smth, fpair)
 
     @cuda.jit(device=True)
@@ -186,10 +192,8 @@ def _build(cast):
                         row, tau, ex = find(rt[p, 0], coef, coff, meta, netidx[ti, t])
                         r0, r1, r2, r3 = row4(rt, p)
                         for m in range(u, ncol, SUB):
-                            v, d = piece(coef, row, m, tau, order)
-                            d = d * 1.0
-                            g0, g1, g2, g3, gx = add_channel(Tbar, a, m, v * 1.0 + ex * d, d, r0, r1, r2,
-                                                             r3, g0, g1, g2, g3, gx)
+                            g0, g1, g2, g3, gx = table_channel(coef, row, m, tau, order, ex, Tbar, a, r0, r1,
+                                                               r2, r3, g0, g1, g2, g3, gx)
                     team_put(part, q, u, g0, g1, g2, g3, gx)
                 team_finish(part, q, u, s, nnei, nbr, p, ti, t, dvec, sd, rcut, rcut_smth, fpair)
 
