@@ -14,9 +14,10 @@ one untimed warm-up run, and prints ns/day, µs/atom/step and the time split of 
 
 With --device cuda (issue 14 item 6) the default sizes are 192, 12 288, 98 304, ~1 M and ~10 M
 atoms; a size that does not fit (device memory) or that would overrun --budget seconds is skipped
-with one line.  Extra columns: `xfer%`, the wall time per step inside the CUDA backend's to_device /
-to_host calls (in the counted run, against the timed run's step) (numdp.kernels.cuda.opcount.OpCounter; on a GPU a copy to the host also waits for
-the kernels queued before it, so this overlaps the other columns), and per step the number of
+with one line.  Extra columns: `xfer%`, the wall time per step inside the CUDA backend's
+to_device / to_host calls (in the counted run, against the timed run's step;
+numdp.kernels.cuda.opcount.OpCounter; on a GPU a copy to the host also waits for the kernels
+queued before it, so this overlaps the other columns), and per step the number of
 numba.cuda kernel launches, of host<->device copies and of the array library's operations
 (`xpops`: element-wise, reductions, sorts, ...; numdp.kernels.cuda.opcount, complete under the
 simulator, CuPy's functions only on a GPU), counted from the first step to the end of the run,
@@ -156,8 +157,9 @@ def _run(model: Path, natoms: int, steps: int, model_obj, precision: str, devi_m
                 # the final state's fingerprint: two runs of the same input that should give the same
                 # bits (a GPU run with and without CUDA graphs) print the same one
                 sim.integrator.sync_host(sim.state)
-                result.extra["state_sha1"] = hashlib.sha1(np.ascontiguousarray(sim.state.positions).tobytes() +
-                                                          np.ascontiguousarray(sim.state.velocities).tobytes()).hexdigest()
+                state = sim.state
+                result.extra["state_sha1"] = hashlib.sha1(np.ascontiguousarray(state.positions).tobytes() +
+                                                          np.ascontiguousarray(state.velocities).tobytes()).hexdigest()
                 graph = getattr(sim.provider, "graph", None)   # NUMDP_CUDA_GRAPH=1 (numdp.md.device_graph)
                 if graph is not None:
                     result.extra["graph"] = (graph.captures, graph.replays, graph.failed)
