@@ -52,6 +52,7 @@ class ModelDeviSettings:
     atomic: bool = False
     relative: float | None = None    # eV/Å
     relative_v: float | None = None  # eV
+    precision: str | None = None     # of the deviation models 1..; None: [model] precision
 
 
 @dataclass
@@ -144,11 +145,17 @@ class RunSettings:
 # -- tables ------------------------------------------------------------------------------------------
 
 
+def _precision(t: Table, default: str | None) -> str | None:
+    """The table's `precision` key (one of PRECISIONS_AVAILABLE), or `default` when absent."""
+    precision = t.string("precision", default)
+    if precision is not None and precision not in PRECISIONS_AVAILABLE:
+        raise t.error("precision", f"must be one of {', '.join(PRECISIONS_AVAILABLE)}, got {precision!r}")
+    return precision
+
+
 def _model(t: Table, base: Path) -> ModelSettings:
     t.check_keys(("file", "precision", "threads", "device"))
-    precision = t.string("precision", "double")
-    if precision not in PRECISIONS_AVAILABLE:
-        raise t.error("precision", f"must be one of {', '.join(PRECISIONS_AVAILABLE)}, got {precision!r}")
+    precision = _precision(t, "double")
     names = t.str_list("file")
     files = tuple(resolve_path(n, base) for n in names)
     return ModelSettings(file=files[0], precision=precision,
@@ -157,12 +164,13 @@ def _model(t: Table, base: Path) -> ModelSettings:
 
 
 def _model_devi(t: Table, base: Path) -> ModelDeviSettings:
-    t.check_keys(("every", "file", "atomic", "relative", "relative_v"))
+    t.check_keys(("every", "file", "atomic", "relative", "relative_v", "precision"))
     return ModelDeviSettings(every=t.integer("every", 100, positive=True),
                              file=t.path("file", base, "model_devi.out"),
                              atomic=t.boolean("atomic", False),
                              relative=t.number("relative", None, nonnegative=True),
-                             relative_v=t.number("relative_v", None, nonnegative=True))
+                             relative_v=t.number("relative_v", None, nonnegative=True),
+                             precision=_precision(t, None))
 
 
 def _system(t: Table, base: Path) -> SystemSettings:

@@ -104,6 +104,44 @@ def test_shared_environment_on_the_device_keeps_every_bit(compressed):
         assert np.array_equal(res.virial, one.virial)
 
 
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_a_mix32_model_shares_a_double_models_environment_matrix(device):
+    """[model_devi] precision: a deviation model in mix32 beside model 0 in double still shares
+    its environment matrix (the rows are float64 in every precision; only the networks round to
+    float32), and the shared evaluation equals each model's own, bit for bit (one thread, one
+    chunk size)."""
+    from numdp.backend import get_backend
+    from numdp.model.cuda_evaluator import device_neighbor_list
+
+    params = ensemble_params(False)[:2]
+    kw = dict(nthreads=1, device=device, chunk=3) if device == "cuda" else dict(nthreads=1)
+    models = [DPModel(params[0], precision="double", **kw), DPModel(params[1], precision="mix32", **kw)]
+    assert models[0].shares_environment(models[1])
+    pos, typ, box = random_config(natoms=8, ntypes=2, box_len=4.0, tilt=0.2, seed=3)
+    typ = typ.astype(np.int32)
+    if device == "cuda":
+        be = get_backend("cuda")
+        dn = device_neighbor_list(be, pos, typ, box, 3.5, KW["sel"])
+        alone = [m.compute_device(dn.positions, dn.nlist, typ) for m in models]
+        shared = compute_device_ensemble(models, dn.positions, dn.nlist, typ)
+        for one, two in zip(alone, shared):
+            for a, b in zip(one, two):
+                assert np.array_equal(be.to_host(a), be.to_host(b))
+        double = DPModel(params[1], precision="double", **kw).compute_device(dn.positions, dn.nlist, typ)
+        f32, f64 = be.to_host(alone[1][1]), be.to_host(double[1])
+    else:
+        res = evaluate_ensemble(models, pos, typ, box)
+        for r, m in zip(res, models):
+            one = m.evaluate(pos, typ, box, atom_virial=False)
+            assert r.energy == one.energy and np.array_equal(r.forces, one.forces)
+        f32 = res[1].forces
+        f64 = DPModel(params[1], precision="double", **kw).evaluate(pos, typ, box).forces
+    # model 1 really ran in float32: its forces differ from its double forces by float32
+    # round-off (above double's, within C_ROUND u32 max|F| of test_mpi's bound)
+    err = np.abs(f32 - f64).max() / np.abs(f64).max()
+    assert 2.0 ** -40 < err < 1000 * 2.0 ** -24
+
+
 def make_shared_devi_run(folder, device: str, overflow: bool = False):
     """make_run (16 atoms of rocksalt, 4 steps) with a 4-model ensemble and [model_devi] every 2,
     atomic: m1 has other networks and model 0's davg / dstd (shares the environment matrix), m2

@@ -179,6 +179,46 @@ def test_compressed_mix32_ensemble_matches_double(serial, tmp_path):
     assert_rows_close(serial, path, u=U32)
 
 
+def test_deviation_models_in_mix32_beside_a_double_model_0(serial, tmp_path):
+    """[model_devi] precision = "mix32": models 1 and 2 are evaluated in mix32 (model 1 still on
+    model 0's environment matrix, which is float64 in every precision) while model 0 drives the
+    dynamics in double, so the trajectory is the double run's bit for bit and the rows differ
+    from the double run's only by models 1 and 2's float32 round-off: each force by at most
+    EPS_F = C_ROUND u32 max|F| (test_mpi), each force deviation (a seminorm of the models'
+    forces) by as much, and the virial per atom by NNEI rcut EPS_F.  Evaluating them in mix16
+    would move forces by up to ~1e-3 max|F|, far outside these bounds."""
+    import io
+
+    from numdp.md.deviation import DeviationReporter
+
+    path = ensemble_dir(tmp_path, extra=DEVI + 'precision = "mix32"\n')
+    screen = io.StringIO()
+    sim, end = build_simulation(load_run_settings(path / "md.toml"), screen=screen)
+    try:
+        devi = [r for r in sim.reporters if isinstance(r, DeviationReporter)]
+        assert [m.precision for m in devi[0].models] == ["mix32", "mix32"]
+        assert sim.provider.model.precision == "double"
+        sim.run(end)
+    finally:
+        sim.close()
+    assert "models 1-2 in mix32" in screen.getvalue()
+    assert sim.provider.shared_env == STEPS // EVERY + 1
+    a, b = frames(serial), frames(path)
+    for key in ("position", "velocity", "force", "pe"):
+        assert np.array_equal(a[key], b[key]), key
+    _, one = read_devi(serial)
+    _, two = read_devi(path)
+    assert np.array_equal(one[:, 0], two[:, 0])
+    models = [DPModel(read_model(serial / n), nthreads=1) for n in ("m1.h5", "m2.h5")]
+    types = np.tile([0, 0, 0, 0, 1, 1, 1, 1], 8)
+    fall = max(np.abs(m.evaluate(p, types, box).forces).max()
+               for p, box in zip(a["position"], a["box"]) for m in models)
+    df = C_ROUND * (U32 + U64) * fall
+    bound = 2 * PRINT * np.abs(one[:, 1:]) + np.r_[[NNEI * RCUT * df] * 3, [df] * (one.shape[1] - 4)]
+    diff = np.abs(one[:, 1:] - two[:, 1:])
+    assert np.all(diff <= bound), (diff - bound).max()
+
+
 def test_restart_appends_and_a_new_run_backs_up(serial, tmp_path):
     path = ensemble_dir(tmp_path, steps=10)
     numdp_run(path, 1)
@@ -218,6 +258,8 @@ def test_ensemble_errors(tmp_path):
         _settings(path, 'file = ["model.h5", "m1.h5"]', devi="")
     with pytest.raises(InputError, match=r"\[model_devi\] relative: must be >= 0"):
         _settings(path, 'file = ["model.h5", "m1.h5"]', devi="[model_devi]\nrelative = -1.0\n")
+    with pytest.raises(InputError, match=r"\[model_devi\] precision: must be one of double, mix32, mix16, got 'half'"):
+        _settings(path, 'file = ["model.h5", "m1.h5"]', devi='[model_devi]\nprecision = "half"\n')
 
 
 def test_docs_candidate_selection_runs_on_a_run_with_model_devi(serial, tmp_path, monkeypatch):

@@ -30,6 +30,7 @@ total - free, CuPy's pool emptied before the run), and the last lines give its s
 per atom between the two largest sizes run (issue 14: <= 1 kB per atom).
     python tools/bench_md.py --sizes 1536 --devi-models 4 --repeat 3   # 1- and 4-model runs interleaved 3x
     python tools/bench_md.py --sizes 1536 --devi-models 4 --no-share   # the 4 models without sharing
+    python tools/bench_md.py --sizes 1536 --devi-models 4 --devi-precision mix32   # models 1-3 in mix32
     python tools/bench_md.py --device cuda --sizes 12288 --devi-models 4   # on the GPU, with launches per step
 
 Targets (issue 15): with --devi-models 4 (deviation computed every step; the ensemble is the
@@ -80,12 +81,14 @@ progress = "none"
 
 
 def write_input(folder: Path, model: Path, reps, steps: int, precision: str = "double", devi_models: int = 1,
-                device: str = "cpu", output: str = OUTPUT) -> Path:
+                device: str = "cpu", output: str = OUTPUT, devi_precision: str | None = None) -> Path:
     """folder/md.toml: water NVT (the 192-atom box replicated reps (3,), 330 K, 0.5 fs, Nosé-Hoover,
-    2 Å skin), `devi_models` copies of `model` (more than one: [model_devi] every step), `output`
-    the lines of its [output] table (tools/bench_memory.py passes its own)."""
+    2 Å skin), `devi_models` copies of `model` (more than one: [model_devi] every step, the
+    deviation models in `devi_precision` if given), `output` the lines of its [output] table
+    (tools/bench_memory.py passes its own)."""
     files = ", ".join(f'"{model}"' for _ in range(devi_models))
-    devi = f"[model_devi]\nevery = 1\nfile = \"{folder / 'model_devi.out'}\"\n" if devi_models > 1 else ""
+    devi = (f"[model_devi]\nevery = 1\nfile = \"{folder / 'model_devi.out'}\"\n"
+            + (f"precision = \"{devi_precision}\"\n" if devi_precision else "")) if devi_models > 1 else ""
     text = textwrap.dedent(f"""
         [model]
         file = [{files}]
@@ -115,7 +118,7 @@ COUNT_STEPS = 10   # steps of the separate counted run on a GPU
 
 
 def run_size(model: Path, natoms: int, steps: int, model_obj=None, precision: str = "double", devi_models: int = 1,
-             device: str = "cpu"):
+             device: str = "cpu", devi_precision: str | None = None):
     """Run `steps` MD steps of the replicated water box; returns (run result, the model object).
     model_obj: an already loaded model to reuse (JIT caches and thread pools stay warm).  On
     device "cuda" a first run of min(steps, COUNT_STEPS) steps counts the kernel launches and
@@ -124,8 +127,9 @@ def run_size(model: Path, natoms: int, steps: int, model_obj=None, precision: st
     counted = None
     if device != "cpu":
         counted, model_obj = _run(model, natoms, min(steps, COUNT_STEPS), model_obj, precision, devi_models,
-                                  device, count=True)
-    result, model_obj = _run(model, natoms, steps, model_obj, precision, devi_models, device, count=False)
+                                  device, count=True, devi_precision=devi_precision)
+    result, model_obj = _run(model, natoms, steps, model_obj, precision, devi_models, device, count=False,
+                             devi_precision=devi_precision)
     if counted is not None:
         result.extra["counter"] = counted.extra["counter"]
         result.extra["counted_steps"] = counted.steps
@@ -134,9 +138,10 @@ def run_size(model: Path, natoms: int, steps: int, model_obj=None, precision: st
 
 
 def _run(model: Path, natoms: int, steps: int, model_obj, precision: str, devi_models: int, device: str,
-         count: bool):
+         count: bool, devi_precision: str | None = None):
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
-        toml = write_input(Path(tmp), model, REPLICAS[natoms], steps, precision, devi_models, device)
+        toml = write_input(Path(tmp), model, REPLICAS[natoms], steps, precision, devi_models, device,
+                           devi_precision=devi_precision)
         counter = None
         if count:
             from numdp.kernels.cuda.opcount import OpCounter
@@ -246,6 +251,9 @@ def main(argv=None) -> int:
     p.add_argument("--no-share", action="store_true",
                    help="with --devi-models: evaluate the K models without sharing the environment matrix "
                         "(DPModel.shares_environment switched off), to measure what the sharing saves")
+    p.add_argument("--devi-precision", default=None, choices=["double", "mix32", "mix16"],
+                   help="with --devi-models: [model_devi] precision, the deviation models' precision "
+                        "(default: --precision, as model 0)")
     p.add_argument("--repeat", type=int, default=1,
                    help="with --devi-models: run the 1-model and K-model runs interleaved this many times "
                         "(a shared machine's load drifts) and print each ratio and their spread")
@@ -323,7 +331,8 @@ def main(argv=None) -> int:
             print("\n".join("    " + line for line in r.extra["counter"].table(r.extra["counted_steps"]).splitlines()),
                   flush=True)
         if args.devi_models > 1:
-            devi_run = functools.partial(run_size, args.model, devi_models=args.devi_models, device=args.device)
+            devi_run = functools.partial(run_size, args.model, devi_models=args.devi_models, device=args.device,
+                                         devi_precision=args.devi_precision)
             with sharing(not args.no_share):
                 devi_run(192, 2, model, args.precision)  # warm-up of the deviation path
             ratios, cpu_ratios = [], []
@@ -343,7 +352,9 @@ def main(argv=None) -> int:
                       + (f"; {rd.extra['counter'].launches / rd.extra['counted_steps']:.1f} vs "
                          f"{r1.extra['counter'].launches / r1.extra['counted_steps']:.1f} launches per step"
                          if cuda else "")
-                      + ("; environment matrix not shared" if args.no_share else ""), flush=True)
+                      + ("; environment matrix not shared" if args.no_share else "")
+                      + (f"; models 1-{args.devi_models - 1} in {args.devi_precision}" if args.devi_precision
+                         else ""), flush=True)
             for name, x in (("wall", ratios), ("CPU", cpu_ratios)):
                 med = sorted(x)[len(x) // 2]
                 print(f"{n:>7} {name} time ratio median {med:.2f}x, range {min(x):.2f}-{max(x):.2f}x over {len(x)} "

@@ -186,7 +186,9 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
             apply_threads(nthreads)
             model = load_model(settings.model.file, nthreads=nthreads, precision=settings.model.precision,
                                device=device)
-        others = [load_model(f, nthreads=nthreads, precision=settings.model.precision, device=device)
+        devi_precision = (settings.model_devi.precision if settings.model_devi is not None else None) \
+            or settings.model.precision
+        others = [load_model(f, nthreads=nthreads, precision=devi_precision, device=device)
                   for f in settings.model.deviation_files]
         check_ensemble([model] + others, settings.model.files, f"{name}: [model] file")
         if restart is None and settings.system.file.is_file() and is_checkpoint(settings.system.file):
@@ -292,6 +294,8 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
             shared = sum(1 for m in others if hasattr(model, "shares_environment") and model.shares_environment(m))
             console.line(f"  model deviation of {len(others) + 1} models every {devi.every} steps to {devi.file}"
                          + (" (per atom)" if devi.atomic else "")
+                         + (f", models 1-{len(others)} in {devi_precision}" if devi_precision != settings.model.precision
+                            else "")
                          + (f"; one environment matrix for {shared + 1} of them" if shared else ""))
         if world.size > 1:
             console.line(f"  {world.size} MPI ranks, grid {describe_grid(grid, box, provider.cutoff)}; "
