@@ -33,7 +33,7 @@ from numdp.parallel.world import World  # noqa: E402
 from randmodel import random_params  # noqa: E402
 from numdp.system import to_arrays  # noqa: E402
 from numdp.units import MVV2E  # noqa: E402
-from test_mpi import DT, INPUT, MASS_MIN, U64, frames, rocksalt, same_run_bounds  # noqa: E402
+from test_mpi import DT, INPUT, MASS_MIN, U32, U64, frames, rocksalt, same_run_bounds  # noqa: E402
 
 LANGEVIN = 'ensemble = "nvt"\nthermostat = { kind = "langevin", temperature = 20.0, tau = 0.05 }\nseed = 11'
 
@@ -341,24 +341,25 @@ def test_device_safety_names_the_atom_with_a_non_finite_velocity_or_force():
     assert DeviceSafetyMonitor(0.0, 1.0, dev).nonfinite_velocity_atom(st) == 9
 
 
-def make_devi_run(folder: Path, device: str) -> Path:
+def make_devi_run(folder: Path, device: str, devi_extra: str = "") -> Path:
     """make_run with a 3-model ensemble (model 2 with another sel) and [model_devi] every 2,
-    atomic; 4 steps."""
+    atomic (and the lines `devi_extra`); 4 steps."""
     toml = make_run(folder, device, steps=4, every=2)
     for k, sel in ((1, [14, 14]), (2, [12, 16])):
         write_model(random_params(ntypes=2, sel=sel, neuron=(4,), axis_neuron=2, fitting=(8,), rcut=2.9,
                                   rcut_smth=1.0, seed=2 + k), toml.parent / f"m{k}.h5")
     text = toml.read_text().replace('file = "model.h5"', 'file = ["model.h5", "m1.h5", "m2.h5"]', 1)
-    toml.write_text(text + '\n[model_devi]\nevery = 2\natomic = true\n')
+    toml.write_text(text + '\n[model_devi]\nevery = 2\natomic = true\n' + devi_extra)
     return toml
 
 
-def assert_devi_rows_close(cpu: Path, other: Path) -> None:
+def assert_devi_rows_close(cpu: Path, other: Path, u_devi: float = U64) -> None:
     """The model_devi rows of the runs in `other` and the CPU run in `cpu` (make_devi_run) agree.
     The runs differ by the order of their sums: model 0's frames within same_run_bounds (force
     bound `force`, position bound `pos`), the other models' forces within `force` scaled by their
-    largest |F| over model 0's; a force deviation (a seminorm of the models' forces) moves by at
-    most that, a virial per atom by NNEI (rcut dF + |F| dx); printed values by 5e-7 relative each."""
+    largest |F| over model 0's (the bound of arithmetic of round-off u_devi: U32 for mix32
+    deviation models); a force deviation (a seminorm of the models' forces) moves by at most
+    that, a virial per atom by NNEI (rcut dF + |F| dx); printed values by 5e-7 relative each."""
     from test_md_deviation import read_devi
 
     one, two = read_devi(cpu), read_devi(other)
@@ -367,6 +368,7 @@ def assert_devi_rows_close(cpu: Path, other: Path) -> None:
     assert np.array_equal(one[:, 0], [0, 2, 4]) and np.array_equal(two[:, 0], one[:, 0])
     traj = frames(cpu)
     pos, force, _ = same_run_bounds(traj, U64)
+    force = max(force, same_run_bounds(traj, u_devi)[1])
     fmax0 = np.abs(traj["force"]).max()
     types = np.tile([0, 0, 0, 0, 1, 1, 1, 1], traj["position"].shape[1] // 8)   # rocksalt()
     models = [DPModel(read_model(cpu / f"m{k}.h5"), nthreads=1) for k in (1, 2)]
@@ -385,6 +387,19 @@ def test_gpu_model_deviation_equals_cpu(tmp_path):
     for device in ("cpu", "cuda"):
         run(make_devi_run(tmp_path / device, device))
     assert_devi_rows_close(tmp_path / "cpu", tmp_path / "cuda")
+
+
+def test_gpu_mix32_deviation_models_equal_cpu(tmp_path):
+    """[model_devi] precision = "mix32" on the device: models 1 and 2 in mix32 beside model 0 in
+    double give the CPU run's rows (within float32 round-off for the deviation models)."""
+    for device in ("cpu", "cuda"):
+        toml = make_devi_run(tmp_path / device, device, 'precision = "mix32"\n')
+        settings = load_run_settings(toml)
+        screen = io.StringIO()
+        run_md(settings, model=DPModel(read_model(toml.parent / "model.h5"), nthreads=1, device=device),
+               screen=screen)
+        assert "models 1-2 in mix32" in screen.getvalue()
+    assert_devi_rows_close(tmp_path / "cpu", tmp_path / "cuda", u_devi=U32)
 
 
 # -- NPT: the stochastic cell-rescaling barostat with its per-atom work on the device ---------------
