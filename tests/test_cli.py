@@ -48,13 +48,13 @@ def test_run_threads_option_overrides_the_input(tmp_path, monkeypatch):
     assert seen["threads"] == 2
 
 
-def test_closed_pipe_is_no_traceback(tmp_path):
+def test_closed_pipe_is_no_traceback(tmp_path, oracle_dir):
     """`numdp test ... | head -1` printed a BrokenPipeError traceback once head had left."""
     import numpy as np
 
-    from conftest import ORACLE
     from tests_util import write_system
 
+    ORACLE = oracle_dir
     ref = np.load(ORACLE / "water_cluster.npz")
     sysdir = write_system(tmp_path / "c", ref["coord"], None, ref["atype"], ["O", "H"],
                           energy=ref["energy"], force=ref["force"])
@@ -89,10 +89,9 @@ def test_an_input_given_to_the_wrong_command_says_which_one(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("value", ["abc", "2.5", "0", "-1"])
-def test_bad_thread_variable_is_one_line(value, monkeypatch, capsys):
+def test_bad_thread_variable_is_one_line(value, monkeypatch, capsys, oracle_dir):
     """NUMDP_NUM_THREADS=abc was a ValueError traceback (int()), and 0 or -1 silently meant 1."""
-    from conftest import ORACLE
-
+    ORACLE = oracle_dir
     monkeypatch.setenv("NUMDP_NUM_THREADS", value)
     assert main(["test", "-m", str(ORACLE / "water.dp"), "-s", str(ORACLE)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
