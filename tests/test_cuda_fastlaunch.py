@@ -188,3 +188,34 @@ def test_fast_launches_over_numba_arrays_equal_numbas_on_a_gpu():
         fastlaunch.COUNT = False
     assert fastlaunch.STATS["numba"] == 2 and fastlaunch.STATS["fast"] == 2, fastlaunch.STATS
     assert all(np.array_equal(g, r) for g, r in zip(got, [ref[0], ref[0], ref[1], ref[1]]))
+
+
+@pytest.mark.skipif(not REAL_GPU, reason="needs a GPU (NUMDP_TEST_REAL_GPU=1): tools/gpu_check.sh runs it")
+def test_launching_on_leaves_numbas_cached_launch_configuration_alone():
+    """numba-cuda caches one launch configuration per kernel and grid (`configure` is an
+    lru_cache): a launch inside `launching_on` goes to the block's stream, and the kernel's later
+    launches go where they did before (the block's stream was once left in the configuration, so
+    they went to a CUDA graph's stream after the graph was gone)."""
+    import cupy
+
+    from numdp.backend import get_backend
+
+    get_backend("cuda")
+    assert fastlaunch.install()
+    rng = np.random.default_rng(5)
+    args = [cupy.asarray(rng.normal(size=37)), cupy.zeros((5, 6), np.int32), cupy.zeros((6, 4)),
+            cupy.zeros((4, 7), order="F"), cupy.asarray(np.float64(0.25)), 3, 1.5, True, np.float32(0.5),
+            np.int32(-4)]
+    config = _mix[1, 64]
+    assert _mix[1, 64] is config   # the cache this test is about
+    before = config.stream
+    stream = cupy.cuda.Stream(non_blocking=True)
+    for _ in range(2):   # numba's own path, then the cached one
+        out = cupy.zeros(37)
+        with stream, fastlaunch.launching_on(stream.ptr):
+            _mix[1, 64](*args, out)
+        assert config.stream == before
+    stream.synchronize()
+    out2 = cupy.zeros(37)
+    _mix[1, 64](*args, out2)
+    assert np.array_equal(out.get(), out2.get())

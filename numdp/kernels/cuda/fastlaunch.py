@@ -130,8 +130,20 @@ def install() -> bool:
         return handle, tuple(kinds)
 
     def call(self, args, launch_config):
-        if _STREAM:   # launching_on: every launch goes to that stream
-            launch_config.stream = _STREAM[-1]
+        if not _STREAM:
+            return _call(self, args, launch_config)
+        # launching_on: this launch goes to that stream.  The configuration is put back after it:
+        # numba-cuda caches one per kernel and grid (`CUDADispatcher.configure` is an lru_cache),
+        # so a stream left in it would take that kernel's later launches to the block's stream
+        # after the block (a captured graph's stream, destroyed with the graph)
+        saved = launch_config.stream
+        launch_config.stream = _STREAM[-1]
+        try:
+            return _call(self, args, launch_config)
+        finally:
+            launch_config.stream = saved
+
+    def _call(self, args, launch_config):
         if self.extensions or launch_config.pre_launch_callbacks or self._launch_config_sensitive:
             return original(self, args, launch_config)
         key = key_of(args)
