@@ -353,8 +353,8 @@ def main(argv=None) -> int:
                          f"{r1.extra['counter'].launches / r1.extra['counted_steps']:.1f} launches per step"
                          if cuda else "")
                       + ("; environment matrix not shared" if args.no_share else "")
-                      + (f"; models 1-{args.devi_models - 1} in {args.devi_precision}" if args.devi_precision
-                         else ""), flush=True)
+                      + (f"; deviation models in {args.devi_precision}" if args.devi_precision else ""),
+                      flush=True)
             for name, x in (("wall", ratios), ("CPU", cpu_ratios)):
                 med = sorted(x)[len(x) // 2]
                 print(f"{n:>7} {name} time ratio median {med:.2f}x, range {min(x):.2f}-{max(x):.2f}x over {len(x)} "

@@ -294,8 +294,8 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
             shared = sum(1 for m in others if hasattr(model, "shares_environment") and model.shares_environment(m))
             console.line(f"  model deviation of {len(others) + 1} models every {devi.every} steps to {devi.file}"
                          + (" (per atom)" if devi.atomic else "")
-                         + (f", models 1-{len(others)} in {devi_precision}" if devi_precision != settings.model.precision
-                            else "")
+                         + (f", {'model 1' if len(others) == 1 else f'models 1-{len(others)}'} in {devi_precision}"
+                            if devi_precision != settings.model.precision else "")
                          + (f"; one environment matrix for {shared + 1} of them" if shared else ""))
         if world.size > 1:
             console.line(f"  {world.size} MPI ranks, grid {describe_grid(grid, box, provider.cutoff)}; "
