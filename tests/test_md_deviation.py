@@ -162,6 +162,17 @@ def test_two_ranks_equal_serial(serial, tmp_path):
     assert_rows_close(serial, path)
 
 
+@pytest.mark.skipif(MPIEXEC is None, reason="needs mpiexec")
+def test_two_ranks_with_mix32_deviation_models(serial, tmp_path):
+    """[model_devi] precision = "mix32" under mpiexec -n 2: the rows equal the serial double run's
+    within the bounds of a run that differs by the order of sums (model 0) and float32 round-off
+    (the deviation models)."""
+    path = ensemble_dir(tmp_path, extra=DEVI + 'precision = "mix32"\n')
+    r = numdp_run(path, 2)
+    assert "2 MPI ranks" in r.stdout and "models 1-2 in mix32" in r.stdout
+    assert_rows_close(serial, path, u=U32)
+
+
 def test_compressed_mix32_ensemble_matches_double(serial, tmp_path):
     """Compressed models under mix32 (all three) give the double run's rows within float32
     round-off bounds (the quintic tables are exact below float32 round-off, as in test_mpi)."""
