@@ -123,11 +123,14 @@ def compress_model(path) -> None:
 @pytest.mark.parametrize("md", ["", NHC], ids=["nve", "nose-hoover"])
 def test_md_with_graphs_equals_md_without(tmp_path, monkeypatch, md):
     """30 steps of the 3-atom cluster (compressed model) with a skin small enough for several
-    ghost-shell rebuilds: the run whose force calls go through ForceCallGraph (emulated under the simulator, real CUDA
-    graphs on a GPU) writes the same trajectory bits as the run without."""
+    ghost-shell rebuilds: the run whose force calls go through ForceCallGraph (emulated under the
+    simulator, real CUDA graphs on a GPU) writes the same trajectory bits as the run without,
+    both with the model's products as kernels (`use_graphs` switches them on: CuPy refuses
+    cuBLAS while capturing)."""
     kw = {"steps": 30, "every": 5, "timestep": 0.0002, "skin": 0.02}
     plain = make_cluster(tmp_path / "plain", "cuda", md, **kw)
     compress_model(plain.parent / "model.h5")
+    monkeypatch.setattr(md_device, "_maybe_use_graphs", lambda provider, be: provider.model.use_kernel_products())
     run(plain)
     providers = []
 
@@ -143,6 +146,7 @@ def test_md_with_graphs_equals_md_without(tmp_path, monkeypatch, md):
     for name in a:
         assert np.array_equal(a[name], b[name]), name
     (provider,) = providers
+    assert provider.model._ev.be.kernel_products
     graph = provider.graph
     assert provider.rebuilds >= 3, provider.rebuilds          # the graph started over several times
     assert graph.captures >= 2 and graph.replays >= 10, (graph.captures, graph.replays)

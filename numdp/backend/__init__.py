@@ -82,10 +82,15 @@ class CPUBackend:
 
 @dataclass(frozen=True)
 class CUDABackend:
-    """CuPy arrays and cuBLAS on a GPU; NumPy under the simulator; numdp.kernels.cuda."""
+    """CuPy arrays and cuBLAS on a GPU; NumPy under the simulator; numdp.kernels.cuda.
+
+    kernel_products: `matmul` through numdp.kernels.cuda.gemm instead of cuBLAS (NumPy under the
+    simulator), for a force call captured in a CUDA graph (numdp.md.device_graph), where CuPy
+    refuses cuBLAS calls."""
 
     name: str = "cuda"
     simulator: bool = False
+    kernel_products: bool = False
 
     @property
     def xp(self):
@@ -126,11 +131,30 @@ class CUDABackend:
         and multiplied in float32, which is the same arithmetic up to the summation order.
         """
         xp = self.xp
+        if self.kernel_products:
+            return _kernel_product(self, a, b, out, half)
         if not half:
             return xp.matmul(a, b, out=out)
         if self.simulator:
             return np.matmul(round_half_operand(np, a), round_half_operand(np, b), out=out)
         return _gemm_half(a, b, out)
+
+
+def _kernel_product(be: "CUDABackend", a, b, out, half: bool):
+    """`CUDABackend.matmul` through numdp.kernels.cuda.gemm: with half, the operands rounded to
+    float16 (held in float32) and multiplied in float32, as the simulator emulates MIX-16."""
+    xp = be.xp
+    if half:
+        a = round_half_operand(xp, a)
+        b = round_half_operand(xp, b)
+    n, k = a.shape[0], b.shape[1]
+    if out is None:
+        out = xp.empty((n, k), np.result_type(a.dtype, b.dtype))
+    if n and k:
+        gemm = be.kernels.gemm
+        grid, block = gemm.launch_dims(n, k)
+        gemm.gemm_for(out.dtype)[grid, block](a, b, out)
+    return out
 
 
 # cuBLAS / CUDA enum values (part of their ABI): cudaDataType CUDA_R_16F, CUDA_R_32F;

@@ -112,6 +112,9 @@ class DeviceForceProvider(ForceProviderBase):
         if not getattr(self.model, "compressed", False):
             # the uncompressed embedding reads its nets' occupied-slot counts to the host per chunk
             raise RuntimeError("CUDA graphs of the force call need a compressed model")
+        # CuPy refuses cuBLAS calls on a capturing stream: model 0's products become kernels,
+        # in every call of the run (fresh, warm, captured), so that all its steps take one arithmetic
+        self.model.use_kernel_products()
         self.graph = ForceCallGraph(engine if engine is not None else CuPyGraphs())
 
     # -- ghost shell -----------------------------------------------------------------------------

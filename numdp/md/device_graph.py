@@ -28,9 +28,9 @@ A capture that fails warns once (one line) and the run goes on without graphs.  
 stream is a blocking stream, so the work before and after it on CUDA's default stream is
 ordered with it as on one stream.
 
-Known, not yet tried on a GPU: CuPy 14.2 refuses cuBLAS calls on a capturing stream, and the
-fitting nets' products are cuBLAS calls, so there every capture fails at the first of them
-(docs/gpu.md, "What will stop it on a GPU").
+CuPy (14.2) refuses cuBLAS calls on a capturing stream, so with graphs model 0's matrix products
+are numba kernels in every call of the run (`DPModel.use_kernel_products`; docs/gpu.md, "What
+will stop it on a GPU").  Not yet run on a GPU.
 """
 from __future__ import annotations
 

@@ -194,6 +194,11 @@ class CUDAEvaluator:
         self.assembly = "gather"
         self.kernel_form = KernelForm.THREAD
 
+    def use_kernel_products(self) -> None:
+        """From now on, the matrix products through numdp.kernels.cuda.gemm instead of cuBLAS
+        (`CUDABackend.kernel_products`): what a force call captured in a CUDA graph needs."""
+        self.be = replace(self.be, kernel_products=True)
+
     @property
     def beyond_table(self) -> int:
         """Pairs evaluated outside a compressed model's tables so far (counted on the device:
@@ -386,7 +391,7 @@ class CUDAEvaluator:
                                                     self.sd, d.rcut, d.rcut_smth, fpair)
         # the chunk's virial, -Σ_p fpair[p] ⊗ dvec[p] (padding slots are zero in both), as one
         # 3 x P x 3 product: deterministic, and no (P, 9) array summed along its long axis
-        virial -= (fpair.T @ dvec).reshape(9)
+        virial -= be.matmul(fpair.T, dvec).reshape(9)
         if self.assembly == "atomic":
             K.forces.scatter_atomic[launch.strided(P)](atoms, self.sec, nbr, fpair, dvec, force,
                                                        atom_virial, want_atom_virial)

@@ -190,6 +190,15 @@ class DPModel:
         `compute_ensemble` / `compute_device_ensemble` can share it."""
         return self.device == other.device and self._ev.shares_environment(other._ev)
 
+    def use_kernel_products(self) -> None:
+        """On a GPU: the model's matrix products (fitting nets, the virial) through numba kernels
+        instead of cuBLAS from now on, as a force call captured in a CUDA graph needs
+        (numdp.md.device_graph; CuPy refuses cuBLAS calls while capturing).  The results change
+        by round-off (another summation order); they stay bitwise reproducible."""
+        if self.device == "cpu":
+            raise InputError("use_kernel_products needs a model loaded with device='cuda'")
+        self._ev.use_kernel_products()
+
     def compute_device(self, ext_positions, nlist, types):
         """`compute` with the results left on the device (device="cuda" only; numdp.md.device):
         ext_positions (nall, 3) and nlist (nloc, nnei) device arrays, types (nloc,) int32 host

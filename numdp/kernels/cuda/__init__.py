@@ -12,6 +12,6 @@ if not hasattr(_np, "row_stack"):
     # and NumPy 2.5 removed that alias of np.vstack: without it no kernel compiles on a GPU
     _np.row_stack = _np.vstack
 
-from . import descriptor, embedding, envmat, forces, launch, layers, tabulated  # noqa: E402,F401
+from . import descriptor, embedding, envmat, forces, gemm, launch, layers, tabulated  # noqa: E402,F401
 
-__all__ = ["descriptor", "embedding", "envmat", "forces", "launch", "layers", "tabulated"]
+__all__ = ["descriptor", "embedding", "envmat", "forces", "gemm", "launch", "layers", "tabulated"]
