@@ -52,7 +52,7 @@ class ModelDeviSettings:
     atomic: bool = False
     relative: float | None = None    # eV/Å
     relative_v: float | None = None  # eV
-    precision: str | None = None     # of the deviation models 1..; None: [model] precision
+    precision: str = "double"        # of the deviation models 1.. (default: [model] precision)
 
 
 @dataclass
@@ -145,10 +145,10 @@ class RunSettings:
 # -- tables ------------------------------------------------------------------------------------------
 
 
-def _precision(t: Table, default: str | None) -> str | None:
+def _precision(t: Table, default: str) -> str:
     """The table's `precision` key (one of PRECISIONS_AVAILABLE), or `default` when absent."""
     precision = t.string("precision", default)
-    if precision is not None and precision not in PRECISIONS_AVAILABLE:
+    if precision not in PRECISIONS_AVAILABLE:
         raise t.error("precision", f"must be one of {', '.join(PRECISIONS_AVAILABLE)}, got {precision!r}")
     return precision
 
@@ -163,14 +163,14 @@ def _model(t: Table, base: Path) -> ModelSettings:
                          device=t.string("device", "cpu", choices=DEVICES))
 
 
-def _model_devi(t: Table, base: Path) -> ModelDeviSettings:
+def _model_devi(t: Table, base: Path, model_precision: str) -> ModelDeviSettings:
     t.check_keys(("every", "file", "atomic", "relative", "relative_v", "precision"))
     return ModelDeviSettings(every=t.integer("every", 100, positive=True),
                              file=t.path("file", base, "model_devi.out"),
                              atomic=t.boolean("atomic", False),
                              relative=t.number("relative", None, nonnegative=True),
                              relative_v=t.number("relative_v", None, nonnegative=True),
-                             precision=_precision(t, None))
+                             precision=_precision(t, model_precision))
 
 
 def _system(t: Table, base: Path) -> SystemSettings:
@@ -325,7 +325,7 @@ def load_run_settings(path) -> RunSettings:
         return root.section(name, {})
 
     model = _model(table("model"), base)
-    model_devi = _model_devi(root.section("model_devi"), base) if "model_devi" in data else None
+    model_devi = _model_devi(root.section("model_devi"), base, model.precision) if "model_devi" in data else None
     if model_devi is not None and not model.deviation_files:
         raise InputError(f"{path.name}: [model_devi]: needs an ensemble of two or more models: "
                          f"[model] file = [\"m0.h5\", \"m1.h5\", ...]")

@@ -186,8 +186,8 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
             apply_threads(nthreads)
             model = load_model(settings.model.file, nthreads=nthreads, precision=settings.model.precision,
                                device=device)
-        devi_precision = (settings.model_devi.precision if settings.model_devi is not None else None) \
-            or settings.model.precision
+        # (an ensemble always has [model_devi]: load_run_settings)
+        devi_precision = settings.model_devi.precision if settings.model_devi else settings.model.precision
         others = [load_model(f, nthreads=nthreads, precision=devi_precision, device=device)
                   for f in settings.model.deviation_files]
         check_ensemble([model] + others, settings.model.files, f"{name}: [model] file")
