@@ -59,3 +59,30 @@ def test_kernels_compile_with_a_numpy_without_row_stack():
     fixed = subprocess.run([sys.executable, "-c", head + "import numdp.kernels.cuda\nimport numba.cuda.np.arrayobj\n"
                             "assert np.row_stack is np.vstack"], env=env, capture_output=True, text=True)
     assert fixed.returncode == 0, fixed.stderr[-2000:]
+
+
+def test_device_constants_are_made_once_and_retained_while_a_graph_is_captured():
+    """DeviceConstants makes each key's array once, drops all at `limit` keys, and hands every
+    array it gives out inside `retaining(keep)` to `keep` too, also when the cache drops it (a
+    captured CUDA graph keeps that list: numdp.md.device_graph)."""
+    from numdp.backend import DeviceConstants, retaining
+
+    made = []
+
+    def make(v):
+        def _make():
+            made.append(v)
+            return np.full(2, v)
+        return _make
+
+    cache = DeviceConstants(limit=2)
+    a = cache.get("a", make(1))
+    assert cache.get("a", make(9)) is a and made == [1]
+    with retaining([]) as kept:
+        b = cache.get("b", make(2))
+        assert cache.get("a", make(9)) is a
+    assert [id(v) for v in kept] == [id(b), id(a)]
+    cache.get("c", make(3))            # the third key: the cache starts over
+    assert len(cache) == 1 and made == [1, 2, 3]
+    assert kept[0] is b and kept[0][0] == 2
+    assert cache.get("d", make(4)) is not None and len(kept) == 2   # outside the block: not kept

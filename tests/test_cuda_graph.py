@@ -153,6 +153,13 @@ def test_md_with_graphs_equals_md_without(tmp_path, monkeypatch, md):
     if not REAL_GPU:
         log = graph.engine.log
         assert log.count("capture") == graph.captures and log.count("replay") == graph.replays
+    # the graph holds the cached device constants its call read: the chunk atoms and the neighbour
+    # search's constants, so emptying those caches cannot free what a replay reads
+    from numdp.neighbor.device import _CONSTANTS
+
+    kept = {id(v) for v in graph.kept}
+    assert kept & {id(v) for v in provider.model._ev._chunk_atoms._held.values()}
+    assert kept & {id(v) for v in _CONSTANTS._held.values()}
 
 
 def test_the_simulator_ignores_the_switch_with_a_warning(monkeypatch):

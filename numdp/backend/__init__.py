@@ -13,9 +13,10 @@ CuPy).  The CPU backend never imports numba.cuda.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Protocol
@@ -189,6 +190,44 @@ def _gemm_half(a, b, out):
 
 
 _CACHE: dict = {}
+
+
+_RETAINING: list[list] = []   # the lists of `retaining` blocks that are open, innermost last
+
+
+@contextlib.contextmanager
+def retaining(keep: list) -> Iterator[list]:
+    """Within the block, every array a `DeviceConstants` hands out is also appended to `keep`.
+    A captured CUDA graph reads its arrays by address at every replay: the graph keeps this list,
+    so a cache that drops an array cannot free memory the graph still reads."""
+    _RETAINING.append(keep)
+    try:
+        yield keep
+    finally:
+        _RETAINING.remove(keep)
+
+
+class DeviceConstants:
+    """Device copies of small host arrays that kernels only read (per-call constants: sel and its
+    offsets, the atoms of a chunk), made once per key by `make` and all dropped when `limit` keys
+    are held (a run keeps a few; a long series of different systems would otherwise grow it)."""
+
+    def __init__(self, limit: int = 64):
+        self.limit = limit
+        self._held: dict = {}
+
+    def get(self, key: Hashable, make: Callable[[], object]):
+        if key not in self._held:
+            if len(self._held) >= self.limit:
+                self._held.clear()
+            self._held[key] = make()
+        value = self._held[key]
+        for keep in _RETAINING:
+            keep.append(value)
+        return value
+
+    def __len__(self) -> int:
+        return len(self._held)
 
 
 def cuda_simulator_enabled() -> bool:

@@ -40,6 +40,8 @@ import os
 import warnings
 from typing import Callable, Protocol
 
+from ..backend import retaining
+
 
 def enabled(environ=os.environ) -> bool:
     """NUMDP_CUDA_GRAPH: "1" (or true / yes / on) replays force calls from CUDA graphs."""
@@ -109,7 +111,9 @@ class _Stage(enum.Enum):
 
 class ForceCallGraph:
     """The FRESH → WARM → CAPTURED sequence of the module docstring over a GraphEngine.
-    Counters: `captures`, `replays` (launches of a captured graph after the first)."""
+    Counters: `captures`, `replays` (launches of a captured graph after the first).  `kept`: the
+    cached device constants the captured call read (numdp.backend.retaining), held as long as
+    its graph, since a replay reads them at the captured addresses."""
 
     def __init__(self, engine: GraphEngine):
         self.engine = engine
@@ -118,11 +122,13 @@ class ForceCallGraph:
         self.failed = False
         self.captures = 0
         self.replays = 0
+        self.kept: list = []
 
     def reset(self) -> None:
         self.engine.reset()
         self.stage = _Stage.FRESH
         self.key = None
+        self.kept = []
 
     def run(self, fn: Callable[[], tuple], key: tuple) -> tuple:
         """fn()'s outputs, computed by fn, by the warm-up, the capture or a replay (see above)."""
@@ -137,7 +143,8 @@ class ForceCallGraph:
             return self.engine.warm(fn)
         if self.stage is _Stage.WARM:
             try:
-                out = self.engine.capture(fn)
+                with retaining([]) as kept:
+                    out = self.engine.capture(fn)
             except Exception as exc:  # noqa: BLE001 - any failure: run on without graphs
                 self.failed = True
                 self.engine.reset()
@@ -146,6 +153,7 @@ class ForceCallGraph:
                               RuntimeWarning, stacklevel=3)
                 return fn()
             self.stage = _Stage.CAPTURED
+            self.kept = kept
             self.captures += 1
             return out
         self.replays += 1

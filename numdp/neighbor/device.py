@@ -40,6 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from numdp.backend import DeviceConstants
 from numdp.errors import InputError
 from numdp.geometry import check_box, check_positions, check_types, face_distances
 from numdp.neighbor.celllist import DEFAULT_REACH, grid_dims
@@ -116,7 +117,7 @@ def is_device_array(a) -> bool:
     return isinstance(a, FakeCUDAArray)
 
 
-_CONSTANTS: dict = {}   # read-only device copies of small host arrays (`_device_constant`)
+_CONSTANTS = DeviceConstants()   # read-only device copies of small host arrays (`_device_constant`)
 
 
 def _device_constant(a: np.ndarray):
@@ -124,12 +125,7 @@ def _device_constant(a: np.ndarray):
     (the MD step's per-call constants: sel, its offsets, a zero offset)."""
     from numba import cuda
 
-    key = (a.dtype.str, a.shape, a.tobytes())
-    if key not in _CONSTANTS:
-        if len(_CONSTANTS) >= 64:
-            _CONSTANTS.clear()
-        _CONSTANTS[key] = cuda.to_device(a)
-    return _CONSTANTS[key]
+    return _CONSTANTS.get((a.dtype.str, a.shape, a.tobytes()), lambda: cuda.to_device(a))
 
 
 def _grid(n: int) -> tuple[int, int]:
