@@ -66,6 +66,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import importlib
 import json
 import os
 import pathlib
@@ -154,7 +155,7 @@ def main(argv=None) -> int:
     other = wall - sum(v for _, v in rows)
     print(f"numdp train step: {cfg.source.name} ({sys_.natoms} atoms, batch {sys_.batch_size}), "
           f"{trainer.flat.size:,} parameters, {args.threads} thread(s), {args.steps} steps after "
-          f"{args.warmup} warm-up steps")
+          f"{args.warmup} warm-up steps; {numpy_blas()}")
     print(f"{'phase':<12}{'ms/step':>10}{'share':>9}")
     for name, v in rows + [("other", other)]:
         print(f"{name:<12}{v * 1e3:10.2f}{v / wall * 100:8.1f}%")
@@ -168,6 +169,22 @@ def main(argv=None) -> int:
     print(f"DeePMD-kit 3.2 (PyTorch, 2 threads) on another machine: {DEEPMD_S_PER_STEP:.3f} s/step; "
           f"numdp / that = {ratio:.3f} (a guide only: --deepmd measures it on this machine)")
     return 0
+
+
+def numpy_blas() -> str:
+    """NumPy's BLAS and the kernel it chose for this CPU (OPENBLAS_CORETYPE overrides the choice;
+    SkylakeX's AVX-512 products are ~1.3x Haswell's AVX2 ones on the AMD EPYC machines), read
+    through threadpoolctl when it is installed."""
+    importlib.import_module("numpy")   # threadpoolctl lists the libraries loaded so far
+
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}"
+    for lib in threadpool_info():
+        if lib.get("user_api") == "blas":
+            return f"{lib.get('internal_api')} {lib.get('version')}, {lib.get('architecture')} kernel"
+    return "BLAS unknown"
 
 
 def load_input(args):
@@ -270,7 +287,7 @@ def deepmd_run(args, argv: list[str]) -> int:
                 times[side].append(ms)
                 print(f"round {r + 1} {side:<10}: {ms:8.2f} ms/step{note}  "
                       f"(load average {os.getloadavg()[0]:.2f})", flush=True)
-    print(f"{src.name}, {threads} thread(s); numdp {ROOT}, DeePMD-kit {dp}")
+    print(f"{src.name}, {threads} thread(s); numdp {ROOT} ({numpy_blas()}), DeePMD-kit {dp}")
     for side, t in times.items():
         print(f"{side:<10}: median {statistics.median(t):8.2f} ms/step, min {min(t):8.2f}, "
               f"max {max(t):8.2f} over {len(t)} runs")
