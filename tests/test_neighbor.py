@@ -514,9 +514,9 @@ def test_packed_key_round_trip_and_order():
 
 
 def test_key_limit_errors():
-    with pytest.raises(InputError, match="at most 16777215"):
-        check_key_limits(2**24, 6.0, 2)
-    check_key_limits(2**24 - 1, 6.0, 2)
+    with pytest.raises(InputError, match="at most 2147483647"):
+        check_key_limits(2**31, 6.0, 2)
+    check_key_limits(2**24, 6.0, 2)   # the keys' 24-bit index field holds ordinals, not indices
     with pytest.raises(InputError, match="below 128 A"):
         check_key_limits(10, 128.0, 2)
     with pytest.raises(InputError, match="atom types"):
@@ -526,7 +526,7 @@ def test_key_limit_errors():
     with pytest.raises(InputError, match="below 128 A"):
         build_nlist(ext, 130.0, [4, 4], 2)
     with pytest.raises(InputError, match="extended atoms"):
-        extend(np.zeros((3, 3)), [0, 0, 0], np.eye(3) * 0.5, 60.0)  # ~ 3 * 241**3 images
+        extend(np.zeros((3, 3)), [0, 0, 0], np.eye(3) * 0.5, 250.0)  # ~ 3 * 1001**3 images
 
 
 def test_argument_errors():
@@ -603,3 +603,35 @@ def test_dense_cluster_grows_the_scan_buffers():
     got = np.empty((ext.nloc, sum(sel)), np.int32)
     NeighborRows(ext, 6.0, sel, 2).rows(np.arange(ext.nloc, dtype=np.int64), got)   # the MD path
     np.testing.assert_array_equal(got, whole.nlist)
+
+
+def test_ties_beyond_24_index_bits():
+    """Extended indices >= 2**24, beyond the packed keys' 24-bit index field (the CPU keys carry
+    each neighbour's ordinal there and order ties by the index itself): ties of (type, quantised
+    distance) follow the full index, as on the GPU (tests/test_cuda_neighbor.py, same layout).
+    scan_nlist on a hand-made one-cell list: centre 0 at the origin, neighbours at r = 1 (exact
+    ties) and r = 0.5, 2 types; ordering by the low 24 bits would put 2**24 + 3 before 5 and
+    2**24 before 7."""
+    big = 2**24
+    j = np.array([0, big, 5, big + 1, 7, big + 3, big + 9, big + 12], dtype=np.int32)
+    pos = np.array([[0, 0, 0], [1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0.5, 0, 0], [0, 0, 1],
+                    [0, 0, -1]], dtype=np.float64)
+    typ = np.array([0, 0, 0, 0, 0, 0, 1, 1], dtype=np.int32)
+    types = np.full(big + 13, -1, dtype=np.int32)   # indexed by extended index (67 MB)
+    types[j] = typ
+    sel = np.array([4, 3], dtype=np.int64)
+    sec = np.array([0, 4, 7], dtype=np.int64)
+    r = np.linalg.norm(pos, axis=1)
+    order = np.lexsort((j[1:], qdist(r[1:]), typ[1:])) + 1
+    expect = np.full(7, -1, dtype=np.int32)
+    for t in range(2):
+        js = j[order][typ[order] == t][: sel[t]]
+        expect[sec[t]: sec[t] + len(js)] = js
+    assert list(expect) == [big + 3, 5, 7, big, big + 9, big + 12, -1]
+    nlist = np.empty((1, 7), dtype=np.int32)
+    counts = np.empty((1, 2), dtype=np.int32)
+    kn.scan_nlist(pos[:, 0].copy(), pos[:, 1].copy(), pos[:, 2].copy(), j, np.zeros(8, np.int64),
+                  np.array([0, 8], np.int64), np.ones(3, np.int64), 1, np.zeros(1, np.int64), types, 1.5**2,
+                  sel, sec, nlist, counts)
+    np.testing.assert_array_equal(nlist[0], expect)
+    np.testing.assert_array_equal(counts[0], [5, 2])

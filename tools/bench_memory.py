@@ -13,11 +13,10 @@ evaluator scratch), and between two sizes the slope of the peak (bytes per atom)
 
     python tools/bench_memory.py                          # 12 288 and 98 304 atoms
     python tools/bench_memory.py --reps 8 20 --steps 4    # 98 304 and 1 536 000 atoms
-    python tools/bench_memory.py --reps 47 --steps 1 --ranks 2 --slope S --base B   # 19 934 016 atoms
+    python tools/bench_memory.py --reps 47 --steps 1 --slope S --base B   # 19 934 016 atoms
 
---reps R replicates the box R x R x R (192 R^3 atoms).  One rank handles up to ~15 M water atoms:
-beyond, its extended atoms pass the 2**24 indices of the neighbour sort keys (a one-line error),
-so ~20 M atoms need --ranks 2 (mpiexec; the peaks of the ranks are summed).  Before a size over 2 M atoms the script
+--reps R replicates the box R x R x R (192 R^3 atoms); --ranks N runs it under mpiexec (the peaks
+of the ranks are summed).  Before a size over 2 M atoms the script
 predicts its peak from the slope of the two smallest sizes measured in the same call (or from
 --slope / --base, bytes per atom and bytes) and refuses to start it unless the prediction leaves
 --reserve GiB (default 3) of MemAvailable.
@@ -344,9 +343,7 @@ def main(argv=None) -> int:
     p.add_argument("--slope", type=float, default=None, help="bytes per atom, to predict sizes over 2 M atoms")
     p.add_argument("--base", type=float, default=None, help="bytes at zero atoms, with --slope")
     p.add_argument("--reserve", type=float, default=3.0, help="GiB of MemAvailable a large run must leave")
-    p.add_argument("--ranks", type=int, default=1,
-                   help="MPI ranks (mpiexec -n): needed above ~15 M water atoms, where one rank's extended atoms "
-                        "would pass the neighbour sort's 2**24 index limit")
+    p.add_argument("--ranks", type=int, default=1, help="MPI ranks (mpiexec -n)")
     p.add_argument("--device-accounting", type=float, nargs="*", default=None, metavar="N",
                    help="print the GPU run's bytes per atom by array sizes for N atoms (default 1e6 1e8) and exit")
     p.add_argument("--neighbor-cost", type=int, default=None, metavar="R",

@@ -28,6 +28,9 @@ from numdp.errors import InputError
 from numdp.geometry import check_box, check_positions, check_types, face_distances, wrap_fractional
 from numdp.kernels.cpu import neighbor as _k
 
+# extended atoms (local + ghost) at most: neighbour lists and the cell list's order are int32
+MAX_EXTENDED = 2**31 - 1
+
 __all__ = ["Extended", "check_extended_positions", "check_pbc", "complete_cell", "extend",
            "extended_positions"]
 
@@ -187,11 +190,11 @@ def extend(positions, types, box, cutoff, pbc=None) -> Extended:
         np.cumsum(counts[:-1], out=start[1:])
         start[1:] += nloc
     nall = nloc + int(counts.sum())
-    if nall >= _k.KEY_MAX_INDEX:
+    if nall > MAX_EXTENDED:
         raise InputError(
             f"the periodic system needs {nall} extended atoms (local + ghost images) for a cutoff of "
             f"{c} A in a cell with face widths {np.round(h, 4).tolist()} A; at most "
-            f"{_k.KEY_MAX_INDEX - 1} are supported (the neighbour sort packs indices into 24 bits)"
+            f"{MAX_EXTENDED} are supported (int32 indices)"
         )
     out_pos = np.empty((nall, 3), dtype=np.float64)
     out_types = np.empty(nall, dtype=np.int32)

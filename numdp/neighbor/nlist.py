@@ -16,7 +16,7 @@ import numpy as np
 
 from numdp.errors import InputError
 from numdp.neighbor.celllist import Candidates, build_grid
-from numdp.neighbor.extended import Extended, _check_cutoff, check_extended_positions
+from numdp.neighbor.extended import MAX_EXTENDED, Extended, _check_cutoff, check_extended_positions
 from numdp.kernels.cpu import neighbor as _k
 
 __all__ = [
@@ -53,15 +53,16 @@ class NeighborList:
 
 
 def check_key_limits(nall: int, rcut: float, ntypes: int) -> None:
-    """Raise `InputError` when the packed sort keys cannot represent the problem.
+    """Raise `InputError` when the packed sort keys or the int32 lists cannot represent the problem.
 
-    Limits (reference §10.1): extended atoms nall < 2**24, rcut < 128 Å, ntypes <= 128.
+    Limits: extended atoms nall < 2**31 (int32 indices; the keys' 24-bit index field holds each
+    neighbour's ordinal among its centre's keys, so it does not bound nall), rcut < 128 Å,
+    ntypes <= 127 (reference §10.1).
     """
-    if nall >= _k.KEY_MAX_INDEX:
+    if nall > MAX_EXTENDED:
         raise InputError(
-            f"{nall} extended atoms (local + ghost); the neighbour-list sort supports at most "
-            f"{_k.KEY_MAX_INDEX - 1} (indices are packed into 24 bits): split the system over more "
-            f"domains or use a smaller cutoff"
+            f"{nall} extended atoms (local + ghost); neighbour lists hold int32 indices, so at most "
+            f"{MAX_EXTENDED} are supported: split the system over more domains (mpiexec)"
         )
     if not rcut < _k.KEY_MAX_DIST:
         raise InputError(

@@ -7,9 +7,12 @@ number of threads.  Drivers live in `numdp.neighbor`.
 
 Packed sort keys (reference §10.1): `numdp.kernels.keys` (one scalar definition shared with the
 CUDA kernels), re-exported here as `pack_key` / `unpack_key` (their CPU builds).
-The keys are distinct, so every sort gives the same order; `format_nlist` uses a counting sort on
-coarse (type, r³) labels plus an insertion sort (`_sort_keys`), measured ~3x faster than np.sort on
-the ~100 keys of a water atom, with np.sort as the fallback for crowded labels.
+The index field of a CPU key holds the neighbour's ordinal among its centre's keys (distinct, so
+every sort gives the same order), and ties of (type, quantised distance) are then ordered by the
+extended index itself (`_fill_row`): the order of §10.1's keys for nall < 2**24, and exact for any
+int32 index.  `format_nlist` uses a counting sort on coarse (type, r³) labels plus an insertion sort
+(`_sort_keys`), measured ~3x faster than np.sort on the ~100 keys of a water atom, with np.sort as
+the fallback for crowded labels.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from numdp.kernels.keys import (  # noqa: F401  (KEY_* re-exported for numdp.nei
     KEY_MAX_INDEX,
     KEY_MAX_TYPES,
     KEY_TYPE_SHIFT,
+    INDEX_MASK,
 )
 from numdp.kernels.keys import pack_key_cpu as pack_key
 from numdp.kernels.keys import unpack_key_cpu as unpack_key
@@ -39,6 +43,9 @@ _closest_neighbour = cpu_inline(closest_neighbour)
 _shift_range = CPU.shift_range
 _write_images = CPU.write_images
 _stencil_bounds = CPU.stencil_bounds
+
+KEY_DIST_SHIFT_U = np.uint64(KEY_DIST_SHIFT)
+INDEX_MASK_U = np.uint64(INDEX_MASK)
 
 # Rows handled by one prange iteration (one scratch buffer each); any value gives the same result.
 _CHUNK = 64
@@ -291,15 +298,35 @@ def _sort_keys(keys, bucket, n, nbucket, cnt, out):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _fill_row(i, keys, bucket, n, nbucket, cnt, skeys, sel, sec, nlist, counts):
+def _fill_row(i, keys, bucket, n, nbucket, cnt, skeys, js, base, sel, sec, nlist, counts):
     """Sort the n keys of centre i and write its slots: block t of nlist[i] gets the first sel[t]
-    type-t neighbours; counts[i, t] = how many there were (the row was reset to -1 / 0)."""
+    type-t neighbours; counts[i, t] = how many there were (the row was reset to -1 / 0).
+
+    The keys carry in their index field the neighbour's ordinal u < n, its extended index being
+    js[base + u]: after the sort, each run of keys with equal (type, quantised distance) (a tie,
+    rare) is put in ascending order of that index.  The order is (type, quantised distance,
+    index): the order of keys packing the index itself (reference §10.1) whenever nall < 2**24,
+    and exact for any int32 index (as the CUDA kernels' ranks)."""
     _sort_keys(keys, bucket, n, nbucket, cnt, skeys)
+    k = 0
+    while k < n:
+        e = k + 1
+        while e < n and (skeys[e] >> KEY_DIST_SHIFT_U) == (skeys[k] >> KEY_DIST_SHIFT_U):
+            e += 1
+        for a in range(k + 1, e):   # insertion sort of the tie's keys by extended index
+            v = skeys[a]
+            jv = js[base + np.int64(v & INDEX_MASK_U)]
+            b = a - 1
+            while b >= k and js[base + np.int64(skeys[b] & INDEX_MASK_U)] > jv:
+                skeys[b + 1] = skeys[b]
+                b -= 1
+            skeys[b + 1] = v
+        k = e
     for k in range(n):
-        t, q, j = unpack_key(skeys[k])
+        t, q, u = unpack_key(skeys[k])
         c = counts[i, t]
         if c < sel[t]:
-            nlist[i, sec[t] + c] = j
+            nlist[i, sec[t] + c] = js[base + u]
         counts[i, t] = c + 1
 
 
@@ -341,10 +368,11 @@ def _scan_centre(p, r, sx, sy, sz, order, scell, cell_start, nbins, reach, types
         if q != p and tj >= 0:
             r2 = hr2[u]
             rr = math.sqrt(r2)
-            keys[n] = pack_key(tj, rr, j)
+            keys[n] = pack_key(tj, rr, n)
             bucket[n] = tj * nb + min(nb - 1, np.int64(r2 * rr * label_scale))
+            hits[n] = j   # the ordinal's extended index (hits[n] was read: n <= u)
             n += 1
-    _fill_row(r, keys, bucket, n, nbucket_of(nb, ntypes), cnt, skeys, sel, sec, nlist, counts)
+    _fill_row(r, keys, bucket, n, nbucket_of(nb, ntypes), cnt, skeys, hits, 0, sel, sec, nlist, counts)
     return hits, hr2, keys, bucket, skeys
 
 
@@ -448,7 +476,7 @@ def format_nlist(pos, types, offsets, indices, rcut2, sel, sec, nlist, counts):
 
     pos (nall, 3) Å; types (nall,) int32 (< 128; negative = virtual atom: never a neighbour, and a
     virtual centre gets an empty row); offsets (nloc + 1,) int64 and indices (npair,) int32: candidate
-    CSR (extended indices < 2**24, each candidate within 128 Å or beyond rcut); rcut2 = rcut**2 (Å²,
+    CSR (extended indices, each candidate within 128 Å or beyond rcut); rcut2 = rcut**2 (Å²,
     rcut < 128); sel (ntypes,) int64 slots per type; sec (ntypes + 1,) int64 first slot of each block.
     Out: nlist (nloc, sec[-1]) int32: block t holds the first sel[t] type-t neighbours with
     r <= rcut in ascending packed-key order, i.e. (quantised distance, index), then -1;
@@ -491,7 +519,7 @@ def format_nlist(pos, types, offsets, indices, rcut2, sel, sec, nlist, counts):
                 r2 = dx * dx + dy * dy + dz * dz
                 if r2 <= rcut2 and tj >= 0:
                     r = math.sqrt(r2)
-                    keys[n] = pack_key(tj, r, j)
+                    keys[n] = pack_key(tj, r, k - offsets[i])
                     bucket[n] = tj * nb + min(nb - 1, np.int64(r2 * r * label_scale))
                     n += 1
-            _fill_row(i, keys, bucket, n, nbucket, cnt, skeys, sel, sec, nlist, counts)
+            _fill_row(i, keys, bucket, n, nbucket, cnt, skeys, indices, offsets[i], sel, sec, nlist, counts)
