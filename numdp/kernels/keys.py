@@ -7,7 +7,11 @@ One unsigned 64-bit integer per (centre, neighbour) pair::
     bits 0..23 extended index (< 2**24)
 
 so that sorting the keys of one centre orders its neighbours by (type, quantised distance, index);
-the keys of one centre are distinct (distinct indices), so every sort gives the same order.
+the keys of one centre are distinct (distinct indices), so every sort gives the same order.  The
+kernels put in the index field what keeps that order exact beyond 2**24 extended atoms: the CUDA
+kernels the index modulo 2**24 with the full index beside the key, the CPU kernels the neighbour's
+ordinal among its centre's keys (numdp.kernels.cpu.neighbor); both then order ties of (type,
+quantised distance) by the full index.
 
 `pack_key` and `unpack_key` are plain scalar Python (NumPy scalar types only); `pack_key_cpu` and
 `unpack_key_cpu` are their CPU builds (inlined into @njit callers).  The CUDA kernels build their own

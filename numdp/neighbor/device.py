@@ -28,10 +28,9 @@ Device memory, bytes per local atom (L = nall / nloc: about 1.2 for 10**6 water 
 Water (sel [46, 92], L = 1.2): 590 kept (552 of it the nlist) + at most ~130 during the call.
 
 Limits: rcut < 128 Å and ntypes <= 127 (the packed keys, `check_key_limits`); nall < 2**31 (int32
-indices).  The CPU path also needs nall < 2**24 (the 24 index bits of the keys); the device breaks
-ties of equal (type, quantised distance) by the full index kept beside each key, so its lists are
-the CPU's wherever the CPU runs and keep the same order beyond: about 15 million water atoms (rcut
-6 Å) on the CPU, up to the memory of the device here.
+indices), as on the CPU: both break ties of equal (type, quantised distance) by the full extended
+index (the device keeps it beside each key, the CPU keys carry an ordinal that points to it), so the
+two give the same lists for any nall, equal to the packed keys' order whenever nall < 2**24.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ are distinct (distinct indices), so the lists do not depend on thread timing.
 
 Indices: the packed keys hold 24 index bits (reference §10.1); ties of (type, quantised distance)
 are broken by the full extended index kept beside each key, so the order is the packed keys' order
-for nall < 2**24 (the CPU limit) and stays exact up to the int32 limit nall < 2**31.
+for nall < 2**24 and stays exact up to the int32 limit nall < 2**31 (the CPU kernels' order too).
 """
 
 from __future__ import annotations
