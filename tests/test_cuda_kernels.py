@@ -110,7 +110,7 @@ def _pairs(M=4, seed=11):
     poff, npad = np.empty((nt, na + 1), np.int64), np.empty((na, nt), np.int64)
     npairs = cenv.env_pairs(pos, nlist, atoms, atypes, sec, mu, sd, rcut, rsm, rt, dvec, nbr, poff, npad)
     grt, gdv, gnb = np.empty((cap, 4)), np.empty((cap, 3)), np.empty(cap, np.int32)
-    genv.env_pairs[grid(cap)](pos, nlist, atoms, atypes, sec, mu, sd, rcut, rsm, rt_pad, grt, gdv, gnb)
+    genv.env_pairs[grid(cap)](pos, nlist, atoms, atoms, atypes, sec, mu, sd, rcut, rsm, rt_pad, grt, gdv, gnb)
     occ = gnb >= 0
     assert occ.sum() == npairs > 3
     # the device keeps slots in the CPU's order (block, atom, slot): occupied rows agree in order

@@ -740,13 +740,77 @@ def test_launch_counter_counts_kernels_and_copies_and_unpatches():
     assert (counter.launches, counter.to_device, counter.to_host) == (2, 1, 1)
 
 
-def test_gpu_overflow_warning_comes_once_with_the_cpu_text(tmp_path):
+def _providers(monkeypatch) -> list:
+    """The force providers of the device runs that follow (through the graphs hook, which does
+    nothing else without NUMDP_CUDA_GRAPH)."""
+    from numdp.md import device as md_device
+
+    got = []
+    monkeypatch.setattr(md_device, "_maybe_use_graphs", lambda provider, be: got.append(provider))
+    return got
+
+
+def _chunked_run(toml: Path, chunk: int):
+    settings = load_run_settings(toml)
+    model = DPModel(read_model(toml.parent / "model.h5"), nthreads=1, chunk=chunk, device=settings.model.device)
+    return run_md(settings, model=model, screen=io.StringIO())
+
+
+def test_list_rows_formed_chunk_by_chunk_equal_the_whole_list(tmp_path, monkeypatch):
+    """Above WHOLE_LIST_BYTES the device forms the list's rows chunk by chunk as the model asks for
+    them (numdp.neighbor.device.DeviceRows) instead of the whole list: the same rows, so the run is
+    the whole-list run bit for bit (frames, checkpoint, rebuilds, the last closest pair).  NVE with
+    rebuilds, model chunks of 3 centres (16 atoms: 6 chunks)."""
+    import numdp.md.device_forces as mdf
+
+    kw = {"steps": 4, "every": 1, "skin": 0.005}
+    providers = _providers(monkeypatch)
+    whole = make_run(tmp_path / "whole", "cuda", **kw)
+    r_whole = _chunked_run(whole, 3)
+    monkeypatch.setattr(mdf, "WHOLE_LIST_BYTES", 0)
+    rows = make_run(tmp_path / "rows", "cuda", **kw)
+    r_rows = _chunked_run(rows, 3)
+    assert r_whole.rebuilds == r_rows.rebuilds > 1
+    fw, fr = frames(whole.parent), frames(rows.parent)
+    for key in fw:
+        assert np.array_equal(fw[key], fr[key]), key
+    cw = to_arrays(read_checkpoint(whole.parent / "ck.h5"))
+    cr = to_arrays(read_checkpoint(rows.parent / "ck.h5"))
+    for key in cw:
+        assert np.array_equal(cw[key], cr[key]), key
+    from numdp.neighbor.device import DeviceRows
+
+    assert not isinstance(providers[0]._nlist, DeviceRows) and isinstance(providers[1]._nlist, DeviceRows)
+    assert providers[0].closest == providers[1].closest and providers[0].closest[1] >= 0
+
+
+def test_model_deviation_on_list_rows_equals_the_whole_list(tmp_path, monkeypatch):
+    """[model_devi] with a model of another sel (its own list) on rows formed chunk by chunk: the
+    model_devi.out and trajectory of the whole-list run, bit for bit."""
+    import numdp.md.device_forces as mdf
+
+    run(make_devi_run(tmp_path / "whole", "cuda"))
+    monkeypatch.setattr(mdf, "WHOLE_LIST_BYTES", 0)
+    run(make_devi_run(tmp_path / "rows", "cuda"))
+    assert (tmp_path / "whole" / "model_devi.out").read_text() == (tmp_path / "rows" / "model_devi.out").read_text()
+    fw, fr = frames(tmp_path / "whole"), frames(tmp_path / "rows")
+    for key in fw:
+        assert np.array_equal(fw[key], fr[key]), key
+
+
+@pytest.mark.parametrize("whole_list", [True, False], ids=["whole-list", "list-rows"])
+def test_gpu_overflow_warning_comes_once_with_the_cpu_text(tmp_path, monkeypatch, whole_list):
     """Model 0's list statistics reach the host in the step's totals copy: a model with too small
     a sel (the cluster's B atom has two A neighbours, sel 1) warns once per run on the GPU, with
-    the CPU run's text (numdp.neighbor.report_overflow), and every call is counted."""
+    the CPU run's text (numdp.neighbor.report_overflow), and every call is counted; also where
+    the rows are formed chunk by chunk (the statistics launched after the model ran)."""
     import warnings
 
+    import numdp.md.device_forces as mdf
     from numdp.neighbor import NeighborOverflowWarning
+
+    if not whole_list:
+        monkeypatch.setattr(mdf, "WHOLE_LIST_BYTES", 0)
 
     texts = {}
     for device in ("cpu", "cuda"):

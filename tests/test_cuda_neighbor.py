@@ -162,7 +162,7 @@ def test_ties_beyond_24_index_bits(cap):
     counts = cuda.device_array((1, 2), dtype=np.int32)
     nlist = cuda.device_array((1, 7), dtype=np.int32)
     err = cuda.to_device(np.zeros(1, dtype=np.int32))
-    args = (*d, 1, cuda.to_device(np.zeros(1, np.int32)), 0, 1.5**2, cuda.to_device(sel), cuda.to_device(sec),
+    args = (*d, 1, cuda.to_device(np.zeros(1, np.int32)), 0, 0, 1.5**2, cuda.to_device(sel), cuda.to_device(sec),
             counts, nlist, err)
     if cap:
         kc.fill_nlist_shared(cap)[1, THREADS](*args)

@@ -145,8 +145,16 @@ def accounting(sim) -> list[tuple[str, int, int, str]]:
 def device_accounting(n: int, nall: float, nnei: int, ntypes: int, ncell: float) -> list[tuple[str, float, str]]:
     """Bytes of device memory of a GPU MD run (numdp.md.device*, numdp.neighbor.device) by array
     sizes read from the code (not measured): (what, bytes, when) for n local atoms and nall
-    extended atoms in ncell cells.  The chunk scratch of the evaluator is fixed by its chunk size (docs/gpu.md)."""
-    return [
+    extended atoms in ncell cells.  The chunk scratch of the evaluator is fixed by its chunk size
+    (docs/gpu.md); so is the buffer of a list formed chunk by chunk (above WHOLE_LIST_BYTES)."""
+    from numdp.md.device_forces import WHOLE_LIST_BYTES
+
+    if 4 * nnei * n <= WHOLE_LIST_BYTES:
+        nlist = [("neighbour list (N, sum(sel)) i32, whole", 4 * nnei * n, "every step")]
+    else:
+        nlist = [("neighbour list formed chunk by chunk (DeviceRows): sorted position of each centre (N,) i32",
+                  4 * n, "every step")]
+    return nlist + [
         ("DeviceState: positions, velocities, forces (N, 3) f64; masses f64; ids i64; types i32",
          n * (3 * 24 + 8 + 8 + 4), "held"),
         ("DeviceState.reference (N, 3) f64 (positions of the last rebuild)", 24 * n, "held"),
@@ -154,7 +162,6 @@ def device_accounting(n: int, nall: float, nnei: int, ntypes: int, ncell: float)
         ("extended positions (nall, 3) f64, lattice shifts (nall, 3) f64", 48 * nall, "held"),
         ("extended types, mapping (nall,) i32; fold order (nall,) i64; fold starts (N + 1,) i64",
          16 * nall + 8 * n, "held"),
-        ("neighbour list (N, sum(sel)) i32", 4 * nnei * n, "every step"),
         ("rebuild test: squared displacements since the step and since the rebuild (N,) f64", 16 * n,
          "every step, transient, before the search"),
         ("search: sorted positions (nall, 3) f64; sorted index, type, cell, cell id (nall,) i32; "
@@ -163,6 +170,7 @@ def device_accounting(n: int, nall: float, nnei: int, ntypes: int, ncell: float)
          "every step, transient"),
         ("evaluator outputs: forces on extended atoms (nall, 3) f64, atomic energies (N,) f64",
          24 * nall + 8 * n, "every step"),
+        ("closest-pair records (N, 3) f64", 24 * n, "every step"),
     ]
 
 

@@ -58,6 +58,10 @@ from .device_graph import address
 from .device_state import DeviceState, tree_extreme_device, tree_sum_device
 from .forces import ForceProviderBase, cell_strain
 
+# Largest neighbour list (bytes) a force call forms whole; beyond, the list's rows are formed chunk
+# by chunk as the model asks for them (`DeviceForceProvider._list`): 1 GiB is ~1.9 M water atoms.
+WHOLE_LIST_BYTES = 2**30
+
 
 class _Overflow:
     """What report_overflow reads from a list: per-type overflow counts and largest counts."""
@@ -90,6 +94,9 @@ class DeviceForceProvider(ForceProviderBase):
         self._ext_types = None
         self._plan = None    # the neighbour search's grid and key capacity of the last rebuild
         self._nlist = None   # the list of the last call (model 0's sel), for evaluate_others
+        # the list formed whole (True), chunk by chunk as the model asks for its rows (False: see
+        # `_list`), or by its size (None: whole up to WHOLE_LIST_BYTES)
+        self.whole_list: bool | None = None
         self._mapping = None
         self._shift = None
         self._order = None
@@ -241,12 +248,12 @@ class DeviceForceProvider(ForceProviderBase):
             self._nlist, *pending = self.graph.run(lambda: self._device_call(state), key)
             self._pending = tuple(pending)
         else:
-            nlist, stats, err, closest = self._search(state)   # stats, err, closest: read with the totals
+            nlist, stats, err = self._search(state)   # stats, err, closest: read with the totals
             self._nlist = nlist
             c1 = self.world.comm_time
             t1 = time.perf_counter()
             energy, virial = self._evaluate(nlist, others)
-            self._pending = (energy, virial, closest, stats, err)
+            self._pending = (energy, virial, self._closest(nlist), stats, err)
         if self._prev is None:
             self._prev = xp.empty((nloc, 3))
         self._prev[...] = dev.positions
@@ -256,13 +263,20 @@ class DeviceForceProvider(ForceProviderBase):
         self.time_force += (t2 - t1) - (self.world.comm_time - c1)
 
     def _search(self, state: State) -> tuple:
-        """This call's extended positions, their list (model 0's sel) and closest pair: device
-        arrays (nlist, stats, err, closest)."""
-        from ..model.cuda_evaluator import closest_pair_device
-
+        """This call's extended positions and their list for model 0's sel: (nlist or DeviceRows,
+        stats, err), device arrays (`_list`)."""
         self._extended_positions(state)
-        nlist, stats, err = self._list(self.sel)
-        return nlist, stats, err, closest_pair_device(self.be, self._ext_pos, nlist, self._sec_d)
+        return self._list(self.sel)
+
+    def _closest(self, nlist):
+        """The device record of this call's closest pair, after the model ran: a DeviceRows wrote
+        its centres' records, and gets its statistics launched, as the model formed its rows."""
+        from ..model.cuda_evaluator import closest_pair_device
+        from ..neighbor.device import DeviceRows
+
+        if isinstance(nlist, DeviceRows):
+            nlist.finish()
+        return closest_pair_device(self.be, self._ext_pos, nlist, self._sec_d)
 
     def _evaluate(self, nlist, others) -> tuple:
         """Model 0 on this call's list, and with `others` (a deviation step) the other models too,
@@ -282,9 +296,9 @@ class DeviceForceProvider(ForceProviderBase):
         """The device work of a force call without deviation models, what a CUDA graph captures
         (numdp.md.device_graph): `_search` and `_evaluate`.  Returns device arrays (nlist,
         energy, virial, closest, stats, err)."""
-        nlist, stats, err, closest = self._search(state)
+        nlist, stats, err = self._search(state)
         energy, virial = self._evaluate(nlist, None)
-        return nlist, energy, virial, closest, stats, err
+        return nlist, energy, virial, self._closest(nlist), stats, err
 
     def complete(self, state: State) -> None:
         """The host read of the launched force call, with the safety records of the arrays as
@@ -310,16 +324,26 @@ class DeviceForceProvider(ForceProviderBase):
         self.time_force += (time.perf_counter() - t0) - (self.world.comm_time - c0)
 
     def _list(self, sel: np.ndarray):
-        """(nlist (nloc, sum(sel)) int32, stats (2 ntypes,) int64, err (1,) int32), device arrays,
-        of the extended atoms of this call within rcut, DeePMD-kit's sorted slots for `sel`, with
-        the grid and key capacity fixed at the rebuild (no host read; stats and err are read with
-        the totals and checked by `_check_list`)."""
-        from ..neighbor.device import THREADS_PER_CENTRE, nlist_of_extended
+        """(nlist, stats (2 ntypes,) int64, err (1,) int32), device arrays, of the extended atoms of
+        this call within rcut, DeePMD-kit's sorted slots for `sel`, with the grid and key capacity
+        fixed at the rebuild (no host read; stats and err are read with the totals and checked by
+        `_check_list`).  nlist: the whole list (nloc, sum(sel)) int32 up to WHOLE_LIST_BYTES
+        (`whole_list`), else a numdp.neighbor.device.DeviceRows that formats each chunk's rows as
+        the model asks for them (same rows; its stats are launched by `_closest`, after the model):
+        4 sum(sel) bytes per atom less held (552 for water), one formatting per model group."""
+        from ..neighbor.device import THREADS_PER_CENTRE, nlist_of_extended, rows_of_extended
 
+        n = self.dev.natoms
+        whole = self.whole_list
+        if whole is None:
+            whole = 4 * n * int(np.sum(sel)) <= WHOLE_LIST_BYTES
         # the simulator runs each thread in Python: one thread per centre there (same list)
-        nlist, stats, err = nlist_of_extended(self._ext_pos, self._ext_types, self.dev.natoms, self.rcut, sel,
-                                              self._plan, 1 if self.be.simulator else THREADS_PER_CENTRE)
+        tpc = 1 if self.be.simulator else THREADS_PER_CENTRE
         xp = self.be.xp
+        if not whole:
+            rows = rows_of_extended(self._ext_pos, self._ext_types, n, self.rcut, sel, self._plan, tpc)
+            return rows, xp.asarray(rows.stats), xp.asarray(rows.err)
+        nlist, stats, err = nlist_of_extended(self._ext_pos, self._ext_types, n, self.rcut, sel, self._plan, tpc)
         return xp.asarray(nlist), xp.asarray(stats), xp.asarray(err)
 
     def _check_list(self, values, sel, model=None) -> None:
@@ -419,21 +443,27 @@ class DeviceForceProvider(ForceProviderBase):
         from ..model.dp_model import compute_device_ensemble
         from .forces import environment_groups
 
+        from ..neighbor.device import DeviceRows
+
         types = self.dev.types_host
         lists = {tuple(self.sel.tolist()): self._nlist}
+        made = {}   # the lists of the other sels: (stats, err, the first model) to check after use
         outs = [None] * len(models)
         for sel, members in environment_groups(models):
             group = [models[k] for k in members]
             if sel not in lists:
-                nlist, stats, err = self._list(np.asarray(sel, dtype=np.int64))
-                self._check_list(self.be.to_host(self.be.xp.concatenate([stats, err])), sel, group[0])
-                lists[sel] = nlist
+                lists[sel], stats, err = self._list(np.asarray(sel, dtype=np.int64))
+                made[sel] = (stats, err, group[0])
             if len(members) == 1:
                 outs[members[0]] = group[0].compute_device(self._ext_pos, lists[sel], types)
                 continue
             self.shared_env += len(members) - 1
             for k, out in zip(members, compute_device_ensemble(group, self._ext_pos, lists[sel], types)):
                 outs[k] = out
+        for sel, (stats, err, model) in made.items():   # a DeviceRows has its statistics once used
+            if isinstance(lists[sel], DeviceRows):
+                lists[sel].finish()
+            self._check_list(self.be.to_host(self.be.xp.concatenate([stats, err])), sel, model)
         return outs
 
     def _nonfinite_records(self):

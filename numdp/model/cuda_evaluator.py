@@ -282,7 +282,8 @@ class CUDAEvaluator:
     def compute_device(self, ext_pos, nlist, types):
         """Energies and forces left on the device, for MD on the GPU (numdp.md.device).
 
-        ext_pos (nall, 3) float64 Å and nlist (nloc, nnei) int32: device arrays; types (nloc,)
+        ext_pos (nall, 3) float64 Å and nlist (nloc, nnei) int32: device arrays (or a
+        numdp.neighbor.device.DeviceRows, whose rows each chunk forms when it runs); types (nloc,)
         int32 host array (the atoms are ordered by type on the host, once per call).  Returns
         device arrays (atom_energy (nloc,) eV, force (nall, 3) eV/Å on every extended atom,
         virial (9,) eV)."""
@@ -302,18 +303,27 @@ class CUDAEvaluator:
 
     # -- one chunk -----------------------------------------------------------------------
     def _env(self, pos, nl, atoms_host, atypes_host) -> "DeviceChunkEnv":
-        """The environment rows of a chunk of centre atoms `atoms_host` (host, sorted by type)."""
+        """The environment rows of a chunk of centre atoms `atoms_host` (host, sorted by type);
+        nl: the whole list (nloc, nnei) on the device, or a numdp.neighbor.device.DeviceRows that
+        formats this chunk's rows now."""
+        from ..neighbor.device import DeviceRows
+
         be, xp, K = self.be, self.be.xp, self.be.kernels
         d = self.params.descriptor
-        P = atoms_host.shape[0] * d.nnei
+        na = atoms_host.shape[0]
+        P = na * d.nnei
         key = atoms_host.astype(np.int64).tobytes() + atypes_host.astype(np.int64).tobytes()
         atoms, atypes = self._chunk_atoms.get(   # MD: the same chunks every step, uploaded once
             key, lambda: (be.to_device(atoms_host.astype(np.int64)),
                           be.to_device(atypes_host.astype(np.int64))))
+        rows = atoms   # the list row of chunk atom a
+        if isinstance(nl, DeviceRows):
+            nl = xp.asarray(nl.rows(atoms))
+            rows = self._chunk_atoms.get(("rows", na), lambda: be.to_device(np.arange(na, dtype=np.int64)))
         rt = xp.empty((P, 4))
         dvec = xp.empty((P, 3))
         nbr = xp.empty(P, np.int32)
-        K.envmat.env_pairs[K.launch.strided(P)](pos, nl, atoms, atypes, self.sec, self.mu, self.sd,
+        K.envmat.env_pairs[K.launch.strided(P)](pos, nl, rows, atoms, atypes, self.sec, self.mu, self.sd,
                                                 d.rcut, d.rcut_smth, self.rt_pad, rt, dvec, nbr)
         tb = np.searchsorted(atypes_host, np.arange(d.ntypes + 1))
         return DeviceChunkEnv(atoms_host, atoms, atypes, rt, dvec, nbr, tb)
@@ -518,7 +528,8 @@ def compute_device_shared(evaluators, ext_pos, nlist, types, want_force=True, wa
     runs once and each model runs its embedding, descriptor, fitting and force kernels on the rows,
     in its own output arrays and in the order of its own evaluation, so that every model's
     results are bit for bit those of its own `compute_device` (no floating-point atomics; with
-    assembly "atomic" they vary in the last bits anyway).  Arguments as CUDAEvaluator.compute;
+    assembly "atomic" they vary in the last bits anyway).  Arguments as CUDAEvaluator.compute
+    (nlist may be a numdp.neighbor.device.DeviceRows: each chunk's rows are formed once);
     returns per evaluator (atom_energy (nloc,) eV, force (nall, 3) eV/Å, virial (9,) eV,
     atom_virial (nall or 1, 9) eV, descriptor (nloc, dim_out) host or None), device arrays but
     the descriptor."""
@@ -527,9 +538,11 @@ def compute_device_shared(evaluators, ext_pos, nlist, types, want_force=True, wa
         if not ev0.shares_environment(ev):
             raise ValueError("compute_device_shared: the models differ in rcut, rcut_smth, sel, davg, dstd "
                              "or chunk size")
+    from ..neighbor.device import DeviceRows
+
     be, xp = ev0.be, ev0.be.xp
     pos = be.to_device(ext_pos, np.float64)
-    nl = be.to_device(nlist, np.int32)
+    nl = nlist if isinstance(nlist, DeviceRows) else be.to_device(nlist, np.int32)
     typ_host = np.asarray(types if isinstance(types, np.ndarray) else be.to_host(types)).astype(np.int64)
     nloc = typ_host.shape[0]
     nall = pos.shape[0]
@@ -574,12 +587,16 @@ def closest_pair_device(be: Backend, ext_pos, nlist, sec):
     extreme_rows picks the first minimum (the CPU loop's centre).  (inf, 0, -1) without pairs."""
     from ..kernels.cuda.md import closest_records
     from ..md.device_state import tree_extreme_device
+    from ..neighbor.device import DeviceRows
 
     nloc = int(nlist.shape[0])
     if nloc == 0:
         return be.xp.asarray(be.to_device(np.array([np.inf, 0.0, -1.0])))
-    rows = be.xp.empty((nloc, 3))
-    closest_records[be.kernels.launch.grid(nloc)](ext_pos, nlist, sec, rows)
+    if isinstance(nlist, DeviceRows):   # the records were written as its rows were formed
+        rows = be.xp.asarray(nlist.closest)
+    else:
+        rows = be.xp.empty((nloc, 3))
+        closest_records[be.kernels.launch.grid(nloc)](ext_pos, nlist, sec, rows)
     return tree_extreme_device(be, rows, 3, minimum=True)
 
 

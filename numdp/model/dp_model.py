@@ -201,8 +201,9 @@ class DPModel:
 
     def compute_device(self, ext_positions, nlist, types):
         """`compute` with the results left on the device (device="cuda" only; numdp.md.device):
-        ext_positions (nall, 3) and nlist (nloc, nnei) device arrays, types (nloc,) int32 host
-        array.  Returns device arrays (atom_energy (nloc,) eV, force (nall, 3) eV/Å, virial (9,) eV)."""
+        ext_positions (nall, 3) and nlist (nloc, nnei) device arrays (or a
+        numdp.neighbor.device.DeviceRows that forms each chunk's rows when asked), types (nloc,)
+        int32 host array.  Returns device arrays (atom_energy (nloc,) eV, force (nall, 3) eV/Å, virial (9,) eV)."""
         if self.device == "cpu":
             raise InputError("compute_device needs a model loaded with device='cuda'")
         return self._ev.compute_device(ext_positions, nlist, types)

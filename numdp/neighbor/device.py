@@ -277,24 +277,28 @@ def _images(x, t, nloc: int, box, cutoff: float, periodic=None):
     return pos, typ, mp, nall
 
 
-def _fill(grid, counts, nlist, err, need: int, caps, nthr: int) -> None:
-    """Launch the formatting kernel for every centre with a key buffer of at least `need` keys: the
-    smallest shared-memory capacity that holds them, else a global buffer chunked over centres."""
+def _fill(grid, counts, nlist, err, need: int, caps, nthr: int, local: bool = False) -> None:
+    """Launch the formatting kernel for every row of nlist with a key buffer of at least `need`
+    keys: the smallest shared-memory capacity that holds them, else a global buffer chunked over
+    centres.  grid[7] holds the sorted positions of the centres; row m of nlist is centre m's when
+    `local` (`DeviceRows`), else each centre's row is its atom index (the whole list)."""
     from numba import cuda
     from numdp.kernels.cuda import neighbor as kc
 
-    nloc = nlist.shape[0]
+    nrow = nlist.shape[0]
+    if nrow == 0:
+        return
     cap = next((c for c in caps if c >= need), None)
     if cap is not None:
-        kc.fill_nlist_shared(cap)[nloc, nthr](*grid[:8], 0, *grid[8:], counts, nlist, err)
+        kc.fill_nlist_shared(cap)[nrow, nthr](*grid[:8], 0, int(local), *grid[8:], counts, nlist, err)
         return
     need = max(1, need)
-    chunk = max(1, min(nloc, _SCRATCH_BYTES // (12 * need)))
+    chunk = max(1, min(nrow, _SCRATCH_BYTES // (12 * need)))
     gkeys = cuda.device_array((chunk, need), dtype=np.uint64)
     gjs = cuda.device_array((chunk, need), dtype=np.int32)
-    for m0 in range(0, nloc, chunk):
-        nb = min(chunk, nloc - m0)
-        kc.fill_nlist_global[nb, nthr](*grid[:8], m0, *grid[8:], counts, nlist, err, gkeys, gjs)
+    for m0 in range(0, nrow, chunk):
+        nb = min(chunk, nrow - m0)
+        kc.fill_nlist_global[nb, nthr](*grid[:8], m0, int(local), *grid[8:], counts, nlist, err, gkeys, gjs)
 
 
 def build_nlist_cuda(positions, types, box, rcut, sel, *, pbc=None, reach: int = DEFAULT_REACH,
@@ -459,9 +463,9 @@ def _search(pos, typ, nloc: int, rc: float, s, sec, reach: int, threads_per_cent
     return nlist, got[:ntypes].copy(), got[ntypes:].copy()
 
 
-def _fill_args(sorted_cells, cg: _CellGrid, reach: int, nloc: int, rc: float, s, sec):
+def _fill_args(sorted_cells, cg: _CellGrid, reach: int, nloc: int, rc: float, s, sec, whole: bool = True):
     """(grid arguments of the formatting kernels, counts (nloc, ntypes) int32, nlist (nloc,
-    sum(sel)) int32), the last two allocated."""
+    sum(sel)) int32 or None unless `whole`), the last two allocated."""
     from numba import cuda
 
     spos, sidx, stype, scell, cell_start, centres = sorted_cells
@@ -469,7 +473,7 @@ def _fill_args(sorted_cells, cg: _CellGrid, reach: int, nloc: int, rc: float, s,
             _device_constant(np.ascontiguousarray(s, dtype=np.int64)),
             _device_constant(np.ascontiguousarray(sec, dtype=np.int64)))
     counts = cuda.device_array((nloc, int(s.shape[0])), dtype=np.int32)
-    nlist = cuda.device_array((nloc, int(sec[-1])), dtype=np.int32)
+    nlist = cuda.device_array((nloc, int(sec[-1])), dtype=np.int32) if whole else None
     return grid, counts, nlist
 
 
@@ -572,6 +576,93 @@ def nlist_of_extended(ext_positions, ext_types, nloc: int, rcut: float, sel, pla
         _fill(grid, counts, nlist, err, plan.need, plan.caps, int(threads_per_centre))
         _launch_stats(counts, grid[9], stats)
     return nlist, stats, err
+
+
+class DeviceRows:
+    """The DeePMD-kit list of an MD call's extended atoms, formatted chunk by chunk as the CUDA
+    evaluator asks for its chunks' rows (`rows`), instead of stored whole: the whole list holds
+    4 sum(sel) bytes per atom (552 for water), this keeps the call's cell list of the extended
+    atoms (~60 B per extended atom), each centre's neighbour counts (4 ntypes B) and closest-pair
+    record (24 B), and one (chunk, sum(sel)) int32 buffer.  Made by `rows_of_extended`; the
+    evaluator (numdp.model.cuda_evaluator.compute_device_shared) asks for every centre once per
+    model group; `finish` then launches the statistics.  A row is the row of `nlist_of_extended`
+    bit for bit (the same formatting kernel for the same centre).
+
+    shape: (nloc, sum(sel)), as the list it stands for.  stats, err: as `nlist_of_extended`'s,
+    valid after `finish`.  closest: (nloc, 3) float64 records of
+    numdp.kernels.cuda.md.closest_records for every centre whose rows were formed.
+    """
+
+    def __init__(self, grid, counts, stats, err, where, nloc: int, nnei: int, need: int, caps, nthr: int,
+                 ext_positions):
+        from numba import cuda
+
+        self._grid_args = grid
+        self.counts = counts
+        self.stats = stats
+        self.err = err
+        self._where = where
+        self.shape = (int(nloc), int(nnei))
+        self._need = int(need)
+        self._caps = caps
+        self._nthr = int(nthr)
+        self._ext_positions = ext_positions
+        self.closest = cuda.device_array((max(1, int(nloc)), 3), dtype=np.float64)
+        self._buf = None
+        self.rows_formed = 0
+
+    def rows(self, atoms):
+        """(na, sum(sel)) int32 device array: the rows of the centre atoms `atoms` ((na,) int64
+        device array of local indices), in that order; their counts and closest records are kept.
+        The buffer is reused by the next call (the launches are ordered on one stream)."""
+        from numba import cuda
+        from numdp.kernels.cuda import neighbor as kc
+        from numdp.kernels.cuda.md import closest_records_rows
+
+        na = int(atoms.shape[0])
+        if self._buf is None or self._buf.shape[0] < na:
+            self._buf = cuda.device_array((na, self.shape[1]), dtype=np.int32)
+        out = self._buf[:na]
+        if na:
+            centres = cuda.device_array(na, dtype=np.int32)
+            kc.chunk_centres[_grid(na)](self._where, atoms, centres)
+            g = self._grid_args
+            _fill((*g[:7], centres, *g[8:]), self.counts, out, self.err, self._need, self._caps, self._nthr,
+                  local=True)
+            closest_records_rows[_grid(na)](self._ext_positions, out, atoms, g[10], self.closest)
+        self.rows_formed += na
+        return out
+
+    def finish(self) -> None:
+        """Launch the list's statistics (max count and overflow per type) into `stats`, once every
+        centre's rows were formed (RuntimeError otherwise: a caller's bug)."""
+        if self.rows_formed < self.shape[0]:
+            raise RuntimeError(f"DeviceRows.finish: rows of {self.rows_formed} of {self.shape[0]} centres formed")
+        if self.shape[0]:
+            _launch_stats(self.counts, self._grid_args[9], self.stats)
+
+
+def rows_of_extended(ext_positions, ext_types, nloc: int, rcut: float, sel, plan: SearchPlan,
+                     threads_per_centre: int = THREADS_PER_CENTRE) -> DeviceRows:
+    """`nlist_of_extended` without the whole list: a `DeviceRows` that formats the rows of chunks
+    of centres when asked (same arguments).  One pass of launches, no host read."""
+    from numba import cuda
+    from numdp.kernels.cuda import neighbor as kc
+
+    s = np.asarray(sel, dtype=np.int64)
+    ntypes = int(s.shape[0])
+    sec = np.zeros(ntypes + 1, dtype=np.int64)
+    np.cumsum(s, out=sec[1:])
+    nloc = int(nloc)
+    stats = cuda.device_array(2 * ntypes, dtype=np.int64)
+    err = cuda.device_array(1, dtype=np.int32)
+    sorted_cells = _sorted_cells(ext_positions, ext_types, nloc, plan.grid, stats, err)
+    grid, counts, _ = _fill_args(sorted_cells, plan.grid, plan.reach, nloc, float(rcut), s, sec, whole=False)
+    where = cuda.device_array(max(1, nloc), dtype=np.int32)
+    if nloc:
+        kc.centre_slots[_grid(nloc)](grid[1], grid[7], where)
+    return DeviceRows(grid, counts, stats, err, where, nloc, int(sec[-1]), plan.need, plan.caps,
+                      int(threads_per_centre), ext_positions)
 
 
 def search_flags(values, ntypes: int, plan: SearchPlan | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -27,11 +27,13 @@ def slot_of(p, na, sec):
 
 
 @cuda.jit
-def env_pairs(pos, nlist, atoms, atypes, sec, mu, sd, rcut, rcut_smth, rt_pad, rt, dvec, nbr):
+def env_pairs(pos, nlist, rows, atoms, atypes, sec, mu, sd, rcut, rcut_smth, rt_pad, rt, dvec, nbr):
     """rt (P, 4) normalised rows, dvec (P, 3) d = r_j - r_i (Å), nbr (P,) int32 extended index or
-    -1, for the P = na * nnei slots of chunk atoms `atoms` (na,) of types `atypes`.
+    -1, for the P = na * nnei slots of chunk atoms `atoms` (na,) of types `atypes`, whose
+    neighbours are row rows[a] of nlist (the twin of the CPU `env_pairs_rows`: rows = atoms for a
+    whole list, 0..na-1 for the chunk's own rows, numdp.neighbor.device.DeviceRows).
 
-    pos: (nall, 3) Å; nlist: (nloc, nnei) int32; sec: (ntypes+1,) int64 block starts;
+    pos: (nall, 3) Å; nlist: (nloc or na, nnei) int32; sec: (ntypes+1,) int64 block starts;
     mu, sd, rt_pad: (ntypes, ntypes, 4) per (centre type, block).  One thread per slot.
     """
     na = atoms.shape[0]
@@ -39,7 +41,7 @@ def env_pairs(pos, nlist, atoms, atypes, sec, mu, sd, rcut, rcut_smth, rt_pad, r
         t, a, s = slot_of(p, na, sec)
         i = atoms[a]
         ti = atypes[a]
-        j = nlist[i, s]
+        j = nlist[rows[a], s]
         if j >= 0 and write_pair_row(pos, i, j, ti, t, mu, sd, rcut_smth, rcut, p, rt, dvec, nbr):
             continue
         for c in range(4):

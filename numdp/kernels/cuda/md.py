@@ -327,6 +327,18 @@ def closest_records(ext_positions, nlist, sec, rows):
 
 
 @cuda.jit
+def closest_records_rows(ext_positions, nlist, atoms, sec, rows):
+    """`closest_records` of the chunk atoms atoms (na,), whose neighbours are the rows 0..na-1 of
+    nlist (numdp.neighbor.device.DeviceRows): rows[atoms[a]] = (d², atoms[a], j)."""
+    a = cuda.grid(1)
+    if a >= atoms.shape[0]:
+        return
+    i = atoms[a]
+    best, bj = _closest_neighbour(ext_positions, nlist, sec, a, i)
+    _put_record(rows, i, best, bj)
+
+
+@cuda.jit
 def nonfinite_records(a, b, rows):
     """rows[i, 0] = n - i when row i of a holds a nan or inf, else 0; rows[i, 1] the same for b:
     with `extreme_rows` (npay = 0) the max of each column is n - (the first flagged row), 0 when

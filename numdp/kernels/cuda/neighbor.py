@@ -399,9 +399,10 @@ def _key_r2(spos, stype, p, q, r2max):
 
 
 @cuda.jit(device=True, inline=True)
-def _fill_row(keys, js, cap, nkeys, tcount, spos, sidx, stype, scell, cell_start, nbins, reach, p, rcut2,
-              sel, sec, counts, nlist, err):
-    """One block formats the row of the centre at sorted position p (all threads of the block call).
+def _fill_row(keys, js, cap, nkeys, tcount, spos, sidx, stype, scell, cell_start, nbins, reach, p, out_row,
+              rcut2, sel, sec, counts, nlist, err):
+    """One block formats the centre at sorted position p into nlist[out_row] (all threads of the block
+    call); its neighbour counts go to counts[sidx[p]] (the centre's atom index).
 
     keys (cap,) uint64 and js (cap,) int32 scratch (shared memory, or global rows); nkeys (1,) and
     tcount (>= ntypes,) int32 shared.  1. zero the counters; 2. the threads stride over the stencil
@@ -448,7 +449,7 @@ def _fill_row(keys, js, cap, nkeys, tcount, spos, sidx, stype, scell, cell_start
         if tid == 0:
             cuda.atomic.max(err, 0, n)
         for s in range(tid, nnei, nthr):
-            nlist[i, s] = -1
+            nlist[out_row, s] = -1
         return
     for a in range(tid, n, nthr):
         ka = keys[a] >> uint64(KEY_DIST_SHIFT)
@@ -462,13 +463,13 @@ def _fill_row(keys, js, cap, nkeys, tcount, spos, sidx, stype, scell, cell_start
         for u in range(t):
             rank -= tcount[u]
         if rank < sel[t]:
-            nlist[i, sec[t] + rank] = ja
+            nlist[out_row, sec[t] + rank] = ja
     for s in range(tid, nnei, nthr):
         t = 0
         while s >= sec[t + 1]:
             t += 1
         if s - sec[t] >= tcount[t]:
-            nlist[i, s] = -1
+            nlist[out_row, s] = -1
     for t in range(tid, ntypes, nthr):
         counts[i, t] = tcount[t]
 
@@ -479,40 +480,62 @@ _FILL_KERNELS = {}
 def fill_nlist_shared(cap: int):
     """The block-per-centre formatting kernel with shared-memory buffers for `cap` keys.
 
-    Signature: (spos, sidx, stype, scell, cell_start, nbins, reach, centres, m0, rcut2, sel, sec,
-    counts, nlist, err); block b formats centre centres[m0 + b] (see `_fill_row`); 12 cap bytes of
-    shared memory per block (keys and indices).
+    Signature: (spos, sidx, stype, scell, cell_start, nbins, reach, centres, m0, local, rcut2, sel,
+    sec, counts, nlist, err); block b formats the centre at sorted position centres[m0 + b] (see
+    `_fill_row`) into row m0 + b of nlist when `local` (the rows of some centres only:
+    `DeviceRows`), else into the row of its atom index (the whole list); 12 cap bytes of shared
+    memory per block (keys and indices).
     """
     kernel = _FILL_KERNELS.get(cap)
     if kernel is None:
 
         @cuda.jit
-        def kernel(spos, sidx, stype, scell, cell_start, nbins, reach, centres, m0, rcut2, sel, sec,
-                   counts, nlist, err):
+        def kernel(spos, sidx, stype, scell, cell_start, nbins, reach, centres, m0, local, rcut2, sel,
+                   sec, counts, nlist, err):
             keys = cuda.shared.array(cap, dtype=uint64)
             js = cuda.shared.array(cap, dtype=int32)
             nkeys = cuda.shared.array(1, dtype=int32)
             tcount = cuda.shared.array(KEY_MAX_TYPES, dtype=int32)
-            p = centres[m0 + cuda.blockIdx.x]
+            m = m0 + cuda.blockIdx.x
+            p = centres[m]
             _fill_row(keys, js, cap, nkeys, tcount, spos, sidx, stype, scell, cell_start, nbins, reach,
-                      p, rcut2, sel, sec, counts, nlist, err)
+                      p, m if local else sidx[p], rcut2, sel, sec, counts, nlist, err)
 
         _FILL_KERNELS[cap] = made_by(kernel, __name__, "fill_nlist_shared", (cap,))
     return kernel
 
 
 @cuda.jit
-def fill_nlist_global(spos, sidx, stype, scell, cell_start, nbins, reach, centres, m0, rcut2, sel, sec,
-                      counts, nlist, err, gkeys, gjs):
+def fill_nlist_global(spos, sidx, stype, scell, cell_start, nbins, reach, centres, m0, local, rcut2, sel,
+                      sec, counts, nlist, err, gkeys, gjs):
     """`fill_nlist_shared` with the buffers in global memory: block b uses rows gkeys[b], gjs[b]
     (gkeys (nblock, cap) uint64, gjs (nblock, cap) int32), for centres with more neighbours than
     shared memory holds."""
     nkeys = cuda.shared.array(1, dtype=int32)
     tcount = cuda.shared.array(KEY_MAX_TYPES, dtype=int32)
     b = cuda.blockIdx.x
-    p = centres[m0 + b]
+    m = m0 + b
+    p = centres[m]
     _fill_row(gkeys[b], gjs[b], gkeys.shape[1], nkeys, tcount, spos, sidx, stype, scell, cell_start,
-              nbins, reach, p, rcut2, sel, sec, counts, nlist, err)
+              nbins, reach, p, m if local else sidx[p], rcut2, sel, sec, counts, nlist, err)
+
+
+@cuda.jit
+def centre_slots(sidx, centres, where):
+    """where[sidx[p]] = p for every centre p = centres[m]: the sorted position of each local atom
+    (`DeviceRows` picks a chunk's centres with it)."""
+    m = cuda.grid(1)
+    if m < centres.shape[0]:
+        p = centres[m]
+        where[sidx[p]] = p
+
+
+@cuda.jit
+def chunk_centres(where, atoms, out):
+    """out[a] = where[atoms[a]]: the sorted positions of a chunk's centre atoms."""
+    a = cuda.grid(1)
+    if a < atoms.shape[0]:
+        out[a] = where[atoms[a]]
 
 
 @cuda.jit
