@@ -342,6 +342,28 @@ def test_an_unexpected_error_on_one_rank_aborts_every_rank(tmp_path):
 
 # -- pieces, in-process on one rank ------------------------------------------------------------------
 
+def test_unpack_in_a_given_row_order_equals_unpack_then_reorder():
+    """numdp.parallel.atoms.unpack(matrix, layout, rows): each array gathered in the order `rows`
+    (gather_state's id order) equals unpacking everything and reordering it, dtypes and shapes
+    included."""
+    from numdp.parallel.atoms import column_of, layout_of, pack, unpack
+
+    rng = np.random.default_rng(3)
+    n = 7
+    arrays = {"positions": rng.normal(size=(n, 3)), "types": rng.integers(0, 3, n).astype(np.int32),
+              "ids": rng.permutation(n).astype(np.int64) + 2**40, "virial": rng.normal(size=(n, 3, 3))}
+    layout = layout_of(arrays)
+    matrix = pack(arrays, layout)
+    order = np.argsort(matrix[:, column_of(layout, "ids")], kind="stable")
+    got = unpack(matrix, layout, order)
+    ref = {k: v[np.argsort(arrays["ids"])] for k, v in arrays.items()}
+    for k in arrays:
+        assert got[k].dtype == arrays[k].dtype and got[k].flags.c_contiguous
+        np.testing.assert_array_equal(got[k], ref[k])
+    with pytest.raises(KeyError):
+        column_of(layout, "masses")
+
+
 def test_grid_choice_follows_the_cell():
     from numdp.errors import InputError
     from numdp.parallel.domain import Domain, check_grid, choose_grid

@@ -38,12 +38,25 @@ def pack(arrays: dict[str, np.ndarray], layout: Layout, rows=None) -> np.ndarray
     return out
 
 
-def unpack(matrix: np.ndarray, layout: Layout) -> dict[str, np.ndarray]:
-    """Inverse of `pack`: C-contiguous arrays of the recorded dtypes and shapes."""
-    n = matrix.shape[0]
+def unpack(matrix: np.ndarray, layout: Layout, rows=None) -> dict[str, np.ndarray]:
+    """Inverse of `pack`: C-contiguous arrays of the recorded dtypes and shapes (optionally of the
+    matrix rows `rows`, in that order: each array gathered straight from the matrix, so the
+    matrix is not copied whole)."""
+    n = matrix.shape[0] if rows is None else len(rows)
     out = {}
     c = 0
     for name, cols, dtype, shape in layout:
-        out[name] = np.ascontiguousarray(matrix[:, c:c + cols].reshape((n, *shape)), dtype=np.dtype(dtype))
+        block = matrix[:, c:c + cols] if rows is None else matrix[rows, c:c + cols]
+        out[name] = np.ascontiguousarray(block.reshape((n, *shape)), dtype=np.dtype(dtype))
         c += cols
     return out
+
+
+def column_of(layout: Layout, name: str) -> int:
+    """The first matrix column of array `name` in `layout`."""
+    c = 0
+    for key, cols, _, _ in layout:
+        if key == name:
+            return c
+        c += cols
+    raise KeyError(name)
