@@ -31,6 +31,7 @@ import argparse
 import io
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -174,6 +175,13 @@ def device_accounting(n: int, nall: float, nnei: int, ntypes: int, ncell: float)
     ]
 
 
+def shared_input(world, folder: Path, model: Path, rep: int, steps: int, precision: str) -> Path:
+    """`write_input` on rank 0 only, the other ranks waiting for it (two ranks writing the same
+    file at once let one of them read it half written)."""
+    path = write_input(folder, model, rep, steps, precision) if world.is_root else None
+    return Path(world.bcast_object(str(path) if path is not None else None))
+
+
 def child(args) -> dict:
     from numdp import load_model
     from numdp.config import load_run_settings
@@ -189,7 +197,7 @@ def child(args) -> dict:
     # warm-up: compile / load the kernels (each rank in its own folder, rank 0's name broadcast)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(world.bcast_object(tmp if world.is_root else None))
-        sim, end = build_simulation(load_run_settings(write_input(folder, args.model, 1, 3, args.precision)),
+        sim, end = build_simulation(load_run_settings(shared_input(world, folder, args.model, 1, 3, args.precision)),
                                     model=model, screen=io.StringIO(), world=world)
         sim.run(end)
         sim.close()
@@ -200,7 +208,7 @@ def child(args) -> dict:
     out["resettable"] = resettable
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(world.bcast_object(tmp if world.is_root else None))
-        settings = load_run_settings(write_input(folder, args.model, args.child, args.steps, args.precision))
+        settings = load_run_settings(shared_input(world, folder, args.model, args.child, args.steps, args.precision))
         sim, end = build_simulation(settings, model=model, screen=io.StringIO(), world=world)
         out["setup_peak"] = proc_status("VmHWM")
         out["setup_rss"] = proc_status("VmRSS")
@@ -226,7 +234,10 @@ def run_child(rep: int, steps: int, args) -> dict:
     cmd = [sys.executable, __file__, "--child", str(rep), "--steps", str(steps), "--model", str(args.model),
            "--precision", args.precision]
     if args.ranks > 1:
-        cmd = ["mpiexec", "-n", str(args.ranks)] + cmd
+        mpiexec = shutil.which("mpiexec")
+        if mpiexec is None:
+            sys.exit("bench_memory: --ranks needs mpiexec on PATH (the mpi extra's mpich puts it in the venv's bin)")
+        cmd = [mpiexec, "-n", str(args.ranks)] + cmd
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -363,7 +374,16 @@ def main(argv=None) -> int:
         neighbor_cost(args.neighbor_cost, 7)
         return 0
     if args.child is not None:
-        print(json.dumps(child(args)))
+        try:
+            print(json.dumps(child(args)))
+        except BaseException:   # under mpiexec: one rank's error must not leave the others waiting
+            import traceback
+
+            from numdp.parallel.world import create_world
+
+            traceback.print_exc()
+            sys.stderr.flush()
+            create_world().abort(1)
         return 0
     if args.device_accounting is not None:
         print_device_accounting([int(n) for n in args.device_accounting] or [1_000_000, 100_000_000])
