@@ -344,9 +344,9 @@ def test_an_unexpected_error_on_one_rank_aborts_every_rank(tmp_path):
 
 def test_unpack_in_a_given_row_order_equals_unpack_then_reorder():
     """numdp.parallel.atoms.unpack(matrix, layout, rows): each array gathered in the order `rows`
-    (gather_state's id order) equals unpacking everything and reordering it, dtypes and shapes
-    included."""
-    from numdp.parallel.atoms import column_of, layout_of, pack, unpack
+    (gather_state's and migrate's id order, `unpack_by_id`) equals unpacking everything and
+    reordering it, dtypes and shapes included."""
+    from numdp.parallel.atoms import column_of, layout_of, pack, unpack, unpack_by_id
 
     rng = np.random.default_rng(3)
     n = 7
@@ -357,9 +357,11 @@ def test_unpack_in_a_given_row_order_equals_unpack_then_reorder():
     order = np.argsort(matrix[:, column_of(layout, "ids")], kind="stable")
     got = unpack(matrix, layout, order)
     ref = {k: v[np.argsort(arrays["ids"])] for k, v in arrays.items()}
+    by_id = unpack_by_id(matrix, layout)
     for k in arrays:
         assert got[k].dtype == arrays[k].dtype and got[k].flags.c_contiguous
         np.testing.assert_array_equal(got[k], ref[k])
+        np.testing.assert_array_equal(by_id[k], ref[k])
     with pytest.raises(KeyError):
         column_of(layout, "masses")
 

@@ -28,7 +28,6 @@ __all__ = [
     "KEY_DIST_SCALE",
     "KEY_DIST_SHIFT",
     "KEY_MAX_DIST",
-    "KEY_MAX_INDEX",
     "KEY_MAX_TYPES",
     "KEY_TYPE_SHIFT",
     "pack_key",
@@ -42,7 +41,6 @@ KEY_DIST_SHIFT = 24
 KEY_DIST_SCALE = 67108864.0  # 2**26: distance quantum 2**-26 Å
 KEY_MAX_TYPES = 128  # 2**(64 - 57)
 KEY_MAX_DIST = 128.0  # 2**33 quanta of 2**-26 Å
-KEY_MAX_INDEX = 16777216  # 2**24
 INDEX_MASK = 16777215  # 2**24 - 1
 DIST_MASK = 8589934591  # 2**33 - 1
 

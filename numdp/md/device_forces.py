@@ -441,9 +441,8 @@ class DeviceForceProvider(ForceProviderBase):
         numdp.model.dp_model.compute_device_ensemble, which computes it once per chunk and gives
         each model the bits of its own compute_device."""
         from ..model.dp_model import compute_device_ensemble
-        from .forces import environment_groups
-
         from ..neighbor.device import DeviceRows
+        from .forces import environment_groups
 
         types = self.dev.types_host
         lists = {tuple(self.sel.tolist()): self._nlist}

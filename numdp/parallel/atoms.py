@@ -52,6 +52,12 @@ def unpack(matrix: np.ndarray, layout: Layout, rows=None) -> dict[str, np.ndarra
     return out
 
 
+def unpack_by_id(matrix: np.ndarray, layout: Layout) -> dict[str, np.ndarray]:
+    """`unpack` in ascending order of the "ids" column (ids are exact in float64 below 2**53):
+    each array gathered in that order straight from the matrix, with no sorted copy after it."""
+    return unpack(matrix, layout, np.argsort(matrix[:, column_of(layout, "ids")], kind="stable"))
+
+
 def column_of(layout: Layout, name: str) -> int:
     """The first matrix column of array `name` in `layout`."""
     c = 0

@@ -12,7 +12,7 @@ import copy
 import numpy as np
 
 from ..system import State, atom_arrays, set_atom_arrays
-from .atoms import column_of, layout_of, pack, unpack, width
+from .atoms import layout_of, pack, unpack, unpack_by_id, width
 from .domain import Domain, wrap_images
 from .exchange import sort_by_id
 from .world import World
@@ -79,9 +79,7 @@ def gather_state(world: World, state: State) -> State | None:
     if not world.is_root:
         return None
     full = _without_atoms(state)
-    # each array gathered in id order straight from the received rows (ids are exact in float64
-    # below 2**53): rank 0 holds the rows and the arrays, not a third, sorted copy as well
-    order = np.argsort(rows[:, column_of(layout, "ids")], kind="stable")
-    set_atom_arrays(full, unpack(rows, layout, order))
+    # rank 0 holds the received rows and the arrays gathered from them in id order, no third copy
+    set_atom_arrays(full, unpack_by_id(rows, layout))
     full.natoms_global = full.natoms
     return full

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .atoms import layout_of, pack, unpack
+from .atoms import layout_of, pack, unpack_by_id
 from .domain import Domain, wrap_images
 from .world import World
 
@@ -34,7 +34,7 @@ def migrate(world: World, domain: Domain, arrays: dict[str, np.ndarray], box) ->
         return sort_by_id(arrays)
     layout = layout_of(arrays)
     rows = route_rows(world, domain, pack(arrays, layout), arrays["positions"], box)
-    return sort_by_id(unpack(rows, layout))
+    return unpack_by_id(rows, layout)
 
 
 def route_rows(world: World, domain: Domain, rows: np.ndarray, positions: np.ndarray, box) -> np.ndarray:

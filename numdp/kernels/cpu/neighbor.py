@@ -26,7 +26,6 @@ from numdp.kernels.keys import (  # noqa: F401  (KEY_* re-exported for numdp.nei
     KEY_DIST_SCALE,
     KEY_DIST_SHIFT,
     KEY_MAX_DIST,
-    KEY_MAX_INDEX,
     KEY_MAX_TYPES,
     KEY_TYPE_SHIFT,
     INDEX_MASK,
