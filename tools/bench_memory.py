@@ -375,7 +375,13 @@ def main(argv=None) -> int:
         return 0
     if args.child is not None:
         try:
-            print(json.dumps(child(args)))
+            out = child(args)
+            from numdp.parallel.world import create_world
+
+            world = create_world()
+            # one line per rank, printed by rank 0 (lines printed by two ranks at once can interleave)
+            for r in (world.comm.gather(out, root=0) if world.size > 1 else [out]) or []:
+                print(json.dumps(r))
         except BaseException:   # under mpiexec: one rank's error must not leave the others waiting
             import traceback
 
