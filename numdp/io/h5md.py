@@ -36,16 +36,19 @@ directory), so a crash or a failed write never leaves a half-written checkpoint 
 from __future__ import annotations
 
 import getpass
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 import h5py
 import numpy as np
 
 from ..errors import InputError, one_line
-from ..system import State, from_arrays, to_arrays
+from ..system import State, atom_arrays, from_arrays, to_arrays
 from ..units import EV_TO_KJ_PER_MOL
 from ..signals import whole_write
 from .atomic import atomic_path
+from .trajectory import Frame, whole_frame
 
 H5MD_VERSION = (1, 1)
 GROUP = "trajectory"
@@ -107,7 +110,8 @@ def _time_element(parent: h5py.Group, name: str, shape, unit: str | None, clock)
 class H5MDWriter:
     """Append frames to an H5MD file.
 
-    path: file name; species (N,) int model types; masses (N,) amu; type_map: element names;
+    path: file name; species (N,) int model types; masses (N,) amu (both None with `natoms`: the
+    caller fills the datasets); type_map: element names;
     fields: subset of FIELDS; periodic: whether the box is periodic (one bool, or three for mixed
     boundary conditions: H5MD boundary "periodic" / "none" per vector); force_unit: a key of
     FORCE_UNITS; input_text: stored in /parameters/numdp.  `resume_after` = k opens an existing
@@ -115,19 +119,24 @@ class H5MDWriter:
     """
 
     def __init__(self, path, species, masses, type_map, fields=FIELDS, periodic=True,
-                 force_unit=DEFAULT_FORCE_UNIT, input_text="", resume_after: int | None = None):
+                 force_unit=DEFAULT_FORCE_UNIT, input_text="", resume_after: int | None = None,
+                 natoms: int | None = None):
         self.path = Path(path)
         self.fields = tuple(fields)
         self.force_scale = FORCE_UNITS[force_unit]
-        natoms = len(species)
+        natoms = len(species) if species is not None else int(natoms)
         if resume_after is not None and self.path.exists():
             self._open_existing(natoms, resume_after)
             return
         self.h5 = h5py.File(self.path, "w")
         _write_header(self.h5, type_map, input_text)
         part = self.h5.create_group(f"particles/{GROUP}")
-        part.create_dataset("species", data=np.asarray(species, dtype=np.int32))
-        part.create_dataset("mass", data=np.asarray(masses, dtype=np.float64)).attrs["unit"] = "u"
+        if species is None:  # written by the caller (`write_checkpoint`, block by block)
+            part.create_dataset("species", shape=(natoms,), dtype=np.int32)
+            part.create_dataset("mass", shape=(natoms,), dtype=np.float64).attrs["unit"] = "u"
+        else:
+            part.create_dataset("species", data=np.asarray(species, dtype=np.int32))
+            part.create_dataset("mass", data=np.asarray(masses, dtype=np.float64)).attrs["unit"] = "u"
         box = part.create_group("box")
         box.attrs["dimension"] = np.int32(3)
         flags = (bool(periodic),) * 3 if np.ndim(periodic) == 0 else tuple(bool(p) for p in periodic)
@@ -198,16 +207,19 @@ class H5MDWriter:
 
     def append(self, step: int, time: float, positions, velocities, forces, box, observables: dict) -> None:
         """Write one frame (arrays in Å, Å/ps, eV/Å; box (3, 3) Å or None; observables by name)."""
-        data = {"position": positions, "velocity": velocities, "box": box}
-        if "force" in self.fields:
-            data["force"] = np.asarray(forces) * self.force_scale
-        for name, value in observables.items():
-            data[name] = value
+        self.append_frame(whole_frame(step, time, positions, velocities, forces, box, observables))
+
+    def append_frame(self, frame: Frame) -> None:
+        """Write one frame whose atoms arrive in blocks (numdp.io.trajectory.Frame); a field the
+        frame does not carry is stored as zeros, an observable it does not give as nan."""
+        data = {"box": frame.box, **frame.observables}
+        per_atom = {"velocity": "velocities", "force": "forces", "position": "positions"}
         with whole_write():  # an abort (second SIGINT / SIGTERM) waits for the whole frame
             n = self.nframes
-            for ds, v in ((self.clock[0], step), (self.clock[1], time)):
+            for ds, v in ((self.clock[0], frame.step), (self.clock[1], frame.time)):
                 ds.resize(n + 1, axis=0)
                 ds[n] = v
+            atoms = []
             for name, value in self.values:
                 if name == "position":
                     # everything else of the frame reaches the file before `position` grows: HDF5
@@ -215,7 +227,18 @@ class H5MDWriter:
                     # killed (kill -9) then would leave more positions than temperatures
                     self.h5.flush()
                 value.resize(n + 1, axis=0)
-                value[n] = data.get(name, np.nan)  # an observable not given is stored as nan
+                if name in per_atom:
+                    atoms.append((value, per_atom[name], self.force_scale if name == "force" else None))
+                else:
+                    value[n] = data.get(name, np.nan)
+            for start, arrays in frame.blocks:
+                stop = start + len(arrays["positions"])
+                for value, key, scale in atoms:
+                    a = arrays.get(key)
+                    if a is None:
+                        value[n, start:stop] = 0.0
+                    else:
+                        value[n, start:stop] = a if scale is None else np.asarray(a) * scale
             self.h5.flush()
 
     def close(self) -> None:
@@ -312,23 +335,64 @@ def is_checkpoint(path) -> bool:
 # -- checkpoints -----------------------------------------------------------------------------------
 
 
+class AtomBlocks(Protocol):
+    """Per-atom arrays of a whole system in id order, block by block
+    (numdp.parallel.distribute.GlobalAtoms): natoms, and blocks() yielding (start, arrays)."""
+
+    natoms: int
+
+    def blocks(self) -> Iterator[tuple[int, dict[str, np.ndarray]]]: ...
+
+
+class _WholeState:
+    """`AtomBlocks` of a State that holds the whole system: one block, its arrays as they are."""
+
+    def __init__(self, state: State):
+        self.natoms = state.natoms
+        self._arrays = atom_arrays(state)
+
+    def blocks(self):
+        yield 0, self._arrays
+
+
 def write_checkpoint(path, state: State, observables: dict, input_text: str = "",
-                     force_unit: str = DEFAULT_FORCE_UNIT) -> None:
-    """Write the whole State atomically (numdp.io.atomic: temporary name, fsync, rename)."""
+                     force_unit: str = DEFAULT_FORCE_UNIT, atoms: AtomBlocks | None = None) -> None:
+    """Write the whole State atomically (numdp.io.atomic: temporary name, fsync, rename).
+
+    atoms: the per-atom arrays of the whole system block by block (an MPI run's rank 0 passes
+    its `GlobalAtoms`; `state` then gives the global fields only); by default `state`'s own.
+    """
+    atoms = atoms if atoms is not None else _WholeState(state)
+    per_atom = set(atom_arrays(state)) | {"neighbor/positions"}   # (written from the blocks when valid)
     with atomic_path(path, "checkpoint") as tmp:
-        writer = H5MDWriter(tmp, state.types, state.masses, state.type_map, FIELDS,
+        writer = H5MDWriter(tmp, None, None, state.type_map, FIELDS,
                             state.pbc_flags if state.box is not None else False,
-                            force_unit, input_text)
+                            force_unit, input_text, natoms=atoms.natoms)
         try:
-            forces = state.forces if state.forces is not None else np.zeros_like(state.positions)
-            writer.append(state.step, state.time, state.positions, state.velocities, forces, state.box,
-                          observables)
             g = writer.h5.create_group("numdp/state")
             for key, value in to_arrays(state).items():
+                if key in per_atom:
+                    continue
                 if isinstance(value, np.ndarray) and value.dtype == object:
                     g.create_dataset(key, data=np.array([str(v) for v in value], dtype=h5py.string_dtype()))
                 else:
                     g.create_dataset(key, data=value)
+            part = writer.h5[f"particles/{GROUP}"]
+
+            def blocks():
+                for start, arrays in atoms.blocks():
+                    stop = start + len(arrays["positions"])
+                    part["species"][start:stop] = arrays["types"]
+                    part["mass"][start:stop] = arrays["masses"]
+                    for key, a in arrays.items():
+                        if key not in g:
+                            g.create_dataset(key, shape=(atoms.natoms, *a.shape[1:]), dtype=a.dtype)
+                        g[key][start:stop] = a
+                    yield start, arrays
+
+            names = tuple(k for k in ("positions", "velocities", "forces") if k in per_atom)
+            writer.append_frame(Frame(state.step, state.time, atoms.natoms, state.box, dict(observables),
+                                      names, blocks()))
         finally:
             writer.close()
 

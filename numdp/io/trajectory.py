@@ -1,6 +1,8 @@
 """Trajectory writers behind `numdp run`'s trajectory reporter: H5MD, extended XYZ, LAMMPS dump.
 
-Every writer has the interface of `TrajectoryWriter`: ``append`` writes one frame and flushes it
+Every writer has the interface of `TrajectoryWriter`: ``append_frame`` writes one `Frame`, whose
+atoms arrive in blocks in id order (an MPI run gathers them on rank 0 block by block:
+numdp.parallel.distribute.GlobalAtoms), ``append`` one frame from whole arrays, and both flush it
 to the operating system (a killed run leaves every complete frame readable), ``last_step`` is the
 step of the last frame, and ``resume_after = k`` reopens an existing file, drops its frames with
 step > k (and an incomplete last frame) and appends after them (restarts).
@@ -38,6 +40,8 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -52,14 +56,50 @@ SUFFIXES = {"h5md": ".h5md", "extxyz": ".extxyz", "lammps-dump": ".lammpstrj"}
 """Default trajectory file suffix of each format."""
 
 
+@dataclass
+class Frame:
+    """One trajectory frame whose atoms arrive in blocks.
+
+    step; time ps; natoms N; box (3, 3) Å, rows = cell vectors, or None; observables by name
+    (eV, K, bar, Å³); arrays: the per-atom arrays each block carries ("positions" Å, and
+    "velocities" Å/ps, "forces" eV/Å when present); blocks: (start, {name: (n, 3)}) for atoms
+    start .. start + n - 1, in order, covering all N atoms once; bounds: (lo, hi) (3,) Å of the
+    positions, for a LAMMPS dump of a system without a cell (None otherwise).
+    """
+
+    step: int
+    time: float
+    natoms: int
+    box: np.ndarray | None
+    observables: dict
+    arrays: tuple[str, ...]
+    blocks: Iterable[tuple[int, dict[str, np.ndarray]]]
+    bounds: tuple[np.ndarray, np.ndarray] | None = None
+
+
+def whole_frame(step, time, positions, velocities, forces, box, observables) -> Frame:
+    """A `Frame` of one block from whole arrays (velocities, forces may be None)."""
+    pos = np.asarray(positions, dtype=np.float64)
+    arrays = {"positions": pos}
+    for name, a in (("velocities", velocities), ("forces", forces)):
+        if a is not None:
+            arrays[name] = np.asarray(a, dtype=np.float64)
+    bounds = (pos.min(axis=0), pos.max(axis=0)) if box is None and len(pos) else None
+    return Frame(int(step), float(time), len(pos), None if box is None else np.asarray(box, dtype=np.float64),
+                 dict(observables), tuple(arrays), [(0, arrays)], bounds)
+
+
 class TrajectoryWriter(Protocol):
     path: Path
 
     def last_step(self) -> int | None: ...
 
+    def append_frame(self, frame: Frame) -> None:
+        """Write `frame` (its blocks are consumed once, in order) and flush it."""
+
     def append(self, step: int, time: float, positions, velocities, forces, box, observables: dict) -> None:
-        """One frame: positions (N, 3) Å, velocities (N, 3) Å/ps, forces (N, 3) eV/Å, box (3, 3)
-        Å rows = cell vectors or None, observables by name (eV, K, bar, Å³)."""
+        """One frame from whole arrays: positions (N, 3) Å, velocities (N, 3) Å/ps, forces (N, 3)
+        eV/Å, box (3, 3) Å rows = cell vectors or None, observables by name (eV, K, bar, Å³)."""
 
     def close(self) -> None: ...
 
@@ -86,7 +126,7 @@ def open_trajectory(fmt: str, path, species, masses, type_map, fields, periodic,
 
 
 class _TextWriter:
-    """A text trajectory appended frame by frame (subclasses: `_frame_text`, `_frame_at`)."""
+    """A text trajectory appended frame by frame (subclasses: `_header_text`, `_atoms_text`, `_frame_at`)."""
 
     def __init__(self, path, species, masses, type_map, fields, resume_after: int | None,
                  periodic=True):
@@ -143,17 +183,19 @@ class _TextWriter:
         return self._last
 
     def append(self, step, time, positions, velocities, forces, box, observables) -> None:
-        text = self._frame_text(int(step), float(time), np.asarray(positions, dtype=np.float64),
-                                None if velocities is None or "velocity" not in self.fields
-                                else np.asarray(velocities, dtype=np.float64),
-                                None if forces is None or "force" not in self.fields
-                                else np.asarray(forces, dtype=np.float64),
-                                None if box is None else np.asarray(box, dtype=np.float64),
-                                observables)
-        with whole_write():  # a signal handler may run inside write() (EINTR): the frame lands whole
-            self.fh.write(text)
+        self.append_frame(whole_frame(step, time, positions, velocities, forces, box, observables))
+
+    def append_frame(self, frame: Frame) -> None:
+        vel = "velocity" in self.fields and "velocities" in frame.arrays
+        frc = "force" in self.fields and "forces" in frame.arrays
+        # a signal handler may run inside write() (EINTR): the frame lands whole
+        with whole_write():
+            self.fh.write(self._header_text(frame, vel, frc))
+            for start, a in frame.blocks:
+                self.fh.write(self._atoms_text(start, a["positions"], a["velocities"] if vel else None,
+                                               a["forces"] if frc else None, frame.box))
             self.fh.flush()
-        self._last = int(step)
+        self._last = int(frame.step)
 
     def close(self) -> None:
         if self.fh is not None:
@@ -168,29 +210,35 @@ def _num(v: float) -> str:
 class ExtxyzWriter(_TextWriter):
     FORMAT = "extxyz"
 
-    def _frame_text(self, step, time, pos, vel, frc, box, observables) -> str:
+    def _header_text(self, frame: Frame, vel: bool, frc: bool) -> str:
         props = "species:S:1:pos:R:3"
-        cols = [np.array(self.names, dtype=object)[:, None], pos]
-        if vel is not None:
+        if vel:
             props += ":masses:R:1:momenta:R:3"
-            cols += [self.masses[:, None], vel * self.masses[:, None] * ASE_TIME_IN_PS]
-        if frc is not None:
+        if frc:
             props += ":forces:R:3"
-            cols.append(frc)
         head = []
-        if box is not None:
-            head.append('Lattice="' + " ".join(_num(v) for v in box.ravel()) + '"')
+        if frame.box is not None:
+            head.append('Lattice="' + " ".join(_num(v) for v in frame.box.ravel()) + '"')
         head.append(f"Properties={props}")
-        obs = dict(observables)
+        obs = dict(frame.observables)
         if "potential_energy" in obs:
             head.append(f"energy={_num(obs.pop('potential_energy'))}")
-        head.append(f"step={step} time={_num(time)}")
+        head.append(f"step={frame.step} time={_num(frame.time)}")
         head += [f"{k}={_num(v)}" for k, v in obs.items() if math.isfinite(v)]
-        flags = self.pbc if box is not None else (False,) * 3
+        flags = self.pbc if frame.box is not None else (False,) * 3
         head.append('pbc="' + " ".join("T" if f else "F" for f in flags) + '"')
+        return f"{frame.natoms}\n{' '.join(head)}\n"
+
+    def _atoms_text(self, start, pos, vel, frc, box) -> str:
+        n = len(pos)
+        masses = self.masses[start:start + n, None]
+        cols = [np.array(self.names[start:start + n], dtype=object)[:, None], pos]
+        if vel is not None:
+            cols += [masses, vel * masses * ASE_TIME_IN_PS]
+        if frc is not None:
+            cols.append(frc)
         table = np.concatenate([np.asarray(c, dtype=object) for c in cols], axis=1)
-        rows = "\n".join(" ".join(str(x) if k == 0 else _num(x) for k, x in enumerate(r)) for r in table)
-        return f"{len(pos)}\n{' '.join(head)}\n{rows}\n"
+        return "".join(" ".join(str(x) if k == 0 else _num(x) for k, x in enumerate(r)) + "\n" for r in table)
 
     @staticmethod
     def _frame_at(lines: list[str], i: int):
@@ -220,16 +268,14 @@ def lammps_box(box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class LammpsDumpWriter(_TextWriter):
     FORMAT = "lammps-dump"
 
-    def _frame_text(self, step, time, pos, vel, frc, box, observables) -> str:
-        n = len(pos)
-        out = [f"ITEM: TIMESTEP\n{step}\nITEM: NUMBER OF ATOMS\n{n}\n"]
-        if box is None:
-            lo, hi = pos.min(axis=0), pos.max(axis=0)
+    def _header_text(self, frame: Frame, vel: bool, frc: bool) -> str:
+        out = [f"ITEM: TIMESTEP\n{frame.step}\nITEM: NUMBER OF ATOMS\n{frame.natoms}\n"]
+        if frame.box is None:
+            lo, hi = frame.bounds if frame.bounds is not None else (np.zeros(3), np.zeros(3))
             out.append("ITEM: BOX BOUNDS ss ss ss\n"
                        + "".join(f"{_num(lo[d])} {_num(hi[d])}\n" for d in range(3)))
         else:
-            h, q = lammps_box(box)
-            pos, vel, frc = (None if v is None else v @ q for v in (pos, vel, frc))
+            h, _ = lammps_box(frame.box)
             xy, xz, yz = h[1, 0], h[2, 0], h[2, 1]
             bounds = " ".join("pp" if f else "ff" for f in self.pbc)   # LAMMPS: p periodic, f fixed
             if xy == 0 and xz == 0 and yz == 0:
@@ -242,14 +288,18 @@ class LammpsDumpWriter(_TextWriter):
                            f"{_num(xlo)} {_num(xhi)} {_num(xy)}\n"
                            f"{_num(min(0.0, yz))} {_num(h[1, 1] + max(0.0, yz))} {_num(xz)}\n"
                            f"0.0 {_num(h[2, 2])} {_num(yz)}\n")
-        cols = "id type element xu yu zu" + (" vx vy vz" if vel is not None else "") \
-            + (" fx fy fz" if frc is not None else "")
+        cols = "id type element xu yu zu" + (" vx vy vz" if vel else "") + (" fx fy fz" if frc else "")
         out.append(f"ITEM: ATOMS {cols}\n")
-        arrays = [pos] + [v for v in (vel, frc) if v is not None]
-        table = np.concatenate(arrays, axis=1)
-        out.extend(f"{i + 1} {self.species[i] + 1} {self.names[i]} " + " ".join(_num(x) for x in table[i]) + "\n"
-                   for i in range(n))
         return "".join(out)
+
+    def _atoms_text(self, start, pos, vel, frc, box) -> str:
+        if box is not None:
+            _, q = lammps_box(box)
+            pos, vel, frc = (None if v is None else v @ q for v in (pos, vel, frc))
+        table = np.concatenate([pos] + [v for v in (vel, frc) if v is not None], axis=1)
+        return "".join(f"{i + 1} {self.species[i] + 1} {self.names[i]} "
+                       + " ".join(_num(x) for x in table[i - start]) + "\n"
+                       for i in range(start, start + len(pos)))
 
     @staticmethod
     def _frame_at(lines: list[str], i: int):

@@ -5,9 +5,9 @@ reporter wants and hands it to all of them.  Formats live in writers (numdp.io.t
 reporters only decide when to call them.
 
 On several MPI ranks every rank runs the same reporters at the same steps: thermodynamic values
-are global reductions, per-atom output is gathered on rank 0 in global id order
-(`Snapshot.global_state`, collective; O(N) memory on rank 0 at output steps only), and only
-rank 0 prints and writes files.
+are global reductions, per-atom output reaches rank 0 in global id order block by block
+(`Snapshot.atoms`, numdp.parallel.distribute.GlobalAtoms: collective; rank 0 holds one block at a
+time, not the whole system), and only rank 0 prints and writes files.
 """
 from __future__ import annotations
 
@@ -15,9 +15,11 @@ import math
 import sys
 from dataclasses import dataclass
 
+import numpy as np
+
 from ..io.h5md import DEFAULT_FORCE_UNIT, write_checkpoint
-from ..io.trajectory import TrajectoryWriter
-from ..parallel.distribute import gather_state
+from ..io.trajectory import Frame, TrajectoryWriter
+from ..parallel.distribute import GlobalAtoms
 from ..parallel.world import World
 from ..progress import Progress
 from ..system import State, kinetic_energy, pressure, temperature
@@ -43,15 +45,20 @@ class Snapshot:
     vol: float
     econs: float
     world: World | None = None
-    _global: State | None = None
-    _gathered: bool = False
 
-    def global_state(self) -> State | None:
-        """The whole state in global id order on rank 0, None elsewhere.  Collective (once)."""
-        if not self._gathered:
-            self._global = gather_state(self.world or World(None), self.state)
-            self._gathered = True
-        return self._global
+    def atoms(self, names: tuple[str, ...] | None = None) -> GlobalAtoms:
+        """The per-atom arrays `names` (default: all) of every rank in global id order, block by
+        block (`GlobalAtoms.blocks` is collective)."""
+        return GlobalAtoms(self.world or World(None), self.state, names)
+
+    def position_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """(lo, hi) (3,) Å of all ranks' positions.  Collective."""
+        world = self.world or World(None)
+        pos = self.state.positions
+        lo = pos.min(axis=0) if len(pos) else np.full(3, np.inf)
+        hi = pos.max(axis=0) if len(pos) else np.full(3, -np.inf)
+        return (np.array([-world.max_global(-float(v)) for v in lo]),
+                np.array([world.max_global(float(v)) for v in hi]))
 
     def observables(self) -> dict[str, float]:
         """Values for the H5MD /observables group."""
@@ -145,9 +152,15 @@ class TrajectoryReporter:
         return step % self.every == 0
 
     def report(self, s: Snapshot) -> None:
-        st = s.global_state()
-        if self.writer is not None:
-            self.writer.append(st.step, st.time, st.positions, st.velocities, st.forces, st.box, s.observables())
+        st = s.state
+        names = ("positions", "velocities", "forces") if st.forces is not None else ("positions", "velocities")
+        atoms = s.atoms(names)
+        bounds = s.position_bounds() if st.box is None else None
+        if self.writer is None:
+            atoms.drain()
+        else:
+            self.writer.append_frame(Frame(st.step, st.time, atoms.natoms, st.box, s.observables(),
+                                           names, atoms.blocks(), bounds))
         self.last_step = s.step
 
     def write_now(self, s: Snapshot) -> None:
@@ -181,9 +194,11 @@ class CheckpointReporter:
 
     def write(self, s: Snapshot, path) -> None:
         """Collective: every rank calls it; rank 0 writes."""
-        full = s.global_state()
-        if full is not None:
-            write_checkpoint(path, full, s.observables(), self.input_text, self.force_unit)
+        atoms = s.atoms()
+        if atoms.world.is_root:
+            write_checkpoint(path, s.state, s.observables(), self.input_text, self.force_unit, atoms)
+        else:
+            atoms.drain()
         if path == self.path:
             self.last_written = s.step
 

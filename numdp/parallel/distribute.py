@@ -1,9 +1,10 @@
 """Whole states between rank 0 and the ranks that own the atoms: start-up and output.
 
 `scatter_state` hands every rank the atoms of its subdomain (rank 0 has read the start structure
-or checkpoint); `gather_state` collects all atoms on rank 0 in global id order for the trajectory
-and checkpoints.  These are the only places where one rank holds every atom: rank 0, at start-up
-and at output steps, transiently (O(N) memory there); the MD steps themselves never do.
+or checkpoint): the only place where one rank holds every atom (rank 0, at start-up).
+`GlobalAtoms` hands rank 0 the atoms of every rank in global id order for the trajectory and
+checkpoints, in blocks of at most `OUTPUT_BLOCK` atoms that the writers write one after the
+other, so that output holds O(block) atoms on rank 0, not the whole system.
 """
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import copy
 
 import numpy as np
 
+from collections.abc import Iterator
+
 from ..system import State, atom_arrays, set_atom_arrays
-from .atoms import layout_of, pack, unpack, unpack_by_id, width
+from .atoms import Layout, layout_of, pack, unpack, unpack_by_id, width
 from .domain import Domain, wrap_images
 from .exchange import sort_by_id
 from .world import World
@@ -68,18 +71,65 @@ def scatter_state(world: World, domain: Domain, state: State | None) -> State:
     return local
 
 
-def gather_state(world: World, state: State) -> State | None:
-    """On rank 0: the whole state, atoms in ascending id order, global fields from rank 0's
-    `state`; None on the other ranks.  Collective."""
-    arrays = atom_arrays(state)
-    if world.size == 1:
-        return state
-    layout = layout_of(arrays)
-    rows = world.gather_rows(pack(arrays, layout))
-    if not world.is_root:
-        return None
-    full = _without_atoms(state)
-    # rank 0 holds the received rows and the arrays gathered from them in id order, no third copy
-    set_atom_arrays(full, unpack_by_id(rows, layout))
-    full.natoms_global = full.natoms
-    return full
+OUTPUT_BLOCK = 1 << 18
+"""Atoms per block of `GlobalAtoms` (rank 0 holds a block's rows and arrays: ~60 MB of state)."""
+
+
+class GlobalAtoms:
+    """The per-atom arrays of every rank's atoms in ascending global id order, for the writers.
+
+    state: this rank's State, whose ids are 0 .. natoms_global - 1 over all ranks; names: the
+    arrays to hand over (keys of `numdp.system.atom_arrays`; default all of them); block: atoms
+    per block (default `OUTPUT_BLOCK`).
+    `blocks()` yields, on rank 0, (start, arrays) for ids start .. start + n - 1, n <= block,
+    in order, and None on the other ranks; it is collective: every rank must run through it
+    (the writers of rank 0 consume it, the other ranks `drain` it).  On one rank the blocks are
+    views of the state's arrays when they are in id order already (no copy).
+    """
+
+    def __init__(self, world: World, state: State, names: tuple[str, ...] | None = None,
+                 block: int | None = None):
+        arrays = atom_arrays(state)
+        if names is not None:
+            arrays = {k: arrays[k] for k in names if k in arrays}
+        arrays.setdefault("ids", state.ids)
+        self.world = world
+        self.natoms = int(state.natoms_global if world.size > 1 else state.natoms)
+        self.block = max(1, int(block if block is not None else OUTPUT_BLOCK))
+        self._arrays = arrays
+        self.layout: Layout = layout_of(arrays)
+        """Name, columns, dtype and trailing shape of each array (the same on every rank)."""
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _, _, _ in self.layout]
+
+    def blocks(self) -> Iterator[tuple[int, dict[str, np.ndarray]] | None]:
+        ids = self._arrays["ids"]
+        order = None if _ascending(ids) else np.argsort(ids, kind="stable")
+        sorted_ids = ids if order is None else ids[order]
+        for start in range(0, self.natoms, self.block):
+            stop = min(start + self.block, self.natoms)
+            lo, hi = np.searchsorted(sorted_ids, [start, stop])
+            if self.world.size == 1:
+                rows = slice(lo, hi) if order is None else order[lo:hi]
+                part = {k: a[rows] for k, a in self._arrays.items()}
+            else:
+                got = self.world.gather_rows(pack(self._arrays, self.layout,
+                                                  np.arange(lo, hi) if order is None else order[lo:hi]))
+                if not self.world.is_root:
+                    yield None
+                    continue
+                part = unpack_by_id(got, self.layout)
+            if not np.array_equal(part["ids"], np.arange(start, stop)):
+                raise RuntimeError(f"atom ids {start}..{stop - 1} are not held once each by the ranks (a bug)")
+            yield start, part
+
+    def drain(self) -> None:
+        """Take part in `blocks` without using them (ranks other than 0)."""
+        for _ in self.blocks():
+            pass
+
+
+def _ascending(ids: np.ndarray) -> bool:
+    return bool(ids.shape[0] < 2 or np.all(ids[1:] > ids[:-1]))
