@@ -218,14 +218,15 @@ SMALL_BLOCKS = textwrap.dedent("""
     from numdp.cli import main
     from numdp.parallel import distribute
 
-    distribute.OUTPUT_BLOCK = 7   # 216 atoms: 31 blocks per frame and checkpoint
+    distribute.BLOCK_ATOMS = 7   # 216 atoms: 31 blocks at start-up, per frame and per checkpoint
     sys.exit(main(["run", "md.toml"]))
 """)
 
 
-def test_output_gathered_in_small_blocks_is_the_same_bits(two_ranks, tmp_path):
-    """The trajectory and checkpoint of a 2-rank run reach rank 0 in blocks of 7 atoms instead of
-    one: the same files, bit for bit (only the gathering differs)."""
+def test_atoms_moved_in_small_blocks_give_the_same_bits(two_ranks, tmp_path):
+    """A 2-rank run whose start structure is handed out, and whose trajectory and checkpoint reach
+    rank 0, in blocks of 7 atoms instead of one: the same files, bit for bit (only the moving of
+    the atoms differs)."""
     path = make_run(tmp_path)
     (path / "small.py").write_text(SMALL_BLOCKS)
     r = subprocess.run([MPIEXEC, "-n", "2", sys.executable, "small.py"], cwd=path, capture_output=True,

@@ -1,21 +1,19 @@
 """Whole states between rank 0 and the ranks that own the atoms: start-up and output.
 
 `scatter_state` hands every rank the atoms of its subdomain (rank 0 has read the start structure
-or checkpoint): the only place where one rank holds every atom (rank 0, at start-up).
-`GlobalAtoms` hands rank 0 the atoms of every rank in global id order for the trajectory and
-checkpoints, in blocks of at most `OUTPUT_BLOCK` atoms that the writers write one after the
-other, so that output holds O(block) atoms on rank 0, not the whole system.
+or checkpoint, the only time one rank holds every atom); `GlobalAtoms` hands rank 0 the atoms of
+every rank in global id order for the trajectory and checkpoints.  Both move the atoms in blocks
+of at most `BLOCK_ATOMS`, so that their buffers hold one block, not the whole system.
 """
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 
 import numpy as np
 
-from collections.abc import Iterator
-
 from ..system import State, atom_arrays, set_atom_arrays
-from .atoms import Layout, layout_of, pack, unpack, unpack_by_id, width
+from .atoms import Layout, layout_of, pack, unpack_by_id, width
 from .domain import Domain, wrap_images
 from .exchange import sort_by_id
 from .world import World
@@ -43,36 +41,57 @@ def ownership_positions(state: State):
     return state.positions, state.box
 
 
+def _owners(domain: Domain, positions: np.ndarray, box) -> np.ndarray:
+    """The rank owning each atom of `positions` (n, 3) Å in cell `box` (rank 0 without a cell)."""
+    if box is None:
+        return np.zeros(positions.shape[0], dtype=np.int64)
+    return domain.owners(wrap_images(positions, box)[0])
+
+
 def scatter_state(world: World, domain: Domain, state: State | None) -> State:
     """This rank's part of the global `state` (given on rank 0 only; ignored elsewhere): the atoms
-    of its subdomain sorted by id, with the global fields of the whole state.  Collective."""
+    of its subdomain sorted by id, with the global fields of the whole state.  Collective.
+
+    Rank 0 hands the atoms out in blocks of `BLOCK_ATOMS` (in the state's order), so that besides
+    the state it holds one block of packed rows, not the whole system's; each rank fills its
+    rows, whose number rank 0 counted first, block by block."""
     if world.size == 1:
         arrays = sort_by_id(atom_arrays(state))
         set_atom_arrays(state, arrays)
         state.natoms_global = state.natoms
         return state
-    rows = counts = None
     meta = None
+    block = BLOCK_ATOMS
     if world.is_root:
         arrays = atom_arrays(state)
         layout = layout_of(arrays)
         positions, box = ownership_positions(state)
-        owners = (np.zeros(state.natoms, dtype=np.int64) if box is None
-                  else domain.owners(wrap_images(positions, box)[0]))
-        order = np.lexsort((state.ids, owners))
-        counts = np.bincount(owners, minlength=world.size)
-        rows = pack(arrays, layout, order)
-        meta = (layout, _without_atoms(state), state.natoms)
-    layout, light, natoms = world.bcast_object(meta)
-    mine = world.scatter_rows(rows, counts, width(layout))
+        totals = np.zeros(world.size, dtype=np.int64)
+        for start in range(0, state.natoms, block):
+            totals += np.bincount(_owners(domain, positions[start:start + block], box), minlength=world.size)
+        meta = (layout, _without_atoms(state), state.natoms, totals, block)
+    layout, light, natoms, totals, block = world.bcast_object(meta)
+    m = width(layout)
+    mine = np.empty((int(totals[world.rank]), m))
+    filled = 0
+    for start in range(0, natoms, block):
+        rows = counts = None
+        if world.is_root:
+            owners = _owners(domain, positions[start:start + block], box)
+            counts = np.bincount(owners, minlength=world.size)
+            rows = pack(arrays, layout, start + np.argsort(owners, kind="stable"))
+        got = world.scatter_rows(rows, counts, m)
+        mine[filled:filled + got.shape[0]] = got
+        filled += got.shape[0]
     local = light if not world.is_root else _without_atoms(state)
-    set_atom_arrays(local, unpack(mine, layout))
+    set_atom_arrays(local, unpack_by_id(mine, layout))
     local.natoms_global = int(natoms)
     return local
 
 
-OUTPUT_BLOCK = 1 << 18
-"""Atoms per block of `GlobalAtoms` (rank 0 holds a block's rows and arrays: ~60 MB of state)."""
+BLOCK_ATOMS = 1 << 18
+"""Atoms per block of `scatter_state` and `GlobalAtoms`: rank 0 holds one block's rows (and, for
+output, its arrays) at a time, ~60 MB of state, instead of the whole system's."""
 
 
 class GlobalAtoms:
@@ -80,7 +99,7 @@ class GlobalAtoms:
 
     state: this rank's State, whose ids are 0 .. natoms_global - 1 over all ranks; names: the
     arrays to hand over (keys of `numdp.system.atom_arrays`; default all of them); block: atoms
-    per block (default `OUTPUT_BLOCK`).
+    per block (default `BLOCK_ATOMS`).
     `blocks()` yields, on rank 0, (start, arrays) for ids start .. start + n - 1, n <= block,
     in order, and None on the other ranks; it is collective: every rank must run through it
     (the writers of rank 0 consume it, the other ranks `drain` it).  On one rank the blocks are
@@ -95,7 +114,7 @@ class GlobalAtoms:
         arrays.setdefault("ids", state.ids)
         self.world = world
         self.natoms = int(state.natoms_global if world.size > 1 else state.natoms)
-        self.block = max(1, int(block if block is not None else OUTPUT_BLOCK))
+        self.block = max(1, int(block if block is not None else BLOCK_ATOMS))
         self._arrays = arrays
         self.layout: Layout = layout_of(arrays)
         """Name, columns, dtype and trailing shape of each array (the same on every rank)."""
