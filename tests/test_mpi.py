@@ -241,6 +241,19 @@ def test_atoms_moved_in_small_blocks_give_the_same_bits(two_ranks, tmp_path):
     assert np.array_equal(a.neighbor["positions"], b.neighbor["positions"])
 
 
+def test_a_positions_only_trajectory_on_two_ranks(serial, tmp_path):
+    """[output] fields = ["position"]: only positions are gathered and written, and they are the
+    serial run's."""
+    path = make_run(tmp_path, extra='fields = ["position"]')
+    numdp_run(path, 2)
+    with h5py.File(path / "traj.h5md", "r") as f:
+        g = f["particles/trajectory"]
+        assert "velocity" not in g and "force" not in g
+        pos = g["position/value"][()]
+    bound = same_run_bounds(serial)[0]
+    assert np.all(np.abs(pos - serial["position"]).max(axis=(1, 2)) <= bound)
+
+
 def test_restart_on_other_rank_counts_and_bitwise_on_the_same(serial, two_ranks, tmp_path):
     path = make_run(tmp_path / "r", steps=80)
     numdp_run(path, 2)  # 0 -> 80 on 2 ranks

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..io.h5md import DEFAULT_FORCE_UNIT, write_checkpoint
+from ..io.h5md import DEFAULT_FORCE_UNIT, FIELDS, write_checkpoint
 from ..io.trajectory import Frame, TrajectoryWriter
 from ..parallel.distribute import GlobalAtoms
 from ..parallel.world import World
@@ -139,10 +139,13 @@ class TrajectoryReporter:
     """Appends a frame to the trajectory every `every` steps.
 
     writer: the TrajectoryWriter (H5MD, extxyz or LAMMPS dump: numdp.io.trajectory) on rank 0, None on the other ranks (which take part in gathering);
-    path: the trajectory file; world: the run's ranks.  Construction is collective."""
+    path: the trajectory file; world: the run's ranks; fields: the per-atom fields the file stores
+    ("position", "velocity", "force"; only these are gathered).  Construction is collective."""
 
-    def __init__(self, writer: TrajectoryWriter | None, every: int, path=None, world: World | None = None):
+    def __init__(self, writer: TrajectoryWriter | None, every: int, path=None, world: World | None = None,
+                 fields: tuple[str, ...] = FIELDS):
         self.writer = writer
+        self.fields = tuple(fields)
         self.every = int(every)
         self.world = world if world is not None else World(None)
         self.path = path if path is not None else writer.path
@@ -153,7 +156,8 @@ class TrajectoryReporter:
 
     def report(self, s: Snapshot) -> None:
         st = s.state
-        names = ("positions", "velocities", "forces") if st.forces is not None else ("positions", "velocities")
+        names = ("positions",) + (("velocities",) if "velocity" in self.fields else ()) \
+            + (("forces",) if "force" in self.fields and st.forces is not None else ())
         atoms = s.atoms(names)
         bounds = s.position_bounds() if st.box is None else None
         if self.writer is None:

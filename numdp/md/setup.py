@@ -265,7 +265,7 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
                                              resume_after=state.step if restarted else None)
         trajectory = None
         if out.trajectory is not None:
-            trajectory = TrajectoryReporter(writer, out.every, out.trajectory, world)
+            trajectory = TrajectoryReporter(writer, out.every, out.trajectory, world, out.fields)
             reporters.append(trajectory)
         devi = settings.model_devi
         if devi is not None:
