@@ -609,12 +609,14 @@ class DeviceRows:
         self._ext_positions = ext_positions
         self.closest = cuda.device_array((max(1, int(nloc)), 3), dtype=np.float64)
         self._buf = None
+        self._centres = None
         self.rows_formed = 0
 
     def rows(self, atoms):
         """(na, sum(sel)) int32 device array: the rows of the centre atoms `atoms` ((na,) int64
         device array of local indices), in that order; their counts and closest records are kept.
-        The buffer is reused by the next call (the launches are ordered on one stream)."""
+        The buffers (rows and the centres' sorted positions) are reused by the next call (the
+        launches are ordered on one stream)."""
         from numba import cuda
         from numdp.kernels.cuda import neighbor as kc
         from numdp.kernels.cuda.md import closest_records_rows
@@ -622,9 +624,10 @@ class DeviceRows:
         na = int(atoms.shape[0])
         if self._buf is None or self._buf.shape[0] < na:
             self._buf = cuda.device_array((na, self.shape[1]), dtype=np.int32)
+            self._centres = cuda.device_array(na, dtype=np.int32)
         out = self._buf[:na]
         if na:
-            centres = cuda.device_array(na, dtype=np.int32)
+            centres = self._centres[:na]
             kc.chunk_centres[_grid(na)](self._where, atoms, centres)
             g = self._grid_args
             _fill((*g[:7], centres, *g[8:]), self.counts, out, self.err, self._need, self._caps, self._nthr,
