@@ -48,7 +48,7 @@ from ..system import State, atom_arrays, from_arrays, to_arrays
 from ..units import EV_TO_KJ_PER_MOL
 from ..signals import whole_write
 from .atomic import atomic_path
-from .trajectory import Frame, whole_frame
+from .trajectory import FIELD_ARRAYS, Frame, whole_frame
 
 H5MD_VERSION = (1, 1)
 GROUP = "trajectory"
@@ -213,7 +213,6 @@ class H5MDWriter:
         """Write one frame whose atoms arrive in blocks (numdp.io.trajectory.Frame); a field the
         frame does not carry is stored as zeros, an observable it does not give as nan."""
         data = {"box": frame.box, **frame.observables}
-        per_atom = {"velocity": "velocities", "force": "forces", "position": "positions"}
         with whole_write():  # an abort (second SIGINT / SIGTERM) waits for the whole frame
             n = self.nframes
             for ds, v in ((self.clock[0], frame.step), (self.clock[1], frame.time)):
@@ -227,8 +226,8 @@ class H5MDWriter:
                     # killed (kill -9) then would leave more positions than temperatures
                     self.h5.flush()
                 value.resize(n + 1, axis=0)
-                if name in per_atom:
-                    atoms.append((value, per_atom[name], self.force_scale if name == "force" else None))
+                if name in FIELD_ARRAYS:
+                    atoms.append((value, FIELD_ARRAYS[name], self.force_scale if name == "force" else None))
                 else:
                     value[n] = data.get(name, np.nan)
             for start, arrays in frame.blocks:
@@ -390,7 +389,7 @@ def write_checkpoint(path, state: State, observables: dict, input_text: str = ""
                         g[key][start:stop] = a
                     yield start, arrays
 
-            names = tuple(k for k in ("positions", "velocities", "forces") if k in per_atom)
+            names = tuple(FIELD_ARRAYS[f] for f in FIELDS if FIELD_ARRAYS[f] in per_atom)
             writer.append_frame(Frame(state.step, state.time, atoms.natoms, state.box, dict(observables),
                                       names, blocks()))
         finally:

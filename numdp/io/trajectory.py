@@ -54,6 +54,8 @@ from ..units import ASE_TIME_IN_PS
 FORMATS = ("h5md", "extxyz", "lammps-dump")
 SUFFIXES = {"h5md": ".h5md", "extxyz": ".extxyz", "lammps-dump": ".lammpstrj"}
 """Default trajectory file suffix of each format."""
+FIELD_ARRAYS = {"position": "positions", "velocity": "velocities", "force": "forces"}
+"""The per-atom array (`Frame.arrays`, numdp.system.atom_arrays) of each trajectory field."""
 
 
 @dataclass
@@ -186,8 +188,7 @@ class _TextWriter:
         self.append_frame(whole_frame(step, time, positions, velocities, forces, box, observables))
 
     def append_frame(self, frame: Frame) -> None:
-        vel = "velocity" in self.fields and "velocities" in frame.arrays
-        frc = "force" in self.fields and "forces" in frame.arrays
+        vel, frc = (f in self.fields and FIELD_ARRAYS[f] in frame.arrays for f in ("velocity", "force"))
         # a signal handler may run inside write() (EINTR): the frame lands whole
         with whole_write():
             self.fh.write(self._header_text(frame, vel, frc))

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..io.h5md import DEFAULT_FORCE_UNIT, FIELDS, write_checkpoint
-from ..io.trajectory import Frame, TrajectoryWriter
+from ..io.trajectory import FIELD_ARRAYS, Frame, TrajectoryWriter
 from ..parallel.distribute import GlobalAtoms
 from ..parallel.world import World
 from ..progress import Progress
@@ -156,15 +156,13 @@ class TrajectoryReporter:
 
     def report(self, s: Snapshot) -> None:
         st = s.state
-        names = ("positions",) + (("velocities",) if "velocity" in self.fields else ()) \
-            + (("forces",) if "force" in self.fields and st.forces is not None else ())
-        atoms = s.atoms(names)
+        atoms = s.atoms(("positions",) + tuple(FIELD_ARRAYS[f] for f in self.fields if f != "position"))
         bounds = s.position_bounds() if st.box is None else None
         if self.writer is None:
             atoms.drain()
         else:
             self.writer.append_frame(Frame(st.step, st.time, atoms.natoms, st.box, s.observables(),
-                                           names, atoms.blocks(), bounds))
+                                           atoms.names, atoms.blocks(), bounds))
         self.last_step = s.step
 
     def write_now(self, s: Snapshot) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 from ..system import State, atom_arrays, set_atom_arrays
 from .atoms import Layout, layout_of, pack, unpack_by_id, width
 from .domain import Domain, wrap_images
-from .exchange import sort_by_id
+from .exchange import ids_ascending, sort_by_id
 from .world import World
 
 
@@ -120,12 +120,13 @@ class GlobalAtoms:
         """Name, columns, dtype and trailing shape of each array (the same on every rank)."""
 
     @property
-    def names(self) -> list[str]:
-        return [name for name, _, _, _ in self.layout]
+    def names(self) -> tuple[str, ...]:
+        """The arrays each block carries: those of `names` the state has, and "ids"."""
+        return tuple(name for name, _, _, _ in self.layout)
 
     def blocks(self) -> Iterator[tuple[int, dict[str, np.ndarray]] | None]:
         ids = self._arrays["ids"]
-        order = None if _ascending(ids) else np.argsort(ids, kind="stable")
+        order = None if ids_ascending(ids) else np.argsort(ids, kind="stable")
         sorted_ids = ids if order is None else ids[order]
         for start in range(0, self.natoms, self.block):
             stop = min(start + self.block, self.natoms)
@@ -148,7 +149,3 @@ class GlobalAtoms:
         """Take part in `blocks` without using them (ranks other than 0)."""
         for _ in self.blocks():
             pass
-
-
-def _ascending(ids: np.ndarray) -> bool:
-    return bool(ids.shape[0] < 2 or np.all(ids[1:] > ids[:-1]))

@@ -17,10 +17,15 @@ from .domain import Domain, wrap_images
 from .world import World
 
 
+def ids_ascending(ids: np.ndarray) -> bool:
+    """Whether the ids (n,) are strictly ascending."""
+    return bool(ids.shape[0] < 2 or np.all(ids[1:] > ids[:-1]))
+
+
 def sort_by_id(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The per-atom arrays in ascending order of arrays["ids"] (unchanged when already sorted)."""
     ids = arrays["ids"]
-    if ids.shape[0] < 2 or bool(np.all(ids[1:] > ids[:-1])):
+    if ids_ascending(ids):
         return arrays
     order = np.argsort(ids, kind="stable")
     return {name: np.ascontiguousarray(a[order]) for name, a in arrays.items()}
