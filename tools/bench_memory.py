@@ -374,22 +374,21 @@ def main(argv=None) -> int:
         neighbor_cost(args.neighbor_cost, 7)
         return 0
     if args.child is not None:
+        from numdp.parallel.world import create_world
+
+        world = create_world()
         try:
             out = child(args)
-            from numdp.parallel.world import create_world
-
-            world = create_world()
             # one line per rank, printed by rank 0 (lines printed by two ranks at once can interleave)
-            for r in (world.comm.gather(out, root=0) if world.size > 1 else [out]) or []:
+            lines = world.comm.gather(out, root=0) if world.size > 1 else [out]
+            for r in lines if world.is_root else []:
                 print(json.dumps(r))
         except BaseException:   # under mpiexec: one rank's error must not leave the others waiting
             import traceback
 
-            from numdp.parallel.world import create_world
-
             traceback.print_exc()
             sys.stderr.flush()
-            create_world().abort(1)
+            world.abort(1)
         return 0
     if args.device_accounting is not None:
         print_device_accounting([int(n) for n in args.device_accounting] or [1_000_000, 100_000_000])
