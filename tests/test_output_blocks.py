@@ -6,7 +6,6 @@ whole system; the same code runs on one rank.  Small blocks (2-4 atoms) and atom
 id order exercise the block boundaries and the sort."""
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ from numdp.io.trajectory import Frame, open_trajectory
 from numdp.parallel.distribute import GlobalAtoms
 from numdp.parallel.world import World
 from numdp.system import State, atom_arrays
+from test_mpi import MPIEXEC, TIMEOUT, _mpi4py
 
 ROOT = Path(__file__).resolve().parents[1]
 FIELDS = ("position", "velocity", "force")
@@ -157,22 +157,14 @@ else:
 """
 
 
-def _mpiexec():
-    here = Path(sys.executable).parent / "mpiexec"
-    return str(here) if here.exists() else shutil.which("mpiexec")
-
-
+@pytest.mark.skipif(MPIEXEC is None or not _mpi4py(), reason="MPI tests need mpi4py and mpiexec")
 @pytest.mark.parametrize("fmt,box", [("h5md", True), ("lammps-dump", False)])
 def test_three_ranks_write_what_one_rank_writes(tmp_path, fmt, box):
     """Atoms spread over 3 ranks (rank 0 holding the fewest), gathered in blocks of 4 and 5:
     the trajectory frame and the checkpoint equal the one-rank files of the whole state."""
-    pytest.importorskip("mpi4py")
-    mpiexec = _mpiexec()
-    if mpiexec is None:
-        pytest.skip("no mpiexec (pip install -e '.[mpi]')")
     (tmp_path / "run.py").write_text(MPI_SCRIPT.format(tests=str(ROOT / "tests"), fmt=fmt, box=box))
-    r = subprocess.run([mpiexec, "-n", "3", sys.executable, "run.py"], cwd=tmp_path, capture_output=True,
-                       text=True, timeout=180)
+    r = subprocess.run([MPIEXEC, "-n", "3", sys.executable, "run.py"], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=TIMEOUT)
     assert r.returncode == 0, r.stderr[-3000:]
     st = _state(n=23, box=box)
     ref = _by_id(st)
