@@ -11,7 +11,10 @@ Units: Å, Å/ps, amu, eV, eV/Å, ps.  Positions are *unwrapped* (continuous in 
 """
 from __future__ import annotations
 
+import copy
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -165,6 +168,75 @@ def set_atom_arrays(state: State, arrays: dict[str, np.ndarray]) -> None:
     state.forces = arrays.get("forces")
     if "neighbor/positions" in arrays:
         state.neighbor["positions"] = arrays["neighbor/positions"]
+
+
+ATOM_DTYPES = {"positions": np.float64, "velocities": np.float64, "types": np.int32, "masses": np.float64,
+               "ids": np.int64, "forces": np.float64, "neighbor/positions": np.float64}
+"""The dtype of each per-atom array a State may carry (keys as returned by atom_arrays)."""
+
+
+def without_atoms(state: State) -> State:
+    """A copy of `state`'s global fields whose per-atom arrays (those of atom_arrays) have no rows;
+    `set_atom_arrays` fills them in.  Small: for broadcasting, and the `light` of an AtomSource."""
+    light = copy.copy(state)
+    light.neighbor = dict(state.neighbor)
+    empty = {name: np.asarray(a)[:0] for name, a in atom_arrays(state).items()}
+    light.neighbor.pop("positions", None)
+    set_atom_arrays(light, empty)
+    light.thermostat = dict(state.thermostat)
+    light.barostat = dict(state.barostat)
+    light.natoms_global = state.natoms_global
+    return light
+
+
+class AtomSource(Protocol):
+    """A whole system's start state, its atoms handed out block by block (rank 0 of a run reads a
+    checkpoint or builds replicas this way, so that it never holds the whole system).
+
+    light: the global fields (box, step, thermostat, ...), with per-atom arrays of no rows whose
+    names, dtypes and trailing shapes are those of the blocks (`atom_arrays(light)`);
+    natoms: atoms of the system; blocks(block, names): the per-atom arrays of atoms
+    start .. start + n - 1 of the source's order (n <= block), every array or only `names`."""
+
+    light: State
+    natoms: int
+
+    def blocks(self, block: int, names: tuple[str, ...] | None = None) -> Iterator[dict[str, np.ndarray]]: ...
+
+
+class WholeAtoms:
+    """The `AtomSource` of a State held whole: its arrays sliced (views)."""
+
+    def __init__(self, state: State):
+        self.light = without_atoms(state)
+        self.natoms = state.natoms
+        self._arrays = atom_arrays(state)
+
+    def blocks(self, block: int, names: tuple[str, ...] | None = None) -> Iterator[dict[str, np.ndarray]]:
+        arrays = self._arrays if names is None else {k: self._arrays[k] for k in names}
+        for start in range(0, self.natoms, max(1, int(block))):
+            yield {k: a[start:start + block] for k, a in arrays.items()}
+
+
+def whole_state(source: AtomSource, block: int = 1 << 20) -> State:
+    """The State of every atom of `source`, in the source's order (its arrays concatenated)."""
+    state = copy.copy(source.light)
+    state.neighbor = dict(source.light.neighbor)
+    state.thermostat = dict(source.light.thermostat)
+    state.barostat = dict(source.light.barostat)
+    n = int(source.natoms)
+    whole = {name: np.empty((n, *a.shape[1:]), dtype=a.dtype) for name, a in atom_arrays(source.light).items()}
+    start = 0
+    for arrays in source.blocks(block):
+        stop = start + len(arrays["positions"])
+        for name, a in arrays.items():
+            whole[name][start:stop] = a
+        start = stop
+    if start != n:
+        raise RuntimeError(f"an atom source of {n} atoms handed out {start} (a bug)")
+    set_atom_arrays(state, whole)
+    state.natoms_global = n
+    return state
 
 
 # -- serialisation ------------------------------------------------------------------------------

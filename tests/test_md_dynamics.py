@@ -16,7 +16,7 @@ import pytest
 from numdp.md.barostat import StochasticCellRescaling, is_lower_triangular
 from numdp.md.forces import ForceProvider
 from numdp.md.integrator import VelocityVerlet
-from numdp.md.setup import maxwell_boltzmann
+from numdp.md.start import maxwell_boltzmann
 from numdp.md.thermostats import THERMOSTATS
 from numdp.system import State, kinetic_energy, pressure_tensor
 from numdp.units import EV_PER_A3_TO_BAR, KB

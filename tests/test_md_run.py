@@ -389,7 +389,7 @@ def test_new_run_of_zero_steps_evaluates_step_zero(tmp_path, capsys):
 def test_type_names_name_the_numeric_species_of_an_xyz_start(tmp_path):
     """[system] type_names applies to an xyz start whose species are numeric types (LAMMPS
     `dump xyz`), as to a LAMMPS data file; it was ignored."""
-    from numdp.md.setup import state_from_structure
+    from numdp.md.start import state_from_structure
 
     x, box = fcc(1, 5.3)
     lattice = " ".join(f"{v:.10f}" for v in box.ravel())

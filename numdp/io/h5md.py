@@ -44,7 +44,7 @@ import h5py
 import numpy as np
 
 from ..errors import InputError, one_line
-from ..system import State, atom_arrays, from_arrays, to_arrays
+from ..system import ATOM_DTYPES, State, atom_arrays, from_arrays, to_arrays, whole_state
 from ..units import EV_TO_KJ_PER_MOL
 from ..signals import whole_write
 from .atomic import atomic_path
@@ -131,7 +131,8 @@ class H5MDWriter:
         self.h5 = h5py.File(self.path, "w")
         _write_header(self.h5, type_map, input_text)
         part = self.h5.create_group(f"particles/{GROUP}")
-        if species is None:  # written by the caller (`write_checkpoint`, block by block)
+        self.needs_atoms = species is None
+        if species is None:  # written by the caller block by block (`set_atoms`)
             part.create_dataset("species", shape=(natoms,), dtype=np.int32)
             part.create_dataset("mass", shape=(natoms,), dtype=np.float64).attrs["unit"] = "u"
         else:
@@ -163,7 +164,14 @@ class H5MDWriter:
         order = (*OBSERVABLES, "box", "velocity", "force", "position")
         self.values = [(name, self.elements[name]["value"]) for name in order if name in self.elements]
 
+    def set_atoms(self, start: int, types: np.ndarray, masses: np.ndarray) -> None:
+        """The model types (n,) and masses (n,) amu of atoms start .. start + n - 1."""
+        part = self.h5[f"particles/{GROUP}"]
+        part["species"][start:start + len(types)] = types
+        part["mass"][start:start + len(types)] = masses
+
     def _open_existing(self, natoms: int, resume_after: int) -> None:
+        self.needs_atoms = False
         try:
             self.h5 = h5py.File(self.path, "a")
         except OSError as exc:
@@ -376,13 +384,11 @@ def write_checkpoint(path, state: State, observables: dict, input_text: str = ""
                     g.create_dataset(key, data=np.array([str(v) for v in value], dtype=h5py.string_dtype()))
                 else:
                     g.create_dataset(key, data=value)
-            part = writer.h5[f"particles/{GROUP}"]
 
             def blocks():
                 for start, arrays in atoms.blocks():
                     stop = start + len(arrays["positions"])
-                    part["species"][start:stop] = arrays["types"]
-                    part["mass"][start:stop] = arrays["masses"]
+                    writer.set_atoms(start, arrays["types"], arrays["masses"])
                     for key, a in arrays.items():
                         if key not in g:
                             g.create_dataset(key, shape=(atoms.natoms, *a.shape[1:]), dtype=a.dtype)
@@ -396,20 +402,46 @@ def write_checkpoint(path, state: State, observables: dict, input_text: str = ""
             writer.close()
 
 
-def read_checkpoint(path) -> State:
-    """The State stored by `write_checkpoint` (InputError when the file is not a numdp checkpoint)."""
-    path = Path(path)
-    with _open_for_reading(path, "the checkpoint") as h5:
-        if "numdp/state" not in h5:
-            raise InputError(f"{path}: not a numdp checkpoint (no /numdp/state group)")
-        arrays = {}
+class CheckpointAtoms:
+    """The State of a checkpoint as an `numdp.system.AtomSource`: its global fields (`light`) read at
+    opening, its per-atom datasets read slice by slice, a block at a time (`blocks`), so that a
+    run's rank 0 never holds the whole system.  InputError when the file is not a numdp checkpoint."""
 
-        def visit(name, obj):
-            if isinstance(obj, h5py.Dataset):
+    def __init__(self, path):
+        self.path = Path(path)
+        arrays = {}
+        self._per_atom: list[str] = []
+        with _open_for_reading(self.path, "the checkpoint") as h5:
+            if "numdp/state" not in h5:
+                raise InputError(f"{self.path}: not a numdp checkpoint (no /numdp/state group)")
+            g = h5["numdp/state"]
+            n = g["positions"].shape[0] if isinstance(g.get("positions"), h5py.Dataset) else None
+
+            def visit(name, obj):
+                if not isinstance(obj, h5py.Dataset):
+                    return
+                if name in ATOM_DTYPES and n is not None and obj.ndim and obj.shape[0] == n:
+                    self._per_atom.append(name)
+                    arrays[name] = np.empty((0, *obj.shape[1:]), dtype=ATOM_DTYPES[name])
+                    return
                 data = obj[()]
                 if obj.dtype.kind in ("O", "S"):
                     data = np.array([d.decode() if isinstance(d, bytes) else str(d) for d in data], dtype=object)
                 arrays[name] = data
 
-        h5["numdp/state"].visititems(visit)
-    return from_arrays(arrays, what=str(path))
+            g.visititems(visit)
+        self.natoms = int(n or 0)
+        self.light = from_arrays(arrays, what=str(self.path))
+        self.light.natoms_global = self.natoms
+
+    def blocks(self, block: int, names: tuple[str, ...] | None = None) -> Iterator[dict[str, np.ndarray]]:
+        names = self._per_atom if names is None else [k for k in names if k in self._per_atom]
+        with _open_for_reading(self.path, "the checkpoint") as h5:
+            g = h5["numdp/state"]
+            for start in range(0, self.natoms, max(1, int(block))):
+                yield {k: np.ascontiguousarray(g[k][start:start + block], dtype=ATOM_DTYPES[k]) for k in names}
+
+
+def read_checkpoint(path) -> State:
+    """The State stored by `write_checkpoint` (InputError when the file is not a numdp checkpoint)."""
+    return whole_state(CheckpointAtoms(path))

@@ -445,11 +445,14 @@ def read_h5md_structure(path, frame: int = -1) -> Structure:
 # -- operations ------------------------------------------------------------------------------------
 
 
-def replicate(s: Structure, reps) -> Structure:
-    """Tile a periodic structure reps = (na, nb, nc) times along its cell vectors (image-major order)."""
+def replica_shifts(s: Structure, reps) -> tuple[np.ndarray, np.ndarray | None]:
+    """(shifts (R, 3) Å, box) of tiling `s` reps = (na, nb, nc) times along its cell vectors: the
+    offset of each replica, image-major (i over a slowest, k over c fastest), and the tiled cell.
+    Replica r's atom i is atom r * natoms + i of the tiled structure, at s.positions[i] + shifts[r].
+    InputError when reps repeats a vector that is not periodic."""
     reps = [int(r) for r in reps]
     if reps == [1, 1, 1]:
-        return s
+        return np.zeros((1, 3)), s.box
     if s.box is None:
         raise InputError(f"{s.source}: replicate needs a periodic cell")
     for k in range(3):
@@ -457,6 +460,16 @@ def replicate(s: Structure, reps) -> Structure:
             raise InputError(f"{s.source}: replicate {reps} repeats cell vector {'abc'[k]}, which is not periodic")
     shifts = np.array([[i, j, k] for i in range(reps[0]) for j in range(reps[1]) for k in range(reps[2])],
                       dtype=np.float64) @ s.box
+    return shifts, s.box * np.array(reps, dtype=np.float64)[:, None]
+
+
+def replicate(s: Structure, reps) -> Structure:
+    """Tile a periodic structure reps = (na, nb, nc) times along its cell vectors (image-major
+    order: `replica_shifts`)."""
+    reps = [int(r) for r in reps]
+    if reps == [1, 1, 1]:
+        return s
+    shifts, box = replica_shifts(s, reps)
     n = len(shifts)
 
     def tile(a):
@@ -465,7 +478,7 @@ def replicate(s: Structure, reps) -> Structure:
     positions = (s.positions[None, :, :] + shifts[:, None, :]).reshape(-1, 3)
     return Structure(
         positions=positions,
-        box=s.box * np.array(reps, dtype=np.float64)[:, None],
+        box=box,
         elements=None if s.elements is None else s.elements * n,
         type_ids=tile(s.type_ids),
         velocities=tile(s.velocities),

@@ -93,8 +93,13 @@ def whole_frame(step, time, positions, velocities, forces, box, observables) -> 
 
 class TrajectoryWriter(Protocol):
     path: Path
+    needs_atoms: bool
+    """Whether `set_atoms` must give every atom's type and mass before the first frame."""
 
     def last_step(self) -> int | None: ...
+
+    def set_atoms(self, start: int, types: np.ndarray, masses: np.ndarray) -> None:
+        """The model types (n,) and masses (n,) amu of atoms start .. start + n - 1."""
 
     def append_frame(self, frame: Frame) -> None:
         """Write `frame` (its blocks are consumed once, in order) and flush it."""
@@ -114,30 +119,37 @@ def format_of_path(path: Path) -> str | None:
 
 
 def open_trajectory(fmt: str, path, species, masses, type_map, fields, periodic,
-                    force_unit: str, input_text: str = "", resume_after: int | None = None) -> TrajectoryWriter:
+                    force_unit: str, input_text: str = "", resume_after: int | None = None,
+                    natoms: int | None = None) -> TrajectoryWriter:
     """The writer of format `fmt` (see the module docstring) for atoms of model types `species`
     (N,) and `masses` (N,) amu; `fields` selects velocity and force (positions always);
-    `periodic`: False (no cell), True (periodic along every cell vector) or three booleans."""
+    `periodic`: False (no cell), True (periodic along every cell vector) or three booleans.
+    With species and masses None, `natoms` atoms whose types and masses the caller gives block by
+    block (`set_atoms`) before the first frame, where the writer `needs_atoms`."""
     if fmt == "h5md":
         from .h5md import H5MDWriter
 
         return H5MDWriter(path, species, masses, type_map, fields, periodic, force_unit, input_text,
-                          resume_after=resume_after)
+                          resume_after=resume_after, natoms=natoms)
     cls = {"extxyz": ExtxyzWriter, "lammps-dump": LammpsDumpWriter}[fmt]
-    return cls(path, species, masses, type_map, fields, resume_after, periodic)
+    return cls(path, species, masses, type_map, fields, resume_after, periodic, natoms)
 
 
 class _TextWriter:
     """A text trajectory appended frame by frame (subclasses: `_header_text`, `_atoms_text`, `_frame_at`)."""
 
     def __init__(self, path, species, masses, type_map, fields, resume_after: int | None,
-                 periodic=True):
+                 periodic=True, natoms: int | None = None):
         self.path = Path(path)
         flags = np.broadcast_to(np.asarray(periodic, dtype=bool), (3,))
         self.pbc = tuple(bool(f) for f in flags)   # per cell vector (ignored for frames without a box)
+        self.type_map = list(type_map)
+        self.needs_atoms = species is None
+        if species is None:   # filled by `set_atoms` before the first frame
+            species, masses = np.zeros(int(natoms), dtype=np.int64), np.zeros(int(natoms))
         self.species = np.asarray(species, dtype=np.int64)
         self.masses = np.asarray(masses, dtype=np.float64)
-        self.names = [type_map[t] for t in self.species]
+        self._names = np.array(self.type_map, dtype=object)   # element of each model type
         self.fields = tuple(fields)
         self._last: int | None = None
         if resume_after is not None and self.path.exists():
@@ -145,6 +157,12 @@ class _TextWriter:
             self.fh = open(self.path, "a")
         else:
             self.fh = open(self.path, "w")
+
+    def set_atoms(self, start: int, types: np.ndarray, masses: np.ndarray) -> None:
+        """The model types and masses (amu) of atoms start .. start + len(types) - 1."""
+        stop = start + len(types)
+        self.species[start:stop] = types
+        self.masses[start:stop] = masses
 
     def _truncate(self, resume_after: int) -> None:
         lines = self.path.read_bytes().splitlines(keepends=True)
@@ -233,7 +251,7 @@ class ExtxyzWriter(_TextWriter):
     def _atoms_text(self, start, pos, vel, frc, box) -> str:
         n = len(pos)
         masses = self.masses[start:start + n, None]
-        cols = [np.array(self.names[start:start + n], dtype=object)[:, None], pos]
+        cols = [self._names[self.species[start:start + n]][:, None], pos]
         if vel is not None:
             cols += [masses, vel * masses * ASE_TIME_IN_PS]
         if frc is not None:
@@ -298,9 +316,11 @@ class LammpsDumpWriter(_TextWriter):
             _, q = lammps_box(box)
             pos, vel, frc = (None if v is None else v @ q for v in (pos, vel, frc))
         table = np.concatenate([pos] + [v for v in (vel, frc) if v is not None], axis=1)
-        return "".join(f"{i + 1} {self.species[i] + 1} {self.names[i]} "
-                       + " ".join(_num(x) for x in table[i - start]) + "\n"
-                       for i in range(start, start + len(pos)))
+        species = self.species[start:start + len(pos)]
+        names = self._names[species]
+        return "".join(f"{start + k + 1} {species[k] + 1} {names[k]} "
+                       + " ".join(_num(x) for x in table[k]) + "\n"
+                       for k in range(len(pos)))
 
     @staticmethod
     def _frame_at(lines: list[str], i: int):

@@ -14,5 +14,6 @@ Philox random numbers in numdp.kernels.cpu.rng; the device twins in numdp.kernel
     device_state.py the per-atom arrays of a run on the GPU, fixed-order device sums
     device_forces.py  the device twin of forces.py (one rank)
     device.py       the step on the GPU: integrator, thermostat operations, safety twins
+    start.py        the start state (checkpoint, replicated structure), handed out block by block
     setup.py        builds all of the above from a validated configuration
 """

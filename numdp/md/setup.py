@@ -17,7 +17,6 @@ reported once.
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -25,143 +24,47 @@ import numpy as np
 from ..config import RunSettings
 from ..errors import InputError
 from ..io.backup import Backups, prepare_outputs
-from ..io.h5md import is_checkpoint, read_checkpoint
+from ..io.h5md import is_checkpoint
 from ..io.trajectory import open_trajectory
-from ..io.structure import assign_types, read_structure, replicate
-from ..neighbor.extended import complete_cell
 from ..parallel.device_comm import bind_rank_gpu
-from ..parallel.distribute import scatter_state
+from ..parallel.distribute import GlobalAtoms, scatter_state
 from ..parallel.domain import Domain, check_grid, choose_grid, describe_grid
 from ..parallel.threads import apply_threads, threads_per_rank
 from ..parallel.world import World
-from ..system import State, kinetic_energy, temperature, zero_momentum
-from ..units import KB, MVV2E, standard_mass
+from ..system import State
 from .deviation import DeviationReporter, check_ensemble
-from .barostat import StochasticCellRescaling, is_lower_triangular, lower_triangular_rotation
+from .barostat import StochasticCellRescaling
 from .device import check_device_run, device_md
 from .forces import ForceProvider
 from .integrator import VelocityVerlet
 from .loop import RunResult, Simulation, run_or_raise
 from .reporters import CheckpointReporter, Console, ThermoReporter, TrajectoryReporter
-from ..kernels.cpu.rng import STREAM_VELOCITY_INIT, normals
 from .safety import SafetyMonitor
+from .start import read_start, start_velocities
 from .thermostats import THERMOSTATS, NoseHooverChain
 
 
-def maxwell_boltzmann(state: State, temperature_k: float, seed: int, world: World | None = None) -> None:
-    """Velocities from the Maxwell-Boltzmann distribution at `temperature_k` (K), zero total
-    momentum, then scaled so that the instantaneous temperature (N_f = 3N - 3) is exactly the target.
-    Random numbers keyed by (seed, atom id), so the result does not depend on the atom order or
-    on how the atoms are spread over ranks (sums over `world`; collective)."""
-    world = world if world is not None else World(None)
-    g = normals(seed, 0, STREAM_VELOCITY_INIT, state.ids, 3)
-    state.velocities = g * np.sqrt(KB * temperature_k / (state.masses * MVV2E))[:, None]
-    zero_momentum(state.velocities, state.masses, world.sum_global)
-    t = temperature(world.sum_global(kinetic_energy(state.velocities, state.masses)), state.dof)
-    if t > 0.0:
-        state.velocities *= math.sqrt(temperature_k / t)
-
-
-def _masses(settings: RunSettings, types: np.ndarray, type_map: list[str], file_masses) -> np.ndarray:
-    """(N,) amu: [system] masses override, else the masses in the file, else standard masses."""
-    where = f"{settings.path.name}: [system] masses"
-    overrides = settings.system.masses
-    for element in overrides:
-        if element not in type_map:
-            raise InputError(f"{where}.{element}: not an element of the model's type_map {type_map}")
-    out = np.empty(types.shape[0])
-    for t in np.unique(types):
-        element = type_map[t]
-        mask = types == t
-        if element in overrides:
-            out[mask] = overrides[element]
-        elif file_masses is not None:
-            out[mask] = file_masses[mask]
-        else:
-            out[mask] = standard_mass(element, where)
-    return out
-
-
-def state_from_structure(settings: RunSettings, type_map: list[str], draw_velocities: bool = True) -> State:
-    """The start State from [system]: structure file, replicas, types, masses, velocities
-    (draw_velocities=False leaves [system] velocities to the caller: `start_velocities`)."""
-    s = settings.system
-    structure = read_structure(s.file, s.frame)
-    if s.pbc is not None:  # the key overrides what the file says
-        if structure.box is None and any(s.pbc):
-            raise InputError(f"{settings.path.name}: [system] pbc: {list(s.pbc)} asks for periodic directions "
-                             f"but {s.file} has no cell")
-        structure.pbc = tuple(s.pbc)
-    if structure.pbc is not None:
-        if not any(structure.pbc):
-            structure.box = None     # periodic along no vector: an open cluster
-        elif all(structure.pbc):
-            structure.pbc = None
-        else:   # a zero-length non-periodic cell vector (a 2D cell) gets a unit length
-            structure.box = complete_cell(structure.box, structure.pbc)
-    structure = replicate(structure, s.replicate)
-    types = assign_types(structure, type_map, s.type_names, f"{settings.path.name}: [system]")
-    masses = _masses(settings, types, type_map, structure.masses)
-    n = structure.natoms
-    state = State(positions=np.ascontiguousarray(structure.positions, dtype=np.float64),
-                  velocities=np.zeros((n, 3)), types=types, masses=masses,
-                  box=None if structure.box is None else np.ascontiguousarray(structure.box, dtype=np.float64),
-                  type_map=list(type_map), ids=np.arange(n, dtype=np.int64), seed=settings.md.seed,
-                  pbc=structure.pbc)
-    if structure.velocities is not None and s.velocities is None:
-        state.velocities = np.ascontiguousarray(structure.velocities, dtype=np.float64)
-    if draw_velocities:
-        start_velocities(state, settings)
-    return state
-
-
-def start_velocities(state: State, settings: RunSettings, world: World | None = None) -> None:
-    """[system] velocities (Maxwell-Boltzmann) if asked for, then zero total momentum.  Collective."""
-    world = world if world is not None else World(None)
-    v = settings.system.velocities
-    if v is not None:
-        maxwell_boltzmann(state, v.temperature, v.seed, world)
-    zero_momentum(state.velocities, state.masses, world.sum_global)
-
-
-def rotate_state(state: State, q: np.ndarray) -> None:
-    """Rotate positions, velocities, forces and the cell by the orthogonal matrix q (x -> x q)."""
-    state.positions = state.positions @ q
-    state.velocities = state.velocities @ q
-    state.box = state.box @ q
-    if state.forces is not None:
-        state.forces = state.forces @ q
-    if state.virial is not None:
-        state.virial = q.T @ state.virial @ q
+def _give_atoms(writer, state: State, world: World) -> None:
+    """Every atom's type and mass to rank 0's trajectory `writer` (None elsewhere), block by block
+    in id order, when it needs them (a new file, or a text format).  Collective; a write error on
+    rank 0 is agreed on after the last block, so that no rank waits for a block."""
+    needs = world.bcast_object(writer is not None and writer.needs_atoms)
+    if not needs:
+        return
+    atoms = GlobalAtoms(world, state, ("types", "masses"))
+    error = None
+    for item in atoms.blocks():
+        if item is not None and error is None:
+            start, arrays = item
+            try:
+                writer.set_atoms(start, arrays["types"], arrays["masses"])
+            except Exception as exc:  # noqa: BLE001 - agreed on below
+                error = exc
+    world.agree(error)
 
 
 def _stop_path(checkpoint: Path) -> Path:
     return checkpoint.with_name(f"{checkpoint.stem}.stop{checkpoint.suffix or '.h5'}")
-
-
-def _read_start(settings: RunSettings, restart, type_map: list[str], barostat_coupling) -> tuple[State, list[str]]:
-    """The whole start state (rank 0 only) and notes for the log: a checkpoint or the [system]
-    structure (velocities not drawn yet), rotated to a lower-triangular cell for triclinic NPT."""
-    name = settings.path.name
-    if restart is not None:
-        state = read_checkpoint(restart)
-        if state.type_map != type_map:
-            raise InputError(f"{restart}: the checkpoint's type_map {state.type_map} differs from the "
-                             f"model's {type_map}")
-    else:
-        state = state_from_structure(settings, type_map, draw_velocities=False)
-    notes = []
-    if barostat_coupling is not None:
-        if state.box is None:
-            raise InputError(f"{name}: [md] ensemble = 'npt' needs a periodic cell; {settings.system.file} has none")
-        if not all(state.pbc_flags):
-            raise InputError(f"{name}: [md] ensemble = 'npt' needs a cell periodic along all three vectors; "
-                             f"the system has pbc {list(state.pbc_flags)} (use 'nvt' or 'nve' for a slab)")
-        if barostat_coupling == "triclinic" and not is_lower_triangular(state.box):
-            rotate_state(state, lower_triangular_rotation(state.box))
-            notes.append("the cell was rotated to lower-triangular form (a along x, b in the xy plane) "
-                         "for triclinic coupling")
-    return state, notes
 
 
 def build_simulation(settings: RunSettings, restart=None, model=None, screen=None,
@@ -201,20 +104,16 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
     restarted = restart is not None
 
     start = notes = None
-    with world.agreement():  # rank 0 reads the start state
+    with world.agreement():  # rank 0 opens the start state
         if world.is_root:
-            start, notes = _read_start(settings, restart, type_map, md.barostat.coupling if md.barostat else None)
-    box, pbc, notes = world.bcast_object((start.box, start.pbc_flags, notes) if world.is_root else None)
+            start, notes = read_start(settings, restart, type_map, md.barostat.coupling if md.barostat else None)
+    box, pbc, notes = world.bcast_object((start.light.box, start.light.pbc_flags, notes) if world.is_root else None)
     with world.agreement():
         if settings.parallel.grid is not None:
             grid = check_grid(settings.parallel.grid, world.size, f"{name}: [parallel] grid", pbc)
         else:
             grid = choose_grid(world.size, box, pbc)
     domain = Domain(grid, world.rank, periodic=box is not None)
-    header = None  # (species, masses) of all atoms in id order, for the trajectory (rank 0)
-    if world.is_root:
-        order = np.argsort(start.ids, kind="stable")
-        header = (start.types[order], start.masses[order])
     state = scatter_state(world, domain, start)
     del start
     if not restarted:
@@ -258,13 +157,14 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
         with world.agreement():  # rank 0 opens (or continues) the trajectory
             if world.is_root:
                 if out.trajectory is not None:
-                    species, masses = header
-                    writer = open_trajectory(out.format, out.trajectory, species, masses, state.type_map,
+                    writer = open_trajectory(out.format, out.trajectory, None, None, state.type_map,
                                              out.fields, state.pbc_flags if state.box is not None else False,
                                              out.force_unit, settings.text,
-                                             resume_after=state.step if restarted else None)
+                                             resume_after=state.step if restarted else None,
+                                             natoms=state.natoms_global)
         trajectory = None
         if out.trajectory is not None:
+            _give_atoms(writer, state, world)
             trajectory = TrajectoryReporter(writer, out.every, out.trajectory, world, out.fields)
             reporters.append(trajectory)
         devi = settings.model_devi

@@ -5,7 +5,7 @@
     comm.py        GhostComm: borders (ghost shell by staged exchange), forward, reverse
     exchange.py    migrate: atoms to their owners at neighbour rebuilds, sorted by id
     atoms.py       per-atom arrays packed into one float64 buffer
-    distribute.py  scatter_state: start-up distribution; GlobalAtoms: output in global id order, block by block
+    distribute.py  scatter_state: start-up distribution from an AtomSource; GlobalAtoms: output in global id order, block by block
     threads.py     threads per rank so that ranks x threads fits the cores
 
 Its Numba kernels (packing, accumulating, slab selection) live in numdp.kernels.cpu.comm.

@@ -1,89 +1,81 @@
 """Whole states between rank 0 and the ranks that own the atoms: start-up and output.
 
-`scatter_state` hands every rank the atoms of its subdomain (rank 0 has read the start structure
-or checkpoint, the only time one rank holds every atom); `GlobalAtoms` hands rank 0 the atoms of
+`scatter_state` hands every rank the atoms of its subdomain (rank 0 reads them from the start
+structure or checkpoint, `numdp.system.AtomSource`); `GlobalAtoms` hands rank 0 the atoms of
 every rank in global id order for the trajectory and checkpoints.  Both move the atoms in blocks
 of at most `BLOCK_ATOMS`, so that their buffers hold one block, not the whole system.
 """
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator
 
 import numpy as np
 
-from ..system import State, atom_arrays, set_atom_arrays
+from ..system import AtomSource, State, atom_arrays, set_atom_arrays, whole_state, without_atoms
 from .atoms import Layout, layout_of, pack, unpack_by_id, width
 from .domain import Domain, wrap_images
 from .exchange import ids_ascending, sort_by_id
 from .world import World
 
 
-def _without_atoms(state: State) -> State:
-    """A copy of `state`'s global fields with empty per-atom arrays (small: for broadcasting)."""
-    empty = {name: np.asarray(a)[:0] for name, a in atom_arrays(state).items()}
-    light = copy.copy(state)
-    light.neighbor = dict(state.neighbor)
-    set_atom_arrays(light, empty)
-    light.neighbor.pop("positions", None)
-    light.thermostat = dict(state.thermostat)
-    light.barostat = dict(state.barostat)
-    return light
+def ownership_positions(light: State, arrays: dict[str, np.ndarray]):
+    """(positions (n, 3), box) that decide which rank owns each atom of a block `arrays` of a
+    system whose global fields are `light`: the configuration of the last neighbour-list build
+    when the state records one (a restart then rebuilds exactly the subdomains of the run that
+    wrote it), else the current one."""
+    ref = arrays.get("neighbor/positions")
+    if ref is not None and ("box" in light.neighbor) == (light.box is not None):
+        return ref, light.neighbor.get("box")
+    return arrays["positions"], light.box
 
 
-def ownership_positions(state: State):
-    """(positions (N, 3), box) that decide which rank owns each atom: the configuration of the
-    last neighbour-list build when the state records one (a restart then rebuilds exactly the
-    subdomains of the run that wrote it), else the current one."""
-    ref = state.neighbor.get("positions")
-    if ref is not None and ref.shape == state.positions.shape and ("box" in state.neighbor) == (state.box is not None):
-        return ref, state.neighbor.get("box")
-    return state.positions, state.box
-
-
-def _owners(domain: Domain, positions: np.ndarray, box) -> np.ndarray:
-    """The rank owning each atom of `positions` (n, 3) Å in cell `box` (rank 0 without a cell)."""
+def _owners(domain: Domain, light: State, arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """The rank owning each atom of the block `arrays` (rank 0 without a cell)."""
+    positions, box = ownership_positions(light, arrays)
     if box is None:
         return np.zeros(positions.shape[0], dtype=np.int64)
     return domain.owners(wrap_images(positions, box)[0])
 
 
-def scatter_state(world: World, domain: Domain, state: State | None) -> State:
-    """This rank's part of the global `state` (given on rank 0 only; ignored elsewhere): the atoms
-    of its subdomain sorted by id, with the global fields of the whole state.  Collective.
+def scatter_state(world: World, domain: Domain, source: AtomSource | None) -> State:
+    """This rank's part of the system `source` (given on rank 0 only; ignored elsewhere): the
+    atoms of its subdomain sorted by id, with the global fields of the whole state.  Collective.
 
-    Rank 0 hands the atoms out in blocks of `BLOCK_ATOMS` (in the state's order), so that besides
-    the state it holds one block of packed rows, not the whole system's; each rank fills its
-    rows, whose number rank 0 counted first, block by block."""
+    Rank 0 reads the source's atoms in blocks of `BLOCK_ATOMS` twice: once to count each rank's
+    atoms (the ownership positions only), then to hand them out, so that it holds one block (and
+    its packed rows), not the whole system; each rank fills its rows block by block.  On one rank
+    the whole state is assembled (`whole_state`)."""
     if world.size == 1:
-        arrays = sort_by_id(atom_arrays(state))
-        set_atom_arrays(state, arrays)
+        state = whole_state(source)
+        set_atom_arrays(state, sort_by_id(atom_arrays(state)))
         state.natoms_global = state.natoms
         return state
     meta = None
     block = BLOCK_ATOMS
     if world.is_root:
-        arrays = atom_arrays(state)
-        layout = layout_of(arrays)
-        positions, box = ownership_positions(state)
+        light = source.light
+        layout = layout_of(atom_arrays(light))
+        owner_names = ("positions",) + (("neighbor/positions",) if "neighbor/positions" in atom_arrays(light) else ())
         totals = np.zeros(world.size, dtype=np.int64)
-        for start in range(0, state.natoms, block):
-            totals += np.bincount(_owners(domain, positions[start:start + block], box), minlength=world.size)
-        meta = (layout, _without_atoms(state), state.natoms, totals, block)
+        for arrays in source.blocks(block, owner_names):
+            totals += np.bincount(_owners(domain, light, arrays), minlength=world.size)
+        meta = (layout, without_atoms(light), source.natoms, totals, block)
     layout, light, natoms, totals, block = world.bcast_object(meta)
     m = width(layout)
     mine = np.empty((int(totals[world.rank]), m))
     filled = 0
-    for start in range(0, natoms, block):
+    blocks = source.blocks(block) if world.is_root else None
+    for _ in range(0, natoms, block):
         rows = counts = None
         if world.is_root:
-            owners = _owners(domain, positions[start:start + block], box)
+            arrays = next(blocks)
+            owners = _owners(domain, light, arrays)
             counts = np.bincount(owners, minlength=world.size)
-            rows = pack(arrays, layout, start + np.argsort(owners, kind="stable"))
+            rows = pack(arrays, layout, np.argsort(owners, kind="stable"))
         got = world.scatter_rows(rows, counts, m)
         mine[filled:filled + got.shape[0]] = got
         filled += got.shape[0]
-    local = light if not world.is_root else _without_atoms(state)
+    local = without_atoms(light)
     set_atom_arrays(local, unpack_by_id(mine, layout))
     local.natoms_global = int(natoms)
     return local
