@@ -109,11 +109,17 @@ def tree_extreme_device(be: Backend, rows, npay: int, minimum: bool = False):
     """The record (k,) on the device of rows (n >= 1, k) float64 with the first largest (or,
     with `minimum`, smallest) column 0, columns [0, npay) taken from that row and columns
     [npay, k) the max of theirs: the levels of one fixed-order tree
-    (numdp.kernels.cuda.md.extreme_rows), NumPy's argmax / argmin and max (NaN included)."""
+    (numdp.kernels.cuda.md.extreme_rows), NumPy's argmax / argmin and max (NaN included); up to
+    ONE_BLOCK_ROWS rows of up to EXTREME_COLUMNS columns, all levels in one launch
+    (`extreme_block`, the same bits)."""
     from ..kernels.cuda import launch, md
 
     xp = be.xp
     k = rows.shape[1]
+    if 1 < rows.shape[0] <= md.ONE_BLOCK_ROWS and k <= md.EXTREME_COLUMNS:   # all levels in one launch
+        out = xp.empty(k)
+        md.extreme_block[launch.one_block(rows.shape[0])](rows, npay, int(minimum), out)
+        return out
     while rows.shape[0] > 1:
         nch = (rows.shape[0] + md.SUM_CHUNK - 1) // md.SUM_CHUNK
         out = xp.empty((nch, k))
