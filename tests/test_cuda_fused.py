@@ -476,3 +476,28 @@ def test_nonfinite_extreme_is_the_safety_launches_bit_for_bit(n, monkeypatch):
         got = [n - int(g) if g else -1 for g in fused]
         assert got == [int(first_nonfinite_row(f)), int(first_nonfinite_row(v))]
         assert got == [min(bad_f, default=-1), min(bad_v, default=-1)]
+
+
+@pytest.mark.parametrize("n", BLOCK_SIZES[1:])
+def test_sum_block_is_the_levels_of_row_sums_bit_for_bit(n, monkeypatch):
+    """tree_sum_device in one launch (sum_block) and in its levels of row_sums: the same column
+    sums, bit for bit, for 1 and 5 columns of mixed magnitudes (the rounding depends on the
+    order) and with a NaN and an infinity."""
+    from numdp.md.device_state import tree_sum_device
+
+    be = _be()
+    rng = np.random.default_rng(n + 3)
+    for ncol in (1, 5):
+        rows = rng.normal(size=(n, ncol)) * 10.0 ** rng.integers(-8, 9, (n, ncol))
+        for trial in range(2):
+            if trial:
+                rows[n // 2, 0] = np.inf
+                rows[n - 1, ncol - 1] = np.nan
+            r = be.to_device(rows)
+            fused = np.asarray(be.to_host(tree_sum_device(be, r)))
+            with monkeypatch.context() as mp:
+                _multi_launch(mp)
+                multi = np.asarray(be.to_host(tree_sum_device(be, r)))
+            assert np.array_equal(fused, multi, equal_nan=True), (ncol, trial, fused, multi)
+            if not trial:
+                assert np.allclose(fused, rows.sum(axis=0), rtol=1e-12, atol=1e-12 * np.abs(rows).sum(axis=0).max())

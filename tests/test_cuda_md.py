@@ -653,7 +653,7 @@ def test_a_gpu_step_reads_the_device_twice(tmp_path, md, compressed):
     3 steps of the cluster, output only at the start.  Kernel launches per step of the phases
     with one-block forms (numdp.kernels.cuda.md: up to ONE_BLOCK_ROWS atoms): the Nosé-Hoover
     chain 1 per half-step, the rebuild test 1, the safety records 1, the closest pair 2 (its
-    per-centre records, then one tree launch)."""
+    per-centre records, then one tree launch), the reductions 1 (the energy's tree sum)."""
     from numdp.kernels.cuda.opcount import OpCounter
     from numdp.md.setup import build_simulation
     from numdp.model.compress import compress
@@ -661,7 +661,7 @@ def test_a_gpu_step_reads_the_device_twice(tmp_path, md, compressed):
     toml = make_cluster(tmp_path, "cuda", md, steps=3, every=100)
     counter = OpCounter()
     reads = []
-    phases = ("thermostat", "rebuild test", "safety", "closest pair")
+    phases = ("thermostat", "rebuild test", "safety", "closest pair", "reductions")
     kernels = []
 
     def launched():
@@ -695,7 +695,7 @@ def test_a_gpu_step_reads_the_device_twice(tmp_path, md, compressed):
             sim.close()
     assert sim.provider.rebuilds == 1 and sim.state.step == 3
     assert reads == [2, 2, 2] if compressed else [3, 3, 3]
-    assert [k.tolist() for k in kernels] == [[2 if md else 0, 1, 1, 2]] * 3, (phases, kernels)
+    assert [k.tolist() for k in kernels] == [[2 if md else 0, 1, 1, 2, 1]] * 3, (phases, kernels)
 
 
 def test_a_collapsing_cell_stops_with_one_line_on_both_devices(tmp_path):

@@ -82,9 +82,17 @@ def tree_sum(be: Backend, rows) -> np.ndarray:
 
 
 def tree_sum_device(be: Backend, rows):
-    """`tree_sum` left on the device: a (k,) device array (to join other results in one copy)."""
-    if rows.shape[0] == 0:
-        return be.xp.zeros(rows.shape[1])
+    """`tree_sum` left on the device: a (k,) device array (to join other results in one copy);
+    up to ONE_BLOCK_ROWS rows of up to SUM_COLUMNS columns one launch (`sum_block`)."""
+    from ..kernels.cuda import launch, md
+
+    n, k = rows.shape
+    if n == 0:
+        return be.xp.zeros(k)
+    if 1 < n <= md.ONE_BLOCK_ROWS and k <= md.SUM_COLUMNS:   # all levels in one launch, the same bits
+        out = be.xp.empty(k)
+        md.sum_block[launch.one_block(n)](rows, out)
+        return out
     return tree_levels_device(be, rows, 1)[0]
 
 

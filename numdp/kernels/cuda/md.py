@@ -45,8 +45,10 @@ KINETIC_COLUMNS = 5
 # declare statically, the chain's (1 024 + 32 + 1) x 8 B = 8.5 kB.
 BLOCK_MAX = 1024
 ONE_BLOCK_ROWS = SUM_CHUNK * BLOCK_MAX
-# largest number of columns of a record reduced by the one-block kernels
+# largest number of columns of a record reduced by the one-block kernels, and of rows summed by
+# `sum_block` ((1 024 + 32) x 5 x 8 B = 42.2 kB of shared memory)
 EXTREME_COLUMNS = 3
+SUM_COLUMNS = 5
 # columns of the per-atom terms of `kinetic_tensor_terms`: (m MVV2E v_a) v_b, row-major (a, b)
 TENSOR_COLUMNS = 9
 
@@ -386,7 +388,7 @@ def _put_nonfinite(a, b, rows, i):
     rows[i, 1] = n - i if _row_nonfinite(b, i) else 0.0
 
 
-# -- one-block forms (systems up to ONE_BLOCK_ROWS atoms): one launch instead of 3-4 -------------
+# -- one-block forms (systems up to ONE_BLOCK_ROWS atoms): one launch instead of 2-4 -------------
 # Each replays, inside one block, the launches it replaces: the per-atom kernel's rows (written to
 # global memory, as before, then a barrier), then the levels of the same fixed-order tree (chunk
 # c of a level = rows [c SUM_CHUNK, (c + 1) SUM_CHUNK) of the level below, reduced by one thread in
@@ -395,15 +397,39 @@ def _put_nonfinite(a, b, rows, i):
 
 
 @cuda.jit(device=True)
-def _sum_level(src, count, dst):
-    """One level of `row_sums` (column 0 only) by the block: dst[c, 0] = Σ src[r, 0] over the
-    chunk c of src's first `count` rows; returns the level's row count.  Ends with a barrier."""
+def _sum_level(src, count, ncol, dst):
+    """One level of `row_sums` by the block: dst[c, k] = Σ src[r, k] over the chunk c of src's
+    first `count` rows, k < ncol; returns the level's row count.  Ends with a barrier."""
     nch = (count + SUM_CHUNK - 1) // SUM_CHUNK
     for c in range(cuda.threadIdx.x, nch, cuda.blockDim.x):
         r0 = c * SUM_CHUNK
-        dst[c, 0] = _column_sum(src, r0, min(r0 + SUM_CHUNK, count), 0)
+        r1 = min(r0 + SUM_CHUNK, count)
+        for k in range(ncol):
+            dst[c, k] = _column_sum(src, r0, r1, k)
     cuda.syncthreads()
     return nch
+
+
+@cuda.jit
+def sum_block(rows, out):
+    """out (k,) = the column sums of rows (n, k), 1 < n <= ONE_BLOCK_ROWS, k <= SUM_COLUMNS: all
+    levels of `row_sums` (numdp.md.device_state.tree_sum_device) in one block, the same bits."""
+    part = cuda.shared.array((BLOCK_MAX, SUM_COLUMNS), np.float64)
+    part2 = cuda.shared.array((SUM_CHUNK, SUM_COLUMNS), np.float64)
+    ncol = rows.shape[1]
+    t = cuda.threadIdx.x
+    count = _sum_level(rows, rows.shape[0], ncol, part)
+    if count > 1:
+        count = _sum_level(part, count, ncol, part2)
+        if count > 1:
+            _sum_level(part2, count, ncol, part)
+        elif t == 0:
+            for k in range(ncol):
+                out[k] = part2[0, k]
+            return
+    if t == 0:
+        for k in range(ncol):
+            out[k] = part[0, k]
 
 
 @cuda.jit
@@ -427,9 +453,9 @@ def nose_hoover_chain_block(velocities, masses, terms, dof, kt, q, h, nloop, wei
     cuda.syncthreads()
     s = 0.0
     if n > SUM_CHUNK:
-        count = _sum_level(terms, n, part)
+        count = _sum_level(terms, n, 1, part)
         if count > SUM_CHUNK:
-            count = _sum_level(part, count, part2)
+            count = _sum_level(part, count, 1, part2)
             if t == 0:
                 s = _column_sum(part2, 0, count, 0)
         elif t == 0:
