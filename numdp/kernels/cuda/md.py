@@ -33,9 +33,9 @@ _nose_hoover_chain = cuda_device(nose_hoover_chain)
 SUM_CHUNK = 32
 # columns of the per-atom terms of `kinetic_terms`: m v.v, m vx, m vy, m vz, m
 KINETIC_COLUMNS = 5
-# The one-block kernels (`nose_hoover_chain_block`, `extreme_block`, `displacement_extreme`,
-# `nonfinite_extreme`) run the same fixed-order trees as the launches of `row_sums` /
-# `extreme_rows` they replace, inside one block: the first level's partial rows (one per
+# The one-block kernels (`nose_hoover_chain_block`, `sum_block`, `extreme_block`,
+# `displacement_extreme`, `nonfinite_extreme`) run the same fixed-order trees as the launches of
+# `row_sums` / `extreme_rows` they replace, inside one block: the first level's partial rows (one per
 # SUM_CHUNK rows) are kept in shared memory of BLOCK_MAX rows, the level after it (at most
 # SUM_CHUNK rows) in a second shared array.  ONE_BLOCK_ROWS = SUM_CHUNK x BLOCK_MAX = 32 768 rows
 # is the largest system they take: up to it the tree has at most 3 levels (32 768 -> 1 024 -> 32
@@ -45,8 +45,8 @@ KINETIC_COLUMNS = 5
 # declare statically, the chain's (1 024 + 32 + 1) x 8 B = 8.5 kB.
 BLOCK_MAX = 1024
 ONE_BLOCK_ROWS = SUM_CHUNK * BLOCK_MAX
-# largest number of columns of a record reduced by the one-block kernels, and of rows summed by
-# `sum_block` ((1 024 + 32) x 5 x 8 B = 42.2 kB of shared memory)
+# largest number of columns of the records reduced by the one-block kernels, and of the rows
+# summed by `sum_block` ((1 024 + 32) x 5 x 8 B = 42.2 kB of shared memory)
 EXTREME_COLUMNS = 3
 SUM_COLUMNS = 5
 # columns of the per-atom terms of `kinetic_tensor_terms`: (m MVV2E v_a) v_b, row-major (a, b)
