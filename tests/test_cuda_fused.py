@@ -285,3 +285,219 @@ def test_reverse_index_equals_the_array_library_chain(occupied):
     key = nbr.astype(np.int64) * P + np.arange(P, dtype=np.int64)
     want_rev = np.argsort(key)
     assert np.array_equal(rev, want_rev) and np.array_equal(snbr, nbr[want_rev]) and snbr.dtype == np.int32
+
+
+# -- one-block forms against the launches they replace (systems up to md.ONE_BLOCK_ROWS) -------------
+# Atom counts straddle the tree's level boundaries (SUM_CHUNK = 32 rows per thread per level): 1
+# (no level), 31 / 32 (one chunk), 33 (two chunks), 192 (6), 1 025 (33 chunks, then 2, then 1: the
+# deepest tree of the one-block kernels' three levels).  The multi-launch forms are forced by
+# setting md.ONE_BLOCK_ROWS to 0 (the host code reads it at each call).
+BLOCK_SIZES = [1, 31, 32, 33, 192, 1025]
+
+
+def _multi_launch(monkeypatch):
+    from numdp.kernels.cuda import md
+
+    monkeypatch.setattr(md, "ONE_BLOCK_ROWS", 0)
+
+
+@pytest.mark.parametrize("n", BLOCK_SIZES)
+def test_nose_hoover_chain_block_is_the_four_launches_bit_for_bit(n, monkeypatch):
+    """DeviceVelocities.nose_hoover_chain in one block (nose_hoover_chain_block) and in four
+    launches (kinetic_terms, row_sums levels, nose_hoover_chain_step, scale_rows_by): the same
+    factor, velocities and chain variables, bit for bit, over three half-steps; the kernel alone
+    gives them for blocks of 1, 3 and 64 threads too (a thread taking several chunks, or one)."""
+    from numdp.kernels.cuda import md
+    from numdp.md.device import DeviceVelocities
+    from numdp.md.device_state import DeviceState
+    from numdp.md.thermostats import NoseHooverChain
+    from numdp.system import State
+    from numdp.units import KB, MVV2E
+
+    be = _be()
+    rng = np.random.default_rng(n)
+    kt, w = KB * 300.0, NoseHooverChain._WEIGHTS
+    q = np.array([3 * n * kt * 0.02 ** 2, kt * 0.02 ** 2, kt * 0.02 ** 2])
+    v0 = rng.normal(size=(n, 3))
+    v0[n // 2] *= 30.0    # one fast atom: the sum's rounding depends on its order
+    st = State(positions=rng.uniform(0, 9, (n, 3)), velocities=v0, types=np.zeros(n, np.int32),
+               masses=rng.uniform(1.0, 20.0, n), box=None, type_map=["A"], ids=np.arange(n))
+    v0 *= np.sqrt(2 * 3 * n * kt / (MVV2E * np.sum(st.masses[:, None] * v0 * v0)))   # 2K = 2 (3N) kT
+    st.velocities = v0
+    chain0 = {"xi": rng.normal(0, 0.1, 3), "vxi": rng.normal(0, 20.0, 3)}
+
+    def run(multi):
+        with monkeypatch.context() as mp:
+            if multi:
+                _multi_launch(mp)
+            st.thermostat = {k: a.copy() for k, a in chain0.items()}
+            dev = DeviceState.upload(be, st)
+            ops = DeviceVelocities(dev)
+            factors = []
+            for _ in range(3):
+                ops.nose_hoover_chain(st, 0.0005, kt, q, 1, w)
+                factors.append(float(be.to_host(ops._factor)[0]))
+            return factors, np.array(be.to_host(dev.velocities)), [np.array(be.to_host(dev.thermostat[k]))
+                                                                   for k in ("xi", "vxi")]
+
+    fused, multi = run(False), run(True)
+    assert fused[0] == multi[0] and all(f != 1.0 for f in fused[0]), (fused[0], multi[0])
+    assert np.array_equal(fused[1], multi[1]) and not np.array_equal(fused[1], v0)
+    for a, b in zip(fused[2], multi[2]):
+        assert np.array_equal(a, b)
+    qd, wd = be.to_device(q), be.to_device(w)
+    for threads in (1, 3, 64):
+        vd, terms, factor = be.to_device(v0.copy()), be.xp.empty((n, 1)), be.xp.empty(1)
+        xid, vxid = be.to_device(chain0["xi"].copy()), be.to_device(chain0["vxi"].copy())
+        md.nose_hoover_chain_block[1, threads](vd, be.to_device(st.masses), terms, st.dof, kt, qd, 0.0005, 1, wd,
+                                               xid, vxid, factor)
+        assert float(be.to_host(factor)[0]) == multi[0][0], threads
+
+
+def test_nose_hoover_chain_block_leaves_a_system_at_rest_alone():
+    """2K = 0 in the one-block form: factor 1, velocities and chain variables untouched."""
+    from numdp.kernels.cuda import launch, md
+    from numdp.md.thermostats import NoseHooverChain
+
+    be = _be()
+    vd = be.xp.zeros((40, 3))
+    xid, vxid = be.to_device(np.array([0.5, -0.25])), be.to_device(np.array([3.0, 2.0]))
+    factor = be.to_device(np.array([7.0]))
+    md.nose_hoover_chain_block[launch.one_block(40)](vd, be.to_device(np.ones(40)), be.xp.empty((40, 1)), 3, 0.025,
+                                                     be.to_device(np.ones(2)), 0.0005, 1,
+                                                     be.to_device(NoseHooverChain._WEIGHTS), xid, vxid, factor)
+    assert float(be.to_host(factor)[0]) == 1.0 and not np.asarray(be.to_host(vd)).any()
+    assert np.array_equal(be.to_host(xid), [0.5, -0.25]) and np.array_equal(be.to_host(vxid), [3.0, 2.0])
+
+
+def _records(rng, n, trial):
+    """(n, 3) records with ties in column 0 and, in trials 2 and 3, NaNs (column 0 and 2) and
+    infinities."""
+    rows = np.column_stack([rng.integers(0, 4, n).astype(np.float64), np.arange(n, dtype=np.float64),
+                            rng.normal(size=n)])
+    if trial >= 2 and n > 3:
+        rows[[n // 2, n - 1], 0] = np.nan
+        rows[n // 3, 2] = np.nan if trial == 2 else np.inf
+        rows[1, 0] = -np.inf if trial == 3 else rows[1, 0]
+    return rows
+
+
+@pytest.mark.parametrize("n", BLOCK_SIZES[1:])
+def test_extreme_block_is_the_levels_of_extreme_rows_bit_for_bit(n, monkeypatch):
+    """tree_extreme_device in one launch (extreme_block) and in its levels of extreme_rows: the
+    same record, NaNs and ties included, for argmax and argmin, 2 and 3 columns, npay 0 to 3;
+    both are NumPy's argmax / argmin and max."""
+    from numdp.md.device_state import tree_extreme_device
+
+    be = _be()
+    rng = np.random.default_rng(n)
+    for trial in range(4):
+        rows = _records(rng, n, trial)
+        for ncol, npay, minimum in ((3, 2, False), (3, 2, True), (2, 0, False), (3, 3, True), (3, 1, False)):
+            r = be.to_device(np.ascontiguousarray(rows[:, :ncol]))
+            fused = np.asarray(be.to_host(tree_extreme_device(be, r, npay, minimum)))
+            with monkeypatch.context() as mp:
+                _multi_launch(mp)
+                multi = np.asarray(be.to_host(tree_extreme_device(be, r, npay, minimum)))
+            assert np.array_equal(fused, multi, equal_nan=True), (trial, ncol, npay, minimum, fused, multi)
+            k = int(np.argmin(rows[:, 0]) if minimum else np.argmax(rows[:, 0]))
+            want = [rows[k, c] if c < npay else np.max(rows[:, c]) for c in range(ncol)]
+            assert np.array_equal(fused, want, equal_nan=True)
+
+
+@pytest.mark.parametrize("n", BLOCK_SIZES)
+def test_displacement_extreme_is_the_rebuild_tests_launches_bit_for_bit(n, monkeypatch):
+    """The rebuild test in one launch (displacement_extreme) and as displacement_rows then the
+    levels of extreme_rows: the same (max step², its atom, max ref²) and the same records, ties
+    (the first atom) and a NaN position included; the CPU's displacement_check agrees without the
+    NaN."""
+    from numdp.kernels.cpu.md import displacement_check
+    from numdp.kernels.cuda import launch, md
+    from numdp.md.device_state import tree_extreme_device
+
+    be = _be()
+    rng = np.random.default_rng(n + 1)
+    pos = rng.uniform(0, 10, (n, 3))
+    prev = pos + rng.normal(0, 0.01, (n, 3))
+    if n > 2:
+        prev[n - 1] = prev[1] - pos[1] + pos[n - 1]   # the same move: a tie
+    ref = pos + rng.normal(0, 0.1, (n, 3))
+    strain = np.eye(3) + rng.normal(0, 1e-3, (3, 3))
+    for bad in (None, n // 2):
+        p = pos.copy()
+        if bad is not None:
+            p[bad, 1] = np.nan
+        args = [be.to_device(a) for a in (p, prev, ref, strain)]
+        rows_f, out = be.xp.empty((n, 3)), be.xp.empty(3)
+        md.displacement_extreme[launch.one_block(n)](*args, rows_f, out)
+        rows_m = be.xp.empty((n, 3))
+        md.displacement_rows[launch.grid(n)](*args, rows_m)
+        with monkeypatch.context() as mp:
+            _multi_launch(mp)
+            multi = np.asarray(be.to_host(tree_extreme_device(be, rows_m, 2)))
+        fused = np.asarray(be.to_host(out))
+        assert np.array_equal(fused, multi, equal_nan=True), (bad, fused, multi)
+        assert np.array_equal(be.to_host(rows_f), be.to_host(rows_m), equal_nan=True)
+        if bad is None:
+            assert tuple(fused) == tuple(float(v) for v in displacement_check(p, prev, ref, strain))
+        else:
+            assert np.isnan(fused[0]) and int(fused[1]) == bad
+
+
+@pytest.mark.parametrize("n", BLOCK_SIZES)
+def test_nonfinite_extreme_is_the_safety_launches_bit_for_bit(n, monkeypatch):
+    """The safety records in one launch (nonfinite_extreme) and as nonfinite_records then the
+    levels of extreme_rows: the same (n - first non-finite force row, n - first velocity row),
+    0 when none, and the first flagged rows of numdp.kernels.cpu.md.first_nonfinite_row."""
+    from numdp.kernels.cpu.md import first_nonfinite_row
+    from numdp.kernels.cuda import launch, md
+    from numdp.md.device_state import tree_extreme_device
+
+    be = _be()
+    rng = np.random.default_rng(n + 2)
+    cases = [((), ()), ((n - 1,), ()), ((), (0,)), ((n // 2, n - 1), (n // 3, n // 2))]
+    for bad_f, bad_v in cases:
+        f = rng.normal(size=(n, 3))
+        v = rng.normal(size=(n, 3))
+        for i in bad_f:
+            f[i, i % 3] = np.nan
+        for i in bad_v:
+            v[i, 2] = -np.inf
+        fd, vd = be.to_device(f), be.to_device(v)
+        out = be.xp.empty(2)
+        md.nonfinite_extreme[launch.one_block(n)](fd, vd, be.xp.empty((n, 2)), out)
+        rows = be.xp.empty((n, 2))
+        md.nonfinite_records[launch.grid(n)](fd, vd, rows)
+        with monkeypatch.context() as mp:
+            _multi_launch(mp)
+            multi = np.asarray(be.to_host(tree_extreme_device(be, rows, 0)))
+        fused = np.asarray(be.to_host(out))
+        assert np.array_equal(fused, multi), (fused, multi)
+        got = [n - int(g) if g else -1 for g in fused]
+        assert got == [int(first_nonfinite_row(f)), int(first_nonfinite_row(v))]
+        assert got == [min(bad_f, default=-1), min(bad_v, default=-1)]
+
+
+@pytest.mark.parametrize("n", BLOCK_SIZES[1:])
+def test_sum_block_is_the_levels_of_row_sums_bit_for_bit(n, monkeypatch):
+    """tree_sum_device in one launch (sum_block) and in its levels of row_sums: the same column
+    sums, bit for bit, for 1 and 5 columns of mixed magnitudes (the rounding depends on the
+    order) and with a NaN and an infinity."""
+    from numdp.md.device_state import tree_sum_device
+
+    be = _be()
+    rng = np.random.default_rng(n + 3)
+    for ncol in (1, 5):
+        rows = rng.normal(size=(n, ncol)) * 10.0 ** rng.integers(-8, 9, (n, ncol))
+        for trial in range(2):
+            if trial:
+                rows[n // 2, 0] = np.inf
+                rows[n - 1, ncol - 1] = np.nan
+            r = be.to_device(rows)
+            fused = np.asarray(be.to_host(tree_sum_device(be, r)))
+            with monkeypatch.context() as mp:
+                _multi_launch(mp)
+                multi = np.asarray(be.to_host(tree_sum_device(be, r)))
+            assert np.array_equal(fused, multi, equal_nan=True), (ncol, trial, fused, multi)
+            if not trial:
+                assert np.allclose(fused, rows.sum(axis=0), rtol=1e-12, atol=1e-12 * np.abs(rows).sum(axis=0).max())

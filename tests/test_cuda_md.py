@@ -650,7 +650,10 @@ def test_a_gpu_step_reads_the_device_twice(tmp_path, md, compressed):
     first non-finite force and velocity, the list's statistics); the safety check reads nothing of
     its own, nor does the Nosé-Hoover chain.  An uncompressed model reads once more per chunk of
     centre atoms (one here): its nets' counts of occupied slots, which size their matrix products.
-    3 steps of the cluster, output only at the start."""
+    3 steps of the cluster, output only at the start.  Kernel launches per step of the phases
+    with one-block forms (numdp.kernels.cuda.md: up to ONE_BLOCK_ROWS atoms): the Nosé-Hoover
+    chain 1 per half-step, the rebuild test 1, the safety records 1, the closest pair 2 (its
+    per-centre records, then one tree launch), the reductions 1 (the energy's tree sum)."""
     from numdp.kernels.cuda.opcount import OpCounter
     from numdp.md.setup import build_simulation
     from numdp.model.compress import compress
@@ -658,6 +661,11 @@ def test_a_gpu_step_reads_the_device_twice(tmp_path, md, compressed):
     toml = make_cluster(tmp_path, "cuda", md, steps=3, every=100)
     counter = OpCounter()
     reads = []
+    phases = ("thermostat", "rebuild test", "safety", "closest pair", "reductions")
+    kernels = []
+
+    def launched():
+        return np.array([counter.counts[p]["kernel"] for p in phases])
     with counter.counting():   # on before the run is built, so that its device arrays are seen
         settings = load_run_settings(toml)
         params = read_model(toml.parent / "model.h5")
@@ -670,12 +678,14 @@ def test_a_gpu_step_reads_the_device_twice(tmp_path, md, compressed):
 
         def counted_step(state, forces):
             reads.append(counter.to_host)
+            kernels.append(launched())
             step(state, forces)
 
         def counted_check(state, provider, interrupted=False):
             got = check(state, provider, interrupted)
             if reads:   # not the setup's check
                 reads[-1] = counter.to_host - reads[-1]
+                kernels[-1] = launched() - kernels[-1]
             return got
 
         sim.integrator.step, sim.safety.check = counted_step, counted_check
@@ -685,6 +695,7 @@ def test_a_gpu_step_reads_the_device_twice(tmp_path, md, compressed):
             sim.close()
     assert sim.provider.rebuilds == 1 and sim.state.step == 3
     assert reads == [2, 2, 2] if compressed else [3, 3, 3]
+    assert [k.tolist() for k in kernels] == [[2 if md else 0, 1, 1, 2, 1]] * 3, (phases, kernels)
 
 
 def test_a_collapsing_cell_stops_with_one_line_on_both_devices(tmp_path):

@@ -77,14 +77,17 @@ def test_op_counter_counts_each_kind_once():
     assert c.bytes_to_device == 40
 
 
-def test_nose_hoover_half_step_on_one_rank_copies_nothing_to_the_host():
+def test_nose_hoover_half_step_on_one_rank_copies_nothing_to_the_host(monkeypatch):
     """The Nosé-Hoover chain's half-step on one GPU rank (issue 14: the host receives data only at
     output steps): the first call uploads the chain's variables, masses and weights (4 copies to
-    the device); every call is 4 kernels in the "thermostat" phase (per-atom kinetic terms, the
-    first level of the tree sum of 40 atoms, the one-thread kernel that sums the last level and
-    runs the chain, the scaling) and no copy
-    to the host; the chain's variables reach the host State only by a download."""
+    the device); every call is 1 kernel in the "thermostat" phase (`nose_hoover_chain_block`: the
+    per-atom kinetic terms, the tree sum of 40 atoms, the chain and the scaling in one block; 4
+    kernels in the multi-launch form of systems above md.ONE_BLOCK_ROWS atoms, forced here by
+    lowering it: per-atom terms, the tree's first level, the one-thread kernel that sums the last
+    level and runs the chain, the scaling) and no copy to the host; the chain's variables reach the
+    host State only by a download."""
     from numdp.backend import get_backend
+    from numdp.kernels.cuda import md
     from numdp.kernels.cuda.opcount import OpCounter
     from numdp.md.device import DeviceVelocities
     from numdp.md.device_state import DeviceState
@@ -92,27 +95,29 @@ def test_nose_hoover_half_step_on_one_rank_copies_nothing_to_the_host():
     from numdp.system import State
 
     be = get_backend("cuda")
-    rng = np.random.default_rng(2)
-    st = State(positions=rng.uniform(0, 9, (40, 3)), velocities=rng.normal(size=(40, 3)),
-               types=np.zeros(40, np.int32), masses=rng.uniform(1, 20, 40), box=None, type_map=["A"],
-               ids=np.arange(40))
-    dev = DeviceState.upload(be, st)
-    th = NoseHooverChain(300.0, 0.05, 3)
-    th.ops = DeviceVelocities(dev)
-    th.initialize(st)
-    c = OpCounter()
-    with c.counting():
-        th.half_step(st, 0.0005, 2)
-        first = (c.launches, c.to_device, c.to_host)
-        c.reset()
-        th.half_step(st, 0.0005, 3)
-        th.half_step(st, 0.0005, 2)
-        later = dict(c.counts["thermostat"])
-    assert first == (4, 4, 0)
-    assert later.get("kernel") == 8 and not later.get("to_host") and not later.get("to_device")
-    assert not st.thermostat["vxi"].any()       # the host copy waits for a download
-    dev.download(st)
-    assert st.thermostat["vxi"].all()
+    for kernels, limit in ((1, md.ONE_BLOCK_ROWS), (4, 0)):
+        monkeypatch.setattr(md, "ONE_BLOCK_ROWS", limit)
+        rng = np.random.default_rng(2)
+        st = State(positions=rng.uniform(0, 9, (40, 3)), velocities=rng.normal(size=(40, 3)),
+                   types=np.zeros(40, np.int32), masses=rng.uniform(1, 20, 40), box=None, type_map=["A"],
+                   ids=np.arange(40))
+        dev = DeviceState.upload(be, st)
+        th = NoseHooverChain(300.0, 0.05, 3)
+        th.ops = DeviceVelocities(dev)
+        th.initialize(st)
+        c = OpCounter()
+        with c.counting():
+            th.half_step(st, 0.0005, 2)
+            first = (c.launches, c.to_device, c.to_host)
+            c.reset()
+            th.half_step(st, 0.0005, 3)
+            th.half_step(st, 0.0005, 2)
+            later = dict(c.counts["thermostat"])
+        assert first == (kernels, 4, 0)
+        assert later.get("kernel") == 2 * kernels and not later.get("to_host") and not later.get("to_device")
+        assert not st.thermostat["vxi"].any()       # the host copy waits for a download
+        dev.download(st)
+        assert st.thermostat["vxi"].all()
 
 
 def test_timed_counter_times_kernels_and_array_functions_by_name():

@@ -65,6 +65,8 @@ class DeviceVelocities:
         self._grid = launch.grid
         self._factor = None     # (1,) device array: the chain's scale factor
         self._chain_consts = None   # (q, weights) on the host and (q, weights) on the device
+        self._terms = None      # (N, 1) device scratch of nose_hoover_chain_block (m v.v per atom)
+        self._one_block = launch.one_block
 
     def _kinetic_rows(self):
         """(m v.v, m vx, m vy, m vz, m) per atom of this rank, a (N, 5) device array."""
@@ -106,7 +108,8 @@ class DeviceVelocities:
         (DeviceState.thermostat, uploaded from state.thermostat at the first call): the kinetic
         tree sum left on the device, its last level and the chain's maths in one one-thread
         kernel that writes the scale factor to device memory, and the scaling that reads it
-        there.  On several ranks
+        there; up to ONE_BLOCK_ROWS atoms all of it in one launch of one block
+        (`nose_hoover_chain_block`, the same bits).  On several ranks
         (not chain_on_device) the host path of numdp.md.thermostats."""
         if not self.chain_on_device:
             host_nose_hoover_chain(self, state, h, kt, q, nloop, weights)
@@ -124,6 +127,14 @@ class DeviceVelocities:
             consts = (q.copy(), weights.copy(), be.xp.array(q, dtype=np.float64),
                       be.xp.array(weights, dtype=np.float64))
             self._chain_consts = consts
+        n = dev.natoms
+        if n <= self._K.ONE_BLOCK_ROWS:   # the four launches below in one block, with their bits
+            if self._terms is None or self._terms.shape[0] != n:
+                self._terms = be.xp.empty((n, 1))
+            self._K.nose_hoover_chain_block[self._one_block(n)](
+                dev.velocities, dev.masses, self._terms, int(state.dof), float(kt), consts[2], float(h), int(nloop),
+                consts[3], chain["xi"], chain["vxi"], self._factor)
+            return
         # the kinetic tree down to one chunk; its last level runs in the chain's one thread
         rows = tree_levels_device(be, self._kinetic_rows(), self._K.SUM_CHUNK)
         self._K.nose_hoover_chain_step[1, 1](rows, int(state.dof), float(kt), consts[2], float(h), int(nloop),

@@ -9,8 +9,8 @@ and the same rebuild policy, on the arrays of a `DeviceState`:
   and s_min the smallest singular value of the cell deformation, rebuild when
   (rcut + 2 d) / s_min >= rcut + skin (numdp.md.forces explains the bound).  The per-atom
   squared displacements come from `displacement_rows`; their max and argmax are one tree of
-  `extreme_rows` on the device (max is exact in any order); the host receives the two numbers and
-  an index.
+  `extreme_rows` on the device (max is exact in any order; up to ONE_BLOCK_ROWS atoms records and
+  tree are one launch, `displacement_extreme`); the host receives the two numbers and an index.
 - At a rebuild: the ghost shell of width rcut + skin is built on the device
   (numdp.neighbor.device.extend_cuda, the images of `build_nlist_cuda`), the neighbour search of
   the steps until the next rebuild is planned (numdp.neighbor.device.plan_search: the cell grid
@@ -88,6 +88,7 @@ class DeviceForceProvider(ForceProviderBase):
         self._K = md
         self._grid = launch.grid
         self._strided2 = launch.strided2
+        self._one_block = launch.one_block
         self._fold_rows = forces.fold_rows
         self._sec_d = self.be.to_device(np.asarray(self.sec, dtype=np.int64))
         self._ext_pos = None
@@ -137,9 +138,15 @@ class DeviceForceProvider(ForceProviderBase):
         if n:   # one tree of records (step², atom, ref²), one copy: (max step², argmax, max ref²)
             rows = xp.empty((n, 3))
             previous = self._prev if self._prev is not None else dev.positions
-            self._K.displacement_rows[self._grid(n)](dev.positions, previous, dev.reference,
-                                                     self._strain_device(strain), rows)
-            step_max, kf, ref_max = (float(v) for v in be.to_host(tree_extreme_device(be, rows, 2)))
+            if n <= self._K.ONE_BLOCK_ROWS:   # records and tree in one launch, the same bits
+                record = xp.empty(3)
+                self._K.displacement_extreme[self._one_block(n)](dev.positions, previous, dev.reference,
+                                                                 self._strain_device(strain), rows, record)
+            else:
+                self._K.displacement_rows[self._grid(n)](dev.positions, previous, dev.reference,
+                                                         self._strain_device(strain), rows)
+                record = tree_extreme_device(be, rows, 2)
+            step_max, kf, ref_max = (float(v) for v in be.to_host(record))
             if self._prev is not None:
                 self.step_displacement = (math.sqrt(step_max), int(kf))
         return self._rebuild_due(ref_max, smin)
@@ -468,12 +475,17 @@ class DeviceForceProvider(ForceProviderBase):
     def _nonfinite_records(self):
         """(2,) float64 device array: n - i for the first owned atom i with a non-finite force,
         the same for the velocities, 0 when there is none (one launch and one fixed-order tree:
-        `nonfinite_records`, `extreme_rows`)."""
+        `nonfinite_records`, `extreme_rows`; one launch up to ONE_BLOCK_ROWS atoms:
+        `nonfinite_extreme`)."""
         dev = self.dev
         n = dev.natoms
         if not n:
             return self.be.xp.zeros(2)
         rows = self.be.xp.empty((n, 2))
+        if n <= self._K.ONE_BLOCK_ROWS:   # records and tree in one launch, the same bits
+            out = self.be.xp.empty(2)
+            self._K.nonfinite_extreme[self._one_block(n)](dev.forces, dev.velocities, rows, out)
+            return out
         self._K.nonfinite_records[self._grid(n)](dev.forces, dev.velocities, rows)
         return tree_extreme_device(self.be, rows, 0)
 

@@ -82,9 +82,17 @@ def tree_sum(be: Backend, rows) -> np.ndarray:
 
 
 def tree_sum_device(be: Backend, rows):
-    """`tree_sum` left on the device: a (k,) device array (to join other results in one copy)."""
-    if rows.shape[0] == 0:
-        return be.xp.zeros(rows.shape[1])
+    """`tree_sum` left on the device: a (k,) device array (to join other results in one copy);
+    up to ONE_BLOCK_ROWS rows of up to SUM_COLUMNS columns one launch (`sum_block`)."""
+    from ..kernels.cuda import launch, md
+
+    n, k = rows.shape
+    if n == 0:
+        return be.xp.zeros(k)
+    if 1 < n <= md.ONE_BLOCK_ROWS and k <= md.SUM_COLUMNS:   # all levels in one launch, the same bits
+        out = be.xp.empty(k)
+        md.sum_block[launch.one_block(n)](rows, out)
+        return out
     return tree_levels_device(be, rows, 1)[0]
 
 
@@ -109,11 +117,17 @@ def tree_extreme_device(be: Backend, rows, npay: int, minimum: bool = False):
     """The record (k,) on the device of rows (n >= 1, k) float64 with the first largest (or,
     with `minimum`, smallest) column 0, columns [0, npay) taken from that row and columns
     [npay, k) the max of theirs: the levels of one fixed-order tree
-    (numdp.kernels.cuda.md.extreme_rows), NumPy's argmax / argmin and max (NaN included)."""
+    (numdp.kernels.cuda.md.extreme_rows), NumPy's argmax / argmin and max (NaN included); up to
+    ONE_BLOCK_ROWS rows of up to EXTREME_COLUMNS columns, all levels in one launch
+    (`extreme_block`, the same bits)."""
     from ..kernels.cuda import launch, md
 
     xp = be.xp
     k = rows.shape[1]
+    if 1 < rows.shape[0] <= md.ONE_BLOCK_ROWS and k <= md.EXTREME_COLUMNS:   # all levels in one launch
+        out = xp.empty(k)
+        md.extreme_block[launch.one_block(rows.shape[0])](rows, npay, int(minimum), out)
+        return out
     while rows.shape[0] > 1:
         nch = (rows.shape[0] + md.SUM_CHUNK - 1) // md.SUM_CHUNK
         out = xp.empty((nch, k))

@@ -130,6 +130,22 @@ def grid2(n: int, k: int) -> tuple[int, int]:
     return grid(n * k)
 
 
+# threads of a one-block launch (`one_block`) under the simulator: a thread takes several chunks
+# of a tree level (the strided loops of the one-block kernels exercised)
+SIM_ONE_BLOCK = 4
+
+
+def one_block(n: int, most: int = 512) -> tuple[int, int]:
+    """(1, threads) for a one-block kernel over n rows (numdp.kernels.cuda.md's one-block forms:
+    thread t takes rows t, t + blockDim, ...): a thread per row, in whole warps, up to `most`;
+    SIM_ONE_BLOCK threads under the simulator.  Their results do not depend on the block size.
+    512 at most: those kernels take up to 69 registers per thread on sm_90 (tools/ptx_check.py),
+    and a block may hold 65 536 registers (1 024 threads would need at most 64 each)."""
+    if getattr(config, "ENABLE_CUDASIM", 0):
+        return 1, SIM_ONE_BLOCK
+    return 1, min(most, 32 * max(1, (int(n) + 31) // 32))
+
+
 # the simulator starts one Python thread per CUDA thread: grid-stride kernels run there on a fixed
 # grid of two blocks of two (the block and the grid stride both exercised)
 SIM_STRIDED = (2, 2)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from numba import cuda
 
 from ...units import MVV2E
@@ -32,6 +33,22 @@ _nose_hoover_chain = cuda_device(nose_hoover_chain)
 SUM_CHUNK = 32
 # columns of the per-atom terms of `kinetic_terms`: m v.v, m vx, m vy, m vz, m
 KINETIC_COLUMNS = 5
+# The one-block kernels (`nose_hoover_chain_block`, `sum_block`, `extreme_block`,
+# `displacement_extreme`, `nonfinite_extreme`) run the same fixed-order trees as the launches of
+# `row_sums` / `extreme_rows` they replace, inside one block: the first level's partial rows (one per
+# SUM_CHUNK rows) are kept in shared memory of BLOCK_MAX rows, the level after it (at most
+# SUM_CHUNK rows) in a second shared array.  ONE_BLOCK_ROWS = SUM_CHUNK x BLOCK_MAX = 32 768 rows
+# is the largest system they take: up to it the tree has at most 3 levels (32 768 -> 1 024 -> 32
+# -> 1), the first level's chunks are at most the 1 024 threads a block may have (launched with
+# `launch.one_block`'s at most 512, a thread takes two), and the shared arrays fit: with
+# EXTREME_COLUMNS = 3 the records' take (1 024 + 32) x 3 x 8 B = 25.3 kB of the 48 kB a block may
+# declare statically, the chain's (1 024 + 32 + 1) x 8 B = 8.5 kB.
+BLOCK_MAX = 1024
+ONE_BLOCK_ROWS = SUM_CHUNK * BLOCK_MAX
+# largest number of columns of the records reduced by the one-block kernels, and of the rows
+# summed by `sum_block` ((1 024 + 32) x 5 x 8 B = 42.2 kB of shared memory)
+EXTREME_COLUMNS = 3
+SUM_COLUMNS = 5
 # columns of the per-atom terms of `kinetic_tensor_terms`: (m MVV2E v_a) v_b, row-major (a, b)
 TENSOR_COLUMNS = 9
 
@@ -139,6 +156,13 @@ def langevin_update(velocities, masses, ids, c, kt, seed, step, stream):
     velocities[i, 2] = v2
 
 
+@cuda.jit(device=True)
+def _mvv(m, vx, vy, vz):
+    """m v.v (amu Å²/ps²): column 0 of `kinetic_terms`, also computed by `nose_hoover_chain_block`
+    (one expression, so both kernels round it alike)."""
+    return m * (vx * vx + vy * vy + vz * vz)
+
+
 @cuda.jit
 def kinetic_terms(velocities, masses, out):
     """out[i] = (m v.v, m vx, m vy, m vz, m) of atom i (amu Å²/ps², amu Å/ps, amu): summed by
@@ -150,7 +174,7 @@ def kinetic_terms(velocities, masses, out):
     vx = velocities[i, 0]
     vy = velocities[i, 1]
     vz = velocities[i, 2]
-    out[i, 0] = m * (vx * vx + vy * vy + vz * vz)
+    out[i, 0] = _mvv(m, vx, vy, vz)
     out[i, 1] = m * vx
     out[i, 2] = m * vy
     out[i, 3] = m * vz
@@ -274,7 +298,14 @@ def extreme_rows(rows, chunk, npay, minimum, out):
     if c >= out.shape[0]:
         return
     r0 = c * chunk
-    r1 = min(r0 + chunk, rows.shape[0])
+    _extreme_chunk(rows, r0, min(r0 + chunk, rows.shape[0]), npay, rows.shape[1], minimum, out, c)
+
+
+@cuda.jit(device=True)
+def _extreme_chunk(rows, r0, r1, npay, ncol, minimum, out, c):
+    """out[c, :ncol] = the record of rows [r0, r1) (r1 > r0), in increasing order: columns
+    [0, npay) of the first extremum of column 0, columns [npay, ncol) their NaN-propagating max
+    (one chunk of `extreme_rows`, and of the one-block kernels' levels)."""
     if npay > 0:
         b = r0
         for r in range(r0 + 1, r1):
@@ -282,7 +313,7 @@ def extreme_rows(rows, chunk, npay, minimum, out):
                 b = r
         for k in range(npay):
             out[c, k] = rows[b, k]
-    for k in range(npay, rows.shape[1]):
+    for k in range(npay, ncol):
         m = rows[r0, k]
         for r in range(r0 + 1, r1):
             v = rows[r, k]
@@ -344,8 +375,173 @@ def nonfinite_records(a, b, rows):
     with `extreme_rows` (npay = 0) the max of each column is n - (the first flagged row), 0 when
     none.  Forces and velocities of the safety check in one launch."""
     i = cuda.grid(1)
-    n = a.shape[0]
-    if i >= n:
+    if i >= a.shape[0]:
         return
+    _put_nonfinite(a, b, rows, i)
+
+
+@cuda.jit(device=True)
+def _put_nonfinite(a, b, rows, i):
+    """Row i of `nonfinite_records`' records (n = a.shape[0])."""
+    n = a.shape[0]
     rows[i, 0] = n - i if _row_nonfinite(a, i) else 0.0
     rows[i, 1] = n - i if _row_nonfinite(b, i) else 0.0
+
+
+# -- one-block forms (systems up to ONE_BLOCK_ROWS atoms): one launch instead of 2-4 -------------
+# Each replays, inside one block, the launches it replaces: the per-atom kernel's rows (written to
+# global memory, as before, then a barrier), then the levels of the same fixed-order tree (chunk
+# c of a level = rows [c SUM_CHUNK, (c + 1) SUM_CHUNK) of the level below, reduced by one thread in
+# increasing order, by the same device function), so the results are the same bits.  Any block
+# size gives them (a thread takes chunks t, t + blockDim, ...); launch with `one_block(n)`.
+
+
+@cuda.jit(device=True)
+def _sum_level(src, count, ncol, dst):
+    """One level of `row_sums` by the block: dst[c, k] = Σ src[r, k] over the chunk c of src's
+    first `count` rows, k < ncol; returns the level's row count.  Ends with a barrier."""
+    nch = (count + SUM_CHUNK - 1) // SUM_CHUNK
+    for c in range(cuda.threadIdx.x, nch, cuda.blockDim.x):
+        r0 = c * SUM_CHUNK
+        r1 = min(r0 + SUM_CHUNK, count)
+        for k in range(ncol):
+            dst[c, k] = _column_sum(src, r0, r1, k)
+    cuda.syncthreads()
+    return nch
+
+
+@cuda.jit
+def sum_block(rows, out):
+    """out (k,) = the column sums of rows (n, k), 1 < n <= ONE_BLOCK_ROWS, k <= SUM_COLUMNS: all
+    levels of `row_sums` (numdp.md.device_state.tree_sum_device) in one block, the same bits."""
+    part = cuda.shared.array((BLOCK_MAX, SUM_COLUMNS), np.float64)
+    part2 = cuda.shared.array((SUM_CHUNK, SUM_COLUMNS), np.float64)
+    ncol = rows.shape[1]
+    t = cuda.threadIdx.x
+    count = _sum_level(rows, rows.shape[0], ncol, part)
+    if count > 1:
+        count = _sum_level(part, count, ncol, part2)
+        if count > 1:
+            _sum_level(part2, count, ncol, part)
+        elif t == 0:
+            for k in range(ncol):
+                out[k] = part2[0, k]
+            return
+    if t == 0:
+        for k in range(ncol):
+            out[k] = part[0, k]
+
+
+@cuda.jit
+def nose_hoover_chain_block(velocities, masses, terms, dof, kt, q, h, nloop, weights, xi, vxi, factor):
+    """One Nosé-Hoover chain half-step h (ps) of n <= ONE_BLOCK_ROWS atoms in one block: what
+    `kinetic_terms` (column 0), the levels of `row_sums` down to SUM_CHUNK rows
+    (numdp.md.device_state.tree_levels_device), `nose_hoover_chain_step` and `scale_rows_by` do in
+    four launches, with their bits.  velocities (n, 3) Å/ps, scaled in place; masses (n,) amu;
+    terms (n, 1) float64 scratch (m v.v per atom, amu Å²/ps²); the other arguments are
+    `nose_hoover_chain_step`'s (xi, vxi (M,) updated in place; factor (1,) receives the factor)."""
+    part = cuda.shared.array((BLOCK_MAX, 1), np.float64)
+    part2 = cuda.shared.array((SUM_CHUNK, 1), np.float64)
+    scale = cuda.shared.array(1, np.float64)
+    t = cuda.threadIdx.x
+    nt = cuda.blockDim.x
+    n = velocities.shape[0]
+    for i in range(t, n, nt):
+        # through global memory and a barrier, as between `kinetic_terms` and `row_sums`: the
+        # product is rounded before the sum (the compiler cannot fuse it into the addition)
+        terms[i, 0] = _mvv(masses[i], velocities[i, 0], velocities[i, 1], velocities[i, 2])
+    cuda.syncthreads()
+    s = 0.0
+    if n > SUM_CHUNK:
+        count = _sum_level(terms, n, 1, part)
+        if count > SUM_CHUNK:
+            count = _sum_level(part, count, 1, part2)
+            if t == 0:
+                s = _column_sum(part2, 0, count, 0)
+        elif t == 0:
+            s = _column_sum(part, 0, count, 0)
+    elif t == 0:
+        s = _column_sum(terms, 0, n, 0)
+    if t == 0:
+        k2 = 2.0 * (0.5 * MVV2E * s)
+        f = 1.0
+        if k2 != 0.0:
+            f = _nose_hoover_chain(k2, dof, kt, q, h, nloop, weights, xi, vxi)
+        factor[0] = f
+        scale[0] = f
+    cuda.syncthreads()
+    f = scale[0]
+    for i in range(t, n, nt):
+        for k in range(3):
+            velocities[i, k] *= f
+
+
+@cuda.jit(device=True)
+def _extreme_level(src, count, npay, ncol, minimum, dst):
+    """One level of `extreme_rows` by the block over src's first `count` rows into dst; returns
+    the level's row count.  Ends with a barrier."""
+    nch = (count + SUM_CHUNK - 1) // SUM_CHUNK
+    for c in range(cuda.threadIdx.x, nch, cuda.blockDim.x):
+        r0 = c * SUM_CHUNK
+        _extreme_chunk(src, r0, min(r0 + SUM_CHUNK, count), npay, ncol, minimum, dst, c)
+    cuda.syncthreads()
+    return nch
+
+
+@cuda.jit(device=True)
+def _extreme_tree(rows, n, npay, ncol, minimum, out):
+    """out[:ncol] = numdp.md.device_state.tree_extreme_device of rows (n, >= ncol), 1 <= n <=
+    ONE_BLOCK_ROWS, ncol <= EXTREME_COLUMNS, by the whole block (called by all its threads after
+    a barrier that follows the writes to rows)."""
+    part = cuda.shared.array((BLOCK_MAX, EXTREME_COLUMNS), np.float64)
+    part2 = cuda.shared.array((SUM_CHUNK, EXTREME_COLUMNS), np.float64)
+    t = cuda.threadIdx.x
+    if n == 1:
+        if t == 0:
+            for k in range(ncol):
+                out[k] = rows[0, k]
+        return
+    count = _extreme_level(rows, n, npay, ncol, minimum, part)
+    if count > 1:
+        count = _extreme_level(part, count, npay, ncol, minimum, part2)
+        if count > 1:
+            _extreme_level(part2, count, npay, ncol, minimum, part)
+        elif t == 0:
+            for k in range(ncol):
+                out[k] = part2[0, k]
+            return
+    if t == 0:
+        for k in range(ncol):
+            out[k] = part[0, k]
+
+
+@cuda.jit
+def extreme_block(rows, npay, minimum, out):
+    """out (k,) = the record of rows (n, k), 1 <= n <= ONE_BLOCK_ROWS, k <= EXTREME_COLUMNS: all
+    levels of `extreme_rows` (numdp.md.device_state.tree_extreme_device) in one block."""
+    _extreme_tree(rows, rows.shape[0], npay, rows.shape[1], minimum, out)
+
+
+@cuda.jit
+def displacement_extreme(positions, previous, reference, strain, rows, out):
+    """`displacement_rows` then its tree (npay = 2) in one block, n = positions.shape[0] in
+    [1, ONE_BLOCK_ROWS]: out (3,) = (max |x - previous|² Å², its first atom, max |x - reference @
+    strain|² Å²); rows (n, 3) float64 scratch (the records)."""
+    n = positions.shape[0]
+    for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
+        step2, ref2 = _displacement_sq(positions, previous, reference, strain, i)
+        _put_record(rows, i, step2, ref2)
+    cuda.syncthreads()
+    _extreme_tree(rows, n, 2, 3, 0, out)
+
+
+@cuda.jit
+def nonfinite_extreme(a, b, rows, out):
+    """`nonfinite_records` then its tree (npay = 0) in one block, n = a.shape[0] in [1,
+    ONE_BLOCK_ROWS]: out (2,) = n - (the first row of a, of b, with a nan or inf), 0 when none;
+    rows (n, 2) float64 scratch (the records)."""
+    n = a.shape[0]
+    for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
+        _put_nonfinite(a, b, rows, i)
+    cuda.syncthreads()
+    _extreme_tree(rows, n, 0, 2, 0, out)
