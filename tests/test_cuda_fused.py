@@ -91,6 +91,18 @@ def test_closest_pair_device_equals_the_cpu_closest_pair():
     assert tuple(cpu_closest(ext, nlist, sec)) == (math.inf, -1, -1)
 
 
+def _flagged(rng, n, bad_f, bad_v):
+    """Random forces and velocities (n, 3) with a nan in force rows `bad_f` and a -inf in velocity
+    rows `bad_v`."""
+    f = rng.normal(size=(n, 3))
+    v = rng.normal(size=(n, 3))
+    for i in bad_f:
+        f[i, i % 3] = np.nan
+    for i in bad_v:
+        v[i, 2] = -np.inf
+    return f, v
+
+
 def test_nonfinite_records_name_the_first_flagged_atom_of_each_array():
     """nonfinite_records + one tree: the first row with a nan / inf of forces and of velocities
     (numdp.kernels.cpu.md.first_nonfinite_row of each), -1 when none."""
@@ -102,12 +114,7 @@ def test_nonfinite_records_name_the_first_flagged_atom_of_each_array():
     rng = np.random.default_rng(2)
     n = 75
     for bad_f, bad_v in (((), ()), ((60, 9), ()), ((), (74,)), ((0,), (33, 40))):
-        f = rng.normal(size=(n, 3))
-        v = rng.normal(size=(n, 3))
-        for i in bad_f:
-            f[i, i % 3] = np.nan
-        for i in bad_v:
-            v[i, 2] = -np.inf
+        f, v = _flagged(rng, n, bad_f, bad_v)
         rows = be.xp.empty((n, 2))
         md.nonfinite_records[launch.grid(n)](be.to_device(f), be.to_device(v), rows)
         got = [n - int(g) if g else -1 for g in be.to_host(tree_extreme_device(be, rows, 0))]
@@ -457,12 +464,7 @@ def test_nonfinite_extreme_is_the_safety_launches_bit_for_bit(n, monkeypatch):
     rng = np.random.default_rng(n + 2)
     cases = [((), ()), ((n - 1,), ()), ((), (0,)), ((n // 2, n - 1), (n // 3, n // 2))]
     for bad_f, bad_v in cases:
-        f = rng.normal(size=(n, 3))
-        v = rng.normal(size=(n, 3))
-        for i in bad_f:
-            f[i, i % 3] = np.nan
-        for i in bad_v:
-            v[i, 2] = -np.inf
+        f, v = _flagged(rng, n, bad_f, bad_v)
         fd, vd = be.to_device(f), be.to_device(v)
         out = be.xp.empty(2)
         md.nonfinite_extreme[launch.one_block(n)](fd, vd, be.xp.empty((n, 2)), out)
