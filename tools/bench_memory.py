@@ -16,7 +16,7 @@ evaluator scratch), and between two sizes the slope of the peak (bytes per atom)
     python tools/bench_memory.py --reps 47 --steps 1 --slope S --base B   # 19 934 016 atoms
 
 --reps R replicates the box R x R x R (192 R^3 atoms); --ranks N runs it under mpiexec (the peaks
-of the ranks are summed).  Before a size over 2 M atoms the script
+of the ranks are summed; each rank's setup and run peaks are printed below the row).  Before a size over 2 M atoms the script
 predicts its peak from the slope of the two smallest sizes measured in the same call (or from
 --slope / --base, bytes per atom and bytes) and refuses to start it unless the prediction leaves
 --reserve GiB (default 3) of MemAvailable.
@@ -246,6 +246,7 @@ def run_child(rep: int, steps: int, args) -> dict:
     ranks = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     ranks.sort(key=lambda r: r["rank"])
     res = dict(ranks[0])
+    res["rank_peaks"] = [(r["setup_peak"], r["run_peak"]) for r in ranks]
     for key in ("startup_peak", "setup_peak", "run_peak", "peak", "run_rss", "startup_rss", "setup_rss"):
         res[key] = sum(r[key] for r in ranks)
     res["wall"] = time.perf_counter() - t0
@@ -430,6 +431,9 @@ def main(argv=None) -> int:
         print(f"{r['natoms']:>10} {mib(r['startup_peak']):>9} {mib(r['setup_peak']):>9} {mib(r['run_peak']):>9} "
               f"{mib(r['peak']):>9} {r['us_per_atom_step']:>12.2f} {r['neigh_us']:>9.2f} {r['force_us']:>9.2f}",
               flush=True)
+        if args.ranks > 1:
+            print(" " * 11 + "per rank, setup / run MiB: "
+                  + ", ".join(f"rank {k} {mib(a)} / {mib(b)}" for k, (a, b) in enumerate(r["rank_peaks"])), flush=True)
         if len(results) >= 2 and args.slope is None:
             a, b = results[0], results[-1]
             slope = (b["peak"] - a["peak"]) / (b["natoms"] - a["natoms"])
