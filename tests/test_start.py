@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from numdp.config import load_run_settings
+from numdp.errors import InputError
 from numdp.io.h5md import CheckpointAtoms, read_checkpoint, write_checkpoint
 from numdp.io.structure import assign_types, read_structure, replicate, write_extxyz
 from numdp.io.model_file import write_model
@@ -96,6 +97,17 @@ def test_a_checkpoint_read_block_by_block_is_the_whole_file(tmp_path):
     for k, a in atom_arrays(state).items():
         assert np.array_equal(atom_arrays(whole)[k], stored[k]), k
     assert whole.natoms_global == 23 and whole.thermostat["xi"].tolist() == [0.1, 0.2]
+
+
+def test_a_checkpoint_with_a_short_per_atom_array_is_refused_by_name(tmp_path):
+    write_checkpoint(tmp_path / "ck.h5", _state(n=7), {})
+    with h5py.File(tmp_path / "ck.h5", "a") as f:
+        v = f["numdp/state/velocities"][()]
+        del f["numdp/state/velocities"]
+        f["numdp/state/velocities"] = v[:6]
+    with pytest.raises(InputError, match=r"ck.h5: /numdp/state/velocities has shape \(6, 3\), not one row for "
+                                         r"each of the 7 atoms"):
+        CheckpointAtoms(tmp_path / "ck.h5")
 
 
 def test_a_rotated_source_rotates_vectors_and_cell_the_same_in_any_block(tmp_path):

@@ -424,6 +424,9 @@ class CheckpointAtoms:
                     self._per_atom.append(name)
                     arrays[name] = np.empty((0, *obj.shape[1:]), dtype=ATOM_DTYPES[name])
                     return
+                if name in ATOM_DTYPES and name != "neighbor/positions" and n is not None:
+                    raise InputError(f"{self.path}: /numdp/state/{name} has shape {obj.shape}, not one row for "
+                                     f"each of the {n} atoms of positions (a damaged checkpoint)")
                 data = obj[()]
                 if obj.dtype.kind in ("O", "S"):
                     data = np.array([d.decode() if isinstance(d, bytes) else str(d) for d in data], dtype=object)
