@@ -1,7 +1,9 @@
 """The force call's merged launches for small systems (Numba's simulator) against the launches
 they replace, forced by a module constant: the neighbour search's counting sort in one block
-(numdp.neighbor.device.ONE_BLOCK_SORT = 0: seven launches).  Integer work gives the same lists
-by construction; tested."""
+(numdp.neighbor.device.ONE_BLOCK_SORT = 0: seven launches) and the model's outputs zeroed by its
+first chunk's kernel, with the fitting nets' adjoint seeds kept (numdp.model.cuda_evaluator
+.FOLD_TOTALS = False: the array library's operations).  Integer work gives the same lists by
+construction, the model the same bits; both tested."""
 from __future__ import annotations
 
 import numpy as np
@@ -12,6 +14,7 @@ pytest.importorskip("numba_cuda")
 from numba import cuda  # noqa: E402
 
 import numdp.neighbor.device as dev  # noqa: E402
+from numdp.kernels.cuda.opcount import OpCounter  # noqa: E402
 from numdp.neighbor import extend  # noqa: E402
 from test_cuda_neighbor import TRICLINIC, random_system  # noqa: E402
 
@@ -81,3 +84,81 @@ def test_planned_lists_and_one_shot_lists_are_the_seven_launches_lists(monkeypat
     for a, b in zip(*got):
         np.testing.assert_array_equal(a, b)
     assert got[0][1][2:].max() > 0   # some blocks truncated
+
+
+def _evaluators(compressed):
+    from numdp.model.compress import compress
+    from numdp.model.dp_model import DPModel
+    from randmodel import random_params
+
+    params = random_params(ntypes=2, sel=[6, 6], neuron=(4,), axis_neuron=2, fitting=(8, 8), rcut=3.5,
+                           rcut_smth=1.0, seed=4)
+    if compressed:
+        params.min_nbor_dist = 0.5
+        params = compress(params, dx=0.05)[0]
+    return DPModel(params, nthreads=1, device="cuda")._ev
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["uncompressed", "compressed"])
+def test_fold_totals_keeps_the_model_bits(compressed, monkeypatch):
+    """compute_device_shared with the outputs zeroed by start_totals and the cached adjoint
+    seeds gives the array-library path's energies, forces (every extended atom), virial and
+    atomic virials bit for bit, over 1 and 3 chunks (the first chunk zeroes, the others add),
+    for two models sharing the environment; and 4 fewer operations per call with 2 types."""
+    import numdp.model.cuda_evaluator as ce
+
+    x, t = random_system(35, TRICLINIC, 18, 2)
+    ext = extend(x, t, TRICLINIC, 3.5)
+    types = ext.types[:ext.nloc]
+    ev = _evaluators(compressed)
+    nl = dev.build_nlist_cuda(x, t, TRICLINIC, 3.5, [6, 6], threads_per_centre=4).nlist.copy_to_host()
+    for chunk in (64, 7):
+        monkeypatch.setattr(ev, "chunk", chunk)
+        got, ops = {}, {}
+        for fold in (True, False):
+            with monkeypatch.context() as mp:
+                mp.setattr(ce, "FOLD_TOTALS", fold)
+                for want_atom_virial in (False, True):
+                    for call in range(2):   # the second call: the seeds kept
+                        counter = OpCounter()
+                        with counter.counting():
+                            pos = ev.be.to_device(ext.positions)
+                            nlist = ev.be.to_device(nl)
+                            counter.reset()
+                            outs = ce.compute_device_shared([ev, ev], pos, nlist, types,
+                                                            want_atom_virial=want_atom_virial)
+                        ops[fold, want_atom_virial] = counter.launches + counter.array_ops
+                        # the atomic virials' placeholder row is unset unless asked for
+                        got[fold, want_atom_virial] = [np.asarray(ev.be.to_host(a)) for out in outs
+                                                       for a in out[:4 if want_atom_virial else 3]]
+        for w in (False, True):
+            for a, b in zip(got[True, w], got[False, w]):
+                assert a.dtype == b.dtype and a.shape == b.shape
+                assert a.tobytes() == b.tobytes()
+            # per model: zeroing (2) and a subtraction per chunk -> start_totals per chunk; the
+            # seed's fill per type of each chunk -> none
+            order = np.argsort(types, kind="stable")
+            groups = sum(len(set(types[order[c:c + chunk]].tolist())) for c in range(0, ext.nloc, chunk))
+            assert ops[False, w] - ops[True, w] == 2 * (2 + groups), (chunk, ops)
+
+
+def test_md_run_is_the_replaced_launches_run_bit_for_bit(tmp_path, monkeypatch):
+    """A periodic Nosé-Hoover GPU run (10 steps, a list formed at every force call, output every 5)
+    ends with the same trajectory, bit for bit, as the run with the seven sort launches and the
+    array library's zeroing, subtraction and seed fills."""
+    import numdp.model.cuda_evaluator as ce
+    from test_cuda_md import NHC, make_run, run
+    from test_mpi import frames
+
+    got = []
+    for merged in (True, False):
+        with monkeypatch.context() as mp:
+            if not merged:
+                _seven_launches(mp)
+                mp.setattr(ce, "FOLD_TOTALS", False)
+            toml = make_run(tmp_path / str(merged), "cuda", NHC, steps=10, every=5)
+            run(toml)
+            got.append(frames(toml.parent))
+    for key in got[0]:
+        a, b = np.asarray(got[0][key]), np.asarray(got[1][key])
+        assert a.tobytes() == b.tobytes(), key
