@@ -653,7 +653,10 @@ def test_a_gpu_step_reads_the_device_twice(tmp_path, md, compressed):
     3 steps of the cluster, output only at the start.  Kernel launches per step of the phases
     with one-block forms (numdp.kernels.cuda.md: up to ONE_BLOCK_ROWS atoms): the Nosé-Hoover
     chain 1 per half-step, the rebuild test 1, the safety records 1, the closest pair 2 (its
-    per-centre records, then one tree launch), the reductions 1 (the energy's tree sum)."""
+    per-centre records, then one tree launch), the reductions 1 (the energy's tree sum); and the
+    neighbour list 4 (numdp.neighbor.device: up to ONE_BLOCK_SORT atoms): the extended positions,
+    the counting sort into cells in one block, the list, its statistics.  A compressed model's
+    array operations: its matrix products and one sort (outputs zeroed by its kernels)."""
     from numdp.kernels.cuda.opcount import OpCounter
     from numdp.md.setup import build_simulation
     from numdp.model.compress import compress
@@ -661,11 +664,11 @@ def test_a_gpu_step_reads_the_device_twice(tmp_path, md, compressed):
     toml = make_cluster(tmp_path, "cuda", md, steps=3, every=100)
     counter = OpCounter()
     reads = []
-    phases = ("thermostat", "rebuild test", "safety", "closest pair", "reductions")
+    phases = ("thermostat", "rebuild test", "safety", "closest pair", "reductions", "neighbour list")
     kernels = []
 
     def launched():
-        return np.array([counter.counts[p]["kernel"] for p in phases])
+        return np.array([counter.counts[p]["kernel"] for p in phases] + [counter.counts["model"]["array op"]])
     with counter.counting():   # on before the run is built, so that its device arrays are seen
         settings = load_run_settings(toml)
         params = read_model(toml.parent / "model.h5")
@@ -695,7 +698,11 @@ def test_a_gpu_step_reads_the_device_twice(tmp_path, md, compressed):
             sim.close()
     assert sim.provider.rebuilds == 1 and sim.state.step == 3
     assert reads == [2, 2, 2] if compressed else [3, 3, 3]
-    assert [k.tolist() for k in kernels] == [[2 if md else 0, 1, 1, 2, 1]] * 3, (phases, kernels)
+    # the model's array operations (last): with 2 types and one hidden fitting layer, 3 products
+    # per type, the virial's product and the reverse index's sort (compressed; the uncompressed
+    # embedding adds its own)
+    assert [k.tolist()[:-1] for k in kernels] == [[2 if md else 0, 1, 1, 2, 1, 4]] * 3, (phases, kernels)
+    assert not compressed or [k[-1] for k in kernels] == [8] * 3, kernels
 
 
 def test_a_collapsing_cell_stops_with_one_line_on_both_devices(tmp_path):

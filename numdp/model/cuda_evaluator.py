@@ -145,6 +145,10 @@ class KernelForm(Enum):
     TEAM = "team"
 # device copies of chunk atoms kept (`CUDAEvaluator._env`): every chunk of a run's systems
 CHUNK_ATOMS_KEPT = 64
+# False: the force call's outputs zeroed by the array library, the virial subtracted by it and the
+# fitting nets' adjoint seeds filled at every call (2 + 1 per type of each chunk more operations
+# per call and model, the same bits: tests/test_cuda_force_launches.py compares the two)
+FOLD_TOTALS = True
 ASSEMBLIES = ("gather", "atomic")
 
 
@@ -188,6 +192,7 @@ class CUDAEvaluator:
         # in a CUDA graph, numdp.md.device_graph, keeps counting when replayed)
         self._beyond = be.xp.zeros(1, np.int64) if self.compressed else None
         self._chunk_atoms = DeviceConstants(CHUNK_ATOMS_KEPT)   # device copies of chunk atoms (`_env`)
+        self._fit_seeds = DeviceConstants(CHUNK_ATOMS_KEPT)   # `_fit`'s adjoint seeds per (type, atoms)
         self._embedding = "gemm"
         # "gather" (deterministic, the default) or "atomic" (floating-point atomics: for the
         # benchmark's measurement of what determinism costs; results vary in the last bits)
@@ -329,9 +334,11 @@ class CUDAEvaluator:
         return DeviceChunkEnv(atoms_host, atoms, atypes, rt, dvec, nbr, tb)
 
     def _chunk(self, env: "DeviceChunkEnv", want_force, energy, force, virial, atom_virial,
-               want_atom_virial, descr):
+               want_atom_virial, descr, first: bool = False):
         """Embedding, descriptor, fitting and pair forces of one chunk on its environment rows
-        `env` (computed by this evaluator or by one that shares_environment with it)."""
+        `env` (computed by this evaluator or by one that shares_environment with it).  With
+        want_force, force and virial are added to, or with `first` (the call's first chunk)
+        written: the caller leaves them unset (kernel start_totals zeroes them)."""
         be, xp, K = self.be, self.be.xp, self.be.kernels
         launch = K.launch
         d = self.params.descriptor
@@ -372,7 +379,7 @@ class CUDAEvaluator:
             a0, a1 = int(tb[ti]), int(tb[ti + 1])
             if a1 == a0:
                 continue
-            z = self._fit(D[a0:a1], self.fit[ti], None if gD is None else gD[a0:a1])
+            z = self._fit(D[a0:a1], self.fit[ti], None if gD is None else gD[a0:a1], ti)
             K.layers.fit_energy[launch.strided(a1 - a0)](z, atoms[a0:a1], float(self.fit_bias[ti]),
                                                          float(self.atom_bias[ti]), energy)
         if not want_force:
@@ -398,7 +405,14 @@ class CUDAEvaluator:
                                                     self.sd, d.rcut, d.rcut_smth, fpair)
         # the chunk's virial, -Σ_p fpair[p] ⊗ dvec[p] (padding slots are zero in both), as one
         # 3 x P x 3 product: deterministic, and no (P, 9) array summed along its long axis
-        virial -= be.matmul(fpair.T, dvec).reshape(9)
+        if FOLD_TOTALS:   # virial -= the product, on the first chunk from virial and force zeroed: one launch
+            K.forces.start_totals[launch.strided(max(9, force.shape[0]))](
+                be.matmul(fpair.T, dvec).reshape(9), first, virial, force)
+        else:
+            if first:
+                virial[...] = 0.0
+                force[...] = 0.0
+            virial -= be.matmul(fpair.T, dvec).reshape(9)
         if self.assembly == "atomic":
             K.forces.scatter_atomic[launch.strided(P)](atoms, self.sec, nbr, fpair, dvec, force,
                                                        atom_virial, want_atom_virial)
@@ -480,10 +494,10 @@ class CUDAEvaluator:
             G[...] = Y[:n]
             Gp[...] = Y[n:]
 
-    def _fit(self, D, net: _DevNet, gD):
+    def _fit(self, D, net: _DevNet, gD, ti: int):
         """The last layer's product (n, 1) in the policy's dtype (the atomic network energies
         without the last layer's bias: kernel fit_energy adds the biases) and, unless gD is None,
-        dE/dD written into gD (n, width)."""
+        dE/dD written into gD (n, width).  ti: the type whose net `net` is."""
         be, xp, K = self.be, self.be.xp, self.be.kernels
         half = self.precision.half_operands
         n = D.shape[0]
@@ -502,8 +516,14 @@ class CUDAEvaluator:
         energy = be.matmul(y, last, half=half)
         if gD is None:
             return energy
-        gy = xp.empty((n, last.shape[0]), D.dtype)
-        gy[...] = last[:, 0]
+
+        def seed():
+            gy = xp.empty((n, last.shape[0]), D.dtype)
+            gy[...] = last[:, 0]
+            return gy
+
+        # dE/dy of the last layer, the same every call: made once per (type, atoms) and only read
+        gy = self._fit_seeds.get((ti, n, np.dtype(D.dtype).str), seed) if FOLD_TOTALS else seed()
         for li in range(len(net.w) - 2, -1, -1):
             H = cache[li]
             gZ = xp.empty(H.shape, H.dtype)
@@ -549,14 +569,17 @@ def compute_device_shared(evaluators, ext_pos, nlist, types, want_force=True, wa
     order = np.argsort(typ_host, kind="stable")
     # atomic energies: every atom's written by its chunk (fit_energy); the atomic virials only
     # accumulated when asked for (a placeholder row otherwise)
-    outs = [(xp.empty(nloc), xp.zeros((nall, 3)), xp.zeros(9),
+    # forces and virial: zeroed by the first chunk's kernel start_totals (`_chunk`)
+    zeroed = not (want_force and nloc)
+    fill = xp.zeros if zeroed else xp.empty
+    outs = [(xp.empty(nloc), fill((nall, 3)), fill(9),
              xp.zeros((nall, 9)) if want_atom_virial else xp.empty((1, 9)),
              np.zeros((nloc, ev.params.descriptor.dim_out)) if want_descriptor else None) for ev in evaluators]
     for c0 in range(0, nloc, ev0.chunk):
         atoms = order[c0:c0 + ev0.chunk]
         env = ev0._env(pos, nl, atoms, typ_host[atoms])
         for ev, (energy, force, virial, av_all, descr) in zip(evaluators, outs):
-            ev._chunk(env, want_force, energy, force, virial, av_all, want_atom_virial, descr)
+            ev._chunk(env, want_force, energy, force, virial, av_all, want_atom_virial, descr, first=c0 == 0)
     return outs
 
 

@@ -54,6 +54,9 @@ __all__ = ["DeviceNeighborList", "build_nlist_cuda", "nlist_of_extended", "plan_
 _SCAN_CHUNK = 32
 # Largest array scanned by one launch of the single-block scan (32 entries per thread of 1024).
 _SCAN_BLOCK_MAX = 32 * 1024
+# Largest search (extended atoms, and cells + 1) whose counting sort is one launch of
+# `sort_cells_block` instead of seven (tests lower it to 0 to compare with the seven launches).
+ONE_BLOCK_SORT = _SCAN_BLOCK_MAX
 # Key capacities (keys per centre) of the shared-memory formatting kernels, smallest first: a launch
 # uses the smallest that holds every centre's neighbours within rcut (12 bytes a key: 3-36 kB,
 # under the 48 kB of static shared memory per block).
@@ -397,7 +400,8 @@ def _cell_grid(lo, hi, nall: int, rc: float, reach: int) -> _CellGrid:
 def _sorted_cells(pos, typ, nloc: int, cg: _CellGrid, stats, err):
     """Counting sort of the extended atoms (pos (nall, 3), typ (nall,)) into the cells of `cg`, and
     the sorted positions of the first nloc (the centres); zeroes `stats` and `err` in the same
-    launch as the cell counters.  Returns (spos, sidx, stype, scell, cell_start, centres)."""
+    launch as the cell counters.  Up to ONE_BLOCK_SORT atoms and cells one launch
+    (`sort_cells_block`), else seven.  Returns (spos, sidx, stype, scell, cell_start, centres)."""
     from numba import cuda
     from numdp.kernels.cuda import neighbor as kc
 
@@ -405,19 +409,22 @@ def _sorted_cells(pos, typ, nloc: int, cg: _CellGrid, stats, err):
     cell = cuda.device_array(nall, dtype=np.int32)
     cell_start = cuda.device_array(cg.ncell + 1, dtype=np.int32)
     cursor = cuda.device_array(cg.ncell, dtype=np.int32)
-    kc.clear_counters[_grid(max(cg.ncell + 1, int(stats.shape[0]), 1))](cell_start, cursor, stats, err)
-    kc.bin_count[_grid(nall)](pos, cg.lo, cg.inv_width, cg.nbins, cell, cell_start)
-    _exclusive_scan(cell_start, total=False)
     spos = cuda.device_array((nall, 3), dtype=np.float64)
     sidx = cuda.device_array(nall, dtype=np.int32)
     stype = cuda.device_array(nall, dtype=np.int32)
     scell = cuda.device_array(nall, dtype=np.int32)
-    kc.bin_scatter[_grid(nall)](pos, typ, cell, cell_start, cursor, spos, sidx, stype, scell)
-    del cell, cursor
     slot = cuda.device_array(nall, dtype=np.int32)
+    centres = cuda.device_array(nloc, dtype=np.int32)
+    if max(nall, cg.ncell + 1) <= ONE_BLOCK_SORT:
+        kc.sort_cells_block[1, _scan_threads()](pos, typ, nloc, cg.lo, cg.inv_width, cg.nbins, cell, cell_start,
+                                                cursor, stats, err, spos, sidx, stype, scell, slot, centres)
+        return spos, sidx, stype, scell, cell_start, centres
+    kc.clear_counters[_grid(max(cg.ncell + 1, int(stats.shape[0]), 1))](cell_start, cursor, stats, err)
+    kc.bin_count[_grid(nall)](pos, cg.lo, cg.inv_width, cg.nbins, cell, cell_start)
+    _exclusive_scan(cell_start, total=False)
+    kc.bin_scatter[_grid(nall)](pos, typ, cell, cell_start, cursor, spos, sidx, stype, scell)
     kc.mark_centres[_grid(nall)](sidx, nloc, slot)
     _exclusive_scan(slot, total=False)
-    centres = cuda.device_array(nloc, dtype=np.int32)
     kc.compact_centres[_grid(nall)](sidx, nloc, slot, centres)
     return spos, sidx, stype, scell, cell_start, centres
 

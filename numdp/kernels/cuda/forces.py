@@ -13,6 +13,22 @@ from .launch import split
 
 
 @cuda.jit
+def start_totals(m, first, virial, force):
+    """virial (9,) eV -= m (9,) eV (a chunk's fpair^T dvec); when `first` (the call's first chunk)
+    virial starts from 0.0 and force (nall, 3) eV/Å is zeroed: the zeroed arrays and the in-place
+    subtraction the call made before, in one launch, with the same bits (0.0 - m, not -m: the sign
+    of a zero).  Grid-stride over max(9, nall)."""
+    for i in range(cuda.grid(1), max(9, force.shape[0]), cuda.gridsize(1)):
+        if i < 9:
+            v = 0.0 if first else virial[i]
+            virial[i] = v - m[i]
+        if first and i < force.shape[0]:
+            force[i, 0] = 0.0
+            force[i, 1] = 0.0
+            force[i, 2] = 0.0
+
+
+@cuda.jit
 def gather_centres(atoms, sec, fpair, force):
     """force[atoms[a]] += Σ_{slots p of a, block-major order} fpair[p].  One thread per atom."""
     na = atoms.shape[0]

@@ -17,6 +17,7 @@ Pipeline (one launch each):
     bin_count           cell of every atom, atoms per cell (integer atomics)
     bin_scatter         counting sort into cells (atomic cursor: order within a cell arbitrary)
     mark_centres, compact_centres   sorted positions of the local atoms (flag, scan, scatter)
+    sort_cells_block    the seven launches from clear_counters to here in one block (small searches)
     fill_nlist_*        one block per centre: keys within rcut -> rank sort -> DeePMD-kit slots;
                         a centre with more keys than the buffer holds reports its count, and the
                         one-shot driver reruns the launch with a buffer that holds the largest (an
@@ -119,16 +120,17 @@ def scan_chunk_write(values, chunk, offsets, out):
 SCAN_BLOCK_THREADS = 1024
 
 
-@cuda.jit
-def scan_block(values, total):
-    """Exclusive prefix sums of values (n,) in place, by one block of up to SCAN_BLOCK_THREADS
-    threads; total (1,) receives the sum of all entries.
+@cuda.jit(device=True)
+def block_scan(values, part):
+    """Exclusive prefix sums of values (n,) int in place, by every thread of one block together
+    (up to SCAN_BLOCK_THREADS threads; part: a shared (SCAN_BLOCK_THREADS,) int64 scratch array);
+    returns the sum of all entries to every thread.  Entries are written when it returns, but
+    other threads see them only after a barrier.
 
     Thread k sums its contiguous chunk (ceil(n / blockDim) entries), the block's partial sums are
     scanned in shared memory (Hillis-Steele: log2(blockDim) steps, each a barrier), then each
     thread writes its chunk from its offset.  Integer sums: the result is exact and the same for
     any block size (any n works; one block suits n up to ~32 chunks per thread)."""
-    part = cuda.shared.array(SCAN_BLOCK_THREADS, dtype=np.int64)
     tid = cuda.threadIdx.x
     nthr = cuda.blockDim.x
     n = values.shape[0]
@@ -150,12 +152,21 @@ def scan_block(values, total):
         cuda.syncthreads()
         step *= 2
     run = part[tid] - acc   # the exclusive offset of this thread's chunk
-    if tid == nthr - 1:
-        total[0] = part[tid]
     for e in range(e0, e1):
         v = values[e]
         values[e] = run
         run += v
+    return part[nthr - 1]
+
+
+@cuda.jit
+def scan_block(values, total):
+    """Exclusive prefix sums of values (n,) in place, by one block of up to SCAN_BLOCK_THREADS
+    threads (`block_scan`); total (1,) receives the sum of all entries."""
+    part = cuda.shared.array(SCAN_BLOCK_THREADS, dtype=np.int64)
+    s = block_scan(values, part)
+    if cuda.threadIdx.x == cuda.blockDim.x - 1:
+        total[0] = s
 
 
 # --------------------------------------------------------------------------------------------------
@@ -300,11 +311,8 @@ def bounds(pos, lohi):
             cuda.atomic.max(lohi, 3 + k, b)
 
 
-@cuda.jit
-def clear_counters(cell_count, cursor, stats, err):
-    """Zero the counters of one search (int arrays of any lengths): cell_count (ncell + 1,),
-    cursor (ncell,), stats (2 ntypes,), err (1,); one thread per entry of the longest."""
-    i = cuda.grid(1)
+@cuda.jit(device=True, inline=True)
+def _clear_counter(i, cell_count, cursor, stats, err):
     if i < cell_count.shape[0]:
         cell_count[i] = 0
     if i < cursor.shape[0]:
@@ -313,6 +321,26 @@ def clear_counters(cell_count, cursor, stats, err):
         stats[i] = 0
     if i < err.shape[0]:
         err[i] = 0
+
+
+@cuda.jit
+def clear_counters(cell_count, cursor, stats, err):
+    """Zero the counters of one search (int arrays of any lengths): cell_count (ncell + 1,),
+    cursor (ncell,), stats (2 ntypes,), err (1,); one thread per entry of the longest."""
+    _clear_counter(cuda.grid(1), cell_count, cursor, stats, err)
+
+
+@cuda.jit(device=True, inline=True)
+def _bin_atom(i, pos, lo, inv_width, nbins, cell, cell_count):
+    nx = nbins[0]
+    ny = nbins[1]
+    nz = nbins[2]
+    cx = min(max(int((pos[i, 0] - lo[0]) * inv_width[0]), 0), nx - 1)
+    cy = min(max(int((pos[i, 1] - lo[1]) * inv_width[1]), 0), ny - 1)
+    cz = min(max(int((pos[i, 2] - lo[2]) * inv_width[2]), 0), nz - 1)
+    c = (cz * ny + cy) * nx + cx
+    cell[i] = c
+    cuda.atomic.add(cell_count, c, 1)
 
 
 @cuda.jit
@@ -329,15 +357,18 @@ def bin_count(pos, lo, inv_width, nbins, cell, cell_count):
     Nothing downstream uses the cell for more than choosing which atoms to test."""
     i = cuda.grid(1)
     if i < pos.shape[0]:
-        nx = nbins[0]
-        ny = nbins[1]
-        nz = nbins[2]
-        cx = min(max(int((pos[i, 0] - lo[0]) * inv_width[0]), 0), nx - 1)
-        cy = min(max(int((pos[i, 1] - lo[1]) * inv_width[1]), 0), ny - 1)
-        cz = min(max(int((pos[i, 2] - lo[2]) * inv_width[2]), 0), nz - 1)
-        c = (cz * ny + cy) * nx + cx
-        cell[i] = c
-        cuda.atomic.add(cell_count, c, 1)
+        _bin_atom(i, pos, lo, inv_width, nbins, cell, cell_count)
+
+
+@cuda.jit(device=True, inline=True)
+def _scatter_atom(i, pos, types, cell, cell_start, cursor, spos, sidx, stype, scell):
+    c = cell[i]
+    p = cell_start[c] + cuda.atomic.add(cursor, c, 1)
+    for k in range(3):
+        spos[p, k] = pos[i, k]
+    sidx[p] = i
+    stype[p] = types[i]
+    scell[p] = c
 
 
 @cuda.jit
@@ -350,13 +381,7 @@ def bin_scatter(pos, types, cell, cell_start, cursor, spos, sidx, stype, scell):
     """
     i = cuda.grid(1)
     if i < pos.shape[0]:
-        c = cell[i]
-        p = cell_start[c] + cuda.atomic.add(cursor, c, 1)
-        for k in range(3):
-            spos[p, k] = pos[i, k]
-        sidx[p] = i
-        stype[p] = types[i]
-        scell[p] = c
+        _scatter_atom(i, pos, types, cell, cell_start, cursor, spos, sidx, stype, scell)
 
 
 @cuda.jit
@@ -373,6 +398,44 @@ def compact_centres(sidx, nloc, slot, centres):
     the sorted positions of the local atoms, ascending (cell order, for locality)."""
     p = cuda.grid(1)
     if p < sidx.shape[0]:
+        if sidx[p] < nloc:
+            centres[slot[p]] = p
+
+
+@cuda.jit
+def sort_cells_block(pos, types, nloc, lo, inv_width, nbins, cell, cell_start, cursor, stats, err,
+                     spos, sidx, stype, scell, slot, centres):
+    """The counting sort of a small search in one block (up to SCAN_BLOCK_THREADS threads): the
+    launches clear_counters, bin_count, scan_block (cell_start), bin_scatter, mark_centres,
+    scan_block (slot) and compact_centres, one after the other with a barrier between, each
+    thread taking atoms (cells, entries) tid, tid + blockDim, ...  Arguments as those kernels':
+    pos (nall, 3) Å, types (nall,) int32; cell (nall,), cell_start (ncell + 1,), cursor (ncell,),
+    slot (nall,) int32 scratch; out spos (nall, 3), sidx, stype, scell (nall,), centres (nloc,),
+    cell_start (exclusive scan of the cell counts); stats (2 ntypes,) int64 and err (1,) int32
+    zeroed.  Integer work: the same cell_start and centres as the seven launches (within a cell
+    the order depends on thread timing there too; nothing downstream depends on it)."""
+    part = cuda.shared.array(SCAN_BLOCK_THREADS, dtype=np.int64)
+    tid = cuda.threadIdx.x
+    nthr = cuda.blockDim.x
+    nall = pos.shape[0]
+    longest = max(cell_start.shape[0], stats.shape[0], err.shape[0])
+    for i in range(tid, longest, nthr):
+        _clear_counter(i, cell_start, cursor, stats, err)
+    cuda.syncthreads()
+    for i in range(tid, nall, nthr):
+        _bin_atom(i, pos, lo, inv_width, nbins, cell, cell_start)
+    cuda.syncthreads()
+    block_scan(cell_start, part)
+    cuda.syncthreads()
+    for i in range(tid, nall, nthr):
+        _scatter_atom(i, pos, types, cell, cell_start, cursor, spos, sidx, stype, scell)
+    cuda.syncthreads()
+    for p in range(tid, nall, nthr):
+        slot[p] = 1 if sidx[p] < nloc else 0
+    cuda.syncthreads()
+    block_scan(slot, part)
+    cuda.syncthreads()
+    for p in range(tid, nall, nthr):
         if sidx[p] < nloc:
             centres[slot[p]] = p
 
