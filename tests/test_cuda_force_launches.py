@@ -162,3 +162,23 @@ def test_md_run_is_the_replaced_launches_run_bit_for_bit(tmp_path, monkeypatch):
     for key in got[0]:
         a, b = np.asarray(got[0][key]), np.asarray(got[1][key])
         assert a.tobytes() == b.tobytes(), key
+
+
+def test_large_adjoint_seeds_are_made_per_call_with_the_same_bits(monkeypatch):
+    """Seeds above SEED_KEPT_ELEMENTS (here: every seed) are made at each call, not kept (a large
+    chunk's would hold tens of MB of device memory per size): the same results, nothing kept."""
+    import numdp.model.cuda_evaluator as ce
+
+    x, t = random_system(35, TRICLINIC, 18, 2)
+    ext = extend(x, t, TRICLINIC, 3.5)
+    types = ext.types[:ext.nloc]
+    nl = dev.build_nlist_cuda(x, t, TRICLINIC, 3.5, [6, 6], threads_per_centre=4).nlist.copy_to_host()
+    got = {}
+    for limit in (ce.SEED_KEPT_ELEMENTS, 0):
+        ev = _evaluators(True)
+        monkeypatch.setattr(ce, "SEED_KEPT_ELEMENTS", limit)
+        for _ in range(2):
+            outs = ce.compute_device_shared([ev], ev.be.to_device(ext.positions), ev.be.to_device(nl), types)
+        got[limit] = [np.asarray(ev.be.to_host(a)).tobytes() for a in outs[0][:3]]
+        assert (len(ev._fit_seeds) > 0) == (limit > 0)
+    assert got[ce.SEED_KEPT_ELEMENTS] == got[0]

@@ -149,6 +149,10 @@ CHUNK_ATOMS_KEPT = 64
 # fitting nets' adjoint seeds filled at every call (2 + 1 per type of each chunk more operations
 # per call and model, the same bits: tests/test_cuda_force_launches.py compares the two)
 FOLD_TOTALS = True
+# the largest adjoint seed (atoms x fitting width elements, 512 kB in float64) kept between calls:
+# at most CHUNK_ATOMS_KEPT of them, 32 MB; larger chunks, whose launch count does not matter,
+# make theirs per call (a 32 768-atom chunk's is 63 MB)
+SEED_KEPT_ELEMENTS = 1 << 16
 ASSEMBLIES = ("gather", "atomic")
 
 
@@ -522,8 +526,10 @@ class CUDAEvaluator:
             gy[...] = last[:, 0]
             return gy
 
-        # dE/dy of the last layer, the same every call: made once per (type, atoms) and only read
-        gy = self._fit_seeds.get((ti, n, np.dtype(D.dtype).str), seed) if FOLD_TOTALS else seed()
+        # dE/dy of the last layer, the same every call: for small chunks made once per (type,
+        # atoms) and only read; a large chunk's (MBs, and a run has several sizes) made per call
+        keep = FOLD_TOTALS and n * last.shape[0] <= SEED_KEPT_ELEMENTS
+        gy = self._fit_seeds.get((ti, n, np.dtype(D.dtype).str), seed) if keep else seed()
         for li in range(len(net.w) - 2, -1, -1):
             H = cache[li]
             gZ = xp.empty(H.shape, H.dtype)
