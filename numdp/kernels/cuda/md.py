@@ -397,32 +397,36 @@ def _put_nonfinite(a, b, rows, i):
 
 
 @cuda.jit(device=True)
-def _sum_level(src, count, ncol, dst):
-    """One level of `row_sums` by the block: dst[c, k] = Σ src[r, k] over the chunk c of src's
-    first `count` rows, k < ncol; returns the level's row count.  Ends with a barrier."""
+def _level(src, count, npay, ncol, minimum, dst):
+    """One level of a fixed-order tree by the block over src's first `count` rows: with npay < 0
+    a level of `row_sums` (dst[c, k] = Σ src[r, k] over chunk c, k < ncol), else one of
+    `extreme_rows` (dst[c] = the record of chunk c: `_extreme_chunk`); returns the level's row
+    count.  Ends with a barrier."""
     nch = (count + SUM_CHUNK - 1) // SUM_CHUNK
     for c in range(cuda.threadIdx.x, nch, cuda.blockDim.x):
         r0 = c * SUM_CHUNK
         r1 = min(r0 + SUM_CHUNK, count)
-        for k in range(ncol):
-            dst[c, k] = _column_sum(src, r0, r1, k)
+        if npay < 0:
+            for k in range(ncol):
+                dst[c, k] = _column_sum(src, r0, r1, k)
+        else:
+            _extreme_chunk(src, r0, r1, npay, ncol, minimum, dst, c)
     cuda.syncthreads()
     return nch
 
 
-@cuda.jit
-def sum_block(rows, out):
-    """out (k,) = the column sums of rows (n, k), 1 < n <= ONE_BLOCK_ROWS, k <= SUM_COLUMNS: all
-    levels of `row_sums` (numdp.md.device_state.tree_sum_device) in one block, the same bits."""
-    part = cuda.shared.array((BLOCK_MAX, SUM_COLUMNS), np.float64)
-    part2 = cuda.shared.array((SUM_CHUNK, SUM_COLUMNS), np.float64)
-    ncol = rows.shape[1]
+@cuda.jit(device=True)
+def _block_tree(rows, n, npay, ncol, minimum, part, part2, out):
+    """out[:ncol] = the root of `_level`'s tree over rows' first n rows (1 <= n <= ONE_BLOCK_ROWS):
+    the column sums (npay < 0) or the record (npay >= 0), by the whole block (called by all its
+    threads after a barrier that follows the writes to rows); part (BLOCK_MAX, >= ncol) and part2
+    (SUM_CHUNK, >= ncol) are the block's shared arrays for the levels."""
     t = cuda.threadIdx.x
-    count = _sum_level(rows, rows.shape[0], ncol, part)
+    count = _level(rows, n, npay, ncol, minimum, part)
     if count > 1:
-        count = _sum_level(part, count, ncol, part2)
+        count = _level(part, count, npay, ncol, minimum, part2)
         if count > 1:
-            _sum_level(part2, count, ncol, part)
+            _level(part2, count, npay, ncol, minimum, part)
         elif t == 0:
             for k in range(ncol):
                 out[k] = part2[0, k]
@@ -430,6 +434,15 @@ def sum_block(rows, out):
     if t == 0:
         for k in range(ncol):
             out[k] = part[0, k]
+
+
+@cuda.jit
+def sum_block(rows, out):
+    """out (k,) = the column sums of rows (n, k), 1 <= n <= ONE_BLOCK_ROWS, k <= SUM_COLUMNS: all
+    levels of `row_sums` (numdp.md.device_state.tree_sum_device) in one block, the same bits."""
+    part = cuda.shared.array((BLOCK_MAX, SUM_COLUMNS), np.float64)
+    part2 = cuda.shared.array((SUM_CHUNK, SUM_COLUMNS), np.float64)
+    _block_tree(rows, rows.shape[0], -1, rows.shape[1], 0, part, part2, out)
 
 
 @cuda.jit
@@ -453,9 +466,9 @@ def nose_hoover_chain_block(velocities, masses, terms, dof, kt, q, h, nloop, wei
     cuda.syncthreads()
     s = 0.0
     if n > SUM_CHUNK:
-        count = _sum_level(terms, n, 1, part)
+        count = _level(terms, n, -1, 1, 0, part)
         if count > SUM_CHUNK:
-            count = _sum_level(part, count, 1, part2)
+            count = _level(part, count, -1, 1, 0, part2)
             if t == 0:
                 s = _column_sum(part2, 0, count, 0)
         elif t == 0:
@@ -477,42 +490,12 @@ def nose_hoover_chain_block(velocities, masses, terms, dof, kt, q, h, nloop, wei
 
 
 @cuda.jit(device=True)
-def _extreme_level(src, count, npay, ncol, minimum, dst):
-    """One level of `extreme_rows` by the block over src's first `count` rows into dst; returns
-    the level's row count.  Ends with a barrier."""
-    nch = (count + SUM_CHUNK - 1) // SUM_CHUNK
-    for c in range(cuda.threadIdx.x, nch, cuda.blockDim.x):
-        r0 = c * SUM_CHUNK
-        _extreme_chunk(src, r0, min(r0 + SUM_CHUNK, count), npay, ncol, minimum, dst, c)
-    cuda.syncthreads()
-    return nch
-
-
-@cuda.jit(device=True)
 def _extreme_tree(rows, n, npay, ncol, minimum, out):
     """out[:ncol] = numdp.md.device_state.tree_extreme_device of rows (n, >= ncol), 1 <= n <=
-    ONE_BLOCK_ROWS, ncol <= EXTREME_COLUMNS, by the whole block (called by all its threads after
-    a barrier that follows the writes to rows)."""
+    ONE_BLOCK_ROWS, ncol <= EXTREME_COLUMNS, by the whole block (`_block_tree` of records)."""
     part = cuda.shared.array((BLOCK_MAX, EXTREME_COLUMNS), np.float64)
     part2 = cuda.shared.array((SUM_CHUNK, EXTREME_COLUMNS), np.float64)
-    t = cuda.threadIdx.x
-    if n == 1:
-        if t == 0:
-            for k in range(ncol):
-                out[k] = rows[0, k]
-        return
-    count = _extreme_level(rows, n, npay, ncol, minimum, part)
-    if count > 1:
-        count = _extreme_level(part, count, npay, ncol, minimum, part2)
-        if count > 1:
-            _extreme_level(part2, count, npay, ncol, minimum, part)
-        elif t == 0:
-            for k in range(ncol):
-                out[k] = part2[0, k]
-            return
-    if t == 0:
-        for k in range(ncol):
-            out[k] = part[0, k]
+    _block_tree(rows, n, npay, ncol, minimum, part, part2, out)
 
 
 @cuda.jit
