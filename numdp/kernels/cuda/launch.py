@@ -139,7 +139,7 @@ def one_block(n: int, most: int = 512) -> tuple[int, int]:
     """(1, threads) for a one-block kernel over n rows (numdp.kernels.cuda.md's one-block forms:
     thread t takes rows t, t + blockDim, ...): a thread per row, in whole warps, up to `most`;
     SIM_ONE_BLOCK threads under the simulator.  Their results do not depend on the block size.
-    512 at most: those kernels take up to 69 registers per thread on sm_90 (tools/ptx_check.py),
+    512 at most: those kernels take up to 65 registers per thread on sm_90 (tools/ptx_check.py),
     and a block may hold 65 536 registers (1 024 threads would need at most 64 each)."""
     if getattr(config, "ENABLE_CUDASIM", 0):
         return 1, SIM_ONE_BLOCK
