@@ -656,7 +656,9 @@ def test_a_gpu_step_reads_the_device_twice(tmp_path, md, compressed):
     per-centre records, then one tree launch), the reductions 1 (the energy's tree sum); and the
     neighbour list 4 (numdp.neighbor.device: up to ONE_BLOCK_SORT atoms): the extended positions,
     the counting sort into cells in one block, the list, its statistics.  A compressed model's
-    array operations: its matrix products and one sort (outputs zeroed by its kernels)."""
+    array operations: its matrix products and one sort (outputs zeroed by its kernels).  The
+    neighbour list allocates nothing in these steps: its arrays are kept with the rebuild's
+    SearchPlan (numdp.neighbor.device.KEEP_SEARCH_BUFFERS), made by the setup's first call."""
     from numdp.kernels.cuda.opcount import OpCounter
     from numdp.md.setup import build_simulation
     from numdp.model.compress import compress
@@ -668,7 +670,8 @@ def test_a_gpu_step_reads_the_device_twice(tmp_path, md, compressed):
     kernels = []
 
     def launched():
-        return np.array([counter.counts[p]["kernel"] for p in phases] + [counter.counts["model"]["array op"]])
+        return np.array([counter.counts[p]["kernel"] for p in phases] + [counter.counts["model"]["array op"],
+                                                                           counter.counts["neighbour list"]["alloc"]])
     with counter.counting():   # on before the run is built, so that its device arrays are seen
         settings = load_run_settings(toml)
         params = read_model(toml.parent / "model.h5")
@@ -701,8 +704,9 @@ def test_a_gpu_step_reads_the_device_twice(tmp_path, md, compressed):
     # the model's array operations (last): with 2 types and one hidden fitting layer, 3 products
     # per type, the virial's product and the reverse index's sort (compressed; the uncompressed
     # embedding adds its own)
-    assert [k.tolist()[:-1] for k in kernels] == [[2 if md else 0, 1, 1, 2, 1, 4]] * 3, (phases, kernels)
-    assert not compressed or [k[-1] for k in kernels] == [8] * 3, kernels
+    assert [k.tolist()[:-2] for k in kernels] == [[2 if md else 0, 1, 1, 2, 1, 4]] * 3, (phases, kernels)
+    assert not compressed or [k[-2] for k in kernels] == [8] * 3, kernels
+    assert [k[-1] for k in kernels] == [0] * 3, kernels   # the neighbour list's allocations
 
 
 def test_a_collapsing_cell_stops_with_one_line_on_both_devices(tmp_path):
@@ -915,3 +919,45 @@ def test_nose_hoover_chain_state_lives_on_the_device_and_moves_between_devices(t
     for key in ("thermostat/xi", "thermostat/vxi"):
         d = np.abs(ca[key] - cb[key]).max()
         assert d <= rel * np.abs(ca[key]).max(), key
+
+
+@pytest.mark.parametrize("kind", ["whole", "rows", "npt", "devi rows"])
+def test_kept_search_buffers_give_the_fresh_buffers_run(tmp_path, monkeypatch, kind):
+    """The MD step's search arrays kept with the rebuild's SearchPlan and reused by every step
+    (numdp.neighbor.device.KEEP_SEARCH_BUFFERS) give the run of fresh arrays every step bit for
+    bit (frames, checkpoint, closest pair; model_devi.out), over several rebuilds (skin 0.005 Å, NPT 0.3 Å):
+    the whole list, rows formed chunk by chunk (DeviceRows, 3-centre chunks), NPT (the cell moves),
+    and [model_devi] with a model of another sel (two lists of one plan side by side) on rows."""
+    import numdp.md.device_forces as mdf
+    import numdp.neighbor.device as nd
+
+    if kind != "whole":
+        monkeypatch.setattr(mdf, "WHOLE_LIST_BYTES", 0)
+    providers = _providers(monkeypatch)
+    got = []
+    for keep in (True, False):
+        monkeypatch.setattr(nd, "KEEP_SEARCH_BUFFERS", keep)
+        folder = tmp_path / str(keep)
+        if kind == "devi rows":
+            run(make_devi_run(folder, "cuda"))
+        else:
+            md = NPT.format(coupling="triclinic") if kind == "npt" else ""
+            # NPT's atoms move up to 0.27 A a step (the safety check's bound: the skin)
+            toml = make_run(folder, "cuda", md, steps=4, every=1, skin=0.3 if md else 0.005)
+            got.append(_chunked_run(toml, 3).rebuilds)
+    if kind == "devi rows":
+        assert (tmp_path / "True" / "model_devi.out").read_text() == (tmp_path / "False" / "model_devi.out").read_text()
+    else:
+        assert got[0] == got[1] > 1
+        cw = to_arrays(read_checkpoint(tmp_path / "True" / "ck.h5"))
+        cr = to_arrays(read_checkpoint(tmp_path / "False" / "ck.h5"))
+        for key in cw:
+            assert np.array_equal(cw[key], cr[key]), key
+    fk, ff = frames(tmp_path / "True"), frames(tmp_path / "False")
+    for key in fk:
+        assert np.array_equal(fk[key], ff[key]), key
+    kept, fresh = providers
+    assert kept.closest == fresh.closest
+    assert kept._plan.kept and not fresh._plan.kept   # the kept run did keep arrays with its plan
+    rows = kind != "whole"
+    assert isinstance(kept._nlist, nd.DeviceRows) == rows

@@ -35,7 +35,7 @@ two give the same lists for any nall, equal to the packed keys' order whenever n
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -67,6 +67,11 @@ MAX_NALL = 2**31 - 1
 _SCRATCH_BYTES = 64 << 20
 # Threads per centre in the formatting kernel (one warp on a GPU; any value gives the same list).
 THREADS_PER_CENTRE = 32
+# The MD step's search arrays kept with its SearchPlan (`SearchPlan.buffers`): made at the plan's
+# first step and reused by every step until the next rebuild, none allocated per step; False: fresh
+# device arrays every step (tests compare the two: the same bits, every kernel writing its outputs
+# in full before they are read in the same step, as it must for a fresh uninitialised array).
+KEEP_SEARCH_BUFFERS = True
 
 
 @dataclass
@@ -119,6 +124,29 @@ def is_device_array(a) -> bool:
     return isinstance(a, FakeCUDAArray)
 
 
+class _Buffers:
+    """Device arrays by name for one kind of search (`SearchPlan.buffers`): `get` returns the kept
+    array of that name, shape and dtype, allocating it the first time (or when the shape differs);
+    with keep=False (`_FRESH`) a new numba device array every time."""
+
+    def __init__(self, keep: bool):
+        self._kept = {} if keep else None
+
+    def get(self, name: str, shape, dtype):
+        from numba import cuda
+
+        shape = (int(shape),) if np.isscalar(shape) else tuple(int(n) for n in shape)
+        if self._kept is None:
+            return cuda.device_array(shape, dtype=dtype)
+        a = self._kept.get(name)
+        if a is None or a.shape != shape or a.dtype != np.dtype(dtype):
+            a = self._kept[name] = cuda.device_array(shape, dtype=dtype)
+        return a
+
+
+_FRESH = _Buffers(False)   # the searches made once (build_nlist_cuda, plan_search)
+
+
 _CONSTANTS = DeviceConstants()   # read-only device copies of small host arrays (`_device_constant`)
 
 
@@ -146,29 +174,29 @@ def _scan_threads() -> int:
     return 4 if getattr(config, "ENABLE_CUDASIM", 0) else kc.SCAN_BLOCK_THREADS
 
 
-def _exclusive_scan(values, total: bool = True) -> int | None:
+def _exclusive_scan(values, total: bool = True, bufs: _Buffers = _FRESH, name: str = "scan") -> int | None:
     """Exclusive prefix sums of a 1-D integer device array, in place; returns the total (host int;
     None without `total`: no copy to the host, the MD step's scans need none).
 
     Up to _SCAN_BLOCK_MAX entries (32 per thread of a 1024-thread block): one launch of
     `scan_block`.  Beyond: chunks of _SCAN_CHUNK entries, one thread each: chunk sums, the sums
     scanned recursively (one block up to ~10**6 entries), then each chunk written from its
-    offset.  Integer sums: exact, the same result either way.
+    offset.  Integer sums: exact, the same result either way.  Scratch arrays from `bufs`, named
+    after `name` (one name per scanned array of a search).
     """
-    from numba import cuda
     from numdp.kernels.cuda import neighbor as kc
 
     n = values.shape[0]
     if n == 0:
         return 0 if total else None
     if n <= _SCAN_BLOCK_MAX:
-        tot = cuda.device_array(1, dtype=np.int64)
+        tot = bufs.get(name + " total", 1, np.int64)
         kc.scan_block[1, _scan_threads()](values, tot)
         return int(tot.copy_to_host()[0]) if total else None
     nch = (n + _SCAN_CHUNK - 1) // _SCAN_CHUNK
-    sums = cuda.device_array(nch, dtype=values.dtype)
+    sums = bufs.get(name + " sums", nch, values.dtype)
     kc.scan_chunk_sums[_grid(nch)](values, _SCAN_CHUNK, sums)
-    total = _exclusive_scan(sums, total)
+    total = _exclusive_scan(sums, total, bufs, name + " sums")
     kc.scan_chunk_write[_grid(nch)](values, _SCAN_CHUNK, sums, values)
     return total
 
@@ -280,12 +308,13 @@ def _images(x, t, nloc: int, box, cutoff: float, periodic=None):
     return pos, typ, mp, nall
 
 
-def _fill(grid, counts, nlist, err, need: int, caps, nthr: int, local: bool = False) -> None:
+def _fill(grid, counts, nlist, err, need: int, caps, nthr: int, local: bool = False,
+          bufs: _Buffers = _FRESH) -> None:
     """Launch the formatting kernel for every row of nlist with a key buffer of at least `need`
     keys: the smallest shared-memory capacity that holds them, else a global buffer chunked over
     centres.  grid[7] holds the sorted positions of the centres; row m of nlist is centre m's when
-    `local` (`DeviceRows`), else each centre's row is its atom index (the whole list)."""
-    from numba import cuda
+    `local` (`DeviceRows`), else each centre's row is its atom index (the whole list).  The
+    global key buffers from `bufs`."""
     from numdp.kernels.cuda import neighbor as kc
 
     nrow = nlist.shape[0]
@@ -297,8 +326,8 @@ def _fill(grid, counts, nlist, err, need: int, caps, nthr: int, local: bool = Fa
         return
     need = max(1, need)
     chunk = max(1, min(nrow, _SCRATCH_BYTES // (12 * need)))
-    gkeys = cuda.device_array((chunk, need), dtype=np.uint64)
-    gjs = cuda.device_array((chunk, need), dtype=np.int32)
+    gkeys = bufs.get("global keys", (chunk, need), np.uint64)
+    gjs = bufs.get("global key atoms", (chunk, need), np.int32)
     for m0 in range(0, nrow, chunk):
         nb = min(chunk, nrow - m0)
         kc.fill_nlist_global[nb, nthr](*grid[:8], m0, int(local), *grid[8:], counts, nlist, err, gkeys, gjs)
@@ -397,34 +426,35 @@ def _cell_grid(lo, hi, nall: int, rc: float, reach: int) -> _CellGrid:
                      cuda.to_device(nbins), int(np.prod(nbins)))
 
 
-def _sorted_cells(pos, typ, nloc: int, cg: _CellGrid, stats, err):
+def _sorted_cells(pos, typ, nloc: int, cg: _CellGrid, stats, err, bufs: _Buffers = _FRESH):
     """Counting sort of the extended atoms (pos (nall, 3), typ (nall,)) into the cells of `cg`, and
     the sorted positions of the first nloc (the centres); zeroes `stats` and `err` in the same
     launch as the cell counters.  Up to ONE_BLOCK_SORT atoms and cells one launch
-    (`sort_cells_block`), else seven.  Returns (spos, sidx, stype, scell, cell_start, centres)."""
-    from numba import cuda
+    (`sort_cells_block`), else seven.  Returns (spos, sidx, stype, scell, cell_start, centres),
+    all from `bufs` (int32 but spos (nall, 3) float64 Å; cell_start (ncell + 1,), centres
+    (nloc,), the rest (nall,))."""
     from numdp.kernels.cuda import neighbor as kc
 
     nall = int(pos.shape[0])
-    cell = cuda.device_array(nall, dtype=np.int32)
-    cell_start = cuda.device_array(cg.ncell + 1, dtype=np.int32)
-    cursor = cuda.device_array(cg.ncell, dtype=np.int32)
-    spos = cuda.device_array((nall, 3), dtype=np.float64)
-    sidx = cuda.device_array(nall, dtype=np.int32)
-    stype = cuda.device_array(nall, dtype=np.int32)
-    scell = cuda.device_array(nall, dtype=np.int32)
-    slot = cuda.device_array(nall, dtype=np.int32)
-    centres = cuda.device_array(nloc, dtype=np.int32)
+    cell = bufs.get("cell", nall, np.int32)
+    cell_start = bufs.get("cell start", cg.ncell + 1, np.int32)
+    cursor = bufs.get("cursor", cg.ncell, np.int32)
+    spos = bufs.get("sorted positions", (nall, 3), np.float64)
+    sidx = bufs.get("sorted indices", nall, np.int32)
+    stype = bufs.get("sorted types", nall, np.int32)
+    scell = bufs.get("sorted cells", nall, np.int32)
+    slot = bufs.get("centre slots", nall, np.int32)
+    centres = bufs.get("centres", nloc, np.int32)
     if max(nall, cg.ncell + 1) <= ONE_BLOCK_SORT:
         kc.sort_cells_block[1, _scan_threads()](pos, typ, nloc, cg.lo, cg.inv_width, cg.nbins, cell, cell_start,
                                                 cursor, stats, err, spos, sidx, stype, scell, slot, centres)
         return spos, sidx, stype, scell, cell_start, centres
     kc.clear_counters[_grid(max(cg.ncell + 1, int(stats.shape[0]), 1))](cell_start, cursor, stats, err)
     kc.bin_count[_grid(nall)](pos, cg.lo, cg.inv_width, cg.nbins, cell, cell_start)
-    _exclusive_scan(cell_start, total=False)
+    _exclusive_scan(cell_start, False, bufs, "cell start")
     kc.bin_scatter[_grid(nall)](pos, typ, cell, cell_start, cursor, spos, sidx, stype, scell)
     kc.mark_centres[_grid(nall)](sidx, nloc, slot)
-    _exclusive_scan(slot, total=False)
+    _exclusive_scan(slot, False, bufs, "centre slots")
     kc.compact_centres[_grid(nall)](sidx, nloc, slot, centres)
     return spos, sidx, stype, scell, cell_start, centres
 
@@ -470,17 +500,17 @@ def _search(pos, typ, nloc: int, rc: float, s, sec, reach: int, threads_per_cent
     return nlist, got[:ntypes].copy(), got[ntypes:].copy()
 
 
-def _fill_args(sorted_cells, cg: _CellGrid, reach: int, nloc: int, rc: float, s, sec, whole: bool = True):
+def _fill_args(sorted_cells, cg: _CellGrid, reach: int, nloc: int, rc: float, s, sec, whole: bool = True,
+               bufs: _Buffers = _FRESH):
     """(grid arguments of the formatting kernels, counts (nloc, ntypes) int32, nlist (nloc,
-    sum(sel)) int32 or None unless `whole`), the last two allocated."""
-    from numba import cuda
+    sum(sel)) int32 or None unless `whole`), the last two from `bufs`."""
 
     spos, sidx, stype, scell, cell_start, centres = sorted_cells
     grid = (spos, sidx, stype, scell, cell_start, cg.nbins, reach, centres, rc * rc,
             _device_constant(np.ascontiguousarray(s, dtype=np.int64)),
             _device_constant(np.ascontiguousarray(sec, dtype=np.int64)))
-    counts = cuda.device_array((nloc, int(s.shape[0])), dtype=np.int32)
-    nlist = cuda.device_array((nloc, int(sec[-1])), dtype=np.int32) if whole else None
+    counts = bufs.get("counts", (nloc, int(s.shape[0])), np.int32)
+    nlist = bufs.get("nlist", (nloc, int(sec[-1])), np.int32) if whole else None
     return grid, counts, nlist
 
 
@@ -504,6 +534,7 @@ class SearchPlan:
         centre at the rebuild, an upper bound of its neighbours within rcut until the next
         rebuild (numdp.md.forces: the rebuild test).
     caps: shared-memory key capacities (`SHARED_CAPS`); the fill uses the smallest >= need.
+    kept: the steps' device arrays (`buffers`), per kind of search.
     """
 
     lo: np.ndarray
@@ -512,6 +543,17 @@ class SearchPlan:
     reach: int
     need: int
     caps: tuple
+    kept: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def buffers(self, *kind) -> _Buffers:
+        """The device arrays of the steps' searches of one `kind` (nloc, nall, sel, whole list or
+        rows) until the next rebuild: every size is fixed by the plan, so each step reuses the
+        arrays of the first (KEEP_SEARCH_BUFFERS; else fresh ones).  A kind's arrays are
+        overwritten by its next search: a list (and its stats and err) is valid until the next
+        search of the same kind, a step's lists of different sels live side by side."""
+        if not KEEP_SEARCH_BUFFERS:
+            return _FRESH
+        return self.kept.setdefault(kind, _Buffers(True))
 
 
 def plan_search(ext_positions, ext_types, nloc: int, rcut: float, skin: float, *,
@@ -568,19 +610,20 @@ def nlist_of_extended(ext_positions, ext_types, nloc: int, rcut: float, sel, pla
     stats = max_count then overflow per type, err = 0 unless a centre had more keys than the
     plan's capacity (a bug: `search_flags` raises).  Read stats and err with the step's other
     numbers (`search_flags` decodes them).  Inputs are not validated; threads_per_centre is a
-    tuning knob (the list never depends on it)."""
-    from numba import cuda
-
+    tuning knob (the list never depends on it).  The arrays are the plan's (`SearchPlan.buffers`):
+    valid until the next call with the same plan, nloc, nall and sel."""
     s = np.asarray(sel, dtype=np.int64)
     ntypes = int(s.shape[0])
     sec = np.zeros(ntypes + 1, dtype=np.int64)
     np.cumsum(s, out=sec[1:])
-    stats = cuda.device_array(2 * ntypes, dtype=np.int64)
-    err = cuda.device_array(1, dtype=np.int32)
-    sorted_cells = _sorted_cells(ext_positions, ext_types, int(nloc), plan.grid, stats, err)
-    grid, counts, nlist = _fill_args(sorted_cells, plan.grid, plan.reach, int(nloc), float(rcut), s, sec)
+    bufs = plan.buffers("list", int(nloc), int(ext_positions.shape[0]), tuple(s.tolist()))
+    stats = bufs.get("stats", 2 * ntypes, np.int64)
+    err = bufs.get("err", 1, np.int32)
+    sorted_cells = _sorted_cells(ext_positions, ext_types, int(nloc), plan.grid, stats, err, bufs)
+    grid, counts, nlist = _fill_args(sorted_cells, plan.grid, plan.reach, int(nloc), float(rcut), s, sec,
+                                     bufs=bufs)
     if nloc:
-        _fill(grid, counts, nlist, err, plan.need, plan.caps, int(threads_per_centre))
+        _fill(grid, counts, nlist, err, plan.need, plan.caps, int(threads_per_centre), bufs=bufs)
         _launch_stats(counts, grid[9], stats)
     return nlist, stats, err
 
@@ -597,13 +640,12 @@ class DeviceRows:
 
     shape: (nloc, sum(sel)), as the list it stands for.  stats, err: as `nlist_of_extended`'s,
     valid after `finish`.  closest: (nloc, 3) float64 records of
-    numdp.kernels.cuda.md.closest_records for every centre whose rows were formed.
+    numdp.kernels.cuda.md.closest_records for every centre whose rows were formed.  Its arrays
+    come from `bufs` (the plan's: reused by the next DeviceRows of the same kind).
     """
 
     def __init__(self, grid, counts, stats, err, where, nloc: int, nnei: int, need: int, caps, nthr: int,
-                 ext_positions):
-        from numba import cuda
-
+                 ext_positions, bufs: _Buffers = _FRESH):
         self._grid_args = grid
         self.counts = counts
         self.stats = stats
@@ -614,7 +656,8 @@ class DeviceRows:
         self._caps = caps
         self._nthr = int(nthr)
         self._ext_positions = ext_positions
-        self.closest = cuda.device_array((max(1, int(nloc)), 3), dtype=np.float64)
+        self._bufs = bufs
+        self.closest = bufs.get("closest", (max(1, int(nloc)), 3), np.float64)
         self._buf = None
         self._centres = None
         self.rows_formed = 0
@@ -624,21 +667,20 @@ class DeviceRows:
         device array of local indices), in that order; their counts and closest records are kept.
         The buffers (rows and the centres' sorted positions) are reused by the next call (the
         launches are ordered on one stream)."""
-        from numba import cuda
         from numdp.kernels.cuda import neighbor as kc
         from numdp.kernels.cuda.md import closest_records_rows
 
         na = int(atoms.shape[0])
         if self._buf is None or self._buf.shape[0] < na:
-            self._buf = cuda.device_array((na, self.shape[1]), dtype=np.int32)
-            self._centres = cuda.device_array(na, dtype=np.int32)
+            self._buf = self._bufs.get("rows", (na, self.shape[1]), np.int32)
+            self._centres = self._bufs.get("row centres", na, np.int32)
         out = self._buf[:na]
         if na:
             centres = self._centres[:na]
             kc.chunk_centres[_grid(na)](self._where, atoms, centres)
             g = self._grid_args
             _fill((*g[:7], centres, *g[8:]), self.counts, out, self.err, self._need, self._caps, self._nthr,
-                  local=True)
+                  local=True, bufs=self._bufs)
             closest_records_rows[_grid(na)](self._ext_positions, out, atoms, g[10], self.closest)
         self.rows_formed += na
         return out
@@ -655,8 +697,8 @@ class DeviceRows:
 def rows_of_extended(ext_positions, ext_types, nloc: int, rcut: float, sel, plan: SearchPlan,
                      threads_per_centre: int = THREADS_PER_CENTRE) -> DeviceRows:
     """`nlist_of_extended` without the whole list: a `DeviceRows` that formats the rows of chunks
-    of centres when asked (same arguments).  One pass of launches, no host read."""
-    from numba import cuda
+    of centres when asked (same arguments).  One pass of launches, no host read; the arrays are
+    the plan's, valid until the next call with the same plan, nloc, nall and sel."""
     from numdp.kernels.cuda import neighbor as kc
 
     s = np.asarray(sel, dtype=np.int64)
@@ -664,15 +706,17 @@ def rows_of_extended(ext_positions, ext_types, nloc: int, rcut: float, sel, plan
     sec = np.zeros(ntypes + 1, dtype=np.int64)
     np.cumsum(s, out=sec[1:])
     nloc = int(nloc)
-    stats = cuda.device_array(2 * ntypes, dtype=np.int64)
-    err = cuda.device_array(1, dtype=np.int32)
-    sorted_cells = _sorted_cells(ext_positions, ext_types, nloc, plan.grid, stats, err)
-    grid, counts, _ = _fill_args(sorted_cells, plan.grid, plan.reach, nloc, float(rcut), s, sec, whole=False)
-    where = cuda.device_array(max(1, nloc), dtype=np.int32)
+    bufs = plan.buffers("rows", nloc, int(ext_positions.shape[0]), tuple(s.tolist()))
+    stats = bufs.get("stats", 2 * ntypes, np.int64)
+    err = bufs.get("err", 1, np.int32)
+    sorted_cells = _sorted_cells(ext_positions, ext_types, nloc, plan.grid, stats, err, bufs)
+    grid, counts, _ = _fill_args(sorted_cells, plan.grid, plan.reach, nloc, float(rcut), s, sec, whole=False,
+                                 bufs=bufs)
+    where = bufs.get("where", max(1, nloc), np.int32)
     if nloc:
         kc.centre_slots[_grid(nloc)](grid[1], grid[7], where)
     return DeviceRows(grid, counts, stats, err, where, nloc, int(sec[-1]), plan.need, plan.caps,
-                      int(threads_per_centre), ext_positions)
+                      int(threads_per_centre), ext_positions, bufs)
 
 
 def search_flags(values, ntypes: int, plan: SearchPlan | None = None) -> tuple[np.ndarray, np.ndarray]:
