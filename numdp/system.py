@@ -204,23 +204,9 @@ class AtomSource(Protocol):
     def blocks(self, block: int, names: tuple[str, ...] | None = None) -> Iterator[dict[str, np.ndarray]]: ...
 
 
-class WholeAtoms:
-    """The `AtomSource` of a State held whole: its arrays sliced (views)."""
-
-    def __init__(self, state: State):
-        self.light = without_atoms(state)
-        self.natoms = state.natoms
-        self._arrays = atom_arrays(state)
-
-    def blocks(self, block: int, names: tuple[str, ...] | None = None) -> Iterator[dict[str, np.ndarray]]:
-        arrays = self._arrays if names is None else {k: self._arrays[k] for k in names}
-        for start in range(0, self.natoms, max(1, int(block))):
-            yield {k: a[start:start + block] for k, a in arrays.items()}
-
-
 def whole_state(source: AtomSource, block: int = 1 << 20) -> State:
     """The State of every atom of `source`, in the source's order (its arrays concatenated)."""
-    state = copy.copy(source.light)
+    state = copy.copy(source.light)   # not without_atoms: a stale neighbour record of another length stays
     state.neighbor = dict(source.light.neighbor)
     state.thermostat = dict(source.light.thermostat)
     state.barostat = dict(source.light.barostat)
@@ -280,6 +266,9 @@ def from_arrays(arrays: dict[str, np.ndarray], what: str = "checkpoint") -> Stat
     def f64(name):
         return np.ascontiguousarray(arrays[name], dtype=np.float64)
 
+    def atom(name):   # a per-atom array in its State dtype
+        return np.ascontiguousarray(arrays[name], dtype=ATOM_DTYPES[name])
+
     type_map = [t.decode() if isinstance(t, bytes) else str(t) for t in np.asarray(arrays["type_map"]).tolist()]
     groups: dict[str, dict[str, np.ndarray]] = {"thermostat": {}, "barostat": {}, "neighbor": {}}
     for key, value in arrays.items():
@@ -287,17 +276,17 @@ def from_arrays(arrays: dict[str, np.ndarray], what: str = "checkpoint") -> Stat
         if head in groups and tail:
             groups[head][tail] = np.array(value, dtype=np.float64)
     return State(
-        positions=f64("positions"),
-        velocities=f64("velocities"),
-        types=np.ascontiguousarray(arrays["types"], dtype=np.int32),
-        masses=f64("masses"),
+        positions=atom("positions"),
+        velocities=atom("velocities"),
+        types=atom("types"),
+        masses=atom("masses"),
         box=f64("box") if "box" in arrays else None,
         type_map=type_map,
-        ids=np.ascontiguousarray(arrays["ids"], dtype=np.int64),
+        ids=atom("ids"),
         step=int(arrays["step"]),
         time=float(arrays["time"]),
         seed=int(arrays["seed"]),
-        forces=f64("forces") if "forces" in arrays else None,
+        forces=atom("forces") if "forces" in arrays else None,
         virial=f64("virial") if "virial" in arrays else None,
         potential_energy=float(arrays.get("potential_energy", np.nan)),
         thermostat=groups["thermostat"],

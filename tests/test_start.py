@@ -135,11 +135,10 @@ def test_a_rotated_source_rotates_vectors_and_cell_the_same_in_any_block(tmp_pat
     assert np.array_equal(rotate_rows(plain["positions"][:3], np.eye(3)), plain["positions"][:3])
 
 
-def test_the_whole_state_of_a_source_is_the_state_itself():
+def test_the_whole_state_of_a_source_is_the_state_itself(tmp_path):
     state = _state(n=9)
-    from numdp.system import WholeAtoms
-
-    whole = whole_state(WholeAtoms(state), block=2)
+    write_checkpoint(tmp_path / "ck.h5", state, {})
+    whole = whole_state(CheckpointAtoms(tmp_path / "ck.h5"), block=2)
     for k, a in atom_arrays(state).items():
         assert np.array_equal(atom_arrays(whole)[k], a), k
     assert whole.natoms_global == 9 and whole.step == state.step

@@ -143,13 +143,12 @@ class _TextWriter:
         self.path = Path(path)
         flags = np.broadcast_to(np.asarray(periodic, dtype=bool), (3,))
         self.pbc = tuple(bool(f) for f in flags)   # per cell vector (ignored for frames without a box)
-        self.type_map = list(type_map)
         self.needs_atoms = species is None
         if species is None:   # filled by `set_atoms` before the first frame
             species, masses = np.zeros(int(natoms), dtype=np.int64), np.zeros(int(natoms))
         self.species = np.asarray(species, dtype=np.int64)
         self.masses = np.asarray(masses, dtype=np.float64)
-        self._names = np.array(self.type_map, dtype=object)   # element of each model type
+        self._names = np.array(list(type_map), dtype=object)   # element of each model type
         self.fields = tuple(fields)
         self._last: int | None = None
         if resume_after is not None and self.path.exists():

@@ -54,8 +54,9 @@ def scatter_state(world: World, domain: Domain, source: AtomSource | None) -> St
     block = BLOCK_ATOMS
     if world.is_root:
         light = source.light
-        layout = layout_of(atom_arrays(light))
-        owner_names = ("positions",) + (("neighbor/positions",) if "neighbor/positions" in atom_arrays(light) else ())
+        empty = atom_arrays(light)
+        layout = layout_of(empty)
+        owner_names = ("positions",) + (("neighbor/positions",) if "neighbor/positions" in empty else ())
         totals = np.zeros(world.size, dtype=np.int64)
         for arrays in source.blocks(block, owner_names):
             totals += np.bincount(_owners(domain, light, arrays), minlength=world.size)
