@@ -200,6 +200,28 @@ def test_errors_name_the_key(workdir, edit, message):
     assert cli_main(["train", "input.json"]) == 2
 
 
+def test_deepmd_kit_32_learning_rate_tables(workdir):
+    """DeePMD-kit 3.2's learning_rate keys reach the schedule: type, stop_lr_ratio, the warmup
+    (warmup_ratio of numb_steps), a type's own keys; a JSON null is the default."""
+    from numdp.train.schedule import CosineDecay, ExpDecay, WSDDecay, WSDRule
+
+    tree = json.loads(UPSTREAM_WATER)
+    tree["training"]["numb_steps"] = 1000
+    tree["learning_rate"] = {"type": "wsd", "start_lr": 1e-3, "stop_lr_ratio": 0.01, "warmup_ratio": 0.1,
+                             "warmup_start_factor": 0.5, "decay_type": "linear", "decay_phase_ratio": 0.2,
+                             "stop_lr": None, "scale_by_worker": "linear"}
+    s = load_config(_write(workdir, tree)).learning_rate.schedule(1000)
+    assert (s.warmup_steps, s.warmup_start_lr) == (100, 5e-4)
+    assert s.decay == WSDDecay(1e-3, 1e-3 * 0.01, 900, 200, WSDRule.LINEAR)
+    tree["learning_rate"] = {"type": "cosine", "start_lr": 1e-3, "stop_lr": 1e-6, "warmup_steps": 50}
+    s = load_config(_write(workdir, tree)).learning_rate.schedule(1000)
+    assert (s.warmup_steps, s.decay) == (50, CosineDecay(1e-3, 1e-6, 950))
+    tree["learning_rate"] = {"type": "exp", "start_lr": 1e-3, "decay_steps": 20, "decay_rate": 0.95,
+                             "smooth": True}
+    s = load_config(_write(workdir, tree)).learning_rate.schedule(1000)
+    assert (s.warmup_steps, s.decay) == (0, ExpDecay(1e-3, 5e-8, 20, 1000, 0.95, True))
+
+
 def test_harmless_keys_accepted(workdir):
     """The keys of IGNORED, at accepted values, change nothing; nulls are defaults; sel "auto",
     type_one_side, activation_function, stop_batch and model.data_stat_nbatch are read."""

@@ -5,7 +5,10 @@ import numpy as np
 import pytest
 
 from numdp.train.optim import Adam
-from numdp.train.schedule import ExpDecay, PrefactorSchedule, effective_decay_steps
+from numdp.train.schedule import (CosineDecay, ExpDecay, PrefactorSchedule, Schedule, WSDDecay, WSDRule,
+                                  effective_decay_steps)
+
+EPS = np.finfo(float).eps
 
 
 def test_water_example_schedule():
@@ -26,6 +29,95 @@ def test_decay_steps_reset_rule():
     assert effective_decay_steps(5000, 2000) == 100                 # numb_steps // 10 > 100
     assert effective_decay_steps(2000, 2000) == 100
     assert ExpDecay.create(1e-3, 1e-8, 5000, 500).decay_steps == 6
+
+
+def test_exp_smooth_and_given_rate():
+    """smooth: the exponent t / decay_steps, not its floor; a given rate is used as it is (no
+    reset of decay_steps, whatever numb_steps) and the clip at stop_lr stays."""
+    s = ExpDecay.create(1e-3, 1e-6, 100, 1000, smooth=True)
+    r = (1e-6 / 1e-3) ** (100 / 1000)
+    assert s.decay_rate == r
+    for t in (0, 1, 50, 99, 100, 101, 999, 1000):
+        assert s.lr(t) == max(1e-3 * r ** (t / 100), 1e-6)
+    assert s.lr(1000) == pytest.approx(1e-6, rel=10 * EPS)
+    assert s.lr(50) < s.lr(1) < s.lr(0)          # it moves within a decay period
+    g = ExpDecay.create(1e-3, 1e-5, 5000, 100, rate=0.5)
+    assert g.decay_steps == 5000 and g.decay_rate == 0.5  # no reset with a given rate
+    g = ExpDecay.create(1e-3, 1e-5, 10, 100, rate=0.5)
+    assert g.lr(9) == 1e-3 and g.lr(10) == 5e-4 and g.lr(25) == 2.5e-4
+    assert g.lr(100) == 1e-5                     # 1e-3 · 0.5^10 < stop_lr: clipped
+
+
+def test_cosine_decay():
+    """start_lr at 0, the mean of start and stop half-way, stop_lr from the end on, and
+    decreasing in between; a phase of 0 steps keeps start_lr."""
+    c = CosineDecay(1e-3, 1e-5, 400)
+    assert c.lr(0) == 1e-3
+    assert c.lr(200) == pytest.approx(0.5 * (1e-3 + 1e-5), rel=4 * EPS)
+    assert c.lr(400) == 1e-5 and c.lr(401) == 1e-5
+    assert c.lr(100) == pytest.approx(1e-5 + (1e-3 - 1e-5) * 0.5 * (1 + math.cos(math.pi / 4)), rel=4 * EPS)
+    lrs = [c.lr(t) for t in range(401)]
+    assert all(a > b for a, b in zip(lrs[:-1], lrs[1:]))
+    assert CosineDecay(1e-3, 1e-5, 0).lr(5) == 1e-3
+
+
+@pytest.mark.parametrize("rule, mid", [
+    (WSDRule.INVERSE_LINEAR, 2.0 / (1.0 / 1e-5 + 1.0 / 1e-3)),   # the harmonic mean
+    (WSDRule.COSINE, 0.5 * (1e-3 + 1e-5)),
+    (WSDRule.LINEAR, 0.5 * (1e-3 + 1e-5)),
+])
+def test_wsd_phases(rule, mid):
+    """Stable at start_lr, then the rule's curve over the decay phase (its mid-point as the rule
+    says), stop_lr from the end; the decay phase is ⌊ratio · run steps⌋ steps, clamped to
+    1..numb_steps."""
+    w = WSDDecay.create(1e-3, 1e-5, 1000, 1000, 0.2, rule)
+    assert (w.numb_steps, w.decay_steps) == (1000, 200)
+    assert all(w.lr(t) == 1e-3 for t in (0, 1, 500, 799, 800))
+    assert w.lr(900) == pytest.approx(mid, rel=8 * EPS)
+    assert w.lr(999) < w.lr(900) < w.lr(801) < 1e-3
+    assert w.lr(1000) == 1e-5 and w.lr(5000) == 1e-5
+    assert WSDDecay.create(1e-3, 1e-5, 900, 1000, 0.99, rule).decay_steps == 900   # clamped to the phase
+    assert WSDDecay.create(1e-3, 1e-5, 900, 1000, 1e-4, rule).decay_steps == 1     # at least one step
+
+
+def test_warmup_then_decay():
+    """A linear warmup from warmup_start_lr to start_lr, then the decay counted from the
+    warmup's end; the loss prefactors follow lr / start_lr (at their limits while lr is 0)."""
+    d = CosineDecay(1e-3, 1e-5, 300)
+    s = Schedule(d, 100, 2e-4)
+    assert s.lr(0) == 2e-4
+    assert s.lr(50) == pytest.approx(6e-4, rel=4 * EPS)
+    assert s.lr(99) < 1e-3 and s.lr(100) == 1e-3
+    for t in (100, 150, 250, 399, 400, 500):
+        assert s.lr(t) == d.lr(t - 100)
+    assert (s.start_lr, s.stop_lr) == (1e-3, 1e-5)
+    z = Schedule(ExpDecay.create(1e-3, 1e-5, 10, 90), 10, 0.0)
+    assert z.lr(0) == 0.0 and z.lr(5) == 5e-4 and z.lr(10) == 1e-3
+    p = PrefactorSchedule(0.02, 1.0, 1000.0, 1.0, 0.0, 0.0)
+    at0 = p.at(z.lr(0), z.start_lr)
+    assert (at0.e, at0.f) == (1.0, 1.0)
+    at5 = p.at(z.lr(5), z.start_lr)
+    assert at5.f == pytest.approx(1.0 + 999.0 * 0.5)
+
+
+def test_config_builds_the_schedule():
+    """[learning_rate] with a warmup ratio: the warmup is ⌊ratio · numb_steps⌋ steps and the
+    decay phase the rest; stop_lr_ratio gives stop_lr = ratio · start_lr."""
+    from numdp.train.config import _learning_rate, _warmup_steps
+    from numdp.validate import TRAIN_WORDING, Table
+
+    lc = _learning_rate(Table("in.toml", "learning_rate",
+                              {"type": "exp", "start_lr": 2e-3, "stop_lr_ratio": 0.01, "decay_steps": 30,
+                               "warmup_ratio": 0.15, "warmup_start_factor": 0.5}, TRAIN_WORDING))
+    _warmup_steps(lc, 1001, "in.toml")
+    s = lc.schedule(1001)
+    assert s.warmup_steps == 150 and s.warmup_start_lr == 1e-3
+    assert s.stop_lr == pytest.approx(2e-5, rel=EPS)
+    assert s.decay == ExpDecay.create(2e-3, s.stop_lr, 30, 851)
+    lc = _learning_rate(Table("in.toml", "learning_rate", {"type": "wsd", "decay_type": "cosine",
+                                                           "decay_phase_ratio": 0.5}, TRAIN_WORDING))
+    s = lc.schedule(100)
+    assert s.decay == WSDDecay(1e-3, 5e-8, 100, 50, WSDRule.COSINE)
 
 
 def test_prefactors_follow_lr():

@@ -37,6 +37,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..validate import REQUIRED, TRAIN_WORDING, Table, distinct_files, load_toml, resolve_path, show_value
+from .schedule import CosineDecay, ExpDecay, LRType, Schedule, WSDDecay, WSDRule
 
 
 PRECONDITION_REMOVED = ("no longer supported: it helped water but hurt copper (force RMSE 166 "
@@ -66,9 +67,33 @@ class FittingConfig:
 
 @dataclass
 class LearningRateConfig:
+    """[learning_rate]: DeePMD-kit 3.2's schedules (numdp.train.schedule).  stop_lr is given or
+    start_lr · stop_lr_ratio; warmup_steps is given or ⌊warmup_ratio · numb_steps⌋."""
+
+    type: LRType = LRType.EXP
     start_lr: float = 1e-3
     stop_lr: float = 5e-8
-    decay_steps: int = 5000
+    warmup_steps: int = 0
+    warmup_start_factor: float = 0.0
+    decay_steps: int = 5000           # exp
+    decay_rate: float | None = None   # exp: None = from start_lr, stop_lr and the steps
+    smooth: bool = False              # exp
+    decay_phase_ratio: float = 0.1    # wsd
+    decay_type: WSDRule = WSDRule.INVERSE_LINEAR   # wsd
+    warmup_ratio: float | None = None  # as given; warmup_steps is set from it
+
+    def schedule(self, numb_steps: int) -> Schedule:
+        """The schedule of a run of numb_steps steps."""
+        n = numb_steps - self.warmup_steps
+        if self.type is LRType.EXP:
+            decay = ExpDecay.create(self.start_lr, self.stop_lr, self.decay_steps, n,
+                                    self.decay_rate, self.smooth)
+        elif self.type is LRType.COSINE:
+            decay = CosineDecay(self.start_lr, self.stop_lr, n)
+        else:
+            decay = WSDDecay.create(self.start_lr, self.stop_lr, n, numb_steps,
+                                    self.decay_phase_ratio, self.decay_type)
+        return Schedule(decay, self.warmup_steps, self.warmup_start_factor * self.start_lr)
 
 
 @dataclass
@@ -228,6 +253,68 @@ def _output(sec: Table, key: str, default: str, base: Path) -> Path:
     return resolve_path(v, base)
 
 
+_LR_KEYS = {LRType.EXP: ("decay_steps", "decay_rate", "smooth"), LRType.COSINE: (),
+            LRType.WSD: ("decay_phase_ratio", "decay_type")}
+"""The keys of [learning_rate] that belong to one type only."""
+
+
+def _learning_rate(ls: Table) -> LearningRateConfig:
+    """[learning_rate] as DeePMD-kit 3.2 reads it (its defaults; its exclusions as one-line
+    errors).  The warmup given as a ratio is kept in `warmup_ratio` until the run's steps are
+    known (`_warmup_steps`)."""
+    lc = LearningRateConfig()
+    lc.type = LRType(ls.choice("type", tuple(t.value for t in LRType), LRType.EXP.value))
+    for t, keys in _LR_KEYS.items():
+        for key in keys:
+            if t is not lc.type and ls.has(key):
+                raise ls.error(key, f'belongs to type "{t.value}", not "{lc.type.value}"')
+    lc.start_lr = ls.number("start_lr", 1e-3, positive=True)
+    if ls.has("stop_lr") and ls.has("stop_lr_ratio"):
+        raise ls.error("stop_lr_ratio", "give stop_lr or stop_lr_ratio, not both")
+    if ls.has("stop_lr_ratio"):
+        ratio = ls.number("stop_lr_ratio", positive=True)
+        if ratio > 1.0:
+            raise ls.error("stop_lr_ratio", f"must be <= 1, got {ratio:g}")
+        lc.stop_lr = lc.start_lr * ratio
+    else:
+        lc.stop_lr = ls.number("stop_lr", 5e-8, positive=True)
+        if lc.stop_lr > lc.start_lr:
+            raise ls.error("stop_lr", f"must be <= start_lr = {lc.start_lr:g}, got {lc.stop_lr:g}")
+    if ls.has("warmup_ratio") and ls.raw("warmup_steps", 0) != 0:
+        raise ls.error("warmup_ratio", "give warmup_steps or warmup_ratio, not both")
+    lc.warmup_steps = ls.integer("warmup_steps", 0, nonnegative=True)
+    ratio = ls.number("warmup_ratio", None, nonnegative=True)
+    if ratio is not None and not ratio < 1.0:
+        raise ls.error("warmup_ratio", f"must be < 1, got {ratio:g}")
+    lc.warmup_ratio = ratio
+    lc.warmup_start_factor = ls.number("warmup_start_factor", 0.0, nonnegative=True)
+    if lc.type is LRType.EXP:
+        lc.decay_steps = ls.integer("decay_steps", 5000, minimum=1)
+        lc.decay_rate = ls.number("decay_rate", None, positive=True)
+        if lc.decay_rate is not None and lc.decay_rate > 1.0:
+            raise ls.error("decay_rate", f"must be in (0, 1], got {lc.decay_rate:g}")
+        lc.smooth = ls.boolean("smooth", False)
+    elif lc.type is LRType.WSD:
+        lc.decay_phase_ratio = ls.number("decay_phase_ratio", 0.1, positive=True)
+        if lc.decay_phase_ratio > 1.0:
+            raise ls.error("decay_phase_ratio", f"must be in (0, 1], got {lc.decay_phase_ratio:g}")
+        lc.decay_type = WSDRule(ls.choice("decay_type", tuple(r.value for r in WSDRule),
+                                          WSDRule.INVERSE_LINEAR.value))
+    ls.done()
+    return lc
+
+
+def _warmup_steps(lc: LearningRateConfig, numb_steps: int, file: str) -> None:
+    """Set the warmup of a ratio from the run's steps, and refuse a warmup as long as the run."""
+    key = "warmup_steps"
+    if lc.warmup_ratio is not None:
+        lc.warmup_steps = int(lc.warmup_ratio * numb_steps)
+        key = "warmup_ratio"
+    if lc.warmup_steps >= numb_steps:
+        raise InputError(f"{file}: [learning_rate] {key}: the warmup ({lc.warmup_steps} steps) must be "
+                         f"shorter than [training] numb_steps = {numb_steps}")
+
+
 def parse_config(data: dict, source: Path, text: str = "", base: Path | None = None) -> TrainConfig:
     """Validate the parsed TOML `data` of file `source` (see the module docstring); relative
     paths are taken against `base` (default: the directory of `source`)."""
@@ -277,15 +364,7 @@ def parse_config(data: dict, source: Path, text: str = "", base: Path | None = N
     fs.done()
     model.done()
 
-    ls = root.section("learning_rate", {})
-    ls.choice("type", ("exp",), "exp")
-    lc = LearningRateConfig()
-    lc.start_lr = ls.number("start_lr", 1e-3, positive=True)
-    lc.stop_lr = ls.number("stop_lr", 5e-8, positive=True)
-    if lc.stop_lr > lc.start_lr:
-        raise ls.error("stop_lr", f"must be <= start_lr = {lc.start_lr:g}, got {lc.stop_lr:g}")
-    lc.decay_steps = ls.integer("decay_steps", 5000, minimum=1)
-    ls.done()
+    lc = _learning_rate(root.section("learning_rate", {}))
 
     os_ = root.section("loss", {})
     os_.choice("type", ("ener",), "ener")
@@ -316,6 +395,7 @@ def parse_config(data: dict, source: Path, text: str = "", base: Path | None = N
     tc.init_spread = ts.number("init_spread", TrainingConfig.init_spread, nonnegative=True)
     if ts.boolean("precondition", False):
         raise ts.error("precondition", PRECONDITION_REMOVED)
+    _warmup_steps(lc, tc.numb_steps, file)
     tc.systems = _systems(ts, "systems", base, required=True, input_dir=source.resolve().parent)
     _per_system_batch(ts, "batch_size", tc.batch_size, tc.systems)
     ts.done()

@@ -34,7 +34,7 @@ from .loss import LossStats, Prefactors
 from .optim import Adam
 from .passes import ModelPasses
 from .report import Lcurve, lcurve_columns
-from .schedule import ExpDecay, PrefactorSchedule
+from .schedule import PrefactorSchedule
 from ..neighbor.distances import DistanceStats
 from .stats import (auto_sel, energy_bias, env_stats, max_neighbour_counts,
                     stat_frames)
@@ -171,8 +171,7 @@ class Trainer:
         self.elapsed0 = 0.0
         if ck is not None:
             self._load_state(ck)
-        self.sched = ExpDecay.create(cfg.learning_rate.start_lr, cfg.learning_rate.stop_lr,
-                                     cfg.learning_rate.decay_steps, tr.numb_steps)
+        self.sched = cfg.learning_rate.schedule(tr.numb_steps)
         lc = cfg.loss
         self.prefs = PrefactorSchedule(lc.start_pref_e, lc.limit_pref_e, lc.start_pref_f,
                                        lc.limit_pref_f, lc.start_pref_v, lc.limit_pref_v)
@@ -181,8 +180,7 @@ class Trainer:
             self._data_init()
         self.say(f"model: {self.flat.size:,} trainable parameters; sel {list(sel)}; "
                  f"{self.nthreads} thread{'s' if self.nthreads > 1 else ''}; "
-                 f"lr {self.sched.start_lr:.3g} -> {self.sched.stop_lr:.3g}, "
-                 f"decay every {self.sched.decay_steps} steps by {self.sched.decay_rate:.6f}")
+                 f"{self.sched.describe()}")
 
     def _statistics(self, seed: int):
         cfg = self.cfg
