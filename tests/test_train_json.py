@@ -222,6 +222,23 @@ def test_deepmd_kit_32_learning_rate_tables(workdir):
     assert (s.warmup_steps, s.decay) == (0, ExpDecay(1e-3, 5e-8, 20, 1000, 0.95, True))
 
 
+def test_deepmd_kit_32_optimizer_table(workdir):
+    """DeePMD-kit 3.2's optimizer table: Adam or AdamW, betas, weight decay (AdamW's default
+    0.001) reach the trainer's Adam."""
+    from numdp.train.config import OptimizerType
+
+    tree = json.loads(UPSTREAM_WATER)
+    tree["optimizer"] = {"type": "AdamW", "adam_beta1": 0.85, "_comment": "x"}
+    opt = load_config(_write(workdir, tree)).optimizer
+    assert (opt.type, opt.adam_beta1, opt.adam_beta2, opt.weight_decay) == (OptimizerType.ADAMW, 0.85, 0.999, 0.001)
+    tree["optimizer"] = {"type": "Adam", "weight_decay": 1e-4}
+    opt = load_config(_write(workdir, tree)).optimizer
+    assert (opt.type, opt.weight_decay) == (OptimizerType.ADAM, 1e-4)
+    tree["optimizer"] = {"type": "LKF"}
+    with pytest.raises(InputError, match=r"\[optimizer\] type: expected one of 'Adam', 'AdamW'"):
+        load_config(_write(workdir, tree))
+
+
 def test_harmless_keys_accepted(workdir):
     """The keys of IGNORED, at accepted values, change nothing; nulls are defaults; sel "auto",
     type_one_side, activation_function, stop_batch and model.data_stat_nbatch are read."""

@@ -127,7 +127,8 @@ def read_lcurve(path):
 def test_warmup_and_cosine_schedule_in_a_run(tmp_path, data_dir):
     """DeePMD-kit 3.2's schedules drive the run: lcurve's lr column is the warmup from 0, then
     the cosine decay from start_lr to stop_lr over the steps left; a zero rate leaves the model
-    as it was (step 0's update), and the model learns once the rate is up."""
+    as it was (step 0's update), and the model learns once the rate is up.  [optimizer] reaches
+    the trainer's Adam."""
     path = make_input(tmp_path, data_dir, steps=12)
     text = path.read_text().replace("decay_steps = 4", 'type = "cosine"\nwarmup_steps = 4')
     path.write_text(text)
@@ -139,7 +140,9 @@ def test_warmup_and_cosine_schedule_in_a_run(tmp_path, data_dir):
     assert rows[2, -1] == pytest.approx(0.5 * (5e-3 + 1e-4), rel=1e-6)   # lcurve prints 6+ digits
     assert rows[3, -1] == pytest.approx(1e-4, rel=1e-6)
     assert [sched.lr(s) for s in (0, 1, 2, 3)] == [0.0, 1.25e-3, 2.5e-3, 3.75e-3]
-    # step 0's update at lr 0 leaves θ as it was; step 1's moves it (on_step(s): after s updates)
+    # step 0's update at lr 0 leaves θ as it was, AdamW's decay too (1 - 0·wd); step 1's moves
+    # it (on_step(s): after s updates)
+    path.write_text(text + '\n[optimizer]\ntype = "AdamW"\nadam_beta1 = 0.8\n')
     thetas = {}
     trainer2 = Trainer(load_config(path), nthreads=1, stream=__import__("io").StringIO(),
                        on_step=lambda s: thetas.setdefault(s, trainer2.flat.theta.copy()))
@@ -149,6 +152,7 @@ def test_warmup_and_cosine_schedule_in_a_run(tmp_path, data_dir):
     finally:
         trainer2.close()
     assert np.array_equal(thetas[1], theta0) and not np.array_equal(thetas[2], theta0)
+    assert (trainer2.adam.beta1, trainer2.adam.weight_decay, trainer2.adam.decoupled) == (0.8, 0.001, True)
     assert rows[-1, 5] < rows[0, 5]   # validation force RMSE
 
 

@@ -165,6 +165,41 @@ def test_adam_matches_reference_formula():
     assert math.isfinite(th.sum())
 
 
+@pytest.mark.parametrize("decoupled", [False, True])
+def test_adam_weight_decay(decoupled):
+    """PyTorch's weight decay: Adam adds wd·θ to the gradient before the moments; AdamW scales
+    θ by 1 - lr·wd before the update.  Against the formulas in NumPy (the kernel's arithmetic
+    is the same operations, up to the contractions fastmath allows: a few eps), with betas
+    other than the defaults; wd = 0 is bit for bit the plain update."""
+    rng = np.random.default_rng(5)
+    n, wd, b1, b2 = 40, 0.05, 0.8, 0.99
+    theta = rng.normal(size=n)
+    ref = theta.copy()
+    m = np.zeros(n)
+    v = np.zeros(n)
+    opt = Adam(n, b1, b2, weight_decay=wd, decoupled=decoupled)
+    for t in range(1, 5):
+        g = rng.normal(size=n)
+        lr = 1e-2 / t
+        opt.step(theta, g, lr)
+        ge = g if decoupled else g + wd * ref
+        if decoupled:
+            ref = ref * (1 - lr * wd)
+        m = b1 * m + (1 - b1) * ge
+        v = b2 * v + (1 - b2) * ge * ge
+        ref = ref - lr / (1 - b1 ** t) * m / (np.sqrt(v / (1 - b2 ** t)) + 1e-8)
+        assert np.allclose(theta, ref, rtol=1e-12, atol=1e-15)
+    # the decay acts: with a zero gradient AdamW still shrinks θ, Adam moves it against θ
+    th = np.full(3, 2.0)
+    Adam(3, weight_decay=0.5, decoupled=decoupled).step(th, np.zeros(3), 0.1)
+    assert np.all(th < 2.0)
+    a, b = rng.normal(size=n), rng.normal(size=n)
+    x, y = a.copy(), a.copy()
+    Adam(n).step(x, b, 1e-3)
+    Adam(n, weight_decay=0.0, decoupled=decoupled).step(y, b, 1e-3)
+    assert np.array_equal(x, y)
+
+
 def test_adam_segments_sum_only_their_rows():
     """With `segments`, entries of a segment (start, stop, j) take the sum of the first j rows
     only: bit for bit the update of the rows' sum with the rows beyond j left out, whatever

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 
 from ..errors import InputError
@@ -94,6 +95,25 @@ class LearningRateConfig:
             decay = WSDDecay.create(self.start_lr, self.stop_lr, n, numb_steps,
                                     self.decay_phase_ratio, self.decay_type)
         return Schedule(decay, self.warmup_steps, self.warmup_start_factor * self.start_lr)
+
+
+class OptimizerType(Enum):
+    """`[optimizer] type`: PyTorch's Adam (weight decay as an L2 term of the gradient) or AdamW
+    (decoupled weight decay), as DeePMD-kit 3.2 uses them."""
+
+    ADAM = "Adam"
+    ADAMW = "AdamW"
+
+
+@dataclass
+class OptimizerConfig:
+    """[optimizer] (DeePMD-kit 3.2's `optimizer`): β1, β2 and the weight decay (default 0 for
+    Adam, 0.001 for AdamW)."""
+
+    type: OptimizerType = OptimizerType.ADAM
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    weight_decay: float = 0.0
 
 
 @dataclass
@@ -164,9 +184,10 @@ class TrainConfig:
     loss: LossConfig
     training: TrainingConfig
     validation: ValidationConfig
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
 
 
-SECTIONS = ("model", "learning_rate", "loss", "training", "validation")
+SECTIONS = ("model", "learning_rate", "loss", "training", "validation", "optimizer")
 
 
 def _batch_size(sec: Table, key: str) -> BatchSize:
@@ -304,6 +325,21 @@ def _learning_rate(ls: Table) -> LearningRateConfig:
     return lc
 
 
+def _optimizer(sec: Table) -> OptimizerConfig:
+    """[optimizer] as DeePMD-kit 3.2 reads it, for its Adam and AdamW."""
+    oc = OptimizerConfig()
+    oc.type = OptimizerType(sec.choice("type", tuple(t.value for t in OptimizerType), OptimizerType.ADAM.value))
+    for key in ("adam_beta1", "adam_beta2"):
+        beta = sec.number(key, getattr(OptimizerConfig, key), nonnegative=True)
+        if not beta < 1.0:
+            raise sec.error(key, f"must be in [0, 1), got {beta:g}")
+        setattr(oc, key, beta)
+    oc.weight_decay = sec.number("weight_decay", 0.001 if oc.type is OptimizerType.ADAMW else 0.0,
+                                 nonnegative=True)
+    sec.done()
+    return oc
+
+
 def _warmup_steps(lc: LearningRateConfig, numb_steps: int, file: str) -> None:
     """Set the warmup of a ratio from the run's steps, and refuse a warmup as long as the run."""
     key = "warmup_steps"
@@ -409,8 +445,9 @@ def parse_config(data: dict, source: Path, text: str = "", base: Path | None = N
         _per_system_batch(vs, "batch_size", vc.batch_size, vc.systems)
         vs.done()
 
+    opt = _optimizer(root.section("optimizer", {}))
     return TrainConfig(source=source, text=text, type_map=type_map, descriptor=dc, fitting=fc,
-                       learning_rate=lc, loss=oc, training=tc, validation=vc)
+                       learning_rate=lc, loss=oc, training=tc, validation=vc, optimizer=opt)
 
 
 def load_config(path) -> TrainConfig:

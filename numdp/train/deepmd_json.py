@@ -36,6 +36,7 @@ IGNORED: dict[str, dict[str, Any]] = {
     "model.fitting_net": {"_comment": ANY, "precision": ("float64", "default"), "trainable": (True,),
                           "numb_fparam": (0,), "numb_aparam": (0,), "atom_ener": ([],)},
     "learning_rate": {"_comment": ANY, "scale_by_worker": ANY},
+    "optimizer": {"_comment": ANY},
     "loss": {"_comment": ANY, "start_pref_ae": (0, 0.0), "limit_pref_ae": (0, 0.0),
              "start_pref_pf": (0, 0.0), "limit_pref_pf": (0, 0.0),
              "enable_atom_ener_coeff": (False,)},
@@ -110,7 +111,7 @@ def to_train_tables(data, file: str) -> dict:
         for sub in ("descriptor", "fitting_net"):
             if isinstance(model.get(sub), dict):
                 _drop_ignored(model[sub], f"model.{sub}", file)
-    for name in ("learning_rate", "loss"):
+    for name in ("learning_rate", "loss", "optimizer"):
         if isinstance(data.get(name), dict):
             _drop_ignored(data[name], name, file)
     training = data.get("training")

@@ -26,7 +26,7 @@ from ..io.model_file import write_model
 from ..progress import CompileNotice, Progress
 from ..signals import StopRequest
 from .checkpoint import Checkpoint, read_checkpoint, write_checkpoint
-from .config import TrainConfig
+from .config import OptimizerType, TrainConfig
 from .data import BatchSampler, DataSystem, FrameCache, load_dataset
 from .flat import FlatParams
 from .init import MAX_SPREAD_FACTOR, initial_model, spread_first_layers
@@ -162,7 +162,9 @@ class Trainer:
             self.params.s_range = s_range
             self.params.min_nbor_dist = min_nbor
         self.flat = FlatParams.bind(self.params)
-        self.adam = Adam(self.flat.size)
+        opt = cfg.optimizer
+        self.adam = Adam(self.flat.size, opt.adam_beta1, opt.adam_beta2, weight_decay=opt.weight_decay,
+                         decoupled=opt.type is OptimizerType.ADAMW)
         self.sampler = BatchSampler(self.train_sys, [seed, 1])
         self.valid_sampler = BatchSampler(self.valid_sys, [seed, 2]) if self.valid_sys else None
         self.valid_cache = (FrameCache(self.valid_sys, dc.rcut, sel, nt, self.frame_budget)

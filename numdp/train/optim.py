@@ -7,21 +7,29 @@ from ..kernels.cpu.train import adam_update
 
 
 class Adam:
-    """Adam with β1, β2, ε and no weight decay; `t` counts the updates done so far.
+    """Adam (PyTorch's Adam, or AdamW with `decoupled`) with β1, β2, ε and a weight decay;
+    `t` counts the updates done so far.
 
-    m, v: first and second moment estimates, same shape as θ.
+    weight_decay: Adam adds weight_decay·θ to the gradient (an L2 penalty); AdamW scales θ by
+    1 - lr·weight_decay before the update.  m, v: first and second moment estimates, same
+    shape as θ.
     """
 
-    def __init__(self, size: int, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):
+    def __init__(self, size: int, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+                 weight_decay: float = 0.0, decoupled: bool = False):
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
+        self.weight_decay, self.decoupled = weight_decay, decoupled
         self.m = np.zeros(size)
         self.v = np.zeros(size)
         self.t = 0
 
     def _args(self, lr: float) -> tuple:
-        """adam_update's (lr, β1, β2, ε, bc1, bc2) for the next update (t + 1)."""
+        """adam_update's (lr, β1, β2, ε, bc1, bc2, l2, shrink) for the next update (t + 1)."""
         t = self.t + 1
-        return (lr, self.beta1, self.beta2, self.eps, 1.0 - self.beta1 ** t, 1.0 - self.beta2 ** t)
+        wd = self.weight_decay
+        l2, shrink = (0.0, 1.0 - lr * wd) if self.decoupled else (wd, 1.0)
+        return (lr, self.beta1, self.beta2, self.eps, 1.0 - self.beta1 ** t, 1.0 - self.beta2 ** t,
+                l2, shrink)
 
     def row_update(self, theta: np.ndarray, grads: np.ndarray, lr: float):
         """update(lo, hi, j=1): the next update (as `step` will make it) of entries lo..hi-1
@@ -36,7 +44,7 @@ class Adam:
 
     def step(self, theta: np.ndarray, grads: np.ndarray, lr: float, split=None,
              segments=None, skip=()) -> None:
-        """θ ← θ - lr · m̂ / (√v̂ + ε) in place.
+        """θ ← θ - lr · m̂ / (√v̂ + ε) in place (with the weight decay, class docstring).
 
         grads: (n,) gradient, or (k, n) rows whose sum is the gradient (per-worker accumulators).
         split: optional split(fn, n) that calls fn(lo, hi) over ranges covering 0..n (threads).

@@ -276,12 +276,14 @@ ADAM_CHUNK = 2048
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
-def adam_update(theta, grads, m, v, lo, hi, lr, beta1, beta2, eps, bc1, bc2):
+def adam_update(theta, grads, m, v, lo, hi, lr, beta1, beta2, eps, bc1, bc2, l2=0.0, shrink=1.0):
     """One Adam step in place on entries lo..hi-1 (PyTorch form, reference §7.3).
 
     g = Σ_w grads[w] (per-worker accumulators, summed in row order);
     m ← β1 m + (1-β1) g;  v ← β2 v + (1-β2) g²;  θ ← θ - lr/bc1 · m / (√v/√bc2 + ε)
-    with bc1 = 1 - β1^t, bc2 = 1 - β2^t for the t-th update (t ≥ 1).
+    with bc1 = 1 - β1^t, bc2 = 1 - β2^t for the t-th update (t ≥ 1).  Weight decay as PyTorch
+    applies it: Adam's L2 term g ← g + l2·θ (before the moments), AdamW's decoupled
+    θ ← shrink·θ first (shrink = 1 - lr·weight_decay); l2 = 0 and shrink = 1 skip them.
 
     Chunk by chunk: first g into a small buffer, then the update (`_adam_chunk`).  One loop
     over θ, m, v and every gradient row at once was not vectorised (LLVM's run-time checks
@@ -303,7 +305,14 @@ def adam_update(theta, grads, m, v, lo, hi, lr, beta1, beta2, eps, bc1, bc2):
             gw = grads[w, c0:c1]
             for i in range(c1 - c0):
                 g[i] += gw[i]
-        _adam_chunk(theta[c0:c1], g, m[c0:c1], v[c0:c1], beta1, beta2, eps, step, inv_sbc2)
+        th = theta[c0:c1]
+        if l2 != 0.0:
+            for i in range(c1 - c0):
+                g[i] += l2 * th[i]
+        if shrink != 1.0:
+            for i in range(c1 - c0):
+                th[i] *= shrink
+        _adam_chunk(th, g, m[c0:c1], v[c0:c1], beta1, beta2, eps, step, inv_sbc2)
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
