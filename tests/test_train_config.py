@@ -1,12 +1,14 @@
 """`numdp train` input parsing: defaults, DeePMD-kit names, one-line errors naming the key."""
 import pathlib
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from numdp.cli import main as cli_main
 from numdp.errors import InputError
-from numdp.train.config import load_config
+from numdp.train.config import AutoProb, ProbBlock, ProbStyle, load_config
+from numdp.train.data import BatchSampler, system_probs
 
 MINIMAL = """
 [model]
@@ -85,6 +87,103 @@ def test_batch_size_list_one_entry_per_system(inp, tmp_path):
     text = MINIMAL.replace('systems = ["sys"]', 'systems = ["sys", "sys2"]\nbatch_size = [3, 2]')
     bs = load_config(inp(text)).training.batch_size
     assert (bs.frames(4, 0), bs.frames(6, 1)) == (3, 2)
+
+
+THREE_SYSTEMS = MINIMAL.replace('systems = ["sys"]', 'systems = ["sys", "sys2", "sys3"]')
+
+
+@pytest.fixture
+def inp3(inp, tmp_path):
+    """`inp` with the systems sys, sys2, sys3 (THREE_SYSTEMS)."""
+    write_system(tmp_path / "sys2")
+    write_system(tmp_path / "sys3")
+    return inp
+
+
+@pytest.mark.parametrize("keys, expected", [
+    ("", [4 / 8, 1 / 8, 3 / 8]),  # prob_sys_size: ∝ nbatch
+    ('auto_prob = "prob_sys_size"', [4 / 8, 1 / 8, 3 / 8]),
+    ('auto_prob = "prob_uniform"', [1 / 3, 1 / 3, 1 / 3]),
+    ('auto_prob = "prob_sys_size;0:1:0.8;1:3:0.2"', [0.8, 0.2 * 1 / 4, 0.2 * 3 / 4]),
+    ('auto_prob = "prob_sys_size; 0:1:0.8; 1:3:0.2"', [0.8, 0.05, 0.15]),  # DP-GEN's spacing
+    ('auto_prob = " prob_sys_size ; 0 : 1 : 8 ;1:3: 2 "', [0.8, 0.05, 0.15]),  # weights w / Σw
+    ('auto_prob = "prob_sys_size;1:3:0.5"', [0, 1 / 4, 3 / 4]),  # system 0 in no block
+    ('auto_prob = "prob_sys_size;2:3:1;0:1:0"', [0, 0, 1]),
+    ("sys_probs = [0.5, -1, -1]", [0.5, 0.5 * 1 / 4, 0.5 * 3 / 4]),
+    ("sys_probs = [0.2, 0.3, 0.5]", [0.2, 0.3, 0.5]),
+    ("sys_probs = [1, 0, 0]", [1, 0, 0]),
+    ("sys_probs = [0.6, 0.4, 1e-9]", [0.6, 0.4, 1e-9]),  # 1 − Σ within 1e-8: as given
+    ("sys_probs = [-1, -2, -1]", [4 / 8, 1 / 8, 3 / 8]),
+    ('sys_probs = [0.2, 0.3, 0.5]\nauto_prob = "prob_uniform"', [0.2, 0.3, 0.5]),  # sys_probs wins
+])
+def test_system_probabilities(inp3, keys, expected):
+    """DeePMD-kit's auto_prob / sys_probs for 3 systems of 4, 1 and 3 batches, against the values
+    worked out by hand from their definitions."""
+    cfg = load_config(inp3(THREE_SYSTEMS.replace("numb_steps = 10", "numb_steps = 10\n" + keys)))
+    tr = cfg.training
+    assert system_probs([4, 1, 3], tr.auto_prob, tr.sys_probs).tolist() == pytest.approx(expected, abs=1e-15)
+
+
+def test_validation_system_probabilities(inp3):
+    """[validation] has its own auto_prob and sys_probs; [training] keeps the default."""
+    text = THREE_SYSTEMS + """[validation]
+systems = ["sys", "sys2"]
+auto_prob = "prob_uniform"
+"""
+    cfg = load_config(inp3(text))
+    assert cfg.validation.auto_prob == AutoProb(ProbStyle.UNIFORM) and cfg.training.auto_prob == AutoProb()
+    cfg = load_config(inp3(text.replace('auto_prob = "prob_uniform"', "sys_probs = [-1, 0.25]")))
+    assert cfg.validation.sys_probs == [-1.0, 0.25] and cfg.training.sys_probs is None
+    assert system_probs([2, 5], cfg.validation.auto_prob, cfg.validation.sys_probs).tolist() == [0.75, 0.25]
+
+
+def test_one_nonzero_probability_always_draws_that_system():
+    """Drawing keeps the generator's sequence; a system of probability 0 is never drawn."""
+    prob = system_probs([4, 1, 3], AutoProb(blocks=(ProbBlock(1, 2, 1.0),)), None)
+    assert prob.tolist() == [0, 1, 0]
+    systems = [SimpleNamespace(nframes=4, batch_size=1) for _ in range(3)]
+    sampler = BatchSampler(systems, [5, 1], prob)
+    assert {sampler.next()[0] for _ in range(50)} == {1}
+
+
+@pytest.mark.parametrize("keys, message", [
+    ('auto_prob = "prob_size"', '[training] auto_prob: expected "prob_sys_size", "prob_uniform" or'),
+    ('auto_prob = "prob_uniform;0:1:1"', '[training] auto_prob: expected "prob_sys_size"'),
+    ("auto_prob = 1", "[training] auto_prob: expected a string"),
+    ('auto_prob = "prob_sys_size;0:57"', "[training] auto_prob: block '0:57': expected START:END:WEIGHT"),
+    ('auto_prob = "prob_sys_size;a:b:c"', "[training] auto_prob: block 'a:b:c': expected START:END:WEIGHT"),
+    ('auto_prob = "prob_sys_size;0:1:0.5:2"', "[training] auto_prob: block '0:1:0.5:2': expected START:END"),
+    ('auto_prob = "prob_sys_size;0:1:1;"', "[training] auto_prob: block '': expected START:END:WEIGHT"),
+    ('auto_prob = "prob_sys_size;0:4:1"', "[training] auto_prob: block '0:4:1': outside the 3 systems "
+                                          "(0 <= START < END <= 3)"),
+    ('auto_prob = "prob_sys_size;-1:2:1"', "[training] auto_prob: block '-1:2:1': outside the 3 systems"),
+    ('auto_prob = "prob_sys_size;2:2:1"', "[training] auto_prob: block '2:2:1': START must be smaller than END"),
+    ('auto_prob = "prob_sys_size;2:1:1"', "[training] auto_prob: block '2:1:1': START must be smaller than END"),
+    ('auto_prob = "prob_sys_size;0:1:-0.5"', "[training] auto_prob: block '0:1:-0.5': the weight must be a number >= 0"),
+    ('auto_prob = "prob_sys_size;0:1:nan"', "[training] auto_prob: block '0:1:nan': the weight must be a number >= 0"),
+    ('auto_prob = "prob_sys_size;0:1:0;1:3:0"', "[training] auto_prob: every block has weight 0: no system could be drawn"),
+    ('auto_prob = "prob_sys_size;0:2:0.5;1:3:0.5"',
+     "[training] auto_prob: block '1:3:0.5': overlaps block '0:2' (a system belongs to one block at most)"),
+    ("sys_probs = [0.5, 0.5]", "[training] sys_probs: has 2 entries for 3 systems (give one entry per system"),
+    ('sys_probs = [0.5, "a", 0.5]', "[training] sys_probs: expected a list of numbers, one per system"),
+    ("sys_probs = [0.5, true, 0.5]", "[training] sys_probs: expected a list of numbers"),
+    ("sys_probs = 0.5", "[training] sys_probs: expected a list of numbers"),
+    ("sys_probs = []", "[training] sys_probs: expected a list of numbers"),
+    ("sys_probs = [0.5, 0.6, -1]", "[training] sys_probs: the entries >= 0 sum to 1.1, more than 1"),
+    ("sys_probs = [0.2, 0.3, 0.4]", "[training] sys_probs: the entries sum to 0.9, not 1, and no entry is "
+                                    "negative to share the 0.1 left"),
+    ("sys_probs = [0, 0, 0]", "[training] sys_probs: every entry is 0: no system could be drawn"),
+    ("sys_probs = [0.5, 0.5, -1]", "[training] sys_probs: the entries >= 0 sum to 1: nothing is left"),
+    ('[validation]\nsystems = ["sys"]\nauto_prob = "prob_sys_size;0:2:1"',
+     "[validation] auto_prob: block '0:2:1': outside the 1 system (0 <= START < END <= 1)"),
+    ('[validation]\nsystems = ["sys"]\nsys_probs = [0.5, -1]',
+     "[validation] sys_probs: has 2 entries for 1 system"),
+])
+def test_system_probability_errors(inp3, keys, message):
+    with pytest.raises(InputError) as err:
+        load_config(inp3(THREE_SYSTEMS.replace("numb_steps = 10", "numb_steps = 10\n" + keys)))
+    text = str(err.value)
+    assert text.startswith("input.toml: ") and message in text and "\n" not in text
 
 
 @pytest.mark.parametrize("edit, message", [

@@ -12,7 +12,7 @@ from numdp.train.config import load_config
 from numdp.train.flat import FlatParams
 from numdp.model.dp_model import DPModel
 from numdp.model.metrics import ErrorSums
-from numdp.train.data import BatchSampler, load_dataset
+from numdp.train.data import BatchSampler, load_dataset, system_probs
 from numdp.train.loop import Trainer
 from test_train_run import data_dir, make_input, run  # noqa: F401  (data_dir is a fixture)
 
@@ -70,7 +70,8 @@ def test_first_lcurve_line_is_the_models_errors_on_that_batch(tmp_path, data_dir
     row = np.loadtxt(path.parent / "lcurve.out")[0]
     cfg = load_config(path)
     systems = load_dataset(cfg.training.systems, cfg.type_map, cfg.training.batch_size)
-    k, idx = BatchSampler(systems, [cfg.training.seed, 1]).next()  # the trainer's first draw
+    prob = system_probs([s.nbatches for s in systems], cfg.training.auto_prob, cfg.training.sys_probs)
+    k, idx = BatchSampler(systems, [cfg.training.seed, 1], prob).next()  # the trainer's first draw
     s, evaluator, sums = systems[k], DPModel(model, nthreads=1), ErrorSums()
     for f in idx:
         r = evaluator.evaluate(s.coords[f], s.types, None if s.boxes is None else s.boxes[f], atom_virial=False)

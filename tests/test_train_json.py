@@ -8,7 +8,8 @@ import pytest
 from conftest import ORACLE
 from numdp.cli import main as cli_main
 from numdp.errors import InputError
-from numdp.train.config import load_config
+from numdp.train.config import AutoProb, ProbBlock, ProbStyle, load_config
+from numdp.train.data import system_probs
 from numdp.train.deepmd_json import IGNORED
 
 REPO = Path(__file__).resolve().parents[1]
@@ -169,10 +170,20 @@ def _write(workdir, tree) -> str:
     (lambda t: t.update(nvnmd={}), r"\[nvnmd\]: unknown section"),
     (lambda t: t["training"]["training_data"].update(set_prefix="frames"),
      r"\[training.training_data\] set_prefix: numdp reads only set"),
-    (lambda t: t["training"]["training_data"].update(sys_probs=[0.5, 0.3, 0.2]),
-     r"\[training.training_data\] sys_probs: not supported"),
-    (lambda t: t["training"]["training_data"].update(auto_prob="prob_uniform"),
-     r"\[training.training_data\] auto_prob: numdp samples systems by size only"),
+    (lambda t: t["training"]["training_data"].update(auto_prob="prob_sys_size; 0:4:1"),
+     r"\[training\] auto_prob: block '0:4:1': outside the 3 systems \(0 <= START < END <= 3\)"),
+    (lambda t: t["training"]["training_data"].update(auto_prob_style="prob_sys_size;0:57"),
+     r"\[training\] auto_prob: block '0:57': expected START:END:WEIGHT"),
+    (lambda t: t["training"]["training_data"].update(auto_prob="prob_uniform", auto_prob_style="prob_uniform"),
+     r"\[training.training_data\] auto_prob_style: give auto_prob or its alias auto_prob_style, not both"),
+    (lambda t: t["training"]["training_data"].update(sys_probs=[0.5, 0.5]),
+     r"\[training\] sys_probs: has 2 entries for 3 systems \(give one entry per system"),
+    (lambda t: t["training"]["training_data"].update(sys_weights=[0.5, 0.6, -1]),
+     r"\[training\] sys_probs: the entries >= 0 sum to 1.1, more than 1"),
+    (lambda t: t["training"]["validation_data"].update(sys_probs=[0.5, -1]),
+     r"\[validation\] sys_probs: has 2 entries for 1 system \("),
+    (lambda t: t["training"]["validation_data"].update(auto_prob="prob_sys_size;0:1:0"),
+     r"\[validation\] auto_prob: every block has weight 0"),
     (lambda t: t["training"]["training_data"].update(numb_btch=3),
      r"\[training.training_data\] numb_btch: unknown key"),
     (lambda t: t["training"].update(gradient_max_norm=5.0), r"\[training\] gradient_max_norm: unknown key"),
@@ -237,6 +248,24 @@ def test_deepmd_kit_32_optimizer_table(workdir):
     tree["optimizer"] = {"type": "LKF"}
     with pytest.raises(InputError, match=r"\[optimizer\] type: expected one of 'Adam', 'AdamW'"):
         load_config(_write(workdir, tree))
+
+
+def test_system_probabilities_read(workdir):
+    """auto_prob (alias auto_prob_style) and sys_probs (alias sys_weights) of training_data and
+    validation_data reach [training] / [validation]; DP-GEN's spaced auto_prob reads as written."""
+    tree = json.loads(UPSTREAM_WATER)
+    tree["training"]["training_data"]["auto_prob"] = "prob_sys_size; 0:2:0.8; 2:3:0.2"
+    tree["training"]["validation_data"]["auto_prob_style"] = "prob_uniform"
+    cfg = load_config(_write(workdir, tree))
+    assert cfg.training.auto_prob == AutoProb(ProbStyle.SYS_SIZE, (ProbBlock(0, 2, 0.8), ProbBlock(2, 3, 0.2)))
+    assert cfg.validation.auto_prob == AutoProb(ProbStyle.UNIFORM)
+    assert cfg.training.sys_probs is None and cfg.validation.sys_probs is None
+    assert system_probs([4, 1, 3], cfg.training.auto_prob, None).tolist() == pytest.approx([0.64, 0.16, 0.2])
+    tree["training"]["training_data"]["sys_weights"] = [0.5, -1, -1]
+    tree["training"]["validation_data"]["sys_probs"] = [1]
+    cfg = load_config(_write(workdir, tree))
+    assert cfg.training.sys_probs == [0.5, -1, -1] and cfg.validation.sys_probs == [1.0]
+    assert system_probs([4, 1, 3], cfg.training.auto_prob, cfg.training.sys_probs).tolist() == [0.5, 0.125, 0.375]
 
 
 def test_harmless_keys_accepted(workdir):

@@ -398,10 +398,10 @@ def test_element_missing_from_the_input_type_map_names_the_input(tmp_path, data_
         Trainer(load_config(path), nthreads=1)
 
 
-def test_per_system_batch_size_list_in_deepmd_kit_input(tmp_path, data_dir, monkeypatch):
-    """DeePMD-kit's list form of training_data/validation_data batch_size: system i's batches
-    have batch_size[i] frames, and a system is drawn with probability ∝ its number of batches
-    ⌊nframes_i / batch_size[i]⌋ (DeePMD-kit's "prob_sys_size")."""
+def deepmd_kit_run(tmp_path, data_dir, monkeypatch, training_data, validation_data):
+    """A Trainer of a DeePMD-kit input.json over data_dir (12 steps, disp_freq 4) whose samplers
+    record their draws: (trainer, {"train": [...], "valid": [...]}), a draw being (system, number
+    of frames, number of distinct frames)."""
     import json
 
     work = tmp_path / "run"
@@ -415,11 +415,8 @@ def test_per_system_batch_size_list_in_deepmd_kit_input(tmp_path, data_dir, monk
         "learning_rate": {"type": "exp", "start_lr": 5e-3, "stop_lr": 1e-4, "decay_steps": 4},
         "loss": {"type": "ener", "start_pref_e": 0.2, "limit_pref_e": 1, "start_pref_f": 100,
                  "limit_pref_f": 1},
-        "training": {
-            # pbc: 8 frames, cluster: 6 frames (data_dir)
-            "training_data": {"systems": ["data/train/pbc", "data/train/cluster"], "batch_size": [1, 3]},
-            "validation_data": {"systems": ["data/valid/pbc"], "batch_size": [2], "numb_btch": 2},
-            "numb_steps": 12, "seed": 11, "disp_freq": 4, "save_freq": 100},
+        "training": {"training_data": training_data, "validation_data": validation_data,
+                     "numb_steps": 12, "seed": 11, "disp_freq": 4, "save_freq": 100},
     }
     (work / "input.json").write_text(json.dumps(tree))
     monkeypatch.chdir(work)
@@ -432,6 +429,18 @@ def test_per_system_batch_size_list_in_deepmd_kit_input(tmp_path, data_dir, monk
             out.append((k, len(idx), len(set(idx.tolist()))))
             return k, idx
         sampler.next = record
+    return trainer, drawn
+
+
+def test_per_system_batch_size_list_in_deepmd_kit_input(tmp_path, data_dir, monkeypatch):
+    """DeePMD-kit's list form of training_data/validation_data batch_size: system i's batches
+    have batch_size[i] frames, and a system is drawn with probability ∝ its number of batches
+    ⌊nframes_i / batch_size[i]⌋ (DeePMD-kit's "prob_sys_size")."""
+    # pbc: 8 frames, cluster: 6 frames (data_dir)
+    trainer, drawn = deepmd_kit_run(
+        tmp_path, data_dir, monkeypatch,
+        {"systems": ["data/train/pbc", "data/train/cluster"], "batch_size": [1, 3]},
+        {"systems": ["data/valid/pbc"], "batch_size": [2], "numb_btch": 2})
     try:
         trainer.run()
     finally:
@@ -442,5 +451,24 @@ def test_per_system_batch_size_list_in_deepmd_kit_input(tmp_path, data_dir, monk
     assert {k for k, _, _ in drawn["train"]} == {0, 1}  # both systems drawn at this seed
     assert all(n == (1, 3)[k] and distinct == n for k, n, distinct in drawn["train"])
     assert drawn["valid"] and all(b == (0, 2, 2) for b in drawn["valid"])
-    rows = np.loadtxt(work / "lcurve.out")
+    rows = np.loadtxt(tmp_path / "run" / "lcurve.out")
     assert rows[:, 0].tolist() == [0, 4, 8, 12] and np.all(np.isfinite(rows))
+
+
+def test_auto_prob_blocks_draw_only_their_systems(tmp_path, data_dir, monkeypatch):
+    """auto_prob "prob_sys_size;0:1:1": system 1 is in no block, so only system 0 is drawn; the
+    validation batches follow validation_data's own auto_prob (DP-GEN's spacing)."""
+    trainer, drawn = deepmd_kit_run(
+        tmp_path, data_dir, monkeypatch,
+        {"systems": ["data/train/pbc", "data/train/cluster"], "batch_size": 1,
+         "auto_prob": "prob_sys_size;0:1:1"},
+        {"systems": ["data/train/cluster", "data/valid/pbc"], "batch_size": 2, "numb_btch": 2,
+         "auto_prob_style": "prob_sys_size; 1:2:1"})
+    try:
+        trainer.run()
+    finally:
+        trainer.close()
+    assert trainer.sampler.prob.tolist() == [1.0, 0.0]
+    assert trainer.valid_sampler.prob.tolist() == [0.0, 1.0]
+    assert len(drawn["train"]) == 13 and all(k == 0 for k, _, _ in drawn["train"])
+    assert len(drawn["valid"]) == 8 and all(k == 1 for k, _, _ in drawn["valid"])

@@ -24,13 +24,16 @@ Schema (defaults in brackets; see also docs/training.md)::
                           numb_steps (required),
                           seed [none], disp_freq [1000], save_freq [1000], disp_file ["lcurve.out"],
                           save_ckpt ["model.ckpt.h5"], model_file ["model.h5"],
-                          data_stat_nbatch [10], disp_training [true], init_spread [0.15]
+                          data_stat_nbatch [10], disp_training [true], init_spread [0.15],
+                          auto_prob ["prob_sys_size"], sys_probs [none] (`AutoProb`,
+                          numdp.train.data.system_probs)
                           (`precondition`, a former numdp option, is refused when true and
                           ignored when false: see docs/training.md)
-    [validation]          systems [none], batch_size ["auto"], numb_btch [1]
+    [validation]          systems [none], batch_size ["auto"], numb_btch [1], auto_prob, sys_probs
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from enum import Enum
@@ -146,10 +149,46 @@ class BatchSize:
         return max(1, -(-self.auto // natoms))
 
 
+class ProbStyle(Enum):
+    """DeePMD-kit's `auto_prob` styles: p_i ∝ nbatch_i (within blocks, if any), or 1/nsys."""
+
+    SYS_SIZE = "prob_sys_size"
+    UNIFORM = "prob_uniform"
+
+
+@dataclass(frozen=True)
+class ProbBlock:
+    """Systems [start, end) of the expanded list (0-based) drawn together with probability
+    weight / Σ weights, shared among them ∝ their number of batches."""
+
+    start: int
+    end: int
+    weight: float
+
+
+@dataclass(frozen=True)
+class AutoProb:
+    """DeePMD-kit's `auto_prob`: "prob_sys_size" (style SYS_SIZE, no blocks: p_i ∝ nbatch_i),
+    "prob_uniform" (p_i = 1/nsys), or "prob_sys_size;A:B:w;..." (SYS_SIZE with `blocks`:
+    disjoint, within the systems, not all of weight 0; systems in no block are never drawn)."""
+
+    style: ProbStyle = ProbStyle.SYS_SIZE
+    blocks: tuple[ProbBlock, ...] = ()
+
+
+SHARE_TOL = 1e-8
+"""DeePMD-kit's tolerance on 1 − Σ(sys_probs entries ≥ 0): within it nothing is left to share."""
+
+
 @dataclass
 class TrainingConfig:
     systems: list[Path] = field(default_factory=list)
     batch_size: BatchSize = field(default_factory=BatchSize)
+    auto_prob: AutoProb = field(default_factory=AutoProb)
+    sys_probs: list[float] | None = None
+    """DeePMD-kit's sys_probs, one entry per system (when given it wins over `auto_prob`): an
+    entry ≥ 0 is that system's probability, the negative entries share 1 − Σ(entries ≥ 0) ∝
+    their number of batches (numdp.train.data.system_probs)."""
     numb_steps: int = 0
     seed: int | None = None
     disp_freq: int = 1000
@@ -169,6 +208,9 @@ class ValidationConfig:
     systems: list[Path] = field(default_factory=list)
     batch_size: BatchSize = field(default_factory=BatchSize)
     numb_btch: int = 1
+    auto_prob: AutoProb = field(default_factory=AutoProb)
+    sys_probs: list[float] | None = None
+    """As `TrainingConfig.sys_probs`, for the validation systems."""
 
 
 @dataclass
@@ -221,6 +263,73 @@ def _per_system_batch(sec: Table, key: str, batch: BatchSize, systems: list[Path
         n = len(systems)
         raise sec.error(key, f"has {len(batch.per_system)} entries for {n} system{'s' if n != 1 else ''} "
                              f"(give one entry per system, in the order of systems)")
+
+
+def _auto_prob(sec: Table, key: str, nsys: int) -> AutoProb:
+    """DeePMD-kit's `auto_prob` string for `nsys` systems (whitespace around its parts allowed,
+    as DeePMD-kit's int()/float() take it)."""
+    v = sec.string(key, ProbStyle.SYS_SIZE.value)
+    head, *parts = v.split(";")
+    if head.strip() == ProbStyle.UNIFORM.value and not parts:
+        return AutoProb(ProbStyle.UNIFORM)
+    if head.strip() != ProbStyle.SYS_SIZE.value:
+        raise sec.error(key, f'expected "prob_sys_size", "prob_uniform" or '
+                             f'"prob_sys_size;START:END:WEIGHT;...", got {show_value(v)}')
+    blocks: list[ProbBlock] = []
+    for part in parts:
+        where = f"block {part.strip()!r}"
+        fields = part.split(":")
+        try:
+            if len(fields) != 3:
+                raise ValueError
+            b = ProbBlock(int(fields[0]), int(fields[1]), float(fields[2]))
+        except ValueError:
+            raise sec.error(key, f"{where}: expected START:END:WEIGHT (systems START to END-1, "
+                                 f"0-based integers; WEIGHT a number)") from None
+        if not math.isfinite(b.weight) or b.weight < 0:
+            raise sec.error(key, f"{where}: the weight must be a number >= 0")
+        if b.start >= b.end:
+            raise sec.error(key, f"{where}: START must be smaller than END (systems START to END-1)")
+        if b.start < 0 or b.end > nsys:
+            raise sec.error(key, f"{where}: outside the {nsys} system{'s' if nsys != 1 else ''} "
+                                 f"(0 <= START < END <= {nsys})")
+        for o in blocks:
+            if b.start < o.end and o.start < b.end:
+                raise sec.error(key, f"{where}: overlaps block '{o.start}:{o.end}' (a system "
+                                     f"belongs to one block at most)")
+        blocks.append(b)
+    if parts and not any(b.weight > 0 for b in blocks):
+        raise sec.error(key, "every block has weight 0: no system could be drawn")
+    return AutoProb(ProbStyle.SYS_SIZE, tuple(blocks))
+
+
+def _sys_probs(sec: Table, key: str, nsys: int) -> list[float] | None:
+    """DeePMD-kit's `sys_probs` for `nsys` systems, checked so that the probabilities
+    numdp.train.data.system_probs makes of it are ≥ 0, sum to 1 and are not all 0."""
+    v = sec.raw(key, None)
+    if v is None:
+        return None
+    if not isinstance(v, list) or not v or any(
+            isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) for x in v):
+        raise sec.error(key, f"expected a list of numbers, one per system, got {show_value(v)}")
+    if len(v) != nsys:
+        raise sec.error(key, f"has {len(v)} entries for {nsys} system{'s' if nsys != 1 else ''} "
+                             f"(give one entry per system, in the order of systems)")
+    given = sum(x for x in v if x >= 0)
+    sharing = any(x < 0 for x in v)
+    if given > 1 + SHARE_TOL:
+        raise sec.error(key, f"the entries >= 0 sum to {given:.10g}, more than 1")
+    if abs(1 - given) <= SHARE_TOL:
+        if sharing:
+            raise sec.error(key, "the entries >= 0 sum to 1: nothing is left for the negative "
+                                 "entries to share")
+    elif not sharing:
+        if given == 0:
+            raise sec.error(key, "every entry is 0: no system could be drawn")
+        raise sec.error(key, f"the entries sum to {given:.10g}, not 1, and no entry is negative to "
+                             f"share the {1 - given:.10g} left (a negative entry takes a share "
+                             f"∝ its system's number of batches)")
+    return [float(x) for x in v]
 
 
 def _sel(sec: Table, ntypes: int):
@@ -434,6 +543,8 @@ def parse_config(data: dict, source: Path, text: str = "", base: Path | None = N
     _warmup_steps(lc, tc.numb_steps, file)
     tc.systems = _systems(ts, "systems", base, required=True, input_dir=source.resolve().parent)
     _per_system_batch(ts, "batch_size", tc.batch_size, tc.systems)
+    tc.auto_prob = _auto_prob(ts, "auto_prob", len(tc.systems))
+    tc.sys_probs = _sys_probs(ts, "sys_probs", len(tc.systems))
     ts.done()
 
     vc = ValidationConfig()
@@ -443,6 +554,8 @@ def parse_config(data: dict, source: Path, text: str = "", base: Path | None = N
         vc.numb_btch = vs.integer("numb_btch", 1, minimum=1)
         vc.systems = _systems(vs, "systems", base, required=True, input_dir=source.resolve().parent)
         _per_system_batch(vs, "batch_size", vc.batch_size, vc.systems)
+        vc.auto_prob = _auto_prob(vs, "auto_prob", len(vc.systems))
+        vc.sys_probs = _sys_probs(vs, "sys_probs", len(vc.systems))
         vs.done()
 
     opt = _optimizer(root.section("optimizer", {}))

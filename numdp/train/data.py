@@ -4,8 +4,8 @@
 float64 and their atom types mapped to the model's type_map.  `FrameCache` prepares `Frame`s
 (extended atoms and DeePMD-kit neighbour lists) and keeps them within a memory budget, since
 every frame is visited many times.  `BatchSampler` draws batches as DeePMD-kit does (reference
-§7.4): a system with probability proportional to its number of batches, then the next
-`batch_size` frames of a shuffled pass over that system.
+§7.4): a system with the probabilities of `system_probs` (by default proportional to its number
+of batches), then the next `batch_size` frames of a shuffled pass over that system.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import InputError
 from ..io.npy_system import System, load_system
 from ..neighbor import build_nlist, extend
-from .config import BatchSize
+from .config import AutoProb, BatchSize, ProbBlock, ProbStyle
 from .loss import Labels
 from .passes import Frame
 
@@ -111,18 +111,49 @@ class FrameCache:
         return fr
 
 
+def system_probs(nbatches, auto_prob: AutoProb, sys_probs: list[float] | None) -> np.ndarray:
+    """(nsys,) float64 probability of drawing each system, DeePMD-kit's meaning of its options.
+
+    nbatches: (nsys,) batches per system (≥ 1); auto_prob, sys_probs: as checked by
+    numdp.train.config for nsys systems (`sys_probs`, when given, wins).
+    - sys_probs: entries ≥ 0 as given; the negative entries share 1 − Σ(entries ≥ 0) ∝ nbatches
+      (the list as it is when no entry is negative);
+    - prob_uniform: 1/nsys each;
+    - prob_sys_size: ∝ nbatches, or with blocks, block b gets weight_b / Σ weights shared ∝
+      nbatches among its systems, and a system in no block gets 0.
+    """
+    nb = np.asarray(nbatches, dtype=np.float64)
+    if sys_probs is not None:
+        given = np.asarray(sys_probs, dtype=np.float64)
+        share = given < 0
+        if not share.any():
+            return given
+        left = 1.0 - given[~share].sum()
+        return np.where(share, left * nb / nb[share].sum(), given)
+    if auto_prob.style is ProbStyle.UNIFORM:
+        return np.full(nb.shape, 1.0 / nb.size)
+    blocks = auto_prob.blocks or (ProbBlock(0, nb.size, 1.0),)
+    total = sum(b.weight for b in blocks)
+    prob = np.zeros(nb.shape)
+    for b in blocks:
+        inside = nb[b.start:b.end]
+        prob[b.start:b.end] = inside / inside.sum() * (b.weight / total)
+    return prob
+
+
 class BatchSampler:
     """Batches (system index, frame indices) from a seeded generator; state is serialisable.
 
-    Systems are drawn with probability ∝ nbatches; frames come from a shuffled pass over the
-    system, reshuffled when fewer than batch_size frames remain.
+    Systems are drawn with probabilities `prob` ((nsys,), summing to 1: `system_probs`); frames
+    come from a shuffled pass over the system, reshuffled when fewer than batch_size frames remain.
     """
 
-    def __init__(self, systems: list[DataSystem], seed):
+    def __init__(self, systems: list[DataSystem], seed, prob: np.ndarray):
         self.systems = systems
         self.rng = np.random.default_rng(seed)
-        nb = np.array([s.nbatches for s in systems], dtype=np.float64)
-        self.prob = nb / nb.sum()
+        self.prob = np.asarray(prob, dtype=np.float64)
+        if self.prob.shape != (len(systems),):
+            raise ValueError(f"prob has shape {self.prob.shape} for {len(systems)} systems")
         self.perm = [self.rng.permutation(s.nframes) for s in systems]
         self.cursor = [0] * len(systems)
 

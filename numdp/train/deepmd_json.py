@@ -4,8 +4,10 @@
 (numdp.train.config), which then validates it: there is one validator, and every key keeps the
 name and the checks it has in TOML.  The rearrangement:
 
-- ``training.training_data`` {systems, batch_size} → ``[training]`` systems, batch_size
-- ``training.validation_data`` {systems, batch_size, numb_btch} → ``[validation]``
+- ``training.training_data`` {systems, batch_size, auto_prob, sys_probs} → ``[training]``
+  (DeePMD-kit's aliases auto_prob_style, sys_weights under their main names)
+- ``training.validation_data`` {systems, batch_size, numb_btch, auto_prob, sys_probs} →
+  ``[validation]``
 - ``model.data_stat_nbatch`` → ``[training] data_stat_nbatch``; ``training.stop_batch`` (the
   v1 name) → ``numb_steps``
 - a JSON ``null`` is an absent key (DeePMD-kit's default applies, as in DeePMD-kit)
@@ -48,8 +50,11 @@ IGNORED: dict[str, dict[str, Any]] = {
 """Per JSON table: keys dropped, with their accepted values (`ANY`, or a tuple)."""
 
 DATA_KEYS = ("systems", "batch_size", "numb_btch", "set_prefix", "auto_prob", "auto_prob_style",
-             "sys_probs", "_comment")
+             "sys_probs", "sys_weights", "_comment")
 """Keys of ``training_data`` / ``validation_data`` (numb_btch only in validation_data)."""
+
+DATA_ALIASES = {"auto_prob_style": "auto_prob", "sys_weights": "sys_probs"}
+"""DeePMD-kit's other names of ``*_data`` keys: alias → main name."""
 
 
 def _strip_nulls(v):
@@ -80,20 +85,20 @@ def _drop_ignored(table: dict, name: str, file: str) -> None:
 
 def _data_table(training: dict, key: str, file: str, validation: bool) -> dict:
     """The ``training_data`` / ``validation_data`` table as numdp's keys (systems, batch_size,
-    numb_btch)."""
+    numb_btch, auto_prob, sys_probs)."""
     t = Table(file, f"training.{key}", training.pop(key), TRAIN_WORDING)
     allowed = tuple(k for k in DATA_KEYS if validation or k != "numb_btch")
     t.check_keys(allowed)
     prefix = t.string("set_prefix", "set")
     if prefix != "set":
         raise t.error("set_prefix", f'numdp reads only set.* folders (set_prefix "set"), got {prefix!r}')
-    for name in ("auto_prob", "auto_prob_style"):
-        style = t.string(name, "prob_sys_size")
-        if style != "prob_sys_size":
-            raise t.error(name, f'numdp samples systems by size only ("prob_sys_size"), got {style!r}')
-    if t.has("sys_probs"):
-        raise t.error("sys_probs", 'not supported: numdp samples systems by size ("prob_sys_size")')
-    out = {k: t.data[k] for k in ("systems", "batch_size", "numb_btch") if k in t.data}
+    out = {k: t.data[k] for k in ("systems", "batch_size", "numb_btch", "auto_prob", "sys_probs")
+           if k in t.data}
+    for alias, name in DATA_ALIASES.items():
+        if t.has(alias):
+            if name in out:
+                raise t.error(alias, f"give {name} or its alias {alias}, not both")
+            out[name] = t.data[alias]
     if "systems" not in out:
         raise t.error("systems", TRAIN_WORDING.required)
     return out

@@ -27,7 +27,7 @@ from ..progress import CompileNotice, Progress
 from ..signals import StopRequest
 from .checkpoint import Checkpoint, read_checkpoint, write_checkpoint
 from .config import OptimizerType, TrainConfig
-from .data import BatchSampler, DataSystem, FrameCache, load_dataset
+from .data import BatchSampler, DataSystem, FrameCache, load_dataset, system_probs
 from .flat import FlatParams
 from .init import MAX_SPREAD_FACTOR, initial_model, spread_first_layers
 from .loss import LossStats, Prefactors
@@ -165,8 +165,11 @@ class Trainer:
         opt = cfg.optimizer
         self.adam = Adam(self.flat.size, opt.adam_beta1, opt.adam_beta2, weight_decay=opt.weight_decay,
                          decoupled=opt.type is OptimizerType.ADAMW)
-        self.sampler = BatchSampler(self.train_sys, [seed, 1])
-        self.valid_sampler = BatchSampler(self.valid_sys, [seed, 2]) if self.valid_sys else None
+        self.sampler = BatchSampler(self.train_sys, [seed, 1], system_probs(
+            [s.nbatches for s in self.train_sys], tr.auto_prob, tr.sys_probs))
+        vd = cfg.validation
+        self.valid_sampler = BatchSampler(self.valid_sys, [seed, 2], system_probs(
+            [s.nbatches for s in self.valid_sys], vd.auto_prob, vd.sys_probs)) if self.valid_sys else None
         self.valid_cache = (FrameCache(self.valid_sys, dc.rcut, sel, nt, self.frame_budget)
                             if self.valid_sys else None)
         self.start_step = 0
