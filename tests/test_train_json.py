@@ -268,6 +268,18 @@ def test_system_probabilities_read(workdir):
     assert system_probs([4, 1, 3], cfg.training.auto_prob, cfg.training.sys_probs).tolist() == [0.5, 0.125, 0.375]
 
 
+def test_set_davg_zero_and_change_bias_read(workdir):
+    """descriptor.set_davg_zero and training.change_bias_after_training reach the config
+    (their effect: tests/test_train_run.py)."""
+    tree = json.loads(UPSTREAM_WATER)
+    cfg = load_config(_write(workdir, tree))
+    assert (cfg.descriptor.set_davg_zero, cfg.training.change_bias_after_training) == (False, False)
+    tree["model"]["descriptor"]["set_davg_zero"] = True
+    tree["training"]["change_bias_after_training"] = True
+    cfg = load_config(_write(workdir, tree))
+    assert (cfg.descriptor.set_davg_zero, cfg.training.change_bias_after_training) == (True, True)
+
+
 def test_harmless_keys_accepted(workdir):
     """The keys of IGNORED, at accepted values, change nothing; nulls are defaults; sel "auto",
     type_one_side, activation_function, stop_batch and model.data_stat_nbatch are read."""

@@ -156,6 +156,47 @@ def test_warmup_and_cosine_schedule_in_a_run(tmp_path, data_dir):
     assert rows[-1, 5] < rows[0, 5]   # validation force RMSE
 
 
+def test_set_davg_zero_and_change_bias_after_training(tmp_path, data_dir):
+    """set_davg_zero: davg stays 0, dstd is what it would have been.  change_bias_after_training:
+    after the last update the energy bias moves by the least-squares shift of the statistics
+    frames' errors, so that those errors are orthogonal to the per-type atom counts (before it
+    they are not); model file and checkpoint carry the new bias."""
+    import io
+
+    from numdp.io.model_file import read_model
+    from numdp.train.checkpoint import read_checkpoint
+    from numdp.train.stats import stat_frames
+
+    path = make_input(tmp_path, data_dir, steps=4)
+    plain, _ = run(path)
+    text = path.read_text()
+    path.write_text(text.replace("seed = 3\n", "seed = 3\nset_davg_zero = true\n")
+                    .replace("numb_steps = 4", "numb_steps = 4\nchange_bias_after_training = true"))
+    out = io.StringIO()
+    changed, _ = run(path, stream=out)
+    d0, d1 = plain.params.descriptor, changed.params.descriptor
+    assert np.all(d1.davg == 0.0) and np.any(d0.davg != 0.0)
+    assert np.array_equal(d1.dstd, d0.dstd)
+    assert "change_bias_after_training: energy bias" in out.getvalue()
+    # the errors over the statistics frames after the change: orthogonal to the count columns
+    frames = stat_frames(changed.train_sys, changed.cfg.training.data_stat_nbatch,
+                         np.random.default_rng([changed.seed, 3]))
+    rows, err = [], []
+    for k, (s, idx) in enumerate(zip(changed.train_sys, frames)):
+        res = changed.passes.frames([changed.train_cache.frame(k, int(f)) for f in idx])
+        for f, r in zip(idx, res):
+            rows.append(np.bincount(s.types, minlength=2))
+            err.append(s.energy[f] - r.energy)
+    rows, err = np.array(rows, float), np.array(err)
+    # lstsq's residual is orthogonal to the columns up to round-off of |rows|·|energies|
+    scale = np.abs(rows).sum(axis=0) * np.abs([s.energy for s in changed.train_sys][0]).max()
+    assert np.all(np.abs(rows.T @ err) <= 1e-9 * scale)
+    assert not np.array_equal(changed.params.out_bias, plain.params.out_bias)   # (davg does not move it)
+    model = read_model(changed.cfg.training.model_file)
+    assert np.array_equal(model.out_bias, changed.params.out_bias)
+    assert np.array_equal(read_checkpoint(changed.cfg.training.save_ckpt).out_bias, changed.params.out_bias)
+
+
 def test_outputs_and_model_file(tmp_path, data_dir):
     path = make_input(tmp_path, data_dir)
     trainer, history = run(path)

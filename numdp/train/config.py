@@ -60,6 +60,8 @@ class DescriptorConfig:
     type_one_side: bool = False
     resnet_dt: bool = False
     seed: int | None = None
+    set_davg_zero: bool = False
+    """Keep davg at zero (DeePMD-kit's set_davg_zero); dstd is computed as usual."""
 
 
 @dataclass
@@ -201,6 +203,9 @@ class TrainingConfig:
     init_spread: float = 0.15
     """Spread across atoms of the fitting nets' first-layer pre-activations at the start
     (numdp.train.init.spread_first_layers); 0 keeps DeePMD-kit's draw."""
+    change_bias_after_training: bool = False
+    """After the last update, add to the energy bias the least-squares per-type shift of the
+    statistics frames' energy errors (DeePMD-kit's change_bias_after_training)."""
 
 
 @dataclass
@@ -492,6 +497,7 @@ def parse_config(data: dict, source: Path, text: str = "", base: Path | None = N
     dc.type_one_side = ds.boolean("type_one_side", False)
     dc.resnet_dt = ds.boolean("resnet_dt", False)
     dc.seed = ds.integer("seed", None, minimum=0)
+    dc.set_davg_zero = ds.boolean("set_davg_zero", False)
     act = ds.choice("activation_function", ("tanh",), "tanh")
     del act
     ds.done()
@@ -538,6 +544,7 @@ def parse_config(data: dict, source: Path, text: str = "", base: Path | None = N
     tc.data_stat_nbatch = ts.integer("data_stat_nbatch", 10, minimum=1)
     tc.disp_training = ts.boolean("disp_training", True)
     tc.init_spread = ts.number("init_spread", TrainingConfig.init_spread, nonnegative=True)
+    tc.change_bias_after_training = ts.boolean("change_bias_after_training", False)
     if ts.boolean("precondition", False):
         raise ts.error("precondition", PRECONDITION_REMOVED)
     _warmup_steps(lc, tc.numb_steps, file)

@@ -33,7 +33,7 @@ IGNORED: dict[str, dict[str, Any]] = {
     "": {"_comment": ANY},
     "model": {"_comment": ANY, "data_stat_protect": (0.01,)},
     "model.descriptor": {"_comment": ANY, "precision": ("float64", "default"),
-                         "trainable": (True,), "exclude_types": ([],), "set_davg_zero": (False,),
+                         "trainable": (True,), "exclude_types": ([],),
                          "env_protection": (0.0,)},
     "model.fitting_net": {"_comment": ANY, "precision": ("float64", "default"), "trainable": (True,),
                           "numb_fparam": (0,), "numb_aparam": (0,), "atom_ener": ([],)},

@@ -215,6 +215,8 @@ class Trainer:
         frames = stat_frames(self.train_sys, cfg.training.data_stat_nbatch, rng)
         self._stat_frames = frames
         davg, dstd = env_stats(self.train_cache, frames, nt, sel, dc.rcut, dc.rcut_smth)
+        if dc.set_davg_zero:
+            davg[:] = 0.0
         bias = energy_bias(self.train_sys, frames, nt)
         names = cfg.type_map
         self.say("statistics from " + f"{sum(len(f) for f in frames)} frames: "
@@ -468,6 +470,9 @@ class Trainer:
         wall = time.monotonic() - start
         self.wall = wall
         nsteps = total - self.start_step
+        if tr.change_bias_after_training and nsteps:
+            self.change_bias()
+            self.checkpoint(total, self.elapsed0 + wall)
         self.write_model()
         if nsteps:
             self.say(f"trained {nsteps} steps in {wall:.1f} s ({wall / nsteps:.4f} s/step); model "
@@ -485,6 +490,25 @@ class Trainer:
                      f"{res.rmse_e * 1e3:.3f} meV/atom, force RMSE {res.rmse_f * 1e3:.2f} meV/A"
                      + (f", virial RMSE {res.rmse_v * 1e3:.2f} meV/atom" if math.isfinite(res.rmse_v) else ""))
         return history
+
+    def change_bias(self) -> np.ndarray:
+        """DeePMD-kit's change_bias_after_training: add to out_bias the least-squares per-type
+        shift of the energy errors of the current model over the statistics frames (the
+        frames drawn for davg/dstd, drawn again from the run's seed).  Returns the shift (ntypes,) eV."""
+        rng = np.random.default_rng([self.seed, 3])
+        frames = stat_frames(self.train_sys, self.cfg.training.data_stat_nbatch, rng)
+        predicted = [np.array([r.energy for r in self.passes.frames([self.train_cache.frame(k, int(f)) for f in idx])])
+                     for k, idx in enumerate(frames)]
+        nt = len(self.cfg.type_map)
+        delta = energy_bias(self.train_sys, frames, nt, predicted)
+        p = self.params
+        old = p.out_bias.copy()
+        p.out_bias += delta
+        self.passes.atom_bias = p.fitting.bias_atom_e + p.out_bias
+        names = self.cfg.type_map
+        self.say("change_bias_after_training: energy bias "
+                 + ", ".join(f"{names[t]} {old[t]:.6g} -> {p.out_bias[t]:.6g} eV" for t in range(nt)))
+        return delta
 
     def timing_table(self, nsteps: int) -> str:
         n = max(nsteps, 1)

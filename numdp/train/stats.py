@@ -97,16 +97,19 @@ def env_stats(cache: FrameCache, frames: list[np.ndarray], ntypes: int, sel: lis
     return davg, dstd
 
 
-def energy_bias(systems: list[DataSystem], frames: list[np.ndarray], ntypes: int) -> np.ndarray:
-    """(ntypes,) eV per atom of each type: minimum-norm least squares over the sampled frames."""
+def energy_bias(systems: list[DataSystem], frames: list[np.ndarray], ntypes: int,
+                predicted: list[np.ndarray] | None = None) -> np.ndarray:
+    """(ntypes,) eV per atom of each type: minimum-norm least squares over the sampled frames
+    of the energy labels, or, with `predicted` (per system, the energies in eV of its sampled
+    frames, in the order of `frames`), of the labels' errors (label − predicted)."""
     rows, energies = [], []
-    for s, idx in zip(systems, frames):
+    for k, (s, idx) in enumerate(zip(systems, frames)):
         if s.energy is None:
             continue
         counts = np.bincount(s.types, minlength=ntypes).astype(np.float64)
-        for f in idx:
+        for i, f in enumerate(idx):
             rows.append(counts)
-            energies.append(s.energy[f])
+            energies.append(s.energy[f] - (0.0 if predicted is None else predicted[k][i]))
     if not rows:
         return np.zeros(ntypes)
     bias, *_ = np.linalg.lstsq(np.array(rows), np.array(energies), rcond=None)
