@@ -20,6 +20,8 @@ COMMANDS = {
     "ipi": ("numdp.commands.ipi", "serve energies and forces to an i-PI server (socket client)"),
     "model-devi": ("numdp.commands.model_devi",
                    "model deviation of an ensemble on frames, like dp model-devi"),
+    "change-bias": ("numdp.commands.change_bias",
+                    "fit a model's per-type energy bias to labelled data, like dp change-bias"),
 }
 
 
@@ -42,7 +44,7 @@ def main(argv=None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        # --threads (train, test, model-devi, ipi): checked here once for every sub-command
+        # --threads (train, test, model-devi, ipi, change-bias): checked here once for every sub-command
         if getattr(args, "threads", None) is not None and args.threads < 1:
             raise InputError(f"--threads: must be >= 1, got {args.threads}")
         status = int(importlib.import_module(args._module).main(args) or 0)

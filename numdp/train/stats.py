@@ -16,6 +16,7 @@ import math
 import numpy as np
 
 from ..kernels.cpu.envmat import env_pairs
+from ..model.bias import fit_type_shift
 from ..neighbor import slot_offsets
 from ..neighbor.distances import NeighborCensus
 from .data import DataSystem, FrameCache
@@ -112,5 +113,4 @@ def energy_bias(systems: list[DataSystem], frames: list[np.ndarray], ntypes: int
             energies.append(s.energy[f] - (0.0 if predicted is None else predicted[k][i]))
     if not rows:
         return np.zeros(ntypes)
-    bias, *_ = np.linalg.lstsq(np.array(rows), np.array(energies), rcond=None)
-    return bias
+    return fit_type_shift(np.array(rows), np.array(energies))

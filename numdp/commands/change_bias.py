@@ -1,0 +1,145 @@
+"""`numdp change-bias MODEL [-s DIR ... | -f DATAFILE | -b B ...] [-n N] [-m change|set] [-o OUT]`:
+a model's per-type energy bias fitted to labelled data, like DeePMD-kit's `dp change-bias`.
+
+- `-m change` (default): the model's energies on the frames are subtracted from their labels and
+  the least-squares per-type shift of those errors (numdp.model.bias.fit_type_shift) is added to
+  the model's out_bias (DeePMD-kit's "change-by-statistic");
+- `-m set`: out_bias becomes the least-squares per-type fit of the labels themselves
+  ("set-by-statistic");
+- `-b B1 B2 ...`: out_bias becomes these values (eV, one per type of the model's type_map).
+
+`-n N` takes N frames per system, drawn at random without repetition (`--seed`), 0 = all.
+The output (default: MODEL with `_updated` before its suffix) is a numdp `.h5` or a DeePMD-kit
+`.dp` file; an existing file is kept as #NAME.N# (numdp.io.backup).  Everything but out_bias is
+written as read.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def configure(parser):
+    parser.add_argument("model", help="numdp (.h5) or DeePMD-kit (.dp, PyTorch .pt/.pth) model")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("-s", "--system", nargs="+", default=None,
+                        help="DeePMD systems or folders searched for them (default: the current folder)")
+    source.add_argument("-f", "--datafile", help="a text file naming one system per line")
+    source.add_argument("-b", "--bias-value", type=float, nargs="+",
+                        help="out_bias per type of the model's type_map, eV (no data used)")
+    parser.add_argument("-n", "--numb-batch", type=int, default=0,
+                        help="frames per system, drawn at random (0 = all, the default)")
+    parser.add_argument("-m", "--mode", default="change", choices=["change", "set"],
+                        help="change: add the fitted shift of the model's errors; set: the fit of the labels")
+    parser.add_argument("-o", "--output", help="output model, .h5 or .dp (default: MODEL_updated.h5/.dp)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the frame draw with -n (default 0)")
+    parser.add_argument("--threads", type=int, default=None, help="worker threads (default: all cores)")
+
+
+def _output_path(model: Path, output: str | None) -> Path:
+    from ..errors import InputError
+    from ..io.model_file import output_kind
+
+    if output is None:
+        if model.suffix.lower() in (".pt", ".pth"):
+            raise InputError(f"{model}: numdp does not write PyTorch models: give -o NAME.h5 or NAME.dp")
+        out = model.with_name(model.stem + "_updated" + model.suffix)
+    else:
+        out = Path(output)
+    output_kind(out)
+    if out.is_dir() or not out.parent.is_dir():
+        raise InputError(f"-o {out}: cannot write a model file there (a directory, or its directory "
+                         f"does not exist)")
+    return out
+
+
+def _system_paths(args) -> list[Path]:
+    from ..errors import InputError
+    from ..io.npy_system import find_systems
+
+    if args.datafile is not None:
+        try:
+            lines = Path(args.datafile).read_text().splitlines()
+        except OSError as exc:
+            raise InputError(f"-f {args.datafile}: cannot read ({exc.strerror})") from None
+        roots = [line.strip() for line in lines if line.strip()]
+        if not roots:
+            raise InputError(f"-f {args.datafile}: names no system")
+    else:
+        roots = args.system if args.system is not None else ["."]
+    paths = [p for root in roots for p in find_systems(Path(root))]
+    if not paths:
+        raise InputError(f"no DeePMD system (a folder with type.raw) in {' '.join(roots)}")
+    return paths
+
+
+def fitted_bias(model, paths, numb_batch: int, mode: str, seed: int):
+    """(shift or new out_bias (ntypes,) eV, frames used): `mode` "change" fits the per-type
+    shift of label − model energy, "set" the labels; systems without energy labels are skipped."""
+    import numpy as np
+
+    from ..errors import InputError
+    from ..io.npy_system import load_system
+    from ..model.bias import fit_type_shift
+
+    nt = len(model.type_map)
+    rng = np.random.default_rng(seed)
+    counts, values = [], []
+    for path in paths:
+        system = load_system(path)
+        if system.energy is None:
+            print(f"# {path}: no energy labels, skipped")
+            continue
+        types = system.model_types(model.type_map)
+        n = system.nframes
+        frames = (np.arange(n) if numb_batch <= 0 or numb_batch >= n
+                  else np.sort(rng.choice(n, size=numb_batch, replace=False)))
+        row = np.bincount(types, minlength=nt)
+        for f in frames:
+            e = float(system.energy[f])
+            if mode == "change":
+                box = None if system.boxes is None else system.boxes[f]
+                e -= model.evaluate(system.coords[f], types, box, atom_virial=False).energy
+            counts.append(row)
+            values.append(e)
+    if not counts:
+        raise InputError("none of the systems has energy labels (energy.npy): nothing to fit")
+    return fit_type_shift(np.array(counts), np.array(values)), len(values)
+
+
+def main(args) -> int:
+    import numpy as np
+
+    from ..errors import InputError
+    from ..io.backup import Backups
+    from ..io.model_file import read_model, write_model
+    from ..model.dp_model import load_model
+
+    if args.numb_batch < 0:
+        raise InputError(f"-n {args.numb_batch}: the number of frames per system must be >= 0 (0 = all)")
+    model_path = Path(args.model)
+    out_path = _output_path(model_path, args.output)
+    params = read_model(model_path)
+    names = list(params.type_map)
+    old = params.out_bias.copy()
+    if args.bias_value is not None:
+        if len(args.bias_value) != len(names):
+            raise InputError(f"-b: {len(args.bias_value)} values for the {len(names)} types of the "
+                             f"model's type_map {names}")
+        new = np.array(args.bias_value, dtype=np.float64)
+        how = "given values"
+    else:
+        paths = _system_paths(args)
+        model = load_model(model_path, nthreads=args.threads)
+        fit, nframes = fitted_bias(model, paths, args.numb_batch, args.mode, args.seed)
+        new = old + fit if args.mode == "change" else fit
+        how = (f"{'shift of the model errors' if args.mode == 'change' else 'fit of the labels'} over "
+               f"{nframes} frames of {len(paths)} system(s)")
+    params.out_bias = new
+    print(f"# out_bias ({how}), eV: " + ", ".join(f"{names[t]} {old[t]:.10g} -> {new[t]:.10g}"
+                                                   for t in range(len(names))))
+    with Backups.move([out_path], "the existing") as backups:
+        write_model(params, out_path)
+    if backups.moved:
+        print(backups.line())
+    print(f"wrote {out_path}")
+    return 0
