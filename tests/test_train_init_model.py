@@ -93,3 +93,40 @@ def test_mismatch_and_conflicts_are_one_line_errors(tmp_path, data_dir, trained,
     assert cli_main(["train", str(path), "--init-model", str(model_path), "--restart", "x.h5"]) == 2
     err = capsys.readouterr().err
     assert "--restart and --init-model" in err
+
+
+def test_finetune_moves_the_bias_to_the_data(tmp_path, data_dir, trained, capsys):  # noqa: F811
+    """--finetune = --init-model, then the model's out_bias shifted by the least-squares fit of
+    its energy errors over the statistics frames: a model whose bias is off by δ comes back to
+    the trained model's bias up to that fit of its own errors; weights are the model's."""
+    from numdp.model.bias import fit_type_shift
+    from numdp.train.stats import stat_frames
+
+    model = read_model(trained.parent / "model.h5")
+    off = read_model(trained.parent / "model.h5")
+    off.out_bias = model.out_bias + np.array([0.4, -0.3])
+    write_model(off, tmp_path / "off.h5")
+    path = make_input(tmp_path, data_dir, steps=4)
+    cfg = load_config(path)
+    trainer = Trainer(cfg, init_model=tmp_path / "off.h5", finetune=True, nthreads=1, stream=io.StringIO())
+    try:
+        # the shift the trained model itself would get on these frames: the finetuned bias is
+        # the trained model's plus that (δ cancels exactly: errors are linear in the bias)
+        frames = stat_frames(trainer.train_sys, cfg.training.data_stat_nbatch,
+                             np.random.default_rng([cfg.training.seed, 3]))
+        ev = DPModel(model, nthreads=1)
+        counts, err = [], []
+        for s, idx in zip(trainer.train_sys, frames):
+            for f in idx:
+                r = ev.evaluate(s.coords[f], s.types, None if s.boxes is None else s.boxes[f], atom_virial=False)
+                counts.append(np.bincount(s.types, minlength=2))
+                err.append(s.energy[f] - r.energy)
+        expect = model.out_bias + fit_type_shift(np.array(counts), np.array(err))
+        assert np.allclose(trainer.params.out_bias, expect, rtol=0, atol=1e-9)
+        assert not np.allclose(trainer.params.out_bias, off.out_bias, rtol=0, atol=1e-3)
+        assert np.array_equal(trainer.flat.theta, FlatParams.bind(read_model(tmp_path / "off.h5")).theta)
+    finally:
+        trainer.close()
+    assert cli_main(["train", str(path), "--finetune", str(tmp_path / "off.h5"), "--init-model", "x.h5"]) == 2
+    assert "--finetune with --restart or --init-model" in capsys.readouterr().err
+    assert cli_main(["train", str(path), "--finetune", str(tmp_path / "off.h5"), "--threads", "1"]) == 0

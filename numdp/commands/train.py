@@ -1,5 +1,6 @@
 """`numdp train input.toml`: train an se_e2_a energy model (see numdp.train); `--restart CKPT`
-continues a run, `--init-model MODEL` starts one from a trained model (numdp.train.init_model).
+continues a run, `--init-model MODEL` starts one from a trained model (numdp.train.init_model),
+`--finetune MODEL` too, with the model's energy bias first moved to the training data.
 
 A new run backs up an earlier run's lcurve, model and checkpoint to `#name.N#` (numdp.io.backup);
 SIGINT / SIGTERM finish the step, write the checkpoint and exit 130, a second one aborts at once
@@ -17,6 +18,9 @@ def configure(parser) -> None:
     parser.add_argument("--init-model", metavar="MODEL",
                         help="start from a trained model's weights and statistics (numdp .h5 or "
                              "DeePMD-kit .dp; networks must match the input), optimiser fresh")
+    parser.add_argument("--finetune", metavar="MODEL",
+                        help="as --init-model, then the model's energy bias moved to the training "
+                             "data (the least-squares shift of its errors), DeePMD-kit's --finetune")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="worker threads (default: NUMDP_NUM_THREADS or the usable cores)")
 
@@ -29,8 +33,13 @@ def main(args) -> int:
     if args.restart is not None and args.init_model is not None:
         raise InputError("--restart and --init-model: give one (a restart continues a run, "
                          "--init-model starts a new one from a model)")
+    if args.finetune is not None and (args.restart is not None or args.init_model is not None):
+        raise InputError("--finetune with --restart or --init-model: give one (--finetune starts "
+                         "a new run from a model, as --init-model, and moves its energy bias)")
     cfg = load_config(args.input)
-    trainer = Trainer(cfg, restart=args.restart, nthreads=args.threads, init_model=args.init_model)
+    start = args.finetune if args.finetune is not None else args.init_model
+    trainer = Trainer(cfg, restart=args.restart, nthreads=args.threads, init_model=start,
+                      finetune=args.finetune is not None)
     try:
         trainer.run()
     except TrainingInterrupted as exc:

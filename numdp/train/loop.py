@@ -76,10 +76,12 @@ class Trainer:
 
     nthreads: worker threads (default: numdp's default thread count); stream: where progress
     and messages go; on_step(step): optional callback after every update (tests).
+    init_model: a trained model to start from (weights and statistics); with `finetune`, its
+    energy bias is first moved to the training data (`change_bias`), DeePMD-kit's --finetune.
     """
 
     def __init__(self, cfg: TrainConfig, restart=None, nthreads: int | None = None, stream=None,
-                 on_step=None, frame_budget: float = 2e9, init_model=None):
+                 on_step=None, frame_budget: float = 2e9, init_model=None, finetune: bool = False):
         from ..model.dp_model import default_threads
 
         if restart is not None and init_model is not None:
@@ -91,6 +93,7 @@ class Trainer:
         self.cfg = cfg
         self.restart = Path(restart) if restart is not None else None
         self.init_model = Path(init_model) if init_model is not None else None
+        self.finetune = finetune and init_model is not None
         self.nthreads = max(1, int(nthreads or default_threads()))
         self.stream = stream if stream is not None else sys.stdout
         self.on_step = on_step
@@ -183,6 +186,8 @@ class Trainer:
         self.passes = ModelPasses(self.params, self.flat, self.nthreads)
         if ck is None:
             self._data_init()
+            if self.finetune:  # DeePMD-kit's --finetune: the model's bias moved to the new data
+                self.change_bias("--finetune")
         self.say(f"model: {self.flat.size:,} trainable parameters; sel {list(sel)}; "
                  f"{self.nthreads} thread{'s' if self.nthreads > 1 else ''}; "
                  f"{self.sched.describe()}")
@@ -471,7 +476,7 @@ class Trainer:
         self.wall = wall
         nsteps = total - self.start_step
         if tr.change_bias_after_training and nsteps:
-            self.change_bias()
+            self.change_bias("change_bias_after_training")
             self.checkpoint(total, self.elapsed0 + wall)
         self.write_model()
         if nsteps:
@@ -491,10 +496,11 @@ class Trainer:
                      + (f", virial RMSE {res.rmse_v * 1e3:.2f} meV/atom" if math.isfinite(res.rmse_v) else ""))
         return history
 
-    def change_bias(self) -> np.ndarray:
+    def change_bias(self, why: str) -> np.ndarray:
         """DeePMD-kit's change_bias_after_training: add to out_bias the least-squares per-type
         shift of the energy errors of the current model over the statistics frames (the
-        frames drawn for davg/dstd, drawn again from the run's seed).  Returns the shift (ntypes,) eV."""
+        frames drawn for davg/dstd, drawn again from the run's seed).  Returns the shift (ntypes,)
+        eV; `why` names the cause in the message."""
         rng = np.random.default_rng([self.seed, 3])
         frames = stat_frames(self.train_sys, self.cfg.training.data_stat_nbatch, rng)
         predicted = [np.array([r.energy for r in self.passes.frames([self.train_cache.frame(k, int(f)) for f in idx])])
@@ -506,7 +512,7 @@ class Trainer:
         p.out_bias += delta
         self.passes.atom_bias = p.fitting.bias_atom_e + p.out_bias
         names = self.cfg.type_map
-        self.say("change_bias_after_training: energy bias "
+        self.say(f"{why}: energy bias "
                  + ", ".join(f"{names[t]} {old[t]:.6g} -> {p.out_bias[t]:.6g} eV" for t in range(nt)))
         return delta
 
