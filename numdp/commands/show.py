@@ -1,0 +1,66 @@
+"""`numdp show MODEL [type-map] [descriptor] [fitting-net] [size] [info]`: what a model file
+holds, like DeePMD-kit's `dp show` (all attributes when none is named)."""
+from __future__ import annotations
+
+ATTRIBUTES = ("type-map", "descriptor", "fitting-net", "size", "info")
+
+
+def configure(parser):
+    parser.add_argument("model", help="numdp (.h5) or DeePMD-kit (.dp, PyTorch .pt/.pth) model")
+    parser.add_argument("attributes", nargs="*", metavar="ATTRIBUTE",
+                        help=f"any of {', '.join(ATTRIBUTES)} (default: all)")
+
+
+def _net_size(nets) -> int:
+    """Weights, biases and idt of `nets` (numdp.model.params.Net)."""
+    return sum(lay.w.size + lay.b.size + (0 if lay.idt is None else lay.idt.size)
+               for net in nets for lay in net.layers)
+
+
+def describe(params, attributes=ATTRIBUTES) -> list[str]:
+    """The lines `numdp show` prints for `attributes` of a model (numdp.model.params.ModelParams)."""
+    d, f = params.descriptor, params.fitting
+    lines = []
+    if "type-map" in attributes:
+        lines.append(f"The type_map is {list(params.type_map)}")
+    if "descriptor" in attributes:
+        desc = {"type": "se_e2_a", "rcut": d.rcut, "rcut_smth": d.rcut_smth, "sel": list(d.sel),
+                "neuron": list(d.neuron), "axis_neuron": d.axis_neuron, "type_one_side": d.type_one_side,
+                "resnet_dt": d.resnet_dt, "activation_function": "tanh"}
+        lines.append(f"The descriptor parameter is {desc}")
+        if d.tables is not None:
+            t = d.tables[0]
+            lines.append(f"The embedding nets are tabulated (compressed): order {t.order}, "
+                         f"step {t.h0:g} up to x = {t.upper:g}, {t.h1:g} up to x = {t.xmax:g}")
+    if "fitting-net" in attributes:
+        fit = {"type": "ener", "neuron": list(f.neuron), "resnet_dt": f.resnet_dt,
+               "activation_function": "tanh"}
+        lines.append(f"The fitting_net parameter is {fit}")
+        lines.append("The energy bias (eV per atom) is " + ", ".join(
+            f"{n} {b:.10g}" for n, b in zip(params.type_map, f.bias_atom_e + params.out_bias)))
+    if "size" in attributes:
+        nd, nf = _net_size(d.embeddings), _net_size(f.nets)
+        lines += ["Parameter counts:", f"Parameters in descriptor: {nd:,}",
+                  f"Parameters in fitting-net: {nf:,}", f"Parameters in total: {nd + nf:,}"]
+    if "info" in attributes:
+        info = params.info or {}
+        keys = [k for k in ("software", "version", "numb_steps", "seed") if k in info]
+        lines.append("Written by " + (", ".join(f"{k} {info[k]}" for k in keys) if keys else "an unknown program")
+                     + (f"; smallest training pair distance {params.min_nbor_dist:.4g} A"
+                        if params.min_nbor_dist is not None else ""))
+    return lines
+
+
+def main(args) -> int:
+    from pathlib import Path
+
+    from ..errors import InputError
+    from ..io.model_file import read_model
+
+    for a in args.attributes:
+        if a not in ATTRIBUTES:
+            raise InputError(f"{a!r}: not an attribute numdp show knows (any of {', '.join(ATTRIBUTES)})")
+    params = read_model(Path(args.model))
+    for line in describe(params, args.attributes or ATTRIBUTES):
+        print(line)
+    return 0
