@@ -1,6 +1,7 @@
 """End-to-end `numdp train` on tiny synthetic data labelled by a random 'teacher' model:
 outputs, learning curve, model file, exact restart from checkpoints and Ctrl-C."""
 import dataclasses
+import math
 import os
 import shutil
 import signal
@@ -472,3 +473,55 @@ def test_auto_prob_blocks_draw_only_their_systems(tmp_path, data_dir, monkeypatc
     assert trainer.valid_sampler.prob.tolist() == [0.0, 1.0]
     assert len(drawn["train"]) == 13 and all(k == 0 for k, _, _ in drawn["train"])
     assert len(drawn["valid"]) == 8 and all(k == 1 for k, _, _ in drawn["valid"])
+
+
+def epoch_input(tmp_path, data_dir, extra=""):
+    """make_input with numb_epoch 0.3 instead of numb_steps, over the systems of data/train in
+    sorted order (cluster: 6 frames, pbc: 8) with batch sizes [3, 1] (nbatch 2, 8) drawn 3 : 1
+    by blocks (p 0.75, 0.25): max(2 / 0.75, 8 / 0.25) = 32 batches per epoch (prob_sys_size
+    would give 2 + 8), ⌈0.3 · 32⌉ = ⌈9.6⌉ = 10 steps."""
+    path = make_input(tmp_path, data_dir)
+    text = path.read_text().replace("numb_steps = 12", "numb_epoch = 0.3" + extra).replace(
+        "batch_size = 2", 'batch_size = [3, 1]\nauto_prob = "prob_sys_size;0:1:3;1:2:1"')
+    path.write_text(text)
+    return path
+
+
+def test_numb_epoch_run_ends_at_its_steps_and_restarts_bit_for_bit(tmp_path, data_dir):
+    """numb_epoch is resolved into numb_steps once the data is loaded: the log names the steps,
+    the schedule, lcurve, progress, checkpoint and model file use them, and a restart from a
+    checkpoint (same data, same resolution) continues bit for bit to the same last step."""
+    import io
+
+    path = epoch_input(tmp_path, data_dir)
+    work = path.parent
+    copies = {}
+
+    def keep(step):
+        if step == 5:
+            copies[step] = work / "ck5.h5"
+            shutil.copy(work / "model.ckpt.h5", copies[step])
+
+    out = io.StringIO()
+    trainer, history = run(path, on_step=keep, stream=out)
+    tr = trainer.cfg.training
+    assert [s.nbatches for s in trainer.train_sys] == [2, 8]
+    assert trainer.sampler.prob.tolist() == [0.75, 0.25]
+    assert (tr.numb_epoch, tr.numb_steps) == (0.3, 10) == (0.3, math.ceil(0.3 * max(2 / 0.75, 8 / 0.25)))
+    assert "; 10 steps (numb_epoch 0.3 x 32 batches per epoch); lr 0.005 -> 0.0001" in out.getvalue()
+    assert "step  1/10" in out.getvalue() and "step  9/10" in out.getvalue()   # after display steps 0, 8
+    assert trainer.sched.decay.numb_steps == 10
+    full_curve = (work / "lcurve.out").read_text()
+    _, rows = read_lcurve_text(full_curve)
+    # the exp decay spans the 10 steps: lr(10) = 5e-3 · (1e-4 / 5e-3)^(4/10 · 2)
+    assert rows[:, 0].tolist() == [0, 4, 8, 10] and rows[-1, -1] == pytest.approx(5e-3 * 0.02 ** 0.8, rel=1e-6)
+    ck = read_checkpoint(work / "model.ckpt.h5")
+    assert ck.step == ck.adam_t == 10
+    assert numdp.load_model(work / "model.h5", nthreads=1).params.info["numb_steps"] == 10
+    full_theta = trainer.flat.theta.copy()
+    trainer2, history2 = run(path, restart=copies[5])
+    assert trainer2.start_step == 5 and trainer2.cfg.training.numb_steps == 10
+    assert (work / "lcurve.out").read_text() == full_curve
+    assert np.array_equal(trainer2.flat.theta, full_theta)
+    assert history2.rows[10] == history.rows[10]
+

@@ -2,6 +2,8 @@
 
 One step t (0-based) draws a batch, evaluates the loss at θ_t with prefactors and learning rate
 of step t, accumulates the exact gradient over the batch's frames and makes one Adam update.
+The run's steps are [training] numb_steps, or from numb_epoch once the data is loaded
+(numdp.train.config.resolve_steps).
 At display steps (t % disp_freq == 0) the batch metrics and a validation of θ_t on `numb_btch`
 validation batches go to lcurve.out; a last row is written for θ after the final update.
 Checkpoints hold the state after t updates (every save_freq updates, at the end and after SIGINT
@@ -26,7 +28,7 @@ from ..io.model_file import write_model
 from ..progress import CompileNotice, Progress
 from ..signals import StopRequest
 from .checkpoint import Checkpoint, read_checkpoint, write_checkpoint
-from .config import OptimizerType, TrainConfig
+from .config import OptimizerType, TrainConfig, resolve_steps, steps_text
 from .data import BatchSampler, DataSystem, FrameCache, load_dataset, system_probs
 from .flat import FlatParams
 from .init import MAX_SPREAD_FACTOR, initial_model, spread_first_layers
@@ -132,6 +134,8 @@ class Trainer:
             msg += (f"; validation data: {len(self.valid_sys)} systems, "
                     f"{sum(s.nframes for s in self.valid_sys)} frames")
         self.say(msg)
+        train_prob = system_probs([s.nbatches for s in self.train_sys], tr.auto_prob, tr.sys_probs)
+        self._epoch_batches = resolve_steps(cfg, [s.nbatches for s in self.train_sys], train_prob)
         ck = read_checkpoint(self.restart) if self.restart is not None else None
         if ck is not None and len(ck.sel) != nt:  # before the model is built from it
             raise InputError(f"{self.restart}: checkpoint of a run with {len(ck.sel)} atom type(s) (sel {ck.sel}), "
@@ -165,8 +169,7 @@ class Trainer:
         opt = cfg.optimizer
         self.adam = Adam(self.flat.size, opt.adam_beta1, opt.adam_beta2, weight_decay=opt.weight_decay,
                          decoupled=opt.type is OptimizerType.ADAMW)
-        self.sampler = BatchSampler(self.train_sys, [seed, 1], system_probs(
-            [s.nbatches for s in self.train_sys], tr.auto_prob, tr.sys_probs))
+        self.sampler = BatchSampler(self.train_sys, [seed, 1], train_prob)
         vd = cfg.validation
         self.valid_sampler = BatchSampler(self.valid_sys, [seed, 2], system_probs(
             [s.nbatches for s in self.valid_sys], vd.auto_prob, vd.sys_probs)) if self.valid_sys else None
@@ -183,8 +186,11 @@ class Trainer:
         self.passes = ModelPasses(self.params, self.flat, self.nthreads)
         if ck is None:
             self._data_init()
+        steps = f"{tr.numb_steps} steps"
+        if self._epoch_batches is not None:
+            steps += f" (numb_epoch {tr.numb_epoch:g} x {self._epoch_batches} batches per epoch)"
         self.say(f"model: {self.flat.size:,} trainable parameters; sel {list(sel)}; "
-                 f"{self.nthreads} thread{'s' if self.nthreads > 1 else ''}; "
+                 f"{self.nthreads} thread{'s' if self.nthreads > 1 else ''}; {steps}; "
                  f"{self.sched.describe()}")
 
     def _statistics(self, seed: int):
@@ -268,8 +274,8 @@ class Trainer:
             raise InputError(f"{self.restart}: checkpoint has {ck.theta.size} parameters, the model of "
                              f"{self.cfg.source.name} has {self.flat.size}: networks differ")
         if ck.step > self.cfg.training.numb_steps:
-            raise InputError(f"{self.restart}: checkpoint is at step {ck.step}, beyond numb_steps = "
-                             f"{self.cfg.training.numb_steps}")
+            raise InputError(f"{self.restart}: checkpoint is at step {ck.step}, beyond "
+                             f"{steps_text(self.cfg.training.numb_steps, self.cfg.training.numb_epoch)}")
         if ck.precond_scale is not None:
             raise InputError(f"{self.restart}: checkpoint was written with [training] precondition, "
                              f"which numdp no longer supports; start a new run (its model can "
