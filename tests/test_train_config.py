@@ -207,6 +207,8 @@ def test_system_probability_errors(inp3, keys, message):
     (("numb_steps = 10", "num_epoch = -1.5"), "[training] num_epoch: must be > 0, got -1.5"),
     (("numb_steps = 10", "numb_epoch = \"2\""), "[training] numb_epoch: expected a number"),
     (("numb_steps = 10", "num_steps = 1.5"), "[training] num_steps: expected an integer"),
+    (("numb_steps = 10", "numb_steps = 10\ngradient_max_norm = -1"), "[training] gradient_max_norm: must be >= 0"),
+    (("numb_steps = 10", "numb_steps = 10\ngradient_max_norm = true"), "[training] gradient_max_norm: expected a number"),
     (("numb_steps = 10", "numb_steps = 10\nbatch_size = \"most\""), "[training] batch_size: expected"),
     (("numb_steps = 10", "numb_steps = 10\nbatch_size = 0"), "[training] batch_size: must be >= 1"),
     (("numb_steps = 10", "numb_steps = 10\nbatch_size = [2, 2]"),
@@ -279,6 +281,7 @@ def test_numb_epoch_leaves_the_steps_to_the_data(inp, name):
         "[training]", "[learning_rate]\nwarmup_ratio = 0.5\n[training]")
     cfg = load_config(inp(text))
     assert (cfg.training.numb_steps, cfg.training.numb_epoch) == (None, 2.0)
+    assert cfg.training.gradient_max_norm == 0.0
     # 3 systems: nbatch 4, 1, 3; p 0.1, 0.3, 0.6 -> max(40, 3.33, 5) = 40 batches per epoch
     assert resolve_steps(cfg, [4, 1, 3], np.array([0.1, 0.3, 0.6])) == 40
     assert (cfg.training.numb_steps, cfg.learning_rate.warmup_steps) == (80, 40)

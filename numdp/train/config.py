@@ -24,6 +24,7 @@ Schema (defaults in brackets; see also docs/training.md)::
                           numb_steps or numb_epoch (one of them; `STEPS_NAMES`,
                           `EPOCH_NAMES`: DeePMD-kit's aliases; numb_epoch is turned into
                           numb_steps once the data is loaded: `resolve_steps`),
+                          gradient_max_norm [0 = off],
                           seed [none], disp_freq [1000], save_freq [1000], disp_file ["lcurve.out"],
                           save_ckpt ["model.ckpt.h5"], model_file ["model.h5"],
                           data_stat_nbatch [10], disp_training [true], init_spread [0.15],
@@ -200,6 +201,9 @@ class TrainingConfig:
     numb_epoch: float | None = None
     """DeePMD-kit's numb_epoch (> 0, may be fractional; instead of numb_steps): the run's steps
     are ⌈numb_epoch · total_numb_batch⌉ (`epoch_steps`)."""
+    gradient_max_norm: float = 0.0
+    """DeePMD-kit's gradient clipping: > 0 scales the gradient g by min(1, max / (‖g‖₂ + 1e-6))
+    before each Adam update (numdp.train.optim.clip_scale); 0 = off."""
     seed: int | None = None
     disp_freq: int = 1000
     save_freq: int = 1000
@@ -615,6 +619,7 @@ def parse_config(data: dict, source: Path, text: str = "", base: Path | None = N
     tc.init_spread = ts.number("init_spread", TrainingConfig.init_spread, nonnegative=True)
     if ts.boolean("precondition", False):
         raise ts.error("precondition", PRECONDITION_REMOVED)
+    tc.gradient_max_norm = ts.number("gradient_max_norm", 0.0, nonnegative=True)
     if tc.numb_steps is not None:  # (from numb_epoch: once the data is loaded, `resolve_steps`)
         _warmup_steps(lc, tc.numb_steps, file)
     tc.systems = _systems(ts, "systems", base, required=True, input_dir=source.resolve().parent)
