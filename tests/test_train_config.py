@@ -196,7 +196,19 @@ def test_system_probability_errors(inp3, keys, message):
     (("[model.descriptor]", "[model.descriptor]\naxis_neuron = 50"), "[model.descriptor] axis_neuron: must be <="),
     (("[model.descriptor]", "[model.descriptor]\ntype_one_side = 1"), "[model.descriptor] type_one_side: expected true or false"),
     (("numb_steps = 10", "numb_steps = 10.5"), "[training] numb_steps: expected an integer"),
-    (("numb_steps = 10", ""), "[training] numb_steps: required key is missing"),
+    (("numb_steps = 10", ""), "[training] numb_steps: required key is missing (or give numb_epoch)"),
+    (("numb_steps = 10", "num_steps = 10\nnumb_step = 10"),
+     "[training] numb_step: give num_steps or numb_step, not both (two names of one key)"),
+    (("numb_steps = 10", "numb_steps = 10\nstop_batch = 10"), "[training] stop_batch: give numb_steps or stop_batch"),
+    (("numb_steps = 10", "num_step = 10\nnum_epochs = 2"), "[training] num_epochs: give num_step or num_epochs, not both"),
+    (("numb_steps = 10", "numb_epoch = 2\nnumb_epochs = 2"),
+     "[training] numb_epochs: give numb_epoch or numb_epochs, not both (two names of one key)"),
+    (("numb_steps = 10", "numb_epoch = 0"), "[training] numb_epoch: must be > 0, got 0"),
+    (("numb_steps = 10", "num_epoch = -1.5"), "[training] num_epoch: must be > 0, got -1.5"),
+    (("numb_steps = 10", "numb_epoch = \"2\""), "[training] numb_epoch: expected a number"),
+    (("numb_steps = 10", "num_steps = 1.5"), "[training] num_steps: expected an integer"),
+    (("numb_steps = 10", "numb_steps = 10\ngradient_max_norm = -1"), "[training] gradient_max_norm: must be >= 0"),
+    (("numb_steps = 10", "numb_steps = 10\ngradient_max_norm = true"), "[training] gradient_max_norm: expected a number"),
     (("numb_steps = 10", "numb_steps = 10\nbatch_size = \"most\""), "[training] batch_size: expected"),
     (("numb_steps = 10", "numb_steps = 10\nbatch_size = 0"), "[training] batch_size: must be >= 1"),
     (("numb_steps = 10", "numb_steps = 10\nbatch_size = [2, 2]"),
@@ -249,6 +261,48 @@ def test_errors_name_the_key(inp, edit, message):
         load_config(inp(MINIMAL.replace(old, new, 1)))
     text = str(err.value)
     assert message in text and "\n" not in text
+
+
+@pytest.mark.parametrize("name", ["numb_steps", "num_steps", "numb_step", "num_step", "stop_batch"])
+def test_numb_steps_under_deepmd_kit_aliases(inp, name):
+    """DeePMD-kit 3.2's names of numb_steps (v1's stop_batch among them) are numb_steps."""
+    cfg = load_config(inp(MINIMAL.replace("numb_steps = 10", f"{name} = 7")))
+    assert (cfg.training.numb_steps, cfg.training.numb_epoch) == (7, None)
+
+
+@pytest.mark.parametrize("name", ["numb_epoch", "num_epochs", "num_epoch", "numb_epochs"])
+def test_numb_epoch_leaves_the_steps_to_the_data(inp, name):
+    """numb_epoch (any of DeePMD-kit's names; int or float) is kept as given and numb_steps is
+    None until the data is loaded (`resolve_steps`); a warmup ratio waits for the steps too,
+    then a warmup as long as the run stops with one line naming numb_epoch."""
+    from numdp.train.config import resolve_steps
+
+    text = MINIMAL.replace("numb_steps = 10", f"{name} = 2").replace(
+        "[training]", "[learning_rate]\nwarmup_ratio = 0.5\n[training]")
+    cfg = load_config(inp(text))
+    assert (cfg.training.numb_steps, cfg.training.numb_epoch) == (None, 2.0)
+    assert cfg.training.gradient_max_norm == 0.0
+    # 3 systems: nbatch 4, 1, 3; p 0.1, 0.3, 0.6 -> max(40, 3.33, 5) = 40 batches per epoch
+    assert resolve_steps(cfg, [4, 1, 3], np.array([0.1, 0.3, 0.6])) == 40
+    assert (cfg.training.numb_steps, cfg.learning_rate.warmup_steps) == (80, 40)
+    assert resolve_steps(cfg, [4, 1, 3], np.array([0.1, 0.3, 0.6])) is None   # set once
+    cfg = load_config(inp(text.replace("warmup_ratio = 0.5", "warmup_steps = 3")))
+    with pytest.raises(InputError) as err:
+        resolve_steps(cfg, [1], np.array([1.0]))
+    assert str(err.value) == ("input.toml: [learning_rate] warmup_steps: the warmup (3 steps) must be "
+                              "shorter than the run's 2 steps ([training] numb_epoch = 2)")
+
+
+def test_epoch_steps_is_deepmd_kits_rule():
+    """steps = ⌈numb_epoch · ⌈max_i nbatch_i / p_i⌉⌉ over the systems drawn (p_i > 0), the
+    probabilities normalised first; by hand."""
+    from numdp.train.config import epoch_steps
+
+    assert epoch_steps(1.0, [8, 2], [0.8, 0.2]) == (10, 10)           # prob_sys_size: Σ nbatch
+    assert epoch_steps(0.3, [2, 8], [0.75, 0.25]) == (10, 32)         # ⌈0.3 · 32⌉ = ⌈9.6⌉
+    assert epoch_steps(2.5, [3, 5, 7], [0.5, 0.5, 0.0]) == (25, 10)   # system 2 never drawn
+    assert epoch_steps(1, [4, 1, 3], [1.0, 1.0, 2.0]) == (16, 16)     # weights, normalised: 4 / 0.25
+    assert epoch_steps(1e-6, [5], [1.0]) == (1, 5)
 
 
 def test_removed_precondition_false_is_accepted(inp):

@@ -186,7 +186,10 @@ def _write(workdir, tree) -> str:
      r"\[validation\] auto_prob: every block has weight 0"),
     (lambda t: t["training"]["training_data"].update(numb_btch=3),
      r"\[training.training_data\] numb_btch: unknown key"),
-    (lambda t: t["training"].update(gradient_max_norm=5.0), r"\[training\] gradient_max_norm: unknown key"),
+    (lambda t: t["training"].update(enable_ema=True), r"\[training\] enable_ema: unknown key"),
+    (lambda t: t["training"].update(num_steps=5), r"\[training\] num_steps: give numb_steps or num_steps, not both"),
+    (lambda t: t["training"].update(numb_epoch=2), r"\[training\] numb_epoch: give numb_steps or numb_epoch, not both"),
+    (lambda t: t["training"].update(gradient_max_norm=-1.0), r"\[training\] gradient_max_norm: must be >= 0"),
     (lambda t: t["training"].update(disp_avg=True), r"\[training\] disp_avg: numdp supports only False"),
     (lambda t: t["loss"].update(start_pref_ae=1.0), r"\[loss\] start_pref_ae: numdp supports only 0"),
     (lambda t: t["model"]["descriptor"].update(activation_function="gelu"),
@@ -299,6 +302,22 @@ def test_harmless_keys_accepted(workdir):
     assert (cfg.training.numb_steps, cfg.training.data_stat_nbatch) == (7, 3)
     assert cfg.validation.systems == []
     assert set(IGNORED["training"]) >= {"max_ckpt_keep", "tensorboard", "profiling"}
+
+
+@pytest.mark.parametrize("steps, epoch", [("num_steps", None), ("numb_step", None), ("num_step", None),
+                                         (None, "numb_epoch"), (None, "num_epochs"), (None, "num_epoch"),
+                                         (None, "numb_epochs")])
+def test_run_length_names_and_gradient_max_norm(workdir, steps, epoch):
+    """DeePMD-kit 3.2's names of training.numb_steps and training.numb_epoch (one of the two),
+    and training.gradient_max_norm, read as the TOML keys; numb_epoch leaves numb_steps to the
+    loaded data."""
+    tree = json.loads(UPSTREAM_WATER)
+    del tree["training"]["numb_steps"]
+    tree["training"][steps or epoch] = 3 if steps else 1.5
+    tree["training"]["gradient_max_norm"] = 5
+    tr = load_config(_write(workdir, tree)).training
+    assert (tr.numb_steps, tr.numb_epoch) == ((3, None) if steps else (None, 1.5))
+    assert tr.gradient_max_norm == 5.0
 
 
 def test_paths_against_working_directory(workdir, tmp_path, monkeypatch):

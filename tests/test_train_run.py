@@ -1,6 +1,7 @@
 """End-to-end `numdp train` on tiny synthetic data labelled by a random 'teacher' model:
 outputs, learning curve, model file, exact restart from checkpoints and Ctrl-C."""
 import dataclasses
+import math
 import os
 import shutil
 import signal
@@ -513,3 +514,141 @@ def test_auto_prob_blocks_draw_only_their_systems(tmp_path, data_dir, monkeypatc
     assert trainer.valid_sampler.prob.tolist() == [0.0, 1.0]
     assert len(drawn["train"]) == 13 and all(k == 0 for k, _, _ in drawn["train"])
     assert len(drawn["valid"]) == 8 and all(k == 1 for k, _, _ in drawn["valid"])
+
+
+def epoch_input(tmp_path, data_dir, extra=""):
+    """make_input with numb_epoch 0.3 instead of numb_steps, over the systems of data/train in
+    sorted order (cluster: 6 frames, pbc: 8) with batch sizes [3, 1] (nbatch 2, 8) drawn 3 : 1
+    by blocks (p 0.75, 0.25): max(2 / 0.75, 8 / 0.25) = 32 batches per epoch (prob_sys_size
+    would give 2 + 8), ⌈0.3 · 32⌉ = ⌈9.6⌉ = 10 steps."""
+    path = make_input(tmp_path, data_dir)
+    text = path.read_text().replace("numb_steps = 12", "numb_epoch = 0.3" + extra).replace(
+        "batch_size = 2", 'batch_size = [3, 1]\nauto_prob = "prob_sys_size;0:1:3;1:2:1"')
+    path.write_text(text)
+    return path
+
+
+def test_numb_epoch_run_ends_at_its_steps_and_restarts_bit_for_bit(tmp_path, data_dir):
+    """numb_epoch is resolved into numb_steps once the data is loaded: the log names the steps,
+    the schedule, lcurve, progress, checkpoint and model file use them, and a restart from a
+    checkpoint (same data, same resolution) continues bit for bit to the same last step."""
+    import io
+
+    path = epoch_input(tmp_path, data_dir)
+    work = path.parent
+    copies = {}
+
+    def keep(step):
+        if step == 5:
+            copies[step] = work / "ck5.h5"
+            shutil.copy(work / "model.ckpt.h5", copies[step])
+
+    out = io.StringIO()
+    trainer, history = run(path, on_step=keep, stream=out)
+    tr = trainer.cfg.training
+    assert [s.nbatches for s in trainer.train_sys] == [2, 8]
+    assert trainer.sampler.prob.tolist() == [0.75, 0.25]
+    assert (tr.numb_epoch, tr.numb_steps) == (0.3, 10) == (0.3, math.ceil(0.3 * max(2 / 0.75, 8 / 0.25)))
+    assert "; 10 steps (numb_epoch 0.3 x 32 batches per epoch); lr 0.005 -> 0.0001" in out.getvalue()
+    assert "step  1/10" in out.getvalue() and "step  9/10" in out.getvalue()   # after display steps 0, 8
+    assert trainer.sched.decay.numb_steps == 10
+    full_curve = (work / "lcurve.out").read_text()
+    _, rows = read_lcurve_text(full_curve)
+    # the exp decay spans the 10 steps: lr(10) = 5e-3 · (1e-4 / 5e-3)^(4/10 · 2)
+    assert rows[:, 0].tolist() == [0, 4, 8, 10] and rows[-1, -1] == pytest.approx(5e-3 * 0.02 ** 0.8, rel=1e-6)
+    ck = read_checkpoint(work / "model.ckpt.h5")
+    assert ck.step == ck.adam_t == 10
+    assert numdp.load_model(work / "model.h5", nthreads=1).params.info["numb_steps"] == 10
+    full_theta = trainer.flat.theta.copy()
+    trainer2, history2 = run(path, restart=copies[5])
+    assert trainer2.start_step == 5 and trainer2.cfg.training.numb_steps == 10
+    assert (work / "lcurve.out").read_text() == full_curve
+    assert np.array_equal(trainer2.flat.theta, full_theta)
+    assert history2.rows[10] == history.rows[10]
+
+
+def test_gradient_clipping_that_does_not_trigger_changes_nothing(tmp_path, data_dir):
+    """gradient_max_norm above every step's gradient norm: factor 1, and the run equals one
+    without the key bit for bit, at batch 1 on 2 threads too (where without clipping the passes
+    update θ block by block as their gradient completes, and with clipping `Adam.step` does it
+    all after the norm)."""
+    path = make_input(tmp_path, data_dir, steps=6)
+    text = path.read_text().replace("batch_size = 2", "batch_size = 1")
+    path.write_text(text)
+    plain, _ = run(path)
+    curve = (path.parent / "lcurve.out").read_text()
+    path.write_text(text.replace("numb_steps = 6", "numb_steps = 6\ngradient_max_norm = 1e300"))
+    clipped, _ = run(path)
+    assert clipped.cfg.training.gradient_max_norm == 1e300
+    assert np.array_equal(clipped.flat.theta, plain.flat.theta)
+    assert np.array_equal(clipped.adam.m, plain.adam.m) and np.array_equal(clipped.adam.v, plain.adam.v)
+    assert (path.parent / "lcurve.out").read_text() == curve
+
+
+def test_small_gradient_max_norm_scales_the_gradient_and_moves_theta_less(tmp_path, data_dir):
+    """With gradient_max_norm the whole gradient (the worker rows summed as `segments` says) is
+    scaled by max / (‖g‖₂ + 1e-6) before the update: its factor is torch's, and a small max
+    makes the first update move θ less (Adam's steps are ~lr·g/(|g| + ε): small only for g
+    near ε)."""
+    import io
+
+    path = make_input(tmp_path, data_dir, steps=2)
+    text = path.read_text().replace("batch_size = 2", "batch_size = 1")
+    moves = {}
+    for max_norm in (0.0, 1e-9):
+        path.write_text(text.replace("numb_steps = 2", f"numb_steps = 2\ngradient_max_norm = {max_norm}"))
+        trainer = Trainer(load_config(path), nthreads=2, stream=io.StringIO())
+        try:
+            theta0 = trainer.flat.theta.copy()
+            seen = []
+            step = trainer.adam.step
+
+            def spy(theta, grads, lr, split, segments, skip, scale=1.0):
+                seen.append((np.linalg.norm(trainer.passes.total_grad()), scale))
+                step(theta, grads, lr, split, segments, skip, scale)
+
+            trainer.adam.step = spy
+            trainer.train_step(0, display=False)
+            moves[max_norm] = np.linalg.norm(trainer.flat.theta - theta0)
+        finally:
+            trainer.close()
+        norm, scale = seen[0]
+        if max_norm == 0.0:
+            assert scale == 1.0
+        else:
+            assert scale == pytest.approx(max_norm / (norm + 1e-6), rel=1e-13) and norm > 1e-3
+    assert 0.0 < moves[1e-9] < 0.3 * moves[0.0]
+
+
+def test_nan_gradient_with_clipping_stops_with_one_line(tmp_path, data_dir):
+    """A non-finite gradient norm stops the run before that step's update with one line naming
+    the step (an InputError: `numdp train` prints it and exits 2); θ is left as after the
+    step before."""
+    import io
+
+    from numdp.train.loop import TrainingDiverged
+
+    path = make_input(tmp_path, data_dir, steps=6)
+    path.write_text(path.read_text().replace("numb_steps = 6", "numb_steps = 6\ngradient_max_norm = 10"))
+    thetas = {}
+    trainer = Trainer(load_config(path), nthreads=2, stream=io.StringIO(),
+                      on_step=lambda s: thetas.setdefault(s, trainer.flat.theta.copy()))
+    batch_loss = trainer._batch_loss
+    calls = []
+
+    def poisoned(*args, **kw):
+        batch_loss(*args, **kw)
+        calls.append(args[6])          # grad
+        if sum(calls) == 3:            # the gradient of step 2
+            trainer.passes.grads[-1, 7] = np.nan
+
+    trainer._batch_loss = poisoned
+    try:
+        with pytest.raises(TrainingDiverged) as err:
+            trainer.run()
+    finally:
+        trainer.close()
+    text = str(err.value)
+    assert text.startswith("step 2: the gradient norm is nan: training has diverged") and "\n" not in text
+    assert isinstance(err.value, numdp.errors.InputError)
+    assert sorted(thetas) == [1, 2] and np.array_equal(trainer.flat.theta, thetas[2])

@@ -262,3 +262,71 @@ def test_adam_kernel_chunks_cover_every_entry_once():
         assert np.all(np.abs(whole[2] - (0.999 * v0 + c2 * g * g)) <= 4 * eps * v_size)
         upd = 1e-3 / args[4] * whole[1] / (np.sqrt(whole[2]) / np.sqrt(args[5]) + 1e-8)
         assert np.all(np.abs(whole[0] - (theta0 - upd)) <= 8 * eps * (np.abs(theta0) + np.abs(upd)))
+
+
+@pytest.mark.parametrize("l2", [0.0, 0.05])
+def test_adam_scale_is_the_update_of_the_scaled_gradient(l2):
+    """adam_update's `scale` multiplies the rows' sum (before Adam's L2 term, as PyTorch clips
+    p.grad before its optimiser adds wd·θ): bit for bit the update of the scaled sum given as
+    one row, and the formula in NumPy; scale 1 is today's update bit for bit (Adam.step too)."""
+    from numdp.kernels.cpu.train import adam_update
+
+    rng = np.random.default_rng(8)
+    n, s = 5000, 0.37
+    theta0, m0, v0 = rng.normal(size=n), rng.normal(size=n) * 1e-3, rng.random(n) * 1e-6
+    rows = rng.normal(size=(3, n)) * 1e-3
+    args = (1e-3, 0.9, 0.999, 1e-8, 1.0 - 0.9 ** 3, 1.0 - 0.999 ** 3, l2, 1.0)
+    g = rows[0] + rows[1] + rows[2]
+    a = [x.copy() for x in (theta0, m0, v0)]
+    adam_update(a[0], rows, a[1], a[2], 0, n, *args, s)
+    b = [x.copy() for x in (theta0, m0, v0)]
+    adam_update(b[0], (s * g)[None, :], b[1], b[2], 0, n, *args)
+    for x, y in zip(a, b):
+        assert np.array_equal(x, y)
+    ge = s * g + l2 * theta0
+    m = 0.9 * m0 + (1 - 0.9) * ge
+    v = 0.999 * v0 + (1 - 0.999) * ge * ge
+    ref = theta0 - 1e-3 / (1 - 0.9 ** 3) * m / (np.sqrt(v / (1 - 0.999 ** 3)) + 1e-8)
+    assert np.allclose(a[1], m, rtol=1e-12, atol=1e-18) and np.allclose(a[2], v, rtol=1e-12, atol=1e-24)
+    assert np.allclose(a[0], ref, rtol=1e-12, atol=1e-15)
+    one, plain = [x.copy() for x in (theta0, m0, v0)], [x.copy() for x in (theta0, m0, v0)]
+    adam_update(one[0], rows, one[1], one[2], 0, n, *args, 1.0)
+    adam_update(plain[0], rows, plain[1], plain[2], 0, n, *args)
+    for x, y in zip(one, plain):
+        assert np.array_equal(x, y)
+    th1, th2 = theta0.copy(), theta0.copy()
+    o1, o2 = Adam(n, weight_decay=l2), Adam(n, weight_decay=l2)
+    o1.step(th1, rows, 1e-3, segments=[(0, 100, 3), (100, n, 1)])
+    o2.step(th2, rows, 1e-3, segments=[(0, 100, 3), (100, n, 1)], scale=1.0)
+    assert np.array_equal(th1, th2) and np.array_equal(o1.v, o2.v)
+
+
+def test_grad_norm_and_clip_scale():
+    """grad_norm is ‖g‖₂ of the gradient the segments describe (entries start..stop-1 the sum of
+    the first j rows, as Adam.step sums them), overflow-safe for a finite gradient, inf or nan
+    for a non-finite one; clip_scale is torch's min(1, max / (norm + 1e-6))."""
+    from numdp.train.optim import clip_scale, grad_norm
+
+    rng = np.random.default_rng(9)
+    n = 3000
+    rows = rng.normal(size=(3, n))
+    segments = [(0, 700, 3), (700, 2100, 1), (2100, 2500, 2), (2500, n, 3)]
+    g = np.zeros(n)
+    for a, b, j in segments:
+        g[a:b] = rows[:j, a:b].sum(axis=0)
+    assert grad_norm(rows, segments) == pytest.approx(np.linalg.norm(g), rel=1e-14)
+    assert grad_norm(rows) == pytest.approx(np.linalg.norm(rows.sum(axis=0)), rel=1e-14)
+    assert grad_norm(g) == pytest.approx(np.linalg.norm(g), rel=1e-14)
+    big = rows * 1e200                                   # Σ g² overflows, ‖g‖ does not
+    with np.errstate(over="ignore"):
+        assert np.isinf(np.sum(big.sum(axis=0) ** 2))
+    assert grad_norm(big) == pytest.approx(1e200 * np.linalg.norm(rows.sum(axis=0)), rel=1e-13)
+    bad = rows.copy()
+    bad[1, 2200] = np.nan                                # in the rows (2100, 2500, 2) counts
+    assert math.isnan(grad_norm(bad, segments))
+    bad[1, 2200] = rows[1, 2200]
+    bad[1, 800] = np.inf                                 # in a row segment (700, 2100, 1) leaves out
+    assert grad_norm(bad, segments) == grad_norm(rows, segments)
+    bad[0, 800] = -np.inf
+    assert grad_norm(bad, segments) == math.inf
+    assert clip_scale(3.0, 1.5) == 1.5 / (3.0 + 1e-6) and clip_scale(1.0, 5.0) == 1.0

@@ -21,7 +21,10 @@ Schema (defaults in brackets; see also docs/training.md)::
     [loss]                type ["ener"], start_pref_e [0.02], limit_pref_e [1.0],
                           start_pref_f [1000], limit_pref_f [1.0], start_pref_v [0], limit_pref_v [0]
     [training]            systems (required), batch_size ["auto"; or one integer per system],
-                          numb_steps (required),
+                          numb_steps or numb_epoch (one of them; `STEPS_NAMES`,
+                          `EPOCH_NAMES`: DeePMD-kit's aliases; numb_epoch is turned into
+                          numb_steps once the data is loaded: `resolve_steps`),
+                          gradient_max_norm [0 = off],
                           seed [none], disp_freq [1000], save_freq [1000], disp_file ["lcurve.out"],
                           save_ckpt ["model.ckpt.h5"], model_file ["model.h5"],
                           data_stat_nbatch [10], disp_training [true], init_spread [0.15],
@@ -38,6 +41,8 @@ import re
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
+
+import numpy as np
 
 from ..errors import InputError
 from ..validate import REQUIRED, TRAIN_WORDING, Table, distinct_files, load_toml, resolve_path, show_value
@@ -191,7 +196,16 @@ class TrainingConfig:
     """DeePMD-kit's sys_probs, one entry per system (when given it wins over `auto_prob`): an
     entry ≥ 0 is that system's probability, the negative entries share 1 − Σ(entries ≥ 0) ∝
     their number of batches (numdp.train.data.system_probs)."""
-    numb_steps: int = 0
+    numb_steps: int | None = None
+    """The run's steps (updates): as given, or None until `resolve_steps` sets them from
+    `numb_epoch` once the data is loaded; every later use (schedule, warmup, progress,
+    restart, lcurve, model file) reads the value set here."""
+    numb_epoch: float | None = None
+    """DeePMD-kit's numb_epoch (> 0, may be fractional; instead of numb_steps): the run's steps
+    are ⌈numb_epoch · total_numb_batch⌉ (`epoch_steps`)."""
+    gradient_max_norm: float = 0.0
+    """DeePMD-kit's gradient clipping: > 0 scales the gradient g by min(1, max / (‖g‖₂ + 1e-6))
+    before each Adam update (numdp.train.optim.clip_scale); 0 = off."""
     seed: int | None = None
     disp_freq: int = 1000
     save_freq: int = 1000
@@ -454,15 +468,80 @@ def _optimizer(sec: Table) -> OptimizerConfig:
     return oc
 
 
-def _warmup_steps(lc: LearningRateConfig, numb_steps: int, file: str) -> None:
-    """Set the warmup of a ratio from the run's steps, and refuse a warmup as long as the run."""
+def _warmup_steps(lc: LearningRateConfig, numb_steps: int, file: str, numb_epoch: float | None = None) -> None:
+    """Set the warmup of a ratio from the run's steps (given, or resolved from `numb_epoch`),
+    and refuse a warmup as long as the run."""
     key = "warmup_steps"
     if lc.warmup_ratio is not None:
         lc.warmup_steps = int(lc.warmup_ratio * numb_steps)
         key = "warmup_ratio"
     if lc.warmup_steps >= numb_steps:
         raise InputError(f"{file}: [learning_rate] {key}: the warmup ({lc.warmup_steps} steps) must be "
-                         f"shorter than [training] numb_steps = {numb_steps}")
+                         f"shorter than {steps_text(numb_steps, numb_epoch)}")
+
+
+STEPS_NAMES = ("numb_steps", "num_steps", "numb_step", "num_step", "stop_batch")
+"""[training] numb_steps and DeePMD-kit 3.2's aliases of it (stop_batch: v1's name)."""
+EPOCH_NAMES = ("numb_epoch", "num_epochs", "num_epoch", "numb_epochs")
+"""[training] numb_epoch and DeePMD-kit 3.2's aliases of it."""
+
+
+def _given_name(sec: Table, names: tuple[str, ...]) -> str | None:
+    """Which of `names` (a key and its aliases) `sec` gives, or None; two of them is an error
+    naming both."""
+    given = [n for n in names if sec.has(n)]
+    if len(given) > 1:
+        raise sec.error(given[1], f"give {given[0]} or {given[1]}, not both (two names of one key)")
+    return given[0] if given else None
+
+
+def _run_length(ts: Table, tc: TrainingConfig) -> None:
+    """[training] numb_steps or numb_epoch (either under any of its names), exactly one."""
+    steps, epoch = _given_name(ts, STEPS_NAMES), _given_name(ts, EPOCH_NAMES)
+    if steps is not None and epoch is not None:
+        raise ts.error(epoch, f"give {steps} or {epoch}, not both")
+    if epoch is not None:
+        tc.numb_epoch = ts.number(epoch, positive=True)
+    elif steps is not None:
+        tc.numb_steps = ts.integer(steps, minimum=1)
+    else:
+        raise ts.error("numb_steps", f"{ts.wording.required} (or give numb_epoch)")
+
+
+def steps_text(numb_steps: int, numb_epoch: float | None = None) -> str:
+    """The run's steps in words for messages: "[training] numb_steps = N", or when they came
+    from numb_epoch "the run's N steps ([training] numb_epoch = E)"."""
+    if numb_epoch is None:
+        return f"[training] numb_steps = {numb_steps}"
+    return f"the run's {numb_steps} steps ([training] numb_epoch = {numb_epoch:g})"
+
+
+def epoch_steps(numb_epoch: float, nbatches, prob) -> tuple[int, int]:
+    """(steps, total_numb_batch) of a run of `numb_epoch` epochs, DeePMD-kit 3.2's rule:
+    total_numb_batch = ⌈max_i nbatch_i / p_i⌉ over the systems with p_i > 0 (p the drawing
+    probabilities normalised to sum 1), steps = ⌈numb_epoch · total_numb_batch⌉.
+
+    nbatches: (nsys,) batches per training system (`DataSystem.nbatches`); prob: (nsys,) the
+    probabilities of drawing each (numdp.train.data.system_probs)."""
+    p = np.asarray(prob, dtype=np.float64)
+    p = p / p.sum()
+    nb = np.asarray(nbatches, dtype=np.float64)
+    drawn = p > 0.0
+    total = int(np.ceil(np.max(nb[drawn] / p[drawn])))
+    return int(np.ceil(numb_epoch * total)), total
+
+
+def resolve_steps(cfg: TrainConfig, nbatches, prob) -> int | None:
+    """Set `cfg.training.numb_steps` from numb_epoch (`epoch_steps`) once the training data is
+    loaded, unless it is set already, and then the warmup (`_warmup_steps`: a warmup as long
+    as the run is a one-line InputError).  Returns total_numb_batch when the steps came from
+    numb_epoch here, else None."""
+    tc = cfg.training
+    if tc.numb_steps is not None:
+        return None
+    tc.numb_steps, total = epoch_steps(tc.numb_epoch, nbatches, prob)
+    _warmup_steps(cfg.learning_rate, tc.numb_steps, cfg.source.name, tc.numb_epoch)
+    return total
 
 
 def parse_config(data: dict, source: Path, text: str = "", base: Path | None = None) -> TrainConfig:
@@ -529,7 +608,7 @@ def parse_config(data: dict, source: Path, text: str = "", base: Path | None = N
 
     ts = root.section("training")
     tc = TrainingConfig()
-    tc.numb_steps = ts.integer("numb_steps", minimum=1)
+    _run_length(ts, tc)
     tc.batch_size = _batch_size(ts, "batch_size")
     tc.seed = ts.integer("seed", None, minimum=0)
     tc.disp_freq = ts.integer("disp_freq", 1000, minimum=1)
@@ -547,7 +626,9 @@ def parse_config(data: dict, source: Path, text: str = "", base: Path | None = N
     tc.change_bias_after_training = ts.boolean("change_bias_after_training", False)
     if ts.boolean("precondition", False):
         raise ts.error("precondition", PRECONDITION_REMOVED)
-    _warmup_steps(lc, tc.numb_steps, file)
+    tc.gradient_max_norm = ts.number("gradient_max_norm", 0.0, nonnegative=True)
+    if tc.numb_steps is not None:  # (from numb_epoch: once the data is loaded, `resolve_steps`)
+        _warmup_steps(lc, tc.numb_steps, file)
     tc.systems = _systems(ts, "systems", base, required=True, input_dir=source.resolve().parent)
     _per_system_batch(ts, "batch_size", tc.batch_size, tc.systems)
     tc.auto_prob = _auto_prob(ts, "auto_prob", len(tc.systems))

@@ -8,8 +8,10 @@ name and the checks it has in TOML.  The rearrangement:
   (DeePMD-kit's aliases auto_prob_style, sys_weights under their main names)
 - ``training.validation_data`` {systems, batch_size, numb_btch, auto_prob, sys_probs} →
   ``[validation]``
-- ``model.data_stat_nbatch`` → ``[training] data_stat_nbatch``; ``training.stop_batch`` (the
-  v1 name) → ``numb_steps``
+- ``model.data_stat_nbatch`` → ``[training] data_stat_nbatch``
+- the other ``training`` keys → ``[training]`` as they are, DeePMD-kit's aliases included
+  (numb_steps's num_steps, numb_step, num_step and v1's stop_batch; numb_epoch's num_epochs,
+  num_epoch, numb_epochs: the validator reads them, `STEPS_NAMES`, `EPOCH_NAMES`)
 - a JSON ``null`` is an absent key (DeePMD-kit's default applies, as in DeePMD-kit)
 
 Keys that only concern DeePMD-kit's bookkeeping are dropped, each listed in `IGNORED` with the
@@ -122,10 +124,6 @@ def to_train_tables(data, file: str) -> dict:
     training = data.get("training")
     if isinstance(training, dict):
         _drop_ignored(training, "training", file)
-        if "stop_batch" in training:
-            if "numb_steps" in training:
-                raise InputError(f"{file}: [training] stop_batch: give numb_steps or stop_batch, not both")
-            training["numb_steps"] = training.pop("stop_batch")
         if isinstance(model, dict) and "data_stat_nbatch" in model:
             training["data_stat_nbatch"] = model.pop("data_stat_nbatch")
         if "systems" in training:

@@ -1,7 +1,10 @@
 """The training loop: data statistics, model set-up, steps, feedback, checkpoints, final model.
 
 One step t (0-based) draws a batch, evaluates the loss at θ_t with prefactors and learning rate
-of step t, accumulates the exact gradient over the batch's frames and makes one Adam update.
+of step t, accumulates the exact gradient over the batch's frames and makes one Adam update
+(the gradient's norm clipped first with [training] gradient_max_norm > 0).  The run's steps are
+[training] numb_steps, or from numb_epoch once the data is loaded
+(numdp.train.config.resolve_steps).
 At display steps (t % disp_freq == 0) the batch metrics and a validation of θ_t on `numb_btch`
 validation batches go to lcurve.out; a last row is written for θ after the final update.
 Checkpoints hold the state after t updates (every save_freq updates, at the end and after SIGINT
@@ -26,12 +29,12 @@ from ..io.model_file import write_model
 from ..progress import CompileNotice, Progress
 from ..signals import StopRequest
 from .checkpoint import Checkpoint, read_checkpoint, write_checkpoint
-from .config import OptimizerType, TrainConfig
+from .config import OptimizerType, TrainConfig, resolve_steps, steps_text
 from .data import BatchSampler, DataSystem, FrameCache, load_dataset, system_probs
 from .flat import FlatParams
 from .init import MAX_SPREAD_FACTOR, initial_model, spread_first_layers
 from .loss import LossStats, Prefactors
-from .optim import Adam
+from .optim import Adam, clip_scale, grad_norm
 from .passes import ModelPasses
 from .report import Lcurve, lcurve_columns
 from .schedule import PrefactorSchedule
@@ -40,6 +43,11 @@ from .stats import (auto_sel, energy_bias, env_stats, max_neighbour_counts,
                     stat_frames)
 
 PHASES = ("data", "forward", "backward", "optimizer", "validation")
+
+
+class TrainingDiverged(InputError):
+    """The gradient of a step is not finite ([training] gradient_max_norm measures it): the run
+    stops before that step's update, with one line naming the step (DeePMD-kit stops too)."""
 
 
 class TrainingInterrupted(Exception):
@@ -135,6 +143,8 @@ class Trainer:
             msg += (f"; validation data: {len(self.valid_sys)} systems, "
                     f"{sum(s.nframes for s in self.valid_sys)} frames")
         self.say(msg)
+        train_prob = system_probs([s.nbatches for s in self.train_sys], tr.auto_prob, tr.sys_probs)
+        self._epoch_batches = resolve_steps(cfg, [s.nbatches for s in self.train_sys], train_prob)
         ck = read_checkpoint(self.restart) if self.restart is not None else None
         if ck is not None and len(ck.sel) != nt:  # before the model is built from it
             raise InputError(f"{self.restart}: checkpoint of a run with {len(ck.sel)} atom type(s) (sel {ck.sel}), "
@@ -168,8 +178,7 @@ class Trainer:
         opt = cfg.optimizer
         self.adam = Adam(self.flat.size, opt.adam_beta1, opt.adam_beta2, weight_decay=opt.weight_decay,
                          decoupled=opt.type is OptimizerType.ADAMW)
-        self.sampler = BatchSampler(self.train_sys, [seed, 1], system_probs(
-            [s.nbatches for s in self.train_sys], tr.auto_prob, tr.sys_probs))
+        self.sampler = BatchSampler(self.train_sys, [seed, 1], train_prob)
         vd = cfg.validation
         self.valid_sampler = BatchSampler(self.valid_sys, [seed, 2], system_probs(
             [s.nbatches for s in self.valid_sys], vd.auto_prob, vd.sys_probs)) if self.valid_sys else None
@@ -188,9 +197,13 @@ class Trainer:
             self._data_init()
             if self.finetune:  # DeePMD-kit's --finetune: the model's bias moved to the new data
                 self.change_bias("--finetune")
+        steps = f"{tr.numb_steps} steps"
+        if self._epoch_batches is not None:
+            steps += f" (numb_epoch {tr.numb_epoch:g} x {self._epoch_batches} batches per epoch)"
+        clip = f"; gradient clipped to norm {tr.gradient_max_norm:g}" if tr.gradient_max_norm > 0 else ""
         self.say(f"model: {self.flat.size:,} trainable parameters; sel {list(sel)}; "
-                 f"{self.nthreads} thread{'s' if self.nthreads > 1 else ''}; "
-                 f"{self.sched.describe()}")
+                 f"{self.nthreads} thread{'s' if self.nthreads > 1 else ''}; {steps}; "
+                 f"{self.sched.describe()}{clip}")
 
     def _statistics(self, seed: int):
         cfg = self.cfg
@@ -275,8 +288,8 @@ class Trainer:
             raise InputError(f"{self.restart}: checkpoint has {ck.theta.size} parameters, the model of "
                              f"{self.cfg.source.name} has {self.flat.size}: networks differ")
         if ck.step > self.cfg.training.numb_steps:
-            raise InputError(f"{self.restart}: checkpoint is at step {ck.step}, beyond numb_steps = "
-                             f"{self.cfg.training.numb_steps}")
+            raise InputError(f"{self.restart}: checkpoint is at step {ck.step}, beyond "
+                             f"{steps_text(self.cfg.training.numb_steps, self.cfg.training.numb_epoch)}")
         if ck.precond_scale is not None:
             raise InputError(f"{self.restart}: checkpoint was written with [training] precondition, "
                              f"which numdp no longer supports; start a new run (its model can "
@@ -346,16 +359,32 @@ class Trainer:
         self.timings["data"] += time.perf_counter() - t0
         self.passes.zero_grad()
         stats = LossStats()
+        max_norm = self.cfg.training.gradient_max_norm
         # the passes may update the weights whose gradient they finish first (`ModelPasses.frames`),
-        # but not on a display step: validation comes before the update
-        update = None if display else self.adam.row_update(self.flat.theta, self.passes.grads, lr)
+        # but not on a display step (validation comes before the update) nor with clipping
+        # (its factor needs the whole gradient)
+        update = (None if display or max_norm > 0.0
+                  else self.adam.row_update(self.flat.theta, self.passes.grads, lr))
         self._batch_loss(self.train_sys, self.train_cache, k, idx, pref, stats, True, update)
+        scale = self._clip_scale(step, max_norm) if max_norm > 0.0 else 1.0
         vstats = self.validate(pref) if display else None
         t1 = time.perf_counter()
         self.adam.step(self.flat.theta, self.passes.grads, lr, self.passes.split, self.passes.segments,
-                       self.passes.updated)
+                       self.passes.updated, scale)
         self.timings["optimizer"] += time.perf_counter() - t1
         return stats, vstats
+
+    def _clip_scale(self, step: int, max_norm: float) -> float:
+        """The clipping factor of step `step`'s gradient (numdp.train.optim.clip_scale); a
+        non-finite gradient norm stops the run before the update (TrainingDiverged)."""
+        t0 = time.perf_counter()
+        norm = grad_norm(self.passes.grads, self.passes.segments)
+        self.timings["optimizer"] += time.perf_counter() - t0
+        if not math.isfinite(norm):
+            raise TrainingDiverged(
+                f"step {step}: the gradient norm is {norm}: training has diverged (stopped before "
+                f"this step's update; [training] gradient_max_norm measures the norm)")
+        return clip_scale(norm, max_norm)
 
     def validate(self, pref: Prefactors) -> LossStats | None:
         """Loss and RMSEs of the current model on numb_btch validation batches."""

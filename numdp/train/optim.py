@@ -1,9 +1,11 @@
 """Adam optimiser over the flat parameter vector (reference §7.3, PyTorch form)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from ..kernels.cpu.train import adam_update
+from ..kernels.cpu.train import adam_update, grad_absmax, grad_sumsq
 
 
 class Adam:
@@ -43,7 +45,7 @@ class Adam:
         return update
 
     def step(self, theta: np.ndarray, grads: np.ndarray, lr: float, split=None,
-             segments=None, skip=()) -> None:
+             segments=None, skip=(), scale: float = 1.0) -> None:
         """θ ← θ - lr · m̂ / (√v̂ + ε) in place (with the weight decay, class docstring).
 
         grads: (n,) gradient, or (k, n) rows whose sum is the gradient (per-worker accumulators).
@@ -51,9 +53,12 @@ class Adam:
         segments: optional [(start, stop, j)] covering 0..n: entries start..stop-1 are the sum
         of the first j rows alone (`ModelPasses.segments`); by default every row counts.
         skip: (start, stop) ranges already updated by a `row_update` of this step.
+        scale: the gradient's factor (`clip_scale`), applied to the summed gradient before the
+        weight decay's L2 term, as PyTorch clips p.grad before the optimiser adds it; 1 is
+        the update without clipping, bit for bit.
         """
         g2 = grads.reshape(1, -1) if grads.ndim == 1 else grads
-        args = self._args(lr)
+        args = self._args(lr) + (scale,)
         segs = segments if segments is not None else [(0, theta.shape[0], g2.shape[0])]
         if skip:
             segs = without_ranges(segs, skip)
@@ -71,6 +76,31 @@ class Adam:
         else:
             split(update, theta.shape[0])
         self.t += 1
+
+
+CLIP_EPS = 1e-6
+"""PyTorch's clip_grad_norm_ guard: the factor is max_norm / (‖g‖ + 1e-6)."""
+
+
+def grad_norm(grads: np.ndarray, segments=None) -> float:
+    """‖g‖₂ of the gradient g whose entries start..stop-1 are the sum of the first j rows of
+    grads (k, n) for each (start, stop, j) of `segments` (`Adam.step`'s meaning; default: every
+    row counts); inf or nan when an entry is.  A finite gradient whose sum of squares overflows
+    is measured again in units of its largest entry (DeePMD-kit's stable norm does the same)."""
+    g2 = grads.reshape(1, -1) if grads.ndim == 1 else grads
+    segs = segments if segments is not None else [(0, g2.shape[1], g2.shape[0])]
+    total = sum(grad_sumsq(g2[:j], a, b, 1.0) for a, b, j in segs)
+    if math.isinf(total):  # an infinite entry, or finite ones whose squares overflow
+        amax = max(grad_absmax(g2[:j], a, b) for a, b, j in segs)
+        if math.isfinite(amax):
+            return amax * math.sqrt(sum(grad_sumsq(g2[:j], a, b, 1.0 / amax) for a, b, j in segs))
+    return math.sqrt(total)
+
+
+def clip_scale(norm: float, max_norm: float) -> float:
+    """torch.nn.utils.clip_grad_norm_'s factor min(1, max_norm / (norm + 1e-6)) of a gradient
+    of 2-norm `norm` (finite) for [training] gradient_max_norm = max_norm > 0."""
+    return min(1.0, max_norm / (norm + CLIP_EPS))
 
 
 SERIAL_ENTRIES = 65536

@@ -276,10 +276,12 @@ ADAM_CHUNK = 2048
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
-def adam_update(theta, grads, m, v, lo, hi, lr, beta1, beta2, eps, bc1, bc2, l2=0.0, shrink=1.0):
+def adam_update(theta, grads, m, v, lo, hi, lr, beta1, beta2, eps, bc1, bc2, l2=0.0, shrink=1.0,
+                scale=1.0):
     """One Adam step in place on entries lo..hi-1 (PyTorch form, reference §7.3).
 
-    g = Σ_w grads[w] (per-worker accumulators, summed in row order);
+    g = scale · Σ_w grads[w] (per-worker accumulators, summed in row order; `scale` is the
+    gradient clipping's factor, `numdp.train.optim.clip_scale`: 1 skips the product);
     m ← β1 m + (1-β1) g;  v ← β2 v + (1-β2) g²;  θ ← θ - lr/bc1 · m / (√v/√bc2 + ε)
     with bc1 = 1 - β1^t, bc2 = 1 - β2^t for the t-th update (t ≥ 1).  Weight decay as PyTorch
     applies it: Adam's L2 term g ← g + l2·θ (before the moments), AdamW's decoupled
@@ -305,6 +307,9 @@ def adam_update(theta, grads, m, v, lo, hi, lr, beta1, beta2, eps, bc1, bc2, l2=
             gw = grads[w, c0:c1]
             for i in range(c1 - c0):
                 g[i] += gw[i]
+        if scale != 1.0:
+            for i in range(c1 - c0):
+                g[i] *= scale
         th = theta[c0:c1]
         if l2 != 0.0:
             for i in range(c1 - c0):
@@ -325,3 +330,33 @@ def _adam_chunk(theta, g, m, v, beta1, beta2, eps, step, inv_sbc2):
         m[k] = mk
         v[k] = vk
         theta[k] -= step * mk / (np.sqrt(vk) * inv_sbc2 + eps)
+
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
+def grad_sumsq(grads, lo, hi, mult):
+    """Σ_i (mult · g_i)² over entries lo..hi-1 of g = Σ_w grads[w] (the rows summed in row
+    order, as `adam_update` sums them); inf or nan when an entry is (FASTMATH keeps them).
+    `mult` rescales against overflow (`numdp.train.optim.grad_norm`)."""
+    nw = grads.shape[0]
+    s = 0.0
+    for i in range(lo, hi):
+        g = grads[0, i]
+        for w in range(1, nw):
+            g += grads[w, i]
+        x = mult * g
+        s += x * x
+    return s
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def grad_absmax(grads, lo, hi):
+    """max_i |g_i| over entries lo..hi-1 of g = Σ_w grads[w] (rows summed in row order)."""
+    nw = grads.shape[0]
+    amax = 0.0
+    for i in range(lo, hi):
+        g = grads[0, i]
+        for w in range(1, nw):
+            g += grads[w, i]
+        amax = max(amax, abs(g))
+    return amax
