@@ -20,6 +20,7 @@ COMMANDS = {
     "ipi": ("numdp.commands.ipi", "serve energies and forces to an i-PI server (socket client)"),
     "model-devi": ("numdp.commands.model_devi",
                    "model deviation of an ensemble on frames, like dp model-devi"),
+    "freeze": ("numdp.commands.freeze", "write the model of a training checkpoint, like dp freeze"),
     "show": ("numdp.commands.show", "what a model holds: type map, descriptor, fitting net, size, like dp show"),
     "change-bias": ("numdp.commands.change_bias",
                     "fit a model's per-type energy bias to labelled data, like dp change-bias"),

@@ -127,10 +127,15 @@ def load_toml(path: Path) -> tuple[str, dict]:
         raise InputError(f"{path}: cannot read ({exc.strerror})") from None
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: cannot read ({exc})") from None
+    return text, parse_toml_text(text, path.name)
+
+
+def parse_toml_text(text: str, name: str) -> dict:
+    """The parsed table of TOML `text`; InputError naming `name` if invalid."""
     try:
-        return text, tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"{path.name}: not valid TOML ({exc})") from None
+        raise InputError(f"{name}: not valid TOML ({exc})") from None
 
 
 def is_int_list(v, *, minimum: int, length: int | None = None, nonempty: bool = True) -> bool:

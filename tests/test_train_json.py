@@ -98,6 +98,13 @@ def test_upstream_water_example_trains(workdir):
     rows = [line.split() for line in (workdir / "lcurve.out").read_text().splitlines()
             if not line.startswith("#")]
     assert [int(r[0]) for r in rows] == [0, 1, 2]
+    # numdp freeze reads the networks from the input.json text the checkpoint carries
+    assert cli_main(["freeze", "-o", "frozen.h5"]) == 0
+    from numdp.io.model_file import read_model
+    from test_model_file import assert_params_equal
+    frozen, model = read_model(workdir / "frozen.h5"), read_model(workdir / "model.h5")
+    frozen.info = model.info  # (which step, which file: the rest is the model's)
+    assert_params_equal(frozen, model)
     assert (workdir / "model.h5").is_file() and (workdir / "model.ckpt.h5").is_file()
 
 

@@ -198,6 +198,40 @@ def test_set_davg_zero_and_change_bias_after_training(tmp_path, data_dir):
     assert np.array_equal(read_checkpoint(changed.cfg.training.save_ckpt).out_bias, changed.params.out_bias)
 
 
+def test_freeze_writes_a_checkpoints_model(tmp_path, data_dir, capsys):
+    """numdp freeze: the final checkpoint's model is the run's model.h5, bit for bit (every
+    array), and a mid-run checkpoint (step 5) freezes to θ as it was after update 5; the input
+    file and the data are not needed (both moved away)."""
+    from numdp.io.model_file import read_model
+    from numdp.train.flat import FlatParams
+    from test_model_file import assert_params_equal
+
+    path = make_input(tmp_path, data_dir, steps=12)
+    work = path.parent
+    thetas = {}
+    trainer = Trainer(load_config(path), nthreads=1, stream=__import__("io").StringIO(),
+                      on_step=lambda s: (thetas.setdefault(s, trainer.flat.theta.copy()),
+                                         s == 5 and shutil.copy(work / "model.ckpt.h5", work / "ck5.h5")))
+    try:
+        trainer.run()
+    finally:
+        trainer.close()
+    (work / "data").unlink()
+    path.rename(work / "moved.toml")
+    assert cli_main(["freeze", "-c", str(work / "model.ckpt.h5"), "-o", str(work / "frozen.h5")]) == 0
+    a, b = read_model(work / "frozen.h5"), read_model(work / "model.h5")
+    assert a.info["training_input"] == b.info["training_input"] and a.info["step"] == 12
+    a.info = b.info
+    assert_params_equal(a, b)
+    assert (a.s_range == b.s_range).all() and a.min_nbor_dist == b.min_nbor_dist
+    assert cli_main(["freeze", "-c", str(work / "ck5.h5"), "-o", str(work / "frozen5.dp")]) == 0
+    assert "step 5 of" in capsys.readouterr().out
+    assert np.array_equal(FlatParams.bind(read_model(work / "frozen5.dp")).theta, thetas[5])
+    assert cli_main(["freeze", "-c", str(work / "model.ckpt.h5"), "-o", str(work / "frozen.pb")]) == 2
+    assert "frozen.pb: cannot choose a model format" in capsys.readouterr().err
+    assert cli_main(["freeze", "-c", str(work / "nothing.h5")]) == 2
+
+
 def test_outputs_and_model_file(tmp_path, data_dir):
     path = make_input(tmp_path, data_dir)
     trainer, history = run(path)

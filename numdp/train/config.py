@@ -45,7 +45,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..validate import REQUIRED, TRAIN_WORDING, Table, distinct_files, load_toml, resolve_path, show_value
+from ..validate import (REQUIRED, TRAIN_WORDING, Table, distinct_files, load_toml, parse_toml_text, resolve_path,
+                        show_value)
 from .schedule import CosineDecay, ExpDecay, LRType, Schedule, WSDDecay, WSDRule
 
 
@@ -74,6 +75,15 @@ class FittingConfig:
     neuron: list[int] = field(default_factory=lambda: [120, 120, 120])
     resnet_dt: bool = True
     seed: int | None = None
+
+
+@dataclass
+class ModelConfig:
+    """[model] of a training input: the networks' type map and shapes."""
+
+    type_map: list[str]
+    descriptor: DescriptorConfig
+    fitting: FittingConfig
 
 
 @dataclass
@@ -544,16 +554,8 @@ def resolve_steps(cfg: TrainConfig, nbatches, prob) -> int | None:
     return total
 
 
-def parse_config(data: dict, source: Path, text: str = "", base: Path | None = None) -> TrainConfig:
-    """Validate the parsed TOML `data` of file `source` (see the module docstring); relative
-    paths are taken against `base` (default: the directory of `source`)."""
-    file = source.name
-    base = source.resolve().parent if base is None else base
-    root = Table.root(file, data, TRAIN_WORDING)
-    if "training" not in data and "md" in data:
-        raise InputError(f"{file}: an MD input ([md], [system], ...): run it with numdp run")
-    root.check_tables(SECTIONS)
-
+def _model(root: Table) -> ModelConfig:
+    """[model] (type_map, [model.descriptor], [model.fitting] or [model.fitting_net])."""
     model = root.section("model")
     type_map = model.str_list("type_map")
     if len(set(type_map)) != len(type_map):
@@ -593,6 +595,39 @@ def parse_config(data: dict, source: Path, text: str = "", base: Path | None = N
     fs.choice("activation_function", ("tanh",), "tanh")
     fs.done()
     model.done()
+    return ModelConfig(type_map, dc, fc)
+
+
+def model_config(text: str, name: str) -> ModelConfig:
+    """The [model] of a training input's `text` (numdp's TOML, or DeePMD-kit's input.json when it
+    starts with ``{``), validated as `numdp train` does, without the rest of the input: what a
+    checkpoint's networks are (`numdp freeze`).  `name` names the input in messages."""
+    if text.lstrip().startswith("{"):
+        import json
+
+        from .deepmd_json import to_train_tables
+
+        try:
+            data = to_train_tables(json.loads(text), name)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{name}: not valid JSON ({exc})") from None
+    else:
+        data = parse_toml_text(text, name)
+    return _model(Table.root(name, data, TRAIN_WORDING))
+
+
+def parse_config(data: dict, source: Path, text: str = "", base: Path | None = None) -> TrainConfig:
+    """Validate the parsed TOML `data` of file `source` (see the module docstring); relative
+    paths are taken against `base` (default: the directory of `source`)."""
+    file = source.name
+    base = source.resolve().parent if base is None else base
+    root = Table.root(file, data, TRAIN_WORDING)
+    if "training" not in data and "md" in data:
+        raise InputError(f"{file}: an MD input ([md], [system], ...): run it with numdp run")
+    root.check_tables(SECTIONS)
+
+    m = _model(root)
+    type_map, dc, fc = m.type_map, m.descriptor, m.fitting
 
     lc = _learning_rate(root.section("learning_rate", {}))
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..model.params import Descriptor, Fitting, Layer, ModelParams, Net
-from .config import TrainConfig
+from .config import ModelConfig, TrainConfig
 
 
 def _layer(rng: np.random.Generator, n_in: int, n_out: int, resnet_dt: bool, linear: bool) -> Layer:
@@ -38,7 +38,7 @@ def random_net(rng: np.random.Generator, widths: list[int], resnet_dt: bool, lin
                 for k, (a, b) in enumerate(pairs)])
 
 
-def initial_model(cfg: TrainConfig, sel: list[int], davg: np.ndarray, dstd: np.ndarray,
+def initial_model(cfg: TrainConfig | ModelConfig, sel: list[int], davg: np.ndarray, dstd: np.ndarray,
                   out_bias: np.ndarray, seed_fallback: int) -> ModelParams:
     """Model with random networks and the given statistics (davg/dstd (nt, nnei, 4), out_bias (nt,) eV).
 
