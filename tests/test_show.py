@@ -23,7 +23,7 @@ def test_show_prints_what_the_model_holds(tmp_path, capsys):
     idt = sum(0 if lay.idt is None else lay.idt.size for net in p.descriptor.embeddings + p.fitting.nets
               for lay in net.layers)
     assert f"Parameters in total: {emb + fit_nets + idt:,}" in out
-    assert "numb_steps 40" in out and "tabulated" not in out
+    assert "Metadata: software numdp, numb_steps 40" in out and "tabulated" not in out
     bias = p.fitting.bias_atom_e + p.out_bias
     assert f"Cu {bias[0]:.10g}, O {bias[1]:.10g}" in out
     p.min_nbor_dist = 0.8

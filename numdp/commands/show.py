@@ -44,10 +44,12 @@ def describe(params, attributes=ATTRIBUTES) -> list[str]:
                   f"Parameters in fitting-net: {nf:,}", f"Parameters in total: {nd + nf:,}"]
     if "info" in attributes:
         info = params.info or {}
-        keys = [k for k in ("software", "version", "numb_steps", "seed") if k in info]
-        lines.append("Written by " + (", ".join(f"{k} {info[k]}" for k in keys) if keys else "an unknown program")
-                     + (f"; smallest training pair distance {params.min_nbor_dist:.4g} A"
-                        if params.min_nbor_dist is not None else ""))
+        keys = [k for k in ("software", "version", "numb_steps", "step", "seed", "frozen_from") if k in info]
+        what = ", ".join(f"{k} {info[k]}" for k in keys) if keys else "none"
+        if info.get("source") == "deepmd-kit":
+            what += " (the DeePMD-kit file's own fields: numdp writes .dp files in DeePMD-kit's name)"
+        lines.append(f"Metadata: {what}" + (f"; smallest training pair distance {params.min_nbor_dist:.4g} A"
+                                             if params.min_nbor_dist is not None else ""))
     return lines
 
 
