@@ -6,7 +6,8 @@ physical input is above it), upper = max over centre types of (s_max - mu_r)/sig
 the largest raw s = w(r)/r seen in the training data; fine step dx up to upper, then step 10 dx up
 to 10 x upper.  A centre type whose pair with the net's neighbour type is excluded
 (descriptor exclude_types) feeds the net only its padding value: it counts for lower, not for
-upper (as DeePMD-kit's tabulation leaves excluded types out of the range); a net fed by no
+upper (DeePMD-kit's deepmd/utils/tabulate.py means to do the same, but tests tuples against the
+pair lists it is given, which never match); a net fed by no
 other centre type spans [lower, 0] ([0, dx] when lower is 0).  The compressed model keeps the exclusions.
 """
 from __future__ import annotations
