@@ -88,7 +88,8 @@ class DeepPot:
 
     def get_sel_type(self) -> list[int]:
         """Types with an atomic contribution: all of them (what DeePMD-kit 3.2 returns for an
-        energy model without excluded types, the only kind numdp reads)."""
+        energy model without atom_exclude_types, the only kind numdp reads; the descriptor's
+        excluded type pairs leave every type its contribution)."""
         return list(range(self.get_ntypes()))
 
     def get_ntypes_spin(self) -> int:

@@ -20,7 +20,7 @@ def _net(rng, widths, use_idt, last_linear=False):
 
 def random_params(ntypes=2, sel=None, neuron=(4, 8, 16), axis_neuron=3, type_one_side=False,
                   resnet_dt=True, fitting=(12, 12), fit_resnet_dt=True, rcut=4.0, rcut_smth=1.0,
-                  seed=0):
+                  seed=0, exclude_types=()):
     rng = np.random.default_rng(seed)
     sel = list(sel or [12] * ntypes)
     nnei = sum(sel)
@@ -38,7 +38,8 @@ def random_params(ntypes=2, sel=None, neuron=(4, 8, 16), axis_neuron=3, type_one
         type_map=["A", "B", "C", "D"][:ntypes],
         descriptor=Descriptor(rcut=rcut, rcut_smth=rcut_smth, sel=sel, neuron=list(neuron),
                               axis_neuron=axis_neuron, type_one_side=type_one_side,
-                              resnet_dt=resnet_dt, davg=davg, dstd=dstd, embeddings=embeds),
+                              resnet_dt=resnet_dt, davg=davg, dstd=dstd, embeddings=embeds,
+                              exclude_types=[list(pair) for pair in exclude_types]),
         fitting=Fitting(neuron=list(fitting), resnet_dt=fit_resnet_dt, nets=fnets,
                         bias_atom_e=rng.normal(0.0, 1.0, ntypes)),
         out_bias=rng.normal(-3.0, 1.0, ntypes), out_std=np.ones(ntypes))

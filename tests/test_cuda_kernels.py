@@ -85,10 +85,16 @@ def test_contract_D_and_back_D(folded):
     _eq(B1, back_D_products(get_backend("cuda"), T, gD, descriptor_column_map(colm, colk, M, naxis), 0.25))
 
 
-def _pairs(M=4, seed=11):
+EXCLUSIONS = [[], [[0, 1], [1, 1]]]   # none; atom 0's type-1 block and atom 2's type-1 block
+
+
+def _pairs(M=4, seed=11, exclude=()):
     """A 3-atom chunk of 2 types with full, partial and empty blocks, on the CPU's compacted pairs
     and the device's block-major slots (its own random numbers: the same chunk whichever tests
-    ran before)."""
+    ran before); `exclude`: excluded type pairs (descriptor exclude_types), whose neighbours
+    within rcut are neither pairs nor padding on the CPU and SLOT_EXCLUDED slots on the device."""
+    from numdp.model.params import exclusion_mask
+
     rng = np.random.default_rng(seed)
     nt, na = 2, 3
     sel = np.array([3, 4])
@@ -108,11 +114,21 @@ def _pairs(M=4, seed=11):
     cap = na * sec[-1]
     rt, dvec, nbr = np.empty((cap, 4)), np.empty((cap, 3)), np.empty(cap, np.int64)
     poff, npad = np.empty((nt, na + 1), np.int64), np.empty((na, nt), np.int64)
-    npairs = cenv.env_pairs(pos, nlist, atoms, atypes, sec, mu, sd, rcut, rsm, rt, dvec, nbr, poff, npad)
+    excl = exclusion_mask(exclude, nt)
+    npairs = cenv.env_pairs(pos, nlist, atoms, atypes, sec, mu, sd, excl, rcut, rsm, rt, dvec, nbr, poff, npad)
     grt, gdv, gnb = np.empty((cap, 4)), np.empty((cap, 3)), np.empty(cap, np.int32)
-    genv.env_pairs[grid(cap)](pos, nlist, atoms, atoms, atypes, sec, mu, sd, rcut, rsm, rt_pad, grt, gdv, gnb)
+    genv.env_pairs[grid(cap)](pos, nlist, atoms, atoms, atypes, sec, mu, sd, excl, rcut, rsm, rt_pad, grt, gdv,
+                              gnb)
     occ = gnb >= 0
     assert occ.sum() == npairs > 3
+    # every slot is a pair, padding or excluded on both: the device's padding slots are the CPU's
+    is_pad = gnb == genv.SLOT_PAD
+    for a in range(na):
+        for t in range(nt):
+            block = slice(na * sec[t] + a * (sec[t + 1] - sec[t]), na * sec[t] + (a + 1) * (sec[t + 1] - sec[t]))
+            assert is_pad[block].sum() == npad[a, t]
+    assert np.all(grt[gnb == genv.SLOT_EXCLUDED] == 0.0)
+    assert (gnb == genv.SLOT_EXCLUDED).any() == bool(exclude)
     # the device keeps slots in the CPU's order (block, atom, slot): occupied rows agree in order
     _eq(rt[:npairs], grt[occ])
     _eq(dvec[:npairs], gdv[occ])
@@ -147,12 +163,14 @@ def _cpu_forces(c, kernel, *args):
     return force, vir, av
 
 
+@pytest.mark.parametrize("exclude", EXCLUSIONS, ids=["all-pairs", "excluded"])
 @pytest.mark.parametrize("M", [4, 21])
-def test_env_pairs_contract_T_and_pair_forces(M):
+def test_env_pairs_contract_T_and_pair_forces(M, exclude):
     """Slot rows, pair vectors, T and the forces / virials from per-pair buffers and gathers,
-    against the CPU's compacted pairs and scatters (padding: npad x one row on both); the team
-    kernels too (M = 21: two groups of channels per team of 4 under the simulator)."""
-    c = _pairs(M)
+    against the CPU's compacted pairs and scatters (padding: npad x one row on both; excluded
+    neighbours: nothing on both); the team kernels too (M = 21: two groups of channels per team
+    of 4 under the simulator)."""
+    c = _pairs(M, exclude=exclude)
     nt, na, M, cap, occ = c["nt"], c["na"], c["M"], c["cap"], c["occ"]
     atypes, rt, grt, gnb, sec, rt_pad = c["atypes"], c["rt"], c["grt"], c["gnb"], c["sec"], c["rt_pad"]
     poff, npad = c["poff"], c["npad"]
@@ -180,17 +198,19 @@ def test_env_pairs_contract_T_and_pair_forces(M):
     _eq(fpair, fpair2)
 
 
-@pytest.mark.parametrize("order,M", [(3, 4), (5, 4), (5, 21)])
-def test_tabulated_kernels(order, M):
+@pytest.mark.parametrize("order,M,exclude", [(3, 4, EXCLUSIONS[0]), (5, 4, EXCLUSIONS[0]), (5, 21, EXCLUSIONS[0]),
+                                             (3, 4, EXCLUSIONS[1])])
+def test_tabulated_kernels(order, M, exclude):
     """tab_contract_T (with pairs beyond the table) and tab_pair_forces against the CPU twins;
     tab_contract_T_team gives tab_contract_T's bits (M = 21: two groups of channels per team
-    of 4 threads under the simulator, the second one partly filled)."""
+    of 4 threads under the simulator, the second one partly filled); also with excluded type
+    pairs."""
     from numdp.kernels.cpu import tabulated as ctab
     from numdp.kernels.cuda.tabulated import kernels_for
     from numdp.model.tables import build_table
     from randmodel import random_params
 
-    c = _pairs(M)
+    c = _pairs(M, exclude=exclude)
     nt, na, cap = c["nt"], c["na"], c["cap"]
     net = random_params(ntypes=1, neuron=(2, M), seed=4).descriptor.embeddings[0]
     # short tables (xmax = 1.0) so that some rows lie beyond them
@@ -210,7 +230,7 @@ def test_tabulated_kernels(order, M):
     fwd[grid2(na, M)](c["atypes"], c["grt"], c["gnb"], c["sec"], G_pad, coef, coff, meta,
                               netidx, 1 / 7, T2, count)
     _eq(T1, T2)
-    assert count[0] - 5 == b1[0] > 0
+    assert count[0] - 5 == b1[0] and (b1[0] > 0 or exclude)   # (the far rows are excluded ones)
     T3, count3 = np.full((na, 4, M), np.nan), np.zeros(1, np.int64)
     team[teams(na)](c["atypes"], c["grt"], c["gnb"], c["sec"], G_pad, coef, coff, meta, netidx, 1 / 7,
                     T3, count3)

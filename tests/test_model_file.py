@@ -50,7 +50,8 @@ def assert_params_equal(p, q):
 
     assert p.type_map == q.type_map
     d, e = p.descriptor, q.descriptor
-    for key in ("rcut", "rcut_smth", "sel", "neuron", "axis_neuron", "type_one_side", "resnet_dt"):
+    for key in ("rcut", "rcut_smth", "sel", "neuron", "axis_neuron", "type_one_side", "resnet_dt",
+                "exclude_types"):
         assert getattr(d, key) == getattr(e, key), key
         assert type(getattr(d, key)) is type(getattr(e, key)), key
     arr(d.davg, e.davg, "davg")
@@ -185,7 +186,9 @@ def test_h5_layout(converted):
     with h5py.File(converted["water"][0], "r") as h5:
         a = h5.attrs
         assert a["format"] == FORMAT == "numdp-model"
-        assert int(a["format_version"]) == FORMAT_VERSION == 1
+        # a model without excluded type pairs is written as version 1, which older numdp reads
+        # (version 2 only adds descriptor exclude_types: tests/test_exclude_types.py)
+        assert int(a["format_version"]) == 1 and FORMAT_VERSION == 2
         assert a["numdp_version"] and "T" in a["created"]
         assert [str(t) for t in a["type_map"]] == ["O", "H"]
         assert json.loads(a["info"])["model_def_script"]["type_map"] == ["O", "H"]
@@ -318,7 +321,10 @@ def test_hdf5_without_marker(tmp_path, capsys):
     (lambda h5: h5.__delitem__("descriptor/dstd"), "missing dataset '/descriptor/dstd'"),
     (lambda h5: h5.__delitem__("descriptor/embedding/net_4"), "missing group '/descriptor/embedding/net_4"),
     (lambda h5: h5.attrs.__delitem__("type_map"), "missing attribute 'type_map'"),
-    (lambda h5: h5.attrs.__setitem__("format_version", 2), "format version 2"),
+    (lambda h5: h5.attrs.__setitem__("format_version", 3), "format version 3"),
+    (lambda h5: h5["descriptor"].attrs.__setitem__("exclude_types", [0, 1]), "attribute 'exclude_types'"),
+    (lambda h5: h5["descriptor"].attrs.__setitem__("exclude_types", [[0, 5]]),
+     "exclude_types: type index out of range 0..4 in [0, 5]"),
     (lambda h5: h5.attrs.__setitem__("format", "other-model"), "unknown format 'other-model'"),
     (lambda h5: (h5.__delitem__("out_bias"), h5.create_dataset("out_bias", data=np.zeros(4))),
      "'/out_bias' has shape (4,), expected (5,)"),

@@ -11,19 +11,27 @@ from numdp.train.passes import Frame, ModelPasses
 from randmodel import random_config, random_params
 from tests_util import U64, order_bound
 
-# (ntypes, neuron, type_one_side, resnet_dt, fitting, natoms); the first three have idt arrays
+# (ntypes, neuron, type_one_side, resnet_dt, fitting, natoms, exclude_types); the first three
+# and the last have idt arrays
 HYPER = [
-    (2, (4, 8), True, True, (8, 8), 16),
-    (2, (4, 8), False, True, (8, 8), 16),
-    (1, (1, 2, 2), False, True, (6, 12), 12),    # residual on layer 1; fitting doubles
-    (3, (3, 5), True, False, (7,), 18),          # no residual and no idt anywhere
+    (2, (4, 8), True, True, (8, 8), 16, ()),
+    (2, (4, 8), False, True, (8, 8), 16, ()),
+    (1, (1, 2, 2), False, True, (6, 12), 12, ()),    # residual on layer 1; fitting doubles
+    (3, (3, 5), True, False, (7,), 18, ()),          # no residual and no idt anywhere
+    # excluded type pairs: A-B neighbours add nothing (the nets of A-B blocks see only padding),
+    # B-B too; one-sided, so net B serves A centres' padding and nothing else of theirs
+    (2, (4, 8), True, True, (8, 8), 16, ([0, 1], [1, 1])),
 ]
 
 
-def make_case(ntypes, neuron, tos, resnet_dt, fitting, natoms, periodic, seed=0):
+def _ids(h):
+    return f"nt{h[0]}-tos{h[2]}-idt{h[3]}" + ("-excl" if h[6] else "")
+
+
+def make_case(ntypes, neuron, tos, resnet_dt, fitting, natoms, exclude_types, periodic, seed=0):
     params = random_params(ntypes=ntypes, sel=[24] * ntypes, neuron=neuron, axis_neuron=2,
                            type_one_side=tos, resnet_dt=resnet_dt, fitting=fitting, rcut=4.0,
-                           rcut_smth=1.0, seed=seed)
+                           rcut_smth=1.0, seed=seed, exclude_types=exclude_types)
     pos, types, box = random_config(natoms, ntypes, box_len=6.0 if periodic else None, tilt=0.3,
                                     seed=seed + 1)
     d = params.descriptor
@@ -41,7 +49,7 @@ def labels_for(result, rng, virial):
                   result.virial + rng.normal(0.0, 0.5, (3, 3)) if virial else None)
 
 
-@pytest.mark.parametrize("hyper", HYPER, ids=lambda h: f"nt{h[0]}-tos{h[2]}-idt{h[3]}")
+@pytest.mark.parametrize("hyper", HYPER, ids=_ids)
 @pytest.mark.parametrize("periodic", [True, False], ids=["pbc", "nopbc"])
 def test_primal_equals_evaluator(hyper, periodic):
     params, frame, ext, nl = make_case(*hyper, periodic)
@@ -74,7 +82,7 @@ def _loss_and_grad(passes, flat, frame, labels, pref, want_grad=True):
     return st.loss_sum, passes.total_grad()
 
 
-@pytest.mark.parametrize("hyper", HYPER, ids=lambda h: f"nt{h[0]}-tos{h[2]}-idt{h[3]}")
+@pytest.mark.parametrize("hyper", HYPER, ids=_ids)
 @pytest.mark.parametrize("periodic", [True, False], ids=["pbc", "nopbc"])
 @pytest.mark.parametrize("virial", [True, False], ids=["virial", "novirial"])
 def test_gradient_matches_finite_differences(hyper, periodic, virial):

@@ -17,7 +17,12 @@ its native format (`dp convert-backend`). Written to OUT, per case NAME:
 - `NAME.npz`: DeePMD-kit's evaluation (deepmd.infer.DeepPot on NAME.pth) of one configuration,
   frame 0 of water/data_3 (192 atoms, periodic): coord (natoms, 3), box (3, 3), atype, type_map,
   energy (), atom_energy (natoms,), force (natoms, 3), virial (3, 3), plus the DeePMD-kit and
-  torch versions.
+  torch versions; for a case with descriptor `exclude_types` also DeePMD-kit's descriptor
+  statistics (DescrptSeA.compute_input_stats, EnvMatStatSe) of frames 0 and 1 of water/data_3
+  under that descriptor: stat_nframes (2), stat_davg, stat_dstd (ntypes, nnei, 4); and its
+  evaluation of an open O-H dimer at the distances dimer_r (5,) Å, inside and outside rcut:
+  dimer_atom_energy (5, 2), dimer_force (5, 2, 3) (an excluded neighbour within rcut adds
+  nothing, one beyond it leaves a padding slot: the energy jumps at rcut).
 
 Unsupported kinds, for the refusal tests: `se_e2_r.pth` (an se_e2_r descriptor, frozen) and
 `multitask.pt` (the checkpoint of a two-branch multi-task training, water_a and water_b, sharing
@@ -63,6 +68,9 @@ CASES = {
     # float32 tensors throughout
     "se_a_two_side_f32": ({"type_one_side": False, "precision": "float32", "seed": 3},
                           {"precision": "float32", "seed": 3}),
+    # one-sided, O-H pairs excluded (descriptor exclude_types: both O-centred H neighbours and
+    # H-centred O neighbours contribute nothing, their padding slots still do)
+    "se_a_excl_f64": ({"exclude_types": [[0, 1]], "seed": 8}, {"seed": 8}),
 }
 UNSUPPORTED = {"se_e2_r": ({"type": "se_e2_r", "sel": [46, 92], "rcut_smth": 0.5, "rcut": 6.0,
                             "neuron": [4, 8], "precision": "float64", "seed": 4}, {})}
@@ -155,6 +163,41 @@ def reference(pth: Path, data: Path) -> dict:
             "deepmd_version": np.array(deepmd.__version__), "torch_version": np.array(torch.__version__)}
 
 
+def env_stat_reference(desc: dict, data: Path, nframes: int = 2) -> dict:
+    """DeePMD-kit's davg/dstd (DescrptSeA.compute_input_stats) of the first `nframes` frames of
+    water/data_3 for the descriptor settings `desc` (BASE's, changed by the case)."""
+    import torch
+    from deepmd.pt.model.descriptor.se_a import DescrptSeA
+
+    system = data / "water" / "data_3"
+    # float64 as DeePMD-kit's data loader gives them to the statistics (the files hold float32)
+    coord = np.load(system / "set.000" / "coord.npy")[:nframes].astype(np.float64)
+    box = np.load(system / "set.000" / "box.npy")[:nframes].astype(np.float64)
+    atype = np.loadtxt(system / "type.raw", dtype=np.int64).ravel()
+    keys = ("rcut", "rcut_smth", "sel", "neuron", "axis_neuron", "type_one_side", "exclude_types")
+    descriptor = DescrptSeA(**{k: desc[k] for k in keys if k in desc}, precision="float64")
+    descriptor.compute_input_stats([{"coord": torch.tensor(coord.reshape(nframes, len(atype), 3)),
+                                     "atype": torch.tensor(np.tile(atype, (nframes, 1))),
+                                     "box": torch.tensor(box.reshape(nframes, 9))}])
+    davg, dstd = descriptor.get_stat_mean_and_stddev()
+    return {"stat_nframes": np.int64(nframes), "stat_davg": davg.detach().cpu().numpy(),
+            "stat_dstd": dstd.detach().cpu().numpy()}
+
+
+def dimer_reference(pth: Path) -> dict:
+    """DeePMD-kit's atomic energies and forces of an open O-H dimer (types 0, 1) along x."""
+    from deepmd.infer import DeepPot
+
+    pot = DeepPot(str(pth))
+    dist = np.array([1.0, 3.0, 5.99, 6.01, 8.0])
+    ae, force = [], []
+    for r in dist:
+        _, f, _, e, _ = pot.eval(np.array([0.0, 0.0, 0.0, r, 0.0, 0.0]).reshape(1, -1), None, [0, 1], atomic=True)
+        ae.append(np.asarray(e, np.float64).ravel())
+        force.append(np.asarray(f, np.float64).reshape(2, 3))
+    return {"dimer_r": dist, "dimer_atom_energy": np.array(ae), "dimer_force": np.array(force)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, required=True, help="numdp's data folder (holds water/)")
@@ -175,7 +218,11 @@ def main() -> None:
         run([dp, "convert-backend", f"{name}.pth", f"{name}.dp"], folder)
         for suffix in (".pt", ".pth", ".dp"):
             shutil.copyfile(folder / f"{name}{suffix}", out / f"{name}{suffix}")
-        np.savez(out / f"{name}.npz", **reference(folder / f"{name}.pth", data))
+        ref = reference(folder / f"{name}.pth", data)
+        if desc.get("exclude_types"):
+            ref.update(env_stat_reference(dict(BASE["model"]["descriptor"], **desc), data))
+            ref.update(dimer_reference(folder / f"{name}.pth"))
+        np.savez(out / f"{name}.npz", **ref)
         print(f"wrote {name}.pt/.pth/.dp/.npz")
     for name, (desc, fit) in UNSUPPORTED.items():
         if name not in wanted:

@@ -27,6 +27,8 @@ def describe(params, attributes=ATTRIBUTES) -> list[str]:
         desc = {"type": "se_e2_a", "rcut": d.rcut, "rcut_smth": d.rcut_smth, "sel": list(d.sel),
                 "neuron": list(d.neuron), "axis_neuron": d.axis_neuron, "type_one_side": d.type_one_side,
                 "resnet_dt": d.resnet_dt, "activation_function": "tanh"}
+        if d.exclude_types:
+            desc["exclude_types"] = [list(pair) for pair in d.exclude_types]
         lines.append(f"The descriptor parameter is {desc}")
         if d.tables is not None:
             t = d.tables[0]

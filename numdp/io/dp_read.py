@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 
 from ..errors import InputError
-from ..model.params import Descriptor, Fitting, Layer, ModelParams, Net
+from ..model.params import Descriptor, Fitting, Layer, ModelParams, Net, exclusion_mask
 from ..model.tables import Table
 
 
@@ -40,7 +40,8 @@ def _layer(d: dict) -> Layer:
 
 def _net(d: dict | None, what: str) -> Net:
     if d is None:
-        raise InputError(f"{what} is missing (excluded type pairs are not supported)")
+        raise InputError(f"{what} is missing (numdp needs every net, also those of excluded "
+                         f"type pairs, whose padding slots still use it)")
     return Net([_layer(lay) for lay in d["layers"]])
 
 
@@ -64,6 +65,17 @@ def _tables(compress: dict | None, M: int, path: Path):
     return tables
 
 
+def _exclude_types(pairs, nt: int, path: Path) -> list[list[int]]:
+    """The descriptor's exclude_types ([[ti, tj], ...], or null/absent for none), checked."""
+    pairs = [] if pairs is None else pairs
+    _check(isinstance(pairs, list), path, f"descriptor exclude_types is not a list: {pairs!r}")
+    try:
+        exclusion_mask(pairs, nt)
+    except ValueError as exc:
+        raise InputError(f"{path}: descriptor exclude_types: {exc}") from None
+    return [[int(ti), int(tj)] for ti, tj in pairs]
+
+
 def _check(cond: bool, path: Path, msg: str) -> None:
     if not cond:
         raise InputError(f"{path}: {msg}")
@@ -76,8 +88,8 @@ def params_from_dp_tree(tree: dict, path: Path) -> ModelParams:
     desc, fit = model["descriptor"], model["fitting"]
     _check(desc.get("type") in ("se_e2_a", "se_a"), path, f"descriptor {desc.get('type')} not supported (se_e2_a only)")
     _check(fit.get("type") == "ener", path, f"fitting {fit.get('type')} not supported (ener only)")
-    _check(not desc.get("exclude_types") and not model.get("pair_exclude_types")
-           and not model.get("atom_exclude_types"), path, "type exclusions are not supported")
+    _check(not model.get("pair_exclude_types") and not model.get("atom_exclude_types"), path,
+           "model-level type exclusions (pair_exclude_types, atom_exclude_types) are not supported")
     _check(float(desc.get("env_protection", 0.0)) == 0.0, path, "env_protection != 0 is not supported")
     _check(not fit.get("numb_fparam") and not fit.get("numb_aparam"), path, "fparam/aparam are not supported")
     _check(not fit.get("mixed_types", False), path, "mixed_types fitting is not supported")
@@ -101,7 +113,7 @@ def params_from_dp_tree(tree: dict, path: Path) -> ModelParams:
             neuron=[int(n) for n in desc["neuron"]], axis_neuron=int(desc["axis_neuron"]),
             type_one_side=bool(desc["type_one_side"]), resnet_dt=bool(desc.get("resnet_dt", False)),
             davg=np.asarray(var["davg"], dtype=np.float64), dstd=np.asarray(var["dstd"], dtype=np.float64),
-            embeddings=embeds, tables=tables),
+            embeddings=embeds, tables=tables, exclude_types=_exclude_types(desc.get("exclude_types"), nt, path)),
         fitting=Fitting(neuron=[int(n) for n in fit["neuron"]], resnet_dt=bool(fit.get("resnet_dt", True)),
                         nets=fnets, bias_atom_e=bias_atom_e),
         out_bias=out_bias, out_std=out_std,

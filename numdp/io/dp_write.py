@@ -56,7 +56,7 @@ def model_def_script(p: ModelParams) -> dict:
     parameters, for a model that has none recorded (`.dp` files, `DeepPot.get_model_def_script`)."""
     d, f = p.descriptor, p.fitting
     act_d, act_f = _activation(d.embeddings), _activation(f.nets)
-    return {
+    script = {
         "type_map": list(p.type_map),
         "descriptor": {"type": "se_e2_a", "rcut": float(d.rcut), "rcut_smth": float(d.rcut_smth),
                        "sel": [int(s) for s in d.sel], "neuron": [int(n) for n in d.neuron],
@@ -67,6 +67,9 @@ def model_def_script(p: ModelParams) -> dict:
                         "resnet_dt": bool(f.resnet_dt), "activation_function": act_f,
                         "precision": PRECISION},
     }
+    if d.exclude_types:
+        script["descriptor"]["exclude_types"] = [[int(ti), int(tj)] for ti, tj in d.exclude_types]
+    return script
 
 
 def _dp_table_data(tab) -> np.ndarray:
@@ -98,7 +101,8 @@ def dp_tree(p: ModelParams) -> dict:
         "@class": "Descriptor", "type": "se_e2_a", "@version": 2,
         "rcut": float(d.rcut), "rcut_smth": float(d.rcut_smth), "sel": sel, "neuron": neuron,
         "axis_neuron": int(d.axis_neuron), "resnet_dt": bool(d.resnet_dt), "trainable": True,
-        "type_one_side": bool(d.type_one_side), "exclude_types": [], "env_protection": 0.0,
+        "type_one_side": bool(d.type_one_side),
+        "exclude_types": [[int(ti), int(tj)] for ti, tj in d.exclude_types], "env_protection": 0.0,
         "set_davg_zero": False, "activation_function": act_d, "precision": PRECISION, "spin": None,
         "env_mat": {"rcut": float(d.rcut), "rcut_smth": float(d.rcut_smth), "protection": 0.0,
                     "use_exp_switch": False},

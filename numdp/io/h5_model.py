@@ -1,15 +1,17 @@
 """numdp's own model file: a self-describing, versioned HDF5 file (suffix .h5 or .hdf5).
 
-Layout of format version 1 (every array float64; units in `unit` / `<name>_unit` attributes)::
+Layout of format version 2 (every array float64; units in `unit` / `<name>_unit` attributes)::
 
-    /                         attrs: format = "numdp-model", format_version = 1, numdp_version,
+    /                         attrs: format = "numdp-model", format_version = 1 or 2, numdp_version,
                                      created (ISO 8601, UTC), type_map (strings), info (JSON string)
       out_bias   (ntypes,)    eV, added to every atomic energy of that type
       out_std    (ntypes,)    eV
       min_nbor_dist ()        Å, optional (smallest pair distance seen in training data)
       s_range    (ntypes, 2)  1/Å, optional (range of the raw radial entry s per centre type)
       descriptor/             attrs: kind = "se_e2_a", rcut, rcut_smth (Å), sel, neuron,
-                                     axis_neuron, type_one_side, resnet_dt
+                                     axis_neuron, type_one_side, resnet_dt, and (version 2,
+                                     only when non-empty) exclude_types (n, 2) int64: the
+                                     excluded type index pairs as DeePMD-kit gives them
         davg, dstd (ntypes, sum(sel), 4)   1/Å, normalisation of the environment matrix
         embedding/net_{k}/layer_{l}/       k = neighbour type (type_one_side) or
                                            centre + ntypes * neighbour; l = 0 .. len(neuron)-1
@@ -25,7 +27,10 @@ Layout of format version 1 (every array float64; units in `unit` / `<name>_unit`
 
 Versioning: `format_version` is raised whenever a change would make an older numdp misread a
 file (a new required group or attribute, a changed meaning); an older numdp refuses a newer
-version with a clear message instead of guessing.  A reader ignores groups, datasets and
+version with a clear message instead of guessing.  Version 2 added `exclude_types`, which an
+older numdp would ignore and so evaluate a different model: a file is written as version 2 only
+when its model excludes type pairs, as version 1 otherwise (a file without the attribute reads
+as no exclusion).  A reader ignores groups, datasets and
 attributes it does not know, so a future addition such as per-embedding-net tables of a
 compressed model (e.g. `descriptor/compressed/net_{k}/...`) coexists with the plain nets.
 """
@@ -45,7 +50,8 @@ from ..model.params import Descriptor, Fitting, Layer, ModelParams, Net
 from ..model.tables import Table
 
 FORMAT = "numdp-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2          # the newest version read and written
+EXCLUSION_VERSION = 2       # the first version with descriptor exclude_types
 ANGSTROM, INV_ANGSTROM, EV = "Å", "1/Å", "eV"
 
 
@@ -111,7 +117,7 @@ def write_h5_model(params: ModelParams, path) -> None:
     with atomic_h5_file(path) as h5:
         a = h5.attrs
         a["format"] = FORMAT
-        a["format_version"] = np.int64(FORMAT_VERSION)
+        a["format_version"] = np.int64(EXCLUSION_VERSION if d.exclude_types else 1)
         a["numdp_version"] = __version__
         a["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         a.create("type_map", data=[str(t) for t in params.type_map], dtype=h5py.string_dtype())
@@ -134,6 +140,8 @@ def write_h5_model(params: ModelParams, path) -> None:
         g.attrs["axis_neuron"] = np.int64(d.axis_neuron)
         g.attrs["type_one_side"] = bool(d.type_one_side)
         g.attrs["resnet_dt"] = bool(d.resnet_dt)
+        if d.exclude_types:
+            g.attrs["exclude_types"] = np.asarray(d.exclude_types, dtype=np.int64).reshape(-1, 2)
         _dataset(g, "davg", d.davg, INV_ANGSTROM)
         _dataset(g, "dstd", d.dstd, INV_ANGSTROM)
         emb = g.create_group("embedding")
@@ -207,6 +215,15 @@ class _Reader:
             return kind(val.item())
         except (TypeError, ValueError):
             self.fail(f"attribute '{name}' of {obj.name} has invalid value {val!r}")
+
+    def pairs(self, obj, name: str) -> list[list[int]]:
+        """An optional (n, 2) integer attribute as a list of pairs ([] when absent)."""
+        if name not in obj.attrs:
+            return []
+        val = np.asarray(obj.attrs[name])
+        if val.ndim != 2 or val.shape[1] != 2 or not np.issubdtype(val.dtype, np.integer):
+            self.fail(f"attribute '{name}' of {obj.name} must be an (n, 2) integer array, got {val!r}")
+        return [[int(a), int(b)] for a, b in val]
 
     def string(self, obj, name: str, default: str | None = None) -> str:
         if default is not None and name not in obj.attrs:
@@ -290,7 +307,7 @@ def _read(h5: h5py.File, path: Path) -> ModelParams:
         sel=sel, neuron=neuron, axis_neuron=r.scalar(g, "axis_neuron", int),
         type_one_side=type_one_side, resnet_dt=r.scalar(g, "resnet_dt", bool),
         davg=r.array("descriptor/davg", (nt, nnei, 4)), dstd=r.array("descriptor/dstd", (nt, nnei, 4)),
-        embeddings=embeddings, tables=tables)
+        embeddings=embeddings, tables=tables, exclude_types=r.pairs(g, "exclude_types"))
 
     g = r.group("fitting")
     kind = r.string(g, "kind", default="ener")

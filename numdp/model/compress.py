@@ -4,7 +4,11 @@ Table domain per net, in the normalised input x = (s - mu_r)/sigma_r of its cent
 lower = min(0, min over centre types of -mu_r/sigma_r) (the padding / r >= rcut value, so every
 physical input is above it), upper = max over centre types of (s_max - mu_r)/sigma_r with s_max
 the largest raw s = w(r)/r seen in the training data; fine step dx up to upper, then step 10 dx up
-to 10 x upper.
+to 10 x upper.  A centre type whose pair with the net's neighbour type is excluded
+(descriptor exclude_types) feeds the net only its padding value: it counts for lower, not for
+upper (DeePMD-kit's deepmd/utils/tabulate.py means to do the same, but tests tuples against the
+pair lists it is given, which never match); a net fed by no
+other centre type spans [lower, 0] ([0, dx] when lower is 0).  The compressed model keeps the exclusions.
 """
 from __future__ import annotations
 
@@ -23,6 +27,12 @@ def centre_types_of_net(params: ModelParams, k: int) -> list[int]:
     """Centre types whose environments feed embedding net k."""
     d = params.descriptor
     return list(range(d.ntypes)) if d.type_one_side else [k % d.ntypes]
+
+
+def neighbour_type_of_net(params: ModelParams, k: int) -> int:
+    """The neighbour type whose slots embedding net k embeds."""
+    d = params.descriptor
+    return k if d.type_one_side else k // d.ntypes
 
 
 def s_max_from_params(params: ModelParams) -> np.ndarray:
@@ -75,10 +85,12 @@ def compress(params: ModelParams, dx: float = 0.01, order: int = 3, s_max=None):
     sd = d.dstd[:, 0, 0]
     out = copy.deepcopy(params)
     tables, report = [], []
+    excluded = d.excluded
     for k, net in enumerate(d.embeddings):
         cts = centre_types_of_net(params, k)
         lower = min(0.0, min(-mu[t] / sd[t] for t in cts))
-        upper = max((smax[t] - mu[t]) / sd[t] for t in cts)
+        real = [t for t in cts if not excluded[t, neighbour_type_of_net(params, k)]]
+        upper = max((smax[t] - mu[t]) / sd[t] for t in real) if real else 0.0
         if upper <= lower:
             upper = lower + dx
         tab = build_table(net, lower, upper, dx, order, EXTRAPOLATE)

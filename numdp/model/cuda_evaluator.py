@@ -96,7 +96,8 @@ class DeviceChunkEnv:
 
     atoms_host (na,) local indices sorted by type (host), atoms / atypes (na,) int64 the same and
     their types (device); rt (P, 4) normalised rows, dvec (P, 3) pair vectors Å, nbr (P,) int32
-    extended neighbour or -1, for the P = na nnei slots (device); tb (ntypes + 1,) type
+    extended neighbour, SLOT_PAD (-1) or SLOT_EXCLUDED (-2) (numdp.kernels.cuda.envmat), for the
+    P = na nnei slots (device); tb (ntypes + 1,) type
     boundaries in atoms (host)."""
 
     atoms_host: np.ndarray
@@ -110,7 +111,8 @@ class DeviceChunkEnv:
 
     def reverse_index(self, be: Backend) -> tuple:
         """(rev (P,), snbr (P,)) device arrays for gather_neighbours: the pairs sorted by
-        (neighbour, pair) (unique keys: every sort agrees; padding, -1, sorts first) and their
+        (neighbour, pair) (unique keys: every sort agrees; padding and excluded slots, negative, sort
+        first) and their
         neighbours in that order, so that each neighbour's pairs are one run of snbr.  Formed at
         the first call: the keys and the sorted neighbours are kernels
         (numdp.kernels.cuda.forces), the sort the array library's: three launches, no host read
@@ -175,6 +177,7 @@ class CUDAEvaluator:
         self.mu = be.to_device(cpu.mu)
         self.sd = be.to_device(cpu.sd)
         self.rt_pad = be.to_device(cpu.rt_pad)
+        self.excl = be.to_device(cpu.excl)
         self.G_pad = be.to_device(np.ascontiguousarray(cpu.G_pad[..., :M]))
         self.folded = cpu.folded
         colm, colk = descriptor_columns(M, d.axis_neuron, cpu.d_width, cpu.folded)
@@ -301,7 +304,8 @@ class CUDAEvaluator:
 
     def shares_environment(self, other: "CUDAEvaluator") -> bool:
         """True when `other` computes the same environment matrix as this evaluator
-        (Evaluator.shares_environment: equal rcut, rcut_smth, sel, davg and dstd) on the same
+        (Evaluator.shares_environment: equal rcut, rcut_smth, sel, davg, dstd and excluded type
+        pairs) on the same
         chunks of centre atoms (equal chunk size), so that `compute_device_shared` hands it the
         environment rows of each chunk and its results keep their bits."""
         return self.chunk == other.chunk and self.cpu.shares_environment(other.cpu)
@@ -333,7 +337,7 @@ class CUDAEvaluator:
         dvec = xp.empty((P, 3))
         nbr = xp.empty(P, np.int32)
         K.envmat.env_pairs[K.launch.strided(P)](pos, nl, rows, atoms, atypes, self.sec, self.mu, self.sd,
-                                                d.rcut, d.rcut_smth, self.rt_pad, rt, dvec, nbr)
+                                                self.excl, d.rcut, d.rcut_smth, self.rt_pad, rt, dvec, nbr)
         tb = np.searchsorted(atypes_host, np.arange(d.ntypes + 1))
         return DeviceChunkEnv(atoms_host, atoms, atypes, rt, dvec, nbr, tb)
 

@@ -185,7 +185,8 @@ class DPModel:
 
     def shares_environment(self, other: "DPModel") -> bool:
         """True when both models run on the same device and compute the same environment matrix
-        (equal rcut, rcut_smth, sel, davg and dstd: numdp.model.evaluator.Evaluator.shares_environment;
+        (equal rcut, rcut_smth, sel, davg, dstd and excluded type pairs:
+        numdp.model.evaluator.Evaluator.shares_environment;
         on a GPU also the same chunk size, CUDAEvaluator.shares_environment), so that
         `compute_ensemble` / `compute_device_ensemble` can share it."""
         return self.device == other.device and self._ev.shares_environment(other._ev)

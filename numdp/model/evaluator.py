@@ -87,6 +87,7 @@ class Evaluator:
         self.mu = np.ascontiguousarray(np.stack([d.davg[:, sec[t], :] for t in range(nt)], axis=1))
         self.sd = np.ascontiguousarray(np.stack([d.dstd[:, sec[t], :] for t in range(nt)], axis=1))
         self.rt_pad = -self.mu / self.sd
+        self.excl = d.excluded   # (ntypes, ntypes) bool: excluded (centre, neighbour) type pairs
         self.embed = [InferenceNet(net, self.precision) for net in d.embeddings]
         # the fitting nets read D in the folded layout (symmetric block stored once) when none
         # of their first layers has a residual
@@ -125,12 +126,13 @@ class Evaluator:
 
     def shares_environment(self, other: "Evaluator") -> bool:
         """True when `other` computes the same environment matrix as this evaluator on any
-        configuration: equal rcut, rcut_smth, sel (slot blocks) and normalisation (davg, dstd)
-        (a DP-GEN ensemble trained on one data set), so one env_pairs serves both."""
+        configuration: equal rcut, rcut_smth, sel (slot blocks), normalisation (davg, dstd) and
+        excluded type pairs (a DP-GEN ensemble trained on one data set), so one env_pairs serves
+        both."""
         a, b = self.params.descriptor, other.params.descriptor
         return (float(a.rcut) == float(b.rcut) and float(a.rcut_smth) == float(b.rcut_smth)
                 and np.array_equal(self.sec, other.sec) and np.array_equal(self.mu, other.mu)
-                and np.array_equal(self.sd, other.sd))
+                and np.array_equal(self.sd, other.sd) and np.array_equal(self.excl, other.excl))
 
     # -- orchestration -------------------------------------------------------------------
     def compute(self, ext_pos, nlist, types, want_force=True, want_atom_virial=False,
@@ -169,8 +171,8 @@ class Evaluator:
             nl = nlist.rows(atoms, ws.get("nlist", (na, d.nnei), np.int32), ws.get("ncount", (na, nt), np.int32))
             rows = ws.get("rows", na, np.int64)
             rows[:] = np.arange(na)
-        npairs = env_pairs_rows(ext_pos, nl, rows, atoms, atypes, self.sec, self.mu, self.sd,
-                           d.rcut, d.rcut_smth, rt, dvec, nbr, poff, npad)
+        npairs = env_pairs_rows(ext_pos, nl, rows, atoms, atypes, self.sec, self.mu, self.sd, self.excl,
+                                d.rcut, d.rcut_smth, rt, dvec, nbr, poff, npad)
         tb = np.searchsorted(atypes, np.arange(nt + 1))  # type boundaries (atoms sorted by type)
         return ChunkEnv(atoms, atypes, rt, dvec, nbr, poff, npad, int(npairs), tb)
 
@@ -261,7 +263,8 @@ def compute_shared(evaluators, ext_pos, nlist, types, want_force=True, want_atom
     ev0 = evaluators[0]
     for ev in evaluators[1:]:
         if not ev0.shares_environment(ev):
-            raise ValueError("compute_shared: the models differ in rcut, rcut_smth, sel, davg or dstd")
+            raise ValueError("compute_shared: the models differ in rcut, rcut_smth, sel, davg, dstd or "
+                             "excluded type pairs")
     set_blas_threads(1)
     nloc = types.shape[0]
     nall = ext_pos.shape[0]

@@ -15,6 +15,30 @@ from ..neighbor.nlist import slot_offsets
 RESIDUAL_NONE, RESIDUAL_SAME, RESIDUAL_DOUBLE = 0, 1, 2
 
 
+def exclusion_mask(pairs, ntypes: int) -> np.ndarray:
+    """(ntypes, ntypes) bool, symmetric: True where DeePMD-kit's descriptor `exclude_types`
+    `pairs` ([[ti, tj], ...], type indices) exclude the (centre type, neighbour type) pair, in
+    either order.  ValueError, one line naming the bad entry, unless every entry is a pair of
+    integers in 0..ntypes-1."""
+    mask = np.zeros((ntypes, ntypes), dtype=bool)
+    for pair in pairs:
+        if (not isinstance(pair, (list, tuple)) or len(pair) != 2
+                or any(isinstance(t, bool) or not isinstance(t, (int, np.integer)) for t in pair)):
+            raise ValueError(f"expected pairs of type indices [ti, tj], got {pair!r}")
+        if not all(0 <= t < ntypes for t in pair):
+            raise ValueError(f"type index out of range 0..{ntypes - 1} in {list(pair)!r}")
+        ti, tj = int(pair[0]), int(pair[1])
+        mask[ti, tj] = mask[tj, ti] = True
+    return mask
+
+
+def excluded_pairs(mask: np.ndarray) -> list[list[int]]:
+    """The pairs [ti, tj] (ti <= tj, in order) excluded by a symmetric `exclusion_mask`: one
+    canonical list for every spelling of the same exclusions."""
+    n = mask.shape[0]
+    return [[ti, tj] for ti in range(n) for tj in range(ti, n) if mask[ti, tj]]
+
+
 @dataclass
 class Layer:
     """One dense layer y' = rho(y) + idt * act(y @ w + b).
@@ -67,6 +91,10 @@ class Descriptor:
     davg, dstd: (ntypes, nnei, 4) normalisation of the environment matrix by centre type.
     embeddings: flat list; index = neighbour type (type_one_side) or centre + ntypes*neighbour.
     tables: tabulated embedding nets (same indexing) of a compressed model, else None.
+    exclude_types: DeePMD-kit's descriptor `exclude_types`, type pairs [ti, tj] as given
+        (symmetric; `excluded` is the mask): a neighbour of type tj within rcut of a centre of
+        type ti, or the reverse, keeps its slot but its normalised row is zero (no energy, no
+        force); the block's padding slots still add the padding row.
     """
 
     rcut: float
@@ -80,10 +108,16 @@ class Descriptor:
     dstd: np.ndarray
     embeddings: list[Net]
     tables: list | None = None  # list[numdp.model.tables.Table], one per embedding net, if compressed
+    exclude_types: list[list[int]] = field(default_factory=list)
 
     @property
     def ntypes(self) -> int:
         return len(self.sel)
+
+    @property
+    def excluded(self) -> np.ndarray:
+        """(ntypes, ntypes) bool: True where (centre type, neighbour type) is excluded."""
+        return exclusion_mask(self.exclude_types, self.ntypes)
 
     @property
     def nnei(self) -> int:
@@ -145,6 +179,10 @@ class ModelParams:
         if d.ntypes != nt:
             raise InputError(f"{source}: sel has {d.ntypes} entries but type_map has {nt}")
         nnet = nt if d.type_one_side else nt * nt
+        try:
+            exclusion_mask(d.exclude_types, nt)
+        except ValueError as exc:
+            raise InputError(f"{source}: exclude_types: {exc}") from None
         if len(d.embeddings) != nnet:
             raise InputError(f"{source}: expected {nnet} embedding nets, found {len(d.embeddings)}")
         for k, net in enumerate(d.embeddings):

@@ -14,7 +14,8 @@ Schema (defaults in brackets; see also docs/training.md)::
     [model]               type_map (list of element names, required)
     [model.descriptor]    type ["se_e2_a"], rcut [6.0], rcut_smth [0.5], sel ["auto"],
                           neuron [[10, 20, 40]], axis_neuron [4], type_one_side [false],
-                          resnet_dt [false], seed [none], activation_function ["tanh"]
+                          resnet_dt [false], seed [none], activation_function ["tanh"],
+                          exclude_types [[]] (type index pairs [[ti, tj], ...])
     [model.fitting]       type ["ener"], neuron [[120, 120, 120]], resnet_dt [true], seed [none],
                           activation_function ["tanh"] (also accepted as [model.fitting_net])
     [learning_rate]       type ["exp"], start_lr [1e-3], stop_lr [5e-8], decay_steps [5000]
@@ -45,6 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..model.params import exclusion_mask
 from ..validate import (REQUIRED, TRAIN_WORDING, Table, distinct_files, load_toml, parse_toml_text, resolve_path,
                         show_value)
 from .schedule import CosineDecay, ExpDecay, LRType, Schedule, WSDDecay, WSDRule
@@ -68,6 +70,8 @@ class DescriptorConfig:
     seed: int | None = None
     set_davg_zero: bool = False
     """Keep davg at zero (DeePMD-kit's set_davg_zero); dstd is computed as usual."""
+    exclude_types: list[list[int]] = field(default_factory=list)
+    """Excluded (centre, neighbour) type index pairs, either order (Descriptor.exclude_types)."""
 
 
 @dataclass
@@ -379,6 +383,19 @@ def _sel(sec: Table, ntypes: int):
     return sel, 1.1
 
 
+def _exclude_types(sec: Table, ntypes: int) -> list[list[int]]:
+    """[model.descriptor] exclude_types: pairs of type indices (numdp.model.params.exclusion_mask)."""
+    v = sec.raw("exclude_types", [])
+    if not isinstance(v, list):
+        raise sec.error("exclude_types", f"expected a list of type index pairs [[ti, tj], ...], "
+                                         f"got {sec.wording.show(v)}")
+    try:
+        exclusion_mask(v, ntypes)
+    except ValueError as exc:
+        raise sec.error("exclude_types", str(exc)) from None
+    return [[int(ti), int(tj)] for ti, tj in v]
+
+
 def _systems(sec: Table, key: str, base: Path, required: bool, input_dir: Path | None = None) -> list[Path]:
     """The systems of `key`, paths relative to `base`.  `input_dir`: the input file's directory
     when `base` is another (input.json: the working directory); a path missing from `base` but
@@ -579,6 +596,7 @@ def _model(root: Table) -> ModelConfig:
     dc.resnet_dt = ds.boolean("resnet_dt", False)
     dc.seed = ds.integer("seed", None, minimum=0)
     dc.set_davg_zero = ds.boolean("set_davg_zero", False)
+    dc.exclude_types = _exclude_types(ds, nt)
     act = ds.choice("activation_function", ("tanh",), "tanh")
     del act
     ds.done()

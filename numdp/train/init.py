@@ -57,7 +57,8 @@ def initial_model(cfg: TrainConfig | ModelConfig, sel: list[int], davg: np.ndarr
         type_map=list(cfg.type_map),
         descriptor=Descriptor(rcut=dc.rcut, rcut_smth=dc.rcut_smth, sel=list(sel), neuron=list(dc.neuron),
                               axis_neuron=dc.axis_neuron, type_one_side=dc.type_one_side,
-                              resnet_dt=dc.resnet_dt, davg=davg, dstd=dstd, embeddings=embeds),
+                              resnet_dt=dc.resnet_dt, davg=davg, dstd=dstd, embeddings=embeds,
+                              exclude_types=[list(pair) for pair in dc.exclude_types]),
         fitting=Fitting(neuron=list(fc.neuron), resnet_dt=fc.resnet_dt, nets=fnets,
                         bias_atom_e=np.zeros(nt)),
         out_bias=np.asarray(out_bias, dtype=np.float64), out_std=np.ones(nt))

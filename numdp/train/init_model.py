@@ -11,7 +11,7 @@ import copy
 from pathlib import Path
 
 from ..errors import InputError
-from ..model.params import ModelParams
+from ..model.params import ModelParams, excluded_pairs, exclusion_mask
 from .config import TrainConfig
 
 
@@ -34,6 +34,8 @@ def load_init_model(path, cfg: TrainConfig) -> ModelParams:
         ("model.descriptor", "axis_neuron", d.axis_neuron, dc.axis_neuron),
         ("model.descriptor", "type_one_side", d.type_one_side, dc.type_one_side),
         ("model.descriptor", "resnet_dt", d.resnet_dt, dc.resnet_dt),
+        ("model.descriptor", "exclude_types", excluded_pairs(d.excluded),
+         excluded_pairs(exclusion_mask(dc.exclude_types, d.ntypes))),
         ("model.fitting", "neuron", list(params.fitting.neuron), fc.neuron),
         ("model.fitting", "resnet_dt", params.fitting.resnet_dt, fc.resnet_dt),
     ]

@@ -26,6 +26,7 @@ from ..blas import get_blas_threads, set_blas_threads
 from ..errors import InputError
 from ..io.backup import Backups, prepare_outputs
 from ..io.model_file import write_model
+from ..model.params import exclusion_mask
 from ..progress import CompileNotice, Progress
 from ..signals import StopRequest
 from .checkpoint import Checkpoint, read_checkpoint, write_checkpoint
@@ -232,7 +233,8 @@ class Trainer:
         rng = np.random.default_rng([seed, 3])
         frames = stat_frames(self.train_sys, cfg.training.data_stat_nbatch, rng)
         self._stat_frames = frames
-        davg, dstd = env_stats(self.train_cache, frames, nt, sel, dc.rcut, dc.rcut_smth)
+        davg, dstd = env_stats(self.train_cache, frames, nt, sel, dc.rcut, dc.rcut_smth,
+                               exclusion_mask(dc.exclude_types, nt))
         if dc.set_davg_zero:
             davg[:] = 0.0
         bias = energy_bias(self.train_sys, frames, nt)

@@ -164,6 +164,7 @@ class ModelPasses:
         self.mu = np.ascontiguousarray(np.stack([d.davg[:, self.sec[t], :] for t in range(nt)], axis=1))
         self.sd = np.ascontiguousarray(np.stack([d.dstd[:, self.sec[t], :] for t in range(nt)], axis=1))
         self.rt_pad = np.ascontiguousarray(-self.mu / self.sd)
+        self.excl = d.excluded   # (nt, nt) bool: excluded (centre, neighbour) type pairs
         self.inv_nnei = 1.0 / d.nnei
         self.atom_bias = params.fitting.bias_atom_e + params.out_bias
         self.nw = max(1, int(nthreads))
@@ -561,7 +562,7 @@ class ModelPasses:
         nbr = ws.get("nbr", (cap,), np.int64)
         c.poff = ws.get("poff", (nt, na + 1), np.int64)
         c.npad = ws.get("npad", (na, nt), np.int64)
-        npairs = env_pairs(frame.ext_pos, frame.nlist, atoms, c.atypes, self.sec, self.mu, self.sd,
+        npairs = env_pairs(frame.ext_pos, frame.nlist, atoms, c.atypes, self.sec, self.mu, self.sd, self.excl,
                            d.rcut, d.rcut_smth, rt, dvec, nbr, c.poff, c.npad)
         c.npairs = npairs
         c.rt, c.dvec, c.nbr = rt[:npairs], dvec[:npairs], nbr[:npairs]

@@ -5,7 +5,9 @@
 - the smallest pair distance (min_nbor_dist) and the range of s = w(r)/r per centre type come from
   `numdp.neighbor.distances.DistanceStats` (model compression needs both).
 - `env_stats`: davg/dstd from the raw environment matrices of sampled frames, padding slots
-  counted as zero rows, σ protected from below by 1e-2.
+  and the neighbours of excluded type pairs counted as zero rows (DeePMD-kit's EnvMatStatSe
+  multiplies their rows by its exclusion mask and keeps counting them), σ protected from below
+  by 1e-2.
 - `energy_bias`: per-type energies b minimising Σ_f (Σ_t n_ft b_t - E_f)² over sampled frames,
   minimum-norm solution of numpy.linalg.lstsq.
 """
@@ -57,10 +59,14 @@ def stat_frames(systems: list[DataSystem], nbatch: int, rng: np.random.Generator
 
 
 def env_stats(cache: FrameCache, frames: list[np.ndarray], ntypes: int, sel: list[int],
-              rcut: float, rcut_smth: float) -> tuple[np.ndarray, np.ndarray]:
-    """davg, dstd (ntypes, nnei, 4) from the raw environment rows of the sampled frames."""
+              rcut: float, rcut_smth: float, excluded: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """davg, dstd (ntypes, nnei, 4) from the raw environment rows of the sampled frames (rcut,
+    rcut_smth Å); excluded: (ntypes, ntypes) bool excluded type pairs (Descriptor.excluded;
+    None: none), whose neighbours count as zero rows, like padding."""
     nnei = int(sum(sel))
     sec = slot_offsets(sel)
+    excl = np.zeros((ntypes, ntypes), dtype=bool) if excluded is None else np.asarray(excluded, dtype=bool)
     mu0 = np.zeros((ntypes, ntypes, 4))
     sd1 = np.ones((ntypes, ntypes, 4))
     sums = np.zeros((ntypes, 4))
@@ -77,7 +83,7 @@ def env_stats(cache: FrameCache, frames: list[np.ndarray], ntypes: int, sel: lis
             nbr = np.empty(cap, np.int64)
             poff = np.empty((ntypes, na + 1), np.int64)
             npad = np.empty((na, ntypes), np.int64)
-            env_pairs(fr.ext_pos, fr.nlist, atoms, atypes, sec, mu0, sd1, rcut, rcut_smth,
+            env_pairs(fr.ext_pos, fr.nlist, atoms, atypes, sec, mu0, sd1, excl, rcut, rcut_smth,
                       rt, dvec, nbr, poff, npad)
             env_stat_sums(atypes, rt, poff, sums)
             natoms += np.bincount(atypes, minlength=ntypes)

@@ -19,15 +19,15 @@ row_tangent = CPU.row_tangent
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
-def env_pairs(pos, nlist, atoms, atypes, sec, mu, sd, rcut, rcut_smth, rt, dvec, nbr, poff, npad):
+def env_pairs(pos, nlist, atoms, atypes, sec, mu, sd, excl, rcut, rcut_smth, rt, dvec, nbr, poff, npad):
     """`env_pairs_rows` with the rows of a whole list: nlist (nloc, nnei), row atoms[a] for chunk
     atom a."""
-    return env_pairs_rows(pos, nlist, atoms, atoms, atypes, sec, mu, sd, rcut, rcut_smth, rt, dvec, nbr,
-                          poff, npad)
+    return env_pairs_rows(pos, nlist, atoms, atoms, atypes, sec, mu, sd, excl, rcut, rcut_smth, rt, dvec,
+                          nbr, poff, npad)
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
-def env_pairs_rows(pos, nlist, rows, atoms, atypes, sec, mu, sd, rcut, rcut_smth,
+def env_pairs_rows(pos, nlist, rows, atoms, atypes, sec, mu, sd, excl, rcut, rcut_smth,
                    rt, dvec, nbr, poff, npad):
     """Collect the occupied slots of chunk atoms and their normalised rows.
 
@@ -36,11 +36,15 @@ def env_pairs_rows(pos, nlist, rows, atoms, atypes, sec, mu, sd, rcut, rcut_smth
     local atoms, 0..na-1 for the chunk's own rows); atoms: (na,) local indices of the chunk;
     atypes: (na,) their types;
     sec: (ntypes+1,) slot block starts; mu, sd: (ntypes, ntypes, 4) normalisation per
-    (centre type, neighbour block).  Outputs: rt (>=npairs, 4) normalised rows, dvec
+    (centre type, neighbour block); excl: (ntypes, ntypes) bool, the excluded (centre type,
+    neighbour type) pairs (Descriptor.excluded).  Outputs: rt (>=npairs, 4) normalised rows, dvec
     (>=npairs, 3) pair vectors d = r_j - r_i, nbr (>=npairs,) extended neighbour index,
     poff (ntypes, na+1) pair offsets, npad (na, ntypes) padding-slot counts.
     Neighbours at r >= rcut have an all-zero raw row, identical to padding, and are counted
-    as padding.  Returns the number of pairs.
+    as padding.  A neighbour within rcut of an excluded pair is neither a pair nor padding (its
+    row is zero, DeePMD-kit's exclusion mask): it is told apart by write_pair_row itself, whose
+    row (at slot p, overwritten by the next pair) is dropped, so that "within rcut" is the very
+    test that makes a pair.  Returns the number of pairs.
     """
     ntypes = sec.shape[0] - 1
     na = atoms.shape[0]
@@ -51,6 +55,7 @@ def env_pairs_rows(pos, nlist, rows, atoms, atypes, sec, mu, sd, rcut, rcut_smth
             i = atoms[a]
             ti = atypes[a]
             n_real = 0
+            excluded = excl[ti, t]
             row = rows[a]
             for s in range(sec[t], sec[t + 1]):
                 j = nlist[row, s]
@@ -58,8 +63,9 @@ def env_pairs_rows(pos, nlist, rows, atoms, atypes, sec, mu, sd, rcut, rcut_smth
                     break
                 if not write_pair_row(pos, i, j, ti, t, mu, sd, rcut_smth, rcut, p, rt, dvec, nbr):
                     continue
-                p += 1
-                n_real += 1
+                n_real += 1   # a slot taken: a pair, or an excluded neighbour (row dropped)
+                if not excluded:
+                    p += 1
             npad[a, t] = sec[t + 1] - sec[t] - n_real
         poff[t, na] = p
     return p

@@ -1,13 +1,15 @@
 """Descriptor contractions and their adjoints (reference §4, §6.1), twins of kernels/cpu/descriptor.py.
 
 T_a = (1/nnei) Σ_slots rt ⊗ G (padding slots through G_pad, one row per (centre type, block),
-added as npad times one term as on the CPU);
+added as npad times one term as on the CPU; slots of excluded type pairs, nbr = SLOT_EXCLUDED,
+add nothing);
 D_a[col] = Σ_c T_a[c, m_col] T_a[c, k_col] for the column map of the layout in use (full or
 folded, see numdp.kernels.cpu.descriptor.folded_rows); the adjoint of T follows a per-column
 adjacency list (x, col, other) sorted by x, so each Tbar element is one thread's ordered sum.
 """
 from numba import cuda, float64
 
+from .envmat import SLOT_PAD
 from .launch import split
 
 
@@ -58,9 +60,9 @@ def store_T(T, a, m, s0, s1, s2, s3, inv_nnei):
 @cuda.jit
 def contract_T(atypes, rt, G, nbr, sec, G_pad, inv_nnei, T):
     """T (na, 4, M) float64 = inv_nnei Σ_p rt[p] ⊗ G[p] over the block-major slots of each atom:
-    per type block the occupied slots (nbr >= 0) in slot order, then the padding slots as one term
-    npad rt_pad ⊗ G_pad[ti, t] (`add_padding`; the CPU's order).  Padding rows of G are never
-    read.  One thread per (atom, m)."""
+    per type block the occupied slots (nbr >= 0) in slot order, then the padding slots (nbr =
+    SLOT_PAD) as one term npad rt_pad ⊗ G_pad[ti, t] (`add_padding`; the CPU's order); excluded
+    slots are skipped.  Padding rows of G are never read.  One thread per (atom, m)."""
     na = T.shape[0]
     ncol = T.shape[2]
     for idx in range(cuda.grid(1), na * ncol, cuda.gridsize(1)):
@@ -74,7 +76,7 @@ def contract_T(atypes, rt, G, nbr, sec, G_pad, inv_nnei, T):
             for p in range(p0, p1):
                 if nbr[p] >= 0:
                     s0, s1, s2, s3 = add_slot(s0, s1, s2, s3, rt, p, G[p, m] * 1.0)
-                else:
+                elif nbr[p] == SLOT_PAD:
                     npad += 1
                     ppad = p
             s0, s1, s2, s3 = add_padding(s0, s1, s2, s3, rt, ppad, npad, G_pad[ti, t, m])
@@ -154,7 +156,7 @@ def contract_T_team(atypes, rt, G, nbr, sec, G_pad, inv_nnei, T):
                     if nbr[p] >= 0:
                         acc = add_slot4(acc, rt, p, _g(G, p, m0), _g(G, p, m0 + team), _g(G, p, m0 + 2 * team),
                                         _g(G, p, m0 + 3 * team))
-                    else:
+                    elif nbr[p] == SLOT_PAD:
                         npad += 1
                         ppad = p
                 acc = add_padding4(acc, rt, ppad, npad, G_pad, ti, t, m0, team)

@@ -2,13 +2,19 @@
 
 Device layout of the slots (the CPU compacts occupied slots; the GPU keeps every slot so that a
 thread finds its pair by arithmetic): block-major, slot p of centre a in neighbour-type block t is
-p = na * sec[t] + a * sel[t] + (s - sec[t]).  Padding slots and neighbours at r >= rcut get the
-padding row rt_pad[ti, t] and nbr = -1, so that they add exactly the padding term to T and
-nothing to forces.
+p = na * sec[t] + a * sel[t] + (s - sec[t]).  Each slot is in one of three states, told by nbr:
+an occupied slot holds its extended neighbour (nbr >= 0); padding slots and neighbours at r >=
+rcut get the padding row rt_pad[ti, t] and nbr = SLOT_PAD, so that they add exactly the padding
+term to T and nothing to forces; a neighbour within rcut of an excluded (centre type, neighbour
+type) pair (descriptor exclude_types) gets a zero row and nbr = SLOT_EXCLUDED: it adds nothing to
+T (the contractions skip it, neither a pair nor padding) and nothing to forces.
 """
 from numba import cuda, float64
 
 from .launch import MATH, SUB, TEAM
+
+SLOT_PAD = -1        # nbr of a padding slot (or a neighbour at r >= rcut)
+SLOT_EXCLUDED = -2   # nbr of a neighbour within rcut of an excluded type pair
 
 write_pair_row = MATH.write_pair_row
 
@@ -27,14 +33,17 @@ def slot_of(p, na, sec):
 
 
 @cuda.jit
-def env_pairs(pos, nlist, rows, atoms, atypes, sec, mu, sd, rcut, rcut_smth, rt_pad, rt, dvec, nbr):
-    """rt (P, 4) normalised rows, dvec (P, 3) d = r_j - r_i (Å), nbr (P,) int32 extended index or
-    -1, for the P = na * nnei slots of chunk atoms `atoms` (na,) of types `atypes`, whose
-    neighbours are row rows[a] of nlist (the twin of the CPU `env_pairs_rows`: rows = atoms for a
-    whole list, 0..na-1 for the chunk's own rows, numdp.neighbor.device.DeviceRows).
+def env_pairs(pos, nlist, rows, atoms, atypes, sec, mu, sd, excl, rcut, rcut_smth, rt_pad, rt, dvec, nbr):
+    """rt (P, 4) normalised rows, dvec (P, 3) d = r_j - r_i (Å), nbr (P,) int32 extended index,
+    SLOT_PAD or SLOT_EXCLUDED, for the P = na * nnei slots of chunk atoms `atoms` (na,) of types
+    `atypes`, whose neighbours are row rows[a] of nlist (the twin of the CPU `env_pairs_rows`:
+    rows = atoms for a whole list, 0..na-1 for the chunk's own rows,
+    numdp.neighbor.device.DeviceRows).
 
     pos: (nall, 3) Å; nlist: (nloc or na, nnei) int32; sec: (ntypes+1,) int64 block starts;
-    mu, sd, rt_pad: (ntypes, ntypes, 4) per (centre type, block).  One thread per slot.
+    mu, sd, rt_pad: (ntypes, ntypes, 4) per (centre type, block); excl: (ntypes, ntypes) bool
+    excluded (centre type, neighbour type) pairs.  A neighbour is within rcut when
+    write_pair_row writes it (the CPU's test).  One thread per slot.
     """
     na = atoms.shape[0]
     for p in range(cuda.grid(1), na * nlist.shape[1], cuda.gridsize(1)):
@@ -43,13 +52,20 @@ def env_pairs(pos, nlist, rows, atoms, atypes, sec, mu, sd, rcut, rcut_smth, rt_
         ti = atypes[a]
         j = nlist[rows[a], s]
         if j >= 0 and write_pair_row(pos, i, j, ti, t, mu, sd, rcut_smth, rcut, p, rt, dvec, nbr):
+            if excl[ti, t]:
+                for c in range(4):
+                    rt[p, c] = 0.0
+                dvec[p, 0] = 0.0
+                dvec[p, 1] = 0.0
+                dvec[p, 2] = 0.0
+                nbr[p] = SLOT_EXCLUDED
             continue
         for c in range(4):
             rt[p, c] = rt_pad[ti, t, c]
         dvec[p, 0] = 0.0
         dvec[p, 1] = 0.0
         dvec[p, 2] = 0.0
-        nbr[p] = -1
+        nbr[p] = SLOT_PAD
 
 
 row_grad_to_dvec = MATH.row_grad_to_dvec

@@ -10,7 +10,8 @@ import numpy as np
 from numba import cuda, float32, float64
 
 from .descriptor import add_padding, add_padding4, add_slot, add_slot4, block_slots, store_T, store_T4
-from .envmat import add_channel, row4, scatter_value, slot_of, team_finish, team_put, team_slot, zero_pair
+from .envmat import (SLOT_PAD, add_channel, row4, scatter_value, slot_of, team_finish, team_put, team_slot,
+                     zero_pair)
 from .launch import MATH, SUB, TEAM, made_by, split
 
 locate_piece = MATH.locate_piece
@@ -86,7 +87,7 @@ def _build(cast):
                         s0, s1, s2, s3 = add_slot(s0, s1, s2, s3, rt, p, table_g(coef, row, m, tau, order, ex))
                         if m == 0 and ex > 0.0:
                             cuda.atomic.add(beyond, 0, 1)
-                    else:
+                    elif nbr[p] == SLOT_PAD:
                         npad += 1
                         ppad = p
                 s0, s1, s2, s3 = add_padding(s0, s1, s2, s3, rt, ppad, npad, G_pad[ti, t, m])
@@ -155,7 +156,7 @@ def _build(cast):
                                             table_g4(coef, row, m0 + 3 * team, tau, order, ex))
                             if counts and ex > 0.0:
                                 cuda.atomic.add(beyond, 0, 1)
-                        else:
+                        elif nbr[p] == SLOT_PAD:
                             npad += 1
                             ppad = p
                     acc = add_padding4(acc, rt, ppad, npad, G_pad, ti, t, m0, team)
