@@ -262,7 +262,7 @@ def test_shared_environment_equals_separate_evaluations(precision, nthreads):
     models = _shared_ensemble(precision, nthreads)
     assert models[0].shares_environment(models[1]) and models[0].shares_environment(models[2])
     assert not models[0].shares_environment(models[3])
-    with pytest.raises(ValueError, match="davg or dstd"):
+    with pytest.raises(ValueError, match="davg, dstd or excluded type pairs"):
         compute_ensemble(models, np.zeros((1, 3)), np.zeros((1, 48), np.int32), np.zeros(1, np.int32))
     pos, types, box = random_config(100, 2, box_len=10.0, tilt=0.2, seed=5)
     types = types.astype(np.int32)
