@@ -274,6 +274,18 @@ progress = "none"
     run(md)
     with h5py.File(tmp_path / "md.h5md", "r") as h5:
         assert np.abs(h5["particles/trajectory/velocity/value"][0]).max() > 0
+    # replicated: 2 x 1 x 1 copies of the relaxed cell
+    md.write_text(md.read_text().replace("velocities = { temperature = 30.0 }", "replicate = [2, 1, 1]"))
+    run(md)
+    with h5py.File(tmp_path / "md.h5md", "r") as h5:
+        assert h5["particles/trajectory/position/value"].shape[1] == 64
+    # an MD checkpoint as the [system] file of a minimization is its start structure (step 0)
+    again = tmp_path / "again.toml"
+    again.write_text(toml.read_text().replace('file = "start.data"\ntype_names = ["Ar"]', 'file = "md_ck.h5"')
+                     .replace('checkpoint = "ck.h5"', 'checkpoint = "ck2.h5"\nlog = "again.log"'))
+    run(again)
+    assert "restarted" not in (tmp_path / "again.log").read_text()
+    assert read_checkpoint(tmp_path / "ck2.h5").minimize["start_step"] == 0
     # --restart with the minimization's checkpoint is refused by an MD input (one line)
     with pytest.raises(InputError, match=r"ck.h5: an energy minimization's checkpoint, which only a \[minimize\]"):
         run(md, restart=tmp_path / "ck.h5")
