@@ -3,13 +3,15 @@
 Every key is checked; an unknown key or a bad value raises `InputError` with a one-line message
 naming the file, the table and the key, e.g. ``md.toml: [md] thermostat.tau: must be > 0``.
 Relative paths are taken relative to the input file.  The schema (keys, defaults, units) is
-documented in docs/md.md and mirrored by the dataclasses below.  The checks
+documented in docs/md.md and mirrored by the dataclasses below.  An input has either an [md]
+table (dynamics) or a [minimize] table (energy minimization, numdp.md.minimize), never both.  The checks
 themselves are `numdp.validate.Table`'s (shared with `numdp train`): to add a key, read it in its
 table's function below and add it to that function's `check_keys`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 
 from .io.h5md import DEFAULT_FORCE_UNIT, FIELDS, FORCE_UNITS
@@ -99,6 +101,51 @@ class MDSettings:
     seed: int = 1
 
 
+class NormStyle(str, Enum):
+    """How the force vector is measured for [minimize] ftol (LAMMPS `min_modify norm`)."""
+
+    TWO = "two"   # the 2-norm of the global 3N force vector (LAMMPS' default)
+    MAX = "max"   # the largest per-atom force length |F_i|
+    INF = "inf"   # the largest force component |F_i,k|
+
+
+MIN_STYLES = ("fire",)
+FIRE_INTEGRATORS = ("eulerimplicit",)
+
+
+@dataclass
+class MinimizeSettings:
+    """[minimize]: LAMMPS `min_style fire` + `min_modify ...` + `minimize etol ftol maxiter`, with
+    LAMMPS' defaults (FIRE 2.0, Guénolé et al., Comput. Mater. Sci. 175, 109584 (2020)).
+
+    steps: the step number at which the minimization ends (maxiter of a new run); ftol eV/Å and
+    norm: stop when the force norm < ftol (0: off); etol: stop when |E - E_prev| < etol (|E| +
+    |E_prev| + 1e-8 eV) / 2 (0: off); timestep ps: FIRE's initial step dt0; dmax Å: no atom moves
+    more than dmax along x, y or z per iteration (the velocity before the step, as LAMMPS); tmax /
+    tmin: dt stays within [tmin, tmax] dt0; delaystep, dtgrow, dtshrink, alpha0, alphashrink,
+    halfstepback, initialdelay, vdfmax: FIRE 2.0's N_delay, f_inc, f_dec, alpha_start, f_alpha,
+    the half step back, the initial delay, and the most consecutive iterations with P <= 0."""
+
+    steps: int
+    style: str = "fire"
+    ftol: float = 1e-3          # eV/Å
+    norm: NormStyle = NormStyle.TWO
+    etol: float = 0.0
+    timestep: float = 0.001     # ps
+    dmax: float = 0.1           # Å
+    integrator: str = "eulerimplicit"
+    tmax: float = 10.0
+    tmin: float = 0.02
+    delaystep: int = 20
+    dtgrow: float = 1.1
+    dtshrink: float = 0.5
+    alpha0: float = 0.25
+    alphashrink: float = 0.99
+    halfstepback: bool = True
+    initialdelay: bool = True
+    vdfmax: int = 2000
+
+
 @dataclass
 class NeighborSettings:
     skin: float = 2.0  # Å
@@ -134,12 +181,28 @@ class RunSettings:
     text: str
     model: ModelSettings
     system: SystemSettings
-    md: MDSettings
+    md: MDSettings | None   # [md], or None for a minimization
     neighbor: NeighborSettings
     output: OutputSettings
     safety: SafetySettings
     parallel: ParallelSettings = field(default_factory=ParallelSettings)
     model_devi: ModelDeviSettings | None = None
+    minimize: MinimizeSettings | None = None   # [minimize] (then md is None)
+
+    @property
+    def minimizing(self) -> bool:
+        """True for an energy minimization ([minimize]), False for MD ([md])."""
+        return self.minimize is not None
+
+    @property
+    def end_step(self) -> int:
+        """The step number at which the run ends: [md] steps or [minimize] steps."""
+        return self.minimize.steps if self.minimizing else self.md.steps
+
+    @property
+    def seed(self) -> int:
+        """The seed of the run's counter-based random numbers ([md] seed; 1 for a minimization)."""
+        return self.md.seed if self.md is not None else 1
 
 
 # -- tables ------------------------------------------------------------------------------------------
@@ -246,6 +309,44 @@ def _md(t: Table) -> MDSettings:
                       seed=t.integer("seed", 1, nonnegative=True))
 
 
+def _minimize(t: Table) -> MinimizeSettings:
+    t.check_keys(("style", "steps", "ftol", "norm", "etol", "timestep", "dmax", "integrator", "tmax", "tmin",
+                  "delaystep", "dtgrow", "dtshrink", "alpha0", "alphashrink", "halfstepback", "initialdelay",
+                  "vdfmax"))
+    style = t.string("style", "fire")
+    if style not in MIN_STYLES:
+        raise t.error("style", f"'{style}' is not available; numdp implements 'fire' (FIRE 2.0, as LAMMPS' "
+                               f"min_style fire)")
+    integrator = t.string("integrator", "eulerimplicit")
+    if integrator not in FIRE_INTEGRATORS:
+        raise t.error("integrator", f"'{integrator}' is not available; numdp's FIRE integrates with "
+                                    f"'eulerimplicit' (semi-implicit Euler, LAMMPS' default)")
+    norm = t.string("norm", NormStyle.TWO.value, choices=tuple(n.value for n in NormStyle))
+    m = MinimizeSettings(
+        steps=t.integer("steps", nonnegative=True), style=style,
+        ftol=t.number("ftol", 1e-3, nonnegative=True), norm=NormStyle(norm),
+        etol=t.number("etol", 0.0, nonnegative=True), timestep=t.number("timestep", 0.001, positive=True),
+        dmax=t.number("dmax", 0.1, positive=True), integrator=integrator,
+        tmax=t.number("tmax", 10.0, positive=True), tmin=t.number("tmin", 0.02, nonnegative=True),
+        delaystep=t.integer("delaystep", 20, nonnegative=True), dtgrow=t.number("dtgrow", 1.1),
+        dtshrink=t.number("dtshrink", 0.5, positive=True), alpha0=t.number("alpha0", 0.25, nonnegative=True),
+        alphashrink=t.number("alphashrink", 0.99, positive=True),
+        halfstepback=t.boolean("halfstepback", True), initialdelay=t.boolean("initialdelay", True),
+        vdfmax=t.integer("vdfmax", 2000, nonnegative=True))
+    # LAMMPS' own checks (MinFire::init), and alpha a mixing fraction
+    if m.tmax < m.tmin:
+        raise t.error("tmax", f"must be >= tmin = {m.tmin}, got {m.tmax}")
+    if m.dtgrow < 1.0:
+        raise t.error("dtgrow", f"must be >= 1, got {m.dtgrow}")
+    if m.dtshrink > 1.0:
+        raise t.error("dtshrink", f"must be <= 1, got {m.dtshrink}")
+    if m.alpha0 > 1.0:
+        raise t.error("alpha0", f"must be <= 1 (a mixing fraction), got {m.alpha0}")
+    if m.alphashrink > 1.0:
+        raise t.error("alphashrink", f"must be <= 1, got {m.alphashrink}")
+    return m
+
+
 def _neighbor(t: Table) -> NeighborSettings:
     t.check_keys(("skin",))
     return NeighborSettings(skin=t.number("skin", 2.0, positive=True))
@@ -302,8 +403,8 @@ def _parallel(t: Table) -> ParallelSettings:
     return ParallelSettings(grid=None if grid is None else tuple(grid))
 
 
-TABLES = ("model", "system", "md", "neighbor", "output", "safety", "parallel", "model_devi")
-REQUIRED_TABLES = ("model", "system", "md")
+TABLES = ("model", "system", "md", "minimize", "neighbor", "output", "safety", "parallel", "model_devi")
+REQUIRED_TABLES = ("model", "system")   # and one of [md] and [minimize]
 
 
 def load_run_settings(path) -> RunSettings:
@@ -315,16 +416,29 @@ def load_run_settings(path) -> RunSettings:
     text, data = load_toml(path)
     base = path.parent.resolve()
     root = Table.root(path.name, data, RUN_WORDING)
-    if "md" not in data and any(name in data for name in ("training", "learning_rate", "loss")):
+    if "md" not in data and "minimize" not in data and any(name in data for name in ("training", "learning_rate",
+                                                                                       "loss")):
         raise InputError(f"{path.name}: a training input ([training], [loss], ...): run it with numdp train")
     root.check_tables(TABLES)
     for name in REQUIRED_TABLES:  # a missing table is reported before any table is read
         root.raw(name)
+    if ("md" in data) == ("minimize" in data):
+        raise InputError(f"{path.name}: " + ("[md] and [minimize]: an input is either dynamics ([md]) or an "
+                                             "energy minimization ([minimize]), not both" if "md" in data else
+                                             "[md]: required table missing (or [minimize] for an energy "
+                                             "minimization)"))
+    minimizing = "minimize" in data
 
     def table(name):
         return root.section(name, {})
 
     model = _model(table("model"), base)
+    if minimizing and "model_devi" in data:
+        raise InputError(f"{path.name}: [model_devi]: model deviation is computed during MD ([md]); "
+                         f"remove it from a minimization ([minimize])")
+    if minimizing and model.deviation_files:
+        raise InputError(f"{path.name}: [model] file: a minimization ([minimize]) uses one model, "
+                         f"got {len(model.files)}")
     model_devi = _model_devi(root.section("model_devi"), base, model.precision) if "model_devi" in data else None
     if model_devi is not None and not model.deviation_files:
         raise InputError(f"{path.name}: [model_devi]: needs an ensemble of two or more models: "
@@ -333,10 +447,15 @@ def load_run_settings(path) -> RunSettings:
         raise InputError(f"{path.name}: [model] file: {len(model.files)} models are given but there is no "
                          f"[model_devi] table (add one, e.g. every = 100, or give one model)")
     settings = RunSettings(path=path, text=text, model=model,
-                           system=_system(table("system"), base), md=_md(table("md")),
+                           system=_system(table("system"), base),
+                           md=None if minimizing else _md(table("md")),
+                           minimize=_minimize(table("minimize")) if minimizing else None,
                            neighbor=_neighbor(table("neighbor")), output=_output(table("output"), base),
                            safety=_safety(table("safety")), parallel=_parallel(table("parallel")),
                            model_devi=model_devi)
+    if minimizing and settings.system.velocities is not None:
+        raise InputError(f"{path.name}: [system] velocities: not used by a minimization ([minimize]), which "
+                         f"starts at rest; remove it")
     out = settings.output
     # the start structure may be an output of the run (a checkpoint, the last trajectory frame):
     # it is read before the new run backs up the old file

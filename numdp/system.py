@@ -50,6 +50,9 @@ class State:
     barostat: named float64 arrays of the barostat.
     neighbor: the configuration of the last neighbour-list build ("positions" (N, 3), "box",
         "cutoff"): forces depend on it at the round-off level, so a bit-exact restart needs it.
+    minimize: named float64 arrays of an energy minimization's FIRE state (numdp.md.minimize:
+        its timestep, mixing factor, counters and start values), empty for MD: a checkpoint that
+        has them is a minimization's, which `numdp run --restart` continues.
     pbc: periodicity along each cell vector (mixed boundary conditions, e.g. a slab (True, True,
         False)), or None: periodic along all three with a box (`pbc_flags` gives the flags).
     natoms_global: atoms of the whole system.  In a run on several MPI ranks each rank's State
@@ -73,6 +76,7 @@ class State:
     thermostat: dict[str, np.ndarray] = field(default_factory=dict)
     barostat: dict[str, np.ndarray] = field(default_factory=dict)
     neighbor: dict[str, np.ndarray] = field(default_factory=dict)
+    minimize: dict[str, np.ndarray] = field(default_factory=dict)
     natoms_global: int = 0
     pbc: tuple[bool, bool, bool] | None = None
 
@@ -185,6 +189,7 @@ def without_atoms(state: State) -> State:
     set_atom_arrays(light, empty)
     light.thermostat = dict(state.thermostat)
     light.barostat = dict(state.barostat)
+    light.minimize = dict(state.minimize)
     light.natoms_global = state.natoms_global
     return light
 
@@ -210,6 +215,7 @@ def whole_state(source: AtomSource, block: int = 1 << 20) -> State:
     state.neighbor = dict(source.light.neighbor)
     state.thermostat = dict(source.light.thermostat)
     state.barostat = dict(source.light.barostat)
+    state.minimize = dict(source.light.minimize)
     n = int(source.natoms)
     whole = {name: np.empty((n, *a.shape[1:]), dtype=a.dtype) for name, a in atom_arrays(source.light).items()}
     start = 0
@@ -228,6 +234,8 @@ def whole_state(source: AtomSource, block: int = 1 << 20) -> State:
 # -- serialisation ------------------------------------------------------------------------------
 
 _ARRAYS = ("positions", "velocities", "types", "masses", "ids")
+GROUPS = ("thermostat", "barostat", "neighbor", "minimize")
+"""The State's groups of named arrays, stored as "group/name" by `to_arrays`."""
 
 
 def to_arrays(state: State) -> dict[str, np.ndarray]:
@@ -245,7 +253,7 @@ def to_arrays(state: State) -> dict[str, np.ndarray]:
         out["forces"] = np.asarray(state.forces)
     if state.virial is not None:
         out["virial"] = np.asarray(state.virial)
-    for group in ("thermostat", "barostat", "neighbor"):
+    for group in GROUPS:
         for key, value in getattr(state, group).items():
             out[f"{group}/{key}"] = np.asarray(value)
     if state.pbc is not None:
@@ -270,7 +278,7 @@ def from_arrays(arrays: dict[str, np.ndarray], what: str = "checkpoint") -> Stat
         return np.ascontiguousarray(arrays[name], dtype=ATOM_DTYPES[name])
 
     type_map = [t.decode() if isinstance(t, bytes) else str(t) for t in np.asarray(arrays["type_map"]).tolist()]
-    groups: dict[str, dict[str, np.ndarray]] = {"thermostat": {}, "barostat": {}, "neighbor": {}}
+    groups: dict[str, dict[str, np.ndarray]] = {group: {} for group in GROUPS}
     for key, value in arrays.items():
         head, _, tail = key.partition("/")
         if head in groups and tail:
@@ -292,5 +300,6 @@ def from_arrays(arrays: dict[str, np.ndarray], what: str = "checkpoint") -> Stat
         thermostat=groups["thermostat"],
         barostat=groups["barostat"],
         neighbor=groups["neighbor"],
+        minimize=groups["minimize"],
         pbc=tuple(bool(p) for p in np.asarray(arrays["pbc"]).tolist()) if "pbc" in arrays else None,
     )

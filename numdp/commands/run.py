@@ -1,5 +1,7 @@
 """`numdp run input.toml [--restart checkpoint.h5] [--device cpu|cuda] [--threads N]`: molecular dynamics with a Deep Potential model.
 
+With a [minimize] table instead of [md] the run is an energy minimization (FIRE, numdp.md.minimize).
+
 The input file is described in docs/md.md.  A restart continues the run recorded in
 the checkpoint up to [md] steps, appending to the trajectory and the log; a new run first backs up
 the outputs of an earlier one to `#name.N#` (numdp.io.backup).  SIGINT / SIGTERM: finish the step,
@@ -20,10 +22,11 @@ import traceback
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", help="TOML input file ([model], [system], [md], [neighbor], [output], [safety], "
-                                      "[parallel])")
+    parser.add_argument("input", help="TOML input file ([model], [system], [md] or [minimize], [neighbor], [output], "
+                                      "[safety], [parallel])")
     parser.add_argument("--restart", metavar="CHECKPOINT", default=None,
-                        help="continue from this numdp checkpoint (overrides [system]); runs up to [md] steps")
+                        help="continue from this numdp checkpoint (overrides [system]); runs up to [md] steps "
+                             "([minimize] steps for a minimization's checkpoint and input)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
                         help="run the MD step on this device (overrides [model] device; docs/gpu.md)")
     parser.add_argument("--threads", type=int, default=None, metavar="N",

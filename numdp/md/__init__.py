@@ -1,10 +1,12 @@
-"""Molecular dynamics: state updates (integrator half-steps, thermostats, barostat), forces with a
-Verlet skin, safety checks, reporters and the run loop.  Entry point: `numdp.md.setup.run_md`.
+"""Molecular dynamics and energy minimization: state updates (integrator half-steps, thermostats,
+barostat, FIRE iterations), forces with a Verlet skin, safety checks, reporters and the run loop.
+Entry point: `numdp.md.setup.run_md`.
 
 Layers (imports point upward only; the Numba kernels are in numdp.kernels.cpu.md and the
 Philox random numbers in numdp.kernels.cpu.rng; the device twins in numdp.kernels.cuda.md)::
 
     integrator.py   velocity Verlet composed of named half-steps
+    minimize.py     FIRE 2.0 energy minimization (LAMMPS min_style fire), run by the same loop
     thermostats.py  Nose-Hoover chain, Langevin, stochastic velocity rescaling (CSVR)
     barostat.py     stochastic cell rescaling (isotropic, anisotropic, triclinic)
     forces.py       neighbour list with skin, ghost exchange (numdp.parallel) + model evaluation

@@ -23,6 +23,9 @@ from ..kernels.cpu.rng import STREAM_THERMOSTAT_END, STREAM_THERMOSTAT_START
 class VelocityVerlet:
     """dt: timestep, ps; thermostat / barostat: objects of numdp.md.thermostats / .barostat or None."""
 
+    minimizing = False   # (numdp.md.minimize.FireMinimizer takes this place in a minimization)
+    finished = None      # dynamics runs to the loop's end step: no other stop
+
     def __init__(self, dt: float, thermostat=None, barostat=None):
         self.dt = float(dt)
         self.thermostat = thermostat
@@ -52,6 +55,13 @@ class VelocityVerlet:
         """Make the State's arrays current before it is read on the host (reports, checkpoints,
         stops).  Nothing to do here: this integrator works on the host arrays (the GPU twin,
         numdp.md.device.DeviceVelocityVerlet, copies its device arrays)."""
+
+    def at_end(self, state: State, end_step: int) -> None:
+        """The run reached its end step (the minimizer's hook; nothing to do for dynamics)."""
+
+    def final_lines(self, state: State) -> list[str]:
+        """Lines for the end of the log after the summary (the minimizer's statistics; none here)."""
+        return []
 
     # -- one step --------------------------------------------------------------------------------
     def step(self, state: State, forces: Callable[[State], None]) -> None:

@@ -2,9 +2,14 @@
 
     setup:  forces of the start state unless a checkpoint brought them; first reports
     loop:   integrator.step (thermostat, kick, drift, barostat, neighbour update, force, kick,
-            thermostat) -> safety check -> reporters that want this step -> progress
-    end:    the last step's thermo line (off the cadence too), final checkpoint and trajectory frame,
-            summary (ns/day, µs/atom/step, time split)
+            thermostat) -> safety check -> reporters that want this step -> progress, until the end
+            step or until the integrator is `finished` (a minimization's stopping criterion)
+    end:    integrator.at_end, the last step's thermo line (off the cadence too), final checkpoint
+            and trajectory frame, summary (ns/day, µs/atom/step, time split), the integrator's
+            final lines
+
+An energy minimization runs the same loop with numdp.md.minimize.FireMinimizer in the place of
+the integrator (one FIRE iteration per step); its summary counts iterations.
 
 Phases: neigh (rebuilds, ghost positions, list formatting), force (model), comm (migration, ghost
 exchange, force return, global reductions: numdp.parallel), integrate (everything else in a step),
@@ -62,6 +67,7 @@ class RunResult:
     ranks: int = 1
     cpu_seconds: float = 0.0  # CPU time of the loop per rank (mean over ranks), s
     beyond_table: int = 0     # pair evaluations outside a compressed model's tables (all ranks)
+    minimization: bool = False  # steps are FIRE iterations (numdp.md.minimize): no ns/day
     extra: dict = field(default_factory=dict)
 
     @property
@@ -82,16 +88,24 @@ class RunResult:
 
 def summary_lines(r: RunResult, nthreads: int | None = None) -> list[str]:
     t = r.timers
+    unit = "iteration" if r.minimization else "step"
+    if not r.timed:
+        performance = f"Performance: n/a (no {unit} was made)"
+    elif r.minimization:
+        performance = (f"Performance: {r.steps / t.total:.3f} iterations/s, "
+                       f"{r.us_per_atom_step:.2f} us/atom/iteration")
+    else:
+        performance = (f"Performance: {r.ns_per_day:.4f} ns/day, {r.steps / t.total:.3f} timesteps/s, "
+                       f"{r.us_per_atom_step:.2f} us/atom/step")
     lines = [
-        f"Loop time of {t.total:.3f} s for {r.steps} steps with {r.natoms} atoms"
+        f"Loop time of {t.total:.3f} s for {r.steps} {unit}s with {r.natoms} atoms"
         + (f" on {r.ranks} MPI ranks" if r.ranks > 1 else "")
         + (f" ({nthreads} threads{' per rank' if r.ranks > 1 else ''})" if nthreads else ""),
-        (f"Performance: {r.ns_per_day:.4f} ns/day, {r.steps / t.total:.3f} timesteps/s, "
-         f"{r.us_per_atom_step:.2f} us/atom/step" if r.timed else "Performance: n/a (no step was made)"),
+        performance,
         f"{100.0 * r.cpu_seconds / (t.total * (nthreads or 1)) if t.total else 0.0:.1f}% CPU use with "
         f"{r.ranks} MPI rank(s) x {nthreads or 1} thread(s)",
         f"Neighbour list: {r.rebuilds} builds"
-        + (f" (one per {r.steps / max(r.rebuilds - 1, 1):.1f} steps)" if r.steps else "")
+        + (f" (one per {r.steps / max(r.rebuilds - 1, 1):.1f} {unit}s)" if r.steps else "")
         + (f", {r.overflow_calls} force calls with neighbour overflow" if r.overflow_calls else ""),
         *([f"Compressed model: {r.beyond_table} pair evaluations beyond its tables (continued linearly; "
            f"atoms closer than any training pair allows)"] if r.beyond_table else []),
@@ -196,7 +210,8 @@ class Simulation:
         cpu_loop = time.process_time()
         signalled = False
         with StopRequest("run", announce=world.is_root) as stop:
-            while problem is None and state.step < end_step and not signalled:
+            while (problem is None and state.step < end_step and not signalled
+                   and self.integrator.finished is None):
                 t0 = time.perf_counter()
                 tn, tf, tc = self.provider.time_neigh, self.provider.time_force, world.comm_time
                 try:
@@ -233,6 +248,7 @@ class Simulation:
             stopped = self._stop(problem, timers)
         else:
             t0 = time.perf_counter()
+            self.integrator.at_end(state, end_step)   # a minimization: the relaxed structure at rest
             snap = self._snapshot()
             if state.step > start_step:  # the last step's thermo line, off the cadence too (LAMMPS)
                 for r in self.reporters:
@@ -253,12 +269,15 @@ class Simulation:
         result = RunResult(steps=state.step - start_step, natoms=state.natoms_global, timestep=self.integrator.dt,
                            timers=timers, rebuilds=self.provider.rebuilds,
                            overflow_calls=self.provider.overflow_calls, stopped=stopped, ranks=world.size,
-                           cpu_seconds=cpu, beyond_table=beyond)
+                           cpu_seconds=cpu, beyond_table=beyond, minimization=self.integrator.minimizing)
         result.extra["wall"] = time.perf_counter() - t_start
         for line in summary_lines(result, getattr(self.provider.model, "nthreads", None)):
             self.console.line(line)
         if stopped is not None:
             self.console.line(f"STOPPED: {stopped}")
+        else:
+            for line in self.integrator.final_lines(state):
+                self.console.line(line)
         return result
 
     def close(self) -> None:

@@ -24,6 +24,7 @@ from ..parallel.world import World
 from ..progress import Progress
 from ..system import State, kinetic_energy, pressure, temperature
 from ..units import EV_PER_A3_TO_BAR
+from .minimize import force_norms_global
 
 
 @dataclass
@@ -133,6 +134,18 @@ class ThermoReporter:
 
     def close(self) -> None:
         pass
+
+
+class MinimizeThermoReporter(ThermoReporter):
+    """Thermo lines of an energy minimization: step pe fnorm fmax (eV, eV/Å, eV/Å): the potential
+    energy, the 2-norm of the global force vector and its largest component (LAMMPS' thermo
+    keywords fnorm and fmax).  The norms are reductions over the ranks (collective)."""
+
+    HEADER = f"{'step':>10} {'pe':>16} {'fnorm':>14} {'fmax':>14}"
+
+    def report(self, s: Snapshot) -> None:
+        norms = force_norms_global(s.state.forces, s.world)
+        self.console.line(f"{s.step:>10d} {s.pe:>16.6f} {norms.two:>14.6g} {norms.component:>14.6g}")
 
 
 class TrajectoryReporter:

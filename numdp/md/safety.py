@@ -26,12 +26,15 @@ class SafetyStop(InputError):
 
 
 class SafetyMonitor:
-    """min_distance: Å (0 disables the close-contact test); skin: Å, the largest move per step."""
+    """min_distance: Å (0 disables the close-contact test); skin: Å, the largest move per step;
+    move_hint: what the too-large-move message advises (the key that bounds a step's move)."""
 
-    def __init__(self, min_distance: float, skin: float, world: World | None = None):
+    def __init__(self, min_distance: float, skin: float, world: World | None = None,
+                 move_hint: str = "reduce [md] timestep"):
         self.min_distance = float(min_distance)
         self.skin = float(skin)
         self.world = world if world is not None else World(None)
+        self.move_hint = move_hint
 
     @staticmethod
     def _label(state: State, atom_id: int, atom_type: int) -> str:
@@ -58,7 +61,7 @@ class SafetyMonitor:
         moved, k = provider.step_displacement
         if k >= 0 and moved > self.skin:
             return (f"step {step}: atom {self._atom(state, k)} moved {moved:.4f} A in one step, more than "
-                    f"the neighbour skin {self.skin} A (reduce [md] timestep)")
+                    f"the neighbour skin {self.skin} A ({self.move_hint})")
         k = self.nonfinite_velocity_atom(state)
         if k >= 0:
             return f"step {step}: atom {self._atom(state, k)} has a non-finite velocity"

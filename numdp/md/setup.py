@@ -8,6 +8,11 @@ step are dropped first), so the result is bit for bit that of an uninterrupted r
 first backs up the outputs of a previous one (numdp.io.backup: `#traj.h5md.1#`, ...); they get
 their names back if the run fails before its first report (Simulation.run).
 
+An energy minimization ([minimize]) builds the same run with numdp.md.minimize.FireMinimizer in
+the place of the integrator (no thermostat or barostat), its thermo columns (step pe fnorm fmax),
+on the CPU only, up to [minimize] steps.  A checkpoint continues a run of its own kind only (MD or
+minimization); given as [system] file to the other kind it is a start structure (numdp.md.start).
+
 On several MPI ranks (numdp.parallel) every rank builds the same objects: rank 0 reads the start
 structure or checkpoint, the grid of subdomains is chosen (or taken from [parallel] grid), and
 each rank receives the atoms of its subdomain; Maxwell-Boltzmann velocities are drawn per atom id
@@ -38,9 +43,10 @@ from .device import check_device_run, device_md
 from .forces import ForceProvider
 from .integrator import VelocityVerlet
 from .loop import RunResult, Simulation, run_or_raise
-from .reporters import CheckpointReporter, Console, ThermoReporter, TrajectoryReporter
+from .minimize import FireMinimizer
+from .reporters import CheckpointReporter, Console, MinimizeThermoReporter, ThermoReporter, TrajectoryReporter
 from .safety import SafetyMonitor
-from .start import read_start, start_velocities
+from .start import is_minimization_checkpoint, read_start, start_velocities
 from .thermostats import THERMOSTATS, NoseHooverChain
 
 
@@ -75,10 +81,14 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
     world = world if world is not None else World(None)
     name = settings.path.name
     md = settings.md
+    mini = settings.minimize
     nthreads, thread_source = threads_per_rank(settings.model.threads, world)
     device = settings.model.device
     with world.agreement():
-        check_device_run(device, md.ensemble, world, name)
+        if mini is not None and device != "cpu":
+            raise InputError(f"{name}: [model] device = '{device}': an energy minimization ([minimize]) runs on "
+                             f"the CPU only; use device = 'cpu' (or --device cpu)")
+        check_device_run(device, md.ensemble if md else "", world, name)
     gpus = None   # GPU index per rank (several ranks on the GPU)
     if device != "cpu" and world.size > 1:
         gpus = world.counts_global(bind_rank_gpu(world)[1])
@@ -94,7 +104,8 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
         others = [load_model(f, nthreads=nthreads, precision=devi_precision, device=device)
                   for f in settings.model.deviation_files]
         check_ensemble([model] + others, settings.model.files, f"{name}: [model] file")
-        if restart is None and settings.system.file.is_file() and is_checkpoint(settings.system.file):
+        if restart is None and settings.system.file.is_file() and is_checkpoint(settings.system.file) \
+                and is_minimization_checkpoint(settings.system.file) == settings.minimizing:
             s = settings.system
             if s.velocities is not None or s.replicate != (1, 1, 1) or s.frame is not None:
                 raise InputError(f"{name}: [system] file is a checkpoint, which restores the whole state; "
@@ -106,7 +117,8 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
     start = notes = None
     with world.agreement():  # rank 0 opens the start state
         if world.is_root:
-            start, notes = read_start(settings, restart, type_map, md.barostat.coupling if md.barostat else None)
+            start, notes = read_start(settings, restart, type_map,
+                                      md.barostat.coupling if md is not None and md.barostat else None)
     box, pbc, notes = world.bcast_object((start.light.box, start.light.pbc_flags, notes) if world.is_root else None)
     with world.agreement():
         if settings.parallel.grid is not None:
@@ -120,19 +132,25 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
         start_velocities(state, settings, world)
 
     thermostat = None
-    if md.thermostat is not None:
+    if md is not None and md.thermostat is not None:
         th = md.thermostat
         cls = THERMOSTATS[th.kind]
         thermostat = (cls(th.temperature, th.tau, th.chain, world=world) if cls is NoseHooverChain
                       else cls(th.temperature, th.tau, world=world))
         thermostat.initialize(state)
     barostat = None
-    if md.barostat is not None:
+    if md is not None and md.barostat is not None:
         b = md.barostat
         barostat = StochasticCellRescaling(b.pressure, b.tau, b.compressibility, b.coupling,
                                            md.thermostat.temperature, world=world)
         barostat.initialize(state)
-    if device == "cpu":
+    if mini is not None:   # FIRE iterations in the place of the integrator (the CPU only: above)
+        integrator = FireMinimizer(mini, world)
+        integrator.initialize(state)   # a new minimization starts at rest; a restart keeps FIRE's state
+        provider = ForceProvider(model, settings.neighbor.skin, world, domain)
+        safety = SafetyMonitor(settings.safety.min_distance, settings.neighbor.skin, world,
+                               move_hint="reduce [minimize] dmax")
+    elif device == "cpu":
         integrator = VelocityVerlet(md.timestep, thermostat, barostat)
         provider = ForceProvider(model, settings.neighbor.skin, world, domain)
         safety = SafetyMonitor(settings.safety.min_distance, settings.neighbor.skin, world)
@@ -152,7 +170,7 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
     # until the first report (Simulation.run) a failure gives them their names back
     with backups:
         console = Console(out.log, resume=restarted, screen=screen, enabled=world.is_root)
-        reporters = [ThermoReporter(out.thermo_every, console)]
+        reporters = [(MinimizeThermoReporter if mini is not None else ThermoReporter)(out.thermo_every, console)]
         writer = None
         with world.agreement():  # rank 0 opens (or continues) the trajectory
             if world.is_root:
@@ -185,11 +203,7 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
                      + (f", precision {model.precision}" if hasattr(model, "precision") else "")
                      + (f", device {device}" if device != "cpu" else "")
                      + f"), skin {settings.neighbor.skin} A, "
-                     f"timestep {md.timestep} ps, ensemble {md.ensemble}"
-                     + (f", {md.thermostat.kind} thermostat {md.thermostat.temperature} K tau {md.thermostat.tau} ps"
-                        if md.thermostat else "")
-                     + (f", {md.barostat.kind} barostat {md.barostat.pressure} bar tau {md.barostat.tau} ps "
-                        f"({md.barostat.coupling})" if md.barostat else ""))
+                     + (_describe_md(md) if md is not None else _describe_minimize(mini)))
         if devi is not None:
             shared = sum(1 for m in others if hasattr(model, "shares_environment") and model.shares_environment(m))
             console.line(f"  model deviation of {len(others) + 1} models every {devi.every} steps to {devi.file}"
@@ -211,7 +225,25 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
             console.line("  " + note)
         if backups.moved:
             console.line("  " + backups.line())
-    return sim, md.steps
+    return sim, settings.end_step
+
+
+def _describe_md(md) -> str:
+    """The run line's account of [md]."""
+    return (f"timestep {md.timestep} ps, ensemble {md.ensemble}"
+            + (f", {md.thermostat.kind} thermostat {md.thermostat.temperature} K tau {md.thermostat.tau} ps"
+               if md.thermostat else "")
+            + (f", {md.barostat.kind} barostat {md.barostat.pressure} bar tau {md.barostat.tau} ps "
+               f"({md.barostat.coupling})" if md.barostat else ""))
+
+
+def _describe_minimize(m) -> str:
+    """The run line's account of [minimize] (LAMMPS' minimize and min_modify parameters)."""
+    return (f"minimize {m.style}: steps {m.steps}, ftol {m.ftol:g} eV/A (norm {m.norm.value}), etol {m.etol:g}, "
+            f"timestep {m.timestep:g} ps, dmax {m.dmax:g} A, tmax {m.tmax:g}, tmin {m.tmin:g}, delaystep "
+            f"{m.delaystep}, dtgrow {m.dtgrow:g}, dtshrink {m.dtshrink:g}, alpha0 {m.alpha0:g}, alphashrink "
+            f"{m.alphashrink:g}, integrator {m.integrator}, halfstepback {'yes' if m.halfstepback else 'no'}, "
+            f"initialdelay {'yes' if m.initialdelay else 'no'}, vdfmax {m.vdfmax}; the box is fixed")
 
 
 def run_md(settings: RunSettings, restart=None, model=None, screen=None,
@@ -220,7 +252,8 @@ def run_md(settings: RunSettings, restart=None, model=None, screen=None,
     Collective on several ranks."""
     sim, end = build_simulation(settings, restart, model, screen, world)
     if sim.state.step >= end and not (sim.state.step == end == 0 and not sim.restarted):
-        sim.console.line(f"nothing to run: the state is at step {sim.state.step}, [md] steps = {end}")
+        table = "minimize" if settings.minimizing else "md"
+        sim.console.line(f"nothing to run: the state is at step {sim.state.step}, [{table}] steps = {end}")
         sim.close()
         return None
     return run_or_raise(sim, end)

@@ -1,5 +1,10 @@
 """The start state of a run: a checkpoint or the [system] structure, as an `AtomSource`.
 
+A checkpoint continues the run that wrote it (MD or an energy minimization, numdp.md.minimize)
+only with an input of the same kind; given as [system] file to the other kind it is a start
+structure (its H5MD frame, read by numdp.io.structure like any H5MD file): MD starts from a
+minimization's final checkpoint at step 0 with its (zero) velocities.
+
 Rank 0 of a run reads the start and hands its atoms to the ranks block by block
 (numdp.parallel.distribute.scatter_state), so that no rank ever holds the whole system: a
 checkpoint's per-atom datasets are read slice by slice (numdp.io.h5md.CheckpointAtoms), and a
@@ -161,7 +166,7 @@ def structure_atoms(settings: RunSettings, type_map: list[str]) -> ReplicatedAto
     base = State(positions=np.ascontiguousarray(structure.positions, dtype=np.float64),
                  velocities=velocities, types=types, masses=masses,
                  box=None if structure.box is None else np.ascontiguousarray(structure.box, dtype=np.float64),
-                 type_map=list(type_map), ids=np.arange(n, dtype=np.int64), seed=settings.md.seed,
+                 type_map=list(type_map), ids=np.arange(n, dtype=np.int64), seed=settings.seed,
                  pbc=structure.pbc)
     return ReplicatedAtoms(base, None if len(shifts) == 1 else shifts,
                            None if box is None else np.ascontiguousarray(box, dtype=np.float64))
@@ -176,6 +181,12 @@ def state_from_structure(settings: RunSettings, type_map: list[str], draw_veloci
     return state
 
 
+def is_minimization_checkpoint(path) -> bool:
+    """True when the numdp checkpoint `path` was written by an energy minimization (its state
+    holds FIRE's variables, State.minimize), False for an MD checkpoint."""
+    return bool(CheckpointAtoms(path).light.minimize)
+
+
 def read_start(settings: RunSettings, restart, type_map: list[str],
                barostat_coupling: str | None) -> tuple[AtomSource, list[str]]:
     """The start state (rank 0 only) and notes for the log: a checkpoint or the [system]
@@ -187,6 +198,12 @@ def read_start(settings: RunSettings, restart, type_map: list[str],
         if source.light.type_map != type_map:
             raise InputError(f"{restart}: the checkpoint's type_map {source.light.type_map} differs from the "
                              f"model's {type_map}")
+        if bool(source.light.minimize) != settings.minimizing:   # continue only a run of the same kind
+            if source.light.minimize:
+                raise InputError(f"{restart}: an energy minimization's checkpoint, which only a [minimize] input "
+                                 f"continues; to start MD from its structure, give it as [system] file")
+            raise InputError(f"{restart}: an MD checkpoint, which only an [md] input continues; to minimize "
+                             f"its structure, give it as [system] file")
     else:
         source = structure_atoms(settings, type_map)
     notes = []

@@ -108,3 +108,67 @@ def langevin_update(velocities, masses, ids, c, kt, seed, step, stream):
         velocities[i, 0], velocities[i, 1], velocities[i, 2] = _langevin_row(
             velocities[i, 0], velocities[i, 1], velocities[i, 2], c, s, kt, masses[i], seed, step, stream, ids[i])
 
+
+
+# -- energy minimization (FIRE 2.0, numdp.md.minimize) -------------------------------------------
+
+
+@njit(cache=True, nogil=True)
+def fire_sums(velocities, forces):
+    """(P = Σ v·F, Σ v·v, Σ F·F) over this rank's atoms: (eV/ps, Å²/ps², eV²/Å²)."""
+    p = 0.0
+    vv = 0.0
+    ff = 0.0
+    for i in range(velocities.shape[0]):
+        for k in range(3):
+            p += velocities[i, k] * forces[i, k]
+            vv += velocities[i, k] * velocities[i, k]
+            ff += forces[i, k] * forces[i, k]
+    return p, vv, ff
+
+
+@njit(cache=True, nogil=True)
+def force_norms(forces):
+    """(Σ F², max_i |F_i|², max_ik |F_ik|) over this rank's atoms (eV²/Å², eV²/Å², eV/Å): the
+    squared 2-norm of the force vector, the squared largest force on an atom, the largest component."""
+    ff = 0.0
+    fmax2 = 0.0
+    finf = 0.0
+    for i in range(forces.shape[0]):
+        f2 = 0.0
+        for k in range(3):
+            f2 += forces[i, k] * forces[i, k]
+            a = abs(forces[i, k])
+            if a > finf:
+                finf = a
+        ff += f2
+        if f2 > fmax2:
+            fmax2 = f2
+    return ff, fmax2, finf
+
+
+@njit(cache=True, nogil=True)
+def largest_component(a):
+    """max_ik |a_ik| of an (n, 3) array (0 for no rows)."""
+    out = 0.0
+    for i in range(a.shape[0]):
+        for k in range(3):
+            x = abs(a[i, k])
+            if x > out:
+                out = x
+    return out
+
+
+@njit(cache=True, nogil=True)
+def fire_euler_step(positions, velocities, forces, masses, h, mix, scale_v, scale_f):
+    """One semi-implicit Euler step of FIRE over h ps, atom by atom: v += F / (m MVV2E) h; when
+    `mix`, v = scale_v v + scale_f F (FIRE's mixing (1 - α) v + α |v| F̂, with scale_v = 1 - α and
+    scale_f = α |v| / |F| in (Å/ps) / (eV/Å)); then x += v h."""
+    for i in range(positions.shape[0]):
+        a = _kick_scale(h, masses[i])
+        for k in range(3):
+            v = _kicked(velocities[i, k], forces[i, k], a)
+            if mix:
+                v = scale_v * v + scale_f * forces[i, k]
+            velocities[i, k] = v
+            positions[i, k] = _drifted(positions[i, k], v, h)
