@@ -9,7 +9,9 @@ Three kinds of file, told apart by their header line (`read_table`):
   temp pe ke etotal press vol`` (ps, K, eV, eV, eV, bar, Å³) followed by rows of numbers, amid other
   text lines (the first-run compile notice falls between the first rows); a resumed run appends
   another header and block, which starts again at its checkpoint's step: its rows replace those
-  of the earlier blocks from that step on.
+  of the earlier blocks from that step on.  An energy minimization's log has ``step pe fnorm
+  fmax`` (eV, eV/Å, eV/Å: numdp.md.reporters.MinimizeThermoReporter) instead: the force norms
+  are drawn on a log scale.
 - model deviation (`model_devi.out` of DeePMD-kit's LAMMPS plugin, DP-GEN, `numdp model-devi`):
   ``# step max_devi_v min_devi_v avg_devi_v max_devi_f min_devi_f avg_devi_f [...]`` (eV/atom-
   scaled virial, eV/Å); with `--atomic` the header ends in ``atm_devi_f(N)`` and each row in one
@@ -61,7 +63,7 @@ def _header_kind(tokens: list[str]) -> Kind | None:
         return Kind.MODEL_DEVI
     if "lr" in tokens or any(t.startswith("rmse") for t in tokens):
         return Kind.LCURVE
-    if "temp" in tokens:
+    if "temp" in tokens or "fnorm" in tokens:
         return Kind.THERMO
     return None
 
@@ -122,7 +124,7 @@ def read_table(path) -> Table:
         rows.append(values)
     if kind is None:
         raise InputError(f"{path}: not a learning curve (lcurve.out), thermo log or model deviation file "
-                         "(no header line starting with 'step' and naming rmse/lr, temp or max_devi_f)")
+                         "(no header line starting with 'step' and naming rmse/lr, temp, fnorm or max_devi_f)")
     if not rows:
         raise InputError(f"{path}: the {kind.value} file has a header but no rows of numbers")
     return Table(path, kind, list(names), np.array(rows, dtype=np.float64))
@@ -174,7 +176,9 @@ def plot_lcurve(t: Table):
 
 
 _THERMO_UNITS = {"time": "ps", "temp": "K", "pe": "eV", "ke": "eV", "etotal": "eV", "press": "bar",
-                 "vol": "Å³"}
+                 "vol": "Å³", "fnorm": "eV/Å", "fmax": "eV/Å"}
+_LOG_SCALE = ("fnorm", "fmax")
+"""Columns that span decades (a minimization's force norms): drawn on a log scale when positive."""
 
 
 def plot_thermo(t: Table):
@@ -184,8 +188,12 @@ def plot_thermo(t: Table):
     ycols = [c for c in t.names if c not in ("step", "time")]
     fig, axes = _figure(len(ycols), height=1.6, sharex=True)
     for ax, c in zip(axes[:, 0], ycols):
-        ax.plot(x, t.column(c), lw=1.0)
-        ax.ticklabel_format(axis="y", useOffset=False)
+        y = t.column(c)
+        ax.plot(x, y, lw=1.0)
+        if c in _LOG_SCALE and np.all(y > 0):
+            ax.set_yscale("log")
+        else:
+            ax.ticklabel_format(axis="y", useOffset=False)
         unit = _THERMO_UNITS.get(c)
         ax.set_ylabel(f"{c} ({unit})" if unit else c)
         ax.grid(True, alpha=0.3)

@@ -111,6 +111,35 @@ def test_thermo_figure(tmp_path):
     assert out.read_bytes()[:8] == PNG
 
 
+def test_minimization_log_figure(tmp_path):
+    """A minimization's log (step pe fnorm fmax): a thermo figure against step, the force norms on
+    a log scale."""
+    from numdp.md.reporters import MinimizeThermoReporter
+
+    class Snap:
+        def __init__(self, step):
+            self.step, self.pe = step, -100.0 - 0.1 * step
+            self.state = type("S", (), {"forces": np.full((4, 3), 0.5 * 0.8 ** step)})()
+            self.world = None
+
+    log = tmp_path / "log.txt"
+    console = Console(log, resume=False, screen=io.StringIO())
+    th = MinimizeThermoReporter(2, console)
+    th.start()
+    for s in range(0, 20, 2):
+        th.report(Snap(s))
+    console.line("Minimization stats:")
+    console.close()
+    t = read_table(log)
+    assert t.kind is Kind.THERMO and t.names == ["step", "pe", "fnorm", "fmax"]
+    np.testing.assert_allclose(t.column("fmax"), 0.5 * 0.8 ** np.arange(0, 20, 2), rtol=1e-5)
+    axes = figure_for(t).get_axes()
+    assert [ax.get_ylabel() for ax in axes] == ["pe (eV)", "fnorm (eV/Å)", "fmax (eV/Å)"]
+    assert [ax.get_yscale() for ax in axes] == ["linear", "log", "log"]
+    assert axes[-1].get_xlabel() == "step"
+    assert main(["plot", str(log), "-o", str(tmp_path / "min.png")]) == 0
+
+
 def test_model_devi_with_per_atom_columns(tmp_path, capsys):
     """A file written with --atomic (header ending in atm_devi_f(N), N more numbers per row: numdp
     model-devi's, LAMMPS' and DP-GEN's) failed with "expected 9 numbers" and echoed the whole
