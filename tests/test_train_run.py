@@ -198,7 +198,7 @@ def test_set_davg_zero_and_change_bias_after_training(tmp_path, data_dir):
     assert np.array_equal(read_checkpoint(changed.cfg.training.save_ckpt).out_bias, changed.params.out_bias)
 
 
-def test_freeze_writes_a_checkpoints_model(tmp_path, data_dir, capsys):
+def test_freeze_writes_a_checkpoints_model(tmp_path, data_dir, capsys, monkeypatch):
     """numdp freeze: the final checkpoint's model is the run's model.h5, bit for bit (every
     array), and a mid-run checkpoint (step 5) freezes to θ as it was after update 5; the input
     file and the data are not needed (both moved away)."""
@@ -230,6 +230,15 @@ def test_freeze_writes_a_checkpoints_model(tmp_path, data_dir, capsys):
     assert cli_main(["freeze", "-c", str(work / "model.ckpt.h5"), "-o", str(work / "frozen.pb")]) == 2
     assert "frozen.pb: cannot choose a model format" in capsys.readouterr().err
     assert cli_main(["freeze", "-c", str(work / "nothing.h5")]) == 2
+    # without -c: model.ckpt.h5 (numdp's save_ckpt), else model.ckpt (DeePMD-kit inputs' name)
+    monkeypatch.chdir(work)
+    (work / "model.ckpt.h5").rename(work / "model.ckpt")
+    capsys.readouterr()
+    assert cli_main(["freeze", "-o", "f.h5"]) == 0
+    assert "step 12 of model.ckpt)" in capsys.readouterr().out
+    (work / "model.ckpt").unlink()
+    assert cli_main(["freeze"]) == 2
+    assert "no model.ckpt.h5 or model.ckpt here: name the training checkpoint with -c" in capsys.readouterr().err
 
 
 def test_outputs_and_model_file(tmp_path, data_dir):

@@ -6,10 +6,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+DEFAULT_CHECKPOINTS = ("model.ckpt.h5", "model.ckpt")
+"""Looked for in the working directory without -c: numdp's default save_ckpt, then the name
+DeePMD-kit's inputs usually give (numdp writes its HDF5 checkpoint under that name then)."""
+
 
 def configure(parser):
-    parser.add_argument("-c", "--checkpoint", default="model.ckpt.h5",
-                        help="training checkpoint (default model.ckpt.h5, numdp train's save_ckpt)")
+    parser.add_argument("-c", "--checkpoint", default=None,
+                        help="training checkpoint (default: model.ckpt.h5, numdp train's save_ckpt, "
+                             "or model.ckpt, the name DeePMD-kit's inputs give it)")
     parser.add_argument("-o", "--output", default="frozen_model.h5",
                         help="model file: .h5 numdp, .dp DeePMD-kit (default frozen_model.h5)")
 
@@ -24,10 +29,17 @@ def main(args) -> int:
     output_kind(out)
     if out.is_dir() or not out.parent.is_dir():
         raise InputError(f"-o {out}: cannot write a model file there (a directory, or its directory does not exist)")
-    params = model_from_checkpoint(args.checkpoint)
+    checkpoint = args.checkpoint
+    if checkpoint is None:
+        found = [name for name in DEFAULT_CHECKPOINTS if Path(name).is_file()]
+        if not found:
+            raise InputError(f"no {' or '.join(DEFAULT_CHECKPOINTS)} here: name the training "
+                             f"checkpoint with -c ([training] save_ckpt of the run)")
+        checkpoint = found[0]
+    params = model_from_checkpoint(checkpoint)
     with Backups.move([out], "the existing") as backups:
         write_model(params, out)
     if backups.moved:
         print(backups.line())
-    print(f"wrote {out} (step {params.info['step']} of {args.checkpoint})")
+    print(f"wrote {out} (step {params.info['step']} of {checkpoint})")
     return 0
