@@ -144,8 +144,9 @@ class Trainer:
             msg += (f"; validation data: {len(self.valid_sys)} systems, "
                     f"{sum(s.nframes for s in self.valid_sys)} frames")
         self.say(msg)
-        train_prob = system_probs([s.nbatches for s in self.train_sys], tr.auto_prob, tr.sys_probs)
-        self._epoch_batches = resolve_steps(cfg, [s.nbatches for s in self.train_sys], train_prob)
+        nbatches = [s.nbatches for s in self.train_sys]
+        train_prob = system_probs(nbatches, tr.auto_prob, tr.sys_probs)
+        self._epoch_batches = resolve_steps(cfg, nbatches, train_prob)
         ck = read_checkpoint(self.restart) if self.restart is not None else None
         if ck is not None and len(ck.sel) != nt:  # before the model is built from it
             raise InputError(f"{self.restart}: checkpoint of a run with {len(ck.sel)} atom type(s) (sel {ck.sel}), "
@@ -153,6 +154,7 @@ class Trainer:
         seed = tr.seed if tr.seed is not None else (
             int(np.random.SeedSequence().entropy % (2**31)))
         self.seed = seed
+        self._stat_frames: list[np.ndarray] | None = None
         if ck is not None:
             sel = ck.sel
             self.train_cache = FrameCache(self.train_sys, dc.rcut, sel, nt, self.frame_budget)
@@ -206,6 +208,15 @@ class Trainer:
                  f"{self.nthreads} thread{'s' if self.nthreads > 1 else ''}; {steps}; "
                  f"{self.sched.describe()}{clip}")
 
+    def _statistics_frames(self) -> list[np.ndarray]:
+        """The statistics frames (per training system, frame indices: `stat_frames`), drawn once
+        from the run's seed: davg/dstd and the energy bias come from them, the fitting nets'
+        first-layer spread and the bias changes (`change_bias`) use them again."""
+        if self._stat_frames is None:
+            rng = np.random.default_rng([self.seed, 3])
+            self._stat_frames = stat_frames(self.train_sys, self.cfg.training.data_stat_nbatch, rng)
+        return self._stat_frames
+
     def _statistics(self, seed: int):
         cfg = self.cfg
         dc = cfg.descriptor
@@ -230,9 +241,7 @@ class Trainer:
             self.say(f"warning: sel {sel} is too small for the training data: "
                      f"{over.tolist()} centre-atom blocks overflowed (largest counts "
                      f"{self.train_cache.max_count.tolist()}); the farthest neighbours are dropped")
-        rng = np.random.default_rng([seed, 3])
-        frames = stat_frames(self.train_sys, cfg.training.data_stat_nbatch, rng)
-        self._stat_frames = frames
+        frames = self._statistics_frames()
         davg, dstd = env_stats(self.train_cache, frames, nt, sel, dc.rcut, dc.rcut_smth,
                                exclusion_mask(dc.exclude_types, nt))
         if dc.set_davg_zero:
@@ -278,7 +287,7 @@ class Trainer:
         """Descriptor rows D (n_t, M*M<) per centre type t of the statistics frames' atoms under
         the current embedding nets (a new run's; the frames davg/dstd came from)."""
         rows: dict[int, list[np.ndarray]] = {}
-        for k, idx in enumerate(self._stat_frames):
+        for k, idx in enumerate(self._statistics_frames()):
             for f in idx:
                 self.passes.primal(self.train_cache.frame(k, int(f)))
                 for t, D in self.passes.descriptors().items():
@@ -532,16 +541,16 @@ class Trainer:
         shift of the energy errors of the current model over the statistics frames (the
         frames drawn for davg/dstd, drawn again from the run's seed).  Returns the shift (ntypes,)
         eV; `why` names the cause in the message."""
-        rng = np.random.default_rng([self.seed, 3])
-        frames = stat_frames(self.train_sys, self.cfg.training.data_stat_nbatch, rng)
-        predicted = [np.array([r.energy for r in self.passes.frames([self.train_cache.frame(k, int(f)) for f in idx])])
+        frames = self._statistics_frames()
+        # (systems without energy labels take no part in the fit: not evaluated)
+        predicted = [None if self.train_sys[k].energy is None else
+                     np.array([r.energy for r in self.passes.frames([self.train_cache.frame(k, int(f)) for f in idx])])
                      for k, idx in enumerate(frames)]
         nt = len(self.cfg.type_map)
         delta = energy_bias(self.train_sys, frames, nt, predicted)
         p = self.params
         old = p.out_bias.copy()
-        p.out_bias += delta
-        self.passes.atom_bias = p.fitting.bias_atom_e + p.out_bias
+        p.out_bias += delta   # (the passes read the bias from params: ModelPasses.atom_bias)
         names = self.cfg.type_map
         self.say(f"{why}: energy bias "
                  + ", ".join(f"{names[t]} {old[t]:.6g} -> {p.out_bias[t]:.6g} eV" for t in range(nt)))

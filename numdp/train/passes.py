@@ -166,7 +166,6 @@ class ModelPasses:
         self.rt_pad = np.ascontiguousarray(-self.mu / self.sd)
         self.excl = d.excluded   # (nt, nt) bool: excluded (centre, neighbour) type pairs
         self.inv_nnei = 1.0 / d.nnei
-        self.atom_bias = params.fitting.bias_atom_e + params.out_bias
         self.nw = max(1, int(nthreads))
         self.ws = [Workspace() for _ in range(self.nw)]
         self.grads = np.zeros((self.nw, flat.size))
@@ -199,6 +198,12 @@ class ModelPasses:
         self.busy = np.zeros((self.nw, 2))
         """Seconds each worker spent in primal (column 0) and gradient (column 1) work in
         `frames` (the caller may reset it)."""
+
+    @property
+    def atom_bias(self) -> np.ndarray:
+        """(ntypes,) eV added to each atom's fitted energy: bias_atom_e + out_bias of `params`,
+        read at each use, so a bias the trainer changes (`Trainer.change_bias`) applies at once."""
+        return self.params.fitting.bias_atom_e + self.params.out_bias
 
     def close(self) -> None:
         if self._pool is not None:

@@ -108,7 +108,8 @@ def energy_bias(systems: list[DataSystem], frames: list[np.ndarray], ntypes: int
                 predicted: list[np.ndarray] | None = None) -> np.ndarray:
     """(ntypes,) eV per atom of each type: minimum-norm least squares over the sampled frames
     of the energy labels, or, with `predicted` (per system, the energies in eV of its sampled
-    frames, in the order of `frames`), of the labels' errors (label − predicted)."""
+    frames, in the order of `frames`; None for a system without energy labels), of the labels'
+    errors (label − predicted)."""
     rows, energies = [], []
     for k, (s, idx) in enumerate(zip(systems, frames)):
         if s.energy is None:
