@@ -37,7 +37,7 @@ def configure(parser):
 
 def _output_path(model: Path, output: str | None) -> Path:
     from ..errors import InputError
-    from ..io.model_file import output_kind
+    from ..io.model_file import check_model_output
 
     if output is None:
         if model.suffix.lower() in (".pt", ".pth"):
@@ -45,11 +45,7 @@ def _output_path(model: Path, output: str | None) -> Path:
         out = model.with_name(model.stem + "_updated" + model.suffix)
     else:
         out = Path(output)
-    output_kind(out)
-    if out.is_dir() or not out.parent.is_dir():
-        raise InputError(f"-o {out}: cannot write a model file there (a directory, or its directory "
-                         f"does not exist)")
-    return out
+    return check_model_output(out)
 
 
 def _system_paths(args) -> list[Path]:

@@ -22,13 +22,10 @@ def configure(parser):
 def main(args) -> int:
     from ..errors import InputError
     from ..io.backup import Backups
-    from ..io.model_file import output_kind, write_model
+    from ..io.model_file import check_model_output, write_model
     from ..train.freeze import model_from_checkpoint
 
-    out = Path(args.output)
-    output_kind(out)
-    if out.is_dir() or not out.parent.is_dir():
-        raise InputError(f"-o {out}: cannot write a model file there (a directory, or its directory does not exist)")
+    out = check_model_output(args.output)
     checkpoint = args.checkpoint
     if checkpoint is None:
         found = [name for name in DEFAULT_CHECKPOINTS if Path(name).is_file()]

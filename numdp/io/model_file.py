@@ -90,6 +90,18 @@ def output_kind(path) -> str:
     return kind
 
 
+def check_model_output(path, option: str = "-o") -> Path:
+    """`path` as a model file to write (before any work is done): a format its suffix names
+    (`output_kind`), not a directory, in a directory that exists; else InputError naming
+    `option`, the command-line option that gave it."""
+    path = Path(path)
+    output_kind(path)
+    if path.is_dir() or not path.parent.is_dir():
+        raise InputError(f"{option} {path}: cannot write a model file there (a directory, or its "
+                         f"directory does not exist)")
+    return path
+
+
 def write_model(params: ModelParams, path) -> str:
     """Write `params` in the format named by the suffix of `path`; return that kind."""
     path = Path(path)

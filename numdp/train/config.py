@@ -621,14 +621,9 @@ def model_config(text: str, name: str) -> ModelConfig:
     starts with ``{``), validated as `numdp train` does, without the rest of the input: what a
     checkpoint's networks are (`numdp freeze`).  `name` names the input in messages."""
     if text.lstrip().startswith("{"):
-        import json
+        from .deepmd_json import parse_json_text, to_train_tables
 
-        from .deepmd_json import to_train_tables
-
-        try:
-            data = to_train_tables(json.loads(text), name)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{name}: not valid JSON ({exc})") from None
+        data = to_train_tables(parse_json_text(text, name), name)
     else:
         data = parse_toml_text(text, name)
     return _model(Table.root(name, data, TRAIN_WORDING))

@@ -137,15 +137,20 @@ def to_train_tables(data, file: str) -> dict:
 
 def load_json(path) -> tuple[str, Any]:
     """(text, parsed tree) of the JSON file `path`; InputError if missing, unreadable or invalid."""
-    import json
-
     try:
         text = path.read_text()
     except FileNotFoundError:
         raise InputError(f"{path}: input file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read ({exc})") from None
+    return text, parse_json_text(text, path.name)
+
+
+def parse_json_text(text: str, name: str) -> Any:
+    """The parsed tree of JSON `text`; InputError naming `name` if invalid."""
+    import json
+
     try:
-        return text, json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InputError(f"{path.name}: not valid JSON ({exc})") from None
+        raise InputError(f"{name}: not valid JSON ({exc})") from None

@@ -332,7 +332,6 @@ def _adam_chunk(theta, g, m, v, beta1, beta2, eps, step, inv_sbc2):
         theta[k] -= step * mk / (np.sqrt(vk) * inv_sbc2 + eps)
 
 
-
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
 def grad_sumsq(grads, lo, hi, mult):
     """Σ_i (mult · g_i)² over entries lo..hi-1 of g = Σ_w grads[w] (the rows summed in row
