@@ -50,3 +50,17 @@ def order_bound(u: float, n: int, cancel: float = 10.0) -> float:
     that sum chains of n terms in different orders in arithmetic of unit round-off u."""
     gamma = n * u / (1.0 - n * u)
     return 2.0 * cancel * gamma
+
+
+def shift_fit_bound(counts, energies, n_terms: int) -> float:
+    """Bound (eV) on the difference between per-type shifts fitted by least squares
+    (numdp.model.bias.fit_type_shift) to frame energies and to the same energies evaluated
+    another way (another summation order, or another bias added per atom): each energy a sum of
+    chains of at most n_terms terms, off by at most order_bound(U64, n_terms)·max|E|.  A change e
+    of the right-hand side moves the solution by at most ‖e‖₂ / σ_min(A) (A: the (nframes,
+    ntypes) counts); lstsq's own backward error (order_bound(U64, nframes) of |E|) is amplified
+    by cond(A) the same way."""
+    A = np.asarray(counts, dtype=np.float64)
+    s = np.linalg.svd(A, compute_uv=False)
+    norm_e = np.sqrt(A.shape[0]) * float(np.abs(energies).max())
+    return (order_bound(U64, n_terms) + order_bound(U64, A.shape[0]) * s.max() / s.min()) * norm_e / s.min()
