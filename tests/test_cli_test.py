@@ -182,3 +182,62 @@ def test_failed_detail_write_gives_the_earlier_files_their_names_back(tmp_path, 
                  "--json", str(out / "r.json")]) == status
     assert len(calls) == 3
     assert {p.name: p.read_bytes() for p in out.iterdir()} == earlier
+
+
+def _labelled_frames(tmp_path, oracle_dir, name="sys"):
+    """alloy5's two configurations as 6 frames whose energy labels 0..5 name them."""
+    ref = np.load(oracle_dir / "alloy5.npz")
+    idx = np.array([0, 1, 0, 1, 0, 1])
+    return write_system(tmp_path / name, ref["coord"][idx], ref["box"][idx], ref["atype"],
+                        ["Ni", "Cu", "Pd", "Ag", "Au"], energy=np.arange(6.0), force=ref["force"][idx])
+
+
+def test_shuffled_frames(tmp_path, oracle_dir):
+    """--shuffle-test -n 3 -r S tests the first 3 frames of numpy's permutation of seed S (the
+    detail file's data column names them); the same seed draws the same frames; no flag: the
+    first frames."""
+    sysdir = _labelled_frames(tmp_path, oracle_dir)
+    model = str(oracle_dir / "alloy5.dp")
+    for seed in (3, 11):
+        prefix = tmp_path / f"r{seed}"
+        assert main(["test", "-m", model, "-s", str(sysdir), "-n", "3", "--shuffle-test", "-r", str(seed),
+                     "-d", str(prefix)]) == 0
+        drawn = np.loadtxt(f"{prefix}.e.out")[:, 0]
+        assert np.array_equal(drawn, np.random.default_rng(seed).permutation(6)[:3])
+    assert not np.array_equal(np.loadtxt(f"{tmp_path}/r3.e.out")[:, 0], np.loadtxt(f"{tmp_path}/r11.e.out")[:, 0])
+    assert main(["test", "-m", model, "-s", str(sysdir), "-n", "2", "-d", str(tmp_path / "plain")]) == 0
+    assert np.array_equal(np.loadtxt(f"{tmp_path}/plain.e.out")[:, 0], [0.0, 1.0])
+
+
+def test_data_sources(tmp_path, oracle_dir, capsys):
+    """-f DATAFILE, --train-data and --valid-data (TOML and input.json, paths relative to the
+    input's folder, as dp test reads them) select the same systems as -s."""
+    import json as _json
+
+    a = _labelled_frames(tmp_path / "data", oracle_dir, "a")
+    b = _labelled_frames(tmp_path / "data", oracle_dir, "b")
+    model = str(oracle_dir / "alloy5.dp")
+
+    def frames(*source):
+        out = tmp_path / "r.json"
+        assert main(["test", "-m", model, *source, "-n", "1", "--json", str(out)]) == 0, capsys.readouterr().err
+        return [(s["system"].split("/")[-1], s["frames"]) for s in _json.loads(out.read_text())["systems"]]
+
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{b}\n\n{a}\n")
+    assert frames("-f", str(listing)) == [("b", 1), ("a", 1)]
+    toml = tmp_path / "in" / "train.toml"
+    toml.parent.mkdir()
+    toml.write_text('[training]\nsystems = ["../data/a"]\n[validation]\nsystems = ["../data/b"]\n')
+    assert frames("--train-data", str(toml)) == [("a", 1)]
+    assert frames("--valid-data", str(toml)) == [("b", 1)]
+    js = tmp_path / "in" / "input.json"
+    js.write_text(_json.dumps({"training": {"training_data": {"systems": ["../data"]}}}))
+    assert frames("--train-data", str(js)) == [("a", 1), ("b", 1)]
+    for argv, message in ((["--valid-data", str(js)], "input.json: names no validation data"),
+                          (["-s", str(a), "-n", "1", "-r", "-1"], "-r -1: the seed must be >= 0")):
+        assert main(["test", "-m", model, *argv]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0]
+    with pytest.raises(SystemExit):   # one source at a time, as dp test
+        main(["test", "-m", model, "-s", str(a), "-f", str(listing)])

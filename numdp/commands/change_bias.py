@@ -17,13 +17,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .systems import add_system_options, system_paths
+
 
 def configure(parser):
     parser.add_argument("model", help="numdp (.h5) or DeePMD-kit (.dp, PyTorch .pt/.pth) model")
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("-s", "--system", nargs="+", default=None,
-                        help="DeePMD systems or folders searched for them (default: the current folder)")
-    source.add_argument("-f", "--datafile", help="a text file naming one system per line")
+    source = add_system_options(parser)
     source.add_argument("-b", "--bias-value", type=float, nargs="+",
                         help="out_bias per type of the model's type_map, eV (no data used)")
     parser.add_argument("-n", "--numb-batch", type=int, default=0,
@@ -46,26 +45,6 @@ def _output_path(model: Path, output: str | None) -> Path:
     else:
         out = Path(output)
     return check_model_output(out)
-
-
-def _system_paths(args) -> list[Path]:
-    from ..errors import InputError
-    from ..io.npy_system import find_systems
-
-    if args.datafile is not None:
-        try:
-            lines = Path(args.datafile).read_text().splitlines()
-        except OSError as exc:
-            raise InputError(f"-f {args.datafile}: cannot read ({exc.strerror})") from None
-        roots = [line.strip() for line in lines if line.strip()]
-        if not roots:
-            raise InputError(f"-f {args.datafile}: names no system")
-    else:
-        roots = args.system if args.system is not None else ["."]
-    paths = [p for root in roots for p in find_systems(Path(root))]
-    if not paths:
-        raise InputError(f"no DeePMD system (a folder with type.raw) in {' '.join(roots)}")
-    return paths
 
 
 def fitted_bias(model, paths, numb_batch: int, mode: str, seed: int):
@@ -124,7 +103,7 @@ def main(args) -> int:
         new = np.array(args.bias_value, dtype=np.float64)
         how = "given values"
     else:
-        paths = _system_paths(args)
+        paths = system_paths(args)
         model = load_model(model_path, nthreads=args.threads)
         fit, nframes = fitted_bias(model, paths, args.numb_batch, args.mode, args.seed)
         new = old + fit if args.mode == "change" else fit

@@ -3,7 +3,9 @@
 Per system and overall: energy RMSE and MAE per atom (meV/atom), force RMSE and MAE over all
 components (meV/Å) and virial RMSE and MAE per atom (meV/atom, where virial labels exist).  Overall
 figures pool the squared (absolute) errors of all frames (energy, virial) or all force components,
-as `dp test` weights them.  `-d PREFIX` writes `dp test`'s detail files (numdp.io.detail_files).
+as `dp test` weights them.  The systems: `-s`, `-f DATAFILE`, `--train-data INPUT` or
+`--valid-data INPUT` (numdp.commands.systems); `-n N` tests the first N frames of each, or N
+drawn at random without repetition with `--shuffle-test` (seed `-r`).  `-d PREFIX` writes `dp test`'s detail files (numdp.io.detail_files).
 Detail and JSON files are written at the end, each atomically; existing ones are first kept as
 #NAME.N# (numdp.io.backup) and get their names back if a write fails.
 """
@@ -13,18 +15,23 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import InputError
 from ..model.metrics import ErrorSums
 from ..model.precision import PRECISIONS
+from .systems import add_system_options, system_paths
 
 
 def configure(parser):
     parser.add_argument("-m", "--model", required=True, help="numdp (.h5) or DeePMD-kit (.dp, PyTorch .pt/.pth) model")
-    parser.add_argument("-s", "--system", nargs="+", required=True,
-                        help="DeePMD systems (npy folders, data.h5 or data.h5#/group), or folders "
-                             "searched for them")
+    add_system_options(parser, inputs=True)
     parser.add_argument("-n", "--numb-test", type=int, default=0,
                         help="frames per system (0 = all)")
+    parser.add_argument("--shuffle-test", action="store_true",
+                        help="test frames drawn at random, without repetition (-r), instead of the first ones")
+    parser.add_argument("-r", "--rand-seed", type=int, default=None,
+                        help="seed of the --shuffle-test draw (default: a fresh one each run)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument("-d", "--detail-file", metavar="PREFIX",
                         help="write dp test's detail files PREFIX.e.out, .e_peratom.out, .f.out, "
@@ -84,11 +91,13 @@ def main(args) -> int:
     from ..io.atomic import atomic_path
     from ..io.backup import Backups
     from ..io.detail_files import DetailFiles, Predictions
-    from ..io.npy_system import find_systems, load_system
+    from ..io.npy_system import load_system
     from ..model.dp_model import load_model
 
     if args.numb_test < 0:
         raise InputError(f"-n {args.numb_test}: the number of frames per system must be >= 0 (0 = all)")
+    if args.rand_seed is not None and args.rand_seed < 0:
+        raise InputError(f"-r {args.rand_seed}: the seed must be >= 0")
     detail = DetailFiles(args.detail_file) if args.detail_file else None
     if detail is not None and not detail.path("e").parent.is_dir():
         raise InputError(f"-d {args.detail_file}: directory {detail.path('e').parent} does not exist")
@@ -97,7 +106,8 @@ def main(args) -> int:
     if args.json and Path(args.json).is_dir():
         raise InputError(f"--json {args.json}: is a directory, not a file")
     model = load_model(args.model, nthreads=args.threads, precision=args.precision, device=args.device)
-    paths = [p for root in args.system for p in find_systems(Path(root))]
+    paths = system_paths(args)
+    rng = np.random.default_rng(args.rand_seed) if args.shuffle_test else None
     total = _Accumulator()
     rows = []
     t0 = time.perf_counter()
@@ -107,6 +117,8 @@ def main(args) -> int:
     print(f"# {'system':<48} {'frames':>6}" + f" {'RMSE':>9} {'MAE':>9}" * 3)
     for path in paths:
         system = load_system(path)
+        if rng is not None:
+            system = system.select(rng.permutation(system.nframes))
         pred = Predictions() if detail is not None else None
         acc, count = evaluate_system(model, system, args.numb_test, pred)
         if detail is not None:

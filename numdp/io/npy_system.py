@@ -24,6 +24,7 @@ alone is its root group).  `load_system` and `find_systems` take either, so call
 from __future__ import annotations
 
 import pathlib
+import dataclasses
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -61,10 +62,19 @@ class System:
     forces: np.ndarray | None
     virial: np.ndarray | None
 
+    PER_FRAME = ("coords", "boxes", "energy", "forces", "virial")
+    """The attributes indexed by frame (first axis), absent ones None."""
+
     @property
     def natoms(self) -> int:
         """Number of atoms per frame."""
         return len(self.types)
+
+    def select(self, frames) -> System:
+        """The system of the frames `frames` (indices, in that order)."""
+        idx = np.asarray(frames, dtype=np.int64)
+        return dataclasses.replace(self, **{k: None if getattr(self, k) is None else getattr(self, k)[idx]
+                                            for k in self.PER_FRAME})
 
     @property
     def nframes(self) -> int:

@@ -713,6 +713,26 @@ def load_config(path) -> TrainConfig:
     return parse_config(data, path, text)
 
 
+def input_systems(path, validation: bool = False) -> list[Path]:
+    """The systems of a training input's training data (or its validation data), as
+    `dp test --train-data / --valid-data` reads them: paths relative to the input file's
+    directory, folders searched for systems.  The rest of the input is not validated.
+    InputError when the input names none."""
+    path = Path(path)
+    if path.suffix.lower() == ".json" or _looks_like_json(path):
+        from .deepmd_json import load_json, to_train_tables
+
+        _, raw = load_json(path)
+        data = to_train_tables(raw, path.name)
+    else:
+        _, data = load_toml(path)
+    root = Table.root(path.name, data, TRAIN_WORDING)
+    if validation and "validation" not in data:
+        raise InputError(f"{path.name}: names no validation data")
+    sec = root.section("validation" if validation else "training")
+    return _systems(sec, "systems", path.resolve().parent, required=True)
+
+
 def _looks_like_json(path: Path) -> bool:
     try:
         with open(path, "rb") as fh:
