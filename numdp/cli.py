@@ -22,6 +22,7 @@ COMMANDS = {
                    "model deviation of an ensemble on frames, like dp model-devi"),
     "freeze": ("numdp.commands.freeze", "write the model of a training checkpoint, like dp freeze"),
     "show": ("numdp.commands.show", "what a model holds: type map, descriptor, fitting net, size, like dp show"),
+    "eval-desc": ("numdp.commands.eval_desc", "descriptors of every frame of DeePMD systems, like dp eval-desc"),
     "change-bias": ("numdp.commands.change_bias",
                     "fit a model's per-type energy bias to labelled data, like dp change-bias"),
 }

@@ -36,6 +36,9 @@ REFUSED_KWARGS = MappingProxyType({"head": None, "load_prefix": "load", "default
 # None (DeePMD-kit's default) is accepted, anything else refused.
 NONE_ONLY_EVAL_KWARGS = ("efield", "spin", "charge_spin")
 
+DESCRIPTOR_DTYPES = MappingProxyType({"native": None, "fp32": np.float32, "fp64": np.float64})
+"""`eval_descriptor`'s output dtypes (DeePMD-kit's names; native = the model's, float64)."""
+
 
 class DeepPot:
     """A DeePMD-kit-compatible evaluator of a numdp (.h5) or DeePMD-kit (.dp) energy model.
@@ -136,9 +139,6 @@ class DeepPot:
     def serialize(self):
         self._unsupported("serialize")
 
-    def eval_descriptor(self, *args, **kwargs):
-        self._unsupported("eval_descriptor", "; numdp.load_model(path).descriptor gives the rows")
-
     def eval_fitting_last_layer(self, *args, **kwargs):
         self._unsupported("eval_fitting_last_layer")
 
@@ -170,27 +170,10 @@ class DeepPot:
         (nframes, 9) eV (row-major 3x3, -stress*volume); with atomic=True also atom_energy
         (nframes, natoms, 1) eV and atom_virial (nframes, natoms, 9) eV (DeePMD-kit's split).
         """
-        for key, value in kwargs.items():
-            if key not in NONE_ONLY_EVAL_KWARGS:
-                raise InputError(f"DeepPot.eval: unknown keyword argument '{key}'")
-            if value is not None:
-                raise InputError(f"DeepPot.eval: {key} given but the model takes no {key} input")
-        for name, value, getter in (("fparam", fparam, "get_dim_fparam"),
-                                    ("aparam", aparam, "get_dim_aparam")):
-            if value is not None and np.size(value) != 0:
-                raise InputError(f"DeepPot.eval: {name} given but the model has no "
-                                 f"{'frame' if name == 'fparam' else 'atomic'} parameters "
-                                 f"({getter}() == 0)")
         atomic = bool(atomic)
-        types = self._standard_types(atom_types, mixed_type)
-        natoms = types.shape[1]
-        pos = self._standard_coords(coords, natoms)
-        nframes = pos.shape[0]
-        if types.shape[0] != 1 and types.shape[0] != nframes:
-            raise InputError(f"DeepPot.eval: atom_types has {types.shape[0]} frames but coords has "
-                             f"{nframes}")
-        boxes = self._standard_cells(cells, nframes)
-
+        pos, types, boxes = self._standard_input("DeepPot.eval", coords, cells, atom_types, fparam,
+                                                 aparam, mixed_type, kwargs)
+        nframes, natoms = pos.shape[:2]
         energy = np.empty((nframes, 1))
         force = np.empty((nframes, natoms, 3))
         virial = np.empty((nframes, 9))
@@ -212,65 +195,111 @@ class DeepPot:
             return energy, force, virial, atom_energy, atom_virial
         return energy, force, virial
 
-    def _standard_types(self, atom_types, mixed_type: bool) -> np.ndarray:
+    def eval_descriptor(self, coords, cells, atom_types, fparam=None, aparam=None,
+                        mixed_type: bool = False, dtype: str = "native", **kwargs: Any) -> np.ndarray:
+        """The se_e2_a descriptor rows D_i (reference §4) of nframes configurations, DeePMD-kit's
+        `eval_descriptor`: arguments as `eval`; returns (nframes, natoms, M*M<) in the model's
+        output precision (dtype "native": float64), or as "fp32" / "fp64"."""
+        if dtype not in DESCRIPTOR_DTYPES:
+            raise InputError(f"DeepPot.eval_descriptor: dtype must be one of "
+                             f"{', '.join(DESCRIPTOR_DTYPES)}, got {dtype!r}")
+        pos, types, boxes = self._standard_input("DeepPot.eval_descriptor", coords, cells, atom_types,
+                                                 fparam, aparam, mixed_type, kwargs)
+        nframes, natoms = pos.shape[:2]
+        out = None
+        for f in range(nframes):
+            try:
+                rows = self.model.descriptor(pos[f], types[min(f, types.shape[0] - 1)],
+                                             None if boxes is None else boxes[f])
+            except InputError as exc:
+                raise InputError(f"DeepPot.eval_descriptor: frame {f}: {exc}") from None
+            if out is None:
+                out = np.empty((nframes, natoms, rows.shape[1]),
+                               DESCRIPTOR_DTYPES[dtype] or rows.dtype)
+            out[f] = rows
+        return out
+
+    def _standard_input(self, who: str, coords, cells, atom_types, fparam, aparam, mixed_type: bool,
+                        kwargs: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The arguments of `eval` (see there) checked and standardised for method `who`: positions
+        (nframes, natoms, 3), types (nframes or 1, natoms) int32 and cells (nframes, 3, 3) or None."""
+        for key, value in kwargs.items():
+            if key not in NONE_ONLY_EVAL_KWARGS:
+                raise InputError(f"{who}: unknown keyword argument '{key}'")
+            if value is not None:
+                raise InputError(f"{who}: {key} given but the model takes no {key} input")
+        for name, value, getter in (("fparam", fparam, "get_dim_fparam"),
+                                    ("aparam", aparam, "get_dim_aparam")):
+            if value is not None and np.size(value) != 0:
+                raise InputError(f"{who}: {name} given but the model has no "
+                                 f"{'frame' if name == 'fparam' else 'atomic'} parameters "
+                                 f"({getter}() == 0)")
+        types = self._standard_types(who, atom_types, mixed_type)
+        pos = self._standard_coords(who, coords, types.shape[1])
+        nframes = pos.shape[0]
+        if types.shape[0] != 1 and types.shape[0] != nframes:
+            raise InputError(f"{who}: atom_types has {types.shape[0]} frames but coords has {nframes}")
+        return pos, types, self._standard_cells(who, cells, nframes)
+
+    def _standard_types(self, who: str, atom_types, mixed_type: bool) -> np.ndarray:
         """atom_types as an int32 array (nframes or 1, natoms), checked against the type map."""
         try:
             raw = np.asarray(atom_types)
         except (TypeError, ValueError) as exc:   # ragged nested lists
-            raise InputError(f"DeepPot.eval: atom_types is not an array of integers ({exc})") from None
+            raise InputError(f"{who}: atom_types is not an array of integers ({exc})") from None
         if raw.dtype.kind == "f" and np.all(np.isfinite(raw)) and np.all(raw == np.round(raw)):
             raw = raw.astype(np.int64)   # types read with np.loadtxt(...) without dtype=int
         if raw.dtype.kind not in "iu":
-            raise InputError(f"DeepPot.eval: atom_types must be integers, got {raw.dtype}")
+            raise InputError(f"{who}: atom_types must be integers, got {raw.dtype}")
         if raw.ndim == 2 and not mixed_type:
-            raise InputError(f"DeepPot.eval: atom_types has shape {raw.shape}; per-frame types "
+            raise InputError(f"{who}: atom_types has shape {raw.shape}; per-frame types "
                              f"(nframes, natoms) need mixed_type=True")
         if raw.ndim not in (1, 2):
-            raise InputError(f"DeepPot.eval: atom_types must have shape (natoms,)"
+            raise InputError(f"{who}: atom_types must have shape (natoms,)"
                              f"{' or (nframes, natoms)' if mixed_type else ''}, got {raw.shape}")
         if raw.size == 0:
-            raise InputError("DeepPot.eval: atom_types is empty (no atoms)")
+            raise InputError(f"{who}: atom_types is empty (no atoms)")
         types = raw.reshape(-1, raw.shape[-1])
         ntypes = self.get_ntypes()
         bad = np.argwhere((types < 0) | (types >= ntypes))
         if bad.size:
             f, i = (int(v) for v in bad[0])
             where = f"frame {f}, atom {i}" if raw.ndim == 2 else f"atom {i}"
-            raise InputError(f"DeepPot.eval: atom_types: {where} has type {types[f, i]}, outside "
+            raise InputError(f"{who}: atom_types: {where} has type {types[f, i]}, outside "
                              f"0..{ntypes - 1} (type_map {self.get_type_map()})")
         return types.astype(np.int32)
 
     @staticmethod
-    def _standard_coords(coords, natoms: int) -> np.ndarray:
+    def _standard_coords(who: str, coords, natoms: int) -> np.ndarray:
         """coords as a float64 array (nframes, natoms, 3)."""
         try:
             c = np.asarray(coords, dtype=np.float64)
         except (TypeError, ValueError) as exc:
-            raise InputError(f"DeepPot.eval: coords is not an array of numbers ({exc})") from None
+            raise InputError(f"{who}: coords is not an array of numbers ({exc})") from None
         if c.shape in ((natoms * 3,), (natoms, 3)):
             return c.reshape(1, natoms, 3)
         if c.ndim in (2, 3) and c.shape[1:] in ((natoms * 3,), (natoms, 3)) and c.shape[0] > 0:
             return c.reshape(c.shape[0], natoms, 3)
-        raise InputError(f"DeepPot.eval: coords has shape {c.shape}; expected (nframes, {natoms * 3}), "
+        raise InputError(f"{who}: coords has shape {c.shape}; expected (nframes, {natoms * 3}), "
                          f"(nframes, {natoms}, 3) or ({natoms * 3},) for {natoms} atoms "
                          f"(the length of atom_types)")
 
     @staticmethod
-    def _standard_cells(cells, nframes: int) -> np.ndarray | None:
+    def _standard_cells(who: str, cells, nframes: int) -> np.ndarray | None:
         """cells as a float64 array (nframes, 3, 3), or None (non-periodic)."""
         if cells is None:
             return None
         try:
             c = np.asarray(cells, dtype=np.float64)
         except (TypeError, ValueError) as exc:
-            raise InputError(f"DeepPot.eval: cells is not an array of numbers ({exc})") from None
+            raise InputError(f"{who}: cells is not an array of numbers ({exc})") from None
         if nframes == 1 and c.shape in ((9,), (3, 3)):
             return c.reshape(1, 3, 3)
         if c.ndim in (2, 3) and c.shape[1:] in ((9,), (3, 3)):
             if c.shape[0] != nframes:
-                raise InputError(f"DeepPot.eval: cells has {c.shape[0]} frames but coords has {nframes}")
+                raise InputError(f"{who}: cells has {c.shape[0]} frames but coords has {nframes}")
             return c.reshape(nframes, 3, 3)
-        raise InputError(f"DeepPot.eval: cells has shape {c.shape}; expected ({nframes}, 9) or "
+        raise InputError(f"{who}: cells has shape {c.shape}; expected ({nframes}, 9) or "
                          f"({nframes}, 3, 3), or None for a non-periodic system")
 
 
