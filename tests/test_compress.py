@@ -83,7 +83,7 @@ def test_pairs_beyond_the_table_are_extrapolated_and_counted():
 
 def test_compress_cli(tmp_path, oracle_dir, capsys):
     out = tmp_path / "cmp"
-    assert main(["compress", str(oracle_dir / "alloy5.dp"), "-o", "5", "-d", "0.02", "-s", str(out)]) == 0
+    assert main(["compress", str(oracle_dir / "alloy5.dp"), "--order", "5", "-s", "0.02", "-o", str(out)]) == 0
     text = capsys.readouterr().out
     assert "largest |table - net|" in text and (tmp_path / "cmp.h5").is_file()
     assert main(["test", "-m", str(tmp_path / "cmp.h5"), "-s", str(oracle_dir)]) == 2  # no systems there
@@ -91,9 +91,34 @@ def test_compress_cli(tmp_path, oracle_dir, capsys):
     assert "already compressed" in capsys.readouterr().err
 
 
+def test_compress_takes_dp_compress_options(tmp_path, oracle_dir, capsys):
+    """`dp compress -i MODEL -o OUT -s STEP -e EXTRAPOLATE -f FREQ -t INPUT` as DeePMD-kit users
+    type it: -e sets how far the coarse grid reaches (xmax = e x upper, to its 10 dx step), -t
+    takes the range of s from the input's training systems (the same tables as --data on them),
+    the default output is MODEL_compressed with the input's format."""
+    from numdp.io.model_file import read_model
+    from tests_util import write_system
+
+    ref = np.load(oracle_dir / "water.npz")
+    write_system(tmp_path / "data" / "sys", ref["coord"], ref["box"], ref["atype"], ["O", "H"])
+    script = tmp_path / "input.json"
+    script.write_text('{"training": {"training_data": {"systems": ["data"]}}}')
+    src = tmp_path / "water.dp"
+    src.write_bytes((oracle_dir / "water.dp").read_bytes())
+    assert main(["compress", "-i", str(src), "-s", "0.05", "-e", "5", "-f", "10", "-t", str(script)]) == 0
+    assert main(["compress", str(src), "-o", str(tmp_path / "ref.h5"), "-s", "0.05",
+                 "--data", str(tmp_path / "data")]) == 0
+    five, ten = read_model(tmp_path / "water_compressed.dp"), read_model(tmp_path / "ref.h5")
+    for a, b in zip(five.descriptor.tables, ten.descriptor.tables):
+        assert a.lower == b.lower and a.upper == b.upper
+        assert 5 * a.upper <= a.xmax < 5 * a.upper + 10 * 0.05 + 1e-12
+        assert 10 * b.upper <= b.xmax < 10 * b.upper + 10 * 0.05 + 1e-12
+
+
 def test_compress_output_is_checked_before_tabulating(tmp_path, oracle_dir, capsys, monkeypatch):
-    """-s naming a directory was a ValueError traceback ('.' has an empty name); a bad suffix or a
-    missing directory is refused before the tabulation, in one line."""
+    """-o naming a directory was a ValueError traceback ('.' has an empty name); a bad suffix or a
+    missing directory is refused before the tabulation, in one line; so are numdp compress's
+    former -o ORDER and -s OUTPUT, which dp compress's -o OUTPUT and -s STEP replaced."""
     import numdp.model.compress as mc
 
     def never(*args, **kwargs):
@@ -102,15 +127,16 @@ def test_compress_output_is_checked_before_tabulating(tmp_path, oracle_dir, caps
     monkeypatch.setattr(mc, "compress", never)
     monkeypatch.chdir(tmp_path)
     model = str(oracle_dir / "alloy5.dp")
-    for save, message in ((".", "-s .: is a directory; name the output model file"),
-                          (str(tmp_path), f"-s {tmp_path}: is a directory"),
-                          ("cmp.pb", "cmp.pb: cannot choose a model format for suffix '.pb'"),
-                          ("nodir/cmp.h5", "nodir/cmp.h5: cannot write model file (directory nodir does not exist)"),
-                          # DeePMD-kit's `dp compress -s 0.01` is the table step: it would have
-                          # written a model named 0.01.h5
-                          ("0.01", "-s 0.01: -s names the output model file in numdp; the table step "
-                                   "(DeePMD-kit's `dp compress -s`) is -d 0.01")):
-        assert main(["compress", model, "-s", save]) == 2
+    for argv, message in ((["-o", "."], "-o .: is a directory; name the output model file"),
+                          (["-o", str(tmp_path)], f"-o {tmp_path}: is a directory"),
+                          (["-o", "cmp.pb"], "cmp.pb: cannot choose a model format for suffix '.pb'"),
+                          (["-o", "nodir/cmp.h5"], "nodir/cmp.h5: cannot write model file (directory nodir does not exist)"),
+                          (["-o", "5"], "-o 5: -o names the output model (as dp compress -o); the polynomial order is --order 5"),
+                          (["-s", "cmp_model"], "-s cmp_model: -s is the table step (as dp compress -s); name the output model with -o cmp_model"),
+                          (["-s", "0"], "-s 0: the table step must be > 0"),
+                          (["-e", "1"], "-e 1: the extrapolation factor must be > 1"),
+                          (["-i", model], "give the model to compress once: as MODEL or as -i MODEL")):
+        assert main(["compress", model, *argv]) == 2
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err
 
@@ -216,7 +242,7 @@ def test_numdp_test_and_run_take_a_compressed_model_and_a_precision(tmp_path, or
     ref = np.load(oracle_dir / "water.npz")
     sysdir = write_system(tmp_path / "sys", ref["coord"], ref["box"], ref["atype"], ["O", "H"],
                           energy=ref["energy"], force=ref["force"])
-    assert main(["compress", str(oracle_dir / "water.dp"), "-o", "5", "-s", str(tmp_path / "w")]) == 0
+    assert main(["compress", str(oracle_dir / "water.dp"), "--order", "5", "-o", str(tmp_path / "w")]) == 0
     figures = {}
     for precision in ("double", "mix32"):
         out = tmp_path / f"{precision}.json"

@@ -383,7 +383,7 @@ def test_convert_and_compress_keep_an_existing_output(tmp_path, capsys):
     assert (tmp_path / "#a.h5.1#").read_bytes() == first and out.is_file()
     cmp = tmp_path / "cmp.h5"
     cmp.write_text("an earlier result")
-    assert cli_main(["compress", str(out), "-d", "0.05", "-s", str(cmp)]) == 0
+    assert cli_main(["compress", str(out), "-s", "0.05", "-o", str(cmp)]) == 0
     assert f"backed up the existing {cmp} to #cmp.h5.1#" in capsys.readouterr().out
     assert (tmp_path / "#cmp.h5.1#").read_text() == "an earlier result"
 
@@ -417,7 +417,7 @@ def test_failed_convert_and_compress_give_the_existing_output_its_name_back(tmp_
     assert cli_main(["convert", str(model), str(out)]) == status
     assert len(calls) == 3 and "backed up" not in capsys.readouterr().out
     calls.clear()
-    assert cli_main(["compress", str(model), "-d", "0.05", "-s", str(cmp)]) == status
+    assert cli_main(["compress", str(model), "-s", "0.05", "-o", str(cmp)]) == status
     assert len(calls) == 3 and "backed up" not in capsys.readouterr().out
     assert out.read_bytes() == b"an earlier\x00result" and cmp.read_bytes() == b"an earlier\x00table"
     assert _names(tmp_path) == ["a.h5", "cmp.h5", "model.h5"]

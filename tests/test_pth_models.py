@@ -154,7 +154,7 @@ def test_test_compress_and_run_accept_a_pth(tmp_path, capsys):
     assert fig["rmse_energy"] <= 1e3 * TOL * abs(ref["energy"]) / n
     assert fig["rmse_force"] <= 1e3 * TOL * np.abs(ref["force"]).max()
     assert fig["rmse_virial"] <= 1e3 * TOL * np.abs(ref["virial"]).max() / n
-    assert cli_main(["compress", str(pth), "-d", "0.05", "-s", str(tmp_path / "cmp.h5")]) == 0
+    assert cli_main(["compress", str(pth), "-s", "0.05", "-o", str(tmp_path / "cmp.h5")]) == 0
     assert read_model(tmp_path / "cmp.h5").descriptor.tables is not None
     finals = []
     for model in (pth, dp):

@@ -224,7 +224,7 @@ def sharing(on: bool):
 def compressed_copy(model: Path, folder: Path) -> Path:
     """`model` compressed with `numdp compress` defaults (order 3, dx 0.01) into `folder`."""
     out = Path(folder) / "model-compressed.h5"
-    r = subprocess.run([sys.executable, "-m", "numdp.cli", "compress", str(model), "-s", str(out)],
+    r = subprocess.run([sys.executable, "-m", "numdp.cli", "compress", str(model), "-o", str(out)],
                        capture_output=True, text=True)
     if r.returncode != 0:
         raise SystemExit(f"numdp compress {model} failed: {(r.stderr or r.stdout).strip().splitlines()[-1:]}")

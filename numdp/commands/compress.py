@@ -1,47 +1,96 @@
-"""`numdp compress MODEL [-d 0.01] [-o 3|5] [-s OUTPUT] [--data SYSTEM ...]`: tabulate the
-embedding nets of a model; prints the largest table error against the nets."""
+"""`numdp compress [MODEL | -i MODEL] [-o OUTPUT] [-s 0.01] [-e 10] [--order 3|5] [-t INPUT |
+--data SYSTEM ...]`: tabulate the embedding nets of a model, with DeePMD-kit's `dp compress`
+options (-i, -o, -s, -e, -f, -t); prints the largest table error against the nets."""
 from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import InputError
+from ..model.compress import EXTRAPOLATE
+
 
 def configure(parser):
-    parser.add_argument("model", help="numdp (.h5) or DeePMD-kit (.dp, PyTorch .pt/.pth) model")
-    parser.add_argument("-d", "--step", type=float, default=0.01, help="table step in x (default 0.01)")
-    parser.add_argument("-o", "--order", type=int, default=3, choices=[3, 5],
-                        help="polynomial order: 3 (cubic Hermite) or 5 (quintic Hermite)")
-    parser.add_argument("-s", "--save", default="cmp_model",
-                        help="output model: .h5 numdp format (added when no suffix is given), "
-                             ".dp DeePMD-kit's compressed layout")
-    parser.add_argument("--data", nargs="+",
-                        help="training systems giving the range of s (default: stored in the model)")
+    parser.add_argument("model", nargs="?", help="numdp (.h5) or DeePMD-kit (.dp, PyTorch .pt/.pth) model")
+    parser.add_argument("-i", "--input", help="the model, as dp compress -i (instead of MODEL)")
+    parser.add_argument("-o", "--output",
+                        help="output model: .h5 numdp format (added when no suffix is given), .dp "
+                             "DeePMD-kit's compressed layout (default: MODEL_compressed.dp for a .dp "
+                             "MODEL, else MODEL_compressed.h5)")
+    parser.add_argument("-s", "-d", "--step", default="0.01", help="table step in x (default 0.01)")
+    parser.add_argument("-e", "--extrapolate", type=float, default=EXTRAPOLATE,
+                        help=f"the coarse table reaches EXTRAPOLATE x the data range (default "
+                             f"{EXTRAPOLATE:g}; dp compress: 5)")
+    parser.add_argument("-f", "--frequency", type=int, default=-1,
+                        help="dp compress's overflow-check frequency: accepted; numdp always counts "
+                             "pairs beyond the tables")
+    parser.add_argument("--order", type=int, default=3, choices=[3, 5],
+                        help="polynomial order: 3 (cubic Hermite, default) or 5 (quintic Hermite, DeePMD-kit's)")
+    data = parser.add_mutually_exclusive_group()
+    data.add_argument("-t", "--training-script", metavar="INPUT",
+                      help="the training input (TOML or input.json) whose training systems give the "
+                           "range of s (default: the range stored in the model)")
+    data.add_argument("--data", nargs="+",
+                      help="training systems giving the range of s (default: stored in the model)")
+
+
+def _model_path(args) -> Path:
+    if (args.model is None) == (args.input is None):
+        raise InputError("give the model to compress once: as MODEL or as -i MODEL")
+    return Path(args.model if args.model is not None else args.input)
+
+
+def _output_path(model: Path, output: str | None) -> Path:
+    """The output model file: -o (".h5" added when it has no suffix) or the default name."""
+    if output is None:
+        suffix = ".dp" if model.suffix.lower() == ".dp" else ".h5"
+        return model.with_name(model.stem + "_compressed" + suffix)
+    if output.strip() in ("3", "5"):   # numdp compress's former -o ORDER
+        raise InputError(f"-o {output}: -o names the output model (as dp compress -o); the "
+                         f"polynomial order is --order {output.strip()}")
+    out = Path(output)
+    if out.is_dir() or not out.name:
+        raise InputError(f"-o {output}: is a directory; name the output model file "
+                         f"(e.g. {out / 'compressed.h5'})")
+    return out if out.suffix else out.with_suffix(".h5")
+
+
+def _step(text: str) -> float:
+    try:
+        step = float(text)
+    except ValueError:   # numdp compress's former -s OUTPUT
+        raise InputError(f"-s {text}: -s is the table step (as dp compress -s); name the output "
+                         f"model with -o {text}") from None
+    if not step > 0:
+        raise InputError(f"-s {text}: the table step must be > 0")
+    return step
 
 
 def main(args) -> int:
-    from ..errors import InputError
     from ..io.backup import Backups
     from ..io.model_file import output_kind, read_model, write_model
     from ..model.compress import compress, s_max_from_systems
 
-    out_path = Path(args.save)
-    if _is_number(args.save):   # `dp compress -s 0.01` is DeePMD-kit's table step
-        raise InputError(f"-s {args.save}: -s names the output model file in numdp; the table step "
-                         f"(DeePMD-kit's `dp compress -s`) is -d {args.save}")
+    model_path = _model_path(args)
+    step = _step(args.step)
+    if not args.extrapolate > 1:
+        raise InputError(f"-e {args.extrapolate:g}: the extrapolation factor must be > 1")
+    out_path = _output_path(model_path, args.output)
     # the output is checked before the (long) tabulation
-    if out_path.is_dir() or not out_path.name:
-        raise InputError(f"-s {args.save}: is a directory; name the output model file "
-                         f"(e.g. {out_path / 'cmp_model.h5'})")
-    if out_path.suffix == "":
-        out_path = out_path.with_suffix(".h5")
     output_kind(out_path)
     if not out_path.parent.is_dir():
         raise InputError(f"{out_path}: cannot write model file (directory {out_path.parent} does not exist)")
-    params = read_model(Path(args.model))
+    if args.training_script is not None:
+        from ..train.config import input_systems
+
+        data = input_systems(args.training_script)
+    else:
+        data = args.data
+    params = read_model(model_path)
     if params.descriptor.tables is not None:
-        raise InputError(f"{args.model}: the model is already compressed")
-    smax = s_max_from_systems(params, args.data) if args.data else None
-    cparams, report = compress(params, dx=args.step, order=args.order, s_max=smax)
-    print(f"# order {args.order}, step {args.step}, extrapolation to 10x the data range")
+        raise InputError(f"{model_path}: the model is already compressed")
+    smax = s_max_from_systems(params, data) if data else None
+    cparams, report = compress(params, dx=step, order=args.order, s_max=smax, extrapolate=args.extrapolate)
+    print(f"# order {args.order}, step {step:g}, extrapolation to {args.extrapolate:g}x the data range")
     print(f"# {'net':>3} {'lower':>8} {'upper':>8} {'xmax':>8} {'intervals':>9} "
           f"{'err grid':>9} {'err between':>11} {'slope err':>9} {'extrap err':>10}")
     worst = 0.0
@@ -60,11 +109,3 @@ def main(args) -> int:
         print(backups.line())
     print(f"wrote {out_path}")
     return 0
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True

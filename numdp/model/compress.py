@@ -4,11 +4,12 @@ Table domain per net, in the normalised input x = (s - mu_r)/sigma_r of its cent
 lower = min(0, min over centre types of -mu_r/sigma_r) (the padding / r >= rcut value, so every
 physical input is above it), upper = max over centre types of (s_max - mu_r)/sigma_r with s_max
 the largest raw s = w(r)/r seen in the training data; fine step dx up to upper, then step 10 dx up
-to 10 x upper.  A centre type whose pair with the net's neighbour type is excluded
-(descriptor exclude_types) feeds the net only its padding value: it counts for lower, not for
-upper (DeePMD-kit's deepmd/utils/tabulate.py means to do the same, but tests tuples against the
-pair lists it is given, which never match); a net fed by no
-other centre type spans [lower, 0] ([0, dx] when lower is 0).  The compressed model keeps the exclusions.
+to extrapolate x upper (default 10; DeePMD-kit's dp compress: 5).  A centre type whose pair with
+the net's neighbour type is excluded (descriptor exclude_types) feeds the net only its padding
+value: it counts for lower, not for upper (DeePMD-kit's deepmd/utils/tabulate.py means to do the
+same, but tests tuples against the pair lists it is given, which never match); a net fed by no
+other centre type spans [lower, 0] ([0, dx] when lower is 0).  The compressed model keeps the
+exclusions.
 """
 from __future__ import annotations
 
@@ -68,10 +69,12 @@ def s_max_from_systems(params: ModelParams, paths) -> np.ndarray:
     return stats.s_range[:, 1]
 
 
-def compress(params: ModelParams, dx: float = 0.01, order: int = 3, s_max=None):
+def compress(params: ModelParams, dx: float = 0.01, order: int = 3, s_max=None,
+             extrapolate: float = EXTRAPOLATE):
     """A copy of `params` whose embedding nets are tabulated, and a per-net report.
 
-    s_max: (ntypes,) largest raw s per centre type (default: from the model).
+    s_max: (ntypes,) largest raw s per centre type (default: from the model); extrapolate: the
+    coarse grid (step 10 dx) reaches extrapolate x upper (DeePMD-kit's `dp compress -e`).
     Returns (params, report) with report a list of dicts (net, lower, upper, xmax, intervals,
     errors of table_errors).
     """
@@ -79,6 +82,8 @@ def compress(params: ModelParams, dx: float = 0.01, order: int = 3, s_max=None):
         raise InputError(f"order must be 3 or 5, got {order}")
     if not dx > 0:
         raise InputError(f"step must be > 0, got {dx}")
+    if not extrapolate > 1:
+        raise InputError(f"extrapolate must be > 1, got {extrapolate}")
     d = params.descriptor
     smax = s_max_from_params(params) if s_max is None else np.asarray(s_max, dtype=np.float64)
     mu = d.davg[:, 0, 0]
@@ -93,10 +98,11 @@ def compress(params: ModelParams, dx: float = 0.01, order: int = 3, s_max=None):
         upper = max((smax[t] - mu[t]) / sd[t] for t in real) if real else 0.0
         if upper <= lower:
             upper = lower + dx
-        tab = build_table(net, lower, upper, dx, order, EXTRAPOLATE)
+        tab = build_table(net, lower, upper, dx, order, extrapolate)
         tables.append(tab)
         report.append({"net": k, "lower": tab.lower, "upper": tab.upper, "xmax": tab.xmax,
                        "intervals": int(tab.coef.shape[0]), "errors": table_errors(net, tab)})
     out.descriptor.tables = tables
-    out.info = dict(out.info, compression={"order": int(order), "dx": float(dx), "extrapolate": EXTRAPOLATE})
+    out.info = dict(out.info, compression={"order": int(order), "dx": float(dx),
+                                                     "extrapolate": float(extrapolate)})
     return out, report
