@@ -2,13 +2,18 @@
 
     atoms.calc = DPCalculator("model.h5", precision="double", device="cpu", threads=None)
 
-Properties (ASE units, eV and Å): energy, free_energy (= energy), forces (N, 3), stress (6,)
+Properties (ASE units, eV and Å): energy, free_energy (= energy), forces (N, 3), virial (3, 3)
+eV (DeePMD-kit's sign, -stress * volume, as its ASE calculator reports it), stress (6,)
 Voigt xx yy zz yz xz xy in eV/Å³ with ASE's sign (stress = -virial / V, symmetrised), energies
 (N,) per atom and stresses (N, 6) per atom (-atom_virial_i / V of the whole cell, symmetrised, so
 that stresses.sum(axis=0) == stress as ASE's Calculator.get_stresses documents).  Elements map
 through the model's type_map.  ``atoms.pbc`` is honoured: periodic along some cell vectors only
 (a slab) is evaluated as such (numdp.neighbor.extend), no pbc at all as a cluster.  Results are
 cached by ASE's Calculator machinery until the atoms change.  See docs/ase.md.
+
+``DP`` is DeePMD-kit's calculator class (``deepmd.calculator.DP``) on numdp: the same
+constructor (model, label, type_dict, neighbor_list, head, nlist_backend), so that
+``from numdp.calculator import DP`` is the only change a DeePMD-kit ASE script needs.
 """
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ from .errors import InputError
 from .io.type_map import type_indices
 from .model.dp_model import DPModel
 
-__all__ = ["DPCalculator"]
+__all__ = ["DP", "DPCalculator"]
 
 
 def _load(path, precision: str, device: str, threads: int | None) -> DPModel:
@@ -46,7 +51,9 @@ class DPCalculator(Calculator):
     numdp's default, see numdp.model.dp_model.default_threads).
     """
 
-    implemented_properties = ["energy", "free_energy", "forces", "stress", "energies", "stresses"]
+    implemented_properties = ["energy", "free_energy", "forces", "virial", "stress", "energies", "stresses"]
+    type_dict: dict[str, int] | None = None
+    """Element → model type index used instead of the model's type_map (DP's `type_dict`)."""
 
     def __init__(self, model: str | PathLike | DPModel, precision: str = "double",
                  device: str = "cpu", threads: int | None = None, **kwargs):
@@ -61,7 +68,16 @@ class DPCalculator(Calculator):
 
     def types_of(self, atoms) -> np.ndarray:
         """Model type index (N,) int32 of each atom of `atoms`; InputError for an unknown element."""
-        return type_indices(atoms.get_chemical_symbols(), self.model.type_map, "DPCalculator")
+        symbols = atoms.get_chemical_symbols()
+        if self.type_dict is None:
+            return type_indices(symbols, self.model.type_map, type(self).__name__)
+        out = np.empty(len(symbols), dtype=np.int32)
+        for i, s in enumerate(symbols):
+            if s not in self.type_dict:
+                raise InputError(f"{type(self).__name__}: atom {i} is {s!r}, an element not in "
+                                 f"type_dict {self.type_dict}")
+            out[i] = self.type_dict[s]
+        return out
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
@@ -76,6 +92,7 @@ class DPCalculator(Calculator):
             "free_energy": out.energy,
             "energies": out.atom_energies.copy(),
             "forces": out.forces,
+            "virial": np.asarray(out.virial).reshape(3, 3).copy(),
         }
         volume = abs(float(np.linalg.det(atoms.cell.array)))
         if volume > 0.0:
@@ -92,3 +109,37 @@ class DPCalculator(Calculator):
 def _voigt(s: np.ndarray) -> np.ndarray:
     """Symmetrised 3x3 -> Voigt (xx, yy, zz, yz, xz, xy)."""
     return full_3x3_to_voigt_6_stress(0.5 * (s + s.T))
+
+
+class DP(DPCalculator):
+    """DeePMD-kit's ASE calculator (``deepmd.calculator.DP``) on numdp.
+
+    model: a model file (anything numdp.load_model reads); label: the calculator's label;
+    type_dict: element → model type index (default: the model's type_map); neighbor_list (an ASE
+    NeighborList) and nlist_backend change only how DeePMD-kit finds neighbours, never the
+    result: accepted and unused; head: None (numdp models are single-task).  Keyword arguments
+    precision, device and threads are numdp's (DPCalculator), the rest go to ASE's Calculator.
+    ``atoms.info`` fparam / aparam / charge_spin are refused: numdp models take none.
+    """
+
+    def __init__(self, model, label: str = "DP", type_dict: dict[str, int] | None = None,
+                 neighbor_list=None, head: str | None = None, nlist_backend: str = "auto", **kwargs):
+        del neighbor_list, nlist_backend
+        if head is not None:
+            raise InputError(f"DP: head={head!r}: numdp models are single-task; leave it out")
+        super().__init__(model, label=label, **kwargs)
+        if type_dict:
+            ntypes = len(self.model.type_map)
+            bad = {k: v for k, v in type_dict.items() if not 0 <= int(v) < ntypes}
+            if bad:
+                raise InputError(f"DP: type_dict {bad}: type indices must be in 0..{ntypes - 1} "
+                                 f"(type_map {self.model.type_map})")
+            self.type_dict = {str(k): int(v) for k, v in type_dict.items()}
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        source = atoms if atoms is not None else self.atoms
+        for key in ("fparam", "aparam", "charge_spin"):
+            value = None if source is None else source.info.get(key)
+            if value is not None and np.size(value) != 0:
+                raise InputError(f"DP: atoms.info[{key!r}] given but the model takes no {key}")
+        super().calculate(atoms, properties, system_changes)

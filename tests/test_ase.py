@@ -212,3 +212,36 @@ def test_slab_pbc_is_passed_through():
     cl = Atoms(symbols=atoms.get_chemical_symbols(), positions=pos)
     cl.calc = DPCalculator(model)
     assert cl.get_potential_energy() == model.evaluate(pos, types, None).energy
+
+
+def test_deepmd_kit_dp_class(cu_model):
+    """numdp.calculator.DP takes deepmd.calculator.DP's constructor and reports its `virial`
+    (3x3, DeePMD-kit's sign) beside DPCalculator's results, bit for bit; type_dict maps
+    elements to model types (Ag atoms evaluated as the model's Cu: the same numbers); what numdp
+    models cannot take is refused in one line."""
+    from numdp.calculator import DP
+
+    atoms = _cu(rattle=0.05)
+    atoms.cell[1, 0] = 0.3
+    ref = cu_model.evaluate(atoms.positions, np.zeros(len(atoms), int), atoms.cell.array)
+    atoms.calc = DP(CU, label="x", neighbor_list=None, nlist_backend="auto", threads=2)
+    assert atoms.get_potential_energy() == ref.energy
+    assert np.array_equal(atoms.get_forces(), ref.forces)
+    assert np.array_equal(atoms.calc.results["virial"], ref.virial)
+    assert atoms.calc.label == "x"
+    ag = atoms.copy()
+    ag.set_chemical_symbols(["Ag"] * len(ag))
+    ag.calc = DP(CU, type_dict={"Ag": 0}, threads=2)
+    assert ag.get_potential_energy() == ref.energy
+    assert np.array_equal(ag.get_stress(), atoms.get_stress())
+    for make, message in ((lambda: DP(CU, type_dict={"Cu": 1}), "DP: type_dict {'Cu': 1}: type indices must be in 0..0"),
+                          (lambda: DP(CU, head="branch"), "DP: head='branch': numdp models are single-task")):
+        with pytest.raises(InputError, match=message):
+            make()
+    ag.calc = DP(CU, type_dict={"Cu": 0}, threads=2)
+    with pytest.raises(InputError, match="DP: atom 0 is 'Ag', an element not in type_dict"):
+        ag.get_potential_energy()
+    atoms.info["fparam"] = [1.0]
+    atoms.calc = DP(CU, threads=2)
+    with pytest.raises(InputError, match=r"DP: atoms.info\['fparam'\] given but the model takes no fparam"):
+        atoms.get_potential_energy()
