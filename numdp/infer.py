@@ -309,3 +309,62 @@ def DeepPotential(model_file, **kwargs: Any) -> DeepPot:
 
 
 __all__ = ["DeepPot", "DeepPotential"]
+
+
+def calc_model_devi(coord, box, atype, models, fname=None, frequency: int = 1,
+                    mixed_type: bool = False, fparam=None, aparam=None, real_data: dict | None = None,
+                    atomic: bool = False, relative: float | None = None,
+                    relative_v: float | None = None) -> np.ndarray:
+    """DeePMD-kit's `deepmd.infer.model_devi.calc_model_devi` on numdp `DeepPot` models.
+
+    coord, box, atype, mixed_type, fparam, aparam: as `DeepPot.eval` (nframes frames).
+    real_data: None, or DeePMD-kit's dict of labels {"energy": (nframes,) eV per atom, "force":
+    (nframes, natoms, 3) eV/Å, "virial": (nframes, 9) eV per atom}: the models' RMS errors against
+    them instead of their deviation.  relative / relative_v: the levels of
+    numdp.model.deviation (relative_v per virial component, as LAMMPS and `numdp model-devi`).
+    Returns (nframes, 8) float64: step (= frame index × frequency), max/min/avg_devi_v,
+    max/min/avg_devi_f, devi_e; with atomic, natoms more columns (each atom's force deviation).
+    fname: the rows are appended to this file in the model_devi.out format (a header first).
+    """
+    from .io.model_devi_file import write_block
+    from .model.deviation import Reference, frame_deviation
+
+    models = list(models)
+    if not models or not all(isinstance(m, DeepPot) for m in models):
+        raise InputError("calc_model_devi: models must be a non-empty list of numdp.infer.DeepPot")
+    for m in models[1:]:
+        if m.get_type_map() != models[0].get_type_map():
+            raise InputError(f"calc_model_devi: type_map {m.get_type_map()} of {m.model_file} differs "
+                             f"from {models[0].get_type_map()} of {models[0].model_file}")
+    if int(frequency) < 1:
+        raise InputError(f"calc_model_devi: frequency must be >= 1, got {frequency}")
+    outs = [m.eval(coord, box, atype, fparam=fparam, aparam=aparam, mixed_type=mixed_type) for m in models]
+    energies = np.stack([o[0][:, 0] for o in outs])           # (n_m, nframes)
+    forces = np.stack([o[1] for o in outs])                   # (n_m, nframes, natoms, 3)
+    virials = np.stack([o[2] for o in outs])                  # (n_m, nframes, 9)
+    nframes, natoms = forces.shape[1], forces.shape[2]
+    refs = [None] * nframes
+    if real_data is not None:
+        try:
+            e = np.asarray(real_data["energy"], dtype=np.float64).reshape(nframes) * natoms
+            f = np.asarray(real_data["force"], dtype=np.float64).reshape(nframes, natoms, 3)
+            v = np.asarray(real_data["virial"], dtype=np.float64).reshape(nframes, 3, 3) * natoms
+        except KeyError as exc:
+            raise InputError(f"calc_model_devi: real_data has no {exc.args[0]!r}") from None
+        except ValueError as exc:
+            raise InputError(f"calc_model_devi: real_data does not fit {nframes} frames of {natoms} "
+                             f"atoms ({exc})") from None
+        refs = [Reference(e[k], f[k], v[k]) for k in range(nframes)]
+    rows = [frame_deviation(energies[:, k], forces[:, k], virials[:, k], relative, relative_v, refs[k])
+            for k in range(nframes)]
+    steps = np.arange(nframes, dtype=np.int64) * int(frequency)
+    table = np.array([[s, d.max_devi_v, d.min_devi_v, d.avg_devi_v, d.max_devi_f, d.min_devi_f,
+                       d.avg_devi_f, d.devi_e] + (d.atom_devi_f.tolist() if atomic else [])
+                      for s, d in zip(steps, rows)], dtype=np.float64).reshape(nframes, -1)
+    if fname:
+        try:
+            with open(fname, "a") as fp:
+                write_block(fp, zip(steps, rows), energy=True, atomic=bool(atomic))
+        except OSError as exc:
+            raise InputError(f"{fname}: cannot write ({exc.strerror})") from None
+    return table

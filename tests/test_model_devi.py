@@ -306,3 +306,121 @@ def test_evaluate_ensemble_equals_evaluate():
     assert abs(got[2].energy - ref[2].energy) <= order_bound(U64, 41) * np.abs(ref[2].atom_energies).sum()
     assert np.abs(got[2].forces - ref[2].forces).max() <= rel * np.abs(ref[2].forces).max()
     assert np.abs(got[2].virial - ref[2].virial).max() <= rel * np.abs(ref[2].virial).max()
+
+
+def _reference_real(models, pos, types, box, label, relative=None, relative_v=None):
+    """The models' RMS errors against `label` = (energy, forces, virial), from the definitions
+    (DeePMD-kit's real_error): the mean over models of squared distances to the label."""
+    outs = [m.evaluate(pos, types, box, atom_virial=False) for m in models]
+    n = len(types)
+    e0, f0, v0 = label
+    f = np.array([o.forces for o in outs])
+    ef = np.sqrt(((f - f0) ** 2).sum(-1).mean(0))
+    if relative is not None:
+        ef = ef / (np.linalg.norm(f0, axis=-1) + relative)
+    w = np.array([o.virial.ravel() for o in outs]) / n
+    ev = np.sqrt(((w - v0.ravel() / n) ** 2).mean(0))
+    if relative_v is not None:
+        ev = ev / (np.abs(v0.ravel() / n) + relative_v)
+    de = np.sqrt(np.mean((np.array([o.energy for o in outs]) / n - e0 / n) ** 2))
+    return np.array([ev.max(), ev.min(), np.sqrt((ev ** 2).sum() / 9), ef.max(), ef.min(),
+                     ef.sum() / n, de]), ef
+
+
+def _labels(models, frames):
+    """Labels near the models' predictions (model 0 plus offsets), so the errors are O(offsets)."""
+    out = []
+    for k, (pos, types, box) in enumerate(frames):
+        o = models[0].evaluate(pos, types, box, atom_virial=False)
+        rng = np.random.default_rng(k)
+        out.append((o.energy + 0.3, o.forces + rng.normal(0, 0.2, o.forces.shape),
+                    o.virial + rng.normal(0, 0.5, (3, 3))))
+    return out
+
+
+@pytest.mark.parametrize("relative,relative_v", [(None, None), (0.5, 0.2)])
+def test_real_error_matches_definitions(ensemble, relative, relative_v):
+    from numdp.model.deviation import Reference
+
+    _, models = ensemble
+    frames = _frames(2)
+    for (pos, types, box), lab in zip(frames, _labels(models, frames)):
+        outs = [m.evaluate(pos, types, box, atom_virial=False) for m in models]
+        d = frame_deviation([o.energy for o in outs], [o.forces for o in outs],
+                            [o.virial for o in outs], relative, relative_v, Reference(*lab))
+        ref, ef = _reference_real(models, pos, types, box, lab, relative, relative_v)
+        got = np.array([d.max_devi_v, d.min_devi_v, d.avg_devi_v, d.max_devi_f, d.min_devi_f,
+                        d.avg_devi_f, d.devi_e])
+        # the same sums in another order: a few ulps (the terms are positive: no cancellation)
+        assert np.allclose(got, ref, rtol=1e-14, atol=0) and np.allclose(d.atom_devi_f, ef, rtol=1e-14, atol=0)
+        plain = frame_deviation([o.energy for o in outs], [o.forces for o in outs], [o.virial for o in outs])
+        assert abs(d.devi_e - plain.devi_e) > 1e-3   # against the labels, not the mean
+
+
+def test_calc_model_devi_python_api(ensemble, tmp_path):
+    """numdp.infer.calc_model_devi: DeePMD-kit's table (step, 6 virial/force columns, devi_e,
+    atomic columns) equal to frame_deviation of each frame; real_data in DeePMD-kit's per-atom
+    units; fname appended in the model_devi.out format."""
+    from numdp.infer import DeepPot, calc_model_devi
+
+    paths, models = ensemble
+    frames = _frames(3)
+    coord = np.array([f[0] for f in frames])
+    box = np.array([f[2] for f in frames])
+    types = frames[0][1]
+    pots = [DeepPot(p, threads=1) for p in paths]
+    out = tmp_path / "devi.out"
+    table = calc_model_devi(coord, box, types, pots, fname=str(out), frequency=5, atomic=True,
+                            relative=0.5)
+    assert table.shape == (3, 8 + NATOMS) and table[:, 0].tolist() == [0, 5, 10]
+    for row, (pos, t, b) in zip(table, frames):
+        ref, ef = _reference(models, pos, t, b, relative=0.5)
+        assert np.allclose(row[1:8], ref, rtol=RTOL, atol=0) and np.allclose(row[8:], ef, rtol=RTOL, atol=0)
+    calc_model_devi(coord, box, types, pots, fname=str(out))
+    lines, data = out.read_text().splitlines(), None
+    assert lines[0].startswith("#       step") and len(lines) == 1 + 3 + 1 + 3
+    labels = _labels(models, frames)
+    real = {"energy": np.array([lab[0] for lab in labels]) / NATOMS,
+            "force": np.array([lab[1] for lab in labels]),
+            "virial": np.array([lab[2].ravel() for lab in labels]) / NATOMS}
+    table = calc_model_devi(coord, box, types, pots, real_data=real)
+    for row, (pos, t, b), lab in zip(table, frames, labels):
+        ref, _ = _reference_real(models, pos, t, b, lab)
+        assert np.allclose(row[1:8], ref, rtol=1e-14, atol=0)
+    from numdp.errors import InputError
+
+    with pytest.raises(InputError, match="real_data has no 'virial'"):
+        calc_model_devi(coord, box, types, pots, real_data={"energy": real["energy"], "force": real["force"]})
+    with pytest.raises(InputError, match="models must be a non-empty list of numdp.infer.DeepPot"):
+        calc_model_devi(coord, box, types, models)
+
+
+def test_command_real_error(ensemble, tmp_path, capsys):
+    """numdp model-devi --real_error: one model is enough; the rows are the RMS errors against
+    the system's labels; a system without virial labels or a file without labels is refused."""
+    paths, models = ensemble
+    frames = _frames(2)
+    labels = _labels(models, frames)
+    sys_dir = write_system(tmp_path / "sys", np.array([f[0] for f in frames]), np.array([f[2] for f in frames]),
+                           frames[0][1], ["O", "H"], energy=np.array([lab[0] for lab in labels]),
+                           force=np.array([lab[1] for lab in labels]), virial=np.array([lab[2] for lab in labels]))
+    out = tmp_path / "real.out"
+    assert main(["model-devi", "-m", str(paths[0]), str(paths[1]), "-s", str(sys_dir), "-o", str(out),
+                 "--real_error", "--threads", "1"]) == 0
+    _, data = _read(out)
+    for row, (pos, t, b), lab in zip(data, frames, labels):
+        ref, _ = _reference_real(models[:2], pos, t, b, lab)
+        assert np.allclose(row[1:], ref, rtol=5e-7, atol=0)
+    assert main(["model-devi", "-m", str(paths[0]), "-s", str(sys_dir), "-o", str(out), "--real_error"]) == 0
+    no_virial = write_system(tmp_path / "nov", np.array([f[0] for f in frames]), np.array([f[2] for f in frames]),
+                             frames[0][1], ["O", "H"], energy=np.array([lab[0] for lab in labels]),
+                             force=np.array([lab[1] for lab in labels]))
+    xyz = tmp_path / "f.xyz"
+    write_extxyz(xyz, [["O", "H"][t] for t in frames[0][1]], frames[0][0], frames[0][2])
+    capsys.readouterr()
+    for system, message in ((no_virial, "--real_error needs virial labels (virial.npy)"),
+                            (xyz, "--real_error needs labelled DeePMD npy systems")):
+        assert main(["model-devi", "-m", str(paths[0]), "-s", str(system), "-o", str(tmp_path / "x.out"),
+                     "--real_error"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err

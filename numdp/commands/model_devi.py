@@ -5,7 +5,9 @@ SYSTEM: a DeePMD npy system directory (or a folder searched for them), an H5MD t
 numdp's own or any H5MD file with species) or an (extended) XYZ file.  For each system the file
 gets a `# <system>` line, the column header and one row per frame: step = frame index x FREQ
 (restarting at 0 per system, as `dp model-devi` does), the virial, force and energy deviations of
-numdp.model.deviation, and with --atomic the per-atom force deviations.  An existing FILE is
+numdp.model.deviation, and with --atomic the per-atom force deviations.  --real_error: the
+models' RMS errors against the labels of DeePMD systems in their place (energy, force and virial
+labels required: DeePMD-kit would take a missing one as zeros).  An existing FILE is
 kept as #FILE.N# (numdp.io.backup), and given its name back if the command fails.  See
 docs/model-deviation.md.
 """
@@ -39,23 +41,28 @@ def configure(parser):
                         default=None, metavar="L",
                         help="virial deviation per component divided by |<W_ab>| + L (eV), "
                              "as LAMMPS does")
+    parser.add_argument("--real_error", "--real-error", dest="real_error", action="store_true",
+                        help="the models' RMS errors against the labels of DeePMD systems instead "
+                             "of their deviation")
     parser.add_argument("--threads", type=int, default=None,
                         help="worker threads (default: all cores)")
     parser.add_argument("--precision", default="double", choices=["double", "mix32", "mix16"],
                         help="evaluation precision (default double)")
 
 
-def frames_of(path: Path, type_map: list[str]):
-    """(title, iterator of (positions (N, 3), types (N,), box (3, 3) or None, pbc)) for each system
-    named by `path`: npy system directories, an H5MD file, or an extxyz file.  pbc: the
-    periodicity along each cell vector as the file gives it (extxyz `pbc`, H5MD `box/boundary`),
-    or None (periodic along all three with a box)."""
+def frames_of(path: Path, type_map: list[str], labels: bool = False):
+    """(title, iterator of (positions (N, 3), types (N,), box (3, 3) or None, pbc, reference))
+    for each system named by `path`: npy system directories, an H5MD file, or an extxyz file.
+    pbc: the periodicity along each cell vector as the file gives it (extxyz `pbc`, H5MD
+    `box/boundary`), or None (periodic along all three with a box).  reference: the frame's
+    labels (numdp.model.deviation.Reference) with `labels` (DeePMD systems only), else None."""
     from ..io.structure import assign_types, iter_extxyz, read_h5md_structure
 
     if not path.exists():
         raise InputError(f"{path}: system not found")
     if path.is_dir():
         from ..io.npy_system import find_systems, load_system
+        from ..model.deviation import Reference
 
         found = find_systems(path)
         if not found:
@@ -63,14 +70,22 @@ def frames_of(path: Path, type_map: list[str]):
         for sys_path in found:
             s = load_system(sys_path)
             types = s.model_types(type_map)
-            yield str(sys_path), ((s.coords[f], types, None if s.boxes is None else s.boxes[f], None)
+            if labels:
+                for name in ("energy", "forces", "virial"):
+                    if getattr(s, name) is None:
+                        raise InputError(f"{sys_path}: --real_error needs {name} labels "
+                                         f"({'force' if name == 'forces' else name}.npy); the system has none")
+            yield str(sys_path), ((s.coords[f], types, None if s.boxes is None else s.boxes[f], None,
+                                   Reference(s.energy[f], s.forces[f], s.virial[f]) if labels else None)
                                   for f in range(s.nframes))
+    elif labels:
+        raise InputError(f"{path}: --real_error needs labelled DeePMD npy systems; this file has no labels")
     elif h5py.is_hdf5(path):
         n = _h5md_frames(path)
-        yield str(path), ((st.positions, assign_types(st, type_map), st.box, st.pbc)
+        yield str(path), ((st.positions, assign_types(st, type_map), st.box, st.pbc, None)
                           for st in (read_h5md_structure(path, k) for k in range(n)))
     elif path.suffix.lower() in (".xyz", ".extxyz"):
-        yield str(path), ((st.positions, assign_types(st, type_map), st.box, st.pbc)
+        yield str(path), ((st.positions, assign_types(st, type_map), st.box, st.pbc, None)
                           for st in iter_extxyz(path))
     else:
         raise InputError(f"{path}: unknown system format (expected a DeePMD npy system directory, "
@@ -90,11 +105,11 @@ def _h5md_frames(path: Path) -> int:
         return int(pos["value"].shape[0]) if isinstance(pos, h5py.Group) else 1
 
 
-def load_ensemble(paths, threads=None, precision="double"):
-    """Load the models; InputError unless there are two or more with one type_map."""
+def load_ensemble(paths, threads=None, precision="double", minimum: int = 2):
+    """Load the models; InputError unless there are `minimum` or more with one type_map."""
     from .. import load_model
 
-    if len(paths) < 2:
+    if len(paths) < minimum:
         raise InputError(f"-m: model deviation needs two or more models, got {len(paths)}")
     models = [load_model(p, nthreads=threads, precision=precision) for p in paths]
     for p, m in zip(paths[1:], models[1:]):
@@ -105,15 +120,16 @@ def load_ensemble(paths, threads=None, precision="double"):
 
 
 def deviations(models, frames, relative=None, relative_v=None):
-    """FrameDeviation of each (positions, types, box, pbc) frame (models with equal rcut,
-    rcut_smth, sel, davg and dstd share the neighbour list and the environment matrix)."""
+    """FrameDeviation of each (positions, types, box, pbc, reference) frame of `frames_of` (models
+    with equal rcut, rcut_smth, sel, davg and dstd share the neighbour list and the environment
+    matrix)."""
     from ..model.deviation import frame_deviation
     from ..model.dp_model import evaluate_ensemble
 
-    for pos, types, box, pbc in frames:
+    for pos, types, box, pbc, reference in frames:
         outs = evaluate_ensemble(models, pos, types, box, pbc)
         yield frame_deviation([o.energy for o in outs], np.stack([o.forces for o in outs]),
-                              np.stack([o.virial for o in outs]), relative, relative_v)
+                              np.stack([o.virial for o in outs]), relative, relative_v, reference)
 
 
 def main(args) -> int:
@@ -132,7 +148,7 @@ def main(args) -> int:
             if Path(name).resolve() == out.resolve():
                 raise InputError(f"{out}: -o names the input {flag} {name}; give the output its own file")
     prepare_outputs([out])
-    models = load_ensemble(args.models, args.threads, args.precision)
+    models = load_ensemble(args.models, args.threads, args.precision, minimum=1 if args.real_error else 2)
     type_map = models[0].type_map
     nrows = 0
     # an existing output is kept as #NAME.N#, like every command's; a failed run removes its
@@ -144,7 +160,7 @@ def main(args) -> int:
             raise InputError(f"{out}: cannot write ({exc.strerror})") from None
         with fp:
             for s in args.system:
-                for title, frames in frames_of(Path(s), type_map):
+                for title, frames in frames_of(Path(s), type_map, labels=args.real_error):
                     devi = deviations(models, frames, args.relative, args.relative_v)
                     rows = list(enumerate(devi))
                     write_block(fp, ((k * args.frequency, d) for k, d in rows), energy=True,

@@ -14,6 +14,10 @@ For n_m models k = 1..n_m and <.> the mean over models (population statistics, 1
     max/min_devi_v: max, min of e_v,ab over the 9 components; avg_devi_v: sqrt(mean of e_v,ab^2)
     (the root mean square, as both LAMMPS and DeePMD-kit define it).
 
+With labels (`dp model-devi --real_error`, `Reference`): the same formulas with the label in
+the place of the mean over models, <.> then the mean of the squared distances to the label (the
+RMS error of the models), and the relative levels divide by the label's magnitude.
+
 DeePMD-kit's Python `--relative_v` divides by the norm of the whole mean virial instead (and its
 broadcasting fails for sets with more than one frame); numdp follows LAMMPS (docs/model-deviation.md).
 
@@ -29,8 +33,8 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["FrameDeviation", "atom_force_deviation", "energy_deviation", "frame_deviation",
-           "summarize_force", "virial_deviation"]
+__all__ = ["FrameDeviation", "Reference", "atom_force_deviation", "energy_deviation",
+           "frame_deviation", "summarize_force", "virial_deviation"]
 
 
 @dataclass
@@ -47,6 +51,16 @@ class FrameDeviation:
     atom_devi_f: np.ndarray
 
 
+@dataclass
+class Reference:
+    """Labels of one frame to measure the models against instead of their mean (`--real_error`):
+    energy eV, forces (N, 3) eV/Å, virial (3, 3) eV (DeePMD-kit sign)."""
+
+    energy: float
+    forces: np.ndarray
+    virial: np.ndarray
+
+
 def _check_level(value, name: str) -> float | None:
     if value is None:
         return None
@@ -56,21 +70,24 @@ def _check_level(value, name: str) -> float | None:
     return v
 
 
-def _std(x: np.ndarray, xp=np) -> np.ndarray:
-    """Population standard deviation over axis 0 (the models), two-pass."""
-    return xp.sqrt(xp.mean((x - x.mean(axis=0)) ** 2, axis=0))
+def _std(x: np.ndarray, xp=np, center=None) -> np.ndarray:
+    """Population standard deviation over axis 0 (the models), two-pass; with `center`, the
+    root mean square distance to it instead of to the mean."""
+    return xp.sqrt(xp.mean((x - (x.mean(axis=0) if center is None else center)) ** 2, axis=0))
 
 
-def atom_force_deviation(forces, relative: float | None = None, xp=np) -> np.ndarray:
+def atom_force_deviation(forces, relative: float | None = None, xp=np, reference=None) -> np.ndarray:
     """e_f,i (N,) from forces (n_m, N, 3) eV/Å; divided by |<F_i>| + relative when given.
-    xp: the array module of `forces` (NumPy, or CuPy for forces on the GPU: computed there)."""
+    xp: the array module of `forces` (NumPy, or CuPy for forces on the GPU: computed there).
+    reference: label forces (N, 3) eV/Å to measure against instead of the mean (module)."""
     f = xp.asarray(forces, dtype=np.float64)
     if f.ndim != 3 or f.shape[2] != 3 or f.shape[0] < 1:
         raise ValueError(f"forces: expected (n_models, natoms, 3), got {f.shape}")
-    devi = xp.sqrt(xp.sum(_std(f, xp) ** 2, axis=-1))
+    ref = None if reference is None else xp.asarray(reference, dtype=np.float64).reshape(f.shape[1:])
+    devi = xp.sqrt(xp.sum(_std(f, xp, ref) ** 2, axis=-1))
     level = _check_level(relative, "relative")
     if level is not None:
-        devi = devi / (xp.linalg.norm(f.mean(axis=0), axis=-1) + level)
+        devi = devi / (xp.linalg.norm(f.mean(axis=0) if ref is None else ref, axis=-1) + level)
     return devi
 
 
@@ -83,34 +100,40 @@ def summarize_force(atom_devi: np.ndarray) -> tuple[float, float, float, int]:
     return float(a.max()), float(a.min()), float(a.sum()), int(a.size)
 
 
-def virial_deviation(virials, natoms: int, relative_v: float | None = None) -> np.ndarray:
-    """e_v (9,) row-major from total virials (n_m, 3, 3) or (n_m, 9) in eV over `natoms` atoms."""
+def virial_deviation(virials, natoms: int, relative_v: float | None = None,
+                     reference=None) -> np.ndarray:
+    """e_v (9,) row-major from total virials (n_m, 3, 3) or (n_m, 9) in eV over `natoms` atoms;
+    reference: the label's total virial (3, 3) or (9,) eV to measure against (module)."""
     v = np.asarray(virials, dtype=np.float64)
     v = v.reshape(v.shape[0], 9) / float(natoms)
-    devi = _std(v)
+    ref = None if reference is None else np.asarray(reference, dtype=np.float64).reshape(9) / float(natoms)
+    devi = _std(v, center=ref)
     level = _check_level(relative_v, "relative_v")
     if level is not None:
-        devi = devi / (np.abs(v.mean(axis=0)) + level)
+        devi = devi / (np.abs(v.mean(axis=0) if ref is None else ref) + level)
     return devi
 
 
-def energy_deviation(energies, natoms: int) -> float:
-    """devi_e: standard deviation over models of E / N, eV (DeePMD-kit's definition)."""
+def energy_deviation(energies, natoms: int, reference: float | None = None) -> float:
+    """devi_e: standard deviation over models of E / N, eV (DeePMD-kit's definition); with
+    `reference` (the label's total energy, eV) the RMS distance of E / N to its E / N."""
     e = np.asarray(energies, dtype=np.float64) / float(natoms)
-    return float(_std(e))
+    return float(_std(e, center=None if reference is None else float(reference) / float(natoms)))
 
 
 def frame_deviation(energies, forces, virials, relative: float | None = None,
-                    relative_v: float | None = None) -> FrameDeviation:
+                    relative_v: float | None = None, reference: Reference | None = None) -> FrameDeviation:
     """All deviations of one frame: energies (n_m,) eV, forces (n_m, N, 3) eV/Å, virials (n_m, 3, 3)
-    eV (DeePMD-kit sign; any sign convention gives the same deviations)."""
+    eV (DeePMD-kit sign; any sign convention gives the same deviations); with `reference`, the
+    models' RMS errors against its labels instead (module)."""
     forces = np.asarray(forces, dtype=np.float64)
     natoms = forces.shape[1]
-    fa = atom_force_deviation(forces, relative)
+    ref = reference
+    fa = atom_force_deviation(forces, relative, reference=None if ref is None else ref.forces)
     fmax, fmin, fsum, n = summarize_force(fa)
-    ev = virial_deviation(virials, natoms, relative_v)
+    ev = virial_deviation(virials, natoms, relative_v, reference=None if ref is None else ref.virial)
     return FrameDeviation(
         max_devi_v=float(ev.max()), min_devi_v=float(ev.min()),
         avg_devi_v=float(np.sqrt(np.mean(ev ** 2))),
         max_devi_f=fmax, min_devi_f=fmin, avg_devi_f=fsum / n if n else 0.0,
-        devi_e=energy_deviation(energies, natoms), atom_devi_f=fa)
+        devi_e=energy_deviation(energies, natoms, None if ref is None else ref.energy), atom_devi_f=fa)
