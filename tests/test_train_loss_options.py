@@ -304,3 +304,29 @@ def test_keys_and_defaults_read_as_deepmd_kit():
     assert p.has_ae and not p.has_pf
     assert p.at(0.25, 1.0).ae == pytest.approx(1.0 + (2.0 - 1.0) * 0.25, rel=U64 * 4)
     assert _config({}).options.huber is None
+
+
+def test_per_atom_labels_read_from_npy_and_hdf5(tmp_path, teacher):
+    """atom_ener / atom_pref / atom_ener_coeff are read per set and concatenated, from an npy
+    folder and from the same system as an HDF5 group; a set lacking one that another has is
+    refused (a label is in every set or in none)."""
+    import h5py
+
+    from test_h5_system import write_h5_system
+
+    data = _write(tmp_path / "npy", teacher, 8, 4, 7)
+    coeff = np.arange(32.0).reshape(4, 8)
+    np.save(data / "set.000" / "atom_ener_coeff.npy", coeff)
+    with h5py.File(tmp_path / "d.h5", "w") as h5:
+        write_h5_system(h5, "sys", data)
+    a, b = load_system(data), load_system(f"{tmp_path / 'd.h5'}#/sys")
+    assert np.array_equal(a.atom_ener_coeff, coeff) and a.atom_pref.shape == (4, 8)
+    for name in ("atom_ener", "atom_pref", "atom_ener_coeff"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    s1 = data / "set.001"
+    s1.mkdir()
+    for f in (data / "set.000").glob("*.npy"):
+        if f.name != "atom_pref.npy":
+            np.save(s1 / f.name, np.load(f))
+    with pytest.raises(InputError, match=r"set.001/atom_pref.npy: missing, but set.000 has it"):
+        load_system(data)
