@@ -474,6 +474,8 @@ class Trainer:
             step = self.start_step
             saved_at = None
             running = None
+            # with relative_f the force RMSE is of relative errors (DeePMD-kit's rmse_f)
+            f_unit = "meV/A" if cfg.loss.options.relative_f is None else "e-3 rel"
             try:
                 while step < total:
                     display = step % tr.disp_freq == 0
@@ -500,7 +502,7 @@ class Trainer:
                             self.checkpoint(step, self.elapsed0 + elapsed)
                         raise TrainingInterrupted(step, tr.save_ckpt)
                     progress.update(step, f"loss {running:9.3e}  e {stats.rmse_e * 1e3:8.3f} meV/atom  "
-                                          f"f {stats.rmse_f * 1e3:8.2f} meV/A  lr {lr:8.2e}",
+                                          f"f {stats.rmse_f * 1e3:8.2f} {f_unit}  lr {lr:8.2e}",
                                     line=display and tr.disp_training)
                 # the state after the last update
                 lr, pref = self.prefactors(total)

@@ -696,8 +696,9 @@ class ModelPasses:
 def _seed_args(c_e, u, eps, c_f, c_v) -> tuple:
     """The gradient seeds (c_e, u, eps, c_f, c_v) as the kernels take them (float64, contiguous;
     c_e a float, or a per-atom array)."""
-    return (np.asarray(c_e, dtype=np.float64) if isinstance(c_e, np.ndarray) else float(c_e), np.ascontiguousarray(u, dtype=np.float64),
-            np.ascontiguousarray(eps, dtype=np.float64), float(c_f), float(c_v))
+    ce = np.asarray(c_e, dtype=np.float64) if isinstance(c_e, np.ndarray) else float(c_e)
+    return (ce, np.ascontiguousarray(u, dtype=np.float64), np.ascontiguousarray(eps, dtype=np.float64),
+            float(c_f), float(c_v))
 
 
 def _type_order(types: np.ndarray) -> np.ndarray:
