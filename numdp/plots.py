@@ -143,7 +143,8 @@ def _figure(nrows: int, ncols: int = 1, height: float = 2.2, width: float = 7.5,
 
 
 _LCURVE_PANELS = (("", "loss", "√loss"), ("_e", "energy", "eV/atom"), ("_f", "force", "eV/Å"),
-                  ("_v", "virial", "eV/atom"))
+                  ("_v", "virial", "eV/atom"), ("_ae", "atomic energy", "eV"),
+                  ("_pf", "weighted force", "eV/Å"))
 
 
 def plot_lcurve(t: Table):

@@ -11,6 +11,10 @@ A system holds a fixed number and order of atoms::
         energy.npy  (nframes,)           eV    optional label
         force.npy   (nframes, natoms*3)  eV/Å  optional label
         virial.npy  (nframes, 9)         eV    optional label
+        atom_ener.npy        (nframes, natoms)  eV  optional: atomic energies (loss pref_ae)
+        atom_pref.npy        (nframes, natoms)      optional: force weights (loss pref_pf)
+        atom_ener_coeff.npy  (nframes, natoms)      optional: energy coefficients c_i of
+                                                    E = Σ c_i e_i (enable_atom_ener_coeff)
 
 A label must be present in every set or in none.  Arrays may be stored as any real dtype and are
 returned as float64.  Every problem raises `numdp.errors.InputError` naming the offending file.
@@ -33,7 +37,9 @@ import numpy as np
 from numdp.errors import InputError
 from numdp.io.type_map import table_types
 
-LABELS = ("energy", "force", "virial")
+LABELS = ("energy", "force", "virial", "atom_ener", "atom_pref", "atom_ener_coeff")
+ATOM_LABELS = ("atom_ener", "atom_pref", "atom_ener_coeff")
+"""The labels of one number per atom, (nframes, natoms) (DeePMD-kit's training loss options)."""
 _INT32_MAX = np.iinfo(np.int32).max
 
 
@@ -51,6 +57,10 @@ class System:
         forces: (nframes, natoms, 3) float64 forces in eV/Å; None if not labelled.
         virial: (nframes, 3, 3) float64 virials in eV (DeePMD sign: -stress * volume);
             None if not labelled.
+        atom_ener: (nframes, natoms) float64 atomic energies in eV; None if not labelled.
+        atom_pref: (nframes, natoms) float64 force-loss weights per atom; None if absent.
+        atom_ener_coeff: (nframes, natoms) float64 coefficients of the frame energy
+            E = Σ_i c_i e_i; None if absent.
     """
 
     path: pathlib.Path
@@ -61,6 +71,9 @@ class System:
     energy: np.ndarray | None
     forces: np.ndarray | None
     virial: np.ndarray | None
+    atom_ener: np.ndarray | None = None
+    atom_pref: np.ndarray | None = None
+    atom_ener_coeff: np.ndarray | None = None
 
     PER_FRAME = ("coords", "boxes", "energy", "forces", "virial")
     """The attributes indexed by frame (first axis), absent ones None."""
@@ -203,6 +216,7 @@ def read_system(store: SystemStore) -> System:
         energy=arrays.get("energy"),
         forces=arrays.get("force"),
         virial=arrays.get("virial"),
+        **{name: arrays.get(name) for name in ATOM_LABELS},
     )
 
 
@@ -281,9 +295,11 @@ def _read_set(store: SystemStore, set_name: str, natoms: int, nopbc: bool) -> di
 
 
 def _frame_shape(name: str, natoms: int) -> tuple[int, ...]:
-    """Shape of one frame of array `name` (coord, box, energy, force or virial)."""
+    """Shape of one frame of array `name` (coord, box, a label)."""
     if name in ("coord", "force"):
         return (natoms, 3)
+    if name in ATOM_LABELS:
+        return (natoms,)
     return (3, 3) if name in ("box", "virial") else ()
 
 

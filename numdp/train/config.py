@@ -20,7 +20,14 @@ Schema (defaults in brackets; see also docs/training.md)::
                           activation_function ["tanh"] (also accepted as [model.fitting_net])
     [learning_rate]       type ["exp"], start_lr [1e-3], stop_lr [5e-8], decay_steps [5000]
     [loss]                type ["ener"], start_pref_e [0.02], limit_pref_e [1.0],
-                          start_pref_f [1000], limit_pref_f [1.0], start_pref_v [0], limit_pref_v [0]
+                          start_pref_f [1000], limit_pref_f [1.0], start_pref_v [0], limit_pref_v [0],
+                          start_pref_ae [0], limit_pref_ae [0] (atom_ener.npy),
+                          start_pref_pf [0], limit_pref_pf [0] (atom_pref.npy), use_default_pf
+                          [false], relative_f [none; > 0 eV/A], enable_atom_ener_coeff [false]
+                          (atom_ener_coeff.npy), intensive_ener_virial [false], use_huber [false],
+                          huber_delta [0.01; or [energy, force, virial]], f_use_norm [false],
+                          loss_func ["mse"]; DeePMD-kit 3.2's energy loss (numdp.train.loss;
+                          "mae", generalized-force and Hessian terms are refused: `LossConfig`)
     [training]            systems (required), batch_size ["auto"; or one integer per system],
                           numb_steps or numb_epoch (one of them; `STEPS_NAMES`,
                           `EPOCH_NAMES`: DeePMD-kit's aliases; numb_epoch is turned into
@@ -49,7 +56,8 @@ from ..errors import InputError
 from ..model.params import exclusion_mask
 from ..validate import (REQUIRED, TRAIN_WORDING, Table, distinct_files, load_toml, parse_toml_text, resolve_path,
                         show_value)
-from .schedule import CosineDecay, ExpDecay, LRType, Schedule, WSDDecay, WSDRule
+from .loss import HuberDeltas, LossOptions
+from .schedule import CosineDecay, ExpDecay, LRType, PrefactorSchedule, Schedule, WSDDecay, WSDRule
 
 
 PRECONDITION_REMOVED = ("no longer supported: it helped water but hurt copper (force RMSE 166 "
@@ -142,12 +150,36 @@ class OptimizerConfig:
 
 @dataclass
 class LossConfig:
+    """[loss]: DeePMD-kit 3.2's energy loss ("ener"), its keys and defaults (numdp.train.loss
+    has the formulas).  Refused with one line each: loss_func "mae"; the generalized-force
+    (start/limit_pref_gf, numb_generalized_coord) and Hessian (start/limit_pref_h) terms unless
+    0; the combinations DeePMD-kit refuses (f_use_norm without use_huber; use_huber with the
+    weighted-force term or relative_f)."""
+
     start_pref_e: float = 0.02
     limit_pref_e: float = 1.0
     start_pref_f: float = 1000.0
     limit_pref_f: float = 1.0
     start_pref_v: float = 0.0
     limit_pref_v: float = 0.0
+    start_pref_ae: float = 0.0
+    limit_pref_ae: float = 0.0
+    start_pref_pf: float = 0.0
+    limit_pref_pf: float = 0.0
+    options: LossOptions = field(default_factory=LossOptions)
+
+    def prefactors(self) -> PrefactorSchedule:
+        """The prefactors' schedule of the run."""
+        return PrefactorSchedule(*(getattr(self, f"{end}_pref_{x}") for x in PREF_TERMS
+                                   for end in ("start", "limit")))
+
+
+PREF_TERMS = ("e", "f", "v", "ae", "pf")
+"""The loss terms with start/limit prefactors, in `PrefactorSchedule`'s order."""
+UNSUPPORTED_LOSS = {"start_pref_gf": "generalized-force", "limit_pref_gf": "generalized-force",
+                    "numb_generalized_coord": "generalized-force", "start_pref_h": "Hessian",
+                    "limit_pref_h": "Hessian"}
+"""DeePMD-kit [loss] keys of terms numdp does not implement: accepted only as 0."""
 
 
 @dataclass
@@ -480,6 +512,54 @@ def _learning_rate(ls: Table) -> LearningRateConfig:
     return lc
 
 
+def _loss(sec: Table) -> LossConfig:
+    """[loss] as DeePMD-kit 3.2 reads its energy loss (`LossConfig`)."""
+    sec.choice("type", ("ener",), "ener")
+    oc = LossConfig()
+    for x in PREF_TERMS:
+        for end in ("start", "limit"):
+            name = f"{end}_pref_{x}"
+            setattr(oc, name, sec.number(name, getattr(LossConfig, name), nonnegative=True))
+    for key, term in UNSUPPORTED_LOSS.items():
+        if sec.number(key, 0.0) != 0.0:
+            raise sec.error(key, f"the {term} loss term is not supported by numdp (only 0)")
+    if sec.choice("loss_func", ("mse", "mae"), "mse") != "mse":
+        raise sec.error("loss_func", 'not supported by numdp: only "mse" (the mean squared error)')
+    relative_f = sec.number("relative_f", None, positive=True)
+    use_huber = sec.boolean("use_huber", False)
+    deltas = _huber_deltas(sec, "huber_delta")
+    f_use_norm = sec.boolean("f_use_norm", False)
+    if f_use_norm and not use_huber:
+        raise sec.error("f_use_norm", "needs use_huber = true (as in DeePMD-kit)")
+    prefs = oc.prefactors()
+    if use_huber and (prefs.has_pf or relative_f is not None):
+        key = "relative_f" if relative_f is not None else "start_pref_pf"
+        raise sec.error(key, "not with use_huber = true (DeePMD-kit has no Huber form of the "
+                             "weighted-force or relative force terms)")
+    oc.options = LossOptions(relative_f=relative_f,
+                             atom_ener_coeff=sec.boolean("enable_atom_ener_coeff", False),
+                             use_default_pf=sec.boolean("use_default_pf", False),
+                             intensive=sec.boolean("intensive_ener_virial", False),
+                             huber=deltas if use_huber else None, f_use_norm=f_use_norm)
+    sec.done()
+    if not any((prefs.has_e, prefs.has_f, prefs.has_v, prefs.has_ae, prefs.has_pf)):
+        raise sec.table_error("every term is off (a term needs non-zero start and limit prefactors)")
+    return oc
+
+
+def _huber_deltas(sec: Table, key: str) -> HuberDeltas:
+    """`huber_delta`: one number > 0 for every term, or [energy, force, virial]."""
+    v = sec.raw(key, 0.01)
+    values = v if isinstance(v, list) else [v]
+    if len(values) not in (1, 3) or not all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
+            for x in values):
+        raise sec.error(key, f"expected a number > 0 or a list of three ([energy, force, virial]), "
+                             f"got {show_value(v)}")
+    e, f, vir = values * 3 if len(values) == 1 else values
+    return HuberDeltas(float(e), float(f), float(vir))
+
+
 def _optimizer(sec: Table) -> OptimizerConfig:
     """[optimizer] as DeePMD-kit 3.2 reads it, for its Adam and AdamW."""
     oc = OptimizerConfig()
@@ -644,15 +724,7 @@ def parse_config(data: dict, source: Path, text: str = "", base: Path | None = N
 
     lc = _learning_rate(root.section("learning_rate", {}))
 
-    os_ = root.section("loss", {})
-    os_.choice("type", ("ener",), "ener")
-    oc = LossConfig()
-    for name in ("start_pref_e", "limit_pref_e", "start_pref_f", "limit_pref_f",
-                 "start_pref_v", "limit_pref_v"):
-        setattr(oc, name, os_.number(name, getattr(LossConfig, name), nonnegative=True))
-    os_.done()
-    if not any(getattr(oc, f"start_pref_{x}") and getattr(oc, f"limit_pref_{x}") for x in "efv"):
-        raise os_.table_error("every term is off (a term needs non-zero start and limit prefactors)")
+    oc = _loss(root.section("loss", {}))
 
     ts = root.section("training")
     tc = TrainingConfig()

@@ -28,7 +28,8 @@ class DataSystem:
 
     types: (N,) int32 model types; coords (nf, N, 3) Å; boxes (nf, 3, 3) Å or None;
     energy (nf,) eV, forces (nf, N, 3) eV/Å, virial (nf, 3, 3) eV, each None when absent;
-    batch_size: frames per batch (≤ nf).
+    batch_size: frames per batch (≤ nf); atom_ener (nf, N) eV, atom_pref (nf, N),
+    atom_ener_coeff (nf, N): the per-atom labels of numdp.io.npy_system, None when absent.
     """
 
     path: Path
@@ -39,6 +40,9 @@ class DataSystem:
     forces: np.ndarray | None
     virial: np.ndarray | None
     batch_size: int
+    atom_ener: np.ndarray | None = None
+    atom_pref: np.ndarray | None = None
+    atom_ener_coeff: np.ndarray | None = None
 
     @property
     def natoms(self) -> int:
@@ -53,9 +57,12 @@ class DataSystem:
         return max(1, self.nframes // self.batch_size)
 
     def labels(self, f: int) -> Labels:
-        return Labels(None if self.energy is None else float(self.energy[f]),
-                      None if self.forces is None else self.forces[f],
-                      None if self.virial is None else self.virial[f])
+        def row(a):
+            return None if a is None else a[f]
+
+        return Labels(None if self.energy is None else float(self.energy[f]), row(self.forces),
+                      row(self.virial), row(self.atom_ener), row(self.atom_pref),
+                      row(self.atom_ener_coeff))
 
     def box(self, f: int):
         return None if self.boxes is None else self.boxes[f]
@@ -71,7 +78,8 @@ def load_dataset(paths: list[Path], type_map: list[str], batch: BatchSize,
         s: System = load_system(p)
         types = s.model_types(type_map, whose).astype(np.int32)
         bs = min(batch.frames(s.natoms, i), s.nframes)
-        out.append(DataSystem(p, types, s.coords, s.boxes, s.energy, s.forces, s.virial, bs))
+        out.append(DataSystem(p, types, s.coords, s.boxes, s.energy, s.forces, s.virial, bs,
+                              s.atom_ener, s.atom_pref, s.atom_ener_coeff))
     return out
 
 

@@ -316,10 +316,11 @@ def fit_tangent(net: Net, cache: FitCache) -> None:
         K.layer_tangent_out(cache.H[l], Zd, idt, use_idt, yd, layer.residual, cache.Yin[l + 1][n:])
 
 
-def fit_reverse(net: Net, slots: list[LayerSlots], cache: FitCache, c_e: float,
+def fit_reverse(net: Net, slots: list[LayerSlots], cache: FitCache, c_e: float | np.ndarray,
                 grad: GradRow, ws: Workspace, key, weights: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Reverse pass of Ψ = Σ (c_e e + ė) over one fitting net, after `fit_forward` and
-    `fit_tangent` of the same cache; returns (D̄, Ḋ̄), each (n, dim).
+    `fit_tangent` of the same cache; returns (D̄, Ḋ̄), each (n, dim).  c_e: one number for
+    every atom, or (n,) one per atom (1/eV).
 
     Accumulates the parameter adjoint into `grad` (flat layout).  The tangent adjoints are the
     forward's seed-1 adjoints (`FitCache`): only the primal adjoints z̄ and D̄ are formed here.
@@ -330,10 +331,15 @@ def fit_reverse(net: Net, slots: list[LayerSlots], cache: FitCache, c_e: float,
     hidden, last = net.layers[:-1], net.layers[-1]
     gW, gb, _ = slots[-1].views(grad.row)
     yl = cache.Yin[-1]
-    gW[:, 0] += c_e * yl[:n].sum(axis=0) + yl[n:].sum(axis=0)
-    gb[0] += c_e * n
     Ob = ws.get((key, "Ob"), (n, last.n_in))
-    Ob[:] = c_e * last.w[:, 0]
+    if isinstance(c_e, np.ndarray):
+        gW[:, 0] += c_e @ yl[:n] + yl[n:].sum(axis=0)
+        gb[0] += c_e.sum()
+        np.multiply(c_e[:, None], last.w[:, 0], out=Ob)
+    else:
+        gW[:, 0] += c_e * yl[:n].sum(axis=0) + yl[n:].sum(axis=0)
+        gb[0] += c_e * n
+        Ob[:] = c_e * last.w[:, 0]
     Odb = cache.seed   # fit_forward's seed: last.w in every row
     Yb = None
     for l in range(len(hidden) - 1, -1, -1):

@@ -37,8 +37,7 @@ from .init import MAX_SPREAD_FACTOR, initial_model, spread_first_layers
 from .loss import LossStats, Prefactors
 from .optim import Adam, clip_scale, grad_norm
 from .passes import ModelPasses
-from .report import Lcurve, lcurve_columns
-from .schedule import PrefactorSchedule
+from .report import Lcurve, lcurve_columns, lcurve_kinds
 from ..neighbor.distances import DistanceStats
 from .stats import (auto_sel, energy_bias, env_stats, max_neighbour_counts,
                     stat_frames)
@@ -193,8 +192,8 @@ class Trainer:
             self._load_state(ck)
         self.sched = cfg.learning_rate.schedule(tr.numb_steps)
         lc = cfg.loss
-        self.prefs = PrefactorSchedule(lc.start_pref_e, lc.limit_pref_e, lc.start_pref_f,
-                                       lc.limit_pref_f, lc.start_pref_v, lc.limit_pref_v)
+        self.prefs = lc.prefactors()
+        self.loss_options = lc.options
         self.passes = ModelPasses(self.params, self.flat, self.nthreads)
         if ck is None:
             self._data_init()
@@ -344,7 +343,7 @@ class Trainer:
                 sizes.append(len(idx))
         t1 = time.perf_counter()
         def seeds_of(i, res):  # on a worker thread: a private LossStats, only for the seeds
-            return LossStats().add_frame(res, labels[i], pref, sizes[i])
+            return LossStats(self.loss_options).add_frame(res, labels[i], pref, sizes[i])
 
         busy = self.passes.busy
         busy[:] = 0.0
@@ -369,7 +368,7 @@ class Trainer:
         k, idx = self.sampler.next()
         self.timings["data"] += time.perf_counter() - t0
         self.passes.zero_grad()
-        stats = LossStats()
+        stats = LossStats(self.loss_options)
         max_norm = self.cfg.training.gradient_max_norm
         # the passes may update the weights whose gradient they finish first (`ModelPasses.frames`),
         # but not on a display step (validation comes before the update) nor with clipping
@@ -403,7 +402,7 @@ class Trainer:
             return None
         t0 = time.perf_counter()
         saved = dict(self.timings)
-        vs = LossStats()
+        vs = LossStats(self.loss_options)
         batches = [self.valid_sampler.next() for _ in range(self.cfg.validation.numb_btch)]
         self._batches_loss(self.valid_sys, self.valid_cache, batches, pref, vs, False)
         self.timings.update(saved)
@@ -437,17 +436,20 @@ class Trainer:
         write_checkpoint(ck, self.cfg.training.save_ckpt)
 
     def _row(self, step, stats, vstats, lr) -> list[float]:
-        kinds = ["loss", "e", "f"] + (["v"] if self.prefs.has_v else [])
         vals = []
-        for kind in kinds:
+        for kind in self._lcurve_kinds():
             for st in ((vstats, stats) if self.valid_sys else (stats,)):
                 if st is None:
                     vals.append(math.nan)
-                elif kind == "loss":
+                elif kind == "":
                     vals.append(st.rmse())
                 else:
-                    vals.append(getattr(st, f"rmse_{kind}"))
+                    vals.append(getattr(st, f"rmse{kind}"))
         return vals + [lr]
+
+    def _lcurve_kinds(self) -> list[str]:
+        p = self.prefs
+        return lcurve_kinds(p.has_v, p.has_ae, p.has_pf)
 
     # ------------------------------------------------------------------ the run
     def run(self) -> History:
@@ -456,7 +458,8 @@ class Trainer:
         cfg = self.cfg
         tr = cfg.training
         total = tr.numb_steps
-        columns = lcurve_columns(bool(self.valid_sys), self.prefs.has_v)
+        p = self.prefs
+        columns = lcurve_columns(bool(self.valid_sys), p.has_v, p.has_ae, p.has_pf)
         history = History(columns)
         outputs = [tr.disp_file, tr.model_file, tr.save_ckpt]  # checked in __init__
         # a new run keeps the previous run's files under numbered names, and gives them their names
@@ -471,6 +474,8 @@ class Trainer:
             step = self.start_step
             saved_at = None
             running = None
+            # with relative_f the force RMSE is of relative errors (DeePMD-kit's rmse_f)
+            f_unit = "meV/A" if cfg.loss.options.relative_f is None else "e-3 rel"
             try:
                 while step < total:
                     display = step % tr.disp_freq == 0
@@ -497,11 +502,11 @@ class Trainer:
                             self.checkpoint(step, self.elapsed0 + elapsed)
                         raise TrainingInterrupted(step, tr.save_ckpt)
                     progress.update(step, f"loss {running:9.3e}  e {stats.rmse_e * 1e3:8.3f} meV/atom  "
-                                          f"f {stats.rmse_f * 1e3:8.2f} meV/A  lr {lr:8.2e}",
+                                          f"f {stats.rmse_f * 1e3:8.2f} {f_unit}  lr {lr:8.2e}",
                                     line=display and tr.disp_training)
                 # the state after the last update
                 lr, pref = self.prefactors(total)
-                stats = LossStats()
+                stats = LossStats(self.loss_options)
                 k, idx = self.sampler.next()
                 self._batch_loss(self.train_sys, self.train_cache, k, idx, pref, stats, False)
                 vstats = self.validate(pref)

@@ -1,92 +1,238 @@
-"""Energy/force/virial loss, its seeds for the gradient pass, and RMSE metrics (reference §7.1).
+"""The energy loss of DeePMD-kit 3.2 (`loss` type "ener"), its seeds for the gradient pass, and
+RMSE metrics (reference §7.1).
 
-For a batch of n_f frames of N atoms:
+For a batch of n_f frames of N atoms (ΔX = prediction − label, sums over the batch's frames):
 
-    L = Σ_f [ p_e ΔE_f² / N + p_f Σ_kα ΔF_fkα² / (3N) + p_v Σ_ab ΔΞ_fab² / (9N) ] / n_f
+    L = [ p_e  Σ_f ρ_e(ΔE_f)                                  energy, eV² / N^k
+        + p_f  Σ_f Σ_kα (ΔF_fkα s_fk)² / (3N)                  force, (eV/Å)² [relative: 1]
+        + p_v  Σ_f Σ_ab ΔΞ_fab² / (9 N^k)                      virial, eV² / N^k
+        + p_ae Σ_f Σ_k Δe_fk² / N                              atomic energy, eV²
+        + p_pf Σ_f Σ_kα w_fk (ΔF_fkα s_fk)² / (3N) ] / n_f     weighted force (atom_pref w)
 
-(ΔX = prediction - label; energy and virial scaled by 1/N, DeePMD-kit's default).  A term whose
-label is missing from the system contributes nothing.  Seeds (reference §7.6):
-c_E = 2 p_e ΔE/(N n_f) for every atom, u = ΔF, c_F = 2 p_f/(3N n_f), ε = ΔΞ, c_V = 2 p_v/(9N n_f).
+- k = 1, or 2 with `intensive_ener_virial`;
+- E_f = Σ_k e_fk, or Σ_k c_fk e_fk with `enable_atom_ener_coeff` (c: atom_ener_coeff.npy, 1
+  where a system has none); e_fk: the atomic energies, energy bias included;
+- s_fk = 1, or 1/(|F̂_fk| + relative_f) with `relative_f` (|F̂_fk| the label's norm, eV/Å);
+- with `use_huber`, the squares of the energy, force, virial and atomic-energy terms become
+  H_δ(r) = r²/2 for |r| ≤ δ, δ(|r| − δ/2) beyond, of r = ΔE/N (δ_e), ΔF (δ_f; or per atom of
+  |ΔF_k| over N instead of 3N components with `f_use_norm`), ΔΞ/N (δ_v), Δe (δ_e), each term
+  then divided by its count only (frames, 3N or N, 9, N) — DeePMD-kit's `custom_huber_loss`.
+
+A term whose label is missing from the system contributes nothing (DeePMD-kit's find_* = 0;
+the weighted force term also needs the system's atom_pref.npy unless `use_default_pf`, w = 1).
+The prefactors p are those of the step (numdp.train.schedule.PrefactorSchedule).
+
+Seeds (reference §7.6; what `ModelPasses.gradient` takes): c_E = ∂L/∂e_k — one number for
+every atom when only the frame energy is fitted, else a vector (nloc,) —; u and c_F with
+∂L/∂F = c_F u (u = ΔF, c_F = 2 p_f/(3N n_f) in the plain case); ε and c_V with
+∂L/∂Ξ = c_V ε (ε = ΔΞ, c_V = 2 p_v/(9 N^k n_f) in the plain case).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ..model.metrics import ErrorSums
-from .passes import PrimalResult
+
+if TYPE_CHECKING:
+    from .passes import PrimalResult
 
 
 @dataclass
 class Prefactors:
-    """Loss prefactors at one step: energy, force, virial (dimensionless)."""
+    """Loss prefactors at one step: energy, force, virial, atomic energy, weighted force
+    (dimensionless; 0 = term off)."""
+
+    e: float
+    f: float
+    v: float
+    ae: float = 0.0
+    pf: float = 0.0
+
+
+@dataclass(frozen=True)
+class HuberDeltas:
+    """Huber thresholds δ of the energy (eV/atom; also the atomic energy's, eV), force (eV/Å)
+    and virial (eV/atom) terms."""
 
     e: float
     f: float
     v: float
 
 
+@dataclass(frozen=True)
+class LossOptions:
+    """The [loss] choices besides the prefactors (module docstring; DeePMD-kit's names).
+
+    relative_f: the shift of s_k (eV/Å), None = absolute force errors; atom_ener_coeff:
+    enable_atom_ener_coeff; use_default_pf: w = 1 for systems without atom_pref.npy;
+    intensive: intensive_ener_virial (1/N² for the energy and virial terms); huber: the deltas
+    with use_huber, None without; f_use_norm: Huber on the norm of each atom's force error.
+    """
+
+    relative_f: float | None = None
+    atom_ener_coeff: bool = False
+    use_default_pf: bool = False
+    intensive: bool = False
+    huber: HuberDeltas | None = None
+    f_use_norm: bool = False
+
+
+PLAIN = LossOptions()
+
+
 @dataclass
 class Labels:
-    """Labels of one frame: energy eV, forces (N, 3) eV/Å, virial (3, 3) eV; None when absent."""
+    """Labels of one frame, None when absent: energy eV, forces (N, 3) eV/Å, virial (3, 3) eV,
+    atom_ener (N,) eV, atom_pref (N,) weights, atom_ener_coeff (N,) coefficients."""
 
     energy: float | None
     forces: np.ndarray | None
     virial: np.ndarray | None
+    atom_ener: np.ndarray | None = None
+    atom_pref: np.ndarray | None = None
+    atom_ener_coeff: np.ndarray | None = None
 
 
 @dataclass
 class Seeds:
-    """Gradient seeds of one frame (see the module docstring)."""
+    """Gradient seeds of one frame (see the module docstring): c_e 1/eV (a number, or (N,)),
+    u (N, 3), eps (3, 3), c_f, c_v."""
 
-    c_e: float
+    c_e: float | np.ndarray
     u: np.ndarray
     eps: np.ndarray
     c_f: float
     c_v: float
 
 
+def huber(r: np.ndarray, delta: float) -> tuple[float, np.ndarray]:
+    """(Σ H_δ(r), H_δ'(r)) elementwise: H_δ(r) = r²/2 for |r| ≤ δ, else δ(|r| − δ/2)."""
+    a = np.abs(r)
+    inside = a <= delta
+    value = np.where(inside, 0.5 * r * r, delta * (a - 0.5 * delta))
+    return float(value.sum()), np.where(inside, r, delta * np.sign(r))
+
+
 class LossStats(ErrorSums):
-    """Loss and squared errors accumulated over frames (and batches).
+    """Loss and squared errors accumulated over frames (and batches), for the loss `options`.
 
     loss(): mean over batches of the batch loss L; rmse_e, rmse_f, rmse_v: the RMSEs of
-    numdp.model.metrics.ErrorSums (energy eV/atom, force eV/Å, virial eV/atom; nan when no frame
-    had its label).
+    numdp.model.metrics.ErrorSums (energy eV/atom, force eV/Å — of the relative errors
+    ΔF·s with relative_f, as DeePMD-kit shows it —, virial eV/atom; nan when no frame had its
+    label); rmse_ae eV, rmse_pf: √(mean Δe²) and √(mean w (ΔF s)²) over the atoms (components)
+    of the frames of the active atomic-energy and weighted-force terms.
     """
 
-    def __init__(self):
+    def __init__(self, options: LossOptions = PLAIN):
         super().__init__()
+        self.options = options
         self.loss_sum = 0.0
         self.nbatch = 0
+        self.ae_sq = 0.0
+        self.ae_n = 0
+        self.pf_sq = 0.0
+        self.pf_n = 0
 
     def add_frame(self, result: PrimalResult, labels: Labels, pref: Prefactors, nframes: int) -> Seeds:
         """Add one frame of a batch of `nframes`; return its gradient seeds."""
+        opt = self.options
         n = result.forces.shape[0]
         scale = 1.0 / (n * nframes)
         seeds = Seeds(0.0, np.zeros((n, 3)), np.zeros((3, 3)), 0.0, 0.0)
+        norm_ev = n if not opt.intensive else n * n   # N^k of the energy and virial terms
         if labels.energy is not None:
-            de = result.energy - labels.energy
+            coeff = labels.atom_ener_coeff if opt.atom_ener_coeff else None
+            energy = result.energy if coeff is None else float(coeff @ result.atom_energy)
+            de = energy - labels.energy
             self.add_energy(de, n)
             if pref.e:
-                self.loss_sum += pref.e * de * de * scale
-                seeds.c_e = 2.0 * pref.e * de * scale
+                if opt.huber is None:
+                    self.loss_sum += pref.e * de * de / (norm_ev * nframes)
+                    c = 2.0 * pref.e * de / (norm_ev * nframes)
+                else:
+                    h, dh = huber(np.array(de / n), opt.huber.e)
+                    self.loss_sum += pref.e * h / nframes
+                    c = pref.e * float(dh) * scale
+                seeds.c_e = c if coeff is None else c * coeff
+        if pref.ae and labels.atom_ener is not None:
+            dae = result.atom_energy - labels.atom_ener
+            sq = float(dae @ dae)
+            self.ae_sq += sq
+            self.ae_n += n
+            if opt.huber is None:
+                self.loss_sum += pref.ae * sq * scale
+                c_ae = 2.0 * pref.ae * scale * dae
+            else:
+                h, dh = huber(dae, opt.huber.e)
+                self.loss_sum += pref.ae * h * scale
+                c_ae = pref.ae * scale * dh
+            seeds.c_e = seeds.c_e + c_ae
         if labels.forces is not None:
-            df = result.forces - labels.forces
-            sq = self.add_forces(df)
-            if pref.f:
-                self.loss_sum += pref.f * sq * scale / 3.0
-                seeds.u = df
-                seeds.c_f = 2.0 * pref.f * scale / 3.0
+            self._forces(result, labels, pref, nframes, seeds)
         if labels.virial is not None:
             dv = result.virial - labels.virial
             sq = self.add_virial(dv, n)
             if pref.v:
-                self.loss_sum += pref.v * sq * scale / 9.0
-                seeds.eps = dv
-                seeds.c_v = 2.0 * pref.v * scale / 9.0
+                if opt.huber is None:
+                    self.loss_sum += pref.v * sq / (9.0 * norm_ev * nframes)
+                    seeds.eps = dv
+                    seeds.c_v = 2.0 * pref.v / (9.0 * norm_ev * nframes)
+                else:
+                    h, dh = huber(dv / n, opt.huber.v)
+                    self.loss_sum += pref.v * h / (9.0 * nframes)
+                    seeds.eps = dh
+                    seeds.c_v = pref.v * scale / 9.0
         return seeds
+
+    def _forces(self, result: PrimalResult, labels: Labels, pref: Prefactors, nframes: int,
+                seeds: Seeds) -> None:
+        """The force and weighted-force terms of one frame (`add_frame`)."""
+        opt = self.options
+        n = result.forces.shape[0]
+        scale = 1.0 / (n * nframes)
+        df = result.forces - labels.forces
+        weighted = pref.pf and (labels.atom_pref is not None or opt.use_default_pf)
+        if opt.relative_f is None and not weighted:   # the plain path
+            sq = self.add_forces(df)
+            if pref.f:
+                if opt.huber is None:
+                    self.loss_sum += pref.f * sq * scale / 3.0
+                    seeds.u = df
+                    seeds.c_f = 2.0 * pref.f * scale / 3.0
+                elif not opt.f_use_norm:
+                    h, dh = huber(df, opt.huber.f)
+                    self.loss_sum += pref.f * h * scale / 3.0
+                    seeds.u = dh
+                    seeds.c_f = pref.f * scale / 3.0
+                else:
+                    a = np.sqrt(np.einsum("ij,ij->i", df, df))
+                    h, dh = huber(a, opt.huber.f)
+                    self.loss_sum += pref.f * h * scale
+                    seeds.u = df * np.divide(dh, a, out=np.zeros(n), where=a > 0.0)[:, None]
+                    seeds.c_f = pref.f * scale
+            return
+        # ∂L/∂F_kα = (2/(3N n_f)) (p_f + p_pf w_k) s_k² ΔF_kα: the (N,) factor on ΔF is `g`
+        s = (1.0 if opt.relative_f is None else
+             1.0 / (np.sqrt(np.einsum("ij,ij->i", labels.forces, labels.forces)) + opt.relative_f))
+        r = df * (s[:, None] if opt.relative_f is not None else 1.0)
+        sq_k = np.einsum("ij,ij->i", r, r)
+        self.add_forces(r)
+        g = np.full(n, pref.f)
+        self.loss_sum += pref.f * float(sq_k.sum()) * scale / 3.0
+        if weighted:
+            w = labels.atom_pref if labels.atom_pref is not None else np.ones(n)
+            wsq = float(w @ sq_k)
+            self.pf_sq += wsq
+            self.pf_n += 3 * n
+            self.loss_sum += pref.pf * wsq * scale / 3.0
+            g += pref.pf * w
+        seeds.u = df * (g * s * s)[:, None]
+        seeds.c_f = 2.0 * scale / 3.0
 
     def end_batch(self) -> None:
         self.nbatch += 1
@@ -97,3 +243,11 @@ class LossStats(ErrorSums):
     def rmse(self) -> float:
         """Square root of the mean batch loss (lcurve's rmse_val / rmse_trn)."""
         return math.sqrt(self.loss())
+
+    @property
+    def rmse_ae(self) -> float:
+        return math.sqrt(self.ae_sq / self.ae_n) if self.ae_n else math.nan
+
+    @property
+    def rmse_pf(self) -> float:
+        return math.sqrt(self.pf_sq / self.pf_n) if self.pf_n else math.nan

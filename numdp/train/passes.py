@@ -92,9 +92,10 @@ class PrimalResult:
 
 
 class FrameSeeds(Protocol):
-    """Gradient seeds of one frame (numdp.train.loss.Seeds): c_e, u (nloc, 3), eps (3, 3), c_f, c_v."""
+    """Gradient seeds of one frame (numdp.train.loss.Seeds): c_e (a number, or (nloc,)),
+    u (nloc, 3), eps (3, 3), c_f, c_v."""
 
-    c_e: float
+    c_e: float | np.ndarray
     u: np.ndarray
     eps: np.ndarray
     c_f: float
@@ -325,11 +326,14 @@ class ModelPasses:
         self.updated = []
         self._rest_done = False
 
-    def gradient(self, c_e: float, u: np.ndarray, eps: np.ndarray, c_f: float, c_v: float) -> None:
+    def gradient(self, c_e: float | np.ndarray, u: np.ndarray, eps: np.ndarray, c_f: float,
+                 c_v: float) -> None:
         """Accumulate ∂L/∂θ of the last `primal` frame into the worker rows of `grads`.
 
-        c_e: ∂L/∂E_i (1/eV·loss units) for every atom; u: (nloc, 3) force residuals F - F̂ eV/Å;
-        eps: (3, 3) virial residual Ξ - Ξ̂ eV; c_f, c_v: force and virial constants (§7.6).
+        c_e: ∂L/∂E_i (1/eV·loss units), one number for every atom or (nloc,) one per local
+        atom; u: (nloc, 3) with ∂L/∂F = c_f u (the force residuals F - F̂ eV/Å of the plain
+        loss); eps: (3, 3) with ∂L/∂Ξ = c_v eps (the virial residual Ξ - Ξ̂ eV); c_f, c_v: force
+        and virial constants (§7.6, numdp.train.loss).
         """
         for w in range(self.nw):
             self.pad_bars[w][:] = 0.0
@@ -626,7 +630,7 @@ class ModelPasses:
                     d.rcut, d.rcut_smth, c.force, c.virial, _NO_ATOM_VIRIAL, False)
         self._chunks[w] = c
 
-    def _backward_chunk(self, w: int, c_e: float, u: np.ndarray, eps: np.ndarray, c_f: float,
+    def _backward_chunk(self, w: int, c_e: float | np.ndarray, u: np.ndarray, eps: np.ndarray, c_f: float,
                         c_v: float, defer: dict | None = None) -> None:
         """Gradient pass of worker w over its chunk of the last primal; adds to grads[w] and to
         pad_bars[w] (the padding embedding's adjoint, reversed later for all workers at once).
@@ -651,7 +655,7 @@ class ModelPasses:
             self._barrier.abort()  # the other workers raise BrokenBarrierError instead of waiting
             raise
 
-    def _backward_pass(self, w: int, c_e: float, u: np.ndarray, eps: np.ndarray, c_f: float,
+    def _backward_pass(self, w: int, c_e: float | np.ndarray, u: np.ndarray, eps: np.ndarray, c_f: float,
                        c_v: float, fit_weights: bool) -> None:
         grad = self._rows[w]
         c = self._chunks[w]
@@ -675,7 +679,8 @@ class ModelPasses:
             net = p.fitting.nets[f.ti]
             contract_D_tangent(c.T[f.a0:f.a1], Td[f.a0:f.a1], d.axis_neuron, f.cache.Dd)
             fit_tangent(net, f.cache)
-            Db, Ddb = fit_reverse(net, self.flat.fitting[f.ti], f.cache, c_e, grad, ws, ("fit", f.ti),
+            ce = c_e if not isinstance(c_e, np.ndarray) else c_e[c.atoms[f.a0:f.a1]]
+            Db, Ddb = fit_reverse(net, self.flat.fitting[f.ti], f.cache, ce, grad, ws, ("fit", f.ti),
                                   fit_weights)
             K.back_D_pair(c.T[f.a0:f.a1], Td[f.a0:f.a1], Db, Ddb, d.axis_neuron,
                           self.inv_nnei, Tbar[f.a0:f.a1])
@@ -689,9 +694,11 @@ class ModelPasses:
 
 
 def _seed_args(c_e, u, eps, c_f, c_v) -> tuple:
-    """The gradient seeds (c_e, u, eps, c_f, c_v) as the kernels take them (float64, contiguous)."""
-    return (float(c_e), np.ascontiguousarray(u, dtype=np.float64),
-            np.ascontiguousarray(eps, dtype=np.float64), float(c_f), float(c_v))
+    """The gradient seeds (c_e, u, eps, c_f, c_v) as the kernels take them (float64, contiguous;
+    c_e a float, or a per-atom array)."""
+    ce = np.asarray(c_e, dtype=np.float64) if isinstance(c_e, np.ndarray) else float(c_e)
+    return (ce, np.ascontiguousarray(u, dtype=np.float64), np.ascontiguousarray(eps, dtype=np.float64),
+            float(c_f), float(c_v))
 
 
 def _type_order(types: np.ndarray) -> np.ndarray:

@@ -7,12 +7,20 @@ from pathlib import Path
 from ..io.atomic import atomic_path
 
 
-def lcurve_columns(has_valid: bool, has_v: bool) -> list[str]:
-    """DeePMD-kit's column names after `step`: rmse_val rmse_trn rmse_e_val rmse_e_trn
-    rmse_f_val rmse_f_trn [rmse_v_val rmse_v_trn] lr (the _val ones only with validation data)."""
-    kinds = ["", "_e", "_f"] + (["_v"] if has_v else [])
+def lcurve_kinds(has_v: bool, has_ae: bool = False, has_pf: bool = False) -> list[str]:
+    """The quantities of lcurve.out's columns, as suffixes of "rmse": "" (√loss), "_e", "_f"
+    always, "_ae", "_pf", "_v" when their loss terms are on, in DeePMD-kit's (sorted) order."""
+    kinds = ["", "_ae", "_e", "_f", "_pf", "_v"]
+    off = {"_ae": not has_ae, "_pf": not has_pf, "_v": not has_v}
+    return [k for k in kinds if not off.get(k, False)]
+
+
+def lcurve_columns(has_valid: bool, has_v: bool, has_ae: bool = False, has_pf: bool = False) -> list[str]:
+    """DeePMD-kit's column names after `step`: rmse_val rmse_trn [rmse_ae_val rmse_ae_trn]
+    rmse_e_val rmse_e_trn rmse_f_val rmse_f_trn [rmse_pf_val rmse_pf_trn] [rmse_v_val
+    rmse_v_trn] lr (the _val ones only with validation data; `lcurve_kinds`)."""
     cols = []
-    for k in kinds:
+    for k in lcurve_kinds(has_v, has_ae, has_pf):
         if has_valid:
             cols.append(f"rmse{k}_val")
         cols.append(f"rmse{k}_trn")
@@ -22,7 +30,8 @@ def lcurve_columns(has_valid: bool, has_v: bool) -> list[str]:
 class Lcurve:
     """lcurve.out writer: one row per display step, flushed at once.
 
-    Units: rmse_val/rmse_trn √loss; rmse_e eV/atom; rmse_f eV/Å; rmse_v eV/atom; lr.
+    Units: rmse_val/rmse_trn √loss; rmse_e eV/atom; rmse_f eV/Å; rmse_v eV/atom; rmse_ae eV;
+    rmse_pf eV/Å (numdp.train.loss.LossStats); lr.
     With `restart_step`, rows of an existing file with step >= restart_step are dropped first,
     so a continued run leaves the same file as an uninterrupted one.
     """

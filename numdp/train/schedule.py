@@ -189,7 +189,8 @@ class Schedule:
 
 @dataclass(frozen=True)
 class PrefactorSchedule:
-    """p(t) = limit + (start - limit) · lr(t) / lr(0) for energy, force and virial.
+    """p(t) = limit + (start - limit) · lr(t) / lr(0) for energy, force, virial, atomic energy
+    and weighted force.
 
     A term is active only when both its start and limit prefactors are non-zero (DeePMD-kit).
     """
@@ -200,6 +201,10 @@ class PrefactorSchedule:
     limit_f: float
     start_v: float
     limit_v: float
+    start_ae: float = 0.0
+    limit_ae: float = 0.0
+    start_pf: float = 0.0
+    limit_pf: float = 0.0
 
     @staticmethod
     def _active(start: float, limit: float) -> bool:
@@ -217,6 +222,14 @@ class PrefactorSchedule:
     def has_v(self) -> bool:
         return self._active(self.start_v, self.limit_v)
 
+    @property
+    def has_ae(self) -> bool:
+        return self._active(self.start_ae, self.limit_ae)
+
+    @property
+    def has_pf(self) -> bool:
+        return self._active(self.start_pf, self.limit_pf)
+
     def at(self, lr: float, lr0: float) -> Prefactors:
         x = lr / lr0
 
@@ -225,4 +238,6 @@ class PrefactorSchedule:
 
         return Prefactors(p(self.start_e, self.limit_e, self.has_e),
                           p(self.start_f, self.limit_f, self.has_f),
-                          p(self.start_v, self.limit_v, self.has_v))
+                          p(self.start_v, self.limit_v, self.has_v),
+                          p(self.start_ae, self.limit_ae, self.has_ae),
+                          p(self.start_pf, self.limit_pf, self.has_pf))
