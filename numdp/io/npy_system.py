@@ -75,7 +75,7 @@ class System:
     atom_pref: np.ndarray | None = None
     atom_ener_coeff: np.ndarray | None = None
 
-    PER_FRAME = ("coords", "boxes", "energy", "forces", "virial")
+    PER_FRAME = ("coords", "boxes", "energy", "forces", "virial") + ATOM_LABELS
     """The attributes indexed by frame (first axis), absent ones None."""
 
     @property
