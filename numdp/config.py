@@ -18,7 +18,7 @@ from .io.h5md import DEFAULT_FORCE_UNIT, FIELDS, FORCE_UNITS
 from .io.trajectory import FORMATS as TRAJ_FORMATS, SUFFIXES as TRAJ_SUFFIXES
 from .io.trajectory import format_of_path as traj_format_of_path
 from .md.barostat import COUPLINGS, StochasticCellRescaling
-from .md.thermostats import THERMOSTATS, NoseHooverChain
+from .md.thermostats import THERMOSTATS, Langevin, NoseHooverChain
 from .backend import DEVICES
 from .model.precision import PRECISIONS
 from .errors import InputError
@@ -77,14 +77,14 @@ class SystemSettings:
 @dataclass
 class ThermostatSettings:
     kind: str
-    temperature: float  # K
+    temperature: float | tuple[float, float]  # K: a constant, or a ramp (start, stop) over steps 0 -> [md] steps
     tau: float  # ps
     chain: int = 3
 
 
 @dataclass
 class BarostatSettings:
-    pressure: float  # bar
+    pressure: float | tuple[float, float]  # bar: a constant, or a ramp (start, stop) over steps 0 -> [md] steps
     tau: float  # ps
     coupling: str = "isotropic"
     compressibility: float = 4.5e-5  # 1/bar
@@ -273,7 +273,10 @@ def _thermostat(t: Table) -> ThermostatSettings:
         if key == "chain" and kind != nose_hoover:
             raise t.error(key, f"only for kind = 'nose-hoover' (this is '{kind}')")
     t.check_keys(allowed)
-    return ThermostatSettings(kind=kind, temperature=t.number("temperature", positive=True),
+    # a Langevin bath may ramp from or to 0 K (a quench); the chain's masses and CSVR's draw
+    # divide by the target, so theirs stays > 0 (LAMMPS' fix nvt refuses 0 too)
+    return ThermostatSettings(kind=kind, temperature=t.ramp("temperature", positive=True,
+                                                            zero_end=kind == Langevin.kind),
                               tau=t.number("tau", positive=True),
                               chain=t.integer("chain", 3, positive=True))
 
@@ -284,7 +287,7 @@ def _barostat(t: Table) -> BarostatSettings:
     if kind not in BAROSTAT_KINDS:
         raise t.error("kind", f"'{kind}' is not available; numdp implements 'c-rescale' "
                               f"(stochastic cell rescaling)")
-    return BarostatSettings(kind=kind, pressure=t.number("pressure"),
+    return BarostatSettings(kind=kind, pressure=t.ramp("pressure"),
                             tau=t.number("tau", positive=True),
                             coupling=t.string("coupling", "isotropic", choices=COUPLINGS),
                             compressibility=t.number("compressibility", 4.5e-5, positive=True))

@@ -19,6 +19,8 @@ API
     A table named ``[name]`` in messages.  Readers, each marking the key as used:
 
     - ``t.number(key, default, positive=, nonnegative=)`` -> float (finite; bool is not a number)
+    - ``t.ramp(key, default, positive=, zero_end=)`` -> a number as ``t.number`` does, or a list
+      ``[start, stop]`` of two numbers as a (float, float) pair (a target ramped over the run)
     - ``t.integer(key, default, positive=, nonnegative=, minimum=)`` -> int
     - ``t.boolean(key, default)``, ``t.string(key, default, choices=)``,
       ``t.choice(key, choices, default)`` (any type, membership only)
@@ -271,6 +273,30 @@ class Table:
         if nonnegative and v < 0:
             raise self.error(key, f"must be >= 0, got {self.wording.show_number(v)}")
         return float(v)
+
+    def ramp(self, key: str, default=REQUIRED, *, positive=False, zero_end=False):
+        """A constant target, a number (float, checked as by `number`), or a linear ramp, a list
+        [start, stop] of two finite numbers ((float, float); numdp.md.ramp.Ramp); `default` when
+        absent.  positive: > 0 (both ends of a ramp); zero_end: with positive, a ramp's ends may
+        be 0 but not both (a number stays > 0)."""
+        if self._absent(key, default):
+            return default
+        v = self.raw(key, default)
+        if not isinstance(v, list):
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise self.error(key, f"expected a number or a list [start, stop] of two numbers, got "
+                                      f"{self.wording.show(v)}")
+            return self.number(key, default, positive=positive)
+        if len(v) != 2 or any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in v):
+            raise self.error(key, f"expected a number or a list [start, stop] of two numbers, got "
+                                  f"{self.wording.show(v)}")
+        if not all(math.isfinite(x) for x in v):
+            raise self.error(key, f"{self.wording.not_finite}, got {self.wording.show(v)}")
+        if positive and zero_end and (min(v) < 0 or max(v) == 0):
+            raise self.error(key, f"must be >= 0 at both ends of the ramp and > 0 at one, got {self.wording.show(v)}")
+        if positive and not zero_end and not min(v) > 0:
+            raise self.error(key, f"must be > 0 at both ends of the ramp, got {self.wording.show(v)}")
+        return float(v[0]), float(v[1])
 
     def integer(self, key: str, default=REQUIRED, *, positive=False, nonnegative=False, minimum=None):
         """An integer (not a bool, not a float); `default` when absent."""

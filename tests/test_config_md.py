@@ -129,6 +129,38 @@ def test_ensemble_consistency(tmp_path):
     assert "[md] thermostat.chain: only for kind = 'nose-hoover'" in error_of(tmp_path, langevin_chain)
 
 
+def test_temperature_and_pressure_ramps(tmp_path):
+    """A number is a constant target; [start, stop] a ramp over steps 0 -> [md] steps
+    (numdp.md.ramp); bad ramps get one line naming the key."""
+    npt = GOOD.replace('ensemble = "nvt"', 'ensemble = "npt"').replace(
+        "tau = 0.1 }", "tau = 0.1 }\nbarostat = { pressure = [1.0, 1e4], tau = 1.0 }")
+    s = load_run_settings(write(tmp_path, npt.replace("temperature = 330.0, tau", "temperature = [300, 1000], tau")))
+    assert s.md.thermostat.temperature == (300.0, 1000.0) and s.md.barostat.pressure == (1.0, 1e4)
+    assert s.system.velocities.temperature == 330.0       # the start velocities are not ramped
+    nh = "temperature = 330.0, tau"
+    for ramp, kind, expected in (
+            ("[300.0, 0.0]", "nose-hoover", "md.toml: [md] thermostat.temperature: must be > 0 at both ends of the "
+                                            "ramp, got [300.0, 0.0]"),
+            ("[0, 300]", "csvr", "must be > 0 at both ends of the ramp, got [0, 300]"),
+            ("[0, 0]", "langevin", "must be >= 0 at both ends of the ramp and > 0 at one, got [0, 0]"),
+            ("[-1, 300]", "langevin", "must be >= 0 at both ends of the ramp and > 0 at one"),
+            ("[300]", "csvr", "thermostat.temperature: expected a number or a list [start, stop] of two numbers, "
+                              "got [300]"),
+            ("[300, 400, 500]", "csvr", "expected a number or a list [start, stop] of two numbers"),
+            ('[300, "hot"]', "csvr", "expected a number or a list [start, stop] of two numbers"),
+            ('"300"', "csvr", "expected a number or a list [start, stop] of two numbers, got '300'"),
+            ("[300, nan]", "csvr", "thermostat.temperature: must be finite"),
+            ("0.0", "langevin", "thermostat.temperature: must be > 0, got 0.0")):   # a number as before
+        text = GOOD.replace(nh, f"temperature = {ramp}, tau").replace("nose-hoover", kind)
+        assert expected in error_of(tmp_path, text), (ramp, kind)
+    quench = GOOD.replace(nh, "temperature = [300, 0], tau").replace("nose-hoover", "langevin")
+    assert load_run_settings(write(tmp_path, quench)).md.thermostat.temperature == (300.0, 0.0)
+    assert "[md] barostat.pressure: expected a number or a list [start, stop] of two numbers, got [1.0]" in \
+        error_of(tmp_path, npt.replace("[1.0, 1e4]", "[1.0]"))
+    assert load_run_settings(write(tmp_path, npt.replace("[1.0, 1e4]", "[-500, 1e4]"))).md.barostat.pressure == \
+        (-500.0, 1e4)
+
+
 def test_missing_and_malformed(tmp_path):
     assert "[md]: required table missing" in error_of(tmp_path, GOOD.split("[md]")[0])
     assert "[model] file: required" in error_of(tmp_path, GOOD.replace('file = "model.h5"', ""))

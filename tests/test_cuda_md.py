@@ -476,6 +476,9 @@ def test_gpu_npt_run_equals_cpu_run_and_restarts_bit_for_bit(tmp_path):
 CLUSTER = np.array([[0.0, 0.0, 0.0], [1.6, 0.2, 0.0], [0.3, 1.7, 0.1]])   # Å, types A B A: no cell
 CSVR = 'ensemble = "nvt"\nthermostat = { kind = "csvr", temperature = 20.0, tau = 0.05 }\nseed = 11'
 NHC = 'ensemble = "nvt"\nthermostat = { kind = "nose-hoover", temperature = 20.0, tau = 0.05 }'
+# ramped targets (numdp.md.ramp): the device gets the step's kT and chain masses at every half-step
+CSVR_RAMP = CSVR.replace("temperature = 20.0", "temperature = [20.0, 200.0]")
+NHC_RAMP = NHC.replace("temperature = 20.0", "temperature = [20.0, 200.0]")
 
 
 def make_cluster(path: Path, device: str, md: str = "", steps: int = 10, every: int = 5, skin: float = 0.5,
@@ -529,9 +532,12 @@ def test_gpu_200_steps_equal_the_cpu_run(tmp_path):
     assert (np.abs(a["pe"] - b["pe"]) <= 1e-10 * np.abs(a["pe"])).all()
 
 
-@pytest.mark.parametrize("md", [CSVR, NHC], ids=["csvr", "nose-hoover"])
+@pytest.mark.parametrize("md", [CSVR, NHC, CSVR_RAMP, NHC_RAMP],
+                         ids=["csvr", "nose-hoover", "csvr-ramp", "nose-hoover-ramp"])
 def test_gpu_thermostatted_runs_equal_the_cpu_runs(tmp_path, md):
-    """CSVR and the Nosé-Hoover chain as whole runs (10 steps) on the GPU against the CPU run:
+    """CSVR and the Nosé-Hoover chain as whole runs (10 steps) on the GPU against the CPU run, at a
+    constant target and ramped 20 -> 200 K (the chain's masses change at every step: the device
+    must use each step's, not the first ones it was given):
     positions, forces, energies within same_run_bounds, velocities within the bound of
     test_langevin_checkpoints_move_between_devices (the same scalar maths on device sums);
     NVE, Langevin and NPT whole runs are the tests above."""

@@ -17,6 +17,7 @@ from numdp.errors import InputError
 from numdp.io.h5md import read_checkpoint
 from numdp.io.structure import write_extxyz, write_lammps_data
 from numdp.md.safety import SafetyStop
+from numdp.md.loop import run_or_raise
 from numdp.md.setup import build_simulation, run_md
 from numdp.system import to_arrays
 from test_md_potential import MASS_AR, LennardJones, fcc
@@ -97,6 +98,38 @@ def test_restart_reproduces_the_uninterrupted_run_bit_for_bit(tmp_path, kind):
         assert np.array_equal(ta[key], tb[key]), key
     log = (tmp_path / "part" / "log.txt").read_text()
     assert "restarted from" in log and "at step 40" in log
+
+
+@pytest.mark.parametrize("kind", ["langevin", "csvr", "nose-hoover"])
+def test_a_run_interrupted_in_a_ramp_restarts_bit_for_bit(tmp_path, kind):
+    """Temperature 80 -> 160 K and pressure 100 -> 5000 bar ramped over steps 0 -> 60: the run
+    stopped at step 40 (its input still says steps = 60, as after a signal) and continued from its
+    checkpoint repeats the uninterrupted run bit for bit, because the ramp is anchored at absolute
+    steps.  The run line names the ramps."""
+    ramps = {"temperature = 80.0, tau": "temperature = [80.0, 160.0], tau", "pressure = 100.0": "pressure = [100.0, 5e3]"}
+    full = argon_dir(tmp_path / "full", KIND=kind, **ramps)
+    run(full)
+    part = argon_dir(tmp_path / "part", KIND=kind, **ramps)
+    sim, end = build_simulation(load_run_settings(part), model=LennardJones(), screen=io.StringIO())
+    assert end == 60
+    run_or_raise(sim, 40)
+    assert read_checkpoint(tmp_path / "part" / "ck.h5").step == 40
+    run(part, restart=tmp_path / "part" / "ck.h5")
+    a = to_arrays(read_checkpoint(tmp_path / "full" / "ck.h5"))
+    b = to_arrays(read_checkpoint(tmp_path / "part" / "ck.h5"))
+    assert a.keys() == b.keys() and int(a["step"]) == 60
+    for key in a:
+        assert np.array_equal(a[key], b[key]), key
+    ta, tb = trajectory_arrays(tmp_path / "full" / "traj.h5md"), trajectory_arrays(tmp_path / "part" / "traj.h5md")
+    assert ta.keys() == tb.keys()
+    for key in ta:
+        assert np.array_equal(ta[key], tb[key]), key
+    log = (tmp_path / "full" / "log.txt").read_text()
+    assert "thermostat 80.0 -> 160.0 K (steps 0 -> 60) tau 0.1 ps" in log
+    assert "barostat 100.0 -> 5000.0 bar (steps 0 -> 60) tau 0.5 ps" in log
+    # the ramp did act: the same run at constant targets ends elsewhere
+    run(argon_dir(tmp_path / "constant", KIND=kind))
+    assert not np.array_equal(read_checkpoint(tmp_path / "constant" / "ck.h5").velocities, a["velocities"])
 
 
 def test_checkpoint_as_system_file_restarts_and_conflicting_keys_are_rejected(tmp_path):

@@ -308,6 +308,22 @@ def test_npt_triclinic_with_langevin_matches_serial(tmp_path):
     assert np.abs(a["pressure"] - b["pressure"]).max() <= 1e-8 * np.abs(a["pressure"]).max()
 
 
+def test_ramped_nose_hoover_npt_on_two_ranks_matches_serial(tmp_path):
+    """Temperature 20 -> 60 K and pressure 1000 -> 2e4 bar ramped over the run: the target is a
+    function of the step alone, so every rank uses the same one (the chain's masses with it) and
+    the two-rank run stays within same_run_bounds of the serial run."""
+    md = ('ensemble = "npt"\nthermostat = { kind = "nose-hoover", temperature = [20.0, 60.0], tau = 0.05 }\n'
+          'barostat = { pressure = [1000.0, 2e4], tau = 0.2, coupling = "triclinic", compressibility = 1e-3 }')
+    ref = make_run(tmp_path / "serial", steps=60, md=md)
+    r = numdp_run(ref, 1)
+    assert "nose-hoover thermostat 20.0 -> 60.0 K (steps 0 -> 60)" in r.stdout
+    path = make_run(tmp_path / "mpi", steps=60, md=md, extra="[parallel]\ngrid = [1, 2, 1]")
+    numdp_run(path, 2)
+    a, b = frames(ref), frames(path)
+    assert np.abs(a["box"][-1] - a["box"][0]).max() > 0.01  # the cell did move
+    assert_same_run(a, b)
+
+
 # -- failures: printed once, every rank exits, no hang ------------------------------------------------
 
 def test_input_error_on_one_rank_is_reported_once(tmp_path):

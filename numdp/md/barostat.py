@@ -44,6 +44,11 @@ they are as large as the noise of one sample.
 The equations are integrated with one Euler-Maruyama step per timestep, with the pressure of the
 last force call; β_T only sets the relaxation time (about τ β_T,true / β_T), not the ensemble.
 
+The target pressure P0 and the temperature T of the noise are numdp.md.ramp.Ramp targets (a
+number is a constant one; T is the thermostat's own Ramp, so a ramped thermostat ramps the noise
+too): the barostat step of the step from n to n + 1 uses their `in_step(n)` values (LAMMPS'
+compute_press_target in initial_integrate, after ntimestep was incremented).
+
 Units: pressure bar, compressibility 1/bar, τ ps, kT eV, V Å³.  The barostat has no variables of
 its own (first-order dynamics): a checkpoint needs only the cell.
 
@@ -63,6 +68,7 @@ from ..parallel.world import World
 from ..system import State
 from ..units import EV_PER_A3_TO_BAR, KB
 from ..kernels.cpu.rng import STREAM_BAROSTAT, normals
+from .ramp import Ramp
 from .safety import SafetyStop
 from .thermostats import HostVelocities
 
@@ -116,8 +122,8 @@ def lower_triangular_rotation(box: np.ndarray) -> np.ndarray:
 class StochasticCellRescaling:
     """The barostat object (see the module docstring for the equations).
 
-    pressure: P0, bar; tau: relaxation time, ps; compressibility: β_T, 1/bar; coupling: one of
-    COUPLINGS; temperature: K (the thermostat's target); world: the run's ranks (the kinetic
+    pressure: P0, bar (a number or a Ramp); tau: relaxation time, ps; compressibility: β_T, 1/bar;
+    coupling: one of COUPLINGS; temperature: K (a number or a Ramp: the thermostat's target); world: the run's ranks (the kinetic
     tensor is summed over them; the new cell is then the same on every rank).  The per-atom work
     (the kinetic tensor, scaling positions and velocities) goes through `ops`
     (numdp.md.thermostats.HostVelocities, or numdp.md.device.DeviceVelocities for a run on the
@@ -126,17 +132,17 @@ class StochasticCellRescaling:
 
     kind = "c-rescale"
 
-    def __init__(self, pressure: float, tau: float, compressibility: float, coupling: str,
-                 temperature: float, world: World | None = None):
+    def __init__(self, pressure: float | Ramp, tau: float, compressibility: float, coupling: str,
+                 temperature: float | Ramp, world: World | None = None):
         self.world = world if world is not None else World(None)
         self.ops = HostVelocities(self.world)
         if coupling not in COUPLINGS:
             raise ValueError(f"coupling must be one of {COUPLINGS}, got {coupling!r}")
-        self.pressure = float(pressure)
+        self.pressure = Ramp.of(pressure)
         self.tau = float(tau)
         self.compressibility = float(compressibility)
         self.coupling = coupling
-        self.temperature = float(temperature)
+        self.temperature = Ramp.of(temperature)
 
     def initialize(self, state: State) -> None:
         if state.box is None:
@@ -150,13 +156,14 @@ class StochasticCellRescaling:
         return (self.ops.kinetic_tensor(state) + w) / volume
 
     def new_box(self, state: State, dt: float) -> np.ndarray:
-        """The cell after one barostat step of dt ps (does not modify the state)."""
+        """The cell after the barostat step of dt ps of the step from state.step to state.step + 1
+        (does not modify the state)."""
         box = state.box
         volume = abs(float(np.linalg.det(box)))
         p_int = self._pressure_tensor(state, volume)
-        p0 = self.pressure / EV_PER_A3_TO_BAR
+        p0 = self.pressure.in_step(state.step) / EV_PER_A3_TO_BAR
         beta = self.compressibility * EV_PER_A3_TO_BAR  # Å³/eV
-        kt = KB * self.temperature
+        kt = KB * self.temperature.in_step(state.step)
         if self.coupling == "isotropic":
             g = normals(state.seed, state.step, STREAM_BAROSTAT, np.arange(1), 1)[0, 0]
             d_eps = (-(beta / self.tau) * (p0 - np.trace(p_int) / 3.0 - kt / volume) * dt

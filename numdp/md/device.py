@@ -109,8 +109,10 @@ class DeviceVelocities:
         tree sum left on the device, its last level and the chain's maths in one one-thread
         kernel that writes the scale factor to device memory, and the scaling that reads it
         there; up to ONE_BLOCK_ROWS atoms all of it in one launch of one block
-        (`nose_hoover_chain_block`, the same bits).  On several ranks
-        (not chain_on_device) the host path of numdp.md.thermostats."""
+        (`nose_hoover_chain_block`, the same bits).  kt is an argument of each launch and the
+        chain masses q are uploaded again whenever they differ from the last ones (every step of a
+        ramped target, numdp.md.ramp).  On several ranks (not chain_on_device) the host path of
+        numdp.md.thermostats."""
         if not self.chain_on_device:
             host_nose_hoover_chain(self, state, h, kt, q, nloop, weights)
             return

@@ -44,6 +44,7 @@ from .forces import ForceProvider
 from .integrator import VelocityVerlet
 from .loop import RunResult, Simulation, run_or_raise
 from .minimize import FireMinimizer
+from .ramp import Ramp
 from .reporters import CheckpointReporter, Console, MinimizeThermoReporter, ThermoReporter, TrajectoryReporter
 from .safety import SafetyMonitor
 from .start import is_minimization_checkpoint, read_start, start_velocities
@@ -135,14 +136,15 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
     if md is not None and md.thermostat is not None:
         th = md.thermostat
         cls = THERMOSTATS[th.kind]
-        thermostat = (cls(th.temperature, th.tau, th.chain, world=world) if cls is NoseHooverChain
-                      else cls(th.temperature, th.tau, world=world))
+        temperature = Ramp.of(th.temperature, md.steps)   # ramps run from step 0 to [md] steps (absolute)
+        thermostat = (cls(temperature, th.tau, th.chain, world=world) if cls is NoseHooverChain
+                      else cls(temperature, th.tau, world=world))
         thermostat.initialize(state)
     barostat = None
     if md is not None and md.barostat is not None:
         b = md.barostat
-        barostat = StochasticCellRescaling(b.pressure, b.tau, b.compressibility, b.coupling,
-                                           md.thermostat.temperature, world=world)
+        barostat = StochasticCellRescaling(Ramp.of(b.pressure, md.steps), b.tau, b.compressibility, b.coupling,
+                                           thermostat.temperature, world=world)   # the noise follows the thermostat
         barostat.initialize(state)
     if mini is not None:   # FIRE iterations in the place of the integrator (the CPU only: above)
         integrator = FireMinimizer(mini, world)
@@ -231,9 +233,10 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
 def _describe_md(md) -> str:
     """The run line's account of [md]."""
     return (f"timestep {md.timestep} ps, ensemble {md.ensemble}"
-            + (f", {md.thermostat.kind} thermostat {md.thermostat.temperature} K tau {md.thermostat.tau} ps"
-               if md.thermostat else "")
-            + (f", {md.barostat.kind} barostat {md.barostat.pressure} bar tau {md.barostat.tau} ps "
+            + (f", {md.thermostat.kind} thermostat {Ramp.of(md.thermostat.temperature, md.steps).describe('K')} "
+               f"tau {md.thermostat.tau} ps" if md.thermostat else "")
+            + (f", {md.barostat.kind} barostat {Ramp.of(md.barostat.pressure, md.steps).describe('bar')} "
+               f"tau {md.barostat.tau} ps "
                f"({md.barostat.coupling})" if md.barostat else ""))
 
 

@@ -17,6 +17,10 @@ same on both devices (the barostat, numdp.md.barostat, uses the same `ops`).
 All three sample the canonical ensemble of the N_f = 3N - 3 degrees of freedom left when the
 total momentum is zero (the run loop zeroes it at the start; every thermostat here keeps it zero).
 Temperatures in K, times in ps, energies in eV.
+
+The target temperature is a numdp.md.ramp.Ramp (a number is a constant one): a half-step of the
+step from n to n + 1 uses `temperature.in_step(n)`, the reservoir energy of a state at step n
+`temperature.value(n)` (LAMMPS' t_target, see numdp.md.ramp).
 """
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ from ..units import KB
 from ..kernels.cpu.md import langevin_update, transform_rows
 from ..kernels.cpu.rng import normal_pair, sum_of_squared_normals
 from ..kernels.cpu.thermostat import nose_hoover_chain_half_step
+from .ramp import Ramp
 
 
 class HostVelocities:
@@ -104,7 +109,9 @@ class NoseHooverChain:
     Martyna, Tuckerman, Tobias, Klein (1996): Suzuki-Yoshida order 3, `nloop` sub-cycles.
 
     Masses Q_1 = N_f kT tau², Q_j = kT tau² (j > 1), as LAMMPS' fix nvt with Tdamp = tau (ps): the
-    chain oscillates with a period of about 4.4 tau.  The conserved energy (reservoir_energy) is
+    chain oscillates with a period of about 4.4 tau.  With a ramped target the masses follow the
+    target of the step (LAMMPS recomputes eta_mass from t_target in every nhc_temp_integrate),
+    and so does the reservoir energy, which is then not conserved (the schedule does work).  The conserved energy (reservoir_energy) is
     Σ Q_j vξ_j² / 2 + N_f kT ξ_1 + kT Σ_{j>1} ξ_j.  Variables: state.thermostat["xi"] (M,) positions (dimensionless),
     ["vxi"] (M,) velocities (1/ps).
 
@@ -119,16 +126,17 @@ class NoseHooverChain:
                          1.0 - 2.0 / (2.0 - 2.0 ** (1.0 / 3.0)),
                          1.0 / (2.0 - 2.0 ** (1.0 / 3.0))])
 
-    def __init__(self, temperature: float, tau: float, chain: int = 3, nloop: int = 1, world: World | None = None):
+    def __init__(self, temperature: float | Ramp, tau: float, chain: int = 3, nloop: int = 1,
+                 world: World | None = None):
         self.world = world if world is not None else World(None)
         self.ops = HostVelocities(self.world)
-        self.temperature = float(temperature)
+        self.temperature = Ramp.of(temperature)
         self.tau = float(tau)
         self.chain = int(chain)
         self.nloop = int(nloop)
 
-    def _masses(self, dof: int) -> np.ndarray:
-        kt = KB * self.temperature
+    def chain_masses(self, dof: int, kt: float) -> np.ndarray:
+        """Chain masses (M,) eV ps² at the target kt (eV): Q_1 = N_f kT tau², Q_j = kT tau²."""
         q = np.full(self.chain, kt * self.tau ** 2)
         q[0] *= dof
         return q
@@ -139,9 +147,9 @@ class NoseHooverChain:
                 state.thermostat[key] = np.zeros(self.chain)
 
     def half_step(self, state: State, h: float, stream: int) -> None:
+        kt = KB * self.temperature.in_step(state.step)
         try:
-            self.ops.nose_hoover_chain(state, h, KB * self.temperature, self._masses(state.dof), self.nloop,
-                                       self._WEIGHTS)
+            self.ops.nose_hoover_chain(state, h, kt, self.chain_masses(state.dof, kt), self.nloop, self._WEIGHTS)
         except ChainDiverged as e:  # the same numbers on every rank (global kinetic energy): all stop alike
             from ..parallel.world import mark_agreed
             from .safety import SafetyStop
@@ -154,19 +162,19 @@ class NoseHooverChain:
     def reservoir_energy(self, state: State) -> float:
         xi = state.thermostat["xi"]
         v = state.thermostat["vxi"]
-        q = self._masses(state.dof)
-        kt = KB * self.temperature
+        kt = KB * self.temperature.value(state.step)
+        q = self.chain_masses(state.dof, kt)
         return float(0.5 * np.sum(q * v * v) + state.dof * kt * xi[0] + kt * np.sum(xi[1:]))
 
 
 class _HeatBath:
-    """Shared part of the stochastic thermostats: target temperature (K), time constant tau (ps),
-    and the energy given to the bath, state.thermostat["heat"] (1,) eV."""
+    """Shared part of the stochastic thermostats: target temperature (K, a Ramp or a number), time
+    constant tau (ps), and the energy given to the bath, state.thermostat["heat"] (1,) eV."""
 
-    def __init__(self, temperature: float, tau: float, world: World | None = None):
+    def __init__(self, temperature: float | Ramp, tau: float, world: World | None = None):
         self.world = world if world is not None else World(None)
         self.ops = HostVelocities(self.world)
-        self.temperature = float(temperature)
+        self.temperature = Ramp.of(temperature)
         self.tau = float(tau)
 
     def initialize(self, state: State) -> None:
@@ -189,7 +197,7 @@ class Langevin(_HeatBath):
     def half_step(self, state: State, h: float, stream: int) -> None:
         ops = self.ops
         k0 = ops.kinetic_energy(state)
-        ops.langevin(state, math.exp(-h / self.tau), KB * self.temperature, stream)
+        ops.langevin(state, math.exp(-h / self.tau), KB * self.temperature.in_step(state.step), stream)
         ops.zero_momentum(state)
         state.thermostat["heat"][0] += k0 - ops.kinetic_energy(state)
 
@@ -209,7 +217,7 @@ class StochasticVelocityRescaling(_HeatBath):
         if k == 0.0:
             return  # no direction to scale along
         dof = state.dof
-        target = 0.5 * dof * KB * self.temperature
+        target = 0.5 * dof * KB * self.temperature.in_step(state.step)
         c = math.exp(-h / self.tau)
         key = (np.int64(state.seed), np.int64(state.step), np.int64(stream))
         r1, _ = normal_pair(*key, np.int64(0), np.int64(0))
