@@ -129,9 +129,12 @@ class FormulaError(ValueError):
     pass
 
 
+_DIVISION = "division by zero"
+
+
 def _binary(op: str, a: float, b: float) -> float:
     if op in ("/", "%") and b == 0:
-        raise FormulaError("division by zero")
+        raise FormulaError(_DIVISION)
     return {"||": lambda: float(a != 0 or b != 0), "&&": lambda: float(a != 0 and b != 0),
             "==": lambda: float(a == b), "!=": lambda: float(a != b), "<": lambda: float(a < b),
             "<=": lambda: float(a <= b), ">": lambda: float(a > b), ">=": lambda: float(a >= b),
@@ -246,7 +249,7 @@ class Script:
     def _text_of(self, name: str, depth: int = 0) -> str:
         var = self.variables.get(name)
         if var is None:
-            raise FormulaError(f"variable {name} is not defined" + (f" (give it with -v {name} VALUE)"))
+            raise FormulaError(f"variable {name} is not defined (give it with -v {name} VALUE)")
         if var.style is VariableStyle.EQUAL:
             return f"{self._number_of(name, depth):.15g}"
         return var.value
@@ -343,8 +346,12 @@ class Script:
             raise FormulaError(f"cannot redefine variable {name} as style {style} (it is {old.style.value}"
                                + (", from -v on the command line" if old.style is VariableStyle.INDEX else "")
                                + ")")
-        if style == "equal":   # checked now, evaluated at each use
-            _Formula(args[2], lambda n: 0.0)
+        if style == "equal":   # its syntax checked now (v_ names as 1); evaluated at each use
+            try:
+                _Formula(args[2], lambda n: 1.0).value()
+            except FormulaError as exc:
+                if str(exc) != _DIVISION:
+                    raise
         self.variables[name] = Variable(VariableStyle(style), args[2])
 
     def _if(self, line: int, args: tuple[str, ...]) -> None:
