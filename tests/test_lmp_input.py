@@ -263,6 +263,15 @@ def test_restart_continues_from_the_checkpoint(task, tmp_path, monkeypatch, caps
     assert numdp(full, monkeypatch, "lmp", "-i", "input.lammps", "-v", "restart", "0") == 0
     assert (lmp / "traj" / "10.lammpstrj").read_text() == (full / "traj" / "10.lammpstrj").read_text()
     assert (lmp / "model_devi.out").read_text() == (full / "model_devi.out").read_text()
+    # commands that would change the restored state are refused, not ignored
+    for old_line, new_line, message in (
+            ("mass            2 16.000000", "mass            2 17.000000", "input.lammps:20: mass: B 17.0 after read_restart: the checkpoint's B mass is 16.0"),
+            ('if "${restart} == 0" then "velocity', 'if "${restart} >= 0" then "velocity',
+             "input.lammps:29: velocity: velocity create after read_restart"),
+            ("boundary        p p p", "boundary        p p f", "input.lammps: boundary p p f: the checkpoint")):
+        with pytest.raises(InputError) as err:
+            translate(dpgen_script("nvt").replace(old_line, new_line), "input.lammps", {"restart": "1"}, lmp)
+        assert str(err.value).startswith(message)
 
 
 def test_pair_coeff_elements_map_lammps_types_to_the_model(tmp_path, monkeypatch, capsys):

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import InputError
 from .script import Command, Script
 
@@ -128,6 +130,7 @@ class _Translator:
         self.s = _State()
         self.notices: list[str] = []
         self.ran = False
+        self.restart_frame: dict | None = None   # numdp.io.h5md.read_frame of read_restart's checkpoint
 
     def note(self, text: str) -> None:
         if text not in self.notices:
@@ -225,8 +228,10 @@ class _Translator:
             if not path.is_file() or not is_checkpoint(path):
                 raise Refused(f"{pattern}: not a numdp checkpoint (numdp lmp restarts from the checkpoints of "
                               f"its `restart` command, not from LAMMPS binary restart files)")
+        frame = read_frame(path)
         self.s.restart_file = path
-        self.s.restart_step = int(read_frame(path)["step"])
+        self.s.restart_step = int(frame["step"])
+        self.restart_frame = frame
 
     def _change_box(self, c: Command) -> None:
         self._need_box("change_box")
@@ -321,6 +326,8 @@ class _Translator:
                 raise Refused(f"keyword {key} {value} is not supported by numdp lmp (dist gaussian|uniform, "
                               f"mom yes, rot yes|no, loop are)")
             k += 2
+        if self.s.restart_file is not None:
+            raise Refused("velocity create after read_restart: numdp restarts with the checkpoint's velocities")
         self.s.velocity = (temperature, seed)
         self.note(VELOCITY_NOTICE)
 
@@ -463,7 +470,9 @@ class _Translator:
         devi = len(s.models) > 1
         t: dict = {"model": {"file": s.models if devi else s.models[0]}}
         system: dict = {"file": s.data_file if s.restart_file is None else _relative(s.restart_file, self.base)}
-        if s.restart_file is None:   # a checkpoint restores types, masses, velocities and boundaries
+        if s.restart_file is not None:
+            self._matches_checkpoint()
+        else:   # a checkpoint restores types, masses and velocities
             if s.elements is not None:
                 system["type_names"] = s.elements
             if s.masses:
@@ -505,17 +514,42 @@ class _Translator:
                     t["model_devi"][key] = d[key]
         return t
 
+    def _matches_checkpoint(self) -> None:
+        """The boundary and mass commands with read_restart set the checkpoint's again (DP-GEN's
+        script), or are refused: numdp restarts with the checkpoint's."""
+        frame = self.restart_frame
+        # read_frame: pbc None = periodic along all three vectors of the box
+        pbc = (frame["pbc"] or (True,) * 3) if frame["box"] is not None else (False,) * 3
+        if tuple(pbc) != tuple(b == "p" for b in self.s.boundary):
+            raise Refused(f"boundary {' '.join(self.s.boundary)}: the checkpoint of read_restart has pbc "
+                          f"{list(pbc)}; numdp restarts with its boundaries")
+        if not self.s.masses or frame["masses"] is None or frame["species"] is None:
+            return
+        self._masses()   # the checks of the mass commands
+        names = self._type_names()
+        for t, (mass, line) in sorted(self.s.masses.items()):
+            element = names[t - 1]
+            if element in frame["type_map"]:
+                held = frame["masses"][frame["species"] == frame["type_map"].index(element)]
+                if len(held) and not np.allclose(held, mass, rtol=1e-12, atol=0):
+                    raise _LineRefused(line, "mass", f"{element} {mass} after read_restart: the checkpoint's "
+                                                     f"{element} mass is {held[0]}; numdp restarts with it")
+
+    def _type_names(self) -> list[str]:
+        """The element of each LAMMPS type: pair_coeff's elements, else the model's type_map."""
+        if self.s.elements is not None:
+            return self.s.elements
+        from ..io.model_file import read_model
+
+        try:
+            return list(read_model(self.base / self.s.models[0]).type_map)
+        except InputError as exc:
+            raise Refused(f"cannot read the model's type_map to name the types of the mass commands: {exc}") \
+                from None
+
     def _masses(self) -> dict[str, float]:
         """mass TYPE VALUE -> [system] masses by element (pair_coeff's elements, else the model's type_map)."""
-        names = self.s.elements
-        if names is None:
-            from ..io.model_file import read_model
-
-            try:
-                names = list(read_model(self.base / self.s.models[0]).type_map)
-            except InputError as exc:
-                raise Refused(f"cannot read the model's type_map to name the types of the mass commands: {exc}") \
-                    from None
+        names = self._type_names()
         out: dict[str, float] = {}
         lines: dict[str, int] = {}
         for t, (mass, line) in sorted(self.s.masses.items()):
