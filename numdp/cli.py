@@ -15,6 +15,7 @@ COMMANDS = {
     "compress": ("numdp.commands.compress", "tabulate a model's embedding nets (order 3 or 5)"),
     "train": ("numdp.commands.train", "train an se_e2_a energy model from a TOML input or DeePMD-kit's input.json"),
     "run": ("numdp.commands.run", "molecular dynamics (NVE, NVT, NPT) or a FIRE energy minimization from a TOML input file"),
+    "lmp": ("numdp.commands.lmp", "run a LAMMPS input script (pair_style deepmd; the DP-GEN subset) with numdp run"),
     "plot": ("numdp.commands.plot", "PNG figure of lcurve.out, a numdp run log or model_devi.out"),
     "neighbor-stat": ("numdp.commands.neighbor_stat", "largest neighbour counts, smallest distance and sel of DeePMD systems"),
     "ipi": ("numdp.commands.ipi", "serve energies and forces to an i-PI server (socket client)"),

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .io.h5md import DEFAULT_FORCE_UNIT, FIELDS, FORCE_UNITS
 from .io.trajectory import FORMATS as TRAJ_FORMATS, SUFFIXES as TRAJ_SUFFIXES
+from .io.trajectory import DUMP_COLUMNS, FRAME_SERIES_MARK, dump_fields
 from .io.trajectory import format_of_path as traj_format_of_path
 from .md.barostat import COUPLINGS, StochasticCellRescaling
 from .md.thermostats import THERMOSTATS, Langevin, NoseHooverChain
@@ -163,6 +164,7 @@ class OutputSettings:
     checkpoint: Path | None = None
     checkpoint_every: int = 1000
     progress: str = "auto"  # "auto" | "bar" | "lines" | "none"
+    columns: tuple[str, ...] | None = None  # lammps-dump ATOMS columns (LAMMPS dump custom keywords); None: default
 
 
 @dataclass
@@ -357,8 +359,16 @@ def _neighbor(t: Table) -> NeighborSettings:
 
 def _output(t: Table, base: Path) -> OutputSettings:
     t.check_keys(("trajectory", "format", "every", "fields", "force_unit", "thermo_every", "log", "checkpoint",
-                  "checkpoint_every", "progress"))
-    fields = t.data.get("fields", list(FIELDS))
+                  "checkpoint_every", "progress", "columns"))
+    columns = t.data.get("columns")
+    if columns is not None:
+        if not isinstance(columns, list) or not columns or any(c not in DUMP_COLUMNS for c in columns) \
+                or len(set(columns)) != len(columns):
+            raise t.error("columns", f"expected a list of distinct LAMMPS dump columns from "
+                                     f"{list(DUMP_COLUMNS)}, got {columns!r}")
+        if "fields" in t.data:
+            raise t.error("columns", "give fields or columns, not both (the columns name the fields)")
+    fields = t.data.get("fields", list(FIELDS) if columns is None else list(dump_fields(columns)))
     if not isinstance(fields, list) or not fields or any(f not in FIELDS for f in fields) \
             or len(set(fields)) != len(fields):
         raise t.error("fields", f"expected a list of distinct names from {list(FIELDS)}, got {fields!r}")
@@ -379,6 +389,12 @@ def _output(t: Table, base: Path) -> OutputSettings:
     if suggested is not None and suggested != fmt:
         raise t.error("trajectory", f"the suffix of {named!r} names format {suggested!r}, but "
                                     f"format = {fmt!r}")
+    if columns is not None and fmt != "lammps-dump":
+        raise t.error("columns", f"only for format = 'lammps-dump' (this is {fmt!r})")
+    if isinstance(named, str) and FRAME_SERIES_MARK in named and (
+            fmt != "lammps-dump" or FRAME_SERIES_MARK in str(Path(named).parent)):
+        raise t.error("trajectory", f"a {FRAME_SERIES_MARK!r} (one file per frame) is only for format "
+                                    f"'lammps-dump', in the file name, got {named!r}")
     return OutputSettings(
         trajectory=t.path("trajectory", base, "traj" + TRAJ_SUFFIXES[fmt], allow_empty=True),
         format=fmt,
@@ -390,6 +406,7 @@ def _output(t: Table, base: Path) -> OutputSettings:
         checkpoint=t.path("checkpoint", base, "checkpoint.h5"),
         checkpoint_every=t.integer("checkpoint_every", 1000, nonnegative=True),
         progress=progress,
+        columns=None if columns is None else tuple(columns),
     )
 
 
@@ -417,7 +434,13 @@ def load_run_settings(path) -> RunSettings:
         raise InputError(f"{path.name}: numdp run reads a TOML input (docs/md.md); a DeePMD-kit "
                          "input.json is a training input: numdp train")
     text, data = load_toml(path)
-    base = path.parent.resolve()
+    return run_settings(path, text, data, path.parent.resolve())
+
+
+def run_settings(path: Path, text: str, data: dict, base: Path) -> RunSettings:
+    """Validate the parsed tables `data` of the input `path` (named in messages; its TOML `text`),
+    relative paths taken relative to the folder `base`.  `numdp lmp` validates its translation
+    of a LAMMPS script here too (numdp.lammps)."""
     root = Table.root(path.name, data, RUN_WORDING)
     if "md" not in data and "minimize" not in data and any(name in data for name in ("training", "learning_rate",
                                                                                        "loss")):

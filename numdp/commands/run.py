@@ -34,7 +34,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "NUMDP_NUM_THREADS or the usable cores)")
 
 
-def _run(args, world) -> int:
+def _run(args, world, load=None) -> int:
     from pathlib import Path
 
     from ..config import load_run_settings
@@ -43,7 +43,7 @@ def _run(args, world) -> int:
     from ..md.setup import run_md
 
     with world.agreement():
-        settings = load_run_settings(args.input)
+        settings = load_run_settings(args.input) if load is None else load(world)
         if args.device is not None:
             settings.model.device = args.device
         if args.threads is not None:
@@ -64,15 +64,17 @@ def _run(args, world) -> int:
     return 0
 
 
-def main(args) -> int:
+def main(args, load=None) -> int:
+    """`load(world)`: the run's RunSettings in place of reading `args.input` (numdp lmp's translation
+    of a LAMMPS script; numdp.commands.lmp)."""
     from ..errors import InputError
     from ..parallel.world import RankFailed, create_world
 
     world = create_world()
     if world.size == 1:
-        return _run(args, world)
+        return _run(args, world, load)
     try:
-        return _run(args, world)
+        return _run(args, world, load)
     except RankFailed:
         return 2  # the failing rank reports it
     except BaseException as exc:  # noqa: BLE001

@@ -34,7 +34,12 @@ Formats (`FORMATS`; `open_trajectory` picks the writer):
     xy plane, c with positive z); a general cell is rotated into that form, positions,
     velocities and forces with it (fractional coordinates unchanged).  An orthogonal box is
     written as ``ITEM: BOX BOUNDS pp pp pp``; an open system as ``ss ss ss`` bounds around the
-    atoms.
+    atoms.  ``columns`` (`DUMP_COLUMNS`, LAMMPS' ``dump custom`` keywords) chooses the ATOMS
+    columns in place of the default ones, e.g. DP-GEN's ``id type x y z fx fy fz``: ``x y z``
+    are the positions wrapped into the box along its periodic vectors (LAMMPS wraps at
+    reneighbouring only, so its ``x`` may lie slightly outside), ``xu yu zu`` unwrapped.  A `*`
+    in the file name writes one file per frame, the `*` replaced by the step (LAMMPS' dump file
+    name with a `*`; `LammpsDumpSeries`).
 """
 from __future__ import annotations
 
@@ -56,6 +61,20 @@ SUFFIXES = {"h5md": ".h5md", "extxyz": ".extxyz", "lammps-dump": ".lammpstrj"}
 """Default trajectory file suffix of each format."""
 FIELD_ARRAYS = {"position": "positions", "velocity": "velocities", "force": "forces"}
 """The per-atom array (`Frame.arrays`, numdp.system.atom_arrays) of each trajectory field."""
+DUMP_COLUMNS = {"id": None, "type": None, "element": None,
+                "x": "position", "y": "position", "z": "position",
+                "xu": "position", "yu": "position", "zu": "position",
+                "vx": "velocity", "vy": "velocity", "vz": "velocity",
+                "fx": "force", "fy": "force", "fz": "force"}
+"""The LAMMPS `dump custom` columns a lammps-dump trajectory can hold, and the field each needs."""
+FRAME_SERIES_MARK = "*"
+"""In a lammps-dump file name: one file per frame, the mark replaced by the step (as LAMMPS)."""
+
+
+def dump_fields(columns) -> tuple[str, ...]:
+    """The trajectory fields ("position", "velocity", "force") that dump `columns` need."""
+    needed = {DUMP_COLUMNS[c] for c in columns} | {"position"}
+    return tuple(f for f in FIELD_ARRAYS if f in needed)
 
 
 @dataclass
@@ -120,12 +139,17 @@ def format_of_path(path: Path) -> str | None:
 
 def open_trajectory(fmt: str, path, species, masses, type_map, fields, periodic,
                     force_unit: str, input_text: str = "", resume_after: int | None = None,
-                    natoms: int | None = None) -> TrajectoryWriter:
+                    natoms: int | None = None, columns: tuple[str, ...] | None = None) -> TrajectoryWriter:
     """The writer of format `fmt` (see the module docstring) for atoms of model types `species`
     (N,) and `masses` (N,) amu; `fields` selects velocity and force (positions always);
     `periodic`: False (no cell), True (periodic along every cell vector) or three booleans.
     With species and masses None, `natoms` atoms whose types and masses the caller gives block by
-    block (`set_atoms`) before the first frame, where the writer `needs_atoms`."""
+    block (`set_atoms`) before the first frame, where the writer `needs_atoms`.  `columns`: a
+    lammps-dump's ATOMS columns (`DUMP_COLUMNS`; None: the default ones); a `*` in a lammps-dump
+    file name: one file per frame (`LammpsDumpSeries`)."""
+    if fmt == "lammps-dump":
+        cls = LammpsDumpSeries if FRAME_SERIES_MARK in Path(path).name else LammpsDumpWriter
+        return cls(path, species, masses, type_map, fields, resume_after, periodic, natoms, columns=columns)
     if fmt == "h5md":
         from .h5md import H5MDWriter
 
@@ -151,6 +175,9 @@ class _TextWriter:
         self._names = np.array(list(type_map), dtype=object)   # element of each model type
         self.fields = tuple(fields)
         self._last: int | None = None
+        self._open(resume_after)
+
+    def _open(self, resume_after: int | None) -> None:
         if resume_after is not None and self.path.exists():
             self._truncate(resume_after)
             self.fh = open(self.path, "a")
@@ -283,8 +310,25 @@ def lammps_box(box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return h, np.linalg.solve(box, h)
 
 
+# dump column -> (array of LammpsDumpWriter._atoms_text, component)
+_DUMP_VECTOR_COLUMNS = {name: (array, d) for array, names in (("wrapped", "x y z"), ("unwrapped", "xu yu zu"),
+                                                            ("velocity", "vx vy vz"), ("force", "fx fy fz"))
+                        for d, name in enumerate(names.split())}
+
+
 class LammpsDumpWriter(_TextWriter):
     FORMAT = "lammps-dump"
+
+    def __init__(self, path, species, masses, type_map, fields, resume_after: int | None,
+                 periodic=True, natoms: int | None = None, columns: tuple[str, ...] | None = None):
+        self.columns = None if columns is None else tuple(columns)   # None: by the fields (module docstring)
+        super().__init__(path, species, masses, type_map, fields, resume_after, periodic, natoms)
+
+    def _columns(self, vel: bool, frc: bool) -> tuple[str, ...]:
+        if self.columns is not None:
+            return self.columns
+        return ("id", "type", "element", "xu", "yu", "zu") + (("vx", "vy", "vz") if vel else ()) \
+            + (("fx", "fy", "fz") if frc else ())
 
     def _header_text(self, frame: Frame, vel: bool, frc: bool) -> str:
         out = [f"ITEM: TIMESTEP\n{frame.step}\nITEM: NUMBER OF ATOMS\n{frame.natoms}\n"]
@@ -306,20 +350,36 @@ class LammpsDumpWriter(_TextWriter):
                            f"{_num(xlo)} {_num(xhi)} {_num(xy)}\n"
                            f"{_num(min(0.0, yz))} {_num(h[1, 1] + max(0.0, yz))} {_num(xz)}\n"
                            f"0.0 {_num(h[2, 2])} {_num(yz)}\n")
-        cols = "id type element xu yu zu" + (" vx vy vz" if vel else "") + (" fx fy fz" if frc else "")
-        out.append(f"ITEM: ATOMS {cols}\n")
+        out.append(f"ITEM: ATOMS {' '.join(self._columns(vel, frc))}\n")
         return "".join(out)
 
     def _atoms_text(self, start, pos, vel, frc, box) -> str:
+        wrapped = pos
         if box is not None:
-            _, q = lammps_box(box)
+            h, q = lammps_box(box)
             pos, vel, frc = (None if v is None else v @ q for v in (pos, vel, frc))
-        table = np.concatenate([pos] + [v for v in (vel, frc) if v is not None], axis=1)
+            if any(c in ("x", "y", "z") for c in self._columns(vel is not None, frc is not None)):
+                frac = np.linalg.solve(h.T, pos.T).T   # pos = frac h
+                periodic = np.array(self.pbc)
+                frac[:, periodic] -= np.floor(frac[:, periodic])
+                wrapped = frac @ h
+            else:
+                wrapped = pos
         species = self.species[start:start + len(pos)]
         names = self._names[species]
-        return "".join(f"{start + k + 1} {species[k] + 1} {names[k]} "
-                       + " ".join(_num(x) for x in table[k]) + "\n"
-                       for k in range(len(pos)))
+        arrays = {"wrapped": wrapped, "unwrapped": pos, "velocity": vel, "force": frc}
+        text = []
+        for c in self._columns(vel is not None, frc is not None):
+            if c == "id":
+                text.append([str(start + k + 1) for k in range(len(pos))])
+            elif c == "type":
+                text.append([str(t + 1) for t in species])
+            elif c == "element":
+                text.append(list(names))
+            else:
+                name, d = _DUMP_VECTOR_COLUMNS[c]
+                text.append([_num(v) for v in arrays[name][:, d]])
+        return "".join(" ".join(row) + "\n" for row in zip(*text))
 
     @staticmethod
     def _frame_at(lines: list[str], i: int):
@@ -331,6 +391,27 @@ class LammpsDumpWriter(_TextWriter):
             j += 1
         return j + 1 + n, step, n
 
+
+
+class LammpsDumpSeries(LammpsDumpWriter):
+    """One LAMMPS dump file per frame: the `*` of the file name replaced by the step (LAMMPS'
+    ``dump ... traj/*.lammpstrj``, what DP-GEN reads).  A restart rewrites the files of the steps
+    it reaches again; other files are left as they are (no backups, as LAMMPS)."""
+
+    def _open(self, resume_after: int | None) -> None:
+        self.fh = None
+
+    def frame_path(self, step: int) -> Path:
+        """The file of the frame at `step`."""
+        return self.path.with_name(self.path.name.replace(FRAME_SERIES_MARK, str(int(step))))
+
+    def append_frame(self, frame: Frame) -> None:
+        with whole_write():
+            self.fh = open(self.frame_path(frame.step), "w")
+        try:
+            super().append_frame(frame)
+        finally:
+            self.close()
 
 # -- conversion -------------------------------------------------------------------------------------
 

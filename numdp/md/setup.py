@@ -181,7 +181,7 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
                                              out.fields, state.pbc_flags if state.box is not None else False,
                                              out.force_unit, settings.text,
                                              resume_after=state.step if restarted else None,
-                                             natoms=state.natoms_global)
+                                             natoms=state.natoms_global, columns=out.columns)
         trajectory = None
         if out.trajectory is not None:
             _give_atoms(writer, state, world)

@@ -1,0 +1,70 @@
+"""`numdp lmp -i in.lammps [-v NAME VALUE ...] [--print-toml]`: run a LAMMPS input script with numdp.
+
+The script (the subset of the LAMMPS language DP-GEN's exploration step and DP users write:
+docs/lammps-input.md) is translated into the tables of a `numdp run` input (numdp.lammps), those
+are validated by numdp.config.run_settings and run by numdp run's own code path
+(numdp.commands.run).  Files are relative to the current folder, as for LAMMPS.  Where numdp
+differs from LAMMPS (fix npt's barostat, velocity's random numbers, the thermo columns) one
+notice line each is printed, and written as comments at the head of the equivalent input (which
+the checkpoint and the trajectory record).  `--print-toml` prints that input and runs nothing.
+"""
+from __future__ import annotations
+
+import argparse
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-i", "-in", dest="input", required=True, metavar="FILE",
+                        help="the LAMMPS input script")
+    parser.add_argument("-v", "-var", dest="variables", nargs=2, action="append", default=[],
+                        metavar=("NAME", "VALUE"), help="define an index-style variable, as LAMMPS' -var "
+                                                        "(e.g. -v restart 0, as DP-GEN runs it)")
+    parser.add_argument("-l", "-log", dest="log", default=None, metavar="FILE",
+                        help="the log file (default log.lammps; none = no log); a `log` command overrides it")
+    parser.add_argument("--print-toml", action="store_true",
+                        help="print the equivalent numdp run input (TOML) and run nothing")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                        help="run the MD step on this device (docs/gpu.md)")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="worker threads (per MPI rank; default: NUMDP_NUM_THREADS or the usable cores)")
+
+
+def translate_file(args):
+    """The Translation (numdp.lammps.translate) of the script `args.input` with args' -v and -log."""
+    from pathlib import Path
+
+    from ..errors import InputError
+    from ..lammps.translate import translate
+
+    path = Path(args.input)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise InputError(f"{path}: input script not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read ({exc})") from None
+    log = None if args.log is None else ("" if args.log == "none" else args.log)
+    return translate(text, path.name, dict(args.variables), Path.cwd(), log)
+
+
+def main(args) -> int:
+    from pathlib import Path
+
+    from . import run
+    from ..config import run_settings
+    from ..validate import parse_toml_text
+
+    if args.print_toml:
+        print(translate_file(args).toml, end="")
+        return 0
+
+    def load(world):
+        tr = translate_file(args)
+        if world.is_root:
+            for note in tr.notices:
+                print(f"numdp lmp: note: {note}", flush=True)
+        # the tables go through their own TOML text, so --print-toml shows exactly what runs
+        return run_settings(Path(args.input), tr.toml, parse_toml_text(tr.toml, Path(args.input).name), Path.cwd())
+
+    args.restart = None   # read_restart in the script restarts ([system] file = the checkpoint)
+    return run.main(args, load)

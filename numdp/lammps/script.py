@@ -1,0 +1,393 @@
+"""The LAMMPS input language as far as `numdp lmp` reads it: lines, variables, formulas, `if`.
+
+LAMMPS executes a script line by line; so does `run_script`, handing every command that is not
+part of the language itself to a callback (numdp.lammps.translate turns those into numdp run's
+tables).  What is read, with LAMMPS' rules:
+
+- ``#`` starts a comment (outside quotes); a line ending in ``&`` continues on the next one.
+- ``$x``, ``${NAME}`` and ``$(formula)`` are replaced before a line is split into words, except
+  inside quotes ("..." or '...'); quotes group words.  An equal-style variable is replaced by
+  its value formatted ``%.15g``, ``$(formula)`` by ``%.20g``, as LAMMPS.
+- ``variable NAME equal FORMULA`` (evaluated at each use), ``variable NAME index|string VALUE``
+  (ignored when NAME exists: ``-v NAME VALUE`` on the command line defines an index variable
+  that the script cannot redefine), ``variable NAME delete``.
+- Formulas: numbers, ``v_NAME``, ``PI``, parentheses, unary ``- !``, then ``^``, ``* / %``,
+  ``+ -``, ``< <= > >=``, ``== !=``, ``&&``, ``||`` (LAMMPS' precedence, highest first), and
+  the functions sqrt exp ln log abs sin cos tan asin acos atan atan2 floor ceil round.
+- ``if "BOOLEAN" then "CMD" ... [elif "BOOLEAN" "CMD" ...] [else "CMD" ...]``: variables in the
+  quoted Boolean and commands are replaced when they are evaluated and run.
+- ``print``, ``echo``: harmless (print writes its text to the screen).
+
+Anything else of the language (``label``/``jump``, ``next``, ``include``, loop variables, thermo
+keywords or computes in formulas) is refused with one line ``FILE:LINE: COMMAND: ...``.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from enum import Enum
+from typing import Callable
+
+from ..errors import InputError
+
+
+@dataclass(frozen=True)
+class Command:
+    """One command of the script: its first physical `line` (1-based), `name` and `args` (words,
+    quotes removed), after variable substitution."""
+
+    line: int
+    name: str
+    args: tuple[str, ...]
+
+
+class ScriptError(InputError):
+    """A refused or wrong script line: ``FILE:LINE: COMMAND: message``."""
+
+
+class VariableStyle(str, Enum):
+    EQUAL = "equal"    # a formula, evaluated at each use
+    INDEX = "index"    # a string (also every -v NAME VALUE of the command line)
+    STRING = "string"
+
+
+@dataclass
+class Variable:
+    style: VariableStyle
+    value: str   # the formula of an equal-style variable, else the string
+
+
+def logical_lines(text: str) -> list[tuple[int, str]]:
+    """(first line number, text) of every logical line: comments removed, `&` continuations
+    joined, blank lines dropped."""
+    out = []
+    pending, start = "", 0
+    for no, raw in enumerate(text.splitlines(), start=1):
+        line = _strip_comment(raw).rstrip()
+        if not pending:
+            start = no
+        if line.endswith("&"):
+            pending += line[:-1] + " "
+            continue
+        line = pending + line
+        pending = ""
+        if line.strip():
+            out.append((start, line))
+    if pending.strip():
+        out.append((start, pending))
+    return out
+
+
+def _strip_comment(line: str) -> str:
+    quote = None
+    for k, ch in enumerate(line):
+        if quote:
+            if ch == quote:
+                quote = None
+        elif ch in "\"'":
+            quote = ch
+        elif ch == "#":
+            return line[:k]
+    return line
+
+
+def split_words(line: str) -> list[str]:
+    """The words of a line; a quoted word ("..." or '...') keeps its spaces, loses its quotes."""
+    words, k, n = [], 0, len(line)
+    while k < n:
+        if line[k].isspace():
+            k += 1
+            continue
+        if line[k] in "\"'":
+            end = line.find(line[k], k + 1)
+            if end < 0:
+                raise ValueError(f"unbalanced quote in {line.strip()!r}")
+            words.append(line[k + 1:end])
+            k = end + 1
+            continue
+        end = k
+        while end < n and not line[end].isspace():
+            end += 1
+        words.append(line[k:end])
+        k = end
+    return words
+
+
+# -- formulas -----------------------------------------------------------------------------------------
+
+_TOKEN = re.compile(r"\s*(?:(?P<num>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)|(?P<name>[A-Za-z_][A-Za-z_0-9]*)"
+                    r"|(?P<op><=|>=|==|!=|&&|\|\||[-+*/^%()<>!,]))")
+_FUNCTIONS = {"sqrt": math.sqrt, "exp": math.exp, "ln": math.log, "log": math.log10, "abs": abs,
+              "sin": math.sin, "cos": math.cos, "tan": math.tan, "asin": math.asin, "acos": math.acos,
+              "atan": math.atan, "atan2": math.atan2, "floor": math.floor, "ceil": math.ceil, "round": round}
+# binary operators by precedence, lowest first (LAMMPS' variable command)
+_LEVELS = (("||",), ("&&",), ("==", "!="), ("<", "<=", ">", ">="), ("+", "-"), ("*", "/", "%"), ("^",))
+
+
+class FormulaError(ValueError):
+    pass
+
+
+_DIVISION = "division by zero"
+
+
+def _binary(op: str, a: float, b: float) -> float:
+    if op in ("/", "%") and b == 0:
+        raise FormulaError(_DIVISION)
+    return {"||": lambda: float(a != 0 or b != 0), "&&": lambda: float(a != 0 and b != 0),
+            "==": lambda: float(a == b), "!=": lambda: float(a != b), "<": lambda: float(a < b),
+            "<=": lambda: float(a <= b), ">": lambda: float(a > b), ">=": lambda: float(a >= b),
+            "+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b, "/": lambda: a / b,
+            "%": lambda: math.fmod(a, b), "^": lambda: a ** b}[op]()
+
+
+class _Formula:
+    """Recursive descent over the tokens of one formula; `lookup(name)` gives v_NAME's value."""
+
+    def __init__(self, text: str, lookup: Callable[[str], float]):
+        self.tokens, k = [], 0
+        text = text.strip()
+        while k < len(text):
+            m = _TOKEN.match(text, k)
+            if m is None or m.end() == k:
+                raise FormulaError(f"cannot read {text[k:].strip()!r} in formula {text!r}")
+            self.tokens.append((m.lastgroup, m.group(m.lastgroup)))
+            k = m.end()
+            while k < len(text) and text[k].isspace():
+                k += 1
+        self.k, self.text, self.lookup = 0, text, lookup
+
+    def value(self) -> float:
+        v = self._level(0)
+        if self.k != len(self.tokens):
+            raise FormulaError(f"unexpected {self.tokens[self.k][1]!r} in formula {self.text!r}")
+        return v
+
+    def _peek(self):
+        return self.tokens[self.k] if self.k < len(self.tokens) else (None, None)
+
+    def _take(self, op: str) -> None:
+        if self._peek() != ("op", op):
+            raise FormulaError(f"expected {op!r} in formula {self.text!r}")
+        self.k += 1
+
+    def _level(self, level: int) -> float:
+        if level == len(_LEVELS):
+            return self._unary()
+        v = self._level(level + 1)
+        while True:
+            kind, tok = self._peek()
+            if kind != "op" or tok not in _LEVELS[level]:
+                return v
+            self.k += 1
+            v = _binary(tok, v, self._level(level + 1))
+
+    def _unary(self) -> float:
+        kind, tok = self._peek()
+        if kind == "op" and tok in ("-", "!", "+"):
+            self.k += 1
+            v = self._unary()
+            return -v if tok == "-" else (float(v == 0) if tok == "!" else v)
+        return self._atom()
+
+    def _atom(self) -> float:
+        kind, tok = self._peek()
+        if kind is None:
+            raise FormulaError(f"formula {self.text!r} ends early")
+        self.k += 1
+        if kind == "num":
+            return float(tok)
+        if kind == "op" and tok == "(":
+            v = self._level(0)
+            self._take(")")
+            return v
+        if kind == "name":
+            if tok.startswith("v_"):
+                return self.lookup(tok[2:])
+            if tok == "PI":
+                return math.pi
+            if tok in _FUNCTIONS and self._peek() == ("op", "("):
+                self.k += 1
+                args = [self._level(0)]
+                while self._peek() == ("op", ","):
+                    self.k += 1
+                    args.append(self._level(0))
+                self._take(")")
+                try:
+                    return float(_FUNCTIONS[tok](*args))
+                except (TypeError, ValueError) as exc:
+                    raise FormulaError(f"{tok}(): {exc}") from None
+            raise FormulaError(f"{tok!r} in formula {self.text!r}: thermo keywords, computes and "
+                               f"functions other than {', '.join(_FUNCTIONS)} are not supported by numdp lmp")
+        raise FormulaError(f"unexpected {tok!r} in formula {self.text!r}")
+
+
+# -- the script ---------------------------------------------------------------------------------------
+
+_LANGUAGE_REFUSED = ("label", "jump", "next", "include", "clear", "shell", "quit", "partition", "python")
+
+
+class Script:
+    """Runs a script's lines; `handler(Command)` gets every command that is not the language's."""
+
+    def __init__(self, name: str, handler: Callable[[Command], None], cli_variables: dict[str, str] | None = None):
+        self.name = name
+        self.handler = handler
+        self.variables: dict[str, Variable] = {
+            k: Variable(VariableStyle.INDEX, v) for k, v in (cli_variables or {}).items()}
+        self.printed: list[str] = []   # the text of `print` commands
+
+    def error(self, line: int, command: str, message: str) -> ScriptError:
+        return ScriptError(f"{self.name}:{line}: {command}: {message}")
+
+    def run(self, text: str) -> None:
+        for line, raw in logical_lines(text):
+            self.execute(line, raw)
+
+    # the value of a variable as text, and as a number
+    def _text_of(self, name: str, depth: int = 0) -> str:
+        var = self.variables.get(name)
+        if var is None:
+            raise FormulaError(f"variable {name} is not defined (give it with -v {name} VALUE)")
+        if var.style is VariableStyle.EQUAL:
+            return f"{self._number_of(name, depth):.15g}"
+        return var.value
+
+    def _number_of(self, name: str, depth: int = 0) -> float:
+        var = self.variables.get(name)
+        if var is None:
+            raise FormulaError(f"variable {name} is not defined (give it with -v {name} VALUE)")
+        if depth > 50:
+            raise FormulaError(f"variable {name} refers to itself")
+        if var.style is VariableStyle.EQUAL:
+            return self.evaluate(var.value, depth + 1)
+        try:
+            return float(var.value)
+        except ValueError:
+            raise FormulaError(f"variable {name} = {var.value!r} is not a number") from None
+
+    def evaluate(self, formula: str, depth: int = 0) -> float:
+        """The value of an equal-style formula (after `$` substitution)."""
+        return _Formula(self.substitute(formula), lambda n: self._number_of(n, depth)).value()
+
+    def substitute(self, line: str) -> str:
+        """`line` with $x, ${NAME} and $(formula) replaced outside quotes."""
+        out, k, quote = [], 0, None
+        while k < len(line):
+            ch = line[k]
+            if quote:
+                if ch == quote:
+                    quote = None
+                out.append(ch)
+                k += 1
+            elif ch in "\"'":
+                quote = ch
+                out.append(ch)
+                k += 1
+            elif ch == "$" and k + 1 < len(line):
+                nxt = line[k + 1]
+                if nxt in "{(":
+                    close = _matching(line, k + 1)
+                    if close < 0:
+                        raise FormulaError(f"unbalanced {nxt!r} after $ in {line.strip()!r}")
+                    inner = line[k + 2:close]
+                    out.append(self._text_of(inner) if nxt == "{" else f"{self.evaluate(inner):.20g}")
+                    k = close + 1
+                else:
+                    out.append(self._text_of(nxt))
+                    k += 2
+            else:
+                out.append(ch)
+                k += 1
+        return "".join(out)
+
+    def execute(self, line: int, raw: str) -> None:
+        """Run one logical line (after substitution)."""
+        first = raw.split(None, 1)[0] if raw.split() else ""
+        try:
+            words = split_words(self.substitute(raw))
+        except (FormulaError, ValueError) as exc:
+            raise self.error(line, first, str(exc)) from None
+        if not words:
+            return
+        name, args = words[0], tuple(words[1:])
+        try:
+            if name == "variable":
+                self._variable(args)
+            elif name == "if":
+                self._if(line, args)
+            elif name == "print":
+                self.printed.append(" ".join(a for a in args if a not in ("file", "append", "screen")))
+            elif name == "echo":
+                pass   # what LAMMPS echoes to the screen and the log: no physics
+            elif name in _LANGUAGE_REFUSED:
+                raise FormulaError("not supported by numdp lmp")
+            else:
+                self.handler(Command(line, name, args))
+        except FormulaError as exc:
+            raise self.error(line, name, str(exc)) from None
+
+    def _variable(self, args: tuple[str, ...]) -> None:
+        if len(args) < 2:
+            raise FormulaError("expected: variable NAME STYLE ...")
+        name, style = args[0], args[1]
+        if style == "delete":
+            self.variables.pop(name, None)
+            return
+        if style not in ("equal", "index", "string"):
+            raise FormulaError(f"variable style '{style}' is not supported by numdp lmp (equal, index, string)")
+        if len(args) != 3:
+            raise FormulaError(f"expected: variable {name} {style} VALUE (one value)")
+        old = self.variables.get(name)
+        if style in ("index", "string") and old is not None and old.style is not VariableStyle.EQUAL:
+            return   # LAMMPS: an existing index/string variable is kept (-v on the command line wins)
+        if old is not None and old.style is not VariableStyle(style):
+            raise FormulaError(f"cannot redefine variable {name} as style {style} (it is {old.style.value}"
+                               + (", from -v on the command line" if old.style is VariableStyle.INDEX else "")
+                               + ")")
+        if style == "equal":   # its syntax checked now (v_ names as 1); evaluated at each use
+            try:
+                _Formula(args[2], lambda n: 1.0).value()
+            except FormulaError as exc:
+                if str(exc) != _DIVISION:
+                    raise
+        self.variables[name] = Variable(VariableStyle(style), args[2])
+
+    def _if(self, line: int, args: tuple[str, ...]) -> None:
+        # if BOOL then CMD ... [elif BOOL CMD ...]* [else CMD ...]
+        if len(args) < 3 or args[1] != "then":
+            raise FormulaError('expected: if "BOOLEAN" then "COMMAND" ... [elif ...] [else "COMMAND" ...]')
+        branches: list[tuple[str | None, list[str]]] = [(args[0], [])]
+        k = 2
+        while k < len(args):
+            if args[k] == "elif":
+                if k + 1 >= len(args):
+                    raise FormulaError("elif without a Boolean")
+                branches.append((args[k + 1], []))
+                k += 2
+            elif args[k] == "else":
+                branches.append((None, []))
+                k += 1
+            else:
+                branches[-1][1].append(args[k])
+                k += 1
+        for condition, commands in branches:
+            if condition is None or self.evaluate(condition) != 0:
+                for command in commands:
+                    self.execute(line, command)
+                return
+
+
+def _matching(line: str, open_at: int) -> int:
+    """Index of the bracket closing the one at `open_at`, or -1."""
+    pair = {"{": "}", "(": ")"}[line[open_at]]
+    depth = 0
+    for k in range(open_at, len(line)):
+        if line[k] == line[open_at]:
+            depth += 1
+        elif line[k] == pair:
+            depth -= 1
+            if depth == 0:
+                return k
+    return -1

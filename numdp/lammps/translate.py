@@ -1,0 +1,667 @@
+"""A LAMMPS script (the subset DP-GEN and DP users write) -> the tables of a `numdp run` input.
+
+`translate(text, name, cli_variables, base)` runs the script (numdp.lammps.script) and returns a
+`Translation`: the tables (a dict, as `numdp run` would parse from TOML), the notices where numdp
+differs from LAMMPS, and the TOML text of the tables.  numdp.config.run_settings validates the
+tables like any `numdp run` input, and numdp run's code path runs them: there is no second MD
+driver.  Every command is either translated, accepted as harmless (no effect on the dynamics),
+or refused with one line ``FILE:LINE: COMMAND: ...``; docs/lammps-input.md has the table.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from .script import Command, Script
+
+METAL_TIMESTEP = 0.001   # ps: LAMMPS' default timestep in units metal
+LAMMPS_SKIN = 2.0        # Å: LAMMPS' default neighbor skin in units metal
+LAMMPS_CHAIN = 3         # fix nvt/npt tchain default
+DEFAULT_LOG = "log.lammps"
+DEVI_DEFAULTS = {"out_freq": 100, "out_file": "model_devi.out"}   # pair_style deepmd's
+NPT_NOTICE = ("fix npt: LAMMPS integrates the Nose-Hoover (MTK) barostat; numdp samples the same NPT "
+              "ensemble with its Nose-Hoover chain thermostat and stochastic cell rescaling (c-rescale "
+              "barostat, tau = Pdamp, compressibility 4.5e-5 /bar): different dynamics of the volume")
+VELOCITY_NOTICE = ("velocity create: numdp draws Gaussian (Maxwell-Boltzmann) velocities from its own "
+                   "counter-based generator, zero total momentum, scaled to exactly T; the numbers "
+                   "differ from LAMMPS' for the same seed")
+THERMO_COLUMNS = "step time temp pe ke etotal press vol"
+# words of thermo_style custom that numdp's thermo line has
+_THERMO_HAS = set(THERMO_COLUMNS.split()) | {"time"}
+
+
+class Ensemble(str, Enum):
+    NVE = "nve"
+    NVT = "nvt"
+    NPT = "npt"
+
+
+COUPLINGS = {"iso": "isotropic", "aniso": "anisotropic", "tri": "triclinic"}   # fix npt -> [md] barostat.coupling
+
+
+class Refused(Exception):
+    """A command numdp lmp does not translate; the message follows "COMMAND: "."""
+
+
+@dataclass
+class Fix:
+    ensemble: Ensemble
+    temperature: float | None = None   # K
+    tdamp: float | None = None         # ps
+    chain: int = LAMMPS_CHAIN
+    pressure: float | None = None      # bar
+    pdamp: float | None = None         # ps
+    coupling: str | None = None
+
+
+@dataclass
+class Translation:
+    tables: dict
+    notices: list[str]
+    toml: str
+
+
+@dataclass
+class _State:
+    """What the commands have set so far (LAMMPS' defaults where a command is optional)."""
+
+    units: str | None = None
+    boundary: tuple[str, str, str] = ("p", "p", "p")
+    atom_style: str = "atomic"
+    data_file: str | None = None
+    restart_file: Path | None = None
+    restart_step: int | None = None
+    masses: dict[int, tuple[float, int]] = field(default_factory=dict)   # type -> (amu, line)
+    models: list[str] = field(default_factory=list)
+    pair_line: int = 0
+    devi: dict = field(default_factory=dict)
+    elements: list[str] | None = None   # pair_coeff * * ELEMENTS
+    pair_coeff: bool = False
+    velocity: tuple[float, int] | None = None   # (K, seed)
+    fix: Fix | None = None
+    fix_id: str | None = None
+    timestep: float = METAL_TIMESTEP
+    thermo: int = 0
+    skin: float = LAMMPS_SKIN
+    dump: dict | None = None
+    dump_id: str | None = None
+    checkpoint: str | None = None
+    checkpoint_every: int = 0
+    log: str = DEFAULT_LOG
+    steps: int | None = None
+
+
+def _number(word: str, what: str, positive=False, nonnegative=False) -> float:
+    try:
+        v = float(word)
+    except ValueError:
+        raise Refused(f"{what}: expected a number, got {word!r}") from None
+    if not math.isfinite(v) or (positive and v <= 0) or (nonnegative and v < 0):
+        raise Refused(f"{what}: must be {'> 0' if positive else '>= 0' if nonnegative else 'finite'}, got {word}")
+    return v
+
+
+def _integer(word: str, what: str, nonnegative=True) -> int:
+    try:
+        v = int(word)
+    except ValueError:
+        raise Refused(f"{what}: expected an integer, got {word!r}") from None
+    if nonnegative and v < 0:
+        raise Refused(f"{what}: must be >= 0, got {v}")
+    return v
+
+
+def _all_group(args, command: str) -> None:
+    if len(args) < 2 or args[1] != "all":
+        raise Refused(f"only group 'all' is supported by numdp lmp (expected: {command} ID all ...)")
+
+
+class _Translator:
+    def __init__(self, name: str, base: Path):
+        self.name = name
+        self.base = base
+        self.s = _State()
+        self.notices: list[str] = []
+        self.ran = False
+        self.restart_frame: dict | None = None   # numdp.io.h5md.read_frame of read_restart's checkpoint
+
+    def note(self, text: str) -> None:
+        if text not in self.notices:
+            self.notices.append(text)
+
+    # -- the commands -----------------------------------------------------------------------------
+    def __call__(self, c: Command) -> None:
+        if self.ran:
+            raise Refused("numdp lmp runs one `run`; commands after it are not supported")
+        if c.name in _HARMLESS:
+            _HARMLESS[c.name](c.args)
+        elif c.name in _COMMANDS:
+            getattr(self, "_" + c.name)(c)
+        else:
+            raise Refused("not supported by numdp lmp")
+
+    def _need_box(self, what: str) -> None:
+        if self.s.data_file is None and self.s.restart_file is None:
+            raise Refused(f"{what} before read_data / read_restart (LAMMPS refuses it too)")
+
+    def _no_box(self, what: str) -> None:
+        if self.s.data_file is not None or self.s.restart_file is not None:
+            raise Refused(f"{what} after read_data / read_restart (LAMMPS refuses it too)")
+
+    def _units(self, c: Command) -> None:
+        self._no_box("units")
+        if c.args != ("metal",):
+            raise Refused(f"numdp lmp runs units metal only, got {' '.join(c.args)!r}")
+        self.s.units = "metal"
+
+    def _boundary(self, c: Command) -> None:
+        self._no_box("boundary")
+        if len(c.args) != 3 or any(a not in ("p", "f") for a in c.args):
+            raise Refused(f"numdp lmp supports p (periodic) and f (non-periodic) per direction, got "
+                          f"{' '.join(c.args)!r}")
+        self.s.boundary = tuple(c.args)
+
+    def _atom_style(self, c: Command) -> None:
+        self._no_box("atom_style")
+        if len(c.args) != 1 or c.args[0] not in ("atomic", "charge", "full"):
+            raise Refused(f"numdp lmp reads atom_style atomic (charge and full: the charges and bonds are "
+                          f"unused by a Deep Potential), got {' '.join(c.args)!r}")
+        self.s.atom_style = c.args[0]
+
+    def _dimension(self, c: Command) -> None:
+        if c.args != ("3",):
+            raise Refused("numdp runs 3d systems only")
+
+    def _neighbor(self, c: Command) -> None:
+        if len(c.args) != 2 or c.args[1] not in ("bin", "nsq"):
+            raise Refused("expected: neighbor SKIN bin|nsq")
+        self.s.skin = _number(c.args[0], "skin", positive=True)
+
+    def _neigh_modify(self, c: Command) -> None:
+        # when and how the list is rebuilt: numdp rebuilds whenever an atom moved skin/2, always exact
+        k, args = 0, c.args
+        while k < len(args):
+            key = args[k]
+            if key in ("delay", "every", "one", "page", "binsize", "cluster") and k + 1 < len(args):
+                k += 2
+            elif key == "check" and k + 1 < len(args) and args[k + 1] in ("yes", "no"):
+                k += 2
+            else:
+                raise Refused(f"keyword {key!r} is not supported by numdp lmp (delay, every, check, one, page "
+                              f"and binsize are accepted: numdp rebuilds its list whenever an atom moved skin/2)")
+
+    def _box(self, c: Command) -> None:
+        if len(c.args) != 2 or c.args[0] != "tilt" or c.args[1] not in ("large", "small"):
+            raise Refused("expected: box tilt large|small")
+
+    def _read_data(self, c: Command) -> None:
+        self._no_box("read_data")
+        if len(c.args) != 1:
+            raise Refused("numdp lmp reads `read_data FILE` without keywords")
+        self.s.data_file = c.args[0]
+
+    def _read_restart(self, c: Command) -> None:
+        from ..io.h5md import is_checkpoint, read_frame
+
+        self._no_box("read_restart")
+        if len(c.args) != 1:
+            raise Refused("expected: read_restart FILE")
+        pattern = c.args[0]
+        if "*" in pattern:   # LAMMPS: the file of the largest timestep; numdp keeps one checkpoint per root
+            found = [Path(p) for p in sorted(glob.glob(str(self.base / pattern)))]
+            found = [p for p in found if is_checkpoint(p) and not p.name.endswith(".stop.h5")]
+            if not found:
+                raise Refused(f"no numdp checkpoint matches {pattern!r} (numdp lmp restarts from the checkpoint "
+                              f"its `restart N ROOT` wrote: ROOT.h5)")
+            if len(found) > 1:
+                raise Refused(f"several numdp checkpoints match {pattern!r}: {', '.join(p.name for p in found)}")
+            path = found[0]
+        else:
+            path = self.base / pattern
+            if not path.is_file() or not is_checkpoint(path):
+                raise Refused(f"{pattern}: not a numdp checkpoint (numdp lmp restarts from the checkpoints of "
+                              f"its `restart` command, not from LAMMPS binary restart files)")
+        frame = read_frame(path)
+        self.s.restart_file = path
+        self.s.restart_step = int(frame["step"])
+        self.restart_frame = frame
+
+    def _change_box(self, c: Command) -> None:
+        self._need_box("change_box")
+        if c.args != ("all", "triclinic"):
+            raise Refused("numdp lmp accepts `change_box all triclinic` only (numdp's cells are triclinic "
+                          "whenever needed)")
+
+    def _mass(self, c: Command) -> None:
+        self._need_box("mass")
+        if len(c.args) != 2:
+            raise Refused("expected: mass TYPE VALUE")
+        try:
+            t = int(c.args[0])
+        except ValueError:
+            raise Refused(f"numdp lmp reads one numeric type per mass command, got {c.args[0]!r}") from None
+        if t < 1:
+            raise Refused(f"atom type must be >= 1, got {t}")
+        self.s.masses[t] = (_number(c.args[1], "mass", positive=True), c.line)
+
+    def _pair_style(self, c: Command) -> None:
+        if not c.args or c.args[0] != "deepmd":
+            raise Refused(f"numdp lmp runs pair_style deepmd only, got {c.args[0] if c.args else 'none'!r}")
+        args = list(c.args[1:])
+        keys = {"out_freq", "out_file", "atomic", "relative", "relative_v"}
+        refused = {"fparam", "aparam", "fparam_from_compute", "aparam_from_compute", "ttm", "out_each", "out_rel"}
+        models, k = [], 0
+        while k < len(args) and args[k] not in keys | refused:
+            models.append(args[k])
+            k += 1
+        if not models:
+            raise Refused("expected: pair_style deepmd MODEL [MODEL ...] [keywords]")
+        if any(_is_number(m) for m in models):
+            raise Refused("the DeePMD-kit 0.x form `deepmd MODELS N FILE` is not supported: write "
+                          "out_freq N out_file FILE")
+        devi = dict(DEVI_DEFAULTS)
+        while k < len(args):
+            key = args[k]
+            if key in refused:
+                raise Refused(f"keyword {key} is not supported by numdp lmp")
+            if key == "atomic":
+                devi["atomic"] = True
+                k += 1
+                continue
+            if k + 1 >= len(args):
+                raise Refused(f"keyword {key} needs a value")
+            value = args[k + 1]
+            if key == "out_freq":
+                devi[key] = _integer(value, "out_freq")
+                if devi[key] == 0:
+                    raise Refused("out_freq must be > 0")
+            elif key == "out_file":
+                devi[key] = value
+            else:
+                devi[key] = _number(value, key, nonnegative=True)
+            k += 2
+        self.s.models, self.s.devi, self.s.pair_line = models, devi, c.line
+
+    def _pair_coeff(self, c: Command) -> None:
+        self._need_box("pair_coeff")
+        if not self.s.models:
+            raise Refused("before pair_style deepmd")
+        if len(c.args) < 2 or c.args[:2] != ("*", "*"):
+            raise Refused("numdp lmp reads `pair_coeff * * [ELEMENT ...]` only")
+        self.s.pair_coeff = True
+        self.s.elements = list(c.args[2:]) or None
+
+    def _velocity(self, c: Command) -> None:
+        self._need_box("velocity")
+        args = c.args
+        if len(args) < 4 or args[0] != "all" or args[1] != "create":
+            raise Refused("numdp lmp supports `velocity all create TEMP SEED [keywords]` only")
+        temperature = _number(args[2], "temperature", nonnegative=True)
+        seed = _integer(args[3], "seed")
+        if seed < 1:
+            raise Refused(f"seed must be > 0 (as LAMMPS), got {seed}")
+        k = 4
+        while k < len(args):
+            key, value = args[k], args[k + 1] if k + 1 < len(args) else None
+            if value is None:
+                raise Refused(f"keyword {key} needs a value")
+            if key == "dist" and value in ("gaussian", "uniform"):
+                pass   # numdp's draw is Gaussian either way (VELOCITY_NOTICE)
+            elif key == "mom" and value == "yes":
+                pass   # numdp always zeroes the total momentum
+            elif key == "rot" and value in ("yes", "no"):
+                if value == "yes":
+                    self.note("velocity rot yes: numdp does not zero the angular momentum of the start "
+                              "velocities (the linear momentum is zeroed)")
+            elif key == "loop" and value in ("all", "local", "geom"):
+                pass   # LAMMPS' ways of drawing the same distribution; numdp's draw is per atom id anyway
+            else:
+                raise Refused(f"keyword {key} {value} is not supported by numdp lmp (dist gaussian|uniform, "
+                              f"mom yes, rot yes|no, loop are)")
+            k += 2
+        if self.s.restart_file is not None:
+            raise Refused("velocity create after read_restart: numdp restarts with the checkpoint's velocities")
+        self.s.velocity = (temperature, seed)
+        self.note(VELOCITY_NOTICE)
+
+    def _fix(self, c: Command) -> None:
+        self._need_box("fix")
+        _all_group(c.args, "fix")
+        fix_id, style, args = c.args[0], c.args[2] if len(c.args) > 2 else "", list(c.args[3:])
+        if style == "momentum":
+            if args[1:] != ["linear", "1", "1", "1"]:
+                raise Refused("numdp lmp accepts `fix ID all momentum N linear 1 1 1` only")
+            return   # numdp keeps the total momentum zero at every step already
+        if style not in ("nve", "nvt", "npt"):
+            raise Refused(f"fix style {style!r} is not supported by numdp lmp (nve, nvt, npt, momentum)")
+        if self.s.fix is not None:
+            raise Refused(f"a second time-integration fix ({self.s.fix_id} is one); numdp integrates with one")
+        if style == "nve":
+            if args:
+                raise Refused("expected: fix ID all nve")
+            fix = Fix(Ensemble.NVE)
+        else:
+            if len(args) < 4 or args[0] != "temp":
+                raise Refused(f"expected: fix ID all {style} temp TSTART TSTOP TDAMP ...")
+            t1 = _number(args[1], "Tstart", positive=True)
+            t2 = _number(args[2], "Tstop", positive=True)
+            if t1 != t2:
+                # numdp run gains temperature ramps ([md] thermostat.temperature = [start, stop]) with
+                # branch wip/ramp; until then a ramp is refused here (docs/lammps-input.md)
+                raise Refused(f"temperature ramp Tstart {args[1]} != Tstop {args[2]} is not supported by "
+                              f"numdp lmp yet")
+            fix = Fix(Ensemble(style), temperature=t1, tdamp=_number(args[3], "Tdamp", positive=True))
+            rest = args[4:]
+            if style == "npt":
+                if len(rest) < 4 or rest[0] not in COUPLINGS:
+                    raise Refused("expected: fix ID all npt temp T T TDAMP iso|aniso|tri P P PDAMP [tchain N] "
+                                  "(x, y, z, couple, ... are not supported)")
+                p1 = _number(rest[1], "Pstart")
+                p2 = _number(rest[2], "Pstop")
+                if p1 != p2:
+                    raise Refused(f"pressure ramp Pstart {rest[1]} != Pstop {rest[2]} is not supported by "
+                                  f"numdp lmp yet")
+                fix.pressure, fix.pdamp, fix.coupling = p1, _number(rest[3], "Pdamp", positive=True), COUPLINGS[rest[0]]
+                rest = rest[4:]
+            while rest:
+                if rest[0] == "tchain" and len(rest) > 1:
+                    fix.chain = _integer(rest[1], "tchain")
+                    if fix.chain < 1:
+                        raise Refused("tchain must be >= 1")
+                    rest = rest[2:]
+                else:
+                    raise Refused(f"keyword {rest[0]!r} is not supported by numdp lmp (tchain is)")
+            if style == "npt":
+                self.note(NPT_NOTICE)
+        self.s.fix, self.s.fix_id = fix, fix_id
+
+    def _timestep(self, c: Command) -> None:
+        if len(c.args) != 1:
+            raise Refused("expected: timestep DT")
+        self.s.timestep = _number(c.args[0], "timestep", positive=True)
+
+    def _thermo(self, c: Command) -> None:
+        if len(c.args) != 1:
+            raise Refused("expected: thermo N")
+        self.s.thermo = _integer(c.args[0], "thermo")
+
+    def _thermo_style(self, c: Command) -> None:
+        if not c.args or c.args[0] not in ("one", "multi", "custom"):
+            raise Refused("expected: thermo_style one|multi|custom ...")
+        missing = [w for w in c.args[1:] if w not in _THERMO_HAS] if c.args[0] == "custom" else []
+        self.note(f"thermo_style: numdp's thermo lines have the columns {THERMO_COLUMNS}"
+                  + (f" ({' '.join(missing)} not written)" if missing else ""))
+
+    def _dump(self, c: Command) -> None:
+        self._need_box("dump")
+        _all_group(c.args, "dump")
+        if self.s.dump is not None:
+            raise Refused(f"a second dump ({self.s.dump_id} is one); numdp writes one trajectory")
+        if len(c.args) < 6 or c.args[2] != "custom":
+            raise Refused("numdp lmp supports `dump ID all custom N FILE COLUMNS...` only")
+        from ..io.trajectory import DUMP_COLUMNS
+
+        columns = list(c.args[5:])
+        for col in columns:
+            if col not in DUMP_COLUMNS:
+                raise Refused(f"column {col!r} is not supported by numdp lmp ({' '.join(DUMP_COLUMNS)} are)")
+        if len(set(columns)) != len(columns):
+            raise Refused("a column is named twice")
+        every = _integer(c.args[3], "N")
+        if every == 0:
+            raise Refused("N must be > 0")
+        self.s.dump = {"every": every, "file": c.args[4], "columns": columns}
+        self.s.dump_id = c.args[0]
+
+    def _dump_modify(self, c: Command) -> None:
+        if c.args[1:] != ("sort", "id"):
+            raise Refused("numdp lmp accepts `dump_modify ID sort id` only (numdp writes atoms in id order)")
+
+    def _restart(self, c: Command) -> None:
+        if len(c.args) == 1 and c.args[0] == "0":
+            self.s.checkpoint_every = 0
+            return
+        if len(c.args) != 2:
+            raise Refused("numdp lmp supports `restart N ROOT` (one root, numdp's checkpoint ROOT.h5)")
+        every, root = _integer(c.args[0], "N"), c.args[1]
+        if "*" in root or "%" in root:
+            raise Refused("a root with * or % is not supported by numdp lmp (one checkpoint ROOT.h5 is kept)")
+        self.s.checkpoint_every, self.s.checkpoint = every, root + ".h5"
+
+    def _log(self, c: Command) -> None:
+        if len(c.args) != 1:
+            raise Refused("expected: log FILE|none")
+        self.s.log = "" if c.args[0] == "none" else c.args[0]
+
+    def _run(self, c: Command) -> None:
+        self._need_box("run")
+        if not c.args or (len(c.args) > 1 and c.args[1:] != ("upto",)):
+            raise Refused("expected: run N [upto]")
+        n = _integer(c.args[0], "N")
+        upto = len(c.args) == 2
+        start = self.s.restart_step or 0
+        if upto and n < start:
+            raise Refused(f"run {n} upto: the restart is at step {start} already")
+        self.s.steps = n if upto else start + n
+        self.ran = True
+
+    # -- the tables -------------------------------------------------------------------------------
+    def tables(self) -> dict:
+        s = self.s
+        if s.units != "metal":
+            raise Refused("the script sets no `units metal` (LAMMPS' default is lj); numdp lmp runs units metal")
+        if not s.models:
+            raise Refused("the script has no pair_style deepmd")
+        if not s.pair_coeff:
+            raise Refused("the script has no `pair_coeff * *` (LAMMPS refuses to run without it)")
+        if s.steps is None:
+            raise Refused("the script has no run command: nothing to do")
+        fix = s.fix
+        if fix is None:
+            raise Refused("the script has no fix nve, nvt or npt: LAMMPS would not move the atoms; numdp lmp "
+                          "needs one")
+        devi = len(s.models) > 1
+        t: dict = {"model": {"file": s.models if devi else s.models[0]}}
+        system: dict = {"file": s.data_file if s.restart_file is None else _relative(s.restart_file, self.base)}
+        if s.restart_file is not None:
+            self._matches_checkpoint()
+        else:   # a checkpoint restores types, masses and velocities
+            if s.elements is not None:
+                system["type_names"] = s.elements
+            if s.masses:
+                system["masses"] = self._masses()
+            if s.velocity is not None:
+                system["velocities"] = {"temperature": s.velocity[0], "seed": s.velocity[1]}
+            if s.boundary != ("p", "p", "p"):
+                system["pbc"] = [b == "p" for b in s.boundary]
+        t["system"] = system
+        md: dict = {"timestep": s.timestep, "steps": s.steps, "ensemble": fix.ensemble.value}
+        if s.velocity is not None and s.restart_file is None:
+            md["seed"] = s.velocity[1]   # the barostat's noise differs from task to task, as DP-GEN's seeds
+        if fix.ensemble is not Ensemble.NVE:
+            md["thermostat"] = {"kind": "nose-hoover", "temperature": fix.temperature, "tau": fix.tdamp,
+                                "chain": fix.chain}
+        if fix.ensemble is Ensemble.NPT:
+            md["barostat"] = {"kind": "c-rescale", "pressure": fix.pressure, "tau": fix.pdamp,
+                              "coupling": fix.coupling}
+        t["md"] = md
+        t["neighbor"] = {"skin": s.skin}
+        out: dict = {}
+        if s.dump is None:
+            out["trajectory"] = ""
+        else:
+            out.update(trajectory=s.dump["file"], format="lammps-dump", every=s.dump["every"],
+                       columns=s.dump["columns"])
+        # thermo 0 (LAMMPS' default): the first and the last step only
+        out["thermo_every"] = s.thermo if s.thermo > 0 else max(s.steps, 1)
+        out["log"] = s.log
+        if s.checkpoint is not None:
+            out["checkpoint"] = s.checkpoint
+        out["checkpoint_every"] = s.checkpoint_every
+        t["output"] = out
+        if devi:
+            d = s.devi
+            t["model_devi"] = {"every": d["out_freq"], "file": d["out_file"]}
+            for key in ("atomic", "relative", "relative_v"):
+                if key in d:
+                    t["model_devi"][key] = d[key]
+        return t
+
+    def _matches_checkpoint(self) -> None:
+        """The boundary and mass commands with read_restart set the checkpoint's again (DP-GEN's
+        script), or are refused: numdp restarts with the checkpoint's."""
+        frame = self.restart_frame
+        # read_frame: pbc None = periodic along all three vectors of the box
+        pbc = (frame["pbc"] or (True,) * 3) if frame["box"] is not None else (False,) * 3
+        if tuple(pbc) != tuple(b == "p" for b in self.s.boundary):
+            raise Refused(f"boundary {' '.join(self.s.boundary)}: the checkpoint of read_restart has pbc "
+                          f"{list(pbc)}; numdp restarts with its boundaries")
+        if not self.s.masses or frame["masses"] is None or frame["species"] is None:
+            return
+        self._masses()   # the checks of the mass commands
+        names = self._type_names()
+        for t, (mass, line) in sorted(self.s.masses.items()):
+            element = names[t - 1]
+            if element in frame["type_map"]:
+                held = frame["masses"][frame["species"] == frame["type_map"].index(element)]
+                if len(held) and not np.allclose(held, mass, rtol=1e-12, atol=0):
+                    raise _LineRefused(line, "mass", f"{element} {mass} after read_restart: the checkpoint's "
+                                                     f"{element} mass is {held[0]}; numdp restarts with it")
+
+    def _type_names(self) -> list[str]:
+        """The element of each LAMMPS type: pair_coeff's elements, else the model's type_map."""
+        if self.s.elements is not None:
+            return self.s.elements
+        from ..io.model_file import read_model
+
+        try:
+            return list(read_model(self.base / self.s.models[0]).type_map)
+        except InputError as exc:
+            raise Refused(f"cannot read the model's type_map to name the types of the mass commands: {exc}") \
+                from None
+
+    def _masses(self) -> dict[str, float]:
+        """mass TYPE VALUE -> [system] masses by element (pair_coeff's elements, else the model's type_map)."""
+        names = self._type_names()
+        out: dict[str, float] = {}
+        lines: dict[str, int] = {}
+        for t, (mass, line) in sorted(self.s.masses.items()):
+            if t > len(names):
+                raise _LineRefused(line, "mass", f"type {t}: the {'pair_coeff' if self.s.elements else 'model'} "
+                                                 f"names {len(names)} types ({' '.join(names)})")
+            element = names[t - 1]
+            if element in out and out[element] != mass:
+                raise _LineRefused(line, "mass", f"types {lines[element]} and {t} are both {element} with "
+                                                 f"different masses; numdp sets masses per element")
+            out[element], lines[element] = mass, t
+        return out
+
+
+class _LineRefused(Refused):
+    def __init__(self, line: int, command: str, message: str):
+        super().__init__(message)
+        self.line, self.command = line, command
+
+
+def _relative(path: Path, base: Path) -> str:
+    try:
+        return str(path.relative_to(base))
+    except ValueError:
+        return str(path)
+
+
+def _is_number(word: str) -> bool:
+    try:
+        float(word)
+        return True
+    except ValueError:
+        return False
+
+
+def _accept(*allowed):
+    """A harmless command (no effect on the dynamics) whose args must be one of `allowed`
+    (tuples; None: any)."""
+    def check(args):
+        if allowed and allowed != (None,) and tuple(args) not in allowed:
+            raise Refused(f"numdp lmp accepts {' | '.join(' '.join(a) for a in allowed)} (no effect on the "
+                          f"dynamics); not {' '.join(args)!r}")
+    return check
+
+
+_HARMLESS = {
+    "atom_modify": _accept(("map", "yes"), ("map", "array"), ("map", "hash")),
+    "newton": _accept(("on",), ("off",), ("on", "on"), ("off", "off")),
+    "processors": _accept(("*", "*", "*")),
+    "comm_modify": _accept(("vel", "yes"), ("vel", "no")),
+}
+_COMMANDS = ("units", "boundary", "atom_style", "dimension", "neighbor", "neigh_modify", "box", "read_data",
+             "read_restart", "change_box", "mass", "pair_style", "pair_coeff", "velocity", "fix", "timestep",
+             "thermo", "thermo_style", "dump", "dump_modify", "restart", "log", "run")
+
+
+def translate(text: str, name: str, cli_variables: dict[str, str], base: Path,
+              log: str | None = None) -> Translation:
+    """Run the LAMMPS script `text` (named `name` in messages; -v variables `cli_variables`; files
+    relative to `base`, the current folder as for LAMMPS) into numdp run's tables.  `log`: the log
+    file of the command line's -log ("" none; None: log.lammps), until a `log` command."""
+    tr = _Translator(name, base)
+    if log is not None:
+        tr.s.log = log
+
+    def handler(c: Command) -> None:
+        try:
+            tr(c)
+        except Refused as exc:
+            raise script.error(c.line, c.name, str(exc)) from None
+
+    script = Script(name, handler, cli_variables)
+    script.run(text)
+    try:
+        tables = tr.tables()
+    except _LineRefused as exc:
+        raise script.error(exc.line, exc.command, str(exc)) from None
+    except Refused as exc:
+        raise InputError(f"{name}: {exc}") from None
+    for line in script.printed:
+        tr.notices.append(f"print: {line}")
+    return Translation(tables, tr.notices, to_toml(tables, tr.notices, name))
+
+
+# -- TOML ---------------------------------------------------------------------------------------------
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)   # a TOML basic string
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + " }"
+    raise TypeError(type(v))
+
+
+def _toml_key(k: str) -> str:
+    return k if k.replace("_", "").replace("-", "").isalnum() else json.dumps(k)
+
+
+def to_toml(tables: dict, notices: list[str], name: str) -> str:
+    """The `numdp run` input of `tables` (its own TOML: one level of tables, inline tables below),
+    headed by comments with the notices."""
+    lines = [f"# numdp run input equivalent to the LAMMPS script {name} (numdp lmp); relative paths are",
+             "# relative to the folder numdp lmp ran in"]
+    lines += [f"# note: {n}" for n in notices]
+    for table, keys in tables.items():
+        lines.append("")
+        lines.append(f"[{table}]")
+        lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in keys.items()]
+    return "\n".join(lines) + "\n"

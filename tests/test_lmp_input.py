@@ -1,0 +1,373 @@
+"""`numdp lmp`: the LAMMPS-language reader (numdp.lammps.script), the translation of commands into
+numdp run's tables (numdp.lammps.translate), and DP-GEN's exploration script run end to end.
+
+`dpgen_script` writes the script DP-GEN's make_lammps_input (dpgen/generator/lib/lammps.py)
+writes for one ensemble, from reading that function (deepmodeling/dpgen, 2026), with its
+restart lines: `numdp lmp -i input.lammps -v restart 0` must run it as numdp run runs the
+equivalent TOML (the same code path, so the trajectories are equal byte for byte)."""
+from __future__ import annotations
+
+import math
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from numdp.cli import main as cli_main
+from numdp.errors import InputError
+from numdp.io.model_file import write_model
+from numdp.io.structure import write_lammps_data
+from numdp.lammps.script import Command, Script
+from numdp.lammps.translate import translate
+from randmodel import random_params
+from test_mpi import rocksalt
+
+
+# -- the language ----------------------------------------------------------------------------------
+
+def run_script(text, cli=None):
+    """(commands handed on, the Script) of `text`."""
+    seen = []
+    script = Script("in.lammps", seen.append, cli)
+    script.run(textwrap.dedent(text))
+    return seen, script
+
+
+@pytest.mark.parametrize("formula, value", [
+    ("1 + 2*3", 7.0), ("(1 + 2)*3", 9.0), ("2^3^2", 64.0), ("-2^2", 4.0), ("10/4", 2.5), ("7 % 3", 1.0),
+    ("2*PI", 2 * math.pi), ("sqrt(16) + abs(-1)", 5.0), ("1 < 2 && 3 >= 3", 1.0), ("!(1 == 1) || 0", 0.0),
+    ("1e3*2.5e-1", 250.0), (".5 + 1.", 1.5), ("v_A * v_B - 1", 29.0),
+])
+def test_formulas(formula, value):
+    _, script = run_script("variable A equal 5\nvariable B equal v_A+1\n")
+    assert script.evaluate(formula) == pytest.approx(value, rel=1e-15)
+
+
+def test_substitution_comments_continuation_and_quotes():
+    seen, _ = run_script("""
+        variable  T equal 300.0/3   # a comment
+        variable  N equal 2*5
+        variable  x index abc
+        fix 1 all nvt temp ${T} $(v_T*2) &
+            0.1   # continued
+        print "T = ${T}"   # printed, not handed on
+        dump 1 all custom ${N} "traj/*.lammpstrj" id # type
+        foo $x '${N}'
+        """)
+    assert seen == [Command(5, "fix", ("1", "all", "nvt", "temp", "100", "200", "0.1")),
+                    Command(8, "dump", ("1", "all", "custom", "10", "traj/*.lammpstrj", "id")),
+                    Command(9, "foo", ("abc", "${N}"))]
+
+
+def test_cli_variables_and_if_on_restart():
+    text = """
+        variable X index 5
+        if "${restart} > 0" then "read_restart a.*" else "read_data conf.lmp" "mass 1 2"
+        if "${restart} == 0" then "velocity all create ${X} 7"
+        """
+    seen, _ = run_script(text, {"restart": "0", "X": "3"})   # -v X 3 wins over the script's index X
+    assert [(c.name, c.args) for c in seen] == [("read_data", ("conf.lmp",)), ("mass", ("1", "2")),
+                                                ("velocity", ("all", "create", "3", "7"))]
+    seen, _ = run_script(text, {"restart": "1"})
+    assert [(c.name, c.args) for c in seen] == [("read_restart", ("a.*",))]
+    seen, _ = run_script('if "${a} > 1" then "x 1" elif "${a} > 0" "x 2" else "x 3"', {"a": "0.5"})
+    assert [c.args for c in seen] == [("2",)]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("units metal\nread_data ${nope}\n", "in.lammps:2: read_data: variable nope is not defined (give it with -v nope VALUE)"),
+    ('\n\nif "${again} > 0" then "x"\n', "in.lammps:3: if: variable again is not defined"),
+    ("variable T equal '1 +'\n", "in.lammps:1: variable: formula '1 +' ends early"),
+    ("variable T equal temp*2\n", "in.lammps:1: variable: 'temp' in formula 'temp*2': thermo keywords"),
+    ("variable restart equal 1\n", "in.lammps:1: variable: cannot redefine variable restart as style equal"),
+    ("variable a equal 1/0\nx ${a}\n", "in.lammps:2: x: division by zero"),
+    ("label loop\n", "in.lammps:1: label: not supported by numdp lmp"),
+])
+def test_language_errors_name_the_line_and_the_command(text, message):
+    with pytest.raises(InputError) as err:
+        run_script(text, {"restart": "0"})
+    assert str(err.value).startswith(message)
+    assert "\n" not in str(err.value)
+
+
+# -- DP-GEN's script -------------------------------------------------------------------------------
+
+FIX = {"nvt": "fix             1 all nvt temp ${TEMP} ${TEMP} ${TAU_T}\n",
+       "nve": "fix             1 all nve\n"}
+FIX.update({ens: f"fix             1 all npt temp ${{TEMP}} ${{TEMP}} ${{TAU_T}} {style} ${{PRES}} ${{PRES}} "
+                 f"${{TAU_P}}\n" for ens, style in (("npt-iso", "iso"), ("npt-a", "aniso"), ("npt-tri", "tri"))})
+
+
+def dpgen_script(ensemble, models=("graph.000.h5", "graph.001.h5"), nsteps=10, trj_freq=5, temp=50.0,
+                 pres=1.0, tau_t=0.1, tau_p=0.5, dt=0.001, seed=1234, masses=(12.0, 16.0), keywords="atomic "):
+    """The script of DP-GEN's make_lammps_input (deepmd-kit >= 1, no PIMD, no D3, no PKA)."""
+    s = f"variable        NSTEPS          equal {nsteps}\n"
+    s += f"variable        THERMO_FREQ     equal {trj_freq}\n"
+    s += f"variable        DUMP_FREQ       equal {trj_freq}\n"
+    s += f"variable        TEMP            equal {temp:f}\n"
+    s += f"variable        PRES            equal {pres:f}\n"
+    s += f"variable        TAU_T           equal {tau_t:f}\n"
+    s += f"variable        TAU_P           equal {tau_p:f}\n\n"
+    s += "units           metal\nboundary        p p p\natom_style      atomic\n\n"
+    s += "neighbor        1.0 bin\nneigh_modify    delay 10\n\nbox          tilt large\n"
+    s += 'if "${restart} > 0" then "read_restart dpgen.restart.*" else "read_data conf.lmp"\n'
+    s += "change_box   all triclinic\n"
+    s += "".join(f"mass            {k + 1} {m:f}\n" for k, m in enumerate(masses))
+    s += f"pair_style      deepmd {' '.join(models)} out_freq ${{THERMO_FREQ}} out_file model_devi.out {keywords}\n"
+    s += "pair_coeff      * *\n\n"
+    s += "thermo_style    custom step temp pe ke etotal press vol lx ly lz xy xz yz\n"
+    s += "thermo          ${THERMO_FREQ}\n"
+    s += "dump            1 all custom ${DUMP_FREQ} traj/*.lammpstrj id type x y z fx fy fz\n"
+    s += "restart         10000 dpgen.restart\n\n"
+    s += f'if "${{restart}} == 0" then "velocity        all create ${{TEMP}} {seed}"'
+    s += "\n" + FIX[ensemble] + "\n"
+    s += f"timestep        {dt:f}\nrun             ${{NSTEPS}} upto\n"
+    return s
+
+
+def expected_tables(ensemble):
+    md = {"timestep": 0.001, "steps": 10, "ensemble": ensemble.split("-")[0], "seed": 1234}
+    if ensemble != "nve":
+        md["thermostat"] = {"kind": "nose-hoover", "temperature": 50.0, "tau": 0.1, "chain": 3}
+    if ensemble.startswith("npt"):
+        md["barostat"] = {"kind": "c-rescale", "pressure": 1.0, "tau": 0.5,
+                          "coupling": {"npt-iso": "isotropic", "npt-a": "anisotropic", "npt-tri": "triclinic"}[ensemble]}
+    return {"model": {"file": ["graph.000.h5", "graph.001.h5"]},
+            "system": {"file": "conf.lmp", "masses": {"A": 12.0, "B": 16.0},
+                       "velocities": {"temperature": 50.0, "seed": 1234}},
+            "md": md,
+            "neighbor": {"skin": 1.0},
+            "output": {"trajectory": "traj/*.lammpstrj", "format": "lammps-dump", "every": 5,
+                       "columns": ["id", "type", "x", "y", "z", "fx", "fy", "fz"], "thermo_every": 5,
+                       "log": "log.lammps", "checkpoint": "dpgen.restart.h5", "checkpoint_every": 10000},
+            "model_devi": {"every": 5, "file": "model_devi.out", "atomic": True}}
+
+
+def _model(seed, type_map=("A", "B")):
+    params = random_params(ntypes=2, sel=[24, 24], neuron=(4, 8), axis_neuron=2, fitting=(8, 8), rcut=4.0,
+                           rcut_smth=1.0, seed=seed)
+    params.type_map = list(type_map)
+    return params
+
+
+@pytest.fixture(scope="module")
+def task(tmp_path_factory):
+    """A DP-GEN task folder: two models and conf.lmp (a 64-atom triclinic rocksalt crystal)."""
+    path = tmp_path_factory.mktemp("task")
+    write_model(_model(2), path / "graph.000.h5")
+    write_model(_model(3), path / "graph.001.h5")
+    x, t, box = rocksalt((2, 2, 2))
+    write_lammps_data(path / "conf.lmp", t, x, box)
+    return path
+
+
+def _folder(task, dest: Path) -> Path:
+    dest.mkdir()
+    for name in ("graph.000.h5", "graph.001.h5", "conf.lmp"):
+        (dest / name).symlink_to(task / name)
+    return dest
+
+
+def numdp(folder, monkeypatch, *argv):
+    monkeypatch.chdir(folder)
+    return cli_main(list(argv))
+
+
+def read_dump(path):
+    """(step, box (3, 3) rows, columns, table) of a one-frame LAMMPS dump, parsed independently."""
+    lines = path.read_text().splitlines()
+    assert lines[0] == "ITEM: TIMESTEP" and lines[2] == "ITEM: NUMBER OF ATOMS"
+    n = int(lines[3])
+    assert lines[4].startswith("ITEM: BOX BOUNDS xy xz yz pp pp pp")
+    (xlo_b, xhi_b, xy), (ylo_b, yhi_b, xz), (zlo, zhi, yz) = (list(map(float, ln.split())) for ln in lines[5:8])
+    xlo, xhi = xlo_b - min(0.0, xy, xz, xy + xz), xhi_b - max(0.0, xy, xz, xy + xz)
+    ylo, yhi = ylo_b - min(0.0, yz), yhi_b - max(0.0, yz)
+    box = np.array([[xhi - xlo, 0, 0], [xy, yhi - ylo, 0], [xz, yz, zhi - zlo]])
+    assert lines[8].startswith("ITEM: ATOMS ")
+    table = np.array([[float(w) for w in ln.split()] for ln in lines[9:9 + n]])
+    assert len(lines) == 9 + n
+    return int(lines[1]), box, lines[8].split()[2:], table
+
+
+@pytest.mark.parametrize("ensemble", ["nvt", "npt-iso", "npt-tri", "nve"])
+def test_dpgen_script_runs_as_numdp_run_runs_its_tables(task, tmp_path, monkeypatch, capsys, ensemble):
+    lmp = _folder(task, tmp_path / "lmp")
+    (lmp / "input.lammps").write_text(dpgen_script(ensemble))
+    tr = translate(dpgen_script(ensemble), "input.lammps", {"restart": "0"}, lmp)
+    assert tr.tables == expected_tables(ensemble)
+    assert numdp(lmp, monkeypatch, "lmp", "-i", "input.lammps", "-v", "restart", "0") == 0
+    out = capsys.readouterr().out
+    assert ("fix npt: LAMMPS integrates the Nose-Hoover (MTK) barostat" in out) == ensemble.startswith("npt")
+    # numdp run on the printed equivalent input, in another folder
+    ref = _folder(task, tmp_path / "run")
+    assert numdp(lmp, monkeypatch, "lmp", "-i", "input.lammps", "-v", "restart", "0", "--print-toml") == 0
+    (ref / "md.toml").write_text(capsys.readouterr().out)
+    assert numdp(ref, monkeypatch, "run", "md.toml") == 0
+    steps = (0, 5, 10)
+    assert sorted(p.name for p in (lmp / "traj").iterdir()) == sorted(f"{s}.lammpstrj" for s in steps)
+    for s in steps:
+        a = (lmp / "traj" / f"{s}.lammpstrj").read_text()
+        assert a == (ref / "traj" / f"{s}.lammpstrj").read_text()   # same code path: byte for byte
+        step, box, columns, table = read_dump(lmp / "traj" / f"{s}.lammpstrj")
+        assert step == s and columns == ["id", "type", "x", "y", "z", "fx", "fy", "fz"]
+        assert np.array_equal(table[:, 0], np.arange(1, 65)) and set(table[:, 1]) == {1.0, 2.0}
+        frac = np.linalg.solve(box.T, table[:, 2:5].T).T   # x y z: wrapped into the box
+        assert np.all(frac >= -1e-12) and np.all(frac < 1 + 1e-12)
+    devi = np.loadtxt(lmp / "model_devi.out", ndmin=2)
+    assert devi[:, 0].tolist() == list(steps) and devi.shape[1] == 7 + 64   # atomic: one column per atom
+    assert (lmp / "model_devi.out").read_text() == (ref / "model_devi.out").read_text()
+    assert (lmp / "log.lammps").is_file() and (lmp / "dpgen.restart.h5").is_file()
+
+
+def test_dpgen_dump_parses_with_dpdata_and_matches_the_run_positions(task, tmp_path, monkeypatch, capsys):
+    """dpdata (what DP-GEN reads the frames with) gets numdp run's own positions back, wrapped."""
+    dpdata = pytest.importorskip("dpdata")
+    import h5py
+
+    lmp = _folder(task, tmp_path / "lmp")
+    (lmp / "input.lammps").write_text(dpgen_script("nvt"))
+    assert numdp(lmp, monkeypatch, "lmp", "-i", "input.lammps", "-v", "restart", "0", "--print-toml") == 0
+    toml = capsys.readouterr().out.replace('trajectory = "traj/*.lammpstrj"\nformat = "lammps-dump"',
+                                           'trajectory = "traj.h5md"\nformat = "h5md"')
+    toml = toml.replace('columns = ["id", "type", "x", "y", "z", "fx", "fy", "fz"]', 'fields = ["position"]')
+    ref = _folder(task, tmp_path / "ref")
+    (ref / "md.toml").write_text(toml)
+    assert numdp(lmp, monkeypatch, "lmp", "-i", "input.lammps", "-v", "restart", "0") == 0
+    assert numdp(ref, monkeypatch, "run", "md.toml") == 0
+    with h5py.File(ref / "traj.h5md", "r") as f:
+        pos = f["particles/trajectory/position/value"][()]
+        boxes = f["particles/trajectory/box/edges/value"][()]
+    for k, s in enumerate((0, 5, 10)):
+        system = dpdata.System(str(lmp / "traj" / f"{s}.lammpstrj"), fmt="lammps/dump", type_map=["A", "B"])
+        assert system.get_natoms() == 64 and system["atom_names"] == ["A", "B"]
+        np.testing.assert_allclose(system["cells"][0], boxes[k], rtol=0, atol=1e-12)   # already LAMMPS' form
+        frac = np.linalg.solve(boxes[k].T, pos[k].T).T
+        wrapped = (frac - np.floor(frac)) @ boxes[k]
+        d = system["coords"][0] - wrapped   # equal up to the wrap's last bits (and a whole cell at a face)
+        d -= np.round(np.linalg.solve(boxes[k].T, d.T).T) @ boxes[k]
+        assert np.abs(d).max() < 1e-12
+
+
+def test_restart_continues_from_the_checkpoint(task, tmp_path, monkeypatch, capsys):
+    """-v restart 1 reads dpgen.restart.* (numdp's checkpoint dpgen.restart.h5) and runs up to NSTEPS."""
+    lmp = _folder(task, tmp_path / "lmp")
+    (lmp / "input.lammps").write_text(dpgen_script("nvt", nsteps=5))
+    assert numdp(lmp, monkeypatch, "lmp", "-i", "input.lammps", "-v", "restart", "0") == 0
+    (lmp / "input.lammps").write_text(dpgen_script("nvt", nsteps=10))
+    tr = translate(dpgen_script("nvt", nsteps=10), "input.lammps", {"restart": "1"}, lmp)
+    assert tr.tables["system"] == {"file": "dpgen.restart.h5"} and tr.tables["md"]["steps"] == 10
+    assert numdp(lmp, monkeypatch, "lmp", "-i", "input.lammps", "-v", "restart", "1") == 0
+    full = _folder(task, tmp_path / "full")
+    (full / "input.lammps").write_text(dpgen_script("nvt", nsteps=10))
+    assert numdp(full, monkeypatch, "lmp", "-i", "input.lammps", "-v", "restart", "0") == 0
+    assert (lmp / "traj" / "10.lammpstrj").read_text() == (full / "traj" / "10.lammpstrj").read_text()
+    assert (lmp / "model_devi.out").read_text() == (full / "model_devi.out").read_text()
+    # commands that would change the restored state are refused, not ignored
+    for old_line, new_line, message in (
+            ("mass            2 16.000000", "mass            2 17.000000", "input.lammps:20: mass: B 17.0 after read_restart: the checkpoint's B mass is 16.0"),
+            ('if "${restart} == 0" then "velocity', 'if "${restart} >= 0" then "velocity',
+             "input.lammps:29: velocity: velocity create after read_restart"),
+            ("boundary        p p p", "boundary        p p f", "input.lammps: boundary p p f: the checkpoint")):
+        with pytest.raises(InputError) as err:
+            translate(dpgen_script("nvt").replace(old_line, new_line), "input.lammps", {"restart": "1"}, lmp)
+        assert str(err.value).startswith(message)
+
+
+def test_pair_coeff_elements_map_lammps_types_to_the_model(tmp_path, monkeypatch, capsys):
+    """Data-file types 1 = H, 2 = O against a model whose type_map is [O, H]."""
+    write_model(_model(2, ("O", "H")), tmp_path / "m.h5")
+    x, t, box = rocksalt((2, 2, 2))
+    write_lammps_data(tmp_path / "h2o.data", t, x, box)   # type 1 (t = 0): the H sites
+    script = """
+        units metal
+        read_data h2o.data
+        mass 1 2.0
+        mass 2 16.0
+        pair_style deepmd m.h5
+        pair_coeff * * H O
+        dump d all custom 1 one.lammpstrj id type element x y z
+        fix 1 all nve
+        run 0
+        """
+    (tmp_path / "in.lammps").write_text(textwrap.dedent(script))
+    tr = translate(textwrap.dedent(script), "in.lammps", {}, tmp_path)
+    assert tr.tables["system"] == {"file": "h2o.data", "type_names": ["H", "O"], "masses": {"H": 2.0, "O": 16.0}}
+    assert "model_devi" not in tr.tables and tr.tables["model"] == {"file": "m.h5"}
+    assert numdp(tmp_path, monkeypatch, "lmp", "-i", "in.lammps") == 0
+    rows = [ln.split() for ln in (tmp_path / "one.lammpstrj").read_text().splitlines()[9:]]
+    assert [r[2] for r in rows] == [["H", "O"][k] for k in t]
+    assert [r[1] for r in rows] == [["2", "1"][k] for k in t]   # the model's type index + 1
+
+
+BASE = """
+    units metal
+    read_data conf.lmp
+    mass 1 12.0
+    mass 2 16.0
+    pair_style deepmd graph.000.h5
+    pair_coeff * *
+    {line}
+    run 10
+    """
+
+
+@pytest.mark.parametrize("line, message", [
+    ("fix 1 all nvt temp 300 400 0.1",
+     "in.lammps:8: fix: temperature ramp Tstart 300 != Tstop 400 is not supported by numdp lmp yet"),
+    ("fix 1 all npt temp 300 300 0.1 iso 1 10 1",
+     "in.lammps:8: fix: pressure ramp Pstart 1 != Pstop 10 is not supported by numdp lmp yet"),
+    ("fix 1 all langevin 300 300 0.1 5", "in.lammps:8: fix: fix style 'langevin' is not supported"),
+    ("compute 1 all pe", "in.lammps:8: compute: not supported by numdp lmp"),
+    ("fix 1 all nvt temp 300 300 0.1 drag 1", "in.lammps:8: fix: keyword 'drag' is not supported"),
+    ("velocity all create 300 1 mom no", "in.lammps:8: velocity: keyword mom no is not supported"),
+    ("dump 1 all custom 10 d.lammpstrj id type q", "in.lammps:8: dump: column 'q' is not supported"),
+    ("neigh_modify exclude type 1 2", "in.lammps:8: neigh_modify: keyword 'exclude' is not supported"),
+])
+def test_commands_that_change_the_physics_are_refused_in_one_line(task, tmp_path, monkeypatch, capsys,
+                                                                  line, message):
+    folder = _folder(task, tmp_path / "t")
+    (folder / "in.lammps").write_text(textwrap.dedent(BASE.format(line=line)))
+    assert numdp(folder, monkeypatch, "lmp", "-i", "in.lammps") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("numdp lmp: error: " + message) and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("text, message", [
+    ("units lj\n", "in.lammps:1: units: numdp lmp runs units metal only"),
+    ("read_data conf.lmp\nunits metal\n", "in.lammps:2: units: units after read_data"),
+    ("units metal\npair_style lj/cut 2.5\n", "in.lammps:2: pair_style: numdp lmp runs pair_style deepmd only"),
+    ("units metal\npair_style deepmd g.pb fparam 1\n", "in.lammps:2: pair_style: keyword fparam is not supported"),
+    ("units metal\nread_data conf.lmp\npair_style deepmd g.h5\npair_coeff * *\nfix 1 all nve\n",
+     "in.lammps: the script has no run command"),
+    ("read_data conf.lmp\n", "in.lammps: the script sets no `units metal`"),
+])
+def test_translation_errors(tmp_path, text, message):
+    with pytest.raises(InputError) as err:
+        translate(text, "in.lammps", {}, tmp_path)
+    assert str(err.value).startswith(message)
+
+
+def test_defaults_of_a_hand_written_script(tmp_path):
+    """LAMMPS' defaults: timestep 0.001 ps, skin 2 A, thermo 0 (first and last step), no dump, no
+    restart; boundary p p f; a plain `run N`; fix nvt with tchain."""
+    text = """
+        units metal
+        boundary p p f
+        atom_modify map yes
+        read_data conf.lmp
+        pair_style deepmd a.h5
+        pair_coeff * * Cu
+        velocity all create 300 42 dist gaussian rot yes
+        fix integrate all nvt temp 300 300 0.05 tchain 5
+        run 200
+        """
+    tr = translate(textwrap.dedent(text), "in.lammps", {}, tmp_path)
+    assert tr.tables["system"] == {"file": "conf.lmp", "type_names": ["Cu"], "pbc": [True, True, False],
+                                   "velocities": {"temperature": 300.0, "seed": 42}}
+    assert tr.tables["md"] == {"timestep": 0.001, "steps": 200, "ensemble": "nvt", "seed": 42,
+                               "thermostat": {"kind": "nose-hoover", "temperature": 300.0, "tau": 0.05,
+                                              "chain": 5}}
+    assert tr.tables["neighbor"] == {"skin": 2.0}
+    assert tr.tables["output"] == {"trajectory": "", "thermo_every": 200, "log": "log.lammps", "checkpoint_every": 0}
+    assert any("angular momentum" in n for n in tr.notices)
