@@ -313,10 +313,6 @@ BASE = """
 
 
 @pytest.mark.parametrize("line, message", [
-    ("fix 1 all nvt temp 300 400 0.1",
-     "in.lammps:8: fix: temperature ramp Tstart 300 != Tstop 400 is not supported by numdp lmp yet"),
-    ("fix 1 all npt temp 300 300 0.1 iso 1 10 1",
-     "in.lammps:8: fix: pressure ramp Pstart 1 != Pstop 10 is not supported by numdp lmp yet"),
     ("fix 1 all langevin 300 300 0.1 5", "in.lammps:8: fix: fix style 'langevin' is not supported"),
     ("compute 1 all pe", "in.lammps:8: compute: not supported by numdp lmp"),
     ("fix 1 all nvt temp 300 300 0.1 drag 1", "in.lammps:8: fix: keyword 'drag' is not supported"),
@@ -371,3 +367,22 @@ def test_defaults_of_a_hand_written_script(tmp_path):
     assert tr.tables["neighbor"] == {"skin": 2.0}
     assert tr.tables["output"] == {"trajectory": "", "thermo_every": 200, "log": "log.lammps", "checkpoint_every": 0}
     assert any("angular momentum" in n for n in tr.notices)
+
+
+def test_ramps_become_numdp_run_ramps(tmp_path):
+    """`fix npt temp T1 T2 ... iso P1 P2 ...` with T1 != T2, P1 != P2: numdp run's ramps
+    ([md] thermostat.temperature / barostat.pressure = [start, stop], docs/md.md); equal ends
+    stay numbers."""
+    text = """
+        units metal
+        read_data conf.lmp
+        pair_style deepmd a.h5
+        pair_coeff * * Cu
+        fix 1 all npt temp 300 1200 0.1 iso 1.0 5000.0 1.0
+        run 1000
+        """
+    md = translate(textwrap.dedent(text), "in.lammps", {}, tmp_path).tables["md"]
+    assert md["thermostat"]["temperature"] == [300.0, 1200.0]
+    assert md["barostat"]["pressure"] == [1.0, 5000.0]
+    md = translate(textwrap.dedent(text.replace("1200", "300")), "in.lammps", {}, tmp_path).tables["md"]
+    assert md["thermostat"]["temperature"] == 300.0

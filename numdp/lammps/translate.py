@@ -53,10 +53,10 @@ class Refused(Exception):
 @dataclass
 class Fix:
     ensemble: Ensemble
-    temperature: float | None = None   # K
+    temperature: float | list[float] | None = None   # K; [start, stop]: a ramp over the run
     tdamp: float | None = None         # ps
     chain: int = LAMMPS_CHAIN
-    pressure: float | None = None      # bar
+    pressure: float | list[float] | None = None      # bar; [start, stop]: a ramp over the run
     pdamp: float | None = None         # ps
     coupling: str | None = None
 
@@ -352,12 +352,7 @@ class _Translator:
                 raise Refused(f"expected: fix ID all {style} temp TSTART TSTOP TDAMP ...")
             t1 = _number(args[1], "Tstart", positive=True)
             t2 = _number(args[2], "Tstop", positive=True)
-            if t1 != t2:
-                # numdp run gains temperature ramps ([md] thermostat.temperature = [start, stop]) with
-                # branch wip/ramp; until then a ramp is refused here (docs/lammps-input.md)
-                raise Refused(f"temperature ramp Tstart {args[1]} != Tstop {args[2]} is not supported by "
-                              f"numdp lmp yet")
-            fix = Fix(Ensemble(style), temperature=t1, tdamp=_number(args[3], "Tdamp", positive=True))
+            fix = Fix(Ensemble(style), temperature=t1 if t1 == t2 else [t1, t2], tdamp=_number(args[3], "Tdamp", positive=True))
             rest = args[4:]
             if style == "npt":
                 if len(rest) < 4 or rest[0] not in COUPLINGS:
@@ -365,10 +360,7 @@ class _Translator:
                                   "(x, y, z, couple, ... are not supported)")
                 p1 = _number(rest[1], "Pstart")
                 p2 = _number(rest[2], "Pstop")
-                if p1 != p2:
-                    raise Refused(f"pressure ramp Pstart {rest[1]} != Pstop {rest[2]} is not supported by "
-                                  f"numdp lmp yet")
-                fix.pressure, fix.pdamp, fix.coupling = p1, _number(rest[3], "Pdamp", positive=True), COUPLINGS[rest[0]]
+                fix.pressure, fix.pdamp, fix.coupling = p1 if p1 == p2 else [p1, p2], _number(rest[3], "Pdamp", positive=True), COUPLINGS[rest[0]]
                 rest = rest[4:]
             while rest:
                 if rest[0] == "tchain" and len(rest) > 1:
