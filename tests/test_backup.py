@@ -294,3 +294,15 @@ def test_training_that_cannot_write_fails_before_backing_up(tmp_path, data_dir, 
         train(path)
     assert {name: (work / name).read_bytes() for name in before} == before
     assert not any(name.startswith("#") for name in listing(work))
+
+
+def test_backup_line_names_six_files_and_counts_the_rest(tmp_path):
+    """A per-frame dump series can back up thousands of files: the line names the first six."""
+    from numdp.io.backup import LINE_FILES, back_up, backup_line
+
+    paths = [tmp_path / f"{k}.lammpstrj" for k in range(LINE_FILES + 4)]
+    for p in paths:
+        p.write_text("x")
+    line = backup_line(back_up(paths))
+    assert line.count(" to #") == LINE_FILES and line.endswith(" and 4 more files the same way")
+    assert all((tmp_path / f"#{p.name}.1#").is_file() for p in paths)

@@ -222,7 +222,7 @@ def test_dpgen_script_runs_as_numdp_run_runs_its_tables(task, tmp_path, monkeypa
 
 def test_dpgen_dump_parses_with_dpdata_and_matches_the_run_positions(task, tmp_path, monkeypatch, capsys):
     """dpdata (what DP-GEN reads the frames with) gets numdp run's own positions back, wrapped."""
-    dpdata = pytest.importorskip("dpdata")
+    import dpdata   # a test dependency (pyproject's test extra)
     import h5py
 
     lmp = _folder(task, tmp_path / "lmp")
@@ -263,6 +263,13 @@ def test_restart_continues_from_the_checkpoint(task, tmp_path, monkeypatch, caps
     assert numdp(full, monkeypatch, "lmp", "-i", "input.lammps", "-v", "restart", "0") == 0
     assert (lmp / "traj" / "10.lammpstrj").read_text() == (full / "traj" / "10.lammpstrj").read_text()
     assert (lmp / "model_devi.out").read_text() == (full / "model_devi.out").read_text()
+    # a new run keeps the earlier run's frames as #N.lammpstrj.1# (LAMMPS would overwrite them)
+    before = {p.name: p.read_text() for p in (lmp / "traj").iterdir()}
+    assert numdp(lmp, monkeypatch, "lmp", "-i", "input.lammps", "-v", "restart", "0") == 0
+    assert "0.lammpstrj to #0.lammpstrj.1#" in capsys.readouterr().out
+    for name, text in before.items():
+        assert (lmp / "traj" / f"#{name}.1#").read_text() == text
+    assert sorted(p.name for p in (lmp / "traj").iterdir() if not p.name.startswith("#")) == sorted(before)
     # commands that would change the restored state are refused, not ignored
     for old_line, new_line, message in (
             ("mass            2 16.000000", "mass            2 17.000000", "input.lammps:20: mass: B 17.0 after read_restart: the checkpoint's B mass is 16.0"),

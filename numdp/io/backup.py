@@ -88,7 +88,13 @@ def backup_line(moved: list[tuple[Path, Path]], whose: str = "the previous run's
     """One line naming what `back_up` renamed ("" when nothing was); `whose` qualifies the files."""
     if not moved:
         return ""
-    return f"backed up {whose} " + ", ".join(f"{old} to {new.name}" for old, new in moved)
+    shown = ", ".join(f"{old} to {new.name}" for old, new in moved[:LINE_FILES])
+    more = len(moved) - LINE_FILES
+    return f"backed up {whose} {shown}" + (f" and {more} more files the same way" if more > 0 else "")
+
+
+LINE_FILES = 6
+"""Files `backup_line` names one by one (a per-frame dump series can be thousands)."""
 
 
 class Backups:

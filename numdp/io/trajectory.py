@@ -396,7 +396,8 @@ class LammpsDumpWriter(_TextWriter):
 class LammpsDumpSeries(LammpsDumpWriter):
     """One LAMMPS dump file per frame: the `*` of the file name replaced by the step (LAMMPS'
     ``dump ... traj/*.lammpstrj``, what DP-GEN reads).  A restart rewrites the files of the steps
-    it reaches again; other files are left as they are (no backups, as LAMMPS)."""
+    it reaches again; a new run first keeps an earlier run's files as #NAME.N# (`series_files`,
+    numdp.md.setup), where LAMMPS would overwrite them."""
 
     def _open(self, resume_after: int | None) -> None:
         self.fh = None
@@ -412,6 +413,24 @@ class LammpsDumpSeries(LammpsDumpWriter):
             super().append_frame(frame)
         finally:
             self.close()
+
+
+def series_files(path) -> list[Path]:
+    """The existing files of the per-frame series `path` (a name with `FRAME_SERIES_MARK`: the
+    `*` standing for a step number), in step order; [] for any other name (or None)."""
+    import re
+
+    if path is None:
+        return []
+    path = Path(path)
+    if FRAME_SERIES_MARK not in path.name or not path.parent.is_dir():
+        return []
+    head, tail = path.name.split(FRAME_SERIES_MARK, 1)
+    pattern = re.compile(re.escape(head) + r"(\d+)" + re.escape(tail) + r"\Z")
+    found = [(int(m.group(1)), p) for p in path.parent.iterdir()
+             if p.is_file() and (m := pattern.match(p.name))]
+    return [p for _, p in sorted(found)]
+
 
 # -- conversion -------------------------------------------------------------------------------------
 
