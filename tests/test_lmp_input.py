@@ -320,7 +320,7 @@ BASE = """
 
 
 @pytest.mark.parametrize("line, message", [
-    ("fix 1 all langevin 300 300 0.1 5", "in.lammps:8: fix: fix style 'langevin' is not supported"),
+    ("fix 1 all temp/berendsen 300 300 0.1", "in.lammps:8: fix: fix style 'temp/berendsen' is not supported"),
     ("compute 1 all pe", "in.lammps:8: compute: not supported by numdp lmp"),
     ("fix 1 all nvt temp 300 300 0.1 drag 1", "in.lammps:8: fix: keyword 'drag' is not supported"),
     ("velocity all create 300 1 mom no", "in.lammps:8: velocity: keyword mom no is not supported"),
@@ -393,3 +393,32 @@ def test_ramps_become_numdp_run_ramps(tmp_path):
     assert md["barostat"]["pressure"] == [1.0, 5000.0]
     md = translate(textwrap.dedent(text.replace("1200", "300")), "in.lammps", {}, tmp_path).tables["md"]
     assert md["thermostat"]["temperature"] == 300.0
+
+
+@pytest.mark.parametrize("fix, kind", [("langevin 300 600 0.2 77 zero yes", "langevin"),
+                                       ("temp/csvr 300 600 0.2 77", "csvr")])
+def test_thermostat_fixes_beside_fix_nve(tmp_path, fix, kind):
+    """`fix nve` + `fix langevin|temp/csvr T1 T2 damp seed`: numdp's NVT with that thermostat
+    (tau = damp, the fix's seed for its noise, a ramp when T1 != T2); beside fix nvt it is refused
+    (two thermostats), alone it moves nothing (refused as LAMMPS would not integrate)."""
+    text = """
+        units metal
+        read_data conf.lmp
+        pair_style deepmd a.h5
+        pair_coeff * * Cu
+        velocity all create 300 42
+        fix 1 all nve
+        fix 2 all {fix}
+        run 100
+        """
+    tr = translate(textwrap.dedent(text.format(fix=fix)), "in.lammps", {}, tmp_path)
+    assert tr.tables["md"] == {"timestep": 0.001, "steps": 100, "ensemble": "nvt", "seed": 77,
+                               "thermostat": {"kind": kind, "temperature": [300.0, 600.0], "tau": 0.2}}
+    assert any(n.startswith("fix langevin") for n in tr.notices) == (kind == "langevin")
+    for swap, message in (("fix 1 all nvt temp 300 300 0.1", "two thermostats; numdp runs one"),
+                          ("", "the script has no fix nve, nvt or npt")):
+        bad = textwrap.dedent(text.format(fix=fix)).replace("fix 1 all nve", swap)
+        with pytest.raises(InputError, match=message):
+            translate(bad, "in.lammps", {}, tmp_path)
+    with pytest.raises(InputError, match="keyword 'tally' is not supported"):
+        translate(textwrap.dedent(text.format(fix="langevin 300 300 0.2 7 tally yes")), "in.lammps", {}, tmp_path)

@@ -61,6 +61,30 @@ class Fix:
     coupling: str | None = None
 
 
+class ThermostatStyle(str, Enum):
+    """LAMMPS thermostat fixes that act beside `fix nve`, as numdp's thermostat kinds."""
+
+    LANGEVIN = "langevin"       # fix langevin
+    CSVR = "csvr"               # fix temp/csvr
+
+
+THERMOSTAT_FIXES = {"langevin": ThermostatStyle.LANGEVIN, "temp/csvr": ThermostatStyle.CSVR}
+LANGEVIN_NOTICE = ("fix langevin: numdp's Langevin thermostat (an Ornstein-Uhlenbeck velocity update of "
+                   "friction 1/damp, its own random numbers) keeps the total momentum zero, as LAMMPS' "
+                   "zero yes; the trajectory differs from LAMMPS' force-based fix")
+
+
+@dataclass
+class ThermostatFix:
+    """`fix ID all langevin|temp/csvr Tstart Tstop damp seed`, applied beside `fix nve`."""
+
+    style: ThermostatStyle
+    temperature: float | list[float]   # K; [start, stop]: a ramp over the run
+    damp: float                        # ps: 1/friction (langevin), relaxation time (csvr)
+    seed: int
+    fix_id: str
+
+
 @dataclass
 class Translation:
     tables: dict
@@ -87,6 +111,7 @@ class _State:
     velocity: tuple[float, int] | None = None   # (K, seed)
     fix: Fix | None = None
     fix_id: str | None = None
+    thermostat: ThermostatFix | None = None
     timestep: float = METAL_TIMESTEP
     thermo: int = 0
     skin: float = LAMMPS_SKIN
@@ -339,8 +364,12 @@ class _Translator:
             if args[1:] != ["linear", "1", "1", "1"]:
                 raise Refused("numdp lmp accepts `fix ID all momentum N linear 1 1 1` only")
             return   # numdp keeps the total momentum zero at every step already
+        if style in THERMOSTAT_FIXES:
+            self._thermostat_fix(fix_id, THERMOSTAT_FIXES[style], args)
+            return
         if style not in ("nve", "nvt", "npt"):
-            raise Refused(f"fix style {style!r} is not supported by numdp lmp (nve, nvt, npt, momentum)")
+            raise Refused(f"fix style {style!r} is not supported by numdp lmp (nve, nvt, npt, langevin, "
+                          f"temp/csvr, momentum)")
         if self.s.fix is not None:
             raise Refused(f"a second time-integration fix ({self.s.fix_id} is one); numdp integrates with one")
         if style == "nve":
@@ -373,6 +402,32 @@ class _Translator:
             if style == "npt":
                 self.note(NPT_NOTICE)
         self.s.fix, self.s.fix_id = fix, fix_id
+
+    def _thermostat_fix(self, fix_id: str, style: ThermostatStyle, args: list[str]) -> None:
+        """fix langevin / temp/csvr Tstart Tstop damp seed: numdp's thermostat of that kind (with
+        fix nve: checked when the tables are made)."""
+        if self.s.thermostat is not None:
+            raise Refused(f"a second thermostat fix ({self.s.thermostat.fix_id} is one)")
+        if len(args) < 4:
+            name = next(k for k, v in THERMOSTAT_FIXES.items() if v is style)
+            raise Refused(f"expected: fix ID all {name} TSTART TSTOP DAMP SEED")
+        langevin = style is ThermostatStyle.LANGEVIN
+        t1 = _number(args[0], "Tstart", nonnegative=langevin, positive=not langevin)
+        t2 = _number(args[1], "Tstop", nonnegative=langevin, positive=not langevin)
+        damp = _number(args[2], "damp", positive=True)
+        seed = _integer(args[3], "seed")
+        if seed < 1:
+            raise Refused(f"seed must be > 0 (as LAMMPS), got {seed}")
+        rest = args[4:]
+        while rest:
+            if langevin and rest[0] == "zero" and len(rest) > 1 and rest[1] in ("yes", "no"):
+                rest = rest[2:]   # numdp keeps the total momentum zero either way (the notice says so)
+            else:
+                raise Refused(f"keyword {rest[0]!r} is not supported by numdp lmp"
+                              + (" (zero is)" if langevin else ""))
+        self.s.thermostat = ThermostatFix(style, t1 if t1 == t2 else [t1, t2], damp, seed, fix_id)
+        if langevin:
+            self.note(LANGEVIN_NOTICE)
 
     def _timestep(self, c: Command) -> None:
         if len(c.args) != 1:
@@ -477,7 +532,15 @@ class _Translator:
         md: dict = {"timestep": s.timestep, "steps": s.steps, "ensemble": fix.ensemble.value}
         if s.velocity is not None and s.restart_file is None:
             md["seed"] = s.velocity[1]   # the barostat's noise differs from task to task, as DP-GEN's seeds
-        if fix.ensemble is not Ensemble.NVE:
+        th = s.thermostat
+        if th is not None:
+            if fix.ensemble is not Ensemble.NVE:
+                raise Refused(f"fix {th.fix_id} ({th.style.value}) beside fix {s.fix_id} {fix.ensemble.value}: "
+                              f"two thermostats; numdp runs one (use fix nve with it)")
+            md["ensemble"] = Ensemble.NVT.value
+            md["seed"] = th.seed
+            md["thermostat"] = {"kind": th.style.value, "temperature": th.temperature, "tau": th.damp}
+        elif fix.ensemble is not Ensemble.NVE:
             md["thermostat"] = {"kind": "nose-hoover", "temperature": fix.temperature, "tau": fix.tdamp,
                                 "chain": fix.chain}
         if fix.ensemble is Ensemble.NPT:
