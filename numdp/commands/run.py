@@ -85,9 +85,9 @@ def main(args, load=None) -> int:
             return 130 if isinstance(exc, KeyboardInterrupt) else 2
         # an error the other ranks cannot know about: print it, then stop every rank
         if isinstance(exc, InputError):
-            sys.stderr.write(f"numdp run: error on MPI rank {world.rank} of {world.size}: {exc}\n")
+            sys.stderr.write(f"numdp {getattr(args, 'command', 'run')}: error on MPI rank {world.rank} of {world.size}: {exc}\n")
         else:
-            sys.stderr.write(f"numdp run: error on MPI rank {world.rank} of {world.size}:\n")
+            sys.stderr.write(f"numdp {getattr(args, 'command', 'run')}: error on MPI rank {world.rank} of {world.size}:\n")
             traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
         sys.stderr.flush()
         world.abort(2 if isinstance(exc, InputError) else 3)
