@@ -395,6 +395,10 @@ def _output(t: Table, base: Path) -> OutputSettings:
             fmt != "lammps-dump" or FRAME_SERIES_MARK in str(Path(named).parent)):
         raise t.error("trajectory", f"a {FRAME_SERIES_MARK!r} (one file per frame) is only for format "
                                     f"'lammps-dump', in the file name, got {named!r}")
+    named_ck = t.data.get("checkpoint")
+    if isinstance(named_ck, str) and FRAME_SERIES_MARK in str(Path(named_ck).parent):
+        raise t.error("checkpoint", f"a {FRAME_SERIES_MARK!r} (one checkpoint per step) belongs in the file "
+                                    f"name, got {named_ck!r}")
     return OutputSettings(
         trajectory=t.path("trajectory", base, "traj" + TRAJ_SUFFIXES[fmt], allow_empty=True),
         format=fmt,

@@ -140,7 +140,7 @@ def expected_tables(ensemble):
             "neighbor": {"skin": 1.0},
             "output": {"trajectory": "traj/*.lammpstrj", "format": "lammps-dump", "every": 5,
                        "columns": ["id", "type", "x", "y", "z", "fx", "fy", "fz"], "thermo_every": 5,
-                       "log": "log.lammps", "checkpoint": "dpgen.restart.h5", "checkpoint_every": 10000},
+                       "log": "log.lammps", "checkpoint": "dpgen.restart.*", "checkpoint_every": 10000},
             "model_devi": {"every": 5, "file": "model_devi.out", "atomic": True}}
 
 
@@ -217,7 +217,8 @@ def test_dpgen_script_runs_as_numdp_run_runs_its_tables(task, tmp_path, monkeypa
     devi = np.loadtxt(lmp / "model_devi.out", ndmin=2)
     assert devi[:, 0].tolist() == list(steps) and devi.shape[1] == 7 + 64   # atomic: one column per atom
     assert (lmp / "model_devi.out").read_text() == (ref / "model_devi.out").read_text()
-    assert (lmp / "log.lammps").is_file() and (lmp / "dpgen.restart.h5").is_file()
+    # LAMMPS' restart N ROOT names: ROOT.STEP (numdp writes one at the end of the run too)
+    assert (lmp / "log.lammps").is_file() and (lmp / "dpgen.restart.10").is_file()
 
 
 def test_dpgen_dump_parses_with_dpdata_and_matches_the_run_positions(task, tmp_path, monkeypatch, capsys):
@@ -250,19 +251,23 @@ def test_dpgen_dump_parses_with_dpdata_and_matches_the_run_positions(task, tmp_p
 
 
 def test_restart_continues_from_the_checkpoint(task, tmp_path, monkeypatch, capsys):
-    """-v restart 1 reads dpgen.restart.* (numdp's checkpoint dpgen.restart.h5) and runs up to NSTEPS."""
+    """-v restart 1 reads dpgen.restart.* (the numdp checkpoint of the largest step, as LAMMPS'
+    read_restart picks) and runs up to NSTEPS; a later checkpoint joins the series."""
     lmp = _folder(task, tmp_path / "lmp")
     (lmp / "input.lammps").write_text(dpgen_script("nvt", nsteps=5))
     assert numdp(lmp, monkeypatch, "lmp", "-i", "input.lammps", "-v", "restart", "0") == 0
     (lmp / "input.lammps").write_text(dpgen_script("nvt", nsteps=10))
     tr = translate(dpgen_script("nvt", nsteps=10), "input.lammps", {"restart": "1"}, lmp)
-    assert tr.tables["system"] == {"file": "dpgen.restart.h5"} and tr.tables["md"]["steps"] == 10
+    assert tr.tables["system"] == {"file": "dpgen.restart.5"} and tr.tables["md"]["steps"] == 10
     assert numdp(lmp, monkeypatch, "lmp", "-i", "input.lammps", "-v", "restart", "1") == 0
     full = _folder(task, tmp_path / "full")
     (full / "input.lammps").write_text(dpgen_script("nvt", nsteps=10))
     assert numdp(full, monkeypatch, "lmp", "-i", "input.lammps", "-v", "restart", "0") == 0
     assert (lmp / "traj" / "10.lammpstrj").read_text() == (full / "traj" / "10.lammpstrj").read_text()
     assert (lmp / "model_devi.out").read_text() == (full / "model_devi.out").read_text()
+    assert sorted(p.name for p in lmp.glob("dpgen.restart.*")) == ["dpgen.restart.10", "dpgen.restart.5"]
+    tr = translate(dpgen_script("nvt", nsteps=10), "input.lammps", {"restart": "1"}, lmp)
+    assert tr.tables["system"] == {"file": "dpgen.restart.10"}   # the largest step, not the first name
     # a new run keeps the earlier run's frames as #N.lammpstrj.1# (LAMMPS would overwrite them)
     before = {p.name: p.read_text() for p in (lmp / "traj").iterdir()}
     assert numdp(lmp, monkeypatch, "lmp", "-i", "input.lammps", "-v", "restart", "0") == 0

@@ -461,3 +461,35 @@ def test_the_last_step_has_a_thermo_line_off_the_cadence(tmp_path):
     assert rows[3] == rows[4]  # the restart's first line is the state the first run ended with
     second = len(lines) - 1 - lines[::-1].index(rows[4])
     assert lines[second - 1].split()[0] == "step"  # right under its header
+
+
+def test_checkpoint_series_one_file_per_step(tmp_path):
+    """[output] checkpoint = "ck.*": one checkpoint per due step, ck.25, ck.50 and the end, ck.60
+    (LAMMPS' `restart N ROOT` names); a restart from ck.25 ends bit for bit on the uninterrupted
+    run's state; a new run keeps the earlier series as #ck.N.1#; a safety stop writes ck.stop.STEP;
+    a * in the folder is refused."""
+    series = ARGON.replace('checkpoint = "ck.h5"', 'checkpoint = "ck.*"')
+    full = argon_dir(tmp_path / "full", series, KIND="csvr")
+    run(full)
+    assert sorted(p.name for p in (tmp_path / "full").glob("ck.*")) == ["ck.25", "ck.50", "ck.60"]
+    assert [read_checkpoint(tmp_path / "full" / f"ck.{s}").step for s in (25, 50, 60)] == [25, 50, 60]
+    part = argon_dir(tmp_path / "part", series, KIND="csvr")
+    shutil.copy(tmp_path / "full" / "ck.25", tmp_path / "part" / "ck.25")
+    run(part, restart=tmp_path / "part" / "ck.25")
+    a = to_arrays(read_checkpoint(tmp_path / "full" / "ck.60"))
+    b = to_arrays(read_checkpoint(tmp_path / "part" / "ck.60"))
+    for key in a:
+        assert np.array_equal(a[key], b[key]), key
+    before = (tmp_path / "full" / "ck.50").read_bytes()
+    run(full)
+    assert (tmp_path / "full" / "#ck.50.1#").read_bytes() == before
+    stop = argon_dir(tmp_path / "stop", series.replace("checkpoint_every = 25\n", "checkpoint_every = 0\n")
+                     + "[safety]\nmin_distance = 3.3\n", KIND="langevin")
+    with pytest.raises(SafetyStop) as exc:
+        run(stop)
+    (written,) = (tmp_path / "stop").glob("ck.stop.*")
+    assert f"state written to {written}" in str(exc.value)
+    assert read_checkpoint(written).step == int(written.name.split(".")[-1])
+    with pytest.raises(InputError, match=r"\[output\] checkpoint: a '\*' \(one checkpoint per step\) belongs in the file name"):
+        load_run_settings(argon_dir(tmp_path / "bad", ARGON.replace('checkpoint = "ck.h5"', 'checkpoint = "ck*/ck.h5"'),
+                                    KIND="csvr"))

@@ -54,6 +54,8 @@ import numpy as np
 
 from ..errors import InputError
 from ..signals import whole_write
+from .series import MARK as FRAME_SERIES_MARK
+from .series import series_file
 from ..units import ASE_TIME_IN_PS
 
 FORMATS = ("h5md", "extxyz", "lammps-dump")
@@ -67,8 +69,6 @@ DUMP_COLUMNS = {"id": None, "type": None, "element": None,
                 "vx": "velocity", "vy": "velocity", "vz": "velocity",
                 "fx": "force", "fy": "force", "fz": "force"}
 """The LAMMPS `dump custom` columns a lammps-dump trajectory can hold, and the field each needs."""
-FRAME_SERIES_MARK = "*"
-"""In a lammps-dump file name: one file per frame, the mark replaced by the step (as LAMMPS)."""
 
 
 def dump_fields(columns) -> tuple[str, ...]:
@@ -396,7 +396,7 @@ class LammpsDumpWriter(_TextWriter):
 class LammpsDumpSeries(LammpsDumpWriter):
     """One LAMMPS dump file per frame: the `*` of the file name replaced by the step (LAMMPS'
     ``dump ... traj/*.lammpstrj``, what DP-GEN reads).  A restart rewrites the files of the steps
-    it reaches again; a new run first keeps an earlier run's files as #NAME.N# (`series_files`,
+    it reaches again; a new run first keeps an earlier run's files as #NAME.N# (numdp.io.series,
     numdp.md.setup), where LAMMPS would overwrite them."""
 
     def _open(self, resume_after: int | None) -> None:
@@ -404,7 +404,7 @@ class LammpsDumpSeries(LammpsDumpWriter):
 
     def frame_path(self, step: int) -> Path:
         """The file of the frame at `step`."""
-        return self.path.with_name(self.path.name.replace(FRAME_SERIES_MARK, str(int(step))))
+        return series_file(self.path, step)
 
     def append_frame(self, frame: Frame) -> None:
         with whole_write():
@@ -413,23 +413,6 @@ class LammpsDumpSeries(LammpsDumpWriter):
             super().append_frame(frame)
         finally:
             self.close()
-
-
-def series_files(path) -> list[Path]:
-    """The existing files of the per-frame series `path` (a name with `FRAME_SERIES_MARK`: the
-    `*` standing for a step number), in step order; [] for any other name (or None)."""
-    import re
-
-    if path is None:
-        return []
-    path = Path(path)
-    if FRAME_SERIES_MARK not in path.name or not path.parent.is_dir():
-        return []
-    head, tail = path.name.split(FRAME_SERIES_MARK, 1)
-    pattern = re.compile(re.escape(head) + r"(\d+)" + re.escape(tail) + r"\Z")
-    found = [(int(m.group(1)), p) for p in path.parent.iterdir()
-             if p.is_file() and (m := pattern.match(p.name))]
-    return [p for _, p in sorted(found)]
 
 
 # -- conversion -------------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ or refused with one line ``FILE:LINE: COMMAND: ...``; docs/lammps-input.md has t
 """
 from __future__ import annotations
 
-import glob
 import json
 import math
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..io.series import MARK, is_series, latest_file
 from .script import Command, Script
 
 METAL_TIMESTEP = 0.001   # ps: LAMMPS' default timestep in units metal
@@ -239,20 +239,16 @@ class _Translator:
         if len(c.args) != 1:
             raise Refused("expected: read_restart FILE")
         pattern = c.args[0]
-        if "*" in pattern:   # LAMMPS: the file of the largest timestep; numdp keeps one checkpoint per root
-            found = [Path(p) for p in sorted(glob.glob(str(self.base / pattern)))]
-            found = [p for p in found if is_checkpoint(p) and not p.name.endswith(".stop.h5")]
-            if not found:
-                raise Refused(f"no numdp checkpoint matches {pattern!r} (numdp lmp restarts from the checkpoint "
-                              f"its `restart N ROOT` wrote: ROOT.h5)")
-            if len(found) > 1:
-                raise Refused(f"several numdp checkpoints match {pattern!r}: {', '.join(p.name for p in found)}")
-            path = found[0]
+        if is_series(pattern):   # LAMMPS: the file of the largest timestep
+            path = latest_file(self.base / pattern)
+            if path is None:
+                raise Refused(f"no file matches {pattern!r} with a step number for the * (numdp lmp restarts "
+                              f"from the checkpoints its `restart N ROOT` writes: ROOT.STEP)")
         else:
             path = self.base / pattern
-            if not path.is_file() or not is_checkpoint(path):
-                raise Refused(f"{pattern}: not a numdp checkpoint (numdp lmp restarts from the checkpoints of "
-                              f"its `restart` command, not from LAMMPS binary restart files)")
+        if not path.is_file() or not is_checkpoint(path):
+            raise Refused(f"{_relative(path, self.base)}: not a numdp checkpoint (numdp lmp restarts from the "
+                          f"checkpoints of its `restart` command, not from LAMMPS binary restart files)")
         frame = read_frame(path)
         self.s.restart_file = path
         self.s.restart_step = int(frame["step"])
@@ -476,11 +472,14 @@ class _Translator:
             self.s.checkpoint_every = 0
             return
         if len(c.args) != 2:
-            raise Refused("numdp lmp supports `restart N ROOT` (one root, numdp's checkpoint ROOT.h5)")
+            raise Refused("numdp lmp supports `restart N ROOT` (one root: numdp checkpoints ROOT.STEP), not "
+                          "two toggled files or keywords")
         every, root = _integer(c.args[0], "N"), c.args[1]
-        if "*" in root or "%" in root:
-            raise Refused("a root with * or % is not supported by numdp lmp (one checkpoint ROOT.h5 is kept)")
-        self.s.checkpoint_every, self.s.checkpoint = every, root + ".h5"
+        if "%" in root:
+            raise Refused("a root with % (one file per processor) is not supported by numdp lmp")
+        # LAMMPS appends the step to a root without a *: ROOT.STEP (what DP-GEN looks for)
+        self.s.checkpoint_every = every
+        self.s.checkpoint = root if is_series(root) else f"{root}.{MARK}"
 
     def _log(self, c: Command) -> None:
         if len(c.args) != 1:

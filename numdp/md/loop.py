@@ -173,7 +173,7 @@ class Simulation:
         if self.checkpoint is not None and self.stop_path is not None:
             self.checkpoint.write(snap, self.stop_path)
             last = self.checkpoint.last_written
-            written.append(f"state written to {self.stop_path}"
+            written.append(f"state written to {self.checkpoint.file_for(snap.step, self.stop_path)}"
                            + (f" (last regular checkpoint: step {last})" if last is not None else ""))
         return message + ("; " + ", ".join(written) if written else "")
 
@@ -239,8 +239,9 @@ class Simulation:
                 if self.checkpoint is not None and self.checkpoint.last_written != state.step:
                     self.checkpoint.write(snap, self.checkpoint.path)
                 self.console.line(f"interrupted after step {state.step}"
-                                  + (f"; checkpoint written to {self.checkpoint.path} (continue with "
-                                     f"--restart {self.checkpoint.path})" if self.checkpoint else ""))
+                                  + (f"; checkpoint written to {self.checkpoint.file_for(state.step)} "
+                                     f"(continue with --restart {self.checkpoint.file_for(state.step)})"
+                                     if self.checkpoint else ""))
                 raise mark_agreed(KeyboardInterrupt(), self.world.is_root)
         notice.stop()
         progress.finish()

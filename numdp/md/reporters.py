@@ -14,10 +14,12 @@ from __future__ import annotations
 import math
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from ..io.h5md import DEFAULT_FORCE_UNIT, FIELDS, write_checkpoint
+from ..io.series import series_file
 from ..io.trajectory import FIELD_ARRAYS, Frame, TrajectoryWriter
 from ..parallel.distribute import GlobalAtoms
 from ..parallel.world import World
@@ -207,11 +209,17 @@ class CheckpointReporter:
     def report(self, s: Snapshot) -> None:
         self.write(s, self.path)
 
+    def file_for(self, step: int, path=None) -> Path:
+        """The file written for `step` to `path` (default the checkpoint's): a series name
+        (numdp.io.series, LAMMPS' `restart N ROOT`) gives one file per step."""
+        return series_file(self.path if path is None else path, step)
+
     def write(self, s: Snapshot, path) -> None:
         """Collective: every rank calls it; rank 0 writes."""
         atoms = s.atoms()
         if atoms.world.is_root:
-            write_checkpoint(path, s.state, s.observables(), self.input_text, self.force_unit, atoms)
+            write_checkpoint(self.file_for(s.step, path), s.state, s.observables(), self.input_text,
+                             self.force_unit, atoms)
         else:
             atoms.drain()
         if path == self.path:

@@ -30,7 +30,8 @@ from ..config import RunSettings
 from ..errors import InputError
 from ..io.backup import Backups, prepare_outputs
 from ..io.h5md import is_checkpoint
-from ..io.trajectory import open_trajectory, series_files
+from ..io.series import series_files
+from ..io.trajectory import open_trajectory
 from ..parallel.device_comm import bind_rank_gpu
 from ..parallel.distribute import GlobalAtoms, scatter_state
 from ..parallel.domain import Domain, check_grid, choose_grid, describe_grid
@@ -168,7 +169,8 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
         if world.is_root:
             prepare_outputs(outputs)  # before any backup: a run that cannot write moves nothing
             if not restarted:  # a new run: keep the previous run's files under numbered names
-                backups = Backups.move(outputs + series_files(out.trajectory))
+                backups = Backups.move(outputs + series_files(out.trajectory) + series_files(out.checkpoint)
+                                       + series_files(_stop_path(out.checkpoint)))
     # until the first report (Simulation.run) a failure gives them their names back
     with backups:
         console = Console(out.log, resume=restarted, screen=screen, enabled=world.is_root)
