@@ -197,7 +197,7 @@ def _write(workdir, tree) -> str:
     (lambda t: t["training"].update(num_steps=5), r"\[training\] num_steps: give numb_steps or num_steps, not both"),
     (lambda t: t["training"].update(numb_epoch=2), r"\[training\] numb_epoch: give numb_steps or numb_epoch, not both"),
     (lambda t: t["training"].update(gradient_max_norm=-1.0), r"\[training\] gradient_max_norm: must be >= 0"),
-    (lambda t: t["training"].update(disp_avg=True), r"\[training\] disp_avg: numdp supports only False"),
+    (lambda t: t["training"].update(disp_avg=1), r"\[training\] disp_avg: expected true or false"),
     (lambda t: t["loss"].update(start_pref_gf=1.0, limit_pref_gf=1.0),
      r"\[loss\] start_pref_gf: the generalized-force loss term is not supported by numdp"),
     (lambda t: t["loss"].update(loss_func="mae"), r"\[loss\] loss_func: not supported by numdp"),

@@ -703,3 +703,29 @@ def test_nan_gradient_with_clipping_stops_with_one_line(tmp_path, data_dir):
     assert text.startswith("step 2: the gradient norm is nan: training has diverged") and "\n" not in text
     assert isinstance(err.value, numdp.errors.InputError)
     assert sorted(thetas) == [1, 2] and np.array_equal(trainer.flat.theta, thetas[2])
+
+
+def test_disp_avg_averages_the_training_columns_over_the_interval(tmp_path, data_dir):
+    """disp_avg (DeePMD-kit's): each row's training columns are the mean of the per-step figures
+    since the previous row (this step's included); the validation columns are unchanged.  The
+    per-step figures come from the same run with disp_freq = 1 (displayed steps update through the
+    same arithmetic, so the trajectories agree bit for bit)."""
+    paths = {}
+    for name, extra in (("every", "disp_freq = 1"), ("avg", "disp_freq = 3\ndisp_avg = true"),
+                        ("plain", "disp_freq = 3")):
+        (tmp_path / name).mkdir()
+        paths[name] = make_input(tmp_path / name, data_dir, steps=6)
+        paths[name].write_text(paths[name].read_text().replace("disp_freq = 4", extra))
+    histories = {name: run(path)[1] for name, path in paths.items()}
+    by_step = {s: np.array(r) for s, r in histories["every"].rows.items()}   # full precision
+    rows = {s: np.array(r) for s, r in histories["avg"].rows.items()}
+    assert sorted(rows) == [0, 3, 6]
+    ncol = len(rows[0]) - 1                      # rmse_val, rmse_trn, ..., lr: training columns odd
+    trn, val = list(range(1, ncol, 2)), list(range(0, ncol, 2))
+    for step, steps in ((0, [0]), (3, [1, 2, 3]), (6, [4, 5, 6])):
+        mean = np.mean([by_step[s][trn] for s in steps], axis=0)
+        # the same figures added in another order: a few ulps; nan where a batch had no virial
+        assert np.allclose(rows[step][trn], mean, rtol=1e-13, atol=0, equal_nan=True), (rows[step][trn], mean)
+        # validation as without disp_avg (disp_freq = 1 draws other validation batches)
+        assert np.array_equal(rows[step][val], np.array(histories["plain"].rows[step])[val], equal_nan=True)
+    assert not np.allclose(rows[3][trn][:2], by_step[3][trn][:2], rtol=1e-6)   # not the last step's

@@ -35,7 +35,8 @@ Schema (defaults in brackets; see also docs/training.md)::
                           gradient_max_norm [0 = off],
                           seed [none], disp_freq [1000], save_freq [1000], disp_file ["lcurve.out"],
                           save_ckpt ["model.ckpt.h5"], model_file ["model.h5"],
-                          data_stat_nbatch [10], disp_training [true], init_spread [0.15],
+                          data_stat_nbatch [10], disp_training [true], disp_avg [false],
+                          init_spread [0.15],
                           auto_prob ["prob_sys_size"], sys_probs [none] (`AutoProb`,
                           numdp.train.data.system_probs)
                           (`precondition`, a former numdp option, is refused when true and
@@ -260,6 +261,8 @@ class TrainingConfig:
     model_file: Path = Path("model.h5")
     data_stat_nbatch: int = 10
     disp_training: bool = True
+    disp_avg: bool = False
+    """lcurve's training columns averaged over the steps since the previous row (DeePMD-kit's)."""
     init_spread: float = 0.15
     """Spread across atoms of the fitting nets' first-layer pre-activations at the start
     (numdp.train.init.spread_first_layers); 0 keeps DeePMD-kit's draw."""
@@ -742,6 +745,7 @@ def parse_config(data: dict, source: Path, text: str = "", base: Path | None = N
                              ("[training] model_file", tc.model_file)], [("the input file", source)])
     tc.data_stat_nbatch = ts.integer("data_stat_nbatch", 10, minimum=1)
     tc.disp_training = ts.boolean("disp_training", True)
+    tc.disp_avg = ts.boolean("disp_avg", False)
     tc.init_spread = ts.number("init_spread", TrainingConfig.init_spread, nonnegative=True)
     tc.change_bias_after_training = ts.boolean("change_bias_after_training", False)
     if ts.boolean("precondition", False):

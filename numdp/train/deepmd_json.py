@@ -44,7 +44,7 @@ IGNORED: dict[str, dict[str, Any]] = {
     "training": {"_comment": ANY, "max_ckpt_keep": ANY, "time_training": ANY, "profiling": ANY,
                  "profiling_file": ANY, "enable_profiler": ANY, "tensorboard": ANY,
                  "tensorboard_log_dir": ANY, "tensorboard_freq": ANY, "save_ckpt_keep": ANY,
-                 "disp_avg": (False,), "opt_type": ("Adam",), "warmup_steps": (0,)},
+                 "opt_type": ("Adam",), "warmup_steps": (0,)},
 }
 """Per JSON table: keys dropped, with their accepted values (`ANY`, or a tuple)."""
 

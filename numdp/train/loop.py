@@ -435,17 +435,17 @@ class Trainer:
                         input_text=self.cfg.text, elapsed=elapsed)
         write_checkpoint(ck, self.cfg.training.save_ckpt)
 
-    def _row(self, step, stats, vstats, lr) -> list[float]:
-        vals = []
-        for kind in self._lcurve_kinds():
-            for st in ((vstats, stats) if self.valid_sys else (stats,)):
-                if st is None:
-                    vals.append(math.nan)
-                elif kind == "":
-                    vals.append(st.rmse())
-                else:
-                    vals.append(getattr(st, f"rmse{kind}"))
-        return vals + [lr]
+    def _figures(self, st: LossStats | None) -> np.ndarray:
+        """The lcurve figures of `st` in the order of `_lcurve_kinds` (nan for None)."""
+        return np.array([math.nan if st is None else st.rmse() if kind == "" else getattr(st, f"rmse{kind}")
+                         for kind in self._lcurve_kinds()])
+
+    def _row(self, step, train: np.ndarray, vstats, lr) -> list[float]:
+        """An lcurve row: `train` the training figures (`_figures`, or their mean over the display
+        interval with disp_avg), each after the validation's when there is validation data."""
+        if not self.valid_sys:
+            return train.tolist() + [lr]
+        return np.column_stack([self._figures(vstats), train]).ravel().tolist() + [lr]
 
     def _lcurve_kinds(self) -> list[str]:
         p = self.prefs
@@ -474,6 +474,7 @@ class Trainer:
             step = self.start_step
             saved_at = None
             running = None
+            interval_sum, interval_n = None, 0
             # with relative_f the force RMSE is of relative errors (DeePMD-kit's rmse_f)
             f_unit = "meV/A" if cfg.loss.options.relative_f is None else "e-3 rel"
             try:
@@ -486,10 +487,15 @@ class Trainer:
                     backups.keep()  # a step is done: from here on a failure keeps both runs' files
                     lr = self.sched.lr(step)
                     running = stats.loss() if running is None else 0.9 * running + 0.1 * stats.loss()
+                    figures = self._figures(stats)
+                    if tr.disp_avg:   # DeePMD-kit's: the mean over the steps since the last row
+                        interval_sum = figures if interval_sum is None else interval_sum + figures
+                        interval_n += 1
                     if display:
-                        row = self._row(step, stats, vstats, lr)
+                        row = self._row(step, interval_sum / interval_n if tr.disp_avg else figures, vstats, lr)
                         lcurve.row(step, row)
                         history.rows[step] = row
+                        interval_sum, interval_n = None, 0
                     step += 1
                     elapsed = time.monotonic() - start
                     if step % tr.save_freq == 0 or step == total:
@@ -510,7 +516,10 @@ class Trainer:
                 k, idx = self.sampler.next()
                 self._batch_loss(self.train_sys, self.train_cache, k, idx, pref, stats, False)
                 vstats = self.validate(pref)
-                row = self._row(total, stats, vstats, lr)
+                figures = self._figures(stats)
+                if tr.disp_avg and interval_sum is not None:
+                    figures = (interval_sum + figures) / (interval_n + 1)
+                row = self._row(total, figures, vstats, lr)
                 lcurve.row(total, row)
                 history.rows[total] = row
                 progress.finish()
