@@ -8,6 +8,7 @@ equivalent TOML (the same code path, so the trajectories are equal byte for byte
 from __future__ import annotations
 
 import math
+import re
 import textwrap
 from pathlib import Path
 
@@ -347,7 +348,7 @@ def test_commands_that_change_the_physics_are_refused_in_one_line(task, tmp_path
     ("units metal\npair_style lj/cut 2.5\n", "in.lammps:2: pair_style: numdp lmp runs pair_style deepmd only"),
     ("units metal\npair_style deepmd g.pb fparam 1\n", "in.lammps:2: pair_style: keyword fparam is not supported"),
     ("units metal\nread_data conf.lmp\npair_style deepmd g.h5\npair_coeff * *\nfix 1 all nve\n",
-     "in.lammps: the script has no run command"),
+     "in.lammps: the script has no run or minimize command"),
     ("read_data conf.lmp\n", "in.lammps: the script sets no `units metal`"),
 ])
 def test_translation_errors(tmp_path, text, message):
@@ -427,3 +428,51 @@ def test_thermostat_fixes_beside_fix_nve(tmp_path, fix, kind):
             translate(bad, "in.lammps", {}, tmp_path)
     with pytest.raises(InputError, match="keyword 'tally' is not supported"):
         translate(textwrap.dedent(text.format(fix="langevin 300 300 0.2 7 tally yes")), "in.lammps", {}, tmp_path)
+
+
+MINIMIZE = """
+    units metal
+    read_data conf.lmp
+    mass 1 12.0
+    mass 2 16.0
+    pair_style deepmd graph.000.h5
+    pair_coeff * *
+    thermo 5
+    dump 1 all custom 5 relax/*.lammpstrj id type x y z fx fy fz
+    {style}
+    min_modify dmax 0.05 norm max delaystep 10 halfstepback no
+    timestep 0.002
+    minimize 1e-12 1e-4 20 1000
+    """
+
+
+def test_minimize_with_min_style_fire(task, tmp_path, monkeypatch, capsys):
+    """`min_style fire` + `min_modify` + `minimize etol ftol maxiter maxeval`: numdp's [minimize]
+    (FIRE 2.0 as LAMMPS' min_style fire; `timestep` is FIRE's dt0), run by numdp run's code to the
+    same dumps byte for byte; LAMMPS' default min_style cg, maxeval < maxiter, a min_modify
+    keyword of another style and a command after minimize are refused in one line."""
+    lmp = _folder(task, tmp_path / "lmp")
+    script = textwrap.dedent(MINIMIZE.format(style="min_style fire"))
+    (lmp / "in.lammps").write_text(script)
+    tr = translate(script, "in.lammps", {}, lmp)
+    assert "md" not in tr.tables
+    assert tr.tables["minimize"] == {"style": "fire", "steps": 20, "etol": 1e-12, "ftol": 1e-4, "timestep": 0.002,
+                                     "dmax": 0.05, "norm": "max", "delaystep": 10, "halfstepback": False}
+    assert numdp(lmp, monkeypatch, "lmp", "-i", "in.lammps") == 0
+    assert "Minimization stats:" in capsys.readouterr().out
+    ref = _folder(task, tmp_path / "run")
+    assert numdp(lmp, monkeypatch, "lmp", "-i", "in.lammps", "--print-toml") == 0
+    (ref / "min.toml").write_text(capsys.readouterr().out)
+    assert numdp(ref, monkeypatch, "run", "min.toml") == 0
+    frames = sorted(p.name for p in (lmp / "relax").iterdir())
+    assert frames and frames == sorted(p.name for p in (ref / "relax").iterdir())
+    for name in frames:
+        assert (lmp / "relax" / name).read_text() == (ref / "relax" / name).read_text()
+    for change, message in (
+            (("min_style fire", ""), "minimize: min_style cg (LAMMPS default): numdp minimizes with FIRE only"),
+            (("1000", "10"), "minimize: maxeval 10 < maxiter 20"),
+            (("norm max", "line quadratic"), "min_modify: min_modify line quadratic: not supported"),
+            (("minimize 1e-12 1e-4 20 1000", "minimize 1e-12 1e-4 20 1000\nrun 10"),
+             "run: numdp lmp runs one `run` or `minimize`")):
+        with pytest.raises(InputError, match=re.escape(message)):
+            translate(script.replace(*change), "in.lammps", {}, lmp)

@@ -121,6 +121,9 @@ class _State:
     checkpoint_every: int = 0
     log: str = DEFAULT_LOG
     steps: int | None = None
+    min_style: str = "cg"                 # LAMMPS' default; numdp minimizes with fire only
+    min_modify: dict = field(default_factory=dict)   # [minimize] keys from min_modify
+    minimize: dict | None = None          # [minimize] etol, ftol, steps from `minimize`
 
 
 def _number(word: str, what: str, positive=False, nonnegative=False) -> float:
@@ -164,7 +167,7 @@ class _Translator:
     # -- the commands -----------------------------------------------------------------------------
     def __call__(self, c: Command) -> None:
         if self.ran:
-            raise Refused("numdp lmp runs one `run`; commands after it are not supported")
+            raise Refused("numdp lmp runs one `run` or `minimize`; commands after it are not supported")
         if c.name in _HARMLESS:
             _HARMLESS[c.name](c.args)
         elif c.name in _COMMANDS:
@@ -498,6 +501,50 @@ class _Translator:
         self.s.steps = n if upto else start + n
         self.ran = True
 
+    def _min_style(self, c: Command) -> None:
+        if len(c.args) != 1:
+            raise Refused("expected: min_style STYLE")
+        self.s.min_style = c.args[0]
+
+    def _min_modify(self, c: Command) -> None:
+        args = list(c.args)
+        if not args or len(args) % 2:
+            raise Refused("expected: min_modify KEYWORD VALUE ...")
+        for key, value in zip(args[::2], args[1::2]):
+            if key in _MIN_NUMBERS:
+                self.s.min_modify[key] = _number(value, key)
+            elif key in _MIN_INTEGERS:
+                self.s.min_modify[key] = _integer(value, key)
+            elif key in ("halfstepback", "initialdelay") and value in ("yes", "no"):
+                self.s.min_modify[key] = value == "yes"
+            elif key == "norm" and value in ("two", "max", "inf"):
+                self.s.min_modify[key] = value
+            elif key == "integrator" and value == "eulerimplicit":
+                self.s.min_modify[key] = value
+            else:
+                raise Refused(f"min_modify {key} {value}: not supported by numdp lmp (FIRE's dmax, tmax, tmin, "
+                              f"delaystep, dtgrow, dtshrink, alpha0, alphashrink, vdfmax, halfstepback, "
+                              f"initialdelay, norm, integrator eulerimplicit are)")
+
+    def _minimize(self, c: Command) -> None:
+        """`minimize etol ftol maxiter maxeval` with `min_style fire`: numdp's [minimize] (FIRE 2.0,
+        LAMMPS' min_style fire; docs/md.md#energy-minimization)."""
+        self._need_box("minimize")
+        if len(c.args) != 4:
+            raise Refused("expected: minimize ETOL FTOL MAXITER MAXEVAL")
+        if self.s.min_style != "fire":
+            raise Refused(f"min_style {self.s.min_style}{' (LAMMPS default)' if self.s.min_style == 'cg' else ''}: "
+                          f"numdp minimizes with FIRE only; add `min_style fire`")
+        etol, ftol = _number(c.args[0], "etol", nonnegative=True), _number(c.args[1], "ftol", nonnegative=True)
+        maxiter, maxeval = _integer(c.args[2], "maxiter"), _integer(c.args[3], "maxeval")
+        if maxeval < maxiter:
+            raise Refused(f"maxeval {maxeval} < maxiter {maxiter}: numdp's FIRE has no limit on force "
+                          f"evaluations (about one per iteration); give maxeval >= maxiter")
+        start = self.s.restart_step or 0
+        self.s.minimize = {"steps": start + maxiter, "etol": etol, "ftol": ftol}
+        self.s.steps = start + maxiter
+        self.ran = True
+
     # -- the tables -------------------------------------------------------------------------------
     def tables(self) -> dict:
         s = self.s
@@ -508,9 +555,9 @@ class _Translator:
         if not s.pair_coeff:
             raise Refused("the script has no `pair_coeff * *` (LAMMPS refuses to run without it)")
         if s.steps is None:
-            raise Refused("the script has no run command: nothing to do")
+            raise Refused("the script has no run or minimize command: nothing to do")
         fix = s.fix
-        if fix is None:
+        if fix is None and s.minimize is None:
             raise Refused("the script has no fix nve, nvt or npt: LAMMPS would not move the atoms; numdp lmp "
                           "needs one")
         devi = len(s.models) > 1
@@ -523,29 +570,18 @@ class _Translator:
                 system["type_names"] = s.elements
             if s.masses:
                 system["masses"] = self._masses()
-            if s.velocity is not None:
+            if s.velocity is not None and s.minimize is None:
                 system["velocities"] = {"temperature": s.velocity[0], "seed": s.velocity[1]}
+            elif s.velocity is not None:
+                self.note("velocity create before minimize: numdp's FIRE starts at rest (LAMMPS' minimize "
+                          "ignores the velocities too); not used")
             if s.boundary != ("p", "p", "p"):
                 system["pbc"] = [b == "p" for b in s.boundary]
         t["system"] = system
-        md: dict = {"timestep": s.timestep, "steps": s.steps, "ensemble": fix.ensemble.value}
-        if s.velocity is not None and s.restart_file is None:
-            md["seed"] = s.velocity[1]   # the barostat's noise differs from task to task, as DP-GEN's seeds
-        th = s.thermostat
-        if th is not None:
-            if fix.ensemble is not Ensemble.NVE:
-                raise Refused(f"fix {th.fix_id} ({th.style.value}) beside fix {s.fix_id} {fix.ensemble.value}: "
-                              f"two thermostats; numdp runs one (use fix nve with it)")
-            md["ensemble"] = Ensemble.NVT.value
-            md["seed"] = th.seed
-            md["thermostat"] = {"kind": th.style.value, "temperature": th.temperature, "tau": th.damp}
-        elif fix.ensemble is not Ensemble.NVE:
-            md["thermostat"] = {"kind": "nose-hoover", "temperature": fix.temperature, "tau": fix.tdamp,
-                                "chain": fix.chain}
-        if fix.ensemble is Ensemble.NPT:
-            md["barostat"] = {"kind": "c-rescale", "pressure": fix.pressure, "tau": fix.pdamp,
-                              "coupling": fix.coupling}
-        t["md"] = md
+        if s.minimize is not None:
+            t["minimize"] = {"style": "fire", **s.minimize, "timestep": s.timestep, **s.min_modify}
+        else:
+            t["md"] = self._md_table(fix)
         t["neighbor"] = {"skin": s.skin}
         out: dict = {}
         if s.dump is None:
@@ -567,6 +603,28 @@ class _Translator:
                 if key in d:
                     t["model_devi"][key] = d[key]
         return t
+
+    def _md_table(self, fix: Fix) -> dict:
+        """[md] of the script's integration fix (and thermostat fix)."""
+        s = self.s
+        md: dict = {"timestep": s.timestep, "steps": s.steps, "ensemble": fix.ensemble.value}
+        if s.velocity is not None and s.restart_file is None:
+            md["seed"] = s.velocity[1]   # the barostat's noise differs from task to task, as DP-GEN's seeds
+        th = s.thermostat
+        if th is not None:
+            if fix.ensemble is not Ensemble.NVE:
+                raise Refused(f"fix {th.fix_id} ({th.style.value}) beside fix {s.fix_id} {fix.ensemble.value}: "
+                              f"two thermostats; numdp runs one (use fix nve with it)")
+            md["ensemble"] = Ensemble.NVT.value
+            md["seed"] = th.seed
+            md["thermostat"] = {"kind": th.style.value, "temperature": th.temperature, "tau": th.damp}
+        elif fix.ensemble is not Ensemble.NVE:
+            md["thermostat"] = {"kind": "nose-hoover", "temperature": fix.temperature, "tau": fix.tdamp,
+                                "chain": fix.chain}
+        if fix.ensemble is Ensemble.NPT:
+            md["barostat"] = {"kind": "c-rescale", "pressure": fix.pressure, "tau": fix.pdamp,
+                              "coupling": fix.coupling}
+        return md
 
     def _matches_checkpoint(self) -> None:
         """The boundary and mass commands with read_restart set the checkpoint's again (DP-GEN's
@@ -649,6 +707,10 @@ def _accept(*allowed):
     return check
 
 
+_MIN_NUMBERS = ("dmax", "tmax", "tmin", "dtgrow", "dtshrink", "alpha0", "alphashrink")
+_MIN_INTEGERS = ("delaystep", "vdfmax")
+"""min_modify keywords of min_style fire, as numdp's [minimize] keys of the same names."""
+
 _HARMLESS = {
     "atom_modify": _accept(("map", "yes"), ("map", "array"), ("map", "hash")),
     "newton": _accept(("on",), ("off",), ("on", "on"), ("off", "off")),
@@ -657,7 +719,8 @@ _HARMLESS = {
 }
 _COMMANDS = ("units", "boundary", "atom_style", "dimension", "neighbor", "neigh_modify", "box", "read_data",
              "read_restart", "change_box", "mass", "pair_style", "pair_coeff", "velocity", "fix", "timestep",
-             "thermo", "thermo_style", "dump", "dump_modify", "restart", "log", "run")
+             "thermo", "thermo_style", "dump", "dump_modify", "restart", "log", "run", "min_style",
+             "min_modify", "minimize")
 
 
 def translate(text: str, name: str, cli_variables: dict[str, str], base: Path,
