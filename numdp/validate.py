@@ -119,16 +119,22 @@ TRAIN_WORDING = Wording(
 """The words of `numdp train` input messages (numdp.train.config)."""
 
 
-def load_toml(path: Path) -> tuple[str, dict]:
-    """(text, parsed table) of the TOML file `path`; InputError if missing, unreadable or invalid."""
+def read_input_text(path: Path, what: str = "input file") -> str:
+    """The text of the input file `path` (`what` names it when missing); InputError if missing or
+    unreadable (TOML and JSON inputs, LAMMPS scripts)."""
     try:
-        text = path.read_text()
+        return Path(path).read_text()
     except FileNotFoundError:
-        raise InputError(f"{path}: input file not found") from None
+        raise InputError(f"{path}: {what} not found") from None
     except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: cannot read ({exc})") from None
+
+
+def load_toml(path: Path) -> tuple[str, dict]:
+    """(text, parsed table) of the TOML file `path`; InputError if missing, unreadable or invalid."""
+    text = read_input_text(path)
     return text, parse_toml_text(text, path.name)
 
 

@@ -33,16 +33,11 @@ def translate_file(args):
     """The Translation (numdp.lammps.translate) of the script `args.input` with args' -v and -log."""
     from pathlib import Path
 
-    from ..errors import InputError
     from ..lammps.translate import translate
+    from ..validate import read_input_text
 
     path = Path(args.input)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise InputError(f"{path}: input script not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read ({exc})") from None
+    text = read_input_text(path, "input script")
     log = None if args.log is None else ("" if args.log == "none" else args.log)
     return translate(text, path.name, dict(args.variables), Path.cwd(), log)
 

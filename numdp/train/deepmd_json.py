@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import InputError
-from ..validate import TRAIN_WORDING, Table, show_value
+from ..validate import TRAIN_WORDING, Table, read_input_text, show_value
 
 ANY: Any = object()
 """Marks an ignored key whose every value is harmless."""
@@ -135,12 +135,7 @@ def to_train_tables(data, file: str) -> dict:
 
 def load_json(path) -> tuple[str, Any]:
     """(text, parsed tree) of the JSON file `path`; InputError if missing, unreadable or invalid."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise InputError(f"{path}: input file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read ({exc})") from None
+    text = read_input_text(path)
     return text, parse_json_text(text, path.name)
 
 
