@@ -18,7 +18,7 @@ import pytest
 from numdp.cli import main as cli_main
 from numdp.errors import InputError
 from numdp.io.model_file import write_model
-from numdp.io.structure import write_lammps_data
+from numdp.io.structure import read_lammps_data, write_lammps_data
 from numdp.lammps.script import Command, Script
 from numdp.lammps.translate import translate
 from randmodel import random_params
@@ -300,17 +300,37 @@ def test_pair_coeff_elements_map_lammps_types_to_the_model(tmp_path, monkeypatch
         pair_style deepmd m.h5
         pair_coeff * * H O
         dump d all custom 1 one.lammpstrj id type element x y z
+        velocity all create 300 5
         fix 1 all nve
-        run 0
+        run 3
+        write_data end.data nocoeff
         """
     (tmp_path / "in.lammps").write_text(textwrap.dedent(script))
     tr = translate(textwrap.dedent(script), "in.lammps", {}, tmp_path)
-    assert tr.tables["system"] == {"file": "h2o.data", "type_names": ["H", "O"], "masses": {"H": 2.0, "O": 16.0}}
+    assert tr.tables["system"] == {"file": "h2o.data", "type_names": ["H", "O"], "masses": {"H": 2.0, "O": 16.0},
+                                   "velocities": {"temperature": 300.0, "seed": 5}}
     assert "model_devi" not in tr.tables and tr.tables["model"] == {"file": "m.h5"}
     assert numdp(tmp_path, monkeypatch, "lmp", "-i", "in.lammps") == 0
-    rows = [ln.split() for ln in (tmp_path / "one.lammpstrj").read_text().splitlines()[9:]]
+    rows = [ln.split() for ln in (tmp_path / "one.lammpstrj").read_text().splitlines()[9:9 + len(t)]]   # frame 0
     assert [r[2] for r in rows] == [["H", "O"][k] for k in t]
     assert [r[1] for r in rows] == [["2", "1"][k] for k in t]   # the model's type index + 1
+    # write_data: the final checkpoint's state with the script's types (1 = H), masses, velocities
+    from numdp.io.h5md import read_frame
+    from numdp.io.structure import lammps_box
+
+    end, final = read_lammps_data(tmp_path / "end.data"), read_frame(tmp_path / "checkpoint.h5")
+    assert final["step"] == 3 and end.type_ids.tolist() == t.tolist()
+    assert end.masses.tolist() == [[2.0, 16.0][k] for k in t]
+    h, q = lammps_box(final["box"])
+    assert np.allclose(end.box, h, rtol=0, atol=1e-9)           # %.10f
+    assert np.allclose(end.positions, final["positions"] @ q, rtol=0, atol=2e-9)
+    assert np.allclose(end.velocities, final["velocities"] @ q, rtol=0, atol=1e-9)
+    assert np.abs(end.velocities).max() > 1.0                   # the run's velocities, not zeros
+    early = textwrap.dedent(script).replace("velocity all", "write_data early.data\nvelocity all")
+    with pytest.raises(InputError, match="write_data before run / minimize"):
+        translate(early, "in.lammps", {}, tmp_path)
+    with pytest.raises(InputError, match="write_data: expected: write_data FILE"):
+        translate(textwrap.dedent(script).replace("end.data nocoeff", "end.data pair ii"), "in.lammps", {}, tmp_path)
 
 
 BASE = """

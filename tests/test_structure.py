@@ -165,3 +165,51 @@ def test_numeric_xyz_species_are_atom_types_named_by_type_names(tmp_path):
     path.write_text("2\n\n0 0.0 0.0 0.0\n1 0.96 0.0 0.0\n")
     with pytest.raises(InputError, match=r"dump.xyz:2: numeric species are atom types 1, 2, \.\.\..*got 0"):
         read_extxyz(path)
+
+
+def test_lammps_data_written_from_any_cell_wraps_rotates_and_keeps_velocities(tmp_path):
+    """write_lammps_data of a cell that is not LAMMPS' restricted form (a not along x) and of
+    positions outside the box: the file holds the rotated cell (lammps_box), positions wrapped
+    with image flags and rotated velocities, so that reading it back gives pos @ Q and vel @ Q
+    (the reader unwraps with the flags); an unwrapped copy would differ by lattice vectors."""
+    from numdp.io.structure import lammps_box, write_lammps_data
+
+    rng = np.random.default_rng(3)
+    box = np.array([[5.0, 0.4, 0.3], [0.2, 6.0, -0.5], [0.1, 0.3, 7.0]])
+    pos = rng.uniform(-0.5, 1.5, (9, 3)) @ box          # some atoms outside the cell
+    vel = rng.normal(size=(9, 3))
+    write_lammps_data(tmp_path / "a.data", np.arange(9) % 2, pos, box, [1.0, 2.0], velocities=vel)
+    back = read_lammps_data(tmp_path / "a.data")
+    h, q = lammps_box(box)
+    assert np.allclose(h, box @ q, atol=1e-12) and np.allclose(h[[0, 0, 1], [1, 2, 2]], 0.0)
+    assert np.allclose(back.box, h, atol=1e-9)
+    assert np.allclose(back.positions, pos @ q, atol=5e-9)
+    assert np.allclose(back.velocities, vel @ q, atol=1e-9)
+    text = (tmp_path / "a.data").read_text()
+    atoms = text.split("Atoms # atomic\n\n")[1].split("\n\n")[0].splitlines()
+    frac = np.linalg.solve(h.T, np.array([[float(w) for w in ln.split()[2:5]] for ln in atoms]).T).T
+    assert np.all((frac > -1e-9) & (frac < 1 + 1e-9)) and any(ln.split()[5:] != ["0", "0", "0"] for ln in atoms)
+
+
+def test_convert_writes_the_last_frame_as_lammps_data(tmp_path, capsys):
+    """numdp convert CHECKPOINT/TRAJECTORY OUT.data: the last frame, types by numdp's type_map
+    (type 1 = type_map[0]), masses of the atoms, velocities; an input that is no H5MD is refused."""
+    from numdp.cli import main
+    from numdp.io.h5md import read_frame
+
+    box = np.diag([6.0, 6.0, 6.0])
+    w = H5MDWriter(tmp_path / "t.h5md", species=np.array([1, 0, 1]), masses=np.array([1.0, 16.0, 1.0]),
+                   type_map=["O", "H"], fields=("position", "velocity"))
+    for step, shift in ((0, 0.0), (10, 0.5)):
+        w.append(step, 0.001 * step, np.array([[0.0, 0, 0], [1.0, 0, 0], [0, 1.0, 0]]) + shift,
+                 np.ones((3, 3)) * (step + 1), None, box, {})
+    w.close()
+    assert main(["convert", str(tmp_path / "t.h5md"), str(tmp_path / "o.lmp")]) == 0
+    back, last = read_lammps_data(tmp_path / "o.lmp"), read_frame(tmp_path / "t.h5md")
+    assert "from step 10" in capsys.readouterr().out
+    assert back.type_ids.tolist() == [1, 0, 1] and back.masses.tolist() == [1.0, 16.0, 1.0]
+    assert np.allclose(back.positions, last["positions"], atol=1e-9)
+    assert np.allclose(back.velocities, 11.0, atol=1e-9)
+    (tmp_path / "x.xyz").write_text("1\n\nH 0 0 0\n")
+    assert main(["convert", str(tmp_path / "x.xyz"), str(tmp_path / "o.data")]) == 2
+    assert "not an H5MD file" in capsys.readouterr().err

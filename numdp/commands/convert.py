@@ -1,5 +1,6 @@
 """`numdp convert IN OUT`: convert a model between numdp's HDF5 file and DeePMD-kit's `.dp`, or
-an H5MD trajectory to extended XYZ or a LAMMPS text dump.
+an H5MD trajectory to extended XYZ or a LAMMPS text dump, or its last frame (a checkpoint's
+state) to a LAMMPS data file (.data, .lmp: positions, box, types, masses, velocities).
 
 IN is recognised by its content (an H5MD file is a trajectory, else a model); OUT's format is
 chosen by its suffix (models: .dp for DeePMD-kit, .h5 or .hdf5 for numdp; trajectories: .extxyz
@@ -20,7 +21,8 @@ from ..io.model_file import DESCRIPTIONS, model_kind, output_kind, read_model, w
 def configure(parser):
     parser.add_argument("input", metavar="IN", help="model to read (numdp .h5 or DeePMD-kit .dp) or H5MD trajectory")
     parser.add_argument("output", metavar="OUT",
-                        help="model to write (.dp = DeePMD-kit, .h5/.hdf5 = numdp) or trajectory (.extxyz/.xyz, .lammpstrj/.dump)")
+                        help="model to write (.dp = DeePMD-kit, .h5/.hdf5 = numdp), trajectory (.extxyz/.xyz, "
+                             ".lammpstrj/.dump) or LAMMPS data file of the last frame (.data/.lmp)")
 
 
 def _replacing(dst: Path):
@@ -50,8 +52,14 @@ def _why_not_h5md(src: Path) -> str:
         return f" (unreadable HDF5 file: {one_line(exc)})"
 
 
+DATA_SUFFIXES = (".data", ".lmp")
+"""OUT suffixes of a LAMMPS data file (the last frame of an H5MD file)."""
+
+
 def main(args) -> int:
     src, dst = Path(args.input), Path(args.output)
+    if dst.suffix.lower() in DATA_SUFFIXES:
+        return _to_lammps_data(src, dst)
     if is_h5md_trajectory(src):
         fmt = format_of_path(dst)
         if fmt is None or fmt == "h5md":
@@ -79,4 +87,23 @@ def main(args) -> int:
         print(backups.line())
     print(f"wrote {dst} ({DESCRIPTIONS[out_kind]}, types {' '.join(params.type_map)}, "
           f"rcut {params.descriptor.rcut:g} Å) from {src} ({DESCRIPTIONS[in_kind]})")
+    return 0
+
+
+def _to_lammps_data(src: Path, dst: Path) -> int:
+    """The last frame of the H5MD file `src` (a checkpoint, a trajectory) as the LAMMPS data file
+    `dst` (numdp.io.structure.write_frame_lammps_data)."""
+    from ..io.h5md import read_frame
+    from ..io.structure import write_frame_lammps_data
+
+    if not is_h5md_trajectory(src):
+        raise InputError(f"{src}: not an H5MD file{_why_not_h5md(src)}; numdp convert writes a LAMMPS data "
+                         f"file ({dst.suffix}) from the last frame of an H5MD trajectory or checkpoint")
+    frame = read_frame(src)
+    with _replacing(dst) as backups:
+        write_frame_lammps_data(dst, frame, comment=f"numdp convert {src.name}, step {frame['step']}")
+    if backups.moved:
+        print(backups.line())
+    print(f"wrote {dst} (LAMMPS data file, {len(frame['positions'])} atoms, types {' '.join(frame['type_map'])}) "
+          f"from step {frame['step']} of {src} (H5MD)")
     return 0

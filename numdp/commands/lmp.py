@@ -53,8 +53,11 @@ def main(args) -> int:
         print(translate_file(args).toml, end="")
         return 0
 
+    translated = []
+
     def load(world):
         tr = translate_file(args)
+        translated.append(tr)
         if world.is_root:
             for note in tr.notices:
                 print(f"numdp lmp: note: {note}", flush=True)
@@ -62,4 +65,36 @@ def main(args) -> int:
         return run_settings(Path(args.input), tr.toml, parse_toml_text(tr.toml, Path(args.input).name), Path.cwd())
 
     args.restart = None   # read_restart in the script restarts ([system] file = the checkpoint)
-    return run.main(args, load)
+    status = run.main(args, load)
+    if status == 0 and translated:
+        _write_data(translated[-1])
+    return status
+
+
+def _write_data(tr) -> None:
+    """The script's `write_data FILE` commands after its run: the state of the run's final
+    checkpoint as LAMMPS data files (one process writes; earlier files kept as #FILE.N#)."""
+    if not tr.write_data:
+        return
+    from pathlib import Path
+
+    from ..io.backup import Backups
+    from ..io.h5md import read_frame
+    from ..io.series import is_series, latest_file
+    from ..io.structure import write_frame_lammps_data
+    from ..parallel.world import create_world
+
+    if not create_world().is_root:
+        return
+    checkpoint = Path(tr.tables["output"].get("checkpoint", "checkpoint.h5"))
+    final = latest_file(checkpoint) if is_series(checkpoint) else checkpoint
+    frame = read_frame(final)
+    order = None
+    if tr.type_elements is not None:   # LAMMPS type of each model type: pair_coeff's element order
+        order = [tr.type_elements.index(e) if e in tr.type_elements else len(tr.type_elements) + k
+                 for k, e in enumerate(frame["type_map"])]
+    for name in tr.write_data:
+        with Backups.move([Path(name)], "the existing") as backups:
+            write_frame_lammps_data(name, frame, order, comment=f"numdp lmp write_data, step {frame['step']}")
+        print(f"numdp lmp: write_data: {name} (step {frame['step']})"
+              + (f"; {backups.line()}" if backups.moved else ""), flush=True)

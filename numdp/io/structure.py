@@ -385,22 +385,87 @@ def read_lammps_data(path) -> Structure:
     return Structure(pos, box, None, types - 1, velocities, masses, str(path))
 
 
-def write_lammps_data(path, type_ids, positions, box, masses_by_type=None, comment="numdp") -> None:
-    """Write an `atomic` LAMMPS data file (lower-triangular box with origin 0; type_ids 0-based)."""
+def lammps_box(box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(restricted triclinic cell H' (3, 3) lower-triangular with positive diagonal, Q (3, 3))
+    with H' = H Q for the cell `box` H (rows = vectors): vectors v (rows) map to v Q."""
+    import math
+
+    a, b, c = box
+    ax = np.linalg.norm(a)
+    bx = b @ a / ax
+    by = math.sqrt(max(b @ b - bx * bx, 0.0))
+    cx = c @ a / ax
+    cy = (b @ c - bx * cx) / by
+    cz = math.sqrt(max(c @ c - cx * cx - cy * cy, 0.0))
+    h = np.array([[ax, 0.0, 0.0], [bx, by, 0.0], [cx, cy, cz]])
+    if np.linalg.det(box) < 0:
+        raise InputError("a left-handed cell cannot be written as a LAMMPS box")
+    if box[0, 1] == 0 and box[0, 2] == 0 and box[1, 2] == 0 and np.all(np.diag(box) > 0):
+        return box.copy(), np.eye(3)  # already LAMMPS' form: no round-off from a rotation
+    return h, np.linalg.solve(box, h)
+
+
+def write_lammps_data(path, type_ids, positions, box, masses_by_type=None, comment="numdp",
+                      velocities=None, pbc=(True, True, True)) -> None:
+    """Write an `atomic` LAMMPS data file (units metal), as LAMMPS' write_data.
+
+    type_ids (N,) 0-based (LAMMPS type = id + 1; the file declares max + 1 types, or
+    len(masses_by_type)); positions (N, 3) Å; box (3, 3) rows = cell vectors, any right-handed
+    cell: rotated into LAMMPS' restricted triclinic form (`lammps_box`, origin 0), positions and
+    velocities with it; positions wrapped into the box along the periodic vectors `pbc`, with
+    image flags when any is non-zero; masses_by_type (ntypes,) amu; velocities (N, 3) Å/ps: a
+    Velocities section."""
     box = np.asarray(box, dtype=np.float64)
-    if abs(box[0, 1]) + abs(box[0, 2]) + abs(box[1, 2]) > 1e-12 * np.abs(box).max():
-        raise ValueError("LAMMPS needs a lower-triangular cell (a along x, b in the xy plane)")
-    ntypes = int(np.max(type_ids)) + 1
+    h, q = lammps_box(box)
+    pos = np.asarray(positions, dtype=np.float64) @ q
+    frac = np.linalg.solve(h.T, pos.T).T
+    image = np.where(np.asarray(pbc, dtype=bool), np.floor(frac), 0.0)
+    pos = (frac - image) @ h
+    ntypes = max(int(np.max(type_ids)) + 1, 0 if masses_by_type is None else len(masses_by_type))
     lines = [f"# {comment}", "", f"{len(type_ids)} atoms", f"{ntypes} atom types", "",
-             f"0.0 {box[0, 0]:.10f} xlo xhi", f"0.0 {box[1, 1]:.10f} ylo yhi", f"0.0 {box[2, 2]:.10f} zlo zhi"]
-    if np.any(box[[1, 2, 2], [0, 0, 1]] != 0.0):
-        lines.append(f"{box[1, 0]:.10f} {box[2, 0]:.10f} {box[2, 1]:.10f} xy xz yz")
+             f"0.0 {h[0, 0]:.10f} xlo xhi", f"0.0 {h[1, 1]:.10f} ylo yhi", f"0.0 {h[2, 2]:.10f} zlo zhi"]
+    if np.any(h[[1, 2, 2], [0, 0, 1]] != 0.0):
+        lines.append(f"{h[1, 0]:.10f} {h[2, 0]:.10f} {h[2, 1]:.10f} xy xz yz")
     if masses_by_type is not None:
         lines += ["", "Masses", ""] + [f"{t + 1} {m:.6f}" for t, m in enumerate(masses_by_type)]
     lines += ["", "Atoms # atomic", ""]
-    for i, (t, x) in enumerate(zip(type_ids, np.asarray(positions, dtype=np.float64))):
-        lines.append(f"{i + 1} {int(t) + 1} {x[0]:.10f} {x[1]:.10f} {x[2]:.10f}")
+    flags = np.any(image != 0)
+    for i, (t, x, n) in enumerate(zip(type_ids, pos, image.astype(np.int64))):
+        lines.append(f"{i + 1} {int(t) + 1} {x[0]:.10f} {x[1]:.10f} {x[2]:.10f}"
+                     + (f" {n[0]} {n[1]} {n[2]}" if flags else ""))
+    if velocities is not None:
+        vel = np.asarray(velocities, dtype=np.float64) @ q
+        lines += ["", "Velocities", ""] + [f"{i + 1} {v[0]:.10f} {v[1]:.10f} {v[2]:.10f}"
+                                           for i, v in enumerate(vel)]
     Path(path).write_text("\n".join(lines) + "\n")
+
+
+def write_frame_lammps_data(path, frame: dict, lammps_types=None, comment: str = "numdp") -> None:
+    """Write a frame of numdp.io.h5md.read_frame (a checkpoint's, a trajectory's) as a LAMMPS data
+    file, atomically.  lammps_types: (ntypes,) the LAMMPS type (0-based) of each model type index
+    of the frame's species (default: the same index, numdp's "type 1 = type_map[0]").  Each
+    type's mass is its atoms' (a type without atoms: the standard mass of its element)."""
+    from ..units import standard_mass
+    from .atomic import atomic_path
+
+    species, type_map = frame["species"], frame["type_map"]
+    if species is None or type_map is None:
+        raise InputError(f"{path}: the frame has no species with a type_map; cannot write LAMMPS types")
+    if frame["box"] is None:
+        raise InputError(f"{path}: a LAMMPS data file needs a box; the frame has none (a cluster)")
+    order = np.arange(len(type_map)) if lammps_types is None else np.asarray(lammps_types, dtype=np.int64)
+    types = order[np.asarray(species, dtype=np.int64)]
+    names = [""] * (int(order.max()) + 1)
+    for k, t in enumerate(order):
+        names[t] = type_map[k]
+    masses = []
+    for t, name in enumerate(names):
+        present = np.flatnonzero(types == t)
+        masses.append(float(frame["masses"][present[0]]) if present.size and frame["masses"] is not None
+                      else standard_mass(name, f"{path}: the mass of type {t + 1}"))
+    with atomic_path(path, "LAMMPS data file") as tmp:
+        write_lammps_data(tmp, types, frame["positions"], frame["box"], masses, comment,
+                          velocities=frame["velocities"], pbc=frame["pbc"] or (True, True, True))
 
 
 # -- DeePMD npy system and H5MD --------------------------------------------------------------------

@@ -56,6 +56,7 @@ from ..errors import InputError
 from ..signals import whole_write
 from .series import MARK as FRAME_SERIES_MARK
 from .series import series_file
+from .structure import lammps_box
 from ..units import ASE_TIME_IN_PS
 
 FORMATS = ("h5md", "extxyz", "lammps-dump")
@@ -290,24 +291,6 @@ class ExtxyzWriter(_TextWriter):
         n = int(lines[i].split()[0])
         step = int(next(w for w in lines[i + 1].split() if w.startswith("step=")).split("=")[1])
         return i + 2 + n, step, n
-
-
-def lammps_box(box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(restricted triclinic cell H' (3, 3) lower-triangular with positive diagonal, Q (3, 3))
-    with H' = H Q for the cell `box` H (rows = vectors): vectors v (rows) map to v Q."""
-    a, b, c = box
-    ax = np.linalg.norm(a)
-    bx = b @ a / ax
-    by = math.sqrt(max(b @ b - bx * bx, 0.0))
-    cx = c @ a / ax
-    cy = (b @ c - bx * cx) / by
-    cz = math.sqrt(max(c @ c - cx * cx - cy * cy, 0.0))
-    h = np.array([[ax, 0.0, 0.0], [bx, by, 0.0], [cx, cy, cz]])
-    if np.linalg.det(box) < 0:
-        raise InputError("a left-handed cell cannot be written as a LAMMPS box")
-    if box[0, 1] == 0 and box[0, 2] == 0 and box[1, 2] == 0 and np.all(np.diag(box) > 0):
-        return box.copy(), np.eye(3)  # already LAMMPS' form: no round-off from a rotation
-    return h, np.linalg.solve(box, h)
 
 
 # dump column -> (array of LammpsDumpWriter._atoms_text, component)

@@ -90,6 +90,10 @@ class Translation:
     tables: dict
     notices: list[str]
     toml: str
+    write_data: list[str] = field(default_factory=list)
+    """Files of the `write_data` commands after the run: the final state as LAMMPS data files."""
+    type_elements: list[str] | None = None
+    """The element of each LAMMPS type (pair_coeff's), None: type k is the model's type_map[k-1]."""
 
 
 @dataclass
@@ -158,6 +162,7 @@ class _Translator:
         self.s = _State()
         self.notices: list[str] = []
         self.ran = False
+        self.write_data: list[str] = []
         self.restart_frame: dict | None = None   # numdp.io.h5md.read_frame of read_restart's checkpoint
 
     def note(self, text: str) -> None:
@@ -166,8 +171,11 @@ class _Translator:
 
     # -- the commands -----------------------------------------------------------------------------
     def __call__(self, c: Command) -> None:
+        if self.ran and c.name == "write_data":
+            self._write_data(c)
+            return
         if self.ran:
-            raise Refused("numdp lmp runs one `run` or `minimize`; commands after it are not supported")
+            raise Refused("numdp lmp runs one `run` or `minimize`; after it only write_data is supported")
         if c.name in _HARMLESS:
             _HARMLESS[c.name](c.args)
         elif c.name in _COMMANDS:
@@ -545,6 +553,20 @@ class _Translator:
         self.s.steps = start + maxiter
         self.ran = True
 
+    def _write_data(self, c: Command) -> None:
+        """write_data FILE [nocoeff] [nofix] [nolabelmap] after the run: the final state."""
+        if not self.ran:
+            raise Refused("write_data before run / minimize: numdp lmp writes the state at the end of the run "
+                          "only (put write_data after it)")
+        if not c.args or any(a not in ("nocoeff", "nofix", "nolabelmap") for a in c.args[1:]):
+            raise Refused("expected: write_data FILE [nocoeff] [nofix] [nolabelmap] (numdp writes positions, "
+                          "box, types, masses and velocities)")
+        elements = self.s.elements
+        if elements is not None and len(set(elements)) != len(elements):
+            raise Refused(f"pair_coeff gives one element to several types ({' '.join(elements)}): numdp keeps "
+                          f"the element of each atom, not its LAMMPS type, so it cannot write the types back")
+        self.write_data.append(c.args[0])
+
     # -- the tables -------------------------------------------------------------------------------
     def tables(self) -> dict:
         s = self.s
@@ -720,7 +742,7 @@ _HARMLESS = {
 _COMMANDS = ("units", "boundary", "atom_style", "dimension", "neighbor", "neigh_modify", "box", "read_data",
              "read_restart", "change_box", "mass", "pair_style", "pair_coeff", "velocity", "fix", "timestep",
              "thermo", "thermo_style", "dump", "dump_modify", "restart", "log", "run", "min_style",
-             "min_modify", "minimize")
+             "min_modify", "minimize", "write_data")
 
 
 def translate(text: str, name: str, cli_variables: dict[str, str], base: Path,
@@ -748,7 +770,7 @@ def translate(text: str, name: str, cli_variables: dict[str, str], base: Path,
         raise InputError(f"{name}: {exc}") from None
     for line in script.printed:
         tr.notices.append(f"print: {line}")
-    return Translation(tables, tr.notices, to_toml(tables, tr.notices, name))
+    return Translation(tables, tr.notices, to_toml(tables, tr.notices, name), tr.write_data, tr.s.elements)
 
 
 # -- TOML ---------------------------------------------------------------------------------------------
