@@ -73,6 +73,20 @@ def trajectory_arrays(path):
     return out
 
 
+def assert_same_run(full: Path, part: Path, step: int) -> dict:
+    """The checkpoints ck.h5 (at `step`) and trajectories traj.h5md of runs in folders `full` and
+    `part` are equal bit for bit; returns the checkpoint's arrays."""
+    a, b = to_arrays(read_checkpoint(full / "ck.h5")), to_arrays(read_checkpoint(part / "ck.h5"))
+    assert a.keys() == b.keys() and int(a["step"]) == step
+    for key in a:
+        assert np.array_equal(a[key], b[key]), key
+    ta, tb = trajectory_arrays(full / "traj.h5md"), trajectory_arrays(part / "traj.h5md")
+    assert ta.keys() == tb.keys()
+    for key in ta:
+        assert np.array_equal(ta[key], tb[key]), key
+    return a
+
+
 @pytest.mark.parametrize("kind", ["langevin", "csvr", "nose-hoover"])
 def test_restart_reproduces_the_uninterrupted_run_bit_for_bit(tmp_path, kind):
     full = argon_dir(tmp_path / "full", KIND=kind)
@@ -84,18 +98,9 @@ def test_restart_reproduces_the_uninterrupted_run_bit_for_bit(tmp_path, kind):
     # ... and continued to step 60 with the full input (appends to the same trajectory)
     shutil.copy(full, part)
     run(part, restart=tmp_path / "part" / "ck.h5")
-    a = to_arrays(read_checkpoint(tmp_path / "full" / "ck.h5"))
-    b = to_arrays(read_checkpoint(tmp_path / "part" / "ck.h5"))
-    assert a.keys() == b.keys() and int(a["step"]) == 60
-    for key in a:
-        assert np.array_equal(a[key], b[key]), key
-    ta = trajectory_arrays(tmp_path / "full" / "traj.h5md")
-    tb = trajectory_arrays(tmp_path / "part" / "traj.h5md")
-    assert ta.keys() == tb.keys()
+    assert_same_run(tmp_path / "full", tmp_path / "part", 60)
     with h5py.File(tmp_path / "part" / "traj.h5md", "r") as f:
         assert f["particles/trajectory/position/step"][()].tolist() == list(range(0, 61, 5))
-    for key in ta:
-        assert np.array_equal(ta[key], tb[key]), key
     log = (tmp_path / "part" / "log.txt").read_text()
     assert "restarted from" in log and "at step 40" in log
 
@@ -115,15 +120,7 @@ def test_a_run_interrupted_in_a_ramp_restarts_bit_for_bit(tmp_path, kind):
     run_or_raise(sim, 40)
     assert read_checkpoint(tmp_path / "part" / "ck.h5").step == 40
     run(part, restart=tmp_path / "part" / "ck.h5")
-    a = to_arrays(read_checkpoint(tmp_path / "full" / "ck.h5"))
-    b = to_arrays(read_checkpoint(tmp_path / "part" / "ck.h5"))
-    assert a.keys() == b.keys() and int(a["step"]) == 60
-    for key in a:
-        assert np.array_equal(a[key], b[key]), key
-    ta, tb = trajectory_arrays(tmp_path / "full" / "traj.h5md"), trajectory_arrays(tmp_path / "part" / "traj.h5md")
-    assert ta.keys() == tb.keys()
-    for key in ta:
-        assert np.array_equal(ta[key], tb[key]), key
+    a = assert_same_run(tmp_path / "full", tmp_path / "part", 60)
     log = (tmp_path / "full" / "log.txt").read_text()
     assert "thermostat 80.0 -> 160.0 K (steps 0 -> 60) tau 0.1 ps" in log
     assert "barostat 100.0 -> 5000.0 bar (steps 0 -> 60) tau 0.5 ps" in log
