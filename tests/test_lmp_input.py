@@ -496,3 +496,22 @@ def test_minimize_with_min_style_fire(task, tmp_path, monkeypatch, capsys):
              "run: numdp lmp runs one `run` or `minimize`")):
         with pytest.raises(InputError, match=re.escape(message)):
             translate(script.replace(*change), "in.lammps", {}, lmp)
+
+
+def test_script_from_standard_input_and_velocity_zero_linear(task, tmp_path, monkeypatch, capsys):
+    """`numdp lmp < in.lammps` reads the script from standard input (named "stdin" in messages),
+    as LAMMPS does; `velocity all zero linear` is accepted (numdp zeroes the momentum anyway),
+    `velocity all zero angular` refused."""
+    import io
+    import sys
+
+    lmp = _folder(task, tmp_path / "lmp")
+    script = dpgen_script("nvt").replace('if "${restart} == 0" then "velocity',
+                                         'velocity all zero linear\nif "${restart} == 0" then "velocity')
+    monkeypatch.setattr(sys, "stdin", io.StringIO(script))
+    assert numdp(lmp, monkeypatch, "lmp", "-v", "restart", "0", "--print-toml") == 0
+    assert "equivalent to the LAMMPS script stdin" in capsys.readouterr().out
+    monkeypatch.setattr(sys, "stdin", io.StringIO(script.replace("zero linear", "zero angular")))
+    assert numdp(lmp, monkeypatch, "lmp", "-v", "restart", "0") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("numdp lmp: error: stdin:") and "velocity all zero linear" in err[0]

@@ -1,4 +1,5 @@
-"""`numdp lmp -i in.lammps [-v NAME VALUE ...] [--print-toml]`: run a LAMMPS input script with numdp.
+"""`numdp lmp -i in.lammps [-v NAME VALUE ...] [--print-toml]` (or `numdp lmp < in.lammps`): run a
+LAMMPS input script with numdp.
 
 The script (the subset of the LAMMPS language DP-GEN's exploration step and DP users write:
 docs/lammps-input.md) is translated into the tables of a `numdp run` input (numdp.lammps), those
@@ -14,8 +15,8 @@ import argparse
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-i", "-in", dest="input", required=True, metavar="FILE",
-                        help="the LAMMPS input script")
+    parser.add_argument("-i", "-in", dest="input", default=None, metavar="FILE",
+                        help="the LAMMPS input script (default: read from standard input, as `lmp < in.lammps`)")
     parser.add_argument("-v", "-var", dest="variables", nargs=2, action="append", default=[],
                         metavar=("NAME", "VALUE"), help="define an index-style variable, as LAMMPS' -var "
                                                         "(e.g. -v restart 0, as DP-GEN runs it)")
@@ -29,17 +30,49 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="worker threads (per MPI rank; default: NUMDP_NUM_THREADS or the usable cores)")
 
 
-def translate_file(args):
-    """The Translation (numdp.lammps.translate) of the script `args.input` with args' -v and -log."""
+STDIN_NAME = "stdin"
+"""The script's name in messages when it comes from standard input."""
+
+
+def script_text(args, world=None) -> tuple[str, str]:
+    """(text, name) of the script: the file -i, else standard input (read once, by rank 0 of
+    `world` and broadcast, as LAMMPS reads `lmp < in.lammps`)."""
+    import sys
+    from pathlib import Path
+
+    from ..errors import InputError
+    from ..validate import read_input_text
+
+    cached = getattr(args, "_script", None)
+    if cached is not None:
+        return cached
+    if args.input is not None:
+        found = read_input_text(Path(args.input), "input script"), Path(args.input).name
+    else:
+        text = error = None
+        if world is None or world.is_root:
+            if sys.stdin is None or sys.stdin.isatty():
+                error = "no input script: give -i FILE, or pipe the script in (numdp lmp < in.lammps)"
+            else:
+                text = sys.stdin.read()
+        if world is not None:
+            text, error = world.bcast_object((text, error))
+        if error is not None:
+            raise InputError(error)
+        found = text, STDIN_NAME
+    args._script = found
+    return found
+
+
+def translate_file(args, world=None):
+    """The Translation (numdp.lammps.translate) of the script (`script_text`) with args' -v and -log."""
     from pathlib import Path
 
     from ..lammps.translate import translate
-    from ..validate import read_input_text
 
-    path = Path(args.input)
-    text = read_input_text(path, "input script")
+    text, name = script_text(args, world)
     log = None if args.log is None else ("" if args.log == "none" else args.log)
-    return translate(text, path.name, dict(args.variables), Path.cwd(), log)
+    return translate(text, name, dict(args.variables), Path.cwd(), log)
 
 
 def main(args) -> int:
@@ -56,13 +89,14 @@ def main(args) -> int:
     translated = []
 
     def load(world):
-        tr = translate_file(args)
+        tr = translate_file(args, world)
         translated.append(tr)
         if world.is_root:
             for note in tr.notices:
                 print(f"numdp lmp: note: {note}", flush=True)
         # the tables go through their own TOML text, so --print-toml shows exactly what runs
-        return run_settings(Path(args.input), tr.toml, parse_toml_text(tr.toml, Path(args.input).name), Path.cwd())
+        name = script_text(args)[1]
+        return run_settings(Path(name), tr.toml, parse_toml_text(tr.toml, name), Path.cwd())
 
     args.restart = None   # read_restart in the script restarts ([system] file = the checkpoint)
     status = run.main(args, load)

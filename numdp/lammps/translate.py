@@ -333,8 +333,11 @@ class _Translator:
     def _velocity(self, c: Command) -> None:
         self._need_box("velocity")
         args = c.args
+        if tuple(args) == ("all", "zero", "linear"):
+            return   # numdp zeroes the total momentum at the start of every run
         if len(args) < 4 or args[0] != "all" or args[1] != "create":
-            raise Refused("numdp lmp supports `velocity all create TEMP SEED [keywords]` only")
+            raise Refused("numdp lmp supports `velocity all create TEMP SEED [keywords]` and "
+                          "`velocity all zero linear` only")
         temperature = _number(args[2], "temperature", nonnegative=True)
         seed = _integer(args[3], "seed")
         if seed < 1:
