@@ -25,7 +25,6 @@ METAL_TIMESTEP = 0.001   # ps: LAMMPS' default timestep in units metal
 LAMMPS_SKIN = 2.0        # Å: LAMMPS' default neighbor skin in units metal
 LAMMPS_CHAIN = 3         # fix nvt/npt tchain default
 DEFAULT_LOG = "log.lammps"
-DEVI_DEFAULTS = {"out_freq": 100, "out_file": "model_devi.out"}   # pair_style deepmd's
 NPT_NOTICE = ("fix npt: LAMMPS integrates the Nose-Hoover (MTK) barostat; numdp samples the same NPT "
               "ensemble with its Nose-Hoover chain thermostat and stochastic cell rescaling (c-rescale "
               "barostat, tau = Pdamp, compressibility 4.5e-5 /bar): different dynamics of the volume")
@@ -86,6 +85,36 @@ class ThermostatFix:
 
 
 @dataclass
+class Deviation:
+    """pair_style deepmd's model-deviation keywords (its defaults), numdp's [model_devi]."""
+
+    out_freq: int = 100
+    out_file: str = "model_devi.out"
+    atomic: bool = False
+    relative: float | None = None      # eV/Å
+    relative_v: float | None = None    # eV
+
+    def table(self) -> dict:
+        """The [model_devi] table."""
+        t: dict = {"every": self.out_freq, "file": self.out_file}
+        if self.atomic:
+            t["atomic"] = True
+        for key in ("relative", "relative_v"):
+            if getattr(self, key) is not None:
+                t[key] = getattr(self, key)
+        return t
+
+
+@dataclass
+class Dump:
+    """`dump ID all custom N FILE COLUMNS`: numdp's lammps-dump trajectory."""
+
+    every: int
+    file: str
+    columns: list[str]
+
+
+@dataclass
 class Translation:
     tables: dict
     notices: list[str]
@@ -109,7 +138,7 @@ class _State:
     masses: dict[int, tuple[float, int]] = field(default_factory=dict)   # type -> (amu, line)
     models: list[str] = field(default_factory=list)
     pair_line: int = 0
-    devi: dict = field(default_factory=dict)
+    devi: Deviation = field(default_factory=Deviation)
     elements: list[str] | None = None   # pair_coeff * * ELEMENTS
     pair_coeff: bool = False
     velocity: tuple[float, int] | None = None   # (K, seed)
@@ -119,7 +148,7 @@ class _State:
     timestep: float = METAL_TIMESTEP
     thermo: int = 0
     skin: float = LAMMPS_SKIN
-    dump: dict | None = None
+    dump: Dump | None = None
     dump_id: str | None = None
     checkpoint: str | None = None
     checkpoint_every: int = 0
@@ -298,26 +327,26 @@ class _Translator:
         if any(_is_number(m) for m in models):
             raise Refused("the DeePMD-kit 0.x form `deepmd MODELS N FILE` is not supported: write "
                           "out_freq N out_file FILE")
-        devi = dict(DEVI_DEFAULTS)
+        devi = Deviation()
         while k < len(args):
             key = args[k]
             if key in refused:
                 raise Refused(f"keyword {key} is not supported by numdp lmp")
             if key == "atomic":
-                devi["atomic"] = True
+                devi.atomic = True
                 k += 1
                 continue
             if k + 1 >= len(args):
                 raise Refused(f"keyword {key} needs a value")
             value = args[k + 1]
             if key == "out_freq":
-                devi[key] = _integer(value, "out_freq")
-                if devi[key] == 0:
+                devi.out_freq = _integer(value, "out_freq")
+                if devi.out_freq == 0:
                     raise Refused("out_freq must be > 0")
             elif key == "out_file":
-                devi[key] = value
+                devi.out_file = value
             else:
-                devi[key] = _number(value, key, nonnegative=True)
+                setattr(devi, key, _number(value, key, nonnegative=True))
             k += 2
         self.s.models, self.s.devi, self.s.pair_line = models, devi, c.line
 
@@ -474,7 +503,7 @@ class _Translator:
         every = _integer(c.args[3], "N")
         if every == 0:
             raise Refused("N must be > 0")
-        self.s.dump = {"every": every, "file": c.args[4], "columns": columns}
+        self.s.dump = Dump(every, c.args[4], columns)
         self.s.dump_id = c.args[0]
 
     def _dump_modify(self, c: Command) -> None:
@@ -612,8 +641,8 @@ class _Translator:
         if s.dump is None:
             out["trajectory"] = ""
         else:
-            out.update(trajectory=s.dump["file"], format="lammps-dump", every=s.dump["every"],
-                       columns=s.dump["columns"])
+            out.update(trajectory=s.dump.file, format="lammps-dump", every=s.dump.every,
+                       columns=s.dump.columns)
         # thermo 0 (LAMMPS' default): the first and the last step only
         out["thermo_every"] = s.thermo if s.thermo > 0 else max(s.steps, 1)
         out["log"] = s.log
@@ -622,11 +651,7 @@ class _Translator:
         out["checkpoint_every"] = s.checkpoint_every
         t["output"] = out
         if devi:
-            d = s.devi
-            t["model_devi"] = {"every": d["out_freq"], "file": d["out_file"]}
-            for key in ("atomic", "relative", "relative_v"):
-                if key in d:
-                    t["model_devi"][key] = d[key]
+            t["model_devi"] = s.devi.table()
         return t
 
     def _md_table(self, fix: Fix) -> dict:
