@@ -241,3 +241,45 @@ def test_data_sources(tmp_path, oracle_dir, capsys):
         assert len(err) == 1 and message in err[0]
     with pytest.raises(SystemExit):   # one source at a time, as dp test
         main(["test", "-m", model, "-s", str(a), "-f", str(listing)])
+
+
+def test_dp_test_figures_weighted_force_stress_and_atomic_energy(tmp_path, oracle_dir, capsys):
+    """The other figures of dp test 3.2 from known label offsets (the oracle agrees with numdp to
+    ~1e-10, far below them): absolute energy and virial, stress = -ΔΞ/V, the atom_pref-weighted
+    force (a uniform 0.001 eV/Å offset: 1 meV/Å whatever the weights; then only atom 0 off), and
+    with -a the atomic energies against atom_ener.npy; -a without atom_ener.npy is refused."""
+    ref = np.load(oracle_dir / "alloy5.npz")
+    tmap = ["Ni", "Cu", "Pd", "Ag", "Au"]
+    de, dv = np.array([0.108, -0.216]), 0.0108 * np.arange(9).reshape(3, 3)
+    sysdir = write_system(tmp_path / "sys", ref["coord"], ref["box"], ref["atype"], tmap,
+                          energy=ref["energy"] + de, force=ref["force"] + 0.001, virial=ref["virial"] - dv)
+    n = len(ref["atype"])
+    pref = np.random.default_rng(1).uniform(0.5, 2.0, (2, n))
+    np.save(sysdir / "set.000" / "atom_pref.npy", pref)
+    dae = np.random.default_rng(2).normal(0.0, 0.01, (2, n))
+    np.save(sysdir / "set.000" / "atom_ener.npy", ref["atom_energy"] - dae)
+    out = tmp_path / "r.json"
+    model = str(oracle_dir / "alloy5.dp")
+    assert main(["test", "-m", model, "-s", str(sysdir), "-a", "--json", str(out)]) == 0
+    fig = json.loads(out.read_text())["overall"]
+    vol = np.abs(np.linalg.det(ref["box"].reshape(-1, 3, 3)))
+    expect = {"energy_total": (np.sqrt(np.mean(de ** 2)), np.mean(np.abs(de))),
+              "virial_total": (np.sqrt(np.mean(dv ** 2)), np.mean(np.abs(dv))),
+              "stress": (np.sqrt(np.mean([(dv / v) ** 2 for v in vol])), np.mean([np.abs(dv / v) for v in vol])),
+              "force_weighted": (0.001, 0.001),
+              "atom_energy": (np.sqrt(np.mean(dae ** 2)), np.mean(np.abs(dae)))}
+    for name, (rmse, mae) in expect.items():
+        assert fig[f"rmse_{name}"] == pytest.approx(1000 * rmse, rel=1e-6), name
+        assert fig[f"mae_{name}"] == pytest.approx(1000 * mae, rel=1e-6), name
+    assert "also, as dp test" in capsys.readouterr().out
+    force = ref["force"].copy()
+    force[:, 0, :] += 0.003                                   # only atom 0 off: its weight decides
+    write_system(tmp_path / "one", ref["coord"], ref["box"], ref["atype"], tmap, force=force)
+    np.save(tmp_path / "one" / "set.000" / "atom_pref.npy", pref)
+    assert main(["test", "-m", model, "-s", str(tmp_path / "one"), "--json", str(out)]) == 0
+    fig = json.loads(out.read_text())["overall"]
+    w = np.repeat(pref, 3, axis=1)                            # each atom's weight on its 3 components
+    assert fig["rmse_force_weighted"] == pytest.approx(3.0 * np.sqrt(3 * pref[:, 0].sum() / w.sum()), rel=1e-6)
+    assert "rmse_atom_energy" not in fig and "rmse_stress" not in fig
+    assert main(["test", "-m", model, "-s", str(tmp_path / "one"), "-a"]) == 2
+    assert "-a/--atomic needs atomic energy labels (atom_ener.npy)" in capsys.readouterr().err

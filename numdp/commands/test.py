@@ -12,7 +12,9 @@ Detail and JSON files are written at the end, each atomically; existing ones are
 from __future__ import annotations
 
 import json
+import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +34,8 @@ def configure(parser):
                         help="test frames drawn at random, without repetition (-r), instead of the first ones")
     parser.add_argument("-r", "--rand-seed", type=int, default=None,
                         help="seed of the --shuffle-test draw (default: a fresh one each run)")
+    parser.add_argument("-a", "--atomic", action="store_true",
+                        help="also the atomic energy errors, against the systems' atom_ener.npy (as dp test -a)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument("-d", "--detail-file", metavar="PREFIX",
                         help="write dp test's detail files PREFIX.e.out, .e_peratom.out, .f.out, "
@@ -43,36 +47,99 @@ def configure(parser):
                         help="evaluate on the CPU or an NVIDIA GPU (cuda extra, docs/gpu.md)")
 
 
+@dataclass
+class _Pooled:
+    """Σ Δ², Σ |Δ| and the weight W of one dp test quantity (RMSE = √(Σ Δ²/W), MAE = Σ|Δ|/W)."""
+
+    sq: float = 0.0
+    abs: float = 0.0
+    weight: float = 0.0
+
+    def add(self, diff, weight=None) -> None:
+        d = np.asarray(diff, dtype=np.float64)
+        w = np.ones_like(d) if weight is None else np.broadcast_to(np.asarray(weight, dtype=np.float64), d.shape)
+        self.sq += float(np.sum(w * d * d))
+        self.abs += float(np.sum(w * np.abs(d)))
+        self.weight += float(np.sum(w))
+
+    def merge(self, other: "_Pooled") -> None:
+        self.sq += other.sq
+        self.abs += other.abs
+        self.weight += other.weight
+
+    def figures(self, scale: float) -> tuple[float | None, float | None]:
+        """(RMSE, MAE) × scale, or (None, None) without data."""
+        if not self.weight:
+            return None, None
+        return scale * math.sqrt(self.sq / self.weight), scale * self.abs / self.weight
+
+
+EXTRA = (("energy_total", "meV"), ("virial_total", "meV"), ("stress", "meV/Angstrom^3"),
+         ("force_weighted", "meV/Angstrom"), ("atom_energy", "meV"))
+"""The other figures of DeePMD-kit 3.2's dp test (in its weighting), reported where there is data:
+energy and virial not divided by the atom count, stress −Ξ/V (periodic frames), the force
+weighted by atom_pref.npy (each atom's weight on its 3 components), atomic energies (-a, against
+atom_ener.npy)."""
+
+
 class _Accumulator(ErrorSums):
-    """numdp.model.metrics.ErrorSums with the figures `numdp test` prints."""
+    """numdp.model.metrics.ErrorSums with the figures `numdp test` prints, and `EXTRA`'s."""
+
+    def __init__(self):
+        super().__init__()
+        self.extra = {name: _Pooled() for name, _ in EXTRA}
+
+    def merge(self, other: "_Accumulator") -> None:
+        super().merge(other)
+        for name, pooled in self.extra.items():
+            pooled.merge(other.extra[name])
 
     def figures(self) -> dict:
-        """RMSE and MAE in meV/atom (energy, virial) and meV/Å (force); None where no labels."""
+        """RMSE and MAE in meV/atom (energy, virial) and meV/Å (force); None where no labels;
+        then `EXTRA`'s (meV, meV/Å³, meV/Å), only those with data."""
         out = {}
         for k, rmse, mae, n in (("energy", self.rmse_e, self.mae_e, self.e_n),
                                 ("force", self.rmse_f, self.mae_f, self.f_n),
                                 ("virial", self.rmse_v, self.mae_v, self.v_n)):
             out[f"rmse_{k}"] = 1000.0 * rmse if n else None
             out[f"mae_{k}"] = 1000.0 * mae if n else None
+        for name, _ in EXTRA:
+            rmse, mae = self.extra[name].figures(1000.0)
+            if rmse is not None:
+                out[f"rmse_{name}"], out[f"mae_{name}"] = rmse, mae
         return out
 
 
-def evaluate_system(model, system, nframes: int = 0, detail=None) -> tuple[_Accumulator, int]:
+def evaluate_system(model, system, nframes: int = 0, detail=None, atomic: bool = False) -> tuple[_Accumulator, int]:
     """Accumulate the errors of `model` on the first nframes frames (0 = all); `detail`
-    (a numdp.io.detail_files.Predictions) collects the predictions for the detail files."""
+    (a numdp.io.detail_files.Predictions) collects the predictions for the detail files;
+    `atomic`: the atomic energies against atom_ener.npy (InputError when the system has none)."""
+    if atomic and system.atom_ener is None:
+        raise InputError(f"{system.path}: -a/--atomic needs atomic energy labels (atom_ener.npy); the system "
+                         f"has none")
     types = system.model_types(model.type_map)
     n = system.natoms
     count = system.nframes if nframes <= 0 else min(nframes, system.nframes)
     acc = _Accumulator()
+    x = acc.extra
     for f in range(count):
         box = None if system.boxes is None else system.boxes[f]
         out = model.evaluate(system.coords[f], types, box, atom_virial=False)
         if system.energy is not None:
             acc.add_energy(out.energy - system.energy[f], n)
+            x["energy_total"].add(out.energy - system.energy[f])
         if system.forces is not None:
             acc.add_forces(out.forces - system.forces[f])
+            if system.atom_pref is not None:
+                x["force_weighted"].add(out.forces - system.forces[f], system.atom_pref[f][:, None])
         if system.virial is not None:
-            acc.add_virial(out.virial - system.virial[f], n)
+            dv = out.virial - system.virial[f]
+            acc.add_virial(dv, n)
+            x["virial_total"].add(dv)
+            if box is not None and abs(np.linalg.det(box)) > 0.0:
+                x["stress"].add(-dv / abs(np.linalg.det(box)))
+        if atomic:
+            x["atom_energy"].add(out.atom_energies - system.atom_ener[f])
         if detail is not None:
             detail.add(out.energy, out.forces, out.virial)
     return acc, count
@@ -120,7 +187,7 @@ def main(args) -> int:
         if rng is not None:
             system = system.select(rng.permutation(system.nframes))
         pred = Predictions() if detail is not None else None
-        acc, count = evaluate_system(model, system, args.numb_test, pred)
+        acc, count = evaluate_system(model, system, args.numb_test, pred, args.atomic)
         if detail is not None:
             detail.add_system(str(path), system, pred)
         total.merge(acc)
@@ -130,6 +197,10 @@ def main(args) -> int:
     overall = total.figures()
     nfr = sum(r["frames"] for r in rows)
     print(_row("overall", nfr, overall))
+    extra = [f"{name.replace('_', ' ')} {overall[f'rmse_{name}']:.3f} / {overall[f'mae_{name}']:.3f} "
+             f"{unit.replace('Angstrom', 'A')}" for name, unit in EXTRA if f"rmse_{name}" in overall]
+    if extra:
+        print("# also, as dp test (overall RMSE / MAE): " + ", ".join(extra))
     print(f"# {time.perf_counter() - t0:.1f} s")
     if model.beyond_table:
         print(f"# warning: {model.beyond_table} neighbour pairs fell outside the model's tables "
@@ -143,7 +214,7 @@ def main(args) -> int:
                                         "none (the systems have no energy, force or virial labels)"))
         if args.json:
             units = {f"{m}_{k}": u for k, u in (("energy", "meV/atom"), ("force", "meV/Angstrom"),
-                                                ("virial", "meV/atom")) for m in ("rmse", "mae")}
+                                                ("virial", "meV/atom")) + EXTRA for m in ("rmse", "mae")}
             text = json.dumps({"model": str(args.model), "units": units,
                                "systems": rows, "overall": {"frames": nfr, **overall}}, indent=2) + "\n"
             with atomic_path(args.json, "JSON file") as tmp:
