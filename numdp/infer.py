@@ -327,7 +327,7 @@ def calc_model_devi(coord, box, atype, models, fname=None, frequency: int = 1,
     fname: the rows are appended to this file in the model_devi.out format (a header first).
     """
     from .io.model_devi_file import write_block
-    from .model.deviation import Reference, frame_deviation
+    from .model.deviation import Reference, ensemble_deviations
 
     models = list(models)
     if not models or not all(isinstance(m, DeepPot) for m in models):
@@ -338,11 +338,9 @@ def calc_model_devi(coord, box, atype, models, fname=None, frequency: int = 1,
                              f"from {models[0].get_type_map()} of {models[0].model_file}")
     if int(frequency) < 1:
         raise InputError(f"calc_model_devi: frequency must be >= 1, got {frequency}")
-    outs = [m.eval(coord, box, atype, fparam=fparam, aparam=aparam, mixed_type=mixed_type) for m in models]
-    energies = np.stack([o[0][:, 0] for o in outs])           # (n_m, nframes)
-    forces = np.stack([o[1] for o in outs])                   # (n_m, nframes, natoms, 3)
-    virials = np.stack([o[2] for o in outs])                  # (n_m, nframes, 9)
-    nframes, natoms = forces.shape[1], forces.shape[2]
+    pos, types, boxes = models[0]._standard_input("calc_model_devi", coord, box, atype, fparam, aparam,
+                                                  mixed_type, {})
+    nframes, natoms = pos.shape[:2]
     refs = [None] * nframes
     if real_data is not None:
         try:
@@ -355,8 +353,15 @@ def calc_model_devi(coord, box, atype, models, fname=None, frequency: int = 1,
             raise InputError(f"calc_model_devi: real_data does not fit {nframes} frames of {natoms} "
                              f"atoms ({exc})") from None
         refs = [Reference(e[k], f[k], v[k]) for k in range(nframes)]
-    rows = [frame_deviation(energies[:, k], forces[:, k], virials[:, k], relative, relative_v, refs[k])
-            for k in range(nframes)]
+    frames = ((pos[k], types[min(k, types.shape[0] - 1)], None if boxes is None else boxes[k], None, refs[k])
+              for k in range(nframes))
+    rows = []
+    devi = ensemble_deviations([m.model for m in models], frames, relative, relative_v)
+    for k in range(nframes):
+        try:
+            rows.append(next(devi))
+        except InputError as exc:
+            raise InputError(f"calc_model_devi: frame {k}: {exc}") from None
     steps = np.arange(nframes, dtype=np.int64) * int(frequency)
     table = np.array([[s, d.max_devi_v, d.min_devi_v, d.avg_devi_v, d.max_devi_f, d.min_devi_f,
                        d.avg_devi_f, d.devi_e] + (d.atom_devi_f.tolist() if atomic else [])

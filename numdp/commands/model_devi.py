@@ -119,22 +119,10 @@ def load_ensemble(paths, threads=None, precision="double", minimum: int = 2):
     return models
 
 
-def deviations(models, frames, relative=None, relative_v=None):
-    """FrameDeviation of each (positions, types, box, pbc, reference) frame of `frames_of` (models
-    with equal rcut, rcut_smth, sel, davg and dstd share the neighbour list and the environment
-    matrix)."""
-    from ..model.deviation import frame_deviation
-    from ..model.dp_model import evaluate_ensemble
-
-    for pos, types, box, pbc, reference in frames:
-        outs = evaluate_ensemble(models, pos, types, box, pbc)
-        yield frame_deviation([o.energy for o in outs], np.stack([o.forces for o in outs]),
-                              np.stack([o.virial for o in outs]), relative, relative_v, reference)
-
-
 def main(args) -> int:
     from ..io.backup import Backups, prepare_outputs
     from ..io.model_devi_file import write_block
+    from ..model.deviation import ensemble_deviations
 
     if args.frequency < 1:
         raise InputError(f"-f: the frequency must be a positive integer, got {args.frequency}")
@@ -161,7 +149,7 @@ def main(args) -> int:
         with fp:
             for s in args.system:
                 for title, frames in frames_of(Path(s), type_map, labels=args.real_error):
-                    devi = deviations(models, frames, args.relative, args.relative_v)
+                    devi = ensemble_deviations(models, frames, args.relative, args.relative_v)
                     rows = list(enumerate(devi))
                     write_block(fp, ((k * args.frequency, d) for k, d in rows), energy=True,
                                 atomic=args.atomic, title=title)

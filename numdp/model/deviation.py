@@ -34,7 +34,7 @@ import numpy as np
 from ..errors import InputError
 
 __all__ = ["FrameDeviation", "Reference", "atom_force_deviation", "energy_deviation",
-           "frame_deviation", "summarize_force", "virial_deviation"]
+           "ensemble_deviations", "frame_deviation", "summarize_force", "virial_deviation"]
 
 
 @dataclass
@@ -137,3 +137,16 @@ def frame_deviation(energies, forces, virials, relative: float | None = None,
         avg_devi_v=float(np.sqrt(np.mean(ev ** 2))),
         max_devi_f=fmax, min_devi_f=fmin, avg_devi_f=fsum / n if n else 0.0,
         devi_e=energy_deviation(energies, natoms, None if ref is None else ref.energy), atom_devi_f=fa)
+
+
+def ensemble_deviations(models, frames, relative=None, relative_v=None):
+    """FrameDeviation of each (positions (N, 3), types (N,), box (3, 3) or None, pbc, reference
+    or None) frame, the models (numdp DPModel) evaluated by numdp.model.dp_model.evaluate_ensemble
+    (models with equal rcut, rcut_smth, sel, davg and dstd share the neighbour list and the
+    environment matrix).  Used by `numdp model-devi` and numdp.infer.calc_model_devi."""
+    from .dp_model import evaluate_ensemble
+
+    for pos, types, box, pbc, reference in frames:
+        outs = evaluate_ensemble(models, pos, types, box, pbc)
+        yield frame_deviation([o.energy for o in outs], np.stack([o.forces for o in outs]),
+                              np.stack([o.virial for o in outs]), relative, relative_v, reference)
