@@ -333,14 +333,17 @@ def test_pair_coeff_elements_map_lammps_types_to_the_model(tmp_path, monkeypatch
         translate(textwrap.dedent(script).replace("end.data nocoeff", "end.data pair ii"), "in.lammps", {}, tmp_path)
 
 
-BASE = """
+HEADER = """
     units metal
     read_data conf.lmp
     mass 1 12.0
     mass 2 16.0
     pair_style deepmd graph.000.h5
     pair_coeff * *
-    {line}
+    """
+"""The task fixture's system and model, the first lines of the hand-written scripts below."""
+
+BASE = HEADER + """{line}
     run 10
     """
 
@@ -450,14 +453,7 @@ def test_thermostat_fixes_beside_fix_nve(tmp_path, fix, kind):
         translate(textwrap.dedent(text.format(fix="langevin 300 300 0.2 7 tally yes")), "in.lammps", {}, tmp_path)
 
 
-MINIMIZE = """
-    units metal
-    read_data conf.lmp
-    mass 1 12.0
-    mass 2 16.0
-    pair_style deepmd graph.000.h5
-    pair_coeff * *
-    thermo 5
+MINIMIZE = HEADER + """thermo 5
     dump 1 all custom 5 relax/*.lammpstrj id type x y z fx fy fz
     {style}
     min_modify dmax 0.05 norm max delaystep 10 halfstepback no

@@ -136,8 +136,9 @@ def evaluate_system(model, system, nframes: int = 0, detail=None, atomic: bool =
             dv = out.virial - system.virial[f]
             acc.add_virial(dv, n)
             x["virial_total"].add(dv)
-            if box is not None and abs(np.linalg.det(box)) > 0.0:
-                x["stress"].add(-dv / abs(np.linalg.det(box)))
+            volume = 0.0 if box is None else abs(np.linalg.det(box))
+            if volume > 0.0:
+                x["stress"].add(-dv / volume)
         if atomic:
             x["atom_energy"].add(out.atom_energies - system.atom_ener[f])
         if detail is not None:
