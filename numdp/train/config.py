@@ -780,13 +780,20 @@ def load_config(path) -> TrainConfig:
     `.json` file, or one whose text starts with ``{``; numdp.train.deepmd_json), whose relative
     paths are taken against the working directory as DeePMD-kit does."""
     path = Path(path)
+    text, data, is_json = _input_tables(path)
+    return parse_config(data, path, text, base=Path.cwd() if is_json else None)
+
+
+def _input_tables(path: Path) -> tuple[str, dict, bool]:
+    """(text, the tables of numdp's TOML input, whether it was DeePMD-kit's input.json) of the
+    training input `path` (a `.json` file, or one whose text starts with ``{``, is JSON)."""
     if path.suffix.lower() == ".json" or _looks_like_json(path):
         from .deepmd_json import load_json, to_train_tables
 
-        text, data = load_json(path)
-        return parse_config(to_train_tables(data, path.name), path, text, base=Path.cwd())
+        text, raw = load_json(path)
+        return text, to_train_tables(raw, path.name), True
     text, data = load_toml(path)
-    return parse_config(data, path, text)
+    return text, data, False
 
 
 def input_systems(path, validation: bool = False) -> list[Path]:
@@ -795,13 +802,7 @@ def input_systems(path, validation: bool = False) -> list[Path]:
     directory, folders searched for systems.  The rest of the input is not validated.
     InputError when the input names none."""
     path = Path(path)
-    if path.suffix.lower() == ".json" or _looks_like_json(path):
-        from .deepmd_json import load_json, to_train_tables
-
-        _, raw = load_json(path)
-        data = to_train_tables(raw, path.name)
-    else:
-        _, data = load_toml(path)
+    _, data, _ = _input_tables(path)
     root = Table.root(path.name, data, TRAIN_WORDING)
     if validation and "validation" not in data:
         raise InputError(f"{path.name}: names no validation data")
