@@ -18,7 +18,7 @@ from .infer import DeepPot  # noqa: E402  (after the environment default above)
 
 
 def load_model(path, nthreads=None, precision="double", device="cpu"):
-    """Load a numdp (.h5), DeePMD-kit (.dp) or DeePMD-kit PyTorch (.pt/.pth) model on device
+    """Load a numdp (.h5), DeePMD-kit (.dp), TensorFlow (.pb) or PyTorch (.pt/.pth) model on device
     "cpu" or "cuda"; see numdp.model.dp_model.DPModel."""
     from .model.dp_model import load_model as _load
 

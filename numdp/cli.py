@@ -11,7 +11,7 @@ import sys
 
 COMMANDS = {
     "test": ("numdp.commands.test", "energy/force/virial errors of a model on DeePMD systems"),
-    "convert": ("numdp.commands.convert", "convert a model (numdp .h5 <-> DeePMD-kit .dp; DeePMD-kit .pt/.pth in) or an H5MD trajectory (to extxyz, LAMMPS dump)"),
+    "convert": ("numdp.commands.convert", "convert a model (numdp .h5 <-> DeePMD-kit .dp; DeePMD-kit .pb/.pt/.pth in) or an H5MD trajectory (to extxyz, LAMMPS dump)"),
     "compress": ("numdp.commands.compress", "tabulate a model's embedding nets (order 3 or 5)"),
     "train": ("numdp.commands.train", "train an se_e2_a energy model from a TOML input or DeePMD-kit's input.json"),
     "run": ("numdp.commands.run", "molecular dynamics (NVE, NVT, NPT) or a FIRE energy minimization from a TOML input file"),

@@ -38,7 +38,7 @@ __all__ = ["NumdpDriver"]
 class NumdpDriver(Driver):
     """dpdata driver labelling systems with a numdp or DeePMD-kit se_e2_a energy model.
 
-    model: path of anything ``numdp.load_model`` reads (numdp .h5, DeePMD-kit .dp, .pt/.pth), or
+    model: path of anything ``numdp.load_model`` reads (numdp .h5, DeePMD-kit .dp, .pb, .pt/.pth), or
     a model it returned (then precision, threads and device are the model's own and must be left
     at their defaults).  precision: "double" | "mix32" | "mix16"; threads: worker threads (None:
     numdp's default, numdp.parallel.threads.default_threads); device: "cpu" | "cuda" (docs/gpu.md).

@@ -295,14 +295,15 @@ def test_directory_as_model(tmp_path, capsys):
 
 
 def test_not_hdf5(tmp_path, capsys):
-    """A TensorFlow graph (.pb) is not read: the message says how to convert it. (PyTorch .pt/.pth
-    files are read: tests/test_pth_models.py.)"""
+    """Bytes that are neither HDF5, a zip archive nor a TensorFlow graph, under a graph's name: the
+    message says what was tried. (PyTorch .pt/.pth and TensorFlow .pb files are read:
+    tests/test_pth_models.py, tests/test_pb_models.py.)"""
     path = tmp_path / "model.pb"
-    path.write_bytes(b"\x0a\x0c a protobuf, not HDF5")
+    path.write_bytes(b"\x0a\x0c not a graph, not HDF5")
     with pytest.raises(InputError) as ei:
         read_model(path)
     msg = assert_one_line_error(ei, path)
-    assert "not a numdp or DeePMD-kit model" in msg and "dp convert-backend" in msg
+    assert "not a numdp or DeePMD-kit model (neither HDF5, a PyTorch zip archive nor a TensorFlow graph)" in msg
     _cli_error(capsys, ["convert", str(path), str(tmp_path / "out.h5")], path)
 
 

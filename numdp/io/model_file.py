@@ -6,6 +6,8 @@
   numdp.io.dp_write).
 - DeePMD-kit PyTorch model, read only: a training checkpoint (`.pt`) or frozen TorchScript model
   (`.pth`), both PyTorch zip archives (numdp.io.pt_read, read without torch).
+- DeePMD-kit TensorFlow frozen model (`.pb`), read only: a serialised GraphDef (numdp.io.pb_read,
+  read without TensorFlow).
 
 Every problem raises numdp.errors.InputError with a one-line message naming the file.
 """
@@ -18,14 +20,17 @@ import h5py
 
 from ..errors import InputError, one_line, require_file
 from ..model.params import ModelParams
+from .pb_read import looks_like_graph
 from .torch_archive import is_torch_archive
 
-KIND_DP, KIND_NUMDP, KIND_PT = "dp", "numdp", "pt"
+KIND_DP, KIND_NUMDP, KIND_PT, KIND_PB = "dp", "numdp", "pt", "pb"
 DESCRIPTIONS = {KIND_DP: "DeePMD-kit .dp", KIND_NUMDP: "numdp HDF5 model",
-                KIND_PT: "DeePMD-kit PyTorch model"}
+                KIND_PT: "DeePMD-kit PyTorch model", KIND_PB: "DeePMD-kit TensorFlow model"}
 SUFFIXES = {".dp": KIND_DP, ".h5": KIND_NUMDP, ".hdf5": KIND_NUMDP}
-# DeePMD-kit formats numdp does not read (TensorFlow graphs, JAX/TF saved models)
-_OTHER_DEEPMD = (".pb", ".savedmodel")
+MODEL_HELP = "numdp (.h5) or DeePMD-kit (.dp, TensorFlow .pb, PyTorch .pt/.pth) model"
+"""The command-line help of an option naming a model file to read."""
+# DeePMD-kit formats numdp does not read (JAX / TensorFlow saved models)
+_OTHER_DEEPMD = (".savedmodel",)
 
 
 def _not_a_model(path: Path, why: str) -> InputError:
@@ -36,7 +41,7 @@ def _not_a_model(path: Path, why: str) -> InputError:
 
 
 def model_kind(path) -> str:
-    """KIND_DP, KIND_NUMDP or KIND_PT, decided from the file's content (not its name)."""
+    """KIND_DP, KIND_NUMDP, KIND_PT or KIND_PB, decided from the file's content (not its name)."""
     path = Path(path)
     require_file(path, "model file")
     try:
@@ -46,10 +51,13 @@ def model_kind(path) -> str:
             if zipfile.is_zipfile(path):
                 raise _not_a_model(path, "a zip file but not a PyTorch archive: no <folder>/data.pkl member")
             with open(path, "rb") as fh:
-                if fh.read(4) == b"PK\x03\x04":
-                    raise InputError(f"{path}: damaged zip archive (its end, the central directory, "
-                                     f"is missing or unreadable: a truncated copy?)")
-            raise _not_a_model(path, "neither HDF5 nor a PyTorch zip archive")
+                head = fh.read(16)
+            if head[:4] == b"PK\x03\x04":
+                raise InputError(f"{path}: damaged zip archive (its end, the central directory, "
+                                 f"is missing or unreadable: a truncated copy?)")
+            if looks_like_graph(head):
+                return KIND_PB
+            raise _not_a_model(path, "neither HDF5, a PyTorch zip archive nor a TensorFlow graph")
         with h5py.File(path, "r") as h5:
             attrs = set(h5.attrs.keys())
     except OSError as exc:
@@ -62,8 +70,8 @@ def model_kind(path) -> str:
 
 
 def read_model(path) -> ModelParams:
-    """Read a numdp (.h5), DeePMD-kit (.dp) or DeePMD-kit PyTorch (.pt/.pth) model file, whatever
-    its name."""
+    """Read a numdp (.h5), DeePMD-kit (.dp), DeePMD-kit PyTorch (.pt/.pth) or TensorFlow (.pb)
+    model file, whatever its name."""
     path = Path(path)
     kind = model_kind(path)
     if kind == KIND_DP:
@@ -74,6 +82,10 @@ def read_model(path) -> ModelParams:
         from .pt_read import read_pt
 
         return read_pt(path)
+    if kind == KIND_PB:
+        from .pb_read import read_pb
+
+        return read_pb(path)
     from .h5_model import read_h5_model
 
     return read_h5_model(path)

@@ -102,17 +102,18 @@ def _from_frozen(root, path: Path) -> tuple[dict, dict]:
     return model, tensors
 
 
-def _array(tensors: dict, key: str, path: Path, shape=None) -> np.ndarray:
+def _array(tensors: dict, key: str, path: Path, shape=None, kind: str = "PyTorch") -> np.ndarray:
     if key not in tensors:
-        raise InputError(f"{path}: malformed DeePMD-kit PyTorch model: tensor {key} is missing")
+        raise InputError(f"{path}: malformed DeePMD-kit {kind} model: tensor {key} is missing")
     arr = tensors[key]
     if shape is not None and arr.shape != tuple(shape):
-        raise InputError(f"{path}: malformed DeePMD-kit PyTorch model: tensor {key} has shape {arr.shape}, "
+        raise InputError(f"{path}: malformed DeePMD-kit {kind} model: tensor {key} has shape {arr.shape}, "
                          f"expected {tuple(shape)}")
     return arr
 
 
-def _net(tensors: dict, base: str, n_layers: int, activation: str, final_linear: bool, path: Path) -> dict:
+def _net(tensors: dict, base: str, n_layers: int, activation: str, final_linear: bool, path: Path,
+         kind: str = "PyTorch") -> dict:
     """One net in the `.dp` tree layout: layers of {activation_function, resnet, @variables}."""
     layers = []
     for l in range(n_layers):
@@ -121,17 +122,20 @@ def _net(tensors: dict, base: str, n_layers: int, activation: str, final_linear:
         layers.append({
             "activation_function": "none" if last else activation,
             "resnet": not last,
-            "@variables": {"w": _array(tensors, key + "matrix", path), "b": _array(tensors, key + "bias", path),
+            "@variables": {"w": _array(tensors, key + "matrix", path, kind=kind),
+                           "b": _array(tensors, key + "bias", path, kind=kind),
                            "idt": tensors.get(key + "idt")},
         })
     extra = f"{base}.layers.{n_layers}.matrix"
     if extra in tensors:
-        raise InputError(f"{path}: malformed DeePMD-kit PyTorch model: {base} has more than {n_layers} layers")
+        raise InputError(f"{path}: malformed DeePMD-kit {kind} model: {base} has more than {n_layers} layers")
     return {"layers": layers}
 
 
-def params_from_torch(model: dict, tensors: dict, path: Path, source: str) -> ModelParams:
-    """ModelParams from DeePMD-kit's normalised model section and the model's tensors."""
+def params_from_torch(model: dict, tensors: dict, path: Path, source: str, kind: str = "PyTorch") -> ModelParams:
+    """ModelParams from DeePMD-kit's normalised model section and the model's tensors under the
+    module paths of the PyTorch backend (numdp.io.pb_read maps a TensorFlow graph's onto them);
+    `kind` names the backend in the messages."""
     # the dispatch of DeePMD-kit's get_model: a "spin" section, a "use_srtab" table (DP + ZBL) or
     # an active "bridging_method" (a linear_ener composition) make other models than EnergyModel
     if "spin" in model:
@@ -166,9 +170,9 @@ def params_from_torch(model: dict, tensors: dict, path: Path, source: str) -> Mo
         fneuron = [int(n) for n in fit["neuron"]]
         act, fact = desc.get("activation_function", "tanh"), fit.get("activation_function", "tanh")
         n_embed = nt if type_one_side else nt * nt
-        embeddings = [_net(tensors, f"{SEA}filter_layers.networks.{k}", len(neuron), act, False, path)
+        embeddings = [_net(tensors, f"{SEA}filter_layers.networks.{k}", len(neuron), act, False, path, kind)
                       for k in range(n_embed)]
-        fnets = [_net(tensors, f"{FIT}filter_layers.networks.{t}", len(fneuron) + 1, fact, True, path)
+        fnets = [_net(tensors, f"{FIT}filter_layers.networks.{t}", len(fneuron) + 1, fact, True, path, kind)
                  for t in range(nt)]
         nnei = sum(int(s) for s in desc["sel"])
         tree = {
@@ -176,23 +180,23 @@ def params_from_torch(model: dict, tensors: dict, path: Path, source: str) -> Mo
                 "type": "standard", "type_map": type_map,
                 "atom_exclude_types": model.get("atom_exclude_types", []),
                 "pair_exclude_types": model.get("pair_exclude_types", []),
-                "@variables": {"out_bias": _array(tensors, ATOMIC + "out_bias", path, (1, nt, 1)),
-                               "out_std": _array(tensors, ATOMIC + "out_std", path, (1, nt, 1))},
+                "@variables": {"out_bias": _array(tensors, ATOMIC + "out_bias", path, (1, nt, 1), kind),
+                               "out_std": _array(tensors, ATOMIC + "out_std", path, (1, nt, 1), kind)},
                 "descriptor": {
                     **{k: desc[k] for k in ("rcut", "rcut_smth", "sel", "axis_neuron")},
                     "type": "se_e2_a", "neuron": neuron, "type_one_side": type_one_side,
                     "resnet_dt": bool(desc.get("resnet_dt", False)),
                     "exclude_types": desc.get("exclude_types", []),
                     "env_protection": desc.get("env_protection", 0.0),
-                    "@variables": {"davg": _array(tensors, SEA + "mean", path, (nt, nnei, 4)),
-                                   "dstd": _array(tensors, SEA + "stddev", path, (nt, nnei, 4))},
+                    "@variables": {"davg": _array(tensors, SEA + "mean", path, (nt, nnei, 4), kind),
+                                   "dstd": _array(tensors, SEA + "stddev", path, (nt, nnei, 4), kind)},
                     "embeddings": {"networks": embeddings},
                 },
                 "fitting": {
                     "type": "ener", "neuron": fneuron, "resnet_dt": bool(fit.get("resnet_dt", True)),
                     "numb_fparam": fit.get("numb_fparam", 0), "numb_aparam": fit.get("numb_aparam", 0),
                     "mixed_types": False,
-                    "@variables": {"bias_atom_e": _array(tensors, FIT + "bias_atom_e", path, (nt, 1))},
+                    "@variables": {"bias_atom_e": _array(tensors, FIT + "bias_atom_e", path, (nt, 1), kind)},
                     "nets": {"networks": fnets},
                 },
             },
@@ -200,11 +204,11 @@ def params_from_torch(model: dict, tensors: dict, path: Path, source: str) -> Mo
             "software": "deepmd-kit", "version": None, "model_def_script": model,
         }
     except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"{path}: malformed DeePMD-kit PyTorch model ({type(exc).__name__}: {exc})") from None
+        raise InputError(f"{path}: malformed DeePMD-kit {kind} model ({type(exc).__name__}: {exc})") from None
     try:
         params = params_from_dp_tree(tree, path)
     except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"{path}: malformed DeePMD-kit PyTorch model ({type(exc).__name__}: {exc})") from None
+        raise InputError(f"{path}: malformed DeePMD-kit {kind} model ({type(exc).__name__}: {exc})") from None
     params.info["source"] = source
     return params
 
