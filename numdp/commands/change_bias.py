@@ -17,11 +17,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..io.model_file import MODEL_HELP
 from .systems import add_system_options, system_paths
 
 
 def configure(parser):
-    parser.add_argument("model", help="numdp (.h5) or DeePMD-kit (.dp, PyTorch .pt/.pth) model")
+    parser.add_argument("model", help=MODEL_HELP)
     source = add_system_options(parser)
     source.add_argument("-b", "--bias-value", type=float, nargs="+",
                         help="out_bias per type of the model's type_map, eV (no data used)")

@@ -6,11 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InputError
+from ..io.model_file import MODEL_HELP
 from ..model.compress import EXTRAPOLATE
 
 
 def configure(parser):
-    parser.add_argument("model", nargs="?", help="numdp (.h5) or DeePMD-kit (.dp, PyTorch .pt/.pth) model")
+    parser.add_argument("model", nargs="?", help=MODEL_HELP)
     parser.add_argument("-i", "--input", help="the model, as dp compress -i (instead of MODEL)")
     parser.add_argument("-o", "--output",
                         help="output model: .h5 numdp format (added when no suffix is given), .dp "

@@ -15,13 +15,14 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..infer import DESCRIPTOR_DTYPES
+from ..io.model_file import MODEL_HELP
 from ..model.precision import PRECISIONS
 from .systems import add_system_options, system_paths
 
 
 def configure(parser):
     parser.add_argument("-m", "--model", required=True,
-                        help="numdp (.h5) or DeePMD-kit (.dp, PyTorch .pt/.pth) model")
+                        help=MODEL_HELP)
     add_system_options(parser)
     parser.add_argument("-o", "--output", default="desc",
                         help="output folder: one NAME.npy per system (default: desc)")

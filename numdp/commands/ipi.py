@@ -15,10 +15,11 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
+from ..io.model_file import MODEL_HELP
 
 
 def configure(parser):
-    parser.add_argument("-m", "--model", help="numdp (.h5) or DeePMD-kit (.dp, PyTorch .pt/.pth) model")
+    parser.add_argument("-m", "--model", help=MODEL_HELP)
     parser.add_argument("--dp-json", metavar="FILE",
                         help="DeePMD-kit dp_ipi parameter file (graph_file, use_unix, host, port, "
                              "coord_file, atom_type); paths in it are relative to the working "

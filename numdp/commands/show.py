@@ -2,11 +2,13 @@
 holds, like DeePMD-kit's `dp show` (all attributes when none is named)."""
 from __future__ import annotations
 
+from ..io.model_file import MODEL_HELP
+
 ATTRIBUTES = ("type-map", "descriptor", "fitting-net", "size", "info")
 
 
 def configure(parser):
-    parser.add_argument("model", help="numdp (.h5) or DeePMD-kit (.dp, PyTorch .pt/.pth) model")
+    parser.add_argument("model", help=MODEL_HELP)
     parser.add_argument("attributes", nargs="*", metavar="ATTRIBUTE",
                         help=f"any of {', '.join(ATTRIBUTES)} (default: all)")
 

@@ -20,13 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..io.model_file import MODEL_HELP
 from ..model.metrics import ErrorSums
 from ..model.precision import PRECISIONS
 from .systems import add_system_options, system_paths
 
 
 def configure(parser):
-    parser.add_argument("-m", "--model", required=True, help="numdp (.h5) or DeePMD-kit (.dp, PyTorch .pt/.pth) model")
+    parser.add_argument("-m", "--model", required=True, help=MODEL_HELP)
     add_system_options(parser, inputs=True)
     parser.add_argument("-n", "--numb-test", type=int, default=0,
                         help="frames per system (0 = all)")
