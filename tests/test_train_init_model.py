@@ -83,6 +83,19 @@ def test_first_lcurve_line_is_the_models_errors_on_that_batch(tmp_path, data_dir
     assert row[6] == pytest.approx(sums.rmse_f, rel=1e-6)
 
 
+def test_deepmd_kits_option_names():
+    """DeePMD-kit's --init-frz-model (start from a frozen model, DP-GEN's
+    training_init_frozen_model) is numdp's --init-model."""
+    import argparse
+
+    from numdp.commands.train import configure
+
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    for flag in ("--init-model", "--init-frz-model"):
+        assert parser.parse_args(["in.json", flag, "old/init.pb"]).init_model == "old/init.pb"
+
+
 def test_mismatch_and_conflicts_are_one_line_errors(tmp_path, data_dir, trained, capsys):  # noqa: F811
     model_path = trained.parent / "model.h5"
     path = make_input(tmp_path, data_dir, steps=4)

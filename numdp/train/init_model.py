@@ -16,7 +16,7 @@ from .config import TrainConfig
 
 
 def load_init_model(path, cfg: TrainConfig) -> ModelParams:
-    """The model file `path` (numdp .h5 or DeePMD-kit .dp), checked against the input `cfg`."""
+    """The model file `path` (any format numdp.io.model_file reads), checked against the input `cfg`."""
     from ..io.model_file import read_model
 
     path = Path(path)
