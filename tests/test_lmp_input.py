@@ -489,7 +489,7 @@ def test_minimize_with_min_style_fire(task, tmp_path, monkeypatch, capsys):
             (("1000", "10"), "minimize: maxeval 10 < maxiter 20"),
             (("norm max", "line quadratic"), "min_modify: min_modify line quadratic: not supported"),
             (("minimize 1e-12 1e-4 20 1000", "minimize 1e-12 1e-4 20 1000\nrun 10"),
-             "run: numdp lmp runs one `run` or `minimize`")):
+             "run: run after minimize: numdp lmp runs a minimize alone")):
         with pytest.raises(InputError, match=re.escape(message)):
             translate(script.replace(*change), "in.lammps", {}, lmp)
 
@@ -511,3 +511,92 @@ def test_script_from_standard_input_and_velocity_zero_linear(task, tmp_path, mon
     assert numdp(lmp, monkeypatch, "lmp", "-v", "restart", "0") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("numdp lmp: error: stdin:") and "velocity all zero linear" in err[0]
+
+
+SEVERAL = HEADER + """    velocity all create 50 7
+    fix 1 all nvt temp 50 50 0.1
+    thermo 2
+    dump 1 all custom 2 traj.lammpstrj id type x y z vx vy vz
+    run 4
+    unfix 1
+    fix 2 all npt temp 50 50 0.1 iso 1 1 0.5
+    thermo 1
+    run 3
+    unfix 2
+    fix 3 all nve
+    run 8 upto
+    write_data end.data
+    """
+
+
+def test_several_runs_continue_from_the_run_before(task, tmp_path, monkeypatch, capsys):
+    """A script with three runs (nvt, then npt, then nve `upto`): each later run is numdp run's
+    restart from the final checkpoint of the run before with the script's new fixes and thermo;
+    numdp lmp gives byte for byte the dumps of the printed inputs run one after the other, the
+    dump goes on across the runs (each run's last step gets a frame), write_data writes the last
+    run's end."""
+    from numdp.io.h5md import read_frame
+
+    lmp = _folder(task, tmp_path / "lmp")
+    script = textwrap.dedent(SEVERAL)
+    (lmp / "in.lammps").write_text(script)
+    tr = translate(script, "in.lammps", {}, lmp)
+    runs = [tr.tables] + [t for t, _ in tr.later]
+    assert [t["md"]["steps"] for t in runs] == [4, 7, 8]
+    assert [t["md"]["ensemble"] for t in runs] == ["nvt", "npt", "nve"]
+    assert [t["output"]["thermo_every"] for t in runs] == [2, 1, 1]
+    assert [t["system"] for t in runs[1:]] == [{"file": "checkpoint.h5"}] * 2
+    assert any("Nose-Hoover chain goes on" in n for n in tr.notices)
+    assert numdp(lmp, monkeypatch, "lmp", "-i", "in.lammps") == 0
+    out = capsys.readouterr().out
+    assert out.count("restarted from") == 2 and "write_data: end.data (step 8)" in out
+    ref = _folder(task, tmp_path / "run")
+    assert numdp(lmp, monkeypatch, "lmp", "-i", "in.lammps", "--print-toml") == 0
+    parts = re.split(r"\n# ---- run \d: .*\n", capsys.readouterr().out)
+    assert len(parts) == 3
+    for k, text in enumerate(parts):
+        (ref / f"r{k}.toml").write_text(text)
+        assert numdp(ref, monkeypatch, "run", f"r{k}.toml") == 0
+    capsys.readouterr()
+    dump = (lmp / "traj.lammpstrj").read_text()
+    assert dump == (ref / "traj.lammpstrj").read_text()
+    steps = [int(b.split("\n", 1)[1].split("\n", 1)[0]) for b in dump.split("ITEM: TIMESTEP")[1:]]
+    assert steps == [0, 2, 4, 6, 7, 8]
+    final = read_frame(lmp / "checkpoint.h5")
+    end = read_lammps_data(lmp / "end.data")
+    assert final["step"] == 8 and np.allclose(end.velocities, final["velocities"], rtol=0, atol=1e-9)
+    assert (lmp / "log.lammps").read_text().count("numdp run in.lammps") == 3
+
+
+def test_two_runs_equal_one_run_of_their_length(task, tmp_path, monkeypatch, capsys):
+    """`run 6` twice with the fix (npt: thermostat chain, random barostat) kept is `run 12`: the
+    later run starts from the exact state the first ended with, so the dumps are equal byte for
+    byte (LAMMPS: a fix that persists keeps its state)."""
+    texts = {}
+    for name, runs in (("one", "run 12\n"), ("two", "run 6\nrun 6\n")):
+        folder = _folder(task, tmp_path / name)
+        script = textwrap.dedent(HEADER + """    velocity all create 50 7
+            fix 1 all npt temp 50 50 0.1 iso 1 1 0.5
+            dump 1 all custom 3 traj.lammpstrj id type x y z vx vy vz fx fy fz
+            """) + runs
+        (folder / "in.lammps").write_text(script)
+        assert numdp(folder, monkeypatch, "lmp", "-i", "in.lammps") == 0
+        texts[name] = (folder / "traj.lammpstrj").read_text()
+    capsys.readouterr()
+    assert texts["one"].count("ITEM: TIMESTEP") == 5 and texts["one"] == texts["two"]
+
+
+@pytest.mark.parametrize("change, message", [
+    (("unfix 1\n", "minimize 0 1e-3 10 100\n"), "in.lammps:13: minimize: minimize after a run"),
+    (("fix 2 all npt temp 50 50", "fix 2 all npt temp 50 80"),
+     "in.lammps: a ramp (50.0 -> 80.0) in a run after the first"),
+    (("unfix 1\n", "dump 2 all custom 1 x.lammpstrj id\n"), "in.lammps:13: dump: after a run, numdp lmp accepts only"),
+    (("unfix 1\n", "velocity all create 100 3\n"), "in.lammps:13: velocity: after a run, numdp lmp accepts only"),
+    (("unfix 2\n", "write_data mid.data\n"), "in.lammps:18: fix: after write_data numdp lmp accepts only"),
+    (("unfix 1\nfix 2 all npt", "fix 1 all npt"), "in.lammps:13: fix: fix 1 is a fix nvt: a fix ID is re-specified"),
+    (("unfix 1\n", "unfix 9\n"), "in.lammps:13: unfix: no fix with ID '9'"),
+])
+def test_several_runs_refusals(task, change, message):
+    with pytest.raises(InputError) as err:
+        translate(textwrap.dedent(SEVERAL).replace(*change, 1), "in.lammps", {}, task)
+    assert str(err.value).startswith(message), str(err.value)

@@ -7,7 +7,9 @@ are validated by numdp.config.run_settings and run by numdp run's own code path
 (numdp.commands.run).  Files are relative to the current folder, as for LAMMPS.  Where numdp
 differs from LAMMPS (fix npt's barostat, velocity's random numbers, the thermo columns) one
 notice line each is printed, and written as comments at the head of the equivalent input (which
-the checkpoint and the trajectory record).  `--print-toml` prints that input and runs nothing.
+the checkpoint and the trajectory record).  A script with several `run` commands is several
+numdp runs, each later one a restart from the final checkpoint of the one before with the
+script's fixes at its `run`.  `--print-toml` prints those inputs and runs nothing.
 """
 from __future__ import annotations
 
@@ -83,25 +85,35 @@ def main(args) -> int:
     from ..validate import parse_toml_text
 
     if args.print_toml:
-        print(translate_file(args).toml, end="")
+        print(translate_file(args).all_toml(), end="")
         return 0
 
     translated = []
 
-    def load(world):
-        tr = translate_file(args, world)
-        translated.append(tr)
-        if world.is_root:
-            for note in tr.notices:
-                print(f"numdp lmp: note: {note}", flush=True)
-        # the tables go through their own TOML text, so --print-toml shows exactly what runs
-        name = script_text(args)[1]
-        return run_settings(Path(name), tr.toml, parse_toml_text(tr.toml, name), Path.cwd())
+    def loader(k: int):
+        """RunSettings of the script's run k (0: the first; k > 0 continue from run k-1's end)."""
+        def load(world):
+            if not translated:
+                tr = translate_file(args, world)
+                translated.append(tr)
+                if world.is_root:
+                    for note in tr.notices:
+                        print(f"numdp lmp: note: {note}", flush=True)
+            tr = translated[0]
+            toml = tr.toml if k == 0 else tr.later[k - 1][1]
+            # the tables go through their own TOML text, so --print-toml shows exactly what runs
+            name = script_text(args)[1]
+            return run_settings(Path(name), toml, parse_toml_text(toml, name), Path.cwd())
+        return load
 
     args.restart = None   # read_restart in the script restarts ([system] file = the checkpoint)
-    status = run.main(args, load)
+    status = run.main(args, loader(0))
+    k = 1
+    while status == 0 and translated and k <= len(translated[0].later):
+        status = run.main(args, loader(k))
+        k += 1
     if status == 0 and translated:
-        _write_data(translated[-1])
+        _write_data(translated[0])
     return status
 
 

@@ -2,13 +2,15 @@
 
 `translate(text, name, cli_variables, base)` runs the script (numdp.lammps.script) and returns a
 `Translation`: the tables (a dict, as `numdp run` would parse from TOML), the notices where numdp
-differs from LAMMPS, and the TOML text of the tables.  numdp.config.run_settings validates the
+differs from LAMMPS, and the TOML text of the tables; for each `run` after the first, the tables
+of a restart from the final checkpoint of the run before.  numdp.config.run_settings validates the
 tables like any `numdp run` input, and numdp run's code path runs them: there is no second MD
 driver.  Every command is either translated, accepted as harmless (no effect on the dynamics),
 or refused with one line ``FILE:LINE: COMMAND: ...``; docs/lammps-input.md has the table.
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 from dataclasses import dataclass, field
@@ -18,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..io.series import MARK, is_series, latest_file
+from ..io.series import MARK, is_series, latest_file, series_file
 from .script import Command, Script
 
 METAL_TIMESTEP = 0.001   # ps: LAMMPS' default timestep in units metal
@@ -31,6 +33,8 @@ NPT_NOTICE = ("fix npt: LAMMPS integrates the Nose-Hoover (MTK) barostat; numdp 
 VELOCITY_NOTICE = ("velocity create: numdp draws Gaussian (Maxwell-Boltzmann) velocities from its own "
                    "counter-based generator, zero total momentum, scaled to exactly T; the numbers "
                    "differ from LAMMPS' for the same seed")
+RENEWED_NOTICE = ("fix nvt/npt defined after a run: numdp's Nose-Hoover chain goes on from the chain "
+                  "variables the run before ended with (LAMMPS starts a new fix's at zero); same ensemble")
 THERMO_COLUMNS = "step time temp pe ke etotal press vol"
 # words of thermo_style custom that numdp's thermo line has
 _THERMO_HAS = set(THERMO_COLUMNS.split()) | {"time"}
@@ -120,9 +124,18 @@ class Translation:
     notices: list[str]
     toml: str
     write_data: list[str] = field(default_factory=list)
-    """Files of the `write_data` commands after the run: the final state as LAMMPS data files."""
+    """Files of the `write_data` commands after the last run: the final state as LAMMPS data files."""
     type_elements: list[str] | None = None
     """The element of each LAMMPS type (pair_coeff's), None: type k is the model's type_map[k-1]."""
+    later: list[tuple[dict, str]] = field(default_factory=list)
+    """(tables, TOML) of each `run` after the first: a numdp run that continues from the final
+    checkpoint of the run before it (its [system] file), as a restart with other settings."""
+
+    def all_toml(self) -> str:
+        """The TOML of every run, in order (--print-toml)."""
+        return self.toml + "".join(f"\n# ---- run {k + 2}: numdp run this after run {k + 1} (it continues from "
+                                   f"{tables['system']['file']})\n" + text
+                                   for k, (tables, text) in enumerate(self.later))
 
 
 @dataclass
@@ -157,6 +170,7 @@ class _State:
     min_style: str = "cg"                 # LAMMPS' default; numdp minimizes with fire only
     min_modify: dict = field(default_factory=dict)   # [minimize] keys from min_modify
     minimize: dict | None = None          # [minimize] etol, ftol, steps from `minimize`
+    continues: str | None = None          # a run after the first: the checkpoint the run before ends with
 
 
 def _number(word: str, what: str, positive=False, nonnegative=False) -> float:
@@ -191,6 +205,9 @@ class _Translator:
         self.s = _State()
         self.notices: list[str] = []
         self.ran = False
+        self.first: _State | None = None   # the state at the first run or minimize
+        self.runs: list[_State] = []   # the state at each run after the first (their tables: `tables`)
+        self.momentum_ids: set[str] = set()   # fix momentum IDs (numdp keeps the momentum zero anyway)
         self.write_data: list[str] = []
         self.restart_frame: dict | None = None   # numdp.io.h5md.read_frame of read_restart's checkpoint
 
@@ -200,11 +217,14 @@ class _Translator:
 
     # -- the commands -----------------------------------------------------------------------------
     def __call__(self, c: Command) -> None:
-        if self.ran and c.name == "write_data":
-            self._write_data(c)
-            return
-        if self.ran:
-            raise Refused("numdp lmp runs one `run` or `minimize`; after it only write_data is supported")
+        if self.write_data and c.name != "write_data":
+            raise Refused("after write_data numdp lmp accepts only more write_data (numdp writes the state "
+                          "at the end of the last run)")
+        if self.ran and c.name not in _BETWEEN_RUNS + ("minimize",) \
+                and not (c.name == "velocity" and c.args[1:] == ("zero", "linear")):
+            what = "minimize" if self.s.minimize is not None else "run"
+            raise Refused(f"after a {what}, numdp lmp accepts only {', '.join(_BETWEEN_RUNS)} (a later run "
+                          f"continues from the state the run before ended with)")
         if c.name in _HARMLESS:
             _HARMLESS[c.name](c.args)
         elif c.name in _COMMANDS:
@@ -402,6 +422,7 @@ class _Translator:
         if style == "momentum":
             if args[1:] != ["linear", "1", "1", "1"]:
                 raise Refused("numdp lmp accepts `fix ID all momentum N linear 1 1 1` only")
+            self.momentum_ids.add(fix_id)
             return   # numdp keeps the total momentum zero at every step already
         if style in THERMOSTAT_FIXES:
             self._thermostat_fix(fix_id, THERMOSTAT_FIXES[style], args)
@@ -409,8 +430,13 @@ class _Translator:
         if style not in ("nve", "nvt", "npt"):
             raise Refused(f"fix style {style!r} is not supported by numdp lmp (nve, nvt, npt, langevin, "
                           f"temp/csvr, momentum)")
-        if self.s.fix is not None:
+        if self.s.fix is not None and self.s.fix_id != fix_id:
             raise Refused(f"a second time-integration fix ({self.s.fix_id} is one); numdp integrates with one")
+        if self.s.fix is not None and self.s.fix.ensemble.value != style:   # LAMMPS re-specifies a fix of one style
+            raise Refused(f"fix {fix_id} is a fix {self.s.fix.ensemble.value}: a fix ID is re-specified with "
+                          f"the same style only (LAMMPS); unfix {fix_id} first")
+        if self.ran and style != "nve":
+            self.note(RENEWED_NOTICE)
         if style == "nve":
             if args:
                 raise Refused("expected: fix ID all nve")
@@ -445,7 +471,10 @@ class _Translator:
     def _thermostat_fix(self, fix_id: str, style: ThermostatStyle, args: list[str]) -> None:
         """fix langevin / temp/csvr Tstart Tstop damp seed: numdp's thermostat of that kind (with
         fix nve: checked when the tables are made)."""
-        if self.s.thermostat is not None:
+        if self.s.thermostat is not None and self.s.thermostat.fix_id == fix_id and self.s.thermostat.style != style:
+            raise Refused(f"fix {fix_id} is a fix {self.s.thermostat.style.value}: a fix ID is re-specified with "
+                          f"the same style only (LAMMPS); unfix {fix_id} first")
+        if self.s.thermostat is not None and self.s.thermostat.fix_id != fix_id:
             raise Refused(f"a second thermostat fix ({self.s.thermostat.fix_id} is one)")
         if len(args) < 4:
             name = next(k for k, v in THERMOSTAT_FIXES.items() if v is style)
@@ -535,11 +564,29 @@ class _Translator:
             raise Refused("expected: run N [upto]")
         n = _integer(c.args[0], "N")
         upto = len(c.args) == 2
-        start = self.s.restart_step or 0
+        if self.ran:
+            self._next_run()
+        start = self.s.steps if self.ran else self.s.restart_step or 0
         if upto and n < start:
-            raise Refused(f"run {n} upto: the restart is at step {start} already")
+            raise Refused(f"run {n} upto: the {'run before' if self.ran else 'restart'} ends at step {start} already")
         self.s.steps = n if upto else start + n
+        if self.ran:
+            self.runs.append(copy.deepcopy(self.s))
+        else:
+            self.first = copy.deepcopy(self.s)
         self.ran = True
+
+    def _next_run(self) -> None:
+        """A run after the first: it continues from the final checkpoint of the run before (a
+        restart with the script's current fixes, timestep and thermo)."""
+        s = self.s
+        if s.minimize is not None:
+            raise Refused("run after minimize: numdp lmp runs a minimize alone (write_data after it and "
+                          "read_data that file in a second script for the MD)")
+        if s.restart_file is not None:
+            raise Refused("several runs after read_restart: numdp lmp restarts a script of one run")
+        root = s.checkpoint if s.checkpoint is not None else "checkpoint.h5"
+        s.continues = str(series_file(root, s.steps)) if is_series(root) else root
 
     def _min_style(self, c: Command) -> None:
         if len(c.args) != 1:
@@ -570,6 +617,8 @@ class _Translator:
         """`minimize etol ftol maxiter maxeval` with `min_style fire`: numdp's [minimize] (FIRE 2.0,
         LAMMPS' min_style fire; docs/md.md#energy-minimization)."""
         self._need_box("minimize")
+        if self.ran:
+            raise Refused("minimize after a run: numdp lmp runs a minimize alone, before any run")
         if len(c.args) != 4:
             raise Refused("expected: minimize ETOL FTOL MAXITER MAXEVAL")
         if self.s.min_style != "fire":
@@ -583,6 +632,7 @@ class _Translator:
         start = self.s.restart_step or 0
         self.s.minimize = {"steps": start + maxiter, "etol": etol, "ftol": ftol}
         self.s.steps = start + maxiter
+        self.first = copy.deepcopy(self.s)
         self.ran = True
 
     def _write_data(self, c: Command) -> None:
@@ -599,9 +649,21 @@ class _Translator:
                           f"the element of each atom, not its LAMMPS type, so it cannot write the types back")
         self.write_data.append(c.args[0])
 
+    def _unfix(self, c: Command) -> None:
+        if len(c.args) != 1:
+            raise Refused("expected: unfix ID")
+        if self.s.fix is not None and self.s.fix_id == c.args[0]:
+            self.s.fix = self.s.fix_id = None
+        elif self.s.thermostat is not None and self.s.thermostat.fix_id == c.args[0]:
+            self.s.thermostat = None
+        elif c.args[0] not in self.momentum_ids:
+            raise Refused(f"no fix with ID {c.args[0]!r}")
+
     # -- the tables -------------------------------------------------------------------------------
-    def tables(self) -> dict:
-        s = self.s
+    def tables(self, s: _State | None = None) -> dict:
+        """numdp run's tables of the first run (the script's state at its end), or of the state `s`
+        of a later run (`runs`)."""
+        s = self.s if s is None else s
         if s.units != "metal":
             raise Refused("the script sets no `units metal` (LAMMPS' default is lj); numdp lmp runs units metal")
         if not s.models:
@@ -617,7 +679,14 @@ class _Translator:
         devi = len(s.models) > 1
         t: dict = {"model": {"file": s.models if devi else s.models[0]}}
         system: dict = {"file": s.data_file if s.restart_file is None else _relative(s.restart_file, self.base)}
-        if s.restart_file is not None:
+        if s.continues is not None:   # a later run: the checkpoint restores the whole state
+            system = {"file": s.continues}
+            ramps = [x for x in (fix.temperature, fix.pressure, s.thermostat and s.thermostat.temperature)
+                     if isinstance(x, list)]
+            if ramps:
+                raise Refused(f"a ramp ({ramps[0][0]} -> {ramps[0][1]}) in a run after the first: numdp anchors "
+                              f"ramps at step 0 of the script; ramp in the first run only")
+        elif s.restart_file is not None:
             self._matches_checkpoint()
         else:   # a checkpoint restores types, masses and velocities
             if s.elements is not None:
@@ -635,7 +704,7 @@ class _Translator:
         if s.minimize is not None:
             t["minimize"] = {"style": "fire", **s.minimize, "timestep": s.timestep, **s.min_modify}
         else:
-            t["md"] = self._md_table(fix)
+            t["md"] = self._md_table(fix, s)
         t["neighbor"] = {"skin": s.skin}
         out: dict = {}
         if s.dump is None:
@@ -654,9 +723,8 @@ class _Translator:
             t["model_devi"] = s.devi.table()
         return t
 
-    def _md_table(self, fix: Fix) -> dict:
-        """[md] of the script's integration fix (and thermostat fix)."""
-        s = self.s
+    def _md_table(self, fix: Fix, s: _State) -> dict:
+        """[md] of the integration fix (and thermostat fix) of the state `s`."""
         md: dict = {"timestep": s.timestep, "steps": s.steps, "ensemble": fix.ensemble.value}
         if s.velocity is not None and s.restart_file is None:
             md["seed"] = s.velocity[1]   # the barostat's noise differs from task to task, as DP-GEN's seeds
@@ -768,9 +836,12 @@ _HARMLESS = {
     "comm_modify": _accept(("vel", "yes"), ("vel", "no")),
 }
 _COMMANDS = ("units", "boundary", "atom_style", "dimension", "neighbor", "neigh_modify", "box", "read_data",
-             "read_restart", "change_box", "mass", "pair_style", "pair_coeff", "velocity", "fix", "timestep",
-             "thermo", "thermo_style", "dump", "dump_modify", "restart", "log", "run", "min_style",
+             "read_restart", "change_box", "mass", "pair_style", "pair_coeff", "velocity", "fix", "unfix",
+             "timestep", "thermo", "thermo_style", "dump", "dump_modify", "restart", "log", "run", "min_style",
              "min_modify", "minimize", "write_data")
+_BETWEEN_RUNS = ("fix", "unfix", "timestep", "thermo", "thermo_style", "run", "write_data")
+"""The commands numdp lmp takes after a run (and `velocity all zero linear`): a later run is a
+restart from the run before's final checkpoint with other fixes, timestep or thermo output."""
 
 
 def translate(text: str, name: str, cli_variables: dict[str, str], base: Path,
@@ -791,14 +862,16 @@ def translate(text: str, name: str, cli_variables: dict[str, str], base: Path,
     script = Script(name, handler, cli_variables)
     script.run(text)
     try:
-        tables = tr.tables()
+        tables = tr.tables(tr.first) if tr.runs else tr.tables()
+        later = [tr.tables(s) for s in tr.runs]
     except _LineRefused as exc:
         raise script.error(exc.line, exc.command, str(exc)) from None
     except Refused as exc:
         raise InputError(f"{name}: {exc}") from None
     for line in script.printed:
         tr.notices.append(f"print: {line}")
-    return Translation(tables, tr.notices, to_toml(tables, tr.notices, name), tr.write_data, tr.s.elements)
+    return Translation(tables, tr.notices, to_toml(tables, tr.notices, name), tr.write_data, tr.s.elements,
+                       [(t, to_toml(t, [], name)) for t in later])
 
 
 # -- TOML ---------------------------------------------------------------------------------------------
