@@ -19,6 +19,7 @@ from .io.trajectory import FORMATS as TRAJ_FORMATS, SUFFIXES as TRAJ_SUFFIXES
 from .io.trajectory import DUMP_COLUMNS, FRAME_SERIES_MARK, dump_fields
 from .io.trajectory import format_of_path as traj_format_of_path
 from .md.barostat import COUPLINGS, StochasticCellRescaling
+from .md.thermo import DEFAULT_COLUMNS as THERMO_DEFAULT, KEYWORDS as THERMO_KEYWORDS
 from .md.thermostats import THERMOSTATS, Langevin, NoseHooverChain
 from .backend import DEVICES
 from .model.precision import PRECISIONS
@@ -165,6 +166,7 @@ class OutputSettings:
     checkpoint_every: int = 1000
     progress: str = "auto"  # "auto" | "bar" | "lines" | "none"
     columns: tuple[str, ...] | None = None  # lammps-dump ATOMS columns (LAMMPS dump custom keywords); None: default
+    thermo_columns: tuple[str, ...] = THERMO_DEFAULT  # thermo keywords of the thermo lines (numdp.md.thermo)
 
 
 @dataclass
@@ -359,7 +361,13 @@ def _neighbor(t: Table) -> NeighborSettings:
 
 def _output(t: Table, base: Path) -> OutputSettings:
     t.check_keys(("trajectory", "format", "every", "fields", "force_unit", "thermo_every", "log", "checkpoint",
-                  "checkpoint_every", "progress", "columns"))
+                  "checkpoint_every", "progress", "columns", "thermo_columns"))
+    thermo_columns = t.data.get("thermo_columns", list(THERMO_DEFAULT))
+    if not isinstance(thermo_columns, list) or not thermo_columns \
+            or any(not isinstance(c, str) or c not in THERMO_KEYWORDS for c in thermo_columns) \
+            or len(set(thermo_columns)) != len(thermo_columns):
+        raise t.error("thermo_columns", f"expected a list of distinct thermo keywords from "
+                                        f"{list(THERMO_KEYWORDS)}, got {thermo_columns!r}")
     columns = t.data.get("columns")
     if columns is not None:
         if not isinstance(columns, list) or not columns or any(c not in DUMP_COLUMNS for c in columns) \
@@ -411,6 +419,7 @@ def _output(t: Table, base: Path) -> OutputSettings:
         checkpoint_every=t.integer("checkpoint_every", 1000, nonnegative=True),
         progress=progress,
         columns=None if columns is None else tuple(columns),
+        thermo_columns=tuple(thermo_columns),
     )
 
 
@@ -483,6 +492,9 @@ def run_settings(path: Path, text: str, data: dict, base: Path) -> RunSettings:
                            neighbor=_neighbor(table("neighbor")), output=_output(table("output"), base),
                            safety=_safety(table("safety")), parallel=_parallel(table("parallel")),
                            model_devi=model_devi)
+    if minimizing and "thermo_columns" in (data.get("output") or {}):
+        raise InputError(f"{path.name}: [output] thermo_columns: a minimization ([minimize]) writes step pe "
+                         f"fnorm fmax; remove it")
     if minimizing and settings.system.velocities is not None:
         raise InputError(f"{path.name}: [system] velocities: not used by a minimization ([minimize]), which "
                          f"starts at rest; remove it")

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .md.thermo import KEYWORDS as THERMO_KEYWORDS
 
 
 class MatplotlibMissing(ImportError):
@@ -63,7 +64,7 @@ def _header_kind(tokens: list[str]) -> Kind | None:
         return Kind.MODEL_DEVI
     if "lr" in tokens or any(t.startswith("rmse") for t in tokens):
         return Kind.LCURVE
-    if "temp" in tokens or "fnorm" in tokens:
+    if "temp" in tokens or "fnorm" in tokens or set(tokens) <= set(THERMO_KEYWORDS):
         return Kind.THERMO
     return None
 
@@ -176,8 +177,7 @@ def plot_lcurve(t: Table):
     return fig
 
 
-_THERMO_UNITS = {"time": "ps", "temp": "K", "pe": "eV", "ke": "eV", "etotal": "eV", "press": "bar",
-                 "vol": "Å³", "fnorm": "eV/Å", "fmax": "eV/Å"}
+_THERMO_UNITS = {**{k: kw.unit for k, kw in THERMO_KEYWORDS.items() if kw.unit}, "fnorm": "eV/Å", "fmax": "eV/Å"}
 _LOG_SCALE = ("fnorm", "fmax")
 """Columns that span decades (a minimization's force norms): drawn on a log scale when positive."""
 

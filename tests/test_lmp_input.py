@@ -141,6 +141,8 @@ def expected_tables(ensemble):
             "neighbor": {"skin": 1.0},
             "output": {"trajectory": "traj/*.lammpstrj", "format": "lammps-dump", "every": 5,
                        "columns": ["id", "type", "x", "y", "z", "fx", "fy", "fz"], "thermo_every": 5,
+                       "thermo_columns": ["step", "temp", "pe", "ke", "etotal", "press", "vol", "lx", "ly", "lz",
+                                          "xy", "xz", "yz"],
                        "log": "log.lammps", "checkpoint": "dpgen.restart.*", "checkpoint_every": 10000},
             "model_devi": {"every": 5, "file": "model_devi.out", "atomic": True}}
 
@@ -401,7 +403,10 @@ def test_defaults_of_a_hand_written_script(tmp_path):
                                "thermostat": {"kind": "nose-hoover", "temperature": 300.0, "tau": 0.05,
                                               "chain": 5}}
     assert tr.tables["neighbor"] == {"skin": 2.0}
-    assert tr.tables["output"] == {"trajectory": "", "thermo_every": 200, "log": "log.lammps", "checkpoint_every": 0}
+    # LAMMPS' default thermo_style one
+    assert tr.tables["output"] == {"trajectory": "", "thermo_every": 200,
+                                   "thermo_columns": ["step", "temp", "epair", "emol", "etotal", "press"],
+                                   "log": "log.lammps", "checkpoint_every": 0}
     assert any("angular momentum" in n for n in tr.notices)
 
 

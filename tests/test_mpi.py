@@ -292,13 +292,22 @@ def test_thin_subdomains_and_periodic_self_images_on_four_ranks(tmp_path):
 
 def test_npt_triclinic_with_langevin_matches_serial(tmp_path):
     """The cell changes every step (ghosts follow with the current cell); Langevin noise is keyed
-    by atom id, so it is the same on any number of ranks."""
+    by atom id, so it is the same on any number of ranks.  The thermo columns that sum over the
+    ranks (density, the pressure tensor) agree with the serial run's to their printed digits."""
     md = ('ensemble = "npt"\nthermostat = { kind = "langevin", temperature = 20.0, tau = 0.05 }\n'
           'barostat = { pressure = 1000.0, tau = 0.2, coupling = "triclinic", compressibility = 1e-3 }')
-    ref = make_run(tmp_path / "serial", steps=100, md=md)
+    columns = 'thermo_columns = ["step", "press", "pxx", "pyy", "pzz", "pxy", "pxz", "pyz", "density", "lx", "xy"]'
+    ref = make_run(tmp_path / "serial", steps=100, md=md, extra=columns)
     numdp_run(ref, 1)
-    path = make_run(tmp_path / "mpi", steps=100, md=md, extra="[parallel]\ngrid = [1, 2, 1]")
+    path = make_run(tmp_path / "mpi", steps=100, md=md, extra=columns + "\n[parallel]\ngrid = [1, 2, 1]")
     numdp_run(path, 2)
+    rows = [np.array([[float(w) for w in ln.split()] for ln in (p / "log.txt").read_text().splitlines()
+                      if ln.split() and ln.split()[0].isdigit() and len(ln.split()) == 11]) for p in (ref, path)]
+    assert rows[0].shape == (3, 11) and rows[0][:, 0].tolist() == [0, 50, 100]
+    # printed with 3 decimals (pressures) or 6: two half-units of the last place, plus the 1e-8
+    # relative bound of the pressure below
+    assert np.all(np.abs(rows[0] - rows[1]) <= 1e-3 + 1e-8 * np.abs(rows[0]))
+    assert np.allclose(rows[0][:, 2:5].mean(axis=1), rows[0][:, 1], rtol=0, atol=1e-3)
     a, b = frames(ref), frames(path)
     assert np.abs(a["box"][-1] - a["box"][0]).max() > 0.05  # the cell did move
     assert_same_run(a, b)

@@ -35,9 +35,7 @@ VELOCITY_NOTICE = ("velocity create: numdp draws Gaussian (Maxwell-Boltzmann) ve
                    "differ from LAMMPS' for the same seed")
 RENEWED_NOTICE = ("fix nvt/npt defined after a run: numdp's Nose-Hoover chain goes on from the chain "
                   "variables the run before ended with (LAMMPS starts a new fix's at zero); same ensemble")
-THERMO_COLUMNS = "step time temp pe ke etotal press vol"
-# words of thermo_style custom that numdp's thermo line has
-_THERMO_HAS = set(THERMO_COLUMNS.split()) | {"time"}
+THERMO_ONE = ["step", "temp", "epair", "emol", "etotal", "press"]   # LAMMPS' thermo_style one (its default)
 
 
 class Ensemble(str, Enum):
@@ -171,6 +169,7 @@ class _State:
     min_modify: dict = field(default_factory=dict)   # [minimize] keys from min_modify
     minimize: dict | None = None          # [minimize] etol, ftol, steps from `minimize`
     continues: str | None = None          # a run after the first: the checkpoint the run before ends with
+    thermo_columns: list[str] | None = field(default_factory=lambda: list(THERMO_ONE))   # None: numdp's
 
 
 def _number(word: str, what: str, positive=False, nonnegative=False) -> float:
@@ -508,11 +507,20 @@ class _Translator:
         self.s.thermo = _integer(c.args[0], "thermo")
 
     def _thermo_style(self, c: Command) -> None:
-        if not c.args or c.args[0] not in ("one", "multi", "custom"):
-            raise Refused("expected: thermo_style one|multi|custom ...")
-        missing = [w for w in c.args[1:] if w not in _THERMO_HAS] if c.args[0] == "custom" else []
-        self.note(f"thermo_style: numdp's thermo lines have the columns {THERMO_COLUMNS}"
-                  + (f" ({' '.join(missing)} not written)" if missing else ""))
+        """thermo_style one | custom KEYWORDS: numdp's [output] thermo_columns (numdp.md.thermo);
+        a keyword numdp does not compute, or multi / yaml: numdp's own columns and a notice."""
+        from ..md.thermo import DEFAULT_COLUMNS, KEYWORDS
+
+        if not c.args or c.args[0] not in ("one", "multi", "yaml", "custom") or (c.args[0] == "custom") != (len(c.args) > 1):
+            raise Refused("expected: thermo_style one|multi|yaml|custom KEYWORD ...")
+        words = THERMO_ONE if c.args[0] == "one" else list(c.args[1:])
+        missing = [w for w in words if w not in KEYWORDS] if c.args[0] in ("one", "custom") else words
+        if c.args[0] in ("one", "custom") and not missing and len(set(words)) == len(words):
+            self.s.thermo_columns = words
+            return
+        self.s.thermo_columns = None
+        self.note(f"thermo_style {c.args[0]}: numdp writes its own thermo columns {' '.join(DEFAULT_COLUMNS)}"
+                  + (f" (it does not compute {' '.join(missing)})" if missing else ""))
 
     def _dump(self, c: Command) -> None:
         self._need_box("dump")
@@ -714,6 +722,8 @@ class _Translator:
                        columns=s.dump.columns)
         # thermo 0 (LAMMPS' default): the first and the last step only
         out["thermo_every"] = s.thermo if s.thermo > 0 else max(s.steps, 1)
+        if s.thermo_columns is not None and s.minimize is None:
+            out["thermo_columns"] = s.thermo_columns
         out["log"] = s.log
         if s.checkpoint is not None:
             out["checkpoint"] = s.checkpoint

@@ -22,6 +22,7 @@ from ..io.h5md import DEFAULT_FORCE_UNIT, FIELDS, write_checkpoint
 from ..io.series import series_file
 from ..io.trajectory import FIELD_ARRAYS, Frame, TrajectoryWriter
 from ..parallel.distribute import GlobalAtoms
+from . import thermo
 from ..parallel.world import World
 from ..progress import Progress
 from ..system import State, kinetic_energy, pressure, temperature
@@ -116,23 +117,22 @@ class Console:
 
 
 class ThermoReporter:
-    """LAMMPS-like thermo lines: step time temp pe ke etotal press vol (ps, K, eV, bar, Å³)."""
+    """LAMMPS-like thermo lines, by default step time temp pe ke etotal press vol (ps, K, eV, bar,
+    Å³); `columns`: LAMMPS thermo keywords (numdp.md.thermo).  `report` is collective."""
 
-    HEADER = f"{'step':>10} {'time':>10} {'temp':>10} {'pe':>16} {'ke':>12} {'etotal':>16} {'press':>12} {'vol':>12}"
-
-    def __init__(self, every: int, console: Console):
+    def __init__(self, every: int, console: Console, columns=thermo.DEFAULT_COLUMNS):
         self.every = int(every)
         self.console = console
+        self.columns = tuple(columns)
 
     def wants(self, step: int) -> bool:
         return step % self.every == 0
 
     def start(self) -> None:
-        self.console.line(self.HEADER)
+        self.console.line(thermo.header(self.columns))
 
     def report(self, s: Snapshot) -> None:
-        self.console.line(f"{s.step:>10d} {s.time:>10.4f} {s.temp:>10.3f} {s.pe:>16.6f} {s.ke:>12.6f} "
-                          f"{s.etotal:>16.6f} {s.press:>12.3f} {s.vol:>12.3f}")
+        self.console.line(thermo.line(self.columns, thermo.values(s, self.columns)))
 
     def close(self) -> None:
         pass
@@ -144,6 +144,9 @@ class MinimizeThermoReporter(ThermoReporter):
     keywords fnorm and fmax).  The norms are reductions over the ranks (collective)."""
 
     HEADER = f"{'step':>10} {'pe':>16} {'fnorm':>14} {'fmax':>14}"
+
+    def start(self) -> None:
+        self.console.line(self.HEADER)
 
     def report(self, s: Snapshot) -> None:
         norms = force_norms_global(s.state.forces, s.world)

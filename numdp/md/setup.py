@@ -174,7 +174,8 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
     # until the first report (Simulation.run) a failure gives them their names back
     with backups:
         console = Console(out.log, resume=restarted, screen=screen, enabled=world.is_root)
-        reporters = [(MinimizeThermoReporter if mini is not None else ThermoReporter)(out.thermo_every, console)]
+        reporters = [MinimizeThermoReporter(out.thermo_every, console) if mini is not None
+                     else ThermoReporter(out.thermo_every, console, out.thermo_columns)]
         writer = None
         with world.agreement():  # rank 0 opens (or continues) the trajectory
             if world.is_root:

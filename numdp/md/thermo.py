@@ -1,0 +1,158 @@
+"""Thermo keywords: the columns a thermo line may have, with LAMMPS' names and meanings (units metal).
+
+`[output] thermo_columns` (numdp run) and `thermo_style custom` (numdp lmp) name them; the
+default is numdp's `step time temp pe ke etotal press vol`.  Each keyword has a unit, a column
+width and a format; `ThermoValues` computes the values of a Snapshot that the columns ask for
+(collective: every rank calls it, reductions are global).
+
+Box keywords are those of LAMMPS' restricted triclinic form of the cell (numdp.io.structure.
+lammps_box: a along x, b in the xy plane) with the origin at 0, and the pressure tensor is
+expressed in that frame, so the columns are what LAMMPS prints for the same cell whatever the
+orientation numdp holds it in.  Without a cell periodic along a, b and c the pressure, the volume
+and what derives from them are nan, and without a cell the box columns are nan.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..units import EV_PER_A3_TO_BAR, MVV2E
+
+AMU_PER_A3_TO_G_PER_CM3 = 1.66053906660   # 1 amu / 1 Å³ in g/cm³ (LAMMPS' density, units metal)
+
+
+@dataclass(frozen=True)
+class ThermoKeyword:
+    unit: str       # "" for a count or a dimensionless number
+    width: int
+    fmt: str        # the format of the value, e.g. ".6f"
+    what: str
+
+
+_E = dict(unit="eV", width=16, fmt=".6f")
+_L = dict(unit="Å", width=12, fmt=".6f")
+_P = dict(unit="bar", width=12, fmt=".3f")
+_A = dict(unit="degree", width=10, fmt=".4f")
+KEYWORDS: dict[str, ThermoKeyword] = {
+    "step": ThermoKeyword("", 10, "d", "step"),
+    "time": ThermoKeyword("ps", 10, ".4f", "time"),
+    "atoms": ThermoKeyword("", 10, "d", "number of atoms"),
+    "temp": ThermoKeyword("K", 10, ".3f", "temperature (N_f = 3N - 3)"),
+    "pe": ThermoKeyword(**_E, what="potential energy"),
+    "evdwl": ThermoKeyword(**_E, what="pair energy (= pe: the Deep Potential)"),
+    "epair": ThermoKeyword(**_E, what="pair energy (= pe)"),
+    "emol": ThermoKeyword(**_E, what="bonded energy (0)"),
+    "ecoul": ThermoKeyword(**_E, what="Coulomb energy (0)"),
+    "elong": ThermoKeyword(**_E, what="long-range energy (0)"),
+    "ke": ThermoKeyword("eV", 12, ".6f", "kinetic energy"),
+    "etotal": ThermoKeyword(**_E, what="pe + ke"),
+    "enthalpy": ThermoKeyword(**_E, what="etotal + press vol"),
+    "ecouple": ThermoKeyword(**_E, what="energy the thermostat took out"),
+    "econserve": ThermoKeyword(**_E, what="etotal + ecouple"),
+    "press": ThermoKeyword(**_P, what="pressure"),
+    "vol": ThermoKeyword("Å³", 12, ".3f", "volume"),
+    "density": ThermoKeyword("g/cm³", 10, ".6f", "mass density"),
+    **{k: ThermoKeyword(**_L, what=f"LAMMPS box {k}") for k in
+       ("lx", "ly", "lz", "xy", "xz", "yz", "xlo", "xhi", "ylo", "yhi", "zlo", "zhi", "cella", "cellb", "cellc")},
+    **{k: ThermoKeyword(**_A, what=f"cell angle {k[4:]}") for k in ("cellalpha", "cellbeta", "cellgamma")},
+    **{k: ThermoKeyword(**_P, what=f"pressure tensor {k[1:]} (LAMMPS' frame)") for k in
+       ("pxx", "pyy", "pzz", "pxy", "pxz", "pyz")},
+}
+DEFAULT_COLUMNS = ("step", "time", "temp", "pe", "ke", "etotal", "press", "vol")
+"""numdp's thermo columns."""
+ZERO_ENERGIES = ("emol", "ecoul", "elong")
+_SNAPSHOT = ("step", "time", "temp", "pe", "ke", "etotal", "press", "vol")   # Snapshot's own fields
+# LAMMPS' pair deepmd takes the off-diagonal virial components from the rows below the diagonal
+_TENSOR = {"pxx": (0, 0), "pyy": (1, 1), "pzz": (2, 2), "pxy": (1, 0), "pxz": (2, 0), "pyz": (2, 1)}
+
+
+def header(columns) -> str:
+    """The header line of thermo lines with `columns` (names right-aligned over their values)."""
+    return " ".join(f"{c:>{KEYWORDS[c].width}}" for c in columns)
+
+
+def line(columns, values) -> str:
+    """One thermo line: `values` (one per column) in the columns' formats."""
+    out = []
+    for c, v in zip(columns, values):
+        kw = KEYWORDS[c]
+        out.append(f"{int(v):>{kw.width}d}" if kw.fmt == "d" else f"{v:>{kw.width}{kw.fmt}}")
+    return " ".join(out)
+
+
+def values(snap, columns) -> list[float]:
+    """The values of `columns` for the Snapshot `snap` (collective when a column needs a sum over
+    the ranks: density, atoms, the pressure tensor)."""
+    out = []
+    tensor = cell = None
+    for c in columns:
+        if c in _SNAPSHOT:
+            out.append(getattr(snap, c))
+            continue
+        world, state = snap.world, snap.state
+        periodic = state.box is not None and all(state.pbc_flags)
+        if cell is None and state.box is not None:
+            cell = _LammpsCell(state.box)
+        if c in ("evdwl", "epair"):
+            v = snap.pe
+        elif c in ZERO_ENERGIES:
+            v = 0.0
+        elif c == "atoms":
+            v = state.natoms_global
+        elif c == "enthalpy":
+            v = snap.etotal + snap.press * snap.vol / EV_PER_A3_TO_BAR if periodic else math.nan
+        elif c == "ecouple":
+            v = snap.econs - snap.etotal
+        elif c == "econserve":
+            v = snap.econs
+        elif c == "density":
+            mass = _global_sum(world, float(np.sum(state.masses)))
+            v = mass / snap.vol * AMU_PER_A3_TO_G_PER_CM3 if periodic else math.nan
+        elif c in _TENSOR:
+            if tensor is None:
+                tensor = _pressure_tensor(snap, cell) if periodic else np.full((3, 3), math.nan)
+            v = tensor[_TENSOR[c]]
+        else:
+            v = cell.value(c) if cell is not None else math.nan
+        out.append(v)
+    return out
+
+
+class _LammpsCell:
+    """The cell as LAMMPS holds it: lower-triangular rows H' = H Q (lammps_box), origin 0."""
+
+    def __init__(self, box: np.ndarray):
+        from ..io.structure import lammps_box
+
+        self.h, self.q = lammps_box(np.asarray(box, dtype=np.float64))
+
+    def value(self, name: str) -> float:
+        h = self.h
+        lx, ly, lz = h[0, 0], h[1, 1], h[2, 2]
+        a, b, c = h
+        table = {"lx": lx, "ly": ly, "lz": lz, "xy": h[1, 0], "xz": h[2, 0], "yz": h[2, 1],
+                 "xlo": 0.0, "xhi": lx, "ylo": 0.0, "yhi": ly, "zlo": 0.0, "zhi": lz,
+                 "cella": float(np.linalg.norm(a)), "cellb": float(np.linalg.norm(b)),
+                 "cellc": float(np.linalg.norm(c))}
+        if name in table:
+            return float(table[name])
+        u, v = {"cellalpha": (b, c), "cellbeta": (a, c), "cellgamma": (a, b)}[name]
+        cos = float(u @ v / (np.linalg.norm(u) * np.linalg.norm(v)))
+        return math.degrees(math.acos(min(1.0, max(-1.0, cos))))
+
+
+def _global_sum(world, value):
+    return world.sum_global(value) if world is not None else value
+
+
+def _pressure_tensor(snap, cell: _LammpsCell) -> np.ndarray:
+    """(3, 3) bar: (Σ m v vᵀ + W) / V in LAMMPS' frame (Qᵀ P Q), W the virial tensor (eV)."""
+    state = snap.state
+    v = np.asarray(state.velocities, dtype=np.float64)
+    m = np.asarray(state.masses, dtype=np.float64)
+    kinetic = (v * m[:, None]).T @ v * MVV2E
+    kinetic = np.asarray(_global_sum(snap.world, kinetic), dtype=np.float64)
+    p = (kinetic + np.asarray(state.virial, dtype=np.float64)) / snap.vol * EV_PER_A3_TO_BAR
+    return cell.q.T @ p @ cell.q
