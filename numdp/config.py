@@ -19,7 +19,7 @@ from .io.trajectory import FORMATS as TRAJ_FORMATS, SUFFIXES as TRAJ_SUFFIXES
 from .io.trajectory import DUMP_COLUMNS, FRAME_SERIES_MARK, dump_fields
 from .io.trajectory import format_of_path as traj_format_of_path
 from .md.barostat import COUPLINGS, StochasticCellRescaling
-from .md.thermo import DEFAULT_COLUMNS as THERMO_DEFAULT, KEYWORDS as THERMO_KEYWORDS
+from .md.thermo import DEFAULT_COLUMNS as THERMO_DEFAULT, HEADERS as THERMO_HEADERS, KEYWORDS as THERMO_KEYWORDS
 from .md.thermostats import THERMOSTATS, Langevin, NoseHooverChain
 from .backend import DEVICES
 from .model.precision import PRECISIONS
@@ -167,6 +167,7 @@ class OutputSettings:
     progress: str = "auto"  # "auto" | "bar" | "lines" | "none"
     columns: tuple[str, ...] | None = None  # lammps-dump ATOMS columns (LAMMPS dump custom keywords); None: default
     thermo_columns: tuple[str, ...] = THERMO_DEFAULT  # thermo keywords of the thermo lines (numdp.md.thermo)
+    thermo_header: str = "keywords"  # numdp.md.thermo.HEADERS
 
 
 @dataclass
@@ -361,7 +362,7 @@ def _neighbor(t: Table) -> NeighborSettings:
 
 def _output(t: Table, base: Path) -> OutputSettings:
     t.check_keys(("trajectory", "format", "every", "fields", "force_unit", "thermo_every", "log", "checkpoint",
-                  "checkpoint_every", "progress", "columns", "thermo_columns"))
+                  "checkpoint_every", "progress", "columns", "thermo_columns", "thermo_header"))
     thermo_columns = t.data.get("thermo_columns", list(THERMO_DEFAULT))
     if not isinstance(thermo_columns, list) or not thermo_columns \
             or any(not isinstance(c, str) or c not in THERMO_KEYWORDS for c in thermo_columns) \
@@ -420,6 +421,7 @@ def _output(t: Table, base: Path) -> OutputSettings:
         progress=progress,
         columns=None if columns is None else tuple(columns),
         thermo_columns=tuple(thermo_columns),
+        thermo_header=t.string("thermo_header", "keywords", choices=THERMO_HEADERS),
     )
 
 
@@ -492,9 +494,10 @@ def run_settings(path: Path, text: str, data: dict, base: Path) -> RunSettings:
                            neighbor=_neighbor(table("neighbor")), output=_output(table("output"), base),
                            safety=_safety(table("safety")), parallel=_parallel(table("parallel")),
                            model_devi=model_devi)
-    if minimizing and "thermo_columns" in (data.get("output") or {}):
-        raise InputError(f"{path.name}: [output] thermo_columns: a minimization ([minimize]) writes step pe "
-                         f"fnorm fmax; remove it")
+    for key in ("thermo_columns", "thermo_header"):
+        if minimizing and key in (data.get("output") or {}):
+            raise InputError(f"{path.name}: [output] {key}: a minimization ([minimize]) writes step pe "
+                             f"fnorm fmax; remove it")
     if minimizing and settings.system.velocities is not None:
         raise InputError(f"{path.name}: [system] velocities: not used by a minimization ([minimize]), which "
                          f"starts at rest; remove it")

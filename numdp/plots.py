@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .md.thermo import KEYWORDS as THERMO_KEYWORDS
+from .md.thermo import FROM_TITLE as THERMO_TITLES, KEYWORDS as THERMO_KEYWORDS
 
 
 class MatplotlibMissing(ImportError):
@@ -57,7 +57,8 @@ class Table:
 
 
 def _header_kind(tokens: list[str]) -> Kind | None:
-    """The kind a header line's column names announce (tokens without the leading '#')."""
+    """The kind a header line's column names announce (tokens without the leading '#'; a thermo
+    header of LAMMPS' titles as its keywords)."""
     if not tokens or tokens[0] != "step":
         return None
     if "max_devi_f" in tokens:
@@ -92,6 +93,8 @@ def read_table(path) -> Table:
     for no, line in enumerate(lines, 1):
         words = line.split()
         header = line.strip().lstrip("#").split()
+        if header and header[0] == "Step" and all(h in THERMO_TITLES for h in header):
+            header = [THERMO_TITLES[h] for h in header]   # LAMMPS' titles (numdp lmp's log.lammps)
         found = _header_kind(header)
         if found is not None:
             if found is Kind.MODEL_DEVI and header[-1].startswith("atm_devi_f"):

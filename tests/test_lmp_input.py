@@ -142,7 +142,7 @@ def expected_tables(ensemble):
             "output": {"trajectory": "traj/*.lammpstrj", "format": "lammps-dump", "every": 5,
                        "columns": ["id", "type", "x", "y", "z", "fx", "fy", "fz"], "thermo_every": 5,
                        "thermo_columns": ["step", "temp", "pe", "ke", "etotal", "press", "vol", "lx", "ly", "lz",
-                                          "xy", "xz", "yz"],
+                                          "xy", "xz", "yz"], "thermo_header": "lammps",
                        "log": "log.lammps", "checkpoint": "dpgen.restart.*", "checkpoint_every": 10000},
             "model_devi": {"every": 5, "file": "model_devi.out", "atomic": True}}
 
@@ -406,7 +406,7 @@ def test_defaults_of_a_hand_written_script(tmp_path):
     # LAMMPS' default thermo_style one
     assert tr.tables["output"] == {"trajectory": "", "thermo_every": 200,
                                    "thermo_columns": ["step", "temp", "epair", "emol", "etotal", "press"],
-                                   "log": "log.lammps", "checkpoint_every": 0}
+                                   "thermo_header": "lammps", "log": "log.lammps", "checkpoint_every": 0}
     assert any("angular momentum" in n for n in tr.notices)
 
 

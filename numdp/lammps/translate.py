@@ -722,8 +722,10 @@ class _Translator:
                        columns=s.dump.columns)
         # thermo 0 (LAMMPS' default): the first and the last step only
         out["thermo_every"] = s.thermo if s.thermo > 0 else max(s.steps, 1)
-        if s.thermo_columns is not None and s.minimize is None:
-            out["thermo_columns"] = s.thermo_columns
+        if s.minimize is None:   # LAMMPS' column titles, for LAMMPS log parsers
+            if s.thermo_columns is not None:
+                out["thermo_columns"] = s.thermo_columns
+            out["thermo_header"] = "lammps"
         out["log"] = s.log
         if s.checkpoint is not None:
             out["checkpoint"] = s.checkpoint

@@ -120,19 +120,25 @@ class ThermoReporter:
     """LAMMPS-like thermo lines, by default step time temp pe ke etotal press vol (ps, K, eV, bar,
     Å³); `columns`: LAMMPS thermo keywords (numdp.md.thermo).  `report` is collective."""
 
-    def __init__(self, every: int, console: Console, columns=thermo.DEFAULT_COLUMNS):
+    def __init__(self, every: int, console: Console, columns=thermo.DEFAULT_COLUMNS, header: str = "keywords",
+                 world: World | None = None):
         self.every = int(every)
         self.console = console
         self.columns = tuple(columns)
+        self.style = header   # thermo.HEADERS
+        self.world = world if world is not None else World(None)
 
     def wants(self, step: int) -> bool:
         return step % self.every == 0
 
     def start(self) -> None:
-        self.console.line(thermo.header(self.columns))
+        """The header (collective with LAMMPS' titles: the memory line before it)."""
+        if self.style == "lammps":
+            self.console.line(thermo.memory_line(self.world))
+        self.console.line(thermo.header(self.columns, self.style))
 
     def report(self, s: Snapshot) -> None:
-        self.console.line(thermo.line(self.columns, thermo.values(s, self.columns)))
+        self.console.line(thermo.line(self.columns, thermo.values(s, self.columns), self.style))
 
     def close(self) -> None:
         pass

@@ -175,7 +175,7 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
     with backups:
         console = Console(out.log, resume=restarted, screen=screen, enabled=world.is_root)
         reporters = [MinimizeThermoReporter(out.thermo_every, console) if mini is not None
-                     else ThermoReporter(out.thermo_every, console, out.thermo_columns)]
+                     else ThermoReporter(out.thermo_every, console, out.thermo_columns, out.thermo_header, world)]
         writer = None
         with world.agreement():  # rank 0 opens (or continues) the trajectory
             if world.is_root:

@@ -29,6 +29,7 @@ class ThermoKeyword:
     width: int
     fmt: str        # the format of the value, e.g. ".6f"
     what: str
+    title: str = ""   # LAMMPS' column title (thermo_style custom's header), e.g. "PotEng" for pe
 
 
 _E = dict(unit="eV", width=16, fmt=".6f")
@@ -60,6 +61,17 @@ KEYWORDS: dict[str, ThermoKeyword] = {
     **{k: ThermoKeyword(**_P, what=f"pressure tensor {k[1:]} (LAMMPS' frame)") for k in
        ("pxx", "pyy", "pzz", "pxy", "pxz", "pyz")},
 }
+_TITLES = {"step": "Step", "time": "Time", "atoms": "Atoms", "temp": "Temp", "press": "Press", "vol": "Volume",
+           "density": "Density", "pe": "PotEng", "evdwl": "E_vdwl", "epair": "E_pair", "emol": "E_mol",
+           "ecoul": "E_coul", "elong": "E_long", "ke": "KinEng", "etotal": "TotEng", "enthalpy": "Enthalpy",
+           "ecouple": "Ecouple", "econserve": "Econserve", "cellalpha": "CellAlpha", "cellbeta": "CellBeta",
+           "cellgamma": "CellGamma"}
+KEYWORDS = {k: ThermoKeyword(kw.unit, kw.width, kw.fmt, kw.what, _TITLES.get(k, k.capitalize()))
+            for k, kw in KEYWORDS.items()}
+FROM_TITLE = {kw.title: k for k, kw in KEYWORDS.items()}
+"""LAMMPS' column title -> keyword."""
+HEADERS = ("keywords", "lammps")
+"""Header styles: the keywords themselves (numdp run's default) or LAMMPS' titles (numdp lmp)."""
 DEFAULT_COLUMNS = ("step", "time", "temp", "pe", "ke", "etotal", "press", "vol")
 """numdp's thermo columns."""
 ZERO_ENERGIES = ("emol", "ecoul", "elong")
@@ -68,17 +80,37 @@ _SNAPSHOT = ("step", "time", "temp", "pe", "ke", "etotal", "press", "vol")   # S
 _TENSOR = {"pxx": (0, 0), "pyy": (1, 1), "pzz": (2, 2), "pxy": (1, 0), "pxz": (2, 0), "pyz": (2, 1)}
 
 
-def header(columns) -> str:
-    """The header line of thermo lines with `columns` (names right-aligned over their values)."""
-    return " ".join(f"{c:>{KEYWORDS[c].width}}" for c in columns)
+def header(columns, style: str = "keywords") -> str:
+    """The header line of thermo lines with `columns`: the keywords, or LAMMPS' titles (`style`
+    "lammps": Step Temp PotEng ..., what LAMMPS log parsers look for), right-aligned over their
+    values."""
+    names = [KEYWORDS[c].title if style == "lammps" else c for c in columns]
+    return " ".join(f"{n:>{max(KEYWORDS[c].width, len(n))}}" for n, c in zip(names, columns))
 
 
-def line(columns, values) -> str:
-    """One thermo line: `values` (one per column) in the columns' formats."""
+def memory_line(world) -> str:
+    """LAMMPS' line before a run's thermo header, with each process's peak resident memory so far
+    (MB; the model, the neighbour lists and the first forces are in), min/avg/max over the ranks:
+    LAMMPS log parsers (lammps-logfile, ...) start a thermo block after it.  Collective."""
+    import resource
+
+    mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0   # Linux: kB
+    size = world.size if world is not None else 1
+    lo = -world.max_global(-mb) if world is not None else mb
+    hi = world.max_global(mb) if world is not None else mb
+    avg = (world.sum_global(mb) if world is not None else mb) / size
+    return (f"Per MPI rank memory allocation (min/avg/max) = {lo:.4g} | {avg:.4g} | {hi:.4g} Mbytes "
+            f"(peak resident memory of each process so far)")
+
+
+def line(columns, values, style: str = "keywords") -> str:
+    """One thermo line: `values` (one per column) in the columns' formats, aligned under
+    `header(columns, style)`."""
     out = []
     for c, v in zip(columns, values):
         kw = KEYWORDS[c]
-        out.append(f"{int(v):>{kw.width}d}" if kw.fmt == "d" else f"{v:>{kw.width}{kw.fmt}}")
+        width = max(kw.width, len(kw.title if style == "lammps" else c))
+        out.append(f"{int(v):>{width}d}" if kw.fmt == "d" else f"{v:>{width}{kw.fmt}}")
     return " ".join(out)
 
 
