@@ -18,6 +18,7 @@ from .io.h5md import DEFAULT_FORCE_UNIT, FIELDS, FORCE_UNITS
 from .io.trajectory import FORMATS as TRAJ_FORMATS, SUFFIXES as TRAJ_SUFFIXES
 from .io.trajectory import DUMP_COLUMNS, FRAME_SERIES_MARK, dump_fields
 from .io.trajectory import format_of_path as traj_format_of_path
+from .lattice import BASES as LATTICE_BASES, STYLES as LATTICE_STYLES, Lattice
 from .md.barostat import COUPLINGS, StochasticCellRescaling
 from .md.thermo import DEFAULT_COLUMNS as THERMO_DEFAULT, HEADERS as THERMO_HEADERS, KEYWORDS as THERMO_KEYWORDS
 from .md.thermostats import THERMOSTATS, Langevin, NoseHooverChain
@@ -67,13 +68,14 @@ class VelocitySettings:
 
 @dataclass
 class SystemSettings:
-    file: Path
+    file: Path | None   # None: `lattice` makes the structure
     frame: int | None = None
     replicate: tuple[int, int, int] = (1, 1, 1)
     velocities: VelocitySettings | None = None
     masses: dict[str, float] = field(default_factory=dict)  # amu
     type_names: list[str] | None = None
     pbc: tuple[bool, bool, bool] | None = None  # None: as the structure file says (else all periodic with a cell)
+    lattice: Lattice | None = None   # a crystal instead of a file (numdp.lattice)
 
 
 @dataclass
@@ -241,8 +243,33 @@ def _model_devi(t: Table, base: Path, model_precision: str) -> ModelDeviSettings
                              precision=_precision(t, model_precision))
 
 
+def _lattice(t: Table) -> Lattice:
+    """[system] lattice = { style, a, cells, elements } (numdp.lattice)."""
+    t.check_keys(("style", "a", "cells", "elements"))
+    style = t.string("style", choices=LATTICE_STYLES)
+    cells = t.data.get("cells", [1, 1, 1])
+    if not is_int_list(cells, minimum=1, length=3):
+        raise t.error("cells", f"expected three integers >= 1 like [10, 10, 10], got {cells!r}")
+    elements = t.data.get("elements")
+    nbasis = len(LATTICE_BASES[style])
+    if not isinstance(elements, list) or len(elements) not in (1, nbasis) \
+            or not all(isinstance(e, str) and e for e in elements):
+        raise t.error("elements", f"expected one element name for every atom, or one per basis atom of "
+                                  f"{style} ({nbasis}), like [\"Cu\"], got {elements!r}")
+    return Lattice(style=style, a=t.number("a", positive=True), cells=tuple(cells), elements=tuple(elements))
+
+
 def _system(t: Table, base: Path) -> SystemSettings:
-    t.check_keys(("file", "frame", "replicate", "velocities", "masses", "type_names", "pbc"))
+    t.check_keys(("file", "lattice", "frame", "replicate", "velocities", "masses", "type_names", "pbc"))
+    if t.has("lattice") == ("file" in t.data):
+        raise t.error("lattice" if t.has("lattice") else "file",
+                      "give the start structure as a file or as a lattice, not both" if t.has("lattice")
+                      else "required key is missing (the start structure; or give a lattice)")
+    lattice = _lattice(t.sub("lattice")) if t.has("lattice") else None
+    if lattice is not None:
+        for key in ("frame", "type_names"):
+            if key in t.data:
+                raise t.error(key, "not used with a lattice (its elements name the atoms)")
     pbc = t.data.get("pbc")
     if pbc is not None and (not isinstance(pbc, list) or len(pbc) != 3 or not all(isinstance(p, bool) for p in pbc)):
         raise t.error("pbc", f"expected three booleans (periodic along a, b, c) like [true, true, false], got {pbc!r}")
@@ -264,10 +291,10 @@ def _system(t: Table, base: Path) -> SystemSettings:
     if type_names is not None and (not isinstance(type_names, list) or not type_names
                                    or not all(isinstance(n, str) and n for n in type_names)):
         raise t.error("type_names", f"expected a list of element names like [\"O\", \"H\"], got {type_names!r}")
-    return SystemSettings(file=t.path("file", base),
+    return SystemSettings(file=None if lattice is not None else t.path("file", base),
                           frame=t.integer("frame", None),
                           replicate=tuple(rep), velocities=velocities, masses=masses, type_names=type_names,
-                          pbc=None if pbc is None else tuple(pbc))
+                          pbc=None if pbc is None else tuple(pbc), lattice=lattice)
 
 
 def _thermostat(t: Table) -> ThermostatSettings:

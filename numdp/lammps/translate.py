@@ -144,6 +144,10 @@ class _State:
     boundary: tuple[str, str, str] = ("p", "p", "p")
     atom_style: str = "atomic"
     data_file: str | None = None
+    lattice: tuple[str, float] | None = None     # lattice STYLE SCALE (Å)
+    regions: dict[str, tuple[float, ...]] = field(default_factory=dict)   # block bounds, lattice units
+    box_region: tuple[tuple[int, int, int], int] | None = None   # create_box: (cells, number of types)
+    created: dict | None = None                  # create_atoms: the [system] lattice table, LAMMPS types
     restart_file: Path | None = None
     restart_step: int | None = None
     masses: dict[int, tuple[float, int]] = field(default_factory=dict)   # type -> (amu, line)
@@ -232,12 +236,113 @@ class _Translator:
             raise Refused("not supported by numdp lmp")
 
     def _need_box(self, what: str) -> None:
-        if self.s.data_file is None and self.s.restart_file is None:
-            raise Refused(f"{what} before read_data / read_restart (LAMMPS refuses it too)")
+        if self.s.data_file is None and self.s.restart_file is None and self.s.box_region is None:
+            raise Refused(f"{what} before read_data / read_restart / create_box (LAMMPS refuses it too)")
 
     def _no_box(self, what: str) -> None:
-        if self.s.data_file is not None or self.s.restart_file is not None:
-            raise Refused(f"{what} after read_data / read_restart (LAMMPS refuses it too)")
+        if self.s.data_file is not None or self.s.restart_file is not None or self.s.box_region is not None:
+            raise Refused(f"{what} after read_data / read_restart / create_box (LAMMPS refuses it too)")
+
+    # -- a crystal made in the script ---------------------------------------------------------------
+    def _lattice(self, c: Command) -> None:
+        from ..lattice import STYLES
+
+        if len(c.args) < 2 or c.args[0] not in STYLES:
+            raise Refused(f"numdp lmp makes the lattices {', '.join(STYLES)}: expected lattice STYLE SCALE, "
+                          f"got {' '.join(c.args)!r}")
+        rest = list(c.args[2:])
+        defaults = {("orient", "x"): ["1", "0", "0"], ("orient", "y"): ["0", "1", "0"],
+                    ("orient", "z"): ["0", "0", "1"]}
+        while rest:
+            if rest[0] == "orient" and len(rest) >= 5 and defaults.get(("orient", rest[1])) == rest[2:5]:
+                rest = rest[5:]
+            elif rest[0] == "origin" and len(rest) >= 4 and all(_is_number(w) and float(w) == 0 for w in rest[1:4]):
+                rest = rest[4:]
+            else:
+                raise Refused(f"keyword {rest[0]!r} is not supported by numdp lmp (the default orientation and "
+                              f"origin are)")
+        self.s.lattice = (c.args[0], _number(c.args[1], "scale (the lattice constant, A)", positive=True))
+
+    def _region(self, c: Command) -> None:
+        if len(c.args) < 8 or c.args[1] != "block":
+            raise Refused("numdp lmp reads `region ID block xlo xhi ylo yhi zlo zhi [units lattice|box]` only")
+        bounds = [_number(w, "block bound") for w in c.args[2:8]]
+        units = "lattice"
+        rest = list(c.args[8:])
+        while rest:
+            if rest[0] == "units" and len(rest) > 1 and rest[1] in ("lattice", "box"):
+                units, rest = rest[1], rest[2:]
+            elif rest[0] == "side" and len(rest) > 1 and rest[1] == "in":
+                rest = rest[2:]
+            else:
+                raise Refused(f"keyword {rest[0]!r} is not supported by numdp lmp (units, side in are)")
+        if units == "box":
+            if self.s.lattice is None:
+                raise Refused("numdp lmp makes a box from a region in lattice units of a lattice: lattice first")
+            from ..lattice import spacings
+
+            edge = spacings(*self.s.lattice)
+            bounds = [b / edge[k // 2] for k, b in enumerate(bounds)]
+        self.s.regions[c.args[0]] = tuple(bounds)
+
+    def _create_box(self, c: Command) -> None:
+        self._no_box("create_box")
+        if len(c.args) != 2:
+            raise Refused("expected: create_box N REGION-ID (no keywords)")
+        ntypes = _integer(c.args[0], "N")
+        if ntypes < 1:
+            raise Refused("N must be >= 1")
+        if c.args[1] not in self.s.regions:
+            raise Refused(f"no region {c.args[1]!r}")
+        if self.s.lattice is None:
+            raise Refused("numdp lmp makes a box from a lattice: lattice before create_box")
+        bounds = self.s.regions[c.args[1]]
+        cells = []
+        for k in range(3):
+            lo, hi = bounds[2 * k], bounds[2 * k + 1]
+            n = hi - lo
+            if abs(lo - round(lo)) > 1e-9 or abs(hi - round(hi)) > 1e-9 or round(n) < 1:
+                raise Refused(f"the region's {'xyz'[k]} bounds {lo:g} {hi:g} are not whole lattice cells: numdp "
+                              f"lmp fills whole unit cells")
+            cells.append(int(round(n)))
+        if any(abs(b) > 1e-9 for b in bounds[::2]):
+            self.note(f"create_box: numdp's box starts at the origin; positions are LAMMPS' shifted by "
+                      f"-({bounds[0]:g}, {bounds[2]:g}, {bounds[4]:g}) lattice spacings")
+        self.s.box_region = (tuple(cells), ntypes)
+
+    def _create_atoms(self, c: Command) -> None:
+        from ..lattice import BASES
+
+        self._need_box("create_atoms")
+        if self.s.box_region is None:
+            raise Refused("numdp lmp creates atoms in a box of create_box only")
+        if self.s.created is not None:
+            raise Refused("a second create_atoms: numdp lmp fills the box once")
+        if len(c.args) < 2 or c.args[1] != "box":
+            raise Refused("numdp lmp reads `create_atoms TYPE box [basis M T ...]` (region, single, random "
+                          "are not supported)")
+        cells, ntypes = self.s.box_region
+        style, scale = self.s.lattice
+        nbasis = len(BASES[style])
+        types = [self._atom_type(c.args[0], ntypes)] * nbasis
+        rest = list(c.args[2:])
+        while rest:
+            if rest[0] == "basis" and len(rest) >= 3:
+                m = _integer(rest[1], "basis M")
+                if not 1 <= m <= nbasis:
+                    raise Refused(f"basis {m}: a {style} lattice has basis atoms 1-{nbasis}")
+                types[m - 1] = self._atom_type(rest[2], ntypes)
+                rest = rest[3:]
+            else:
+                raise Refused(f"keyword {rest[0]!r} is not supported by numdp lmp (basis is)")
+        self.s.created = {"style": style, "a": scale, "cells": list(cells), "types": types}
+
+    @staticmethod
+    def _atom_type(word: str, ntypes: int) -> int:
+        t = _integer(word, "atom type")
+        if not 1 <= t <= ntypes:
+            raise Refused(f"atom type {t}: create_box declared types 1-{ntypes}")
+        return t
 
     def _units(self, c: Command) -> None:
         self._no_box("units")
@@ -687,6 +792,16 @@ class _Translator:
         devi = len(s.models) > 1
         t: dict = {"model": {"file": s.models if devi else s.models[0]}}
         system: dict = {"file": s.data_file if s.restart_file is None else _relative(s.restart_file, self.base)}
+        if s.created is not None:   # create_box + create_atoms: numdp run's [system] lattice
+            names = self._type_names()
+            if max(s.created["types"]) > len(names):
+                raise Refused(f"create_atoms: atom type {max(s.created['types'])}: the "
+                              f"{'pair_coeff' if s.elements else 'model'} names {len(names)} types ({' '.join(names)})")
+            elements = [names[t - 1] for t in s.created["types"]]
+            system = {"lattice": {"style": s.created["style"], "a": s.created["a"], "cells": s.created["cells"],
+                                  "elements": elements[:1] if len(set(elements)) == 1 else elements}}
+        elif s.box_region is not None:
+            raise Refused("create_box without create_atoms: numdp lmp needs atoms")
         if s.continues is not None:   # a later run: the checkpoint restores the whole state
             system = {"file": s.continues}
             ramps = [x for x in (fix.temperature, fix.pressure, s.thermostat and s.thermostat.temperature)
@@ -697,7 +812,7 @@ class _Translator:
         elif s.restart_file is not None:
             self._matches_checkpoint()
         else:   # a checkpoint restores types, masses and velocities
-            if s.elements is not None:
+            if s.elements is not None and s.created is None:
                 system["type_names"] = s.elements
             if s.masses:
                 system["masses"] = self._masses()
@@ -786,8 +901,7 @@ class _Translator:
         try:
             return list(read_model(self.base / self.s.models[0]).type_map)
         except InputError as exc:
-            raise Refused(f"cannot read the model's type_map to name the types of the mass commands: {exc}") \
-                from None
+            raise Refused(f"cannot read the model's type_map to name the script's atom types: {exc}") from None
 
     def _masses(self) -> dict[str, float]:
         """mass TYPE VALUE -> [system] masses by element (pair_coeff's elements, else the model's type_map)."""
@@ -848,6 +962,7 @@ _HARMLESS = {
     "comm_modify": _accept(("vel", "yes"), ("vel", "no")),
 }
 _COMMANDS = ("units", "boundary", "atom_style", "dimension", "neighbor", "neigh_modify", "box", "read_data",
+             "lattice", "region", "create_box", "create_atoms",
              "read_restart", "change_box", "mass", "pair_style", "pair_coeff", "velocity", "fix", "unfix",
              "timestep", "thermo", "thermo_style", "dump", "dump_modify", "restart", "log", "run", "min_style",
              "min_modify", "minimize", "write_data")

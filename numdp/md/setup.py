@@ -106,7 +106,8 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
         others = [load_model(f, nthreads=nthreads, precision=devi_precision, device=device)
                   for f in settings.model.deviation_files]
         check_ensemble([model] + others, settings.model.files, f"{name}: [model] file")
-        if restart is None and settings.system.file.is_file() and is_checkpoint(settings.system.file) \
+        if restart is None and settings.system.file is not None and settings.system.file.is_file() \
+                and is_checkpoint(settings.system.file) \
                 and is_minimization_checkpoint(settings.system.file) == settings.minimizing:
             s = settings.system
             if s.velocities is not None or s.replicate != (1, 1, 1) or s.frame is not None:

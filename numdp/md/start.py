@@ -24,6 +24,7 @@ from ..config import RunSettings
 from ..errors import InputError
 from ..io.h5md import CheckpointAtoms
 from ..io.structure import assign_types, read_structure, replica_shifts
+from ..lattice import lattice_structure
 from ..kernels.cpu.rng import STREAM_VELOCITY_INIT, normals
 from ..neighbor.extended import complete_cell
 from ..parallel.world import World
@@ -143,11 +144,14 @@ def structure_atoms(settings: RunSettings, type_map: list[str]) -> ReplicatedAto
     """The [system] structure with its replicas, types and masses (velocities from the file or
     zero; [system] velocities are drawn later, `start_velocities`)."""
     s = settings.system
-    structure = read_structure(s.file, s.frame)
+    if s.lattice is not None:
+        structure = lattice_structure(s.lattice, f"{settings.path.name}: [system] lattice")
+    else:
+        structure = read_structure(s.file, s.frame)
     if s.pbc is not None:  # the key overrides what the file says
         if structure.box is None and any(s.pbc):
             raise InputError(f"{settings.path.name}: [system] pbc: {list(s.pbc)} asks for periodic directions "
-                             f"but {s.file} has no cell")
+                             f"but {structure.source} has no cell")
         structure.pbc = tuple(s.pbc)
     if structure.pbc is not None:
         if not any(structure.pbc):
@@ -210,7 +214,7 @@ def read_start(settings: RunSettings, restart, type_map: list[str],
     light = source.light
     if barostat_coupling is not None:
         if light.box is None:
-            raise InputError(f"{name}: [md] ensemble = 'npt' needs a periodic cell; {settings.system.file} has none")
+            raise InputError(f"{name}: [md] ensemble = 'npt' needs a periodic cell; {settings.system.file or '[system] lattice'} has none")
         if not all(light.pbc_flags):
             raise InputError(f"{name}: [md] ensemble = 'npt' needs a cell periodic along all three vectors; "
                              f"the system has pbc {list(light.pbc_flags)} (use 'nvt' or 'nve' for a slab)")
