@@ -522,11 +522,14 @@ SEVERAL = HEADER + """    velocity all create 50 7
     fix 1 all nvt temp 50 50 0.1
     thermo 2
     dump 1 all custom 2 traj.lammpstrj id type x y z vx vy vz
+    thermo_modify flush yes
     run 4
+    write_data first.data
     unfix 1
     fix 2 all npt temp 50 50 0.1 iso 1 1 0.5
     thermo 1
     run 3
+    write_restart equil.restart
     unfix 2
     fix 3 all nve
     run 8 upto
@@ -555,6 +558,13 @@ def test_several_runs_continue_from_the_run_before(task, tmp_path, monkeypatch, 
     assert numdp(lmp, monkeypatch, "lmp", "-i", "in.lammps") == 0
     out = capsys.readouterr().out
     assert out.count("restarted from") == 2 and "write_data: end.data (step 8)" in out
+    # the states the runs ended with: write_data after run 1 (step 4), write_restart after run 2
+    # (a numdp checkpoint, what read_restart reads) at step 7
+    assert "write_data: first.data (step 4)" in out and "write_restart: equil.restart (step 7)" in out
+    mid = read_frame(lmp / "equil.restart")
+    assert mid["step"] == 7
+    first = read_lammps_data(lmp / "first.data")
+    assert first.velocities is not None and first.positions.shape == (64, 3)
     ref = _folder(task, tmp_path / "run")
     assert numdp(lmp, monkeypatch, "lmp", "-i", "in.lammps", "--print-toml") == 0
     parts = re.split(r"\n# ---- run \d: .*\n", capsys.readouterr().out)
@@ -592,14 +602,14 @@ def test_two_runs_equal_one_run_of_their_length(task, tmp_path, monkeypatch, cap
 
 
 @pytest.mark.parametrize("change, message", [
-    (("unfix 1\n", "minimize 0 1e-3 10 100\n"), "in.lammps:13: minimize: minimize after a run"),
+    (("unfix 1\n", "minimize 0 1e-3 10 100\n"), "in.lammps:15: minimize: minimize after a run"),
     (("fix 2 all npt temp 50 50", "fix 2 all npt temp 50 80"),
      "in.lammps: a ramp (50.0 -> 80.0) in a run after the first"),
-    (("unfix 1\n", "dump 2 all custom 1 x.lammpstrj id\n"), "in.lammps:13: dump: after a run, numdp lmp accepts only"),
-    (("unfix 1\n", "velocity all create 100 3\n"), "in.lammps:13: velocity: after a run, numdp lmp accepts only"),
-    (("unfix 2\n", "write_data mid.data\n"), "in.lammps:18: fix: after write_data numdp lmp accepts only"),
-    (("unfix 1\nfix 2 all npt", "fix 1 all npt"), "in.lammps:13: fix: fix 1 is a fix nvt: a fix ID is re-specified"),
-    (("unfix 1\n", "unfix 9\n"), "in.lammps:13: unfix: no fix with ID '9'"),
+    (("unfix 1\n", "dump 2 all custom 1 x.lammpstrj id\n"), "in.lammps:15: dump: after a run, numdp lmp accepts only"),
+    (("unfix 1\n", "velocity all create 100 3\n"), "in.lammps:15: velocity: after a run, numdp lmp accepts only"),
+    (("unfix 1\n", "thermo_modify norm yes\n"), "in.lammps:15: thermo_modify: thermo_modify norm yes: not supported"),
+    (("unfix 1\nfix 2 all npt", "fix 1 all npt"), "in.lammps:15: fix: fix 1 is a fix nvt: a fix ID is re-specified"),
+    (("unfix 1\n", "unfix 9\n"), "in.lammps:15: unfix: no fix with ID '9'"),
 ])
 def test_several_runs_refusals(task, change, message):
     with pytest.raises(InputError) as err:

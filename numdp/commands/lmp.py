@@ -108,39 +108,51 @@ def main(args) -> int:
 
     args.restart = None   # read_restart in the script restarts ([system] file = the checkpoint)
     status = run.main(args, loader(0))
-    k = 1
-    while status == 0 and translated and k <= len(translated[0].later):
-        status = run.main(args, loader(k))
+    k = 0
+    while status == 0 and translated:
+        _write_states(translated[0], k)
         k += 1
-    if status == 0 and translated:
-        _write_data(translated[0])
+        if k > len(translated[0].later):
+            break
+        status = run.main(args, loader(k))
     return status
 
 
-def _write_data(tr) -> None:
-    """The script's `write_data FILE` commands after its run: the state of the run's final
-    checkpoint as LAMMPS data files (one process writes; earlier files kept as #FILE.N#)."""
-    if not tr.write_data:
+def _write_states(tr, k: int) -> None:
+    """The script's `write_data FILE` / `write_restart FILE` commands after its run k: the state of
+    that run's final checkpoint as a LAMMPS data file, or a copy of that checkpoint (one process
+    writes; earlier files kept as #FILE.N#)."""
+    writes = [w for w in tr.write_data if w.after == k]
+    if not writes:
         return
+    import shutil
     from pathlib import Path
 
+    from ..io.atomic import atomic_path
     from ..io.backup import Backups
     from ..io.h5md import read_frame
-    from ..io.series import is_series, latest_file
+    from ..io.series import is_series, series_file
     from ..io.structure import write_frame_lammps_data
+    from ..lammps.translate import WriteKind
     from ..parallel.world import create_world
 
     if not create_world().is_root:
         return
-    checkpoint = Path(tr.tables["output"].get("checkpoint", "checkpoint.h5"))
-    final = latest_file(checkpoint) if is_series(checkpoint) else checkpoint
+    tables = tr.tables if k == 0 else tr.later[k - 1][0]
+    checkpoint = Path(tables["output"].get("checkpoint", "checkpoint.h5"))
+    end = tables["md"]["steps"] if "md" in tables else tables["minimize"]["steps"]
+    final = series_file(checkpoint, end) if is_series(checkpoint) else checkpoint
     frame = read_frame(final)
     order = None
     if tr.type_elements is not None:   # LAMMPS type of each model type: pair_coeff's element order
-        order = [tr.type_elements.index(e) if e in tr.type_elements else len(tr.type_elements) + k
-                 for k, e in enumerate(frame["type_map"])]
-    for name in tr.write_data:
-        with Backups.move([Path(name)], "the existing") as backups:
-            write_frame_lammps_data(name, frame, order, comment=f"numdp lmp write_data, step {frame['step']}")
-        print(f"numdp lmp: write_data: {name} (step {frame['step']})"
+        order = [tr.type_elements.index(e) if e in tr.type_elements else len(tr.type_elements) + j
+                 for j, e in enumerate(frame["type_map"])]
+    for w in writes:
+        with Backups.move([Path(w.file)], "the existing") as backups:
+            if w.kind is WriteKind.DATA:
+                write_frame_lammps_data(w.file, frame, order, comment=f"numdp lmp write_data, step {frame['step']}")
+            else:
+                with atomic_path(Path(w.file)) as tmp:
+                    shutil.copyfile(final, tmp)
+        print(f"numdp lmp: {w.kind.value}: {w.file} (step {frame['step']})"
               + (f"; {backups.line()}" if backups.moved else ""), flush=True)

@@ -116,13 +116,28 @@ class Dump:
     columns: list[str]
 
 
+class WriteKind(str, Enum):
+    DATA = "write_data"         # a LAMMPS data file of the state
+    RESTART = "write_restart"   # a numdp checkpoint of the state (what read_restart reads)
+
+
+@dataclass(frozen=True)
+class Written:
+    """`write_data FILE` / `write_restart FILE` after run number `after` (0: the first): the state
+    that run ended with."""
+
+    after: int
+    kind: WriteKind
+    file: str
+
+
 @dataclass
 class Translation:
     tables: dict
     notices: list[str]
     toml: str
-    write_data: list[str] = field(default_factory=list)
-    """Files of the `write_data` commands after the last run: the final state as LAMMPS data files."""
+    write_data: list["Written"] = field(default_factory=list)
+    """The write_data / write_restart commands: after which run, what and where."""
     type_elements: list[str] | None = None
     """The element of each LAMMPS type (pair_coeff's), None: type k is the model's type_map[k-1]."""
     later: list[tuple[dict, str]] = field(default_factory=list)
@@ -211,7 +226,7 @@ class _Translator:
         self.first: _State | None = None   # the state at the first run or minimize
         self.runs: list[_State] = []   # the state at each run after the first (their tables: `tables`)
         self.momentum_ids: set[str] = set()   # fix momentum IDs (numdp keeps the momentum zero anyway)
-        self.write_data: list[str] = []
+        self.write_data: list[Written] = []
         self.restart_frame: dict | None = None   # numdp.io.h5md.read_frame of read_restart's checkpoint
 
     def note(self, text: str) -> None:
@@ -220,9 +235,6 @@ class _Translator:
 
     # -- the commands -----------------------------------------------------------------------------
     def __call__(self, c: Command) -> None:
-        if self.write_data and c.name != "write_data":
-            raise Refused("after write_data numdp lmp accepts only more write_data (numdp writes the state "
-                          "at the end of the last run)")
         if self.ran and c.name not in _BETWEEN_RUNS + ("minimize",) \
                 and not (c.name == "velocity" and c.args[1:] == ("zero", "linear")):
             what = "minimize" if self.s.minimize is not None else "run"
@@ -611,6 +623,18 @@ class _Translator:
             raise Refused("expected: thermo N")
         self.s.thermo = _integer(c.args[0], "thermo")
 
+    def _thermo_modify(self, c: Command) -> None:
+        """The thermo_modify keywords that change nothing numdp prints: flush (numdp flushes every
+        line), lost error (numdp loses no atom), norm no (LAMMPS' default in units metal), line one."""
+        args = list(c.args)
+        allowed = {"flush": ("yes", "no"), "lost": ("error",), "norm": ("no",), "line": ("one",)}
+        if not args or len(args) % 2:
+            raise Refused("expected: thermo_modify KEYWORD VALUE ...")
+        for key, value in zip(args[::2], args[1::2]):
+            if value not in allowed.get(key, ()):
+                raise Refused(f"thermo_modify {key} {value}: not supported by numdp lmp (flush yes|no, lost error, "
+                              f"norm no, line one are: they change nothing numdp prints)")
+
     def _thermo_style(self, c: Command) -> None:
         """thermo_style one | custom KEYWORDS: numdp's [output] thermo_columns (numdp.md.thermo);
         a keyword numdp does not compute, or multi / yaml: numdp's own columns and a notice."""
@@ -748,11 +772,24 @@ class _Translator:
         self.first = copy.deepcopy(self.s)
         self.ran = True
 
-    def _write_data(self, c: Command) -> None:
-        """write_data FILE [nocoeff] [nofix] [nolabelmap] after the run: the final state."""
+    def _written(self, kind: WriteKind, file: str) -> None:
+        """A state to write after the run just made (the last `run` / `minimize` command)."""
         if not self.ran:
-            raise Refused("write_data before run / minimize: numdp lmp writes the state at the end of the run "
-                          "only (put write_data after it)")
+            raise Refused(f"{kind.value} before run / minimize: numdp lmp writes the state a run ends with "
+                          f"(put {kind.value} after it)")
+        self.write_data.append(Written(len(self.runs), kind, file))
+
+    def _write_restart(self, c: Command) -> None:
+        """write_restart FILE after a run: the state it ended with as a numdp checkpoint (read_restart
+        reads it), not a LAMMPS binary restart file."""
+        if len(c.args) != 1:
+            raise Refused("expected: write_restart FILE (no keywords)")
+        if "%" in c.args[0] or "*" in c.args[0]:
+            raise Refused("a file name with % or * is not supported by numdp lmp's write_restart")
+        self._written(WriteKind.RESTART, c.args[0])
+
+    def _write_data(self, c: Command) -> None:
+        """write_data FILE [nocoeff] [nofix] [nolabelmap] after a run: the state it ended with."""
         if not c.args or any(a not in ("nocoeff", "nofix", "nolabelmap") for a in c.args[1:]):
             raise Refused("expected: write_data FILE [nocoeff] [nofix] [nolabelmap] (numdp writes positions, "
                           "box, types, masses and velocities)")
@@ -760,7 +797,7 @@ class _Translator:
         if elements is not None and len(set(elements)) != len(elements):
             raise Refused(f"pair_coeff gives one element to several types ({' '.join(elements)}): numdp keeps "
                           f"the element of each atom, not its LAMMPS type, so it cannot write the types back")
-        self.write_data.append(c.args[0])
+        self._written(WriteKind.DATA, c.args[0])
 
     def _unfix(self, c: Command) -> None:
         if len(c.args) != 1:
@@ -965,8 +1002,9 @@ _COMMANDS = ("units", "boundary", "atom_style", "dimension", "neighbor", "neigh_
              "lattice", "region", "create_box", "create_atoms",
              "read_restart", "change_box", "mass", "pair_style", "pair_coeff", "velocity", "fix", "unfix",
              "timestep", "thermo", "thermo_style", "dump", "dump_modify", "restart", "log", "run", "min_style",
-             "min_modify", "minimize", "write_data")
-_BETWEEN_RUNS = ("fix", "unfix", "timestep", "thermo", "thermo_style", "run", "write_data")
+             "min_modify", "minimize", "write_data", "write_restart", "thermo_modify")
+_BETWEEN_RUNS = ("fix", "unfix", "timestep", "thermo", "thermo_style", "thermo_modify", "run", "write_data",
+                 "write_restart")
 """The commands numdp lmp takes after a run (and `velocity all zero linear`): a later run is a
 restart from the run before's final checkpoint with other fixes, timestep or thermo output."""
 
