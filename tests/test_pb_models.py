@@ -22,7 +22,7 @@ from numdp.io import protobuf as pb
 from numdp.io.model_file import KIND_PB, model_kind, read_model
 from numdp.io.pb_read import Graph, _tensor
 from test_model_file import assert_params_equal
-from tests_util import U32, order_bound, write_system
+from tests_util import assert_matches_deepmd, write_system
 
 DATA = Path(__file__).resolve().parent / "data" / "tensorflow"
 CASES = ["tf_one_side_f64", "tf_two_side_f64", "tf_two_side_f32"]
@@ -135,16 +135,7 @@ def test_evaluation_equals_the_dp_and_deepmd_kit(case):
     assert out[".pb"].energy == out[".dp"].energy
     for key in ("forces", "virial", "atom_energies"):
         assert np.array_equal(getattr(out[".pb"], key), getattr(out[".dp"], key)), key
-    o = out[".pb"]
-    if case in FLOAT64:
-        tol = TOL
-    else:
-        d = read_model(DATA / f"{case}.dp").descriptor
-        tol = order_bound(U32, d.nnei + d.dim_out + len(ref["atype"]))
-    assert rel_err(o.energy, ref["energy"]) <= tol
-    assert rel_err(o.atom_energies, ref["atom_energy"]) <= tol
-    assert rel_err(o.forces, ref["force"]) <= tol
-    assert rel_err(o.virial, ref["virial"]) <= tol
+    assert_matches_deepmd(out[".pb"], ref, read_model(DATA / f"{case}.dp").descriptor, case in FLOAT64)
 
 
 def test_converted_graph_keeps_the_output_bias():

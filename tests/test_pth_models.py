@@ -28,7 +28,7 @@ from numdp.io.model_file import KIND_PT, model_kind, read_model
 from numdp.io.torch_archive import ScriptObject, read_torch_archive
 from numdp.io.structure import write_extxyz
 from test_model_file import assert_params_equal
-from tests_util import U32, order_bound, write_system
+from tests_util import assert_matches_deepmd, write_system
 
 DATA = Path(__file__).resolve().parent / "data" / "pytorch"
 CASES = ["se_a_one_side_f64", "se_a_two_side_f64", "se_a_two_side_f32", "se_a_excl_f64"]
@@ -107,16 +107,7 @@ def test_evaluation_equals_the_dp_and_deepmd_kit(case):
         assert out[s].energy == out[".dp"].energy
         for key in ("forces", "virial", "atom_energies"):
             assert np.array_equal(getattr(out[s], key), getattr(out[".dp"], key)), (s, key)
-    o = out[".pth"]
-    if case in FLOAT64:
-        tol = TOL
-    else:
-        d = read_model(DATA / f"{case}.dp").descriptor
-        tol = order_bound(U32, d.nnei + d.dim_out + len(ref["atype"]))
-    assert rel_err(o.energy, ref["energy"]) <= tol
-    assert rel_err(o.atom_energies, ref["atom_energy"]) <= tol
-    assert rel_err(o.forces, ref["force"]) <= tol
-    assert rel_err(o.virial, ref["virial"]) <= tol
+    assert_matches_deepmd(out[".pth"], ref, read_model(DATA / f"{case}.dp").descriptor, case in FLOAT64)
 
 
 # ---------------------------------------------------------------- commands

@@ -1,4 +1,5 @@
-"""Helpers for tests: write small DeePMD npy systems; finite-difference forces."""
+"""Helpers for tests: write small DeePMD npy systems; finite-difference forces; tolerances from
+the arithmetic; comparisons with DeePMD-kit's evaluations."""
 from pathlib import Path
 
 import numpy as np
@@ -64,3 +65,20 @@ def shift_fit_bound(counts, energies, n_terms: int) -> float:
     s = np.linalg.svd(A, compute_uv=False)
     norm_e = np.sqrt(A.shape[0]) * float(np.abs(energies).max())
     return (order_bound(U64, n_terms) + order_bound(U64, A.shape[0]) * s.max() / s.min()) * norm_e / s.min()
+
+
+DEEPMD_TOL = 1e-10
+"""DeePMD-kit's float64 oracle requirement (../shared/oracle/README.md): relative error."""
+
+
+def assert_matches_deepmd(result, ref, descriptor, float64: bool) -> None:
+    """numdp's evaluation `result` (energy, atom_energies, forces, virial) against DeePMD-kit's of
+    the same model, `ref` (the npz of tools/make_pth_fixtures.py or make_pb_fixtures.py), relative
+    to each reference's largest entry: DEEPMD_TOL for a float64 model, order_bound(U32, n) for a
+    float32 one, which DeePMD-kit evaluates in float32 (n the longest summation chain: neighbour
+    slots + descriptor width + atoms, as tests/test_oracle.py)."""
+    tol = DEEPMD_TOL if float64 else order_bound(U32, descriptor.nnei + descriptor.dim_out + len(ref["atype"]))
+    for got, key in ((result.energy, "energy"), (result.atom_energies, "atom_energy"), (result.forces, "force"),
+                     (result.virial, "virial")):
+        want = np.asarray(ref[key])
+        assert np.abs(np.asarray(got) - want).max() <= tol * np.abs(want).max(), key

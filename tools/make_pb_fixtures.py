@@ -43,25 +43,13 @@ import copy
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-BASE = {
-    "model": {
-        "type_map": ["O", "H"],
-        "descriptor": {"type": "se_e2_a", "sel": [46, 92], "rcut_smth": 0.5, "rcut": 6.0,
-                       "neuron": [4, 8], "resnet_dt": False, "axis_neuron": 4,
-                       "type_one_side": True, "precision": "float64", "seed": 1},
-        "fitting_net": {"neuron": [8, 8], "resnet_dt": True, "precision": "float64", "seed": 1},
-    },
-    "learning_rate": {"type": "exp", "decay_steps": 2, "start_lr": 0.001, "stop_lr": 1e-5},
-    "loss": {"type": "ener", "start_pref_e": 0.02, "limit_pref_e": 1, "start_pref_f": 1000, "limit_pref_f": 1},
-    "training": {"numb_steps": 2, "seed": 1, "disp_freq": 1, "save_freq": 2},
-}
+from make_pth_fixtures import BASE, run   # the same tiny model and command runner (tools/ is on sys.path)
 
 # name -> (descriptor changes, fitting changes)
 CASES = {
@@ -79,15 +67,6 @@ REFUSED = {
                  "precision": "float64", "seed": 4}, {}, True),
     "fparam": ({}, {"numb_fparam": 1, "seed": 5}, False),
 }
-
-
-def run(cmd: list[str], cwd: Path) -> None:
-    with open(cwd / "log.txt", "a") as log:
-        log.write(f"$ {' '.join(cmd)}\n")
-        log.flush()
-        done = subprocess.run(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
-    if done.returncode:
-        sys.exit(f"{' '.join(cmd)} failed in {cwd} (see {cwd / 'log.txt'})")
 
 
 def build(name: str, desc: dict, fit: dict, data: Path, work: Path, dp: str, replace_desc: bool) -> Path:
