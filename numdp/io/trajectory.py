@@ -67,9 +67,13 @@ FIELD_ARRAYS = {"position": "positions", "velocity": "velocities", "force": "for
 DUMP_COLUMNS = {"id": None, "type": None, "element": None,
                 "x": "position", "y": "position", "z": "position",
                 "xu": "position", "yu": "position", "zu": "position",
+                "xs": "position", "ys": "position", "zs": "position",
+                "xsu": "position", "ysu": "position", "zsu": "position",
                 "vx": "velocity", "vy": "velocity", "vz": "velocity",
                 "fx": "force", "fy": "force", "fz": "force"}
-"""The LAMMPS `dump custom` columns a lammps-dump trajectory can hold, and the field each needs."""
+"""The LAMMPS `dump custom` columns a lammps-dump trajectory can hold, and the field each needs
+(xs ys zs: fractional coordinates in LAMMPS' box, wrapped; xsu ysu zsu: unwrapped)."""
+SCALED_COLUMNS = ("xs", "ys", "zs", "xsu", "ysu", "zsu")
 
 
 def dump_fields(columns) -> tuple[str, ...]:
@@ -295,6 +299,7 @@ class ExtxyzWriter(_TextWriter):
 
 # dump column -> (array of LammpsDumpWriter._atoms_text, component)
 _DUMP_VECTOR_COLUMNS = {name: (array, d) for array, names in (("wrapped", "x y z"), ("unwrapped", "xu yu zu"),
+                                                            ("scaled", "xs ys zs"), ("scaled_unwrapped", "xsu ysu zsu"),
                                                             ("velocity", "vx vy vz"), ("force", "fx fy fz"))
                         for d, name in enumerate(names.split())}
 
@@ -305,6 +310,9 @@ class LammpsDumpWriter(_TextWriter):
     def __init__(self, path, species, masses, type_map, fields, resume_after: int | None,
                  periodic=True, natoms: int | None = None, columns: tuple[str, ...] | None = None):
         self.columns = None if columns is None else tuple(columns)   # None: by the fields (module docstring)
+        if periodic is False and self.columns is not None and set(self.columns) & set(SCALED_COLUMNS):
+            raise InputError(f"{path}: dump columns {' '.join(c for c in self.columns if c in SCALED_COLUMNS)}: "
+                             f"scaled coordinates need a cell; this system has none")
         super().__init__(path, species, masses, type_map, fields, resume_after, periodic, natoms)
 
     def _columns(self, vel: bool, frc: bool) -> tuple[str, ...]:
@@ -337,20 +345,23 @@ class LammpsDumpWriter(_TextWriter):
         return "".join(out)
 
     def _atoms_text(self, start, pos, vel, frc, box) -> str:
-        wrapped = pos
+        wrapped = scaled = unscaled = pos
         if box is not None:
             h, q = lammps_box(box)
             pos, vel, frc = (None if v is None else v @ q for v in (pos, vel, frc))
-            if any(c in ("x", "y", "z") for c in self._columns(vel is not None, frc is not None)):
-                frac = np.linalg.solve(h.T, pos.T).T   # pos = frac h
+            columns = self._columns(vel is not None, frc is not None)
+            if any(c in ("x", "y", "z", *SCALED_COLUMNS) for c in columns):
+                unscaled = np.linalg.solve(h.T, pos.T).T   # pos = frac h
+                scaled = unscaled.copy()
                 periodic = np.array(self.pbc)
-                frac[:, periodic] -= np.floor(frac[:, periodic])
-                wrapped = frac @ h
+                scaled[:, periodic] -= np.floor(scaled[:, periodic])
+                wrapped = scaled @ h
             else:
                 wrapped = pos
         species = self.species[start:start + len(pos)]
         names = self._names[species]
-        arrays = {"wrapped": wrapped, "unwrapped": pos, "velocity": vel, "force": frc}
+        arrays = {"wrapped": wrapped, "unwrapped": pos, "scaled": scaled, "scaled_unwrapped": unscaled,
+                  "velocity": vel, "force": frc}
         text = []
         for c in self._columns(vel is not None, frc is not None):
             if c == "id":

@@ -656,11 +656,15 @@ class _Translator:
         _all_group(c.args, "dump")
         if self.s.dump is not None:
             raise Refused(f"a second dump ({self.s.dump_id} is one); numdp writes one trajectory")
-        if len(c.args) < 6 or c.args[2] != "custom":
-            raise Refused("numdp lmp supports `dump ID all custom N FILE COLUMNS...` only")
+        if c.args[2:3] == ("atom",) and len(c.args) == 5:   # LAMMPS' atom style: scaled coordinates
+            columns = ["id", "type", "xs", "ys", "zs"]
+        elif len(c.args) < 6 or c.args[2] != "custom":
+            raise Refused("numdp lmp supports `dump ID all custom N FILE COLUMNS...` and `dump ID all atom N "
+                          "FILE` only")
+        else:
+            columns = list(c.args[5:])
         from ..io.trajectory import DUMP_COLUMNS
 
-        columns = list(c.args[5:])
         for col in columns:
             if col not in DUMP_COLUMNS:
                 raise Refused(f"column {col!r} is not supported by numdp lmp ({' '.join(DUMP_COLUMNS)} are)")
