@@ -384,8 +384,9 @@ def test_translation_errors(tmp_path, text, message):
 
 def test_defaults_of_a_hand_written_script(tmp_path):
     """LAMMPS' defaults: timestep 0.001 ps, skin 2 A, thermo 0 (first and last step), no dump, no
-    restart; boundary p p f; a plain `run N`; fix nvt with tchain."""
+    restart; boundary p p f; a plain `run N`; fix nvt with tchain; DeePMD-kit's plugin load."""
     text = """
+        plugin load /opt/deepmd/lib/libdeepmd_lmp.so
         units metal
         boundary p p f
         atom_modify map yes

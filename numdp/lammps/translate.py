@@ -992,6 +992,13 @@ def _accept(*allowed):
     return check
 
 
+def _plugin(args) -> None:
+    """`plugin load FILE` (DeePMD-kit's LAMMPS plugin, libdeepmd_lmp.so): numdp's pair_style deepmd
+    is built in; list / unload / clear change nothing either."""
+    if not args or args[0] not in ("load", "list", "unload", "clear"):
+        raise Refused("expected: plugin load FILE (DeePMD-kit's plugin; numdp's pair_style deepmd is built in)")
+
+
 _MIN_NUMBERS = ("dmax", "tmax", "tmin", "dtgrow", "dtshrink", "alpha0", "alphashrink")
 _MIN_INTEGERS = ("delaystep", "vdfmax")
 """min_modify keywords of min_style fire, as numdp's [minimize] keys of the same names."""
@@ -1001,6 +1008,7 @@ _HARMLESS = {
     "newton": _accept(("on",), ("off",), ("on", "on"), ("off", "off")),
     "processors": _accept(("*", "*", "*")),
     "comm_modify": _accept(("vel", "yes"), ("vel", "no")),
+    "plugin": _plugin,
 }
 _COMMANDS = ("units", "boundary", "atom_style", "dimension", "neighbor", "neigh_modify", "box", "read_data",
              "lattice", "region", "create_box", "create_atoms",
