@@ -122,7 +122,7 @@ def _write_states(tr, k: int) -> None:
     """The script's `write_data FILE` / `write_restart FILE` commands after its run k: the state of
     that run's final checkpoint as a LAMMPS data file, or a copy of that checkpoint (one process
     writes; earlier files kept as #FILE.N#)."""
-    writes = [w for w in tr.write_data if w.after == k]
+    writes = [w for w in tr.writes if w.after == k]
     if not writes:
         return
     import shutil

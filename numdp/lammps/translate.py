@@ -136,7 +136,7 @@ class Translation:
     tables: dict
     notices: list[str]
     toml: str
-    write_data: list["Written"] = field(default_factory=list)
+    writes: list[Written] = field(default_factory=list)
     """The write_data / write_restart commands: after which run, what and where."""
     type_elements: list[str] | None = None
     """The element of each LAMMPS type (pair_coeff's), None: type k is the model's type_map[k-1]."""
@@ -226,7 +226,7 @@ class _Translator:
         self.first: _State | None = None   # the state at the first run or minimize
         self.runs: list[_State] = []   # the state at each run after the first (their tables: `tables`)
         self.momentum_ids: set[str] = set()   # fix momentum IDs (numdp keeps the momentum zero anyway)
-        self.write_data: list[Written] = []
+        self.writes: list[Written] = []
         self.restart_frame: dict | None = None   # numdp.io.h5md.read_frame of read_restart's checkpoint
 
     def note(self, text: str) -> None:
@@ -781,7 +781,7 @@ class _Translator:
         if not self.ran:
             raise Refused(f"{kind.value} before run / minimize: numdp lmp writes the state a run ends with "
                           f"(put {kind.value} after it)")
-        self.write_data.append(Written(len(self.runs), kind, file))
+        self.writes.append(Written(len(self.runs), kind, file))
 
     def _write_restart(self, c: Command) -> None:
         """write_restart FILE after a run: the state it ended with as a numdp checkpoint (read_restart
@@ -1047,7 +1047,7 @@ def translate(text: str, name: str, cli_variables: dict[str, str], base: Path,
         raise InputError(f"{name}: {exc}") from None
     for line in script.printed:
         tr.notices.append(f"print: {line}")
-    return Translation(tables, tr.notices, to_toml(tables, tr.notices, name), tr.write_data, tr.s.elements,
+    return Translation(tables, tr.notices, to_toml(tables, tr.notices, name), tr.writes, tr.s.elements,
                        [(t, to_toml(t, [], name)) for t in later])
 
 
