@@ -46,7 +46,7 @@ def test_formulas(formula, value):
 
 
 def test_substitution_comments_continuation_and_quotes():
-    seen, _ = run_script("""
+    seen, script = run_script("""
         variable  T equal 300.0/3   # a comment
         variable  N equal 2*5
         variable  x index abc
@@ -59,6 +59,7 @@ def test_substitution_comments_continuation_and_quotes():
     assert seen == [Command(5, "fix", ("1", "all", "nvt", "temp", "100", "200", "0.1")),
                     Command(8, "dump", ("1", "all", "custom", "10", "traj/*.lammpstrj", "id")),
                     Command(9, "foo", ("abc", "${N}"))]
+    assert script.printed == ["T = 100"]   # print substitutes the variables of its quoted text, as LAMMPS
 
 
 def test_cli_variables_and_if_on_restart():

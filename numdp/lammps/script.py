@@ -317,8 +317,8 @@ class Script:
                 self._variable(args)
             elif name == "if":
                 self._if(line, args)
-            elif name == "print":
-                self.printed.append(" ".join(a for a in args if a not in ("file", "append", "screen")))
+            elif name == "print":   # LAMMPS' print substitutes the variables of its (quoted) text
+                self.printed.append(self.substitute(" ".join(a for a in args if a not in ("file", "append", "screen"))))
             elif name == "echo":
                 pass   # what LAMMPS echoes to the screen and the log: no physics
             elif name in _LANGUAGE_REFUSED:
