@@ -622,11 +622,12 @@ def test_several_runs_refusals(task, change, message):
 def test_dump_atom_and_scaled_columns(task, tmp_path, monkeypatch, capsys):
     """`dump ID all atom N FILE` is LAMMPS' `id type xs ys zs`; scaled columns on the triclinic
     task cell: xs ys zs times LAMMPS' cell are the wrapped x y z, xsu ysu zsu the unwrapped xu yu zu
-    (to the 10 significant digits a dump prints), and the wrapped ones lie in [0, 1)."""
+    (to the 10 significant digits a dump prints), and the wrapped ones lie in [0, 1); image flags
+    ix iy iz and masses."""
     tr = translate(textwrap.dedent(HEADER + "    fix 1 all nve\n    dump 1 all atom 5 traj.atom\n    run 10\n"),
                    "in.lammps", {}, task)
     assert tr.tables["output"]["columns"] == ["id", "type", "xs", "ys", "zs"]
-    cols = "id type x y z xs ys zs xu yu zu xsu ysu zsu"
+    cols = "id type x y z xs ys zs xu yu zu xsu ysu zsu ix iy iz mass"
     folder = _folder(task, tmp_path / "t")
     (folder / "in.lammps").write_text(textwrap.dedent(
         HEADER + f"    velocity all create 300 5\n    fix 1 all nve\n    timestep 0.002\n"
@@ -638,7 +639,11 @@ def test_dump_atom_and_scaled_columns(task, tmp_path, monkeypatch, capsys):
     (folder / "last.lammpstrj").write_text(last)
     step, box, columns, table = read_dump(folder / "last.lammpstrj")
     assert step == 10 and columns == cols.split() and abs(box[1, 0]) > 0
-    x, s, xu, su = table[:, 2:5], table[:, 5:8], table[:, 8:11], table[:, 11:14]
+    x, s, xu, su, image = table[:, 2:5], table[:, 5:8], table[:, 8:11], table[:, 11:14], table[:, 14:17]
     scale = np.abs(box).max()
     assert np.abs(s @ box - x).max() <= 1e-8 * scale and np.abs(su @ box - xu).max() <= 1e-8 * scale
     assert np.all(s >= 0) and np.all(s < 1) and not np.array_equal(s, su)
+    # image flags: whole cells, xu = x + (ix, iy, iz) H (LAMMPS' definition); masses of the types
+    assert np.array_equal(image, np.round(image)) and np.any(image != 0)
+    assert np.abs(x + image @ box - xu).max() <= 1e-8 * scale
+    assert table[:, 17].tolist() == [{1: 12.0, 2: 16.0}[t] for t in table[:, 1]]

@@ -64,16 +64,19 @@ SUFFIXES = {"h5md": ".h5md", "extxyz": ".extxyz", "lammps-dump": ".lammpstrj"}
 """Default trajectory file suffix of each format."""
 FIELD_ARRAYS = {"position": "positions", "velocity": "velocities", "force": "forces"}
 """The per-atom array (`Frame.arrays`, numdp.system.atom_arrays) of each trajectory field."""
-DUMP_COLUMNS = {"id": None, "type": None, "element": None,
+DUMP_COLUMNS = {"id": None, "type": None, "element": None, "mass": None,
                 "x": "position", "y": "position", "z": "position",
                 "xu": "position", "yu": "position", "zu": "position",
                 "xs": "position", "ys": "position", "zs": "position",
                 "xsu": "position", "ysu": "position", "zsu": "position",
+                "ix": "position", "iy": "position", "iz": "position",
                 "vx": "velocity", "vy": "velocity", "vz": "velocity",
                 "fx": "force", "fy": "force", "fz": "force"}
 """The LAMMPS `dump custom` columns a lammps-dump trajectory can hold, and the field each needs
-(xs ys zs: fractional coordinates in LAMMPS' box, wrapped; xsu ysu zsu: unwrapped)."""
-SCALED_COLUMNS = ("xs", "ys", "zs", "xsu", "ysu", "zsu")
+(xs ys zs: fractional coordinates in LAMMPS' box, wrapped; xsu ysu zsu: unwrapped; ix iy iz:
+the image flags, xu = x + ix a + iy b + iz c; mass: amu)."""
+SCALED_COLUMNS = ("xs", "ys", "zs", "xsu", "ysu", "zsu", "ix", "iy", "iz")
+"""The columns defined by the cell (refused without one)."""
 
 
 def dump_fields(columns) -> tuple[str, ...]:
@@ -312,7 +315,7 @@ class LammpsDumpWriter(_TextWriter):
         self.columns = None if columns is None else tuple(columns)   # None: by the fields (module docstring)
         if periodic is False and self.columns is not None and set(self.columns) & set(SCALED_COLUMNS):
             raise InputError(f"{path}: dump columns {' '.join(c for c in self.columns if c in SCALED_COLUMNS)}: "
-                             f"scaled coordinates need a cell; this system has none")
+                             f"scaled coordinates and image flags need a cell; this system has none")
         super().__init__(path, species, masses, type_map, fields, resume_after, periodic, natoms)
 
     def _columns(self, vel: bool, frc: bool) -> tuple[str, ...]:
@@ -350,7 +353,7 @@ class LammpsDumpWriter(_TextWriter):
             h, q = lammps_box(box)
             pos, vel, frc = (None if v is None else v @ q for v in (pos, vel, frc))
             columns = self._columns(vel is not None, frc is not None)
-            if any(c in ("x", "y", "z", *SCALED_COLUMNS) for c in columns):
+            if any(c in ("x", "y", "z", *SCALED_COLUMNS) for c in columns):   # fractional coordinates
                 unscaled = np.linalg.solve(h.T, pos.T).T   # pos = frac h
                 scaled = unscaled.copy()
                 periodic = np.array(self.pbc)
@@ -366,6 +369,11 @@ class LammpsDumpWriter(_TextWriter):
         for c in self._columns(vel is not None, frc is not None):
             if c == "id":
                 text.append([str(start + k + 1) for k in range(len(pos))])
+            elif c in ("ix", "iy", "iz"):   # the whole cells between the unwrapped and wrapped positions
+                d = "xyz".index(c[1])
+                text.append([str(int(v)) for v in np.floor(unscaled[:, d])] if self.pbc[d] else ["0"] * len(pos))
+            elif c == "mass":
+                text.append([_num(m) for m in self.masses[start:start + len(pos)]])
             elif c == "type":
                 text.append([str(t + 1) for t in species])
             elif c == "element":
