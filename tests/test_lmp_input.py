@@ -647,3 +647,22 @@ def test_dump_atom_and_scaled_columns(task, tmp_path, monkeypatch, capsys):
     assert np.array_equal(image, np.round(image)) and np.any(image != 0)
     assert np.abs(x + image @ box - xu).max() <= 1e-8 * scale
     assert table[:, 17].tolist() == [{1: 12.0, 2: 16.0}[t] for t in table[:, 1]]
+
+
+def test_states_written_after_a_minimization_that_stops_early(task, tmp_path, monkeypatch, capsys):
+    """write_restart / write_data after a minimize that converges before maxiter, with
+    `restart N ROOT` checkpoints: the state of its last checkpoint ROOT.STEP, STEP < maxiter."""
+    from numdp.io.h5md import read_frame
+
+    lmp = _folder(task, tmp_path / "lmp")
+    script = textwrap.dedent(MINIMIZE.format(style="min_style fire")).replace(
+        "minimize 1e-12 1e-4 20 1000", "restart 1000 min\n    minimize 0 0.5 500 1000\n"
+                                       "    write_restart relaxed.restart\n    write_data relaxed.data")
+    (lmp / "in.lammps").write_text(script)
+    assert numdp(lmp, monkeypatch, "lmp", "-i", "in.lammps") == 0
+    capsys.readouterr()
+    steps = sorted(int(p.name.split(".")[1]) for p in lmp.glob("min.*"))
+    relaxed = read_frame(lmp / "relaxed.restart")
+    assert 0 < relaxed["step"] == steps[-1] < 500
+    assert np.array_equal(relaxed["positions"], read_frame(lmp / f"min.{steps[-1]}")["positions"])
+    assert read_lammps_data(lmp / "relaxed.data").positions.shape == relaxed["positions"].shape

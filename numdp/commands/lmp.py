@@ -131,7 +131,7 @@ def _write_states(tr, k: int) -> None:
     from ..io.atomic import atomic_path
     from ..io.backup import Backups
     from ..io.h5md import read_frame
-    from ..io.series import is_series, series_file
+    from ..io.series import is_series, latest_file, series_file
     from ..io.structure import write_frame_lammps_data
     from ..lammps.translate import WriteKind
     from ..parallel.world import create_world
@@ -140,8 +140,12 @@ def _write_states(tr, k: int) -> None:
         return
     tables = tr.tables if k == 0 else tr.later[k - 1][0]
     checkpoint = Path(tables["output"].get("checkpoint", "checkpoint.h5"))
-    end = tables["md"]["steps"] if "md" in tables else tables["minimize"]["steps"]
-    final = series_file(checkpoint, end) if is_series(checkpoint) else checkpoint
+    if not is_series(checkpoint):
+        final = checkpoint
+    elif "md" in tables:   # a run ends at its step (else it stopped and nothing is written)
+        final = series_file(checkpoint, tables["md"]["steps"])
+    else:   # a minimization may stop before its last iteration: its latest checkpoint
+        final = latest_file(checkpoint)
     frame = read_frame(final)
     order = None
     if tr.type_elements is not None:   # LAMMPS type of each model type: pair_coeff's element order
