@@ -22,6 +22,7 @@ from numdp.io import protobuf as pb
 from numdp.io.model_file import KIND_PB, model_kind, read_model
 from numdp.io.pb_read import Graph, _tensor
 from test_model_file import assert_params_equal
+from test_pth_models import cli_error, one_line
 from tests_util import assert_matches_deepmd, write_system
 
 DATA = Path(__file__).resolve().parent / "data" / "tensorflow"
@@ -32,12 +33,6 @@ TOL = 1e-10   # DeePMD-kit's float64 oracle requirement (../shared/oracle/README
 
 def rel_err(a, b):
     return np.abs(np.asarray(a) - np.asarray(b)).max() / np.abs(np.asarray(b)).max()
-
-
-def one_line(exc_info, path) -> str:
-    msg = str(exc_info.value)
-    assert "\n" not in msg and str(path) in msg, msg
-    return msg
 
 
 # ------------------------------------------------------------------ protobuf writing (tests only)
@@ -176,13 +171,6 @@ def test_kind_is_read_from_the_content(tmp_path):
 
 
 # ------------------------------------------------------------------ refused and damaged graphs
-def _cli_error(capsys, argv, path) -> str:
-    assert cli_main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert "\n" not in err and str(path) in err, err
-    return err
-
-
 @pytest.mark.parametrize("name,holds", [("se_e2_r.pb", "a 'se_e2_r' descriptor"),
                                         ("fparam.pb", "frame or atomic parameters (numb_fparam 1")])
 def test_unsupported_kinds_from_deepmd_kit(tmp_path, capsys, name, holds):
@@ -191,7 +179,7 @@ def test_unsupported_kinds_from_deepmd_kit(tmp_path, capsys, name, holds):
     with pytest.raises(InputError) as ei:
         read_model(path)
     assert f"not a DeePMD-kit se_e2_a energy model: it holds {holds}" in one_line(ei, path)
-    _cli_error(capsys, ["convert", str(path), str(tmp_path / "o.h5")], path)
+    cli_error(capsys, ["convert", str(path), str(tmp_path / "o.h5")], path)
 
 
 @pytest.mark.parametrize("edit,expect", [
@@ -224,7 +212,7 @@ def test_truncated_graph(tmp_path, capsys):
     with pytest.raises(InputError) as ei:
         read_model(path)
     assert "malformed DeePMD-kit TensorFlow model: not a readable TensorFlow GraphDef" in one_line(ei, path)
-    _cli_error(capsys, ["test", "-m", str(path), "-s", str(tmp_path)], path)
+    cli_error(capsys, ["test", "-m", str(path), "-s", str(tmp_path)], path)
 
 
 # ------------------------------------------------------------------ the wire format

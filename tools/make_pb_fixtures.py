@@ -49,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-from make_pth_fixtures import BASE, run   # the same tiny model and command runner (tools/ is on sys.path)
+from make_pth_fixtures import BASE, deepmd_reference, run   # the same tiny model, runner, evaluation
 
 # name -> (descriptor changes, fitting changes)
 CASES = {
@@ -91,22 +91,9 @@ def build(name: str, desc: dict, fit: dict, data: Path, work: Path, dp: str, rep
 
 def reference(pb: Path, data: Path) -> dict:
     """DeePMD-kit's energy, forces and virial of frame 0 of water/data_3 with the graph `pb`."""
-    import deepmd
     import tensorflow as tf
-    from deepmd.infer import DeepPot
 
-    system = data / "water" / "data_3"
-    coord = np.load(system / "set.000" / "coord.npy")[0].reshape(-1, 3)
-    box = np.load(system / "set.000" / "box.npy")[0].reshape(3, 3)
-    atype = np.loadtxt(system / "type.raw", dtype=np.int64).ravel()
-    type_map = (system / "type_map.raw").read_text().split()
-    pot = DeepPot(str(pb))
-    assert pot.get_type_map() == type_map, (pot.get_type_map(), type_map)
-    e, f, v, ae, _ = pot.eval(coord.reshape(1, -1), box.reshape(1, -1), atype, atomic=True)
-    return {"coord": coord, "box": box, "atype": atype, "type_map": np.array(type_map),
-            "energy": np.float64(np.asarray(e).ravel()[0]), "atom_energy": np.asarray(ae, np.float64).ravel(),
-            "force": np.asarray(f, np.float64).reshape(-1, 3), "virial": np.asarray(v, np.float64).reshape(3, 3),
-            "deepmd_version": np.array(deepmd.__version__), "tensorflow_version": np.array(tf.__version__)}
+    return {**deepmd_reference(pb, data), "tensorflow_version": np.array(tf.__version__)}
 
 
 def main() -> None:

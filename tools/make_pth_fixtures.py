@@ -145,8 +145,15 @@ def build_dipole(data: Path, work: Path, dp: str) -> Path:
 
 def reference(pth: Path, data: Path) -> dict:
     """DeePMD-kit's energy, forces and virial of frame 0 of water/data_3 with model `pth`."""
-    import deepmd
     import torch
+
+    return {**deepmd_reference(pth, data), "torch_version": np.array(torch.__version__)}
+
+
+def deepmd_reference(model: Path, data: Path) -> dict:
+    """DeePMD-kit's evaluation (deepmd.infer.DeepPot, any backend) of frame 0 of water/data_3 with
+    `model`, and DeePMD-kit's version (tools/make_pb_fixtures.py uses it too)."""
+    import deepmd
     from deepmd.infer import DeepPot
 
     system = data / "water" / "data_3"
@@ -154,13 +161,13 @@ def reference(pth: Path, data: Path) -> dict:
     box = np.load(system / "set.000" / "box.npy")[0].reshape(3, 3)
     atype = np.loadtxt(system / "type.raw", dtype=np.int64).ravel()
     type_map = (system / "type_map.raw").read_text().split()
-    pot = DeepPot(str(pth))
+    pot = DeepPot(str(model))
     assert pot.get_type_map() == type_map, (pot.get_type_map(), type_map)
     e, f, v, ae, _ = pot.eval(coord.reshape(1, -1), box.reshape(1, -1), atype, atomic=True)
     return {"coord": coord, "box": box, "atype": atype, "type_map": np.array(type_map),
             "energy": np.float64(np.asarray(e).ravel()[0]), "atom_energy": np.asarray(ae, np.float64).ravel(),
             "force": np.asarray(f, np.float64).reshape(-1, 3), "virial": np.asarray(v, np.float64).reshape(3, 3),
-            "deepmd_version": np.array(deepmd.__version__), "torch_version": np.array(torch.__version__)}
+            "deepmd_version": np.array(deepmd.__version__)}
 
 
 def env_stat_reference(desc: dict, data: Path, nframes: int = 2) -> dict:
