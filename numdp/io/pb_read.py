@@ -47,9 +47,8 @@ import numpy as np
 from ..errors import InputError
 from ..model.params import ModelParams
 from . import protobuf as pb
-from .pt_read import ATOMIC, FIT, SEA, params_from_torch
+from .pt_read import ATOMIC, FIT, SEA, WHAT, refuse, check_model_section, params_from_torch
 
-WHAT = "not a DeePMD-kit se_e2_a energy model"
 MALFORMED = "malformed DeePMD-kit TensorFlow model"
 
 # TensorFlow DataType -> numpy dtype and the TensorProto field of its listed values
@@ -177,10 +176,6 @@ def _text(graph: Graph, name: str) -> str | None:
     return values[0].decode() if values else ""
 
 
-def _refuse(path: Path, holds: str) -> InputError:
-    return InputError(f"{path}: {WHAT}: it holds {holds}")
-
-
 def _model_section(graph: Graph, path: Path) -> dict:
     script = _text(graph, "train_attr/training_script")
     if script is None:
@@ -281,25 +276,19 @@ def read_pb(path) -> ModelParams:
         raise InputError(f"{path}: {MALFORMED}: not a readable TensorFlow GraphDef ({exc})") from None
     tabulated = sorted({op for op in graph.ops.values() if op.startswith("TabulateFusion")})
     if tabulated:
-        raise _refuse(path, f"a compressed model ({', '.join(tabulated)}: dp compress); give numdp the "
+        raise refuse(path, f"a compressed model ({', '.join(tabulated)}: dp compress); give numdp the "
                             f"uncompressed model and compress it with numdp compress")
     try:
         model = _model_section(graph, path)
         mtype = _text(graph, "model_attr/model_type")
         if mtype not in (None, "ener", "original_model"):
-            raise _refuse(path, f"a '{mtype}' model")
+            raise refuse(path, f"a '{mtype}' model")
         nf, na = int(_scalar(graph, "fitting_attr/dfparam")), int(_scalar(graph, "fitting_attr/daparam"))
         if nf or na:
-            raise _refuse(path, f"frame or atomic parameters (numb_fparam {nf}, numb_aparam {na})")
+            raise refuse(path, f"frame or atomic parameters (numb_fparam {nf}, numb_aparam {na})")
         if "type_embedding" in model:
-            raise _refuse(path, "a type embedding (type_embedding)")
-        desc, fit = model.get("descriptor"), model.get("fitting_net")
-        if not isinstance(desc, dict) or not isinstance(fit, dict):
-            raise InputError(f"{path}: {WHAT}: its model section has no descriptor/fitting_net")
-        if desc.get("type") not in ("se_e2_a", "se_a"):
-            raise _refuse(path, f"a '{desc.get('type')}' descriptor")
-        if fit.get("type", "ener") != "ener":
-            raise _refuse(path, f"a '{fit.get('type')}' fitting")
+            raise refuse(path, "a type embedding (type_embedding)")
+        check_model_section(model, path)   # before the nodes are read as se_e2_a's
         tensors = _tensors(graph, model, path)
     except (ValueError, KeyError, TypeError) as exc:
         raise InputError(f"{path}: {MALFORMED} ({type(exc).__name__}: {exc})") from None

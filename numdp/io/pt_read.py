@@ -42,7 +42,8 @@ SEA = ATOMIC + "descriptor.sea."
 FIT = ATOMIC + "fitting_net."
 
 
-def _refuse(path: Path, holds: str) -> InputError:
+def refuse(path: Path, holds: str) -> InputError:
+    """The one-line error for a model file of a kind numdp does not run (`holds`: what it is)."""
     return InputError(f"{path}: {WHAT}: it holds {holds}")
 
 
@@ -69,12 +70,12 @@ def _from_checkpoint(root, path: Path) -> tuple[dict, dict]:
                          f"(not a DeePMD-kit training checkpoint)")
     model = extra["model_params"]
     if "model_dict" in model:
-        raise _refuse(path, f"a multi-task model (branches {', '.join(map(str, model['model_dict']))}); "
+        raise refuse(path, f"a multi-task model (branches {', '.join(map(str, model['model_dict']))}); "
                             f"freeze one branch with `dp --pt freeze --head BRANCH`")
     branches = sorted({k.split(".")[1] for k in state if isinstance(k, str) and k.startswith("model.")
                        and k.count(".") >= 2})
     if len(branches) != 1:
-        raise _refuse(path, f"{len(branches)} model branches ({', '.join(branches)})")
+        raise refuse(path, f"{len(branches)} model branches ({', '.join(branches)})")
     head = f"model.{branches[0]}."
     tensors = {k[len(head):]: v for k, v in state.items()
                if isinstance(k, str) and k.startswith(head) and isinstance(v, np.ndarray)}
@@ -87,7 +88,7 @@ def _from_frozen(root, path: Path) -> tuple[dict, dict]:
         raise InputError(f"{path}: {WHAT}: a TorchScript archive without a module")
     script = root.state.get("model_def_script")
     if not isinstance(script, str):
-        raise _refuse(path, f"a TorchScript module {root.class_name} without DeePMD-kit's model_def_script")
+        raise refuse(path, f"a TorchScript module {root.class_name} without DeePMD-kit's model_def_script")
     try:
         model = json.loads(script)
     except ValueError:
@@ -96,7 +97,7 @@ def _from_frozen(root, path: Path) -> tuple[dict, dict]:
         raise InputError(f"{path}: {WHAT}: its model_def_script is not a JSON object")
     if root.class_name != "EnergyModel":
         kind = model.get("fitting_net", {}).get("type") if isinstance(model.get("fitting_net"), dict) else None
-        raise _refuse(path, f"a {root.class_name}" + (f" ({kind} fitting)" if kind else ""))
+        raise refuse(path, f"a {root.class_name}" + (f" ({kind} fitting)" if kind else ""))
     tensors: dict = {}
     _flatten(root, "", tensors)
     return model, tensors
@@ -132,35 +133,42 @@ def _net(tensors: dict, base: str, n_layers: int, activation: str, final_linear:
     return {"layers": layers}
 
 
-def params_from_torch(model: dict, tensors: dict, path: Path, source: str, kind: str = "PyTorch") -> ModelParams:
-    """ModelParams from DeePMD-kit's normalised model section and the model's tensors under the
-    module paths of the PyTorch backend (numdp.io.pb_read maps a TensorFlow graph's onto them);
-    `kind` names the backend in the messages."""
+def check_model_section(model: dict, path: Path) -> tuple[dict, dict]:
+    """(descriptor, fitting_net) of DeePMD-kit's model section, when it is an se_e2_a energy model
+    numdp runs; else InputError naming what it holds (numdp.io.pb_read checks a graph's with it)."""
     # the dispatch of DeePMD-kit's get_model: a "spin" section, a "use_srtab" table (DP + ZBL) or
     # an active "bridging_method" (a linear_ener composition) make other models than EnergyModel
     if "spin" in model:
-        raise _refuse(path, "a spin model")
+        raise refuse(path, "a spin model")
     mtype = model.get("type", "standard")
     if mtype != "standard":
-        raise _refuse(path, f"a '{mtype}' model")
+        raise refuse(path, f"a '{mtype}' model")
     if "use_srtab" in model:
-        raise _refuse(path, "a DP + ZBL model (use_srtab)")
+        raise refuse(path, "a DP + ZBL model (use_srtab)")
     if str(model.get("bridging_method", "none")).lower() not in ("none", ""):
-        raise _refuse(path, f"a model bridged to an inner potential (bridging_method "
+        raise refuse(path, f"a model bridged to an inner potential (bridging_method "
                             f"'{model['bridging_method']}')")
     desc, fit = model.get("descriptor"), model.get("fitting_net")
     if not isinstance(desc, dict) or not isinstance(fit, dict):
         raise InputError(f"{path}: {WHAT}: its model section has no descriptor/fitting_net")
     dtype = desc.get("type")
     if dtype not in ("se_e2_a", "se_a"):
-        raise _refuse(path, f"a '{dtype}' descriptor")
+        raise refuse(path, f"a '{dtype}' descriptor")
     ftype = fit.get("type", "ener")
     if ftype != "ener":
-        raise _refuse(path, f"a '{ftype}' fitting")
+        raise refuse(path, f"a '{ftype}' fitting")
     if int(fit.get("dim_case_embd", 0) or 0):
-        raise _refuse(path, "a fitting net with case embedding (dim_case_embd)")
+        raise refuse(path, "a fitting net with case embedding (dim_case_embd)")
+    return desc, fit
+
+
+def params_from_torch(model: dict, tensors: dict, path: Path, source: str, kind: str = "PyTorch") -> ModelParams:
+    """ModelParams from DeePMD-kit's normalised model section and the model's tensors under the
+    module paths of the PyTorch backend (numdp.io.pb_read maps a TensorFlow graph's onto them);
+    `kind` names the backend in the messages."""
+    desc, fit = check_model_section(model, path)
     if any(np.size(v) for k, v in tensors.items() if k.startswith(SEA + "compress_data.")):
-        raise _refuse(path, "a compressed model (dp --pt compress); give numdp the uncompressed model "
+        raise refuse(path, "a compressed model (dp --pt compress); give numdp the uncompressed model "
                             "and compress it with numdp compress")
     try:
         type_map = [str(t) for t in model["type_map"]]
