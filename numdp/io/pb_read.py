@@ -94,7 +94,7 @@ class Graph:
                         elif ef == 2 and ew == pb.BYTES:
                             attr = ev
                     if key == "value" and attr is not None:
-                        value = next((av for af, aw, av in pb.fields(attr) if af == 8 and aw == pb.BYTES), None)
+                        value = pb.first(attr, 8, pb.BYTES)   # AttrValue.tensor
             if name is None or op is None:
                 raise ValueError("a node without a name or an op")
             self.ops[name] = op
@@ -124,8 +124,7 @@ def _tensor(buf: memoryview):
         elif f == 2 and w == pb.BYTES:
             for df, dw, dv in pb.fields(v):
                 if df == 2 and dw == pb.BYTES:
-                    size = next((pb.signed(sv) for sf, sw, sv in pb.fields(dv) if sf == 1 and sw == pb.VARINT), 0)
-                    shape.append(size)
+                    shape.append(pb.signed(pb.first(dv, 1, pb.VARINT, 0)))   # Dim.size
         elif f == 4 and w == pb.BYTES:
             content = v
         elif f in (5, 6, 7, 8, 10, 11):

@@ -60,6 +60,11 @@ def fields(buf: memoryview) -> Iterator[tuple[int, int, int | memoryview]]:
         yield number, wire, value
 
 
+def first(buf: memoryview, number: int, wire: int, default=None):
+    """The value of the first field `number` of wire type `wire` in the message `buf`, or `default`."""
+    return next((v for f, w, v in fields(buf) if f == number and w == wire), default)
+
+
 def signed(value: int) -> int:
     """A varint's bits as int64 (negative numbers are encoded as 10-byte two's complement)."""
     return value - (1 << 64) if value >= 1 << 63 else value
