@@ -2,8 +2,8 @@
 
 `[output] thermo_columns` (numdp run) and `thermo_style custom` (numdp lmp) name them; the
 default is numdp's `step time temp pe ke etotal press vol`.  Each keyword has a unit, a column
-width and a format; `ThermoValues` computes the values of a Snapshot that the columns ask for
-(collective: every rank calls it, reductions are global).
+width, a format and LAMMPS' column title; `values` computes the values of a Snapshot that the
+columns ask for (collective: every rank calls it, reductions are global).
 
 Box keywords are those of LAMMPS' restricted triclinic form of the cell (numdp.io.structure.
 lammps_box: a along x, b in the xy plane) with the origin at 0, and the pressure tensor is
@@ -14,7 +14,7 @@ and what derives from them are nan, and without a cell the box columns are nan.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -36,7 +36,7 @@ _E = dict(unit="eV", width=16, fmt=".6f")
 _L = dict(unit="Å", width=12, fmt=".6f")
 _P = dict(unit="bar", width=12, fmt=".3f")
 _A = dict(unit="degree", width=10, fmt=".4f")
-KEYWORDS: dict[str, ThermoKeyword] = {
+_SPECS: dict[str, ThermoKeyword] = {   # (titles below)
     "step": ThermoKeyword("", 10, "d", "step"),
     "time": ThermoKeyword("ps", 10, ".4f", "time"),
     "atoms": ThermoKeyword("", 10, "d", "number of atoms"),
@@ -66,8 +66,8 @@ _TITLES = {"step": "Step", "time": "Time", "atoms": "Atoms", "temp": "Temp", "pr
            "ecoul": "E_coul", "elong": "E_long", "ke": "KinEng", "etotal": "TotEng", "enthalpy": "Enthalpy",
            "ecouple": "Ecouple", "econserve": "Econserve", "cellalpha": "CellAlpha", "cellbeta": "CellBeta",
            "cellgamma": "CellGamma"}
-KEYWORDS = {k: ThermoKeyword(kw.unit, kw.width, kw.fmt, kw.what, _TITLES.get(k, k.capitalize()))
-            for k, kw in KEYWORDS.items()}
+KEYWORDS: dict[str, ThermoKeyword] = {k: replace(kw, title=_TITLES.get(k, k.capitalize()))
+                                       for k, kw in _SPECS.items()}
 FROM_TITLE = {kw.title: k for k, kw in KEYWORDS.items()}
 """LAMMPS' column title -> keyword."""
 HEADERS = ("keywords", "lammps")
@@ -75,7 +75,7 @@ HEADERS = ("keywords", "lammps")
 DEFAULT_COLUMNS = ("step", "time", "temp", "pe", "ke", "etotal", "press", "vol")
 """numdp's thermo columns."""
 ZERO_ENERGIES = ("emol", "ecoul", "elong")
-_SNAPSHOT = ("step", "time", "temp", "pe", "ke", "etotal", "press", "vol")   # Snapshot's own fields
+_SNAPSHOT = DEFAULT_COLUMNS   # numdp's columns are the Snapshot's own fields
 # LAMMPS' pair deepmd takes the off-diagonal virial components from the rows below the diagonal
 _TENSOR = {"pxx": (0, 0), "pyy": (1, 1), "pzz": (2, 2), "pxy": (1, 0), "pxz": (2, 0), "pyz": (2, 1)}
 
@@ -95,10 +95,7 @@ def memory_line(world) -> str:
     import resource
 
     mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0   # Linux: kB
-    size = world.size if world is not None else 1
-    lo = -world.max_global(-mb) if world is not None else mb
-    hi = world.max_global(mb) if world is not None else mb
-    avg = (world.sum_global(mb) if world is not None else mb) / size
+    lo, hi, avg = -world.max_global(-mb), world.max_global(mb), world.sum_global(mb) / world.size
     return (f"Per MPI rank memory allocation (min/avg/max) = {lo:.4g} | {avg:.4g} | {hi:.4g} Mbytes "
             f"(peak resident memory of each process so far)")
 
