@@ -666,3 +666,13 @@ def test_states_written_after_a_minimization_that_stops_early(task, tmp_path, mo
     assert 0 < relaxed["step"] == steps[-1] < 500
     assert np.array_equal(relaxed["positions"], read_frame(lmp / f"min.{steps[-1]}")["positions"])
     assert read_lammps_data(lmp / "relaxed.data").positions.shape == relaxed["positions"].shape
+
+
+def test_commands_after_the_last_run_leave_its_tables(task):
+    """unfix and thermo_style after the only run change no run (LAMMPS runs nothing after them):
+    the run's tables are those of the script at its run."""
+    script = textwrap.dedent(HEADER + "    fix 1 all nvt temp 300 300 0.1\n    run 10\n    unfix 1\n"
+                                      "    thermo_style custom step pe\n")
+    tr = translate(script, "in.lammps", {}, task)
+    assert tr.tables["md"]["ensemble"] == "nvt" and not tr.later
+    assert tr.tables["output"]["thermo_columns"] == ["step", "temp", "epair", "emol", "etotal", "press"]

@@ -99,8 +99,7 @@ def main(args) -> int:
                 if world.is_root:
                     for note in tr.notices:
                         print(f"numdp lmp: note: {note}", flush=True)
-            tr = translated[0]
-            toml = tr.toml if k == 0 else tr.later[k - 1][1]
+            toml = translated[0].run(k)[1]
             # the tables go through their own TOML text, so --print-toml shows exactly what runs
             name = script_text(args)[1]
             return run_settings(Path(name), toml, parse_toml_text(toml, name), Path.cwd())
@@ -138,7 +137,7 @@ def _write_states(tr, k: int) -> None:
 
     if not create_world().is_root:
         return
-    tables = tr.tables if k == 0 else tr.later[k - 1][0]
+    tables = tr.run(k)[0]
     checkpoint = Path(tables["output"].get("checkpoint", "checkpoint.h5"))
     if not is_series(checkpoint):
         final = checkpoint

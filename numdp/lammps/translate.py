@@ -144,6 +144,10 @@ class Translation:
     """(tables, TOML) of each `run` after the first: a numdp run that continues from the final
     checkpoint of the run before it (its [system] file), as a restart with other settings."""
 
+    def run(self, k: int) -> tuple[dict, str]:
+        """(tables, TOML) of the script's run k (0: the first)."""
+        return (self.tables, self.toml) if k == 0 else self.later[k - 1]
+
     def all_toml(self) -> str:
         """The TOML of every run, in order (--print-toml)."""
         return self.toml + "".join(f"\n# ---- run {k + 2}: numdp run this after run {k + 1} (it continues from "
@@ -642,8 +646,8 @@ class _Translator:
 
         if not c.args or c.args[0] not in ("one", "multi", "yaml", "custom") or (c.args[0] == "custom") != (len(c.args) > 1):
             raise Refused("expected: thermo_style one|multi|yaml|custom KEYWORD ...")
-        words = THERMO_ONE if c.args[0] == "one" else list(c.args[1:])
-        missing = [w for w in words if w not in KEYWORDS] if c.args[0] in ("one", "custom") else words
+        words = THERMO_ONE if c.args[0] == "one" else list(c.args[1:])   # (none for multi, yaml)
+        missing = [w for w in words if w not in KEYWORDS]
         if c.args[0] in ("one", "custom") and not missing and len(set(words)) == len(words):
             self.s.thermo_columns = words
             return
@@ -815,8 +819,8 @@ class _Translator:
 
     # -- the tables -------------------------------------------------------------------------------
     def tables(self, s: _State | None = None) -> dict:
-        """numdp run's tables of the first run (the script's state at its end), or of the state `s`
-        of a later run (`runs`)."""
+        """numdp run's tables of the run whose state (`first`, `runs`) is `s`; None: the script's
+        state at its end (a script without a run: the error that says so)."""
         s = self.s if s is None else s
         if s.units != "metal":
             raise Refused("the script sets no `units metal` (LAMMPS' default is lj); numdp lmp runs units metal")
@@ -1039,7 +1043,7 @@ def translate(text: str, name: str, cli_variables: dict[str, str], base: Path,
     script = Script(name, handler, cli_variables)
     script.run(text)
     try:
-        tables = tr.tables(tr.first) if tr.runs else tr.tables()
+        tables = tr.tables(tr.first)   # the state at the first run (later commands belong to later runs)
         later = [tr.tables(s) for s in tr.runs]
     except _LineRefused as exc:
         raise script.error(exc.line, exc.command, str(exc)) from None
