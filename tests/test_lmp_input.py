@@ -610,6 +610,7 @@ def test_two_runs_equal_one_run_of_their_length(task, tmp_path, monkeypatch, cap
     (("unfix 1\n", "dump 2 all custom 1 x.lammpstrj id\n"), "in.lammps:15: dump: after a run, numdp lmp accepts only"),
     (("unfix 1\n", "velocity all create 100 3\n"), "in.lammps:15: velocity: after a run, numdp lmp accepts only"),
     (("unfix 1\n", "thermo_modify norm yes\n"), "in.lammps:15: thermo_modify: thermo_modify norm yes: not supported"),
+    (("write_restart equil.restart", "write_restart equil.*"), "in.lammps:19: write_restart: a file name with % or *"),
     (("unfix 1\nfix 2 all npt", "fix 1 all npt"), "in.lammps:15: fix: fix 1 is a fix nvt: a fix ID is re-specified"),
     (("unfix 1\n", "unfix 9\n"), "in.lammps:15: unfix: no fix with ID '9'"),
 ])
