@@ -293,6 +293,34 @@ def test_set_davg_zero_and_change_bias_read(workdir):
     assert (cfg.descriptor.set_davg_zero, cfg.training.change_bias_after_training) == (True, True)
 
 
+def test_trimmed_keys_as_deepmd_kit(workdir):
+    """Keys starting with _ (DeePMD-kit 3's examples number them: _comment7) at any level, even in
+    training_data, and $schema are dropped before the checks, as DeePMD-kit trims "_*"; the
+    result equals the input without them."""
+    base = json.loads(UPSTREAM_WATER)
+    tree = copy.deepcopy(base)
+    tree["$schema"] = "https://deepmd.readthedocs.io/schema.json"
+    tree["_comment1"] = " model parameters"
+    tree["model"]["descriptor"]["_note"] = {"anything": [1, None]}
+    tree["training"]["training_data"]["_comment7"] = "that's all"
+    tree["training"]["validation_data"]["_x"] = None
+    tree["learning_rate"]["_comment3"] = "that's all"
+    tree["training"]["stat_file"] = "./se_e2_a.hdf5"
+    trimmed, plain = load_config(_write(workdir, tree)), load_config(_write(workdir, base))
+    plain.text = trimmed.text   # (the file's text, kept for the checkpoint)
+    assert trimmed == plain
+
+
+def test_other_model_types_refused(workdir):
+    tree = json.loads(UPSTREAM_WATER)
+    tree["model"]["type"] = "standard"
+    load_config(_write(workdir, tree))
+    tree["model"]["type"] = "linear_ener"
+    with pytest.raises(InputError, match=r"input.json: \[model\] type: numdp supports only 'standard' "
+                                         r"\(what numdp does\), got 'linear_ener'"):
+        load_config(_write(workdir, tree))
+
+
 def test_harmless_keys_accepted(workdir):
     """The keys of IGNORED, at accepted values, change nothing; nulls are defaults; sel "auto",
     type_one_side, activation_function, stop_batch and model.data_stat_nbatch are read."""

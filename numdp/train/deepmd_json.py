@@ -13,6 +13,9 @@ name and the checks it has in TOML.  The rearrangement:
   (numb_steps's num_steps, numb_step, num_step and v1's stop_batch; numb_epoch's num_epochs,
   num_epoch, numb_epochs: the validator reads them, `STEPS_NAMES`, `EPOCH_NAMES`)
 - a JSON ``null`` is an absent key (DeePMD-kit's default applies, as in DeePMD-kit)
+- every key that starts with ``_`` (``_comment``, ``_comment7``, ``_note``, ...) is dropped at
+  every level, and so is ``$schema``: DeePMD-kit trims the keys matching ``_*`` before its strict
+  check (dargs' ``trim_pattern``), and dargs lets ``$schema`` (a JSON-schema editor's key) pass
 
 Keys that only concern DeePMD-kit's bookkeeping are dropped, each listed in `IGNORED` with the
 values for which dropping it leaves the result unchanged (any value, or only the values that
@@ -32,16 +35,13 @@ ANY: Any = object()
 """Marks an ignored key whose every value is harmless."""
 
 IGNORED: dict[str, dict[str, Any]] = {
-    "": {"_comment": ANY},
-    "model": {"_comment": ANY, "data_stat_protect": (0.01,)},
-    "model.descriptor": {"_comment": ANY, "precision": ("float64", "default"),
+    "model": {"type": ("standard",), "data_stat_protect": (0.01,)},
+    "model.descriptor": {"precision": ("float64", "default"),
                          "trainable": (True,), "env_protection": (0.0,)},
-    "model.fitting_net": {"_comment": ANY, "precision": ("float64", "default"), "trainable": (True,),
+    "model.fitting_net": {"precision": ("float64", "default"), "trainable": (True,),
                           "numb_fparam": (0,), "numb_aparam": (0,), "atom_ener": ([],)},
-    "learning_rate": {"_comment": ANY, "scale_by_worker": ANY},
-    "optimizer": {"_comment": ANY},
-    "loss": {"_comment": ANY},
-    "training": {"_comment": ANY, "max_ckpt_keep": ANY, "time_training": ANY, "profiling": ANY,
+    "learning_rate": {"scale_by_worker": ANY},
+    "training": {"stat_file": ANY, "max_ckpt_keep": ANY, "time_training": ANY, "profiling": ANY,
                  "profiling_file": ANY, "enable_profiler": ANY, "tensorboard": ANY,
                  "tensorboard_log_dir": ANY, "tensorboard_freq": ANY, "save_ckpt_keep": ANY,
                  "opt_type": ("Adam",), "warmup_steps": (0,)},
@@ -49,18 +49,21 @@ IGNORED: dict[str, dict[str, Any]] = {
 """Per JSON table: keys dropped, with their accepted values (`ANY`, or a tuple)."""
 
 DATA_KEYS = ("systems", "batch_size", "numb_btch", "set_prefix", "auto_prob", "auto_prob_style",
-             "sys_probs", "sys_weights", "_comment")
+             "sys_probs", "sys_weights")
 """Keys of ``training_data`` / ``validation_data`` (numb_btch only in validation_data)."""
 
 DATA_ALIASES = {"auto_prob_style": "auto_prob", "sys_weights": "sys_probs"}
 """DeePMD-kit's other names of ``*_data`` keys: alias → main name."""
 
 
-def _strip_nulls(v):
+def _trimmed(v):
+    """`v` without JSON nulls (absent keys) and without the keys DeePMD-kit trims or lets pass
+    unchecked (``_*`` and ``$schema``), at every level."""
     if isinstance(v, dict):
-        return {k: _strip_nulls(x) for k, x in v.items() if x is not None}
+        return {k: _trimmed(x) for k, x in v.items()
+                if x is not None and not (isinstance(k, str) and (k.startswith("_") or k == "$schema"))}
     if isinstance(v, list):
-        return [_strip_nulls(x) for x in v]
+        return [_trimmed(x) for x in v]
     return v
 
 
@@ -107,8 +110,7 @@ def to_train_tables(data, file: str) -> dict:
     """The JSON tree `data` of DeePMD-kit input `file` as the tables of numdp's TOML input."""
     if not isinstance(data, dict):
         raise InputError(f"{file}: expected a JSON object at the top level")
-    data = _strip_nulls(data)
-    _drop_ignored(data, "", file)
+    data = _trimmed(data)
     model = data.get("model")
     if isinstance(model, dict):
         _drop_ignored(model, "model", file)
