@@ -65,17 +65,16 @@ def fitted_bias(model, paths, numb_batch: int, mode: str, seed: int):
         if system.energy is None:
             print(f"# {path}: no energy labels, skipped")
             continue
-        types = system.model_types(model.type_map)
+        types = system.frame_model_types(model.type_map)
         n = system.nframes
         frames = (np.arange(n) if numb_batch <= 0 or numb_batch >= n
                   else np.sort(rng.choice(n, size=numb_batch, replace=False)))
-        row = np.bincount(types, minlength=nt)
         for f in frames:
             e = float(system.energy[f])
             if mode == "change":
                 box = None if system.boxes is None else system.boxes[f]
-                e -= model.evaluate(system.coords[f], types, box, atom_virial=False).energy
-            counts.append(row)
+                e -= model.evaluate(system.coords[f], types[f], box, atom_virial=False).energy
+            counts.append(np.bincount(types[f], minlength=nt))
             values.append(e)
     if not counts:
         raise InputError("none of the systems has energy labels (energy.npy): nothing to fit")

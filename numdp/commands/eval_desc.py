@@ -78,13 +78,13 @@ def main(args) -> int:
     with Backups.move(files, "the existing") as backups:
         for path, out in zip(paths, files):
             system = load_system(path)
-            types = system.model_types(model.type_map)
+            types = system.frame_model_types(model.type_map)
             with atomic_path(out, "descriptor file") as tmp:
                 arr = None
                 for f in range(system.nframes):
                     box = None if system.boxes is None else system.boxes[f]
                     try:
-                        rows = model.descriptor(system.coords[f], types, box)
+                        rows = model.descriptor(system.coords[f], types[f], box)
                     except InputError as exc:
                         raise InputError(f"{path}: frame {f}: {exc}") from None
                     if arr is None:

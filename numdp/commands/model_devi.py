@@ -69,13 +69,13 @@ def frames_of(path: Path, type_map: list[str], labels: bool = False):
             raise InputError(f"{path}: no DeePMD npy system (type.raw) in or below this directory")
         for sys_path in found:
             s = load_system(sys_path)
-            types = s.model_types(type_map)
+            types = s.frame_model_types(type_map)
             if labels:
                 for name in ("energy", "forces", "virial"):
                     if getattr(s, name) is None:
                         raise InputError(f"{sys_path}: --real_error needs {name} labels "
                                          f"({'force' if name == 'forces' else name}.npy); the system has none")
-            yield str(sys_path), ((s.coords[f], types, None if s.boxes is None else s.boxes[f], None,
+            yield str(sys_path), ((s.coords[f], types[f], None if s.boxes is None else s.boxes[f], None,
                                    Reference(s.energy[f], s.forces[f], s.virial[f]) if labels else None)
                                   for f in range(s.nframes))
     elif labels:

@@ -55,9 +55,9 @@ def neighbor_census(systems, type_map: list[str], rcut: float, whose: str = "the
 
     census = NeighborCensus(len(type_map), rcut)
     for s in systems:
-        types = s.model_types(type_map, whose)
+        types = s.frame_model_types(type_map, whose)
         for f in range(s.nframes):
-            census.add(s.coords[f], types, None if s.boxes is None else s.boxes[f], (s.path, f))
+            census.add(s.coords[f], types[f], None if s.boxes is None else s.boxes[f], (s.path, f))
     return census
 
 

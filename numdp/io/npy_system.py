@@ -16,6 +16,12 @@ A system holds a fixed number and order of atoms::
         atom_ener_coeff.npy  (nframes, natoms)      optional: energy coefficients c_i of
                                                     E = Σ c_i e_i (enable_atom_ener_coeff)
 
+DeePMD-kit's mixed-type layout (dpdata's ``deepmd/npy/mixed``, ``deepmd/hdf5/mixed``) gives each
+frame its own atom types: every set holds ``real_atom_types.npy`` (nframes, natoms), indices into
+type_map.raw (required then), and type.raw only fixes the number of atoms.  Virtual atoms (type -1,
+dpdata's padding) are refused.  `System.frame_types` holds them; `frame_model_types` gives every
+reader the types of each frame, of either layout.
+
 A label must be present in every set or in none.  Arrays may be stored as any real dtype and are
 returned as float64.  Every problem raises `numdp.errors.InputError` naming the offending file.
 
@@ -61,6 +67,9 @@ class System:
         atom_pref: (nframes, natoms) float64 force-loss weights per atom; None if absent.
         atom_ener_coeff: (nframes, natoms) float64 coefficients of the frame energy
             E = Σ_i c_i e_i; None if absent.
+        frame_types: (nframes, natoms) int32 type index (into type_map) of each atom of each
+            frame, for a mixed-type system (real_atom_types.npy); None otherwise (every frame has
+            `types`).
     """
 
     path: pathlib.Path
@@ -74,8 +83,9 @@ class System:
     atom_ener: np.ndarray | None = None
     atom_pref: np.ndarray | None = None
     atom_ener_coeff: np.ndarray | None = None
+    frame_types: np.ndarray | None = None
 
-    PER_FRAME = ("coords", "boxes", "energy", "forces", "virial") + ATOM_LABELS
+    PER_FRAME = ("coords", "boxes", "energy", "forces", "virial") + ATOM_LABELS + ("frame_types",)
     """The attributes indexed by frame (first axis), absent ones None."""
 
     @property
@@ -105,12 +115,24 @@ class System:
         With a type_map.raw the atoms are mapped by element name; only elements that atoms
         actually use must appear in `model_type_map`.  Without one the stored indices are used
         as they are and must be smaller than len(model_type_map).  `whose` names the type map
-        in messages.
+        in messages.  A mixed-type system has no such vector: `frame_model_types` serves both.
         """
+        if self.frame_types is not None:
+            raise TypeError(f"{self.path}: a mixed-type system has types per frame (frame_model_types)")
         if self.type_map is None:
             return self._unmapped_types(model_type_map, whose)
         return table_types(self.type_map, self.types, model_type_map,
                            str(self.path / "type_map.raw"), whose)
+
+    def frame_model_types(self, model_type_map: list[str], whose: str = "the model's type_map") -> np.ndarray:
+        """(nframes, natoms) int32 type of each atom of each frame as an index into
+        `model_type_map`: `model_types` for every frame (a read-only broadcast view), or a
+        mixed-type system's per-frame types mapped by element name."""
+        if self.frame_types is None:
+            return np.broadcast_to(self.model_types(model_type_map, whose), (self.nframes, self.natoms))
+        flat = table_types(self.type_map, self.frame_types.reshape(-1), model_type_map,
+                           str(self.path / "set.*" / "real_atom_types.npy"), whose)
+        return flat.reshape(self.frame_types.shape)
 
     def _unmapped_types(self, model_type_map: list[str], whose: str) -> np.ndarray:
         top = int(self.types.max())
@@ -206,6 +228,7 @@ def read_system(store: SystemStore) -> System:
         raise InputError(f"{store.location}: no set.* {store.set_kind} with frames")
     sets = [_read_set(store, d, len(types), nopbc) for d in set_names]
     _check_labels_consistent(store, set_names, sets)
+    frame_types = _read_frame_types(store, set_names, sets, type_map)
     arrays = {name: np.concatenate([s[name] for s in sets]) for name in sets[0]}
     return System(
         path=store.location,
@@ -217,7 +240,44 @@ def read_system(store: SystemStore) -> System:
         forces=arrays.get("force"),
         virial=arrays.get("virial"),
         **{name: arrays.get(name) for name in ATOM_LABELS},
+        frame_types=frame_types,
     )
+
+
+def _read_frame_types(store: SystemStore, set_names: list[str], sets: list[dict[str, np.ndarray]],
+                      type_map: list[str] | None) -> np.ndarray | None:
+    """(nframes, natoms) int32 per-frame types of a mixed-type system (every set holds
+    real_atom_types.npy), or None for a standard one."""
+    member = "real_atom_types.npy"
+    having = [d for d in set_names if store.has(f"{d}/{member}")]
+    if not having:
+        return None
+    lacking = [d for d in set_names if d not in having]
+    if lacking:
+        raise InputError(f"{store.location / lacking[0] / member}: missing, but {having[0]} has it "
+                         "(a mixed-type system has per-frame types in every set)")
+    if type_map is None:
+        raise InputError(f"{store.location / 'type_map.raw'}: missing (a mixed-type system's "
+                         f"{member} are indices into it)")
+    out = []
+    for d, arrays in zip(set_names, sets):
+        file = store.location / d / member
+        coord = arrays["coord"]
+        raw = _load_npy(store, f"{d}/{member}")
+        t = _shaped(file, raw, coord.shape[0], coord.shape[1], (coord.shape[1],))
+        bad = np.argwhere((t != np.round(t)) | (t < -1) | (t >= len(type_map)))
+        if bad.size:
+            f, a = (int(i) for i in bad[0])
+            raise InputError(f"{file}: frame {f}, atom {a}: type {t[f, a]:g} is not an index into "
+                             f"type_map.raw's {len(type_map)} elements {type_map}")
+        virtual = np.argwhere(t == -1)
+        if virtual.size:
+            f, a = (int(i) for i in virtual[0])
+            raise InputError(f"{file}: frame {f}, atom {a} is a virtual atom (type -1, padding); numdp "
+                             "reads mixed-type systems without padding (dpdata: to('deepmd/npy/mixed') "
+                             "without atom_numb_pad)")
+        out.append(t.astype(np.int32))
+    return np.concatenate(out)
 
 
 def find_systems(root) -> list[pathlib.Path]:

@@ -485,7 +485,8 @@ def read_npy_frame(path, frame: int = 0) -> Structure:
         raise InputError(f"{path}: frame {frame} does not exist (the system has {system.nframes} frames)")
     box = None if system.boxes is None else system.boxes[frame]
     if system.type_map is not None:
-        elements = [system.type_map[t] for t in system.types]
+        types = system.types if system.frame_types is None else system.frame_types[frame]
+        elements = [system.type_map[t] for t in types]
         return Structure(system.coords[frame].copy(), box, elements, None, None, None, f"{path} frame {frame}")
     return Structure(system.coords[frame].copy(), box, None, system.types.astype(np.int64), None, None,
                      f"{path} frame {frame}")

@@ -61,9 +61,10 @@ def s_max_from_systems(params: ModelParams, paths) -> np.ndarray:
     for root in paths:
         for path in find_systems(root):
             system = load_system(path)
-            types = system.model_types(params.type_map).astype(np.int32)
+            frame_types = system.frame_model_types(params.type_map)
             for f in range(system.nframes):
                 box = None if system.boxes is None else system.boxes[f]
+                types = frame_types[f].copy()
                 ext = extend(system.coords[f], types, box, d.rcut)
                 stats.add_pairs(ext.positions, build_nlist(ext, d.rcut, d.sel, d.ntypes).nlist, types)
     return stats.s_range[:, 1]

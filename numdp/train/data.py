@@ -29,7 +29,9 @@ class DataSystem:
     types: (N,) int32 model types; coords (nf, N, 3) Å; boxes (nf, 3, 3) Å or None;
     energy (nf,) eV, forces (nf, N, 3) eV/Å, virial (nf, 3, 3) eV, each None when absent;
     batch_size: frames per batch (≤ nf); atom_ener (nf, N) eV, atom_pref (nf, N),
-    atom_ener_coeff (nf, N): the per-atom labels of numdp.io.npy_system, None when absent.
+    atom_ener_coeff (nf, N): the per-atom labels of numdp.io.npy_system, None when absent;
+    frame_types (nf, N) int32: a mixed-type system's model types per frame (then `types` is its
+    first frame's), None for a standard system.  `types_of(f)` is frame f's.
     """
 
     path: Path
@@ -43,10 +45,15 @@ class DataSystem:
     atom_ener: np.ndarray | None = None
     atom_pref: np.ndarray | None = None
     atom_ener_coeff: np.ndarray | None = None
+    frame_types: np.ndarray | None = None
 
     @property
     def natoms(self) -> int:
         return int(self.types.shape[0])
+
+    def types_of(self, f: int) -> np.ndarray:
+        """(N,) int32 model types of the atoms of frame f."""
+        return self.types if self.frame_types is None else self.frame_types[f]
 
     @property
     def nframes(self) -> int:
@@ -76,10 +83,15 @@ def load_dataset(paths: list[Path], type_map: list[str], batch: BatchSize,
     out = []
     for i, p in enumerate(paths):
         s: System = load_system(p)
-        types = s.model_types(type_map, whose).astype(np.int32)
+        frame_types = None
+        if s.frame_types is None:
+            types = s.model_types(type_map, whose).astype(np.int32)
+        else:
+            frame_types = np.ascontiguousarray(s.frame_model_types(type_map, whose), dtype=np.int32)
+            types = frame_types[0]
         bs = min(batch.frames(s.natoms, i), s.nframes)
         out.append(DataSystem(p, types, s.coords, s.boxes, s.energy, s.forces, s.virial, bs,
-                              s.atom_ener, s.atom_pref, s.atom_ener_coeff))
+                              s.atom_ener, s.atom_pref, s.atom_ener_coeff, frame_types))
     return out
 
 
@@ -101,11 +113,12 @@ class FrameCache:
 
     def build(self, k: int, f: int) -> Frame:
         s = self.systems[k]
-        ext = extend(s.coords[f], s.types, s.box(f), self.rcut)
+        types = s.types_of(f)
+        ext = extend(s.coords[f], types, s.box(f), self.rcut)
         nl = build_nlist(ext, self.rcut, self.sel, self.ntypes)
         self.overflow += nl.overflow
         np.maximum(self.max_count, nl.max_count, out=self.max_count)
-        return Frame(ext.positions, nl.nlist, s.types, ext.mapping)
+        return Frame(ext.positions, nl.nlist, types, ext.mapping)
 
     def frame(self, k: int, f: int) -> Frame:
         fr = self._cache.get((k, f))

@@ -33,7 +33,7 @@ def max_neighbour_counts(systems: list[DataSystem], rcut: float, ntypes: int) ->
     census = NeighborCensus(ntypes, rcut)
     for s in systems:
         for f in range(s.nframes):
-            census.add(s.coords[f], s.types, s.box(f))
+            census.add(s.coords[f], s.types_of(f), s.box(f))
     return census.max_count
 
 
@@ -114,9 +114,8 @@ def energy_bias(systems: list[DataSystem], frames: list[np.ndarray], ntypes: int
     for k, (s, idx) in enumerate(zip(systems, frames)):
         if s.energy is None:
             continue
-        counts = np.bincount(s.types, minlength=ntypes).astype(np.float64)
         for i, f in enumerate(idx):
-            rows.append(counts)
+            rows.append(np.bincount(s.types_of(f), minlength=ntypes).astype(np.float64))
             energies.append(s.energy[f] - (0.0 if predicted is None else predicted[k][i]))
     if not rows:
         return np.zeros(ntypes)
