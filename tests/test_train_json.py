@@ -193,7 +193,12 @@ def _write(workdir, tree) -> str:
      r"\[validation\] auto_prob: every block has weight 0"),
     (lambda t: t["training"]["training_data"].update(numb_btch=3),
      r"\[training.training_data\] numb_btch: unknown key"),
-    (lambda t: t["training"].update(enable_ema=True), r"\[training\] enable_ema: unknown key"),
+    (lambda t: t["training"].update(enable_ema=True),
+     r"\[training\] enable_ema: numdp supports only False \(what numdp does\), got True"),
+    (lambda t: t["training"]["training_data"].update(min_pair_dist=0.5),
+     r"\[training.training_data\] min_pair_dist: numdp supports only 0.0 \(what numdp does\), got 0.5"),
+    (lambda t: t.update(validating={"full_validation": True}),
+     r"\[root\] validating: numdp supports only \{\} \(what numdp does\)"),
     (lambda t: t["training"].update(num_steps=5), r"\[training\] num_steps: give numb_steps or num_steps, not both"),
     (lambda t: t["training"].update(numb_epoch=2), r"\[training\] numb_epoch: give numb_steps or numb_epoch, not both"),
     (lambda t: t["training"].update(gradient_max_norm=-1.0), r"\[training\] gradient_max_norm: must be >= 0"),
@@ -309,6 +314,35 @@ def test_trimmed_keys_as_deepmd_kit(workdir):
     trimmed, plain = load_config(_write(workdir, tree)), load_config(_write(workdir, base))
     plain.text = trimmed.text   # (the file's text, kept for the checkpoint)
     assert trimmed == plain
+
+
+INPUTS = REPO / "tests/data/deepmd_kit_inputs"
+
+
+def _local_data(tree):
+    """The example's systems (../data/data_k) as the repository's copies (inputs/water/data)."""
+    for key in ("training_data", "validation_data"):
+        sec = tree["training"].get(key)
+        if sec:
+            sec["systems"] = [f"inputs/water/data/{Path(p).name}" for p in sec["systems"]]
+    return tree
+
+
+@pytest.mark.parametrize("name", ["water_se_e2_a_tf", "water_se_e2_a_pt", "water_se_e2_a_epochs"])
+def test_deepmd_kit_examples_and_their_normalized_form(workdir, name):
+    """DeePMD-kit's current examples as published (_comment7 keys, stat_file) and as `dp train`
+    writes them to out.json, every default filled in by DeePMD-kit's own normalize
+    (tools/make_json_fixtures.py): numdp reads both, to the same training, so numdp's default
+    for every key it reads is DeePMD-kit's."""
+    raw = _local_data(json.loads((INPUTS / f"{name}.json").read_text()))
+    full = _local_data(json.loads((INPUTS / f"{name}.out.json").read_text()))
+    assert len(json.dumps(full)) > 1.8 * len(json.dumps(raw))   # (the defaults are there)
+    a, b = load_config(_write(workdir, raw)), load_config(_write(workdir, full))
+    b.text = a.text
+    # the one default that differs on purpose: numdp's checkpoint is HDF5, named model.ckpt.h5
+    assert (a.training.save_ckpt.name, b.training.save_ckpt.name) == ("model.ckpt.h5", "model.ckpt")
+    b.training.save_ckpt = a.training.save_ckpt
+    assert a == b
 
 
 def test_other_model_types_refused(workdir):

@@ -35,16 +35,24 @@ ANY: Any = object()
 """Marks an ignored key whose every value is harmless."""
 
 IGNORED: dict[str, dict[str, Any]] = {
-    "model": {"type": ("standard",), "data_stat_protect": (0.01,)},
+    "": {"validating": ({},)},
+    "model": {"type": ("standard",), "data_stat_protect": (0.01,), "data_bias_nsample": (10,),
+              "pair_exclude_types": ([],), "atom_exclude_types": ([],), "srtab_add_bias": (True,),
+              "model_branch_alias": ([],), "info": ANY},
     "model.descriptor": {"precision": ("float64", "default"),
                          "trainable": (True,), "env_protection": (0.0,)},
     "model.fitting_net": {"precision": ("float64", "default"), "trainable": (True,),
-                          "numb_fparam": (0,), "numb_aparam": (0,), "atom_ener": ([],)},
+                          "numb_fparam": (0,), "numb_aparam": (0,), "atom_ener": ([],),
+                          "dim_case_embd": (0,), "use_aparam_as_mask": (False,)},
     "learning_rate": {"scale_by_worker": ANY},
     "training": {"stat_file": ANY, "max_ckpt_keep": ANY, "time_training": ANY, "profiling": ANY,
                  "profiling_file": ANY, "enable_profiler": ANY, "tensorboard": ANY,
                  "tensorboard_log_dir": ANY, "tensorboard_freq": ANY, "save_ckpt_keep": ANY,
-                 "opt_type": ("Adam",), "warmup_steps": (0,)},
+                 "opt_type": ("Adam",), "warmup_steps": (0,), "stat_file_mode": ANY,
+                 "ckpt_keep_ratio": ANY, "ema_ckpt_keep": ANY, "enable_ema": (False,), "ema_decay": ANY,
+                 "acc_freq": (1,), "zero_stage": (0,), "neighbor_graph_method": ANY,
+                 "enable_compile": ANY},
+    "training.training_data": {"min_pair_dist": (0.0,)},
 }
 """Per JSON table: keys dropped, with their accepted values (`ANY`, or a tuple)."""
 
@@ -111,6 +119,7 @@ def to_train_tables(data, file: str) -> dict:
     if not isinstance(data, dict):
         raise InputError(f"{file}: expected a JSON object at the top level")
     data = _trimmed(data)
+    _drop_ignored(data, "", file)
     model = data.get("model")
     if isinstance(model, dict):
         _drop_ignored(model, "model", file)
@@ -129,6 +138,8 @@ def to_train_tables(data, file: str) -> dict:
             raise InputError(f"{file}: [training] systems: give the systems in training.training_data")
         if "training_data" not in training:
             raise InputError(f"{file}: [training] training_data: required key is missing")
+        if isinstance(training["training_data"], dict):
+            _drop_ignored(training["training_data"], "training.training_data", file)
         training.update(_data_table(training, "training_data", file, validation=False))
         if "validation_data" in training:
             data["validation"] = _data_table(training, "validation_data", file, validation=True)
