@@ -283,3 +283,19 @@ def test_dp_test_figures_weighted_force_stress_and_atomic_energy(tmp_path, oracl
     assert "rmse_atom_energy" not in fig and "rmse_stress" not in fig
     assert main(["test", "-m", model, "-s", str(tmp_path / "one"), "-a"]) == 2
     assert "-a/--atomic needs atomic energy labels (atom_ener.npy)" in capsys.readouterr().err
+
+
+def test_set_prefix(tmp_path, oracle_dir, capsys):
+    """-S PREFIX (dp test -S): the frames of the PREFIX.* sets; without it, set.*."""
+    ref = np.load(oracle_dir / "alloy5.npz")
+    sysdir = write_system(tmp_path / "sys", ref["coord"], ref["box"], ref["atype"],
+                          ["Ni", "Cu", "Pd", "Ag", "Au"], energy=ref["energy"] + 0.108, force=ref["force"])
+    (sysdir / "set.000").rename(sysdir / "test.000")
+    model = str(oracle_dir / "alloy5.dp")
+    assert main(["test", "-m", model, "-s", str(sysdir)]) == 2
+    assert f"{sysdir}: no set.* directories with frames" in capsys.readouterr().err
+    out = tmp_path / "r.json"
+    assert main(["test", "-m", model, "-s", str(sysdir), "-S", "test", "--json", str(out)]) == 0
+    fig = json.loads(out.read_text())
+    assert fig["systems"][0]["frames"] == 2
+    assert fig["overall"]["rmse_energy"] == pytest.approx(1000 * 0.108 / 108, rel=1e-6)

@@ -424,3 +424,19 @@ def test_command_real_error(ensemble, tmp_path, capsys):
                      "--real_error"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
+
+
+def test_set_prefix(ensemble, tmp_path, capsys):
+    """-S PREFIX (dp model-devi -S): the frames of the PREFIX.* sets."""
+    paths, _ = ensemble
+    frames = _frames(2)
+    sys_dir = write_system(tmp_path / "sys", np.array([f[0] for f in frames]),
+                           np.array([f[2] for f in frames]), frames[0][1], ["O", "H"])
+    out = tmp_path / "md.out"
+    assert main(["model-devi", "-m", *map(str, paths), "-s", str(sys_dir), "-o", str(out)]) == 0
+    expected = _read(out)[1]
+    (sys_dir / "set.000").rename(sys_dir / "val.000")
+    assert main(["model-devi", "-m", *map(str, paths), "-s", str(sys_dir), "-o", str(out)]) == 2
+    assert f"{sys_dir}: no set.* directories with frames" in capsys.readouterr().err
+    assert main(["model-devi", "-m", *map(str, paths), "-s", str(sys_dir), "-o", str(out), "-S", "val"]) == 0
+    assert np.array_equal(_read(out)[1], expected)

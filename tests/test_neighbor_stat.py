@@ -79,6 +79,18 @@ def test_census_matches_brute_force(small):
     assert census.min_nbor_dist == pytest.approx(rmin, rel=1e-12)
 
 
+def test_one_type(small, capsys):
+    """--one-type (dp's --mixed-type): every neighbour counted together, whatever its element."""
+    p, q, (coords, boxes, types), _ = small
+    best, rmin = brute_force(coords, boxes, np.zeros_like(types), 1, 4.3)
+    per_type, _ = brute_force(coords, boxes, types, 3, 4.3)
+    assert best[0] > per_type.max()   # (so the test can tell the totals from one type's count)
+    assert main(["neighbor-stat", "-s", str(p), "-r", "4.3", "--mixed-type"]) == 0
+    out = capsys.readouterr().out
+    assert f"max_nbor_size: {best.tolist()}" in out and f"sel: {deepmd_kit_sel(best, 1.1)}" in out
+    assert f"min_nbor_dist: {rmin:f}" in out
+
+
 def test_cli_npy_and_h5_agree(small, tmp_path, capsys):
     p, q, (coords, boxes, types), _ = small
     assert main(["neighbor-stat", "-s", str(p), "-r", "4.3"]) == 0

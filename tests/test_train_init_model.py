@@ -92,8 +92,12 @@ def test_deepmd_kits_option_names():
 
     parser = argparse.ArgumentParser()
     configure(parser)
-    for flag in ("--init-model", "--init-frz-model"):
+    for flag in ("--init-model", "--init-frz-model", "-i", "-t"):
         assert parser.parse_args(["in.json", flag, "old/init.pb"]).init_model == "old/init.pb"
+    # the rest of dp train's short names, and DP-GEN's --skip-neighbor-stat (accepted)
+    args = parser.parse_args(["in.json", "-f", "old/init.pb", "--skip-neighbor-stat"])
+    assert (args.finetune, args.skip_neighbor_stat) == ("old/init.pb", True)
+    assert parser.parse_args(["in.json", "-r", "model.ckpt"]).restart == "model.ckpt"
 
 
 def test_mismatch_and_conflicts_are_one_line_errors(tmp_path, data_dir, trained, capsys):  # noqa: F811

@@ -244,6 +244,13 @@ def test_freeze_writes_a_checkpoints_model(tmp_path, data_dir, capsys, monkeypat
     capsys.readouterr()
     assert cli_main(["freeze", "-o", "f.h5"]) == 0
     assert "step 12 of model.ckpt)" in capsys.readouterr().out
+    # -c FOLDER (DeePMD-kit's --checkpoint-folder): the checkpoint in it
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(["freeze", "--checkpoint-folder", str(work), "-o", "g.h5"]) == 0
+    assert f"step 12 of {work / 'model.ckpt'})" in capsys.readouterr().out
+    assert cli_main(["freeze", "-c", str(tmp_path)]) == 2
+    assert f"no model.ckpt.h5 or model.ckpt in {tmp_path}: name" in capsys.readouterr().err
+    monkeypatch.chdir(work)
     (work / "model.ckpt").unlink()
     assert cli_main(["freeze"]) == 2
     assert "no model.ckpt.h5 or model.ckpt here: name the training checkpoint with -c" in capsys.readouterr().err

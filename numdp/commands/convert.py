@@ -23,6 +23,9 @@ def configure(parser):
     parser.add_argument("output", metavar="OUT",
                         help="model to write (.dp = DeePMD-kit, .h5/.hdf5 = numdp), trajectory (.extxyz/.xyz, "
                              ".lammpstrj/.dump) or LAMMPS data file of the last frame (.data/.lmp)")
+    parser.add_argument("--atomic-virial", action="store_true",
+                        help="accepted for dp convert-backend's command line: numdp's models always "
+                             "give atomic virials")
 
 
 def _replacing(dst: Path):

@@ -12,9 +12,10 @@ DeePMD-kit's inputs usually give (numdp writes its HDF5 checkpoint under that na
 
 
 def configure(parser):
-    parser.add_argument("-c", "--checkpoint", default=None,
-                        help="training checkpoint (default: model.ckpt.h5, numdp train's save_ckpt, "
-                             "or model.ckpt, the name DeePMD-kit's inputs give it)")
+    parser.add_argument("-c", "--checkpoint", "--checkpoint-folder", default=None,
+                        help="training checkpoint, or a folder holding one (default: the working "
+                             "folder's model.ckpt.h5, numdp train's save_ckpt, or model.ckpt, the "
+                             "name DeePMD-kit's inputs give it)")
     parser.add_argument("-o", "--output", default="frozen_model.h5",
                         help="model file: .h5 numdp, .dp DeePMD-kit (default frozen_model.h5)")
 
@@ -27,10 +28,12 @@ def main(args) -> int:
 
     out = check_model_output(args.output)
     checkpoint = args.checkpoint
-    if checkpoint is None:
-        found = [name for name in DEFAULT_CHECKPOINTS if Path(name).is_file()]
+    if checkpoint is None or Path(checkpoint).is_dir():   # a folder, as DeePMD-kit's -c
+        folder = Path(checkpoint or ".")
+        found = [folder / name for name in DEFAULT_CHECKPOINTS if (folder / name).is_file()]
         if not found:
-            raise InputError(f"no {' or '.join(DEFAULT_CHECKPOINTS)} here: name the training "
+            where = "here" if checkpoint is None else f"in {folder}"
+            raise InputError(f"no {' or '.join(DEFAULT_CHECKPOINTS)} {where}: name the training "
                              f"checkpoint with -c ([training] save_ckpt of the run)")
         checkpoint = found[0]
     params = model_from_checkpoint(checkpoint)

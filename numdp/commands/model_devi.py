@@ -28,6 +28,9 @@ def configure(parser):
     parser.add_argument("-s", "--system", nargs="+", required=True,
                         help="DeePMD npy systems (or folders holding them), H5MD trajectories, "
                              "extxyz files")
+    parser.add_argument("-S", "--set-prefix", default="set", metavar="PREFIX",
+                        help="read the frames of DeePMD systems from their PREFIX.* sets (default set, "
+                             "as dp model-devi -S)")
     parser.add_argument("-o", "--output", default="model_devi.out",
                         help="output file (default model_devi.out; an existing one is kept as "
                              "#NAME.1#)")
@@ -50,12 +53,13 @@ def configure(parser):
                         help="evaluation precision (default double)")
 
 
-def frames_of(path: Path, type_map: list[str], labels: bool = False):
+def frames_of(path: Path, type_map: list[str], labels: bool = False, set_prefix: str = "set"):
     """(title, iterator of (positions (N, 3), types (N,), box (3, 3) or None, pbc, reference))
     for each system named by `path`: npy system directories, an H5MD file, or an extxyz file.
     pbc: the periodicity along each cell vector as the file gives it (extxyz `pbc`, H5MD
     `box/boundary`), or None (periodic along all three with a box).  reference: the frame's
-    labels (numdp.model.deviation.Reference) with `labels` (DeePMD systems only), else None."""
+    labels (numdp.model.deviation.Reference) with `labels` (DeePMD systems only), else None;
+    DeePMD systems' frames come from their ``SET_PREFIX.*`` sets."""
     from ..io.structure import assign_types, iter_extxyz, read_h5md_structure
 
     if not path.exists():
@@ -68,7 +72,7 @@ def frames_of(path: Path, type_map: list[str], labels: bool = False):
         if not found:
             raise InputError(f"{path}: no DeePMD npy system (type.raw) in or below this directory")
         for sys_path in found:
-            s = load_system(sys_path)
+            s = load_system(sys_path, set_prefix)
             types = s.frame_model_types(type_map)
             if labels:
                 for name in ("energy", "forces", "virial"):
@@ -148,7 +152,8 @@ def main(args) -> int:
             raise InputError(f"{out}: cannot write ({exc.strerror})") from None
         with fp:
             for s in args.system:
-                for title, frames in frames_of(Path(s), type_map, labels=args.real_error):
+                for title, frames in frames_of(Path(s), type_map, labels=args.real_error,
+                                                  set_prefix=args.set_prefix):
                     devi = ensemble_deviations(models, frames, args.relative, args.relative_v)
                     rows = list(enumerate(devi))
                     write_block(fp, ((k * args.frequency, d) for k, d in rows), energy=True,

@@ -14,6 +14,8 @@ import math
 import time
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import InputError
 
 
@@ -26,6 +28,9 @@ def configure(parser):
                         help="element of each type index (default: the systems' type_map.raw)")
     parser.add_argument("--factor", type=float, default=1.1,
                         help="sel safety factor, as sel = \"auto:FACTOR\" (default 1.1)")
+    parser.add_argument("--one-type", "--mixed-type", action="store_true",
+                        help="count the neighbours of all elements together (one sel), as dp "
+                             "neighbor-stat --mixed-type does for se_atten-like descriptors")
 
 
 def _type_map(systems, given: list[str] | None) -> list[str]:
@@ -48,16 +53,19 @@ def _type_map(systems, given: list[str] | None) -> list[str]:
     return names
 
 
-def neighbor_census(systems, type_map: list[str], rcut: float, whose: str = "the type map"):
+def neighbor_census(systems, type_map: list[str], rcut: float, whose: str = "the type map",
+                    one_type: bool = False):
     """`numdp.neighbor.distances.NeighborCensus` of every frame of `systems` (labels (path, frame));
-    `whose` names `type_map` in messages."""
+    `whose` names `type_map` in messages; `one_type`: every atom counted as type 0 (the atoms
+    are still checked against `type_map`)."""
     from ..neighbor.distances import NeighborCensus
 
-    census = NeighborCensus(len(type_map), rcut)
+    census = NeighborCensus(1 if one_type else len(type_map), rcut)
     for s in systems:
         types = s.frame_model_types(type_map, whose)
         for f in range(s.nframes):
-            census.add(s.coords[f], types[f], None if s.boxes is None else s.boxes[f], (s.path, f))
+            t = np.zeros(s.natoms, dtype=np.int32) if one_type else types[f]
+            census.add(s.coords[f], t, None if s.boxes is None else s.boxes[f], (s.path, f))
     return census
 
 
@@ -73,7 +81,9 @@ def main(args) -> int:
     systems = [load_system(p) for root in args.system for p in find_systems(Path(root))]
     type_map = _type_map(systems, args.type_map)
     census = neighbor_census(systems, type_map, args.rcut,
-                             "the type map given with -t" if args.type_map else "the type map")
+                             "the type map given with -t" if args.type_map else "the type map", args.one_type)
+    if args.one_type:
+        type_map = ["all"]
     sel = deepmd_kit_sel(census.max_count, args.factor)
     numdp_sel = auto_sel(census.max_count, args.factor)
     nfr = sum(s.nframes for s in systems)

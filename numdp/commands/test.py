@@ -29,6 +29,8 @@ from .systems import add_system_options, system_paths
 def configure(parser):
     parser.add_argument("-m", "--model", required=True, help=MODEL_HELP)
     add_system_options(parser, inputs=True)
+    parser.add_argument("-S", "--set-prefix", default="set", metavar="PREFIX",
+                        help="read the frames of each system from its PREFIX.* sets (default set, as dp test -S)")
     parser.add_argument("-n", "--numb-test", type=int, default=0,
                         help="frames per system (0 = all)")
     parser.add_argument("--shuffle-test", action="store_true",
@@ -185,7 +187,7 @@ def main(args) -> int:
     print(f"# {'':<48} {'':>6} {'energy meV/atom':>19} {'force meV/A':>19} {'virial meV/atom':>19}")
     print(f"# {'system':<48} {'frames':>6}" + f" {'RMSE':>9} {'MAE':>9}" * 3)
     for path in paths:
-        system = load_system(path)
+        system = load_system(path, args.set_prefix)
         if rng is not None:
             system = system.select(rng.permutation(system.nframes))
         pred = Predictions() if detail is not None else None

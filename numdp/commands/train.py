@@ -13,17 +13,20 @@ import sys
 
 def configure(parser) -> None:
     parser.add_argument("input", help="training input file: TOML, or DeePMD-kit's input.json")
-    parser.add_argument("--restart", metavar="CHECKPOINT",
+    parser.add_argument("-r", "--restart", metavar="CHECKPOINT",
                         help="continue from a checkpoint written by an earlier run of this input")
-    parser.add_argument("--init-model", "--init-frz-model", metavar="MODEL", dest="init_model",
+    parser.add_argument("-i", "--init-model", "-t", "--init-frz-model", metavar="MODEL", dest="init_model",
                         help="start from a trained model's weights and statistics (any model file "
                              "numdp reads: .h5, DeePMD-kit .dp, .pb, .pt/.pth; networks must match "
                              "the input), optimiser fresh; --init-frz-model is DeePMD-kit's name")
-    parser.add_argument("--finetune", metavar="MODEL",
+    parser.add_argument("-f", "--finetune", metavar="MODEL",
                         help="as --init-model, then the model's energy bias moved to the training "
                              "data (the least-squares shift of its errors), DeePMD-kit's --finetune")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="worker threads (default: NUMDP_NUM_THREADS or the usable cores)")
+    parser.add_argument("--skip-neighbor-stat", action="store_true",
+                        help="accepted for DeePMD-kit's (and DP-GEN's) command lines; numdp's "
+                             "neighbour statistics cost little and are always taken")
 
 
 def main(args) -> int:

@@ -94,8 +94,8 @@ class H5Group:
     def array(self, name: str) -> np.ndarray:
         return np.asarray(self._dataset(name)[()])
 
-    def set_names(self) -> list[str]:
-        return sorted(k for k, v in self.group.items() if k.startswith("set.") and isinstance(v, h5py.Group))
+    def set_names(self, prefix: str = "set") -> list[str]:
+        return sorted(k for k, v in self.group.items() if k.startswith(prefix + ".") and isinstance(v, h5py.Group))
 
     def close(self) -> None:
         self._h5.close()

@@ -33,6 +33,7 @@ alone is its root group).  `load_system` and `find_systems` take either, so call
 
 from __future__ import annotations
 
+import glob
 import pathlib
 import dataclasses
 from dataclasses import dataclass
@@ -164,8 +165,8 @@ class SystemStore(Protocol):
     def array(self, name: str) -> np.ndarray:
         """The array of a ``.npy`` member as stored (InputError if missing or unreadable)."""
 
-    def set_names(self) -> list[str]:
-        """Names of the ``set.*`` subfolders or subgroups, sorted."""
+    def set_names(self, prefix: str = "set") -> list[str]:
+        """Names of the ``PREFIX.*`` subfolders or subgroups (``set.*``), sorted."""
 
 
 class NpyFolder:
@@ -195,12 +196,13 @@ class NpyFolder:
         except (OSError, ValueError, EOFError) as err:
             raise InputError(f"{file}: not a readable .npy file ({err})") from None
 
-    def set_names(self) -> list[str]:
-        return sorted(d.name for d in self.location.glob("set.*") if d.is_dir())
+    def set_names(self, prefix: str = "set") -> list[str]:
+        return sorted(d.name for d in self.location.glob(f"{glob.escape(prefix)}.*") if d.is_dir())
 
 
-def load_system(path) -> System:
-    """Read the system at `path`: an npy directory or ``file.h5[#/group]`` (module docstring)."""
+def load_system(path, set_prefix: str = "set") -> System:
+    """Read the system at `path`: an npy directory or ``file.h5[#/group]`` (module docstring),
+    its frames from the ``SET_PREFIX.*`` sets (DeePMD-kit's `dp test -S`)."""
     from numdp.io.h5_system import H5Group, h5_location
 
     path = pathlib.Path(path)
@@ -210,22 +212,23 @@ def load_system(path) -> System:
             raise InputError(f"{path}: neither a system directory nor an HDF5 file")
         if not path.is_dir():
             raise InputError(f"{path}: system directory does not exist")
-        return read_system(NpyFolder(path))
+        return read_system(NpyFolder(path), set_prefix)
     store = H5Group(*located)
     try:
-        return read_system(store)
+        return read_system(store, set_prefix)
     finally:
         store.close()
 
 
-def read_system(store: SystemStore) -> System:
-    """Read one system from `store` (see the module docstring for the layout)."""
+def read_system(store: SystemStore, set_prefix: str = "set") -> System:
+    """Read one system from `store` (see the module docstring for the layout), its frames from
+    the ``SET_PREFIX.*`` sets."""
     type_map = _read_type_map(store)
     types = _read_types(store, type_map)
     nopbc = store.has("nopbc")
-    set_names = store.set_names()
+    set_names = store.set_names(set_prefix)
     if not set_names:
-        raise InputError(f"{store.location}: no set.* {store.set_kind} with frames")
+        raise InputError(f"{store.location}: no {set_prefix}.* {store.set_kind} with frames")
     sets = [_read_set(store, d, len(types), nopbc) for d in set_names]
     _check_labels_consistent(store, set_names, sets)
     frame_types = _read_frame_types(store, set_names, sets, type_map)
