@@ -10,7 +10,7 @@ from numdp.model.compress import compress
 from numdp.model.dp_model import DPModel
 from numdp.model.tables import build_table, evaluate_table, net_derivatives
 from randmodel import random_config, random_params
-from tests_util import U32, fd_force, order_bound
+from tests_util import U32, U64, fd_force, order_bound
 
 
 @pytest.fixture(scope="module")
@@ -269,3 +269,31 @@ def test_numdp_test_and_run_take_a_compressed_model_and_a_precision(tmp_path, or
     # the close pair (both directions) in each of the 3 steps' force calls at least
     assert result.beyond_table >= 2 * 3
     assert f"Compressed model: {result.beyond_table} pair evaluations beyond its tables" in text
+
+
+@pytest.mark.parametrize("type_one_side", [False, True])
+def test_statistics_per_neighbour_block(type_one_side):
+    """davg/dstd that differ between a centre type's neighbour-type blocks (numdp reads such
+    models; DeePMD-kit's own are equal across blocks): each net's table spans its own block's
+    normalised range.  Quintic pieces at dx 0.001 are exact to round-off, so the compressed
+    model equals the network to the bound of two evaluations summing in another order; a table
+    over another block's range leaves inputs outside it (linear continuation) and misses it by
+    orders of magnitude."""
+    params = random_params(ntypes=2, sel=[8, 12], neuron=(4, 8), axis_neuron=2, rcut=4.0, rcut_smth=1.0,
+                           type_one_side=type_one_side, seed=5)
+    d = params.descriptor
+    rng = np.random.default_rng(1)
+    for t in range(2):
+        for j in range(2):
+            blk = slice(d.sec[j], d.sec[j + 1])
+            d.davg[t, blk, 0] = rng.uniform(-0.3, 0.6)
+            d.dstd[t, blk, 0] = rng.uniform(0.1, 0.4)
+    params.min_nbor_dist = 0.8
+    cparams, _ = compress(params, dx=0.001, order=5)
+    pos, types, box = random_config(12, 2, box_len=5.0, tilt=0.2, seed=4)
+    a = DPModel(params, nthreads=1).evaluate(pos, types, box)
+    b = DPModel(cparams, nthreads=1).evaluate(pos, types, box)
+    n = d.nnei + d.dim_out + sum(params.fitting.nets[0].widths[1:])
+    # relative to max(1 eV/Å, max|F|), as test_model_physics: the forces here are sums of larger
+    # pair terms that cancel
+    assert np.abs(a.forces - b.forces).max() <= order_bound(U64, n) * max(1.0, np.abs(a.forces).max())

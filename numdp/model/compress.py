@@ -1,6 +1,7 @@
 """Model compression: tabulate every embedding net of a model (reference §9, PWMLFF's grid).
 
-Table domain per net, in the normalised input x = (s - mu_r)/sigma_r of its centre type(s):
+Table domain per net, in the normalised input x = (s - mu_r)/sigma_r of its centre type(s) and
+its neighbour type's slot block:
 lower = min(0, min over centre types of -mu_r/sigma_r) (the padding / r >= rcut value, so every
 physical input is above it), upper = max over centre types of (s_max - mu_r)/sigma_r with s_max
 the largest raw s = w(r)/r seen in the training data; fine step dx up to upper, then step 10 dx up
@@ -87,15 +88,16 @@ def compress(params: ModelParams, dx: float = 0.01, order: int = 3, s_max=None,
         raise InputError(f"extrapolate must be > 1, got {extrapolate}")
     d = params.descriptor
     smax = s_max_from_params(params) if s_max is None else np.asarray(s_max, dtype=np.float64)
-    mu = d.davg[:, 0, 0]
-    sd = d.dstd[:, 0, 0]
     out = copy.deepcopy(params)
     tables, report = [], []
     excluded = d.excluded
     for k, net in enumerate(d.embeddings):
         cts = centre_types_of_net(params, k)
+        nbr = neighbour_type_of_net(params, k)
+        slot = d.sec[nbr]   # the statistics of the net's slot block (DeePMD-kit's are per centre type)
+        mu, sd = d.davg[:, slot, 0], d.dstd[:, slot, 0]
         lower = min(0.0, min(-mu[t] / sd[t] for t in cts))
-        real = [t for t in cts if not excluded[t, neighbour_type_of_net(params, k)]]
+        real = [t for t in cts if not excluded[t, nbr]]
         upper = max((smax[t] - mu[t]) / sd[t] for t in real) if real else 0.0
         if upper <= lower:
             upper = lower + dx
