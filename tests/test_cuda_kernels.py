@@ -25,26 +25,32 @@ def _eq(a, b, rel=1e-13):
     assert np.abs(a - b).max() <= rel * max(np.abs(a).max(), 1e-300)
 
 
-@pytest.mark.parametrize("mode,n_in,k", [(0, 3, 5), (1, 4, 4), (2, 3, 6)])
-def test_layer_kernels(mode, n_in, k):
+@pytest.mark.parametrize("mode,n_in,k,act", [(0, 3, 5, 0), (1, 4, 4, 0), (2, 3, 6, 0), (2, 3, 6, 1),
+                                             (1, 4, 4, 4), (0, 3, 5, 6), (2, 3, 6, 3)])
+def test_layer_kernels(mode, n_in, k, act):
+    """act: numdp.model.activation codes (0 tanh against the fused tanh kernels, the others
+    against the CPU's generic ones)."""
     n = 5
     Y = RNG.normal(size=(2 * n, n_in))
-    Z = RNG.normal(size=(2 * n, k))
+    Z = 3 * RNG.normal(size=(2 * n, k))   # across relu6's kinks too
     b, idt = RNG.normal(size=k), RNG.normal(size=k)
     ref = np.empty((2 * n, k))
-    clay.post_tangent(Z, b, idt, Y, mode, ref[:n], ref[n:])
+    if act == 0:
+        clay.post_tangent(Z, b, idt, Y, mode, ref[:n], ref[n:])
+    else:
+        clay.post_tangent_act(act, Z, b, idt, Y, mode, ref[:n], ref[n:])
     out = np.empty((2 * n, k))
-    glay.post_tangent[grid2(n, k)](Z, b, idt, Y, mode, out[:n], out[n:])
+    glay.post_tangent[grid2(n, k)](act, Z, b, idt, Y, mode, out[:n], out[n:])
     _eq(ref, out)
-    H, H2, o1, o2 = (np.empty((2 * n, k)) for _ in range(4))
-    clay.post_forward(Z, b, idt, Y, mode, H, o1)
-    glay.post_forward[grid2(2 * n, k)](Z, b, idt, Y, mode, H2, o2)
-    _eq(H, H2)
+    D, D2, o1, o2 = (np.empty((2 * n, k)) for _ in range(4))
+    clay.post_forward_act(act, Z, b, idt, Y, mode, D, o1)
+    glay.post_forward[grid2(2 * n, k)](act, Z, b, idt, Y, mode, D2, o2)
+    _eq(D, D2)
     _eq(o1, o2)
     gY = RNG.normal(size=(2 * n, k))
     g1, g2 = np.empty((2 * n, k)), np.empty((2 * n, k))
-    clay.back_tanh(gY, H, idt, g1)
-    glay.back_tanh[grid2(2 * n, k)](gY, H, idt, g2)
+    clay.back_act(gY, D, idt, g1)
+    glay.back_act[grid2(2 * n, k)](gY, D, idt, g2)
     _eq(g1, g2)
     gx1 = RNG.normal(size=(2 * n, n_in))
     gx2 = gx1.copy()
@@ -53,13 +59,16 @@ def test_layer_kernels(mode, n_in, k):
     _eq(gx1, gx2)
 
 
-@pytest.mark.parametrize("mode,k", [(0, 3), (1, 1), (2, 2)])
-def test_first_layer_tangent(mode, k):
+@pytest.mark.parametrize("mode,k,act", [(0, 3, 0), (1, 1, 0), (2, 2, 0), (0, 3, 1), (2, 2, 5), (1, 1, 2)])
+def test_first_layer_tangent(mode, k, act):
     x = RNG.normal(size=7)
     w, b, idt = RNG.normal(size=k), RNG.normal(size=k), RNG.normal(size=k)
     ref, out = np.empty((14, k)), np.empty((14, k))
-    clay.first_layer_tangent(x, w, b, idt, mode, ref)
-    glay.first_layer_tangent[grid2(7, k)](x, w, b, idt, mode, out)
+    if act == 0:
+        clay.first_layer_tangent(x, w, b, idt, mode, ref)
+    else:
+        clay.first_layer_tangent_act(act, x, w, b, idt, mode, ref)
+    glay.first_layer_tangent[grid2(7, k)](act, x, w, b, idt, mode, out)
     _eq(ref, out)
 
 

@@ -28,7 +28,7 @@ def describe(params, attributes=ATTRIBUTES) -> list[str]:
     if "descriptor" in attributes:
         desc = {"type": "se_e2_a", "rcut": d.rcut, "rcut_smth": d.rcut_smth, "sel": list(d.sel),
                 "neuron": list(d.neuron), "axis_neuron": d.axis_neuron, "type_one_side": d.type_one_side,
-                "resnet_dt": d.resnet_dt, "activation_function": "tanh"}
+                "resnet_dt": d.resnet_dt, "activation_function": d.activation}
         if d.exclude_types:
             desc["exclude_types"] = [list(pair) for pair in d.exclude_types]
         lines.append(f"The descriptor parameter is {desc}")
@@ -38,7 +38,7 @@ def describe(params, attributes=ATTRIBUTES) -> list[str]:
                          f"step {t.h0:g} up to x = {t.upper:g}, {t.h1:g} up to x = {t.xmax:g}")
     if "fitting-net" in attributes:
         fit = {"type": "ener", "neuron": list(f.neuron), "resnet_dt": f.resnet_dt,
-               "activation_function": "tanh"}
+               "activation_function": f.activation}
         lines.append(f"The fitting_net parameter is {fit}")
         lines.append("The energy bias (eV per atom) is " + ", ".join(
             f"{n} {b:.10g}" for n, b in zip(params.type_map, f.bias_atom_e + params.out_bias)))

@@ -8,6 +8,7 @@ import h5py
 import numpy as np
 
 from ..errors import InputError
+from ..model.activation import NAMES, canonical
 from ..model.params import Descriptor, Fitting, Layer, ModelParams, Net, exclusion_mask
 from ..model.tables import Table
 
@@ -28,13 +29,14 @@ def _resolve(node, h5: h5py.File, under_variables: bool = False):
 def _layer(d: dict) -> Layer:
     var = d["@variables"]
     idt = var.get("idt")
-    act = d.get("activation_function", "tanh") or "none"
-    if act not in ("tanh", "none", "linear"):
-        raise InputError(f"activation '{act}' is not supported (numdp supports tanh)")
+    given = d.get("activation_function", "tanh")
+    act = canonical(given)
+    if act is None:
+        raise InputError(f"activation '{given}' is not supported (numdp runs {', '.join(NAMES)})")
     return Layer(w=np.array(var["w"], dtype=np.float64),
                  b=np.array(var["b"], dtype=np.float64).ravel(),
                  idt=None if idt is None else np.array(idt, dtype=np.float64).ravel(),
-                 activation="tanh" if act == "tanh" else "none",
+                 activation=act,
                  resnet=bool(d.get("resnet", True)))
 
 

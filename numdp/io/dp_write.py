@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..model.params import ModelParams, Net
+from ..model.params import ModelParams
 from .h5_model import atomic_h5_file
 
 DP_FORMAT_VERSION = "3.2.0"
@@ -47,15 +47,11 @@ def _layer(lay) -> dict:
     }
 
 
-def _activation(nets: list[Net]) -> str:
-    return nets[0].layers[0].activation if nets and nets[0].layers else "tanh"
-
-
 def model_def_script(p: ModelParams) -> dict:
     """DeePMD-kit's model definition (type_map, descriptor, fitting_net) rebuilt from the
     parameters, for a model that has none recorded (`.dp` files, `DeepPot.get_model_def_script`)."""
     d, f = p.descriptor, p.fitting
-    act_d, act_f = _activation(d.embeddings), _activation(f.nets)
+    act_d, act_f = d.activation, f.activation
     script = {
         "type_map": list(p.type_map),
         "descriptor": {"type": "se_e2_a", "rcut": float(d.rcut), "rcut_smth": float(d.rcut_smth),
@@ -88,7 +84,7 @@ def dp_tree(p: ModelParams) -> dict:
     sel = [int(s) for s in d.sel]
     neuron = [int(n) for n in d.neuron]
     fneuron = [int(n) for n in f.neuron]
-    act_d, act_f = _activation(d.embeddings), _activation(f.nets)
+    act_d, act_f = d.activation, f.activation
     embeddings = {
         "@class": "NetworkCollection", "@version": 1, "ndim": 1 if d.type_one_side else 2,
         "ntypes": nt, "network_type": "embedding_network",

@@ -16,7 +16,7 @@ Layout of format version 2 (every array float64; units in `unit` / `<name>_unit`
         embedding/net_{k}/layer_{l}/       k = neighbour type (type_one_side) or
                                            centre + ntypes * neighbour; l = 0 .. len(neuron)-1
             w (n_in, n_out), b (n_out,), idt (n_out,) only when the layer has a timestep
-            attrs: activation ("tanh" | "none"), resnet (bool)
+            attrs: activation (numdp.model.activation.NAMES: "tanh", "gelu", ..., "none"), resnet (bool)
         tables/net_{k}/                    only in a compressed model (`numdp compress`):
             coef (nint, order+1, M)        piecewise polynomial coefficients, tau^c at [l, c, m]
             attrs: lower, upper, xmax, h0, h1 (grid in the normalised input x), n0 (fine intervals)
@@ -46,6 +46,7 @@ import numpy as np
 from ..errors import InputError, require_file
 from ..errors import one_line as _one_line
 from .atomic import atomic_h5
+from ..model.activation import NAMES as ACTIVATIONS
 from ..model.params import Descriptor, Fitting, Layer, ModelParams, Net
 from ..model.tables import Table
 
@@ -245,8 +246,8 @@ class _Reader:
             b = self.array(f"{name}/b", (n_out,))
             idt = self.array(f"{name}/idt", (n_out,), optional=True)
             act = self.string(g, "activation")
-            if act not in ("tanh", "none"):
-                self.fail(f"{what} layer {l}: activation '{act}' is not supported (tanh or none)")
+            if act not in ACTIVATIONS:
+                self.fail(f"{what} layer {l}: activation '{act}' is not one of {', '.join(ACTIVATIONS)}")
             layers.append(Layer(w=w, b=b, idt=idt, activation=act,
                                 resnet=self.scalar(g, "resnet", bool)))
             n_in = n_out

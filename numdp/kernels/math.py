@@ -126,6 +126,38 @@ def poly5_at(c0, c1, c2, c3, c4, c5, tau):
     return v, d
 
 
+tanh = math.tanh   # the CPU copy binds numdp's vectorisable tanh instead (`compile_math`)
+_GELU_C = math.sqrt(2.0 / math.pi)
+_GELU_A = 0.044715
+
+
+def activation(kind, z):
+    """(h, dh/dz) of activation `kind` (numdp.model.activation.Activation: 0 tanh, 1 gelu (tanh
+    form), 2 relu, 3 relu6, 4 softplus, 5 sigmoid, 6 silu, 7 none) at z."""
+    if kind == 0:
+        h = tanh(z)
+        return h, 1.0 - h * h
+    if kind == 1:
+        t = tanh(_GELU_C * (z + _GELU_A * z * z * z))
+        return (0.5 * z * (1.0 + t),
+                0.5 * (1.0 + t) + 0.5 * z * (1.0 - t * t) * _GELU_C * (1.0 + 3.0 * _GELU_A * z * z))
+    if kind == 2:
+        return (z + 0.0, 1.0) if z > 0.0 else (0.0 * z, 0.0)
+    if kind == 3:
+        if z <= 0.0:
+            return 0.0 * z, 0.0
+        return (z + 0.0, 1.0) if z < 6.0 else (6.0 + 0.0 * z, 0.0)
+    if kind == 7:
+        return z + 0.0, 1.0
+    sig = 0.5 * (1.0 + tanh(0.5 * z))          # σ(z), no overflow for any z
+    if kind == 4:
+        # ln(1 + e^z) = max(z, 0) + ln(1 + e^-|z|)
+        return max(z, 0.0) + math.log1p(math.exp(-abs(z))), sig
+    if kind == 5:
+        return sig, sig * (1.0 - sig)
+    return z * sig, sig + z * sig * (1.0 - sig)
+
+
 def locate_piece(x, lower, upper, xmax, h0, h1, n0, nint):
     """(interval l, local coordinate τ, excess x - clamp(x)) of input x in a two-stride table:
     stride h0 on [lower, upper), h1 on [upper, xmax]; n0 intervals in the first part, nint in all.
@@ -207,6 +239,7 @@ class ScalarMath:
     shift_range: object
     write_images: object
     stencil_bounds: object
+    activation: object
 
 
 def _rebind(fn, **deps):
@@ -216,8 +249,9 @@ def _rebind(fn, **deps):
     return types.FunctionType(fn.__code__, g, fn.__name__, fn.__defaults__, fn.__closure__)
 
 
-def compile_math(compile_fn) -> ScalarMath:
-    """Every function of this module compiled with compile_fn (dual.cpu_inline or dual.cuda_device)."""
+def compile_math(compile_fn, tanh_fn=None) -> ScalarMath:
+    """Every function of this module compiled with compile_fn (dual.cpu_inline or dual.cuda_device);
+    `activation` calls tanh_fn (default math.tanh)."""
     sw = compile_fn(switch)
     jac = compile_fn(_rebind(row_jacobian, switch=sw))
     row = compile_fn(_rebind(env_row, switch=sw))
@@ -234,7 +268,14 @@ def compile_math(compile_fn) -> ScalarMath:
         locate_piece=compile_fn(locate_piece),
         shift_range=sr,
         write_images=compile_fn(_rebind(write_images, shift_range=sr)),
-        stencil_bounds=compile_fn(stencil_bounds))
+        stencil_bounds=compile_fn(stencil_bounds),
+        activation=compile_fn(_rebind(activation, tanh=tanh_fn or math.tanh)))
 
 
-CPU = compile_math(cpu_inline)   # the copies that numdp.kernels.cpu inlines
+def _cpu_tanh():
+    from .cpu.mathfn import tanh as vector_tanh
+
+    return vector_tanh
+
+
+CPU = compile_math(cpu_inline, _cpu_tanh())   # the copies that numdp.kernels.cpu inlines

@@ -85,6 +85,7 @@ class _DevNet:
     b: list
     idt: list
     mode: list
+    act: list          # activation code per layer (numdp.model.activation)
     packed: tuple = ()
 
 
@@ -227,9 +228,11 @@ class CUDAEvaluator:
                   be.to_device(np.concatenate([lay.b for lay in lays])),
                   be.to_device(np.concatenate([lay.idt for lay in lays])),
                   be.to_device(woff), be.to_device(boff), be.to_device(np.array(widths, np.int64)),
-                  be.to_device(np.array([int(lay.mode) for lay in lays], np.int64)))
+                  be.to_device(np.array([int(lay.mode) for lay in lays], np.int64)),
+                  be.to_device(np.array([int(lay.act) for lay in lays], np.int64)))
         return _DevNet([be.to_device(lay.w) for lay in lays], [be.to_device(lay.b) for lay in lays],
-                       [be.to_device(lay.idt) for lay in lays], [int(lay.mode) for lay in lays], packed)
+                       [be.to_device(lay.idt) for lay in lays], [int(lay.mode) for lay in lays],
+                       [int(lay.act) for lay in lays], packed)
 
     @property
     def embedding(self) -> str:
@@ -486,7 +489,8 @@ class CUDAEvaluator:
         half = self.precision.half_operands
         k = net.w[0].shape[1]
         Y = xp.empty((2 * n, k), x.dtype)
-        K.layers.first_layer_tangent[K.launch.strided2(n, k)](x, net.w[0][0], net.b[0], net.idt[0], net.mode[0], Y)
+        K.layers.first_layer_tangent[K.launch.strided2(n, k)](net.act[0], x, net.w[0][0], net.b[0], net.idt[0],
+                                                             net.mode[0], Y)
         nl = len(net.w)
         for li in range(1, nl):
             w = net.w[li]
@@ -496,7 +500,8 @@ class CUDAEvaluator:
             else:
                 out = xp.empty((2 * n, w.shape[1]), Y.dtype)
                 val, slope = out[:n], out[n:]
-            K.layers.post_tangent[K.launch.strided2(n, w.shape[1])](Z, net.b[li], net.idt[li], Y, net.mode[li], val, slope)
+            K.layers.post_tangent[K.launch.strided2(n, w.shape[1])](net.act[li], Z, net.b[li], net.idt[li], Y,
+                                                                    net.mode[li], val, slope)
             Y = out if li < nl - 1 else None
         if nl == 1:
             G[...] = Y[:n]
@@ -515,10 +520,11 @@ class CUDAEvaluator:
             w = net.w[li]
             k = w.shape[1]
             Z = be.matmul(y, w, half=half)
-            H = xp.empty((n, k), Z.dtype)
+            Dz = xp.empty((n, k), Z.dtype)   # act'(z), for the backward pass
             out = xp.empty((n, k), Z.dtype)
-            K.layers.post_forward[K.launch.strided2(n, k)](Z, net.b[li], net.idt[li], y, net.mode[li], H, out)
-            cache.append(H)
+            K.layers.post_forward[K.launch.strided2(n, k)](net.act[li], Z, net.b[li], net.idt[li], y, net.mode[li],
+                                                           Dz, out)
+            cache.append(Dz)
             y = out
         last = net.w[-1]
         energy = be.matmul(y, last, half=half)
@@ -535,9 +541,9 @@ class CUDAEvaluator:
         keep = FOLD_TOTALS and n * last.shape[0] <= SEED_KEPT_ELEMENTS
         gy = self._fit_seeds.get((ti, n, np.dtype(D.dtype).str), seed) if keep else seed()
         for li in range(len(net.w) - 2, -1, -1):
-            H = cache[li]
-            gZ = xp.empty(H.shape, H.dtype)
-            K.layers.back_tanh[K.launch.strided2(n, H.shape[1])](gy, H, net.idt[li], gZ)
+            Dz = cache[li]
+            gZ = xp.empty(Dz.shape, Dz.dtype)
+            K.layers.back_act[K.launch.strided2(n, Dz.shape[1])](gy, Dz, net.idt[li], gZ)
             # the first layer's adjoint is dE/dD: written straight into gD
             gx = be.matmul(gZ, net.w[li].T, out=gD if li == 0 else None, half=half)
             if net.mode[li]:

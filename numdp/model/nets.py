@@ -11,8 +11,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..kernels.cpu.layers import (add_residual_adjoint, back_tanh, first_layer_tangent,
-                                  post_forward, post_tangent)
+from ..kernels.cpu.layers import (add_residual_adjoint, back_act, back_tanh, first_layer_tangent,
+                                  first_layer_tangent_act, post_forward, post_forward_act, post_tangent,
+                                  post_tangent_act)
+from .activation import Activation, code
 from .params import Net, RESIDUAL_NONE
 from .precision import Precision, get_precision, round_half
 from .workspace import Workspace
@@ -26,6 +28,11 @@ class _Layer:
     b: np.ndarray
     idt: np.ndarray
     mode: int
+    act: int          # numdp.model.activation code; tanh runs the fused tanh kernels
+
+    @property
+    def tanh(self) -> bool:
+        return self.act == Activation.TANH
 
 
 class InferenceNet:
@@ -44,7 +51,7 @@ class InferenceNet:
                               np.ascontiguousarray(lay.b, prec.dtype),
                               np.ascontiguousarray(lay.idt if lay.idt is not None else np.ones(lay.n_out),
                                                    prec.dtype),
-                              lay.residual)
+                              lay.residual, code(lay.activation))
                        for lay in net.layers]
         self.width = net.layers[-1].n_out
 
@@ -95,16 +102,23 @@ def embed_into(x: np.ndarray, net: InferenceNet, G: np.ndarray, Gp: np.ndarray |
         p1 = min(n, p0 + EMBED_TILE)
         m = p1 - p0
         Y = _view(bufs[0], 2 * m, first.w.shape[1])
-        first_layer_tangent(x[p0:p1], first.w[0], first.b, first.idt, first.mode, Y)
+        if first.tanh:
+            first_layer_tangent(x[p0:p1], first.w[0], first.b, first.idt, first.mode, Y)
+        else:
+            first_layer_tangent_act(first.act, x[p0:p1], first.w[0], first.b, first.idt, first.mode, Y)
         iy = 0  # Y, Z and the layer output rotate through the three buffers
         for li, lay in enumerate(rest):
             width = lay.w.shape[1]
             Z = np.matmul(round_half(Y) if half else Y, lay.w, out=_view(bufs[(iy + 1) % 3], 2 * m, width))
             out = _view(bufs[(iy + 2) % 3], 2 * m, width)
             if li == len(rest) - 1:
-                post_tangent(Z, lay.b, lay.idt, Y, lay.mode, G[p0:p1], out[m:] if Gp is None else Gp[p0:p1])
+                val, slope = G[p0:p1], out[m:] if Gp is None else Gp[p0:p1]
             else:
-                post_tangent(Z, lay.b, lay.idt, Y, lay.mode, out[:m], out[m:])
+                val, slope = out[:m], out[m:]
+            if lay.tanh:
+                post_tangent(Z, lay.b, lay.idt, Y, lay.mode, val, slope)
+            else:
+                post_tangent_act(lay.act, Z, lay.b, lay.idt, Y, lay.mode, val, slope)
             Y = out
             iy = (iy + 2) % 3
         if not rest:
@@ -123,7 +137,7 @@ def embed_value(x: np.ndarray, net: InferenceNet) -> np.ndarray:
 def fit_energy_and_grad(D: np.ndarray, net: InferenceNet, want_grad: bool = True,
                         ws: Workspace | None = None, grad_out: np.ndarray | None = None):
     """Atomic network energies (n,) float64 and their gradient dE/dD (n, dim) in the net's dtype,
-    for inputs D (n, dim).  Hidden layers use tanh with the width-tested residual; the last layer
+    for inputs D (n, dim).  Hidden layers use their activation with the width-tested residual; the last layer
     is linear.  Scratch (and the returned gradient, valid until the next call with the same
     workspace) comes from `ws` when given.  grad_out: optional C-contiguous (n, dim) array of the
     net's dtype that receives the gradient directly (saves a copy of n x dim values).
@@ -146,9 +160,12 @@ def fit_energy_and_grad(D: np.ndarray, net: InferenceNet, want_grad: bool = True
     for li, lay in enumerate(hidden):
         k = lay.w.shape[1]
         Z = np.matmul(operand(y, "fit_op"), lay.w, out=ws.get(f"fit_z{li}", (n, k), net.dtype))
-        H = ws.get(f"fit_h{li}", (n, k), net.dtype)
+        H = ws.get(f"fit_h{li}", (n, k), net.dtype)   # tanh: h; other activations: h'(z)
         out = ws.get(f"fit_y{li}", (n, k), net.dtype)  # not Z: aliasing blocks vectorisation (10x)
-        post_forward(Z, lay.b, lay.idt, y, lay.mode, H, out)
+        if lay.tanh:
+            post_forward(Z, lay.b, lay.idt, y, lay.mode, H, out)
+        else:
+            post_forward_act(lay.act, Z, lay.b, lay.idt, y, lay.mode, H, out)
         cache.append(H)
         y = out
     energy = (operand(y, "fit_op") @ last.w)[:, 0].astype(np.float64) + float(last.b[0])
@@ -159,7 +176,10 @@ def fit_energy_and_grad(D: np.ndarray, net: InferenceNet, want_grad: bool = True
     for li in range(len(hidden) - 1, -1, -1):
         lay, H = hidden[li], cache[li]
         gZ = ws.get("fit_gz", H.shape, net.dtype)
-        back_tanh(gy, H, lay.idt, gZ)
+        if lay.tanh:
+            back_tanh(gy, H, lay.idt, gZ)
+        else:
+            back_act(gy, H, lay.idt, gZ)
         target = grad_out if li == 0 and grad_out is not None else \
             ws.get(f"fit_gx{li % 2}", (n, lay.w.shape[0]), net.dtype)
         gx = np.matmul(operand(gZ, "fit_op"), lay.w.T, out=target)

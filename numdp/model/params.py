@@ -11,6 +11,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..neighbor.nlist import slot_offsets
+from .activation import NAMES as ACTIVATIONS
 
 RESIDUAL_NONE, RESIDUAL_SAME, RESIDUAL_DOUBLE = 0, 1, 2
 
@@ -43,7 +44,8 @@ def excluded_pairs(mask: np.ndarray) -> list[list[int]]:
 class Layer:
     """One dense layer y' = rho(y) + idt * act(y @ w + b).
 
-    w: (n_in, n_out); b: (n_out,); idt: (n_out,) or None.  `activation` is "tanh" or "none".
+    w: (n_in, n_out); b: (n_out,); idt: (n_out,) or None.  `activation` is one of
+    numdp.model.activation.NAMES ("tanh", "gelu", ..., "none").
     `resnet` is the serialized flag; the shortcut applies only when n_out equals n_in or 2*n_in.
     """
 
@@ -132,6 +134,11 @@ class Descriptor:
     def dim_out(self) -> int:
         return self.neuron[-1] * self.axis_neuron
 
+    @property
+    def activation(self) -> str:
+        """The embedding nets' activation (DeePMD-kit's activation_function; one per descriptor)."""
+        return self.embeddings[0].layers[0].activation if self.embeddings else "tanh"
+
     def net_index(self, centre_type: int, neighbour_type: int) -> int:
         if self.type_one_side:
             return neighbour_type
@@ -146,6 +153,12 @@ class Fitting:
     resnet_dt: bool
     nets: list[Net]
     bias_atom_e: np.ndarray
+
+    @property
+    def activation(self) -> str:
+        """The hidden layers' activation (DeePMD-kit's activation_function; the output layer is linear)."""
+        layers = self.nets[0].layers if self.nets else []
+        return layers[0].activation if len(layers) > 1 else "tanh"
 
 
 @dataclass
@@ -209,13 +222,15 @@ class ModelParams:
                     raise InputError(f"{source}: embedding table {k} has coefficient shape "
                                      f"{tab.coef.shape}, expected (nint, 4 or 6, {d.neuron[-1]})")
         for k, net in enumerate(d.embeddings):
-            if any(lay.activation != "tanh" for lay in net.layers):
-                raise InputError(f"{source}: embedding net {k}: only tanh layers are supported")
+            bad = [a for a in (lay.activation for lay in net.layers) if a not in ACTIVATIONS]
+            if bad:
+                raise InputError(f"{source}: embedding net {k}: activation {bad[0]!r} is not one of "
+                                 f"{', '.join(ACTIVATIONS)}")
         for k, net in enumerate(f.nets):
             acts = [lay.activation for lay in net.layers]
-            if any(a != "tanh" for a in acts[:-1]) or acts[-1] != "none":
-                raise InputError(f"{source}: fitting net {k}: expected tanh hidden layers and a "
-                                 f"linear output layer, got {acts}")
+            if any(a not in ACTIVATIONS for a in acts[:-1]) or acts[-1] != "none":
+                raise InputError(f"{source}: fitting net {k}: expected hidden layers with one of "
+                                 f"{', '.join(ACTIVATIONS)} and a linear output layer, got {acts}")
         if d.axis_neuron > d.neuron[-1]:
             raise InputError(f"{source}: axis_neuron {d.axis_neuron} > last embedding width")
         if len(f.nets) != nt:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .activation import derivatives
 from .params import Net
 
 
@@ -59,10 +60,9 @@ def net_derivatives(net: Net, x: np.ndarray):
     d2 = np.zeros_like(y)
     for lay in net.layers:
         z, z1, z2 = y @ lay.w + lay.b, d1 @ lay.w, d2 @ lay.w
-        h = np.tanh(z)
-        g = 1.0 - h * h
+        h, g, g2 = derivatives(lay.activation, z)
         h1 = g * z1
-        h2 = -2.0 * h * g * z1 * z1 + g * z2
+        h2 = g2 * z1 * z1 + g * z2
         if lay.idt is not None:
             h, h1, h2 = h * lay.idt, h1 * lay.idt, h2 * lay.idt
         mode = lay.residual

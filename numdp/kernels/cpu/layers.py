@@ -6,7 +6,10 @@ Residual modes: 0 none, 1 same width (y' = y + ...), 2 doubled width (y' = [y, y
 """
 from numba import njit
 
+from ..math import CPU as _MATH
 from .mathfn import cast_like, tanh
+
+_activation = _MATH.activation
 
 FLAGS = dict(cache=True, nogil=True, error_model="numpy", fastmath={"contract", "nsz"})
 
@@ -193,3 +196,79 @@ def add_residual_adjoint(gY, mode, gX):
         for r in range(n):
             for c in range(n_in):
                 gX[r, c] += gY[r, c] + gY[r, n_in + c]
+
+
+# -- any activation ---------------------------------------------------------------------------------
+# The kernels above fuse numdp's vectorisable tanh (DeePMD-kit's default, nearly every model); these
+# evaluate any activation code `act` of numdp.model.activation through the scalar
+# numdp.kernels.math.activation, in the same order of operations.  The fitting layer keeps the
+# derivative D = act'(z) for the backward pass instead of H (which only tanh can turn into it).
+
+@njit(**FLAGS)
+def first_layer_tangent_act(act, x, w, b, idt, mode, out):
+    """`first_layer_tangent` with activation `act`: out (2n, k) = [y'; dy'/dx]."""
+    n = x.shape[0]
+    k = w.shape[0]
+    for r in range(n):
+        xr = x[r]
+        for c in range(k):
+            h, d = _activation(act, xr * w[c] + b[c])
+            out[r, c] = idt[c] * h
+            out[n + r, c] = idt[c] * d * w[c]
+        if mode == 1:
+            out[r, 0] += xr
+            out[n + r, 0] += 1.0
+        elif mode == 2:
+            for c in range(2):
+                out[r, c] += xr
+                out[n + r, c] += 1.0
+
+
+@njit(**FLAGS)
+def post_tangent_act(act, Z, b, idt, Y, mode, out_val, out_slope):
+    """`post_tangent` with activation `act`: out_val, out_slope (n, k) = residual(Y) + idt h and
+    residual(dY/dx) + idt (h'(z) z'), h = act(z + b)."""
+    n = Z.shape[0] // 2
+    k = Z.shape[1]
+    n_in = Y.shape[1]
+    for r in range(n):
+        for c in range(k):
+            h, d = _activation(act, Z[r, c] + b[c])
+            v = idt[c] * h
+            s = idt[c] * (d * Z[n + r, c])
+            if mode == 1:
+                v += Y[r, c]
+                s += Y[n + r, c]
+            elif mode == 2:
+                cc = c if c < n_in else c - n_in
+                v += Y[r, cc]
+                s += Y[n + r, cc]
+            out_val[r, c] = v
+            out_slope[r, c] = s
+
+
+@njit(**FLAGS)
+def post_forward_act(act, Z, b, idt, Y, mode, D, out):
+    """`post_forward` with activation `act`: D = act'(Z + b) is kept for the backward pass
+    (`back_act`) and out (n, k) = residual(Y) + idt * act(Z + b)."""
+    n, k = Z.shape
+    n_in = Y.shape[1]
+    for r in range(n):
+        for c in range(k):
+            h, d = _activation(act, Z[r, c] + b[c])
+            D[r, c] = d
+            v = idt[c] * h
+            if mode == 1:
+                v += Y[r, c]
+            elif mode == 2:
+                v += Y[r, c if c < n_in else c - n_in]
+            out[r, c] = v
+
+
+@njit(**FLAGS)
+def back_act(gY, D, idt, gZ):
+    """gZ (n, k) = D * idt * gY: adjoint of z from the layer output's, D = act'(z) (`post_forward_act`)."""
+    n, k = D.shape
+    for r in range(n):
+        for c in range(k):
+            gZ[r, c] = D[r, c] * idt[c] * gY[r, c]

@@ -7,12 +7,12 @@ Value and forward-mode slope of every layer are carried in per-thread local arra
 entries, in the nets' dtype (float64 or float32; mix16's half operands need the matrix products).
 Same arithmetic as the batched path up to the summation order of each dot product.
 """
-import math
-
 import numpy as np
 from numba import cuda, float32, float64
 
-from .launch import made_by
+from .launch import MATH, made_by
+
+_activation = MATH.activation
 
 MAX_WIDTH = 256   # widest layer the fused kernel takes (water.dp: 100)
 
@@ -30,10 +30,11 @@ def embed_fused_for(dtype):
 
 def _build(nbtype):
     @cuda.jit
-    def embed_fused(x, W, b, idt, woff, boff, widths, modes, G, Gp):
+    def embed_fused(x, W, b, idt, woff, boff, widths, modes, acts, G, Gp):
         """G, Gp (n, M) = net(x) and d net/dx for x (n,); the net's layers packed flat: layer l
         has weights W[woff[l]:] (widths[l] x widths[l+1], row-major), b and idt at boff[l],
-        residual mode modes[l].  One thread per row."""
+        residual mode modes[l], activation code acts[l] (numdp.model.activation).  One thread
+        per row."""
         for p in range(cuda.grid(1), x.shape[0], cuda.gridsize(1)):
             y = cuda.local.array((2, MAX_WIDTH), nbtype)
             s = cuda.local.array((2, MAX_WIDTH), nbtype)
@@ -48,6 +49,7 @@ def _build(nbtype):
                 w0 = woff[l]
                 b0 = boff[l]
                 mode = modes[l]
+                act = acts[l]
                 for c in range(n_out):
                     z = nbtype(0.0)
                     zs = nbtype(0.0)
@@ -55,9 +57,9 @@ def _build(nbtype):
                         w = W[w0 + i * n_out + c]
                         z += y[cur, i] * w
                         zs += s[cur, i] * w
-                    h = math.tanh(z + b[b0 + c])
+                    h, d = _activation(act, z + b[b0 + c])
                     v = idt[b0 + c] * h
-                    sl = idt[b0 + c] * ((one - h * h) * zs)
+                    sl = idt[b0 + c] * (d * zs)
                     if mode == 1:
                         v += y[cur, c]
                         sl += s[cur, c]

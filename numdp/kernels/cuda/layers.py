@@ -5,27 +5,30 @@ One thread per output element, launched flat over (rows x columns) with `launch.
 any grid covers the array).  Arithmetic runs in the arrays' dtype (float32 under mix32 /
 mix16, where the literal 1.0 promotes 1 - h² to float64 before it is stored back: at most one
 float32 rounding less than the CPU twin).  Residual modes: 0 none, 1 same width, 2 doubled width.
+`act` is the activation code of numdp.model.activation (0 tanh), evaluated by the scalar
+numdp.kernels.math.activation (one branch for the whole launch); the fitting layer keeps
+D = act'(z) for the backward pass (`back_act`).
 """
-import math
-
 from numba import cuda, float64
 
-from .launch import split
+from .launch import MATH, split
+
+_activation = MATH.activation
 
 
 
 @cuda.jit
-def first_layer_tangent(x, w, b, idt, mode, out):
+def first_layer_tangent(act, x, w, b, idt, mode, out):
     """Layer 1 of an embedding net (input width 1) with its derivative: x (n,); w, b, idt (k,);
-    out (2n, k) = [y'; dy'/dx] with y' = residual(x) + idt * tanh(x w + b)."""
+    out (2n, k) = [y'; dy'/dx] with y' = residual(x) + idt * act(x w + b)."""
     n = x.shape[0]
     k = w.shape[0]
     for idx in range(cuda.grid(1), n * k, cuda.gridsize(1)):
         r, c = split(idx, k)
         xr = x[r]
-        h = math.tanh(xr * w[c] + b[c])
+        h, d = _activation(act, xr * w[c] + b[c])
         top = idt[c] * h
-        bot = idt[c] * (1.0 - h * h) * w[c]
+        bot = idt[c] * d * w[c]
         if (mode == 1 and c == 0) or (mode == 2 and c < 2):
             top += xr
             bot += 1.0
@@ -34,16 +37,16 @@ def first_layer_tangent(x, w, b, idt, mode, out):
 
 
 @cuda.jit
-def post_tangent(Z, b, idt, Y, mode, out_val, out_slope):
+def post_tangent(act, Z, b, idt, Y, mode, out_val, out_slope):
     """After Z = [y; dy/dx] @ W (2n, k): out_val, out_slope (n, k) = residual(Y) + idt * h and
-    residual(dY/dx) + idt * (1 - h²) z', h = tanh(z + b); Y (2n, n_in) the layer input."""
+    residual(dY/dx) + idt * h'(z) z', h = act(z + b); Y (2n, n_in) the layer input."""
     n = Z.shape[0] // 2
     k = Z.shape[1]
     for idx in range(cuda.grid(1), n * k, cuda.gridsize(1)):
         r, c = split(idx, k)
-        h = math.tanh(Z[r, c] + b[c])
+        h, d = _activation(act, Z[r, c] + b[c])
         v = idt[c] * h
-        s = idt[c] * ((1.0 - h * h) * Z[n + r, c])
+        s = idt[c] * (d * Z[n + r, c])
         n_in = Y.shape[1]
         if mode == 1:
             v += Y[r, c]
@@ -57,14 +60,14 @@ def post_tangent(Z, b, idt, Y, mode, out_val, out_slope):
 
 
 @cuda.jit
-def post_forward(Z, b, idt, Y, mode, H, out):
-    """Fitting layer after Z = y @ W (n, k): H = tanh(Z + b) (kept for the backward pass) and
-    out = residual(Y) + idt * H."""
+def post_forward(act, Z, b, idt, Y, mode, D, out):
+    """Fitting layer after Z = y @ W (n, k): D = act'(Z + b) (kept for the backward pass,
+    `back_act`) and out = residual(Y) + idt * act(Z + b)."""
     n, k = Z.shape
     for idx in range(cuda.grid(1), n * k, cuda.gridsize(1)):
         r, c = split(idx, k)
-        h = math.tanh(Z[r, c] + b[c])
-        H[r, c] = h
+        h, d = _activation(act, Z[r, c] + b[c])
+        D[r, c] = d
         v = idt[c] * h
         n_in = Y.shape[1]
         if mode == 1:
@@ -75,13 +78,12 @@ def post_forward(Z, b, idt, Y, mode, H, out):
 
 
 @cuda.jit
-def back_tanh(gY, H, idt, gZ):
-    """gZ (n, k) = (1 - H²) idt gY."""
-    n, k = H.shape
+def back_act(gY, D, idt, gZ):
+    """gZ (n, k) = D idt gY, D = act'(z) (`post_forward`)."""
+    n, k = D.shape
     for idx in range(cuda.grid(1), n * k, cuda.gridsize(1)):
         r, c = split(idx, k)
-        h = H[r, c]
-        gZ[r, c] = (1.0 - h * h) * idt[c] * gY[r, c]
+        gZ[r, c] = D[r, c] * idt[c] * gY[r, c]
 
 
 @cuda.jit
