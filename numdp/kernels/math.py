@@ -158,6 +158,14 @@ def activation(kind, z):
     return z * sig, sig + z * sig * (1.0 - sig)
 
 
+def tangent_element(act, z, zd, idt, res, res_d):
+    """(value, slope) of one output of an embedding layer with activation `act`: idt act(z) + res
+    and idt (act'(z) zd) + res_d, for pre-activation z, its slope zd and the residual's value and
+    slope (0, 0 without a residual)."""
+    h, d = activation(act, z)
+    return idt * h + res, idt * (d * zd) + res_d
+
+
 def locate_piece(x, lower, upper, xmax, h0, h1, n0, nint):
     """(interval l, local coordinate τ, excess x - clamp(x)) of input x in a two-stride table:
     stride h0 on [lower, upper), h1 on [upper, xmax]; n0 intervals in the first part, nint in all.
@@ -240,6 +248,7 @@ class ScalarMath:
     write_images: object
     stencil_bounds: object
     activation: object
+    tangent_element: object
 
 
 def _rebind(fn, **deps):
@@ -256,6 +265,7 @@ def compile_math(compile_fn, tanh_fn=None) -> ScalarMath:
     jac = compile_fn(_rebind(row_jacobian, switch=sw))
     row = compile_fn(_rebind(env_row, switch=sw))
     sr = compile_fn(shift_range)
+    act = compile_fn(_rebind(activation, tanh=tanh_fn or math.tanh))
     return ScalarMath(
         switch=sw,
         env_row=row,
@@ -269,7 +279,8 @@ def compile_math(compile_fn, tanh_fn=None) -> ScalarMath:
         shift_range=sr,
         write_images=compile_fn(_rebind(write_images, shift_range=sr)),
         stencil_bounds=compile_fn(stencil_bounds),
-        activation=compile_fn(_rebind(activation, tanh=tanh_fn or math.tanh)))
+        activation=act,
+        tangent_element=compile_fn(_rebind(tangent_element, activation=act)))
 
 
 def _cpu_tanh():

@@ -10,6 +10,7 @@ from ..math import CPU as _MATH
 from .mathfn import cast_like, tanh
 
 _activation = _MATH.activation
+_tangent_element = _MATH.tangent_element
 
 FLAGS = dict(cache=True, nogil=True, error_model="numpy", fastmath={"contract", "nsz"})
 
@@ -233,18 +234,9 @@ def post_tangent_act(act, Z, b, idt, Y, mode, out_val, out_slope):
     n_in = Y.shape[1]
     for r in range(n):
         for c in range(k):
-            h, d = _activation(act, Z[r, c] + b[c])
-            v = idt[c] * h
-            s = idt[c] * (d * Z[n + r, c])
-            if mode == 1:
-                v += Y[r, c]
-                s += Y[n + r, c]
-            elif mode == 2:
-                cc = c if c < n_in else c - n_in
-                v += Y[r, cc]
-                s += Y[n + r, cc]
-            out_val[r, c] = v
-            out_slope[r, c] = s
+            cc = c if mode == 1 or c < n_in else c - n_in   # the residual's column (modes 1, 2)
+            res, res_d = (Y[r, cc], Y[n + r, cc]) if mode != 0 else (0.0, 0.0)
+            out_val[r, c], out_slope[r, c] = _tangent_element(act, Z[r, c] + b[c], Z[n + r, c], idt[c], res, res_d)
 
 
 @njit(**FLAGS)

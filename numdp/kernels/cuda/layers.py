@@ -14,6 +14,7 @@ from numba import cuda, float64
 from .launch import MATH, split
 
 _activation = MATH.activation
+_tangent_element = MATH.tangent_element
 
 
 
@@ -42,21 +43,12 @@ def post_tangent(act, Z, b, idt, Y, mode, out_val, out_slope):
     residual(dY/dx) + idt * h'(z) z', h = act(z + b); Y (2n, n_in) the layer input."""
     n = Z.shape[0] // 2
     k = Z.shape[1]
+    n_in = Y.shape[1]
     for idx in range(cuda.grid(1), n * k, cuda.gridsize(1)):
         r, c = split(idx, k)
-        h, d = _activation(act, Z[r, c] + b[c])
-        v = idt[c] * h
-        s = idt[c] * (d * Z[n + r, c])
-        n_in = Y.shape[1]
-        if mode == 1:
-            v += Y[r, c]
-            s += Y[n + r, c]
-        elif mode == 2:
-            cc = c if c < n_in else c - n_in
-            v += Y[r, cc]
-            s += Y[n + r, cc]
-        out_val[r, c] = v
-        out_slope[r, c] = s
+        cc = c if mode == 1 or c < n_in else c - n_in   # the residual's column (modes 1, 2)
+        res, res_d = (Y[r, cc], Y[n + r, cc]) if mode != 0 else (0.0, 0.0)
+        out_val[r, c], out_slope[r, c] = _tangent_element(act, Z[r, c] + b[c], Z[n + r, c], idt[c], res, res_d)
 
 
 @cuda.jit
