@@ -208,7 +208,10 @@ def _write(workdir, tree) -> str:
     (lambda t: t["loss"].update(loss_func="mae"), r"\[loss\] loss_func: not supported by numdp"),
     (lambda t: t["loss"].update(use_huber=True, relative_f=0.1), r"\[loss\] relative_f: not with use_huber"),
     (lambda t: t["model"]["descriptor"].update(activation_function="gelu"),
-     r"\[model.descriptor\] activation_function: expected one of 'tanh'"),
+     r"\[model.descriptor\] activation_function: numdp trains with tanh only, got 'gelu'; models that use it "
+     r"run \(numdp test, run, compress\)"),
+    (lambda t: t["model"]["fitting_net"].update(activation_function="swish"),
+     r"\[model.fitting_net\] activation_function: numdp trains with tanh only, got 'swish'$"),
     (lambda t: t["training"]["training_data"].update(systems=["nowhere"]), r"\[training\] systems: .*nowhere"),
     (lambda t: t["training"]["training_data"].update(batch_size=[1, 1]),
      r"\[training\] batch_size: has 2 entries for 3 systems \(give one entry per system"),

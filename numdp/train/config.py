@@ -654,6 +654,18 @@ def resolve_steps(cfg: TrainConfig, nbatches, prob) -> int | None:
     return total
 
 
+def _training_activation(sec: Table) -> None:
+    """activation_function: the trainer's passes are tanh's; DeePMD-kit's other functions are
+    named as such (models that use them run, numdp.model.activation)."""
+    from ..model.activation import canonical
+
+    act = sec.raw("activation_function", "tanh")
+    if act != "tanh":
+        known = canonical(act) is not None
+        raise sec.error("activation_function", f"numdp trains with tanh only, got {show_value(act)}"
+                        + ("; models that use it run (numdp test, run, compress)" if known else ""))
+
+
 def _model(root: Table) -> ModelConfig:
     """[model] (type_map, [model.descriptor], [model.fitting] or [model.fitting_net])."""
     model = root.section("model")
@@ -680,8 +692,7 @@ def _model(root: Table) -> ModelConfig:
     dc.seed = ds.integer("seed", None, minimum=0)
     dc.set_davg_zero = ds.boolean("set_davg_zero", False)
     dc.exclude_types = _exclude_types(ds, nt)
-    act = ds.choice("activation_function", ("tanh",), "tanh")
-    del act
+    _training_activation(ds)
     ds.done()
 
     if model.has("fitting") and model.has("fitting_net"):
@@ -693,7 +704,7 @@ def _model(root: Table) -> ModelConfig:
     fc.neuron = fs.int_list("neuron", [120, 120, 120])
     fc.resnet_dt = fs.boolean("resnet_dt", True)
     fc.seed = fs.integer("seed", None, minimum=0)
-    fs.choice("activation_function", ("tanh",), "tanh")
+    _training_activation(fs)
     fs.done()
     model.done()
     return ModelConfig(type_map, dc, fc)
