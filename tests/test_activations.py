@@ -70,14 +70,21 @@ def test_forces_and_virial_are_derivatives(act):
 
 
 @pytest.mark.parametrize("act", ["gelu", "softplus", "silu"])
-def test_mix32_close_to_double(act):
-    """mix32 rounds the networks to float32: the bound of test_compress's mix32 test."""
+@pytest.mark.parametrize("precision", ["mix32", "mix16"])
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_low_precision_close_to_double(act, precision, device):
+    """mix32 / mix16 on either device against the CPU's double: the bounds of test_compress's
+    precision test (mix32: one float32 evaluation, chains of nnei + D width + fitting widths
+    sums; mix16: 2e-2 from the half-precision operands)."""
+    if device == "cuda":
+        pytest.importorskip("numba_cuda")
     params = read_model(DATA / f"{act}.dp")
     pos, types, box = frames(act)[0]
     double = DPModel(params, nthreads=1).evaluate(pos, types, box)
-    low = DPModel(params, nthreads=1, precision="mix32").evaluate(pos, types, box)
+    low = DPModel(params, nthreads=1, precision=precision, device=device).evaluate(pos, types, box)
     d = params.descriptor
-    tol = order_bound(U32, d.nnei + d.dim_out + sum(params.fitting.nets[0].widths[1:])) / 2
+    tol = order_bound(U32, d.nnei + d.dim_out + sum(params.fitting.nets[0].widths[1:])) / 2 \
+        if precision == "mix32" else 2e-2
     assert 0 < rel(low.forces, double.forces) < tol
 
 
