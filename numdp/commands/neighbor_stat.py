@@ -62,10 +62,11 @@ def neighbor_census(systems, type_map: list[str], rcut: float, whose: str = "the
 
     census = NeighborCensus(1 if one_type else len(type_map), rcut)
     for s in systems:
-        types = s.frame_model_types(type_map, whose)
+        types = s.frame_model_types(type_map, whose)   # (also checks every atom's element)
+        if one_type:
+            types = np.broadcast_to(np.zeros(s.natoms, dtype=np.int32), (s.nframes, s.natoms))
         for f in range(s.nframes):
-            t = np.zeros(s.natoms, dtype=np.int32) if one_type else types[f]
-            census.add(s.coords[f], t, None if s.boxes is None else s.boxes[f], (s.path, f))
+            census.add(s.coords[f], types[f], None if s.boxes is None else s.boxes[f], (s.path, f))
     return census
 
 

@@ -127,8 +127,8 @@ def poly5_at(c0, c1, c2, c3, c4, c5, tau):
 
 
 tanh = math.tanh   # the CPU copy binds numdp's vectorisable tanh instead (`compile_math`)
-_GELU_C = math.sqrt(2.0 / math.pi)
-_GELU_A = 0.044715
+GELU_C = math.sqrt(2.0 / math.pi)   # gelu's tanh form (numdp.model.activation uses these too)
+GELU_A = 0.044715
 
 
 def activation(kind, z):
@@ -138,9 +138,9 @@ def activation(kind, z):
         h = tanh(z)
         return h, 1.0 - h * h
     if kind == 1:
-        t = tanh(_GELU_C * (z + _GELU_A * z * z * z))
+        t = tanh(GELU_C * (z + GELU_A * z * z * z))
         return (0.5 * z * (1.0 + t),
-                0.5 * (1.0 + t) + 0.5 * z * (1.0 - t * t) * _GELU_C * (1.0 + 3.0 * _GELU_A * z * z))
+                0.5 * (1.0 + t) + 0.5 * z * (1.0 - t * t) * GELU_C * (1.0 + 3.0 * GELU_A * z * z))
     if kind == 2:
         return (z + 0.0, 1.0) if z > 0.0 else (0.0 * z, 0.0)
     if kind == 3:
@@ -283,10 +283,6 @@ def compile_math(compile_fn, tanh_fn=None) -> ScalarMath:
         tangent_element=compile_fn(_rebind(tangent_element, activation=act)))
 
 
-def _cpu_tanh():
-    from .cpu.mathfn import tanh as vector_tanh
+from .cpu.mathfn import tanh as _vector_tanh  # noqa: E402  (imports nothing of this module)
 
-    return vector_tanh
-
-
-CPU = compile_math(cpu_inline, _cpu_tanh())   # the copies that numdp.kernels.cpu inlines
+CPU = compile_math(cpu_inline, _vector_tanh)   # the copies that numdp.kernels.cpu inlines

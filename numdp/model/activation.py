@@ -20,13 +20,11 @@ Definitions (DeePMD-kit's, deepmd/dpmodel/utils/network.py), with σ(z) = 1 / (1
 """
 from __future__ import annotations
 
-import math
 from enum import IntEnum
 
 import numpy as np
 
-GELU_C = math.sqrt(2.0 / math.pi)
-GELU_A = 0.044715
+from ..kernels.math import GELU_A, GELU_C
 
 
 class Activation(IntEnum):
