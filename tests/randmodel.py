@@ -4,7 +4,7 @@ import numpy as np
 from numdp.model.params import Descriptor, Fitting, Layer, ModelParams, Net
 
 
-def _net(rng, widths, use_idt, last_linear=False):
+def _net(rng, widths, use_idt, last_linear=False, activation="tanh"):
     layers = []
     for k, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
         last = last_linear and k == len(widths) - 2
@@ -13,14 +13,16 @@ def _net(rng, widths, use_idt, last_linear=False):
             w=rng.normal(0.0, 1.0 / np.sqrt(n_in + n_out), (n_in, n_out)),
             b=rng.normal(0.0, 1.0, n_out),
             idt=rng.normal(0.5, 0.2, n_out) if (use_idt and residual) else None,
-            activation="none" if last else "tanh",
+            activation="none" if last else activation,
             resnet=not last))
     return Net(layers)
 
 
 def random_params(ntypes=2, sel=None, neuron=(4, 8, 16), axis_neuron=3, type_one_side=False,
                   resnet_dt=True, fitting=(12, 12), fit_resnet_dt=True, rcut=4.0, rcut_smth=1.0,
-                  seed=0, exclude_types=()):
+                  seed=0, exclude_types=(), activation="tanh", fit_activation=None):
+    """A random model; `activation` is the embedding nets' (numdp.model.activation.NAMES),
+    `fit_activation` the fitting nets' hidden layers' (default: `activation`)."""
     rng = np.random.default_rng(seed)
     sel = list(sel or [12] * ntypes)
     nnei = sum(sel)
@@ -31,9 +33,10 @@ def random_params(ntypes=2, sel=None, neuron=(4, 8, 16), axis_neuron=3, type_one
         dstd[t, :, 0] = rng.uniform(0.1, 0.4)
         dstd[t, :, 1:] = rng.uniform(0.1, 0.3)
     nnet = ntypes if type_one_side else ntypes * ntypes
-    embeds = [_net(rng, [1, *neuron], resnet_dt) for _ in range(nnet)]
+    embeds = [_net(rng, [1, *neuron], resnet_dt, activation=activation) for _ in range(nnet)]
     dim = neuron[-1] * axis_neuron
-    fnets = [_net(rng, [dim, *fitting, 1], fit_resnet_dt, last_linear=True) for _ in range(ntypes)]
+    fnets = [_net(rng, [dim, *fitting, 1], fit_resnet_dt, last_linear=True,
+                  activation=fit_activation or activation) for _ in range(ntypes)]
     params = ModelParams(
         type_map=["A", "B", "C", "D"][:ntypes],
         descriptor=Descriptor(rcut=rcut, rcut_smth=rcut_smth, sel=sel, neuron=list(neuron),

@@ -1,7 +1,8 @@
 """DeePMD-kit's activation functions (numdp.model.activation): models built and evaluated by
 DeePMD-kit itself (tests/data/activations, tools/make_activation_fixtures.py) against numdp's CPU
 paths: double (the oracle's tolerance), forces and virial as derivatives, mix32, compressed;
-the generic kernels against the fused tanh ones; training refuses them."""
+the generic kernels against the fused tanh ones; --init-model checks the input's function
+(training with each is tested in test_train_grad and test_train_run)."""
 import json
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import numdp
 from numdp.errors import InputError
 from numdp.io.model_file import read_model, write_model
 from numdp.kernels.cpu import layers as K
+from numdp.kernels.math import GELU_A, GELU_C
 from numdp.model.activation import NAMES, Activation, canonical, derivatives
 from numdp.model.compress import compress
 from numdp.model.dp_model import DPModel
@@ -115,6 +117,44 @@ def test_compressed(act, tmp_path):
         assert abs(fd_force(model, pos, types, box, i, c, H) - out.forces[i, c]) < 2e-7 * np.abs(out.forces).max()
 
 
+def numpy_derivatives(name: str, z: np.ndarray):
+    """(h, dh/dz, d²h/dz²) of activation `name` at z in NumPy, written apart from the kernels'
+    scalar functions (the reference they are tested against)."""
+    z = np.asarray(z, dtype=np.float64)
+    one, zero = np.ones_like(z), np.zeros_like(z)
+    if name == "tanh":
+        h = np.tanh(z)
+        g = 1.0 - h * h
+        return h, g, -2.0 * h * g
+    if name == "gelu":
+        u = GELU_C * (z + GELU_A * z ** 3)
+        du = GELU_C * (1.0 + 3.0 * GELU_A * z * z)
+        t = np.tanh(u)
+        s = 1.0 - t * t                                   # tanh'(u)
+        h = 0.5 * z * (1.0 + t)
+        d1 = 0.5 * (1.0 + t) + 0.5 * z * s * du
+        d2 = s * du + 0.5 * z * (-2.0 * t * s * du * du + s * 6.0 * GELU_C * GELU_A * z)
+        return h, d1, d2
+    if name == "relu":
+        pos = z > 0.0
+        return np.where(pos, z, 0.0), np.where(pos, one, zero), zero
+    if name == "relu6":
+        inside = (z > 0.0) & (z < 6.0)
+        return np.clip(z, 0.0, 6.0), np.where(inside, one, zero), zero
+    sig = 0.5 * (1.0 + np.tanh(0.5 * z))                   # σ(z) without overflow
+    if name == "softplus":
+        return np.logaddexp(0.0, z), sig, sig * (1.0 - sig)
+    if name == "sigmoid":
+        ds = sig * (1.0 - sig)
+        return sig, ds, ds * (1.0 - 2.0 * sig)
+    if name == "silu":
+        ds = sig * (1.0 - sig)
+        return z * sig, sig + z * ds, ds * (2.0 + z * (1.0 - 2.0 * sig))
+    if name == "none":
+        return z.copy(), one, zero
+    raise ValueError(f"unknown activation {name!r}")
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_scalar_activation_and_its_derivatives(name):
     """The kernels' scalar activation against `derivatives`, and each derivative against central
@@ -124,25 +164,34 @@ def test_scalar_activation_and_its_derivatives(name):
     from numdp.kernels.math import CPU
 
     act = CPU.activation
+    curvature = CPU.activation_curvature
 
     @njit
     def kernel(kind, z):
-        out = np.empty((z.size, 2))
+        out = np.empty((z.size, 5))
         for i in range(z.size):
             out[i, 0], out[i, 1] = act(kind, z[i])
+            out[i, 2], out[i, 3], out[i, 4] = curvature(kind, z[i])
         return out
 
     z = np.linspace(-7.3, 7.9, 41)
-    h, d1, d2 = derivatives(name, z)
+    h, d1, d2 = numpy_derivatives(name, z)
     got = kernel(int(Activation[name.upper()]), z)
+    tables = np.stack(derivatives(name, z), axis=1)   # the same scalar, as the tables take it
     # two evaluations of a few operations (the kernels' tanh within 2 eps of NumPy's) relative
     # to the values' scale, |z| up to 8 multiplying the derivative's terms
     eps = np.finfo(float).eps
     assert np.abs(got[:, 0] - h).max() <= 32 * eps * max(1.0, np.abs(h).max())
     assert np.abs(got[:, 1] - d1).max() <= 32 * eps * max(1.0, np.abs(d1).max())
+    assert np.array_equal(got[:, 2:4], got[:, :2])   # the same expressions for h and h'
+    # h'' multiplies the tanh's error (which cancels in 1 - t², leaving it absolute) by terms up
+    # to gelu's 0.5 z s 2 t u'² ≈ 0.01 |z|⁵ < (1 + |z|)³ at |z| < 8
+    for h2 in (got[:, 4], tables[:, 2]):
+        assert np.all(np.abs(h2 - d2) <= 64 * eps * max(1.0, np.abs(d2).max()) * (1.0 + np.abs(z)) ** 3)
+    assert np.allclose(tables[:, :2], got[:, :2], rtol=0, atol=32 * eps * max(1.0, np.abs(d1).max(), np.abs(h).max()))
     e = 1e-5
-    hp, d1p, _ = derivatives(name, z + e)
-    hm, d1m, _ = derivatives(name, z - e)
+    hp, d1p, _ = numpy_derivatives(name, z + e)
+    hm, d1m, _ = numpy_derivatives(name, z - e)
     smooth = np.abs(np.abs(z - 3.0) - 3.0) > 2 * e if name == "relu6" else np.abs(z) > 2 * e
     assert np.allclose(((hp - hm) / (2 * e))[smooth], d1[smooth], rtol=0, atol=1e-8)
     assert np.allclose(((d1p - d1m) / (2 * e))[smooth], d2[smooth], rtol=0, atol=1e-8)
@@ -189,7 +238,7 @@ def test_round_trips_and_show(tmp_path, capsys):
     assert capsys.readouterr().out.count("'activation_function': 'gelu'") == 2
 
 
-def test_training_refuses_other_activations(tmp_path):
+def test_init_model_needs_the_inputs_activation(tmp_path):
     from numdp.train.config import load_config
     from numdp.train.init_model import load_init_model
 
@@ -202,6 +251,15 @@ def test_training_refuses_other_activations(tmp_path):
     with pytest.raises(InputError, match=r"--init-model: \[model.descriptor\] activation_function: the model "
                                          r"has 'gelu', t.toml has 'tanh'"):
         load_init_model(DATA / "gelu.dp", load_config(toml))
+    toml.write_text(toml.read_text().replace("type_one_side = true\n", 'type_one_side = true\n'
+                                             'activation_function = "gelu_tf"\n'))
+    with pytest.raises(InputError, match=r"\[model.fitting\] activation_function: the model has 'gelu', "
+                                         r"t.toml has 'tanh'"):
+        load_init_model(DATA / "gelu.dp", load_config(toml))
+    toml.write_text(toml.read_text().replace("neuron = [10, 10]\n", 'neuron = [10, 10]\n'
+                                             'activation_function = "gelu"\n'))
+    params = load_init_model(DATA / "gelu.dp", load_config(toml))
+    assert params.descriptor.activation == params.fitting.activation == "gelu"
 
 
 def test_unknown_activation_named(tmp_path):

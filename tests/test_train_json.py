@@ -207,11 +207,13 @@ def _write(workdir, tree) -> str:
      r"\[loss\] start_pref_gf: the generalized-force loss term is not supported by numdp"),
     (lambda t: t["loss"].update(loss_func="mae"), r"\[loss\] loss_func: not supported by numdp"),
     (lambda t: t["loss"].update(use_huber=True, relative_f=0.1), r"\[loss\] relative_f: not with use_huber"),
-    (lambda t: t["model"]["descriptor"].update(activation_function="gelu"),
-     r"\[model.descriptor\] activation_function: numdp trains with tanh only, got 'gelu'; models that use it "
-     r"run \(numdp test, run, compress\)"),
+    (lambda t: t["model"]["descriptor"].update(activation_function="custom_silu:3.0"),
+     r"\[model.descriptor\] activation_function: must be one of tanh, gelu, relu, relu6, softplus, "
+     r"sigmoid, silu, none, gelu_tf, linear; got 'custom_silu:3.0'$"),
     (lambda t: t["model"]["fitting_net"].update(activation_function="swish"),
-     r"\[model.fitting_net\] activation_function: numdp trains with tanh only, got 'swish'$"),
+     r"\[model.fitting_net\] activation_function: must be one of .*; got 'swish'$"),
+    (lambda t: t["model"]["fitting_net"].update(activation_function=1),
+     r"\[model.fitting_net\] activation_function: must be one of .*; got 1$"),
     (lambda t: t["training"]["training_data"].update(systems=["nowhere"]), r"\[training\] systems: .*nowhere"),
     (lambda t: t["training"]["training_data"].update(batch_size=[1, 1]),
      r"\[training\] batch_size: has 2 entries for 3 systems \(give one entry per system"),

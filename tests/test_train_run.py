@@ -736,3 +736,42 @@ def test_disp_avg_averages_the_training_columns_over_the_interval(tmp_path, data
         # validation as without disp_avg (disp_freq = 1 draws other validation batches)
         assert np.array_equal(rows[step][val], np.array(histories["plain"].rows[step])[val], equal_nan=True)
     assert not np.allclose(rows[3][trn][:2], by_step[3][trn][:2], rtol=1e-6)   # not the last step's
+
+
+def test_other_activations_train_evaluate_and_restart(tmp_path, data_dir):
+    """activation_function gelu (embedding) and softplus (fitting): the run learns, the model
+    file carries both functions and evaluates like the trainer's passes, and a restart from a
+    checkpoint continues the same curve (the checkpoint's networks are the input's)."""
+    path = make_input(tmp_path, data_dir)
+    text = path.read_text()
+    text = text.replace("seed = 3\n", 'seed = 3\nactivation_function = "gelu"\n')
+    text = text.replace("seed = 4\n", 'seed = 4\nactivation_function = "softplus"\n')
+    path.write_text(text)
+    work = path.parent
+    copies = {}
+
+    def keep(step):
+        if step == 5:
+            copies[step] = work / "ck5.h5"
+            shutil.copy(work / "model.ckpt.h5", copies[step])
+
+    trainer, history = run(path, on_step=keep)
+    _, rows = read_lcurve(work / "lcurve.out")
+    assert rows[-1, 2] < rows[0, 2]
+    model = numdp.load_model(work / "model.h5", nthreads=1)
+    p = model.params
+    assert (p.descriptor.activation, p.fitting.activation) == ("gelu", "softplus")
+    assert all(lay.activation == "gelu" for net in p.descriptor.embeddings for lay in net.layers)
+    s = trainer.valid_sys[0]
+    r = model.evaluate(s.coords[1], s.types, s.boxes[1])
+    ext = extend(s.coords[1], s.types, s.boxes[1], 4.0)
+    nl = build_nlist(ext, 4.0, p.descriptor.sel, 2)
+    q = trainer.passes.primal(Frame(ext.positions, nl.nlist, s.types, ext.mapping))
+    assert r.energy == pytest.approx(q.energy, rel=1e-12)
+    assert np.allclose(r.forces, q.forces, rtol=0, atol=1e-12 * abs(q.forces).max())
+    full_theta = trainer.flat.theta.copy()
+    trainer2, history2 = run(path, restart=copies[5])
+    assert trainer2.start_step == 5
+    assert np.allclose(trainer2.flat.theta, full_theta, rtol=1e-12, atol=1e-14)
+    for step in history2.rows:
+        assert np.allclose(history2.rows[step], history.rows[step], rtol=1e-10)

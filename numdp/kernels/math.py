@@ -158,6 +158,32 @@ def activation(kind, z):
     return z * sig, sig + z * sig * (1.0 - sig)
 
 
+def activation_curvature(kind, z):
+    """(h, dh/dz, d²h/dz²) of activation `kind` (as `activation`) at z: what the training passes'
+    reverse over value and slope needs (numdp.kernels.cpu.train)."""
+    if kind == 0:
+        h = tanh(z)
+        g = 1.0 - h * h
+        return h, g, -2.0 * h * g
+    if kind == 1:
+        # h and h' as `activation` writes them; u = c (z + a z³), s = tanh'(u), du = u'
+        t = tanh(GELU_C * (z + GELU_A * z * z * z))
+        s = 1.0 - t * t
+        du = GELU_C * (1.0 + 3.0 * GELU_A * z * z)
+        return (0.5 * z * (1.0 + t), 0.5 * (1.0 + t) + 0.5 * z * s * GELU_C * (1.0 + 3.0 * GELU_A * z * z),
+                s * du + 0.5 * z * s * (6.0 * GELU_C * GELU_A * z - 2.0 * t * du * du))
+    if kind == 2 or kind == 3 or kind == 7:              # piecewise linear
+        h, d = activation(kind, z)
+        return h, d, 0.0 * z
+    sig = 0.5 * (1.0 + tanh(0.5 * z))
+    ds = sig * (1.0 - sig)
+    if kind == 4:
+        return max(z, 0.0) + math.log1p(math.exp(-abs(z))), sig, ds
+    if kind == 5:
+        return sig, ds, ds * (1.0 - 2.0 * sig)
+    return z * sig, sig + z * sig * (1.0 - sig), ds * (2.0 + z * (1.0 - 2.0 * sig))
+
+
 def tangent_element(act, z, zd, idt, res, res_d):
     """(value, slope) of one output of an embedding layer with activation `act`: idt act(z) + res
     and idt (act'(z) zd) + res_d, for pre-activation z, its slope zd and the residual's value and
@@ -248,6 +274,7 @@ class ScalarMath:
     write_images: object
     stencil_bounds: object
     activation: object
+    activation_curvature: object
     tangent_element: object
 
 
@@ -280,6 +307,8 @@ def compile_math(compile_fn, tanh_fn=None) -> ScalarMath:
         write_images=compile_fn(_rebind(write_images, shift_range=sr)),
         stencil_bounds=compile_fn(stencil_bounds),
         activation=act,
+        activation_curvature=compile_fn(_rebind(activation_curvature, tanh=tanh_fn or math.tanh,
+                                                activation=act)),
         tangent_element=compile_fn(_rebind(tangent_element, activation=act)))
 
 

@@ -3,7 +3,8 @@
 A layer's `activation` (numdp.model.params.Layer) is one of `NAMES`, DeePMD-kit's names of the
 functions (`ALIASES` maps its other spellings).  The kernels take the integer code `code(name)`
 and evaluate h = act(z) and dh/dz with the scalar function `numdp.kernels.math.activation`;
-`derivatives` below gives h, h' and h'' in NumPy for the compressed model's tables.
+`derivatives` below gives h, h' and h'' (`numdp.kernels.math.activation_curvature`) for the
+compressed model's tables.
 
 Definitions (DeePMD-kit's, deepmd/dpmodel/utils/network.py), with σ(z) = 1 / (1 + e^-z):
 
@@ -24,7 +25,6 @@ from enum import IntEnum
 
 import numpy as np
 
-from ..kernels.math import GELU_A, GELU_C
 
 
 class Activation(IntEnum):
@@ -63,37 +63,11 @@ def code(name: str) -> int:
 
 
 def derivatives(name: str, z: np.ndarray):
-    """(h, dh/dz, d²h/dz²) of activation `name` at z, float64 arrays of z's shape."""
+    """(h, dh/dz, d²h/dz²) of activation `name` at z, float64 arrays of z's shape: the kernels'
+    scalar `numdp.kernels.math.activation_curvature`, element by element."""
+    from ..kernels.cpu.layers import activation_values
+
     z = np.asarray(z, dtype=np.float64)
-    one, zero = np.ones_like(z), np.zeros_like(z)
-    if name == "tanh":
-        h = np.tanh(z)
-        g = 1.0 - h * h
-        return h, g, -2.0 * h * g
-    if name == "gelu":
-        u = GELU_C * (z + GELU_A * z ** 3)
-        du = GELU_C * (1.0 + 3.0 * GELU_A * z * z)
-        t = np.tanh(u)
-        s = 1.0 - t * t                                   # tanh'(u)
-        h = 0.5 * z * (1.0 + t)
-        d1 = 0.5 * (1.0 + t) + 0.5 * z * s * du
-        d2 = s * du + 0.5 * z * (-2.0 * t * s * du * du + s * 6.0 * GELU_C * GELU_A * z)
-        return h, d1, d2
-    if name == "relu":
-        pos = z > 0.0
-        return np.where(pos, z, 0.0), np.where(pos, one, zero), zero
-    if name == "relu6":
-        inside = (z > 0.0) & (z < 6.0)
-        return np.clip(z, 0.0, 6.0), np.where(inside, one, zero), zero
-    sig = 0.5 * (1.0 + np.tanh(0.5 * z))                   # σ(z) without overflow
-    if name == "softplus":
-        return np.logaddexp(0.0, z), sig, sig * (1.0 - sig)
-    if name == "sigmoid":
-        ds = sig * (1.0 - sig)
-        return sig, ds, ds * (1.0 - 2.0 * sig)
-    if name == "silu":
-        ds = sig * (1.0 - sig)
-        return z * sig, sig + z * ds, ds * (2.0 + z * (1.0 - 2.0 * sig))
-    if name == "none":
-        return z.copy(), one, zero
-    raise ValueError(f"unknown activation {name!r}")
+    out = np.empty((3,) + z.shape)
+    activation_values(code(name), z.reshape(-1), out.reshape(3, -1))
+    return out[0], out[1], out[2]

@@ -81,6 +81,8 @@ class DescriptorConfig:
     """Keep davg at zero (DeePMD-kit's set_davg_zero); dstd is computed as usual."""
     exclude_types: list[list[int]] = field(default_factory=list)
     """Excluded (centre, neighbour) type index pairs, either order (Descriptor.exclude_types)."""
+    activation: str = "tanh"
+    """The embedding nets' activation_function (numdp.model.activation.NAMES)."""
 
 
 @dataclass
@@ -88,6 +90,8 @@ class FittingConfig:
     neuron: list[int] = field(default_factory=lambda: [120, 120, 120])
     resnet_dt: bool = True
     seed: int | None = None
+    activation: str = "tanh"
+    """The hidden layers' activation_function (numdp.model.activation.NAMES)."""
 
 
 @dataclass
@@ -654,16 +658,17 @@ def resolve_steps(cfg: TrainConfig, nbatches, prob) -> int | None:
     return total
 
 
-def _training_activation(sec: Table) -> None:
-    """activation_function: the trainer's passes are tanh's; DeePMD-kit's other functions are
-    named as such (models that use them run, numdp.model.activation)."""
-    from ..model.activation import canonical
+def _activation(sec: Table) -> str:
+    """activation_function ["tanh"]: numdp's name of one of DeePMD-kit's functions
+    (numdp.model.activation; "linear" and "gelu_tf" are aliases), else a one-line error."""
+    from ..model.activation import ALIASES, NAMES, canonical
 
     act = sec.raw("activation_function", "tanh")
-    if act != "tanh":
-        known = canonical(act) is not None
-        raise sec.error("activation_function", f"numdp trains with tanh only, got {show_value(act)}"
-                        + ("; models that use it run (numdp test, run, compress)" if known else ""))
+    name = canonical(act) if isinstance(act, str) else None
+    if name is None:
+        known = ", ".join(list(NAMES) + list(ALIASES))
+        raise sec.error("activation_function", f"must be one of {known}; got {show_value(act)}")
+    return name
 
 
 def _model(root: Table) -> ModelConfig:
@@ -692,7 +697,7 @@ def _model(root: Table) -> ModelConfig:
     dc.seed = ds.integer("seed", None, minimum=0)
     dc.set_davg_zero = ds.boolean("set_davg_zero", False)
     dc.exclude_types = _exclude_types(ds, nt)
-    _training_activation(ds)
+    dc.activation = _activation(ds)
     ds.done()
 
     if model.has("fitting") and model.has("fitting_net"):
@@ -704,7 +709,7 @@ def _model(root: Table) -> ModelConfig:
     fc.neuron = fs.int_list("neuron", [120, 120, 120])
     fc.resnet_dt = fs.boolean("resnet_dt", True)
     fc.seed = fs.integer("seed", None, minimum=0)
-    _training_activation(fs)
+    fc.activation = _activation(fs)
     fs.done()
     model.done()
     return ModelConfig(type_map, dc, fc)

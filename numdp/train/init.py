@@ -21,20 +21,23 @@ from ..model.params import Descriptor, Fitting, Layer, ModelParams, Net
 from .config import ModelConfig, TrainConfig
 
 
-def _layer(rng: np.random.Generator, n_in: int, n_out: int, resnet_dt: bool, linear: bool) -> Layer:
+def _layer(rng: np.random.Generator, n_in: int, n_out: int, resnet_dt: bool, linear: bool,
+           activation: str) -> Layer:
     w = rng.normal(0.0, 1.0 / np.sqrt(n_in + n_out), (n_in, n_out))
     if linear:
         return Layer(w=w, b=np.zeros(n_out), idt=None, activation="none", resnet=False)
     b = rng.normal(0.0, 1.0, n_out)
     residual = n_out == n_in or n_out == 2 * n_in
     idt = rng.normal(0.1, 0.001, n_out) if (resnet_dt and residual) else None
-    return Layer(w=w, b=b, idt=idt, activation="tanh", resnet=True)
+    return Layer(w=w, b=b, idt=idt, activation=activation, resnet=True)
 
 
-def random_net(rng: np.random.Generator, widths: list[int], resnet_dt: bool, linear_out: bool) -> Net:
-    """A net with layer widths `widths` (input first); the last layer linear if linear_out."""
+def random_net(rng: np.random.Generator, widths: list[int], resnet_dt: bool, linear_out: bool,
+               activation: str = "tanh") -> Net:
+    """A net with layer widths `widths` (input first) and activation `activation`
+    (numdp.model.activation.NAMES); the last layer linear if linear_out."""
     pairs = list(zip(widths[:-1], widths[1:]))
-    return Net([_layer(rng, a, b, resnet_dt, linear_out and k == len(pairs) - 1)
+    return Net([_layer(rng, a, b, resnet_dt, linear_out and k == len(pairs) - 1, activation)
                 for k, (a, b) in enumerate(pairs)])
 
 
@@ -49,10 +52,10 @@ def initial_model(cfg: TrainConfig | ModelConfig, sel: list[int], davg: np.ndarr
     dc, fc = cfg.descriptor, cfg.fitting
     rng_d = np.random.default_rng(dc.seed if dc.seed is not None else seed_fallback)
     nnet = nt if dc.type_one_side else nt * nt
-    embeds = [random_net(rng_d, [1, *dc.neuron], dc.resnet_dt, False) for _ in range(nnet)]
+    embeds = [random_net(rng_d, [1, *dc.neuron], dc.resnet_dt, False, dc.activation) for _ in range(nnet)]
     rng_f = np.random.default_rng(fc.seed if fc.seed is not None else seed_fallback + 1)
     dim = dc.neuron[-1] * dc.axis_neuron
-    fnets = [random_net(rng_f, [dim, *fc.neuron, 1], fc.resnet_dt, True) for _ in range(nt)]
+    fnets = [random_net(rng_f, [dim, *fc.neuron, 1], fc.resnet_dt, True, fc.activation) for _ in range(nt)]
     params = ModelParams(
         type_map=list(cfg.type_map),
         descriptor=Descriptor(rcut=dc.rcut, rcut_smth=dc.rcut_smth, sel=list(sel), neuron=list(dc.neuron),

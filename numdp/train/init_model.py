@@ -38,9 +38,8 @@ def load_init_model(path, cfg: TrainConfig) -> ModelParams:
          excluded_pairs(exclusion_mask(dc.exclude_types, d.ntypes))),
         ("model.fitting", "neuron", list(params.fitting.neuron), fc.neuron),
         ("model.fitting", "resnet_dt", params.fitting.resnet_dt, fc.resnet_dt),
-        # the trainer's passes are tanh's (the only activation_function an input can give)
-        ("model.descriptor", "activation_function", d.activation, "tanh"),
-        ("model.fitting", "activation_function", params.fitting.activation, "tanh"),
+        ("model.descriptor", "activation_function", d.activation, dc.activation),
+        ("model.fitting", "activation_function", params.fitting.activation, fc.activation),
     ]
     for table, key, model_value, input_value in checks:
         if model_value != input_value:

@@ -7,7 +7,10 @@ adjoint of the fitting nets), and in `numdp.kernels.cpu.train` for what only tra
 (tangent and reverse over primal and tangent).
 
 Layer l: z = y W + b, h = tanh z, y' = ρ(y) + d ⊙ h (reference §3.2).  Per-layer reverse rules
-over the primal (bar) and tangent (dot-bar) adjoints are those of reference §7.6.
+over the primal (bar) and tangent (dot-bar) adjoints are those of reference §7.6.  Layers with
+another activation (DeePMD-kit's activation_function, numdp.model.activation) run the kernels
+named *_act, which keep the pre-activation z where tanh's keep h (only tanh has its derivatives
+as functions of h) and evaluate act, act' and act'' of it.
 
 Embedding nets have a scalar input x; their tangent is carried as the slope dG/dx (one stacked
 GEMM [y; dy/dx] W per layer), so the tangent of G for an input displacement ẋ is ẋ·dG/dx and the
@@ -19,10 +22,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..model.activation import code as activation_code
 from ..model.params import Net, RESIDUAL_NONE
 from ..kernels.cpu import train as K
-from ..kernels.cpu.layers import (add_residual_adjoint, back_tanh, first_layer_tangent_keep, post_forward,
-                                  post_tangent_keep, rebuild_tangent)
+from ..kernels.cpu.layers import (add_residual_adjoint, back_act_z, back_tanh, first_layer_tangent_keep,
+                                  first_layer_tangent_keep_act, post_forward, post_forward_keep_act,
+                                  post_tangent_keep, post_tangent_keep_act, rebuild_tangent,
+                                  rebuild_tangent_act)
 from ..model.workspace import Workspace
 from .flat import LayerSlots
 
@@ -76,6 +82,11 @@ class GradRow:
             self.written.add(slot.w[0])
 
 
+def _act(layer) -> int | None:
+    """None for a tanh layer (the fused tanh kernels), else its activation's kernel code."""
+    return None if layer.activation == "tanh" else activation_code(layer.activation)
+
+
 def _idt(layer):
     return (layer.idt, True) if layer.idt is not None else (_ONE, False)
 
@@ -101,7 +112,8 @@ EMBED_BLOCK = 512
 
 class EmbedCache:
     """What the reverse of one embedding net on n rows needs from its forward: the stacked
-    input X (2n, 1) = [x; 1] of layer 1 and, per layer, Z_l (2n, k) = [tanh z; dz/dx].
+    input X (2n, 1) = [x; 1] of layer 1 and, per layer, Z_l (2n, k) = [tanh z; dz/dx] ([z; dz/dx]
+    for another activation).
 
     The rows are processed in blocks [b0, b1) of at most EMBED_BLOCK; block rows 2*b0 .. 2*b1
     of X and Z_l belong to that block.  The inputs [y; dy/dx] of the later layers are not kept:
@@ -135,7 +147,7 @@ def embed_forward(net: Net, x: np.ndarray, G: np.ndarray, Gp: np.ndarray, ws: Wo
     # buffers, taken at the largest block size and sliced per block (the same memory)
     mb = min(block, n)
     plan = [(lay.w, lay.b, _idt_full(lay), lay.residual, cache.Z[l],
-             None if l == last else ws.get(("fwdY", l % 2), (2 * mb, lay.n_out)))
+             None if l == last else ws.get(("fwdY", l % 2), (2 * mb, lay.n_out)), _act(lay))
             for l, lay in enumerate(layers)]
     X = cache.X
     for b0, b1 in cache.blocks:
@@ -144,7 +156,7 @@ def embed_forward(net: Net, x: np.ndarray, G: np.ndarray, Gp: np.ndarray, ws: Wo
         Xb[:m, 0] = x[b0:b1]
         Xb[m:, 0] = 1.0
         Y = Xb
-        for l, (w, b, idt, residual, Zl, Ybuf) in enumerate(plan):
+        for l, (w, b, idt, residual, Zl, Ybuf, act) in enumerate(plan):
             Z = Zl[2 * b0:2 * b1]
             if l == last:
                 val, slope = G[b0:b1], Gp[b0:b1]
@@ -152,10 +164,16 @@ def embed_forward(net: Net, x: np.ndarray, G: np.ndarray, Gp: np.ndarray, ws: Wo
                 Yn = Ybuf[:2 * m]
                 val, slope = Yn[:m], Yn[m:]
             if l == 0:  # input width 1: element-wise, as the evaluator (a GEMM of depth 1 is slow)
-                first_layer_tangent_keep(x[b0:b1], w[0], b, idt, residual, val, slope, Z)
+                if act is None:
+                    first_layer_tangent_keep(x[b0:b1], w[0], b, idt, residual, val, slope, Z)
+                else:
+                    first_layer_tangent_keep_act(act, x[b0:b1], w[0], b, idt, residual, val, slope, Z)
             else:
                 np.matmul(Y, w, out=Z)
-                post_tangent_keep(Z, b, idt, Y, residual, val, slope)
+                if act is None:
+                    post_tangent_keep(Z, b, idt, Y, residual, val, slope)
+                else:
+                    post_tangent_keep_act(act, Z, b, idt, Y, residual, val, slope)
             if l != last:
                 Y = Yn
         if done is not None:
@@ -185,7 +203,7 @@ def embed_reverse(net: Net, slots: list[LayerSlots], cache: EmbedCache, adjoint,
         plan.append((lay.w, idt, use_idt, gidt if use_idt else _SINK, gb, lay.residual, cache.Z[l],
                      _idt_full(lay), lay.n_out,
                      ws.get(("revY", l), (2 * mb, lay.n_out)) if l < nl - 1 else None,
-                     ws.get(("rev", "YB", l % 2), (2 * mb, lay.n_in)) if l > 0 else None))
+                     ws.get(("rev", "YB", l % 2), (2 * mb, lay.n_in)) if l > 0 else None, _act(lay)))
     ZBbuf = ws.get(("rev", "ZB"), (2 * mb * max(lay.n_out for lay in layers),))
     # the output adjoints [Ḡ; Ḡ'] as the two halves of one buffer, like every later [ȳ; ẏ̄]
     OB = ws.get(("rev", "GB"), (2 * mb, M))
@@ -194,19 +212,26 @@ def embed_reverse(net: Net, slots: list[LayerSlots], cache: EmbedCache, adjoint,
         # the block's layer inputs, rebuilt from the kept Z (as the forward wrote them)
         Ys = [cache.X[2 * b0:2 * b1]]
         for l in range(nl - 1):
-            Zl, idt_full, residual, Ybuf = plan[l][6], plan[l][7], plan[l][5], plan[l][9]
+            Zl, idt_full, residual, Ybuf, act = plan[l][6], plan[l][7], plan[l][5], plan[l][9], plan[l][11]
             Yn = Ybuf[:2 * m]
-            rebuild_tangent(Zl[2 * b0:2 * b1], idt_full, Ys[-1], residual, l == 0, Yn[:m], Yn[m:])
+            if act is None:
+                rebuild_tangent(Zl[2 * b0:2 * b1], idt_full, Ys[-1], residual, l == 0, Yn[:m], Yn[m:])
+            else:
+                rebuild_tangent_act(act, Zl[2 * b0:2 * b1], idt_full, Ys[-1], residual, l == 0, Yn[:m], Yn[m:])
             Ys.append(Yn)
         OBb = OB[:2 * m]
         Ob, Odb = OBb[:m], OBb[m:]
         adjoint(b0, b1, Ob, Odb)
         R, rmode = OBb, RESIDUAL_NONE   # the output adjoints [Ḡ; Ḡ'] are whole
         for l in range(nl - 1, -1, -1):
-            w, idt, use_idt, gidt, gb, residual, Zl, _, n_out, _, YBbuf = plan[l]
+            w, idt, use_idt, gidt, gb, residual, Zl, _, n_out, _, YBbuf, act = plan[l]
             Z = Zl[2 * b0:2 * b1]
             ZB = ZBbuf[:2 * m * n_out].reshape(2 * m, n_out)
-            K.layer_back_pair(Ob, Odb, Z[:m], Z[m:], idt, use_idt, use_idt, ZB, gidt, gb, R, rmode)
+            if act is None:
+                K.layer_back_pair(Ob, Odb, Z[:m], Z[m:], idt, use_idt, use_idt, ZB, gidt, gb, R, rmode)
+            else:
+                K.layer_back_pair_act(act, Ob, Odb, Z[:m], Z[m:], idt, use_idt, use_idt, ZB, gidt, gb, R,
+                                      rmode)
             grad.add_matmul(slots[l], Ys[l].T, ZB, ws)
             if l == 0:
                 break
@@ -222,7 +247,7 @@ def embed_reverse(net: Net, slots: list[LayerSlots], cache: EmbedCache, adjoint,
 # ---------------------------------------------------------------------------- fitting
 class FitCache:
     """Stacked inputs Yin[l] (2n, n_in) = [y; ẏ] of every layer (the last linear one included),
-    tanh outputs H[l] (n, k) and tangent pre-activations Zd[l] (n, k) of the hidden layers, and
+    tanh outputs H[l] (n, k) (pre-activations z for another activation) and tangent pre-activations Zd[l] (n, k) of the hidden layers, and
     what the forward's seed-1 adjoint pass leaves for the reverse: its seed (n, n_last) = the
     output layer's weights in every row (∂E/∂y of the last hidden output), ZB[l] (2n, k), whose
     bottom half is ∂E/∂z of hidden layer l (the top half is the reverse's scratch for z̄), and
@@ -287,7 +312,12 @@ def fit_forward(net: Net, cache: FitCache, ws: Workspace, key) -> tuple[np.ndarr
         y = cache.Yin[l][:n]
         Z = ws.get(("fwd", "Z"), (n, layer.n_out))
         np.matmul(y, layer.w, out=Z)
-        post_forward(Z, layer.b, _idt_full(layer), y, layer.residual, cache.H[l], cache.Yin[l + 1][:n])
+        act = _act(layer)
+        if act is None:
+            post_forward(Z, layer.b, _idt_full(layer), y, layer.residual, cache.H[l], cache.Yin[l + 1][:n])
+        else:
+            post_forward_keep_act(act, Z, layer.b, _idt_full(layer), y, layer.residual, cache.H[l],
+                                  cache.Yin[l + 1][:n])
     y = cache.Yin[-1][:n]
     e = y @ last.w[:, 0]
     e += last.b[0]
@@ -296,7 +326,11 @@ def fit_forward(net: Net, cache: FitCache, ws: Workspace, key) -> tuple[np.ndarr
     for l in range(len(hidden) - 1, -1, -1):
         layer = hidden[l]
         gZ = cache.ZB[l][n:]
-        back_tanh(gy, cache.H[l], _idt_full(layer), gZ)
+        act = _act(layer)
+        if act is None:
+            back_tanh(gy, cache.H[l], _idt_full(layer), gZ)
+        else:
+            back_act_z(act, gy, cache.H[l], _idt_full(layer), gZ)
         gx = cache.GX[l]
         np.matmul(gZ, layer.w.T, out=gx)
         if layer.residual != RESIDUAL_NONE:
@@ -313,7 +347,12 @@ def fit_tangent(net: Net, cache: FitCache) -> None:
         Zd = cache.Zd[l]
         np.matmul(yd, layer.w, out=Zd)
         idt, use_idt = _idt(layer)
-        K.layer_tangent_out(cache.H[l], Zd, idt, use_idt, yd, layer.residual, cache.Yin[l + 1][n:])
+        act = _act(layer)
+        if act is None:
+            K.layer_tangent_out(cache.H[l], Zd, idt, use_idt, yd, layer.residual, cache.Yin[l + 1][n:])
+        else:
+            K.layer_tangent_out_act(act, cache.H[l], Zd, idt, use_idt, yd, layer.residual,
+                                    cache.Yin[l + 1][n:])
 
 
 def fit_reverse(net: Net, slots: list[LayerSlots], cache: FitCache, c_e: float | np.ndarray,
@@ -347,8 +386,13 @@ def fit_reverse(net: Net, slots: list[LayerSlots], cache: FitCache, c_e: float |
         _, gb, gidt = slots[l].views(grad.row)
         idt, use_idt = _idt(layer)
         ZB = cache.ZB[l]
-        K.layer_back_primal(Ob, Odb, cache.H[l], cache.Zd[l], idt, use_idt, use_idt,
-                            ZB[:n], gidt if use_idt else _SINK, gb)
+        act = _act(layer)
+        if act is None:
+            K.layer_back_primal(Ob, Odb, cache.H[l], cache.Zd[l], idt, use_idt, use_idt,
+                                ZB[:n], gidt if use_idt else _SINK, gb)
+        else:
+            K.layer_back_primal_act(act, Ob, Odb, cache.H[l], cache.Zd[l], idt, use_idt, use_idt,
+                                    ZB[:n], gidt if use_idt else _SINK, gb)
         if weights:
             grad.add_matmul(slots[l], cache.Yin[l].T, ZB, ws)
         Yb = ws.get(("rev", "YB", l % 2), (n, layer.n_in))

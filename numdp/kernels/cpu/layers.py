@@ -10,6 +10,7 @@ from ..math import CPU as _MATH
 from .mathfn import cast_like, tanh
 
 _activation = _MATH.activation
+_curvature = _MATH.activation_curvature
 _tangent_element = _MATH.tangent_element
 
 FLAGS = dict(cache=True, nogil=True, error_model="numpy", fastmath={"contract", "nsz"})
@@ -203,52 +204,116 @@ def add_residual_adjoint(gY, mode, gX):
 # The kernels above fuse numdp's vectorisable tanh (DeePMD-kit's default, nearly every model); these
 # evaluate any activation code `act` of numdp.model.activation through the scalar
 # numdp.kernels.math.activation, in the same order of operations.  The fitting layer keeps the
-# derivative D = act'(z) for the backward pass instead of H (which only tanh can turn into it).
+# derivative D = act'(z) for the backward pass instead of H (which only tanh can turn into it); the
+# training passes keep the pre-activation z itself (their reverse needs act, act' and act'').
 
 @njit(**FLAGS)
 def first_layer_tangent_act(act, x, w, b, idt, mode, out):
     """`first_layer_tangent` with activation `act`: out (2n, k) = [y'; dy'/dx]."""
     n = x.shape[0]
+    _first_layer_act(act, x, w, b, idt, mode, out[:n], out[n:], out, False, False)
+
+
+@njit(**FLAGS)
+def first_layer_tangent_keep_act(act, x, w, b, idt, mode, out_val, out_slope, Z):
+    """`first_layer_tangent_act` into out_val, out_slope (n, k), keeping Z (2n, k) = [z; dz/dx]
+    = [x w + b; w] for the training passes' reverse (`rebuild_tangent_act`)."""
+    _first_layer_act(act, x, w, b, idt, mode, out_val, out_slope, Z, True, False)
+
+
+@njit(cache=True, nogil=True, inline="always", error_model="numpy", fastmath={"contract", "nsz"})
+def _first_layer_act(act, x, w, b, idt, mode, top_out, bot_out, Z, keep, have_z):
+    """Body of the first-layer kernels with activation `act`: keep stores [z; w] in Z; have_z
+    reads z from Z's top half instead of computing it (the same bits); both are constants in
+    each inlined copy."""
+    n = x.shape[0]
     k = w.shape[0]
     for r in range(n):
         xr = x[r]
         for c in range(k):
-            h, d = _activation(act, xr * w[c] + b[c])
-            out[r, c] = idt[c] * h
-            out[n + r, c] = idt[c] * d * w[c]
+            z = Z[r, c] if have_z else xr * w[c] + b[c]
+            if keep:
+                Z[r, c] = z
+                Z[n + r, c] = w[c]
+            h, d = _activation(act, z)
+            top_out[r, c] = idt[c] * h
+            bot_out[r, c] = idt[c] * d * w[c]
         if mode == 1:
-            out[r, 0] += xr
-            out[n + r, 0] += 1.0
+            top_out[r, 0] += xr
+            bot_out[r, 0] += 1.0
         elif mode == 2:
             for c in range(2):
-                out[r, c] += xr
-                out[n + r, c] += 1.0
+                top_out[r, c] += xr
+                bot_out[r, c] += 1.0
 
 
 @njit(**FLAGS)
 def post_tangent_act(act, Z, b, idt, Y, mode, out_val, out_slope):
     """`post_tangent` with activation `act`: out_val, out_slope (n, k) = residual(Y) + idt h and
     residual(dY/dx) + idt (h'(z) z'), h = act(z + b)."""
+    _tangent_rows_act(act, Z, b, idt, Y, mode, out_val, out_slope, False, False)
+
+
+@njit(**FLAGS)
+def post_tangent_keep_act(act, Z, b, idt, Y, mode, out_val, out_slope):
+    """`post_tangent_act`, and the top half of Z becomes z + b (the pre-activation, kept for the
+    training passes' reverse)."""
+    _tangent_rows_act(act, Z, b, idt, Y, mode, out_val, out_slope, True, False)
+
+
+@njit(cache=True, nogil=True, inline="always", error_model="numpy", fastmath={"contract", "nsz"})
+def _tangent_rows_act(act, Z, b, idt, Y, mode, out_val, out_slope, keep, have_z):
+    """Body of post_tangent_act, post_tangent_keep_act and rebuild_tangent_act over Z (2n, k) =
+    [z or z + b; z']: keep stores z + b in Z's top half, have_z reads it from there."""
     n = Z.shape[0] // 2
     k = Z.shape[1]
     n_in = Y.shape[1]
     for r in range(n):
         for c in range(k):
+            z = Z[r, c] if have_z else Z[r, c] + b[c]
+            if keep:
+                Z[r, c] = z
             cc = c if mode == 1 or c < n_in else c - n_in   # the residual's column (modes 1, 2)
             res, res_d = (Y[r, cc], Y[n + r, cc]) if mode != 0 else (0.0, 0.0)
-            out_val[r, c], out_slope[r, c] = _tangent_element(act, Z[r, c] + b[c], Z[n + r, c], idt[c], res, res_d)
+            out_val[r, c], out_slope[r, c] = _tangent_element(act, z, Z[n + r, c], idt[c], res, res_d)
+
+
+@njit(**FLAGS)
+def rebuild_tangent_act(act, Z, idt, Y, mode, first, out_val, out_slope):
+    """`rebuild_tangent` for activation `act`, from Z (2n, k) = [z; dz/dx] as
+    `post_tangent_keep_act` (`first_layer_tangent_keep_act` when `first`) kept it: bit for bit
+    the outputs the forward wrote."""
+    n = Z.shape[0] // 2
+    if first:
+        _first_layer_act(act, Y[:n, 0], Z[n], idt, idt, mode, out_val, out_slope, Z, False, True)
+    else:
+        _tangent_rows_act(act, Z, idt, idt, Y, mode, out_val, out_slope, False, True)
 
 
 @njit(**FLAGS)
 def post_forward_act(act, Z, b, idt, Y, mode, D, out):
     """`post_forward` with activation `act`: D = act'(Z + b) is kept for the backward pass
     (`back_act`) and out (n, k) = residual(Y) + idt * act(Z + b)."""
+    _forward_rows_act(act, Z, b, idt, Y, mode, D, out, False)
+
+
+@njit(**FLAGS)
+def post_forward_keep_act(act, Z, b, idt, Y, mode, Zk, out):
+    """`post_forward_act` keeping the pre-activation Zk (n, k) = Z + b instead of D (the training
+    passes: their reverse needs act, act' and act'' of it)."""
+    _forward_rows_act(act, Z, b, idt, Y, mode, Zk, out, True)
+
+
+@njit(cache=True, nogil=True, inline="always", error_model="numpy", fastmath={"contract", "nsz"})
+def _forward_rows_act(act, Z, b, idt, Y, mode, K, out, keep_z):
+    """Body of post_forward_act (K = act'(z)) and post_forward_keep_act (K = z)."""
     n, k = Z.shape
     n_in = Y.shape[1]
     for r in range(n):
         for c in range(k):
-            h, d = _activation(act, Z[r, c] + b[c])
-            D[r, c] = d
+            z = Z[r, c] + b[c]
+            h, d = _activation(act, z)
+            K[r, c] = z if keep_z else d
             v = idt[c] * h
             if mode == 1:
                 v += Y[r, c]
@@ -264,3 +329,21 @@ def back_act(gY, D, idt, gZ):
     for r in range(n):
         for c in range(k):
             gZ[r, c] = D[r, c] * idt[c] * gY[r, c]
+
+
+@njit(**FLAGS)
+def back_act_z(act, gY, Zk, idt, gZ):
+    """`back_act` from the kept pre-activation Zk (n, k) (`post_forward_keep_act`):
+    gZ = act'(Zk) * idt * gY."""
+    n, k = Zk.shape
+    for r in range(n):
+        for c in range(k):
+            _, d = _activation(act, Zk[r, c])
+            gZ[r, c] = d * idt[c] * gY[r, c]
+
+
+@njit(**FLAGS)
+def activation_values(act, z, out):
+    """out[:, i] = (h, h', h'') of activation `act` at z[i]: z (n,), out (3, n)."""
+    for i in range(z.shape[0]):
+        out[0, i], out[1, i], out[2, i] = _curvature(act, z[i])

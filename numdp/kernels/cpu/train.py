@@ -12,8 +12,12 @@ vector d_ij moves by q_ij), a bar the adjoint of the loss-gradient objective
 import numpy as np
 from numba import njit
 
+from ..math import CPU as _MATH
 from .descriptor import back_D_row
 from .envmat import FASTMATH, row_tangent
+
+_activation = _MATH.activation
+_curvature = _MATH.activation_curvature
 
 
 # ---------------------------------------------------------------------- environment tangent
@@ -246,6 +250,64 @@ def _layer_back(Obar, Odbar, H, Zd, idt, use_idt, want_dbar, ZB, dot, dbar, bbar
                 if dot:
                     ZB[n + r, c] = g * od
                 bbar[c] += zb
+
+
+# ---------------------------------------------------------------------- dense layers, any activation
+# The tanh kernels above take h = tanh z and form h' = 1 - h², h'' = -2 h h' from it; these take the
+# pre-activation z (`numdp.kernels.cpu.layers.post_tangent_keep_act`, `post_forward_keep_act`) and
+# evaluate act, act', act'' of the activation code `act` (numdp.kernels.math.activation_curvature).
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def layer_tangent_out_act(act, Zk, Zd, idt, use_idt, Yd, mode, out):
+    """`layer_tangent_out` for activation `act`: out (n, k) = ρ(Ẏ) + idt ⊙ act'(z) ⊙ Ż, with the
+    pre-activations z in Zk (n, k)."""
+    n, k = Zk.shape
+    for r in range(n):
+        for c in range(k):
+            _, d = _activation(act, Zk[r, c])
+            v = d * Zd[r, c]
+            out[r, c] = v * idt[c] if use_idt else v
+        _add_residual_row(Yd, r, mode, out, r)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def layer_back_pair_act(act, Obar, Odbar, Zk, Zd, idt, use_idt, want_dbar, ZB, dbar, bbar, R, rmode):
+    """`layer_back_pair` for y' = ρ(y) + d ⊙ act(z), with the pre-activations z in Zk (n, k):
+    ż̄ = act'(z) d ȱ and z̄ = act'(z) d ō + act''(z) ż d ȱ; dbar += Σ (ō act(z) + ȱ act'(z) ż)."""
+    _layer_back_act(act, Obar, Odbar, Zk, Zd, idt, use_idt, want_dbar, ZB, True, dbar, bbar, R, rmode)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def layer_back_primal_act(act, Obar, Odbar, Zk, Zd, idt, use_idt, want_dbar, ZBtop, dbar, bbar):
+    """`layer_back_primal` for activation `act` (pre-activations in Zk): z̄ only."""
+    _layer_back_act(act, Obar, Odbar, Zk, Zd, idt, use_idt, want_dbar, ZBtop, False, dbar, bbar, Obar, 0)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH, inline="always")
+def _layer_back_act(act, Obar, Odbar, Zk, Zd, idt, use_idt, want_dbar, ZB, dot, dbar, bbar, R, rmode):
+    """Body of layer_back_pair_act and layer_back_primal_act (as `_layer_back`)."""
+    n, k = Zk.shape
+    for r in range(n):
+        if rmode == 1:
+            for c in range(k):
+                Obar[r, c] += R[r, c]
+                Odbar[r, c] += R[n + r, c]
+        elif rmode == 2:
+            for c in range(k):
+                Obar[r, c] += R[r, c] + R[r, k + c]
+                Odbar[r, c] += R[n + r, c] + R[n + r, k + c]
+        for c in range(k):
+            h, g, g2 = _curvature(act, Zk[r, c])
+            zd = Zd[r, c]
+            if want_dbar:
+                dbar[c] += Obar[r, c] * h + Odbar[r, c] * g * zd
+            ob = Obar[r, c] * idt[c] if use_idt else Obar[r, c]
+            od = Odbar[r, c] * idt[c] if use_idt else Odbar[r, c]
+            zb = g * ob + g2 * zd * od
+            ZB[r, c] = zb
+            if dot:
+                ZB[n + r, c] = g * od
+            bbar[c] += zb
 
 
 # ---------------------------------------------------------------------- statistics
