@@ -127,33 +127,35 @@ def poly5_at(c0, c1, c2, c3, c4, c5, tau):
 
 
 tanh = math.tanh   # the CPU copy binds numdp's vectorisable tanh instead (`compile_math`)
+
+# activation codes of the kernels (numdp.model.activation.Activation names them)
+ACT_TANH, ACT_GELU, ACT_RELU, ACT_RELU6, ACT_SOFTPLUS, ACT_SIGMOID, ACT_SILU, ACT_NONE = range(8)
 GELU_C = math.sqrt(2.0 / math.pi)   # gelu's tanh form (numdp.model.activation uses these too)
 GELU_A = 0.044715
 
 
 def activation(kind, z):
-    """(h, dh/dz) of activation `kind` (numdp.model.activation.Activation: 0 tanh, 1 gelu (tanh
-    form), 2 relu, 3 relu6, 4 softplus, 5 sigmoid, 6 silu, 7 none) at z."""
-    if kind == 0:
+    """(h, dh/dz) of activation `kind` (one of the ACT_* codes; gelu in its tanh form) at z."""
+    if kind == ACT_TANH:
         h = tanh(z)
         return h, 1.0 - h * h
-    if kind == 1:
+    if kind == ACT_GELU:
         t = tanh(GELU_C * (z + GELU_A * z * z * z))
         return (0.5 * z * (1.0 + t),
                 0.5 * (1.0 + t) + 0.5 * z * (1.0 - t * t) * GELU_C * (1.0 + 3.0 * GELU_A * z * z))
-    if kind == 2:
+    if kind == ACT_RELU:
         return (z + 0.0, 1.0) if z > 0.0 else (0.0 * z, 0.0)
-    if kind == 3:
+    if kind == ACT_RELU6:
         if z <= 0.0:
             return 0.0 * z, 0.0
         return (z + 0.0, 1.0) if z < 6.0 else (6.0 + 0.0 * z, 0.0)
-    if kind == 7:
+    if kind == ACT_NONE:
         return z + 0.0, 1.0
     sig = 0.5 * (1.0 + tanh(0.5 * z))          # σ(z), no overflow for any z
-    if kind == 4:
+    if kind == ACT_SOFTPLUS:
         # ln(1 + e^z) = max(z, 0) + ln(1 + e^-|z|)
         return max(z, 0.0) + math.log1p(math.exp(-abs(z))), sig
-    if kind == 5:
+    if kind == ACT_SIGMOID:
         return sig, sig * (1.0 - sig)
     return z * sig, sig + z * sig * (1.0 - sig)
 
@@ -161,25 +163,25 @@ def activation(kind, z):
 def activation_curvature(kind, z):
     """(h, dh/dz, d²h/dz²) of activation `kind` (as `activation`) at z: what the training passes'
     reverse over value and slope needs (numdp.kernels.cpu.train)."""
-    if kind == 0:
+    if kind == ACT_TANH:
         h = tanh(z)
         g = 1.0 - h * h
         return h, g, -2.0 * h * g
-    if kind == 1:
+    if kind == ACT_GELU:
         # h and h' as `activation` writes them; u = c (z + a z³), s = tanh'(u), du = u'
         t = tanh(GELU_C * (z + GELU_A * z * z * z))
         s = 1.0 - t * t
         du = GELU_C * (1.0 + 3.0 * GELU_A * z * z)
         return (0.5 * z * (1.0 + t), 0.5 * (1.0 + t) + 0.5 * z * s * GELU_C * (1.0 + 3.0 * GELU_A * z * z),
                 s * du + 0.5 * z * s * (6.0 * GELU_C * GELU_A * z - 2.0 * t * du * du))
-    if kind == 2 or kind == 3 or kind == 7:              # piecewise linear
+    if kind == ACT_RELU or kind == ACT_RELU6 or kind == ACT_NONE:              # piecewise linear
         h, d = activation(kind, z)
         return h, d, 0.0 * z
     sig = 0.5 * (1.0 + tanh(0.5 * z))
     ds = sig * (1.0 - sig)
-    if kind == 4:
+    if kind == ACT_SOFTPLUS:
         return max(z, 0.0) + math.log1p(math.exp(-abs(z))), sig, ds
-    if kind == 5:
+    if kind == ACT_SIGMOID:
         return sig, ds, ds * (1.0 - 2.0 * sig)
     return z * sig, sig + z * sig * (1.0 - sig), ds * (2.0 + z * (1.0 - 2.0 * sig))
 

@@ -25,19 +25,20 @@ from enum import IntEnum
 
 import numpy as np
 
+from ..kernels import math as _codes
 
 
 class Activation(IntEnum):
     """Kernel codes of the activation functions (numdp.kernels.math.activation)."""
 
-    TANH = 0
-    GELU = 1
-    RELU = 2
-    RELU6 = 3
-    SOFTPLUS = 4
-    SIGMOID = 5
-    SILU = 6
-    NONE = 7
+    TANH = _codes.ACT_TANH
+    GELU = _codes.ACT_GELU
+    RELU = _codes.ACT_RELU
+    RELU6 = _codes.ACT_RELU6
+    SOFTPLUS = _codes.ACT_SOFTPLUS
+    SIGMOID = _codes.ACT_SIGMOID
+    SILU = _codes.ACT_SILU
+    NONE = _codes.ACT_NONE
 
 
 NAMES = tuple(a.name.lower() for a in Activation)

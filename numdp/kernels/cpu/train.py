@@ -12,6 +12,7 @@ vector d_ij moves by q_ij), a bar the adjoint of the loss-gradient objective
 import numpy as np
 from numba import njit
 
+from ..math import ACT_GELU, ACT_SIGMOID, ACT_SILU
 from ..math import CPU as _MATH
 from .descriptor import back_D_row
 from .envmat import FASTMATH, row_tangent
@@ -255,18 +256,39 @@ def _layer_back(Obar, Odbar, H, Zd, idt, use_idt, want_dbar, ZB, dot, dbar, bbar
 # ---------------------------------------------------------------------- dense layers, any activation
 # The tanh kernels above take h = tanh z and form h' = 1 - h², h'' = -2 h h' from it; these take the
 # pre-activation z (`numdp.kernels.cpu.layers.post_tangent_keep_act`, `post_forward_keep_act`) and
-# evaluate act, act', act'' of the activation code `act` (numdp.kernels.math.activation_curvature).
+# evaluate act, act', act'' of the activation code `act` (numdp.kernels.math.activation_curvature),
+# with the code a constant for gelu, silu and sigmoid (vectorised; `numdp.kernels.cpu.layers`).
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
 def layer_tangent_out_act(act, Zk, Zd, idt, use_idt, Yd, mode, out):
     """`layer_tangent_out` for activation `act`: out (n, k) = ρ(Ẏ) + idt ⊙ act'(z) ⊙ Ż, with the
     pre-activations z in Zk (n, k)."""
+    if act == ACT_GELU:
+        _tangent_out_act(ACT_GELU, Zk, Zd, idt, use_idt, Yd, mode, out)
+    elif act == ACT_SILU:
+        _tangent_out_act(ACT_SILU, Zk, Zd, idt, use_idt, Yd, mode, out)
+    elif act == ACT_SIGMOID:
+        _tangent_out_act(ACT_SIGMOID, Zk, Zd, idt, use_idt, Yd, mode, out)
+    else:
+        _tangent_out_act(act, Zk, Zd, idt, use_idt, Yd, mode, out)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH, inline="always")
+def _tangent_out_act(act, Zk, Zd, idt, use_idt, Yd, mode, out):
+    """Body of layer_tangent_out_act."""
     n, k = Zk.shape
     for r in range(n):
-        for c in range(k):
-            _, d = _activation(act, Zk[r, c])
-            v = d * Zd[r, c]
-            out[r, c] = v * idt[c] if use_idt else v
+        zr = Zk[r]
+        dr = Zd[r]
+        orow = out[r]
+        if use_idt:
+            for c in range(k):
+                _, d = _activation(act, zr[c])
+                orow[c] = d * dr[c] * idt[c]
+        else:
+            for c in range(k):
+                _, d = _activation(act, zr[c])
+                orow[c] = d * dr[c]
         _add_residual_row(Yd, r, mode, out, r)
 
 
@@ -274,40 +296,72 @@ def layer_tangent_out_act(act, Zk, Zd, idt, use_idt, Yd, mode, out):
 def layer_back_pair_act(act, Obar, Odbar, Zk, Zd, idt, use_idt, want_dbar, ZB, dbar, bbar, R, rmode):
     """`layer_back_pair` for y' = ρ(y) + d ⊙ act(z), with the pre-activations z in Zk (n, k):
     ż̄ = act'(z) d ȱ and z̄ = act'(z) d ō + act''(z) ż d ȱ; dbar += Σ (ō act(z) + ȱ act'(z) ż)."""
-    _layer_back_act(act, Obar, Odbar, Zk, Zd, idt, use_idt, want_dbar, ZB, True, dbar, bbar, R, rmode)
+    if act == ACT_GELU:
+        _layer_back_act(ACT_GELU, Obar, Odbar, Zk, Zd, idt, use_idt, want_dbar, ZB, True, dbar, bbar, R, rmode)
+    elif act == ACT_SILU:
+        _layer_back_act(ACT_SILU, Obar, Odbar, Zk, Zd, idt, use_idt, want_dbar, ZB, True, dbar, bbar, R, rmode)
+    elif act == ACT_SIGMOID:
+        _layer_back_act(ACT_SIGMOID, Obar, Odbar, Zk, Zd, idt, use_idt, want_dbar, ZB, True, dbar, bbar, R,
+                        rmode)
+    else:
+        _layer_back_act(act, Obar, Odbar, Zk, Zd, idt, use_idt, want_dbar, ZB, True, dbar, bbar, R, rmode)
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
 def layer_back_primal_act(act, Obar, Odbar, Zk, Zd, idt, use_idt, want_dbar, ZBtop, dbar, bbar):
     """`layer_back_primal` for activation `act` (pre-activations in Zk): z̄ only."""
-    _layer_back_act(act, Obar, Odbar, Zk, Zd, idt, use_idt, want_dbar, ZBtop, False, dbar, bbar, Obar, 0)
+    if act == ACT_GELU:
+        _layer_back_act(ACT_GELU, Obar, Odbar, Zk, Zd, idt, use_idt, want_dbar, ZBtop, False, dbar, bbar, Obar, 0)
+    elif act == ACT_SILU:
+        _layer_back_act(ACT_SILU, Obar, Odbar, Zk, Zd, idt, use_idt, want_dbar, ZBtop, False, dbar, bbar, Obar, 0)
+    elif act == ACT_SIGMOID:
+        _layer_back_act(ACT_SIGMOID, Obar, Odbar, Zk, Zd, idt, use_idt, want_dbar, ZBtop, False, dbar, bbar,
+                        Obar, 0)
+    else:
+        _layer_back_act(act, Obar, Odbar, Zk, Zd, idt, use_idt, want_dbar, ZBtop, False, dbar, bbar, Obar, 0)
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, inline="always")
 def _layer_back_act(act, Obar, Odbar, Zk, Zd, idt, use_idt, want_dbar, ZB, dot, dbar, bbar, R, rmode):
-    """Body of layer_back_pair_act and layer_back_primal_act (as `_layer_back`)."""
+    """Body of layer_back_pair_act and layer_back_primal_act (as `_layer_back`: the residual share
+    first, the flags tested outside the inner loops)."""
     n, k = Zk.shape
     for r in range(n):
+        ob = Obar[r]
+        odb = Odbar[r]
         if rmode == 1:
             for c in range(k):
-                Obar[r, c] += R[r, c]
-                Odbar[r, c] += R[n + r, c]
+                ob[c] += R[r, c]
+                odb[c] += R[n + r, c]
         elif rmode == 2:
             for c in range(k):
-                Obar[r, c] += R[r, c] + R[r, k + c]
-                Odbar[r, c] += R[n + r, c] + R[n + r, k + c]
-        for c in range(k):
-            h, g, g2 = _curvature(act, Zk[r, c])
-            zd = Zd[r, c]
-            if want_dbar:
-                dbar[c] += Obar[r, c] * h + Odbar[r, c] * g * zd
-            ob = Obar[r, c] * idt[c] if use_idt else Obar[r, c]
-            od = Odbar[r, c] * idt[c] if use_idt else Odbar[r, c]
-            zb = g * ob + g2 * zd * od
-            ZB[r, c] = zb
-            if dot:
-                ZB[n + r, c] = g * od
-            bbar[c] += zb
+                ob[c] += R[r, c] + R[r, k + c]
+                odb[c] += R[n + r, c] + R[n + r, k + c]
+        zr = Zk[r]
+        zdr = Zd[r]
+        zbt = ZB[r]
+        if want_dbar:
+            for c in range(k):
+                h, g = _activation(act, zr[c])
+                dbar[c] += ob[c] * h + odb[c] * g * zdr[c]
+        if use_idt:
+            for c in range(k):
+                _, g, g2 = _curvature(act, zr[c])
+                od = odb[c] * idt[c]
+                zb = g * (ob[c] * idt[c]) + g2 * zdr[c] * od
+                zbt[c] = zb
+                if dot:
+                    ZB[n + r, c] = g * od
+                bbar[c] += zb
+        else:
+            for c in range(k):
+                _, g, g2 = _curvature(act, zr[c])
+                od = odb[c]
+                zb = g * ob[c] + g2 * zdr[c] * od
+                zbt[c] = zb
+                if dot:
+                    ZB[n + r, c] = g * od
+                bbar[c] += zb
 
 
 # ---------------------------------------------------------------------- statistics
