@@ -143,11 +143,13 @@ else
     else
         # what no GPU has run yet first (team kernels in the first two files, the cached launches
         # over numba arrays, the kernel products and real CUDA graphs, the one-block kernels'
-        # bits against the launches they replace), the neighbour search (run
-        # on the H200 before) last: a run cut at the time limit loses the least
+        # bits against the launches they replace, the other activation functions' kernels), the
+        # neighbour search (run on the H200 before) last: a run cut at the time limit loses the least
         tests=(tests/test_cuda_kernels.py tests/test_cuda_model.py tests/test_cuda_fastlaunch.py
                tests/test_cuda_gemm.py tests/test_cuda_graph.py tests/test_cuda_numba_pool.py
-               tests/test_cuda_fused.py tests/test_cuda_force_launches.py)
+               tests/test_cuda_fused.py tests/test_cuda_force_launches.py
+               tests/test_activations.py::test_cuda_matches_cpu
+               tests/test_activations.py::test_low_precision_close_to_double)
         [ -f tests/test_cuda_neighbor.py ] && tests+=(tests/test_cuda_neighbor.py)
         real=1
     fi
