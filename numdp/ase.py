@@ -48,7 +48,9 @@ class DPCalculator(Calculator):
     model: path of a .h5 (numdp) or .dp (DeePMD-kit) model, or a loaded numdp DPModel (then
     precision, device and threads are the model's own and must be left at their defaults).
     precision: "double", "mix32" or "mix16"; device: "cpu"; threads: worker threads (None:
-    numdp's default, see numdp.model.dp_model.default_threads).
+    numdp's default, see numdp.model.dp_model.default_threads).  A model with frame parameters
+    (numb_fparam) takes them from ``atoms.info["fparam"]`` (as DeePMD-kit's calculator), else
+    uses its default_fparam.
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "virial", "stress", "energies", "stresses"]
@@ -85,8 +87,10 @@ class DPCalculator(Calculator):
         pbc = tuple(bool(p) for p in atoms.pbc)
         box = np.array(atoms.cell.array) if any(pbc) else None
         want_atomic_stress = "stresses" in properties
+        fparam = atoms.info.get("fparam")
         out = self.model.evaluate(atoms.positions, self.types_of(atoms), box,
-                                  atom_virial=want_atomic_stress, pbc=pbc if any(pbc) else None)
+                                  atom_virial=want_atomic_stress, pbc=pbc if any(pbc) else None,
+                                  fparam=None if fparam is None or np.size(fparam) == 0 else fparam)
         self.results = {
             "energy": out.energy,
             "free_energy": out.energy,
@@ -119,7 +123,8 @@ class DP(DPCalculator):
     NeighborList) and nlist_backend change only how DeePMD-kit finds neighbours, never the
     result: accepted and unused; head: None (numdp models are single-task).  Keyword arguments
     precision, device and threads are numdp's (DPCalculator), the rest go to ASE's Calculator.
-    ``atoms.info`` fparam / aparam / charge_spin are refused: numdp models take none.
+    ``atoms.info["fparam"]``: the frame parameters of a model that takes them (DPCalculator);
+    aparam / charge_spin are refused: numdp reads no model that takes them.
     """
 
     def __init__(self, model, label: str = "DP", type_dict: dict[str, int] | None = None,
@@ -138,7 +143,7 @@ class DP(DPCalculator):
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         source = atoms if atoms is not None else self.atoms
-        for key in ("fparam", "aparam", "charge_spin"):
+        for key in ("aparam", "charge_spin"):
             value = None if source is None else source.info.get(key)
             if value is not None and np.size(value) != 0:
                 raise InputError(f"DP: atoms.info[{key!r}] given but the model takes no {key}")

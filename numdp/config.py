@@ -41,6 +41,7 @@ class ModelSettings:
     threads: int | None = None
     deviation_files: tuple[Path, ...] = ()  # models 1.. of a deviation ensemble ([model] file = [...])
     device: str = "cpu"  # "cpu" or "cuda" (numdp.backend; docs/gpu.md, "MD on the GPU")
+    fparam: tuple[float, ...] | None = None  # frame parameters of models that take them (numb_fparam)
 
     @property
     def files(self) -> tuple[Path, ...]:
@@ -224,13 +225,15 @@ def _precision(t: Table, default: str) -> str:
 
 
 def _model(t: Table, base: Path) -> ModelSettings:
-    t.check_keys(("file", "precision", "threads", "device"))
+    t.check_keys(("file", "precision", "threads", "device", "fparam"))
     precision = _precision(t, "double")
     names = t.str_list("file")
     files = tuple(resolve_path(n, base) for n in names)
+    fparam = t.number_list("fparam", None)
     return ModelSettings(file=files[0], precision=precision,
                          threads=t.integer("threads", None, positive=True), deviation_files=files[1:],
-                         device=t.string("device", "cpu", choices=DEVICES))
+                         device=t.string("device", "cpu", choices=DEVICES),
+                         fparam=None if fparam is None else tuple(fparam))
 
 
 def _model_devi(t: Table, base: Path, model_precision: str) -> ModelDeviSettings:

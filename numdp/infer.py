@@ -79,15 +79,16 @@ class DeepPot:
         return self.model.rcut
 
     def get_dim_fparam(self) -> int:
-        """Frame parameters: numdp models have none."""
-        return 0
+        """Frame parameters the model takes (DeePMD-kit's numb_fparam; 0: none)."""
+        return self.model.numb_fparam
 
     def get_dim_aparam(self) -> int:
         """Atomic parameters: numdp models have none."""
         return 0
 
     def has_default_fparam(self) -> bool:
-        return False
+        """Whether the model has a default_fparam (used by `eval` without fparam)."""
+        return self.model.source_params.fitting.default_fparam is not None
 
     def get_sel_type(self) -> list[int]:
         """Types with an atomic contribution: all of them (what DeePMD-kit 3.2 returns for an
@@ -163,8 +164,10 @@ class DeepPot:
         coords: (nframes, natoms*3), (nframes, natoms, 3), or one frame (natoms*3,) / (natoms, 3),
         Å.  cells: (nframes, 9) or (nframes, 3, 3) (one frame: (9,) or (3, 3)), rows = cell
         vectors, Å; None = non-periodic.  atom_types: (natoms,) integers indexing get_type_map(),
-        or (nframes, natoms) with mixed_type=True.  fparam / aparam: None or empty (the model
-        has none).
+        or (nframes, natoms) with mixed_type=True.  fparam: the frame parameters of a model that
+        takes them (get_dim_fparam() > 0): (nframes, dim_fparam), or (dim_fparam,) for every
+        frame; None uses the model's default_fparam.  aparam: None or empty (numdp reads no model
+        with atomic parameters).
 
         Returns float64 arrays energy (nframes, 1) eV, force (nframes, natoms, 3) eV/Å, virial
         (nframes, 9) eV (row-major 3x3, -stress*volume); with atomic=True also atom_energy
@@ -174,6 +177,7 @@ class DeepPot:
         pos, types, boxes = self._standard_input("DeepPot.eval", coords, cells, atom_types, fparam,
                                                  aparam, mixed_type, kwargs)
         nframes, natoms = pos.shape[:2]
+        fparams = self._standard_fparam("DeepPot.eval", fparam, nframes)
         energy = np.empty((nframes, 1))
         force = np.empty((nframes, natoms, 3))
         virial = np.empty((nframes, 9))
@@ -182,7 +186,8 @@ class DeepPot:
         for f in range(nframes):
             try:
                 out = self.model.evaluate(pos[f], types[min(f, types.shape[0] - 1)],
-                                          None if boxes is None else boxes[f], atom_virial=atomic)
+                                          None if boxes is None else boxes[f], atom_virial=atomic,
+                                          fparam=None if fparams is None else fparams[f])
             except InputError as exc:
                 raise InputError(f"DeepPot.eval: frame {f}: {exc}") from None
             energy[f, 0] = out.energy
@@ -230,7 +235,7 @@ class DeepPot:
                 raise InputError(f"{who}: {key} given but the model takes no {key} input")
         for name, value, getter in (("fparam", fparam, "get_dim_fparam"),
                                     ("aparam", aparam, "get_dim_aparam")):
-            if value is not None and np.size(value) != 0:
+            if value is not None and np.size(value) != 0 and getattr(self, getter)() == 0:
                 raise InputError(f"{who}: {name} given but the model has no "
                                  f"{'frame' if name == 'fparam' else 'atomic'} parameters "
                                  f"({getter}() == 0)")
@@ -240,6 +245,23 @@ class DeepPot:
         if types.shape[0] != 1 and types.shape[0] != nframes:
             raise InputError(f"{who}: atom_types has {types.shape[0]} frames but coords has {nframes}")
         return pos, types, self._standard_cells(who, cells, nframes)
+
+    def _standard_fparam(self, who: str, fparam, nframes: int) -> np.ndarray | None:
+        """fparam as (nframes, dim_fparam) float64 (one row repeated when one is given), or None
+        (the model takes none, or uses its default)."""
+        nfp = self.get_dim_fparam()
+        if nfp == 0 or fparam is None:
+            return None
+        try:
+            fp = np.asarray(fparam, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"{who}: fparam is not an array of numbers ({exc})") from None
+        if fp.size == nfp:
+            return np.tile(fp.reshape(1, nfp), (nframes, 1))
+        if fp.size == nframes * nfp:
+            return fp.reshape(nframes, nfp)
+        raise InputError(f"{who}: fparam has shape {fp.shape}; expected ({nframes}, {nfp}) or ({nfp},) "
+                         f"(get_dim_fparam() == {nfp})")
 
     def _standard_types(self, who: str, atom_types, mixed_type: bool) -> np.ndarray:
         """atom_types as an int32 array (nframes or 1, natoms), checked against the type map."""
@@ -353,7 +375,9 @@ def calc_model_devi(coord, box, atype, models, fname=None, frequency: int = 1,
             raise InputError(f"calc_model_devi: real_data does not fit {nframes} frames of {natoms} "
                              f"atoms ({exc})") from None
         refs = [Reference(e[k], f[k], v[k]) for k in range(nframes)]
-    frames = ((pos[k], types[min(k, types.shape[0] - 1)], None if boxes is None else boxes[k], None, refs[k])
+    fparams = models[0]._standard_fparam("calc_model_devi", fparam, nframes)
+    frames = ((pos[k], types[min(k, types.shape[0] - 1)], None if boxes is None else boxes[k], None, refs[k],
+               None if fparams is None else fparams[k])
               for k in range(nframes))
     rows = []
     devi = ensemble_deviations([m.model for m in models], frames, relative, relative_v)

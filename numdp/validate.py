@@ -362,6 +362,19 @@ class Table:
             raise self.error(key, f"expected {need} of integers >= {minimum}, got {self.wording.show(v)}")
         return list(v)
 
+    def number_list(self, key: str, default=REQUIRED):
+        """A non-empty list of finite numbers (a lone number: a list of one), as floats; `default`
+        when absent."""
+        if self._absent(key, default):
+            return default
+        v = self.raw(key, default)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            v = [v]
+        if not isinstance(v, list) or not v or any(isinstance(x, bool) or not isinstance(x, (int, float))
+                                                   or not math.isfinite(x) for x in v):
+            raise self.error(key, f"expected a non-empty list of numbers, got {self.wording.show(v)}")
+        return [float(x) for x in v]
+
     def str_list(self, key: str, default=REQUIRED):
         """A non-empty list of non-empty strings (a lone string: a list of one); `default` when absent."""
         if self._absent(key, default):

@@ -243,5 +243,9 @@ def test_deepmd_kit_dp_class(cu_model):
         ag.get_potential_energy()
     atoms.info["fparam"] = [1.0]
     atoms.calc = DP(CU, threads=2)
-    with pytest.raises(InputError, match=r"DP: atoms.info\['fparam'\] given but the model takes no fparam"):
+    with pytest.raises(InputError, match=r"the model takes no frame parameters \(numb_fparam 0\), got fparam \[1.0\]"):
+        atoms.get_potential_energy()
+    del atoms.info["fparam"]
+    atoms.info["aparam"] = [1.0]
+    with pytest.raises(InputError, match=r"DP: atoms.info\['aparam'\] given but the model takes no aparam"):
         atoms.get_potential_energy()

@@ -66,6 +66,7 @@ def fitted_bias(model, paths, numb_batch: int, mode: str, seed: int):
             print(f"# {path}: no energy labels, skipped")
             continue
         types = system.frame_model_types(model.type_map)
+        fparams = system.model_fparam(model) if mode == "change" else None
         n = system.nframes
         frames = (np.arange(n) if numb_batch <= 0 or numb_batch >= n
                   else np.sort(rng.choice(n, size=numb_batch, replace=False)))
@@ -73,7 +74,8 @@ def fitted_bias(model, paths, numb_batch: int, mode: str, seed: int):
             e = float(system.energy[f])
             if mode == "change":
                 box = None if system.boxes is None else system.boxes[f]
-                e -= model.evaluate(system.coords[f], types[f], box, atom_virial=False).energy
+                e -= model.evaluate(system.coords[f], types[f], box, atom_virial=False,
+                                    fparam=None if fparams is None else fparams[f]).energy
             counts.append(np.bincount(types[f], minlength=nt))
             values.append(e)
     if not counts:

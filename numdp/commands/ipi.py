@@ -141,6 +141,11 @@ def main(args) -> int:
     if args.rename and args.init is None:
         raise InputError("--rename applies to the labels of an --init file")
     model = load_model(model_path, nthreads=args.threads, precision=args.precision)
+    try:   # i-PI passes no frame parameters: a model that takes them runs with its default
+        model.check_fparam()
+    except InputError as exc:
+        raise InputError(f"{model_path}: {exc} (i-PI gives none; numdp ipi runs such a model with its "
+                         f"default_fparam)") from None
     if args.init is None and args.types is None:  # dp_ipi's coord_file (+ atom_type)
         if cfg.get("atom_type") is not None:
             types = _types_from_atom_type(cfg["init"], cfg["atom_type"], model.type_map,

@@ -53,13 +53,15 @@ def configure(parser):
                         help="evaluation precision (default double)")
 
 
-def frames_of(path: Path, type_map: list[str], labels: bool = False, set_prefix: str = "set"):
+def frames_of(path: Path, type_map: list[str], labels: bool = False, set_prefix: str = "set", model=None):
     """(title, iterator of (positions (N, 3), types (N,), box (3, 3) or None, pbc, reference))
     for each system named by `path`: npy system directories, an H5MD file, or an extxyz file.
     pbc: the periodicity along each cell vector as the file gives it (extxyz `pbc`, H5MD
     `box/boundary`), or None (periodic along all three with a box).  reference: the frame's
     labels (numdp.model.deviation.Reference) with `labels` (DeePMD systems only), else None;
-    DeePMD systems' frames come from their ``SET_PREFIX.*`` sets."""
+    DeePMD systems' frames come from their ``SET_PREFIX.*`` sets.  With `model` (a DPModel that
+    takes frame parameters) a DeePMD system's frames carry a sixth item, their fparam.npy row
+    (`System.model_fparam`)."""
     from ..io.structure import assign_types, iter_extxyz, read_h5md_structure
 
     if not path.exists():
@@ -74,13 +76,15 @@ def frames_of(path: Path, type_map: list[str], labels: bool = False, set_prefix:
         for sys_path in found:
             s = load_system(sys_path, set_prefix)
             types = s.frame_model_types(type_map)
+            fparam = None if model is None else s.model_fparam(model)
             if labels:
                 for name in ("energy", "forces", "virial"):
                     if getattr(s, name) is None:
                         raise InputError(f"{sys_path}: --real_error needs {name} labels "
                                          f"({'force' if name == 'forces' else name}.npy); the system has none")
             yield str(sys_path), ((s.coords[f], types[f], None if s.boxes is None else s.boxes[f], None,
-                                   Reference(s.energy[f], s.forces[f], s.virial[f]) if labels else None)
+                                   Reference(s.energy[f], s.forces[f], s.virial[f]) if labels else None,
+                                   None if fparam is None else fparam[f])
                                   for f in range(s.nframes))
     elif labels:
         raise InputError(f"{path}: --real_error needs labelled DeePMD npy systems; this file has no labels")
@@ -153,7 +157,7 @@ def main(args) -> int:
         with fp:
             for s in args.system:
                 for title, frames in frames_of(Path(s), type_map, labels=args.real_error,
-                                                  set_prefix=args.set_prefix):
+                                                  set_prefix=args.set_prefix, model=models[0]):
                     devi = ensemble_deviations(models, frames, args.relative, args.relative_v)
                     rows = list(enumerate(devi))
                     write_block(fp, ((k * args.frequency, d) for k, d in rows), energy=True,

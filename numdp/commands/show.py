@@ -39,6 +39,10 @@ def describe(params, attributes=ATTRIBUTES) -> list[str]:
     if "fitting-net" in attributes:
         fit = {"type": "ener", "neuron": list(f.neuron), "resnet_dt": f.resnet_dt,
                "activation_function": f.activation}
+        if f.numb_fparam:
+            fit["numb_fparam"] = f.numb_fparam
+            if f.default_fparam is not None:
+                fit["default_fparam"] = f.default_fparam.tolist()
         lines.append(f"The fitting_net parameter is {fit}")
         lines.append("The energy bias (eV per atom) is " + ", ".join(
             f"{n} {b:.10g}" for n, b in zip(params.type_map, f.bias_atom_e + params.out_bias)))

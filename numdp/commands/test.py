@@ -121,13 +121,15 @@ def evaluate_system(model, system, nframes: int = 0, detail=None, atomic: bool =
         raise InputError(f"{system.path}: -a/--atomic needs atomic energy labels (atom_ener.npy); the system "
                          f"has none")
     types = system.frame_model_types(model.type_map)
+    fparams = system.model_fparam(model)
     n = system.natoms
     count = system.nframes if nframes <= 0 else min(nframes, system.nframes)
     acc = _Accumulator()
     x = acc.extra
     for f in range(count):
         box = None if system.boxes is None else system.boxes[f]
-        out = model.evaluate(system.coords[f], types[f], box, atom_virial=False)
+        out = model.evaluate(system.coords[f], types[f], box, atom_virial=False,
+                             fparam=None if fparams is None else fparams[f])
         if system.energy is not None:
             acc.add_energy(out.energy - system.energy[f], n)
             x["energy_total"].add(out.energy - system.energy[f])

@@ -83,6 +83,26 @@ def _check(cond: bool, path: Path, msg: str) -> None:
         raise InputError(f"{path}: {msg}")
 
 
+def _fparam(fit: dict, path: Path) -> dict:
+    """The fitting's frame-parameter statistics and default as `Fitting` fields (empty without
+    numb_fparam)."""
+    nfp = int(fit.get("numb_fparam") or 0)
+    if nfp == 0:
+        return {}
+    var = fit["@variables"]
+    arrays = {}
+    for key in ("fparam_avg", "fparam_inv_std"):
+        _check(var.get(key) is not None, path, f"numb_fparam {nfp} without the fitting's {key}")
+        arrays[key] = np.asarray(var[key], dtype=np.float64).reshape(-1)
+        _check(arrays[key].shape == (nfp,), path, f"fitting {key} has {arrays[key].size} entries, numb_fparam {nfp}")
+    default = fit.get("default_fparam")
+    if default is not None:
+        arrays["default_fparam"] = np.asarray(default, dtype=np.float64).reshape(-1)
+        _check(arrays["default_fparam"].shape == (nfp,), path,
+               f"default_fparam has {arrays['default_fparam'].size} entries, numb_fparam {nfp}")
+    return arrays
+
+
 def params_from_dp_tree(tree: dict, path: Path) -> ModelParams:
     """Build ModelParams from the resolved JSON tree of a `.dp` file."""
     model = tree["model"]
@@ -93,7 +113,8 @@ def params_from_dp_tree(tree: dict, path: Path) -> ModelParams:
     _check(not model.get("pair_exclude_types") and not model.get("atom_exclude_types"), path,
            "model-level type exclusions (pair_exclude_types, atom_exclude_types) are not supported")
     _check(float(desc.get("env_protection", 0.0)) == 0.0, path, "env_protection != 0 is not supported")
-    _check(not fit.get("numb_fparam") and not fit.get("numb_aparam"), path, "fparam/aparam are not supported")
+    _check(not fit.get("numb_aparam"), path, "atomic parameters (numb_aparam) are not supported")
+    _check(not fit.get("dim_case_embd"), path, "case embeddings (dim_case_embd, multi-task models) are not supported")
     _check(not fit.get("mixed_types", False), path, "mixed_types fitting is not supported")
     type_map = list(model["type_map"])
     nt = len(type_map)
@@ -103,6 +124,7 @@ def params_from_dp_tree(tree: dict, path: Path) -> ModelParams:
     fnets = [_net(n, f"fitting net {k}") for k, n in enumerate(fit["nets"]["networks"])]
     fit_var = fit["@variables"]
     bias_atom_e = np.zeros(nt) if fit_var.get("bias_atom_e") is None else np.asarray(fit_var["bias_atom_e"]).reshape(nt)
+    fparam = _fparam(fit, path)
     mvar = model.get("@variables", {})
     out_bias = np.zeros(nt) if mvar.get("out_bias") is None else np.asarray(mvar["out_bias"]).reshape(nt)
     out_std = np.ones(nt) if mvar.get("out_std") is None else np.asarray(mvar["out_std"]).reshape(nt)
@@ -117,7 +139,7 @@ def params_from_dp_tree(tree: dict, path: Path) -> ModelParams:
             davg=np.asarray(var["davg"], dtype=np.float64), dstd=np.asarray(var["dstd"], dtype=np.float64),
             embeddings=embeds, tables=tables, exclude_types=_exclude_types(desc.get("exclude_types"), nt, path)),
         fitting=Fitting(neuron=[int(n) for n in fit["neuron"]], resnet_dt=bool(fit.get("resnet_dt", True)),
-                        nets=fnets, bias_atom_e=bias_atom_e),
+                        nets=fnets, bias_atom_e=bias_atom_e, **fparam),
         out_bias=out_bias, out_std=out_std,
         min_nbor_dist=None if mnd is None else float(np.asarray(mnd).ravel()[0]),
         info={"source": "deepmd-kit", "software": tree.get("software"), "version": tree.get("version"),

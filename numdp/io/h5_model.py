@@ -23,6 +23,9 @@ Layout of format version 2 (every array float64; units in `unit` / `<name>_unit`
         tables attrs: order, dx, extrapolate (the compression settings)
       fitting/                attrs: kind = "ener", neuron, resnet_dt
         bias_atom_e (ntypes,) eV
+        fparam_avg, fparam_inv_std (nfp,)  only in a model with frame parameters (DeePMD-kit's
+                              numb_fparam; the first layers' inputs are [D, (f - avg) * inv_std])
+        default_fparam (nfp,) optional: the frame parameters of a frame that gives none
         net_{t}/layer_{l}/    t = centre type; l = 0 .. len(neuron) (last layer: activation none)
 
 Versioning: `format_version` is raised whenever a change would make an older numdp misread a
@@ -54,6 +57,8 @@ FORMAT = "numdp-model"
 FORMAT_VERSION = 2          # the newest version read and written
 EXCLUSION_VERSION = 2       # the first version with descriptor exclude_types
 ANGSTROM, INV_ANGSTROM, EV = "Å", "1/Å", "eV"
+FPARAM_UNITS = {"fparam_avg": None, "fparam_inv_std": None, "default_fparam": None}
+"""The fitting's optional frame-parameter arrays (their units are the data's: none recorded)."""
 
 
 def atomic_h5_file(path):
@@ -156,6 +161,9 @@ def write_h5_model(params: ModelParams, path) -> None:
         g.attrs["neuron"] = np.asarray(f.neuron, dtype=np.int64)
         g.attrs["resnet_dt"] = bool(f.resnet_dt)
         _dataset(g, "bias_atom_e", np.ravel(f.bias_atom_e), EV)
+        for name in ("fparam_avg", "fparam_inv_std", "default_fparam"):
+            if getattr(f, name) is not None:
+                _dataset(g, name, getattr(f, name), FPARAM_UNITS[name])
         for t, net in enumerate(f.nets):
             _write_net(g.create_group(f"net_{t}"), net)
 
@@ -318,7 +326,8 @@ def _read(h5: h5py.File, path: Path) -> ModelParams:
     fitting = Fitting(neuron=fneuron, resnet_dt=r.scalar(g, "resnet_dt", bool),
                       nets=[r.net(f"fitting/net_{t}", len(fneuron) + 1, f"fitting net {t}")
                             for t in range(nt)],
-                      bias_atom_e=r.array("fitting/bias_atom_e", (nt,)))
+                      bias_atom_e=r.array("fitting/bias_atom_e", (nt,)),
+                      **{name: r.array(f"fitting/{name}", (None,), optional=True) for name in FPARAM_UNITS})
 
     mnd = r.array("min_nbor_dist", (), optional=True)
     info_text = r.string(h5, "info", default="{}")

@@ -15,6 +15,8 @@ A system holds a fixed number and order of atoms::
         atom_pref.npy        (nframes, natoms)      optional: force weights (loss pref_pf)
         atom_ener_coeff.npy  (nframes, natoms)      optional: energy coefficients c_i of
                                                     E = Σ c_i e_i (enable_atom_ener_coeff)
+        fparam.npy           (nframes, nfp)         optional: frame parameters, the input of a
+                                                    model with numb_fparam = nfp
 
 DeePMD-kit's mixed-type layout (dpdata's ``deepmd/npy/mixed``, ``deepmd/hdf5/mixed``) gives each
 frame its own atom types: every set holds ``real_atom_types.npy`` (nframes, natoms), indices into
@@ -44,7 +46,7 @@ import numpy as np
 from numdp.errors import InputError
 from numdp.io.type_map import table_types
 
-LABELS = ("energy", "force", "virial", "atom_ener", "atom_pref", "atom_ener_coeff")
+LABELS = ("energy", "force", "virial", "atom_ener", "atom_pref", "atom_ener_coeff", "fparam")
 ATOM_LABELS = ("atom_ener", "atom_pref", "atom_ener_coeff")
 """The labels of one number per atom, (nframes, natoms) (DeePMD-kit's training loss options)."""
 _INT32_MAX = np.iinfo(np.int32).max
@@ -71,6 +73,8 @@ class System:
         frame_types: (nframes, natoms) int32 type index (into type_map) of each atom of each
             frame, for a mixed-type system (real_atom_types.npy); None otherwise (every frame has
             `types`).
+        fparam: (nframes, nfp) float64 frame parameters (fparam.npy), the input of a model with
+            numb_fparam = nfp; None if absent.
     """
 
     path: pathlib.Path
@@ -85,8 +89,9 @@ class System:
     atom_pref: np.ndarray | None = None
     atom_ener_coeff: np.ndarray | None = None
     frame_types: np.ndarray | None = None
+    fparam: np.ndarray | None = None
 
-    PER_FRAME = ("coords", "boxes", "energy", "forces", "virial") + ATOM_LABELS + ("frame_types",)
+    PER_FRAME = ("coords", "boxes", "energy", "forces", "virial") + ATOM_LABELS + ("frame_types", "fparam")
     """The attributes indexed by frame (first axis), absent ones None."""
 
     @property
@@ -99,6 +104,24 @@ class System:
         idx = np.asarray(frames, dtype=np.int64)
         return dataclasses.replace(self, **{k: None if getattr(self, k) is None else getattr(self, k)[idx]
                                             for k in self.PER_FRAME})
+
+    def model_fparam(self, model) -> np.ndarray | None:
+        """The frame parameters (nframes, nfp) that `model` (a numdp DPModel) takes on this
+        system's frames: fparam.npy; None when the model takes none (fparam.npy is then not
+        read, as DeePMD-kit does) or the system has none and the model has a default_fparam.
+        InputError naming the system when they are missing or of another width."""
+        nfp = model.numb_fparam
+        if nfp == 0:
+            return None
+        if self.fparam is None:
+            if model.source_params.fitting.default_fparam is not None:
+                return None
+            raise InputError(f"{self.path}: the model takes {nfp} frame parameter(s) (numb_fparam) and has "
+                             f"no default_fparam; the system has no fparam.npy")
+        if self.fparam.shape[1] != nfp:
+            raise InputError(f"{self.path}: fparam.npy has {self.fparam.shape[1]} parameter(s) per frame, "
+                             f"the model takes {nfp} (numb_fparam)")
+        return self.fparam
 
     @property
     def nframes(self) -> int:
@@ -244,6 +267,7 @@ def read_system(store: SystemStore, set_prefix: str = "set") -> System:
         virial=arrays.get("virial"),
         **{name: arrays.get(name) for name in ATOM_LABELS},
         frame_types=frame_types,
+        fparam=arrays.get("fparam"),
     )
 
 
@@ -351,7 +375,10 @@ def _read_set(store: SystemStore, set_name: str, natoms: int, nopbc: bool) -> di
     for name in names:
         member = f"{set_name}/{name}.npy"
         arr = coord if name == "coord" else _load_npy(store, member)
-        out[name] = _shaped(store.location / member, arr, nframes, natoms, _frame_shape(name, natoms))
+        shape = _frame_shape(name, natoms)
+        if name == "fparam" and arr.ndim and arr.shape[0] == nframes:
+            shape = (int(arr[0].size),)   # the model's numb_fparam, checked where it is used
+        out[name] = _shaped(store.location / member, arr, nframes, natoms, shape)
     if "box" in out:
         _check_cells(store.location / set_name / "box.npy", out["box"])
     return out
@@ -424,3 +451,7 @@ def _check_labels_consistent(
                 f"{store.location / lacking[0] / (name + '.npy')}: missing, but {having[0]} has it "
                 "(a label must be in every set or in none)"
             )
+    widths = {s["fparam"].shape[1] for s in sets if "fparam" in s}
+    if len(widths) > 1:
+        raise InputError(f"{store.location}: fparam.npy has {sorted(widths)} parameters per frame in "
+                         f"different sets (one width for the whole system)")

@@ -52,6 +52,17 @@ from .start import is_minimization_checkpoint, read_start, start_velocities
 from .thermostats import THERMOSTATS, NoseHooverChain
 
 
+def _with_fparam(model, fparam, file, name: str):
+    """`model` for the run's [model] fparam (the model's default_fparam when not given);
+    InputError naming the input and the model file when they do not fit."""
+    try:
+        model = model.with_fparam(fparam)
+        model.check_fparam()
+    except InputError as exc:
+        raise InputError(f"{name}: [model] fparam: {file}: {exc}") from None
+    return model
+
+
 def _give_atoms(writer, state: State, world: World) -> None:
     """Every atom's type and mass to rank 0's trajectory `writer` (None elsewhere), block by block
     in id order, when it needs them (a new file, or a text format).  Collective; a write error on
@@ -99,11 +110,13 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
 
         if model is None:
             apply_threads(nthreads)
-            model = load_model(settings.model.file, nthreads=nthreads, precision=settings.model.precision,
-                               device=device)
+            model = _with_fparam(load_model(settings.model.file, nthreads=nthreads,
+                                            precision=settings.model.precision, device=device),
+                                 settings.model.fparam, settings.model.file, name)
         # (an ensemble always has [model_devi]: load_run_settings)
         devi_precision = settings.model_devi.precision if settings.model_devi else settings.model.precision
-        others = [load_model(f, nthreads=nthreads, precision=devi_precision, device=device)
+        others = [_with_fparam(load_model(f, nthreads=nthreads, precision=devi_precision, device=device),
+                               settings.model.fparam, f, name)
                   for f in settings.model.deviation_files]
         check_ensemble([model] + others, settings.model.files, f"{name}: [model] file")
         if restart is None and settings.system.file is not None and settings.system.file.is_file() \

@@ -13,7 +13,7 @@ from ..neighbor.extended import check_pbc, complete_cell
 from ..parallel.threads import default_threads
 from ..neighbor.overlap import OVERLAP_DISTANCE, overlap_message
 from .evaluator import Evaluator, compute_shared
-from .params import ModelParams
+from .params import ModelParams, fold_fparam
 
 
 @dataclass
@@ -40,11 +40,32 @@ def fold_to_owners(values: np.ndarray, mapping: np.ndarray, n: int) -> np.ndarra
 class DPModel:
     """An se_e2_a energy model ready to evaluate.
 
-    Attributes: type_map (list of element names), rcut (Å), params (ModelParams).
+    Attributes: type_map (list of element names), rcut (Å), params (ModelParams: the model
+    evaluated, with its frame parameters folded in, `numdp.model.params.fold_fparam`),
+    source_params (the model as read), numb_fparam, fparam (the frame parameters in use, or None).
+
+    A model with frame parameters (DeePMD-kit's numb_fparam) evaluates with `fparam` given here,
+    else with its default_fparam; `evaluate(..., fparam=f)` evaluates with other ones (a model
+    per distinct f, the last `FPARAM_MODELS` kept).  Without either, evaluating is an InputError.
     """
 
+    FPARAM_MODELS = 8
+
     def __init__(self, params: ModelParams, nthreads: int | None = None, chunk: int | None = None,
-                 precision: str = "double", device: str = "cpu"):
+                 precision: str = "double", device: str = "cpu", fparam=None):
+        self.source_params = params
+        self._settings = dict(nthreads=nthreads, chunk=chunk, precision=precision, device=device)
+        self._fparam_models: dict[bytes, DPModel] = {}
+        nfp = params.fitting.numb_fparam
+        if nfp == 0 and fparam is not None and np.size(fparam):
+            raise InputError(f"the model takes no frame parameters (numb_fparam 0), got fparam {np.ravel(fparam).tolist()}")
+        self.fparam = None
+        if nfp:
+            given = fparam if fparam is not None else params.fitting.default_fparam
+            # without any, the evaluator is built at f = fparam_avg (so that its properties
+            # answer) and `check_fparam` stops every evaluation
+            self.fparam = None if given is None else np.asarray(given, dtype=np.float64).reshape(-1)
+            params = fold_fparam(params, params.fitting.fparam_avg if given is None else given)
         self.params = params
         kw = {} if chunk is None else {"chunk": chunk}
         self.device = str(device).lower()
@@ -61,6 +82,38 @@ class DPModel:
     @property
     def type_map(self) -> list[str]:
         return list(self.params.type_map)
+
+    @property
+    def numb_fparam(self) -> int:
+        """Frame parameters the model takes (DeePMD-kit's numb_fparam; 0: none)."""
+        return self.source_params.fitting.numb_fparam
+
+    def with_fparam(self, fparam) -> "DPModel":
+        """This model for frame parameters `fparam` (numb_fparam,): itself when they are the
+        ones in use, else a model of the same settings (kept for the next calls)."""
+        if self.numb_fparam == 0:
+            if fparam is None or not np.size(fparam):
+                return self
+            raise InputError(f"the model takes no frame parameters (numb_fparam 0), got fparam "
+                             f"{np.ravel(fparam).tolist()}")
+        if fparam is None:
+            return self
+        fp = np.asarray(fparam, dtype=np.float64).reshape(-1)
+        if self.fparam is not None and np.array_equal(fp, self.fparam):
+            return self
+        key = fp.tobytes()
+        model = self._fparam_models.pop(key, None)
+        if model is None:
+            model = DPModel(self.source_params, fparam=fp, **self._settings)
+        self._fparam_models[key] = model   # the most recent last
+        while len(self._fparam_models) > self.FPARAM_MODELS:
+            self._fparam_models.pop(next(iter(self._fparam_models)))
+        return model
+
+    def check_fparam(self) -> None:
+        if self.numb_fparam and self.fparam is None:
+            raise InputError(f"the model takes {self.numb_fparam} frame parameter(s) (numb_fparam) and has "
+                             f"no default_fparam: give fparam")
 
     @property
     def rcut(self) -> float:
@@ -145,15 +198,22 @@ class DPModel:
             second = "a periodic image of " + ("itself" if owner == i else second)
         raise InputError(overlap_message(dist, f"{i} ({names[type_i]})", second))
 
-    def evaluate(self, positions, types, box=None, atom_virial: bool = True, pbc=None) -> Result:
+    def evaluate(self, positions, types, box=None, atom_virial: bool = True, pbc=None,
+                 fparam=None) -> Result:
         """Energy, forces and virial of one configuration.
 
         positions: (N, 3) Å; types: (N,) integers indexing type_map; box: (3, 3) Å with rows =
         cell vectors, or None for a non-periodic system; pbc: three booleans, periodicity along
         each cell vector (default all True with a box).  With mixed pbc (a slab) a zero
         non-periodic cell vector is allowed, and the virial is still -dE/dstrain with every atom
-        strained, i.e. sum over pairs of -r_ij (x) dE/dr_ij (see docs/ase.md).
+        strained, i.e. sum over pairs of -r_ij (x) dE/dr_ij (see docs/ase.md).  fparam:
+        (numb_fparam,) frame parameters, for a model that takes them (default: those in use).
         """
+        if fparam is not None:
+            model = self.with_fparam(fparam)
+            if model is not self:
+                return model.evaluate(positions, types, box, atom_virial, pbc)
+        self.check_fparam()
         typ, ext, nl = self._prepare(positions, types, box, pbc)
         if self.device != "cpu":   # ghosts folded onto their owners on the device
             raw = self._ev.compute_owned(ext.positions, nl.nlist, typ, ext.mapping, atom_virial)
@@ -181,6 +241,7 @@ class DPModel:
         on every extended atom (fold ghosts onto owners), virial (3, 3), atom_virial (nall, 9)
         or None.
         """
+        self.check_fparam()
         return self._ev.compute(ext_positions, nlist, types, want_force=True, want_atom_virial=atom_virial)
 
     def shares_environment(self, other: "DPModel") -> bool:
@@ -207,6 +268,7 @@ class DPModel:
         int32 host array.  Returns device arrays (atom_energy (nloc,) eV, force (nall, 3) eV/Å, virial (9,) eV)."""
         if self.device == "cpu":
             raise InputError("compute_device needs a model loaded with device='cuda'")
+        self.check_fparam()
         return self._ev.compute_device(ext_positions, nlist, types)
 
     def descriptor(self, positions, types, box=None, pbc=None) -> np.ndarray:
@@ -217,17 +279,19 @@ class DPModel:
 
 
 def load_model(path, nthreads: int | None = None, precision: str = "double",
-               device: str = "cpu") -> DPModel:
+               device: str = "cpu", fparam=None) -> DPModel:
     """Load a numdp model file (.h5), a DeePMD-kit .dp file or a DeePMD-kit PyTorch .pt/.pth
     file (numdp.io.pt_read); precision "double", "mix32" or "mix16" (numdp.model.precision);
-    device "cpu" or "cuda" (numdp.backend, docs/gpu.md)."""
+    device "cpu" or "cuda" (numdp.backend, docs/gpu.md); fparam: the frame parameters of a
+    model that takes them (`DPModel`)."""
     from ..io.model_file import read_model
 
     if device != "cpu":   # fail on an unusable device before reading the file
         from ..backend import get_backend
 
         get_backend(device)
-    return DPModel(read_model(Path(path)), nthreads=nthreads, precision=precision, device=device)
+    return DPModel(read_model(Path(path)), nthreads=nthreads, precision=precision, device=device,
+                   fparam=fparam)
 
 
 def compute_ensemble(models, ext_positions, nlist, types) -> list:
@@ -238,6 +302,8 @@ def compute_ensemble(models, ext_positions, nlist, types) -> list:
     forces and virials; on a GPU every model's is bit-identical to its own compute."""
     if any(m.device != models[0].device for m in models):
         raise ValueError("compute_ensemble: the models run on different devices")
+    for m in models:
+        m.check_fparam()
     if models[0].device != "cpu":
         from .evaluator import RawOutput
 
@@ -257,13 +323,17 @@ def compute_device_ensemble(models, ext_positions, nlist, types) -> list:
 
     if any(m.device == "cpu" for m in models):
         raise ValueError("compute_device_ensemble: device models only")
+    for m in models:
+        m.check_fparam()
     return [out[:3] for out in compute_device_shared([m._ev for m in models], ext_positions, nlist, types)]
 
 
-def evaluate_ensemble(models, positions, types, box=None, pbc=None) -> list[Result]:
+def evaluate_ensemble(models, positions, types, box=None, pbc=None, fparam=None) -> list[Result]:
     """`DPModel.evaluate(..., atom_virial=False)` of each model on one configuration; the models
     that `shares_environment` with an earlier one are evaluated with it on one neighbour list and
     environment matrix (`compute_ensemble`), the others alone.  Arguments as evaluate."""
+    if fparam is not None:
+        models = [m.with_fparam(fparam) for m in models]
     groups: list[list[int]] = []
     for k, m in enumerate(models):
         for g in groups:

@@ -147,12 +147,26 @@ class Descriptor:
 
 @dataclass
 class Fitting:
-    """Energy fitting: one net per centre type; bias_atom_e (ntypes,) eV."""
+    """Energy fitting: one net per centre type; bias_atom_e (ntypes,) eV.
+
+    Frame parameters (DeePMD-kit's numb_fparam): each net's input is [D, (f - fparam_avg) *
+    fparam_inv_std] for the frame's parameters f (nfp,); fparam_avg, fparam_inv_std (nfp,) or
+    None without them; default_fparam (nfp,) or None: the f of a frame that gives none.
+    `fold_fparam` turns such a model into one without them for a given f.
+    """
 
     neuron: list[int]
     resnet_dt: bool
     nets: list[Net]
     bias_atom_e: np.ndarray
+    fparam_avg: np.ndarray | None = None
+    fparam_inv_std: np.ndarray | None = None
+    default_fparam: np.ndarray | None = None
+
+    @property
+    def numb_fparam(self) -> int:
+        """Frame parameters the nets take (0: none)."""
+        return 0 if self.fparam_avg is None else int(self.fparam_avg.shape[0])
 
     @property
     def activation(self) -> str:
@@ -235,10 +249,50 @@ class ModelParams:
             raise InputError(f"{source}: axis_neuron {d.axis_neuron} > last embedding width")
         if len(f.nets) != nt:
             raise InputError(f"{source}: expected {nt} fitting nets, found {len(f.nets)}")
+        nfp = f.numb_fparam
         for k, net in enumerate(f.nets):
-            if net.widths[0] != d.dim_out or net.widths[-1] != 1:
+            if net.widths[0] != d.dim_out + nfp or net.widths[-1] != 1:
                 raise InputError(f"{source}: fitting net {k} maps {net.widths[0]} -> "
-                                 f"{net.widths[-1]}, expected {d.dim_out} -> 1")
+                                 f"{net.widths[-1]}, expected {d.dim_out + nfp} -> 1")
+            if nfp and net.layers[0].residual != RESIDUAL_NONE:
+                raise InputError(f"{source}: fitting net {k}: a residual shortcut over the frame "
+                                 f"parameters (first layer {net.widths[0]} -> {net.widths[1]}) is not supported")
+        if nfp:
+            for name in ("fparam_avg", "fparam_inv_std", "default_fparam"):
+                arr = getattr(f, name)
+                if arr is not None and arr.shape != (nfp,):
+                    raise InputError(f"{source}: {name} has shape {arr.shape}, expected ({nfp},)")
+            if f.fparam_inv_std is None:
+                raise InputError(f"{source}: fparam_avg without fparam_inv_std")
+        elif f.fparam_inv_std is not None or f.default_fparam is not None:
+            raise InputError(f"{source}: fparam_inv_std or default_fparam without fparam_avg")
         for arr, name in ((f.bias_atom_e, "bias_atom_e"), (self.out_bias, "out_bias")):
             if arr.shape != (nt,):
                 raise InputError(f"{source}: {name} has shape {arr.shape}, expected ({nt},)")
+
+
+def fold_fparam(params: ModelParams, fparam) -> ModelParams:
+    """The model that `params` is for frame parameters `fparam` (numb_fparam,): every fitting
+    net's first layer z = [D, f̂] W + b with f̂ = (f - fparam_avg) * fparam_inv_std becomes
+    z = D W_D + b' with b' = b + f̂ W_f (the parameters' rows W_f of W are a constant of the frame),
+    so that every evaluation path runs it unchanged.  The arrays not changed are shared."""
+    f = params.fitting
+    nfp = f.numb_fparam
+    fp = np.asarray(fparam, dtype=np.float64).reshape(-1)
+    if fp.shape != (nfp,):
+        raise InputError(f"the model takes {nfp} frame parameter(s) (numb_fparam), got {fp.size}")
+    if not np.all(np.isfinite(fp)):
+        raise InputError(f"frame parameters must be finite, got {fp.tolist()}")
+    fhat = (fp - f.fparam_avg) * f.fparam_inv_std
+    dim = params.descriptor.dim_out
+    nets = []
+    for net in f.nets:
+        first = net.layers[0]
+        folded = Layer(w=np.ascontiguousarray(first.w[:dim]), b=first.b + fhat @ first.w[dim:],
+                       idt=first.idt, activation=first.activation, resnet=False)
+        nets.append(Net([folded] + list(net.layers[1:])))
+    fitting = Fitting(neuron=list(f.neuron), resnet_dt=f.resnet_dt, nets=nets, bias_atom_e=f.bias_atom_e)
+    return ModelParams(type_map=list(params.type_map), descriptor=params.descriptor, fitting=fitting,
+                       out_bias=params.out_bias, out_std=params.out_std,
+                       min_nbor_dist=params.min_nbor_dist, s_range=params.s_range,
+                       info={**params.info, "fparam": fp.tolist()})

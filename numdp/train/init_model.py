@@ -25,6 +25,9 @@ def load_init_model(path, cfg: TrainConfig) -> ModelParams:
     if d.tables is not None:
         raise InputError(f"{path}: --init-model: a compressed model cannot be trained further; "
                          f"give the model before compression")
+    if params.fitting.numb_fparam:
+        raise InputError(f"{path}: --init-model: the model takes frame parameters (numb_fparam "
+                         f"{params.fitting.numb_fparam}); numdp trains models without them")
     checks = [
         ("model", "type_map", params.type_map, cfg.type_map),
         ("model.descriptor", "rcut", d.rcut, dc.rcut),

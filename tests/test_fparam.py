@@ -1,0 +1,282 @@
+"""Models with frame parameters (DeePMD-kit's fitting `numb_fparam`): models built and evaluated
+by DeePMD-kit itself (tests/data/fparam, tools/make_fparam_fixtures.py) against numdp's paths
+(CPU double, mix32, mix16, compressed, CUDA), forces and virial as derivatives, the file formats,
+and every place a user gives the parameters: `DPModel.evaluate`, `DeepPot.eval`,
+`calc_model_devi`, `numdp test` / `model-devi` / `change-bias` (fparam.npy), `numdp run`
+([model] fparam), `numdp lmp` (pair_style deepmd ... fparam), the ASE calculator
+(atoms.info["fparam"])."""
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import numdp
+from numdp.errors import InputError
+from numdp.infer import DeepPot, calc_model_devi
+from numdp.io.model_file import read_model, write_model
+from numdp.model.compress import compress
+from numdp.model.dp_model import DPModel
+from numdp.model.params import fold_fparam
+from test_oracle import TOL
+from tests_util import U32, U64, fd_force, order_bound
+
+DATA = Path(__file__).resolve().parent / "data" / "fparam"
+REF = np.load(DATA / "reference.npz")
+MODELS = json.loads(str(REF["meta"]))["models"]
+NF = REF["coord"].shape[0]
+
+
+def rel(a, b):
+    return np.abs(np.asarray(a) - np.asarray(b)).max() / np.abs(np.asarray(b)).max()
+
+
+def frame(f):
+    return REF["coord"][f], REF["atype"], REF["box"][f]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_deepmd_kit_energies(name):
+    """Each frame with its own parameters, as DeePMD-kit evaluated it (the oracle's 1e-10)."""
+    model = numdp.load_model(DATA / f"{name}.dp", nthreads=1)
+    assert model.numb_fparam == REF[f"{name}_fparam"].shape[1]
+    for f in range(NF):
+        out = model.evaluate(*frame(f), fparam=REF[f"{name}_fparam"][f])
+        assert abs(out.energy - REF[f"{name}_energy"][f]) <= TOL * abs(REF[f"{name}_energy"][f])
+        assert rel(out.atom_energies, REF[f"{name}_atom_energy"][f]) <= TOL
+
+
+def test_default_fparam():
+    """Without fparam a model with default_fparam evaluates at it (DeePMD-kit's energies); one
+    without refuses in one line, and wrong widths or a model without parameters are named."""
+    model = numdp.load_model(DATA / "fparam_default.dp", nthreads=1)
+    for f in range(NF):
+        out = model.evaluate(*frame(f))
+        assert abs(out.energy - REF["default_energy"][f]) <= TOL * abs(REF["default_energy"][f])
+    bare = numdp.load_model(DATA / "fparam.dp", nthreads=1)
+    with pytest.raises(InputError, match=r"^the model takes 2 frame parameter\(s\) \(numb_fparam\) and has no "
+                                         r"default_fparam: give fparam$"):
+        bare.evaluate(*frame(0))
+    with pytest.raises(InputError, match=r"takes 2 frame parameter\(s\) \(numb_fparam\), got 3$"):
+        bare.evaluate(*frame(0), fparam=[1.0, 2.0, 3.0])
+    with pytest.raises(InputError, match=r"frame parameters must be finite"):
+        bare.evaluate(*frame(0), fparam=[1.0, np.nan])
+    plain = numdp.load_model(Path(__file__).resolve().parent / "data" / "activations" / "tanh.dp", nthreads=1)
+    with pytest.raises(InputError, match=r"takes no frame parameters \(numb_fparam 0\), got fparam \[1.0\]"):
+        plain.evaluate(*frame(0), fparam=[1.0])
+
+
+def test_forces_and_virial_are_derivatives():
+    """The parameters enter the first fitting layer's bias only: forces and virial stay the
+    energy's derivatives (central differences, h = 1e-5: O(h²) ≈ 1e-10 of the forces' scale)."""
+    model = numdp.load_model(DATA / "fparam.dp", nthreads=1)
+    fp = REF["fparam_fparam"][1]
+    pos, types, box = frame(1)
+    out = model.evaluate(pos, types, box, fparam=fp)
+    other = model.evaluate(pos, types, box, fparam=fp + 1.0)
+    assert rel(other.forces, out.forces) > 1e-3   # the parameters change the forces
+    at = model.with_fparam(fp)
+    for i, c in [(0, 0), (5, 1), (11, 2)]:
+        assert abs(fd_force(at, pos, types, box, i, c, 1e-5) - out.forces[i, c]) < 2e-7 * np.abs(out.forces).max()
+    # virial = -Σ r ⊗ F + ... : against the strain derivative of the energy
+    h, eps = 1e-6, np.zeros((3, 3))
+    for a in range(3):
+        for b in range(3):
+            e = []
+            for s in (h, -h):
+                strain = np.eye(3)
+                strain[a, b] += s
+                e.append(at.evaluate(pos @ strain, types, box @ strain, atom_virial=False).energy)
+            eps[a, b] = -(e[0] - e[1]) / (2 * h)
+    assert np.allclose(out.virial, eps.T, rtol=0, atol=1e-6 * np.abs(out.virial).max())
+
+
+def test_fold_is_the_concatenated_input():
+    """fold_fparam's first layer equals the layer on [D, (f - avg) * inv_std] (NumPy)."""
+    params = read_model(DATA / "fparam.dp")
+    f = params.fitting
+    fp = np.array([0.3, -2.0])
+    folded = fold_fparam(params, fp)
+    assert folded.fitting.numb_fparam == 0
+    rng = np.random.default_rng(1)
+    D = rng.normal(size=(5, params.descriptor.dim_out))
+    x = np.hstack([D, np.tile((fp - f.fparam_avg) * f.fparam_inv_std, (5, 1))])
+    for net, fnet in zip(f.nets, folded.fitting.nets):
+        a, b = net.layers[0], fnet.layers[0]
+        assert b.residual == 0 and b.w.shape[0] == params.descriptor.dim_out
+        assert np.allclose(x @ a.w + a.b, D @ b.w + b.b, rtol=1e-14, atol=1e-14)
+
+
+@pytest.mark.parametrize("precision", ["mix32", "mix16"])
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_every_path_takes_the_parameters(precision, device):
+    """mix32 / mix16 on either device against the CPU's double (the bounds of test_activations),
+    and CUDA double against CPU double to 1e-12 (test_cuda_model's bound)."""
+    if device == "cuda":
+        pytest.importorskip("numba_cuda")
+    params = read_model(DATA / "fparam.dp")
+    fp = REF["fparam_fparam"][2]
+    pos, types, box = frame(2)
+    double = DPModel(params, nthreads=1, fparam=fp).evaluate(pos, types, box)
+    low = DPModel(params, nthreads=1, precision=precision, device=device, fparam=fp).evaluate(pos, types, box)
+    d = params.descriptor
+    tol = order_bound(U32, d.nnei + d.dim_out + sum(params.fitting.nets[0].widths[1:])) / 2 \
+        if precision == "mix32" else 2e-2
+    assert 0 < rel(low.forces, double.forces) < tol
+    if device == "cuda" and precision == "mix32":
+        gpu = DPModel(params, nthreads=1, device="cuda", fparam=fp).evaluate(pos, types, box)
+        assert rel(gpu.energy, double.energy) < 1e-12 and rel(gpu.forces, double.forces) < 1e-12
+
+
+def test_compressed_and_file_formats(tmp_path, capsys):
+    """numdp compress keeps the parameters (the compressed model equals the network to round-off,
+    test_activations' bound); .dp and .h5 round trips keep avg, inv_std and default; show names them."""
+    params = read_model(DATA / "fparam_default.dp")
+    params.min_nbor_dist = 0.5
+    cparams, _ = compress(params, dx=0.001, order=5)
+    fp = REF["fparam_default_fparam"][0]
+    exact = DPModel(params, nthreads=1).evaluate(*frame(0), fparam=fp)
+    d = params.descriptor
+    n = d.nnei + d.dim_out + sum(params.fitting.nets[0].widths[1:])
+    for name in ("c.dp", "c.h5"):
+        write_model(cparams, tmp_path / name)
+        model = numdp.load_model(tmp_path / name, nthreads=1)
+        assert model.compressed and model.numb_fparam == 3
+        out = model.evaluate(*frame(0), fparam=fp)
+        assert np.abs(out.forces - exact.forces).max() < order_bound(U64, n) * max(1.0, np.abs(exact.forces).max())
+        back = read_model(tmp_path / name).fitting
+        for key in ("fparam_avg", "fparam_inv_std", "default_fparam"):
+            assert np.array_equal(getattr(back, key), getattr(params.fitting, key))
+    from numdp.cli import main
+
+    assert main(["show", str(tmp_path / "c.dp"), "fitting-net"]) == 0
+    assert "'numb_fparam': 3, 'default_fparam': [0.7, -1.2, 3.0]" in capsys.readouterr().out
+
+
+def test_deeppot_eval_and_model_devi():
+    """DeepPot.eval takes fparam as (nframes, nfp) or (nfp,) (every frame), as DeePMD-kit;
+    calc_model_devi passes it to every model."""
+    dp = DeepPot(str(DATA / "fparam.dp"))
+    assert dp.get_dim_fparam() == 2 and not dp.has_default_fparam()
+    assert DeepPot(str(DATA / "fparam_default.dp")).has_default_fparam()
+    coords = REF["coord"].reshape(NF, -1)
+    cells = REF["box"].reshape(NF, 9)
+    e, f, v = dp.eval(coords, cells, REF["atype"], fparam=REF["fparam_fparam"])
+    assert rel(e[:, 0], REF["fparam_energy"]) <= TOL
+    e1, _, _ = dp.eval(coords, cells, REF["atype"], fparam=REF["fparam_fparam"][1])
+    assert abs(e1[1, 0] - REF["fparam_energy"][1]) <= TOL * abs(REF["fparam_energy"][1])
+    with pytest.raises(InputError, match=r"DeepPot.eval: fparam has shape \(3,\); expected \(3, 2\) or \(2,\)"):
+        dp.eval(coords, cells, REF["atype"], fparam=[1.0, 2.0, 3.0])
+    with pytest.raises(InputError, match=r"DeepPot.eval: frame 0: the model takes 2 frame parameter"):
+        dp.eval(coords, cells, REF["atype"])
+    table = calc_model_devi(coords, cells, REF["atype"], [dp, dp], fparam=REF["fparam_fparam"])
+    assert table.shape == (NF, 8) and np.all(table[:, 1:] == 0.0)   # one model twice: no deviation
+
+
+def write_system(root, with_fparam=True, energy_of=None):
+    s = root / "set.000"
+    s.mkdir(parents=True)
+    (root / "type.raw").write_text(" ".join(map(str, REF["atype"])))
+    (root / "type_map.raw").write_text("O H")
+    np.save(s / "coord.npy", REF["coord"].reshape(NF, -1))
+    np.save(s / "box.npy", REF["box"].reshape(NF, 9))
+    np.save(s / "energy.npy", REF["fparam_energy"] if energy_of is None else energy_of)
+    if with_fparam:
+        np.save(s / "fparam.npy", REF["fparam_fparam"])
+    return root
+
+
+def test_numdp_test_model_devi_and_change_bias_read_fparam_npy(tmp_path, capsys):
+    """fparam.npy gives each frame's parameters: numdp test on DeePMD-kit's energies gives a zero
+    error, model-devi of a model against itself zero, change-bias no shift; a system without it
+    is named (or the default used)."""
+    from numdp.cli import main
+
+    sysdir = write_system(tmp_path / "sys")
+    model = str(DATA / "fparam.dp")
+    assert main(["test", "-m", model, "-s", str(sysdir), "--json", str(tmp_path / "t.json")]) == 0
+    fig = json.loads((tmp_path / "t.json").read_text())["overall"]
+    assert fig["frames"] == NF and fig["rmse_energy"] < 1e-9   # meV/atom
+    assert main(["model-devi", "-m", model, model, "-s", str(sysdir), "-o", str(tmp_path / "md.out")]) == 0
+    rows = np.loadtxt(tmp_path / "md.out")
+    assert rows.shape == (NF, 8) and np.all(rows[:, 1:] == 0.0)
+    assert main(["change-bias", model, "-s", str(sysdir), "-o", str(tmp_path / "cb.dp")]) == 0
+    shifted = read_model(tmp_path / "cb.dp")
+    assert np.allclose(shifted.out_bias, read_model(DATA / "fparam.dp").out_bias, rtol=0, atol=1e-9)
+    capsys.readouterr()
+    bare = write_system(tmp_path / "bare", with_fparam=False)
+    assert main(["test", "-m", model, "-s", str(bare)]) == 2
+    assert re.search(r"bare: the model takes 2 frame parameter\(s\) \(numb_fparam\) and has no default_fparam; "
+                     r"the system has no fparam.npy$", capsys.readouterr().err.strip())
+    three = np.concatenate([REF["fparam_fparam"], np.zeros((NF, 1))], axis=1)
+    np.save(bare / "set.000" / "fparam.npy", three)
+    assert main(["test", "-m", model, "-s", str(bare)]) == 2
+    assert re.search(r"bare: fparam.npy has 3 parameter\(s\) per frame, the model takes 2 \(numb_fparam\)$",
+                     capsys.readouterr().err.strip())
+    default = write_system(tmp_path / "default", with_fparam=False, energy_of=REF["default_energy"])
+    assert main(["test", "-m", str(DATA / "fparam_default.dp"), "-s", str(default), "--json",
+                 str(tmp_path / "d.json")]) == 0
+    assert json.loads((tmp_path / "d.json").read_text())["overall"]["rmse_energy"] < 1e-9
+
+
+def test_md_run_and_lammps_and_ase(tmp_path, capsys):
+    """[model] fparam drives a run (its step-0 energy is the model's at those parameters);
+    without them the input is named; `pair_style deepmd ... fparam` becomes [model] fparam;
+    the ASE calculator reads atoms.info["fparam"]."""
+    from numdp.cli import main
+    from numdp.config import load_run_settings
+    from numdp.io.structure import write_extxyz, write_lammps_data
+    from numdp.lammps.translate import translate
+
+    names = np.array(["O", "H"])[REF["atype"]]
+    pos, types, box = frame(0)
+    write_extxyz(tmp_path / "start.xyz", names, pos, box)
+    fp = REF["fparam_fparam"][0]
+    text = (f'[model]\nfile = "{DATA / "fparam.dp"}"\nfparam = {fp.tolist()}\n'
+            '[system]\nfile = "start.xyz"\nmasses = { O = 16.0, H = 2.0 }\n'
+            '[md]\ntimestep = 0.0005\nsteps = 0\nensemble = "nve"\n'
+            '[output]\nlog = "log.txt"\nthermo_every = 1\n')
+    toml = tmp_path / "md.toml"
+    toml.write_text(text)
+    assert main(["run", str(toml)]) == 0
+    lines = [l.split() for l in (tmp_path / "log.txt").read_text().splitlines() if l.strip()]
+    header = next(l for l in lines if l[0] == "step")
+    row = next(l for l in lines if l[0] == "0")
+    pe = float(row[header.index("pe")])
+    assert abs(pe - REF["fparam_energy"][0]) <= 1e-6 * abs(REF["fparam_energy"][0])   # the log's digits
+    toml.write_text(text.replace(f"fparam = {fp.tolist()}\n", ""))
+    capsys.readouterr()
+    assert main(["run", str(toml)]) == 2
+    assert re.search(r"md.toml: \[model\] fparam: .*fparam.dp: the model takes 2 frame parameter\(s\) "
+                     r"\(numb_fparam\) and has no default_fparam: give fparam$", capsys.readouterr().err.strip())
+    toml.write_text(text.replace(f"fparam = {fp.tolist()}", 'fparam = ["a"]'))
+    with pytest.raises(InputError, match=r"\[model\] fparam: expected a non-empty list of numbers"):
+        load_run_settings(toml)
+
+    write_lammps_data(tmp_path / "conf.lmp", REF["atype"], pos, box, [16.0, 2.0])
+    tr = translate("units metal\nboundary p p p\natom_style atomic\nread_data conf.lmp\n"
+                   f"pair_style deepmd {DATA / 'fparam.dp'} fparam 0.5 -1.5 out_freq 10\npair_coeff * * O H\n"
+                   "fix 1 all nve\nrun 10\n", "in.lmp", {}, tmp_path)
+    assert tr.tables["model"]["fparam"] == [0.5, -1.5]
+
+    ase = pytest.importorskip("ase")
+    from numdp.calculator import DP
+
+    atoms = ase.Atoms(names.tolist(), positions=pos, cell=box, pbc=True)
+    atoms.calc = DP(str(DATA / "fparam.dp"))
+    atoms.info["fparam"] = fp
+    assert abs(atoms.get_potential_energy() - REF["fparam_energy"][0]) <= TOL * abs(REF["fparam_energy"][0])
+
+
+def test_init_model_refuses_frame_parameters(tmp_path):
+    from numdp.train.config import load_config
+    from numdp.train.init_model import load_init_model
+
+    toml = tmp_path / "t.toml"
+    data = Path(__file__).resolve().parents[1] / "inputs" / "water" / "data" / "data_0"
+    toml.write_text('[model]\ntype_map = ["O", "H"]\n[model.descriptor]\nsel = [8, 16]\n'
+                    f'[training]\nsystems = ["{data}"]\nnumb_steps = 1\n')
+    with pytest.raises(InputError, match=r"fparam.dp: --init-model: the model takes frame parameters "
+                                         r"\(numb_fparam 2\); numdp trains models without them"):
+        load_init_model(DATA / "fparam.dp", load_config(toml))
