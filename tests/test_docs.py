@@ -258,7 +258,7 @@ def test_training_keys_and_defaults_match_the_validator():
             continue  # the alias of [model.fitting], which the water input uses
         if default is None:
             if key not in table(copy.deepcopy(base), section) and key not in ("seed", "precondition", "sys_probs", "numb_epoch",
-                                                                          "relative_f"):
+                                                                          "relative_f", "default_fparam"):
                 bad.append(f"[{section}] {key}: no default documented and not in the water input")
             continue
         with_default, without = copy.deepcopy(base), copy.deepcopy(base)

@@ -269,14 +269,42 @@ def test_md_run_and_lammps_and_ase(tmp_path, capsys):
     assert abs(atoms.get_potential_energy() - REF["fparam_energy"][0]) <= TOL * abs(REF["fparam_energy"][0])
 
 
-def test_init_model_refuses_frame_parameters(tmp_path):
+def test_init_model_needs_the_inputs_numb_fparam(tmp_path):
+    """--init-model of a model with frame parameters: the input must declare as many (its
+    networks are the model's); then the model's weights and statistics are taken."""
     from numdp.train.config import load_config
     from numdp.train.init_model import load_init_model
 
     toml = tmp_path / "t.toml"
     data = Path(__file__).resolve().parents[1] / "inputs" / "water" / "data" / "data_0"
-    toml.write_text('[model]\ntype_map = ["O", "H"]\n[model.descriptor]\nsel = [8, 16]\n'
-                    f'[training]\nsystems = ["{data}"]\nnumb_steps = 1\n')
-    with pytest.raises(InputError, match=r"fparam.dp: --init-model: the model takes frame parameters "
-                                         r"\(numb_fparam 2\); numdp trains models without them"):
+    text = ('[model]\ntype_map = ["O", "H"]\n[model.descriptor]\nsel = [8, 16]\nrcut = 4.0\nrcut_smth = 1.0\n'
+            'neuron = [4, 8, 16]\naxis_neuron = 3\nresnet_dt = true\ntype_one_side = false\n'
+            '[model.fitting]\nneuron = [10, 10]\n'
+            f'[training]\nsystems = ["{data}"]\nnumb_steps = 1\n')
+    toml.write_text(text)
+    with pytest.raises(InputError, match=r"fparam.dp: --init-model: \[model.fitting\] numb_fparam: the model has 2, "
+                                         r"t.toml has 0; the networks must match"):
         load_init_model(DATA / "fparam.dp", load_config(toml))
+    toml.write_text(text.replace("neuron = [10, 10]\n", "neuron = [10, 10]\nnumb_fparam = 2\n"))
+    params = load_init_model(DATA / "fparam.dp", load_config(toml))
+    assert np.array_equal(params.fitting.fparam_avg, read_model(DATA / "fparam.dp").fitting.fparam_avg)
+
+
+def test_deepmd_kit_input_json_numb_fparam(tmp_path):
+    """DeePMD-kit's input.json with fitting_net numb_fparam / default_fparam: read as given; a
+    default of another length is named."""
+    from numdp.train.config import load_config
+
+    data = Path(__file__).resolve().parents[1] / "inputs" / "water" / "data" / "data_0"
+    tree = {"model": {"type_map": ["O", "H"], "descriptor": {"type": "se_e2_a", "sel": [8, 16]},
+                      "fitting_net": {"neuron": [10, 10], "numb_fparam": 2, "default_fparam": [1.0, 2.0]}},
+            "learning_rate": {"start_lr": 1e-3}, "loss": {},
+            "training": {"training_data": {"systems": [str(data)]}, "numb_steps": 1}}
+    path = tmp_path / "input.json"
+    path.write_text(json.dumps(tree))
+    cfg = load_config(path)
+    assert (cfg.fitting.numb_fparam, cfg.fitting.default_fparam) == (2, [1.0, 2.0])
+    tree["model"]["fitting_net"]["default_fparam"] = [1.0]
+    path.write_text(json.dumps(tree))
+    with pytest.raises(InputError, match=r"\[model.fitting_net\] default_fparam: has 1 values, numb_fparam is 2"):
+        load_config(path)

@@ -30,11 +30,11 @@ def _ids(h):
 
 
 def make_case(ntypes, neuron, tos, resnet_dt, fitting, natoms, exclude_types, periodic, seed=0,
-              activation="tanh", fit_activation=None):
+              activation="tanh", fit_activation=None, numb_fparam=0):
     params = random_params(ntypes=ntypes, sel=[24] * ntypes, neuron=neuron, axis_neuron=2,
                            type_one_side=tos, resnet_dt=resnet_dt, fitting=fitting, rcut=4.0,
                            rcut_smth=1.0, seed=seed, exclude_types=exclude_types,
-                           activation=activation, fit_activation=fit_activation)
+                           activation=activation, fit_activation=fit_activation, numb_fparam=numb_fparam)
     pos, types, box = random_config(natoms, ntypes, box_len=6.0 if periodic else None, tilt=0.3,
                                     seed=seed + 1)
     d = params.descriptor
@@ -43,7 +43,8 @@ def make_case(ntypes, neuron, tos, resnet_dt, fitting, natoms, exclude_types, pe
     assert not nl.overflowed
     # some padding in every block, so that the padding embedding carries gradient
     assert (nl.nlist < 0).any()
-    return params, Frame(ext.positions, nl.nlist, types, ext.mapping), ext, nl
+    fparam = np.random.default_rng(seed + 2).normal(0.0, 2.0, numb_fparam) if numb_fparam else None
+    return params, Frame(ext.positions, nl.nlist, types, ext.mapping, fparam), ext, nl
 
 
 def labels_for(result, rng, virial):
@@ -59,7 +60,10 @@ def test_primal_equals_evaluator(hyper, periodic):
 
 
 def _check_primal(params, frame, ext, nl):
-    raw = Evaluator(params).compute(ext.positions, nl.nlist, frame.types)
+    from numdp.model.params import fold_fparam
+
+    model = params if frame.fparam is None else fold_fparam(params, frame.fparam)
+    raw = Evaluator(model).compute(ext.positions, nl.nlist, frame.types)
     forces = np.zeros((frame.nloc, 3))
     np.add.at(forces, ext.mapping, raw.force)
     for nthreads in (1, 2):
@@ -114,6 +118,22 @@ def test_other_activations(act, hyper):
     assert case[0].descriptor.activation == case[0].fitting.activation == act
     _check_primal(*case)
     _check_gradient(case[0], case[1], True, {"w", "b", "idt"})
+
+
+@pytest.mark.parametrize("hyper", [HYPER[0], HYPER[1]], ids=_ids)
+def test_frame_parameters(hyper):
+    """A model with frame parameters (numb_fparam 2): the fitting input [D, f̂] (numdp's
+    evaluator folds f̂ into the first layer's bias instead) and the gradient of the parameters'
+    weight rows, whose tangent is zero, against finite differences."""
+    case = make_case(*hyper, True, numb_fparam=2)
+    assert case[0].fitting.numb_fparam == 2 and case[1].fparam is not None
+    _check_primal(*case)
+    _check_gradient(case[0], case[1], True, {"w", "b", "idt"})
+    other = make_case(*hyper, True, numb_fparam=2)
+    other[1].fparam = other[1].fparam + 1.0   # the parameters move the energy
+    passes = ModelPasses(case[0], FlatParams.bind(case[0]), 1)
+    assert abs(passes.primal(other[1]).energy - passes.primal(case[1]).energy) > 1e-6
+    passes.close()
 
 
 def test_embedding_and_fitting_activations_apart():

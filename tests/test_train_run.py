@@ -61,14 +61,16 @@ numb_btch = 2
 """
 
 
-def write_system(root, teacher, natoms, nframes, periodic, seed):
+def write_system(root, teacher, natoms, nframes, periodic, seed, fparam=None):
+    """A system of `nframes` random frames labelled by `teacher`; fparam (nframes, nfp): each
+    frame's parameters for a teacher that takes them (written as fparam.npy)."""
     model = DPModel(teacher, nthreads=1)
     root.mkdir(parents=True)
     coords, boxes, energy, forces, virial = [], [], [], [], []
     for f in range(nframes):
         pos, types, box = random_config(natoms, 2, box_len=6.0 if periodic else None, tilt=0.2,
                                         seed=seed + f)
-        r = model.evaluate(pos, types, box, atom_virial=False)
+        r = model.evaluate(pos, types, box, atom_virial=False, fparam=None if fparam is None else fparam[f])
         coords.append(pos.ravel())
         boxes.append(box.ravel() if periodic else None)
         energy.append(r.energy)
@@ -86,6 +88,8 @@ def write_system(root, teacher, natoms, nframes, periodic, seed):
         np.save(s / "virial.npy", np.array(virial))
     else:
         (root / "nopbc").write_text("")
+    if fparam is not None:
+        np.save(s / "fparam.npy", np.asarray(fparam))
 
 
 @pytest.fixture(scope="module")
@@ -775,3 +779,74 @@ def test_other_activations_train_evaluate_and_restart(tmp_path, data_dir):
     assert np.allclose(trainer2.flat.theta, full_theta, rtol=1e-12, atol=1e-14)
     for step in history2.rows:
         assert np.allclose(history2.rows[step], history.rows[step], rtol=1e-10)
+
+
+def test_frame_parameters_train_freeze_restart_and_test(tmp_path):
+    """numb_fparam 1 with fparam.npy (labels from a teacher with a frame parameter): the run
+    learns; the model file carries the parameters' statistics (those of the statistics frames)
+    and evaluates with each frame's parameter like the trainer's passes; a restart continues the
+    same curve; numdp freeze gives the same model; numdp test reads the parameters; a system
+    without fparam.npy is named, unless default_fparam is given."""
+    from numdp.cli import main
+    from numdp.io.model_file import read_model
+    from numdp.train.freeze import model_from_checkpoint
+
+    teacher = random_params(ntypes=2, sel=[30, 30], neuron=(4, 8), axis_neuron=2, fitting=(8, 8),
+                            rcut=4.0, rcut_smth=1.0, seed=43, numb_fparam=1)
+    rng = np.random.default_rng(5)
+    work = tmp_path / "run"
+    for name, nframes, seed in (("train", 8, 500), ("valid", 4, 600)):
+        fp = rng.normal(1.0, 0.5, (nframes, 1))
+        write_system(work / "data" / name, teacher, 12, nframes, True, seed, fparam=fp)
+    path = work / "input.toml"
+    text = INPUT.format(steps=12, tos="true").replace("seed = 4\n", "seed = 4\nnumb_fparam = 1\n")
+    path.write_text(text)
+    copies = {}
+
+    def keep(step):
+        if step == 5:
+            copies[step] = work / "ck5.h5"
+            shutil.copy(work / "model.ckpt.h5", copies[step])
+
+    trainer, history = run(path, on_step=keep)
+    _, rows = read_lcurve(work / "lcurve.out")
+    assert rows[-1, 2] < rows[0, 2]
+    p = read_model(work / "model.h5")
+    f = p.fitting
+    assert f.numb_fparam == 1 and f.default_fparam is None
+    stat = np.concatenate([s.fparam[idx] for s, idx in zip(trainer.train_sys, trainer._statistics_frames())])
+    assert np.allclose(f.fparam_avg, stat.mean(axis=0), rtol=1e-14)
+    assert np.allclose(1.0 / f.fparam_inv_std, stat.std(axis=0), rtol=1e-12)
+    model = numdp.load_model(work / "model.h5", nthreads=1)
+    s = trainer.valid_sys[0]
+    r = model.evaluate(s.coords[1], s.types, s.boxes[1], fparam=s.fparam[1])
+    ext = extend(s.coords[1], s.types, s.boxes[1], 4.0)
+    nl = build_nlist(ext, 4.0, p.descriptor.sel, 2)
+    q = trainer.passes.primal(Frame(ext.positions, nl.nlist, s.types, ext.mapping, s.fparam[1]))
+    assert r.energy == pytest.approx(q.energy, rel=1e-12)
+    assert np.allclose(r.forces, q.forces, rtol=0, atol=1e-12 * abs(q.forces).max())
+    frozen = model_from_checkpoint(work / "model.ckpt.h5")
+    assert np.array_equal(frozen.fitting.fparam_avg, f.fparam_avg)
+    assert np.array_equal(frozen.fitting.nets[0].layers[0].w, f.nets[0].layers[0].w)
+    full_theta = trainer.flat.theta.copy()
+    trainer2, history2 = run(path, restart=copies[5])
+    assert np.allclose(trainer2.flat.theta, full_theta, rtol=1e-12, atol=1e-14)
+    for step in history2.rows:
+        assert np.allclose(history2.rows[step], history.rows[step], rtol=1e-10)
+    assert main(["test", "-m", str(work / "model.h5"), "-s", str(work / "data" / "valid"),
+                 "--json", str(tmp_path / "t.json")]) == 0
+    import json
+
+    got = json.loads((tmp_path / "t.json").read_text())["overall"]
+    own = trainer2.test(trainer2.valid_sys, trainer2.valid_cache)   # the trainer's passes, same frames
+    assert got["frames"] == own.nframes == 4
+    assert got["rmse_energy"] == pytest.approx(own.rmse_e * 1e3, rel=1e-9)
+    assert got["rmse_force"] == pytest.approx(own.rmse_f * 1e3, rel=1e-9)
+    (work / "data" / "valid" / "set.000" / "fparam.npy").unlink()
+    with pytest.raises(numdp.errors.InputError, match=r"valid: numb_fparam 1: the system has no fparam.npy "
+                                                      r"and the input gives no default_fparam"):
+        run(path)
+    path.write_text(text.replace("numb_fparam = 1\n", "numb_fparam = 1\ndefault_fparam = [1.0]\n"))
+    trainer3, _ = run(path)
+    assert np.all(trainer3.valid_sys[0].fparam == 1.0)
+    assert read_model(work / "model.h5").fitting.default_fparam.tolist() == [1.0]

@@ -31,7 +31,9 @@ class Checkpoint:
     min_nbor_dist: Å or None; sampler, valid_sampler: JSON-able states; input_text: the input
     file; elapsed: training wall time so far, s; precond_scale: only in checkpoints of earlier
     versions trained with the removed `precondition` option (θ then held W' = s_t W0 in the
-    first fitting layers), which the trainer refuses; None otherwise.
+    first fitting layers), which the trainer refuses; None otherwise.  fparam_avg,
+    fparam_inv_std: (numb_fparam,) statistics of the frame parameters of a model that takes them,
+    else None.
     """
 
     step: int
@@ -50,6 +52,15 @@ class Checkpoint:
     input_text: str
     elapsed: float
     precond_scale: np.ndarray | None = None
+    fparam_avg: np.ndarray | None = None
+    fparam_inv_std: np.ndarray | None = None
+
+    @property
+    def fparam_stats(self) -> dict:
+        """The Fitting fields of the frame-parameter statistics (empty without them)."""
+        if self.fparam_avg is None:
+            return {}
+        return {"fparam_avg": self.fparam_avg, "fparam_inv_std": self.fparam_inv_std}
 
 
 def write_checkpoint(ck: Checkpoint, path) -> None:
@@ -81,6 +92,9 @@ def write_checkpoint(ck: Checkpoint, path) -> None:
                 h5["min_nbor_dist"] = float(ck.min_nbor_dist)
             if ck.precond_scale is not None:
                 h5["precond_scale"] = ck.precond_scale
+            if ck.fparam_avg is not None:
+                h5["fparam_avg"] = ck.fparam_avg
+                h5["fparam_inv_std"] = ck.fparam_inv_std
     except OSError as exc:
         raise InputError(f"{path}: cannot write checkpoint ({one_line(exc)})") from None
 
@@ -106,6 +120,8 @@ def read_checkpoint(path) -> Checkpoint:
                 min_nbor_dist=float(h5["min_nbor_dist"][()]) if "min_nbor_dist" in h5 else None,
                 sampler=json.loads(a["sampler"]), valid_sampler=json.loads(a["valid_sampler"]),
                 input_text=str(a["input_text"]), elapsed=float(a["elapsed"]),
-                precond_scale=h5["precond_scale"][()] if "precond_scale" in h5 else None)
+                precond_scale=h5["precond_scale"][()] if "precond_scale" in h5 else None,
+                fparam_avg=h5["fparam_avg"][()] if "fparam_avg" in h5 else None,
+                fparam_inv_std=h5["fparam_inv_std"][()] if "fparam_inv_std" in h5 else None)
     except (OSError, KeyError, ValueError) as exc:
         raise InputError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None

@@ -17,7 +17,8 @@ Schema (defaults in brackets; see also docs/training.md)::
                           resnet_dt [false], seed [none], activation_function ["tanh"],
                           exclude_types [[]] (type index pairs [[ti, tj], ...])
     [model.fitting]       type ["ener"], neuron [[120, 120, 120]], resnet_dt [true], seed [none],
-                          activation_function ["tanh"] (also accepted as [model.fitting_net])
+                          activation_function ["tanh"], numb_fparam [0], default_fparam [none]
+                          (also accepted as [model.fitting_net])
     [learning_rate]       type ["exp"], start_lr [1e-3], stop_lr [5e-8], decay_steps [5000]
     [loss]                type ["ener"], start_pref_e [0.02], limit_pref_e [1.0],
                           start_pref_f [1000], limit_pref_f [1.0], start_pref_v [0], limit_pref_v [0],
@@ -92,6 +93,10 @@ class FittingConfig:
     seed: int | None = None
     activation: str = "tanh"
     """The hidden layers' activation_function (numdp.model.activation.NAMES)."""
+    numb_fparam: int = 0
+    """Frame parameters the nets take (fparam.npy of the data; numdp.model.params.Fitting)."""
+    default_fparam: list[float] | None = None
+    """The frame parameters of a system without fparam.npy (None: such a system is an error)."""
 
 
 @dataclass
@@ -710,6 +715,12 @@ def _model(root: Table) -> ModelConfig:
     fc.resnet_dt = fs.boolean("resnet_dt", True)
     fc.seed = fs.integer("seed", None, minimum=0)
     fc.activation = _activation(fs)
+    fc.numb_fparam = fs.integer("numb_fparam", 0, minimum=0)
+    if fs.raw("default_fparam", None) is not None:   # (DeePMD-kit's normalised input writes null)
+        fc.default_fparam = fs.number_list("default_fparam")
+        if len(fc.default_fparam) != fc.numb_fparam:
+            raise fs.error("default_fparam", f"has {len(fc.default_fparam)} values, numb_fparam is "
+                                              f"{fc.numb_fparam}")
     fs.done()
     model.done()
     return ModelConfig(type_map, dc, fc)

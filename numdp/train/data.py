@@ -31,7 +31,9 @@ class DataSystem:
     batch_size: frames per batch (≤ nf); atom_ener (nf, N) eV, atom_pref (nf, N),
     atom_ener_coeff (nf, N): the per-atom labels of numdp.io.npy_system, None when absent;
     frame_types (nf, N) int32: a mixed-type system's model types per frame (then `types` is its
-    first frame's), None for a standard system.  `types_of(f)` is frame f's.
+    first frame's), None for a standard system.  `types_of(f)` is frame f's.  fparam (nf, nfp):
+    the frame parameters of a model that takes them (fparam.npy, or the input's default_fparam
+    in every row), else None.
     """
 
     path: Path
@@ -46,6 +48,7 @@ class DataSystem:
     atom_pref: np.ndarray | None = None
     atom_ener_coeff: np.ndarray | None = None
     frame_types: np.ndarray | None = None
+    fparam: np.ndarray | None = None
 
     @property
     def natoms(self) -> int:
@@ -76,10 +79,12 @@ class DataSystem:
 
 
 def load_dataset(paths: list[Path], type_map: list[str], batch: BatchSize,
-                 whose: str = "the input's [model] type_map") -> list[DataSystem]:
+                 whose: str = "the input's [model] type_map", numb_fparam: int = 0,
+                 default_fparam=None) -> list[DataSystem]:
     """Load the systems at `paths`; atoms are mapped to `type_map` by name (type_map.raw);
     `whose` names the type map in messages.  System i's batch is `batch.frames(natoms, i)`
-    frames, at most its number of frames."""
+    frames, at most its number of frames.  With numb_fparam > 0 each system needs fparam.npy of
+    that width, or `default_fparam` is taken for all its frames."""
     out = []
     for i, p in enumerate(paths):
         s: System = load_system(p)
@@ -91,8 +96,24 @@ def load_dataset(paths: list[Path], type_map: list[str], batch: BatchSize,
             types = frame_types[0]
         bs = min(batch.frames(s.natoms, i), s.nframes)
         out.append(DataSystem(p, types, s.coords, s.boxes, s.energy, s.forces, s.virial, bs,
-                              s.atom_ener, s.atom_pref, s.atom_ener_coeff, frame_types))
+                              s.atom_ener, s.atom_pref, s.atom_ener_coeff, frame_types,
+                              _fparam(s, numb_fparam, default_fparam)))
     return out
+
+
+def _fparam(s: System, nfp: int, default) -> np.ndarray | None:
+    """(nframes, nfp) frame parameters of system `s` for a model with nfp of them (None: none)."""
+    if nfp == 0:
+        return None
+    if s.fparam is None:
+        if default is None:
+            raise InputError(f"{s.path}: numb_fparam {nfp}: the system has no fparam.npy and the input "
+                             f"gives no default_fparam")
+        return np.tile(np.asarray(default, dtype=np.float64), (s.nframes, 1))
+    if s.fparam.shape[1] != nfp:
+        raise InputError(f"{s.path}: fparam.npy has {s.fparam.shape[1]} parameter(s) per frame, "
+                         f"numb_fparam is {nfp}")
+    return s.fparam
 
 
 class FrameCache:
@@ -118,7 +139,7 @@ class FrameCache:
         nl = build_nlist(ext, self.rcut, self.sel, self.ntypes)
         self.overflow += nl.overflow
         np.maximum(self.max_count, nl.max_count, out=self.max_count)
-        return Frame(ext.positions, nl.nlist, types, ext.mapping)
+        return Frame(ext.positions, nl.nlist, types, ext.mapping, None if s.fparam is None else s.fparam[f])
 
     def frame(self, k: int, f: int) -> Frame:
         fr = self._cache.get((k, f))

@@ -42,7 +42,7 @@ IGNORED: dict[str, dict[str, Any]] = {
     "model.descriptor": {"precision": ("float64", "default"),
                          "trainable": (True,), "env_protection": (0.0,)},
     "model.fitting_net": {"precision": ("float64", "default"), "trainable": (True,),
-                          "numb_fparam": (0,), "numb_aparam": (0,), "atom_ener": ([],),
+                          "numb_aparam": (0,), "atom_ener": ([],),
                           "dim_case_embd": (0,), "use_aparam_as_mask": (False,)},
     "learning_rate": {"scale_by_worker": ANY},
     "training": {"stat_file": ANY, "max_ckpt_keep": ANY, "time_training": ANY, "profiling": ANY,

@@ -1,7 +1,7 @@
 """`numdp train --init-model MODEL`: start from a trained model instead of random networks.
 
-The model's weights and statistics (sel, davg/dstd, energy bias, min_nbor_dist, s range) are
-taken as they are; the optimiser starts fresh (Adam moments zero, step 0), as DP-GEN does between
+The model's weights and statistics (sel, davg/dstd, energy bias, min_nbor_dist, s range, the
+frame parameters' mean and deviation) are taken as they are; the optimiser starts fresh (Adam moments zero, step 0), as DP-GEN does between
 iterations with DeePMD-kit's ``dp train --init-model``.  The networks the input declares must be
 the model's: each difference is a one-line InputError naming the key.
 """
@@ -25,9 +25,6 @@ def load_init_model(path, cfg: TrainConfig) -> ModelParams:
     if d.tables is not None:
         raise InputError(f"{path}: --init-model: a compressed model cannot be trained further; "
                          f"give the model before compression")
-    if params.fitting.numb_fparam:
-        raise InputError(f"{path}: --init-model: the model takes frame parameters (numb_fparam "
-                         f"{params.fitting.numb_fparam}); numdp trains models without them")
     checks = [
         ("model", "type_map", params.type_map, cfg.type_map),
         ("model.descriptor", "rcut", d.rcut, dc.rcut),
@@ -43,6 +40,7 @@ def load_init_model(path, cfg: TrainConfig) -> ModelParams:
         ("model.fitting", "resnet_dt", params.fitting.resnet_dt, fc.resnet_dt),
         ("model.descriptor", "activation_function", d.activation, dc.activation),
         ("model.fitting", "activation_function", params.fitting.activation, fc.activation),
+        ("model.fitting", "numb_fparam", params.fitting.numb_fparam, fc.numb_fparam),
     ]
     for table, key, model_value, input_value in checks:
         if model_value != input_value:

@@ -39,7 +39,7 @@ from .optim import Adam, clip_scale, grad_norm
 from .passes import ModelPasses
 from .report import Lcurve, lcurve_columns, lcurve_kinds
 from ..neighbor.distances import DistanceStats
-from .stats import (auto_sel, energy_bias, env_stats, max_neighbour_counts,
+from .stats import (auto_sel, energy_bias, env_stats, fparam_stats, max_neighbour_counts,
                     stat_frames)
 
 PHASES = ("data", "forward", "backward", "optimizer", "validation")
@@ -134,8 +134,11 @@ class Trainer:
         nt = len(cfg.type_map)
         tr = cfg.training
         whose = f"{cfg.source.name}'s [model] type_map"
-        self.train_sys = load_dataset(tr.systems, cfg.type_map, tr.batch_size, whose)
-        self.valid_sys = (load_dataset(cfg.validation.systems, cfg.type_map, cfg.validation.batch_size, whose)
+        fc = cfg.fitting
+        self.train_sys = load_dataset(tr.systems, cfg.type_map, tr.batch_size, whose, fc.numb_fparam,
+                                      fc.default_fparam)
+        self.valid_sys = (load_dataset(cfg.validation.systems, cfg.type_map, cfg.validation.batch_size, whose,
+                                       fc.numb_fparam, fc.default_fparam)
                           if cfg.validation.systems else [])
         nfr = sum(s.nframes for s in self.train_sys)
         msg = f"training data: {len(self.train_sys)} systems, {nfr} frames"
@@ -159,6 +162,7 @@ class Trainer:
             self.train_cache = FrameCache(self.train_sys, dc.rcut, sel, nt, self.frame_budget)
             davg, dstd, bias = ck.davg, ck.dstd, ck.out_bias
             s_range, min_nbor = ck.s_range, ck.min_nbor_dist
+            fparam_stats = ck.fparam_stats
             self.say(f"continuing from {self.restart} at step {ck.step}")
         elif self.init_model is not None:  # weights and statistics of a trained model
             from .init_model import load_init_model
@@ -170,10 +174,11 @@ class Trainer:
                      f"optimiser fresh at step 0")
         else:
             sel, davg, dstd, bias, s_range, min_nbor = self._statistics(seed)
+            fparam_stats = self._fparam_statistics()
         if self.init_model is not None and ck is None:
             self.params = start_model
         else:
-            self.params = initial_model(cfg, sel, davg, dstd, bias, seed)
+            self.params = initial_model(cfg, sel, davg, dstd, bias, seed, fparam_stats)
             self.params.s_range = s_range
             self.params.min_nbor_dist = min_nbor
         self.flat = FlatParams.bind(self.params)
@@ -252,6 +257,18 @@ class Trainer:
                              f"{dstd[t, 0, 1]:.4g}, bias {bias[t]:.6g} eV" for t in range(nt))
                  + f"; min_nbor_dist {dist.min_nbor_dist:.4g} A ({time.perf_counter() - t0:.1f} s)")
         return sel, davg, dstd, bias, dist.s_range, dist.min_nbor_dist
+
+    def _fparam_statistics(self) -> dict:
+        """fparam_avg and fparam_inv_std of a model with frame parameters (empty without): the
+        mean and standard deviation (at least DeePMD-kit's protection 1e-2) of each parameter
+        over the statistics frames, as DeePMD-kit's fitting computes them."""
+        if self.cfg.fitting.numb_fparam == 0:
+            return {}
+        frames = self._statistics_frames()
+        avg, inv_std = fparam_stats(self.train_sys, frames)
+        self.say(f"frame parameters from {sum(len(f) for f in frames)} frames: mean "
+                 f"{np.array2string(avg, precision=4)}, std {np.array2string(1.0 / inv_std, precision=4)}")
+        return {"fparam_avg": avg, "fparam_inv_std": inv_std}
 
     def _data_init(self) -> None:
         """A new run's last touch to the random networks.
@@ -431,6 +448,8 @@ class Trainer:
                         davg=self.params.descriptor.davg, dstd=self.params.descriptor.dstd,
                         out_bias=self.params.out_bias, s_range=self.params.s_range,
                         min_nbor_dist=self.params.min_nbor_dist, sampler=self.sampler.state(),
+                        fparam_avg=self.params.fitting.fparam_avg,
+                        fparam_inv_std=self.params.fitting.fparam_inv_std,
                         valid_sampler=self.valid_sampler.state() if self.valid_sampler else None,
                         input_text=self.cfg.text, elapsed=elapsed)
         write_checkpoint(ck, self.cfg.training.save_ckpt)

@@ -68,13 +68,14 @@ class Frame:
 
     ext_pos: (nall, 3) Å, local atoms first; nlist: (nloc, nnei) int32 extended indices in
     per-type blocks, -1 padding; types: (nloc,) int32; mapping: (nall,) int32 owner of each
-    extended atom.
+    extended atom; fparam: (nfp,) the frame parameters of a model that takes them, else None.
     """
 
     ext_pos: np.ndarray
     nlist: np.ndarray
     types: np.ndarray
     mapping: np.ndarray
+    fparam: np.ndarray | None = None
 
     @property
     def nloc(self) -> int:
@@ -167,6 +168,9 @@ class ModelPasses:
         self.rt_pad = np.ascontiguousarray(-self.mu / self.sd)
         self.excl = d.excluded   # (nt, nt) bool: excluded (centre, neighbour) type pairs
         self.inv_nnei = 1.0 / d.nnei
+        self.dim = d.dim_out
+        """Descriptor width; a fitting net's input is [D, f̂] with the frame parameters
+        f̂ = (f - fparam_avg) * fparam_inv_std in its last numb_fparam columns (none without)."""
         self.nw = max(1, int(nthreads))
         self.ws = [Workspace() for _ in range(self.nw)]
         self.grads = np.zeros((self.nw, flat.size))
@@ -312,7 +316,8 @@ class ModelPasses:
                 busy[1] += time.perf_counter() - t1
 
     def descriptors(self) -> dict[int, np.ndarray]:
-        """Descriptor rows D (n_t, M*M<) of the last `primal` frame, per centre type t."""
+        """Fitting inputs of the last `primal` frame per centre type t: the descriptor rows D
+        (n_t, M*M<), followed by the frame's normalised parameters f̂ for a model that takes them."""
         out: dict[int, list] = {}
         for c in self._chunks:
             if c is not None:
@@ -580,6 +585,7 @@ class ModelPasses:
         c.Gp = ws.get("Gp", (npairs, M))
         tb = np.searchsorted(c.atypes, np.arange(nt + 1))
         c.groups = []
+        fhat = self._fhat(frame)
         # T = R̃ᵀG / nnei as `contract_T`, bit for bit, but each block of pairs is added right
         # after its embedding (G still in cache), the padding after each neighbour block
         c.T = ws.get("T", (na, 4, M))
@@ -616,10 +622,16 @@ class ModelPasses:
                                [Z[o:o + 2 * n] for Z in ZB])
             else:
                 fc = fit_cache(net, n, ws, ("fit", ti))
-            contract_D(c.T[a0:a1], d.axis_neuron, False, fc.D)
+            if fhat is None:
+                contract_D(c.T[a0:a1], d.axis_neuron, False, fc.D)
+            else:   # [D, f̂]: the parameters' columns are constants of the coordinates
+                contract_D(c.T[a0:a1], d.axis_neuron, False, fc.D[:, :self.dim])
+                fc.D[:, self.dim:] = fhat
+                fc.Dd[:, self.dim:] = 0.0
             e, gD = fit_forward(net, fc, ws, ("fit", ti))
             atom_energy[atoms[a0:a1]] = e + self.atom_bias[ti]
-            back_D(c.T[a0:a1], gD, d.axis_neuron, False, self.inv_nnei, c.Tbar[a0:a1])
+            back_D(c.T[a0:a1], gD if fhat is None else gD[:, :self.dim], d.axis_neuron, False,
+                   self.inv_nnei, c.Tbar[a0:a1])
             c.fits.append(_FitGroup(ti, a0, a1, fc))
         nall = frame.ext_pos.shape[0]
         c.force = ws.get("force", (nall, 3))
@@ -629,6 +641,16 @@ class ModelPasses:
         pair_forces(atoms, c.atypes, c.rt, c.dvec, c.nbr, c.poff, c.G, c.Gp, c.Tbar, self.sd,
                     d.rcut, d.rcut_smth, c.force, c.virial, _NO_ATOM_VIRIAL, False)
         self._chunks[w] = c
+
+    def _fhat(self, frame: Frame) -> np.ndarray | None:
+        """The frame's normalised parameters f̂ (nfp,) for a model that takes them, else None."""
+        f = self.params.fitting
+        if f.numb_fparam == 0:
+            return None
+        if frame.fparam is None or np.shape(frame.fparam) != (f.numb_fparam,):
+            raise ValueError(f"the model takes {f.numb_fparam} frame parameters; the frame has "
+                             f"{None if frame.fparam is None else np.shape(frame.fparam)}")
+        return (np.asarray(frame.fparam, dtype=np.float64) - f.fparam_avg) * f.fparam_inv_std
 
     def _backward_chunk(self, w: int, c_e: float | np.ndarray, u: np.ndarray, eps: np.ndarray, c_f: float,
                         c_v: float, defer: dict | None = None) -> None:
@@ -677,11 +699,15 @@ class ModelPasses:
         Tbar = ws.get("Tbar_rev", (na, 4, M))
         for f in c.fits:
             net = p.fitting.nets[f.ti]
-            contract_D_tangent(c.T[f.a0:f.a1], Td[f.a0:f.a1], d.axis_neuron, f.cache.Dd)
+            with_fparam = f.cache.Dd.shape[1] != self.dim   # [D, f̂]: the tangent of f̂ is 0 (forward)
+            contract_D_tangent(c.T[f.a0:f.a1], Td[f.a0:f.a1], d.axis_neuron,
+                               f.cache.Dd[:, :self.dim] if with_fparam else f.cache.Dd)
             fit_tangent(net, f.cache)
             ce = c_e if not isinstance(c_e, np.ndarray) else c_e[c.atoms[f.a0:f.a1]]
             Db, Ddb = fit_reverse(net, self.flat.fitting[f.ti], f.cache, ce, grad, ws, ("fit", f.ti),
                                   fit_weights)
+            if with_fparam:
+                Db, Ddb = Db[:, :self.dim], Ddb[:, :self.dim]
             K.back_D_pair(c.T[f.a0:f.a1], Td[f.a0:f.a1], Db, Ddb, d.axis_neuron,
                           self.inv_nnei, Tbar[f.a0:f.a1])
         K.padding_adjoints(c.atypes, c.npad, self.rt_pad, Tbar, self.pad_bars[w])

@@ -8,6 +8,8 @@
   and the neighbours of excluded type pairs counted as zero rows (DeePMD-kit's EnvMatStatSe
   multiplies their rows by its exclusion mask and keeps counting them), σ protected from below
   by 1e-2.
+- `fparam_stats`: mean and σ (protected from below by 1e-2) of each frame parameter over the
+  sampled frames (models with numb_fparam).
 - `energy_bias`: per-type energies b minimising Σ_f (Σ_t n_ft b_t - E_f)² over sampled frames,
   minimum-norm solution of numpy.linalg.lstsq.
 """
@@ -102,6 +104,16 @@ def env_stats(cache: FrameCache, frames: list[np.ndarray], ntypes: int, sel: lis
         dstd[t, :, 0] = max(sr, PROTECTION)
         dstd[t, :, 1:] = max(sa, PROTECTION)
     return davg, dstd
+
+
+def fparam_stats(systems: list[DataSystem], frames: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(fparam_avg, fparam_inv_std), each (nfp,): the mean and the inverse standard deviation (the
+    deviation at least PROTECTION) of each frame parameter over the statistics frames, as
+    DeePMD-kit's fitting takes them."""
+    rows = np.concatenate([s.fparam[idx] for s, idx in zip(systems, frames)])
+    avg = rows.mean(axis=0)
+    std = np.sqrt(np.maximum((rows * rows).mean(axis=0) - avg * avg, 0.0))
+    return avg, 1.0 / np.maximum(std, PROTECTION)
 
 
 def energy_bias(systems: list[DataSystem], frames: list[np.ndarray], ntypes: int,
