@@ -308,3 +308,15 @@ def test_deepmd_kit_input_json_numb_fparam(tmp_path):
     path.write_text(json.dumps(tree))
     with pytest.raises(InputError, match=r"\[model.fitting_net\] default_fparam: has 1 values, numb_fparam is 2"):
         load_config(path)
+
+
+def test_ipi_needs_a_default(capsys):
+    """numdp ipi (i-PI sends no frame parameters) refuses a model without default_fparam before
+    connecting."""
+    from numdp.cli import main
+
+    assert main(["ipi", "-m", str(DATA / "fparam.dp"), "--unix", "nobody", "--types", "O", "H",
+                 "--wait", "0"]) == 2
+    assert re.search(r"fparam.dp: the model takes 2 frame parameter\(s\) \(numb_fparam\) and has no "
+                     r"default_fparam: give fparam \(i-PI gives none; numdp ipi runs such a model with its "
+                     r"default_fparam\)$", capsys.readouterr().err.strip())
