@@ -213,36 +213,38 @@ def add_residual_adjoint(gY, mode, gX):
 # faster than with the code a run-time value) and with the run-time code for the others (relu and
 # relu6 vectorise as they are; softplus calls exp and log1p, which do not).
 
+INLINE = dict(cache=True, nogil=True, inline="always", error_model="numpy", fastmath={"contract", "nsz"})
+
+
 @njit(**FLAGS)
 def first_layer_tangent_act(act, x, w, b, idt, mode, out):
     """`first_layer_tangent` with activation `act`: out (2n, k) = [y'; dy'/dx]."""
     n = x.shape[0]
-    if act == ACT_GELU:
-        _first_layer_act(ACT_GELU, x, w, b, idt, mode, out[:n], out[n:], out, False, False)
-    elif act == ACT_SILU:
-        _first_layer_act(ACT_SILU, x, w, b, idt, mode, out[:n], out[n:], out, False, False)
-    elif act == ACT_SIGMOID:
-        _first_layer_act(ACT_SIGMOID, x, w, b, idt, mode, out[:n], out[n:], out, False, False)
-    else:
-        _first_layer_act(act, x, w, b, idt, mode, out[:n], out[n:], out, False, False)
+    _first_layer_act(act, x, w, b, idt, mode, out[:n], out[n:], out, False, False)
 
 
 @njit(**FLAGS)
 def first_layer_tangent_keep_act(act, x, w, b, idt, mode, out_val, out_slope, Z):
     """`first_layer_tangent_act` into out_val, out_slope (n, k), keeping Z (2n, k) = [z; dz/dx]
     = [x w + b; w] for the training passes' reverse (`rebuild_tangent_act`)."""
-    if act == ACT_GELU:
-        _first_layer_act(ACT_GELU, x, w, b, idt, mode, out_val, out_slope, Z, True, False)
-    elif act == ACT_SILU:
-        _first_layer_act(ACT_SILU, x, w, b, idt, mode, out_val, out_slope, Z, True, False)
-    elif act == ACT_SIGMOID:
-        _first_layer_act(ACT_SIGMOID, x, w, b, idt, mode, out_val, out_slope, Z, True, False)
-    else:
-        _first_layer_act(act, x, w, b, idt, mode, out_val, out_slope, Z, True, False)
+    _first_layer_act(act, x, w, b, idt, mode, out_val, out_slope, Z, True, False)
 
 
-@njit(cache=True, nogil=True, inline="always", error_model="numpy", fastmath={"contract", "nsz"})
+@njit(**INLINE)
 def _first_layer_act(act, x, w, b, idt, mode, top_out, bot_out, Z, keep, have_z):
+    """`_first_layer_body` with the code a constant for gelu, silu and sigmoid."""
+    if act == ACT_GELU:
+        _first_layer_body(ACT_GELU, x, w, b, idt, mode, top_out, bot_out, Z, keep, have_z)
+    elif act == ACT_SILU:
+        _first_layer_body(ACT_SILU, x, w, b, idt, mode, top_out, bot_out, Z, keep, have_z)
+    elif act == ACT_SIGMOID:
+        _first_layer_body(ACT_SIGMOID, x, w, b, idt, mode, top_out, bot_out, Z, keep, have_z)
+    else:
+        _first_layer_body(act, x, w, b, idt, mode, top_out, bot_out, Z, keep, have_z)
+
+
+@njit(**INLINE)
+def _first_layer_body(act, x, w, b, idt, mode, top_out, bot_out, Z, keep, have_z):
     """Body of the first-layer kernels with activation `act`: keep stores [z; w] in Z; have_z
     reads z from Z's top half instead of computing it (the same bits); both are constants in
     each inlined copy."""
@@ -275,32 +277,31 @@ def _first_layer_act(act, x, w, b, idt, mode, top_out, bot_out, Z, keep, have_z)
 def post_tangent_act(act, Z, b, idt, Y, mode, out_val, out_slope):
     """`post_tangent` with activation `act`: out_val, out_slope (n, k) = residual(Y) + idt h and
     residual(dY/dx) + idt (h'(z) z'), h = act(z + b)."""
-    if act == ACT_GELU:
-        _tangent_rows_act(ACT_GELU, Z, b, idt, Y, mode, out_val, out_slope, False, False)
-    elif act == ACT_SILU:
-        _tangent_rows_act(ACT_SILU, Z, b, idt, Y, mode, out_val, out_slope, False, False)
-    elif act == ACT_SIGMOID:
-        _tangent_rows_act(ACT_SIGMOID, Z, b, idt, Y, mode, out_val, out_slope, False, False)
-    else:
-        _tangent_rows_act(act, Z, b, idt, Y, mode, out_val, out_slope, False, False)
+    _tangent_rows_act(act, Z, b, idt, Y, mode, out_val, out_slope, False, False)
 
 
 @njit(**FLAGS)
 def post_tangent_keep_act(act, Z, b, idt, Y, mode, out_val, out_slope):
     """`post_tangent_act`, and the top half of Z becomes z + b (the pre-activation, kept for the
     training passes' reverse)."""
-    if act == ACT_GELU:
-        _tangent_rows_act(ACT_GELU, Z, b, idt, Y, mode, out_val, out_slope, True, False)
-    elif act == ACT_SILU:
-        _tangent_rows_act(ACT_SILU, Z, b, idt, Y, mode, out_val, out_slope, True, False)
-    elif act == ACT_SIGMOID:
-        _tangent_rows_act(ACT_SIGMOID, Z, b, idt, Y, mode, out_val, out_slope, True, False)
-    else:
-        _tangent_rows_act(act, Z, b, idt, Y, mode, out_val, out_slope, True, False)
+    _tangent_rows_act(act, Z, b, idt, Y, mode, out_val, out_slope, True, False)
 
 
-@njit(cache=True, nogil=True, inline="always", error_model="numpy", fastmath={"contract", "nsz"})
+@njit(**INLINE)
 def _tangent_rows_act(act, Z, b, idt, Y, mode, out_val, out_slope, keep, have_z):
+    """`_tangent_rows_body` with the code a constant for gelu, silu and sigmoid."""
+    if act == ACT_GELU:
+        _tangent_rows_body(ACT_GELU, Z, b, idt, Y, mode, out_val, out_slope, keep, have_z)
+    elif act == ACT_SILU:
+        _tangent_rows_body(ACT_SILU, Z, b, idt, Y, mode, out_val, out_slope, keep, have_z)
+    elif act == ACT_SIGMOID:
+        _tangent_rows_body(ACT_SIGMOID, Z, b, idt, Y, mode, out_val, out_slope, keep, have_z)
+    else:
+        _tangent_rows_body(act, Z, b, idt, Y, mode, out_val, out_slope, keep, have_z)
+
+
+@njit(**INLINE)
+def _tangent_rows_body(act, Z, b, idt, Y, mode, out_val, out_slope, keep, have_z):
     """Body of post_tangent_act, post_tangent_keep_act and rebuild_tangent_act over Z (2n, k) =
     [z or z + b; z']: keep stores z + b in Z's top half, have_z reads it from there.  The loops
     are `_tangent_rows`' (residual segments outside the inner loop)."""
@@ -338,21 +339,7 @@ def rebuild_tangent_act(act, Z, idt, Y, mode, first, out_val, out_slope):
     the outputs the forward wrote."""
     n = Z.shape[0] // 2
     if first:   # x = Y[:n, 0]; the kept dz/dx rows are the weights w (any row of Z's bottom half)
-        x, w = Y[:n, 0], Z[n]
-        if act == ACT_GELU:
-            _first_layer_act(ACT_GELU, x, w, idt, idt, mode, out_val, out_slope, Z, False, True)
-        elif act == ACT_SILU:
-            _first_layer_act(ACT_SILU, x, w, idt, idt, mode, out_val, out_slope, Z, False, True)
-        elif act == ACT_SIGMOID:
-            _first_layer_act(ACT_SIGMOID, x, w, idt, idt, mode, out_val, out_slope, Z, False, True)
-        else:
-            _first_layer_act(act, x, w, idt, idt, mode, out_val, out_slope, Z, False, True)
-    elif act == ACT_GELU:
-        _tangent_rows_act(ACT_GELU, Z, idt, idt, Y, mode, out_val, out_slope, False, True)
-    elif act == ACT_SILU:
-        _tangent_rows_act(ACT_SILU, Z, idt, idt, Y, mode, out_val, out_slope, False, True)
-    elif act == ACT_SIGMOID:
-        _tangent_rows_act(ACT_SIGMOID, Z, idt, idt, Y, mode, out_val, out_slope, False, True)
+        _first_layer_act(act, Y[:n, 0], Z[n], idt, idt, mode, out_val, out_slope, Z, False, True)
     else:
         _tangent_rows_act(act, Z, idt, idt, Y, mode, out_val, out_slope, False, True)
 
@@ -361,32 +348,31 @@ def rebuild_tangent_act(act, Z, idt, Y, mode, first, out_val, out_slope):
 def post_forward_act(act, Z, b, idt, Y, mode, D, out):
     """`post_forward` with activation `act`: D = act'(Z + b) is kept for the backward pass
     (`back_act`) and out (n, k) = residual(Y) + idt * act(Z + b)."""
-    if act == ACT_GELU:
-        _forward_rows_act(ACT_GELU, Z, b, idt, Y, mode, D, out, False)
-    elif act == ACT_SILU:
-        _forward_rows_act(ACT_SILU, Z, b, idt, Y, mode, D, out, False)
-    elif act == ACT_SIGMOID:
-        _forward_rows_act(ACT_SIGMOID, Z, b, idt, Y, mode, D, out, False)
-    else:
-        _forward_rows_act(act, Z, b, idt, Y, mode, D, out, False)
+    _forward_rows_act(act, Z, b, idt, Y, mode, D, out, False)
 
 
 @njit(**FLAGS)
 def post_forward_keep_act(act, Z, b, idt, Y, mode, Zk, out):
     """`post_forward_act` keeping the pre-activation Zk (n, k) = Z + b instead of D (the training
     passes: their reverse needs act, act' and act'' of it)."""
-    if act == ACT_GELU:
-        _forward_rows_act(ACT_GELU, Z, b, idt, Y, mode, Zk, out, True)
-    elif act == ACT_SILU:
-        _forward_rows_act(ACT_SILU, Z, b, idt, Y, mode, Zk, out, True)
-    elif act == ACT_SIGMOID:
-        _forward_rows_act(ACT_SIGMOID, Z, b, idt, Y, mode, Zk, out, True)
-    else:
-        _forward_rows_act(act, Z, b, idt, Y, mode, Zk, out, True)
+    _forward_rows_act(act, Z, b, idt, Y, mode, Zk, out, True)
 
 
-@njit(cache=True, nogil=True, inline="always", error_model="numpy", fastmath={"contract", "nsz"})
+@njit(**INLINE)
 def _forward_rows_act(act, Z, b, idt, Y, mode, K, out, keep_z):
+    """`_forward_rows_body` with the code a constant for gelu, silu and sigmoid."""
+    if act == ACT_GELU:
+        _forward_rows_body(ACT_GELU, Z, b, idt, Y, mode, K, out, keep_z)
+    elif act == ACT_SILU:
+        _forward_rows_body(ACT_SILU, Z, b, idt, Y, mode, K, out, keep_z)
+    elif act == ACT_SIGMOID:
+        _forward_rows_body(ACT_SIGMOID, Z, b, idt, Y, mode, K, out, keep_z)
+    else:
+        _forward_rows_body(act, Z, b, idt, Y, mode, K, out, keep_z)
+
+
+@njit(**INLINE)
+def _forward_rows_body(act, Z, b, idt, Y, mode, K, out, keep_z):
     """Body of post_forward_act (K = act'(z)) and post_forward_keep_act (K = z); the residual is
     added in a loop of its own, as in `post_forward`."""
     n, k = Z.shape
@@ -422,7 +408,7 @@ def back_act(gY, D, idt, gZ):
 @njit(**FLAGS)
 def back_act_z(act, gY, Zk, idt, gZ):
     """`back_act` from the kept pre-activation Zk (n, k) (`post_forward_keep_act`):
-    gZ = act'(Zk) * idt * gY."""
+    gZ = act'(Zk) * idt * gY, with the code a constant for gelu, silu and sigmoid."""
     if act == ACT_GELU:
         _back_rows_z(ACT_GELU, gY, Zk, idt, gZ)
     elif act == ACT_SILU:
@@ -433,7 +419,7 @@ def back_act_z(act, gY, Zk, idt, gZ):
         _back_rows_z(act, gY, Zk, idt, gZ)
 
 
-@njit(cache=True, nogil=True, inline="always", error_model="numpy", fastmath={"contract", "nsz"})
+@njit(**INLINE)
 def _back_rows_z(act, gY, Zk, idt, gZ):
     """Body of back_act_z."""
     n, k = Zk.shape

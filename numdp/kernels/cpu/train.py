@@ -296,33 +296,30 @@ def _tangent_out_act(act, Zk, Zd, idt, use_idt, Yd, mode, out):
 def layer_back_pair_act(act, Obar, Odbar, Zk, Zd, idt, use_idt, want_dbar, ZB, dbar, bbar, R, rmode):
     """`layer_back_pair` for y' = ρ(y) + d ⊙ act(z), with the pre-activations z in Zk (n, k):
     ż̄ = act'(z) d ȱ and z̄ = act'(z) d ō + act''(z) ż d ȱ; dbar += Σ (ō act(z) + ȱ act'(z) ż)."""
-    if act == ACT_GELU:
-        _layer_back_act(ACT_GELU, Obar, Odbar, Zk, Zd, idt, use_idt, want_dbar, ZB, True, dbar, bbar, R, rmode)
-    elif act == ACT_SILU:
-        _layer_back_act(ACT_SILU, Obar, Odbar, Zk, Zd, idt, use_idt, want_dbar, ZB, True, dbar, bbar, R, rmode)
-    elif act == ACT_SIGMOID:
-        _layer_back_act(ACT_SIGMOID, Obar, Odbar, Zk, Zd, idt, use_idt, want_dbar, ZB, True, dbar, bbar, R,
-                        rmode)
-    else:
-        _layer_back_act(act, Obar, Odbar, Zk, Zd, idt, use_idt, want_dbar, ZB, True, dbar, bbar, R, rmode)
+    _layer_back_act(act, Obar, Odbar, Zk, Zd, idt, use_idt, want_dbar, ZB, True, dbar, bbar, R, rmode)
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
 def layer_back_primal_act(act, Obar, Odbar, Zk, Zd, idt, use_idt, want_dbar, ZBtop, dbar, bbar):
     """`layer_back_primal` for activation `act` (pre-activations in Zk): z̄ only."""
-    if act == ACT_GELU:
-        _layer_back_act(ACT_GELU, Obar, Odbar, Zk, Zd, idt, use_idt, want_dbar, ZBtop, False, dbar, bbar, Obar, 0)
-    elif act == ACT_SILU:
-        _layer_back_act(ACT_SILU, Obar, Odbar, Zk, Zd, idt, use_idt, want_dbar, ZBtop, False, dbar, bbar, Obar, 0)
-    elif act == ACT_SIGMOID:
-        _layer_back_act(ACT_SIGMOID, Obar, Odbar, Zk, Zd, idt, use_idt, want_dbar, ZBtop, False, dbar, bbar,
-                        Obar, 0)
-    else:
-        _layer_back_act(act, Obar, Odbar, Zk, Zd, idt, use_idt, want_dbar, ZBtop, False, dbar, bbar, Obar, 0)
+    _layer_back_act(act, Obar, Odbar, Zk, Zd, idt, use_idt, want_dbar, ZBtop, False, dbar, bbar, Obar, 0)
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, inline="always")
 def _layer_back_act(act, Obar, Odbar, Zk, Zd, idt, use_idt, want_dbar, ZB, dot, dbar, bbar, R, rmode):
+    """`_layer_back_body` with the code a constant for gelu, silu and sigmoid."""
+    if act == ACT_GELU:
+        _layer_back_body(ACT_GELU, Obar, Odbar, Zk, Zd, idt, use_idt, want_dbar, ZB, dot, dbar, bbar, R, rmode)
+    elif act == ACT_SILU:
+        _layer_back_body(ACT_SILU, Obar, Odbar, Zk, Zd, idt, use_idt, want_dbar, ZB, dot, dbar, bbar, R, rmode)
+    elif act == ACT_SIGMOID:
+        _layer_back_body(ACT_SIGMOID, Obar, Odbar, Zk, Zd, idt, use_idt, want_dbar, ZB, dot, dbar, bbar, R, rmode)
+    else:
+        _layer_back_body(act, Obar, Odbar, Zk, Zd, idt, use_idt, want_dbar, ZB, dot, dbar, bbar, R, rmode)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH, inline="always")
+def _layer_back_body(act, Obar, Odbar, Zk, Zd, idt, use_idt, want_dbar, ZB, dot, dbar, bbar, R, rmode):
     """Body of layer_back_pair_act and layer_back_primal_act (as `_layer_back`: the residual share
     first, the flags tested outside the inner loops)."""
     n, k = Zk.shape
