@@ -456,15 +456,24 @@ def test_row_tangent_is_the_jacobian_of_the_environment_row():
         assert abs(g @ jq - jtg @ q) <= order_bound(U64, 12) * np.abs(g).sum() * np.abs(jq).sum()
 
 
+@pytest.mark.parametrize("act", ["tanh", "gelu", "softplus", "relu"])
 @pytest.mark.parametrize("mode", [0, 1, 2])
 @pytest.mark.parametrize("first", [True, False], ids=["layer1", "later"])
-def test_rebuilt_layer_outputs_equal_the_forward_bit_for_bit(mode, first):
+def test_rebuilt_layer_outputs_equal_the_forward_bit_for_bit(act, mode, first):
     """The embedding reverse rebuilds each block's layer inputs from the kept [h; dz/dx]
-    (`rebuild_tangent`) instead of keeping them: they must be the forward's outputs exactly, so
-    that the gradient is that of the forward pass that was evaluated."""
-    from numdp.kernels.cpu.layers import (first_layer_tangent_keep, post_tangent_keep,
-                                          rebuild_tangent)
+    (`rebuild_tangent`; [z; dz/dx] and `rebuild_tangent_act` for the other activations) instead
+    of keeping them: they must be the forward's outputs exactly, so that the gradient is that of
+    the forward pass that was evaluated."""
+    from functools import partial
 
+    from numdp.kernels.cpu import layers as L
+    from numdp.model.activation import code
+
+    if act == "tanh":
+        first_keep, post_keep, rebuild = L.first_layer_tangent_keep, L.post_tangent_keep, L.rebuild_tangent
+    else:
+        first_keep, post_keep, rebuild = (partial(k, code(act)) for k in (
+            L.first_layer_tangent_keep_act, L.post_tangent_keep_act, L.rebuild_tangent_act))
     rng = np.random.default_rng(mode + 3 * first)
     n, k = 37, 8
     n_in = 1 if first else {0: 5, 1: k, 2: k // 2}[mode]
@@ -476,39 +485,10 @@ def test_rebuilt_layer_outputs_equal_the_forward_bit_for_bit(mode, first):
     out = np.empty((2 * n, k))
     if first:
         Z = np.empty((2 * n, k))
-        first_layer_tangent_keep(Y[:n, 0].copy(), w[0], b, idt, mode, out[:n], out[n:], Z)
+        first_keep(Y[:n, 0].copy(), w[0], b, idt, mode, out[:n], out[n:], Z)
     else:
         Z = Y @ w
-        post_tangent_keep(Z, b, idt, Y, mode, out[:n], out[n:])
+        post_keep(Z, b, idt, Y, mode, out[:n], out[n:])
     again = np.empty_like(out)
-    rebuild_tangent(Z, idt, Y, mode, first, again[:n], again[n:])
-    assert np.array_equal(again, out)
-
-
-@pytest.mark.parametrize("act", ["gelu", "softplus", "relu"])
-@pytest.mark.parametrize("mode", [0, 1, 2])
-@pytest.mark.parametrize("first", [False, True], ids=["later", "first"])
-def test_rebuilt_layer_outputs_equal_the_forward_bit_for_bit_any_activation(act, mode, first):
-    """As above for the other activations' kernels, which keep [z; dz/dx] (`rebuild_tangent_act`)."""
-    from numdp.kernels.cpu.layers import (first_layer_tangent_keep_act, post_tangent_keep_act,
-                                          rebuild_tangent_act)
-    from numdp.model.activation import code
-
-    rng = np.random.default_rng(mode + 3 * first)
-    n, k = 37, 8
-    n_in = 1 if first else {0: 5, 1: k, 2: k // 2}[mode]
-    if first and mode:
-        k = mode
-    w = rng.normal(size=(n_in, k))
-    b, idt = rng.normal(size=k), rng.normal(size=k)
-    Y = rng.normal(size=(2 * n, n_in))
-    out = np.empty((2 * n, k))
-    if first:
-        Z = np.empty((2 * n, k))
-        first_layer_tangent_keep_act(code(act), Y[:n, 0].copy(), w[0], b, idt, mode, out[:n], out[n:], Z)
-    else:
-        Z = Y @ w
-        post_tangent_keep_act(code(act), Z, b, idt, Y, mode, out[:n], out[n:])
-    again = np.empty_like(out)
-    rebuild_tangent_act(code(act), Z, idt, Y, mode, first, again[:n], again[n:])
+    rebuild(Z, idt, Y, mode, first, again[:n], again[n:])
     assert np.array_equal(again, out)

@@ -125,6 +125,19 @@ def run(path, restart=None, on_step=None, stream=None):
     return trainer, history
 
 
+def run_keeping(path, step):
+    """`run`, keeping a copy of the checkpoint written at `step` (`ckSTEP.h5` beside the input):
+    (trainer, history, the copy's path)."""
+    copy = path.parent / f"ck{step}.h5"
+
+    def keep(s):
+        if s == step:
+            shutil.copy(path.parent / "model.ckpt.h5", copy)
+
+    trainer, history = run(path, on_step=keep)
+    return trainer, history, copy
+
+
 def read_lcurve(path):
     lines = path.read_text().splitlines()
     return lines[0], np.loadtxt(path)
@@ -752,14 +765,7 @@ def test_other_activations_train_evaluate_and_restart(tmp_path, data_dir):
     text = text.replace("seed = 4\n", 'seed = 4\nactivation_function = "softplus"\n')
     path.write_text(text)
     work = path.parent
-    copies = {}
-
-    def keep(step):
-        if step == 5:
-            copies[step] = work / "ck5.h5"
-            shutil.copy(work / "model.ckpt.h5", copies[step])
-
-    trainer, history = run(path, on_step=keep)
+    trainer, history, ck5 = run_keeping(path, 5)
     _, rows = read_lcurve(work / "lcurve.out")
     assert rows[-1, 2] < rows[0, 2]
     model = numdp.load_model(work / "model.h5", nthreads=1)
@@ -774,7 +780,7 @@ def test_other_activations_train_evaluate_and_restart(tmp_path, data_dir):
     assert r.energy == pytest.approx(q.energy, rel=1e-12)
     assert np.allclose(r.forces, q.forces, rtol=0, atol=1e-12 * abs(q.forces).max())
     full_theta = trainer.flat.theta.copy()
-    trainer2, history2 = run(path, restart=copies[5])
+    trainer2, history2 = run(path, restart=ck5)
     assert trainer2.start_step == 5
     assert np.allclose(trainer2.flat.theta, full_theta, rtol=1e-12, atol=1e-14)
     for step in history2.rows:
@@ -801,14 +807,7 @@ def test_frame_parameters_train_freeze_restart_and_test(tmp_path):
     path = work / "input.toml"
     text = INPUT.format(steps=12, tos="true").replace("seed = 4\n", "seed = 4\nnumb_fparam = 1\n")
     path.write_text(text)
-    copies = {}
-
-    def keep(step):
-        if step == 5:
-            copies[step] = work / "ck5.h5"
-            shutil.copy(work / "model.ckpt.h5", copies[step])
-
-    trainer, history = run(path, on_step=keep)
+    trainer, history, ck5 = run_keeping(path, 5)
     _, rows = read_lcurve(work / "lcurve.out")
     assert rows[-1, 2] < rows[0, 2]
     p = read_model(work / "model.h5")
@@ -829,7 +828,7 @@ def test_frame_parameters_train_freeze_restart_and_test(tmp_path):
     assert np.array_equal(frozen.fitting.fparam_avg, f.fparam_avg)
     assert np.array_equal(frozen.fitting.nets[0].layers[0].w, f.nets[0].layers[0].w)
     full_theta = trainer.flat.theta.copy()
-    trainer2, history2 = run(path, restart=copies[5])
+    trainer2, history2 = run(path, restart=ck5)
     assert np.allclose(trainer2.flat.theta, full_theta, rtol=1e-12, atol=1e-14)
     for step in history2.rows:
         assert np.allclose(history2.rows[step], history.rows[step], rtol=1e-10)

@@ -22,6 +22,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from make_activation_fixtures import randomize_statistics as randomize_descriptor_and_bias
 
 NF, N, L = 3, 12, 6.0
 TYPES = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1])
@@ -38,17 +39,10 @@ def model_input(extra: dict, k: int) -> dict:
 
 
 def randomize_statistics(model, rng) -> None:
-    """davg/dstd, the energy bias and the fparam statistics away from their defaults."""
-    d = model.get_descriptor()
-    nt, nnei, _ = np.shape(d.davg)
-    block = np.repeat(np.arange(nt), d.get_sel())
-    avg = np.zeros((nt, nt, 4))
-    avg[..., 0] = rng.normal(0.0, 0.05, (nt, nt))
-    std = np.repeat(rng.uniform(0.5, 1.5, (nt, nt, 2)), [1, 3], axis=2)
-    d.set_stat_mean_and_stddev(avg[:, block], std[:, block])
-    am = model.atomic_model
-    am.set_out_bias(rng.normal(0.0, 1.0, np.shape(am.out_bias)))
-    fit = am.fitting_net
+    """davg/dstd and the energy bias (make_activation_fixtures' draw) and the fparam statistics
+    away from their defaults."""
+    randomize_descriptor_and_bias(model, rng)
+    fit = model.atomic_model.fitting_net
     nfp = fit.numb_fparam
     fit.fparam_avg = rng.normal(0.5, 1.0, nfp)
     fit.fparam_inv_std = rng.uniform(0.5, 2.0, nfp)
