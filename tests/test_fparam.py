@@ -320,3 +320,63 @@ def test_ipi_needs_a_default(capsys):
     assert re.search(r"fparam.dp: the model takes 2 frame parameter\(s\) \(numb_fparam\) and has no "
                      r"default_fparam: give fparam \(i-PI gives none; numdp ipi runs such a model with its "
                      r"default_fparam\)$", capsys.readouterr().err.strip())
+
+
+def test_deepmd_kit_fparam_example(tmp_path, monkeypatch, capsys):
+    """DeePMD-kit's own fparam example (examples/fparam: Be, the electronic temperature as the
+    frame parameter; tests/data/deepmd_kit_inputs, tools/make_json_fixtures.py): its train
+    input.json as published and as DeePMD-kit normalises it give the same training; it trains
+    (run shortened) on systems laid out as the example's (../data/e3000_i2000, e8000_i2000, a
+    constant fparam.npy each, labels of a teacher model), with the two temperatures' mean and
+    deviation as the model's statistics; and its LAMMPS script (pair_style deepmd ... fparam
+    0.25852028, the model file renamed) runs with numdp lmp."""
+    from numdp.cli import main
+    from numdp.io.structure import read_lammps_data
+    from numdp.train.config import load_config
+    from test_train_run import write_system
+
+    inputs = Path(__file__).resolve().parent / "data" / "deepmd_kit_inputs"
+    raw = json.loads((inputs / "fparam.json").read_text())
+    full = json.loads((inputs / "fparam.out.json").read_text())
+    from randmodel import random_params
+
+    teacher = random_params(ntypes=1, sel=[60], neuron=(4, 8), axis_neuron=2, fitting=(8, 8), rcut=6.0,
+                            rcut_smth=1.8, seed=9, numb_fparam=1)
+    teacher.type_map = ["Be"]
+    temps = {"e3000_i2000": 0.25852028, "e8000_i2000": 0.68938740}   # eV, the example's values
+    for k, (name, t) in enumerate(temps.items()):
+        write_system(tmp_path / "data" / name, teacher, 8, 3, True, 70 + 10 * k, fparam=np.full((3, 1), t),
+                     ntypes=1)
+    work = tmp_path / "train"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    for tree in (raw, full):
+        tree["training"]["stop_batch" if "stop_batch" in tree["training"] else "numb_steps"] = 4
+        tree["training"].pop("numb_steps" if "stop_batch" in tree["training"] else "stop_batch", None)
+    (work / "input.json").write_text(json.dumps(raw))
+    (work / "out.json").write_text(json.dumps(full))
+    a, b = load_config("input.json"), load_config("out.json")
+    b.text, b.source = a.text, a.source
+    assert (a.training.save_ckpt.name, b.training.save_ckpt.name) == ("model.ckpt", "model.ckpt")
+    assert a == b and a.fitting.numb_fparam == 1
+    assert main(["train", "input.json"]) == 0
+    model = read_model(work / "model.h5")
+    assert model.fitting.fparam_avg[0] == pytest.approx(np.mean(list(temps.values())), rel=1e-12)
+    assert 1.0 / model.fitting.fparam_inv_std[0] == pytest.approx(np.std(list(temps.values())), rel=1e-9)
+    lmp = tmp_path / "lmp"
+    lmp.mkdir()
+    (lmp / "conf.lmp").write_text((inputs / "fparam_conf.lmp").read_text())
+    script = (inputs / "fparam_in.lammps").read_text().replace("frozen_model.pb", str(work / "model.h5"))
+    script = script.replace("run             1000", "run             5")
+    (lmp / "in.lammps").write_text(script)
+    monkeypatch.chdir(lmp)
+    capsys.readouterr()
+    assert main(["lmp", "-i", "in.lammps", "--print-toml"]) == 0
+    assert "fparam = [0.25852028]" in capsys.readouterr().out
+    assert main(["lmp", "-i", "in.lammps"]) == 0
+    pos = read_lammps_data(lmp / "conf.lmp").positions
+    step0 = numdp.load_model(work / "model.h5", nthreads=1, fparam=[0.25852028]).evaluate(
+        pos, np.zeros(len(pos), np.int32), np.diag([10.42807993] * 3)).energy
+    log = (lmp / "log.lammps").read_text().splitlines()
+    header = next(i for i, l in enumerate(log) if l.split()[:2] == ["Step", "PotEng"])
+    assert float(log[header + 1].split()[1]) == pytest.approx(step0, rel=1e-6)

@@ -61,14 +61,15 @@ numb_btch = 2
 """
 
 
-def write_system(root, teacher, natoms, nframes, periodic, seed, fparam=None):
-    """A system of `nframes` random frames labelled by `teacher`; fparam (nframes, nfp): each
-    frame's parameters for a teacher that takes them (written as fparam.npy)."""
+def write_system(root, teacher, natoms, nframes, periodic, seed, fparam=None, ntypes=2):
+    """A system of `nframes` random frames of `ntypes` elements (the teacher's type_map) labelled
+    by `teacher`; fparam (nframes, nfp): each frame's parameters for a teacher that takes them
+    (written as fparam.npy)."""
     model = DPModel(teacher, nthreads=1)
     root.mkdir(parents=True)
     coords, boxes, energy, forces, virial = [], [], [], [], []
     for f in range(nframes):
-        pos, types, box = random_config(natoms, 2, box_len=6.0 if periodic else None, tilt=0.2,
+        pos, types, box = random_config(natoms, ntypes, box_len=6.0 if periodic else None, tilt=0.2,
                                         seed=seed + f)
         r = model.evaluate(pos, types, box, atom_virial=False, fparam=None if fparam is None else fparam[f])
         coords.append(pos.ravel())
@@ -77,7 +78,7 @@ def write_system(root, teacher, natoms, nframes, periodic, seed, fparam=None):
         forces.append(r.forces.ravel())
         virial.append(r.virial.ravel())
     (root / "type.raw").write_text(" ".join(str(t) for t in types))
-    (root / "type_map.raw").write_text("A B")
+    (root / "type_map.raw").write_text(" ".join(teacher.type_map))
     s = root / "set.000"
     s.mkdir()
     np.save(s / "coord.npy", np.array(coords))

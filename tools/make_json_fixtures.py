@@ -11,8 +11,9 @@ deepmd/lib/run_config.ini holding "[CONFIG]"):
     PYTHONPATH=DEEPMD_SRC python tools/make_json_fixtures.py DEEPMD_SRC [--version V] [--out DIR]
 
 Files: NAME.json (the example, unchanged) and NAME.out.json (normalized), for each NAME of
-`EXAMPLES`; versions.json records DeePMD-kit's version (`git describe` of the tree when it is a
-git checkout, else --version) and the example paths.
+`EXAMPLES`; the files of `FILES` unchanged (the LAMMPS script of the fparam example and its data
+file, for tests/test_fparam.py); versions.json records DeePMD-kit's version (`git describe` of
+the tree when it is a git checkout, else --version) and the example paths.
 """
 from __future__ import annotations
 
@@ -25,6 +26,11 @@ EXAMPLES = {
     "water_se_e2_a_tf": "examples/water/se_e2_a/input.json",
     "water_se_e2_a_pt": "examples/water/se_e2_a/input_torch.json",
     "water_se_e2_a_epochs": "examples/water/se_e2_a/input_torch_num_epoch.json",
+    "fparam": "examples/fparam/train/input.json",
+}
+FILES = {
+    "fparam_in.lammps": "examples/fparam/lmp/in.lammps",
+    "fparam_conf.lmp": "examples/fparam/lmp/conf.lmp",
 }
 
 
@@ -43,13 +49,15 @@ def main() -> None:
         (args.out / f"{name}.json").write_text(text)
         full = normalize(update_deepmd_input(json.loads(text), warning=False))
         (args.out / f"{name}.out.json").write_text(json.dumps(full, indent=2) + "\n")
+    for name, rel in FILES.items():
+        (args.out / name).write_text((args.src / rel).read_text())
     version = args.version
     try:
         version = version or subprocess.run(["git", "-C", str(args.src), "describe", "--tags"], capture_output=True,
                                  text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         version = "unknown"
-    (args.out / "versions.json").write_text(json.dumps({"deepmd-kit": version, "examples": EXAMPLES}, indent=2) + "\n")
+    (args.out / "versions.json").write_text(json.dumps({"deepmd-kit": version, "examples": {**EXAMPLES, **FILES}}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
