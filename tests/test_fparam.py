@@ -76,7 +76,7 @@ def test_forces_and_virial_are_derivatives():
     out = model.evaluate(pos, types, box, fparam=fp)
     other = model.evaluate(pos, types, box, fparam=fp + 1.0)
     assert rel(other.forces, out.forces) > 1e-3   # the parameters change the forces
-    at = model.with_fparam(fp)
+    at = numdp.load_model(DATA / "fparam.dp", nthreads=1, fparam=fp)
     for i, c in [(0, 0), (5, 1), (11, 2)]:
         assert abs(fd_force(at, pos, types, box, i, c, 1e-5) - out.forces[i, c]) < 2e-7 * np.abs(out.forces).max()
     # virial = -Σ r ⊗ F + ... : against the strain derivative of the energy
@@ -90,6 +90,25 @@ def test_forces_and_virial_are_derivatives():
                 e.append(at.evaluate(pos @ strain, types, box @ strain, atom_virial=False).energy)
             eps[a, b] = -(e[0] - e[1]) / (2 * h)
     assert np.allclose(out.virial, eps.T, rtol=0, atol=1e-6 * np.abs(out.virial).max())
+
+
+@pytest.mark.parametrize("precision, device", [("double", "cpu"), ("mix32", "cpu"), ("double", "cuda")])
+def test_parameters_switched_per_call(precision, device):
+    """evaluate(..., fparam=f) sets the first layers' biases of f in the model's evaluator: bit
+    for bit a model loaded with f (the same folded biases), and the next call without fparam is
+    the model's own parameters again."""
+    if device == "cuda":
+        pytest.importorskip("numba_cuda")
+    kw = dict(nthreads=1, precision=precision, device=device)
+    fps = REF["fparam_fparam"]
+    model = numdp.load_model(DATA / "fparam.dp", fparam=fps[0], **kw)
+    own = model.evaluate(*frame(0))
+    for f in (1, 2, 1):
+        out = model.evaluate(*frame(f), fparam=fps[f])
+        fresh = numdp.load_model(DATA / "fparam.dp", fparam=fps[f], **kw).evaluate(*frame(f))
+        assert out.energy == fresh.energy and np.array_equal(out.forces, fresh.forces)
+    again = model.evaluate(*frame(0))
+    assert again.energy == own.energy and np.array_equal(again.forces, own.forces)
 
 
 def test_fold_is_the_concatenated_input():

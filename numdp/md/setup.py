@@ -56,8 +56,8 @@ def _with_fparam(model, fparam, file, name: str):
     """`model` for the run's [model] fparam (the model's default_fparam when not given);
     InputError naming the input and the model file when they do not fit."""
     try:
-        model = model.with_fparam(fparam)
-        model.check_fparam()
+        model.set_fparam(fparam)
+        model.use_fparam()
     except InputError as exc:
         raise InputError(f"{name}: [model] fparam: {file}: {exc}") from None
     return model

@@ -207,6 +207,13 @@ class CUDAEvaluator:
         self.assembly = "gather"
         self.kernel_form = KernelForm.THREAD
 
+    def set_first_layer_biases(self, biases) -> None:
+        """`Evaluator.set_first_layer_biases` on the device copies (in place: a CUDA graph that
+        captured them stays valid) and on the host evaluator's."""
+        self.cpu.set_first_layer_biases(biases)
+        for net, cnet in zip(self.fit, self.cpu.fit):
+            net.b[0][...] = self.be.to_device(cnet.layers[0].b)
+
     def use_kernel_products(self) -> None:
         """From now on, the matrix products through numdp.kernels.cuda.gemm instead of cuBLAS
         (`CUDABackend.kernel_products`): what a force call captured in a CUDA graph needs."""

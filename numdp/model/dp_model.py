@@ -13,7 +13,7 @@ from ..neighbor.extended import check_pbc, complete_cell
 from ..parallel.threads import default_threads
 from ..neighbor.overlap import OVERLAP_DISTANCE, overlap_message
 from .evaluator import Evaluator, compute_shared
-from .params import ModelParams, fold_fparam
+from .params import ModelParams, checked_fparam, fold_fparam, fparam_biases
 
 
 @dataclass
@@ -41,31 +41,32 @@ class DPModel:
     """An se_e2_a energy model ready to evaluate.
 
     Attributes: type_map (list of element names), rcut (Å), params (ModelParams: the model
-    evaluated, with its frame parameters folded in, `numdp.model.params.fold_fparam`),
-    source_params (the model as read), numb_fparam, fparam (the frame parameters in use, or None).
+    evaluated; one with frame parameters with them folded into its first fitting layers,
+    `numdp.model.params.fold_fparam`), source_params (the model as read), numb_fparam, fparam
+    (the model's frame parameters, or None).
 
-    A model with frame parameters (DeePMD-kit's numb_fparam) evaluates with `fparam` given here,
-    else with its default_fparam; `evaluate(..., fparam=f)` evaluates with other ones (a model
-    per distinct f, the last `FPARAM_MODELS` kept).  Without either, evaluating is an InputError.
+    A model with frame parameters (DeePMD-kit's numb_fparam) evaluates with `fparam` given here
+    (or later `set_fparam`), else with its default_fparam; `evaluate(..., fparam=f)` with f for
+    that call.  Each evaluation first gives the evaluator's first fitting layers the biases of its
+    parameters when they differ from the last ones (`use_fparam`: a few hundred multiply-adds per
+    net, no new evaluator).  Without any parameters, evaluating is an InputError.
     """
-
-    FPARAM_MODELS = 8
 
     def __init__(self, params: ModelParams, nthreads: int | None = None, chunk: int | None = None,
                  precision: str = "double", device: str = "cpu", fparam=None):
         self.source_params = params
-        self._settings = dict(nthreads=nthreads, chunk=chunk, precision=precision, device=device)
-        self._fparam_models: dict[bytes, DPModel] = {}
         nfp = params.fitting.numb_fparam
         if nfp == 0 and fparam is not None and np.size(fparam):
             raise InputError(f"the model takes no frame parameters (numb_fparam 0), got fparam {np.ravel(fparam).tolist()}")
         self.fparam = None
+        self._bias_f = None   # the frame parameters the evaluator's first-layer biases are of
         if nfp:
             given = fparam if fparam is not None else params.fitting.default_fparam
-            # without any, the evaluator is built at f = fparam_avg (so that its properties
-            # answer) and `check_fparam` stops every evaluation
-            self.fparam = None if given is None else np.asarray(given, dtype=np.float64).reshape(-1)
-            params = fold_fparam(params, params.fitting.fparam_avg if given is None else given)
+            self.fparam = None if given is None else checked_fparam(params, given)
+            # without parameters the evaluator is built at f = fparam_avg, so that its
+            # properties answer; `use_fparam` stops every evaluation
+            self._bias_f = self.fparam if self.fparam is not None else params.fitting.fparam_avg.copy()
+            params = fold_fparam(params, self._bias_f)
         self.params = params
         kw = {} if chunk is None else {"chunk": chunk}
         self.device = str(device).lower()
@@ -88,32 +89,36 @@ class DPModel:
         """Frame parameters the model takes (DeePMD-kit's numb_fparam; 0: none)."""
         return self.source_params.fitting.numb_fparam
 
-    def with_fparam(self, fparam) -> "DPModel":
-        """This model for frame parameters `fparam` (numb_fparam,): itself when they are the
-        ones in use, else a model of the same settings (kept for the next calls)."""
-        if self.numb_fparam == 0:
-            if fparam is None or not np.size(fparam):
-                return self
-            raise InputError(f"the model takes no frame parameters (numb_fparam 0), got fparam "
-                             f"{np.ravel(fparam).tolist()}")
+    def set_fparam(self, fparam) -> None:
+        """The model's frame parameters (numb_fparam,) from now on (None: leave them)."""
         if fparam is None:
-            return self
-        fp = np.asarray(fparam, dtype=np.float64).reshape(-1)
-        if self.fparam is not None and np.array_equal(fp, self.fparam):
-            return self
-        key = fp.tobytes()
-        model = self._fparam_models.pop(key, None)
-        if model is None:
-            model = DPModel(self.source_params, fparam=fp, **self._settings)
-        self._fparam_models[key] = model   # the most recent last
-        while len(self._fparam_models) > self.FPARAM_MODELS:
-            self._fparam_models.pop(next(iter(self._fparam_models)))
-        return model
+            return
+        if self.numb_fparam == 0:
+            if np.size(fparam):
+                raise InputError(f"the model takes no frame parameters (numb_fparam 0), got fparam "
+                                 f"{np.ravel(fparam).tolist()}")
+            return
+        self.fparam = checked_fparam(self.source_params, fparam)
 
-    def check_fparam(self) -> None:
-        if self.numb_fparam and self.fparam is None:
-            raise InputError(f"the model takes {self.numb_fparam} frame parameter(s) (numb_fparam) and has "
-                             f"no default_fparam: give fparam")
+    def use_fparam(self, fparam=None) -> None:
+        """Make the evaluator's first fitting layers those of frame parameters `fparam` (None:
+        the model's own) for the evaluations that follow; InputError when the model takes none
+        and some are given, or takes some and has none."""
+        if self.numb_fparam == 0:
+            if fparam is not None and np.size(fparam):
+                raise InputError(f"the model takes no frame parameters (numb_fparam 0), got fparam "
+                                 f"{np.ravel(fparam).tolist()}")
+            return
+        if fparam is None:
+            if self.fparam is None:
+                raise InputError(f"the model takes {self.numb_fparam} frame parameter(s) (numb_fparam) and "
+                                 f"has no default_fparam: give fparam")
+            f = self.fparam
+        else:
+            f = checked_fparam(self.source_params, fparam)
+        if not np.array_equal(f, self._bias_f):
+            self._ev.set_first_layer_biases(fparam_biases(self.source_params, f))
+            self._bias_f = f
 
     @property
     def rcut(self) -> float:
@@ -209,11 +214,7 @@ class DPModel:
         strained, i.e. sum over pairs of -r_ij (x) dE/dr_ij (see docs/ase.md).  fparam:
         (numb_fparam,) frame parameters, for a model that takes them (default: those in use).
         """
-        if fparam is not None:
-            model = self.with_fparam(fparam)
-            if model is not self:
-                return model.evaluate(positions, types, box, atom_virial, pbc)
-        self.check_fparam()
+        self.use_fparam(fparam)
         typ, ext, nl = self._prepare(positions, types, box, pbc)
         if self.device != "cpu":   # ghosts folded onto their owners on the device
             raw = self._ev.compute_owned(ext.positions, nl.nlist, typ, ext.mapping, atom_virial)
@@ -241,7 +242,7 @@ class DPModel:
         on every extended atom (fold ghosts onto owners), virial (3, 3), atom_virial (nall, 9)
         or None.
         """
-        self.check_fparam()
+        self.use_fparam()
         return self._ev.compute(ext_positions, nlist, types, want_force=True, want_atom_virial=atom_virial)
 
     def shares_environment(self, other: "DPModel") -> bool:
@@ -268,7 +269,7 @@ class DPModel:
         int32 host array.  Returns device arrays (atom_energy (nloc,) eV, force (nall, 3) eV/Å, virial (9,) eV)."""
         if self.device == "cpu":
             raise InputError("compute_device needs a model loaded with device='cuda'")
-        self.check_fparam()
+        self.use_fparam()
         return self._ev.compute_device(ext_positions, nlist, types)
 
     def descriptor(self, positions, types, box=None, pbc=None) -> np.ndarray:
@@ -294,37 +295,38 @@ def load_model(path, nthreads: int | None = None, precision: str = "double",
                    fparam=fparam)
 
 
-def compute_ensemble(models, ext_positions, nlist, types) -> list:
+def compute_ensemble(models, ext_positions, nlist, types, fparam=None) -> list:
     """`DPModel.compute` of several models on one configuration with the environment matrix
     computed once: the models must pairwise `shares_environment` with models[0] (ValueError
     otherwise).  Returns one RawOutput per model (host arrays).  On the CPU models[0]'s is
     bit-identical to its own compute and the others' equal theirs up to the summation order of
-    forces and virials; on a GPU every model's is bit-identical to its own compute."""
+    forces and virials; on a GPU every model's is bit-identical to its own compute.  fparam: the
+    frame parameters of models that take them (None: each model's own, `DPModel.use_fparam`)."""
     if any(m.device != models[0].device for m in models):
         raise ValueError("compute_ensemble: the models run on different devices")
-    for m in models:
-        m.check_fparam()
     if models[0].device != "cpu":
         from .evaluator import RawOutput
 
         be = models[0]._backend
         return [RawOutput(be.to_host(e), be.to_host(f), be.to_host(v).reshape(3, 3), None)
-                for e, f, v in compute_device_ensemble(models, ext_positions, nlist, types)]
+                for e, f, v in compute_device_ensemble(models, ext_positions, nlist, types, fparam)]
+    for m in models:
+        m.use_fparam(fparam)
     return compute_shared([m._ev for m in models], ext_positions, nlist, types, want_force=True)
 
 
-def compute_device_ensemble(models, ext_positions, nlist, types) -> list:
+def compute_device_ensemble(models, ext_positions, nlist, types, fparam=None) -> list:
     """`DPModel.compute_device` of several device models on one configuration with the environment
     matrix computed once per chunk (numdp.model.cuda_evaluator.compute_device_shared): the
     models must pairwise `shares_environment` with models[0] (ValueError otherwise).  Arguments
-    as compute_device; returns its (atom_energy, force, virial) device arrays per model, each bit
-    for bit those of the model's own compute_device."""
+    as compute_device (and fparam, as compute_ensemble); returns its (atom_energy, force, virial)
+    device arrays per model, each bit for bit those of the model's own compute_device."""
     from .cuda_evaluator import compute_device_shared
 
     if any(m.device == "cpu" for m in models):
         raise ValueError("compute_device_ensemble: device models only")
     for m in models:
-        m.check_fparam()
+        m.use_fparam(fparam)
     return [out[:3] for out in compute_device_shared([m._ev for m in models], ext_positions, nlist, types)]
 
 
@@ -332,8 +334,6 @@ def evaluate_ensemble(models, positions, types, box=None, pbc=None, fparam=None)
     """`DPModel.evaluate(..., atom_virial=False)` of each model on one configuration; the models
     that `shares_environment` with an earlier one are evaluated with it on one neighbour list and
     environment matrix (`compute_ensemble`), the others alone.  Arguments as evaluate."""
-    if fparam is not None:
-        models = [m.with_fparam(fparam) for m in models]
     groups: list[list[int]] = []
     for k, m in enumerate(models):
         for g in groups:
@@ -346,10 +346,10 @@ def evaluate_ensemble(models, positions, types, box=None, pbc=None, fparam=None)
     for g in groups:
         first = models[g[0]]
         if len(g) == 1:
-            out[g[0]] = first.evaluate(positions, types, box, atom_virial=False, pbc=pbc)
+            out[g[0]] = first.evaluate(positions, types, box, atom_virial=False, pbc=pbc, fparam=fparam)
             continue
         typ, ext, nl = first._prepare(positions, types, box, pbc)
-        raws = compute_ensemble([models[k] for k in g], ext.positions, nl.nlist, typ)
+        raws = compute_ensemble([models[k] for k in g], ext.positions, nl.nlist, typ, fparam)
         mapping = ext.mapping if first.device == "cpu" else np.asarray(first._backend.to_host(ext.mapping))
         for k, raw in zip(g, raws):
             out[k] = Result(float(raw.atom_energy.sum()), fold_to_owners(raw.force, mapping, typ.shape[0]),

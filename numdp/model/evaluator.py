@@ -124,6 +124,13 @@ class Evaluator:
         self._lock = threading.Lock()
         self._scratch = ThreadWorkspaces()
 
+    def set_first_layer_biases(self, biases) -> None:
+        """Give each fitting net's first layer the bias biases[t] ((n_out,) float64, rounded to
+        the policy's dtype), in place: a model with frame parameters evaluated at other ones
+        (numdp.model.dp_model.DPModel; the arrays may be the model's own)."""
+        for net, b in zip(self.fit, biases):
+            net.layers[0].b[...] = b
+
     def shares_environment(self, other: "Evaluator") -> bool:
         """True when `other` computes the same environment matrix as this evaluator on any
         configuration: equal rcut, rcut_smth, sel (slot blocks), normalisation (davg, dstd) and

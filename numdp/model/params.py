@@ -271,24 +271,40 @@ class ModelParams:
                 raise InputError(f"{source}: {name} has shape {arr.shape}, expected ({nt},)")
 
 
-def fold_fparam(params: ModelParams, fparam) -> ModelParams:
-    """The model that `params` is for frame parameters `fparam` (numb_fparam,): every fitting
-    net's first layer z = [D, f̂] W + b with f̂ = (f - fparam_avg) * fparam_inv_std becomes
-    z = D W_D + b' with b' = b + f̂ W_f (the parameters' rows W_f of W are a constant of the frame),
-    so that every evaluation path runs it unchanged.  The arrays not changed are shared."""
-    f = params.fitting
-    nfp = f.numb_fparam
+def checked_fparam(params: ModelParams, fparam) -> np.ndarray:
+    """`fparam` as the (numb_fparam,) float64 frame parameters of model `params`; InputError when
+    it has another size or a non-finite entry."""
+    nfp = params.fitting.numb_fparam
     fp = np.asarray(fparam, dtype=np.float64).reshape(-1)
     if fp.shape != (nfp,):
         raise InputError(f"the model takes {nfp} frame parameter(s) (numb_fparam), got {fp.size}")
     if not np.all(np.isfinite(fp)):
         raise InputError(f"frame parameters must be finite, got {fp.tolist()}")
-    fhat = (fp - f.fparam_avg) * f.fparam_inv_std
+    return fp
+
+
+def fparam_biases(params: ModelParams, fparam) -> list[np.ndarray]:
+    """Each fitting net's first-layer bias b' = b + f̂ W_f (n_out,) for frame parameters `fparam`
+    (`fold_fparam`)."""
+    f = params.fitting
+    fhat = (checked_fparam(params, fparam) - f.fparam_avg) * f.fparam_inv_std
+    dim = params.descriptor.dim_out
+    return [net.layers[0].b + fhat @ net.layers[0].w[dim:] for net in f.nets]
+
+
+def fold_fparam(params: ModelParams, fparam) -> ModelParams:
+    """The model that `params` is for frame parameters `fparam` (numb_fparam,): every fitting
+    net's first layer z = [D, f̂] W + b with f̂ = (f - fparam_avg) * fparam_inv_std becomes
+    z = D W_D + b' with b' = b + f̂ W_f (the parameters' rows W_f of W are a constant of the frame,
+    `fparam_biases`), so that every evaluation path runs it unchanged.  The arrays not changed
+    are shared."""
+    f = params.fitting
+    fp = checked_fparam(params, fparam)
     dim = params.descriptor.dim_out
     nets = []
-    for net in f.nets:
+    for net, b in zip(f.nets, fparam_biases(params, fp)):
         first = net.layers[0]
-        folded = Layer(w=np.ascontiguousarray(first.w[:dim]), b=first.b + fhat @ first.w[dim:],
+        folded = Layer(w=np.ascontiguousarray(first.w[:dim]), b=b,
                        idt=first.idt, activation=first.activation, resnet=False)
         nets.append(Net([folded] + list(net.layers[1:])))
     fitting = Fitting(neuron=list(f.neuron), resnet_dt=f.resnet_dt, nets=nets, bias_atom_e=f.bias_atom_e)
