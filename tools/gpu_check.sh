@@ -149,7 +149,9 @@ else
                tests/test_cuda_gemm.py tests/test_cuda_graph.py tests/test_cuda_numba_pool.py
                tests/test_cuda_fused.py tests/test_cuda_force_launches.py
                tests/test_activations.py::test_cuda_matches_cpu
-               tests/test_activations.py::test_low_precision_close_to_double)
+               tests/test_activations.py::test_low_precision_close_to_double
+               tests/test_fparam.py::test_every_path_takes_the_parameters
+               tests/test_fparam.py::test_parameters_switched_per_call)
         [ -f tests/test_cuda_neighbor.py ] && tests+=(tests/test_cuda_neighbor.py)
         real=1
     fi
