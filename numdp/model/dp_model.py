@@ -212,7 +212,8 @@ class DPModel:
         each cell vector (default all True with a box).  With mixed pbc (a slab) a zero
         non-periodic cell vector is allowed, and the virial is still -dE/dstrain with every atom
         strained, i.e. sum over pairs of -r_ij (x) dE/dr_ij (see docs/ase.md).  fparam:
-        (numb_fparam,) frame parameters, for a model that takes them (default: those in use).
+        (numb_fparam,) frame parameters for this call, for a model that takes them (None: the
+        model's own, `set_fparam`, else its default_fparam).
         """
         self.use_fparam(fparam)
         typ, ext, nl = self._prepare(positions, types, box, pbc)
