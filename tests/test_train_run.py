@@ -139,6 +139,21 @@ def run_keeping(path, step):
     return trainer, history, copy
 
 
+def assert_model_is_the_passes(model, trainer):
+    """The model file (loaded as `model`) evaluates frame 1 of the first validation system (with
+    its frame parameters, if any) like the trainer's passes: energy, forces and virial to the
+    round-off of two summation orders."""
+    s = trainer.valid_sys[0]
+    fparam = None if s.fparam is None else s.fparam[1]
+    r = model.evaluate(s.coords[1], s.types, s.boxes[1], fparam=fparam)
+    ext = extend(s.coords[1], s.types, s.boxes[1], 4.0)
+    nl = build_nlist(ext, 4.0, model.params.descriptor.sel, 2)
+    q = trainer.passes.primal(Frame(ext.positions, nl.nlist, s.types, ext.mapping, fparam))
+    assert r.energy == pytest.approx(q.energy, rel=1e-12)
+    assert np.allclose(r.forces, q.forces, rtol=0, atol=1e-12 * abs(q.forces).max())
+    assert np.allclose(r.virial, q.virial, rtol=0, atol=1e-12 * abs(q.virial).max())
+
+
 def read_lcurve(path):
     lines = path.read_text().splitlines()
     return lines[0], np.loadtxt(path)
@@ -294,14 +309,7 @@ def test_outputs_and_model_file(tmp_path, data_dir):
     assert p.s_range.shape == (2, 2) and np.all(p.s_range[:, 1] > p.s_range[:, 0])
     assert p.descriptor.sel == trainer.params.descriptor.sel and sum(p.descriptor.sel) % 4 == 0
     assert np.all(p.fitting.bias_atom_e == 0.0) and np.any(p.out_bias != 0.0)
-    s = trainer.valid_sys[0]
-    r = model.evaluate(s.coords[1], s.types, s.boxes[1])
-    ext = extend(s.coords[1], s.types, s.boxes[1], 4.0)
-    nl = build_nlist(ext, 4.0, p.descriptor.sel, 2)
-    q = trainer.passes.primal(Frame(ext.positions, nl.nlist, s.types, ext.mapping))
-    assert r.energy == pytest.approx(q.energy, rel=1e-12)
-    assert np.allclose(r.forces, q.forces, rtol=0, atol=1e-12 * abs(q.forces).max())
-    assert np.allclose(r.virial, q.virial, rtol=0, atol=1e-12 * abs(q.virial).max())
+    assert_model_is_the_passes(model, trainer)
     ck = read_checkpoint(work / "model.ckpt.h5")
     assert ck.step == 12 and ck.adam_t == 12
     assert np.array_equal(ck.theta, trainer.flat.theta)
@@ -773,13 +781,7 @@ def test_other_activations_train_evaluate_and_restart(tmp_path, data_dir):
     p = model.params
     assert (p.descriptor.activation, p.fitting.activation) == ("gelu", "softplus")
     assert all(lay.activation == "gelu" for net in p.descriptor.embeddings for lay in net.layers)
-    s = trainer.valid_sys[0]
-    r = model.evaluate(s.coords[1], s.types, s.boxes[1])
-    ext = extend(s.coords[1], s.types, s.boxes[1], 4.0)
-    nl = build_nlist(ext, 4.0, p.descriptor.sel, 2)
-    q = trainer.passes.primal(Frame(ext.positions, nl.nlist, s.types, ext.mapping))
-    assert r.energy == pytest.approx(q.energy, rel=1e-12)
-    assert np.allclose(r.forces, q.forces, rtol=0, atol=1e-12 * abs(q.forces).max())
+    assert_model_is_the_passes(model, trainer)
     full_theta = trainer.flat.theta.copy()
     trainer2, history2 = run(path, restart=ck5)
     assert trainer2.start_step == 5
@@ -818,13 +820,7 @@ def test_frame_parameters_train_freeze_restart_and_test(tmp_path):
     assert np.allclose(f.fparam_avg, stat.mean(axis=0), rtol=1e-14)
     assert np.allclose(1.0 / f.fparam_inv_std, stat.std(axis=0), rtol=1e-12)
     model = numdp.load_model(work / "model.h5", nthreads=1)
-    s = trainer.valid_sys[0]
-    r = model.evaluate(s.coords[1], s.types, s.boxes[1], fparam=s.fparam[1])
-    ext = extend(s.coords[1], s.types, s.boxes[1], 4.0)
-    nl = build_nlist(ext, 4.0, p.descriptor.sel, 2)
-    q = trainer.passes.primal(Frame(ext.positions, nl.nlist, s.types, ext.mapping, s.fparam[1]))
-    assert r.energy == pytest.approx(q.energy, rel=1e-12)
-    assert np.allclose(r.forces, q.forces, rtol=0, atol=1e-12 * abs(q.forces).max())
+    assert_model_is_the_passes(model, trainer)
     frozen = model_from_checkpoint(work / "model.ckpt.h5")
     assert np.array_equal(frozen.fitting.fparam_avg, f.fparam_avg)
     assert np.array_equal(frozen.fitting.nets[0].layers[0].w, f.nets[0].layers[0].w)

@@ -34,6 +34,21 @@ def fd_force(model, pos, types, box, i, c, h):
     return -(ep - em) / (2 * h)
 
 
+def fd_virial(model, pos, types, box, h):
+    """(3, 3) eV: -(E(x m+) - E(x m-)) / 2h with m± = 1 ± h e_ab applied to the positions and the
+    cell rows alike: the central-difference virial (−dE/dstrain)."""
+    vir = np.zeros((3, 3))
+    for a in range(3):
+        for b in range(3):
+            e = []
+            for s in (h, -h):
+                m = np.eye(3)
+                m[a, b] += s
+                e.append(model.evaluate(pos @ m, types, box @ m, atom_virial=False).energy)
+            vir[a, b] = -(e[0] - e[1]) / (2 * h)
+    return vir
+
+
 # -- round-off bounds for comparisons across arithmetic paths --------------------------------------
 # Two evaluations of the same quantity whose sums run in another order (thread or rank
 # decomposition, chunk sizes, the BLAS kernel's blocking, a folded or full layout) agree to
