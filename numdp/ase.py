@@ -87,10 +87,9 @@ class DPCalculator(Calculator):
         pbc = tuple(bool(p) for p in atoms.pbc)
         box = np.array(atoms.cell.array) if any(pbc) else None
         want_atomic_stress = "stresses" in properties
-        fparam = atoms.info.get("fparam")
         out = self.model.evaluate(atoms.positions, self.types_of(atoms), box,
                                   atom_virial=want_atomic_stress, pbc=pbc if any(pbc) else None,
-                                  fparam=None if fparam is None or np.size(fparam) == 0 else fparam)
+                                  fparam=atoms.info.get("fparam"))
         self.results = {
             "energy": out.energy,
             "free_energy": out.energy,

@@ -54,6 +54,8 @@ def test_default_fparam():
     for f in range(NF):
         out = model.evaluate(*frame(f))
         assert abs(out.energy - REF["default_energy"][f]) <= TOL * abs(REF["default_energy"][f])
+    # an empty fparam is none given (as DeePMD-kit takes it): the default again
+    assert model.evaluate(*frame(NF - 1), fparam=[]).energy == out.energy
     bare = numdp.load_model(DATA / "fparam.dp", nthreads=1)
     with pytest.raises(InputError, match=r"^the model takes 2 frame parameter\(s\) \(numb_fparam\) and has no "
                                          r"default_fparam: give fparam$"):

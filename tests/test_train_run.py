@@ -839,8 +839,8 @@ def test_frame_parameters_train_freeze_restart_and_test(tmp_path):
     assert got["rmse_energy"] == pytest.approx(own.rmse_e * 1e3, rel=1e-9)
     assert got["rmse_force"] == pytest.approx(own.rmse_f * 1e3, rel=1e-9)
     (work / "data" / "valid" / "set.000" / "fparam.npy").unlink()
-    with pytest.raises(numdp.errors.InputError, match=r"valid: numb_fparam 1: the system has no fparam.npy "
-                                                      r"and the input gives no default_fparam"):
+    with pytest.raises(numdp.errors.InputError, match=r"valid: the input takes 1 frame parameter\(s\) \(numb_fparam\) "
+                                                      r"and has no default_fparam; the system has no fparam.npy$"):
         run(path)
     path.write_text(text.replace("numb_fparam = 1\n", "numb_fparam = 1\ndefault_fparam = [1.0]\n"))
     trainer3, _ = run(path)

@@ -85,21 +85,19 @@ def _check(cond: bool, path: Path, msg: str) -> None:
 
 def _fparam(fit: dict, path: Path) -> dict:
     """The fitting's frame-parameter statistics and default as `Fitting` fields (empty without
-    numb_fparam)."""
+    numb_fparam).  fparam_avg must hold numb_fparam entries; `ModelParams.validate` checks the
+    others against it."""
     nfp = int(fit.get("numb_fparam") or 0)
     if nfp == 0:
         return {}
     var = fit["@variables"]
-    arrays = {}
-    for key in ("fparam_avg", "fparam_inv_std"):
-        _check(var.get(key) is not None, path, f"numb_fparam {nfp} without the fitting's {key}")
-        arrays[key] = np.asarray(var[key], dtype=np.float64).reshape(-1)
-        _check(arrays[key].shape == (nfp,), path, f"fitting {key} has {arrays[key].size} entries, numb_fparam {nfp}")
-    default = fit.get("default_fparam")
-    if default is not None:
-        arrays["default_fparam"] = np.asarray(default, dtype=np.float64).reshape(-1)
-        _check(arrays["default_fparam"].shape == (nfp,), path,
-               f"default_fparam has {arrays['default_fparam'].size} entries, numb_fparam {nfp}")
+    _check(var.get("fparam_avg") is not None, path, f"numb_fparam {nfp} without the fitting's fparam_avg")
+    avg = np.asarray(var["fparam_avg"], dtype=np.float64).reshape(-1)
+    _check(avg.shape == (nfp,), path, f"fitting fparam_avg has {avg.size} entries, numb_fparam {nfp}")
+    arrays = {"fparam_avg": avg}
+    for key, value in (("fparam_inv_std", var.get("fparam_inv_std")), ("default_fparam", fit.get("default_fparam"))):
+        if value is not None:
+            arrays[key] = np.asarray(value, dtype=np.float64).reshape(-1)
     return arrays
 
 

@@ -57,7 +57,7 @@ FORMAT = "numdp-model"
 FORMAT_VERSION = 2          # the newest version read and written
 EXCLUSION_VERSION = 2       # the first version with descriptor exclude_types
 ANGSTROM, INV_ANGSTROM, EV = "Å", "1/Å", "eV"
-FPARAM_UNITS = {"fparam_avg": None, "fparam_inv_std": None, "default_fparam": None}
+FPARAM_ARRAYS = ("fparam_avg", "fparam_inv_std", "default_fparam")
 """The fitting's optional frame-parameter arrays (their units are the data's: none recorded)."""
 
 
@@ -161,9 +161,9 @@ def write_h5_model(params: ModelParams, path) -> None:
         g.attrs["neuron"] = np.asarray(f.neuron, dtype=np.int64)
         g.attrs["resnet_dt"] = bool(f.resnet_dt)
         _dataset(g, "bias_atom_e", np.ravel(f.bias_atom_e), EV)
-        for name in ("fparam_avg", "fparam_inv_std", "default_fparam"):
+        for name in FPARAM_ARRAYS:
             if getattr(f, name) is not None:
-                _dataset(g, name, getattr(f, name), FPARAM_UNITS[name])
+                _dataset(g, name, getattr(f, name))
         for t, net in enumerate(f.nets):
             _write_net(g.create_group(f"net_{t}"), net)
 
@@ -327,7 +327,7 @@ def _read(h5: h5py.File, path: Path) -> ModelParams:
                       nets=[r.net(f"fitting/net_{t}", len(fneuron) + 1, f"fitting net {t}")
                             for t in range(nt)],
                       bias_atom_e=r.array("fitting/bias_atom_e", (nt,)),
-                      **{name: r.array(f"fitting/{name}", (None,), optional=True) for name in FPARAM_UNITS})
+                      **{name: r.array(f"fitting/{name}", (None,), optional=True) for name in FPARAM_ARRAYS})
 
     mnd = r.array("min_nbor_dist", (), optional=True)
     info_text = r.string(h5, "info", default="{}")

@@ -105,23 +105,27 @@ class System:
         return dataclasses.replace(self, **{k: None if getattr(self, k) is None else getattr(self, k)[idx]
                                             for k in self.PER_FRAME})
 
-    def model_fparam(self, model) -> np.ndarray | None:
-        """The frame parameters (nframes, nfp) that `model` (a numdp DPModel) takes on this
-        system's frames: fparam.npy; None when the model takes none (fparam.npy is then not
-        read, as DeePMD-kit does) or the system has none and the model has a default_fparam.
-        InputError naming the system when they are missing or of another width."""
-        nfp = model.numb_fparam
+    def fparam_rows(self, nfp: int, default, owner: str) -> np.ndarray | None:
+        """The frame parameters (nframes, nfp) of this system's frames for `owner` (a model or a
+        training input, named in messages) that takes nfp of them: fparam.npy, else `default`
+        ((nfp,) or None) in every row; None when nfp is 0 (fparam.npy is then not read, as
+        DeePMD-kit does).  InputError naming the system when both are missing or fparam.npy has
+        another width."""
         if nfp == 0:
             return None
         if self.fparam is None:
-            if model.source_params.fitting.default_fparam is not None:
-                return None
-            raise InputError(f"{self.path}: the model takes {nfp} frame parameter(s) (numb_fparam) and has "
-                             f"no default_fparam; the system has no fparam.npy")
+            if default is None:
+                raise InputError(f"{self.path}: {owner} takes {nfp} frame parameter(s) (numb_fparam) and has "
+                                 f"no default_fparam; the system has no fparam.npy")
+            return np.tile(np.asarray(default, dtype=np.float64), (self.nframes, 1))
         if self.fparam.shape[1] != nfp:
             raise InputError(f"{self.path}: fparam.npy has {self.fparam.shape[1]} parameter(s) per frame, "
-                             f"the model takes {nfp} (numb_fparam)")
+                             f"{owner} takes {nfp} (numb_fparam)")
         return self.fparam
+
+    def model_fparam(self, model) -> np.ndarray | None:
+        """`fparam_rows` for `model` (a numdp DPModel): its numb_fparam and default_fparam."""
+        return self.fparam_rows(model.numb_fparam, model.source_params.fitting.default_fparam, "the model")
 
     @property
     def nframes(self) -> int:

@@ -55,14 +55,10 @@ class DPModel:
     def __init__(self, params: ModelParams, nthreads: int | None = None, chunk: int | None = None,
                  precision: str = "double", device: str = "cpu", fparam=None):
         self.source_params = params
-        nfp = params.fitting.numb_fparam
-        if nfp == 0 and fparam is not None and np.size(fparam):
-            raise InputError(f"the model takes no frame parameters (numb_fparam 0), got fparam {np.ravel(fparam).tolist()}")
-        self.fparam = None
+        given = self._given_fparam(fparam)
+        self.fparam = given if given is not None else self._given_fparam(params.fitting.default_fparam)
         self._bias_f = None   # the frame parameters the evaluator's first-layer biases are of
-        if nfp:
-            given = fparam if fparam is not None else params.fitting.default_fparam
-            self.fparam = None if given is None else checked_fparam(params, given)
+        if params.fitting.numb_fparam:
             # without parameters the evaluator is built at f = fparam_avg, so that its
             # properties answer; `use_fparam` stops every evaluation
             self._bias_f = self.fparam if self.fparam is not None else params.fitting.fparam_avg.copy()
@@ -89,33 +85,34 @@ class DPModel:
         """Frame parameters the model takes (DeePMD-kit's numb_fparam; 0: none)."""
         return self.source_params.fitting.numb_fparam
 
+    def _given_fparam(self, fparam) -> np.ndarray | None:
+        """`fparam` checked against the model (`checked_fparam`); None for None or an empty array
+        (as DeePMD-kit takes them: no parameters given); InputError for parameters given to a
+        model that takes none."""
+        if fparam is None or np.size(fparam) == 0:
+            return None
+        if self.numb_fparam == 0:
+            raise InputError(f"the model takes no frame parameters (numb_fparam 0), got fparam "
+                             f"{np.ravel(fparam).tolist()}")
+        return checked_fparam(self.source_params, fparam)
+
     def set_fparam(self, fparam) -> None:
         """The model's frame parameters (numb_fparam,) from now on (None: leave them)."""
-        if fparam is None:
-            return
-        if self.numb_fparam == 0:
-            if np.size(fparam):
-                raise InputError(f"the model takes no frame parameters (numb_fparam 0), got fparam "
-                                 f"{np.ravel(fparam).tolist()}")
-            return
-        self.fparam = checked_fparam(self.source_params, fparam)
+        given = self._given_fparam(fparam)
+        if given is not None:
+            self.fparam = given
 
     def use_fparam(self, fparam=None) -> None:
         """Make the evaluator's first fitting layers those of frame parameters `fparam` (None:
         the model's own) for the evaluations that follow; InputError when the model takes none
         and some are given, or takes some and has none."""
+        given = self._given_fparam(fparam)
         if self.numb_fparam == 0:
-            if fparam is not None and np.size(fparam):
-                raise InputError(f"the model takes no frame parameters (numb_fparam 0), got fparam "
-                                 f"{np.ravel(fparam).tolist()}")
             return
-        if fparam is None:
-            if self.fparam is None:
-                raise InputError(f"the model takes {self.numb_fparam} frame parameter(s) (numb_fparam) and "
-                                 f"has no default_fparam: give fparam")
-            f = self.fparam
-        else:
-            f = checked_fparam(self.source_params, fparam)
+        f = given if given is not None else self.fparam
+        if f is None:
+            raise InputError(f"the model takes {self.numb_fparam} frame parameter(s) (numb_fparam) and "
+                             f"has no default_fparam: give fparam")
         if not np.array_equal(f, self._bias_f):
             self._ev.set_first_layer_biases(fparam_biases(self.source_params, f))
             self._bias_f = f

@@ -97,23 +97,8 @@ def load_dataset(paths: list[Path], type_map: list[str], batch: BatchSize,
         bs = min(batch.frames(s.natoms, i), s.nframes)
         out.append(DataSystem(p, types, s.coords, s.boxes, s.energy, s.forces, s.virial, bs,
                               s.atom_ener, s.atom_pref, s.atom_ener_coeff, frame_types,
-                              _fparam(s, numb_fparam, default_fparam)))
+                              s.fparam_rows(numb_fparam, default_fparam, "the input")))
     return out
-
-
-def _fparam(s: System, nfp: int, default) -> np.ndarray | None:
-    """(nframes, nfp) frame parameters of system `s` for a model with nfp of them (None: none)."""
-    if nfp == 0:
-        return None
-    if s.fparam is None:
-        if default is None:
-            raise InputError(f"{s.path}: numb_fparam {nfp}: the system has no fparam.npy and the input "
-                             f"gives no default_fparam")
-        return np.tile(np.asarray(default, dtype=np.float64), (s.nframes, 1))
-    if s.fparam.shape[1] != nfp:
-        raise InputError(f"{s.path}: fparam.npy has {s.fparam.shape[1]} parameter(s) per frame, "
-                         f"numb_fparam is {nfp}")
-    return s.fparam
 
 
 class FrameCache:

@@ -169,8 +169,9 @@ class ModelPasses:
         self.excl = d.excluded   # (nt, nt) bool: excluded (centre, neighbour) type pairs
         self.inv_nnei = 1.0 / d.nnei
         self.dim = d.dim_out
-        """Descriptor width; a fitting net's input is [D, f̂] with the frame parameters
-        f̂ = (f - fparam_avg) * fparam_inv_std in its last numb_fparam columns (none without)."""
+        self.nfp = params.fitting.numb_fparam
+        """Descriptor width and frame parameters: a fitting net's input is [D, f̂] with
+        f̂ = (f - fparam_avg) * fparam_inv_std in its last nfp columns (none without)."""
         self.nw = max(1, int(nthreads))
         self.ws = [Workspace() for _ in range(self.nw)]
         self.grads = np.zeros((self.nw, flat.size))
@@ -645,10 +646,10 @@ class ModelPasses:
     def _fhat(self, frame: Frame) -> np.ndarray | None:
         """The frame's normalised parameters f̂ (nfp,) for a model that takes them, else None."""
         f = self.params.fitting
-        if f.numb_fparam == 0:
+        if self.nfp == 0:
             return None
-        if frame.fparam is None or np.shape(frame.fparam) != (f.numb_fparam,):
-            raise ValueError(f"the model takes {f.numb_fparam} frame parameters; the frame has "
+        if frame.fparam is None or np.shape(frame.fparam) != (self.nfp,):
+            raise ValueError(f"the model takes {self.nfp} frame parameters; the frame has "
                              f"{None if frame.fparam is None else np.shape(frame.fparam)}")
         return (np.asarray(frame.fparam, dtype=np.float64) - f.fparam_avg) * f.fparam_inv_std
 
@@ -699,14 +700,14 @@ class ModelPasses:
         Tbar = ws.get("Tbar_rev", (na, 4, M))
         for f in c.fits:
             net = p.fitting.nets[f.ti]
-            with_fparam = f.cache.Dd.shape[1] != self.dim   # [D, f̂]: the tangent of f̂ is 0 (forward)
+            # [D, f̂]: the tangent of f̂ is 0 (set by the forward)
             contract_D_tangent(c.T[f.a0:f.a1], Td[f.a0:f.a1], d.axis_neuron,
-                               f.cache.Dd[:, :self.dim] if with_fparam else f.cache.Dd)
+                               f.cache.Dd[:, :self.dim] if self.nfp else f.cache.Dd)
             fit_tangent(net, f.cache)
             ce = c_e if not isinstance(c_e, np.ndarray) else c_e[c.atoms[f.a0:f.a1]]
             Db, Ddb = fit_reverse(net, self.flat.fitting[f.ti], f.cache, ce, grad, ws, ("fit", f.ti),
                                   fit_weights)
-            if with_fparam:
+            if self.nfp:
                 Db, Ddb = Db[:, :self.dim], Ddb[:, :self.dim]
             K.back_D_pair(c.T[f.a0:f.a1], Td[f.a0:f.a1], Db, Ddb, d.axis_neuron,
                           self.inv_nnei, Tbar[f.a0:f.a1])
