@@ -83,8 +83,8 @@ class DeepPot:
         return self.model.numb_fparam
 
     def get_dim_aparam(self) -> int:
-        """Atomic parameters: numdp models have none."""
-        return 0
+        """Atomic parameters the model takes per atom (DeePMD-kit's numb_aparam; 0: none)."""
+        return self.model.numb_aparam
 
     def has_default_fparam(self) -> bool:
         """Whether the model has a default_fparam (used by `eval` without fparam)."""
@@ -166,8 +166,10 @@ class DeepPot:
         vectors, Å; None = non-periodic.  atom_types: (natoms,) integers indexing get_type_map(),
         or (nframes, natoms) with mixed_type=True.  fparam: the frame parameters of a model that
         takes them (get_dim_fparam() > 0): (nframes, dim_fparam), or (dim_fparam,) for every
-        frame; None uses the model's default_fparam.  aparam: None or empty (numdp reads no model
-        with atomic parameters).
+        frame; None uses the model's default_fparam.  aparam: the atomic parameters of a model that
+        takes them (get_dim_aparam() > 0): (nframes, natoms * dim_aparam) or (nframes, natoms,
+        dim_aparam), (natoms, dim_aparam) for every frame, or (dim_aparam,) for every atom of
+        every frame.
 
         Returns float64 arrays energy (nframes, 1) eV, force (nframes, natoms, 3) eV/Å, virial
         (nframes, 9) eV (row-major 3x3, -stress*volume); with atomic=True also atom_energy
@@ -178,6 +180,7 @@ class DeepPot:
                                                  aparam, mixed_type, kwargs)
         nframes, natoms = pos.shape[:2]
         fparams = self._standard_fparam("DeepPot.eval", fparam, nframes)
+        aparams = self._standard_aparam("DeepPot.eval", aparam, nframes, natoms)
         energy = np.empty((nframes, 1))
         force = np.empty((nframes, natoms, 3))
         virial = np.empty((nframes, 9))
@@ -187,7 +190,8 @@ class DeepPot:
             try:
                 out = self.model.evaluate(pos[f], types[min(f, types.shape[0] - 1)],
                                           None if boxes is None else boxes[f], atom_virial=atomic,
-                                          fparam=None if fparams is None else fparams[f])
+                                          fparam=None if fparams is None else fparams[f],
+                                          aparam=None if aparams is None else aparams[f])
             except InputError as exc:
                 raise InputError(f"DeepPot.eval: frame {f}: {exc}") from None
             energy[f, 0] = out.energy
@@ -262,6 +266,25 @@ class DeepPot:
             return fp.reshape(nframes, nfp)
         raise InputError(f"{who}: fparam has shape {fp.shape}; expected ({nframes}, {nfp}) or ({nfp},) "
                          f"(get_dim_fparam() == {nfp})")
+
+    def _standard_aparam(self, who: str, aparam, nframes: int, natoms: int) -> np.ndarray | None:
+        """aparam as (nframes, natoms, dim_aparam) float64 (from any of the shapes `eval` takes),
+        or None (the model takes none, or none given: the model's own)."""
+        nap = self.get_dim_aparam()
+        if nap == 0 or aparam is None or np.size(aparam) == 0:
+            return None
+        try:
+            ap = np.asarray(aparam, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"{who}: aparam is not an array of numbers ({exc})") from None
+        if ap.size == nap:
+            return np.broadcast_to(ap.reshape(1, 1, nap), (nframes, natoms, nap))
+        if ap.size == natoms * nap:
+            return np.broadcast_to(ap.reshape(1, natoms, nap), (nframes, natoms, nap))
+        if ap.size == nframes * natoms * nap:
+            return ap.reshape(nframes, natoms, nap)
+        raise InputError(f"{who}: aparam has shape {ap.shape}; expected ({nframes}, {natoms * nap}), "
+                         f"({natoms}, {nap}) or ({nap},) (get_dim_aparam() == {nap})")
 
     def _standard_types(self, who: str, atom_types, mixed_type: bool) -> np.ndarray:
         """atom_types as an int32 array (nframes or 1, natoms), checked against the type map."""
@@ -376,8 +399,9 @@ def calc_model_devi(coord, box, atype, models, fname=None, frequency: int = 1,
                              f"atoms ({exc})") from None
         refs = [Reference(e[k], f[k], v[k]) for k in range(nframes)]
     fparams = models[0]._standard_fparam("calc_model_devi", fparam, nframes)
+    aparams = models[0]._standard_aparam("calc_model_devi", aparam, nframes, natoms)
     frames = ((pos[k], types[min(k, types.shape[0] - 1)], None if boxes is None else boxes[k], None, refs[k],
-               None if fparams is None else fparams[k])
+               None if fparams is None else fparams[k], None if aparams is None else aparams[k])
               for k in range(nframes))
     rows = []
     devi = ensemble_deviations([m.model for m in models], frames, relative, relative_v)

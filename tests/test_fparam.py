@@ -18,7 +18,7 @@ from numdp.infer import DeepPot, calc_model_devi
 from numdp.io.model_file import read_model, write_model
 from numdp.model.compress import compress
 from numdp.model.dp_model import DPModel
-from numdp.model.params import fold_fparam
+from numdp.model.params import fold_frame_inputs as fold_fparam
 from test_oracle import TOL
 from tests_util import U32, U64, fd_force, fd_virial, order_bound
 

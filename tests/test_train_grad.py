@@ -60,7 +60,7 @@ def test_primal_equals_evaluator(hyper, periodic):
 
 
 def _check_primal(params, frame, ext, nl):
-    from numdp.model.params import fold_fparam
+    from numdp.model.params import fold_frame_inputs as fold_fparam
 
     model = params if frame.fparam is None else fold_fparam(params, frame.fparam)
     raw = Evaluator(model).compute(ext.positions, nl.nlist, frame.types)

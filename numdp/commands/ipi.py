@@ -142,7 +142,7 @@ def main(args) -> int:
         raise InputError("--rename applies to the labels of an --init file")
     model = load_model(model_path, nthreads=args.threads, precision=args.precision)
     try:   # i-PI passes no frame parameters: a model that takes them runs with its default
-        model.use_fparam()
+        model.use_inputs()
     except InputError as exc:
         raise InputError(f"{model_path}: {exc} (i-PI gives none; numdp ipi runs such a model with its "
                          f"default_fparam)") from None

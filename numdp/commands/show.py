@@ -43,6 +43,8 @@ def describe(params, attributes=ATTRIBUTES) -> list[str]:
             fit["numb_fparam"] = f.numb_fparam
             if f.default_fparam is not None:
                 fit["default_fparam"] = f.default_fparam.tolist()
+        if f.numb_aparam:
+            fit["numb_aparam"] = f.numb_aparam
         lines.append(f"The fitting_net parameter is {fit}")
         lines.append("The energy bias (eV per atom) is " + ", ".join(
             f"{n} {b:.10g}" for n, b in zip(params.type_map, f.bias_atom_e + params.out_bias)))

@@ -83,21 +83,25 @@ def _check(cond: bool, path: Path, msg: str) -> None:
         raise InputError(f"{path}: {msg}")
 
 
-def _fparam(fit: dict, path: Path) -> dict:
-    """The fitting's frame-parameter statistics and default as `Fitting` fields (empty without
-    numb_fparam).  fparam_avg must hold numb_fparam entries; `ModelParams.validate` checks the
-    others against it."""
-    nfp = int(fit.get("numb_fparam") or 0)
-    if nfp == 0:
-        return {}
+def _input_stats(fit: dict, path: Path) -> dict:
+    """The fitting's frame- and atomic-parameter statistics (and default frame parameters) as
+    `Fitting` fields (empty without numb_fparam and numb_aparam).  fparam_avg / aparam_avg must
+    hold numb_fparam / numb_aparam entries; `ModelParams.validate` checks the others against it."""
     var = fit["@variables"]
-    _check(var.get("fparam_avg") is not None, path, f"numb_fparam {nfp} without the fitting's fparam_avg")
-    avg = np.asarray(var["fparam_avg"], dtype=np.float64).reshape(-1)
-    _check(avg.shape == (nfp,), path, f"fitting fparam_avg has {avg.size} entries, numb_fparam {nfp}")
-    arrays = {"fparam_avg": avg}
-    for key, value in (("fparam_inv_std", var.get("fparam_inv_std")), ("default_fparam", fit.get("default_fparam"))):
-        if value is not None:
-            arrays[key] = np.asarray(value, dtype=np.float64).reshape(-1)
+    arrays = {}
+    for kind, extra in (("fparam", ("default_fparam",)), ("aparam", ())):
+        n = int(fit.get(f"numb_{kind}") or 0)
+        if n == 0:
+            continue
+        avg = var.get(f"{kind}_avg")
+        _check(avg is not None, path, f"numb_{kind} {n} without the fitting's {kind}_avg")
+        avg = np.asarray(avg, dtype=np.float64).reshape(-1)
+        _check(avg.shape == (n,), path, f"fitting {kind}_avg has {avg.size} entries, numb_{kind} {n}")
+        arrays[f"{kind}_avg"] = avg
+        for key, value in ((f"{kind}_inv_std", var.get(f"{kind}_inv_std")),
+                           *((name, fit.get(name)) for name in extra)):
+            if value is not None:
+                arrays[key] = np.asarray(value, dtype=np.float64).reshape(-1)
     return arrays
 
 
@@ -111,7 +115,8 @@ def params_from_dp_tree(tree: dict, path: Path) -> ModelParams:
     _check(not model.get("pair_exclude_types") and not model.get("atom_exclude_types"), path,
            "model-level type exclusions (pair_exclude_types, atom_exclude_types) are not supported")
     _check(float(desc.get("env_protection", 0.0)) == 0.0, path, "env_protection != 0 is not supported")
-    _check(not fit.get("numb_aparam"), path, "atomic parameters (numb_aparam) are not supported")
+    _check(not (fit.get("numb_aparam") and fit.get("use_aparam_as_mask")), path,
+           "atomic parameters used as a mask (use_aparam_as_mask) are not supported")
     _check(not fit.get("dim_case_embd"), path, "case embeddings (dim_case_embd, multi-task models) are not supported")
     _check(not fit.get("mixed_types", False), path, "mixed_types fitting is not supported")
     type_map = list(model["type_map"])
@@ -122,7 +127,7 @@ def params_from_dp_tree(tree: dict, path: Path) -> ModelParams:
     fnets = [_net(n, f"fitting net {k}") for k, n in enumerate(fit["nets"]["networks"])]
     fit_var = fit["@variables"]
     bias_atom_e = np.zeros(nt) if fit_var.get("bias_atom_e") is None else np.asarray(fit_var["bias_atom_e"]).reshape(nt)
-    fparam = _fparam(fit, path)
+    stats = _input_stats(fit, path)
     mvar = model.get("@variables", {})
     out_bias = np.zeros(nt) if mvar.get("out_bias") is None else np.asarray(mvar["out_bias"]).reshape(nt)
     out_std = np.ones(nt) if mvar.get("out_std") is None else np.asarray(mvar["out_std"]).reshape(nt)
@@ -137,7 +142,7 @@ def params_from_dp_tree(tree: dict, path: Path) -> ModelParams:
             davg=np.asarray(var["davg"], dtype=np.float64), dstd=np.asarray(var["dstd"], dtype=np.float64),
             embeddings=embeds, tables=tables, exclude_types=_exclude_types(desc.get("exclude_types"), nt, path)),
         fitting=Fitting(neuron=[int(n) for n in fit["neuron"]], resnet_dt=bool(fit.get("resnet_dt", True)),
-                        nets=fnets, bias_atom_e=bias_atom_e, **fparam),
+                        nets=fnets, bias_atom_e=bias_atom_e, **stats),
         out_bias=out_bias, out_std=out_std,
         min_nbor_dist=None if mnd is None else float(np.asarray(mnd).ravel()[0]),
         info={"source": "deepmd-kit", "software": tree.get("software"), "version": tree.get("version"),

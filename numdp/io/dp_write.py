@@ -69,6 +69,8 @@ def model_def_script(p: ModelParams) -> dict:
         script["fitting_net"]["numb_fparam"] = f.numb_fparam
         if f.default_fparam is not None:
             script["fitting_net"]["default_fparam"] = [float(v) for v in f.default_fparam]
+    if f.numb_aparam:
+        script["fitting_net"]["numb_aparam"] = f.numb_aparam
     return script
 
 
@@ -89,7 +91,7 @@ def dp_tree(p: ModelParams) -> dict:
     neuron = [int(n) for n in d.neuron]
     fneuron = [int(n) for n in f.neuron]
     act_d, act_f = d.activation, f.activation
-    nfp = f.numb_fparam
+    nfp, nap = f.numb_fparam, f.numb_aparam
     embeddings = {
         "@class": "NetworkCollection", "@version": 1, "ndim": 1 if d.type_one_side else 2,
         "ntypes": nt, "network_type": "embedding_network",
@@ -120,7 +122,7 @@ def dp_tree(p: ModelParams) -> dict:
     nets = {
         "@class": "NetworkCollection", "@version": 1, "ndim": 1, "ntypes": nt,
         "network_type": "fitting_network",
-        "networks": [{"@class": "FittingNetwork", "@version": 1, "in_dim": int(d.dim_out) + nfp,
+        "networks": [{"@class": "FittingNetwork", "@version": 1, "in_dim": int(d.dim_out) + nfp + nap,
                       "out_dim": 1, "neuron": fneuron, "activation_function": act_f,
                       "resnet_dt": bool(f.resnet_dt), "precision": PRECISION, "bias_out": True,
                       "layers": [_layer(lay) for lay in net.layers]}
@@ -129,14 +131,15 @@ def dp_tree(p: ModelParams) -> dict:
     fitting = {
         "@class": "Fitting", "@version": 4, "var_name": "energy", "ntypes": nt,
         "dim_descrpt": int(d.dim_out), "neuron": fneuron, "resnet_dt": bool(f.resnet_dt),
-        "numb_fparam": nfp, "numb_aparam": 0, "dim_case_embd": 0,
+        "numb_fparam": nfp, "numb_aparam": nap, "dim_case_embd": 0,
         "default_fparam": None if f.default_fparam is None else [float(v) for v in f.default_fparam],
         "rcond": None, "activation_function": act_f, "precision": PRECISION,
         "mixed_types": False, "exclude_types": [], "nets": nets,
         "@variables": {"bias_atom_e": _f64(f.bias_atom_e).reshape(nt, 1), "case_embd": None,
                        "fparam_avg": None if nfp == 0 else _f64(f.fparam_avg),
-                       "fparam_inv_std": None if nfp == 0 else _f64(f.fparam_inv_std), "aparam_avg": None,
-                       "aparam_inv_std": None},
+                       "fparam_inv_std": None if nfp == 0 else _f64(f.fparam_inv_std),
+                       "aparam_avg": None if nap == 0 else _f64(f.aparam_avg),
+                       "aparam_inv_std": None if nap == 0 else _f64(f.aparam_inv_std)},
         "type_map": type_map, "tot_ener_zero": False, "trainable": [True] * (len(fneuron) + 1),
         "layer_name": None, "use_aparam_as_mask": False, "spin": None, "type": "ener",
         "dim_out": 1, "atom_ener": None,

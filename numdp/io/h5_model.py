@@ -26,6 +26,8 @@ Layout of format version 2 (every array float64; units in `unit` / `<name>_unit`
         fparam_avg, fparam_inv_std (nfp,)  only in a model with frame parameters (DeePMD-kit's
                               numb_fparam; the first layers' inputs are [D, (f - avg) * inv_std])
         default_fparam (nfp,) optional: the frame parameters of a frame that gives none
+        aparam_avg, aparam_inv_std (nap,)  only in a model with atomic parameters (numb_aparam;
+                              the inputs go on with (a_i - avg) * inv_std, after f)
         net_{t}/layer_{l}/    t = centre type; l = 0 .. len(neuron) (last layer: activation none)
 
 Versioning: `format_version` is raised whenever a change would make an older numdp misread a
@@ -57,8 +59,9 @@ FORMAT = "numdp-model"
 FORMAT_VERSION = 2          # the newest version read and written
 EXCLUSION_VERSION = 2       # the first version with descriptor exclude_types
 ANGSTROM, INV_ANGSTROM, EV = "Å", "1/Å", "eV"
-FPARAM_ARRAYS = ("fparam_avg", "fparam_inv_std", "default_fparam")
-"""The fitting's optional frame-parameter arrays (their units are the data's: none recorded)."""
+FPARAM_ARRAYS = ("fparam_avg", "fparam_inv_std", "default_fparam", "aparam_avg", "aparam_inv_std")
+"""The fitting's optional frame- and atomic-parameter arrays (their units are the data's: none
+recorded)."""
 
 
 def atomic_h5_file(path):

@@ -17,6 +17,9 @@ A system holds a fixed number and order of atoms::
                                                     E = Σ c_i e_i (enable_atom_ener_coeff)
         fparam.npy           (nframes, nfp)         optional: frame parameters, the input of a
                                                     model with numb_fparam = nfp
+        aparam.npy           (nframes, natoms*nap)  optional: atomic parameters, nap per atom in
+                                                    type.raw's order, the input of a model with
+                                                    numb_aparam = nap
 
 DeePMD-kit's mixed-type layout (dpdata's ``deepmd/npy/mixed``, ``deepmd/hdf5/mixed``) gives each
 frame its own atom types: every set holds ``real_atom_types.npy`` (nframes, natoms), indices into
@@ -46,7 +49,7 @@ import numpy as np
 from numdp.errors import InputError
 from numdp.io.type_map import table_types
 
-LABELS = ("energy", "force", "virial", "atom_ener", "atom_pref", "atom_ener_coeff", "fparam")
+LABELS = ("energy", "force", "virial", "atom_ener", "atom_pref", "atom_ener_coeff", "fparam", "aparam")
 ATOM_LABELS = ("atom_ener", "atom_pref", "atom_ener_coeff")
 """The labels of one number per atom, (nframes, natoms) (DeePMD-kit's training loss options)."""
 _INT32_MAX = np.iinfo(np.int32).max
@@ -75,6 +78,8 @@ class System:
             `types`).
         fparam: (nframes, nfp) float64 frame parameters (fparam.npy), the input of a model with
             numb_fparam = nfp; None if absent.
+        aparam: (nframes, natoms, nap) float64 atomic parameters (aparam.npy), the input of a
+            model with numb_aparam = nap; None if absent.
     """
 
     path: pathlib.Path
@@ -90,8 +95,10 @@ class System:
     atom_ener_coeff: np.ndarray | None = None
     frame_types: np.ndarray | None = None
     fparam: np.ndarray | None = None
+    aparam: np.ndarray | None = None
 
-    PER_FRAME = ("coords", "boxes", "energy", "forces", "virial") + ATOM_LABELS + ("frame_types", "fparam")
+    PER_FRAME = ("coords", "boxes", "energy", "forces", "virial") + ATOM_LABELS + ("frame_types", "fparam",
+                                                                                   "aparam")
     """The attributes indexed by frame (first axis), absent ones None."""
 
     @property
@@ -122,6 +129,21 @@ class System:
             raise InputError(f"{self.path}: fparam.npy has {self.fparam.shape[1]} parameter(s) per frame, "
                              f"{owner} takes {nfp} (numb_fparam)")
         return self.fparam
+
+    def aparam_rows(self, nap: int, owner: str) -> np.ndarray | None:
+        """The atomic parameters (nframes, natoms, nap) of this system's frames for `owner` (a
+        model or a training input, named in messages) that takes nap per atom: aparam.npy; None
+        when nap is 0 (aparam.npy is then not read, as DeePMD-kit does).  InputError naming the
+        system when it is missing or has another width."""
+        if nap == 0:
+            return None
+        if self.aparam is None:
+            raise InputError(f"{self.path}: {owner} takes {nap} atomic parameter(s) per atom (numb_aparam); "
+                             f"the system has no aparam.npy")
+        if self.aparam.shape[2] != nap:
+            raise InputError(f"{self.path}: aparam.npy has {self.aparam.shape[2]} parameter(s) per atom, "
+                             f"{owner} takes {nap} (numb_aparam)")
+        return self.aparam
 
     def model_fparam(self, model) -> np.ndarray | None:
         """`fparam_rows` for `model` (a numdp DPModel): its numb_fparam and default_fparam."""
@@ -272,6 +294,7 @@ def read_system(store: SystemStore, set_prefix: str = "set") -> System:
         **{name: arrays.get(name) for name in ATOM_LABELS},
         frame_types=frame_types,
         fparam=arrays.get("fparam"),
+        aparam=arrays.get("aparam"),
     )
 
 
@@ -382,6 +405,8 @@ def _read_set(store: SystemStore, set_name: str, natoms: int, nopbc: bool) -> di
         shape = _frame_shape(name, natoms)
         if name == "fparam" and arr.ndim and arr.shape[0] == nframes:
             shape = (int(arr[0].size),)   # the model's numb_fparam, checked where it is used
+        if name == "aparam" and arr.ndim and arr.shape[0] == nframes and natoms and arr[0].size % natoms == 0:
+            shape = (natoms, int(arr[0].size) // natoms)   # numb_aparam per atom, checked where used
         out[name] = _shaped(store.location / member, arr, nframes, natoms, shape)
     if "box" in out:
         _check_cells(store.location / set_name / "box.npy", out["box"])
@@ -455,7 +480,8 @@ def _check_labels_consistent(
                 f"{store.location / lacking[0] / (name + '.npy')}: missing, but {having[0]} has it "
                 "(a label must be in every set or in none)"
             )
-    widths = {s["fparam"].shape[1] for s in sets if "fparam" in s}
-    if len(widths) > 1:
-        raise InputError(f"{store.location}: fparam.npy has {sorted(widths)} parameters per frame in "
-                         f"different sets (one width for the whole system)")
+    for name, per in (("fparam", "frame"), ("aparam", "atom")):
+        widths = {s[name].shape[-1] for s in sets if name in s}
+        if len(widths) > 1:
+            raise InputError(f"{store.location}: {name}.npy has {sorted(widths)} parameters per {per} in "
+                             f"different sets (one width for the whole system)")

@@ -157,9 +157,10 @@ def check_model_section(model: dict, path: Path) -> tuple[dict, dict]:
     ftype = fit.get("type", "ener")
     if ftype != "ener":
         raise refuse(path, f"a '{ftype}' fitting")
-    if int(fit.get("numb_fparam", 0) or 0):   # not read here (no PyTorch model to test it on)
-        raise refuse(path, f"frame parameters (numb_fparam {fit['numb_fparam']}); DeePMD-kit's "
-                           f"`dp convert-backend MODEL.pth MODEL.dp` makes a .dp file numdp reads")
+    for kind, what in (("fparam", "frame"), ("aparam", "atomic")):   # not read here (no PyTorch model to test it on)
+        if int(fit.get(f"numb_{kind}", 0) or 0):
+            raise refuse(path, f"{what} parameters (numb_{kind} {fit[f'numb_{kind}']}); DeePMD-kit's "
+                               f"`dp convert-backend MODEL.pth MODEL.dp` makes a .dp file numdp reads")
     if int(fit.get("dim_case_embd", 0) or 0):
         raise refuse(path, "a fitting net with case embedding (dim_case_embd)")
     return desc, fit

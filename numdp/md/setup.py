@@ -57,7 +57,7 @@ def _with_fparam(model, fparam, file, name: str):
     InputError naming the input and the model file when they do not fit."""
     try:
         model.set_fparam(fparam)
-        model.use_fparam()
+        model.use_inputs()
     except InputError as exc:
         raise InputError(f"{name}: [model] fparam: {file}: {exc}") from None
     return model

@@ -195,6 +195,7 @@ class CUDAEvaluator:
             self.netidx = be.to_device(cpu.netidx)
             self.tab = be.kernels.tabulated.kernels_for(cpu.coef.dtype)
         self.atom_bias = cpu.atom_bias
+        self.atom_shift = None   # device copy of Evaluator.atom_shift (`set_atom_shift`)
         # pairs evaluated beyond the tables, counted on the device by the forward table kernel
         # (read only when asked for: no host read per evaluation, and an MD force call captured
         # in a CUDA graph, numdp.md.device_graph, keeps counting when replayed)
@@ -213,6 +214,11 @@ class CUDAEvaluator:
         self.cpu.set_first_layer_biases(biases)
         for net, cnet in zip(self.fit, self.cpu.fit):
             net.b[0][...] = self.be.to_device(cnet.layers[0].b)
+
+    def set_atom_shift(self, shift) -> None:
+        """`Evaluator.set_atom_shift`, the rows kept on the device in the fitting nets' dtype."""
+        self.atom_shift = None if shift is None else self.be.to_device(
+            np.ascontiguousarray(shift, dtype=self.precision.dtype))
 
     def use_kernel_products(self) -> None:
         """From now on, the matrix products through numdp.kernels.cuda.gemm instead of cuBLAS
@@ -397,7 +403,8 @@ class CUDAEvaluator:
             a0, a1 = int(tb[ti]), int(tb[ti + 1])
             if a1 == a0:
                 continue
-            z = self._fit(D[a0:a1], self.fit[ti], None if gD is None else gD[a0:a1], ti)
+            shift = None if self.atom_shift is None else self.atom_shift[atoms[a0:a1]]
+            z = self._fit(D[a0:a1], self.fit[ti], None if gD is None else gD[a0:a1], ti, shift)
             K.layers.fit_energy[launch.strided(a1 - a0)](z, atoms[a0:a1], float(self.fit_bias[ti]),
                                                          float(self.atom_bias[ti]), energy)
         if not want_force:
@@ -514,10 +521,11 @@ class CUDAEvaluator:
             G[...] = Y[:n]
             Gp[...] = Y[n:]
 
-    def _fit(self, D, net: _DevNet, gD, ti: int):
+    def _fit(self, D, net: _DevNet, gD, ti: int, shift=None):
         """The last layer's product (n, 1) in the policy's dtype (the atomic network energies
         without the last layer's bias: kernel fit_energy adds the biases) and, unless gD is None,
-        dE/dD written into gD (n, width).  ti: the type whose net `net` is."""
+        dE/dD written into gD (n, width).  ti: the type whose net `net` is; shift: None or the
+        atoms' rows (n, first width) added to the first layer's z (`set_atom_shift`)."""
         be, xp, K = self.be, self.be.xp, self.be.kernels
         half = self.precision.half_operands
         n = D.shape[0]
@@ -527,6 +535,8 @@ class CUDAEvaluator:
             w = net.w[li]
             k = w.shape[1]
             Z = be.matmul(y, w, half=half)
+            if li == 0 and shift is not None:
+                Z += shift
             Dz = xp.empty((n, k), Z.dtype)   # act'(z), for the backward pass
             out = xp.empty((n, k), Z.dtype)
             K.layers.post_forward[K.launch.strided2(n, k)](net.act[li], Z, net.b[li], net.idt[li], y, net.mode[li],
@@ -535,6 +545,8 @@ class CUDAEvaluator:
             y = out
         last = net.w[-1]
         energy = be.matmul(y, last, half=half)
+        if len(net.w) == 1 and shift is not None:
+            energy += shift[:, :1]
         if gD is None:
             return energy
 
@@ -589,6 +601,9 @@ def compute_device_shared(evaluators, ext_pos, nlist, types, want_force=True, wa
     typ_host = np.asarray(types if isinstance(types, np.ndarray) else be.to_host(types)).astype(np.int64)
     nloc = typ_host.shape[0]
     nall = pos.shape[0]
+    for ev in evaluators:
+        if ev.atom_shift is not None and ev.atom_shift.shape[0] != nloc:
+            raise ValueError(f"compute: atom shift for {ev.atom_shift.shape[0]} atoms, {nloc} given")
     order = np.argsort(typ_host, kind="stable")
     # atomic energies: every atom's written by its chunk (fit_energy); the atomic virials only
     # accumulated when asked for (a placeholder row otherwise)

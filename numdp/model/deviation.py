@@ -141,7 +141,7 @@ def frame_deviation(energies, forces, virials, relative: float | None = None,
 
 def ensemble_deviations(models, frames, relative=None, relative_v=None):
     """FrameDeviation of each (positions (N, 3), types (N,), box (3, 3) or None, pbc, reference
-    or None[, fparam or None]) frame, the models (numdp DPModel) evaluated by
+    or None[, fparam or None[, aparam or None]]) frame, the models (numdp DPModel) evaluated by
     numdp.model.dp_model.evaluate_ensemble (models with equal rcut, rcut_smth, sel, davg and dstd
     share the neighbour list and the environment matrix), with the frame's parameters when it
     gives them.  Used by `numdp model-devi` and numdp.infer.calc_model_devi."""
@@ -149,6 +149,7 @@ def ensemble_deviations(models, frames, relative=None, relative_v=None):
 
     for frame in frames:
         pos, types, box, pbc, reference = frame[:5]
-        outs = evaluate_ensemble(models, pos, types, box, pbc, frame[5] if len(frame) > 5 else None)
+        outs = evaluate_ensemble(models, pos, types, box, pbc, frame[5] if len(frame) > 5 else None,
+                                 frame[6] if len(frame) > 6 else None)
         yield frame_deviation([o.energy for o in outs], np.stack([o.forces for o in outs]),
                               np.stack([o.virial for o in outs]), relative, relative_v, reference)

@@ -13,7 +13,8 @@ from ..neighbor.extended import check_pbc, complete_cell
 from ..parallel.threads import default_threads
 from ..neighbor.overlap import OVERLAP_DISTANCE, overlap_message
 from .evaluator import Evaluator, compute_shared
-from .params import ModelParams, checked_fparam, fold_fparam, fparam_biases
+from .params import (ModelParams, aparam_shift, checked_aparam, checked_fparam, first_layer_biases,
+                     fold_frame_inputs)
 
 
 @dataclass
@@ -41,28 +42,39 @@ class DPModel:
     """An se_e2_a energy model ready to evaluate.
 
     Attributes: type_map (list of element names), rcut (Å), params (ModelParams: the model
-    evaluated; one with frame parameters with them folded into its first fitting layers,
-    `numdp.model.params.fold_fparam`), source_params (the model as read), numb_fparam, fparam
-    (the model's frame parameters, or None).
+    evaluated; one with frame or atomic parameters with them folded into its first fitting layers,
+    `numdp.model.params.fold_frame_inputs`), source_params (the model as read), numb_fparam,
+    numb_aparam, fparam and aparam (the model's own frame parameters and atomic parameters shared
+    by every atom, or None).
 
     A model with frame parameters (DeePMD-kit's numb_fparam) evaluates with `fparam` given here
     (or later `set_fparam`), else with its default_fparam; `evaluate(..., fparam=f)` with f for
-    that call.  Each evaluation first gives the evaluator's first fitting layers the biases of its
-    parameters when they differ from the last ones (`use_fparam`: a few hundred multiply-adds per
-    net, no new evaluator).  Without any parameters, evaluating is an InputError.
+    that call.  A model with atomic parameters (numb_aparam) likewise with `aparam` (numb_aparam,)
+    given here or by `set_aparam`, the same for every atom (LAMMPS' `pair_style deepmd ... aparam`),
+    or per call `evaluate(..., aparam=a)` with a (natoms, numb_aparam) (or one row for all).
+    Each evaluation first gives the evaluator's first fitting layers the biases of the frame's
+    parameters and the shared atomic ones when they differ from the last ones (`use_inputs`: a
+    few hundred multiply-adds per net, no new evaluator); atomic parameters that differ between
+    atoms add one row per atom to the first layer's z (`aparam_shift`).  Without the parameters
+    a model takes, evaluating is an InputError.
     """
 
     def __init__(self, params: ModelParams, nthreads: int | None = None, chunk: int | None = None,
-                 precision: str = "double", device: str = "cpu", fparam=None):
+                 precision: str = "double", device: str = "cpu", fparam=None, aparam=None):
         self.source_params = params
+        f = params.fitting
         given = self._given_fparam(fparam)
-        self.fparam = given if given is not None else self._given_fparam(params.fitting.default_fparam)
-        self._bias_f = None   # the frame parameters the evaluator's first-layer biases are of
-        if params.fitting.numb_fparam:
-            # without parameters the evaluator is built at f = fparam_avg, so that its
-            # properties answer; `use_fparam` stops every evaluation
-            self._bias_f = self.fparam if self.fparam is not None else params.fitting.fparam_avg.copy()
-            params = fold_fparam(params, self._bias_f)
+        self.fparam = given if given is not None else self._given_fparam(f.default_fparam)
+        self.aparam = self._given_aparam(aparam)
+        # the parameters the evaluator's first-layer biases are of; without them the evaluator
+        # is built at the averages, so that its properties answer (`use_inputs` stops every
+        # evaluation)
+        self._bias_of = None
+        if f.numb_fparam or f.numb_aparam:
+            self._bias_of = (self.fparam if self.fparam is not None or not f.numb_fparam else f.fparam_avg.copy(),
+                             self.aparam if self.aparam is not None or not f.numb_aparam else f.aparam_avg.copy())
+            params = fold_frame_inputs(params, *self._bias_of)
+        self._shifted = False   # whether the evaluator adds per-atom rows (`use_inputs`)
         self.params = params
         kw = {} if chunk is None else {"chunk": chunk}
         self.device = str(device).lower()
@@ -85,6 +97,11 @@ class DPModel:
         """Frame parameters the model takes (DeePMD-kit's numb_fparam; 0: none)."""
         return self.source_params.fitting.numb_fparam
 
+    @property
+    def numb_aparam(self) -> int:
+        """Atomic parameters the model takes per atom (DeePMD-kit's numb_aparam; 0: none)."""
+        return self.source_params.fitting.numb_aparam
+
     def _given_fparam(self, fparam) -> np.ndarray | None:
         """`fparam` checked against the model (`checked_fparam`); None for None or an empty array
         (as DeePMD-kit takes them: no parameters given); InputError for parameters given to a
@@ -96,26 +113,62 @@ class DPModel:
                              f"{np.ravel(fparam).tolist()}")
         return checked_fparam(self.source_params, fparam)
 
+    def _given_aparam(self, aparam, natoms: int | None = None) -> np.ndarray | None:
+        """`aparam` checked against the model (`checked_aparam`: (numb_aparam,), or with natoms
+        also (natoms, numb_aparam)); None for None or an empty array; InputError for parameters
+        given to a model that takes none."""
+        if aparam is None or np.size(aparam) == 0:
+            return None
+        if self.numb_aparam == 0:
+            raise InputError(f"the model takes no atomic parameters (numb_aparam 0), got aparam "
+                             f"of {np.size(aparam)} value(s)")
+        return checked_aparam(self.source_params, aparam, natoms)
+
     def set_fparam(self, fparam) -> None:
         """The model's frame parameters (numb_fparam,) from now on (None: leave them)."""
         given = self._given_fparam(fparam)
         if given is not None:
             self.fparam = given
 
-    def use_fparam(self, fparam=None) -> None:
-        """Make the evaluator's first fitting layers those of frame parameters `fparam` (None:
-        the model's own) for the evaluations that follow; InputError when the model takes none
-        and some are given, or takes some and has none."""
-        given = self._given_fparam(fparam)
-        if self.numb_fparam == 0:
+    def set_aparam(self, aparam) -> None:
+        """The model's atomic parameters (numb_aparam,), the same for every atom, from now on
+        (None: leave them)."""
+        given = self._given_aparam(aparam)
+        if given is not None:
+            self.aparam = given
+
+    def use_inputs(self, fparam=None, aparam=None, types=None) -> None:
+        """Make the evaluator's first fitting layers those of frame parameters `fparam` and
+        atomic parameters `aparam` (None: the model's own) for the evaluations that follow.
+        aparam (numb_aparam,) is shared by every atom; (natoms, numb_aparam) (needs `types`,
+        (natoms,)) gives each atom its own (rows that are all equal count as shared).  InputError
+        when the model takes none and some are given, or takes some and has none."""
+        fp = self._given_fparam(fparam)
+        natoms = None if types is None else int(np.shape(types)[0])
+        ap = self._given_aparam(aparam, natoms)
+        if self.numb_fparam == 0 and self.numb_aparam == 0:
             return
-        f = given if given is not None else self.fparam
-        if f is None:
+        f = fp if fp is not None else self.fparam
+        if self.numb_fparam and f is None:
             raise InputError(f"the model takes {self.numb_fparam} frame parameter(s) (numb_fparam) and "
                              f"has no default_fparam: give fparam")
-        if not np.array_equal(f, self._bias_f):
-            self._ev.set_first_layer_biases(fparam_biases(self.source_params, f))
-            self._bias_f = f
+        a = ap if ap is not None else self.aparam
+        if self.numb_aparam and a is None:
+            raise InputError(f"the model takes {self.numb_aparam} atomic parameter(s) per atom "
+                             f"(numb_aparam): give aparam")
+        per_atom = a is not None and a.ndim == 2 and not np.all(a == a[:1])
+        shared = a if a is None or a.ndim == 1 else (a[0] if a.shape[0] else self._bias_of[1])
+        if per_atom:   # keep the biases of the last shared parameters: only the rows change
+            shared = self._bias_of[1] if self.aparam is None else self.aparam
+        key = (f, shared)
+        if not all(np.array_equal(x, y) for x, y in zip(key, self._bias_of)):
+            self._ev.set_first_layer_biases(first_layer_biases(self.source_params, *key))
+            self._bias_of = key
+        if per_atom:
+            self._ev.set_atom_shift(aparam_shift(self.source_params, np.asarray(types), a, shared))
+        elif self._shifted:
+            self._ev.set_atom_shift(None)
+        self._shifted = per_atom
 
     @property
     def rcut(self) -> float:
@@ -201,7 +254,7 @@ class DPModel:
         raise InputError(overlap_message(dist, f"{i} ({names[type_i]})", second))
 
     def evaluate(self, positions, types, box=None, atom_virial: bool = True, pbc=None,
-                 fparam=None) -> Result:
+                 fparam=None, aparam=None) -> Result:
         """Energy, forces and virial of one configuration.
 
         positions: (N, 3) Å; types: (N,) integers indexing type_map; box: (3, 3) Å with rows =
@@ -210,10 +263,12 @@ class DPModel:
         non-periodic cell vector is allowed, and the virial is still -dE/dstrain with every atom
         strained, i.e. sum over pairs of -r_ij (x) dE/dr_ij (see docs/ase.md).  fparam:
         (numb_fparam,) frame parameters for this call, for a model that takes them (None: the
-        model's own, `set_fparam`, else its default_fparam).
+        model's own, `set_fparam`, else its default_fparam).  aparam: the atomic parameters for
+        this call, (N, numb_aparam) (any array of N * numb_aparam values) or (numb_aparam,) for
+        every atom (None: the model's own, `set_aparam`).
         """
-        self.use_fparam(fparam)
         typ, ext, nl = self._prepare(positions, types, box, pbc)
+        self.use_inputs(fparam, aparam, typ)
         if self.device != "cpu":   # ghosts folded onto their owners on the device
             raw = self._ev.compute_owned(ext.positions, nl.nlist, typ, ext.mapping, atom_virial)
             return Result(float(raw.atom_energy.sum()), raw.force, raw.virial, raw.atom_energy,
@@ -240,7 +295,7 @@ class DPModel:
         on every extended atom (fold ghosts onto owners), virial (3, 3), atom_virial (nall, 9)
         or None.
         """
-        self.use_fparam()
+        self.use_inputs()
         return self._ev.compute(ext_positions, nlist, types, want_force=True, want_atom_virial=atom_virial)
 
     def shares_environment(self, other: "DPModel") -> bool:
@@ -267,7 +322,7 @@ class DPModel:
         int32 host array.  Returns device arrays (atom_energy (nloc,) eV, force (nall, 3) eV/Å, virial (9,) eV)."""
         if self.device == "cpu":
             raise InputError("compute_device needs a model loaded with device='cuda'")
-        self.use_fparam()
+        self.use_inputs()
         return self._ev.compute_device(ext_positions, nlist, types)
 
     def descriptor(self, positions, types, box=None, pbc=None) -> np.ndarray:
@@ -278,11 +333,11 @@ class DPModel:
 
 
 def load_model(path, nthreads: int | None = None, precision: str = "double",
-               device: str = "cpu", fparam=None) -> DPModel:
+               device: str = "cpu", fparam=None, aparam=None) -> DPModel:
     """Load a numdp model file (.h5), a DeePMD-kit .dp file or a DeePMD-kit PyTorch .pt/.pth
     file (numdp.io.pt_read); precision "double", "mix32" or "mix16" (numdp.model.precision);
-    device "cpu" or "cuda" (numdp.backend, docs/gpu.md); fparam: the frame parameters of a
-    model that takes them (`DPModel`)."""
+    device "cpu" or "cuda" (numdp.backend, docs/gpu.md); fparam, aparam: the frame parameters
+    and the atomic parameters shared by every atom of a model that takes them (`DPModel`)."""
     from ..io.model_file import read_model
 
     if device != "cpu":   # fail on an unusable device before reading the file
@@ -290,16 +345,17 @@ def load_model(path, nthreads: int | None = None, precision: str = "double",
 
         get_backend(device)
     return DPModel(read_model(Path(path)), nthreads=nthreads, precision=precision, device=device,
-                   fparam=fparam)
+                   fparam=fparam, aparam=aparam)
 
 
-def compute_ensemble(models, ext_positions, nlist, types, fparam=None) -> list:
+def compute_ensemble(models, ext_positions, nlist, types, fparam=None, aparam=None) -> list:
     """`DPModel.compute` of several models on one configuration with the environment matrix
     computed once: the models must pairwise `shares_environment` with models[0] (ValueError
     otherwise).  Returns one RawOutput per model (host arrays).  On the CPU models[0]'s is
     bit-identical to its own compute and the others' equal theirs up to the summation order of
     forces and virials; on a GPU every model's is bit-identical to its own compute.  fparam: the
-    frame parameters of models that take them (None: each model's own, `DPModel.use_fparam`)."""
+    frame parameters of models that take them, aparam: the atomic parameters ((nloc,
+    numb_aparam) or one row for all; None: each model's own, `DPModel.use_inputs`)."""
     if any(m.device != models[0].device for m in models):
         raise ValueError("compute_ensemble: the models run on different devices")
     if models[0].device != "cpu":
@@ -307,28 +363,28 @@ def compute_ensemble(models, ext_positions, nlist, types, fparam=None) -> list:
 
         be = models[0]._backend
         return [RawOutput(be.to_host(e), be.to_host(f), be.to_host(v).reshape(3, 3), None)
-                for e, f, v in compute_device_ensemble(models, ext_positions, nlist, types, fparam)]
+                for e, f, v in compute_device_ensemble(models, ext_positions, nlist, types, fparam, aparam)]
     for m in models:
-        m.use_fparam(fparam)
+        m.use_inputs(fparam, aparam, types)
     return compute_shared([m._ev for m in models], ext_positions, nlist, types, want_force=True)
 
 
-def compute_device_ensemble(models, ext_positions, nlist, types, fparam=None) -> list:
+def compute_device_ensemble(models, ext_positions, nlist, types, fparam=None, aparam=None) -> list:
     """`DPModel.compute_device` of several device models on one configuration with the environment
     matrix computed once per chunk (numdp.model.cuda_evaluator.compute_device_shared): the
     models must pairwise `shares_environment` with models[0] (ValueError otherwise).  Arguments
-    as compute_device (and fparam, as compute_ensemble); returns its (atom_energy, force, virial)
+    as compute_device (and fparam, aparam as compute_ensemble); returns its (atom_energy, force, virial)
     device arrays per model, each bit for bit those of the model's own compute_device."""
     from .cuda_evaluator import compute_device_shared
 
     if any(m.device == "cpu" for m in models):
         raise ValueError("compute_device_ensemble: device models only")
     for m in models:
-        m.use_fparam(fparam)
+        m.use_inputs(fparam, aparam, types)
     return [out[:3] for out in compute_device_shared([m._ev for m in models], ext_positions, nlist, types)]
 
 
-def evaluate_ensemble(models, positions, types, box=None, pbc=None, fparam=None) -> list[Result]:
+def evaluate_ensemble(models, positions, types, box=None, pbc=None, fparam=None, aparam=None) -> list[Result]:
     """`DPModel.evaluate(..., atom_virial=False)` of each model on one configuration; the models
     that `shares_environment` with an earlier one are evaluated with it on one neighbour list and
     environment matrix (`compute_ensemble`), the others alone.  Arguments as evaluate."""
@@ -344,10 +400,11 @@ def evaluate_ensemble(models, positions, types, box=None, pbc=None, fparam=None)
     for g in groups:
         first = models[g[0]]
         if len(g) == 1:
-            out[g[0]] = first.evaluate(positions, types, box, atom_virial=False, pbc=pbc, fparam=fparam)
+            out[g[0]] = first.evaluate(positions, types, box, atom_virial=False, pbc=pbc, fparam=fparam,
+                                       aparam=aparam)
             continue
         typ, ext, nl = first._prepare(positions, types, box, pbc)
-        raws = compute_ensemble([models[k] for k in g], ext.positions, nl.nlist, typ, fparam)
+        raws = compute_ensemble([models[k] for k in g], ext.positions, nl.nlist, typ, fparam, aparam)
         mapping = ext.mapping if first.device == "cpu" else np.asarray(first._backend.to_host(ext.mapping))
         for k, raw in zip(g, raws):
             out[k] = Result(float(raw.atom_energy.sum()), fold_to_owners(raw.force, mapping, typ.shape[0]),

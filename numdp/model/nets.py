@@ -135,12 +135,15 @@ def embed_value(x: np.ndarray, net: InferenceNet) -> np.ndarray:
 
 
 def fit_energy_and_grad(D: np.ndarray, net: InferenceNet, want_grad: bool = True,
-                        ws: Workspace | None = None, grad_out: np.ndarray | None = None):
+                        ws: Workspace | None = None, grad_out: np.ndarray | None = None,
+                        shift: np.ndarray | None = None):
     """Atomic network energies (n,) float64 and their gradient dE/dD (n, dim) in the net's dtype,
     for inputs D (n, dim).  Hidden layers use their activation with the width-tested residual; the last layer
     is linear.  Scratch (and the returned gradient, valid until the next call with the same
     workspace) comes from `ws` when given.  grad_out: optional C-contiguous (n, dim) array of the
-    net's dtype that receives the gradient directly (saves a copy of n x dim values).
+    net's dtype that receives the gradient directly (saves a copy of n x dim values).  shift:
+    optional (n, width of the first layer) float64 added to each atom's first-layer z (atomic
+    parameters: `numdp.model.params.aparam_shift`), rounded to the net's dtype.
     """
     ws = ws or Workspace()
     n = D.shape[0]
@@ -160,6 +163,8 @@ def fit_energy_and_grad(D: np.ndarray, net: InferenceNet, want_grad: bool = True
     for li, lay in enumerate(hidden):
         k = lay.w.shape[1]
         Z = np.matmul(operand(y, "fit_op"), lay.w, out=ws.get(f"fit_z{li}", (n, k), net.dtype))
+        if li == 0 and shift is not None:
+            Z += shift.astype(net.dtype)
         H = ws.get(f"fit_h{li}", (n, k), net.dtype)   # tanh: h; other activations: h'(z)
         out = ws.get(f"fit_y{li}", (n, k), net.dtype)  # not Z: aliasing blocks vectorisation (10x)
         if lay.tanh:
@@ -169,6 +174,8 @@ def fit_energy_and_grad(D: np.ndarray, net: InferenceNet, want_grad: bool = True
         cache.append(H)
         y = out
     energy = (operand(y, "fit_op") @ last.w)[:, 0].astype(np.float64) + float(last.b[0])
+    if not hidden and shift is not None:
+        energy += shift[:, 0]
     if not want_grad:
         return energy, None
     gy = ws.get("fit_gy_last", (n, last.w.shape[0]), net.dtype)

@@ -152,7 +152,11 @@ class Fitting:
     Frame parameters (DeePMD-kit's numb_fparam): each net's input is [D, (f - fparam_avg) *
     fparam_inv_std] for the frame's parameters f (nfp,); fparam_avg, fparam_inv_std (nfp,) or
     None without them; default_fparam (nfp,) or None: the f of a frame that gives none.
-    `fold_fparam` turns such a model into one without them for a given f.
+    Atomic parameters (DeePMD-kit's numb_aparam): the input of atom i's net goes on with
+    (a_i - aparam_avg) * aparam_inv_std for its parameters a_i (nap,); aparam_avg,
+    aparam_inv_std (nap,) or None without them.  The first layers' weight rows are those of D,
+    then of f, then of a (DeePMD-kit's order).  `fold_frame_inputs` turns such a model into one
+    without them for a given f and an a shared by every atom.
     """
 
     neuron: list[int]
@@ -162,11 +166,25 @@ class Fitting:
     fparam_avg: np.ndarray | None = None
     fparam_inv_std: np.ndarray | None = None
     default_fparam: np.ndarray | None = None
+    aparam_avg: np.ndarray | None = None
+    aparam_inv_std: np.ndarray | None = None
 
     @property
     def numb_fparam(self) -> int:
         """Frame parameters the nets take (0: none)."""
         return 0 if self.fparam_avg is None else int(self.fparam_avg.shape[0])
+
+    @property
+    def numb_aparam(self) -> int:
+        """Atomic parameters the nets take per atom (0: none)."""
+        return 0 if self.aparam_avg is None else int(self.aparam_avg.shape[0])
+
+    @property
+    def input_stats(self) -> dict:
+        """The frame- and atomic-parameter arrays that are not None, by field name (to copy
+        them into another Fitting)."""
+        names = ("fparam_avg", "fparam_inv_std", "default_fparam", "aparam_avg", "aparam_inv_std")
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
 
     @property
     def activation(self) -> str:
@@ -249,23 +267,26 @@ class ModelParams:
             raise InputError(f"{source}: axis_neuron {d.axis_neuron} > last embedding width")
         if len(f.nets) != nt:
             raise InputError(f"{source}: expected {nt} fitting nets, found {len(f.nets)}")
-        nfp = f.numb_fparam
+        nfp, nap = f.numb_fparam, f.numb_aparam
         for k, net in enumerate(f.nets):
-            if net.widths[0] != d.dim_out + nfp or net.widths[-1] != 1:
+            if net.widths[0] != d.dim_out + nfp + nap or net.widths[-1] != 1:
                 raise InputError(f"{source}: fitting net {k} maps {net.widths[0]} -> "
-                                 f"{net.widths[-1]}, expected {d.dim_out + nfp} -> 1")
-            if nfp and net.layers[0].residual != RESIDUAL_NONE:
-                raise InputError(f"{source}: fitting net {k}: a residual shortcut over the frame "
-                                 f"parameters (first layer {net.widths[0]} -> {net.widths[1]}) is not supported")
-        if nfp:
-            for name in ("fparam_avg", "fparam_inv_std", "default_fparam"):
-                arr = getattr(f, name)
-                if arr is not None and arr.shape != (nfp,):
-                    raise InputError(f"{source}: {name} has shape {arr.shape}, expected ({nfp},)")
-            if f.fparam_inv_std is None:
-                raise InputError(f"{source}: fparam_avg without fparam_inv_std")
-        elif f.fparam_inv_std is not None or f.default_fparam is not None:
-            raise InputError(f"{source}: fparam_inv_std or default_fparam without fparam_avg")
+                                 f"{net.widths[-1]}, expected {d.dim_out + nfp + nap} -> 1")
+            if nfp + nap and net.layers[0].residual != RESIDUAL_NONE:
+                raise InputError(f"{source}: fitting net {k}: a residual shortcut over the frame or "
+                                 f"atomic parameters (first layer {net.widths[0]} -> {net.widths[1]}) "
+                                 f"is not supported")
+        for kind, n, extra in (("fparam", nfp, ("default_fparam",)), ("aparam", nap, ())):
+            avg, inv = f"{kind}_avg", f"{kind}_inv_std"
+            if n:
+                for name in (avg, inv, *extra):
+                    arr = getattr(f, name)
+                    if arr is not None and arr.shape != (n,):
+                        raise InputError(f"{source}: {name} has shape {arr.shape}, expected ({n},)")
+                if getattr(f, inv) is None:
+                    raise InputError(f"{source}: {avg} without {inv}")
+            elif any(getattr(f, name) is not None for name in (inv, *extra)):
+                raise InputError(f"{source}: {' or '.join((inv, *extra))} without {avg}")
         for arr, name in ((f.bias_atom_e, "bias_atom_e"), (self.out_bias, "out_bias")):
             if arr.shape != (nt,):
                 raise InputError(f"{source}: {name} has shape {arr.shape}, expected ({nt},)")
@@ -283,32 +304,79 @@ def checked_fparam(params: ModelParams, fparam) -> np.ndarray:
     return fp
 
 
-def fparam_biases(params: ModelParams, fparam) -> list[np.ndarray]:
-    """Each fitting net's first-layer bias b' = b + f̂ W_f (n_out,) for frame parameters `fparam`
-    (`fold_fparam`)."""
-    f = params.fitting
-    fhat = (checked_fparam(params, fparam) - f.fparam_avg) * f.fparam_inv_std
-    dim = params.descriptor.dim_out
-    return [net.layers[0].b + fhat @ net.layers[0].w[dim:] for net in f.nets]
+def checked_aparam(params: ModelParams, aparam, natoms: int | None = None) -> np.ndarray:
+    """`aparam` as float64 atomic parameters of model `params`: (numb_aparam,) (one set for every
+    atom) or, given natoms, also (natoms, numb_aparam) from any array of natoms * numb_aparam
+    values; InputError for another size or a non-finite entry."""
+    nap = params.fitting.numb_aparam
+    ap = np.asarray(aparam, dtype=np.float64)
+    if ap.size == nap:
+        ap = ap.reshape(nap)
+    elif natoms is not None and nap and ap.size == natoms * nap:
+        ap = ap.reshape(natoms, nap)
+    else:
+        per_atom = "" if natoms is None else f" or {natoms} x {nap} for {natoms} atoms"
+        raise InputError(f"the model takes {nap} atomic parameter(s) per atom (numb_aparam), got "
+                         f"{ap.size} values (expected {nap}{per_atom})")
+    if not np.all(np.isfinite(ap)):
+        raise InputError(f"atomic parameters must be finite, got {ap.ravel()[:8].tolist()}")
+    return ap
 
 
-def fold_fparam(params: ModelParams, fparam) -> ModelParams:
-    """The model that `params` is for frame parameters `fparam` (numb_fparam,): every fitting
-    net's first layer z = [D, f̂] W + b with f̂ = (f - fparam_avg) * fparam_inv_std becomes
-    z = D W_D + b' with b' = b + f̂ W_f (the parameters' rows W_f of W are a constant of the frame,
-    `fparam_biases`), so that every evaluation path runs it unchanged.  The arrays not changed
-    are shared."""
+def first_layer_biases(params: ModelParams, fparam=None, aparam=None) -> list[np.ndarray]:
+    """Each fitting net's first-layer bias b' = b + f̂ W_f + â W_a (n_out,) for frame parameters
+    `fparam` (numb_fparam,) and atomic parameters `aparam` (numb_aparam,) shared by every atom,
+    each of a model that takes them (`fold_frame_inputs`)."""
     f = params.fitting
-    fp = checked_fparam(params, fparam)
+    dim, nfp = params.descriptor.dim_out, f.numb_fparam
+    biases = [net.layers[0].b.copy() for net in f.nets]
+    if nfp:
+        fhat = (checked_fparam(params, fparam) - f.fparam_avg) * f.fparam_inv_std
+        for b, net in zip(biases, f.nets):
+            b += fhat @ net.layers[0].w[dim:dim + nfp]
+    if f.numb_aparam:
+        ahat = (checked_aparam(params, aparam) - f.aparam_avg) * f.aparam_inv_std
+        for b, net in zip(biases, f.nets):
+            b += ahat @ net.layers[0].w[dim + nfp:]
+    return biases
+
+
+def aparam_shift(params: ModelParams, types: np.ndarray, aparam: np.ndarray,
+                 shared: np.ndarray) -> np.ndarray:
+    """(natoms, n_out) float64: what atomic parameters `aparam` (natoms, numb_aparam) add to each
+    atom's first fitting layer z over those of a model folded at `shared` (numb_aparam,)
+    (`first_layer_biases`): (a_i - shared) * aparam_inv_std W_a of atom i's type (types (natoms,))."""
+    f = params.fitting
+    rows = params.descriptor.dim_out + f.numb_fparam
+    da = (aparam - shared) * f.aparam_inv_std
+    out = np.empty((types.shape[0], f.nets[0].layers[0].n_out))
+    for t, net in enumerate(f.nets):
+        sel = types == t
+        out[sel] = da[sel] @ net.layers[0].w[rows:]
+    return out
+
+
+def fold_frame_inputs(params: ModelParams, fparam=None, aparam=None) -> ModelParams:
+    """The model that `params` is for frame parameters `fparam` (numb_fparam,) and atomic
+    parameters `aparam` (numb_aparam,) shared by every atom (each only for a model that takes
+    them): every fitting net's first layer z = [D, f̂, â] W + b with f̂ = (f - fparam_avg) *
+    fparam_inv_std, â = (a - aparam_avg) * aparam_inv_std becomes z = D W_D + b' with b' = b +
+    f̂ W_f + â W_a (`first_layer_biases`), so that every evaluation path runs it unchanged.  The
+    arrays not changed are shared."""
+    f = params.fitting
     dim = params.descriptor.dim_out
     nets = []
-    for net, b in zip(f.nets, fparam_biases(params, fp)):
+    for net, b in zip(f.nets, first_layer_biases(params, fparam, aparam)):
         first = net.layers[0]
         folded = Layer(w=np.ascontiguousarray(first.w[:dim]), b=b,
                        idt=first.idt, activation=first.activation, resnet=False)
         nets.append(Net([folded] + list(net.layers[1:])))
     fitting = Fitting(neuron=list(f.neuron), resnet_dt=f.resnet_dt, nets=nets, bias_atom_e=f.bias_atom_e)
+    info = dict(params.info)
+    if f.numb_fparam:
+        info["fparam"] = checked_fparam(params, fparam).tolist()
+    if f.numb_aparam:
+        info["aparam"] = checked_aparam(params, aparam).tolist()
     return ModelParams(type_map=list(params.type_map), descriptor=params.descriptor, fitting=fitting,
                        out_bias=params.out_bias, out_std=params.out_std,
-                       min_nbor_dist=params.min_nbor_dist, s_range=params.s_range,
-                       info={**params.info, "fparam": fp.tolist()})
+                       min_nbor_dist=params.min_nbor_dist, s_range=params.s_range, info=info)
