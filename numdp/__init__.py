@@ -17,10 +17,10 @@ __version__ = "0.1.0"
 from .infer import DeepPot  # noqa: E402  (after the environment default above)
 
 
-def load_model(path, nthreads=None, precision="double", device="cpu", fparam=None):
+def load_model(path, nthreads=None, precision="double", device="cpu", fparam=None, aparam=None):
     """Load a numdp (.h5), DeePMD-kit (.dp), TensorFlow (.pb) or PyTorch (.pt/.pth) model on device
-    "cpu" or "cuda"; fparam: frame parameters of a model that takes them; see
-    numdp.model.dp_model.DPModel."""
+    "cpu" or "cuda"; fparam, aparam: frame parameters and atomic parameters (every atom's) of a
+    model that takes them; see numdp.model.dp_model.DPModel."""
     from .model.dp_model import load_model as _load
 
-    return _load(path, nthreads=nthreads, precision=precision, device=device, fparam=fparam)
+    return _load(path, nthreads=nthreads, precision=precision, device=device, fparam=fparam, aparam=aparam)

@@ -50,7 +50,9 @@ class DPCalculator(Calculator):
     precision: "double", "mix32" or "mix16"; device: "cpu"; threads: worker threads (None:
     numdp's default, see numdp.model.dp_model.default_threads).  A model with frame parameters
     (numb_fparam) takes them from ``atoms.info["fparam"]`` (as DeePMD-kit's calculator), else
-    uses its default_fparam.
+    uses its default_fparam; one with atomic parameters (numb_aparam) from
+    ``atoms.info["aparam"]``: (natoms, numb_aparam) (any array of natoms * numb_aparam values)
+    or (numb_aparam,) for every atom, else the model's own (`DPModel.set_aparam`).
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "virial", "stress", "energies", "stresses"]
@@ -89,7 +91,7 @@ class DPCalculator(Calculator):
         want_atomic_stress = "stresses" in properties
         out = self.model.evaluate(atoms.positions, self.types_of(atoms), box,
                                   atom_virial=want_atomic_stress, pbc=pbc if any(pbc) else None,
-                                  fparam=atoms.info.get("fparam"))
+                                  fparam=atoms.info.get("fparam"), aparam=atoms.info.get("aparam"))
         self.results = {
             "energy": out.energy,
             "free_energy": out.energy,
@@ -122,8 +124,8 @@ class DP(DPCalculator):
     NeighborList) and nlist_backend change only how DeePMD-kit finds neighbours, never the
     result: accepted and unused; head: None (numdp models are single-task).  Keyword arguments
     precision, device and threads are numdp's (DPCalculator), the rest go to ASE's Calculator.
-    ``atoms.info["fparam"]``: the frame parameters of a model that takes them (DPCalculator);
-    aparam / charge_spin are refused: numdp reads no model that takes them.
+    ``atoms.info["fparam"]`` and ``["aparam"]``: the frame and atomic parameters of a model that
+    takes them (DPCalculator); charge_spin is refused: numdp reads no model that takes it.
     """
 
     def __init__(self, model, label: str = "DP", type_dict: dict[str, int] | None = None,
@@ -142,8 +144,7 @@ class DP(DPCalculator):
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         source = atoms if atoms is not None else self.atoms
-        for key in ("aparam", "charge_spin"):
-            value = None if source is None else source.info.get(key)
-            if value is not None and np.size(value) != 0:
-                raise InputError(f"DP: atoms.info[{key!r}] given but the model takes no {key}")
+        value = None if source is None else source.info.get("charge_spin")
+        if value is not None and np.size(value) != 0:
+            raise InputError("DP: atoms.info['charge_spin'] given but the model takes no charge_spin")
         super().calculate(atoms, properties, system_changes)

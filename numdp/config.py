@@ -42,6 +42,7 @@ class ModelSettings:
     deviation_files: tuple[Path, ...] = ()  # models 1.. of a deviation ensemble ([model] file = [...])
     device: str = "cpu"  # "cpu" or "cuda" (numdp.backend; docs/gpu.md, "MD on the GPU")
     fparam: tuple[float, ...] | None = None  # frame parameters of models that take them (numb_fparam)
+    aparam: tuple[float, ...] | None = None  # atomic parameters of every atom, models with numb_aparam
 
     @property
     def files(self) -> tuple[Path, ...]:
@@ -225,15 +226,17 @@ def _precision(t: Table, default: str) -> str:
 
 
 def _model(t: Table, base: Path) -> ModelSettings:
-    t.check_keys(("file", "precision", "threads", "device", "fparam"))
+    t.check_keys(("file", "precision", "threads", "device", "fparam", "aparam"))
     precision = _precision(t, "double")
     names = t.str_list("file")
     files = tuple(resolve_path(n, base) for n in names)
     fparam = t.number_list("fparam", None)
+    aparam = t.number_list("aparam", None)
     return ModelSettings(file=files[0], precision=precision,
                          threads=t.integer("threads", None, positive=True), deviation_files=files[1:],
                          device=t.string("device", "cpu", choices=DEVICES),
-                         fparam=None if fparam is None else tuple(fparam))
+                         fparam=None if fparam is None else tuple(fparam),
+                         aparam=None if aparam is None else tuple(aparam))
 
 
 def _model_devi(t: Table, base: Path, model_precision: str) -> ModelDeviSettings:

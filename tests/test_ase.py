@@ -247,5 +247,5 @@ def test_deepmd_kit_dp_class(cu_model):
         atoms.get_potential_energy()
     del atoms.info["fparam"]
     atoms.info["aparam"] = [1.0]
-    with pytest.raises(InputError, match=r"DP: atoms.info\['aparam'\] given but the model takes no aparam"):
+    with pytest.raises(InputError, match=r"the model takes no atomic parameters \(numb_aparam 0\), got aparam"):
         atoms.get_potential_energy()

@@ -67,6 +67,7 @@ def fitted_bias(model, paths, numb_batch: int, mode: str, seed: int):
             continue
         types = system.frame_model_types(model.type_map)
         fparams = system.model_fparam(model) if mode == "change" else None
+        aparams = system.model_aparam(model) if mode == "change" else None
         n = system.nframes
         frames = (np.arange(n) if numb_batch <= 0 or numb_batch >= n
                   else np.sort(rng.choice(n, size=numb_batch, replace=False)))
@@ -75,7 +76,8 @@ def fitted_bias(model, paths, numb_batch: int, mode: str, seed: int):
             if mode == "change":
                 box = None if system.boxes is None else system.boxes[f]
                 e -= model.evaluate(system.coords[f], types[f], box, atom_virial=False,
-                                    fparam=None if fparams is None else fparams[f]).energy
+                                    fparam=None if fparams is None else fparams[f],
+                                    aparam=None if aparams is None else aparams[f]).energy
             counts.append(np.bincount(types[f], minlength=nt))
             values.append(e)
     if not counts:

@@ -144,8 +144,8 @@ def main(args) -> int:
     try:   # i-PI passes no frame parameters: a model that takes them runs with its default
         model.use_inputs()
     except InputError as exc:
-        raise InputError(f"{model_path}: {exc} (i-PI gives none; numdp ipi runs such a model with its "
-                         f"default_fparam)") from None
+        raise InputError(f"{model_path}: {exc} (i-PI gives no parameters; numdp ipi runs a model "
+                         f"with frame parameters at its default_fparam)") from None
     if args.init is None and args.types is None:  # dp_ipi's coord_file (+ atom_type)
         if cfg.get("atom_type") is not None:
             types = _types_from_atom_type(cfg["init"], cfg["atom_type"], model.type_map,

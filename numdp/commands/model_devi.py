@@ -59,9 +59,9 @@ def frames_of(path: Path, type_map: list[str], labels: bool = False, set_prefix:
     pbc: the periodicity along each cell vector as the file gives it (extxyz `pbc`, H5MD
     `box/boundary`), or None (periodic along all three with a box).  reference: the frame's
     labels (numdp.model.deviation.Reference) with `labels` (DeePMD systems only), else None;
-    DeePMD systems' frames come from their ``SET_PREFIX.*`` sets.  With `model` (a DPModel that
-    takes frame parameters) a DeePMD system's frames carry a sixth item, their fparam.npy row
-    (`System.model_fparam`)."""
+    DeePMD systems' frames come from their ``SET_PREFIX.*`` sets.  With `model` (a DPModel) a
+    DeePMD system's frames carry a sixth and a seventh item, their fparam.npy row and aparam.npy
+    rows (`System.model_fparam`, `System.model_aparam`; None for a model that takes none)."""
     from ..io.structure import assign_types, iter_extxyz, read_h5md_structure
 
     if not path.exists():
@@ -77,6 +77,7 @@ def frames_of(path: Path, type_map: list[str], labels: bool = False, set_prefix:
             s = load_system(sys_path, set_prefix)
             types = s.frame_model_types(type_map)
             fparam = None if model is None else s.model_fparam(model)
+            aparam = None if model is None else s.model_aparam(model)
             if labels:
                 for name in ("energy", "forces", "virial"):
                     if getattr(s, name) is None:
@@ -84,7 +85,8 @@ def frames_of(path: Path, type_map: list[str], labels: bool = False, set_prefix:
                                          f"({'force' if name == 'forces' else name}.npy); the system has none")
             yield str(sys_path), ((s.coords[f], types[f], None if s.boxes is None else s.boxes[f], None,
                                    Reference(s.energy[f], s.forces[f], s.virial[f]) if labels else None,
-                                   None if fparam is None else fparam[f])
+                                   None if fparam is None else fparam[f],
+                                   None if aparam is None else aparam[f])
                                   for f in range(s.nframes))
     elif labels:
         raise InputError(f"{path}: --real_error needs labelled DeePMD npy systems; this file has no labels")

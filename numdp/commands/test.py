@@ -122,6 +122,7 @@ def evaluate_system(model, system, nframes: int = 0, detail=None, atomic: bool =
                          f"has none")
     types = system.frame_model_types(model.type_map)
     fparams = system.model_fparam(model)
+    aparams = system.model_aparam(model)
     n = system.natoms
     count = system.nframes if nframes <= 0 else min(nframes, system.nframes)
     acc = _Accumulator()
@@ -129,7 +130,8 @@ def evaluate_system(model, system, nframes: int = 0, detail=None, atomic: bool =
     for f in range(count):
         box = None if system.boxes is None else system.boxes[f]
         out = model.evaluate(system.coords[f], types[f], box, atom_virial=False,
-                             fparam=None if fparams is None else fparams[f])
+                             fparam=None if fparams is None else fparams[f],
+                             aparam=None if aparams is None else aparams[f])
         if system.energy is not None:
             acc.add_energy(out.energy - system.energy[f], n)
             x["energy_total"].add(out.energy - system.energy[f])

@@ -149,6 +149,10 @@ class System:
         """`fparam_rows` for `model` (a numdp DPModel): its numb_fparam and default_fparam."""
         return self.fparam_rows(model.numb_fparam, model.source_params.fitting.default_fparam, "the model")
 
+    def model_aparam(self, model) -> np.ndarray | None:
+        """`aparam_rows` for `model` (a numdp DPModel): its numb_aparam."""
+        return self.aparam_rows(model.numb_aparam, "the model")
+
     @property
     def nframes(self) -> int:
         """Number of frames over all sets."""

@@ -172,6 +172,7 @@ class _State:
     masses: dict[int, tuple[float, int]] = field(default_factory=dict)   # type -> (amu, line)
     models: list[str] = field(default_factory=list)
     fparam: list[float] | None = None   # pair_style deepmd ... fparam V1 V2 ...
+    aparam: list[float] | None = None   # pair_style deepmd ... aparam V1 V2 ... (every atom's)
     pair_line: int = 0
     devi: Deviation = field(default_factory=Deviation)
     elements: list[str] | None = None   # pair_coeff * * ELEMENTS
@@ -457,8 +458,8 @@ class _Translator:
         if not c.args or c.args[0] != "deepmd":
             raise Refused(f"numdp lmp runs pair_style deepmd only, got {c.args[0] if c.args else 'none'!r}")
         args = list(c.args[1:])
-        keys = {"out_freq", "out_file", "atomic", "relative", "relative_v", "fparam"}
-        refused = {"aparam", "fparam_from_compute", "aparam_from_compute", "ttm", "out_each", "out_rel"}
+        keys = {"out_freq", "out_file", "atomic", "relative", "relative_v", "fparam", "aparam"}
+        refused = {"fparam_from_compute", "aparam_from_compute", "ttm", "out_each", "out_rel"}
         models, k = [], 0
         while k < len(args) and args[k] not in keys | refused:
             models.append(args[k])
@@ -469,19 +470,20 @@ class _Translator:
             raise Refused("the DeePMD-kit 0.x form `deepmd MODELS N FILE` is not supported: write "
                           "out_freq N out_file FILE")
         devi = Deviation()
-        fparam = None
+        values: dict[str, list[float] | None] = {"fparam": None, "aparam": None}
         while k < len(args):
             key = args[k]
             if key in refused:
                 raise Refused(f"keyword {key} is not supported by numdp lmp")
-            if key == "fparam":   # the model's numb_fparam values (checked against it by numdp run)
+            if key in values:   # the model's numb_fparam / numb_aparam values (checked by numdp run)
                 k += 1
-                fparam = []
+                values[key] = []
                 while k < len(args) and _is_number(args[k]):
-                    fparam.append(float(args[k]))
+                    values[key].append(float(args[k]))
                     k += 1
-                if not fparam:
-                    raise Refused("keyword fparam needs the model's frame parameters (numbers)")
+                if not values[key]:
+                    what = "frame" if key == "fparam" else "atomic"
+                    raise Refused(f"keyword {key} needs the model's {what} parameters (numbers)")
                 continue
             if key == "atomic":
                 devi.atomic = True
@@ -499,7 +501,8 @@ class _Translator:
             else:
                 setattr(devi, key, _number(value, key, nonnegative=True))
             k += 2
-        self.s.models, self.s.devi, self.s.fparam, self.s.pair_line = models, devi, fparam, c.line
+        self.s.models, self.s.devi, self.s.pair_line = models, devi, c.line
+        self.s.fparam, self.s.aparam = values["fparam"], values["aparam"]
 
     def _pair_coeff(self, c: Command) -> None:
         self._need_box("pair_coeff")
@@ -847,8 +850,9 @@ class _Translator:
                           "needs one")
         devi = len(s.models) > 1
         t: dict = {"model": {"file": s.models if devi else s.models[0]}}
-        if s.fparam is not None:
-            t["model"]["fparam"] = s.fparam
+        for key in ("fparam", "aparam"):
+            if getattr(s, key) is not None:
+                t["model"][key] = getattr(s, key)
         system: dict = {"file": s.data_file if s.restart_file is None else _relative(s.restart_file, self.base)}
         if s.created is not None:   # create_box + create_atoms: numdp run's [system] lattice
             names = self._type_names()

@@ -52,14 +52,16 @@ from .start import is_minimization_checkpoint, read_start, start_velocities
 from .thermostats import THERMOSTATS, NoseHooverChain
 
 
-def _with_fparam(model, fparam, file, name: str):
-    """`model` for the run's [model] fparam (the model's default_fparam when not given);
-    InputError naming the input and the model file when they do not fit."""
+def _with_inputs(model, settings, file, name: str):
+    """`model` for the run's [model] fparam (the model's default_fparam when not given) and
+    aparam (every atom's); InputError naming the input and the model file when they do not fit."""
     try:
-        model.set_fparam(fparam)
+        model.set_fparam(settings.fparam)
+        model.set_aparam(settings.aparam)
         model.use_inputs()
     except InputError as exc:
-        raise InputError(f"{name}: [model] fparam: {file}: {exc}") from None
+        keys = " / ".join(k for k, n in (("fparam", model.numb_fparam), ("aparam", model.numb_aparam)) if n)
+        raise InputError(f"{name}: [model] {keys or 'fparam / aparam'}: {file}: {exc}") from None
     return model
 
 
@@ -110,13 +112,13 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
 
         if model is None:
             apply_threads(nthreads)
-            model = _with_fparam(load_model(settings.model.file, nthreads=nthreads,
+            model = _with_inputs(load_model(settings.model.file, nthreads=nthreads,
                                             precision=settings.model.precision, device=device),
-                                 settings.model.fparam, settings.model.file, name)
+                                 settings.model, settings.model.file, name)
         # (an ensemble always has [model_devi]: load_run_settings)
         devi_precision = settings.model_devi.precision if settings.model_devi else settings.model.precision
-        others = [_with_fparam(load_model(f, nthreads=nthreads, precision=devi_precision, device=device),
-                               settings.model.fparam, f, name)
+        others = [_with_inputs(load_model(f, nthreads=nthreads, precision=devi_precision, device=device),
+                               settings.model, f, name)
                   for f in settings.model.deviation_files]
         check_ensemble([model] + others, settings.model.files, f"{name}: [model] file")
         if restart is None and settings.system.file is not None and settings.system.file.is_file() \
