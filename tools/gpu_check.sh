@@ -143,7 +143,8 @@ else
     else
         # what no GPU has run yet first (team kernels in the first two files, the cached launches
         # over numba arrays, the kernel products and real CUDA graphs, the one-block kernels'
-        # bits against the launches they replace, the other activation functions' kernels), the
+        # bits against the launches they replace, the other activation functions' kernels, frame
+        # and atomic parameters), the
         # neighbour search (run on the H200 before) last: a run cut at the time limit loses the least
         tests=(tests/test_cuda_kernels.py tests/test_cuda_model.py tests/test_cuda_fastlaunch.py
                tests/test_cuda_gemm.py tests/test_cuda_graph.py tests/test_cuda_numba_pool.py
@@ -151,7 +152,9 @@ else
                tests/test_activations.py::test_cuda_matches_cpu
                tests/test_activations.py::test_low_precision_close_to_double
                tests/test_fparam.py::test_every_path_takes_the_parameters
-               tests/test_fparam.py::test_parameters_switched_per_call)
+               tests/test_fparam.py::test_parameters_switched_per_call
+               tests/test_aparam.py::test_every_path_takes_the_parameters
+               tests/test_aparam.py::test_parameters_switched_per_call)
         [ -f tests/test_cuda_neighbor.py ] && tests+=(tests/test_cuda_neighbor.py)
         real=1
     fi
