@@ -277,7 +277,7 @@ def test_numdp_test_model_devi_and_change_bias_read_aparam_npy(tmp_path, capsys)
 def test_md_run_lammps_ase_and_ipi(tmp_path, capsys):
     """[model] aparam (every atom's) drives a run (its step-0 energy is DeePMD-kit's with those
     parameters on every atom); without them the input is named; `pair_style deepmd ... aparam`
-    becomes [model] aparam; the ASE calculator reads atoms.info["aparam"]; numdp ipi refuses a
+    (DP-GEN's `aparam ${ELE_TEMP}` too) becomes [model] aparam; the ASE calculator reads atoms.info["aparam"]; numdp ipi refuses a
     model with atomic parameters before connecting."""
     from numdp.cli import main
     from numdp.io.structure import write_extxyz, write_lammps_data
@@ -314,6 +314,13 @@ def test_md_run_lammps_ase_and_ipi(tmp_path, capsys):
                    f"pair_style deepmd {DATA / 'aparam.dp'} aparam 0.5 -1.5 out_freq 10\npair_coeff * * O H\n"
                    "fix 1 all nve\nrun 10\n", "in.lmp", {}, tmp_path)
     assert tr.tables["model"]["aparam"] == [0.5, -1.5]
+    # DP-GEN's exploration script of a model trained with use_ele_temp 2 (its electronic
+    # temperature as every atom's parameter)
+    from test_lmp_input import dpgen_script
+
+    script = "variable        ELE_TEMP        equal 0.750000\n" + dpgen_script(
+        "nvt", models=(str(DATA / "aparam.dp"),), keywords="atomic aparam ${ELE_TEMP}")
+    assert translate(script, "input.lammps", {"restart": "0"}, tmp_path).tables["model"]["aparam"] == [0.75]
 
     assert main(["ipi", "-m", str(DATA / "aparam.dp"), "--unix", "nobody", "--types", "O", "H",
                  "--wait", "0"]) == 2
