@@ -20,7 +20,9 @@ from numdp.model.compress import compress
 from numdp.model.dp_model import DPModel
 from numdp.model.params import fold_frame_inputs as fold_fparam
 from test_oracle import TOL
-from tests_util import U32, U64, fd_force, fd_virial, order_bound
+from tests_util import (U32, U64, assert_model_reproduces_labels, fd_force, fd_virial, order_bound,
+                        run_step0_energy)
+from tests_util import write_system as write_npy_system
 
 DATA = Path(__file__).resolve().parent / "data" / "fparam"
 REF = np.load(DATA / "reference.npz")
@@ -187,16 +189,9 @@ def test_deeppot_eval_and_model_devi():
 
 
 def write_system(root, with_fparam=True, energy_of=None):
-    s = root / "set.000"
-    s.mkdir(parents=True)
-    (root / "type.raw").write_text(" ".join(map(str, REF["atype"])))
-    (root / "type_map.raw").write_text("O H")
-    np.save(s / "coord.npy", REF["coord"].reshape(NF, -1))
-    np.save(s / "box.npy", REF["box"].reshape(NF, 9))
-    np.save(s / "energy.npy", REF["fparam_energy"] if energy_of is None else energy_of)
-    if with_fparam:
-        np.save(s / "fparam.npy", REF["fparam_fparam"])
-    return root
+    return write_npy_system(root, REF["coord"], REF["box"], REF["atype"], ["O", "H"],
+                            REF["fparam_energy"] if energy_of is None else energy_of,
+                            fparam=REF["fparam_fparam"] if with_fparam else None)
 
 
 def test_numdp_test_model_devi_and_change_bias_read_fparam_npy(tmp_path, capsys):
@@ -207,15 +202,7 @@ def test_numdp_test_model_devi_and_change_bias_read_fparam_npy(tmp_path, capsys)
 
     sysdir = write_system(tmp_path / "sys")
     model = str(DATA / "fparam.dp")
-    assert main(["test", "-m", model, "-s", str(sysdir), "--json", str(tmp_path / "t.json")]) == 0
-    fig = json.loads((tmp_path / "t.json").read_text())["overall"]
-    assert fig["frames"] == NF and fig["rmse_energy"] < 1e-9   # meV/atom
-    assert main(["model-devi", "-m", model, model, "-s", str(sysdir), "-o", str(tmp_path / "md.out")]) == 0
-    rows = np.loadtxt(tmp_path / "md.out")
-    assert rows.shape == (NF, 8) and np.all(rows[:, 1:] == 0.0)
-    assert main(["change-bias", model, "-s", str(sysdir), "-o", str(tmp_path / "cb.dp")]) == 0
-    shifted = read_model(tmp_path / "cb.dp")
-    assert np.allclose(shifted.out_bias, read_model(DATA / "fparam.dp").out_bias, rtol=0, atol=1e-9)
+    assert_model_reproduces_labels(model, sysdir, NF, tmp_path)
     capsys.readouterr()
     bare = write_system(tmp_path / "bare", with_fparam=False)
     assert main(["test", "-m", model, "-s", str(bare)]) == 2
@@ -250,12 +237,7 @@ def test_md_run_and_lammps_and_ase(tmp_path, capsys):
             '[md]\ntimestep = 0.0005\nsteps = 0\nensemble = "nve"\n'
             '[output]\nlog = "log.txt"\nthermo_every = 1\n')
     toml = tmp_path / "md.toml"
-    toml.write_text(text)
-    assert main(["run", str(toml)]) == 0
-    lines = [l.split() for l in (tmp_path / "log.txt").read_text().splitlines() if l.strip()]
-    header = next(l for l in lines if l[0] == "step")
-    row = next(l for l in lines if l[0] == "0")
-    pe = float(row[header.index("pe")])
+    pe = run_step0_energy(toml, text)
     assert abs(pe - REF["fparam_energy"][0]) <= 1e-6 * abs(REF["fparam_energy"][0])   # the log's digits
     toml.write_text(text.replace(f"fparam = {fp.tolist()}\n", ""))
     capsys.readouterr()

@@ -5,8 +5,9 @@ from pathlib import Path
 import numpy as np
 
 
-def write_system(path, coord, box, atype, type_map, energy=None, force=None, virial=None):
-    """Write a one-set DeePMD npy system; box None marks it non-periodic."""
+def write_system(path, coord, box, atype, type_map, energy=None, force=None, virial=None, **extra):
+    """Write a one-set DeePMD npy system; box None marks it non-periodic; extra: more set
+    arrays by name (fparam=..., aparam=...), each written (nframes, -1)."""
     path = Path(path)
     s = path / "set.000"
     s.mkdir(parents=True)
@@ -18,10 +19,44 @@ def write_system(path, coord, box, atype, type_map, energy=None, force=None, vir
         (path / "nopbc").write_text("")
     else:
         np.save(s / "box.npy", box.reshape(nf, 9))
-    for name, arr in (("energy", energy), ("force", force), ("virial", virial)):
+    for name, arr in (("energy", energy), ("force", force), ("virial", virial), *extra.items()):
         if arr is not None:
             np.save(s / f"{name}.npy", np.asarray(arr).reshape(nf, -1) if name != "energy" else arr)
     return path
+
+
+def assert_model_reproduces_labels(model, sysdir, nframes: int, tmp_path) -> None:
+    """`model` (a .dp file) on `sysdir`, whose energies are the model's own: numdp test gives a
+    zero error (< 1e-9 meV/atom), model-devi of the model against itself a zero deviation,
+    change-bias no shift of the output bias (1e-9 eV)."""
+    import json
+
+    from numdp.cli import main
+    from numdp.io.model_file import read_model
+
+    model, sysdir = str(model), str(sysdir)
+    assert main(["test", "-m", model, "-s", sysdir, "--json", str(tmp_path / "t.json")]) == 0
+    fig = json.loads((tmp_path / "t.json").read_text())["overall"]
+    assert fig["frames"] == nframes and fig["rmse_energy"] < 1e-9   # meV/atom
+    assert main(["model-devi", "-m", model, model, "-s", sysdir, "-o", str(tmp_path / "md.out")]) == 0
+    rows = np.loadtxt(tmp_path / "md.out")
+    assert rows.shape == (nframes, 8) and np.all(rows[:, 1:] == 0.0)
+    assert main(["change-bias", model, "-s", sysdir, "-o", str(tmp_path / "cb.dp")]) == 0
+    shifted = read_model(tmp_path / "cb.dp")
+    assert np.allclose(shifted.out_bias, read_model(model).out_bias, rtol=0, atol=1e-9)
+
+
+def run_step0_energy(toml: Path, text: str) -> float:
+    """Write the MD input `text` (steps = 0, [output] log = "log.txt", thermo_every = 1) to `toml`,
+    run it with numdp run, and return the logged potential energy of step 0 (eV)."""
+    from numdp.cli import main
+
+    toml.write_text(text)
+    assert main(["run", str(toml)]) == 0
+    lines = [line.split() for line in (toml.parent / "log.txt").read_text().splitlines() if line.strip()]
+    header = next(line for line in lines if line[0] == "step")
+    row = next(line for line in lines if line[0] == "0")
+    return float(row[header.index("pe")])
 
 
 def fd_force(model, pos, types, box, i, c, h):
