@@ -141,14 +141,15 @@ def run_keeping(path, step):
 
 def assert_model_is_the_passes(model, trainer):
     """The model file (loaded as `model`) evaluates frame 1 of the first validation system (with
-    its frame parameters, if any) like the trainer's passes: energy, forces and virial to the
-    round-off of two summation orders."""
+    its frame and atomic parameters, if any) like the trainer's passes: energy, forces and virial
+    to the round-off of two summation orders."""
     s = trainer.valid_sys[0]
     fparam = None if s.fparam is None else s.fparam[1]
-    r = model.evaluate(s.coords[1], s.types, s.boxes[1], fparam=fparam)
+    aparam = None if s.aparam is None else s.aparam[1]
+    r = model.evaluate(s.coords[1], s.types, s.boxes[1], fparam=fparam, aparam=aparam)
     ext = extend(s.coords[1], s.types, s.boxes[1], 4.0)
     nl = build_nlist(ext, 4.0, model.params.descriptor.sel, 2)
-    q = trainer.passes.primal(Frame(ext.positions, nl.nlist, s.types, ext.mapping, fparam))
+    q = trainer.passes.primal(Frame(ext.positions, nl.nlist, s.types, ext.mapping, fparam, aparam))
     assert r.energy == pytest.approx(q.energy, rel=1e-12)
     assert np.allclose(r.forces, q.forces, rtol=0, atol=1e-12 * abs(q.forces).max())
     assert np.allclose(r.virial, q.virial, rtol=0, atol=1e-12 * abs(q.virial).max())

@@ -33,7 +33,7 @@ class Checkpoint:
     versions trained with the removed `precondition` option (θ then held W' = s_t W0 in the
     first fitting layers), which the trainer refuses; None otherwise.  fparam_avg,
     fparam_inv_std: (numb_fparam,) statistics of the frame parameters of a model that takes them,
-    else None.
+    else None; aparam_avg, aparam_inv_std: (numb_aparam,) those of the atomic parameters.
     """
 
     step: int
@@ -54,13 +54,16 @@ class Checkpoint:
     precond_scale: np.ndarray | None = None
     fparam_avg: np.ndarray | None = None
     fparam_inv_std: np.ndarray | None = None
+    aparam_avg: np.ndarray | None = None
+    aparam_inv_std: np.ndarray | None = None
+
+    INPUT_STATS = ("fparam_avg", "fparam_inv_std", "aparam_avg", "aparam_inv_std")
+    """The statistics of the fitting nets' parameter inputs: Fitting fields of the same names."""
 
     @property
-    def fparam_stats(self) -> dict:
-        """The Fitting fields of the frame-parameter statistics (empty without them)."""
-        if self.fparam_avg is None:
-            return {}
-        return {"fparam_avg": self.fparam_avg, "fparam_inv_std": self.fparam_inv_std}
+    def input_stats(self) -> dict:
+        """The Fitting fields of the parameter statistics that are not None, by name."""
+        return {n: getattr(self, n) for n in self.INPUT_STATS if getattr(self, n) is not None}
 
 
 def write_checkpoint(ck: Checkpoint, path) -> None:
@@ -92,9 +95,8 @@ def write_checkpoint(ck: Checkpoint, path) -> None:
                 h5["min_nbor_dist"] = float(ck.min_nbor_dist)
             if ck.precond_scale is not None:
                 h5["precond_scale"] = ck.precond_scale
-            if ck.fparam_avg is not None:
-                h5["fparam_avg"] = ck.fparam_avg
-                h5["fparam_inv_std"] = ck.fparam_inv_std
+            for name, arr in ck.input_stats.items():
+                h5[name] = arr
     except OSError as exc:
         raise InputError(f"{path}: cannot write checkpoint ({one_line(exc)})") from None
 
@@ -121,7 +123,6 @@ def read_checkpoint(path) -> Checkpoint:
                 sampler=json.loads(a["sampler"]), valid_sampler=json.loads(a["valid_sampler"]),
                 input_text=str(a["input_text"]), elapsed=float(a["elapsed"]),
                 precond_scale=h5["precond_scale"][()] if "precond_scale" in h5 else None,
-                fparam_avg=h5["fparam_avg"][()] if "fparam_avg" in h5 else None,
-                fparam_inv_std=h5["fparam_inv_std"][()] if "fparam_inv_std" in h5 else None)
+                **{n: h5[n][()] for n in Checkpoint.INPUT_STATS if n in h5})
     except (OSError, KeyError, ValueError) as exc:
         raise InputError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None

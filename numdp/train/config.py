@@ -17,7 +17,8 @@ Schema (defaults in brackets; see also docs/training.md)::
                           resnet_dt [false], seed [none], activation_function ["tanh"],
                           exclude_types [[]] (type index pairs [[ti, tj], ...])
     [model.fitting]       type ["ener"], neuron [[120, 120, 120]], resnet_dt [true], seed [none],
-                          activation_function ["tanh"], numb_fparam [0], default_fparam [none]
+                          activation_function ["tanh"], numb_fparam [0], default_fparam [none],
+                          numb_aparam [0], use_aparam_as_mask [false; true is refused]
                           (also accepted as [model.fitting_net])
     [learning_rate]       type ["exp"], start_lr [1e-3], stop_lr [5e-8], decay_steps [5000]
     [loss]                type ["ener"], start_pref_e [0.02], limit_pref_e [1.0],
@@ -97,6 +98,9 @@ class FittingConfig:
     """Frame parameters the nets take (fparam.npy of the data; numdp.model.params.Fitting)."""
     default_fparam: list[float] | None = None
     """The frame parameters of a system without fparam.npy (None: such a system is an error)."""
+    numb_aparam: int = 0
+    """Atomic parameters the nets take per atom (aparam.npy of the data, required;
+    numdp.model.params.Fitting)."""
 
 
 @dataclass
@@ -721,6 +725,11 @@ def _model(root: Table) -> ModelConfig:
         if len(fc.default_fparam) != fc.numb_fparam:
             raise fs.error("default_fparam", f"has {len(fc.default_fparam)} values, numb_fparam is "
                                               f"{fc.numb_fparam}")
+    fc.numb_aparam = fs.integer("numb_aparam", 0, minimum=0)
+    if fs.boolean("use_aparam_as_mask", False):
+        raise fs.error("use_aparam_as_mask", "true (the atomic parameters as a mask of the atoms, not "
+                                             "fitting inputs) is not supported; numdp feeds them to "
+                                             "the fitting nets (false)")
     fs.done()
     model.done()
     return ModelConfig(type_map, dc, fc)

@@ -33,7 +33,8 @@ class DataSystem:
     frame_types (nf, N) int32: a mixed-type system's model types per frame (then `types` is its
     first frame's), None for a standard system.  `types_of(f)` is frame f's.  fparam (nf, nfp):
     the frame parameters of a model that takes them (fparam.npy, or the input's default_fparam
-    in every row), else None.
+    in every row), else None.  aparam (nf, N, nap): the atomic parameters of a model that takes
+    them (aparam.npy; row i of frame f is atom i's, in the order of `types`), else None.
     """
 
     path: Path
@@ -49,6 +50,7 @@ class DataSystem:
     atom_ener_coeff: np.ndarray | None = None
     frame_types: np.ndarray | None = None
     fparam: np.ndarray | None = None
+    aparam: np.ndarray | None = None
 
     @property
     def natoms(self) -> int:
@@ -80,11 +82,12 @@ class DataSystem:
 
 def load_dataset(paths: list[Path], type_map: list[str], batch: BatchSize,
                  whose: str = "the input's [model] type_map", numb_fparam: int = 0,
-                 default_fparam=None) -> list[DataSystem]:
+                 default_fparam=None, numb_aparam: int = 0) -> list[DataSystem]:
     """Load the systems at `paths`; atoms are mapped to `type_map` by name (type_map.raw);
     `whose` names the type map in messages.  System i's batch is `batch.frames(natoms, i)`
     frames, at most its number of frames.  With numb_fparam > 0 each system needs fparam.npy of
-    that width, or `default_fparam` is taken for all its frames."""
+    that width, or `default_fparam` is taken for all its frames; with numb_aparam > 0 each needs
+    aparam.npy of numb_aparam per atom (InputError naming the system otherwise)."""
     out = []
     for i, p in enumerate(paths):
         s: System = load_system(p)
@@ -97,7 +100,8 @@ def load_dataset(paths: list[Path], type_map: list[str], batch: BatchSize,
         bs = min(batch.frames(s.natoms, i), s.nframes)
         out.append(DataSystem(p, types, s.coords, s.boxes, s.energy, s.forces, s.virial, bs,
                               s.atom_ener, s.atom_pref, s.atom_ener_coeff, frame_types,
-                              s.fparam_rows(numb_fparam, default_fparam, "the input")))
+                              s.fparam_rows(numb_fparam, default_fparam, "the input"),
+                              s.aparam_rows(numb_aparam, "the input")))
     return out
 
 
@@ -124,7 +128,9 @@ class FrameCache:
         nl = build_nlist(ext, self.rcut, self.sel, self.ntypes)
         self.overflow += nl.overflow
         np.maximum(self.max_count, nl.max_count, out=self.max_count)
-        return Frame(ext.positions, nl.nlist, types, ext.mapping, None if s.fparam is None else s.fparam[f])
+        # the extended atoms start with the local ones in the system's order: aparam's rows as they are
+        return Frame(ext.positions, nl.nlist, types, ext.mapping, None if s.fparam is None else s.fparam[f],
+                     None if s.aparam is None else s.aparam[f])
 
     def frame(self, k: int, f: int) -> Frame:
         fr = self._cache.get((k, f))

@@ -26,7 +26,7 @@ def model_from_checkpoint(path) -> ModelParams:
     if len(ck.sel) != len(mc.type_map):
         raise InputError(f"{path}: sel {ck.sel} has {len(ck.sel)} types, its input's type_map "
                          f"{mc.type_map} {len(mc.type_map)}: the checkpoint is damaged")
-    params = initial_model(mc, list(ck.sel), ck.davg, ck.dstd, ck.out_bias, 0, ck.fparam_stats)
+    params = initial_model(mc, list(ck.sel), ck.davg, ck.dstd, ck.out_bias, 0, ck.input_stats)
     flat = FlatParams.bind(params)
     if ck.theta.shape != flat.theta.shape:
         raise InputError(f"{path}: {ck.theta.size} parameters, the networks of its input have "

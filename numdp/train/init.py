@@ -42,26 +42,28 @@ def random_net(rng: np.random.Generator, widths: list[int], resnet_dt: bool, lin
 
 
 def initial_model(cfg: TrainConfig | ModelConfig, sel: list[int], davg: np.ndarray, dstd: np.ndarray,
-                  out_bias: np.ndarray, seed_fallback: int, fparam_stats: dict | None = None) -> ModelParams:
+                  out_bias: np.ndarray, seed_fallback: int, input_stats: dict | None = None) -> ModelParams:
     """Model with random networks and the given statistics (davg/dstd (nt, nnei, 4), out_bias (nt,) eV;
-    fparam_stats: the Fitting's fparam_avg and fparam_inv_std (numb_fparam,) for a model with frame
-    parameters, and its default_fparam).
+    input_stats: the Fitting's fparam_avg and fparam_inv_std (numb_fparam,) for a model with frame
+    parameters, aparam_avg and aparam_inv_std (numb_aparam,) for one with atomic parameters; the
+    input's default_fparam is added).  The fitting nets take [D, f̂, â]: dim + numb_fparam +
+    numb_aparam inputs.
 
     Descriptor and fitting seeds come from the input; when absent, `seed_fallback` (+1 for the
     fitting) is used, so a run is reproducible from the training seed alone.
     """
     nt = len(cfg.type_map)
     dc, fc = cfg.descriptor, cfg.fitting
-    fparam_stats = dict(fparam_stats or {})
+    input_stats = dict(input_stats or {})
     if fc.numb_fparam and fc.default_fparam is not None:
-        fparam_stats["default_fparam"] = np.asarray(fc.default_fparam, dtype=np.float64)
+        input_stats["default_fparam"] = np.asarray(fc.default_fparam, dtype=np.float64)
     rng_d = np.random.default_rng(dc.seed if dc.seed is not None else seed_fallback)
     nnet = nt if dc.type_one_side else nt * nt
     embeds = [random_net(rng_d, [1, *dc.neuron], dc.resnet_dt, False, dc.activation) for _ in range(nnet)]
     rng_f = np.random.default_rng(fc.seed if fc.seed is not None else seed_fallback + 1)
     dim = dc.neuron[-1] * dc.axis_neuron
-    fnets = [random_net(rng_f, [dim + fc.numb_fparam, *fc.neuron, 1], fc.resnet_dt, True, fc.activation)
-             for _ in range(nt)]
+    width_in = dim + fc.numb_fparam + fc.numb_aparam
+    fnets = [random_net(rng_f, [width_in, *fc.neuron, 1], fc.resnet_dt, True, fc.activation) for _ in range(nt)]
     params = ModelParams(
         type_map=list(cfg.type_map),
         descriptor=Descriptor(rcut=dc.rcut, rcut_smth=dc.rcut_smth, sel=list(sel), neuron=list(dc.neuron),
@@ -69,7 +71,7 @@ def initial_model(cfg: TrainConfig | ModelConfig, sel: list[int], davg: np.ndarr
                               resnet_dt=dc.resnet_dt, davg=davg, dstd=dstd, embeddings=embeds,
                               exclude_types=[list(pair) for pair in dc.exclude_types]),
         fitting=Fitting(neuron=list(fc.neuron), resnet_dt=fc.resnet_dt, nets=fnets,
-                        bias_atom_e=np.zeros(nt), **fparam_stats),
+                        bias_atom_e=np.zeros(nt), **input_stats),
         out_bias=np.asarray(out_bias, dtype=np.float64), out_std=np.ones(nt))
     params.validate("initial model")
     return params

@@ -1,8 +1,9 @@
 """`numdp train --init-model MODEL`: start from a trained model instead of random networks.
 
 The model's weights and statistics (sel, davg/dstd, energy bias, min_nbor_dist, s range, the
-frame parameters' mean and deviation) are taken as they are; the optimiser starts fresh (Adam moments zero, step 0), as DP-GEN does between
-iterations with DeePMD-kit's ``dp train --init-model``.  The networks the input declares must be
+frame and atomic parameters' mean and deviation) are taken as they are; the optimiser starts
+fresh (Adam moments zero, step 0), as DP-GEN does between iterations with DeePMD-kit's
+``dp train --init-model``.  The networks the input declares must be
 the model's: each difference is a one-line InputError naming the key.
 """
 from __future__ import annotations
@@ -41,6 +42,7 @@ def load_init_model(path, cfg: TrainConfig) -> ModelParams:
         ("model.descriptor", "activation_function", d.activation, dc.activation),
         ("model.fitting", "activation_function", params.fitting.activation, fc.activation),
         ("model.fitting", "numb_fparam", params.fitting.numb_fparam, fc.numb_fparam),
+        ("model.fitting", "numb_aparam", params.fitting.numb_aparam, fc.numb_aparam),
     ]
     for table, key, model_value, input_value in checks:
         if model_value != input_value:

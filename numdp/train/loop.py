@@ -39,7 +39,7 @@ from .optim import Adam, clip_scale, grad_norm
 from .passes import ModelPasses
 from .report import Lcurve, lcurve_columns, lcurve_kinds
 from ..neighbor.distances import DistanceStats
-from .stats import (auto_sel, energy_bias, env_stats, fparam_stats, max_neighbour_counts,
+from .stats import (auto_sel, energy_bias, env_stats, max_neighbour_counts, param_stats,
                     stat_frames)
 
 PHASES = ("data", "forward", "backward", "optimizer", "validation")
@@ -136,9 +136,9 @@ class Trainer:
         whose = f"{cfg.source.name}'s [model] type_map"
         fc = cfg.fitting
         self.train_sys = load_dataset(tr.systems, cfg.type_map, tr.batch_size, whose, fc.numb_fparam,
-                                      fc.default_fparam)
+                                      fc.default_fparam, fc.numb_aparam)
         self.valid_sys = (load_dataset(cfg.validation.systems, cfg.type_map, cfg.validation.batch_size, whose,
-                                       fc.numb_fparam, fc.default_fparam)
+                                       fc.numb_fparam, fc.default_fparam, fc.numb_aparam)
                           if cfg.validation.systems else [])
         nfr = sum(s.nframes for s in self.train_sys)
         msg = f"training data: {len(self.train_sys)} systems, {nfr} frames"
@@ -162,7 +162,7 @@ class Trainer:
             self.train_cache = FrameCache(self.train_sys, dc.rcut, sel, nt, self.frame_budget)
             davg, dstd, bias = ck.davg, ck.dstd, ck.out_bias
             s_range, min_nbor = ck.s_range, ck.min_nbor_dist
-            fparam_stats = ck.fparam_stats
+            input_stats = ck.input_stats
             self.say(f"continuing from {self.restart} at step {ck.step}")
         elif self.init_model is not None:  # weights and statistics of a trained model
             from .init_model import load_init_model
@@ -174,11 +174,11 @@ class Trainer:
                      f"optimiser fresh at step 0")
         else:
             sel, davg, dstd, bias, s_range, min_nbor = self._statistics(seed)
-            fparam_stats = self._fparam_statistics()
+            input_stats = self._input_statistics()
         if self.init_model is not None and ck is None:
             self.params = start_model
         else:
-            self.params = initial_model(cfg, sel, davg, dstd, bias, seed, fparam_stats)
+            self.params = initial_model(cfg, sel, davg, dstd, bias, seed, input_stats)
             self.params.s_range = s_range
             self.params.min_nbor_dist = min_nbor
         self.flat = FlatParams.bind(self.params)
@@ -258,17 +258,24 @@ class Trainer:
                  + f"; min_nbor_dist {dist.min_nbor_dist:.4g} A ({time.perf_counter() - t0:.1f} s)")
         return sel, davg, dstd, bias, dist.s_range, dist.min_nbor_dist
 
-    def _fparam_statistics(self) -> dict:
-        """fparam_avg and fparam_inv_std of a model with frame parameters (empty without): the
-        mean and standard deviation (at least DeePMD-kit's protection 1e-2) of each parameter
-        over the statistics frames, as DeePMD-kit's fitting computes them."""
-        if self.cfg.fitting.numb_fparam == 0:
-            return {}
-        frames = self._statistics_frames()
-        avg, inv_std = fparam_stats(self.train_sys, frames)
-        self.say(f"frame parameters from {sum(len(f) for f in frames)} frames: mean "
-                 f"{np.array2string(avg, precision=4)}, std {np.array2string(1.0 / inv_std, precision=4)}")
-        return {"fparam_avg": avg, "fparam_inv_std": inv_std}
+    def _input_statistics(self) -> dict:
+        """fparam_avg and fparam_inv_std of a model with frame parameters, aparam_avg and
+        aparam_inv_std of one with atomic parameters (empty without either): the mean and
+        standard deviation (at least DeePMD-kit's protection 1e-2) of each parameter over the
+        statistics frames (the atomic ones over every atom of them), as DeePMD-kit's fitting
+        computes them (`param_stats`)."""
+        fc = self.cfg.fitting
+        out = {}
+        for name, n, what, values in (("fparam", fc.numb_fparam, "frame", [s.fparam for s in self.train_sys]),
+                                      ("aparam", fc.numb_aparam, "atomic", [s.aparam for s in self.train_sys])):
+            if n == 0:
+                continue
+            frames = self._statistics_frames()
+            avg, inv_std = param_stats(values, frames)
+            self.say(f"{what} parameters from {sum(len(f) for f in frames)} frames: mean "
+                     f"{np.array2string(avg, precision=4)}, std {np.array2string(1.0 / inv_std, precision=4)}")
+            out.update({f"{name}_avg": avg, f"{name}_inv_std": inv_std})
+        return out
 
     def _data_init(self) -> None:
         """A new run's last touch to the random networks.
@@ -300,8 +307,10 @@ class Trainer:
                          f"a smaller spread than {spread:g}")
 
     def stat_descriptors(self) -> dict[int, np.ndarray]:
-        """Descriptor rows D (n_t, M*M<) per centre type t of the statistics frames' atoms under
-        the current embedding nets (a new run's; the frames davg/dstd came from)."""
+        """Fitting-net inputs per centre type t of the statistics frames' atoms under the current
+        embedding nets (a new run's; the frames davg/dstd came from): descriptor rows D
+        (n_t, M*M<), then the normalised frame and atomic parameters of a model that takes them
+        (`ModelPasses.descriptors`)."""
         rows: dict[int, list[np.ndarray]] = {}
         for k, idx in enumerate(self._statistics_frames()):
             for f in idx:
@@ -448,8 +457,7 @@ class Trainer:
                         davg=self.params.descriptor.davg, dstd=self.params.descriptor.dstd,
                         out_bias=self.params.out_bias, s_range=self.params.s_range,
                         min_nbor_dist=self.params.min_nbor_dist, sampler=self.sampler.state(),
-                        fparam_avg=self.params.fitting.fparam_avg,
-                        fparam_inv_std=self.params.fitting.fparam_inv_std,
+                        **{n: getattr(self.params.fitting, n) for n in Checkpoint.INPUT_STATS},
                         valid_sampler=self.valid_sampler.state() if self.valid_sampler else None,
                         input_text=self.cfg.text, elapsed=elapsed)
         write_checkpoint(ck, self.cfg.training.save_ckpt)

@@ -68,7 +68,9 @@ class Frame:
 
     ext_pos: (nall, 3) Å, local atoms first; nlist: (nloc, nnei) int32 extended indices in
     per-type blocks, -1 padding; types: (nloc,) int32; mapping: (nall,) int32 owner of each
-    extended atom; fparam: (nfp,) the frame parameters of a model that takes them, else None.
+    extended atom; fparam: (nfp,) the frame parameters of a model that takes them, else None;
+    aparam: (nloc, nap) the local atoms' atomic parameters (row i: atom i's) of a model that takes
+    them, else None.
     """
 
     ext_pos: np.ndarray
@@ -76,6 +78,7 @@ class Frame:
     types: np.ndarray
     mapping: np.ndarray
     fparam: np.ndarray | None = None
+    aparam: np.ndarray | None = None
 
     @property
     def nloc(self) -> int:
@@ -170,8 +173,10 @@ class ModelPasses:
         self.inv_nnei = 1.0 / d.nnei
         self.dim = d.dim_out
         self.nfp = params.fitting.numb_fparam
-        """Descriptor width and frame parameters: a fitting net's input is [D, f̂] with
-        f̂ = (f - fparam_avg) * fparam_inv_std in its last nfp columns (none without)."""
+        self.nap = params.fitting.numb_aparam
+        """Descriptor width, frame and atomic parameters: atom i's fitting net input is [D_i, f̂, â_i]
+        with f̂ = (f - fparam_avg) * fparam_inv_std in the nfp columns after D and
+        â_i = (a_i - aparam_avg) * aparam_inv_std in the last nap (none without)."""
         self.nw = max(1, int(nthreads))
         self.ws = [Workspace() for _ in range(self.nw)]
         self.grads = np.zeros((self.nw, flat.size))
@@ -318,7 +323,8 @@ class ModelPasses:
 
     def descriptors(self) -> dict[int, np.ndarray]:
         """Fitting inputs of the last `primal` frame per centre type t: the descriptor rows D
-        (n_t, M*M<), followed by the frame's normalised parameters f̂ for a model that takes them."""
+        (n_t, M*M<), followed by the frame's normalised parameters f̂ and each atom's â for a
+        model that takes them."""
         out: dict[int, list] = {}
         for c in self._chunks:
             if c is not None:
@@ -586,7 +592,7 @@ class ModelPasses:
         c.Gp = ws.get("Gp", (npairs, M))
         tb = np.searchsorted(c.atypes, np.arange(nt + 1))
         c.groups = []
-        fhat = self._fhat(frame)
+        params_in = self._param_columns(frame, atoms)
         # T = R̃ᵀG / nnei as `contract_T`, bit for bit, but each block of pairs is added right
         # after its embedding (G still in cache), the padding after each neighbour block
         c.T = ws.get("T", (na, 4, M))
@@ -623,15 +629,15 @@ class ModelPasses:
                                [Z[o:o + 2 * n] for Z in ZB])
             else:
                 fc = fit_cache(net, n, ws, ("fit", ti))
-            if fhat is None:
+            if params_in is None:
                 contract_D(c.T[a0:a1], d.axis_neuron, False, fc.D)
-            else:   # [D, f̂]: the parameters' columns are constants of the coordinates
+            else:   # [D, f̂, â]: the parameters' columns are constants of the coordinates
                 contract_D(c.T[a0:a1], d.axis_neuron, False, fc.D[:, :self.dim])
-                fc.D[:, self.dim:] = fhat
+                fc.D[:, self.dim:] = params_in[a0:a1]
                 fc.Dd[:, self.dim:] = 0.0
             e, gD = fit_forward(net, fc, ws, ("fit", ti))
             atom_energy[atoms[a0:a1]] = e + self.atom_bias[ti]
-            back_D(c.T[a0:a1], gD if fhat is None else gD[:, :self.dim], d.axis_neuron, False,
+            back_D(c.T[a0:a1], gD if params_in is None else gD[:, :self.dim], d.axis_neuron, False,
                    self.inv_nnei, c.Tbar[a0:a1])
             c.fits.append(_FitGroup(ti, a0, a1, fc))
         nall = frame.ext_pos.shape[0]
@@ -643,15 +649,21 @@ class ModelPasses:
                     d.rcut, d.rcut_smth, c.force, c.virial, _NO_ATOM_VIRIAL, False)
         self._chunks[w] = c
 
-    def _fhat(self, frame: Frame) -> np.ndarray | None:
-        """The frame's normalised parameters f̂ (nfp,) for a model that takes them, else None."""
+    def _param_columns(self, frame: Frame, atoms: np.ndarray) -> np.ndarray | None:
+        """(na, nfp + nap) the fitting input columns after D of local atoms `atoms` (na,) of
+        `frame`, in their order: the frame's normalised parameters f̂ in every row, then each
+        atom's â_i; None for a model that takes neither."""
         f = self.params.fitting
-        if self.nfp == 0:
+        if self.nfp + self.nap == 0:
             return None
-        if frame.fparam is None or np.shape(frame.fparam) != (self.nfp,):
-            raise ValueError(f"the model takes {self.nfp} frame parameters; the frame has "
-                             f"{None if frame.fparam is None else np.shape(frame.fparam)}")
-        return (np.asarray(frame.fparam, dtype=np.float64) - f.fparam_avg) * f.fparam_inv_std
+        out = np.empty((atoms.shape[0], self.nfp + self.nap))
+        if self.nfp:
+            fp = _given(frame.fparam, (self.nfp,), "frame")
+            out[:, :self.nfp] = (fp - f.fparam_avg) * f.fparam_inv_std
+        if self.nap:
+            ap = _given(frame.aparam, (frame.nloc, self.nap), "atomic")
+            out[:, self.nfp:] = (ap[atoms] - f.aparam_avg) * f.aparam_inv_std
+        return out
 
     def _backward_chunk(self, w: int, c_e: float | np.ndarray, u: np.ndarray, eps: np.ndarray, c_f: float,
                         c_v: float, defer: dict | None = None) -> None:
@@ -700,14 +712,14 @@ class ModelPasses:
         Tbar = ws.get("Tbar_rev", (na, 4, M))
         for f in c.fits:
             net = p.fitting.nets[f.ti]
-            # [D, f̂]: the tangent of f̂ is 0 (set by the forward)
+            # [D, f̂, â]: the tangent of f̂ and â is 0 (set by the forward)
             contract_D_tangent(c.T[f.a0:f.a1], Td[f.a0:f.a1], d.axis_neuron,
-                               f.cache.Dd[:, :self.dim] if self.nfp else f.cache.Dd)
+                               f.cache.Dd[:, :self.dim] if self.nfp + self.nap else f.cache.Dd)
             fit_tangent(net, f.cache)
             ce = c_e if not isinstance(c_e, np.ndarray) else c_e[c.atoms[f.a0:f.a1]]
             Db, Ddb = fit_reverse(net, self.flat.fitting[f.ti], f.cache, ce, grad, ws, ("fit", f.ti),
                                   fit_weights)
-            if self.nfp:
+            if self.nfp + self.nap:   # (the parameters' adjoints go nowhere)
                 Db, Ddb = Db[:, :self.dim], Ddb[:, :self.dim]
             K.back_D_pair(c.T[f.a0:f.a1], Td[f.a0:f.a1], Db, Ddb, d.axis_neuron,
                           self.inv_nnei, Tbar[f.a0:f.a1])
@@ -726,6 +738,15 @@ def _seed_args(c_e, u, eps, c_f, c_v) -> tuple:
     ce = np.asarray(c_e, dtype=np.float64) if isinstance(c_e, np.ndarray) else float(c_e)
     return (ce, np.ascontiguousarray(u, dtype=np.float64), np.ascontiguousarray(eps, dtype=np.float64),
             float(c_f), float(c_v))
+
+
+def _given(values, shape: tuple, what: str) -> np.ndarray:
+    """A frame's `what` ("frame" or "atomic") parameters `values` as float64 of `shape`;
+    ValueError if absent or of another shape."""
+    if values is None or np.shape(values) != shape:
+        raise ValueError(f"the model takes {what} parameters of shape {shape}; the frame has "
+                         f"{None if values is None else np.shape(values)}")
+    return np.asarray(values, dtype=np.float64)
 
 
 def _type_order(types: np.ndarray) -> np.ndarray:

@@ -8,8 +8,9 @@
   and the neighbours of excluded type pairs counted as zero rows (DeePMD-kit's EnvMatStatSe
   multiplies their rows by its exclusion mask and keeps counting them), σ protected from below
   by 1e-2.
-- `fparam_stats`: mean and σ (protected from below by 1e-2) of each frame parameter over the
-  sampled frames (models with numb_fparam).
+- `param_stats`: mean and σ (protected from below by 1e-2) of each frame parameter over the
+  sampled frames (models with numb_fparam), or of each atomic parameter over every atom of the
+  sampled frames (models with numb_aparam).
 - `energy_bias`: per-type energies b minimising Σ_f (Σ_t n_ft b_t - E_f)² over sampled frames,
   minimum-norm solution of numpy.linalg.lstsq.
 """
@@ -106,11 +107,13 @@ def env_stats(cache: FrameCache, frames: list[np.ndarray], ntypes: int, sel: lis
     return davg, dstd
 
 
-def fparam_stats(systems: list[DataSystem], frames: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(fparam_avg, fparam_inv_std), each (nfp,): the mean and the inverse standard deviation (the
-    deviation at least PROTECTION) of each frame parameter over the statistics frames, as
-    DeePMD-kit's fitting takes them."""
-    rows = np.concatenate([s.fparam[idx] for s, idx in zip(systems, frames)])
+def param_stats(values: list[np.ndarray], frames: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(avg, inv_std), each (n,): the mean and the inverse standard deviation (the deviation at
+    least PROTECTION) of each parameter over the statistics frames `frames` (indices per system),
+    as DeePMD-kit's fitting takes them (compute_input_stats).  values: per system its frame
+    parameters (nf, n), one row per frame, or its atomic parameters (nf, N, n), one row per atom
+    of each frame."""
+    rows = np.concatenate([v[idx].reshape(-1, v.shape[-1]) for v, idx in zip(values, frames)])
     avg = rows.mean(axis=0)
     std = np.sqrt(np.maximum((rows * rows).mean(axis=0) - avg * avg, 0.0))
     return avg, 1.0 / np.maximum(std, PROTECTION)
