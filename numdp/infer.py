@@ -40,6 +40,28 @@ DESCRIPTOR_DTYPES = MappingProxyType({"native": None, "fp32": np.float32, "fp64"
 """`eval_descriptor`'s output dtypes (DeePMD-kit's names; native = the model's, float64)."""
 
 
+def _standard_params(who: str, name: str, value, full: tuple) -> np.ndarray | None:
+    """`value` (the frame or atomic parameters `name` of DeepPot.eval) as a float64 array of shape
+    `full` = (nframes, ..., width): any array whose size is that of a trailing part of `full`
+    ((width,), (natoms, width), the whole), repeated over the leading axes; None when the model
+    takes none (width 0) or none are given (None or empty)."""
+    if full[-1] == 0 or value is None or np.size(value) == 0:
+        return None
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{who}: {name} is not an array of numbers ({exc})") from None
+    for k in range(len(full) - 1, -1, -1):
+        if arr.size == int(np.prod(full[k:])):
+            return np.broadcast_to(arr.reshape(full[k:]), full)
+    # (nframes, natoms * width) as DeePMD-kit writes it, then the trailing parts but the last
+    shapes = [(full[0], int(np.prod(full[1:])))] + [full[k:] for k in range(1, len(full) - 1)]
+    expected = ", ".join(str(sh) for sh in shapes)
+    getter = "get_dim_fparam" if name == "fparam" else "get_dim_aparam"
+    raise InputError(f"{who}: {name} has shape {arr.shape}; expected {expected} or ({full[-1]},) "
+                     f"({getter}() == {full[-1]})")
+
+
 class DeepPot:
     """A DeePMD-kit-compatible evaluator of a numdp (.h5) or DeePMD-kit (.dp) energy model.
 
@@ -253,38 +275,12 @@ class DeepPot:
     def _standard_fparam(self, who: str, fparam, nframes: int) -> np.ndarray | None:
         """fparam as (nframes, dim_fparam) float64 (one row repeated when one is given), or None
         (the model takes none, or uses its default)."""
-        nfp = self.get_dim_fparam()
-        if nfp == 0 or fparam is None:
-            return None
-        try:
-            fp = np.asarray(fparam, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"{who}: fparam is not an array of numbers ({exc})") from None
-        if fp.size == nfp:
-            return np.tile(fp.reshape(1, nfp), (nframes, 1))
-        if fp.size == nframes * nfp:
-            return fp.reshape(nframes, nfp)
-        raise InputError(f"{who}: fparam has shape {fp.shape}; expected ({nframes}, {nfp}) or ({nfp},) "
-                         f"(get_dim_fparam() == {nfp})")
+        return _standard_params(who, "fparam", fparam, (nframes, self.get_dim_fparam()))
 
     def _standard_aparam(self, who: str, aparam, nframes: int, natoms: int) -> np.ndarray | None:
         """aparam as (nframes, natoms, dim_aparam) float64 (from any of the shapes `eval` takes),
         or None (the model takes none, or none given: the model's own)."""
-        nap = self.get_dim_aparam()
-        if nap == 0 or aparam is None or np.size(aparam) == 0:
-            return None
-        try:
-            ap = np.asarray(aparam, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"{who}: aparam is not an array of numbers ({exc})") from None
-        if ap.size == nap:
-            return np.broadcast_to(ap.reshape(1, 1, nap), (nframes, natoms, nap))
-        if ap.size == natoms * nap:
-            return np.broadcast_to(ap.reshape(1, natoms, nap), (nframes, natoms, nap))
-        if ap.size == nframes * natoms * nap:
-            return ap.reshape(nframes, natoms, nap)
-        raise InputError(f"{who}: aparam has shape {ap.shape}; expected ({nframes}, {natoms * nap}), "
-                         f"({natoms}, {nap}) or ({nap},) (get_dim_aparam() == {nap})")
+        return _standard_params(who, "aparam", aparam, (nframes, natoms, self.get_dim_aparam()))
 
     def _standard_types(self, who: str, atom_types, mixed_type: bool) -> np.ndarray:
         """atom_types as an int32 array (nframes or 1, natoms), checked against the type map."""
