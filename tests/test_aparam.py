@@ -18,7 +18,7 @@ from numdp.infer import DeepPot, calc_model_devi
 from numdp.io.model_file import read_model, write_model
 from numdp.model.compress import compress
 from numdp.model.dp_model import DPModel
-from numdp.model.params import aparam_shift, first_layer_biases
+from numdp.model.params import aparam_delta, aparam_weights, first_layer_biases
 from test_oracle import TOL
 from tests_util import (U32, U64, assert_model_reproduces_labels, fd_force, fd_virial, order_bound,
                         run_step0_energy)
@@ -120,7 +120,7 @@ def test_forces_and_virial_are_derivatives():
 
 
 def test_shift_is_the_concatenated_input():
-    """first_layer_biases + aparam_shift equal the first layer on [D, f̂, â_i] (NumPy), for
+    """first_layer_biases + aparam_delta W_a equal the first layer on [D, f̂, â_i] (NumPy), for
     any shared set the biases were folded at."""
     params = read_model(DATA / "fparam_aparam.dp")
     f, dim = params.fitting, params.descriptor.dim_out
@@ -132,11 +132,11 @@ def test_shift_is_the_concatenated_input():
                    (A - f.aparam_avg) * f.aparam_inv_std])
     for shared in (f.aparam_avg, np.array([0.3, -1.0])):
         biases = first_layer_biases(params, fp, shared)
-        shift = aparam_shift(params, types, A, shared)
+        delta, weights = aparam_delta(params, A, shared), aparam_weights(params)
         for t, net in enumerate(f.nets):
             sel = types == t
             lay = net.layers[0]
-            assert np.allclose(x[sel] @ lay.w + lay.b, D[sel] @ lay.w[:dim] + biases[t] + shift[sel],
+            assert np.allclose(x[sel] @ lay.w + lay.b, D[sel] @ lay.w[:dim] + biases[t] + delta[sel] @ weights[t],
                                rtol=1e-14, atol=1e-14)
 
 

@@ -1,7 +1,7 @@
 """Training models with atomic parameters (DeePMD-kit's fitting `numb_aparam`): atom i's fitting
 input is [D_i, f̂, â_i] with â_i = (a_i - aparam_avg) * aparam_inv_std.  The passes' loss gradient
 against central differences of the loss of numdp's evaluator (numdp.model.dp_model.DPModel, which
-adds the per-atom rows its own way, `aparam_shift`); each atom's parameters reach that atom's
+adds the per-atom rows its own way, `aparam_delta`); each atom's parameters reach that atom's
 energy only; a run with aparam.npy whose model file evaluates like the passes, carries the data's
 statistics, restarts on the same curve and freezes to the same model; missing or mis-sized
 aparam.npy named in one line; DeePMD-kit's example input_aparam.json read (as published and as

@@ -195,7 +195,9 @@ class CUDAEvaluator:
             self.netidx = be.to_device(cpu.netidx)
             self.tab = be.kernels.tabulated.kernels_for(cpu.coef.dtype)
         self.atom_bias = cpu.atom_bias
-        self.atom_shift = None   # device copy of Evaluator.atom_shift (`set_atom_shift`)
+        # device copies of Evaluator.atom_delta and aparam_w (`set_atom_parameters`)
+        self.atom_delta = None
+        self.aparam_w = None
         # pairs evaluated beyond the tables, counted on the device by the forward table kernel
         # (read only when asked for: no host read per evaluation, and an MD force call captured
         # in a CUDA graph, numdp.md.device_graph, keeps counting when replayed)
@@ -215,10 +217,12 @@ class CUDAEvaluator:
         for net, cnet in zip(self.fit, self.cpu.fit):
             net.b[0][...] = self.be.to_device(cnet.layers[0].b)
 
-    def set_atom_shift(self, shift) -> None:
-        """`Evaluator.set_atom_shift`, the rows kept on the device in the fitting nets' dtype."""
-        self.atom_shift = None if shift is None else self.be.to_device(
-            np.ascontiguousarray(shift, dtype=self.precision.dtype))
+    def set_atom_parameters(self, delta, weights=None) -> None:
+        """`Evaluator.set_atom_parameters` with device copies (float64; the rows delta_i W_a are
+        formed per chunk and rounded to the fitting nets' dtype, as on the CPU)."""
+        if weights is not None and self.aparam_w is None:
+            self.aparam_w = [self.be.to_device(np.ascontiguousarray(w, dtype=np.float64)) for w in weights]
+        self.atom_delta = None if delta is None else self.be.to_device(np.ascontiguousarray(delta, dtype=np.float64))
 
     def use_kernel_products(self) -> None:
         """From now on, the matrix products through numdp.kernels.cuda.gemm instead of cuBLAS
@@ -403,7 +407,8 @@ class CUDAEvaluator:
             a0, a1 = int(tb[ti]), int(tb[ti + 1])
             if a1 == a0:
                 continue
-            shift = None if self.atom_shift is None else self.atom_shift[atoms[a0:a1]]
+            shift = None if self.atom_delta is None else \
+                be.matmul(self.atom_delta[atoms[a0:a1]], self.aparam_w[ti]).astype(self.precision.dtype)
             z = self._fit(D[a0:a1], self.fit[ti], None if gD is None else gD[a0:a1], ti, shift)
             K.layers.fit_energy[launch.strided(a1 - a0)](z, atoms[a0:a1], float(self.fit_bias[ti]),
                                                          float(self.atom_bias[ti]), energy)
@@ -525,7 +530,7 @@ class CUDAEvaluator:
         """The last layer's product (n, 1) in the policy's dtype (the atomic network energies
         without the last layer's bias: kernel fit_energy adds the biases) and, unless gD is None,
         dE/dD written into gD (n, width).  ti: the type whose net `net` is; shift: None or the
-        atoms' rows (n, first width) added to the first layer's z (`set_atom_shift`)."""
+        atoms' rows (n, first width) added to the first layer's z (`set_atom_parameters`)."""
         be, xp, K = self.be, self.be.xp, self.be.kernels
         half = self.precision.half_operands
         n = D.shape[0]
@@ -602,8 +607,8 @@ def compute_device_shared(evaluators, ext_pos, nlist, types, want_force=True, wa
     nloc = typ_host.shape[0]
     nall = pos.shape[0]
     for ev in evaluators:
-        if ev.atom_shift is not None and ev.atom_shift.shape[0] != nloc:
-            raise ValueError(f"compute: atom shift for {ev.atom_shift.shape[0]} atoms, {nloc} given")
+        if ev.atom_delta is not None and ev.atom_delta.shape[0] != nloc:
+            raise ValueError(f"compute: atomic parameters of {ev.atom_delta.shape[0]} atoms, {nloc} given")
     order = np.argsort(typ_host, kind="stable")
     # atomic energies: every atom's written by its chunk (fit_energy); the atomic virials only
     # accumulated when asked for (a placeholder row otherwise)

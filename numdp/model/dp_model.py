@@ -13,8 +13,8 @@ from ..neighbor.extended import check_pbc, complete_cell
 from ..parallel.threads import default_threads
 from ..neighbor.overlap import OVERLAP_DISTANCE, overlap_message
 from .evaluator import Evaluator, compute_shared
-from .params import (ModelParams, aparam_shift, checked_aparam, checked_fparam, first_layer_biases,
-                     fold_frame_inputs)
+from .params import (ModelParams, aparam_delta, aparam_weights, checked_aparam, checked_fparam,
+                     first_layer_biases, fold_frame_inputs)
 
 
 @dataclass
@@ -55,7 +55,7 @@ class DPModel:
     Each evaluation first gives the evaluator's first fitting layers the biases of the frame's
     parameters and the shared atomic ones when they differ from the last ones (`use_inputs`: a
     few hundred multiply-adds per net, no new evaluator); atomic parameters that differ between
-    atoms add one row per atom to the first layer's z (`aparam_shift`).  Without the parameters
+    atoms add delta_i W_a of its type to atom i's first layer z (`aparam_delta`).  Without the parameters
     a model takes, evaluating is an InputError.
     """
 
@@ -75,6 +75,7 @@ class DPModel:
                              self.aparam if self.aparam is not None or not f.numb_aparam else f.aparam_avg.copy())
             params = fold_frame_inputs(params, *self._bias_of)
         self._shifted = False   # whether the evaluator adds per-atom rows (`use_inputs`)
+        self._aparam_w = aparam_weights(self.source_params) if f.numb_aparam else None
         self.params = params
         kw = {} if chunk is None else {"chunk": chunk}
         self.device = str(device).lower()
@@ -165,9 +166,9 @@ class DPModel:
             self._ev.set_first_layer_biases(first_layer_biases(self.source_params, *key))
             self._bias_of = key
         if per_atom:
-            self._ev.set_atom_shift(aparam_shift(self.source_params, np.asarray(types), a, shared))
+            self._ev.set_atom_parameters(aparam_delta(self.source_params, a, shared), self._aparam_w)
         elif self._shifted:
-            self._ev.set_atom_shift(None)
+            self._ev.set_atom_parameters(None)
         self._shifted = per_atom
 
     @property

@@ -120,9 +120,10 @@ class Evaluator:
                         self.G_pad[ti, t] = embed_value(x_pad, self.embed[k])[0]
         self.beyond_table = 0  # pairs evaluated outside a compressed model's tables
         self.atom_bias = params.fitting.bias_atom_e + params.out_bias
-        # (nloc, first fitting width) float64 added to each local atom's first fitting layer z,
-        # or None (`set_atom_shift`)
-        self.atom_shift: np.ndarray | None = None
+        # atomic parameters that differ between atoms (`set_atom_parameters`): delta (nloc, nap)
+        # and each type's W_a (nap, first fitting width), or None
+        self.atom_delta: np.ndarray | None = None
+        self.aparam_w: list[np.ndarray] | None = None
         self._pool = None
         self._lock = threading.Lock()
         self._scratch = ThreadWorkspaces()
@@ -134,11 +135,15 @@ class Evaluator:
         for net, b in zip(self.fit, biases):
             net.layers[0].b[...] = b
 
-    def set_atom_shift(self, shift: np.ndarray | None) -> None:
-        """From now on add shift[i] ((nloc, n_out of the first fitting layer) float64) to the first
-        fitting layer's z of local atom i (per-atom parameters of a model with atomic parameters,
-        numdp.model.params.aparam_shift); None: nothing.  Each compute must then have nloc atoms."""
-        self.atom_shift = None if shift is None else np.ascontiguousarray(shift, dtype=np.float64)
+    def set_atom_parameters(self, delta: np.ndarray | None, weights=None) -> None:
+        """From now on add delta[i] W_a[t_i] to the first fitting layer's z of local atom i of
+        type t_i (atomic parameters that differ between atoms: delta (nloc, nap) float64,
+        `numdp.model.params.aparam_delta`; weights: each type's W_a (nap, n_out),
+        `aparam_weights`, kept from the first call); None: nothing.  Each compute must then have
+        nloc atoms.  The rows are formed chunk by chunk: nap numbers kept per atom."""
+        if weights is not None and self.aparam_w is None:
+            self.aparam_w = [np.ascontiguousarray(w, dtype=np.float64) for w in weights]
+        self.atom_delta = None if delta is None else np.ascontiguousarray(delta, dtype=np.float64)
 
     def shares_environment(self, other: "Evaluator") -> bool:
         """True when `other` computes the same environment matrix as this evaluator on any
@@ -227,7 +232,7 @@ class Evaluator:
             a0, a1 = tb[ti], tb[ti + 1]
             if a1 == a0:
                 continue
-            shift = None if self.atom_shift is None else self.atom_shift[atoms[a0:a1]]
+            shift = None if self.atom_delta is None else self.atom_delta[atoms[a0:a1]] @ self.aparam_w[ti]
             e, _ = fit_energy_and_grad(D[a0:a1], self.fit[ti], want_force, ws,
                                        None if gD is None else gD[a0:a1], shift)
             atom_energy[atoms[a0:a1]] = e + self.atom_bias[ti]
@@ -286,8 +291,8 @@ def compute_shared(evaluators, ext_pos, nlist, types, want_force=True, want_atom
     nloc = types.shape[0]
     nall = ext_pos.shape[0]
     for ev in evaluators:
-        if ev.atom_shift is not None and ev.atom_shift.shape[0] != nloc:
-            raise ValueError(f"compute: atom shift for {ev.atom_shift.shape[0]} atoms, {nloc} given")
+        if ev.atom_delta is not None and ev.atom_delta.shape[0] != nloc:
+            raise ValueError(f"compute: atomic parameters of {ev.atom_delta.shape[0]} atoms, {nloc} given")
     order = np.argsort(types, kind="stable").astype(np.int64)
     # a multiple of the thread count of equal chunks, none larger than the chunk size
     nchunk = -(-max(1, -(-nloc // ev0.chunk)) // ev0.nthreads) * ev0.nthreads

@@ -143,7 +143,7 @@ def fit_energy_and_grad(D: np.ndarray, net: InferenceNet, want_grad: bool = True
     workspace) comes from `ws` when given.  grad_out: optional C-contiguous (n, dim) array of the
     net's dtype that receives the gradient directly (saves a copy of n x dim values).  shift:
     optional (n, width of the first layer) float64 added to each atom's first-layer z (atomic
-    parameters: `numdp.model.params.aparam_shift`), rounded to the net's dtype.
+    parameters: `numdp.model.params.aparam_delta`), rounded to the net's dtype.
     """
     ws = ws or Workspace()
     n = D.shape[0]

@@ -341,19 +341,19 @@ def first_layer_biases(params: ModelParams, fparam=None, aparam=None) -> list[np
     return biases
 
 
-def aparam_shift(params: ModelParams, types: np.ndarray, aparam: np.ndarray,
-                 shared: np.ndarray) -> np.ndarray:
-    """(natoms, n_out) float64: what atomic parameters `aparam` (natoms, numb_aparam) add to each
-    atom's first fitting layer z over those of a model folded at `shared` (numb_aparam,)
-    (`first_layer_biases`): (a_i - shared) * aparam_inv_std W_a of atom i's type (types (natoms,))."""
-    f = params.fitting
-    rows = params.descriptor.dim_out + f.numb_fparam
-    da = (aparam - shared) * f.aparam_inv_std
-    out = np.empty((types.shape[0], f.nets[0].layers[0].n_out))
-    for t, net in enumerate(f.nets):
-        sel = types == t
-        out[sel] = da[sel] @ net.layers[0].w[rows:]
-    return out
+def aparam_weights(params: ModelParams) -> list[np.ndarray]:
+    """Each fitting net's first-layer weight rows W_a (numb_aparam, n_out) of the atomic
+    parameters (float64, contiguous)."""
+    rows = params.descriptor.dim_out + params.fitting.numb_fparam
+    return [np.ascontiguousarray(net.layers[0].w[rows:]) for net in params.fitting.nets]
+
+
+def aparam_delta(params: ModelParams, aparam: np.ndarray, shared: np.ndarray) -> np.ndarray:
+    """(natoms, numb_aparam) float64: (a_i - shared) * aparam_inv_std for atomic parameters
+    `aparam` (natoms, numb_aparam) of a model folded at `shared` (numb_aparam,)
+    (`first_layer_biases`): atom i's first fitting layer z gains delta_i W_a of its type
+    (`aparam_weights`)."""
+    return np.ascontiguousarray((aparam - shared) * params.fitting.aparam_inv_std)
 
 
 def fold_frame_inputs(params: ModelParams, fparam=None, aparam=None) -> ModelParams:
