@@ -20,10 +20,11 @@ def _net(rng, widths, use_idt, last_linear=False, activation="tanh"):
 
 def random_params(ntypes=2, sel=None, neuron=(4, 8, 16), axis_neuron=3, type_one_side=False,
                   resnet_dt=True, fitting=(12, 12), fit_resnet_dt=True, rcut=4.0, rcut_smth=1.0,
-                  seed=0, exclude_types=(), activation="tanh", fit_activation=None, numb_fparam=0):
+                  seed=0, exclude_types=(), activation="tanh", fit_activation=None, numb_fparam=0,
+                  numb_aparam=0):
     """A random model; `activation` is the embedding nets' (numdp.model.activation.NAMES),
     `fit_activation` the fitting nets' hidden layers' (default: `activation`); numb_fparam > 0
-    gives it frame parameters with random statistics."""
+    (numb_aparam > 0) gives it frame (atomic) parameters with random statistics."""
     rng = np.random.default_rng(seed)
     sel = list(sel or [12] * ntypes)
     nnei = sum(sel)
@@ -36,8 +37,13 @@ def random_params(ntypes=2, sel=None, neuron=(4, 8, 16), axis_neuron=3, type_one
     nnet = ntypes if type_one_side else ntypes * ntypes
     embeds = [_net(rng, [1, *neuron], resnet_dt, activation=activation) for _ in range(nnet)]
     dim = neuron[-1] * axis_neuron
-    fnets = [_net(rng, [dim + numb_fparam, *fitting, 1], fit_resnet_dt, last_linear=True,
+    fnets = [_net(rng, [dim + numb_fparam + numb_aparam, *fitting, 1], fit_resnet_dt, last_linear=True,
                   activation=fit_activation or activation) for _ in range(ntypes)]
+    bias_atom_e = rng.normal(0.0, 1.0, ntypes)   # (drawn in this order since the first seeds)
+    stats = {}
+    for kind, n in (("fparam", numb_fparam), ("aparam", numb_aparam)):
+        if n:
+            stats.update({f"{kind}_avg": rng.normal(0.0, 1.0, n), f"{kind}_inv_std": rng.uniform(0.5, 2.0, n)})
     params = ModelParams(
         type_map=["A", "B", "C", "D"][:ntypes],
         descriptor=Descriptor(rcut=rcut, rcut_smth=rcut_smth, sel=sel, neuron=list(neuron),
@@ -45,9 +51,7 @@ def random_params(ntypes=2, sel=None, neuron=(4, 8, 16), axis_neuron=3, type_one
                               resnet_dt=resnet_dt, davg=davg, dstd=dstd, embeddings=embeds,
                               exclude_types=[list(pair) for pair in exclude_types]),
         fitting=Fitting(neuron=list(fitting), resnet_dt=fit_resnet_dt, nets=fnets,
-                        bias_atom_e=rng.normal(0.0, 1.0, ntypes),
-                        **({} if numb_fparam == 0 else {"fparam_avg": rng.normal(0.0, 1.0, numb_fparam),
-                                                       "fparam_inv_std": rng.uniform(0.5, 2.0, numb_fparam)})),
+                        bias_atom_e=bias_atom_e, **stats),
         out_bias=rng.normal(-3.0, 1.0, ntypes), out_std=np.ones(ntypes))
     params.validate()
     return params

@@ -561,3 +561,22 @@ def test_a_container_cpu_limit_caps_the_default_threads(tmp_path):
     assert usable_cores(2, 0.5) == 1 and usable_cores(4, 8.0) == 4
     # two ranks sharing the capped cores split them
     assert thread_count(None, {}, usable_cores(64, 2.5), sharing=2)[0] == 1
+
+
+def test_frame_and_atomic_parameters_on_two_ranks_match_serial(tmp_path):
+    """[model] fparam and aparam (every atom's) reach each rank's model: two ranks equal the
+    serial run (same_run_bounds), and the parameters change the trajectory (so a rank that
+    dropped them would fail)."""
+    runs = {}
+    for name, ranks, aparam in (("r1", 1, [0.3, -1.2]), ("r2", 2, [0.3, -1.2]), ("other", 1, [2.0, 1.0])):
+        path = make_run(tmp_path / name, steps=30)
+        write_model(random_params(ntypes=2, sel=[24, 24], neuron=(4, 8), axis_neuron=2, fitting=(8, 8), rcut=4.0,
+                                  rcut_smth=1.0, seed=2, numb_fparam=1, numb_aparam=2), path / "model.h5")
+        text = (path / "md.toml").read_text().replace(
+            'file = "model.h5"', f'file = "model.h5"\nfparam = [0.5]\naparam = {aparam}')
+        (path / "md.toml").write_text(text)
+        numdp_run(path, ranks)
+        runs[name] = frames(path)
+    assert_same_run(runs["r1"], runs["r2"])
+    f0, f1 = runs["r1"]["force"][0], runs["other"]["force"][0]
+    assert np.abs(f1 - f0).max() > 1e-3 * np.abs(f0).max()
