@@ -15,10 +15,11 @@ Schema (defaults in brackets; see also docs/training.md)::
     [model.descriptor]    type ["se_e2_a"], rcut [6.0], rcut_smth [0.5], sel ["auto"],
                           neuron [[10, 20, 40]], axis_neuron [4], type_one_side [false],
                           resnet_dt [false], seed [none], activation_function ["tanh"],
-                          exclude_types [[]] (type index pairs [[ti, tj], ...])
+                          exclude_types [[]] (type index pairs [[ti, tj], ...]), trainable [true]
     [model.fitting]       type ["ener"], neuron [[120, 120, 120]], resnet_dt [true], seed [none],
                           activation_function ["tanh"], numb_fparam [0], default_fparam [none],
-                          numb_aparam [0], use_aparam_as_mask [false; true is refused]
+                          numb_aparam [0], use_aparam_as_mask [false; true is refused],
+                          trainable [true; or one boolean per layer, len(neuron) + 1]
                           (also accepted as [model.fitting_net])
     [learning_rate]       type ["exp"], start_lr [1e-3], stop_lr [5e-8], decay_steps [5000]
     [loss]                type ["ener"], start_pref_e [0.02], limit_pref_e [1.0],
@@ -85,6 +86,8 @@ class DescriptorConfig:
     """Excluded (centre, neighbour) type index pairs, either order (Descriptor.exclude_types)."""
     activation: str = "tanh"
     """The embedding nets' activation_function (numdp.model.activation.NAMES)."""
+    trainable: bool = True
+    """False: the embedding nets keep their initial (or --init-model) parameters."""
 
 
 @dataclass
@@ -101,6 +104,8 @@ class FittingConfig:
     numb_aparam: int = 0
     """Atomic parameters the nets take per atom (aparam.npy of the data, required;
     numdp.model.params.Fitting)."""
+    trainable: list[bool] | None = None
+    """Per layer (hidden layers, then the output layer) whether it trains; None: every layer."""
 
 
 @dataclass
@@ -680,6 +685,21 @@ def _activation(sec: Table) -> str:
     return name
 
 
+def _fitting_trainable(fs: Table, nlayers: int) -> list[bool] | None:
+    """[model.fitting] trainable: true / false for the whole net, or one boolean per layer (the
+    hidden layers, then the output layer: len(neuron) + 1, as DeePMD-kit's TensorFlow backend
+    takes it); None when every layer trains."""
+    raw = fs.raw("trainable", True)
+    if isinstance(raw, bool):
+        return None if raw else [False] * nlayers
+    if not (isinstance(raw, list) and raw and all(isinstance(v, bool) for v in raw)):
+        raise fs.error("trainable", f"expected true, false or a list of them, got {show_value(raw)}")
+    if len(raw) != nlayers:
+        raise fs.error("trainable", f"has {len(raw)} values; the fitting nets have {nlayers} layers "
+                                    f"(len(neuron) + 1)")
+    return None if all(raw) else list(raw)
+
+
 def _model(root: Table) -> ModelConfig:
     """[model] (type_map, [model.descriptor], [model.fitting] or [model.fitting_net])."""
     model = root.section("model")
@@ -707,6 +727,7 @@ def _model(root: Table) -> ModelConfig:
     dc.set_davg_zero = ds.boolean("set_davg_zero", False)
     dc.exclude_types = _exclude_types(ds, nt)
     dc.activation = _activation(ds)
+    dc.trainable = ds.boolean("trainable", True)
     ds.done()
 
     if model.has("fitting") and model.has("fitting_net"):
@@ -725,6 +746,7 @@ def _model(root: Table) -> ModelConfig:
         if len(fc.default_fparam) != fc.numb_fparam:
             raise fs.error("default_fparam", f"has {len(fc.default_fparam)} values, numb_fparam is "
                                               f"{fc.numb_fparam}")
+    fc.trainable = _fitting_trainable(fs, len(fc.neuron) + 1)
     fc.numb_aparam = fs.integer("numb_aparam", 0, minimum=0)
     if fs.boolean("use_aparam_as_mask", False):
         raise fs.error("use_aparam_as_mask", "true (the atomic parameters as a mask of the atoms, not "

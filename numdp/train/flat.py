@@ -90,6 +90,24 @@ class FlatParams:
         return np.zeros_like(self.theta)
 
 
+def frozen_ranges(flat: FlatParams, embedding_trainable: bool = True,
+                  fitting_trainable: list[bool] | None = None) -> list[tuple[int, int]]:
+    """The (start, stop) ranges of θ that do not train (DeePMD-kit's `trainable`): every
+    embedding net's arrays unless `embedding_trainable`, and layer l of every fitting net where
+    fitting_trainable[l] is False (None: all train); adjacent ranges merged."""
+    layers = [s for net in flat.embedding for s in net] if not embedding_trainable else []
+    if fitting_trainable is not None:
+        layers += [s for net in flat.fitting for l, s in enumerate(net) if not fitting_trainable[l]]
+    spans = sorted(r for s in layers for r in (s.w[:2], s.b, s.idt) if r is not None)
+    out: list[tuple[int, int]] = []
+    for a, b in spans:
+        if out and out[-1][1] == a:
+            out[-1] = (out[-1][0], b)
+        else:
+            out.append((a, b))
+    return out
+
+
 def _rebind(layer: Layer, slot: LayerSlots, theta: np.ndarray) -> None:
     W, b, idt = slot.views(theta)
     layer.w, layer.b, layer.idt = W, b, idt

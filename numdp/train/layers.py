@@ -356,7 +356,8 @@ def fit_tangent(net: Net, cache: FitCache) -> None:
 
 
 def fit_reverse(net: Net, slots: list[LayerSlots], cache: FitCache, c_e: float | np.ndarray,
-                grad: GradRow, ws: Workspace, key, weights: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                grad: GradRow, ws: Workspace, key, weights: bool = True,
+                input_adjoint: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Reverse pass of Ψ = Σ (c_e e + ė) over one fitting net, after `fit_forward` and
     `fit_tangent` of the same cache; returns (D̄, Ḋ̄), each (n, dim).  c_e: one number for
     every atom, or (n,) one per atom (1/eV).
@@ -364,7 +365,8 @@ def fit_reverse(net: Net, slots: list[LayerSlots], cache: FitCache, c_e: float |
     Accumulates the parameter adjoint into `grad` (flat layout).  The tangent adjoints are the
     forward's seed-1 adjoints (`FitCache`): only the primal adjoints z̄ and D̄ are formed here.
     With weights=False the hidden layers' weight adjoints W̄_l += Yin[l]ᵀ ZB[l] are left to the
-    caller (the cache keeps both factors).
+    caller (the cache keeps both factors).  With input_adjoint=False D̄ is not formed (the
+    descriptor does not train): returns (None, None).
     """
     n = cache.n
     hidden, last = net.layers[:-1], net.layers[-1]
@@ -395,6 +397,8 @@ def fit_reverse(net: Net, slots: list[LayerSlots], cache: FitCache, c_e: float |
                                     ZB[:n], gidt if use_idt else _SINK, gb)
         if weights:
             grad.add_matmul(slots[l], cache.Yin[l].T, ZB, ws)
+        if l == 0 and not input_adjoint:
+            return None, None
         Yb = ws.get(("rev", "YB", l % 2), (n, layer.n_in))
         np.matmul(ZB[:n], layer.w.T, out=Yb)
         if layer.residual != RESIDUAL_NONE:

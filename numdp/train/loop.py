@@ -32,10 +32,10 @@ from ..signals import StopRequest
 from .checkpoint import Checkpoint, read_checkpoint, write_checkpoint
 from .config import OptimizerType, TrainConfig, resolve_steps, steps_text
 from .data import BatchSampler, DataSystem, FrameCache, load_dataset, system_probs
-from .flat import FlatParams
+from .flat import FlatParams, frozen_ranges
 from .init import MAX_SPREAD_FACTOR, initial_model, spread_first_layers
 from .loss import LossStats, Prefactors
-from .optim import Adam, clip_scale, grad_norm
+from .optim import Adam, clip_scale, grad_norm, without_ranges
 from .passes import ModelPasses
 from .report import Lcurve, lcurve_columns, lcurve_kinds
 from ..neighbor.distances import DistanceStats
@@ -184,7 +184,8 @@ class Trainer:
         self.flat = FlatParams.bind(self.params)
         opt = cfg.optimizer
         self.adam = Adam(self.flat.size, opt.adam_beta1, opt.adam_beta2, weight_decay=opt.weight_decay,
-                         decoupled=opt.type is OptimizerType.ADAMW)
+                         decoupled=opt.type is OptimizerType.ADAMW,
+                         frozen=frozen_ranges(self.flat, dc.trainable, cfg.fitting.trainable))
         self.sampler = BatchSampler(self.train_sys, [seed, 1], train_prob)
         vd = cfg.validation
         self.valid_sampler = BatchSampler(self.valid_sys, [seed, 2], system_probs(
@@ -199,7 +200,7 @@ class Trainer:
         lc = cfg.loss
         self.prefs = lc.prefactors()
         self.loss_options = lc.options
-        self.passes = ModelPasses(self.params, self.flat, self.nthreads)
+        self.passes = ModelPasses(self.params, self.flat, self.nthreads, embedding_grad=dc.trainable)
         if ck is None:
             self._data_init()
             if self.finetune:  # DeePMD-kit's --finetune: the model's bias moved to the new data
@@ -414,7 +415,7 @@ class Trainer:
         """The clipping factor of step `step`'s gradient (numdp.train.optim.clip_scale); a
         non-finite gradient norm stops the run before the update (TrainingDiverged)."""
         t0 = time.perf_counter()
-        norm = grad_norm(self.passes.grads, self.passes.segments)
+        norm = grad_norm(self.passes.grads, without_ranges(self.passes.segments, self.adam.frozen))
         self.timings["optimizer"] += time.perf_counter() - t0
         if not math.isfinite(norm):
             raise TrainingDiverged(

@@ -14,13 +14,15 @@ class Adam:
 
     weight_decay: Adam adds weight_decay·θ to the gradient (an L2 penalty); AdamW scales θ by
     1 - lr·weight_decay before the update.  m, v: first and second moment estimates, same
-    shape as θ.
+    shape as θ.  frozen: (start, stop) ranges of θ that no update touches (DeePMD-kit's
+    `trainable` false; their m and v stay zero).
     """
 
     def __init__(self, size: int, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
-                 weight_decay: float = 0.0, decoupled: bool = False):
+                 weight_decay: float = 0.0, decoupled: bool = False, frozen=()):
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
         self.weight_decay, self.decoupled = weight_decay, decoupled
+        self.frozen = list(frozen)
         self.m = np.zeros(size)
         self.v = np.zeros(size)
         self.t = 0
@@ -41,7 +43,8 @@ class Adam:
         g2 = grads.reshape(1, -1) if grads.ndim == 1 else grads
 
         def update(lo: int, hi: int, j: int = 1) -> None:
-            adam_update(theta, g2[:j], self.m, self.v, lo, hi, *args)
+            for a, b, _ in without_ranges([(lo, hi, j)], self.frozen):
+                adam_update(theta, g2[:j], self.m, self.v, a, b, *args)
         return update
 
     def step(self, theta: np.ndarray, grads: np.ndarray, lr: float, split=None,
@@ -60,6 +63,7 @@ class Adam:
         g2 = grads.reshape(1, -1) if grads.ndim == 1 else grads
         args = self._args(lr) + (scale,)
         segs = segments if segments is not None else [(0, theta.shape[0], g2.shape[0])]
+        skip = list(skip) + self.frozen
         if skip:
             segs = without_ranges(segs, skip)
             if sum(b - a for a, b, _ in segs) < SERIAL_ENTRIES:

@@ -155,13 +155,17 @@ class ModelPasses:
     """Primal and gradient passes of one model whose trainable arrays are views of `flat.theta`.
 
     davg/dstd and the energy biases are constants during training; the networks may change
-    between calls (the padding embedding is recomputed by every `primal`).
+    between calls (the padding embedding is recomputed by every `primal`).  embedding_grad
+    False: the embedding nets do not train (DeePMD-kit's descriptor `trainable` false), so the
+    gradient pass forms no adjoint of the descriptor (D̄, T̄, Ḡ and the embedding nets'
+    reverse): their gradient entries stay zero.
     """
 
-    def __init__(self, params: ModelParams, flat: FlatParams, nthreads: int = 1):
+    def __init__(self, params: ModelParams, flat: FlatParams, nthreads: int = 1, embedding_grad: bool = True):
         params.validate()
         self.params = params
         self.flat = flat
+        self.embedding_grad = embedding_grad
         d = params.descriptor
         nt = d.ntypes
         self.nt = nt
@@ -401,6 +405,8 @@ class ModelPasses:
 
     def _padding_reverse_all(self) -> None:
         """Reverse the padding embedding for the workers' padding adjoints (summed in order)."""
+        if not self.embedding_grad:
+            return
         if self._fresh[0]:  # worker 0's row takes the padding gradient: start it if untouched
             self._rows[0].clear()
             self._fresh[0] = False
@@ -718,11 +724,15 @@ class ModelPasses:
             fit_tangent(net, f.cache)
             ce = c_e if not isinstance(c_e, np.ndarray) else c_e[c.atoms[f.a0:f.a1]]
             Db, Ddb = fit_reverse(net, self.flat.fitting[f.ti], f.cache, ce, grad, ws, ("fit", f.ti),
-                                  fit_weights)
+                                  fit_weights, self.embedding_grad)
+            if not self.embedding_grad:
+                continue
             if self.nfp + self.nap:   # (the parameters' adjoints go nowhere)
                 Db, Ddb = Db[:, :self.dim], Ddb[:, :self.dim]
             K.back_D_pair(c.T[f.a0:f.a1], Td[f.a0:f.a1], Db, Ddb, d.axis_neuron,
                           self.inv_nnei, Tbar[f.a0:f.a1])
+        if not self.embedding_grad:
+            return
         K.padding_adjoints(c.atypes, c.npad, self.rt_pad, Tbar, self.pad_bars[w])
         for g in c.groups:
             def adjoint(b0, b1, Gbar, Gpbar, g=g):
