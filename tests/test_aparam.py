@@ -60,6 +60,10 @@ def test_deepmd_kit_energies(name):
     kw = inputs(name, 0)
     flat = model.evaluate(*frame(0), **{**kw, "aparam": kw["aparam"].ravel()})
     assert flat.energy == model.evaluate(*frame(0), **kw).energy
+    # the descriptor takes no parameters, also right after a call with per-atom ones, on
+    # another number of atoms
+    pos, types, box = frame(0)
+    assert model.descriptor(pos[:7], types[:7], box).shape[0] == 7
 
 
 def test_shared_parameters():

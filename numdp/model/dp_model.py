@@ -327,8 +327,12 @@ class DPModel:
         return self._ev.compute_device(ext_positions, nlist, types)
 
     def descriptor(self, positions, types, box=None, pbc=None) -> np.ndarray:
-        """Descriptor rows D_i (N, M*M<) of reference §4."""
+        """Descriptor rows D_i (N, M*M<) of reference §4 (no parameters needed: the fitting
+        nets' inputs f̂ and â are not part of D)."""
         typ, ext, nl = self._prepare(positions, types, box, pbc)
+        if self._shifted:   # the last call's per-atom rows belong to its atoms
+            self._ev.set_atom_parameters(None)
+            self._shifted = False
         raw = self._ev.compute(ext.positions, nl.nlist, typ, want_force=False, want_descriptor=True)
         return raw.descriptor
 
