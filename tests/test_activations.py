@@ -18,16 +18,12 @@ from numdp.model.activation import NAMES, Activation, canonical, derivatives
 from numdp.model.compress import compress
 from numdp.model.dp_model import DPModel
 from test_oracle import TOL
-from tests_util import U32, U64, fd_force, order_bound
+from tests_util import U32, U64, fd_force, order_bound, rel
 
 DATA = Path(__file__).resolve().parent / "data" / "activations"
 REF = np.load(DATA / "reference.npz")
 ACTS = json.loads(str(REF["meta"]))["activations"]
 H = 1e-5
-
-
-def rel(a, b):
-    return np.abs(np.asarray(a) - np.asarray(b)).max() / np.abs(np.asarray(b)).max()
 
 
 def frames(act):

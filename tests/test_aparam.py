@@ -20,7 +20,7 @@ from numdp.model.compress import compress
 from numdp.model.dp_model import DPModel
 from numdp.model.params import aparam_delta, aparam_weights, first_layer_biases
 from test_oracle import TOL
-from tests_util import (U32, U64, assert_model_reproduces_labels, fd_force, fd_virial, order_bound,
+from tests_util import (U32, U64, assert_model_reproduces_labels, fd_force, fd_virial, order_bound, rel,
                         run_step0_energy)
 from tests_util import write_system as write_npy_system
 
@@ -28,10 +28,6 @@ DATA = Path(__file__).resolve().parent / "data" / "aparam"
 REF = np.load(DATA / "reference.npz")
 MODELS = json.loads(str(REF["meta"]))["models"]
 NF = REF["coord"].shape[0]
-
-
-def rel(a, b):
-    return np.abs(np.asarray(a) - np.asarray(b)).max() / np.abs(np.asarray(b)).max()
 
 
 def frame(f):

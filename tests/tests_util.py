@@ -59,6 +59,11 @@ def run_step0_energy(toml: Path, text: str) -> float:
     return float(row[header.index("pe")])
 
 
+def rel(a, b) -> float:
+    """max |a - b| / max |b|: the largest difference relative to b's largest entry."""
+    return np.abs(np.asarray(a) - np.asarray(b)).max() / np.abs(np.asarray(b)).max()
+
+
 def fd_force(model, pos, types, box, i, c, h):
     """-(E(x + h) - E(x - h)) / 2h for coordinate c of atom i: the central-difference force (eV/Å)."""
     p = np.array(pos, dtype=float)
