@@ -180,13 +180,6 @@ class Fitting:
         return 0 if self.aparam_avg is None else int(self.aparam_avg.shape[0])
 
     @property
-    def input_stats(self) -> dict:
-        """The frame- and atomic-parameter arrays that are not None, by field name (to copy
-        them into another Fitting)."""
-        names = ("fparam_avg", "fparam_inv_std", "default_fparam", "aparam_avg", "aparam_inv_std")
-        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
-
-    @property
     def activation(self) -> str:
         """The hidden layers' activation (DeePMD-kit's activation_function; the output layer is linear)."""
         layers = self.nets[0].layers if self.nets else []
