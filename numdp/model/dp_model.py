@@ -158,9 +158,12 @@ class DPModel:
             raise InputError(f"the model takes {self.numb_aparam} atomic parameter(s) per atom "
                              f"(numb_aparam): give aparam")
         per_atom = a is not None and a.ndim == 2 and not np.all(a == a[:1])
-        shared = a if a is None or a.ndim == 1 else (a[0] if a.shape[0] else self._bias_of[1])
-        if per_atom:   # keep the biases of the last shared parameters: only the rows change
-            shared = self._bias_of[1] if self.aparam is None else self.aparam
+        if per_atom:   # rows over the model's own shared set (as built): the same bits whatever came before
+            shared = self.aparam if self.aparam is not None else self.source_params.fitting.aparam_avg
+        elif a is not None and a.ndim == 2:   # equal rows (or no atoms): one set for every atom
+            shared = a[0] if a.shape[0] else self._bias_of[1]
+        else:
+            shared = a
         key = (f, shared)
         if not all(np.array_equal(x, y) for x, y in zip(key, self._bias_of)):
             self._ev.set_first_layer_biases(first_layer_biases(self.source_params, *key))
