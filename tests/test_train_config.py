@@ -89,6 +89,35 @@ def test_batch_size_list_one_entry_per_system(inp, tmp_path):
     assert (bs.frames(4, 0), bs.frames(6, 1)) == (3, 2)
 
 
+@pytest.mark.parametrize("form,frames", [("max:9", (2, 1, 1)), ("filter:9", (2, 1, None))])
+def test_batch_size_max_and_filter(inp, tmp_path, form, frames):
+    """DeePMD-kit 3.2's "max:K" (max(1, ⌊K/natoms⌋) frames) and "filter:K" (also leaves the
+    systems of more than K atoms out of the data, in order, with a line in the log)."""
+    from numdp.train.data import load_dataset
+
+    write_system(tmp_path / "sys9", natoms=9)
+    write_system(tmp_path / "sys12", natoms=12)
+    text = MINIMAL.replace('systems = ["sys"]', f'systems = ["sys", "sys9", "sys12"]\nbatch_size = "{form}"')
+    cfg = load_config(inp(text))
+    bs = cfg.training.batch_size
+    assert (bs.frames(4), bs.frames(9), bs.frames(12)) == (2, 1, 1)
+    data = load_dataset(cfg.training.systems, cfg.type_map, bs)
+    assert [s.batch_size for s in data] == [f for f in frames if f is not None]
+    assert [s.path.name for s in data] == ["sys", "sys9", "sys12"][:len(data)]
+    if form.startswith("filter"):
+        with pytest.raises(InputError, match=r'batch_size "filter:3": every system has more than 3 atoms '
+                                             r'\(.*sys: 4\); none is left'):
+            load_dataset(cfg.training.systems, cfg.type_map, load_config(inp(text.replace("filter:9", "filter:3")))
+                         .training.batch_size)
+        for extra, key in (('sys_probs = [0.5, 0.3, 0.2]', "sys_probs"), ('auto_prob = "prob_sys_size;0:2:1.0"',
+                                                                          "auto_prob")):
+            with pytest.raises(InputError, match=rf'\[training\] {key}: .* do not go with batch_size "filter:N"'):
+                load_config(inp(text.replace("numb_steps = 10", f"numb_steps = 10\n{extra}")))
+    for bad in ("max", "filter:0", "max:"):
+        with pytest.raises(InputError, match=rf'\[training\] batch_size: "(max|filter):N" needs a number of atoms'):
+            load_config(inp(text.replace(form, bad)))
+
+
 THREE_SYSTEMS = MINIMAL.replace('systems = ["sys"]', 'systems = ["sys", "sys2", "sys3"]')
 
 

@@ -28,6 +28,7 @@ EXAMPLES = {
     "water_se_e2_a_epochs": "examples/water/se_e2_a/input_torch_num_epoch.json",
     "fparam": "examples/fparam/train/input.json",
     "aparam": "examples/fparam/train/input_aparam.json",
+    "lmdb": "examples/lmdb_downsample_data/input_lmdb.json",
 }
 FILES = {
     "fparam_in.lammps": "examples/fparam/lmp/in.lammps",

@@ -4,7 +4,7 @@ the descriptor of every frame of DeePMD systems, like DeePMD-kit's `dp eval-desc
 Each system's descriptors are saved as ``DIR/<system name>.npy``, a (nframes, natoms, M*M<)
 array (reference §4: M the last embedding width, M< axis_neuron) in the atoms' order of the
 system, all its sets in order.  The system name is the last part of its path (of the group for
-``data.h5#/group``); two systems of one name are refused before anything is evaluated (dp
+``data.h5#/group``; ``STEM_GROUP`` for a group of an LMDB dataset); two systems of one name are refused before anything is evaluated (dp
 eval-desc would overwrite the first).  Each file is written atomically, frame by frame (one
 frame's rows in memory at a time); an existing file is kept as #NAME.N# (numdp.io.backup).
 """
@@ -37,8 +37,14 @@ def configure(parser):
 
 def system_name(path: Path) -> str:
     """The name a system's descriptor file takes: the last part of its folder, or of its group
-    in an HDF5 file (``data.h5#/a/b`` → ``b``; the file's stem for its root group)."""
+    in an HDF5 file (``data.h5#/a/b`` → ``b``; the file's stem for its root group), or the
+    dataset's stem and the group of an LMDB dataset (``w.lmdb#nloc=192`` → ``w_nloc=192``)."""
+    from ..io.lmdb_system import is_lmdb
+
     text = str(path)
+    if "#" in text and is_lmdb(text):
+        file, group = text.split("#", 1)
+        return f"{Path(file).stem}_{group.replace(':', '_')}"
     if "#" in text:
         file, group = text.split("#", 1)
         parts = [p for p in group.split("/") if p]

@@ -33,7 +33,9 @@ returned as float64.  Every problem raises `numdp.errors.InputError` naming the 
 Two stores hold that layout (`SystemStore`): a directory of files (`deepmd/npy`), or a group of an
 HDF5 file (`deepmd/hdf5`, numdp.io.h5_system), where each file name above is a dataset or subgroup
 name of the group.  A system location is a path: a directory, or ``data.h5#/group`` (``data.h5``
-alone is its root group).  `load_system` and `find_systems` take either, so callers never branch.
+alone is its root group), or a group of frames of a DeePMD-kit LMDB dataset, ``data.lmdb#nloc=N``
+(numdp.io.lmdb_system).  `load_system` and `find_systems` take any of them, so callers never
+branch.
 """
 
 from __future__ import annotations
@@ -80,6 +82,9 @@ class System:
             numb_fparam = nfp; None if absent.
         aparam: (nframes, natoms, nap) float64 atomic parameters (aparam.npy), the input of a
             model with numb_aparam = nap; None if absent.
+        type_map_source, types_source: where `type_map` and the atom types were read, for
+            messages; None for the npy / HDF5 layout (type_map.raw, type.raw or
+            real_atom_types.npy).
     """
 
     path: pathlib.Path
@@ -96,6 +101,8 @@ class System:
     frame_types: np.ndarray | None = None
     fparam: np.ndarray | None = None
     aparam: np.ndarray | None = None
+    type_map_source: str | None = None
+    types_source: str | None = None
 
     PER_FRAME = ("coords", "boxes", "energy", "forces", "virial") + ATOM_LABELS + ("frame_types", "fparam",
                                                                                    "aparam")
@@ -176,7 +183,7 @@ class System:
         if self.type_map is None:
             return self._unmapped_types(model_type_map, whose)
         return table_types(self.type_map, self.types, model_type_map,
-                           str(self.path / "type_map.raw"), whose)
+                           self.type_map_source or str(self.path / "type_map.raw"), whose)
 
     def frame_model_types(self, model_type_map: list[str], whose: str = "the model's type_map") -> np.ndarray:
         """(nframes, natoms) int32 type of each atom of each frame as an index into
@@ -184,18 +191,22 @@ class System:
         mixed-type system's per-frame types mapped by element name."""
         if self.frame_types is None:
             return np.broadcast_to(self.model_types(model_type_map, whose), (self.nframes, self.natoms))
+        if self.type_map is None:
+            return self._unmapped_types(model_type_map, whose, self.frame_types)
         flat = table_types(self.type_map, self.frame_types.reshape(-1), model_type_map,
-                           str(self.path / "set.*" / "real_atom_types.npy"), whose)
+                           self.types_source or str(self.path / "set.*" / "real_atom_types.npy"), whose)
         return flat.reshape(self.frame_types.shape)
 
-    def _unmapped_types(self, model_type_map: list[str], whose: str) -> np.ndarray:
-        top = int(self.types.max())
+    def _unmapped_types(self, model_type_map: list[str], whose: str, types: np.ndarray | None = None) -> np.ndarray:
+        types = self.types if types is None else types
+        top = int(types.max())
         if top >= len(model_type_map):
+            where = self.types_source or str(self.path / 'type.raw')
             raise InputError(
-                f"{self.path / 'type.raw'}: type index {top} is out of range for {whose} "
-                f"{list(model_type_map)} (no type_map.raw to map element names)"
+                f"{where}: type index {top} is out of range for {whose} "
+                f"{list(model_type_map)} (no type map to map element names)"
             )
-        return self.types.copy()
+        return types.copy()
 
 
 class SystemStore(Protocol):
@@ -254,10 +265,14 @@ class NpyFolder:
 
 
 def load_system(path, set_prefix: str = "set") -> System:
-    """Read the system at `path`: an npy directory or ``file.h5[#/group]`` (module docstring),
+    """Read the system at `path`: an npy directory, ``file.h5[#/group]`` or ``data.lmdb[#group]``
+    (module docstring),
     its frames from the ``SET_PREFIX.*`` sets (DeePMD-kit's `dp test -S`)."""
     from numdp.io.h5_system import H5Group, h5_location
+    from numdp.io.lmdb_system import is_lmdb, load_lmdb_system
 
+    if is_lmdb(path):
+        return load_lmdb_system(path)
     path = pathlib.Path(path)
     located = None if path.is_dir() else h5_location(path)
     if located is None:
@@ -340,9 +355,14 @@ def _read_frame_types(store: SystemStore, set_names: list[str], sets: list[dict[
 
 def find_systems(root) -> list[pathlib.Path]:
     """Systems at or below `root`: `root` itself if it holds type.raw, else every directory below
-    it that does (sorted); for an HDF5 file ``file.h5[#/group]``, every group holding type.raw."""
+    it that does and every LMDB dataset below it (sorted by path); for an HDF5 file
+    ``file.h5[#/group]``, every group holding type.raw; an LMDB dataset gives its groups of
+    frames (numdp.io.lmdb_system)."""
     from numdp.io.h5_system import find_h5_systems, h5_location
+    from numdp.io.lmdb_system import find_lmdb_systems, is_lmdb
 
+    if is_lmdb(root):
+        return find_lmdb_systems(root)
     root = pathlib.Path(root)
     located = None if root.is_dir() else h5_location(root)
     if located is not None:
@@ -353,10 +373,10 @@ def find_systems(root) -> list[pathlib.Path]:
         raise InputError(f"{root}: data directory (or HDF5 file) does not exist")
     if (root / "type.raw").is_file():
         return [root]
-    found = sorted(p.parent for p in root.rglob("type.raw") if p.is_file())
+    found = sorted({p.parent for name in ("type.raw", "data.mdb") for p in root.rglob(name) if p.is_file()})
     if not found:
-        raise InputError(f"{root}: no system (directory holding type.raw) found")
-    return found
+        raise InputError(f"{root}: no system (directory holding type.raw, or LMDB dataset) found")
+    return [s for p in found for s in (find_lmdb_systems(p) if is_lmdb(p) else [p])]
 
 
 def _read_type_map(store: SystemStore) -> list[str] | None:

@@ -472,8 +472,8 @@ def write_frame_lammps_data(path, frame: dict, lammps_types=None, comment: str =
 
 
 def read_npy_frame(path, frame: int = 0) -> Structure:
-    """Frame `frame` of a DeePMD system: npy directory or HDF5 ``file.h5[#/group]``
-    (numdp.io.npy_system); the location must hold exactly one system."""
+    """Frame `frame` of a DeePMD system: npy directory, HDF5 ``file.h5[#/group]`` or LMDB
+    ``data.lmdb[#group]`` (numdp.io.npy_system); the location must hold exactly one system."""
     from .npy_system import find_systems, load_system
 
     found = find_systems(path)
@@ -484,11 +484,11 @@ def read_npy_frame(path, frame: int = 0) -> Structure:
     if not -system.nframes <= frame < system.nframes:
         raise InputError(f"{path}: frame {frame} does not exist (the system has {system.nframes} frames)")
     box = None if system.boxes is None else system.boxes[frame]
+    types = system.types if system.frame_types is None else system.frame_types[frame]
     if system.type_map is not None:
-        types = system.types if system.frame_types is None else system.frame_types[frame]
         elements = [system.type_map[t] for t in types]
         return Structure(system.coords[frame].copy(), box, elements, None, None, None, f"{path} frame {frame}")
-    return Structure(system.coords[frame].copy(), box, None, system.types.astype(np.int64), None, None,
+    return Structure(system.coords[frame].copy(), box, None, types.astype(np.int64), None, None,
                      f"{path} frame {frame}")
 
 

@@ -31,7 +31,8 @@ Schema (defaults in brackets; see also docs/training.md)::
                           huber_delta [0.01; or [energy, force, virial]], f_use_norm [false],
                           loss_func ["mse"]; DeePMD-kit 3.2's energy loss (numdp.train.loss;
                           "mae", generalized-force and Hessian terms are refused: `LossConfig`)
-    [training]            systems (required), batch_size ["auto"; or one integer per system],
+    [training]            systems (required), batch_size ["auto"; "auto:K", "max:K", "filter:K", an
+                          integer, or one integer per system],
                           numb_steps or numb_epoch (one of them; `STEPS_NAMES`,
                           `EPOCH_NAMES`: DeePMD-kit's aliases; numb_epoch is turned into
                           numb_steps once the data is loaded: `resolve_steps`),
@@ -203,12 +204,16 @@ UNSUPPORTED_LOSS = {"start_pref_gf": "generalized-force", "limit_pref_gf": "gene
 
 @dataclass
 class BatchSize:
-    """An integer batch size, "auto:K" (⌈K/N⌉ frames for N atoms), or DeePMD-kit's list form:
-    one integer per system, in the order of the (expanded) systems."""
+    """An integer batch size, "auto:K" (⌈K/N⌉ frames for N atoms), DeePMD-kit's list form (one
+    integer per system, in the order of the (expanded) systems), or DeePMD-kit's "max:K"
+    (max(1, ⌊K/N⌋) frames) and "filter:K" ("max:K", and systems of more than K atoms are left
+    out: `numdp.train.data.load_dataset`)."""
 
     fixed: int | None = None
     auto: int = 32
     per_system: list[int] | None = None
+    max_atoms: int | None = None
+    filter: bool = False
 
     def frames(self, natoms: int, system: int | None = None) -> int:
         """Frames per batch of system number `system` (needed by the list form) of `natoms` atoms."""
@@ -218,6 +223,8 @@ class BatchSize:
             return self.per_system[system]
         if self.fixed is not None:
             return self.fixed
+        if self.max_atoms is not None:
+            return max(1, self.max_atoms // natoms)
         return max(1, -(-self.auto // natoms))
 
 
@@ -339,8 +346,13 @@ def _batch_size(sec: Table, key: str) -> BatchSize:
             if k < 1:
                 raise sec.error(key, f"auto:N needs N >= 1, got {v!r}")
             return BatchSize(auto=k)
-    raise sec.error(key, f'expected an integer, a list of integers (one per system), "auto" or "auto:N", '
-                         f'got {show_value(v)}')
+        m = re.fullmatch(r"(max|filter)(?::(\d*))?", v.strip())
+        if m:
+            if not m.group(2) or int(m.group(2)) < 1:
+                raise sec.error(key, f'"{m.group(1)}:N" needs a number of atoms N >= 1, got {v!r}')
+            return BatchSize(max_atoms=int(m.group(2)), filter=m.group(1) == "filter")
+    raise sec.error(key, f'expected an integer, a list of integers (one per system), "auto", "auto:N", '
+                         f'"max:N" or "filter:N", got {show_value(v)}')
 
 
 def _per_system_batch(sec: Table, key: str, batch: BatchSize, systems: list[Path]) -> None:
@@ -387,6 +399,37 @@ def _auto_prob(sec: Table, key: str, nsys: int) -> AutoProb:
     if parts and not any(b.weight > 0 for b in blocks):
         raise sec.error(key, "every block has weight 0: no system could be drawn")
     return AutoProb(ProbStyle.SYS_SIZE, tuple(blocks))
+
+
+def _filter_sampling(sec: Table, batch: BatchSize, auto_prob: AutoProb, sys_probs) -> None:
+    """Refuse weights per system with batch_size "filter:N", which leaves systems out: the
+    weights' positions would no longer name the systems they were written for."""
+    if not batch.filter:
+        return
+    if sys_probs is not None:
+        raise sec.error("sys_probs", 'weights per system do not go with batch_size "filter:N", which leaves '
+                                     'systems out (remove one of them)')
+    if auto_prob.blocks:
+        raise sec.error("auto_prob", 'blocks of systems do not go with batch_size "filter:N", which leaves '
+                                     'systems out (remove one of them)')
+
+
+def _lmdb_sampling(sec: Table, systems: list[Path], auto_prob: AutoProb, sys_probs) -> None:
+    """Refuse weights per system where systems come from an LMDB dataset: numdp splits a dataset
+    into groups of frames (numdp.io.lmdb_system), DeePMD-kit counts blocks in the dataset's own
+    system ids; only the default, p_i ∝ batches of group i (every batch equally likely, as
+    DeePMD-kit draws an LMDB dataset's batches), means the same in both."""
+    from ..io.lmdb_system import is_lmdb
+
+    lmdb = next((p for p in systems if is_lmdb(p)), None)
+    if lmdb is None:
+        return
+    if sys_probs is not None:
+        raise sec.error("sys_probs", f"weights per system are not read with an LMDB dataset ({lmdb}): "
+                                     f"numdp draws every batch equally likely (remove sys_probs)")
+    if auto_prob != AutoProb():
+        raise sec.error("auto_prob", f"weights per system are not read with an LMDB dataset ({lmdb}): "
+                                     f'numdp draws every batch equally likely ("prob_sys_size", the default)')
 
 
 def _sys_probs(sec: Table, key: str, nsys: int) -> list[float] | None:
@@ -815,6 +858,8 @@ def parse_config(data: dict, source: Path, text: str = "", base: Path | None = N
     _per_system_batch(ts, "batch_size", tc.batch_size, tc.systems)
     tc.auto_prob = _auto_prob(ts, "auto_prob", len(tc.systems))
     tc.sys_probs = _sys_probs(ts, "sys_probs", len(tc.systems))
+    _lmdb_sampling(ts, tc.systems, tc.auto_prob, tc.sys_probs)
+    _filter_sampling(ts, tc.batch_size, tc.auto_prob, tc.sys_probs)
     ts.done()
 
     vc = ValidationConfig()
@@ -826,6 +871,8 @@ def parse_config(data: dict, source: Path, text: str = "", base: Path | None = N
         _per_system_batch(vs, "batch_size", vc.batch_size, vc.systems)
         vc.auto_prob = _auto_prob(vs, "auto_prob", len(vc.systems))
         vc.sys_probs = _sys_probs(vs, "sys_probs", len(vc.systems))
+        _lmdb_sampling(vs, vc.systems, vc.auto_prob, vc.sys_probs)
+        _filter_sampling(vs, vc.batch_size, vc.auto_prob, vc.sys_probs)
         vs.done()
 
     opt = _optimizer(root.section("optimizer", {}))

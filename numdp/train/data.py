@@ -87,10 +87,14 @@ def load_dataset(paths: list[Path], type_map: list[str], batch: BatchSize,
     `whose` names the type map in messages.  System i's batch is `batch.frames(natoms, i)`
     frames, at most its number of frames.  With numb_fparam > 0 each system needs fparam.npy of
     that width, or `default_fparam` is taken for all its frames; with numb_aparam > 0 each needs
-    aparam.npy of numb_aparam per atom (InputError naming the system otherwise)."""
+    aparam.npy of numb_aparam per atom (InputError naming the system otherwise).  With
+    `batch.filter` ("filter:K") the systems of more than K atoms are left out, as DeePMD-kit
+    does; InputError when none is left."""
     out = []
     for i, p in enumerate(paths):
         s: System = load_system(p)
+        if batch.filter and s.natoms > batch.max_atoms:
+            continue
         frame_types = None
         if s.frame_types is None:
             types = s.model_types(type_map, whose).astype(np.int32)
@@ -102,6 +106,9 @@ def load_dataset(paths: list[Path], type_map: list[str], batch: BatchSize,
                               s.atom_ener, s.atom_pref, s.atom_ener_coeff, frame_types,
                               s.fparam_rows(numb_fparam, default_fparam, "the input"),
                               s.aparam_rows(numb_aparam, "the input")))
+    if not out:
+        raise InputError(f'batch_size "filter:{batch.max_atoms}": every system has more than {batch.max_atoms} '
+                         f"atoms ({paths[0]}: {load_system(paths[0]).natoms}); none is left to read")
     return out
 
 

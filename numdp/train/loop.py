@@ -142,6 +142,12 @@ class Trainer:
                           if cfg.validation.systems else [])
         nfr = sum(s.nframes for s in self.train_sys)
         msg = f"training data: {len(self.train_sys)} systems, {nfr} frames"
+        for role, given, kept, batch in (("training", tr.systems, self.train_sys, tr.batch_size),
+                                         ("validation", cfg.validation.systems, self.valid_sys,
+                                          cfg.validation.batch_size)):
+            if len(kept) < len(given):
+                msg += (f' ({role} batch_size "filter:{batch.max_atoms}" leaves out {len(given) - len(kept)} '
+                        f"system(s) of more than {batch.max_atoms} atoms)")
         if self.valid_sys:
             msg += (f"; validation data: {len(self.valid_sys)} systems, "
                     f"{sum(s.nframes for s in self.valid_sys)} frames")
