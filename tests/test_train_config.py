@@ -1,5 +1,7 @@
 """`numdp train` input parsing: defaults, DeePMD-kit names, one-line errors naming the key."""
+import json
 import pathlib
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -361,3 +363,40 @@ def test_unreadable_system_names_the_file(inp, tmp_path):
 
     with pytest.raises(InputError, match="coord.npy"):
         Trainer(cfg, nthreads=1)
+
+
+def test_rglob_patterns_choose_the_folders_below(inp, tmp_path, monkeypatch):
+    """DeePMD-kit's rglob_patterns (TOML and input.json, training and validation, and numdp test
+    --train-data): the folders below each `systems` folder that match a pattern and hold type.raw
+    or are LMDB datasets, sorted; the folder itself is not a candidate (as in DeePMD-kit); a
+    pattern that finds nothing, an empty list and a root that is not a folder: one line each."""
+    from lmdb_util import write_lmdb
+    from numdp.train.config import input_systems
+
+    data = tmp_path / "data"
+    for name in ("b/sys_2", "a/sys_1", "a/other", "sys_0"):
+        write_system(data / name)
+    write_lmdb(data / "c" / "sys_3.lmdb", [{"atom_types": np.array([0, 1]), "coords": np.eye(2, 3),
+                                          "cells": 4.0 * np.eye(3), "energies": 1.0}])
+    write_system(data / "type_root")
+    text = MINIMAL.replace('systems = ["sys"]', 'systems = ["data"]\nrglob_patterns = ["sys_*"]')
+    got = load_config(inp(text)).training.systems
+    assert got == [data / "a/sys_1", data / "b/sys_2", data / "c/sys_3.lmdb#nloc=2", data / "sys_0"]
+    both = load_config(inp(text.replace('["sys_*"]', '["sys_1", "*_2"]'))).training.systems
+    assert both == [data / "a/sys_1", data / "b/sys_2"]
+    (tmp_path / "input.json").write_text(json.dumps({
+        "model": {"type_map": ["A", "B"], "descriptor": {"type": "se_e2_a"}, "fitting_net": {}},
+        "training": {"training_data": {"systems": "data", "rglob_patterns": ["sys_2"]},
+                     "validation_data": {"systems": ["data"], "rglob_patterns": ["other"]}, "numb_steps": 1}}))
+    monkeypatch.chdir(tmp_path)   # (input.json's paths are relative to the working directory)
+    cfg = load_config(tmp_path / "input.json")
+    assert [p.resolve() for p in cfg.training.systems] == [(data / "b/sys_2").resolve()]
+    assert [p.resolve() for p in cfg.validation.systems] == [(data / "a/other").resolve()]
+    assert [p.resolve() for p in input_systems(tmp_path / "input.json", validation=True)] == [(data / "a/other").resolve()]
+    for patterns, fragment in (('["nothing*"]', "no system (folder holding type.raw, or LMDB dataset) below it "
+                                               "matches rglob_patterns ['nothing*']"),
+                               ("[]", "rglob_patterns: expected a non-empty list of strings")):
+        with pytest.raises(InputError, match=re.escape(fragment)):
+            load_config(inp(text.replace('["sys_*"]', patterns)))
+    with pytest.raises(InputError, match=r"sys_0/type.raw: rglob_patterns \['sys_\*'\] search the folders below a folder"):
+        load_config(inp(text.replace('systems = ["data"]', 'systems = ["data/sys_0/type.raw"]')))

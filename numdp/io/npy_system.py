@@ -353,14 +353,18 @@ def _read_frame_types(store: SystemStore, set_names: list[str], sets: list[dict[
     return np.concatenate(out)
 
 
-def find_systems(root) -> list[pathlib.Path]:
+def find_systems(root, patterns: list[str] | None = None) -> list[pathlib.Path]:
     """Systems at or below `root`: `root` itself if it holds type.raw, else every directory below
     it that does and every LMDB dataset below it (sorted by path); for an HDF5 file
     ``file.h5[#/group]``, every group holding type.raw; an LMDB dataset gives its groups of
-    frames (numdp.io.lmdb_system)."""
+    frames (numdp.io.lmdb_system).  With `patterns` (DeePMD-kit's ``rglob_patterns``) `root` must
+    be a folder: the systems are the folders below it that match a pattern (``Path.rglob``) and
+    hold type.raw or are LMDB datasets, sorted (DeePMD-kit's order is a set's)."""
     from numdp.io.h5_system import find_h5_systems, h5_location
     from numdp.io.lmdb_system import find_lmdb_systems, is_lmdb
 
+    if patterns is not None:
+        return _find_matching(pathlib.Path(root), patterns)
     if is_lmdb(root):
         return find_lmdb_systems(root)
     root = pathlib.Path(root)
@@ -376,6 +380,21 @@ def find_systems(root) -> list[pathlib.Path]:
     found = sorted({p.parent for name in ("type.raw", "data.mdb") for p in root.rglob(name) if p.is_file()})
     if not found:
         raise InputError(f"{root}: no system (directory holding type.raw, or LMDB dataset) found")
+    return [s for p in found for s in (find_lmdb_systems(p) if is_lmdb(p) else [p])]
+
+
+def _find_matching(root: pathlib.Path, patterns: list[str]) -> list[pathlib.Path]:
+    """`find_systems` with DeePMD-kit's rglob_patterns."""
+    from numdp.io.lmdb_system import find_lmdb_systems, is_lmdb
+
+    if not root.is_dir() or is_lmdb(root):
+        raise InputError(f"{root}: rglob_patterns {patterns} search the folders below a folder; this is "
+                         f"{'not a folder' if not root.exists() or not root.is_dir() else 'an LMDB dataset'}")
+    found = sorted({d for pattern in patterns for d in root.rglob(pattern)
+                    if d.is_dir() and ((d / "type.raw").is_file() or is_lmdb(d))})
+    if not found:
+        raise InputError(f"{root}: no system (folder holding type.raw, or LMDB dataset) below it matches "
+                         f"rglob_patterns {patterns}")
     return [s for p in found for s in (find_lmdb_systems(p) if is_lmdb(p) else [p])]
 
 

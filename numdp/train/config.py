@@ -31,7 +31,8 @@ Schema (defaults in brackets; see also docs/training.md)::
                           huber_delta [0.01; or [energy, force, virial]], f_use_norm [false],
                           loss_func ["mse"]; DeePMD-kit 3.2's energy loss (numdp.train.loss;
                           "mae", generalized-force and Hessian terms are refused: `LossConfig`)
-    [training]            systems (required), batch_size ["auto"; "auto:K", "max:K", "filter:K", an
+    [training]            systems (required), rglob_patterns [none; folders below systems matching
+                          one], batch_size ["auto"; "auto:K", "max:K", "filter:K", an
                           integer, or one integer per system],
                           numb_steps or numb_epoch (one of them; `STEPS_NAMES`,
                           `EPOCH_NAMES`: DeePMD-kit's aliases; numb_epoch is turned into
@@ -45,7 +46,8 @@ Schema (defaults in brackets; see also docs/training.md)::
                           numdp.train.data.system_probs)
                           (`precondition`, a former numdp option, is refused when true and
                           ignored when false: see docs/training.md)
-    [validation]          systems [none], batch_size ["auto"], numb_btch [1], auto_prob, sys_probs
+    [validation]          systems [none], rglob_patterns [none], batch_size ["auto"], numb_btch [1],
+                          auto_prob, sys_probs
 """
 from __future__ import annotations
 
@@ -493,19 +495,21 @@ def _exclude_types(sec: Table, ntypes: int) -> list[list[int]]:
 
 
 def _systems(sec: Table, key: str, base: Path, required: bool, input_dir: Path | None = None) -> list[Path]:
-    """The systems of `key`, paths relative to `base`.  `input_dir`: the input file's directory
+    """The systems of `key`, paths relative to `base`, folders searched for systems (with the
+    section's `rglob_patterns`, DeePMD-kit's, the folders below them matching one).  `input_dir`: the input file's directory
     when `base` is another (input.json: the working directory); a path missing from `base` but
     present there gets a hint in the message."""
     from ..io.npy_system import find_systems
 
     raw = sec.str_list(key, REQUIRED if required else None)
+    patterns = sec.str_list("rglob_patterns", None)
     if raw is None:
         return []
     out: list[Path] = []
     for entry in raw:
         p = resolve_path(entry, base)
         try:
-            found = find_systems(p)
+            found = find_systems(p, patterns)
         except InputError as exc:
             hint = ""
             file_part = entry.split("#")[0]  # data.h5#/group: the file

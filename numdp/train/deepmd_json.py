@@ -54,7 +54,7 @@ IGNORED: dict[str, dict[str, Any]] = {
 """Per JSON table: keys dropped, with their accepted values (`ANY`, or a tuple)."""
 
 DATA_KEYS = ("systems", "batch_size", "numb_btch", "set_prefix", "auto_prob", "auto_prob_style",
-             "sys_probs", "sys_weights")
+             "sys_probs", "sys_weights", "rglob_patterns")
 """Keys of ``training_data`` / ``validation_data`` (numb_btch only in validation_data)."""
 
 DATA_ALIASES = {"auto_prob_style": "auto_prob", "sys_weights": "sys_probs"}
@@ -92,14 +92,14 @@ def _drop_ignored(table: dict, name: str, file: str) -> None:
 
 def _data_table(training: dict, key: str, file: str, validation: bool) -> dict:
     """The ``training_data`` / ``validation_data`` table as numdp's keys (systems, batch_size,
-    numb_btch, auto_prob, sys_probs)."""
+    numb_btch, auto_prob, sys_probs, rglob_patterns)."""
     t = Table(file, f"training.{key}", training.pop(key), TRAIN_WORDING)
     allowed = tuple(k for k in DATA_KEYS if validation or k != "numb_btch")
     t.check_keys(allowed)
     prefix = t.string("set_prefix", "set")
     if prefix != "set":
         raise t.error("set_prefix", f'numdp reads only set.* folders (set_prefix "set"), got {prefix!r}')
-    out = {k: t.data[k] for k in ("systems", "batch_size", "numb_btch", "auto_prob", "sys_probs")
+    out = {k: t.data[k] for k in ("systems", "batch_size", "numb_btch", "auto_prob", "sys_probs", "rglob_patterns")
            if k in t.data}
     for alias, name in DATA_ALIASES.items():
         if t.has(alias):
