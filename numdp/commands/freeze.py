@@ -1,4 +1,4 @@
-"""`numdp freeze [-c CHECKPOINT] [-o OUTPUT]`: the model of a training checkpoint, like DeePMD-kit's
+"""`numdp freeze [-c CHECKPOINT] [-o OUTPUT] [--ema]`: the model of a training checkpoint, like DeePMD-kit's
 `dp freeze` (numdp.train.freeze).  `numdp train` writes its model at the end of a run; this
 writes one from any checkpoint, an interrupted run's included.  An existing output is kept as
 #NAME.N# (numdp.io.backup)."""
@@ -18,6 +18,9 @@ def configure(parser):
                              "name DeePMD-kit's inputs give it)")
     parser.add_argument("-o", "--output", default="frozen_model.h5",
                         help="model file: .h5 numdp, .dp DeePMD-kit (default frozen_model.h5)")
+    parser.add_argument("--ema", action="store_true",
+                        help="the moving average of the parameters (a run with [training] enable_ema) "
+                             "instead of the parameters")
 
 
 def main(args) -> int:
@@ -36,7 +39,7 @@ def main(args) -> int:
             raise InputError(f"no {' or '.join(DEFAULT_CHECKPOINTS)} {where}: name the training "
                              f"checkpoint with -c ([training] save_ckpt of the run)")
         checkpoint = found[0]
-    params = model_from_checkpoint(checkpoint)
+    params = model_from_checkpoint(checkpoint, ema=args.ema)
     with Backups.move([out], "the existing") as backups:
         write_model(params, out)
     if backups.moved:

@@ -1,6 +1,7 @@
 """Training checkpoints: everything needed to continue a run exactly (HDF5, written atomically).
 
-Contents: the flat parameter vector θ, Adam's moments and update count, the step, the states of
+Contents: the flat parameter vector θ (and its moving average, with enable_ema), Adam's moments
+and update count, the step, the states of
 the training and validation samplers (generator state, permutations, cursors), the data
 statistics of the model (sel, davg, dstd, out_bias, s_range, min_nbor_dist) and the training
 input text.  A checkpoint is written atomically (numdp.io.atomic), so an interrupted write never
@@ -34,6 +35,7 @@ class Checkpoint:
     first fitting layers), which the trainer refuses; None otherwise.  fparam_avg,
     fparam_inv_std: (numb_fparam,) statistics of the frame parameters of a model that takes them,
     else None; aparam_avg, aparam_inv_std: (numb_aparam,) those of the atomic parameters.
+    theta_ema: (nparams,) the moving average of θ of a run with enable_ema, else None.
     """
 
     step: int
@@ -56,6 +58,7 @@ class Checkpoint:
     fparam_inv_std: np.ndarray | None = None
     aparam_avg: np.ndarray | None = None
     aparam_inv_std: np.ndarray | None = None
+    theta_ema: np.ndarray | None = None
 
     INPUT_STATS = ("fparam_avg", "fparam_inv_std", "aparam_avg", "aparam_inv_std")
     """The statistics of the fitting nets' parameter inputs: Fitting fields of the same names."""
@@ -97,6 +100,8 @@ def write_checkpoint(ck: Checkpoint, path) -> None:
                 h5["precond_scale"] = ck.precond_scale
             for name, arr in ck.input_stats.items():
                 h5[name] = arr
+            if ck.theta_ema is not None:
+                h5["theta_ema"] = ck.theta_ema
     except OSError as exc:
         raise InputError(f"{path}: cannot write checkpoint ({one_line(exc)})") from None
 
@@ -123,6 +128,7 @@ def read_checkpoint(path) -> Checkpoint:
                 sampler=json.loads(a["sampler"]), valid_sampler=json.loads(a["valid_sampler"]),
                 input_text=str(a["input_text"]), elapsed=float(a["elapsed"]),
                 precond_scale=h5["precond_scale"][()] if "precond_scale" in h5 else None,
+                theta_ema=h5["theta_ema"][()] if "theta_ema" in h5 else None,
                 **{n: h5[n][()] for n in Checkpoint.INPUT_STATS if n in h5})
     except (OSError, KeyError, ValueError) as exc:
         raise InputError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None

@@ -37,7 +37,7 @@ Schema (defaults in brackets; see also docs/training.md)::
                           numb_steps or numb_epoch (one of them; `STEPS_NAMES`,
                           `EPOCH_NAMES`: DeePMD-kit's aliases; numb_epoch is turned into
                           numb_steps once the data is loaded: `resolve_steps`),
-                          gradient_max_norm [0 = off],
+                          gradient_max_norm [0 = off], enable_ema [false], ema_decay [0.999],
                           seed [none], disp_freq [1000], save_freq [1000], disp_file ["lcurve.out"],
                           save_ckpt ["model.ckpt.h5"], model_file ["model.h5"],
                           data_stat_nbatch [10], disp_training [true], disp_avg [false],
@@ -293,6 +293,11 @@ class TrainingConfig:
     init_spread: float = 0.15
     """Spread across atoms of the fitting nets' first-layer pre-activations at the start
     (numdp.train.init.spread_first_layers); 0 keeps DeePMD-kit's draw."""
+    enable_ema: bool = False
+    """DeePMD-kit's exponential moving average of the parameters: after every update
+    θ_ema ← θ_ema + (1 - ema_decay)·(θ - θ_ema), from θ at the start; written to the
+    checkpoint and, at the end, as a model file of its own (numdp.train.loop.ema_model_path)."""
+    ema_decay: float = 0.999
     change_bias_after_training: bool = False
     """After the last update, add to the energy bias the least-squares per-type shift of the
     statistics frames' energy errors (DeePMD-kit's change_bias_after_training)."""
@@ -520,6 +525,13 @@ def _systems(sec: Table, key: str, base: Path, required: bool, input_dir: Path |
             raise sec.error(key, str(exc) + hint) from None
         out.extend(found)
     return out
+
+
+def ema_model_path(model_file: Path) -> Path:
+    """Where a run with enable_ema writes the model of the moving average: `model_file` with
+    "_ema" before its suffix (DeePMD-kit's rule for its EMA checkpoints): model_ema.h5."""
+    model_file = Path(model_file)
+    return model_file.with_name(f"{model_file.stem}_ema{model_file.suffix}")
 
 
 def _output(sec: Table, key: str, default: str, base: Path) -> Path:
@@ -846,8 +858,13 @@ def parse_config(data: dict, source: Path, text: str = "", base: Path | None = N
     tc.model_file = _output(ts, "model_file", "model.h5", base)
     if tc.model_file.suffix.lower() not in (".h5", ".hdf5", ".dp"):
         raise ts.error("model_file", f"must end in .h5 (numdp) or .dp (DeePMD-kit), got {tc.model_file.name!r}")
+    tc.enable_ema = ts.boolean("enable_ema", False)
+    tc.ema_decay = ts.number("ema_decay", 0.999, nonnegative=True)
+    if not tc.ema_decay < 1.0:
+        raise ts.error("ema_decay", f"must be in [0, 1), got {tc.ema_decay:g}")
+    ema_file = [("the moving average's model (enable_ema)", ema_model_path(tc.model_file))] if tc.enable_ema else []
     distinct_files(ts.file, [("[training] disp_file", tc.disp_file), ("[training] save_ckpt", tc.save_ckpt),
-                             ("[training] model_file", tc.model_file)], [("the input file", source)])
+                             ("[training] model_file", tc.model_file)] + ema_file, [("the input file", source)])
     tc.data_stat_nbatch = ts.integer("data_stat_nbatch", 10, minimum=1)
     tc.disp_training = ts.boolean("disp_training", True)
     tc.disp_avg = ts.boolean("disp_avg", False)

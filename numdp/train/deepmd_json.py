@@ -46,7 +46,7 @@ IGNORED: dict[str, dict[str, Any]] = {
                  "profiling_file": ANY, "enable_profiler": ANY, "tensorboard": ANY,
                  "tensorboard_log_dir": ANY, "tensorboard_freq": ANY, "save_ckpt_keep": ANY,
                  "opt_type": ("Adam",), "warmup_steps": (0,), "stat_file_mode": ANY,
-                 "ckpt_keep_ratio": ANY, "ema_ckpt_keep": ANY, "enable_ema": (False,), "ema_decay": ANY,
+                 "ckpt_keep_ratio": ANY, "ema_ckpt_keep": ANY,
                  "acc_freq": (1,), "zero_stage": (0,), "neighbor_graph_method": ANY,
                  "enable_compile": ANY},
     "training.training_data": {"min_pair_dist": (0.0,)},

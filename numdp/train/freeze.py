@@ -13,10 +13,11 @@ from .flat import FlatParams
 from .init import initial_model
 
 
-def model_from_checkpoint(path) -> ModelParams:
+def model_from_checkpoint(path, ema: bool = False) -> ModelParams:
     """The model a training checkpoint holds: the input's networks (read from the input text the
-    checkpoint carries, so neither the input file nor the data is needed), the checkpoint's θ,
-    sel, davg/dstd, energy bias, s range and min_nbor_dist; info names the checkpoint's step."""
+    checkpoint carries, so neither the input file nor the data is needed), the checkpoint's θ
+    (with `ema`, its moving average of θ: a run with enable_ema), sel, davg/dstd, energy bias,
+    s range and min_nbor_dist; info names the checkpoint's step."""
     path = Path(path)
     ck = read_checkpoint(path)
     if ck.precond_scale is not None:
@@ -31,9 +32,12 @@ def model_from_checkpoint(path) -> ModelParams:
     if ck.theta.shape != flat.theta.shape:
         raise InputError(f"{path}: {ck.theta.size} parameters, the networks of its input have "
                          f"{flat.size}: the checkpoint is damaged")
-    flat.theta[:] = ck.theta
+    if ema and ck.theta_ema is None:
+        raise InputError(f"{path}: holds no moving average of the parameters (its run had no "
+                         f"[training] enable_ema); freeze it without --ema")
+    flat.theta[:] = ck.theta_ema if ema else ck.theta
     params.s_range = ck.s_range
     params.min_nbor_dist = ck.min_nbor_dist
     params.info = {"software": "numdp", "version": __version__, "training_input": ck.input_text,
-                   "step": ck.step, "frozen_from": path.name}
+                   "step": ck.step, "frozen_from": path.name, **({"ema": True} if ema else {})}
     return params

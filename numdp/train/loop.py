@@ -12,6 +12,7 @@ or SIGTERM: numdp.signals).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -26,11 +27,12 @@ from ..blas import get_blas_threads, set_blas_threads
 from ..errors import InputError
 from ..io.backup import Backups, prepare_outputs
 from ..io.model_file import write_model
+from ..kernels.cpu.train import ema_update
 from ..model.params import exclusion_mask
 from ..progress import CompileNotice, Progress
 from ..signals import StopRequest
 from .checkpoint import Checkpoint, read_checkpoint, write_checkpoint
-from .config import OptimizerType, TrainConfig, resolve_steps, steps_text
+from .config import OptimizerType, TrainConfig, ema_model_path, resolve_steps, steps_text
 from .data import BatchSampler, DataSystem, FrameCache, load_dataset, system_probs
 from .flat import FlatParams, frozen_ranges
 from .init import MAX_SPREAD_FACTOR, initial_model, spread_first_layers
@@ -69,6 +71,11 @@ class TestResult:
     rmse_e: float
     rmse_f: float
     rmse_v: float
+
+    def figures(self) -> str:
+        """The RMSEs as the run's last lines give them (meV/atom, meV/Å)."""
+        return (f"energy RMSE {self.rmse_e * 1e3:.3f} meV/atom, force RMSE {self.rmse_f * 1e3:.2f} meV/A"
+                + (f", virial RMSE {self.rmse_v * 1e3:.2f} meV/atom" if math.isfinite(self.rmse_v) else ""))
 
 
 @dataclass
@@ -211,6 +218,10 @@ class Trainer:
             self._data_init()
             if self.finetune:  # DeePMD-kit's --finetune: the model's bias moved to the new data
                 self.change_bias("--finetune")
+        self.theta_ema = None   # DeePMD-kit's ModelEMA: from θ at the start, or the checkpoint's
+        if tr.enable_ema:
+            self.theta_ema = (ck.theta_ema.copy() if ck is not None and ck.theta_ema is not None
+                              else self.flat.theta.copy())
         steps = f"{tr.numb_steps} steps"
         if self._epoch_batches is not None:
             steps += f" (numb_epoch {tr.numb_epoch:g} x {self._epoch_batches} batches per epoch)"
@@ -414,6 +425,10 @@ class Trainer:
         t1 = time.perf_counter()
         self.adam.step(self.flat.theta, self.passes.grads, lr, self.passes.split, self.passes.segments,
                        self.passes.updated, scale)
+        if self.theta_ema is not None:
+            weight = 1.0 - self.cfg.training.ema_decay
+            self.passes.split(lambda lo, hi: ema_update(self.theta_ema, self.flat.theta, weight, lo, hi),
+                              self.flat.size)
         self.timings["optimizer"] += time.perf_counter() - t1
         return stats, vstats
 
@@ -466,7 +481,7 @@ class Trainer:
                         min_nbor_dist=self.params.min_nbor_dist, sampler=self.sampler.state(),
                         **{n: getattr(self.params.fitting, n) for n in Checkpoint.INPUT_STATS},
                         valid_sampler=self.valid_sampler.state() if self.valid_sampler else None,
-                        input_text=self.cfg.text, elapsed=elapsed)
+                        input_text=self.cfg.text, elapsed=elapsed, theta_ema=self.theta_ema)
         write_checkpoint(ck, self.cfg.training.save_ckpt)
 
     def _figures(self, st: LossStats | None) -> np.ndarray:
@@ -496,6 +511,8 @@ class Trainer:
         columns = lcurve_columns(bool(self.valid_sys), p.has_v, p.has_ae, p.has_pf)
         history = History(columns)
         outputs = [tr.disp_file, tr.model_file, tr.save_ckpt]  # checked in __init__
+        if self.theta_ema is not None:
+            outputs.append(ema_model_path(tr.model_file))
         # a new run keeps the previous run's files under numbered names, and gives them their names
         # back if it fails before its first step is done (numdp.io.backup.Backups)
         backups = Backups.move(outputs) if self.restart is None else Backups.none()
@@ -579,10 +596,23 @@ class Trainer:
                 self.say(f"warning: sel {list(self.params.descriptor.sel)} overflowed in the validation "
                          f"data ({over.tolist()} centre-atom blocks; largest counts "
                          f"{self.valid_cache.max_count.tolist()})")
-            self.say(f"validation over {res.nframes} frames (all validation data): energy RMSE "
-                     f"{res.rmse_e * 1e3:.3f} meV/atom, force RMSE {res.rmse_f * 1e3:.2f} meV/A"
-                     + (f", virial RMSE {res.rmse_v * 1e3:.2f} meV/atom" if math.isfinite(res.rmse_v) else ""))
+            self.say(f"validation over {res.nframes} frames (all validation data): {res.figures()}")
+            if self.theta_ema is not None:
+                with self.ema_weights():
+                    self.final_test_ema = self.test(self.valid_sys, self.valid_cache)
+                self.say(f"validation of the moving average (enable_ema): {self.final_test_ema.figures()}")
         return history
+
+    @contextlib.contextmanager
+    def ema_weights(self):
+        """θ replaced by its moving average (enable_ema) inside the block, in place (the passes
+        and params read θ's arrays), and given back after."""
+        saved = self.flat.theta.copy()
+        self.flat.theta[:] = self.theta_ema
+        try:
+            yield
+        finally:
+            self.flat.theta[:] = saved
 
     def change_bias(self, why: str) -> np.ndarray:
         """DeePMD-kit's change_bias_after_training: add to out_bias the least-squares per-type
@@ -614,6 +644,10 @@ class Trainer:
         p.info = {"software": "numdp", "version": __version__, "training_input": self.cfg.text,
                   "numb_steps": self.cfg.training.numb_steps, "seed": self.seed}
         write_model(p, self.cfg.training.model_file)
+        if self.theta_ema is not None:
+            with self.ema_weights():
+                p.info = {**p.info, "ema_decay": self.cfg.training.ema_decay}
+                write_model(p, ema_model_path(self.cfg.training.model_file))
 
     def _restore_threads(self) -> None:
         """Give NumPy's BLAS and Numba back their thread counts from before the trainer."""

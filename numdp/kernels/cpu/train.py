@@ -388,6 +388,20 @@ ADAM_CHUNK = 2048
 """Entries per chunk of `adam_update`: the gradient rows' sum of a chunk (16 kB) stays in L1."""
 
 
+@njit(cache=True, nogil=True)
+def ema_update(ema, theta, weight, lo, hi):
+    """ema ← ema + weight·(θ - ema) on entries lo..hi-1, in PyTorch's `lerp_` form (for weight
+    ≥ 0.5: θ - (θ - ema)·(1 - weight)), so that the bits are DeePMD-kit's ModelEMA update with
+    weight = 1 - ema_decay."""
+    if weight < 0.5:
+        for i in range(lo, hi):
+            ema[i] = ema[i] + weight * (theta[i] - ema[i])
+    else:
+        w1 = 1.0 - weight
+        for i in range(lo, hi):
+            ema[i] = theta[i] - (theta[i] - ema[i]) * w1
+
+
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
 def adam_update(theta, grads, m, v, lo, hi, lr, beta1, beta2, eps, bc1, bc2, l2=0.0, shrink=1.0,
                 scale=1.0):
