@@ -585,8 +585,9 @@ class Trainer:
             self.checkpoint(total, self.elapsed0 + wall)
         self.write_model()
         if nsteps:
+            ema = "" if self.theta_ema is None else f" (moving average: {ema_model_path(tr.model_file)})"
             self.say(f"trained {nsteps} steps in {wall:.1f} s ({wall / nsteps:.4f} s/step); model "
-                     f"written to {tr.model_file}; checkpoint {tr.save_ckpt}; learning curve {tr.disp_file}")
+                     f"written to {tr.model_file}{ema}; checkpoint {tr.save_ckpt}; learning curve {tr.disp_file}")
         self.say(self.timing_table(nsteps))
         if self.valid_sys:
             res = self.test(self.valid_sys, self.valid_cache)
