@@ -784,46 +784,67 @@ def _chunked_run(toml: Path, chunk: int):
     return run_md(settings, model=model, screen=io.StringIO())
 
 
-def test_list_rows_formed_chunk_by_chunk_equal_the_whole_list(tmp_path, monkeypatch):
+def _assert_same_run(a: Path, b: Path) -> None:
+    """Frames and final checkpoint of the runs in `a` and `b`, bit for bit."""
+    fa, fb = frames(a), frames(b)
+    for key in fa:
+        assert np.array_equal(fa[key], fb[key]), key
+    ca, cb = to_arrays(read_checkpoint(a / "ck.h5")), to_arrays(read_checkpoint(b / "ck.h5"))
+    assert ca.keys() == cb.keys()
+    for key in ca:
+        assert np.array_equal(ca[key], cb[key]), key
+
+
+def test_list_rows_and_kept_search_buffers_give_the_whole_list_run(tmp_path, monkeypatch):
     """Above WHOLE_LIST_BYTES the device forms the list's rows chunk by chunk as the model asks for
-    them (numdp.neighbor.device.DeviceRows) instead of the whole list: the same rows, so the run is
-    the whole-list run bit for bit (frames, checkpoint, rebuilds, the last closest pair).  NVE with
-    rebuilds, model chunks of 3 centres (16 atoms: 6 chunks)."""
+    them (numdp.neighbor.device.DeviceRows) instead of the whole list: the same rows; and the MD
+    step's search arrays kept with the rebuild's SearchPlan and reused by every step
+    (numdp.neighbor.device.KEEP_SEARCH_BUFFERS) are the fresh arrays' values.  So the four runs
+    (whole list or rows, kept or fresh arrays) are one run bit for bit (frames, checkpoint,
+    rebuilds, the last closest pair): NVE with rebuilds (skin 0.005 Å), model chunks of 3
+    centres (16 atoms: 6 chunks)."""
     import numdp.md.device_forces as mdf
+    import numdp.neighbor.device as nd
+    from numdp.neighbor.device import DeviceRows
 
     kw = {"steps": 4, "every": 1, "skin": 0.005}
     providers = _providers(monkeypatch)
-    whole = make_run(tmp_path / "whole", "cuda", **kw)
-    r_whole = _chunked_run(whole, 3)
-    monkeypatch.setattr(mdf, "WHOLE_LIST_BYTES", 0)
-    rows = make_run(tmp_path / "rows", "cuda", **kw)
-    r_rows = _chunked_run(rows, 3)
-    assert r_whole.rebuilds == r_rows.rebuilds > 1
-    fw, fr = frames(whole.parent), frames(rows.parent)
-    for key in fw:
-        assert np.array_equal(fw[key], fr[key]), key
-    cw = to_arrays(read_checkpoint(whole.parent / "ck.h5"))
-    cr = to_arrays(read_checkpoint(rows.parent / "ck.h5"))
-    for key in cw:
-        assert np.array_equal(cw[key], cr[key]), key
-    from numdp.neighbor.device import DeviceRows
-
-    assert not isinstance(providers[0]._nlist, DeviceRows) and isinstance(providers[1]._nlist, DeviceRows)
-    assert providers[0].closest == providers[1].closest and providers[0].closest[1] >= 0
+    runs = {}
+    for whole in (True, False):
+        monkeypatch.setattr(mdf, "WHOLE_LIST_BYTES", mdf.WHOLE_LIST_BYTES if whole else 0)
+        for keep in (True, False):
+            monkeypatch.setattr(nd, "KEEP_SEARCH_BUFFERS", keep)
+            folder = tmp_path / f"{'whole' if whole else 'rows'}-{'kept' if keep else 'fresh'}"
+            runs[folder] = _chunked_run(make_run(folder, "cuda", **kw), 3).rebuilds
+    first = next(iter(runs))
+    assert len(set(runs.values())) == 1 and runs[first] > 1
+    for folder in runs:
+        _assert_same_run(first, folder)
+    assert [isinstance(p._nlist, DeviceRows) for p in providers] == [False, False, True, True]
+    assert [bool(p._plan.kept) for p in providers] == [True, False, True, False]
+    assert all(p.closest == providers[0].closest for p in providers) and providers[0].closest[1] >= 0
 
 
-def test_model_deviation_on_list_rows_equals_the_whole_list(tmp_path, monkeypatch):
-    """[model_devi] with a model of another sel (its own list) on rows formed chunk by chunk: the
-    model_devi.out and trajectory of the whole-list run, bit for bit."""
+def test_model_deviation_on_list_rows_and_kept_buffers_equals_the_whole_list(tmp_path, monkeypatch):
+    """[model_devi] with a model of another sel (two lists of one plan side by side) on rows formed
+    chunk by chunk, with kept and with fresh search arrays: the model_devi.out and trajectory of
+    the whole-list run, bit for bit."""
     import numdp.md.device_forces as mdf
+    import numdp.neighbor.device as nd
 
+    providers = _providers(monkeypatch)
     run(make_devi_run(tmp_path / "whole", "cuda"))
     monkeypatch.setattr(mdf, "WHOLE_LIST_BYTES", 0)
-    run(make_devi_run(tmp_path / "rows", "cuda"))
-    assert (tmp_path / "whole" / "model_devi.out").read_text() == (tmp_path / "rows" / "model_devi.out").read_text()
-    fw, fr = frames(tmp_path / "whole"), frames(tmp_path / "rows")
-    for key in fw:
-        assert np.array_equal(fw[key], fr[key]), key
+    for keep in (True, False):
+        monkeypatch.setattr(nd, "KEEP_SEARCH_BUFFERS", keep)
+        run(make_devi_run(tmp_path / f"rows-{keep}", "cuda"))
+    for other in ("rows-True", "rows-False"):
+        assert (tmp_path / "whole" / "model_devi.out").read_text() == (tmp_path / other / "model_devi.out").read_text()
+        fw, fr = frames(tmp_path / "whole"), frames(tmp_path / other)
+        for key in fw:
+            assert np.array_equal(fw[key], fr[key]), key
+    assert [bool(p._plan.kept) for p in providers] == [True, True, False]
+    assert providers[1].closest == providers[2].closest
 
 
 @pytest.mark.parametrize("whole_list", [True, False], ids=["whole-list", "list-rows"])
@@ -927,43 +948,26 @@ def test_nose_hoover_chain_state_lives_on_the_device_and_moves_between_devices(t
         assert d <= rel * np.abs(ca[key]).max(), key
 
 
-@pytest.mark.parametrize("kind", ["whole", "rows", "npt", "devi rows"])
-def test_kept_search_buffers_give_the_fresh_buffers_run(tmp_path, monkeypatch, kind):
+def test_kept_search_buffers_give_the_fresh_buffers_npt_run(tmp_path, monkeypatch):
     """The MD step's search arrays kept with the rebuild's SearchPlan and reused by every step
     (numdp.neighbor.device.KEEP_SEARCH_BUFFERS) give the run of fresh arrays every step bit for
-    bit (frames, checkpoint, closest pair; model_devi.out), over several rebuilds (skin 0.005 Å, NPT 0.3 Å):
-    the whole list, rows formed chunk by chunk (DeviceRows, 3-centre chunks), NPT (the cell moves),
-    and [model_devi] with a model of another sel (two lists of one plan side by side) on rows."""
+    bit in NPT, where the cell moves (frames, checkpoint, closest pair; rows formed chunk by chunk,
+    3-centre chunks; skin 0.3 Å, several rebuilds); the whole list and [model_devi]: the two
+    tests above."""
     import numdp.md.device_forces as mdf
     import numdp.neighbor.device as nd
 
-    if kind != "whole":
-        monkeypatch.setattr(mdf, "WHOLE_LIST_BYTES", 0)
+    monkeypatch.setattr(mdf, "WHOLE_LIST_BYTES", 0)
     providers = _providers(monkeypatch)
     got = []
     for keep in (True, False):
         monkeypatch.setattr(nd, "KEEP_SEARCH_BUFFERS", keep)
-        folder = tmp_path / str(keep)
-        if kind == "devi rows":
-            run(make_devi_run(folder, "cuda"))
-        else:
-            md = NPT.format(coupling="triclinic") if kind == "npt" else ""
-            # NPT's atoms move up to 0.27 A a step (the safety check's bound: the skin)
-            toml = make_run(folder, "cuda", md, steps=4, every=1, skin=0.3 if md else 0.005)
-            got.append(_chunked_run(toml, 3).rebuilds)
-    if kind == "devi rows":
-        assert (tmp_path / "True" / "model_devi.out").read_text() == (tmp_path / "False" / "model_devi.out").read_text()
-    else:
-        assert got[0] == got[1] > 1
-        cw = to_arrays(read_checkpoint(tmp_path / "True" / "ck.h5"))
-        cr = to_arrays(read_checkpoint(tmp_path / "False" / "ck.h5"))
-        for key in cw:
-            assert np.array_equal(cw[key], cr[key]), key
-    fk, ff = frames(tmp_path / "True"), frames(tmp_path / "False")
-    for key in fk:
-        assert np.array_equal(fk[key], ff[key]), key
+        # NPT's atoms move up to 0.27 A a step (the safety check's bound: the skin)
+        toml = make_run(tmp_path / str(keep), "cuda", NPT.format(coupling="triclinic"), steps=4, every=1, skin=0.3)
+        got.append(_chunked_run(toml, 3).rebuilds)
+    assert got[0] == got[1] > 1
+    _assert_same_run(tmp_path / "True", tmp_path / "False")
     kept, fresh = providers
     assert kept.closest == fresh.closest
     assert kept._plan.kept and not fresh._plan.kept   # the kept run did keep arrays with its plan
-    rows = kind != "whole"
-    assert isinstance(kept._nlist, nd.DeviceRows) == rows
+    assert isinstance(kept._nlist, nd.DeviceRows)
