@@ -33,6 +33,7 @@ packages (``pip install 'numdp[lmdb]'``).
 """
 from __future__ import annotations
 
+import functools
 import pathlib
 from dataclasses import dataclass
 
@@ -189,7 +190,18 @@ def _summary(root: pathlib.Path, i: int, frame: dict) -> _Frame:
 
 
 def _scan(root: pathlib.Path) -> _Dataset:
-    """Read the metadata and group every frame (numdp.io.lmdb_system module docstring)."""
+    """Read the metadata and group every frame (numdp.io.lmdb_system module docstring); kept for
+    the dataset's data.mdb as it is (path, size, modification time), so that loading each of
+    many groups reads the frames once for the grouping."""
+    _modules()
+    _open(root).close()   # (the one-line errors of a missing or unreadable dataset)
+    st = (root / "data.mdb").stat()
+    return _scan_cached(str(root), str(root.resolve()), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _scan_cached(text: str, resolved: str, size: int, mtime_ns: int) -> _Dataset:
+    root = pathlib.Path(text)
     _, msgpack = _modules()
     env = _open(root)
     try:
@@ -240,7 +252,7 @@ def find_lmdb_systems(path) -> list[pathlib.Path]:
 def lmdb_groups(path) -> dict[str, list[int]]:
     """The groups of frames of the LMDB dataset at `path`: group name -> frame indices (in
     order), the groups in order of atom count."""
-    return _scan(_split(path)[0]).groups
+    return {name: list(frames) for name, frames in _scan(_split(path)[0]).groups.items()}
 
 
 def _group_frames(data: _Dataset, group: str) -> list[int]:
