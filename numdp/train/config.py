@@ -11,7 +11,8 @@ are taken against the working directory, as DeePMD-kit does).  The checks are
 
 Schema (defaults in brackets; see also docs/training.md)::
 
-    [model]               type_map (list of element names, required)
+    [model]               type_map (list of element names, required), preset_out_bias [none;
+                          { ELEMENT = eV }: those types' energy bias fixed in the statistics]
     [model.descriptor]    type ["se_e2_a"], rcut [6.0], rcut_smth [0.5], sel ["auto"],
                           neuron [[10, 20, 40]], axis_neuron [4], type_one_side [false],
                           resnet_dt [false], seed [none], activation_function ["tanh"],
@@ -118,6 +119,9 @@ class ModelConfig:
     type_map: list[str]
     descriptor: DescriptorConfig
     fitting: FittingConfig
+    preset_out_bias: list[float | None] | None = None
+    """DeePMD-kit's preset_out_bias: per type, the energy bias (eV) it takes instead of the
+    statistics' least squares, or None (fitted); None when no type has one."""
 
 
 @dataclass
@@ -327,6 +331,8 @@ class TrainConfig:
     training: TrainingConfig
     validation: ValidationConfig
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    preset_out_bias: list[float | None] | None = None
+    """[model] preset_out_bias (`ModelConfig.preset_out_bias`)."""
 
 
 SECTIONS = ("model", "learning_rate", "loss", "training", "validation", "optimizer")
@@ -812,8 +818,27 @@ def _model(root: Table) -> ModelConfig:
                                              "fitting inputs) is not supported; numdp feeds them to "
                                              "the fitting nets (false)")
     fs.done()
+    preset = _preset_out_bias(model, type_map)
     model.done()
-    return ModelConfig(type_map, dc, fc)
+    return ModelConfig(type_map, dc, fc, preset)
+
+
+def _preset_out_bias(model: Table, type_map: list[str]) -> list[float | None] | None:
+    """[model] preset_out_bias = { ELEMENT = eV, ... }: the energy bias of those types, fixed
+    (DeePMD-kit's {"energy": [...]} by type index, numdp.train.deepmd_json)."""
+    raw = model.raw("preset_out_bias", None)
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or not raw:
+        raise model.error("preset_out_bias", f"expected a table of element = energy bias (eV), got {show_value(raw)}")
+    out: list[float | None] = [None] * len(type_map)
+    for name, value in raw.items():
+        if name not in type_map:
+            raise model.error("preset_out_bias", f"{name!r} is not an element of type_map {type_map}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise model.error("preset_out_bias", f"{name}: expected an energy in eV, got {show_value(value)}")
+        out[type_map.index(name)] = float(value)
+    return out
 
 
 def model_config(text: str, name: str) -> ModelConfig:
@@ -870,6 +895,9 @@ def parse_config(data: dict, source: Path, text: str = "", base: Path | None = N
     tc.disp_avg = ts.boolean("disp_avg", False)
     tc.init_spread = ts.number("init_spread", TrainingConfig.init_spread, nonnegative=True)
     tc.change_bias_after_training = ts.boolean("change_bias_after_training", False)
+    if tc.change_bias_after_training and m.preset_out_bias is not None:
+        raise ts.error("change_bias_after_training", "not with [model] preset_out_bias (DeePMD-kit would add "
+                                                     "the preset values to the bias again): give one of them")
     if ts.boolean("precondition", False):
         raise ts.error("precondition", PRECONDITION_REMOVED)
     tc.gradient_max_norm = ts.number("gradient_max_norm", 0.0, nonnegative=True)
@@ -898,7 +926,8 @@ def parse_config(data: dict, source: Path, text: str = "", base: Path | None = N
 
     opt = _optimizer(root.section("optimizer", {}))
     return TrainConfig(source=source, text=text, type_map=type_map, descriptor=dc, fitting=fc,
-                       learning_rate=lc, loss=oc, training=tc, validation=vc, optimizer=opt)
+                       learning_rate=lc, loss=oc, training=tc, validation=vc, optimizer=opt,
+                       preset_out_bias=m.preset_out_bias)
 
 
 def load_config(path) -> TrainConfig:

@@ -111,6 +111,28 @@ def _data_table(training: dict, key: str, file: str, validation: bool) -> dict:
     return out
 
 
+def _preset_by_element(value, type_map, file: str) -> dict:
+    """DeePMD-kit's preset_out_bias {"energy": [b_0 or null, ...]} (one entry per type; a number
+    or a one-number list) as numdp's {element: b}."""
+    where = f"{file}: [model] preset_out_bias"
+    if not isinstance(value, dict) or set(value) != {"energy"}:
+        raise InputError(f"{where}: expected {{\"energy\": [one bias or null per type]}} (an energy model's), "
+                         f"got {show_value(value)}")
+    biases = value["energy"]
+    if not isinstance(type_map, list) or not isinstance(biases, list) or len(biases) != len(type_map):
+        raise InputError(f"{where}: energy needs one entry per type of type_map {type_map}, got {show_value(biases)}")
+    out = {}
+    for name, b in zip(type_map, biases):
+        if isinstance(b, list) and len(b) == 1:
+            b = b[0]
+        if b is None:
+            continue
+        if isinstance(b, bool) or not isinstance(b, (int, float)):
+            raise InputError(f"{where}: energy: {name}: expected a number or null, got {show_value(b)}")
+        out[name] = float(b)
+    return out
+
+
 def to_train_tables(data, file: str) -> dict:
     """The JSON tree `data` of DeePMD-kit input `file` as the tables of numdp's TOML input."""
     if not isinstance(data, dict):
@@ -120,6 +142,10 @@ def to_train_tables(data, file: str) -> dict:
     model = data.get("model")
     if isinstance(model, dict):
         _drop_ignored(model, "model", file)
+        if "preset_out_bias" in model:
+            model["preset_out_bias"] = _preset_by_element(model["preset_out_bias"], model.get("type_map"), file)
+            if not model["preset_out_bias"]:
+                del model["preset_out_bias"]
         for sub in ("descriptor", "fitting_net"):
             if isinstance(model.get(sub), dict):
                 _drop_ignored(model[sub], f"model.{sub}", file)

@@ -102,6 +102,9 @@ class Trainer:
         if restart is not None and init_model is not None:
             raise InputError("--restart and --init-model: give one (a restart continues a run, "
                              "--init-model starts a new one from a model)")
+        if finetune and init_model is not None and cfg.preset_out_bias is not None:
+            raise InputError(f"{cfg.source.name}: [model] preset_out_bias with --finetune: DeePMD-kit would add "
+                             f"the preset values to the model's bias; give one of them")
         tr = cfg.training
         # outputs checked (directories made) before the data statistics, which can take minutes
         prepare_outputs([tr.disp_file, tr.model_file, tr.save_ckpt])
@@ -268,11 +271,13 @@ class Trainer:
                                exclusion_mask(dc.exclude_types, nt))
         if dc.set_davg_zero:
             davg[:] = 0.0
-        bias = energy_bias(self.train_sys, frames, nt)
+        bias = energy_bias(self.train_sys, frames, nt, preset=cfg.preset_out_bias)
         names = cfg.type_map
         self.say("statistics from " + f"{sum(len(f) for f in frames)} frames: "
                  + "; ".join(f"{names[t]}: davg {davg[t, 0, 0]:.4g}, dstd {dstd[t, 0, 0]:.4g}/"
-                             f"{dstd[t, 0, 1]:.4g}, bias {bias[t]:.6g} eV" for t in range(nt))
+                             f"{dstd[t, 0, 1]:.4g}, bias {bias[t]:.6g} eV"
+                             + (" (preset_out_bias)" if cfg.preset_out_bias and cfg.preset_out_bias[t] is not None
+                                else "") for t in range(nt))
                  + f"; min_nbor_dist {dist.min_nbor_dist:.4g} A ({time.perf_counter() - t0:.1f} s)")
         return sel, davg, dstd, bias, dist.s_range, dist.min_nbor_dist
 

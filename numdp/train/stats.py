@@ -120,11 +120,14 @@ def param_stats(values: list[np.ndarray], frames: list[np.ndarray]) -> tuple[np.
 
 
 def energy_bias(systems: list[DataSystem], frames: list[np.ndarray], ntypes: int,
-                predicted: list[np.ndarray] | None = None) -> np.ndarray:
+                predicted: list[np.ndarray] | None = None, preset: list[float | None] | None = None) -> np.ndarray:
     """(ntypes,) eV per atom of each type: minimum-norm least squares over the sampled frames
     of the energy labels, or, with `predicted` (per system, the energies in eV of its sampled
     frames, in the order of `frames`; None for a system without energy labels), of the labels'
-    errors (label − predicted)."""
+    errors (label − predicted).  `preset` (per type, eV or None; DeePMD-kit's preset_out_bias):
+    those types take their preset value, their atoms' share is taken from the energies first
+    and the other types are fitted to the rest (DeePMD-kit's compute_stats_from_redu with an
+    assigned bias)."""
     rows, energies = [], []
     for k, (s, idx) in enumerate(zip(systems, frames)):
         if s.energy is None:
@@ -132,6 +135,14 @@ def energy_bias(systems: list[DataSystem], frames: list[np.ndarray], ntypes: int
         for i, f in enumerate(idx):
             rows.append(np.bincount(s.types_of(f), minlength=ntypes).astype(np.float64))
             energies.append(s.energy[f] - (0.0 if predicted is None else predicted[k][i]))
+    fixed = np.array([p is not None for p in preset]) if preset is not None else np.zeros(ntypes, dtype=bool)
+    values = np.array([0.0 if p is None else p for p in preset]) if preset is not None else np.zeros(ntypes)
     if not rows:
-        return np.zeros(ntypes)
-    return fit_type_shift(np.array(rows), np.array(energies))
+        return values
+    counts, energies = np.array(rows), np.array(energies)
+    if fixed.any():
+        energies = energies - counts[:, fixed] @ values[fixed]
+        counts[:, fixed] = 0.0
+    bias = fit_type_shift(counts, energies)
+    bias[fixed] = values[fixed]
+    return bias
