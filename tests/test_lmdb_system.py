@@ -226,8 +226,8 @@ def test_missing_dataset_metadata_and_packages(tmp_path, monkeypatch):
     with raises_naming(tmp_path / "nometa.lmdb", "no __metadata__ record"):
         load_system(tmp_path / "nometa.lmdb")
     monkeypatch.setitem(sys.modules, "msgpack", None)
-    with pytest.raises(InputError, match=r"needs the lmdb and msgpack packages \(msgpack is missing\): "
-                                         r"pip install 'numdp\[lmdb\]'"):
+    with raises_naming(FIXTURE / "small.lmdb", "needs the lmdb and msgpack packages (msgpack is missing): "
+                                               "pip install 'numdp[lmdb]'"):
         load_system(FIXTURE / "small.lmdb#nloc=6")
 
 

@@ -56,13 +56,13 @@ def is_lmdb(path) -> bool:
     return root.suffix.lower() == ".lmdb" or (root / "data.mdb").is_file()
 
 
-def _modules():
+def _modules(where=None):
     try:
         import lmdb
         import msgpack
     except ImportError as err:
-        raise InputError(f"reading LMDB datasets needs the lmdb and msgpack packages ({err.name} is "
-                         "missing): pip install 'numdp[lmdb]'") from None
+        raise InputError(f"{'' if where is None else f'{where}: '}reading LMDB datasets needs the lmdb and "
+                         f"msgpack packages ({err.name} is missing): pip install 'numdp[lmdb]'") from None
     return lmdb, msgpack
 
 
@@ -193,7 +193,7 @@ def _scan(root: pathlib.Path) -> _Dataset:
     """Read the metadata and group every frame (numdp.io.lmdb_system module docstring); kept for
     the dataset's data.mdb as it is (path, size, modification time), so that loading each of
     many groups reads the frames once for the grouping."""
-    _modules()
+    _modules(root)
     _open(root).close()   # (the one-line errors of a missing or unreadable dataset)
     st = (root / "data.mdb").stat()
     return _scan_cached(str(root), str(root.resolve()), st.st_size, st.st_mtime_ns)
