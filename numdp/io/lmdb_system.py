@@ -33,6 +33,7 @@ packages (``pip install 'numdp[lmdb]'``).
 """
 from __future__ import annotations
 
+import collections
 import functools
 import pathlib
 from dataclasses import dataclass
@@ -125,16 +126,16 @@ class _Dataset:
     groups: dict[str, list[int]]
 
 
-def _frame_key(fmt: str, i: int) -> bytes:
-    return format(i, fmt).encode()
-
-
-def _open(root: pathlib.Path):
-    lmdb, _ = _modules()
+def _check_root(root: pathlib.Path) -> None:
     if not root.is_dir():
         raise InputError(f"{root}: LMDB dataset (a directory holding data.mdb) does not exist")
     if not (root / "data.mdb").is_file():
         raise InputError(f"{root}: not an LMDB dataset (no data.mdb in it)")
+
+
+def _open(root: pathlib.Path):
+    lmdb, _ = _modules(root)
+    _check_root(root)
     try:
         return lmdb.open(str(root), readonly=True, lock=False, readahead=False, subdir=True)
     except lmdb.Error as err:
@@ -163,7 +164,7 @@ def _metadata(root: pathlib.Path, txn, msgpack) -> tuple[int, str, list[str] | N
 
 
 def _read_frame(root: pathlib.Path, txn, msgpack, fmt: str, i: int) -> dict:
-    key = _frame_key(fmt, i)
+    key = format(i, fmt).encode()
     raw = txn.get(key)
     if raw is None:
         raise InputError(f"{root}: frame {i} (record {key.decode()}) is missing; __metadata__ gives "
@@ -194,7 +195,7 @@ def _scan(root: pathlib.Path) -> _Dataset:
     the dataset's data.mdb as it is (path, size, modification time), so that loading each of
     many groups reads the frames once for the grouping."""
     _modules(root)
-    _open(root).close()   # (the one-line errors of a missing or unreadable dataset)
+    _check_root(root)
     st = (root / "data.mdb").stat()
     return _scan_cached(str(root), str(root.resolve()), st.st_size, st.st_mtime_ns)
 
@@ -213,9 +214,7 @@ def _scan_cached(text: str, resolved: str, size: int, mtime_ns: int) -> _Dataset
     by_kind: dict[_Frame, list[int]] = {}
     for i, s in enumerate(summaries):
         by_kind.setdefault(s, []).append(i)
-    kinds_per_nloc: dict[int, int] = {}
-    for kind in by_kind:
-        kinds_per_nloc[kind.nloc] = kinds_per_nloc.get(kind.nloc, 0) + 1
+    kinds_per_nloc = collections.Counter(kind.nloc for kind in by_kind)
     groups = {}
     for kind in sorted(by_kind, key=lambda k: (k.nloc, not k.pbc, k.labels)):
         name = f"nloc={kind.nloc}"

@@ -380,12 +380,20 @@ def find_systems(root, patterns: list[str] | None = None) -> list[pathlib.Path]:
     found = sorted({p.parent for name in ("type.raw", "data.mdb") for p in root.rglob(name) if p.is_file()})
     if not found:
         raise InputError(f"{root}: no system (directory holding type.raw, or LMDB dataset) found")
-    return [s for p in found for s in (find_lmdb_systems(p) if is_lmdb(p) else [p])]
+    return _with_lmdb_groups(found)
+
+
+def _with_lmdb_groups(folders: list[pathlib.Path]) -> list[pathlib.Path]:
+    """`folders` (npy systems and LMDB datasets, in order) with each dataset replaced by its
+    groups of frames."""
+    from numdp.io.lmdb_system import find_lmdb_systems, is_lmdb
+
+    return [s for p in folders for s in (find_lmdb_systems(p) if is_lmdb(p) else [p])]
 
 
 def _find_matching(root: pathlib.Path, patterns: list[str]) -> list[pathlib.Path]:
     """`find_systems` with DeePMD-kit's rglob_patterns."""
-    from numdp.io.lmdb_system import find_lmdb_systems, is_lmdb
+    from numdp.io.lmdb_system import is_lmdb
 
     if not root.is_dir() or is_lmdb(root):
         raise InputError(f"{root}: rglob_patterns {patterns} search the folders below a folder; this is "
@@ -395,7 +403,7 @@ def _find_matching(root: pathlib.Path, patterns: list[str]) -> list[pathlib.Path
     if not found:
         raise InputError(f"{root}: no system (folder holding type.raw, or LMDB dataset) below it matches "
                          f"rglob_patterns {patterns}")
-    return [s for p in found for s in (find_lmdb_systems(p) if is_lmdb(p) else [p])]
+    return _with_lmdb_groups(found)
 
 
 def _read_type_map(store: SystemStore) -> list[str] | None:

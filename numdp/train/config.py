@@ -300,7 +300,7 @@ class TrainingConfig:
     enable_ema: bool = False
     """DeePMD-kit's exponential moving average of the parameters: after every update
     θ_ema ← θ_ema + (1 - ema_decay)·(θ - θ_ema), from θ at the start; written to the
-    checkpoint and, at the end, as a model file of its own (numdp.train.loop.ema_model_path)."""
+    checkpoint and, at the end, as a model file of its own (`ema_model_path`)."""
     ema_decay: float = 0.999
     change_bias_after_training: bool = False
     """After the last update, add to the energy bias the least-squares per-type shift of the

@@ -91,9 +91,11 @@ def load_dataset(paths: list[Path], type_map: list[str], batch: BatchSize,
     `batch.filter` ("filter:K") the systems of more than K atoms are left out, as DeePMD-kit
     does; InputError when none is left."""
     out = []
+    left_out = None   # (the first system "filter:K" leaves out, its atoms), for the message
     for i, p in enumerate(paths):
         s: System = load_system(p)
         if batch.filter and s.natoms > batch.max_atoms:
+            left_out = left_out or (p, s.natoms)
             continue
         frame_types = None
         if s.frame_types is None:
@@ -108,7 +110,7 @@ def load_dataset(paths: list[Path], type_map: list[str], batch: BatchSize,
                               s.aparam_rows(numb_aparam, "the input")))
     if not out:
         raise InputError(f'batch_size "filter:{batch.max_atoms}": every system has more than {batch.max_atoms} '
-                         f"atoms ({paths[0]}: {load_system(paths[0]).natoms}); none is left to read")
+                         f"atoms ({left_out[0]}: {left_out[1]}); none is left to read")
     return out
 
 

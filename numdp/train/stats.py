@@ -135,8 +135,9 @@ def energy_bias(systems: list[DataSystem], frames: list[np.ndarray], ntypes: int
         for i, f in enumerate(idx):
             rows.append(np.bincount(s.types_of(f), minlength=ntypes).astype(np.float64))
             energies.append(s.energy[f] - (0.0 if predicted is None else predicted[k][i]))
-    fixed = np.array([p is not None for p in preset]) if preset is not None else np.zeros(ntypes, dtype=bool)
-    values = np.array([0.0 if p is None else p for p in preset]) if preset is not None else np.zeros(ntypes)
+    preset = [None] * ntypes if preset is None else preset
+    fixed = np.array([p is not None for p in preset])
+    values = np.array([0.0 if p is None else p for p in preset])
     if not rows:
         return values
     counts, energies = np.array(rows), np.array(energies)
