@@ -27,26 +27,36 @@ class Frames:
 
 
 def test_energy_bias_with_a_preset_type():
-    """Energies made of known per-type biases b (3 types, 6 frames of several compositions): the
-    fit recovers b; with type 0 preset to b_0 the others are still b; preset to another value w,
-    type 0 takes w and types 1, 2 are the least squares of E − n_0 w, which the residual's
-    orthogonality to their count columns proves; a preset type without atoms keeps its value."""
+    """Energies of 6 frames of several compositions (3 types): the free fit's residual is
+    orthogonal to every count column (least squares); with type 0 preset to the free fit's own
+    b_0 the others are the free fit's; preset to another value w, type 0 takes w and types 1, 2
+    are the least squares of E − n_0 w, which the residual's orthogonality to their count columns
+    proves; a preset type without atoms keeps its value.  Bounds: a least-squares solve in double
+    moves a solution by ~ cond(A) ε relative, a residual's projection by ~ ε |A|·|E| (64 for the
+    sums' lengths and the solver's steps)."""
+    eps = np.finfo(float).eps
     rng = np.random.default_rng(3)
     types = [rng.integers(0, 3, size=n) for n in (5, 7, 6, 9, 4, 8)]
     b = np.array([-3.5, -1.25, -7.0])
     counts = np.array([np.bincount(t, minlength=3) for t in types], dtype=float)
-    systems = [Frames(types, counts @ b + rng.normal(0, 1e-3, len(types)))]
+    energy = counts @ b + rng.normal(0, 1e-3, len(types))
+    systems = [Frames(types, energy)]
     frames = [np.arange(len(types))]
+
+    def orthogonal(bias, cols):
+        residual = energy - counts @ bias
+        proj = np.abs(counts[:, cols].T @ residual)
+        return (proj <= 64 * eps * (np.abs(counts[:, cols]).T @ np.abs(energy))).all()
+
     free = energy_bias(systems, frames, 3)
-    assert np.allclose(free, b, atol=1e-2)
+    assert orthogonal(free, [0, 1, 2])
     same = energy_bias(systems, frames, 3, preset=[float(free[0]), None, None])
-    assert np.allclose(same, free, rtol=0, atol=1e-12)
+    assert np.abs(same - free).max() <= 64 * eps * np.linalg.cond(counts) * np.abs(free).max()
     w = -2.0
     got = energy_bias(systems, frames, 3, preset=[w, None, None])
     assert got[0] == w and not np.allclose(got[1:], free[1:], atol=1e-3)
-    residual = systems[0].energy - counts @ got
-    assert np.abs(counts[:, 1:].T @ residual).max() <= 1e-9 * np.abs(counts[:, 1:].T @ systems[0].energy).max()
-    none = energy_bias([Frames([t[t > 0] for t in types], systems[0].energy)], frames, 3, preset=[w, None, None])
+    assert orthogonal(got, [1, 2]) and not orthogonal(got, [0])
+    none = energy_bias([Frames([t[t > 0] for t in types], energy)], frames, 3, preset=[w, None, None])
     assert none[0] == w
 
 
