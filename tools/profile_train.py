@@ -26,6 +26,7 @@ Parts (forward = primal pass, backward = tangent and reverse over primal and tan
   fitting reverse   reverse over primal and tangent: weight adjoints and D̄ (Ḋ̄ is dE/dD)
   embedding reverse reverse over primal and tangent of the embedding nets
   adam              Adam update
+  ema               the parameters' moving average (`--ema`: [training] enable_ema on)
 The remainder of the step (`other`) is Python: orchestration, loss seeds, data.
 """
 from __future__ import annotations
@@ -88,6 +89,7 @@ def _pair_adjoint_flops(*a):
 def instrument(M: int, A: int):
     """Wrap the functions the passes call; M = embedding width, A = axis neurons."""
     import numdp.train.passes as P
+    import numdp.train.loop as L
     import numdp.train.optim as O
 
     def emb_widths(net):
@@ -131,6 +133,7 @@ def instrument(M: int, A: int):
           lambda net, sl, cache, *a: 2 * _net_flops(emb_widths(net)[1:], 2 * cache.n)
           + 4.0 * cache.n * emb_widths(net)[1])
     _wrap(O, "adam_update", "adam", lambda th, g, m, v, lo, hi, *a: 12.0 * (hi - lo))
+    _wrap(L, "ema_update", "ema", lambda ema, th, w, lo, hi: 3.0 * (hi - lo))
 
 
 def dgemm_rate() -> float:
@@ -165,6 +168,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=None)
     ap.add_argument("--threads", type=int, default=1,
                     help="worker threads; part times are then summed over the threads")
+    ap.add_argument("--ema", action="store_true", help="train with [training] enable_ema (the `ema` row)")
     args = ap.parse_args(argv)
     if args.input is None:
         ap.error("no shared/oracle/training/water_2k_seed1.input.json found: give --input")
@@ -174,6 +178,7 @@ def main(argv=None) -> int:
     from numdp.train.loop import Trainer
 
     cfg = load_input(args)
+    cfg.training.enable_ema = args.ema
     d = cfg.descriptor
     instrument(d.neuron[-1], d.axis_neuron)
     trainer = Trainer(cfg, nthreads=args.threads, stream=io.StringIO())
@@ -201,7 +206,7 @@ def main(argv=None) -> int:
     print(f"{'part':<20}{'ms/step':>9}{'share':>8}{'Mflop':>9}{'Gflop/s':>9}{'floor ms':>10}{'x floor':>9}")
     tot_f = 0.0
     order = ["env rows", "embedding fwd", "T, D (fwd)", "fitting fwd", "pair forces", "tangent rows",
-             "T, D (bwd)", "fitting tangent", "fitting reverse", "embedding reverse", "adam"]
+             "T, D (bwd)", "fitting tangent", "fitting reverse", "embedding reverse", "adam", "ema"]
     for part in order:
         t = TIMES[part] / n
         f = FLOPS[part] / n
