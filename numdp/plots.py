@@ -4,7 +4,8 @@ Three kinds of file, told apart by their header line (`read_table`):
 
 - learning curve (`lcurve.out` of numdp or DeePMD-kit): ``# step rmse_val rmse_trn rmse_e_val
   rmse_e_trn rmse_f_val rmse_f_trn [rmse_v_val rmse_v_trn] lr`` (the _val columns only with
-  validation data); RMSEs in √loss, eV/atom, eV/Å, eV/atom.
+  validation data); RMSEs in √loss, eV/atom, eV/Å, eV/atom; with DeePMD-kit's loss_func "mae"
+  ``mae_e_val mae_e_trn ...`` (mean absolute errors, same units) before ``rmse_val rmse_trn``.
 - thermo log (`numdp run`'s log file, numdp.md.reporters.ThermoReporter): a header line ``step time
   temp pe ke etotal press vol`` (ps, K, eV, eV, eV, bar, Å³) followed by rows of numbers, amid other
   text lines (the first-run compile notice falls between the first rows); a resumed run appends
@@ -152,15 +153,17 @@ _LCURVE_PANELS = (("", "loss", "√loss"), ("_e", "energy", "eV/atom"), ("_f", "
 
 
 def plot_lcurve(t: Table):
-    """Learning curve: one panel per quantity (loss, energy, force, virial RMSE; train solid,
-    validation dashed) and one for the learning rate, on log y axes against the step."""
+    """Learning curve: one panel per quantity (loss, energy, force, virial RMSE, or MAE with
+    DeePMD-kit's loss_func "mae"; train solid, validation dashed) and one for the learning rate,
+    on log y axes against the step."""
     step = t.column("step")
     panels = []
     for suffix, title, unit in _LCURVE_PANELS:
-        cols = [c for c in (f"rmse{suffix}_trn", f"rmse{suffix}_val") if c in t.names
-                and np.isfinite(t.column(c)).any() and (t.column(c) > 0).any()]
-        if cols:
-            panels.append((title, unit, cols))
+        for error in ("rmse", "mae") if suffix else ("rmse",):
+            cols = [c for c in (f"{error}{suffix}_trn", f"{error}{suffix}_val") if c in t.names
+                    and np.isfinite(t.column(c)).any() and (t.column(c) > 0).any()]
+            if cols:
+                panels.append((f"{title} MAE" if error == "mae" else title, unit, cols))
     if "lr" in t.names:
         panels.append(("learning rate", "", ["lr"]))
     if not panels:

@@ -81,6 +81,23 @@ def test_lcurve_figure(tmp_path, capsys):
     assert len(axes) == 4 and [ln.get_label() for ln in axes[2].get_lines()] == ["train"]
 
 
+def test_lcurve_figure_of_mae_columns(tmp_path):
+    """A learning curve of loss_func "mae" (mae_* columns, then rmse): one panel per quantity,
+    drawn from the mae columns."""
+    f = tmp_path / "lcurve.out"
+    cols = lcurve_columns(True, True, mae=True)
+    assert cols[:2] == ["mae_e_val", "mae_e_trn"] and cols[-3:] == ["rmse_val", "rmse_trn", "lr"]
+    rows = np.column_stack([np.arange(6) * 10] + [np.linspace(1.0, 0.1, 6) * (k + 1) for k in range(len(cols))])
+    lc = Lcurve(f, cols)
+    for r in rows:
+        lc.row(int(r[0]), list(r[1:]))
+    lc.close()
+    axes = figure_for(read_table(f)).get_axes()
+    assert [ax.get_ylabel() for ax in axes] == ["loss (√loss)", "energy MAE (eV/atom)", "force MAE (eV/Å)",
+                                                "virial MAE (eV/atom)", "learning rate"]
+    np.testing.assert_allclose(axes[2].get_lines()[0].get_ydata(), rows[:, 1 + cols.index("mae_f_trn")], rtol=1e-6)
+
+
 def test_deepmd_kit_lcurve(oracle_dir, tmp_path):
     """DeePMD-kit's own lcurve.out (two comment lines) reads as a learning curve."""
     src = oracle_dir / "training" / "water_2k_seed1.lcurve.out"

@@ -4,9 +4,9 @@ tests/data/deepmd_kit_training/ was written by tools/deepmd_kit_training_oracle.
 itself: its random initial model after its data statistics (init.dp), the loss and the autograd
 gradient of its loss at step 0 on one training frame (grad.dp: the model's arrays replaced by
 ∂L/∂θ), and the model after 8 updates of its own training loop with the frames it drew (final.dp,
-case.json). Two cases: water (two types, one-sided embedding, fitting with timestep residuals,
-energy + force loss) and copper (one type, two-sided embedding with timestep residuals, energy +
-force + virial loss).
+case.json). Three cases: water (two types, one-sided embedding, fitting with timestep residuals,
+energy + force loss), copper (one type, two-sided embedding with timestep residuals, energy +
+force + virial loss) and copper with the absolute-error loss (loss_func "mae").
 
 Tolerances. DeePMD-kit 3.2 forms the 1/N of the energy and virial loss terms in single precision
 (its per-atom mask is an int32 tensor; 1/Σmask is float32), so those terms, and their part of the
@@ -34,7 +34,7 @@ from numdp.train.loss import LossStats
 from conftest import DATA
 
 REF = Path(__file__).parent / "data" / "deepmd_kit_training"
-CASES = ("water", "cu")
+CASES = ("water", "cu", "cu_mae")
 GRAD_RTOL = 1e-7
 STEPS_RTOL = 1e-6
 
@@ -64,7 +64,7 @@ def test_loss_and_gradient_equal_deepmd_kits(name, tmp_path, monkeypatch):
         lr, pref = trainer.prefactors(0)
         assert lr == case["start_lr"]
         k, f = case["grad_frame"]
-        stats = LossStats()
+        stats = LossStats(trainer.loss_options)
         trainer.passes.zero_grad()
         trainer._batch_loss(trainer.train_sys, trainer.train_cache, k, np.array([f]), pref, stats, True)
         assert stats.loss() == pytest.approx(case["loss"], rel=GRAD_RTOL)

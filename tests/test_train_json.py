@@ -205,7 +205,7 @@ def _write(workdir, tree) -> str:
     (lambda t: t["training"].update(disp_avg=1), r"\[training\] disp_avg: expected true or false"),
     (lambda t: t["loss"].update(start_pref_gf=1.0, limit_pref_gf=1.0),
      r"\[loss\] start_pref_gf: the generalized-force loss term is not supported by numdp"),
-    (lambda t: t["loss"].update(loss_func="mae"), r"\[loss\] loss_func: not supported by numdp"),
+    (lambda t: t["loss"].update(loss_func="mae", use_huber=True), r"\[loss\] use_huber: not with loss_func = \"mae\""),
     (lambda t: t["loss"].update(use_huber=True, relative_f=0.1), r"\[loss\] relative_f: not with use_huber"),
     (lambda t: t["model"]["descriptor"].update(activation_function="custom_silu:3.0"),
      r"\[model.descriptor\] activation_function: must be one of tanh, gelu, relu, relu6, softplus, "

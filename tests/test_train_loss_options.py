@@ -75,7 +75,7 @@ def test_loss_and_derivatives_equal_deepmd_kits(k):
     shown = {name[len("shown_"):]: float(v) for name, v in a.items() if name.startswith("shown_")}
     assert "rmse" in shown
     for key, want in shown.items():
-        got = stats.rmse() if key == "rmse" else getattr(stats, key)
+        got = stats.shown(key)
         if np.isnan(want):
             assert np.isnan(got), key
         else:
@@ -87,7 +87,10 @@ def test_fixture_exercises_every_option():
     sides of its thresholds (quadratic and linear parts)."""
     keys = set().union(*(c["loss"] for c in META["cases"]))
     assert {"start_pref_ae", "start_pref_pf", "relative_f", "enable_atom_ener_coeff",
-            "intensive_ener_virial", "use_huber", "f_use_norm", "use_default_pf"} <= keys
+            "intensive_ener_virial", "use_huber", "f_use_norm", "use_default_pf", "loss_func"} <= keys
+    # the MAE cases show DeePMD-kit's mae_* figures (every term's) and not its rmse_* ones
+    shown = {name.split("_shown_")[1] for name in REF.files if "_shown_" in name}
+    assert {"mae_e", "mae_f", "mae_v", "mae_ae", "mae_pf"} <= shown
     k = [c["name"] for c in META["cases"]].index("huber")
     _, a = _case(k)
     df = np.abs(a["pred_force"] - a["label_force"])
@@ -120,6 +123,15 @@ LOSSES = {
         "start_pref_e": 0.7, "limit_pref_e": 0.7, "start_pref_f": 2.0, "limit_pref_f": 2.0,
         "start_pref_v": 0.3, "limit_pref_v": 0.3, "start_pref_ae": 1.5, "limit_pref_ae": 1.5,
         "use_huber": True, "f_use_norm": True, "huber_delta": [0.02, 0.3, 0.05]},
+    "mae_ae_pf_relative_coeff": {
+        "start_pref_e": 0.7, "limit_pref_e": 0.7, "start_pref_f": 2.0, "limit_pref_f": 2.0,
+        "start_pref_v": 0.3, "limit_pref_v": 0.3, "start_pref_ae": 1.5, "limit_pref_ae": 1.5,
+        "start_pref_pf": 3.0, "limit_pref_pf": 3.0, "relative_f": 0.5, "enable_atom_ener_coeff": True,
+        "loss_func": "mae"},
+    "mae_f_use_norm_pf": {
+        "start_pref_e": 0.7, "limit_pref_e": 0.7, "start_pref_f": 2.0, "limit_pref_f": 2.0,
+        "start_pref_v": 0.3, "limit_pref_v": 0.3, "start_pref_ae": 1.5, "limit_pref_ae": 1.5,
+        "start_pref_pf": 3.0, "limit_pref_pf": 3.0, "f_use_norm": True, "loss_func": "mae"},
 }
 
 
@@ -226,12 +238,14 @@ def teacher():
                          rcut=4.0, rcut_smth=1.0, seed=42)
 
 
-def test_run_with_the_new_keys_writes_deepmd_kits_columns(tmp_path, teacher, monkeypatch):
+@pytest.mark.parametrize("loss_func", ["mse", "mae"])
+def test_run_with_the_new_keys_writes_deepmd_kits_columns(tmp_path, teacher, monkeypatch, loss_func):
     """input.json with pref_ae, pref_pf and relative_f: lcurve.out has DeePMD-kit's columns
-    (sorted keys), and its first row (before any update, the batch = all 4 frames) is the
-    initial model's loss and errors computed here from the formulas of the module docstring."""
+    (sorted keys: rmse_* with "mse", mae_* then rmse with "mae"), and its first row (before any
+    update, the batch = all 4 frames) is the initial model's loss and errors computed here from
+    the formulas of the module docstring."""
     data = _write(tmp_path / "data", teacher, 8, 4, 7)
-    (tmp_path / "input.json").write_text(json.dumps(INPUT))
+    (tmp_path / "input.json").write_text(json.dumps({**INPUT, "loss": {**INPUT["loss"], "loss_func": loss_func}}))
     monkeypatch.chdir(tmp_path)
     trainer = Trainer(load_config(tmp_path / "input.json"), nthreads=1, stream=io.StringIO())
     try:
@@ -242,7 +256,6 @@ def test_run_with_the_new_keys_writes_deepmd_kits_columns(tmp_path, teacher, mon
     finally:
         trainer.close()
     header = (tmp_path / "lcurve.out").read_text().splitlines()[0].split()[1:]
-    assert header == ["step", "rmse_trn", "rmse_ae_trn", "rmse_e_trn", "rmse_f_trn", "rmse_pf_trn", "lr"]
     sysd = load_system(data)
     n = s.natoms
     dae = np.array([r.atom_energy for r in res]) - sysd.atom_ener
@@ -250,10 +263,18 @@ def test_run_with_the_new_keys_writes_deepmd_kits_columns(tmp_path, teacher, mon
     rel = (np.array([r.forces for r in res]) - Fl) / (np.linalg.norm(Fl, axis=2, keepdims=True) + 0.5)
     w = sysd.atom_pref[:, :, None]
     de = np.array([r.energy for r in res]) - sysd.energy
-    loss = (pref.e * np.mean(de ** 2) / n + pref.f * np.mean(rel ** 2) + pref.ae * np.mean(dae ** 2)
-            + pref.pf * np.mean(w * rel ** 2))
-    want = [np.sqrt(loss), np.sqrt(np.mean(dae ** 2)), np.sqrt(np.mean((de / n) ** 2)),
-            np.sqrt(np.mean(rel ** 2)), np.sqrt(np.mean(w * rel ** 2))]
+    if loss_func == "mse":
+        assert header == ["step", "rmse_trn", "rmse_ae_trn", "rmse_e_trn", "rmse_f_trn", "rmse_pf_trn", "lr"]
+        loss = (pref.e * np.mean(de ** 2) / n + pref.f * np.mean(rel ** 2) + pref.ae * np.mean(dae ** 2)
+                + pref.pf * np.mean(w * rel ** 2))
+        want = [np.sqrt(loss), np.sqrt(np.mean(dae ** 2)), np.sqrt(np.mean((de / n) ** 2)),
+                np.sqrt(np.mean(rel ** 2)), np.sqrt(np.mean(w * rel ** 2))]
+    else:
+        assert header == ["step", "mae_ae_trn", "mae_e_trn", "mae_f_trn", "mae_pf_trn", "rmse_trn", "lr"]
+        loss = (pref.e * np.mean(np.abs(de)) / n + pref.f * np.mean(np.abs(rel)) + pref.ae * np.mean(np.abs(dae))
+                + pref.pf * np.mean(w * np.abs(rel)))
+        want = [np.mean(np.abs(dae)), np.mean(np.abs(de / n)), np.mean(np.abs(rel)),
+                np.mean(w * np.abs(rel)), np.sqrt(loss)]
     row = history.rows[0]
     # lcurve's rows hold the values themselves (History); sums of < 100 terms each
     assert np.allclose(row[:5], want, rtol=order_bound(U64, 100), atol=0), (row, want)
@@ -279,7 +300,11 @@ def test_bad_label_files_stop_with_one_line(tmp_path, teacher, edit, message):
 @pytest.mark.parametrize("keys, message", [
     ({"huber_delta": [0.1, 0.2]}, r"\[loss\] huber_delta: expected a number > 0 or a list of three"),
     ({"huber_delta": -1.0}, r"\[loss\] huber_delta: expected a number > 0"),
-    ({"f_use_norm": True}, r"\[loss\] f_use_norm: needs use_huber = true"),
+    ({"f_use_norm": True}, r"\[loss\] f_use_norm: needs use_huber = true or loss_func = \"mae\""),
+    ({"loss_func": "mae", "use_huber": True}, r"\[loss\] use_huber: not with loss_func = \"mae\""),
+    ({"loss_func": "mae", "f_use_norm": True, "relative_f": 0.5},
+     r"\[loss\] relative_f: not with f_use_norm and loss_func = \"mae\""),
+    ({"loss_func": "l1"}, r"\[loss\] loss_func: "),
     ({"use_huber": True, "start_pref_pf": 1.0, "limit_pref_pf": 1.0}, r"\[loss\] start_pref_pf: not with use_huber"),
     ({"start_pref_h": 1.0}, r"\[loss\] start_pref_h: the Hessian loss term is not supported by numdp"),
     ({"numb_generalized_coord": 2}, r"\[loss\] numb_generalized_coord: the generalized-force loss term"),

@@ -65,6 +65,8 @@ CASES = {
         "numb_steps": 40, "steps": 8, "seed": 30,
     },
 }
+# copper again with DeePMD-kit 3.2's absolute-error loss (loss_func "mae") on every term
+CASES["cu_mae"] = {**CASES["cu"], "loss": {**CASES["cu"]["loss"], "loss_func": "mae"}}
 
 
 def case_input(case: dict, data: Path | None) -> dict:
@@ -90,6 +92,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", required=True, type=Path, help="the shared data folder (water/, cu/)")
     ap.add_argument("--out", required=True, type=Path, help="output folder (one sub-folder per case)")
+    ap.add_argument("--cases", nargs="+", choices=sorted(CASES), default=sorted(CASES),
+                    help="the cases to write (default: all)")
     args = ap.parse_args(argv)
     os.environ["SAMPLER_RECORD"] = "1"   # read by deepmd.pt.utils.env at import
     import torch
@@ -101,7 +105,8 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(1)
     data = args.data.resolve()
-    for name, case in CASES.items():
+    for name in args.cases:
+        case = CASES[name]
         out = (args.out / name).resolve()
         out.mkdir(parents=True, exist_ok=True)
         cwd = os.getcwd()

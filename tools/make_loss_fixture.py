@@ -15,7 +15,8 @@ reductions run) at learning rate LR with start_lr LR0.  Stored per case k, prefi
 pred_e (NF,), pred_ae (NF, N), pred_f (NF, N, 3), pred_v (NF, 3, 3); label_* likewise, with
 label_pref and label_coeff (NF, N); has_* (which label files the system has); loss; grad_e,
 grad_ae, grad_f, grad_v (∂L/∂ of each prediction); shown_<key> (DeePMD-kit's display values:
-rmse, rmse_e, rmse_f, rmse_v, rmse_ae, rmse_pf where it shows them).  "cases" holds the JSON
+rmse, rmse_e, rmse_f, rmse_v, rmse_ae, rmse_pf where it shows them; with loss_func "mae"
+mae_e, mae_f, mae_v, mae_ae, mae_pf).  "cases" holds the JSON
 of CASES and the versions.
 """
 from __future__ import annotations
@@ -46,6 +47,14 @@ CASES = [
     ("missing_ae_pref", {"start_pref_ae": 3.0, "limit_pref_ae": 0.5, "start_pref_pf": 4.0,
                          "limit_pref_pf": 1.5}, ("energy", "force")),
     ("default_pf", {"start_pref_pf": 4.0, "limit_pref_pf": 1.5, "use_default_pf": True}, ("energy", "force")),
+    ("mae", {"loss_func": "mae", "start_pref_v": 0.2, "limit_pref_v": 0.7, "start_pref_ae": 3.0,
+             "limit_pref_ae": 0.5}, ALL),
+    ("mae_relative_pf_coeff", {"loss_func": "mae", "relative_f": 0.3, "start_pref_pf": 4.0, "limit_pref_pf": 1.5,
+                               "enable_atom_ener_coeff": True, "intensive_ener_virial": True,
+                               "start_pref_v": 0.2, "limit_pref_v": 0.7}, ALL),
+    ("mae_norm_pf", {"loss_func": "mae", "f_use_norm": True, "start_pref_pf": 4.0, "limit_pref_pf": 1.5}, ALL),
+    ("mae_missing_ae_pref", {"loss_func": "mae", "start_pref_ae": 3.0, "limit_pref_ae": 0.5,
+                             "start_pref_pf": 4.0, "limit_pref_pf": 1.5}, ("energy", "force")),
 ]
 
 
@@ -95,7 +104,7 @@ def one_case(keys: dict, present, rng) -> dict:
         out[f"label_{k}"] = v
         out[f"has_{k}"] = np.array(k in present)
     for k, v in more.items():
-        if k.startswith("rmse"):
+        if k.startswith(("rmse", "mae")):
             out[f"shown_{k}"] = np.array(float(v))
     return out
 

@@ -30,8 +30,8 @@ Schema (defaults in brackets; see also docs/training.md)::
                           [false], relative_f [none; > 0 eV/A], enable_atom_ener_coeff [false]
                           (atom_ener_coeff.npy), intensive_ener_virial [false], use_huber [false],
                           huber_delta [0.01; or [energy, force, virial]], f_use_norm [false],
-                          loss_func ["mse"]; DeePMD-kit 3.2's energy loss (numdp.train.loss;
-                          "mae", generalized-force and Hessian terms are refused: `LossConfig`)
+                          loss_func ["mse"; "mae"]; DeePMD-kit 3.2's energy loss (numdp.train.loss;
+                          generalized-force and Hessian terms are refused: `LossConfig`)
     [training]            systems (required), rglob_patterns [none; folders below systems matching
                           one], batch_size ["auto"; "auto:K", "max:K", "filter:K", an
                           integer, or one integer per system],
@@ -64,7 +64,7 @@ from ..errors import InputError
 from ..model.params import exclusion_mask
 from ..validate import (REQUIRED, TRAIN_WORDING, Table, distinct_files, load_toml, parse_toml_text, resolve_path,
                         show_value)
-from .loss import HuberDeltas, LossOptions
+from .loss import HuberDeltas, LossFunc, LossOptions
 from .schedule import CosineDecay, ExpDecay, LRType, PrefactorSchedule, Schedule, WSDDecay, WSDRule
 
 
@@ -177,10 +177,11 @@ class OptimizerConfig:
 @dataclass
 class LossConfig:
     """[loss]: DeePMD-kit 3.2's energy loss ("ener"), its keys and defaults (numdp.train.loss
-    has the formulas).  Refused with one line each: loss_func "mae"; the generalized-force
-    (start/limit_pref_gf, numb_generalized_coord) and Hessian (start/limit_pref_h) terms unless
-    0; the combinations DeePMD-kit refuses (f_use_norm without use_huber; use_huber with the
-    weighted-force term or relative_f)."""
+    has the formulas).  Refused with one line each: the generalized-force (start/limit_pref_gf,
+    numb_generalized_coord) and Hessian (start/limit_pref_h) terms unless 0; the combinations
+    DeePMD-kit refuses (f_use_norm without use_huber or loss_func "mae"; use_huber with the
+    weighted-force term or relative_f) and those where it ignores a key (use_huber with "mae";
+    relative_f with f_use_norm and "mae")."""
 
     start_pref_e: float = 0.02
     limit_pref_e: float = 1.0
@@ -609,14 +610,20 @@ def _loss(sec: Table) -> LossConfig:
     for key, term in UNSUPPORTED_LOSS.items():
         if sec.number(key, 0.0) != 0.0:
             raise sec.error(key, f"the {term} loss term is not supported by numdp (only 0)")
-    if sec.choice("loss_func", ("mse", "mae"), "mse") != "mse":
-        raise sec.error("loss_func", 'not supported by numdp: only "mse" (the mean squared error)')
+    loss_func = LossFunc(sec.choice("loss_func", tuple(f.value for f in LossFunc), LossFunc.MSE.value))
     relative_f = sec.number("relative_f", None, positive=True)
     use_huber = sec.boolean("use_huber", False)
     deltas = _huber_deltas(sec, "huber_delta")
     f_use_norm = sec.boolean("f_use_norm", False)
-    if f_use_norm and not use_huber:
-        raise sec.error("f_use_norm", "needs use_huber = true (as in DeePMD-kit)")
+    mae = loss_func is LossFunc.MAE
+    if use_huber and mae:
+        raise sec.error("use_huber", 'not with loss_func = "mae" (DeePMD-kit then ignores use_huber): '
+                                     "choose one")
+    if f_use_norm and not (use_huber or mae):
+        raise sec.error("f_use_norm", 'needs use_huber = true or loss_func = "mae" (as in DeePMD-kit)')
+    if f_use_norm and mae and relative_f is not None:
+        raise sec.error("relative_f", 'not with f_use_norm and loss_func = "mae" (DeePMD-kit takes the '
+                                      "norm of the absolute force error there and ignores relative_f)")
     prefs = oc.prefactors()
     if use_huber and (prefs.has_pf or relative_f is not None):
         key = "relative_f" if relative_f is not None else "start_pref_pf"
@@ -626,7 +633,8 @@ def _loss(sec: Table) -> LossConfig:
                              atom_ener_coeff=sec.boolean("enable_atom_ener_coeff", False),
                              use_default_pf=sec.boolean("use_default_pf", False),
                              intensive=sec.boolean("intensive_ener_virial", False),
-                             huber=deltas if use_huber else None, f_use_norm=f_use_norm)
+                             huber=deltas if use_huber else None, f_use_norm=f_use_norm,
+                             loss_func=loss_func)
     sec.done()
     if not any((prefs.has_e, prefs.has_f, prefs.has_v, prefs.has_ae, prefs.has_pf)):
         raise sec.table_error("every term is off (a term needs non-zero start and limit prefactors)")

@@ -491,8 +491,7 @@ class Trainer:
 
     def _figures(self, st: LossStats | None) -> np.ndarray:
         """The lcurve figures of `st` in the order of `_lcurve_kinds` (nan for None)."""
-        return np.array([math.nan if st is None else st.rmse() if kind == "" else getattr(st, f"rmse{kind}")
-                         for kind in self._lcurve_kinds()])
+        return np.array([math.nan if st is None else st.shown(kind) for kind in self._lcurve_kinds()])
 
     def _row(self, step, train: np.ndarray, vstats, lr) -> list[float]:
         """An lcurve row: `train` the training figures (`_figures`, or their mean over the display
@@ -503,7 +502,7 @@ class Trainer:
 
     def _lcurve_kinds(self) -> list[str]:
         p = self.prefs
-        return lcurve_kinds(p.has_v, p.has_ae, p.has_pf)
+        return lcurve_kinds(p.has_v, p.has_ae, p.has_pf, self.loss_options.mae)
 
     # ------------------------------------------------------------------ the run
     def run(self) -> History:
@@ -513,7 +512,7 @@ class Trainer:
         tr = cfg.training
         total = tr.numb_steps
         p = self.prefs
-        columns = lcurve_columns(bool(self.valid_sys), p.has_v, p.has_ae, p.has_pf)
+        columns = lcurve_columns(bool(self.valid_sys), p.has_v, p.has_ae, p.has_pf, self.loss_options.mae)
         history = History(columns)
         outputs = [tr.disp_file, tr.model_file, tr.save_ckpt]  # checked in __init__
         if self.theta_ema is not None:

@@ -16,7 +16,12 @@ For a batch of n_f frames of N atoms (ΔX = prediction − label, sums over the 
 - with `use_huber`, the squares of the energy, force, virial and atomic-energy terms become
   H_δ(r) = r²/2 for |r| ≤ δ, δ(|r| − δ/2) beyond, of r = ΔE/N (δ_e), ΔF (δ_f; or per atom of
   |ΔF_k| over N instead of 3N components with `f_use_norm`), ΔΞ/N (δ_v), Δe (δ_e), each term
-  then divided by its count only (frames, 3N or N, 9, N) — DeePMD-kit's `custom_huber_loss`.
+  then divided by its count only (frames, 3N or N, 9, N) — DeePMD-kit's `custom_huber_loss`;
+- with loss_func "mae" (`LossFunc.MAE`), every square x² becomes |x| and k = 1 always:
+  p_e Σ_f |ΔE_f|/N + p_f Σ_f Σ_kα |ΔF_fkα s_fk|/(3N) + p_v Σ_f Σ_ab |ΔΞ_fab|/(9N)
+  + p_ae Σ_f Σ_k |Δe_fk|/N + p_pf Σ_f Σ_kα w_fk |ΔF_fkα s_fk|/(3N), over n_f; with `f_use_norm`
+  the force term is p_f Σ_f Σ_k |ΔF_fk| / N (the norm of each atom's error, s_fk = 1) — DeePMD-kit's
+  `loss_func = "mae"`, whose derivative at a zero residual is 0 (torch's sign(0)).
 
 A term whose label is missing from the system contributes nothing (DeePMD-kit's find_* = 0;
 the weighted force term also needs the system's atom_pref.npy unless `use_default_pf`, w = 1).
@@ -31,6 +36,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from enum import Enum
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -63,6 +69,13 @@ class HuberDeltas:
     v: float
 
 
+class LossFunc(Enum):
+    """[loss] loss_func: squared errors (DeePMD-kit's default) or absolute errors."""
+
+    MSE = "mse"
+    MAE = "mae"
+
+
 @dataclass(frozen=True)
 class LossOptions:
     """The [loss] choices besides the prefactors (module docstring; DeePMD-kit's names).
@@ -70,7 +83,8 @@ class LossOptions:
     relative_f: the shift of s_k (eV/Å), None = absolute force errors; atom_ener_coeff:
     enable_atom_ener_coeff; use_default_pf: w = 1 for systems without atom_pref.npy;
     intensive: intensive_ener_virial (1/N² for the energy and virial terms); huber: the deltas
-    with use_huber, None without; f_use_norm: Huber on the norm of each atom's force error.
+    with use_huber, None without; f_use_norm: Huber (or with MAE the absolute value) of the norm
+    of each atom's force error; loss_func: squares or absolute values.
     """
 
     relative_f: float | None = None
@@ -79,6 +93,11 @@ class LossOptions:
     intensive: bool = False
     huber: HuberDeltas | None = None
     f_use_norm: bool = False
+    loss_func: LossFunc = LossFunc.MSE
+
+    @property
+    def mae(self) -> bool:
+        return self.loss_func is LossFunc.MAE
 
 
 PLAIN = LossOptions()
@@ -118,13 +137,15 @@ def huber(r: np.ndarray, delta: float) -> tuple[float, np.ndarray]:
 
 
 class LossStats(ErrorSums):
-    """Loss and squared errors accumulated over frames (and batches), for the loss `options`.
+    """Loss and errors accumulated over frames (and batches), for the loss `options`.
 
-    loss(): mean over batches of the batch loss L; rmse_e, rmse_f, rmse_v: the RMSEs of
-    numdp.model.metrics.ErrorSums (energy eV/atom, force eV/Å — of the relative errors
-    ΔF·s with relative_f, as DeePMD-kit shows it —, virial eV/atom; nan when no frame had its
-    label); rmse_ae eV, rmse_pf: √(mean Δe²) and √(mean w (ΔF s)²) over the atoms (components)
-    of the frames of the active atomic-energy and weighted-force terms.
+    loss(): mean over batches of the batch loss L; rmse_e, rmse_f, rmse_v, mae_e, mae_f, mae_v:
+    the errors of numdp.model.metrics.ErrorSums (energy eV/atom, force eV/Å — of the relative
+    errors ΔF·s with relative_f, as DeePMD-kit shows them —, virial eV/atom; nan when no frame
+    had its label); rmse_ae / mae_ae eV, rmse_pf / mae_pf: √(mean Δe²), mean |Δe| and √(mean
+    w (ΔF s)²), mean w |ΔF s| over the atoms (components) of the frames of the active
+    atomic-energy and weighted-force terms.  `shown(name)` gives lcurve.out's figures by
+    DeePMD-kit's names.
     """
 
     def __init__(self, options: LossOptions = PLAIN):
@@ -133,9 +154,13 @@ class LossStats(ErrorSums):
         self.loss_sum = 0.0
         self.nbatch = 0
         self.ae_sq = 0.0
+        self.ae_abs = 0.0
         self.ae_n = 0
         self.pf_sq = 0.0
+        self.pf_abs = 0.0
         self.pf_n = 0
+        self.fnorm_abs = 0.0   # Σ |ΔF_k| over atoms (MAE with f_use_norm: DeePMD-kit's mae_f)
+        self.fnorm_n = 0
 
     def add_frame(self, result: PrimalResult, labels: Labels, pref: Prefactors, nframes: int) -> Seeds:
         """Add one frame of a batch of `nframes`; return its gradient seeds."""
@@ -150,7 +175,10 @@ class LossStats(ErrorSums):
             de = energy - labels.energy
             self.add_energy(de, n)
             if pref.e:
-                if opt.huber is None:
+                if opt.mae:
+                    self.loss_sum += pref.e * abs(de) * scale
+                    c = pref.e * float(np.sign(de)) * scale
+                elif opt.huber is None:
                     self.loss_sum += pref.e * de * de / (norm_ev * nframes)
                     c = 2.0 * pref.e * de / (norm_ev * nframes)
                 else:
@@ -161,9 +189,14 @@ class LossStats(ErrorSums):
         if pref.ae and labels.atom_ener is not None:
             dae = result.atom_energy - labels.atom_ener
             sq = float(dae @ dae)
+            ab = float(np.abs(dae).sum())
             self.ae_sq += sq
+            self.ae_abs += ab
             self.ae_n += n
-            if opt.huber is None:
+            if opt.mae:
+                self.loss_sum += pref.ae * ab * scale
+                c_ae = pref.ae * scale * np.sign(dae)
+            elif opt.huber is None:
                 self.loss_sum += pref.ae * sq * scale
                 c_ae = 2.0 * pref.ae * scale * dae
             else:
@@ -177,7 +210,11 @@ class LossStats(ErrorSums):
             dv = result.virial - labels.virial
             sq = self.add_virial(dv, n)
             if pref.v:
-                if opt.huber is None:
+                if opt.mae:
+                    self.loss_sum += pref.v * float(np.abs(dv).sum()) * scale / 9.0
+                    seeds.eps = np.sign(dv)
+                    seeds.c_v = pref.v * scale / 9.0
+                elif opt.huber is None:
                     self.loss_sum += pref.v * sq / (9.0 * norm_ev * nframes)
                     seeds.eps = dv
                     seeds.c_v = 2.0 * pref.v / (9.0 * norm_ev * nframes)
@@ -196,10 +233,24 @@ class LossStats(ErrorSums):
         scale = 1.0 / (n * nframes)
         df = result.forces - labels.forces
         weighted = pref.pf and (labels.atom_pref is not None or opt.use_default_pf)
+        norm_mae = opt.mae and opt.f_use_norm
+        if norm_mae:   # |ΔF_k| per atom, and ΔF_k/|ΔF_k| (0 for a zero error: torch's norm' at 0)
+            a = np.sqrt(np.einsum("ij,ij->i", df, df))
+            unit = df * np.divide(1.0, a, out=np.zeros(n), where=a > 0.0)[:, None]
+            self.fnorm_abs += float(a.sum())
+            self.fnorm_n += n
         if opt.relative_f is None and not weighted:   # the plain path
             sq = self.add_forces(df)
             if pref.f:
-                if opt.huber is None:
+                if norm_mae:
+                    self.loss_sum += pref.f * float(a.sum()) * scale
+                    seeds.u = unit
+                    seeds.c_f = pref.f * scale
+                elif opt.mae:
+                    self.loss_sum += pref.f * float(np.abs(df).sum()) * scale / 3.0
+                    seeds.u = np.sign(df)
+                    seeds.c_f = pref.f * scale / 3.0
+                elif opt.huber is None:
                     self.loss_sum += pref.f * sq * scale / 3.0
                     seeds.u = df
                     seeds.c_f = 2.0 * pref.f * scale / 3.0
@@ -215,23 +266,33 @@ class LossStats(ErrorSums):
                     seeds.u = df * np.divide(dh, a, out=np.zeros(n), where=a > 0.0)[:, None]
                     seeds.c_f = pref.f * scale
             return
-        # ∂L/∂F_kα = (2/(3N n_f)) (p_f + p_pf w_k) s_k² ΔF_kα: the (N,) factor on ΔF is `g`
+        # MSE: ∂L/∂F_kα = (2/(3N n_f)) (p_f + p_pf w_k) s_k² ΔF_kα, the (N,) factor on ΔF is `g`;
+        # MAE: ∂L/∂F_kα = (1/(3N n_f)) (p_f + p_pf w_k) s_k sign(ΔF_kα) (p_f's part 3 p_f ΔF_k/|ΔF_k|
+        # with f_use_norm, where s = 1: the configuration refuses relative_f with it)
         s = (1.0 if opt.relative_f is None else
              1.0 / (np.sqrt(np.einsum("ij,ij->i", labels.forces, labels.forces)) + opt.relative_f))
         r = df * (s[:, None] if opt.relative_f is not None else 1.0)
         sq_k = np.einsum("ij,ij->i", r, r)
+        abs_k = np.abs(r).sum(axis=1)
         self.add_forces(r)
-        g = np.full(n, pref.f)
-        self.loss_sum += pref.f * float(sq_k.sum()) * scale / 3.0
+        g = np.full(n, 0.0 if norm_mae else pref.f)
+        if norm_mae:
+            self.loss_sum += pref.f * float(a.sum()) * scale
+        else:
+            self.loss_sum += pref.f * float((abs_k if opt.mae else sq_k).sum()) * scale / 3.0
         if weighted:
             w = labels.atom_pref if labels.atom_pref is not None else np.ones(n)
-            wsq = float(w @ sq_k)
-            self.pf_sq += wsq
+            self.pf_sq += float(w @ sq_k)
+            self.pf_abs += float(w @ abs_k)
             self.pf_n += 3 * n
-            self.loss_sum += pref.pf * wsq * scale / 3.0
+            self.loss_sum += pref.pf * float(w @ (abs_k if opt.mae else sq_k)) * scale / 3.0
             g += pref.pf * w
-        seeds.u = df * (g * s * s)[:, None]
-        seeds.c_f = 2.0 * scale / 3.0
+        if opt.mae:
+            seeds.u = np.sign(df) * (g * s)[:, None] + (3.0 * pref.f * unit if norm_mae else 0.0)
+            seeds.c_f = scale / 3.0
+        else:
+            seeds.u = df * (g * s * s)[:, None]
+            seeds.c_f = 2.0 * scale / 3.0
 
     def end_batch(self) -> None:
         self.nbatch += 1
@@ -250,3 +311,25 @@ class LossStats(ErrorSums):
     @property
     def rmse_pf(self) -> float:
         return math.sqrt(self.pf_sq / self.pf_n) if self.pf_n else math.nan
+
+    @property
+    def mae_ae(self) -> float:
+        return self.ae_abs / self.ae_n if self.ae_n else math.nan
+
+    @property
+    def mae_pf(self) -> float:
+        return self.pf_abs / self.pf_n if self.pf_n else math.nan
+
+    def shown(self, name: str) -> float:
+        """The figure DeePMD-kit shows as `name` in lcurve.out (numdp.train.report.lcurve_kinds):
+        "rmse" (√loss), rmse_e / _f / _v / _ae / _pf, or with MAE mae_e / _f / _v / _ae / _pf
+        (mae_f with f_use_norm: the mean of the atoms' force-error norms, eV/Å)."""
+        figures = {
+            "rmse": self.rmse, "rmse_e": lambda: self.rmse_e, "rmse_f": lambda: self.rmse_f,
+            "rmse_v": lambda: self.rmse_v, "rmse_ae": lambda: self.rmse_ae, "rmse_pf": lambda: self.rmse_pf,
+            "mae_e": lambda: self.mae_e, "mae_v": lambda: self.mae_v, "mae_ae": lambda: self.mae_ae,
+            "mae_pf": lambda: self.mae_pf,
+            "mae_f": lambda: ((self.fnorm_abs / self.fnorm_n if self.fnorm_n else math.nan)
+                              if self.options.f_use_norm else self.mae_f),
+        }
+        return figures[name]()

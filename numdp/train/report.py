@@ -7,31 +7,35 @@ from pathlib import Path
 from ..io.atomic import atomic_path
 
 
-def lcurve_kinds(has_v: bool, has_ae: bool = False, has_pf: bool = False) -> list[str]:
-    """The quantities of lcurve.out's columns, as suffixes of "rmse": "" (√loss), "_e", "_f"
-    always, "_ae", "_pf", "_v" when their loss terms are on, in DeePMD-kit's (sorted) order."""
-    kinds = ["", "_ae", "_e", "_f", "_pf", "_v"]
+def lcurve_kinds(has_v: bool, has_ae: bool = False, has_pf: bool = False, mae: bool = False) -> list[str]:
+    """The quantities of lcurve.out's columns, DeePMD-kit's names in its (sorted) order: "rmse"
+    (√loss), "rmse_e", "rmse_f" always, "rmse_ae", "rmse_pf", "rmse_v" when their loss terms are
+    on; with loss_func "mae" the same terms as "mae_*" (and "rmse", √loss, last)."""
+    prefix = "mae" if mae else "rmse"
     off = {"_ae": not has_ae, "_pf": not has_pf, "_v": not has_v}
-    return [k for k in kinds if not off.get(k, False)]
+    terms = [f"{prefix}{k}" for k in ("_ae", "_e", "_f", "_pf", "_v") if not off.get(k, False)]
+    return sorted(terms + ["rmse"])
 
 
-def lcurve_columns(has_valid: bool, has_v: bool, has_ae: bool = False, has_pf: bool = False) -> list[str]:
+def lcurve_columns(has_valid: bool, has_v: bool, has_ae: bool = False, has_pf: bool = False,
+                   mae: bool = False) -> list[str]:
     """DeePMD-kit's column names after `step`: rmse_val rmse_trn [rmse_ae_val rmse_ae_trn]
     rmse_e_val rmse_e_trn rmse_f_val rmse_f_trn [rmse_pf_val rmse_pf_trn] [rmse_v_val
-    rmse_v_trn] lr (the _val ones only with validation data; `lcurve_kinds`)."""
+    rmse_v_trn] lr (the _val ones only with validation data; with `mae` the terms' columns are
+    mae_*_val mae_*_trn, before rmse_val rmse_trn; `lcurve_kinds`)."""
     cols = []
-    for k in lcurve_kinds(has_v, has_ae, has_pf):
+    for k in lcurve_kinds(has_v, has_ae, has_pf, mae):
         if has_valid:
-            cols.append(f"rmse{k}_val")
-        cols.append(f"rmse{k}_trn")
+            cols.append(f"{k}_val")
+        cols.append(f"{k}_trn")
     return cols + ["lr"]
 
 
 class Lcurve:
     """lcurve.out writer: one row per display step, flushed at once.
 
-    Units: rmse_val/rmse_trn √loss; rmse_e eV/atom; rmse_f eV/Å; rmse_v eV/atom; rmse_ae eV;
-    rmse_pf eV/Å (numdp.train.loss.LossStats); lr.
+    Units: rmse_val/rmse_trn √loss; rmse_e / mae_e eV/atom; rmse_f / mae_f eV/Å; rmse_v / mae_v
+    eV/atom; rmse_ae / mae_ae eV; rmse_pf / mae_pf eV/Å (numdp.train.loss.LossStats); lr.
     With `restart_step`, rows of an existing file with step >= restart_step are dropped first,
     so a continued run leaves the same file as an uninterrupted one.
     """
