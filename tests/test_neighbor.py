@@ -448,6 +448,26 @@ def test_overflow_truncation_keeps_nearest():
         report_overflow(full, [300, 300], ["O", "H"])
 
 
+@pytest.mark.parametrize("sel", [[1, 1], [10, 10]])
+def test_scan_buffers_grow_in_dense_boxes(sel):
+    """A dense box (0.23 atoms/A^3) and small sel: the cell scan finds more atoms than its
+    scratch holds (4 sum(sel), at least 64) and grows it, several times per centre; the rows are
+    still the nearest sel[t] of the whole list.  (The growth once copied its buffers by slices,
+    which Numba's parallel loop checked against the wrong sizes: "Sizes of ... do not match".)"""
+    rng = np.random.default_rng(24)
+    box = np.array([[6.0, 0.0, 0.0], [1.2, 6.0, 0.0], [-0.6, 0.8, 6.0]])
+    x, t = random_system(rng, box, 50)
+    rcut = 6.0
+    ext = extend(x, t, box, rcut)
+    full = build_nlist(ext, rcut, [400, 400], 2)
+    small = build_nlist(ext, rcut, sel, 2)
+    for tt in range(2):
+        np.testing.assert_array_equal(small.nlist[:, sum(sel[:tt]):sum(sel[:tt + 1])],
+                                      full.nlist[:, 400 * tt:400 * tt + sel[tt]])
+    np.testing.assert_array_equal(small.max_count, full.max_count)
+    assert full.max_count.sum() > 4 * sum(sel)
+
+
 def test_overflow_one_type_only_and_zero_sel():
     rng = np.random.default_rng(23)
     box = np.diag([8.0, 8.0, 8.0])

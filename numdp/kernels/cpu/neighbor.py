@@ -180,8 +180,9 @@ def _scan_hits(p, sx, sy, sz, scell, cell_start, nbins, reach, cutoff2, hits, hr
                 grow = 2 * (h + (q1 - q0))
                 grown_hits = np.empty(grow, np.int64)
                 grown_r2 = np.empty(grow)
-                grown_hits[:h] = hits[:h]
-                grown_r2[:h] = hr2[:h]
+                for u in range(h):   # (element by element: a slice copy here trips parfors' size checks)
+                    grown_hits[u] = hits[u]
+                    grown_r2[u] = hr2[u]
                 hits = grown_hits
                 hr2 = grown_r2
             for q in range(q0, q1):
