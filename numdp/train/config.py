@@ -39,6 +39,7 @@ Schema (defaults in brackets; see also docs/training.md)::
                           `EPOCH_NAMES`: DeePMD-kit's aliases; numb_epoch is turned into
                           numb_steps once the data is loaded: `resolve_steps`),
                           gradient_max_norm [0 = off], enable_ema [false], ema_decay [0.999],
+                          min_pair_dist [0 = off; > 0 Å: training frames with a closer pair left out],
                           seed [none], disp_freq [1000], save_freq [1000], disp_file ["lcurve.out"],
                           save_ckpt ["model.ckpt.h5"], model_file ["model.h5"],
                           data_stat_nbatch [10], disp_training [true], disp_avg [false],
@@ -303,6 +304,9 @@ class TrainingConfig:
     θ_ema ← θ_ema + (1 - ema_decay)·(θ - θ_ema), from θ at the start; written to the
     checkpoint and, at the end, as a model file of its own (`ema_model_path`)."""
     ema_decay: float = 0.999
+    min_pair_dist: float = 0.0
+    """DeePMD-kit's training_data min_pair_dist (Å): > 0 leaves out the training frames with a
+    pair of atoms closer than this (numdp.train.data.drop_close_frames); 0 = off."""
     change_bias_after_training: bool = False
     """After the last update, add to the energy bias the least-squares per-type shift of the
     statistics frames' energy errors (DeePMD-kit's change_bias_after_training)."""
@@ -909,6 +913,7 @@ def parse_config(data: dict, source: Path, text: str = "", base: Path | None = N
     if ts.boolean("precondition", False):
         raise ts.error("precondition", PRECONDITION_REMOVED)
     tc.gradient_max_norm = ts.number("gradient_max_norm", 0.0, nonnegative=True)
+    tc.min_pair_dist = ts.number("min_pair_dist", 0.0, nonnegative=True)
     if tc.numb_steps is not None:  # (from numb_epoch: once the data is loaded, `resolve_steps`)
         _warmup_steps(lc, tc.numb_steps, file)
     tc.systems = _systems(ts, "systems", base, required=True, input_dir=source.resolve().parent)

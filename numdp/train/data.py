@@ -9,7 +9,7 @@ of batches), then the next `batch_size` frames of a shuffled pass over that syst
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +17,7 @@ import numpy as np
 from ..errors import InputError
 from ..io.npy_system import System, load_system
 from ..neighbor import build_nlist, extend
+from ..neighbor.distances import NeighborCensus
 from .config import AutoProb, BatchSize, ProbBlock, ProbStyle
 from .loss import Labels
 from .passes import Frame
@@ -78,6 +79,56 @@ class DataSystem:
 
     def box(self, f: int):
         return None if self.boxes is None else self.boxes[f]
+
+    PER_FRAME = ("coords", "boxes", "energy", "forces", "virial", "atom_ener", "atom_pref",
+                 "atom_ener_coeff", "frame_types", "fparam", "aparam")
+    """The fields whose first axis is the frame."""
+
+    def subset(self, keep: np.ndarray) -> "DataSystem":
+        """The system with the frames `keep` ((nframes,) bool) only; batch_size at most their
+        number."""
+        rows = {f.name: getattr(self, f.name)[keep] for f in fields(self)
+                if f.name in self.PER_FRAME and getattr(self, f.name) is not None}
+        return replace(self, **rows, batch_size=max(1, min(self.batch_size, int(keep.sum()))))
+
+
+def closest_pairs(s: DataSystem, cutoff: float, ntypes: int) -> np.ndarray:
+    """(nframes,) the distance (Å) of each frame's closest pair of atoms, periodic images
+    included, where it is below `cutoff` Å; inf where no pair is that close.  One neighbour list
+    within `cutoff` per frame (`NeighborCensus`)."""
+    out = np.full(s.nframes, np.inf)
+    for f in range(s.nframes):
+        census = NeighborCensus(ntypes, cutoff)
+        census.add(s.coords[f], s.types_of(f), s.box(f))
+        if census.min_nbor_dist is not None:
+            out[f] = census.min_nbor_dist
+    return out
+
+
+@dataclass(frozen=True)
+class CloseFrames:
+    """What `drop_close_frames` left out of one system: its path, the frames left out and its
+    frames before."""
+
+    path: Path
+    left_out: int
+    nframes: int
+
+
+def drop_close_frames(systems: list[DataSystem], min_pair_dist: float,
+                      ntypes: int) -> tuple[list[DataSystem], list[CloseFrames]]:
+    """DeePMD-kit's training_data min_pair_dist: the frames with a pair of atoms closer than
+    `min_pair_dist` Å left out of `systems` (a system left with none is dropped); returns the
+    systems kept and, for every system, what was left out."""
+    kept, report = [], []
+    for s in systems:
+        ok = closest_pairs(s, min_pair_dist, ntypes) >= min_pair_dist
+        report.append(CloseFrames(s.path, int((~ok).sum()), s.nframes))
+        if ok.all():
+            kept.append(s)
+        elif ok.any():
+            kept.append(s.subset(ok))
+    return kept, report
 
 
 def load_dataset(paths: list[Path], type_map: list[str], batch: BatchSize,

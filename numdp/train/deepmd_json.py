@@ -4,7 +4,8 @@
 (numdp.train.config), which then validates it: there is one validator, and every key keeps the
 name and the checks it has in TOML.  The rearrangement:
 
-- ``training.training_data`` {systems, batch_size, auto_prob, sys_probs} → ``[training]``
+- ``training.training_data`` {systems, batch_size, auto_prob, sys_probs, rglob_patterns,
+  min_pair_dist} → ``[training]``
   (DeePMD-kit's aliases auto_prob_style, sys_weights under their main names)
 - ``training.validation_data`` {systems, batch_size, numb_btch, auto_prob, sys_probs} →
   ``[validation]``
@@ -49,13 +50,13 @@ IGNORED: dict[str, dict[str, Any]] = {
                  "ckpt_keep_ratio": ANY, "ema_ckpt_keep": ANY,
                  "acc_freq": (1,), "zero_stage": (0,), "neighbor_graph_method": ANY,
                  "enable_compile": ANY},
-    "training.training_data": {"min_pair_dist": (0.0,)},
 }
 """Per JSON table: keys dropped, with their accepted values (`ANY`, or a tuple)."""
 
 DATA_KEYS = ("systems", "batch_size", "numb_btch", "set_prefix", "auto_prob", "auto_prob_style",
-             "sys_probs", "sys_weights", "rglob_patterns")
-"""Keys of ``training_data`` / ``validation_data`` (numb_btch only in validation_data)."""
+             "sys_probs", "sys_weights", "rglob_patterns", "min_pair_dist")
+"""Keys of ``training_data`` / ``validation_data`` (numb_btch only in validation_data,
+min_pair_dist only in training_data)."""
 
 DATA_ALIASES = {"auto_prob_style": "auto_prob", "sys_weights": "sys_probs"}
 """DeePMD-kit's other names of ``*_data`` keys: alias → main name."""
@@ -92,15 +93,15 @@ def _drop_ignored(table: dict, name: str, file: str) -> None:
 
 def _data_table(training: dict, key: str, file: str, validation: bool) -> dict:
     """The ``training_data`` / ``validation_data`` table as numdp's keys (systems, batch_size,
-    numb_btch, auto_prob, sys_probs, rglob_patterns)."""
+    numb_btch, auto_prob, sys_probs, rglob_patterns, min_pair_dist)."""
     t = Table(file, f"training.{key}", training.pop(key), TRAIN_WORDING)
-    allowed = tuple(k for k in DATA_KEYS if validation or k != "numb_btch")
+    allowed = tuple(k for k in DATA_KEYS if k != ("min_pair_dist" if validation else "numb_btch"))
     t.check_keys(allowed)
     prefix = t.string("set_prefix", "set")
     if prefix != "set":
         raise t.error("set_prefix", f'numdp reads only set.* folders (set_prefix "set"), got {prefix!r}')
-    out = {k: t.data[k] for k in ("systems", "batch_size", "numb_btch", "auto_prob", "sys_probs", "rglob_patterns")
-           if k in t.data}
+    out = {k: t.data[k] for k in ("systems", "batch_size", "numb_btch", "auto_prob", "sys_probs", "rglob_patterns",
+                                  "min_pair_dist") if k in t.data}
     for alias, name in DATA_ALIASES.items():
         if t.has(alias):
             if name in out:

@@ -33,7 +33,7 @@ from ..progress import CompileNotice, Progress
 from ..signals import StopRequest
 from .checkpoint import Checkpoint, read_checkpoint, write_checkpoint
 from .config import OptimizerType, TrainConfig, ema_model_path, resolve_steps, steps_text
-from .data import BatchSampler, DataSystem, FrameCache, load_dataset, system_probs
+from .data import BatchSampler, DataSystem, FrameCache, drop_close_frames, load_dataset, system_probs
 from .flat import FlatParams, frozen_ranges
 from .init import MAX_SPREAD_FACTOR, initial_model, spread_first_layers
 from .loss import LossStats, Prefactors
@@ -150,9 +150,11 @@ class Trainer:
         self.valid_sys = (load_dataset(cfg.validation.systems, cfg.type_map, cfg.validation.batch_size, whose,
                                        fc.numb_fparam, fc.default_fparam, fc.numb_aparam)
                           if cfg.validation.systems else [])
+        loaded = list(self.train_sys)
+        close_note = self._drop_close_frames() if tr.min_pair_dist > 0.0 else ""
         nfr = sum(s.nframes for s in self.train_sys)
-        msg = f"training data: {len(self.train_sys)} systems, {nfr} frames"
-        for role, given, kept, batch in (("training", tr.systems, self.train_sys, tr.batch_size),
+        msg = f"training data: {len(self.train_sys)} systems, {nfr} frames{close_note}"
+        for role, given, kept, batch in (("training", tr.systems, loaded, tr.batch_size),
                                          ("validation", cfg.validation.systems, self.valid_sys,
                                           cfg.validation.batch_size)):
             if len(kept) < len(given):
@@ -241,6 +243,30 @@ class Trainer:
             rng = np.random.default_rng([self.seed, 3])
             self._stat_frames = stat_frames(self.train_sys, self.cfg.training.data_stat_nbatch, rng)
         return self._stat_frames
+
+    def _drop_close_frames(self) -> str:
+        """[training] min_pair_dist: leave out the training frames with a closer pair of atoms
+        (numdp.train.data.drop_close_frames); returns the note for the data line.  InputError
+        when no frame is left, or when a system loses every frame while weights per system
+        (sys_probs, auto_prob blocks) name the systems by position."""
+        tr = self.cfg.training
+        cut = tr.min_pair_dist
+        kept, report = drop_close_frames(self.train_sys, cut, len(self.cfg.type_map))
+        emptied = [r for r in report if r.left_out == r.nframes]
+        where = f"{self.cfg.source.name}: [training] min_pair_dist"
+        if not kept:
+            raise InputError(f"{where}: every training frame has a pair of atoms closer than {cut:g} A "
+                             f"(e.g. {report[0].path}); none is left to train on")
+        if emptied and (tr.sys_probs is not None or tr.auto_prob.blocks):
+            raise InputError(f"{where}: every frame of {emptied[0].path} has a pair of atoms closer than "
+                             f"{cut:g} A, which leaves the system out, and the weights per system "
+                             f"({'sys_probs' if tr.sys_probs is not None else 'auto_prob blocks'}) name the "
+                             f"systems by position: remove that system, or lower min_pair_dist")
+        self.train_sys = kept
+        left = sum(r.left_out for r in report)
+        note = (f" (min_pair_dist {cut:g} A left out {left} of {sum(r.nframes for r in report)} frames"
+                + (f", and with them {len(emptied)} system(s)" if emptied else "") + ")")
+        return note
 
     def _statistics(self, seed: int):
         cfg = self.cfg
