@@ -267,3 +267,42 @@ def test_deepmd_kit_aparam_example(tmp_path, monkeypatch):
     f = read_model(work / "model.h5").fitting   # (statistics frames: one per system, any gives per_atom)
     assert f.aparam_avg[0] == pytest.approx(per_atom.mean(), rel=1e-12)
     assert 1.0 / f.aparam_inv_std[0] == pytest.approx(per_atom.std(), rel=1e-9)
+
+
+def test_data_stat_protect_bounds_the_parameters_std(tmp_path):
+    """[model] data_stat_protect (DeePMD-kit's, 0.01 by default; input.json's model key): the
+    least standard deviation the statistics give a frame parameter: a column that varies less
+    takes it, one that varies more keeps its own."""
+    import io
+
+    teacher = random_params(ntypes=2, sel=[30, 30], neuron=(4, 8), axis_neuron=2, fitting=(8, 8),
+                            rcut=4.0, rcut_smth=1.0, seed=43, numb_fparam=2)
+    rng = np.random.default_rng(6)
+    work = tmp_path / "run"
+    for name, nframes, seed in (("train", 8, 500), ("valid", 4, 600)):
+        fp = np.column_stack([rng.normal(1.0, 0.05, nframes), rng.normal(0.0, 2.0, nframes)])
+        write_system(work / "data" / name, teacher, 12, nframes, True, seed, fparam=fp)
+    path = work / "input.toml"
+    text = INPUT.format(steps=2, tos="true").replace("seed = 4\n", "seed = 4\nnumb_fparam = 2\n")
+    for protect in (None, 0.3):
+        path.write_text(text if protect is None else
+                        text.replace('type_map = ["A", "B"]\n', f'type_map = ["A", "B"]\ndata_stat_protect = {protect}\n'))
+        trainer = Trainer(load_config(path), nthreads=1, stream=io.StringIO())
+        try:
+            frames = trainer._statistics_frames()
+            rows = np.concatenate([s.fparam[idx] for s, idx in zip(trainer.train_sys, frames)])
+            std = rows.std(axis=0)
+            assert std[0] < 0.3 < std[1] and std[0] > 0.01
+            want = 1.0 / np.maximum(std, 0.01 if protect is None else protect)
+            np.testing.assert_allclose(trainer.params.fitting.fparam_inv_std, want, rtol=1e-12)
+        finally:
+            trainer.close()
+    tree = {"model": {"type_map": ["A", "B"], "data_stat_protect": 0.05,
+                      "descriptor": {"type": "se_e2_a", "sel": [30, 30]}, "fitting_net": {"numb_fparam": 2}},
+            "training": {"training_data": {"systems": [str(work / "data" / "train")]}, "numb_steps": 1}}
+    (tmp_path / "input.json").write_text(json.dumps(tree))
+    assert load_config(tmp_path / "input.json").fitting.data_stat_protect == 0.05
+    tree["model"]["data_stat_protect"] = 0
+    (tmp_path / "input.json").write_text(json.dumps(tree))
+    with pytest.raises(InputError, match=r"^input.json: \[model\] data_stat_protect: must be > 0, got 0$"):
+        load_config(tmp_path / "input.json")

@@ -12,7 +12,8 @@ are taken against the working directory, as DeePMD-kit does).  The checks are
 Schema (defaults in brackets; see also docs/training.md)::
 
     [model]               type_map (list of element names, required), preset_out_bias [none;
-                          { ELEMENT = eV }: those types' energy bias fixed in the statistics]
+                          { ELEMENT = eV }: those types' energy bias fixed in the statistics],
+                          data_stat_protect [0.01; the least std of a frame/atomic parameter]
     [model.descriptor]    type ["se_e2_a"], rcut [6.0], rcut_smth [0.5], sel ["auto"],
                           neuron [[10, 20, 40]], axis_neuron [4], type_one_side [false],
                           resnet_dt [false], seed [none], activation_function ["tanh"],
@@ -111,6 +112,9 @@ class FittingConfig:
     numdp.model.params.Fitting)."""
     trainable: list[bool] | None = None
     """Per layer (hidden layers, then the output layer) whether it trains; None: every layer."""
+    data_stat_protect: float = 1e-2
+    """[model] data_stat_protect (DeePMD-kit's): the least standard deviation the statistics
+    give a frame or atomic parameter (numdp.train.stats.param_stats)."""
 
 
 @dataclass
@@ -830,6 +834,7 @@ def _model(root: Table) -> ModelConfig:
                                              "fitting inputs) is not supported; numdp feeds them to "
                                              "the fitting nets (false)")
     fs.done()
+    fc.data_stat_protect = model.number("data_stat_protect", FittingConfig.data_stat_protect, positive=True)
     preset = _preset_out_bias(model, type_map)
     model.done()
     return ModelConfig(type_map, dc, fc, preset)

@@ -310,7 +310,7 @@ class Trainer:
     def _input_statistics(self) -> dict:
         """fparam_avg and fparam_inv_std of a model with frame parameters, aparam_avg and
         aparam_inv_std of one with atomic parameters (empty without either): the mean and
-        standard deviation (at least DeePMD-kit's protection 1e-2) of each parameter over the
+        standard deviation (at least [model] data_stat_protect, 1e-2) of each parameter over the
         statistics frames (the atomic ones over every atom of them), as DeePMD-kit's fitting
         computes them (`param_stats`)."""
         fc = self.cfg.fitting
@@ -320,7 +320,7 @@ class Trainer:
             if n == 0:
                 continue
             frames = self._statistics_frames()
-            avg, inv_std = param_stats(values, frames)
+            avg, inv_std = param_stats(values, frames, fc.data_stat_protect)
             self.say(f"{what} parameters from {sum(len(f) for f in frames)} frames: mean "
                      f"{np.array2string(avg, precision=4)}, std {np.array2string(1.0 / inv_std, precision=4)}")
             out.update({f"{name}_avg": avg, f"{name}_inv_std": inv_std})

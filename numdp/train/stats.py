@@ -107,16 +107,17 @@ def env_stats(cache: FrameCache, frames: list[np.ndarray], ntypes: int, sel: lis
     return davg, dstd
 
 
-def param_stats(values: list[np.ndarray], frames: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def param_stats(values: list[np.ndarray], frames: list[np.ndarray],
+                protection: float = PROTECTION) -> tuple[np.ndarray, np.ndarray]:
     """(avg, inv_std), each (n,): the mean and the inverse standard deviation (the deviation at
-    least PROTECTION) of each parameter over the statistics frames `frames` (indices per system),
-    as DeePMD-kit's fitting takes them (compute_input_stats).  values: per system its frame
-    parameters (nf, n), one row per frame, or its atomic parameters (nf, N, n), one row per atom
-    of each frame."""
+    least `protection`, DeePMD-kit's data_stat_protect) of each parameter over the statistics
+    frames `frames` (indices per system), as DeePMD-kit's fitting takes them
+    (compute_input_stats).  values: per system its frame parameters (nf, n), one row per frame,
+    or its atomic parameters (nf, N, n), one row per atom of each frame."""
     rows = np.concatenate([v[idx].reshape(-1, v.shape[-1]) for v, idx in zip(values, frames)])
     avg = rows.mean(axis=0)
     std = np.sqrt(np.maximum((rows * rows).mean(axis=0) - avg * avg, 0.0))
-    return avg, 1.0 / np.maximum(std, PROTECTION)
+    return avg, 1.0 / np.maximum(std, protection)
 
 
 def energy_bias(systems: list[DataSystem], frames: list[np.ndarray], ntypes: int,
