@@ -20,6 +20,7 @@ from .io.trajectory import DUMP_COLUMNS, FRAME_SERIES_MARK, dump_fields
 from .io.trajectory import format_of_path as traj_format_of_path
 from .lattice import BASES as LATTICE_BASES, STYLES as LATTICE_STYLES, Lattice
 from .md.barostat import COUPLINGS, StochasticCellRescaling
+from .md.mtk import MTKBarostat
 from .md.thermo import DEFAULT_COLUMNS as THERMO_DEFAULT, HEADERS as THERMO_HEADERS, KEYWORDS as THERMO_KEYWORDS
 from .md.thermostats import THERMOSTATS, Langevin, NoseHooverChain
 from .backend import DEVICES
@@ -30,7 +31,7 @@ from .validate import RUN_WORDING, Table, distinct_files, is_int_list, load_toml
 # The names an input may use; each set has its home where it is implemented.
 ENSEMBLES = ("nve", "nvt", "npt")
 THERMOSTAT_KINDS = tuple(THERMOSTATS)
-BAROSTAT_KINDS = (StochasticCellRescaling.kind,)
+BAROSTAT_KINDS = (StochasticCellRescaling.kind, MTKBarostat.kind)
 PRECISIONS_AVAILABLE = tuple(PRECISIONS)
 
 
@@ -93,8 +94,9 @@ class BarostatSettings:
     pressure: float | tuple[float, float]  # bar: a constant, or a ramp (start, stop) over steps 0 -> [md] steps
     tau: float  # ps
     coupling: str = "isotropic"
-    compressibility: float = 4.5e-5  # 1/bar
+    compressibility: float = 4.5e-5  # 1/bar (c-rescale)
     kind: str = "c-rescale"
+    chain: int = 3  # links of the cell momentum's Nose-Hoover chain (mtk)
 
 
 @dataclass
@@ -320,15 +322,20 @@ def _thermostat(t: Table) -> ThermostatSettings:
 
 
 def _barostat(t: Table) -> BarostatSettings:
-    t.check_keys(("kind", "pressure", "tau", "coupling", "compressibility"))
-    kind = t.string("kind", "c-rescale")
+    kind = t.string("kind", StochasticCellRescaling.kind)
     if kind not in BAROSTAT_KINDS:
         raise t.error("kind", f"'{kind}' is not available; numdp implements 'c-rescale' "
-                              f"(stochastic cell rescaling)")
+                              f"(stochastic cell rescaling) and 'mtk' (Martyna-Tobias-Klein, LAMMPS' fix npt)")
+    own = {StochasticCellRescaling.kind: "compressibility", MTKBarostat.kind: "chain"}
+    for other, key in own.items():
+        if other != kind and key in t.data:
+            raise t.error(key, f"only for kind = '{other}' (this is '{kind}')")
+    t.check_keys(("kind", "pressure", "tau", "coupling", own[kind]))
     return BarostatSettings(kind=kind, pressure=t.ramp("pressure"),
                             tau=t.number("tau", positive=True),
                             coupling=t.string("coupling", "isotropic", choices=COUPLINGS),
-                            compressibility=t.number("compressibility", 4.5e-5, positive=True))
+                            compressibility=t.number("compressibility", 4.5e-5, positive=True),
+                            chain=t.integer("chain", 3, positive=True))
 
 
 def _md(t: Table) -> MDSettings:

@@ -120,8 +120,17 @@ def test_ensemble_consistency(tmp_path):
     assert "[md] thermostat: required for ensemble = 'nvt'" in error_of(tmp_path, no_thermo)
     npt = GOOD.replace('ensemble = "nvt"', 'ensemble = "npt"')
     assert "[md] barostat: required for ensemble = 'npt'" in error_of(tmp_path, npt)
-    with_baro = npt.replace("tau = 0.1 }", "tau = 0.1 }\nbarostat = { kind = \"mtk\", pressure = 1.0, tau = 1.0 }")
-    assert "[md] barostat.kind: 'mtk' is not available" in error_of(tmp_path, with_baro)
+    with_baro = npt.replace("tau = 0.1 }", "tau = 0.1 }\nbarostat = { kind = \"berendsen\", pressure = 1.0, tau = 1.0 }")
+    assert ("[md] barostat.kind: 'berendsen' is not available; numdp implements 'c-rescale' (stochastic cell "
+            "rescaling) and 'mtk'") in error_of(tmp_path, with_baro)
+    mtk = npt.replace("tau = 0.1 }", "tau = 0.1 }\nbarostat = { kind = \"mtk\", pressure = 1.0, tau = 1.0, chain = 4 }")
+    b = load_run_settings(write(tmp_path, mtk)).md.barostat
+    assert (b.kind, b.chain, b.coupling, b.tau) == ("mtk", 4, "isotropic", 1.0)
+    assert "[md] barostat.compressibility: only for kind = 'c-rescale' (this is 'mtk')" in \
+        error_of(tmp_path, mtk.replace("chain = 4", "compressibility = 1e-4"))
+    assert "[md] barostat.chain: only for kind = 'mtk' (this is 'c-rescale')" in \
+        error_of(tmp_path, mtk.replace('kind = \"mtk\", ', ""))
+    assert "[md] barostat.chain: must be > 0" in error_of(tmp_path, mtk.replace("chain = 4", "chain = 0"))
     bad_coupling = npt.replace("tau = 0.1 }", "tau = 0.1 }\nbarostat = { pressure = 1.0, tau = 1.0, coupling = \"xy\" }")
     assert "[md] barostat.coupling: must be one of" in error_of(tmp_path, bad_coupling)
     langevin_chain = GOOD.replace('kind = "nose-hoover", temperature = 330.0, tau = 0.1',

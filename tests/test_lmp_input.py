@@ -133,8 +133,9 @@ def expected_tables(ensemble):
     if ensemble != "nve":
         md["thermostat"] = {"kind": "nose-hoover", "temperature": 50.0, "tau": 0.1, "chain": 3}
     if ensemble.startswith("npt"):
-        md["barostat"] = {"kind": "c-rescale", "pressure": 1.0, "tau": 0.5,
-                          "coupling": {"npt-iso": "isotropic", "npt-a": "anisotropic", "npt-tri": "triclinic"}[ensemble]}
+        md["barostat"] = {"kind": "mtk", "pressure": 1.0, "tau": 0.5,
+                          "coupling": {"npt-iso": "isotropic", "npt-a": "anisotropic", "npt-tri": "triclinic"}[ensemble],
+                          "chain": 3}
     return {"model": {"file": ["graph.000.h5", "graph.001.h5"]},
             "system": {"file": "conf.lmp", "masses": {"A": 12.0, "B": 16.0},
                        "velocities": {"temperature": 50.0, "seed": 1234}},
@@ -202,7 +203,7 @@ def test_dpgen_script_runs_as_numdp_run_runs_its_tables(task, tmp_path, monkeypa
     assert tr.tables == expected_tables(ensemble)
     assert numdp(lmp, monkeypatch, "lmp", "-i", "input.lammps", "-v", "restart", "0") == 0
     out = capsys.readouterr().out
-    assert ("fix npt: LAMMPS integrates the Nose-Hoover (MTK) barostat" in out) == ensemble.startswith("npt")
+    assert ("fix npt: numdp's Martyna-Tobias-Klein barostat" in out) == ensemble.startswith("npt")
     # numdp run on the printed equivalent input, in another folder
     ref = _folder(task, tmp_path / "run")
     assert numdp(lmp, monkeypatch, "lmp", "-i", "input.lammps", "-v", "restart", "0", "--print-toml") == 0
@@ -417,6 +418,29 @@ def test_defaults_of_a_hand_written_script(tmp_path):
     assert any("angular momentum" in n for n in tr.notices)
 
 
+def test_fix_npt_chains(tmp_path):
+    """fix npt's tchain and pchain (LAMMPS' defaults 3) reach the thermostat's and the MTK
+    barostat's chains; a zero chain and other keywords are refused in one line."""
+    text = textwrap.dedent("""
+        units metal
+        read_data conf.lmp
+        pair_style deepmd a.h5
+        pair_coeff * * Cu
+        fix 1 all npt temp 300 300 0.05 aniso 1.0 1.0 0.5 pchain 5 tchain 4
+        run 20
+        """)
+    md = translate(text, "in.lammps", {}, tmp_path).tables["md"]
+    assert md["thermostat"]["chain"] == 4
+    assert md["barostat"] == {"kind": "mtk", "pressure": 1.0, "tau": 0.5, "coupling": "anisotropic", "chain": 5}
+    for bad, message in (("pchain 5", "pchain must be >= 1"), ("tchain 4", "keyword 'drag' is not supported")):
+        edited = text.replace(bad, {"pchain 5": "pchain 0", "tchain 4": "drag 0.2"}[bad])
+        with pytest.raises(InputError, match=message):
+            translate(edited, "in.lammps", {}, tmp_path)
+    with pytest.raises(InputError, match="keyword 'pchain' is not supported by numdp lmp \\(tchain is\\)"):
+        translate(text.replace("npt temp 300 300 0.05 aniso 1.0 1.0 0.5", "nvt temp 300 300 0.05"), "in.lammps", {},
+                  tmp_path)
+
+
 def test_ramps_become_numdp_run_ramps(tmp_path):
     """`fix npt temp T1 T2 ... iso P1 P2 ...` with T1 != T2, P1 != P2: numdp run's ramps
     ([md] thermostat.temperature / barostat.pressure = [start, stop], docs/md.md); equal ends
@@ -591,7 +615,7 @@ def test_several_runs_continue_from_the_run_before(task, tmp_path, monkeypatch, 
 
 
 def test_two_runs_equal_one_run_of_their_length(task, tmp_path, monkeypatch, capsys):
-    """`run 6` twice with the fix (npt: thermostat chain, random barostat) kept is `run 12`: the
+    """`run 6` twice with the fix (npt: thermostat chain, the cell's momentum and chain) kept is `run 12`: the
     later run starts from the exact state the first ended with, so the dumps are equal byte for
     byte (LAMMPS: a fix that persists keeps its state)."""
     texts = {}

@@ -333,6 +333,37 @@ def test_ramped_nose_hoover_npt_on_two_ranks_matches_serial(tmp_path):
     assert_same_run(a, b)
 
 
+def test_mtk_npt_on_two_ranks_matches_serial_and_restarts_bit_for_bit(tmp_path):
+    """The Martyna-Tobias-Klein barostat (triclinic, pressure and temperature ramped, its chain
+    and cell momentum the same numbers on every rank): two ranks within same_run_bounds of the
+    serial run; the serial run continued from its step-30 checkpoint (cell momentum and chain
+    restored from the "barostat/" group) repeats the uninterrupted one bit for bit."""
+    md = ('ensemble = "npt"\nthermostat = { kind = "nose-hoover", temperature = [20.0, 40.0], tau = 0.05 }\n'
+          'barostat = { kind = "mtk", pressure = [1000.0, 2e4], tau = 0.1, coupling = "triclinic" }')
+    ref = make_run(tmp_path / "serial", steps=60, md=md)
+    numdp_run(ref, 1)
+    path = make_run(tmp_path / "mpi", steps=60, md=md, extra="[parallel]\ngrid = [1, 2, 1]")
+    numdp_run(path, 2)
+    a, b = frames(ref), frames(path)
+    assert np.abs(a["box"][-1] - a["box"][0]).max() > 0.01  # the cell did move
+    assert_same_run(a, b)
+    # (a ramp spans [md] steps, so the restart runs at constant targets)
+    fixed = md.replace("[20.0, 40.0]", "30.0").replace("[1000.0, 2e4]", "5000.0")
+    whole_dir = make_run(tmp_path / "whole", steps=60, md=fixed)
+    numdp_run(whole_dir, 1)
+    part = make_run(tmp_path / "part", steps=30, md=fixed)
+    numdp_run(part, 1)
+    text = (part / "md.toml").read_text()
+    (part / "md.toml").write_text(text.replace("steps = 30", "steps = 60"))
+    numdp_run(part, 1, "--restart", "checkpoint.h5")
+    whole, again = read_checkpoint(whole_dir / "checkpoint.h5"), read_checkpoint(part / "checkpoint.h5")
+    for name in ("positions", "velocities", "forces", "box"):
+        assert np.array_equal(getattr(whole, name), getattr(again, name)), name
+    assert set(whole.barostat) == {"nu", "xi", "vxi"}
+    for key in whole.barostat:
+        assert np.array_equal(whole.barostat[key], again.barostat[key]), key
+
+
 # -- failures: printed once, every rank exits, no hang ------------------------------------------------
 
 def test_input_error_on_one_rank_is_reported_once(tmp_path):

@@ -25,11 +25,12 @@ from .script import Command, Script
 
 METAL_TIMESTEP = 0.001   # ps: LAMMPS' default timestep in units metal
 LAMMPS_SKIN = 2.0        # Å: LAMMPS' default neighbor skin in units metal
-LAMMPS_CHAIN = 3         # fix nvt/npt tchain default
+LAMMPS_CHAIN = 3         # fix nvt/npt tchain and pchain default
 DEFAULT_LOG = "log.lammps"
-NPT_NOTICE = ("fix npt: LAMMPS integrates the Nose-Hoover (MTK) barostat; numdp samples the same NPT "
-              "ensemble with its Nose-Hoover chain thermostat and stochastic cell rescaling (c-rescale "
-              "barostat, tau = Pdamp, compressibility 4.5e-5 /bar): different dynamics of the volume")
+NPT_NOTICE = ("fix npt: numdp's Martyna-Tobias-Klein barostat (kind mtk: W = (N+1) kT Pdamp^2, pchain as "
+              "LAMMPS) with a kinetic coupling of 2/N_f where LAMMPS takes 1/(3N): numdp samples the exact "
+              "NPT ensemble at zero total momentum, LAMMPS one with an O(1/N) difference; the splitting "
+              "differs, so the trajectories are not LAMMPS' to the last digit")
 VELOCITY_NOTICE = ("velocity create: numdp draws Gaussian (Maxwell-Boltzmann) velocities from its own "
                    "counter-based generator, zero total momentum, scaled to exactly T; the numbers "
                    "differ from LAMMPS' for the same seed")
@@ -57,6 +58,7 @@ class Fix:
     temperature: float | list[float] | None = None   # K; [start, stop]: a ramp over the run
     tdamp: float | None = None         # ps
     chain: int = LAMMPS_CHAIN
+    pchain: int = LAMMPS_CHAIN         # the barostat's chain (fix npt)
     pressure: float | list[float] | None = None      # bar; [start, stop]: a ramp over the run
     pdamp: float | None = None         # ps
     coupling: str | None = None
@@ -585,19 +587,25 @@ class _Translator:
             if style == "npt":
                 if len(rest) < 4 or rest[0] not in COUPLINGS:
                     raise Refused("expected: fix ID all npt temp T T TDAMP iso|aniso|tri P P PDAMP [tchain N] "
-                                  "(x, y, z, couple, ... are not supported)")
+                                  "[pchain N] (x, y, z, couple, ... are not supported)")
                 p1 = _number(rest[1], "Pstart")
                 p2 = _number(rest[2], "Pstop")
                 fix.pressure, fix.pdamp, fix.coupling = p1 if p1 == p2 else [p1, p2], _number(rest[3], "Pdamp", positive=True), COUPLINGS[rest[0]]
                 rest = rest[4:]
+            keywords = ("tchain", "pchain") if style == "npt" else ("tchain",)
             while rest:
-                if rest[0] == "tchain" and len(rest) > 1:
-                    fix.chain = _integer(rest[1], "tchain")
-                    if fix.chain < 1:
-                        raise Refused("tchain must be >= 1")
+                if rest[0] in keywords and len(rest) > 1:
+                    n = _integer(rest[1], rest[0])
+                    if n < 1:
+                        raise Refused(f"{rest[0]} must be >= 1")
+                    if rest[0] == "tchain":
+                        fix.chain = n
+                    else:
+                        fix.pchain = n
                     rest = rest[2:]
                 else:
-                    raise Refused(f"keyword {rest[0]!r} is not supported by numdp lmp (tchain is)")
+                    raise Refused(f"keyword {rest[0]!r} is not supported by numdp lmp ({' and '.join(keywords)} "
+                                  f"{'are' if len(keywords) > 1 else 'is'})")
             if style == "npt":
                 self.note(NPT_NOTICE)
         self.s.fix, self.s.fix_id = fix, fix_id
@@ -929,8 +937,8 @@ class _Translator:
             md["thermostat"] = {"kind": "nose-hoover", "temperature": fix.temperature, "tau": fix.tdamp,
                                 "chain": fix.chain}
         if fix.ensemble is Ensemble.NPT:
-            md["barostat"] = {"kind": "c-rescale", "pressure": fix.pressure, "tau": fix.pdamp,
-                              "coupling": fix.coupling}
+            md["barostat"] = {"kind": "mtk", "pressure": fix.pressure, "tau": fix.pdamp,
+                              "coupling": fix.coupling, "chain": fix.pchain}
         return md
 
     def _matches_checkpoint(self) -> None:

@@ -131,6 +131,7 @@ class StochasticCellRescaling:
     """
 
     kind = "c-rescale"
+    extended = False   # first-order: no variables of its own, one step in the middle of the drift
 
     def __init__(self, pressure: float | Ramp, tau: float, compressibility: float, coupling: str,
                  temperature: float | Ramp, world: World | None = None):
@@ -182,6 +183,10 @@ class StochasticCellRescaling:
         for n, (i, j) in enumerate(((1, 0), (2, 0), (2, 1))):
             new_shear[i, j] += rate * lengths[j] * drive[i, j] * dt + sigma * g[3 + n]
         return new_shear * (lengths * np.exp(d_log))[None, :]
+
+    def reservoir_energy(self, state: State) -> float:
+        """0: the stochastic barostat's work is not tracked (the conserved energy leaves it out)."""
+        return 0.0
 
     def step(self, state: State, dt: float) -> None:
         """Move the cell by one barostat step; scale positions and velocities along."""

@@ -184,8 +184,11 @@ class DeviceVelocityVerlet(VelocityVerlet):
         the safety check), so the read can wait, and the non-finite records of the step's final
         forces and velocities, the arrays the safety check tests after the step (as on the CPU),
         come in the same copy: no read of their own (a stop names the same atom at the same step
-        as before and as the CPU run).  Any other callable is called as by VelocityVerlet."""
-        if not isinstance(forces, DeviceForceProvider):
+        as before and as the CPU run).  Any other callable is called as by VelocityVerlet, and so
+        is the provider with a barostat of its own momentum (numdp.md.mtk), whose second half
+        needs the force call's virial: its `__call__` launches and completes at once (the step's
+        final velocities then get the safety monitor's own reduction)."""
+        if not isinstance(forces, DeviceForceProvider) or (self.barostat is not None and self.barostat.extended):
             super().step(state, forces)
             return
         super().step(state, forces.launch)

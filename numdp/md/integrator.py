@@ -7,7 +7,9 @@ One step of dt (ps) is the symmetric sequence
 
 (drift(dt/2)·drift(dt/2) is a single drift(dt) without a barostat).  With no thermostat and no
 barostat this is plain velocity Verlet (NVE); with a Langevin thermostat it is the OBABO scheme;
-with a Nose-Hoover chain it is the Trotter split of Martyna et al. (1996).  The integrator knows
+with a Nose-Hoover chain it is the Trotter split of Martyna et al. (1996).  A barostat with a
+momentum of its own (`extended`: numdp.md.mtk, Martyna–Tobias–Klein) has its own sequence
+around the same kick, drift and thermostat half-steps (`_extended_step`).  The integrator knows
 nothing about the potential: `forces(state)` must fill state.forces, state.virial and
 state.potential_energy for the current positions and cell.
 """
@@ -66,8 +68,12 @@ class VelocityVerlet:
     # -- one step --------------------------------------------------------------------------------
     def step(self, state: State, forces: Callable[[State], None]) -> None:
         """Advance `state` by dt; `forces(state)` is called once, after the positions moved."""
+        baro = self.barostat
+        if baro is not None and baro.extended:
+            self._extended_step(state, forces, baro)
+            return
         self.thermostat_half(state, STREAM_THERMOSTAT_START)
-        if self.barostat is None:
+        if baro is None:
             self.kick_drift(state, self.dt)
         else:
             self.kick_half(state)
@@ -77,5 +83,26 @@ class VelocityVerlet:
         forces(state)
         self.kick_half(state)
         self.thermostat_half(state, STREAM_THERMOSTAT_END)
+        state.step += 1
+        state.time += self.dt
+
+    def _extended_step(self, state: State, forces: Callable[[State], None], baro) -> None:
+        """The step with a barostat of its own momentum (numdp.md.mtk: the palindrome of its
+        docstring); the second half needs the force call's virial."""
+        h = 0.5 * self.dt
+        baro.chain_half(state, h)
+        self.thermostat_half(state, STREAM_THERMOSTAT_START)
+        baro.momentum_half(state, h)
+        baro.scale_velocities(state, h)
+        self.kick_half(state)
+        baro.scale_cell(state, h)
+        self.drift_for(state, self.dt)
+        baro.scale_cell(state, h)
+        forces(state)
+        self.kick_half(state)
+        baro.scale_velocities(state, h)
+        baro.momentum_half(state, h)
+        self.thermostat_half(state, STREAM_THERMOSTAT_END)
+        baro.chain_half(state, h)
         state.step += 1
         state.time += self.dt

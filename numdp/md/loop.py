@@ -148,7 +148,7 @@ class Simulation:
 
     def _snapshot(self):
         self.integrator.sync_host(self.state)  # a GPU run copies its device arrays here only
-        return snapshot(self.state, self.integrator.thermostat, self.world)
+        return snapshot(self.state, self.integrator.thermostat, self.world, self.integrator.barostat)
 
     def _report(self, step: int, initial: bool, timers: Timers) -> None:
         t0 = time.perf_counter()

@@ -34,8 +34,9 @@ from .minimize import force_norms_global
 class Snapshot:
     """Thermodynamic values of `state` at its current step (eV, K, bar, Å³, ps).
 
-    econs: total energy plus the energy the thermostat took out (constant up to integration error
-    in NVE and NVT; the barostat's work is not included).  state: this rank's State.
+    econs: total energy plus the energy the thermostat took out, plus with the MTK barostat its
+    own energy (K_b + P0 V + its chain's): constant up to integration error in NVE, NVT and MTK
+    NPT; stochastic cell rescaling's work is not included.  state: this rank's State.
     """
 
     state: State
@@ -73,9 +74,11 @@ class Snapshot:
         return out
 
 
-def snapshot(state: State, thermostat=None, world: World | None = None) -> Snapshot:
+def snapshot(state: State, thermostat=None, world: World | None = None, barostat=None) -> Snapshot:
     """Compute the thermodynamic values of the whole system (needs state.virial and
-    potential_energy, which are global already).  Collective."""
+    potential_energy, which are global already); econs adds the thermostat's and the
+    barostat's reservoir energies (the MTK barostat's K_b + P0 V + chain; 0 for stochastic
+    cell rescaling).  Collective."""
     world = world if world is not None else World(None)
     ke = world.sum_global(kinetic_energy(state.velocities, state.masses))
     vol = state.volume
@@ -84,6 +87,8 @@ def snapshot(state: State, thermostat=None, world: World | None = None) -> Snaps
         else math.nan
     etotal = state.potential_energy + ke
     reservoir = thermostat.reservoir_energy(state) if thermostat is not None else 0.0
+    if barostat is not None:
+        reservoir += barostat.reservoir_energy(state)
     return Snapshot(state, state.step, state.time, temperature(ke, state.dof), state.potential_energy, ke,
                     etotal, press, vol, etotal + reservoir, world)
 

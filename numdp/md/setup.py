@@ -40,6 +40,7 @@ from ..parallel.world import World
 from ..system import State
 from .deviation import DeviationReporter, check_ensemble
 from .barostat import StochasticCellRescaling
+from .mtk import MTKBarostat
 from .device import check_device_run, device_md
 from .forces import ForceProvider
 from .integrator import VelocityVerlet
@@ -160,8 +161,12 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
     barostat = None
     if md is not None and md.barostat is not None:
         b = md.barostat
-        barostat = StochasticCellRescaling(Ramp.of(b.pressure, md.steps), b.tau, b.compressibility, b.coupling,
-                                           thermostat.temperature, world=world)   # the noise follows the thermostat
+        if b.kind == MTKBarostat.kind:   # its chain's and mass's kT: the thermostat's target
+            barostat = MTKBarostat(Ramp.of(b.pressure, md.steps), b.tau, b.coupling, thermostat.temperature,
+                                   b.chain, world=world)
+        else:
+            barostat = StochasticCellRescaling(Ramp.of(b.pressure, md.steps), b.tau, b.compressibility,
+                                               b.coupling, thermostat.temperature, world=world)   # the noise follows the thermostat
         barostat.initialize(state)
     if mini is not None:   # FIRE iterations in the place of the integrator (the CPU only: above)
         integrator = FireMinimizer(mini, world)
