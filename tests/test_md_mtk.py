@@ -186,6 +186,17 @@ def test_restart_from_the_state_continues_bit_for_bit():
         assert np.array_equal(whole.barostat[key], part.barostat[key]), key
 
 
+def test_a_runaway_cell_stops_with_one_line():
+    """A cell far too light (tau 0.5 fs at 10 Mbar) collapses in its first step: CellCollapse names
+    the step and both cells, and the MTK barostat's remedy (not c-rescale's compressibility)."""
+    from numdp.md.barostat import CellCollapse
+
+    st = thermalised_argon(seed=3)
+    with pytest.raises(CellCollapse, match=r"^step 1: the barostat moved the cell from volume .* raise \[md\] "
+                                           r"barostat tau \(the cell's mass\), or check the pressure$"):
+        run_mtk(st, 5, 0.01, THERMOSTATS["nose-hoover"](T, 0.1), MTKBarostat(1e7, 0.0005, "isotropic", T))
+
+
 def test_expm3_of_triangular_and_diagonal_matrices():
     """expm3 against the closed form of a lower-triangular exponential (divided differences of exp
     on the diagonal) and exp of a diagonal; a lower-triangular argument gives exact zeros above."""

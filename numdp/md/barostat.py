@@ -83,9 +83,13 @@ class CellCollapse(SafetyStop):
     """A barostat step moved the cell by more than MAX_STEP_FACTOR (or to a degenerate cell)."""
 
 
-def check_cell_move(box: np.ndarray, new: np.ndarray, step: int) -> None:
-    """CellCollapse (one line naming the step and the cells) unless `new` (3, 3) Å is finite
-    and within a factor MAX_STEP_FACTOR of `box` in volume and in every cell-vector length."""
+SCR_HINT = "lower [md] barostat compressibility or raise its tau, or check the pressure"
+
+
+def check_cell_move(box: np.ndarray, new: np.ndarray, step: int, hint: str = SCR_HINT) -> None:
+    """CellCollapse (one line naming the step and the cells, ending with the barostat's `hint`)
+    unless `new` (3, 3) Å is finite and within a factor MAX_STEP_FACTOR of `box` in volume and in
+    every cell-vector length."""
     v0 = abs(float(np.linalg.det(box)))
     v1 = float(np.linalg.det(new)) if np.isfinite(new).all() else math.nan
     l0 = np.linalg.norm(box, axis=1)
@@ -98,8 +102,7 @@ def check_cell_move(box: np.ndarray, new: np.ndarray, step: int) -> None:
             f"step {step}: the barostat moved the cell from volume {v0:.6g} A^3 (lengths "
             f"{np.array2string(l0, precision=4, separator=', ')} A) to {v1:.6g} A^3 (lengths "
             f"{np.array2string(l1, precision=4, separator=', ')} A) in one step, more than a factor "
-            f"{MAX_STEP_FACTOR:g}: the cell collapses or explodes; lower [md] barostat compressibility or "
-            f"raise its tau, or check the pressure")
+            f"{MAX_STEP_FACTOR:g}: the cell collapses or explodes; {hint}")
 
 
 def is_lower_triangular(box: np.ndarray, tol: float = 1e-12) -> bool:

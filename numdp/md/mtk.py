@@ -184,7 +184,7 @@ class MTKBarostat:
         """r → r exp(μ h), h → h exp(μ h); CellCollapse (numdp.md.barostat) on a runaway move."""
         m = self._exp(state.barostat["nu"] * h)
         new = state.box @ m
-        check_cell_move(state.box, new, state.step + 1)
+        check_cell_move(state.box, new, state.step + 1, "raise [md] barostat tau (the cell's mass), or check the pressure")
         self.ops.transform(state, m, IDENTITY)
         state.box = new
 
