@@ -22,7 +22,8 @@ import pytest
 
 from numdp.md.forces import ForceProvider
 from numdp.md.integrator import VelocityVerlet
-from numdp.md.mtk import MTKBarostat, expm3
+from numdp.kernels.cpu.barostat import expm3
+from numdp.md.mtk import MTKBarostat
 from numdp.md.barostat import is_lower_triangular
 from numdp.md.start import maxwell_boltzmann
 from numdp.md.thermostats import THERMOSTATS

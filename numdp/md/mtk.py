@@ -51,17 +51,16 @@ velocities (1/ps).
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from ..parallel.world import World
 from ..system import State
 from ..units import EV_PER_A3_TO_BAR, KB
+from ..kernels.cpu.barostat import expm3
 from ..kernels.cpu.thermostat import nose_hoover_chain_half_step
 from .barostat import COUPLINGS, check_cell_move, is_lower_triangular
 from .ramp import Ramp
-from .thermostats import HostVelocities, NoseHooverChain
+from .thermostats import SUZUKI_YOSHIDA_3, HostVelocities
 
 IDENTITY = np.eye(3)
 _ACTIVE = {
@@ -70,23 +69,6 @@ _ACTIVE = {
     "triclinic": np.tril(np.ones((3, 3), dtype=bool)),
 }
 _DOF = {"isotropic": 1, "anisotropic": 3, "triclinic": 6}
-
-
-def expm3(x: np.ndarray) -> np.ndarray:
-    """exp(x) of a (3, 3) matrix: Taylor series of x / 2^s (norm ≤ 1/8) to order 14, squared s
-    times; a lower-triangular x gives an exactly lower-triangular result, a diagonal one a
-    diagonal result (each entry exp(x_kk) to a few ulp)."""
-    norm = float(np.abs(x).sum(axis=1).max())
-    s = max(0, math.ceil(math.log2(norm * 8.0))) if norm > 0.0 else 0
-    y = x / (2.0 ** s)
-    term = np.eye(3)
-    out = np.eye(3)
-    for k in range(1, 15):
-        term = term @ y / k
-        out = out + term
-    for _ in range(s):
-        out = out @ out
-    return out
 
 
 class MTKBarostat:
@@ -153,7 +135,7 @@ class MTKBarostat:
         kt = KB * self.temperature.in_step(state.step)
         b = state.barostat
         factor = float(nose_hoover_chain_half_step(k2, self.ndof, kt, self.chain_masses(kt), h, 1,
-                                                   NoseHooverChain._WEIGHTS, b["xi"], b["vxi"]))
+                                                   SUZUKI_YOSHIDA_3, b["xi"], b["vxi"]))
         b["nu"] = b["nu"] * factor
 
     def _kinetic_coupling(self, state: State) -> float:
@@ -190,7 +172,7 @@ class MTKBarostat:
 
     def _exp(self, x: np.ndarray) -> np.ndarray:
         if self.coupling == "triclinic":
-            return expm3(x)
+            return expm3(np.ascontiguousarray(x, dtype=np.float64))
         return np.diag(np.exp(np.diag(x)))
 
     # -- bookkeeping -------------------------------------------------------------------------------

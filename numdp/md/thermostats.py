@@ -93,6 +93,12 @@ def host_nose_hoover_chain(ops, state: State, h: float, kt: float, q: np.ndarray
     ops.scale(state, factor)
 
 
+SUZUKI_YOSHIDA_3 = np.array([1.0 / (2.0 - 2.0 ** (1.0 / 3.0)),
+                             1.0 - 2.0 / (2.0 - 2.0 ** (1.0 / 3.0)),
+                             1.0 / (2.0 - 2.0 ** (1.0 / 3.0))])
+"""The weights of the Suzuki-Yoshida order-3 composition of a Nosé-Hoover chain's half-step."""
+
+
 class ChainDiverged(ArithmeticError):
     """The chain's half-step on the host gave a non-finite scale factor or chain velocity (a
     timestep far above tau); NoseHooverChain.half_step turns it into a SafetyStop.  On one GPU
@@ -122,9 +128,7 @@ class NoseHooverChain:
     """
 
     kind = "nose-hoover"
-    _WEIGHTS = np.array([1.0 / (2.0 - 2.0 ** (1.0 / 3.0)),     # Suzuki-Yoshida order 3
-                         1.0 - 2.0 / (2.0 - 2.0 ** (1.0 / 3.0)),
-                         1.0 / (2.0 - 2.0 ** (1.0 / 3.0))])
+    _WEIGHTS = SUZUKI_YOSHIDA_3
 
     def __init__(self, temperature: float | Ramp, tau: float, chain: int = 3, nloop: int = 1,
                  world: World | None = None):
