@@ -455,20 +455,27 @@ def test_gpu_npt_run_equals_cpu_run_and_restarts_bit_for_bit(tmp_path):
     differ only in the order of their sums, and the cell follows from the same virial and a
     kinetic tensor summed in another order); the GPU run stopped at step 2 and restarted on the GPU
     from its checkpoint repeats the uninterrupted one bit for bit (frames and checkpoint)."""
-    from test_mpi import assert_same_run
-
     md = NPT.format(coupling="triclinic")
     kw = {"steps": 4, "every": 2}
+    _, whole = assert_npt_runs_agree(tmp_path, md, kw, "npt")
+    assert_restart_continues_bit_for_bit(tmp_path / "part", whole, md, kw)
+
+
+def assert_npt_runs_agree(tmp_path, md: str, kw: dict, what: str) -> tuple[Path, Path]:
+    """The CPU and the GPU run of `md` (make_run's keywords `kw`) within same_run_bounds, and the
+    cell moved by far more than the bound; returns their inputs (cpu, gpu)."""
+    from test_mpi import assert_same_run
+
     cpu = make_run(tmp_path / "cpu", "cpu", md, **kw)
     run(cpu)
-    whole = make_run(tmp_path / "whole", "cuda", md, **kw)
-    run(whole)
-    a, b = frames(cpu.parent), frames(whole.parent)
+    gpu = make_run(tmp_path / "whole", "cuda", md, **kw)
+    run(gpu)
+    a, b = frames(cpu.parent), frames(gpu.parent)
     assert_same_run(a, b)
-    assert_close_runs(a, b, "npt")
+    assert_close_runs(a, b, what)
     pos = same_run_bounds(a, U64)[0]
     assert np.abs(a["box"][-1] - a["box"][0]).max() > 1e3 * pos[-1]     # the cell moved
-    assert_restart_continues_bit_for_bit(tmp_path / "part", whole, md, kw)
+    return cpu, gpu
 
 
 # -- whole runs on a tiny cluster (3 atoms, sel [2, 1]: ~0.3 s per GPU step in the simulator) --------
@@ -515,20 +522,10 @@ def test_gpu_mtk_npt_run_equals_cpu_run(tmp_path):
     device kernels), its few scalars stay on the host, and the force call completes before the
     step's second half, which needs its virial (numdp.md.device.DeviceVelocityVerlet.step).  Its
     variables reach the checkpoint as on the CPU."""
-    from test_mpi import assert_same_run
-
     md = ('ensemble = "npt"\nthermostat = { kind = "nose-hoover", temperature = 20.0, tau = 0.05 }\n'
           'barostat = { kind = "mtk", pressure = 1000.0, tau = 0.05, coupling = "triclinic" }')
-    kw = {"steps": 3, "every": 1}
-    cpu = make_run(tmp_path / "cpu", "cpu", md, **kw)
-    run(cpu)
-    gpu = make_run(tmp_path / "gpu", "cuda", md, **kw)
-    run(gpu)
-    a, b = frames(cpu.parent), frames(gpu.parent)
-    assert_same_run(a, b)
-    assert_close_runs(a, b, "mtk")
-    pos = same_run_bounds(a, U64)[0]
-    assert np.abs(a["box"][-1] - a["box"][0]).max() > 1e3 * pos[-1]     # the cell moved
+    cpu, gpu = assert_npt_runs_agree(tmp_path, md, {"steps": 3, "every": 1}, "mtk")
+    pos = same_run_bounds(frames(cpu.parent), U64)[0]
     ca, cb = read_checkpoint(cpu.parent / "ck.h5"), read_checkpoint(gpu.parent / "ck.h5")
     # the cell moves by box·(ν dt) a step, so two runs whose cells agree within pos (each step's,
     # checked above) have strain rates within 2 pos / (shortest cell edge · dt)
