@@ -441,6 +441,34 @@ def test_fix_npt_chains(tmp_path):
                   tmp_path)
 
 
+def test_fix_nph_with_a_thermostat_fix_is_numdp_npt(tmp_path):
+    """fix nph + fix langevin (or temp/csvr): numdp's npt with that thermostat and the MTK barostat
+    (with a notice); fix nph alone is refused in one line (numdp has no NPH ensemble), and so is a
+    thermostat fix beside fix npt."""
+    text = textwrap.dedent("""
+        units metal
+        read_data conf.lmp
+        pair_style deepmd a.h5
+        pair_coeff * * Cu
+        fix 1 all nph tri 1.0 1.0 0.5 pchain 2
+        fix 2 all langevin 300 300 0.1 42
+        run 20
+        """)
+    tr = translate(text, "in.lammps", {}, tmp_path)
+    md = tr.tables["md"]
+    assert md["ensemble"] == "npt" and md["seed"] == 42
+    assert md["thermostat"] == {"kind": "langevin", "temperature": 300.0, "tau": 0.1}
+    assert md["barostat"] == {"kind": "mtk", "pressure": 1.0, "tau": 0.5, "coupling": "triclinic", "chain": 2}
+    assert any(n.startswith("fix nph with fix langevin: numdp's npt") for n in tr.notices)
+    with pytest.raises(InputError, match=r"fix 1 nph without a thermostat fix: numdp has no NPH ensemble"):
+        translate(text.replace("fix 2 all langevin 300 300 0.1 42\n", ""), "in.lammps", {}, tmp_path)
+    with pytest.raises(InputError, match=r"two thermostats; numdp runs one \(use fix nve or nph with it\)"):
+        translate(text.replace("nph tri 1.0 1.0 0.5 pchain 2", "npt temp 300 300 0.1 tri 1.0 1.0 0.5"),
+                  "in.lammps", {}, tmp_path)
+    with pytest.raises(InputError, match=r"expected: fix ID all nph iso\|aniso\|tri P P PDAMP \[pchain N\]"):
+        translate(text.replace("nph tri 1.0 1.0 0.5", "nph temp 300 300 0.1"), "in.lammps", {}, tmp_path)
+
+
 def test_ramps_become_numdp_run_ramps(tmp_path):
     """`fix npt temp T1 T2 ... iso P1 P2 ...` with T1 != T2, P1 != P2: numdp run's ramps
     ([md] thermostat.temperature / barostat.pressure = [start, stop], docs/md.md); equal ends
@@ -481,7 +509,7 @@ def test_thermostat_fixes_beside_fix_nve(tmp_path, fix, kind):
                                "thermostat": {"kind": kind, "temperature": [300.0, 600.0], "tau": 0.2}}
     assert any(n.startswith("fix langevin") for n in tr.notices) == (kind == "langevin")
     for swap, message in (("fix 1 all nvt temp 300 300 0.1", "two thermostats; numdp runs one"),
-                          ("", "the script has no fix nve, nvt or npt")):
+                          ("", "the script has no fix nve, nvt, npt or nph")):
         bad = textwrap.dedent(text.format(fix=fix)).replace("fix 1 all nve", swap)
         with pytest.raises(InputError, match=message):
             translate(bad, "in.lammps", {}, tmp_path)

@@ -34,6 +34,9 @@ NPT_NOTICE = ("fix npt: numdp's Martyna-Tobias-Klein barostat (kind mtk: W = (N+
 VELOCITY_NOTICE = ("velocity create: numdp draws Gaussian (Maxwell-Boltzmann) velocities from its own "
                    "counter-based generator, zero total momentum, scaled to exactly T; the numbers "
                    "differ from LAMMPS' for the same seed")
+NPH_NOTICE = ("fix nph with fix {thermostat}: numdp's npt with that thermostat and its Martyna-Tobias-Klein "
+              "barostat (kind mtk), whose cell mass and chain take the thermostat's target temperature where "
+              "LAMMPS' fix nph takes the start temperature")
 RENEWED_NOTICE = ("fix nvt/npt defined after a run: numdp's Nose-Hoover chain goes on from the chain "
                   "variables the run before ended with (LAMMPS starts a new fix's at zero); same ensemble")
 THERMO_ONE = ["step", "temp", "epair", "emol", "etotal", "press"]   # LAMMPS' thermo_style one (its default)
@@ -43,6 +46,7 @@ class Ensemble(str, Enum):
     NVE = "nve"
     NVT = "nvt"
     NPT = "npt"
+    NPH = "nph"   # LAMMPS' fix nph: translated only beside a thermostat fix (then numdp's npt)
 
 
 COUPLINGS = {"iso": "isotropic", "aniso": "anisotropic", "tri": "triclinic"}   # fix npt -> [md] barostat.coupling
@@ -563,8 +567,8 @@ class _Translator:
         if style in THERMOSTAT_FIXES:
             self._thermostat_fix(fix_id, THERMOSTAT_FIXES[style], args)
             return
-        if style not in ("nve", "nvt", "npt"):
-            raise Refused(f"fix style {style!r} is not supported by numdp lmp (nve, nvt, npt, langevin, "
+        if style not in ("nve", "nvt", "npt", "nph"):
+            raise Refused(f"fix style {style!r} is not supported by numdp lmp (nve, nvt, npt, nph, langevin, "
                           f"temp/csvr, momentum)")
         if self.s.fix is not None and self.s.fix_id != fix_id:
             raise Refused(f"a second time-integration fix ({self.s.fix_id} is one); numdp integrates with one")
@@ -577,6 +581,17 @@ class _Translator:
             if args:
                 raise Refused("expected: fix ID all nve")
             fix = Fix(Ensemble.NVE)
+        elif style == "nph":
+            fix = Fix(Ensemble.NPH)
+            rest = self._barostat_args(fix, args, "nph", "")
+            while rest:
+                if rest[0] == "pchain" and len(rest) > 1:
+                    fix.pchain = _integer(rest[1], "pchain")
+                    if fix.pchain < 1:
+                        raise Refused("pchain must be >= 1")
+                    rest = rest[2:]
+                else:
+                    raise Refused(f"keyword {rest[0]!r} is not supported by numdp lmp (pchain is)")
         else:
             if len(args) < 4 or args[0] != "temp":
                 raise Refused(f"expected: fix ID all {style} temp TSTART TSTOP TDAMP ...")
@@ -585,13 +600,7 @@ class _Translator:
             fix = Fix(Ensemble(style), temperature=t1 if t1 == t2 else [t1, t2], tdamp=_number(args[3], "Tdamp", positive=True))
             rest = args[4:]
             if style == "npt":
-                if len(rest) < 4 or rest[0] not in COUPLINGS:
-                    raise Refused("expected: fix ID all npt temp T T TDAMP iso|aniso|tri P P PDAMP [tchain N] "
-                                  "[pchain N] (x, y, z, couple, ... are not supported)")
-                p1 = _number(rest[1], "Pstart")
-                p2 = _number(rest[2], "Pstop")
-                fix.pressure, fix.pdamp, fix.coupling = p1 if p1 == p2 else [p1, p2], _number(rest[3], "Pdamp", positive=True), COUPLINGS[rest[0]]
-                rest = rest[4:]
+                rest = self._barostat_args(fix, rest, "npt temp T T TDAMP", "[tchain N] ")
             keywords = ("tchain", "pchain") if style == "npt" else ("tchain",)
             while rest:
                 if rest[0] in keywords and len(rest) > 1:
@@ -609,6 +618,18 @@ class _Translator:
             if style == "npt":
                 self.note(NPT_NOTICE)
         self.s.fix, self.s.fix_id = fix, fix_id
+
+    @staticmethod
+    def _barostat_args(fix: Fix, args: list[str], head: str, chains: str) -> list[str]:
+        """The `iso|aniso|tri Pstart Pstop Pdamp` of fix npt / nph into `fix`; returns the rest."""
+        if len(args) < 4 or args[0] not in COUPLINGS:
+            raise Refused(f"expected: fix ID all {head} iso|aniso|tri P P PDAMP {chains}[pchain N] "
+                          f"(x, y, z, couple, ... are not supported)")
+        p1 = _number(args[1], "Pstart")
+        p2 = _number(args[2], "Pstop")
+        fix.pressure, fix.pdamp, fix.coupling = (p1 if p1 == p2 else [p1, p2], _number(args[3], "Pdamp", positive=True),
+                                                 COUPLINGS[args[0]])
+        return args[4:]
 
     def _thermostat_fix(self, fix_id: str, style: ThermostatStyle, args: list[str]) -> None:
         """fix langevin / temp/csvr Tstart Tstop damp seed: numdp's thermostat of that kind (with
@@ -854,7 +875,7 @@ class _Translator:
             raise Refused("the script has no run or minimize command: nothing to do")
         fix = s.fix
         if fix is None and s.minimize is None:
-            raise Refused("the script has no fix nve, nvt or npt: LAMMPS would not move the atoms; numdp lmp "
+            raise Refused("the script has no fix nve, nvt, npt or nph: LAMMPS would not move the atoms; numdp lmp "
                           "needs one")
         devi = len(s.models) > 1
         t: dict = {"model": {"file": s.models if devi else s.models[0]}}
@@ -927,16 +948,21 @@ class _Translator:
             md["seed"] = s.velocity[1]   # the barostat's noise differs from task to task, as DP-GEN's seeds
         th = s.thermostat
         if th is not None:
-            if fix.ensemble is not Ensemble.NVE:
+            if fix.ensemble not in (Ensemble.NVE, Ensemble.NPH):
                 raise Refused(f"fix {th.fix_id} ({th.style.value}) beside fix {s.fix_id} {fix.ensemble.value}: "
-                              f"two thermostats; numdp runs one (use fix nve with it)")
-            md["ensemble"] = Ensemble.NVT.value
+                              f"two thermostats; numdp runs one (use fix nve or nph with it)")
+            if fix.ensemble is Ensemble.NPH:
+                self.note(NPH_NOTICE.format(thermostat=th.style.value))
+            md["ensemble"] = (Ensemble.NPT if fix.ensemble is Ensemble.NPH else Ensemble.NVT).value
             md["seed"] = th.seed
             md["thermostat"] = {"kind": th.style.value, "temperature": th.temperature, "tau": th.damp}
+        elif fix.ensemble is Ensemble.NPH:
+            raise Refused(f"fix {s.fix_id} nph without a thermostat fix: numdp has no NPH ensemble; add fix "
+                          f"langevin or temp/csvr (numdp's npt with that thermostat), or use fix npt")
         elif fix.ensemble is not Ensemble.NVE:
             md["thermostat"] = {"kind": "nose-hoover", "temperature": fix.temperature, "tau": fix.tdamp,
                                 "chain": fix.chain}
-        if fix.ensemble is Ensemble.NPT:
+        if fix.ensemble in (Ensemble.NPT, Ensemble.NPH):
             md["barostat"] = {"kind": "mtk", "pressure": fix.pressure, "tau": fix.pdamp,
                               "coupling": fix.coupling, "chain": fix.pchain}
         return md
