@@ -673,6 +673,49 @@ def test_a_non_finite_velocity_stops_the_step_that_made_it_on_both_devices(tmp_p
         assert ck.step == 2 and np.isnan(ck.velocities[2, 1]) and np.isfinite(ck.positions).all()
 
 
+@pytest.mark.parametrize("kind, reads, kernels", [("c-rescale", 4, 42), ("mtk", 7, 48)])
+def test_npt_step_reads_and_launches(tmp_path, kind, reads, kernels):
+    """Host reads and kernel launches of a simulated GPU NPT step (the rocksalt cell, uncompressed
+    model, Nosé-Hoover chain on the device, triclinic coupling; steps without a rebuild or output),
+    counted by OpCounter: c-rescale reads the rebuild test, the force call's totals, the model's
+    occupied-slot count (one chunk) and the kinetic tensor; the MTK barostat reads the kinetic
+    tensor twice, and as its force call completes before the second kick (its second half needs
+    the virial) the safety check reduces the final forces and velocities itself (2 reads): 7."""
+    from numdp.kernels.cuda.opcount import OpCounter
+    from numdp.md.setup import build_simulation
+
+    md = ('ensemble = "npt"\nthermostat = { kind = "nose-hoover", temperature = 20.0, tau = 0.05 }\n'
+          f'barostat = {{ kind = "{kind}", pressure = 1000.0, tau = 0.2, coupling = "triclinic" }}')
+    toml = make_run(tmp_path, "cuda", md, steps=3, every=100)
+    counter = OpCounter()
+    counts = []
+
+    def totals():
+        return counter.to_host, sum(c["kernel"] for c in counter.counts.values())
+    with counter.counting():
+        sim, end = build_simulation(load_run_settings(toml), screen=io.StringIO(),
+                                    model=DPModel(read_model(toml.parent / "model.h5"), nthreads=1, device="cuda"))
+        step, check = sim.integrator.step, sim.safety.check
+
+        def counted_step(state, forces):
+            counts.append(totals())
+            step(state, forces)
+
+        def counted_check(state, provider, interrupted=False):
+            got = check(state, provider, interrupted)
+            if counts:   # not the setup's check
+                counts[-1] = tuple(b - a for a, b in zip(counts[-1], totals()))
+            return got
+
+        sim.integrator.step, sim.safety.check = counted_step, counted_check
+        try:
+            sim.run(end)
+        finally:
+            sim.close()
+    assert sim.provider.rebuilds == 1 and sim.state.step == 3
+    assert counts == [(reads, kernels)] * 3
+
+
 @pytest.mark.parametrize("compressed", [False, True], ids=["uncompressed", "compressed"])
 @pytest.mark.parametrize("md", ["", NHC], ids=["nve", "nose-hoover"])
 def test_a_gpu_step_reads_the_device_twice(tmp_path, md, compressed):
