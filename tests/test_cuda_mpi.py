@@ -148,13 +148,17 @@ def test_model_deviation_on_two_gpu_ranks_equals_serial_cpu(tmp_path):
     assert_devi_rows_close(tmp_path / "cpu", tmp_path / "gpu")
 
 
-def test_npt_on_two_gpu_ranks_equals_serial_cpu(tmp_path):
-    """NPT (CSVR + triclinic cell rescaling) on two GPU ranks: the kinetic tensor and the virial are
-    summed over ranks and every rank moves its atoms and its subdomain with the same cell, so the
-    run equals the serial CPU run within same_run_bounds (cell included, as test_cuda_md's NPT test)."""
+@pytest.mark.parametrize("kind", ["c-rescale", "mtk"])
+def test_npt_on_two_gpu_ranks_equals_serial_cpu(tmp_path, kind):
+    """NPT (CSVR + triclinic cell rescaling, or the MTK barostat, whose cell momentum and chain are
+    the same numbers on every rank) on two GPU ranks: the kinetic tensor and the virial are summed
+    over ranks and every rank moves its atoms and its subdomain with the same cell, so the run
+    equals the serial CPU run within same_run_bounds (cell included, as test_cuda_md's NPT test)."""
     from test_cuda_md import NPT
 
     md = NPT.format(coupling="triclinic")
+    if kind == "mtk":
+        md = md.replace("compressibility = 1e-3", 'kind = "mtk"').replace("tau = 0.2", "tau = 0.05")
     cpu = make_run(tmp_path / "cpu", "cpu", md, steps=4, every=2)
     run(cpu)
     gpu = make_run(tmp_path / "gpu", "cuda", md, steps=4, every=2)
