@@ -673,6 +673,30 @@ def test_a_non_finite_velocity_stops_the_step_that_made_it_on_both_devices(tmp_p
         assert ck.step == 2 and np.isnan(ck.velocities[2, 1]) and np.isfinite(ck.positions).all()
 
 
+def per_step_counts(sim, end: int, measure) -> list[np.ndarray]:
+    """Run `sim` (build_simulation's) to step `end`; for each step, `measure()` (numbers) after
+    the step's safety check minus before the step (the setup's check not counted)."""
+    counts = []
+    step, check = sim.integrator.step, sim.safety.check
+
+    def counted_step(state, forces):
+        counts.append(np.asarray(measure()))
+        step(state, forces)
+
+    def counted_check(state, provider, interrupted=False):
+        got = check(state, provider, interrupted)
+        if counts:
+            counts[-1] = np.asarray(measure()) - counts[-1]
+        return got
+
+    sim.integrator.step, sim.safety.check = counted_step, counted_check
+    try:
+        sim.run(end)
+    finally:
+        sim.close()
+    return counts
+
+
 @pytest.mark.parametrize("kind, reads, kernels", [("c-rescale", 4, 42), ("mtk", 7, 48)])
 def test_npt_step_reads_and_launches(tmp_path, kind, reads, kernels):
     """Host reads and kernel launches of a simulated GPU NPT step (the rocksalt cell, uncompressed
@@ -688,32 +712,13 @@ def test_npt_step_reads_and_launches(tmp_path, kind, reads, kernels):
           f'barostat = {{ kind = "{kind}", pressure = 1000.0, tau = 0.2, coupling = "triclinic" }}')
     toml = make_run(tmp_path, "cuda", md, steps=3, every=100)
     counter = OpCounter()
-    counts = []
-
-    def totals():
-        return counter.to_host, sum(c["kernel"] for c in counter.counts.values())
     with counter.counting():
         sim, end = build_simulation(load_run_settings(toml), screen=io.StringIO(),
                                     model=DPModel(read_model(toml.parent / "model.h5"), nthreads=1, device="cuda"))
-        step, check = sim.integrator.step, sim.safety.check
-
-        def counted_step(state, forces):
-            counts.append(totals())
-            step(state, forces)
-
-        def counted_check(state, provider, interrupted=False):
-            got = check(state, provider, interrupted)
-            if counts:   # not the setup's check
-                counts[-1] = tuple(b - a for a, b in zip(counts[-1], totals()))
-            return got
-
-        sim.integrator.step, sim.safety.check = counted_step, counted_check
-        try:
-            sim.run(end)
-        finally:
-            sim.close()
+        counts = per_step_counts(sim, end, lambda: (counter.to_host,
+                                                    sum(c["kernel"] for c in counter.counts.values())))
     assert sim.provider.rebuilds == 1 and sim.state.step == 3
-    assert counts == [(reads, kernels)] * 3
+    assert [c.tolist() for c in counts] == [[reads, kernels]] * 3
 
 
 @pytest.mark.parametrize("compressed", [False, True], ids=["uncompressed", "compressed"])
@@ -740,9 +745,7 @@ def test_a_gpu_step_reads_the_device_twice(tmp_path, md, compressed):
 
     toml = make_cluster(tmp_path, "cuda", md, steps=3, every=100)
     counter = OpCounter()
-    reads = []
     phases = ("thermostat", "rebuild test", "safety", "closest pair", "reductions", "neighbour list")
-    kernels = []
 
     def launched():
         return np.array([counter.counts[p]["kernel"] for p in phases] + [counter.counts["model"]["array op"],
@@ -755,25 +758,9 @@ def test_a_gpu_step_reads_the_device_twice(tmp_path, md, compressed):
             params = compress(params, dx=0.05)[0]
         model = DPModel(params, nthreads=1, device="cuda")
         sim, end = build_simulation(settings, model=model, screen=io.StringIO())
-        step, check = sim.integrator.step, sim.safety.check
-
-        def counted_step(state, forces):
-            reads.append(counter.to_host)
-            kernels.append(launched())
-            step(state, forces)
-
-        def counted_check(state, provider, interrupted=False):
-            got = check(state, provider, interrupted)
-            if reads:   # not the setup's check
-                reads[-1] = counter.to_host - reads[-1]
-                kernels[-1] = launched() - kernels[-1]
-            return got
-
-        sim.integrator.step, sim.safety.check = counted_step, counted_check
-        try:
-            sim.run(end)
-        finally:
-            sim.close()
+        counts = per_step_counts(sim, end, lambda: np.concatenate([[counter.to_host], launched()]))
+    reads = [int(c[0]) for c in counts]
+    kernels = [c[1:] for c in counts]
     assert sim.provider.rebuilds == 1 and sim.state.step == 3
     assert reads == [2, 2, 2] if compressed else [3, 3, 3]
     # the model's array operations (last): with 2 types and one hidden fitting layer, 3 products
