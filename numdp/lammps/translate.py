@@ -583,15 +583,7 @@ class _Translator:
             fix = Fix(Ensemble.NVE)
         elif style == "nph":
             fix = Fix(Ensemble.NPH)
-            rest = self._barostat_args(fix, args, "nph", "")
-            while rest:
-                if rest[0] == "pchain" and len(rest) > 1:
-                    fix.pchain = _integer(rest[1], "pchain")
-                    if fix.pchain < 1:
-                        raise Refused("pchain must be >= 1")
-                    rest = rest[2:]
-                else:
-                    raise Refused(f"keyword {rest[0]!r} is not supported by numdp lmp (pchain is)")
+            self._chain_keywords(fix, self._barostat_args(fix, args, "nph", ""), ("pchain",))
         else:
             if len(args) < 4 or args[0] != "temp":
                 raise Refused(f"expected: fix ID all {style} temp TSTART TSTOP TDAMP ...")
@@ -601,23 +593,28 @@ class _Translator:
             rest = args[4:]
             if style == "npt":
                 rest = self._barostat_args(fix, rest, "npt temp T T TDAMP", "[tchain N] ")
-            keywords = ("tchain", "pchain") if style == "npt" else ("tchain",)
-            while rest:
-                if rest[0] in keywords and len(rest) > 1:
-                    n = _integer(rest[1], rest[0])
-                    if n < 1:
-                        raise Refused(f"{rest[0]} must be >= 1")
-                    if rest[0] == "tchain":
-                        fix.chain = n
-                    else:
-                        fix.pchain = n
-                    rest = rest[2:]
-                else:
-                    raise Refused(f"keyword {rest[0]!r} is not supported by numdp lmp ({' and '.join(keywords)} "
-                                  f"{'are' if len(keywords) > 1 else 'is'})")
+            self._chain_keywords(fix, rest, ("tchain", "pchain") if style == "npt" else ("tchain",))
             if style == "npt":
                 self.note(NPT_NOTICE)
         self.s.fix, self.s.fix_id = fix, fix_id
+
+    @staticmethod
+    def _chain_keywords(fix: Fix, rest: list[str], keywords: tuple[str, ...]) -> None:
+        """`tchain N` / `pchain N` (those of `keywords`, each >= 1) into `fix`; any other keyword
+        is refused."""
+        while rest:
+            if rest[0] in keywords and len(rest) > 1:
+                n = _integer(rest[1], rest[0])
+                if n < 1:
+                    raise Refused(f"{rest[0]} must be >= 1")
+                if rest[0] == "tchain":
+                    fix.chain = n
+                else:
+                    fix.pchain = n
+                rest = rest[2:]
+            else:
+                raise Refused(f"keyword {rest[0]!r} is not supported by numdp lmp ({' and '.join(keywords)} "
+                              f"{'are' if len(keywords) > 1 else 'is'})")
 
     @staticmethod
     def _barostat_args(fix: Fix, args: list[str], head: str, chains: str) -> list[str]:

@@ -144,10 +144,9 @@ class MTKBarostat:
 
     def momentum_half(self, state: State, h: float) -> None:
         """μ += h G / W from the current velocities and the last force call's virial."""
-        volume = abs(float(np.linalg.det(state.box)))
         kin = self.ops.kinetic_tensor(state)
         p0 = self.pressure.in_step(state.step) / EV_PER_A3_TO_BAR
-        g = kin + 0.5 * (state.virial + state.virial.T) - p0 * volume * IDENTITY
+        g = kin + 0.5 * (state.virial + state.virial.T) - p0 * state.volume * IDENTITY
         g = g + self._kinetic_coupling(state) * float(np.trace(kin)) * IDENTITY
         w = self.mass(state)
         b = state.barostat
@@ -183,7 +182,6 @@ class MTKBarostat:
         kt = KB * self.temperature.value(state.step)
         q = self.chain_masses(kt)
         xi, vxi = b["xi"], b["vxi"]
-        volume = abs(float(np.linalg.det(state.box)))
         p0 = self.pressure.value(state.step) / EV_PER_A3_TO_BAR
-        return float(0.5 * self._k2(state) + p0 * volume + 0.5 * np.sum(q * vxi * vxi)
+        return float(0.5 * self._k2(state) + p0 * state.volume + 0.5 * np.sum(q * vxi * vxi)
                      + self.ndof * kt * xi[0] + kt * np.sum(xi[1:]))
