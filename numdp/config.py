@@ -29,7 +29,7 @@ from .errors import InputError
 from .validate import RUN_WORDING, Table, distinct_files, is_int_list, load_toml, resolve_path
 
 # The names an input may use; each set has its home where it is implemented.
-ENSEMBLES = ("nve", "nvt", "npt")
+ENSEMBLES = ("nve", "nvt", "npt", "nph")
 THERMOSTAT_KINDS = tuple(THERMOSTATS)
 BAROSTAT_KINDS = (StochasticCellRescaling.kind, MTKBarostat.kind)
 PRECISIONS_AVAILABLE = tuple(PRECISIONS)
@@ -96,7 +96,8 @@ class BarostatSettings:
     coupling: str = "isotropic"
     compressibility: float = 4.5e-5  # 1/bar (c-rescale)
     kind: str = "c-rescale"
-    chain: int = 3  # links of the cell momentum's Nose-Hoover chain (mtk)
+    chain: int = 3  # links of the cell momentum's Nose-Hoover chain (mtk; 0: none)
+    temperature: float | None = None  # K: the reference kT of the cell's mass and chain (mtk in nph: LAMMPS' ptemp)
 
 
 @dataclass
@@ -321,36 +322,45 @@ def _thermostat(t: Table) -> ThermostatSettings:
                               chain=t.integer("chain", 3, positive=True))
 
 
-def _barostat(t: Table) -> BarostatSettings:
+def _barostat(t: Table, ensemble: str) -> BarostatSettings:
     kind = t.string("kind", StochasticCellRescaling.kind)
     if kind not in BAROSTAT_KINDS:
         raise t.error("kind", f"'{kind}' is not available; numdp implements 'c-rescale' "
                               f"(stochastic cell rescaling) and 'mtk' (Martyna-Tobias-Klein, LAMMPS' fix npt)")
-    own = {StochasticCellRescaling.kind: "compressibility", MTKBarostat.kind: "chain"}
-    for other, key in own.items():
-        if other != kind and key in t.data:
-            raise t.error(key, f"only for kind = '{other}' (this is '{kind}')")
-    t.check_keys(("kind", "pressure", "tau", "coupling", own[kind]))
+    if ensemble == "nph" and kind != MTKBarostat.kind:
+        raise t.error("kind", f"ensemble = 'nph' needs kind = 'mtk' (got '{kind}': stochastic cell rescaling "
+                              f"draws its noise at the thermostat's temperature)")
+    own = {StochasticCellRescaling.kind: ("compressibility",), MTKBarostat.kind: ("chain", "temperature")}
+    for other, keys in own.items():
+        for key in keys:
+            if other != kind and key in t.data:
+                raise t.error(key, f"only for kind = '{other}' (this is '{kind}')")
+    if ensemble != "nph" and "temperature" in t.data:
+        raise t.error("temperature", "only for ensemble = 'nph' (in 'npt' the cell's mass and chain take the "
+                                     "thermostat's target)")
+    t.check_keys(("kind", "pressure", "tau", "coupling") + own[kind])
     return BarostatSettings(kind=kind, pressure=t.ramp("pressure"),
                             tau=t.number("tau", positive=True),
                             coupling=t.string("coupling", "isotropic", choices=COUPLINGS),
                             compressibility=t.number("compressibility", 4.5e-5, positive=True),
-                            chain=t.integer("chain", 3, positive=True))
+                            chain=t.integer("chain", 3, nonnegative=True),
+                            temperature=t.number("temperature", positive=True) if ensemble == "nph" else None)
 
 
 def _md(t: Table) -> MDSettings:
     t.check_keys(("timestep", "steps", "ensemble", "thermostat", "barostat", "seed"))
     ensemble = t.string("ensemble", "nve", choices=ENSEMBLES)
     thermostat = _thermostat(t.sub("thermostat")) if t.has("thermostat") else None
-    barostat = _barostat(t.sub("barostat")) if t.has("barostat") else None
-    if ensemble == "nve" and thermostat is not None:
-        raise t.error("thermostat", "not used with ensemble = 'nve' (remove it or use 'nvt')")
-    if ensemble != "npt" and barostat is not None:
+    if ensemble in ("nve", "nph") and thermostat is not None:
+        raise t.error("thermostat", f"not used with ensemble = '{ensemble}' (remove it or use "
+                                    f"'{'nvt' if ensemble == 'nve' else 'npt'}')")
+    if ensemble in ("nve", "nvt") and t.has("barostat"):
         raise t.error("barostat", f"not used with ensemble = '{ensemble}' (remove it or use 'npt')")
+    barostat = _barostat(t.sub("barostat"), ensemble) if t.has("barostat") else None
     if ensemble in ("nvt", "npt") and thermostat is None:
         raise t.error("thermostat", f"required for ensemble = '{ensemble}'")
-    if ensemble == "npt" and barostat is None:
-        raise t.error("barostat", "required for ensemble = 'npt'")
+    if ensemble in ("npt", "nph") and barostat is None:
+        raise t.error("barostat", f"required for ensemble = '{ensemble}'")
     return MDSettings(timestep=t.number("timestep", positive=True),
                       steps=t.integer("steps", nonnegative=True),
                       ensemble=ensemble, thermostat=thermostat, barostat=barostat,

@@ -85,7 +85,7 @@ def test_relative_paths_follow_the_input_file(tmp_path):
     ("steps = 100", "steps = -1", "[md] steps: must be >= 0"),
     ("timestep = 0.0005", "timestep = 0", "[md] timestep: must be > 0"),
     ("timestep = 0.0005", 'timestep = "fast"', "[md] timestep: expected a number"),
-    ('ensemble = "nvt"', 'ensemble = "nph"', "[md] ensemble: must be one of"),
+    ('ensemble = "nvt"', 'ensemble = "npe"', "[md] ensemble: must be one of 'nve', 'nvt', 'npt', 'nph', got 'npe'"),
     ("skin = 2.0", "skin = 2.0\ncutoff = 3", "[neighbor] cutoff: unknown key"),
     ('file = "model.h5"', 'file = "model.h5"\nprecision = "quad"', "[model] precision: must be one of double, mix32, mix16"),
     ("seed = 1 }", "seed = 1, temp = 3 }", "[system] velocities.temp: unknown key"),
@@ -130,9 +130,28 @@ def test_ensemble_consistency(tmp_path):
         error_of(tmp_path, mtk.replace("chain = 4", "compressibility = 1e-4"))
     assert "[md] barostat.chain: only for kind = 'mtk' (this is 'c-rescale')" in \
         error_of(tmp_path, mtk.replace('kind = \"mtk\", ', ""))
-    assert "[md] barostat.chain: must be > 0" in error_of(tmp_path, mtk.replace("chain = 4", "chain = 0"))
+    assert load_run_settings(write(tmp_path, mtk.replace("chain = 4", "chain = 0"))).md.barostat.chain == 0
+    assert "[md] barostat.chain: must be >= 0" in error_of(tmp_path, mtk.replace("chain = 4", "chain = -1"))
+    assert "[md] barostat.temperature: only for ensemble = 'nph'" in \
+        error_of(tmp_path, mtk.replace("chain = 4", "temperature = 300.0"))
     bad_coupling = npt.replace("tau = 0.1 }", "tau = 0.1 }\nbarostat = { pressure = 1.0, tau = 1.0, coupling = \"xy\" }")
     assert "[md] barostat.coupling: must be one of" in error_of(tmp_path, bad_coupling)
+    # nph: the MTK barostat alone, its reference temperature required
+    nph = mtk.replace('ensemble = "npt"', 'ensemble = "nph"').replace(
+        'thermostat = { kind = "nose-hoover", temperature = 330.0, tau = 0.1 }', "")
+    assert "[md] barostat.temperature: required" in error_of(tmp_path, nph)
+    nph = nph.replace("chain = 4", "chain = 0, temperature = 250.0")
+    md = load_run_settings(write(tmp_path, nph)).md
+    assert md.ensemble == "nph" and md.thermostat is None
+    assert (md.barostat.kind, md.barostat.chain, md.barostat.temperature) == ("mtk", 0, 250.0)
+    assert "[md] barostat.temperature: must be > 0" in error_of(tmp_path, nph.replace("250.0", "0.0"))
+    assert "[md] barostat.kind: ensemble = 'nph' needs kind = 'mtk'" in \
+        error_of(tmp_path, nph.replace('kind = "mtk", ', "").replace("chain = 0, ", ""))
+    assert "[md] thermostat: not used with ensemble = 'nph' (remove it or use 'npt')" in \
+        error_of(tmp_path, mtk.replace('ensemble = "npt"', 'ensemble = "nph"'))
+    assert "[md] barostat: required for ensemble = 'nph'" in error_of(
+        tmp_path, GOOD.replace('ensemble = "nvt"', 'ensemble = "nph"').replace(
+            'thermostat = { kind = "nose-hoover", temperature = 330.0, tau = 0.1 }', ""))
     langevin_chain = GOOD.replace('kind = "nose-hoover", temperature = 330.0, tau = 0.1',
                                   'kind = "langevin", temperature = 330.0, tau = 0.1, chain = 3')
     assert "[md] thermostat.chain: only for kind = 'nose-hoover'" in error_of(tmp_path, langevin_chain)

@@ -515,15 +515,21 @@ def cluster_frames(path: Path) -> dict:
                 "pe": f["observables/potential_energy/value"][()]}
 
 
-def test_gpu_mtk_npt_run_equals_cpu_run(tmp_path):
-    """The Martyna-Tobias-Klein barostat (triclinic, with a Nosé-Hoover chain) on the GPU for 3
-    steps equals the CPU run within same_run_bounds: its per-atom work goes through
-    DeviceVelocities (the kinetic tensor as a device tree sum, the velocity and cell maps as
-    device kernels), its few scalars stay on the host, and the force call completes before the
-    step's second half, which needs its virial (numdp.md.device.DeviceVelocityVerlet.step).  Its
-    variables reach the checkpoint as on the CPU."""
-    md = ('ensemble = "npt"\nthermostat = { kind = "nose-hoover", temperature = 20.0, tau = 0.05 }\n'
-          'barostat = { kind = "mtk", pressure = 1000.0, tau = 0.05, coupling = "triclinic" }')
+MTK_NPT = ('ensemble = "npt"\nthermostat = { kind = "nose-hoover", temperature = 20.0, tau = 0.05 }\n'
+           'barostat = { kind = "mtk", pressure = 1000.0, tau = 0.05, coupling = "triclinic" }')
+MTK_NPH = ('ensemble = "nph"\nbarostat = { kind = "mtk", pressure = 1000.0, tau = 0.05, coupling = "triclinic", '
+           'chain = 0, temperature = 20.0 }')
+
+
+@pytest.mark.parametrize("md", [MTK_NPT, MTK_NPH], ids=["npt", "nph"])
+def test_gpu_mtk_npt_run_equals_cpu_run(tmp_path, md):
+    """The Martyna-Tobias-Klein barostat (triclinic; NPT with a Nosé-Hoover chain on the atoms, or
+    NPH without a thermostat nor a chain) on the GPU for 3 steps equals the CPU run within
+    same_run_bounds: its per-atom work goes through DeviceVelocities (the kinetic tensor as a
+    device tree sum, the velocity and cell maps as device kernels), its few scalars stay on the
+    host, and the force call completes before the step's second half, which needs its virial
+    (numdp.md.device.DeviceVelocityVerlet.step).  Its variables reach the checkpoint as on the
+    CPU."""
     cpu, gpu = assert_npt_runs_agree(tmp_path, md, {"steps": 3, "every": 1}, "mtk")
     pos = same_run_bounds(frames(cpu.parent), U64)[0]
     ca, cb = read_checkpoint(cpu.parent / "ck.h5"), read_checkpoint(gpu.parent / "ck.h5")

@@ -420,7 +420,8 @@ def test_defaults_of_a_hand_written_script(tmp_path):
 
 def test_fix_npt_chains(tmp_path):
     """fix npt's tchain and pchain (LAMMPS' defaults 3) reach the thermostat's and the MTK
-    barostat's chains; a zero chain and other keywords are refused in one line."""
+    barostat's chains (pchain 0: no chain, as LAMMPS); a zero tchain, a negative pchain and other
+    keywords are refused in one line."""
     text = textwrap.dedent("""
         units metal
         read_data conf.lmp
@@ -432,8 +433,12 @@ def test_fix_npt_chains(tmp_path):
     md = translate(text, "in.lammps", {}, tmp_path).tables["md"]
     assert md["thermostat"]["chain"] == 4
     assert md["barostat"] == {"kind": "mtk", "pressure": 1.0, "tau": 0.5, "coupling": "anisotropic", "chain": 5}
-    for bad, message in (("pchain 5", "pchain must be >= 1"), ("tchain 4", "keyword 'drag' is not supported")):
-        edited = text.replace(bad, {"pchain 5": "pchain 0", "tchain 4": "drag 0.2"}[bad])
+    assert translate(text.replace("pchain 5", "pchain 0"), "in.lammps", {}, tmp_path).tables["md"]["barostat"][
+        "chain"] == 0
+    for bad, message in (("pchain 5", "pchain: must be >= 0"), ("tchain 4", "tchain must be >= 1"),
+                         ("tchain 4", "keyword 'drag' is not supported")):
+        edited = text.replace(bad, {"pchain: must be >= 0": "pchain -1", "tchain must be >= 1": "tchain 0",
+                                    "keyword 'drag' is not supported": "drag 0.2"}[message])
         with pytest.raises(InputError, match=message):
             translate(edited, "in.lammps", {}, tmp_path)
     with pytest.raises(InputError, match="keyword 'pchain' is not supported by numdp lmp \\(tchain is\\)"):
@@ -443,8 +448,7 @@ def test_fix_npt_chains(tmp_path):
 
 def test_fix_nph_with_a_thermostat_fix_is_numdp_npt(tmp_path):
     """fix nph + fix langevin (or temp/csvr): numdp's npt with that thermostat and the MTK barostat
-    (with a notice); fix nph alone is refused in one line (numdp has no NPH ensemble), and so is a
-    thermostat fix beside fix npt."""
+    (with a notice); a thermostat fix beside fix npt is refused in one line."""
     text = textwrap.dedent("""
         units metal
         read_data conf.lmp
@@ -460,13 +464,48 @@ def test_fix_nph_with_a_thermostat_fix_is_numdp_npt(tmp_path):
     assert md["thermostat"] == {"kind": "langevin", "temperature": 300.0, "tau": 0.1}
     assert md["barostat"] == {"kind": "mtk", "pressure": 1.0, "tau": 0.5, "coupling": "triclinic", "chain": 2}
     assert any(n.startswith("fix nph with fix langevin: numdp's npt") for n in tr.notices)
-    with pytest.raises(InputError, match=r"fix 1 nph without a thermostat fix: numdp has no NPH ensemble"):
-        translate(text.replace("fix 2 all langevin 300 300 0.1 42\n", ""), "in.lammps", {}, tmp_path)
     with pytest.raises(InputError, match=r"two thermostats; numdp runs one \(use fix nve or nph with it\)"):
         translate(text.replace("nph tri 1.0 1.0 0.5 pchain 2", "npt temp 300 300 0.1 tri 1.0 1.0 0.5"),
                   "in.lammps", {}, tmp_path)
-    with pytest.raises(InputError, match=r"expected: fix ID all nph iso\|aniso\|tri P P PDAMP \[pchain N\]"):
+    with pytest.raises(InputError, match=r"expected: fix ID all nph iso\|aniso\|tri P P PDAMP \[ptemp T\] "
+                                         r"\[pchain N\]"):
         translate(text.replace("nph tri 1.0 1.0 0.5", "nph temp 300 300 0.1"), "in.lammps", {}, tmp_path)
+
+
+def test_fix_nph_alone_is_numdp_nph(tmp_path):
+    """fix nph without a thermostat fix: numdp's nph (MTK barostat, no thermostat), the cell's
+    reference temperature from ptemp, else from velocity create (with a notice: LAMMPS takes the
+    start temperature, which velocity create sets), else refused in one line; pchain 0 (no chain)
+    is LAMMPS' and numdp's; the tables pass numdp run's validator."""
+    from numdp.config import run_settings
+
+    text = textwrap.dedent("""
+        units metal
+        read_data conf.lmp
+        pair_style deepmd a.h5
+        pair_coeff * * Cu
+        velocity all create 250 7
+        fix 1 all nph aniso 1.0 1.0 0.5 pchain 0 ptemp 280
+        run 20
+        """)
+    tr = translate(text, "in.lammps", {}, tmp_path)
+    md = tr.tables["md"]
+    assert md["ensemble"] == "nph" and "thermostat" not in md
+    assert md["barostat"] == {"kind": "mtk", "pressure": 1.0, "tau": 0.5, "coupling": "anisotropic", "chain": 0,
+                              "temperature": 280.0}
+    settings = run_settings(Path("in.lammps"), "", tr.tables, tmp_path)
+    assert settings.md.ensemble == "nph" and settings.md.barostat.temperature == 280.0
+    assert settings.md.barostat.chain == 0 and settings.md.thermostat is None
+    tr = translate(text.replace(" pchain 0 ptemp 280", ""), "in.lammps", {}, tmp_path)
+    assert tr.tables["md"]["barostat"]["temperature"] == 250.0 and tr.tables["md"]["barostat"]["chain"] == 3
+    assert any(n.startswith("fix nph without ptemp: the cell's mass and chain take the velocity create "
+                            "temperature, 250.0 K") for n in tr.notices)
+    with pytest.raises(InputError, match=r"fix 1 nph without ptemp or velocity create: numdp needs the temperature "
+                                         r"of the cell's mass; add ptemp T to the fix"):
+        translate(text.replace("velocity all create 250 7\n", "").replace(" ptemp 280", ""), "in.lammps", {},
+                  tmp_path)
+    with pytest.raises(InputError, match=r"ptemp"):
+        translate(text.replace("ptemp 280", "ptemp 0"), "in.lammps", {}, tmp_path)
 
 
 def test_ramps_become_numdp_run_ramps(tmp_path):

@@ -36,7 +36,9 @@ VELOCITY_NOTICE = ("velocity create: numdp draws Gaussian (Maxwell-Boltzmann) ve
                    "differ from LAMMPS' for the same seed")
 NPH_NOTICE = ("fix nph with fix {thermostat}: numdp's npt with that thermostat and its Martyna-Tobias-Klein "
               "barostat (kind mtk), whose cell mass and chain take the thermostat's target temperature where "
-              "LAMMPS' fix nph takes the start temperature")
+              "LAMMPS' fix nph takes the start temperature (or ptemp)")
+NPH_START_NOTICE = ("fix nph without ptemp: the cell's mass and chain take the velocity create temperature, "
+                    "{temperature} K (LAMMPS: the temperature at the run's start, which velocity create sets)")
 RENEWED_NOTICE = ("fix nvt/npt defined after a run: numdp's Nose-Hoover chain goes on from the chain "
                   "variables the run before ended with (LAMMPS starts a new fix's at zero); same ensemble")
 THERMO_ONE = ["step", "temp", "epair", "emol", "etotal", "press"]   # LAMMPS' thermo_style one (its default)
@@ -46,7 +48,7 @@ class Ensemble(str, Enum):
     NVE = "nve"
     NVT = "nvt"
     NPT = "npt"
-    NPH = "nph"   # LAMMPS' fix nph: translated only beside a thermostat fix (then numdp's npt)
+    NPH = "nph"   # LAMMPS' fix nph: numdp's nph; beside a thermostat fix numdp's npt
 
 
 COUPLINGS = {"iso": "isotropic", "aniso": "anisotropic", "tri": "triclinic"}   # fix npt -> [md] barostat.coupling
@@ -62,7 +64,8 @@ class Fix:
     temperature: float | list[float] | None = None   # K; [start, stop]: a ramp over the run
     tdamp: float | None = None         # ps
     chain: int = LAMMPS_CHAIN
-    pchain: int = LAMMPS_CHAIN         # the barostat's chain (fix npt)
+    pchain: int = LAMMPS_CHAIN         # the barostat's chain (fix npt / nph; 0: none)
+    ptemp: float | None = None         # K: fix nph's reference temperature of the cell's mass
     pressure: float | list[float] | None = None      # bar; [start, stop]: a ramp over the run
     pdamp: float | None = None         # ps
     coupling: str | None = None
@@ -583,7 +586,7 @@ class _Translator:
             fix = Fix(Ensemble.NVE)
         elif style == "nph":
             fix = Fix(Ensemble.NPH)
-            self._chain_keywords(fix, self._barostat_args(fix, args, "nph", ""), ("pchain",))
+            self._chain_keywords(fix, self._barostat_args(fix, args, "nph", "[ptemp T] "), ("pchain", "ptemp"))
         else:
             if len(args) < 4 or args[0] != "temp":
                 raise Refused(f"expected: fix ID all {style} temp TSTART TSTOP TDAMP ...")
@@ -600,13 +603,18 @@ class _Translator:
 
     @staticmethod
     def _chain_keywords(fix: Fix, rest: list[str], keywords: tuple[str, ...]) -> None:
-        """`tchain N` / `pchain N` (those of `keywords`, each >= 1) into `fix`; any other keyword
-        is refused."""
+        """`tchain N` (>= 1), `pchain N` (>= 0, as LAMMPS) and `ptemp T` (> 0), those of `keywords`,
+        into `fix`; any other keyword is refused."""
         while rest:
             if rest[0] in keywords and len(rest) > 1:
+                if rest[0] == "ptemp":
+                    fix.ptemp = _number(rest[1], "ptemp", positive=True)
+                    rest = rest[2:]
+                    continue
                 n = _integer(rest[1], rest[0])
-                if n < 1:
-                    raise Refused(f"{rest[0]} must be >= 1")
+                least = 1 if rest[0] == "tchain" else 0
+                if n < least:
+                    raise Refused(f"{rest[0]} must be >= {least}")
                 if rest[0] == "tchain":
                     fix.chain = n
                 else:
@@ -953,15 +961,20 @@ class _Translator:
             md["ensemble"] = (Ensemble.NPT if fix.ensemble is Ensemble.NPH else Ensemble.NVT).value
             md["seed"] = th.seed
             md["thermostat"] = {"kind": th.style.value, "temperature": th.temperature, "tau": th.damp}
-        elif fix.ensemble is Ensemble.NPH:
-            raise Refused(f"fix {s.fix_id} nph without a thermostat fix: numdp has no NPH ensemble; add fix "
-                          f"langevin or temp/csvr (numdp's npt with that thermostat), or use fix npt")
+        elif fix.ensemble is Ensemble.NPH:   # numdp's nph: the cell's mass needs a temperature
+            if fix.ptemp is None and s.velocity is None:
+                raise Refused(f"fix {s.fix_id} nph without ptemp or velocity create: numdp needs the "
+                              f"temperature of the cell's mass; add ptemp T to the fix")
+            if fix.ptemp is None:
+                self.note(NPH_START_NOTICE.format(temperature=s.velocity[0]))
         elif fix.ensemble is not Ensemble.NVE:
             md["thermostat"] = {"kind": "nose-hoover", "temperature": fix.temperature, "tau": fix.tdamp,
                                 "chain": fix.chain}
         if fix.ensemble in (Ensemble.NPT, Ensemble.NPH):
             md["barostat"] = {"kind": "mtk", "pressure": fix.pressure, "tau": fix.pdamp,
                               "coupling": fix.coupling, "chain": fix.pchain}
+            if md["ensemble"] == Ensemble.NPH.value:
+                md["barostat"]["temperature"] = fix.ptemp if fix.ptemp is not None else s.velocity[0]
         return md
 
     def _matches_checkpoint(self) -> None:

@@ -75,7 +75,8 @@ class MTKBarostat:
     """The barostat object (the equations: module docstring).
 
     pressure: P0, bar (a number or a Ramp); tau: ps; coupling: one of COUPLINGS; temperature: K
-    (the thermostat's target, a number or a Ramp); chain: links of the barostat's own chain;
+    (the thermostat's target, a number or a Ramp; without a thermostat, NPH, a constant reference,
+    LAMMPS' ptemp); chain: links of the barostat's own chain (0: none);
     world: the run's ranks (sums over atoms are global; the variables are the same on every
     rank)."""
 
@@ -130,7 +131,10 @@ class MTKBarostat:
 
     # -- the half-steps (numdp.md.integrator.VelocityVerlet.step) ---------------------------------
     def chain_half(self, state: State, h: float) -> None:
-        """The barostat's Nosé–Hoover chain for h ps: μ scaled by the chain's factor."""
+        """The barostat's Nosé–Hoover chain for h ps: μ scaled by the chain's factor (no chain:
+        nothing)."""
+        if self.chain == 0:
+            return
         k2 = self._k2(state)
         kt = KB * self.temperature.in_step(state.step)
         b = state.barostat
@@ -183,5 +187,5 @@ class MTKBarostat:
         q = self.chain_masses(kt)
         xi, vxi = b["xi"], b["vxi"]
         p0 = self.pressure.value(state.step) / EV_PER_A3_TO_BAR
-        return float(0.5 * self._k2(state) + p0 * state.volume + 0.5 * np.sum(q * vxi * vxi)
-                     + self.ndof * kt * xi[0] + kt * np.sum(xi[1:]))
+        chain = (0.5 * np.sum(q * vxi * vxi) + self.ndof * kt * xi[0] + kt * np.sum(xi[1:])) if self.chain else 0.0
+        return float(0.5 * self._k2(state) + p0 * state.volume + chain)

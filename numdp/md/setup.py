@@ -161,9 +161,9 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
     barostat = None
     if md is not None and md.barostat is not None:
         b = md.barostat
-        if b.kind == MTKBarostat.kind:   # its chain's and mass's kT: the thermostat's target
-            barostat = MTKBarostat(Ramp.of(b.pressure, md.steps), b.tau, b.coupling, thermostat.temperature,
-                                   b.chain, world=world)
+        if b.kind == MTKBarostat.kind:   # its chain's and mass's kT: the thermostat's target (nph: its own)
+            reference = thermostat.temperature if thermostat is not None else Ramp.of(b.temperature)
+            barostat = MTKBarostat(Ramp.of(b.pressure, md.steps), b.tau, b.coupling, reference, b.chain, world=world)
         else:
             barostat = StochasticCellRescaling(Ramp.of(b.pressure, md.steps), b.tau, b.compressibility,
                                                b.coupling, thermostat.temperature, world=world)   # the noise follows the thermostat
@@ -260,8 +260,9 @@ def _describe_md(md) -> str:
             + (f", {md.thermostat.kind} thermostat {Ramp.of(md.thermostat.temperature, md.steps).describe('K')} "
                f"tau {md.thermostat.tau} ps" if md.thermostat else "")
             + (f", {md.barostat.kind} barostat {Ramp.of(md.barostat.pressure, md.steps).describe('bar')} "
-               f"tau {md.barostat.tau} ps "
-               f"({md.barostat.coupling})" if md.barostat else ""))
+               f"tau {md.barostat.tau} ps ({md.barostat.coupling})"
+               + (f" reference {md.barostat.temperature} K" if md.barostat.temperature is not None else "")
+               if md.barostat else ""))
 
 
 def _describe_minimize(m) -> str:
