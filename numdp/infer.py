@@ -113,10 +113,11 @@ class DeepPot:
         return self.model.source_params.fitting.default_fparam is not None
 
     def get_sel_type(self) -> list[int]:
-        """Types with an atomic contribution: all of them (what DeePMD-kit 3.2 returns for an
-        energy model without atom_exclude_types, the only kind numdp reads; the descriptor's
-        excluded type pairs leave every type its contribution)."""
-        return list(range(self.get_ntypes()))
+        """Types with an atomic contribution: those not in the model's atom_exclude_types (what
+        DeePMD-kit 3.2 returns for an energy model; excluded type pairs, of the descriptor or the
+        model, leave every type its contribution)."""
+        excluded = set(self.model.source_params.atom_exclude_types)
+        return [t for t in range(self.get_ntypes()) if t not in excluded]
 
     def get_ntypes_spin(self) -> int:
         return 0

@@ -120,17 +120,6 @@ def test_round_trips_are_bit_exact(fixture, tmp_path):
     assert read_model(tmp_path / "plain.h5").descriptor.exclude_types == []
 
 
-def test_model_level_exclusions_are_still_refused(fixture, tmp_path):
-    path = tmp_path / "m.dp"
-    write_model(fixture[0], path)
-    with h5py.File(path, "r+") as h5:
-        tree = json.loads(h5.attrs["json"])
-        tree["model"]["pair_exclude_types"] = [[0, 0]]
-        h5.attrs["json"] = json.dumps(tree)
-    with pytest.raises(InputError, match="model-level type exclusions"):
-        read_model(path)
-
-
 # ---------------------------------------------------------------- CPU evaluation
 
 

@@ -49,6 +49,7 @@ def assert_params_equal(p, q):
                 assert (x.activation, x.resnet) == (y.activation, y.resnet), w
 
     assert p.type_map == q.type_map
+    assert p.pair_exclude_types == q.pair_exclude_types and p.atom_exclude_types == q.atom_exclude_types
     d, e = p.descriptor, q.descriptor
     for key in ("rcut", "rcut_smth", "sel", "neuron", "axis_neuron", "type_one_side", "resnet_dt",
                 "exclude_types"):
@@ -187,8 +188,9 @@ def test_h5_layout(converted):
         a = h5.attrs
         assert a["format"] == FORMAT == "numdp-model"
         # a model without excluded type pairs is written as version 1, which older numdp reads
-        # (version 2 only adds descriptor exclude_types: tests/test_exclude_types.py)
-        assert int(a["format_version"]) == 1 and FORMAT_VERSION == 2
+        # (version 2 only adds descriptor exclude_types: tests/test_exclude_types.py; version 3
+        # the model-level exclusions: tests/test_model_exclusions.py)
+        assert int(a["format_version"]) == 1 and FORMAT_VERSION == 3
         assert a["numdp_version"] and "T" in a["created"]
         assert [str(t) for t in a["type_map"]] == ["O", "H"]
         assert json.loads(a["info"])["model_def_script"]["type_map"] == ["O", "H"]
@@ -322,7 +324,10 @@ def test_hdf5_without_marker(tmp_path, capsys):
     (lambda h5: h5.__delitem__("descriptor/dstd"), "missing dataset '/descriptor/dstd'"),
     (lambda h5: h5.__delitem__("descriptor/embedding/net_4"), "missing group '/descriptor/embedding/net_4"),
     (lambda h5: h5.attrs.__delitem__("type_map"), "missing attribute 'type_map'"),
-    (lambda h5: h5.attrs.__setitem__("format_version", 3), "format version 3"),
+    (lambda h5: h5.attrs.__setitem__("format_version", 4), "format version 4"),
+    (lambda h5: h5.attrs.__setitem__("pair_exclude_types", [[0, 5]]),
+     "pair_exclude_types: type index out of range 0..4 in [0, 5]"),
+    (lambda h5: h5.attrs.__setitem__("atom_exclude_types", [7]), "atom_exclude_types: expected type indices 0..4"),
     (lambda h5: h5["descriptor"].attrs.__setitem__("exclude_types", [0, 1]), "attribute 'exclude_types'"),
     (lambda h5: h5["descriptor"].attrs.__setitem__("exclude_types", [[0, 5]]),
      "exclude_types: type index out of range 0..4 in [0, 5]"),

@@ -31,8 +31,9 @@ from test_model_file import assert_params_equal
 from tests_util import assert_matches_deepmd, write_system
 
 DATA = Path(__file__).resolve().parent / "data" / "pytorch"
-CASES = ["se_a_one_side_f64", "se_a_two_side_f64", "se_a_two_side_f32", "se_a_excl_f64"]
-FLOAT64 = ["se_a_one_side_f64", "se_a_two_side_f64", "se_a_excl_f64"]
+CASES = ["se_a_one_side_f64", "se_a_two_side_f64", "se_a_two_side_f32", "se_a_excl_f64", "se_a_pair_excl_f64",
+         "se_a_atom_excl_f64"]
+FLOAT64 = ["se_a_one_side_f64", "se_a_two_side_f64", "se_a_excl_f64", "se_a_pair_excl_f64", "se_a_atom_excl_f64"]
 # DeePMD-kit's float64 oracle requirement (../shared/oracle/README.md, tests/test_oracle.py)
 TOL = 1e-10
 
@@ -79,11 +80,15 @@ def test_arrays_equal_deepmd_kits_own_conversion(dp_params, case, suffix):
 
 def test_fixtures_cover_the_layouts(dp_params):
     """One-sided (ntypes nets) and two-sided (ntypes**2) embeddings, idt in embedding and fitting
-    nets, float32 storage, excluded type pairs (tests/test_exclude_types.py): the fixtures hold
-    what the tests claim."""
-    one, two, f32, excl = (dp_params[c] for c in CASES)
+    nets, float32 storage, excluded type pairs (tests/test_exclude_types.py), model-level
+    excluded pairs and atom types (tests/test_model_exclusions.py): the fixtures hold what the
+    tests claim."""
+    one, two, f32, excl, pair, atom = (dp_params[c] for c in CASES)
     assert excl.descriptor.exclude_types == [[0, 1]] and excl.descriptor.type_one_side
-    assert all(not p.descriptor.exclude_types for p in (one, two, f32))
+    assert all(not p.descriptor.exclude_types for p in (one, two, f32, pair, atom))
+    assert pair.pair_exclude_types == [[0, 1]] and not pair.atom_exclude_types
+    assert atom.atom_exclude_types == [1] and not atom.pair_exclude_types and not atom.descriptor.type_one_side
+    assert all(not p.model_exclusions for p in (one, two, f32, excl))
     assert one.descriptor.type_one_side and len(one.descriptor.embeddings) == 2
     assert not two.descriptor.type_one_side and len(two.descriptor.embeddings) == 4
     assert any(lay.idt is not None for net in two.descriptor.embeddings for lay in net.layers)

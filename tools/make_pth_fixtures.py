@@ -22,7 +22,9 @@ its native format (`dp convert-backend`). Written to OUT, per case NAME:
   under that descriptor: stat_nframes (2), stat_davg, stat_dstd (ntypes, nnei, 4); and its
   evaluation of an open O-H dimer at the distances dimer_r (5,) Å, inside and outside rcut:
   dimer_atom_energy (5, 2), dimer_force (5, 2, 3) (an excluded neighbour within rcut adds
-  nothing, one beyond it leaves a padding slot: the energy jumps at rcut).
+  nothing, one beyond it leaves a padding slot: the energy jumps at rcut); the same dimer for
+  the case with the model-level `pair_exclude_types` (an excluded neighbour is a padding slot
+  at every distance: no jump).
 
 Unsupported kinds, for the refusal tests: `se_e2_r.pth` (an se_e2_r descriptor, frozen) and
 `multitask.pt` (the checkpoint of a two-branch multi-task training, water_a and water_b, sharing
@@ -71,7 +73,14 @@ CASES = {
     # one-sided, O-H pairs excluded (descriptor exclude_types: both O-centred H neighbours and
     # H-centred O neighbours contribute nothing, their padding slots still do)
     "se_a_excl_f64": ({"exclude_types": [[0, 1]], "seed": 8}, {"seed": 8}),
+    # model-level exclusions (MODEL_KEYS): O-H pairs are not neighbours (their slots are padding)
+    "se_a_pair_excl_f64": ({"seed": 9}, {"seed": 9}),
+    # model-level: the H atoms' energies are left out (two-sided embedding)
+    "se_a_atom_excl_f64": ({"type_one_side": False, "seed": 10}, {"seed": 10}),
 }
+MODEL_KEYS = {"se_a_pair_excl_f64": {"pair_exclude_types": [[0, 1]]},
+              "se_a_atom_excl_f64": {"atom_exclude_types": [1]}}
+"""Model-level keys of a case (besides the descriptor and fitting changes of CASES)."""
 UNSUPPORTED = {"se_e2_r": ({"type": "se_e2_r", "sel": [46, 92], "rcut_smth": 0.5, "rcut": 6.0,
                             "neuron": [4, 8], "precision": "float64", "seed": 4}, {})}
 
@@ -93,6 +102,7 @@ def build(name: str, desc: dict, fit: dict, data: Path, work: Path, dp: str, rep
     else:
         cfg["model"]["descriptor"].update(desc)
     cfg["model"]["fitting_net"].update(fit)
+    cfg["model"].update(MODEL_KEYS.get(name, {}))
     cfg["training"]["training_data"] = {"systems": [str(data / "water" / "data_0")], "batch_size": 1}
     folder = work / name
     folder.mkdir()
@@ -228,6 +238,8 @@ def main() -> None:
         ref = reference(folder / f"{name}.pth", data)
         if desc.get("exclude_types"):
             ref.update(env_stat_reference(dict(BASE["model"]["descriptor"], **desc), data))
+            ref.update(dimer_reference(folder / f"{name}.pth"))
+        if MODEL_KEYS.get(name, {}).get("pair_exclude_types"):
             ref.update(dimer_reference(folder / f"{name}.pth"))
         np.savez(out / f"{name}.npz", **ref)
         print(f"wrote {name}.pt/.pth/.dp/.npz")

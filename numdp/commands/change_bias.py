@@ -50,7 +50,9 @@ def _output_path(model: Path, output: str | None) -> Path:
 
 def fitted_bias(model, paths, numb_batch: int, mode: str, seed: int):
     """(shift or new out_bias (ntypes,) eV, frames used): `mode` "change" fits the per-type
-    shift of label − model energy, "set" the labels; systems without energy labels are skipped."""
+    shift of label − model energy, "set" the labels; systems without energy labels are skipped.
+    Atoms of the model's atom_exclude_types are not counted (their energy is zero whatever the
+    bias: DeePMD-kit masks them too; their bias comes out 0)."""
     import numpy as np
 
     from ..errors import InputError
@@ -82,7 +84,9 @@ def fitted_bias(model, paths, numb_batch: int, mode: str, seed: int):
             values.append(e)
     if not counts:
         raise InputError("none of the systems has energy labels (energy.npy): nothing to fit")
-    return fit_type_shift(np.array(counts), np.array(values)), len(values)
+    counts = np.array(counts)
+    counts[:, model.source_params.atom_excluded] = 0
+    return fit_type_shift(counts, np.array(values)), len(values)
 
 
 def main(args) -> int:

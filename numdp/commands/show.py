@@ -25,6 +25,9 @@ def describe(params, attributes=ATTRIBUTES) -> list[str]:
     lines = []
     if "type-map" in attributes:
         lines.append(f"The type_map is {list(params.type_map)}")
+        if params.model_exclusions:
+            lines.append(f"The model excludes pair_exclude_types {[list(p) for p in params.pair_exclude_types]}, "
+                         f"atom_exclude_types {list(params.atom_exclude_types)}")
     if "descriptor" in attributes:
         desc = {"type": "se_e2_a", "rcut": d.rcut, "rcut_smth": d.rcut_smth, "sel": list(d.sel),
                 "neuron": list(d.neuron), "axis_neuron": d.axis_neuron, "type_one_side": d.type_one_side,

@@ -67,15 +67,25 @@ def _tables(compress: dict | None, M: int, path: Path):
     return tables
 
 
-def _exclude_types(pairs, nt: int, path: Path) -> list[list[int]]:
-    """The descriptor's exclude_types ([[ti, tj], ...], or null/absent for none), checked."""
+def _exclude_types(pairs, nt: int, path: Path, what: str = "descriptor exclude_types") -> list[list[int]]:
+    """Excluded type pairs ([[ti, tj], ...], or null/absent for none; the descriptor's
+    exclude_types or the model's pair_exclude_types, `what`), checked."""
     pairs = [] if pairs is None else pairs
-    _check(isinstance(pairs, list), path, f"descriptor exclude_types is not a list: {pairs!r}")
+    _check(isinstance(pairs, list), path, f"{what} is not a list: {pairs!r}")
     try:
         exclusion_mask(pairs, nt)
     except ValueError as exc:
-        raise InputError(f"{path}: descriptor exclude_types: {exc}") from None
+        raise InputError(f"{path}: {what}: {exc}") from None
     return [[int(ti), int(tj)] for ti, tj in pairs]
+
+
+def _atom_exclude_types(types, nt: int, path: Path) -> list[int]:
+    """The model's atom_exclude_types ([t, ...], or null/absent for none), checked."""
+    types = [] if types is None else types
+    _check(isinstance(types, list) and all(isinstance(t, int) and not isinstance(t, bool) and 0 <= t < nt
+                                           for t in types), path,
+           f"atom_exclude_types: expected a list of type indices 0..{nt - 1}, got {types!r}")
+    return sorted(set(int(t) for t in types))
 
 
 def _check(cond: bool, path: Path, msg: str) -> None:
@@ -112,8 +122,6 @@ def params_from_dp_tree(tree: dict, path: Path) -> ModelParams:
     desc, fit = model["descriptor"], model["fitting"]
     _check(desc.get("type") in ("se_e2_a", "se_a"), path, f"descriptor {desc.get('type')} not supported (se_e2_a only)")
     _check(fit.get("type") == "ener", path, f"fitting {fit.get('type')} not supported (ener only)")
-    _check(not model.get("pair_exclude_types") and not model.get("atom_exclude_types"), path,
-           "model-level type exclusions (pair_exclude_types, atom_exclude_types) are not supported")
     _check(float(desc.get("env_protection", 0.0)) == 0.0, path, "env_protection != 0 is not supported")
     _check(not (fit.get("numb_aparam") and fit.get("use_aparam_as_mask")), path,
            "atomic parameters used as a mask (use_aparam_as_mask) are not supported")
@@ -147,7 +155,14 @@ def params_from_dp_tree(tree: dict, path: Path) -> ModelParams:
         min_nbor_dist=None if mnd is None else float(np.asarray(mnd).ravel()[0]),
         info={"source": "deepmd-kit", "software": tree.get("software"), "version": tree.get("version"),
               "model_def_script": tree.get("model_def_script")},
+        pair_exclude_types=_exclude_types(model.get("pair_exclude_types"), nt, path, "pair_exclude_types"),
+        atom_exclude_types=_atom_exclude_types(model.get("atom_exclude_types"), nt, path),
     )
+    # DeePMD-kit's fitting zeroes the atoms of its own exclude_types, its model sets them to the
+    # model's atom_exclude_types; other fitting exclusions (out_bias only) are not read
+    _check(_atom_exclude_types(fit.get("exclude_types"), nt, path) in ([], params.atom_exclude_types), path,
+           f"fitting exclude_types {fit.get('exclude_types')!r} differ from the model's atom_exclude_types "
+           f"{params.atom_exclude_types!r}; numdp reads the model's only")
     params.validate(str(path))
     return params
 

@@ -65,6 +65,10 @@ def model_def_script(p: ModelParams) -> dict:
     }
     if d.exclude_types:
         script["descriptor"]["exclude_types"] = [[int(ti), int(tj)] for ti, tj in d.exclude_types]
+    if p.pair_exclude_types:
+        script["pair_exclude_types"] = [[int(ti), int(tj)] for ti, tj in p.pair_exclude_types]
+    if p.atom_exclude_types:
+        script["atom_exclude_types"] = [int(t) for t in p.atom_exclude_types]
     if f.numb_fparam:
         script["fitting_net"]["numb_fparam"] = f.numb_fparam
         if f.default_fparam is not None:
@@ -134,7 +138,7 @@ def dp_tree(p: ModelParams) -> dict:
         "numb_fparam": nfp, "numb_aparam": nap, "dim_case_embd": 0,
         "default_fparam": None if f.default_fparam is None else [float(v) for v in f.default_fparam],
         "rcond": None, "activation_function": act_f, "precision": PRECISION,
-        "mixed_types": False, "exclude_types": [], "nets": nets,
+        "mixed_types": False, "exclude_types": [int(t) for t in p.atom_exclude_types], "nets": nets,
         "@variables": {"bias_atom_e": _f64(f.bias_atom_e).reshape(nt, 1), "case_embd": None,
                        "fparam_avg": None if nfp == 0 else _f64(f.fparam_avg),
                        "fparam_inv_std": None if nfp == 0 else _f64(f.fparam_inv_std),
@@ -145,7 +149,8 @@ def dp_tree(p: ModelParams) -> dict:
         "dim_out": 1, "atom_ener": None,
     }
     model = {
-        "type_map": type_map, "atom_exclude_types": [], "pair_exclude_types": [], "rcond": None,
+        "type_map": type_map, "atom_exclude_types": [int(t) for t in p.atom_exclude_types],
+        "pair_exclude_types": [[int(ti), int(tj)] for ti, tj in p.pair_exclude_types], "rcond": None,
         "preset_out_bias": None,
         "@variables": {"out_bias": _f64(p.out_bias).reshape(1, nt, 1),
                        "out_std": _f64(p.out_std).reshape(1, nt, 1)},

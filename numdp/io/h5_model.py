@@ -2,8 +2,11 @@
 
 Layout of format version 2 (every array float64; units in `unit` / `<name>_unit` attributes)::
 
-    /                         attrs: format = "numdp-model", format_version = 1 or 2, numdp_version,
-                                     created (ISO 8601, UTC), type_map (strings), info (JSON string)
+    /                         attrs: format = "numdp-model", format_version = 1, 2 or 3, numdp_version,
+                                     created (ISO 8601, UTC), type_map (strings), info (JSON string),
+                                     and (version 3, only when non-empty) pair_exclude_types (n, 2)
+                                     int64 and atom_exclude_types (n,) int64: DeePMD-kit's
+                                     model-level exclusions
       out_bias   (ntypes,)    eV, added to every atomic energy of that type
       out_std    (ntypes,)    eV
       min_nbor_dist ()        Å, optional (smallest pair distance seen in training data)
@@ -35,7 +38,8 @@ file (a new required group or attribute, a changed meaning); an older numdp refu
 version with a clear message instead of guessing.  Version 2 added `exclude_types`, which an
 older numdp would ignore and so evaluate a different model: a file is written as version 2 only
 when its model excludes type pairs, as version 1 otherwise (a file without the attribute reads
-as no exclusion).  A reader ignores groups, datasets and
+as no exclusion).  Version 3 added the model-level pair_exclude_types and atom_exclude_types, for
+the same reason, and is written only when the model has them.  A reader ignores groups, datasets and
 attributes it does not know, so a future addition such as per-embedding-net tables of a
 compressed model (e.g. `descriptor/compressed/net_{k}/...`) coexists with the plain nets.
 """
@@ -56,8 +60,9 @@ from ..model.params import Descriptor, Fitting, Layer, ModelParams, Net
 from ..model.tables import Table
 
 FORMAT = "numdp-model"
-FORMAT_VERSION = 2          # the newest version read and written
+FORMAT_VERSION = 3          # the newest version read and written
 EXCLUSION_VERSION = 2       # the first version with descriptor exclude_types
+MODEL_EXCLUSION_VERSION = 3   # the first version with model-level pair_exclude_types / atom_exclude_types
 ANGSTROM, INV_ANGSTROM, EV = "Å", "1/Å", "eV"
 FPARAM_ARRAYS = ("fparam_avg", "fparam_inv_std", "default_fparam", "aparam_avg", "aparam_inv_std")
 """The fitting's optional frame- and atomic-parameter arrays (their units are the data's: none
@@ -126,11 +131,16 @@ def write_h5_model(params: ModelParams, path) -> None:
     with atomic_h5_file(path) as h5:
         a = h5.attrs
         a["format"] = FORMAT
-        a["format_version"] = np.int64(EXCLUSION_VERSION if d.exclude_types else 1)
+        a["format_version"] = np.int64(MODEL_EXCLUSION_VERSION if params.model_exclusions
+                                       else EXCLUSION_VERSION if d.exclude_types else 1)
         a["numdp_version"] = __version__
         a["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         a.create("type_map", data=[str(t) for t in params.type_map], dtype=h5py.string_dtype())
         a["info"] = info
+        if params.pair_exclude_types:
+            a["pair_exclude_types"] = np.asarray(params.pair_exclude_types, dtype=np.int64).reshape(-1, 2)
+        if params.atom_exclude_types:
+            a["atom_exclude_types"] = np.asarray(params.atom_exclude_types, dtype=np.int64).reshape(-1)
         _dataset(h5, "out_bias", np.ravel(params.out_bias), EV)
         _dataset(h5, "out_std", np.ravel(params.out_std), EV)
         if params.min_nbor_dist is not None:
@@ -343,7 +353,10 @@ def _read(h5: h5py.File, path: Path) -> ModelParams:
     return ModelParams(type_map=type_map, descriptor=descriptor, fitting=fitting,
                        out_bias=r.array("out_bias", (nt,)), out_std=r.array("out_std", (nt,)),
                        min_nbor_dist=None if mnd is None else float(mnd),
-                       s_range=r.array("s_range", (nt, 2), optional=True), info=info)
+                       s_range=r.array("s_range", (nt, 2), optional=True), info=info,
+                       pair_exclude_types=r.pairs(h5, "pair_exclude_types"),
+                       atom_exclude_types=r.int_list(h5, "atom_exclude_types") if "atom_exclude_types" in h5.attrs
+                       else [])
 
 
 def is_h5_model(h5: h5py.File) -> bool:

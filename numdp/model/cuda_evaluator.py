@@ -407,6 +407,11 @@ class CUDAEvaluator:
             a0, a1 = int(tb[ti]), int(tb[ti + 1])
             if a1 == a0:
                 continue
+            if self.cpu.atom_excluded[ti]:   # atom_exclude_types: no energy, no gradient
+                energy[atoms[a0:a1]] = 0.0
+                if gD is not None:
+                    gD[a0:a1] = 0.0
+                continue
             shift = None if self.atom_delta is None else \
                 be.matmul(self.atom_delta[atoms[a0:a1]], self.aparam_w[ti]).astype(self.precision.dtype)
             z = self._fit(D[a0:a1], self.fit[ti], None if gD is None else gD[a0:a1], ti, shift)

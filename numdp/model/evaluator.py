@@ -87,7 +87,8 @@ class Evaluator:
         self.mu = np.ascontiguousarray(np.stack([d.davg[:, sec[t], :] for t in range(nt)], axis=1))
         self.sd = np.ascontiguousarray(np.stack([d.dstd[:, sec[t], :] for t in range(nt)], axis=1))
         self.rt_pad = -self.mu / self.sd
-        self.excl = d.excluded   # (ntypes, ntypes) bool: excluded (centre, neighbour) type pairs
+        self.excl = params.slot_modes   # (ntypes, ntypes) int8: pairs, zero rows or padding per block
+        self.atom_excluded = params.atom_excluded   # (ntypes,) bool: types whose atomic energy is zero
         self.embed = [InferenceNet(net, self.precision) for net in d.embeddings]
         # the fitting nets read D in the folded layout (symmetric block stored once) when none
         # of their first layers has a residual
@@ -148,8 +149,8 @@ class Evaluator:
     def shares_environment(self, other: "Evaluator") -> bool:
         """True when `other` computes the same environment matrix as this evaluator on any
         configuration: equal rcut, rcut_smth, sel (slot blocks), normalisation (davg, dstd) and
-        excluded type pairs (a DP-GEN ensemble trained on one data set), so one env_pairs serves
-        both."""
+        excluded type pairs, of the descriptor and of the model (a DP-GEN ensemble trained on one
+        data set), so one env_pairs serves both."""
         a, b = self.params.descriptor, other.params.descriptor
         return (float(a.rcut) == float(b.rcut) and float(a.rcut_smth) == float(b.rcut_smth)
                 and np.array_equal(self.sec, other.sec) and np.array_equal(self.mu, other.mu)
@@ -231,6 +232,11 @@ class Evaluator:
         for ti in range(nt):
             a0, a1 = tb[ti], tb[ti + 1]
             if a1 == a0:
+                continue
+            if self.atom_excluded[ti]:   # atom_exclude_types: no energy, no gradient
+                atom_energy[atoms[a0:a1]] = 0.0
+                if gD is not None:
+                    gD[a0:a1] = 0.0
                 continue
             shift = None if self.atom_delta is None else self.atom_delta[atoms[a0:a1]] @ self.aparam_w[ti]
             e, _ = fit_energy_and_grad(D[a0:a1], self.fit[ti], want_force, ws,

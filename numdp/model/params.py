@@ -15,6 +15,11 @@ from .activation import NAMES as ACTIVATIONS
 
 RESIDUAL_NONE, RESIDUAL_SAME, RESIDUAL_DOUBLE = 0, 1, 2
 
+# What the environment kernels make of the slots of a (centre type, neighbour type) block
+# (ModelParams.slot_modes): every neighbour a pair; a neighbour within rcut a zero row (DeePMD-kit's
+# descriptor exclude_types); every slot padding (DeePMD-kit's model-level pair_exclude_types).
+SLOTS_PAIRS, SLOTS_ZERO, SLOTS_PADDING = 0, 1, 2
+
 
 def exclusion_mask(pairs, ntypes: int) -> np.ndarray:
     """(ntypes, ntypes) bool, symmetric: True where DeePMD-kit's descriptor `exclude_types`
@@ -195,6 +200,13 @@ class ModelParams:
     s_range: (ntypes, 2) range of the raw radial entry s = w(r)/r seen per centre type in the
         training data (1/Å), or None; model compression uses it.
     info: free-form metadata (software, training input, ...).
+    pair_exclude_types: DeePMD-kit's model-level pair_exclude_types, type pairs [ti, tj] as given
+        (symmetric): atoms of these types are not neighbours of each other; every slot of the
+        block is padding (its padding row adds to T; unlike the descriptor's exclude_types, whose
+        neighbours within rcut add a zero row).
+    atom_exclude_types: DeePMD-kit's model-level atom_exclude_types, type indices: the atomic
+        energy of an atom of these types is zero (bias included), so it adds no energy and no
+        force through its own descriptor; it is still a neighbour of the others.
     """
 
     type_map: list[str]
@@ -205,10 +217,33 @@ class ModelParams:
     min_nbor_dist: float | None = None
     s_range: np.ndarray | None = None
     info: dict = field(default_factory=dict)
+    pair_exclude_types: list[list[int]] = field(default_factory=list)
+    atom_exclude_types: list[int] = field(default_factory=list)
 
     @property
     def ntypes(self) -> int:
         return len(self.type_map)
+
+    @property
+    def slot_modes(self) -> np.ndarray:
+        """(ntypes, ntypes) int8 per (centre type, neighbour type) block: SLOTS_PAIRS, SLOTS_ZERO
+        (descriptor exclude_types) or SLOTS_PADDING (model-level pair_exclude_types, which
+        DeePMD-kit applies to the neighbour list before the descriptor sees it)."""
+        modes = np.where(self.descriptor.excluded, SLOTS_ZERO, SLOTS_PAIRS).astype(np.int8)
+        modes[exclusion_mask(self.pair_exclude_types, self.ntypes)] = SLOTS_PADDING
+        return modes
+
+    @property
+    def atom_excluded(self) -> np.ndarray:
+        """(ntypes,) bool: True for the types of atom_exclude_types (atomic energy zero)."""
+        mask = np.zeros(self.ntypes, dtype=bool)
+        mask[list(self.atom_exclude_types)] = True
+        return mask
+
+    @property
+    def model_exclusions(self) -> bool:
+        """True when the model excludes type pairs or atom types at the model level."""
+        return bool(self.pair_exclude_types or self.atom_exclude_types)
 
     def validate(self, source: str = "model") -> None:
         """Check shapes and the assumptions the kernels make; raise InputError naming `source`."""
@@ -221,6 +256,13 @@ class ModelParams:
             exclusion_mask(d.exclude_types, nt)
         except ValueError as exc:
             raise InputError(f"{source}: exclude_types: {exc}") from None
+        try:
+            exclusion_mask(self.pair_exclude_types, nt)
+        except ValueError as exc:
+            raise InputError(f"{source}: pair_exclude_types: {exc}") from None
+        for t in self.atom_exclude_types:
+            if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or not 0 <= t < nt:
+                raise InputError(f"{source}: atom_exclude_types: expected type indices 0..{nt - 1}, got {t!r}")
         if len(d.embeddings) != nnet:
             raise InputError(f"{source}: expected {nnet} embedding nets, found {len(d.embeddings)}")
         for k, net in enumerate(d.embeddings):
@@ -372,4 +414,6 @@ def fold_frame_inputs(params: ModelParams, fparam=None, aparam=None) -> ModelPar
         info["aparam"] = checked_aparam(params, aparam).tolist()
     return ModelParams(type_map=list(params.type_map), descriptor=params.descriptor, fitting=fitting,
                        out_bias=params.out_bias, out_std=params.out_std,
-                       min_nbor_dist=params.min_nbor_dist, s_range=params.s_range, info=info)
+                       min_nbor_dist=params.min_nbor_dist, s_range=params.s_range, info=info,
+                       pair_exclude_types=params.pair_exclude_types,
+                       atom_exclude_types=params.atom_exclude_types)

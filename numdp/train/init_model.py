@@ -26,6 +26,10 @@ def load_init_model(path, cfg: TrainConfig) -> ModelParams:
     if d.tables is not None:
         raise InputError(f"{path}: --init-model: a compressed model cannot be trained further; "
                          f"give the model before compression")
+    if params.model_exclusions:
+        raise InputError(f"{path}: --init-model: the model has model-level exclusions (pair_exclude_types "
+                         f"{params.pair_exclude_types}, atom_exclude_types {params.atom_exclude_types}), "
+                         f"which numdp does not train")
     checks = [
         ("model", "type_map", params.type_map, cfg.type_map),
         ("model.descriptor", "rcut", d.rcut, dc.rcut),

@@ -36,15 +36,17 @@ def env_pairs_rows(pos, nlist, rows, atoms, atypes, sec, mu, sd, excl, rcut, rcu
     local atoms, 0..na-1 for the chunk's own rows); atoms: (na,) local indices of the chunk;
     atypes: (na,) their types;
     sec: (ntypes+1,) slot block starts; mu, sd: (ntypes, ntypes, 4) normalisation per
-    (centre type, neighbour block); excl: (ntypes, ntypes) bool, the excluded (centre type,
-    neighbour type) pairs (Descriptor.excluded).  Outputs: rt (>=npairs, 4) normalised rows, dvec
+    (centre type, neighbour block); excl: (ntypes, ntypes) the slot mode of each (centre type,
+    neighbour type) block (ModelParams.slot_modes: 0 pairs, 1 zero rows, 2 all padding; a bool
+    Descriptor.excluded reads as 0 / 1).  Outputs: rt (>=npairs, 4) normalised rows, dvec
     (>=npairs, 3) pair vectors d = r_j - r_i, nbr (>=npairs,) extended neighbour index,
     poff (ntypes, na+1) pair offsets, npad (na, ntypes) padding-slot counts.
     Neighbours at r >= rcut have an all-zero raw row, identical to padding, and are counted
-    as padding.  A neighbour within rcut of an excluded pair is neither a pair nor padding (its
-    row is zero, DeePMD-kit's exclusion mask): it is told apart by write_pair_row itself, whose
-    row (at slot p, overwritten by the next pair) is dropped, so that "within rcut" is the very
-    test that makes a pair.  Returns the number of pairs.
+    as padding.  A neighbour within rcut of an excluded pair (mode 1) is neither a pair nor
+    padding (its row is zero, DeePMD-kit's exclusion mask): it is told apart by write_pair_row
+    itself, whose row (at slot p, overwritten by the next pair) is dropped, so that "within
+    rcut" is the very test that makes a pair.  Every slot of a mode-2 block is padding (a
+    neighbour list without these pairs).  Returns the number of pairs.
     """
     ntypes = sec.shape[0] - 1
     na = atoms.shape[0]
@@ -55,16 +57,16 @@ def env_pairs_rows(pos, nlist, rows, atoms, atypes, sec, mu, sd, excl, rcut, rcu
             i = atoms[a]
             ti = atypes[a]
             n_real = 0
-            excluded = excl[ti, t]
+            mode = excl[ti, t]
             row = rows[a]
-            for s in range(sec[t], sec[t + 1]):
+            for s in range(sec[t], sec[t + 1] if mode != 2 else sec[t]):
                 j = nlist[row, s]
                 if j < 0:
                     break
                 if not write_pair_row(pos, i, j, ti, t, mu, sd, rcut_smth, rcut, p, rt, dvec, nbr):
                     continue
                 n_real += 1   # a slot taken: a pair, or an excluded neighbour (row dropped)
-                if not excluded:
+                if mode == 0:
                     p += 1
             npad[a, t] = sec[t + 1] - sec[t] - n_real
         poff[t, na] = p

@@ -7,7 +7,8 @@ an occupied slot holds its extended neighbour (nbr >= 0); padding slots and neig
 rcut get the padding row rt_pad[ti, t] and nbr = SLOT_PAD, so that they add exactly the padding
 term to T and nothing to forces; a neighbour within rcut of an excluded (centre type, neighbour
 type) pair (descriptor exclude_types) gets a zero row and nbr = SLOT_EXCLUDED: it adds nothing to
-T (the contractions skip it, neither a pair nor padding) and nothing to forces.
+T (the contractions skip it, neither a pair nor padding) and nothing to forces; every slot of a
+block of the model-level pair_exclude_types is padding (numdp.model.params.slot_modes).
 """
 from numba import cuda, float64
 
@@ -41,8 +42,9 @@ def env_pairs(pos, nlist, rows, atoms, atypes, sec, mu, sd, excl, rcut, rcut_smt
     numdp.neighbor.device.DeviceRows).
 
     pos: (nall, 3) Å; nlist: (nloc or na, nnei) int32; sec: (ntypes+1,) int64 block starts;
-    mu, sd, rt_pad: (ntypes, ntypes, 4) per (centre type, block); excl: (ntypes, ntypes) bool
-    excluded (centre type, neighbour type) pairs.  A neighbour is within rcut when
+    mu, sd, rt_pad: (ntypes, ntypes, 4) per (centre type, block); excl: (ntypes, ntypes) int8
+    slot mode per (centre type, neighbour type) block (ModelParams.slot_modes: 0 pairs, 1 zero
+    rows, 2 all padding).  A neighbour is within rcut when
     write_pair_row writes it (the CPU's test).  One thread per slot.
     """
     na = atoms.shape[0]
@@ -51,8 +53,9 @@ def env_pairs(pos, nlist, rows, atoms, atypes, sec, mu, sd, excl, rcut, rcut_smt
         i = atoms[a]
         ti = atypes[a]
         j = nlist[rows[a], s]
-        if j >= 0 and write_pair_row(pos, i, j, ti, t, mu, sd, rcut_smth, rcut, p, rt, dvec, nbr):
-            if excl[ti, t]:
+        mode = excl[ti, t]
+        if j >= 0 and mode != 2 and write_pair_row(pos, i, j, ti, t, mu, sd, rcut_smth, rcut, p, rt, dvec, nbr):
+            if mode == 1:
                 for c in range(4):
                     rt[p, c] = 0.0
                 dvec[p, 0] = 0.0
