@@ -274,30 +274,67 @@ def test_cuda_water_centres_against_deepmd_kit(models):
 
 
 # ---------------------------------------------------------------- training and bias
+# (the loss, its gradient and 8 training steps against DeePMD-kit's own trainer with both
+# exclusions: tests/test_train_deepmd_kit.py, case water_excl)
+
+WATER = Path(__file__).resolve().parents[2] / "shared" / "data" / "water"
 
 
-def test_training_refuses_them(models, tmp_path):
-    """numdp does not train with model-level exclusions: the input.json keys (one line naming
-    the key) and --init-model from such a model (one line naming the file) are refused."""
+def test_statistics_equal_deepmd_kits(models):
+    """env_stats with the model-level pairs as zero rows on two water frames equals DeePMD-kit's
+    EnvMatStatSe given the model's pair_exclude_types (the fixture's stat_davg, stat_dstd);
+    without them the statistics differ."""
+    from numdp.model.params import exclusion_mask
+    from numdp.train.config import BatchSize
+    from numdp.train.data import FrameCache, load_dataset
+    from numdp.train.stats import env_stats
+
+    params, ref = models[PAIR]
+    d = params.descriptor
+    systems = load_dataset([WATER / "data_3"], ["O", "H"], BatchSize(fixed=1))
+    cache = FrameCache(systems, d.rcut, d.sel, 2)
+    frames = [np.arange(int(ref["stat_nframes"]))]
+    davg, dstd = env_stats(cache, frames, 2, d.sel, d.rcut, d.rcut_smth, exclusion_mask(params.pair_exclude_types, 2))
+    assert np.allclose(davg, ref["stat_davg"], rtol=1e-12, atol=0)
+    assert np.allclose(dstd, ref["stat_dstd"], rtol=1e-12, atol=0)
+    davg0, _ = env_stats(cache, frames, 2, d.sel, d.rcut, d.rcut_smth)
+    assert not np.allclose(davg0, ref["stat_davg"], rtol=1e-3)
+
+
+def _input(tmp_path, **model):
+    cfg = {"model": {"type_map": ["O", "H"],
+                     "descriptor": {"type": "se_e2_a", "sel": [46, 92], "rcut_smth": 0.5, "rcut": 6.0,
+                                    "neuron": [4, 8], "axis_neuron": 4, "type_one_side": True, "seed": 1},
+                     "fitting_net": {"neuron": [8, 8], "seed": 1}, **model},
+           "learning_rate": {"start_lr": 0.001, "decay_steps": 5}, "loss": {},
+           "training": {"training_data": {"systems": [str(WATER / "data_0")], "batch_size": 1},
+                        "numb_steps": 3, "seed": 1, "disp_freq": 1, "save_freq": 3, "data_stat_nbatch": 2}}
+    (tmp_path / "input.json").write_text(json.dumps(cfg))
+    return tmp_path / "input.json"
+
+
+def test_training_writes_them_and_checks_them(models, tmp_path, monkeypatch):
+    """numdp train with both keys: the model file keeps them, the H atoms' bias is 0 (left out of
+    the least squares, as DeePMD-kit's masked natoms); --init-model checks them against the
+    input (one line naming the key); a bad entry is one line naming the key."""
     from numdp.train.config import load_config
     from numdp.train.init_model import load_init_model
 
-    water = Path(__file__).resolve().parents[2] / "shared" / "data" / "water" / "data_0"
-    base = {"model": {"type_map": ["O", "H"],
-                      "descriptor": {"type": "se_e2_a", "sel": [46, 92], "rcut_smth": 0.5, "rcut": 6.0,
-                                     "neuron": [4, 8], "axis_neuron": 4, "type_one_side": True},
-                      "fitting_net": {"neuron": [8, 8]}},
-            "learning_rate": {"start_lr": 0.001}, "loss": {},
-            "training": {"training_data": {"systems": [str(water)]}, "numb_steps": 2}}
-    for key, value in (("pair_exclude_types", [[0, 1]]), ("atom_exclude_types", [1])):
-        cfg = copy.deepcopy(base)
-        cfg["model"][key] = value
-        (tmp_path / "input.json").write_text(json.dumps(cfg))
-        with pytest.raises(InputError, match=f"{key}: numdp supports only"):
-            load_config(tmp_path / "input.json")
-    (tmp_path / "input.json").write_text(json.dumps(base))
-    with pytest.raises(InputError, match="--init-model: the model has model-level exclusions"):
-        load_init_model(DATA / f"{PAIR}.dp", load_config(tmp_path / "input.json"))
+    monkeypatch.chdir(tmp_path)
+    path = _input(tmp_path, pair_exclude_types=[[0, 0]], atom_exclude_types=[1])
+    assert cli_main(["train", str(path), "--threads", "1"]) == 0
+    model = read_model(tmp_path / "model.h5")
+    assert model.pair_exclude_types == [[0, 0]] and model.atom_exclude_types == [1]
+    assert model.out_bias[1] + model.fitting.bias_atom_e[1] == 0.0 and model.out_bias[0] != 0.0
+    other = _input(tmp_path, pair_exclude_types=[[0, 1]], atom_exclude_types=[1])
+    with pytest.raises(InputError, match=r"--init-model: \[model\] pair_exclude_types: the model has \[\[0, 0\]\]"):
+        load_init_model(tmp_path / "model.h5", load_config(other))
+    with pytest.raises(InputError, match=r"\[model\] atom_exclude_types: expected a list of type indices 0..1"):
+        load_config(_input(tmp_path, atom_exclude_types=[2]))
+    with pytest.raises(InputError, match=r"\[model\] pair_exclude_types: type index out of range 0..1"):
+        load_config(_input(tmp_path, pair_exclude_types=[[0, 3]]))
+    with pytest.raises(InputError, match=r"atom_exclude_types: excludes every type"):
+        load_config(_input(tmp_path, atom_exclude_types=[0, 1]))
 
 
 def test_change_bias_leaves_excluded_atoms_out(models, tmp_path, capsys):

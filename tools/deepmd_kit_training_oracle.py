@@ -67,6 +67,11 @@ CASES = {
 }
 # copper again with DeePMD-kit 3.2's absolute-error loss (loss_func "mae") on every term
 CASES["cu_mae"] = {**CASES["cu"], "loss": {**CASES["cu"]["loss"], "loss_func": "mae"}}
+# water with the model-level exclusions: O-O pairs are not neighbours (their slots padding), the H
+# atoms' energies are zero (their fitting net untrained); two-sided embedding
+CASES["water_excl"] = {**CASES["water"], "model": {
+    **CASES["water"]["model"], "pair_exclude_types": [[0, 0]], "atom_exclude_types": [1],
+    "descriptor": {**CASES["water"]["model"]["descriptor"], "type_one_side": False, "seed": 8}}}
 
 
 def case_input(case: dict, data: Path | None) -> dict:

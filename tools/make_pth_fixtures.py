@@ -24,7 +24,8 @@ its native format (`dp convert-backend`). Written to OUT, per case NAME:
   dimer_atom_energy (5, 2), dimer_force (5, 2, 3) (an excluded neighbour within rcut adds
   nothing, one beyond it leaves a padding slot: the energy jumps at rcut); the same dimer for
   the case with the model-level `pair_exclude_types` (an excluded neighbour is a padding slot
-  at every distance: no jump).
+  at every distance: no jump), with DeePMD-kit's descriptor statistics of those frames under
+  that exclusion (stat_*).
 
 Unsupported kinds, for the refusal tests: `se_e2_r.pth` (an se_e2_r descriptor, frozen) and
 `multitask.pt` (the checkpoint of a two-branch multi-task training, water_a and water_b, sharing
@@ -180,9 +181,11 @@ def deepmd_reference(model: Path, data: Path) -> dict:
             "deepmd_version": np.array(deepmd.__version__)}
 
 
-def env_stat_reference(desc: dict, data: Path, nframes: int = 2) -> dict:
+def env_stat_reference(desc: dict, data: Path, nframes: int = 2, pair_exclude_types=None) -> dict:
     """DeePMD-kit's davg/dstd (DescrptSeA.compute_input_stats) of the first `nframes` frames of
-    water/data_3 for the descriptor settings `desc` (BASE's, changed by the case)."""
+    water/data_3 for the descriptor settings `desc` (BASE's, changed by the case); with the
+    model-level `pair_exclude_types`, given to the statistics as DeePMD-kit's model gives them
+    (the sample's "pair_exclude_types")."""
     import torch
     from deepmd.pt.model.descriptor.se_a import DescrptSeA
 
@@ -193,9 +196,11 @@ def env_stat_reference(desc: dict, data: Path, nframes: int = 2) -> dict:
     atype = np.loadtxt(system / "type.raw", dtype=np.int64).ravel()
     keys = ("rcut", "rcut_smth", "sel", "neuron", "axis_neuron", "type_one_side", "exclude_types")
     descriptor = DescrptSeA(**{k: desc[k] for k in keys if k in desc}, precision="float64")
-    descriptor.compute_input_stats([{"coord": torch.tensor(coord.reshape(nframes, len(atype), 3)),
-                                     "atype": torch.tensor(np.tile(atype, (nframes, 1))),
-                                     "box": torch.tensor(box.reshape(nframes, 9))}])
+    sample = {"coord": torch.tensor(coord.reshape(nframes, len(atype), 3)),
+              "atype": torch.tensor(np.tile(atype, (nframes, 1))), "box": torch.tensor(box.reshape(nframes, 9))}
+    if pair_exclude_types:
+        sample["pair_exclude_types"] = pair_exclude_types
+    descriptor.compute_input_stats([sample])
     davg, dstd = descriptor.get_stat_mean_and_stddev()
     return {"stat_nframes": np.int64(nframes), "stat_davg": davg.detach().cpu().numpy(),
             "stat_dstd": dstd.detach().cpu().numpy()}
@@ -239,7 +244,9 @@ def main() -> None:
         if desc.get("exclude_types"):
             ref.update(env_stat_reference(dict(BASE["model"]["descriptor"], **desc), data))
             ref.update(dimer_reference(folder / f"{name}.pth"))
-        if MODEL_KEYS.get(name, {}).get("pair_exclude_types"):
+        pairs = MODEL_KEYS.get(name, {}).get("pair_exclude_types")
+        if pairs:
+            ref.update(env_stat_reference(dict(BASE["model"]["descriptor"], **desc), data, pair_exclude_types=pairs))
             ref.update(dimer_reference(folder / f"{name}.pth"))
         np.savez(out / f"{name}.npz", **ref)
         print(f"wrote {name}.pt/.pth/.dp/.npz")

@@ -13,7 +13,9 @@ Schema (defaults in brackets; see also docs/training.md)::
 
     [model]               type_map (list of element names, required), preset_out_bias [none;
                           { ELEMENT = eV }: those types' energy bias fixed in the statistics],
-                          data_stat_protect [0.01; the least std of a frame/atomic parameter]
+                          data_stat_protect [0.01; the least std of a frame/atomic parameter],
+                          pair_exclude_types [[]] (type index pairs: not neighbours),
+                          atom_exclude_types [[]] (type indices: atomic energy zero)
     [model.descriptor]    type ["se_e2_a"], rcut [6.0], rcut_smth [0.5], sel ["auto"],
                           neuron [[10, 20, 40]], axis_neuron [4], type_one_side [false],
                           resnet_dt [false], seed [none], activation_function ["tanh"],
@@ -127,6 +129,10 @@ class ModelConfig:
     preset_out_bias: list[float | None] | None = None
     """DeePMD-kit's preset_out_bias: per type, the energy bias (eV) it takes instead of the
     statistics' least squares, or None (fitted); None when no type has one."""
+    pair_exclude_types: list[list[int]] = field(default_factory=list)
+    """DeePMD-kit's model-level pair_exclude_types (ModelParams.pair_exclude_types)."""
+    atom_exclude_types: list[int] = field(default_factory=list)
+    """DeePMD-kit's model-level atom_exclude_types (ModelParams.atom_exclude_types)."""
 
 
 @dataclass
@@ -342,6 +348,10 @@ class TrainConfig:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     preset_out_bias: list[float | None] | None = None
     """[model] preset_out_bias (`ModelConfig.preset_out_bias`)."""
+    pair_exclude_types: list[list[int]] = field(default_factory=list)
+    """[model] pair_exclude_types (`ModelConfig.pair_exclude_types`)."""
+    atom_exclude_types: list[int] = field(default_factory=list)
+    """[model] atom_exclude_types (`ModelConfig.atom_exclude_types`)."""
 
 
 SECTIONS = ("model", "learning_rate", "loss", "training", "validation", "optimizer")
@@ -501,17 +511,29 @@ def _sel(sec: Table, ntypes: int):
     return sel, 1.1
 
 
-def _exclude_types(sec: Table, ntypes: int) -> list[list[int]]:
-    """[model.descriptor] exclude_types: pairs of type indices (numdp.model.params.exclusion_mask)."""
-    v = sec.raw("exclude_types", [])
+def _exclude_types(sec: Table, ntypes: int, key: str = "exclude_types") -> list[list[int]]:
+    """[model.descriptor] exclude_types or [model] pair_exclude_types (`key`): pairs of type
+    indices (numdp.model.params.exclusion_mask)."""
+    v = sec.raw(key, [])
     if not isinstance(v, list):
-        raise sec.error("exclude_types", f"expected a list of type index pairs [[ti, tj], ...], "
-                                         f"got {sec.wording.show(v)}")
+        raise sec.error(key, f"expected a list of type index pairs [[ti, tj], ...], got {sec.wording.show(v)}")
     try:
         exclusion_mask(v, ntypes)
     except ValueError as exc:
-        raise sec.error("exclude_types", str(exc)) from None
+        raise sec.error(key, str(exc)) from None
     return [[int(ti), int(tj)] for ti, tj in v]
+
+
+def _atom_exclude_types(sec: Table, ntypes: int) -> list[int]:
+    """[model] atom_exclude_types: type indices whose atomic energy is zero (sorted, distinct)."""
+    v = sec.raw("atom_exclude_types", [])
+    if not isinstance(v, list) or any(isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < ntypes
+                                      for t in v):
+        raise sec.error("atom_exclude_types", f"expected a list of type indices 0..{ntypes - 1}, "
+                                              f"got {sec.wording.show(v)}")
+    if len(set(v)) == ntypes:
+        raise sec.error("atom_exclude_types", "excludes every type: the model would have no energy")
+    return sorted(set(int(t) for t in v))
 
 
 def _systems(sec: Table, key: str, base: Path, required: bool, input_dir: Path | None = None) -> list[Path]:
@@ -836,8 +858,10 @@ def _model(root: Table) -> ModelConfig:
     fs.done()
     fc.data_stat_protect = model.number("data_stat_protect", FittingConfig.data_stat_protect, positive=True)
     preset = _preset_out_bias(model, type_map)
+    pairs = _exclude_types(model, nt, "pair_exclude_types")
+    atoms = _atom_exclude_types(model, nt)
     model.done()
-    return ModelConfig(type_map, dc, fc, preset)
+    return ModelConfig(type_map, dc, fc, preset, pairs, atoms)
 
 
 def _preset_out_bias(model: Table, type_map: list[str]) -> list[float | None] | None:
@@ -945,7 +969,8 @@ def parse_config(data: dict, source: Path, text: str = "", base: Path | None = N
     opt = _optimizer(root.section("optimizer", {}))
     return TrainConfig(source=source, text=text, type_map=type_map, descriptor=dc, fitting=fc,
                        learning_rate=lc, loss=oc, training=tc, validation=vc, optimizer=opt,
-                       preset_out_bias=m.preset_out_bias)
+                       preset_out_bias=m.preset_out_bias, pair_exclude_types=m.pair_exclude_types,
+                       atom_exclude_types=m.atom_exclude_types)
 
 
 def load_config(path) -> TrainConfig:

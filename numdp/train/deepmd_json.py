@@ -38,7 +38,7 @@ ANY: Any = object()
 IGNORED: dict[str, dict[str, Any]] = {
     "": {"validating": ({},)},
     "model": {"type": ("standard",), "data_bias_nsample": (10,),
-              "pair_exclude_types": ([],), "atom_exclude_types": ([],), "srtab_add_bias": (True,),
+              "srtab_add_bias": (True,),
               "model_branch_alias": ([],), "info": ANY},
     "model.descriptor": {"precision": ("float64", "default"), "env_protection": (0.0,)},
     "model.fitting_net": {"precision": ("float64", "default"), "atom_ener": ([],), "dim_case_embd": (0,)},

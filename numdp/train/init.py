@@ -72,7 +72,9 @@ def initial_model(cfg: TrainConfig | ModelConfig, sel: list[int], davg: np.ndarr
                               exclude_types=[list(pair) for pair in dc.exclude_types]),
         fitting=Fitting(neuron=list(fc.neuron), resnet_dt=fc.resnet_dt, nets=fnets,
                         bias_atom_e=np.zeros(nt), **input_stats),
-        out_bias=np.asarray(out_bias, dtype=np.float64), out_std=np.ones(nt))
+        out_bias=np.asarray(out_bias, dtype=np.float64), out_std=np.ones(nt),
+        pair_exclude_types=[list(pair) for pair in cfg.pair_exclude_types],
+        atom_exclude_types=list(cfg.atom_exclude_types))
     params.validate("initial model")
     return params
 

@@ -26,10 +26,6 @@ def load_init_model(path, cfg: TrainConfig) -> ModelParams:
     if d.tables is not None:
         raise InputError(f"{path}: --init-model: a compressed model cannot be trained further; "
                          f"give the model before compression")
-    if params.model_exclusions:
-        raise InputError(f"{path}: --init-model: the model has model-level exclusions (pair_exclude_types "
-                         f"{params.pair_exclude_types}, atom_exclude_types {params.atom_exclude_types}), "
-                         f"which numdp does not train")
     checks = [
         ("model", "type_map", params.type_map, cfg.type_map),
         ("model.descriptor", "rcut", d.rcut, dc.rcut),
@@ -47,6 +43,9 @@ def load_init_model(path, cfg: TrainConfig) -> ModelParams:
         ("model.fitting", "activation_function", params.fitting.activation, fc.activation),
         ("model.fitting", "numb_fparam", params.fitting.numb_fparam, fc.numb_fparam),
         ("model.fitting", "numb_aparam", params.fitting.numb_aparam, fc.numb_aparam),
+        ("model", "pair_exclude_types", excluded_pairs(exclusion_mask(params.pair_exclude_types, d.ntypes)),
+         excluded_pairs(exclusion_mask(cfg.pair_exclude_types, d.ntypes))),
+        ("model", "atom_exclude_types", sorted(set(params.atom_exclude_types)), list(cfg.atom_exclude_types)),
     ]
     for table, key, model_value, input_value in checks:
         if model_value != input_value:

@@ -293,11 +293,14 @@ class Trainer:
                      f"{over.tolist()} centre-atom blocks overflowed (largest counts "
                      f"{self.train_cache.max_count.tolist()}); the farthest neighbours are dropped")
         frames = self._statistics_frames()
+        # the model-level pair exclusions count as zero rows too (DeePMD-kit's EnvMatStatSe takes
+        # the neighbour list without them; the descriptor's exclusions zero the rows)
         davg, dstd = env_stats(self.train_cache, frames, nt, sel, dc.rcut, dc.rcut_smth,
-                               exclusion_mask(dc.exclude_types, nt))
+                               exclusion_mask(dc.exclude_types, nt) | exclusion_mask(cfg.pair_exclude_types, nt))
         if dc.set_davg_zero:
             davg[:] = 0.0
-        bias = energy_bias(self.train_sys, frames, nt, preset=cfg.preset_out_bias)
+        bias = energy_bias(self.train_sys, frames, nt, preset=cfg.preset_out_bias,
+                           excluded=np.isin(np.arange(nt), cfg.atom_exclude_types))
         names = cfg.type_map
         self.say("statistics from " + f"{sum(len(f) for f in frames)} frames: "
                  + "; ".join(f"{names[t]}: davg {davg[t, 0, 0]:.4g}, dstd {dstd[t, 0, 0]:.4g}/"
@@ -416,9 +419,11 @@ class Trainer:
                 frames.append(cache.frame(k, int(f)))
                 labels.append(s.labels(int(f)))
                 sizes.append(len(idx))
+        excluded = self.params.atom_excluded   # atom_exclude_types: out of the loss, as DeePMD-kit's mask
+        included = [~excluded[fr.types] if excluded.any() else None for fr in frames]
         t1 = time.perf_counter()
         def seeds_of(i, res):  # on a worker thread: a private LossStats, only for the seeds
-            return LossStats(self.loss_options).add_frame(res, labels[i], pref, sizes[i])
+            return LossStats(self.loss_options).add_frame(res, labels[i], pref, sizes[i], included[i])
 
         busy = self.passes.busy
         busy[:] = 0.0
@@ -432,7 +437,7 @@ class Trainer:
         i = 0
         for _, idx in batches:
             for _ in idx:
-                stats.add_frame(results[i], labels[i], pref, sizes[i])
+                stats.add_frame(results[i], labels[i], pref, sizes[i], included[i])
                 i += 1
             stats.end_batch()
 
@@ -656,7 +661,7 @@ class Trainer:
                      np.array([r.energy for r in self.passes.frames([self.train_cache.frame(k, int(f)) for f in idx])])
                      for k, idx in enumerate(frames)]
         nt = len(self.cfg.type_map)
-        delta = energy_bias(self.train_sys, frames, nt, predicted)
+        delta = energy_bias(self.train_sys, frames, nt, predicted, excluded=self.params.atom_excluded)
         p = self.params
         old = p.out_bias.copy()
         p.out_bias += delta   # (the passes read the bias from params: ModelPasses.atom_bias)

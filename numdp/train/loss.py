@@ -34,6 +34,7 @@ every atom when only the frame energy is fitted, else a vector (nloc,) —; u an
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from enum import Enum
@@ -162,8 +163,31 @@ class LossStats(ErrorSums):
         self.fnorm_abs = 0.0   # Σ |ΔF_k| over atoms (MAE with f_use_norm: DeePMD-kit's mae_f)
         self.fnorm_n = 0
 
-    def add_frame(self, result: PrimalResult, labels: Labels, pref: Prefactors, nframes: int) -> Seeds:
-        """Add one frame of a batch of `nframes`; return its gradient seeds."""
+    def add_frame(self, result: PrimalResult, labels: Labels, pref: Prefactors, nframes: int,
+                  included: np.ndarray | None = None) -> Seeds:
+        """Add one frame of a batch of `nframes`; return its gradient seeds.  included: (N,)
+        bool, the atoms the loss sees (None: all).  DeePMD-kit 3.2 treats the atoms of a model's
+        atom_exclude_types as absent from the loss (its per-atom mask): N is the count of the
+        others, and the per-atom terms (forces, atomic energies, weights) run over them only; the
+        excluded atoms' seeds are 0."""
+        if included is not None and not included.all():
+            def rows(a):
+                return None if a is None else a[included]
+
+            sub = self.add_frame(dataclasses.replace(result, forces=result.forces[included],
+                                                     atom_energy=result.atom_energy[included]),
+                                 dataclasses.replace(labels, forces=rows(labels.forces), atom_ener=rows(labels.atom_ener),
+                                                     atom_pref=rows(labels.atom_pref),
+                                                     atom_ener_coeff=rows(labels.atom_ener_coeff)),
+                                 pref, nframes)
+            u = np.zeros(result.forces.shape)
+            u[included] = sub.u
+            sub.u = u
+            if isinstance(sub.c_e, np.ndarray):
+                c = np.zeros(result.forces.shape[0])
+                c[included] = sub.c_e
+                sub.c_e = c
+            return sub
         opt = self.options
         n = result.forces.shape[0]
         scale = 1.0 / (n * nframes)

@@ -146,6 +146,7 @@ class _Chunk:
     Tbar: np.ndarray
     groups: list
     fits: list
+    excluded: list
     force: np.ndarray
     virial: np.ndarray
     mapping: np.ndarray
@@ -173,7 +174,10 @@ class ModelPasses:
         self.mu = np.ascontiguousarray(np.stack([d.davg[:, self.sec[t], :] for t in range(nt)], axis=1))
         self.sd = np.ascontiguousarray(np.stack([d.dstd[:, self.sec[t], :] for t in range(nt)], axis=1))
         self.rt_pad = np.ascontiguousarray(-self.mu / self.sd)
-        self.excl = d.excluded   # (nt, nt) bool: excluded (centre, neighbour) type pairs
+        self.excl = params.slot_modes   # (nt, nt) int8: pairs, zero rows or padding per block
+        self.atom_excluded = params.atom_excluded
+        """(nt,) bool: the model's atom_exclude_types, whose atoms' energy is zero: their fitting
+        nets are not run (no energy, no dE/dD; their parameters' gradient stays zero)."""
         self.inv_nnei = 1.0 / d.nnei
         self.dim = d.dim_out
         self.nfp = params.fitting.numb_fparam
@@ -525,7 +529,7 @@ class ModelPasses:
         shared = {}
         for ti in range(nt):
             n = int(counts[:, ti].sum())
-            if n == 0:
+            if n == 0 or self.atom_excluded[ti]:
                 continue
             widths = self.params.fitting.nets[ti].widths
             nh = len(widths) - 2
@@ -622,9 +626,15 @@ class ModelPasses:
         scale_T(c.T, self.inv_nnei)
         c.Tbar = ws.get("Tbar", (na, 4, M))
         c.fits = []
+        c.excluded = []   # (a0, a1) of the chunk's atoms of atom_exclude_types: dE/dT = 0
         for ti in range(nt):
             a0, a1 = int(tb[ti]), int(tb[ti + 1])
             if a1 == a0:
+                continue
+            if self.atom_excluded[ti]:
+                atom_energy[atoms[a0:a1]] = 0.0
+                c.Tbar[a0:a1] = 0.0
+                c.excluded.append((a0, a1))
                 continue
             net = p.fitting.nets[ti]
             n = a1 - a0
@@ -716,6 +726,8 @@ class ModelPasses:
         # adjoints, `FitCache`): the forward's dE/dT, bit for bit the same back_D_row call
         Tdbar = c.Tbar
         Tbar = ws.get("Tbar_rev", (na, 4, M))
+        for a0, a1 in c.excluded:
+            Tbar[a0:a1] = 0.0
         for f in c.fits:
             net = p.fitting.nets[f.ti]
             # [D, f̂, â]: the tangent of f̂ and â is 0 (set by the forward)

@@ -121,14 +121,17 @@ def param_stats(values: list[np.ndarray], frames: list[np.ndarray],
 
 
 def energy_bias(systems: list[DataSystem], frames: list[np.ndarray], ntypes: int,
-                predicted: list[np.ndarray] | None = None, preset: list[float | None] | None = None) -> np.ndarray:
+                predicted: list[np.ndarray] | None = None, preset: list[float | None] | None = None,
+                excluded: np.ndarray | None = None) -> np.ndarray:
     """(ntypes,) eV per atom of each type: minimum-norm least squares over the sampled frames
     of the energy labels, or, with `predicted` (per system, the energies in eV of its sampled
     frames, in the order of `frames`; None for a system without energy labels), of the labels'
     errors (label − predicted).  `preset` (per type, eV or None; DeePMD-kit's preset_out_bias):
     those types take their preset value, their atoms' share is taken from the energies first
     and the other types are fitted to the rest (DeePMD-kit's compute_stats_from_redu with an
-    assigned bias)."""
+    assigned bias).  `excluded` (ntypes,) bool: the model's atom_exclude_types, whose atoms are
+    not counted (DeePMD-kit masks them: their energy is zero whatever the bias; their bias comes
+    out 0 unless preset)."""
     rows, energies = [], []
     for k, (s, idx) in enumerate(zip(systems, frames)):
         if s.energy is None:
@@ -142,6 +145,8 @@ def energy_bias(systems: list[DataSystem], frames: list[np.ndarray], ntypes: int
     if not rows:
         return values
     counts, energies = np.array(rows), np.array(energies)
+    if excluded is not None:
+        counts[:, np.asarray(excluded, dtype=bool)] = 0.0
     if fixed.any():
         energies = energies - counts[:, fixed] @ values[fixed]
         counts[:, fixed] = 0.0
