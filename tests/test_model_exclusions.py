@@ -26,7 +26,7 @@ from numdp.io.model_file import read_model, write_model
 from numdp.model.compress import compress
 from numdp.model.dp_model import DPModel, evaluate_ensemble
 from numdp.model.evaluator import Evaluator
-from numdp.model.params import SLOTS_PADDING, SLOTS_ZERO
+from numdp.kernels.math import SLOTS_PADDING, SLOTS_ZERO
 from randmodel import random_config, random_params
 from test_model_file import assert_params_equal
 from test_pth_models import TOL, rel_err

@@ -14,6 +14,12 @@ from dataclasses import dataclass
 
 from .dual import cpu_inline
 
+# What the environment kernels of both targets make of the slots of a (centre type, neighbour
+# type) block (numdp.model.params.ModelParams.slot_modes): every neighbour a pair; a neighbour
+# within rcut a zero row (DeePMD-kit's descriptor exclude_types); every slot padding
+# (DeePMD-kit's model-level pair_exclude_types).
+SLOTS_PAIRS, SLOTS_ZERO, SLOTS_PADDING = 0, 1, 2
+
 
 def switch(r, rmin, rmax):
     """(w(r), dw/dr) of the C2 polynomial switch from 1 at rmin (rcut_smth) to 0 at rmax (rcut)."""

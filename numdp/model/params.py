@@ -10,15 +10,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputError
+from ..kernels.math import SLOTS_PADDING, SLOTS_PAIRS, SLOTS_ZERO
 from ..neighbor.nlist import slot_offsets
 from .activation import NAMES as ACTIVATIONS
 
 RESIDUAL_NONE, RESIDUAL_SAME, RESIDUAL_DOUBLE = 0, 1, 2
-
-# What the environment kernels make of the slots of a (centre type, neighbour type) block
-# (ModelParams.slot_modes): every neighbour a pair; a neighbour within rcut a zero row (DeePMD-kit's
-# descriptor exclude_types); every slot padding (DeePMD-kit's model-level pair_exclude_types).
-SLOTS_PAIRS, SLOTS_ZERO, SLOTS_PADDING = 0, 1, 2
 
 
 def exclusion_mask(pairs, ntypes: int) -> np.ndarray:

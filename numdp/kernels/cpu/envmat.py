@@ -7,7 +7,7 @@ pair p of block t for chunk atom a lies in poff[t, a] <= p < poff[t, a + 1].
 import numpy as np
 from numba import njit
 
-from ..math import CPU
+from ..math import CPU, SLOTS_PADDING, SLOTS_PAIRS
 
 FASTMATH = {"reassoc", "contract", "nsz"}
 
@@ -37,15 +37,15 @@ def env_pairs_rows(pos, nlist, rows, atoms, atypes, sec, mu, sd, excl, rcut, rcu
     atypes: (na,) their types;
     sec: (ntypes+1,) slot block starts; mu, sd: (ntypes, ntypes, 4) normalisation per
     (centre type, neighbour block); excl: (ntypes, ntypes) the slot mode of each (centre type,
-    neighbour type) block (ModelParams.slot_modes: 0 pairs, 1 zero rows, 2 all padding; a bool
-    Descriptor.excluded reads as 0 / 1).  Outputs: rt (>=npairs, 4) normalised rows, dvec
+    neighbour type) block (ModelParams.slot_modes: SLOTS_PAIRS, SLOTS_ZERO, SLOTS_PADDING of
+    numdp.kernels.math; a bool Descriptor.excluded reads as pairs / zero rows).  Outputs: rt (>=npairs, 4) normalised rows, dvec
     (>=npairs, 3) pair vectors d = r_j - r_i, nbr (>=npairs,) extended neighbour index,
     poff (ntypes, na+1) pair offsets, npad (na, ntypes) padding-slot counts.
     Neighbours at r >= rcut have an all-zero raw row, identical to padding, and are counted
-    as padding.  A neighbour within rcut of an excluded pair (mode 1) is neither a pair nor
+    as padding.  A neighbour within rcut of an excluded pair (SLOTS_ZERO) is neither a pair nor
     padding (its row is zero, DeePMD-kit's exclusion mask): it is told apart by write_pair_row
     itself, whose row (at slot p, overwritten by the next pair) is dropped, so that "within
-    rcut" is the very test that makes a pair.  Every slot of a mode-2 block is padding (a
+    rcut" is the very test that makes a pair.  Every slot of a SLOTS_PADDING block is padding (a
     neighbour list without these pairs).  Returns the number of pairs.
     """
     ntypes = sec.shape[0] - 1
@@ -59,14 +59,14 @@ def env_pairs_rows(pos, nlist, rows, atoms, atypes, sec, mu, sd, excl, rcut, rcu
             n_real = 0
             mode = excl[ti, t]
             row = rows[a]
-            for s in range(sec[t], sec[t + 1] if mode != 2 else sec[t]):
+            for s in range(sec[t], sec[t + 1] if mode != SLOTS_PADDING else sec[t]):
                 j = nlist[row, s]
                 if j < 0:
                     break
                 if not write_pair_row(pos, i, j, ti, t, mu, sd, rcut_smth, rcut, p, rt, dvec, nbr):
                     continue
                 n_real += 1   # a slot taken: a pair, or an excluded neighbour (row dropped)
-                if mode == 0:
+                if mode == SLOTS_PAIRS:
                     p += 1
             npad[a, t] = sec[t + 1] - sec[t] - n_real
         poff[t, na] = p

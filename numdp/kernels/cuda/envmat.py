@@ -12,6 +12,7 @@ block of the model-level pair_exclude_types is padding (numdp.model.params.slot_
 """
 from numba import cuda, float64
 
+from ..math import SLOTS_PADDING, SLOTS_ZERO
 from .launch import MATH, SUB, TEAM
 
 SLOT_PAD = -1        # nbr of a padding slot (or a neighbour at r >= rcut)
@@ -43,8 +44,8 @@ def env_pairs(pos, nlist, rows, atoms, atypes, sec, mu, sd, excl, rcut, rcut_smt
 
     pos: (nall, 3) Å; nlist: (nloc or na, nnei) int32; sec: (ntypes+1,) int64 block starts;
     mu, sd, rt_pad: (ntypes, ntypes, 4) per (centre type, block); excl: (ntypes, ntypes) int8
-    slot mode per (centre type, neighbour type) block (ModelParams.slot_modes: 0 pairs, 1 zero
-    rows, 2 all padding).  A neighbour is within rcut when
+    slot mode per (centre type, neighbour type) block (ModelParams.slot_modes: SLOTS_PAIRS,
+    SLOTS_ZERO, SLOTS_PADDING of numdp.kernels.math).  A neighbour is within rcut when
     write_pair_row writes it (the CPU's test).  One thread per slot.
     """
     na = atoms.shape[0]
@@ -54,8 +55,9 @@ def env_pairs(pos, nlist, rows, atoms, atypes, sec, mu, sd, excl, rcut, rcut_smt
         ti = atypes[a]
         j = nlist[rows[a], s]
         mode = excl[ti, t]
-        if j >= 0 and mode != 2 and write_pair_row(pos, i, j, ti, t, mu, sd, rcut_smth, rcut, p, rt, dvec, nbr):
-            if mode == 1:
+        if j >= 0 and mode != SLOTS_PADDING and write_pair_row(pos, i, j, ti, t, mu, sd, rcut_smth, rcut, p, rt,
+                                                               dvec, nbr):
+            if mode == SLOTS_ZERO:
                 for c in range(4):
                     rt[p, c] = 0.0
                 dvec[p, 0] = 0.0
