@@ -1,6 +1,7 @@
 """Launch geometry and the CUDA copies of the shared scalar maths."""
 import json
 import os
+import sys
 
 import numpy as np
 from numba import config, cuda
@@ -16,8 +17,16 @@ MATH = compile_math(cuda_device)
 BLOCK = 2 if getattr(config, "ENABLE_CUDASIM", 0) else 128
 
 
+# the GIL's switch interval during a simulated launch, s (CPython's default is 5 ms): the launching
+# thread polls the block's threads in a loop that holds the GIL, and a thread that wants it waits
+# up to one interval, ~1 000 polls per block at 5 ms.  0.1 ms: the 200-step MD test of
+# tests/test_cuda_md.py 48 s -> 12 s (1 ms: 18 s; 20 us: 12 s)
+SIM_SWITCH_INTERVAL = 1e-4
+
+
 def _pin_simulated_launches() -> None:
-    """Under the simulator, run each kernel launch with this thread bound to one CPU.
+    """Under the simulator, run each kernel launch with this thread bound to one CPU and the
+    GIL's switch interval at SIM_SWITCH_INTERVAL (both restored after the launch).
 
     The simulator runs a block's CUDA threads as Python threads while the launching thread polls
     them; they hand the GIL to each other thousands of times per launch, which costs about twice
@@ -40,14 +49,19 @@ def _pin_simulated_launches() -> None:
             return launch(kernel, *args)
         saved = os.sched_getaffinity(0)
         cpus = sorted(saved)
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(SIM_SWITCH_INTERVAL)
         try:
-            os.sched_setaffinity(0, {cpus[slot % len(cpus)]})
-        except OSError:
-            return launch(kernel, *args)
-        try:
-            return launch(kernel, *args)
+            try:
+                os.sched_setaffinity(0, {cpus[slot % len(cpus)]})
+            except OSError:
+                return launch(kernel, *args)
+            try:
+                return launch(kernel, *args)
+            finally:
+                os.sched_setaffinity(0, saved)
         finally:
-            os.sched_setaffinity(0, saved)
+            sys.setswitchinterval(interval)
 
     sim.FakeCUDAKernel.__call__ = pinned
     sim.FakeCUDAKernel._numdp_pinned = True
