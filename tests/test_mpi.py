@@ -333,13 +333,19 @@ def test_ramped_nose_hoover_npt_on_two_ranks_matches_serial(tmp_path):
     assert_same_run(a, b)
 
 
-def test_mtk_npt_on_two_ranks_matches_serial_and_restarts_bit_for_bit(tmp_path):
+MTK_NPT = ('ensemble = "npt"\nthermostat = { kind = "nose-hoover", temperature = [20.0, 40.0], tau = 0.05 }\n'
+           'barostat = { kind = "mtk", pressure = [1000.0, 2e4], tau = 0.1, coupling = "triclinic" }')
+MTK_NPH = ('ensemble = "nph"\nbarostat = { kind = "mtk", pressure = [1000.0, 2e4], tau = 0.1, coupling = "triclinic", '
+           'chain = 0, temperature = 30.0 }')
+
+
+@pytest.mark.parametrize("md", [MTK_NPT, MTK_NPH], ids=["npt", "nph"])
+def test_mtk_npt_on_two_ranks_matches_serial_and_restarts_bit_for_bit(tmp_path, md):
     """The Martyna-Tobias-Klein barostat (triclinic, pressure and temperature ramped, its chain
-    and cell momentum the same numbers on every rank): two ranks within same_run_bounds of the
-    serial run; the serial run continued from its step-30 checkpoint (cell momentum and chain
-    restored from the "barostat/" group) repeats the uninterrupted one bit for bit."""
-    md = ('ensemble = "npt"\nthermostat = { kind = "nose-hoover", temperature = [20.0, 40.0], tau = 0.05 }\n'
-          'barostat = { kind = "mtk", pressure = [1000.0, 2e4], tau = 0.1, coupling = "triclinic" }')
+    and cell momentum the same numbers on every rank; NPH: no thermostat and no chain, whose
+    empty variables the checkpoint keeps too): two ranks within same_run_bounds of the serial
+    run; the serial run continued from its step-30 checkpoint (cell momentum and chain restored
+    from the "barostat/" group) repeats the uninterrupted one bit for bit."""
     ref = make_run(tmp_path / "serial", steps=60, md=md)
     numdp_run(ref, 1)
     path = make_run(tmp_path / "mpi", steps=60, md=md, extra="[parallel]\ngrid = [1, 2, 1]")
