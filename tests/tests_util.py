@@ -74,6 +74,22 @@ def fd_force(model, pos, types, box, i, c, h):
     return -(ep - em) / (2 * h)
 
 
+def assert_finite_differences(model, pos, types, box, h=1e-5, atoms=(0, 4, 8), rel=2e-7):
+    """The forces of `atoms` and the virial of `model` at (pos, types, box) against central
+    differences of step h (fd_force, fd_virial) within rel of the scale (the largest force or
+    virial entry, at least 1), and the total force zero within 1e-10 of it (as
+    tests/test_model_physics.py).  Returns (the evaluation, the force scale)."""
+    out = model.evaluate(pos, types, box)
+    atoms = list(atoms)
+    fd = np.array([[fd_force(model, pos, types, box, i, c, h) for c in range(3)] for i in atoms])
+    scale = max(1.0, np.abs(out.forces).max())
+    assert np.abs(out.forces[atoms] - fd).max() < rel * scale
+    vir = fd_virial(model, pos, types, box, h)
+    assert np.abs(out.virial - vir).max() < rel * max(1.0, np.abs(out.virial).max())
+    assert np.abs(out.forces.sum(axis=0)).max() < 1e-10 * scale
+    return out, scale
+
+
 def fd_virial(model, pos, types, box, h):
     """(3, 3) eV: -(E(x m+) - E(x m-)) / 2h with m± = 1 ± h e_ab applied to the positions and the
     cell rows alike: the central-difference virial (−dE/dstrain)."""
