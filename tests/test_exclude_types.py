@@ -233,9 +233,13 @@ def test_cuda_water_centres_against_deepmd_kit(fixture):
     assert rel_err(raw.atom_energy, ref["atom_energy"][:3]) <= TOL
 
 
-def _cuda_case(exclude, compressed, precision="double"):
+def cuda_case(exclude, compressed, pair_exclude_types=(), atom_exclude_types=()):
+    """(params, pos, types, box): a random 2-type model (one-sided and compressed, or two-sided)
+    with the descriptor's `exclude` and the model-level exclusions, on 7 atoms in a triclinic box."""
     params = random_params(ntypes=2, sel=[8, 8], neuron=(4, 8), fitting=(8, 8), rcut=3.0, rcut_smth=0.8,
                            seed=9, type_one_side=compressed, exclude_types=exclude)
+    params.pair_exclude_types = [list(p) for p in pair_exclude_types]
+    params.atom_exclude_types = list(atom_exclude_types)
     if compressed:
         params, _ = compress(params, dx=0.02, order=5, s_max=np.full(2, 1.5))
     pos, typ, box = random_config(7, 2, box_len=4.5, tilt=0.3, seed=3)
@@ -249,21 +253,28 @@ def test_cuda_matches_cpu_with_exclusions(compressed, form):
     the CPU's (neither a pair nor padding): 1e-12 as tests/test_cuda_model.py, uncompressed and
     compressed, thread and team kernels, several chunks; and the exclusion changes the result."""
     pytest.importorskip("numba_cuda")
+    params, pos, typ, box = cuda_case([[0, 1]], compressed)
+    rc, _ = assert_device_equals_cpu(params, pos, typ, box, form)
+    r0 = DPModel(_without_exclusion(params), nthreads=1).evaluate(pos, typ, box)
+    assert np.abs(r0.forces - rc.forces).max() > 1e-3 * np.abs(rc.forces).max()
+
+
+def assert_device_equals_cpu(params, pos, typ, box, form):
+    """The CUDA evaluation (chunks of 4 atoms, `form` "thread" or "team" kernels; no overflow
+    warning) of `params` against the CPU's to 1e-12 relative, as tests/test_cuda_model.py;
+    returns (cpu, device) results."""
     from numdp.model import cuda_evaluator as ce
 
-    params, pos, typ, box = _cuda_case([[0, 1]], compressed)
-    cpu = DPModel(params, nthreads=1)
     gpu = DPModel(params, device="cuda", chunk=4)
     gpu._ev.kernel_form = ce.KernelForm.TEAM if form == "team" else ce.KernelForm.THREAD
     with warnings.catch_warnings():
         warnings.simplefilter("error")   # no overflow: every block has padding
-        rc, rg = cpu.evaluate(pos, typ, box), gpu.evaluate(pos, typ, box)
-        r0 = DPModel(_without_exclusion(params), nthreads=1).evaluate(pos, typ, box)
+        rc, rg = DPModel(params, nthreads=1).evaluate(pos, typ, box), gpu.evaluate(pos, typ, box)
     assert rg.energy == pytest.approx(rc.energy, rel=1e-12, abs=0)
     for key in ("atom_energies", "forces", "virial", "atom_virials"):
         a, b = getattr(rc, key), getattr(rg, key)
         assert np.abs(a - b).max() <= 1e-12 * np.abs(a).max(), key
-    assert np.abs(r0.forces - rc.forces).max() > 1e-3 * np.abs(rc.forces).max()
+    return rc, rg
 
 
 def test_cuda_mix32_with_exclusions():
@@ -271,7 +282,7 @@ def test_cuda_mix32_with_exclusions():
     pytest.importorskip("numba_cuda")
     from test_cuda_model import _mixed_tolerance
 
-    params, pos, typ, box = _cuda_case([[1, 1]], False)
+    params, pos, typ, box = cuda_case([[1, 1]], False)
     cpu = DPModel(params, nthreads=1)
     rc = cpu.evaluate(pos, typ, box)
     rg = DPModel(params, device="cuda", precision="mix32").evaluate(pos, typ, box)

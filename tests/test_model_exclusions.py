@@ -11,7 +11,6 @@ files against DeePMD-kit are in tests/test_pth_models.py (both cases are in its 
 """
 import copy
 import json
-import warnings
 from pathlib import Path
 
 import h5py
@@ -28,6 +27,7 @@ from numdp.model.dp_model import DPModel, evaluate_ensemble
 from numdp.model.evaluator import Evaluator
 from numdp.kernels.math import SLOTS_PADDING, SLOTS_ZERO
 from randmodel import random_config, random_params
+from test_exclude_types import assert_device_equals_cpu, cuda_case
 from test_model_file import assert_params_equal
 from test_pth_models import TOL, rel_err
 from tests_util import U32, assert_finite_differences, order_bound
@@ -207,17 +207,6 @@ def test_ensembles_share_the_environment_only_with_equal_pair_exclusions(models)
 # ---------------------------------------------------------------- CUDA (simulator)
 
 
-def _cuda_case(compressed):
-    params = random_params(ntypes=2, sel=[8, 8], neuron=(4, 8), fitting=(8, 8), rcut=3.0, rcut_smth=0.8,
-                           seed=9, type_one_side=compressed)
-    params.pair_exclude_types = [[1, 1]]
-    params.atom_exclude_types = [0]
-    if compressed:
-        params, _ = compress(params, dx=0.02, order=5, s_max=np.full(2, 1.5))
-    pos, typ, box = random_config(7, 2, box_len=4.5, tilt=0.3, seed=3)
-    return params, pos, typ, box
-
-
 @pytest.mark.parametrize("compressed", [False, True], ids=["nets", "tables"])
 @pytest.mark.parametrize("form", ["thread", "team"])
 def test_cuda_matches_cpu(compressed, form):
@@ -225,20 +214,9 @@ def test_cuda_matches_cpu(compressed, form):
     tests/test_cuda_model.py, uncompressed and compressed, thread and team kernels, several
     chunks; and the exclusions change the result."""
     pytest.importorskip("numba_cuda")
-    from numdp.model import cuda_evaluator as ce
-
-    params, pos, typ, box = _cuda_case(compressed)
-    cpu = DPModel(params, nthreads=1)
-    gpu = DPModel(params, device="cuda", chunk=4)
-    gpu._ev.kernel_form = ce.KernelForm.TEAM if form == "team" else ce.KernelForm.THREAD
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")   # no overflow
-        rc, rg = cpu.evaluate(pos, typ, box), gpu.evaluate(pos, typ, box)
+    params, pos, typ, box = cuda_case([], compressed, pair_exclude_types=[[1, 1]], atom_exclude_types=[0])
+    rc, rg = assert_device_equals_cpu(params, pos, typ, box, form)
     r0 = DPModel(_without(params), nthreads=1).evaluate(pos, typ, box)
-    assert rg.energy == pytest.approx(rc.energy, rel=1e-12, abs=0)
-    for key in ("atom_energies", "forces", "virial", "atom_virials"):
-        a, b = getattr(rc, key), getattr(rg, key)
-        assert np.abs(a - b).max() <= 1e-12 * np.abs(a).max(), key
     assert np.all(rg.atom_energies[typ == 0] == 0.0)
     assert np.abs(r0.forces - rc.forces).max() > 1e-3 * np.abs(rc.forces).max()
 
