@@ -383,6 +383,18 @@ def test_harmless_keys_accepted(workdir):
     assert set(IGNORED["training"]) >= {"max_ckpt_keep", "tensorboard", "profiling"}
 
 
+def test_tensorflow_mixed_precision_is_ignored_as_by_deepmd_kits_pytorch_backend(workdir):
+    """training.mixed_precision (DeePMD-kit's examples/water/se_e2_a_mixed_prec: half-precision
+    compute in the TensorFlow backend) is accepted and changes nothing, as DeePMD-kit's PyTorch
+    backend ignores it (its argcheck marks it TensorFlow-only)."""
+    base = json.loads(UPSTREAM_WATER)
+    tree = copy.deepcopy(base)
+    tree["training"]["mixed_precision"] = {"output_prec": "float32", "compute_prec": "float16"}
+    a, b = load_config(_write(workdir, tree)), load_config(_write(workdir, base))
+    a.text = b.text
+    assert a == b
+
+
 @pytest.mark.parametrize("steps, epoch", [("num_steps", None), ("numb_step", None), ("num_step", None),
                                          (None, "numb_epoch"), (None, "num_epochs"), (None, "num_epoch"),
                                          (None, "numb_epochs")])

@@ -49,7 +49,10 @@ IGNORED: dict[str, dict[str, Any]] = {
                  "opt_type": ("Adam",), "warmup_steps": (0,), "stat_file_mode": ANY,
                  "ckpt_keep_ratio": ANY, "ema_ckpt_keep": ANY,
                  "acc_freq": (1,), "zero_stage": (0,), "neighbor_graph_method": ANY,
-                 "enable_compile": ANY},
+                 "enable_compile": ANY,
+                 # TensorFlow-only mixed-precision training: DeePMD-kit's PyTorch backend, which
+                 # numdp follows, ignores it too (both train in the model's precision)
+                 "mixed_precision": ANY},
 }
 """Per JSON table: keys dropped, with their accepted values (`ANY`, or a tuple)."""
 
