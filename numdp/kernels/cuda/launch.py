@@ -25,8 +25,9 @@ SIM_SWITCH_INTERVAL = 1e-4
 
 
 def _pin_simulated_launches() -> None:
-    """Under the simulator, run each kernel launch with this thread bound to one CPU and the
-    GIL's switch interval at SIM_SWITCH_INTERVAL (both restored after the launch).
+    """Under the simulator, run each kernel launch with the GIL's switch interval at
+    SIM_SWITCH_INTERVAL and, where affinity can be set, this thread bound to one CPU (both
+    restored after the launch).
 
     The simulator runs a block's CUDA threads as Python threads while the launching thread polls
     them; they hand the GIL to each other thousands of times per launch, which costs about twice
@@ -35,32 +36,32 @@ def _pin_simulated_launches() -> None:
     many cores.  Linux binds only the calling thread (sched_setaffinity with pid 0), the threads it
     starts inherit that, and the previous mask is restored after the launch, so Numba's CPU worker
     threads and other threads keep their CPUs.  The MPI ranks of a node pick different CPUs (by
-    local rank, else by pid).  A no-op where affinity cannot be set."""
+    local rank, else by pid).  Where affinity cannot be set, only the switch interval changes."""
     from numba.cuda.simulator import kernel as sim
 
-    if not hasattr(os, "sched_setaffinity") or getattr(sim.FakeCUDAKernel, "_numdp_pinned", False):
+    if getattr(sim.FakeCUDAKernel, "_numdp_pinned", False):
         return
     launch = sim.FakeCUDAKernel.__call__
     local = os.environ.get("MPI_LOCALRANKID") or os.environ.get("OMPI_COMM_WORLD_LOCAL_RANK")
     slot = int(local) if local and local.isdigit() else os.getpid()
+    can_pin = hasattr(os, "sched_setaffinity")
 
     def pinned(kernel, *args):
         if kernel._device or sim._kernel_context:
             return launch(kernel, *args)
-        saved = os.sched_getaffinity(0)
-        cpus = sorted(saved)
         interval = sys.getswitchinterval()
         sys.setswitchinterval(SIM_SWITCH_INTERVAL)
+        saved = os.sched_getaffinity(0) if can_pin else None
         try:
-            try:
-                os.sched_setaffinity(0, {cpus[slot % len(cpus)]})
-            except OSError:
-                return launch(kernel, *args)
-            try:
-                return launch(kernel, *args)
-            finally:
-                os.sched_setaffinity(0, saved)
+            if saved is not None:
+                try:
+                    os.sched_setaffinity(0, {sorted(saved)[slot % len(saved)]})
+                except OSError:
+                    saved = None   # (nothing to restore)
+            return launch(kernel, *args)
         finally:
+            if saved is not None:
+                os.sched_setaffinity(0, saved)
             sys.setswitchinterval(interval)
 
     sim.FakeCUDAKernel.__call__ = pinned
