@@ -77,13 +77,9 @@ def _wrap(mod, name, part, flops=None):
     setattr(mod, name, timed)
 
 
-def _pair_adjoint_flops(*a):
-    """26 flops per pair and embedding column (both signatures: one block of pairs, or, in
-    trees before the embedding reverse formed them block by block, every pair of a chunk)."""
-    if isinstance(a[0], np.ndarray):  # (atypes, rt, rtd, poff, npad, rt_pad, Tbar, Tdbar, Gbar, ...)
-        return a[8].shape[0] * a[8].shape[1] * 26.0
-    t, a0, a1, q0, q1, rt, rtd, poff, Tbar = a[:9]
-    return (q1 - q0) * Tbar.shape[2] * 26.0
+def _pair_adjoint_flops(u0, u1, ustart, mem, pair_atom, rt, rtd, Tbar, *a):
+    """26 flops per member pair and embedding column."""
+    return (ustart[u1] - ustart[u0]) * Tbar.shape[2] * 26.0
 
 
 def instrument(M: int, A: int):
@@ -103,21 +99,19 @@ def instrument(M: int, A: int):
     _wrap(P, "embed_forward", "embedding fwd",
           lambda net, x, *a, **k: _net_flops(emb_widths(net)[1:], 2 * x.shape[0])
           + 8.0 * x.shape[0] * sum(emb_widths(net)[1:]))
-    if hasattr(P, "contract_T_pairs"):  # T block by block inside the embedding forward
-        _wrap(P, "contract_T_pairs", "T, D (fwd)", lambda t, a0, a1, q0, q1, rt, G, poff, T:
-              8.0 * (q1 - q0) * T.shape[2])
-        _wrap(P, "contract_T_padding", "T, D (fwd)")
-        _wrap(P, "scale_T", "T, D (fwd)")
-    else:
-        _wrap(P, "contract_T", "T, D (fwd)", lambda at, rt, G, *a: 8.0 * G.shape[0] * G.shape[1])
+    # T block by block inside the embedding forward, summed over each shared row's member pairs
+    _wrap(P, "contract_T_members", "T, D (fwd)",
+          lambda u0, u1, ulo, ustart, *a: 8.0 * (ustart[u1] - ustart[u0]) * a[-1].shape[2])
+    _wrap(P, "reduce_T", "T, D (fwd)")
     _wrap(P, "contract_D", "T, D (fwd)", lambda T, naxis, *a: 8.0 * T.shape[0] * T.shape[2] * naxis)
     _wrap(P, "back_D", "T, D (fwd)", lambda T, gD, naxis, *a: 16.0 * T.shape[0] * T.shape[2] * naxis)
     _wrap(P, "fit_forward", "fitting fwd",
           lambda net, fc, *a: 2 * _net_flops(fit_widths(net)[:-1], fc.n) + 2.0 * fc.n * fit_widths(net)[-2])
-    _wrap(P, "pair_forces", "pair forces", lambda atoms, at, rt, dvec, nbr, poff, G, *a:
-          G.shape[0] * (18.0 * G.shape[1] + 60))
-    _wrap(P.K, "tangent_rows", "tangent rows", lambda atoms, at, dvec, *a: dvec.shape[0] * 80.0)
-    _wrap(P.K, "tangent_T", "T, D (bwd)", lambda rt, rtd, G, *a: 18.0 * G.shape[0] * G.shape[1])
+    _wrap(P, "pair_forces_members", "pair forces", lambda u0, u1, ulo, t, ustart, *a:
+          (ustart[u1] - ustart[u0]) * (18.0 * a[8].shape[1] + 60))
+    _wrap(P.K, "tangent_rows", "tangent rows", lambda u0, u1, t, ustart, *a: (ustart[u1] - ustart[u0]) * 80.0)
+    _wrap(P.K, "tangent_T", "T, D (bwd)", lambda u0, u1, ulo, ustart, mem, pa, rt, rtd, G, *a:
+          18.0 * (ustart[u1] - ustart[u0]) * G.shape[1])
     _wrap(P, "contract_D_tangent", "T, D (bwd)", lambda T, Td, naxis, Dd: 16.0 * T.shape[0] * T.shape[2] * naxis)
     _wrap(P.K, "back_D_pair", "T, D (bwd)", lambda T, *a: 32.0 * T.shape[0] * T.shape[2] * A)
     _wrap(P.K, "pair_adjoints", "T, D (bwd)", _pair_adjoint_flops)
@@ -193,7 +187,8 @@ def main(argv=None) -> int:
         for t in range(args.warmup, args.warmup + args.steps):
             trainer.train_step(t, display=False)
         cpu = (time.process_time() - cpu0) / args.steps
-        npairs = sum(c.npairs for c in trainer.passes._chunks if c is not None)
+        team = trainer.passes._chunks[0].team
+        npairs, nrows = team.npairs, team.nrows
         natoms = trainer.train_sys[0].natoms
     finally:
         trainer.close()
@@ -201,7 +196,8 @@ def main(argv=None) -> int:
     n = args.steps
     import numdp
     print(f"numdp of {pathlib.Path(numdp.__file__).parent.parent}")
-    print(f"{cfg.source.name}: {natoms} atoms, {npairs} occupied pairs ({npairs / natoms:.1f} per atom), "
+    print(f"{cfg.source.name}: {natoms} atoms, {npairs} occupied pairs ({npairs / natoms:.1f} per atom) "
+          f"in {nrows} embedding rows, "
           f"{args.threads} thread(s) (CPU times summed over them), {n} steps after {args.warmup}; DGEMM (1024x50 @ 50x100) {rate:.1f} Gflop/s")
     print(f"{'part':<20}{'ms/step':>9}{'share':>8}{'Mflop':>9}{'Gflop/s':>9}{'floor ms':>10}{'x floor':>9}")
     tot_f = 0.0

@@ -17,11 +17,17 @@ the GIL:
   `nthreads` (frame i of a round to worker i), each worker running primal, loss seeds and
   gradient of its frames with no synchronisation in between; the frames left over after the
   last full round are split by atoms as below.
-- `primal` / `gradient` (one frame): the local atoms, sorted by type, are dealt round-robin to
-  the workers (each gets the same share of every type); each computes its centres' pairs,
-  embeddings, descriptors, fitting and pair forces.  The fitting nets' hidden-layer weight
-  adjoints are then formed after a barrier, each worker a fixed block of their rows over the
-  whole frame (`_fit_weight_rows`), in gradient row 0 alone (`segments`).
+- `primal` / `gradient` (one frame): the workers share the frame (`_Team`).  Its pairs are
+  collected once; pairs of one embedding net whose inputs agree (`MERGE_TOL`) share one
+  embedding row: in a periodic frame the two directions i→j and j→i of every pair of atoms of
+  one type, which halves the embedding work of a one-type system such as copper.  Each worker
+  evaluates a contiguous share of every net's rows and adds their member pairs into its own
+  sums of T; after a barrier it reduces T over the workers for its atoms (an equal contiguous
+  share of every type) and runs their fitting nets; after another, the forces of its rows'
+  pairs.  The gradient pass follows the same split (two barriers: Td, then T̄).  The fitting
+  nets' hidden-layer weight adjoints are then formed after a barrier, each worker a fixed
+  block of their rows over the whole frame (`_fit_weight_rows`), in gradient row 0 alone
+  (`segments`).
 
 Both assignments are fixed by the frame count and the thread count, and forces, virials and
 gradients are reduced in worker order, so results depend only on the thread count, never on
@@ -37,9 +43,8 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from ..kernels.cpu.descriptor import (back_D, contract_D, contract_D_tangent, contract_T_padding,
-                                      contract_T_pairs, scale_T)
-from ..kernels.cpu.envmat import env_pairs, pair_forces
+from ..kernels.cpu.descriptor import back_D, contract_D, contract_D_tangent, contract_T_members, reduce_T
+from ..kernels.cpu.envmat import env_pairs, pair_forces_members
 from ..model.params import ModelParams
 from ..model.workspace import Workspace
 from ..kernels.cpu import train as K
@@ -48,7 +53,6 @@ from .layers import (EmbedCache, FitCache, GradRow, embed_forward, embed_reverse
                      fit_cache, fit_forward, fit_reverse, fit_tangent)
 from .optim import without_ranges
 
-_NO_ATOM_VIRIAL = np.zeros((1, 9))
 PAD_SHARE = 0.03
 """Of its equal share of the rows of the fitting weight adjoints (`_fit_weight_rows`), worker 0
 leaves this fraction to the others when it also reverses the padding embedding: on DeePMD-kit's
@@ -106,22 +110,38 @@ class FrameSeeds(Protocol):
     c_v: float
 
 
+MERGE_TOL = 2.0 ** -42
+"""Relative tolerance within which the pairs of one embedding net share one embedding row
+(`numdp.kernels.cpu.train.merge_inputs`): inputs x within MERGE_TOL (1 + |x|) of the row's
+first.  The two directions i→j and j→i of a pair of atoms of one type have the same input up
+to the rounding of their two coordinate differences: about 2u(|r_i| + |r_j| + |shift|) Å
+(u = 2^-53) times |dx/dr| (1/(σ r²) ≲ 4 /Å on DeePMD-kit's inputs), 1e-14 to 1e-13 for
+coordinates of tens of Å; the largest measured on DeePMD-kit's water and copper data is below
+1e-13, and 2^-42 (2.3e-13 at |x| = 0, 9e-13 at |x| = 3) merges every such pair there, halving
+the embedding rows of copper.  A shared row changes the pair's G by at most
+MERGE_TOL (1 + |x|) |dG/dx|, the size of the rounding of x itself."""
+
+
 @dataclass
 class _Group:
-    """Rows of one embedding-net evaluation: block t, chunk atoms a0:a1, pairs p0:p1, net k."""
+    """One worker's rows of one embedding net: block t, net k, shared rows u0:u1 (global row
+    indices of its team), held in rows r0:r0 + u1 - u0 of the worker's G, Gp."""
 
     t: int
-    a0: int
-    a1: int
-    p0: int
-    p1: int
     k: int
+    u0: int
+    u1: int
+    r0: int
     cache: EmbedCache | None = None
+
+    @property
+    def r1(self) -> int:
+        return self.r0 + self.u1 - self.u0
 
 
 @dataclass
 class _FitGroup:
-    """Chunk atoms a0:a1 of centre type ti and their fitting cache."""
+    """Team atoms a0:a1 (one worker's atoms of centre type ti) and their fitting cache."""
 
     ti: int
     a0: int
@@ -129,27 +149,92 @@ class _FitGroup:
     cache: FitCache
 
 
-class _Chunk:
-    """Everything one worker keeps from the primal pass for the gradient pass."""
+class _Team:
+    """One frame and what the workers that share it (`nteam` of them, `barrier` between their
+    phases, None for one) build and read together: its local atoms in type order (`atoms`;
+    team atom a is local atom atoms[a]), their pairs (the `env_pairs` layout over all of
+    them), the pairs' shared embedding rows (`merge_inputs`: `groups` (t, k, U0, U1) per
+    embedding net, row u's input xu[u] and members mem[ustart[u]:ustart[u+1]], pair p's
+    centre pair_atom[p]) and the per-atom arrays (na, 4, M): T, dE/dT (`Tbar`), the tangent Td
+    and the adjoint T̄ of the gradient pass (`Tbar_rev`); `parts` (nteam, na, 4, M) holds each
+    worker's pair sums of T, then of Td, before `reduce_T`."""
 
+    frame: Frame
+    nteam: int
+    barrier: threading.Barrier | None
     atoms: np.ndarray
     atypes: np.ndarray
+    tb: np.ndarray
     npairs: int
     rt: np.ndarray
     dvec: np.ndarray
     nbr: np.ndarray
     poff: np.ndarray
     npad: np.ndarray
-    G: np.ndarray
-    Gp: np.ndarray
+    pair_atom: np.ndarray
+    xu: np.ndarray
+    ustart: np.ndarray
+    mem: np.ndarray
+    groups: list
+    rtd: np.ndarray
     T: np.ndarray
     Tbar: np.ndarray
+    Td: np.ndarray
+    Tbar_rev: np.ndarray
+    parts: np.ndarray
+
+    def wait(self) -> None:
+        """Every worker of the team has finished the phase before."""
+        if self.barrier is not None:
+            self.barrier.wait()
+
+    def abort(self) -> None:
+        """A worker failed: the others raise BrokenBarrierError instead of waiting."""
+        if self.barrier is not None:
+            self.barrier.abort()
+
+    @property
+    def nrows(self) -> int:
+        return self.groups[-1][3] if self.groups else 0
+
+    def rows_of(self, rank: int) -> tuple[list[_Group], int]:
+        """Worker `rank`'s contiguous share of every net's rows, and their total."""
+        out, r = [], 0
+        for t, k, U0, U1 in self.groups:
+            n = U1 - U0
+            u0, u1 = U0 + n * rank // self.nteam, U0 + n * (rank + 1) // self.nteam
+            out.append(_Group(t, k, u0, u1, r))
+            r += u1 - u0
+        return out, r
+
+    def atoms_of(self, rank: int) -> list[tuple[int, int, int]]:
+        """Worker `rank`'s team atoms: (ti, a0, a1), an equal contiguous share of every type."""
+        out = []
+        for ti in range(self.tb.shape[0] - 1):
+            lo, n = int(self.tb[ti]), int(self.tb[ti + 1] - self.tb[ti])
+            a0, a1 = lo + n * rank // self.nteam, lo + n * (rank + 1) // self.nteam
+            if a1 > a0:
+                out.append((ti, a0, a1))
+        return out
+
+
+class _Chunk:
+    """Everything one worker keeps from the primal pass for the gradient pass: its team and rank,
+    its atoms (`ranges` (ti, a0, a1) of team atoms; `atoms` their local indices), its embedding
+    rows (`groups`, values G and slopes Gp), fitting groups, the team atom ranges of its
+    atom_exclude_types atoms (`excluded`), and its share of the forces and virial."""
+
+    team: _Team
+    rank: int
+    ranges: list
+    atoms: np.ndarray
+    G: np.ndarray
+    Gp: np.ndarray
     groups: list
     fits: list
     excluded: list
     force: np.ndarray
     virial: np.ndarray
-    mapping: np.ndarray
 
 
 class ModelPasses:
@@ -162,8 +247,12 @@ class ModelPasses:
     reverse): their gradient entries stay zero.
     """
 
-    def __init__(self, params: ModelParams, flat: FlatParams, nthreads: int = 1, embedding_grad: bool = True):
+    def __init__(self, params: ModelParams, flat: FlatParams, nthreads: int = 1, embedding_grad: bool = True,
+                 merge_tol: float = MERGE_TOL):
         params.validate()
+        self.merge_tol = float(merge_tol)
+        """Pairs of one embedding net share a row when their inputs agree to merge_tol (`MERGE_TOL`;
+        0: only equal inputs)."""
         self.params = params
         self.flat = flat
         self.embedding_grad = embedding_grad
@@ -258,12 +347,25 @@ class ModelPasses:
         return self._primal_split(frame)
 
     def _primal_split(self, frame: Frame) -> PrimalResult:
-        """`primal` with the padding embedding already evaluated: atoms split over the workers."""
-        order = _type_order(frame.types)
-        atoms = [np.ascontiguousarray(order[w::self.nw]) for w in range(self.nw)]
+        """`primal` with the padding embedding already evaluated, the frame shared by every worker:
+        each evaluates its share of the embedding rows and fits its share of the atoms
+        (`_forward_chunk`)."""
+        # without a pool (after `close`) the workers would run one after the other: one does it all
+        nteam = self.nw if self._pool is not None else 1
+        tm = self._team(frame, self._main_ws, nteam, self._barrier if nteam > 1 else None)
         atom_energy = np.zeros(frame.nloc)
-        shared = self._shared_fit = self._fit_storage(frame, atoms) if self.nw > 1 else None
-        self._run(lambda w: self._forward_chunk(w, frame, atoms[w], atom_energy, shared))
+        atoms = [_range_atoms(tm, tm.atoms_of(w)) for w in range(nteam)]
+        shared = self._shared_fit = self._fit_storage(frame, atoms) if nteam > 1 else None
+        if tm.barrier is not None:
+            tm.barrier.reset()
+
+        def forward(w):
+            if w < nteam:
+                self._forward_chunk(w, w, tm, atom_energy, shared)
+            else:
+                self._chunks[w] = None
+
+        self._run(forward)
         return _result(frame, [c for c in self._chunks if c is not None], atom_energy)
 
     def frames(self, frames: list[Frame],
@@ -319,9 +421,8 @@ class ModelPasses:
             t0 = time.perf_counter()
             fr = frames[i]
             atom_energy = np.zeros(fr.nloc)
-            self._forward_chunk(w, fr, _type_order(fr.types), atom_energy)
-            c = self._chunks[w]
-            res = results[i] = _result(fr, [] if c is None else [c], atom_energy)
+            self._forward_chunk(w, 0, self._team(fr, self.ws[w], 1, None), atom_energy)
+            res = results[i] = _result(fr, [self._chunks[w]], atom_energy)
             t1 = time.perf_counter()
             busy[0] += t1 - t0
             if seeds_of is not None:
@@ -571,69 +672,98 @@ class ModelPasses:
                     n_out = gW.shape[1]
                     first["update"](slot.w[0] + r0 * n_out, slot.w[0] + r1 * n_out)
 
-    def _forward_chunk(self, w: int, frame: Frame, atoms: np.ndarray, atom_energy: np.ndarray,
-                       shared: dict | None = None) -> None:
-        """Primal pass of worker w over local atoms `atoms` (sorted by type) of `frame`; with
-        `shared` (`_fit_storage`), the fitting caches' Yin and ZB are views of its buffers."""
-        if atoms.shape[0] == 0:
-            self._chunks[w] = None
-            return
-        p = self.params
-        d = p.descriptor
+    def _team(self, frame: Frame, ws: Workspace, nteam: int, barrier: threading.Barrier | None) -> _Team:
+        """The frame's pairs and their shared embedding rows, and the team's per-atom arrays, in
+        buffers of `ws` (the caller's thread, before the workers start)."""
+        d = self.params.descriptor
         nt = self.nt
-        ws = self.ws[w]
-        c = _Chunk()
-        na = atoms.shape[0]
-        c.atoms = atoms
-        c.mapping = frame.mapping
-        c.atypes = frame.types[atoms].astype(np.int64)
-        cap = na * d.nnei
-        rt = ws.get("rt", (cap, 4))
-        dvec = ws.get("dvec", (cap, 3))
-        nbr = ws.get("nbr", (cap,), np.int64)
-        c.poff = ws.get("poff", (nt, na + 1), np.int64)
-        c.npad = ws.get("npad", (na, nt), np.int64)
-        npairs = env_pairs(frame.ext_pos, frame.nlist, atoms, c.atypes, self.sec, self.mu, self.sd, self.excl,
-                           d.rcut, d.rcut_smth, rt, dvec, nbr, c.poff, c.npad)
-        c.npairs = npairs
-        c.rt, c.dvec, c.nbr = rt[:npairs], dvec[:npairs], nbr[:npairs]
         M = d.neuron[-1]
-        c.G = ws.get("G", (npairs, M))
-        c.Gp = ws.get("Gp", (npairs, M))
-        tb = np.searchsorted(c.atypes, np.arange(nt + 1))
-        c.groups = []
-        params_in = self._param_columns(frame, atoms)
-        # T = R̃ᵀG / nnei as `contract_T`, bit for bit, but each block of pairs is added right
-        # after its embedding (G still in cache), the padding after each neighbour block
-        c.T = ws.get("T", (na, 4, M))
-        c.T[:] = 0.0
+        tm = _Team()
+        tm.frame, tm.nteam, tm.barrier = frame, nteam, barrier
+        tm.atoms = _type_order(frame.types)
+        tm.atypes = frame.types[tm.atoms].astype(np.int64)
+        tm.tb = np.searchsorted(tm.atypes, np.arange(nt + 1))
+        na = tm.atoms.shape[0]
+        cap = na * d.nnei
+        rt = ws.get(("team", "rt"), (cap, 4))
+        dvec = ws.get(("team", "dvec"), (cap, 3))
+        nbr = ws.get(("team", "nbr"), (cap,), np.int64)
+        tm.poff = ws.get(("team", "poff"), (nt, na + 1), np.int64)
+        tm.npad = ws.get(("team", "npad"), (na, nt), np.int64)
+        n = tm.npairs = env_pairs(frame.ext_pos, frame.nlist, tm.atoms, tm.atypes, self.sec, self.mu, self.sd,
+                                  self.excl, d.rcut, d.rcut_smth, rt, dvec, nbr, tm.poff, tm.npad)
+        tm.rt, tm.dvec, tm.nbr = rt[:n], dvec[:n], nbr[:n]
+        tm.pair_atom = ws.get(("team", "pair_atom"), (cap,), np.int64)[:n]
+        K.pair_centres(tm.poff, tm.pair_atom)
+        tm.xu = ws.get(("team", "xu"), (cap,))
+        tm.ustart = ws.get(("team", "ustart"), (cap + 1,), np.int64)
+        tm.mem = ws.get(("team", "mem"), (cap,), np.int64)
+        tm.groups = []
+        nu = 0
         for t in range(nt):
             spans = ([(0, na, t)] if d.type_one_side
-                     else [(tb[ti], tb[ti + 1], d.net_index(ti, t)) for ti in range(nt)])
+                     else [(tm.tb[ti], tm.tb[ti + 1], d.net_index(ti, t)) for ti in range(nt)])
             for a0, a1, k in spans:
-                p0, p1 = int(c.poff[t, a0]), int(c.poff[t, a1])
+                p0, p1 = int(tm.poff[t, a0]), int(tm.poff[t, a1])
                 if p1 == p0:
                     continue
-                g = _Group(t, int(a0), int(a1), p0, p1, k)
+                x = rt[p0:p1, 0]
+                rows = K.merge_inputs(x, np.argsort(x), p0, self.merge_tol, tm.xu, tm.ustart, tm.mem, nu)
+                tm.groups.append((t, k, nu, nu + rows))
+                nu += rows
+        tm.rtd = ws.get(("team", "rtd"), (cap, 4))
+        tm.T, tm.Tbar, tm.Td, tm.Tbar_rev = (ws.get(("team", name), (na, 4, M))
+                                            for name in ("T", "Tbar", "Td", "Tbar_rev"))
+        tm.parts = ws.get(("team", "parts"), (nteam, na, 4, M))
+        return tm
 
-                def add_T(b0, b1, g=g):
-                    contract_T_pairs(g.t, g.a0, g.a1, g.p0 + b0, g.p0 + b1, c.rt, c.G, c.poff, c.T)
+    def _forward_chunk(self, w: int, rank: int, tm: _Team, atom_energy: np.ndarray,
+                       shared: dict | None = None) -> None:
+        """Primal pass of worker w, rank `rank` of team `tm`: its embedding rows and their pair
+        sums of T; after a barrier, T and the fitting nets of its atoms (atom energies, dE/dT);
+        after another, the forces and virial of its rows' pairs.  With `shared`
+        (`_fit_storage`), the fitting caches' Yin and ZB are views of its buffers."""
+        try:
+            self._forward_steps(w, rank, tm, atom_energy, shared)
+        except BaseException:
+            tm.abort()
+            raise
 
-                g.cache = embed_forward(d.embeddings[k], c.rt[p0:p1, 0], c.G[p0:p1], c.Gp[p0:p1],
-                                        ws, ("emb", t, k), done=add_T)
-                c.groups.append(g)
-            contract_T_padding(t, c.atypes, c.npad, self.rt_pad, self.G_pad, c.T)
-        scale_T(c.T, self.inv_nnei)
-        c.Tbar = ws.get("Tbar", (na, 4, M))
-        c.fits = []
-        c.excluded = []   # (a0, a1) of the chunk's atoms of atom_exclude_types: dE/dT = 0
-        for ti in range(nt):
-            a0, a1 = int(tb[ti]), int(tb[ti + 1])
-            if a1 == a0:
+    def _forward_steps(self, w: int, rank: int, tm: _Team, atom_energy: np.ndarray, shared: dict | None) -> None:
+        p = self.params
+        d = p.descriptor
+        ws = self.ws[w]
+        frame = tm.frame
+        c = _Chunk()
+        self._chunks[w] = c
+        c.team, c.rank = tm, rank
+        c.ranges = tm.atoms_of(rank)
+        c.atoms = _range_atoms(tm, c.ranges)
+        M = d.neuron[-1]
+        c.groups, nrows = tm.rows_of(rank)
+        c.G = ws.get("G", (nrows, M))
+        c.Gp = ws.get("Gp", (nrows, M))
+        part = tm.parts[rank]
+        part[:] = 0.0
+        # each block of rows is added to T right after its embedding, while G is in cache
+        for g in c.groups:
+            if g.u1 == g.u0:
                 continue
+            G = c.G[g.r0:g.r1]
+
+            def add_T(b0, b1, g=g, G=G):
+                contract_T_members(g.u0 + b0, g.u0 + b1, g.u0, tm.ustart, tm.mem, tm.pair_atom, tm.rt, G, part)
+
+            g.cache = embed_forward(d.embeddings[g.k], tm.xu[g.u0:g.u1], G, c.Gp[g.r0:g.r1], ws,
+                                    ("emb", g.t, g.k), done=add_T)
+        tm.wait()  # every worker's pair sums are in
+        c.fits = []
+        c.excluded = []   # (a0, a1) of the worker's atoms of atom_exclude_types: dE/dT = 0
+        for ti, a0, a1 in c.ranges:
+            reduce_T(tm.parts, a0, a1, tm.atypes, tm.npad, self.rt_pad, self.G_pad, True, self.inv_nnei, tm.T)
             if self.atom_excluded[ti]:
-                atom_energy[atoms[a0:a1]] = 0.0
-                c.Tbar[a0:a1] = 0.0
+                atom_energy[tm.atoms[a0:a1]] = 0.0
+                tm.Tbar[a0:a1] = 0.0
                 c.excluded.append((a0, a1))
                 continue
             net = p.fitting.nets[ti]
@@ -645,25 +775,28 @@ class ModelPasses:
                                [Z[o:o + 2 * n] for Z in ZB])
             else:
                 fc = fit_cache(net, n, ws, ("fit", ti))
+            params_in = self._param_columns(frame, tm.atoms[a0:a1])
             if params_in is None:
-                contract_D(c.T[a0:a1], d.axis_neuron, False, fc.D)
+                contract_D(tm.T[a0:a1], d.axis_neuron, False, fc.D)
             else:   # [D, f̂, â]: the parameters' columns are constants of the coordinates
-                contract_D(c.T[a0:a1], d.axis_neuron, False, fc.D[:, :self.dim])
-                fc.D[:, self.dim:] = params_in[a0:a1]
+                contract_D(tm.T[a0:a1], d.axis_neuron, False, fc.D[:, :self.dim])
+                fc.D[:, self.dim:] = params_in
                 fc.Dd[:, self.dim:] = 0.0
             e, gD = fit_forward(net, fc, ws, ("fit", ti))
-            atom_energy[atoms[a0:a1]] = e + self.atom_bias[ti]
-            back_D(c.T[a0:a1], gD if params_in is None else gD[:, :self.dim], d.axis_neuron, False,
-                   self.inv_nnei, c.Tbar[a0:a1])
+            atom_energy[tm.atoms[a0:a1]] = e + self.atom_bias[ti]
+            back_D(tm.T[a0:a1], gD if params_in is None else gD[:, :self.dim], d.axis_neuron, False,
+                   self.inv_nnei, tm.Tbar[a0:a1])
             c.fits.append(_FitGroup(ti, a0, a1, fc))
+        tm.wait()  # every atom's dE/dT is in
         nall = frame.ext_pos.shape[0]
         c.force = ws.get("force", (nall, 3))
         c.force[:] = 0.0
         c.virial = ws.get("virial", (3, 3))
         c.virial[:] = 0.0
-        pair_forces(atoms, c.atypes, c.rt, c.dvec, c.nbr, c.poff, c.G, c.Gp, c.Tbar, self.sd,
-                    d.rcut, d.rcut_smth, c.force, c.virial, _NO_ATOM_VIRIAL, False)
-        self._chunks[w] = c
+        for g in c.groups:
+            pair_forces_members(g.u0, g.u1, g.u0, g.t, tm.ustart, tm.mem, tm.pair_atom, tm.atoms, tm.atypes,
+                                tm.rt, tm.dvec, tm.nbr, c.G[g.r0:g.r1], c.Gp[g.r0:g.r1], tm.Tbar, self.sd,
+                                d.rcut, d.rcut_smth, c.force, c.virial)
 
     def _param_columns(self, frame: Frame, atoms: np.ndarray) -> np.ndarray | None:
         """(na, nfp + nap) the fitting input columns after D of local atoms `atoms` (na,) of
@@ -691,11 +824,14 @@ class ModelPasses:
         if self._fresh[w]:
             grad.clear()
             self._fresh[w] = False
-        if defer is None:
-            self._backward_pass(w, c_e, u, eps, c_f, c_v, True)
+        c = self._chunks[w]
+        if c is None:   # not in the team of the last primal
             return
+        tm = c.team
         try:
-            self._backward_pass(w, c_e, u, eps, c_f, c_v, False)
+            self._backward_pass(w, c_e, u, eps, c_f, c_v, defer is None)
+            if defer is None:
+                return
             self._barrier.wait()  # every chunk's [y; ẏ], [z̄; ż̄] and padding adjoint are in
             if w == 0 and defer["pad"]:
                 self._padding_reverse_all()
@@ -703,52 +839,62 @@ class ModelPasses:
                     self._update_rest(defer["update"])
             self._fit_weight_rows(w, defer)
         except BaseException:
-            self._barrier.abort()  # the other workers raise BrokenBarrierError instead of waiting
-            raise
+            tm.abort()  # the other workers raise BrokenBarrierError instead of waiting (split: the
+            raise       # team's barrier is `_barrier`)
 
     def _backward_pass(self, w: int, c_e: float | np.ndarray, u: np.ndarray, eps: np.ndarray, c_f: float,
                        c_v: float, fit_weights: bool) -> None:
+        """Tangent rows and pair sums of Td of the worker's embedding rows; after a barrier, Td,
+        the fitting tangent and reverse of its atoms (T̄) and their padding adjoints; after
+        another, the reverse of its embedding rows."""
         grad = self._rows[w]
         c = self._chunks[w]
-        if c is None:
-            return
+        tm = c.team
         p = self.params
         d = p.descriptor
         ws = self.ws[w]
-        na = c.atoms.shape[0]
-        M = d.neuron[-1]
-        rtd = ws.get("rtd", (c.npairs, 4))
-        K.tangent_rows(c.atoms, c.atypes, c.dvec, c.nbr, c.poff, c.mapping, u, eps,
-                       c_f, c_v, self.sd, d.rcut, d.rcut_smth, rtd)
-        Td = ws.get("Td", (na, 4, M))
-        K.tangent_T(c.rt, rtd, c.G, c.Gp, c.poff, self.inv_nnei, Td)
+        part = tm.parts[c.rank]
+        part[:] = 0.0
+        mapping = tm.frame.mapping
+        for g in c.groups:
+            K.tangent_rows(g.u0, g.u1, g.t, tm.ustart, tm.mem, tm.pair_atom, tm.atoms, tm.atypes, tm.dvec,
+                           tm.nbr, mapping, u, eps, c_f, c_v, self.sd, d.rcut, d.rcut_smth, tm.rtd)
+            K.tangent_T(g.u0, g.u1, g.u0, tm.ustart, tm.mem, tm.pair_atom, tm.rt, tm.rtd, c.G[g.r0:g.r1],
+                        c.Gp[g.r0:g.r1], part)
+        tm.wait()  # every worker's pair sums of Td are in
         # Ṫ̄ = B(T, Ḋ̄) (`back_D_pair`) with Ḋ̄ = dE/dD (the tangent adjoints are the seed-1
         # adjoints, `FitCache`): the forward's dE/dT, bit for bit the same back_D_row call
-        Tdbar = c.Tbar
-        Tbar = ws.get("Tbar_rev", (na, 4, M))
+        Tdbar = tm.Tbar
+        Tbar = tm.Tbar_rev
         for a0, a1 in c.excluded:
             Tbar[a0:a1] = 0.0
         for f in c.fits:
+            a0, a1 = f.a0, f.a1
             net = p.fitting.nets[f.ti]
+            reduce_T(tm.parts, a0, a1, tm.atypes, tm.npad, self.rt_pad, self.G_pad, False, self.inv_nnei, tm.Td)
             # [D, f̂, â]: the tangent of f̂ and â is 0 (set by the forward)
-            contract_D_tangent(c.T[f.a0:f.a1], Td[f.a0:f.a1], d.axis_neuron,
+            contract_D_tangent(tm.T[a0:a1], tm.Td[a0:a1], d.axis_neuron,
                                f.cache.Dd[:, :self.dim] if self.nfp + self.nap else f.cache.Dd)
             fit_tangent(net, f.cache)
-            ce = c_e if not isinstance(c_e, np.ndarray) else c_e[c.atoms[f.a0:f.a1]]
+            ce = c_e if not isinstance(c_e, np.ndarray) else c_e[tm.atoms[a0:a1]]
             Db, Ddb = fit_reverse(net, self.flat.fitting[f.ti], f.cache, ce, grad, ws, ("fit", f.ti),
                                   fit_weights, self.embedding_grad)
             if not self.embedding_grad:
                 continue
             if self.nfp + self.nap:   # (the parameters' adjoints go nowhere)
                 Db, Ddb = Db[:, :self.dim], Ddb[:, :self.dim]
-            K.back_D_pair(c.T[f.a0:f.a1], Td[f.a0:f.a1], Db, Ddb, d.axis_neuron,
-                          self.inv_nnei, Tbar[f.a0:f.a1])
+            K.back_D_pair(tm.T[a0:a1], tm.Td[a0:a1], Db, Ddb, d.axis_neuron, self.inv_nnei, Tbar[a0:a1])
         if not self.embedding_grad:
             return
-        K.padding_adjoints(c.atypes, c.npad, self.rt_pad, Tbar, self.pad_bars[w])
+        for _, a0, a1 in c.ranges:
+            K.padding_adjoints(tm.atypes[a0:a1], tm.npad[a0:a1], self.rt_pad, Tbar[a0:a1], self.pad_bars[w])
+        tm.wait()  # every atom's T̄ is in
         for g in c.groups:
+            if g.u1 == g.u0:
+                continue
+
             def adjoint(b0, b1, Gbar, Gpbar, g=g):
-                K.pair_adjoints(g.t, g.a0, g.a1, g.p0 + b0, g.p0 + b1, c.rt, rtd, c.poff, Tbar,
+                K.pair_adjoints(g.u0 + b0, g.u0 + b1, tm.ustart, tm.mem, tm.pair_atom, tm.rt, tm.rtd, Tbar,
                                 Tdbar, Gbar, Gpbar)
 
             embed_reverse(d.embeddings[g.k], self.flat.embedding[g.k], g.cache, adjoint, grad, ws)
@@ -769,6 +915,13 @@ def _given(values, shape: tuple, what: str) -> np.ndarray:
         raise ValueError(f"the model takes {what} parameters of shape {shape}; the frame has "
                          f"{None if values is None else np.shape(values)}")
     return np.asarray(values, dtype=np.float64)
+
+
+def _range_atoms(tm: _Team, ranges: list[tuple[int, int, int]]) -> np.ndarray:
+    """The local atom indices of team atom ranges (ti, a0, a1), in order (int64)."""
+    if not ranges:
+        return np.zeros(0, dtype=np.int64)
+    return np.concatenate([tm.atoms[a0:a1] for _, a0, a1 in ranges])
 
 
 def _type_order(types: np.ndarray) -> np.ndarray:

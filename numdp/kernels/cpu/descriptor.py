@@ -56,36 +56,43 @@ def contract_T(atypes, rt, G, poff, npad, rt_pad, G_pad, inv_nnei, T):
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
-def contract_T_pairs(t, a0, a1, q0, q1, rt, G, poff, T):
-    """T[a] (4, M) += sum over pairs q0 <= p < q1 of rt[p] (x) G[p], for the chunk atoms a0..a1-1
-    of neighbour block t: `contract_T`'s pair sums, one block of pairs at a time (the training
-    passes call it right after the block's embedding, while G is in cache).  With
-    `contract_T_padding` after each block t and `scale_T`, T comes out bit for bit as
-    `contract_T` makes it (the same additions in the same order)."""
+def contract_T_members(u0, u1, ulo, ustart, mem, pair_atom, rt, G, T):
+    """T[a] (4, M) += rt[p] (x) G[u - ulo] for every member pair p of the shared embedding rows
+    u0..u1-1, a = pair_atom[p] (`numdp.kernels.cpu.train.merge_inputs`): `contract_T`'s pair
+    sums, one block of rows at a time (the training passes call it right after the block's
+    embedding, while G is in cache); `reduce_T` then adds the workers' sums and the padding."""
     M = T.shape[2]
-    for a in range(a0, a1):
-        lo = max(poff[t, a], q0)
-        hi = min(poff[t, a + 1], q1)
-        for p in range(lo, hi):
+    for u in range(u0, u1):
+        r = u - ulo
+        for k in range(ustart[u], ustart[u + 1]):
+            p = mem[k]
+            a = pair_atom[p]
             for c in range(4):
                 rc = rt[p, c]
                 for m in range(M):
-                    T[a, c, m] += rc * G[p, m]
+                    T[a, c, m] += rc * G[r, m]
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
-def contract_T_padding(t, atypes, npad, rt_pad, G_pad, T):
-    """T[a] += npad[a, t] rt_pad[t_a, t] (x) G_pad[t_a, t] for every chunk atom a: the padding
-    slots of block t (after all of block t's pairs, before block t + 1's)."""
-    for a in range(T.shape[0]):
-        ti = atypes[a]
-        add_padding(T[a], npad[a, t], rt_pad[ti, t], G_pad[ti, t])
-
-
-@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
-def scale_T(T, inv_nnei):
-    """T (na, 4, M) *= inv_nnei."""
-    for a in range(T.shape[0]):
+def reduce_T(parts, a0, a1, atypes, npad, rt_pad, G_pad, padding, inv_nnei, T):
+    """T[a] = inv_nnei (Σ_w parts[w, a] + [padding] Σ_t npad[a, t] rt_pad[t_a, t] (x) G_pad[t_a, t])
+    for chunk atoms a0..a1-1: the workers' pair sums (`contract_T_members`, in worker order)
+    and the padding slots of every block.  parts: (nw, na, 4, M); T: (na, 4, M)."""
+    nw = parts.shape[0]
+    ntypes = npad.shape[1]
+    M = T.shape[2]
+    for a in range(a0, a1):
+        for c in range(4):
+            for m in range(M):
+                T[a, c, m] = parts[0, a, c, m]
+        for w in range(1, nw):
+            for c in range(4):
+                for m in range(M):
+                    T[a, c, m] += parts[w, a, c, m]
+        if padding:
+            ti = atypes[a]
+            for t in range(ntypes):
+                add_padding(T[a], npad[a, t], rt_pad[ti, t], G_pad[ti, t])
         scale(T[a], inv_nnei)
 
 

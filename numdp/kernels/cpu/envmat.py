@@ -119,6 +119,34 @@ def scatter_pair(i, j, g0, g1, g2, g3, dx, dy, dz, ti, t, sd, rcut, rcut_smth,
         atom_virial[j, 8] -= v22
 
 
+@njit(cache=True, nogil=True, inline="always", error_model="numpy", fastmath=FASTMATH)
+def row_grad(rt, p, G, Gp, q, Tbar, a):
+    """dE/drt of pair p (4 values) whose embedding output and dG/dx are rows q of G, Gp (M):
+    dE/drt_c = Σ_m G[q, m] Tbar[a, c, m], plus, in column 0 (the embedding's input x = rt_0),
+    Σ_m Gp[q, m] Σ_c rt[p, c] Tbar[a, c, m]."""
+    g0 = 0.0
+    g1 = 0.0
+    g2 = 0.0
+    g3 = 0.0
+    gx = 0.0
+    r0 = rt[p, 0]
+    r1 = rt[p, 1]
+    r2 = rt[p, 2]
+    r3 = rt[p, 3]
+    for m in range(G.shape[1]):
+        t0 = Tbar[a, 0, m]
+        t1 = Tbar[a, 1, m]
+        t2 = Tbar[a, 2, m]
+        t3 = Tbar[a, 3, m]
+        gm = G[q, m]
+        g0 += gm * t0
+        g1 += gm * t1
+        g2 += gm * t2
+        g3 += gm * t3
+        gx += Gp[q, m] * (r0 * t0 + r1 * t1 + r2 * t2 + r3 * t3)
+    return g0 + gx, g1, g2, g3
+
+
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def pair_forces(atoms, atypes, rt, dvec, nbr, poff, G, Gp, Tbar, sd, rcut, rcut_smth,
                 force, virial, atom_virial, want_atom_virial):
@@ -132,34 +160,30 @@ def pair_forces(atoms, atypes, rt, dvec, nbr, poff, G, Gp, Tbar, sd, rcut, rcut_
     """
     ntypes = poff.shape[0]
     na = atoms.shape[0]
-    M = G.shape[1]
     for t in range(ntypes):
         for a in range(na):
             i = atoms[a]
             ti = atypes[a]
             for p in range(poff[t, a], poff[t, a + 1]):
-                g0 = 0.0
-                g1 = 0.0
-                g2 = 0.0
-                g3 = 0.0
-                gx = 0.0
-                r0 = rt[p, 0]
-                r1 = rt[p, 1]
-                r2 = rt[p, 2]
-                r3 = rt[p, 3]
-                for m in range(M):
-                    t0 = Tbar[a, 0, m]
-                    t1 = Tbar[a, 1, m]
-                    t2 = Tbar[a, 2, m]
-                    t3 = Tbar[a, 3, m]
-                    gm = G[p, m]
-                    g0 += gm * t0
-                    g1 += gm * t1
-                    g2 += gm * t2
-                    g3 += gm * t3
-                    gx += Gp[p, m] * (r0 * t0 + r1 * t1 + r2 * t2 + r3 * t3)
-                scatter_pair(i, nbr[p], g0 + gx, g1, g2, g3, dvec[p, 0], dvec[p, 1], dvec[p, 2],
+                g0, g1, g2, g3 = row_grad(rt, p, G, Gp, p, Tbar, a)
+                scatter_pair(i, nbr[p], g0, g1, g2, g3, dvec[p, 0], dvec[p, 1], dvec[p, 2],
                              ti, t, sd, rcut, rcut_smth, force, virial, atom_virial, want_atom_virial)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
+def pair_forces_members(u0, u1, ulo, t, ustart, mem, pair_atom, atoms, atypes, rt, dvec, nbr, G, Gp,
+                        Tbar, sd, rcut, rcut_smth, force, virial):
+    """`pair_forces` for the member pairs of shared embedding rows u0..u1-1 of neighbour block t
+    (`numdp.kernels.cpu.train.merge_inputs`): row u's G, Gp at u - ulo, pair p's centre chunk
+    atom pair_atom[p] (local atom atoms[a] of type atypes[a]); no per-atom virial."""
+    for u in range(u0, u1):
+        q = u - ulo
+        for k in range(ustart[u], ustart[u + 1]):
+            p = mem[k]
+            a = pair_atom[p]
+            g0, g1, g2, g3 = row_grad(rt, p, G, Gp, q, Tbar, a)
+            scatter_pair(atoms[a], nbr[p], g0, g1, g2, g3, dvec[p, 0], dvec[p, 1], dvec[p, 2],
+                         atypes[a], t, sd, rcut, rcut_smth, force, virial, virial, False)
 
 
 @njit(cache=True, nogil=True)

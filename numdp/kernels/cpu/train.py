@@ -1,7 +1,9 @@
 """Numba kernels of the training passes (reference §7.6).
 
-Pairs use the flat layout of `numdp.kernels.cpu.envmat.env_pairs`: grouped by neighbour-type
-block t, then chunk atom a, then slot; pair p of (t, a) lies in poff[t, a] <= p < poff[t, a+1].
+Pairs use the flat layout of `numdp.kernels.cpu.envmat.env_pairs` (grouped by neighbour-type
+block t, then chunk atom a, then slot; pair p of (t, a) lies in poff[t, a] <= p < poff[t, a+1]),
+and pairs of one embedding net whose inputs agree share one embedding row (`merge_inputs`):
+row u's member pairs are mem[ustart[u]:ustart[u+1]], pair p's centre is pair_atom[p].
 Normalised rows rt (npairs, 4), pair vectors dvec (npairs, 3) Å, and Tbar-style adjoints carry
 the 1/nnei factor of T = R̃ᵀG / nnei already (as `back_D` produces them).
 
@@ -21,73 +23,105 @@ _activation = _MATH.activation
 _curvature = _MATH.activation_curvature
 
 
+# ---------------------------------------------------------------------- shared embedding rows
+@njit(cache=True, nogil=True)
+def pair_centres(poff, pair_atom):
+    """pair_atom[p] = the chunk atom a of pair p (poff (ntypes, na+1), the env_pairs layout)."""
+    ntypes = poff.shape[0]
+    na = poff.shape[1] - 1
+    for t in range(ntypes):
+        for a in range(na):
+            for p in range(poff[t, a], poff[t, a + 1]):
+                pair_atom[p] = a
+
+
+@njit(cache=True, nogil=True)
+def merge_inputs(x, order, p0, tol, xu, ustart, mem, u0):
+    """Share embedding rows among pairs p0..p0+n-1 of one embedding net whose inputs agree.
+
+    x: (n,) the pairs' inputs rt[p0:p0+n, 0]; order: (n,) their ascending argsort.  Walking
+    the sorted inputs, a pair joins the current row while its input is within
+    tol * (1 + |anchor|) of the row's first (smallest) input, the anchor, else it starts a row.
+    Writes rows u0.. : xu[u] = the anchor (the row's input), ustart[u] = the start of its
+    members in mem (absolute: the members of row u are mem[ustart[u]:ustart[u + 1]], pair
+    indices p0 + order), and ustart[u0 + nu] = p0 + n.  Returns nu, the rows made.
+    """
+    n = x.shape[0]
+    nu = 0
+    lim = 0.0
+    for k in range(n):
+        v = x[order[k]]
+        if k == 0 or v > lim:
+            lim = v + tol * (1.0 + abs(v))
+            xu[u0 + nu] = v
+            ustart[u0 + nu] = p0 + k
+            nu += 1
+        mem[p0 + k] = p0 + order[k]
+    ustart[u0 + nu] = p0 + n
+    return nu
+
+
 # ---------------------------------------------------------------------- environment tangent
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def tangent_rows(atoms, atypes, dvec, nbr, poff, mapping, u, eps, c_f, c_v, sd, rcut, rcut_smth,
-                 rtd):
-    """Tangent of the normalised rows for the pair displacement of the force/virial loss.
+def tangent_rows(u0, u1, t, ustart, mem, pair_atom, atoms, atypes, dvec, nbr, mapping, u, eps, c_f, c_v,
+                 sd, rcut, rcut_smth, rtd):
+    """Tangent of the normalised rows for the pair displacement of the force/virial loss, for the
+    member pairs of shared rows u0..u1-1 (`merge_inputs`), all of neighbour block t.
 
     q_ij = -c_f (u[owner(j)] - u[i]) - c_v · eps d_ij   (Å; u (nloc, 3) force residuals eV/Å,
     eps (3, 3) virial residual eV, mapping (nall,) ghost -> owner), and
     rtd[p, c] = (∂R_c/∂d · q)_p / sd[t_i, t, c]  (reference §2.3 Jacobian, the shared scalar
-    `numdp.kernels.math.row_tangent`).  rtd: (npairs, 4).
+    `numdp.kernels.math.row_tangent`).  rtd: (npairs, 4); pair p's centre is chunk atom
+    pair_atom[p], local atom atoms[a] of type atypes[a].
     """
-    ntypes = poff.shape[0]
-    na = atoms.shape[0]
-    for t in range(ntypes):
-        for a in range(na):
-            i = atoms[a]
-            ti = atypes[a]
-            for p in range(poff[t, a], poff[t, a + 1]):
-                j = mapping[nbr[p]]
-                dx = dvec[p, 0]
-                dy = dvec[p, 1]
-                dz = dvec[p, 2]
-                qx = -c_f * (u[j, 0] - u[i, 0]) - c_v * (eps[0, 0] * dx + eps[0, 1] * dy + eps[0, 2] * dz)
-                qy = -c_f * (u[j, 1] - u[i, 1]) - c_v * (eps[1, 0] * dx + eps[1, 1] * dy + eps[1, 2] * dz)
-                qz = -c_f * (u[j, 2] - u[i, 2]) - c_v * (eps[2, 0] * dx + eps[2, 1] * dy + eps[2, 2] * dz)
-                d0, d1, d2, d3 = row_tangent(qx, qy, qz, dx, dy, dz, rcut_smth, rcut)
-                rtd[p, 0] = d0 / sd[ti, t, 0]
-                rtd[p, 1] = d1 / sd[ti, t, 1]
-                rtd[p, 2] = d2 / sd[ti, t, 2]
-                rtd[p, 3] = d3 / sd[ti, t, 3]
+    for k in range(ustart[u0], ustart[u1]):
+        p = mem[k]
+        a = pair_atom[p]
+        i = atoms[a]
+        ti = atypes[a]
+        j = mapping[nbr[p]]
+        dx = dvec[p, 0]
+        dy = dvec[p, 1]
+        dz = dvec[p, 2]
+        qx = -c_f * (u[j, 0] - u[i, 0]) - c_v * (eps[0, 0] * dx + eps[0, 1] * dy + eps[0, 2] * dz)
+        qy = -c_f * (u[j, 1] - u[i, 1]) - c_v * (eps[1, 0] * dx + eps[1, 1] * dy + eps[1, 2] * dz)
+        qz = -c_f * (u[j, 2] - u[i, 2]) - c_v * (eps[2, 0] * dx + eps[2, 1] * dy + eps[2, 2] * dz)
+        d0, d1, d2, d3 = row_tangent(qx, qy, qz, dx, dy, dz, rcut_smth, rcut)
+        rtd[p, 0] = d0 / sd[ti, t, 0]
+        rtd[p, 1] = d1 / sd[ti, t, 1]
+        rtd[p, 2] = d2 / sd[ti, t, 2]
+        rtd[p, 3] = d3 / sd[ti, t, 3]
 
 
 # ---------------------------------------------------------------------- descriptor tangent
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def tangent_T(rt, rtd, G, Gp, poff, inv_nnei, Td):
-    """Td (na, 4, M) = inv_nnei Σ_pairs (ṙt ⊗ G + rt ⊗ ẋ G'), ẋ = ṙt[:, 0].
-
-    G, Gp: (npairs, M) embedding output and dG/dx.  Padding slots have no tangent.
+def tangent_T(u0, u1, ulo, ustart, mem, pair_atom, rt, rtd, G, Gp, Td):
+    """Td[a] (4, M) += Σ over the member pairs p of shared rows u0..u1-1 centred on a of
+    ṙt_p ⊗ G + rt_p ⊗ ẋ_p G', ẋ_p = ṙt[p, 0]; G, Gp: the rows' embedding output and dG/dx,
+    row u at u - ulo.  Unscaled (the caller applies 1/nnei); padding slots have no tangent.
     """
-    ntypes = poff.shape[0]
-    na = Td.shape[0]
     M = Td.shape[2]
-    for a in range(na):
-        for c in range(4):
+    for uu in range(u0, u1):
+        r = uu - ulo
+        for k in range(ustart[uu], ustart[uu + 1]):
+            p = mem[k]
+            a = pair_atom[p]
+            xd = rtd[p, 0]
+            r0 = rt[p, 0]
+            r1 = rt[p, 1]
+            r2 = rt[p, 2]
+            r3 = rt[p, 3]
+            d0 = rtd[p, 0]
+            d1 = rtd[p, 1]
+            d2 = rtd[p, 2]
+            d3 = rtd[p, 3]
             for m in range(M):
-                Td[a, c, m] = 0.0
-        for t in range(ntypes):
-            for p in range(poff[t, a], poff[t, a + 1]):
-                xd = rtd[p, 0]
-                r0 = rt[p, 0]
-                r1 = rt[p, 1]
-                r2 = rt[p, 2]
-                r3 = rt[p, 3]
-                d0 = rtd[p, 0]
-                d1 = rtd[p, 1]
-                d2 = rtd[p, 2]
-                d3 = rtd[p, 3]
-                for m in range(M):
-                    g = G[p, m]
-                    gd = xd * Gp[p, m]
-                    Td[a, 0, m] += d0 * g + r0 * gd
-                    Td[a, 1, m] += d1 * g + r1 * gd
-                    Td[a, 2, m] += d2 * g + r2 * gd
-                    Td[a, 3, m] += d3 * g + r3 * gd
-        for c in range(4):
-            for m in range(M):
-                Td[a, c, m] *= inv_nnei
+                g = G[r, m]
+                gd = xd * Gp[r, m]
+                Td[a, 0, m] += d0 * g + r0 * gd
+                Td[a, 1, m] += d1 * g + r1 * gd
+                Td[a, 2, m] += d2 * g + r2 * gd
+                Td[a, 3, m] += d3 * g + r3 * gd
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
@@ -107,18 +141,23 @@ def back_D_pair(T, Td, Dbar, Ddbar, naxis, inv_nnei, Tbar):
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def pair_adjoints(t, a0, a1, q0, q1, rt, rtd, poff, Tbar, Tdbar, Gbar, Gpbar):
-    """Adjoints of the embedding outputs of pairs q0..q1-1, all of block t and of chunk atoms
-    a0..a1-1 (one embedding block, computed just before its reverse while it is in cache):
+def pair_adjoints(u0, u1, ustart, mem, pair_atom, rt, rtd, Tbar, Tdbar, Gbar, Gpbar):
+    """Adjoints of the embedding outputs of shared rows u0..u1-1 (one block of the embedding
+    reverse, formed just before it while it is in cache), summed over each row's member pairs
+    p, centred on a = pair_atom[p]:
 
-    Ḡ[p] = Σ_c rt[p,c] T̄[a,c] + ṙt[p,c] Ṫ̄[a,c];  Ḡ'[p] = ẋ_p Σ_c rt[p,c] Ṫ̄[a,c]
-    into rows p - q0 of Gbar, Gpbar (>= q1 - q0, M).
+    Ḡ[u] = Σ_p Σ_c rt[p,c] T̄[a,c] + ṙt[p,c] Ṫ̄[a,c];  Ḡ'[u] = Σ_p ẋ_p Σ_c rt[p,c] Ṫ̄[a,c]
+    into rows u - u0 of Gbar, Gpbar (>= u1 - u0, M).
     """
     M = Tbar.shape[2]
-    for a in range(a0, a1):
-        lo = max(poff[t, a], q0)
-        hi = min(poff[t, a + 1], q1)
-        for p in range(lo, hi):
+    for uu in range(u0, u1):
+        q = uu - u0
+        for m in range(M):
+            Gbar[q, m] = 0.0
+            Gpbar[q, m] = 0.0
+        for k in range(ustart[uu], ustart[uu + 1]):
+            p = mem[k]
+            a = pair_atom[p]
             r0 = rt[p, 0]
             r1 = rt[p, 1]
             r2 = rt[p, 2]
@@ -127,15 +166,14 @@ def pair_adjoints(t, a0, a1, q0, q1, rt, rtd, poff, Tbar, Tdbar, Gbar, Gpbar):
             d1 = rtd[p, 1]
             d2 = rtd[p, 2]
             d3 = rtd[p, 3]
-            q = p - q0
             for m in range(M):
                 s0 = Tdbar[a, 0, m]
                 s1 = Tdbar[a, 1, m]
                 s2 = Tdbar[a, 2, m]
                 s3 = Tdbar[a, 3, m]
-                Gbar[q, m] = (r0 * Tbar[a, 0, m] + r1 * Tbar[a, 1, m] + r2 * Tbar[a, 2, m]
-                              + r3 * Tbar[a, 3, m] + d0 * s0 + d1 * s1 + d2 * s2 + d3 * s3)
-                Gpbar[q, m] = d0 * (r0 * s0 + r1 * s1 + r2 * s2 + r3 * s3)
+                Gbar[q, m] += (r0 * Tbar[a, 0, m] + r1 * Tbar[a, 1, m] + r2 * Tbar[a, 2, m]
+                               + r3 * Tbar[a, 3, m] + d0 * s0 + d1 * s1 + d2 * s2 + d3 * s3)
+                Gpbar[q, m] += d0 * (r0 * s0 + r1 * s1 + r2 * s2 + r3 * s3)
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
