@@ -478,9 +478,8 @@ class CUDAEvaluator:
         for t in range(d.ntypes):
             sel_t = int(sec[t + 1] - sec[t])
             base = na * int(sec[t])
-            groups = [(0, na, t)] if d.type_one_side else \
-                [(int(tb[ti]), int(tb[ti + 1]), d.net_index(ti, t)) for ti in range(d.ntypes)]
-            ranges += [(base + a0 * sel_t, base + a1 * sel_t, k) for a0, a1, k in groups if a1 > a0]
+            ranges += [(base + a0 * sel_t, base + a1 * sel_t, k) for a0, a1, k in d.net_spans(t, tb)
+                       if a1 > a0]
         if not ranges:
             return G, (Gp if want_force else None)
         # the occupied slots of every range from one running count and one host read per chunk

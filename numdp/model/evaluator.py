@@ -260,16 +260,13 @@ class Evaluator:
         """G and dG/dx (npairs, M) of every occupied pair, net by net (Gp None without forces)."""
         d = self.params.descriptor
         nt = d.ntypes
-        na = poff.shape[1] - 1
         M = d.neuron[-1]
         x = ws.get("x", npairs)
         x[:] = rt[:npairs, 0]
         G = ws.get("G", (npairs, M), self.precision.dtype)
         Gp = ws.get("Gp", (npairs, M), self.precision.dtype) if want_force else None
         for t in range(nt):
-            groups = [(0, na, t)] if d.type_one_side else [(tb[ti], tb[ti + 1], d.net_index(ti, t))
-                                                          for ti in range(nt)]
-            for a0, a1, k in groups:
+            for a0, a1, k in d.net_spans(t, tb):
                 p0, p1 = poff[t, a0], poff[t, a1]
                 if p1 == p0:
                     continue

@@ -145,6 +145,15 @@ class Descriptor:
             return neighbour_type
         return centre_type + self.ntypes * neighbour_type
 
+    def net_spans(self, neighbour_type: int, tb) -> list[tuple[int, int, int]]:
+        """(a0, a1, k) for the pairs with neighbours of `neighbour_type`: centre atoms a0..a1-1
+        (sorted by type; tb (ntypes+1,) their type boundaries) go through embedding net k; one
+        span of every atom for type_one_side, else one per centre type (possibly empty)."""
+        t = neighbour_type
+        if self.type_one_side:
+            return [(0, int(tb[-1]), t)]
+        return [(int(tb[ti]), int(tb[ti + 1]), self.net_index(ti, t)) for ti in range(self.ntypes)]
+
 
 @dataclass
 class Fitting:

@@ -16,7 +16,7 @@ the GIL:
 - `frames` (a batch, or validation frames): whole frames are dealt to the workers in rounds of
   `nthreads` (frame i of a round to worker i), each worker running primal, loss seeds and
   gradient of its frames with no synchronisation in between; the frames left over after the
-  last full round are split by atoms as below.
+  last full round are shared by the workers as below.
 - `primal` / `gradient` (one frame): the workers share the frame (`_Team`).  Its pairs are
   collected once; pairs of one embedding net whose inputs agree (`MERGE_TOL`) share one
   embedding row: in a periodic frame the two directions i→j and j→i of every pair of atoms of
@@ -220,14 +220,13 @@ class _Team:
 
 class _Chunk:
     """Everything one worker keeps from the primal pass for the gradient pass: its team and rank,
-    its atoms (`ranges` (ti, a0, a1) of team atoms; `atoms` their local indices), its embedding
+    its atoms (`ranges` (ti, a0, a1) of team atoms), its embedding
     rows (`groups`, values G and slopes Gp), fitting groups, the team atom ranges of its
     atom_exclude_types atoms (`excluded`), and its share of the forces and virial."""
 
     team: _Team
     rank: int
     ranges: list
-    atoms: np.ndarray
     G: np.ndarray
     Gp: np.ndarray
     groups: list
@@ -376,11 +375,11 @@ class ModelPasses:
 
         seeds_of(i, result of frame i) returns that frame's gradient seeds; it runs on the worker
         threads, so it must not touch shared state.  Frames are dealt whole to the workers in
-        rounds of `nthreads`; the rest are split by atoms (module docstring).
+        rounds of `nthreads`; the rest are shared by the workers (module docstring).
 
         update(lo, hi, j), when given, is the optimiser's step of θ entries lo..hi-1 from the
-        sum of the first j rows of `grads` (`Adam.row_update`): when every frame is split by
-        atoms (fewer frames than threads, several threads), the workers call it on their
+        sum of the first j rows of `grads` (`Adam.row_update`): when every frame is shared by
+        the workers (fewer frames than threads, several threads), the workers call it on their
         blocks of the fitting hidden-layer weights as soon as these are complete
         (`_fit_weight_rows`, the blocks still in cache) and worker 0 on everything else
         (`_update_rest`), after the last use of θ in the call; `updated` then lists all of θ.
@@ -463,7 +462,7 @@ class ModelPasses:
         self._finish_rows()
 
     def _split_backward(self, seed_args: tuple, last: bool, update=None) -> bool:
-        """Gradient of the last `_primal_split` frame, its atoms split over the workers; with
+        """Gradient of the last `_primal_split` frame, shared by the workers; with
         several workers the fitting nets' hidden-layer weight adjoints are formed after a
         barrier, each worker taking a block of rows of W̄ over the whole frame
         (`_fit_weight_rows`), into row 0 of `grads`, and, if `last` (the accumulation's last
@@ -701,9 +700,7 @@ class ModelPasses:
         tm.groups = []
         nu = 0
         for t in range(nt):
-            spans = ([(0, na, t)] if d.type_one_side
-                     else [(tm.tb[ti], tm.tb[ti + 1], d.net_index(ti, t)) for ti in range(nt)])
-            for a0, a1, k in spans:
+            for a0, a1, k in d.net_spans(t, tm.tb):
                 p0, p1 = int(tm.poff[t, a0]), int(tm.poff[t, a1])
                 if p1 == p0:
                     continue
@@ -738,7 +735,6 @@ class ModelPasses:
         self._chunks[w] = c
         c.team, c.rank = tm, rank
         c.ranges = tm.atoms_of(rank)
-        c.atoms = _range_atoms(tm, c.ranges)
         M = d.neuron[-1]
         c.groups, nrows = tm.rows_of(rank)
         c.G = ws.get("G", (nrows, M))

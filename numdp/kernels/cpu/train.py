@@ -106,7 +106,6 @@ def tangent_T(u0, u1, ulo, ustart, mem, pair_atom, rt, rtd, G, Gp, Td):
         for k in range(ustart[uu], ustart[uu + 1]):
             p = mem[k]
             a = pair_atom[p]
-            xd = rtd[p, 0]
             r0 = rt[p, 0]
             r1 = rt[p, 1]
             r2 = rt[p, 2]
@@ -117,7 +116,7 @@ def tangent_T(u0, u1, ulo, ustart, mem, pair_atom, rt, rtd, G, Gp, Td):
             d3 = rtd[p, 3]
             for m in range(M):
                 g = G[r, m]
-                gd = xd * Gp[r, m]
+                gd = d0 * Gp[r, m]   # ẋ_p = ṙt[p, 0]
                 Td[a, 0, m] += d0 * g + r0 * gd
                 Td[a, 1, m] += d1 * g + r1 * gd
                 Td[a, 2, m] += d2 * g + r2 * gd
