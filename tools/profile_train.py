@@ -77,7 +77,7 @@ def _wrap(mod, name, part, flops=None):
     setattr(mod, name, timed)
 
 
-def _pair_adjoint_flops(u0, u1, ustart, mem, pair_atom, rt, rtd, Tbar, *a):
+def _pair_adjoint_flops(u0, u1, ustart, pair_atom, rt, rtd, Tbar, *a):
     """26 flops per member pair and embedding column."""
     return (ustart[u1] - ustart[u0]) * Tbar.shape[2] * 26.0
 
@@ -108,9 +108,9 @@ def instrument(M: int, A: int):
     _wrap(P, "fit_forward", "fitting fwd",
           lambda net, fc, *a: 2 * _net_flops(fit_widths(net)[:-1], fc.n) + 2.0 * fc.n * fit_widths(net)[-2])
     _wrap(P, "pair_forces_members", "pair forces", lambda u0, u1, ulo, t, ustart, *a:
-          (ustart[u1] - ustart[u0]) * (18.0 * a[8].shape[1] + 60))
+          (ustart[u1] - ustart[u0]) * (18.0 * a[7].shape[1] + 60))
     _wrap(P.K, "tangent_rows", "tangent rows", lambda u0, u1, t, ustart, *a: (ustart[u1] - ustart[u0]) * 80.0)
-    _wrap(P.K, "tangent_T", "T, D (bwd)", lambda u0, u1, ulo, ustart, mem, pa, rt, rtd, G, *a:
+    _wrap(P.K, "tangent_T", "T, D (bwd)", lambda u0, u1, ulo, ustart, pa, rt, rtd, G, *a:
           18.0 * (ustart[u1] - ustart[u0]) * G.shape[1])
     _wrap(P, "contract_D_tangent", "T, D (bwd)", lambda T, Td, naxis, Dd: 16.0 * T.shape[0] * T.shape[2] * naxis)
     _wrap(P.K, "back_D_pair", "T, D (bwd)", lambda T, *a: 32.0 * T.shape[0] * T.shape[2] * A)

@@ -152,10 +152,10 @@ class _FitGroup:
 class _Team:
     """One frame and what the workers that share it (`nteam` of them, `barrier` between their
     phases, None for one) build and read together: its local atoms in type order (`atoms`;
-    team atom a is local atom atoms[a]), their pairs (the `env_pairs` layout over all of
-    them), the pairs' shared embedding rows (`merge_inputs`: `groups` (t, k, U0, U1) per
-    embedding net, row u's input xu[u] and members mem[ustart[u]:ustart[u+1]], pair p's
-    centre pair_atom[p]) and the per-atom arrays (na, 4, M): T, dE/dT (`Tbar`), the tangent Td
+    team atom a is local atom atoms[a]), their pairs and the pairs' shared embedding rows
+    (`merge_inputs`: `groups` (t, k, U0, U1) per embedding net, row u's input xu[u]; the pairs
+    in row order (`order_members`): row u's members are pairs ustart[u] <= p < ustart[u+1],
+    pair p's rt, dvec, nbr as `env_pairs` writes them and its centre pair_atom[p]) and the per-atom arrays (na, 4, M): T, dE/dT (`Tbar`), the tangent Td
     and the adjoint T̄ of the gradient pass (`Tbar_rev`); `parts` (nteam, na, 4, M) holds each
     worker's pair sums of T, then of Td, before `reduce_T`."""
 
@@ -169,12 +169,10 @@ class _Team:
     rt: np.ndarray
     dvec: np.ndarray
     nbr: np.ndarray
-    poff: np.ndarray
     npad: np.ndarray
     pair_atom: np.ndarray
     xu: np.ndarray
     ustart: np.ndarray
-    mem: np.ndarray
     groups: list
     rtd: np.ndarray
     T: np.ndarray
@@ -687,27 +685,33 @@ class ModelPasses:
         rt = ws.get(("team", "rt"), (cap, 4))
         dvec = ws.get(("team", "dvec"), (cap, 3))
         nbr = ws.get(("team", "nbr"), (cap,), np.int64)
-        tm.poff = ws.get(("team", "poff"), (nt, na + 1), np.int64)
+        poff = ws.get(("team", "poff"), (nt, na + 1), np.int64)
         tm.npad = ws.get(("team", "npad"), (na, nt), np.int64)
         n = tm.npairs = env_pairs(frame.ext_pos, frame.nlist, tm.atoms, tm.atypes, self.sec, self.mu, self.sd,
-                                  self.excl, d.rcut, d.rcut_smth, rt, dvec, nbr, tm.poff, tm.npad)
-        tm.rt, tm.dvec, tm.nbr = rt[:n], dvec[:n], nbr[:n]
-        tm.pair_atom = ws.get(("team", "pair_atom"), (cap,), np.int64)[:n]
-        K.pair_centres(tm.poff, tm.pair_atom)
+                                  self.excl, d.rcut, d.rcut_smth, rt, dvec, nbr, poff, tm.npad)
+        pair_atom = ws.get(("team", "pair_atom"), (cap,), np.int64)[:n]
+        K.pair_centres(poff, pair_atom)
         tm.xu = ws.get(("team", "xu"), (cap,))
         tm.ustart = ws.get(("team", "ustart"), (cap + 1,), np.int64)
-        tm.mem = ws.get(("team", "mem"), (cap,), np.int64)
+        mem = ws.get(("team", "mem"), (cap,), np.int64)[:n]
         tm.groups = []
         nu = 0
         for t in range(nt):
             for a0, a1, k in d.net_spans(t, tm.tb):
-                p0, p1 = int(tm.poff[t, a0]), int(tm.poff[t, a1])
+                p0, p1 = int(poff[t, a0]), int(poff[t, a1])
                 if p1 == p0:
                     continue
                 x = rt[p0:p1, 0]
-                rows = K.merge_inputs(x, np.argsort(x), p0, self.merge_tol, tm.xu, tm.ustart, tm.mem, nu)
+                rows = K.merge_inputs(x, np.argsort(x), p0, self.merge_tol, tm.xu, tm.ustart, mem, nu)
                 tm.groups.append((t, k, nu, nu + rows))
                 nu += rows
+        # every pair is some row's member (the spans cover every atom of every block): renumber
+        # the pairs in row order, so that the per-pair kernels stream them
+        tm.rt, tm.dvec, tm.nbr, tm.pair_atom = (
+            ws.get(("team", name), shape, dtype)[:n] for name, shape, dtype in
+            (("rt_rows", (cap, 4), np.float64), ("dvec_rows", (cap, 3), np.float64),
+             ("nbr_rows", (cap,), np.int64), ("pair_atom_rows", (cap,), np.int64)))
+        K.order_members(mem, rt[:n], dvec[:n], nbr[:n], pair_atom, tm.rt, tm.dvec, tm.nbr, tm.pair_atom)
         tm.rtd = ws.get(("team", "rtd"), (cap, 4))
         tm.T, tm.Tbar, tm.Td, tm.Tbar_rev = (ws.get(("team", name), (na, 4, M))
                                             for name in ("T", "Tbar", "Td", "Tbar_rev"))
@@ -748,7 +752,7 @@ class ModelPasses:
             G = c.G[g.r0:g.r1]
 
             def add_T(b0, b1, g=g, G=G):
-                contract_T_members(g.u0 + b0, g.u0 + b1, g.u0, tm.ustart, tm.mem, tm.pair_atom, tm.rt, G, part)
+                contract_T_members(g.u0 + b0, g.u0 + b1, g.u0, tm.ustart, tm.pair_atom, tm.rt, G, part)
 
             g.cache = embed_forward(d.embeddings[g.k], tm.xu[g.u0:g.u1], G, c.Gp[g.r0:g.r1], ws,
                                     ("emb", g.t, g.k), done=add_T)
@@ -790,7 +794,7 @@ class ModelPasses:
         c.virial = ws.get("virial", (3, 3))
         c.virial[:] = 0.0
         for g in c.groups:
-            pair_forces_members(g.u0, g.u1, g.u0, g.t, tm.ustart, tm.mem, tm.pair_atom, tm.atoms, tm.atypes,
+            pair_forces_members(g.u0, g.u1, g.u0, g.t, tm.ustart, tm.pair_atom, tm.atoms, tm.atypes,
                                 tm.rt, tm.dvec, tm.nbr, c.G[g.r0:g.r1], c.Gp[g.r0:g.r1], tm.Tbar, self.sd,
                                 d.rcut, d.rcut_smth, c.force, c.virial)
 
@@ -853,9 +857,9 @@ class ModelPasses:
         part[:] = 0.0
         mapping = tm.frame.mapping
         for g in c.groups:
-            K.tangent_rows(g.u0, g.u1, g.t, tm.ustart, tm.mem, tm.pair_atom, tm.atoms, tm.atypes, tm.dvec,
+            K.tangent_rows(g.u0, g.u1, g.t, tm.ustart, tm.pair_atom, tm.atoms, tm.atypes, tm.dvec,
                            tm.nbr, mapping, u, eps, c_f, c_v, self.sd, d.rcut, d.rcut_smth, tm.rtd)
-            K.tangent_T(g.u0, g.u1, g.u0, tm.ustart, tm.mem, tm.pair_atom, tm.rt, tm.rtd, c.G[g.r0:g.r1],
+            K.tangent_T(g.u0, g.u1, g.u0, tm.ustart, tm.pair_atom, tm.rt, tm.rtd, c.G[g.r0:g.r1],
                         c.Gp[g.r0:g.r1], part)
         tm.wait()  # every worker's pair sums of Td are in
         # Ṫ̄ = B(T, Ḋ̄) (`back_D_pair`) with Ḋ̄ = dE/dD (the tangent adjoints are the seed-1
@@ -890,7 +894,7 @@ class ModelPasses:
                 continue
 
             def adjoint(b0, b1, Gbar, Gpbar, g=g):
-                K.pair_adjoints(g.u0 + b0, g.u0 + b1, tm.ustart, tm.mem, tm.pair_atom, tm.rt, tm.rtd, Tbar,
+                K.pair_adjoints(g.u0 + b0, g.u0 + b1, tm.ustart, tm.pair_atom, tm.rt, tm.rtd, Tbar,
                                 Tdbar, Gbar, Gpbar)
 
             embed_reverse(d.embeddings[g.k], self.flat.embedding[g.k], g.cache, adjoint, grad, ws)

@@ -171,15 +171,15 @@ def pair_forces(atoms, atypes, rt, dvec, nbr, poff, G, Gp, Tbar, sd, rcut, rcut_
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
-def pair_forces_members(u0, u1, ulo, t, ustart, mem, pair_atom, atoms, atypes, rt, dvec, nbr, G, Gp,
+def pair_forces_members(u0, u1, ulo, t, ustart, pair_atom, atoms, atypes, rt, dvec, nbr, G, Gp,
                         Tbar, sd, rcut, rcut_smth, force, virial):
     """`pair_forces` for the member pairs of shared embedding rows u0..u1-1 of neighbour block t
-    (`numdp.kernels.cpu.train.merge_inputs`): row u's G, Gp at u - ulo, pair p's centre chunk
+    (`numdp.kernels.cpu.train.merge_inputs`; members ustart[u] <= p < ustart[u+1],
+    `order_members`): row u's G, Gp at u - ulo, pair p's centre chunk
     atom pair_atom[p] (local atom atoms[a] of type atypes[a]); no per-atom virial."""
     for u in range(u0, u1):
         q = u - ulo
-        for k in range(ustart[u], ustart[u + 1]):
-            p = mem[k]
+        for p in range(ustart[u], ustart[u + 1]):
             a = pair_atom[p]
             g0, g1, g2, g3 = row_grad(rt, p, G, Gp, q, Tbar, a)
             scatter_pair(atoms[a], nbr[p], g0, g1, g2, g3, dvec[p, 0], dvec[p, 1], dvec[p, 2],

@@ -2,8 +2,10 @@
 
 Pairs use the flat layout of `numdp.kernels.cpu.envmat.env_pairs` (grouped by neighbour-type
 block t, then chunk atom a, then slot; pair p of (t, a) lies in poff[t, a] <= p < poff[t, a+1]),
-and pairs of one embedding net whose inputs agree share one embedding row (`merge_inputs`):
-row u's member pairs are mem[ustart[u]:ustart[u+1]], pair p's centre is pair_atom[p].
+and pairs of one embedding net whose inputs agree share one embedding row (`merge_inputs`);
+`order_members` then renumbers the pairs so that row u's member pairs are the consecutive
+ustart[u] <= p < ustart[u+1] (the per-pair kernels stream their pairs in row order); pair p's
+centre is pair_atom[p].
 Normalised rows rt (npairs, 4), pair vectors dvec (npairs, 3) Å, and Tbar-style adjoints carry
 the 1/nnei factor of T = R̃ᵀG / nnei already (as `back_D` produces them).
 
@@ -61,12 +63,29 @@ def merge_inputs(x, order, p0, tol, xu, ustart, mem, u0):
     return nu
 
 
+@njit(cache=True, nogil=True)
+def order_members(mem, rt, dvec, nbr, pair_atom, rt_o, dvec_o, nbr_o, pair_atom_o):
+    """Renumber the pairs in the order of their rows' members: pair k of the outputs is pair
+    mem[k] of the inputs, so that the members of shared row u (`merge_inputs`, which wrote mem
+    over every pair) are pairs ustart[u] <= k < ustart[u+1].  rt, rt_o (npairs, 4); dvec, dvec_o
+    (npairs, 3); nbr, pair_atom and their outputs (npairs,)."""
+    for k in range(mem.shape[0]):
+        p = mem[k]
+        for c in range(4):
+            rt_o[k, c] = rt[p, c]
+        for c in range(3):
+            dvec_o[k, c] = dvec[p, c]
+        nbr_o[k] = nbr[p]
+        pair_atom_o[k] = pair_atom[p]
+
+
 # ---------------------------------------------------------------------- environment tangent
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def tangent_rows(u0, u1, t, ustart, mem, pair_atom, atoms, atypes, dvec, nbr, mapping, u, eps, c_f, c_v,
+def tangent_rows(u0, u1, t, ustart, pair_atom, atoms, atypes, dvec, nbr, mapping, u, eps, c_f, c_v,
                  sd, rcut, rcut_smth, rtd):
     """Tangent of the normalised rows for the pair displacement of the force/virial loss, for the
-    member pairs of shared rows u0..u1-1 (`merge_inputs`), all of neighbour block t.
+    member pairs ustart[u0] <= p < ustart[u1] of shared rows u0..u1-1 (`order_members`), all of
+    neighbour block t.
 
     q_ij = -c_f (u[owner(j)] - u[i]) - c_v · eps d_ij   (Å; u (nloc, 3) force residuals eV/Å,
     eps (3, 3) virial residual eV, mapping (nall,) ghost -> owner), and
@@ -74,8 +93,7 @@ def tangent_rows(u0, u1, t, ustart, mem, pair_atom, atoms, atypes, dvec, nbr, ma
     `numdp.kernels.math.row_tangent`).  rtd: (npairs, 4); pair p's centre is chunk atom
     pair_atom[p], local atom atoms[a] of type atypes[a].
     """
-    for k in range(ustart[u0], ustart[u1]):
-        p = mem[k]
+    for p in range(ustart[u0], ustart[u1]):
         a = pair_atom[p]
         i = atoms[a]
         ti = atypes[a]
@@ -95,16 +113,16 @@ def tangent_rows(u0, u1, t, ustart, mem, pair_atom, atoms, atypes, dvec, nbr, ma
 
 # ---------------------------------------------------------------------- descriptor tangent
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def tangent_T(u0, u1, ulo, ustart, mem, pair_atom, rt, rtd, G, Gp, Td):
-    """Td[a] (4, M) += Σ over the member pairs p of shared rows u0..u1-1 centred on a of
+def tangent_T(u0, u1, ulo, ustart, pair_atom, rt, rtd, G, Gp, Td):
+    """Td[a] (4, M) += Σ over the member pairs p (`order_members`) of shared rows u0..u1-1
+    centred on a of
     ṙt_p ⊗ G + rt_p ⊗ ẋ_p G', ẋ_p = ṙt[p, 0]; G, Gp: the rows' embedding output and dG/dx,
     row u at u - ulo.  Unscaled (the caller applies 1/nnei); padding slots have no tangent.
     """
     M = Td.shape[2]
     for uu in range(u0, u1):
         r = uu - ulo
-        for k in range(ustart[uu], ustart[uu + 1]):
-            p = mem[k]
+        for p in range(ustart[uu], ustart[uu + 1]):
             a = pair_atom[p]
             r0 = rt[p, 0]
             r1 = rt[p, 1]
@@ -140,10 +158,10 @@ def back_D_pair(T, Td, Dbar, Ddbar, naxis, inv_nnei, Tbar):
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def pair_adjoints(u0, u1, ustart, mem, pair_atom, rt, rtd, Tbar, Tdbar, Gbar, Gpbar):
+def pair_adjoints(u0, u1, ustart, pair_atom, rt, rtd, Tbar, Tdbar, Gbar, Gpbar):
     """Adjoints of the embedding outputs of shared rows u0..u1-1 (one block of the embedding
     reverse, formed just before it while it is in cache), summed over each row's member pairs
-    p, centred on a = pair_atom[p]:
+    p (`order_members`), centred on a = pair_atom[p]:
 
     Ḡ[u] = Σ_p Σ_c rt[p,c] T̄[a,c] + ṙt[p,c] Ṫ̄[a,c];  Ḡ'[u] = Σ_p ẋ_p Σ_c rt[p,c] Ṫ̄[a,c]
     into rows u - u0 of Gbar, Gpbar (>= u1 - u0, M).
@@ -154,8 +172,7 @@ def pair_adjoints(u0, u1, ustart, mem, pair_atom, rt, rtd, Tbar, Tdbar, Gbar, Gp
         for m in range(M):
             Gbar[q, m] = 0.0
             Gpbar[q, m] = 0.0
-        for k in range(ustart[uu], ustart[uu + 1]):
-            p = mem[k]
+        for p in range(ustart[uu], ustart[uu + 1]):
             a = pair_atom[p]
             r0 = rt[p, 0]
             r1 = rt[p, 1]
