@@ -128,8 +128,49 @@ def _record_simulated_launches(path: str) -> None:
     sim.FakeCUDAKernel.__call__ = recording
 
 
+def _lock_simulated_shared_arrays() -> None:
+    """Under the simulator, make `cuda.shared.array` safe for the block's threads.
+
+    The simulator keeps a block's shared arrays in a dict keyed by the calling line: a thread
+    looks its line up and, when it is missing, makes an uninitialised array and stores it.  Its
+    threads are Python threads, and one can lose the GIL between the look-up and the store (the
+    more often, the shorter SIM_SWITCH_INTERVAL): two threads then each make an array, and the
+    one whose array is replaced works on a private copy that the others never see; they read
+    its entries uninitialised (seen: `block_scan` writing 281286400897424 into a cell count in
+    tests/test_cuda_deviation.py, 1 run in several).  On a GPU a block has one copy.  Here the
+    look-up and the store happen under one lock; the key is the caller's (file, line), as the
+    simulator's own; dynamic shared memory (shape 0) is the simulator's, unchanged."""
+    import threading
+
+    from numba.core import types
+    from numba.cuda.simulator import kernelapi
+    from numba.np import numpy_support
+
+    cls = kernelapi.FakeCUDAShared
+    if getattr(cls, "_numdp_locked", False):
+        return
+    original = cls.array
+    lock = threading.Lock()
+
+    def array(self, shape, dtype, alignment=None):
+        if shape == 0 or alignment is not None:
+            return original(self, shape, dtype, alignment)
+        frame = sys._getframe(1)
+        caller = (frame.f_code.co_filename, frame.f_lineno)
+        with lock:
+            res = self._allocations.get(caller)
+            if res is None:
+                dt = numpy_support.as_dtype(dtype) if isinstance(dtype, types.Type) else np.dtype(dtype)
+                res = self._allocations[caller] = np.empty(shape, dt)
+        return res
+
+    cls.array = array
+    cls._numdp_locked = True
+
+
 if getattr(config, "ENABLE_CUDASIM", 0):
     _pin_simulated_launches()
+    _lock_simulated_shared_arrays()
     if os.environ.get("NUMDP_RECORD_LAUNCHES"):
         _record_simulated_launches(os.environ["NUMDP_RECORD_LAUNCHES"])
 
