@@ -155,9 +155,10 @@ class _Team:
     team atom a is local atom atoms[a]), their pairs and the pairs' shared embedding rows
     (`merge_inputs`: `groups` (t, k, U0, U1) per embedding net, row u's input xu[u]; the pairs
     in row order (`order_members`): row u's members are pairs ustart[u] <= p < ustart[u+1],
-    pair p's rt, dvec, nbr as `env_pairs` writes them and its centre pair_atom[p]) and the per-atom arrays (na, 4, M): T, dE/dT (`Tbar`), the tangent Td
-    and the adjoint T̄ of the gradient pass (`Tbar_rev`); `parts` (nteam, na, 4, M) holds each
-    worker's pair sums of T, then of Td, before `reduce_T`."""
+    pair p's rt, dvec, nbr as `env_pairs` writes them and its centre pair_atom[p]) and the
+    per-atom arrays (na, 4, M): T, dE/dT (`Tbar`), the tangent Td and the adjoint T̄ of the
+    gradient pass (`Tbar_rev`); `parts` (nteam, na, 4, M) holds each worker's pair sums of T,
+    then of Td, before `reduce_T`."""
 
     frame: Frame
     nteam: int

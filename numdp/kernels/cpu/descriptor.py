@@ -59,9 +59,9 @@ def contract_T(atypes, rt, G, poff, npad, rt_pad, G_pad, inv_nnei, T):
 def contract_T_members(u0, u1, ulo, ustart, pair_atom, rt, G, T):
     """T[a] (4, M) += rt[p] (x) G[u - ulo] for every member pair ustart[u] <= p < ustart[u+1] of
     the shared embedding rows u0..u1-1, a = pair_atom[p] (`numdp.kernels.cpu.train.merge_inputs`,
-    `order_members`): `contract_T`'s pair
-    sums, one block of rows at a time (the training passes call it right after the block's
-    embedding, while G is in cache); `reduce_T` then adds the workers' sums and the padding."""
+    `order_members`): `contract_T`'s pair sums, one block of rows at a time (the training passes
+    call it right after the block's embedding, while G is in cache); `reduce_T` then adds the
+    workers' sums and the padding."""
     M = T.shape[2]
     for u in range(u0, u1):
         r = u - ulo
