@@ -115,8 +115,9 @@ def tangent_rows(u0, u1, t, ustart, pair_atom, atoms, atypes, dvec, nbr, mapping
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
 def tangent_T(u0, u1, ulo, ustart, pair_atom, rt, rtd, G, Gp, Td):
     """Td[a] (4, M) += Σ over the member pairs p (`order_members`) of shared rows u0..u1-1
-    centred on a of ṙt_p ⊗ G + rt_p ⊗ ẋ_p G', ẋ_p = ṙt[p, 0]; G, Gp: the rows' embedding output and dG/dx,
-    row u at u - ulo.  Unscaled (the caller applies 1/nnei); padding slots have no tangent.
+    centred on a of ṙt_p ⊗ G + rt_p ⊗ ẋ_p G', ẋ_p = ṙt[p, 0]; G, Gp: the rows' embedding output
+    and dG/dx, row u at u - ulo.  Unscaled (the caller applies 1/nnei); padding slots have no
+    tangent.
     """
     M = Td.shape[2]
     for uu in range(u0, u1):
