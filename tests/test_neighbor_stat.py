@@ -148,3 +148,24 @@ def test_water_matches_deepmd_kit(capsys):
     assert main(["neighbor-stat", "-s", str(data), "-r", "6", "-t", "O", "H"]) == 0
     out = capsys.readouterr().out
     assert "max_nbor_size: [38, 72]" in out and "sel: [44, 80]" in out
+
+
+def test_a_cutoff_whose_ghosts_exceed_memory_is_refused(small, monkeypatch, capsys):
+    """A cutoff far beyond the cell makes millions of images per atom (a 1000 A cutoff in a 12 A
+    water box: ~36 GB): refused in one line before anything is allocated, for any periodicity."""
+    import numdp.neighbor.extended as E
+
+    p, *_ = small
+    monkeypatch.setattr(E, "available_memory", lambda: 10**6)   # 1 MB left
+    # 10 atoms x (1 + 2 x 40 / ~4.6)^3 images ~ 60 000 extended atoms ~ 5.6 MB
+    assert main(["neighbor-stat", "-s", str(p), "-r", "40"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "GiB of memory available" in err[0] and "extended atoms" in err[0], err
+    # the same with periodicity along two cell vectors only
+    box = np.diag([5.0, 5.0, 5.0])
+    x = np.random.default_rng(0).uniform(0, 5, (10, 3))
+    with pytest.raises(E.InputError, match="GiB of memory available"):
+        E.extend(x, np.zeros(10, dtype=int), box, 200.0, pbc=[True, True, False])
+    # within the memory, the same calls run
+    monkeypatch.setattr(E, "available_memory", lambda: None)
+    assert E.extend(x, np.zeros(10, dtype=int), box, 200.0, pbc=[True, True, False]).nall > 10

@@ -31,6 +31,10 @@ from numdp.kernels.cpu import neighbor as _k
 # extended atoms (local + ghost) at most: neighbour lists and the cell list's order are int32
 MAX_EXTENDED = 2**31 - 1
 
+EXTENDED_BYTES = 44 + 50
+"""Bytes per extended atom while a neighbour list is built: the `Extended` arrays (positions 24,
+type 4, mapping 4, shift 12) and the transient cell list (about 50, `build_nlist`)."""
+
 __all__ = ["Extended", "check_extended_positions", "check_pbc", "complete_cell", "extend",
            "extended_positions"]
 
@@ -177,7 +181,8 @@ def extend(positions, types, box, cutoff, pbc=None) -> Extended:
         xw = np.ascontiguousarray(x - m @ b)
         frac[:, ~mask] = 0.5
         frac = np.ascontiguousarray(frac)
-        reach = np.where(mask, c * (1.0 + _REGION_MARGIN) / face_distances(b), 0.0)
+        h = face_distances(b)
+        reach = np.where(mask, c * (1.0 + _REGION_MARGIN) / h, 0.0)
     lo = np.ascontiguousarray(-reach)
     hi = np.ascontiguousarray(1.0 + reach)
 
@@ -196,6 +201,13 @@ def extend(positions, types, box, cutoff, pbc=None) -> Extended:
             f"{c} A in a cell with face widths {np.round(h, 4).tolist()} A; at most "
             f"{MAX_EXTENDED} are supported (int32 indices)"
         )
+    need, avail = nall * EXTENDED_BYTES, available_memory()
+    if avail is not None and need > avail:
+        raise InputError(
+            f"the periodic system needs {nall} extended atoms (local + ghost images) for a cutoff of "
+            f"{c} A in a cell with face widths {np.round(h, 4).tolist()} A: about {need / 2**30:.1f} GiB, "
+            f"more than the {avail / 2**30:.1f} GiB of memory available; is the cutoff right?"
+        )
     out_pos = np.empty((nall, 3), dtype=np.float64)
     out_types = np.empty(nall, dtype=np.int32)
     out_map = np.empty(nall, dtype=np.int32)
@@ -209,6 +221,19 @@ def extend(positions, types, box, cutoff, pbc=None) -> Extended:
     return Extended(
         positions=out_pos, types=out_types, mapping=out_map, shifts=out_shift, nloc=nloc, cutoff=c
     )
+
+
+def available_memory() -> int | None:
+    """Bytes of memory the system can still give without swapping (Linux's MemAvailable), or
+    None where /proc/meminfo does not tell."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def check_extended_positions(ext: Extended, positions) -> np.ndarray:
