@@ -272,3 +272,25 @@ class BatchSampler:
         self.rng.bit_generator.state = state["rng"]
         self.perm = [np.asarray(p, dtype=np.int64) for p in state["perm"]]
         self.cursor = [int(c) for c in state["cursor"]]
+
+
+def missing_labels(systems: list[DataSystem], loss) -> list[str]:
+    """One line per label file that some training systems lack while the loss weighs its term
+    (a start or limit prefactor > 0; `loss` a numdp.train.config.LossConfig): those systems'
+    frames train no such term (DeePMD-kit's find_energy etc. are 0 for them), which a missing
+    or misnamed file makes easy to overlook.  Empty when every weighed label is present."""
+    terms = (("energy.npy", "energy", loss.start_pref_e, loss.limit_pref_e, lambda s: s.energy),
+             ("force.npy", "force", loss.start_pref_f, loss.limit_pref_f, lambda s: s.forces),
+             ("virial.npy", "virial", loss.start_pref_v, loss.limit_pref_v, lambda s: s.virial),
+             ("atom_ener.npy", "atomic energy", loss.start_pref_ae, loss.limit_pref_ae,
+              lambda s: s.atom_ener))
+    lines = []
+    for name, what, start, limit, label in terms:
+        if max(start, limit) <= 0.0:
+            continue
+        lacking = [s.path for s in systems if label(s) is None]
+        if lacking:
+            shown = ", ".join(str(p) for p in lacking[:3]) + (f" and {len(lacking) - 3} more" if len(lacking) > 3 else "")
+            lines.append(f"warning: {len(lacking)} of {len(systems)} training systems have no {name} "
+                         f"({shown}): their frames train no {what} term")
+    return lines

@@ -33,7 +33,8 @@ from ..progress import CompileNotice, Progress
 from ..signals import StopRequest
 from .checkpoint import Checkpoint, read_checkpoint, write_checkpoint
 from .config import OptimizerType, TrainConfig, ema_model_path, resolve_steps, steps_text
-from .data import BatchSampler, DataSystem, FrameCache, drop_close_frames, load_dataset, system_probs
+from .data import (BatchSampler, DataSystem, FrameCache, drop_close_frames, load_dataset, missing_labels,
+                   system_probs)
 from .flat import FlatParams, frozen_ranges
 from .init import MAX_SPREAD_FACTOR, initial_model, spread_first_layers
 from .loss import LossStats, Prefactors
@@ -164,6 +165,8 @@ class Trainer:
             msg += (f"; validation data: {len(self.valid_sys)} systems, "
                     f"{sum(s.nframes for s in self.valid_sys)} frames")
         self.say(msg)
+        for line in missing_labels(self.train_sys, cfg.loss):
+            self.say(line)
         nbatches = [s.nbatches for s in self.train_sys]
         train_prob = system_probs(nbatches, tr.auto_prob, tr.sys_probs)
         self._epoch_batches = resolve_steps(cfg, nbatches, train_prob)
