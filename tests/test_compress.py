@@ -84,8 +84,13 @@ def test_pairs_beyond_the_table_are_extrapolated_and_counted():
 def test_compress_cli(tmp_path, oracle_dir, capsys):
     out = tmp_path / "cmp"
     assert main(["compress", str(oracle_dir / "alloy5.dp"), "--order", "5", "-s", "0.02", "-o", str(out)]) == 0
-    text = capsys.readouterr().out
-    assert "largest |table - net|" in text and (tmp_path / "cmp.h5").is_file()
+    text = capsys.readouterr()
+    assert "largest |table - net|" in text.out and (tmp_path / "cmp.h5").is_file()
+    assert "warning" not in text.err
+    # a step far too coarse for the nets still writes the model, with one warning line
+    assert main(["compress", str(oracle_dir / "alloy5.dp"), "-s", "100", "-o", str(tmp_path / "coarse")]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "-s 100 is too coarse" in err[0], err
     assert main(["test", "-m", str(tmp_path / "cmp.h5"), "-s", str(oracle_dir)]) == 2  # no systems there
     assert main(["compress", str(tmp_path / "cmp.h5")]) == 2
     assert "already compressed" in capsys.readouterr().err
