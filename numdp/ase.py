@@ -31,6 +31,23 @@ from .model.dp_model import DPModel
 __all__ = ["DP", "DPCalculator"]
 
 
+# The keywords ASE's Calculator.__init__ takes itself; any other keyword it would store as a
+# calculation parameter (Calculator.set), which numdp's calculators do not have: a misspelled
+# numdp keyword (precison=) would then be ignored without a word.
+ASE_KEYWORDS = tuple(name for name, par in inspect.signature(Calculator.__init__).parameters.items()
+                     if name != "self" and par.kind is not inspect.Parameter.VAR_KEYWORD)
+
+
+def _check_keywords(who: str, kwargs: dict, own: tuple) -> None:
+    """InputError for the first keyword of `kwargs` that is not one of ASE's Calculator
+    (ASE_KEYWORDS); `own` lists the calculator's own keywords for the message."""
+    ase = [k for k in ASE_KEYWORDS if k not in own and k != "ignore_bad_restart_file"]   # deprecated by ASE
+    for key in kwargs:
+        if key not in ASE_KEYWORDS:
+            raise InputError(f"{who}: unknown keyword argument '{key}' (numdp's: {', '.join(own)}; "
+                             f"ASE's: {', '.join(ase)})")
+
+
 def _load(path, precision: str, device: str, threads: int | None) -> DPModel:
     """numdp.load_model with `device` passed through where load_model knows it."""
     from . import load_model
@@ -53,14 +70,24 @@ class DPCalculator(Calculator):
     uses its default_fparam; one with atomic parameters (numb_aparam) from
     ``atoms.info["aparam"]``: (natoms, numb_aparam) (any array of natoms * numb_aparam values)
     or (numb_aparam,) for every atom, else the model's own (`DPModel.set_aparam`).
+    Other keywords: those of ASE's Calculator (ASE_KEYWORDS: restart, label, atoms, directory);
+    any other is an InputError, as is any keyword to `set` (the calculator has no ASE
+    parameters: precision, device and threads are fixed when the model is loaded).
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "virial", "stress", "energies", "stresses"]
     type_dict: dict[str, int] | None = None
     """Element → model type index used instead of the model's type_map (DP's `type_dict`)."""
+    _own_keywords = ("model", "precision", "device", "threads")
+    """The constructor's own keywords, as unknown-keyword messages list them."""
 
     def __init__(self, model: str | PathLike | DPModel, precision: str = "double",
                  device: str = "cpu", threads: int | None = None, **kwargs):
+        from . import _checked_threads
+
+        who = type(self).__name__
+        _check_keywords(who, kwargs, self._own_keywords)
+        threads = _checked_threads(threads, f"{who}: threads")
         super().__init__(**kwargs)
         if isinstance(model, DPModel):
             if (precision, device, threads) != ("double", "cpu", None):
@@ -69,6 +96,14 @@ class DPCalculator(Calculator):
             self.model = model
         else:
             self.model = _load(model, precision, device, threads)
+
+    def set(self, **kwargs):
+        """ASE's parameter setter: numdp's calculators have no ASE parameters, so any keyword is
+        an InputError (ASE's Calculator.__init__ calls it with none); returns {} (nothing changed)."""
+        if kwargs:
+            raise InputError(f"{type(self).__name__}.set: unknown keyword argument '{next(iter(kwargs))}' "
+                             f"(precision, device and threads are fixed when the model is loaded)")
+        return {}
 
     def types_of(self, atoms) -> np.ndarray:
         """Model type index (N,) int32 of each atom of `atoms`; InputError for an unknown element."""
@@ -123,10 +158,14 @@ class DP(DPCalculator):
     type_dict: element → model type index (default: the model's type_map); neighbor_list (an ASE
     NeighborList) and nlist_backend change only how DeePMD-kit finds neighbours, never the
     result: accepted and unused; head: None (numdp models are single-task).  Keyword arguments
-    precision, device and threads are numdp's (DPCalculator), the rest go to ASE's Calculator.
+    precision, device and threads are numdp's (DPCalculator); restart, atoms and directory go to
+    ASE's Calculator; any other is an InputError.
     ``atoms.info["fparam"]`` and ``["aparam"]``: the frame and atomic parameters of a model that
     takes them (DPCalculator); charge_spin is refused: numdp reads no model that takes it.
     """
+
+    _own_keywords = ("model", "label", "type_dict", "neighbor_list", "head", "nlist_backend",
+                     "precision", "device", "threads")
 
     def __init__(self, model, label: str = "DP", type_dict: dict[str, int] | None = None,
                  neighbor_list=None, head: str | None = None, nlist_backend: str = "auto", **kwargs):

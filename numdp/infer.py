@@ -82,10 +82,11 @@ class DeepPot:
                                      f"(single-task se_e2_a energy models only); leave it out")
                 continue
             raise InputError(f"DeepPot: unknown keyword argument '{key}'")
-        from .model.dp_model import load_model
+        from . import _checked_threads, load_model
 
         self.model_file = model_file
-        self.model = load_model(model_file, nthreads=threads, precision=precision, device=device)
+        self.model = load_model(model_file, nthreads=_checked_threads(threads, "DeepPot: threads"),
+                                precision=precision, device=device)
 
     # --- getters of DeePMD-kit's DeepEval -------------------------------------------------------
 

@@ -99,6 +99,11 @@ def main(args) -> int:
 
     if args.numb_batch < 0:
         raise InputError(f"-n {args.numb_batch}: the number of frames per system must be >= 0 (0 = all)")
+    if args.seed < 0:
+        raise InputError(f"--seed {args.seed}: the seed of the frame draw must be >= 0")
+    bad = [v for v in args.bias_value or () if not np.isfinite(v)]
+    if bad:
+        raise InputError(f"-b {bad[0]}: out_bias values must be finite numbers (eV)")
     model_path = Path(args.model)
     out_path = _output_path(model_path, args.output)
     params = read_model(model_path)

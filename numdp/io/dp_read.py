@@ -7,44 +7,84 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, one_line
 from ..model.activation import NAMES, canonical
 from ..model.params import Descriptor, Fitting, Layer, ModelParams, Net, exclusion_mask
 from ..model.tables import Table
 
 
-def _resolve(node, h5: h5py.File, under_variables: bool = False):
-    """Replace dataset path strings under `@variables` keys by the arrays they name."""
+def _resolve(node, h5: h5py.File, path: Path, names: dict, under_variables: bool = False):
+    """Replace dataset path strings under `@variables` keys by the arrays they name (float64),
+    recording in `names` id(array) -> "dataset '/variable_0030'" for messages; InputError naming
+    the dataset when one is missing or unreadable."""
     if isinstance(node, dict):
         if node.get("@is_variable"):
             return np.asarray(node["value"], dtype=np.float64)
-        return {k: _resolve(v, h5, under_variables or k == "@variables") for k, v in node.items()}
+        return {k: _resolve(v, h5, path, names, under_variables or k == "@variables") for k, v in node.items()}
     if isinstance(node, list):
-        return [_resolve(v, h5, under_variables) for v in node]
+        return [_resolve(v, h5, path, names, under_variables) for v in node]
     if under_variables and isinstance(node, str):
-        return np.asarray(h5[node][()], dtype=np.float64)
+        try:
+            obj = h5.get(node)
+        except (KeyError, ValueError, TypeError):
+            obj = None
+        if not isinstance(obj, h5py.Dataset):
+            raise InputError(f"{path}: dataset '{node}' named in the model's JSON is missing "
+                             f"(truncated or malformed .dp file)")
+        try:
+            arr = np.asarray(obj[()], dtype=np.float64)
+        except (OSError, KeyError, RuntimeError, TypeError, ValueError) as exc:
+            raise InputError(f"{path}: cannot read dataset '{node}' ({one_line(exc)})") from None
+        names[id(arr)] = f"dataset '{node}'"
+        return arr
     return node
 
 
-def _layer(d: dict) -> Layer:
+def _array(value, what: str, path: Path, names: dict, shape: tuple | None = None,
+           flat: bool = False) -> np.ndarray:
+    """`value` (an array of the resolved tree) as a finite float64 array of `shape` (when given;
+    `flat`: its values raveled first, so that (n, 1) passes for (n,)); else InputError naming
+    `what` and, from `names` (id -> dataset or tensor name), where it is stored."""
+    where = f" ({names[id(value)]})" if id(value) in names else ""
+    if value is None:
+        raise InputError(f"{path}: {what} is missing")
+    arr = np.asarray(value, dtype=np.float64)
+    if flat:
+        arr = arr.ravel()
+    if shape is not None and arr.shape != tuple(shape):
+        raise InputError(f"{path}: {what}{where} has shape {np.shape(value)}, expected {tuple(shape)}")
+    if not np.all(np.isfinite(arr)):
+        raise InputError(f"{path}: {what}{where} contains non-finite values")
+    return arr
+
+
+def _layer(d: dict, what: str, n_in: int, n_out: int, path: Path, names: dict) -> Layer:
+    """Layer `what` ("fitting net 0 layer 1") of the tree, checked to map n_in -> n_out."""
+    _check(isinstance(d, dict) and isinstance(d.get("@variables"), dict), path, f"{what}: no @variables")
     var = d["@variables"]
     idt = var.get("idt")
     given = d.get("activation_function", "tanh")
     act = canonical(given)
     if act is None:
-        raise InputError(f"activation '{given}' is not supported (numdp runs {', '.join(NAMES)})")
-    return Layer(w=np.array(var["w"], dtype=np.float64),
-                 b=np.array(var["b"], dtype=np.float64).ravel(),
-                 idt=None if idt is None else np.array(idt, dtype=np.float64).ravel(),
+        raise InputError(f"{path}: {what}: activation '{given}' is not supported (numdp runs {', '.join(NAMES)})")
+    return Layer(w=_array(var.get("w"), f"{what}: w", path, names, (n_in, n_out)),
+                 b=_array(var.get("b"), f"{what}: b", path, names, (n_out,), flat=True),
+                 idt=None if idt is None else _array(idt, f"{what}: idt", path, names, (n_out,), flat=True),
                  activation=act,
                  resnet=bool(d.get("resnet", True)))
 
 
-def _net(d: dict | None, what: str) -> Net:
+def _net(d: dict | None, what: str, widths: list[int], path: Path, names: dict) -> Net:
+    """Net `what` of the tree, checked against the architecture: `widths` [n_in, n_1, ..., n_out]."""
     if d is None:
-        raise InputError(f"{what} is missing (numdp needs every net, also those of excluded "
+        raise InputError(f"{path}: {what} is missing (numdp needs every net, also those of excluded "
                          f"type pairs, whose padding slots still use it)")
-    return Net([_layer(lay) for lay in d["layers"]])
+    layers = d.get("layers") if isinstance(d, dict) else None
+    _check(isinstance(layers, list), path, f"{what}: no list of layers")
+    _check(len(layers) == len(widths) - 1, path,
+           f"{what} has {len(layers)} layers, expected {len(widths) - 1} (widths {widths})")
+    return Net([_layer(lay, f"{what} layer {l}", widths[l], widths[l + 1], path, names)
+                for l, lay in enumerate(layers)])
 
 
 def _tables(compress: dict | None, M: int, path: Path):
@@ -115,8 +155,11 @@ def _input_stats(fit: dict, path: Path) -> dict:
     return arrays
 
 
-def params_from_dp_tree(tree: dict, path: Path) -> ModelParams:
-    """Build ModelParams from the resolved JSON tree of a `.dp` file."""
+def params_from_dp_tree(tree: dict, path: Path, names: dict | None = None) -> ModelParams:
+    """Build ModelParams from the resolved JSON tree of a `.dp` file, checking every network
+    array's shape against the architecture the tree describes.  names: id(array) -> where the
+    array is stored ("dataset '/variable_0030'", "tensor ..."), for messages."""
+    names = {} if names is None else names
     model = tree["model"]
     _check(model.get("type", "standard") == "standard", path, f"model type {model.get('type')} not supported")
     desc, fit = model["descriptor"], model["fitting"]
@@ -130,26 +173,36 @@ def params_from_dp_tree(tree: dict, path: Path) -> ModelParams:
     type_map = list(model["type_map"])
     nt = len(type_map)
     var = desc["@variables"]
-    embeds = [_net(n, f"embedding net {k}") for k, n in enumerate(desc["embeddings"]["networks"])]
-    tables = _tables(desc.get("compress"), int(desc["neuron"][-1]), path)
-    fnets = [_net(n, f"fitting net {k}") for k, n in enumerate(fit["nets"]["networks"])]
+    neuron, fneuron = [int(n) for n in desc["neuron"]], [int(n) for n in fit["neuron"]]
+    _check(len(neuron) > 0, path, "descriptor neuron is empty")
+    embeds = [_net(n, f"embedding net {k}", [1] + neuron, path, names)
+              for k, n in enumerate(desc["embeddings"]["networks"])]
+    tables = _tables(desc.get("compress"), neuron[-1], path)
+    fit_in = neuron[-1] * int(desc["axis_neuron"]) + int(fit.get("numb_fparam") or 0) + int(fit.get("numb_aparam") or 0)
+    fnets = [_net(n, f"fitting net {k}", [fit_in] + fneuron + [1], path, names)
+             for k, n in enumerate(fit["nets"]["networks"])]
     fit_var = fit["@variables"]
-    bias_atom_e = np.zeros(nt) if fit_var.get("bias_atom_e") is None else np.asarray(fit_var["bias_atom_e"]).reshape(nt)
+
+    def per_type(value, what, default):
+        return np.full(nt, default) if value is None else _array(value, what, path, names, (nt,), flat=True)
+
+    bias_atom_e = per_type(fit_var.get("bias_atom_e"), "fitting bias_atom_e", 0.0)
     stats = _input_stats(fit, path)
     mvar = model.get("@variables", {})
-    out_bias = np.zeros(nt) if mvar.get("out_bias") is None else np.asarray(mvar["out_bias"]).reshape(nt)
-    out_std = np.ones(nt) if mvar.get("out_std") is None else np.asarray(mvar["out_std"]).reshape(nt)
+    out_bias = per_type(mvar.get("out_bias"), "out_bias", 0.0)
+    out_std = per_type(mvar.get("out_std"), "out_std", 1.0)
     top = tree.get("@variables", {})
     mnd = top.get("min_nbor_dist")
     params = ModelParams(
         type_map=type_map,
         descriptor=Descriptor(
             rcut=float(desc["rcut"]), rcut_smth=float(desc["rcut_smth"]), sel=[int(s) for s in desc["sel"]],
-            neuron=[int(n) for n in desc["neuron"]], axis_neuron=int(desc["axis_neuron"]),
+            neuron=neuron, axis_neuron=int(desc["axis_neuron"]),
             type_one_side=bool(desc["type_one_side"]), resnet_dt=bool(desc.get("resnet_dt", False)),
-            davg=np.asarray(var["davg"], dtype=np.float64), dstd=np.asarray(var["dstd"], dtype=np.float64),
+            davg=_array(var.get("davg"), "descriptor davg", path, names),
+            dstd=_array(var.get("dstd"), "descriptor dstd", path, names),
             embeddings=embeds, tables=tables, exclude_types=_exclude_types(desc.get("exclude_types"), nt, path)),
-        fitting=Fitting(neuron=[int(n) for n in fit["neuron"]], resnet_dt=bool(fit.get("resnet_dt", True)),
+        fitting=Fitting(neuron=fneuron, resnet_dt=bool(fit.get("resnet_dt", True)),
                         nets=fnets, bias_atom_e=bias_atom_e, **stats),
         out_bias=out_bias, out_std=out_std,
         min_nbor_dist=None if mnd is None else float(np.asarray(mnd).ravel()[0]),
@@ -172,14 +225,24 @@ def read_dp(path) -> ModelParams:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: model file not found")
+    names: dict = {}
     try:
         with h5py.File(path, "r") as h5:
             if "json" not in h5.attrs:
                 raise InputError(f"{path}: not a DeePMD-kit .dp file (no 'json' attribute)")
-            tree = _resolve(json.loads(h5.attrs["json"]), h5)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read as HDF5 ({exc})") from None
+            try:
+                tree = json.loads(h5.attrs["json"])
+            except (TypeError, ValueError) as exc:
+                raise InputError(f"{path}: root attribute 'json' is not valid JSON ({one_line(exc)})") from None
+            _check(isinstance(tree, dict), path, f"root attribute 'json' holds a {type(tree).__name__}, "
+                                                 f"not a JSON object")
+            try:
+                tree = _resolve(tree, h5, path, names)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise InputError(f"{path}: malformed .dp model ({type(exc).__name__}: {one_line(exc)})") from None
+    except (OSError, RuntimeError) as exc:
+        raise InputError(f"{path}: cannot read as HDF5 ({one_line(exc)})") from None
     try:
-        return params_from_dp_tree(tree, path)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"{path}: malformed .dp model ({type(exc).__name__}: {exc})") from None
+        return params_from_dp_tree(tree, path, names)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise InputError(f"{path}: malformed .dp model ({type(exc).__name__}: {one_line(exc)})") from None

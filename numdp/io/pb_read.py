@@ -193,8 +193,9 @@ def _scalar(graph: Graph, name: str, default=0):
     return np.asarray(graph.array(name)).ravel()[0].item() if graph.has(name) else default
 
 
-def _tensors(graph: Graph, model: dict, path: Path) -> dict:
-    """The graph's constants under numdp.io.pt_read's module paths; adjusts `model` to the graph."""
+def _tensors(graph: Graph, model: dict, path: Path, names: dict) -> dict:
+    """The graph's constants under numdp.io.pt_read's module paths; adjusts `model` to the graph;
+    records id(array) -> "node <name>" in `names` for messages."""
     desc, fit = model["descriptor"], model["fitting_net"]
     type_map = model.get("type_map")
     if not type_map:
@@ -216,6 +217,7 @@ def _tensors(graph: Graph, model: dict, path: Path) -> dict:
         if arr.size != nt * nnei * 4:
             raise InputError(f"{path}: {MALFORMED}: {name} has shape {arr.shape}, expected ({nt}, {nnei * 4})")
         out[SEA + key] = arr.reshape(nt, nnei, 4)
+        names[id(out[SEA + key])] = f"node {name}"
     one_side = two_side = False
     embed_idt = fit_idt = False
     for name in graph.names():
@@ -227,7 +229,9 @@ def _tensors(graph: Graph, model: dict, path: Path) -> dict:
             embed_idt |= kind == "idt"
             k = int(tj) if ti == "all" else int(ti) + int(tj) * nt
             value = graph.array(name)
-            out[f"{SEA}filter_layers.networks.{k}.layers.{int(layer) - 1}.{kind}"] = value.ravel() if kind != "matrix" else value
+            value = value.ravel() if kind != "matrix" else value
+            out[f"{SEA}filter_layers.networks.{k}.layers.{int(layer) - 1}.{kind}"] = value
+            names[id(value)] = f"node {name}"
             continue
         m = _FITTING.fullmatch(name)
         if m:
@@ -235,7 +239,9 @@ def _tensors(graph: Graph, model: dict, path: Path) -> dict:
             fit_idt |= kind == "idt"
             index = len(fit["neuron"]) if final else int(layer)
             value = graph.array(name)
-            out[f"{FIT}filter_layers.networks.{t}.layers.{index}.{kind}"] = value.ravel() if kind != "matrix" else value
+            value = value.ravel() if kind != "matrix" else value
+            out[f"{FIT}filter_layers.networks.{t}.layers.{index}.{kind}"] = value
+            names[id(value)] = f"node {name}"
     if one_side and two_side:
         raise InputError(f"{path}: {MALFORMED}: both one-sided (filter_type_all) and two-sided embedding nets")
     if not one_side and not two_side:
@@ -288,7 +294,9 @@ def read_pb(path) -> ModelParams:
         if "type_embedding" in model:
             raise refuse(path, "a type embedding (type_embedding)")
         check_model_section(model, path)   # before the nodes are read as se_e2_a's
-        tensors = _tensors(graph, model, path)
+        names: dict = {}
+        tensors = _tensors(graph, model, path, names)
     except (ValueError, KeyError, TypeError) as exc:
         raise InputError(f"{path}: {MALFORMED} ({type(exc).__name__}: {exc})") from None
-    return params_from_torch(model, tensors, path, "deepmd-kit tensorflow frozen model", kind="TensorFlow")
+    return params_from_torch(model, tensors, path, "deepmd-kit tensorflow frozen model", kind="TensorFlow",
+                             names=names)

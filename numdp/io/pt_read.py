@@ -166,10 +166,14 @@ def check_model_section(model: dict, path: Path) -> tuple[dict, dict]:
     return desc, fit
 
 
-def params_from_torch(model: dict, tensors: dict, path: Path, source: str, kind: str = "PyTorch") -> ModelParams:
+def params_from_torch(model: dict, tensors: dict, path: Path, source: str, kind: str = "PyTorch",
+                      names: dict | None = None) -> ModelParams:
     """ModelParams from DeePMD-kit's normalised model section and the model's tensors under the
     module paths of the PyTorch backend (numdp.io.pb_read maps a TensorFlow graph's onto them);
-    `kind` names the backend in the messages."""
+    `kind` names the backend in the messages; names: id(tensor) -> where it is stored, for
+    messages (default "tensor <module path>")."""
+    if names is None:
+        names = {id(v): f"tensor {k}" for k, v in tensors.items()}
     desc, fit = check_model_section(model, path)
     if any(np.size(v) for k, v in tensors.items() if k.startswith(SEA + "compress_data.")):
         raise refuse(path, "a compressed model (dp --pt compress); give numdp the uncompressed model "
@@ -215,11 +219,11 @@ def params_from_torch(model: dict, tensors: dict, path: Path, source: str, kind:
             "@variables": {"min_nbor_dist": tensors.get("min_nbor_dist")},
             "software": "deepmd-kit", "version": None, "model_def_script": model,
         }
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise InputError(f"{path}: malformed DeePMD-kit {kind} model ({type(exc).__name__}: {exc})") from None
     try:
-        params = params_from_dp_tree(tree, path)
-    except (KeyError, TypeError, ValueError) as exc:
+        params = params_from_dp_tree(tree, path, names)
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise InputError(f"{path}: malformed DeePMD-kit {kind} model ({type(exc).__name__}: {exc})") from None
     params.info["source"] = source
     return params

@@ -256,6 +256,10 @@ class ModelParams:
         nt = self.ntypes
         if d.ntypes != nt:
             raise InputError(f"{source}: sel has {d.ntypes} entries but type_map has {nt}")
+        if not (np.isfinite(d.rcut) and d.rcut > 0):
+            raise InputError(f"{source}: rcut: must be a finite positive distance in Angstrom, got {float(d.rcut)!r}")
+        if not np.isfinite(d.rcut_smth):
+            raise InputError(f"{source}: rcut_smth: must be a finite distance in Angstrom, got {float(d.rcut_smth)!r}")
         nnet = nt if d.type_one_side else nt * nt
         try:
             exclusion_mask(d.exclude_types, nt)
