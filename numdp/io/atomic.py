@@ -17,11 +17,17 @@ lcurve.out when training continues (numdp.train.report), `numdp convert`'s traje
 (numdp.io.trajectory), `numdp test`'s detail and JSON files and `numdp plot`'s PNG.  The earlier
 file of a new output is kept by numdp.io.backup.Backups, which relies on this: a failed write
 leaves no partial file at the output's name.
+
+An output that exists and is not a regular file is never renamed over (as root, a rename over
+`/dev/null` would replace the device with a plain file): a character device (`/dev/null`) or a
+FIFO is written into as it is, with no temporary, fsync, chmod or rename; a block device or a
+socket is refused (`special_target`), and so is a FIFO for an HDF5 file, which needs to seek.
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,14 +58,55 @@ def _fsync(path, flags=os.O_RDONLY) -> None:
         os.close(fd)
 
 
+_KINDS = ((stat.S_ISCHR, "character device"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISBLK, "block device"),
+          (stat.S_ISSOCK, "socket"))
+
+
+def special_target(path, what: str = "file", hdf5: bool = False) -> str | None:
+    """The kind of node an output `path` names when it exists and is neither a regular file nor a
+    directory (symlinks followed): "character device" or "FIFO", which an output is written
+    into as it is; None when it is absent, a regular file or a directory.
+
+    InputError (one line naming `path`) for a block device or a socket, never an output, and with
+    `hdf5` for a FIFO too (an HDF5 file is written with seeks).  what: the output's kind.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):  # absent, a dangling link, or not reachable: the writer says why
+        return None
+    kind = next((name for test, name in _KINDS if test(mode)), None)
+    if kind in ("block device", "socket"):
+        raise InputError(f"{path}: is a {kind}; give the {what} a regular file (or /dev/null)")
+    if kind == "FIFO" and hdf5:
+        raise InputError(f"{path}: is a FIFO; an HDF5 {what} needs a regular file "
+                         f"(or a character device such as /dev/null)")
+    return kind
+
+
+def cannot_write(path, what: str, exc: OSError) -> InputError:
+    """The one-line error for an OSError `exc` raised while writing the output `path`: the
+    system's words for its errno (h5py's own text spans lines and repeats the path)."""
+    reason = os.strerror(exc.errno) if exc.errno else (exc.strerror or one_line(exc))
+    return InputError(f"{path}: cannot write {what} ({reason})")
+
+
 @contextlib.contextmanager
-def atomic_path(path, what: str = "file") -> Iterator[Path]:
+def atomic_path(path, what: str = "file", hdf5: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside `path` to write; on success it replaces `path` (see module).
 
     what: names the kind of file in error messages ("cannot write <what>").  Problems creating,
-    syncing or renaming the file raise InputError naming `path`.
+    syncing or renaming the file raise InputError naming `path`.  When `path` is a character
+    device or a FIFO (`special_target`; hdf5: refuse a FIFO) `path` itself is yielded, and an
+    OSError of the block becomes InputError naming it.
     """
     path = Path(path)
+    if special_target(path, what, hdf5) is not None:
+        # written into as it is: renaming over a device or FIFO would replace the node
+        try:
+            yield path
+        except OSError as exc:
+            raise cannot_write(path, what, exc) from None
+        return
     directory = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise InputError(f"{path}: is a directory, cannot write a {what} there")
@@ -68,7 +115,7 @@ def atomic_path(path, what: str = "file") -> Iterator[Path]:
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     except OSError as exc:
-        raise InputError(f"{path}: cannot write {what} ({exc.strerror or one_line(exc)})") from None
+        raise cannot_write(path, what, exc) from None
     os.close(fd)
     PENDING.add(tmp)
     try:
@@ -78,7 +125,7 @@ def atomic_path(path, what: str = "file") -> Iterator[Path]:
             os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates mode 0600
             os.replace(tmp, path)
         except OSError as exc:
-            raise InputError(f"{path}: cannot write {what} ({exc.strerror or one_line(exc)})") from None
+            raise cannot_write(path, what, exc) from None
         with contextlib.suppress(OSError):  # not every file system lets a directory be synced
             _fsync(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     except BaseException:
@@ -92,12 +139,13 @@ def atomic_path(path, what: str = "file") -> Iterator[Path]:
 @contextlib.contextmanager
 def atomic_h5(path, what: str = "file") -> Iterator[h5py.File]:
     """`atomic_path` for an HDF5 file: yield an h5py.File open for writing at the temporary name;
-    it is closed before the file is synced and renamed."""
-    with atomic_path(path, what) as tmp:
+    it is closed before the file is synced and renamed.  A character device (`/dev/null`) is
+    written into directly; a FIFO is refused (InputError)."""
+    with atomic_path(path, what, hdf5=True) as tmp:
         try:
             h5 = h5py.File(tmp, "w")
         except OSError as exc:
-            raise InputError(f"{path}: cannot write {what} ({one_line(exc)})") from None
+            raise cannot_write(path, what, exc) from None
         with h5:
             yield h5
 

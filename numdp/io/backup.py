@@ -12,7 +12,9 @@ and gives the backups their names back.  Used by `numdp run` (trajectory, log, c
 rolled back until the first report), `numdp train` (learning curve, model file, checkpoint:
 until the first step), `numdp model-devi`, `numdp convert`, `numdp compress`, `numdp test -d`
 and `numdp plot` (rolled back on any failure).  A restart continues its files and backs nothing
-up.  docs/md-run-outputs.md says which command rolls back when.
+up.  Only regular files are backed up: an output that is a character device or a FIFO
+(`/dev/null`) is written into as it is (numdp.io.atomic), never moved or removed.
+docs/md-run-outputs.md says which command rolls back when.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import os
 from pathlib import Path
 
 from ..errors import InputError
+from .atomic import special_target
 
 
 def backup_name(path: Path, number: int) -> Path:
@@ -30,9 +33,11 @@ def backup_name(path: Path, number: int) -> Path:
 
 def prepare_outputs(paths) -> None:
     """Make the directory of each output file among `paths` (None entries ignored); InputError
-    (one line naming the file) when a directory cannot be made or written, or the output is a
-    directory.  Call it before `back_up`, so that nothing is renamed for a run that cannot
-    write its files."""
+    (one line naming the file) when a directory cannot be made or written, the output is a
+    directory, a block device or a socket, a character device or FIFO it names is not writable,
+    or a file cannot be created at a free name (a folder such as /proc: made empty and removed
+    again).  Call it before `back_up`, so that nothing is renamed for a run that cannot write
+    its files."""
     for path in paths:
         if path is None:
             continue
@@ -45,8 +50,28 @@ def prepare_outputs(paths) -> None:
                              f"({exc.strerror or exc})") from None
         if path.is_dir():
             raise InputError(f"{path}: is a directory, not an output file")
+        kind = special_target(path, "output")
+        if kind is not None:  # /dev/null: written into, never moved
+            if not os.access(path, os.W_OK):
+                raise InputError(f"{path}: cannot write the {kind} (permission denied)")
+            continue
         if not os.access(directory, os.W_OK | os.X_OK):
             raise InputError(f"{path}: cannot write in the output directory {directory} (permission denied)")
+        if not os.path.lexists(path):
+            _try_create(path)
+
+
+def _try_create(path: Path) -> None:
+    """Create `path` empty and remove it again; InputError when the folder refuses (/proc: the
+    access check above passes there)."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except FileExistsError:  # made meanwhile by someone else: not ours to remove
+        return
+    except OSError as exc:
+        raise InputError(f"{path}: cannot create the output file ({exc.strerror or exc})") from None
+    with contextlib.suppress(OSError):
+        os.unlink(path)
 
 
 def back_up(paths) -> list[tuple[Path, Path]]:

@@ -8,9 +8,14 @@ On several MPI ranks every rank runs the same reporters at the same steps: therm
 are global reductions, per-atom output reaches rank 0 in global id order block by block
 (`Snapshot.atoms`, numdp.parallel.distribute.GlobalAtoms: collective; rank 0 holds one block at a
 time, not the whole system), and only rank 0 prints and writes files.
+
+A file that cannot be written during the run (disk full, a device such as /dev/full) ends it
+with InputError naming the file and the OS's reason; the loop then closes the reporters: the
+trajectory keeps the frames written before, the last checkpoint stays (written atomically).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 from dataclasses import dataclass
@@ -18,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..io.atomic import cannot_write, special_target
 from ..io.h5md import DEFAULT_FORCE_UNIT, FIELDS, write_checkpoint
 from ..io.series import series_file
 from ..io.trajectory import FIELD_ARRAYS, Frame, TrajectoryWriter
@@ -95,14 +101,22 @@ def snapshot(state: State, thermostat=None, world: World | None = None, barostat
 
 class Console:
     """Lines for the screen (stdout) and the log file; keeps the progress bar out of their way.
-    enabled=False (MPI ranks other than 0): prints and writes nothing."""
+    enabled=False (MPI ranks other than 0): prints and writes nothing.  A log that cannot be
+    opened or written raises InputError naming it; after a failed write the lines go to the
+    screen only."""
 
     def __init__(self, log_path=None, resume: bool = False, screen=None, progress: Progress | None = None,
                  enabled: bool = True):
         self.enabled = enabled
         self.screen = screen or sys.stdout
         self.progress = progress
-        self.log = open(log_path, "a" if resume else "w") if (log_path is not None and enabled) else None
+        self.log_path = log_path
+        self.log = None
+        if log_path is not None and enabled:
+            try:
+                self.log = open(log_path, "a" if resume else "w")
+            except OSError as exc:
+                raise cannot_write(log_path, "log", exc) from None
 
     def line(self, text: str) -> None:
         if not self.enabled:
@@ -112,13 +126,25 @@ class Console:
         self.screen.write(text + "\n")
         self.screen.flush()
         if self.log is not None:
-            self.log.write(text + "\n")
-            self.log.flush()
+            try:
+                self.log.write(text + "\n")
+                self.log.flush()
+            except OSError as exc:
+                self._drop_log()  # the lines printed while the error unwinds must not fail again
+                raise cannot_write(self.log_path, "log", exc) from None
+
+    def _drop_log(self) -> None:
+        with contextlib.suppress(OSError):  # close() retries the failed flush; the descriptor closes anyway
+            self.log.close()
+        self.log = None
 
     def close(self) -> None:
         if self.log is not None:
-            self.log.close()
-            self.log = None
+            log, self.log = self.log, None
+            try:
+                log.close()
+            except OSError as exc:
+                raise cannot_write(self.log_path, "log", exc) from None
 
 
 class ThermoReporter:
@@ -179,6 +205,7 @@ class TrajectoryReporter:
         self.world = world if world is not None else World(None)
         self.path = path if path is not None else writer.path
         self.last_step = self.world.bcast_object(writer.last_step() if writer is not None else None)
+        self.failed = False   # a write failed: closing the writer may fail again, quietly
 
     def wants(self, step: int) -> bool:
         return step % self.every == 0
@@ -190,8 +217,12 @@ class TrajectoryReporter:
         if self.writer is None:
             atoms.drain()
         else:
-            self.writer.append_frame(Frame(st.step, st.time, atoms.natoms, st.box, s.observables(),
-                                           atoms.names, atoms.blocks(), bounds))
+            try:
+                self.writer.append_frame(Frame(st.step, st.time, atoms.natoms, st.box, s.observables(),
+                                               atoms.names, atoms.blocks(), bounds))
+            except OSError as exc:
+                self.failed = True
+                raise cannot_write(self.path, "trajectory", exc) from None
         self.last_step = s.step
 
     def write_now(self, s: Snapshot) -> None:
@@ -201,16 +232,25 @@ class TrajectoryReporter:
 
     def close(self) -> None:
         if self.writer is not None:
-            self.writer.close()
+            writer, self.writer = self.writer, None
+            try:
+                writer.close()
+            except OSError as exc:
+                if not self.failed:
+                    raise cannot_write(self.path, "trajectory", exc) from None
 
 
 class CheckpointReporter:
     """Writes the whole state atomically every `every` steps (0: only at the end), in global id
-    order from rank 0, so that a restart can use any number of ranks."""
+    order from rank 0, so that a restart can use any number of ranks.  A FIFO at `path` is
+    refused here, before the run (an HDF5 file needs to seek); /dev/null is written into."""
 
     def __init__(self, path, every: int, input_text: str = "", force_unit: str = DEFAULT_FORCE_UNIT,
                  world: World | None = None):
         self.world = world if world is not None else World(None)
+        with self.world.agreement():
+            if self.world.is_root and path is not None:
+                special_target(path, "checkpoint", hdf5=True)
         self.path = path
         self.every = int(every)
         self.input_text = input_text
@@ -232,8 +272,12 @@ class CheckpointReporter:
         """Collective: every rank calls it; rank 0 writes."""
         atoms = s.atoms()
         if atoms.world.is_root:
-            write_checkpoint(self.file_for(s.step, path), s.state, s.observables(), self.input_text,
-                             self.force_unit, atoms)
+            file = self.file_for(s.step, path)
+            special_target(file, "checkpoint", hdf5=True)
+            try:
+                write_checkpoint(file, s.state, s.observables(), self.input_text, self.force_unit, atoms)
+            except OSError as exc:  # the previous checkpoint stays (numdp.io.atomic)
+                raise cannot_write(file, "checkpoint", exc) from None
         else:
             atoms.drain()
         if path == self.path:

@@ -2,9 +2,10 @@
 numdp.progress.Progress, shared with `numdp run`."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
-from ..io.atomic import atomic_path
+from ..io.atomic import atomic_path, cannot_write, special_target
 
 
 def lcurve_kinds(has_v: bool, has_ae: bool = False, has_pf: bool = False, mae: bool = False) -> list[str]:
@@ -37,13 +38,20 @@ class Lcurve:
     Units: rmse_val/rmse_trn √loss; rmse_e / mae_e eV/atom; rmse_f / mae_f eV/Å; rmse_v / mae_v
     eV/atom; rmse_ae / mae_ae eV; rmse_pf / mae_pf eV/Å (numdp.train.loss.LossStats); lr.
     With `restart_step`, rows of an existing file with step >= restart_step are dropped first,
-    so a continued run leaves the same file as an uninterrupted one.
+    so a continued run leaves the same file as an uninterrupted one.  A character device or FIFO
+    at `path` (/dev/null) is written into as it is, opened once.  A write the OS refuses (disk
+    full) raises InputError naming the file.
     """
 
     def __init__(self, path: Path, columns: list[str], restart_step: int | None = None):
         self.path = Path(path)
         self.columns = columns
+        self._fh = None
         header = "#" + f"{'step':>6}" + "".join(f" {c:>13}" for c in columns) + "\n"
+        if special_target(self.path, "learning curve") is not None:
+            self._fh = self._open("w")   # opened once: a FIFO's reader sees end-of-file at a close
+            self._write(header)
+            return
         lines = [header]
         if restart_step is not None and self.path.is_file():
             for line in self.path.read_text().splitlines(keepends=True):
@@ -53,15 +61,38 @@ class Lcurve:
                     lines.append(line if line.endswith("\n") else line + "\n")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.path, "learning curve") as tmp:
-            tmp.write_text("".join(lines))
-        self._fh = open(self.path, "a")
+            try:
+                tmp.write_text("".join(lines))
+            except OSError as exc:
+                raise cannot_write(self.path, "learning curve", exc) from None
+        self._fh = self._open("a")
+
+    def _open(self, mode: str):
+        try:
+            return open(self.path, mode)
+        except OSError as exc:
+            raise cannot_write(self.path, "learning curve", exc) from None
+
+    def _write(self, text: str) -> None:
+        try:
+            self._fh.write(text)
+            self._fh.flush()
+        except OSError as exc:
+            fh, self._fh = self._fh, None   # closing retries the failed flush: quietly, once
+            with contextlib.suppress(OSError):
+                fh.close()
+            raise cannot_write(self.path, "learning curve", exc) from None
 
     def row(self, step: int, values: list[float]) -> None:
         """Append one row: values in the order of `columns` (lr last)."""
         *metrics, lr = values
         text = f"{step:7d}" + "".join(f" {v:13.6e}" for v in metrics) + f" {lr:13.6e}\n"
-        self._fh.write(text)
-        self._fh.flush()
+        self._write(text)
 
     def close(self) -> None:
-        self._fh.close()
+        if self._fh is not None:
+            fh, self._fh = self._fh, None
+            try:
+                fh.close()
+            except OSError as exc:
+                raise cannot_write(self.path, "learning curve", exc) from None
