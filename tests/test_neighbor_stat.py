@@ -10,7 +10,7 @@ import pytest
 from numdp.cli import main
 from numdp.commands.neighbor_stat import neighbor_census
 from numdp.io.npy_system import load_system
-from numdp.train.stats import auto_sel, deepmd_kit_sel
+from numdp.train.stats import auto_sel
 from test_h5_system import write_h5_system
 from tests_util import write_system
 
@@ -87,7 +87,7 @@ def test_one_type(small, capsys):
     assert best[0] > per_type.max()   # (so the test can tell the totals from one type's count)
     assert main(["neighbor-stat", "-s", str(p), "-r", "4.3", "--mixed-type"]) == 0
     out = capsys.readouterr().out
-    assert f"max_nbor_size: {best.tolist()}" in out and f"sel: {deepmd_kit_sel(best, 1.1)}" in out
+    assert f"max_nbor_size: {np.array(best)}" in out and f"sel: {auto_sel(best, 1.1)}" in out
     assert f"min_nbor_dist: {rmin:f}" in out
 
 
@@ -96,8 +96,8 @@ def test_cli_npy_and_h5_agree(small, tmp_path, capsys):
     assert main(["neighbor-stat", "-s", str(p), "-r", "4.3"]) == 0
     out = capsys.readouterr().out
     best, rmin = brute_force(coords, boxes, types, 3, 4.3)
-    assert f"max_nbor_size: {best.tolist()}" in out
-    assert f"sel: {deepmd_kit_sel(best, 1.1)}" in out
+    assert f"max_nbor_size: {np.array(best)}" in out
+    assert f"sel: {auto_sel(best, 1.1)}" in out
     assert f"min_nbor_dist: {rmin:f}" in out
     with h5py.File(tmp_path / "d.h5", "w") as h5:
         write_h5_system(h5, "x/pbc", p)
@@ -107,13 +107,13 @@ def test_cli_npy_and_h5_agree(small, tmp_path, capsys):
     assert strip(out_h5) == strip(out)
     # -t reorders the types: the counts follow
     assert main(["neighbor-stat", "-s", str(p), "-r", "4.3", "-t", "C", "B", "A"]) == 0
-    assert f"max_nbor_size: {best[::-1].tolist()}" in capsys.readouterr().out
+    assert f"max_nbor_size: {np.array(best[::-1])}" in capsys.readouterr().out
 
 
-def test_sel_rules():
-    """DeePMD-kit's wrap_up_4(int(count * ratio)) against numdp train's round-up rule."""
-    assert deepmd_kit_sel(np.array([38, 72, 0, 4, 37]), 1.1) == [44, 80, 0, 4, 40]
-    assert auto_sel(np.array([38, 72, 0, 4, 37]), 1.1) == [44, 80, 0, 8, 44]
+def test_sel_rule():
+    """DeePMD-kit's wrap_up_4(int(count * ratio)): truncated, then up to a multiple of 4."""
+    assert auto_sel(np.array([38, 72, 0, 4, 37, 19]), 1.1) == [44, 80, 0, 4, 40, 20]
+    assert auto_sel(np.array([40]), 1.0) == [40]
 
 
 def test_errors(small, tmp_path, capsys):
@@ -147,7 +147,7 @@ def test_water_matches_deepmd_kit(capsys):
     data = pathlib.Path(__file__).resolve().parents[1] / "inputs" / "water" / "data"
     assert main(["neighbor-stat", "-s", str(data), "-r", "6", "-t", "O", "H"]) == 0
     out = capsys.readouterr().out
-    assert "max_nbor_size: [38, 72]" in out and "sel: [44, 80]" in out
+    assert "max_nbor_size: [38 72]" in out and "sel: [44, 80]" in out
 
 
 def test_a_cutoff_whose_ghosts_exceed_memory_is_refused(small, monkeypatch, capsys):

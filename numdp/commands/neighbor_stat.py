@@ -4,8 +4,9 @@ Over every frame of the systems (npy folders, data.h5 or data.h5#/group): the la
 neighbours of each type within rcut of any atom (`max_nbor_size`, DeePMD-kit's order: one entry
 per type of the type map), the smallest pair distance (`min_nbor_dist`, with the system and frame
 where it occurs, to spot bad frames), and the `sel` DeePMD-kit's "auto" would choose
-(numdp.train.stats.deepmd_kit_sel: ⌈⌊count · 1.1⌋ / 4⌉ · 4; where numdp train's "auto" rounds
-up further (auto_sel: ⌈⌈count · 1.1⌉ / 4⌉ · 4) that sel is printed too).  Atoms are typed by element name through
+(numdp.train.stats.auto_sel: ⌈⌊count · 1.1⌋ / 4⌉ · 4, as numdp train's "auto").  The
+`min_nbor_dist:` and `max_nbor_size:` lines are printed as DeePMD-kit logs them, so that scripts
+reading them read either.  Atoms are typed by element name through
 `-t` (default: the names of the systems' type_map.raw, in order of appearance).
 """
 from __future__ import annotations
@@ -72,7 +73,7 @@ def neighbor_census(systems, type_map: list[str], rcut: float, whose: str = "the
 
 def main(args) -> int:
     from ..io.npy_system import find_systems, load_system
-    from ..train.stats import auto_sel, deepmd_kit_sel
+    from ..train.stats import auto_sel
 
     if not (math.isfinite(args.rcut) and args.rcut > 0):
         raise InputError(f"-r {args.rcut:g}: the cutoff must be a positive number of Angstrom")
@@ -85,8 +86,7 @@ def main(args) -> int:
                              "the type map given with -t" if args.type_map else "the type map", args.one_type)
     if args.one_type:
         type_map = ["all"]
-    sel = deepmd_kit_sel(census.max_count, args.factor)
-    numdp_sel = auto_sel(census.max_count, args.factor)
+    sel = auto_sel(census.max_count, args.factor)
     nfr = sum(s.nframes for s in systems)
     print(f"# {len(systems)} system{'s' if len(systems) > 1 else ''}, {nfr} frames, rcut {args.rcut:g} A")
     print(f"# {'type':<8} {'max_nbor':>8} {'sel':>6} {'min_dist_A':>11}")
@@ -98,10 +98,9 @@ def main(args) -> int:
         print(f"min_nbor_dist: none (no pair within {args.rcut:g} A)")
     else:
         r, (path, frame) = census.closest
-        print(f"min_nbor_dist: {r:f}   # {path} frame {frame}")
-    print(f"max_nbor_size: {census.max_count.tolist()}")
-    print(f"sel: {sel}   # DeePMD-kit auto:{args.factor:g}, type_map {type_map}")
-    if numdp_sel != sel:
-        print(f"# numdp train's sel = \"auto:{args.factor:g}\" rounds count x factor up first: {numdp_sel}")
+        print(f"# closest pair: {path} frame {frame}")
+        print(f"min_nbor_dist: {r:f}")
+    print(f"max_nbor_size: [{' '.join(str(int(c)) for c in census.max_count)}]")
+    print(f"sel: {sel}   # auto:{args.factor:g} (DeePMD-kit's and numdp train's), type_map {type_map}")
     print(f"# {time.perf_counter() - t0:.1f} s")
     return 0

@@ -1,7 +1,7 @@
 """Data statistics computed before step 0 (reference §1.3 "auto" sel, §2.5 davg/dstd, §5.3 bias).
 
 - `auto_sel`: the largest number of type-t neighbours within rcut over all training frames,
-  times a factor, rounded up to a multiple of 4.
+  times a factor, truncated and rounded up to a multiple of 4 (DeePMD-kit's rule).
 - the smallest pair distance (min_nbor_dist) and the range of s = w(r)/r per centre type come from
   `numdp.neighbor.distances.DistanceStats` (model compression needs both).
 - `env_stats`: davg/dstd from the raw environment matrices of sampled frames, padding slots
@@ -41,14 +41,9 @@ def max_neighbour_counts(systems: list[DataSystem], rcut: float, ntypes: int) ->
 
 
 def auto_sel(max_count: np.ndarray, factor: float) -> list[int]:
-    """⌈⌈count · factor⌉ / 4⌉ · 4 per type (DeePMD-kit's "auto:factor")."""
-    return [int(math.ceil(math.ceil(c * factor - 1e-9) / 4.0) * 4) for c in max_count]
-
-
-def deepmd_kit_sel(max_count: np.ndarray, factor: float) -> list[int]:
-    """⌈⌊count · factor⌋ / 4⌉ · 4 per type: the sel DeePMD-kit's "auto:factor" writes (it
-    truncates count · factor before rounding up to a multiple of 4, so it can be smaller than
-    `auto_sel`, e.g. 4 instead of 8 for a count of 4)."""
+    """⌈⌊count · factor⌋ / 4⌉ · 4 per type: the sel DeePMD-kit's "auto:factor" writes (its
+    wrap_up_4(count · factor): truncated, then rounded up to a multiple of 4; for a count of 4
+    and factor 1.1: 4).  Never below the count for factor ≥ 1."""
     return [4 * ((int(c * factor) + 3) // 4) for c in max_count]
 
 
