@@ -383,6 +383,22 @@ def test_harmless_keys_accepted(workdir):
     assert set(IGNORED["training"]) >= {"max_ckpt_keep", "tensorboard", "profiling"}
 
 
+def test_the_keys_dp_train_writes_to_out_json_are_read(workdir):
+    """dp train 3.2 writes its input back with every default filled in (out.json), among them
+    model.bridging_method "None" with its two radii and training.enable_tf32: read as the input
+    itself, changing nothing; bridging switched on is refused in one line."""
+    base = json.loads(UPSTREAM_WATER)
+    tree = copy.deepcopy(base)
+    tree["model"].update(bridging_method="None", bridging_r_inner=0.5, bridging_r_outer=0.8, enable_tf32=True)
+    tree["training"]["enable_tf32"] = False
+    a, b = load_config(_write(workdir, tree)), load_config(_write(workdir, base))
+    a.text = b.text
+    assert a == b
+    tree["model"]["bridging_method"] = "ZBL"
+    with pytest.raises(InputError, match=r"\[model\] bridging_method: numdp supports only 'None'"):
+        load_config(_write(workdir, tree))
+
+
 def test_tensorflow_mixed_precision_is_ignored_as_by_deepmd_kits_pytorch_backend(workdir):
     """training.mixed_precision (DeePMD-kit's examples/water/se_e2_a_mixed_prec: half-precision
     compute in the TensorFlow backend) is accepted and changes nothing, as DeePMD-kit's PyTorch

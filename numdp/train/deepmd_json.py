@@ -39,7 +39,11 @@ IGNORED: dict[str, dict[str, Any]] = {
     "": {"validating": ({},)},
     "model": {"type": ("standard",), "data_bias_nsample": (10,),
               "srtab_add_bias": (True,),
-              "model_branch_alias": ([],), "info": ANY},
+              "model_branch_alias": ([],), "info": ANY,
+              # short-range bridging (ZBL) off, as dp train 3.2 writes it to out.json; its radii
+              # are unused then
+              "bridging_method": ("None", "none"), "bridging_r_inner": ANY, "bridging_r_outer": ANY,
+              "enable_tf32": ANY},
     "model.descriptor": {"precision": ("float64", "default"), "env_protection": (0.0,)},
     "model.fitting_net": {"precision": ("float64", "default"), "atom_ener": ([],), "dim_case_embd": (0,)},
     "learning_rate": {"scale_by_worker": ANY},
@@ -50,6 +54,8 @@ IGNORED: dict[str, dict[str, Any]] = {
                  "ckpt_keep_ratio": ANY, "ema_ckpt_keep": ANY,
                  "acc_freq": (1,), "zero_stage": (0,), "neighbor_graph_method": ANY,
                  "enable_compile": ANY,
+                 # TF32 products on CUDA: numdp trains in float64 on the CPU
+                 "enable_tf32": ANY,
                  # TensorFlow-only mixed-precision training: DeePMD-kit's PyTorch backend, which
                  # numdp follows, ignores it too (both train in the model's precision)
                  "mixed_precision": ANY},
