@@ -111,6 +111,12 @@ def test_detail_files(tmp_path, oracle_dir, capsys):
     np.testing.assert_array_equal(v[:, :9], (ref["virial"] - 0.01).reshape(2, 9))
     np.testing.assert_array_equal(v[:, 9:], np.stack([pred[0].virial.ravel(), pred[1].virial.ravel()]))
     np.testing.assert_allclose(np.loadtxt(f"{prefix}.v_peratom.out"), v / n, rtol=1e-15)
+    # dp test 3.2's stress file: −virial / volume of each frame, eV/Å³
+    volume = np.abs(np.linalg.det(ref["box"][:2].reshape(2, 3, 3)))[:, None]
+    np.testing.assert_allclose(np.loadtxt(f"{prefix}.s.out"), -v / volume, rtol=1e-15)
+    assert (tmp_path / "out" / "res.s.out").read_text().splitlines()[0] == (
+        f"# {s1} (eV/Å³): data_sxx data_sxy data_sxz data_syx data_syy data_syz data_szx data_szy data_szz "
+        "pred_sxx pred_sxy pred_sxz pred_syx pred_syy pred_syz pred_szx pred_szy pred_szz")
     lines = (tmp_path / "out" / "res.f.out").read_text().splitlines()
     assert lines[0] == f"# {s1}: data_fx data_fy data_fz pred_fx pred_fy pred_fz"
     assert lines[1 + 2 * n] == f"# {s2}: data_fx data_fy data_fz pred_fx pred_fy pred_fz"

@@ -42,7 +42,7 @@ def configure(parser):
     parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument("-d", "--detail-file", metavar="PREFIX",
                         help="write dp test's detail files PREFIX.e.out, .e_peratom.out, .f.out, "
-                             ".v.out, .v_peratom.out (data and prediction per frame / atom)")
+                             ".v.out, .v_peratom.out, .s.out (data and prediction per frame / atom)")
     parser.add_argument("--threads", type=int, default=None, help="worker threads (default: all cores)")
     parser.add_argument("--precision", default="double", choices=list(PRECISIONS),
                         help="evaluation precision (default double)")

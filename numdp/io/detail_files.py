@@ -7,9 +7,13 @@ Files and columns (DeePMD-kit's names and order; one row per frame, or per atom 
     PREFIX.f.out          data_fx data_fy data_fz pred_fx pred_fy pred_fz eV/Å
     PREFIX.v.out          data_vxx ... data_vzz pred_vxx ... pred_vzz     eV (9 + 9 columns)
     PREFIX.v_peratom.out  the same divided by the atom count             eV/atom
+    PREFIX.s.out          data_sxx ... data_szz pred_sxx ... pred_szz     eV/Å³ (stress −Ξ/V,
+                          periodic systems with virial labels, as dp test 3.2)
 
 As `dp test` does with several systems, every system appends a block to the same files, headed
-by a comment line ``# SYSTEM: <column names>``, so `numpy.loadtxt` reads a whole file at once.
+by a comment line ``# SYSTEM: <column names>`` (``# SYSTEM (eV/Å³): ...`` in the stress file; dp
+test 3.2 writes this line for the first system only, 2.x for each, as numdp), so
+`numpy.loadtxt` reads a whole file at once.
 A quantity without labels in a system gets no block there (dp test would write zeros as data);
 a file no system has labels for is not written.  Existing files are backed up by `numdp test`
 (#NAME.N#, numdp.io.backup).
@@ -31,7 +35,10 @@ COLUMNS = {
     "f": "data_fx data_fy data_fz pred_fx pred_fy pred_fz",
     "v": " ".join([f"data_v{c}" for c in _V] + [f"pred_v{c}" for c in _V]),
     "v_peratom": " ".join([f"data_v{c}" for c in _V] + [f"pred_v{c}" for c in _V]),
+    "s": " ".join([f"data_s{c}" for c in _V] + [f"pred_s{c}" for c in _V]),
 }
+UNITS = {"s": " (eV/Å³)"}
+"""The header's unit after the system's name, where dp test writes one."""
 
 
 @dataclass
@@ -61,7 +68,7 @@ class DetailFiles:
 
     def _block(self, kind: str, name: str, rows: np.ndarray) -> None:
         buf = io.StringIO()
-        np.savetxt(buf, rows, header=f"{name}: {COLUMNS[kind]}")
+        np.savetxt(buf, rows, header=f"{name}{UNITS.get(kind, '')}: {COLUMNS[kind]}")
         self.blocks[kind].append(buf.getvalue())
 
     def add_system(self, name: str, system, pred: Predictions) -> None:
@@ -79,6 +86,10 @@ class DetailFiles:
             rows = np.column_stack([system.virial[:nf].reshape(-1, 9), np.reshape(pred.virial, (-1, 9))])
             self._block("v", name, rows)
             self._block("v_peratom", name, rows / n)
+            volume = (None if system.boxes is None else
+                      np.abs(np.linalg.det(system.boxes[:nf].reshape(-1, 3, 3)))[:, None])
+            if volume is not None and (volume > 0.0).all():   # stress −Ξ/V, as dp test
+                self._block("s", name, -rows / volume)
 
     def paths(self) -> list[Path]:
         """The files `write` writes: those that have blocks."""
