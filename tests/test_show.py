@@ -14,6 +14,7 @@ def test_show_prints_what_the_model_holds(tmp_path, capsys):
     write_model(p, tmp_path / "m.h5")
     assert cli_main(["show", str(tmp_path / "m.h5")]) == 0
     out = capsys.readouterr().out
+    assert out.splitlines()[0] == "This is a singletask model"   # dp show's first line
     assert "The type_map is ['Cu', 'O']" in out
     assert "'sel': [6, 10], 'neuron': [4, 8], 'axis_neuron': 2" in out
     assert "'neuron': [12, 12]" in out

@@ -30,8 +30,8 @@ def describe(params, attributes=ATTRIBUTES) -> list[str]:
                          f"atom_exclude_types {list(params.atom_exclude_types)}")
     if "descriptor" in attributes:
         desc = {"type": "se_e2_a", "rcut": d.rcut, "rcut_smth": d.rcut_smth, "sel": list(d.sel),
-                "neuron": list(d.neuron), "axis_neuron": d.axis_neuron, "type_one_side": d.type_one_side,
-                "resnet_dt": d.resnet_dt, "activation_function": d.activation}
+                "neuron": list(d.neuron), "axis_neuron": d.axis_neuron, "resnet_dt": d.resnet_dt,
+                "type_one_side": d.type_one_side, "activation_function": d.activation, "precision": "float64"}
         if d.exclude_types:
             desc["exclude_types"] = [list(pair) for pair in d.exclude_types]
         lines.append(f"The descriptor parameter is {desc}")
@@ -41,7 +41,7 @@ def describe(params, attributes=ATTRIBUTES) -> list[str]:
                          f"step {t.h0:g} up to x = {t.upper:g}, {t.h1:g} up to x = {t.xmax:g}")
     if "fitting-net" in attributes:
         fit = {"type": "ener", "neuron": list(f.neuron), "resnet_dt": f.resnet_dt,
-               "activation_function": f.activation}
+               "activation_function": f.activation, "precision": "float64"}
         if f.numb_fparam:
             fit["numb_fparam"] = f.numb_fparam
             if f.default_fparam is not None:
@@ -76,6 +76,7 @@ def main(args) -> int:
         if a not in ATTRIBUTES:
             raise InputError(f"{a!r}: not an attribute numdp show knows (any of {', '.join(ATTRIBUTES)})")
     params = read_model(Path(args.model))
+    print("This is a singletask model")   # dp show's first line (numdp reads no multi-task model)
     for line in describe(params, args.attributes or ATTRIBUTES):
         print(line)
     return 0
