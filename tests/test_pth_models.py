@@ -408,3 +408,30 @@ def test_unsupported_storage_and_overrun_are_named(tmp_path, monkeypatch):
     with pytest.raises(InputError) as ei:
         read_model(path)
     assert "runs past its storage" in one_line(ei, path)
+
+
+def test_freeze_and_restart_take_deepmd_kits_checkpoints(tmp_path, capsys):
+    """dp train's PyTorch checkpoints: numdp freeze -c writes their model (named directly, or a
+    folder whose `checkpoint` file names the latest, as dp freeze -c reads it); numdp train
+    --restart, which needs numdp's own optimiser state, says what to do instead in one line."""
+    import shutil
+
+    case = "se_a_two_side_f64"
+    folder = tmp_path / "run"
+    folder.mkdir()
+    shutil.copy(DATA / f"{case}.pt", folder / "model.ckpt-7.pt")
+    (folder / "checkpoint").write_text("model.ckpt-7.pt")
+    want = read_model(DATA / f"{case}.pt")
+    for source in (folder, folder / "model.ckpt-7.pt"):
+        out = tmp_path / f"frozen{len(str(source))}.h5"
+        assert cli_main(["freeze", "-c", str(source), "-o", str(out)]) == 0
+        assert "DeePMD-kit's checkpoint" in capsys.readouterr().out
+        got = read_model(out)
+        assert got.info.pop("frozen_from") == "model.ckpt-7.pt"
+        assert_params_equal(got, want)
+    assert cli_main(["freeze", "-c", str(folder), "--ema", "-o", str(tmp_path / "e.h5")]) == 2
+    from numdp.train.checkpoint import read_checkpoint
+
+    with pytest.raises(InputError, match=r"not an HDF5 file\); a DeePMD-kit checkpoint: start from its "
+                                         r"weights with --init-model"):
+        read_checkpoint(folder / "model.ckpt-7.pt")

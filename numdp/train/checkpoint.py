@@ -111,6 +111,10 @@ def read_checkpoint(path) -> Checkpoint:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: checkpoint not found")
+    if not h5py.is_hdf5(path):
+        hint = ("; a DeePMD-kit checkpoint: start from its weights with --init-model, or write its "
+                "model with numdp freeze -c" if path.suffix in (".pt", ".pth") else "")
+        raise InputError(f"{path}: not a numdp training checkpoint (not an HDF5 file){hint}")
     try:
         with h5py.File(path, "r") as h5:
             a = h5.attrs
