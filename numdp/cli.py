@@ -57,9 +57,11 @@ def main(argv=None) -> int:
     except InputError as exc:
         print(f"numdp {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        from .signals import exit_status
+
         print(f"numdp {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return exit_status(exc)  # 128 + the signal's number, as the shell reports
     except BrokenPipeError:  # `numdp test ... | head`: the reader left; no traceback
         _silence_stdout()
         return 141  # 128 + SIGPIPE, what the shell reports for a command killed by the pipe

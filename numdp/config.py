@@ -26,7 +26,7 @@ from .md.thermostats import THERMOSTATS, Langevin, NoseHooverChain
 from .backend import DEVICES
 from .model.precision import PRECISIONS
 from .errors import InputError
-from .validate import RUN_WORDING, Table, distinct_files, is_int_list, load_toml, resolve_path
+from .validate import RUN_WORDING, Table, distinct_files, is_int_list, load_toml, resolve_path, toml_value
 
 # The names an input may use; each set has its home where it is implemented.
 ENSEMBLES = ("nve", "nvt", "npt", "nph")
@@ -200,6 +200,7 @@ class RunSettings:
     parallel: ParallelSettings = field(default_factory=ParallelSettings)
     model_devi: ModelDeviSettings | None = None
     minimize: MinimizeSettings | None = None   # [minimize] (then md is None)
+    lammps: bool = False   # translated from a LAMMPS script (numdp lmp): messages use the script's words
 
     @property
     def minimizing(self) -> bool:
@@ -281,7 +282,7 @@ def _system(t: Table, base: Path) -> SystemSettings:
                 raise t.error(key, "not used with a lattice (its elements name the atoms)")
     pbc = t.data.get("pbc")
     if pbc is not None and (not isinstance(pbc, list) or len(pbc) != 3 or not all(isinstance(p, bool) for p in pbc)):
-        raise t.error("pbc", f"expected three booleans (periodic along a, b, c) like [true, true, false], got {pbc!r}")
+        raise t.error("pbc", f"expected three booleans (periodic along a, b, c) like [true, true, false], got {toml_value(pbc)}")
     rep = t.data.get("replicate", [1, 1, 1])
     if not is_int_list(rep, minimum=1, length=3):
         raise t.error("replicate", f"expected three integers >= 1 like [2, 2, 2], got {rep!r}")

@@ -55,20 +55,31 @@ class Session:
     exited: bool = False
 
 
+def check_target(address: str | None, unix: str | None, prefix: str = "/tmp/ipi_",
+                 wait: float = 60.0):
+    """(socket family, connect() target, description) of `address` "HOST:PORT" (TCP, PORT
+    1-65535) or `unix` NAME (the socket prefix + NAME); InputError naming the option for a bad
+    address or a `wait` (seconds) that is negative or NaN."""
+    if (address is None) == (unix is None):
+        raise InputError("give exactly one of --address HOST:PORT and --unix NAME")
+    if not wait >= 0:  # NaN too: it would retry forever
+        raise InputError(f"--wait: must be >= 0 seconds, got {wait:g}")
+    if unix is not None:
+        return socket.AF_UNIX, prefix + unix, f"unix socket {prefix + unix}"
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not (port.isascii() and port.isdigit()):
+        raise InputError(f"--address: expected HOST:PORT, got {address!r}")
+    if not 1 <= int(port) <= 65535:
+        raise InputError(f"--address: port must be 1-65535, got {address!r}")
+    return socket.AF_INET, (host, int(port)), f"{host}:{port}"
+
+
 def connect(address: str | None = None, unix: str | None = None, prefix: str = "/tmp/ipi_",
             wait: float = 60.0) -> socket.socket:
     """Connect to an i-PI server: `address` "HOST:PORT" (TCP) or `unix` NAME (the socket
-    prefix + NAME, i-PI's `sockets_prefix` + `<address>`).  Retries for `wait` seconds while the
-    server is not listening yet; InputError after that."""
-    if (address is None) == (unix is None):
-        raise InputError("give exactly one of --address HOST:PORT and --unix NAME")
-    if unix is not None:
-        family, target, where = socket.AF_UNIX, prefix + unix, f"unix socket {prefix + unix}"
-    else:
-        host, sep, port = address.rpartition(":")
-        if not sep or not host or not port.isdigit():
-            raise InputError(f"--address: expected HOST:PORT, got {address!r}")
-        family, target, where = socket.AF_INET, (host, int(port)), f"{host}:{port}"
+    prefix + NAME, i-PI's `sockets_prefix` + `<address>`), checked by `check_target`.  Retries
+    for `wait` seconds while the server is not listening yet; InputError after that."""
+    family, target, where = check_target(address, unix, prefix, wait)
     deadline = time.monotonic() + wait
     while True:
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -81,7 +92,7 @@ def connect(address: str | None = None, unix: str | None = None, prefix: str = "
                                  f"({exc.strerror}) after {wait:g} s") from None
             time.sleep(0.2)
             continue
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
             sock.close()
             raise InputError(f"cannot connect to the i-PI server at {where} ({exc})") from None
         if family == socket.AF_INET:

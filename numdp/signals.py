@@ -1,12 +1,14 @@
 """SIGINT (Ctrl-C) and SIGTERM during `numdp run` and `numdp train`: stop cleanly, or abort at once.
 
     first signal:  `StopRequest.requested` becomes True; the command finishes its current step,
-                   writes its checkpoint and exits with status 130 (the caller does this).
+                   writes its checkpoint and exits with status 128 + the signal's number (the
+                   caller does this, `exit_status`): 130 for SIGINT, 143 for SIGTERM.
     second signal: abort at once (the same signal within REPEAT_WINDOW = 1 s of the first is a
                    copy of it, see below): every temporary that an atomic write (numdp.io.atomic) is
                    writing is removed, one line goes to stderr and the process ends with status
-                   130 through os._exit.  Nothing is unwound, so no `except`/`finally` and no
-                   library callback can swallow the abort or print a traceback, and no file is
+                   128 + the second signal's number through os._exit.  Nothing is unwound, so no
+                   `except`/`finally` and no library callback can swallow the abort or print a
+                   traceback, and no file is
                    left half-written: checkpoints and model files are replaced atomically, and
                    trajectory frames and log lines are flushed as they are written, and a
                    signal arriving while a frame is written (inside `whole_write()`) aborts once
@@ -20,6 +22,11 @@ SIGTERM to every process of a job at its time limit) and the launcher then forwa
 the same signal again within `REPEAT_WINDOW` seconds of the first counts as the same request, not
 as a second one.  Handlers can only be installed in the main thread: elsewhere `StopRequest`
 does nothing and the signals keep their previous handlers.
+
+The statuses are the shell's for a process that a signal ends (128 + its number), so that a
+command reports the same status whenever the signal comes: before the handlers are installed
+(Python's SIGINT: KeyboardInterrupt; SIGTERM's default action) and after they are restored (a
+second signal while the command exits) as while they are active.
 """
 from __future__ import annotations
 
@@ -30,7 +37,7 @@ import threading
 import time
 from contextlib import contextmanager
 
-EXIT_STATUS = 130  # status of an interrupted command, whichever of SIGINT / SIGTERM stopped it
+EXIT_STATUS = 128 + signal.SIGINT  # 130: status of a command stopped by SIGINT (SIGTERM: 143)
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 REPEAT_WINDOW = 1.0  # s: the same signal again this soon is a forwarded copy, not a second request
 
@@ -55,6 +62,13 @@ def whole_write():
         _writing -= 1
         if not _writing and _deferred:
             _deferred.pop()()
+
+
+def exit_status(exc: BaseException | None = None) -> int:
+    """Exit status of a command that `exc` (KeyboardInterrupt, or a command's own "interrupted"
+    exception) ended: 128 + the number of the signal that a `StopRequest` it left through received
+    first, else 130 (a KeyboardInterrupt from Python's own SIGINT handler)."""
+    return getattr(exc, "signal_status", EXIT_STATUS)
 
 
 def _write_stderr(text: str) -> None:
@@ -95,7 +109,8 @@ class StopRequest:
                           f"(a second one aborts at once)\n")
 
     def abort(self, name: str) -> None:
-        """Remove the temporaries of atomic writes in progress and end the process (status 130)."""
+        """Remove the temporaries of atomic writes in progress and end the process (status 128 +
+        the number of the signal `name`)."""
         from .io.atomic import remove_pending
 
         if _writing:
@@ -111,7 +126,7 @@ class StopRequest:
         if self.announce:
             _write_stderr(f"numdp {self.command}: second {name}: aborted at once; files hold their "
                           f"last completed writes\n")
-        os._exit(EXIT_STATUS)
+        os._exit(128 + signal.Signals[name])
 
     def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():
@@ -119,7 +134,9 @@ class StopRequest:
                 self._previous[sig] = signal.signal(sig, self._handler)
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc is not None and self._first is not None:   # the stop this request asked for
+            exc.signal_status = 128 + self._first[0]
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()

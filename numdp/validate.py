@@ -47,6 +47,7 @@ message changes, the words are data (`RUN_WORDING`, `TRAIN_WORDING`); the checks
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,22 @@ REQUIRED: Any = _Required()
 def show_value(v) -> str:
     """A value as shown after "got": its repr, cut to 60 characters; a table as "a table"."""
     text = repr(v) if not isinstance(v, dict) else "a table"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def toml_value(v) -> str:
+    """A parsed TOML value spelt as in the file (true, "text", [1, 2], { a = 1 }), cut to 60
+    characters: for messages that echo a value the user wrote."""
+    if isinstance(v, bool):
+        text = "true" if v else "false"
+    elif isinstance(v, str):
+        text = json.dumps(v, ensure_ascii=False)
+    elif isinstance(v, list):
+        text = "[" + ", ".join(toml_value(x) for x in v) + "]"
+    elif isinstance(v, dict):
+        text = "{ " + ", ".join(f"{k} = {toml_value(x)}" for k, x in v.items()) + " }"
+    else:
+        text = str(v)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -120,10 +137,11 @@ TRAIN_WORDING = Wording(
 
 
 def read_input_text(path: Path, what: str = "input file") -> str:
-    """The text of the input file `path` (`what` names it when missing); InputError if missing or
-    unreadable (TOML and JSON inputs, LAMMPS scripts)."""
+    """The text of the input file `path` (`what` names it when missing), without the UTF-8
+    byte-order mark some Windows editors write first; InputError if missing or unreadable (TOML
+    and JSON inputs, LAMMPS scripts)."""
     try:
-        return Path(path).read_text()
+        return Path(path).read_text().removeprefix("\ufeff")
     except FileNotFoundError:
         raise InputError(f"{path}: {what} not found") from None
     except OSError as exc:

@@ -62,7 +62,8 @@ def _types_from_init(path: str, type_map: list[str], renames: dict[str, str]):
     s = read_structure(Path(path), 0)
     if s.elements is not None and renames:
         s.elements = [renames.get(e, e) for e in s.elements]
-    return assign_types(s, type_map, what="--init")
+    return assign_types(s, type_map, what="--init",
+                        hint="element names in the --init file, or --types ELEMENT ...")
 
 
 def _types_from_list(names: list[str], type_map: list[str]):
@@ -72,13 +73,14 @@ def _types_from_list(names: list[str], type_map: list[str]):
 
 
 def _dp_json(path: str) -> dict:
-    """The settings of a dp_ipi parameter file: model, unix or address, init, atom_type."""
+    """The settings of a dp_ipi parameter file: model, unix or address, init, atom_type; every
+    key checked against its JSON type (errors name the file and the key)."""
     import json
 
+    from ..validate import read_input_text
+
     try:
-        cfg = json.loads(Path(path).read_text())
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+        cfg = json.loads(read_input_text(Path(path), "dp_ipi parameter file"))
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(cfg, dict):
@@ -87,13 +89,27 @@ def _dp_json(path: str) -> dict:
     unknown = sorted(set(cfg) - known)
     if unknown:
         raise InputError(f"{path}: unknown key {unknown[0]!r} (dp_ipi keys: {sorted(known)})")
+
+    def bad(key, need):
+        got = json.dumps(cfg[key], ensure_ascii=False)  # as the file spells it (true, not True)
+        return InputError(f"{path}: {key!r} must be {need}, got {got if len(got) <= 60 else got[:57] + '...'}")
+
+    for key in ("graph_file", "coord_file", "host"):
+        if key in cfg and not (isinstance(cfg[key], str) and cfg[key]):
+            raise bad(key, "a non-empty string")
+    use_unix = cfg.get("use_unix", False)
+    if not isinstance(use_unix, bool):
+        raise bad("use_unix", "true or false")
+    port = cfg.get("port", 31415)
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise bad("port", "an integer 1-65535")
     out = {"model": cfg.get("graph_file"), "init": cfg.get("coord_file"), "unix": None,
            "address": None, "atom_type": cfg.get("atom_type")}
-    host = str(cfg.get("host", "localhost"))
-    if cfg.get("use_unix", False):
+    host = cfg.get("host", "localhost")
+    if use_unix:
         out["unix"] = host  # dp_ipi, like i-PI's drivers, names the unix socket /tmp/ipi_<host>
     else:
-        out["address"] = f"{host}:{cfg.get('port', 31415)}"
+        out["address"] = f"{host}:{port}"
     at = out["atom_type"]
     if at is not None and not (isinstance(at, dict) and all(
             isinstance(v, int) and not isinstance(v, bool) for v in at.values())):
@@ -108,7 +124,7 @@ def _types_from_atom_type(path: str, atom_type: dict, type_map: list[str], where
     from ..io.structure import read_structure
 
     s = read_structure(Path(path), 0)
-    names = s.elements if s.elements is not None else [str(t) for t in s.type_ids]
+    names = s.elements if s.elements is not None else [str(t + s.first_type) for t in s.type_ids]
     out = np.empty(len(names), dtype=np.int32)
     for i, name in enumerate(names):
         if name not in atom_type:
@@ -126,7 +142,7 @@ def main(args) -> int:
     import numpy as np
 
     from .. import load_model
-    from ..ipi import connect, serve
+    from ..ipi import check_target, connect, serve
 
     cfg = _dp_json(args.dp_json) if args.dp_json else {}
     model_path = args.model or cfg.get("model")
@@ -140,6 +156,7 @@ def main(args) -> int:
         raise InputError("give the atoms' elements with --init STRUCTURE or --types ELEMENT ...")
     if args.rename and args.init is None:
         raise InputError("--rename applies to the labels of an --init file")
+    check_target(args.address, args.unix, args.sockets_prefix, args.wait)  # before the model loads
     model = load_model(model_path, nthreads=args.threads, precision=args.precision)
     try:   # i-PI passes no frame parameters: a model that takes them runs with its default
         model.use_inputs()

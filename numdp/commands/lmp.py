@@ -102,7 +102,9 @@ def main(args) -> int:
             toml = translated[0].run(k)[1]
             # the tables go through their own TOML text, so --print-toml shows exactly what runs
             name = script_text(args)[1]
-            return run_settings(Path(name), toml, parse_toml_text(toml, name), Path.cwd())
+            settings = run_settings(Path(name), toml, parse_toml_text(toml, name), Path.cwd())
+            settings.lammps = True
+            return settings
         return load
 
     args.restart = None   # read_restart in the script restarts ([system] file = the checkpoint)

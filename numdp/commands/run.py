@@ -5,8 +5,8 @@ With a [minimize] table instead of [md] the run is an energy minimization (FIRE,
 The input file is described in docs/md.md.  A restart continues the run recorded in
 the checkpoint up to [md] steps, appending to the trajectory and the log; a new run first backs up
 the outputs of an earlier one to `#name.N#` (numdp.io.backup).  SIGINT / SIGTERM: finish the step,
-write the checkpoint, exit 130; a second one aborts at once (numdp.signals).  docs/md-run-outputs.md
-describes all of this for users.
+write the checkpoint, exit 128 + the signal's number (130, 143); a second one aborts at once
+(numdp.signals).  docs/md-run-outputs.md describes all of this for users.
 
 Under an MPI launcher (`mpiexec -n N numdp run input.toml`) the run is spread over N ranks
 (numdp.parallel).  Failures never leave ranks waiting: errors that all ranks agree on (bad input,
@@ -39,7 +39,7 @@ def _run(args, world, load=None) -> int:
 
     from ..config import load_run_settings
     from ..errors import InputError
-    from ..io.h5md import is_checkpoint
+    from ..io.h5md import checkpoint_problem
     from ..md.setup import run_md
 
     with world.agreement():
@@ -58,8 +58,9 @@ def _run(args, world, load=None) -> int:
                 raise InputError(f"--restart {restart}: is a directory, not a checkpoint file")
             if not restart.is_file():
                 raise InputError(f"--restart {restart}: file not found")
-            if not is_checkpoint(restart):
-                raise InputError(f"--restart {restart}: not a numdp checkpoint (no /numdp/state group)")
+            problem = checkpoint_problem(restart)
+            if problem is not None:
+                raise InputError(f"--restart {restart}: {problem}")
     run_md(settings, restart=restart, world=world)
     return 0
 
@@ -69,6 +70,7 @@ def main(args, load=None) -> int:
     of a LAMMPS script; numdp.commands.lmp)."""
     from ..errors import InputError
     from ..parallel.world import RankFailed, create_world
+    from ..signals import exit_status
 
     world = create_world()
     if world.size == 1:
@@ -82,7 +84,7 @@ def main(args, load=None) -> int:
         if report is True:  # known to every rank; this one prints it (numdp.cli)
             raise
         if report is False:
-            return 130 if isinstance(exc, KeyboardInterrupt) else 2
+            return exit_status(exc) if isinstance(exc, KeyboardInterrupt) else 2
         # an error the other ranks cannot know about: print it, then stop every rank
         if isinstance(exc, InputError):
             sys.stderr.write(f"numdp {getattr(args, 'command', 'run')}: error on MPI rank {world.rank} of {world.size}: {exc}\n")

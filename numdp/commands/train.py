@@ -3,8 +3,8 @@ continues a run, `--init-model MODEL` starts one from a trained model (numdp.tra
 `--finetune MODEL` too, with the model's energy bias first moved to the training data.
 
 A new run backs up an earlier run's lcurve, model and checkpoint to `#name.N#` (numdp.io.backup);
-SIGINT / SIGTERM finish the step, write the checkpoint and exit 130, a second one aborts at once
-(numdp.signals).
+SIGINT / SIGTERM finish the step, write the checkpoint and exit 128 + the signal's number (130,
+143), a second one aborts at once (numdp.signals).
 """
 from __future__ import annotations
 
@@ -47,8 +47,10 @@ def main(args) -> int:
     try:
         trainer.run()
     except TrainingInterrupted as exc:
+        from ..signals import exit_status
+
         print(f"numdp train: {exc}", file=sys.stderr)
-        return 130
+        return exit_status(exc)
     finally:
         trainer.close()
     return 0

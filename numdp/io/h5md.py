@@ -339,6 +339,18 @@ def is_checkpoint(path) -> bool:
         return False
 
 
+def checkpoint_problem(path) -> str | None:
+    """Why the existing file `path` is not a numdp checkpoint, in words for a message ("not an
+    HDF5 file", "truncated or corrupt HDF5 file (reason)", ...), or None when it is one."""
+    if not h5py.is_hdf5(path):
+        return "not an HDF5 file (a numdp checkpoint is one)"
+    try:
+        with h5py.File(path, "r") as h5:
+            return None if "numdp/state" in h5 else "not a numdp checkpoint (no /numdp/state group)"
+    except OSError as exc:
+        return f"truncated or corrupt HDF5 file ({one_line(exc)})"
+
+
 # -- checkpoints -----------------------------------------------------------------------------------
 
 

@@ -34,7 +34,9 @@ class Structure:
     type_ids: (N,) int 0-based numeric types (None when `elements` is given);
     velocities: (N, 3) Å/ps or None; masses: (N,) amu or None (as given in the file);
     source: description for messages; pbc: periodicity along each cell vector when the file says
-    (extxyz `pbc="T T F"`), None otherwise (periodic along all three when there is a box).
+    (extxyz `pbc="T T F"`), None otherwise (periodic along all three when there is a box);
+    first_type: the number the file writes for type_ids 0 (1 for LAMMPS types 1, 2, ..., 0 for
+    DeePMD's type.raw), so that messages quote the file's numbers.
     """
 
     positions: np.ndarray
@@ -45,6 +47,7 @@ class Structure:
     masses: np.ndarray | None
     source: str
     pbc: tuple[bool, bool, bool] | None = None  # as given by the file (extxyz pbc="T T F"); None: all periodic with a box
+    first_type: int = 0
 
     @property
     def natoms(self) -> int:
@@ -210,9 +213,16 @@ def _xyz_frame(path: Path, lines: list[str], start: int, frame: int) -> Structur
 
     def real(name):
         try:
-            return np.array(columns[name], dtype=np.float64)
+            values = np.array(columns[name], dtype=np.float64)
         except ValueError:
             raise InputError(f"{where}: column '{name}' holds non-numbers") from None
+        bad = np.flatnonzero(~np.isfinite(values).all(axis=1))
+        if bad.size:
+            a = int(bad[0])
+            what = "coordinate" if name == "pos" else f"'{name}' value"
+            raise InputError(f"{path}:{start + 3 + a}: atom {a} has a non-finite {what} "
+                             f"{' '.join(columns[name][a])}")
+        return values
 
     species_key = next((k for k in ("species", "element", "symbols") if k in columns), None)
     if species_key is None or "pos" not in columns:
@@ -243,7 +253,8 @@ def _xyz_frame(path: Path, lines: list[str], start: int, frame: int) -> Structur
         else:
             masses_for_p = masses
         velocities = real("momenta") / masses_for_p[:, None] / ASE_TIME_IN_PS
-    return Structure(positions, box, elements, type_ids, velocities, masses, f"{path} frame {frame}", pbc)
+    return Structure(positions, box, elements, type_ids, velocities, masses, f"{path} frame {frame}", pbc,
+                     first_type=0 if type_ids is None else 1)
 
 
 def write_extxyz(path, elements, positions, box=None, velocities=None, pbc=(True, True, True)) -> None:
@@ -315,6 +326,8 @@ def read_lammps_data(path) -> Structure:
                         header[key] = [float(w) for w in words[:-n]]
                     except ValueError:
                         raise InputError(f"{path}:{no}: cannot read '{line.strip()}'") from None
+                    if not np.all(np.isfinite(header[key])):
+                        raise InputError(f"{path}:{no}: non-finite number in '{line.strip()}'")
             continue
         sections[current].append((no, words))
     for key in ("atoms", "xlo xhi", "ylo yhi", "zlo zhi"):
@@ -352,6 +365,9 @@ def read_lammps_data(path) -> Structure:
                 image[k] = [int(v) for v in w[xcol + 3:xcol + 6]]
         except (ValueError, IndexError):
             raise InputError(f"{path}:{no}: cannot read an '{style}' atom line: {' '.join(w)}") from None
+        if not np.isfinite(pos[k]).all():
+            raise InputError(f"{path}:{no}: atom {ids[k]} has a non-finite coordinate "
+                             f"{' '.join(w[xcol:xcol + 3])}")
     order = np.argsort(ids, kind="stable")
     if np.any(np.diff(ids[order]) == 0):
         raise InputError(f"{path}: duplicate atom ids")
@@ -376,13 +392,17 @@ def read_lammps_data(path) -> Structure:
         for no, w in sections["Velocities"]:
             try:
                 vel[int(w[0])] = [float(v) for v in w[1:4]]
+                if len(w) < 4:
+                    raise IndexError
             except (ValueError, IndexError):
                 raise InputError(f"{path}:{no}: cannot read a Velocities line") from None
+            if not np.isfinite(vel[int(w[0])]).all():
+                raise InputError(f"{path}:{no}: atom {w[0]} has a non-finite velocity {' '.join(w[1:4])}")
         missing = [int(i) for i in ids if int(i) not in vel]
         if missing:
             raise InputError(f"{path}: Velocities has no line for atom id {missing[0]}")
         velocities = np.array([vel[int(i)] for i in ids[order]])
-    return Structure(pos, box, None, types - 1, velocities, masses, str(path))
+    return Structure(pos, box, None, types - 1, velocities, masses, str(path), first_type=1)
 
 
 def lammps_box(box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -551,33 +571,39 @@ def replicate(s: Structure, reps) -> Structure:
         masses=tile(s.masses),
         source=f"{s.source} x {reps[0]}x{reps[1]}x{reps[2]}",
         pbc=s.pbc,
+        first_type=s.first_type,
     )
 
 
 def assign_types(s: Structure, type_map: list[str], type_names: list[str] | None = None,
-                 what: str = "[system]") -> np.ndarray:
+                 what: str = "[system]", key: str = "type_names",
+                 hint: str = "[system] type_names") -> np.ndarray:
     """(N,) int32 model type of each atom.
 
     Atoms with element names are matched by name; numeric types are named by `type_names`
-    (type_names[k] is the element of numeric type k) or, without it, used as model indices.
-    `type_names` for a structure whose atoms are named is an InputError: it would be ignored.
+    (type_names[k] is the element of numeric type k, LAMMPS type k + 1) or, without it, used as
+    model indices.  `type_names` for a structure whose atoms are named is an InputError: it would
+    be ignored.  Messages: ``{what} {key}: ...`` for a bad `type_names` (what: the input, e.g.
+    "md.toml: [system]"; key: how the input spells type_names, "pair_coeff" for numdp lmp);
+    "name them with {hint}" for numeric types beyond the type_map.
     """
     names = s.elements
     if names is not None and type_names is not None:
         shown = ", ".join(dict.fromkeys(names))
-        raise InputError(f"{what} type_names: {s.source} names its elements ({shown}); type_names "
+        raise InputError(f"{what} {key}: {s.source} names its elements ({shown}); {key} "
                          f"names numeric atom types only: remove it")
     if names is None and type_names is not None:
         top = int(s.type_ids.max()) if s.natoms else -1
         if top >= len(type_names):
-            raise InputError(f"{what} type_names: {len(type_names)} names, but {s.source} uses "
+            raise InputError(f"{what} {key}: {len(type_names)} names, but {s.source} uses "
                              f"{top + 1} atom types")
         names = [type_names[t] for t in s.type_ids]
     if names is not None:
         return type_indices(names, type_map, str(s.source))
+    if s.natoms and s.type_ids.min() < 0:
+        raise InputError(f"{s.source}: negative atom type {int(s.type_ids.min()) + s.first_type}")
     top = int(s.type_ids.max()) if s.natoms else -1
-    if top >= len(type_map) or (s.natoms and s.type_ids.min() < 0):
-        raise InputError(f"{s.source}: numeric atom types up to {top} do not fit the model's type_map "
-                         f"{type_map}; name them with [system] type_names")
+    if top >= len(type_map):
+        raise InputError(f"{s.source}: numeric atom types up to {top + s.first_type} do not fit the model's "
+                         f"type_map {type_map}; name them with {hint}")
     return s.type_ids.astype(np.int32)
-

@@ -424,7 +424,7 @@ class _Translator:
         self.s.data_file = c.args[0]
 
     def _read_restart(self, c: Command) -> None:
-        from ..io.h5md import is_checkpoint, read_frame
+        from ..io.h5md import checkpoint_problem, read_frame
 
         self._no_box("read_restart")
         if len(c.args) != 1:
@@ -437,9 +437,10 @@ class _Translator:
                               f"from the checkpoints its `restart N ROOT` writes: ROOT.STEP)")
         else:
             path = self.base / pattern
-        if not path.is_file() or not is_checkpoint(path):
-            raise Refused(f"{_relative(path, self.base)}: not a numdp checkpoint (numdp lmp restarts from the "
-                          f"checkpoints of its `restart` command, not from LAMMPS binary restart files)")
+        problem = "not found" if not path.is_file() else checkpoint_problem(path)
+        if problem is not None:
+            raise Refused(f"{_relative(path, self.base)}: {problem}; numdp lmp restarts from the "
+                          f"checkpoints of its `restart` command, not from LAMMPS binary restart files")
         frame = read_frame(path)
         self.s.restart_file = path
         self.s.restart_step = int(frame["step"])

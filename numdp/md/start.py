@@ -22,6 +22,7 @@ import numpy as np
 
 from ..config import RunSettings
 from ..errors import InputError
+from ..geometry import check_box, check_positions
 from ..io.h5md import CheckpointAtoms
 from ..io.structure import assign_types, read_structure, replica_shifts
 from ..lattice import lattice_structure
@@ -160,8 +161,15 @@ def structure_atoms(settings: RunSettings, type_map: list[str]) -> ReplicatedAto
             structure.pbc = None
         else:   # a zero-length non-periodic cell vector (a 2D cell) gets a unit length
             structure.box = complete_cell(structure.box, structure.pbc)
+    if structure.box is not None:   # messages name the file (the readers check what they can name by line)
+        check_box(structure.box, str(structure.source))
+    check_positions(structure.positions, f"{structure.source}: positions")
     shifts, box = replica_shifts(structure, s.replicate)
-    types = assign_types(structure, type_map, s.type_names, f"{settings.path.name}: [system]")
+    if settings.lammps:   # numdp lmp: pair_coeff's elements became [system] type_names
+        types = assign_types(structure, type_map, s.type_names, f"{settings.path.name}:", "pair_coeff",
+                             "pair_coeff * * ELEMENT ..., one element per atom type")
+    else:
+        types = assign_types(structure, type_map, s.type_names, f"{settings.path.name}: [system]")
     masses = _masses(settings, types, type_map, structure.masses)
     n = structure.natoms
     velocities = np.zeros((n, 3))
