@@ -222,7 +222,7 @@ def test_training_that_fails_in_its_first_step_gives_the_files_their_names_back(
     its first step (a learning-curve row written) keeps both."""
     from numdp.train.loop import Trainer
 
-    path = make_input(tmp_path, data_dir, steps=3)
+    path = make_input(tmp_path, data_dir, steps=4)   # lcurve rows 1 and 4 (disp_freq 4)
     work = path.parent
     train(path)
     outputs = ("lcurve.out", "model.h5", "model.ckpt.h5")
@@ -240,7 +240,7 @@ def test_training_that_fails_in_its_first_step_gives_the_files_their_names_back(
         train(path)
     assert {name: (work / name).read_bytes() for name in outputs} == first
     assert not any(name.startswith("#") for name in listing(work))
-    failing.at = 1  # the lcurve has a row of the new run: both are kept
+    failing.at = 1  # the lcurve has a row of the new run (row 1): both are kept
     with pytest.raises(type(error)):
         train(path)
     assert (work / "#lcurve.out.1#").read_bytes() == first["lcurve.out"]

@@ -332,9 +332,9 @@ def _with_exclusion(path, pairs="[[0, 1]]"):
 
 def test_training_with_exclusions(excl_run, tmp_path):
     """The trained model keeps the exclusion, its davg/dstd are the statistics with it, and a run
-    started from it (--init-model, the same input) reports at step 0 the errors numdp's
-    evaluator (another code path) gives on the first batch (as
-    tests/test_train_init_model.py)."""
+    started from it (--init-model, the same input) reports in lcurve's row 1 (step 0's batch,
+    before its update) the training errors numdp's evaluator (another code path) gives on the
+    first batch (as tests/test_train_init_model.py)."""
     from numdp.model.metrics import ErrorSums
     from numdp.train.data import BatchSampler, system_probs
     from test_train_run import make_input

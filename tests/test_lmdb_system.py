@@ -252,7 +252,7 @@ def test_deepmd_kit_lmdb_example_input_trains(tmp_path, monkeypatch, name):
     assert cfg.validation.systems == [tmp_path / "water_validation.lmdb#nloc=192"]
     assert main(["train", "input.json", "--threads", "1"]) == 0
     rows = [line.split() for line in (tmp_path / "lcurve.out").read_text().splitlines() if not line.startswith("#")]
-    assert [int(r[0]) for r in rows] == [0, 1, 2] and all(np.isfinite(float(v)) for r in rows for v in r)
+    assert [int(r[0]) for r in rows] == [1, 2] and all(np.isfinite(float(v)) for r in rows for v in r)
     inp["training"]["training_data"]["auto_prob"] = "prob_sys_size;0:1:1.0"
     (tmp_path / "input.json").write_text(json.dumps(inp))
     with pytest.raises(InputError, match=r"auto_prob: weights per system are not read with an LMDB dataset"):

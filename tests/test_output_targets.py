@@ -327,7 +327,7 @@ def test_train_learning_curve_into_a_fifo_and_a_null_device(tmp_path, data_dir, 
     assert main(["train", str(path), "--threads", "1"]) == 0
     lines = reader.text().splitlines()
     assert reader.sessions == 1   # opened once: a reader would take a second open's data as a new file
-    assert lines[0].startswith("#  step") and [int(ln.split()[0]) for ln in lines[1:]] == [0, 4]
+    assert lines[0].startswith("#  step") and [int(ln.split()[0]) for ln in lines[1:]] == [1, 4]
     assert_fifo(path.parent / "pipe")
     null = char_node(path.parent / "null", NULL)
     path.write_text(path.read_text().replace('disp_file = "pipe"', 'disp_file = "null"'))

@@ -56,13 +56,14 @@ def test_starts_from_the_model_with_a_fresh_optimiser(tmp_path, data_dir, traine
     finally:
         trainer.close()
     rows = np.loadtxt(path.parent / "lcurve.out")
-    assert rows[:, 0].tolist() == [0, 4] and np.isfinite(rows).all()
+    assert rows[:, 0].tolist() == [1, 4] and np.isfinite(rows).all()
     del history
 
 
 def test_first_lcurve_line_is_the_models_errors_on_that_batch(tmp_path, data_dir, trained):  # noqa: F811
-    """The step-0 training RMSEs of a run from a .dp copy of the model equal the model's errors,
-    evaluated by numdp's MD evaluator (another code path), on the batch the sampler draws first."""
+    """The training RMSEs of lcurve's first row (row 1: step 0's batch, before its update) of a
+    run from a .dp copy of the model equal the model's errors, evaluated by numdp's MD evaluator
+    (another code path), on the batch the sampler draws first."""
     dp = tmp_path / "model.dp"
     model = read_model(trained.parent / "model.h5")
     write_model(model, dp)

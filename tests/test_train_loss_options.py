@@ -241,9 +241,9 @@ def teacher():
 @pytest.mark.parametrize("loss_func", ["mse", "mae"])
 def test_run_with_the_new_keys_writes_deepmd_kits_columns(tmp_path, teacher, monkeypatch, loss_func):
     """input.json with pref_ae, pref_pf and relative_f: lcurve.out has DeePMD-kit's columns
-    (sorted keys: rmse_* with "mse", mae_* then rmse with "mae"), and its first row (before any
-    update, the batch = all 4 frames) is the initial model's loss and errors computed here from
-    the formulas of the module docstring."""
+    (sorted keys: rmse_* with "mse", mae_* then rmse with "mae"), and the training columns of
+    its first row (row 1: step 0's batch = all 4 frames, before the update) are the initial
+    model's loss and errors computed here from the formulas of the module docstring."""
     data = _write(tmp_path / "data", teacher, 8, 4, 7)
     (tmp_path / "input.json").write_text(json.dumps({**INPUT, "loss": {**INPUT["loss"], "loss_func": loss_func}}))
     monkeypatch.chdir(tmp_path)
@@ -275,7 +275,7 @@ def test_run_with_the_new_keys_writes_deepmd_kits_columns(tmp_path, teacher, mon
                 + pref.pf * np.mean(w * np.abs(rel)))
         want = [np.mean(np.abs(dae)), np.mean(np.abs(de / n)), np.mean(np.abs(rel)),
                 np.mean(w * np.abs(rel)), np.sqrt(loss)]
-    row = history.rows[0]
+    row = history.rows[1]   # training columns only (no validation data)
     # lcurve's rows hold the values themselves (History); sums of < 100 terms each
     assert np.allclose(row[:5], want, rtol=order_bound(U64, 100), atol=0), (row, want)
     assert pref.ae > 0 and pref.pf > 0 and np.isfinite(history.rows[2]).all()

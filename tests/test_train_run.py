@@ -161,21 +161,22 @@ def read_lcurve(path):
 
 
 def test_warmup_and_cosine_schedule_in_a_run(tmp_path, data_dir):
-    """DeePMD-kit 3.2's schedules drive the run: lcurve's lr column is the warmup from 0, then
-    the cosine decay from start_lr to stop_lr over the steps left; a zero rate leaves the model
-    as it was (step 0's update), and the model learns once the rate is up.  [optimizer] reaches
-    the trainer's Adam."""
+    """DeePMD-kit 3.2's schedules drive the run: the schedule is the warmup from 0, then the
+    cosine decay from start_lr to stop_lr over the steps left, and lcurve's lr column of row k is
+    the rate of the k-th update, lr(k - 1); a zero rate leaves the model as it was (step 0's
+    update), and the model learns once the rate is up.  [optimizer] reaches the trainer's Adam."""
     path = make_input(tmp_path, data_dir, steps=12)
     text = path.read_text().replace("decay_steps = 4", 'type = "cosine"\nwarmup_steps = 4')
     path.write_text(text)
     trainer, history = run(path)
     header, rows = read_lcurve(path.parent / "lcurve.out")
-    assert rows[:, 0].tolist() == [0, 4, 8, 12]
+    assert rows[:, 0].tolist() == [1, 4, 8, 12]
     sched = trainer.sched
-    assert rows[0, -1] == 0.0 and rows[1, -1] == 5e-3
-    assert rows[2, -1] == pytest.approx(0.5 * (5e-3 + 1e-4), rel=1e-6)   # lcurve prints 6+ digits
-    assert rows[3, -1] == pytest.approx(1e-4, rel=1e-6)
-    assert [sched.lr(s) for s in (0, 1, 2, 3)] == [0.0, 1.25e-3, 2.5e-3, 3.75e-3]
+    assert [sched.lr(s) for s in (0, 1, 2, 3, 4)] == [0.0, 1.25e-3, 2.5e-3, 3.75e-3, 5e-3]
+    assert sched.lr(8) == pytest.approx(0.5 * (5e-3 + 1e-4), rel=1e-15) and sched.lr(12) == 1e-4
+    assert rows[0, -1] == 0.0 and rows[1, -1] == 3.75e-3
+    # lcurve prints 7 significant digits (%13.6e)
+    assert rows[:, -1] == pytest.approx([sched.lr(k - 1) for k in (1, 4, 8, 12)], rel=1e-6)
     # step 0's update at lr 0 leaves θ as it was, AdamW's decay too (1 - 0·wd); step 1's moves
     # it (on_step(s): after s updates)
     path.write_text(text + '\n[optimizer]\ntype = "AdamW"\nadam_beta1 = 0.8\n')
@@ -297,11 +298,11 @@ def test_outputs_and_model_file(tmp_path, data_dir):
     header, rows = read_lcurve(work / "lcurve.out")
     assert header.split() == ["#", "step", "rmse_val", "rmse_trn", "rmse_e_val", "rmse_e_trn",
                               "rmse_f_val", "rmse_f_trn", "rmse_v_val", "rmse_v_trn", "lr"]
-    assert rows[:, 0].tolist() == [0, 4, 8, 12]
+    assert rows[:, 0].tolist() == [1, 4, 8, 12]
     assert np.all(np.isfinite(rows))
-    assert np.allclose(rows, np.array([[s, *history.rows[s]] for s in (0, 4, 8, 12)]), rtol=1e-6)
-    # learning rate column = schedule; learning happens
-    assert rows[0, -1] == 5e-3 and rows[-1, -1] == pytest.approx(1e-4)
+    assert np.allclose(rows, np.array([[s, *history.rows[s]] for s in (1, 4, 8, 12)]), rtol=1e-6)
+    # learning rate column = the schedule's rate of the row's last update; learning happens
+    assert rows[0, -1] == 5e-3 and rows[-1, -1] == pytest.approx(5e-3 * 0.02 ** (2 / 3), rel=1e-6)
     assert rows[-1, 2] < rows[0, 2]
     # the model file carries the statistics and evaluates like the trainer
     model = numdp.load_model(work / "model.h5", nthreads=1)
@@ -380,7 +381,8 @@ def test_cli_train_and_plain_progress_lines(tmp_path, data_dir, capsys):
     assert cli_main(["train", str(path), "--threads", "1"]) == 0
     out = capsys.readouterr().out
     lines = [l for l in out.splitlines() if l.startswith("step ")]
-    assert len(lines) == 2 and "ETA" in lines[0] and "\r" not in out
+    assert len(lines) == 3 and "ETA" in lines[0] and "\r" not in out   # lcurve's rows 1, 4, 8
+    assert [l.split()[1] for l in lines] == ["1/8", "4/8", "8/8"]
     assert "validation over 4 frames" in out
     with h5py.File(path.parent / "model.h5", "r") as h5:
         assert h5.attrs["format"] == "numdp-model"
@@ -574,12 +576,12 @@ def test_per_system_batch_size_list_in_deepmd_kit_input(tmp_path, data_dir, monk
         trainer.close()
     assert [s.batch_size for s in trainer.train_sys] == [1, 3]
     assert trainer.sampler.prob.tolist() == pytest.approx([8 / 10, 2 / 10])  # 8//1 : 6//3
-    assert len(drawn["train"]) == 13  # 12 updates, then the batch of the last lcurve row
+    assert len(drawn["train"]) == 12  # one batch per update, none more
     assert {k for k, _, _ in drawn["train"]} == {0, 1}  # both systems drawn at this seed
     assert all(n == (1, 3)[k] and distinct == n for k, n, distinct in drawn["train"])
     assert drawn["valid"] and all(b == (0, 2, 2) for b in drawn["valid"])
     rows = np.loadtxt(tmp_path / "run" / "lcurve.out")
-    assert rows[:, 0].tolist() == [0, 4, 8, 12] and np.all(np.isfinite(rows))
+    assert rows[:, 0].tolist() == [1, 4, 8, 12] and np.all(np.isfinite(rows))
 
 
 def test_auto_prob_blocks_draw_only_their_systems(tmp_path, data_dir, monkeypatch):
@@ -597,8 +599,8 @@ def test_auto_prob_blocks_draw_only_their_systems(tmp_path, data_dir, monkeypatc
         trainer.close()
     assert trainer.sampler.prob.tolist() == [1.0, 0.0]
     assert trainer.valid_sampler.prob.tolist() == [0.0, 1.0]
-    assert len(drawn["train"]) == 13 and all(k == 0 for k, _, _ in drawn["train"])
-    assert len(drawn["valid"]) == 8 and all(k == 1 for k, _, _ in drawn["valid"])
+    assert len(drawn["train"]) == 12 and all(k == 0 for k, _, _ in drawn["train"])
+    assert len(drawn["valid"]) == 8 and all(k == 1 for k, _, _ in drawn["valid"])   # rows 1, 4, 8, 12
 
 
 def epoch_input(tmp_path, data_dir, extra=""):
@@ -635,12 +637,14 @@ def test_numb_epoch_run_ends_at_its_steps_and_restarts_bit_for_bit(tmp_path, dat
     assert trainer.sampler.prob.tolist() == [0.75, 0.25]
     assert (tr.numb_epoch, tr.numb_steps) == (0.3, 10) == (0.3, math.ceil(0.3 * max(2 / 0.75, 8 / 0.25)))
     assert "; 10 steps (numb_epoch 0.3 x 32 batches per epoch); lr 0.005 -> 0.0001" in out.getvalue()
-    assert "step  1/10" in out.getvalue() and "step  9/10" in out.getvalue()   # after display steps 0, 8
+    lines = [line.split()[1] for line in out.getvalue().splitlines() if line.startswith("step ")]
+    assert lines == ["1/10", "4/10", "8/10"]   # lcurve's rows
     assert trainer.sched.decay.numb_steps == 10
     full_curve = (work / "lcurve.out").read_text()
     _, rows = read_lcurve_text(full_curve)
-    # the exp decay spans the 10 steps: lr(10) = 5e-3 · (1e-4 / 5e-3)^(4/10 · 2)
-    assert rows[:, 0].tolist() == [0, 4, 8, 10] and rows[-1, -1] == pytest.approx(5e-3 * 0.02 ** 0.8, rel=1e-6)
+    # rows 1, 4, 8 (DeePMD-kit writes none for steps 9 and 10); the exp decay spans the 10 steps:
+    # row 8's rate lr(7) = 5e-3 · (1e-4 / 5e-3)^(4/10 · 1)
+    assert rows[:, 0].tolist() == [1, 4, 8] and rows[-1, -1] == pytest.approx(5e-3 * 0.02 ** 0.4, rel=1e-6)
     ck = read_checkpoint(work / "model.ckpt.h5")
     assert ck.step == ck.adam_t == 10
     assert numdp.load_model(work / "model.h5", nthreads=1).params.info["numb_steps"] == 10
@@ -649,7 +653,8 @@ def test_numb_epoch_run_ends_at_its_steps_and_restarts_bit_for_bit(tmp_path, dat
     assert trainer2.start_step == 5 and trainer2.cfg.training.numb_steps == 10
     assert (work / "lcurve.out").read_text() == full_curve
     assert np.array_equal(trainer2.flat.theta, full_theta)
-    assert np.array_equal(history2.rows[10], history.rows[10], equal_nan=True)
+    assert sorted(history2.rows) == [8]
+    assert np.array_equal(history2.rows[8], history.rows[8], equal_nan=True)
 
 
 def test_gradient_clipping_that_does_not_trigger_changes_nothing(tmp_path, data_dir):
@@ -739,11 +744,85 @@ def test_nan_gradient_with_clipping_stops_with_one_line(tmp_path, data_dir):
     assert sorted(thetas) == [1, 2] and np.array_equal(trainer.flat.theta, thetas[2])
 
 
+def test_lcurve_rows_are_deepmd_kits(tmp_path, data_dir):
+    """lcurve.out's rows mean what DeePMD-kit 3.2's mean (deepmd/pt/train/training.py: after step
+    t, row k = t + 1 when k % disp_freq == 0 or k == 1).  7 steps, disp_freq 3: rows 1, 3, 6 and
+    none for step 7; row k's lr is lr(k - 1), the rate of the k-th update (decay_steps 1: a new
+    rate every step); its validation columns are the errors of θ after k updates on the next
+    numb_btch validation batches, its training columns those of θ after k - 1 updates on the
+    k-th training batch, each evaluated here by numdp's MD evaluator on models copied at those
+    steps.  A restart from the checkpoint at step 3 (a row's step: DeePMD-kit's restart would
+    redo that step and write row 3 again) leaves the uninterrupted run's file, rows 1, 3, 6."""
+    import copy
+    import io
+
+    from numdp.model.metrics import ErrorSums
+    from numdp.train.data import BatchSampler
+
+    path = make_input(tmp_path, data_dir, steps=7)
+    path.write_text(path.read_text().replace("decay_steps = 4", "decay_steps = 1")
+                    .replace("disp_freq = 4", "disp_freq = 3").replace("save_freq = 5", "save_freq = 3"))
+    work = path.parent
+    models = {}
+    trainer = Trainer(load_config(path), nthreads=2, stream=io.StringIO(),
+                      on_step=lambda s: (models.setdefault(s, copy.deepcopy(trainer.params)),
+                                         s == 3 and shutil.copy(work / "model.ckpt.h5", work / "ck3.h5")))
+    models[0] = copy.deepcopy(trainer.params)
+    try:
+        history = trainer.run()
+    finally:
+        trainer.close()
+    assert sorted(history.rows) == [1, 3, 6] and sorted(models) == list(range(8))
+    _, rows = read_lcurve(work / "lcurve.out")
+    assert rows[:, 0].tolist() == [1, 3, 6]
+    assert history.columns == ["rmse_val", "rmse_trn", "rmse_e_val", "rmse_e_trn", "rmse_f_val", "rmse_f_trn",
+                               "rmse_v_val", "rmse_v_trn", "lr"]
+    sched = trainer.sched
+    assert len({sched.lr(t) for t in range(8)}) == 8
+    assert [history.rows[k][-1] for k in (1, 3, 6)] == [sched.lr(k - 1) for k in (1, 3, 6)]
+
+    def errors(params, batches, systems):
+        model, sums = DPModel(params, nthreads=1), ErrorSums()
+        for k, idx in batches:
+            s = systems[k]
+            for f in idx:
+                r = model.evaluate(s.coords[f], s.types, None if s.boxes is None else s.boxes[f], atom_virial=False)
+                sums.add_energy(r.energy - s.energy[f], s.natoms)
+                sums.add_forces(r.forces - s.forces[f])
+                if s.virial is not None:
+                    sums.add_virial(r.virial - s.virial[f], s.natoms)
+        return np.array([sums.rmse_e, sums.rmse_f, sums.rmse_v])
+
+    seed, nb = trainer.seed, trainer.cfg.validation.numb_btch
+    train_draws = BatchSampler(trainer.train_sys, [seed, 1], trainer.sampler.prob)
+    train_batches = [train_draws.next() for _ in range(7)]      # step t's batch: train_batches[t]
+    valid_draws = BatchSampler(trainer.valid_sys, [seed, 2], trainer.valid_sampler.prob)
+    for k in (1, 3, 6):
+        row = np.array(history.rows[k])
+        vbatches = [valid_draws.next() for _ in range(nb)]
+        val = errors(models[k], vbatches, trainer.valid_sys)
+        before = errors(models[k - 1], vbatches, trainer.valid_sys)   # (DeePMD-kit validates after)
+        assert not np.allclose(row[[2, 4]], before[:2], rtol=1e-6)
+        trn = errors(models[k - 1], [train_batches[k - 1]], trainer.train_sys)
+        # two code paths (MD evaluator, training passes): round-off
+        assert np.allclose(row[[2, 4, 6]], val, rtol=1e-9, atol=0), (k, row, val)
+        assert np.allclose(row[[3, 5, 7]], trn, rtol=1e-9, atol=0, equal_nan=True), (k, row, trn)
+        for other in (k - 2, k):   # one update off either way: other errors
+            if other >= 0:
+                off = errors(models[other], [train_batches[k - 1]], trainer.train_sys)
+                assert not np.allclose(row[[3, 5]], off[:2], rtol=1e-6)
+    full_curve = (work / "lcurve.out").read_text()
+    _, history2 = run(path, restart=work / "ck3.h5")
+    assert sorted(history2.rows) == [6] and history2.rows[6] == history.rows[6]
+    assert (work / "lcurve.out").read_text() == full_curve
+
+
 def test_disp_avg_averages_the_training_columns_over_the_interval(tmp_path, data_dir):
     """disp_avg (DeePMD-kit's): each row's training columns are the mean of the per-step figures
-    since the previous row (this step's included); the validation columns are unchanged.  The
-    per-step figures come from the same run with disp_freq = 1 (displayed steps update through the
-    same arithmetic, so the trajectories agree bit for bit)."""
+    since the previous row (this row's step included: row 1 is step 0's alone, row 3 the mean of
+    steps 1 and 2); the validation columns are unchanged.  The per-step figures come from the same
+    run with disp_freq = 1, whose row k holds step k - 1's (displayed steps update through the same
+    arithmetic, so the trajectories agree bit for bit)."""
     paths = {}
     for name, extra in (("every", "disp_freq = 1"), ("avg", "disp_freq = 3\ndisp_avg = true"),
                         ("plain", "disp_freq = 3")):
@@ -753,10 +832,10 @@ def test_disp_avg_averages_the_training_columns_over_the_interval(tmp_path, data
     histories = {name: run(path)[1] for name, path in paths.items()}
     by_step = {s: np.array(r) for s, r in histories["every"].rows.items()}   # full precision
     rows = {s: np.array(r) for s, r in histories["avg"].rows.items()}
-    assert sorted(rows) == [0, 3, 6]
-    ncol = len(rows[0]) - 1                      # rmse_val, rmse_trn, ..., lr: training columns odd
+    assert sorted(rows) == [1, 3, 6] and sorted(by_step) == [1, 2, 3, 4, 5, 6]
+    ncol = len(rows[1]) - 1                      # rmse_val, rmse_trn, ..., lr: training columns odd
     trn, val = list(range(1, ncol, 2)), list(range(0, ncol, 2))
-    for step, steps in ((0, [0]), (3, [1, 2, 3]), (6, [4, 5, 6])):
+    for step, steps in ((1, [1]), (3, [2, 3]), (6, [4, 5, 6])):   # (by_step's labels)
         mean = np.mean([by_step[s][trn] for s in steps], axis=0)
         # the same figures added in another order: a few ulps; nan where a batch had no virial
         assert np.allclose(rows[step][trn], mean, rtol=1e-13, atol=0, equal_nan=True), (rows[step][trn], mean)

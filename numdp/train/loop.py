@@ -5,8 +5,12 @@ of step t, accumulates the exact gradient over the batch's frames and makes one 
 (the gradient's norm clipped first with [training] gradient_max_norm > 0).  The run's steps are
 [training] numb_steps, or from numb_epoch once the data is loaded
 (numdp.train.config.resolve_steps).
-At display steps (t % disp_freq == 0) the batch metrics and a validation of θ_t on `numb_btch`
-validation batches go to lcurve.out; a last row is written for θ after the final update.
+lcurve.out's rows are DeePMD-kit 3.2's: after step t, with k = t + 1 updates made, row k is
+written when k % disp_freq == 0 or k == 1, holding the validation of θ_k (after the update) on
+`numb_btch` validation batches, step t's batch metrics (at θ_t, before the update; with disp_avg
+their mean over the steps since the previous row) and lr(t), the rate of that update.  No other
+row is written: a run whose numb_steps is not a multiple of disp_freq ends without a row for
+its last steps, as DeePMD-kit's does.
 Checkpoints hold the state after t updates (every save_freq updates, at the end and after SIGINT
 or SIGTERM: numdp.signals).
 """
@@ -81,7 +85,8 @@ class TestResult:
 
 @dataclass
 class History:
-    """The rows written to lcurve.out, for callers and tests: step -> list of values."""
+    """The rows written to lcurve.out, for callers and tests: the row's step label (the updates
+    made: 1, disp_freq, 2·disp_freq, ...) -> its values in the order of `columns`."""
 
     columns: list[str]
     rows: dict = field(default_factory=dict)
@@ -445,7 +450,9 @@ class Trainer:
             stats.end_batch()
 
     def train_step(self, step: int, display: bool) -> tuple[LossStats, LossStats | None]:
-        """One update at step `step`; returns the batch stats (and validation stats if display)."""
+        """One update at step `step` (0-based): returns the stats of the step's batch at θ before
+        the update and, if `display`, the validation stats of θ after it (with the prefactors of
+        step `step`), DeePMD-kit's lcurve row step + 1."""
         lr, pref = self.prefactors(step)
         t0 = time.perf_counter()
         k, idx = self.sampler.next()
@@ -454,13 +461,10 @@ class Trainer:
         stats = LossStats(self.loss_options)
         max_norm = self.cfg.training.gradient_max_norm
         # the passes may update the weights whose gradient they finish first (`ModelPasses.frames`),
-        # but not on a display step (validation comes before the update) nor with clipping
-        # (its factor needs the whole gradient)
-        update = (None if display or max_norm > 0.0
-                  else self.adam.row_update(self.flat.theta, self.passes.grads, lr))
+        # but not with clipping (its factor needs the whole gradient)
+        update = None if max_norm > 0.0 else self.adam.row_update(self.flat.theta, self.passes.grads, lr)
         self._batch_loss(self.train_sys, self.train_cache, k, idx, pref, stats, True, update)
         scale = self._clip_scale(step, max_norm) if max_norm > 0.0 else 1.0
-        vstats = self.validate(pref) if display else None
         t1 = time.perf_counter()
         self.adam.step(self.flat.theta, self.passes.grads, lr, self.passes.split, self.passes.segments,
                        self.passes.updated, scale)
@@ -469,6 +473,7 @@ class Trainer:
             self.passes.split(lambda lo, hi: ema_update(self.theta_ema, self.flat.theta, weight, lo, hi),
                               self.flat.size)
         self.timings["optimizer"] += time.perf_counter() - t1
+        vstats = self.validate(pref) if display else None   # θ after the update, as DeePMD-kit's
         return stats, vstats
 
     def _clip_scale(self, step: int, max_norm: float) -> float:
@@ -568,7 +573,9 @@ class Trainer:
             f_unit = "meV/A" if cfg.loss.options.relative_f is None else "e-3 rel"
             try:
                 while step < total:
-                    display = step % tr.disp_freq == 0
+                    # DeePMD-kit's display step: row `done` after the update of step `step`
+                    done = step + 1
+                    display = done % tr.disp_freq == 0 or done == 1
                     try:
                         stats, vstats = self.train_step(step, display)
                     finally:
@@ -581,11 +588,11 @@ class Trainer:
                         interval_sum = figures if interval_sum is None else interval_sum + figures
                         interval_n += 1
                     if display:
-                        row = self._row(step, interval_sum / interval_n if tr.disp_avg else figures, vstats, lr)
-                        lcurve.row(step, row)
-                        history.rows[step] = row
+                        row = self._row(done, interval_sum / interval_n if tr.disp_avg else figures, vstats, lr)
+                        lcurve.row(done, row)
+                        history.rows[done] = row
                         interval_sum, interval_n = None, 0
-                    step += 1
+                    step = done
                     elapsed = time.monotonic() - start
                     if step % tr.save_freq == 0 or step == total:
                         self.checkpoint(step, self.elapsed0 + elapsed)
@@ -599,18 +606,7 @@ class Trainer:
                     progress.update(step, f"loss {running:9.3e}  e {stats.rmse_e * 1e3:8.3f} meV/atom  "
                                           f"f {stats.rmse_f * 1e3:8.2f} {f_unit}  lr {lr:8.2e}",
                                     line=display and tr.disp_training)
-                # the state after the last update
-                lr, pref = self.prefactors(total)
-                stats = LossStats(self.loss_options)
-                k, idx = self.sampler.next()
-                self._batch_loss(self.train_sys, self.train_cache, k, idx, pref, stats, False)
-                vstats = self.validate(pref)
-                figures = self._figures(stats)
-                if tr.disp_avg and interval_sum is not None:
-                    figures = (interval_sum + figures) / (interval_n + 1)
-                row = self._row(total, figures, vstats, lr)
-                lcurve.row(total, row)
-                history.rows[total] = row
+                # (no row after the last step unless it is a display step: DeePMD-kit's end)
                 progress.finish()
             finally:
                 lcurve.close()

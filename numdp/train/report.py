@@ -35,10 +35,11 @@ def lcurve_columns(has_valid: bool, has_v: bool, has_ae: bool = False, has_pf: b
 class Lcurve:
     """lcurve.out writer: one row per display step, flushed at once.
 
+    A row's step is DeePMD-kit's label, the number of updates made (numdp.train.loop).
     Units: rmse_val/rmse_trn √loss; rmse_e / mae_e eV/atom; rmse_f / mae_f eV/Å; rmse_v / mae_v
     eV/atom; rmse_ae / mae_ae eV; rmse_pf / mae_pf eV/Å (numdp.train.loss.LossStats); lr.
-    With `restart_step`, rows of an existing file with step >= restart_step are dropped first,
-    so a continued run leaves the same file as an uninterrupted one.  A character device or FIFO
+    With `restart_step` (the checkpoint's updates), the rows of an existing file labelled
+    beyond it are dropped first, so a continued run leaves the same file as an uninterrupted one.  A character device or FIFO
     at `path` (/dev/null) is written into as it is, opened once.  A write the OS refuses (disk
     full) raises InputError naming the file.
     """
@@ -57,7 +58,7 @@ class Lcurve:
             for line in self.path.read_text().splitlines(keepends=True):
                 if line.startswith("#") or not line.strip():
                     continue
-                if int(line.split()[0]) < restart_step:
+                if int(line.split()[0]) <= restart_step:
                     lines.append(line if line.endswith("\n") else line + "\n")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.path, "learning curve") as tmp:
