@@ -93,10 +93,11 @@ def test_deepmd_kits_option_names():
 
     parser = argparse.ArgumentParser()
     configure(parser)
-    for flag in ("--init-model", "--init-frz-model", "-i", "-t"):
+    # dp train 3.2's names: -i --init-model, -f --init-frz-model, -t --finetune, -r --restart
+    for flag in ("--init-model", "--init-frz-model", "-i", "-f"):
         assert parser.parse_args(["in.json", flag, "old/init.pb"]).init_model == "old/init.pb"
-    # the rest of dp train's short names, and DP-GEN's --skip-neighbor-stat (accepted)
-    args = parser.parse_args(["in.json", "-f", "old/init.pb", "--skip-neighbor-stat"])
+    # and DP-GEN's --skip-neighbor-stat (accepted)
+    args = parser.parse_args(["in.json", "-t", "old/init.pb", "--skip-neighbor-stat"])
     assert (args.finetune, args.skip_neighbor_stat) == ("old/init.pb", True)
     assert parser.parse_args(["in.json", "-r", "model.ckpt"]).restart == "model.ckpt"
 

@@ -15,11 +15,12 @@ def configure(parser) -> None:
     parser.add_argument("input", help="training input file: TOML, or DeePMD-kit's input.json")
     parser.add_argument("-r", "--restart", metavar="CHECKPOINT",
                         help="continue from a checkpoint written by an earlier run of this input")
-    parser.add_argument("-i", "--init-model", "-t", "--init-frz-model", metavar="MODEL", dest="init_model",
+    # DeePMD-kit's short options: -i --init-model, -f --init-frz-model, -t --finetune
+    parser.add_argument("-i", "--init-model", "-f", "--init-frz-model", metavar="MODEL", dest="init_model",
                         help="start from a trained model's weights and statistics (any model file "
                              "numdp reads: .h5, DeePMD-kit .dp, .pb, .pt/.pth; networks must match "
                              "the input), optimiser fresh; --init-frz-model is DeePMD-kit's name")
-    parser.add_argument("-f", "--finetune", metavar="MODEL",
+    parser.add_argument("-t", "--finetune", metavar="MODEL",
                         help="as --init-model, then the model's energy bias moved to the training "
                              "data (the least-squares shift of its errors), DeePMD-kit's --finetune")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
