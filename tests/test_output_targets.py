@@ -302,6 +302,12 @@ def test_run_outputs_into_null_devices_and_a_fifo_checkpoint_refused(tmp_path, c
     one_error_line(capsys, tmp_path / "pipe", "is a FIFO; an HDF5 checkpoint needs a regular file")
     assert_fifo(tmp_path / "pipe")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["md.toml", "pipe"]   # nothing written
+    assert main(["run", str(water_input(tmp_path, trajectory=tmp_path / "pipe", format="h5md"))]) == 2
+    one_error_line(capsys, tmp_path / "pipe", "is a FIFO; an HDF5 H5MD trajectory needs a regular file")
+    assert_fifo(tmp_path / "pipe")
+    for name in os.listdir(tmp_path):   # the refused run's other outputs (log, checkpoint)
+        if name not in ("md.toml", "pipe"):
+            os.unlink(tmp_path / name)
     nodes = [char_node(tmp_path / name, NULL) for name in ("n1", "n2", "n3")]
     assert main(["run", str(water_input(tmp_path, trajectory=nodes[0], format="h5md", log=nodes[1],
                                         checkpoint=nodes[2]))]) == 0

@@ -47,7 +47,7 @@ from ..errors import InputError, one_line
 from ..system import ATOM_DTYPES, State, atom_arrays, from_arrays, to_arrays, whole_state
 from ..units import EV_TO_KJ_PER_MOL
 from ..signals import whole_write
-from .atomic import atomic_path
+from .atomic import atomic_path, cannot_write, special_target
 from .trajectory import FIELD_ARRAYS, Frame, whole_frame
 
 H5MD_VERSION = (1, 1)
@@ -128,7 +128,11 @@ class H5MDWriter:
         if resume_after is not None and self.path.exists():
             self._open_existing(natoms, resume_after)
             return
-        self.h5 = h5py.File(self.path, "w")
+        special_target(self.path, "H5MD trajectory", hdf5=True)   # a FIFO: one line (HDF5 seeks)
+        try:
+            self.h5 = h5py.File(self.path, "w")
+        except OSError as exc:
+            raise cannot_write(self.path, "H5MD trajectory", exc) from None
         _write_header(self.h5, type_map, input_text)
         part = self.h5.create_group(f"particles/{GROUP}")
         self.needs_atoms = species is None
