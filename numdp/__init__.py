@@ -14,22 +14,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
 
-from .errors import InputError  # noqa: E402
 from .infer import DeepPot  # noqa: E402  (after the environment default above)
-
-
-def _checked_threads(value, name: str = "nthreads"):
-    """`value` as a worker-thread count: None (numdp's default) or an integer >= 1 (a bool or a
-    float is refused, not rounded); else InputError "NAME: ..." (`name` as the caller spells the
-    argument: load_model's nthreads, DeepPot's and the ASE calculators' threads)."""
-    import numbers
-
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise InputError(f"{name}: expected a whole number of worker threads >= 1 (or None for numdp's "
-                         f"default), got {value!r}")
-    return int(value)
 
 
 def load_model(path, nthreads=None, precision="double", device="cpu", fparam=None, aparam=None):
@@ -39,5 +24,7 @@ def load_model(path, nthreads=None, precision="double", device="cpu", fparam=Non
     numdp.model.dp_model.DPModel."""
     from .model.dp_model import load_model as _load
 
-    nthreads = _checked_threads(nthreads, "nthreads")
+    from .validate import thread_count
+
+    nthreads = thread_count(nthreads, "nthreads")
     return _load(path, nthreads=nthreads, precision=precision, device=device, fparam=fparam, aparam=aparam)

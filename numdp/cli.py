@@ -45,12 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     from .errors import InputError
+    from .validate import thread_count
 
     args = build_parser().parse_args(argv)
     try:
         # --threads (train, test, model-devi, ipi, change-bias): checked here once for every sub-command
-        if getattr(args, "threads", None) is not None and args.threads < 1:
-            raise InputError(f"--threads: must be >= 1, got {args.threads}")
+        thread_count(getattr(args, "threads", None), "--threads")
         status = int(importlib.import_module(args._module).main(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, inside the handlers below
         return status

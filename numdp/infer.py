@@ -82,10 +82,11 @@ class DeepPot:
                                      f"(single-task se_e2_a energy models only); leave it out")
                 continue
             raise InputError(f"DeepPot: unknown keyword argument '{key}'")
-        from . import _checked_threads, load_model
+        from . import load_model
+        from .validate import thread_count
 
         self.model_file = model_file
-        self.model = load_model(model_file, nthreads=_checked_threads(threads, "DeepPot: threads"),
+        self.model = load_model(model_file, nthreads=thread_count(threads, "DeepPot: threads"),
                                 precision=precision, device=device)
 
     # --- getters of DeePMD-kit's DeepEval -------------------------------------------------------

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -90,6 +91,17 @@ def toml_value(v) -> str:
     else:
         text = str(v)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def thread_count(value, name: str = "nthreads"):
+    """`value` as a worker-thread count: None (numdp's default) or an integer >= 1 (a bool or a
+    float is refused, not rounded); else InputError "NAME: ..." (`name` as the caller spells the
+    argument: load_model's nthreads, DeepPot's and the ASE calculators' threads, --threads)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise InputError(f"{name}: expected a whole number of worker threads >= 1, got {value!r}")
+    return int(value)
 
 
 def kind_of(v) -> str:

@@ -27,7 +27,7 @@ def test_every_subcommand_has_help(command, capsys):
 def test_threads_below_one_are_refused_in_one_line(argv, capsys):
     assert main(argv + ["--threads", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"numdp {argv[0]}: error: --threads: must be >= 1, got 0"]
+    assert err == [f"numdp {argv[0]}: error: --threads: expected a whole number of worker threads >= 1, got 0"]
 
 
 def test_run_threads_option_overrides_the_input(tmp_path, monkeypatch):

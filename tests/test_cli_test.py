@@ -150,7 +150,7 @@ def test_bad_options_are_refused_before_evaluating(tmp_path, oracle_dir, capsys,
                           energy=ref["energy"], force=ref["force"])
     base = ["test", "-m", str(oracle_dir / "water.dp"), "-s", str(sysdir)]
     for extra, message in ((["-n", "-3"], "-n -3: the number of frames per system must be >= 0"),
-                           (["--threads", "0"], "--threads: must be >= 1, got 0"),
+                           (["--threads", "0"], "--threads: expected a whole number of worker threads >= 1, got 0"),
                            (["--json", str(tmp_path / "nodir" / "r.json")], "directory"),
                            (["--json", str(tmp_path)], "is a directory")):
         assert main(base + extra) == 2, extra
