@@ -100,7 +100,8 @@ class StopRequest:
         if self._first is not None:
             if signum == self._first[0] and now - self._first[1] < REPEAT_WINDOW:
                 return  # a forwarded copy of the first signal
-            self.abort(name)
+            self.abort(name)   # ends the process, or defers the abort to the end of a whole write
+            return
         self._first = (signum, now)
         self.requested = True
         self.signame = name

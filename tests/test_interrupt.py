@@ -234,6 +234,8 @@ def test_second_signal_inside_a_trajectory_frame_waits_for_the_whole_frame(tmp_p
                        timeout=TIMEOUT)
     assert r.returncode == EXIT_STATUS, r.stderr
     assert "second SIGINT: aborted at once" in r.stderr and "not reached" not in r.stdout
+    # the deferred abort is the second signal's only effect (not a new stop request)
+    assert r.stderr.count("received: stopping after this step") == 1, r.stderr
     with h5py.File(path, "r") as f:
         part = f["particles/trajectory"]
         assert part["position/step"][()].tolist() == [0, 10]
