@@ -32,7 +32,8 @@ def configure(parser):
                         help="change: add the fitted shift of the model's errors; set: the fit of the labels")
     parser.add_argument("-o", "--output", help="output model, .h5 or .dp (default: MODEL_updated.h5/.dp)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the frame draw with -n (default 0)")
-    parser.add_argument("--threads", type=int, default=None, help="worker threads (default: all cores)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="worker threads (default: NUMDP_NUM_THREADS or the usable cores)")
 
 
 def _output_path(model: Path, output: str | None) -> Path:

@@ -28,7 +28,8 @@ def configure(parser):
                         help="output folder: one NAME.npy per system (default: desc)")
     parser.add_argument("--dtype", default="native", choices=list(DESCRIPTOR_DTYPES),
                         help="dtype of the saved arrays: native (the model's, float64), fp32 or fp64")
-    parser.add_argument("--threads", type=int, default=None, help="worker threads (default: all cores)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="worker threads (default: NUMDP_NUM_THREADS or the usable cores)")
     parser.add_argument("--precision", default="double", choices=list(PRECISIONS),
                         help="evaluation precision (default double)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],

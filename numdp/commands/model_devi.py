@@ -49,7 +49,7 @@ def configure(parser):
                         help="the models' RMS errors against the labels of DeePMD systems instead "
                              "of their deviation")
     parser.add_argument("--threads", type=int, default=None,
-                        help="worker threads (default: all cores)")
+                        help="worker threads (default: NUMDP_NUM_THREADS or the usable cores)")
     parser.add_argument("--precision", default="double", choices=["double", "mix32", "mix16"],
                         help="evaluation precision (default double)")
 

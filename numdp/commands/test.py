@@ -43,7 +43,8 @@ def configure(parser):
     parser.add_argument("-d", "--detail-file", metavar="PREFIX",
                         help="write dp test's detail files PREFIX.e.out, .e_peratom.out, .f.out, "
                              ".v.out, .v_peratom.out, .s.out (data and prediction per frame / atom)")
-    parser.add_argument("--threads", type=int, default=None, help="worker threads (default: all cores)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="worker threads (default: NUMDP_NUM_THREADS or the usable cores)")
     parser.add_argument("--precision", default="double", choices=list(PRECISIONS),
                         help="evaluation precision (default double)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
