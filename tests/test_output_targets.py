@@ -263,7 +263,7 @@ def test_run_log_on_a_full_device_is_one_line_and_restores_the_backups(tmp_path,
 def test_run_log_that_fills_the_disk_mid_run_keeps_trajectory_and_checkpoint(tmp_path, capsys, monkeypatch):
     """The disk fills after the log's step-5 line: one line naming the log and the reason; the
     trajectory's frames (0, 5) and the step-5 checkpoint are readable."""
-    import numdp.md.reporters as reporters
+    import numdp.io.atomic as atomic   # LineFile: the log's writer
 
     class FillingLog:
         def __init__(self, fh):
@@ -278,7 +278,7 @@ def test_run_log_that_fills_the_disk_mid_run_keeps_trajectory_and_checkpoint(tmp
             return getattr(self.fh, name)
 
     real_open = open
-    monkeypatch.setattr(reporters, "open", lambda *a, **k: FillingLog(real_open(*a, **k)), raising=False)
+    monkeypatch.setattr(atomic, "open", lambda *a, **k: FillingLog(real_open(*a, **k)), raising=False)
     assert main(["run", str(water_input(tmp_path))]) == 2
     one_error_line(capsys, tmp_path / "log.txt", "cannot write log (No space left on device)")
     with h5py.File(tmp_path / "traj.h5md", "r") as h5:
@@ -366,8 +366,8 @@ def test_learning_curve_row_on_a_full_disk_names_the_file(tmp_path):
         def close(self):
             self.flush()
 
-    lcurve._fh.close()
-    lcurve._fh = Full()
+    lcurve._fh._fh.close()   # the LineFile's file object (numdp.io.atomic)
+    lcurve._fh._fh = Full()
     with pytest.raises(InputError, match=r"lcurve.out: cannot write learning curve \(No space left on device\)"):
         lcurve.row(1, [1.0, 1e-3])
     lcurve.close()   # after the failure: nothing more to raise

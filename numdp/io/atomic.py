@@ -14,7 +14,8 @@ Temporaries being written are listed in `PENDING`, so that an abort that cannot 
 Used by the model writers (numdp.io.h5_model, numdp.io.dp_write), the training checkpoint
 (numdp.train.checkpoint), the MD checkpoint (numdp.io.h5md.write_checkpoint), the rewrite of
 lcurve.out when training continues (numdp.train.report), `numdp convert`'s trajectories
-(numdp.io.trajectory), `numdp test`'s detail and JSON files and `numdp plot`'s PNG.  The earlier
+(numdp.io.trajectory), `numdp test`'s detail and JSON files and `numdp plot`'s PNG.  `LineFile`
+is the other kind of output: a text file appended line by line (logs, lcurve.out).  The earlier
 file of a new output is kept by numdp.io.backup.Backups, which relies on this: a failed write
 leaves no partial file at the output's name.
 
@@ -156,3 +157,39 @@ def remove_pending() -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         PENDING.discard(tmp)
+
+
+class LineFile:
+    """A text output written line by line, each write flushed (a run's log, lcurve.out, a
+    model-deviation file), opened with `mode` ("w" or "a").  Opening, writing and closing raise
+    the one-line InputError of `cannot_write` naming `path` (`what`: the kind of file) when the
+    OS refuses (disk full, a folder that takes no file); after a failed write the file is closed
+    quietly and later writes do nothing, so lines written while that error unwinds cannot fail
+    again (closing would retry the failed flush)."""
+
+    def __init__(self, path, what: str, mode: str = "w"):
+        self.path, self.what = Path(path), what
+        try:
+            self._fh = open(self.path, mode)
+        except OSError as exc:
+            raise cannot_write(self.path, what, exc) from None
+
+    def write(self, text: str) -> None:
+        if self._fh is None:
+            return
+        try:
+            self._fh.write(text)
+            self._fh.flush()
+        except OSError as exc:
+            fh, self._fh = self._fh, None
+            with contextlib.suppress(OSError):
+                fh.close()
+            raise cannot_write(self.path, self.what, exc) from None
+
+    def close(self) -> None:
+        if self._fh is not None:
+            fh, self._fh = self._fh, None
+            try:
+                fh.close()
+            except OSError as exc:
+                raise cannot_write(self.path, self.what, exc) from None

@@ -19,13 +19,12 @@ appends, so that the file equals the uninterrupted run's.
 """
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
-from ..io.atomic import atomic_path, cannot_write
+from ..io.atomic import LineFile, atomic_path
 from ..io.model_devi_file import header_line, row_line
 from ..model.deviation import FrameDeviation, atom_force_deviation, energy_deviation, virial_deviation
 from ..parallel.world import World
@@ -89,10 +88,10 @@ class DeviationReporter:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 if resume_after is not None and self.path.is_file():
                     _resume_rows(self.path, resume_after)
-                    self.fp = self._open("a")
+                    self.fp = LineFile(self.path, "model deviation file", "a")
                 else:
-                    self.fp = self._open("w")
-                    self._write(header_line(energy=False, atomic=self.atomic) + "\n")
+                    self.fp = LineFile(self.path, "model deviation file", "w")
+                    self.fp.write(header_line(energy=False, atomic=self.atomic) + "\n")
         # the run's first force call may be at a deviation step; when it is not, or when a
         # restart starts from the checkpoint's forces, the first wants() replaces this
         self._plan(None)
@@ -141,32 +140,11 @@ class DeviationReporter:
                               avg_devi_f=fsum / natoms, devi_e=energy_deviation(energies, natoms),
                               atom_devi_f=per_atom)
 
-    def _open(self, mode: str):
-        try:
-            return open(self.path, mode)
-        except OSError as exc:
-            raise cannot_write(self.path, "model deviation file", exc) from None
-
-    def _write(self, text: str) -> None:
-        """Write and flush `text`; InputError naming the file when the OS refuses (disk full)."""
-        try:
-            self.fp.write(text)
-            self.fp.flush()
-        except OSError as exc:
-            fp, self.fp = self.fp, None   # later rows are not written; closing may fail again
-            with contextlib.suppress(OSError):
-                fp.close()
-            raise cannot_write(self.path, "model deviation file", exc) from None
-
     def report(self, s: Snapshot) -> None:
         d = self.deviation(s)
         if self.fp is not None:
-            self._write(row_line(s.step, d, energy=False, atomic=self.atomic) + "\n")
+            self.fp.write(row_line(s.step, d, energy=False, atomic=self.atomic) + "\n")
 
     def close(self) -> None:
         if self.fp is not None:
-            fp, self.fp = self.fp, None
-            try:
-                fp.close()
-            except OSError as exc:
-                raise cannot_write(self.path, "model deviation file", exc) from None
+            self.fp.close()

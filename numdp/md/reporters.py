@@ -15,7 +15,6 @@ trajectory keeps the frames written before, the last checkpoint stays (written a
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import sys
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io.atomic import cannot_write, special_target
+from ..io.atomic import LineFile, cannot_write, special_target
 from ..io.h5md import DEFAULT_FORCE_UNIT, FIELDS, write_checkpoint
 from ..io.series import series_file
 from ..io.trajectory import FIELD_ARRAYS, Frame, TrajectoryWriter
@@ -113,10 +112,7 @@ class Console:
         self.log_path = log_path
         self.log = None
         if log_path is not None and enabled:
-            try:
-                self.log = open(log_path, "a" if resume else "w")
-            except OSError as exc:
-                raise cannot_write(log_path, "log", exc) from None
+            self.log = LineFile(log_path, "log", "a" if resume else "w")
 
     def line(self, text: str) -> None:
         if not self.enabled:
@@ -126,25 +122,12 @@ class Console:
         self.screen.write(text + "\n")
         self.screen.flush()
         if self.log is not None:
-            try:
-                self.log.write(text + "\n")
-                self.log.flush()
-            except OSError as exc:
-                self._drop_log()  # the lines printed while the error unwinds must not fail again
-                raise cannot_write(self.log_path, "log", exc) from None
-
-    def _drop_log(self) -> None:
-        with contextlib.suppress(OSError):  # close() retries the failed flush; the descriptor closes anyway
-            self.log.close()
-        self.log = None
+            self.log.write(text + "\n")   # after a refused write, the lines go to the screen only
 
     def close(self) -> None:
         if self.log is not None:
             log, self.log = self.log, None
-            try:
-                log.close()
-            except OSError as exc:
-                raise cannot_write(self.log_path, "log", exc) from None
+            log.close()
 
 
 class ThermoReporter:

@@ -2,10 +2,9 @@
 numdp.progress.Progress, shared with `numdp run`."""
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
-from ..io.atomic import atomic_path, cannot_write, special_target
+from ..io.atomic import LineFile, atomic_path, cannot_write, special_target
 
 
 def lcurve_kinds(has_v: bool, has_ae: bool = False, has_pf: bool = False, mae: bool = False) -> list[str]:
@@ -50,8 +49,8 @@ class Lcurve:
         self._fh = None
         header = "#" + f"{'step':>6}" + "".join(f" {c:>13}" for c in columns) + "\n"
         if special_target(self.path, "learning curve") is not None:
-            self._fh = self._open("w")   # opened once: a FIFO's reader sees end-of-file at a close
-            self._write(header)
+            self._fh = LineFile(self.path, "learning curve")   # opened once: a FIFO's reader
+            self._fh.write(header)                             # sees end-of-file at a close
             return
         lines = [header]
         if restart_step is not None and self.path.is_file():
@@ -66,34 +65,14 @@ class Lcurve:
                 tmp.write_text("".join(lines))
             except OSError as exc:
                 raise cannot_write(self.path, "learning curve", exc) from None
-        self._fh = self._open("a")
-
-    def _open(self, mode: str):
-        try:
-            return open(self.path, mode)
-        except OSError as exc:
-            raise cannot_write(self.path, "learning curve", exc) from None
-
-    def _write(self, text: str) -> None:
-        try:
-            self._fh.write(text)
-            self._fh.flush()
-        except OSError as exc:
-            fh, self._fh = self._fh, None   # closing retries the failed flush: quietly, once
-            with contextlib.suppress(OSError):
-                fh.close()
-            raise cannot_write(self.path, "learning curve", exc) from None
+        self._fh = LineFile(self.path, "learning curve", "a")
 
     def row(self, step: int, values: list[float]) -> None:
         """Append one row: values in the order of `columns` (lr last)."""
         *metrics, lr = values
         text = f"{step:7d}" + "".join(f" {v:13.6e}" for v in metrics) + f" {lr:13.6e}\n"
-        self._write(text)
+        self._fh.write(text)
 
     def close(self) -> None:
         if self._fh is not None:
-            fh, self._fh = self._fh, None
-            try:
-                fh.close()
-            except OSError as exc:
-                raise cannot_write(self.path, "learning curve", exc) from None
+            self._fh.close()
