@@ -844,6 +844,21 @@ def test_disp_avg_averages_the_training_columns_over_the_interval(tmp_path, data
     assert not np.allclose(rows[3][trn][:2], by_step[3][trn][:2], rtol=1e-6)   # not the last step's
 
 
+def test_disp_training_false_writes_no_rows_and_trains_the_same(tmp_path, data_dir):
+    """disp_training = false (DeePMD-kit's): no validation and no lcurve row during the run, and
+    the same parameters (validation draws from its own sampler)."""
+    paths = {}
+    for name, extra in (("shown", ""), ("quiet", "disp_training = false\n")):
+        (tmp_path / name).mkdir()
+        paths[name] = make_input(tmp_path / name, data_dir, steps=5)
+        paths[name].write_text(paths[name].read_text().replace("[training]\n", "[training]\n" + extra))
+    runs = {name: run(path) for name, path in paths.items()}
+    assert sorted(runs["shown"][1].rows) == [1, 4] and runs["quiet"][1].rows == {}
+    lines = (paths["quiet"].parent / "lcurve.out").read_text().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("#")
+    assert np.array_equal(runs["shown"][0].flat.theta, runs["quiet"][0].flat.theta)
+
+
 def test_other_activations_train_evaluate_and_restart(tmp_path, data_dir):
     """activation_function gelu (embedding) and softplus (fitting): the run learns, the model
     file carries both functions and evaluates like the trainer's passes, and a restart from a

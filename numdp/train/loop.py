@@ -573,9 +573,10 @@ class Trainer:
             f_unit = "meV/A" if cfg.loss.options.relative_f is None else "e-3 rel"
             try:
                 while step < total:
-                    # DeePMD-kit's display step: row `done` after the update of step `step`
+                    # DeePMD-kit's display step: row `done` after the update of step `step`; with
+                    # disp_training false none (no validation, no row), as DeePMD-kit's
                     done = step + 1
-                    display = done % tr.disp_freq == 0 or done == 1
+                    display = tr.disp_training and (done % tr.disp_freq == 0 or done == 1)
                     try:
                         stats, vstats = self.train_step(step, display)
                     finally:
@@ -605,7 +606,7 @@ class Trainer:
                         raise TrainingInterrupted(step, tr.save_ckpt)
                     progress.update(step, f"loss {running:9.3e}  e {stats.rmse_e * 1e3:8.3f} meV/atom  "
                                           f"f {stats.rmse_f * 1e3:8.2f} {f_unit}  lr {lr:8.2e}",
-                                    line=display and tr.disp_training)
+                                    line=display)
                 # (no row after the last step unless it is a display step: DeePMD-kit's end)
                 progress.finish()
             finally:
