@@ -105,6 +105,19 @@ def test_restart_reproduces_the_uninterrupted_run_bit_for_bit(tmp_path, kind):
     assert "restarted from" in log and "at step 40" in log
 
 
+def test_a_restart_says_that_system_masses_are_not_applied(tmp_path):
+    """[system] masses on a restart: the checkpoint's masses stay (a restart continues its run),
+    and the log says so instead of ignoring the key without a word."""
+    part = argon_dir(tmp_path, KIND="csvr", **{"steps = 60": "steps = 5"})
+    run(part)
+    part.write_text(part.read_text().replace('type_names = ["Ar"]', 'type_names = ["Ar"]\nmasses = { Ar = 20.0 }')
+                    .replace("steps = 5", "steps = 10"))
+    run(part, restart=tmp_path / "ck.h5")
+    log = (tmp_path / "log.txt").read_text()
+    assert "[system] masses is not applied on a restart" in log
+    assert np.allclose(read_checkpoint(tmp_path / "ck.h5").masses, MASS_AR)
+
+
 @pytest.mark.parametrize("kind", ["langevin", "csvr", "nose-hoover"])
 def test_a_run_interrupted_in_a_ramp_restarts_bit_for_bit(tmp_path, kind):
     """Temperature 80 -> 160 K and pressure 100 -> 5000 bar ramped over steps 0 -> 60: the run

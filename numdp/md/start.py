@@ -219,6 +219,9 @@ def read_start(settings: RunSettings, restart, type_map: list[str],
     else:
         source = structure_atoms(settings, type_map)
     notes = []
+    if restart is not None and settings.system.masses:
+        notes.append(f"[system] masses is not applied on a restart: the atoms keep the checkpoint's masses "
+                     f"({restart})")
     light = source.light
     if barostat_coupling is not None:
         if light.box is None:
