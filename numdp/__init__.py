@@ -23,8 +23,7 @@ def load_model(path, nthreads=None, precision="double", device="cpu", fparam=Non
     aparam: frame parameters and atomic parameters (every atom's) of a model that takes them; see
     numdp.model.dp_model.DPModel."""
     from .model.dp_model import load_model as _load
+    from .validate import checked_threads
 
-    from .validate import thread_count
-
-    nthreads = thread_count(nthreads, "nthreads")
+    nthreads = checked_threads(nthreads, "nthreads")   # before the file is read (DPModel checks too)
     return _load(path, nthreads=nthreads, precision=precision, device=device, fparam=fparam, aparam=aparam)

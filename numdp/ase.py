@@ -83,11 +83,11 @@ class DPCalculator(Calculator):
 
     def __init__(self, model: str | PathLike | DPModel, precision: str = "double",
                  device: str = "cpu", threads: int | None = None, **kwargs):
-        from .validate import thread_count
+        from .validate import checked_threads
 
         who = type(self).__name__
         _check_keywords(who, kwargs, self._own_keywords)
-        threads = thread_count(threads, f"{who}: threads")
+        threads = checked_threads(threads, f"{who}: threads")
         super().__init__(**kwargs)
         if isinstance(model, DPModel):
             if (precision, device, threads) != ("double", "cpu", None):

@@ -45,12 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     from .errors import InputError
-    from .validate import thread_count
+    from .validate import checked_threads
 
     args = build_parser().parse_args(argv)
     try:
         # --threads (train, test, model-devi, ipi, change-bias): checked here once for every sub-command
-        thread_count(getattr(args, "threads", None), "--threads")
+        checked_threads(getattr(args, "threads", None), "--threads")
         status = int(importlib.import_module(args._module).main(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, inside the handlers below
         return status

@@ -83,10 +83,10 @@ class DeepPot:
                 continue
             raise InputError(f"DeepPot: unknown keyword argument '{key}'")
         from . import load_model
-        from .validate import thread_count
+        from .validate import checked_threads
 
         self.model_file = model_file
-        self.model = load_model(model_file, nthreads=thread_count(threads, "DeepPot: threads"),
+        self.model = load_model(model_file, nthreads=checked_threads(threads, "DeepPot: threads"),
                                 precision=precision, device=device)
 
     # --- getters of DeePMD-kit's DeepEval -------------------------------------------------------

@@ -93,7 +93,7 @@ def toml_value(v) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def thread_count(value, name: str = "nthreads"):
+def checked_threads(value, name: str = "nthreads"):
     """`value` as a worker-thread count: None (numdp's default) or an integer >= 1 (a bool or a
     float is refused, not rounded); else InputError "NAME: ..." (`name` as the caller spells the
     argument: load_model's nthreads, DeepPot's and the ASE calculators' threads, --threads)."""

@@ -72,6 +72,15 @@ def test_load_model_refuses_bad_nthreads(bad):
 
 
 @pytest.mark.parametrize("bad", [0, 2.5], ids=repr)
+def test_the_model_class_refuses_bad_nthreads(bad):
+    """DPModel itself (numdp.model.dp_model, what every entry point builds) checks too."""
+    from numdp.model.dp_model import DPModel
+
+    with pytest.raises(InputError, match="nthreads: expected a whole number of worker threads >= 1"):
+        DPModel(numdp.load_model(CU, nthreads=1).source_params, nthreads=bad)
+
+
+@pytest.mark.parametrize("bad", [0, 2.5], ids=repr)
 def test_deeppot_and_calculators_refuse_bad_threads(bad):
     for make, who in ((lambda: DeepPot(CU, threads=bad), "DeepPot"),
                       (lambda: DPCalculator(CU, threads=bad), "DPCalculator"),

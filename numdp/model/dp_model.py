@@ -61,6 +61,9 @@ class DPModel:
 
     def __init__(self, params: ModelParams, nthreads: int | None = None, chunk: int | None = None,
                  precision: str = "double", device: str = "cpu", fparam=None, aparam=None):
+        from ..validate import checked_threads
+
+        nthreads = checked_threads(nthreads, "nthreads")   # (0 would silently mean the default)
         self.source_params = params
         f = params.fitting
         given = self._given_fparam(fparam)
