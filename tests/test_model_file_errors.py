@@ -21,6 +21,7 @@ from numdp.io.model_file import read_model
 from numdp.io.torch_archive import read_torch_archive
 from test_pb_models import DATA as PB_DATA
 from test_pb_models import _const_node, _edit, _field, _shape
+from test_pth_models import cli_error
 
 PT_DATA = Path(__file__).resolve().parent / "data" / "pytorch"
 
@@ -117,13 +118,6 @@ def _one_line(exc_info, path) -> str:
     return msg
 
 
-def _cli_error(capsys, argv, path) -> str:
-    assert cli_main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert "\n" not in err and str(path) in err, err
-    return err
-
-
 @pytest.mark.parametrize("edit, expect", [case[1:] for case in DP_CASES], ids=[case[0] for case in DP_CASES])
 def test_damaged_dp_is_one_line_naming_file_and_variable(edited_dp, capsys, edit, expect):
     path = edited_dp(edit)
@@ -134,15 +128,15 @@ def test_damaged_dp_is_one_line_naming_file_and_variable(edited_dp, capsys, edit
         numdp.load_model(path)
     assert expect in _one_line(ei, path)
     # `show` reads with the same checks as the commands that evaluate the model
-    assert expect in _cli_error(capsys, ["show", str(path)], path)
+    assert expect in cli_error(capsys, ["show", str(path)], path)
 
 
 def test_wrong_weight_shape_stops_test_and_convert_at_reading(edited_dp, tmp_path, capsys):
     """Before: `show` printed the model and `test` crashed in the fitting net's matmul."""
     path = edited_dp(_replace("variable_0030", np.zeros((10, 10))))
     expect = "w (dataset '/variable_0030') has shape (10, 10), expected (240, 240)"
-    assert expect in _cli_error(capsys, ["test", "-m", str(path), "-s", str(tmp_path)], path)
-    assert expect in _cli_error(capsys, ["convert", str(path), str(tmp_path / "out.h5")], path)
+    assert expect in cli_error(capsys, ["test", "-m", str(path), "-s", str(tmp_path)], path)
+    assert expect in cli_error(capsys, ["convert", str(path), str(tmp_path / "out.h5")], path)
     assert not (tmp_path / "out.h5").exists()
 
 
@@ -153,7 +147,7 @@ def test_rcut_of_h5_model_is_named(oracle_dir, tmp_path, capsys):
     with h5py.File(path, "a") as h5:
         h5["descriptor"].attrs["rcut"] = np.inf
     capsys.readouterr()
-    err = _cli_error(capsys, ["show", str(path)], path)
+    err = cli_error(capsys, ["show", str(path)], path)
     assert f"{path}: rcut: must be a finite positive distance in Angstrom, got inf" in err
 
 
@@ -201,4 +195,4 @@ def test_tensorflow_node_shapes_are_checked(tmp_path, capsys):
     with pytest.raises(InputError) as ei:
         read_model(path)
     assert expect in _one_line(ei, path)
-    assert expect in _cli_error(capsys, ["show", str(path)], path)
+    assert expect in cli_error(capsys, ["show", str(path)], path)

@@ -131,7 +131,7 @@ def load_ensemble(paths, threads=None, precision="double", minimum: int = 2):
 
 
 def main(args) -> int:
-    from ..io.atomic import cannot_write, special_target
+    from ..io.atomic import LineFile, special_target
     from ..io.backup import Backups, prepare_outputs
     from ..io.model_devi_file import write_block
     from ..model.deviation import ensemble_deviations
@@ -154,31 +154,22 @@ def main(args) -> int:
     # an existing output is kept as #NAME.N#, like every command's; a failed run removes its
     # partial file and puts the earlier one back (numdp.io.backup.Backups)
     with Backups.move([out], "the existing") as backups:
-        try:  # a character device or FIFO (/dev/null) is written into; a file is new ("x")
-            fp = open(out, "w" if special_target(out, "model deviation file") else "x")
-        except OSError as exc:
-            raise cannot_write(out, "model deviation file", exc) from None
+        # a character device or FIFO (/dev/null) is written into; a file is new ("x")
+        fp = LineFile(out, "model deviation file", "w" if special_target(out, "model deviation file") else "x")
         try:
             for s in args.system:
                 for title, frames in frames_of(Path(s), type_map, labels=args.real_error,
                                                   set_prefix=args.set_prefix, model=models[0]):
                     devi = ensemble_deviations(models, frames, args.relative, args.relative_v)
                     rows = list(enumerate(devi))
-                    try:
-                        write_block(fp, ((k * args.frequency, d) for k, d in rows), energy=True,
-                                    atomic=args.atomic, title=title)
-                        fp.flush()
-                    except OSError as exc:
-                        raise cannot_write(out, "model deviation file", exc) from None
+                    write_block(fp, ((k * args.frequency, d) for k, d in rows), energy=True,
+                                atomic=args.atomic, title=title)
                     nrows += len(rows)
         except BaseException:
-            with contextlib.suppress(OSError):  # close() retries a failed flush: the first error stands
+            with contextlib.suppress(InputError):   # closing after a failed write: the first error stands
                 fp.close()
             raise
-        try:
-            fp.close()
-        except OSError as exc:
-            raise cannot_write(out, "model deviation file", exc) from None
+        fp.close()
     if backups.moved:
         print(backups.line(), file=sys.stderr)
     print(f"numdp model-devi: {nrows} frames, {len(models)} models -> {out}", file=sys.stderr)

@@ -336,11 +336,7 @@ def read_frame(path, frame: int = -1) -> dict:
 
 def is_checkpoint(path) -> bool:
     """True when `path` is an HDF5 file holding a numdp MD state (/numdp/state)."""
-    try:
-        with h5py.File(path, "r") as h5:
-            return "numdp/state" in h5
-    except OSError:
-        return False
+    return checkpoint_problem(path) is None
 
 
 def checkpoint_problem(path) -> str | None:

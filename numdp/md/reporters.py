@@ -109,7 +109,6 @@ class Console:
         self.enabled = enabled
         self.screen = screen or sys.stdout
         self.progress = progress
-        self.log_path = log_path
         self.log = None
         if log_path is not None and enabled:
             self.log = LineFile(log_path, "log", "a" if resume else "w")
