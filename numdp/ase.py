@@ -9,7 +9,8 @@ Voigt xx yy zz yz xz xy in eV/Å³ with ASE's sign (stress = -virial / V, symmet
 that stresses.sum(axis=0) == stress as ASE's Calculator.get_stresses documents).  Elements map
 through the model's type_map.  ``atoms.pbc`` is honoured: periodic along some cell vectors only
 (a slab) is evaluated as such (numdp.neighbor.extend), no pbc at all as a cluster.  Results are
-cached by ASE's Calculator machinery until the atoms change.  See docs/ase.md.
+cached by ASE's Calculator machinery until the atoms (or atoms.info's fparam / aparam) change;
+the calculator can be deep-copied and pickled.  See docs/ase.md.
 
 ``DP`` is DeePMD-kit's calculator class (``deepmd.calculator.DP``) on numdp: the same
 constructor (model, label, type_dict, neighbor_list, head, nlist_backend), so that
@@ -17,6 +18,7 @@ constructor (model, label, type_dict, neighbor_list, head, nlist_backend), so th
 """
 from __future__ import annotations
 
+import copy
 import inspect
 from os import PathLike
 
@@ -80,6 +82,8 @@ class DPCalculator(Calculator):
     """Element → model type index used instead of the model's type_map (DP's `type_dict`)."""
     _own_keywords = ("model", "precision", "device", "threads")
     """The constructor's own keywords, as unknown-keyword messages list them."""
+    _inputs_used: dict = {}
+    """Copies of atoms.info["fparam"] and ["aparam"] of the last calculation (`check_state`)."""
 
     def __init__(self, model: str | PathLike | DPModel, precision: str = "double",
                  device: str = "cpu", threads: int | None = None, **kwargs):
@@ -97,6 +101,20 @@ class DPCalculator(Calculator):
         else:
             self.model = _load(model, precision, device, threads)
 
+    def __getstate__(self) -> dict:
+        """Pickle and copy.deepcopy: the model travels as what builds it again (its parameters,
+        threads, precision, device, frame and atomic parameters; `_rebuilt_model`), since its
+        evaluator holds a thread pool and a lock, which cannot be pickled.  A copy has a model
+        of its own that gives the same numbers bit for bit."""
+        state = self.__dict__.copy()
+        m = self.model
+        state["model"] = (type(m), m.source_params, m.nthreads, m.precision, m.device, m.fparam, m.aparam)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.model = _rebuilt_model(*state["model"])
+
     def set(self, **kwargs):
         """ASE's parameter setter: numdp's calculators have no ASE parameters, so any keyword is
         an InputError (ASE's Calculator.__init__ calls it with none); returns {} (nothing changed)."""
@@ -104,6 +122,18 @@ class DPCalculator(Calculator):
             raise InputError(f"{type(self).__name__}.set: unknown keyword argument '{next(iter(kwargs))}' "
                              f"(precision, device and threads are fixed when the model is loaded)")
         return {}
+
+    def check_state(self, atoms, tol: float = 1e-15) -> list[str]:
+        """ASE's changes since the last calculation (positions, numbers, cell, pbc, ...), plus
+        "fparam" / "aparam" when ``atoms.info["fparam"]`` / ``["aparam"]`` (the model's frame
+        and atomic parameters, which change its results) differ from the last calculation's:
+        ASE's own check does not look at atoms.info, so cached results would be returned."""
+        changes = super().check_state(atoms, tol)
+        for key, used in self._inputs_used.items():   # copies: ASE's atoms.copy() shares info's arrays
+            if not np.array_equal(np.asarray(used, dtype=object),
+                                  np.asarray(atoms.info.get(key), dtype=object)):
+                changes.append(key)
+        return changes
 
     def types_of(self, atoms) -> np.ndarray:
         """Model type index (N,) int32 of each atom of `atoms`; InputError for an unknown element."""
@@ -121,6 +151,7 @@ class DPCalculator(Calculator):
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
+        self._inputs_used = {key: copy.deepcopy(atoms.info.get(key)) for key in ("fparam", "aparam")}
         pbc = tuple(bool(p) for p in atoms.pbc)
         box = np.array(atoms.cell.array) if any(pbc) else None
         want_atomic_stress = "stresses" in properties
@@ -144,6 +175,16 @@ class DPCalculator(Calculator):
             raise PropertyNotImplementedError(
                 "stress needs a cell with non-zero volume; these atoms have cell "
                 f"{atoms.cell.array.tolist()} (pbc {list(pbc)})")
+
+
+def _rebuilt_model(cls, params, nthreads: int, precision: str, device: str, fparam, aparam) -> DPModel:
+    """The model `DPCalculator.__getstate__` described: a `cls` (DPModel or a subclass) of
+    `params` (the model's source parameters) on `nthreads` threads, `precision`, `device`, with
+    frame parameters `fparam` and atomic parameters `aparam` (None: none)."""
+    model = cls.__new__(cls)
+    DPModel.__init__(model, params, nthreads=nthreads, precision=precision, device=device,
+                     fparam=fparam, aparam=aparam)
+    return model
 
 
 def _voigt(s: np.ndarray) -> np.ndarray:
@@ -175,6 +216,10 @@ class DP(DPCalculator):
         super().__init__(model, label=label, **kwargs)
         if type_dict:
             ntypes = len(self.model.type_map)
+            if not isinstance(type_dict, dict) or not all(
+                    isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in type_dict.values()):
+                raise InputError(f"DP: type_dict must map element names to integer model types, "
+                                 f"got {type_dict!r}")
             bad = {k: v for k, v in type_dict.items() if not 0 <= int(v) < ntypes}
             if bad:
                 raise InputError(f"DP: type_dict {bad}: type indices must be in 0..{ntypes - 1} "

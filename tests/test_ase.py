@@ -249,3 +249,72 @@ def test_deepmd_kit_dp_class(cu_model):
     atoms.info["aparam"] = [1.0]
     with pytest.raises(InputError, match=r"the model takes no atomic parameters \(numb_aparam 0\), got aparam"):
         atoms.get_potential_energy()
+
+
+def test_calculator_copies_and_pickles(cu_model):
+    """copy.deepcopy (ASE's NEB recipe: one calculator copied to every image) and pickle (an Atoms
+    with its calculator sent to another process) give calculators with models of their own that
+    evaluate bit for bit as the original; the evaluator's thread pool and lock are rebuilt."""
+    import copy
+    import pickle
+
+    from numdp.calculator import DP
+
+    atoms = _cu(rattle=0.05)
+    atoms.cell[1, 0] = 0.3
+    for calc in (DPCalculator(cu_model), DP(CU, type_dict={"Cu": 0}, threads=1)):
+        atoms.calc = calc
+        e, f, s = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
+        clone = copy.deepcopy(calc)
+        assert clone.model is not calc.model and clone.model.nthreads == calc.model.nthreads
+        assert type(clone) is type(calc) and clone.type_dict == calc.type_dict
+        moved = pickle.loads(pickle.dumps(atoms))
+        for other in (atoms.copy(), moved):
+            other.calc = clone if other is not moved else moved.calc
+            assert other.get_potential_energy() == e
+            assert np.array_equal(other.get_forces(), f) and np.array_equal(other.get_stress(), s)
+
+
+def test_dp_type_dict_needs_integer_types():
+    """DP's type_dict maps elements to integer model types: a string or a fraction is an
+    InputError naming type_dict, not a ValueError traceback or a silently truncated 0.5 -> 0."""
+    from numdp.calculator import DP
+
+    for bad in ({"Cu": "x"}, {"Cu": 0.5}, {"Cu": "0"}, {"Cu": True}):
+        with pytest.raises(InputError, match="DP: type_dict must map element names to integer model types"):
+            DP(CU, type_dict=bad, threads=1)
+    assert DP(CU, type_dict={"Cu": np.int64(0)}, threads=1).type_dict == {"Cu": 0}
+
+
+def test_changed_frame_and_atomic_parameters_are_not_cached():
+    """atoms.info["fparam"] / ["aparam"] change the model's results, so changing them (or an
+    array of them in place) recomputes, while unchanged ones keep ASE's cache: ASE's own
+    check_state does not look at atoms.info, and returned the previous parameters' energy."""
+    params = random_params(ntypes=2, sel=[20, 20], neuron=(4, 8), axis_neuron=3, seed=5,
+                           numb_fparam=1, numb_aparam=1)
+    params.type_map = ["Cu", "Ag"]
+    calls = []
+
+    class Counting(DPModel):
+        def evaluate(self, *args, **kwargs):
+            calls.append(1)
+            return super().evaluate(*args, **kwargs)
+
+    model = Counting(params, nthreads=1, fparam=[0.0], aparam=[0.0])
+    pos, types, box = random_config(10, 2, box_len=6.0, seed=6)
+    atoms = Atoms([params.type_map[t] for t in types], positions=pos, cell=box, pbc=True)
+    atoms.calc = DPCalculator(model)
+    aparam = np.full((10, 1), 0.5)
+    for fparam, ap in (([0.3], None), ([0.9], None), ([0.9], aparam)):
+        atoms.info["fparam"] = fparam
+        if ap is not None:
+            atoms.info["aparam"] = ap
+        ref = model.evaluate(pos, types, box, fparam=fparam, aparam=ap if ap is not None else [0.0])
+        assert atoms.get_potential_energy() == ref.energy
+        assert np.array_equal(atoms.get_forces(), ref.forces)
+    n = len(calls)
+    atoms.get_stress()
+    assert len(calls) == n  # unchanged parameters: cached
+    aparam[3, 0] = 0.7  # in place
+    ref = model.evaluate(pos, types, box, fparam=[0.9], aparam=aparam)
+    assert atoms.get_potential_energy() == ref.energy
