@@ -1,8 +1,10 @@
 """`numdp ipi` against the real i-PI server (PyPI `ipi`): a short NVE run of the water box, from
 rest so that `numdp run` can integrate the same trajectory."""
 import os
+import re
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -278,3 +280,186 @@ def test_ipi_dp_json_settings(tmp_path, capsys):
     (tmp_path / "bad.json").write_text(json.dumps(cfg))
     assert main(["ipi", "--dp-json", str(tmp_path / "bad.json"), "--wait", "0"]) == 2
     assert "is 'HW1', which it does not map" in capsys.readouterr().err
+
+
+# --- the protocol's edge cases, against numdp.ipi.serve on a socket pair (no model, no i-PI) ---
+
+def _hdr(word):
+    return word.upper().ljust(12).encode()
+
+
+def _posdata(h, positions):
+    """i-PI's POSDATA: h (cell vectors as columns, Bohr), h^-1, N, positions (Bohr)."""
+    return (_hdr("POSDATA") + h.tobytes() + np.linalg.inv(h).tobytes()
+            + struct.pack("=i", len(positions)) + positions.tobytes())
+
+
+def _stub():
+    """An evaluate for serve that records its arguments and returns fixed numbers."""
+    seen = []
+
+    def evaluate(positions, box):
+        seen.append((positions, box))
+        n = len(positions)
+        return -1.0 * n, np.full((n, 3), 0.5), np.diag([1.0, 2.0, 3.0])
+
+    return evaluate, seen
+
+
+def _serve_script(script, natoms=None, close=True):
+    """Write the server's whole `script` (bytes) into one end of a socket pair, then run serve on
+    the other end; returns (session or the exception raised, the client's replies, evaluations)."""
+    import socket
+
+    from numdp.ipi import serve
+
+    server, client = socket.socketpair()
+    try:
+        server.sendall(script)
+        if close:
+            server.shutdown(socket.SHUT_WR)
+        evaluate, seen = _stub()
+        try:
+            out = serve(client, evaluate, natoms)
+        except Exception as exc:  # noqa: BLE001 (the test inspects it)
+            out = exc
+        client.close()
+        replies = b""
+        try:
+            while chunk := server.recv(1 << 16):
+                replies += chunk
+        except ConnectionResetError:  # the client closed with the script's rest unread
+            pass
+        return out, replies, seen
+    finally:
+        server.close()
+
+
+RNG_POS = np.random.default_rng(7).uniform(0.0, 10.0, size=(6, 3))
+
+
+def test_ipi_protocol_reinit_and_cell_change():
+    """A second INIT between steps (i-PI re-initialises clients, e.g. for another replica) and a
+    new triclinic cell: both answered; the box numdp evaluates is h^T in Å."""
+    from numdp.ipi import Session
+
+    h1 = np.diag([20.0, 21.0, 22.0])
+    h2 = np.array([[20.0, 1.0, -2.0], [0.0, 21.0, 0.5], [0.0, 0.0, 19.0]])  # upper triangular
+    init = _hdr("INIT") + struct.pack("=ii", 0, 0)
+    reinit = _hdr("INIT") + struct.pack("=ii", 3, 5) + b"abcde"
+    script = (_hdr("STATUS") + init + _hdr("STATUS") + _posdata(h1, RNG_POS) + _hdr("STATUS")
+              + _hdr("GETFORCE") + reinit + _hdr("STATUS") + _posdata(h2, RNG_POS) + _hdr("GETFORCE")
+              + _hdr("EXIT"))
+    out, replies, seen = _serve_script(script)
+    assert isinstance(out, Session) and out.exited and out.evaluations == 2
+    assert replies.startswith(_hdr("NEEDINIT") + _hdr("READY") + _hdr("HAVEDATA") + _hdr("FORCEREADY"))
+    assert _hdr("READY") in replies[48:]
+    # Bohr -> Å with numdp's factor: exact up to one rounding of each product
+    assert np.allclose(seen[1][1], h2.T / IPI_BOHR_PER_ANGSTROM, rtol=1e-15, atol=0)
+    assert np.allclose(seen[1][0], RNG_POS / IPI_BOHR_PER_ANGSTROM, rtol=1e-15, atol=0)
+
+
+@pytest.mark.parametrize("case, message", [
+    ("midclose", r"closed the connection in the middle of a message \(after 0 evaluations\)"),
+    ("unknown", r"unexpected message from the server: b'HELLO       '"),
+    ("getforce", r"GETFORCE\) before sending positions"),
+    ("batch", r"i-PI announced batch_size 4: .*set the ffsocket's batch_size to 1"),
+    ("shm", r"cell and inverse cell disagree: .*mode 'shm'"),
+])
+def test_ipi_protocol_violations_are_one_line_errors(case, message):
+    """What is not the plain i-PI protocol (a server leaving mid-message, an unknown header,
+    GETFORCE first, i-PI 3.3's batched and shared-memory exchanges) is an InputError, one line;
+    never a traceback, a hang, or an allocation of garbage size."""
+    from numdp.errors import InputError
+
+    init = _hdr("INIT") + struct.pack("=ii", 0, 0)
+    h = np.diag([20.0, 21.0, 22.0])
+    if case == "midclose":
+        script = init + _posdata(h, RNG_POS)[:100]
+    elif case == "unknown":
+        script = init + _hdr("HELLO")
+    elif case == "getforce":
+        script = init + _hdr("GETFORCE")
+    elif case == "batch":  # ffsocket batch_size 4: announced in INIT after the ffsocket's parameters
+        pars = b"{}, batch_size:4"
+        script = _hdr("INIT") + struct.pack("=ii", 0, len(pars)) + pars
+    else:  # mode="shm": POSDATA, the atom count, then the shared-memory segments' names
+        names = b"".join(struct.pack("=i", len(k) + 20) + f"ipi_shm_12345_7_xxx_{k}".encode()
+                         for k in ("pos", "h", "ih", "pot", "force", "vir"))
+        script = init + _hdr("POSDATA") + struct.pack("=i", 6) + names + _hdr("STATUS")
+    out, _, seen = _serve_script(script)
+    assert isinstance(out, InputError), out
+    assert re.search(message, str(out)) and "\n" not in str(out)
+    assert not seen
+
+
+def test_ipi_batch_size_one_and_reset_connection_end_cleanly():
+    """INIT parameters announcing batch_size:1 are the plain protocol; a connection reset by the
+    server (TCP RST) between messages ends the session like a close."""
+    import socket
+
+    from numdp.ipi import Session, serve
+
+    pars = b"batch_size:1"
+    out, replies, seen = _serve_script(_hdr("INIT") + struct.pack("=ii", 0, len(pars)) + pars
+                                       + _hdr("STATUS"))
+    assert isinstance(out, Session) and replies == _hdr("READY") and not out.exited
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    client = socket.create_connection(listener.getsockname())
+    conn, _ = listener.accept()
+    conn.sendall(_hdr("INIT") + struct.pack("=ii", 0, 0) + _posdata(np.diag([20.0] * 3), RNG_POS))
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()  # linger 0: the close is a reset
+    listener.close()
+    evaluate, seen = _stub()
+    try:
+        out = serve(client, evaluate, None)
+    finally:
+        client.close()
+    assert isinstance(out, Session) and out.evaluations == 1 and not out.exited
+
+
+def test_ipi_types_follow_the_atom_count_of_each_frame(tmp_path, capsys):
+    """--types repeats its pattern to the atom count of every frame, not only of the first: two
+    systems of different size sharing one forcefield are both evaluated with their own types."""
+    import socket
+    import threading
+
+    from numdp.cli import main
+
+    s = read_extxyz(WATER / "start.xyz")
+    h = s.box.T * IPI_BOHR_PER_ANGSTROM
+    frames = [s.positions[:9], s.positions[:6]]   # 3 then 2 molecules, O H H order
+    path = tmp_path / "s_types"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(1)
+    energies = []
+
+    def run():
+        conn, _ = listener.accept()
+        with conn:
+            conn.sendall(_hdr("INIT") + struct.pack("=ii", 0, 0))
+            for pos in frames:
+                conn.sendall(_posdata(h, pos * IPI_BOHR_PER_ANGSTROM) + _hdr("GETFORCE"))
+                buf = b""
+                while len(buf) < 12 + 12 + 24 * len(pos) + 76:
+                    buf += conn.recv(1 << 16)
+                energies.append(struct.unpack("=d", buf[12:20])[0] / IPI_HARTREE_PER_EV)
+            conn.sendall(_hdr("EXIT"))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    rc = main(["ipi", "-m", str(WATER / "model.h5"), "--unix", "types", "--sockets-prefix",
+               f"{tmp_path}/s_", "--types", "O", "H", "H", "--threads", "1", "--wait", "30"])
+    thread.join(timeout=60)
+    listener.close()
+    assert rc == 0, capsys.readouterr().err
+    model = numdp.load_model(WATER / "model.h5", nthreads=1)
+    for pos, e in zip(frames, energies):
+        ref = model.evaluate(pos, np.tile([0, 1, 1], len(pos) // 3), s.box, atom_virial=False)
+        # Ha and back with the same factor; positions through Bohr and back: round-off only
+        assert abs(e - ref.energy) < 1e-9

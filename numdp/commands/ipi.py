@@ -181,8 +181,9 @@ def main(args) -> int:
 
     def evaluate(positions, box):
         t = state["types"]
-        if t is None:  # --types: repeat the pattern to the atom count of the first frame
-            n = positions.shape[0]
+        n = positions.shape[0]
+        if natoms is None and (t is None or len(t) != n):  # --types: the pattern repeated to
+            # the atom count of this frame (systems of one i-PI run sharing a forcefield may differ)
             if n % len(pattern):
                 raise InputError(f"--types: {len(pattern)} elements do not divide the {n} atoms "
                                  f"that i-PI sent")
