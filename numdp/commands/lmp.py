@@ -74,7 +74,10 @@ def translate_file(args, world=None):
 
     text, name = script_text(args, world)
     log = None if args.log is None else ("" if args.log == "none" else args.log)
-    return translate(text, name, dict(args.variables), Path.cwd(), log)
+    variables: dict[str, str] = {}
+    for key, value in args.variables:   # LAMMPS ignores a later index definition of a name: the first counts
+        variables.setdefault(key, value)
+    return translate(text, name, variables, Path.cwd(), log)
 
 
 def main(args) -> int:

@@ -25,7 +25,7 @@ from ..errors import InputError
 
 def configure(parser):
     parser.add_argument("-m", "--models", nargs="+", required=True,
-                        help="two or more models (.h5 or .dp) with the same type_map")
+                        help="two or more models (numdp .h5, DeePMD-kit .dp, .pth or .pb) with the same type_map")
     parser.add_argument("-s", "--system", nargs="+", required=True,
                         help="DeePMD npy systems (or folders holding them), H5MD trajectories, "
                              "extxyz files")

@@ -34,19 +34,22 @@ Formats (`FORMATS`; `open_trajectory` picks the writer):
     xy plane, c with positive z); a general cell is rotated into that form, positions,
     velocities and forces with it (fractional coordinates unchanged).  An orthogonal box is
     written as ``ITEM: BOX BOUNDS pp pp pp``; an open system as ``ss ss ss`` bounds around the
-    atoms.  ``columns`` (`DUMP_COLUMNS`, LAMMPS' ``dump custom`` keywords) chooses the ATOMS
-    columns in place of the default ones, e.g. DP-GEN's ``id type x y z fx fy fz``: ``x y z``
-    are the positions wrapped into the box along its periodic vectors (LAMMPS wraps at
-    reneighbouring only, so its ``x`` may lie slightly outside), ``xu yu zu`` unwrapped.  A `*`
-    in the file name writes one file per frame, the `*` replaced by the step (LAMMPS' dump file
-    name with a `*`; `LammpsDumpSeries`).
+    atoms, 1e-4 of the extent beyond the outermost ones as LAMMPS' shrink-wrapping
+    (`shrink_wrap_bounds`); a slab's box (``pp pp ff``) grown along its open vector to hold atoms
+    that left it, flagged ``mm`` (`_frame_cell`), so that readers which map positions into the
+    box (dpdata) move no atom.  ``columns`` (`DUMP_COLUMNS`, LAMMPS' ``dump custom`` keywords)
+    chooses the ATOMS columns in place of the default ones, e.g. DP-GEN's ``id type x y z fx fy
+    fz``: ``x y z`` are the positions wrapped into the box along its periodic vectors (LAMMPS
+    wraps at reneighbouring only, so its ``x`` may lie slightly outside), ``xu yu zu``
+    unwrapped.  A `*` in the file name writes one file per frame, the `*` replaced by the step
+    (LAMMPS' dump file name with a `*`; `LammpsDumpSeries`).
 """
 from __future__ import annotations
 
 import math
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -307,6 +310,53 @@ _DUMP_VECTOR_COLUMNS = {name: (array, d) for array, names in (("wrapped", "x y z
                         for d, name in enumerate(names.split())}
 
 
+SHRINK_WRAP_MARGIN = 1.0e-4
+"""LAMMPS' shrink-wrap margin (its `SMALL`), relative to the extent: an ``ss`` box reaches this far
+beyond the outermost atoms."""
+
+
+def shrink_wrap_bounds(lo, hi) -> tuple[np.ndarray, np.ndarray]:
+    """The ``ss ss ss`` bounds of an open system whose positions span lo .. hi ((3,) Å each): widened
+    on both sides by SHRINK_WRAP_MARGIN times the extent (at least 1 Å), as LAMMPS' shrink-wrapped
+    box is, so that no atom lies on the upper bound.  A reader that maps positions into the box
+    (dpdata's ``lammps/dump``: fractional coordinates modulo 1) would otherwise move the
+    outermost atom of each direction by the whole extent."""
+    lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+    margin = SHRINK_WRAP_MARGIN * np.maximum(hi - lo, 1.0)
+    return lo - margin, hi + margin
+
+
+def _frame_cell(box, pbc, positions) -> tuple:
+    """(H, Q, origin, grown) of a dump frame of a cell periodic along some vectors only (a slab):
+    LAMMPS' restricted cell H (3, 3) and rotation Q of `lammps_box`, the cell's origin (3,) Å in
+    the rotated frame and the indices of the non-periodic vectors it was grown along.  numdp lets
+    atoms leave the cell along a non-periodic vector (docs/md.md, slabs), where LAMMPS loses them;
+    a reader that maps positions into the written box (dpdata's ``lammps/dump``: fractions modulo
+    1) would move such an atom by a whole cell vector.  So along a non-periodic vector d whose
+    fractions f of `positions` (a list of (n, 3) Å blocks) leave [0, 1), the box is grown to
+    [min(0, f_min - m), max(1, f_max + m)] of it, m = SHRINK_WRAP_MARGIN times that span (as
+    LAMMPS' ``m`` boundary grows a box to hold its atoms): H's row d scaled, the origin moved
+    along it.  A cell that holds every atom is written unchanged."""
+    h, q = lammps_box(box)
+    origin, grown = np.zeros(3), []
+    open_dims = [d for d in range(3) if not pbc[d]]
+    frac = [np.linalg.solve(h.T, (p @ q).T).T[:, open_dims] for p in positions if len(p)]
+    if not frac:
+        return h, q, origin, ()
+    frac = np.concatenate(frac)
+    h = h.copy()
+    for k, d in enumerate(open_dims):
+        lo, hi = float(frac[:, k].min()), float(frac[:, k].max())
+        if lo >= 0.0 and hi < 1.0:
+            continue
+        margin = SHRINK_WRAP_MARGIN * (max(1.0, hi) - min(0.0, lo))
+        lo, hi = min(0.0, lo - margin), max(1.0, hi + margin)
+        origin += lo * h[d]
+        h[d] *= hi - lo
+        grown.append(d)
+    return h, q, origin, tuple(grown)
+
+
 class LammpsDumpWriter(_TextWriter):
     FORMAT = "lammps-dump"
 
@@ -317,6 +367,7 @@ class LammpsDumpWriter(_TextWriter):
             raise InputError(f"{path}: dump columns {' '.join(c for c in self.columns if c in SCALED_COLUMNS)}: "
                              f"scaled coordinates and image flags need a cell; this system has none")
         super().__init__(path, species, masses, type_map, fields, resume_after, periodic, natoms)
+        self._cell: tuple | None = None   # (H, Q, origin, grown) of the frame being written, see `_frame_cell`
 
     def _columns(self, vel: bool, frc: bool) -> tuple[str, ...]:
         if self.columns is not None:
@@ -327,38 +378,39 @@ class LammpsDumpWriter(_TextWriter):
     def _header_text(self, frame: Frame, vel: bool, frc: bool) -> str:
         out = [f"ITEM: TIMESTEP\n{frame.step}\nITEM: NUMBER OF ATOMS\n{frame.natoms}\n"]
         if frame.box is None:
-            lo, hi = frame.bounds if frame.bounds is not None else (np.zeros(3), np.zeros(3))
+            lo, hi = shrink_wrap_bounds(*(frame.bounds if frame.bounds is not None else (np.zeros(3), np.zeros(3))))
             out.append("ITEM: BOX BOUNDS ss ss ss\n"
                        + "".join(f"{_num(lo[d])} {_num(hi[d])}\n" for d in range(3)))
         else:
-            h, _ = lammps_box(frame.box)
+            h, _, o, grown = self._cell if self._cell is not None else (*lammps_box(frame.box), np.zeros(3), ())
             xy, xz, yz = h[1, 0], h[2, 0], h[2, 1]
-            bounds = " ".join("pp" if f else "ff" for f in self.pbc)   # LAMMPS: p periodic, f fixed
+            # LAMMPS: p periodic, f fixed, m fixed but grown to hold the atoms
+            bounds = " ".join("pp" if f else ("mm" if d in grown else "ff") for d, f in enumerate(self.pbc))
             if xy == 0 and xz == 0 and yz == 0:
                 out.append(f"ITEM: BOX BOUNDS {bounds}\n"
-                           + "".join(f"0.0 {_num(h[d, d])}\n" for d in range(3)))
+                           + "".join(f"{_num(o[d]) if grown else '0.0'} {_num(o[d] + h[d, d])}\n" for d in range(3)))
             else:
-                xlo = min(0.0, xy, xz, xy + xz)
-                xhi = h[0, 0] + max(0.0, xy, xz, xy + xz)
+                xlo = o[0] + min(0.0, xy, xz, xy + xz)
+                xhi = o[0] + h[0, 0] + max(0.0, xy, xz, xy + xz)
                 out.append(f"ITEM: BOX BOUNDS xy xz yz {bounds}\n"
                            f"{_num(xlo)} {_num(xhi)} {_num(xy)}\n"
-                           f"{_num(min(0.0, yz))} {_num(h[1, 1] + max(0.0, yz))} {_num(xz)}\n"
-                           f"0.0 {_num(h[2, 2])} {_num(yz)}\n")
+                           f"{_num(o[1] + min(0.0, yz))} {_num(o[1] + h[1, 1] + max(0.0, yz))} {_num(xz)}\n"
+                           f"{_num(o[2]) if grown else '0.0'} {_num(o[2] + h[2, 2])} {_num(yz)}\n")
         out.append(f"ITEM: ATOMS {' '.join(self._columns(vel, frc))}\n")
         return "".join(out)
 
     def _atoms_text(self, start, pos, vel, frc, box) -> str:
         wrapped = scaled = unscaled = pos
         if box is not None:
-            h, q = lammps_box(box)
+            h, q, o, grown = self._cell if self._cell is not None else (*lammps_box(box), np.zeros(3), ())
             pos, vel, frc = (None if v is None else v @ q for v in (pos, vel, frc))
             columns = self._columns(vel is not None, frc is not None)
             if any(c in ("x", "y", "z", *SCALED_COLUMNS) for c in columns):   # fractional coordinates
-                unscaled = np.linalg.solve(h.T, pos.T).T   # pos = frac h
+                unscaled = np.linalg.solve(h.T, (pos - o if grown else pos).T).T   # pos = origin + frac h
                 scaled = unscaled.copy()
                 periodic = np.array(self.pbc)
                 scaled[:, periodic] -= np.floor(scaled[:, periodic])
-                wrapped = scaled @ h
+                wrapped = o + scaled @ h if grown else scaled @ h
             else:
                 wrapped = pos
         species = self.species[start:start + len(pos)]
@@ -382,6 +434,17 @@ class LammpsDumpWriter(_TextWriter):
                 name, d = _DUMP_VECTOR_COLUMNS[c]
                 text.append([_num(v) for v in arrays[name][:, d]])
         return "".join(" ".join(row) + "\n" for row in zip(*text))
+
+    def append_frame(self, frame: Frame) -> None:
+        if frame.box is None or all(self.pbc):
+            super().append_frame(frame)
+            return
+        blocks = [(start, dict(a)) for start, a in frame.blocks]   # read once: the cell depends on them all
+        self._cell = _frame_cell(frame.box, self.pbc, [a["positions"] for _, a in blocks])
+        try:
+            super().append_frame(replace(frame, blocks=blocks))
+        finally:
+            self._cell = None
 
     @staticmethod
     def _frame_at(lines: list[str], i: int):

@@ -195,6 +195,7 @@ class _State:
     skin: float = LAMMPS_SKIN
     dump: Dump | None = None
     dump_id: str | None = None
+    dump_line: int = 0
     checkpoint: str | None = None
     checkpoint_every: int = 0
     log: str = DEFAULT_LOG
@@ -727,11 +728,30 @@ class _Translator:
         if every == 0:
             raise Refused("N must be > 0")
         self.s.dump = Dump(every, c.args[4], columns)
-        self.s.dump_id = c.args[0]
+        self.s.dump_id, self.s.dump_line = c.args[0], c.line
 
     def _dump_modify(self, c: Command) -> None:
-        if c.args[1:] != ("sort", "id"):
-            raise Refused("numdp lmp accepts `dump_modify ID sort id` only (numdp writes atoms in id order)")
+        """`dump_modify ID sort id` (numdp's order) and `append yes|no` (DP-GEN's merged trajectory
+        after read_restart: numdp's restart continues the dump, frames after the checkpoint's step
+        dropped)."""
+        usage = ("numdp lmp accepts `dump_modify ID sort id` and `dump_modify ID append yes|no` only (numdp "
+                 "writes atoms in id order)")
+        args = c.args[1:]
+        if not args or len(args) % 2:
+            raise Refused(usage)
+        if self.s.dump_id is None or c.args[0] != self.s.dump_id:
+            raise Refused(f"no dump with ID {c.args[0]!r} (LAMMPS refuses it too)")
+        for key, value in zip(args[::2], args[1::2]):
+            if key == "sort" and value == "id":
+                continue
+            if key != "append" or value not in ("yes", "no"):
+                raise Refused(usage)
+            if self.s.restart_file is None and value == "yes":
+                self.note("dump_modify append yes: a new run keeps an existing dump file as #FILE.N# and writes a "
+                          "new one (LAMMPS appends to it); after read_restart numdp continues the dump")
+            elif self.s.restart_file is not None and value == "no":
+                self.note("dump_modify append no: after read_restart numdp continues the dump (frames after the "
+                          "checkpoint's step dropped), where LAMMPS starts the file again")
 
     def _restart(self, c: Command) -> None:
         if len(c.args) == 1 and c.args[0] == "0":
@@ -883,6 +903,7 @@ class _Translator:
         if fix is None and s.minimize is None:
             raise Refused("the script has no fix nve, nvt, npt or nph: LAMMPS would not move the atoms; numdp lmp "
                           "needs one")
+        self._check_dump_types(s)
         devi = len(s.models) > 1
         t: dict = {"model": {"file": s.models if devi else s.models[0]}}
         for key in ("fparam", "aparam"):
@@ -998,6 +1019,30 @@ class _Translator:
                 if len(held) and not np.allclose(held, mass, rtol=1e-12, atol=0):
                     raise _LineRefused(line, "mass", f"{element} {mass} after read_restart: the checkpoint's "
                                                      f"{element} mass is {held[0]}; numdp restarts with it")
+
+    def _check_dump_types(self, s: _State) -> None:
+        """Refuse a dump whose `type` column would not be LAMMPS' type: numdp writes the model's
+        type index + 1, which is the script's LAMMPS type unless pair_coeff names the elements in
+        another order than the model's type_map.  DP-GEN 0.14 writes `pair_coeff * * TYPE_MAP` and
+        reads the dump's types with its own type_map (dpdata), so such a frame would be labelled with
+        the wrong elements; with an `element` column the names are in the file."""
+        if s.dump is None or s.elements is None or "type" not in s.dump.columns or "element" in s.dump.columns:
+            return
+        from ..io.model_file import read_model
+
+        try:
+            type_map = list(read_model(self.base / s.models[0]).type_map)
+        except InputError:
+            return   # numdp run says what is wrong with the model
+        wrong = [(k + 1, e, type_map.index(e) + 1) for k, e in enumerate(s.elements)
+                 if e in type_map and type_map.index(e) != k]
+        if wrong:
+            raise _LineRefused(s.dump_line, "dump", (
+                f"column type: numdp writes the model's type numbers (type_map {' '.join(type_map)}), and "
+                f"pair_coeff * * {' '.join(s.elements)} numbers the elements otherwise ("
+                + ", ".join(f"{e}: LAMMPS type {k}, numdp {m}" for k, e, m in wrong)
+                + "); a reader of the types (dpdata, DP-GEN) would take the wrong elements: name them in the "
+                  "model's order (DP-GEN: its type_map), or add the column element"))
 
     def _type_names(self) -> list[str]:
         """The element of each LAMMPS type: pair_coeff's elements, else the model's type_map."""
