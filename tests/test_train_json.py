@@ -259,14 +259,14 @@ def test_deepmd_kit_32_learning_rate_tables(workdir):
 
 
 def test_deepmd_kit_32_optimizer_table(workdir):
-    """DeePMD-kit 3.2's optimizer table: Adam or AdamW, betas, weight decay (AdamW's default
-    0.001) reach the trainer's Adam."""
+    """DeePMD-kit 3.2's optimizer table: Adam or AdamW, betas, weight decay (AdamW's default as
+    dp train 3.2 fills it before its checks: 0) reach the trainer's Adam."""
     from numdp.train.config import OptimizerType
 
     tree = json.loads(UPSTREAM_WATER)
     tree["optimizer"] = {"type": "AdamW", "adam_beta1": 0.85, "_comment": "x"}
     opt = load_config(_write(workdir, tree)).optimizer
-    assert (opt.type, opt.adam_beta1, opt.adam_beta2, opt.weight_decay) == (OptimizerType.ADAMW, 0.85, 0.999, 0.001)
+    assert (opt.type, opt.adam_beta1, opt.adam_beta2, opt.weight_decay) == (OptimizerType.ADAMW, 0.85, 0.999, 0.0)
     tree["optimizer"] = {"type": "Adam", "weight_decay": 1e-4}
     opt = load_config(_write(workdir, tree)).optimizer
     assert (opt.type, opt.weight_decay) == (OptimizerType.ADAM, 1e-4)

@@ -12,6 +12,11 @@ a model's per-type energy bias fitted to labelled data, like DeePMD-kit's `dp ch
 The output (default: MODEL with `_updated` before its suffix) is a numdp `.h5` or a DeePMD-kit
 `.dp` file; an existing file is kept as #NAME.N# (numdp.io.backup).  Everything but out_bias is
 written as read.
+
+MODEL may also be a checkpoint of `numdp train` (as `dp change-bias` takes DeePMD-kit's): the
+fit uses the checkpoint's model (numdp.train.freeze), and the output (default: the checkpoint's
+name with `_updated`) is that checkpoint with the new out_bias, to continue with
+`numdp train --restart`.
 """
 from __future__ import annotations
 
@@ -96,7 +101,7 @@ def main(args) -> int:
     from ..errors import InputError
     from ..io.backup import Backups
     from ..io.model_file import read_model, write_model
-    from ..model.dp_model import load_model
+    from ..model.dp_model import DPModel, load_model
 
     if args.numb_batch < 0:
         raise InputError(f"-n {args.numb_batch}: the number of frames per system must be >= 0 (0 = all)")
@@ -106,8 +111,19 @@ def main(args) -> int:
     if bad:
         raise InputError(f"-b {bad[0]}: out_bias values must be finite numbers (eV)")
     model_path = Path(args.model)
-    out_path = _output_path(model_path, args.output)
-    params = read_model(model_path)
+    checkpoint = None
+    from ..train.checkpoint import is_checkpoint, read_checkpoint
+
+    if is_checkpoint(model_path):
+        from ..train.freeze import model_from_checkpoint
+
+        checkpoint = read_checkpoint(model_path)
+        params = model_from_checkpoint(model_path)
+        out_path = (model_path.with_name(model_path.stem + "_updated" + model_path.suffix)
+                    if args.output is None else Path(args.output))
+    else:
+        out_path = _output_path(model_path, args.output)
+        params = read_model(model_path)
     names = list(params.type_map)
     old = params.out_bias.copy()
     if args.bias_value is not None:
@@ -118,7 +134,8 @@ def main(args) -> int:
         how = "given values"
     else:
         paths = system_paths(args)
-        model = load_model(model_path, nthreads=args.threads)
+        model = (load_model(model_path, nthreads=args.threads) if checkpoint is None   # (params stay as read)
+                 else DPModel(model_from_checkpoint(model_path), nthreads=args.threads))
         fit, nframes = fitted_bias(model, paths, args.numb_batch, args.mode, args.seed)
         new = old + fit if args.mode == "change" else fit
         how = (f"{'shift of the model errors' if args.mode == 'change' else 'fit of the labels'} over "
@@ -127,7 +144,13 @@ def main(args) -> int:
     print(f"# out_bias ({how}), eV: " + ", ".join(f"{names[t]} {old[t]:.10g} -> {new[t]:.10g}"
                                                    for t in range(len(names))))
     with Backups.move([out_path], "the existing") as backups:
-        write_model(params, out_path)
+        if checkpoint is None:
+            write_model(params, out_path)
+        else:
+            from ..train.checkpoint import write_checkpoint
+
+            checkpoint.out_bias = np.array(new, dtype=np.float64)
+            write_checkpoint(checkpoint, out_path)
     if backups.moved:
         print(backups.line())
     print(f"wrote {out_path}")

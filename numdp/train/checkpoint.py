@@ -106,6 +106,19 @@ def write_checkpoint(ck: Checkpoint, path) -> None:
         raise InputError(f"{path}: cannot write checkpoint ({one_line(exc)})") from None
 
 
+def is_checkpoint(path) -> bool:
+    """Whether `path` is a checkpoint written by `write_checkpoint` (a readable HDF5 file with its
+    format attribute); False for anything else, without raising."""
+    path = Path(path)
+    try:
+        if not path.is_file() or not h5py.is_hdf5(path):
+            return False
+        with h5py.File(path, "r") as h5:
+            return h5.attrs.get("format") == FORMAT
+    except OSError:
+        return False
+
+
 def read_checkpoint(path) -> Checkpoint:
     """Read a checkpoint written by `write_checkpoint`; InputError names the file on problems."""
     path = Path(path)

@@ -508,6 +508,9 @@ def _sel(sec: Table, ntypes: int):
         raise sec.error("sel", f"has {len(sel)} entries but type_map has {ntypes} types")
     if sum(sel) == 0:
         raise sec.error("sel", "at least one entry must be > 0")
+    if 0 in sel:   # DeePMD-kit takes a type without slots; numdp's evaluator and passes index past it
+        raise sec.error("sel", f"entry {sel.index(0)} is 0: numdp needs at least one neighbour slot per type "
+                               f"of type_map (DeePMD-kit's 0 is not supported), got {sel}")
     return sel, 1.1
 
 
@@ -975,8 +978,9 @@ def parse_config(data: dict, source: Path, text: str = "", base: Path | None = N
 
 def load_config(path) -> TrainConfig:
     """Read and validate a training input file: numdp's TOML, or DeePMD-kit's input.json (a
-    `.json` file, or one whose text starts with ``{``; numdp.train.deepmd_json), whose relative
-    paths are taken against the working directory as DeePMD-kit does."""
+    `.json` file, or one whose text starts with ``{``; numdp.train.deepmd_json) or the same in
+    YAML (`.yaml` / `.yml`), whose relative paths are taken against the working directory as
+    DeePMD-kit does."""
     path = Path(path)
     text, data, is_json = _input_tables(path)
     return parse_config(data, path, text, base=Path.cwd() if is_json else None)
@@ -985,6 +989,11 @@ def load_config(path) -> TrainConfig:
 def _input_tables(path: Path) -> tuple[str, dict, bool]:
     """(text, the tables of numdp's TOML input, whether it was DeePMD-kit's input.json) of the
     training input `path` (a `.json` file, or one whose text starts with ``{``, is JSON)."""
+    if path.suffix.lower() in (".yaml", ".yml"):   # DeePMD-kit's input in YAML, as dp train reads it
+        from .deepmd_json import load_yaml, to_train_tables
+
+        text, raw = load_yaml(path)
+        return text, to_train_tables(raw, path.name), True
     if path.suffix.lower() == ".json" or _looks_like_json(path):
         from .deepmd_json import load_json, to_train_tables
 

@@ -17,6 +17,16 @@ name and the checks it has in TOML.  The rearrangement:
 - every key that starts with ``_`` (``_comment``, ``_comment7``, ``_note``, ...) is dropped at
   every level, and so is ``$schema``: DeePMD-kit trims the keys matching ``_*`` before its strict
   check (dargs' ``trim_pattern``), and dargs lets ``$schema`` (a JSON-schema editor's key) pass
+- the conversions `dp train` 3.2 makes before its checks (``deepmd.utils.compat.update_deepmd_input``),
+  `_compat`: the v1 layout (``training.systems``, ``set_prefix``, ``batch_size``, ``auto_prob``,
+  ``sys_probs`` ... → ``training.training_data``; v1's ``learning_rate.decay_rate`` → ``stop_lr``
+  over the run's steps), ``training.numb_test`` dropped, the warmup keys of ``training`` moved to
+  ``learning_rate``, the optimizer keys of ``training`` (3.1's ``opt_type``, ``weight_decay``,
+  ``adam_beta1``, ...) moved to ``optimizer`` (over its own keys), and an Adam / AdamW ``optimizer``
+  completed with 3.2's defaults (betas 0.9, 0.999, ``weight_decay`` 0: also for AdamW, whose
+  argcheck default, 0.001, `dp train` therefore never applies)
+- DeePMD-kit's other names of keys (`KEY_ALIASES`: ``n_axis_neuron``, ``n_neuron``, and
+  ``numb_batch`` of ``validation_data``) under their main names
 
 Keys that only concern DeePMD-kit's bookkeeping are dropped, each listed in `IGNORED` with the
 values for which dropping it leaves the result unchanged (any value, or only the values that
@@ -27,6 +37,7 @@ Paths (systems and outputs) are resolved against the working directory, as DeePM
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ..errors import InputError
@@ -37,7 +48,10 @@ ANY: Any = object()
 
 IGNORED: dict[str, dict[str, Any]] = {
     "": {"validating": ({},)},
-    "model": {"type": ("standard",), "data_bias_nsample": (10,),
+    "model": {"type": ("standard",),
+              # the TensorFlow backend's frames for a change of the bias; DeePMD-kit's PyTorch
+              # backend, which numdp follows, does not read it
+              "data_bias_nsample": ANY,
               "srtab_add_bias": (True,),
               "model_branch_alias": ([],), "info": ANY,
               # short-range bridging (ZBL) off, as dp train 3.2 writes it to out.json; its radii
@@ -47,10 +61,14 @@ IGNORED: dict[str, dict[str, Any]] = {
     "model.descriptor": {"precision": ("float64", "default"), "env_protection": (0.0,)},
     "model.fitting_net": {"precision": ("float64", "default"), "atom_ener": ([],), "dim_case_embd": (0,)},
     "learning_rate": {"scale_by_worker": ANY},
-    "training": {"stat_file": ANY, "max_ckpt_keep": ANY, "time_training": ANY, "profiling": ANY,
+    "training": {"numb_test": ANY,   # dropped by dp train since v2.0 (deprecate_numb_test)
+                 "stat_file": ANY, "max_ckpt_keep": ANY, "time_training": ANY, "profiling": ANY,
                  "profiling_file": ANY, "enable_profiler": ANY, "tensorboard": ANY,
                  "tensorboard_log_dir": ANY, "tensorboard_freq": ANY, "save_ckpt_keep": ANY,
-                 "opt_type": ("Adam",), "warmup_steps": (0,), "stat_file_mode": ANY,
+                 "stat_file_mode": ANY,
+                 # where DeePMD-kit writes its numbered checkpoints; numdp keeps one, save_ckpt,
+                 # where DeePMD-kit leaves its link to the latest (the working directory)
+                 "save_dir": ANY,
                  "ckpt_keep_ratio": ANY, "ema_ckpt_keep": ANY,
                  "acc_freq": (1,), "zero_stage": (0,), "neighbor_graph_method": ANY,
                  "enable_compile": ANY,
@@ -62,13 +80,38 @@ IGNORED: dict[str, dict[str, Any]] = {
 }
 """Per JSON table: keys dropped, with their accepted values (`ANY`, or a tuple)."""
 
-DATA_KEYS = ("systems", "batch_size", "numb_btch", "set_prefix", "auto_prob", "auto_prob_style",
+DATA_KEYS = ("systems", "batch_size", "numb_btch", "numb_batch", "set_prefix", "auto_prob", "auto_prob_style",
              "sys_probs", "sys_weights", "rglob_patterns", "min_pair_dist")
-"""Keys of ``training_data`` / ``validation_data`` (numb_btch only in validation_data,
-min_pair_dist only in training_data)."""
+"""Keys of ``training_data`` / ``validation_data`` (numb_btch and its alias numb_batch only in
+validation_data, min_pair_dist only in training_data)."""
 
-DATA_ALIASES = {"auto_prob_style": "auto_prob", "sys_weights": "sys_probs"}
-"""DeePMD-kit's other names of ``*_data`` keys: alias → main name."""
+DATA_ALIASES = {"auto_prob_style": "auto_prob", "sys_weights": "sys_probs", "numb_batch": "numb_btch"}
+"""DeePMD-kit's other names of ``*_data`` keys: alias → main name (numb_batch only in
+validation_data)."""
+
+KEY_ALIASES: dict[str, dict[str, str]] = {
+    "model.descriptor": {"n_axis_neuron": "axis_neuron"},
+    "model.fitting_net": {"n_neuron": "neuron"},
+}
+"""Per JSON table: DeePMD-kit's other names of keys (its argcheck's aliases), alias → main name."""
+
+V1_DATA_KEYS = ("systems", "set_prefix", "batch_size", "sys_prob", "sys_probs", "auto_prob", "sys_weights",
+                "auto_prob_style")
+"""The v1 ``training`` keys that `dp train` moves into ``training.training_data``
+(convert_input_v1_v2; sys_probs, a v1 name too, with them)."""
+
+WARMUP_KEYS = ("warmup_steps", "warmup_ratio", "warmup_start_factor")
+"""``training`` keys that `dp train` 3.2 moves to ``learning_rate`` (migrate_training_warmup)."""
+
+V31_OPTIMIZER_KEYS = ("opt_type", "kf_blocksize", "kf_start_pref_e", "kf_limit_pref_e", "kf_start_pref_f",
+                      "kf_limit_pref_f", "weight_decay", "momentum", "muon_momentum", "adam_beta1",
+                      "adam_beta2", "lr_adjust", "lr_adjust_coeff", "muon_2d_only", "min_2d_dim")
+"""``training`` keys of DeePMD-kit 3.1 that `dp train` 3.2 moves to ``optimizer``
+(convert_optimizer_v31_to_v32; opt_type as type)."""
+
+ADAM_DEFAULTS = {"adam_beta1": 0.9, "adam_beta2": 0.999, "weight_decay": 0.0}
+"""What `dp train` 3.2 fills into an Adam or AdamW ``optimizer`` without them (before its
+argcheck, whose AdamW weight_decay default of 0.001 it thus never reaches)."""
 
 
 def _trimmed(v):
@@ -88,6 +131,62 @@ def _same(value, accepted) -> bool:
     return value == accepted
 
 
+def _rename_aliases(table: dict, name: str, file: str, aliases: dict[str, str]) -> None:
+    """Put the keys of `table` (JSON table `name`) given under an alias under their main names;
+    InputError when both are given."""
+    for alias, main in aliases.items():
+        if alias in table:
+            if main in table:
+                raise InputError(f"{file}: [{name}] {alias}: give {main} or its alias {alias}, not both")
+            table[main] = table.pop(alias)
+
+
+def _compat(data: dict, file: str) -> None:
+    """The conversions `dp train` 3.2 makes before its checks (update_deepmd_input; module
+    docstring), in place on the trimmed tree `data`."""
+    training, lr = data.get("training"), data.get("learning_rate")
+    if not isinstance(training, dict):
+        return
+    if "systems" in training:   # the v1 layout (convert_input_v1_v2)
+        if "training_data" in training:
+            raise InputError(f"{file}: [training] systems: v1's training.systems and v2's training.training_data "
+                             f"are both given: give the systems in training.training_data")
+        training["training_data"] = {k: training.pop(k) for k in V1_DATA_KEYS if k in training}
+        steps = [training[k] for k in ("stop_batch", "numb_steps", "num_steps", "numb_step", "num_step")
+                 if k in training]
+        if isinstance(lr, dict) and "decay_rate" in lr and len(steps) == 1:
+            # remove_decay_rate: the rate's stop_lr over the run's steps (then derived again)
+            rate, start = lr.pop("decay_rate"), lr.get("start_lr", 1e-3)
+            try:
+                lr["stop_lr"] = math.exp(math.log(rate) * steps[0] / lr.get("decay_steps", 5000)) * start
+            except (TypeError, ValueError, ZeroDivisionError):
+                raise InputError(f"{file}: [learning_rate] decay_rate: expected a number > 0 with numbers "
+                                 f"start_lr, decay_steps and training.stop_batch, got {show_value(rate)}") from None
+    moved = [k for k in WARMUP_KEYS if k in training]   # migrate_training_warmup
+    if moved:
+        if lr is None:
+            lr = data["learning_rate"] = {}
+        if not isinstance(lr, dict):   # (the validator names the table's mistake)
+            return
+        for k in moved:
+            if k in lr:
+                raise InputError(f"{file}: [training] {k}: also given in learning_rate: give it in "
+                                 f"learning_rate only")
+            lr[k] = training.pop(k)
+    opt = data.get("optimizer", {})   # convert_optimizer_v31_to_v32
+    if not isinstance(opt, dict):
+        return
+    legacy = {k: training.pop(k) for k in V31_OPTIMIZER_KEYS if k in training}
+    if "opt_type" in legacy:
+        legacy["type"] = legacy.pop("opt_type")
+    opt = {**opt, **legacy}
+    opt.setdefault("type", "Adam")
+    if opt["type"] in ("Adam", "AdamW"):
+        for k, v in ADAM_DEFAULTS.items():
+            opt.setdefault(k, v)
+    data["optimizer"] = opt
+
+
 def _drop_ignored(table: dict, name: str, file: str) -> None:
     for key, accepted in IGNORED.get(name, {}).items():
         if key not in table:
@@ -104,7 +203,7 @@ def _data_table(training: dict, key: str, file: str, validation: bool) -> dict:
     """The ``training_data`` / ``validation_data`` table as numdp's keys (systems, batch_size,
     numb_btch, auto_prob, sys_probs, rglob_patterns, min_pair_dist)."""
     t = Table(file, f"training.{key}", training.pop(key), TRAIN_WORDING)
-    allowed = tuple(k for k in DATA_KEYS if k != ("min_pair_dist" if validation else "numb_btch"))
+    allowed = tuple(k for k in DATA_KEYS if k not in (("min_pair_dist",) if validation else ("numb_btch", "numb_batch")))
     t.check_keys(allowed)
     prefix = t.string("set_prefix", "set")
     if prefix != "set":
@@ -148,16 +247,25 @@ def to_train_tables(data, file: str) -> dict:
     if not isinstance(data, dict):
         raise InputError(f"{file}: expected a JSON object at the top level")
     data = _trimmed(data)
+    if isinstance(data.get("model"), dict) and "model_dict" in data["model"]:
+        raise InputError(f"{file}: [model] model_dict: a multi-task input (model_dict, training.data_dict); "
+                         f"numdp trains one model: give its model and training_data")
+    _compat(data, file)
     _drop_ignored(data, "", file)
     model = data.get("model")
     if isinstance(model, dict):
         _drop_ignored(model, "model", file)
+        fitting = model.get("fitting_net")
+        if isinstance(fitting, dict) and isinstance(fitting.get("atom_ener"), list) \
+                and all(x is None for x in fitting["atom_ener"]):
+            fitting["atom_ener"] = []   # no type's vacuum energy given: DeePMD-kit's default, []
         if "preset_out_bias" in model:
             model["preset_out_bias"] = _preset_by_element(model["preset_out_bias"], model.get("type_map"), file)
             if not model["preset_out_bias"]:
                 del model["preset_out_bias"]
         for sub in ("descriptor", "fitting_net"):
             if isinstance(model.get(sub), dict):
+                _rename_aliases(model[sub], f"model.{sub}", file, KEY_ALIASES[f"model.{sub}"])
                 _drop_ignored(model[sub], f"model.{sub}", file)
     for name in ("learning_rate", "loss", "optimizer"):
         if isinstance(data.get(name), dict):
@@ -167,8 +275,6 @@ def to_train_tables(data, file: str) -> dict:
         _drop_ignored(training, "training", file)
         if isinstance(model, dict) and "data_stat_nbatch" in model:
             training["data_stat_nbatch"] = model.pop("data_stat_nbatch")
-        if "systems" in training:
-            raise InputError(f"{file}: [training] systems: give the systems in training.training_data")
         if "training_data" not in training:
             raise InputError(f"{file}: [training] training_data: required key is missing")
         if isinstance(training["training_data"], dict):
@@ -183,6 +289,29 @@ def load_json(path) -> tuple[str, Any]:
     """(text, parsed tree) of the JSON file `path`; InputError if missing, unreadable or invalid."""
     text = read_input_text(path)
     return text, parse_json_text(text, path.name)
+
+
+def load_yaml(path) -> tuple[str, Any]:
+    """(text, parsed tree) of DeePMD-kit's input `path` written in YAML (``.yaml`` / ``.yml``,
+    which `dp train` reads as its JSON); the text is the tree as JSON, what a checkpoint keeps
+    and `numdp freeze` reads back.  InputError if missing, unreadable, invalid, or PyYAML is not
+    installed."""
+    import json
+
+    text = read_input_text(path)
+    try:
+        import yaml
+    except ImportError:
+        raise InputError(f"{path.name}: a YAML input needs PyYAML (pip install pyyaml), or give it as "
+                         f"input.json") from None
+    try:
+        tree = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path.name}: not valid YAML ({' '.join(str(exc).split())})") from None
+    try:
+        return json.dumps(tree, indent=2), tree
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{path.name}: not an input DeePMD-kit reads ({exc})") from None
 
 
 def parse_json_text(text: str, name: str) -> Any:
