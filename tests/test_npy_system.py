@@ -396,3 +396,21 @@ def test_degenerate_box(tmp_path):
     np.save(file, arr)
     with raises_naming(file, "frame 1", "degenerate"):
         load_system(path)
+
+
+def test_unfit_parameters_are_an_error_only_where_a_model_takes_them(tmp_path):
+    """DeePMD-kit reads fparam.npy / aparam.npy only for a model with numb_fparam / numb_aparam
+    > 0 (its examples/fparam data holds an aparam.npy of shape (1, natoms * 100) beside 100
+    frames, unused by input.json): such a file stops nothing until a model takes the parameters,
+    and then its message names the file and the shapes."""
+    root = make_system(tmp_path / "s", nframes=(2, 3))
+    for d in ("set.000", "set.001"):
+        np.save(root / d / "aparam.npy", np.zeros((1, 3 * 7)))   # one row for all frames
+        np.save(root / d / "fparam.npy", np.ones((2 if d == "set.000" else 3, 2)))
+    s = load_system(root)
+    assert s.aparam is None and list(s.unfit) == ["aparam"]
+    assert s.aparam_rows(0, "the model") is None
+    assert s.fparam_rows(2, None, "the model").shape == (5, 2)
+    with raises_naming(root / "set.000" / "aparam.npy", "(1, 21)"):
+        s.aparam_rows(7, "the model")
+    assert s.select([0, 4]).unfit == s.unfit

@@ -85,6 +85,9 @@ class System:
         type_map_source, types_source: where `type_map` and the atom types were read, for
             messages; None for the npy / HDF5 layout (type_map.raw, type.raw or
             real_atom_types.npy).
+        unfit: "fparam" / "aparam" → the message saying why that file does not fit the frames
+            (its attribute is then None): raised only where a model takes those parameters, as
+            DeePMD-kit reads them only then (`fparam_rows`, `aparam_rows`).
     """
 
     path: pathlib.Path
@@ -103,6 +106,7 @@ class System:
     aparam: np.ndarray | None = None
     type_map_source: str | None = None
     types_source: str | None = None
+    unfit: dict[str, str] = dataclasses.field(default_factory=dict)
 
     PER_FRAME = ("coords", "boxes", "energy", "forces", "virial") + ATOM_LABELS + ("frame_types", "fparam",
                                                                                    "aparam")
@@ -127,6 +131,8 @@ class System:
         another width."""
         if nfp == 0:
             return None
+        if "fparam" in self.unfit:
+            raise InputError(self.unfit["fparam"])
         if self.fparam is None:
             if default is None:
                 raise InputError(f"{self.path}: {owner} takes {nfp} frame parameter(s) (numb_fparam) and has "
@@ -144,6 +150,8 @@ class System:
         system when it is missing or has another width."""
         if nap == 0:
             return None
+        if "aparam" in self.unfit:
+            raise InputError(self.unfit["aparam"])
         if self.aparam is None:
             raise InputError(f"{self.path}: {owner} takes {nap} atomic parameter(s) per atom (numb_aparam); "
                              f"the system has no aparam.npy")
@@ -297,8 +305,12 @@ def read_system(store: SystemStore, set_prefix: str = "set") -> System:
     set_names = store.set_names(set_prefix)
     if not set_names:
         raise InputError(f"{store.location}: no {set_prefix}.* {store.set_kind} with frames")
-    sets = [_read_set(store, d, len(types), nopbc) for d in set_names]
+    unfit: dict[str, str] = {}
+    sets = [_read_set(store, d, len(types), nopbc, unfit) for d in set_names]
     _check_labels_consistent(store, set_names, sets)
+    for name in unfit:   # unusable in every set: the first message tells why
+        for arrays in sets:
+            arrays.pop(name, None)
     frame_types = _read_frame_types(store, set_names, sets, type_map)
     arrays = {name: np.concatenate([s[name] for s in sets]) for name in sets[0]}
     return System(
@@ -314,6 +326,7 @@ def read_system(store: SystemStore, set_prefix: str = "set") -> System:
         frame_types=frame_types,
         fparam=arrays.get("fparam"),
         aparam=arrays.get("aparam"),
+        unfit=unfit,
     )
 
 
@@ -443,8 +456,11 @@ def _type_index(file: pathlib.Path, atom: int, word: str) -> int:
     return t
 
 
-def _read_set(store: SystemStore, set_name: str, natoms: int, nopbc: bool) -> dict[str, np.ndarray]:
-    """Arrays of one set keyed by file stem, each shaped (nframes, *per-frame shape)."""
+def _read_set(store: SystemStore, set_name: str, natoms: int, nopbc: bool,
+              unfit: dict[str, str]) -> dict[str, np.ndarray]:
+    """Arrays of one set keyed by file stem, each shaped (nframes, *per-frame shape).  An
+    fparam.npy / aparam.npy whose shape does not fit the frames is kept with a placeholder (an
+    empty array) and its message put in `unfit` (the first per name), for `System.unfit`."""
     coord = _load_npy(store, f"{set_name}/coord.npy")
     nframes = _frame_count(store.location / set_name / "coord.npy", coord, natoms)
     names = ["coord"] if nopbc else ["coord", "box"]
@@ -458,7 +474,13 @@ def _read_set(store: SystemStore, set_name: str, natoms: int, nopbc: bool) -> di
             shape = (int(arr[0].size),)   # the model's numb_fparam, checked where it is used
         if name == "aparam" and arr.ndim and arr.shape[0] == nframes and natoms and arr[0].size % natoms == 0:
             shape = (natoms, int(arr[0].size) // natoms)   # numb_aparam per atom, checked where used
-        out[name] = _shaped(store.location / member, arr, nframes, natoms, shape)
+        try:
+            out[name] = _shaped(store.location / member, arr, nframes, natoms, shape)
+        except InputError as exc:
+            if name not in ("fparam", "aparam"):
+                raise
+            unfit.setdefault(name, str(exc))
+            out[name] = np.zeros(0)
     if "box" in out:
         _check_cells(store.location / set_name / "box.npy", out["box"])
     return out
