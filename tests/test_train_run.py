@@ -941,3 +941,32 @@ def test_frame_parameters_train_freeze_restart_and_test(tmp_path):
     trainer3, _ = run(path)
     assert np.all(trainer3.valid_sys[0].fparam == 1.0)
     assert read_model(work / "model.h5").fitting.default_fparam.tolist() == [1.0]
+
+
+def test_sel_auto_gives_a_type_absent_from_the_data_the_slots_of_one_neighbour(tmp_path, data_dir):
+    """DeePMD-kit's sel "auto" gives sel 0 to an element of type_map that the training data never
+    holds (a type_map for later data); numdp's neighbour blocks need a slot, so it gives such a
+    type what a count of 1 gets (4), says so, and the run trains and writes a model that loads."""
+    import io
+
+    path = make_input(tmp_path, data_dir, steps=2)
+    path.write_text(path.read_text().replace('type_map = ["A", "B"]', 'type_map = ["A", "B", "C"]'))
+    out = io.StringIO()
+    trainer, _ = run(path, stream=out)
+    sel = trainer.params.descriptor.sel
+    assert sel[2] == 4 and min(sel[:2]) > 4
+    assert (f"sel auto: C never within rcut of an atom in the training data: DeePMD-kit gives sel 0, which "
+            f"numdp does not support; sel {sel}") in out.getvalue()
+    assert numdp.load_model(path.parent / "model.h5", nthreads=1).params.descriptor.sel == sel
+
+
+def test_a_model_with_a_type_of_no_slots_is_refused_in_one_line():
+    """A DeePMD-kit model whose sel gives a type 0 slots (its sel "auto" for a type absent from
+    the data): one line naming the type, not an IndexError in the evaluator."""
+    from numdp.errors import InputError
+
+    p = random_params(ntypes=2, sel=[12, 12])
+    p.descriptor.sel = [12, 0]
+    with pytest.raises(InputError, match=r"^water\.dp: sel \[12, 0\]: type B has no neighbour slots; numdp needs "
+                                         r"at least 1 per type"):
+        p.validate("water.dp")

@@ -256,6 +256,11 @@ class ModelParams:
         nt = self.ntypes
         if d.ntypes != nt:
             raise InputError(f"{source}: sel has {d.ntypes} entries but type_map has {nt}")
+        empty = [t for t in range(nt) if d.sel[t] <= 0]
+        if empty:
+            raise InputError(f"{source}: sel {[int(x) for x in d.sel]}: type {self.type_map[empty[0]]} has no "
+                             f"neighbour slots; numdp needs at least 1 per type (DeePMD-kit's sel \"auto\" "
+                             f"gives 0 to a type absent from its training data)")
         if not (np.isfinite(d.rcut) and d.rcut > 0):
             raise InputError(f"{source}: rcut: must be a finite positive distance in Angstrom, got {float(d.rcut)!r}")
         if not np.isfinite(d.rcut_smth):

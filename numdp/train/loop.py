@@ -288,6 +288,11 @@ class Trainer:
             if sum(sel) == 0:
                 raise InputError(f"{cfg.source.name}: [model.descriptor] sel: no atom has a neighbour "
                                  f"within rcut = {dc.rcut:g} in the training data")
+            absent = [t for t in range(nt) if sel[t] == 0]
+            if absent:   # numdp's blocks need a slot: a count of 1's sel (4)
+                sel = [s if s else auto_sel(np.ones(1), dc.sel_factor)[0] for s in sel]
+                self.say(f"sel auto: {', '.join(cfg.type_map[t] for t in absent)} never within rcut of an atom "
+                         f"in the training data: DeePMD-kit gives sel 0, which numdp does not support; sel {sel}")
         else:
             sel = list(dc.sel)
         self.train_cache = FrameCache(self.train_sys, dc.rcut, sel, nt, self.frame_budget)
