@@ -156,3 +156,8 @@ def test_finetune_moves_the_bias_to_the_data(tmp_path, data_dir, trained, capsys
     assert cli_main(["train", str(path), "--finetune", str(tmp_path / "off.h5"), "--init-model", "x.h5"]) == 2
     assert "--finetune with --restart or --init-model" in capsys.readouterr().err
     assert cli_main(["train", str(path), "--finetune", str(tmp_path / "off.h5"), "--threads", "1"]) == 0
+    other = read_model(trained.parent / "model.h5")
+    other.type_map = ["B", "A"]   # (DeePMD-kit's --finetune maps types; numdp refuses, naming the option)
+    write_model(other, tmp_path / "other.h5")
+    assert cli_main(["train", str(path), "--finetune", str(tmp_path / "other.h5"), "--threads", "1"]) == 2
+    assert "other.h5: --finetune: [model] type_map: the model has ['B', 'A']" in capsys.readouterr().err

@@ -369,7 +369,7 @@ def test_harmless_keys_accepted(workdir):
     tree = copy.deepcopy(base)
     tree["model"]["descriptor"].update(precision="float64", trainable=True, exclude_types=[],
                                        sel="auto", type_one_side=True, activation_function="tanh")
-    tree["model"]["fitting_net"].update(precision="default", seed=None, activation_function="tanh")
+    tree["model"]["fitting_net"].update(precision="default", seed=None, activation_function="tanh", rcond=None)
     tree["model"]["data_stat_nbatch"] = 3
     tree["training"].update(max_ckpt_keep=2, time_training=True, profiling=False, tensorboard=False,
                             stop_batch=7, validation_data=None)

@@ -59,7 +59,9 @@ IGNORED: dict[str, dict[str, Any]] = {
               "bridging_method": ("None", "none"), "bridging_r_inner": ANY, "bridging_r_outer": ANY,
               "enable_tf32": ANY},
     "model.descriptor": {"precision": ("float64", "default"), "env_protection": (0.0,)},
-    "model.fitting_net": {"precision": ("float64", "default"), "atom_ener": ([],), "dim_case_embd": (0,)},
+    "model.fitting_net": {"precision": ("float64", "default"), "atom_ener": ([],), "dim_case_embd": (0,),
+                          # the bias fit's least squares without a cutoff, as numdp's (numdp.model.bias)
+                          "rcond": (None,)},
     "learning_rate": {"scale_by_worker": ANY},
     "training": {"numb_test": ANY,   # dropped by dp train since v2.0 (deprecate_numb_test)
                  "stat_file": ANY, "max_ckpt_keep": ANY, "time_training": ANY, "profiling": ANY,

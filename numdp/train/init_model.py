@@ -16,15 +16,16 @@ from ..model.params import ModelParams, excluded_pairs, exclusion_mask
 from .config import TrainConfig
 
 
-def load_init_model(path, cfg: TrainConfig) -> ModelParams:
-    """The model file `path` (any format numdp.io.model_file reads), checked against the input `cfg`."""
+def load_init_model(path, cfg: TrainConfig, option: str = "--init-model") -> ModelParams:
+    """The model file `path` (any format numdp.io.model_file reads), checked against the input
+    `cfg`; `option` (--init-model or --finetune) names the option in messages."""
     from ..io.model_file import read_model
 
     path = Path(path)
     params = copy.deepcopy(read_model(path))
     d, dc, fc = params.descriptor, cfg.descriptor, cfg.fitting
     if d.tables is not None:
-        raise InputError(f"{path}: --init-model: a compressed model cannot be trained further; "
+        raise InputError(f"{path}: {option}: a compressed model cannot be trained further; "
                          f"give the model before compression")
     checks = [
         ("model", "type_map", params.type_map, cfg.type_map),
@@ -49,6 +50,6 @@ def load_init_model(path, cfg: TrainConfig) -> ModelParams:
     ]
     for table, key, model_value, input_value in checks:
         if model_value != input_value:
-            raise InputError(f"{path}: --init-model: [{table}] {key}: the model has {model_value!r}, "
+            raise InputError(f"{path}: {option}: [{table}] {key}: the model has {model_value!r}, "
                              f"{cfg.source.name} has {input_value!r}; the networks must match")
     return params

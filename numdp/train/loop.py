@@ -193,7 +193,7 @@ class Trainer:
         elif self.init_model is not None:  # weights and statistics of a trained model
             from .init_model import load_init_model
 
-            start_model = load_init_model(self.init_model, cfg)
+            start_model = load_init_model(self.init_model, cfg, "--finetune" if self.finetune else "--init-model")
             sel = list(start_model.descriptor.sel)
             self.train_cache = FrameCache(self.train_sys, dc.rcut, sel, nt, self.frame_budget)
             self.say(f"initialised from {self.init_model}: its weights and statistics; "
