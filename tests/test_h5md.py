@@ -72,6 +72,39 @@ def test_resume_drops_frames_after_the_checkpoint_step(tmp_path):
         H5MDWriter(tmp_path / "t.h5md", [0] * 7, [1.0] * 7, ["O"], resume_after=0)
 
 
+
+def test_every_unit_string_follows_the_h5md_units_grammar(tmp_path):
+    """H5MD's units module: a unit string is unit factors separated by spaces, each a symbol
+    optionally followed by a signed non-zero integer power ("Angstrom3", "kJ mol-1"), with at most
+    one leading number; no "^", "/" or "*"."""
+    import re
+
+    _frames(tmp_path / "t.h5md", 1).close()
+    factor = r"[A-Za-z]+(?:[+-]?[1-9][0-9]*)?"
+    grammar = re.compile(rf"^(?:[0-9]+(?:\.[0-9]+)? )?{factor}(?: {factor})*$")
+    units = {}
+    with h5py.File(tmp_path / "t.h5md", "r") as f:
+        f.visititems(lambda name, obj: units.__setitem__(name, obj.attrs["unit"]) if "unit" in obj.attrs else None)
+    assert units["observables/volume/value"] == "Angstrom3"
+    bad = {name: unit for name, unit in units.items() if not grammar.match(str(unit))}
+    assert not bad
+
+
+def test_resume_with_another_force_unit_is_refused(tmp_path):
+    """One dataset holds one unit: a restart whose input asks for other force units than the
+    trajectory holds is one line naming the file and both units, and the file is left as it was
+    (before, the new frames were appended in the new unit under the old unit attribute)."""
+    _frames(tmp_path / "t.h5md", 3).close()   # kJ mol-1 Angstrom-1, the default
+    before = (tmp_path / "t.h5md").read_bytes()
+    with pytest.raises(InputError, match=r"t\.h5md: holds forces in 'kJ mol-1 Angstrom-1', the input asks for "
+                                         r"\[output\] force_unit = 'eV Angstrom-1'"):
+        H5MDWriter(tmp_path / "t.h5md", [0, 1, 1, 0], [16.0, 1.0, 1.0, 16.0], ["O", "H"],
+                   force_unit="eV Angstrom-1", resume_after=5)
+    assert (tmp_path / "t.h5md").read_bytes() == before
+    w = H5MDWriter(tmp_path / "t.h5md", [0, 1, 1, 0], [16.0, 1.0, 1.0, 16.0], ["O", "H"], resume_after=5)
+    assert w.nframes == 2
+    w.close()
+
 def _state(n=6):
     rng = np.random.default_rng(1)
     return State(positions=rng.normal(size=(n, 3)) * 3, velocities=rng.normal(size=(n, 3)),

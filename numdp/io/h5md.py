@@ -15,7 +15,8 @@ Layout written by `H5MDWriter` (H5MD 1.1, https://www.nongnu.org/h5md/h5md.html)
         force/                  step, time, value (T, N, 3) [kJ mol-1 Angstrom-1 or eV Angstrom-1]
     /observables/
         potential_energy, kinetic_energy, total_energy, conserved_energy [eV], temperature [K],
-        pressure [bar], volume [Angstrom^3]:    step, time, value (T,)
+        pressure [bar], volume [Angstrom3]:      step, time, value (T,)
+                                (volume only with a cell periodic along a, b and c)
     /parameters/numdp           attrs type_map, input (the TOML text of the run)
 
 All time-dependent elements are sampled at the same steps and share one `step` and one `time`
@@ -63,7 +64,7 @@ OBSERVABLES = {
     "conserved_energy": "eV",
     "temperature": "K",
     "pressure": "bar",
-    "volume": "Angstrom^3",
+    "volume": "Angstrom3",   # H5MD units: a symbol followed by its power
 }
 
 
@@ -126,7 +127,7 @@ class H5MDWriter:
         self.force_scale = FORCE_UNITS[force_unit]
         natoms = len(species) if species is not None else int(natoms)
         if resume_after is not None and self.path.exists():
-            self._open_existing(natoms, resume_after)
+            self._open_existing(natoms, resume_after, force_unit)
             return
         special_target(self.path, "H5MD trajectory", hdf5=True)   # a FIFO: one line (HDF5 seeks)
         try:
@@ -146,7 +147,7 @@ class H5MDWriter:
         box.attrs["dimension"] = np.int32(3)
         flags = (bool(periodic),) * 3 if np.ndim(periodic) == 0 else tuple(bool(p) for p in periodic)
         box.attrs["boundary"] = ["periodic" if p else "none" for p in flags]
-        periodic = any(flags)   # the cell is written when any direction is periodic
+        periodic = any(flags)   # the cell is written when any direction is periodic (a slab's too)
         clock = None
         self.elements = {}
         if periodic:
@@ -156,7 +157,7 @@ class H5MDWriter:
             self.elements[name], clock = _time_element(part, name, (natoms, 3), unit, clock)
         obs = self.h5.create_group("observables")
         for name, unit in OBSERVABLES.items():
-            if name == "volume" and not periodic:
+            if name == "volume" and not all(flags):   # a slab's cell volume is arbitrary: none
                 continue
             self.elements[name], clock = _time_element(obs, name, (), unit, clock)
         self.clock = clock
@@ -174,7 +175,9 @@ class H5MDWriter:
         part["species"][start:start + len(types)] = types
         part["mass"][start:start + len(types)] = masses
 
-    def _open_existing(self, natoms: int, resume_after: int) -> None:
+    def _open_existing(self, natoms: int, resume_after: int, force_unit: str = DEFAULT_FORCE_UNIT) -> None:
+        """Reopen the trajectory of the run being continued (its atoms, fields and force unit must be
+        the input's: one dataset holds one unit), drop its frames with step > resume_after."""
         self.needs_atoms = False
         try:
             self.h5 = h5py.File(self.path, "a")
@@ -195,6 +198,14 @@ class H5MDWriter:
             self.h5.close()
             raise InputError(f"{self.path}: holds fields {[n for n in FIELDS if n in part]}, the input asks "
                              f"for {list(self.fields)}; cannot continue it")
+        if "force" in part:
+            stored = part["force/value"].attrs.get("unit", DEFAULT_FORCE_UNIT)
+            stored = stored.decode() if isinstance(stored, bytes) else str(stored)
+            if stored != force_unit:
+                self.h5.close()
+                raise InputError(f"{self.path}: holds forces in '{stored}', the input asks for [output] "
+                                 f"force_unit = '{force_unit}'; cannot continue it (set force_unit = "
+                                 f"'{stored}' to continue this trajectory)")
         for name in OBSERVABLES:
             if name in self.h5.get("observables", {}):
                 self.elements[name] = self.h5[f"observables/{name}"]

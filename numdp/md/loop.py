@@ -61,7 +61,7 @@ class RunResult:
     natoms: int
     timestep: float  # ps
     timers: Timers
-    rebuilds: int
+    rebuilds: int             # neighbour-list builds of this process's run, set-up included
     overflow_calls: int
     stopped: str | None = None
     ranks: int = 1
@@ -69,6 +69,7 @@ class RunResult:
     beyond_table: int = 0     # pair evaluations outside a compressed model's tables (all ranks)
     minimization: bool = False  # steps are FIRE iterations (numdp.md.minimize): no ns/day
     extra: dict = field(default_factory=dict)
+    loop_rebuilds: int | None = None   # builds during the steps (None: rebuilds - 1, a set-up build)
 
     @property
     def timed(self) -> bool:
@@ -105,7 +106,7 @@ def summary_lines(r: RunResult, nthreads: int | None = None) -> list[str]:
         f"{100.0 * r.cpu_seconds / (t.total * (nthreads or 1)) if t.total else 0.0:.1f}% CPU use with "
         f"{r.ranks} MPI rank(s) x {nthreads or 1} thread(s)",
         f"Neighbour list: {r.rebuilds} builds"
-        + (f" (one per {r.steps / max(r.rebuilds - 1, 1):.1f} {unit}s)" if r.steps else "")
+        + (_rebuild_rate(r, unit) if r.steps else "")
         + (f", {r.overflow_calls} force calls with neighbour overflow" if r.overflow_calls else ""),
         *([f"Compressed model: {r.beyond_table} pair evaluations beyond its tables (continued linearly; "
            f"atoms closer than any training pair allows)"] if r.beyond_table else []),
@@ -116,6 +117,13 @@ def summary_lines(r: RunResult, nthreads: int | None = None) -> list[str]:
         pct = 100.0 * value / t.total if t.total else 0.0
         lines.append(f"{name:<10} | {value:>10.4f} | {pct:>7.2f}")
     return lines
+
+
+def _rebuild_rate(r: RunResult, unit: str) -> str:
+    """' (one per X steps)' over the builds made during the steps (a restart restores its list
+    without a build, a new run builds one in its set-up), or ' (none during the N steps)'."""
+    during = r.loop_rebuilds if r.loop_rebuilds is not None else max(r.rebuilds - 1, 0)
+    return f" (one per {r.steps / during:.1f} {unit}s)" if during else f" (none during the {r.steps} {unit}s)"
 
 
 class Simulation:
@@ -204,6 +212,7 @@ class Simulation:
         self.backups.keep()  # the first frame is written (or a safety stop writes its state)
         timers = Timers()  # the loop's split starts here (setup and first reports excluded)
         n0, f0 = self.provider.time_neigh, self.provider.time_force
+        builds0 = self.provider.rebuilds   # the set-up's build (a new run) is not one of the steps'
         b0 = getattr(self.provider.model, "beyond_table", 0)
         world = self.world
         t_loop = time.perf_counter()
@@ -270,7 +279,8 @@ class Simulation:
         result = RunResult(steps=state.step - start_step, natoms=state.natoms_global, timestep=self.integrator.dt,
                            timers=timers, rebuilds=self.provider.rebuilds,
                            overflow_calls=self.provider.overflow_calls, stopped=stopped, ranks=world.size,
-                           cpu_seconds=cpu, beyond_table=beyond, minimization=self.integrator.minimizing)
+                           cpu_seconds=cpu, beyond_table=beyond, minimization=self.integrator.minimizing,
+                           loop_rebuilds=self.provider.rebuilds - builds0)
         result.extra["wall"] = time.perf_counter() - t_start
         for line in summary_lines(result, getattr(self.provider.model, "nthreads", None)):
             self.console.line(line)

@@ -37,7 +37,8 @@ from .minimize import force_norms_global
 
 @dataclass
 class Snapshot:
-    """Thermodynamic values of `state` at its current step (eV, K, bar, Å³, ps).
+    """Thermodynamic values of `state` at its current step (eV, K, bar, Å³, ps); press and vol
+    are nan without a cell periodic along all three vectors.
 
     econs: total energy plus the energy the thermostat took out, plus with the MTK barostat its
     own energy (K_b + P0 V + its chain's): constant up to integration error in NVE, NVT and MTK
@@ -86,10 +87,11 @@ def snapshot(state: State, thermostat=None, world: World | None = None, barostat
     cell rescaling).  Collective."""
     world = world if world is not None else World(None)
     ke = world.sum_global(kinetic_energy(state.velocities, state.masses))
-    vol = state.volume
-    # no pressure without a cell periodic along all three vectors (a slab's cell volume is arbitrary)
-    press = pressure(ke, state.virial, vol) * EV_PER_A3_TO_BAR if state.box is not None and all(state.pbc_flags) \
-        else math.nan
+    # no volume and no pressure without a cell periodic along all three vectors (a slab's cell
+    # volume is arbitrary: its length along an open vector is any number, e.g. 1 A for a 2D cell)
+    periodic = state.box is not None and all(state.pbc_flags)
+    vol = state.volume if periodic else math.nan
+    press = pressure(ke, state.virial, vol) * EV_PER_A3_TO_BAR if periodic else math.nan
     etotal = state.potential_energy + ke
     reservoir = thermostat.reservoir_energy(state) if thermostat is not None else 0.0
     if barostat is not None:

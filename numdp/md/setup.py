@@ -183,6 +183,9 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
                                                  settings.safety.min_distance, world, domain, barostat)
 
     out = settings.output
+    # a restart already at (or past) its end step runs nothing (run_md): it must not open, and so
+    # cut back to the checkpoint's step, the trajectory and deviation file it would continue
+    idle = restarted and state.step >= settings.end_step
     backups = Backups.none()
     outputs = [out.trajectory, out.log, out.checkpoint, _stop_path(out.checkpoint),
                settings.model_devi.file if settings.model_devi else None]
@@ -200,19 +203,19 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
         writer = None
         with world.agreement():  # rank 0 opens (or continues) the trajectory
             if world.is_root:
-                if out.trajectory is not None:
+                if out.trajectory is not None and not idle:
                     writer = open_trajectory(out.format, out.trajectory, None, None, state.type_map,
                                              out.fields, state.pbc_flags if state.box is not None else False,
                                              out.force_unit, settings.text,
                                              resume_after=state.step if restarted else None,
                                              natoms=state.natoms_global, columns=out.columns)
         trajectory = None
-        if out.trajectory is not None:
+        if out.trajectory is not None and not idle:
             _give_atoms(writer, state, world)
             trajectory = TrajectoryReporter(writer, out.every, out.trajectory, world, out.fields)
             reporters.append(trajectory)
         devi = settings.model_devi
-        if devi is not None:
+        if devi is not None and not idle:
             reporters.append(DeviationReporter(provider, others, devi.every, devi.file, devi.atomic, devi.relative,
                                                devi.relative_v, state.step if restarted else None, world))
         checkpoint = CheckpointReporter(out.checkpoint, out.checkpoint_every, settings.text, out.force_unit, world)
