@@ -560,4 +560,7 @@ def run_settings(path: Path, text: str, data: dict, base: Path) -> RunSettings:
                     ("[output] checkpoint", out.checkpoint),
                     ("[model_devi] file", model_devi.file if model_devi else None)],
                    [("the input file", path)] + [("[model] file", f) for f in model.files])
+    # ... but never a text output: the start structure would be backed up and replaced by it
+    distinct_files(path.name, [("[output] log", out.log), ("[model_devi] file", model_devi.file if model_devi else None)],
+                   [("[system] file", settings.system.file)])
     return settings

@@ -107,6 +107,9 @@ def test_relative_paths_follow_the_input_file(tmp_path):
     ('checkpoint = "ck.h5"', 'checkpoint = "model.h5"',
      "md.toml: [output] checkpoint: names the same file as an input, [model] file"),
     ("every = 10", 'every = 10\nlog = "md.toml"', "md.toml: [output] log: names the same file as an input, the input file"),
+    # the log on the start structure backed it up and wrote over it: the next run could not start
+    ("every = 10", 'every = 10\nlog = "start.xyz"',
+     "md.toml: [output] log: names the same file as an input, [system] file"),
 ])
 def test_bad_values_name_the_key(tmp_path, old, new, expected):
     assert old in GOOD
