@@ -10,7 +10,8 @@ that stresses.sum(axis=0) == stress as ASE's Calculator.get_stresses documents).
 through the model's type_map.  ``atoms.pbc`` is honoured: periodic along some cell vectors only
 (a slab) is evaluated as such (numdp.neighbor.extend), no pbc at all as a cluster.  Results are
 cached by ASE's Calculator machinery until the atoms (or atoms.info's fparam / aparam) change;
-the calculator can be deep-copied and pickled.  See docs/ase.md.
+the calculator can be deep-copied and pickled (its model rebuilds itself: DPModel.__reduce__).
+See docs/ase.md.
 
 ``DP`` is DeePMD-kit's calculator class (``deepmd.calculator.DP``) on numdp: the same
 constructor (model, label, type_dict, neighbor_list, head, nlist_backend), so that
@@ -101,20 +102,6 @@ class DPCalculator(Calculator):
         else:
             self.model = _load(model, precision, device, threads)
 
-    def __getstate__(self) -> dict:
-        """Pickle and copy.deepcopy: the model travels as what builds it again (its parameters,
-        threads, precision, device, frame and atomic parameters; `_rebuilt_model`), since its
-        evaluator holds a thread pool and a lock, which cannot be pickled.  A copy has a model
-        of its own that gives the same numbers bit for bit."""
-        state = self.__dict__.copy()
-        m = self.model
-        state["model"] = (type(m), m.source_params, m.nthreads, m.precision, m.device, m.fparam, m.aparam)
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self.model = _rebuilt_model(*state["model"])
-
     def set(self, **kwargs):
         """ASE's parameter setter: numdp's calculators have no ASE parameters, so any keyword is
         an InputError (ASE's Calculator.__init__ calls it with none); returns {} (nothing changed)."""
@@ -175,16 +162,6 @@ class DPCalculator(Calculator):
             raise PropertyNotImplementedError(
                 "stress needs a cell with non-zero volume; these atoms have cell "
                 f"{atoms.cell.array.tolist()} (pbc {list(pbc)})")
-
-
-def _rebuilt_model(cls, params, nthreads: int, precision: str, device: str, fparam, aparam) -> DPModel:
-    """The model `DPCalculator.__getstate__` described: a `cls` (DPModel or a subclass) of
-    `params` (the model's source parameters) on `nthreads` threads, `precision`, `device`, with
-    frame parameters `fparam` and atomic parameters `aparam` (None: none)."""
-    model = cls.__new__(cls)
-    DPModel.__init__(model, params, nthreads=nthreads, precision=precision, device=device,
-                     fparam=fparam, aparam=aparam)
-    return model
 
 
 def _voigt(s: np.ndarray) -> np.ndarray:

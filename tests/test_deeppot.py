@@ -259,3 +259,22 @@ def test_cuda_device(oracle_dir):
     assert out[0][1, 0] == r.energy and np.array_equal(out[1][1], r.forces)
     assert np.array_equal(out[2][1], np.asarray(r.virial).reshape(9))
     assert np.array_equal(out[3][1, :, 0], r.atom_energies) and np.array_equal(out[4][1], r.atom_virials)
+
+
+def test_models_and_deeppot_pickle_and_copy(oracle_dir, water):
+    """A DPModel (and so a DeepPot, and an ASE calculator holding one) pickles and deep-copies
+    (multiprocessing pools, ASE's NEB recipe): the copy is the model rebuilt from its parameters
+    with the same threads, chunk, precision and device, and evaluates bit for bit as the
+    original; the evaluator's thread pool and lock are made anew, not copied."""
+    import copy
+    import pickle
+
+    pot = DeepPot(oracle_dir / "water.dp", precision="mix32", threads=1)
+    coords, cells, atype = water["coord"][:1], water["box"][:1], water["atype"]
+    want = pot.eval(coords, cells, atype)
+    for clone in (pickle.loads(pickle.dumps(pot)), copy.deepcopy(pot)):
+        m, o = clone.model, pot.model
+        assert m is not o and m._ev is not o._ev
+        assert (m.nthreads, m.precision, m.device, m._ev.chunk) == (o.nthreads, o.precision, o.device, o._ev.chunk)
+        for a, b in zip(clone.eval(coords, cells, atype), want):
+            assert np.array_equal(a, b)

@@ -92,6 +92,14 @@ class DPModel:
             return
         self._ev = Evaluator(params, nthreads or default_threads(), precision=precision, **kw)
 
+    def __reduce__(self):
+        """Pickle and copy.deepcopy as what builds the model again (its parameters as read, threads,
+        chunk, precision, device, frame and atomic parameters): the evaluator holds a thread pool,
+        a lock and scratch memory (device memory with CUDA), which are not copied but made anew.
+        The copy evaluates bit for bit as the original."""
+        return (_rebuilt, (self.source_params, self.nthreads, self._ev.chunk, self.precision, self.device,
+                           self.fparam, self.aparam))
+
     @property
     def type_map(self) -> list[str]:
         return list(self.params.type_map)
@@ -421,3 +429,9 @@ def evaluate_ensemble(models, positions, types, box=None, pbc=None, fparam=None,
             out[k] = Result(float(raw.atom_energy.sum()), fold_to_owners(raw.force, mapping, typ.shape[0]),
                             raw.virial, raw.atom_energy, None)
     return out
+
+
+def _rebuilt(params: ModelParams, nthreads: int, chunk: int, precision: str, device: str, fparam, aparam) -> DPModel:
+    """The model `DPModel.__reduce__` describes."""
+    return DPModel(params, nthreads=nthreads, chunk=chunk, precision=precision, device=device, fparam=fparam,
+                   aparam=aparam)
