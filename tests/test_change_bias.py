@@ -6,8 +6,8 @@ from numdp.cli import main as cli_main
 from numdp.io.model_file import read_model, write_model
 from numdp.io.npy_system import load_system
 from numdp.model.dp_model import DPModel
-from randmodel import random_config, random_params
-from tests_util import shift_fit_bound, write_system
+from randmodel import random_params
+from tests_util import shift_fit_bound, write_labelled_systems, write_system
 
 COMPOSITIONS = ((7, 3), (2, 6))   # two independent compositions: the fit fixes both types
 NNEI, DIM_OUT = 40, 16   # the teacher's slots (sel [20, 20]) and descriptor width (8 x 2)
@@ -32,17 +32,7 @@ def setup(tmp_path_factory):
     teacher.type_map = ["A", "B"]
     teacher.out_bias = np.array([-1.5, -3.25])
     write_model(teacher, root / "teacher.h5")
-    model = DPModel(teacher, nthreads=1)
-    for k, (na, nb) in enumerate(COMPOSITIONS):
-        types = np.array([0] * na + [1] * nb)
-        coords, boxes, energies = [], [], []
-        for f in range(3):
-            pos, _, box = random_config(na + nb, 2, box_len=6.0, tilt=0.1, seed=100 * k + f)
-            coords.append(pos)
-            boxes.append(box)
-            energies.append(model.evaluate(pos, types, box, atom_virial=False).energy)
-        write_system(root / "data" / f"sys{k}", np.array(coords), np.array(boxes), types, ["A", "B"],
-                     energy=np.array(energies))
+    write_labelled_systems(root / "data", DPModel(teacher, nthreads=1), COMPOSITIONS, 3, 6.0, 100)
     return root, teacher
 
 

@@ -12,8 +12,7 @@ from numdp.train.checkpoint import Checkpoint, read_checkpoint, write_checkpoint
 from numdp.train.config import model_config
 from numdp.train.flat import FlatParams
 from numdp.train.init import initial_model
-from randmodel import random_config
-from tests_util import write_system
+from tests_util import write_labelled_systems
 
 INPUT = """[model]
 type_map = ["A", "B"]
@@ -49,17 +48,7 @@ def _checkpoint(tmp_path):
                     valid_sampler=None, input_text=INPUT, elapsed=1.5)
     write_checkpoint(ck, tmp_path / "model.ckpt.h5")
     params.out_bias = np.array([-1.2, -3.5])
-    teacher = DPModel(params, nthreads=1)
-    for k, (na, nb) in enumerate(((5, 3), (2, 6))):
-        types = np.array([0] * na + [1] * nb)
-        coords, boxes, energies = [], [], []
-        for f in range(2):
-            pos, _, box = random_config(na + nb, 2, box_len=5.0, tilt=0.1, seed=50 * k + f)
-            coords.append(pos)
-            boxes.append(box)
-            energies.append(teacher.evaluate(pos, types, box, atom_virial=False).energy)
-        write_system(tmp_path / "data" / f"sys{k}", np.array(coords), np.array(boxes), types, ["A", "B"],
-                     energy=np.array(energies))
+    write_labelled_systems(tmp_path / "data", DPModel(params, nthreads=1), ((5, 3), (2, 6)), 2, 5.0, 50)
     return ck
 
 

@@ -25,6 +25,24 @@ def write_system(path, coord, box, atype, type_map, energy=None, force=None, vir
     return path
 
 
+def write_labelled_systems(root, model, compositions, nframes: int, box_len: float, seed_stride: int) -> None:
+    """Systems root/sys0, sys1, ... of two types A and B, (na, nb) atoms each as `compositions`
+    lists, `nframes` random periodic frames (box_len Å, tilted) whose energies are `model`'s (a
+    DPModel): seeds seed_stride * k + frame."""
+    from randmodel import random_config
+
+    for k, (na, nb) in enumerate(compositions):
+        types = np.array([0] * na + [1] * nb)
+        coords, boxes, energies = [], [], []
+        for f in range(nframes):
+            pos, _, box = random_config(na + nb, 2, box_len=box_len, tilt=0.1, seed=seed_stride * k + f)
+            coords.append(pos)
+            boxes.append(box)
+            energies.append(model.evaluate(pos, types, box, atom_virial=False).energy)
+        write_system(Path(root) / f"sys{k}", np.array(coords), np.array(boxes), types, ["A", "B"],
+                     energy=np.array(energies))
+
+
 def assert_model_reproduces_labels(model, sysdir, nframes: int, tmp_path) -> None:
     """`model` (a .dp file) on `sysdir`, whose energies are the model's own: numdp test gives a
     zero error (< 1e-9 meV/atom), model-devi of the model against itself a zero deviation,
