@@ -3,6 +3,7 @@
 options (-i, -o, -s, -e, -f, -t); prints the largest table error against the nets."""
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -62,8 +63,8 @@ def _step(text: str) -> float:
     except ValueError:   # numdp compress's former -s OUTPUT
         raise InputError(f"-s {text}: -s is the table step (as dp compress -s); name the output "
                          f"model with -o {text}") from None
-    if not step > 0:
-        raise InputError(f"-s {text}: the table step must be > 0")
+    if not (step > 0 and math.isfinite(step)):
+        raise InputError(f"-s {text}: the table step must be > 0 and finite")
     return step
 
 
@@ -76,12 +77,12 @@ shipped water model's tables differ by 1e-11 at the default step 0.01 (order 3; 
 def main(args) -> int:
     from ..io.backup import Backups
     from ..io.model_file import output_kind, read_model, write_model
-    from ..model.compress import compress, s_max_from_systems
+    from ..model.compress import compress, s_max_from_params, s_max_from_systems
 
     model_path = _model_path(args)
     step = _step(args.step)
-    if not args.extrapolate > 1:
-        raise InputError(f"-e {args.extrapolate:g}: the extrapolation factor must be > 1")
+    if not (args.extrapolate > 1 and math.isfinite(args.extrapolate)):
+        raise InputError(f"-e {args.extrapolate:g}: the extrapolation factor must be > 1 and finite")
     out_path = _output_path(model_path, args.output)
     # the output is checked before the (long) tabulation
     output_kind(out_path)
@@ -97,7 +98,12 @@ def main(args) -> int:
     if params.descriptor.tables is not None:
         raise InputError(f"{model_path}: the model is already compressed")
     smax = s_max_from_systems(params, data) if data else None
-    cparams, report = compress(params, dx=step, order=args.order, s_max=smax, extrapolate=args.extrapolate)
+    try:
+        if smax is None:
+            smax = s_max_from_params(params)
+        cparams, report = compress(params, dx=step, order=args.order, s_max=smax, extrapolate=args.extrapolate)
+    except InputError as exc:   # the model's range of s, or tables too large: name the model
+        raise InputError(f"{model_path}: {exc}") from None
     print(f"# order {args.order}, step {step:g}, extrapolation to {args.extrapolate:g}x the data range")
     print(f"# {'net':>3} {'lower':>8} {'upper':>8} {'xmax':>8} {'intervals':>9} "
           f"{'err grid':>9} {'err between':>11} {'slope err':>9} {'extrap err':>10}")

@@ -87,6 +87,18 @@ def _net(d: dict | None, what: str, widths: list[int], path: Path, names: dict) 
                 for l, lay in enumerate(layers)])
 
 
+def _fine_intervals(lower: float, upper: float, xmax: float, h0: float, h1: float, nint: int) -> int:
+    """The number n0 of fine intervals of a `.dp` table: int((upper - lower) / h0), as DeePMD-kit's
+    lookup takes it; one more for a table that numdp before its `dp_upper` wrote with upper a few
+    ulps short of lower + n0 h0 (the quotient within 1e-9 below an integer, and the rows one more
+    than that integer plus the coarse intervals from upper to xmax)."""
+    q = (upper - lower) / h0
+    n0 = int(q)
+    if round(q) == n0 + 1 and n0 + 1 - q < 1e-9 and nint == n0 + 1 + round((xmax - upper) / h1):
+        return n0 + 1
+    return n0
+
+
 def _tables(compress: dict | None, M: int, path: Path):
     """Tables of a compressed `.dp` descriptor (reference §9.4): per net, data (nspline, 6M) with
     the coefficient of tau^c for output m at column 6m + c, and info [lower, upper, xmax, h0, h1,
@@ -103,7 +115,8 @@ def _tables(compress: dict | None, M: int, path: Path):
         lower, upper, xmax, h0, h1 = (float(v) for v in info[:5])
         coef = data.reshape(data.shape[0], M, 6).transpose(0, 2, 1)
         tables.append(Table(lower=lower, upper=upper, xmax=xmax, h0=h0, h1=h1,
-                            n0=int((upper - lower) / h0), coef=np.ascontiguousarray(coef)))
+                            n0=_fine_intervals(lower, upper, xmax, h0, h1, data.shape[0]),
+                            coef=np.ascontiguousarray(coef)))
     return tables
 
 
@@ -193,6 +206,9 @@ def params_from_dp_tree(tree: dict, path: Path, names: dict | None = None) -> Mo
     out_std = per_type(mvar.get("out_std"), "out_std", 1.0)
     top = tree.get("@variables", {})
     mnd = top.get("min_nbor_dist")
+    if mnd is not None:   # sizes the tables of a compression: a NaN or inf is a damaged file
+        mnd = _array(mnd, "min_nbor_dist", path, names, flat=True)
+        _check(mnd.size == 1, path, f"min_nbor_dist has {mnd.size} values, expected 1")
     params = ModelParams(
         type_map=type_map,
         descriptor=Descriptor(

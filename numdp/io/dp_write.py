@@ -86,6 +86,16 @@ def _dp_table_data(tab) -> np.ndarray:
     return _f64(coef.transpose(0, 2, 1).reshape(coef.shape[0], -1))
 
 
+def _table_info(tab) -> np.ndarray:
+    """DeePMD-kit's compress_info [lower, upper, xmax, h0, h1, check_frequency] of a table, with
+    `upper` such that int((upper - lower) / h0) is the table's n0, the fine-interval count that
+    the readers (DeePMD-kit's and numdp's) derive from it (numdp.model.compress.dp_upper; tables
+    compressed by earlier numdp versions may need the ulp)."""
+    from ..model.compress import dp_upper
+
+    return _f64([tab.lower, dp_upper(tab.lower, tab.upper, tab.h0, tab.n0), tab.xmax, tab.h0, tab.h1, -1.0])
+
+
 def dp_tree(p: ModelParams) -> dict:
     """The `.dp` JSON tree of `p` with numpy arrays in place of dataset paths."""
     d, f = p.descriptor, p.fitting
@@ -121,8 +131,7 @@ def dp_tree(p: ModelParams) -> dict:
         descriptor["@version"] = 3
         descriptor["compress"] = {"@variables": {
             "compress_data": [_dp_table_data(tab) for tab in d.tables],
-            "compress_info": [_f64([tab.lower, tab.upper, tab.xmax, tab.h0, tab.h1, -1.0])
-                              for tab in d.tables]}}
+            "compress_info": [_table_info(tab) for tab in d.tables]}}
     nets = {
         "@class": "NetworkCollection", "@version": 1, "ndim": 1, "ntypes": nt,
         "network_type": "fitting_network",

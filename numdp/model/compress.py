@@ -11,10 +11,18 @@ value: it counts for lower, not for upper (DeePMD-kit's deepmd/utils/tabulate.py
 same, but tests tuples against the pair lists it is given, which never match); a net fed by no
 other centre type spans [lower, 0] ([0, dx] when lower is 0).  The compressed model keeps the
 exclusions.
+
+A table written in DeePMD-kit's `.dp` layout carries no count of fine intervals: DeePMD-kit and
+numdp's reader take n0 = int((upper - lower) / h0).  `upper` is therefore stored as the double
+nearest lower + n0 h0 for which that quotient gives n0 back (`dp_upper`); without it some nets
+(the oracle water model's nets 1 and 3 at the default step) read back with n0 - 1, and every
+input on the coarse grid was evaluated on the piece before its own.
 """
 from __future__ import annotations
 
 import copy
+import math
+import os
 
 import numpy as np
 
@@ -45,10 +53,15 @@ def s_max_from_params(params: ModelParams) -> np.ndarray:
         from ..kernels.cpu.envmat import switch
 
         r = float(params.min_nbor_dist)
+        rcut = float(params.descriptor.rcut)
+        if not (math.isfinite(r) and 0.0 < r < rcut):
+            raise InputError(f"the model's min_nbor_dist {r:g} A is no range for the tables (it must be "
+                             f"> 0 and < rcut {rcut:g} A): give the training input with -t or "
+                             f"training systems with --data")
         w, _ = switch(r, params.descriptor.rcut_smth, params.descriptor.rcut)
         return np.full(params.ntypes, w / r)
     raise InputError("the model stores no range of s (s_range) nor min_nbor_dist: "
-                     "give training systems with --data")
+                     "give the training input with -t or training systems with --data")
 
 
 def s_max_from_systems(params: ModelParams, paths) -> np.ndarray:
@@ -71,6 +84,53 @@ def s_max_from_systems(params: ModelParams, paths) -> np.ndarray:
     return stats.s_range[:, 1]
 
 
+def dp_upper(lower: float, upper: float, h0: float, n0: int) -> float:
+    """`upper` (the end of the n0 fine intervals of step h0 from lower, in x) moved by the fewest
+    ulps for which int((upper - lower) / h0) == n0, the count DeePMD-kit's lookup (and numdp's
+    `.dp` reader) derives from a table's bounds; `upper` itself when no nearby double does."""
+    u = float(upper)
+    for direction in (math.inf, -math.inf):
+        v = u
+        for _ in range(64):
+            q = int((v - lower) / h0)
+            if q == n0:
+                return v
+            if (q < n0) != (direction > 0):
+                break
+            v = math.nextafter(v, direction)
+    return u
+
+
+def _physical_memory() -> float:
+    """Bytes of physical memory of this machine (inf where the platform does not say)."""
+    try:
+        return float(os.sysconf("SC_PHYS_PAGES")) * float(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return math.inf
+
+
+def _check_size(ranges, dx: float, order: int, extrapolate: float, width: int) -> None:
+    """InputError, before any table is built, when the tables of `ranges` [(lower, upper), ...]
+    would not fit in this machine's memory: the coefficients ((order+1) x width float64 per
+    interval, all nets) plus the largest net's temporaries (about 12 (n, width) arrays of its
+    forward-mode derivatives).  Counts in floats, so that an infinite or absurd grid is refused
+    rather than overflowing."""
+    total = peak = 0.0
+    for lower, upper in ranges:
+        n0 = max(1.0, math.ceil((upper - lower) / dx - 1e-9))
+        up = lower + n0 * dx
+        n1 = max(1.0, (extrapolate * max(up, dx) - up) / (10.0 * dx))
+        n = n0 + n1 + 1.0
+        total += n
+        peak = max(peak, n)
+    need = 8.0 * width * ((order + 1) * total + (order + 13) * peak)
+    if not need <= _physical_memory():
+        raise InputError(f"step {dx:g}, extrapolate {extrapolate:g}: the tables would need "
+                         f"{need / 2 ** 30:.3g} GiB ({total:.3g} intervals over x up to "
+                         f"{max(u for _, u in ranges):.3g}), more than this machine's memory; give "
+                         f"a larger step (-s) or a smaller extrapolation factor (-e)")
+
+
 def compress(params: ModelParams, dx: float = 0.01, order: int = 3, s_max=None,
              extrapolate: float = EXTRAPOLATE):
     """A copy of `params` whose embedding nets are tabulated, and a per-net report.
@@ -82,16 +142,20 @@ def compress(params: ModelParams, dx: float = 0.01, order: int = 3, s_max=None,
     """
     if order not in (3, 5):
         raise InputError(f"order must be 3 or 5, got {order}")
-    if not dx > 0:
-        raise InputError(f"step must be > 0, got {dx}")
-    if not extrapolate > 1:
-        raise InputError(f"extrapolate must be > 1, got {extrapolate}")
+    if not (dx > 0 and math.isfinite(dx)):
+        raise InputError(f"step must be > 0 and finite, got {dx}")
+    if not (extrapolate > 1 and math.isfinite(extrapolate)):
+        raise InputError(f"extrapolate must be > 1 and finite, got {extrapolate}")
     d = params.descriptor
     smax = s_max_from_params(params) if s_max is None else np.asarray(s_max, dtype=np.float64)
     out = copy.deepcopy(params)
+    if not np.all(np.isfinite(smax)):
+        raise InputError(f"the training range of s {smax.tolist()} is not finite: give the training "
+                         f"input with -t or training systems with --data")
     tables, report = [], []
     excluded = d.excluded
-    for k, net in enumerate(d.embeddings):
+    ranges = []
+    for k in range(len(d.embeddings)):
         cts = centre_types_of_net(params, k)
         nbr = neighbour_type_of_net(params, k)
         slot = d.sec[nbr]   # the statistics of the net's slot block (DeePMD-kit's are per centre type)
@@ -101,7 +165,18 @@ def compress(params: ModelParams, dx: float = 0.01, order: int = 3, s_max=None,
         upper = max((smax[t] - mu[t]) / sd[t] for t in real) if real else 0.0
         if upper <= lower:
             upper = lower + dx
-        tab = build_table(net, lower, upper, dx, order, extrapolate)
+        ranges.append((float(lower), float(upper)))
+    _check_size(ranges, dx, order, extrapolate, d.neuron[-1])
+    for k, net in enumerate(d.embeddings):
+        lower, upper = ranges[k]
+        try:
+            tab = build_table(net, lower, upper, dx, order, extrapolate)
+        except MemoryError:
+            raise InputError(f"step {dx:g}, extrapolate {extrapolate:g}: out of memory tabulating "
+                             f"embedding net {k}; give a larger step (-s) or a smaller extrapolation "
+                             f"factor (-e)") from None
+        # the .dp layout's lookup derives n0 from the bounds: make them give it back
+        tab.upper = dp_upper(tab.lower, tab.upper, tab.h0, tab.n0)
         tables.append(tab)
         report.append({"net": k, "lower": tab.lower, "upper": tab.upper, "xmax": tab.xmax,
                        "intervals": int(tab.coef.shape[0]), "errors": table_errors(net, tab)})

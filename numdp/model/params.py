@@ -256,6 +256,9 @@ class ModelParams:
         nt = self.ntypes
         if d.ntypes != nt:
             raise InputError(f"{source}: sel has {d.ntypes} entries but type_map has {nt}")
+        if self.min_nbor_dist is not None and not np.isfinite(self.min_nbor_dist):
+            raise InputError(f"{source}: min_nbor_dist: must be a finite distance in Angstrom, got "
+                             f"{float(self.min_nbor_dist)!r}")
         empty = [t for t in range(nt) if d.sel[t] <= 0]
         if empty:
             raise InputError(f"{source}: sel {[int(x) for x in d.sel]}: type {self.type_map[empty[0]]} has no "
