@@ -10,10 +10,20 @@ gathered and added in rank order (`sum_global`), so every rank takes the same de
 bit-identical numbers (thermostat scaling, barostat cell, rebuild test).
 
 `World.comm_time` accumulates the seconds spent inside communication calls (reported as "Comm").
+
+Signals outside the steps.  The MD loop agrees on SIGINT / SIGTERM (numdp.signals.StopRequest);
+before it (imports, reading, the model, the first force evaluation and its compilation) and after
+it the ranks are at different places, some of them waiting in a collective, so a signal cannot be
+agreed on.  `create_world` therefore gives a run on several ranks handlers that end every rank at
+once (`abort_on_signal`): one line, status 128 + the signal's number (130, 143), as the agreed
+stop, with no traceback from each rank and no rank left waiting.
 """
 from __future__ import annotations
 
 import os
+import signal
+import sys
+import threading
 import time
 from contextlib import contextmanager
 
@@ -29,6 +39,9 @@ LAUNCHER_RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "MV2_COMM
 
 # Seconds between printing an error and MPI_Abort, so that the launcher forwards the message.
 ABORT_GRACE = 0.5
+# Seconds a rank other than 0 waits before acting on a signal outside the steps: the launcher
+# forwards Ctrl-C to every rank, and rank 0 then speaks (and aborts) for all of them.
+SIGNAL_GRACE = 1.5
 
 
 class RankFailed(Exception):
@@ -271,8 +284,51 @@ class World:
         raise SystemExit(code)
 
 
-def create_world(environ=None) -> World:
+def abort_on_signal(world: World, command: str = "run") -> None:
+    """On several ranks, make SIGINT and SIGTERM end every rank at once (main thread only): the
+    handlers that apply outside the steps of `numdp run` (numdp.signals.StopRequest replaces them
+    during the steps and puts them back after).  Rank 0 prints "numdp COMMAND: interrupted" and
+    aborts all ranks (MPI_Abort, status 128 + the signal's number); another rank waits
+    SIGNAL_GRACE seconds first (rank 0, signalled too, ends it meanwhile), then speaks and aborts
+    itself.  Temporaries of atomic writes in progress are removed (numdp.io.atomic), so every file
+    holds its last complete write.  One rank: nothing is installed (Python's own behaviour)."""
+    if world.size == 1 or threading.current_thread() is not threading.main_thread():
+        return
+    state = {"busy": False}
+
+    def handler(signum, frame):
+        if state["busy"]:   # a forwarded copy, or a second signal while this one is handled
+            return
+        state["busy"] = True
+        if world.rank != 0:
+            time.sleep(SIGNAL_GRACE)
+        from ..io.atomic import remove_pending
+
+        remove_pending()
+        name = signal.Signals(signum).name
+        where = "" if world.rank == 0 else f" on MPI rank {world.rank} of {world.size}"
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001 - a stream being written by the interrupted code
+                pass
+        try:
+            os.write(2, f"numdp {command}: interrupted ({name}{where} outside the MD steps: every rank "
+                        f"stopped at once)\n".encode())
+        except OSError:
+            pass
+        time.sleep(ABORT_GRACE)
+        world.comm.Abort(128 + signum)
+        os._exit(128 + signum)   # MPICH's MPI_Abort can return on the rank that calls it: no unwinding
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)
+
+
+def create_world(environ=None, command: str = "run") -> World:
     """The World of this process: MPI.COMM_WORLD when started by an MPI launcher, else one rank.
+    On several ranks SIGINT / SIGTERM then end every rank at once until the MD loop takes them
+    over (`abort_on_signal`; `command` names the sub-command in its line).
 
     Raises InputError when a launcher started several ranks but mpi4py is not installed.
     """
@@ -285,4 +341,6 @@ def create_world(environ=None) -> World:
             raise InputError(f"started on {launched_size(environ)} MPI ranks, but mpi4py is not installed "
                              f"(pip install 'numdp[mpi]')") from None
         return World(None)
-    return World(MPI.COMM_WORLD)
+    world = World(MPI.COMM_WORLD)
+    abort_on_signal(world, command)
+    return world
