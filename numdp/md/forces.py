@@ -241,7 +241,10 @@ class ForceProvider(ForceProviderBase):
         self._build(state, state.positions, state.box)
         self._force_rebuild = False
         self.rebuilds += 1
-        state.neighbor = {"positions": self._ref_positions, "cutoff": np.array([self.cutoff])}
+        state.neighbor = {"positions": self._ref_positions, "cutoff": np.array([self.cutoff]),
+                          # the decomposition the list was built on: a restart on as many ranks
+                          # takes it again, whatever a barostat did to the cell (numdp.md.setup)
+                          "grid": self.domain.grid.astype(np.float64)}   # (groups read back as float64)
         if state.box is not None:
             state.neighbor["box"] = state.box.copy()
 

@@ -138,10 +138,15 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
         if world.is_root:
             start, notes = read_start(settings, restart, type_map,
                                       md.barostat.coupling if md is not None and md.barostat else None)
-    box, pbc, notes = world.bcast_object((start.light.box, start.light.pbc_flags, notes) if world.is_root else None)
+    box, pbc, notes, recorded = world.bcast_object(
+        (start.light.box, start.light.pbc_flags, notes, start.light.neighbor.get("grid")) if world.is_root else None)
     with world.agreement():
         if settings.parallel.grid is not None:
             grid = check_grid(settings.parallel.grid, world.size, f"{name}: [parallel] grid", pbc)
+        elif recorded is not None and int(np.prod(recorded)) == world.size and min(recorded) >= 1:
+            # a restart on as many ranks as the run that wrote the checkpoint: its grid, so that the
+            # continuation is bit for bit (choose_grid may pick another from a cell a barostat changed)
+            grid = tuple(int(g) for g in recorded)
         else:
             grid = choose_grid(world.size, box, pbc)
     domain = Domain(grid, world.rank, periodic=box is not None)
