@@ -323,6 +323,14 @@ def test_run_trajectory_on_a_full_device_is_one_line(tmp_path, capsys):
     assert_char_node(full)
 
 
+def test_run_checkpoint_on_a_full_device_names_the_checkpoint(tmp_path, capsys):
+    """The checkpoint goes through the H5MD writer, whose message said 'H5MD trajectory'."""
+    full = char_node(tmp_path / "full", FULL)
+    assert main(["run", str(water_input(tmp_path, checkpoint=full))]) == 2
+    one_error_line(capsys, full, "cannot write checkpoint (No space left on device)")
+    assert_char_node(full)
+
+
 # -- numdp train: lcurve.out ----------------------------------------------------------------------
 
 

@@ -116,12 +116,13 @@ class H5MDWriter:
     fields: subset of FIELDS; periodic: whether the box is periodic (one bool, or three for mixed
     boundary conditions: H5MD boundary "periodic" / "none" per vector); force_unit: a key of
     FORCE_UNITS; input_text: stored in /parameters/numdp.  `resume_after` = k opens an existing
-    file instead, drops its frames with step > k and appends after them (restarts).
+    file instead, drops its frames with step > k and appends after them (restarts).  what: the
+    kind of file in messages ("H5MD trajectory", "checkpoint").
     """
 
     def __init__(self, path, species, masses, type_map, fields=FIELDS, periodic=True,
                  force_unit=DEFAULT_FORCE_UNIT, input_text="", resume_after: int | None = None,
-                 natoms: int | None = None):
+                 natoms: int | None = None, what: str = "H5MD trajectory"):
         self.path = Path(path)
         self.fields = tuple(fields)
         self.force_scale = FORCE_UNITS[force_unit]
@@ -129,11 +130,11 @@ class H5MDWriter:
         if resume_after is not None and self.path.exists():
             self._open_existing(natoms, resume_after, force_unit)
             return
-        special_target(self.path, "H5MD trajectory", hdf5=True)   # a FIFO: one line (HDF5 seeks)
+        special_target(self.path, what, hdf5=True)   # a FIFO: one line (HDF5 seeks)
         try:
             self.h5 = h5py.File(self.path, "w")
         except OSError as exc:
-            raise cannot_write(self.path, "H5MD trajectory", exc) from None
+            raise cannot_write(self.path, what, exc) from None
         _write_header(self.h5, type_map, input_text)
         part = self.h5.create_group(f"particles/{GROUP}")
         self.needs_atoms = species is None
@@ -397,7 +398,7 @@ def write_checkpoint(path, state: State, observables: dict, input_text: str = ""
     with atomic_path(path, "checkpoint") as tmp:
         writer = H5MDWriter(tmp, None, None, state.type_map, FIELDS,
                             state.pbc_flags if state.box is not None else False,
-                            force_unit, input_text, natoms=atoms.natoms)
+                            force_unit, input_text, natoms=atoms.natoms, what="checkpoint")
         try:
             g = writer.h5.create_group("numdp/state")
             for key, value in to_arrays(state).items():
