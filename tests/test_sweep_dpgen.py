@@ -79,8 +79,8 @@ def test_merged_trajectory_restart_appends_to_all_lammpstrj(task, tmp_path, monk
 
 @pytest.mark.parametrize("line, message", [
     ("dump_modify 2 append yes", "in.lammps:9: dump_modify: no dump with ID '2'"),
-    ("dump_modify 1 append maybe", "in.lammps:9: dump_modify: numdp lmp accepts `dump_modify ID sort id` and"),
-    ("dump_modify 1 format line %g", "in.lammps:9: dump_modify: numdp lmp accepts `dump_modify ID sort id` and"),
+    ("dump_modify 1 append maybe", "in.lammps:9: dump_modify: numdp lmp accepts `dump_modify ID sort id`, "),
+    ("dump_modify 1 format line %g", "in.lammps:9: dump_modify: numdp lmp accepts `dump_modify ID sort id`, "),
     ("dump_modify 1 sort", "in.lammps:9: dump_modify: numdp lmp accepts"),
 ])
 def test_dump_modify_refusals(tmp_path, line, message):

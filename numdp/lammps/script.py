@@ -4,22 +4,28 @@ LAMMPS executes a script line by line; so does `run_script`, handing every comma
 part of the language itself to a callback (numdp.lammps.translate turns those into numdp run's
 tables).  What is read, with LAMMPS' rules:
 
-- ``#`` starts a comment (outside quotes); a line ending in ``&`` continues on the next one.
+- A line ending in ``&`` continues on the next one; then ``#`` starts a comment (outside quotes),
+  which a ``&`` at its end continues too, as in LAMMPS.
 - ``$x``, ``${NAME}`` and ``$(formula)`` are replaced before a line is split into words, except
   inside quotes ("..." or '...'); quotes group words.  An equal-style variable is replaced by
-  its value formatted ``%.15g``, ``$(formula)`` by ``%.20g``, as LAMMPS.
-- ``variable NAME equal FORMULA`` (evaluated at each use), ``variable NAME index|string VALUE``
-  (ignored when NAME exists: ``-v NAME VALUE`` on the command line defines an index variable
-  that the script cannot redefine), ``variable NAME delete``.
-- Formulas: numbers, ``v_NAME``, ``PI``, parentheses, unary ``- !``, then ``^``, ``* / %``,
-  ``+ -``, ``< <= > >=``, ``== !=``, ``&&``, ``||`` (LAMMPS' precedence, highest first), and
-  the functions sqrt exp ln log abs sin cos tan asin acos atan atan2 floor ceil round.
+  its value formatted ``%.15g``, ``$(formula)`` by ``%.20g`` and ``$(formula:FORMAT)`` in the C
+  floating-point FORMAT (``%.3f``, ``%g``, ``%e``), as LAMMPS.
+- ``variable NAME equal FORMULA`` (evaluated at each use), ``variable NAME string VALUE``
+  (either redefines a variable of its own style, and is refused over another style),
+  ``variable NAME index VALUE`` (ignored when NAME exists: ``-v NAME VALUE`` on the command line
+  defines an index variable that the script cannot redefine), ``variable NAME delete``.
+- Formulas: numbers, ``v_NAME``, ``PI``, the thermo keyword ``dt`` (the timestep; LAMMPS' manual
+  writes Tdamp as ``$(100.0*dt)``), parentheses, unary ``- !``, then ``^``, ``* / %``, ``+ -``,
+  ``< <= > >=``, ``== !=``, ``&&``, ``||`` (LAMMPS' precedence, highest first), and the functions
+  sqrt exp ln log abs sin cos tan asin acos atan atan2 floor ceil round (LAMMPS' round: halves up).
 - ``if "BOOLEAN" then "CMD" ... [elif "BOOLEAN" "CMD" ...] [else "CMD" ...]``: variables in the
-  quoted Boolean and commands are replaced when they are evaluated and run.
-- ``print``, ``echo``: harmless (print writes its text to the screen).
+  quoted Boolean and commands are replaced when they are evaluated and run; the Boolean is a
+  formula or a comparison of two strings (``"${ens} == npt"``, ``!=``).
+- ``print TEXT [screen yes|no] [universe yes|no]``, ``echo``: harmless (print writes its text to
+  the screen); ``print ... file|append FILE`` is refused.
 
 Anything else of the language (``label``/``jump``, ``next``, ``include``, loop variables, thermo
-keywords or computes in formulas) is refused with one line ``FILE:LINE: COMMAND: ...``.
+keywords other than dt or computes in formulas) is refused with one line ``FILE:LINE: COMMAND: ...``.
 """
 from __future__ import annotations
 
@@ -59,23 +65,25 @@ class Variable:
 
 
 def logical_lines(text: str) -> list[tuple[int, str]]:
-    """(first line number, text) of every logical line: comments removed, `&` continuations
-    joined, blank lines dropped."""
+    """(first line number, text) of every logical line: `&` continuations joined, then comments
+    removed (LAMMPS' order: a line whose last printable character is `&` continues even inside a
+    comment, which then takes in the next line too), blank lines dropped."""
     out = []
     pending, start = "", 0
     for no, raw in enumerate(text.splitlines(), start=1):
-        line = _strip_comment(raw).rstrip()
+        raw = raw.rstrip()
         if not pending:
             start = no
-        if line.endswith("&"):
-            pending += line[:-1] + " "
+        if raw.endswith("&"):
+            pending += raw[:-1] + " "
             continue
-        line = pending + line
+        line = _strip_comment(pending + raw).rstrip()
         pending = ""
         if line.strip():
             out.append((start, line))
-    if pending.strip():
-        out.append((start, pending))
+    line = _strip_comment(pending).rstrip()
+    if line.strip():
+        out.append((start, line))
     return out
 
 
@@ -118,9 +126,7 @@ def split_words(line: str) -> list[str]:
 
 _TOKEN = re.compile(r"\s*(?:(?P<num>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)|(?P<name>[A-Za-z_][A-Za-z_0-9]*)"
                     r"|(?P<op><=|>=|==|!=|&&|\|\||[-+*/^%()<>!,]))")
-_FUNCTIONS = {"sqrt": math.sqrt, "exp": math.exp, "ln": math.log, "log": math.log10, "abs": abs,
-              "sin": math.sin, "cos": math.cos, "tan": math.tan, "asin": math.asin, "acos": math.acos,
-              "atan": math.atan, "atan2": math.atan2, "floor": math.floor, "ceil": math.ceil, "round": round}
+_FLOAT_FORMAT = re.compile(r"%[-+ 0#]*\d*(?:\.\d+)?[eEfFgG]")   # $(formula:FORMAT)
 # binary operators by precedence, lowest first (LAMMPS' variable command)
 _LEVELS = (("||",), ("&&",), ("==", "!="), ("<", "<=", ">", ">="), ("+", "-"), ("*", "/", "%"), ("^",))
 
@@ -129,23 +135,56 @@ class FormulaError(ValueError):
     pass
 
 
+class _MathError(FormulaError):
+    """A formula that reads but cannot be evaluated with these values (division by zero, a domain
+    error, an overflow)."""
+
+
 _DIVISION = "division by zero"
+
+
+def _round(x: float) -> float:
+    """LAMMPS' round(): halves away from floor (its MYROUND: round(2.5) = 3, round(-2.5) = -2), not
+    Python's round-half-to-even."""
+    return float(math.ceil(x) if x - math.floor(x) >= 0.5 else math.floor(x))
+
+
+def _power(a: float, b: float) -> float:
+    """LAMMPS' a^b: 1 for b = 0, an error for 0^(negative), else pow (a real number: a negative base
+    with a fractional exponent is refused, where LAMMPS' pow gives NaN)."""
+    if b == 0:
+        return 1.0
+    if a == 0 and b < 0:
+        raise _MathError("invalid power expression 0^(negative)")
+    return math.pow(a, b)
+
+
+_FUNCTIONS = {"sqrt": math.sqrt, "exp": math.exp, "ln": math.log, "log": math.log10, "abs": abs,
+              "sin": math.sin, "cos": math.cos, "tan": math.tan, "asin": math.asin, "acos": math.acos,
+              "atan": math.atan, "atan2": math.atan2, "floor": math.floor, "ceil": math.ceil, "round": _round}
 
 
 def _binary(op: str, a: float, b: float) -> float:
     if op in ("/", "%") and b == 0:
-        raise FormulaError(_DIVISION)
+        raise _MathError(_DIVISION)
+    if op == "^":
+        try:
+            return _power(a, b)
+        except (ValueError, OverflowError) as exc:
+            raise _MathError(f"{a:.15g}^{b:.15g}: {exc}") from None
     return {"||": lambda: float(a != 0 or b != 0), "&&": lambda: float(a != 0 and b != 0),
             "==": lambda: float(a == b), "!=": lambda: float(a != b), "<": lambda: float(a < b),
             "<=": lambda: float(a <= b), ">": lambda: float(a > b), ">=": lambda: float(a >= b),
             "+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b, "/": lambda: a / b,
-            "%": lambda: math.fmod(a, b), "^": lambda: a ** b}[op]()
+            "%": lambda: math.fmod(a, b)}[op]()
 
 
 class _Formula:
-    """Recursive descent over the tokens of one formula; `lookup(name)` gives v_NAME's value."""
+    """Recursive descent over the tokens of one formula; `lookup(name)` gives v_NAME's value,
+    `keyword(name)` a thermo keyword's (None: not one numdp lmp knows before a run)."""
 
-    def __init__(self, text: str, lookup: Callable[[str], float]):
+    def __init__(self, text: str, lookup: Callable[[str], float],
+                 keyword: Callable[[str], float | None] = lambda name: None):
         self.tokens, k = [], 0
         text = text.strip()
         while k < len(text):
@@ -156,7 +195,7 @@ class _Formula:
             k = m.end()
             while k < len(text) and text[k].isspace():
                 k += 1
-        self.k, self.text, self.lookup = 0, text, lookup
+        self.k, self.text, self.lookup, self.keyword = 0, text, lookup, keyword
 
     def value(self) -> float:
         v = self._level(0)
@@ -216,9 +255,13 @@ class _Formula:
                 self._take(")")
                 try:
                     return float(_FUNCTIONS[tok](*args))
-                except (TypeError, ValueError) as exc:
+                except TypeError as exc:   # the number of arguments
                     raise FormulaError(f"{tok}(): {exc}") from None
-            raise FormulaError(f"{tok!r} in formula {self.text!r}: thermo keywords, computes and "
+                except (ValueError, ArithmeticError) as exc:   # a domain error, an overflow
+                    raise _MathError(f"{tok}(): {exc}") from None
+            if self._peek() != ("op", "(") and self.keyword(tok) is not None:
+                return self.keyword(tok)
+            raise FormulaError(f"{tok!r} in formula {self.text!r}: thermo keywords (but dt), computes and "
                                f"functions other than {', '.join(_FUNCTIONS)} are not supported by numdp lmp")
         raise FormulaError(f"unexpected {tok!r} in formula {self.text!r}")
 
@@ -231,9 +274,11 @@ _LANGUAGE_REFUSED = ("label", "jump", "next", "include", "clear", "shell", "quit
 class Script:
     """Runs a script's lines; `handler(Command)` gets every command that is not the language's."""
 
-    def __init__(self, name: str, handler: Callable[[Command], None], cli_variables: dict[str, str] | None = None):
+    def __init__(self, name: str, handler: Callable[[Command], None], cli_variables: dict[str, str] | None = None,
+                 timestep: Callable[[], float] | None = None):
         self.name = name
         self.handler = handler
+        self.timestep = timestep   # the thermo keyword dt in formulas: the script's timestep at that point
         self.variables: dict[str, Variable] = {
             k: Variable(VariableStyle.INDEX, v) for k, v in (cli_variables or {}).items()}
         self.printed: list[str] = []   # the text of `print` commands
@@ -269,7 +314,12 @@ class Script:
 
     def evaluate(self, formula: str, depth: int = 0) -> float:
         """The value of an equal-style formula (after `$` substitution)."""
-        return _Formula(self.substitute(formula), lambda n: self._number_of(n, depth)).value()
+        return _Formula(self.substitute(formula), lambda n: self._number_of(n, depth), self._keyword).value()
+
+    def _keyword(self, name: str) -> float | None:
+        """The thermo keywords a formula may hold before a run: dt (LAMMPS' manual writes fix nvt's
+        Tdamp as $(100.0*dt))."""
+        return self.timestep() if name == "dt" and self.timestep is not None else None
 
     def substitute(self, line: str) -> str:
         """`line` with $x, ${NAME} and $(formula) replaced outside quotes."""
@@ -292,7 +342,7 @@ class Script:
                     if close < 0:
                         raise FormulaError(f"unbalanced {nxt!r} after $ in {line.strip()!r}")
                     inner = line[k + 2:close]
-                    out.append(self._text_of(inner) if nxt == "{" else f"{self.evaluate(inner):.20g}")
+                    out.append(self._text_of(inner) if nxt == "{" else self._immediate(inner))
                     k = close + 1
                 else:
                     out.append(self._text_of(nxt))
@@ -301,6 +351,14 @@ class Script:
                 out.append(ch)
                 k += 1
         return "".join(out)
+
+    def _immediate(self, inner: str) -> str:
+        """The text of ``$(formula)``, ``%.20g``, or of ``$(formula:FORMAT)`` in FORMAT (a C
+        floating-point format such as ``%.3f``), as LAMMPS."""
+        formula, colon, fmt = inner.rpartition(":")
+        if colon and _FLOAT_FORMAT.fullmatch(fmt.strip()):
+            return fmt.strip() % self.evaluate(formula)
+        return f"{self.evaluate(inner):.20g}"
 
     def execute(self, line: int, raw: str) -> None:
         """Run one logical line (after substitution)."""
@@ -317,8 +375,8 @@ class Script:
                 self._variable(args)
             elif name == "if":
                 self._if(line, args)
-            elif name == "print":   # LAMMPS' print substitutes the variables of its (quoted) text
-                self.printed.append(self.substitute(" ".join(a for a in args if a not in ("file", "append", "screen"))))
+            elif name == "print":
+                self._print(args)
             elif name == "echo":
                 pass   # what LAMMPS echoes to the screen and the log: no physics
             elif name in _LANGUAGE_REFUSED:
@@ -327,6 +385,24 @@ class Script:
                 self.handler(Command(line, name, args))
         except FormulaError as exc:
             raise self.error(line, name, str(exc)) from None
+
+    def _print(self, args: tuple[str, ...]) -> None:
+        """print TEXT [screen yes|no] [universe yes|no]: LAMMPS substitutes the variables of its
+        (quoted) text; file / append (a file of the text) are refused."""
+        keys = [k for k, a in enumerate(args) if a in ("file", "append", "screen", "universe")]
+        first = keys[0] if keys else len(args)
+        text, rest, screen = " ".join(args[:first]), list(args[first:]), True
+        while rest:
+            key, value = rest[0], rest[1] if len(rest) > 1 else None
+            if key in ("file", "append"):
+                raise FormulaError(f"print ... {key} FILE: numdp lmp writes no print files (the text goes to "
+                                   f"the screen)")
+            if value not in ("yes", "no"):
+                raise FormulaError(f"expected: print TEXT [screen yes|no] [universe yes|no], got {key} {value}")
+            screen = value == "yes" if key == "screen" else screen
+            rest = rest[2:]
+        if screen:
+            self.printed.append(self.substitute(text))
 
     def _variable(self, args: tuple[str, ...]) -> None:
         if len(args) < 2:
@@ -340,19 +416,29 @@ class Script:
         if len(args) != 3:
             raise FormulaError(f"expected: variable {name} {style} VALUE (one value)")
         old = self.variables.get(name)
-        if style in ("index", "string") and old is not None and old.style is not VariableStyle.EQUAL:
-            return   # LAMMPS: an existing index/string variable is kept (-v on the command line wins)
-        if old is not None and old.style is not VariableStyle(style):
+        if style == "index" and old is not None:
+            return   # LAMMPS: an index definition of an existing name is ignored (-v on the command line wins)
+        if old is not None and old.style is not VariableStyle(style):   # a string or equal one replaces its own style
             raise FormulaError(f"cannot redefine variable {name} as style {style} (it is {old.style.value}"
                                + (", from -v on the command line" if old.style is VariableStyle.INDEX else "")
                                + ")")
         if style == "equal":   # its syntax checked now (v_ names as 1); evaluated at each use
             try:
-                _Formula(args[2], lambda n: 1.0).value()
-            except FormulaError as exc:
-                if str(exc) != _DIVISION:
-                    raise
+                _Formula(args[2], lambda n: 1.0, self._keyword).value()
+            except _MathError:
+                pass   # with v_ names as 1 only: the values at its use count
         self.variables[name] = Variable(VariableStyle(style), args[2])
+
+    def _boolean(self, condition: str) -> bool:
+        """An if command's Boolean: a formula, or (LAMMPS' example ``if "${myString} == a10"``) a
+        comparison of two strings (non-numeric words) by == or !=."""
+        try:
+            return self.evaluate(condition) != 0
+        except FormulaError:
+            m = _STRING_COMPARISON.fullmatch(self.substitute(condition))
+            if m is None or any(_is_number(w) for w in (m[1], m[3])):
+                raise
+            return (m[1] == m[3]) == (m[2] == "==")
 
     def _if(self, line: int, args: tuple[str, ...]) -> None:
         # if BOOL then CMD ... [elif BOOL CMD ...]* [else CMD ...]
@@ -373,10 +459,13 @@ class Script:
                 branches[-1][1].append(args[k])
                 k += 1
         for condition, commands in branches:
-            if condition is None or self.evaluate(condition) != 0:
+            if condition is None or self._boolean(condition):
                 for command in commands:
                     self.execute(line, command)
                 return
+
+
+_STRING_COMPARISON = re.compile(r"\s*(\S+?)\s*(==|!=)\s*(\S+)\s*")
 
 
 def _matching(line: str, open_at: int) -> int:
@@ -391,3 +480,11 @@ def _matching(line: str, open_at: int) -> int:
             if depth == 0:
                 return k
     return -1
+
+
+def _is_number(word: str) -> bool:
+    try:
+        float(word)
+        return True
+    except ValueError:
+        return False

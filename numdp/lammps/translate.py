@@ -196,6 +196,8 @@ class _State:
     dump: Dump | None = None
     dump_id: str | None = None
     dump_line: int = 0
+    dump_elements: list[str] | None = None   # dump_modify ID element E1 ... En
+    dump_elements_line: int = 0
     checkpoint: str | None = None
     checkpoint_every: int = 0
     log: str = DEFAULT_LOG
@@ -275,6 +277,9 @@ class _Translator:
     def _lattice(self, c: Command) -> None:
         from ..lattice import STYLES
 
+        if self.s.units != "metal":   # LAMMPS reads the scale in the units of the moment (lj: a density)
+            raise Refused("lattice before units metal: LAMMPS would read its scale as an lj reduced density; "
+                          "put units metal first")
         if len(c.args) < 2 or c.args[0] not in STYLES:
             raise Refused(f"numdp lmp makes the lattices {', '.join(STYLES)}: expected lattice STYLE SCALE, "
                           f"got {' '.join(c.args)!r}")
@@ -377,6 +382,8 @@ class _Translator:
         if c.args != ("metal",):
             raise Refused(f"numdp lmp runs units metal only, got {' '.join(c.args)!r}")
         self.s.units = "metal"
+        # LAMMPS' units command sets the timestep and the neighbor skin to the style's defaults
+        self.s.timestep, self.s.skin = METAL_TIMESTEP, LAMMPS_SKIN
 
     def _boundary(self, c: Command) -> None:
         self._no_box("boundary")
@@ -470,7 +477,8 @@ class _Translator:
             raise Refused(f"numdp lmp runs pair_style deepmd only, got {c.args[0] if c.args else 'none'!r}")
         args = list(c.args[1:])
         keys = {"out_freq", "out_file", "atomic", "relative", "relative_v", "fparam", "aparam"}
-        refused = {"fparam_from_compute", "aparam_from_compute", "ttm", "out_each", "out_rel"}
+        refused = {"fparam_from_compute", "fparam_from_fix", "aparam_from_compute", "charge_spin", "ttm", "out_each",
+                   "out_rel"}   # DeePMD-kit 3.2's keywords numdp does not run (never model files)
         models, k = [], 0
         while k < len(args) and args[k] not in keys | refused:
             models.append(args[k])
@@ -731,17 +739,29 @@ class _Translator:
         self.s.dump_id, self.s.dump_line = c.args[0], c.line
 
     def _dump_modify(self, c: Command) -> None:
-        """`dump_modify ID sort id` (numdp's order) and `append yes|no` (DP-GEN's merged trajectory
+        """`dump_modify ID sort id` (numdp's order), `append yes|no` (DP-GEN's merged trajectory
         after read_restart: numdp's restart continues the dump, frames after the checkpoint's step
-        dropped)."""
-        usage = ("numdp lmp accepts `dump_modify ID sort id` and `dump_modify ID append yes|no` only (numdp "
-                 "writes atoms in id order)")
-        args = c.args[1:]
-        if not args or len(args) % 2:
+        dropped) and `element E1 ... En` (the names of the element column: accepted when they are
+        the script's elements of the types, which numdp writes; checked with the tables)."""
+        usage = ("numdp lmp accepts `dump_modify ID sort id`, `dump_modify ID append yes|no` and `dump_modify ID "
+                 "element E1 ... En` only (numdp writes atoms in id order)")
+        args = list(c.args[1:])
+        if not args:
             raise Refused(usage)
         if self.s.dump_id is None or c.args[0] != self.s.dump_id:
             raise Refused(f"no dump with ID {c.args[0]!r} (LAMMPS refuses it too)")
-        for key, value in zip(args[::2], args[1::2]):
+        while args:
+            key, value = args[0], args[1] if len(args) > 1 else None
+            if key == "element":
+                k = 1
+                while k < len(args) and args[k] not in _DUMP_MODIFY_KEYWORDS:
+                    k += 1
+                if k == 1:
+                    raise Refused("element needs the element of each atom type")
+                self.s.dump_elements, self.s.dump_elements_line = args[1:k], c.line
+                args = args[k:]
+                continue
+            args = args[2:]
             if key == "sort" and value == "id":
                 continue
             if key != "append" or value not in ("yes", "no"):
@@ -904,6 +924,7 @@ class _Translator:
             raise Refused("the script has no fix nve, nvt, npt or nph: LAMMPS would not move the atoms; numdp lmp "
                           "needs one")
         self._check_dump_types(s)
+        self._check_dump_elements(s)
         devi = len(s.models) > 1
         t: dict = {"model": {"file": s.models if devi else s.models[0]}}
         for key in ("fparam", "aparam"):
@@ -1044,6 +1065,18 @@ class _Translator:
                 + "); a reader of the types (dpdata, DP-GEN) would take the wrong elements: name them in the "
                   "model's order (DP-GEN: its type_map), or add the column element"))
 
+    def _check_dump_elements(self, s: _State) -> None:
+        """dump_modify element names the element of each LAMMPS type for the element column; numdp
+        writes the script's elements of the types (pair_coeff's, else the model's type_map), so any
+        other names are refused."""
+        if s.dump_elements is None:
+            return
+        names = self._type_names()   # pair_coeff's (one per type), else the model's (the types a prefix)
+        if s.dump_elements != (names if s.elements else names[:len(s.dump_elements)]):
+            raise _LineRefused(s.dump_elements_line, "dump_modify", (
+                f"element {' '.join(s.dump_elements)}: numdp writes the element of each type as "
+                f"{'pair_coeff' if s.elements else 'the model'} names it ({' '.join(names)}); give those names"))
+
     def _type_names(self) -> list[str]:
         """The element of each LAMMPS type: pair_coeff's elements, else the model's type_map."""
         if self.s.elements is not None:
@@ -1110,6 +1143,11 @@ def _plugin(args) -> None:
         raise Refused("expected: plugin load FILE (DeePMD-kit's plugin; numdp's pair_style deepmd is built in)")
 
 
+_DUMP_MODIFY_KEYWORDS = ("sort", "append", "element", "every", "first", "flush", "format", "header", "image",
+                         "label", "maxfiles", "nfile", "pad", "precision", "region", "scale", "thresh", "time",
+                         "units", "unwrap", "colname", "buffer", "delay", "fileper", "skip", "types")
+"""LAMMPS' dump_modify keywords: an `element` list ends at one of them."""
+
 _MIN_NUMBERS = ("dmax", "tmax", "tmin", "dtgrow", "dtshrink", "alpha0", "alphashrink")
 _MIN_INTEGERS = ("delaystep", "vdfmax")
 """min_modify keywords of min_style fire, as numdp's [minimize] keys of the same names."""
@@ -1147,7 +1185,7 @@ def translate(text: str, name: str, cli_variables: dict[str, str], base: Path,
         except Refused as exc:
             raise script.error(c.line, c.name, str(exc)) from None
 
-    script = Script(name, handler, cli_variables)
+    script = Script(name, handler, cli_variables, timestep=lambda: tr.s.timestep)
     script.run(text)
     try:
         tables = tr.tables(tr.first)   # the state at the first run (later commands belong to later runs)
