@@ -1033,3 +1033,23 @@ def test_kept_search_buffers_give_the_fresh_buffers_npt_run(tmp_path, monkeypatc
     assert kept.closest == fresh.closest
     assert kept._plan.kept and not fresh._plan.kept   # the kept run did keep arrays with its plan
     assert isinstance(kept._nlist, nd.DeviceRows)
+
+
+def test_gpu_checkpoints_record_the_grid_of_their_run(tmp_path):
+    """The neighbour record of a checkpoint names the MPI grid (a restart on as many ranks takes
+    it again, numdp.md.setup), on the device as on the host: the device provider's record had no
+    grid, so an NPT run on GPU ranks restarted on the grid choose_grid picks for the changed cell.
+    A restart restores the recorded list without a build (a wide skin here), and its checkpoint
+    names its own grid, not the one read (here, of a run on 2 x 1 x 1 ranks)."""
+    import h5py
+
+    toml = make_run(tmp_path, "cuda", steps=2, every=2, skin=1.0)
+    run(toml)
+    ck = read_checkpoint(tmp_path / "ck.h5")
+    assert ck.neighbor["grid"].tolist() == [1.0, 1.0, 1.0]
+    with h5py.File(tmp_path / "ck.h5", "r+") as f:
+        f["numdp/state/neighbor/grid"][...] = [2.0, 1.0, 1.0]
+    toml.write_text(toml.read_text().replace("steps = 2", "steps = 3"))
+    result = run(toml, restart=tmp_path / "ck.h5")
+    assert result.rebuilds == 0
+    assert read_checkpoint(tmp_path / "ck.h5").neighbor["grid"].tolist() == [1.0, 1.0, 1.0]

@@ -414,3 +414,17 @@ def test_unfit_parameters_are_an_error_only_where_a_model_takes_them(tmp_path):
     with raises_naming(root / "set.000" / "aparam.npy", "(1, 21)"):
         s.aparam_rows(7, "the model")
     assert s.select([0, 4]).unfit == s.unfit
+
+
+def test_an_unfit_parameter_file_in_one_set_stops_only_a_model_that_takes_them(tmp_path):
+    """The same holds when another set's file fits: the unfit set's placeholder was compared with
+    the fitting set's width ('aparam.npy has [0, 2] parameters per atom in different sets'), so the
+    system was refused for every model."""
+    root = make_system(tmp_path / "s", nframes=(2, 3))
+    np.save(root / "set.000" / "aparam.npy", np.zeros((2, 3 * 2)))   # fits: 2 per atom
+    np.save(root / "set.001" / "aparam.npy", np.zeros((1, 3 * 7)))   # does not fit 3 frames
+    s = load_system(root)
+    assert s.aparam is None and list(s.unfit) == ["aparam"]
+    assert s.aparam_rows(0, "the model") is None
+    with raises_naming(root / "set.001" / "aparam.npy", "(1, 21)"):
+        s.aparam_rows(2, "the model")

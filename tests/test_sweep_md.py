@@ -94,3 +94,49 @@ def test_a_restart_with_nothing_to_run_leaves_the_trajectory_alone(tmp_path):
     with h5py.File(tmp_path / "traj.h5md", "r") as f:
         assert f["particles/trajectory/position/step"][-1] == 60
     assert "nothing to run: the state is at step 20, [md] steps = 20" in (tmp_path / "log.txt").read_text()
+
+
+def test_the_neighbour_record_names_the_grid_of_the_run_that_holds_it():
+    """A checkpoint's neighbour record carries the MPI grid, which a restart on as many ranks takes
+    again (numdp.md.setup).  A restart restores the recorded list without a build, so the record
+    read from the checkpoint (here of a run on 2 x 1 x 1 ranks) must name this run's grid from then
+    on: else a checkpoint written before the next build would pass the old run's grid on."""
+    import numpy as np
+
+    from numdp.md.forces import ForceProvider
+    from test_md_potential import LennardJones, argon_state
+
+    st = argon_state(cells=2, a=5.3, seed=3)
+    ForceProvider(LennardJones(), 1.0)(st)
+    assert st.neighbor["grid"].tolist() == [1.0, 1.0, 1.0]
+    st.neighbor["grid"] = np.array([2.0, 1.0, 1.0])   # as read from a two-rank run's checkpoint
+    restarted = ForceProvider(LennardJones(), 1.0)
+    restarted(st)
+    assert restarted.rebuilds == 0   # the recorded list, restored
+    assert st.neighbor["grid"].tolist() == [1.0, 1.0, 1.0]
+
+
+def test_the_signal_line_names_the_command_that_runs(monkeypatch):
+    """`numdp lmp` runs through numdp run's main: the one line of a signal outside the steps
+    (abort_on_signal, installed by create_world) must name numdp lmp, as its error lines do."""
+    import argparse
+
+    import pytest
+
+    import numdp.parallel.world as pw
+    from numdp.commands import run
+    from numdp.errors import InputError
+
+    seen = []
+
+    def world(environ=None, command="run"):
+        seen.append(command)
+        return pw.World(None)
+
+    def load(world):
+        raise InputError("stop here")
+
+    monkeypatch.setattr(pw, "create_world", world)
+    with pytest.raises(InputError, match="stop here"):
+        run.main(argparse.Namespace(command="lmp", restart=None), load)
+    assert seen == ["lmp"]

@@ -116,7 +116,7 @@ def _bitwise(a, b) -> bool:
 
 def test_npt_restart_with_a_given_grid_is_bit_for_bit(tmp_path):
     """docs/mpi.md: with `[parallel] grid` a restart on the same rank count repeats the
-    uninterrupted NPT run bit for bit (the workaround while the automatic grid follows the cell)."""
+    uninterrupted NPT run bit for bit (a given grid is taken over the one the checkpoint records)."""
     whole, again, _ = _npt_halves(tmp_path, "[parallel]\ngrid = [2, 1, 1]")
     assert np.abs(whole.box - np.diag([12.0] * 3)).max() > 1e-3   # the cell did move
     assert _bitwise(whole, again)

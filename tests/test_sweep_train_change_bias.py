@@ -68,3 +68,16 @@ def test_change_bias_of_a_training_checkpoint(tmp_path, monkeypatch, capsys):
     assert np.array_equal(read_model(tmp_path / "frozen_updated.h5").out_bias, out.out_bias)
     assert cli_main(["change-bias", "model.ckpt.h5", "-b", "-1", "-2", "-o", "given.ckpt.h5"]) == 0
     assert np.array_equal(read_checkpoint(tmp_path / "given.ckpt.h5").out_bias, [-1.0, -2.0])
+
+
+def test_a_checkpoint_output_named_as_a_model_is_refused(tmp_path, monkeypatch, capsys):
+    """The output of a checkpoint is a checkpoint: `-o out.dp` wrote an HDF5 checkpoint under a
+    .dp name, which every model reader then refused ("unknown format 'numdp-train-checkpoint'").
+    Now one line naming -o before anything is written."""
+    _checkpoint(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    for name in ("out.dp", "out.pth"):
+        assert cli_main(["change-bias", "model.ckpt.h5", "-b", "-1", "-2", "-o", name]) == 2
+        err = capsys.readouterr().err
+        assert f"-o {name}: model.ckpt.h5 is a training checkpoint" in err and len(err.strip().splitlines()) == 1
+        assert not (tmp_path / name).exists()

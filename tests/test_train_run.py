@@ -970,3 +970,20 @@ def test_a_model_with_a_type_of_no_slots_is_refused_in_one_line():
     with pytest.raises(InputError, match=r"^water\.dp: sel \[12, 0\]: type B has no neighbour slots; numdp needs "
                                          r"at least 1 per type"):
         p.validate("water.dp")
+
+
+def test_sel_auto_below_one_still_gives_every_type_slots(tmp_path, data_dir):
+    """"auto:F" with F < 1: the absent type's replacement was F x a count of 1, truncated: 0 again,
+    and the run stopped with "type C has no neighbour slots" after saying it had given it some.
+    Every entry that comes out 0 gets 4, the least non-zero sel auto gives."""
+    import io
+
+    path = make_input(tmp_path, data_dir, steps=2)
+    text = path.read_text().replace('type_map = ["A", "B"]', 'type_map = ["A", "B", "C"]')
+    assert 'sel = "auto"\n' in text
+    path.write_text(text.replace('sel = "auto"\n', 'sel = "auto:0.5"\n', 1))
+    out = io.StringIO()
+    trainer, _ = run(path, stream=out)
+    sel = trainer.params.descriptor.sel
+    assert sel[2] == 4 and min(sel[:2]) > 0
+    assert "sel auto: C never within rcut of an atom in the training data: DeePMD-kit gives sel 0" in out.getvalue()

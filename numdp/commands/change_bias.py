@@ -35,7 +35,8 @@ def configure(parser):
                         help="frames per system, drawn at random (0 = all, the default)")
     parser.add_argument("-m", "--mode", default="change", choices=["change", "set"],
                         help="change: add the fitted shift of the model's errors; set: the fit of the labels")
-    parser.add_argument("-o", "--output", help="output model, .h5 or .dp (default: MODEL_updated.h5/.dp)")
+    parser.add_argument("-o", "--output", help="output model, .h5 or .dp (default: MODEL_updated.h5/.dp); "
+                                               "for a training checkpoint a checkpoint (.h5)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the frame draw with -n (default 0)")
     parser.add_argument("--threads", type=int, default=None,
                         help="worker threads (default: NUMDP_NUM_THREADS or the usable cores)")
@@ -121,6 +122,10 @@ def main(args) -> int:
         params = model_from_checkpoint(model_path)
         out_path = (model_path.with_name(model_path.stem + "_updated" + model_path.suffix)
                     if args.output is None else Path(args.output))
+        if out_path.suffix.lower() in (".dp", ".pb", ".pt", ".pth"):   # the output is a checkpoint (HDF5)
+            raise InputError(f"-o {out_path}: {model_path} is a training checkpoint, and so is the output "
+                             f"(to continue with numdp train --restart), not a {out_path.suffix} model: "
+                             f"name it .h5, or freeze the checkpoint (numdp freeze) and change that model's bias")
     else:
         out_path = _output_path(model_path, args.output)
         params = read_model(model_path)

@@ -140,7 +140,7 @@ def _write_states(tr, k: int) -> None:
     from ..lammps.translate import WriteKind
     from ..parallel.world import create_world
 
-    if not create_world().is_root:
+    if not create_world(command="lmp").is_root:
         return
     tables = tr.run(k)[0]
     checkpoint = Path(tables["output"].get("checkpoint", "checkpoint.h5"))

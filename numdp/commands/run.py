@@ -72,7 +72,7 @@ def main(args, load=None) -> int:
     from ..parallel.world import RankFailed, create_world
     from ..signals import exit_status
 
-    world = create_world()
+    world = create_world(command=getattr(args, "command", "run"))   # (numdp lmp runs through here too)
     if world.size == 1:
         return _run(args, world, load)
     try:

@@ -307,10 +307,10 @@ def read_system(store: SystemStore, set_prefix: str = "set") -> System:
         raise InputError(f"{store.location}: no {set_prefix}.* {store.set_kind} with frames")
     unfit: dict[str, str] = {}
     sets = [_read_set(store, d, len(types), nopbc, unfit) for d in set_names]
-    _check_labels_consistent(store, set_names, sets)
-    for name in unfit:   # unusable in every set: the first message tells why
-        for arrays in sets:
+    for name in unfit:   # unusable in every set (the first message tells why), before the checks
+        for arrays in sets:   # across sets, which the placeholders would fail (width 0)
             arrays.pop(name, None)
+    _check_labels_consistent(store, set_names, sets)
     frame_types = _read_frame_types(store, set_names, sets, type_map)
     arrays = {name: np.concatenate([s[name] for s in sets]) for name in sets[0]}
     return System(

@@ -206,6 +206,7 @@ class DeviceForceProvider(ForceProviderBase):
         self._force_rebuild = False
         self.rebuilds += 1
         state.neighbor = {"cutoff": np.array([self.cutoff])}   # "positions": DeviceState.download
+        self._record_grid(state)   # the MPI grid, as on the host (numdp.md.forces)
         if state.box is not None:
             state.neighbor["box"] = state.box.copy()
 
@@ -215,6 +216,7 @@ class DeviceForceProvider(ForceProviderBase):
             return False
         ref = state.neighbor
         self._build(self.be.xp.array(ref["positions"], dtype=np.float64), ref.get("box"))
+        self._record_grid(state)
         return True
 
     # -- one evaluation --------------------------------------------------------------------------

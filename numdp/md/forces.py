@@ -118,6 +118,15 @@ class ForceProviderBase:
         self._overflow_warned_sels: set[tuple[int, ...]] = set()   # deviation models' lists
         self._ensemble_next = None   # models to evaluate with model 0 at the next call
         self._ensemble_done = None   # (calls, models, results) of the last such call
+        self.domain: Domain | None = None   # this rank's subdomain (None: one rank owning everything)
+
+    def _record_grid(self, state: State) -> None:
+        """Put the MPI grid this run's lists are built on into state.neighbor["grid"] ((3,) float64,
+        as HDF5 groups read back; (1, 1, 1) on one rank), at a rebuild and at a restart's restore
+        (the record read from a checkpoint names the grid of the run that wrote it, maybe on other
+        ranks): a restart on as many ranks takes it again (numdp.md.setup)."""
+        grid = (1, 1, 1) if self.domain is None else self.domain.grid
+        state.neighbor["grid"] = np.asarray(grid, dtype=np.float64)
 
     @property
     def cutoff(self) -> float:
@@ -241,10 +250,10 @@ class ForceProvider(ForceProviderBase):
         self._build(state, state.positions, state.box)
         self._force_rebuild = False
         self.rebuilds += 1
-        state.neighbor = {"positions": self._ref_positions, "cutoff": np.array([self.cutoff]),
-                          # the decomposition the list was built on: a restart on as many ranks
-                          # takes it again, whatever a barostat did to the cell (numdp.md.setup)
-                          "grid": self.domain.grid.astype(np.float64)}   # (groups read back as float64)
+        state.neighbor = {"positions": self._ref_positions, "cutoff": np.array([self.cutoff])}
+        # the decomposition the list was built on: a restart on as many ranks takes it again,
+        # whatever a barostat did to the cell (numdp.md.setup)
+        self._record_grid(state)
         if state.box is not None:
             state.neighbor["box"] = state.box.copy()
 
@@ -257,6 +266,7 @@ class ForceProvider(ForceProviderBase):
             return False
         ref = state.neighbor
         self._build(state, ref["positions"], ref.get("box"))
+        self._record_grid(state)   # this run's grid from now on, not the checkpoint's
         return True
 
     def _formatted(self, state: State):

@@ -288,11 +288,13 @@ class Trainer:
             if sum(sel) == 0:
                 raise InputError(f"{cfg.source.name}: [model.descriptor] sel: no atom has a neighbour "
                                  f"within rcut = {dc.rcut:g} in the training data")
-            absent = [t for t in range(nt) if sel[t] == 0]
-            if absent:   # numdp's blocks need a slot: a count of 1's sel (4)
-                sel = [s if s else auto_sel(np.ones(1), dc.sel_factor)[0] for s in sel]
-                self.say(f"sel auto: {', '.join(cfg.type_map[t] for t in absent)} never within rcut of an atom "
-                         f"in the training data: DeePMD-kit gives sel 0, which numdp does not support; sel {sel}")
+            empty = [t for t in range(nt) if sel[t] == 0]
+            if empty:   # numdp's blocks need a slot: the least non-zero sel auto gives, 4 (also for F < 1)
+                sel = [s if s else 4 for s in sel]
+                why = ", ".join(f"{cfg.type_map[t]} never within rcut of an atom in the training data" if counts[t] == 0
+                                else f"{cfg.type_map[t]}'s largest count {int(counts[t])} x {dc.sel_factor:g} below 1"
+                                for t in empty)
+                self.say(f"sel auto: {why}: DeePMD-kit gives sel 0, which numdp does not support; sel {sel}")
         else:
             sel = list(dc.sel)
         self.train_cache = FrameCache(self.train_sys, dc.rcut, sel, nt, self.frame_budget)
