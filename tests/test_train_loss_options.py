@@ -302,8 +302,6 @@ def test_bad_label_files_stop_with_one_line(tmp_path, teacher, edit, message):
     ({"huber_delta": -1.0}, r"\[loss\] huber_delta: expected a number > 0"),
     ({"f_use_norm": True}, r"\[loss\] f_use_norm: needs use_huber = true or loss_func = \"mae\""),
     ({"loss_func": "mae", "use_huber": True}, r"\[loss\] use_huber: not with loss_func = \"mae\""),
-    ({"loss_func": "mae", "f_use_norm": True, "relative_f": 0.5},
-     r"\[loss\] relative_f: not with f_use_norm and loss_func = \"mae\""),
     ({"loss_func": "l1"}, r"\[loss\] loss_func: "),
     ({"use_huber": True, "start_pref_pf": 1.0, "limit_pref_pf": 1.0}, r"\[loss\] start_pref_pf: not with use_huber"),
     ({"start_pref_h": 1.0}, r"\[loss\] start_pref_h: the Hessian loss term is not supported by numdp"),

@@ -191,8 +191,7 @@ class LossConfig:
     has the formulas).  Refused with one line each: the generalized-force (start/limit_pref_gf,
     numb_generalized_coord) and Hessian (start/limit_pref_h) terms unless 0; the combinations
     DeePMD-kit refuses (f_use_norm without use_huber or loss_func "mae"; use_huber with the
-    weighted-force term or relative_f) and those where it ignores a key (use_huber with "mae";
-    relative_f with f_use_norm and "mae")."""
+    weighted-force term or relative_f) and the one where it ignores a key (use_huber with "mae")."""
 
     start_pref_e: float = 0.02
     limit_pref_e: float = 1.0
@@ -654,9 +653,6 @@ def _loss(sec: Table) -> LossConfig:
                                      "choose one")
     if f_use_norm and not (use_huber or mae):
         raise sec.error("f_use_norm", 'needs use_huber = true or loss_func = "mae" (as in DeePMD-kit)')
-    if f_use_norm and mae and relative_f is not None:
-        raise sec.error("relative_f", 'not with f_use_norm and loss_func = "mae" (DeePMD-kit takes the '
-                                      "norm of the absolute force error there and ignores relative_f)")
     prefs = oc.prefactors()
     if use_huber and (prefs.has_pf or relative_f is not None):
         key = "relative_f" if relative_f is not None else "start_pref_pf"
@@ -677,8 +673,8 @@ def _loss(sec: Table) -> LossConfig:
 def _huber_deltas(sec: Table, key: str) -> HuberDeltas:
     """`huber_delta`: one number > 0 for every term, or [energy, force, virial]."""
     v = sec.raw(key, 0.01)
-    values = v if isinstance(v, list) else [v]
-    if len(values) not in (1, 3) or not all(
+    values = v if isinstance(v, list) else [v]   # a list has three items (DeePMD-kit's resolve_huber_deltas)
+    if len(values) != (3 if isinstance(v, list) else 1) or not all(
             isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
             for x in values):
         raise sec.error(key, f"expected a number > 0 or a list of three ([energy, force, virial]), "

@@ -548,7 +548,7 @@ class Trainer:
 
     def _lcurve_kinds(self) -> list[str]:
         p = self.prefs
-        return lcurve_kinds(p.has_v, p.has_ae, p.has_pf, self.loss_options.mae)
+        return lcurve_kinds(p.has_v, p.has_ae, p.has_pf, self.loss_options.mae, has_e=p.has_e, has_f=p.has_f)
 
     # ------------------------------------------------------------------ the run
     def run(self) -> History:
@@ -558,7 +558,8 @@ class Trainer:
         tr = cfg.training
         total = tr.numb_steps
         p = self.prefs
-        columns = lcurve_columns(bool(self.valid_sys), p.has_v, p.has_ae, p.has_pf, self.loss_options.mae)
+        columns = lcurve_columns(bool(self.valid_sys), p.has_v, p.has_ae, p.has_pf, self.loss_options.mae,
+                                 has_e=p.has_e, has_f=p.has_f)
         history = History(columns)
         outputs = [tr.disp_file, tr.model_file, tr.save_ckpt]  # checked in __init__
         if self.theta_ema is not None:

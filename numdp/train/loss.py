@@ -20,7 +20,7 @@ For a batch of n_f frames of N atoms (ΔX = prediction − label, sums over the 
 - with loss_func "mae" (`LossFunc.MAE`), every square x² becomes |x| and k = 1 always:
   p_e Σ_f |ΔE_f|/N + p_f Σ_f Σ_kα |ΔF_fkα s_fk|/(3N) + p_v Σ_f Σ_ab |ΔΞ_fab|/(9N)
   + p_ae Σ_f Σ_k |Δe_fk|/N + p_pf Σ_f Σ_kα w_fk |ΔF_fkα s_fk|/(3N), over n_f; with `f_use_norm`
-  the force term is p_f Σ_f Σ_k |ΔF_fk| / N (the norm of each atom's error, s_fk = 1) — DeePMD-kit's
+  the force term is p_f Σ_f Σ_k |ΔF_fk s_fk| / N (the norm of each atom's error) — DeePMD-kit's
   `loss_func = "mae"`, whose derivative at a zero residual is 0 (torch's sign(0)).
 
 A term whose label is missing from the system contributes nothing (DeePMD-kit's find_* = 0;
@@ -162,6 +162,10 @@ class LossStats(ErrorSums):
         self.pf_n = 0
         self.fnorm_abs = 0.0   # Σ |ΔF_k| over atoms (MAE with f_use_norm: DeePMD-kit's mae_f)
         self.fnorm_n = 0
+        self.batch_atoms = 0   # the atoms of the frames added since the last end_batch
+        self._mark = self._sums()   # the sums at the last end_batch
+        self._weighted: dict[str, float] = {}   # Σ_b (atoms of b) · figure of b, per figure name
+        self._weight = 0
 
     def add_frame(self, result: PrimalResult, labels: Labels, pref: Prefactors, nframes: int,
                   included: np.ndarray | None = None) -> Seeds:
@@ -170,7 +174,9 @@ class LossStats(ErrorSums):
         atom_exclude_types as absent from the loss (its per-atom mask): N is the count of the
         others, and the per-atom terms (forces, atomic energies, weights) run over them only; the
         excluded atoms' seeds are 0."""
+        self.batch_atoms += result.forces.shape[0]
         if included is not None and not included.all():
+            self.batch_atoms -= result.forces.shape[0]   # counted once, by the call below
             def rows(a):
                 return None if a is None else a[included]
 
@@ -258,9 +264,12 @@ class LossStats(ErrorSums):
         df = result.forces - labels.forces
         weighted = pref.pf and (labels.atom_pref is not None or opt.use_default_pf)
         norm_mae = opt.mae and opt.f_use_norm
-        if norm_mae:   # |ΔF_k| per atom, and ΔF_k/|ΔF_k| (0 for a zero error: torch's norm' at 0)
-            a = np.sqrt(np.einsum("ij,ij->i", df, df))
-            unit = df * np.divide(1.0, a, out=np.zeros(n), where=a > 0.0)[:, None]
+        s = (1.0 if opt.relative_f is None else
+             1.0 / (np.sqrt(np.einsum("ij,ij->i", labels.forces, labels.forces)) + opt.relative_f))
+        r = df * (s[:, None] if opt.relative_f is not None else 1.0)
+        if norm_mae:   # |ΔF_k s_k| per atom, and r_k/|r_k| (0 for a zero error: torch's norm' at 0)
+            a = np.sqrt(np.einsum("ij,ij->i", r, r))
+            unit = r * np.divide(1.0, a, out=np.zeros(n), where=a > 0.0)[:, None]
             self.fnorm_abs += float(a.sum())
             self.fnorm_n += n
         if opt.relative_f is None and not weighted:   # the plain path
@@ -291,11 +300,8 @@ class LossStats(ErrorSums):
                     seeds.c_f = pref.f * scale
             return
         # MSE: ∂L/∂F_kα = (2/(3N n_f)) (p_f + p_pf w_k) s_k² ΔF_kα, the (N,) factor on ΔF is `g`;
-        # MAE: ∂L/∂F_kα = (1/(3N n_f)) (p_f + p_pf w_k) s_k sign(ΔF_kα) (p_f's part 3 p_f ΔF_k/|ΔF_k|
-        # with f_use_norm, where s = 1: the configuration refuses relative_f with it)
-        s = (1.0 if opt.relative_f is None else
-             1.0 / (np.sqrt(np.einsum("ij,ij->i", labels.forces, labels.forces)) + opt.relative_f))
-        r = df * (s[:, None] if opt.relative_f is not None else 1.0)
+        # MAE: ∂L/∂F_kα = (1/(3N n_f)) (p_f + p_pf w_k) s_k sign(ΔF_kα) (p_f's part 3 p_f s_k r_k/|r_k|
+        # with f_use_norm, r_k = ΔF_k s_k: DeePMD-kit takes the norm of the relative error)
         sq_k = np.einsum("ij,ij->i", r, r)
         abs_k = np.abs(r).sum(axis=1)
         self.add_forces(r)
@@ -312,14 +318,36 @@ class LossStats(ErrorSums):
             self.loss_sum += pref.pf * float(w @ (abs_k if opt.mae else sq_k)) * scale / 3.0
             g += pref.pf * w
         if opt.mae:
-            seeds.u = np.sign(df) * (g * s)[:, None] + (3.0 * pref.f * unit if norm_mae else 0.0)
+            sr = s[:, None] if opt.relative_f is not None else 1.0
+            seeds.u = np.sign(df) * (g * s)[:, None] + (3.0 * pref.f * sr * unit if norm_mae else 0.0)
             seeds.c_f = scale / 3.0
         else:
             seeds.u = df * (g * s * s)[:, None]
             seeds.c_f = 2.0 * scale / 3.0
 
+    _SUMS = ("loss_sum", "e_sq", "e_n", "f_sq", "f_n", "v_sq", "v_n", "e_abs", "f_abs", "v_abs",
+             "ae_sq", "ae_abs", "ae_n", "pf_sq", "pf_abs", "pf_n", "fnorm_abs", "fnorm_n")
+    FIGURES = ("rmse", "rmse_e", "rmse_f", "rmse_v", "rmse_ae", "rmse_pf",
+               "mae_e", "mae_f", "mae_v", "mae_ae", "mae_pf")
+
+    def _sums(self) -> dict[str, float]:
+        return {k: getattr(self, k) for k in self._SUMS}
+
     def end_batch(self) -> None:
+        """Close a batch: its figures (those of its frames alone) join the atom-weighted means
+        `shown` gives, as DeePMD-kit's validation averages its numb_btch batches: Σ_b n_b x_b /
+        Σ_b n_b, n_b the atoms of batch b over its frames, x_b the batch's √loss, RMSE or MAE."""
         self.nbatch += 1
+        now = self._sums()
+        batch = LossStats(self.options)
+        for k in self._SUMS:
+            setattr(batch, k, now[k] - self._mark[k])
+        batch.nbatch = 1
+        for name in self.FIGURES:
+            self._weighted[name] = self._weighted.get(name, 0.0) + self.batch_atoms * batch._pooled(name)
+        self._weight += self.batch_atoms
+        self.batch_atoms = 0
+        self._mark = now
 
     def loss(self) -> float:
         return self.loss_sum / max(self.nbatch, 1)
@@ -347,7 +375,15 @@ class LossStats(ErrorSums):
     def shown(self, name: str) -> float:
         """The figure DeePMD-kit shows as `name` in lcurve.out (numdp.train.report.lcurve_kinds):
         "rmse" (√loss), rmse_e / _f / _v / _ae / _pf, or with MAE mae_e / _f / _v / _ae / _pf
-        (mae_f with f_use_norm: the mean of the atoms' force-error norms, eV/Å)."""
+        (mae_f with f_use_norm: the mean of the atoms' force-error norms, eV/Å).  Over several
+        batches (`end_batch`), the atom-weighted mean of the batches' figures, DeePMD-kit's (nan
+        when a batch had none: a label missing there); a batch's own figures pool its frames."""
+        if self._weight:
+            return self._weighted[name] / self._weight
+        return self._pooled(name)
+
+    def _pooled(self, name: str) -> float:
+        """The figure `name` (`shown`) of all the frames added, pooled as one batch."""
         figures = {
             "rmse": self.rmse, "rmse_e": lambda: self.rmse_e, "rmse_f": lambda: self.rmse_f,
             "rmse_v": lambda: self.rmse_v, "rmse_ae": lambda: self.rmse_ae, "rmse_pf": lambda: self.rmse_pf,

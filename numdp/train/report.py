@@ -7,24 +7,27 @@ from pathlib import Path
 from ..io.atomic import LineFile, atomic_path, cannot_write, special_target
 
 
-def lcurve_kinds(has_v: bool, has_ae: bool = False, has_pf: bool = False, mae: bool = False) -> list[str]:
+def lcurve_kinds(has_v: bool, has_ae: bool = False, has_pf: bool = False, mae: bool = False, *,
+                 has_e: bool = True, has_f: bool = True) -> list[str]:
     """The quantities of lcurve.out's columns, DeePMD-kit's names in its (sorted) order: "rmse"
-    (√loss), "rmse_e", "rmse_f" always, "rmse_ae", "rmse_pf", "rmse_v" when their loss terms are
-    on; with loss_func "mae" the same terms as "mae_*" (and "rmse", √loss, last)."""
+    (√loss) always, "rmse_ae", "rmse_e", "rmse_f", "rmse_pf", "rmse_v" when their loss terms are
+    on (non-zero start and limit prefactors: DeePMD-kit's has_e, ...; a force-less or energy-less
+    run has no rmse_f or rmse_e column); with loss_func "mae" the same terms as "mae_*" (and
+    "rmse", √loss, last)."""
     prefix = "mae" if mae else "rmse"
-    off = {"_ae": not has_ae, "_pf": not has_pf, "_v": not has_v}
+    off = {"_ae": not has_ae, "_e": not has_e, "_f": not has_f, "_pf": not has_pf, "_v": not has_v}
     terms = [f"{prefix}{k}" for k in ("_ae", "_e", "_f", "_pf", "_v") if not off.get(k, False)]
     return sorted(terms + ["rmse"])
 
 
 def lcurve_columns(has_valid: bool, has_v: bool, has_ae: bool = False, has_pf: bool = False,
-                   mae: bool = False) -> list[str]:
+                   mae: bool = False, *, has_e: bool = True, has_f: bool = True) -> list[str]:
     """DeePMD-kit's column names after `step`: rmse_val rmse_trn [rmse_ae_val rmse_ae_trn]
-    rmse_e_val rmse_e_trn rmse_f_val rmse_f_trn [rmse_pf_val rmse_pf_trn] [rmse_v_val
+    [rmse_e_val rmse_e_trn] [rmse_f_val rmse_f_trn] [rmse_pf_val rmse_pf_trn] [rmse_v_val
     rmse_v_trn] lr (the _val ones only with validation data; with `mae` the terms' columns are
     mae_*_val mae_*_trn, before rmse_val rmse_trn; `lcurve_kinds`)."""
     cols = []
-    for k in lcurve_kinds(has_v, has_ae, has_pf, mae):
+    for k in lcurve_kinds(has_v, has_ae, has_pf, mae, has_e=has_e, has_f=has_f):
         if has_valid:
             cols.append(f"{k}_val")
         cols.append(f"{k}_trn")
