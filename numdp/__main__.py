@@ -3,4 +3,5 @@ import sys
 
 from .cli import main
 
-sys.exit(main())
+if __name__ == "__main__":   # not when imported (pydoc, pdoc, pkgutil.walk_packages, a spawned child)
+    sys.exit(main())
