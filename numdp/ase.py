@@ -24,8 +24,11 @@ import inspect
 from os import PathLike
 
 import numpy as np
-from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
-from ase.stress import full_3x3_to_voigt_6_stress
+try:
+    from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+    from ase.stress import full_3x3_to_voigt_6_stress
+except ImportError as exc:   # name the extra that installs it
+    raise ModuleNotFoundError(f"numdp.ase needs ASE: pip install 'numdp[ase]' ({exc})", name="ase") from exc
 
 from .errors import InputError
 from .io.type_map import type_indices

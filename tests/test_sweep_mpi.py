@@ -129,3 +129,19 @@ def test_npt_restart_with_the_automatic_grid_is_bit_for_bit(tmp_path):
     whole, again, stdout = _npt_halves(tmp_path)
     assert "grid 2 x 1 x 1" in stdout, stdout   # the grid of the uninterrupted run
     assert _bitwise(whole, again)
+
+
+def test_a_launcher_of_another_mpi_is_one_line_not_n_copies_of_the_job(tmp_path):
+    """A launcher that announces 2 ranks (here Open MPI's variables) to processes whose mpi4py
+    MPI gives each a world of one: every process ran the whole job, racing on the same outputs,
+    exit 0.  Now each stops with one line naming the mismatch, exit 2."""
+    run = make_run(tmp_path / "r", steps=2)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_", "PMIX_", "MPI_", "MV2_"))}
+    env.update(OMPI_COMM_WORLD_SIZE="2", OMPI_COMM_WORLD_RANK="1")
+    r = subprocess.run([sys.executable, "-m", "numdp", "run", "md.toml"], cwd=run, env=env, text=True,
+                       capture_output=True, timeout=TIMEOUT)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "numdp run: error: the launcher started 2 ranks, but each sees an MPI world of one"), r.stderr
+    assert not (run / "log.txt").exists()

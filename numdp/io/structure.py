@@ -84,7 +84,7 @@ def read_with_ase(path: Path, frame: int = 0) -> Structure:
     except ImportError:
         raise InputError(f"{path}: unknown structure format (expected .xyz/.extxyz, a LAMMPS data "
                          f"file, a DeePMD npy system directory, a DeePMD HDF5 system or an H5MD file; "
-                         f"install ASE (pip install numdp[ase]) to read POSCAR, CIF and other "
+                         f"install ASE (pip install 'numdp[ase]') to read POSCAR, CIF and other "
                          f"formats)") from None
     try:
         atoms = ase.io.read(path, index=frame)

@@ -330,17 +330,29 @@ def create_world(environ=None, command: str = "run") -> World:
     On several ranks SIGINT / SIGTERM then end every rank at once until the MD loop takes them
     over (`abort_on_signal`; `command` names the sub-command in its line).
 
-    Raises InputError when a launcher started several ranks but mpi4py is not installed.
+    Raises InputError when a launcher started several ranks but mpi4py is not installed, or when
+    the launcher announced several ranks and this process's MPI world has one (a launcher of
+    another MPI than mpi4py's: every process would run the whole job).
     """
     if not launched_by_mpi(environ):
         return World(None)
     try:
-        from mpi4py import MPI
+        import warnings
+
+        with warnings.catch_warnings():   # mpi4py's own multi-line warning of the mismatch below
+            warnings.filterwarnings("ignore", "suspicious MPI execution environment", RuntimeWarning)
+            from mpi4py import MPI
     except ImportError:
         if launched_size(environ) > 1:
             raise InputError(f"started on {launched_size(environ)} MPI ranks, but mpi4py is not installed "
                              f"(pip install 'numdp[mpi]')") from None
         return World(None)
     world = World(MPI.COMM_WORLD)
+    if world.size == 1 and launched_size(environ) > 1:
+        # each process alone in its world: N copies of the whole job racing on the same outputs
+        version = " ".join(MPI.Get_library_version().split()[:3])
+        raise InputError(f"the launcher started {launched_size(environ)} ranks, but each sees an MPI world of one: "
+                         f"that mpiexec is not the one of mpi4py's MPI ({version}); use the mpiexec of that "
+                         f"MPI (with numdp[mpi]: the mpiexec installed beside numdp)")
     abort_on_signal(world, command)
     return world

@@ -304,7 +304,7 @@ def load_yaml(path) -> tuple[str, Any]:
     try:
         import yaml
     except ImportError:
-        raise InputError(f"{path.name}: a YAML input needs PyYAML (pip install pyyaml), or give it as "
+        raise InputError(f"{path.name}: a YAML input needs PyYAML (pip install 'numdp[yaml]'), or give it as "
                          f"input.json") from None
     try:
         tree = yaml.safe_load(text)
