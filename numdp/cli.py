@@ -51,6 +51,7 @@ def main(argv=None) -> int:
     try:
         # --threads (train, test, model-devi, ipi, change-bias): checked here once for every sub-command
         checked_threads(getattr(args, "threads", None), "--threads")
+        _one_process(args.command)
         status = int(importlib.import_module(args._module).main(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, inside the handlers below
         return status
@@ -65,6 +66,25 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # `numdp test ... | head`: the reader left; no traceback
         _silence_stdout()
         return 141  # 128 + SIGPIPE, what the shell reports for a command killed by the pipe
+
+
+MPI_COMMANDS = ("run", "lmp")
+"""The sub-commands that run on several MPI ranks (spatial decomposition, numdp.parallel)."""
+
+
+def _one_process(command: str) -> None:
+    """InputError when an MPI launcher started this sub-command on several ranks and it is not one
+    of MPI_COMMANDS: each rank would run the whole job (numdp train, test, ...) on the same outputs."""
+    if command in MPI_COMMANDS:
+        return
+    from .errors import InputError
+    from .parallel.world import launched_size
+
+    n = launched_size()
+    if n > 1:
+        raise InputError(f"started on {n} MPI ranks, but numdp {command} runs as one process (each rank "
+                         f"would run the whole job on the same files); only numdp {' and numdp '.join(MPI_COMMANDS)} "
+                         f"use MPI: start it without mpiexec")
 
 
 def _silence_stdout() -> None:

@@ -176,3 +176,17 @@ def test_a_missing_ase_names_the_extra():
             "try:\n    import numdp.calculator\nexcept ModuleNotFoundError as e:\n    print(e.name, '|', e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.startswith("ase | numdp.ase needs ASE: pip install 'numdp[ase]'"), out.stdout + out.stderr
+
+
+def test_a_one_process_command_on_several_mpi_ranks_is_one_line():
+    """`mpiexec -n 2 numdp train` ran two whole trainings on the same model.h5 and lcurve.out,
+    exit 0: a sub-command that does not use MPI refuses a launcher's several ranks; numdp run
+    and numdp lmp (spatial decomposition) are the ones that take them."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_", "PMIX_", "MV2_"))}
+    env.update(PMI_SIZE="2", PMI_RANK="1")
+    out = subprocess.run([sys.executable, "-m", "numdp", "show", str(ROOT / "inputs" / "water" / "model.h5")],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and out.stdout == "", out.stdout + out.stderr
+    assert out.stderr.splitlines() == [
+        "numdp show: error: started on 2 MPI ranks, but numdp show runs as one process (each rank would run "
+        "the whole job on the same files); only numdp run and numdp lmp use MPI: start it without mpiexec"]

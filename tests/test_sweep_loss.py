@@ -5,8 +5,9 @@ not reach; the expected numbers are written from DeePMD-kit's formulas, not from
 - relative_f with f_use_norm and loss_func "mae": DeePMD-kit divides ΔF_k by |F̂_k| + relative_f
   first and then takes each atom's norm (|ΔF_k s_k|), for the loss and for mae_f;
 - validation over numb_btch batches: DeePMD-kit's log_loss_valid shows Σ_b n_b x_b / Σ_b n_b,
-  x_b a batch's own figure (√loss, rmse_*, mae_*), n_b its atoms over its frames — not the
-  errors pooled over the batches;
+  x_b a batch's own figure (√loss, rmse_*, mae_*), n_b its atoms over its frames ((atype >=
+  0).sum() in DeePMD-kit 3.2.0: atom_exclude_types' atoms counted) — not the errors pooled over
+  the batches;
 - lcurve.out has the rmse_e / rmse_f columns only when the energy / force term is on (both
   prefactors non-zero), as DeePMD-kit's `more_loss` has those keys only then.
 """
@@ -68,7 +69,8 @@ def test_relative_f_with_f_use_norm_and_mae_is_the_norm_of_the_relative_error():
 
 def test_validation_over_batches_is_deepmd_kits_atom_weighted_mean_of_batch_figures():
     """Two batches (2 frames of 3 atoms, then 1 frame of 5): every figure is
-    (6 x_1 + 5 x_2) / 11 of the batches' own figures."""
+    (6 x_1 + 5 x_2) / 11 of the batches' own figures (DeePMD-kit 3.2.0's n_b = (atype >= 0).sum()
+    over the batch's frames; the repository's later code weighs one frame's atoms)."""
     keys = {"start_pref_e": 0.5, "limit_pref_e": 2.0, "start_pref_f": 30.0, "limit_pref_f": 1.0,
             "start_pref_v": 0.2, "limit_pref_v": 0.7}
     oc = _config(keys)
@@ -104,6 +106,28 @@ def test_validation_over_batches_is_deepmd_kits_atom_weighted_mean_of_batch_figu
     pooled = math.sqrt((2 * figures[0]["rmse_e"] ** 2 + figures[1]["rmse_e"] ** 2) / 3)
     assert abs(pooled - stats.shown("rmse_e")) > 1e-3 * pooled
 
+
+
+def test_a_batch_weighs_all_its_atoms_with_atom_exclude_types():
+    """DeePMD-kit weighs a validation batch by every real atom of its frames, also those of
+    atom_exclude_types (out of the loss): batches of 1 frame of 4 atoms (2 excluded) and 1 frame
+    of 4 atoms (none) weigh 4 : 4, not 2 : 4."""
+    oc = _config({})
+    pref = oc.prefactors().at(1e-3, 1e-3)
+    rng = np.random.default_rng(7)
+    stats = LossStats(oc.options)
+    figures = []
+    for included in (np.array([True, False, True, False]), None):
+        res, lab = _frame(rng, 4)
+        stats.add_frame(res, lab, pref, 1, included)
+        stats.end_batch()
+        one = LossStats(oc.options)
+        one.add_frame(res, lab, pref, 1, included)
+        one.end_batch()
+        figures.append(one.shown("rmse_f"))
+    want = (figures[0] + figures[1]) / 2
+    assert abs(stats.shown("rmse_f") - want) <= TOL * want
+    assert abs(figures[0] - figures[1]) > 0.01 * want   # the weights tell
 
 def test_one_batch_figures_are_its_pooled_errors_and_a_missing_label_is_nan():
     """With one batch (the training columns) the figures are the batch's own; a validation batch
@@ -153,3 +177,25 @@ def test_huber_delta_list_has_three_items():
     assert "\n" not in str(err.value)
     d = _config({"use_huber": True, "huber_delta": 0.1}).options.huber
     assert (d.e, d.f, d.v) == (0.1, 0.1, 0.1)
+
+
+def test_a_restart_keeps_an_earlier_versions_rows_under_the_new_columns(tmp_path):
+    """An lcurve.out of an earlier numdp (rmse_e columns with the energy term off) continued by
+    a restart: its rows kept had one number more than the new header (numdp plot refused the
+    file); they are rewritten by column name."""
+    from numdp.plots import read_table
+    from numdp.train.report import Lcurve
+
+    path = tmp_path / "lcurve.out"
+    old = Lcurve(path, lcurve_columns(True, False))    # the earlier columns: rmse_e always
+    for step in (1, 2, 3):
+        old.row(step, [1.0, 2.0, 3.0, 4.0, 5.0 * step, 6.0, 1e-3])
+    old.close()
+    new = lcurve_columns(True, False, has_e=False)
+    lc = Lcurve(path, new, restart_step=2)
+    lc.row(3, [7.0, 8.0, 9.0, 10.0, 1e-3])
+    lc.close()
+    t = read_table(path)
+    assert t.names == ["step"] + new
+    assert t.data.tolist() == [[1.0, 1.0, 2.0, 5.0, 6.0, 1e-3], [2.0, 1.0, 2.0, 10.0, 6.0, 1e-3],
+                               [3.0, 7.0, 8.0, 9.0, 10.0, 1e-3]]

@@ -162,7 +162,7 @@ class LossStats(ErrorSums):
         self.pf_n = 0
         self.fnorm_abs = 0.0   # Σ |ΔF_k| over atoms (MAE with f_use_norm: DeePMD-kit's mae_f)
         self.fnorm_n = 0
-        self.batch_atoms = 0   # the atoms of the frames added since the last end_batch
+        self.batch_atoms = 0   # the atoms of the frames added since the last end_batch (its weight)
         self._mark = self._sums()   # the sums at the last end_batch
         self._weighted: dict[str, float] = {}   # Σ_b (atoms of b) · figure of b, per figure name
         self._weight = 0
@@ -174,9 +174,7 @@ class LossStats(ErrorSums):
         atom_exclude_types as absent from the loss (its per-atom mask): N is the count of the
         others, and the per-atom terms (forces, atomic energies, weights) run over them only; the
         excluded atoms' seeds are 0."""
-        self.batch_atoms += result.forces.shape[0]
         if included is not None and not included.all():
-            self.batch_atoms -= result.forces.shape[0]   # counted once, by the call below
             def rows(a):
                 return None if a is None else a[included]
 
@@ -193,7 +191,10 @@ class LossStats(ErrorSums):
                 c = np.zeros(result.forces.shape[0])
                 c[included] = sub.c_e
                 sub.c_e = c
+            # every atom weighs (`end_batch`), the excluded ones too: the call above counted the others
+            self.batch_atoms += int(result.forces.shape[0] - np.count_nonzero(included))
             return sub
+        self.batch_atoms += result.forces.shape[0]
         opt = self.options
         n = result.forces.shape[0]
         scale = 1.0 / (n * nframes)
@@ -336,7 +337,8 @@ class LossStats(ErrorSums):
     def end_batch(self) -> None:
         """Close a batch: its figures (those of its frames alone) join the atom-weighted means
         `shown` gives, as DeePMD-kit's validation averages its numb_btch batches: Σ_b n_b x_b /
-        Σ_b n_b, n_b the atoms of batch b over its frames, x_b the batch's √loss, RMSE or MAE."""
+        Σ_b n_b, x_b the batch's √loss, RMSE or MAE, n_b the atoms of batch b summed over its
+        frames (DeePMD-kit 3.2's (atype >= 0).sum(): atom_exclude_types' atoms counted)."""
         self.nbatch += 1
         now = self._sums()
         batch = LossStats(self.options)

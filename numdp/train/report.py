@@ -41,7 +41,9 @@ class Lcurve:
     Units: rmse_val/rmse_trn √loss; rmse_e / mae_e eV/atom; rmse_f / mae_f eV/Å; rmse_v / mae_v
     eV/atom; rmse_ae / mae_ae eV; rmse_pf / mae_pf eV/Å (numdp.train.loss.LossStats); lr.
     With `restart_step` (the checkpoint's updates), the rows of an existing file labelled
-    beyond it are dropped first, so a continued run leaves the same file as an uninterrupted one.  A character device or FIFO
+    beyond it are dropped first, so a continued run leaves the same file as an uninterrupted one;
+    rows under a header of other columns (an earlier numdp's rmse_e / rmse_f of a term that is
+    off) are rewritten to `columns` by name, nan where they had none.  A character device or FIFO
     at `path` (/dev/null) is written into as it is, opened once.  A write the OS refuses (disk
     full) raises InputError naming the file.
     """
@@ -57,10 +59,19 @@ class Lcurve:
             return
         lines = [header]
         if restart_step is not None and self.path.is_file():
-            for line in self.path.read_text().splitlines(keepends=True):
-                if line.startswith("#") or not line.strip():
+            old = None   # the kept rows' columns, when their header names others (an earlier
+            for line in self.path.read_text().splitlines(keepends=True):   # version, another loss)
+                words = line.lstrip("#").split()
+                if line.startswith("#"):
+                    if words[:1] == ["step"] and words[1:] != columns:
+                        old = words[1:]
                     continue
-                if int(line.split()[0]) <= restart_step:
+                if not words:
+                    continue
+                if int(words[0]) <= restart_step:
+                    if old is not None and len(words) == len(old) + 1:   # by name, nan for a new one
+                        by_name = dict(zip(old, words[1:]))
+                        line = f"{words[0]:>7}" + "".join(f" {by_name.get(c, 'nan'):>13}" for c in columns)
                     lines.append(line if line.endswith("\n") else line + "\n")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.path, "learning curve") as tmp:
