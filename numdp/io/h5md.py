@@ -305,9 +305,7 @@ def read_frame(path, frame: int = -1) -> dict:
         k = frame % nframes
 
         def element(g, what, scale_units):
-            if isinstance(g, h5py.Dataset):
-                return np.asarray(g[()], dtype=np.float64), None, None
-            value = g["value"]
+            value = g if isinstance(g, h5py.Dataset) else g["value"]   # time-independent: the dataset
             unit = value.attrs.get("unit", None)
             scale = 1.0
             if unit is not None:
@@ -316,6 +314,8 @@ def read_frame(path, frame: int = -1) -> dict:
                     raise InputError(f"{path}: {what} unit '{unit}' is not supported "
                                      f"(expected one of {sorted(scale_units)})")
                 scale = scale_units[unit]
+            if isinstance(g, h5py.Dataset):
+                return np.asarray(g[()], dtype=np.float64) * scale, None, None
             step = g["step"]
             time = g["time"] if "time" in g else None
             s = int(step[k]) if step.shape else int(step[()]) * k
@@ -337,8 +337,12 @@ def read_frame(path, frame: int = -1) -> dict:
             flags = [str(b.decode() if isinstance(b, bytes) else b) == "periodic" for b in part["box"].attrs["boundary"]]
             if len(flags) == 3 and not all(flags):
                 pbc = tuple(flags)
-        species = np.asarray(part["species"][()], dtype=np.int64) if "species" in part else None
-        masses = np.asarray(part["mass"][()], dtype=np.float64) if "mass" in part else None
+        def per_atom(name):   # a time-independent dataset, or a time-dependent element's frame k
+            g = part[name]
+            return np.asarray(g[()] if isinstance(g, h5py.Dataset) else g["value"][min(k, g["value"].shape[0] - 1)])
+
+        species = per_atom("species").astype(np.int64) if "species" in part else None
+        masses = per_atom("mass").astype(np.float64) if "mass" in part else None
         type_map = None
         if "parameters/numdp" in h5:
             type_map = [str(t) for t in h5["parameters/numdp"].attrs["type_map"]]

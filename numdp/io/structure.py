@@ -70,7 +70,7 @@ def read_structure(path, frame: int | None = None) -> Structure:
     if path.suffix.lower() in (".xyz", ".extxyz"):
         return read_extxyz(path, 0 if frame is None else frame)
     if _looks_like_lammps_data(path):
-        if frame not in (None, 0):
+        if frame not in (None, 0, -1):
             raise InputError(f"{path}: a LAMMPS data file holds one frame; remove [system] frame")
         return read_lammps_data(path)
     return read_with_ase(path, 0 if frame is None else frame)
@@ -78,7 +78,9 @@ def read_structure(path, frame: int | None = None) -> Structure:
 
 def read_with_ase(path: Path, frame: int = 0) -> Structure:
     """Frame `frame` of any file `ase.io.read` knows (POSCAR, CIF, PDB, ...); positions and cell
-    in Å, velocities from ASE's momenta (converted to Å/ps), masses only when the file sets them."""
+    in Å (the cell when ASE says the file is periodic along any vector; mixed periodicity is kept
+    as Structure.pbc), velocities from ASE's momenta (converted to Å/ps), masses only when the
+    file sets them."""
     try:
         import ase.io
     except ImportError:
@@ -92,20 +94,28 @@ def read_with_ase(path: Path, frame: int = 0) -> Structure:
         text = " ".join(str(exc).split())[:200] or type(exc).__name__
         raise InputError(f"{path}: unknown structure format (neither numdp's readers nor ASE "
                          f"read it: {text})") from None
-    pbc = atoms.get_pbc()
-    if pbc.all():
-        box = np.array(atoms.get_cell(), dtype=np.float64)
-    elif not pbc.any():
-        box = None
-    else:
-        raise InputError(f"{path}: pbc {pbc.tolist()}: only fully periodic cells or none are supported")
+    flags = tuple(bool(p) for p in atoms.get_pbc())
+    if any(flags) and np.allclose(np.asarray(atoms.get_cell()), np.eye(3), atol=1e-9) and _is_pdb(path):
+        flags = (False, False, False)   # PDB's CRYST1 1 1 1 90 90 90 P 1: "no unit cell", not a 1 Å box
+    box = np.array(atoms.get_cell(), dtype=np.float64) if any(flags) else None
+    pbc = None if all(flags) or not any(flags) else flags   # mixed: a slab, as extxyz pbc="T T F"
     velocities = None
     if "momenta" in atoms.arrays:
         velocities = np.asarray(atoms.get_velocities(), dtype=np.float64) / ASE_TIME_IN_PS
     masses = np.asarray(atoms.arrays["masses"], dtype=np.float64) if "masses" in atoms.arrays else None
     return Structure(np.asarray(atoms.get_positions(), dtype=np.float64), box,
                      atoms.get_chemical_symbols(), None, velocities, masses,
-                     f"{path} frame {frame} (read by ASE)")
+                     f"{path} frame {frame} (read by ASE)", pbc)
+
+
+def _is_pdb(path: Path) -> bool:
+    """True when ASE reads `path` as a PDB file."""
+    try:
+        from ase.io.formats import filetype
+
+        return filetype(str(path), guess=False) == "proteindatabank"
+    except Exception:   # ASE cannot tell: not a PDB file for this purpose
+        return False
 
 
 def _is_h5md(path: Path) -> bool:
@@ -200,6 +210,10 @@ def _xyz_frame(path: Path, lines: list[str], start: int, frame: int) -> Structur
             box = None      # a cell that is periodic along no vector: an open cluster
         elif not all(flags):
             pbc = tuple(flags)
+    for name, _, count in props:
+        want = {"pos": 3, "velo": 3, "vel": 3, "velocities": 3, "momenta": 3, "masses": 1}.get(name)
+        if want is not None and count != want:
+            raise InputError(f"{where}: Properties column '{name}' has {count} components, expected {want}")
     columns: dict[str, list] = {name: [] for name, _, _ in props}
     for a in range(natoms):
         line_no = start + 3 + a
@@ -277,9 +291,15 @@ def write_extxyz(path, elements, positions, box=None, velocities=None, pbc=(True
 
 # -- LAMMPS data -----------------------------------------------------------------------------------
 
-_SECTIONS = ("Atoms", "Velocities", "Masses", "Bonds", "Angles", "Dihedrals", "Impropers",
-             "Pair Coeffs", "PairIJ Coeffs", "Bond Coeffs", "Angle Coeffs", "Dihedral Coeffs",
-             "Improper Coeffs")
+_SECTIONS = ("Atoms", "Velocities", "Masses", "Ellipsoids", "Lines", "Triangles", "Bodies", "Bonds",
+             "Angles", "Dihedrals", "Impropers", "Pair Coeffs", "PairIJ Coeffs", "Bond Coeffs",
+             "Angle Coeffs", "Dihedral Coeffs", "Improper Coeffs", "BondBond Coeffs", "BondAngle Coeffs",
+             "MiddleBondTorsion Coeffs", "EndBondTorsion Coeffs", "AngleTorsion Coeffs",
+             "AngleAngleTorsion Coeffs", "BondBond13 Coeffs", "AngleAngle Coeffs", "Atom Type Labels",
+             "Bond Type Labels", "Angle Type Labels", "Dihedral Type Labels", "Improper Type Labels")
+"""Every section keyword of LAMMPS' read_data (a section's lines end at the next keyword)."""
+_HEADER = ("atoms", "atom types", "xlo xhi", "ylo yhi", "zlo zhi", "xy xz yz", "avec", "bvec", "cvec",
+           "abc origin")
 # atom style -> (index of the type word, index of the x word) in an Atoms line (word 0 = atom id)
 _STYLES = {"atomic": (1, 2), "charge": (1, 3), "full": (2, 4), "molecular": (2, 3), "bond": (2, 3),
            "angle": (2, 3)}
@@ -290,15 +310,19 @@ def _looks_like_lammps_data(path: Path) -> bool:
         head = path.read_text(errors="replace")[:4000]
     except OSError:
         return False
-    return bool(re.search(r"^\s*\d+\s+atoms\s*$", head, re.M)) and bool(
-        re.search(r"^\s*\d+\s+atom types\s*$", head, re.M))
+    return bool(re.search(r"^\s*\d+\s+atoms\s*(#.*)?$", head, re.M)) and bool(
+        re.search(r"^\s*\d+\s+atom\s+types\s*(#.*)?$", head, re.M))
 
 
 def read_lammps_data(path) -> Structure:
-    """A LAMMPS data file (units metal; atom styles atomic, charge, full, molecular; image flags).
+    """A LAMMPS data file (units metal; atom styles atomic, charge, full, molecular, bond, angle;
+    image flags applied; type labels).
 
-    The cell origin (xlo, ylo, zlo) is moved to 0; rows a = (lx, 0, 0), b = (xy, ly, 0),
-    c = (xz, yz, lz).  Atoms are sorted by id; LAMMPS type k becomes type_id k - 1.
+    Restricted triclinic: the cell origin (xlo, ylo, zlo) is moved to 0; rows a = (lx, 0, 0),
+    b = (xy, ly, 0), c = (xz, yz, lz).  General triclinic (LAMMPS' `avec`, `bvec`, `cvec`,
+    `abc origin` header lines; coordinates and velocities in that frame): rows a, b, c as given,
+    the origin moved to 0.  Atoms are sorted by id; LAMMPS type k becomes type_id k - 1; a type
+    written as its label (`Atom Type Labels` section) is that label's number.
     """
     path = Path(path)
     raw = path.read_text().splitlines()
@@ -319,7 +343,7 @@ def read_lammps_data(path) -> Structure:
                 style = comment.strip().split()[0]
             continue
         if current is None:
-            for key in ("atoms", "atom types", "xlo xhi", "ylo yhi", "zlo zhi", "xy xz yz"):
+            for key in _HEADER:
                 n = len(key.split())
                 if " ".join(words[-n:]) == key:
                     try:
@@ -328,9 +352,16 @@ def read_lammps_data(path) -> Structure:
                         raise InputError(f"{path}:{no}: cannot read '{line.strip()}'") from None
                     if not np.all(np.isfinite(header[key])):
                         raise InputError(f"{path}:{no}: non-finite number in '{line.strip()}'")
+                    if len(header[key]) != {"atoms": 1, "atom types": 1, "xy xz yz": 3}.get(key, 3 if key in (
+                            "avec", "bvec", "cvec", "abc origin") else 2):
+                        raise InputError(f"{path}:{no}: wrong count of numbers in '{line.strip()}'")
             continue
         sections[current].append((no, words))
-    for key in ("atoms", "xlo xhi", "ylo yhi", "zlo zhi"):
+    general = [key for key in ("avec", "bvec", "cvec", "abc origin") if key in header]
+    if general and len(general) < 4:
+        raise InputError(f"{path}: a general triclinic box needs the header lines avec, bvec, cvec and "
+                         f"abc origin; found only {', '.join(general)}")
+    for key in ("atoms",) + (() if general else ("xlo xhi", "ylo yhi", "zlo zhi")):
         if key not in header:
             raise InputError(f"{path}: header line '{key}' missing")
     natoms = int(header["atoms"][0])
@@ -347,11 +378,34 @@ def read_lammps_data(path) -> Structure:
                              f"section header, e.g. 'Atoms # full'")
     if style not in _STYLES:
         raise InputError(f"{path}: atom style '{style}' is not supported ({', '.join(_STYLES)})")
+    labels: dict[str, int] = {}
+    for no, w in sections.get("Atom Type Labels", []):
+        try:
+            labels[w[1]] = int(w[0])
+            if len(w) != 2:
+                raise IndexError
+        except (ValueError, IndexError):
+            raise InputError(f"{path}:{no}: cannot read an Atom Type Labels line (expected 'type label')") from None
+
+    def atom_type(word: str, no: int) -> int:
+        """The numeric type of `word`: a number, or a label of the Atom Type Labels section."""
+        if word in labels:
+            return labels[word]
+        try:
+            return int(word)
+        except ValueError:
+            raise InputError(f"{path}:{no}: atom type '{word}' is neither a number nor a label of the "
+                             f"Atom Type Labels section") from None
+
     tcol, xcol = _STYLES[style]
-    lo = np.array([header["xlo xhi"][0], header["ylo yhi"][0], header["zlo zhi"][0]])
-    hi = np.array([header["xlo xhi"][1], header["ylo yhi"][1], header["zlo zhi"][1]])
-    xy, xz, yz = header.get("xy xz yz", [0.0, 0.0, 0.0])
-    box = np.array([[hi[0] - lo[0], 0, 0], [xy, hi[1] - lo[1], 0], [xz, yz, hi[2] - lo[2]]], dtype=np.float64)
+    if general:
+        lo = np.array(header["abc origin"])
+        box = np.array([header["avec"], header["bvec"], header["cvec"]], dtype=np.float64)
+    else:
+        lo = np.array([header["xlo xhi"][0], header["ylo yhi"][0], header["zlo zhi"][0]])
+        hi = np.array([header["xlo xhi"][1], header["ylo yhi"][1], header["zlo zhi"][1]])
+        xy, xz, yz = header.get("xy xz yz", [0.0, 0.0, 0.0])
+        box = np.array([[hi[0] - lo[0], 0, 0], [xy, hi[1] - lo[1], 0], [xz, yz, hi[2] - lo[2]]], dtype=np.float64)
     ids = np.empty(natoms, dtype=np.int64)
     types = np.empty(natoms, dtype=np.int64)
     pos = np.empty((natoms, 3))
@@ -359,9 +413,11 @@ def read_lammps_data(path) -> Structure:
     for k, (no, w) in enumerate(atoms):
         try:
             ids[k] = int(w[0])
-            types[k] = int(w[tcol])
+            types[k] = atom_type(w[tcol], no)
             pos[k] = [float(v) for v in w[xcol:xcol + 3]]
-            if len(w) >= xcol + 6:
+            if len(w) not in (xcol + 3, xcol + 6):   # the style's columns, with or without image flags
+                raise IndexError
+            if len(w) == xcol + 6:
                 image[k] = [int(v) for v in w[xcol + 3:xcol + 6]]
         except (ValueError, IndexError):
             raise InputError(f"{path}:{no}: cannot read an '{style}' atom line: {' '.join(w)}") from None
@@ -380,10 +436,14 @@ def read_lammps_data(path) -> Structure:
     if "Masses" in sections:
         table = {}
         for no, w in sections["Masses"]:
+            if len(w) < 2:
+                raise InputError(f"{path}:{no}: cannot read a Masses line")
             try:
-                table[int(w[0])] = float(w[1])
-            except (ValueError, IndexError):
+                table[atom_type(w[0], no)] = float(w[1])
+            except ValueError:
                 raise InputError(f"{path}:{no}: cannot read a Masses line") from None
+            if not (np.isfinite(float(w[1])) and float(w[1]) > 0.0):
+                raise InputError(f"{path}:{no}: the mass of type {w[0]} must be a positive number (amu), got {w[1]}")
         if all(t in table for t in np.unique(types)):
             masses = np.array([table[t] for t in types])
     velocities = None
@@ -398,6 +458,9 @@ def read_lammps_data(path) -> Structure:
                 raise InputError(f"{path}:{no}: cannot read a Velocities line") from None
             if not np.isfinite(vel[int(w[0])]).all():
                 raise InputError(f"{path}:{no}: atom {w[0]} has a non-finite velocity {' '.join(w[1:4])}")
+        extra = sorted(set(vel) - set(int(i) for i in ids))
+        if extra:
+            raise InputError(f"{path}: Velocities has a line for atom id {extra[0]}, which is not in the Atoms section")
         missing = [int(i) for i in ids if int(i) not in vel]
         if missing:
             raise InputError(f"{path}: Velocities has no line for atom id {missing[0]}")

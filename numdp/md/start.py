@@ -58,8 +58,10 @@ def start_velocities(state: State, settings: RunSettings, world: World | None = 
     zero_momentum(state.velocities, state.masses, world.sum_global)
 
 
-def _masses(settings: RunSettings, types: np.ndarray, type_map: list[str], file_masses) -> np.ndarray:
-    """(N,) amu: [system] masses override, else the masses in the file, else standard masses."""
+def _masses(settings: RunSettings, types: np.ndarray, type_map: list[str], file_masses,
+            source: str = "the structure file") -> np.ndarray:
+    """(N,) amu: [system] masses override, else the masses in the file (`source` names it in the
+    message when one is not a positive number), else standard masses."""
     where = f"{settings.path.name}: [system] masses"
     overrides = settings.system.masses
     for element in overrides:
@@ -72,7 +74,13 @@ def _masses(settings: RunSettings, types: np.ndarray, type_map: list[str], file_
         if element in overrides:
             out[mask] = overrides[element]
         elif file_masses is not None:
-            out[mask] = file_masses[mask]
+            given = np.asarray(file_masses, dtype=np.float64)[mask]
+            bad = np.flatnonzero(~(np.isfinite(given) & (given > 0.0)))
+            if bad.size:
+                atom = int(np.flatnonzero(mask)[bad[0]])
+                raise InputError(f"{source}: atom {atom} ({element}) has the mass {float(given[bad[0]])!r}; a mass must be "
+                                 f"a positive number (amu), or set it with [system] masses.{element}")
+            out[mask] = given
         else:
             out[mask] = standard_mass(element, where)
     return out
@@ -170,7 +178,7 @@ def structure_atoms(settings: RunSettings, type_map: list[str]) -> ReplicatedAto
                              "pair_coeff * * ELEMENT ..., one element per atom type")
     else:
         types = assign_types(structure, type_map, s.type_names, f"{settings.path.name}: [system]")
-    masses = _masses(settings, types, type_map, structure.masses)
+    masses = _masses(settings, types, type_map, structure.masses, str(structure.source))
     n = structure.natoms
     velocities = np.zeros((n, 3))
     if structure.velocities is not None and s.velocities is None:
