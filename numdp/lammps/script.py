@@ -436,7 +436,7 @@ class Script:
             return self.evaluate(condition) != 0
         except FormulaError:
             m = _STRING_COMPARISON.fullmatch(self.substitute(condition))
-            if m is None or any(_is_number(w) for w in (m[1], m[3])):
+            if m is None or any(is_number(w) for w in (m[1], m[3])):
                 raise
             return (m[1] == m[3]) == (m[2] == "==")
 
@@ -482,7 +482,8 @@ def _matching(line: str, open_at: int) -> int:
     return -1
 
 
-def _is_number(word: str) -> bool:
+def is_number(word: str) -> bool:
+    """Whether `word` reads as a number (float())."""
     try:
         float(word)
         return True

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..io.series import MARK, is_series, latest_file, series_file
-from .script import Command, Script
+from .script import Command, Script, is_number
 
 METAL_TIMESTEP = 0.001   # ps: LAMMPS' default timestep in units metal
 LAMMPS_SKIN = 2.0        # Å: LAMMPS' default neighbor skin in units metal
@@ -289,7 +289,7 @@ class _Translator:
         while rest:
             if rest[0] == "orient" and len(rest) >= 5 and defaults.get(("orient", rest[1])) == rest[2:5]:
                 rest = rest[5:]
-            elif rest[0] == "origin" and len(rest) >= 4 and all(_is_number(w) and float(w) == 0 for w in rest[1:4]):
+            elif rest[0] == "origin" and len(rest) >= 4 and all(is_number(w) and float(w) == 0 for w in rest[1:4]):
                 rest = rest[4:]
             else:
                 raise Refused(f"keyword {rest[0]!r} is not supported by numdp lmp (the default orientation and "
@@ -485,7 +485,7 @@ class _Translator:
             k += 1
         if not models:
             raise Refused("expected: pair_style deepmd MODEL [MODEL ...] [keywords]")
-        if any(_is_number(m) for m in models):
+        if any(is_number(m) for m in models):
             raise Refused("the DeePMD-kit 0.x form `deepmd MODELS N FILE` is not supported: write "
                           "out_freq N out_file FILE")
         devi = Deviation()
@@ -497,7 +497,7 @@ class _Translator:
             if key in values:   # the model's numb_fparam / numb_aparam values (checked by numdp run)
                 k += 1
                 values[key] = []
-                while k < len(args) and _is_number(args[k]):
+                while k < len(args) and is_number(args[k]):
                     values[key].append(float(args[k]))
                     k += 1
                 if not values[key]:
@@ -1116,14 +1116,6 @@ def _relative(path: Path, base: Path) -> str:
         return str(path.relative_to(base))
     except ValueError:
         return str(path)
-
-
-def _is_number(word: str) -> bool:
-    try:
-        float(word)
-        return True
-    except ValueError:
-        return False
 
 
 def _accept(*allowed):
