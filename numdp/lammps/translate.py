@@ -246,6 +246,7 @@ class _Translator:
         self.momentum_ids: set[str] = set()   # fix momentum IDs (numdp keeps the momentum zero anyway)
         self.writes: list[Written] = []
         self.restart_frame: dict | None = None   # numdp.io.h5md.read_frame of read_restart's checkpoint
+        self._type_maps: dict[Path, list[str]] = {}   # model file -> its type_map (`_model_type_map`)
 
     def note(self, text: str) -> None:
         if text not in self.notices:
@@ -1049,10 +1050,8 @@ class _Translator:
         the wrong elements; with an `element` column the names are in the file."""
         if s.dump is None or s.elements is None or "type" not in s.dump.columns or "element" in s.dump.columns:
             return
-        from ..io.model_file import read_model
-
         try:
-            type_map = list(read_model(self.base / s.models[0]).type_map)
+            type_map = self._model_type_map()
         except InputError:
             return   # numdp run says what is wrong with the model
         wrong = [(k + 1, e, type_map.index(e) + 1) for k, e in enumerate(s.elements)
@@ -1081,12 +1080,20 @@ class _Translator:
         """The element of each LAMMPS type: pair_coeff's elements, else the model's type_map."""
         if self.s.elements is not None:
             return self.s.elements
-        from ..io.model_file import read_model
-
         try:
-            return list(read_model(self.base / self.s.models[0]).type_map)
+            return self._model_type_map()
         except InputError as exc:
             raise Refused(f"cannot read the model's type_map to name the script's atom types: {exc}") from None
+
+    def _model_type_map(self) -> list[str]:
+        """The type_map of the script's (first) model, read once per model file; InputError when
+        the file cannot be read."""
+        path = self.base / self.s.models[0]
+        if path not in self._type_maps:
+            from ..io.model_file import read_model
+
+            self._type_maps[path] = list(read_model(path).type_map)
+        return self._type_maps[path]
 
     def _masses(self) -> dict[str, float]:
         """mass TYPE VALUE -> [system] masses by element (pair_coeff's elements, else the model's type_map)."""
