@@ -42,6 +42,11 @@ def configure(parser):
                         help="worker threads (default: NUMDP_NUM_THREADS or the usable cores)")
 
 
+def _updated_name(path: Path) -> Path:
+    """The default output of `path` (a model or a training checkpoint): NAME_updated.SUFFIX."""
+    return path.with_name(path.stem + "_updated" + path.suffix)
+
+
 def _output_path(model: Path, output: str | None) -> Path:
     from ..errors import InputError
     from ..io.model_file import check_model_output
@@ -49,7 +54,7 @@ def _output_path(model: Path, output: str | None) -> Path:
     if output is None:
         if model.suffix.lower() in (".pt", ".pth"):
             raise InputError(f"{model}: numdp does not write PyTorch models: give -o NAME.h5 or NAME.dp")
-        out = model.with_name(model.stem + "_updated" + model.suffix)
+        out = _updated_name(model)
     else:
         out = Path(output)
     return check_model_output(out)
@@ -120,8 +125,7 @@ def main(args) -> int:
 
         checkpoint = read_checkpoint(model_path)
         params = model_from_checkpoint(model_path)
-        out_path = (model_path.with_name(model_path.stem + "_updated" + model_path.suffix)
-                    if args.output is None else Path(args.output))
+        out_path = _updated_name(model_path) if args.output is None else Path(args.output)
         if out_path.suffix.lower() in (".dp", ".pb", ".pt", ".pth"):   # the output is a checkpoint (HDF5)
             raise InputError(f"-o {out_path}: {model_path} is a training checkpoint, and so is the output "
                              f"(to continue with numdp train --restart), not a {out_path.suffix} model: "
@@ -139,8 +143,9 @@ def main(args) -> int:
         how = "given values"
     else:
         paths = system_paths(args)
-        model = (load_model(model_path, nthreads=args.threads) if checkpoint is None   # (params stay as read)
-                 else DPModel(model_from_checkpoint(model_path), nthreads=args.threads))
+        # (the checkpoint's model as read above: its out_bias changes only after the fit)
+        model = (load_model(model_path, nthreads=args.threads) if checkpoint is None
+                 else DPModel(params, nthreads=args.threads))
         fit, nframes = fitted_bias(model, paths, args.numb_batch, args.mode, args.seed)
         new = old + fit if args.mode == "change" else fit
         how = (f"{'shift of the model errors' if args.mode == 'change' else 'fit of the labels'} over "
