@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +56,10 @@ class Table:
 
     def column(self, name: str) -> np.ndarray:
         return self.data[:, self.names.index(name)]
+
+
+_PROGRESS = re.compile(r"\d+/\d+")
+"""The second word of a progress line of numdp train's log (``step  101/5000 ( 2.0%) loss ...``)."""
 
 
 def _header_kind(tokens: list[str]) -> Kind | None:
@@ -94,6 +99,9 @@ def read_table(path) -> Table:
     for no, line in enumerate(lines, 1):
         words = line.split()
         header = line.strip().lstrip("#").split()
+        if kind is None and len(header) > 1 and header[0] == "step" and _PROGRESS.fullmatch(header[1]):
+            raise InputError(f"{path}:{no}: numdp train's progress log, not a column file: plot its learning "
+                             "curve ([training] disp_file, lcurve.out by default)")
         if header and header[0] == "Step" and all(h in THERMO_TITLES for h in header):
             header = [THERMO_TITLES[h] for h in header]   # LAMMPS' titles (numdp lmp's log.lammps)
         found = _header_kind(header)

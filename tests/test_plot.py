@@ -2,6 +2,7 @@
 header line; one-line errors; the message without matplotlib."""
 import io
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -250,6 +251,9 @@ def test_errors_are_one_line(tmp_path, capsys):
         ([str(bad)], "not a learning curve"),
         ([str(broken)], "broken.out:2: expected 7 numbers"),
         ([str(empty)], "no rows"),
+        # numdp train's own log (its progress lines start with "step" and name "lr"): not a curve
+        ([str(Path(__file__).parents[1] / "inputs" / "cu" / "train.log")],
+         "train.log:4: numdp train's progress log, not a column file: plot its learning curve"),
         ([str(lc), "--trust-lo", "0.1"], "apply to model deviation files"),
         ([str(devi), "--trust-lo", "0.3", "--trust-hi", "0.1"], "above --trust-hi"),
         ([str(devi), "-o", str(tmp_path / "x.pdf")], "PNG"),
