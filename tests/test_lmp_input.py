@@ -146,6 +146,7 @@ def expected_tables(ensemble):
                        "thermo_columns": ["step", "temp", "pe", "ke", "etotal", "press", "vol", "lx", "ly", "lz",
                                           "xy", "xz", "yz"], "thermo_header": "lammps",
                        "log": "log.lammps", "checkpoint": "dpgen.restart.*", "checkpoint_every": 10000},
+            "safety": {"min_distance": 0.0},   # LAMMPS has no close-contact stop
             "model_devi": {"every": 5, "file": "model_devi.out", "atomic": True}}
 
 

@@ -24,7 +24,10 @@ tables).  What is read, with LAMMPS' rules:
 - ``print TEXT [screen yes|no] [universe yes|no]``, ``echo``: harmless (print writes its text to
   the screen); ``print ... file|append FILE`` is refused.
 
-Anything else of the language (``label``/``jump``, ``next``, ``include``, loop variables, thermo
+- ``include FILE``: FILE's lines run there, as LAMMPS (relative to the current folder; errors name
+  FILE and its line).
+
+Anything else of the language (``label``/``jump``, ``next``, loop variables, thermo
 keywords other than dt or computes in formulas) is refused with one line ``FILE:LINE: COMMAND: ...``.
 """
 from __future__ import annotations
@@ -33,6 +36,7 @@ import math
 import re
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 from typing import Callable
 
 from ..errors import InputError
@@ -46,6 +50,7 @@ class Command:
     line: int
     name: str
     args: tuple[str, ...]
+    file: str | None = None   # the `include`d file it is in; None: the script itself
 
 
 class ScriptError(InputError):
@@ -268,23 +273,27 @@ class _Formula:
 
 # -- the script ---------------------------------------------------------------------------------------
 
-_LANGUAGE_REFUSED = ("label", "jump", "next", "include", "clear", "shell", "quit", "partition", "python")
+_LANGUAGE_REFUSED = ("label", "jump", "next", "clear", "shell", "quit", "partition", "python")
 
 
 class Script:
     """Runs a script's lines; `handler(Command)` gets every command that is not the language's."""
 
     def __init__(self, name: str, handler: Callable[[Command], None], cli_variables: dict[str, str] | None = None,
-                 timestep: Callable[[], float] | None = None):
+                 timestep: Callable[[], float] | None = None, base: Path | None = None):
         self.name = name
+        self.main = name   # the script's own name (self.name: the file being read, an include's)
+        self.base = Path.cwd() if base is None else base   # include FILE is relative to it
+        self.depth = 0
         self.handler = handler
         self.timestep = timestep   # the thermo keyword dt in formulas: the script's timestep at that point
         self.variables: dict[str, Variable] = {
             k: Variable(VariableStyle.INDEX, v) for k, v in (cli_variables or {}).items()}
         self.printed: list[str] = []   # the text of `print` commands
 
-    def error(self, line: int, command: str, message: str) -> ScriptError:
-        return ScriptError(f"{self.name}:{line}: {command}: {message}")
+    def error(self, line: int, command: str, message: str, file: str | None = None) -> ScriptError:
+        """The one-line error of `command` at `line` of `file` (None: the file being read)."""
+        return ScriptError(f"{self.name if file is None else file}:{line}: {command}: {message}")
 
     def run(self, text: str) -> None:
         for line, raw in logical_lines(text):
@@ -379,12 +388,36 @@ class Script:
                 self._print(args)
             elif name == "echo":
                 pass   # what LAMMPS echoes to the screen and the log: no physics
+            elif name == "include":
+                self._include(args)
             elif name in _LANGUAGE_REFUSED:
                 raise FormulaError("not supported by numdp lmp")
             else:
-                self.handler(Command(line, name, args))
+                self.handler(Command(line, name, args, None if self.name == self.main else self.name))
         except FormulaError as exc:
             raise self.error(line, name, str(exc)) from None
+
+    def _include(self, args: tuple[str, ...]) -> None:
+        """include FILE: its lines run here, with the variables as they are (LAMMPS' include)."""
+        from ..validate import read_input_text
+
+        if len(args) != 1:
+            raise FormulaError("expected: include FILE")
+        path = self.base / args[0]
+        if not path.is_file():
+            raise FormulaError(f"cannot open {args[0]}: no such file")
+        if self.depth >= 20:
+            raise FormulaError(f"include {args[0]}: nested more than 20 deep (a file that includes itself?)")
+        try:
+            text = read_input_text(path, "included file")
+        except InputError as exc:   # unreadable or not text
+            raise FormulaError(str(exc)) from None
+        outer = self.name
+        self.name, self.depth = args[0], self.depth + 1
+        try:
+            self.run(text)
+        finally:
+            self.name, self.depth = outer, self.depth - 1
 
     def _print(self, args: tuple[str, ...]) -> None:
         """print TEXT [screen yes|no] [universe yes|no]: LAMMPS substitutes the variables of its

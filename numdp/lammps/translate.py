@@ -41,6 +41,13 @@ NPH_START_NOTICE = ("fix nph without ptemp: the cell's mass and chain take the v
                     "{temperature} K (LAMMPS: the temperature at the run's start, which velocity create sets)")
 RENEWED_NOTICE = ("fix nvt/npt defined after a run: numdp's Nose-Hoover chain goes on from the chain "
                   "variables the run before ended with (LAMMPS starts a new fix's at zero); same ensemble")
+XYZ_NOTICE = ("dump xyz: numdp writes extended XYZ: each frame's comment line holds the cell and the step "
+              "(Lattice=... step=...) where LAMMPS writes ' Atoms. Timestep: N', and the atom lines are "
+              "'ELEMENT x y z' (LAMMPS: the type number unless dump_modify element names them), id order")
+FORMAT_NOTICE = ("thermo_modify format: numdp prints its own fixed-width number formats (the same values; "
+                 "the log's columns are LAMMPS' titles)")
+REPLICATE_NOTICE = ("replicate: the same atoms as LAMMPS', numbered replica by replica with the z replica "
+                    "fastest (LAMMPS: x fastest), so atom ids, and the id order of dumps, differ from LAMMPS'")
 THERMO_ONE = ["step", "temp", "epair", "emol", "etotal", "press"]   # LAMMPS' thermo_style one (its default)
 
 
@@ -118,11 +125,13 @@ class Deviation:
 
 @dataclass
 class Dump:
-    """`dump ID all custom N FILE COLUMNS`: numdp's lammps-dump trajectory."""
+    """`dump ID all custom N FILE COLUMNS` (numdp's lammps-dump trajectory) or `dump ID all xyz N
+    FILE` (style "xyz": numdp's extended XYZ, columns element x y z)."""
 
     every: int
     file: str
     columns: list[str]
+    style: str = "custom"
 
 
 class WriteKind(str, Enum):
@@ -178,7 +187,8 @@ class _State:
     created: dict | None = None                  # create_atoms: the [system] lattice table, LAMMPS types
     restart_file: Path | None = None
     restart_step: int | None = None
-    masses: dict[int, tuple[float, int]] = field(default_factory=dict)   # type -> (amu, line)
+    masses: list[tuple[int, int | None, float, tuple]] = field(default_factory=list)
+    """the mass commands in order: (first type, last type (None: the last there is), amu, where)"""
     models: list[str] = field(default_factory=list)
     fparam: list[float] | None = None   # pair_style deepmd ... fparam V1 V2 ...
     aparam: list[float] | None = None   # pair_style deepmd ... aparam V1 V2 ... (every atom's)
@@ -195,9 +205,9 @@ class _State:
     skin: float = LAMMPS_SKIN
     dump: Dump | None = None
     dump_id: str | None = None
-    dump_line: int = 0
+    dump_line: tuple = (None, 0)   # (file, line) of the dump command
     dump_elements: list[str] | None = None   # dump_modify ID element E1 ... En
-    dump_elements_line: int = 0
+    dump_elements_line: tuple = (None, 0)
     checkpoint: str | None = None
     checkpoint_every: int = 0
     log: str = DEFAULT_LOG
@@ -205,6 +215,7 @@ class _State:
     min_style: str = "cg"                 # LAMMPS' default; numdp minimizes with fire only
     min_modify: dict = field(default_factory=dict)   # [minimize] keys from min_modify
     minimize: dict | None = None          # [minimize] etol, ftol, steps from `minimize`
+    replicate: tuple[int, int, int] = (1, 1, 1)   # replicate NX NY NZ (their product over commands)
     continues: str | None = None          # a run after the first: the checkpoint the run before ends with
     thermo_columns: list[str] | None = field(default_factory=lambda: list(THERMO_ONE))   # None: numdp's
 
@@ -455,6 +466,40 @@ class _Translator:
         self.s.restart_step = int(frame["step"])
         self.restart_frame = frame
 
+    def _replicate(self, c: Command) -> None:
+        """replicate NX NY NZ after read_data: numdp run's [system] replicate (the same atoms, other
+        ids: REPLICATE_NOTICE)."""
+        self._need_box("replicate")
+        if len(c.args) != 3:
+            raise Refused("numdp lmp reads `replicate NX NY NZ` without keywords")
+        if self.s.data_file is None:
+            raise Refused("numdp lmp replicates the system of read_data only (for a lattice, make the region "
+                          "that many cells larger)")
+        reps = [_integer(w, "replicate count") for w in c.args]
+        if min(reps) < 1:
+            raise Refused("the counts must be >= 1")
+        for k, n in enumerate(reps):
+            if n > 1 and self.s.boundary[k] != "p":
+                raise Refused(f"replicate {n} along {'xyz'[k]}, which is not periodic (boundary "
+                              f"{' '.join(self.s.boundary)})")
+        if self.s.velocity is not None:
+            raise Refused("replicate after velocity create: numdp draws the velocities of the whole system; "
+                          "put velocity after replicate")
+        self.s.replicate = tuple(a * b for a, b in zip(self.s.replicate, reps))
+        if reps != [1, 1, 1]:
+            self.note(REPLICATE_NOTICE)
+
+    def _reset_timestep(self, c: Command) -> None:
+        """reset_timestep N where the step is N already (numdp's steps count from 0, or from the
+        checkpoint's step, and go on over the script's runs)."""
+        if len(c.args) != 1:
+            raise Refused("numdp lmp reads `reset_timestep N` without keywords")
+        n = _integer(c.args[0], "N")
+        now = self.s.steps if self.ran else self.s.restart_step or 0
+        if n != now:
+            raise Refused(f"reset_timestep {n}: numdp lmp cannot renumber the steps (the step here is {now}: "
+                          f"numdp's steps start at 0, or at read_restart's step, and go on over the runs)")
+
     def _change_box(self, c: Command) -> None:
         self._need_box("change_box")
         if c.args != ("all", "triclinic"):
@@ -462,16 +507,12 @@ class _Translator:
                           "whenever needed)")
 
     def _mass(self, c: Command) -> None:
+        """mass TYPES VALUE: TYPES a type N or LAMMPS' range *, *N, N*, M*N (the types the box has)."""
         self._need_box("mass")
         if len(c.args) != 2:
             raise Refused("expected: mass TYPE VALUE")
-        try:
-            t = int(c.args[0])
-        except ValueError:
-            raise Refused(f"numdp lmp reads one numeric type per mass command, got {c.args[0]!r}") from None
-        if t < 1:
-            raise Refused(f"atom type must be >= 1, got {t}")
-        self.s.masses[t] = (_number(c.args[1], "mass", positive=True), c.line)
+        lo, hi = _type_range(c.args[0])
+        self.s.masses.append((lo, hi, _number(c.args[1], "mass", positive=True), (c.file, c.line)))
 
     def _pair_style(self, c: Command) -> None:
         if not c.args or c.args[0] != "deepmd":
@@ -691,12 +732,24 @@ class _Translator:
         line), lost error (numdp loses no atom), norm no (LAMMPS' default in units metal), line one."""
         args = list(c.args)
         allowed = {"flush": ("yes", "no"), "lost": ("error",), "norm": ("no",), "line": ("one",)}
-        if not args or len(args) % 2:
+        if not args:
             raise Refused("expected: thermo_modify KEYWORD VALUE ...")
-        for key, value in zip(args[::2], args[1::2]):
+        while args:
+            key = args[0]
+            if key == "format":   # format line "F ..." | int F | float F | N F | none
+                width = 2 if args[1:2] == ["none"] else 3
+                if len(args) < width or (width == 3 and args[1] not in ("line", "int", "float")
+                                         and not _column_index(args[1])):
+                    raise Refused("expected: thermo_modify format line \"FORMATS\" | int FORMAT | float FORMAT | "
+                                  "N FORMAT | none")
+                args = args[width:]
+                self.note(FORMAT_NOTICE)
+                continue
+            value = args[1] if len(args) > 1 else None
             if value not in allowed.get(key, ()):
                 raise Refused(f"thermo_modify {key} {value}: not supported by numdp lmp (flush yes|no, lost error, "
-                              f"norm no, line one are: they change nothing numdp prints)")
+                              f"norm no, line one, format are: they change nothing numdp computes)")
+            args = args[2:]
 
     def _thermo_style(self, c: Command) -> None:
         """thermo_style one | custom KEYWORDS: numdp's [output] thermo_columns (numdp.md.thermo);
@@ -719,11 +772,17 @@ class _Translator:
         _all_group(c.args, "dump")
         if self.s.dump is not None:
             raise Refused(f"a second dump ({self.s.dump_id} is one); numdp writes one trajectory")
+        style = "custom"
         if c.args[2:3] == ("atom",) and len(c.args) == 5:   # LAMMPS' atom style: scaled coordinates
             columns = ["id", "type", "xs", "ys", "zs"]
+        elif c.args[2:3] == ("xyz",) and len(c.args) == 5:
+            if "*" in c.args[4] or "%" in c.args[4]:
+                raise Refused("dump xyz: numdp writes one extended XYZ file (no * or % in its name)")
+            columns, style = ["element", "x", "y", "z"], "xyz"
+            self.note(XYZ_NOTICE)
         elif len(c.args) < 6 or c.args[2] != "custom":
-            raise Refused("numdp lmp supports `dump ID all custom N FILE COLUMNS...` and `dump ID all atom N "
-                          "FILE` only")
+            raise Refused("numdp lmp supports `dump ID all custom N FILE COLUMNS...`, `dump ID all atom N "
+                          "FILE` and `dump ID all xyz N FILE` only")
         else:
             columns = list(c.args[5:])
         from ..io.trajectory import DUMP_COLUMNS
@@ -736,8 +795,8 @@ class _Translator:
         every = _integer(c.args[3], "N")
         if every == 0:
             raise Refused("N must be > 0")
-        self.s.dump = Dump(every, c.args[4], columns)
-        self.s.dump_id, self.s.dump_line = c.args[0], c.line
+        self.s.dump = Dump(every, c.args[4], columns, style)
+        self.s.dump_id, self.s.dump_line = c.args[0], (c.file, c.line)
 
     def _dump_modify(self, c: Command) -> None:
         """`dump_modify ID sort id` (numdp's order), `append yes|no` (DP-GEN's merged trajectory
@@ -759,7 +818,7 @@ class _Translator:
                     k += 1
                 if k == 1:
                     raise Refused("element needs the element of each atom type")
-                self.s.dump_elements, self.s.dump_elements_line = args[1:k], c.line
+                self.s.dump_elements, self.s.dump_elements_line = args[1:k], (c.file, c.line)
                 args = args[k:]
                 continue
             args = args[2:]
@@ -795,21 +854,47 @@ class _Translator:
 
     def _run(self, c: Command) -> None:
         self._need_box("run")
-        if not c.args or (len(c.args) > 1 and c.args[1:] != ("upto",)):
-            raise Refused("expected: run N [upto]")
+        if not c.args:
+            raise Refused("expected: run N [upto] [start M] [stop M] [pre yes|no] [post yes|no]")
         n = _integer(c.args[0], "N")
-        upto = len(c.args) == 2
+        upto, bounds, rest = False, {}, list(c.args[1:])
+        while rest:
+            if rest[0] == "upto":
+                upto, rest = True, rest[1:]
+            elif rest[0] in ("pre", "post") and len(rest) > 1 and rest[1] in ("yes", "no"):
+                rest = rest[2:]   # the setup and the summary: what LAMMPS prints, not the dynamics
+            elif rest[0] in ("start", "stop") and len(rest) > 1:
+                bounds[rest[0]], rest = _integer(rest[1], rest[0]), rest[2:]
+            else:
+                raise Refused(f"run keyword {rest[0]!r} is not supported by numdp lmp (upto, start, stop, pre, "
+                              f"post are)")
         if self.ran:
             self._next_run()
         start = self.s.steps if self.ran else self.s.restart_step or 0
         if upto and n < start:
             raise Refused(f"run {n} upto: the {'run before' if self.ran else 'restart'} ends at step {start} already")
         self.s.steps = n if upto else start + n
+        if bounds:
+            self._run_bounds(bounds, start)
         if self.ran:
             self.runs.append(copy.deepcopy(self.s))
         else:
             self.first = copy.deepcopy(self.s)
         self.ran = True
+
+    def _run_bounds(self, bounds: dict, start: int) -> None:
+        """run ... start M stop M: the steps a ramp of this run spans (LAMMPS: M <= the first step,
+        M >= the last); without a ramp they change nothing, with one they are refused (numdp ramps
+        from step 0 to the run's end)."""
+        if bounds.get("start", start) > start or bounds.get("stop", self.s.steps) < self.s.steps:
+            raise Refused(f"run start/stop must span the run's steps {start}-{self.s.steps} (LAMMPS refuses "
+                          f"it too)")
+        fix, th = self.s.fix, self.s.thermostat
+        ramps = [x for x in (fix and fix.temperature, fix and fix.pressure, th and th.temperature)
+                 if isinstance(x, list)]
+        if ramps and (bounds.get("start", 0) != 0 or bounds.get("stop", self.s.steps) != self.s.steps):
+            raise Refused("run start/stop with a temperature or pressure ramp: numdp ramps from step 0 to the "
+                          "run's last step")
 
     def _next_run(self) -> None:
         """A run after the first: it continues from the final checkpoint of the run before (a
@@ -963,6 +1048,8 @@ class _Translator:
                           "ignores the velocities too); not used")
             if s.boundary != ("p", "p", "p"):
                 system["pbc"] = [b == "p" for b in s.boundary]
+            if s.replicate != (1, 1, 1):
+                system["replicate"] = list(s.replicate)
         t["system"] = system
         if s.minimize is not None:
             t["minimize"] = {"style": "fire", **s.minimize, "timestep": s.timestep, **s.min_modify}
@@ -972,6 +1059,8 @@ class _Translator:
         out: dict = {}
         if s.dump is None:
             out["trajectory"] = ""
+        elif s.dump.style == "xyz":
+            out.update(trajectory=s.dump.file, format="extxyz", every=s.dump.every, fields=["position"])
         else:
             out.update(trajectory=s.dump.file, format="lammps-dump", every=s.dump.every,
                        columns=s.dump.columns)
@@ -986,6 +1075,9 @@ class _Translator:
             out["checkpoint"] = s.checkpoint
         out["checkpoint_every"] = s.checkpoint_every
         t["output"] = out
+        # LAMMPS has no close-contact stop: a run goes on however close two atoms come (DP-GEN's
+        # exploration finds such frames by their model deviation); numdp's other stops stay
+        t["safety"] = {"min_distance": 0.0}
         if devi:
             t["model_devi"] = s.devi.table()
         return t
@@ -1034,7 +1126,7 @@ class _Translator:
             return
         self._masses()   # the checks of the mass commands
         names = self._type_names()
-        for t, (mass, line) in sorted(self.s.masses.items()):
+        for t, (mass, line) in sorted(self._type_masses().items()):
             element = names[t - 1]
             if element in frame["type_map"]:
                 held = frame["masses"][frame["species"] == frame["type_map"].index(element)]
@@ -1095,12 +1187,28 @@ class _Translator:
             self._type_maps[path] = list(read_model(path).type_map)
         return self._type_maps[path]
 
+    def _type_masses(self) -> dict[int, tuple[float, tuple]]:
+        """LAMMPS type -> (amu, where) of the mass commands, a later one over an earlier one; an open
+        range (`*`, `N*`) reaches the last type: create_box's N, else the number of types
+        pair_coeff names (LAMMPS' count; without pair_coeff elements the model's type_map, which
+        may name more types than the data file has: their masses are unused)."""
+        out: dict[int, tuple[float, tuple]] = {}
+        ntypes = None
+        for lo, hi, mass, where in self.s.masses:
+            if hi is None:
+                if ntypes is None:
+                    ntypes = self.s.box_region[1] if self.s.box_region is not None else len(self._type_names())
+                hi = ntypes
+            for t in range(lo, hi + 1):
+                out[t] = (mass, where)
+        return out
+
     def _masses(self) -> dict[str, float]:
         """mass TYPE VALUE -> [system] masses by element (pair_coeff's elements, else the model's type_map)."""
         names = self._type_names()
         out: dict[str, float] = {}
         lines: dict[str, int] = {}
-        for t, (mass, line) in sorted(self.s.masses.items()):
+        for t, (mass, line) in sorted(self._type_masses().items()):
             if t > len(names):
                 raise _LineRefused(line, "mass", f"type {t}: the {'pair_coeff' if self.s.elements else 'model'} "
                                                  f"names {len(names)} types ({' '.join(names)})")
@@ -1113,9 +1221,30 @@ class _Translator:
 
 
 class _LineRefused(Refused):
-    def __init__(self, line: int, command: str, message: str):
+    """A refusal found after the script ran, naming the command at `where` = (file, line) (file
+    None: the script itself, else the `include`d file)."""
+
+    def __init__(self, where: tuple, command: str, message: str):
         super().__init__(message)
-        self.line, self.command = line, command
+        (self.file, self.line), self.command = where, command
+
+
+def _column_index(word: str) -> bool:
+    """Whether `word` is thermo_modify format's column number N (>= 1)."""
+    return word.isdigit() and int(word) >= 1
+
+
+def _type_range(word: str) -> tuple[int, int | None]:
+    """(first, last) of LAMMPS' atom type range N, *, *N, N*, M*N (last None: the last type)."""
+    lo, star, hi = word.partition("*")
+    try:
+        first = int(lo) if lo else 1
+        last = (int(hi) if hi else None) if star else first
+    except ValueError:
+        raise Refused(f"expected an atom type or a range of them (N, *, *N, N*, M*N), got {word!r}") from None
+    if first < 1 or (last is not None and last < first):
+        raise Refused(f"atom types {word}: types are numbered from 1 (and M <= N in M*N)")
+    return first, last
 
 
 def _relative(path: Path, base: Path) -> str:
@@ -1159,12 +1288,12 @@ _HARMLESS = {
     "plugin": _plugin,
 }
 _COMMANDS = ("units", "boundary", "atom_style", "dimension", "neighbor", "neigh_modify", "box", "read_data",
-             "lattice", "region", "create_box", "create_atoms",
+             "replicate", "reset_timestep", "lattice", "region", "create_box", "create_atoms",
              "read_restart", "change_box", "mass", "pair_style", "pair_coeff", "velocity", "fix", "unfix",
              "timestep", "thermo", "thermo_style", "dump", "dump_modify", "restart", "log", "run", "min_style",
              "min_modify", "minimize", "write_data", "write_restart", "thermo_modify")
 _BETWEEN_RUNS = ("fix", "unfix", "timestep", "thermo", "thermo_style", "thermo_modify", "run", "write_data",
-                 "write_restart")
+                 "write_restart", "reset_timestep")
 """The commands numdp lmp takes after a run (and `velocity all zero linear`): a later run is a
 restart from the run before's final checkpoint with other fixes, timestep or thermo output."""
 
@@ -1184,13 +1313,13 @@ def translate(text: str, name: str, cli_variables: dict[str, str], base: Path,
         except Refused as exc:
             raise script.error(c.line, c.name, str(exc)) from None
 
-    script = Script(name, handler, cli_variables, timestep=lambda: tr.s.timestep)
+    script = Script(name, handler, cli_variables, timestep=lambda: tr.s.timestep, base=base)
     script.run(text)
     try:
         tables = tr.tables(tr.first)   # the state at the first run (later commands belong to later runs)
         later = [tr.tables(s) for s in tr.runs]
     except _LineRefused as exc:
-        raise script.error(exc.line, exc.command, str(exc)) from None
+        raise script.error(exc.line, exc.command, str(exc), exc.file or name) from None
     except Refused as exc:
         raise InputError(f"{name}: {exc}") from None
     for line in script.printed:
