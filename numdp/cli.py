@@ -29,11 +29,26 @@ COMMANDS = {
 }
 
 
+BACKEND_ALIASES = ["tensorflow", "tf", "pytorch", "pt", "dpmodel", "dp", "jax", "paddle", "pd"]
+"""dp's -b/--backend values (DeePMD-kit 3.2)."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
     parser = argparse.ArgumentParser(prog="numdp", description="Deep Potential models and MD with Numba.")
     parser.add_argument("--version", action="version", version=f"numdp {__version__}")
+    # dp's backend options (DP-GEN's train_backend "pytorch" runs `dp --pt train`, `dp --pt
+    # freeze`): accepted; they choose the default model names of freeze and compress
+    # (frozen_model.pth), numdp.commands.freeze.backend_suffix
+    backend = parser.add_mutually_exclusive_group()
+    backend.add_argument("-b", "--backend", default=None, metavar="BACKEND", choices=BACKEND_ALIASES,
+                         help="DeePMD-kit's backend option, accepted for dp's command lines: it sets the "
+                              "default names of numdp freeze and compress (.pb, .pth with pytorch)")
+    for flag, name in (("--tf", "tensorflow"), ("--pt", "pytorch"), ("--dp", "dpmodel"),
+                       ("--jax", "jax"), ("--pd", "paddle")):
+        backend.add_argument(flag, dest="backend", action="store_const", const=name,
+                             help=f"as --backend {name}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (module, help_text) in COMMANDS.items():

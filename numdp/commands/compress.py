@@ -1,6 +1,11 @@
 """`numdp compress [MODEL | -i MODEL] [-o OUTPUT] [-s 0.01] [-e 10] [--order 3|5] [-t INPUT |
 --data SYSTEM ...]`: tabulate the embedding nets of a model, with DeePMD-kit's `dp compress`
-options (-i, -o, -s, -e, -f, -t); prints the largest table error against the nets."""
+options (-i, -o, -s, -e, -f, -t); prints the largest table error against the nets.
+
+Without a model, as `dp compress` (and DP-GEN's `dp_compress`), it compresses dp freeze's
+default name into dp compress's: frozen_model.pb -> frozen_model_compressed.pb (.pth with
+`numdp --pt compress` or DP_BACKEND=pytorch), the output holding numdp's HDF5 model as `numdp
+freeze` writes under those names (numdp.commands.freeze)."""
 from __future__ import annotations
 
 import math
@@ -10,6 +15,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..io.model_file import MODEL_HELP
 from ..model.compress import EXTRAPOLATE
+from .freeze import write_default_named
 
 
 def configure(parser):
@@ -37,7 +43,15 @@ def configure(parser):
 
 
 def _model_path(args) -> Path:
-    if (args.model is None) == (args.input is None):
+    """MODEL or -i MODEL; with neither, dp compress's default input, frozen_model.pb (.pth with
+    DeePMD-kit's PyTorch backend chosen); `args.default_names` says which."""
+    args.default_names = False
+    if args.model is None and args.input is None:
+        from .freeze import backend_suffix
+
+        args.default_names = True
+        return Path("frozen_model" + backend_suffix(args))
+    if args.model is not None and args.input is not None:
         raise InputError("give the model to compress once: as MODEL or as -i MODEL")
     return Path(args.model if args.model is not None else args.input)
 
@@ -76,16 +90,19 @@ shipped water model's tables differ by 1e-11 at the default step 0.01 (order 3; 
 
 def main(args) -> int:
     from ..io.backup import Backups
-    from ..io.model_file import output_kind, read_model, write_model
+    from ..io.model_file import output_kind, read_model
     from ..model.compress import compress, s_max_from_params, s_max_from_systems
 
     model_path = _model_path(args)
     step = _step(args.step)
     if not (args.extrapolate > 1 and math.isfinite(args.extrapolate)):
         raise InputError(f"-e {args.extrapolate:g}: the extrapolation factor must be > 1 and finite")
-    out_path = _output_path(model_path, args.output)
-    # the output is checked before the (long) tabulation
-    output_kind(out_path)
+    if args.default_names and args.output is None:   # dp compress's: frozen_model_compressed.pb
+        out_path = model_path.with_name("frozen_model_compressed" + model_path.suffix)
+    else:
+        out_path = _output_path(model_path, args.output)
+        # the output is checked before the (long) tabulation
+        output_kind(out_path)
     if not out_path.parent.is_dir():
         raise InputError(f"{out_path}: cannot write model file (directory {out_path.parent} does not exist)")
     if args.training_script is not None:
@@ -122,8 +139,8 @@ def main(args) -> int:
               "default is -s 0.01", file=sys.stderr)
     # an earlier output is kept as #name.1#, never replaced silently, and back if the write fails
     with Backups.move([out_path], "the existing") as backups:
-        write_model(cparams, out_path)
+        note = write_default_named(cparams, out_path)
     if backups.moved:
         print(backups.line())
-    print(f"wrote {out_path}")
+    print(f"wrote {out_path}{' (' + note[2:] + ')' if note else ''}")
     return 0

@@ -119,6 +119,26 @@ def is_checkpoint(path) -> bool:
         return False
 
 
+PREFIX_SUFFIXES = (".h5", ".pt")
+"""Tried after a checkpoint path that names no file (`resolve_checkpoint`): numdp's default
+save_ckpt is model.ckpt.h5, DeePMD-kit's PyTorch backend writes model.ckpt.pt."""
+
+
+def resolve_checkpoint(path) -> Path:
+    """`path` as DeePMD-kit reads a checkpoint option (`--restart model.ckpt`, `--init-model
+    old/model.ckpt`: "path prefix of checkpoint files"): the file itself when it exists, else the
+    first of `path` + PREFIX_SUFFIXES that does; `path` unchanged when none does (the reader then
+    names it)."""
+    path = Path(path)
+    if path.exists():
+        return path
+    for suffix in PREFIX_SUFFIXES:
+        candidate = path.with_name(path.name + suffix)
+        if candidate.is_file():
+            return candidate
+    return path
+
+
 def read_checkpoint(path) -> Checkpoint:
     """Read a checkpoint written by `write_checkpoint`; InputError names the file on problems."""
     path = Path(path)

@@ -3,7 +3,10 @@
 The model's weights and statistics (sel, davg/dstd, energy bias, min_nbor_dist, s range, the
 frame and atomic parameters' mean and deviation) are taken as they are; the optimiser starts
 fresh (Adam moments zero, step 0), as DP-GEN does between iterations with DeePMD-kit's
-``dp train --init-model``.  The networks the input declares must be
+``dp train --init-model``.  The path may also be a training checkpoint of `numdp train` (its
+model, as `numdp freeze` writes it) and, as DeePMD-kit's, a checkpoint prefix: DP-GEN's
+``--init-model old/model.ckpt`` finds old/model.ckpt, else old/model.ckpt.h5 or .pt
+(numdp.train.checkpoint.resolve_checkpoint).  The networks the input declares must be
 the model's: each difference is a one-line InputError naming the key.
 """
 from __future__ import annotations
@@ -17,12 +20,19 @@ from .config import TrainConfig
 
 
 def load_init_model(path, cfg: TrainConfig, option: str = "--init-model") -> ModelParams:
-    """The model file `path` (any format numdp.io.model_file reads), checked against the input
-    `cfg`; `option` (--init-model or --finetune) names the option in messages."""
+    """The model file `path` (any format numdp.io.model_file reads) or training checkpoint (or
+    its prefix), checked against the input `cfg`; `option` (--init-model or --finetune) names the
+    option in messages."""
     from ..io.model_file import read_model
+    from .checkpoint import is_checkpoint, resolve_checkpoint
 
-    path = Path(path)
-    params = copy.deepcopy(read_model(path))
+    path = resolve_checkpoint(path)
+    if is_checkpoint(path):   # DP-GEN's --init-model old/model.ckpt: the previous run's checkpoint
+        from .freeze import model_from_checkpoint
+
+        params = model_from_checkpoint(path)
+    else:
+        params = copy.deepcopy(read_model(path))
     d, dc, fc = params.descriptor, cfg.descriptor, cfg.fitting
     if d.tables is not None:
         raise InputError(f"{path}: {option}: a compressed model cannot be trained further; "

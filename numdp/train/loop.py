@@ -35,7 +35,7 @@ from ..kernels.cpu.train import ema_update
 from ..model.params import exclusion_mask
 from ..progress import CompileNotice, Progress
 from ..signals import StopRequest
-from .checkpoint import Checkpoint, read_checkpoint, write_checkpoint
+from .checkpoint import Checkpoint, read_checkpoint, resolve_checkpoint, write_checkpoint
 from .config import OptimizerType, TrainConfig, ema_model_path, resolve_steps, steps_text
 from .data import (BatchSampler, DataSystem, FrameCache, drop_close_frames, load_dataset, missing_labels,
                    system_probs)
@@ -115,8 +115,9 @@ class Trainer:
         # outputs checked (directories made) before the data statistics, which can take minutes
         prepare_outputs([tr.disp_file, tr.model_file, tr.save_ckpt])
         self.cfg = cfg
-        self.restart = Path(restart) if restart is not None else None
-        self.init_model = Path(init_model) if init_model is not None else None
+        # DeePMD-kit's checkpoint prefixes (DP-GEN: --restart model.ckpt, --init-model old/model.ckpt)
+        self.restart = resolve_checkpoint(restart) if restart is not None else None
+        self.init_model = resolve_checkpoint(init_model) if init_model is not None else None
         self.finetune = finetune and init_model is not None
         self.nthreads = max(1, int(nthreads or default_threads()))
         self.stream = stream if stream is not None else sys.stdout
