@@ -121,16 +121,16 @@ def test_keys_dp_train_drops_or_pytorch_ignores(workdir):
         load_config(_write(workdir, tree))
 
 
-def test_a_sel_of_zero_is_one_line(workdir):
-    """A type with no neighbour slots (sel entry 0), which DeePMD-kit takes, made numdp train stop
-    with an IndexError traceback in its passes (and numdp test in its evaluator): now one line."""
+def test_a_sel_of_zero_is_taken_as_deepmd_kit_takes_it(workdir):
+    """A type with no neighbour slots (sel entry 0), which DeePMD-kit takes: numdp trains it too
+    (tests/test_sweep_sel0.py); a list of zeros only is one line."""
     tree = json.loads(UPSTREAM_WATER)
     tree["model"]["type_map"] = ["O", "H", "C"]
     tree["model"]["descriptor"]["sel"] = [46, 92, 0]
-    with pytest.raises(InputError) as err:
+    assert load_config(_write(workdir, tree)).descriptor.sel == [46, 92, 0]
+    tree["model"]["descriptor"]["sel"] = [0, 0, 0]
+    with pytest.raises(InputError, match=r"^input.json: \[model.descriptor\] sel: at least one entry must be > 0"):
         load_config(_write(workdir, tree))
-    assert str(err.value) == ("input.json: [model.descriptor] sel: entry 2 is 0: numdp needs at least one neighbour "
-                              "slot per type of type_map (DeePMD-kit's 0 is not supported), got [46, 92, 0]")
 
 
 def test_yaml_input_reads_as_its_json(workdir):

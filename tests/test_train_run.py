@@ -946,39 +946,47 @@ def test_frame_parameters_train_freeze_restart_and_test(tmp_path):
     assert read_model(work / "model.h5").fitting.default_fparam.tolist() == [1.0]
 
 
-def test_sel_auto_gives_a_type_absent_from_the_data_the_slots_of_one_neighbour(tmp_path, data_dir):
+def test_sel_auto_gives_a_type_absent_from_the_data_no_slots(tmp_path, data_dir):
     """DeePMD-kit's sel "auto" gives sel 0 to an element of type_map that the training data never
-    holds (a type_map for later data); numdp's neighbour blocks need a slot, so it gives such a
-    type what a count of 1 gets (4), says so, and the run trains and writes a model that loads."""
+    holds (a type_map for later data, DP-GEN's); numdp gives it 0 too, says so, and the run
+    trains and writes a model that loads and evaluates a configuration with that element."""
     import io
+    import warnings
 
     path = make_input(tmp_path, data_dir, steps=2)
     path.write_text(path.read_text().replace('type_map = ["A", "B"]', 'type_map = ["A", "B", "C"]'))
     out = io.StringIO()
     trainer, _ = run(path, stream=out)
     sel = trainer.params.descriptor.sel
-    assert sel[2] == 4 and min(sel[:2]) > 4
-    assert (f"sel auto: C never within rcut of an atom in the training data: DeePMD-kit gives sel 0, which "
-            f"numdp does not support; sel {sel}") in out.getvalue()
-    assert numdp.load_model(path.parent / "model.h5", nthreads=1).params.descriptor.sel == sel
+    assert sel[2] == 0 and min(sel[:2]) > 4
+    assert ("sel auto: C never within rcut of an atom in the training data: sel 0 for it, as DeePMD-kit"
+            in out.getvalue())
+    model = numdp.load_model(path.parent / "model.h5", nthreads=1)
+    assert model.params.descriptor.sel == sel
+    pos = np.array([[0.0, 0, 0], [1.5, 0, 0], [0, 1.5, 0], [0, 0, 1.5]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # C within rcut of the others: no slots for it
+        r = model.evaluate(pos, np.array([0, 1, 2, 0]), None)
+    assert np.isfinite(r.energy) and np.isfinite(r.forces).all()
+    assert abs(r.forces.sum(axis=0)).max() < 1e-12
 
 
-def test_a_model_with_a_type_of_no_slots_is_refused_in_one_line():
+def test_a_model_with_a_type_of_no_slots_validates_and_a_negative_sel_is_refused():
     """A DeePMD-kit model whose sel gives a type 0 slots (its sel "auto" for a type absent from
-    the data): one line naming the type, not an IndexError in the evaluator."""
+    the data) is a model numdp evaluates (tests/test_sweep_sel0.py); a negative entry, or no
+    slots at all, is refused in one line."""
     from numdp.errors import InputError
 
     p = random_params(ntypes=2, sel=[12, 12])
-    p.descriptor.sel = [12, 0]
-    with pytest.raises(InputError, match=r"^water\.dp: sel \[12, 0\]: type B has no neighbour slots; numdp needs "
-                                         r"at least 1 per type"):
+    p.descriptor.sel = [24, 0]
+    p.validate("water.dp")
+    p.descriptor.sel = [25, -1]
+    with pytest.raises(InputError, match=r"^water\.dp: sel \[25, -1\]: type B has a negative number of neighbour slots$"):
         p.validate("water.dp")
 
 
-def test_sel_auto_below_one_still_gives_every_type_slots(tmp_path, data_dir):
-    """"auto:F" with F < 1: the absent type's replacement was F x a count of 1, truncated: 0 again,
-    and the run stopped with "type C has no neighbour slots" after saying it had given it some.
-    Every entry that comes out 0 gets 4, the least non-zero sel auto gives."""
+def test_sel_auto_below_one_gives_zero_as_deepmd_kit(tmp_path, data_dir):
+    """"auto:F" with F < 1: a count x F below 1 gives 0, as DeePMD-kit's wrap_up_4(int(c F))."""
     import io
 
     path = make_input(tmp_path, data_dir, steps=2)
@@ -988,5 +996,5 @@ def test_sel_auto_below_one_still_gives_every_type_slots(tmp_path, data_dir):
     out = io.StringIO()
     trainer, _ = run(path, stream=out)
     sel = trainer.params.descriptor.sel
-    assert sel[2] == 4 and min(sel[:2]) > 0
-    assert "sel auto: C never within rcut of an atom in the training data: DeePMD-kit gives sel 0" in out.getvalue()
+    assert sel[2] == 0 and min(sel[:2]) > 0
+    assert "sel auto: C never within rcut of an atom in the training data: sel 0 for it" in out.getvalue()

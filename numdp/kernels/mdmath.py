@@ -84,6 +84,8 @@ def closest_neighbour(ext_positions, nlist, sec, row, centre):
     best = math.inf
     bj = -1
     for t in range(sec.shape[0] - 1):
+        if sec[t + 1] == sec[t]:   # a block without slots (sel 0)
+            continue
         j = nlist[row, sec[t]]
         if j < 0:
             continue

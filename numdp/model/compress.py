@@ -155,13 +155,15 @@ def compress(params: ModelParams, dx: float = 0.01, order: int = 3, s_max=None,
     tables, report = [], []
     excluded = d.excluded
     ranges = []
+    block_mu, block_sd = d.block_stats()
     for k in range(len(d.embeddings)):
         cts = centre_types_of_net(params, k)
         nbr = neighbour_type_of_net(params, k)
-        slot = d.sec[nbr]   # the statistics of the net's slot block (DeePMD-kit's are per centre type)
-        mu, sd = d.davg[:, slot, 0], d.dstd[:, slot, 0]
+        # the statistics of the net's slot block (DeePMD-kit's are per centre type); a block
+        # without slots (sel 0) never reaches its net: its table spans [0, dx] (block_stats' 0, 1)
+        mu, sd = block_mu[:, nbr, 0], block_sd[:, nbr, 0]
         lower = min(0.0, min(-mu[t] / sd[t] for t in cts))
-        real = [t for t in cts if not excluded[t, nbr]]
+        real = [t for t in cts if not excluded[t, nbr]] if d.sel[nbr] > 0 else []
         upper = max((smax[t] - mu[t]) / sd[t] for t in real) if real else 0.0
         if upper <= lower:
             upper = lower + dx

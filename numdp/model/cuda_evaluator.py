@@ -479,7 +479,7 @@ class CUDAEvaluator:
             sel_t = int(sec[t + 1] - sec[t])
             base = na * int(sec[t])
             ranges += [(base + a0 * sel_t, base + a1 * sel_t, k) for a0, a1, k in d.net_spans(t, tb)
-                       if a1 > a0]
+                       if a1 > a0 and sel_t > 0]   # (a block without slots, sel 0: no range)
         if not ranges:
             return G, (Gp if want_force else None)
         # the occupied slots of every range from one running count and one host read per chunk

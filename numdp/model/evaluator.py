@@ -84,8 +84,7 @@ class Evaluator:
         nt = d.ntypes
         sec = d.sec
         self.sec = sec
-        self.mu = np.ascontiguousarray(np.stack([d.davg[:, sec[t], :] for t in range(nt)], axis=1))
-        self.sd = np.ascontiguousarray(np.stack([d.dstd[:, sec[t], :] for t in range(nt)], axis=1))
+        self.mu, self.sd = d.block_stats()   # (ntypes, ntypes, 4); a block without slots: 0, 1
         self.rt_pad = -self.mu / self.sd
         self.excl = params.slot_modes   # (ntypes, ntypes) int8: pairs, zero rows or padding per block
         self.atom_excluded = params.atom_excluded   # (ntypes,) bool: types whose atomic energy is zero

@@ -131,6 +131,22 @@ class Descriptor:
         """(ntypes+1,) first slot of each type block."""
         return slot_offsets(self.sel)
 
+    def block_stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """(mu, sd), each (ntypes, ntypes, 4): davg and dstd of each (centre type, neighbour
+        block), constant over a block's slots (`ModelParams.validate`).  A block without slots
+        (sel 0: DeePMD-kit's sel "auto" for a type never within rcut in its training data) has
+        no entries to read; it gets mu 0 and sd 1, which no row uses (the block has neither
+        pairs nor padding)."""
+        nt = self.ntypes
+        sec = self.sec
+        mu = np.zeros((nt, nt, 4))
+        sd = np.ones((nt, nt, 4))
+        for t in range(nt):
+            if sec[t + 1] > sec[t]:
+                mu[:, t, :] = self.davg[:, sec[t], :]
+                sd[:, t, :] = self.dstd[:, sec[t], :]
+        return mu, sd
+
     @property
     def dim_out(self) -> int:
         return self.neuron[-1] * self.axis_neuron
@@ -259,11 +275,12 @@ class ModelParams:
         if self.min_nbor_dist is not None and not np.isfinite(self.min_nbor_dist):
             raise InputError(f"{source}: min_nbor_dist: must be a finite distance in Angstrom, got "
                              f"{float(self.min_nbor_dist)!r}")
-        empty = [t for t in range(nt) if d.sel[t] <= 0]
-        if empty:
-            raise InputError(f"{source}: sel {[int(x) for x in d.sel]}: type {self.type_map[empty[0]]} has no "
-                             f"neighbour slots; numdp needs at least 1 per type (DeePMD-kit's sel \"auto\" "
-                             f"gives 0 to a type absent from its training data)")
+        negative = [t for t in range(nt) if d.sel[t] < 0]
+        if negative:
+            raise InputError(f"{source}: sel {[int(x) for x in d.sel]}: type {self.type_map[negative[0]]} has a "
+                             f"negative number of neighbour slots")
+        if d.nnei == 0:
+            raise InputError(f"{source}: sel {[int(x) for x in d.sel]}: no type has neighbour slots")
         if not (np.isfinite(d.rcut) and d.rcut > 0):
             raise InputError(f"{source}: rcut: must be a finite positive distance in Angstrom, got {float(d.rcut)!r}")
         if not np.isfinite(d.rcut_smth):

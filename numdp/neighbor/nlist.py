@@ -170,12 +170,19 @@ def report_overflow(nl: NeighborList, sel, type_map=None) -> None:
 
     The message names the type (from type_map when given), its sel, how many centre atoms lost
     neighbours and the largest neighbour count seen, which is the sel that would have sufficed.
+    A type whose sel is 0 (DeePMD-kit's sel "auto" for a type absent from the training data) is
+    no atom's neighbour by the model's design, as in DeePMD-kit: its neighbours within rcut are
+    told apart from an overflow, in a sentence of their own.
     """
     s = np.asarray(sel, dtype=np.int64)
-    parts = []
+    parts, unseen = [], []
     for t in np.flatnonzero(nl.overflow > 0):
         t = int(t)
         name = f"'{type_map[t]}' (type {t})" if type_map is not None else f"type {t}"
+        if s[t] == 0:
+            unseen.append(f"{name}: {int(nl.overflow[t])} centre atom(s) have neighbours of this type "
+                          f"within rcut, which sel = 0 leaves out")
+            continue
         parts.append(
             f"{name}: {int(nl.overflow[t])} centre atom(s) have more than sel = {int(s[t])} "
             f"neighbours of this type (largest count {int(nl.max_count[t])})"
@@ -184,6 +191,13 @@ def report_overflow(nl: NeighborList, sel, type_map=None) -> None:
         warnings.warn(
             "neighbour list overflow, the farthest neighbours were dropped: " + "; ".join(parts)
             + ". Increase sel to at least the largest count.",
+            NeighborOverflowWarning,
+            stacklevel=2,
+        )
+    if unseen:
+        warnings.warn(
+            "; ".join(unseen) + ", as DeePMD-kit does (a type without neighbour slots: DeePMD-kit's "
+            "sel \"auto\" for a type its training data never brought within rcut of an atom).",
             NeighborOverflowWarning,
             stacklevel=2,
         )

@@ -507,9 +507,6 @@ def _sel(sec: Table, ntypes: int):
         raise sec.error("sel", f"has {len(sel)} entries but type_map has {ntypes} types")
     if sum(sel) == 0:
         raise sec.error("sel", "at least one entry must be > 0")
-    if 0 in sel:   # DeePMD-kit takes a type without slots; numdp's evaluator and passes index past it
-        raise sec.error("sel", f"entry {sel.index(0)} is 0: numdp needs at least one neighbour slot per type "
-                               f"of type_map (DeePMD-kit's 0 is not supported), got {sel}")
     return sel, 1.1
 
 

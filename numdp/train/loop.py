@@ -290,12 +290,11 @@ class Trainer:
                 raise InputError(f"{cfg.source.name}: [model.descriptor] sel: no atom has a neighbour "
                                  f"within rcut = {dc.rcut:g} in the training data")
             empty = [t for t in range(nt) if sel[t] == 0]
-            if empty:   # numdp's blocks need a slot: the least non-zero sel auto gives, 4 (also for F < 1)
-                sel = [s if s else 4 for s in sel]
+            if empty:   # no slots for the type, as DeePMD-kit: its atoms are no atom's neighbours
                 why = ", ".join(f"{cfg.type_map[t]} never within rcut of an atom in the training data" if counts[t] == 0
                                 else f"{cfg.type_map[t]}'s largest count {int(counts[t])} x {dc.sel_factor:g} below 1"
                                 for t in empty)
-                self.say(f"sel auto: {why}: DeePMD-kit gives sel 0, which numdp does not support; sel {sel}")
+                self.say(f"sel auto: {why}: sel 0 for it, as DeePMD-kit (its atoms are no atom's neighbours)")
         else:
             sel = list(dc.sel)
         self.train_cache = FrameCache(self.train_sys, dc.rcut, sel, nt, self.frame_budget)

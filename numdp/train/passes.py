@@ -258,8 +258,7 @@ class ModelPasses:
         nt = d.ntypes
         self.nt = nt
         self.sec = d.sec
-        self.mu = np.ascontiguousarray(np.stack([d.davg[:, self.sec[t], :] for t in range(nt)], axis=1))
-        self.sd = np.ascontiguousarray(np.stack([d.dstd[:, self.sec[t], :] for t in range(nt)], axis=1))
+        self.mu, self.sd = d.block_stats()   # (nt, nt, 4); a block without slots (sel 0): 0, 1
         self.rt_pad = np.ascontiguousarray(-self.mu / self.sd)
         self.excl = params.slot_modes   # (nt, nt) int8: pairs, zero rows or padding per block
         self.atom_excluded = params.atom_excluded

@@ -73,8 +73,9 @@ def closest_pair(ext_positions, nlist, sec):
 
     ext_positions (nall, 3) Å; nlist (nloc, nnei) int32 with per-type blocks starting at sec[t]
     (sec: (ntypes + 1,) int64), each sorted by distance, so the first slot of each block is the
-    nearest neighbour of that type.  Returns (distance Å, centre index, extended neighbour index);
-    (inf, -1, -1) when no atom has a neighbour.
+    nearest neighbour of that type; a block without slots (sel 0) is skipped.  Returns
+    (distance Å, centre index, extended neighbour index); (inf, -1, -1) when no atom has a
+    neighbour.
     """
     best = math.inf
     bi = -1

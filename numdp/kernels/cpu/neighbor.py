@@ -429,7 +429,8 @@ def scan_rows(atoms, where, pos, sx, sy, sz, order, scell, cell_start, nbins, re
     local atom in the cell list; pos (nall, 3) Å, the coordinates the cell list was built from;
     other inputs as in `scan_nlist`.  Out: nlist (na, sec[-1]) int32 and counts (na, ntypes) int32,
     row a for atom atoms[a], equal to rows atoms[a] of `scan_nlist`; closest (3,) float64:
-    (squared distance Å², centre, neighbour) of the nearest first-slot neighbour of these rows,
+    (squared distance Å², centre, neighbour) of the nearest first-slot neighbour of these rows
+    (blocks without slots, sel 0, skipped),
     ties to the lower centre, then the lower type block, as `numdp.kernels.cpu.md.closest_pair`
     over the rows in atom order; (inf, -1, -1) when no row has a neighbour.
     """
