@@ -177,8 +177,13 @@ class DeepPot:
     def get_model_size(self):
         self._unsupported("get_model_size")
 
-    def get_observed_types(self):
-        self._unsupported("get_observed_types")
+    def get_observed_types(self) -> dict:
+        """DeePMD-kit's {'type_num': n, 'observed_type': [...]}: the elements the model's training
+        recorded, else those with a nonzero output bias, by atomic number (as `numdp show`)."""
+        from .commands.show import observed_types
+
+        seen = observed_types(self.model.params)
+        return {"type_num": len(seen), "observed_type": seen}
 
     # --- evaluation -----------------------------------------------------------------------------
 

@@ -172,13 +172,21 @@ def test_constructor_kwargs(oracle_dir):
 
 
 @pytest.mark.parametrize("method,args", [("get_model", ()), ("serialize", ()), ("eval_typeebd", ()),
-                                         ("get_model_size", ()), ("get_observed_types", ()),
+                                         ("get_model_size", ()),
                                          ("eval_fitting_last_layer", (None, None, None)),
                                          ("eval_embedding", (None, None, None))])
 def test_unsupported_methods(pots, method, args):
     with pytest.raises(NotImplementedError, match=rf"^DeepPot\.{method} is not supported") as info:
         getattr(pots["water.dp"], method)(*args)
     assert "\n" not in str(info.value)
+
+
+def test_observed_types_as_deepmd_kit(pots):
+    """DeePMD-kit 3.2's DeepPot(...).get_observed_types() of the oracle's models (what its dp show
+    prints): the types with a nonzero output bias, by atomic number."""
+    assert pots["water.dp"].get_observed_types() == {"type_num": 2, "observed_type": ["H", "O"]}
+    assert pots["alloy5.dp"].get_observed_types() == {"type_num": 5,
+                                                       "observed_type": ["Ni", "Cu", "Pd", "Ag", "Au"]}
 
 
 def _bad_inputs(w):

@@ -1,9 +1,10 @@
 """`numdp model-devi -m M0 M1 ... -s SYSTEM ... -o FILE`: model deviation per frame, like
 `dp model-devi`.
 
-SYSTEM: a DeePMD npy system directory (or a folder searched for them), an H5MD trajectory (.h5,
-numdp's own or any H5MD file with species) or an (extended) XYZ file.  For each system the file
-gets a `# <system>` line, the column header and one row per frame: step = frame index x FREQ
+SYSTEM: a DeePMD system (npy directory, `deepmd/hdf5` file or ``file.h5#/group``; or a folder or
+group searched for them), an H5MD trajectory (.h5 with a /particles group, numdp's own or any
+H5MD file with species) or an (extended) XYZ file.  For each system the file gets a
+`# <system>` line, the column header and one row per frame: step = frame index x FREQ
 (restarting at 0 per system, as `dp model-devi` does), the virial, force and energy deviations of
 numdp.model.deviation, and with --atomic the per-atom force deviations.  --real_error: the
 models' RMS errors against the labels of DeePMD systems in their place (energy, force and virial
@@ -27,8 +28,8 @@ def configure(parser):
     parser.add_argument("-m", "--models", nargs="+", required=True,
                         help="two or more models (numdp .h5, DeePMD-kit .dp, .pth or .pb) with the same type_map")
     parser.add_argument("-s", "--system", nargs="+", required=True,
-                        help="DeePMD npy systems (or folders holding them), H5MD trajectories, "
-                             "extxyz files")
+                        help="DeePMD systems (npy folders, data.h5 or data.h5#/group, or folders "
+                             "holding them), H5MD trajectories, extxyz files")
     parser.add_argument("-S", "--set-prefix", default="set", metavar="PREFIX",
                         help="read the frames of DeePMD systems from their PREFIX.* sets (default set, "
                              "as dp model-devi -S)")
@@ -65,9 +66,9 @@ def frames_of(path: Path, type_map: list[str], labels: bool = False, set_prefix:
     rows (`System.model_fparam`, `System.model_aparam`; None for a model that takes none)."""
     from ..io.structure import assign_types, iter_extxyz, read_h5md_structure
 
-    if not path.exists():
+    if not path.exists() and "#" not in str(path):
         raise InputError(f"{path}: system not found")
-    if path.is_dir():
+    if path.is_dir() or _deepmd_hdf5(path):
         from ..io.npy_system import find_systems, load_system
         from ..model.deviation import Reference
 
@@ -101,6 +102,18 @@ def frames_of(path: Path, type_map: list[str], labels: bool = False, set_prefix:
     else:
         raise InputError(f"{path}: unknown system format (expected a DeePMD npy system directory, "
                          f"an H5MD file or a .xyz/.extxyz file)")
+
+
+def _deepmd_hdf5(path: Path) -> bool:
+    """True for DeePMD-kit's HDF5 systems (`deepmd/hdf5`: ``data.h5``, ``data.h5#/group``), as
+    dp model-devi reads them, and any other ``PATH#LOCATION`` (an LMDB dataset's group);
+    False for an H5MD file (a /particles group) and anything else."""
+    if "#" in str(path):
+        return True
+    if not (path.is_file() and h5py.is_hdf5(path)):
+        return False
+    with h5py.File(path, "r") as h5:
+        return "particles" not in h5
 
 
 def _h5md_frames(path: Path) -> int:

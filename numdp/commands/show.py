@@ -1,10 +1,21 @@
-"""`numdp show MODEL [type-map] [descriptor] [fitting-net] [size] [info]`: what a model file
-holds, like DeePMD-kit's `dp show` (all attributes when none is named)."""
+"""`numdp show MODEL [type-map] [descriptor] [fitting-net] [size] [observed-type] [info]`: what a
+model file holds, like DeePMD-kit's `dp show` (all attributes when none is named).  The
+descriptor and fitting-net parameters of a DeePMD-kit file are those it records, printed as dp
+show prints them; numdp's own files' are rebuilt from the arrays.
+
+observed-type, as dp show 3.2 finds them: the elements DeePMD-kit recorded in the model's
+definition (`info.observed_type`, written by its training), else those whose output bias is
+nonzero (|out_bias| > 1e-6; for a model that keeps its whole bias in the fitting's bias_atom_e,
+as TensorFlow graphs do, that one), ordered by atomic number."""
 from __future__ import annotations
+
+import math
+
+import numpy as np
 
 from ..io.model_file import MODEL_HELP
 
-ATTRIBUTES = ("type-map", "descriptor", "fitting-net", "size", "info")
+ATTRIBUTES = ("type-map", "descriptor", "fitting-net", "size", "observed-type", "info")
 
 
 def configure(parser):
@@ -19,6 +30,38 @@ def _net_size(nets) -> int:
                for net in nets for lay in net.layers)
 
 
+def _atomic_number(symbol: str) -> float:
+    from ..units import STANDARD_MASSES   # keyed in the order of the atomic numbers
+
+    order = list(STANDARD_MASSES)
+    return order.index(symbol) + 1 if symbol in STANDARD_MASSES else math.inf
+
+
+def observed_types(params) -> list[str]:
+    """dp show's observed types of a model (numdp.model.params.ModelParams): see the module."""
+    script = (params.info or {}).get("model_def_script")
+    if isinstance(script, dict):
+        recorded = (script.get("info") or {}).get("observed_type")
+        if recorded is not None:
+            return [str(t) for t in recorded]
+    bias = np.asarray(params.out_bias, dtype=np.float64)
+    if not bias.any():
+        bias = bias + np.asarray(params.fitting.bias_atom_e, dtype=np.float64)
+    seen = [t for t, b in zip(params.type_map, bias) if abs(b) > 1e-6]
+    return sorted(seen, key=_atomic_number)
+
+
+def _recorded_script(params) -> dict:
+    """The model definition a DeePMD-kit file records (its model_def_script), which dp show
+    prints verbatim (the precision it was trained in, seeds, ...); {} for numdp's own files,
+    whose parameters are rebuilt from the arrays."""
+    info = params.info or {}
+    script = info.get("model_def_script")
+    if str(info.get("source", "")).startswith("deepmd-kit") and isinstance(script, dict):
+        return script
+    return {}
+
+
 def describe(params, attributes=ATTRIBUTES) -> list[str]:
     """The lines `numdp show` prints for `attributes` of a model (numdp.model.params.ModelParams)."""
     d, f = params.descriptor, params.fitting
@@ -28,12 +71,15 @@ def describe(params, attributes=ATTRIBUTES) -> list[str]:
         if params.model_exclusions:
             lines.append(f"The model excludes pair_exclude_types {[list(p) for p in params.pair_exclude_types]}, "
                          f"atom_exclude_types {list(params.atom_exclude_types)}")
+    script = _recorded_script(params)
     if "descriptor" in attributes:
         desc = {"type": "se_e2_a", "rcut": d.rcut, "rcut_smth": d.rcut_smth, "sel": list(d.sel),
                 "neuron": list(d.neuron), "axis_neuron": d.axis_neuron, "resnet_dt": d.resnet_dt,
                 "type_one_side": d.type_one_side, "activation_function": d.activation, "precision": "float64"}
         if d.exclude_types:
             desc["exclude_types"] = [list(pair) for pair in d.exclude_types]
+        if isinstance(script.get("descriptor"), dict):
+            desc = script["descriptor"]
         lines.append(f"The descriptor parameter is {desc}")
         if d.tables is not None:
             t = d.tables[0]
@@ -48,6 +94,8 @@ def describe(params, attributes=ATTRIBUTES) -> list[str]:
                 fit["default_fparam"] = f.default_fparam.tolist()
         if f.numb_aparam:
             fit["numb_aparam"] = f.numb_aparam
+        if isinstance(script.get("fitting_net"), dict):
+            fit = script["fitting_net"]
         lines.append(f"The fitting_net parameter is {fit}")
         lines.append("The energy bias (eV per atom) is " + ", ".join(
             f"{n} {b:.10g}" for n, b in zip(params.type_map, f.bias_atom_e + params.out_bias)))
@@ -55,6 +103,10 @@ def describe(params, attributes=ATTRIBUTES) -> list[str]:
         nd, nf = _net_size(d.embeddings), _net_size(f.nets)
         lines += ["Parameter counts:", f"Parameters in descriptor: {nd:,}",
                   f"Parameters in fitting-net: {nf:,}", f"Parameters in total: {nd + nf:,}"]
+    if "observed-type" in attributes:
+        seen = observed_types(params)
+        lines += ["The observed types for this model:", f"Number of observed types: {len(seen)}",
+                  f"Observed types: {seen}"]
     if "info" in attributes:
         info = params.info or {}
         keys = [k for k in ("software", "version", "numb_steps", "step", "seed", "frozen_from") if k in info]

@@ -7,12 +7,14 @@ One of (a mutually exclusive group, `add_system_options`):
 - `-f DATAFILE`: a text file naming one system (or folder) per line, blank lines skipped;
 - `--train-data INPUT` / `--valid-data INPUT` (when the command offers them): the training or
   validation systems of a training input (numdp TOML or DeePMD-kit input.json), relative to
-  the input file's directory (numdp.train.config.input_systems).
+  the input file's directory (numdp.train.config.input_systems), named without `..` as dp
+  test names them.
 
 `system_paths(args)` returns the systems found, in order, each once.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..errors import InputError
@@ -42,6 +44,9 @@ def system_paths(args) -> list[Path]:
         from ..train.config import input_systems
 
         found = input_systems(train if train is not None else valid, validation=valid is not None)
+        # dp test names them by the resolved path (input/../data -> data), in its output and
+        # in the detail files' headers; ".." taken out by the text, symlinks kept
+        found = [Path(os.path.normpath(p)) for p in found]
     else:
         if args.datafile is not None:
             try:

@@ -1,9 +1,10 @@
 """`numdp test -m MODEL -s SYSTEM [SYSTEM ...]`: model errors against labelled data, like `dp test`.
 
 Per system and overall: energy RMSE and MAE per atom (meV/atom), force RMSE and MAE over all
-components (meV/Å) and virial RMSE and MAE per atom (meV/atom, where virial labels exist).  Overall
-figures pool the squared (absolute) errors of all frames (energy, virial) or all force components,
-as `dp test` weights them.  The systems: `-s`, `-f DATAFILE`, `--train-data INPUT` or
+components (meV/Å) and virial RMSE and MAE per atom (meV/atom, where virial labels exist and the
+system is periodic: dp test 3.2 leaves a nopbc system's virial out of its figures, though its
+detail files list it).  Overall figures pool the squared (absolute) errors of all frames
+(energy, virial) or all force components, as `dp test` weights them.  The systems: `-s`, `-f DATAFILE`, `--train-data INPUT` or
 `--valid-data INPUT` (numdp.commands.systems); `-n N` tests the first N frames of each, or N
 drawn at random without repetition with `--shuffle-test` (seed `-r`).  `-d PREFIX` writes `dp test`'s detail files (numdp.io.detail_files).
 Detail and JSON files are written at the end, each atomically; existing ones are first kept as
@@ -140,11 +141,11 @@ def evaluate_system(model, system, nframes: int = 0, detail=None, atomic: bool =
             acc.add_forces(out.forces - system.forces[f])
             if system.atom_pref is not None:
                 x["force_weighted"].add(out.forces - system.forces[f], system.atom_pref[f][:, None])
-        if system.virial is not None:
+        if system.virial is not None and box is not None:   # dp test 3.2: periodic systems only
             dv = out.virial - system.virial[f]
             acc.add_virial(dv, n)
             x["virial_total"].add(dv)
-            volume = 0.0 if box is None else abs(np.linalg.det(box))
+            volume = abs(np.linalg.det(box))
             if volume > 0.0:
                 x["stress"].add(-dv / volume)
         if atomic:

@@ -1,6 +1,8 @@
 """`dp test -d PREFIX` detail files: data and prediction side by side, one block per system.
 
-Files and columns (DeePMD-kit's names and order; one row per frame, or per atom for forces)::
+Files and columns (DeePMD-kit's names and order; one row per frame, or per atom for forces;
+a suffix of PREFIX itself is replaced, as dp test's pathlib `with_suffix` does: `-d res.txt`
+writes res.e.out, ...)::
 
     PREFIX.e.out          data_e pred_e                                   eV
     PREFIX.e_peratom.out  data_e pred_e  (both divided by the atom count)  eV/atom
@@ -64,7 +66,14 @@ class DetailFiles:
         self.blocks: dict[str, list[str]] = {kind: [] for kind in COLUMNS}
 
     def path(self, kind: str) -> Path:
-        return Path(f"{self.prefix}.{kind}.out")
+        """PREFIX with its last suffix replaced by `.KIND.out`, as dp test names them
+        (pathlib's with_suffix: `-d res` and `-d res.txt` both give res.e.out, `-d out/` gives
+        out.e.out); InputError for a prefix without a file name (`.`)."""
+        try:
+            return Path(self.prefix).with_suffix(f".{kind}.out")
+        except ValueError:
+            raise InputError(f"-d {self.prefix}: not a file name prefix (the detail files are "
+                             f"PREFIX.e.out, ...)") from None
 
     def _block(self, kind: str, name: str, rows: np.ndarray) -> None:
         buf = io.StringIO()
