@@ -32,6 +32,7 @@ from .validate import RUN_WORDING, Table, distinct_files, is_int_list, load_toml
 ENSEMBLES = ("nve", "nvt", "npt", "nph")
 THERMOSTAT_KINDS = tuple(THERMOSTATS)
 BAROSTAT_KINDS = (StochasticCellRescaling.kind, MTKBarostat.kind)
+FORMS = ("numdp", "lammps")   # nose-hoover / mtk: numdp's splitting, or LAMMPS' fix nvt / npt equations
 PRECISIONS_AVAILABLE = tuple(PRECISIONS)
 
 
@@ -87,6 +88,7 @@ class ThermostatSettings:
     temperature: float | tuple[float, float]  # K: a constant, or a ramp (start, stop) over steps 0 -> [md] steps
     tau: float  # ps
     chain: int = 3
+    form: str = "numdp"  # nose-hoover: "numdp" (Suzuki-Yoshida splitting) or "lammps" (fix nvt's single pass)
 
 
 @dataclass
@@ -98,6 +100,7 @@ class BarostatSettings:
     kind: str = "c-rescale"
     chain: int = 3  # links of the cell momentum's Nose-Hoover chain (mtk; 0: none)
     temperature: float | None = None  # K: the reference kT of the cell's mass and chain (mtk in nph: LAMMPS' ptemp)
+    form: str = "numdp"  # mtk: "numdp" (c = 2/N_f, exact exponentials) or "lammps" (fix npt's equations and splitting)
 
 
 @dataclass
@@ -310,9 +313,9 @@ def _system(t: Table, base: Path) -> SystemSettings:
 def _thermostat(t: Table) -> ThermostatSettings:
     kind = t.string("kind", choices=THERMOSTAT_KINDS)
     nose_hoover = NoseHooverChain.kind
-    allowed = ("kind", "temperature", "tau") + (("chain",) if kind == nose_hoover else ())
+    allowed = ("kind", "temperature", "tau") + (("chain", "form") if kind == nose_hoover else ())
     for key in t.data:
-        if key == "chain" and kind != nose_hoover:
+        if key in ("chain", "form") and kind != nose_hoover:
             raise t.error(key, f"only for kind = 'nose-hoover' (this is '{kind}')")
     t.check_keys(allowed)
     # a Langevin bath may ramp from or to 0 K (a quench); the chain's masses and CSVR's draw
@@ -320,7 +323,8 @@ def _thermostat(t: Table) -> ThermostatSettings:
     return ThermostatSettings(kind=kind, temperature=t.ramp("temperature", positive=True,
                                                             zero_end=kind == Langevin.kind),
                               tau=t.number("tau", positive=True),
-                              chain=t.integer("chain", 3, positive=True))
+                              chain=t.integer("chain", 3, positive=True),
+                              form=t.string("form", "numdp", choices=FORMS))
 
 
 def _barostat(t: Table, ensemble: str) -> BarostatSettings:
@@ -331,7 +335,7 @@ def _barostat(t: Table, ensemble: str) -> BarostatSettings:
     if ensemble == "nph" and kind != MTKBarostat.kind:
         raise t.error("kind", f"ensemble = 'nph' needs kind = 'mtk' (got '{kind}': stochastic cell rescaling "
                               f"draws its noise at the thermostat's temperature)")
-    own = {StochasticCellRescaling.kind: ("compressibility",), MTKBarostat.kind: ("chain", "temperature")}
+    own = {StochasticCellRescaling.kind: ("compressibility",), MTKBarostat.kind: ("chain", "temperature", "form")}
     for other, keys in own.items():
         for key in keys:
             if other != kind and key in t.data:
@@ -345,7 +349,8 @@ def _barostat(t: Table, ensemble: str) -> BarostatSettings:
                             coupling=t.string("coupling", "isotropic", choices=COUPLINGS),
                             compressibility=t.number("compressibility", 4.5e-5, positive=True),
                             chain=t.integer("chain", 3, nonnegative=True),
-                            temperature=t.number("temperature", positive=True) if ensemble == "nph" else None)
+                            temperature=t.number("temperature", positive=True) if ensemble == "nph" else None,
+                            form=t.string("form", "numdp", choices=FORMS))
 
 
 def _md(t: Table) -> MDSettings:

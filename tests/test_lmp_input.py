@@ -131,11 +131,11 @@ def dpgen_script(ensemble, models=("graph.000.h5", "graph.001.h5"), nsteps=10, t
 def expected_tables(ensemble):
     md = {"timestep": 0.001, "steps": 10, "ensemble": ensemble.split("-")[0], "seed": 1234}
     if ensemble != "nve":
-        md["thermostat"] = {"kind": "nose-hoover", "temperature": 50.0, "tau": 0.1, "chain": 3}
+        md["thermostat"] = {"kind": "nose-hoover", "temperature": 50.0, "tau": 0.1, "chain": 3, "form": "lammps"}
     if ensemble.startswith("npt"):
         md["barostat"] = {"kind": "mtk", "pressure": 1.0, "tau": 0.5,
                           "coupling": {"npt-iso": "isotropic", "npt-a": "anisotropic", "npt-tri": "triclinic"}[ensemble],
-                          "chain": 3}
+                          "chain": 3, "form": "lammps"}
     return {"model": {"file": ["graph.000.h5", "graph.001.h5"]},
             "system": {"file": "conf.lmp", "masses": {"A": 12.0, "B": 16.0},
                        "velocities": {"temperature": 50.0, "seed": 1234}},
@@ -204,7 +204,7 @@ def test_dpgen_script_runs_as_numdp_run_runs_its_tables(task, tmp_path, monkeypa
     assert tr.tables == expected_tables(ensemble)
     assert numdp(lmp, monkeypatch, "lmp", "-i", "input.lammps", "-v", "restart", "0") == 0
     out = capsys.readouterr().out
-    assert ("fix npt: numdp's Martyna-Tobias-Klein barostat" in out) == ensemble.startswith("npt")
+    assert "fix npt: numdp's Martyna-Tobias-Klein barostat" not in out   # LAMMPS' equations now: no notice
     # numdp run on the printed equivalent input, in another folder
     ref = _folder(task, tmp_path / "run")
     assert numdp(lmp, monkeypatch, "lmp", "-i", "input.lammps", "-v", "restart", "0", "--print-toml") == 0
@@ -356,7 +356,7 @@ BASE = HEADER + """{line}
 @pytest.mark.parametrize("line, message", [
     ("fix 1 all temp/berendsen 300 300 0.1", "in.lammps:8: fix: fix style 'temp/berendsen' is not supported"),
     ("compute 1 all pe", "in.lammps:8: compute: not supported by numdp lmp"),
-    ("fix 1 all nvt temp 300 300 0.1 drag 1", "in.lammps:8: fix: keyword 'drag' is not supported"),
+    ("fix 1 all nvt temp 300 300 0.1 drag 1", "in.lammps:8: fix: drag 1: numdp lmp runs LAMMPS' default drag"),
     ("velocity all create 300 1 mom no", "in.lammps:8: velocity: keyword mom no is not supported"),
     ("dump 1 all custom 10 d.lammpstrj id type q", "in.lammps:8: dump: column 'q' is not supported"),
     ("neigh_modify exclude type 1 2", "in.lammps:8: neigh_modify: keyword 'exclude' is not supported"),
@@ -410,7 +410,7 @@ def test_defaults_of_a_hand_written_script(tmp_path):
                                    "velocities": {"temperature": 300.0, "seed": 42}}
     assert tr.tables["md"] == {"timestep": 0.001, "steps": 200, "ensemble": "nvt", "seed": 42,
                                "thermostat": {"kind": "nose-hoover", "temperature": 300.0, "tau": 0.05,
-                                              "chain": 5}}
+                                              "chain": 5, "form": "lammps"}}
     assert tr.tables["neighbor"] == {"skin": 2.0}
     # LAMMPS' default thermo_style one
     assert tr.tables["output"] == {"trajectory": "", "thermo_every": 200,
@@ -433,16 +433,17 @@ def test_fix_npt_chains(tmp_path):
         """)
     md = translate(text, "in.lammps", {}, tmp_path).tables["md"]
     assert md["thermostat"]["chain"] == 4
-    assert md["barostat"] == {"kind": "mtk", "pressure": 1.0, "tau": 0.5, "coupling": "anisotropic", "chain": 5}
+    assert md["barostat"] == {"kind": "mtk", "pressure": 1.0, "tau": 0.5, "coupling": "anisotropic", "chain": 5,
+                              "form": "lammps"}
     assert translate(text.replace("pchain 5", "pchain 0"), "in.lammps", {}, tmp_path).tables["md"]["barostat"][
         "chain"] == 0
     for bad, message in (("pchain 5", "pchain: must be >= 0"), ("tchain 4", "tchain must be >= 1"),
-                         ("tchain 4", "keyword 'drag' is not supported")):
+                         ("tchain 4", "drag 0.2: numdp lmp runs LAMMPS' default drag 0.0 only")):
         edited = text.replace(bad, {"pchain: must be >= 0": "pchain -1", "tchain must be >= 1": "tchain 0",
-                                    "keyword 'drag' is not supported": "drag 0.2"}[message])
+                                    "drag 0.2: numdp lmp runs LAMMPS' default drag 0.0 only": "drag 0.2"}[message])
         with pytest.raises(InputError, match=message):
             translate(edited, "in.lammps", {}, tmp_path)
-    with pytest.raises(InputError, match="keyword 'pchain' is not supported by numdp lmp \\(tchain is\\)"):
+    with pytest.raises(InputError, match="keyword 'pchain' is not supported by numdp lmp \\(tchain is; drag, tloop at LAMMPS' defaults\\)"):
         translate(text.replace("npt temp 300 300 0.05 aniso 1.0 1.0 0.5", "nvt temp 300 300 0.05"), "in.lammps", {},
                   tmp_path)
 
@@ -463,7 +464,8 @@ def test_fix_nph_with_a_thermostat_fix_is_numdp_npt(tmp_path):
     md = tr.tables["md"]
     assert md["ensemble"] == "npt" and md["seed"] == 42
     assert md["thermostat"] == {"kind": "langevin", "temperature": 300.0, "tau": 0.1}
-    assert md["barostat"] == {"kind": "mtk", "pressure": 1.0, "tau": 0.5, "coupling": "triclinic", "chain": 2}
+    assert md["barostat"] == {"kind": "mtk", "pressure": 1.0, "tau": 0.5, "coupling": "triclinic", "chain": 2,
+                              "form": "lammps"}
     assert any(n.startswith("fix nph with fix langevin: numdp's npt") for n in tr.notices)
     with pytest.raises(InputError, match=r"two thermostats; numdp runs one \(use fix nve or nph with it\)"):
         translate(text.replace("nph tri 1.0 1.0 0.5 pchain 2", "npt temp 300 300 0.1 tri 1.0 1.0 0.5"),
@@ -493,7 +495,7 @@ def test_fix_nph_alone_is_numdp_nph(tmp_path):
     md = tr.tables["md"]
     assert md["ensemble"] == "nph" and "thermostat" not in md
     assert md["barostat"] == {"kind": "mtk", "pressure": 1.0, "tau": 0.5, "coupling": "anisotropic", "chain": 0,
-                              "temperature": 280.0}
+                              "form": "lammps", "temperature": 280.0}
     settings = run_settings(Path("in.lammps"), "", tr.tables, tmp_path)
     assert settings.md.ensemble == "nph" and settings.md.barostat.temperature == 280.0
     assert settings.md.barostat.chain == 0 and settings.md.thermostat is None

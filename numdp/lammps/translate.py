@@ -26,11 +26,9 @@ from .script import Command, Script, is_number
 METAL_TIMESTEP = 0.001   # ps: LAMMPS' default timestep in units metal
 LAMMPS_SKIN = 2.0        # Å: LAMMPS' default neighbor skin in units metal
 LAMMPS_CHAIN = 3         # fix nvt/npt tchain and pchain default
+# fix nvt/npt/nph keywords numdp lmp accepts at LAMMPS' default value only (drag: any zero)
+DEFAULT_KEYWORDS = {"tloop": "1", "ploop": "1", "mtk": "yes", "dilate": "all", "drag": "0.0", "couple": "none"}
 DEFAULT_LOG = "log.lammps"
-NPT_NOTICE = ("fix npt: numdp's Martyna-Tobias-Klein barostat (kind mtk: W = (N+1) kT Pdamp^2, pchain as "
-              "LAMMPS) with a kinetic coupling of 2/N_f where LAMMPS takes 1/(3N): numdp samples the exact "
-              "NPT ensemble at zero total momentum, LAMMPS one with an O(1/N) difference; the splitting "
-              "differs, so the trajectories are not LAMMPS' to the last digit")
 VELOCITY_NOTICE = ("velocity create: numdp draws Gaussian (Maxwell-Boltzmann) velocities from its own "
                    "counter-based generator, zero total momentum, scaled to exactly T; the numbers "
                    "differ from LAMMPS' for the same seed")
@@ -649,39 +647,55 @@ class _Translator:
             if style == "npt":
                 rest = self._barostat_args(fix, rest, "npt temp T T TDAMP", "[tchain N] ")
             self._chain_keywords(fix, rest, ("tchain", "pchain") if style == "npt" else ("tchain",))
-            if style == "npt":
-                self.note(NPT_NOTICE)
         self.s.fix, self.s.fix_id = fix, fix_id
 
     @staticmethod
     def _chain_keywords(fix: Fix, rest: list[str], keywords: tuple[str, ...]) -> None:
         """`tchain N` (>= 1), `pchain N` (>= 0, as LAMMPS) and `ptemp T` (> 0), those of `keywords`,
-        into `fix`; any other keyword is refused."""
+        into `fix`; LAMMPS' defaults of its other keywords (DEFAULT_KEYWORDS: `tloop 1`, `drag 0`,
+        and with a barostat `ploop 1`, `mtk yes`, `dilate all`, `couple none`) are accepted, as is
+        `couple xyz` with aniso (LAMMPS' iso); any other keyword or value is refused."""
+        barostat = fix.coupling is not None
+        accepted = set(keywords) | {"tloop", "drag"} if fix.temperature is not None else set(keywords) | {"drag"}
+        if barostat:
+            accepted |= {"ploop", "mtk", "dilate", "couple"}
         while rest:
-            if rest[0] in keywords and len(rest) > 1:
-                if rest[0] == "ptemp":
-                    fix.ptemp = _number(rest[1], "ptemp", positive=True)
-                    rest = rest[2:]
-                    continue
-                n = _integer(rest[1], rest[0])
-                least = 1 if rest[0] == "tchain" else 0
-                if n < least:
-                    raise Refused(f"{rest[0]} must be >= {least}")
-                if rest[0] == "tchain":
-                    fix.chain = n
-                else:
-                    fix.pchain = n
+            if rest[0] in accepted and len(rest) > 1:
+                word, value = rest[0], rest[1]
                 rest = rest[2:]
+                if word == "ptemp":
+                    fix.ptemp = _number(value, "ptemp", positive=True)
+                elif word in ("tchain", "pchain"):
+                    n = _integer(value, word)
+                    least = 1 if word == "tchain" else 0
+                    if n < least:
+                        raise Refused(f"{word} must be >= {least}")
+                    if word == "tchain":
+                        fix.chain = n
+                    else:
+                        fix.pchain = n
+                elif word == "couple" and value == "xyz" and fix.coupling in ("isotropic", "anisotropic"):
+                    fix.coupling = "isotropic"   # LAMMPS: aniso with couple xyz is iso
+                elif word == "couple" and value == "none" and fix.coupling != "isotropic":
+                    pass
+                elif word not in ("couple", "ptemp", "tchain", "pchain") and (
+                        value == DEFAULT_KEYWORDS[word]
+                        or (word == "drag" and is_number(value) and float(value) == 0.0)):
+                    pass
+                else:
+                    raise Refused(f"{word} {value}: numdp lmp runs LAMMPS' default {word} "
+                                  f"{'none (xyz with aniso)' if word == 'couple' else DEFAULT_KEYWORDS[word]} only")
             else:
+                others = sorted(accepted - set(keywords))
                 raise Refused(f"keyword {rest[0]!r} is not supported by numdp lmp ({' and '.join(keywords)} "
-                              f"{'are' if len(keywords) > 1 else 'is'})")
+                              f"{'are' if len(keywords) > 1 else 'is'}; {', '.join(others)} at LAMMPS' defaults)")
 
     @staticmethod
     def _barostat_args(fix: Fix, args: list[str], head: str, chains: str) -> list[str]:
         """The `iso|aniso|tri Pstart Pstop Pdamp` of fix npt / nph into `fix`; returns the rest."""
         if len(args) < 4 or args[0] not in COUPLINGS:
             raise Refused(f"expected: fix ID all {head} iso|aniso|tri P P PDAMP {chains}[pchain N] "
-                          f"(x, y, z, couple, ... are not supported)")
+                          f"(x, y, z, xy, ... are not supported)")
         p1 = _number(args[1], "Pstart")
         p2 = _number(args[2], "Pstop")
         fix.pressure, fix.pdamp, fix.coupling = (p1 if p1 == p2 else [p1, p2], _number(args[3], "Pdamp", positive=True),
@@ -1105,10 +1119,10 @@ class _Translator:
                 self.note(NPH_START_NOTICE.format(temperature=s.velocity[0]))
         elif fix.ensemble is not Ensemble.NVE:
             md["thermostat"] = {"kind": "nose-hoover", "temperature": fix.temperature, "tau": fix.tdamp,
-                                "chain": fix.chain}
+                                "chain": fix.chain, "form": "lammps"}
         if fix.ensemble in (Ensemble.NPT, Ensemble.NPH):
             md["barostat"] = {"kind": "mtk", "pressure": fix.pressure, "tau": fix.pdamp,
-                              "coupling": fix.coupling, "chain": fix.pchain}
+                              "coupling": fix.coupling, "chain": fix.pchain, "form": "lammps"}
             if md["ensemble"] == Ensemble.NPH.value:
                 md["barostat"]["temperature"] = fix.ptemp if fix.ptemp is not None else s.velocity[0]
         return md

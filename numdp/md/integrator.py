@@ -103,6 +103,6 @@ class VelocityVerlet:
         baro.scale_velocities(state, h)
         baro.momentum_half(state, h)
         self.thermostat_half(state, STREAM_THERMOSTAT_END)
-        baro.chain_half(state, h)
+        baro.chain_half(state, h, end=True)
         state.step += 1
         state.time += self.dt

@@ -160,7 +160,7 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
         th = md.thermostat
         cls = THERMOSTATS[th.kind]
         temperature = Ramp.of(th.temperature, md.steps)   # ramps run from step 0 to [md] steps (absolute)
-        thermostat = (cls(temperature, th.tau, th.chain, world=world) if cls is NoseHooverChain
+        thermostat = (cls(temperature, th.tau, th.chain, world=world, form=th.form) if cls is NoseHooverChain
                       else cls(temperature, th.tau, world=world))
         thermostat.initialize(state)
     barostat = None
@@ -168,7 +168,8 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
         b = md.barostat
         if b.kind == MTKBarostat.kind:   # its chain's and mass's kT: the thermostat's target (nph: its own)
             reference = thermostat.temperature if thermostat is not None else Ramp.of(b.temperature)
-            barostat = MTKBarostat(Ramp.of(b.pressure, md.steps), b.tau, b.coupling, reference, b.chain, world=world)
+            barostat = MTKBarostat(Ramp.of(b.pressure, md.steps), b.tau, b.coupling, reference, b.chain, world=world,
+                                   form=b.form)
         else:
             barostat = StochasticCellRescaling(Ramp.of(b.pressure, md.steps), b.tau, b.compressibility,
                                                b.coupling, thermostat.temperature, world=world)   # the noise follows the thermostat

@@ -98,6 +98,13 @@ SUZUKI_YOSHIDA_3 = np.array([1.0 / (2.0 - 2.0 ** (1.0 / 3.0)),
                              1.0 / (2.0 - 2.0 ** (1.0 / 3.0))])
 """The weights of the Suzuki-Yoshida order-3 composition of a Nosé-Hoover chain's half-step."""
 
+SINGLE_PASS = np.array([1.0])
+"""One pass of the chain's half-step (LAMMPS' fix nvt/npt/nph: nhc_temp_integrate and
+nhc_press_integrate with tloop = ploop = 1 have no Suzuki-Yoshida composition)."""
+
+FORMS = ("numdp", "lammps")
+"""`form` of NoseHooverChain and numdp.md.mtk.MTKBarostat: numdp's own splitting, or LAMMPS'."""
+
 
 class ChainDiverged(ArithmeticError):
     """The chain's half-step on the host gave a non-finite scale factor or chain velocity (a
@@ -114,6 +121,12 @@ class NoseHooverChain:
     """Nosé-Hoover chain (Martyna, Klein, Tuckerman 1992) with the reversible Trotter split of
     Martyna, Tuckerman, Tobias, Klein (1996): Suzuki-Yoshida order 3, `nloop` sub-cycles.
 
+    form "numdp" (numdp run's default) composes each half-step of three Suzuki-Yoshida sub-steps;
+    form "lammps" (numdp lmp's fix nvt / npt) makes one pass, LAMMPS' nhc_temp_integrate with its
+    default tloop 1, so that the trajectory is LAMMPS' to round-off (checked against LAMMPS 22 Jul
+    2025: tests/test_sweep_lammps_nh.py).  Both are time-reversible second-order splittings of
+    the same equations, with the same conserved energy (reservoir_energy).
+
     Masses Q_1 = N_f kT tau², Q_j = kT tau² (j > 1), as LAMMPS' fix nvt with Tdamp = tau (ps): the
     chain oscillates with a period of about 4.4 tau.  With a ramped target the masses follow the
     target of the step (LAMMPS recomputes eta_mass from t_target in every nhc_temp_integrate),
@@ -128,10 +141,14 @@ class NoseHooverChain:
     """
 
     kind = "nose-hoover"
-    _WEIGHTS = SUZUKI_YOSHIDA_3
+    _WEIGHTS = SUZUKI_YOSHIDA_3   # form "numdp"
 
     def __init__(self, temperature: float | Ramp, tau: float, chain: int = 3, nloop: int = 1,
-                 world: World | None = None):
+                 world: World | None = None, form: str = "numdp"):
+        if form not in FORMS:
+            raise ValueError(f"form must be one of {FORMS}, got {form!r}")
+        self.form = form
+        self._weights = SINGLE_PASS if form == "lammps" else self._WEIGHTS
         self.world = world if world is not None else World(None)
         self.ops = HostVelocities(self.world)
         self.temperature = Ramp.of(temperature)
@@ -153,7 +170,7 @@ class NoseHooverChain:
     def half_step(self, state: State, h: float, stream: int) -> None:
         kt = KB * self.temperature.in_step(state.step)
         try:
-            self.ops.nose_hoover_chain(state, h, kt, self.chain_masses(state.dof, kt), self.nloop, self._WEIGHTS)
+            self.ops.nose_hoover_chain(state, h, kt, self.chain_masses(state.dof, kt), self.nloop, self._weights)
         except ChainDiverged as e:  # the same numbers on every rank (global kinetic energy): all stop alike
             from ..parallel.world import mark_agreed
             from .safety import SafetyStop
