@@ -519,9 +519,11 @@ MTK_NPT = ('ensemble = "npt"\nthermostat = { kind = "nose-hoover", temperature =
            'barostat = { kind = "mtk", pressure = 1000.0, tau = 0.05, coupling = "triclinic" }')
 MTK_NPH = ('ensemble = "nph"\nbarostat = { kind = "mtk", pressure = 1000.0, tau = 0.05, coupling = "triclinic", '
            'chain = 0, temperature = 20.0 }')
+# LAMMPS' form of both (what numdp lmp runs for fix npt: one chain pass, 1/(3N), remap's tilts)
+MTK_NPT_LAMMPS = MTK_NPT.replace(' }', ', form = "lammps" }')
 
 
-@pytest.mark.parametrize("md", [MTK_NPT, MTK_NPH], ids=["npt", "nph"])
+@pytest.mark.parametrize("md", [MTK_NPT, MTK_NPH, MTK_NPT_LAMMPS], ids=["npt", "nph", "npt-lammps-form"])
 def test_gpu_mtk_npt_run_equals_cpu_run(tmp_path, md):
     """The Martyna-Tobias-Klein barostat (triclinic; NPT with a Nosé-Hoover chain on the atoms, or
     NPH without a thermostat nor a chain) on the GPU for 3 steps equals the CPU run within
