@@ -36,14 +36,18 @@ from .thermostats import host_nose_hoover_chain
 
 
 def check_device_run(device: str, ensemble: str, world: World, where: str) -> None:
-    """InputError (one line) when this run cannot run on `device` (only "cuda" is checked):
-    CUDA unusable (numdp.backend.get_backend's errors).  Several MPI ranks run with one GPU each
-    (numdp.parallel.device_comm.bind_rank_gpu); every ensemble runs on the device."""
+    """InputError (one line, naming the input `where` and its key) when this run cannot run on
+    `device` (only "cuda" is checked): CUDA unusable (numdp.backend.get_backend's errors).  Several
+    MPI ranks run with one GPU each (numdp.parallel.device_comm.bind_rank_gpu); every ensemble runs
+    on the device."""
     if device == "cpu":
         return
     from ..backend import get_backend
 
-    get_backend(device)
+    try:
+        get_backend(device)
+    except InputError as exc:
+        raise InputError(f"{where}: [model] {exc}") from None
 
 
 class DeviceVelocities:

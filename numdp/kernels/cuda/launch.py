@@ -1,7 +1,9 @@
 """Launch geometry and the CUDA copies of the shared scalar maths."""
 import json
+import math
 import os
 import sys
+import types
 
 import numpy as np
 from numba import config, cuda
@@ -9,7 +11,43 @@ from numba import config, cuda
 from ..dual import cuda_device
 from ..math import compile_math
 
-MATH = compile_math(cuda_device)
+
+class _IEEEFloat(float):
+    """A float by which a division follows IEEE 754 as on a GPU (x / 0.0 is ±inf, 0.0 / 0.0 nan)
+    where Python raises ZeroDivisionError; Python calls a right operand's reflected method
+    first when its type is a subclass of the left operand's, so `1.0 / r` comes here."""
+
+    def __rtruediv__(self, other):
+        if self == 0.0:
+            other = float(other)
+            if other == 0.0 or other != other:
+                return math.nan
+            return math.copysign(math.inf, other) * math.copysign(1.0, self)
+        return float(other) / float(self)
+
+
+def _ieee_sqrt(x):
+    return _IEEEFloat(math.sqrt(x))
+
+
+# the simulator runs the shared scalar maths in Python: their `math` with a square root whose
+# result divides as on a GPU (numdp.kernels.math.env_row and row_jacobian divide by r, which is 0
+# for atoms on top of each other: inf on a GPU, where the step's safety check then names the pair
+# as on the CPU, but a ZeroDivisionError in Python); the same bits otherwise (math.sqrt itself)
+_SIM_MATH = types.SimpleNamespace(**{k: getattr(math, k) for k in dir(math) if not k.startswith("_")})
+_SIM_MATH.sqrt = _ieee_sqrt
+
+
+def _sim_device(fn):
+    """cuda_device(fn) with fn's global `math` the simulator's `_SIM_MATH`."""
+    if fn.__globals__.get("math") is math:
+        g = dict(fn.__globals__)
+        g["math"] = _SIM_MATH
+        fn = types.FunctionType(fn.__code__, g, fn.__name__, fn.__defaults__, fn.__closure__)
+    return cuda_device(fn)
+
+
+MATH = compile_math(_sim_device if getattr(config, "ENABLE_CUDASIM", 0) else cuda_device)
 # the simulator runs each thread as a Python thread (its start costs ~1 ms of GIL hand-over, more
 # on a loaded or sandboxed machine), the whole block even past the end of the data: blocks of 2
 # waste at most one per launch on the tiny systems simulated in tests and still index across
