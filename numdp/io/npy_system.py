@@ -350,6 +350,8 @@ def _read_frame_types(store: SystemStore, set_names: list[str], sets: list[dict[
         file = store.location / d / member
         coord = arrays["coord"]
         raw = _load_npy(store, f"{d}/{member}")
+        if coord.shape[0] == 1 and raw.ndim == 1:
+            raw = raw.reshape(1, -1)   # one frame without its frame axis, as in _read_set
         t = _shaped(file, raw, coord.shape[0], coord.shape[1], (coord.shape[1],))
         bad = np.argwhere((t != np.round(t)) | (t < -1) | (t >= len(type_map)))
         if bad.size:
@@ -461,7 +463,7 @@ def _read_set(store: SystemStore, set_name: str, natoms: int, nopbc: bool,
     """Arrays of one set keyed by file stem, each shaped (nframes, *per-frame shape).  An
     fparam.npy / aparam.npy whose shape does not fit the frames is kept with a placeholder (an
     empty array) and its message put in `unfit` (the first per name), for `System.unfit`."""
-    coord = _load_npy(store, f"{set_name}/coord.npy")
+    coord = _one_frame(_load_npy(store, f"{set_name}/coord.npy"), natoms * 3)
     nframes = _frame_count(store.location / set_name / "coord.npy", coord, natoms)
     names = ["coord"] if nopbc else ["coord", "box"]
     names += [name for name in LABELS if store.has(f"{set_name}/{name}.npy")]
@@ -469,6 +471,9 @@ def _read_set(store: SystemStore, set_name: str, natoms: int, nopbc: bool,
     for name in names:
         member = f"{set_name}/{name}.npy"
         arr = coord if name == "coord" else _load_npy(store, member)
+        if nframes == 1 and (arr.ndim == 0 or arr.shape[0] != 1) and (
+                name in ("fparam", "aparam") or arr.size == int(np.prod(_frame_shape(name, natoms)))):
+            arr = arr.reshape(1, -1)   # one frame stored without its frame axis (see _one_frame)
         shape = _frame_shape(name, natoms)
         if name == "fparam" and arr.ndim and arr.shape[0] == nframes:
             shape = (int(arr[0].size),)   # the model's numb_fparam, checked where it is used
@@ -513,7 +518,16 @@ def _check_cells(file: pathlib.Path, boxes: np.ndarray) -> None:
     volumes = np.abs(np.linalg.det(boxes))
     flat = np.flatnonzero(volumes <= 1e-6 * np.linalg.norm(boxes, axis=2).prod(axis=1))
     if flat.size:
-        raise InputError(f"{file}: frame {flat[0]} has a degenerate cell (zero volume)")
+        hint = (": all zero; a system without periodic boundaries has an empty file nopbc beside "
+                "type.raw (its box.npy is not read)" if not boxes[flat[0]].any() else "")
+        raise InputError(f"{file}: frame {flat[0]} has a degenerate cell (zero volume){hint}")
+
+
+def _one_frame(coord: np.ndarray, size: int) -> np.ndarray:
+    """A coord.npy of one frame stored without the frame axis ((natoms*3,), `size` numbers) as
+    (1, natoms*3): DeePMD-kit reads a 1-D coord.npy as one frame and every other array of that
+    set as that frame's numbers, whatever their shape (``np.save`` of one frame's arrays)."""
+    return coord.reshape(1, size) if coord.ndim == 1 and coord.size == size else coord
 
 
 def _frame_count(file: pathlib.Path, coord: np.ndarray, natoms: int) -> int:

@@ -5,7 +5,8 @@ float64 and their atom types mapped to the model's type_map.  `FrameCache` prepa
 (extended atoms and DeePMD-kit neighbour lists) and keeps them within a memory budget, since
 every frame is visited many times.  `BatchSampler` draws batches as DeePMD-kit does (reference
 §7.4): a system with the probabilities of `system_probs` (by default proportional to its number
-of batches), then the next `batch_size` frames of a shuffled pass over that system.
+of batches), then the next `batch_size` frames of a shuffled pass over that system (the last
+batch of a pass short when batch_size does not divide its frames).
 """
 from __future__ import annotations
 
@@ -67,7 +68,9 @@ class DataSystem:
 
     @property
     def nbatches(self) -> int:
-        return max(1, self.nframes // self.batch_size)
+        """⌈nframes / batch_size⌉: DeePMD-kit 3.2's (PyTorch) count of the system's batches, the
+        length of its DataLoader, which weighs its draws (prob_sys_size) and sizes an epoch."""
+        return -(-self.nframes // self.batch_size)
 
     def labels(self, f: int) -> Labels:
         def row(a):
@@ -238,7 +241,9 @@ class BatchSampler:
     """Batches (system index, frame indices) from a seeded generator; state is serialisable.
 
     Systems are drawn with probabilities `prob` ((nsys,), summing to 1: `system_probs`); frames
-    come from a shuffled pass over the system, reshuffled when fewer than batch_size frames remain.
+    come from a shuffled pass over the system, batch_size at a time, the pass's last batch short
+    when batch_size does not divide the frames (DeePMD-kit's DataLoader, drop_last false), and
+    a new pass is shuffled when one is used up.
     """
 
     def __init__(self, systems: list[DataSystem], seed, prob: np.ndarray):
@@ -253,7 +258,7 @@ class BatchSampler:
     def next(self) -> tuple[int, np.ndarray]:
         k = int(self.rng.choice(len(self.systems), p=self.prob)) if len(self.systems) > 1 else 0
         s = self.systems[k]
-        if self.cursor[k] + s.batch_size > s.nframes:
+        if self.cursor[k] >= s.nframes:
             self.perm[k] = self.rng.permutation(s.nframes)
             self.cursor[k] = 0
         c = self.cursor[k]
