@@ -159,6 +159,27 @@ def test_model_devi_reads_deepmd_hdf5_systems(tmp_path, model_file):
         assert out.read_text().splitlines()[0] == f"# {tmp_path / 'data.h5'}#/a/b"
 
 
+def test_model_devi_reads_a_trajectory_whose_name_holds_a_hash(tmp_path, model_file):
+    """A `#` makes a system name DeePMD-kit's HDF5 location (data.h5#/group) only when the part
+    before it is a file: run#2.xyz, an existing extxyz file, was taken for data file 'run' (found
+    by the review of the HDF5 change: 'run: HDF5 data file not found')."""
+    from ase import Atoms
+    from ase.io import write
+
+    p2 = random_params(ntypes=2, sel=[8, 8], neuron=(4, 8), axis_neuron=2, fitting=(8, 8), seed=6)
+    p2.type_map = ["O", "H"]
+    write_model(p2, tmp_path / "m2.h5")
+    pos, types, box = random_config(N, 2, box_len=7.0, tilt=0.1, seed=3)
+    frame = Atoms([["O", "H"][t] for t in types], positions=pos, cell=box, pbc=True)
+    models = [str(model_file), str(tmp_path / "m2.h5")]
+    rows = []
+    for name in ("run2.xyz", "run#2.xyz"):
+        write(tmp_path / name, [frame, frame], format="extxyz")
+        assert main(["model-devi", "-m", *models, "-s", str(tmp_path / name), "-o", str(tmp_path / f"{name}.out")]) == 0
+        rows.append(np.loadtxt(tmp_path / f"{name}.out"))
+    np.testing.assert_array_equal(rows[0], rows[1])
+
+
 def test_show_prints_a_deepmd_kit_files_recorded_parameters(capsys):
     """dp show prints the descriptor / fitting_net a DeePMD-kit file records; numdp rebuilt them
     and called a float32-trained model's precision float64.  The lines are dp show 3.2's on this

@@ -98,3 +98,24 @@ def test_unavailable_device_names_the_file_and_key_in_one_line(tmp_path, how):
     assert len(msg) == 1, msg
     assert msg[0].startswith("numdp run: error: md.toml: [model] device 'cuda': no usable NVIDIA GPU"), msg
     assert not (tmp_path / "traj.h5md").exists()
+
+
+@pytest.mark.skipif(REAL_GPU, reason="a GPU is present")
+def test_unavailable_device_of_numdp_lmp_names_its_option(tmp_path):
+    """numdp lmp --device cuda without a GPU: a LAMMPS script has no [model] table, so the line
+    names the option (it blamed '[model] device', a key the user never wrote)."""
+    import subprocess
+    import sys
+
+    make_run(tmp_path, "cpu")   # the model file
+    (tmp_path / "in.lammps").write_text(
+        "units metal\nlattice fcc 4.0\nregion box block 0 1 0 1 0 1\ncreate_box 1 box\n"
+        "create_atoms 1 box\nmass 1 20.0\npair_style deepmd model.h5\npair_coeff * * A\n"
+        "fix 1 all nve\nrun 1\n")
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="0")
+    out = subprocess.run([sys.executable, "-m", "numdp.cli", "lmp", "-i", "in.lammps", "--device", "cuda"],
+                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert out.returncode == 2, out.stderr
+    msg = [line for line in (out.stdout + out.stderr).splitlines() if line.strip() and "error" in line]
+    assert len(msg) == 1 and msg[0].startswith(
+        "numdp lmp: error: in.lammps: --device 'cuda': no usable NVIDIA GPU"), msg

@@ -170,6 +170,21 @@ def test_freeze_and_compress_default_names_follow_dp_backend(tmp_path, data_dir,
     assert capsys.readouterr().err.startswith("numdp freeze: error: DP_BACKEND jax: numdp writes models")
     monkeypatch.delenv("DP_BACKEND")
     assert cli_main(["compress", "-i", "missing.pb"]) == 2
+    # what the review found: a directory under the default output name was found only after the
+    # tabulation; --restart of a folder said 'checkpoint not found'; -o x.pb's refusal contradicted
+    # the default names
+    assert cli_main(["freeze"]) == 0
+    (t0 / "frozen_model_compressed.pb").mkdir()
+    capsys.readouterr()
+    assert cli_main(["compress"]) == 2
+    err = capsys.readouterr()
+    assert err.err == "numdp compress: error: frozen_model_compressed.pb: is a directory, cannot write a model file there\n"
+    assert "table" not in err.out + err.err
+    (t0 / "ckdir").mkdir()
+    assert cli_main(["train", "input.json", "--restart", "ckdir"]) == 2
+    assert capsys.readouterr().err.startswith("numdp train: error: ckdir: is a directory, not a checkpoint file")
+    assert cli_main(["freeze", "-o", "x.pb"]) == 2
+    assert "only under dp freeze's and dp compress's default names" in capsys.readouterr().err
 
 
 def test_dp_backend_options_choose_the_default_names(tmp_path, data_dir, monkeypatch):  # noqa: F811

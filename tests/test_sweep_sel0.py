@@ -360,3 +360,42 @@ def test_training_frames_take_a_block_without_slots():
 
     FrameCache([], 4.0, [16, 32, 0], 3)
 
+
+
+class _Lists:
+    """A list's overflow summary as the MD force providers read it (per-type counts)."""
+
+    def __init__(self, overflow, max_count):
+        self.overflow = np.asarray(overflow, dtype=np.int64)
+        self.max_count = np.asarray(max_count, dtype=np.int64)
+
+    @property
+    def overflowed(self) -> bool:
+        return bool(self.overflow.any())
+
+
+def test_md_overflow_of_another_type_after_a_sel0_notice_is_warned_and_counted(params):
+    """A sel-0 type present in the system puts neighbours outside the list at every call (by the
+    model's design); a later real overflow of a type with slots must still be warned about (the
+    one warning of a run went to the sel-0 notice at step 0) and only calls with a real overflow
+    count in the summary's 'force calls with neighbour overflow' (every call counted before)."""
+    from numdp.md.forces import ForceProvider
+    from numdp.neighbor import NeighborOverflowWarning
+
+    model = DPModel(params["end_one_side"])            # sel [16, 32, 0], type_map O H C
+    fp = ForceProvider(model, skin=1.0)
+    calls = [_Lists([0, 0, 3], [10, 20, 2]),            # only C within rcut: no slots by design
+             _Lists([0, 2, 3], [10, 34, 2]),            # H overflows (34 > 32) later in the run
+             _Lists([0, 2, 3], [10, 35, 2]),            # the same types again: no new warning
+             _Lists([1, 2, 3], [17, 35, 2])]            # O overflows too: warned
+    said = []
+    for nl in calls:
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            fp._count_overflow(nl)
+        said.append([str(x.message) for x in w if issubclass(x.category, NeighborOverflowWarning)])
+    assert len(said[0]) == 1 and "sel = 0 leaves out" in said[0][0]
+    assert any("'H' (type 1): 2 centre atom(s) have more than sel = 32" in m for m in said[1])
+    assert said[2] == []
+    assert any("'O' (type 0): 1 centre atom(s) have more than sel = 16" in m for m in said[3])
+    assert fp.overflow_calls == 3

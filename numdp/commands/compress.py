@@ -99,6 +99,8 @@ def main(args) -> int:
         raise InputError(f"-e {args.extrapolate:g}: the extrapolation factor must be > 1 and finite")
     if args.default_names and args.output is None:   # dp compress's: frozen_model_compressed.pb
         out_path = model_path.with_name("frozen_model_compressed" + model_path.suffix)
+        if out_path.is_dir():   # checked before the (long) tabulation, as output_kind below
+            raise InputError(f"{out_path}: is a directory, cannot write a model file there")
     else:
         out_path = _output_path(model_path, args.output)
         # the output is checked before the (long) tabulation

@@ -97,8 +97,11 @@ def output_kind(path) -> str:
     kind = SUFFIXES.get(path.suffix.lower())
     if kind is None:
         got = f"suffix '{path.suffix}'" if path.suffix else "a name without suffix"
+        dp_name = ("; .pb and .pth only under dp freeze's and dp compress's default names, which numdp freeze "
+                   "and numdp compress given no names write (numdp's HDF5 model inside, for DP-GEN)"
+                   if path.suffix.lower() in (".pb", ".pth") else "")
         raise InputError(f"{path}: cannot choose a model format for {got} "
-                         f"(numdp writes .dp for DeePMD-kit, .h5 or .hdf5 for numdp)")
+                         f"(numdp writes .dp for DeePMD-kit, .h5 or .hdf5 for numdp{dp_name})")
     return kind
 
 

@@ -35,8 +35,9 @@ from .safety import SafetyMonitor
 from .thermostats import host_nose_hoover_chain
 
 
-def check_device_run(device: str, ensemble: str, world: World, where: str) -> None:
-    """InputError (one line, naming the input `where` and its key) when this run cannot run on
+def check_device_run(device: str, ensemble: str, world: World, where: str, key: str = "[model] ") -> None:
+    """InputError (one line, naming the input `where` and `key`, the prefix of the setting's
+    name: "[model] " for a numdp run input, "--" for numdp lmp's --device) when this run cannot run on
     `device` (only "cuda" is checked): CUDA unusable (numdp.backend.get_backend's errors).  Several
     MPI ranks run with one GPU each (numdp.parallel.device_comm.bind_rank_gpu); every ensemble runs
     on the device."""
@@ -47,7 +48,7 @@ def check_device_run(device: str, ensemble: str, world: World, where: str) -> No
     try:
         get_backend(device)
     except InputError as exc:
-        raise InputError(f"{where}: [model] {exc}") from None
+        raise InputError(f"{where}: {key}{exc}") from None
 
 
 class DeviceVelocities:

@@ -51,7 +51,7 @@ import time
 
 import numpy as np
 
-from ..neighbor import report_overflow
+from ..neighbor import OverflowWarnings
 from ..parallel.world import World
 from ..system import State
 from .device_graph import address
@@ -357,25 +357,17 @@ class DeviceForceProvider(ForceProviderBase):
 
     def _check_list(self, values, sel, model=None) -> None:
         """The host copy `values` of a list's (stats, err): RuntimeError if a centre overflowed the
-        key buffer (a bug); the overflow warning (numdp.neighbor.report_overflow) once per run for
-        model 0's sel, once per sel for the deviation models'."""
+        key buffer (a bug); the overflow warnings (numdp.neighbor.OverflowWarnings: each type
+        once per sel; model 0's calls counted where a type with slots overflowed)."""
         from ..neighbor.device import search_flags
 
         max_count, overflow = search_flags(values, len(sel), self._plan)
         if not overflow.any():
             return
-        if model is None:
+        real = self._overflows.seen(_Overflow(overflow, max_count), np.asarray(sel),
+                                    getattr(self.model if model is None else model, "type_map", None))
+        if model is None and real:
             self.overflow_calls += 1
-            if self._overflow_warned:
-                return
-            self._overflow_warned = True
-            model = self.model
-        else:
-            key = tuple(int(v) for v in sel)
-            if key in self._overflow_warned_sels:
-                return
-            self._overflow_warned_sels.add(key)
-        report_overflow(_Overflow(overflow, max_count), np.asarray(sel), getattr(model, "type_map", None))
 
     def _extended_positions(self, state: State) -> None:
         """Fill the extended positions (nall, 3) of this call: owners + lattice shift @ box."""

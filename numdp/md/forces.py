@@ -40,7 +40,7 @@ import time
 
 import numpy as np
 
-from ..neighbor import Extended, NeighborRows, build_nlist, kernel_threads, report_overflow, slot_offsets
+from ..neighbor import Extended, NeighborRows, OverflowWarnings, build_nlist, kernel_threads, slot_offsets
 from ..parallel.comm import GhostComm
 from ..parallel.domain import Domain, wrap_images
 from ..parallel.exchange import migrate
@@ -114,8 +114,7 @@ class ForceProviderBase:
         self.closest = (math.inf, -1, -1)
         self.step_displacement = (0.0, -1)
         self._force_rebuild = False
-        self._overflow_warned = False
-        self._overflow_warned_sels: set[tuple[int, ...]] = set()   # deviation models' lists
+        self._overflows = OverflowWarnings()   # model 0's lists and the deviation models', per sel
         self._ensemble_next = None   # models to evaluate with model 0 at the next call
         self._ensemble_done = None   # (calls, models, results) of the last such call
         self.domain: Domain | None = None   # this rank's subdomain (None: one rank owning everything)
@@ -283,11 +282,10 @@ class ForceProvider(ForceProviderBase):
         return nl
 
     def _count_overflow(self, nl) -> None:
-        if nl.overflowed:
+        """Count a call whose list dropped neighbours (not a sel-0 type's, left out by design) and
+        warn about each overflowing type once (numdp.neighbor.OverflowWarnings)."""
+        if nl.overflowed and self._overflows.seen(nl, self.sel, getattr(self.model, "type_map", None)):
             self.overflow_calls += 1
-            if not self._overflow_warned:
-                self._overflow_warned = True
-                report_overflow(nl, self.sel, getattr(self.model, "type_map", None))
 
     # -- one evaluation --------------------------------------------------------------------------
     def __call__(self, state: State) -> None:
@@ -351,12 +349,9 @@ class ForceProvider(ForceProviderBase):
         return nl.nlist, None
 
     def _other_overflow(self, nl, sel, model) -> None:
-        """Warn about an overflow of a deviation model's list `nl` for `sel` once per sel, as model
-        0's list warns once (the overflow of model 0's sel is model 0's warning)."""
-        key = tuple(int(s) for s in sel)
-        if key != tuple(self.sel.tolist()) and key not in self._overflow_warned_sels:
-            self._overflow_warned_sels.add(key)
-            report_overflow(nl, sel, getattr(model, "type_map", None))
+        """Warn about an overflow of a deviation model's list `nl` for `sel`, each type once per
+        sel as model 0's (model 0's sel: model 0's warnings)."""
+        self._overflows.seen(nl, sel, getattr(model, "type_map", None))
 
     def _compute_models(self, models, state: State, current=None) -> list:
         """RawOutputs of `models` (same rcut and type_map as model 0) on the last configuration.

@@ -104,7 +104,8 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
         if mini is not None and device != "cpu":
             raise InputError(f"{name}: [model] device = '{device}': an energy minimization ([minimize]) runs on "
                              f"the CPU only; use device = 'cpu' (or --device cpu)")
-        check_device_run(device, md.ensemble if md else "", world, name)
+        check_device_run(device, md.ensemble if md else "", world, name,
+                         "--" if settings.lammps else "[model] ")   # a LAMMPS script has no [model] table
     gpus = None   # GPU index per rank (several ranks on the GPU)
     if device != "cpu" and world.size > 1:
         gpus = world.counts_global(bind_rank_gpu(world)[1])

@@ -19,6 +19,7 @@ from numdp.neighbor.rows import NeighborRows
 from numdp.neighbor.nlist import (
     NeighborList,
     NeighborOverflowWarning,
+    OverflowWarnings,
     build_nlist,
     check_key_limits,
     format_nlist,
@@ -32,6 +33,7 @@ __all__ = [
     "NeighborList",
     "NeighborOverflowWarning",
     "NeighborRows",
+    "OverflowWarnings",
     "build_nlist",
     "check_key_limits",
     "extend",

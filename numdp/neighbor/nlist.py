@@ -202,3 +202,25 @@ def report_overflow(nl: NeighborList, sel, type_map=None) -> None:
             stacklevel=2,
         )
 
+
+class OverflowWarnings:
+    """The overflow warnings of a run's successive lists (MD: one list per rebuild, per model sel):
+    `report_overflow` for each (sel, type) the first time that type's block overflows, so that a
+    type overflowing later in the run is still reported after another's warning (a sel-0 type's
+    neighbours within rcut are there at every call); `seen` tells a call whose list dropped
+    neighbours of a type with slots (a real overflow) from one that only left out a sel-0 type's."""
+
+    def __init__(self):
+        self._warned: set[tuple[tuple[int, ...], int]] = set()
+
+    def seen(self, nl, sel, type_map=None) -> bool:
+        """Warn about the types of `nl` (anything with per-type `overflow` and `max_count`) not
+        yet reported for `sel`; True if a type with sel > 0 overflowed."""
+        s = np.asarray(sel, dtype=np.int64)
+        over = [int(t) for t in np.flatnonzero(np.asarray(nl.overflow) > 0)]
+        key = tuple(int(v) for v in s)
+        if any((key, t) not in self._warned for t in over):
+            self._warned.update((key, t) for t in over)
+            report_overflow(nl, s, type_map)
+        return any(s[t] > 0 for t in over)
+

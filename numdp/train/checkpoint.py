@@ -142,6 +142,8 @@ def resolve_checkpoint(path) -> Path:
 def read_checkpoint(path) -> Checkpoint:
     """Read a checkpoint written by `write_checkpoint`; InputError names the file on problems."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not a checkpoint file (numdp train's save_ckpt)")
     if not path.is_file():
         raise InputError(f"{path}: checkpoint not found")
     if not h5py.is_hdf5(path):

@@ -27,7 +27,10 @@ class _IEEEFloat(float):
 
 
 def _ieee_sqrt(x):
-    return _IEEEFloat(math.sqrt(x))
+    # only a zero root needs the subclass: any other is a plain float, which NumPy 2 takes as a
+    # "weak" scalar (float32 * r stays float32, as on a GPU); the subclass would promote it
+    r = math.sqrt(x)
+    return _IEEEFloat(r) if r == 0.0 else r
 
 
 # the simulator runs the shared scalar maths in Python: their `math` with a square root whose
