@@ -32,6 +32,8 @@ from .validate import RUN_WORDING, Table, distinct_files, is_int_list, load_toml
 ENSEMBLES = ("nve", "nvt", "npt", "nph")
 THERMOSTAT_KINDS = tuple(THERMOSTATS)
 BAROSTAT_KINDS = (StochasticCellRescaling.kind, MTKBarostat.kind)
+REPLICATE_ORDERS = ("numdp", "lammps")   # [system] replicate_order: replicas c fastest, or a fastest (LAMMPS')
+MOMENTUM_CHOICES = ("keep", "zero")   # [system] momentum: the start's total momentum kept, or zeroed
 FORMS = ("numdp", "lammps")   # nose-hoover / mtk: numdp's splitting, or LAMMPS' fix nvt / npt equations
 PRECISIONS_AVAILABLE = tuple(PRECISIONS)
 
@@ -80,6 +82,8 @@ class SystemSettings:
     type_names: list[str] | None = None
     pbc: tuple[bool, bool, bool] | None = None  # None: as the structure file says (else all periodic with a cell)
     lattice: Lattice | None = None   # a crystal instead of a file (numdp.lattice)
+    replicate_order: str = "numdp"   # "numdp": replicas a-major, c fastest; "lammps": a fastest (LAMMPS' ids)
+    momentum: str | None = None   # None: a structure's zeroed, a checkpoint's kept; "keep" | "zero" at the start
 
 
 @dataclass
@@ -273,7 +277,8 @@ def _lattice(t: Table) -> Lattice:
 
 
 def _system(t: Table, base: Path) -> SystemSettings:
-    t.check_keys(("file", "lattice", "frame", "replicate", "velocities", "masses", "type_names", "pbc"))
+    t.check_keys(("file", "lattice", "frame", "replicate", "replicate_order", "velocities", "masses", "type_names",
+                  "pbc", "momentum"))
     if t.has("lattice") == ("file" in t.data):
         raise t.error("lattice" if t.has("lattice") else "file",
                       "give the start structure as a file or as a lattice, not both" if t.has("lattice")
@@ -307,7 +312,9 @@ def _system(t: Table, base: Path) -> SystemSettings:
     return SystemSettings(file=None if lattice is not None else t.path("file", base),
                           frame=t.integer("frame", None),
                           replicate=tuple(rep), velocities=velocities, masses=masses, type_names=type_names,
-                          pbc=None if pbc is None else tuple(pbc), lattice=lattice)
+                          pbc=None if pbc is None else tuple(pbc), lattice=lattice,
+                          replicate_order=t.string("replicate_order", "numdp", choices=REPLICATE_ORDERS),
+                          momentum=t.string("momentum", None, choices=MOMENTUM_CHOICES))
 
 
 def _thermostat(t: Table) -> ThermostatSettings:

@@ -20,7 +20,7 @@ from numdp.errors import InputError
 from numdp.io.model_file import write_model
 from numdp.io.structure import read_lammps_data, write_lammps_data
 from numdp.lammps.script import Command, Script
-from numdp.lammps.translate import translate
+from numdp.lammps.translate import lammps_bar, lammps_kelvin, translate
 from randmodel import random_params
 from test_mpi import rocksalt
 
@@ -131,14 +131,15 @@ def dpgen_script(ensemble, models=("graph.000.h5", "graph.001.h5"), nsteps=10, t
 def expected_tables(ensemble):
     md = {"timestep": 0.001, "steps": 10, "ensemble": ensemble.split("-")[0], "seed": 1234}
     if ensemble != "nve":
-        md["thermostat"] = {"kind": "nose-hoover", "temperature": 50.0, "tau": 0.1, "chain": 3, "form": "lammps"}
+        md["thermostat"] = {"kind": "nose-hoover", "temperature": lammps_kelvin(50.0), "tau": 0.1, "chain": 3,
+                            "form": "lammps"}
     if ensemble.startswith("npt"):
-        md["barostat"] = {"kind": "mtk", "pressure": 1.0, "tau": 0.5,
+        md["barostat"] = {"kind": "mtk", "pressure": lammps_bar(1.0), "tau": 0.5,
                           "coupling": {"npt-iso": "isotropic", "npt-a": "anisotropic", "npt-tri": "triclinic"}[ensemble],
                           "chain": 3, "form": "lammps"}
     return {"model": {"file": ["graph.000.h5", "graph.001.h5"]},
-            "system": {"file": "conf.lmp", "masses": {"A": 12.0, "B": 16.0},
-                       "velocities": {"temperature": 50.0, "seed": 1234}},
+            "system": {"file": "conf.lmp", "momentum": "keep", "masses": {"A": 12.0, "B": 16.0},
+                       "velocities": {"temperature": lammps_kelvin(50.0), "seed": 1234}},
             "md": md,
             "neighbor": {"skin": 1.0},
             "output": {"trajectory": "traj/*.lammpstrj", "format": "lammps-dump", "every": 5,
@@ -312,8 +313,9 @@ def test_pair_coeff_elements_map_lammps_types_to_the_model(tmp_path, monkeypatch
         """
     (tmp_path / "in.lammps").write_text(textwrap.dedent(script))
     tr = translate(textwrap.dedent(script), "in.lammps", {}, tmp_path)
-    assert tr.tables["system"] == {"file": "h2o.data", "type_names": ["H", "O"], "masses": {"H": 2.0, "O": 16.0},
-                                   "velocities": {"temperature": 300.0, "seed": 5}}
+    assert tr.tables["system"] == {"file": "h2o.data", "momentum": "keep", "type_names": ["H", "O"],
+                                   "masses": {"H": 2.0, "O": 16.0},
+                                   "velocities": {"temperature": lammps_kelvin(300.0), "seed": 5}}
     assert "model_devi" not in tr.tables and tr.tables["model"] == {"file": "m.h5"}
     assert numdp(tmp_path, monkeypatch, "lmp", "-i", "in.lammps") == 0
     rows = [ln.split() for ln in (tmp_path / "one.lammpstrj").read_text().splitlines()[9:9 + len(t)]]   # frame 0
@@ -406,10 +408,11 @@ def test_defaults_of_a_hand_written_script(tmp_path):
         run 200
         """
     tr = translate(textwrap.dedent(text), "in.lammps", {}, tmp_path)
-    assert tr.tables["system"] == {"file": "conf.lmp", "type_names": ["Cu"], "pbc": [True, True, False],
-                                   "velocities": {"temperature": 300.0, "seed": 42}}
+    assert tr.tables["system"] == {"file": "conf.lmp", "momentum": "keep", "type_names": ["Cu"],
+                                   "pbc": [True, True, False],
+                                   "velocities": {"temperature": lammps_kelvin(300.0), "seed": 42}}
     assert tr.tables["md"] == {"timestep": 0.001, "steps": 200, "ensemble": "nvt", "seed": 42,
-                               "thermostat": {"kind": "nose-hoover", "temperature": 300.0, "tau": 0.05,
+                               "thermostat": {"kind": "nose-hoover", "temperature": lammps_kelvin(300.0), "tau": 0.05,
                                               "chain": 5, "form": "lammps"}}
     assert tr.tables["neighbor"] == {"skin": 2.0}
     # LAMMPS' default thermo_style one
@@ -433,7 +436,7 @@ def test_fix_npt_chains(tmp_path):
         """)
     md = translate(text, "in.lammps", {}, tmp_path).tables["md"]
     assert md["thermostat"]["chain"] == 4
-    assert md["barostat"] == {"kind": "mtk", "pressure": 1.0, "tau": 0.5, "coupling": "anisotropic", "chain": 5,
+    assert md["barostat"] == {"kind": "mtk", "pressure": lammps_bar(1.0), "tau": 0.5, "coupling": "anisotropic", "chain": 5,
                               "form": "lammps"}
     assert translate(text.replace("pchain 5", "pchain 0"), "in.lammps", {}, tmp_path).tables["md"]["barostat"][
         "chain"] == 0
@@ -463,8 +466,8 @@ def test_fix_nph_with_a_thermostat_fix_is_numdp_npt(tmp_path):
     tr = translate(text, "in.lammps", {}, tmp_path)
     md = tr.tables["md"]
     assert md["ensemble"] == "npt" and md["seed"] == 42
-    assert md["thermostat"] == {"kind": "langevin", "temperature": 300.0, "tau": 0.1}
-    assert md["barostat"] == {"kind": "mtk", "pressure": 1.0, "tau": 0.5, "coupling": "triclinic", "chain": 2,
+    assert md["thermostat"] == {"kind": "langevin", "temperature": lammps_kelvin(300.0), "tau": 0.1}
+    assert md["barostat"] == {"kind": "mtk", "pressure": lammps_bar(1.0), "tau": 0.5, "coupling": "triclinic", "chain": 2,
                               "form": "lammps"}
     assert any(n.startswith("fix nph with fix langevin: numdp's npt") for n in tr.notices)
     with pytest.raises(InputError, match=r"two thermostats; numdp runs one \(use fix nve or nph with it\)"):
@@ -494,13 +497,13 @@ def test_fix_nph_alone_is_numdp_nph(tmp_path):
     tr = translate(text, "in.lammps", {}, tmp_path)
     md = tr.tables["md"]
     assert md["ensemble"] == "nph" and "thermostat" not in md
-    assert md["barostat"] == {"kind": "mtk", "pressure": 1.0, "tau": 0.5, "coupling": "anisotropic", "chain": 0,
-                              "form": "lammps", "temperature": 280.0}
+    assert md["barostat"] == {"kind": "mtk", "pressure": lammps_bar(1.0), "tau": 0.5, "coupling": "anisotropic",
+                              "chain": 0, "form": "lammps", "temperature": lammps_kelvin(280.0)}
     settings = run_settings(Path("in.lammps"), "", tr.tables, tmp_path)
-    assert settings.md.ensemble == "nph" and settings.md.barostat.temperature == 280.0
+    assert settings.md.ensemble == "nph" and settings.md.barostat.temperature == lammps_kelvin(280.0)
     assert settings.md.barostat.chain == 0 and settings.md.thermostat is None
     tr = translate(text.replace(" pchain 0 ptemp 280", ""), "in.lammps", {}, tmp_path)
-    assert tr.tables["md"]["barostat"]["temperature"] == 250.0 and tr.tables["md"]["barostat"]["chain"] == 3
+    assert tr.tables["md"]["barostat"]["temperature"] == lammps_kelvin(250.0) and tr.tables["md"]["barostat"]["chain"] == 3
     assert any(n.startswith("fix nph without ptemp: the cell's mass and chain take the velocity create "
                             "temperature, 250.0 K") for n in tr.notices)
     with pytest.raises(InputError, match=r"fix 1 nph without ptemp or velocity create: numdp needs the temperature "
@@ -524,10 +527,10 @@ def test_ramps_become_numdp_run_ramps(tmp_path):
         run 1000
         """
     md = translate(textwrap.dedent(text), "in.lammps", {}, tmp_path).tables["md"]
-    assert md["thermostat"]["temperature"] == [300.0, 1200.0]
-    assert md["barostat"]["pressure"] == [1.0, 5000.0]
+    assert md["thermostat"]["temperature"] == [lammps_kelvin(300.0), lammps_kelvin(1200.0)]
+    assert md["barostat"]["pressure"] == [lammps_bar(1.0), lammps_bar(5000.0)]
     md = translate(textwrap.dedent(text.replace("1200", "300")), "in.lammps", {}, tmp_path).tables["md"]
-    assert md["thermostat"]["temperature"] == 300.0
+    assert md["thermostat"]["temperature"] == lammps_kelvin(300.0)
 
 
 @pytest.mark.parametrize("fix, kind", [("langevin 300 600 0.2 77 zero yes", "langevin"),
@@ -548,7 +551,7 @@ def test_thermostat_fixes_beside_fix_nve(tmp_path, fix, kind):
         """
     tr = translate(textwrap.dedent(text.format(fix=fix)), "in.lammps", {}, tmp_path)
     assert tr.tables["md"] == {"timestep": 0.001, "steps": 100, "ensemble": "nvt", "seed": 77,
-                               "thermostat": {"kind": kind, "temperature": [300.0, 600.0], "tau": 0.2}}
+                               "thermostat": {"kind": kind, "temperature": lammps_kelvin([300.0, 600.0]), "tau": 0.2}}
     assert any(n.startswith("fix langevin") for n in tr.notices) == (kind == "langevin")
     for swap, message in (("fix 1 all nvt temp 300 300 0.1", "two thermostats; numdp runs one"),
                           ("", "the script has no fix nve, nvt, npt or nph")):

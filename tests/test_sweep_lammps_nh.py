@@ -1,9 +1,13 @@
 """`numdp lmp`'s fix nvt / npt / nph against a real LAMMPS (22 Jul 2025 update 2 with DeePMD-kit
 3.2's `pair_style deepmd`): the same start (read_data with velocities) and model give LAMMPS'
 trajectory to round-off.  The LAMMPS outputs are tests/data/lammps_nh/CASE.npz, made by
-tools/make_lammps_nh_fixtures.py (it says how; LAMMPS was given the targets that make its kT and
-P0 those of numdp's line despite its other constants); no test needs LAMMPS.  Each case runs 20
-steps of 0.5 fs of 192 water atoms with the repository's tiny water model, a few seconds.
+tools/make_lammps_nh_fixtures.py (it says how).  LAMMPS runs the same fix line as numdp lmp, which
+translates LAMMPS' constants since 2026-12-06 (until then LAMMPS was given the targets that made
+its kT and P0 numdp's; with the same line numdp's velocities were 8e-6 to 2.2e-5 Å/ps, its cells
+4e-8 to 1.6e-7 Å from LAMMPS' after 20 steps); no test needs LAMMPS.  Each case
+runs 20 steps of 0.5 fs of 192 water atoms with the repository's tiny water model, a few seconds.
+nve_momentum / nve_zero_linear start from velocities with a total momentum (water_drift.data),
+which LAMMPS keeps (before 2026-12-06 numdp zeroed it: 0.3 Å/ps, 3e-3 Å away after 20 steps).
 
 Before the fix (numdp run's own equations, which numdp lmp used), these fixtures' final
 velocities differed from LAMMPS' by 1.9e-4 Å/ps (fix nvt: the Suzuki-Yoshida chain), 3.7e-4

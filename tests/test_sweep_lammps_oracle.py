@@ -51,7 +51,7 @@ def test_include_runs_the_file_there(tmp_path):
     in it names the included file and its line."""
     (tmp_path / "settings.in").write_text("variable T equal 2*150\n\n# thermostat\nfix 1 all nvt temp ${T} ${T} 0.1\n")
     tr = translated(tmp_path, "include settings.in\nrun 10\n")
-    assert tr.tables["md"]["thermostat"]["temperature"] == 300.0
+    assert tr.tables["md"]["thermostat"]["temperature"] == 300.0 * 8.617343e-5 / 8.617333262e-5   # LAMMPS' kT
     (tmp_path / "bad.in").write_text("timestep 0.001\nfix 1 all temp/berendsen 300 300 0.1\n")
     assert refusal(tmp_path, "include bad.in\nrun 10\n").startswith(
         "bad.in:2: fix: fix style 'temp/berendsen' is not supported")
@@ -75,25 +75,56 @@ def test_mass_type_ranges(tmp_path):
 
 def test_replicate_gives_lammps_atoms(tmp_path):
     """replicate 2 3 1 of a data file with image flags (atom 2 at x = -0.5 with image 1, atom 3
-    outside the box): numdp's replicated system holds the atoms LAMMPS' write_data holds after the
-    same replicate (positions, velocities, types, box), in another id order (the notice)."""
+    outside the box): numdp lmp's replicated start (numdp run's [system] replicate with
+    replicate_order = "lammps", made by the run's own start code) holds atom by atom, in id order,
+    the atoms LAMMPS' write_data holds after the same replicate (positions, velocities, types, box).
+    Before 2026-12-06 numdp numbered the replicas with the z replica fastest (the same atoms, other
+    ids: a notice said so); LAMMPS numbers x fastest."""
+    from numdp.config import run_settings
+    from numdp.md.start import structure_atoms
+    from numdp.system import whole_state
+
     src = ORACLE / "replicate_in.data"
     (tmp_path / "conf.data").write_bytes(src.read_bytes())
     tr = translated(tmp_path, "replicate 2 3 1\nfix 1 all nve\nrun 1\n")
     assert tr.tables["system"]["replicate"] == [2, 3, 1]
-    assert any(n.startswith("replicate:") for n in tr.notices)
-    ours = replicate(read_lammps_data(src), tr.tables["system"]["replicate"])
+    assert tr.tables["system"]["replicate_order"] == "lammps"
+    assert not any(n.startswith("replicate:") for n in tr.notices)
+    settings = run_settings(Path("in.lammps"), "", tr.tables, tmp_path)
+    ours = whole_state(structure_atoms(settings, ["O", "H"]))
     lmp = read_lammps_data(ORACLE / "replicate_2x3x1.data")
     assert np.array_equal(ours.box, lmp.box)
+    assert np.array_equal(ours.types, lmp.type_ids)   # pair_coeff * * O H: type 1 O = model type 0
+    assert np.array_equal(ours.velocities, lmp.velocities)
     box = np.diag(lmp.box)
-
-    def rows(s):   # (type, wrapped position, velocity) of each atom, sorted
-        x = np.mod(s.positions, box)
-        x[np.isclose(x, box, rtol=0, atol=1e-12)] = 0.0
-        return sorted(tuple(np.round(np.r_[t, p, v], 12)) for t, p, v in zip(s.type_ids, x, s.velocities))
-    assert rows(ours) == rows(lmp)
+    d = (ours.positions - lmp.positions) / box   # LAMMPS wrapped its atoms into the box: whole periods
+    assert np.abs(d - np.round(d)).max() * box.max() <= 1e-12   # Å: sums of 3-digit numbers, exact to round-off
     assert refusal(tmp_path, "replicate 2 1 1 bbox\n").startswith("in.lammps:6: replicate: numdp lmp reads")
     assert "not periodic" in refusal(tmp_path, "replicate 1 1 2\n", head=HEAD.replace("units metal", "units metal\nboundary p p f"))
+
+
+def test_replicate_twice_numbers_as_lammps_or_is_refused(tmp_path):
+    """Two replicate commands are one tiling of their product in LAMMPS' numbering where the
+    repeated directions come x, then y, then z; otherwise LAMMPS' ids are another order, refused."""
+    (tmp_path / "conf.data").write_bytes((ORACLE / "replicate_in.data").read_bytes())
+    tr = translated(tmp_path, "replicate 2 1 1\nreplicate 1 3 1\nfix 1 all nve\nrun 1\n")
+    assert tr.tables["system"]["replicate"] == [2, 3, 1]
+    tr = translated(tmp_path, "replicate 2 1 1\nreplicate 3 1 2\nfix 1 all nve\nrun 1\n")
+    assert tr.tables["system"]["replicate"] == [6, 1, 2]
+    assert "replicate once with the product" in refusal(tmp_path, "replicate 1 3 1\nreplicate 2 1 1\n")
+
+
+def test_replicate_order_default_is_numdp_runs(tmp_path):
+    """numdp run's [system] replicate keeps its own order (c fastest) unless replicate_order says
+    "lammps"; the orders hold the same atoms."""
+    from numdp.io.structure import replica_shifts
+
+    s = read_lammps_data(ORACLE / "replicate_in.data")
+    a = replica_shifts(s, (2, 3, 1))[0]
+    b = replica_shifts(s, (2, 3, 1), "lammps")[0]
+    assert a.tolist()[:3] == [[0.0, 0.0, 0.0], [0.0, 5.0, 0.0], [0.0, 10.0, 0.0]]
+    assert b.tolist()[:3] == [[0.0, 0.0, 0.0], [4.0, 0.0, 0.0], [0.0, 5.0, 0.0]]
+    assert sorted(map(tuple, a)) == sorted(map(tuple, b))
 
 
 def test_reset_timestep_only_where_the_step_is(tmp_path):

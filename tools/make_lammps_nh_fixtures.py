@@ -16,7 +16,10 @@ numdp reads the .dp.  The start structures, written here to OUT:
   numpy's default_rng(7) at 300 K (LAMMPS' kB and mvv2e) and the total momentum removed (numdp
   zeroes it at a run's start; LAMMPS keeps a data file's);
 - water_tri.data: the same fractional coordinates and velocities in a triclinic cell, rows
-  a = (L, 0, 0), b = (0.1 L, L, 0), c = (-0.08 L, 0.12 L, L).
+  a = (L, 0, 0), b = (0.1 L, L, 0), c = (-0.08 L, 0.12 L, L);
+- water_drift.data: water.data with every velocity plus DRIFT (a total momentum, which LAMMPS
+  keeps unless the script zeroes it: `velocity all zero linear`);
+- water_shifted.data: water.data with the box and the atoms moved by SHIFT (xlo = ylo = zlo = -5).
 
 For each case of CASES, LAMMPS runs
 
@@ -26,12 +29,13 @@ For each case of CASES, LAMMPS runs
 
 and OUT/CASE.npz holds: `fix` (the fix line as numdp lmp is given it), `data` (the start file's
 name), `steps`, `x` (N, 3) Å, the positions minus (xlo, ylo, zlo) in id order, `v` (N, 3) Å/ps,
-`box` (3, 3) Å, the cell's rows (a, b, c lower-triangular, LAMMPS' lx, ly, lz, xy, xz, yz).
+`box` (3, 3) Å, the cell's rows (a, b, c lower-triangular, LAMMPS' lx, ly, lz, xy, xz, yz), `lo`
+(3,) Å, LAMMPS' (xlo, ylo, zlo) at the last step (fix npt / nph dilate about the box centre).
 LAMMPS' constants differ from numdp's (kB 8.617343e-5 against CODATA's 8.617333262e-5 eV/K, bar
-1.6021765e6 against 1.602176634e6 per eV/Å³: docs/lammps-input.md), so LAMMPS is given the targets
-that make its kT and P0 in eV and eV/Å³ those of numdp's line (`temp`, `ptemp` times
-8.617333262e-5/8.617343e-5, `iso|aniso|tri` pressures times 1.6021765e6/1.602176634e6): the
-fixtures then test the equations, not the constants.
+1.6021765e6 against 1.602176634e6 per eV/Å³: docs/lammps-input.md); since 2026-12-06 numdp lmp
+gives numdp run the targets whose kT and P0 are LAMMPS' for the script's numbers, so LAMMPS runs
+the same fix line as numdp lmp (before, LAMMPS was given `temp`, `ptemp` times
+8.617333262e-5/8.617343e-5 and pressures times 1.6021765e6/1.602176634e6, numdp's kT and P0).
 """
 from __future__ import annotations
 
@@ -53,6 +57,8 @@ BAR_NUMDP, BAR_LAMMPS = 1.602176634e6, 1.6021765e6
 MVV2E = 1.0364269e-4
 MASSES = {"O": 15.999, "H": 1.008}
 STEPS = 20
+DRIFT = (0.3, -0.2, 0.1)   # Å/ps added to every velocity of water_drift.data
+SHIFT = -5.0               # Å added to the bounds and positions of water_shifted.data
 
 CASES = {
     "nvt": ("water.data", "fix 1 all nvt temp 300 300 0.01"),
@@ -65,6 +71,9 @@ CASES = {
     "npt_aniso_tilted": ("water_tri.data", "fix 1 all npt temp 300 300 0.01 aniso 1000 1000 0.05"),
     "nph_iso": ("water.data", "fix 1 all nph iso 1000 1000 0.05 ptemp 300"),
     "nph_tri": ("water_tri.data", "fix 1 all nph tri -500 -500 0.05 ptemp 300 pchain 1"),
+    "npt_iso_shifted": ("water_shifted.data", "fix 1 all npt temp 300 300 0.01 iso 1000 1000 0.05"),
+    "nve_momentum": ("water_drift.data", "fix 1 all nve"),
+    "nve_zero_linear": ("water_drift.data", "velocity all zero linear\nfix 1 all nve"),
 }
 
 SCRIPT = """units metal
@@ -84,25 +93,18 @@ run {steps}
 
 
 def lammps_fix(fix: str) -> str:
-    """numdp's fix line with LAMMPS' targets for the same kT (eV) and P0 (eV/Å³)."""
-    words = fix.split()
-    out = list(words)
-    for i, w in enumerate(words):
-        if w in ("temp", "ptemp"):
-            for k in range(i + 1, i + (3 if w == "temp" else 2)):
-                out[k] = repr(float(words[k]) * KB_NUMDP / KB_LAMMPS)
-        if w in ("iso", "aniso", "tri"):
-            for k in (i + 1, i + 2):
-                out[k] = repr(float(words[k]) * BAR_LAMMPS / BAR_NUMDP)
-    return " ".join(out)
+    """The fix line LAMMPS runs: numdp lmp's own (it translates the constants itself)."""
+    return fix
 
 
-def write_data(path: Path, frac: np.ndarray, cell: np.ndarray, atype: np.ndarray, type_map, v: np.ndarray) -> None:
-    pos = (frac @ cell).tolist()
+def write_data(path: Path, frac: np.ndarray, cell: np.ndarray, atype: np.ndarray, type_map, v: np.ndarray,
+               lo: float = 0.0) -> None:
+    pos = (frac @ cell + lo).tolist()
     v = v.tolist()
     cell = [[float(c) for c in row] for row in cell]
     lines = ["numdp lammps_nh fixture", "", f"{len(atype)} atoms", f"{len(type_map)} atom types", "",
-             f"0.0 {cell[0][0]!r} xlo xhi", f"0.0 {cell[1][1]!r} ylo yhi", f"0.0 {cell[2][2]!r} zlo zhi"]
+             *(f"{lo!r} {cell[d][d] + lo!r} {a}lo {a}hi" if lo else f"0.0 {cell[d][d]!r} {a}lo {a}hi"
+               for d, a in enumerate("xyz"))]
     if cell[1][0] or cell[2][0] or cell[2][1]:
         lines.append(f"{cell[1][0]!r} {cell[2][0]!r} {cell[2][1]!r} xy xz yz")
     lines += ["", "Masses", ""] + [f"{k + 1} {MASSES[e]!r}" for k, e in enumerate(type_map)]
@@ -125,10 +127,12 @@ def start_structures() -> None:
     write_data(OUT / "water.data", frac, np.eye(3) * length, atype, type_map, v)
     tri = length * np.array([[1.0, 0.0, 0.0], [0.1, 1.0, 0.0], [-0.08, 0.12, 1.0]])
     write_data(OUT / "water_tri.data", frac, tri, atype, type_map, v)
+    write_data(OUT / "water_drift.data", frac, np.eye(3) * length, atype, type_map, v + np.array(DRIFT))
+    write_data(OUT / "water_shifted.data", frac, np.eye(3) * length, atype, type_map, v, lo=SHIFT)
 
 
 def read_dump(path: Path):
-    """(x - lo, v, cell rows) of the last frame of a LAMMPS custom dump (id x y z vx vy vz)."""
+    """(x - lo, v, cell rows, lo) of the last frame of a LAMMPS custom dump (id x y z vx vy vz)."""
     lines = path.read_text().splitlines()
     k = max(i for i, ln in enumerate(lines) if ln == "ITEM: TIMESTEP")
     n = int(lines[k + 3])
@@ -149,7 +153,7 @@ def read_dump(path: Path):
     x = a[:, [cols.index(c) for c in ("x", "y", "z")]] - np.array([xlo, ylo, zlo])
     v = a[:, [cols.index(c) for c in ("vx", "vy", "vz")]]
     cell = np.array([[xhi - xlo, 0.0, 0.0], [xy, yhi - ylo, 0.0], [xz, yz, zhi - zlo]])
-    return x, v, cell
+    return x, v, cell, np.array([xlo, ylo, zlo])
 
 
 def main() -> None:
@@ -170,8 +174,8 @@ def main() -> None:
             (work / "in.lammps").write_text(SCRIPT.format(data=data, fix=lammps_fix(fix), steps=STEPS))
             subprocess.run([args.lmp, "-in", "in.lammps", "-log", "none"], cwd=work, env=env, check=True,
                            stdout=subprocess.DEVNULL)
-            x, v, cell = read_dump(work / "final.dump")
-            np.savez_compressed(OUT / f"{name}.npz", fix=fix, data=data, steps=STEPS, x=x, v=v, box=cell)
+            x, v, cell, lo = read_dump(work / "final.dump")
+            np.savez_compressed(OUT / f"{name}.npz", fix=fix, data=data, steps=STEPS, x=x, v=v, box=cell, lo=lo)
             print(name, "written")
 
 

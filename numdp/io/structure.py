@@ -594,9 +594,11 @@ def read_h5md_structure(path, frame: int = -1) -> Structure:
 # -- operations ------------------------------------------------------------------------------------
 
 
-def replica_shifts(s: Structure, reps) -> tuple[np.ndarray, np.ndarray | None]:
+def replica_shifts(s: Structure, reps, order: str = "numdp") -> tuple[np.ndarray, np.ndarray | None]:
     """(shifts (R, 3) Å, box) of tiling `s` reps = (na, nb, nc) times along its cell vectors: the
-    offset of each replica, image-major (i over a slowest, k over c fastest), and the tiled cell.
+    offset of each replica, and the tiled cell.  order "numdp" (the default; ASE's Atoms.repeat):
+    image-major, i over a slowest, k over c fastest; "lammps": i over a fastest, k over c slowest,
+    LAMMPS' replicate (its new atom ids: id + (i + na (j + nb k)) * natoms).
     Replica r's atom i is atom r * natoms + i of the tiled structure, at s.positions[i] + shifts[r].
     InputError when reps repeats a vector that is not periodic."""
     reps = [int(r) for r in reps]
@@ -607,18 +609,23 @@ def replica_shifts(s: Structure, reps) -> tuple[np.ndarray, np.ndarray | None]:
     for k in range(3):
         if reps[k] > 1 and s.pbc is not None and not s.pbc[k]:
             raise InputError(f"{s.source}: replicate {reps} repeats cell vector {'abc'[k]}, which is not periodic")
-    shifts = np.array([[i, j, k] for i in range(reps[0]) for j in range(reps[1]) for k in range(reps[2])],
-                      dtype=np.float64) @ s.box
+    if order == "lammps":
+        images = [[i, j, k] for k in range(reps[2]) for j in range(reps[1]) for i in range(reps[0])]
+    elif order == "numdp":
+        images = [[i, j, k] for i in range(reps[0]) for j in range(reps[1]) for k in range(reps[2])]
+    else:
+        raise ValueError(f"replicate order {order!r}: expected 'numdp' or 'lammps'")
+    shifts = np.array(images, dtype=np.float64) @ s.box
     return shifts, s.box * np.array(reps, dtype=np.float64)[:, None]
 
 
-def replicate(s: Structure, reps) -> Structure:
-    """Tile a periodic structure reps = (na, nb, nc) times along its cell vectors (image-major
-    order: `replica_shifts`)."""
+def replicate(s: Structure, reps, order: str = "numdp") -> Structure:
+    """Tile a periodic structure reps = (na, nb, nc) times along its cell vectors (the replicas in
+    `order`, "numdp" image-major or "lammps": `replica_shifts`)."""
     reps = [int(r) for r in reps]
     if reps == [1, 1, 1]:
         return s
-    shifts, box = replica_shifts(s, reps)
+    shifts, box = replica_shifts(s, reps, order)
     n = len(shifts)
 
     def tile(a):

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..io.series import MARK, is_series, latest_file, series_file
+from ..units import EV_PER_A3_TO_BAR, KB
 from .script import Command, Script, is_number
 
 METAL_TIMESTEP = 0.001   # ps: LAMMPS' default timestep in units metal
@@ -44,9 +45,29 @@ XYZ_NOTICE = ("dump xyz: numdp writes extended XYZ: each frame's comment line ho
               "'ELEMENT x y z' (LAMMPS: the type number unless dump_modify element names them), id order")
 FORMAT_NOTICE = ("thermo_modify format: numdp prints its own fixed-width number formats (the same values; "
                  "the log's columns are LAMMPS' titles)")
-REPLICATE_NOTICE = ("replicate: the same atoms as LAMMPS', numbered replica by replica with the z replica "
-                    "fastest (LAMMPS: x fastest), so atom ids, and the id order of dumps, differ from LAMMPS'")
 THERMO_ONE = ["step", "temp", "epair", "emol", "etotal", "press"]   # LAMMPS' thermo_style one (its default)
+
+# LAMMPS' units metal constants (its update.cpp: boltz, nktv2p); numdp's are CODATA 2018's (numdp.units).
+# numdp lmp gives numdp run the temperatures and pressures whose kT and P0 (eV, eV/Å³) are LAMMPS' for
+# the script's numbers, so that numdp repeats LAMMPS' trajectory (CONSTANTS_COMMENT).
+LAMMPS_KB = 8.617343e-5         # eV/K
+LAMMPS_NKTV2P = 1.6021765e6     # bar per eV/Å³
+CONSTANTS_COMMENT = (
+    f"temperatures (K) and pressures (bar) below are the script's times {LAMMPS_KB!r}/{KB!r} and "
+    f"{EV_PER_A3_TO_BAR!r}/{LAMMPS_NKTV2P!r}: with numdp's CODATA 2018 Boltzmann constant and bar they are the "
+    f"kT and P0 (eV, eV/A^3) of LAMMPS' units metal constants for the script's numbers, so that numdp repeats "
+    f"LAMMPS' trajectory (numdp's printed temp and press read 1.13e-6 and 8.4e-8 higher, relatively, than "
+    f"LAMMPS' for the same state)")
+
+
+def lammps_kelvin(t):
+    """numdp's temperature (K) of the kT of LAMMPS' `t` (K; a ramp's [start, stop] too)."""
+    return [lammps_kelvin(x) for x in t] if isinstance(t, list) else t * (LAMMPS_KB / KB)
+
+
+def lammps_bar(p):
+    """numdp's pressure (bar) of the P0 (eV/Å³) of LAMMPS' `p` (bar; a ramp's [start, stop] too)."""
+    return [lammps_bar(x) for x in p] if isinstance(p, list) else p * (EV_PER_A3_TO_BAR / LAMMPS_NKTV2P)
 
 
 class Ensemble(str, Enum):
@@ -216,6 +237,7 @@ class _State:
     replicate: tuple[int, int, int] = (1, 1, 1)   # replicate NX NY NZ (their product over commands)
     continues: str | None = None          # a run after the first: the checkpoint the run before ends with
     thermo_columns: list[str] | None = field(default_factory=lambda: list(THERMO_ONE))   # None: numdp's
+    zero_momentum: bool = False   # velocity all zero linear / a new fix momentum since the last run
 
 
 def _number(word: str, what: str, positive=False, nonnegative=False) -> float:
@@ -465,8 +487,10 @@ class _Translator:
         self.restart_frame = frame
 
     def _replicate(self, c: Command) -> None:
-        """replicate NX NY NZ after read_data: numdp run's [system] replicate (the same atoms, other
-        ids: REPLICATE_NOTICE)."""
+        """replicate NX NY NZ after read_data: numdp run's [system] replicate with replicate_order
+        "lammps" (LAMMPS' atoms and ids: the x replica fastest).  Several replicate commands number
+        the atoms as one of their product where the repeated directions come in the order x, y, z
+        (replicate 2 1 1 then 1 3 1); otherwise refused (numdp numbers the replicas of one tiling)."""
         self._need_box("replicate")
         if len(c.args) != 3:
             raise Refused("numdp lmp reads `replicate NX NY NZ` without keywords")
@@ -483,9 +507,13 @@ class _Translator:
         if self.s.velocity is not None:
             raise Refused("replicate after velocity create: numdp draws the velocities of the whole system; "
                           "put velocity after replicate")
+        axes = [k for k, n in enumerate(reps) if n > 1]
+        done = [k for k, n in enumerate(self.s.replicate) if n > 1]
+        if axes and done and axes[0] < done[-1]:
+            raise Refused(f"replicate {' '.join(c.args)} after replicate along {'xyz'[done[-1]]}: LAMMPS' ids would "
+                          f"then not be those of one replicate {' '.join(str(a * b) for a, b in zip(self.s.replicate, reps))}"
+                          f", which numdp makes; replicate once with the product")
         self.s.replicate = tuple(a * b for a, b in zip(self.s.replicate, reps))
-        if reps != [1, 1, 1]:
-            self.note(REPLICATE_NOTICE)
 
     def _reset_timestep(self, c: Command) -> None:
         """reset_timestep N where the step is N already (numdp's steps count from 0, or from the
@@ -576,7 +604,8 @@ class _Translator:
         self._need_box("velocity")
         args = c.args
         if tuple(args) == ("all", "zero", "linear"):
-            return   # numdp zeroes the total momentum at the start of every run
+            self.s.zero_momentum = True   # [system] momentum = "zero": at the start of the next run
+            return
         if len(args) < 4 or args[0] != "all" or args[1] != "create":
             raise Refused("numdp lmp supports `velocity all create TEMP SEED [keywords]` and "
                           "`velocity all zero linear` only")
@@ -616,7 +645,8 @@ class _Translator:
             if args[1:] != ["linear", "1", "1", "1"]:
                 raise Refused("numdp lmp accepts `fix ID all momentum N linear 1 1 1` only")
             self.momentum_ids.add(fix_id)
-            return   # numdp keeps the total momentum zero at every step already
+            self.s.zero_momentum = True   # numdp zeroes it at the next run's start, and keeps it zero
+            return
         if style in THERMOSTAT_FIXES:
             self._thermostat_fix(fix_id, THERMOSTAT_FIXES[style], args)
             return
@@ -895,6 +925,7 @@ class _Translator:
         else:
             self.first = copy.deepcopy(self.s)
         self.ran = True
+        self.s.zero_momentum = False   # done at that run's start
 
     def _run_bounds(self, bounds: dict, start: int) -> None:
         """run ... start M stop M: the steps a ramp of this run spans (LAMMPS: M <= the first step,
@@ -1043,6 +1074,8 @@ class _Translator:
             raise Refused("create_box without create_atoms: numdp lmp needs atoms")
         if s.continues is not None:   # a later run: the checkpoint restores the whole state
             system = {"file": s.continues}
+            if s.zero_momentum:
+                system["momentum"] = "zero"
             ramps = [x for x in (fix.temperature, fix.pressure, s.thermostat and s.thermostat.temperature)
                      if isinstance(x, list)]
             if ramps:
@@ -1050,20 +1083,25 @@ class _Translator:
                               f"ramps at step 0 of the script; ramp in the first run only")
         elif s.restart_file is not None:
             self._matches_checkpoint()
+            if s.zero_momentum:
+                system["momentum"] = "zero"
         else:   # a checkpoint restores types, masses and velocities
+            if s.created is None:   # LAMMPS keeps a data file's velocities as they are (numdp run zeroes
+                system["momentum"] = "zero" if s.zero_momentum else "keep"   # their momentum)
             if s.elements is not None and s.created is None:
                 system["type_names"] = s.elements
             if s.masses:
                 system["masses"] = self._masses()
             if s.velocity is not None and s.minimize is None:
-                system["velocities"] = {"temperature": s.velocity[0], "seed": s.velocity[1]}
+                system["velocities"] = {"temperature": lammps_kelvin(s.velocity[0]), "seed": s.velocity[1]}
             elif s.velocity is not None:
                 self.note("velocity create before minimize: numdp's FIRE starts at rest (LAMMPS' minimize "
                           "ignores the velocities too); not used")
             if s.boundary != ("p", "p", "p"):
                 system["pbc"] = [b == "p" for b in s.boundary]
-            if s.replicate != (1, 1, 1):
+            if s.replicate != (1, 1, 1):   # LAMMPS' atom ids: the x replica fastest
                 system["replicate"] = list(s.replicate)
+                system["replicate_order"] = "lammps"
         t["system"] = system
         if s.minimize is not None:
             t["minimize"] = {"style": "fire", **s.minimize, "timestep": s.timestep, **s.min_modify}
@@ -1110,7 +1148,7 @@ class _Translator:
                 self.note(NPH_NOTICE.format(thermostat=th.style.value))
             md["ensemble"] = (Ensemble.NPT if fix.ensemble is Ensemble.NPH else Ensemble.NVT).value
             md["seed"] = th.seed
-            md["thermostat"] = {"kind": th.style.value, "temperature": th.temperature, "tau": th.damp}
+            md["thermostat"] = {"kind": th.style.value, "temperature": lammps_kelvin(th.temperature), "tau": th.damp}
         elif fix.ensemble is Ensemble.NPH:   # numdp's nph: the cell's mass needs a temperature
             if fix.ptemp is None and s.velocity is None:
                 raise Refused(f"fix {s.fix_id} nph without ptemp or velocity create: numdp needs the "
@@ -1118,13 +1156,13 @@ class _Translator:
             if fix.ptemp is None:
                 self.note(NPH_START_NOTICE.format(temperature=s.velocity[0]))
         elif fix.ensemble is not Ensemble.NVE:
-            md["thermostat"] = {"kind": "nose-hoover", "temperature": fix.temperature, "tau": fix.tdamp,
+            md["thermostat"] = {"kind": "nose-hoover", "temperature": lammps_kelvin(fix.temperature), "tau": fix.tdamp,
                                 "chain": fix.chain, "form": "lammps"}
         if fix.ensemble in (Ensemble.NPT, Ensemble.NPH):
-            md["barostat"] = {"kind": "mtk", "pressure": fix.pressure, "tau": fix.pdamp,
+            md["barostat"] = {"kind": "mtk", "pressure": lammps_bar(fix.pressure), "tau": fix.pdamp,
                               "coupling": fix.coupling, "chain": fix.pchain, "form": "lammps"}
             if md["ensemble"] == Ensemble.NPH.value:
-                md["barostat"]["temperature"] = fix.ptemp if fix.ptemp is not None else s.velocity[0]
+                md["barostat"]["temperature"] = lammps_kelvin(fix.ptemp if fix.ptemp is not None else s.velocity[0])
         return md
 
     def _matches_checkpoint(self) -> None:
@@ -1368,6 +1406,9 @@ def to_toml(tables: dict, notices: list[str], name: str) -> str:
     lines = [f"# numdp run input equivalent to the LAMMPS script {name} (numdp lmp); relative paths are",
              "# relative to the folder numdp lmp ran in"]
     lines += [f"# note: {n}" for n in notices]
+    md, velocities = tables.get("md", {}), tables.get("system", {}).get("velocities")
+    if "thermostat" in md or "barostat" in md or velocities:
+        lines.append(f"# constants: {CONSTANTS_COMMENT}")
     for table, keys in tables.items():
         lines.append("")
         lines.append(f"[{table}]")

@@ -123,6 +123,7 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
                                settings.model, f, name)
                   for f in settings.model.deviation_files]
         check_ensemble([model] + others, settings.model.files, f"{name}: [model] file")
+        from_file = False   # the start is a checkpoint given as [system] file (not --restart)
         if restart is None and settings.system.file is not None and settings.system.file.is_file() \
                 and is_checkpoint(settings.system.file) \
                 and is_minimization_checkpoint(settings.system.file) == settings.minimizing:
@@ -131,6 +132,7 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
                 raise InputError(f"{name}: [system] file is a checkpoint, which restores the whole state; "
                                  f"remove velocities, replicate and frame")
             restart = settings.system.file
+            from_file = True
     type_map = list(model.type_map)
     restarted = restart is not None
 
@@ -138,7 +140,8 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
     with world.agreement():  # rank 0 opens the start state
         if world.is_root:
             start, notes = read_start(settings, restart, type_map,
-                                      md.barostat.coupling if md is not None and md.barostat else None)
+                                      md.barostat.coupling if md is not None and md.barostat else None,
+                                      from_file=from_file)
     box, pbc, notes, recorded = world.bcast_object(
         (start.light.box, start.light.pbc_flags, notes, start.light.neighbor.get("grid")) if world.is_root else None)
     with world.agreement():

@@ -50,12 +50,36 @@ def maxwell_boltzmann(state: State, temperature_k: float, seed: int, world: Worl
 
 
 def start_velocities(state: State, settings: RunSettings, world: World | None = None) -> None:
-    """[system] velocities (Maxwell-Boltzmann) if asked for, then zero total momentum.  Collective."""
+    """[system] velocities (Maxwell-Boltzmann) if asked for, then zero total momentum, unless
+    [system] momentum = "keep" (numdp lmp: LAMMPS keeps a data file's velocities as they are; drawn
+    velocities have none anyway).  Collective."""
     world = world if world is not None else World(None)
     v = settings.system.velocities
     if v is not None:
         maxwell_boltzmann(state, v.temperature, v.seed, world)
-    zero_momentum(state.velocities, state.masses, world.sum_global)
+    if settings.system.momentum != "keep":
+        zero_momentum(state.velocities, state.masses, world.sum_global)
+
+
+class MomentumFreeAtoms:
+    """`source` with its total momentum removed: every velocity minus the centre-of-mass velocity
+    Σ m v / Σ m of all its atoms (summed block by block; `[system] momentum = "zero"` on a
+    checkpoint start, numdp lmp's `velocity all zero linear` between runs)."""
+
+    def __init__(self, source: AtomSource, block: int = 1 << 16):
+        self.source = source
+        self.natoms = source.natoms
+        self.light = source.light
+        total = np.zeros(4)
+        for arrays in source.blocks(block, ("velocities", "masses")):
+            total += np.append(arrays["masses"] @ arrays["velocities"], arrays["masses"].sum())
+        self.vcm = total[:3] / total[3] if total[3] > 0 else np.zeros(3)
+
+    def blocks(self, block: int, names: tuple[str, ...] | None = None) -> Iterator[dict[str, np.ndarray]]:
+        for arrays in self.source.blocks(block, names):
+            if "velocities" in arrays:
+                arrays = dict(arrays, velocities=arrays["velocities"] - self.vcm)
+            yield arrays
 
 
 def _masses(settings: RunSettings, types: np.ndarray, type_map: list[str], file_masses,
@@ -172,7 +196,7 @@ def structure_atoms(settings: RunSettings, type_map: list[str]) -> ReplicatedAto
     if structure.box is not None:   # messages name the file (the readers check what they can name by line)
         check_box(structure.box, str(structure.source))
     check_positions(structure.positions, f"{structure.source}: positions")
-    shifts, box = replica_shifts(structure, s.replicate)
+    shifts, box = replica_shifts(structure, s.replicate, s.replicate_order)
     if settings.lammps:   # numdp lmp: pair_coeff's elements became [system] type_names
         types = assign_types(structure, type_map, s.type_names, f"{settings.path.name}:", "pair_coeff",
                              "pair_coeff * * ELEMENT ..., one element per atom type")
@@ -208,13 +232,17 @@ def is_minimization_checkpoint(path) -> bool:
 
 
 def read_start(settings: RunSettings, restart, type_map: list[str],
-               barostat_coupling: str | None) -> tuple[AtomSource, list[str]]:
+               barostat_coupling: str | None, from_file: bool = False) -> tuple[AtomSource, list[str]]:
     """The start state (rank 0 only) and notes for the log: a checkpoint or the [system]
-    structure (velocities not drawn yet), rotated to a lower-triangular cell for triclinic NPT."""
+    structure (velocities not drawn yet), rotated to a lower-triangular cell for triclinic NPT.
+    `from_file`: the checkpoint `restart` is the input's [system] file (a new run from its state,
+    where [system] momentum = "zero" applies), not --restart (which continues the run as it was)."""
     name = settings.path.name
     source: AtomSource
     if restart is not None:
         source = CheckpointAtoms(restart)
+        if settings.system.momentum == "zero" and from_file:
+            source = MomentumFreeAtoms(source)
         if source.light.type_map != type_map:
             raise InputError(f"{restart}: the checkpoint's type_map {source.light.type_map} differs from the "
                              f"model's {type_map}")
