@@ -72,7 +72,7 @@ def main(args) -> int:
             n = convert_trajectory(src, dst, fmt)
         if backups.moved:
             print(backups.line())
-        print(f"wrote {dst} ({fmt}, {n} frames) from {src} (H5MD)")
+        print(f"wrote {dst} ({fmt}, {n} frame{'' if n == 1 else 's'}) from {src} (H5MD)")
         return 0
     if dst.suffix.lower() == ".h5md":
         raise InputError(f"{dst}: numdp convert writes no H5MD files; it converts H5MD trajectories to "

@@ -494,31 +494,43 @@ def write_lammps_data(path, type_ids, positions, box, masses_by_type=None, comme
 
     type_ids (N,) 0-based (LAMMPS type = id + 1; the file declares max + 1 types, or
     len(masses_by_type)); positions (N, 3) Å; box (3, 3) rows = cell vectors, any right-handed
-    cell: rotated into LAMMPS' restricted triclinic form (`lammps_box`, origin 0), positions and
+    cell: rotated into LAMMPS' restricted triclinic form (`lammps_box`), positions and
     velocities with it; positions wrapped into the box along the periodic vectors `pbc`, with
-    image flags when any is non-zero; masses_by_type (ntypes,) amu; velocities (N, 3) Å/ps: a
-    Velocities section."""
+    image flags when any is non-zero; along a non-periodic vector the box is grown to hold atoms
+    that left the cell (a slab; numdp.io.trajectory.frame_cell, as a dump's ``mm`` bounds), its
+    origin then no longer 0, so that LAMMPS' read_data assigns every atom; masses_by_type (ntypes,)
+    amu; velocities (N, 3) Å/ps: a Velocities section.  Numbers are written with 17 significant
+    digits (float64 read back exactly, as LAMMPS' write_data's %.16e)."""
+    from .trajectory import frame_cell
+
     box = np.asarray(box, dtype=np.float64)
-    h, q = lammps_box(box)
-    pos = np.asarray(positions, dtype=np.float64) @ q
-    frac = np.linalg.solve(h.T, pos.T).T
-    image = np.where(np.asarray(pbc, dtype=bool), np.floor(frac), 0.0)
-    pos = (frac - image) @ h
+    periodic = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,))
+    pos = np.asarray(positions, dtype=np.float64)
+    h, q, o, grown = frame_cell(box, periodic, [pos]) if not periodic.all() else (*lammps_box(box), np.zeros(3), ())
+    pos = pos @ q
+    frac = np.linalg.solve(h.T, (pos - o).T).T
+    image = np.where(periodic, np.floor(frac), 0.0)
+    moved = np.any(image != 0.0, axis=1)   # the other atoms keep their coordinates bit for bit
+    pos[moved] -= image[moved] @ h
+
+    def num(v) -> str:
+        return repr(float(v))
+
     ntypes = max(int(np.max(type_ids)) + 1, 0 if masses_by_type is None else len(masses_by_type))
-    lines = [f"# {comment}", "", f"{len(type_ids)} atoms", f"{ntypes} atom types", "",
-             f"0.0 {h[0, 0]:.10f} xlo xhi", f"0.0 {h[1, 1]:.10f} ylo yhi", f"0.0 {h[2, 2]:.10f} zlo zhi"]
+    lines = [f"# {comment}", "", f"{len(type_ids)} atoms", f"{ntypes} atom types", ""]
+    lines += [f"{num(o[d])} {num(o[d] + h[d, d])} {'xyz'[d]}lo {'xyz'[d]}hi" for d in range(3)]
     if np.any(h[[1, 2, 2], [0, 0, 1]] != 0.0):
-        lines.append(f"{h[1, 0]:.10f} {h[2, 0]:.10f} {h[2, 1]:.10f} xy xz yz")
+        lines.append(f"{num(h[1, 0])} {num(h[2, 0])} {num(h[2, 1])} xy xz yz")
     if masses_by_type is not None:
-        lines += ["", "Masses", ""] + [f"{t + 1} {m:.6f}" for t, m in enumerate(masses_by_type)]
+        lines += ["", "Masses", ""] + [f"{t + 1} {num(m)}" for t, m in enumerate(masses_by_type)]
     lines += ["", "Atoms # atomic", ""]
     flags = np.any(image != 0)
     for i, (t, x, n) in enumerate(zip(type_ids, pos, image.astype(np.int64))):
-        lines.append(f"{i + 1} {int(t) + 1} {x[0]:.10f} {x[1]:.10f} {x[2]:.10f}"
+        lines.append(f"{i + 1} {int(t) + 1} {num(x[0])} {num(x[1])} {num(x[2])}"
                      + (f" {n[0]} {n[1]} {n[2]}" if flags else ""))
     if velocities is not None:
         vel = np.asarray(velocities, dtype=np.float64) @ q
-        lines += ["", "Velocities", ""] + [f"{i + 1} {v[0]:.10f} {v[1]:.10f} {v[2]:.10f}"
+        lines += ["", "Velocities", ""] + [f"{i + 1} {num(v[0])} {num(v[1])} {num(v[2])}"
                                            for i, v in enumerate(vel)]
     Path(path).write_text("\n".join(lines) + "\n")
 

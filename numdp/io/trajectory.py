@@ -18,8 +18,8 @@ Formats (`FORMATS`; `open_trajectory` picks the writer):
         Lattice="ax ay az bx by bz cx cy cz" Properties=species:S:1:pos:R:3:masses:R:1:momenta:R:3:forces:R:3 energy=E step=S time=T ... pbc="T T T"
         O  x y z  m  px py pz  fx fy fz
 
-    Å, eV, eV/Å (ASE's units); velocities as ASE momenta (amu Å per ASE time unit) with the
-    masses, so that ASE's ``get_velocities()`` and numdp's reader get them back; the
+    Å, eV, eV/Å (ASE's units); the masses (amu) always, velocities as ASE momenta (amu Å per ASE
+    time unit), so that ASE's ``get_velocities()`` and numdp's reader get them back; the
     observables (potential energy as ``energy``, kinetic_energy, temperature, pressure [bar],
     ...) in the comment line.  No Lattice and ``pbc="F F F"`` for an open system.
 ``lammps-dump``
@@ -36,7 +36,7 @@ Formats (`FORMATS`; `open_trajectory` picks the writer):
     written as ``ITEM: BOX BOUNDS pp pp pp``; an open system as ``ss ss ss`` bounds around the
     atoms, 1e-4 of the extent beyond the outermost ones as LAMMPS' shrink-wrapping
     (`shrink_wrap_bounds`); a slab's box (``pp pp ff``) grown along its open vector to hold atoms
-    that left it, flagged ``mm`` (`_frame_cell`), so that readers which map positions into the
+    that left it, flagged ``mm`` (`frame_cell`), so that readers which map positions into the
     box (dpdata) move no atom.  ``columns`` (`DUMP_COLUMNS`, LAMMPS' ``dump custom`` keywords)
     chooses the ATOMS columns in place of the default ones, e.g. DP-GEN's ``id type x y z fx fy
     fz``: ``x y z`` are the positions wrapped into the box along its periodic vectors (LAMMPS
@@ -171,7 +171,7 @@ def open_trajectory(fmt: str, path, species, masses, type_map, fields, periodic,
 
 
 class _TextWriter:
-    """A text trajectory appended frame by frame (subclasses: `_header_text`, `_atoms_text`, `_frame_at`)."""
+    """A text trajectory appended frame by frame (subclasses: `_header_text`, `_atoms_text`, `_read_header`)."""
 
     def __init__(self, path, species, masses, type_map, fields, resume_after: int | None,
                  periodic=True, natoms: int | None = None):
@@ -202,39 +202,47 @@ class _TextWriter:
         self.masses[start:stop] = masses
 
     def _truncate(self, resume_after: int) -> None:
-        lines = self.path.read_bytes().splitlines(keepends=True)
-        try:
-            frames = self._scan([ln.decode() for ln in lines])
-        except (ValueError, IndexError, UnicodeDecodeError):
-            raise InputError(f"{self.path}: not a numdp {self.FORMAT} trajectory; move it away to "
-                             f"continue from a checkpoint") from None
+        """Keep the frames with step <= resume_after, drop the rest (and an incomplete last frame).
+        The file is scanned line by line, never held in memory whole (the trajectory of a large
+        run may be larger than memory)."""
         keep_bytes = 0
-        for start, end, step, natoms in frames:
-            if natoms != len(self.species):
-                raise InputError(f"{self.path}: holds frames of {natoms} atoms, the run has "
-                                 f"{len(self.species)}; cannot continue it")
-            if step > resume_after:
-                break
-            keep_bytes = sum(len(ln) for ln in lines[:end])
-            self._last = step
+        with open(self.path, "rb") as fh:
+            try:
+                for end, step, natoms in self._scan(fh):
+                    if natoms != len(self.species):
+                        raise InputError(f"{self.path}: holds frames of {natoms} atoms, the run has "
+                                         f"{len(self.species)}; cannot continue it")
+                    if step > resume_after:
+                        break
+                    keep_bytes = end
+                    self._last = step
+            except (ValueError, IndexError, UnicodeDecodeError):
+                raise InputError(f"{self.path}: not a numdp {self.FORMAT} trajectory; move it away to "
+                                 f"continue from a checkpoint") from None
         os.truncate(self.path, keep_bytes)
 
-    def _scan(self, lines: list[str]):
-        """(first line, end line, step, natoms) of every complete frame; a frame that cannot be
-        parsed ends the scan (an incomplete last frame), unless it is the first."""
-        out, i = [], 0
-        while i < len(lines):
+    def _scan(self, fh):
+        """(end byte offset, step, natoms) of every complete frame of the binary file `fh`, in
+        order, read line by line; a frame that cannot be parsed ends the scan (an incomplete last
+        frame), unless it is the first (ValueError)."""
+        def readline() -> str:
+            line = fh.readline()
+            if not line.endswith(b"\n"):   # the end of the file, or a last line cut short
+                raise IndexError("incomplete frame")
+            return line.decode()
+
+        first = True
+        while fh.peek(1):   # an empty file (a run stopped before its first frame) holds no frame
             try:
-                end, step, n = self._frame_at(lines, i)
-                if end > len(lines) or not lines[end - 1].endswith("\n"):
-                    raise IndexError("incomplete frame")
-            except (ValueError, IndexError, StopIteration):
-                if not out:
+                step, n = self._read_header(readline)
+                for _ in range(n):
+                    readline()
+            except (ValueError, IndexError, StopIteration, UnicodeDecodeError):
+                if first:
                     raise ValueError("no complete frame") from None
-                break
-            out.append((i, end, step, n))
-            i = end
-        return out
+                return
+            first = False
+            yield fh.tell(), step, n
 
     def last_step(self) -> int | None:
         return self._last
@@ -267,9 +275,9 @@ class ExtxyzWriter(_TextWriter):
     FORMAT = "extxyz"
 
     def _header_text(self, frame: Frame, vel: bool, frc: bool) -> str:
-        props = "species:S:1:pos:R:3"
+        props = "species:S:1:pos:R:3:masses:R:1"   # masses always: a reader's default ones may differ
         if vel:
-            props += ":masses:R:1:momenta:R:3"
+            props += ":momenta:R:3"
         if frc:
             props += ":forces:R:3"
         head = []
@@ -288,19 +296,20 @@ class ExtxyzWriter(_TextWriter):
     def _atoms_text(self, start, pos, vel, frc, box) -> str:
         n = len(pos)
         masses = self.masses[start:start + n, None]
-        cols = [self._names[self.species[start:start + n]][:, None], pos]
+        cols = [self._names[self.species[start:start + n]][:, None], pos, masses]
         if vel is not None:
-            cols += [masses, vel * masses * ASE_TIME_IN_PS]
+            cols.append(vel * masses * ASE_TIME_IN_PS)
         if frc is not None:
             cols.append(frc)
         table = np.concatenate([np.asarray(c, dtype=object) for c in cols], axis=1)
         return "".join(" ".join(str(x) if k == 0 else _num(x) for k, x in enumerate(r)) + "\n" for r in table)
 
     @staticmethod
-    def _frame_at(lines: list[str], i: int):
-        n = int(lines[i].split()[0])
-        step = int(next(w for w in lines[i + 1].split() if w.startswith("step=")).split("=")[1])
-        return i + 2 + n, step, n
+    def _read_header(readline):
+        """(step, natoms) of the frame whose header `readline()` reads (its atom lines follow)."""
+        n = int(readline().split()[0])
+        step = int(next(w for w in readline().split() if w.startswith("step=")).split("=")[1])
+        return step, n
 
 
 # dump column -> (array of LammpsDumpWriter._atoms_text, component)
@@ -326,7 +335,7 @@ def shrink_wrap_bounds(lo, hi) -> tuple[np.ndarray, np.ndarray]:
     return lo - margin, hi + margin
 
 
-def _frame_cell(box, pbc, positions) -> tuple:
+def frame_cell(box, pbc, positions) -> tuple:
     """(H, Q, origin, grown) of a dump frame of a cell periodic along some vectors only (a slab):
     LAMMPS' restricted cell H (3, 3) and rotation Q of `lammps_box`, the cell's origin (3,) Å in
     the rotated frame and the indices of the non-periodic vectors it was grown along.  numdp lets
@@ -367,7 +376,7 @@ class LammpsDumpWriter(_TextWriter):
             raise InputError(f"{path}: dump columns {' '.join(c for c in self.columns if c in SCALED_COLUMNS)}: "
                              f"scaled coordinates and image flags need a cell; this system has none")
         super().__init__(path, species, masses, type_map, fields, resume_after, periodic, natoms)
-        self._cell: tuple | None = None   # (H, Q, origin, grown) of the frame being written, see `_frame_cell`
+        self._cell: tuple | None = None   # (H, Q, origin, grown) of the frame being written, see `frame_cell`
 
     def _columns(self, vel: bool, frc: bool) -> tuple[str, ...]:
         if self.columns is not None:
@@ -440,21 +449,24 @@ class LammpsDumpWriter(_TextWriter):
             super().append_frame(frame)
             return
         blocks = [(start, dict(a)) for start, a in frame.blocks]   # read once: the cell depends on them all
-        self._cell = _frame_cell(frame.box, self.pbc, [a["positions"] for _, a in blocks])
+        self._cell = frame_cell(frame.box, self.pbc, [a["positions"] for _, a in blocks])
         try:
             super().append_frame(replace(frame, blocks=blocks))
         finally:
             self._cell = None
 
     @staticmethod
-    def _frame_at(lines: list[str], i: int):
-        if lines[i].strip() != "ITEM: TIMESTEP":
-            raise ValueError(lines[i])
-        step, n = int(lines[i + 1]), int(lines[i + 3])
-        j = i + 4
-        while not lines[j].startswith("ITEM: ATOMS"):
-            j += 1
-        return j + 1 + n, step, n
+    def _read_header(readline):
+        """(step, natoms) of the frame whose header `readline()` reads (its atom lines follow)."""
+        line = readline()
+        if line.strip() != "ITEM: TIMESTEP":
+            raise ValueError(line)
+        step = int(readline())
+        readline()   # ITEM: NUMBER OF ATOMS
+        n = int(readline())
+        while not readline().startswith("ITEM: ATOMS"):
+            pass
+        return step, n
 
 
 
@@ -500,7 +512,8 @@ def is_h5md_trajectory(path) -> bool:
 def convert_trajectory(src, dst, fmt: str) -> int:
     """Write every frame of the H5MD file `src` to `dst` in format `fmt` (replaced atomically);
     returns the number of frames.  Forces (converted to eV/Å) and numdp's observables are
-    carried over when present; species are named through numdp's stored type_map."""
+    carried over when present; species are named through numdp's stored type_map.  Frames are
+    read one at a time (a trajectory may be far larger than memory)."""
     import h5py
 
     from .atomic import atomic_path
@@ -513,27 +526,27 @@ def convert_trajectory(src, dst, fmt: str) -> int:
     with h5py.File(src, "r") as h5:
         part = h5["particles"][GROUP if GROUP in h5["particles"] else next(iter(h5["particles"]))]
         nframes = part["position/value"].shape[0]
-        forces = None
+        forces, scale = None, 1.0
         if "force" in part:
             unit = part["force/value"].attrs.get("unit", "eV Angstrom-1")
             unit = unit.decode() if isinstance(unit, bytes) else str(unit)
             if unit not in FORCE_UNITS:
                 raise InputError(f"{src}: force unit '{unit}' is not supported (expected one of {sorted(FORCE_UNITS)})")
-            forces = part["force/value"][()] / FORCE_UNITS[unit]
+            forces, scale = part["force/value"], FORCE_UNITS[unit]
         obs = {name: h5[f"observables/{name}/value"][()] for name in OBSERVABLES
                if f"observables/{name}/value" in h5}
-    fields = ("position",) + (("velocity",) if first["velocities"] is not None else ()) \
-        + (("force",) if forces is not None else ())
-    masses = first["masses"] if first["masses"] is not None else np.zeros(len(first["species"]))
-    with atomic_path(dst, "trajectory") as tmp:
-        w = open_trajectory(fmt, tmp, first["species"], masses, first["type_map"], fields,
-                            False if first["box"] is None else (first["pbc"] or True), "eV Angstrom-1")
-        try:
-            for k in range(nframes):
-                f = first if k == 0 else read_frame(src, k)
-                w.append(f["step"], f["time"], f["positions"], f["velocities"],
-                         None if forces is None else forces[k], f["box"],
-                         {name: float(v[k]) for name, v in obs.items()})
-        finally:
-            w.close()
+        fields = ("position",) + (("velocity",) if first["velocities"] is not None else ()) \
+            + (("force",) if forces is not None else ())
+        masses = first["masses"] if first["masses"] is not None else np.zeros(len(first["species"]))
+        with atomic_path(dst, "trajectory") as tmp:
+            w = open_trajectory(fmt, tmp, first["species"], masses, first["type_map"], fields,
+                                False if first["box"] is None else (first["pbc"] or True), "eV Angstrom-1")
+            try:
+                for k in range(nframes):
+                    f = first if k == 0 else read_frame(src, k)
+                    w.append(f["step"], f["time"], f["positions"], f["velocities"],
+                             None if forces is None else forces[k] / scale, f["box"],
+                             {name: float(v[k]) for name, v in obs.items()})
+            finally:
+                w.close()
     return nframes
