@@ -51,6 +51,26 @@ def observed_types(params) -> list[str]:
     return sorted(seen, key=_atomic_number)
 
 
+DESCRIPTOR_HELD = ("rcut", "rcut_smth", "sel", "neuron", "axis_neuron", "resnet_dt", "type_one_side")
+FITTING_HELD = ("neuron", "resnet_dt")
+"""Parameters the model's arrays hold, printed from them over a recorded model_def_script (which
+a model changed after DeePMD-kit wrote it, by numdp or by a script, no longer describes); the
+recorded precision, seeds, activation name and the rest are printed as recorded."""
+
+
+def _recorded(recorded: dict, rebuilt: dict, held: tuple[str, ...], **more) -> dict:
+    """`recorded` in its own order, its entries of `held` (and of `more`, where recorded) replaced
+    by the values the model holds (`rebuilt`, `more`)."""
+    out = dict(recorded)
+    for key in held:
+        if key in out and key in rebuilt:
+            out[key] = rebuilt[key]
+    for key, value in more.items():
+        if key in out:
+            out[key] = value
+    return out
+
+
 def _recorded_script(params) -> dict:
     """The model definition a DeePMD-kit file records (its model_def_script), which dp show
     prints verbatim (the precision it was trained in, seeds, ...); {} for numdp's own files,
@@ -79,7 +99,8 @@ def describe(params, attributes=ATTRIBUTES) -> list[str]:
         if d.exclude_types:
             desc["exclude_types"] = [list(pair) for pair in d.exclude_types]
         if isinstance(script.get("descriptor"), dict):
-            desc = script["descriptor"]
+            desc = _recorded(script["descriptor"], desc, DESCRIPTOR_HELD,
+                             exclude_types=[list(pair) for pair in d.exclude_types])
         lines.append(f"The descriptor parameter is {desc}")
         if d.tables is not None:
             t = d.tables[0]
@@ -95,7 +116,8 @@ def describe(params, attributes=ATTRIBUTES) -> list[str]:
         if f.numb_aparam:
             fit["numb_aparam"] = f.numb_aparam
         if isinstance(script.get("fitting_net"), dict):
-            fit = script["fitting_net"]
+            fit = _recorded(script["fitting_net"], fit, FITTING_HELD, numb_fparam=f.numb_fparam,
+                            numb_aparam=f.numb_aparam)
         lines.append(f"The fitting_net parameter is {fit}")
         lines.append("The energy bias (eV per atom) is " + ", ".join(
             f"{n} {b:.10g}" for n, b in zip(params.type_map, f.bias_atom_e + params.out_bias)))
