@@ -142,3 +142,20 @@ def test_lammps_data_keeps_every_digit_and_a_slabs_atoms_inside_its_box(tmp_path
     np.testing.assert_allclose(back.positions + shift, pos, rtol=0, atol=8 * np.spacing(10.0))
     assert np.array_equal(back.velocities, vel)
     assert np.array_equal(back.masses, np.array([15.999, 2.01410178, 2.01410178, 15.999]))
+
+
+def test_convert_of_an_h5md_file_without_masses_writes_standard_ones(tmp_path):
+    """An H5MD file that stores no masses (LAMMPS' dump h5md): `numdp convert` to extxyz wrote a
+    masses column of zeros once the column was always written (the review of that change: ASE
+    read masses 0, numdp run refused the file); now the elements' standard masses, and no column
+    for a type no element names."""
+    ase_io = pytest.importorskip("ase.io")
+    _h5md(tmp_path / "t.h5md", 4, 2)
+    with h5py.File(tmp_path / "t.h5md", "a") as h5:
+        part = h5["particles"][next(iter(h5["particles"]))]
+        assert "mass" in part
+        del part["mass"]
+    assert cli_main(["convert", str(tmp_path / "t.h5md"), str(tmp_path / "t.xyz")]) == 0
+    atoms = ase_io.read(tmp_path / "t.xyz")
+    np.testing.assert_array_equal(atoms.get_masses(), np.full(4, 15.999))
+    assert "masses" in (tmp_path / "t.xyz").read_text().splitlines()[1]

@@ -275,7 +275,10 @@ class ExtxyzWriter(_TextWriter):
     FORMAT = "extxyz"
 
     def _header_text(self, frame: Frame, vel: bool, frc: bool) -> str:
-        props = "species:S:1:pos:R:3:masses:R:1"   # masses always: a reader's default ones may differ
+        # masses whenever known (a reader's default ones may differ), and with the momenta; decided
+        # here, once per frame, for the frame's atom blocks (`_atoms_text`)
+        self._with_masses = vel or bool(np.all(self.masses > 0.0))
+        props = "species:S:1:pos:R:3" + (":masses:R:1" if self._with_masses else "")
         if vel:
             props += ":momenta:R:3"
         if frc:
@@ -296,7 +299,9 @@ class ExtxyzWriter(_TextWriter):
     def _atoms_text(self, start, pos, vel, frc, box) -> str:
         n = len(pos)
         masses = self.masses[start:start + n, None]
-        cols = [self._names[self.species[start:start + n]][:, None], pos, masses]
+        cols = [self._names[self.species[start:start + n]][:, None], pos]
+        if self._with_masses:
+            cols.append(masses)
         if vel is not None:
             cols.append(vel * masses * ASE_TIME_IN_PS)
         if frc is not None:
@@ -509,6 +514,16 @@ def is_h5md_trajectory(path) -> bool:
         return False
 
 
+def _standard_masses(frame: dict) -> np.ndarray:
+    """(N,) amu: the standard masses of the frame's elements, for an H5MD file that stores no
+    masses (LAMMPS' dump h5md); zeros where a type is named by no element (the extxyz writer then
+    leaves the masses column out: `ExtxyzWriter`)."""
+    from ..units import STANDARD_MASSES
+
+    by_type = np.array([STANDARD_MASSES.get(str(name), 0.0) for name in frame["type_map"]])
+    return by_type[np.asarray(frame["species"], dtype=np.int64)]
+
+
 def convert_trajectory(src, dst, fmt: str) -> int:
     """Write every frame of the H5MD file `src` to `dst` in format `fmt` (replaced atomically);
     returns the number of frames.  Forces (converted to eV/Å) and numdp's observables are
@@ -537,7 +552,7 @@ def convert_trajectory(src, dst, fmt: str) -> int:
                if f"observables/{name}/value" in h5}
         fields = ("position",) + (("velocity",) if first["velocities"] is not None else ()) \
             + (("force",) if forces is not None else ())
-        masses = first["masses"] if first["masses"] is not None else np.zeros(len(first["species"]))
+        masses = first["masses"] if first["masses"] is not None else _standard_masses(first)
         with atomic_path(dst, "trajectory") as tmp:
             w = open_trajectory(fmt, tmp, first["species"], masses, first["type_map"], fields,
                                 False if first["box"] is None else (first["pbc"] or True), "eV Angstrom-1")

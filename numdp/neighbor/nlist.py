@@ -165,7 +165,7 @@ def build_nlist(ext: Extended, rcut, sel, ntypes: int, positions=None) -> Neighb
     return _neighbor_list(nlist, counts, s)
 
 
-def report_overflow(nl: NeighborList, sel, type_map=None) -> None:
+def report_overflow(nl: NeighborList, sel, type_map=None, stacklevel: int = 2) -> None:
     """Warn (`NeighborOverflowWarning`) about each type whose block overflowed; silent otherwise.
 
     The message names the type (from type_map when given), its sel, how many centre atoms lost
@@ -192,14 +192,14 @@ def report_overflow(nl: NeighborList, sel, type_map=None) -> None:
             "neighbour list overflow, the farthest neighbours were dropped: " + "; ".join(parts)
             + ". Increase sel to at least the largest count.",
             NeighborOverflowWarning,
-            stacklevel=2,
+            stacklevel=stacklevel,
         )
     if unseen:
         warnings.warn(
             "; ".join(unseen) + ", as DeePMD-kit does (a type without neighbour slots: DeePMD-kit's "
             "sel \"auto\" for a type its training data never brought within rcut of an atom).",
             NeighborOverflowWarning,
-            stacklevel=2,
+            stacklevel=stacklevel,
         )
 
 
@@ -217,10 +217,21 @@ class OverflowWarnings:
         """Warn about the types of `nl` (anything with per-type `overflow` and `max_count`) not
         yet reported for `sel`; True if a type with sel > 0 overflowed."""
         s = np.asarray(sel, dtype=np.int64)
-        over = [int(t) for t in np.flatnonzero(np.asarray(nl.overflow) > 0)]
+        overflow = np.asarray(nl.overflow)
+        over = [int(t) for t in np.flatnonzero(overflow > 0)]
         key = tuple(int(v) for v in s)
-        if any((key, t) not in self._warned for t in over):
-            self._warned.update((key, t) for t in over)
-            report_overflow(nl, s, type_map)
+        new = [t for t in over if (key, t) not in self._warned]
+        if new:
+            self._warned.update((key, t) for t in new)
+            only = np.zeros_like(overflow)
+            only[new] = overflow[new]   # the types warned about before are not repeated
+            report_overflow(_OverflowCounts(only, np.asarray(nl.max_count)), s, type_map, stacklevel=3)
         return any(s[t] > 0 for t in over)
+
+
+class _OverflowCounts:
+    """Per-type overflow counts and largest counts: what `report_overflow` reads of a list."""
+
+    def __init__(self, overflow: np.ndarray, max_count: np.ndarray):
+        self.overflow, self.max_count = overflow, max_count
 
