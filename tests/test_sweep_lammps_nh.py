@@ -57,28 +57,20 @@ run {steps}
 """
 
 
+def _fixture_tool():
+    """tools/make_lammps_nh_fixtures.py, whose LAMMPS dump reader reads numdp lmp's dumps too."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "make_lammps_nh_fixtures", Path(__file__).resolve().parent.parent / "tools" / "make_lammps_nh_fixtures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def read_dump(path: Path):
     """(x - lo, v, cell rows) of the last frame of a custom dump (id x y z vx vy vz), id order."""
-    lines = path.read_text().splitlines()
-    k = max(i for i, ln in enumerate(lines) if ln == "ITEM: TIMESTEP")
-    n = int(lines[k + 3])
-    head = lines[k + 4].split()
-    b = np.array([[float(x) for x in lines[k + 5 + j].split()] for j in range(3)])
-    if "xy" in head:
-        xy, xz, yz = b[:, 2]
-        xlo = b[0, 0] - min(0.0, xy, xz, xy + xz)
-        xhi = b[0, 1] - max(0.0, xy, xz, xy + xz)
-        ylo, yhi = b[1, 0] - min(0.0, yz), b[1, 1] - max(0.0, yz)
-    else:
-        (xlo, xhi), (ylo, yhi) = b[0, :2], b[1, :2]
-        xy = xz = yz = 0.0
-    zlo, zhi = b[2, :2]
-    cols = lines[k + 8].split()[2:]
-    a = np.array([[float(x) for x in ln.split()] for ln in lines[k + 9:k + 9 + n]])
-    a = a[np.argsort(a[:, cols.index("id")])]
-    x = a[:, [cols.index(c) for c in ("x", "y", "z")]] - np.array([xlo, ylo, zlo])
-    v = a[:, [cols.index(c) for c in ("vx", "vy", "vz")]]
-    return x, v, np.array([[xhi - xlo, 0.0, 0.0], [xy, yhi - ylo, 0.0], [xz, yz, zhi - zlo]])
+    return _fixture_tool().read_dump(path)[:3]
 
 
 def run_numdp(tmp_path: Path, monkeypatch, case) -> tuple:
