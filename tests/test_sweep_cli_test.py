@@ -180,6 +180,28 @@ def test_model_devi_reads_a_trajectory_whose_name_holds_a_hash(tmp_path, model_f
     np.testing.assert_array_equal(rows[0], rows[1])
 
 
+def test_model_devi_reads_an_lmdb_datasets_group(tmp_path, model_file):
+    """`data.lmdb#nloc=N` (a group of an LMDB dataset, a directory) is a system location too: the
+    rule for '#' (a location only where the part before it is data) first took only files."""
+    pytest.importorskip("lmdb")
+    from lmdb_util import write_lmdb
+
+    p2 = random_params(ntypes=2, sel=[8, 8], neuron=(4, 8), axis_neuron=2, fitting=(8, 8), seed=6)
+    p2.type_map = ["O", "H"]
+    write_model(p2, tmp_path / "m2.h5")
+    frames = []
+    for f in range(2):
+        pos, types, box = random_config(N, 2, box_len=7.0, seed=f)
+        frames.append({"atom_types": np.asarray(types), "coords": pos, "cells": box, "energies": 1.0})
+    write_lmdb(tmp_path / "d.lmdb", frames, {"type_map": ["O", "H"]})
+    models = [str(model_file), str(tmp_path / "m2.h5")]
+    rows = []
+    for spec, out in ((tmp_path / "d.lmdb", "a.out"), (f"{tmp_path / 'd.lmdb'}#nloc={N}", "b.out")):
+        assert main(["model-devi", "-m", *models, "-s", str(spec), "-o", str(tmp_path / out)]) == 0
+        rows.append(np.loadtxt(tmp_path / out))
+    np.testing.assert_array_equal(rows[0], rows[1])
+
+
 def test_show_prints_a_deepmd_kit_files_recorded_parameters(capsys):
     """dp show prints the descriptor / fitting_net a DeePMD-kit file records; numdp rebuilt them
     and called a float32-trained model's precision float64.  The lines are dp show 3.2's on this

@@ -66,7 +66,7 @@ def frames_of(path: Path, type_map: list[str], labels: bool = False, set_prefix:
     rows (`System.model_fparam`, `System.model_aparam`; None for a model that takes none)."""
     from ..io.structure import assign_types, iter_extxyz, read_h5md_structure
 
-    if not path.exists() and not _hdf5_location(path):
+    if not path.exists() and not _data_location(path):
         raise InputError(f"{path}: system not found")
     if path.is_dir() or _deepmd_hdf5(path):
         from ..io.npy_system import find_systems, load_system
@@ -110,17 +110,20 @@ def _deepmd_hdf5(path: Path) -> bool:
     False for an H5MD file (a /particles group) and anything else (a file whose name holds a
     `#`, such as run#2.xyz, is that file)."""
     if not path.exists():
-        return _hdf5_location(path)
+        return _data_location(path)
     if not (path.is_file() and h5py.is_hdf5(path)):
         return False
     with h5py.File(path, "r") as h5:
         return "particles" not in h5
 
 
-def _hdf5_location(path: Path) -> bool:
-    """Whether `path` is PATH#LOCATION with PATH a file (a deepmd/hdf5 group, an LMDB dataset's)."""
+def _data_location(path: Path) -> bool:
+    """Whether `path` is PATH#LOCATION of a group of DeePMD data: PATH a file (deepmd/hdf5) or
+    an LMDB dataset (a directory)."""
+    from ..io.lmdb_system import is_lmdb
+
     head, sep, _ = str(path).partition("#")
-    return bool(sep) and Path(head).is_file()
+    return bool(sep) and (Path(head).is_file() or is_lmdb(head))
 
 
 def _h5md_frames(path: Path) -> int:
