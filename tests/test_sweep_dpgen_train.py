@@ -178,7 +178,7 @@ def test_freeze_and_compress_default_names_follow_dp_backend(tmp_path, data_dir,
     capsys.readouterr()
     assert cli_main(["compress"]) == 2
     err = capsys.readouterr()
-    assert err.err == "numdp compress: error: frozen_model_compressed.pb: is a directory, cannot write a model file there\n"
+    assert err.err == "numdp compress: error: frozen_model_compressed.pb: is a directory; name the output model with -o\n"
     assert "table" not in err.out + err.err
     (t0 / "ckdir").mkdir()
     assert cli_main(["train", "input.json", "--restart", "ckdir"]) == 2

@@ -50,7 +50,7 @@ def _model_path(args) -> Path:
         from .freeze import backend_suffix
 
         args.default_names = True
-        return Path("frozen_model" + backend_suffix(args))
+        return Path("frozen_model" + backend_suffix(args))   # the input: a missing one is named when read
     if args.model is not None and args.input is not None:
         raise InputError("give the model to compress once: as MODEL or as -i MODEL")
     return Path(args.model if args.model is not None else args.input)
@@ -98,9 +98,9 @@ def main(args) -> int:
     if not (args.extrapolate > 1 and math.isfinite(args.extrapolate)):
         raise InputError(f"-e {args.extrapolate:g}: the extrapolation factor must be > 1 and finite")
     if args.default_names and args.output is None:   # dp compress's: frozen_model_compressed.pb
-        out_path = model_path.with_name("frozen_model_compressed" + model_path.suffix)
-        if out_path.is_dir():   # checked before the (long) tabulation, as output_kind below
-            raise InputError(f"{out_path}: is a directory, cannot write a model file there")
+        from .freeze import default_model_path
+
+        out_path = default_model_path("frozen_model_compressed", args)   # checked before the tabulation
     else:
         out_path = _output_path(model_path, args.output)
         # the output is checked before the (long) tabulation

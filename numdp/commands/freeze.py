@@ -46,6 +46,17 @@ def backend_suffix(args) -> str:
     return suffix
 
 
+def default_model_path(stem: str, args) -> Path:
+    """dp's default model name `stem` + the backend's suffix (`backend_suffix`: frozen_model.pb,
+    frozen_model_compressed.pth, ...); InputError when a directory has that name."""
+    from ..errors import InputError
+
+    path = Path(stem + backend_suffix(args))
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory; name the output model with -o")
+    return path
+
+
 def write_default_named(params, out: Path) -> str:
     """Write `params` to `out`: by its suffix (numdp.io.model_file.write_model), or for a
     DeePMD-kit default name of a format numdp does not write (DEEPMD_NAMES) numdp's HDF5 model;
@@ -82,9 +93,7 @@ def main(args) -> int:
     from ..train.freeze import model_from_checkpoint
 
     if args.output is None:   # dp freeze's default name (DP-GEN links it as graph.00N.pb)
-        out = Path("frozen_model" + backend_suffix(args))
-        if out.is_dir():
-            raise InputError(f"{out}: is a directory; name the output model with -o")
+        out = default_model_path("frozen_model", args)
     else:
         out = check_model_output(args.output)
     checkpoint = args.checkpoint

@@ -501,20 +501,17 @@ def write_lammps_data(path, type_ids, positions, box, masses_by_type=None, comme
     origin then no longer 0, so that LAMMPS' read_data assigns every atom; masses_by_type (ntypes,)
     amu; velocities (N, 3) Å/ps: a Velocities section.  Numbers are written with 17 significant
     digits (float64 read back exactly, as LAMMPS' write_data's %.16e)."""
-    from .trajectory import frame_cell
+    from .trajectory import float_text as num, frame_cell
 
     box = np.asarray(box, dtype=np.float64)
     periodic = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,))
     pos = np.asarray(positions, dtype=np.float64)
-    h, q, o, grown = frame_cell(box, periodic, [pos]) if not periodic.all() else (*lammps_box(box), np.zeros(3), ())
+    h, q, o, _ = frame_cell(box, periodic, [pos])   # fully periodic: lammps_box's cell, origin 0
     pos = pos @ q
     frac = np.linalg.solve(h.T, (pos - o).T).T
     image = np.where(periodic, np.floor(frac), 0.0)
     moved = np.any(image != 0.0, axis=1)   # the other atoms keep their coordinates bit for bit
     pos[moved] -= image[moved] @ h
-
-    def num(v) -> str:
-        return repr(float(v))
 
     ntypes = max(int(np.max(type_ids)) + 1, 0 if masses_by_type is None else len(masses_by_type))
     lines = [f"# {comment}", "", f"{len(type_ids)} atoms", f"{ntypes} atom types", ""]

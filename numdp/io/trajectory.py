@@ -267,7 +267,8 @@ class _TextWriter:
             self.fh = None
 
 
-def _num(v: float) -> str:
+def float_text(v: float) -> str:
+    """The shortest text that reads back as the same float64 (17 significant digits at most)."""
     return repr(float(v))
 
 
@@ -285,13 +286,13 @@ class ExtxyzWriter(_TextWriter):
             props += ":forces:R:3"
         head = []
         if frame.box is not None:
-            head.append('Lattice="' + " ".join(_num(v) for v in frame.box.ravel()) + '"')
+            head.append('Lattice="' + " ".join(float_text(v) for v in frame.box.ravel()) + '"')
         head.append(f"Properties={props}")
         obs = dict(frame.observables)
         if "potential_energy" in obs:
-            head.append(f"energy={_num(obs.pop('potential_energy'))}")
-        head.append(f"step={frame.step} time={_num(frame.time)}")
-        head += [f"{k}={_num(v)}" for k, v in obs.items() if math.isfinite(v)]
+            head.append(f"energy={float_text(obs.pop('potential_energy'))}")
+        head.append(f"step={frame.step} time={float_text(frame.time)}")
+        head += [f"{k}={float_text(v)}" for k, v in obs.items() if math.isfinite(v)]
         flags = self.pbc if frame.box is not None else (False,) * 3
         head.append('pbc="' + " ".join("T" if f else "F" for f in flags) + '"')
         return f"{frame.natoms}\n{' '.join(head)}\n"
@@ -307,7 +308,7 @@ class ExtxyzWriter(_TextWriter):
         if frc is not None:
             cols.append(frc)
         table = np.concatenate([np.asarray(c, dtype=object) for c in cols], axis=1)
-        return "".join(" ".join(str(x) if k == 0 else _num(x) for k, x in enumerate(r)) + "\n" for r in table)
+        return "".join(" ".join(str(x) if k == 0 else float_text(x) for k, x in enumerate(r)) + "\n" for r in table)
 
     @staticmethod
     def _read_header(readline):
@@ -394,7 +395,7 @@ class LammpsDumpWriter(_TextWriter):
         if frame.box is None:
             lo, hi = shrink_wrap_bounds(*(frame.bounds if frame.bounds is not None else (np.zeros(3), np.zeros(3))))
             out.append("ITEM: BOX BOUNDS ss ss ss\n"
-                       + "".join(f"{_num(lo[d])} {_num(hi[d])}\n" for d in range(3)))
+                       + "".join(f"{float_text(lo[d])} {float_text(hi[d])}\n" for d in range(3)))
         else:
             h, _, o, grown = self._cell if self._cell is not None else (*lammps_box(frame.box), np.zeros(3), ())
             xy, xz, yz = h[1, 0], h[2, 0], h[2, 1]
@@ -402,14 +403,14 @@ class LammpsDumpWriter(_TextWriter):
             bounds = " ".join("pp" if f else ("mm" if d in grown else "ff") for d, f in enumerate(self.pbc))
             if xy == 0 and xz == 0 and yz == 0:
                 out.append(f"ITEM: BOX BOUNDS {bounds}\n"
-                           + "".join(f"{_num(o[d]) if grown else '0.0'} {_num(o[d] + h[d, d])}\n" for d in range(3)))
+                           + "".join(f"{float_text(o[d]) if grown else '0.0'} {float_text(o[d] + h[d, d])}\n" for d in range(3)))
             else:
                 xlo = o[0] + min(0.0, xy, xz, xy + xz)
                 xhi = o[0] + h[0, 0] + max(0.0, xy, xz, xy + xz)
                 out.append(f"ITEM: BOX BOUNDS xy xz yz {bounds}\n"
-                           f"{_num(xlo)} {_num(xhi)} {_num(xy)}\n"
-                           f"{_num(o[1] + min(0.0, yz))} {_num(o[1] + h[1, 1] + max(0.0, yz))} {_num(xz)}\n"
-                           f"{_num(o[2]) if grown else '0.0'} {_num(o[2] + h[2, 2])} {_num(yz)}\n")
+                           f"{float_text(xlo)} {float_text(xhi)} {float_text(xy)}\n"
+                           f"{float_text(o[1] + min(0.0, yz))} {float_text(o[1] + h[1, 1] + max(0.0, yz))} {float_text(xz)}\n"
+                           f"{float_text(o[2]) if grown else '0.0'} {float_text(o[2] + h[2, 2])} {float_text(yz)}\n")
         out.append(f"ITEM: ATOMS {' '.join(self._columns(vel, frc))}\n")
         return "".join(out)
 
@@ -439,14 +440,14 @@ class LammpsDumpWriter(_TextWriter):
                 d = "xyz".index(c[1])
                 text.append([str(int(v)) for v in np.floor(unscaled[:, d])] if self.pbc[d] else ["0"] * len(pos))
             elif c == "mass":
-                text.append([_num(m) for m in self.masses[start:start + len(pos)]])
+                text.append([float_text(m) for m in self.masses[start:start + len(pos)]])
             elif c == "type":
                 text.append([str(t + 1) for t in species])
             elif c == "element":
                 text.append(list(names))
             else:
                 name, d = _DUMP_VECTOR_COLUMNS[c]
-                text.append([_num(v) for v in arrays[name][:, d]])
+                text.append([float_text(v) for v in arrays[name][:, d]])
         return "".join(" ".join(row) + "\n" for row in zip(*text))
 
     def append_frame(self, frame: Frame) -> None:

@@ -934,10 +934,7 @@ class _Translator:
         if bounds.get("start", start) > start or bounds.get("stop", self.s.steps) < self.s.steps:
             raise Refused(f"run start/stop must span the run's steps {start}-{self.s.steps} (LAMMPS refuses "
                           f"it too)")
-        fix, th = self.s.fix, self.s.thermostat
-        ramps = [x for x in (fix and fix.temperature, fix and fix.pressure, th and th.temperature)
-                 if isinstance(x, list)]
-        if ramps and (bounds.get("start", 0) != 0 or bounds.get("stop", self.s.steps) != self.s.steps):
+        if _ramps(self.s) and (bounds.get("start", 0) != 0 or bounds.get("stop", self.s.steps) != self.s.steps):
             raise Refused("run start/stop with a temperature or pressure ramp: numdp ramps from step 0 to the "
                           "run's last step")
 
@@ -1076,8 +1073,7 @@ class _Translator:
             system = {"file": s.continues}
             if s.zero_momentum:
                 system["momentum"] = "zero"
-            ramps = [x for x in (fix.temperature, fix.pressure, s.thermostat and s.thermostat.temperature)
-                     if isinstance(x, list)]
+            ramps = _ramps(s)
             if ramps:
                 raise Refused(f"a ramp ({ramps[0][0]} -> {ramps[0][1]}) in a run after the first: numdp anchors "
                               f"ramps at step 0 of the script; ramp in the first run only")
@@ -1279,6 +1275,12 @@ class _LineRefused(Refused):
     def __init__(self, where: tuple, command: str, message: str):
         super().__init__(message)
         (self.file, self.line), self.command = where, command
+
+
+def _ramps(s: _State) -> list[list[float]]:
+    """The [start, stop] temperature and pressure ramps of the state's fix and thermostat fix."""
+    fix, th = s.fix, s.thermostat
+    return [x for x in (fix and fix.temperature, fix and fix.pressure, th and th.temperature) if isinstance(x, list)]
 
 
 def _column_index(word: str) -> bool:

@@ -51,7 +51,7 @@ import time
 
 import numpy as np
 
-from ..neighbor import OverflowWarnings
+from ..neighbor import OverflowCounts
 from ..parallel.world import World
 from ..system import State
 from .device_graph import address
@@ -61,14 +61,6 @@ from .forces import ForceProviderBase, cell_strain
 # Largest neighbour list (bytes) a force call forms whole; beyond, the list's rows are formed chunk
 # by chunk as the model asks for them (`DeviceForceProvider._list`): 1 GiB is ~1.9 M water atoms.
 WHOLE_LIST_BYTES = 2**30
-
-
-class _Overflow:
-    """What report_overflow reads from a list: per-type overflow counts and largest counts."""
-
-    def __init__(self, overflow, max_count):
-        self.overflow = overflow
-        self.max_count = max_count
 
 
 class DeviceForceProvider(ForceProviderBase):
@@ -364,7 +356,7 @@ class DeviceForceProvider(ForceProviderBase):
         max_count, overflow = search_flags(values, len(sel), self._plan)
         if not overflow.any():
             return
-        real = self._overflows.seen(_Overflow(overflow, max_count), np.asarray(sel),
+        real = self._overflows.seen(OverflowCounts(overflow, max_count), np.asarray(sel),
                                     getattr(self.model if model is None else model, "type_map", None))
         if model is None and real:
             self.overflow_calls += 1

@@ -37,7 +37,7 @@ from ..parallel.distribute import GlobalAtoms, scatter_state
 from ..parallel.domain import Domain, check_grid, choose_grid, describe_grid
 from ..parallel.threads import apply_threads, threads_per_rank
 from ..parallel.world import World
-from ..system import State
+from ..system import State, zero_momentum
 from .deviation import DeviationReporter, check_ensemble
 from .barostat import StochasticCellRescaling
 from .mtk import MTKBarostat
@@ -140,8 +140,7 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
     with world.agreement():  # rank 0 opens the start state
         if world.is_root:
             start, notes = read_start(settings, restart, type_map,
-                                      md.barostat.coupling if md is not None and md.barostat else None,
-                                      from_file=from_file)
+                                      md.barostat.coupling if md is not None and md.barostat else None)
     box, pbc, notes, recorded = world.bcast_object(
         (start.light.box, start.light.pbc_flags, notes, start.light.neighbor.get("grid")) if world.is_root else None)
     with world.agreement():
@@ -158,6 +157,8 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
     del start
     if not restarted:
         start_velocities(state, settings, world)
+    elif from_file and settings.system.momentum == "zero":   # a new run from a checkpoint's state
+        zero_momentum(state.velocities, state.masses, world.sum_global)   # (numdp lmp: velocity all zero linear)
 
     thermostat = None
     if md is not None and md.thermostat is not None:

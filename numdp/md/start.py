@@ -61,27 +61,6 @@ def start_velocities(state: State, settings: RunSettings, world: World | None = 
         zero_momentum(state.velocities, state.masses, world.sum_global)
 
 
-class MomentumFreeAtoms:
-    """`source` with its total momentum removed: every velocity minus the centre-of-mass velocity
-    Σ m v / Σ m of all its atoms (summed block by block; `[system] momentum = "zero"` on a
-    checkpoint start, numdp lmp's `velocity all zero linear` between runs)."""
-
-    def __init__(self, source: AtomSource, block: int = 1 << 16):
-        self.source = source
-        self.natoms = source.natoms
-        self.light = source.light
-        total = np.zeros(4)
-        for arrays in source.blocks(block, ("velocities", "masses")):
-            total += np.append(arrays["masses"] @ arrays["velocities"], arrays["masses"].sum())
-        self.vcm = total[:3] / total[3] if total[3] > 0 else np.zeros(3)
-
-    def blocks(self, block: int, names: tuple[str, ...] | None = None) -> Iterator[dict[str, np.ndarray]]:
-        for arrays in self.source.blocks(block, names):
-            if "velocities" in arrays:
-                arrays = dict(arrays, velocities=arrays["velocities"] - self.vcm)
-            yield arrays
-
-
 def _masses(settings: RunSettings, types: np.ndarray, type_map: list[str], file_masses,
             source: str = "the structure file") -> np.ndarray:
     """(N,) amu: [system] masses override, else the masses in the file (`source` names it in the
@@ -232,17 +211,13 @@ def is_minimization_checkpoint(path) -> bool:
 
 
 def read_start(settings: RunSettings, restart, type_map: list[str],
-               barostat_coupling: str | None, from_file: bool = False) -> tuple[AtomSource, list[str]]:
+               barostat_coupling: str | None) -> tuple[AtomSource, list[str]]:
     """The start state (rank 0 only) and notes for the log: a checkpoint or the [system]
-    structure (velocities not drawn yet), rotated to a lower-triangular cell for triclinic NPT.
-    `from_file`: the checkpoint `restart` is the input's [system] file (a new run from its state,
-    where [system] momentum = "zero" applies), not --restart (which continues the run as it was)."""
+    structure (velocities not drawn yet), rotated to a lower-triangular cell for triclinic NPT."""
     name = settings.path.name
     source: AtomSource
     if restart is not None:
         source = CheckpointAtoms(restart)
-        if settings.system.momentum == "zero" and from_file:
-            source = MomentumFreeAtoms(source)
         if source.light.type_map != type_map:
             raise InputError(f"{restart}: the checkpoint's type_map {source.light.type_map} differs from the "
                              f"model's {type_map}")

@@ -19,6 +19,7 @@ from numdp.neighbor.rows import NeighborRows
 from numdp.neighbor.nlist import (
     NeighborList,
     NeighborOverflowWarning,
+    OverflowCounts,
     OverflowWarnings,
     build_nlist,
     check_key_limits,
@@ -33,6 +34,7 @@ __all__ = [
     "NeighborList",
     "NeighborOverflowWarning",
     "NeighborRows",
+    "OverflowCounts",
     "OverflowWarnings",
     "build_nlist",
     "check_key_limits",

@@ -225,13 +225,16 @@ class OverflowWarnings:
             self._warned.update((key, t) for t in new)
             only = np.zeros_like(overflow)
             only[new] = overflow[new]   # the types warned about before are not repeated
-            report_overflow(_OverflowCounts(only, np.asarray(nl.max_count)), s, type_map, stacklevel=3)
+            report_overflow(OverflowCounts(only, np.asarray(nl.max_count)), s, type_map, stacklevel=3)
         return any(s[t] > 0 for t in over)
 
 
-class _OverflowCounts:
-    """Per-type overflow counts and largest counts: what `report_overflow` reads of a list."""
+@dataclass
+class OverflowCounts:
+    """What `report_overflow` and `OverflowWarnings` read of a list: (ntypes,) per-type counts of
+    centre atoms that lost neighbours, and the largest neighbour counts (a device list's, or a
+    selection of a list's types)."""
 
-    def __init__(self, overflow: np.ndarray, max_count: np.ndarray):
-        self.overflow, self.max_count = overflow, max_count
+    overflow: np.ndarray
+    max_count: np.ndarray
 

@@ -12,7 +12,6 @@ the model's: each difference is a one-line InputError naming the key.
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 from ..errors import InputError
 from ..model.params import ModelParams, excluded_pairs, exclusion_mask
