@@ -39,18 +39,18 @@ def configure(parser):
 def system_name(path: Path) -> str:
     """The name a system's descriptor file takes: the last part of its folder, or of its group
     in an HDF5 file (``data.h5#/a/b`` → ``b``; the file's stem for its root group), or the
-    dataset's stem and the group of an LMDB dataset (``w.lmdb#nloc=192`` → ``w_nloc=192``)."""
+    dataset's stem and the group of an LMDB dataset (``w.lmdb#nloc=192`` → ``w_nloc=192``);
+    the text split by numdp.io.location (a folder ``sys#1`` → ``sys#1``, as dp eval-desc)."""
     from ..io.lmdb_system import is_lmdb
+    from ..io.location import DataLocation
 
-    text = str(path)
-    if "#" in text and is_lmdb(text):
-        file, group = text.split("#", 1)
-        return f"{Path(file).stem}_{group.replace(':', '_')}"
-    if "#" in text:
-        file, group = text.split("#", 1)
-        parts = [p for p in group.split("/") if p]
-        return parts[-1] if parts else Path(file).stem
-    return Path(os.path.abspath(text)).name
+    loc = DataLocation.parse(path)
+    if loc.location is None:
+        return Path(os.path.abspath(loc.path)).name
+    if is_lmdb(loc.path):
+        return f"{loc.path.stem}_{loc.location.replace(':', '_')}"
+    parts = [p for p in loc.location.split("/") if p]
+    return parts[-1] if parts else loc.path.stem
 
 
 def output_files(paths: list[Path], folder: Path) -> list[Path]:

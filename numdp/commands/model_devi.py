@@ -118,12 +118,13 @@ def _deepmd_hdf5(path: Path) -> bool:
 
 
 def _data_location(path: Path) -> bool:
-    """Whether `path` is PATH#LOCATION of a group of DeePMD data: PATH a file (deepmd/hdf5) or
-    an LMDB dataset (a directory)."""
+    """Whether `path` is PATH#LOCATION of a group of DeePMD data (numdp.io.location): PATH a file
+    (deepmd/hdf5) or an LMDB dataset (a directory)."""
     from ..io.lmdb_system import is_lmdb
+    from ..io.location import DataLocation
 
-    head, sep, _ = str(path).partition("#")
-    return bool(sep) and (Path(head).is_file() or is_lmdb(head))
+    loc = DataLocation.parse(path)
+    return loc.location is not None and (loc.path.is_file() or is_lmdb(loc.path))
 
 
 def _h5md_frames(path: Path) -> int:

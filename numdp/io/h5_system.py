@@ -9,8 +9,9 @@ under the same name, as DeePMD-kit reads and dpdata writes them::
     set.000/          subgroup holding datasets coord.npy (nframes, natoms*3), box.npy (nframes, 9),
                       energy.npy (nframes,), force.npy (nframes, natoms*3), virial.npy (nframes, 9)
 
-A location is written ``data.h5#/group`` (DeePMD-kit's "#" convention); ``data.h5`` alone is the
-root group.  `find_h5_systems` returns every group at or below a location that holds type.raw.
+A location is written ``data.h5#/group`` (DeePMD-kit's "#" convention, numdp.io.location);
+``data.h5`` alone is the root group.  `find_h5_systems` returns every group at or below a
+location that holds type.raw.
 """
 from __future__ import annotations
 
@@ -20,27 +21,28 @@ import h5py
 import numpy as np
 
 from numdp.errors import InputError
+from numdp.io.location import DataLocation
 
 
 def h5_location(path) -> tuple[pathlib.Path, str] | None:
     """(file, group) if `path` names an HDF5 system location, else None.
 
-    ``file.h5#/a/b`` -> (file.h5, "/a/b") whether or not the file exists (opening it reports
-    that); a plain path is HDF5 only if it is an existing HDF5 file (group "/").
+    ``file.h5#/a/b`` (split by numdp.io.location) -> (file.h5, "/a/b") whether or not the file
+    exists (opening it reports that; ``#a/b/`` is read as ``#/a/b``, an empty location as the
+    root group "/"); a path without a location is HDF5 only if it is an existing HDF5 file
+    (group "/").
     """
-    text = str(path)
-    if "#" in text:
-        file, group = text.split("#", 1)
-        return pathlib.Path(file), "/" + group.strip("/")
-    p = pathlib.Path(text)
-    if p.is_file() and h5py.is_hdf5(p):
-        return p, "/"
+    loc = DataLocation.parse(path)
+    if loc.location is not None:
+        return loc.path, "/" + loc.location.strip("/")
+    if loc.path.is_file() and h5py.is_hdf5(loc.path):
+        return loc.path, "/"
     return None
 
 
 def location(file: pathlib.Path, group: str) -> pathlib.Path:
     """The path that names group `group` of `file` (``file#/group``)."""
-    return pathlib.Path(f"{file}#{group}")
+    return DataLocation(pathlib.Path(file), group).as_path()
 
 
 class H5Group:
@@ -52,7 +54,8 @@ class H5Group:
         self.file = pathlib.Path(file)
         self.location = location(self.file, group)
         if not self.file.is_file():
-            raise InputError(f"{self.file}: HDF5 data file not found")
+            raise InputError(f"{self.file}: " + ("a folder: only an HDF5 file or an LMDB dataset holds a #LOCATION"
+                                                 if self.file.is_dir() else "HDF5 data file not found"))
         try:
             self._h5 = h5py.File(self.file, "r")
         except OSError as err:

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from numdp.errors import InputError
+from numdp.io.location import DataLocation
 
 _KEYS = {"coords": "coord", "cells": "box", "energies": "energy", "forces": "force",
          "atom_types": "atype", "virials": "virial"}
@@ -53,7 +54,7 @@ LMDB_LABELS = ("energy", "force", "virial", "atom_ener", "atom_pref", "atom_ener
 def is_lmdb(path) -> bool:
     """True if `path` (a location, ``#group`` allowed) names an LMDB dataset: a directory
     holding data.mdb, or a name ending in .lmdb (whose absence `load_lmdb_system` reports)."""
-    root = pathlib.Path(str(path).split("#", 1)[0])
+    root = DataLocation.parse(path).path
     return root.suffix.lower() == ".lmdb" or (root / "data.mdb").is_file()
 
 
@@ -225,16 +226,14 @@ def _scan_cached(text: str, resolved: str, size: int, mtime_ns: int) -> _Dataset
 
 
 def _split(path) -> tuple[pathlib.Path, str | None]:
-    text = str(path)
-    if "#" in text:
-        root, group = text.split("#", 1)
-        return pathlib.Path(root), group
-    return pathlib.Path(text), None
+    """(dataset root, group name or None for the whole dataset: no location or an empty one)."""
+    loc = DataLocation.parse(path)
+    return loc.path, loc.location or None
 
 
 def location(root: pathlib.Path, group: str) -> pathlib.Path:
     """The location of group `group` of the dataset at `root` (``root#group``)."""
-    return pathlib.Path(f"{root}#{group}")
+    return DataLocation(pathlib.Path(root), group).as_path()
 
 
 def find_lmdb_systems(path) -> list[pathlib.Path]:

@@ -21,6 +21,7 @@ import h5py
 import numpy as np
 
 from ..errors import InputError
+from .location import DataLocation
 from .type_map import type_indices
 from ..units import ASE_TIME_IN_PS
 
@@ -57,7 +58,8 @@ class Structure:
 def read_structure(path, frame: int | None = None) -> Structure:
     """Read one frame of `path` (frame None: the first, or the last of an H5MD trajectory)."""
     path = Path(path)
-    if "#" in str(path) and not path.exists():  # a deepmd/hdf5 group: data.h5#/group
+    loc = DataLocation.parse(path)
+    if loc.location is not None and loc.path.exists():  # a group of DeePMD data: data.h5#/group
         return read_npy_frame(path, 0 if frame is None else frame)
     if not path.exists():
         raise InputError(f"{path}: structure file not found")

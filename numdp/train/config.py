@@ -540,6 +540,7 @@ def _systems(sec: Table, key: str, base: Path, required: bool, input_dir: Path |
     section's `rglob_patterns`, DeePMD-kit's, the folders below them matching one).  `input_dir`: the input file's directory
     when `base` is another (input.json: the working directory); a path missing from `base` but
     present there gets a hint in the message."""
+    from ..io.location import DataLocation
     from ..io.npy_system import find_systems
 
     raw = sec.str_list(key, REQUIRED if required else None)
@@ -553,9 +554,8 @@ def _systems(sec: Table, key: str, base: Path, required: bool, input_dir: Path |
             found = find_systems(p, patterns)
         except InputError as exc:
             hint = ""
-            file_part = entry.split("#")[0]  # data.h5#/group: the file
-            if (input_dir is not None and input_dir != base and not resolve_path(file_part, base).exists()
-                    and resolve_path(file_part, input_dir).exists()):
+            if (input_dir is not None and input_dir != base and not DataLocation.parse(p).path.exists()
+                    and DataLocation.parse(resolve_path(entry, input_dir)).path.exists()):
                 hint = (f" (input.json paths are relative to the working directory, as dp train reads "
                         f"them; {entry!r} is found relative to the input file: run numdp train from {input_dir})")
             raise sec.error(key, str(exc) + hint) from None
