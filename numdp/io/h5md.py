@@ -17,6 +17,9 @@ Layout written by `H5MDWriter` (H5MD 1.1, https://www.nongnu.org/h5md/h5md.html)
         potential_energy, kinetic_energy, total_energy, conserved_energy [eV], temperature [K],
         pressure [bar], volume [Angstrom3]:      step, time, value (T,)
                                 (volume only with a cell periodic along a, b and c)
+        virial [eV]             step, time, value (T, 3, 3): W, DeePMD-kit's sign (P = (Σ m v vᵀ + W) / V)
+        pressure_tensor [bar]   step, time, value (T, 3, 3): (Σ m v vᵀ + W) / V in the frame of the
+                                positions (nan without a cell periodic along a, b and c)
     /parameters/numdp           attrs type_map, input (the TOML text of the run)
 
 All time-dependent elements are sampled at the same steps and share one `step` and one `time`
@@ -65,7 +68,12 @@ OBSERVABLES = {
     "temperature": "K",
     "pressure": "bar",
     "volume": "Angstrom3",   # H5MD units: a symbol followed by its power
+    "virial": "eV",
+    "pressure_tensor": "bar",
 }
+OBSERVABLE_SHAPES = {"virial": (3, 3), "pressure_tensor": (3, 3)}
+"""The shape of one frame of each observable that is not a scalar."""
+
 
 
 def _author() -> str:
@@ -89,8 +97,9 @@ def _write_header(h5: h5py.File, type_map, input_text: str) -> None:
     p.attrs["input"] = input_text
 
 
-def _time_element(parent: h5py.Group, name: str, shape, unit: str | None, clock):
-    """Create a time-dependent element {step, time, value} with value (0, *shape), growable."""
+def _time_element(parent: h5py.Group, name: str, shape, unit: str | None, clock, rows: int = 1):
+    """Create a time-dependent element {step, time, value} with value (0, *shape), growable, in
+    chunks of `rows` frames (scalars: 1024)."""
     g = parent.create_group(name)
     if clock is None:
         step = g.create_dataset("step", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(1024,))
@@ -100,7 +109,7 @@ def _time_element(parent: h5py.Group, name: str, shape, unit: str | None, clock)
     else:
         g["step"] = clock[0]
         g["time"] = clock[1]
-    chunk = (1, *shape) if shape else (1024,)
+    chunk = (rows, *shape) if shape else (1024,)
     value = g.create_dataset("value", shape=(0, *shape), maxshape=(None, *shape), dtype=np.float64,
                              chunks=chunk)
     if unit is not None:
@@ -160,7 +169,8 @@ class H5MDWriter:
         for name, unit in OBSERVABLES.items():
             if name == "volume" and not all(flags):   # a slab's cell volume is arbitrary: none
                 continue
-            self.elements[name], clock = _time_element(obs, name, (), unit, clock)
+            self.elements[name], clock = _time_element(obs, name, OBSERVABLE_SHAPES.get(name, ()), unit, clock,
+                                                       rows=1024)
         self.clock = clock
         self._cache_values()
         self.h5.flush()
@@ -230,7 +240,8 @@ class H5MDWriter:
         return int(self.clock[0][n - 1]) if n else None
 
     def append(self, step: int, time: float, positions, velocities, forces, box, observables: dict) -> None:
-        """Write one frame (arrays in Å, Å/ps, eV/Å; box (3, 3) Å or None; observables by name)."""
+        """Write one frame (arrays in Å, Å/ps, eV/Å; box (3, 3) Å or None; observables by name,
+        in OBSERVABLES' units and OBSERVABLE_SHAPES' shapes)."""
         self.append_frame(whole_frame(step, time, positions, velocities, forces, box, observables))
 
     def append_frame(self, frame: Frame) -> None:
@@ -281,6 +292,16 @@ def _open_for_reading(path: Path, what: str) -> h5py.File:
         raise InputError(f"{path}: cannot open {what} ({one_line(exc)})") from None
 
 
+def _fixed_clock(ds: h5py.Dataset, k: int):
+    """Step or time of row k of H5MD's fixed step and time storage: a scalar dataset holding the
+    increment, its optional attribute `offset` the value of row 0 (s(k) = k step + offset)."""
+    increment = ds[()]
+    offset = ds.attrs.get("offset", 0)
+    if np.issubdtype(np.asarray(increment).dtype, np.integer):
+        return int(k * int(increment) + int(offset))
+    return float(k * float(increment) + float(offset))
+
+
 def read_frame(path, frame: int = -1) -> dict:
     """One frame of an H5MD file (numdp's or another program's, first particles group).
 
@@ -318,8 +339,8 @@ def read_frame(path, frame: int = -1) -> dict:
                 return np.asarray(g[()], dtype=np.float64) * scale, None, None
             step = g["step"]
             time = g["time"] if "time" in g else None
-            s = int(step[k]) if step.shape else int(step[()]) * k
-            t = None if time is None else (float(time[k]) if time.shape else float(time[()]) * k)
+            s = int(step[k]) if step.shape else _fixed_clock(step, k)
+            t = None if time is None else (float(time[k]) if time.shape else _fixed_clock(time, k))
             return np.asarray(value[k], dtype=np.float64) * scale, s, t
 
         lengths = {"Angstrom": 1.0, "angstrom": 1.0, "A": 1.0, "nm": 10.0}

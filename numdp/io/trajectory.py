@@ -15,13 +15,15 @@ Formats (`FORMATS`; `open_trajectory` picks the writer):
     One frame per block, read by ``ase.io.read(path, ":")`` and by numdp's structure reader::
 
         N
-        Lattice="ax ay az bx by bz cx cy cz" Properties=species:S:1:pos:R:3:masses:R:1:momenta:R:3:forces:R:3 energy=E step=S time=T ... pbc="T T T"
+        Lattice="ax ay az bx by bz cx cy cz" Properties=species:S:1:pos:R:3:masses:R:1:momenta:R:3:forces:R:3 energy=E stress="sxx sxy sxz syx syy syz szx szy szz" step=S time=T ... pbc="T T T"
         O  x y z  m  px py pz  fx fy fz
 
     Å, eV, eV/Å (ASE's units); the masses (amu) always, velocities as ASE momenta (amu Å per ASE
     time unit), so that ASE's ``get_velocities()`` and numdp's reader get them back; the
     observables (potential energy as ``energy``, kinetic_energy, temperature, pressure [bar],
-    ...) in the comment line.  No Lattice and ``pbc="F F F"`` for an open system.
+    ...) in the comment line; the virial as ASE's ``stress`` (`ase_stress`: eV/Å³, the sign of
+    a tension, without the kinetic part, which ASE adds from the momenta with
+    ``get_stress(include_ideal_gas=True)``).  No Lattice and ``pbc="F F F"`` for an open system.
 ``lammps-dump``
     LAMMPS' text dump (`units metal`: Å, Å/ps, eV/Å)::
 
@@ -93,7 +95,8 @@ class Frame:
     """One trajectory frame whose atoms arrive in blocks.
 
     step; time ps; natoms N; box (3, 3) Å, rows = cell vectors, or None; observables by name
-    (eV, K, bar, Å³); arrays: the per-atom arrays each block carries ("positions" Å, and
+    (numdp.io.h5md.OBSERVABLES: eV, K, bar, Å³; floats, and (3, 3) arrays for the virial and the
+    pressure tensor); arrays: the per-atom arrays each block carries ("positions" Å, and
     "velocities" Å/ps, "forces" eV/Å when present); blocks: (start, {name: (n, 3)}) for atoms
     start .. start + n - 1, in order, covering all N atoms once; bounds: (lo, hi) (3,) Å of the
     positions, for a LAMMPS dump of a system without a cell (None otherwise).
@@ -272,6 +275,20 @@ def float_text(v: float) -> str:
     return repr(float(v))
 
 
+def ase_stress(virial, box, pbc) -> np.ndarray | None:
+    """ASE's stress of a frame, (3, 3) eV/Å³: -W / V for the virial W (3, 3) eV (DeePMD-kit's
+    sign, numdp.system.State.virial) and the cell `box` (3, 3) Å periodic along `pbc` (3 bools);
+    the configurational part only, as an ASE calculator's stress (ASE adds the kinetic part,
+    -Σ m v vᵀ / V, from the momenta: ``get_stress(include_ideal_gas=True)``).  None without a
+    virial or a cell periodic along a, b and c (a stress needs a volume)."""
+    if virial is None or box is None or not all(pbc):
+        return None
+    w = np.asarray(virial, dtype=np.float64)
+    if not np.all(np.isfinite(w)):
+        return None
+    return -w / abs(float(np.linalg.det(np.asarray(box, dtype=np.float64))))
+
+
 class ExtxyzWriter(_TextWriter):
     FORMAT = "extxyz"
 
@@ -291,8 +308,12 @@ class ExtxyzWriter(_TextWriter):
         obs = dict(frame.observables)
         if "potential_energy" in obs:
             head.append(f"energy={float_text(obs.pop('potential_energy'))}")
+        stress = ase_stress(obs.pop("virial", None), frame.box, self.pbc)
+        if stress is not None:
+            head.append('stress="' + " ".join(float_text(v) for v in stress.ravel()) + '"')
+        obs.pop("pressure_tensor", None)   # the stress and the momenta give it (`ase_stress`)
         head.append(f"step={frame.step} time={float_text(frame.time)}")
-        head += [f"{k}={float_text(v)}" for k, v in obs.items() if math.isfinite(v)]
+        head += [f"{k}={float_text(v)}" for k, v in obs.items() if np.ndim(v) == 0 and math.isfinite(v)]
         flags = self.pbc if frame.box is not None else (False,) * 3
         head.append('pbc="' + " ".join("T" if f else "F" for f in flags) + '"')
         return f"{frame.natoms}\n{' '.join(head)}\n"
@@ -533,7 +554,7 @@ def convert_trajectory(src, dst, fmt: str) -> int:
     import h5py
 
     from .atomic import atomic_path
-    from .h5md import FORCE_UNITS, GROUP, OBSERVABLES, read_frame
+    from .h5md import FORCE_UNITS, GROUP, OBSERVABLE_SHAPES, OBSERVABLES, read_frame
 
     src, dst = Path(src), Path(dst)
     first = read_frame(src, 0)
@@ -549,8 +570,11 @@ def convert_trajectory(src, dst, fmt: str) -> int:
             if unit not in FORCE_UNITS:
                 raise InputError(f"{src}: force unit '{unit}' is not supported (expected one of {sorted(FORCE_UNITS)})")
             forces, scale = part["force/value"], FORCE_UNITS[unit]
-        obs = {name: h5[f"observables/{name}/value"][()] for name in OBSERVABLES
-               if f"observables/{name}/value" in h5}
+        obs = {}   # numdp's observables, where they have a value for every frame in numdp's shape
+        for name in OBSERVABLES:
+            value = h5.get(f"observables/{name}/value")
+            if isinstance(value, h5py.Dataset) and value.shape == (nframes, *OBSERVABLE_SHAPES.get(name, ())):
+                obs[name] = value[()]
         fields = ("position",) + (("velocity",) if first["velocities"] is not None else ()) \
             + (("force",) if forces is not None else ())
         masses = first["masses"] if first["masses"] is not None else _standard_masses(first)
@@ -562,7 +586,7 @@ def convert_trajectory(src, dst, fmt: str) -> int:
                     f = first if k == 0 else read_frame(src, k)
                     w.append(f["step"], f["time"], f["positions"], f["velocities"],
                              None if forces is None else forces[k] / scale, f["box"],
-                             {name: float(v[k]) for name, v in obs.items()})
+                             {name: float(v[k]) if v.ndim == 1 else v[k] for name, v in obs.items()})
             finally:
                 w.close()
     return nframes

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,7 @@ from ..parallel.distribute import GlobalAtoms
 from . import thermo
 from ..parallel.world import World
 from ..progress import Progress
-from ..system import State, kinetic_energy, pressure, temperature
+from ..system import State, kinetic_energy, kinetic_tensor, pressure, temperature
 from ..units import EV_PER_A3_TO_BAR
 from .minimize import force_norms_global
 
@@ -56,6 +56,7 @@ class Snapshot:
     vol: float
     econs: float
     world: World | None = None
+    _pressure_tensor: np.ndarray | None = field(default=None, repr=False)   # `pressure_tensor`'s cache
 
     def atoms(self, names: tuple[str, ...] | None = None) -> GlobalAtoms:
         """The per-atom arrays `names` (default: all) of every rank in global id order, block by
@@ -71,12 +72,29 @@ class Snapshot:
         return (np.array([-world.max_global(-float(v)) for v in lo]),
                 np.array([world.max_global(float(v)) for v in hi]))
 
-    def observables(self) -> dict[str, float]:
-        """Values for the H5MD /observables group."""
+    def pressure_tensor(self) -> np.ndarray:
+        """(3, 3) bar: (Σ m v vᵀ + W) / V in the frame of the state's positions, nan without a
+        cell periodic along all three vectors.  Collective (the kinetic part sums over the ranks)."""
+        if self._pressure_tensor is None:
+            st = self.state
+            kinetic = (self.world or World(None)).sum_global(kinetic_tensor(st.velocities, st.masses))
+            if math.isfinite(self.vol):
+                p = (np.asarray(kinetic, dtype=np.float64) + st.virial) / self.vol * EV_PER_A3_TO_BAR
+            else:
+                p = np.full((3, 3), math.nan)
+            self._pressure_tensor = p
+        return self._pressure_tensor
+
+    def observables(self) -> dict:
+        """Values for the trajectory's observables (numdp.io.h5md.OBSERVABLES): floats, and the
+        virial (3, 3) eV and the pressure tensor (3, 3) bar.  Collective (`pressure_tensor`)."""
         out = {"potential_energy": self.pe, "kinetic_energy": self.ke, "total_energy": self.etotal,
                "conserved_energy": self.econs, "temperature": self.temp, "pressure": self.press}
         if math.isfinite(self.vol):
             out["volume"] = self.vol
+        if self.state.virial is not None:
+            out["virial"] = np.array(self.state.virial, dtype=np.float64)
+        out["pressure_tensor"] = self.pressure_tensor()
         return out
 
 
@@ -198,11 +216,12 @@ class TrajectoryReporter:
         st = s.state
         atoms = s.atoms(("positions",) + tuple(FIELD_ARRAYS[f] for f in self.fields if f != "position"))
         bounds = s.position_bounds() if st.box is None else None
+        observables = s.observables()   # collective
         if self.writer is None:
             atoms.drain()
         else:
             try:
-                self.writer.append_frame(Frame(st.step, st.time, atoms.natoms, st.box, s.observables(),
+                self.writer.append_frame(Frame(st.step, st.time, atoms.natoms, st.box, observables,
                                                atoms.names, atoms.blocks(), bounds))
             except OSError as exc:
                 self.failed = True
@@ -255,11 +274,12 @@ class CheckpointReporter:
     def write(self, s: Snapshot, path) -> None:
         """Collective: every rank calls it; rank 0 writes."""
         atoms = s.atoms()
+        observables = s.observables()   # collective
         if atoms.world.is_root:
             file = self.file_for(s.step, path)
             special_target(file, "checkpoint", hdf5=True)
             try:
-                write_checkpoint(file, s.state, s.observables(), self.input_text, self.force_unit, atoms)
+                write_checkpoint(file, s.state, observables, self.input_text, self.force_unit, atoms)
             except OSError as exc:  # the previous checkpoint stays (numdp.io.atomic)
                 raise cannot_write(file, "checkpoint", exc) from None
         else:

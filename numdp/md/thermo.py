@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..units import EV_PER_A3_TO_BAR, MVV2E
+from ..units import EV_PER_A3_TO_BAR
 
 AMU_PER_A3_TO_G_PER_CM3 = 1.66053906660   # 1 amu / 1 Å³ in g/cm³ (LAMMPS' density, units metal)
 
@@ -177,11 +177,6 @@ def _global_sum(world, value):
 
 
 def _pressure_tensor(snap, cell: _LammpsCell) -> np.ndarray:
-    """(3, 3) bar: (Σ m v vᵀ + W) / V in LAMMPS' frame (Qᵀ P Q), W the virial tensor (eV)."""
-    state = snap.state
-    v = np.asarray(state.velocities, dtype=np.float64)
-    m = np.asarray(state.masses, dtype=np.float64)
-    kinetic = (v * m[:, None]).T @ v * MVV2E
-    kinetic = np.asarray(_global_sum(snap.world, kinetic), dtype=np.float64)
-    p = (kinetic + np.asarray(state.virial, dtype=np.float64)) / snap.vol * EV_PER_A3_TO_BAR
-    return cell.q.T @ p @ cell.q
+    """(3, 3) bar: the snapshot's pressure tensor (Σ m v vᵀ + W) / V (`Snapshot.pressure_tensor`,
+    collective) in LAMMPS' frame (Qᵀ P Q)."""
+    return cell.q.T @ snap.pressure_tensor() @ cell.q
