@@ -1,6 +1,7 @@
 """`numdp train input.toml`: train an se_e2_a energy model (see numdp.train); `--restart CKPT`
 continues a run, `--init-model MODEL` starts one from a trained model (numdp.train.init_model),
-`--finetune MODEL` too, with the model's energy bias first moved to the training data.
+`--finetune MODEL` too, with the model's energy bias first moved to the training data;
+`-l FILE` copies the run's messages to FILE, as DeePMD-kit's `dp train -l`.
 
 A new run backs up an earlier run's lcurve, model and checkpoint to `#name.N#` (numdp.io.backup);
 SIGINT / SIGTERM finish the step, write the checkpoint and exit 128 + the signal's number (130,
@@ -8,7 +9,49 @@ SIGINT / SIGTERM finish the step, write the checkpoint and exit 128 + the signal
 """
 from __future__ import annotations
 
+import argparse
 import sys
+
+
+class _InitModel(argparse.Action):
+    """-i/--init-model and -f/--init-frz-model: one option, the model in `init_model`, and the
+    long name the user gave in `init_option` (for messages)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        namespace.init_model = values
+        namespace.init_option = "--init-frz-model" if option_string in ("-f", "--init-frz-model") else "--init-model"
+
+
+class _LogCopy:
+    """The trainer's stream with -l/--log-path: every write goes to stdout and to the file (a
+    LineFile, flushed per write).  Not a terminal, so progress comes as plain lines in both."""
+
+    def __init__(self, path, restart: bool):
+        from ..io.atomic import LineFile
+        from ..io.backup import back_up, backup_line, prepare_outputs
+
+        prepare_outputs([path])
+        moved = [] if restart else back_up([path])
+        self._file = LineFile(path, "log", "a")
+        if moved:
+            self.write(backup_line(moved) + "\n")
+
+    def write(self, text: str) -> None:
+        sys.stdout.write(text)
+        self._file.write(text)
+
+    def to_file(self, text: str) -> None:
+        """`text` to the file alone (a line the command prints to stderr)."""
+        self._file.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self._file.close()
 
 
 def configure(parser) -> None:
@@ -17,12 +60,16 @@ def configure(parser) -> None:
                         help="continue from a checkpoint written by an earlier run of this input")
     # DeePMD-kit's short options: -i --init-model, -f --init-frz-model, -t --finetune
     parser.add_argument("-i", "--init-model", "-f", "--init-frz-model", metavar="MODEL", dest="init_model",
+                        action=_InitModel,
                         help="start from a trained model's weights and statistics (any model file "
                              "numdp reads: .h5, DeePMD-kit .dp, .pb, .pt/.pth; networks must match "
                              "the input), optimiser fresh; --init-frz-model is DeePMD-kit's name")
     parser.add_argument("-t", "--finetune", metavar="MODEL",
                         help="as --init-model, then the model's energy bias moved to the training "
                              "data (the least-squares shift of its errors), DeePMD-kit's --finetune")
+    parser.add_argument("-l", "--log-path", metavar="FILE",
+                        help="also write the run's messages and progress lines to FILE (DeePMD-kit's "
+                             "-l); a new run backs up an earlier FILE to #FILE.N#, --restart appends")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="worker threads (default: NUMDP_NUM_THREADS or the usable cores)")
     parser.add_argument("--skip-neighbor-stat", action="store_true",
@@ -35,23 +82,31 @@ def main(args) -> int:
     from ..train.config import load_config
     from ..train.loop import Trainer, TrainingInterrupted
 
+    init = getattr(args, "init_option", "--init-model")
     if args.restart is not None and args.init_model is not None:
-        raise InputError("--restart and --init-model: give one (a restart continues a run, "
-                         "--init-model starts a new one from a model)")
+        raise InputError(f"--restart and {init}: give one (a restart continues a run, "
+                         f"{init} starts a new one from a model)")
     if args.finetune is not None and (args.restart is not None or args.init_model is not None):
         raise InputError("--finetune with --restart or --init-model: give one (--finetune starts "
                          "a new run from a model, as --init-model, and moves its energy bias)")
     cfg = load_config(args.input)
     start = args.finetune if args.finetune is not None else args.init_model
-    trainer = Trainer(cfg, restart=args.restart, nthreads=args.threads, init_model=start,
-                      finetune=args.finetune is not None)
+    log = _LogCopy(args.log_path, args.restart is not None) if getattr(args, "log_path", None) else None
     try:
-        trainer.run()
-    except TrainingInterrupted as exc:
-        from ..signals import exit_status
+        trainer = Trainer(cfg, restart=args.restart, nthreads=args.threads, init_model=start,
+                          finetune=args.finetune is not None, init_option=init, stream=log)
+        try:
+            trainer.run()
+        except TrainingInterrupted as exc:
+            from ..signals import exit_status
 
-        print(f"numdp train: {exc}", file=sys.stderr)
-        return exit_status(exc)
+            print(f"numdp train: {exc}", file=sys.stderr)
+            if log is not None:
+                log.to_file(f"numdp train: {exc}\n")
+            return exit_status(exc)
+        finally:
+            trainer.close()
     finally:
-        trainer.close()
+        if log is not None:
+            log.close()
     return 0

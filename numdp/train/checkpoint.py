@@ -36,6 +36,8 @@ class Checkpoint:
     fparam_inv_std: (numb_fparam,) statistics of the frame parameters of a model that takes them,
     else None; aparam_avg, aparam_inv_std: (numb_aparam,) those of the atomic parameters.
     theta_ema: (nparams,) the moving average of θ of a run with enable_ema, else None.
+    seed: the run's [training] seed (drawn at random when the input gives none), which a restart
+    takes over; None in checkpoints of earlier numdp versions.
     """
 
     step: int
@@ -59,6 +61,7 @@ class Checkpoint:
     aparam_avg: np.ndarray | None = None
     aparam_inv_std: np.ndarray | None = None
     theta_ema: np.ndarray | None = None
+    seed: int | None = None
 
     INPUT_STATS = ("fparam_avg", "fparam_inv_std", "aparam_avg", "aparam_inv_std")
     """The statistics of the fitting nets' parameter inputs: Fitting fields of the same names."""
@@ -85,6 +88,8 @@ def write_checkpoint(ck: Checkpoint, path) -> None:
             a["valid_sampler"] = json.dumps(ck.valid_sampler)
             a["input_text"] = ck.input_text
             a["elapsed"] = float(ck.elapsed)
+            if ck.seed is not None:
+                a["seed"] = np.int64(ck.seed)
             h5["theta"] = ck.theta
             h5["adam_m"] = ck.adam_m
             h5["adam_v"] = ck.adam_v
@@ -168,6 +173,7 @@ def read_checkpoint(path) -> Checkpoint:
                 input_text=str(a["input_text"]), elapsed=float(a["elapsed"]),
                 precond_scale=h5["precond_scale"][()] if "precond_scale" in h5 else None,
                 theta_ema=h5["theta_ema"][()] if "theta_ema" in h5 else None,
+                seed=int(a["seed"]) if "seed" in a else None,
                 **{n: h5[n][()] for n in Checkpoint.INPUT_STATS if n in h5})
     except (OSError, KeyError, ValueError) as exc:
         raise InputError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None

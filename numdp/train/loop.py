@@ -99,15 +99,18 @@ class Trainer:
     and messages go; on_step(step): optional callback after every update (tests).
     init_model: a trained model to start from (weights and statistics); with `finetune`, its
     energy bias is first moved to the training data (`change_bias`), DeePMD-kit's --finetune.
+    init_option: the command-line option that named `init_model` (--init-model, or DeePMD-kit's
+    other name, --init-frz-model), for messages.
     """
 
     def __init__(self, cfg: TrainConfig, restart=None, nthreads: int | None = None, stream=None,
-                 on_step=None, frame_budget: float = 2e9, init_model=None, finetune: bool = False):
+                 on_step=None, frame_budget: float = 2e9, init_model=None, finetune: bool = False,
+                 init_option: str = "--init-model"):
         from ..model.dp_model import default_threads
 
         if restart is not None and init_model is not None:
-            raise InputError("--restart and --init-model: give one (a restart continues a run, "
-                             "--init-model starts a new one from a model)")
+            raise InputError(f"--restart and {init_option}: give one (a restart continues a run, "
+                             f"{init_option} starts a new one from a model)")
         if finetune and init_model is not None and cfg.preset_out_bias is not None:
             raise InputError(f"{cfg.source.name}: [model] preset_out_bias with --finetune: DeePMD-kit would add "
                              f"the preset values to the model's bias; give one of them")
@@ -119,6 +122,7 @@ class Trainer:
         self.restart = resolve_checkpoint(restart) if restart is not None else None
         self.init_model = resolve_checkpoint(init_model) if init_model is not None else None
         self.finetune = finetune and init_model is not None
+        self.init_option = "--finetune" if self.finetune else init_option
         self.nthreads = max(1, int(nthreads or default_threads()))
         self.stream = stream if stream is not None else sys.stdout
         self.on_step = on_step
@@ -152,6 +156,7 @@ class Trainer:
         tr = cfg.training
         whose = f"{cfg.source.name}'s [model] type_map"
         fc = cfg.fitting
+        ck = self._read_restart()   # before the data, which can take minutes to load
         self.train_sys = load_dataset(tr.systems, cfg.type_map, tr.batch_size, whose, fc.numb_fparam,
                                       fc.default_fparam, fc.numb_aparam)
         self.valid_sys = (load_dataset(cfg.validation.systems, cfg.type_map, cfg.validation.batch_size, whose,
@@ -176,12 +181,10 @@ class Trainer:
         nbatches = [s.nbatches for s in self.train_sys]
         train_prob = system_probs(nbatches, tr.auto_prob, tr.sys_probs)
         self._epoch_batches = resolve_steps(cfg, nbatches, train_prob)
-        ck = read_checkpoint(self.restart) if self.restart is not None else None
         if ck is not None and len(ck.sel) != nt:  # before the model is built from it
             raise InputError(f"{self.restart}: checkpoint of a run with {len(ck.sel)} atom type(s) (sel {ck.sel}), "
                              f"{cfg.source.name} has {nt} (type_map {list(cfg.type_map)}): not a checkpoint of this input")
-        seed = tr.seed if tr.seed is not None else (
-            int(np.random.SeedSequence().entropy % (2**31)))
+        seed, seed_note = self._run_seed(ck)
         self.seed = seed
         self._stat_frames: list[np.ndarray] | None = None
         if ck is not None:
@@ -194,7 +197,7 @@ class Trainer:
         elif self.init_model is not None:  # weights and statistics of a trained model
             from .init_model import load_init_model
 
-            start_model = load_init_model(self.init_model, cfg, "--finetune" if self.finetune else "--init-model")
+            start_model = load_init_model(self.init_model, cfg, self.init_option)
             sel = list(start_model.descriptor.sel)
             self.train_cache = FrameCache(self.train_sys, dc.rcut, sel, nt, self.frame_budget)
             self.say(f"initialised from {self.init_model}: its weights and statistics; "
@@ -242,7 +245,32 @@ class Trainer:
         clip = f"; gradient clipped to norm {tr.gradient_max_norm:g}" if tr.gradient_max_norm > 0 else ""
         self.say(f"model: {self.flat.size:,} trainable parameters; sel {list(sel)}; "
                  f"{self.nthreads} thread{'s' if self.nthreads > 1 else ''}; {steps}; "
-                 f"{self.sched.describe()}{clip}")
+                 f"{self.sched.describe()}{clip}; seed {seed}{seed_note}")
+
+    def _read_restart(self) -> Checkpoint | None:
+        """The checkpoint of --restart (None without one), read before the data; a missing file
+        names this input's save_ckpt when that exists (DeePMD-kit's `--restart model.ckpt.pt`
+        names a file numdp does not write)."""
+        if self.restart is None:
+            return None
+        save_ckpt = self.cfg.training.save_ckpt
+        if not self.restart.exists() and save_ckpt.is_file():
+            raise InputError(f"{self.restart}: checkpoint not found ({self.cfg.source.name}'s save_ckpt, where "
+                             f"its run writes its checkpoint, is {save_ckpt}: --restart {save_ckpt})")
+        return read_checkpoint(self.restart)
+
+    def _run_seed(self, ck: Checkpoint | None) -> tuple[int, str]:
+        """The run's seed and a note for the log: a restart's is its checkpoint's (the seed that
+        drew the run's statistics frames, network draws and samplers), else [training] seed, else
+        one drawn at random, which the log, the checkpoint and the model file record."""
+        given = self.cfg.training.seed
+        if ck is not None and ck.seed is not None:
+            other = given is not None and given != ck.seed
+            return ck.seed, (f" (the checkpoint's; the input's {given} applies to new runs)" if other else "")
+        if given is not None:
+            return given, ""
+        seed = int(np.random.SeedSequence().entropy % (2**31))
+        return seed, f" (drawn at random: [training] seed = {seed} repeats this run)"
 
     def _statistics_frames(self) -> list[np.ndarray]:
         """The statistics frames (per training system, frame indices: `stat_frames`), drawn once
@@ -532,7 +560,8 @@ class Trainer:
                         min_nbor_dist=self.params.min_nbor_dist, sampler=self.sampler.state(),
                         **{n: getattr(self.params.fitting, n) for n in Checkpoint.INPUT_STATS},
                         valid_sampler=self.valid_sampler.state() if self.valid_sampler else None,
-                        input_text=self.cfg.text, elapsed=elapsed, theta_ema=self.theta_ema)
+                        input_text=self.cfg.text, elapsed=elapsed, theta_ema=self.theta_ema,
+                        seed=self.seed)
         write_checkpoint(ck, self.cfg.training.save_ckpt)
 
     def _figures(self, st: LossStats | None) -> np.ndarray:
@@ -571,6 +600,10 @@ class Trainer:
             self.say(backups.line())
         with backups, StopRequest("train") as stop:
             lcurve = Lcurve(tr.disp_file, columns, self.start_step if self.restart else None)
+            if lcurve.backup is not None:
+                d = lcurve.dropped
+                self.say(f"{tr.disp_file}: {len(d)} row(s) of steps {d[0]}-{d[-1]}, beyond the checkpoint's step "
+                         f"{self.start_step}, left out (the file as it was: {lcurve.backup.name})")
             progress = Progress(0, total, "auto", self.stream, bar_width=0, elapsed0=self.elapsed0)
             start = time.monotonic()
             step = self.start_step

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..io.atomic import LineFile, atomic_path, cannot_write, special_target
+from ..io.backup import back_up
 
 
 def lcurve_kinds(has_v: bool, has_ae: bool = False, has_pf: bool = False, mae: bool = False, *,
@@ -41,7 +42,9 @@ class Lcurve:
     Units: rmse_val/rmse_trn √loss; rmse_e / mae_e eV/atom; rmse_f / mae_f eV/Å; rmse_v / mae_v
     eV/atom; rmse_ae / mae_ae eV; rmse_pf / mae_pf eV/Å (numdp.train.loss.LossStats); lr.
     With `restart_step` (the checkpoint's updates), the rows of an existing file labelled
-    beyond it are dropped first, so a continued run leaves the same file as an uninterrupted one;
+    beyond it are dropped first, so a continued run leaves the same file as an uninterrupted one
+    (when there are such rows, of steps whose state the checkpoint does not hold, the file as it
+    was is kept first as `#lcurve.out.N#`: `dropped` lists their steps, `backup` names it);
     rows under a header of other columns (an earlier numdp's rmse_e / rmse_f of a term that is
     off) are rewritten to `columns` by name, nan where they had none.  A character device or FIFO
     at `path` (/dev/null) is written into as it is, opened once.  A write the OS refuses (disk
@@ -52,6 +55,8 @@ class Lcurve:
         self.path = Path(path)
         self.columns = columns
         self._fh = None
+        self.dropped: list[int] = []
+        self.backup: Path | None = None
         header = "#" + f"{'step':>6}" + "".join(f" {c:>13}" for c in columns) + "\n"
         if special_target(self.path, "learning curve") is not None:
             self._fh = LineFile(self.path, "learning curve")   # opened once: a FIFO's reader
@@ -68,12 +73,16 @@ class Lcurve:
                     continue
                 if not words:
                     continue
-                if int(words[0]) <= restart_step:
-                    if old is not None and len(words) == len(old) + 1:   # by name, nan for a new one
-                        by_name = dict(zip(old, words[1:]))
-                        line = f"{words[0]:>7}" + "".join(f" {by_name.get(c, 'nan'):>13}" for c in columns)
-                    lines.append(line if line.endswith("\n") else line + "\n")
+                if int(words[0]) > restart_step:
+                    self.dropped.append(int(words[0]))
+                    continue
+                if old is not None and len(words) == len(old) + 1:   # by name, nan for a new one
+                    by_name = dict(zip(old, words[1:]))
+                    line = f"{words[0]:>7}" + "".join(f" {by_name.get(c, 'nan'):>13}" for c in columns)
+                lines.append(line if line.endswith("\n") else line + "\n")
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.dropped:
+            [(_, self.backup)] = back_up([self.path])
         with atomic_path(self.path, "learning curve") as tmp:
             try:
                 tmp.write_text("".join(lines))
