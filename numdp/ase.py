@@ -185,6 +185,8 @@ class DP(DPCalculator):
     takes them (DPCalculator); charge_spin is refused: numdp reads no model that takes it.
     """
 
+    name = "DP"
+    """ASE's calculator name (DeePMD-kit's; ASE's default would be the lower-case class name)."""
     _own_keywords = ("model", "label", "type_dict", "neighbor_list", "head", "nlist_backend",
                      "precision", "device", "threads")
 

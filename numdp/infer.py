@@ -40,6 +40,12 @@ DESCRIPTOR_DTYPES = MappingProxyType({"native": None, "fp32": np.float32, "fp64"
 """`eval_descriptor`'s output dtypes (DeePMD-kit's names; native = the model's, float64)."""
 
 
+def _net_size(nets) -> int:
+    """Number of trainable numbers (weights, biases, idt) of the nets `nets`."""
+    return sum(layer.w.size + layer.b.size + (0 if layer.idt is None else layer.idt.size)
+               for net in nets for layer in net.layers)
+
+
 def _standard_params(who: str, name: str, value, full: tuple) -> np.ndarray | None:
     """`value` (the frame or atomic parameters `name` of DeepPot.eval) as a float64 array of shape
     `full` = (nframes, ..., width): any array whose size is that of a trailing part of `full`
@@ -124,6 +130,18 @@ class DeepPot:
     def get_ntypes_spin(self) -> int:
         return 0
 
+    def has_chg_spin_ebd(self) -> bool:
+        """Whether the model embeds a charge/spin input (never, for se_e2_a energy models)."""
+        return False
+
+    def has_default_chg_spin(self) -> bool:
+        return False
+
+    @property
+    def use_spin(self) -> list[bool]:
+        """Per-type spin usage; empty: the model has no spin (DeePMD-kit's value for such models)."""
+        return []
+
     @property
     def has_efield(self) -> bool:
         return False
@@ -160,7 +178,7 @@ class DeepPot:
                                   f"(see docs/python-api.md)")
 
     def get_model(self):
-        self._unsupported("get_model")
+        self._unsupported("get_model", " (dp.model is numdp's DPModel)")
 
     def serialize(self):
         self._unsupported("serialize")
@@ -174,8 +192,15 @@ class DeepPot:
     def eval_typeebd(self):
         self._unsupported("eval_typeebd", ": se_e2_a has no type embedding")
 
-    def get_model_size(self):
-        self._unsupported("get_model_size")
+    def get_model_size(self) -> dict:
+        """Trainable parameter counts, DeePMD-kit's {'descriptor': n, 'fitting-net': n, 'total': n}:
+        the weights, biases and resnet timesteps (idt) of the embedding nets and of the fitting
+        nets (whose first layers include the fparam / aparam rows); statistics and energy
+        biases are not parameters."""
+        params = self.model.source_params   # as read: fparam / aparam not folded into the biases
+        sizes = {"descriptor": _net_size(params.descriptor.embeddings),
+                 "fitting-net": _net_size(params.fitting.nets)}
+        return {**sizes, "total": sizes["descriptor"] + sizes["fitting-net"]}
 
     def get_observed_types(self) -> dict:
         """DeePMD-kit's {'type_num': n, 'observed_type': [...]}: the elements the model's training
@@ -201,35 +226,43 @@ class DeepPot:
         dim_aparam), (natoms, dim_aparam) for every frame, or (dim_aparam,) for every atom of
         every frame.
 
+        An atom of type -1 is DeePMD-kit's virtual atom (the padding of mixed-type data): the
+        frame is evaluated without it, and its force, atomic energy and atomic virial are 0.
+
         Returns float64 arrays energy (nframes, 1) eV, force (nframes, natoms, 3) eV/Å, virial
         (nframes, 9) eV (row-major 3x3, -stress*volume); with atomic=True also atom_energy
         (nframes, natoms, 1) eV and atom_virial (nframes, natoms, 9) eV (DeePMD-kit's split).
         """
         atomic = bool(atomic)
         pos, types, boxes = self._standard_input("DeepPot.eval", coords, cells, atom_types, fparam,
-                                                 aparam, mixed_type, kwargs)
+                                                 aparam, mixed_type, kwargs, virtual=True)
         nframes, natoms = pos.shape[:2]
         fparams = self._standard_fparam("DeepPot.eval", fparam, nframes)
         aparams = self._standard_aparam("DeepPot.eval", aparam, nframes, natoms)
         energy = np.empty((nframes, 1))
-        force = np.empty((nframes, natoms, 3))
+        force = np.zeros((nframes, natoms, 3))
         virial = np.empty((nframes, 9))
-        atom_energy = np.empty((nframes, natoms, 1)) if atomic else None
-        atom_virial = np.empty((nframes, natoms, 9)) if atomic else None
+        atom_energy = np.zeros((nframes, natoms, 1)) if atomic else None
+        atom_virial = np.zeros((nframes, natoms, 9)) if atomic else None
         for f in range(nframes):
+            t = types[min(f, types.shape[0] - 1)]
+            real = t >= 0
+            keep = slice(None) if real.all() else real   # a view, unless virtual atoms are dropped
             try:
-                out = self.model.evaluate(pos[f], types[min(f, types.shape[0] - 1)],
-                                          None if boxes is None else boxes[f], atom_virial=atomic,
+                out = self.model.evaluate(pos[f][keep], t[keep], None if boxes is None else boxes[f],
+                                          atom_virial=atomic,
                                           fparam=None if fparams is None else fparams[f],
-                                          aparam=None if aparams is None else aparams[f])
+                                          aparam=None if aparams is None else aparams[f][keep])
             except InputError as exc:
-                raise InputError(f"DeepPot.eval: frame {f}: {exc}") from None
+                where = f"frame {f}" + ("" if isinstance(keep, slice)
+                                        else " (atoms counted without the virtual ones)")
+                raise InputError(f"DeepPot.eval: {where}: {exc}") from None
             energy[f, 0] = out.energy
-            force[f] = out.forces
+            force[f, keep] = out.forces
             virial[f] = np.asarray(out.virial).reshape(9)
             if atomic:
-                atom_energy[f, :, 0] = out.atom_energies
-                atom_virial[f] = out.atom_virials
+                atom_energy[f, keep, 0] = out.atom_energies
+                atom_virial[f, keep] = out.atom_virials
         if atomic:
             return energy, force, virial, atom_energy, atom_virial
         return energy, force, virial
@@ -259,9 +292,10 @@ class DeepPot:
         return out
 
     def _standard_input(self, who: str, coords, cells, atom_types, fparam, aparam, mixed_type: bool,
-                        kwargs: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+                        kwargs: dict, virtual: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """The arguments of `eval` (see there) checked and standardised for method `who`: positions
-        (nframes, natoms, 3), types (nframes or 1, natoms) int32 and cells (nframes, 3, 3) or None."""
+        (nframes, natoms, 3), types (nframes or 1, natoms) int32 and cells (nframes, 3, 3) or None.
+        virtual: whether type -1 (DeePMD-kit's virtual atom) is allowed."""
         for key, value in kwargs.items():
             if key not in NONE_ONLY_EVAL_KWARGS:
                 raise InputError(f"{who}: unknown keyword argument '{key}'")
@@ -273,7 +307,7 @@ class DeepPot:
                 raise InputError(f"{who}: {name} given but the model has no "
                                  f"{'frame' if name == 'fparam' else 'atomic'} parameters "
                                  f"({getter}() == 0)")
-        types = self._standard_types(who, atom_types, mixed_type)
+        types = self._standard_types(who, atom_types, mixed_type, virtual)
         pos = self._standard_coords(who, coords, types.shape[1])
         nframes = pos.shape[0]
         if types.shape[0] != 1 and types.shape[0] != nframes:
@@ -290,8 +324,9 @@ class DeepPot:
         or None (the model takes none, or none given: the model's own)."""
         return _standard_params(who, "aparam", aparam, (nframes, natoms, self.get_dim_aparam()))
 
-    def _standard_types(self, who: str, atom_types, mixed_type: bool) -> np.ndarray:
-        """atom_types as an int32 array (nframes or 1, natoms), checked against the type map."""
+    def _standard_types(self, who: str, atom_types, mixed_type: bool, virtual: bool = False) -> np.ndarray:
+        """atom_types as an int32 array (nframes or 1, natoms), checked against the type map;
+        virtual: type -1 (a virtual atom) is allowed too."""
         try:
             raw = np.asarray(atom_types)
         except (TypeError, ValueError) as exc:   # ragged nested lists
@@ -306,16 +341,16 @@ class DeepPot:
         if raw.ndim not in (1, 2):
             raise InputError(f"{who}: atom_types must have shape (natoms,)"
                              f"{' or (nframes, natoms)' if mixed_type else ''}, got {raw.shape}")
-        if raw.size == 0:
-            raise InputError(f"{who}: atom_types is empty (no atoms)")
-        types = raw.reshape(-1, raw.shape[-1])
+        types = raw.reshape(1, -1) if raw.ndim == 1 else raw
         ntypes = self.get_ntypes()
-        bad = np.argwhere((types < 0) | (types >= ntypes))
+        bad = np.argwhere((types < (-1 if virtual else 0)) | (types >= ntypes))
         if bad.size:
             f, i = (int(v) for v in bad[0])
             where = f"frame {f}, atom {i}" if raw.ndim == 2 else f"atom {i}"
+            note = (" (type -1, DeePMD-kit's virtual atom, is taken by DeepPot.eval only)"
+                    if types[f, i] == -1 else "")
             raise InputError(f"{who}: atom_types: {where} has type {types[f, i]}, outside "
-                             f"0..{ntypes - 1} (type_map {self.get_type_map()})")
+                             f"0..{ntypes - 1} (type_map {self.get_type_map()}){note}")
         return types.astype(np.int32)
 
     @staticmethod
@@ -329,9 +364,14 @@ class DeepPot:
             return c.reshape(1, natoms, 3)
         if c.ndim in (2, 3) and c.shape[1:] in ((natoms * 3,), (natoms, 3)) and c.shape[0] > 0:
             return c.reshape(c.shape[0], natoms, 3)
+        hint = ""
+        if c.ndim == 1 and natoms and c.size % (natoms * 3) == 0:   # DeePMD-kit would take it
+            hint = (f"; for {c.size // (natoms * 3)} frames pass coords.reshape({c.size // (natoms * 3)}, "
+                    f"{natoms * 3}) (numdp does not split a flat array into frames: with a wrong "
+                    f"atom_types it would evaluate other frames)")
         raise InputError(f"{who}: coords has shape {c.shape}; expected (nframes, {natoms * 3}), "
                          f"(nframes, {natoms}, 3) or ({natoms * 3},) for {natoms} atoms "
-                         f"(the length of atom_types)")
+                         f"(the length of atom_types){hint}")
 
     @staticmethod
     def _standard_cells(who: str, cells, nframes: int) -> np.ndarray | None:
@@ -342,14 +382,14 @@ class DeepPot:
             c = np.asarray(cells, dtype=np.float64)
         except (TypeError, ValueError) as exc:
             raise InputError(f"{who}: cells is not an array of numbers ({exc})") from None
-        if nframes == 1 and c.shape in ((9,), (3, 3)):
-            return c.reshape(1, 3, 3)
+        if (nframes == 1 and c.shape == (3, 3)) or c.shape == (nframes * 9,):
+            return c.reshape(nframes, 3, 3)
         if c.ndim in (2, 3) and c.shape[1:] in ((9,), (3, 3)):
             if c.shape[0] != nframes:
                 raise InputError(f"{who}: cells has {c.shape[0]} frames but coords has {nframes}")
             return c.reshape(nframes, 3, 3)
-        raise InputError(f"{who}: cells has shape {c.shape}; expected ({nframes}, 9) or "
-                         f"({nframes}, 3, 3), or None for a non-periodic system")
+        raise InputError(f"{who}: cells has shape {c.shape}; expected ({nframes}, 9), "
+                         f"({nframes}, 3, 3) or ({nframes * 9},), or None for a non-periodic system")
 
 
 def DeepPotential(model_file, **kwargs: Any) -> DeepPot:
