@@ -208,3 +208,15 @@ def test_mdanalysis_h5md_files_are_read_or_refused_in_one_line(tmp_path):
             read_structure(path)
         with pytest.raises(InputError, match=f"{name}: the H5MD file has no species"):
             convert_trajectory(path, tmp_path / "x.extxyz", "extxyz")
+
+
+def test_an_h5md_trajectory_given_as_deepmd_data_says_what_it_is(tmp_path):
+    """`numdp test -s traj.h5md` (any reader of DeePMD systems): the one line says the file is a
+    trajectory, not DeePMD data, where it said only that no group holds type.raw."""
+    from numdp.io.npy_system import find_systems
+
+    w = H5MDWriter(tmp_path / "t.h5md", [0, 0], [1.0, 1.0], ["Ar"], periodic=False)
+    w.append(0, 0.0, np.zeros((2, 3)), np.zeros((2, 3)), np.zeros((2, 3)), None, {})
+    w.close()
+    with pytest.raises(InputError, match=r"t\.h5md#/: no system .* an H5MD trajectory or checkpoint, not DeePMD data"):
+        find_systems(tmp_path / "t.h5md")

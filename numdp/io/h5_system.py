@@ -118,9 +118,12 @@ def find_h5_systems(file: pathlib.Path, group: str = "/") -> list[pathlib.Path]:
                 found.append(name)
 
         store.group.visititems(visit)
+        trajectory = not found and ("h5md" in store._h5 or "particles" in store._h5)
     finally:
         store.close()
     if not found:
-        raise InputError(f"{file}#{group}: no system (group holding type.raw) found")
+        what = (": an H5MD trajectory or checkpoint, not DeePMD data (numdp convert writes its frames "
+                "as extxyz; label them, e.g. with dpdata, for DeePMD data)" if trajectory else "")
+        raise InputError(f"{file}#{group}: no system (group holding type.raw) found{what}")
     base = group.rstrip("/")
     return [location(file, f"{base}/{name}") for name in sorted(found)]
