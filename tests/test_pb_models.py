@@ -171,15 +171,23 @@ def test_kind_is_read_from_the_content(tmp_path):
 
 
 # ------------------------------------------------------------------ refused and damaged graphs
-@pytest.mark.parametrize("name,holds", [("se_e2_r.pb", "a 'se_e2_r' descriptor"),
-                                        ("fparam.pb", "frame or atomic parameters (numb_fparam 1")])
+@pytest.mark.parametrize("name,holds", [("se_e2_r.pb", "a 'se_e2_r' descriptor")])
 def test_unsupported_kinds_from_deepmd_kit(tmp_path, capsys, name, holds):
-    """Real graphs frozen by DeePMD-kit: an se_e2_r descriptor, a frame parameter."""
+    """Real graphs frozen by DeePMD-kit: an se_e2_r descriptor."""
     path = DATA / name
     with pytest.raises(InputError) as ei:
         read_model(path)
     assert f"not a DeePMD-kit se_e2_a energy model: it holds {holds}" in one_line(ei, path)
     cli_error(capsys, ["convert", str(path), str(tmp_path / "o.h5")], path)
+
+
+def test_frame_parameter_graph_is_read():
+    """A graph with a frame parameter (numb_fparam 1, all ones in training): its statistics
+    fitting_attr/t_fparam_avg, t_fparam_istd are read (tests/test_sweep_model_files.py checks
+    such graphs against DeePMD-kit's evaluation)."""
+    fit = read_model(DATA / "fparam.pb").fitting
+    assert fit.numb_fparam == 1 and fit.numb_aparam == 0
+    assert fit.fparam_avg.tolist() == [1.0] and fit.fparam_inv_std.tolist() == [100.0]
 
 
 @pytest.mark.parametrize("edit,expect", [

@@ -30,8 +30,8 @@ Also:
   from its PyTorch backend's evaluation of the source model (and of the .pth it came from), while
   it evaluates its own graphs and the converted oracle water.dp to round-off; the test compares
   the arrays with the source .dp instead;
-- refused kinds: `se_e2_r.pb` (an se_e2_r descriptor) and `fparam.pb` (an energy model with one
-  frame parameter).  A compressed graph (`dp --tf compress`, 1.1 MB for the first case) is not
+- `se_e2_r.pb` (an se_e2_r descriptor: a refused kind) and `fparam.pb` (an energy model with one
+  frame parameter: read, its statistics checked).  A compressed graph (`dp --tf compress`, 1.1 MB for the first case) is not
   stored: the test adds a TabulateFusionSeA node to a graph instead.
 
 `--cases NAME ...` builds only those (default: all).

@@ -183,6 +183,10 @@ def params_from_dp_tree(tree: dict, path: Path, names: dict | None = None) -> Mo
            "atomic parameters used as a mask (use_aparam_as_mask) are not supported")
     _check(not fit.get("dim_case_embd"), path, "case embeddings (dim_case_embd, multi-task models) are not supported")
     _check(not fit.get("mixed_types", False), path, "mixed_types fitting is not supported")
+    atom_ener = fit.get("atom_ener") or []
+    _check(all(e is None for e in atom_ener), path,
+           f"fitting atom_ener {atom_ener!r} is not supported (DeePMD-kit subtracts, for those types, "
+           f"the fitting net's output at a zero descriptor)")
     type_map = list(model["type_map"])
     nt = len(type_map)
     var = desc["@variables"]

@@ -28,7 +28,9 @@ every check):
     final_layer_type_T/{matrix,bias}         its output layer
     fitting_attr/t_bias_atom_e (nt,)         bias_atom_e (graphs of DeePMD-kit < 2.2 have none:
                                              their bias is inside final_layer's, so 0)
-    fitting_attr/dfparam, daparam            must be 0 (frame / atomic parameters refused)
+    fitting_attr/dfparam, daparam            numb_fparam, numb_aparam (override the JSON's)
+    fitting_attr/t_fparam_avg, t_fparam_istd (numb_fparam,)  fparam_avg, fparam_inv_std
+    fitting_attr/t_aparam_avg, t_aparam_istd (numb_aparam,)  aparam_avg, aparam_inv_std
     model_attr/[model_attr/]t_out_bias, t_out_std (1, nt, 1)   out_bias, out_std (written by
                                              DeePMD-kit 3's conversion from other backends)
     train_attr/min_nbor_dist                 recorded minimum neighbour distance
@@ -267,6 +269,17 @@ def _tensors(graph: Graph, model: dict, path: Path, names: dict) -> dict:
         name = next((n for n in (f"model_attr/{key}", f"model_attr/model_attr/{key}") if graph.has(n)), None)
         value = graph.array(name) if name else np.full((1, nt, 1), default)
         out[ATOMIC + key[2:]] = np.asarray(value, dtype=np.float64).reshape(1, nt, 1)
+    for what in ("fparam", "aparam"):   # the graph's numbers override the JSON's
+        n = fit[f"numb_{what}"] = int(_scalar(graph, f"fitting_attr/d{what}"))
+        if what == "aparam" and fit.get("use_aparam_as_mask"):
+            continue   # no statistics in the graph; the .dp reader refuses the mask
+        for stat, node in (("avg", f"fitting_attr/t_{what}_avg"), ("inv_std", f"fitting_attr/t_{what}_istd")):
+            if n:
+                if not graph.has(node):
+                    raise InputError(f"{path}: {MALFORMED}: node {node} is missing (numb_{what} {n}, "
+                                     f"fitting_attr/d{what})")
+                out[f"{FIT}{what}_{stat}"] = np.asarray(graph.array(node), dtype=np.float64).ravel()
+                names[id(out[f"{FIT}{what}_{stat}"])] = f"node {node}"
     if graph.has("train_attr/min_nbor_dist"):
         out["min_nbor_dist"] = np.asarray(graph.array("train_attr/min_nbor_dist"), dtype=np.float64)
     return out
@@ -288,9 +301,6 @@ def read_pb(path) -> ModelParams:
         mtype = _text(graph, "model_attr/model_type")
         if mtype not in (None, "ener", "original_model"):
             raise refuse(path, f"a '{mtype}' model")
-        nf, na = int(_scalar(graph, "fitting_attr/dfparam")), int(_scalar(graph, "fitting_attr/daparam"))
-        if nf or na:
-            raise refuse(path, f"frame or atomic parameters (numb_fparam {nf}, numb_aparam {na})")
         if "type_embedding" in model:
             raise refuse(path, "a type embedding (type_embedding)")
         check_model_section(model, path)   # before the nodes are read as se_e2_a's

@@ -20,6 +20,9 @@ Module paths read (relative to the model, A = "atomic_model."):
                                                              type_one_side, else ntypes**2), layer l
   A+"descriptor.sea.compress_data.{k}"                    -> must be empty (compressed: refused)
   A+"fitting_net.bias_atom_e"                             -> bias_atom_e, (ntypes, 1)
+  A+"fitting_net.{fparam,aparam}_{avg,inv_std}"           -> (numb_fparam,) / (numb_aparam,), when
+                                                             the fitting takes frame / atomic parameters
+  A+"fitting_net.default_fparam_tensor"                   -> default_fparam, (numb_fparam,), when given
   A+"fitting_net.filter_layers.networks.{t}.layers.{l}.{matrix,bias,idt}" -> fitting net t
   A+"out_bias" / A+"out_std"                              -> (1, ntypes, 1)
   "min_nbor_dist"                                         -> scalar, when recorded
@@ -157,13 +160,23 @@ def check_model_section(model: dict, path: Path) -> tuple[dict, dict]:
     ftype = fit.get("type", "ener")
     if ftype != "ener":
         raise refuse(path, f"a '{ftype}' fitting")
-    for kind, what in (("fparam", "frame"), ("aparam", "atomic")):   # not read here (no PyTorch model to test it on)
-        if int(fit.get(f"numb_{kind}", 0) or 0):
-            raise refuse(path, f"{what} parameters (numb_{kind} {fit[f'numb_{kind}']}); DeePMD-kit's "
-                               f"`dp convert-backend MODEL.pth MODEL.dp` makes a .dp file numdp reads")
     if int(fit.get("dim_case_embd", 0) or 0):
         raise refuse(path, "a fitting net with case embedding (dim_case_embd)")
     return desc, fit
+
+
+def _input_stats(tensors: dict, fit: dict, path: Path, kind: str) -> dict:
+    """The fitting's statistics of its frame and atomic parameters: {fparam_avg, fparam_inv_std}
+    (numb_fparam,) when it takes frame parameters, {aparam_avg, aparam_inv_std} (numb_aparam,)
+    when it takes atomic ones (DeePMD-kit's buffers of the same names; none read for atomic
+    parameters used as a mask, which the `.dp` reader refuses)."""
+    out = {}
+    for what in ("fparam", "aparam"):
+        n = int(fit.get(f"numb_{what}", 0) or 0)
+        if n and not (what == "aparam" and fit.get("use_aparam_as_mask")):
+            for stat in ("avg", "inv_std"):
+                out[f"{what}_{stat}"] = _array(tensors, f"{FIT}{what}_{stat}", path, (n,), kind)
+    return out
 
 
 def params_from_torch(model: dict, tensors: dict, path: Path, source: str, kind: str = "PyTorch",
@@ -211,8 +224,12 @@ def params_from_torch(model: dict, tensors: dict, path: Path, source: str, kind:
                 "fitting": {
                     "type": "ener", "neuron": fneuron, "resnet_dt": bool(fit.get("resnet_dt", True)),
                     "numb_fparam": fit.get("numb_fparam", 0), "numb_aparam": fit.get("numb_aparam", 0),
+                    "use_aparam_as_mask": bool(fit.get("use_aparam_as_mask", False)),
+                    "atom_ener": fit.get("atom_ener"),
+                    "default_fparam": tensors.get(FIT + "default_fparam_tensor", fit.get("default_fparam")),
                     "mixed_types": False,
-                    "@variables": {"bias_atom_e": _array(tensors, FIT + "bias_atom_e", path, (nt, 1), kind)},
+                    "@variables": {"bias_atom_e": _array(tensors, FIT + "bias_atom_e", path, (nt, 1), kind),
+                                   **_input_stats(tensors, fit, path, kind)},
                     "nets": {"networks": fnets},
                 },
             },
