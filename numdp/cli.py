@@ -29,8 +29,11 @@ COMMANDS = {
 }
 
 
-BACKEND_ALIASES = ["tensorflow", "tf", "pytorch", "pt", "dpmodel", "dp", "jax", "paddle", "pd"]
-"""dp's -b/--backend values (DeePMD-kit 3.2)."""
+def _backend_aliases() -> list[str]:
+    """dp's -b/--backend values (DeePMD-kit 3.2): numdp.commands.freeze.BACKENDS."""
+    from .commands.freeze import BACKENDS
+
+    return list(BACKENDS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,11 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"numdp {__version__}")
     # dp's backend options (DP-GEN's train_backend "pytorch" runs `dp --pt train`, `dp --pt
     # freeze`): accepted; they choose the default model names of freeze and compress
-    # (frozen_model.pth), numdp.commands.freeze.backend_suffix
+    # (frozen_model.pth), numdp.commands.freeze.backend_suffix, and the checkpoint names train
+    # leaves for an input.json (model.ckpt.pt), numdp.train.checkpoint.DeepmdNames
     backend = parser.add_mutually_exclusive_group()
-    backend.add_argument("-b", "--backend", default=None, metavar="BACKEND", choices=BACKEND_ALIASES,
+    backend.add_argument("-b", "--backend", default=None, metavar="BACKEND", choices=_backend_aliases(),
                          help="DeePMD-kit's backend option, accepted for dp's command lines: it sets the "
-                              "default names of numdp freeze and compress (.pb, .pth with pytorch)")
+                              "default names of numdp freeze and compress (.pb, .pth with pytorch) and "
+                              "dp's checkpoint names numdp train leaves for an input.json "
+                              "(model.ckpt.index, model.ckpt.pt with pytorch)")
     for flag, name in (("--tf", "tensorflow"), ("--pt", "pytorch"), ("--dp", "dpmodel"),
                        ("--jax", "jax"), ("--pd", "paddle")):
         backend.add_argument(flag, dest="backend", action="store_const", const=name,

@@ -2,7 +2,8 @@
 `dp freeze` (numdp.train.freeze).  `numdp train` writes its model at the end of a run; this
 writes one from any checkpoint, an interrupted run's included.  DeePMD-kit's PyTorch
 checkpoints (`model.ckpt-N.pt`, or a folder whose `checkpoint` file names one, as `dp train`
-leaves them) give their model too, as `dp freeze` does.  An existing output is kept as #NAME.N#
+leaves them) give their model too, as `dp freeze` does; numdp's own checkpoint under dp's names
+(model.ckpt.pt, model.ckpt.index: numdp.train.checkpoint.DeepmdNames) is read by its content.  An existing output is kept as #NAME.N#
 (numdp.io.backup).
 
 Without -o the model is written under `dp freeze`'s default name, the one DP-GEN links into its
@@ -21,8 +22,10 @@ Else a folder's `checkpoint` file (DeePMD-kit's PyTorch backend: the name of its
 checkpoint) is followed."""
 TORCH_SUFFIXES = (".pt", ".pth")
 """DeePMD-kit's PyTorch checkpoints: read as models (numdp.io.pt_read)."""
-BACKEND_SUFFIXES = {"tensorflow": ".pb", "tf": ".pb", "pytorch": ".pth", "pt": ".pth",
-                    "dpmodel": ".dp", "dp": ".dp"}
+BACKENDS = {"tensorflow": "tensorflow", "tf": "tensorflow", "pytorch": "pytorch", "pt": "pytorch",
+            "dpmodel": "dpmodel", "dp": "dpmodel", "jax": "jax", "paddle": "paddle", "pd": "paddle"}
+"""DeePMD-kit 3.2's backend names and aliases (dp -b, DP_BACKEND) -> the backend."""
+BACKEND_SUFFIXES = {"tensorflow": ".pb", "pytorch": ".pth", "dpmodel": ".dp"}
 """The suffix dp freeze / dp compress give their default names (frozen_model,
 frozen_model_compressed) per DeePMD-kit backend (dp's --tf / --pt / --dp, or DP_BACKEND)."""
 DEEPMD_NAMES = (".pb", ".pth")
@@ -30,15 +33,29 @@ DEEPMD_NAMES = (".pb", ".pth")
 its HDF5 model (read by content everywhere in numdp)."""
 
 
-def backend_suffix(args) -> str:
-    """The suffix of dp's default model names for the backend of the command line (`numdp --pt
-    ...`: `args.backend`) or of DP_BACKEND, as dp chooses it (default tensorflow: .pb)."""
+def chosen_backend(args) -> str:
+    """The DeePMD-kit backend of the command line (`numdp --pt ...`: `args.backend`) or of
+    DP_BACKEND, as dp chooses it (default tensorflow), by its name in BACKENDS; InputError for
+    a DP_BACKEND dp does not know."""
     import os
 
     from ..errors import InputError
 
-    backend = getattr(args, "backend", None) or os.environ.get("DP_BACKEND") or "tensorflow"
-    suffix = BACKEND_SUFFIXES.get(str(backend).strip().lower())
+    given = getattr(args, "backend", None) or os.environ.get("DP_BACKEND") or "tensorflow"
+    backend = BACKENDS.get(str(given).strip().lower())
+    if backend is None:
+        where = "DP_BACKEND" if getattr(args, "backend", None) is None else "the backend option"
+        raise InputError(f"{where} {given}: not a DeePMD-kit backend ({', '.join(BACKENDS)})")
+    return backend
+
+
+def backend_suffix(args) -> str:
+    """The suffix of dp's default model names for the backend of the command line or of
+    DP_BACKEND (`chosen_backend`; default tensorflow: .pb)."""
+    from ..errors import InputError
+
+    backend = chosen_backend(args)
+    suffix = BACKEND_SUFFIXES.get(backend)
     if suffix is None:
         where = "DP_BACKEND" if getattr(args, "backend", None) is None else "the backend option"
         raise InputError(f"{where} {backend}: numdp writes models for DeePMD-kit's tensorflow (.pb name), "
@@ -73,6 +90,25 @@ def write_default_named(params, out: Path) -> str:
     return ""
 
 
+def pointed_checkpoint(folder: Path) -> Path | None:
+    """The checkpoint that `folder`'s `checkpoint` file names, as dp train writes it (PyTorch:
+    the file's name, model.ckpt-N.pt; TensorFlow: `model_checkpoint_path: "PREFIX"`, its
+    prefix), when that is a numdp checkpoint or a DeePMD-kit PyTorch one; None otherwise."""
+    import re
+
+    from ..train.checkpoint import POINTER, is_checkpoint, resolve_checkpoint
+
+    try:
+        text = (folder / POINTER).read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    tf = re.search(r'^model_checkpoint_path:\s*"([^"]+)"', text, re.MULTILINE)
+    named = resolve_checkpoint(folder / (tf.group(1) if tf else text)) if text else None
+    if named is None or not named.is_file():
+        return None
+    return named if is_checkpoint(named) or named.suffix in TORCH_SUFFIXES else None
+
+
 def configure(parser):
     parser.add_argument("-c", "--checkpoint", "--checkpoint-folder", default=None,
                         help="training checkpoint, or a folder holding one (default: the working "
@@ -90,6 +126,7 @@ def main(args) -> int:
     from ..errors import InputError
     from ..io.backup import Backups
     from ..io.model_file import check_model_output
+    from ..train.checkpoint import is_checkpoint, resolve_checkpoint
     from ..train.freeze import model_from_checkpoint
 
     if args.output is None:   # dp freeze's default name (DP-GEN links it as graph.00N.pb)
@@ -100,20 +137,18 @@ def main(args) -> int:
     if checkpoint is None or Path(checkpoint).is_dir():   # a folder, as DeePMD-kit's -c
         folder = Path(checkpoint or ".")
         found = [folder / name for name in DEFAULT_CHECKPOINTS if (folder / name).is_file()]
-        if not found and (folder / "checkpoint").is_file():   # dp train's (PyTorch backend)
-            named = folder / (folder / "checkpoint").read_text().strip()
-            if named.suffix in TORCH_SUFFIXES and named.is_file():
-                found = [named]
+        named = pointed_checkpoint(folder) if not found else None
+        if named is not None:
+            found = [named]
         if not found:
             where = "here" if checkpoint is None else f"in {folder}"
             raise InputError(f"no {' or '.join(DEFAULT_CHECKPOINTS)} {where}: name the training "
                              f"checkpoint with -c ([training] save_ckpt of the run)")
         checkpoint = found[0]
-    else:   # a prefix, as dp freeze -c model.ckpt: model.ckpt.h5 (or .pt)
-        from ..train.checkpoint import resolve_checkpoint
-
+    else:   # a prefix, as dp freeze -c model.ckpt: model.ckpt.h5 (or .pt, .index)
         checkpoint = resolve_checkpoint(checkpoint)
-    if Path(checkpoint).suffix in TORCH_SUFFIXES:   # DeePMD-kit's: its model, as dp freeze
+    if not is_checkpoint(checkpoint) and Path(checkpoint).suffix in TORCH_SUFFIXES:
+        # DeePMD-kit's: its model, as dp freeze (numdp's own under dp's name model.ckpt.pt: below)
         from ..io.model_file import read_model
 
         if args.ema:

@@ -6,6 +6,11 @@ continues a run, `--init-model MODEL` starts one from a trained model (numdp.tra
 A new run backs up an earlier run's lcurve, model and checkpoint to `#name.N#` (numdp.io.backup);
 SIGINT / SIGTERM finish the step, write the checkpoint and exit 128 + the signal's number (130,
 143), a second one aborts at once (numdp.signals).
+
+With DeePMD-kit's input.json the checkpoint is also left under `dp train`'s names for dp's backend
+option (`numdp --pt train`, -b, DP_BACKEND; default tensorflow): model.ckpt.pt, or
+model.ckpt.index with placeholders model.ckpt.meta and .data-00000-of-00001, and the `checkpoint`
+file (numdp.train.checkpoint.DeepmdNames), which DP-GEN's restart test and file transfers need.
 """
 from __future__ import annotations
 
@@ -89,12 +94,16 @@ def main(args) -> int:
     if args.finetune is not None and (args.restart is not None or args.init_model is not None):
         raise InputError("--finetune with --restart or --init-model: give one (--finetune starts "
                          "a new run from a model, as --init-model, and moves its energy bias)")
+    from .freeze import chosen_backend
+
+    backend = chosen_backend(args)   # dp's checkpoint names for an input.json (DeepmdNames)
     cfg = load_config(args.input)
     start = args.finetune if args.finetune is not None else args.init_model
     log = _LogCopy(args.log_path, args.restart is not None) if getattr(args, "log_path", None) else None
     try:
         trainer = Trainer(cfg, restart=args.restart, nthreads=args.threads, init_model=start,
-                          finetune=args.finetune is not None, init_option=init, stream=log)
+                          finetune=args.finetune is not None, init_option=init, stream=log,
+                          deepmd_backend=backend)
         try:
             trainer.run()
         except TrainingInterrupted as exc:

@@ -6,10 +6,16 @@ the training and validation samplers (generator state, permutations, cursors), t
 statistics of the model (sel, davg, dstd, out_bias, s_range, min_nbor_dist) and the training
 input text.  A checkpoint is written atomically (numdp.io.atomic), so an interrupted write never
 leaves a half-written checkpoint.
+
+A run of DeePMD-kit's input.json also leaves the names `dp train` gives its checkpoint
+(`DeepmdNames`), which DP-GEN tests, brings back and passes on to the next iteration.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +23,7 @@ import h5py
 import numpy as np
 
 from ..errors import InputError
-from ..io.atomic import atomic_h5, one_line
+from ..io.atomic import atomic_h5, atomic_path, cannot_write, one_line
 
 FORMAT = "numdp-train-checkpoint"
 VERSION = 1
@@ -124,9 +130,10 @@ def is_checkpoint(path) -> bool:
         return False
 
 
-PREFIX_SUFFIXES = (".h5", ".pt")
+PREFIX_SUFFIXES = (".h5", ".pt", ".index")
 """Tried after a checkpoint path that names no file (`resolve_checkpoint`): numdp's default
-save_ckpt is model.ckpt.h5, DeePMD-kit's PyTorch backend writes model.ckpt.pt."""
+save_ckpt is model.ckpt.h5; DeePMD-kit's PyTorch backend writes model.ckpt.pt, its TensorFlow
+backend model.ckpt.index (both also left by numdp for an input.json run: `DeepmdNames`)."""
 
 
 def resolve_checkpoint(path) -> Path:
@@ -177,3 +184,118 @@ def read_checkpoint(path) -> Checkpoint:
                 **{n: h5[n][()] for n in Checkpoint.INPUT_STATS if n in h5})
     except (OSError, KeyError, ValueError) as exc:
         raise InputError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None
+
+
+DEEPMD_SUFFIXES = {"tensorflow": (".index", ".meta", ".data-00000-of-00001"), "pytorch": (".pt",)}
+"""The files `dp train` leaves under its checkpoint prefix (save_ckpt, default model.ckpt), per
+backend: those DP-GEN 0.14 tests (`[ -f model.ckpt.index ]`, `model.ckpt.pt`), brings back
+(backward_files) and sends with --init-model (forward_files old/model.ckpt.*).  The first holds
+numdp's checkpoint (`DeepmdNames.checkpoint`), the others are placeholders (`DeepmdNames.others`)."""
+POINTER = "checkpoint"
+"""The file in which dp train names its latest checkpoint (DP-GEN brings it back too)."""
+PLACEHOLDER = ("numdp: DeePMD-kit's TensorFlow checkpoint name, left for DP-GEN; the run's checkpoint is "
+               "numdp's HDF5 file {name}\n")
+
+
+@dataclass(frozen=True)
+class DeepmdNames:
+    """DeePMD-kit's checkpoint names for a numdp run of its input.json, under dp's `prefix`
+    (input.json's save_ckpt, default model.ckpt) for `backend` ("tensorflow" or "pytorch", a key
+    of DEEPMD_SUFFIXES), with dp's pointer file in `pointer_dir` (the working directory for
+    pytorch, the prefix's folder for tensorflow, as dp).
+
+    After each checkpoint (`publish`): `checkpoint` (model.ckpt.pt, model.ckpt.index) is a hard
+    link to numdp's checkpoint (a copy where the file system has none), so `--restart model.ckpt`
+    and `--init-model old/model.ckpt` find it (`resolve_checkpoint`) wherever it was brought;
+    the `others` (TensorFlow's .meta and .data-00000-of-00001) are placeholders of a line;
+    `pointer` names the checkpoint as dp's does (pytorch: the file's name; tensorflow: the
+    text format of TensorFlow's `checkpoint`)."""
+
+    prefix: Path
+    backend: str
+    pointer_dir: Path
+
+    @classmethod
+    def of(cls, prefix: Path | None, backend: str | None) -> DeepmdNames | None:
+        """The names for `prefix` (None: not a DeePMD-kit input) and `backend` (a canonical
+        backend name, numdp.commands.freeze.chosen_backend); None where dp's backend has none
+        that numdp writes (dpmodel, jax, paddle) or no prefix is given."""
+        if prefix is None or backend not in DEEPMD_SUFFIXES:
+            return None
+        prefix = Path(prefix)
+        return cls(prefix, backend, Path.cwd() if backend == "pytorch" else prefix.parent)
+
+    def _name(self, suffix: str) -> Path:
+        return self.prefix.with_name(self.prefix.name + suffix)
+
+    @property
+    def checkpoint(self) -> Path:
+        """The dp name that holds numdp's checkpoint (hard link): model.ckpt.pt / .index."""
+        return self._name(DEEPMD_SUFFIXES[self.backend][0])
+
+    @property
+    def others(self) -> list[Path]:
+        """The placeholders: TensorFlow's model.ckpt.meta and model.ckpt.data-00000-of-00001."""
+        return [self._name(s) for s in DEEPMD_SUFFIXES[self.backend][1:]]
+
+    @property
+    def pointer(self) -> Path:
+        return self.pointer_dir / POINTER
+
+    def paths(self) -> list[Path]:
+        """Every file `publish` writes."""
+        return [self.checkpoint, *self.others, self.pointer]
+
+    def pointer_text(self) -> str:
+        """dp's pointer: pytorch, the checkpoint's path from the pointer's folder (dp writes
+        model.ckpt-N.pt); tensorflow, TensorFlow's text format naming the prefix."""
+        if self.backend == "pytorch":
+            return os.path.relpath(self.checkpoint, self.pointer_dir)
+        name = os.path.relpath(self.prefix, self.pointer_dir)
+        return f'model_checkpoint_path: "{name}"\nall_model_checkpoint_paths: "{name}"\n'
+
+    def publish(self, ckpt: Path) -> None:
+        """Point dp's names at the checkpoint file `ckpt` just written (each file replaced
+        atomically, numdp.io.atomic); nothing when `ckpt` is not a regular file (/dev/null)."""
+        ckpt = Path(ckpt)
+        if not ckpt.is_file():
+            return
+        _link(ckpt, self.checkpoint)
+        holder = os.path.relpath(self.checkpoint, self.prefix.parent)
+        for other in self.others:
+            _write_text(other, PLACEHOLDER.format(name=holder))
+        _write_text(self.pointer, self.pointer_text())
+
+
+def _link(src: Path, dst: Path) -> None:
+    """`dst` replaced atomically by a hard link to `src` (a copy where links are refused)."""
+    with contextlib.suppress(OSError):
+        if os.path.samefile(src, dst):
+            return
+    what = "DeePMD-kit's checkpoint name"
+    with atomic_path(dst, what) as tmp:
+        try:
+            if tmp != dst:   # (else a character device or FIFO: written into)
+                os.unlink(tmp)
+                try:
+                    os.link(src, tmp)
+                    return
+                except OSError:   # a file system without hard links
+                    pass
+            shutil.copyfile(src, tmp)
+        except OSError as exc:
+            raise cannot_write(dst, what, exc) from None
+
+
+def _write_text(path: Path, text: str) -> None:
+    """`path` holding `text`, written atomically unless it already does."""
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        if path.is_file() and path.read_text() == text:
+            return
+    what = "DeePMD-kit's checkpoint file"
+    with atomic_path(path, what) as tmp:
+        try:
+            with open(tmp, "w") as fh:
+                fh.write(text)
+        except OSError as exc:
+            raise cannot_write(path, what, exc) from None

@@ -300,6 +300,10 @@ class TrainingConfig:
     save_freq: int = 1000
     disp_file: Path = Path("lcurve.out")
     save_ckpt: Path = Path("model.ckpt.h5")
+    deepmd_ckpt: Path | None = None
+    """DeePMD-kit's input.json (or YAML): the checkpoint prefix `dp train` would use (its
+    save_ckpt, default model.ckpt), under which numdp train leaves dp's checkpoint names
+    (numdp.train.checkpoint.DeepmdNames); None for numdp's TOML input."""
     model_file: Path = Path("model.h5")
     data_stat_nbatch: int = 10
     disp_training: bool = True
@@ -976,7 +980,10 @@ def load_config(path) -> TrainConfig:
     DeePMD-kit does."""
     path = Path(path)
     text, data, is_json = _input_tables(path)
-    return parse_config(data, path, text, base=Path.cwd() if is_json else None)
+    cfg = parse_config(data, path, text, base=Path.cwd() if is_json else None)
+    if is_json:   # (save_ckpt validated by parse_config)
+        cfg.training.deepmd_ckpt = resolve_path(data["training"].get("save_ckpt", "model.ckpt"), Path.cwd())
+    return cfg
 
 
 def _input_tables(path: Path) -> tuple[str, dict, bool]:

@@ -12,7 +12,9 @@ their mean over the steps since the previous row) and lr(t), the rate of that up
 row is written: a run whose numb_steps is not a multiple of disp_freq ends without a row for
 its last steps, as DeePMD-kit's does.
 Checkpoints hold the state after t updates (every save_freq updates, at the end and after SIGINT
-or SIGTERM: numdp.signals).
+or SIGTERM: numdp.signals).  A run of DeePMD-kit's input.json also leaves dp train's checkpoint
+names for the backend of the command line (numdp.train.checkpoint.DeepmdNames: model.ckpt.index
+or model.ckpt.pt and the `checkpoint` file), which DP-GEN's restart and reuse branches use.
 """
 from __future__ import annotations
 
@@ -35,7 +37,8 @@ from ..kernels.cpu.train import ema_update
 from ..model.params import exclusion_mask
 from ..progress import CompileNotice, Progress
 from ..signals import StopRequest
-from .checkpoint import Checkpoint, read_checkpoint, resolve_checkpoint, write_checkpoint
+from ..validate import distinct_files
+from .checkpoint import Checkpoint, DeepmdNames, read_checkpoint, resolve_checkpoint, write_checkpoint
 from .config import OptimizerType, TrainConfig, ema_model_path, resolve_steps, steps_text
 from .data import (BatchSampler, DataSystem, FrameCache, drop_close_frames, load_dataset, missing_labels,
                    system_probs)
@@ -101,11 +104,14 @@ class Trainer:
     energy bias is first moved to the training data (`change_bias`), DeePMD-kit's --finetune.
     init_option: the command-line option that named `init_model` (--init-model, or DeePMD-kit's
     other name, --init-frz-model), for messages.
+    deepmd_backend: DeePMD-kit's backend of the command line (numdp.commands.freeze.chosen_backend):
+    for a DeePMD-kit input (`cfg.training.deepmd_ckpt`) the checkpoint is also left under that
+    backend's names (`DeepmdNames`); None leaves none.
     """
 
     def __init__(self, cfg: TrainConfig, restart=None, nthreads: int | None = None, stream=None,
                  on_step=None, frame_budget: float = 2e9, init_model=None, finetune: bool = False,
-                 init_option: str = "--init-model"):
+                 init_option: str = "--init-model", deepmd_backend: str | None = None):
         from ..model.dp_model import default_threads
 
         if restart is not None and init_model is not None:
@@ -115,8 +121,14 @@ class Trainer:
             raise InputError(f"{cfg.source.name}: [model] preset_out_bias with --finetune: DeePMD-kit would add "
                              f"the preset values to the model's bias; give one of them")
         tr = cfg.training
+        self.deepmd_names = DeepmdNames.of(tr.deepmd_ckpt, deepmd_backend)
+        if self.deepmd_names is not None:   # (save_ckpt "checkpoint" would be overwritten by dp's pointer)
+            distinct_files(cfg.source.name, [("training.disp_file", tr.disp_file), ("training.save_ckpt", tr.save_ckpt),
+                                             ("training.model_file", tr.model_file)]
+                           + [(f"DeePMD-kit's checkpoint name {p.name}", p) for p in self.deepmd_names.paths()],
+                           [("the input file", cfg.source)])
         # outputs checked (directories made) before the data statistics, which can take minutes
-        prepare_outputs([tr.disp_file, tr.model_file, tr.save_ckpt])
+        prepare_outputs([tr.disp_file, tr.model_file, tr.save_ckpt, *self._deepmd_paths()])
         self.cfg = cfg
         # DeePMD-kit's checkpoint prefixes (DP-GEN: --restart model.ckpt, --init-model old/model.ckpt)
         self.restart = resolve_checkpoint(restart) if restart is not None else None
@@ -563,6 +575,12 @@ class Trainer:
                         input_text=self.cfg.text, elapsed=elapsed, theta_ema=self.theta_ema,
                         seed=self.seed)
         write_checkpoint(ck, self.cfg.training.save_ckpt)
+        if self.deepmd_names is not None:
+            self.deepmd_names.publish(self.cfg.training.save_ckpt)
+
+    def _deepmd_paths(self) -> list[Path]:
+        """The files of dp's checkpoint names this run writes (`DeepmdNames.paths`), if any."""
+        return [] if self.deepmd_names is None else self.deepmd_names.paths()
 
     def _figures(self, st: LossStats | None) -> np.ndarray:
         """The lcurve figures of `st` in the order of `_lcurve_kinds` (nan for None)."""
@@ -590,7 +608,7 @@ class Trainer:
         columns = lcurve_columns(bool(self.valid_sys), p.has_v, p.has_ae, p.has_pf, self.loss_options.mae,
                                  has_e=p.has_e, has_f=p.has_f)
         history = History(columns)
-        outputs = [tr.disp_file, tr.model_file, tr.save_ckpt]  # checked in __init__
+        outputs = [tr.disp_file, tr.model_file, tr.save_ckpt, *self._deepmd_paths()]  # checked in __init__
         if self.theta_ema is not None:
             outputs.append(ema_model_path(tr.model_file))
         # a new run keeps the previous run's files under numbered names, and gives them their names
@@ -662,8 +680,10 @@ class Trainer:
         self.write_model()
         if nsteps:
             ema = "" if self.theta_ema is None else f" (moving average: {ema_model_path(tr.model_file)})"
+            dn = self.deepmd_names
+            also = "" if dn is None else f" (also as {dn.checkpoint.name}, DeePMD-kit's {dn.backend} name)"
             self.say(f"trained {nsteps} steps in {wall:.1f} s ({wall / nsteps:.4f} s/step); model "
-                     f"written to {tr.model_file}{ema}; checkpoint {tr.save_ckpt}; learning curve {tr.disp_file}")
+                     f"written to {tr.model_file}{ema}; checkpoint {tr.save_ckpt}{also}; learning curve {tr.disp_file}")
         self.say(self.timing_table(nsteps))
         if self.valid_sys:
             res = self.test(self.valid_sys, self.valid_cache)
