@@ -66,58 +66,63 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     from .errors import InputError
+    from .signals import PIPE_CLOSED, stdout_was_closed
     from .validate import checked_threads
 
     args = build_parser().parse_args(argv)
     try:
         # --threads (train, test, model-devi, ipi, change-bias): checked here once for every sub-command
         checked_threads(getattr(args, "threads", None), "--threads")
-        _one_process(args.command)
+        if not _one_process(args.command):
+            return 2   # another MPI rank than the launcher's rank 0: rank 0 says why
         status = int(importlib.import_module(args._module).main(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, inside the handlers below
-        return status
+        # a command that completed while its stdout was closed (numdp.signals.StdoutGuard) says so too
+        return PIPE_CLOSED if status == 0 and stdout_was_closed() else status
     except InputError as exc:
         print(f"numdp {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
         from .signals import exit_status
 
-        print(f"numdp {args.command}: interrupted", file=sys.stderr)
+        # a run's agreed stop says how it ended (numdp.signals.agreed_stop: a closed stdout's names the
+        # checkpoint); Python's own KeyboardInterrupt says nothing
+        print(f"numdp {args.command}: {str(exc) or 'interrupted'}", file=sys.stderr)
         return exit_status(exc)  # 128 + the signal's number, as the shell reports
     except BrokenPipeError:  # `numdp test ... | head`: the reader left; no traceback
         _silence_stdout()
-        return 141  # 128 + SIGPIPE, what the shell reports for a command killed by the pipe
+        return PIPE_CLOSED
 
 
 MPI_COMMANDS = ("run", "lmp")
 """The sub-commands that run on several MPI ranks (spatial decomposition, numdp.parallel)."""
 
 
-def _one_process(command: str) -> None:
-    """InputError when an MPI launcher started this sub-command on several ranks and it is not one
-    of MPI_COMMANDS: each rank would run the whole job (numdp train, test, ...) on the same outputs."""
+def _one_process(command: str) -> bool:
+    """Whether this process may run `command`.  When an MPI launcher started a sub-command that is
+    not one of MPI_COMMANDS on several ranks (each rank would run the whole job, numdp train, test,
+    ..., on the same outputs): InputError on the launcher's rank 0, False on the other ranks, which
+    exit quietly (status 2) so that the line is printed once."""
     if command in MPI_COMMANDS:
-        return
+        return True
     from .errors import InputError
-    from .parallel.world import launched_size
+    from .parallel.world import launched_rank, launched_size
 
     n = launched_size()
     if n > 1:
+        if launched_rank() != 0:
+            return False
         raise InputError(f"started on {n} MPI ranks, but numdp {command} runs as one process (each rank "
                          f"would run the whole job on the same files); only numdp {' and numdp '.join(MPI_COMMANDS)} "
                          f"use MPI: start it without mpiexec")
+    return True
 
 
 def _silence_stdout() -> None:
-    """Point stdout at /dev/null, so that the interpreter's final flush into the closed pipe
-    raises nothing either (the Python documentation's recipe for SIGPIPE)."""
-    import os
+    """Point stdout at /dev/null after its reader exited (numdp.signals.silence_stdout)."""
+    from .signals import silence_stdout
 
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):  # not a real file descriptor (tests)
-        pass
+    silence_stdout()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -57,6 +57,24 @@ class Table:
     def column(self, name: str) -> np.ndarray:
         return self.data[:, self.names.index(name)]
 
+    @property
+    def minimization(self) -> bool:
+        """A thermo log of an energy minimization (step pe fnorm fmax)."""
+        return _minimization(self.kind, self.names)
+
+    @property
+    def description(self) -> str:
+        """What the file is, for messages and titles: its kind, or "minimization log"."""
+        return _description(self.kind, self.names)
+
+
+def _minimization(kind: Kind, names: list[str]) -> bool:
+    return kind is Kind.THERMO and "fnorm" in names
+
+
+def _description(kind: Kind, names: list[str]) -> str:
+    return "minimization log" if _minimization(kind, names) else kind.value
+
 
 _PROGRESS = re.compile(r"\d+/\d+")
 """The second word of a progress line of numdp train's log (``step  101/5000 ( 2.0%) loss ...``)."""
@@ -139,7 +157,7 @@ def read_table(path) -> Table:
         raise InputError(f"{path}: not a learning curve (lcurve.out), thermo log or model deviation file "
                          "(no header line starting with 'step' and naming rmse/lr, temp, fnorm or max_devi_f)")
     if not rows:
-        raise InputError(f"{path}: the {kind.value} file has a header but no rows of numbers")
+        raise InputError(f"{path}: the {_description(kind, names)} file has a header but no rows of numbers")
     return Table(path, kind, list(names), np.array(rows, dtype=np.float64))
 
 
@@ -213,7 +231,7 @@ def plot_thermo(t: Table):
         ax.set_ylabel(f"{c} ({unit})" if unit else c)
         ax.grid(True, alpha=0.3)
     axes[-1, 0].set_xlabel(f"{xname} ({_THERMO_UNITS[xname]})" if xname == "time" else xname)
-    fig.suptitle(f"{t.path.name}: thermo")
+    fig.suptitle(f"{t.path.name}: {'minimization' if t.minimization else 'thermo'}")
     return fig
 
 

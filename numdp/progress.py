@@ -35,6 +35,11 @@ def hms(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+def counted(n: int, noun: str) -> str:
+    """'1 step', '2 steps': a whole count and its noun, plural (noun + 's') unless n is 1."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 class Progress:
     """Progress of a loop from step `start` to step `end` (see the module docstring).
 

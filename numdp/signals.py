@@ -27,6 +27,13 @@ The statuses are the shell's for a process that a signal ends (128 + its number)
 command reports the same status whenever the signal comes: before the handlers are installed
 (Python's SIGINT: KeyboardInterrupt; SIGTERM's default action) and after they are restored (a
 second signal while the command exits) as while they are active.
+
+A closed stdout (`numdp run input.toml | head`: the reader exited, and the next write raises
+BrokenPipeError) is a stop request too, as if SIGPIPE had come first: the lines of a run go through
+`StdoutGuard`, which points stdout at /dev/null (`silence_stdout`) and asks the innermost active
+`StopRequest` to stop (`stdout_closed`); a StopRequest entered after that (stdout closed during a
+run's set-up) starts stopped.  The command then ends as after a first signal, with status 141
+(128 + SIGPIPE) and its one line on stderr, since stdout is gone (`agreed_stop`).
 """
 from __future__ import annotations
 
@@ -42,8 +49,13 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 REPEAT_WINDOW = 1.0  # s: the same signal again this soon is a forwarded copy, not a second request
 
 
+STDOUT_CLOSED = "stdout closed (its reader exited)"  # what a closed stdout's stop says it was
+PIPE_CLOSED = 128 + signal.SIGPIPE  # 141: status after stdout's reader exited, as the shell reports it
+
 _writing = 0  # depth of whole_write() blocks in progress (signal handlers run in the main thread)
 _deferred: list = []  # the abort requested inside such a block, run when the outermost one ends
+_active: list = []  # the StopRequests inside their `with` block, innermost last
+_stdout_closed = False  # stdout's reader exited: stdout points at /dev/null (for the process's life)
 
 
 @contextmanager
@@ -69,6 +81,71 @@ def exit_status(exc: BaseException | None = None) -> int:
     exception) ended: 128 + the number of the signal that a `StopRequest` it left through received
     first, else 130 (a KeyboardInterrupt from Python's own SIGINT handler)."""
     return getattr(exc, "signal_status", EXIT_STATUS)
+
+
+def agreed_stop(line: str, status: int) -> KeyboardInterrupt:
+    """The agreed end of a command after its stop request (a signal, a closed stdout): the
+    KeyboardInterrupt that Ctrl-C raises in Python (callers of the API catch that), whose str is
+    the line numdp.cli prints on stderr after "numdp COMMAND: " and whose signal_status is the exit
+    status (128 + the signal's number; 141 for a closed stdout), the same on every MPI rank."""
+    exc = KeyboardInterrupt(line)
+    exc.signal_status = int(status)
+    return exc
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null, so that later writes, and the interpreter's final flush, into the
+    closed pipe raise nothing (the Python documentation's recipe for SIGPIPE)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # not a real file descriptor (tests)
+        pass
+
+
+def stdout_closed() -> None:
+    """stdout's reader exited (a write raised BrokenPipeError): silence stdout and ask the innermost
+    active StopRequest to stop, as a first SIGPIPE would; a StopRequest entered later starts stopped."""
+    global _stdout_closed
+    silence_stdout()
+    _stdout_closed = True
+    if _active:
+        _active[-1].stdout_closed()
+
+
+def stdout_was_closed() -> bool:
+    """Whether stdout's reader exited during this process (`stdout_closed`)."""
+    return _stdout_closed
+
+
+class StdoutGuard:
+    """A text stream writing to `stream` (None: sys.stdout, looked up at each write) on which a
+    BrokenPipeError becomes `stdout_closed()`: the text is dropped, and a run stops after its step.
+    The one way numdp run's and numdp lmp's lines (and numdp train's) reach stdout."""
+
+    def __init__(self, stream=None):
+        self._stream = stream
+
+    @property
+    def stream(self):
+        return self._stream if self._stream is not None else sys.stdout
+
+    def write(self, text: str) -> int:
+        try:
+            self.stream.write(text)
+        except BrokenPipeError:
+            stdout_closed()
+        return len(text)
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            stdout_closed()
+
+    def isatty(self) -> bool:
+        return bool(getattr(self.stream, "isatty", lambda: False)())
 
 
 def _write_stderr(text: str) -> None:
@@ -109,6 +186,24 @@ class StopRequest:
             _write_stderr(f"numdp {self.command}: {name} received: stopping after this step "
                           f"(a second one aborts at once)\n")
 
+    def stdout_closed(self) -> None:
+        """A closed stdout (`stdout_closed`): a stop request as if SIGPIPE had come, unless a
+        signal asked first.  Nothing is announced: the command's stop line says it (`agreed_stop`)."""
+        if self._first is None:
+            self._first = (signal.SIGPIPE, time.monotonic())
+            self.requested = True
+            self.signame = signal.SIGPIPE.name
+
+    @property
+    def signum(self) -> int:
+        """The number of what asked first (SIGPIPE: a closed stdout), 0 while nothing did."""
+        return 0 if self._first is None else int(self._first[0])
+
+    @property
+    def by_closed_stdout(self) -> bool:
+        """Whether the stop was asked by a closed stdout (then stdout cannot show the stop's line)."""
+        return self.signum == signal.SIGPIPE
+
     def abort(self, name: str) -> None:
         """Remove the temporaries of atomic writes in progress and end the process (status 128 +
         the number of the signal `name`)."""
@@ -133,10 +228,16 @@ class StopRequest:
         if threading.current_thread() is threading.main_thread():
             for sig in SIGNALS:
                 self._previous[sig] = signal.signal(sig, self._handler)
+        _active.append(self)
+        if _stdout_closed:
+            self.stdout_closed()
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc is not None and self._first is not None:   # the stop this request asked for
+        if self in _active:
+            _active.remove(self)
+        # the stop this request asked for, unless the command set the status its ranks agreed on
+        if exc is not None and self._first is not None and getattr(exc, "signal_status", None) is None:
             exc.signal_status = 128 + self._first[0]
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)

@@ -202,7 +202,7 @@ def test_two_ranks_reproduce_the_serial_trajectory(serial, two_ranks):
     # shared by the two ranks (numdp.parallel.threads)
     env = [os.environ.get(v, "").strip() for v in ("NUMDP_NUM_THREADS", "NUMBA_NUM_THREADS")]
     threads = int(next((v for v in env if v), 0)) or max(1, len(os.sched_getaffinity(0)) // 2)
-    assert f" {threads} threads per rank" in r.stdout
+    assert f" {threads} thread{'s' if threads != 1 else ''} per rank" in r.stdout
     assert r.stdout.count("Loop time of") == 1 and "on 2 MPI ranks" in r.stdout  # rank 0 prints
     assert "Comm" in r.stdout
     run = frames(path)

@@ -21,7 +21,7 @@ def test_the_rebuild_rate_counts_the_builds_made_during_the_steps():
     assert _neighbour_line(steps=100, rebuilds=5, loop_rebuilds=4) == \
         "Neighbour list: 5 builds (one per 25.0 steps)"
     assert _neighbour_line(steps=100, rebuilds=1, loop_rebuilds=0) == \
-        "Neighbour list: 1 builds (none during the 100 steps)"
+        "Neighbour list: 1 build (none during the 100 steps)"
 
 
 def test_a_slab_reports_no_volume():

@@ -85,6 +85,7 @@ def main(args) -> int:
 
     from . import run
     from ..config import run_settings
+    from ..signals import StdoutGuard
     from ..validate import parse_toml_text
 
     if args.print_toml:
@@ -100,8 +101,8 @@ def main(args) -> int:
                 tr = translate_file(args, world)
                 translated.append(tr)
                 if world.is_root:
-                    for note in tr.notices:
-                        print(f"numdp lmp: note: {note}", flush=True)
+                    for note in tr.notices:   # a closed stdout stops the run after a step (numdp.signals)
+                        print(f"numdp lmp: note: {note}", file=StdoutGuard(), flush=True)
             toml = translated[0].run(k)[1]
             # the tables go through their own TOML text, so --print-toml shows exactly what runs
             name = script_text(args)[1]
@@ -139,6 +140,7 @@ def _write_states(tr, k: int) -> None:
     from ..io.structure import write_frame_lammps_data
     from ..lammps.translate import WriteKind
     from ..parallel.world import create_world
+    from ..signals import StdoutGuard
 
     if not create_world(command="lmp").is_root:
         return
@@ -163,4 +165,4 @@ def _write_states(tr, k: int) -> None:
                 with atomic_path(Path(w.file)) as tmp:
                     shutil.copyfile(final, tmp)
         print(f"numdp lmp: {w.kind.value}: {w.file} (step {frame['step']})"
-              + (f"; {backups.line()}" if backups.moved else ""), flush=True)
+              + (f"; {backups.line()}" if backups.moved else ""), file=StdoutGuard(), flush=True)

@@ -46,7 +46,7 @@ def main(args) -> int:
     table = read_table(file)
     if table.kind is not Kind.MODEL_DEVI and (args.trust_lo is not None or args.trust_hi is not None):
         raise InputError(f"{file}: --trust-lo/--trust-hi apply to model deviation files, this is a "
-                         f"{table.kind.value}")
+                         f"{table.description}")
     out = output_path(file, args.output)
     if out.suffix.lower() != ".png":
         raise InputError(f"-o {out}: the figure is a PNG file; name it *.png")
@@ -66,5 +66,5 @@ def main(args) -> int:
             raise InputError(f"{out}: cannot write ({exc.strerror or exc})") from None
     if backups.moved:
         print(backups.line())
-    print(f"{table.kind.value}: {len(table.data)} rows of {file} -> {out}")
+    print(f"{table.description}: {len(table.data)} rows of {file} -> {out}")
     return 0

@@ -5,7 +5,8 @@ continues a run, `--init-model MODEL` starts one from a trained model (numdp.tra
 
 A new run backs up an earlier run's lcurve, model and checkpoint to `#name.N#` (numdp.io.backup);
 SIGINT / SIGTERM finish the step, write the checkpoint and exit 128 + the signal's number (130,
-143), a second one aborts at once (numdp.signals).
+143), a second one aborts at once (numdp.signals); a closed stdout (`numdp train ... | head`) too,
+with status 141 and the line on stderr.
 
 With DeePMD-kit's input.json the checkpoint is also left under `dp train`'s names for dp's backend
 option (`numdp --pt train`, -b, DP_BACKEND; default tensorflow): model.ckpt.pt, or
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+
+from ..signals import StdoutGuard
 
 
 class _InitModel(argparse.Action):
@@ -42,15 +45,15 @@ class _LogCopy:
             self.write(backup_line(moved) + "\n")
 
     def write(self, text: str) -> None:
-        sys.stdout.write(text)
         self._file.write(text)
+        StdoutGuard().write(text)   # after a closed stdout, to the file alone (numdp.signals)
 
     def to_file(self, text: str) -> None:
         """`text` to the file alone (a line the command prints to stderr)."""
         self._file.write(text)
 
     def flush(self) -> None:
-        sys.stdout.flush()
+        StdoutGuard().flush()
 
     def isatty(self) -> bool:
         return False

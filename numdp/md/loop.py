@@ -18,7 +18,9 @@ output (reporters: thermo, trajectory, checkpoint, gathering included), other (p
 On several MPI ranks every rank runs this loop in lock step: the safety check is collective, so a
 stop or a signal (SIGINT/SIGTERM, numdp.signals) ends every rank at the same step.  A signal ends
 the run after the current step with a checkpoint and no extra trajectory frame (so that a restart
-reproduces the uninterrupted run's files); a second signal aborts at once.
+reproduces the uninterrupted run's files); a second signal aborts at once.  A closed stdout
+(`numdp run ... | head`; rank 0 writes it) stops the run the same way, with status 141 on every
+rank and the stop's line on stderr.
 """
 from __future__ import annotations
 
@@ -28,9 +30,9 @@ from dataclasses import dataclass, field
 
 from ..io.backup import Backups
 from ..parallel.world import mark_agreed
-from ..signals import StopRequest
+from ..signals import STDOUT_CLOSED, StopRequest, agreed_stop
 from ..system import State
-from ..progress import CompileNotice, Progress
+from ..progress import CompileNotice, Progress, counted
 from .deviation import DeviationReporter
 from .reporters import CheckpointReporter, Console, ThermoReporter, TrajectoryReporter, snapshot
 from .safety import SafetyMonitor, SafetyStop
@@ -99,13 +101,13 @@ def summary_lines(r: RunResult, nthreads: int | None = None) -> list[str]:
         performance = (f"Performance: {r.ns_per_day:.4f} ns/day, {r.steps / t.total:.3f} timesteps/s, "
                        f"{r.us_per_atom_step:.2f} us/atom/step")
     lines = [
-        f"Loop time of {t.total:.3f} s for {r.steps} {unit}s with {r.natoms} atoms"
+        f"Loop time of {t.total:.3f} s for {counted(r.steps, unit)} with {counted(r.natoms, 'atom')}"
         + (f" on {r.ranks} MPI ranks" if r.ranks > 1 else "")
-        + (f" ({nthreads} threads{' per rank' if r.ranks > 1 else ''})" if nthreads else ""),
+        + (f" ({counted(nthreads, 'thread')}{' per rank' if r.ranks > 1 else ''})" if nthreads else ""),
         performance,
         f"{100.0 * r.cpu_seconds / (t.total * (nthreads or 1)) if t.total else 0.0:.1f}% CPU use with "
         f"{r.ranks} MPI rank(s) x {nthreads or 1} thread(s)",
-        f"Neighbour list: {r.rebuilds} builds"
+        f"Neighbour list: {counted(r.rebuilds, 'build')}"
         + (_rebuild_rate(r, unit) if r.steps else "")
         + (f", {r.overflow_calls} force calls with neighbour overflow" if r.overflow_calls else ""),
         *([f"Compressed model: {r.beyond_table} pair evaluations beyond its tables (continued linearly; "
@@ -123,7 +125,7 @@ def _rebuild_rate(r: RunResult, unit: str) -> str:
     """' (one per X steps)' over the builds made during the steps (a restart restores its list
     without a build, a new run builds one in its set-up), or ' (none during the N steps)'."""
     during = r.loop_rebuilds if r.loop_rebuilds is not None else max(r.rebuilds - 1, 0)
-    return f" (one per {r.steps / during:.1f} {unit}s)" if during else f" (none during the {r.steps} {unit}s)"
+    return f" (one per {r.steps / during:.1f} {unit}s)" if during else f" (none during the {counted(r.steps, unit)})"
 
 
 class Simulation:
@@ -232,7 +234,7 @@ class Simulation:
                 timers.integrate += ((t1 - t0) - (self.provider.time_neigh - tn) - (self.provider.time_force - tf)
                                      - step_comm)
                 tc = world.comm_time
-                problem, signalled = self.safety.check(state, self.provider, stop.requested)
+                problem, signalled = self.safety.check(state, self.provider, stop.signum)
                 timers.comm += step_comm + (world.comm_time - tc)
                 if problem is not None:
                     break
@@ -247,11 +249,14 @@ class Simulation:
                 snap = self._snapshot()
                 if self.checkpoint is not None and self.checkpoint.last_written != state.step:
                     self.checkpoint.write(snap, self.checkpoint.path)
-                self.console.line(f"interrupted after step {state.step}"
-                                  + (f"; checkpoint written to {self.checkpoint.file_for(state.step)} "
-                                     f"(continue with --restart {self.checkpoint.file_for(state.step)})"
-                                     if self.checkpoint else ""))
-                raise mark_agreed(KeyboardInterrupt(), self.world.is_root)
+                line = (f"interrupted after step {state.step}"
+                        + (f"; checkpoint written to {self.checkpoint.file_for(state.step)} "
+                           f"(continue with --restart {self.checkpoint.file_for(state.step)})"
+                           if self.checkpoint else ""))
+                self.console.line(line)
+                # numdp.cli prints the stop on stderr: after a closed stdout (rank 0's) all of it
+                said = f"{STDOUT_CLOSED}: {line}" if stop.by_closed_stdout else "interrupted"
+                raise mark_agreed(agreed_stop(said, 128 + signalled), self.world.is_root)
         notice.stop()
         progress.finish()
         if problem is not None:

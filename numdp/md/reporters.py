@@ -16,7 +16,6 @@ trajectory keeps the frames written before, the last checkpoint stays (written a
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from ..parallel.distribute import GlobalAtoms
 from . import thermo
 from ..parallel.world import World
 from ..progress import Progress
+from ..signals import StdoutGuard
 from ..system import State, kinetic_energy, kinetic_tensor, pressure, temperature
 from ..units import EV_PER_A3_TO_BAR
 from .minimize import force_norms_global
@@ -122,12 +122,13 @@ class Console:
     """Lines for the screen (stdout) and the log file; keeps the progress bar out of their way.
     enabled=False (MPI ranks other than 0): prints and writes nothing.  A log that cannot be
     opened or written raises InputError naming it; after a failed write the lines go to the
-    screen only."""
+    screen only.  A closed stdout (`numdp run ... | head`) asks the run to stop after its step
+    (numdp.signals.StdoutGuard); the lines then go to the log only."""
 
     def __init__(self, log_path=None, resume: bool = False, screen=None, progress: Progress | None = None,
                  enabled: bool = True):
         self.enabled = enabled
-        self.screen = screen or sys.stdout
+        self.screen = StdoutGuard(screen)   # None: sys.stdout at each line
         self.progress = progress
         self.log = None
         if log_path is not None and enabled:

@@ -74,13 +74,15 @@ class SafetyMonitor:
             return -1
         return int(np.flatnonzero(~np.isfinite(state.velocities).all(axis=1))[0])
 
-    def check(self, state: State, provider, interrupted: bool = False) -> tuple[str | None, bool]:
-        """(message of the lowest rank with a problem or None, whether any rank was interrupted by
-        a signal).  Collective: every rank gets the same answer."""
+    def check(self, state: State, provider, interrupted: int = 0) -> tuple[str | None, int]:
+        """(message of the lowest rank with a problem or None, the stop request of the ranks: the
+        largest signal number any rank's request has (numdp.signals.StopRequest.signum; SIGPIPE: a
+        closed stdout, which only rank 0 writes), 0 when none).  Collective: every rank gets the
+        same answer."""
         problem = self.local_problem(state, provider)
-        flags = self.world.flags_global([problem is not None, bool(interrupted)])
+        flags = self.world.flags_global([problem is not None, int(interrupted)])
         if flags[0] and self.world.size > 1:
             ranks = self.world.counts_global(int(problem is not None))
             first = int(np.flatnonzero(ranks)[0])
             problem = self.world.bcast_object(problem, root=first)
-        return problem, bool(flags[1])
+        return problem, int(flags[1])

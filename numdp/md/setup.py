@@ -37,6 +37,7 @@ from ..parallel.distribute import GlobalAtoms, scatter_state
 from ..parallel.domain import Domain, check_grid, choose_grid, describe_grid
 from ..parallel.threads import apply_threads, threads_per_rank
 from ..parallel.world import World
+from ..progress import counted
 from ..system import State, zero_momentum
 from .deviation import DeviationReporter, check_ensemble
 from .barostat import StochasticCellRescaling
@@ -236,7 +237,7 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
                          _stop_path(out.checkpoint), restarted, backups)
 
         counts = world.sum_global(np.bincount(state.types, minlength=len(type_map)).astype(np.float64))
-        console.line(f"numdp run {settings.path}: {state.natoms_global} atoms "
+        console.line(f"numdp run {settings.path}: {counted(state.natoms_global, 'atom')} "
                      + ", ".join(f"{type_map[t]} {int(counts[t])}" for t in range(len(type_map)) if counts[t] > 0))
         console.line(f"  model {settings.model.file} (rcut {model.rcut} A"
                      + (", compressed" if getattr(model, "compressed", False) else "")
@@ -253,7 +254,7 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
                          + (f"; one environment matrix for {shared + 1} of them" if shared else ""))
         if world.size > 1:
             console.line(f"  {world.size} MPI ranks, grid {describe_grid(grid, box, provider.cutoff)}; "
-                         f"{getattr(model, 'nthreads', nthreads)} threads per rank ({thread_source})")
+                         f"{counted(getattr(model, 'nthreads', nthreads), 'thread')} per rank ({thread_source})")
         if gpus is not None:
             console.line(f"  one GPU per rank: rank -> GPU {gpus.tolist()} (node-local rank mod GPUs on the node)")
         if state.box is not None and not all(state.pbc_flags):

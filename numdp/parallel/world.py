@@ -70,6 +70,16 @@ def launched_size(environ=None) -> int:
     return 1
 
 
+def launched_rank(environ=None) -> int:
+    """This process's rank as the launcher announced it (0 when not launched by MPI or unknown),
+    read without MPI, like `launched_size`."""
+    env = os.environ if environ is None else environ
+    for v in LAUNCHER_RANK_VARS:
+        if env.get(v, "").isdigit():
+            return int(env[v])
+    return 0
+
+
 class World:
     """The communicator of a run.  mpi_comm: an mpi4py communicator, or None for one rank."""
 

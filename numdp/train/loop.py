@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +35,7 @@ from ..io.model_file import write_model
 from ..kernels.cpu.train import ema_update
 from ..model.params import exclusion_mask
 from ..progress import CompileNotice, Progress
-from ..signals import StopRequest
+from ..signals import STDOUT_CLOSED, StdoutGuard, StopRequest
 from ..validate import distinct_files
 from .checkpoint import Checkpoint, DeepmdNames, read_checkpoint, resolve_checkpoint, write_checkpoint
 from .config import OptimizerType, TrainConfig, ema_model_path, resolve_steps, steps_text
@@ -61,12 +60,13 @@ class TrainingDiverged(InputError):
 
 
 class TrainingInterrupted(Exception):
-    """Raised after SIGINT (Ctrl-C) or SIGTERM once the checkpoint of the last completed step is
-    written (numdp.signals; a second signal aborts at once)."""
+    """Raised after SIGINT (Ctrl-C), SIGTERM or a closed stdout (`numdp train ... | head`) once the
+    checkpoint of the last completed step is written (numdp.signals; a second signal aborts at
+    once).  reason: what asked, put before the message (numdp.signals.STDOUT_CLOSED), or None."""
 
-    def __init__(self, step: int, path: Path):
-        super().__init__(f"interrupted after step {step}; checkpoint written to {path} "
-                         f"(continue with --restart {path})")
+    def __init__(self, step: int, path: Path, reason: str | None = None):
+        super().__init__((f"{reason}: " if reason else "") + f"interrupted after step {step}; checkpoint "
+                         f"written to {path} (continue with --restart {path})")
         self.step = step
         self.path = path
 
@@ -136,7 +136,8 @@ class Trainer:
         self.finetune = finetune and init_model is not None
         self.init_option = "--finetune" if self.finetune else init_option
         self.nthreads = max(1, int(nthreads or default_threads()))
-        self.stream = stream if stream is not None else sys.stdout
+        # sys.stdout through the guard: a closed stdout stops the run after the step (numdp.signals)
+        self.stream = stream if stream is not None else StdoutGuard()
         self.on_step = on_step
         self.frame_budget = frame_budget
         self.timings = dict.fromkeys(PHASES, 0.0)
@@ -662,7 +663,8 @@ class Trainer:
                     if stop.requested:
                         if saved_at != step:
                             self.checkpoint(step, self.elapsed0 + elapsed)
-                        raise TrainingInterrupted(step, tr.save_ckpt)
+                        raise TrainingInterrupted(step, tr.save_ckpt,
+                                                  STDOUT_CLOSED if stop.by_closed_stdout else None)
                     progress.update(step, f"loss {running:9.3e}  e {stats.rmse_e * 1e3:8.3f} meV/atom  "
                                           f"f {stats.rmse_f * 1e3:8.2f} {f_unit}  lr {lr:8.2e}",
                                     line=display)
