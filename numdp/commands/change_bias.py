@@ -64,12 +64,14 @@ def fitted_bias(model, paths, numb_batch: int, mode: str, seed: int):
     """(shift or new out_bias (ntypes,) eV, frames used): `mode` "change" fits the per-type
     shift of label − model energy, "set" the labels; systems without energy labels are skipped.
     Atoms of the model's atom_exclude_types are not counted (their energy is zero whatever the
-    bias: DeePMD-kit masks them too; their bias comes out 0)."""
+    bias: DeePMD-kit masks them too; their bias comes out 0), nor are virtual atoms (mixed-type
+    padding, type -1: the frames are evaluated without them, as `numdp test` does)."""
     import numpy as np
 
     from ..errors import InputError
-    from ..io.npy_system import load_system
+    from ..io.npy_system import load_system, real_atoms
     from ..model.bias import fit_type_shift
+    from .test import evaluate_frame
 
     nt = len(model.type_map)
     rng = np.random.default_rng(seed)
@@ -89,10 +91,10 @@ def fitted_bias(model, paths, numb_batch: int, mode: str, seed: int):
             e = float(system.energy[f])
             if mode == "change":
                 box = None if system.boxes is None else system.boxes[f]
-                e -= model.evaluate(system.coords[f], types[f], box, atom_virial=False,
-                                    fparam=None if fparams is None else fparams[f],
-                                    aparam=None if aparams is None else aparams[f]).energy
-            counts.append(np.bincount(types[f], minlength=nt))
+                e -= evaluate_frame(model, system.coords[f], types[f], box,
+                                    None if fparams is None else fparams[f],
+                                    None if aparams is None else aparams[f]).energy
+            counts.append(np.bincount(types[f][real_atoms(types[f])], minlength=nt))
             values.append(e)
     if not counts:
         raise InputError("none of the systems has energy labels (energy.npy): nothing to fit")

@@ -7,6 +7,8 @@ system, all its sets in order.  The system name is the last part of its path (of
 ``data.h5#/group``; ``STEM_GROUP`` for a group of an LMDB dataset); two systems of one name are refused before anything is evaluated (dp
 eval-desc would overwrite the first).  Each file is written atomically, frame by frame (one
 frame's rows in memory at a time); an existing file is kept as #NAME.N# (numdp.io.backup).
+A virtual atom (mixed-type padding, type -1) has a row of zeros, and the others are those of
+the frame without it (dp eval-desc 3.2 gives it the row of an isolated atom instead).
 """
 from __future__ import annotations
 
@@ -70,7 +72,7 @@ def main(args) -> int:
 
     from ..io.atomic import atomic_path
     from ..io.backup import Backups
-    from ..io.npy_system import load_system
+    from ..io.npy_system import load_system, real_atoms
     from ..model.dp_model import load_model
 
     folder = Path(args.output)
@@ -90,15 +92,17 @@ def main(args) -> int:
                 arr = None
                 for f in range(system.nframes):
                     box = None if system.boxes is None else system.boxes[f]
+                    keep = real_atoms(types[f])
                     try:
-                        rows = model.descriptor(system.coords[f], types[f], box)
+                        real = model.descriptor(system.coords[f][keep], types[f][keep], box)
                     except InputError as exc:
                         raise InputError(f"{path}: frame {f}: {exc}") from None
                     if arr is None:
                         arr = np.lib.format.open_memmap(
-                            tmp, mode="w+", dtype=DESCRIPTOR_DTYPES[args.dtype] or rows.dtype,
-                            shape=(system.nframes, system.natoms, rows.shape[1]))
-                    arr[f] = rows
+                            tmp, mode="w+", dtype=DESCRIPTOR_DTYPES[args.dtype] or real.dtype,
+                            shape=(system.nframes, system.natoms, real.shape[1]))
+                    arr[f] = 0.0   # virtual atoms' rows (mixed-type padding)
+                    arr[f, keep] = real
                 if arr is None:
                     raise InputError(f"{path}: holds no frame")
                 arr.flush()

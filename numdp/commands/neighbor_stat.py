@@ -7,7 +7,10 @@ where it occurs, to spot bad frames), and the `sel` DeePMD-kit's "auto" would ch
 (numdp.train.stats.auto_sel: ⌈⌊count · 1.1⌋ / 4⌉ · 4, as numdp train's "auto").  The
 `min_nbor_dist:` and `max_nbor_size:` lines are printed as DeePMD-kit logs them, so that scripts
 reading them read either.  Atoms are typed by element name through
-`-t` (default: the names of the systems' type_map.raw, in order of appearance).
+`-t` (default: the names of the systems' type_map.raw, in order of appearance).  Virtual atoms
+(mixed-type padding, type -1) are left out: no neighbours, not neighbours, no distance (dp
+neighbor-stat 3.2 measures their distances, and stops at dpdata's padding, all at the origin,
+as overlapping atoms).
 """
 from __future__ import annotations
 
@@ -59,15 +62,17 @@ def neighbor_census(systems, type_map: list[str], rcut: float, whose: str = "the
     """`numdp.neighbor.distances.NeighborCensus` of every frame of `systems` (labels (path, frame));
     `whose` names `type_map` in messages; `one_type`: every atom counted as type 0 (the atoms
     are still checked against `type_map`)."""
+    from ..io.npy_system import real_atoms
     from ..neighbor.distances import NeighborCensus
 
     census = NeighborCensus(1 if one_type else len(type_map), rcut)
     for s in systems:
         types = s.frame_model_types(type_map, whose)   # (also checks every atom's element)
         if one_type:
-            types = np.broadcast_to(np.zeros(s.natoms, dtype=np.int32), (s.nframes, s.natoms))
+            types = np.where(types < 0, -1, 0).astype(np.int32)
         for f in range(s.nframes):
-            census.add(s.coords[f], types[f], None if s.boxes is None else s.boxes[f], (s.path, f))
+            keep = real_atoms(types[f])   # virtual atoms (padding) are neither centres nor neighbours
+            census.add(s.coords[f][keep], types[f][keep], None if s.boxes is None else s.boxes[f], (s.path, f))
     return census
 
 

@@ -115,10 +115,38 @@ class _Accumulator(ErrorSums):
         return out
 
 
+def evaluate_frame(model, coords, types, box, fparam=None, aparam=None, atom_virial: bool = False):
+    """`model.evaluate` (numdp.model.dp_model.Result) of one frame whose types (N,) may mark
+    virtual atoms with -1 (mixed-type padding): evaluated without them, as DeePMD-kit 3.2 does,
+    their forces and atomic energies (and virials) 0 in the (N, ...) arrays returned."""
+    import dataclasses
+
+    from ..io.npy_system import real_atoms
+
+    keep = real_atoms(types)
+    if isinstance(keep, slice):
+        return model.evaluate(coords, types, box, atom_virial=atom_virial, fparam=fparam, aparam=aparam)
+    out = model.evaluate(coords[keep], types[keep], box, atom_virial=atom_virial, fparam=fparam,
+                         aparam=None if aparam is None else aparam[keep])
+
+    def padded(rows):
+        if rows is None:
+            return None
+        full = np.zeros((len(types),) + rows.shape[1:])
+        full[keep] = rows
+        return full
+
+    return dataclasses.replace(out, forces=padded(out.forces), atom_energies=padded(out.atom_energies),
+                               atom_virials=padded(out.atom_virials))
+
+
 def evaluate_system(model, system, nframes: int = 0, detail=None, atomic: bool = False) -> tuple[_Accumulator, int]:
     """Accumulate the errors of `model` on the first nframes frames (0 = all); `detail`
     (a numdp.io.detail_files.Predictions) collects the predictions for the detail files;
-    `atomic`: the atomic energies against atom_ener.npy (InputError when the system has none)."""
+    `atomic`: the atomic energies against atom_ener.npy (InputError when the system has none).
+    Virtual atoms (mixed-type padding, type -1) are left out of the evaluation with zero forces
+    and atomic energies, and count as atoms, as in dp test 3.2: the per-atom figures divide by the
+    padded atom count, and the force figures take their zero rows."""
     if atomic and system.atom_ener is None:
         raise InputError(f"{system.path}: -a/--atomic needs atomic energy labels (atom_ener.npy); the system "
                          f"has none")
@@ -131,9 +159,13 @@ def evaluate_system(model, system, nframes: int = 0, detail=None, atomic: bool =
     x = acc.extra
     for f in range(count):
         box = None if system.boxes is None else system.boxes[f]
-        out = model.evaluate(system.coords[f], types[f], box, atom_virial=False,
-                             fparam=None if fparams is None else fparams[f],
-                             aparam=None if aparams is None else aparams[f])
+        try:
+            out = evaluate_frame(model, system.coords[f], types[f], box,
+                                 None if fparams is None else fparams[f], None if aparams is None else aparams[f])
+        except InputError as exc:
+            if not system.has_virtual:
+                raise
+            raise InputError(f"{system.path}: frame {f} (its atoms counted without the virtual ones): {exc}") from None
         if system.energy is not None:
             acc.add_energy(out.energy - system.energy[f], n)
             x["energy_total"].add(out.energy - system.energy[f])

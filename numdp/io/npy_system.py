@@ -23,9 +23,11 @@ A system holds a fixed number and order of atoms::
 
 DeePMD-kit's mixed-type layout (dpdata's ``deepmd/npy/mixed``, ``deepmd/hdf5/mixed``) gives each
 frame its own atom types: every set holds ``real_atom_types.npy`` (nframes, natoms), indices into
-type_map.raw (required then), and type.raw only fixes the number of atoms.  Virtual atoms (type -1,
-dpdata's padding) are refused.  `System.frame_types` holds them; `frame_model_types` gives every
-reader the types of each frame, of either layout.
+type_map.raw (required then), and type.raw only fixes the number of atoms.  `System.frame_types`
+holds them; `frame_model_types` gives every reader the types of each frame, of either layout.
+Type -1 marks a virtual atom (dpdata's padding, ``atom_numb_pad``: frames of fewer atoms filled
+up to a common count): it stays -1 in `frame_model_types`, and a reader takes each frame's real
+atoms only (`real_atoms`), as DeePMD-kit 3.2 evaluates such a frame without them.
 
 A label must be present in every set or in none.  Arrays may be stored as any real dtype and are
 returned as float64.  Every problem raises `numdp.errors.InputError` naming the offending file.
@@ -201,9 +203,20 @@ class System:
             return np.broadcast_to(self.model_types(model_type_map, whose), (self.nframes, self.natoms))
         if self.type_map is None:
             return self._unmapped_types(model_type_map, whose, self.frame_types)
-        flat = table_types(self.type_map, self.frame_types.reshape(-1), model_type_map,
-                           self.types_source or str(self.path / "set.*" / "real_atom_types.npy"), whose)
-        return flat.reshape(self.frame_types.shape)
+        flat = self.frame_types.reshape(-1)
+        virtual = flat < 0
+        if virtual.all():
+            return np.full(self.frame_types.shape, -1, dtype=np.int32)
+        # virtual atoms looked up as a real atom's element (the same message for an unknown one), then -1
+        out = table_types(self.type_map, np.where(virtual, flat[np.argmin(virtual)], flat), model_type_map,
+                          self.types_source or str(self.path / "set.*" / "real_atom_types.npy"), whose)
+        out[virtual] = -1
+        return out.reshape(self.frame_types.shape)
+
+    @property
+    def has_virtual(self) -> bool:
+        """Whether some frame has virtual atoms (type -1 in real_atom_types.npy)."""
+        return self.frame_types is not None and bool((self.frame_types < 0).any())
 
     def _unmapped_types(self, model_type_map: list[str], whose: str, types: np.ndarray | None = None) -> np.ndarray:
         types = self.types if types is None else types
@@ -215,6 +228,14 @@ class System:
                 f"{list(model_type_map)} (no type map to map element names)"
             )
         return types.copy()
+
+
+def real_atoms(types: np.ndarray) -> slice | np.ndarray:
+    """The real atoms of one frame whose types (N,) may mark virtual atoms with -1 (mixed-type
+    padding): slice(None) when every atom is real (indexing then gives views), else the (N,)
+    bool mask types >= 0."""
+    real = np.asarray(types) >= 0
+    return slice(None) if real.all() else real
 
 
 class SystemStore(Protocol):
@@ -358,12 +379,6 @@ def _read_frame_types(store: SystemStore, set_names: list[str], sets: list[dict[
             f, a = (int(i) for i in bad[0])
             raise InputError(f"{file}: frame {f}, atom {a}: type {t[f, a]:g} is not an index into "
                              f"type_map.raw's {len(type_map)} elements {type_map}")
-        virtual = np.argwhere(t == -1)
-        if virtual.size:
-            f, a = (int(i) for i in virtual[0])
-            raise InputError(f"{file}: frame {f}, atom {a} is a virtual atom (type -1, padding); numdp "
-                             "reads mixed-type systems without padding (dpdata: to('deepmd/npy/mixed') "
-                             "without atom_numb_pad)")
         out.append(t.astype(np.int32))
     return np.concatenate(out)
 

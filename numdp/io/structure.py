@@ -567,7 +567,9 @@ def write_frame_lammps_data(path, frame: dict, lammps_types=None, comment: str =
 
 def read_npy_frame(path, frame: int = 0) -> Structure:
     """Frame `frame` of a DeePMD system: npy directory, HDF5 ``file.h5[#/group]`` or LMDB
-    ``data.lmdb[#group]`` (numdp.io.npy_system); the location must hold exactly one system."""
+    ``data.lmdb[#group]`` (numdp.io.npy_system); the location must hold exactly one system.  A
+    mixed-type frame's virtual atoms (type -1, padding) are left out, as dpdata's reader does
+    (LAMMPS has no such atom): the structure holds the frame's real atoms in their order."""
     from .npy_system import find_systems, load_system
 
     found = find_systems(path)
@@ -579,11 +581,16 @@ def read_npy_frame(path, frame: int = 0) -> Structure:
         raise InputError(f"{path}: frame {frame} does not exist (the system has {system.nframes} frames)")
     box = None if system.boxes is None else system.boxes[frame]
     types = system.types if system.frame_types is None else system.frame_types[frame]
+    keep = types >= 0   # virtual atoms (mixed-type padding, type -1) left out, as dpdata reads the frame
+    source = f"{path} frame {frame}" + ("" if keep.all() else f" ({int((~keep).sum())} virtual atoms left out)")
+    if not keep.any():
+        raise InputError(f"{path}: frame {frame} has only virtual atoms (type -1 in real_atom_types.npy); "
+                         "it holds no structure")
+    positions = system.coords[frame][keep]
     if system.type_map is not None:
-        elements = [system.type_map[t] for t in types]
-        return Structure(system.coords[frame].copy(), box, elements, None, None, None, f"{path} frame {frame}")
-    return Structure(system.coords[frame].copy(), box, None, types.astype(np.int64), None, None,
-                     f"{path} frame {frame}")
+        elements = [system.type_map[t] for t in types[keep]]
+        return Structure(positions, box, elements, None, None, None, source)
+    return Structure(positions, box, None, types[keep].astype(np.int64), None, None, source)
 
 
 def read_h5md_structure(path, frame: int = -1) -> Structure:

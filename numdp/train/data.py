@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..io.npy_system import System, load_system
+from ..io.npy_system import System, load_system, real_atoms
 from ..neighbor import build_nlist, extend
 from ..neighbor.distances import NeighborCensus
 from .config import AutoProb, BatchSize, ProbBlock, ProbStyle
@@ -59,8 +59,19 @@ class DataSystem:
         return int(self.types.shape[0])
 
     def types_of(self, f: int) -> np.ndarray:
-        """(N,) int32 model types of the atoms of frame f."""
+        """(N,) int32 model types of the atoms of frame f (-1: a virtual atom, `real_of`)."""
         return self.types if self.frame_types is None else self.frame_types[f]
+
+    def real_of(self, f: int) -> slice | np.ndarray:
+        """The real atoms of frame f: slice(None), or a (N,) bool mask when the frame has virtual
+        atoms (mixed-type padding, type -1), which the trainer leaves out of the frame, its
+        statistics and its loss, as DeePMD-kit 3.2 masks them."""
+        return slice(None) if self.frame_types is None else real_atoms(self.frame_types[f])
+
+    def atoms_of(self, f: int) -> tuple[np.ndarray, np.ndarray]:
+        """(positions (n, 3) Å, model types (n,) int32) of the n real atoms of frame f."""
+        keep = self.real_of(f)
+        return self.coords[f][keep], self.types_of(f)[keep]
 
     @property
     def nframes(self) -> int:
@@ -73,11 +84,14 @@ class DataSystem:
         return -(-self.nframes // self.batch_size)
 
     def labels(self, f: int) -> Labels:
+        """The labels of frame f, its real atoms' rows only (`real_of`)."""
+        keep = self.real_of(f)
+
         def row(a):
-            return None if a is None else a[f]
+            return None if a is None else a[f][keep]
 
         return Labels(None if self.energy is None else float(self.energy[f]), row(self.forces),
-                      row(self.virial), row(self.atom_ener), row(self.atom_pref),
+                      None if self.virial is None else self.virial[f], row(self.atom_ener), row(self.atom_pref),
                       row(self.atom_ener_coeff))
 
     def box(self, f: int):
@@ -102,7 +116,7 @@ def closest_pairs(s: DataSystem, cutoff: float, ntypes: int) -> np.ndarray:
     out = np.full(s.nframes, np.inf)
     for f in range(s.nframes):
         census = NeighborCensus(ntypes, cutoff)
-        census.add(s.coords[f], s.types_of(f), s.box(f))
+        census.add(*s.atoms_of(f), s.box(f))
         if census.min_nbor_dist is not None:
             out[f] = census.min_nbor_dist
     return out
@@ -186,14 +200,15 @@ class FrameCache:
 
     def build(self, k: int, f: int) -> Frame:
         s = self.systems[k]
-        types = s.types_of(f)
-        ext = extend(s.coords[f], types, s.box(f), self.rcut)
+        keep = s.real_of(f)   # a frame with virtual atoms (padding) is built without them
+        pos, types = s.atoms_of(f)
+        ext = extend(pos, types, s.box(f), self.rcut)
         nl = build_nlist(ext, self.rcut, self.sel, self.ntypes)
         self.overflow += nl.overflow
         np.maximum(self.max_count, nl.max_count, out=self.max_count)
         # the extended atoms start with the local ones in the system's order: aparam's rows as they are
         return Frame(ext.positions, nl.nlist, types, ext.mapping, None if s.fparam is None else s.fparam[f],
-                     None if s.aparam is None else s.aparam[f])
+                     None if s.aparam is None else s.aparam[f][keep])
 
     def frame(self, k: int, f: int) -> Frame:
         fr = self._cache.get((k, f))

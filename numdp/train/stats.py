@@ -36,7 +36,7 @@ def max_neighbour_counts(systems: list[DataSystem], rcut: float, ntypes: int) ->
     census = NeighborCensus(ntypes, rcut)
     for s in systems:
         for f in range(s.nframes):
-            census.add(s.coords[f], s.types_of(f), s.box(f))
+            census.add(*s.atoms_of(f), s.box(f))
     return census.max_count
 
 
@@ -132,7 +132,7 @@ def energy_bias(systems: list[DataSystem], frames: list[np.ndarray], ntypes: int
         if s.energy is None:
             continue
         for i, f in enumerate(idx):
-            rows.append(np.bincount(s.types_of(f), minlength=ntypes).astype(np.float64))
+            rows.append(np.bincount(s.atoms_of(f)[1], minlength=ntypes).astype(np.float64))
             energies.append(s.energy[f] - (0.0 if predicted is None else predicted[k][i]))
     preset = [None] * ntypes if preset is None else preset
     fixed = np.array([p is not None for p in preset])
