@@ -233,6 +233,8 @@ class DeepPot:
         (nframes, 9) eV (row-major 3x3, -stress*volume); with atomic=True also atom_energy
         (nframes, natoms, 1) eV and atom_virial (nframes, natoms, 9) eV (DeePMD-kit's split).
         """
+        from .io.npy_system import real_atoms
+
         atomic = bool(atomic)
         pos, types, boxes = self._standard_input("DeepPot.eval", coords, cells, atom_types, fparam,
                                                  aparam, mixed_type, kwargs, virtual=True)
@@ -246,8 +248,7 @@ class DeepPot:
         atom_virial = np.zeros((nframes, natoms, 9)) if atomic else None
         for f in range(nframes):
             t = types[min(f, types.shape[0] - 1)]
-            real = t >= 0
-            keep = slice(None) if real.all() else real   # a view, unless virtual atoms are dropped
+            keep = real_atoms(t)   # slice(None) (views), or the mask that drops virtual atoms
             try:
                 out = self.model.evaluate(pos[f][keep], t[keep], None if boxes is None else boxes[f],
                                           atom_virial=atomic,

@@ -99,8 +99,9 @@ def main(args) -> int:
                          "a new run from a model, as --init-model, and moves its energy bias)")
     from .freeze import chosen_backend
 
-    backend = chosen_backend(args)   # dp's checkpoint names for an input.json (DeepmdNames)
     cfg = load_config(args.input)
+    # dp's checkpoint names for an input.json (DeepmdNames); a TOML input has none, whatever DP_BACKEND says
+    backend = chosen_backend(args) if cfg.training.deepmd_ckpt is not None else None
     start = args.finetune if args.finetune is not None else args.init_model
     log = _LogCopy(args.log_path, args.restart is not None) if getattr(args, "log_path", None) else None
     try:
