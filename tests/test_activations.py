@@ -3,6 +3,7 @@ DeePMD-kit itself (tests/data/activations, tools/make_activation_fixtures.py) ag
 paths: double (the oracle's tolerance), forces and virial as derivatives, mix32, compressed;
 the generic kernels against the fused tanh ones; --init-model checks the input's function
 (training with each is tested in test_train_grad and test_train_run)."""
+import functools
 import json
 from pathlib import Path
 
@@ -151,10 +152,11 @@ def numpy_derivatives(name: str, z: np.ndarray):
     raise ValueError(f"unknown activation {name!r}")
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_scalar_activation_and_its_derivatives(name):
-    """The kernels' scalar activation against `derivatives`, and each derivative against central
-    differences of the one before (away from the kinks of relu and relu6)."""
+@functools.cache
+def _scalar_kernel():
+    """(kind, z (n,)) -> (n, 5): h, h' of CPU.activation, h, h', h'' of CPU.activation_curvature.
+    One compiled kernel for every activation (the code is a run-time argument, as in the kernels
+    that inline them), built once: each parametrization compiling its own took ~1-2 s."""
     from numba import njit
 
     from numdp.kernels.math import CPU
@@ -170,9 +172,16 @@ def test_scalar_activation_and_its_derivatives(name):
             out[i, 2], out[i, 3], out[i, 4] = curvature(kind, z[i])
         return out
 
+    return kernel
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_scalar_activation_and_its_derivatives(name):
+    """The kernels' scalar activation against `derivatives`, and each derivative against central
+    differences of the one before (away from the kinks of relu and relu6)."""
     z = np.linspace(-7.3, 7.9, 41)
     h, d1, d2 = numpy_derivatives(name, z)
-    got = kernel(int(Activation[name.upper()]), z)
+    got = _scalar_kernel()(int(Activation[name.upper()]), z)
     tables = np.stack(derivatives(name, z), axis=1)   # the same scalar, as the tables take it
     # two evaluations of a few operations (the kernels' tanh within 2 eps of NumPy's) relative
     # to the values' scale, |z| up to 8 multiplying the derivative's terms

@@ -145,9 +145,11 @@ def test_fold_totals_keeps_the_model_bits(compressed, monkeypatch):
 
 
 def test_md_run_is_the_replaced_launches_run_bit_for_bit(tmp_path, monkeypatch):
-    """A periodic Nosé-Hoover GPU run (10 steps, a list formed at every force call, output every 5)
+    """A periodic Nosé-Hoover GPU run (4 steps, a list formed at every force call, output every 2)
     ends with the same trajectory, bit for bit, as the run with the seven sort launches and the
-    array library's zeroing, subtraction and seed fills."""
+    array library's zeroing, subtraction and seed fills.  Five force calls each: any bit the merged
+    launches change shows in the first call's forces, virial (the pressure) and energy, and the
+    later calls reuse the kept seeds and the merged totals' buffers."""
     import numdp.model.cuda_evaluator as ce
     from test_cuda_md import NHC, make_run, run
     from test_mpi import frames
@@ -158,7 +160,7 @@ def test_md_run_is_the_replaced_launches_run_bit_for_bit(tmp_path, monkeypatch):
             if not merged:
                 _seven_launches(mp)
                 mp.setattr(ce, "FOLD_TOTALS", False)
-            toml = make_run(tmp_path / str(merged), "cuda", NHC, steps=10, every=5)
+            toml = make_run(tmp_path / str(merged), "cuda", NHC, steps=4, every=2)
             run(toml)
             got.append(frames(toml.parent))
     for key in got[0]:

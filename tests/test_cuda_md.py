@@ -381,12 +381,24 @@ def assert_devi_rows_close(cpu: Path, other: Path, u_devi: float = U64) -> None:
     assert one[-1, 4] > 1e-3   # the models disagree: the comparison is not of zeros
 
 
-def test_gpu_model_deviation_equals_cpu(tmp_path):
+@pytest.fixture(scope="module")
+def devi_runs(tmp_path_factory):
+    """make_devi_run's input run once on the CPU and once on the GPU (whole list, kept search
+    arrays: the defaults) for the tests that only read the two runs' outputs: (folder holding
+    cpu/ and cuda/, the GPU run's force providers)."""
+    root = tmp_path_factory.mktemp("devi")
+    run(make_devi_run(root / "cpu", "cpu"))
+    with pytest.MonkeyPatch.context() as mp:
+        providers = _providers(mp)
+        run(make_devi_run(root / "cuda", "cuda"))
+    return root, providers
+
+
+def test_gpu_model_deviation_equals_cpu(devi_runs):
     """[model_devi] on the device (models 1 and 2 evaluated on the device provider's extended atoms,
     model 2 with another sel, so a second list is formed on the device) gives the CPU run's rows."""
-    for device in ("cpu", "cuda"):
-        run(make_devi_run(tmp_path / device, device))
-    assert_devi_rows_close(tmp_path / "cpu", tmp_path / "cuda")
+    root, _ = devi_runs
+    assert_devi_rows_close(root / "cpu", root / "cuda")
 
 
 def test_gpu_mix32_deviation_models_equal_cpu(tmp_path):
@@ -889,26 +901,26 @@ def test_list_rows_and_kept_search_buffers_give_the_whole_list_run(tmp_path, mon
     assert all(p.closest == providers[0].closest for p in providers) and providers[0].closest[1] >= 0
 
 
-def test_model_deviation_on_list_rows_and_kept_buffers_equals_the_whole_list(tmp_path, monkeypatch):
+def test_model_deviation_on_list_rows_and_kept_buffers_equals_the_whole_list(tmp_path, monkeypatch, devi_runs):
     """[model_devi] with a model of another sel (two lists of one plan side by side) on rows formed
     chunk by chunk, with kept and with fresh search arrays: the model_devi.out and trajectory of
     the whole-list run, bit for bit."""
     import numdp.md.device_forces as mdf
     import numdp.neighbor.device as nd
 
+    whole = devi_runs[0] / "cuda"   # the whole-list run (test_gpu_model_deviation_equals_cpu's)
     providers = _providers(monkeypatch)
-    run(make_devi_run(tmp_path / "whole", "cuda"))
     monkeypatch.setattr(mdf, "WHOLE_LIST_BYTES", 0)
     for keep in (True, False):
         monkeypatch.setattr(nd, "KEEP_SEARCH_BUFFERS", keep)
         run(make_devi_run(tmp_path / f"rows-{keep}", "cuda"))
     for other in ("rows-True", "rows-False"):
-        assert (tmp_path / "whole" / "model_devi.out").read_text() == (tmp_path / other / "model_devi.out").read_text()
-        fw, fr = frames(tmp_path / "whole"), frames(tmp_path / other)
+        assert (whole / "model_devi.out").read_text() == (tmp_path / other / "model_devi.out").read_text()
+        fw, fr = frames(whole), frames(tmp_path / other)
         for key in fw:
             assert np.array_equal(fw[key], fr[key]), key
-    assert [bool(p._plan.kept) for p in providers] == [True, True, False]
-    assert providers[1].closest == providers[2].closest
+    assert [bool(p._plan.kept) for p in devi_runs[1] + providers] == [True, True, False]
+    assert providers[0].closest == providers[1].closest
 
 
 @pytest.mark.parametrize("whole_list", [True, False], ids=["whole-list", "list-rows"])
