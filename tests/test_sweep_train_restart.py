@@ -168,3 +168,41 @@ def test_log_path_copies_the_run_and_keeps_an_earlier_log(tmp_path, data_dir, mo
     text = (tmp_path / "train.log").read_text()
     assert text.startswith(first) and "continuing from model.ckpt.h5 at step 4" in text[len(first):]
     assert not (tmp_path / "#train.log.2#").exists()
+
+
+def test_restart_of_a_checkpoint_without_a_seed_says_it_records_none(tmp_path, data_dir):  # noqa: F811
+    """A checkpoint of an earlier numdp version holds no seed: a seedless restart of it draws one,
+    and the log must not claim that [training] seed = N repeats the run (the run began with
+    another seed, which nothing recorded)."""
+    import h5py
+
+    text = INPUT.format(steps=4, tos="true").replace("seed = 11\n", "")
+    path = write_input(tmp_path, data_dir, text)
+    first = trainer(path, on_step=interrupt_at(2))
+    try:
+        with pytest.raises(TrainingInterrupted):
+            first.run()
+    finally:
+        first.close()
+    ckpt = path.parent / "model.ckpt.h5"
+    with h5py.File(ckpt, "r+") as h5:   # as the previous version wrote it
+        h5_attrs = h5.attrs if "seed" in h5.attrs else next(g.attrs for g in h5.values() if "seed" in g.attrs)
+        del h5_attrs["seed"]
+    assert read_checkpoint(ckpt).seed is None
+    _, _, log = run(path, restart=ckpt)
+    assert "records no seed" in log and "repeats this run" not in log
+
+
+@pytest.mark.parametrize("target", ["lcurve.out", "input.toml", "model.ckpt.h5"])
+def test_log_path_on_another_file_of_the_run_is_refused(tmp_path, data_dir, monkeypatch, capsys, target):  # noqa: F811
+    """`-l lcurve.out` (or the input, or the checkpoint) would write the log into that file: one
+    line naming both, before anything is written."""
+    from numdp.cli import main as cli_main
+
+    path = write_input(tmp_path, data_dir, INPUT.format(steps=2, tos="true"))
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert cli_main(["train", str(path), "-l", target, "--threads", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "-l/--log-path" in err and "names the same file as" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before

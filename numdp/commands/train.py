@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ..signals import StdoutGuard
 
@@ -103,7 +104,17 @@ def main(args) -> int:
     # dp's checkpoint names for an input.json (DeepmdNames); a TOML input has none, whatever DP_BACKEND says
     backend = chosen_backend(args) if cfg.training.deepmd_ckpt is not None else None
     start = args.finetune if args.finetune is not None else args.init_model
-    log = _LogCopy(args.log_path, args.restart is not None) if getattr(args, "log_path", None) else None
+    log_path = getattr(args, "log_path", None)
+    if log_path:   # before the copy opens it: -l lcurve.out would interleave the log with the curve
+        from ..validate import distinct_files
+
+        tr = cfg.training
+        distinct_files("-l/--log-path", [("training.disp_file", tr.disp_file), ("training.save_ckpt", tr.save_ckpt),
+                                         ("training.model_file", tr.model_file), ("-l/--log-path", Path(log_path))],
+                       [("the input file", cfg.source)]
+                       + [(f"--{k.replace('_', '-')}", getattr(args, k)) for k in ("restart", "init_model", "finetune")
+                          if getattr(args, k, None)])
+    log = _LogCopy(log_path, args.restart is not None) if log_path else None
     try:
         trainer = Trainer(cfg, restart=args.restart, nthreads=args.threads, init_model=start,
                           finetune=args.finetune is not None, init_option=init, stream=log,

@@ -283,6 +283,8 @@ class Trainer:
         if given is not None:
             return given, ""
         seed = int(np.random.SeedSequence().entropy % (2**31))
+        if ck is not None:   # a checkpoint of an earlier numdp version, which kept no seed
+            return seed, " (drawn at random: the checkpoint, of an earlier numdp version, records no seed)"
         return seed, f" (drawn at random: [training] seed = {seed} repeats this run)"
 
     def _statistics_frames(self) -> list[np.ndarray]:
