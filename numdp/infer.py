@@ -233,7 +233,7 @@ class DeepPot:
         (nframes, 9) eV (row-major 3x3, -stress*volume); with atomic=True also atom_energy
         (nframes, natoms, 1) eV and atom_virial (nframes, natoms, 9) eV (DeePMD-kit's split).
         """
-        from .io.npy_system import real_atoms
+        from .model.dp_model import evaluate_real_atoms
 
         atomic = bool(atomic)
         pos, types, boxes = self._standard_input("DeepPot.eval", coords, cells, atom_types, fparam,
@@ -248,22 +248,19 @@ class DeepPot:
         atom_virial = np.zeros((nframes, natoms, 9)) if atomic else None
         for f in range(nframes):
             t = types[min(f, types.shape[0] - 1)]
-            keep = real_atoms(t)   # slice(None) (views), or the mask that drops virtual atoms
             try:
-                out = self.model.evaluate(pos[f][keep], t[keep], None if boxes is None else boxes[f],
-                                          atom_virial=atomic,
-                                          fparam=None if fparams is None else fparams[f],
-                                          aparam=None if aparams is None else aparams[f][keep])
+                out = evaluate_real_atoms(self.model, pos[f], t, None if boxes is None else boxes[f],
+                                          atom_virial=atomic, fparam=None if fparams is None else fparams[f],
+                                          aparam=None if aparams is None else aparams[f])
             except InputError as exc:
-                where = f"frame {f}" + ("" if isinstance(keep, slice)
-                                        else " (atoms counted without the virtual ones)")
+                where = f"frame {f}" + ("" if (t >= 0).all() else " (atoms counted without the virtual ones)")
                 raise InputError(f"DeepPot.eval: {where}: {exc}") from None
             energy[f, 0] = out.energy
-            force[f, keep] = out.forces
+            force[f] = out.forces
             virial[f] = np.asarray(out.virial).reshape(9)
             if atomic:
-                atom_energy[f, keep, 0] = out.atom_energies
-                atom_virial[f, keep] = out.atom_virials
+                atom_energy[f, :, 0] = out.atom_energies
+                atom_virial[f] = out.atom_virials
         if atomic:
             return energy, force, virial, atom_energy, atom_virial
         return energy, force, virial

@@ -71,7 +71,7 @@ def fitted_bias(model, paths, numb_batch: int, mode: str, seed: int):
     from ..errors import InputError
     from ..io.npy_system import load_system, real_atoms
     from ..model.bias import fit_type_shift
-    from .test import evaluate_frame
+    from ..model.dp_model import evaluate_real_atoms
 
     nt = len(model.type_map)
     rng = np.random.default_rng(seed)
@@ -91,9 +91,9 @@ def fitted_bias(model, paths, numb_batch: int, mode: str, seed: int):
             e = float(system.energy[f])
             if mode == "change":
                 box = None if system.boxes is None else system.boxes[f]
-                e -= evaluate_frame(model, system.coords[f], types[f], box,
-                                    None if fparams is None else fparams[f],
-                                    None if aparams is None else aparams[f]).energy
+                e -= evaluate_real_atoms(model, system.coords[f], types[f], box,
+                                         fparam=None if fparams is None else fparams[f],
+                                         aparam=None if aparams is None else aparams[f]).energy
             counts.append(np.bincount(types[f][real_atoms(types[f])], minlength=nt))
             values.append(e)
     if not counts:

@@ -22,6 +22,7 @@ import h5py
 import numpy as np
 
 from ..errors import InputError
+from ..model.deviation import ensemble_deviations
 
 
 def configure(parser):
@@ -104,31 +105,6 @@ def frames_of(path: Path, type_map: list[str], labels: bool = False, set_prefix:
                          f"an H5MD file or a .xyz/.extxyz file)")
 
 
-def frame_deviations(models, frames, relative=None, relative_v=None):
-    """numdp.model.deviation.ensemble_deviations of `frames` (as `frames_of` yields them), whose
-    types may mark virtual atoms with -1 (mixed-type padding): such a frame is evaluated without
-    them, and they count as atoms of zero force in every model, as in dp model-devi 3.2 (a zero
-    force deviation, in the minimum and the mean over atoms; energy and virial per padded atom)."""
-    from ..io.npy_system import real_atoms
-    from ..model.deviation import ensemble_deviations, frame_deviation
-    from ..model.dp_model import evaluate_ensemble
-
-    for frame in frames:
-        pos, types, box, pbc, reference = frame[:5]
-        keep = real_atoms(types)
-        if isinstance(keep, slice):
-            yield from ensemble_deviations(models, [frame], relative, relative_v)
-            continue
-        fparam = frame[5] if len(frame) > 5 else None
-        aparam = frame[6] if len(frame) > 6 else None
-        outs = evaluate_ensemble(models, pos[keep], types[keep], box, pbc, fparam,
-                                 None if aparam is None else aparam[keep])
-        forces = np.zeros((len(models), len(types), 3))
-        forces[:, keep] = [o.forces for o in outs]
-        yield frame_deviation([o.energy for o in outs], forces, np.stack([o.virial for o in outs]),
-                              relative, relative_v, reference)
-
-
 def _deepmd_hdf5(path: Path) -> bool:
     """True for DeePMD-kit's HDF5 systems (`deepmd/hdf5`: ``data.h5``, ``data.h5#/group``), as
     dp model-devi reads them, and any other ``PATH#LOCATION`` (an LMDB dataset's group);
@@ -208,7 +184,7 @@ def main(args) -> int:
             for s in args.system:
                 for title, frames in frames_of(Path(s), type_map, labels=args.real_error,
                                                   set_prefix=args.set_prefix, model=models[0]):
-                    devi = frame_deviations(models, frames, args.relative, args.relative_v)
+                    devi = ensemble_deviations(models, frames, args.relative, args.relative_v)
                     rows = list(enumerate(devi))
                     write_block(fp, ((k * args.frequency, d) for k, d in rows), energy=True,
                                 atomic=args.atomic, title=title)

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..io.model_file import MODEL_HELP
+from ..model.dp_model import evaluate_real_atoms
 from ..model.metrics import ErrorSums
 from ..model.precision import PRECISIONS
 from .systems import add_system_options, system_paths
@@ -115,31 +116,6 @@ class _Accumulator(ErrorSums):
         return out
 
 
-def evaluate_frame(model, coords, types, box, fparam=None, aparam=None, atom_virial: bool = False):
-    """`model.evaluate` (numdp.model.dp_model.Result) of one frame whose types (N,) may mark
-    virtual atoms with -1 (mixed-type padding): evaluated without them, as DeePMD-kit 3.2 does,
-    their forces and atomic energies (and virials) 0 in the (N, ...) arrays returned."""
-    import dataclasses
-
-    from ..io.npy_system import real_atoms
-
-    keep = real_atoms(types)
-    if isinstance(keep, slice):
-        return model.evaluate(coords, types, box, atom_virial=atom_virial, fparam=fparam, aparam=aparam)
-    out = model.evaluate(coords[keep], types[keep], box, atom_virial=atom_virial, fparam=fparam,
-                         aparam=None if aparam is None else aparam[keep])
-
-    def padded(rows):
-        if rows is None:
-            return None
-        full = np.zeros((len(types),) + rows.shape[1:])
-        full[keep] = rows
-        return full
-
-    return dataclasses.replace(out, forces=padded(out.forces), atom_energies=padded(out.atom_energies),
-                               atom_virials=padded(out.atom_virials))
-
-
 def evaluate_system(model, system, nframes: int = 0, detail=None, atomic: bool = False) -> tuple[_Accumulator, int]:
     """Accumulate the errors of `model` on the first nframes frames (0 = all); `detail`
     (a numdp.io.detail_files.Predictions) collects the predictions for the detail files;
@@ -160,8 +136,9 @@ def evaluate_system(model, system, nframes: int = 0, detail=None, atomic: bool =
     for f in range(count):
         box = None if system.boxes is None else system.boxes[f]
         try:
-            out = evaluate_frame(model, system.coords[f], types[f], box,
-                                 None if fparams is None else fparams[f], None if aparams is None else aparams[f])
+            out = evaluate_real_atoms(model, system.coords[f], types[f], box,
+                                      fparam=None if fparams is None else fparams[f],
+                                      aparam=None if aparams is None else aparams[f])
         except InputError as exc:
             if not system.has_virtual:
                 raise

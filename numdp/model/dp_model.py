@@ -31,6 +31,33 @@ class Result:
     atom_energies: np.ndarray
     atom_virials: np.ndarray | None
 
+    def padded(self, keep: np.ndarray, natoms: int) -> Result:
+        """This result of the atoms `keep` ((natoms,) bool) as a result of all natoms atoms: the
+        others' (virtual atoms') forces, atomic energies and atomic virials 0."""
+        def rows(a):
+            if a is None:
+                return None
+            full = np.zeros((natoms,) + a.shape[1:])
+            full[keep] = a
+            return full
+
+        return Result(self.energy, rows(self.forces), self.virial, rows(self.atom_energies), rows(self.atom_virials))
+
+
+def evaluate_real_atoms(model, positions, types, box=None, atom_virial: bool = False, fparam=None, aparam=None,
+                        pbc=None) -> Result:
+    """`model.evaluate` of one frame whose types (N,) may mark virtual atoms with -1 (DeePMD-kit's
+    mixed-type padding, numdp.io.npy_system.real_atoms): evaluated without them, as DeePMD-kit
+    3.2 does, their rows of the (N, ...) per-atom results 0 (`Result.padded`)."""
+    from ..io.npy_system import real_atoms
+
+    keep = real_atoms(types)
+    if isinstance(keep, slice):
+        return model.evaluate(positions, types, box, atom_virial=atom_virial, pbc=pbc, fparam=fparam, aparam=aparam)
+    out = model.evaluate(positions[keep], types[keep], box, atom_virial=atom_virial, pbc=pbc, fparam=fparam,
+                         aparam=None if aparam is None else aparam[keep])
+    return out.padded(keep, len(types))
+
 
 def fold_to_owners(values: np.ndarray, mapping: np.ndarray, n: int) -> np.ndarray:
     """Sum per-extended-atom rows (nall, k) onto their n owners: (n, k)."""
@@ -406,7 +433,15 @@ def compute_device_ensemble(models, ext_positions, nlist, types, fparam=None, ap
 def evaluate_ensemble(models, positions, types, box=None, pbc=None, fparam=None, aparam=None) -> list[Result]:
     """`DPModel.evaluate(..., atom_virial=False)` of each model on one configuration; the models
     that `shares_environment` with an earlier one are evaluated with it on one neighbour list and
-    environment matrix (`compute_ensemble`), the others alone.  Arguments as evaluate."""
+    environment matrix (`compute_ensemble`), the others alone.  Arguments as evaluate; virtual
+    atoms (type -1) as in `evaluate_real_atoms`."""
+    from ..io.npy_system import real_atoms
+
+    keep = real_atoms(types)
+    if not isinstance(keep, slice):
+        outs = evaluate_ensemble(models, positions[keep], types[keep], box, pbc, fparam,
+                                 None if aparam is None else aparam[keep])
+        return [o.padded(keep, len(types)) for o in outs]
     groups: list[list[int]] = []
     for k, m in enumerate(models):
         for g in groups:
