@@ -10,6 +10,11 @@ notice line each is printed, and written as comments at the head of the equivale
 the checkpoint and the trajectory record).  A script with several `run` commands is several
 numdp runs, each later one a restart from the final checkpoint of the one before with the
 script's fixes at its `run`.  `--print-toml` prints those inputs and runs nothing.
+
+A run stopped by a signal (or a closed stdout) says how to continue it (`continuation`): a script
+continues with its own `read_restart`, not numdp run's --restart, so the line names the command
+that makes the script read the checkpoint written at the stop (DP-GEN's `-v restart 1`), checked
+by translating the script with it, else the --print-toml input run with --restart.
 """
 from __future__ import annotations
 
@@ -66,18 +71,16 @@ def script_text(args, world=None) -> tuple[str, str]:
     return found
 
 
-def translate_file(args, world=None):
-    """The Translation (numdp.lammps.translate) of the script (`script_text`) with args' -v and -log."""
+def translate_file(args, world=None, variables: dict[str, str] | None = None):
+    """The Translation (numdp.lammps.translate) of the script (`script_text`) with args' -v (or
+    `variables`) and -log."""
     from pathlib import Path
 
     from ..lammps.translate import translate
 
     text, name = script_text(args, world)
     log = None if args.log is None else ("" if args.log == "none" else args.log)
-    variables: dict[str, str] = {}
-    for key, value in args.variables:   # LAMMPS ignores a later index definition of a name: the first counts
-        variables.setdefault(key, value)
-    return translate(text, name, variables, Path.cwd(), log)
+    return translate(text, name, _variables(args) if variables is None else variables, Path.cwd(), log)
 
 
 def main(args) -> int:
@@ -112,14 +115,14 @@ def main(args) -> int:
         return load
 
     args.restart = None   # read_restart in the script restarts ([system] file = the checkpoint)
-    status = run.main(args, loader(0))
+    status = run.main(args, loader(0), continuation(args, translated, 0))
     k = 0
     while status == 0 and translated:
         _write_states(translated[0], k)
         k += 1
         if k > len(translated[0].later):
             break
-        status = run.main(args, loader(k))
+        status = run.main(args, loader(k), continuation(args, translated, k))
     return status
 
 
@@ -166,3 +169,90 @@ def _write_states(tr, k: int) -> None:
                     shutil.copyfile(final, tmp)
         print(f"numdp lmp: {w.kind.value}: {w.file} (step {frame['step']})"
               + (f"; {backups.line()}" if backups.moved else ""), file=StdoutGuard(), flush=True)
+
+
+RESTART_SWITCH = ("restart", "1")
+"""DP-GEN's way on (-v restart 1: its script then reads `read_restart dpgen.restart.*`)."""
+
+
+def command_line(args, variables: dict[str, str] | None = None) -> str:
+    """The numdp lmp command of `args` (its script, variables, log, device, threads), with
+    `variables` in place of its -v ones; shell-quoted."""
+    import shlex
+
+    words = ["numdp", "lmp"] + (["-i", args.input] if args.input is not None else [])
+    for name, value in (_variables(args) if variables is None else variables).items():
+        words += ["-v", name, value]
+    if args.log is not None:
+        words += ["-log", args.log]
+    return shlex.join(words + _machine(args)) + ("" if args.input is not None else " < SCRIPT")
+
+
+def _machine(args) -> list[str]:
+    """The --device and --threads options given (the same again: the continuation bit for bit)."""
+    return [w for option, value in (("--device", args.device), ("--threads", args.threads)) if value is not None
+            for w in (option, str(value))]
+
+
+def continuation(args, translated: list, k: int):
+    """numdp.md.loop.Continuation of the script's run k: what continues it from the checkpoint a
+    stop wrote.  A script of one run: the command that makes it `read_restart` that checkpoint and
+    run to the same end step, this one again (a script reading the latest ROOT.*) or with DP-GEN's
+    -v restart 1, checked by translating the script so; else numdp run on the script's
+    --print-toml input with --restart, where that input is still the one that ran (else, in words,
+    the script that would read it).  A script of several runs starts over when run again
+    (docs/lammps-input.md): its runs' inputs go on with numdp run."""
+    from ..md.loop import Continuation
+
+    def advice(checkpoint) -> str:
+        import shlex
+
+        tr = translated[0]
+        if tr.later:
+            return (f"numdp run on the inputs that {command_line(args)} --print-toml prints: run {k + 1}'s "
+                    f"with --restart {checkpoint}, then each later run's")
+        end = _end_step(tr.tables)
+        same = _translation(args, _variables(args))
+        switched = {**_variables(args), RESTART_SWITCH[0]: RESTART_SWITCH[1]}
+        for variables, again in ((_variables(args), same), (switched, _translation(args, switched))):
+            if again is not None and _starts_from(again, checkpoint, end):
+                return command_line(args, variables)
+        if same is not None and same.toml == tr.toml:   # --print-toml prints the input that ran
+            toml = f"{script_text(args)[1]}.toml"
+            run = shlex.join(["numdp", "run", toml, "--restart", str(checkpoint), *_machine(args)])
+            return f"{command_line(args)} --print-toml > {shlex.quote(toml)} && {run}"
+        return f"the script with read_restart {checkpoint} as its start (no velocity create) and run {end} upto"
+
+    return Continuation("lmp", advice)
+
+
+def _variables(args) -> dict[str, str]:
+    """The -v variables, the first of a name given twice (LAMMPS ignores a later index definition)."""
+    variables: dict[str, str] = {}
+    for key, value in args.variables:
+        variables.setdefault(key, value)
+    return variables
+
+
+def _end_step(tables: dict) -> int:
+    return tables["md" if "md" in tables else "minimize"]["steps"]
+
+
+def _translation(args, variables: dict[str, str]):
+    """The Translation of the script with `variables` (its files as they are now); None if refused."""
+    from ..errors import InputError
+
+    try:
+        return translate_file(args, variables=variables)
+    except InputError:
+        return None
+
+
+def _starts_from(tr, checkpoint, end: int) -> bool:
+    """Whether `tr` is one run that starts from `checkpoint` (the script's read_restart) and ends
+    at step `end`."""
+    from pathlib import Path
+
+    start = tr.tables["system"].get("file")   # (none: a lattice)
+    return (not tr.later and start is not None and (Path.cwd() / start).resolve() == Path(checkpoint).resolve()
+            and _end_step(tr.tables) == end)

@@ -6,7 +6,9 @@ The input file is described in docs/md.md.  A restart continues the run recorded
 the checkpoint up to [md] steps, appending to the trajectory and the log; a new run first backs up
 the outputs of an earlier one to `#name.N#` (numdp.io.backup).  SIGINT / SIGTERM: finish the step,
 write the checkpoint, exit 128 + the signal's number (130, 143); a second one aborts at once
-(numdp.signals).  docs/md-run-outputs.md describes all of this for users.
+(numdp.signals); one during the last step ends the run complete, with that status.  The stop's line
+says how to continue (`main`'s continuation: --restart here, the script under numdp lmp).
+docs/md-run-outputs.md describes all of this for users.
 
 Under an MPI launcher (`mpiexec -n N numdp run input.toml`) the run is spread over N ranks
 (numdp.parallel).  Failures never leave ranks waiting: errors that all ranks agree on (bad input,
@@ -65,16 +67,26 @@ def _run(args, world, load=None) -> int:
     return 0
 
 
-def main(args, load=None) -> int:
+def main(args, load=None, continuation=None) -> int:
     """`load(world)`: the run's RunSettings in place of reading `args.input` (numdp lmp's translation
-    of a LAMMPS script; numdp.commands.lmp)."""
-    from ..errors import InputError
-    from ..parallel.world import RankFailed, create_world
-    from ..signals import exit_status
+    of a LAMMPS script; numdp.commands.lmp); `continuation`: how a stopped run says it continues
+    (numdp.md.loop.Continuation; default numdp run's --restart)."""
+    from ..md.loop import Continuation, continued_as
+    from ..parallel.world import create_world
 
     world = create_world(command=getattr(args, "command", "run"))   # (numdp lmp runs through here too)
-    if world.size == 1:
-        return _run(args, world, load)
+    with continued_as(continuation or Continuation("run")):
+        if world.size == 1:
+            return _run(args, world, load)
+        return _on_ranks(args, world, load)
+
+
+def _on_ranks(args, world, load) -> int:
+    """`_run` on several MPI ranks: the failures' statuses and messages (the module's docstring)."""
+    from ..errors import InputError
+    from ..parallel.world import RankFailed
+    from ..signals import exit_status
+
     try:
         return _run(args, world, load)
     except RankFailed:

@@ -20,13 +20,24 @@ stop or a signal (SIGINT/SIGTERM, numdp.signals) ends every rank at the same ste
 the run after the current step with a checkpoint and no extra trajectory frame (so that a restart
 reproduces the uninterrupted run's files); a second signal aborts at once.  A closed stdout
 (`numdp run ... | head`; rank 0 writes it) stops the run the same way, with status 141 on every
-rank and the stop's line on stderr.
+rank and the stop's line on stderr.  A stop that the last step's check sees (the request came during
+the last step) finds every step done: the run ends as a complete one (the end above, summary
+included), and then with the stop's status (LAMMPS' Verlet checks its stop request, a timeout,
+before each step: one during the last step leaves the run complete).
+
+The command that runs the loop says how its stopped run continues (`Continuation`: numdp run's
+--restart, numdp lmp's script) around the run (`continued_as`), since a run's settings do not know
+which command gave them.
 """
 from __future__ import annotations
 
 import math
+import signal
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
 
 from ..io.backup import Backups
 from ..parallel.world import mark_agreed
@@ -128,6 +139,45 @@ def _rebuild_rate(r: RunResult, unit: str) -> str:
     return f" (one per {r.steps / during:.1f} {unit}s)" if during else f" (none during the {counted(r.steps, unit)})"
 
 
+def restart_option(checkpoint: Path) -> str:
+    """numdp run's way on from a stopped run's checkpoint: its input again with --restart."""
+    return f"--restart {checkpoint}"
+
+
+@dataclass(frozen=True)
+class Continuation:
+    """The command a run belongs to, as its stop lines say it: `command`, the sub-command's name
+    ("numdp COMMAND: SIGTERM received ..."), and `advice(checkpoint)`, the text after "continue
+    with " that continues the run from the checkpoint a stop wrote (numdp run: `restart_option`;
+    numdp lmp: what continues its script, numdp.commands.lmp)."""
+
+    command: str = "run"
+    advice: Callable[[Path], str] = restart_option
+
+
+_continuations: list[Continuation] = []   # `continued_as` blocks in progress, innermost last
+
+
+@contextmanager
+def continued_as(continuation: Continuation):
+    """Runs started inside the block stop with `continuation`'s lines (outside any: numdp run's)."""
+    _continuations.append(continuation)
+    try:
+        yield continuation
+    finally:
+        _continuations.remove(continuation)
+
+
+def current_continuation() -> Continuation:
+    """The innermost `continued_as` block's Continuation (none: numdp run's)."""
+    return _continuations[-1] if _continuations else Continuation()
+
+
+def _stop_name(signum: int) -> str:
+    """What asked the agreed stop `signum` (numdp.md.safety: SIGPIPE is a closed stdout)."""
+    return STDOUT_CLOSED if signum == signal.SIGPIPE else f"{signal.Signals(signum).name} received"
+
+
 class Simulation:
     """A ready-to-run MD: state + integrator + force provider + safety + reporters.
 
@@ -220,7 +270,8 @@ class Simulation:
         t_loop = time.perf_counter()
         cpu_loop = time.process_time()
         signalled = False
-        with StopRequest("run", announce=world.is_root) as stop:
+        continuation = current_continuation()
+        with StopRequest(continuation.command, announce=world.is_root) as stop:
             while (problem is None and state.step < end_step and not signalled
                    and self.integrator.finished is None):
                 t0 = time.perf_counter()
@@ -240,7 +291,9 @@ class Simulation:
                     break
                 self._report(state.step, False, timers)
                 progress.update(state.step)
-            if signalled:
+            # a stop that the last step's check sees (or a converged minimization's) finds the run complete
+            complete = state.step >= end_step or self.integrator.finished is not None
+            if signalled and problem is None and not complete:   # (a safety stop on the same step wins)
                 # No trajectory frame here: the file keeps the output cadence, and a restart from
                 # the checkpoint appends the frames an uninterrupted run would have written.  The
                 # checkpoint is written with the handlers still active, so a second signal during
@@ -249,13 +302,13 @@ class Simulation:
                 snap = self._snapshot()
                 if self.checkpoint is not None and self.checkpoint.last_written != state.step:
                     self.checkpoint.write(snap, self.checkpoint.path)
+                file = self.checkpoint.file_for(state.step) if self.checkpoint else None
                 line = (f"interrupted after step {state.step}"
-                        + (f"; checkpoint written to {self.checkpoint.file_for(state.step)} "
-                           f"(continue with --restart {self.checkpoint.file_for(state.step)})"
-                           if self.checkpoint else ""))
+                        + (f"; checkpoint written to {file} (continue with {continuation.advice(file)})"
+                           if file is not None else ""))
                 self.console.line(line)
                 # numdp.cli prints the stop on stderr: after a closed stdout (rank 0's) all of it
-                said = f"{STDOUT_CLOSED}: {line}" if stop.by_closed_stdout else "interrupted"
+                said = f"{STDOUT_CLOSED}: {line}" if signalled == signal.SIGPIPE else "interrupted"   # the agreed stop
                 raise mark_agreed(agreed_stop(said, 128 + signalled), self.world.is_root)
         notice.stop()
         progress.finish()
@@ -294,6 +347,10 @@ class Simulation:
         else:
             for line in self.integrator.final_lines(state):
                 self.console.line(line)
+            if signalled:   # complete, yet asked to stop: the stop's status (numdp.signals), every rank
+                line = f"{_stop_name(signalled)} during the last step: the run is complete (step {state.step})"
+                self.console.line(line)
+                raise mark_agreed(agreed_stop(line, 128 + signalled), world.is_root)
         return result
 
     def close(self) -> None:
