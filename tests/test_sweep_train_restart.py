@@ -206,3 +206,24 @@ def test_log_path_on_another_file_of_the_run_is_refused(tmp_path, data_dir, monk
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "-l/--log-path" in err and "names the same file as" in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_stop_during_the_last_step_completes_training(tmp_path, data_dir):  # noqa: F811
+    """SIGINT during the last step: every step is done, so the model file is written (it was not:
+    the run ended as interrupted with only the checkpoint) and the run ends with the signal's
+    status, as numdp run does (tests/test_sweep_stop.py)."""
+    path = write_input(tmp_path, data_dir, INPUT.format(steps=4, tos="true"))
+    t = trainer(path, on_step=interrupt_at(4))
+    try:
+        with pytest.raises(KeyboardInterrupt) as ei:
+            t.run()
+    finally:
+        t.close()
+    assert ei.value.signal_status == 130
+    assert "SIGINT received during the last step: training is complete (step 4" in str(ei.value)
+    whole, _, _ = run(write_input(tmp_path / "b", data_dir, INPUT.format(steps=4, tos="true")))
+    model = numdp.load_model(path.parent / "model.h5", nthreads=1)
+    reference = numdp.load_model(tmp_path / "b" / "model.h5", nthreads=1)
+    pos = np.random.default_rng(0).uniform(0, 6, (6, 3))
+    types = np.array([0, 1, 1, 0, 1, 1])
+    assert model.evaluate(pos, types, np.eye(3) * 6).energy == reference.evaluate(pos, types, np.eye(3) * 6).energy

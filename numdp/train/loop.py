@@ -35,7 +35,7 @@ from ..io.model_file import write_model
 from ..kernels.cpu.train import ema_update
 from ..model.params import exclusion_mask
 from ..progress import CompileNotice, Progress
-from ..signals import STDOUT_CLOSED, StdoutGuard, StopRequest
+from ..signals import STDOUT_CLOSED, StdoutGuard, StopRequest, agreed_stop
 from ..validate import distinct_files
 from .checkpoint import Checkpoint, DeepmdNames, read_checkpoint, resolve_checkpoint, write_checkpoint
 from .config import OptimizerType, TrainConfig, ema_model_path, resolve_steps, steps_text
@@ -662,7 +662,7 @@ class Trainer:
                         saved_at = step
                     if self.on_step is not None:
                         self.on_step(step)
-                    if stop.requested:
+                    if stop.requested and step < total:   # in the last step: training is complete (below)
                         if saved_at != step:
                             self.checkpoint(step, self.elapsed0 + elapsed)
                         raise TrainingInterrupted(step, tr.save_ckpt,
@@ -689,6 +689,11 @@ class Trainer:
             self.say(f"trained {nsteps} steps in {wall:.1f} s ({wall / nsteps:.4f} s/step); model "
                      f"written to {tr.model_file}{ema}; checkpoint {tr.save_ckpt}{also}; learning curve {tr.disp_file}")
         self.say(self.timing_table(nsteps))
+        if stop.requested:   # during the last step: the model is written, the validation skipped
+            line = (f"{STDOUT_CLOSED if stop.by_closed_stdout else stop.signame + ' received'} during the last "
+                    f"step: training is complete (step {total}; model {tr.model_file})")
+            self.say(line)
+            raise agreed_stop(line, 128 + stop.signum)
         if self.valid_sys:
             res = self.test(self.valid_sys, self.valid_cache)
             self.final_test = res
