@@ -223,7 +223,17 @@ def continuation(args, translated: list, k: int):
             return f"{command_line(args)} --print-toml > {shlex.quote(toml)} && {run}"
         return f"the script with read_restart {checkpoint} as its start (no velocity create) and run {end} upto"
 
-    return Continuation("lmp", advice)
+    def completed() -> str:
+        """A stop during run k's last step: the run is complete, so its write_data / write_restart
+        are written (LAMMPS' timeout skips only later runs); the later runs go on with numdp run."""
+        tr = translated[0]
+        _write_states(tr, k)
+        if k >= len(tr.later):
+            return ""
+        return (f"numdp run on the inputs that {command_line(args)} --print-toml prints: run {k + 2}'s, "
+                f"then each later run's")
+
+    return Continuation("lmp", advice, completed)
 
 
 def _variables(args) -> dict[str, str]:

@@ -153,6 +153,11 @@ class Continuation:
 
     command: str = "run"
     advice: Callable[[Path], str] = restart_option
+    completed: Callable[[], str] = lambda: ""
+    """Called on every rank when a stop finds the run complete (during its last step), after its
+    final files: does the command's own work after a complete run that such a stop keeps (numdp
+    lmp: the run's write_data), and returns what continues the command's remaining work after
+    "continue with " ('' if none: numdp run)."""
 
 
 _continuations: list[Continuation] = []   # `continued_as` blocks in progress, innermost last
@@ -349,6 +354,8 @@ class Simulation:
                 self.console.line(line)
             if signalled:   # complete, yet asked to stop: the stop's status (numdp.signals), every rank
                 line = f"{_stop_name(signalled)} during the last step: the run is complete (step {state.step})"
+                rest = continuation.completed()
+                line += f"; continue with {rest}" if rest else ""
                 self.console.line(line)
                 raise mark_agreed(agreed_stop(line, 128 + signalled), world.is_root)
         return result
