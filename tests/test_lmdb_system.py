@@ -194,7 +194,7 @@ def _frame(**kw):
 
 @pytest.mark.parametrize("frames,meta,fragments", [
     ([_frame()], {"nframes": 2}, ("frame 1 (record 000000000001) is missing",)),
-    ([_frame(atom_types=np.array([0, -1]))], {}, ("frame 0, atom 1 is a virtual atom",)),
+    ([_frame(atom_types=np.array([0, -2]))], {}, ("frame 0, atom 1: type -2 is not a type index",)),
     ([_frame(atom_types=np.array([0, 2]))], {"type_map": ["O", "H"]}, ("frame 0, atom 1: type 2",)),
     ([_frame(coords=np.zeros(5))], {}, ("frame 0: coord: shape (5,) does not fit (2, 3)",)),
     ([_frame(forces=np.full((2, 3), np.nan))], {}, ("frame 0: force: contains non-finite",)),

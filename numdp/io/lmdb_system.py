@@ -7,7 +7,8 @@ records are msgpack maps:
                       "012d"); type_map (element name of each type index, optional);
                       frame_nlocs (atoms of each frame, optional); others are not read
     000000000000 ...  one frame each, key format(i, frame_idx_fmt) for i < nframes:
-        atom_types    (natoms,)        type index of each atom (into the metadata's type_map)
+        atom_types    (natoms,)        type index of each atom (into the metadata's type_map);
+                      -1 marks a virtual atom (padding), as in real_atom_types.npy
         coords        (natoms, 3)  Å   required
         cells         (3, 3)       Å   rows are cell vectors; absent or all zero: non-periodic
         energies      ()           eV  optional label
@@ -27,7 +28,9 @@ Frames of one atom count and one set of labels (and cells or none) form one numd
 DeePMD-kit's LMDB reader batches them (same atom count, same labels): its location is
 ``data.lmdb#nloc=N``, and ``data.lmdb#nloc=N:energy+force`` (``:nopbc`` for frames without a
 cell) where frames of N atoms differ in their labels.  Frames of one group whose atoms have
-different types form a mixed-type system (`System.frame_types`).  `find_lmdb_systems` lists the
+different types, or with virtual atoms (type -1: frames padded to a common count, as
+DeePMD-kit's LMDB reader takes them), form a mixed-type system (`System.frame_types`): readers
+take each frame's real atoms only (numdp.io.npy_system.real_atoms).  `find_lmdb_systems` lists the
 groups of a dataset; `load_lmdb_system` reads one.  Reading needs the ``lmdb`` and ``msgpack``
 packages (``pip install 'numdp[lmdb]'``).
 """
@@ -290,7 +293,9 @@ def load_lmdb_system(path):
                                  f"{first.shape} (one width for the frames of {group})")
     stacked = {name: np.stack([a[name] for a in arrays]) for name in arrays[0]}
     atype = stacked.pop("atype")
-    same = bool((atype == atype[0]).all())
+    # virtual atoms (-1) make a mixed-type system even when every frame has them in one place:
+    # readers find them through `System.frame_types` (`System.has_virtual`, `real_atoms`)
+    same = bool((atype == atype[0]).all()) and not (atype < 0).any()
     return System(
         path=where,
         types=atype[0].copy(),
@@ -344,10 +349,10 @@ def _frame_arrays(root: pathlib.Path, i: int, frame: dict, type_map: list[str] |
     if atype.dtype.kind not in "iu" and not (atype.dtype.kind == "f" and (atype == np.round(atype)).all()):
         raise InputError(f"{root}: frame {i}: atom_types holds {atype.dtype}, expected integer type indices")
     atype = atype.astype(np.int64)
-    bad = np.flatnonzero(atype < 0)
+    bad = np.flatnonzero(atype < -1)
     if bad.size:
-        raise InputError(f"{root}: frame {i}, atom {bad[0]} is a virtual atom (type {atype[bad[0]]}, "
-                         "padding); numdp reads datasets without padding")
+        raise InputError(f"{root}: frame {i}, atom {bad[0]}: type {atype[bad[0]]} is not a type index "
+                         "(-1 marks a virtual atom)")
     if type_map is not None:
         bad = np.flatnonzero(atype >= len(type_map))
         if bad.size:

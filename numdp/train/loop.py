@@ -45,7 +45,7 @@ from .flat import FlatParams, frozen_ranges
 from .init import MAX_SPREAD_FACTOR, initial_model, spread_first_layers
 from .loss import LossStats, Prefactors
 from .optim import Adam, clip_scale, grad_norm, without_ranges
-from .passes import ModelPasses
+from .passes import Frame, ModelPasses
 from .report import Lcurve, lcurve_columns, lcurve_kinds
 from ..neighbor.distances import DistanceStats
 from .stats import (auto_sel, energy_bias, env_stats, max_neighbour_counts, param_stats,
@@ -93,6 +93,21 @@ class History:
 
     columns: list[str]
     rows: dict = field(default_factory=dict)
+
+
+def batch_atoms(frames: list[Frame], included: list, sizes: list[int]) -> list[int]:
+    """N_b of each frame's batch (numdp.train.loss): the atoms the loss sees (`included`, None =
+    all), summed over the batch's frames; frames: the batches' frames in order, sizes[i] the
+    frame count of frame i's batch.  The per-atom loss terms pool a batch's atoms, as DeePMD-kit
+    3.2's masked means do: frames of one padded mixed-type system differ in real-atom count."""
+    counts = [fr.types.shape[0] if inc is None else int(np.count_nonzero(inc))
+              for fr, inc in zip(frames, included)]
+    totals, i = [], 0
+    while i < len(frames):
+        nb = sum(counts[i:i + sizes[i]])
+        totals += [nb] * sizes[i]
+        i += sizes[i]
+    return totals
 
 
 class Trainer:
@@ -479,9 +494,11 @@ class Trainer:
                 sizes.append(len(idx))
         excluded = self.params.atom_excluded   # atom_exclude_types: out of the loss, as DeePMD-kit's mask
         included = [~excluded[fr.types] if excluded.any() else None for fr in frames]
+        totals = batch_atoms(frames, included, sizes)
         t1 = time.perf_counter()
         def seeds_of(i, res):  # on a worker thread: a private LossStats, only for the seeds
-            return LossStats(self.loss_options).add_frame(res, labels[i], pref, sizes[i], included[i])
+            return LossStats(self.loss_options).add_frame(res, labels[i], pref, sizes[i], included[i],
+                                                          totals[i])
 
         busy = self.passes.busy
         busy[:] = 0.0
@@ -495,7 +512,7 @@ class Trainer:
         i = 0
         for _, idx in batches:
             for _ in idx:
-                stats.add_frame(results[i], labels[i], pref, sizes[i], included[i])
+                stats.add_frame(results[i], labels[i], pref, sizes[i], included[i], totals[i])
                 i += 1
             stats.end_batch()
 

@@ -1,13 +1,19 @@
 """The energy loss of DeePMD-kit 3.2 (`loss` type "ener"), its seeds for the gradient pass, and
 RMSE metrics (reference §7.1).
 
-For a batch of n_f frames of N atoms (ΔX = prediction − label, sums over the batch's frames):
+For a batch of n_f frames f of N_f atoms each, N_b = Σ_f N_f (ΔX = prediction − label):
 
-    L = [ p_e  Σ_f ρ_e(ΔE_f)                                  energy, eV² / N^k
-        + p_f  Σ_f Σ_kα (ΔF_fkα s_fk)² / (3N)                  force, (eV/Å)² [relative: 1]
-        + p_v  Σ_f Σ_ab ΔΞ_fab² / (9 N^k)                      virial, eV² / N^k
-        + p_ae Σ_f Σ_k Δe_fk² / N                              atomic energy, eV²
-        + p_pf Σ_f Σ_kα w_fk (ΔF_fkα s_fk)² / (3N) ] / n_f     weighted force (atom_pref w)
+    L =   p_e  Σ_f ΔE_f² / N_f^k / n_f                         energy, eV² / N^k
+        + p_f  Σ_f Σ_kα (ΔF_fkα s_fk)² / (3 N_b)              force, (eV/Å)² [relative: 1]
+        + p_v  Σ_f Σ_ab ΔΞ_fab² / (9 N_f^k) / n_f              virial, eV² / N^k
+        + p_ae Σ_f Σ_k Δe_fk² / N_b                            atomic energy, eV²
+        + p_pf Σ_f Σ_kα w_fk (ΔF_fkα s_fk)² / (3 N_b)          weighted force (atom_pref w)
+
+- the energy and virial terms are means over the frames of per-frame figures, the per-atom terms
+  (force, atomic energy, weighted force) means over all the batch's atoms (components) pooled:
+  DeePMD-kit 3.2's masked reductions.  The two agree while every frame has N atoms (N_b = n_f N);
+  they differ when the frames' counts do — a mixed-type system padded with virtual atoms (type
+  -1), whose frames count their real atoms only, or atom_exclude_types in a mixed-type system;
 
 - k = 1, or 2 with `intensive_ener_virial`;
 - E_f = Σ_k e_fk, or Σ_k c_fk e_fk with `enable_atom_ener_coeff` (c: atom_ener_coeff.npy, 1
@@ -16,11 +22,11 @@ For a batch of n_f frames of N atoms (ΔX = prediction − label, sums over the 
 - with `use_huber`, the squares of the energy, force, virial and atomic-energy terms become
   H_δ(r) = r²/2 for |r| ≤ δ, δ(|r| − δ/2) beyond, of r = ΔE/N (δ_e), ΔF (δ_f; or per atom of
   |ΔF_k| over N instead of 3N components with `f_use_norm`), ΔΞ/N (δ_v), Δe (δ_e), each term
-  then divided by its count only (frames, 3N or N, 9, N) — DeePMD-kit's `custom_huber_loss`;
+  then divided by its count only (frames, 3N_b or N_b, 9, N_b) — DeePMD-kit's `custom_huber_loss`;
 - with loss_func "mae" (`LossFunc.MAE`), every square x² becomes |x| and k = 1 always:
-  p_e Σ_f |ΔE_f|/N + p_f Σ_f Σ_kα |ΔF_fkα s_fk|/(3N) + p_v Σ_f Σ_ab |ΔΞ_fab|/(9N)
-  + p_ae Σ_f Σ_k |Δe_fk|/N + p_pf Σ_f Σ_kα w_fk |ΔF_fkα s_fk|/(3N), over n_f; with `f_use_norm`
-  the force term is p_f Σ_f Σ_k |ΔF_fk s_fk| / N (the norm of each atom's error) — DeePMD-kit's
+  p_e Σ_f |ΔE_f|/(N_f n_f) + p_f Σ_f Σ_kα |ΔF_fkα s_fk|/(3N_b) + p_v Σ_f Σ_ab |ΔΞ_fab|/(9N_f n_f)
+  + p_ae Σ_f Σ_k |Δe_fk|/N_b + p_pf Σ_f Σ_kα w_fk |ΔF_fkα s_fk|/(3N_b); with `f_use_norm`
+  the force term is p_f Σ_f Σ_k |ΔF_fk s_fk| / N_b (the norm of each atom's error) — DeePMD-kit's
   `loss_func = "mae"`, whose derivative at a zero residual is 0 (torch's sign(0)).
 
 A term whose label is missing from the system contributes nothing (DeePMD-kit's find_* = 0;
@@ -29,8 +35,8 @@ The prefactors p are those of the step (numdp.train.schedule.PrefactorSchedule).
 
 Seeds (reference §7.6; what `ModelPasses.gradient` takes): c_E = ∂L/∂e_k — one number for
 every atom when only the frame energy is fitted, else a vector (nloc,) —; u and c_F with
-∂L/∂F = c_F u (u = ΔF, c_F = 2 p_f/(3N n_f) in the plain case); ε and c_V with
-∂L/∂Ξ = c_V ε (ε = ΔΞ, c_V = 2 p_v/(9 N^k n_f) in the plain case).
+∂L/∂F = c_F u (u = ΔF, c_F = 2 p_f/(3 N_b) in the plain case); ε and c_V with
+∂L/∂Ξ = c_V ε (ε = ΔΞ, c_V = 2 p_v/(9 N_f^k n_f) in the plain case).
 """
 from __future__ import annotations
 
@@ -168,12 +174,14 @@ class LossStats(ErrorSums):
         self._weight = 0
 
     def add_frame(self, result: PrimalResult, labels: Labels, pref: Prefactors, nframes: int,
-                  included: np.ndarray | None = None) -> Seeds:
+                  included: np.ndarray | None = None, batch_atoms: int | None = None) -> Seeds:
         """Add one frame of a batch of `nframes`; return its gradient seeds.  included: (N,)
         bool, the atoms the loss sees (None: all).  DeePMD-kit 3.2 treats the atoms of a model's
         atom_exclude_types as absent from the loss (its per-atom mask): N is the count of the
         others, and the per-atom terms (forces, atomic energies, weights) run over them only; the
-        excluded atoms' seeds are 0."""
+        excluded atoms' seeds are 0.  batch_atoms: N_b, the atoms the loss sees summed over the
+        batch's frames, the per-atom terms' divisor (module docstring); None: every frame of the
+        batch has this one's count, N_b = N · nframes."""
         if included is not None and not included.all():
             def rows(a):
                 return None if a is None else a[included]
@@ -183,7 +191,7 @@ class LossStats(ErrorSums):
                                  dataclasses.replace(labels, forces=rows(labels.forces), atom_ener=rows(labels.atom_ener),
                                                      atom_pref=rows(labels.atom_pref),
                                                      atom_ener_coeff=rows(labels.atom_ener_coeff)),
-                                 pref, nframes)
+                                 pref, nframes, batch_atoms=batch_atoms)
             u = np.zeros(result.forces.shape)
             u[included] = sub.u
             sub.u = u
@@ -197,7 +205,8 @@ class LossStats(ErrorSums):
         self.batch_atoms += result.forces.shape[0]
         opt = self.options
         n = result.forces.shape[0]
-        scale = 1.0 / (n * nframes)
+        scale = 1.0 / (n * nframes)   # the per-frame terms' 1/(N_f n_f)
+        atom_scale = 1.0 / (n * nframes if batch_atoms is None else batch_atoms)   # per-atom: 1/N_b
         seeds = Seeds(0.0, np.zeros((n, 3)), np.zeros((3, 3)), 0.0, 0.0)
         norm_ev = n if not opt.intensive else n * n   # N^k of the energy and virial terms
         if labels.energy is not None:
@@ -225,18 +234,18 @@ class LossStats(ErrorSums):
             self.ae_abs += ab
             self.ae_n += n
             if opt.mae:
-                self.loss_sum += pref.ae * ab * scale
-                c_ae = pref.ae * scale * np.sign(dae)
+                self.loss_sum += pref.ae * ab * atom_scale
+                c_ae = pref.ae * atom_scale * np.sign(dae)
             elif opt.huber is None:
-                self.loss_sum += pref.ae * sq * scale
-                c_ae = 2.0 * pref.ae * scale * dae
+                self.loss_sum += pref.ae * sq * atom_scale
+                c_ae = 2.0 * pref.ae * atom_scale * dae
             else:
                 h, dh = huber(dae, opt.huber.e)
-                self.loss_sum += pref.ae * h * scale
-                c_ae = pref.ae * scale * dh
+                self.loss_sum += pref.ae * h * atom_scale
+                c_ae = pref.ae * atom_scale * dh
             seeds.c_e = seeds.c_e + c_ae
         if labels.forces is not None:
-            self._forces(result, labels, pref, nframes, seeds)
+            self._forces(result, labels, pref, atom_scale, seeds)
         if labels.virial is not None:
             dv = result.virial - labels.virial
             sq = self.add_virial(dv, n)
@@ -256,12 +265,11 @@ class LossStats(ErrorSums):
                     seeds.c_v = pref.v * scale / 9.0
         return seeds
 
-    def _forces(self, result: PrimalResult, labels: Labels, pref: Prefactors, nframes: int,
+    def _forces(self, result: PrimalResult, labels: Labels, pref: Prefactors, scale: float,
                 seeds: Seeds) -> None:
-        """The force and weighted-force terms of one frame (`add_frame`)."""
+        """The force and weighted-force terms of one frame (`add_frame`); scale: 1/N_b (1/atom)."""
         opt = self.options
         n = result.forces.shape[0]
-        scale = 1.0 / (n * nframes)
         df = result.forces - labels.forces
         weighted = pref.pf and (labels.atom_pref is not None or opt.use_default_pf)
         norm_mae = opt.mae and opt.f_use_norm
@@ -300,8 +308,8 @@ class LossStats(ErrorSums):
                     seeds.u = df * np.divide(dh, a, out=np.zeros(n), where=a > 0.0)[:, None]
                     seeds.c_f = pref.f * scale
             return
-        # MSE: ∂L/∂F_kα = (2/(3N n_f)) (p_f + p_pf w_k) s_k² ΔF_kα, the (N,) factor on ΔF is `g`;
-        # MAE: ∂L/∂F_kα = (1/(3N n_f)) (p_f + p_pf w_k) s_k sign(ΔF_kα) (p_f's part 3 p_f s_k r_k/|r_k|
+        # MSE: ∂L/∂F_kα = (2/(3N_b)) (p_f + p_pf w_k) s_k² ΔF_kα, the (N,) factor on ΔF is `g`;
+        # MAE: ∂L/∂F_kα = (1/(3N_b)) (p_f + p_pf w_k) s_k sign(ΔF_kα) (p_f's part 3 p_f s_k r_k/|r_k|
         # with f_use_norm, r_k = ΔF_k s_k: DeePMD-kit takes the norm of the relative error)
         sq_k = np.einsum("ij,ij->i", r, r)
         abs_k = np.abs(r).sum(axis=1)
