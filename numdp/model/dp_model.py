@@ -181,7 +181,8 @@ class DPModel:
         atomic parameters `aparam` (None: the model's own) for the evaluations that follow.
         aparam (numb_aparam,) is shared by every atom; (natoms, numb_aparam) (needs `types`,
         (natoms,)) gives each atom its own (rows that are all equal count as shared).  InputError
-        when the model takes none and some are given, or takes some and has none."""
+        when the model takes none and some are given, or takes some and has none (atomic
+        parameters are not needed for a frame of no atoms, `types` of length 0)."""
         fp = self._given_fparam(fparam)
         natoms = None if types is None else int(np.shape(types)[0])
         ap = self._given_aparam(aparam, natoms)
@@ -192,6 +193,9 @@ class DPModel:
             raise InputError(f"the model takes {self.numb_fparam} frame parameter(s) (numb_fparam) and "
                              f"has no default_fparam: give fparam")
         a = ap if ap is not None else self.aparam
+        if self.numb_aparam and a is None and natoms == 0:
+            # no atom to take them (DeePMD-kit: an empty aparam, zero results): the last ones
+            a = self._bias_of[1]
         if self.numb_aparam and a is None:
             raise InputError(f"the model takes {self.numb_aparam} atomic parameter(s) per atom "
                              f"(numb_aparam): give aparam")
