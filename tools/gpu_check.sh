@@ -155,7 +155,7 @@ else
                tests/test_fparam.py::test_parameters_switched_per_call
                tests/test_aparam.py::test_every_path_takes_the_parameters
                tests/test_aparam.py::test_parameters_switched_per_call
-               tests/test_sweep_cuda_sim.py tests/test_sweep_sel0.py)
+               tests/test_sweep_cuda_sim.py tests/test_sweep_sel0.py tests/test_sweep_cuda_new.py)
         [ -f tests/test_cuda_neighbor.py ] && tests+=(tests/test_cuda_neighbor.py)
         real=1
     fi
