@@ -132,7 +132,8 @@ def energy_bias(systems: list[DataSystem], frames: list[np.ndarray], ntypes: int
         if s.energy is None:
             continue
         for i, f in enumerate(idx):
-            rows.append(np.bincount(s.atoms_of(f)[1], minlength=ntypes).astype(np.float64))
+            t = s.types_of(f)   # virtual atoms (-1, mixed-type padding) are not counted
+            rows.append(np.bincount(t[t >= 0], minlength=ntypes).astype(np.float64))
             energies.append(s.energy[f] - (0.0 if predicted is None else predicted[k][i]))
     preset = [None] * ntypes if preset is None else preset
     fixed = np.array([p is not None for p in preset])
