@@ -37,7 +37,7 @@ def test_run_threads_option_overrides_the_input(tmp_path, monkeypatch):
     from test_config_md import GOOD
 
     seen = {}
-    monkeypatch.setattr(numdp.md.setup, "run_md", lambda settings, restart=None, world=None:
+    monkeypatch.setattr(numdp.md.setup, "run_md", lambda settings, restart=None, world=None, continuation=None:
                         seen.setdefault("threads", settings.model.threads))
     toml = tmp_path / "md.toml"
     toml.write_text(GOOD.replace('file = "model.h5"', 'file = "model.h5"\nthreads = 2'))

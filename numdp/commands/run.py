@@ -36,7 +36,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "NUMDP_NUM_THREADS or the usable cores)")
 
 
-def _run(args, world, load=None) -> int:
+def _run(args, world, load=None, continuation=None) -> int:
     from pathlib import Path
 
     from ..config import load_run_settings
@@ -63,7 +63,7 @@ def _run(args, world, load=None) -> int:
             problem = checkpoint_problem(restart)
             if problem is not None:
                 raise InputError(f"--restart {restart}: {problem}")
-    run_md(settings, restart=restart, world=world)
+    run_md(settings, restart=restart, world=world, continuation=continuation)
     return 0
 
 
@@ -71,24 +71,22 @@ def main(args, load=None, continuation=None) -> int:
     """`load(world)`: the run's RunSettings in place of reading `args.input` (numdp lmp's translation
     of a LAMMPS script; numdp.commands.lmp); `continuation`: how a stopped run says it continues
     (numdp.md.loop.Continuation; default numdp run's --restart)."""
-    from ..md.loop import Continuation, continued_as
     from ..parallel.world import create_world
 
     world = create_world(command=getattr(args, "command", "run"))   # (numdp lmp runs through here too)
-    with continued_as(continuation or Continuation("run")):
-        if world.size == 1:
-            return _run(args, world, load)
-        return _on_ranks(args, world, load)
+    if world.size == 1:
+        return _run(args, world, load, continuation)
+    return _on_ranks(args, world, load, continuation)
 
 
-def _on_ranks(args, world, load) -> int:
+def _on_ranks(args, world, load, continuation) -> int:
     """`_run` on several MPI ranks: the failures' statuses and messages (the module's docstring)."""
     from ..errors import InputError
     from ..parallel.world import RankFailed
     from ..signals import exit_status
 
     try:
-        return _run(args, world, load)
+        return _run(args, world, load, continuation)
     except RankFailed:
         return 2  # the failing rank reports it
     except BaseException as exc:  # noqa: BLE001

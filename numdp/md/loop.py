@@ -26,15 +26,13 @@ included), and then with the stop's status (LAMMPS' Verlet checks its stop reque
 before each step: one during the last step leaves the run complete).
 
 The command that runs the loop says how its stopped run continues (`Continuation`: numdp run's
---restart, numdp lmp's script) around the run (`continued_as`), since a run's settings do not know
-which command gave them.
+--restart, numdp lmp's script), since a run's settings do not know which command gave them.
 """
 from __future__ import annotations
 
 import math
 import signal
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -160,24 +158,6 @@ class Continuation:
     "continue with " ('' if none: numdp run)."""
 
 
-_continuations: list[Continuation] = []   # `continued_as` blocks in progress, innermost last
-
-
-@contextmanager
-def continued_as(continuation: Continuation):
-    """Runs started inside the block stop with `continuation`'s lines (outside any: numdp run's)."""
-    _continuations.append(continuation)
-    try:
-        yield continuation
-    finally:
-        _continuations.remove(continuation)
-
-
-def current_continuation() -> Continuation:
-    """The innermost `continued_as` block's Continuation (none: numdp run's)."""
-    return _continuations[-1] if _continuations else Continuation()
-
-
 def _stop_name(signum: int) -> str:
     """What asked the agreed stop `signum` (numdp.md.safety: SIGPIPE is a closed stdout)."""
     return STDOUT_CLOSED if signum == signal.SIGPIPE else f"{signal.Signals(signum).name} received"
@@ -196,8 +176,9 @@ class Simulation:
     def __init__(self, state: State, integrator, provider, safety: SafetyMonitor, reporters,
                  console: Console, progress_mode: str = "none", trajectory: TrajectoryReporter | None = None,
                  checkpoint: CheckpointReporter | None = None, stop_path=None, restarted: bool = False,
-                 backups: Backups | None = None):
+                 backups: Backups | None = None, continuation: Continuation | None = None):
         self.world = provider.world  # the run's MPI ranks (numdp.parallel.world.World)
+        self.continuation = continuation if continuation is not None else Continuation()
         self.state = state
         self.integrator = integrator
         self.provider = provider
@@ -275,7 +256,7 @@ class Simulation:
         t_loop = time.perf_counter()
         cpu_loop = time.process_time()
         signalled = False
-        continuation = current_continuation()
+        continuation = self.continuation
         with StopRequest(continuation.command, announce=world.is_root) as stop:
             while (problem is None and state.step < end_step and not signalled
                    and self.integrator.finished is None):

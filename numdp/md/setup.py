@@ -45,7 +45,7 @@ from .mtk import MTKBarostat
 from .device import check_device_run, device_md
 from .forces import ForceProvider
 from .integrator import VelocityVerlet
-from .loop import RunResult, Simulation, run_or_raise
+from .loop import Continuation, RunResult, Simulation, run_or_raise
 from .minimize import FireMinimizer
 from .ramp import Ramp
 from .reporters import CheckpointReporter, Console, MinimizeThermoReporter, ThermoReporter, TrajectoryReporter
@@ -91,10 +91,11 @@ def _stop_path(checkpoint: Path) -> Path:
 
 
 def build_simulation(settings: RunSettings, restart=None, model=None, screen=None,
-                     world: World | None = None) -> tuple[Simulation, int]:
+                     world: World | None = None, continuation: Continuation | None = None) -> tuple[Simulation, int]:
     """(Simulation, end step) for `settings`; `restart`: checkpoint path or None; `model`: use
     this potential instead of loading [model] file (tests); `world`: the MPI ranks of the run
-    (default: one rank).  Collective."""
+    (default: one rank); `continuation`: how a stopped run says it continues (numdp.md.loop;
+    default numdp run's --restart).  Collective."""
     world = world if world is not None else World(None)
     name = settings.path.name
     md = settings.md
@@ -234,7 +235,7 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
         reporters.append(checkpoint)
         sim = Simulation(state, integrator, provider, safety, reporters, console,
                          out.progress if world.is_root else "none", trajectory, checkpoint,
-                         _stop_path(out.checkpoint), restarted, backups)
+                         _stop_path(out.checkpoint), restarted, backups, continuation)
 
         counts = world.sum_global(np.bincount(state.types, minlength=len(type_map)).astype(np.float64))
         console.line(f"numdp run {settings.path}: {counted(state.natoms_global, 'atom')} "
@@ -290,10 +291,10 @@ def _describe_minimize(m) -> str:
 
 
 def run_md(settings: RunSettings, restart=None, model=None, screen=None,
-           world: World | None = None) -> RunResult | None:
-    """Build and run; returns the RunResult (None when the checkpoint is already at [md] steps).
-    Collective on several ranks."""
-    sim, end = build_simulation(settings, restart, model, screen, world)
+           world: World | None = None, continuation: Continuation | None = None) -> RunResult | None:
+    """Build and run (arguments as `build_simulation`); returns the RunResult (None when the
+    checkpoint is already at [md] steps).  Collective on several ranks."""
+    sim, end = build_simulation(settings, restart, model, screen, world, continuation)
     if sim.state.step >= end and not (sim.state.step == end == 0 and not sim.restarted):
         table = "minimize" if settings.minimizing else "md"
         sim.console.line(f"nothing to run: the state is at step {sim.state.step}, [{table}] steps = {end}")
