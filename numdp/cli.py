@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     from .errors import InputError
-    from .signals import PIPE_CLOSED, stdout_was_closed
+    from .signals import PIPE_CLOSED, silence_stdout, stdout_was_closed
     from .validate import checked_threads
 
     args = build_parser().parse_args(argv)
@@ -90,7 +90,7 @@ def main(argv=None) -> int:
         print(f"numdp {args.command}: {str(exc) or 'interrupted'}", file=sys.stderr)
         return exit_status(exc)  # 128 + the signal's number, as the shell reports
     except BrokenPipeError:  # `numdp test ... | head`: the reader left; no traceback
-        _silence_stdout()
+        silence_stdout()
         return PIPE_CLOSED
 
 
@@ -116,13 +116,6 @@ def _one_process(command: str) -> bool:
                          f"would run the whole job on the same files); only numdp {' and numdp '.join(MPI_COMMANDS)} "
                          f"use MPI: start it without mpiexec")
     return True
-
-
-def _silence_stdout() -> None:
-    """Point stdout at /dev/null after its reader exited (numdp.signals.silence_stdout)."""
-    from .signals import silence_stdout
-
-    silence_stdout()
 
 
 if __name__ == "__main__":  # pragma: no cover
