@@ -65,7 +65,7 @@ def frames_of(path: Path, type_map: list[str], labels: bool = False, set_prefix:
     DeePMD systems' frames come from their ``SET_PREFIX.*`` sets.  With `model` (a DPModel) a
     DeePMD system's frames carry a sixth and a seventh item, their fparam.npy row and aparam.npy
     rows (`System.model_fparam`, `System.model_aparam`; None for a model that takes none)."""
-    from ..io.structure import assign_types, iter_extxyz, read_h5md_structure
+    from ..io.structure import assign_types, iter_extxyz, iter_h5md_structures
 
     if not path.exists() and not _data_location(path):
         raise InputError(f"{path}: system not found")
@@ -94,9 +94,8 @@ def frames_of(path: Path, type_map: list[str], labels: bool = False, set_prefix:
     elif labels:
         raise InputError(f"{path}: --real_error needs labelled DeePMD npy systems; this file has no labels")
     elif h5py.is_hdf5(path):
-        n = _h5md_frames(path)
         yield str(path), ((st.positions, assign_types(st, type_map), st.box, st.pbc, None)
-                          for st in (read_h5md_structure(path, k) for k in range(n)))
+                          for st in iter_h5md_structures(path))
     elif path.suffix.lower() in (".xyz", ".extxyz"):
         yield str(path), ((st.positions, assign_types(st, type_map), st.box, st.pbc, None)
                           for st in iter_extxyz(path))
@@ -126,19 +125,6 @@ def _data_location(path: Path) -> bool:
 
     loc = DataLocation.parse(path)
     return loc.location is not None and (loc.path.is_file() or is_lmdb(loc.path))
-
-
-def _h5md_frames(path: Path) -> int:
-    from ..io.h5md import GROUP
-
-    with h5py.File(path, "r") as h5:
-        if "particles" not in h5 or not len(h5["particles"]):
-            raise InputError(f"{path}: not an H5MD file (no /particles group)")
-        part = h5["particles"][GROUP if GROUP in h5["particles"] else next(iter(h5["particles"]))]
-        if "position" not in part:
-            raise InputError(f"{path}: the H5MD particles group has no position element")
-        pos = part["position"]
-        return int(pos["value"].shape[0]) if isinstance(pos, h5py.Group) else 1
 
 
 def load_ensemble(paths, threads=None, precision="double", minimum: int = 2):

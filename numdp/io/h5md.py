@@ -285,7 +285,7 @@ class H5MDWriter:
 # -- reading -------------------------------------------------------------------------------------
 
 
-def _open_for_reading(path: Path, what: str) -> h5py.File:
+def open_for_reading(path: Path, what: str) -> h5py.File:
     """h5py.File(path, "r"), or InputError "{path}: cannot open {what} (reason)"."""
     try:
         return h5py.File(path, "r")
@@ -311,65 +311,83 @@ def read_frame(path, frame: int = -1) -> dict:
     Lengths in nm are converted; other length units are rejected.
     """
     path = Path(path)
-    with _open_for_reading(path, "as HDF5") as h5:
-        if "particles" not in h5 or not len(h5["particles"]):
-            raise InputError(f"{path}: not an H5MD file (no /particles group)")
-        name = GROUP if GROUP in h5["particles"] else next(iter(h5["particles"]))
-        part = h5["particles"][name]
-        if "position" not in part:
-            raise InputError(f"{path}: particles/{name} has no position element")
-        pos = part["position"]
-        nframes = pos["value"].shape[0] if isinstance(pos, h5py.Group) else 1
-        if nframes == 0:
-            raise InputError(f"{path}: the trajectory has no frames")
-        if not -nframes <= frame < nframes:
-            raise InputError(f"{path}: frame {frame} does not exist (the file has {nframes} frames)")
-        k = frame % nframes
+    with open_for_reading(path, "as HDF5") as h5:
+        return frame_of(h5, path, frame)
 
-        def element(g, what, scale_units):
-            value = g if isinstance(g, h5py.Dataset) else g["value"]   # time-independent: the dataset
-            unit = value.attrs.get("unit", None)
-            scale = 1.0
-            if unit is not None:
-                unit = unit.decode() if isinstance(unit, bytes) else str(unit)
-                if unit not in scale_units:
-                    raise InputError(f"{path}: {what} unit '{unit}' is not supported "
-                                     f"(expected one of {sorted(scale_units)})")
-                scale = scale_units[unit]
-            if isinstance(g, h5py.Dataset):
-                return np.asarray(g[()], dtype=np.float64) * scale, None, None
-            step = g["step"]
-            time = g["time"] if "time" in g else None
-            s = int(step[k]) if step.shape else _fixed_clock(step, k)
-            t = None if time is None else (float(time[k]) if time.shape else _fixed_clock(time, k))
-            return np.asarray(value[k], dtype=np.float64) * scale, s, t
 
-        lengths = {"Angstrom": 1.0, "angstrom": 1.0, "A": 1.0, "nm": 10.0}
-        positions, step, time = element(pos, "position", lengths)
-        velocities = None
-        if "velocity" in part:
-            velocities = element(part["velocity"], "velocity",
-                                 {"Angstrom ps-1": 1.0, "A ps-1": 1.0, "nm ps-1": 10.0})[0]
-        box = None
-        if "box" in part and "edges" in part["box"]:
-            edges = element(part["box"]["edges"], "box", lengths)[0]
-            box = np.diag(edges) if edges.shape == (3,) else edges
-        pbc = None
-        if box is not None and "boundary" in part["box"].attrs:
-            flags = [str(b.decode() if isinstance(b, bytes) else b) == "periodic" for b in part["box"].attrs["boundary"]]
-            if len(flags) == 3 and not all(flags):
-                pbc = tuple(flags)
-        def per_atom(name):   # a time-independent dataset, or a time-dependent element's frame k
-            g = part[name]
-            return np.asarray(g[()] if isinstance(g, h5py.Dataset) else g["value"][min(k, g["value"].shape[0] - 1)])
+def _particles(h5: h5py.File, path: Path) -> h5py.Group:
+    """The particles group read (numdp's, else the first), InputError without one or its positions."""
+    if "particles" not in h5 or not len(h5["particles"]):
+        raise InputError(f"{path}: not an H5MD file (no /particles group)")
+    name = GROUP if GROUP in h5["particles"] else next(iter(h5["particles"]))
+    part = h5["particles"][name]
+    if "position" not in part:
+        raise InputError(f"{path}: particles/{name} has no position element")
+    return part
 
-        species = per_atom("species").astype(np.int64) if "species" in part else None
-        masses = per_atom("mass").astype(np.float64) if "mass" in part else None
-        type_map = None
-        if "parameters/numdp" in h5:
-            type_map = [str(t) for t in h5["parameters/numdp"].attrs["type_map"]]
-        return {"positions": positions, "velocities": velocities, "box": box, "pbc": pbc, "species": species,
-                "masses": masses, "type_map": type_map, "step": step or 0, "time": time or 0.0}
+
+def frame_count(h5: h5py.File, path: Path) -> int:
+    """The number of frames of the H5MD file `path` open as `h5` (1 for time-independent positions)."""
+    pos = _particles(h5, path)["position"]
+    return pos["value"].shape[0] if isinstance(pos, h5py.Group) else 1
+
+
+def frame_of(h5: h5py.File, path: Path, frame: int = -1) -> dict:
+    """`read_frame` of the H5MD file `path` already open as `h5` (a reader of many frames opens
+    the file once)."""
+    part = _particles(h5, path)
+    pos = part["position"]
+    nframes = frame_count(h5, path)
+    if nframes == 0:
+        raise InputError(f"{path}: the trajectory has no frames")
+    if not -nframes <= frame < nframes:
+        raise InputError(f"{path}: frame {frame} does not exist (the file has {nframes} frames)")
+    k = frame % nframes
+
+    def element(g, what, scale_units):
+        value = g if isinstance(g, h5py.Dataset) else g["value"]   # time-independent: the dataset
+        unit = value.attrs.get("unit", None)
+        scale = 1.0
+        if unit is not None:
+            unit = unit.decode() if isinstance(unit, bytes) else str(unit)
+            if unit not in scale_units:
+                raise InputError(f"{path}: {what} unit '{unit}' is not supported "
+                                 f"(expected one of {sorted(scale_units)})")
+            scale = scale_units[unit]
+        if isinstance(g, h5py.Dataset):
+            return np.asarray(g[()], dtype=np.float64) * scale, None, None
+        step = g["step"]
+        time = g["time"] if "time" in g else None
+        s = int(step[k]) if step.shape else _fixed_clock(step, k)
+        t = None if time is None else (float(time[k]) if time.shape else _fixed_clock(time, k))
+        return np.asarray(value[k], dtype=np.float64) * scale, s, t
+
+    lengths = {"Angstrom": 1.0, "angstrom": 1.0, "A": 1.0, "nm": 10.0}
+    positions, step, time = element(pos, "position", lengths)
+    velocities = None
+    if "velocity" in part:
+        velocities = element(part["velocity"], "velocity",
+                             {"Angstrom ps-1": 1.0, "A ps-1": 1.0, "nm ps-1": 10.0})[0]
+    box = None
+    if "box" in part and "edges" in part["box"]:
+        edges = element(part["box"]["edges"], "box", lengths)[0]
+        box = np.diag(edges) if edges.shape == (3,) else edges
+    pbc = None
+    if box is not None and "boundary" in part["box"].attrs:
+        flags = [str(b.decode() if isinstance(b, bytes) else b) == "periodic" for b in part["box"].attrs["boundary"]]
+        if len(flags) == 3 and not all(flags):
+            pbc = tuple(flags)
+    def per_atom(name):   # a time-independent dataset, or a time-dependent element's frame k
+        g = part[name]
+        return np.asarray(g[()] if isinstance(g, h5py.Dataset) else g["value"][min(k, g["value"].shape[0] - 1)])
+
+    species = per_atom("species").astype(np.int64) if "species" in part else None
+    masses = per_atom("mass").astype(np.float64) if "mass" in part else None
+    type_map = None
+    if "parameters/numdp" in h5:
+        type_map = [str(t) for t in h5["parameters/numdp"].attrs["type_map"]]
+    return {"positions": positions, "velocities": velocities, "box": box, "pbc": pbc, "species": species,
+            "masses": masses, "type_map": type_map, "step": step or 0, "time": time or 0.0}
 
 
 def is_checkpoint(path) -> bool:
@@ -461,7 +479,7 @@ class CheckpointAtoms:
         self.path = Path(path)
         arrays = {}
         self._per_atom: list[str] = []
-        with _open_for_reading(self.path, "the checkpoint") as h5:
+        with open_for_reading(self.path, "the checkpoint") as h5:
             if "numdp/state" not in h5:
                 raise InputError(f"{self.path}: not a numdp checkpoint (no /numdp/state group)")
             g = h5["numdp/state"]
@@ -489,7 +507,7 @@ class CheckpointAtoms:
 
     def blocks(self, block: int, names: tuple[str, ...] | None = None) -> Iterator[dict[str, np.ndarray]]:
         names = self._per_atom if names is None else [k for k in names if k in self._per_atom]
-        with _open_for_reading(self.path, "the checkpoint") as h5:
+        with open_for_reading(self.path, "the checkpoint") as h5:
             g = h5["numdp/state"]
             for start in range(0, self.natoms, max(1, int(block))):
                 yield {k: np.ascontiguousarray(g[k][start:start + block], dtype=ATOM_DTYPES[k]) for k in names}

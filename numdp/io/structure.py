@@ -597,7 +597,21 @@ def read_h5md_structure(path, frame: int = -1) -> Structure:
     """Frame `frame` of an H5MD file (species mapped to names through numdp's stored type_map)."""
     from .h5md import read_frame
 
-    f = read_frame(path, frame)
+    return _h5md_structure(read_frame(path, frame), path, frame)
+
+
+def iter_h5md_structures(path):
+    """Every frame of an H5MD file as `read_h5md_structure` reads it, the file opened once."""
+    from .h5md import frame_count, frame_of, open_for_reading
+
+    path = Path(path)
+    with open_for_reading(path, "as HDF5") as h5:
+        for k in range(frame_count(h5, path)):
+            yield _h5md_structure(frame_of(h5, path, k), path, k)
+
+
+def _h5md_structure(f: dict, path, frame: int) -> Structure:
+    """The Structure of frame `frame` of `path`, `f` as numdp.io.h5md.read_frame returns it."""
     elements = None
     type_ids = f["species"]
     if f["type_map"] is not None and type_ids is not None:

@@ -554,7 +554,7 @@ def convert_trajectory(src, dst, fmt: str) -> int:
     import h5py
 
     from .atomic import atomic_path
-    from .h5md import FORCE_UNITS, GROUP, OBSERVABLE_SHAPES, OBSERVABLES, read_frame
+    from .h5md import FORCE_UNITS, GROUP, OBSERVABLE_SHAPES, OBSERVABLES, frame_of, read_frame
 
     src, dst = Path(src), Path(dst)
     first = read_frame(src, 0)
@@ -583,7 +583,7 @@ def convert_trajectory(src, dst, fmt: str) -> int:
                                 False if first["box"] is None else (first["pbc"] or True), "eV Angstrom-1")
             try:
                 for k in range(nframes):
-                    f = first if k == 0 else read_frame(src, k)
+                    f = first if k == 0 else frame_of(h5, src, k)
                     w.append(f["step"], f["time"], f["positions"], f["velocities"],
                              None if forces is None else forces[k] / scale, f["box"],
                              {name: float(v[k]) if v.ndim == 1 else v[k] for name, v in obs.items()})
