@@ -31,6 +31,7 @@ import pytest
 
 from numdp.md.loop import RunResult, Timers, summary_lines
 from numdp.train.checkpoint import read_checkpoint
+from test_interrupt import environment, set_steps
 from test_mpi import MPIEXEC, TIMEOUT, _mpi4py, make_run
 from test_train_run import data_dir, make_input  # noqa: F401 - data_dir is a fixture
 
@@ -42,20 +43,11 @@ def mpi_missing() -> bool:
     return MPIEXEC is None or not _mpi4py()
 
 
-def environment():
-    return {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_", "PMIX_", "MPI_"))}
-
-
 def setup_run(path: Path, steps: int = NOT_REACHED) -> Path:
     make_run(path, cells=(2, 2, 2), steps=steps, every=CADENCE)
     text = (path / "md.toml").read_text().replace("thermo_every = 50", f"thermo_every = {CADENCE}")
     (path / "md.toml").write_text(text)
     return path
-
-
-def set_steps(path: Path, steps: int) -> None:
-    text = (path / "md.toml").read_text()
-    (path / "md.toml").write_text(re.sub(r"(?m)^steps = \d+$", f"steps = {steps}", text))
 
 
 def thermo_step(line: str) -> int | None:
