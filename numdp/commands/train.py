@@ -108,12 +108,7 @@ def main(args) -> int:
     if log_path:   # before the copy opens it: -l lcurve.out would interleave the log with the curve
         from ..validate import distinct_files
 
-        from ..train.config import ema_model_path
-
-        tr = cfg.training
-        ema = [("training.enable_ema's model", ema_model_path(tr.model_file))] if tr.enable_ema else []
-        distinct_files("-l/--log-path", [("training.disp_file", tr.disp_file), ("training.save_ckpt", tr.save_ckpt),
-                                         ("training.model_file", tr.model_file), *ema, ("-l/--log-path", Path(log_path))],
+        distinct_files("-l/--log-path", cfg.training.output_files("training.{}") + [("-l/--log-path", Path(log_path))],
                        [("the input file", cfg.source)]
                        + [(f"--{k.replace('_', '-')}", getattr(args, k)) for k in ("restart", "init_model", "finetune")
                           if getattr(args, k, None)])

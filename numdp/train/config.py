@@ -324,6 +324,17 @@ class TrainingConfig:
     """After the last update, add to the energy bias the least-squares per-type shift of the
     statistics frames' energy errors (DeePMD-kit's change_bias_after_training)."""
 
+    def output_files(self, label: str = "[training] {}") -> list[tuple[str, Path]]:
+        """(label, path) of every file a run writes, in the one order the checks, the output
+        preparation and the backups use: disp_file, save_ckpt, model_file and, with enable_ema,
+        the moving average's model (`ema_model_path`).  `label` formats each key for messages:
+        "[training] {}" (a TOML input's section) or "training.{}" (an input.json's keys)."""
+        out = [(label.format("disp_file"), self.disp_file), (label.format("save_ckpt"), self.save_ckpt),
+               (label.format("model_file"), self.model_file)]
+        if self.enable_ema:
+            out.append(("the moving average's model (enable_ema)", ema_model_path(self.model_file)))
+        return out
+
 
 @dataclass
 class ValidationConfig:
@@ -928,9 +939,7 @@ def parse_config(data: dict, source: Path, text: str = "", base: Path | None = N
     tc.ema_decay = ts.number("ema_decay", 0.999, nonnegative=True)
     if not tc.ema_decay < 1.0:
         raise ts.error("ema_decay", f"must be in [0, 1), got {tc.ema_decay:g}")
-    ema_file = [("the moving average's model (enable_ema)", ema_model_path(tc.model_file))] if tc.enable_ema else []
-    distinct_files(ts.file, [("[training] disp_file", tc.disp_file), ("[training] save_ckpt", tc.save_ckpt),
-                             ("[training] model_file", tc.model_file)] + ema_file, [("the input file", source)])
+    distinct_files(ts.file, tc.output_files(), [("the input file", source)])
     tc.data_stat_nbatch = ts.integer("data_stat_nbatch", 10, minimum=1)
     tc.disp_training = ts.boolean("disp_training", True)
     tc.disp_avg = ts.boolean("disp_avg", False)

@@ -138,13 +138,12 @@ class Trainer:
         tr = cfg.training
         self.deepmd_names = DeepmdNames.of(tr.deepmd_ckpt, deepmd_backend)
         if self.deepmd_names is not None:   # (save_ckpt "checkpoint" would be overwritten by dp's pointer)
-            distinct_files(cfg.source.name, [("training.disp_file", tr.disp_file), ("training.save_ckpt", tr.save_ckpt),
-                                             ("training.model_file", tr.model_file)]
+            distinct_files(cfg.source.name, tr.output_files("training.{}")
                            + [(f"DeePMD-kit's checkpoint name {p.name}", p) for p in self.deepmd_names.paths()],
                            [("the input file", cfg.source)])
         # outputs checked (directories made) before the data statistics, which can take minutes
-        prepare_outputs([tr.disp_file, tr.model_file, tr.save_ckpt, *self._deepmd_paths()])
         self.cfg = cfg
+        prepare_outputs(self._output_paths())
         # DeePMD-kit's checkpoint prefixes (DP-GEN: --restart model.ckpt, --init-model old/model.ckpt)
         self.restart = resolve_checkpoint(restart) if restart is not None else None
         self.init_model = resolve_checkpoint(init_model) if init_model is not None else None
@@ -598,9 +597,11 @@ class Trainer:
         if self.deepmd_names is not None:
             self.deepmd_names.publish(self.cfg.training.save_ckpt)
 
-    def _deepmd_paths(self) -> list[Path]:
-        """The files of dp's checkpoint names this run writes (`DeepmdNames.paths`), if any."""
-        return [] if self.deepmd_names is None else self.deepmd_names.paths()
+    def _output_paths(self) -> list[Path]:
+        """Every file this run writes: the training section's (`TrainingConfig.output_files`),
+        then those of dp's checkpoint names (`DeepmdNames.paths`), if any."""
+        dp = [] if self.deepmd_names is None else self.deepmd_names.paths()
+        return [path for _, path in self.cfg.training.output_files()] + dp
 
     def _figures(self, st: LossStats | None) -> np.ndarray:
         """The lcurve figures of `st` in the order of `_lcurve_kinds` (nan for None)."""
@@ -628,9 +629,7 @@ class Trainer:
         columns = lcurve_columns(bool(self.valid_sys), p.has_v, p.has_ae, p.has_pf, self.loss_options.mae,
                                  has_e=p.has_e, has_f=p.has_f)
         history = History(columns)
-        outputs = [tr.disp_file, tr.model_file, tr.save_ckpt, *self._deepmd_paths()]  # checked in __init__
-        if self.theta_ema is not None:
-            outputs.append(ema_model_path(tr.model_file))
+        outputs = self._output_paths()  # checked in __init__
         # a new run keeps the previous run's files under numbered names, and gives them their names
         # back if it fails before its first step is done (numdp.io.backup.Backups)
         backups = Backups.move(outputs) if self.restart is None else Backups.none()
