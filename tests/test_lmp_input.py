@@ -357,7 +357,7 @@ BASE = HEADER + """{line}
 
 @pytest.mark.parametrize("line, message", [
     ("fix 1 all temp/berendsen 300 300 0.1", "in.lammps:8: fix: fix style 'temp/berendsen' is not supported"),
-    ("compute 1 all pe", "in.lammps:8: compute: not supported by numdp lmp"),
+    ("compute 1 all msd", "in.lammps:8: compute: compute msd: numdp lmp accepts `compute ID all temp|pe|ke` only"),
     ("fix 1 all nvt temp 300 300 0.1 drag 1", "in.lammps:8: fix: drag 1: numdp lmp runs LAMMPS' default drag"),
     ("velocity all create 300 1 mom no", "in.lammps:8: velocity: keyword mom no is not supported"),
     ("dump 1 all custom 10 d.lammpstrj id type q", "in.lammps:8: dump: column 'q' is not supported"),

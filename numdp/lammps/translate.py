@@ -45,6 +45,10 @@ XYZ_NOTICE = ("dump xyz: numdp writes extended XYZ: each frame's comment line ho
               "'ELEMENT x y z' (LAMMPS: the type number unless dump_modify element names them), id order")
 FORMAT_NOTICE = ("thermo_modify format: numdp prints its own fixed-width number formats (the same values; "
                  "the log's columns are LAMMPS' titles)")
+COMPUTE_NOTICE = ("thermo_style {columns}: numdp prints the thermo keyword each compute equals (temp, pe, ke: "
+                  "the same values), titled by the keyword where LAMMPS writes c_ID")
+LAMMPS_COMPUTES = {"thermo_temp": "temp", "thermo_press": "press", "thermo_pe": "pe"}
+"""The computes LAMMPS defines itself, as the thermo keywords they are."""
 THERMO_ONE = ["step", "temp", "epair", "emol", "etotal", "press"]   # LAMMPS' thermo_style one (its default)
 
 # LAMMPS' units metal constants (its update.cpp: boltz, nktv2p); numdp's are CODATA 2018's (numdp.units).
@@ -275,6 +279,7 @@ class _Translator:
         self.first: _State | None = None   # the state at the first run or minimize
         self.runs: list[_State] = []   # the state at each run after the first (their tables: `tables`)
         self.momentum_ids: set[str] = set()   # fix momentum IDs (numdp keeps the momentum zero anyway)
+        self.computes: dict[str, str] = dict(LAMMPS_COMPUTES)   # compute ID -> the thermo keyword it equals
         self.writes: list[Written] = []
         self.restart_frame: dict | None = None   # numdp.io.h5md.read_frame of read_restart's checkpoint
         self._type_maps: dict[Path, list[str]] = {}   # model file -> its type_map (`_model_type_map`)
@@ -638,14 +643,21 @@ class _Translator:
         self.note(VELOCITY_NOTICE)
 
     def _fix(self, c: Command) -> None:
+        if len(c.args) < 3:
+            raise Refused(_bare_fix_message(c.args))
         self._need_box("fix")
         _all_group(c.args, "fix")
-        fix_id, style, args = c.args[0], c.args[2] if len(c.args) > 2 else "", list(c.args[3:])
+        fix_id, style, args = c.args[0], c.args[2], list(c.args[3:])
         if style == "momentum":
-            if args[1:] != ["linear", "1", "1", "1"]:
-                raise Refused("numdp lmp accepts `fix ID all momentum N linear 1 1 1` only")
+            # linear 0 0 0 zeroes no component: LAMMPS' fix then changes nothing (checked with LAMMPS)
+            if len(args) != 5 or args[1] != "linear" or args[2:] not in (["1", "1", "1"], ["0", "0", "0"]):
+                raise Refused("numdp lmp accepts `fix ID all momentum N linear 1 1 1` (and `linear 0 0 0`, "
+                              "which changes nothing) only")
+            if _integer(args[0], "fix momentum N") < 1:
+                raise Refused("fix momentum N: N must be > 0 (as LAMMPS)")
             self.momentum_ids.add(fix_id)
-            self.s.zero_momentum = True   # numdp zeroes it at the next run's start, and keeps it zero
+            if args[2:] == ["1", "1", "1"]:
+                self.s.zero_momentum = True   # numdp zeroes it at the next run's start, and keeps it zero
             return
         if style in THERMOSTAT_FIXES:
             self._thermostat_fix(fix_id, THERMOSTAT_FIXES[style], args)
@@ -803,13 +815,36 @@ class _Translator:
         if not c.args or c.args[0] not in ("one", "multi", "yaml", "custom") or (c.args[0] == "custom") != (len(c.args) > 1):
             raise Refused("expected: thermo_style one|multi|yaml|custom KEYWORD ...")
         words = THERMO_ONE if c.args[0] == "one" else list(c.args[1:])   # (none for multi, yaml)
+        computed = [w for w in words if w[:2] == "c_" and w[2:] in self.computes]
+        words = [self.computes[w[2:]] if w in computed else w for w in words]
         missing = [w for w in words if w not in KEYWORDS]
         if c.args[0] in ("one", "custom") and not missing and len(set(words)) == len(words):
             self.s.thermo_columns = words
+            if computed:
+                self.note(COMPUTE_NOTICE.format(columns=" ".join(computed)))
             return
         self.s.thermo_columns = None
         self.note(f"thermo_style {c.args[0]}: numdp writes its own thermo columns {' '.join(DEFAULT_COLUMNS)}"
                   + (f" (it does not compute {' '.join(missing)})" if missing else ""))
+
+    def _compute(self, c: Command) -> None:
+        """`compute ID all temp|pe|ke` (no keywords): the quantity of the thermo keyword of the same
+        name (LAMMPS' thermo_temp and thermo_pe are such computes; its ke is the kinetic energy,
+        as the compute's), printed by thermo_style as c_ID; other computes refused."""
+        if len(c.args) < 3:
+            raise Refused("expected: compute ID all STYLE")
+        _all_group(c.args, "compute")
+        if c.args[0] in self.computes:
+            raise Refused(f"compute ID {c.args[0]!r} is defined already (LAMMPS refuses it too)")
+        if c.args[2] not in ("temp", "pe", "ke") or len(c.args) > 3:
+            raise Refused(f"compute {' '.join(c.args[2:])}: numdp lmp accepts `compute ID all temp|pe|ke` only "
+                          f"(their values are numdp's thermo keywords of those names, for thermo_style c_ID)")
+        self.computes[c.args[0]] = c.args[2]
+
+    def _uncompute(self, c: Command) -> None:
+        if len(c.args) != 1 or c.args[0] not in self.computes:
+            raise Refused(f"expected: uncompute ID of a compute ({' '.join(self.computes)})")
+        del self.computes[c.args[0]]
 
     def _dump(self, c: Command) -> None:
         self._need_box("dump")
@@ -1325,6 +1360,41 @@ def _plugin(args) -> None:
         raise Refused("expected: plugin load FILE (DeePMD-kit's plugin; numdp's pair_style deepmd is built in)")
 
 
+def _run_style(args) -> None:
+    """`run_style verlet`: LAMMPS' default, the velocity Verlet numdp integrates with."""
+    if tuple(args) != ("verlet",):
+        raise Refused(f"run_style {' '.join(args)}: numdp integrates with velocity Verlet (run_style verlet, "
+                      f"LAMMPS' default) only")
+
+
+def _timer(args) -> None:
+    """`timer off|loop|normal|full|sync|nosync|every N|timeout off`: what LAMMPS times and prints,
+    nothing numdp computes; `timeout ELAPSED` (which ends the run early) refused."""
+    if not args:
+        raise Refused("expected: timer off|loop|normal|full|sync|nosync|every N|timeout off ...")
+    k = 0
+    while k < len(args):
+        word = args[k]
+        if word in ("every", "timeout") and k + 1 < len(args):
+            if word == "timeout" and args[k + 1] not in ("off", "unlimited"):
+                raise Refused(f"timer timeout {args[k + 1]}: numdp lmp runs every step of the run (stop it with "
+                              f"Ctrl-C or SIGTERM: a checkpoint is written); timeout off is accepted")
+            k += 2
+        elif word in ("off", "loop", "normal", "full", "sync", "nosync"):
+            k += 1
+        else:
+            raise Refused(f"timer {word}: expected off|loop|normal|full|sync|nosync|every N|timeout off")
+
+
+def _bare_fix_message(args) -> str:
+    """The refusal of a fix line without a group and a style (LAMMPS refuses it too)."""
+    if args[:1] == ("dpgen_plm",):
+        return ("`fix dpgen_plm` is DP-GEN's template placeholder, which DP-GEN writes out only with "
+                "\"model_devi_plumed\": true (a PLUMED fix, not supported by numdp lmp); LAMMPS refuses the bare "
+                "line too: delete it from the template")
+    return "expected: fix ID GROUP STYLE ... (LAMMPS refuses it too)"
+
+
 _DUMP_MODIFY_KEYWORDS = ("sort", "append", "element", "every", "first", "flush", "format", "header", "image",
                          "label", "maxfiles", "nfile", "pad", "precision", "region", "scale", "thresh", "time",
                          "units", "unwrap", "colname", "buffer", "delay", "fileper", "skip", "types")
@@ -1340,12 +1410,14 @@ _HARMLESS = {
     "processors": _accept(("*", "*", "*")),
     "comm_modify": _accept(("vel", "yes"), ("vel", "no")),
     "plugin": _plugin,
+    "run_style": _run_style,
+    "timer": _timer,
 }
 _COMMANDS = ("units", "boundary", "atom_style", "dimension", "neighbor", "neigh_modify", "box", "read_data",
              "replicate", "reset_timestep", "lattice", "region", "create_box", "create_atoms",
              "read_restart", "change_box", "mass", "pair_style", "pair_coeff", "velocity", "fix", "unfix",
              "timestep", "thermo", "thermo_style", "dump", "dump_modify", "restart", "log", "run", "min_style",
-             "min_modify", "minimize", "write_data", "write_restart", "thermo_modify")
+             "min_modify", "minimize", "write_data", "write_restart", "thermo_modify", "compute", "uncompute")
 _BETWEEN_RUNS = ("fix", "unfix", "timestep", "thermo", "thermo_style", "thermo_modify", "run", "write_data",
                  "write_restart", "reset_timestep")
 """The commands numdp lmp takes after a run (and `velocity all zero linear`): a later run is a
