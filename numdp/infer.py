@@ -40,6 +40,19 @@ DESCRIPTOR_DTYPES = MappingProxyType({"native": None, "fp32": np.float32, "fp64"
 """`eval_descriptor`'s output dtypes (DeePMD-kit's names; native = the model's, float64)."""
 
 
+def _numbers(who: str, name: str, value) -> np.ndarray:
+    """`value` as an array of numbers in its own dtype (a view of a NumPy array of integers or
+    floats: frames are converted to float64 one at a time by `DPModel.evaluate`, so that nframes
+    float32 frames are not copied whole); anything else converted to float64."""
+    arr = np.asarray(value)
+    if arr.dtype.kind in "iuf":
+        return arr
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{who}: {name} is not an array of numbers ({exc})") from None
+
+
 def _net_size(nets) -> int:
     """Number of trainable numbers (weights, biases, idt) of the nets `nets`."""
     return sum(layer.w.size + layer.b.size + (0 if layer.idt is None else layer.idt.size)
@@ -353,11 +366,8 @@ class DeepPot:
 
     @staticmethod
     def _standard_coords(who: str, coords, natoms: int) -> np.ndarray:
-        """coords as a float64 array (nframes, natoms, 3)."""
-        try:
-            c = np.asarray(coords, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"{who}: coords is not an array of numbers ({exc})") from None
+        """coords as an array (nframes, natoms, 3) of numbers (`_numbers`: float64 per frame)."""
+        c = _numbers(who, "coords", coords)
         if c.shape in ((natoms * 3,), (natoms, 3)):
             return c.reshape(1, natoms, 3)
         if c.ndim in (2, 3) and c.shape[1:] in ((natoms * 3,), (natoms, 3)) and c.shape[0] > 0:
@@ -373,21 +383,26 @@ class DeepPot:
 
     @staticmethod
     def _standard_cells(who: str, cells, nframes: int) -> np.ndarray | None:
-        """cells as a float64 array (nframes, 3, 3), or None (non-periodic)."""
+        """cells as an array (nframes, 3, 3) of numbers (`_numbers`: float64 per frame), or None
+        (non-periodic).  A cell of zeros is refused with the cells=None to pass (DeePMD-kit 3.2
+        returns NaN for it)."""
         if cells is None:
             return None
-        try:
-            c = np.asarray(cells, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"{who}: cells is not an array of numbers ({exc})") from None
+        c = _numbers(who, "cells", cells)
         if (nframes == 1 and c.shape == (3, 3)) or c.shape == (nframes * 9,):
-            return c.reshape(nframes, 3, 3)
-        if c.ndim in (2, 3) and c.shape[1:] in ((9,), (3, 3)):
+            c = c.reshape(nframes, 3, 3)
+        elif c.ndim in (2, 3) and c.shape[1:] in ((9,), (3, 3)):
             if c.shape[0] != nframes:
                 raise InputError(f"{who}: cells has {c.shape[0]} frames but coords has {nframes}")
-            return c.reshape(nframes, 3, 3)
-        raise InputError(f"{who}: cells has shape {c.shape}; expected ({nframes}, 9), "
-                         f"({nframes}, 3, 3) or ({nframes * 9},), or None for a non-periodic system")
+            c = c.reshape(nframes, 3, 3)
+        else:
+            raise InputError(f"{who}: cells has shape {c.shape}; expected ({nframes}, 9), "
+                             f"({nframes}, 3, 3) or ({nframes * 9},), or None for a non-periodic system")
+        zero = np.flatnonzero(~c.reshape(nframes, 9).any(axis=1))
+        if zero.size:
+            raise InputError(f"{who}: frame {zero[0]}: the cell is all zeros; pass cells=None for a "
+                             f"non-periodic system")
+        return c
 
 
 def DeepPotential(model_file, **kwargs: Any) -> DeepPot:

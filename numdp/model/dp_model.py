@@ -1,6 +1,8 @@
 """The public model object: `numdp.load_model(path).evaluate(positions, types, box)`."""
 from __future__ import annotations
 
+import threading
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,6 +107,9 @@ class DPModel:
                              self.aparam if self.aparam is not None or not f.numb_aparam else f.aparam_avg.copy())
             params = fold_frame_inputs(params, *self._bias_of)
         self._shifted = False   # whether the evaluator adds per-atom rows (`use_inputs`)
+        # held from `use_inputs` to the end of the computation by every call, when the evaluator
+        # has per-call state (first-layer biases, per-atom rows) or is a device's (its buffers)
+        self._lock = threading.RLock() if (f.numb_fparam or f.numb_aparam or str(device).lower() != "cpu") else None
         self._aparam_w = aparam_weights(self.source_params) if f.numb_aparam else None
         self.params = params
         kw = {} if chunk is None else {"chunk": chunk}
@@ -216,6 +221,17 @@ class DPModel:
             self._ev.set_atom_parameters(None)
         self._shifted = per_atom
 
+    @contextmanager
+    def inputs(self, fparam=None, aparam=None, types=None):
+        """`use_inputs(fparam, aparam, types)` and the evaluator for this thread alone until the
+        block ends: what every evaluation does, so that threads sharing the model get their own
+        parameters.  Models without frame or atomic parameters on the CPU take no lock (their
+        calls run concurrently; the scratch memory is per thread); the others serialise their
+        calls (an uncontended RLock, ~0.1 us a call)."""
+        with self._lock or nullcontext():
+            self.use_inputs(fparam, aparam, types)
+            yield
+
     @property
     def rcut(self) -> float:
         return float(self.params.descriptor.rcut)
@@ -314,13 +330,13 @@ class DPModel:
         every atom (None: the model's own, `set_aparam`).
         """
         typ, ext, nl = self._prepare(positions, types, box, pbc)
-        self.use_inputs(fparam, aparam, typ)
-        if self.device != "cpu":   # ghosts folded onto their owners on the device
-            raw = self._ev.compute_owned(ext.positions, nl.nlist, typ, ext.mapping, atom_virial)
-            return Result(float(raw.atom_energy.sum()), raw.force, raw.virial, raw.atom_energy,
-                          raw.atom_virial)
-        raw = self._ev.compute(ext.positions, nl.nlist, typ, want_force=True,
-                               want_atom_virial=atom_virial)
+        with self.inputs(fparam, aparam, typ):
+            if self.device != "cpu":   # ghosts folded onto their owners on the device
+                raw = self._ev.compute_owned(ext.positions, nl.nlist, typ, ext.mapping, atom_virial)
+                return Result(float(raw.atom_energy.sum()), raw.force, raw.virial, raw.atom_energy,
+                              raw.atom_virial)
+            raw = self._ev.compute(ext.positions, nl.nlist, typ, want_force=True,
+                                   want_atom_virial=atom_virial)
         n = typ.shape[0]
         forces = fold_to_owners(raw.force, ext.mapping, n)
         av = fold_to_owners(raw.atom_virial, ext.mapping, n) if atom_virial else None
@@ -341,8 +357,8 @@ class DPModel:
         on every extended atom (fold ghosts onto owners), virial (3, 3), atom_virial (nall, 9)
         or None.
         """
-        self.use_inputs()
-        return self._ev.compute(ext_positions, nlist, types, want_force=True, want_atom_virial=atom_virial)
+        with self.inputs():
+            return self._ev.compute(ext_positions, nlist, types, want_force=True, want_atom_virial=atom_virial)
 
     def shares_environment(self, other: "DPModel") -> bool:
         """True when both models run on the same device and compute the same environment matrix
@@ -368,18 +384,32 @@ class DPModel:
         int32 host array.  Returns device arrays (atom_energy (nloc,) eV, force (nall, 3) eV/Å, virial (9,) eV)."""
         if self.device == "cpu":
             raise InputError("compute_device needs a model loaded with device='cuda'")
-        self.use_inputs()
-        return self._ev.compute_device(ext_positions, nlist, types)
+        with self.inputs():
+            return self._ev.compute_device(ext_positions, nlist, types)
 
     def descriptor(self, positions, types, box=None, pbc=None) -> np.ndarray:
         """Descriptor rows D_i (N, M*M<) of reference §4 (no parameters needed: the fitting
         nets' inputs f̂ and â are not part of D)."""
         typ, ext, nl = self._prepare(positions, types, box, pbc)
-        if self._shifted:   # the last call's per-atom rows belong to its atoms
-            self._ev.set_atom_parameters(None)
-            self._shifted = False
-        raw = self._ev.compute(ext.positions, nl.nlist, typ, want_force=False, want_descriptor=True)
+        with self._lock or nullcontext():
+            if self._shifted:   # the last call's per-atom rows belong to its atoms
+                self._ev.set_atom_parameters(None)
+                self._shifted = False
+            raw = self._ev.compute(ext.positions, nl.nlist, typ, want_force=False, want_descriptor=True)
         return raw.descriptor
+
+
+@contextmanager
+def _models_inputs(models, fparam, aparam, types):
+    """`DPModel.inputs` of several models at once (their locks taken in one global order, so that
+    two threads locking overlapping ensembles cannot wait on each other)."""
+    with ExitStack() as stack:
+        for m in sorted(models, key=id):
+            if m._lock is not None:
+                stack.enter_context(m._lock)
+        for m in models:
+            m.use_inputs(fparam, aparam, types)
+        yield
 
 
 def load_model(path, nthreads: int | None = None, precision: str = "double",
@@ -414,9 +444,8 @@ def compute_ensemble(models, ext_positions, nlist, types, fparam=None, aparam=No
         be = models[0]._backend
         return [RawOutput(be.to_host(e), be.to_host(f), be.to_host(v).reshape(3, 3), None)
                 for e, f, v in compute_device_ensemble(models, ext_positions, nlist, types, fparam, aparam)]
-    for m in models:
-        m.use_inputs(fparam, aparam, types)
-    return compute_shared([m._ev for m in models], ext_positions, nlist, types, want_force=True)
+    with _models_inputs(models, fparam, aparam, types):
+        return compute_shared([m._ev for m in models], ext_positions, nlist, types, want_force=True)
 
 
 def compute_device_ensemble(models, ext_positions, nlist, types, fparam=None, aparam=None) -> list:
@@ -429,9 +458,8 @@ def compute_device_ensemble(models, ext_positions, nlist, types, fparam=None, ap
 
     if any(m.device == "cpu" for m in models):
         raise ValueError("compute_device_ensemble: device models only")
-    for m in models:
-        m.use_inputs(fparam, aparam, types)
-    return [out[:3] for out in compute_device_shared([m._ev for m in models], ext_positions, nlist, types)]
+    with _models_inputs(models, fparam, aparam, types):
+        return [out[:3] for out in compute_device_shared([m._ev for m in models], ext_positions, nlist, types)]
 
 
 def evaluate_ensemble(models, positions, types, box=None, pbc=None, fparam=None, aparam=None) -> list[Result]:

@@ -8,6 +8,7 @@ thread count.  All kernels release the GIL, as do NumPy's BLAS products and ufun
 """
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -125,6 +126,7 @@ class Evaluator:
         self.atom_delta: np.ndarray | None = None
         self.aparam_w: list[np.ndarray] | None = None
         self._pool = None
+        self._pool_pid = None   # the process that made _pool
         self._lock = threading.Lock()
         self._scratch = ThreadWorkspaces()
 
@@ -168,9 +170,13 @@ class Evaluator:
                               want_descriptor)[0]
 
     def _executor(self, nw):
+        """The worker pool (at least nw threads), shared by concurrent callers.  A process forked
+        after the pool was made has none of its threads (work submitted there would wait for
+        ever), so it gets its own: one os.getpid() per call (~0.1 us)."""
         with self._lock:
-            if self._pool is None or self._pool._max_workers < nw:
+            if self._pool is None or self._pool._max_workers < nw or self._pool_pid != os.getpid():
                 self._pool = ThreadPoolExecutor(max_workers=nw, thread_name_prefix="numdp")
+                self._pool_pid = os.getpid()
             return self._pool
 
     # -- one chunk -----------------------------------------------------------------------

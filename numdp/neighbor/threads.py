@@ -1,9 +1,13 @@
-"""How many Numba threads the (parallel) neighbour kernels use for a call."""
+"""How many Numba threads the (parallel) neighbour kernels use for a call, and whether they can
+run in this process at all (a process forked after Numba's GNU OpenMP threads ran cannot)."""
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 
 import numba
+
+from ..errors import InputError
 
 # Below this many atoms the neighbour kernels run on one thread: their work is then well under a
 # millisecond.  With OpenMP workers waiting actively (the default before numdp set
@@ -13,10 +17,57 @@ import numba
 SERIAL_NEIGHBOR_BELOW = 1024
 
 
+def _numba_gnu_openmp_started() -> bool:
+    """Whether this process has started Numba's threading layer and it is GNU OpenMP (which a
+    forked child cannot use: Numba terminates the child at its first parallel kernel)."""
+    try:
+        from numba.np.ufunc import parallel
+
+        if not parallel._is_initialized:   # (Numba has no public "started" query)
+            return False
+        if numba.threading_layer() != "omp":
+            return False
+        from numba.np.ufunc import omppool
+
+        return getattr(omppool, "openmp_vendor", "GNU") == "GNU"
+    except (ImportError, AttributeError, ValueError):
+        return False
+
+
+_FORKED_AFTER_GNU_OPENMP = False
+
+
+def _after_fork_in_child() -> None:
+    global _FORKED_AFTER_GNU_OPENMP
+    _FORKED_AFTER_GNU_OPENMP = _FORKED_AFTER_GNU_OPENMP or _numba_gnu_openmp_started()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def fork_unsafe_threads() -> bool:
+    """True in a process forked after its parent ran Numba's GNU OpenMP threads: the neighbour
+    kernels cannot run here (`kernel_threads` raises InputError; `DPModel.compute` on given
+    neighbour lists works)."""
+    return _FORKED_AFTER_GNU_OPENMP
+
+
+def check_fork_safe() -> None:
+    """InputError instead of Numba terminating this process (SIGTERM; a multiprocessing 'fork'
+    pool then waits for ever) at the first parallel neighbour kernel of a forked child."""
+    if _FORKED_AFTER_GNU_OPENMP:
+        raise InputError("numdp cannot evaluate in a process forked after it has run (Numba's GNU "
+                         "OpenMP threads do not survive fork): start worker processes with "
+                         "multiprocessing.get_context('spawn') or 'forkserver' (ProcessPoolExecutor("
+                         "mp_context=...)), or fork before the first evaluation; models pickle")
+
+
 @contextmanager
 def kernel_threads(natoms: int, max_threads: int | None = None):
     """Numba threads for the enclosed neighbour kernels: one below SERIAL_NEIGHBOR_BELOW atoms,
-    else min(max_threads, the current setting)."""
+    else min(max_threads, the current setting); InputError in a forked child that cannot run them
+    (`check_fork_safe`)."""
+    check_fork_safe()
     previous = numba.get_num_threads()
     wanted = 1 if natoms < SERIAL_NEIGHBOR_BELOW else min(previous, max_threads or previous)
     if wanted == previous:
