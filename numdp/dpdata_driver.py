@@ -26,6 +26,7 @@ import numpy as np
 from dpdata.driver import Driver
 
 from .errors import InputError
+from .infer import DeepPot
 from .io.type_map import table_types
 
 if TYPE_CHECKING:   # numdp.model loads Numba: not at `import dpdata` time
@@ -38,46 +39,52 @@ __all__ = ["NumdpDriver"]
 class NumdpDriver(Driver):
     """dpdata driver labelling systems with a numdp or DeePMD-kit se_e2_a energy model.
 
-    model: path of anything ``numdp.load_model`` reads (numdp .h5, DeePMD-kit .dp, .pb, .pt/.pth), or
-    a model it returned (then precision, threads and device are the model's own and must be left
-    at their defaults).  precision: "double" | "mix32" | "mix16"; threads: worker threads (None:
-    numdp's default, numdp.parallel.threads.default_threads); device: "cpu" | "cuda" (docs/gpu.md).
+    model: path of anything ``numdp.load_model`` reads (numdp .h5, DeePMD-kit .dp, .pb, .pt/.pth), a
+    model it returned, or a ``numdp.DeepPot`` (for the last two, precision, threads and device are
+    the model's own and must be left at their defaults); ``dp`` is another name for it, the one
+    DeePMD-kit's driver uses (hybrid configurations ``{"type": "numdp", "dp": "model.pb"}``).
+    precision: "double" | "mix32" | "mix16"; threads: worker threads (None: numdp's default,
+    numdp.parallel.threads.default_threads); device: "cpu" | "cuda" (docs/gpu.md).
     Mistakes are numdp.errors.InputError.
     """
 
-    def __init__(self, model: str | PathLike | DPModel, *, precision: str = "double",
+    def __init__(self, model: str | PathLike | DPModel | DeepPot | None = None, *,
+                 dp: str | PathLike | DPModel | DeepPot | None = None, precision: str = "double",
                  threads: int | None = None, device: str = "cpu") -> None:
-        from .model.dp_model import DPModel, load_model
+        if (model is None) == (dp is None):
+            raise InputError("numdp driver: give the model once, as `model` or as `dp` (DeePMD-kit's "
+                             "driver's name for it), " + ("not both" if dp is not None else "got none"))
+        self.model = _loaded(model if dp is None else dp, precision, threads, device)
 
-        if isinstance(model, DPModel):
-            if (precision, threads, device) != ("double", None, "cpu"):
-                raise InputError("numdp driver: precision, threads and device belong to the loaded "
-                                 "model; give them to numdp.load_model, or pass the driver a model "
-                                 "file")
-            self.model = model
-        else:
-            self.model = load_model(model, nthreads=threads, precision=precision, device=device)
-
-    def model_types(self, atom_names, atom_types) -> np.ndarray:
+    def model_types(self, data: dict) -> np.ndarray:
         """(natoms,) int32 index into the model's type_map of each atom, matched by element name.
 
-        atom_names: the system's element names; atom_types: (natoms,) indices into atom_names.
+        data: a dpdata System's data, with atom_names and atom_types (natoms,) indices into them.
         Only elements that atoms use must be in the type_map (a dpdata MultiSystems gives each
-        system the names of all of them, most with zero atoms).
+        system the names of all of them, most with zero atoms).  A mixed-type system (dpdata's
+        ``convert_to_mixed_type``: atom_names ["MIXED_TOKEN"], types per frame in
+        real_atom_types) is refused: dpdata 1.1 cannot hold its labels (``LabeledSystem`` checks
+        real_atom_names against the one name MIXED_TOKEN), whatever the driver.
         """
-        return table_types(atom_names, atom_types, self.model.type_map, "numdp driver")
+        if "real_atom_types" in data:
+            raise InputError("numdp driver: a mixed-type system (dpdata's convert_to_mixed_type, "
+                             "atom_names ['MIXED_TOKEN']) cannot be labelled: label the systems "
+                             "before mixing them (deepmd/npy/mixed data loads as a MultiSystems "
+                             "of ordinary systems)")
+        return table_types(data["atom_names"], data["atom_types"], self.model.type_map,
+                           "numdp driver")
 
     def label(self, data: dict) -> dict:
         """Label dpdata system data (dpdata calls this from ``System.predict``).
 
         data: a dpdata System's data: coords (nframes, natoms, 3) Å, cells (nframes, 3, 3) Å with
-        rows the cell vectors, atom_names, atom_types, nopbc.  Returns a copy with energies
-        (nframes,) eV, forces (nframes, natoms, 3) eV/Å and, for a periodic system, virials
-        (nframes, 3, 3) eV in DeePMD-kit's sign (-dE/dstrain, as dpdata stores them).  A
-        non-periodic system (nopbc) is evaluated without a box and gets no virials: without a
-        cell there is no stress for them to label.
+        rows the cell vectors, nopbc, and the atoms' elements (`model_types`).  Returns a copy
+        with energies (nframes,) eV, forces (nframes, natoms, 3) eV/Å and, for a periodic
+        system, virials (nframes, 3, 3) eV in DeePMD-kit's sign (-dE/dstrain, as dpdata stores
+        them).  A non-periodic system (nopbc) is evaluated without a box and gets no virials:
+        without a cell there is no stress for them to label.
         """
-        types = self.model_types(data["atom_names"], data["atom_types"])
+        types = self.model_types(data)
         coords = np.asarray(data["coords"], dtype=np.float64)
         nopbc = bool(data.get("nopbc", False))
         cells = None if nopbc else np.asarray(data["cells"], dtype=np.float64)
@@ -102,3 +109,22 @@ class NumdpDriver(Driver):
         else:
             labeled["virials"] = virials
         return labeled
+
+
+def _loaded(model, precision: str, threads: int | None, device: str) -> DPModel:
+    """The DPModel `model` names: a path is loaded with the options; a loaded DPModel, or the one
+    of a numdp.DeepPot, is used as it is (the options must then be the defaults)."""
+    from .model.dp_model import DPModel, load_model
+
+    if isinstance(model, DeepPot):
+        model = model.model
+    if isinstance(model, DPModel):
+        if (precision, threads, device) != ("double", None, "cpu"):
+            raise InputError("numdp driver: precision, threads and device belong to the loaded "
+                             "model; give them to numdp.load_model, or pass the driver a model "
+                             "file")
+        return model
+    if not isinstance(model, (str, PathLike)):
+        raise InputError(f"numdp driver: the model is a {type(model).__name__}; expected a model "
+                         f"file path, a model from numdp.load_model, or a numdp.DeepPot")
+    return load_model(model, nthreads=threads, precision=precision, device=device)
