@@ -26,7 +26,7 @@ from .md.thermostats import THERMOSTATS, Langevin, NoseHooverChain
 from .backend import DEVICES
 from .model.precision import PRECISIONS
 from .errors import InputError
-from .validate import RUN_WORDING, Table, distinct_files, is_int_list, load_toml, resolve_path, toml_value
+from .validate import RUN_WORDING, Limit, Table, distinct_files, is_int_list, load_toml, resolve_path, toml_value
 
 # The names an input may use; each set has its home where it is implemented.
 ENSEMBLES = ("nve", "nvt", "npt", "nph")
@@ -36,6 +36,17 @@ REPLICATE_ORDERS = ("numdp", "lammps")   # [system] replicate_order: replicas c 
 MOMENTUM_CHOICES = ("keep", "zero")   # [system] momentum: the start's total momentum kept, or zeroed
 FORMS = ("numdp", "lammps")   # nose-hoover / mtk: numdp's splitting, or LAMMPS' fix nvt / npt equations
 PRECISIONS_AVAILABLE = tuple(PRECISIONS)
+
+# The largest values a run input takes (numdp.validate.Limit): far beyond any meaningful run, they
+# turn an exponent too many (1e300) into one line instead of an overflow or a division by zero.
+TIMESTEP_MAX = Limit(1.0, " ps", "1000 fs; MD of atoms steps 0.1 to 5 fs")
+TEMPERATURE_MAX = Limit(1e9, " K", "warm dense matter stays below 1e8 K")
+CHAIN_MAX = Limit(1000, "", "links of a Nose-Hoover chain; 3 to 10 are usual")
+SKIN_MAX = Limit(1000.0, " A", "skins are 0.5 to 2 A; each atom's ghost images grow as the cutoff cubed")
+COUPLING_STEPS_MAX = 1e12
+"""Thermostat and barostat tau: at most this many timesteps.  CSVR's per-step weight 1 - exp(-dt/tau)
+is 0 in double precision below dt/tau = 1.1e-16 (a division by zero), and a chain's mass
+(dof kT tau^2) overflows; at dt/tau = 1e-12 the weight still has four of its sixteen digits."""
 
 
 @dataclass
@@ -298,7 +309,7 @@ def _system(t: Table, base: Path) -> SystemSettings:
     if t.has("velocities"):
         v = t.sub("velocities")
         v.check_keys(("temperature", "seed"))
-        velocities = VelocitySettings(temperature=v.number("temperature", nonnegative=True),
+        velocities = VelocitySettings(temperature=v.number("temperature", nonnegative=True, maximum=TEMPERATURE_MAX),
                                       seed=v.integer("seed", 1, nonnegative=True))
     masses = {}
     if t.has("masses"):
@@ -328,9 +339,9 @@ def _thermostat(t: Table) -> ThermostatSettings:
     # a Langevin bath may ramp from or to 0 K (a quench); the chain's masses and CSVR's draw
     # divide by the target, so theirs stays > 0 (LAMMPS' fix nvt refuses 0 too)
     return ThermostatSettings(kind=kind, temperature=t.ramp("temperature", positive=True,
-                                                            zero_end=kind == Langevin.kind),
+                                                            zero_end=kind == Langevin.kind, maximum=TEMPERATURE_MAX),
                               tau=t.number("tau", positive=True),
-                              chain=t.integer("chain", 3, positive=True),
+                              chain=t.integer("chain", 3, positive=True, maximum=CHAIN_MAX),
                               form=t.string("form", "numdp", choices=FORMS))
 
 
@@ -355,8 +366,9 @@ def _barostat(t: Table, ensemble: str) -> BarostatSettings:
                             tau=t.number("tau", positive=True),
                             coupling=t.string("coupling", "isotropic", choices=COUPLINGS),
                             compressibility=t.number("compressibility", 4.5e-5, positive=True),
-                            chain=t.integer("chain", 3, nonnegative=True),
-                            temperature=t.number("temperature", positive=True) if ensemble == "nph" else None,
+                            chain=t.integer("chain", 3, nonnegative=True, maximum=CHAIN_MAX),
+                            temperature=t.number("temperature", positive=True, maximum=TEMPERATURE_MAX)
+                            if ensemble == "nph" else None,
                             form=t.string("form", "numdp", choices=FORMS))
 
 
@@ -374,10 +386,20 @@ def _md(t: Table) -> MDSettings:
         raise t.error("thermostat", f"required for ensemble = '{ensemble}'")
     if ensemble in ("npt", "nph") and barostat is None:
         raise t.error("barostat", f"required for ensemble = '{ensemble}'")
-    return MDSettings(timestep=t.number("timestep", positive=True),
-                      steps=t.integer("steps", nonnegative=True),
-                      ensemble=ensemble, thermostat=thermostat, barostat=barostat,
-                      seed=t.integer("seed", 1, nonnegative=True))
+    md = MDSettings(timestep=t.number("timestep", positive=True, maximum=TIMESTEP_MAX),
+                    steps=t.integer("steps", nonnegative=True),
+                    ensemble=ensemble, thermostat=thermostat, barostat=barostat,
+                    seed=t.integer("seed", 1, nonnegative=True))
+    for name, coupling in (("thermostat", thermostat), ("barostat", barostat)):
+        _check_coupling(t, f"{name}.tau", coupling.tau if coupling is not None else None, md.timestep)
+    return md
+
+
+def _check_coupling(t: Table, key: str, tau: float | None, timestep: float) -> None:
+    """InputError unless the coupling time `tau` (ps) is at most COUPLING_STEPS_MAX timesteps (ps)."""
+    if tau is not None and tau > COUPLING_STEPS_MAX * timestep:
+        raise t.error(key, f"must be <= {COUPLING_STEPS_MAX:g} timesteps ({COUPLING_STEPS_MAX * timestep:g} ps), "
+                           f"got {tau:g} ps: a coupling this weak is lost in double precision's round-off")
 
 
 def _minimize(t: Table) -> MinimizeSettings:
@@ -396,7 +418,7 @@ def _minimize(t: Table) -> MinimizeSettings:
     m = MinimizeSettings(
         steps=t.integer("steps", nonnegative=True), style=style,
         ftol=t.number("ftol", 1e-3, nonnegative=True), norm=NormStyle(norm),
-        etol=t.number("etol", 0.0, nonnegative=True), timestep=t.number("timestep", 0.001, positive=True),
+        etol=t.number("etol", 0.0, nonnegative=True), timestep=t.number("timestep", 0.001, positive=True, maximum=TIMESTEP_MAX),
         dmax=t.number("dmax", 0.1, positive=True), integrator=integrator,
         tmax=t.number("tmax", 10.0, positive=True), tmin=t.number("tmin", 0.02, nonnegative=True),
         delaystep=t.integer("delaystep", 20, nonnegative=True), dtgrow=t.number("dtgrow", 1.1),
@@ -420,7 +442,7 @@ def _minimize(t: Table) -> MinimizeSettings:
 
 def _neighbor(t: Table) -> NeighborSettings:
     t.check_keys(("skin",))
-    return NeighborSettings(skin=t.number("skin", 2.0, positive=True))
+    return NeighborSettings(skin=t.number("skin", 2.0, positive=True, maximum=SKIN_MAX))
 
 
 def _output(t: Table, base: Path) -> OutputSettings:

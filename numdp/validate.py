@@ -18,10 +18,11 @@ API
 ``t = Table(file, name, data, wording)``
     A table named ``[name]`` in messages.  Readers, each marking the key as used:
 
-    - ``t.number(key, default, positive=, nonnegative=)`` -> float (finite; bool is not a number)
-    - ``t.ramp(key, default, positive=, zero_end=)`` -> a number as ``t.number`` does, or a list
+    - ``t.number(key, default, positive=, nonnegative=, maximum=)`` -> float (finite; bool is not a
+      number; `maximum` a `Limit`)
+    - ``t.ramp(key, default, positive=, zero_end=, maximum=)`` -> a number as ``t.number`` does, or a list
       ``[start, stop]`` of two numbers as a (float, float) pair (a target ramped over the run)
-    - ``t.integer(key, default, positive=, nonnegative=, minimum=)`` -> int
+    - ``t.integer(key, default, positive=, nonnegative=, minimum=, maximum=)`` -> int
     - ``t.boolean(key, default)``, ``t.string(key, default, choices=)``,
       ``t.choice(key, choices, default)`` (any type, membership only)
     - ``t.int_list(key, default, minimum=, nonempty=)``, ``t.str_list(key, default)``
@@ -212,6 +213,18 @@ def distinct_files(file: str, outputs, inputs=()) -> None:
         seen[key] = label
 
 
+@dataclass(frozen=True)
+class Limit:
+    """The largest value a key may take, and why (for the message ``must be <= 1 ps (why), got
+    ...``): the input's own limits, beyond any meaningful run, so that a typo or an exponent too
+    many (1e300) gets one line instead of an overflow, a division by zero or a run without end.
+    `unit` is written after the number (" ps", " K", "")."""
+
+    value: float
+    unit: str
+    why: str
+
+
 class Table:
     """Typed, checked access to one TOML table (see the module docstring)."""
 
@@ -295,8 +308,9 @@ class Table:
         value = self.raw(key, default)
         return Table(self.file, key if self._is_root else f"{self.name}.{key}", value, self.wording)
 
-    def number(self, key: str, default=REQUIRED, *, positive=False, nonnegative=False):
-        """A finite real number (an integer is accepted) as float; `default` when absent."""
+    def number(self, key: str, default=REQUIRED, *, positive=False, nonnegative=False, maximum: Limit | None = None):
+        """A finite real number (an integer is accepted) as float, at most `maximum` if given;
+        `default` when absent."""
         if self._absent(key, default):
             return default
         v = self.raw(key, default)
@@ -308,13 +322,19 @@ class Table:
             raise self.error(key, f"must be > 0, got {self.wording.show_number(v)}")
         if nonnegative and v < 0:
             raise self.error(key, f"must be >= 0, got {self.wording.show_number(v)}")
+        self._check_maximum(key, v, maximum)
         return float(v)
 
-    def ramp(self, key: str, default=REQUIRED, *, positive=False, zero_end=False):
+    def _check_maximum(self, key: str, v, maximum: Limit | None) -> None:
+        if maximum is not None and v > maximum.value:
+            raise self.error(key, f"must be <= {maximum.value:g}{maximum.unit} ({maximum.why}), got "
+                                  f"{self.wording.show_number(v)}")
+
+    def ramp(self, key: str, default=REQUIRED, *, positive=False, zero_end=False, maximum: Limit | None = None):
         """A constant target, a number (float, checked as by `number`), or a linear ramp, a list
         [start, stop] of two finite numbers ((float, float); numdp.md.ramp.Ramp); `default` when
         absent.  positive: > 0 (both ends of a ramp); zero_end: with positive, a ramp's ends may
-        be 0 but not both (a number stays > 0)."""
+        be 0 but not both (a number stays > 0); maximum: at most this (both ends of a ramp)."""
         if self._absent(key, default):
             return default
         v = self.raw(key, default)
@@ -322,7 +342,7 @@ class Table:
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise self.error(key, f"expected a number or a list [start, stop] of two numbers, got "
                                       f"{self.wording.show(v)}")
-            return self.number(key, default, positive=positive)
+            return self.number(key, default, positive=positive, maximum=maximum)
         if len(v) != 2 or any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in v):
             raise self.error(key, f"expected a number or a list [start, stop] of two numbers, got "
                                   f"{self.wording.show(v)}")
@@ -332,10 +352,12 @@ class Table:
             raise self.error(key, f"must be >= 0 at both ends of the ramp and > 0 at one, got {self.wording.show(v)}")
         if positive and not zero_end and not min(v) > 0:
             raise self.error(key, f"must be > 0 at both ends of the ramp, got {self.wording.show(v)}")
+        self._check_maximum(key, max(v), maximum)
         return float(v[0]), float(v[1])
 
-    def integer(self, key: str, default=REQUIRED, *, positive=False, nonnegative=False, minimum=None):
-        """An integer (not a bool, not a float); `default` when absent."""
+    def integer(self, key: str, default=REQUIRED, *, positive=False, nonnegative=False, minimum=None,
+                maximum: Limit | None = None):
+        """An integer (not a bool, not a float), at most `maximum` if given; `default` when absent."""
         if self._absent(key, default):
             return default
         v = self.raw(key, default)
@@ -347,6 +369,8 @@ class Table:
             raise self.error(key, f"must be >= 0, got {v}")
         if minimum is not None and v < minimum:
             raise self.error(key, f"must be >= {minimum}, got {v}")
+        if maximum is not None and v > maximum.value:
+            raise self.error(key, f"must be <= {maximum.value:g}{maximum.unit} ({maximum.why}), got {v}")
         return v
 
     def boolean(self, key: str, default=REQUIRED) -> bool:

@@ -13,6 +13,7 @@ unit, converted).  LAMMPS data files are read in `units metal` (Velocities in Å
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -626,6 +627,11 @@ def _h5md_structure(f: dict, path, frame: int) -> Structure:
 # -- operations ------------------------------------------------------------------------------------
 
 
+MAX_ATOMS = 2**31 - 1
+"""The most atoms a replicated start structure may have (LAMMPS' atom ids are 32-bit by default);
+a replicate of more is a typo, which would otherwise fill the memory for minutes."""
+
+
 def replica_shifts(s: Structure, reps, order: str = "numdp") -> tuple[np.ndarray, np.ndarray | None]:
     """(shifts (R, 3) Å, box) of tiling `s` reps = (na, nb, nc) times along its cell vectors: the
     offset of each replica, and the tiled cell.  order "numdp" (the default; ASE's Atoms.repeat):
@@ -636,6 +642,10 @@ def replica_shifts(s: Structure, reps, order: str = "numdp") -> tuple[np.ndarray
     reps = [int(r) for r in reps]
     if reps == [1, 1, 1]:
         return np.zeros((1, 3)), s.box
+    total = s.natoms * math.prod(reps)
+    if total > MAX_ATOMS:
+        raise InputError(f"{s.source}: replicate {reps} makes {total:.4g} atoms, more than {MAX_ATOMS} "
+                         f"(2^31 - 1, LAMMPS' limit on atom ids)")
     if s.box is None:
         raise InputError(f"{s.source}: replicate needs a periodic cell")
     for k in range(3):
