@@ -221,3 +221,16 @@ def test_show_prints_a_deepmd_kit_files_recorded_parameters(capsys):
         "'seed': 3, 'type': 'ener', 'numb_fparam': 0, 'numb_aparam': 0, 'default_fparam': None, "
         "'dim_case_embd': 0, 'activation_function': 'tanh', 'trainable': True, 'rcond': None, "
         "'atom_ener': [], 'use_aparam_as_mask': False}")
+
+
+def test_repeated_system_options_add_up(tmp_path, model_file, capsys):
+    """`numdp test -s a -s b` tested b alone (argparse kept the last -s); as `-s a b`, both."""
+    a = _system(tmp_path, model_file, "a", True, 0.0 * K, seed=1)
+    b = _system(tmp_path, model_file, "b", True, 0.0 * K, seed=3)
+    outs = []
+    for args in (["-s", str(a), "-s", str(b)], ["-s", str(a), str(b)]):
+        capsys.readouterr()
+        assert main(["test", "-m", str(model_file), *args]) == 0
+        outs.append([line for line in capsys.readouterr().out.splitlines() if not line.endswith(" s")])
+    names = [line.split()[0] for line in outs[0] if not line.startswith("#")]
+    assert outs[0] == outs[1] and names[-1] == "overall" and [n[-2:] for n in names[:-1]] == ["/a", "/b"], outs[0]

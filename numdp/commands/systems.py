@@ -23,7 +23,7 @@ from ..errors import InputError
 def add_system_options(parser, inputs: bool = False) -> None:
     """Add -s / -f (and --train-data / --valid-data when `inputs`) to `parser`."""
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("-s", "--system", nargs="+", default=None,
+    group.add_argument("-s", "--system", nargs="+", action="extend", default=None,
                        help="DeePMD systems (npy folders, data.h5 or data.h5#/group), or folders "
                             "searched for them (default: the current folder)")
     group.add_argument("-f", "--datafile", help="a text file naming one system per line")
