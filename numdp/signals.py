@@ -242,3 +242,24 @@ class StopRequest:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
+
+
+@contextmanager
+def sigterm_interrupts():
+    """While active (main thread only: handlers cannot be installed elsewhere), SIGTERM (`kill`, a
+    batch system's time limit) ends a command that has nothing to save (numdp ipi's client) as
+    Ctrl-C does: a KeyboardInterrupt out of whatever blocks (`agreed_stop`), which numdp.cli prints
+    as one line ("terminated by SIGTERM") with status 143 (128 + 15), instead of Python's default,
+    a silent death."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise agreed_stop("terminated by SIGTERM", 128 + signal.SIGTERM)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

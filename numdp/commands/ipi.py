@@ -143,6 +143,7 @@ def main(args) -> int:
 
     from .. import load_model
     from ..ipi import check_target, connect, serve
+    from ..signals import sigterm_interrupts
 
     cfg = _dp_json(args.dp_json) if args.dp_json else {}
     model_path = args.model or cfg.get("model")
@@ -195,9 +196,13 @@ def main(args) -> int:
     where = args.address or args.sockets_prefix + args.unix
     print(f"numdp ipi: connected to {where}", file=sys.stderr, flush=True)
     try:
-        session = serve(sock, evaluate, natoms)
+        with sigterm_interrupts():
+            session = serve(sock, evaluate, natoms)
     finally:
         sock.close()
-    how = "EXIT" if session.exited else "the server closed the connection"
-    print(f"numdp ipi: {session.evaluations} evaluations; stopped on {how}", file=sys.stderr)
+    if not session.exited:  # i-PI says EXIT whenever it ends a run, even after its own errors
+        raise InputError(f"the i-PI server closed the connection without EXIT after "
+                         f"{session.evaluations} evaluations: i-PI died (killed, or crashed: "
+                         f"see its output)")
+    print(f"numdp ipi: {session.evaluations} evaluations; stopped on EXIT", file=sys.stderr)
     return 0
