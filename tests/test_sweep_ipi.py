@@ -252,3 +252,15 @@ def test_sigterm_ends_the_client_with_one_line(tmp_path):
     rc, err = _exchange_then(tmp_path, terminate)
     assert rc == 128 + signal.SIGTERM, (rc, err)
     assert err.splitlines()[-1] == "numdp ipi: terminated by SIGTERM", err
+
+
+def test_an_unknown_label_names_the_rename_option(tmp_path, capsys):
+    """An --init file labelled OW/HW without --rename said only that 'OW' is not in the
+    type_map: the line now names the option that maps it."""
+    from numdp.cli import main
+
+    init = tmp_path / "init.xyz"
+    init.write_text("3\n\nOW 0 0 0\nHW 0.9 0 0\nHW 0 0.9 0\n")
+    status = main(["ipi", "-m", str(MODEL), "--init", str(init), "--unix", "nobody", "--wait", "0"])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and len(err.splitlines()) == 1 and "--rename OW=ELEMENT" in err, err

@@ -62,8 +62,14 @@ def _types_from_init(path: str, type_map: list[str], renames: dict[str, str]):
     s = read_structure(Path(path), 0)
     if s.elements is not None and renames:
         s.elements = [renames.get(e, e) for e in s.elements]
-    return assign_types(s, type_map, what="--init",
-                        hint="element names in the --init file, or --types ELEMENT ...")
+    try:
+        return assign_types(s, type_map, what="--init",
+                            hint="element names in the --init file, or --types ELEMENT ...")
+    except InputError as exc:
+        unknown = [e for e in dict.fromkeys(s.elements or []) if e not in type_map]
+        if not unknown:
+            raise
+        raise InputError(f"{exc} (i-PI labels such as OW: --rename {unknown[0]}=ELEMENT)") from None
 
 
 def _types_from_list(names: list[str], type_map: list[str]):
