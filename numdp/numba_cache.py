@@ -7,11 +7,26 @@ RuntimeError("cannot cache function ...: no locator available") at import, and e
 (`numdp --help` too) and `numdp.load_model` end in that traceback.  `ensure_numba_cache` then
 points NUMBA_CACHE_DIR at a private folder in the temporary directory.  numdp.kernels calls it when
 it is first imported, before any kernel module (every kernel lives under numdp/kernels).
+
+Numba checks a cached kernel against the stamp (mtime, size) of the one file that defines it, not
+of the functions it inlines from other modules nor of the constants it froze: after an edit of
+numdp/kernels/math.py alone (a `git pull` in an editable install), every kernel elsewhere that
+inlines its functions would load its old machine code.  `drop_stale_kernels` (called next) keeps,
+in each folder where Numba caches numdp's kernels, the digests of the sources under numdp/kernels
+it was made from (STAMP), and removes the cached kernels of every module that imports, directly or
+through others, a source that changed since.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import re
 import sys
+
+STAMP = "numdp-kernel-sources.json"
+"""The file, in each cache folder of numdp's kernels, holding {module: SHA-1 of its source} of the
+sources its kernels were made from."""
 
 
 def _tree_cache_dirs() -> list[str]:
@@ -96,3 +111,139 @@ def ensure_numba_cache(environ=None, tree_dirs=None, user_dir=None) -> str | Non
     if environ is os.environ and "numba.core.config" in sys.modules:   # numba read it already
         sys.modules["numba.core.config"].CACHE_DIR = cache
     return cache
+
+
+
+def _numdp_root() -> str:
+    return os.path.dirname(os.path.abspath(__file__))
+
+
+KERNEL_SOURCES = ("kernels", "units.py")
+"""What numdp's kernels are compiled from, under the numdp package: every module of numdp/kernels,
+and numdp/units.py, whose constants kernels freeze."""
+
+
+def _kernel_sources(root: str) -> dict[str, str]:
+    """{module name under numdp ("kernels.cpu.envmat", "units"): path} of the KERNEL_SOURCES."""
+    out = {}
+    for entry in KERNEL_SOURCES:
+        path = os.path.join(root, entry)
+        if entry.endswith(".py"):
+            if os.path.isfile(path):
+                out[entry[:-3]] = path
+            continue
+        for folder, dirs, files in os.walk(path):
+            dirs[:] = [d for d in dirs if d != "__pycache__"]
+            for name in files:
+                if name.endswith(".py"):
+                    rel = os.path.relpath(os.path.join(folder, name), root)[:-3]
+                    out[rel.replace(os.sep, ".")] = os.path.join(folder, name)
+    return out
+
+
+_IMPORT = re.compile(r"^[ \t]*from[ \t]+(\.+|numdp\.?)([\w.]*)[ \t]+import[ \t]+([^\n]*)", re.M)
+
+
+def _imports(module: str, text: str, modules) -> set[str]:
+    """The modules of `modules` (dotted, under numdp) that `module` imports from."""
+    package = module.split(".")[:-1]   # (of a package's __init__ too: the package itself)
+    out = set()
+    for dots, name, names in _IMPORT.findall(text):
+        words = name.split(".") if name else []
+        base = words if dots.startswith("numdp") else package[:len(package) - (len(dots) - 1)] + words
+        target = ".".join(base)
+        if target in modules:
+            out.add(target)
+        else:   # `from . import x`, `from .cpu import envmat`: the named submodules
+            out.update(m for m in (".".join(base + [w]) for w in re.findall(r"\w+", names)) if m in modules)
+    return out
+
+
+def kernel_sources_digests(root: str | None = None) -> tuple[dict[str, str], dict[str, set[str]]]:
+    """({module: SHA-1 of its source}, {module: the modules it imports}) of the KERNEL_SOURCES of
+    the numdp package at `root` (default this one)."""
+    sources = _kernel_sources(_numdp_root() if root is None else root)
+    digests, deps = {}, {}
+    for module, path in sources.items():
+        with open(path, "rb") as f:
+            data = f.read()
+        digests[module] = hashlib.sha1(data).hexdigest()
+        deps[module] = _imports(module, data.decode("utf-8", "replace"), sources)
+    return digests, deps
+
+
+def stale_modules(old: dict[str, str], new: dict[str, str], deps: dict[str, set[str]]) -> set[str]:
+    """The modules whose compiled kernels may differ from what `new` sources give: those whose
+    source changed since `old` (or is new, or gone), and every module importing one of them."""
+    stale = {m for m in set(old) | set(new) if old.get(m) != new.get(m)}
+    grew = True
+    while grew:
+        more = {m for m, d in deps.items() if m not in stale and d & stale}
+        stale |= more
+        grew = bool(more)
+    return stale
+
+
+def kernel_cache_dirs(environ=None, root: str | None = None) -> dict[str, str]:
+    """{cache folder: the package ("kernels", "kernels.cpu") whose sources it caches}: where Numba may keep the
+    compiled kernels of numdp/kernels and its sub-packages: beside the sources (__pycache__), under
+    NUMBA_CACHE_DIR and under Numba's user-wide folder, each as Numba names it (numba.core.caching's
+    locators: the folder's name and the SHA-1 of its absolute path)."""
+    environ = os.environ if environ is None else environ
+    root = os.path.abspath(_numdp_root() if root is None else root)
+    bases = [environ.get("NUMBA_CACHE_DIR") or None]
+    try:
+        bases.append(_user_cache_dir())
+    except Exception:   # no home folder at all
+        pass
+    out = {}
+    for folder, dirs, files in os.walk(os.path.join(root, "kernels")):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        package = os.path.relpath(folder, root).replace(os.sep, ".")
+        sub = "_".join([os.path.basename(folder), hashlib.sha1(folder.encode()).hexdigest()])
+        out[os.path.join(folder, "__pycache__")] = package
+        out.update({os.path.join(b, sub): package for b in bases if b})
+    return out
+
+
+def drop_stale_kernels(dirs: dict[str, str] | None = None, root: str | None = None) -> dict[str, set[str]]:
+    """Remove Numba's cached kernels (.nbi index and .nbc data files, named MODULE.FUNCTION-LINE...)
+    of the `stale_modules` from each existing folder of `dirs` (default `kernel_cache_dirs()`)
+    against the digests in its STAMP (none: every module is stale), then write the sources'
+    digests to STAMP; return {folder: the modules whose files were removed} for the folders that
+    were stale.  A folder that cannot be written is left as it is (a read-only install does not
+    change)."""
+    dirs = kernel_cache_dirs(root=root) if dirs is None else dirs
+    found, out = None, {}
+    for d, package in dirs.items():
+        if not os.path.isdir(d):
+            continue
+        if found is None:
+            found = kernel_sources_digests(root)
+        digests, deps = found
+        stamp = os.path.join(d, STAMP)
+        try:
+            with open(stamp) as f:
+                old = json.load(f)
+        except (OSError, ValueError):
+            old = {}
+        if old == digests:
+            continue
+        prefix = f"{package}."
+        stale = {m[len(prefix):] for m in stale_modules(old, digests, deps)
+                 if m.startswith(prefix) and "." not in m[len(prefix):]}
+        try:
+            for name in os.listdir(d):
+                if name.endswith((".nbi", ".nbc")) and name.split(".", 1)[0] in stale:
+                    try:
+                        os.remove(os.path.join(d, name))
+                    except FileNotFoundError:   # another process removed it first
+                        pass
+            tmp = f"{stamp}.{os.getpid()}"
+            with open(tmp, "w") as f:
+                json.dump(digests, f, sort_keys=True)
+            os.replace(tmp, stamp)
+        except OSError:
+            continue
+        out[d] = stale
+    return out
