@@ -32,7 +32,8 @@ except ImportError as exc:   # name the extra that installs it
 
 from .errors import InputError
 from .io.type_map import type_indices
-from .model.dp_model import DPModel
+from .infer import DeepPot
+from .model.dp_model import DPModel, model_of
 
 __all__ = ["DP", "DPCalculator"]
 
@@ -54,22 +55,12 @@ def _check_keywords(who: str, kwargs: dict, own: tuple) -> None:
                              f"ASE's: {', '.join(ase)})")
 
 
-def _load(path, precision: str, device: str, threads: int | None) -> DPModel:
-    """numdp.load_model with `device` passed through where load_model knows it."""
-    from . import load_model
-
-    if "device" in inspect.signature(load_model).parameters:
-        return load_model(path, nthreads=threads, precision=precision, device=device)
-    if device != "cpu":
-        raise InputError(f"device {device!r}: this numdp evaluates on the CPU only (device='cpu')")
-    return load_model(path, nthreads=threads, precision=precision)
-
-
 class DPCalculator(Calculator):
     """ASE calculator evaluating a numdp or DeePMD-kit se_e2_a model.
 
-    model: path of a .h5 (numdp) or .dp (DeePMD-kit) model, or a loaded numdp DPModel (then
-    precision, device and threads are the model's own and must be left at their defaults).
+    model: path of a .h5 (numdp) or .dp (DeePMD-kit) model, a loaded numdp DPModel or a
+    numdp.DeepPot (then precision, device and threads are the model's own and must be left at
+    their defaults; `numdp.model.dp_model.model_of`).
     precision: "double", "mix32" or "mix16"; device: "cpu"; threads: worker threads (None:
     numdp's default, see numdp.model.dp_model.default_threads).  A model with frame parameters
     (numb_fparam) takes them from ``atoms.info["fparam"]`` (as DeePMD-kit's calculator), else
@@ -89,7 +80,7 @@ class DPCalculator(Calculator):
     _inputs_used: dict = {}
     """Copies of atoms.info["fparam"] and ["aparam"] of the last calculation (`check_state`)."""
 
-    def __init__(self, model: str | PathLike | DPModel, precision: str = "double",
+    def __init__(self, model: str | PathLike | DPModel | DeepPot, precision: str = "double",
                  device: str = "cpu", threads: int | None = None, **kwargs):
         from .validate import checked_threads
 
@@ -97,13 +88,7 @@ class DPCalculator(Calculator):
         _check_keywords(who, kwargs, self._own_keywords)
         threads = checked_threads(threads, f"{who}: threads")
         super().__init__(**kwargs)
-        if isinstance(model, DPModel):
-            if (precision, device, threads) != ("double", "cpu", None):
-                raise InputError("precision, device and threads belong to the loaded model; give "
-                                 "them to numdp.load_model, or pass DPCalculator a model file")
-            self.model = model
-        else:
-            self.model = _load(model, precision, device, threads)
+        self.model = model_of(model, who, precision, threads, device)
 
     def set(self, **kwargs):
         """ASE's parameter setter: numdp's calculators have no ASE parameters, so any keyword is

@@ -26,10 +26,10 @@ import numpy as np
 from dpdata.driver import Driver
 
 from .errors import InputError
-from .infer import DeepPot
 from .io.type_map import table_types
 
 if TYPE_CHECKING:   # numdp.model loads Numba: not at `import dpdata` time
+    from .infer import DeepPot
     from .model.dp_model import DPModel
 
 __all__ = ["NumdpDriver"]
@@ -54,7 +54,9 @@ class NumdpDriver(Driver):
         if (model is None) == (dp is None):
             raise InputError("numdp driver: give the model once, as `model` or as `dp` (DeePMD-kit's "
                              "driver's name for it), " + ("not both" if dp is not None else "got none"))
-        self.model = _loaded(model if dp is None else dp, precision, threads, device)
+        from .model.dp_model import model_of
+
+        self.model = model_of(model if dp is None else dp, "numdp driver", precision, threads, device)
 
     def model_types(self, data: dict) -> np.ndarray:
         """(natoms,) int32 index into the model's type_map of each atom, matched by element name.
@@ -110,21 +112,3 @@ class NumdpDriver(Driver):
             labeled["virials"] = virials
         return labeled
 
-
-def _loaded(model, precision: str, threads: int | None, device: str) -> DPModel:
-    """The DPModel `model` names: a path is loaded with the options; a loaded DPModel, or the one
-    of a numdp.DeepPot, is used as it is (the options must then be the defaults)."""
-    from .model.dp_model import DPModel, load_model
-
-    if isinstance(model, DeepPot):
-        model = model.model
-    if isinstance(model, DPModel):
-        if (precision, threads, device) != ("double", None, "cpu"):
-            raise InputError("numdp driver: precision, threads and device belong to the loaded "
-                             "model; give them to numdp.load_model, or pass the driver a model "
-                             "file")
-        return model
-    if not isinstance(model, (str, PathLike)):
-        raise InputError(f"numdp driver: the model is a {type(model).__name__}; expected a model "
-                         f"file path, a model from numdp.load_model, or a numdp.DeepPot")
-    return load_model(model, nthreads=threads, precision=precision, device=device)

@@ -369,8 +369,7 @@ class Table:
             raise self.error(key, f"must be >= 0, got {v}")
         if minimum is not None and v < minimum:
             raise self.error(key, f"must be >= {minimum}, got {v}")
-        if maximum is not None and v > maximum.value:
-            raise self.error(key, f"must be <= {maximum.value:g}{maximum.unit} ({maximum.why}), got {v}")
+        self._check_maximum(key, v, maximum)
         return v
 
     def boolean(self, key: str, default=REQUIRED) -> bool:

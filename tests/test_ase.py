@@ -168,27 +168,6 @@ def test_caching_unknown_element_and_slab(cu_model):
         DPCalculator(cu_model, threads=1)
 
 
-def test_device_seam(cu_model, monkeypatch):
-    # a load_model without `device`: only "cpu" is accepted
-    def cpu_only(path, nthreads=None, precision="double"):
-        return cu_model
-
-    monkeypatch.setattr(numdp, "load_model", cpu_only)
-    assert DPCalculator(CU, device="cpu").model is cu_model
-    with pytest.raises(InputError, match="device 'cuda'"):
-        DPCalculator(CU, device="cuda")
-    # a load_model with `device` (the GPU backend): passed through as given
-    seen = {}
-
-    def with_device(path, nthreads=None, precision="double", device="cpu"):
-        seen.update(path=path, nthreads=nthreads, precision=precision, device=device)
-        return cu_model
-
-    monkeypatch.setattr(numdp, "load_model", with_device)
-    DPCalculator(CU, precision="mix32", device="cuda", threads=3)
-    assert seen == {"path": CU, "nthreads": 3, "precision": "mix32", "device": "cuda"}
-
-
 def test_slab_pbc_is_passed_through():
     params = random_params(ntypes=2, sel=[40, 40], neuron=(4, 8), axis_neuron=3, seed=5)
     params.type_map = ["Cu", "Ag"]

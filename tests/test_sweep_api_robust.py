@@ -175,12 +175,10 @@ def supercell(pos, box, atype, n=2):
     return (pos[None] + shifts[:, None]).reshape(-1, 3), n * box, np.tile(atype, n ** 3)
 
 
-def test_memory_of_many_frames_is_the_outputs_plus_a_fixed_scratch():
-    """DeepPot.eval of float32 coordinates and cells (as np.load gives DeePMD data) copied them
-    whole to float64 before the first frame: 24 bytes per atom and 72 per frame beyond the
-    outputs (713 kB more for 300 frames of 96 atoms).  The peak must be the outputs' bytes plus
-    what 10 frames needed besides theirs, however many frames, within 128 kB: CPython's free
-    lists (floats, tuples, lists, dicts) keep up to that of one call's temporaries traced."""
+def memory_growth(few: int = 10, many: int = 300) -> tuple[int, int]:
+    """(bytes beyond the outputs that DeepPot.eval of `many` float32 frames of 96 atoms needs
+    more than `few` frames, the bytes of a whole float64 copy of the many - few extra frames'
+    coordinates and cells: (3 natoms + 9) x 8 each)."""
     dp = DeepPot(FPARAM_DEFAULT, threads=1)
     pos, box, atype = supercell(REF["coord"][0], REF["box"][0], REF["atype"])   # 96 atoms
     one = pos.astype(np.float32).reshape(1, -1)
@@ -192,8 +190,17 @@ def test_memory_of_many_frames_is_the_outputs_plus_a_fixed_scratch():
         peak, out = _peak_bytes(lambda: dp.eval(coords, cells, atype, atomic=True))
         return peak - sum(o.nbytes for o in out)
 
-    scratch = extra(10)
-    assert extra(300) <= scratch + 128 * 1024
+    return extra(many) - extra(few), (many - few) * (one.size + cell.size) * 8
+
+
+def test_memory_of_many_frames_is_the_outputs_plus_a_fixed_scratch():
+    """DeepPot.eval of float32 coordinates and cells (as np.load gives DeePMD data) copied them
+    whole to float64 before the first frame: 24 bytes per atom and 72 per frame beyond the
+    outputs (713 kB more for 300 frames of 96 atoms).  Converted frame by frame, the extra frames
+    cost nothing: half a whole copy's cost separates the two (test_sweep_review3.py shows the
+    check failing on the whole copy)."""
+    growth, copy = memory_growth()
+    assert growth < copy / 2, (growth, copy)
 
 
 # --- odd arrays -----------------------------------------------------------------------------------

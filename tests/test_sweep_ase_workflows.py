@@ -122,21 +122,26 @@ def test_constraints_with_and_without_the_cell(cu_model):
     direction = np.array([1.0, 1.0, 0.0]) / np.sqrt(2)
     atoms.set_constraint([FixAtoms(indices=[0, 1]), FixedLine(5, direction)])
     assert np.abs(atoms.get_forces(apply_constraint=False)[[0, 1]]).max() > 1e-3   # teeth
-    assert BFGS(atoms, logfile=None).run(fmax=1e-3, steps=500)
+    opt = BFGS(atoms, logfile=None)
+    assert opt.run(fmax=1e-3, steps=500)
     assert np.array_equal(atoms.positions[[0, 1]], start[[0, 1]])
     step = atoms.positions[5] - start[5]
     assert np.linalg.norm(step) > 1e-4
-    # FixedLine projects each step on the line: off-line residue is round-off of ~10 Å positions
-    assert np.linalg.norm(np.cross(step, direction)) < 1e-13
-    assert np.abs(atoms.get_forces()).max() < 1e-3 * np.sqrt(3)
+    # FixedLine projects each step on the line: each step leaves at most a few roundings of the
+    # position off it, and the steps add up
+    eps = np.finfo(float).eps
+    assert np.linalg.norm(np.cross(step, direction)) < (opt.nsteps + 1) * 4 * eps * np.abs(atoms.positions).max()
+    assert np.linalg.norm(atoms.get_forces(), axis=1).max() < 1e-3   # BFGS's fmax: each atom's force norm
 
     atoms = _strained_cu(3.6, reps=2, seed=3)
     atoms.calc = DPCalculator(cu_model)
     atoms.set_constraint(FixAtoms(indices=[0]))
     frac = atoms.get_scaled_positions()[0]
-    assert BFGS(FrechetCellFilter(atoms), logfile=None).run(fmax=1e-3, steps=500)
-    # a fixed atom keeps its fractional position while the cell changes
-    assert np.abs(atoms.get_scaled_positions()[0] - frac).max() < 1e-13
+    opt = BFGS(FrechetCellFilter(atoms), logfile=None)
+    assert opt.run(fmax=1e-3, steps=500)
+    # a fixed atom keeps its fractional position while the cell changes: each step's change of
+    # cell rounds it a few times
+    assert np.abs(atoms.get_scaled_positions()[0] - frac).max() < (opt.nsteps + 1) * 4 * np.finfo(float).eps
 
 
 def test_slab_and_cluster_relax(cu_model):

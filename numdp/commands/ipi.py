@@ -36,7 +36,7 @@ def configure(parser):
     types.add_argument("--types", nargs="+", metavar="ELEMENT",
                        help="elements of the atoms, repeated in order to the atom count "
                             "(e.g. --types O H H for water)")
-    parser.add_argument("--rename", nargs="+", default=[], metavar="LABEL=ELEMENT",
+    parser.add_argument("--rename", nargs="+", action="extend", default=[], metavar="LABEL=ELEMENT",
                         help="with --init: rename atom labels before the type_map lookup (OW=O)")
     parser.add_argument("--wait", type=float, default=60.0,
                         help="seconds to keep trying to connect (default 60)")

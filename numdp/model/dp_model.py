@@ -412,6 +412,29 @@ def _models_inputs(models, fparam, aparam, types):
         yield
 
 
+def model_of(model, who: str, precision: str = "double", nthreads: int | None = None,
+             device: str = "cpu") -> DPModel:
+    """The DPModel `model` names, for the front ends that take a model (ASE, dpdata): a path (str
+    or os.PathLike) loaded by `load_model` with the options; a DPModel, or the one of a
+    numdp.DeepPot, as it is (the options must then be the defaults).  InputError naming `who`
+    otherwise."""
+    from os import PathLike
+
+    from ..infer import DeepPot
+
+    if isinstance(model, DeepPot):
+        model = model.model
+    if isinstance(model, DPModel):
+        if (precision, nthreads, device) != ("double", None, "cpu"):
+            raise InputError(f"{who}: precision, threads and device belong to the loaded model; give them "
+                             f"to numdp.load_model, or pass a model file")
+        return model
+    if not isinstance(model, (str, PathLike)):
+        raise InputError(f"{who}: the model is a {type(model).__name__}; expected a model file path, a "
+                         f"model from numdp.load_model, or a numdp.DeepPot")
+    return load_model(model, nthreads=nthreads, precision=precision, device=device)
+
+
 def load_model(path, nthreads: int | None = None, precision: str = "double",
                device: str = "cpu", fparam=None, aparam=None) -> DPModel:
     """Load a numdp model file (.h5), a DeePMD-kit .dp file or a DeePMD-kit PyTorch .pt/.pth

@@ -3,7 +3,8 @@ run in this process at all (a process forked after Numba's GNU OpenMP threads ra
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
+import threading
+from contextlib import contextmanager, nullcontext
 
 import numba
 
@@ -36,6 +37,10 @@ def _numba_gnu_openmp_started() -> bool:
 
 _FORKED_AFTER_GNU_OPENMP = False
 
+_ONE_CALLER = threading.RLock()
+"""Held around the neighbour kernels where Numba's threading layer is `workqueue`, which aborts
+the process when two threads launch parallel kernels at once (it is not thread-safe)."""
+
 
 def _after_fork_in_child() -> None:
     global _FORKED_AFTER_GNU_OPENMP
@@ -65,16 +70,18 @@ def check_fork_safe() -> None:
 @contextmanager
 def kernel_threads(natoms: int, max_threads: int | None = None):
     """Numba threads for the enclosed neighbour kernels: one below SERIAL_NEIGHBOR_BELOW atoms,
-    else min(max_threads, the current setting); InputError in a forked child that cannot run them
+    else min(max_threads, the current setting); one calling thread at a time on Numba's
+    workqueue layer (`_ONE_CALLER`); InputError in a forked child that cannot run them
     (`check_fork_safe`)."""
     check_fork_safe()
-    previous = numba.get_num_threads()
+    previous = numba.get_num_threads()   # (starts the threading layer: threading_layer() answers)
     wanted = 1 if natoms < SERIAL_NEIGHBOR_BELOW else min(previous, max_threads or previous)
-    if wanted == previous:
-        yield
-        return
-    numba.set_num_threads(wanted)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(previous)
+    with _ONE_CALLER if numba.threading_layer() == "workqueue" else nullcontext():
+        if wanted == previous:
+            yield
+            return
+        numba.set_num_threads(wanted)
+        try:
+            yield
+        finally:
+            numba.set_num_threads(previous)
