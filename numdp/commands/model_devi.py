@@ -1,4 +1,4 @@
-"""`numdp model-devi -m M0 M1 ... -s SYSTEM ... -o FILE`: model deviation per frame, like
+"""`numdp model-devi -m M0 M1 ... [-s SYSTEM ...] [-o FILE]`: model deviation per frame, like
 `dp model-devi`.
 
 SYSTEM: a DeePMD system (npy directory, `deepmd/hdf5` file or ``file.h5#/group``; or a folder or
@@ -26,11 +26,12 @@ from ..model.deviation import ensemble_deviations
 
 
 def configure(parser):
-    parser.add_argument("-m", "--models", nargs="+", required=True,
+    parser.add_argument("-m", "--models", nargs="+", action="extend", required=True,
                         help="two or more models (numdp .h5, DeePMD-kit .dp, .pth or .pb) with the same type_map")
-    parser.add_argument("-s", "--system", nargs="+", required=True,
+    parser.add_argument("-s", "--system", nargs="+", action="extend", default=None,
                         help="DeePMD systems (npy folders, data.h5 or data.h5#/group, or folders "
-                             "holding them), H5MD trajectories, extxyz files")
+                             "holding them), H5MD trajectories, extxyz files (default: the current "
+                             "folder, as dp model-devi)")
     parser.add_argument("-S", "--set-prefix", default="set", metavar="PREFIX",
                         help="read the frames of DeePMD systems from their PREFIX.* sets (default set, "
                              "as dp model-devi -S)")
@@ -153,7 +154,8 @@ def main(args) -> int:
         if value is not None and not (np.isfinite(value) and value >= 0):
             raise InputError(f"--{name}: the level must be a finite number >= 0, got {value}")
     out = Path(args.output)
-    for flag, names in (("-s", args.system), ("-m", args.models)):
+    systems = args.system or ["."]   # (a default list would be extended by -s)
+    for flag, names in (("-s", systems), ("-m", args.models)):
         for name in names:
             if Path(name).resolve() == out.resolve():
                 raise InputError(f"{out}: -o names the input {flag} {name}; give the output its own file")
@@ -167,7 +169,7 @@ def main(args) -> int:
         # a character device or FIFO (/dev/null) is written into; a file is new ("x")
         fp = LineFile(out, "model deviation file", "w" if special_target(out, "model deviation file") else "x")
         try:
-            for s in args.system:
+            for s in systems:
                 for title, frames in frames_of(Path(s), type_map, labels=args.real_error,
                                                   set_prefix=args.set_prefix, model=models[0]):
                     devi = ensemble_deviations(models, frames, args.relative, args.relative_v)

@@ -1,4 +1,5 @@
-"""`numdp neighbor-stat -s SYSTEM ... -r RCUT [-t O H]`: neighbour statistics, like `dp neighbor-stat`.
+"""`numdp neighbor-stat [-s SYSTEM ...] -r RCUT [-t O H]`: neighbour statistics, like `dp neighbor-stat`
+(-s defaults to the current folder, as dp's).
 
 Over every frame of the systems (npy folders, data.h5 or data.h5#/group): the largest number of
 neighbours of each type within rcut of any atom (`max_nbor_size`, DeePMD-kit's order: one entry
@@ -24,9 +25,9 @@ from ..errors import InputError
 
 
 def configure(parser):
-    parser.add_argument("-s", "--system", nargs="+", required=True,
+    parser.add_argument("-s", "--system", nargs="+", action="extend", default=None,
                         help="DeePMD systems (npy folders, data.h5 or data.h5#/group), or folders "
-                             "searched for them")
+                             "searched for them (default: the current folder, as dp neighbor-stat)")
     parser.add_argument("-r", "--rcut", type=float, required=True, help="cutoff radius (Angstrom)")
     parser.add_argument("-t", "--type-map", nargs="+", metavar="ELEMENT",
                         help="element of each type index (default: the systems' type_map.raw)")
@@ -85,7 +86,7 @@ def main(args) -> int:
     if not (math.isfinite(args.factor) and args.factor > 0):
         raise InputError(f"--factor {args.factor:g}: must be > 0")
     t0 = time.perf_counter()
-    systems = [load_system(p) for root in args.system for p in find_systems(Path(root))]
+    systems = [load_system(p) for root in args.system or ["."] for p in find_systems(Path(root))]
     type_map = _type_map(systems, args.type_map)
     census = neighbor_census(systems, type_map, args.rcut,
                              "the type map given with -t" if args.type_map else "the type map", args.one_type)

@@ -16,6 +16,11 @@ import numpy as np
 from ..io.model_file import MODEL_HELP
 
 ATTRIBUTES = ("type-map", "descriptor", "fitting-net", "size", "observed-type", "info")
+DP_ONLY_ATTRIBUTES = {
+    "model-branch": "the branches of a multi-task model, and numdp reads single-task models only",
+    "serialization-tree": "DeePMD-kit's tree of its serialized model classes, which numdp does not build",
+}
+"""dp show 3.2's attributes that numdp show refuses, and why."""
 
 
 def configure(parser):
@@ -131,7 +136,8 @@ def describe(params, attributes=ATTRIBUTES) -> list[str]:
                   f"Observed types: {seen}"]
     if "info" in attributes:
         info = params.info or {}
-        keys = [k for k in ("software", "version", "numb_steps", "step", "seed", "frozen_from") if k in info]
+        keys = [k for k in ("software", "version", "numb_steps", "step", "seed", "frozen_from")
+                if info.get(k) is not None]   # (a field the file leaves empty is left out)
         what = ", ".join(f"{k} {info[k]}" for k in keys) if keys else "none"
         if info.get("source") == "deepmd-kit":
             what += " (the DeePMD-kit file's own fields: numdp writes .dp files in DeePMD-kit's name)"
@@ -147,6 +153,8 @@ def main(args) -> int:
     from ..io.model_file import read_model
 
     for a in args.attributes:
+        if a in DP_ONLY_ATTRIBUTES:
+            raise InputError(f"{a!r}: {DP_ONLY_ATTRIBUTES[a]} (numdp show knows {', '.join(ATTRIBUTES)})")
         if a not in ATTRIBUTES:
             raise InputError(f"{a!r}: not an attribute numdp show knows (any of {', '.join(ATTRIBUTES)})")
     params = read_model(Path(args.model))
