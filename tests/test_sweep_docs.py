@@ -6,6 +6,7 @@ command's parser. Fast: no MD run; the dpdata examples evaluate 6 atoms."""
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -17,7 +18,7 @@ def python_blocks(page: str) -> list[str]:
 
 
 def test_dpdata_examples_run_as_written(tmp_path, monkeypatch):
-    """docs/dpdata.md's two examples, run one after the other in one namespace, in a folder holding
+    """docs/dpdata.md's three examples, run one after the other in one namespace, in a folder holding
     the page's `POSCAR` (one water molecule and a half of the shipped start, periodic) and
     `model.dp` (the shipped water model as DeePMD-kit's .dp); the second example's `system` and
     `systems` are that POSCAR. Each must finish: the minimizer call too, which with dpdata's
@@ -32,11 +33,20 @@ def test_dpdata_examples_run_as_written(tmp_path, monkeypatch):
     ase_io.write("POSCAR", start[[0, 64, 65, 1, 66, 67]], format="vasp")
 
     blocks = python_blocks("dpdata.md")
-    assert len(blocks) == 2, "docs/dpdata.md's two examples are gone"
+    assert len(blocks) == 3, "docs/dpdata.md's three examples are gone"
+    # the hybrid example's second driver is AmberTools' sqm (not installed here): its numdp entry,
+    # written as for DeePMD-kit's driver ("dp": ...), runs beside a second numdp entry instead
+    sqm = '{"type": "sqm", "qm_theory": "DFTB3"}'
+    assert sqm in blocks[1]
+    blocks[1] = blocks[1].replace(sqm, '{"type": "numdp", "model": "model.dp"}')
     system = dpdata.System("POSCAR", fmt="vasp/poscar")
     namespace = {"system": system, "systems": [system, system]}
     for k, block in enumerate(blocks):
         exec(compile(block, f"docs/dpdata.md example {k + 1}", "exec"), namespace)
+        if k == 0:
+            single = namespace["labeled"]
+        if k == 1:   # a hybrid of two copies of the model: twice the energies
+            assert np.allclose(namespace["labeled"]["energies"], 2 * single["energies"], rtol=1e-14, atol=0)
     # the page's promises about what came back
     assert (tmp_path / "labeled" / "type.raw").exists()
     relaxed = namespace["relaxed"]
