@@ -118,7 +118,7 @@ def test_ema_keys_in_toml_and_input_json(tmp_path, data_dir, monkeypatch):
             load_config(path)
     path.write_text(make_input(tmp_path, data_dir).read_text().replace(
         'model_file', 'x').replace("seed = 11\n", 'seed = 11\nenable_ema = true\nsave_ckpt = "model_ema.h5"\n'))
-    with pytest.raises(InputError, match=r"the moving average's model \(enable_ema\)"):
+    with pytest.raises(InputError, match=r"the moving average's model \(\[training\] enable_ema\)"):
         load_config(path)
     monkeypatch.chdir(tmp_path / "run")
     (tmp_path / "run" / "input.json").write_text(json.dumps({

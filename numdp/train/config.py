@@ -332,7 +332,7 @@ class TrainingConfig:
         out = [(label.format("disp_file"), self.disp_file), (label.format("save_ckpt"), self.save_ckpt),
                (label.format("model_file"), self.model_file)]
         if self.enable_ema:
-            out.append(("the moving average's model (enable_ema)", ema_model_path(self.model_file)))
+            out.append((f"the moving average's model ({label.format('enable_ema')})", ema_model_path(self.model_file)))
         return out
 
 
