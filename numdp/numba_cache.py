@@ -8,7 +8,7 @@ RuntimeError("cannot cache function ...: no locator available") at import, and e
 points NUMBA_CACHE_DIR at a private folder in the temporary directory.  numdp.kernels calls it when
 it is first imported, before any kernel module (every kernel lives under numdp/kernels).
 
-Numba checks a cached kernel against the stamp (mtime, size) of the one file that defines it, not
+Numba checks a cached kernel against the stamp (a content hash) of the one file that defines it, not
 of the functions it inlines from other modules nor of the constants it froze: after an edit of
 numdp/kernels/math.py alone (a `git pull` in an editable install), every kernel elsewhere that
 inlines its functions would load its old machine code.  `drop_stale_kernels` (called next) keeps,
@@ -113,7 +113,6 @@ def ensure_numba_cache(environ=None, tree_dirs=None, user_dir=None) -> str | Non
     return cache
 
 
-
 def _numdp_root() -> str:
     return os.path.dirname(os.path.abspath(__file__))
 
@@ -141,22 +140,31 @@ def _kernel_sources(root: str) -> dict[str, str]:
     return out
 
 
-_IMPORT = re.compile(r"^[ \t]*from[ \t]+(\.+|numdp\.?)([\w.]*)[ \t]+import[ \t]+([^\n]*)", re.M)
+_FROM = re.compile(r"^[ \t]*from[ \t]+(\.+|numdp\.?)([\w.]*)[ \t]+import[ \t]+(\([^)]*\)|(?:[^\n]*\\\n)*[^\n]*)",
+                   re.M)
+_IMPORT = re.compile(r"^[ \t]*import[ \t]+((?:[^\n]*\\\n)*[^\n]*)", re.M)
+
+
+def _module_of(words: list[str], modules) -> str | None:
+    """The module of `modules` that importing the dotted name `words` runs: a module, or a
+    package's __init__ (its names come from there)."""
+    for name in (".".join(words), ".".join(words + ["__init__"])):
+        if name in modules:
+            return name
+    return None
 
 
 def _imports(module: str, text: str, modules) -> set[str]:
-    """The modules of `modules` (dotted, under numdp) that `module` imports from."""
+    """The modules of `modules` (dotted, under numdp) that `module` imports from, in any form:
+    `import numdp.kernels.x`, `from .x import a`, `from . import (x, y)` over several lines, from
+    inside functions too; names taken from a package count as its __init__'s."""
     package = module.split(".")[:-1]   # (of a package's __init__ too: the package itself)
-    out = set()
-    for dots, name, names in _IMPORT.findall(text):
+    found = [w.split(".") for names in _IMPORT.findall(text) for w in re.findall(r"\bnumdp\.([\w.]+)", names)]
+    for dots, name, names in _FROM.findall(text):
         words = name.split(".") if name else []
         base = words if dots.startswith("numdp") else package[:len(package) - (len(dots) - 1)] + words
-        target = ".".join(base)
-        if target in modules:
-            out.add(target)
-        else:   # `from . import x`, `from .cpu import envmat`: the named submodules
-            out.update(m for m in (".".join(base + [w]) for w in re.findall(r"\w+", names)) if m in modules)
-    return out
+        found += [base] + [base + [w] for w in re.findall(r"\w+", names)]   # the named submodules too
+    return {m for m in (_module_of(words, modules) for words in found) if m is not None}
 
 
 def kernel_sources_digests(root: str | None = None) -> tuple[dict[str, str], dict[str, set[str]]]:
@@ -217,7 +225,10 @@ def drop_stale_kernels(dirs: dict[str, str] | None = None, root: str | None = No
     found, out = None, {}
     for d, package in dirs.items():
         if not os.path.isdir(d):
-            continue
+            try:   # stamped now, or what Numba caches there in this run would be stale in the next
+                os.mkdir(d)   # (only where its parent is: a package, NUMBA_CACHE_DIR, ~/.cache/numba)
+            except OSError:
+                continue
         if found is None:
             found = kernel_sources_digests(root)
         digests, deps = found

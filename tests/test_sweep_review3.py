@@ -101,3 +101,28 @@ def test_the_memory_check_fails_on_a_whole_copy(monkeypatch):
     monkeypatch.setattr(infer, "_numbers", lambda who, name, value: np.asarray(value, dtype=np.float64))
     growth, copy = robust.memory_growth()
     assert not growth < copy / 2, (growth, copy)
+
+
+NEIGHBOUR_CHILD = r"""
+from concurrent.futures import ThreadPoolExecutor
+import numpy as np
+import numba
+from numdp.neighbor import extend
+rng = np.random.default_rng(0)
+pos = rng.uniform(0, 12.0, (300, 3)); types = np.zeros(300, np.int32); box = np.eye(3) * 12.0
+want = extend(pos, types, box, 6.0).positions
+with ThreadPoolExecutor(4) as pool:
+    got = list(pool.map(lambda _: extend(pos, types, box, 6.0).positions, range(64)))
+assert all(np.array_equal(g, want) for g in got)
+print(numba.threading_layer())
+"""
+
+
+def test_threads_calling_the_public_neighbour_search_on_numbas_workqueue_layer():
+    """numdp.neighbor.extend is public (docs/ase.md); the workqueue lock guarded only the callers
+    that use kernel_threads (DPModel, MD), so 4 threads calling extend aborted the process.  Each
+    launch of a parallel neighbour kernel now takes it (numdp.neighbor.threads.one_launcher)."""
+    env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue", NUMBA_NUM_THREADS="2")
+    out = subprocess.run([sys.executable, "-c", NEIGHBOUR_CHILD], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "workqueue", (out.returncode, out.stderr[-400:])

@@ -23,15 +23,13 @@ import numpy as np
 
 from ..errors import InputError
 from ..model.deviation import ensemble_deviations
+from .systems import SYSTEM_HELP, add_system_argument, system_roots
 
 
 def configure(parser):
     parser.add_argument("-m", "--models", nargs="+", action="extend", required=True,
                         help="two or more models (numdp .h5, DeePMD-kit .dp, .pth or .pb) with the same type_map")
-    parser.add_argument("-s", "--system", nargs="+", action="extend", default=None,
-                        help="DeePMD systems (npy folders, data.h5 or data.h5#/group, or folders "
-                             "holding them), H5MD trajectories, extxyz files (default: the current "
-                             "folder, as dp model-devi)")
+    add_system_argument(parser, SYSTEM_HELP + ", H5MD trajectories, extxyz files")
     parser.add_argument("-S", "--set-prefix", default="set", metavar="PREFIX",
                         help="read the frames of DeePMD systems from their PREFIX.* sets (default set, "
                              "as dp model-devi -S)")
@@ -154,7 +152,7 @@ def main(args) -> int:
         if value is not None and not (np.isfinite(value) and value >= 0):
             raise InputError(f"--{name}: the level must be a finite number >= 0, got {value}")
     out = Path(args.output)
-    systems = args.system or ["."]   # (a default list would be extended by -s)
+    systems = system_roots(args)
     for flag, names in (("-s", systems), ("-m", args.models)):
         for name in names:
             if Path(name).resolve() == out.resolve():

@@ -22,12 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from .systems import add_system_argument, system_roots
 
 
 def configure(parser):
-    parser.add_argument("-s", "--system", nargs="+", action="extend", default=None,
-                        help="DeePMD systems (npy folders, data.h5 or data.h5#/group), or folders "
-                             "searched for them (default: the current folder, as dp neighbor-stat)")
+    add_system_argument(parser)
     parser.add_argument("-r", "--rcut", type=float, required=True, help="cutoff radius (Angstrom)")
     parser.add_argument("-t", "--type-map", nargs="+", metavar="ELEMENT",
                         help="element of each type index (default: the systems' type_map.raw)")
@@ -86,7 +85,7 @@ def main(args) -> int:
     if not (math.isfinite(args.factor) and args.factor > 0):
         raise InputError(f"--factor {args.factor:g}: must be > 0")
     t0 = time.perf_counter()
-    systems = [load_system(p) for root in args.system or ["."] for p in find_systems(Path(root))]
+    systems = [load_system(p) for root in system_roots(args) for p in find_systems(Path(root))]
     type_map = _type_map(systems, args.type_map)
     census = neighbor_census(systems, type_map, args.rcut,
                              "the type map given with -t" if args.type_map else "the type map", args.one_type)

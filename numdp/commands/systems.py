@@ -20,12 +20,25 @@ from pathlib import Path
 from ..errors import InputError
 
 
+SYSTEM_HELP = "DeePMD systems (npy folders, data.h5 or data.h5#/group), or folders searched for them"
+
+
+def add_system_argument(parser, help: str = SYSTEM_HELP) -> None:
+    """Add -s SYSTEM ... to `parser` (or a group): repeated -s add up; none given, `system_roots`
+    gives DeePMD-kit's default, the current folder."""
+    parser.add_argument("-s", "--system", nargs="+", action="extend", default=None,
+                        help=f"{help} (default: the current folder, as DeePMD-kit's dp)")
+
+
+def system_roots(args) -> list[str]:
+    """The -s values of `add_system_argument`, or ["."] (a default list would be extended by -s)."""
+    return args.system if args.system is not None else ["."]
+
+
 def add_system_options(parser, inputs: bool = False) -> None:
     """Add -s / -f (and --train-data / --valid-data when `inputs`) to `parser`."""
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("-s", "--system", nargs="+", action="extend", default=None,
-                       help="DeePMD systems (npy folders, data.h5 or data.h5#/group), or folders "
-                            "searched for them (default: the current folder)")
+    add_system_argument(group)
     group.add_argument("-f", "--datafile", help="a text file naming one system per line")
     if inputs:
         group.add_argument("--train-data", metavar="INPUT",
@@ -57,6 +70,6 @@ def system_paths(args) -> list[Path]:
             if not roots:
                 raise InputError(f"-f {args.datafile}: names no system")
         else:
-            roots = args.system if args.system is not None else ["."]
+            roots = system_roots(args)
         found = [p for root in roots for p in find_systems(Path(root))]
     return list(dict.fromkeys(found))

@@ -16,6 +16,7 @@ import numpy as np
 
 from numdp.neighbor.extended import Extended, _check_cutoff, check_extended_positions
 from numdp.kernels.cpu import neighbor as _k
+from numdp.neighbor.threads import one_launcher
 
 __all__ = ["Candidates", "CellGrid", "find_candidates", "grid_dims", "DEFAULT_REACH"]
 
@@ -84,7 +85,8 @@ def grid_shape(positions: np.ndarray, cutoff: float, reach: int):
         return np.zeros(3), np.zeros(3), np.ones(3, dtype=np.int64)
     lo = np.empty(3)
     hi = np.empty(3)
-    _k.bounding_box(positions, lo, hi)
+    with one_launcher():
+        _k.bounding_box(positions, lo, hi)
     inv_width, nb = grid_dims(lo, hi, nall, cutoff, reach)
     return lo, inv_width, nb
 
@@ -117,7 +119,8 @@ def build_grid(positions: np.ndarray, nloc: int, cutoff: float, reach: int = DEF
     sz = np.empty(nall)
     scell = np.empty(nall, dtype=np.int64)
     centres = np.empty(nloc, dtype=np.int64)
-    _k.bin_atoms(pos, lo, inv_width, nb, nloc, cell_start, order, sx, sy, sz, scell, centres)
+    with one_launcher():
+        _k.bin_atoms(pos, lo, inv_width, nb, nloc, cell_start, order, sx, sy, sz, scell, centres)
     return CellGrid(lo, inv_width, nb, cell_start, order, sx, sy, sz, scell, centres, reach)
 
 
@@ -145,10 +148,12 @@ def find_candidates(ext: Extended, cutoff, positions=None, reach: int = DEFAULT_
     args = (grid.sx, grid.sy, grid.sz, grid.order, grid.scell, grid.cell_start, grid.nbins, grid.reach,
             grid.centres, c2)
     if nloc:
-        _k.count_candidates(*args, counts)
+        with one_launcher():
+            _k.count_candidates(*args, counts)
     offsets = np.zeros(nloc + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     indices = np.empty(int(offsets[-1]), dtype=np.int32)
     if nloc:
-        _k.fill_candidates(*args, offsets, indices)
+        with one_launcher():
+            _k.fill_candidates(*args, offsets, indices)
     return Candidates(offsets=offsets, indices=indices, cutoff=c)

@@ -27,6 +27,7 @@ import numpy as np
 from numdp.errors import InputError
 from numdp.geometry import check_box, check_positions, check_types, face_distances, wrap_fractional
 from numdp.kernels.cpu import neighbor as _k
+from numdp.neighbor.threads import one_launcher
 
 # extended atoms (local + ghost) at most: neighbour lists and the cell list's order are int32
 MAX_EXTENDED = 2**31 - 1
@@ -195,7 +196,8 @@ def extend(positions, types, box, cutoff, pbc=None) -> Extended:
 
     counts = np.empty(nloc, dtype=np.int64)
     if nloc:
-        _k.count_images(frac, lo, hi, counts)
+        with one_launcher():
+            _k.count_images(frac, lo, hi, counts)
     start = np.empty(nloc, dtype=np.int64)
     if nloc:
         start[0] = nloc
@@ -224,7 +226,8 @@ def extend(positions, types, box, cutoff, pbc=None) -> Extended:
     out_map[:nloc] = np.arange(nloc, dtype=np.int32)
     out_shift[:nloc] = 0
     if nloc:
-        _k.fill_images(xw, frac, t, b, lo, hi, start, out_pos, out_types, out_map, out_shift)
+        with one_launcher():
+            _k.fill_images(xw, frac, t, b, lo, hi, start, out_pos, out_types, out_map, out_shift)
     return Extended(
         positions=out_pos, types=out_types, mapping=out_map, shifts=out_shift, nloc=nloc, cutoff=c
     )

@@ -18,6 +18,7 @@ from numdp.errors import InputError
 from numdp.neighbor.celllist import Candidates, build_grid
 from numdp.neighbor.extended import MAX_EXTENDED, Extended, _check_cutoff, check_extended_positions
 from numdp.kernels.cpu import neighbor as _k
+from numdp.neighbor.threads import one_launcher
 
 __all__ = [
     "NeighborList",
@@ -137,7 +138,8 @@ def format_nlist(
     s, sec, nlist, counts = _prepare_slots(ext, rc, sel, ntypes)
     pos = check_extended_positions(ext, positions)
     if ext.nloc:
-        _k.format_nlist(pos, ext.types, cand.offsets, cand.indices, rc * rc, s, sec, nlist, counts)
+        with one_launcher():
+            _k.format_nlist(pos, ext.types, cand.offsets, cand.indices, rc * rc, s, sec, nlist, counts)
     return _neighbor_list(nlist, counts, s)
 
 
@@ -160,8 +162,9 @@ def build_nlist(ext: Extended, rcut, sel, ntypes: int, positions=None) -> Neighb
     pos = check_extended_positions(ext, positions)
     if ext.nloc:
         g = build_grid(pos, ext.nloc, rc)
-        _k.scan_nlist(g.sx, g.sy, g.sz, g.order, g.scell, g.cell_start, g.nbins, g.reach, g.centres,
-                      ext.types, rc * rc, s, sec, nlist, counts)
+        with one_launcher():
+            _k.scan_nlist(g.sx, g.sy, g.sz, g.order, g.scell, g.cell_start, g.nbins, g.reach, g.centres,
+                          ext.types, rc * rc, s, sec, nlist, counts)
     return _neighbor_list(nlist, counts, s)
 
 

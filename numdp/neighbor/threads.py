@@ -70,18 +70,26 @@ def check_fork_safe() -> None:
 @contextmanager
 def kernel_threads(natoms: int, max_threads: int | None = None):
     """Numba threads for the enclosed neighbour kernels: one below SERIAL_NEIGHBOR_BELOW atoms,
-    else min(max_threads, the current setting); one calling thread at a time on Numba's
-    workqueue layer (`_ONE_CALLER`); InputError in a forked child that cannot run them
+    else min(max_threads, the current setting); InputError in a forked child that cannot run them
     (`check_fork_safe`)."""
     check_fork_safe()
-    previous = numba.get_num_threads()   # (starts the threading layer: threading_layer() answers)
+    previous = numba.get_num_threads()
     wanted = 1 if natoms < SERIAL_NEIGHBOR_BELOW else min(previous, max_threads or previous)
+    if wanted == previous:
+        yield
+        return
+    numba.set_num_threads(wanted)   # (Numba's setting is the calling thread's own)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
+
+
+@contextmanager
+def one_launcher():
+    """Held around each launch of a parallel neighbour kernel (numdp.neighbor.extend's and the
+    cell list's, whoever calls them): one calling thread at a time on Numba's workqueue layer
+    (`_ONE_CALLER`), free on the others."""
+    numba.get_num_threads()   # (starts the threading layer: threading_layer() answers)
     with _ONE_CALLER if numba.threading_layer() == "workqueue" else nullcontext():
-        if wanted == previous:
-            yield
-            return
-        numba.set_num_threads(wanted)
-        try:
-            yield
-        finally:
-            numba.set_num_threads(previous)
+        yield
