@@ -127,7 +127,11 @@ def test_a_cutoff_beyond_any_cell_is_one_line():
     a maximum."""
     from numdp.neighbor import extend
 
-    with pytest.raises(InputError, match=r"extended atoms .* is the cutoff right\?"):
-        extend(np.zeros((2, 3)), np.zeros(2, dtype=np.int32), np.eye(3) * 5.0, 1e300)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # one line: no RuntimeWarning of an overflow before it
+        with pytest.raises(InputError, match=r"extended atoms .* is the cutoff right\?"):
+            extend(np.zeros((2, 3)), np.zeros(2, dtype=np.int32), np.eye(3) * 5.0, 1e300)
     ext = extend(np.zeros((2, 3)), np.zeros(2, dtype=np.int32), np.eye(3) * 5.0, 6.0)
     assert ext.nloc == 2 and ext.positions.shape[0] > 2

@@ -184,7 +184,8 @@ def extend(positions, types, box, cutoff, pbc=None) -> Extended:
         frac = np.ascontiguousarray(frac)
         h = face_distances(b)
         reach = np.where(mask, c * (1.0 + _REGION_MARGIN) / h, 0.0)
-    expected = nloc * float(np.prod(1.0 + 2.0 * reach))   # a float: the int64 count overflows (cutoff 1e300 A)
+    expected = nloc * math.prod(1.0 + 2.0 * float(r) for r in reach)   # Python floats: inf, no warning, where
+    # the int64 count overflows (cutoff 1e300 A)
     if expected > 2.0 * MAX_EXTENDED:
         raise InputError(
             f"the periodic system needs about {expected:.3g} extended atoms (local + ghost images) for a "
