@@ -94,6 +94,39 @@ def toml_value(v) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def toml_literal(v) -> str:
+    """`v` (bool, int, float, str, list or dict of them) written in full as a TOML value: inline
+    tables for dicts, nan and ±inf as TOML spells them (as Python's repr does).  (`toml_value`
+    echoes a value in a message, cut short.)"""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)   # a TOML basic string
+    if isinstance(v, list):
+        return "[" + ", ".join(toml_literal(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{toml_key(k)} = {toml_literal(x)}" for k, x in v.items()) + " }"
+    raise TypeError(type(v))
+
+
+def toml_key(k: str) -> str:
+    """`k` as a TOML key: bare when it can be, else quoted."""
+    return k if k.replace("_", "").replace("-", "").isalnum() else json.dumps(k)
+
+
+def toml_lines(tables: dict) -> list[str]:
+    """The lines of a TOML document holding `tables` ({name: {key: value}}, as an input parses):
+    its top-level values first (`name = value`), then each table as a blank line, `[name]` and its
+    keys (nested dicts inline)."""
+    lines = [f"{toml_key(k)} = {toml_literal(t)}" for k, t in tables.items() if not isinstance(t, dict)]
+    for name, keys in tables.items():
+        if isinstance(keys, dict):
+            lines += ["", f"[{toml_key(name)}]"] + [f"{toml_key(k)} = {toml_literal(x)}" for k, x in keys.items()]
+    return lines
+
+
 def checked_threads(value, name: str = "nthreads"):
     """`value` as a worker-thread count: None (numdp's default) or an integer >= 1 (a bool or a
     float is refused, not rounded); else InputError "NAME: ..." (`name` as the caller spells the

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from numdp.validate import toml_lines
+
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 LINK = re.compile(r"\]\(([^)\s]+)\)")
@@ -132,29 +134,13 @@ def test_every_run_input_snippet_validates(tmp_path):
         # a [minimize] snippet is a minimization input: no [md] from the base
         base = {n: t for n, t in RUN_BASE.items() if not (n == "md" and "minimize" in data)}
         merged = {name: dict(base.get(name, {}), **data.get(name, {})) for name in set(base) | set(data)}
-        lines = []
-        for name, table in merged.items():
-            lines.append(f"[{name}]")
-            lines += [f"{key} = {_toml_value(v)}" for key, v in table.items()]
         path = tmp_path / f"snippet{k}.toml"
-        path.write_text("\n".join(lines) + "\n")
+        path.write_text("\n".join(toml_lines(merged)) + "\n")
         try:
             load_run_settings(path)
         except Exception as exc:  # InputError: the message names the key
             bad.append(f"{page.name}: {exc}")
     assert not bad, "; ".join(bad)
-
-
-def _toml_value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, str):
-        return '"' + v + '"'
-    if isinstance(v, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
-    if isinstance(v, list):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    return repr(v)
 
 
 def test_python_api_example_runs():
@@ -320,11 +306,7 @@ def test_run_defaults_match_the_validator(tmp_path):
 
     def settings(data, name):
         path = tmp_path / name
-        lines = []
-        for table, values in data.items():
-            lines.append(f"[{table}]")
-            lines += [f"{key} = {_toml_value(v)}" for key, v in values.items()]
-        path.write_text("\n".join(lines) + "\n")
+        path.write_text("\n".join(toml_lines(data)) + "\n")
         try:
             s = load_run_settings(path)
         except Exception as exc:  # an InputError; compared by its message

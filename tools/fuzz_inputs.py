@@ -35,7 +35,6 @@ import argparse
 import contextlib
 import copy
 import hashlib
-import io
 import json
 import math
 import os
@@ -60,40 +59,12 @@ try:
 except ModuleNotFoundError:  # pragma: no cover
     import tomli as tomllib
 
-
-# -- TOML writing ----------------------------------------------------------------------------------
-
-def toml_value(v) -> str:
-    """`v` written as a TOML value (inline tables for nested dicts; nan / inf as TOML spells them)."""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "nan"
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        return repr(v)
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, dict):
-        return "{ " + ", ".join(f"{k} = {toml_value(x)}" for k, x in v.items()) + " }"
-    if isinstance(v, list):
-        return "[" + ", ".join(toml_value(x) for x in v) + "]"
-    raise TypeError(type(v))
+from numdp.validate import toml_lines, toml_literal
 
 
 def toml_text(data: dict) -> str:
-    """A run input: each top-level table as [name] with its keys."""
-    lines = []
-    for name, table in data.items():
-        if not isinstance(table, dict):
-            lines.append(f"{name} = {toml_value(table)}")
-            continue
-        lines.append(f"[{name}]")
-        lines += [f"{k} = {toml_value(v)}" for k, v in table.items()]
-    return "\n".join(lines) + "\n"
+    """A run input of the parsed tables `data` (numdp.validate.toml_lines)."""
+    return "\n".join(toml_lines(data)) + "\n"
 
 
 # -- bases -----------------------------------------------------------------------------------------
@@ -178,13 +149,13 @@ def _key_mutations(data, path, value):
             yield f"{where} one item more", "wrong-length", _with(data, path, value + [value[-1]])
             for cls, x in scalar_mutations(value[0]):
                 if cls not in ("list-for-scalar",):
-                    yield f"{where}[0] = {toml_value(x)}", cls, _with(data, path + (0,), x)
+                    yield f"{where}[0] = {toml_literal(x)}", cls, _with(data, path + (0,), x)
         yield f"{where} as a string", "wrong-type", _with(data, path, "x")
         return
     for cls, x in scalar_mutations(value):
         if cls == "huge" and path[-1] in ("steps", "every", "thermo_every", "checkpoint_every", "seed"):
             continue   # 2^62 steps is a run that long, as asked (and 2^62 between reports: none but the last)
-        yield f"{where} = {toml_value(x)}", cls, _with(data, path, x)
+        yield f"{where} = {toml_literal(x)}", cls, _with(data, path, x)
 
 
 def _with(data, path, value):

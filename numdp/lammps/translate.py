@@ -11,7 +11,6 @@ or refused with one line ``FILE:LINE: COMMAND: ...``; docs/lammps-input.md has t
 from __future__ import annotations
 
 import copy
-import json
 import math
 from dataclasses import dataclass, field
 from enum import Enum
@@ -22,6 +21,7 @@ import numpy as np
 from ..errors import InputError
 from ..io.series import MARK, is_series, latest_file, series_file
 from ..units import EV_PER_A3_TO_BAR, KB
+from ..validate import toml_lines
 from .script import Command, Script, is_number
 
 METAL_TIMESTEP = 0.001   # ps: LAMMPS' default timestep in units metal
@@ -1456,24 +1456,6 @@ def translate(text: str, name: str, cli_variables: dict[str, str], base: Path,
 
 # -- TOML ---------------------------------------------------------------------------------------------
 
-def _toml_value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)   # a TOML basic string
-    if isinstance(v, list):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + " }"
-    raise TypeError(type(v))
-
-
-def _toml_key(k: str) -> str:
-    return k if k.replace("_", "").replace("-", "").isalnum() else json.dumps(k)
-
-
 def to_toml(tables: dict, notices: list[str], name: str) -> str:
     """The `numdp run` input of `tables` (its own TOML: one level of tables, inline tables below),
     headed by comments with the notices."""
@@ -1483,8 +1465,5 @@ def to_toml(tables: dict, notices: list[str], name: str) -> str:
     md, velocities = tables.get("md", {}), tables.get("system", {}).get("velocities")
     if "thermostat" in md or "barostat" in md or velocities:
         lines.append(f"# constants: {CONSTANTS_COMMENT}")
-    for table, keys in tables.items():
-        lines.append("")
-        lines.append(f"[{table}]")
-        lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in keys.items()]
+    lines += toml_lines(tables)
     return "\n".join(lines) + "\n"
