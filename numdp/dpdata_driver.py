@@ -111,4 +111,3 @@ class NumdpDriver(Driver):
         else:
             labeled["virials"] = virials
         return labeled
-

@@ -29,10 +29,18 @@ STAMP = "numdp-kernel-sources.json"
 sources its kernels were made from."""
 
 
+def _kernel_folders(root: str | None = None):
+    """(folder, package: "kernels", "kernels.cpu", ...) of every source folder of numdp/kernels
+    under the numdp package at `root` (default this one)."""
+    root = os.path.abspath(_numdp_root() if root is None else root)
+    for folder, dirs, files in os.walk(os.path.join(root, "kernels")):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        yield folder, os.path.relpath(folder, root).replace(os.sep, ".")
+
+
 def _tree_cache_dirs() -> list[str]:
     """The __pycache__ folders where Numba caches numdp's `cache=True` kernels beside their source."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    return [os.path.join(here, "kernels", "__pycache__"), os.path.join(here, "kernels", "cpu", "__pycache__")]
+    return [os.path.join(folder, "__pycache__") for folder, _ in _kernel_folders()]
 
 
 def _user_cache_dir() -> str:
@@ -198,16 +206,13 @@ def kernel_cache_dirs(environ=None, root: str | None = None) -> dict[str, str]:
     NUMBA_CACHE_DIR and under Numba's user-wide folder, each as Numba names it (numba.core.caching's
     locators: the folder's name and the SHA-1 of its absolute path)."""
     environ = os.environ if environ is None else environ
-    root = os.path.abspath(_numdp_root() if root is None else root)
     bases = [environ.get("NUMBA_CACHE_DIR") or None]
     try:
         bases.append(_user_cache_dir())
     except Exception:   # no home folder at all
         pass
     out = {}
-    for folder, dirs, files in os.walk(os.path.join(root, "kernels")):
-        dirs[:] = [d for d in dirs if d != "__pycache__"]
-        package = os.path.relpath(folder, root).replace(os.sep, ".")
+    for folder, package in _kernel_folders(root):
         sub = "_".join([os.path.basename(folder), hashlib.sha1(folder.encode()).hexdigest()])
         out[os.path.join(folder, "__pycache__")] = package
         out.update({os.path.join(b, sub): package for b in bases if b})

@@ -405,10 +405,7 @@ def _models_inputs(models, fparam, aparam, types):
     two threads locking overlapping ensembles cannot wait on each other)."""
     with ExitStack() as stack:
         for m in sorted(models, key=id):
-            if m._lock is not None:
-                stack.enter_context(m._lock)
-        for m in models:
-            m.use_inputs(fparam, aparam, types)
+            stack.enter_context(m.inputs(fparam, aparam, types))
         yield
 
 

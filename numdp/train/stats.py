@@ -20,6 +20,7 @@ import math
 
 import numpy as np
 
+from ..io.npy_system import real_atoms
 from ..kernels.cpu.envmat import env_pairs
 from ..model.bias import fit_type_shift
 from ..neighbor import slot_offsets
@@ -133,7 +134,7 @@ def energy_bias(systems: list[DataSystem], frames: list[np.ndarray], ntypes: int
             continue
         for i, f in enumerate(idx):
             t = s.types_of(f)   # virtual atoms (-1, mixed-type padding) are not counted
-            rows.append(np.bincount(t[t >= 0], minlength=ntypes).astype(np.float64))
+            rows.append(np.bincount(t[real_atoms(t)], minlength=ntypes).astype(np.float64))
             energies.append(s.energy[f] - (0.0 if predicted is None else predicted[k][i]))
     preset = [None] * ntypes if preset is None else preset
     fixed = np.array([p is not None for p in preset])
