@@ -15,6 +15,7 @@ import pytest
 import numdp
 from numdp.io.structure import read_extxyz
 from numdp.units import IPI_BOHR_PER_ANGSTROM as BOHR, IPI_HARTREE_PER_EV as HARTREE
+from test_ipi import _ipi_executable
 
 ROOT = Path(__file__).resolve().parents[1]
 WATER = ROOT / "inputs" / "water"
@@ -50,12 +51,6 @@ INPUT = """<simulation verbosity='low' floatformat='%.17e' sockets_prefix='{pref
 BAROSTAT = """
         <barostat mode='isotropic'><tau units='femtosecond'>50</tau>
           <thermostat mode='langevin'><tau units='femtosecond'>100</tau></thermostat></barostat>"""
-
-
-def _ipi_executable():
-    exe = Path(sys.executable).parent / "i-pi"
-    assert exe.exists(), "the i-pi server (PyPI ipi, in the test extra) is not installed"
-    return str(exe)
 
 
 def _start_files(tmp_path):
