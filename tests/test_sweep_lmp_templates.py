@@ -88,10 +88,6 @@ def test_dpgen_template_placeholders_are_refused_in_one_line(tmp_path):
         "input.lammps:2: fix: expected: fix ID GROUP STYLE ... (LAMMPS refuses it too)")
     generator = dpgen_task_script((TEMPLATES / "dpgen_generator.lammps").read_text(), REV)
     assert refusal(generator, tmp_path).startswith("input.lammps:22: pair_coeff: ")
-    # fix recenter moves every atom each step (a rigid shift of the dump's positions): refused
-    assert refusal(without(dpgen_task_script(enhance, REV), "fix            dpgen_plm"), tmp_path) == (
-        "input.lammps:34: fix: fix style 'recenter' is not supported by numdp lmp (nve, nvt, npt, nph, "
-        "langevin, temp/csvr, momentum)")
 
 
 def test_run_style_verlet_and_momentum_linear_0_0_0_change_nothing(tmp_path):
@@ -168,8 +164,8 @@ def test_computes_of_thermo_keywords_in_thermo_style(tmp_path):
 
 
 def test_enhance_sampling_template_runs_and_writes_what_dpgen_reads(tmp_path, monkeypatch, capsys):
-    """DP-GEN's enhance-sampling template, substituted as DP-GEN does, without its PLUMED and
-    recenter fixes: numdp lmp runs it (run_style verlet and fix momentum linear 0 0 0 accepted)
+    """DP-GEN's enhance-sampling template, substituted as DP-GEN does, without its PLUMED
+    placeholder: numdp lmp runs it (run_style verlet, fix momentum linear 0 0 0 and fix recenter accepted)
     and writes what DP-GEN reads: traj/STEP.lammpstrj every trj_freq steps with `id type x y z`,
     model_devi.out with a row every out_freq steps from 0, and thermo with the template's columns."""
     task = tmp_path / "iter.000000" / "01.model_devi" / "task.000.000000"
@@ -178,7 +174,7 @@ def test_enhance_sampling_template_runs_and_writes_what_dpgen_reads(tmp_path, mo
         shutil.copy(MODEL, task.parent / name)
     (task / "conf.lmp").write_text(CONF.read_text())
     text = without(dpgen_task_script((TEMPLATES / "dpgen_enhance_sampling.lammps").read_text(), REV),
-                   "fix            dpgen_plm", "fix            3")
+                   "fix            dpgen_plm")
     (task / "input.lammps").write_text(text)
     monkeypatch.chdir(task)
     assert cli_main(["lmp", "-i", "input.lammps", "-v", "restart", "0"]) == 0

@@ -14,8 +14,8 @@ tables).  What is read, with LAMMPS' rules:
   (either redefines a variable of its own style, and is refused over another style),
   ``variable NAME index VALUE`` (ignored when NAME exists: ``-v NAME VALUE`` on the command line
   defines an index variable that the script cannot redefine), ``variable NAME delete``.
-- Formulas: numbers, ``v_NAME``, ``PI``, the thermo keyword ``dt`` (the timestep; LAMMPS' manual
-  writes Tdamp as ``$(100.0*dt)``), parentheses, unary ``- !``, then ``^``, ``* / %``, ``+ -``,
+- Formulas: numbers, ``v_NAME``, ``PI``, the thermo keywords ``dt`` (the timestep; LAMMPS' manual
+  writes Tdamp as ``$(100.0*dt)``) and ``step`` (the current step, between runs), parentheses, unary ``- !``, then ``^``, ``* / %``, ``+ -``,
   ``< <= > >=``, ``== !=``, ``&&``, ``||`` (LAMMPS' precedence, highest first), and the functions
   sqrt exp ln log abs sin cos tan asin acos atan atan2 floor ceil round (LAMMPS' round: halves up).
 - ``if "BOOLEAN" then "CMD" ... [elif "BOOLEAN" "CMD" ...] [else "CMD" ...]``: variables in the
@@ -28,7 +28,7 @@ tables).  What is read, with LAMMPS' rules:
   FILE and its line).
 
 Anything else of the language (``label``/``jump``, ``next``, loop variables, thermo
-keywords other than dt or computes in formulas) is refused with one line ``FILE:LINE: COMMAND: ...``.
+keywords other than dt and step or computes in formulas) is refused with one line ``FILE:LINE: COMMAND: ...``.
 """
 from __future__ import annotations
 
@@ -143,6 +143,12 @@ class FormulaError(ValueError):
 class _MathError(FormulaError):
     """A formula that reads but cannot be evaluated with these values (division by zero, a domain
     error, an overflow)."""
+
+
+class KeywordUnavailable(_MathError):
+    """A thermo keyword that has no value at this point of the script (step before the box exists;
+    pe, temp, ... anywhere: numdp lmp evaluates formulas before it runs): an equal-style variable
+    holding it is defined, as in LAMMPS, and its evaluation refused."""
 
 
 _DIVISION = "division by zero"
@@ -266,27 +272,30 @@ class _Formula:
                     raise _MathError(f"{tok}(): {exc}") from None
             if self._peek() != ("op", "(") and self.keyword(tok) is not None:
                 return self.keyword(tok)
-            raise FormulaError(f"{tok!r} in formula {self.text!r}: thermo keywords (but dt), computes and "
+            raise FormulaError(f"{tok!r} in formula {self.text!r}: thermo keywords (but dt and step), computes and "
                                f"functions other than {', '.join(_FUNCTIONS)} are not supported by numdp lmp")
         raise FormulaError(f"unexpected {tok!r} in formula {self.text!r}")
 
 
 # -- the script ---------------------------------------------------------------------------------------
 
-_LANGUAGE_REFUSED = ("label", "jump", "next", "clear", "shell", "quit", "partition", "python")
+_LANGUAGE_REFUSED = ("shell", "quit", "partition", "python")
+_LOOPS = ("label", "jump", "next")
+LOOP_MESSAGE = ("not supported by numdp lmp: write the loop's commands out, one after the other (numdp lmp runs "
+                "several runs in a script)")
 
 
 class Script:
     """Runs a script's lines; `handler(Command)` gets every command that is not the language's."""
 
     def __init__(self, name: str, handler: Callable[[Command], None], cli_variables: dict[str, str] | None = None,
-                 timestep: Callable[[], float] | None = None, base: Path | None = None):
+                 keyword: Callable[[str], float | None] | None = None, base: Path | None = None):
         self.name = name
         self.main = name   # the script's own name (self.name: the file being read, an include's)
         self.base = Path.cwd() if base is None else base   # include FILE is relative to it
         self.depth = 0
         self.handler = handler
-        self.timestep = timestep   # the thermo keyword dt in formulas: the script's timestep at that point
+        self.keyword = keyword   # a thermo keyword's value in formulas (None: not one numdp lmp knows)
         self.variables: dict[str, Variable] = {
             k: Variable(VariableStyle.INDEX, v) for k, v in (cli_variables or {}).items()}
         self.printed: list[str] = []   # the text of `print` commands
@@ -326,9 +335,9 @@ class Script:
         return _Formula(self.substitute(formula), lambda n: self._number_of(n, depth), self._keyword).value()
 
     def _keyword(self, name: str) -> float | None:
-        """The thermo keywords a formula may hold before a run: dt (LAMMPS' manual writes fix nvt's
-        Tdamp as $(100.0*dt))."""
-        return self.timestep() if name == "dt" and self.timestep is not None else None
+        """The value of a thermo keyword in a formula evaluated now (the translator's: dt, step);
+        None: not one numdp lmp knows between runs."""
+        return self.keyword(name) if self.keyword is not None else None
 
     def substitute(self, line: str) -> str:
         """`line` with $x, ${NAME} and $(formula) replaced outside quotes."""
@@ -390,6 +399,8 @@ class Script:
                 pass   # what LAMMPS echoes to the screen and the log: no physics
             elif name == "include":
                 self._include(args)
+            elif name in _LOOPS:
+                raise FormulaError(LOOP_MESSAGE)
             elif name in _LANGUAGE_REFUSED:
                 raise FormulaError("not supported by numdp lmp")
             else:

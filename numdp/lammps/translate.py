@@ -22,7 +22,7 @@ from ..errors import InputError
 from ..io.series import MARK, is_series, latest_file, series_file
 from ..units import EV_PER_A3_TO_BAR, KB
 from ..validate import toml_lines
-from .script import Command, Script, is_number
+from .script import Command, FormulaError, KeywordUnavailable, Script, is_number
 
 METAL_TIMESTEP = 0.001   # ps: LAMMPS' default timestep in units metal
 LAMMPS_SKIN = 2.0        # Å: LAMMPS' default neighbor skin in units metal
@@ -110,8 +110,19 @@ class ThermostatStyle(str, Enum):
 
 THERMOSTAT_FIXES = {"langevin": ThermostatStyle.LANGEVIN, "temp/csvr": ThermostatStyle.CSVR}
 LANGEVIN_NOTICE = ("fix langevin: numdp's Langevin thermostat (an Ornstein-Uhlenbeck velocity update of "
-                   "friction 1/damp, its own random numbers) keeps the total momentum zero, as LAMMPS' "
-                   "zero yes; the trajectory differs from LAMMPS' force-based fix")
+                   "friction 1/damp, its own random numbers) keeps the total momentum zero, {zero}; the "
+                   "trajectory differs from LAMMPS' force-based fix")
+LANGEVIN_ZERO = {"yes": "as LAMMPS' zero yes",
+                 "no": "where LAMMPS' zero no (its default) lets it diffuse: LAMMPS' temp then reads 3N/(3N-3) of "
+                       "the target on average, numdp's the target"}
+"""The notice's words for the script's `zero yes|no` (LAMMPS' compute temp counts 3N-3 degrees of
+freedom; with zero no the thermostat heats all 3N)."""
+RECENTER_MESSAGE = ("recenter: numdp keeps the centre of mass in place when the total momentum is zero: add "
+                    "`velocity all zero linear` (or velocity create, fix momentum N linear 1 1 1) before the run; "
+                    "LAMMPS' recenter then moves the atoms by round-off only")
+RECENTER_BOX_NOTICE = ("fix recenter with fix npt / nph: the box's dilation moves the centre of mass, which LAMMPS' "
+                       "recenter moves back and numdp does not: positions differ from LAMMPS' by one shift of "
+                       "every atom (forces, energies and velocities are the same)")
 
 
 @dataclass
@@ -242,6 +253,7 @@ class _State:
     continues: str | None = None          # a run after the first: the checkpoint the run before ends with
     thermo_columns: list[str] | None = field(default_factory=lambda: list(THERMO_ONE))   # None: numdp's
     zero_momentum: bool = False   # velocity all zero linear / a new fix momentum since the last run
+    recenter: tuple | None = None  # fix recenter INIT|NULL ...: (fix ID, (file, line) of the fix)
 
 
 def _number(word: str, what: str, positive=False, nonnegative=False) -> float:
@@ -264,8 +276,18 @@ def _integer(word: str, what: str, nonnegative=True) -> int:
     return v
 
 
-def _all_group(args, command: str) -> None:
+GROUP_MESSAGE = ("only group 'all' is supported by numdp lmp: group '{group}' is defined, but numdp lmp runs "
+                 "fixes, computes, dumps and velocity on every atom")
+
+
+def _all_group(args, command: str, groups: set[str] | frozenset = frozenset()) -> None:
+    """Refuse `command ID GROUP ...` on a group other than all (`groups`: the script's groups)."""
     if len(args) < 2 or args[1] != "all":
+        if len(args) >= 2 and args[1] in groups:
+            raise Refused(GROUP_MESSAGE.format(group=args[1]) + f" (expected: {command} ID all ...)")
+        if len(args) >= 2:
+            raise Refused(f"only group 'all' is supported by numdp lmp, and group '{args[1]}' is not defined "
+                          f"(LAMMPS refuses it too)")
         raise Refused(f"only group 'all' is supported by numdp lmp (expected: {command} ID all ...)")
 
 
@@ -279,10 +301,29 @@ class _Translator:
         self.first: _State | None = None   # the state at the first run or minimize
         self.runs: list[_State] = []   # the state at each run after the first (their tables: `tables`)
         self.momentum_ids: set[str] = set()   # fix momentum IDs (numdp keeps the momentum zero anyway)
+        self.groups: set[str] = set()   # the group command's names (a definition changes nothing)
+        self.langevin_zero = "no"       # fix langevin's zero keyword (LAMMPS' default no)
         self.computes: dict[str, str] = dict(LAMMPS_COMPUTES)   # compute ID -> the thermo keyword it equals
         self.writes: list[Written] = []
         self.restart_frame: dict | None = None   # numdp.io.h5md.read_frame of read_restart's checkpoint
         self._type_maps: dict[Path, list[str]] = {}   # model file -> its type_map (`_model_type_map`)
+
+    def keyword(self, name: str) -> float | None:
+        """The thermo keywords a formula may hold between runs: dt (the timestep; LAMMPS' manual writes
+        fix nvt's Tdamp as $(100.0*dt)) and step (the current step: 0, read_restart's, or the step
+        the run before ended at); before the box LAMMPS refuses step."""
+        from ..md.thermo import KEYWORDS
+
+        if name == "dt":
+            return self.s.timestep
+        if name != "step":
+            if name in KEYWORDS:   # LAMMPS defines the variable; evaluated between runs it reads the last state
+                raise KeywordUnavailable(f"'{name}' in formula: numdp lmp evaluates formulas before it runs, where "
+                                         f"of the thermo keywords only dt and step have values")
+            return None
+        if self.s.data_file is None and self.s.restart_file is None and self.s.box_region is None:
+            raise KeywordUnavailable("step before read_data / read_restart / create_box (LAMMPS refuses it too)")
+        return float(self.s.steps if self.ran else self.s.restart_step or 0)
 
     def note(self, text: str) -> None:
         if text not in self.notices:
@@ -309,6 +350,32 @@ class _Translator:
     def _no_box(self, what: str) -> None:
         if self.s.data_file is not None or self.s.restart_file is not None or self.s.box_region is not None:
             raise Refused(f"{what} after read_data / read_restart / create_box (LAMMPS refuses it too)")
+
+    def _clear(self, c: Command) -> None:
+        """clear before the box: LAMMPS' settings back to their defaults (units lj, ...); the
+        variables and the log stay, as in LAMMPS.  After it, it would delete the system: refused."""
+        if self.s.data_file is not None or self.s.restart_file is not None or self.s.box_region is not None:
+            raise Refused("after read_data / read_restart / create_box numdp lmp runs one system per script: "
+                          "split the script at clear")
+        if c.args:
+            raise Refused("expected: clear")
+        self.s = _State(log=self.s.log)
+        self.computes = dict(LAMMPS_COMPUTES)
+        self.momentum_ids.clear()
+        self.groups.clear()
+
+    def _group(self, c: Command) -> None:
+        """group ID STYLE ...: a definition changes nothing numdp computes; a fix, compute, dump or
+        velocity on the group is refused (`_all_group`)."""
+        self._need_box("group")
+        if len(c.args) < 2:
+            raise Refused("expected: group ID STYLE ...")
+        if c.args[0] == "all":
+            raise Refused("group all is every atom; numdp lmp does not redefine it")
+        if c.args[1] == "delete":
+            self.groups.discard(c.args[0])
+        else:
+            self.groups.add(c.args[0])
 
     # -- a crystal made in the script ---------------------------------------------------------------
     def _lattice(self, c: Command) -> None:
@@ -611,6 +678,13 @@ class _Translator:
         if tuple(args) == ("all", "zero", "linear"):
             self.s.zero_momentum = True   # [system] momentum = "zero": at the start of the next run
             return
+        if args and args[0] != "all":
+            if args[0] not in self.groups:
+                raise Refused(f"only group 'all' is supported by numdp lmp, and group '{args[0]}' is not defined "
+                              f"(LAMMPS refuses it too)")
+            raise Refused(GROUP_MESSAGE.format(group=args[0]) + (
+                "; for DP-GEN's PKA (velocity GROUP set VX VY VZ) give the atom's velocity in the data file's "
+                "Velocities section, which numdp keeps" if args[1:2] == ("set",) else ""))
         if len(args) < 4 or args[0] != "all" or args[1] != "create":
             raise Refused("numdp lmp supports `velocity all create TEMP SEED [keywords]` and "
                           "`velocity all zero linear` only")
@@ -646,7 +720,7 @@ class _Translator:
         if len(c.args) < 3:
             raise Refused(_bare_fix_message(c.args))
         self._need_box("fix")
-        _all_group(c.args, "fix")
+        _all_group(c.args, "fix", self.groups)
         fix_id, style, args = c.args[0], c.args[2], list(c.args[3:])
         if style == "momentum":
             # linear 0 0 0 zeroes no component: LAMMPS' fix then changes nothing (checked with LAMMPS)
@@ -661,6 +735,9 @@ class _Translator:
             return
         if style in THERMOSTAT_FIXES:
             self._thermostat_fix(fix_id, THERMOSTAT_FIXES[style], args)
+            return
+        if style == "recenter":
+            self._recenter(fix_id, args, (c.file, c.line))
             return
         if style not in ("nve", "nvt", "npt", "nph"):
             raise Refused(f"fix style {style!r} is not supported by numdp lmp (nve, nvt, npt, nph, langevin, "
@@ -690,6 +767,37 @@ class _Translator:
                 rest = self._barostat_args(fix, rest, "npt temp T T TDAMP", "[tchain N] ")
             self._chain_keywords(fix, rest, ("tchain", "pchain") if style == "npt" else ("tchain",))
         self.s.fix, self.s.fix_id = fix, fix_id
+
+    def _recenter(self, fix_id: str, args: list[str], where: tuple) -> None:
+        """fix ID all recenter X Y Z with each of X Y Z INIT (the centre of mass where the run
+        starts) or NULL (that direction left alone) [shift all] [units box|lattice|fraction]: it
+        keeps the centre of mass where it is, as numdp's dynamics do when the total momentum is zero
+        (checked with the tables: RECENTER_MESSAGE).  A point to move it to is refused."""
+        if len(args) < 3:
+            raise Refused("expected: fix ID all recenter INIT|NULL INIT|NULL INIT|NULL [shift all] [units ...]")
+        if any(a not in ("INIT", "NULL") for a in args[:3]):
+            raise Refused(f"recenter {' '.join(args[:3])}: numdp moves no atom to a point; INIT (keep the centre "
+                          f"of mass where the run starts) and NULL are accepted")
+        rest = args[3:]
+        while rest:
+            if len(rest) > 1 and ((rest[0] == "shift" and rest[1] == "all")
+                                  or (rest[0] == "units" and rest[1] in ("box", "lattice", "fraction"))):
+                rest = rest[2:]
+            else:
+                raise Refused(f"recenter keyword {' '.join(rest[:2])} is not supported by numdp lmp (shift all, units "
+                              f"are)")
+        if self.s.recenter is not None and self.s.recenter[0] != fix_id:
+            raise Refused(f"a second fix recenter ({self.s.recenter[0]} is one)")
+        self.s.recenter = (fix_id, where)
+
+    def _momentum_zeroed(self, s: _State) -> bool:
+        """Whether numdp starts the run of state `s` with a zero total momentum (which its fixes keep):
+        velocity create, velocity all zero linear or fix momentum before it, or numdp's Langevin."""
+        if s.zero_momentum or (s.thermostat is not None and s.thermostat.style is ThermostatStyle.LANGEVIN):
+            return True
+        if s.continues is not None:   # a later run goes on from the first run's end
+            return self.first is not None and self._momentum_zeroed(self.first)
+        return s.velocity is not None and s.restart_file is None
 
     @staticmethod
     def _chain_keywords(fix: Fix, rest: list[str], keywords: tuple[str, ...]) -> None:
@@ -763,15 +871,17 @@ class _Translator:
         if seed < 1:
             raise Refused(f"seed must be > 0 (as LAMMPS), got {seed}")
         rest = args[4:]
+        self.langevin_zero = "no"   # LAMMPS' default
         while rest:
             if langevin and rest[0] == "zero" and len(rest) > 1 and rest[1] in ("yes", "no"):
-                rest = rest[2:]   # numdp keeps the total momentum zero either way (the notice says so)
+                self.langevin_zero = rest[1]   # numdp keeps the total momentum zero either way (the notice)
+                rest = rest[2:]
             else:
                 raise Refused(f"keyword {rest[0]!r} is not supported by numdp lmp"
                               + (" (zero is)" if langevin else ""))
         self.s.thermostat = ThermostatFix(style, t1 if t1 == t2 else [t1, t2], damp, seed, fix_id)
         if langevin:
-            self.note(LANGEVIN_NOTICE)
+            self.note(LANGEVIN_NOTICE.format(zero=LANGEVIN_ZERO[self.langevin_zero]))
 
     def _timestep(self, c: Command) -> None:
         if len(c.args) != 1:
@@ -785,9 +895,12 @@ class _Translator:
 
     def _thermo_modify(self, c: Command) -> None:
         """The thermo_modify keywords that change nothing numdp prints: flush (numdp flushes every
-        line), lost error (numdp loses no atom), norm no (LAMMPS' default in units metal), line one."""
+        line), lost error|ignore|warn (numdp loses no atom: periodic directions wrap them, and along
+        an `f` direction numdp keeps the atoms LAMMPS would lose), lost/bond (no bonds), norm no
+        (LAMMPS' default in units metal), line one, temp / press of the computes thermo uses anyway."""
         args = list(c.args)
-        allowed = {"flush": ("yes", "no"), "lost": ("error",), "norm": ("no",), "line": ("one",)}
+        allowed = {"flush": ("yes", "no"), "lost": ("error", "ignore", "warn"), "lost/bond": ("error", "ignore", "warn"),
+                   "norm": ("no",), "line": ("one",)}
         if not args:
             raise Refused("expected: thermo_modify KEYWORD VALUE ...")
         while args:
@@ -802,9 +915,19 @@ class _Translator:
                 self.note(FORMAT_NOTICE)
                 continue
             value = args[1] if len(args) > 1 else None
+            if key == "norm" and value == "yes":
+                raise Refused("thermo_modify norm yes: not supported by numdp lmp: numdp prints extensive quantities as totals (norm no, LAMMPS' default in "
+                              "units metal); delete it and divide by the number of atoms")
+            if key in ("temp", "press") and value is not None:
+                if self.computes.get(value) != key:
+                    raise Refused(f"{key} {value}: numdp's {key} is thermo_{key}'s (of every atom); numdp lmp "
+                                  f"accepts {key} ID of a `compute ID all {key}` only")
+                args = args[2:]
+                continue
             if value not in allowed.get(key, ()):
-                raise Refused(f"thermo_modify {key} {value}: not supported by numdp lmp (flush yes|no, lost error, "
-                              f"norm no, line one, format are: they change nothing numdp computes)")
+                raise Refused(f"thermo_modify {key} {value}: not supported by numdp lmp (flush yes|no, lost "
+                              f"error|ignore|warn, lost/bond, norm no, line one, format, temp and press of thermo's "
+                              f"computes are: they change nothing numdp computes)")
             args = args[2:]
 
     def _thermo_style(self, c: Command) -> None:
@@ -833,7 +956,7 @@ class _Translator:
         as the compute's), printed by thermo_style as c_ID; other computes refused."""
         if len(c.args) < 3:
             raise Refused("expected: compute ID all STYLE")
-        _all_group(c.args, "compute")
+        _all_group(c.args, "compute", self.groups)
         if c.args[0] in self.computes:
             raise Refused(f"compute ID {c.args[0]!r} is defined already (LAMMPS refuses it too)")
         if c.args[2] not in ("temp", "pe", "ke") or len(c.args) > 3:
@@ -848,7 +971,7 @@ class _Translator:
 
     def _dump(self, c: Command) -> None:
         self._need_box("dump")
-        _all_group(c.args, "dump")
+        _all_group(c.args, "dump", self.groups)
         if self.s.dump is not None:
             raise Refused(f"a second dump ({self.s.dump_id} is one); numdp writes one trajectory")
         style = "custom"
@@ -1066,6 +1189,8 @@ class _Translator:
             self.s.fix = self.s.fix_id = None
         elif self.s.thermostat is not None and self.s.thermostat.fix_id == c.args[0]:
             self.s.thermostat = None
+        elif self.s.recenter is not None and self.s.recenter[0] == c.args[0]:
+            self.s.recenter = None
         elif c.args[0] not in self.momentum_ids:
             raise Refused(f"no fix with ID {c.args[0]!r}")
 
@@ -1088,6 +1213,10 @@ class _Translator:
                           "needs one")
         self._check_dump_types(s)
         self._check_dump_elements(s)
+        if s.recenter is not None and s.minimize is None and not self._momentum_zeroed(s):
+            raise _LineRefused(s.recenter[1], "fix", RECENTER_MESSAGE)
+        if s.recenter is not None and fix is not None and fix.ensemble in (Ensemble.NPT, Ensemble.NPH):
+            self.note(RECENTER_BOX_NOTICE)
         devi = len(s.models) > 1
         t: dict = {"model": {"file": s.models if devi else s.models[0]}}
         for key in ("fparam", "aparam"):
@@ -1417,7 +1546,8 @@ _COMMANDS = ("units", "boundary", "atom_style", "dimension", "neighbor", "neigh_
              "replicate", "reset_timestep", "lattice", "region", "create_box", "create_atoms",
              "read_restart", "change_box", "mass", "pair_style", "pair_coeff", "velocity", "fix", "unfix",
              "timestep", "thermo", "thermo_style", "dump", "dump_modify", "restart", "log", "run", "min_style",
-             "min_modify", "minimize", "write_data", "write_restart", "thermo_modify", "compute", "uncompute")
+             "min_modify", "minimize", "write_data", "write_restart", "thermo_modify", "compute", "uncompute",
+             "clear", "group")
 _BETWEEN_RUNS = ("fix", "unfix", "timestep", "thermo", "thermo_style", "thermo_modify", "run", "write_data",
                  "write_restart", "reset_timestep")
 """The commands numdp lmp takes after a run (and `velocity all zero linear`): a later run is a
@@ -1439,7 +1569,7 @@ def translate(text: str, name: str, cli_variables: dict[str, str], base: Path,
         except Refused as exc:
             raise script.error(c.line, c.name, str(exc)) from None
 
-    script = Script(name, handler, cli_variables, timestep=lambda: tr.s.timestep, base=base)
+    script = Script(name, handler, cli_variables, keyword=tr.keyword, base=base)
     script.run(text)
     try:
         tables = tr.tables(tr.first)   # the state at the first run (later commands belong to later runs)
