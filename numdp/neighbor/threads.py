@@ -41,10 +41,30 @@ _ONE_CALLER = threading.RLock()
 """Held around the neighbour kernels where Numba's threading layer is `workqueue`, which aborts
 the process when two threads launch parallel kernels at once (it is not thread-safe)."""
 
+_SERIALISE: bool | None = None
+"""Whether `one_launcher` takes _ONE_CALLER (the layer is `workqueue`), known from its first
+call on: Numba picks its threading layer once per process, at the first launch, and a forked
+child keeps its parent's."""
+
+
+def orphaned_lock(lock) -> bool:
+    """In a child process just forked (an os.register_at_fork after_in_child hook): whether
+    `lock` (a threading.Lock or RLock) was held in the parent by a thread other than the forking
+    one.  That thread does not exist in the child and can never release it, so the lock is made
+    free in place (`_at_fork_reinit`, as the standard library does with its own locks), and True
+    tells the owner that what the lock guarded may be half-updated.  An RLock held by the forking
+    thread itself stays held (that thread goes on in the child and releases it)."""
+    if lock.acquire(blocking=False):
+        lock.release()
+        return False
+    lock._at_fork_reinit()
+    return True
+
 
 def _after_fork_in_child() -> None:
     global _FORKED_AFTER_GNU_OPENMP
     _FORKED_AFTER_GNU_OPENMP = _FORKED_AFTER_GNU_OPENMP or _numba_gnu_openmp_started()
+    orphaned_lock(_ONE_CALLER)   # (it guards no data: only Numba's launches)
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -85,11 +105,15 @@ def kernel_threads(natoms: int, max_threads: int | None = None):
         numba.set_num_threads(previous)
 
 
-@contextmanager
+_FREE = nullcontext()
+
+
 def one_launcher():
-    """Held around each launch of a parallel neighbour kernel (numdp.neighbor.extend's and the
-    cell list's, whoever calls them): one calling thread at a time on Numba's workqueue layer
-    (`_ONE_CALLER`), free on the others."""
-    numba.get_num_threads()   # (starts the threading layer: threading_layer() answers)
-    with _ONE_CALLER if numba.threading_layer() == "workqueue" else nullcontext():
-        yield
+    """A context held around each launch of a parallel neighbour kernel (numdp.neighbor.extend's
+    and the cell list's, whoever calls them): one calling thread at a time on Numba's workqueue
+    layer (`_ONE_CALLER`), free on the others.  The layer is read at the first call only."""
+    global _SERIALISE
+    if _SERIALISE is None:
+        numba.get_num_threads()   # (starts the threading layer: threading_layer() answers)
+        _SERIALISE = numba.threading_layer() == "workqueue"
+    return _ONE_CALLER if _SERIALISE else _FREE
