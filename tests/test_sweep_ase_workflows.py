@@ -17,7 +17,7 @@ from ase.constraints import FixAtoms, FixedLine
 from ase.filters import ExpCellFilter, FrechetCellFilter, UnitCellFilter
 from ase.md.langevin import Langevin
 from ase.md.nptberendsen import NPTBerendsen
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+from ase.md.velocitydistribution import Stationary
 from ase.md.verlet import VelocityVerlet
 from ase.mep import NEB
 from ase.optimize import BFGS, FIRE, LBFGS
@@ -31,6 +31,14 @@ from numdp.calculator import DP
 from numdp.errors import InputError
 from numdp.model.dp_model import DPModel
 from randmodel import random_config, random_params
+
+try:   # ASE >= 3.29, where MaxwellBoltzmannDistribution (the same numbers) is deprecated
+    from ase.md.velocitydistribution import thermalize_momenta
+except ImportError:   # ASE 3.23-3.28
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+
+    def thermalize_momenta(atoms, temperature_K, *, rng=None):
+        MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=rng)
 
 ROOT = Path(__file__).resolve().parents[1]
 CU = ROOT / "inputs" / "cu" / "model.h5"
@@ -193,7 +201,7 @@ def _max_angular_frequency(atoms, eps=1e-3):
 
 def test_nve_energy_bounded_by_verlet_arithmetic(cu_model, cu_eos):
     """VelocityVerlet, 300 steps of 2 fs, 64 atoms from the perfect lattice at 300 K
-    (MaxwellBoltzmannDistribution).  For a harmonic mode of angular frequency ω, velocity Verlet
+    (thermalize_momenta).  For a harmonic mode of angular frequency ω, velocity Verlet
     conserves p^2/2 + ω^2 x^2 (1 - f) / 2 with f = (ω dt / 2)^2 exactly, so the true energy of the
     mode stays within a band of width f / (1 - f) of it: the total energy stays within
     f / (1 - f) (E - U_lattice) of its start, with f from the model's own highest frequency.
@@ -206,7 +214,7 @@ def test_nve_energy_bounded_by_verlet_arithmetic(cu_model, cu_eos):
     dt = 2.0 * units.fs
     f = (omega * dt / 2) ** 2
     assert f < 0.1   # a sane time step for this model
-    MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(0))
+    thermalize_momenta(atoms, 300, rng=np.random.default_rng(0))
     Stationary(atoms)
     md = VelocityVerlet(atoms, timestep=dt, logfile=None)
     energies = []
@@ -243,7 +251,7 @@ def test_berendsen_npt_reaches_the_model_lattice(cu_model, cu_eos):
     a0, bulk_modulus, _ = cu_eos
     atoms = bulk("Cu", "fcc", a=1.01 * a0, cubic=True) * (2, 2, 2)
     atoms.calc = DPCalculator(cu_model)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=0.1, rng=np.random.default_rng(8))
+    thermalize_momenta(atoms, 0.1, rng=np.random.default_rng(8))
     Stationary(atoms)
     dt, taup = 2 * units.fs, 40 * units.fs
     md = NPTBerendsen(atoms, timestep=dt, temperature_K=0.1, pressure_au=0.0, taut=1e4 * units.fs,
