@@ -28,6 +28,13 @@ COMMANDS = {
                     "fit a model's per-type energy bias to labelled data, like dp change-bias"),
 }
 
+ALIASES = {"convert": ["convert-backend"]}
+"""DeePMD-kit's names of numdp's commands: `dp convert-backend IN OUT` is `numdp convert IN OUT`."""
+
+DP_LOG_OPTIONS = ("-v", "--log-level", "-l", "--log-path", "-m", "--mpi-log")
+"""dp's logging options, which numdp's commands (but train's -l) do not take: numdp prints to
+stdout and stderr (docs/from-deepmd-kit.md)."""
+
 
 def _backend_aliases() -> list[str]:
     """dp's -b/--backend values (DeePMD-kit 3.2): numdp.commands.freeze.BACKENDS."""
@@ -58,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (module, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(name, help=help_text, description=help_text, aliases=ALIASES.get(name, []))
         importlib.import_module(module).configure(p)
         p.set_defaults(_module=module)
     return parser
@@ -69,7 +76,10 @@ def main(argv=None) -> int:
     from .signals import PIPE_CLOSED, silence_stdout, stdout_was_closed
     from .validate import checked_threads
 
-    args = build_parser().parse_args(argv)
+    args, extra = build_parser().parse_known_args(argv)
+    if extra:
+        print(f"numdp {args.command}: error: {unrecognized(args.command, extra)}", file=sys.stderr)
+        return 2
     try:
         # --threads (train, test, model-devi, ipi, change-bias): checked here once for every sub-command
         checked_threads(getattr(args, "threads", None), "--threads")
@@ -92,6 +102,19 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # `numdp test ... | head`: the reader left; no traceback
         silence_stdout()
         return PIPE_CLOSED
+
+
+def unrecognized(command: str, extra: list[str]) -> str:
+    """The error for the arguments `extra` that `command` does not take, with what to do instead
+    where a DeePMD-kit or LAMMPS user's habit explains them."""
+    line = f"unrecognized arguments: {' '.join(extra)}"
+    flags = [a.split("=", 1)[0] if a.startswith("--") else a[:2] for a in extra if a.startswith("-")]
+    if any(flag in DP_LOG_OPTIONS for flag in flags):
+        return (line + " (DeePMD-kit's logging options -v/--log-level, -l/--log-path, -m/--mpi-log: numdp "
+                "prints its lines to stdout and its errors to stderr; redirect them, e.g. > out.log 2>&1)")
+    if command == "lmp" and not extra[0].startswith("-"):
+        return line + f" (name the LAMMPS script with -i: numdp lmp -i {extra[0]})"
+    return line
 
 
 MPI_COMMANDS = ("run", "lmp")

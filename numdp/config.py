@@ -26,7 +26,8 @@ from .md.thermostats import THERMOSTATS, Langevin, NoseHooverChain
 from .backend import DEVICES
 from .model.precision import PRECISIONS
 from .errors import InputError
-from .validate import RUN_WORDING, Limit, Table, distinct_files, is_int_list, load_toml, resolve_path, toml_value
+from .validate import (RUN_WORDING, Limit, Table, distinct_files, is_int_list, parse_toml_text, read_input_text,
+                       resolve_path, toml_value)
 
 # The names an input may use; each set has its home where it is implemented.
 ENSEMBLES = ("nve", "nvt", "npt", "nph")
@@ -527,14 +528,35 @@ TABLES = ("model", "system", "md", "minimize", "neighbor", "output", "safety", "
 REQUIRED_TABLES = ("model", "system")   # and one of [md] and [minimize]
 
 
+LAMMPS_SCRIPT_COMMANDS = frozenset(("units", "atom_style", "boundary", "read_data", "pair_style", "pair_coeff",
+                                    "fix", "run", "minimize", "thermo", "thermo_style", "dump", "lattice"))
+"""First words of a LAMMPS input script's lines, none of which a TOML line starts with."""
+
+
 def load_run_settings(path) -> RunSettings:
     """Read and validate a `numdp run` input file."""
     path = Path(path)
-    if path.suffix.lower() == ".json":
+    if path.suffix.lower() in (".json", ".yaml", ".yml"):
         raise InputError(f"{path.name}: numdp run reads a TOML input (docs/md.md); a DeePMD-kit "
-                         "input.json is a training input: numdp train")
-    text, data = load_toml(path)
+                         f"input{path.suffix} is a training input: numdp train")
+    text = read_input_text(path)
+    try:
+        data = parse_toml_text(text, path.name)
+    except InputError:
+        if _is_lammps_script(text):
+            raise InputError(f"{path.name}: a LAMMPS input script, not a numdp run input (TOML, docs/md.md): "
+                             f"run it with numdp lmp -i {path}") from None
+        raise
     return run_settings(path, text, data, path.parent.resolve())
+
+
+def _is_lammps_script(text: str) -> bool:
+    """Whether `text` has a line `COMMAND args` of a LAMMPS script (a TOML line would be `key = ...`)."""
+    for line in text.splitlines():
+        words = line.split("#", 1)[0].split()
+        if len(words) >= 2 and words[0] in LAMMPS_SCRIPT_COMMANDS and words[1] != "=" and "=" not in words[0]:
+            return True
+    return False
 
 
 def run_settings(path: Path, text: str, data: dict, base: Path) -> RunSettings:

@@ -48,6 +48,7 @@ message changes, the words are data (`RUN_WORDING`, `TRAIN_WORDING`); the checks
 """
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import numbers
@@ -182,6 +183,19 @@ TRAIN_WORDING = Wording(
 """The words of `numdp train` input messages (numdp.train.config)."""
 
 
+def did_you_mean(name: str, allowed) -> str:
+    """``"; did you mean X?"`` for the one allowed name that a misspelt `name` abbreviates or, failing
+    that, the one closest to it (difflib's similarity >= 0.6, as DeePMD-kit's input check
+    suggests); ``""`` when none is close or several are equally close (start_pref_x: e, f or v?)."""
+    name, allowed = str(name), [str(a) for a in allowed]
+    close = [a for a in allowed if a.startswith(name)]
+    if not close:
+        ratios = {a: difflib.SequenceMatcher(None, name, a).ratio() for a in allowed}
+        best = max(ratios.values(), default=0.0)
+        close = [a for a, r in ratios.items() if r == best and r >= 0.6]
+    return f"; did you mean {close[0]}?" if len(close) == 1 else ""
+
+
 def read_input_text(path: Path, what: str = "input file") -> str:
     """The text of the input file `path` (`what` names it when missing), without the UTF-8
     byte-order mark some Windows editors write first; InputError if missing or unreadable (TOML
@@ -296,7 +310,7 @@ class Table:
         allowed = tuple(allowed)
         for key in self.data:
             if key not in allowed:
-                raise self.error(key, self.wording.unknown_key(allowed))
+                raise self.error(key, self.wording.unknown_key(allowed) + did_you_mean(key, allowed))
 
     def done(self, also=()) -> None:
         """Reject every key that was not read (nor named in `also`)."""
@@ -307,7 +321,8 @@ class Table:
         allowed = tuple(allowed)
         for name in self.data:
             if name not in allowed:
-                raise InputError(f"{self.file}: [{name}]: {self.wording.unknown_table(allowed)}")
+                raise InputError(f"{self.file}: [{name}]: {self.wording.unknown_table(allowed)}"
+                                 f"{did_you_mean(name, allowed)}")
 
     # -- readers
     def raw(self, key: str, default=REQUIRED):

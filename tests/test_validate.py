@@ -35,7 +35,7 @@ def test_unknown_keys_before_or_after_reading():
     assert message(t.check_keys, ("skin",)) == "in.toml: [neighbor] cutoff: unknown key (allowed: skin)"
     t = Table("in.toml", "loss", {"start_pref_e": 1.0, "start_pref_x": 1.0}, TRAIN_WORDING)
     t.number("start_pref_e", 0.0)
-    assert message(t.done) == "in.toml: [loss] start_pref_x: unknown key"
+    assert message(t.done) == "in.toml: [loss] start_pref_x: unknown key; did you mean start_pref_e?"
     t.done(also=("start_pref_x",))
 
 

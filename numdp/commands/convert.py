@@ -19,7 +19,7 @@ from ..io.model_file import DESCRIPTIONS, model_kind, output_kind, read_model, w
 
 
 def configure(parser):
-    parser.add_argument("input", metavar="IN", help="model to read (numdp .h5 or DeePMD-kit .dp) or H5MD trajectory")
+    parser.add_argument("input", metavar="IN", help="model to read (numdp .h5, DeePMD-kit .dp, .pb, .pt/.pth) or H5MD trajectory")
     parser.add_argument("output", metavar="OUT",
                         help="model to write (.dp = DeePMD-kit, .h5/.hdf5 = numdp), trajectory (.extxyz/.xyz, "
                              ".lammpstrj/.dump) or LAMMPS data file of the last frame (.data/.lmp)")

@@ -25,7 +25,8 @@ import traceback
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", help="TOML input file ([model], [system], [md] or [minimize], [neighbor], [output], "
-                                      "[safety], [parallel])")
+                                      "[safety], [parallel], [model_devi]; docs/md.md); paths in it are "
+                                      "relative to it, outputs written there too")
     parser.add_argument("--restart", metavar="CHECKPOINT", default=None,
                         help="continue from this numdp checkpoint (overrides [system]); runs up to [md] steps "
                              "([minimize] steps for a minimization's checkpoint and input)")
