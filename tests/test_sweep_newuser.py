@@ -101,3 +101,25 @@ def test_no_suggestion_where_several_keys_are_as_close():
 
     assert did_you_mean("start_pref_x", ("start_pref_e", "start_pref_f", "start_pref_v")) == ""
     assert did_you_mean("cutoff", ("skin",)) == ""
+
+
+def test_restart_named_as_in_the_input_folder_says_where_the_checkpoint_is(tmp_path, capsys, monkeypatch):
+    """`numdp run inputs/water/md.toml --restart checkpoint.h5` from the repository root said only
+    "file not found": the input writes its checkpoint beside itself, the command line's path is the
+    working folder's."""
+    import shutil
+    from pathlib import Path
+
+    water = Path(__file__).parents[1] / "inputs" / "water"
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("md.toml", "model.h5", "start.xyz"):
+        shutil.copy(water / name, run / name)
+    (run / "checkpoint.h5").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    line = _one_error_line(["run", "run/md.toml", "--restart", "checkpoint.h5"], capsys)
+    assert line == ("numdp run: error: --restart checkpoint.h5: file not found (the input writes its checkpoint "
+                    "beside it: --restart run/checkpoint.h5)")
+    (run / "checkpoint.h5").unlink()   # no such file beside the input either: no hint
+    assert _one_error_line(["run", "run/md.toml", "--restart", "checkpoint.h5"], capsys) == (
+        "numdp run: error: --restart checkpoint.h5: file not found")

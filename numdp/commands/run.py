@@ -19,6 +19,7 @@ with the same status; any other error on one rank prints its message and aborts 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 
@@ -60,12 +61,21 @@ def _run(args, world, load=None, continuation=None) -> int:
             if restart.is_dir():
                 raise InputError(f"--restart {restart}: is a directory, not a checkpoint file")
             if not restart.is_file():
-                raise InputError(f"--restart {restart}: file not found")
+                raise InputError(f"--restart {restart}: file not found" + _checkpoint_hint(restart, settings))
             problem = checkpoint_problem(restart)
             if problem is not None:
                 raise InputError(f"--restart {restart}: {problem}")
     run_md(settings, restart=restart, world=world, continuation=continuation)
     return 0
+
+
+def _checkpoint_hint(restart, settings) -> str:
+    """Where the input's own checkpoint is, when --restart names a missing file of its name (paths
+    on the command line are relative to the working folder, an input's to the input)."""
+    own = settings.output.checkpoint
+    if own is not None and own.name == restart.name and own.is_file():
+        return f" (the input writes its checkpoint beside it: --restart {os.path.relpath(own)})"
+    return ""
 
 
 def main(args, load=None, continuation=None) -> int:
