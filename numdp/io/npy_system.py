@@ -276,9 +276,13 @@ class NpyFolder:
     def words(self, name: str) -> list[str]:
         file = self.location / name
         try:
-            return file.read_text().split()
+            text = file.read_text()
         except (OSError, UnicodeDecodeError) as err:
             raise InputError(f"{file}: cannot read ({err})") from None
+        if "\0" in text:   # ndarray.tofile or np.save under this name: no text to split
+            raise InputError(f"{file}: binary data (NUL bytes), not text: write one entry per line as text "
+                             f"(np.savetxt(..., fmt=\"%d\") for type indices)")
+        return text.split()
 
     def array(self, name: str) -> np.ndarray:
         file = self.location / name
@@ -464,13 +468,28 @@ def _read_types(store: SystemStore, type_map: list[str] | None) -> np.ndarray:
 
 
 def _type_index(file: pathlib.Path, atom: int, word: str) -> int:
+    """The type index `word` of atom `atom`: an integer, or a whole number in a float spelling
+    (``np.savetxt`` without fmt writes ``1.000000000000000000e+00``; DeePMD-kit reads type.raw
+    with np.loadtxt and casts, so it trains on such files).  A fraction, which DeePMD-kit would
+    truncate, is refused."""
     try:
         t = int(word)
     except ValueError:
-        raise InputError(f"{file}: atom {atom}: {word!r} is not an integer type index") from None
+        try:
+            value = float(word)
+        except ValueError:
+            raise InputError(f"{file}: atom {atom}: {_quoted(word)} is not an integer type index") from None
+        if not value.is_integer():
+            raise InputError(f"{file}: atom {atom}: {_quoted(word)} is not a whole number (a type index)") from None
+        t = int(value)
     if not 0 <= t <= _INT32_MAX:
         raise InputError(f"{file}: atom {atom} has invalid type index {t} (must be >= 0, int32)")
     return t
+
+
+def _quoted(word: str, limit: int = 24) -> str:
+    """repr(word), cut to its first `limit` characters and "..." when longer (a message's line)."""
+    return repr(word) if len(word) <= limit else repr(word[:limit]) + "..."
 
 
 def _read_set(store: SystemStore, set_name: str, natoms: int, nopbc: bool,

@@ -715,9 +715,12 @@ class Trainer:
             self.final_test = res
             over = self.valid_cache.overflow
             if over.any():
-                self.say(f"warning: sel {list(self.params.descriptor.sel)} overflowed in the validation "
-                         f"data ({over.tolist()} centre-atom blocks; largest counts "
-                         f"{self.valid_cache.max_count.tolist()})")
+                sel = list(self.params.descriptor.sel)
+                zero = [self.params.type_map[t] for t, n in enumerate(sel) if n == 0 and over[t]]
+                note = (f"; sel 0 for {', '.join(zero)} (never within rcut in the training data): its atoms are "
+                        "no atom's neighbours, as in DeePMD-kit" if zero else "")
+                self.say(f"warning: sel {sel} overflowed in the validation data ({over.tolist()} centre-atom "
+                         f"blocks; largest counts {self.valid_cache.max_count.tolist()}){note}")
             self.say(f"validation over {res.nframes} frames (all validation data): {res.figures()}")
             if self.theta_ema is not None:
                 with self.ema_weights():
