@@ -14,7 +14,7 @@ COMMANDS = {
     "convert": ("numdp.commands.convert", "convert a model (numdp .h5 <-> DeePMD-kit .dp; DeePMD-kit .pb/.pt/.pth in) or an H5MD trajectory (to extxyz, LAMMPS dump)"),
     "compress": ("numdp.commands.compress", "tabulate a model's embedding nets (order 3 or 5)"),
     "train": ("numdp.commands.train", "train an se_e2_a energy model from a TOML input or DeePMD-kit's input.json"),
-    "run": ("numdp.commands.run", "molecular dynamics (NVE, NVT, NPT) or a FIRE energy minimization from a TOML input file"),
+    "run": ("numdp.commands.run", "molecular dynamics (NVE, NVT, NPT) or an energy minimization (FIRE, CG, SD) from a TOML input file"),
     "lmp": ("numdp.commands.lmp", "run a LAMMPS input script (pair_style deepmd; the DP-GEN subset) with numdp run"),
     "plot": ("numdp.commands.plot", "PNG figure of lcurve.out, a numdp run log or model_devi.out"),
     "neighbor-stat": ("numdp.commands.neighbor_stat", "largest neighbour counts, smallest distance and sel of DeePMD systems"),

@@ -137,14 +137,27 @@ class NormStyle(str, Enum):
     INF = "inf"   # the largest force component |F_i,k|
 
 
-MIN_STYLES = ("fire",)
+class LineSearch(str, Enum):
+    """The line search of [minimize] style = "cg" / "sd" (LAMMPS `min_modify line`)."""
+
+    QUADRATIC = "quadratic"   # LAMMPS' default
+    BACKTRACK = "backtrack"
+
+
+MIN_STYLES = ("fire", "cg", "sd")
 FIRE_INTEGRATORS = ("eulerimplicit",)
+FIRE_KEYS = ("timestep", "integrator", "tmax", "tmin", "delaystep", "dtgrow", "dtshrink", "alpha0", "alphashrink",
+             "halfstepback", "initialdelay", "vdfmax")
+LINE_KEYS = ("line", "maxeval")
 
 
 @dataclass
 class MinimizeSettings:
-    """[minimize]: LAMMPS `min_style fire` + `min_modify ...` + `minimize etol ftol maxiter`, with
-    LAMMPS' defaults (FIRE 2.0, Guénolé et al., Comput. Mater. Sci. 175, 109584 (2020)).
+    """[minimize]: LAMMPS `min_style fire|cg|sd` + `min_modify ...` + `minimize etol ftol maxiter
+    maxeval`, with LAMMPS' defaults.  style: "fire" (FIRE 2.0, Guénolé et al., Comput. Mater. Sci.
+    175, 109584 (2020); numdp.md.minimize; numdp run's default), "cg" (Polak-Ribière conjugate
+    gradient, LAMMPS' default) or "sd" (steepest descent), with line: LAMMPS' line search
+    (numdp.md.linesearch) and maxeval: stop after this many force evaluations (None: no limit).
 
     steps: the step number at which the minimization ends (maxiter of a new run); ftol eV/Å and
     norm: stop when the force norm < ftol (0: off); etol: stop when |E - E_prev| < etol (|E| +
@@ -172,6 +185,8 @@ class MinimizeSettings:
     halfstepback: bool = True
     initialdelay: bool = True
     vdfmax: int = 2000
+    line: LineSearch = LineSearch.QUADRATIC
+    maxeval: int | None = None
 
 
 @dataclass
@@ -406,11 +421,17 @@ def _check_coupling(t: Table, key: str, tau: float | None, timestep: float) -> N
 def _minimize(t: Table) -> MinimizeSettings:
     t.check_keys(("style", "steps", "ftol", "norm", "etol", "timestep", "dmax", "integrator", "tmax", "tmin",
                   "delaystep", "dtgrow", "dtshrink", "alpha0", "alphashrink", "halfstepback", "initialdelay",
-                  "vdfmax"))
+                  "vdfmax", *LINE_KEYS))
     style = t.string("style", "fire")
     if style not in MIN_STYLES:
         raise t.error("style", f"'{style}' is not available; numdp implements 'fire' (FIRE 2.0, as LAMMPS' "
-                               f"min_style fire)")
+                               f"min_style fire), 'cg' and 'sd' (LAMMPS' min_style cg and sd)")
+    for key in FIRE_KEYS if style != "fire" else LINE_KEYS:
+        if key in t.data:
+            raise t.error(key, f"not used by style = '{style}' (only by " + (
+                "style = 'fire')" if style != "fire" else "the line-search styles 'cg' and 'sd')"))
+    line = t.string("line", LineSearch.QUADRATIC.value, choices=tuple(x.value for x in LineSearch))
+    maxeval = t.integer("maxeval", 0, nonnegative=True) if "maxeval" in t.data else None
     integrator = t.string("integrator", "eulerimplicit")
     if integrator not in FIRE_INTEGRATORS:
         raise t.error("integrator", f"'{integrator}' is not available; numdp's FIRE integrates with "
@@ -426,7 +447,7 @@ def _minimize(t: Table) -> MinimizeSettings:
         dtshrink=t.number("dtshrink", 0.5, positive=True), alpha0=t.number("alpha0", 0.25, nonnegative=True),
         alphashrink=t.number("alphashrink", 0.99, positive=True),
         halfstepback=t.boolean("halfstepback", True), initialdelay=t.boolean("initialdelay", True),
-        vdfmax=t.integer("vdfmax", 2000, nonnegative=True))
+        vdfmax=t.integer("vdfmax", 2000, nonnegative=True), line=LineSearch(line), maxeval=maxeval)
     # LAMMPS' own checks (MinFire::init), and alpha a mixing fraction
     if m.tmax < m.tmin:
         raise t.error("tmax", f"must be >= tmin = {m.tmin}, got {m.tmax}")

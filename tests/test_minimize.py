@@ -335,7 +335,7 @@ def test_restart_continues_the_minimization_bit_for_bit(tmp_path, monkeypatch):
      "[md] and [minimize]: an input is either dynamics ([md]) or an energy minimization ([minimize]), not both"),
     ("[minimize]\nsteps = 400\nftol = 1e-4\n", "", "[md]: required table missing (or [minimize]"),
     ("steps = 400\n", "", "[minimize] steps: required"),
-    ("steps = 400", 'steps = 400\nstyle = "cg"', "[minimize] style: 'cg' is not available; numdp implements 'fire'"),
+    ("steps = 400", 'steps = 400\nstyle = "bfgs"', "[minimize] style: 'bfgs' is not available; numdp implements 'fire'"),
     ("steps = 400", 'steps = 400\nintegrator = "verlet"', "[minimize] integrator: 'verlet' is not available"),
     ("steps = 400", 'steps = 400\nnorm = "one"', "[minimize] norm: must be one of 'two', 'max', 'inf', got 'one'"),
     ("ftol = 1e-4", "ftol = -1.0", "[minimize] ftol: must be >= 0"),

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import FIRE_KEYS, LINE_KEYS
 from ..errors import InputError
 from ..io.series import MARK, is_series, latest_file, series_file
 from ..units import EV_PER_A3_TO_BAR, KB
@@ -246,7 +247,7 @@ class _State:
     checkpoint_every: int = 0
     log: str = DEFAULT_LOG
     steps: int | None = None
-    min_style: str = "cg"                 # LAMMPS' default; numdp minimizes with fire only
+    min_style: str = "cg"                 # LAMMPS' default (numdp: cg, sd, fire)
     min_modify: dict = field(default_factory=dict)   # [minimize] keys from min_modify
     minimize: dict | None = None          # [minimize] etol, ftol, steps from `minimize`
     replicate: tuple[int, int, int] = (1, 1, 1)   # replicate NX NY NZ (their product over commands)
@@ -1111,6 +1112,8 @@ class _Translator:
     def _min_style(self, c: Command) -> None:
         if len(c.args) != 1:
             raise Refused("expected: min_style STYLE")
+        if c.args[0] not in _MIN_STYLES:
+            raise Refused(f"min_style {c.args[0]}: not supported by numdp lmp (cg, sd and fire are)")
         self.s.min_style = c.args[0]
 
     def _min_modify(self, c: Command) -> None:
@@ -1128,32 +1131,44 @@ class _Translator:
                 self.s.min_modify[key] = value
             elif key == "integrator" and value == "eulerimplicit":
                 self.s.min_modify[key] = value
+            elif key == "line" and value in ("quadratic", "backtrack"):
+                self.s.min_modify[key] = value
             else:
-                raise Refused(f"min_modify {key} {value}: not supported by numdp lmp (FIRE's dmax, tmax, tmin, "
-                              f"delaystep, dtgrow, dtshrink, alpha0, alphashrink, vdfmax, halfstepback, "
-                              f"initialdelay, norm, integrator eulerimplicit are)")
+                raise Refused(f"min_modify {key} {value}: not supported by numdp lmp (dmax, norm, line quadratic "
+                              f"or backtrack, and FIRE's tmax, tmin, delaystep, dtgrow, dtshrink, alpha0, "
+                              f"alphashrink, vdfmax, halfstepback, initialdelay, integrator eulerimplicit are)")
 
     def _minimize(self, c: Command) -> None:
-        """`minimize etol ftol maxiter maxeval` with `min_style fire`: numdp's [minimize] (FIRE 2.0,
-        LAMMPS' min_style fire; docs/md.md#energy-minimization)."""
+        """`minimize etol ftol maxiter maxeval` with `min_style cg` (LAMMPS' default), `sd` or `fire`:
+        numdp's [minimize] of that style (docs/md.md#energy-minimization)."""
         self._need_box("minimize")
         if self.ran:
             raise Refused("minimize after a run: numdp lmp runs a minimize alone, before any run")
         if len(c.args) != 4:
             raise Refused("expected: minimize ETOL FTOL MAXITER MAXEVAL")
-        if self.s.min_style != "fire":
-            raise Refused(f"min_style {self.s.min_style}{' (LAMMPS default)' if self.s.min_style == 'cg' else ''}: "
-                          f"numdp minimizes with FIRE only; add `min_style fire`")
         etol, ftol = _number(c.args[0], "etol", nonnegative=True), _number(c.args[1], "ftol", nonnegative=True)
         maxiter, maxeval = _integer(c.args[2], "maxiter"), _integer(c.args[3], "maxeval")
-        if maxeval < maxiter:
+        if maxeval < maxiter and self.s.min_style == "fire":
             raise Refused(f"maxeval {maxeval} < maxiter {maxiter}: numdp's FIRE has no limit on force "
                           f"evaluations (about one per iteration); give maxeval >= maxiter")
         start = self.s.restart_step or 0
         self.s.minimize = {"steps": start + maxiter, "etol": etol, "ftol": ftol}
+        if self.s.min_style != "fire":
+            self.s.minimize["maxeval"] = maxeval
         self.s.steps = start + maxiter
         self.first = copy.deepcopy(self.s)
         self.ran = True
+
+    def _minimize_table(self, s: _State) -> dict:
+        """[minimize] of the script's min_style, minimize and min_modify: LAMMPS accepts every
+        min_modify keyword with every style and ignores those of another style's; so does numdp lmp
+        (with a note)."""
+        fire = s.min_style == "fire"
+        unused = [k for k in s.min_modify if k in (LINE_KEYS if fire else FIRE_KEYS)]
+        if unused:
+            self.note(f"min_modify {', '.join(unused)}: not used by min_style {s.min_style} (as LAMMPS)")
+        keys = {k: v for k, v in s.min_modify.items() if k not in unused}
+        return {"style": s.min_style, **s.minimize, **({"timestep": s.timestep} if fire else {}), **keys}
 
     def _written(self, kind: WriteKind, file: str) -> None:
         """A state to write after the run just made (the last `run` / `minimize` command)."""
@@ -1255,8 +1270,8 @@ class _Translator:
             if s.velocity is not None and s.minimize is None:
                 system["velocities"] = {"temperature": lammps_kelvin(s.velocity[0]), "seed": s.velocity[1]}
             elif s.velocity is not None:
-                self.note("velocity create before minimize: numdp's FIRE starts at rest (LAMMPS' minimize "
-                          "ignores the velocities too); not used")
+                self.note("velocity create before minimize: numdp's minimization starts at rest (LAMMPS' "
+                          "minimize ignores the velocities too); not used")
             if s.boundary != ("p", "p", "p"):
                 system["pbc"] = [b == "p" for b in s.boundary]
             if s.replicate != (1, 1, 1):   # LAMMPS' atom ids: the x replica fastest
@@ -1264,7 +1279,7 @@ class _Translator:
                 system["replicate_order"] = "lammps"
         t["system"] = system
         if s.minimize is not None:
-            t["minimize"] = {"style": "fire", **s.minimize, "timestep": s.timestep, **s.min_modify}
+            t["minimize"] = self._minimize_table(s)
         else:
             t["md"] = self._md_table(fix, s)
         t["neighbor"] = {"skin": s.skin}
@@ -1529,6 +1544,7 @@ _DUMP_MODIFY_KEYWORDS = ("sort", "append", "element", "every", "first", "flush",
                          "units", "unwrap", "colname", "buffer", "delay", "fileper", "skip", "types")
 """LAMMPS' dump_modify keywords: an `element` list ends at one of them."""
 
+_MIN_STYLES = ("cg", "sd", "fire")
 _MIN_NUMBERS = ("dmax", "tmax", "tmin", "dtgrow", "dtshrink", "alpha0", "alphashrink")
 _MIN_INTEGERS = ("delaystep", "vdfmax")
 """min_modify keywords of min_style fire, as numdp's [minimize] keys of the same names."""

@@ -1,5 +1,5 @@
 """Molecular dynamics and energy minimization: state updates (integrator half-steps, thermostats,
-barostat, FIRE iterations), forces with a Verlet skin, safety checks, reporters and the run loop.
+barostat, minimizer iterations), forces with a Verlet skin, safety checks, reporters and the run loop.
 Entry point: `numdp.md.setup.run_md`.
 
 Layers (imports point upward only; the Numba kernels are in numdp.kernels.cpu.md and the
@@ -7,6 +7,7 @@ Philox random numbers in numdp.kernels.cpu.rng; the device twins in numdp.kernel
 
     integrator.py   velocity Verlet composed of named half-steps
     minimize.py     FIRE 2.0 energy minimization (LAMMPS min_style fire), run by the same loop
+    linesearch.py   cg / sd energy minimization (LAMMPS min_style cg, sd), run by the same loop
     thermostats.py  Nose-Hoover chain, Langevin, stochastic velocity rescaling (CSVR)
     barostat.py     stochastic cell rescaling (isotropic, anisotropic, triclinic)
     forces.py       neighbour list with skin, ghost exchange (numdp.parallel) + model evaluation

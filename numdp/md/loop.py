@@ -8,8 +8,9 @@
             and trajectory frame, summary (ns/day, µs/atom/step, time split), the integrator's
             final lines
 
-An energy minimization runs the same loop with numdp.md.minimize.FireMinimizer in the place of
-the integrator (one FIRE iteration per step); its summary counts iterations.
+An energy minimization runs the same loop with a minimizer (numdp.md.minimize.FireMinimizer,
+numdp.md.linesearch.LineSearchMinimizer) in the place of the integrator (one iteration per step);
+its summary counts iterations.
 
 Phases: neigh (rebuilds, ghost positions, list formatting), force (model), comm (migration, ghost
 exchange, force return, global reductions: numdp.parallel), integrate (everything else in a step),
@@ -78,7 +79,7 @@ class RunResult:
     ranks: int = 1
     cpu_seconds: float = 0.0  # CPU time of the loop per rank (mean over ranks), s
     beyond_table: int = 0     # pair evaluations outside a compressed model's tables (all ranks)
-    minimization: bool = False  # steps are FIRE iterations (numdp.md.minimize): no ns/day
+    minimization: bool = False  # steps are minimizer iterations (numdp.md.minimize, .linesearch): no ns/day
     extra: dict = field(default_factory=dict)
     loop_rebuilds: int | None = None   # builds during the steps (None: rebuilds - 1, a set-up build)
 

@@ -46,6 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import MinimizeSettings, NormStyle
+from ..errors import InputError
 from ..kernels.cpu.md import drift, fire_euler_step, fire_sums, force_norms, kick, largest_component
 from ..parallel.world import World
 from ..system import State
@@ -61,12 +62,17 @@ class StopReason(enum.Enum):
     FTOL = "force tolerance"
     VDFMAX = "max iterations with v.f negative"
     STEPS = "max iterations"
+    MAXEVAL = "max force evaluations"
+    DOWNHILL = "search direction is not downhill"     # the line searches' (numdp.md.linesearch)
+    ZEROALPHA = "linesearch alpha is zero"
+    ZEROFORCE = "forces are zero"
+    ZEROQUAD = "quadratic factors are zero"
 
     @property
-    def key(self) -> str:
-        """The [minimize] key of the criterion."""
+    def key(self) -> str | None:
+        """The [minimize] key of the criterion (None: a line search's own stop)."""
         return {StopReason.ETOL: "etol", StopReason.FTOL: "ftol", StopReason.VDFMAX: "vdfmax",
-                StopReason.STEPS: "steps"}[self]
+                StopReason.STEPS: "steps", StopReason.MAXEVAL: "maxeval"}.get(self)
 
 
 @dataclass(frozen=True)
@@ -136,7 +142,9 @@ class FireMinimizer:
         if state.minimize:
             missing = [k for k in FIRE_STATE if k not in state.minimize]
             if missing:
-                raise ValueError(f"the minimization state lacks {missing} (a damaged checkpoint)")
+                raise InputError(f"the checkpoint holds another minimizer's state (it lacks {missing}); "
+                                 f"[minimize] style = 'fire' cannot continue it: use the style that wrote it, "
+                                 f"or give the checkpoint as [system] file to start anew")
             return
         state.velocities[:] = 0.0
         step = float(state.step)

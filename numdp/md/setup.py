@@ -46,6 +46,7 @@ from .device import check_device_run, device_md
 from .forces import ForceProvider
 from .integrator import VelocityVerlet
 from .loop import Continuation, RunResult, Simulation, run_or_raise
+from .linesearch import LineSearchMinimizer
 from .minimize import FireMinimizer
 from .ramp import Ramp
 from .reporters import CheckpointReporter, Console, MinimizeThermoReporter, ThermoReporter, TrajectoryReporter
@@ -181,9 +182,13 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
             barostat = StochasticCellRescaling(Ramp.of(b.pressure, md.steps), b.tau, b.compressibility,
                                                b.coupling, thermostat.temperature, world=world)   # the noise follows the thermostat
         barostat.initialize(state)
-    if mini is not None:   # FIRE iterations in the place of the integrator (the CPU only: above)
-        integrator = FireMinimizer(mini, world)
-        integrator.initialize(state)   # a new minimization starts at rest; a restart keeps FIRE's state
+    if mini is not None:   # minimizer iterations in the place of the integrator (the CPU only: above)
+        integrator = FireMinimizer(mini, world) if mini.style == "fire" else LineSearchMinimizer(mini, world)
+        with world.agreement():
+            try:
+                integrator.initialize(state)   # a new minimization starts at rest; a restart keeps its state
+            except InputError as err:   # a checkpoint of another minimizer
+                raise InputError(f"{restart}: {err}") from None
         provider = ForceProvider(model, settings.neighbor.skin, world, domain)
         safety = SafetyMonitor(settings.safety.min_distance, settings.neighbor.skin, world,
                                move_hint="reduce [minimize] dmax")
@@ -283,6 +288,10 @@ def _describe_md(md) -> str:
 
 def _describe_minimize(m) -> str:
     """The run line's account of [minimize] (LAMMPS' minimize and min_modify parameters)."""
+    if m.style != "fire":
+        return (f"minimize {m.style}: steps {m.steps}, ftol {m.ftol:g} eV/A (norm {m.norm.value}), etol {m.etol:g}, "
+                f"line {m.line.value}, dmax {m.dmax:g} A, maxeval "
+                f"{m.maxeval if m.maxeval is not None else 'none'}; the box is fixed")
     return (f"minimize {m.style}: steps {m.steps}, ftol {m.ftol:g} eV/A (norm {m.norm.value}), etol {m.etol:g}, "
             f"timestep {m.timestep:g} ps, dmax {m.dmax:g} A, tmax {m.tmax:g}, tmin {m.tmin:g}, delaystep "
             f"{m.delaystep}, dtgrow {m.dtgrow:g}, dtshrink {m.dtshrink:g}, alpha0 {m.alpha0:g}, alphashrink "

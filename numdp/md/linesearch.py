@@ -1,0 +1,302 @@
+"""Energy minimization by line searches, as LAMMPS' `min_style cg` (its default) and `min_style sd`
+with `min_modify line quadratic` (its default) or `line backtrack`, and `minimize etol ftol
+maxiter maxeval` (docs/md.md, "Energy minimization").
+
+One iteration moves the atoms along the search direction h (3N vector, eV/Å) to a lower energy by
+a line search from x0 (the positions at its start), with E0 the energy there, F·h the global sum
+(the "slope"; F·h <= 0 stops: "search direction is not downhill"; h = 0: "forces are zero") and
+the largest step alpha_max = min(1, dmax / max_ik |h_ik|) Å²/eV (no coordinate moves more than
+dmax).  Each trial sets x = x0 + alpha h and evaluates the forces (one force evaluation):
+
+- backtrack: alpha = alpha_max, halved until E - E0 <= -0.4 alpha F·h (success); once alpha
+  reaches 0 or 0.4 alpha F·h <= EMACH = 1e-8 eV, back to x0 (an evaluation) and stop: "energy
+  tolerance" when the last trial lowered E, else "linesearch alpha is zero".
+- quadratic: the same halving, and at each trial also, from the projected force fh = F(x)·h and
+  the previous trial's (fh_prev, alpha_prev, E_prev; at the start F·h, 0, E0), the secant step
+  alpha' = alpha - (alpha - alpha_prev) fh / (fh - fh_prev): taken (an evaluation) when the energy
+  agrees with the quadratic model, |1 - (½ (alpha - alpha_prev)(fh + fh_prev) + E) / E_prev| <=
+  0.1, and 0 < alpha' < alpha_max; it succeeds when E(alpha') - E0 < EMACH.  |fh| or |fh -
+  fh_prev| < EPS_QUAD = 1e-28 stops, back at x0: "quadratic factors are zero".  (As LAMMPS, a
+  secant trial that fails leaves its energy as the one the halving test and the next quadratic
+  model see.)
+
+Then, in this order, the run stops on `maxeval` (evaluations >= maxeval), etol (|E - E_prev| <
+etol (|E| + |E_prev| + 1e-8 eV) / 2) and ftol (the force norm < ftol); otherwise the next
+direction is, for sd, h = F, and for cg (Polak-Ribière) h = F + beta h with beta = max(0, (F·F -
+F·g) / g·g) (g: the forces at the line search's start), beta = 0 every 3N-th iteration of the
+minimization, and h = F when F·h <= 0.  The first direction is h = F.
+
+Every sum and maximum over atoms is a global reduction (numdp.parallel.world.World), so every rank
+takes the same branch and a run on several ranks equals the serial run to round-off.
+
+The search direction is kept in `state.velocities` between iterations (it moves with the atoms
+when they migrate, and a checkpoint carries it; velocities mean nothing to a line search); with
+g = F at the end of every iteration and the scalars in `State.minimize`, a checkpoint holds the
+whole state and `--restart` continues the minimization bit for bit.  During an iteration x0 and g
+travel with h in the same array (columns 3-8), since a force evaluation may migrate the atoms.
+At the end the velocities are set to zero (the relaxed structure at rest); a restart from such a
+checkpoint starts with h = F again, as LAMMPS' next `minimize` command.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..config import LineSearch, MinimizeSettings, NormStyle
+from ..errors import InputError
+from ..parallel.world import World
+from ..system import State
+from .minimize import EPS_ENERGY, StopReason, force_norms_global
+
+ALPHA_MAX = 1.0          # Å²/eV: the largest step along h (LAMMPS' ALPHA_MAX)
+ALPHA_REDUCE = 0.5       # backtracking factor
+BACKTRACK_SLOPE = 0.4    # sufficient decrease: E - E0 <= -0.4 alpha F·h
+QUADRATIC_TOL = 0.1      # relative error of the quadratic model that allows the secant step
+EMACH = 1e-8             # eV: energy changes below this are round-off
+EPS_QUAD = 1e-28         # eV²/Å² · Å²/eV: projected forces below this stop the quadratic search
+
+# the scalars of State.minimize for cg / sd (float64), with their meaning
+LINE_STATE = {
+    "start_step": "the step at which the minimization started",
+    "evaluations": "force evaluations made by the iterations",
+    "gg": "g·g, the squared 2-norm of the forces at the start of the next line search, eV²/Å²",
+    "alpha": "the step of the last line search, Å²/eV",
+    "e_initial": "potential energy at the start, eV",
+    "e_previous": "potential energy before the last iteration, eV",
+    "fnorm_initial": "2-norm of the force vector at the start, eV/A",
+    "fmax_initial": "largest force component at the start, eV/A",
+}
+
+
+class LineSearchMinimizer:
+    """cg / sd iterations on a State (module docstring), in the run loop's integrator place as
+    numdp.md.minimize.FireMinimizer: `step(state, forces)`, `finished`, `at_end`, `final_lines`.
+
+    settings: the [minimize] table (style "cg" or "sd"); world: the run's ranks."""
+
+    thermostat = None
+    barostat = None
+    minimizing = True
+    dt = 0.0   # no timestep (the run summary's)
+
+    def __init__(self, settings: MinimizeSettings, world: World | None = None):
+        self.settings = settings
+        self.world = world if world is not None else World(None)
+        self.finished: StopReason | None = None
+        self.last_norm = math.nan
+
+    # -- state -------------------------------------------------------------------------------------
+    def initialize(self, state: State) -> None:
+        """Start a minimization (h = F once the forces are known), or continue the one whose scalars
+        `state.minimize` holds (a restart; h in state.velocities)."""
+        if state.minimize:
+            missing = [k for k in LINE_STATE if k not in state.minimize]
+            if missing:
+                raise InputError(f"the checkpoint holds another minimizer's state (it lacks {missing}); "
+                                 f"[minimize] style = '{self.settings.style}' cannot continue it: use the style "
+                                 f"that wrote it, or give the checkpoint as [system] file to start anew")
+            return
+        state.velocities[:] = 0.0
+        state.minimize = {k: np.float64(math.nan) for k in LINE_STATE}
+        state.minimize["start_step"] = np.float64(state.step)
+        state.minimize["evaluations"] = np.float64(0.0)
+
+    def _get(self, state: State, key: str) -> float:
+        return float(state.minimize[key])
+
+    def _set(self, state: State, **values) -> None:
+        for key, value in values.items():
+            state.minimize[key] = np.float64(value)
+
+    def _dot(self, a: np.ndarray, b: np.ndarray) -> float:
+        """Global a·b of two (n, 3) per-atom arrays.  Collective."""
+        return float(self.world.sum_global(float(np.dot(a.ravel(), b.ravel()))))
+
+    def _record_start(self, state: State) -> None:
+        """The start values (and h = F, g·g) once the start forces are known; a restart from a
+        final checkpoint (h = 0 everywhere) also starts with h = F.  Collective."""
+        if math.isnan(self._get(state, "e_initial")):
+            norms = force_norms_global(state.forces, self.world)
+            self._set(state, e_initial=state.potential_energy, e_previous=state.potential_energy,
+                      fnorm_initial=norms.two, fmax_initial=norms.component)
+        if math.isnan(self._get(state, "gg")) \
+                or self.world.max_global(float(np.abs(state.velocities).max(initial=0.0))) == 0.0:
+            state.velocities[:] = state.forces
+            self._set(state, gg=self._dot(state.forces, state.forces))
+
+    def sync_host(self, state: State) -> None:
+        """Nothing to copy: the minimization works on the host arrays."""
+
+    # -- one iteration -----------------------------------------------------------------------------
+    def step(self, state: State, forces) -> None:
+        """One line search and the next direction (module docstring); `forces(state)` fills
+        state.forces and .potential_energy.  Sets `finished` when the run stops.  Collective."""
+        p = self.settings
+        self._record_start(state)
+        e0 = state.potential_energy
+        # h, g, x0 travel together through force evaluations (atoms may migrate)
+        state.velocities = np.hstack([state.velocities, state.forces, state.positions])
+        search = _LineSearch(state, forces, self.world, p.dmax)
+        try:
+            failed = search.backtrack(e0) if p.line is LineSearch.BACKTRACK else search.quadratic(e0)
+        finally:
+            packed = state.velocities
+            state.velocities = np.ascontiguousarray(packed[:, :3])
+            g = packed[:, 3:6]
+        state.step += 1
+        evaluations = self._get(state, "evaluations") + search.evaluations
+        self._set(state, evaluations=evaluations, e_previous=e0, alpha=search.alpha)
+        self.last_norm = force_norms_global(state.forces, self.world).of(p.norm) if p.ftol > 0.0 else math.nan
+        if failed is not None:
+            self.finished = failed
+            return
+        if p.maxeval is not None and evaluations >= p.maxeval:
+            self.finished = StopReason.MAXEVAL
+            return
+        e = state.potential_energy
+        if abs(e - e0) < p.etol * 0.5 * (abs(e) + abs(e0) + EPS_ENERGY):
+            self.finished = StopReason.ETOL
+            return
+        f, h = state.forces, state.velocities
+        ff, fg = (float(s) for s in self.world.sum_global(
+            np.array([np.dot(f.ravel(), f.ravel()), np.dot(f.ravel(), g.ravel())])))
+        if p.ftol > 0.0:
+            measure = ff if p.norm is NormStyle.TWO else self.last_norm ** 2
+            if measure < p.ftol * p.ftol:
+                self.finished = StopReason.FTOL
+                return
+        if p.style == "sd":
+            h[:] = f
+            return
+        iteration = state.step - int(self._get(state, "start_step"))
+        beta = max(0.0, (ff - fg) / self._get(state, "gg"))
+        if (iteration + 1) % (3 * state.natoms_global) == 0:   # restart every 3N iterations
+            beta = 0.0
+        self._set(state, gg=ff)
+        h *= beta
+        h += f
+        if self._dot(f, h) <= 0.0:   # not downhill: steepest descent again
+            h[:] = f
+
+    # -- end -----------------------------------------------------------------------------------------
+    def at_end(self, state: State, end_step: int) -> None:
+        """The run ended: the relaxed structure at rest (v = 0; a restart starts with h = F)."""
+        self._record_start(state)
+        if self.finished is None:
+            self.finished = StopReason.STEPS
+        state.velocities[:] = 0.0
+
+    def final_lines(self, state: State) -> list[str]:
+        """The log's last lines (as numdp.md.minimize.FireMinimizer's, with LAMMPS' wording).  Collective."""
+        p = self.settings
+        m = state.minimize
+        norms = force_norms_global(state.forces, self.world)
+        reason = self.finished or StopReason.STEPS
+        if reason is StopReason.FTOL:
+            why = f": force norm ({p.norm.value}) {norms.of(p.norm):.6g} < ftol = {p.ftol:g} eV/A"
+        elif reason is StopReason.ETOL:
+            why = f": relative energy change < etol = {p.etol:g}" if p.etol > 0 else \
+                ": the line search's energy change is below 1e-8 eV (backtrack)"
+        elif reason is StopReason.MAXEVAL:
+            why = f": {int(float(m['evaluations']))} >= maxeval = {p.maxeval} (not converged)"
+        elif reason is StopReason.STEPS:
+            why = f": reached steps = {state.step} (not converged: force norm ({p.norm.value}) " \
+                  f"{norms.of(p.norm):.6g} eV/A)"
+        else:
+            why = " (the line search made no progress; usually the end of what the precision allows)"
+        key = f" ([minimize] {reason.key})" if reason.key else ""
+        iterations = state.step - int(float(m["start_step"]))
+        return [
+            "Minimization stats:",
+            f"  Stopping criterion = {reason.value}{key}{why}",
+            f"  Energy initial, next-to-last, final = {float(m['e_initial']):.10g} "
+            f"{float(m['e_previous']):.10g} {state.potential_energy:.10g} eV",
+            f"  Force two-norm initial, final = {float(m['fnorm_initial']):.6g} {norms.two:.6g} eV/A",
+            f"  Force max component initial, final = {float(m['fmax_initial']):.6g} {norms.component:.6g} eV/A",
+            f"  Iterations, force evaluations = {iterations} {int(float(m['evaluations']))}",
+            f"  Final line search alpha = {float(m['alpha']):.6g} A^2/eV ({p.style}, line {p.line.value})",
+        ]
+
+
+class _LineSearch:
+    """One line search along h from x0 (columns 0-2 and 6-8 of the packed state.velocities).
+    `evaluations` counts its force evaluations, `alpha` is its step (0 after a failure)."""
+
+    def __init__(self, state: State, forces, world: World, dmax: float):
+        self.state, self.forces, self.world, self.dmax = state, forces, world, dmax
+        self.evaluations = 0
+        self.alpha = 0.0
+
+    def _h(self) -> np.ndarray:
+        return self.state.velocities[:, :3]
+
+    def _at(self, alpha: float) -> float:
+        """x = x0 + alpha h, forces there; the energy, eV.  Collective."""
+        s = self.state
+        packed = s.velocities
+        s.positions[:] = packed[:, 6:9]
+        if alpha > 0.0:
+            s.positions += alpha * packed[:, :3]
+        self.forces(s)   # may migrate the atoms (and the packed array with them)
+        self.evaluations += 1
+        return s.potential_energy
+
+    def _start(self) -> tuple[float, float] | StopReason:
+        """(F·h, alpha_max), or why the search cannot start.  Collective."""
+        h = self._h()
+        fh = float(self.world.sum_global(float(np.dot(self.state.forces.ravel(), h.ravel()))))
+        if fh <= 0.0:
+            return StopReason.DOWNHILL
+        hmax = self.world.max_global(float(np.abs(h).max(initial=0.0)))
+        if hmax == 0.0:
+            return StopReason.ZEROFORCE
+        return fh, min(ALPHA_MAX, self.dmax / hmax)
+
+    def backtrack(self, e0: float) -> StopReason | None:
+        """LAMMPS' `line backtrack` (module docstring); None on success.  Collective."""
+        start = self._start()
+        if isinstance(start, StopReason):
+            return start
+        fh0, alpha = start
+        while True:
+            e = self._at(alpha)
+            ideal = -BACKTRACK_SLOPE * alpha * fh0
+            if e - e0 <= ideal:
+                self.alpha = alpha
+                return None
+            alpha *= ALPHA_REDUCE
+            if alpha <= 0.0 or ideal >= -EMACH:
+                self._at(0.0)
+                return StopReason.ETOL if e - e0 < 0.0 else StopReason.ZEROALPHA
+
+    def quadratic(self, e0: float) -> StopReason | None:
+        """LAMMPS' `line quadratic` (module docstring); None on success.  Collective."""
+        start = self._start()
+        if isinstance(start, StopReason):
+            return start
+        fh0, alpha_max = start
+        alpha, alpha_prev, fh_prev, e_prev = alpha_max, 0.0, fh0, e0
+        while True:
+            e = self._at(alpha)
+            fh = float(self.world.sum_global(float(np.dot(self.state.forces.ravel(), self._h().ravel()))))
+            dfh = fh - fh_prev
+            if abs(fh) < EPS_QUAD or abs(dfh) < EPS_QUAD:
+                self._at(0.0)
+                return StopReason.ZEROQUAD
+            relerr = abs(1.0 - (0.5 * (alpha - alpha_prev) * (fh + fh_prev) + e) / e_prev)
+            secant = alpha - (alpha - alpha_prev) * fh / dfh
+            if relerr <= QUADRATIC_TOL and 0.0 < secant < alpha_max:
+                e = self._at(secant)
+                if e - e0 < EMACH:
+                    self.alpha = secant
+                    return None
+            ideal = -BACKTRACK_SLOPE * alpha * fh0
+            if e - e0 <= ideal:
+                self.alpha = alpha
+                return None
+            fh_prev, e_prev, alpha_prev = fh, e, alpha
+            alpha *= ALPHA_REDUCE
+            if alpha <= 0.0 or ideal >= -EMACH:
+                self._at(0.0)
+                return StopReason.ZEROALPHA

