@@ -575,7 +575,8 @@ def _is_lammps_script(text: str) -> bool:
     """Whether `text` has a line `COMMAND args` of a LAMMPS script (a TOML line would be `key = ...`)."""
     for line in text.splitlines():
         words = line.split("#", 1)[0].split()
-        if len(words) >= 2 and words[0] in LAMMPS_SCRIPT_COMMANDS and words[1] != "=" and "=" not in words[0]:
+        if len(words) >= 2 and words[0] in LAMMPS_SCRIPT_COMMANDS and not words[1].startswith("=") \
+                and "=" not in words[0]:   # (a TOML `lattice ={ ... }` is a key)
             return True
     return False
 

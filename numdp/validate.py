@@ -183,17 +183,41 @@ TRAIN_WORDING = Wording(
 """The words of `numdp train` input messages (numdp.train.config)."""
 
 
+INTERVAL_WORDS = ("every", "freq", "frequency", "interval", "period")
+"""Words that name an interval in steps: numdp writes X_every, DeePMD-kit X_freq (save_freq)."""
+
+
 def did_you_mean(name: str, allowed) -> str:
     """``"; did you mean X?"`` for the one allowed name that a misspelt `name` abbreviates or, failing
-    that, the one closest to it (difflib's similarity >= 0.6, as DeePMD-kit's input check
-    suggests); ``""`` when none is close or several are equally close (start_pref_x: e, f or v?)."""
+    that, the one closest to it among those with its words respelt (`_respelt`; difflib's
+    similarity >= 0.6, as DeePMD-kit's input check suggests); ``""`` when none is close or several
+    are equally close (start_pref_x: e, f or v?)."""
     name, allowed = str(name), [str(a) for a in allowed]
     close = [a for a in allowed if a.startswith(name)]
     if not close:
-        ratios = {a: difflib.SequenceMatcher(None, name, a).ratio() for a in allowed}
+        ratios = {a: difflib.SequenceMatcher(None, _words(name), _words(a)).ratio()
+                  for a in allowed if _respelt(name, a)}
         best = max(ratios.values(), default=0.0)
         close = [a for a, r in ratios.items() if r == best and r >= 0.6]
     return f"; did you mean {close[0]}?" if len(close) == 1 else ""
+
+
+def _words(name: str) -> str:
+    """`name` with an interval word (INTERVAL_WORDS) spelt "every": save_freq and save_every are one."""
+    return "_".join("every" if w in INTERVAL_WORDS else w for w in name.split("_"))
+
+
+def _respelt(name: str, key: str) -> bool:
+    """Whether `name` may be `key` misspelt: the same words (split at _, or written together:
+    time_step), each respelt (difflib's similarity >= 0.6), abbreviated (start_pref_energy:
+    start_pref_e) or one letter for another.  A name with other words than the key's names another
+    setting (checkpoint_freq is not checkpoint, trajectory_every not trajectory)."""
+    a, b = _words(name).split("_"), _words(key).split("_")
+    if "".join(a) == "".join(b):
+        return True
+    return len(a) == len(b) and all(
+        x.startswith(y) or y.startswith(x) or (len(x) == len(y) == 1)
+        or difflib.SequenceMatcher(None, x, y).ratio() >= 0.6 for x, y in zip(a, b))
 
 
 def read_input_text(path: Path, what: str = "input file") -> str:

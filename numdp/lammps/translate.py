@@ -324,6 +324,9 @@ class _Translator:
             return None
         if self.s.data_file is None and self.s.restart_file is None and self.s.box_region is None:
             raise KeywordUnavailable("step before read_data / read_restart / create_box (LAMMPS refuses it too)")
+        if self.ran and self.s.minimize is not None:   # FIRE stops at etol / ftol, maybe well before maxiter
+            raise KeywordUnavailable(f"step after minimize: the step it stops at (at most {self.s.steps}) is "
+                                     f"known only once it has run")
         return float(self.s.steps if self.ran else self.s.restart_step or 0)
 
     def note(self, text: str) -> None:
