@@ -91,8 +91,11 @@ def main(args) -> int:
     from ..signals import StdoutGuard
     from ..validate import parse_toml_text
 
-    if args.print_toml:
-        print(translate_file(args).all_toml(), end="")
+    if args.print_toml:   # printed once, also under mpiexec (the launcher's rank 0; the others exit)
+        from ..parallel.world import launched_rank
+
+        if launched_rank() == 0:
+            print(translate_file(args).all_toml(), end="")
         return 0
 
     translated = []
@@ -118,21 +121,38 @@ def main(args) -> int:
     status = run.main(args, loader(0), continuation(args, translated, 0))
     k = 0
     while status == 0 and translated:
-        _write_states(translated[0], k)
+        status = _write_states(translated[0], k)
         k += 1
-        if k > len(translated[0].later):
+        if status or k > len(translated[0].later):
             break
         status = run.main(args, loader(k), continuation(args, translated, k))
     return status
 
 
-def _write_states(tr, k: int) -> None:
+def _write_states(tr, k: int) -> int:
     """The script's `write_data FILE` / `write_restart FILE` commands after its run k: the state of
     that run's final checkpoint as a LAMMPS data file, or a copy of that checkpoint (one process
-    writes; earlier files kept as #FILE.N#)."""
+    writes; earlier files kept as #FILE.N#).  Collective under MPI: the other ranks wait for rank
+    0's writes, so that a write that fails (a missing folder) stops every rank with rank 0's one
+    line instead of leaving them waiting in the next run.  Returns 0, or 2 on a rank other than 0
+    when rank 0 failed (rank 0 raises the error)."""
     writes = [w for w in tr.writes if w.after == k]
     if not writes:
-        return
+        return 0
+    from ..parallel.world import RankFailed, create_world
+
+    world = create_world(command="lmp")
+    try:
+        with world.agreement():
+            if world.is_root:
+                _write_files(tr, k, writes)
+    except RankFailed:
+        return 2
+    return 0
+
+
+def _write_files(tr, k: int, writes) -> None:
+    """`_write_states`' files, written by this process."""
     import shutil
     from pathlib import Path
 
@@ -142,11 +162,8 @@ def _write_states(tr, k: int) -> None:
     from ..io.series import is_series, latest_file, series_file
     from ..io.structure import write_frame_lammps_data
     from ..lammps.translate import WriteKind
-    from ..parallel.world import create_world
     from ..signals import StdoutGuard
 
-    if not create_world(command="lmp").is_root:
-        return
     tables = tr.run(k)[0]
     checkpoint = Path(tables["output"].get("checkpoint", "checkpoint.h5"))
     if not is_series(checkpoint):

@@ -50,7 +50,8 @@ def choose_grid(nranks: int, box, pbc=(True, True, True)) -> tuple[int, int, int
     """
     if box is None:
         if nranks != 1:
-            raise InputError(f"a non-periodic system (no cell) runs on one rank only, not {nranks}")
+            raise InputError(f"a non-periodic system (no cell, or pbc false along a, b and c) runs on one MPI "
+                             f"rank only, not {nranks}: start it without mpiexec")
         return (1, 1, 1)
     h = face_distances(box)
     triples = [g for g in factor_triples(nranks) if all(pbc[k] or g[k] == 1 for k in range(3))]
