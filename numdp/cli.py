@@ -78,7 +78,8 @@ def main(argv=None) -> int:
 
     args, extra = build_parser().parse_known_args(argv)
     if extra:
-        print(f"numdp {args.command}: error: {unrecognized(args.command, extra)}", file=sys.stderr)
+        print(f"numdp {args.command}: error: {unrecognized(args.command, extra, getattr(args, 'input', None))}",
+              file=sys.stderr)
         return 2
     try:
         # --threads (train, test, model-devi, ipi, change-bias): checked here once for every sub-command
@@ -104,15 +105,15 @@ def main(argv=None) -> int:
         return PIPE_CLOSED
 
 
-def unrecognized(command: str, extra: list[str]) -> str:
+def unrecognized(command: str, extra: list[str], script: str | None = None) -> str:
     """The error for the arguments `extra` that `command` does not take, with what to do instead
-    where a DeePMD-kit or LAMMPS user's habit explains them."""
+    where a DeePMD-kit or LAMMPS user's habit explains them (`script`: numdp lmp's -i, if given)."""
     line = f"unrecognized arguments: {' '.join(extra)}"
     flags = [a.split("=", 1)[0] if a.startswith("--") else a[:2] for a in extra if a.startswith("-")]
     if any(flag in DP_LOG_OPTIONS for flag in flags):
         return (line + " (DeePMD-kit's logging options -v/--log-level, -l/--log-path, -m/--mpi-log: numdp "
                 "prints its lines to stdout and its errors to stderr; redirect them, e.g. > out.log 2>&1)")
-    if command == "lmp" and not extra[0].startswith("-"):
+    if command == "lmp" and script is None and not extra[0].startswith("-"):
         return line + f" (name the LAMMPS script with -i: numdp lmp -i {extra[0]})"
     return line
 

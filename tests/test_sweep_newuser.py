@@ -43,6 +43,9 @@ def test_lmp_script_without_dash_i_says_to_use_it(capsys):
     'unrecognized arguments'; now the line names the command that runs it."""
     line = _one_error_line(["lmp", "in.lammps"], capsys)
     assert line.startswith("numdp lmp: error: ") and "numdp lmp -i in.lammps" in line
+    # with -i given, a second script is only unrecognized (no hint to use -i)
+    assert _one_error_line(["lmp", "-i", "in.lmp", "in2.lmp"], capsys) == (
+        "numdp lmp: error: unrecognized arguments: in2.lmp")
 
 
 def test_other_unknown_options_are_still_one_line(capsys):
