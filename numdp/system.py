@@ -155,13 +155,17 @@ def zero_momentum(velocities: np.ndarray, masses: np.ndarray, sum_global=_local)
 
 def atom_arrays(state: State) -> dict[str, np.ndarray]:
     """Every per-atom array of the state by name (first axis = atom): positions, velocities,
-    types, masses, ids, and forces and "neighbor/positions" when present.  Moving these moves atoms."""
+    types, masses, ids, and forces, "neighbor/positions" and a minimizer's per-atom arrays
+    ("minimize/direction", ...: MINIMIZE_ATOM_ARRAYS) when present.  Moving these moves atoms."""
     out = {name: getattr(state, name) for name in _ARRAYS}
     if state.forces is not None:
         out["forces"] = state.forces
     ref = state.neighbor.get("positions")
     if ref is not None and ref.shape == state.positions.shape:
         out["neighbor/positions"] = ref
+    for key in MINIMIZE_ATOM_ARRAYS:
+        if key in state.minimize:
+            out[f"minimize/{key}"] = state.minimize[key]
     return out
 
 
@@ -172,10 +176,21 @@ def set_atom_arrays(state: State, arrays: dict[str, np.ndarray]) -> None:
     state.forces = arrays.get("forces")
     if "neighbor/positions" in arrays:
         state.neighbor["positions"] = arrays["neighbor/positions"]
+    for key in MINIMIZE_ATOM_ARRAYS:
+        if f"minimize/{key}" in arrays:
+            state.minimize[key] = arrays[f"minimize/{key}"]
+        else:
+            state.minimize.pop(key, None)
 
+
+MINIMIZE_ATOM_ARRAYS = ("direction", "start", "start_forces")
+"""The per-atom (N, 3) arrays a line-search minimization keeps in `State.minimize` beside its
+scalars (numdp.md.linesearch): the search direction (eV/Å; between iterations, so a checkpoint
+carries it) and, during an iteration, its start positions (Å) and forces there (eV/Å)."""
 
 ATOM_DTYPES = {"positions": np.float64, "velocities": np.float64, "types": np.int32, "masses": np.float64,
-               "ids": np.int64, "forces": np.float64, "neighbor/positions": np.float64}
+               "ids": np.int64, "forces": np.float64, "neighbor/positions": np.float64,
+               **{f"minimize/{key}": np.float64 for key in MINIMIZE_ATOM_ARRAYS}}
 """The dtype of each per-atom array a State may carry (keys as returned by atom_arrays)."""
 
 
@@ -184,12 +199,12 @@ def without_atoms(state: State) -> State:
     `set_atom_arrays` fills them in.  Small: for broadcasting, and the `light` of an AtomSource."""
     light = copy.copy(state)
     light.neighbor = dict(state.neighbor)
+    light.minimize = dict(state.minimize)
     empty = {name: np.asarray(a)[:0] for name, a in atom_arrays(state).items()}
     light.neighbor.pop("positions", None)
     set_atom_arrays(light, empty)
     light.thermostat = dict(state.thermostat)
     light.barostat = dict(state.barostat)
-    light.minimize = dict(state.minimize)
     light.natoms_global = state.natoms_global
     return light
 

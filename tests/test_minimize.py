@@ -365,8 +365,9 @@ def test_cuda_is_refused_in_one_line(tmp_path):
 # -- MPI -----------------------------------------------------------------------------------------------------
 
 
-def test_two_mpi_ranks_equal_the_serial_run(tmp_path):
-    """`mpiexec -n 2 numdp run` of 60 FIRE iterations (a random model, a jittered rocksalt crystal
+@pytest.mark.parametrize("style, steps", [("fire", 60), ("cg", 15)])
+def test_two_mpi_ranks_equal_the_serial_run(tmp_path, style, steps):
+    """`mpiexec -n 2 numdp run` of 60 FIRE iterations or 15 cg ones (a random model, a jittered rocksalt crystal
     in a tilted cell) gives the serial run's positions and energies to round-off (the global sums
     are added in another order).  (The crystal is a stationary point of the random model, not
     always a minimum: run longer, FIRE slides off it, so the test stops on steps.)"""
@@ -383,9 +384,9 @@ file = "model.h5"
 file = "start.xyz"
 masses = { A = 12.0, B = 16.0 }
 [minimize]
-steps = 60
+steps = {steps}
 ftol = 0.0
-timestep = 0.002
+{style_keys}
 [neighbor]
 skin = 1.0
 [output]
@@ -393,6 +394,8 @@ every = 10
 thermo_every = 10
 progress = "none"
 """
+    text = text.replace("{steps}", str(steps)).replace(
+        "{style_keys}", "timestep = 0.002" if style == "fire" else f'style = "{style}"')
     x, t, box = rocksalt((2, 2, 2))
     x = x + np.random.default_rng(5).normal(scale=0.05, size=x.shape)
     runs = {}
@@ -405,10 +408,11 @@ progress = "none"
         (path / "md.toml").write_text(text)
         r = numdp_run(path, ranks)
         assert "Stopping criterion = max iterations ([minimize] steps)" in r.stdout, r.stdout[-2000:]
-        assert r.stdout.strip().splitlines()[-1].startswith("  Final FIRE timestep")
+        assert r.stdout.strip().splitlines()[-1].startswith(
+            "  Final FIRE timestep" if style == "fire" else "  Final line search alpha")
         runs[ranks] = (read_checkpoint(path / "checkpoint.h5"), r.stdout)
     (a, out1), (b, out2) = runs[1], runs[2]
-    assert a.step == b.step == 60
+    assert a.step == b.step == steps
     assert np.abs(a.positions - b.positions).max() < 1e-9
     assert math.isclose(a.potential_energy, b.potential_energy, rel_tol=1e-12)
     assert "2 MPI ranks" in out2

@@ -166,8 +166,8 @@ def test_reaches_fires_minimum(tmp_path, style):
 
 
 def test_restart_continues_cg_bit_for_bit(tmp_path, monkeypatch):
-    """A checkpoint written during a cg run holds the search direction (velocities) and the
-    scalars (State.minimize): --restart from it ends in the uninterrupted run's final checkpoint
+    """A checkpoint written during a cg run holds the search direction and the scalars
+    (State.minimize; the velocities stay zero): --restart from it ends in the uninterrupted run's final checkpoint
     bit for bit; FIRE refuses it in one line."""
     import shutil
 
@@ -190,7 +190,8 @@ def test_restart_continues_cg_bit_for_bit(tmp_path, monkeypatch):
     monkeypatch.setattr(CheckpointReporter, "write", keep_step_12)
     run(full)
     mid = read_checkpoint(tmp_path / "full" / "ck12.h5")
-    assert mid.step == 12 and mid.velocities.any() and "gg" in mid.minimize
+    assert mid.step == 12 and mid.minimize["direction"].any() and not mid.velocities.any() and "gg" in mid.minimize
+    assert "start" not in mid.minimize and "start_forces" not in mid.minimize   # an iteration's own
     shutil.copy(tmp_path / "full" / "ck12.h5", tmp_path / "part" / "ck.h5")
     run(part, restart=tmp_path / "part" / "ck.h5")
     a = to_arrays(read_checkpoint(tmp_path / "full" / "ck.h5"))

@@ -29,13 +29,14 @@ minimization, and h = F when F·h <= 0.  The first direction is h = F.
 Every sum and maximum over atoms is a global reduction (numdp.parallel.world.World), so every rank
 takes the same branch and a run on several ranks equals the serial run to round-off.
 
-The search direction is kept in `state.velocities` between iterations (it moves with the atoms
-when they migrate, and a checkpoint carries it; velocities mean nothing to a line search); with
-g = F at the end of every iteration and the scalars in `State.minimize`, a checkpoint holds the
-whole state and `--restart` continues the minimization bit for bit.  During an iteration x0 and g
-travel with h in the same array (columns 3-8), since a force evaluation may migrate the atoms.
-At the end the velocities are set to zero (the relaxed structure at rest); a restart from such a
-checkpoint starts with h = F again, as LAMMPS' next `minimize` command.
+The search direction is the per-atom array `state.minimize["direction"]` between iterations
+(numdp.system.MINIMIZE_ATOM_ARRAYS: it moves with the atoms when they migrate, and a checkpoint
+carries it); with g = F at the end of every iteration and the scalars in `State.minimize`, a
+checkpoint holds the whole state and `--restart` continues the minimization bit for bit.  During
+an iteration x0 and g are per-atom arrays of `state.minimize` too ("start", "start_forces"), since
+a force evaluation may migrate the atoms.  The velocities stay zero.  At the end the direction is
+set to zero (the relaxed structure); a restart from such a checkpoint starts with h = F again, as
+LAMMPS' next `minimize` command.
 """
 from __future__ import annotations
 
@@ -89,7 +90,7 @@ class LineSearchMinimizer:
     # -- state -------------------------------------------------------------------------------------
     def initialize(self, state: State) -> None:
         """Start a minimization (h = F once the forces are known), or continue the one whose scalars
-        `state.minimize` holds (a restart; h in state.velocities)."""
+        `state.minimize` holds (a restart; h its "direction")."""
         if state.minimize:
             missing = [k for k in LINE_STATE if k not in state.minimize]
             if missing:
@@ -101,6 +102,7 @@ class LineSearchMinimizer:
         state.minimize = {k: np.float64(math.nan) for k in LINE_STATE}
         state.minimize["start_step"] = np.float64(state.step)
         state.minimize["evaluations"] = np.float64(0.0)
+        state.minimize["direction"] = np.zeros_like(state.positions)
 
     def _get(self, state: State, key: str) -> float:
         return float(state.minimize[key])
@@ -120,9 +122,9 @@ class LineSearchMinimizer:
             norms = force_norms_global(state.forces, self.world)
             self._set(state, e_initial=state.potential_energy, e_previous=state.potential_energy,
                       fnorm_initial=norms.two, fmax_initial=norms.component)
-        if math.isnan(self._get(state, "gg")) \
-                or self.world.max_global(float(np.abs(state.velocities).max(initial=0.0))) == 0.0:
-            state.velocities[:] = state.forces
+        h = state.minimize["direction"]
+        if math.isnan(self._get(state, "gg")) or self.world.max_global(float(np.abs(h).max(initial=0.0))) == 0.0:
+            h[:] = state.forces
             self._set(state, gg=self._dot(state.forces, state.forces))
 
     def sync_host(self, state: State) -> None:
@@ -135,15 +137,15 @@ class LineSearchMinimizer:
         p = self.settings
         self._record_start(state)
         e0 = state.potential_energy
-        # h, g, x0 travel together through force evaluations (atoms may migrate)
-        state.velocities = np.hstack([state.velocities, state.forces, state.positions])
+        # x0 and g travel with the atoms through the force evaluations (they may migrate)
+        state.minimize["start"] = state.positions.copy()
+        state.minimize["start_forces"] = state.forces.copy()
         search = _LineSearch(state, forces, self.world, p.dmax)
         try:
             failed = search.backtrack(e0) if p.line is LineSearch.BACKTRACK else search.quadratic(e0)
         finally:
-            packed = state.velocities
-            state.velocities = np.ascontiguousarray(packed[:, :3])
-            g = packed[:, 3:6]
+            del state.minimize["start"]
+            g = state.minimize.pop("start_forces")
         state.step += 1
         evaluations = self._get(state, "evaluations") + search.evaluations
         self._set(state, evaluations=evaluations, e_previous=e0, alpha=search.alpha)
@@ -158,7 +160,7 @@ class LineSearchMinimizer:
         if abs(e - e0) < p.etol * 0.5 * (abs(e) + abs(e0) + EPS_ENERGY):
             self.finished = StopReason.ETOL
             return
-        f, h = state.forces, state.velocities
+        f, h = state.forces, state.minimize["direction"]
         ff, fg = (float(s) for s in self.world.sum_global(
             np.array([np.dot(f.ravel(), f.ravel()), np.dot(f.ravel(), g.ravel())])))
         if p.ftol > 0.0:
@@ -181,11 +183,11 @@ class LineSearchMinimizer:
 
     # -- end -----------------------------------------------------------------------------------------
     def at_end(self, state: State, end_step: int) -> None:
-        """The run ended: the relaxed structure at rest (v = 0; a restart starts with h = F)."""
+        """The run ended: the relaxed structure, h = 0 (a restart starts with h = F)."""
         self._record_start(state)
         if self.finished is None:
             self.finished = StopReason.STEPS
-        state.velocities[:] = 0.0
+        state.minimize["direction"][:] = 0.0
 
     def final_lines(self, state: State) -> list[str]:
         """The log's last lines (as numdp.md.minimize.FireMinimizer's, with LAMMPS' wording).  Collective."""
@@ -220,7 +222,7 @@ class LineSearchMinimizer:
 
 
 class _LineSearch:
-    """One line search along h from x0 (columns 0-2 and 6-8 of the packed state.velocities).
+    """One line search along h from x0 (state.minimize's "direction" and "start").
     `evaluations` counts its force evaluations, `alpha` is its step (0 after a failure)."""
 
     def __init__(self, state: State, forces, world: World, dmax: float):
@@ -229,16 +231,15 @@ class _LineSearch:
         self.alpha = 0.0
 
     def _h(self) -> np.ndarray:
-        return self.state.velocities[:, :3]
+        return self.state.minimize["direction"]
 
     def _at(self, alpha: float) -> float:
         """x = x0 + alpha h, forces there; the energy, eV.  Collective."""
         s = self.state
-        packed = s.velocities
-        s.positions[:] = packed[:, 6:9]
+        s.positions[:] = s.minimize["start"]
         if alpha > 0.0:
-            s.positions += alpha * packed[:, :3]
-        self.forces(s)   # may migrate the atoms (and the packed array with them)
+            s.positions += alpha * s.minimize["direction"]
+        self.forces(s)   # may migrate the atoms (and state.minimize's per-atom arrays with them)
         self.evaluations += 1
         return s.potential_energy
 
