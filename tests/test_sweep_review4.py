@@ -39,10 +39,10 @@ def test_step_after_minimize_is_refused(tmp_path):
     minimize = "min_style fire\nminimize 0 1e-3 100 1000\n"
     before = translate(HEAD + 'print "at $(step)"\n' + minimize, "in.lammps", {}, tmp_path)
     assert "print: at 0" in before.toml   # before it: the step it starts at
-    for after in ('print "at $(step)"\n', "variable s equal step\nwrite_data out.${s}.data\n"):
-        with pytest.raises(InputError) as err:
-            translate(HEAD + minimize + after, "in.lammps", {}, tmp_path)
-        assert "step after minimize" in str(err.value) and "\n" not in str(err.value)
+    assert translate(HEAD + minimize + 'print "at $(step)"\n', "in.lammps", {}, tmp_path).epilogue is not None
+    with pytest.raises(InputError) as err:
+        translate(HEAD + minimize + "variable s equal step\nwrite_data out.${s}.data\n", "in.lammps", {}, tmp_path)
+    assert "needs the state the last run ended with" in str(err.value) and "\n" not in str(err.value)
 
 
 @pytest.mark.parametrize("name, allowed, meant", [

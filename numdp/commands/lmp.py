@@ -84,6 +84,7 @@ def translate_file(args, world=None, variables: dict[str, str] | None = None):
 
 
 def main(args) -> int:
+    import time
     from pathlib import Path
 
     from . import run
@@ -98,6 +99,7 @@ def main(args) -> int:
             print(translate_file(args).all_toml(), end="")
         return 0
 
+    started = time.monotonic()
     translated = []
 
     def loader(k: int):
@@ -126,7 +128,53 @@ def main(args) -> int:
         if status or k > len(translated[0].later):
             break
         status = run.main(args, loader(k), continuation(args, translated, k))
+    if status == 0 and translated:
+        _finish(translated[0], started)
     return status
+
+
+def _finish(tr, started: float) -> None:
+    """After the script's last run, as LAMMPS: the script's lines after it that need the state it
+    ended with (Translation.epilogue: their `print` text), then `Total wall time: H:MM:SS` (what
+    DP-GEN's autotest looks for in log.lammps), on the screen and in the log, by rank 0."""
+    import time
+    from pathlib import Path
+
+    from ..io.h5md import read_frame
+    import numpy as np
+
+    from ..lammps.translate import KINETIC_KEYWORDS, final_values
+    from ..parallel.world import launched_rank
+    from ..signals import StdoutGuard
+
+    if launched_rank() != 0:
+        return
+    k = len(tr.later)
+    tables = tr.run(k)[0]
+    lines = []
+    if tr.epilogue is not None:
+        model = tables["model"]
+        files = model["file"] if isinstance(model["file"], list) else [model["file"]]
+        frame = read_frame(_final_checkpoint(tr, k))
+        velocities = None
+        if "minimize" in tables:   # LAMMPS' atoms keep the velocities they started the minimize with
+            velocities = tr.epilogue.start_velocities(Path.cwd())
+            if velocities is not None:
+                velocities = np.broadcast_to(velocities, frame["positions"].shape)
+        values = final_values(frame, files[0], model.get("fparam"), model.get("aparam"), velocities)
+        if "minimize" in tables and velocities is None:
+            for key in KINETIC_KEYWORDS:
+                values.pop(key, None)
+        lines = tr.epilogue.lines(values)
+    elapsed = int(time.monotonic() - started)
+    lines.append(f"Total wall time: {elapsed // 3600}:{elapsed // 60 % 60:02d}:{elapsed % 60:02d}")
+    out = StdoutGuard()
+    for line in lines:
+        print(line, file=out, flush=True)
+    log = tables["output"].get("log", "")
+    if log:
+        with open(Path(log), "a") as f:
+            f.write("".join(line + "\n" for line in lines))
 
 
 def _write_states(tr, k: int) -> int:
@@ -159,19 +207,11 @@ def _write_files(tr, k: int, writes) -> None:
     from ..io.atomic import atomic_path
     from ..io.backup import Backups
     from ..io.h5md import read_frame
-    from ..io.series import is_series, latest_file, series_file
     from ..io.structure import write_frame_lammps_data
     from ..lammps.translate import WriteKind
     from ..signals import StdoutGuard
 
-    tables = tr.run(k)[0]
-    checkpoint = Path(tables["output"].get("checkpoint", "checkpoint.h5"))
-    if not is_series(checkpoint):
-        final = checkpoint
-    elif "md" in tables:   # a run ends at its step (else it stopped and nothing is written)
-        final = series_file(checkpoint, tables["md"]["steps"])
-    else:   # a minimization may stop before its last iteration: its latest checkpoint
-        final = latest_file(checkpoint)
+    final = _final_checkpoint(tr, k)
     frame = read_frame(final)
     order = None
     if tr.type_elements is not None:   # LAMMPS type of each model type: pair_coeff's element order
@@ -186,6 +226,21 @@ def _write_files(tr, k: int, writes) -> None:
                     shutil.copyfile(final, tmp)
         print(f"numdp lmp: {w.kind.value}: {w.file} (step {frame['step']})"
               + (f"; {backups.line()}" if backups.moved else ""), file=StdoutGuard(), flush=True)
+
+
+def _final_checkpoint(tr, k: int):
+    """The checkpoint the script's run k ended with (a Path)."""
+    from pathlib import Path
+
+    from ..io.series import is_series, latest_file, series_file
+
+    tables = tr.run(k)[0]
+    checkpoint = Path(tables["output"].get("checkpoint", "checkpoint.h5"))
+    if not is_series(checkpoint):
+        return checkpoint
+    if "md" in tables:   # a run ends at its step (else it stopped and nothing is written)
+        return series_file(checkpoint, tables["md"]["steps"])
+    return latest_file(checkpoint)   # a minimization may stop before its last iteration: its latest
 
 
 RESTART_SWITCH = ("restart", "1")

@@ -147,8 +147,14 @@ class _MathError(FormulaError):
 
 class KeywordUnavailable(_MathError):
     """A thermo keyword that has no value at this point of the script (step before the box exists;
-    pe, temp, ... anywhere: numdp lmp evaluates formulas before it runs): an equal-style variable
-    holding it is defined, as in LAMMPS, and its evaluation refused."""
+    pe, temp, ... before a run): an equal-style variable holding it is defined, as in LAMMPS, and
+    its evaluation refused."""
+
+
+class FinalState(KeywordUnavailable):
+    """A thermo keyword after a run / minimize (pe, pxx, vol, c_ID, count(all), ...): its value is
+    that of the state the run ended with, known once it has run.  The line that needs it and every
+    later line of the script are kept (`Script.deferred`) and run after the runs (`Script.finish`)."""
 
 
 _DIVISION = "division by zero"
@@ -257,6 +263,8 @@ class _Formula:
                 return self.lookup(tok[2:])
             if tok == "PI":
                 return math.pi
+            if tok == "count" and self._peek() == ("op", "("):
+                return self._count()
             if tok in _FUNCTIONS and self._peek() == ("op", "("):
                 self.k += 1
                 args = [self._level(0)]
@@ -272,9 +280,24 @@ class _Formula:
                     raise _MathError(f"{tok}(): {exc}") from None
             if self._peek() != ("op", "(") and self.keyword(tok) is not None:
                 return self.keyword(tok)
-            raise FormulaError(f"{tok!r} in formula {self.text!r}: thermo keywords (but dt and step), computes and "
-                               f"functions other than {', '.join(_FUNCTIONS)} are not supported by numdp lmp")
+            raise FormulaError(f"{tok!r} in formula {self.text!r}: thermo keywords (but dt, step and, after the last run, "
+                               f"those docs/lammps-input.md lists), computes (but c_ID of compute temp, pe, ke) and "
+                               f"functions other than {', '.join(_FUNCTIONS)}, count(all) are not supported by numdp lmp")
         raise FormulaError(f"unexpected {tok!r} in formula {self.text!r}")
+
+    def _count(self) -> float:
+        """count(all): the number of atoms (LAMMPS' count(GROUP), of group all only), the thermo
+        keyword atoms."""
+        self.k += 1
+        kind, group = self._peek()
+        self.k += 1
+        self._take(")")
+        if kind != "name" or group != "all":
+            raise FormulaError(f"count({group}): numdp lmp counts group all only")
+        value = self.keyword("atoms")
+        if value is None:
+            raise FormulaError(f"count(all) in formula {self.text!r}: not supported by numdp lmp here")
+        return value
 
 
 # -- the script ---------------------------------------------------------------------------------------
@@ -299,6 +322,7 @@ class Script:
         self.variables: dict[str, Variable] = {
             k: Variable(VariableStyle.INDEX, v) for k, v in (cli_variables or {}).items()}
         self.printed: list[str] = []   # the text of `print` commands
+        self.deferred: list[tuple[int, str, str]] = []   # (line, text, file) run by `finish` (FinalState)
 
     def error(self, line: int, command: str, message: str, file: str | None = None) -> ScriptError:
         """The one-line error of `command` at `line` of `file` (None: the file being read)."""
@@ -379,10 +403,52 @@ class Script:
         return f"{self.evaluate(inner):.20g}"
 
     def execute(self, line: int, raw: str) -> None:
-        """Run one logical line (after substitution)."""
+        """Run one logical line (after substitution); from a line that needs the final state of the
+        runs on (FinalState), keep the lines for `finish`."""
         first = raw.split(None, 1)[0] if raw.split() else ""
+        if self.deferred:
+            self._defer(line, raw, first)
+            return
+        try:
+            self._execute(line, raw, first)
+        except _Deferred as exc:
+            if first not in _DEFERRABLE:   # (a command of the run, e.g. write_data out.${step}.data)
+                raise self.error(line, first, f"{exc}: this line needs the state the last run ended with, which numdp "
+                                              f"lmp knows after the runs, where it accepts only "
+                                              f"{', '.join(_DEFERRABLE)}") from None
+            self.deferred.append((line, raw, self.name))
+
+    def _defer(self, line: int, raw: str, first: str) -> None:
+        if first not in _DEFERRABLE:
+            where = self.deferred[0]
+            raise self.error(line, first, f"after {where[2]}:{where[0]} ({where[1].split()[0]}), which needs the "
+                                          f"state the last run ended with: numdp lmp evaluates it after the runs, "
+                                          f"where it accepts only {', '.join(_DEFERRABLE)} (put {first} before it)")
+        self.deferred.append((line, raw, self.name))
+
+    def finish(self, keyword: Callable[[str], float | None]) -> list[str]:
+        """Run the lines kept after a run (`deferred`) with `keyword`, the thermo keywords' values in
+        the state the last run ended with; returns the text of their `print` commands, in order."""
+        start, lines = len(self.printed), self.deferred
+        self.deferred, self.keyword = [], keyword
+        outer = self.name
+        try:
+            for line, raw, name in lines:
+                self.name = name
+                first = raw.split(None, 1)[0] if raw.split() else ""
+                try:
+                    self._execute(line, raw, first)
+                except _Deferred as exc:
+                    raise self.error(line, first, str(exc)) from None
+        finally:
+            self.name = outer
+        return self.printed[start:]
+
+    def _execute(self, line: int, raw: str, first: str) -> None:
         try:
             words = split_words(self.substitute(raw))
+        except FinalState as exc:
+            raise _Deferred(str(exc)) from None
         except (FormulaError, ValueError) as exc:
             raise self.error(line, first, str(exc)) from None
         if not words:
@@ -405,6 +471,8 @@ class Script:
                 raise FormulaError("not supported by numdp lmp")
             else:
                 self.handler(Command(line, name, args, None if self.name == self.main else self.name))
+        except FinalState as exc:
+            raise _Deferred(str(exc)) from None
         except FormulaError as exc:
             raise self.error(line, name, str(exc)) from None
 
@@ -508,6 +576,13 @@ class Script:
                     self.execute(line, command)
                 return
 
+
+class _Deferred(Exception):
+    """A line needs the state a run ended with (FinalState): kept for `Script.finish`."""
+
+
+_DEFERRABLE = ("variable", "print", "if", "echo")
+"""What a script may do after a line that needs the state its last run ended with."""
 
 _STRING_COMPARISON = re.compile(r"\s*(\S+?)\s*(==|!=)\s*(\S+)\s*")
 

@@ -23,7 +23,7 @@ from ..errors import InputError
 from ..io.series import MARK, is_series, latest_file, series_file
 from ..units import EV_PER_A3_TO_BAR, KB
 from ..validate import toml_lines
-from .script import Command, FormulaError, KeywordUnavailable, Script, is_number
+from .script import Command, FinalState, FormulaError, KeywordUnavailable, Script, is_number
 
 METAL_TIMESTEP = 0.001   # ps: LAMMPS' default timestep in units metal
 LAMMPS_SKIN = 2.0        # Å: LAMMPS' default neighbor skin in units metal
@@ -48,6 +48,8 @@ FORMAT_NOTICE = ("thermo_modify format: numdp prints its own fixed-width number 
                  "the log's columns are LAMMPS' titles)")
 COMPUTE_NOTICE = ("thermo_style {columns}: numdp prints the thermo keyword each compute equals (temp, pe, ke: "
                   "the same values), titled by the keyword where LAMMPS writes c_ID")
+REPEAT_NOTICE = ("thermo_style {columns}: a quantity named twice is printed once, in its first column (the "
+                 "columns after it move left)")
 LAMMPS_COMPUTES = {"thermo_temp": "temp", "thermo_press": "press", "thermo_pe": "pe"}
 """The computes LAMMPS defines itself, as the thermo keywords they are."""
 THERMO_ONE = ["step", "temp", "epair", "emol", "etotal", "press"]   # LAMMPS' thermo_style one (its default)
@@ -196,6 +198,8 @@ class Translation:
     later: list[tuple[dict, str]] = field(default_factory=list)
     """(tables, TOML) of each `run` after the first: a numdp run that continues from the final
     checkpoint of the run before it (its [system] file), as a restart with other settings."""
+    epilogue: Epilogue | None = None
+    """The script's lines after its last run that need the state it ended with (None: none)."""
 
     def run(self, k: int) -> tuple[dict, str]:
         """(tables, TOML) of the script's run k (0: the first)."""
@@ -206,6 +210,89 @@ class Translation:
         return self.toml + "".join(f"\n# ---- run {k + 2}: numdp run this after run {k + 1} (it continues from "
                                    f"{tables['system']['file']})\n" + text
                                    for k, (tables, text) in enumerate(self.later))
+
+
+FINAL_KEYWORDS = ("step", "atoms", "pe", "evdwl", "epair", "emol", "ecoul", "elong", "ke", "etotal", "temp",
+                  "press", "pxx", "pyy", "pzz", "pxy", "pxz", "pyz", "vol", "lx", "ly", "lz", "xy", "xz", "yz",
+                  "xlo", "xhi", "ylo", "yhi", "zlo", "zhi")
+"""The thermo keywords a formula may hold after the script's last run or minimize (and c_ID of a
+compute temp / pe / ke, count(all) as atoms): `final_values` of the state it ended with."""
+LAMMPS_MVV2E = 1.0364269e-4   # eV per amu Å²/ps² (LAMMPS' units metal)
+
+
+@dataclass
+class Epilogue:
+    """The lines after a script's last run (or minimize) from the first one that needs the state
+    it ended with: run by `lines` once numdp has run (`final_values`)."""
+
+    script: Script
+    translator: _Translator
+
+    def start_velocities(self, base: Path):
+        """The velocities the atoms have in LAMMPS after a minimize (those they started it with:
+        (N, 3) Å/ps, zeros without any), or None when numdp lmp does not know them (velocity
+        create's numbers are LAMMPS' own; a replicated data file)."""
+        s = self.translator.first
+        if s.velocity is not None or s.replicate != (1, 1, 1):
+            return None
+        if s.restart_file is not None:
+            from ..io.h5md import read_frame
+
+            return read_frame(s.restart_file)["velocities"]
+        if s.data_file is None:   # a lattice of create_atoms: at rest
+            return 0.0
+        from ..io.structure import read_structure
+
+        v = read_structure(base / s.data_file).velocities
+        return 0.0 if v is None else v
+
+    def lines(self, values: dict[str, float]) -> list[str]:
+        """The text of the lines' `print` commands, the thermo keywords being `values`."""
+        self.translator.final = values
+        try:
+            return self.script.finish(self.translator.keyword)
+        finally:
+            self.translator.final = None
+
+
+KINETIC_KEYWORDS = ("ke", "etotal", "temp", "press", "pxx", "pyy", "pzz", "pxy", "pxz", "pyz")
+
+
+def final_values(frame: dict, model: str, fparam=None, aparam=None, velocities=None) -> dict[str, float]:
+    """FINAL_KEYWORDS of the state `frame` (numdp.io.h5md.read_frame of a run's final checkpoint)
+    with the Deep Potential `model` (its pe and virial evaluated again), as LAMMPS computes them in
+    units metal with its constants: pressures in bar = (kinetic + virial tensor) / V * nktv2p,
+    temp = 2 ke / ((3N - 3) kB), the box and the tensor in LAMMPS' frame (a along x, b in xy).
+    `velocities` (N, 3) Å/ps: those of the atoms in place of the frame's (LAMMPS' minimize leaves
+    the atoms' velocities as they were, and its pressure counts them; numdp's are zero)."""
+    from ..infer import DeepPot
+    from ..io.structure import lammps_box
+
+    dp = DeepPot(model)
+    names = dp.get_type_map()
+    types = np.array([names.index(frame["type_map"][k]) for k in frame["species"]])
+    x, box = np.asarray(frame["positions"], float), frame["box"]
+    e, _, virial = dp.eval(x, None if box is None else np.asarray(box, float), types, fparam=fparam, aparam=aparam)
+    m = np.asarray(frame["masses"], float)
+    v = np.asarray(frame["velocities"] if velocities is None else velocities, float)
+    n = len(x)
+    kinetic = LAMMPS_MVV2E * np.einsum("i,ia,ib->ab", m, v, v)   # eV: sum m v v^T
+    ke = 0.5 * float(np.trace(kinetic))
+    pe = float(e[0, 0])
+    out = {"step": float(frame["step"]), "atoms": float(n), "pe": pe, "evdwl": pe, "epair": pe, "emol": 0.0,
+           "ecoul": 0.0, "elong": 0.0, "ke": ke, "etotal": pe + ke,
+           "temp": 2 * ke / ((3 * n - 3) * LAMMPS_KB) if n > 1 else 0.0}
+    if box is None or (frame["pbc"] is not None and not all(frame["pbc"])):
+        return out   # (LAMMPS' pressure of a non-periodic box: numdp lmp refuses it)
+    h, q = lammps_box(np.asarray(box, float))
+    volume = float(h[0, 0] * h[1, 1] * h[2, 2])
+    tensor = q.T @ (kinetic + virial.reshape(3, 3)) @ q / volume * LAMMPS_NKTV2P
+    out.update(press=float(np.trace(tensor)) / 3, vol=volume, lx=h[0, 0], ly=h[1, 1], lz=h[2, 2], xy=h[1, 0],
+               xz=h[2, 0], yz=h[2, 1], xlo=0.0, xhi=h[0, 0], ylo=0.0, yhi=h[1, 1], zlo=0.0, zhi=h[2, 2],
+               # LAMMPS' pair deepmd takes the off-diagonal virial from the rows below the diagonal
+               pxx=tensor[0, 0], pyy=tensor[1, 1], pzz=tensor[2, 2], pxy=tensor[1, 0], pxz=tensor[2, 0],
+               pyz=tensor[2, 1])
+    return {k: float(v) for k, v in out.items()}
 
 
 @dataclass
@@ -252,6 +339,7 @@ class _State:
     minimize: dict | None = None          # [minimize] etol, ftol, steps from `minimize`
     replicate: tuple[int, int, int] = (1, 1, 1)   # replicate NX NY NZ (their product over commands)
     continues: str | None = None          # a run after the first: the checkpoint the run before ends with
+    run_steps: int | None = None          # the steps of the run (run 0: an evaluation of the state)
     thermo_columns: list[str] | None = field(default_factory=lambda: list(THERMO_ONE))   # None: numdp's
     zero_momentum: bool = False   # velocity all zero linear / a new fix momentum since the last run
     recenter: tuple | None = None  # fix recenter INIT|NULL ...: (fix ID, (file, line) of the fix)
@@ -308,25 +396,31 @@ class _Translator:
         self.writes: list[Written] = []
         self.restart_frame: dict | None = None   # numdp.io.h5md.read_frame of read_restart's checkpoint
         self._type_maps: dict[Path, list[str]] = {}   # model file -> its type_map (`_model_type_map`)
+        self.final: dict[str, float] | None = None   # FINAL_KEYWORDS' values after the runs (`Epilogue`)
 
     def keyword(self, name: str) -> float | None:
-        """The thermo keywords a formula may hold between runs: dt (the timestep; LAMMPS' manual writes
-        fix nvt's Tdamp as $(100.0*dt)) and step (the current step: 0, read_restart's, or the step
-        the run before ended at); before the box LAMMPS refuses step."""
+        """The thermo keywords a formula may hold: dt (the timestep; LAMMPS' manual writes fix nvt's
+        Tdamp as $(100.0*dt)) and step (the current step: 0, read_restart's, or the step the run
+        before ended at; before the box LAMMPS refuses it) anywhere; after a run or minimize, the
+        FINAL_KEYWORDS, c_ID of a compute temp / pe / ke and count(all) (atoms) in the state it
+        ended with (FinalState: evaluated after the runs, `final`)."""
         from ..md.thermo import KEYWORDS
 
         if name == "dt":
             return self.s.timestep
+        quantity = self.computes.get(name[2:]) if name.startswith("c_") else name
+        if self.final is not None:   # after the runs
+            return self.final.get(quantity)
+        if self.ran and quantity in FINAL_KEYWORDS and (quantity != "step" or self.s.minimize is not None):
+            raise FinalState(f"'{name}' in formula after a run: its value is the state the run ends with")
         if name != "step":
-            if name in KEYWORDS:   # LAMMPS defines the variable; evaluated between runs it reads the last state
-                raise KeywordUnavailable(f"'{name}' in formula: numdp lmp evaluates formulas before it runs, where "
-                                         f"of the thermo keywords only dt and step have values")
+            if quantity in KEYWORDS or quantity in FINAL_KEYWORDS:   # LAMMPS defines the variable; it reads a run's state
+                raise KeywordUnavailable(f"'{name}' in formula: numdp lmp evaluates formulas before it runs, where of "
+                                         f"the thermo keywords only dt and step have values (after the script's last "
+                                         f"run or minimize, those of the state it ended with)")
             return None
         if self.s.data_file is None and self.s.restart_file is None and self.s.box_region is None:
             raise KeywordUnavailable("step before read_data / read_restart / create_box (LAMMPS refuses it too)")
-        if self.ran and self.s.minimize is not None:   # FIRE stops at etol / ftol, maybe well before maxiter
-            raise KeywordUnavailable(f"step after minimize: the step it stops at (at most {self.s.steps}) is "
-                                     f"known only once it has run")
         return float(self.s.steps if self.ran else self.s.restart_step or 0)
 
     def note(self, text: str) -> None:
@@ -945,10 +1039,14 @@ class _Translator:
         computed = [w for w in words if w[:2] == "c_" and w[2:] in self.computes]
         words = [self.computes[w[2:]] if w in computed else w for w in words]
         missing = [w for w in words if w not in KEYWORDS]
-        if c.args[0] in ("one", "custom") and not missing and len(set(words)) == len(words):
-            self.s.thermo_columns = words
+        if c.args[0] in ("one", "custom") and not missing:
+            self.s.thermo_columns = list(dict.fromkeys(words))   # numdp prints a quantity once
             if computed:
                 self.note(COMPUTE_NOTICE.format(columns=" ".join(computed)))
+            if len(self.s.thermo_columns) < len(words):
+                twice = [w for w in c.args[1:] if w not in self.s.thermo_columns and words.count(
+                    self.computes.get(w[2:], w)) > 1]
+                self.note(REPEAT_NOTICE.format(columns=" ".join(twice or words)))
             return
         self.s.thermo_columns = None
         self.note(f"thermo_style {c.args[0]}: numdp writes its own thermo columns {' '.join(DEFAULT_COLUMNS)}"
@@ -1080,6 +1178,7 @@ class _Translator:
         if upto and n < start:
             raise Refused(f"run {n} upto: the {'run before' if self.ran else 'restart'} ends at step {start} already")
         self.s.steps = n if upto else start + n
+        self.s.run_steps = self.s.steps - start
         if bounds:
             self._run_bounds(bounds, start)
         if self.ran:
@@ -1226,6 +1325,8 @@ class _Translator:
         if s.steps is None:
             raise Refused("the script has no run or minimize command: nothing to do")
         fix = s.fix
+        if fix is None and s.minimize is None and s.run_steps == 0:
+            fix = Fix(Ensemble.NVE)   # run 0: the start state evaluated (LAMMPS: "atoms won't move")
         if fix is None and s.minimize is None:
             raise Refused("the script has no fix nve, nvt, npt or nph: LAMMPS would not move the atoms; numdp lmp "
                           "needs one")
@@ -1599,8 +1700,26 @@ def translate(text: str, name: str, cli_variables: dict[str, str], base: Path,
         raise InputError(f"{name}: {exc}") from None
     for line in script.printed:
         tr.notices.append(f"print: {line}")
+    epilogue = None
+    if script.deferred:
+        _probe(script, tr)
+        epilogue = Epilogue(script, tr)
     return Translation(tables, tr.notices, to_toml(tables, tr.notices, name), tr.writes, tr.s.elements,
-                       [(t, to_toml(t, [], name)) for t in later])
+                       [(t, to_toml(t, [], name)) for t in later], epilogue)
+
+
+def _probe(script: Script, tr: _Translator) -> None:
+    """Refuse now, in one line, a line kept for after the runs that numdp lmp could not run then
+    (an unknown keyword, a command other than variable / print / if): run a copy of the script's
+    kept lines with every FINAL_KEYWORDS value 1."""
+    probe = copy.copy(script)
+    probe.variables = copy.deepcopy(script.variables)
+    probe.printed = list(script.printed)
+    tr.final = dict.fromkeys(FINAL_KEYWORDS, 1.0)
+    try:
+        probe.finish(tr.keyword)
+    finally:
+        tr.final = None
 
 
 # -- TOML ---------------------------------------------------------------------------------------------
