@@ -202,3 +202,112 @@ def test_restart_continues_cg_bit_for_bit(tmp_path, monkeypatch):
     fire = crystal(tmp_path / "fire", **{"steps = 400": "steps = 40"})
     with pytest.raises(InputError, match=r"ck12.h5: the checkpoint holds another minimizer's state"):
         run(fire, restart=tmp_path / "full" / "ck12.h5")
+
+
+# -- the same minimum as LAMMPS: a jittered crystal near its minimum (tests/data/minimize_cg/lj_*.npz) ----------
+
+# case: [minimize] lines of LAMMPS' style lines (tools/make_minimize_cg_fixtures.py, LJ_CASES)
+LJ_CASES = {"lj_cg_quadratic": 'style = "cg"', "lj_cg_backtrack": 'style = "cg"\nline = "backtrack"',
+            "lj_sd_quadratic": 'style = "sd"'}
+LJ_EPS = 1.0   # eV: the fixtures' pair_coeff (LAMMPS lj/smooth/linear = test_md_potential.LennardJones)
+UNIT = np.finfo(float).eps / 2
+
+
+@pytest.fixture(scope="module")
+def lj_curvature():
+    """(k_min eV/Å², number of pairs within the cutoff) at LAMMPS' cg minimum: the smallest
+    eigenvalue of the Hessian (central differences of the forces, step 1e-4 Å: error ~ d² F''' ~
+    1e-7 k) apart from the 3 zero modes of a rigid translation."""
+    LennardJones, _, _ = _lj()
+    lj = LennardJones(eps=LJ_EPS)
+    x = np.load(DATA / "lj_cg_quadratic.npz")["x"]
+    box, d = np.eye(3) * 10.6, 1e-4
+    h = np.zeros((x.size, x.size))
+    for i in range(x.size):
+        cols = []
+        for s in (d, -d):
+            y = x.ravel().copy()
+            y[i] += s
+            cols.append(lj.energy_forces_virial(y.reshape(-1, 3), box)[1].ravel())
+        h[i] = -(cols[0] - cols[1]) / (2 * d)
+    w = np.linalg.eigvalsh(0.5 * (h + h.T))
+    assert np.abs(w[:3]).max() < 1e-6 * w[-1]   # the translations
+    r = np.linalg.norm((x[:, None] - x[None]) - 10.6 * np.round((x[:, None] - x[None]) / 10.6), axis=-1)
+    pairs = 0.5 * (np.count_nonzero(r < lj.rcut) - len(x)) * 27   # images within 8.5 Å of a 10.6 Å box: < 27 each
+    return float(w[3]), pairs
+
+
+@pytest.mark.parametrize("name", sorted(LJ_CASES))
+def test_same_minimum_as_lammps(tmp_path, lj_curvature, name):
+    """From a jittered fcc crystal (32 atoms, near its minimum, the perfect lattice) numdp's cg
+    (line quadratic, LAMMPS' default), cg with line backtrack and sd follow LAMMPS' whole run with
+    the same shifted-force Lennard-Jones (LAMMPS lj/smooth/linear): the same stopping criterion,
+    iterations and force evaluations, every iteration's pe, and the same minimum.
+
+    Bounds: near a minimum E(x) - E* <= |F(x)|² / (2 k_min) and |x - x*| <= |F(x)| / k_min (2-norm,
+    the 3N vector less a rigid translation: the crystal's zero modes), k_min the Hessian's smallest
+    non-zero eigenvalue (lj_curvature); both runs' |F| (LAMMPS' last fnorm; numdp's) plus the force
+    round-off of either code, dF <= n_pairs u max|f_pair| (max|f_pair| <= 24 eps / r_min <= 10 eV/Å
+    here), and the energies' summation round-off n_pairs² u eps each (|e_pair| <= eps).  The
+    thermo pe (numdp prints 7 significant digits) agrees to half a unit of the printed digit."""
+    from numdp.io.h5md import read_checkpoint
+
+    LennardJones, crystal, run = _lj()
+    case = np.load(DATA / f"{name}.npz")
+    k_min, pairs = lj_curvature
+    toml = crystal(tmp_path, **{"steps = 400\nftol = 1e-4": "steps = 1000\nftol = 1e-10\netol = 0.0\n"
+                                f"maxeval = 100000\n{LJ_CASES[name]}", "thermo_every = 10": "thermo_every = 1"})
+    lj = LennardJones(eps=LJ_EPS)
+    run(toml, model=lj)
+    log = (tmp_path / "log.txt").read_text()
+    assert f"Stopping criterion = {case['stop']}" in log, log[-900:]
+    assert f"Iterations, force evaluations = {int(case['iterations'])} {int(case['evaluations'])}" in log
+    rows = np.array(thermo_rows_numdp(log))
+    assert rows[:, 0].astype(int).tolist() == case["steps"].tolist()
+    half_digit = 0.5 * 10.0 ** (np.floor(np.log10(np.abs(case["pe"]))) - 6)
+    assert np.all(np.abs(rows[:, 1] - case["pe"]) <= half_digit * (1 + 1e-9)), np.abs(rows[:, 1] - case["pe"]).max()
+    b = read_checkpoint(tmp_path / "ck.h5")
+    e, f, _ = lj.energy_forces_virial(b.positions, b.box)
+    df = pairs * UNIT * 10.0
+    fa, fb = float(case["fnorm"][-1]) + df, float(np.linalg.norm(f)) + df
+    d = b.positions - case["x"]
+    d -= 10.6 * np.round(d / 10.6)
+    d -= d.mean(axis=0)
+    assert np.linalg.norm(d) <= (fa + fb) / k_min, (np.linalg.norm(d), (fa + fb) / k_min)
+    de = abs(e - float(case["pe"][-1]))
+    assert de <= (fa ** 2 + fb ** 2) / (2 * k_min) + 2 * pairs ** 2 * UNIT * LJ_EPS, de
+
+
+def thermo_rows_numdp(log: str):
+    from test_minimize import thermo_rows
+    return thermo_rows(log)
+
+
+# -- numdp lmp's min_style / min_modify / minimize as LAMMPS (checked with LAMMPS 22 Jul 2025 update 2) -------
+
+HEAD = "units metal\nread_data conf.data\npair_style deepmd model.dp\npair_coeff * *\n"
+
+
+def _table(tmp_path, lines: str) -> dict:
+    from numdp.lammps.translate import translate
+    return translate(HEAD + lines, "in.lammps", {}, tmp_path).tables["minimize"]
+
+
+@pytest.mark.parametrize("lines", ["min_modify line backtrack dmax 0.2\nmin_style cg\n",
+                                   "min_style cg\nmin_modify line backtrack dmax 0.2\nmin_style cg\n",
+                                   "min_modify dmax 0.2 tmax 4\nmin_style fire\n"])
+def test_min_style_resets_min_modify(tmp_path, lines):
+    """LAMMPS' min_style makes a new minimizer with every min_modify setting at its default (also
+    for the same style): LAMMPS with `min_modify line backtrack` before `min_style cg` runs line
+    quadratic (26 iterations, 50 evaluations on lj_cg_quadratic's crystal, as without it; after
+    min_style: 15, 69).  numdp lmp kept them."""
+    t = _table(tmp_path, lines + "minimize 0 1e-6 10 100\n")
+    assert not {"line", "dmax", "tmax"} & t.keys(), t
+
+
+def test_fire_runs_with_maxeval_below_maxiter(tmp_path):
+    """LAMMPS' FIRE does not check maxeval: `min_style fire` / `minimize 0 1e-10 100 20` stops
+    on "max iterations" after 100 iterations and 104 evaluations.  numdp lmp refused the script;
+    it runs it with a note (the [minimize] table has no maxeval: FIRE has none)."""
+    t = _table(tmp_path, "min_style fire\nminimize 0 1e-10 100 20\n")
+    assert t["style"] == "fire" and t["steps"] == 100 and "maxeval" not in t

@@ -21,6 +21,15 @@ and OUT/CASE.npz holds: `lines` (the min_style / min_modify lines as numdp lmp i
 `ftol`, `maxiter`, `maxeval`, `steps` (M,) and `pe` (M,) eV, `fnorm` (M,) eV/Å of LAMMPS' thermo
 lines (step 0 to the last), `x` (N, 3) Å the final positions in id order, `stop` (LAMMPS'
 "Stopping criterion" words), `iterations` and `evaluations` (its "Iterations, force evaluations").
+
+Near a minimum (the cases LJ_CASES, OUT/lj_CASE.npz): the water start above is chaotic and never
+converges, so the same minimum is checked on a jittered fcc crystal of 32 atoms (tests/test_minimize.py's
+`crystal`: a = 5.3 Å, box 10.6 Å, Gaussian jitter 0.1 Å, seed 2; LAMMPS reads its start.data) with
+LAMMPS' `pair_style lj/smooth/linear 8.5` / `pair_coeff * * 1.0 3.40` (the shifted-force
+Lennard-Jones of tests/test_md_potential.py's LennardJones(eps=1.0): eps 1 eV makes alpha = 1
+Å²/eV overshoot, so the line searches backtrack and take secant steps and cg differs from sd; with
+argon's 0.0104 eV every first trial is accepted and cg, sd, backtrack make the same iterations)
+and `minimize 0 1e-10 1000 100000`; same keys (no model).
 """
 from __future__ import annotations
 
@@ -45,6 +54,23 @@ CASES = {
     "sd_quadratic": ("min_style sd", 1e-8, 60, 4000),
     "cg_maxeval": ("min_style cg\nmin_modify dmax 0.05", 1e-8, 400, 25),
 }
+
+# name: style lines (LAMMPS' default cg, line quadratic, when empty)
+LJ_CASES = {"lj_cg_quadratic": "", "lj_cg_backtrack": "min_modify line backtrack", "lj_sd_quadratic": "min_style sd"}
+LJ_SCRIPT = """units metal
+boundary p p p
+atom_style atomic
+read_data start.data
+pair_style lj/smooth/linear 8.5
+pair_coeff * * 1.0 3.40
+neighbor 1.0 bin
+thermo_style custom step pe fnorm fmax
+thermo_modify format float %.17g
+thermo 1
+{lines}
+minimize 0 1e-10 1000 100000
+write_dump all custom final.dump id x y z modify format float %.17g sort id
+"""
 
 SCRIPT = """units metal
 boundary p p p
@@ -85,12 +111,34 @@ def read_positions(path: Path) -> np.ndarray:
     return a[np.argsort(a[:, 0])][:, 1:4]
 
 
+def make_lj(lmp: str, work: Path) -> None:
+    """OUT/lj_CASE.npz of LJ_CASES (module docstring)."""
+    import sys
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_md_potential import MASS_AR, fcc
+    from numdp.io.structure import write_lammps_data
+
+    x, box = fcc(2, 5.3)
+    x = x + np.random.default_rng(2).normal(scale=0.1, size=x.shape)
+    write_lammps_data(work / "start.data", np.zeros(len(x), int), x, box, [MASS_AR])
+    for name, lines in LJ_CASES.items():
+        (work / "in.lj").write_text(LJ_SCRIPT.format(lines=lines))
+        subprocess.run([lmp, "-in", "in.lj", "-log", "log.lj"], cwd=work, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        steps, pe, fnorm, stop, iterations, evaluations = read_log((work / "log.lj").read_text())
+        np.savez_compressed(OUT / f"{name}.npz", lines=lines, ftol=1e-10, maxiter=1000, maxeval=100000,
+                            steps=steps, pe=pe, fnorm=fnorm, x=read_positions(work / "final.dump"), stop=stop,
+                            iterations=iterations, evaluations=evaluations)
+        print(name, stop, iterations, evaluations, f"pe {pe[0]:.10g} -> {pe[-1]:.10g}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lmp", default="/tmp/dpk/bin/lmp", help="the LAMMPS executable")
     parser.add_argument("--dp", default="/tmp/dpk/bin/dp", help="DeePMD-kit's dp (for convert-backend)")
     parser.add_argument("--tf", default="/tmp/tf221", help="the TensorFlow install DeePMD-kit's plugin loads")
-    parser.add_argument("cases", nargs="*", default=list(CASES), help="cases to make (default: all)")
+    parser.add_argument("cases", nargs="*", default=list(CASES) + ["lj"],
+                        help="cases to make (default: all; lj: every case of LJ_CASES)")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONPATH=args.tf, LD_LIBRARY_PATH=str(Path(args.tf) / "tensorflow"), OMP_NUM_THREADS="1",
@@ -100,7 +148,9 @@ def main() -> None:
         subprocess.run([args.dp, "convert-backend", str(MODEL), "model.pb"], cwd=work, env=env, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         (work / "water.data").write_text(DATA.read_text())
-        for name in args.cases:
+        if "lj" in args.cases:
+            make_lj(args.lmp, work)
+        for name in (c for c in args.cases if c != "lj"):
             lines, ftol, maxiter, maxeval = CASES[name]
             (work / "in.lammps").write_text(SCRIPT.format(lines=lines, ftol=ftol, maxiter=maxiter, maxeval=maxeval))
             subprocess.run([args.lmp, "-in", "in.lammps", "-log", "log.lammps"], cwd=work, env=env, check=True,

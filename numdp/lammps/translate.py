@@ -1216,7 +1216,11 @@ class _Translator:
             raise Refused("expected: min_style STYLE")
         if c.args[0] not in _MIN_STYLES:
             raise Refused(f"min_style {c.args[0]}: not supported by numdp lmp (cg, sd and fire are)")
+        if self.s.min_modify:   # LAMMPS makes a new minimizer: every min_modify setting at its default
+            self.note(f"min_modify {', '.join(self.s.min_modify)} before min_style {c.args[0]}: reset to "
+                      f"LAMMPS' defaults by min_style (as LAMMPS); give min_modify after min_style")
         self.s.min_style = c.args[0]
+        self.s.min_modify = {}
 
     def _min_modify(self, c: Command) -> None:
         args = list(c.args)
@@ -1250,9 +1254,9 @@ class _Translator:
             raise Refused("expected: minimize ETOL FTOL MAXITER MAXEVAL")
         etol, ftol = _number(c.args[0], "etol", nonnegative=True), _number(c.args[1], "ftol", nonnegative=True)
         maxiter, maxeval = _integer(c.args[2], "maxiter"), _integer(c.args[3], "maxeval")
-        if maxeval < maxiter and self.s.min_style == "fire":
-            raise Refused(f"maxeval {maxeval} < maxiter {maxiter}: numdp's FIRE has no limit on force "
-                          f"evaluations (about one per iteration); give maxeval >= maxiter")
+        if maxeval < maxiter and self.s.min_style == "fire":   # LAMMPS' FIRE never checks maxeval
+            self.note(f"minimize maxeval {maxeval} < maxiter {maxiter}: min_style fire does not stop on "
+                      f"maxeval (as LAMMPS)")
         start = self.s.restart_step or 0
         self.s.minimize = {"steps": start + maxiter, "etol": etol, "ftol": ftol}
         if self.s.min_style != "fire":
