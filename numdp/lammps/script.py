@@ -323,6 +323,7 @@ class Script:
             k: Variable(VariableStyle.INDEX, v) for k, v in (cli_variables or {}).items()}
         self.printed: list[str] = []   # the text of `print` commands
         self.deferred: list[tuple[int, str, str]] = []   # (line, text, file) run by `finish` (FinalState)
+        self.probing = False   # `finish(probe=True)`: a dry run of the deferred lines
 
     def error(self, line: int, command: str, message: str, file: str | None = None) -> ScriptError:
         """The one-line error of `command` at `line` of `file` (None: the file being read)."""
@@ -355,8 +356,14 @@ class Script:
             raise FormulaError(f"variable {name} = {var.value!r} is not a number") from None
 
     def evaluate(self, formula: str, depth: int = 0) -> float:
-        """The value of an equal-style formula (after `$` substitution)."""
-        return _Formula(self.substitute(formula), lambda n: self._number_of(n, depth), self._keyword).value()
+        """The value of an equal-style formula (after `$` substitution); nan for a math error while
+        `probing` (the probe's made-up keyword values may divide by zero where the real ones do not)."""
+        try:
+            return _Formula(self.substitute(formula), lambda n: self._number_of(n, depth), self._keyword).value()
+        except _MathError as exc:
+            if self.probing and not isinstance(exc, KeywordUnavailable):
+                return math.nan
+            raise
 
     def _keyword(self, name: str) -> float | None:
         """The value of a thermo keyword in a formula evaluated now (the translator's: dt, step);
@@ -412,25 +419,28 @@ class Script:
         try:
             self._execute(line, raw, first)
         except _Deferred as exc:
-            if first not in _DEFERRABLE:   # (a command of the run, e.g. write_data out.${step}.data)
-                raise self.error(line, first, f"{exc}: this line needs the state the last run ended with, which numdp "
-                                              f"lmp knows after the runs, where it accepts only "
-                                              f"{', '.join(_DEFERRABLE)}") from None
+            command = _not_deferrable(raw)
+            if command is not None:   # (a command of the run, e.g. write_data out.${step}.data)
+                raise self.error(line, command, f"{exc}: this line needs the state the last run ended with, which "
+                                                f"numdp lmp knows after the runs, where it accepts only "
+                                                f"{', '.join(_DEFERRABLE)}") from None
             self.deferred.append((line, raw, self.name))
 
     def _defer(self, line: int, raw: str, first: str) -> None:
-        if first not in _DEFERRABLE:
+        command = _not_deferrable(raw)
+        if command is not None:
             where = self.deferred[0]
-            raise self.error(line, first, f"after {where[2]}:{where[0]} ({where[1].split()[0]}), which needs the "
-                                          f"state the last run ended with: numdp lmp evaluates it after the runs, "
-                                          f"where it accepts only {', '.join(_DEFERRABLE)} (put {first} before it)")
+            raise self.error(line, command, f"after {where[2]}:{where[0]} ({where[1].split()[0]}), which needs the "
+                                            f"state the last run ended with: numdp lmp evaluates it after the runs, "
+                                            f"where it accepts only {', '.join(_DEFERRABLE)} (put {command} before it)")
         self.deferred.append((line, raw, self.name))
 
-    def finish(self, keyword: Callable[[str], float | None]) -> list[str]:
+    def finish(self, keyword: Callable[[str], float | None], probe: bool = False) -> list[str]:
         """Run the lines kept after a run (`deferred`) with `keyword`, the thermo keywords' values in
-        the state the last run ended with; returns the text of their `print` commands, in order."""
+        the state the last run ended with; returns the text of their `print` commands, in order.
+        probe: a dry run with made-up values (`probing`)."""
         start, lines = len(self.printed), self.deferred
-        self.deferred, self.keyword = [], keyword
+        self.deferred, self.keyword, self.probing = [], keyword, probe
         outer = self.name
         try:
             for line, raw, name in lines:
@@ -583,6 +593,31 @@ class _Deferred(Exception):
 
 _DEFERRABLE = ("variable", "print", "if", "echo")
 """What a script may do after a line that needs the state its last run ended with."""
+
+
+def _not_deferrable(raw: str) -> str | None:
+    """The first command of the line `raw` (with those of every branch of an `if`, whichever the
+    run takes) that is not _DEFERRABLE, or None."""
+    try:
+        words = split_words(raw)
+    except ValueError:
+        return None   # (the line's own error is reported where it runs)
+    if not words or words[0] not in _DEFERRABLE:
+        return words[0] if words else None
+    if words[0] != "if":
+        return None
+    k = 3   # if BOOL then CMD ... [elif BOOL CMD ...] [else CMD ...]
+    while k < len(words):
+        if words[k] == "elif":
+            k += 2
+            continue
+        if words[k] != "else":
+            inner = _not_deferrable(words[k])
+            if inner is not None:
+                return inner
+        k += 1
+    return None
+
 
 _STRING_COMPARISON = re.compile(r"\s*(\S+?)\s*(==|!=)\s*(\S+)\s*")
 

@@ -233,7 +233,7 @@ class Epilogue:
         (N, 3) Å/ps, zeros without any), or None when numdp lmp does not know them (velocity
         create's numbers are LAMMPS' own; a replicated data file)."""
         s = self.translator.first
-        if s.velocity is not None or s.replicate != (1, 1, 1):
+        if not _velocities_known(s):
             return None
         if s.restart_file is not None:
             from ..io.h5md import read_frame
@@ -256,6 +256,14 @@ class Epilogue:
 
 
 KINETIC_KEYWORDS = ("ke", "etotal", "temp", "press", "pxx", "pyy", "pzz", "pxy", "pxz", "pyz")
+
+
+def _velocities_known(s: _State) -> bool:
+    """Whether numdp lmp knows the velocities LAMMPS' atoms have after the minimize of the state `s`:
+    those they started it with, unless `velocity create` drew them (LAMMPS' own random numbers),
+    `replicate` made the atoms, or min_style fire ran (it zeroes them at its start and leaves its
+    own at its end)."""
+    return s.velocity is None and s.replicate == (1, 1, 1) and s.min_style != "fire"
 
 
 def final_values(frame: dict, model: str, fparam=None, aparam=None, velocities=None) -> dict[str, float]:
@@ -410,6 +418,10 @@ class _Translator:
             return self.s.timestep
         quantity = self.computes.get(name[2:]) if name.startswith("c_") else name
         if self.final is not None:   # after the runs
+            if quantity in KINETIC_KEYWORDS and quantity not in self.final:
+                raise KeywordUnavailable(f"'{name}' after a minimize: LAMMPS counts the velocities its atoms have "
+                                         f"then, which numdp lmp does not know (velocity create's, min_style "
+                                         f"fire's or a replicated system's)")
             return self.final.get(quantity)
         if self.ran and quantity in FINAL_KEYWORDS and (quantity != "step" or self.s.minimize is not None):
             raise FinalState(f"'{name}' in formula after a run: its value is the state the run ends with")
@@ -1706,22 +1718,26 @@ def translate(text: str, name: str, cli_variables: dict[str, str], base: Path,
         tr.notices.append(f"print: {line}")
     epilogue = None
     if script.deferred:
-        _probe(script, tr)
+        _probe(script, tr, "minimize" in (later[-1] if later else tables))
         epilogue = Epilogue(script, tr)
     return Translation(tables, tr.notices, to_toml(tables, tr.notices, name), tr.writes, tr.s.elements,
                        [(t, to_toml(t, [], name)) for t in later], epilogue)
 
 
-def _probe(script: Script, tr: _Translator) -> None:
+def _probe(script: Script, tr: _Translator, minimized: bool) -> None:
     """Refuse now, in one line, a line kept for after the runs that numdp lmp could not run then
-    (an unknown keyword, a command other than variable / print / if): run a copy of the script's
-    kept lines with every FINAL_KEYWORDS value 1."""
+    (an unknown keyword, a kinetic one after a minimize whose velocities it does not know): run a
+    copy of the script's kept lines with every FINAL_KEYWORDS value 1 (minimized: the last run is a
+    minimize)."""
     probe = copy.copy(script)
     probe.variables = copy.deepcopy(script.variables)
     probe.printed = list(script.printed)
     tr.final = dict.fromkeys(FINAL_KEYWORDS, 1.0)
+    if minimized and not _velocities_known(tr.first):
+        for key in KINETIC_KEYWORDS:
+            del tr.final[key]
     try:
-        probe.finish(tr.keyword)
+        probe.finish(tr.keyword, probe=True)
     finally:
         tr.final = None
 

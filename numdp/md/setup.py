@@ -51,7 +51,7 @@ from .minimize import FireMinimizer
 from .ramp import Ramp
 from .reporters import CheckpointReporter, Console, MinimizeThermoReporter, ThermoReporter, TrajectoryReporter
 from .safety import SafetyMonitor
-from .start import is_minimization_checkpoint, read_start, start_velocities
+from .start import continues_run, read_start, start_velocities
 from .thermostats import THERMOSTATS, NoseHooverChain
 
 
@@ -129,7 +129,7 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
         from_file = False   # the start is a checkpoint given as [system] file (not --restart)
         if restart is None and settings.system.file is not None and settings.system.file.is_file() \
                 and is_checkpoint(settings.system.file) \
-                and is_minimization_checkpoint(settings.system.file) == settings.minimizing:
+                and continues_run(settings.system.file, settings):
             s = settings.system
             if s.velocities is not None or s.replicate != (1, 1, 1) or s.frame is not None:
                 raise InputError(f"{name}: [system] file is a checkpoint, which restores the whole state; "

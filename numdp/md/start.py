@@ -33,6 +33,7 @@ from ..system import (AtomSource, State, atom_arrays, kinetic_energy, temperatur
                       zero_momentum)
 from ..units import KB, MVV2E, standard_mass
 from .barostat import is_lower_triangular, lower_triangular_rotation
+from .minimize import FIRE_STATE
 
 
 def maxwell_boltzmann(state: State, temperature_k: float, seed: int, world: World | None = None) -> None:
@@ -204,10 +205,14 @@ def state_from_structure(settings: RunSettings, type_map: list[str], draw_veloci
     return state
 
 
-def is_minimization_checkpoint(path) -> bool:
-    """True when the numdp checkpoint `path` was written by an energy minimization (its state
-    holds FIRE's variables, State.minimize), False for an MD checkpoint."""
-    return bool(CheckpointAtoms(path).light.minimize)
+def continues_run(path, settings: RunSettings) -> bool:
+    """Whether the numdp checkpoint `path` holds the state of a run that `settings` continues: an
+    MD run's for [md], for [minimize] a minimization by the same minimizer (FIRE's state for style
+    "fire", a line search's for "cg" / "sd").  Otherwise it is a start structure (its frame)."""
+    kept = CheckpointAtoms(path).light.minimize
+    if not settings.minimizing or not kept:
+        return not settings.minimizing and not kept
+    return all(key in kept for key in FIRE_STATE) == (settings.minimize.style == "fire")
 
 
 def read_start(settings: RunSettings, restart, type_map: list[str],
