@@ -187,6 +187,24 @@ class MinimizeSettings:
     vdfmax: int = 2000
     line: LineSearch = LineSearch.QUADRATIC
     maxeval: int | None = None
+    box: "BoxRelaxSettings | None" = None   # [minimize] box: cell relaxation (LAMMPS' fix box/relax); None: fixed cell
+
+
+BOX_COUPLINGS = ("isotropic", "anisotropic", "triclinic")   # as [md] barostat coupling
+
+
+@dataclass(frozen=True)
+class BoxRelaxSettings:
+    """[minimize] box = { coupling, pressure, vmax }: the cell relaxes with the atoms to the
+    hydrostatic target `pressure` (bar), as LAMMPS' `fix box/relax iso|aniso|tri P vmax V`
+    (numdp.md.boxrelax).  coupling: "isotropic" (one cell degree of freedom: the cell scales
+    uniformly), "anisotropic" (the three lengths; tilts keep their ratio to the lengths) or
+    "triclinic" (lengths and tilts: six); vmax: the largest relative change of a cell degree of
+    freedom in one line-search step (LAMMPS' vmax)."""
+
+    coupling: str = "isotropic"
+    pressure: float = 0.0   # bar
+    vmax: float = 0.0001
 
 
 @dataclass
@@ -421,7 +439,7 @@ def _check_coupling(t: Table, key: str, tau: float | None, timestep: float) -> N
 def _minimize(t: Table) -> MinimizeSettings:
     t.check_keys(("style", "steps", "ftol", "norm", "etol", "timestep", "dmax", "integrator", "tmax", "tmin",
                   "delaystep", "dtgrow", "dtshrink", "alpha0", "alphashrink", "halfstepback", "initialdelay",
-                  "vdfmax", *LINE_KEYS))
+                  "vdfmax", "box", *LINE_KEYS))
     style = t.string("style", "fire")
     if style not in MIN_STYLES:
         raise t.error("style", f"'{style}' is not available; numdp implements 'fire' (FIRE 2.0, as LAMMPS' "
@@ -447,7 +465,11 @@ def _minimize(t: Table) -> MinimizeSettings:
         dtshrink=t.number("dtshrink", 0.5, positive=True), alpha0=t.number("alpha0", 0.25, nonnegative=True),
         alphashrink=t.number("alphashrink", 0.99, positive=True),
         halfstepback=t.boolean("halfstepback", True), initialdelay=t.boolean("initialdelay", True),
-        vdfmax=t.integer("vdfmax", 2000, nonnegative=True), line=LineSearch(line), maxeval=maxeval)
+        vdfmax=t.integer("vdfmax", 2000, nonnegative=True), line=LineSearch(line), maxeval=maxeval,
+        box=_box_relax(t.sub("box")) if t.has("box") else None)
+    if m.box is not None and style == "fire":
+        raise t.error("box", "cell relaxation needs style = 'cg' or 'sd' (as LAMMPS' fix box/relax, which no "
+                             "damped-dynamics style such as fire supports)")
     # LAMMPS' own checks (MinFire::init), and alpha a mixing fraction
     if m.tmax < m.tmin:
         raise t.error("tmax", f"must be >= tmin = {m.tmin}, got {m.tmax}")
@@ -460,6 +482,16 @@ def _minimize(t: Table) -> MinimizeSettings:
     if m.alphashrink > 1.0:
         raise t.error("alphashrink", f"must be <= 1, got {m.alphashrink}")
     return m
+
+
+def _box_relax(t: Table) -> BoxRelaxSettings:
+    """[minimize] box (BoxRelaxSettings)."""
+    t.check_keys(("coupling", "pressure", "vmax"))
+    if isinstance(t.data.get("pressure"), list):
+        raise t.error("pressure", "one hydrostatic target pressure (bar) only; numdp does not relax the cell to "
+                                  "a non-hydrostatic stress (LAMMPS' fix box/relax x/y/z/xy/xz/yz targets)")
+    return BoxRelaxSettings(coupling=t.string("coupling", "isotropic", choices=BOX_COUPLINGS),
+                            pressure=t.number("pressure"), vmax=t.number("vmax", 0.0001, positive=True))
 
 
 def _neighbor(t: Table) -> NeighborSettings:

@@ -323,6 +323,9 @@ def test_run_defaults_match_the_validator(tmp_path):
         if key in ("barostat.chain", "barostat.form"):   # keys of the MTK barostat only
             for d in (with_default, without):
                 d["md"]["barostat"]["kind"] = "mtk"
+        if table == "minimize" and key in ("line", "maxeval"):   # keys of the line searches only
+            for d in (with_default, without):
+                d["minimize"]["style"] = "cg"
         *parents, leaf = key.split(".")
         a, b = with_default.setdefault(table, {}), without.setdefault(table, {})
         for p in parents:

@@ -134,10 +134,16 @@ def test_refused_in_one_line_before_running(tmp_path, change, expected):
     assert re.match(expected, str(err.value)) and "\n" not in str(err.value), str(err.value)
 
 
-def test_box_relax_refused_naming_it(tmp_path):
+def test_box_relax_translated(tmp_path):
+    """make_lammps_equi's `fix 1 all box/relax iso 0.0` before its minimize is [minimize] box
+    (tests/test_box_relax.py checks the relaxation against LAMMPS); a second minimize (DP-GEN's
+    change_box=True scripts relax iso, then aniso, then tri) is refused, naming the line."""
     text = (AUTOTEST / "elastic.in").read_text().replace("min_style       cg\n", "min_style cg\nfix 1 all box/relax iso 0.0\n")
-    with pytest.raises(InputError, match=r"in.lammps:\d+: fix: .*box/relax") as err:
-        _translate(tmp_path, text)
+    tr = _translate(tmp_path, text)
+    assert tr.tables["minimize"]["box"] == {"coupling": "isotropic", "pressure": 0.0}
+    twice = text.replace("minimize", "fix 1 all box/relax aniso 0.0\nminimize 0 1e-10 5000 500000\nminimize", 1)
+    with pytest.raises(InputError, match=r"in.lammps:\d+: minimize: minimize after a run") as err:
+        _translate(tmp_path, twice)
     assert "\n" not in str(err.value)
 
 

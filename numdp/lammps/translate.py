@@ -23,7 +23,7 @@ from ..errors import InputError
 from ..io.series import MARK, is_series, latest_file, series_file
 from ..units import EV_PER_A3_TO_BAR, KB
 from ..validate import toml_lines
-from .script import Command, FinalState, FormulaError, KeywordUnavailable, Script, is_number
+from .script import Command, FinalState, KeywordUnavailable, Script, is_number
 
 METAL_TIMESTEP = 0.001   # ps: LAMMPS' default timestep in units metal
 LAMMPS_SKIN = 2.0        # Å: LAMMPS' default neighbor skin in units metal
@@ -345,6 +345,7 @@ class _State:
     min_style: str = "cg"                 # LAMMPS' default (numdp: cg, sd, fire)
     min_modify: dict = field(default_factory=dict)   # [minimize] keys from min_modify
     minimize: dict | None = None          # [minimize] etol, ftol, steps from `minimize`
+    box_relax: tuple[str, dict] | None = None   # fix ID all box/relax ...: (ID, [minimize] box)
     replicate: tuple[int, int, int] = (1, 1, 1)   # replicate NX NY NZ (their product over commands)
     continues: str | None = None          # a run after the first: the checkpoint the run before ends with
     run_steps: int | None = None          # the steps of the run (run 0: an evaluation of the state)
@@ -849,9 +850,12 @@ class _Translator:
         if style == "recenter":
             self._recenter(fix_id, args, (c.file, c.line))
             return
+        if style == "box/relax":
+            self._box_relax(fix_id, args)
+            return
         if style not in ("nve", "nvt", "npt", "nph"):
             raise Refused(f"fix style {style!r} is not supported by numdp lmp (nve, nvt, npt, nph, langevin, "
-                          f"temp/csvr, momentum)")
+                          f"temp/csvr, momentum, recenter, box/relax)")
         if self.s.fix is not None and self.s.fix_id != fix_id:
             raise Refused(f"a second time-integration fix ({self.s.fix_id} is one); numdp integrates with one")
         if self.s.fix is not None and self.s.fix.ensemble.value != style:   # LAMMPS re-specifies a fix of one style
@@ -877,6 +881,31 @@ class _Translator:
                 rest = self._barostat_args(fix, rest, "npt temp T T TDAMP", "[tchain N] ")
             self._chain_keywords(fix, rest, ("tchain", "pchain") if style == "npt" else ("tchain",))
         self.s.fix, self.s.fix_id = fix, fix_id
+
+    def _box_relax(self, fix_id: str, args: list[str]) -> None:
+        """fix ID all box/relax iso|aniso|tri P [vmax V] [nreset N]: [minimize] box (coupling
+        isotropic / anisotropic / triclinic, pressure P bar, vmax V) of the next minimize.  nreset
+        resets the reference cell of a non-hydrostatic target's strain energy only; with one
+        target pressure LAMMPS' run does not depend on it, so it is accepted and has no effect."""
+        couplings = {"iso": "isotropic", "aniso": "anisotropic", "tri": "triclinic"}
+        if len(args) < 2 or args[0] not in couplings:
+            raise Refused("numdp lmp accepts `fix ID all box/relax iso|aniso|tri P [vmax V] [nreset N]` only "
+                          "(not x/y/z/xy/xz/yz targets, couple, dilate, scale*, fixedpoint)")
+        box = {"coupling": couplings[args[0]],   # the P_t (eV/Å³) of LAMMPS' units metal constants
+               "pressure": lammps_bar(_number(args[1], f"box/relax {args[0]} Ptarget"))}
+        rest = args[2:]
+        while rest:
+            if len(rest) < 2 or rest[0] not in ("vmax", "nreset"):
+                raise Refused(f"box/relax keyword {' '.join(rest[:2])} is not supported by numdp lmp (vmax and "
+                              f"nreset are; not x/y/z/xy/xz/yz, couple, dilate, scale*, fixedpoint)")
+            if rest[0] == "vmax":
+                box["vmax"] = _number(rest[1], "box/relax vmax", positive=True)
+            elif _integer(rest[1], "box/relax nreset") < 0:
+                raise Refused("box/relax nreset N: N must be >= 0 (as LAMMPS)")
+            rest = rest[2:]
+        if self.s.box_relax is not None and self.s.box_relax[0] != fix_id:
+            raise Refused(f"a second fix box/relax ({self.s.box_relax[0]} is one)")
+        self.s.box_relax = (fix_id, box)
 
     def _recenter(self, fix_id: str, args: list[str], where: tuple) -> None:
         """fix ID all recenter X Y Z with each of X Y Z INIT (the centre of mass where the run
@@ -1264,6 +1293,9 @@ class _Translator:
             raise Refused("minimize after a run: numdp lmp runs a minimize alone, before any run")
         if len(c.args) != 4:
             raise Refused("expected: minimize ETOL FTOL MAXITER MAXEVAL")
+        if self.s.box_relax is not None and self.s.min_style == "fire":
+            raise Refused(f"fix {self.s.box_relax[0]} box/relax with min_style fire: LAMMPS relaxes the box with "
+                          f"the line-search styles only (cg, sd)")
         etol, ftol = _number(c.args[0], "etol", nonnegative=True), _number(c.args[1], "ftol", nonnegative=True)
         maxiter, maxeval = _integer(c.args[2], "maxiter"), _integer(c.args[3], "maxeval")
         if maxeval < maxiter and self.s.min_style == "fire":   # LAMMPS' FIRE never checks maxeval
@@ -1286,6 +1318,8 @@ class _Translator:
         if unused:
             self.note(f"min_modify {', '.join(unused)}: not used by min_style {s.min_style} (as LAMMPS)")
         keys = {k: v for k, v in s.min_modify.items() if k not in unused}
+        if s.box_relax is not None:   # (with min_style cg or sd: _minimize)
+            keys["box"] = dict(s.box_relax[1])
         return {"style": s.min_style, **s.minimize, **({"timestep": s.timestep} if fire else {}), **keys}
 
     def _written(self, kind: WriteKind, file: str) -> None:
@@ -1324,6 +1358,8 @@ class _Translator:
             self.s.thermostat = None
         elif self.s.recenter is not None and self.s.recenter[0] == c.args[0]:
             self.s.recenter = None
+        elif self.s.box_relax is not None and self.s.box_relax[0] == c.args[0]:
+            self.s.box_relax = None
         elif c.args[0] not in self.momentum_ids:
             raise Refused(f"no fix with ID {c.args[0]!r}")
 

@@ -9,7 +9,8 @@ first backs up the outputs of a previous one (numdp.io.backup: `#traj.h5md.1#`, 
 their names back if the run fails before its first report (Simulation.run).
 
 An energy minimization ([minimize]) builds the same run with numdp.md.minimize.FireMinimizer in
-the place of the integrator (no thermostat or barostat), its thermo columns (step pe fnorm fmax),
+the place of the integrator (no thermostat or barostat; [minimize] box relaxes the cell with the
+line-search styles, numdp.md.boxrelax), its thermo columns (step pe fnorm fmax),
 on the CPU only, up to [minimize] steps.  A checkpoint continues a run of its own kind only (MD or
 minimization); given as [system] file to the other kind it is a start structure (numdp.md.start).
 
@@ -42,6 +43,7 @@ from ..system import State, zero_momentum
 from .deviation import DeviationReporter, check_ensemble
 from .barostat import StochasticCellRescaling
 from .mtk import MTKBarostat
+from .boxrelax import BoxRelax
 from .device import check_device_run, device_md
 from .forces import ForceProvider
 from .integrator import VelocityVerlet
@@ -185,6 +187,8 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
     if mini is not None:   # minimizer iterations in the place of the integrator (the CPU only: above)
         integrator = FireMinimizer(mini, world) if mini.style == "fire" else LineSearchMinimizer(mini, world)
         with world.agreement():
+            if mini.box is not None:
+                BoxRelax(mini.box).check_cell(state, name)
             try:
                 integrator.initialize(state)   # a new minimization starts at rest; a restart keeps its state
             except InputError as err:   # a checkpoint of another minimizer
@@ -291,7 +295,8 @@ def _describe_minimize(m) -> str:
     if m.style != "fire":
         return (f"minimize {m.style}: steps {m.steps}, ftol {m.ftol:g} eV/A (norm {m.norm.value}), etol {m.etol:g}, "
                 f"line {m.line.value}, dmax {m.dmax:g} A, maxeval "
-                f"{m.maxeval if m.maxeval is not None else 'none'}; the box is fixed")
+                f"{m.maxeval if m.maxeval is not None else 'none'}; "
+                + (BoxRelax(m.box).describe() if m.box is not None else "the box is fixed"))
     return (f"minimize {m.style}: steps {m.steps}, ftol {m.ftol:g} eV/A (norm {m.norm.value}), etol {m.etol:g}, "
             f"timestep {m.timestep:g} ps, dmax {m.dmax:g} A, tmax {m.tmax:g}, tmin {m.tmin:g}, delaystep "
             f"{m.delaystep}, dtgrow {m.dtgrow:g}, dtshrink {m.dtshrink:g}, alpha0 {m.alpha0:g}, alphashrink "
