@@ -311,3 +311,30 @@ def test_fire_runs_with_maxeval_below_maxiter(tmp_path):
     it runs it with a note (the [minimize] table has no maxeval: FIRE has none)."""
     t = _table(tmp_path, "min_style fire\nminimize 0 1e-10 100 20\n")
     assert t["style"] == "fire" and t["steps"] == 100 and "maxeval" not in t
+
+
+def test_quadratic_search_from_an_energy_of_exactly_zero():
+    """LAMMPS' quadratic search divides by the previous trial's energy (an inf or nan there skips
+    the secant step); numdp's raised ZeroDivisionError when the iteration starts at E = 0 exactly.
+    A harmonic well E = k/2 (|x - x*|² - |x0 - x*|²) is 0 at x0: the search must step downhill."""
+    from numdp.config import MinimizeSettings
+    from numdp.md.linesearch import LineSearchMinimizer
+    from numdp.system import State
+
+    k, target = 2.0, np.array([[0.5, 0.0, 0.0], [0.0, 0.3, 0.0]])   # alpha_max = dmax / max|h| = 0.1
+    x0 = np.zeros((2, 3))
+    d0 = float(np.sum((x0 - target) ** 2))
+
+    def forces(state):
+        d = state.positions - target
+        state.potential_energy = 0.5 * k * (float(np.sum(d * d)) - d0)
+        state.forces = -k * d
+
+    state = State(positions=x0.copy(), velocities=np.zeros((2, 3)), types=np.zeros(2, np.int32),
+                  masses=np.ones(2), box=None, type_map=["A"], ids=np.arange(2))
+    minimizer = LineSearchMinimizer(MinimizeSettings(steps=5, style="cg", ftol=0.0))
+    minimizer.initialize(state)
+    forces(state)
+    assert state.potential_energy == 0.0
+    minimizer.step(state, forces)
+    assert state.potential_energy < 0.0 and minimizer.finished is None

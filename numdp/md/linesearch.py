@@ -56,7 +56,7 @@ from ..errors import InputError
 from ..parallel.world import World
 from ..system import State
 from .boxrelax import BoxRelax
-from .minimize import EPS_ENERGY, ForceNorms, StopReason, force_norms_global
+from .minimize import EPS_ENERGY, ForceNorms, MinimizerState, StopReason, force_norms_global
 
 ALPHA_MAX = 1.0          # Å²/eV: the largest step along h (LAMMPS' ALPHA_MAX)
 ALPHA_REDUCE = 0.5       # backtracking factor
@@ -83,7 +83,7 @@ BOX_STATE = {
 }
 
 
-class LineSearchMinimizer:
+class LineSearchMinimizer(MinimizerState):
     """cg / sd iterations on a State (module docstring), in the run loop's integrator place as
     numdp.md.minimize.FireMinimizer: `step(state, forces)`, `finished`, `at_end`, `final_lines`.
 
@@ -105,12 +105,7 @@ class LineSearchMinimizer:
     def initialize(self, state: State) -> None:
         """Start a minimization (h = F once the forces are known), or continue the one whose scalars
         `state.minimize` holds (a restart; h its "direction")."""
-        if state.minimize:
-            missing = [k for k in LINE_STATE if k not in state.minimize]
-            if missing:
-                raise InputError(f"the checkpoint holds another minimizer's state (it lacks {missing}); "
-                                 f"[minimize] style = '{self.settings.style}' cannot continue it: use the style "
-                                 f"that wrote it, or give the checkpoint as [system] file to start anew")
+        if self._continues(state, LINE_STATE):
             held = "box_direction" in state.minimize
             if held != (self.box is not None) or (held and state.minimize["box_direction"].size != self.box.ndof):
                 raise InputError("the checkpoint's minimization relaxes " + (
@@ -126,13 +121,6 @@ class LineSearchMinimizer:
         if self.box is not None:
             state.minimize["box_reference"] = np.array(state.box, dtype=np.float64)
             state.minimize["box_direction"] = np.zeros(self.box.ndof)
-
-    def _get(self, state: State, key: str) -> float:
-        return float(state.minimize[key])
-
-    def _set(self, state: State, **values) -> None:
-        for key, value in values.items():
-            state.minimize[key] = np.float64(value)
 
     def _dot(self, a: np.ndarray, b: np.ndarray) -> float:
         """Global a·b of two (n, 3) per-atom arrays.  Collective."""
@@ -363,7 +351,9 @@ class _LineSearch:
             if abs(fh) < EPS_QUAD or abs(dfh) < EPS_QUAD:
                 self._at(0.0)
                 return StopReason.ZEROQUAD
-            relerr = abs(1.0 - (0.5 * (alpha - alpha_prev) * (fh + fh_prev) + e) / e_prev)
+            # (LAMMPS divides by e_prev = 0 too: inf or nan, which skips the secant step)
+            relerr = abs(1.0 - (0.5 * (alpha - alpha_prev) * (fh + fh_prev) + e) / e_prev) if e_prev != 0.0 \
+                else math.inf
             secant = alpha - (alpha - alpha_prev) * fh / dfh
             if relerr <= QUADRATIC_TOL and 0.0 < secant < alpha_max:
                 e = self._at(secant)

@@ -110,7 +110,33 @@ FIRE_STATE = {
 }
 
 
-class FireMinimizer:
+class MinimizerState:
+    """What the minimizers share: their scalars in `State.minimize` (float64 0-d arrays, so that a
+    checkpoint carries them) and the check that a checkpoint's are theirs.  Needs `settings`."""
+
+    settings: MinimizeSettings
+
+    def _continues(self, state: State, keys) -> bool:
+        """Whether `state` holds a minimization to continue (a restart); InputError when it is
+        another minimizer's (a scalar of `keys` is missing)."""
+        if not state.minimize:
+            return False
+        missing = [k for k in keys if k not in state.minimize]
+        if missing:
+            raise InputError(f"the checkpoint holds another minimizer's state (it lacks {missing}); "
+                             f"[minimize] style = '{self.settings.style}' cannot continue it: use the style that "
+                             f"wrote it, or give the checkpoint as [system] file to start anew")
+        return True
+
+    def _get(self, state: State, key: str) -> float:
+        return float(state.minimize[key])
+
+    def _set(self, state: State, **values) -> None:
+        for key, value in values.items():
+            state.minimize[key] = np.float64(value)
+
+
+class FireMinimizer(MinimizerState):
     """FIRE 2.0 iterations on a State (module docstring); used by the run loop in the place of the
     integrator: `step(state, forces)` makes one iteration, `finished` says why it stopped (None
     while it goes on), `at_end` ends the run, `final_lines` report it.
@@ -139,12 +165,7 @@ class FireMinimizer:
     def initialize(self, state: State) -> None:
         """Start a minimization on `state` (velocities set to zero, FIRE's variables to their start
         values), or continue the one whose variables `state.minimize` holds (a restart)."""
-        if state.minimize:
-            missing = [k for k in FIRE_STATE if k not in state.minimize]
-            if missing:
-                raise InputError(f"the checkpoint holds another minimizer's state (it lacks {missing}); "
-                                 f"[minimize] style = 'fire' cannot continue it: use the style that wrote it, "
-                                 f"or give the checkpoint as [system] file to start anew")
+        if self._continues(state, FIRE_STATE):
             return
         state.velocities[:] = 0.0
         step = float(state.step)
@@ -153,13 +174,6 @@ class FireMinimizer:
                           "e_initial": math.nan, "e_previous": math.nan, "fnorm_initial": math.nan,
                           "fmax_initial": math.nan}
         state.minimize = {k: np.float64(v) for k, v in state.minimize.items()}
-
-    def _get(self, state: State, key: str) -> float:
-        return float(state.minimize[key])
-
-    def _set(self, state: State, **values) -> None:
-        for key, value in values.items():
-            state.minimize[key] = np.float64(value)
 
     def _record_start(self, state: State) -> None:
         """The start values of the summary, once the start forces are known.  Collective."""
