@@ -126,7 +126,9 @@ class MTKBarostat:
         nu = np.asarray(b.get("nu", np.zeros((3, 3))), dtype=np.float64).reshape(3, 3)
         nu = np.where(self.active, nu, 0.0)
         if self.coupling == "isotropic":
-            nu = np.eye(3) * float(np.trace(nu) / 3.0)
+            diag = np.diag(nu)
+            # an isotropic run's own μ = ν I keeps its bits ((ν + ν + ν) / 3 need not be ν)
+            nu = np.eye(3) * (float(diag[0]) if np.all(diag == diag[0]) else float(np.trace(nu) / 3.0))
         b["nu"] = nu
         for key in ("xi", "vxi"):
             if key not in b or np.shape(b[key]) != (self.chain,):

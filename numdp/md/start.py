@@ -240,10 +240,12 @@ def read_start(settings: RunSettings, restart, type_map: list[str],
                      f"({restart})")
     light = source.light
     if barostat_coupling is not None:
+        ensemble = settings.md.ensemble if settings.md is not None else "npt"   # 'npt' or 'nph'
         if light.box is None:
-            raise InputError(f"{name}: [md] ensemble = 'npt' needs a periodic cell; {settings.system.file or '[system] lattice'} has none")
+            raise InputError(f"{name}: [md] ensemble = '{ensemble}' needs a periodic cell; "
+                             f"{settings.system.file or '[system] lattice'} has none")
         if not all(light.pbc_flags):
-            raise InputError(f"{name}: [md] ensemble = 'npt' needs a cell periodic along all three vectors; "
+            raise InputError(f"{name}: [md] ensemble = '{ensemble}' needs a cell periodic along all three vectors; "
                              f"the system has pbc {list(light.pbc_flags)} (use 'nvt' or 'nve' for a slab)")
         if barostat_coupling == "triclinic" and not is_lower_triangular(light.box):
             source = RotatedAtoms(source, lower_triangular_rotation(light.box))
