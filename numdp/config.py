@@ -188,6 +188,8 @@ class MinimizeSettings:
     line: LineSearch = LineSearch.QUADRATIC
     maxeval: int | None = None
     box: "BoxRelaxSettings | None" = None   # [minimize] box: cell relaxation (LAMMPS' fix box/relax); None: fixed cell
+    anew: bool = False   # a minimization checkpoint as [system] file: a new minimization from its state and
+    # step, `steps` iterations long (LAMMPS' minimize after a minimize), not that one continued
 
 
 BOX_COUPLINGS = ("isotropic", "anisotropic", "triclinic")   # as [md] barostat coupling
@@ -225,7 +227,8 @@ class OutputSettings:
     checkpoint_every: int = 1000
     progress: str = "auto"  # "auto" | "bar" | "lines" | "none"
     columns: tuple[str, ...] | None = None  # lammps-dump ATOMS columns (LAMMPS dump custom keywords); None: default
-    thermo_columns: tuple[str, ...] = THERMO_DEFAULT  # thermo keywords of the thermo lines (numdp.md.thermo)
+    thermo_columns: tuple[str, ...] | None = THERMO_DEFAULT  # thermo keywords of the thermo lines (numdp.md.thermo);
+    # None: a minimization's own step pe fnorm fmax
     thermo_header: str = "keywords"  # numdp.md.thermo.HEADERS
 
 
@@ -439,7 +442,7 @@ def _check_coupling(t: Table, key: str, tau: float | None, timestep: float) -> N
 def _minimize(t: Table) -> MinimizeSettings:
     t.check_keys(("style", "steps", "ftol", "norm", "etol", "timestep", "dmax", "integrator", "tmax", "tmin",
                   "delaystep", "dtgrow", "dtshrink", "alpha0", "alphashrink", "halfstepback", "initialdelay",
-                  "vdfmax", "box", *LINE_KEYS))
+                  "vdfmax", "box", "anew", *LINE_KEYS))
     style = t.string("style", "fire")
     if style not in MIN_STYLES:
         raise t.error("style", f"'{style}' is not available; numdp implements 'fire' (FIRE 2.0, as LAMMPS' "
@@ -466,7 +469,7 @@ def _minimize(t: Table) -> MinimizeSettings:
         alphashrink=t.number("alphashrink", 0.99, positive=True),
         halfstepback=t.boolean("halfstepback", True), initialdelay=t.boolean("initialdelay", True),
         vdfmax=t.integer("vdfmax", 2000, nonnegative=True), line=LineSearch(line), maxeval=maxeval,
-        box=_box_relax(t.sub("box")) if t.has("box") else None)
+        box=_box_relax(t.sub("box")) if t.has("box") else None, anew=t.boolean("anew", False))
     if m.box is not None and style == "fire":
         raise t.error("box", "cell relaxation needs style = 'cg' or 'sd' (as LAMMPS' fix box/relax, which no "
                              "damped-dynamics style such as fire supports)")
@@ -655,10 +658,12 @@ def run_settings(path: Path, text: str, data: dict, base: Path) -> RunSettings:
                            neighbor=_neighbor(table("neighbor")), output=_output(table("output"), base),
                            safety=_safety(table("safety")), parallel=_parallel(table("parallel")),
                            model_devi=model_devi)
-    for key in ("thermo_columns", "thermo_header"):
-        if minimizing and key in (data.get("output") or {}):
-            raise InputError(f"{path.name}: [output] {key}: a minimization ([minimize]) writes step pe "
-                             f"fnorm fmax; remove it")
+    given = data.get("output") or {}
+    if minimizing and "thermo_columns" not in given:   # the minimizer's own: step pe fnorm fmax
+        if "thermo_header" in given:
+            raise InputError(f"{path.name}: [output] thermo_header: a minimization without thermo_columns "
+                             f"writes step pe fnorm fmax; remove it, or give thermo_columns")
+        settings.output.thermo_columns = None
     if minimizing and settings.system.velocities is not None:
         raise InputError(f"{path.name}: [system] velocities: not used by a minimization ([minimize]), which "
                          f"starts at rest; remove it")

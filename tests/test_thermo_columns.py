@@ -132,11 +132,12 @@ def test_bad_columns_are_one_line_errors(tmp_path, value, message):
     with pytest.raises(InputError) as err:
         load_run_settings(path)
     assert message in str(err.value) and "\n" not in str(err.value)
-    path.write_text(path.read_text().replace("[md]\ntimestep = 0.001\nsteps = 1", "[minimize]\nsteps = 1").replace(value, '["step"]'))
-    with pytest.raises(InputError, match="a minimization .* writes step pe fnorm fmax"):
+    path.write_text(path.read_text().replace("[md]\ntimestep = 0.001\nsteps = 1", "[minimize]\nsteps = 1")
+                    .replace(f"thermo_columns = {value}", 'thermo_header = "lammps"'))
+    with pytest.raises(InputError, match="thermo_header: a minimization without thermo_columns writes step pe fnorm fmax"):
         load_run_settings(path)
     path.write_text(path.read_text().replace("[minimize]\nsteps = 1", "[md]\ntimestep = 0.001\nsteps = 1")
-                    .replace('thermo_columns = ["step"]', 'thermo_header = "fancy"'))
+                    .replace('thermo_header = "lammps"', 'thermo_header = "fancy"'))
     with pytest.raises(InputError, match=r"\[output\] thermo_header"):
         load_run_settings(path)
 

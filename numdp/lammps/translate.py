@@ -1289,8 +1289,9 @@ class _Translator:
         """`minimize etol ftol maxiter maxeval` with `min_style cg` (LAMMPS' default), `sd` or `fire`:
         numdp's [minimize] of that style (docs/md.md#energy-minimization)."""
         self._need_box("minimize")
-        if self.ran:
-            raise Refused("minimize after a run: numdp lmp runs a minimize alone, before any run")
+        if self.ran and self.s.minimize is None:
+            raise Refused("minimize after a run: numdp lmp minimizes before any run (write_data after the run "
+                          "and read_data that file in a second script to minimize its state)")
         if len(c.args) != 4:
             raise Refused("expected: minimize ETOL FTOL MAXITER MAXEVAL")
         if self.s.box_relax is not None and self.s.min_style == "fire":
@@ -1301,6 +1302,9 @@ class _Translator:
         if maxeval < maxiter and self.s.min_style == "fire":   # LAMMPS' FIRE never checks maxeval
             self.note(f"minimize maxeval {maxeval} < maxiter {maxiter}: min_style fire does not stop on "
                       f"maxeval (as LAMMPS)")
+        if self.ran:   # a minimize after a minimize: a new one from the state the one before ended with
+            self._next_minimize(etol, ftol, maxiter, maxeval)
+            return
         start = self.s.restart_step or 0
         self.s.minimize = {"steps": start + maxiter, "etol": etol, "ftol": ftol}
         if self.s.min_style != "fire":
@@ -1308,6 +1312,25 @@ class _Translator:
         self.s.steps = start + maxiter
         self.first = copy.deepcopy(self.s)
         self.ran = True
+
+    def _next_minimize(self, etol: float, ftol: float, maxiter: int, maxeval: int) -> None:
+        """A minimize after a minimize: LAMMPS makes a new minimizer (no memory of the one before:
+        cg starts along the forces, a fix box/relax takes the cell then as its reference) from the
+        state and step the one before stopped at.  numdp: a later run whose [system] file is the
+        final checkpoint of the one before, with [minimize] anew (its steps: maxiter iterations
+        from that checkpoint's step; the translation's steps assume the one before ran its
+        maxiter, the run's own end is the checkpoint's step + maxiter)."""
+        s = self.s
+        if s.restart_file is not None:
+            raise Refused("several minimizes after read_restart: numdp lmp restarts a script of one minimize")
+        root = s.checkpoint if s.checkpoint is not None else "checkpoint.h5"
+        s.continues = str(series_file(root, s.steps)) if is_series(root) else root
+        s.minimize = {"steps": maxiter, "etol": etol, "ftol": ftol, "anew": True}
+        if s.min_style != "fire":
+            s.minimize["maxeval"] = maxeval
+        s.steps += maxiter
+        s.run_steps = maxiter
+        self.runs.append(copy.deepcopy(s))
 
     def _minimize_table(self, s: _State) -> dict:
         """[minimize] of the script's min_style, minimize and min_modify: LAMMPS accepts every
@@ -1449,9 +1472,10 @@ class _Translator:
                        columns=s.dump.columns)
         # thermo 0 (LAMMPS' default): the first and the last step only
         out["thermo_every"] = s.thermo if s.thermo > 0 else max(s.steps, 1)
-        if s.minimize is None:   # LAMMPS' column titles, for LAMMPS log parsers
-            if s.thermo_columns is not None:
-                out["thermo_columns"] = s.thermo_columns
+        columns = s.thermo_columns if s.minimize is None else self._minimize_columns(s)
+        if columns is not None:   # LAMMPS' column titles, for LAMMPS log parsers
+            out["thermo_columns"] = columns
+        if s.minimize is None or columns is not None:
             out["thermo_header"] = "lammps"
         out["log"] = s.log
         if s.checkpoint is not None:
@@ -1464,6 +1488,37 @@ class _Translator:
         if devi:
             t["model_devi"] = s.devi.table()
         return t
+
+    def _minimize_columns(self, s: _State) -> list[str] | None:
+        """The thermo columns of a minimize (LAMMPS prints thermo_style's during a minimize too):
+        those of the state `s`, unless one counts the atoms' velocities (ke, temp, press, ...) and
+        LAMMPS' atoms have some there (a data file's, velocity create's: unknown or not zero),
+        which numdp's minimization, at rest, does not have: then numdp's step pe fnorm fmax
+        (None), with a note."""
+        columns = s.thermo_columns
+        kinetic = [c for c in columns or () if c in KINETIC_KEYWORDS]
+        if not kinetic or self._at_rest(s):
+            return columns
+        self.note(f"thermo_style {' '.join(kinetic)} during a minimize: LAMMPS counts the velocities its atoms "
+                  f"have (the data file's, velocity create's), numdp's minimization runs at rest; numdp prints "
+                  f"step pe fnorm fmax instead")
+        return None
+
+    def _at_rest(self, s: _State) -> bool:
+        """Whether LAMMPS' atoms have zero velocities at the script's minimize (`_velocities_known`
+        and none read: a lattice, a data file without Velocities or with zeros, a numdp checkpoint
+        of a minimization)."""
+        if not _velocities_known(s):
+            return False
+        if s.restart_file is not None:
+            v = self.restart_frame["velocities"] if self.restart_frame is not None else None
+        elif s.data_file is not None and (self.base / s.data_file).is_file():   # (else numdp run says it is missing)
+            from ..io.structure import read_structure
+
+            v = read_structure(self.base / s.data_file).velocities
+        else:
+            v = None
+        return v is None or not np.any(np.asarray(v))
 
     def _md_table(self, fix: Fix, s: _State) -> dict:
         """[md] of the integration fix (and thermostat fix) of the state `s`."""

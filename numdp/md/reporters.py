@@ -179,16 +179,29 @@ class ThermoReporter:
 
 
 class MinimizeThermoReporter(ThermoReporter):
-    """Thermo lines of an energy minimization: step pe fnorm fmax (eV, eV/Å, eV/Å): the potential
-    energy, the 2-norm of the global force vector and its largest component (LAMMPS' thermo
-    keywords fnorm and fmax).  The norms are reductions over the ranks (collective)."""
+    """Thermo lines of an energy minimization: by default (`columns` None) step pe fnorm fmax (eV,
+    eV/Å, eV/Å): the potential energy, the 2-norm of the global force vector and its largest
+    component (LAMMPS' thermo keywords fnorm and fmax; reductions over the ranks, collective);
+    with `columns` (thermo keywords, numdp.md.thermo) those, as an MD run's, of the state at rest
+    (LAMMPS prints thermo_style's columns during a minimize too: numdp lmp)."""
 
     HEADER = f"{'step':>10} {'pe':>16} {'fnorm':>14} {'fmax':>14}"
 
+    def __init__(self, every: int, console: Console, columns=None, header: str = "keywords",
+                 world: World | None = None):
+        super().__init__(every, console, () if columns is None else columns, header, world)
+        self.own = columns is None
+
     def start(self) -> None:
-        self.console.line(self.HEADER)
+        if self.own:
+            self.console.line(self.HEADER)
+        else:
+            super().start()
 
     def report(self, s: Snapshot) -> None:
+        if not self.own:
+            super().report(s)
+            return
         norms = force_norms_global(s.state.forces, s.world)
         self.console.line(f"{s.step:>10d} {s.pe:>16.6f} {norms.two:>14.6g} {norms.component:>14.6g}")
 

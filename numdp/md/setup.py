@@ -160,6 +160,10 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
     domain = Domain(grid, world.rank, periodic=box is not None)
     state = scatter_state(world, domain, start)
     del start
+    end_step = settings.end_step
+    if settings.minimizing and settings.minimize.anew:   # a new minimization from the start's state and step
+        state.minimize = {}
+        end_step = state.step + settings.minimize.steps
     if not restarted:
         start_velocities(state, settings, world)
     elif from_file and settings.system.momentum == "zero":   # a new run from a checkpoint's state
@@ -207,7 +211,7 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
     out = settings.output
     # a restart already at (or past) its end step runs nothing (run_md): it must not open, and so
     # cut back to the checkpoint's step, the trajectory and deviation file it would continue
-    idle = restarted and state.step >= settings.end_step
+    idle = restarted and state.step >= end_step
     backups = Backups.none()
     outputs = [out.trajectory, out.log, out.checkpoint, _stop_path(out.checkpoint),
                settings.model_devi.file if settings.model_devi else None]
@@ -220,7 +224,8 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
     # until the first report (Simulation.run) a failure gives them their names back
     with backups:
         console = Console(out.log, resume=restarted, screen=screen, enabled=world.is_root)
-        reporters = [MinimizeThermoReporter(out.thermo_every, console) if mini is not None
+        reporters = [MinimizeThermoReporter(out.thermo_every, console, out.thermo_columns, out.thermo_header, world)
+                     if mini is not None
                      else ThermoReporter(out.thermo_every, console, out.thermo_columns, out.thermo_header, world)]
         writer = None
         with world.agreement():  # rank 0 opens (or continues) the trajectory
@@ -276,7 +281,7 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
             console.line("  " + note)
         if backups.moved:
             console.line("  " + backups.line())
-    return sim, settings.end_step
+    return sim, end_step
 
 
 def _describe_md(md) -> str:

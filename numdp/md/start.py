@@ -208,8 +208,12 @@ def state_from_structure(settings: RunSettings, type_map: list[str], draw_veloci
 def continues_run(path, settings: RunSettings) -> bool:
     """Whether the numdp checkpoint `path` holds the state of a run that `settings` continues: an
     MD run's for [md], for [minimize] a minimization by the same minimizer (FIRE's state for style
-    "fire", a line search's for "cg" / "sd").  Otherwise it is a start structure (its frame)."""
+    "fire", a line search's for "cg" / "sd"), or with [minimize] anew by any minimizer (its state
+    and step; setup drops the minimizer's own variables).  Otherwise it is a start structure (its
+    frame)."""
     kept = CheckpointAtoms(path).light.minimize
+    if settings.minimizing and settings.minimize.anew:   # any minimizer's: its state and step, a new minimizer
+        return bool(kept)
     if not settings.minimizing or not kept:
         return not settings.minimizing and not kept
     return all(key in kept for key in FIRE_STATE) == (settings.minimize.style == "fire")
