@@ -219,6 +219,7 @@ def test_lmp_translates_box_relax(tmp_path, line, expected):
     ("fix 1 all box/relax iso 0.0 couple xy", "box/relax keyword couple xy"),
     ("fix 1 all box/relax iso 0.0 dilate partial", "box/relax keyword dilate partial"),
     ("min_style fire\nfix 1 all box/relax iso 0.0", "box/relax with min_style fire"),
+    ("fix 2 all npt temp 300 300 0.1 iso 0 0 1\nfix 1 all box/relax iso 0.0", "both change the box"),
 ])
 def test_lmp_refuses_the_rest(tmp_path, line, message):
     from numdp.lammps.translate import translate

@@ -1297,6 +1297,9 @@ class _Translator:
         if self.s.box_relax is not None and self.s.min_style == "fire":
             raise Refused(f"fix {self.s.box_relax[0]} box/relax with min_style fire: LAMMPS relaxes the box with "
                           f"the line-search styles only (cg, sd)")
+        if self.s.box_relax is not None and self.s.fix is not None and self.s.fix.ensemble in (Ensemble.NPT, Ensemble.NPH):
+            raise Refused(f"fix {self.s.box_relax[0]} box/relax and fix {self.s.fix_id} {self.s.fix.ensemble.value} both "
+                          f"change the box (LAMMPS refuses it too: multiple fixes change box parameter): unfix one")
         etol, ftol = _number(c.args[0], "etol", nonnegative=True), _number(c.args[1], "ftol", nonnegative=True)
         maxiter, maxeval = _integer(c.args[2], "maxiter"), _integer(c.args[3], "maxeval")
         if maxeval < maxiter and self.s.min_style == "fire":   # LAMMPS' FIRE never checks maxeval

@@ -260,7 +260,7 @@ class LineSearchMinimizer(MinimizerState):
             "Minimization stats:",
             f"  Stopping criterion = {reason.value}{key}{why}",
             f"  Energy initial, next-to-last, final = {float(m['e_initial']):.10g} "
-            f"{float(m['e_previous']):.10g} {state.potential_energy:.10g} eV",
+            f"{float(m['e_previous']):.10g} {self.objective(state):.10g} eV",
             f"  Force two-norm initial, final = {float(m['fnorm_initial']):.6g} {norms.two:.6g} eV/A",
             f"  Force max component initial, final = {float(m['fmax_initial']):.6g} {norms.component:.6g} eV/A",
             f"  Iterations, force evaluations = {iterations} {int(float(m['evaluations']))}",
