@@ -91,14 +91,12 @@ def bulk_modulus(lj, x, box) -> float:
     return -(p[0] - p[1]) / (3 * 2e-4)
 
 
-@pytest.mark.parametrize("name", CASES)
-def test_relaxed_state_as_lammps(tmp_path, monkeypatch, name):
+def energies_of(monkeypatch, toml: Path) -> list[float]:
+    """Run `toml` (LJ, eps 1 eV); the potential energy at the start and after each iteration, eV
+    (full precision)."""
     from numdp.md.linesearch import LineSearchMinimizer
 
-    case = np.load(DATA / f"{name}.npz")
-    target = lammps_bar(float(case["pressure"]))   # numdp's bar for LAMMPS' P_t (numdp lmp's translation)
-    lj = LennardJones(eps=1.0)
-    energies = []   # the potential energy at the start and after each iteration, eV (full precision)
+    energies = []
     step = LineSearchMinimizer.step
 
     def recording(self, state, forces):
@@ -108,7 +106,16 @@ def test_relaxed_state_as_lammps(tmp_path, monkeypatch, name):
         energies.append(state.potential_energy)
 
     monkeypatch.setattr(LineSearchMinimizer, "step", recording)
-    run(setup_case(tmp_path, name), model=lj)
+    run(toml, model=LennardJones(eps=1.0))
+    return energies
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_relaxed_state_as_lammps(tmp_path, monkeypatch, name):
+    case = np.load(DATA / f"{name}.npz")
+    target = lammps_bar(float(case["pressure"]))   # numdp's bar for LAMMPS' P_t (numdp lmp's translation)
+    lj = LennardJones(eps=1.0)
+    energies = energies_of(monkeypatch, setup_case(tmp_path, name))
     log = (tmp_path / "log.txt").read_text()
     assert "Stopping criterion = force tolerance" in log and str(case["stop"]) == "force tolerance", log[-900:]
     b = read_checkpoint(tmp_path / "ck.h5")

@@ -16,28 +16,13 @@ import pytest
 
 import test_box_relax as tb
 from numdp.io.h5md import read_checkpoint
-from numdp.md.linesearch import LineSearchMinimizer
 from numdp.units import EV_PER_A3_TO_BAR
 from test_md_potential import LennardJones, fcc
-from test_minimize import run
 
 DATA = Path(__file__).parent / "data" / "review6"
 
 
-def energies_of(monkeypatch, toml: Path) -> list[float]:
-    """Run `toml` (LJ, eps 1 eV); the potential energy at the start and after each iteration, eV."""
-    energies = []
-    step = LineSearchMinimizer.step
-
-    def recording(self, state, forces):
-        if not energies:
-            energies.append(state.potential_energy)
-        step(self, state, forces)
-        energies.append(state.potential_energy)
-
-    monkeypatch.setattr(LineSearchMinimizer, "step", recording)
-    run(toml, model=LennardJones(eps=1.0))
-    return energies
+energies_of = tb.energies_of
 
 
 def review_case(tmp_path, monkeypatch, name: str, agree: int) -> None:

@@ -14,7 +14,6 @@ import textwrap
 from pathlib import Path
 
 import numba
-import numpy as np
 
 from numdp.neighbor import threads
 
@@ -22,7 +21,6 @@ DATA = Path(__file__).parent / "data"
 
 _PRELUDE = f"""
 import json, os, signal, sys, threading, time
-import numpy as np
 from numdp.errors import InputError
 from numdp.model import dp_model
 from numdp.neighbor import build_nlist, extend

@@ -255,17 +255,9 @@ class LineSearchMinimizer(MinimizerState):
         else:
             why = " (the line search made no progress; usually the end of what the precision allows)"
         key = f" ([minimize] {reason.key})" if reason.key else ""
-        iterations = state.step - int(float(m["start_step"]))
-        return [
-            "Minimization stats:",
-            f"  Stopping criterion = {reason.value}{key}{why}",
-            f"  Energy initial, next-to-last, final = {float(m['e_initial']):.10g} "
-            f"{float(m['e_previous']):.10g} {self.objective(state):.10g} eV",
-            f"  Force two-norm initial, final = {float(m['fnorm_initial']):.6g} {norms.two:.6g} eV/A",
-            f"  Force max component initial, final = {float(m['fmax_initial']):.6g} {norms.component:.6g} eV/A",
-            f"  Iterations, force evaluations = {iterations} {int(float(m['evaluations']))}",
-            f"  Final line search alpha = {float(m['alpha']):.6g} A^2/eV ({p.style}, line {p.line.value})",
-        ] + ([self.box.final_line(state, m["box_reference"])] if self.box is not None else [])
+        return self._stats(state, f"{reason.value}{key}{why}", self.objective(state), norms,
+                           f"  Final line search alpha = {float(m['alpha']):.6g} A^2/eV ({p.style}, line {p.line.value})"
+                           ) + ([self.box.final_line(state, m["box_reference"])] if self.box is not None else [])
 
 
 class _LineSearch:

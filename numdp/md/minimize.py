@@ -135,6 +135,23 @@ class MinimizerState:
         for key, value in values.items():
             state.minimize[key] = np.float64(value)
 
+    def _stats(self, state: State, stop: str, final_energy: float, norms: ForceNorms, last: str) -> list[str]:
+        """The log's closing lines (LAMMPS' "Minimization stats"): `stop` (the stopping criterion's
+        line), the energies (the last one `final_energy`, eV), the force norms at the start and the
+        end, iterations and evaluations, and the minimizer's own `last` line."""
+        m = state.minimize
+        iterations = state.step - int(float(m["start_step"]))
+        return [
+            "Minimization stats:",
+            f"  Stopping criterion = {stop}",
+            f"  Energy initial, next-to-last, final = {float(m['e_initial']):.10g} "
+            f"{float(m['e_previous']):.10g} {final_energy:.10g} eV",
+            f"  Force two-norm initial, final = {float(m['fnorm_initial']):.6g} {norms.two:.6g} eV/A",
+            f"  Force max component initial, final = {float(m['fmax_initial']):.6g} {norms.component:.6g} eV/A",
+            f"  Iterations, force evaluations = {iterations} {int(float(m['evaluations']))}",
+            last,
+        ]
+
 
 class FireMinimizer(MinimizerState):
     """FIRE 2.0 iterations on a State (module docstring); used by the run loop in the place of the
@@ -280,14 +297,5 @@ class FireMinimizer(MinimizerState):
             why = f"reached steps = {state.step} (not converged"
             why += f": force norm ({p.norm.value}) {norms.of(p.norm):.6g} eV/A" + (
                 f" >= ftol = {p.ftol:g})" if p.ftol > 0.0 else ")")
-        iterations = state.step - int(float(m["start_step"]))
-        return [
-            "Minimization stats:",
-            f"  Stopping criterion = {reason.value} ([minimize] {reason.key}): {why}",
-            f"  Energy initial, next-to-last, final = {float(m['e_initial']):.10g} "
-            f"{float(m['e_previous']):.10g} {state.potential_energy:.10g} eV",
-            f"  Force two-norm initial, final = {float(m['fnorm_initial']):.6g} {norms.two:.6g} eV/A",
-            f"  Force max component initial, final = {float(m['fmax_initial']):.6g} {norms.component:.6g} eV/A",
-            f"  Iterations, force evaluations = {iterations} {int(float(m['evaluations']))}",
-            f"  Final FIRE timestep, alpha = {float(m['dt']):.6g} ps {float(m['alpha']):.6g}",
-        ]
+        return self._stats(state, f"{reason.value} ([minimize] {reason.key}): {why}", state.potential_energy, norms,
+                           f"  Final FIRE timestep, alpha = {float(m['dt']):.6g} ps {float(m['alpha']):.6g}")
