@@ -14,6 +14,7 @@ import textwrap
 from pathlib import Path
 
 import numba
+import numpy as np
 
 from numdp.neighbor import threads
 
@@ -21,6 +22,7 @@ DATA = Path(__file__).parent / "data"
 
 _PRELUDE = f"""
 import json, os, signal, sys, threading, time
+import numpy as np
 from numdp.errors import InputError
 from numdp.model import dp_model
 from numdp.neighbor import build_nlist, extend
