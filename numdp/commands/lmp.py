@@ -158,7 +158,7 @@ def _finish(tr, started: float) -> None:
         frame = read_frame(_final_checkpoint(tr, k))
         velocities = None
         if "minimize" in tables:   # LAMMPS' atoms keep the velocities they started the minimize with
-            velocities = tr.epilogue.start_velocities(Path.cwd())
+            velocities = tr.epilogue.start_velocities()
             if velocities is not None:
                 velocities = np.broadcast_to(velocities, frame["positions"].shape)
         values = final_values(frame, files[0], model.get("fparam"), model.get("aparam"), velocities)

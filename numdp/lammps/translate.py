@@ -217,7 +217,6 @@ FINAL_KEYWORDS = ("step", "atoms", "pe", "evdwl", "epair", "emol", "ecoul", "elo
                   "xlo", "xhi", "ylo", "yhi", "zlo", "zhi")
 """The thermo keywords a formula may hold after the script's last run or minimize (and c_ID of a
 compute temp / pe / ke, count(all) as atoms): `final_values` of the state it ended with."""
-LAMMPS_MVV2E = 1.0364269e-4   # eV per amu Å²/ps² (LAMMPS' units metal)
 
 
 @dataclass
@@ -228,23 +227,9 @@ class Epilogue:
     script: Script
     translator: _Translator
 
-    def start_velocities(self, base: Path):
-        """The velocities the atoms have in LAMMPS after a minimize (those they started it with:
-        (N, 3) Å/ps, zeros without any), or None when numdp lmp does not know them (velocity
-        create's numbers are LAMMPS' own; a replicated data file)."""
-        s = self.translator.first
-        if not _velocities_known(s):
-            return None
-        if s.restart_file is not None:
-            from ..io.h5md import read_frame
-
-            return read_frame(s.restart_file)["velocities"]
-        if s.data_file is None:   # a lattice of create_atoms: at rest
-            return 0.0
-        from ..io.structure import read_structure
-
-        v = read_structure(base / s.data_file).velocities
-        return 0.0 if v is None else v
+    def start_velocities(self):
+        """The velocities the atoms have in LAMMPS after the script's minimize (`_Translator.start_velocities`)."""
+        return self.translator.start_velocities(self.translator.first)
 
     def lines(self, values: dict[str, float]) -> list[str]:
         """The text of the lines' `print` commands, the thermo keywords being `values`."""
@@ -275,6 +260,7 @@ def final_values(frame: dict, model: str, fparam=None, aparam=None, velocities=N
     the atoms' velocities as they were, and its pressure counts them; numdp's are zero)."""
     from ..infer import DeepPot
     from ..io.structure import lammps_box
+    from ..system import kinetic_tensor
 
     dp = DeepPot(model)
     names = dp.get_type_map()
@@ -284,7 +270,7 @@ def final_values(frame: dict, model: str, fparam=None, aparam=None, velocities=N
     m = np.asarray(frame["masses"], float)
     v = np.asarray(frame["velocities"] if velocities is None else velocities, float)
     n = len(x)
-    kinetic = LAMMPS_MVV2E * np.einsum("i,ia,ib->ab", m, v, v)   # eV: sum m v v^T
+    kinetic = kinetic_tensor(v, m)   # eV: sum m v v^T (numdp's mvv2e is LAMMPS' metal value)
     ke = 0.5 * float(np.trace(kinetic))
     pe = float(e[0, 0])
     out = {"step": float(frame["step"]), "atoms": float(n), "pe": pe, "evdwl": pe, "epair": pe, "emol": 0.0,
@@ -1507,12 +1493,12 @@ class _Translator:
                   f"step pe fnorm fmax instead")
         return None
 
-    def _at_rest(self, s: _State) -> bool:
-        """Whether LAMMPS' atoms have zero velocities at the script's minimize (`_velocities_known`
-        and none read: a lattice, a data file without Velocities or with zeros, a numdp checkpoint
-        of a minimization)."""
+    def start_velocities(self, s: _State):
+        """The velocities LAMMPS' atoms have at the minimize of the state `s`, which its minimize
+        leaves as they are: (N, 3) Å/ps, or 0.0 for none (a lattice, a data file without
+        Velocities); None when numdp lmp does not know them (`_velocities_known`)."""
         if not _velocities_known(s):
-            return False
+            return None
         if s.restart_file is not None:
             v = self.restart_frame["velocities"] if self.restart_frame is not None else None
         elif s.data_file is not None and (self.base / s.data_file).is_file():   # (else numdp run says it is missing)
@@ -1521,7 +1507,14 @@ class _Translator:
             v = read_structure(self.base / s.data_file).velocities
         else:
             v = None
-        return v is None or not np.any(np.asarray(v))
+        return 0.0 if v is None else v
+
+    def _at_rest(self, s: _State) -> bool:
+        """Whether LAMMPS' atoms have zero velocities at the script's minimize (`start_velocities`
+        known and zero: a lattice, a data file without Velocities or with zeros, a numdp checkpoint
+        of a minimization)."""
+        v = self.start_velocities(s)
+        return v is not None and not np.any(np.asarray(v))
 
     def _md_table(self, fix: Fix, s: _State) -> dict:
         """[md] of the integration fix (and thermostat fix) of the state `s`."""
