@@ -119,8 +119,8 @@ class BoxRelax:
     def cell_at(self, start: np.ndarray, reference: np.ndarray, ds: np.ndarray) -> np.ndarray:
         """The cell (3, 3) Å after moving the dofs by ds (ndof,) from the cell `start`."""
         if self.ndof == 1:
-            new = reference * (float(np.linalg.norm(start[0]) / np.linalg.norm(reference[0])) + float(ds[0]))
-            return self._checked(new, scale=float(np.linalg.norm(start[0]) / np.linalg.norm(reference[0])) + float(ds[0]))
+            scale = float(np.linalg.norm(start[0]) / np.linalg.norm(reference[0])) + float(ds[0])
+            return self._checked(reference * scale, scale=scale)
         new = start.copy()
         for k, (i, j) in enumerate(_LENGTH):
             new[i, j] = start[i, j] + ds[k] * reference[i, j]
