@@ -87,6 +87,11 @@ class Ensemble(str, Enum):
 COUPLINGS = {"iso": "isotropic", "aniso": "anisotropic", "tri": "triclinic"}   # fix npt -> [md] barostat.coupling
 
 
+LAMMPS_LOGICAL = {"yes": True, "on": True, "true": True, "1": True,
+                  "no": False, "off": False, "false": False, "0": False}
+"""The words of LAMMPS' utils::logical."""
+
+
 class Refused(Exception):
     """A command numdp lmp does not translate; the message follows "COMMAND: "."""
 
@@ -869,26 +874,91 @@ class _Translator:
         self.s.fix, self.s.fix_id = fix, fix_id
 
     def _box_relax(self, fix_id: str, args: list[str]) -> None:
-        """fix ID all box/relax iso|aniso|tri P [vmax V] [nreset N]: [minimize] box (coupling
-        isotropic / anisotropic / triclinic, pressure P bar, vmax V) of the next minimize.  nreset
-        resets the reference cell of a non-hydrostatic target's strain energy only; with one
-        target pressure LAMMPS' run does not depend on it, so it is accepted and has no effect."""
-        couplings = {"iso": "isotropic", "aniso": "anisotropic", "tri": "triclinic"}
-        if len(args) < 2 or args[0] not in couplings:
-            raise Refused("numdp lmp accepts `fix ID all box/relax iso|aniso|tri P [vmax V] [nreset N]` only "
-                          "(not x/y/z/xy/xz/yz targets, couple, dilate, scale*, fixedpoint)")
-        box = {"coupling": couplings[args[0]],   # the P_t (eV/Å³) of LAMMPS' units metal constants
-               "pressure": lammps_bar(_number(args[1], f"box/relax {args[0]} Ptarget"))}
-        rest = args[2:]
-        while rest:
-            if len(rest) < 2 or rest[0] not in ("vmax", "nreset"):
-                raise Refused(f"box/relax keyword {' '.join(rest[:2])} is not supported by numdp lmp (vmax and "
-                              f"nreset are; not x/y/z/xy/xz/yz, couple, dilate, scale*, fixedpoint)")
-            if rest[0] == "vmax":
-                box["vmax"] = _number(rest[1], "box/relax vmax", positive=True)
-            elif _integer(rest[1], "box/relax nreset") < 0:
-                raise Refused("box/relax nreset N: N must be >= 0 (as LAMMPS)")
-            rest = rest[2:]
+        """fix ID all box/relax keyword value ...: [minimize] box (coupling isotropic / anisotropic /
+        triclinic, pressure P bar, vmax V) of the next minimize.
+
+        LAMMPS' keywords are read in order as LAMMPS reads them (iso = x, y, z at P coupled xyz;
+        aniso = the same uncoupled; tri = aniso and the tilts xy, xz, yz at 0, unscaled; a later
+        keyword overrides an earlier one), then the targets must be one of numdp's three cell
+        relaxations: x, y, z all relaxed to one pressure P, coupled xyz (isotropic) or not
+        (anisotropic), with the three tilts relaxed to 0 (triclinic) or none of them.  With such
+        a hydrostatic target LAMMPS' deviatoric terms vanish, so `x P y P z P` is `aniso P`.
+        nreset resets the reference cell of a non-hydrostatic target's strain energy only: no effect
+        here.  `dilate all|partial` (the group is all) and `fixedpoint` (numdp scales about the
+        origin, LAMMPS about the fixed point: a rigid shift of every atom and the box) change nothing
+        numdp computes; tilt scaling (`scalexy` ...) is what numdp does (on, LAMMPS' default, for a
+        tilt not relaxed), so `yes` is accepted, and `no` with a tilt not relaxed refused."""
+        usage = "fix ID all box/relax iso|aniso|tri P [vmax V] [nreset N] (or x/y/z/xy/xz/yz P, couple, ...)"
+        if len(args) < 2:
+            raise Refused(f"fix box/relax needs a target pressure: {usage}")
+        target: dict[str, float] = {}     # x, y, z, xy, xz, yz -> target pressure, LAMMPS' bar
+        couple = "none"
+        scale = {"xy": True, "xz": True, "yz": True}
+        box: dict = {}
+        i = 0
+        while i < len(args):
+            key = args[i]
+            nval = 4 if key == "fixedpoint" else 2
+            if i + nval > len(args):
+                raise Refused(f"fix box/relax {key}: missing value(s) ({usage})")
+            value = args[i + 1]
+            if key in ("iso", "aniso", "tri"):
+                p = _number(value, f"box/relax {key} Ptarget")
+                target.update(x=p, y=p, z=p)
+                couple = "xyz" if key == "iso" else "none"
+                if key == "tri":
+                    target.update(xy=0.0, xz=0.0, yz=0.0)
+                    scale = {k: False for k in scale}
+            elif key in ("x", "y", "z", "xy", "xz", "yz"):
+                target[key] = _number(value, f"box/relax {key} Ptarget")
+                if key in scale:
+                    scale[key] = False
+            elif key == "couple":
+                if value not in ("xyz", "xy", "yz", "xz", "none"):
+                    raise Refused(f"fix box/relax couple {value}: LAMMPS takes xyz, xy, yz, xz or none")
+                couple = value
+            elif key == "dilate":
+                if value not in ("all", "partial"):
+                    raise Refused(f"fix box/relax dilate {value}: LAMMPS takes all or partial")
+            elif key == "vmax":
+                box["vmax"] = _number(value, "box/relax vmax", positive=True)
+            elif key == "nreset":
+                if _integer(value, "box/relax nreset") < 0:
+                    raise Refused("box/relax nreset N: N must be >= 0 (as LAMMPS)")
+            elif key in ("scalexy", "scalexz", "scaleyz"):
+                if value not in LAMMPS_LOGICAL:
+                    raise Refused(f"fix box/relax {key} {value}: yes or no")
+                scale[key[-2:]] = LAMMPS_LOGICAL[value]
+            elif key == "fixedpoint":
+                for w in args[i + 1:i + 4]:
+                    _number(w, "box/relax fixedpoint")
+            else:
+                raise Refused(f"box/relax keyword {key} is not a keyword of LAMMPS' fix box/relax ({usage})")
+            i += nval
+        if couple in ("xy", "yz", "xz"):
+            raise Refused(f"fix box/relax couple {couple}: numdp relaxes the three lengths together (couple xyz, "
+                          f"iso) or apart (couple none, aniso/tri), not two of them coupled")
+        tilts = [k for k in ("xy", "xz", "yz") if k in target]
+        if set(target) - {"xy", "xz", "yz"} != {"x", "y", "z"} or tilts not in ([], ["xy", "xz", "yz"]):
+            relaxed = " ".join(k for k in ("x", "y", "z", "xy", "xz", "yz") if k in target)
+            raise Refused(f"fix box/relax relaxing {relaxed} only: numdp relaxes x, y and z (iso/aniso) or all six "
+                          f"(tri), not a part of the cell")
+        p = target["x"]
+        if target["y"] != p or target["z"] != p or any(target[k] != 0.0 for k in tilts):
+            raise Refused("fix box/relax with a non-hydrostatic target (different x/y/z pressures or a nonzero "
+                          "shear): numdp relaxes to one hydrostatic pressure")
+        if tilts and couple == "xyz":
+            raise Refused("fix box/relax relaxing the tilts with couple xyz: LAMMPS relaxes them uncoupled (tri)")
+        scaled = [k for k in tilts if scale[k]]
+        if scaled:
+            raise Refused(f"fix box/relax relaxing the {scaled[0]} tilt and scaling it (scale{scaled[0]} yes): LAMMPS "
+                          f"refuses both at once")
+        if not tilts and not all(scale.values()):
+            unscaled = next(k for k, on in scale.items() if not on)
+            raise Refused(f"fix box/relax scale{unscaled} no: numdp scales the tilts with the lengths (LAMMPS' "
+                          f"default)")
+        coupling = "triclinic" if tilts else ("isotropic" if couple == "xyz" else "anisotropic")
+        box = {"coupling": coupling, "pressure": lammps_bar(p), **box}   # the P_t (eV/Å³) of LAMMPS' units metal constants
         if self.s.box_relax is not None and self.s.box_relax[0] != fix_id:
             raise Refused(f"a second fix box/relax ({self.s.box_relax[0]} is one)")
         self.s.box_relax = (fix_id, box)
