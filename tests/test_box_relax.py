@@ -242,45 +242,13 @@ def test_two_mpi_ranks_equal_the_serial_run(tmp_path):
     ranks move the cell alike."""
     import math
 
-    from numdp.io.model_file import write_model
-    from numdp.io.structure import write_extxyz
-    from randmodel import random_params
-    from test_mpi import MPIEXEC, _mpi4py, numdp_run, rocksalt
+    from mpi_helpers import minimize_serial_and_on_two_ranks
+    from test_mpi import rocksalt
 
-    if MPIEXEC is None or not _mpi4py():
-        pytest.skip("MPI tests need mpi4py and mpiexec")
-    text = """
-[model]
-file = "model.h5"
-[system]
-file = "start.xyz"
-masses = { A = 12.0, B = 16.0 }
-[minimize]
-steps = 15
-ftol = 0.0
-style = "cg"
-box = { coupling = "triclinic", pressure = 1000.0, vmax = 0.001 }
-[neighbor]
-skin = 1.0
-[output]
-every = 10
-thermo_every = 5
-progress = "none"
-"""
-    x, t, box = rocksalt((2, 2, 2))
-    x = x + np.random.default_rng(5).normal(scale=0.05, size=x.shape)
-    runs = {}
-    for ranks in (1, 2):
-        path = tmp_path / f"r{ranks}"
-        path.mkdir()
-        write_model(random_params(ntypes=2, sel=[24, 24], neuron=(4, 8), axis_neuron=2, fitting=(8, 8), rcut=4.0,
-                                  rcut_smth=1.0, seed=2), path / "model.h5")
-        write_extxyz(path / "start.xyz", [["A", "B"][i] for i in t], x, box)
-        (path / "md.toml").write_text(text)
-        r = numdp_run(path, ranks)
-        assert "Stopping criterion = max iterations ([minimize] steps)" in r.stdout, r.stdout[-2000:]
-        runs[ranks] = read_checkpoint(path / "checkpoint.h5")
-    a, b = runs[1], runs[2]
+    minimize = 'steps = 15\nftol = 0.0\nstyle = "cg"\nbox = { coupling = "triclinic", pressure = 1000.0, vmax = 0.001 }'
+    box = rocksalt((2, 2, 2))[2]   # the start cell (mpi_helpers)
+    runs = minimize_serial_and_on_two_ranks(tmp_path, minimize, thermo_every=5)
+    (a, _), (b, _) = runs[1], runs[2]
     assert a.step == b.step == 15
     assert np.abs(a.box - box).max() > 1e-6   # the cell moved
     assert np.abs(a.box - b.box).max() < 1e-9 and np.abs(a.positions - b.positions).max() < 1e-9

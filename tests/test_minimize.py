@@ -371,46 +371,13 @@ def test_two_mpi_ranks_equal_the_serial_run(tmp_path, style, steps):
     in a tilted cell) gives the serial run's positions and energies to round-off (the global sums
     are added in another order).  (The crystal is a stationary point of the random model, not
     always a minimum: run longer, FIRE slides off it, so the test stops on steps.)"""
-    from numdp.io.model_file import write_model
-    from randmodel import random_params
-    from test_mpi import MPIEXEC, _mpi4py, numdp_run, rocksalt
+    from mpi_helpers import minimize_serial_and_on_two_ranks
 
-    if MPIEXEC is None or not _mpi4py():
-        pytest.skip("MPI tests need mpi4py and mpiexec")
-    text = """
-[model]
-file = "model.h5"
-[system]
-file = "start.xyz"
-masses = { A = 12.0, B = 16.0 }
-[minimize]
-steps = {steps}
-ftol = 0.0
-{style_keys}
-[neighbor]
-skin = 1.0
-[output]
-every = 10
-thermo_every = 10
-progress = "none"
-"""
-    text = text.replace("{steps}", str(steps)).replace(
-        "{style_keys}", "timestep = 0.002" if style == "fire" else f'style = "{style}"')
-    x, t, box = rocksalt((2, 2, 2))
-    x = x + np.random.default_rng(5).normal(scale=0.05, size=x.shape)
-    runs = {}
-    for ranks in (1, 2):
-        path = tmp_path / f"r{ranks}"
-        path.mkdir()
-        write_model(random_params(ntypes=2, sel=[24, 24], neuron=(4, 8), axis_neuron=2, fitting=(8, 8), rcut=4.0,
-                                  rcut_smth=1.0, seed=2), path / "model.h5")
-        write_extxyz(path / "start.xyz", [["A", "B"][i] for i in t], x, box)
-        (path / "md.toml").write_text(text)
-        r = numdp_run(path, ranks)
-        assert "Stopping criterion = max iterations ([minimize] steps)" in r.stdout, r.stdout[-2000:]
-        assert r.stdout.strip().splitlines()[-1].startswith(
+    minimize = f"steps = {steps}\nftol = 0.0\n" + ("timestep = 0.002" if style == "fire" else f'style = "{style}"')
+    runs = minimize_serial_and_on_two_ranks(tmp_path, minimize, thermo_every=10)
+    for _, out in runs.values():
+        assert out.strip().splitlines()[-1].startswith(
             "  Final FIRE timestep" if style == "fire" else "  Final line search alpha")
-        runs[ranks] = (read_checkpoint(path / "checkpoint.h5"), r.stdout)
     (a, out1), (b, out2) = runs[1], runs[2]
     assert a.step == b.step == steps
     assert np.abs(a.positions - b.positions).max() < 1e-9

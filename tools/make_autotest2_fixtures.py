@@ -14,12 +14,10 @@ it; OUT/NAME.in is the script, OUT/NAME.log LAMMPS' whole log.lammps, OUT/NAME.d
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import sys
 import tempfile
-import types
 from pathlib import Path
+
+import lammps_oracle
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "tests" / "data" / "autotest2"
@@ -38,35 +36,22 @@ def scripts(lammps) -> dict[str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dpgen", default="/work/.mirror/deepmodeling+dpgen/repo", help="DP-GEN's (bare) git dir")
-    parser.add_argument("--lmp", default="/tmp/dpk/bin/lmp")
-    parser.add_argument("--tf", default="/tmp/tf221", help="the TensorFlow install DeePMD-kit's plugin loads")
+    lammps_oracle.add_arguments(parser, tf=True, dpgen=True)
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     conf = CONF.read_text()
     (OUT / "conf.lmp").write_text(conf[:conf.index("\nVelocities")] + "\n")
-    env = dict(os.environ, PYTHONPATH=args.tf, LD_LIBRARY_PATH=str(Path(args.tf) / "tensorflow"), OMP_NUM_THREADS="1",
-               TF_INTRA_OP_PARALLELISM_THREADS="1", TF_INTER_OP_PARALLELISM_THREADS="1")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        archive = subprocess.run(["git", "-C", args.dpgen, "archive", "HEAD", "dpgen"], check=True,
-                                 capture_output=True).stdout
-        subprocess.run(["tar", "x"], input=archive, cwd=work, check=True)
-        sys.path.insert(0, str(work))
-        sys.modules.setdefault("requests", types.ModuleType("requests"))
-        import dpgen.auto_test.lib.lammps as lammps
-
+        lammps = lammps_oracle.dpgen_lammps(args.dpgen, work)
         (work / "model.pb").write_bytes(MODEL.read_bytes())
         (work / "conf.lmp").write_text((OUT / "conf.lmp").read_text())
         for name, text in scripts(lammps).items():
             (OUT / f"{name}.in").write_text(text)
-            (work / "in.lammps").write_text(text)
-            subprocess.run([args.lmp, "-in", "in.lammps"], cwd=work, env=env, check=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            (OUT / f"{name}.log").write_text((work / "log.lammps").read_text())
+            log = lammps_oracle.run(args.lmp, work, text, tf=args.tf)
+            (OUT / f"{name}.log").write_text(log)
             (OUT / f"{name}.dump").write_text((work / "dump.relax").read_text())
-            print(name, [line for line in (work / "log.lammps").read_text().splitlines()
-                         if line.startswith("Final energy")])
+            print(name, [line for line in log.splitlines() if line.startswith("Final energy")])
 
 
 if __name__ == "__main__":

@@ -1,7 +1,6 @@
 """Make tests/data/autotest/: DP-GEN autotest's LAMMPS scripts and what real LAMMPS prints for them.
 
-    python tools/make_autotest_fixtures.py [--dpgen GIT_DIR] [--lmp /tmp/dpk/bin/lmp] [--dp /tmp/dpk/bin/dp]
-                                           [--tf /tmp/tf221]
+    python tools/make_autotest_fixtures.py [--dpgen GIT_DIR] [--lmp /tmp/dpk/bin/lmp] [--tf /tmp/tf221]
 
 The scripts are written by DP-GEN's own functions (dpgen/auto_test/lib/lammps.py at d5ce577f:
 make_lammps_eval, make_lammps_equi with change_box=False, the fixed-box relaxation that EOS and
@@ -15,12 +14,10 @@ log.lammps from its first thermo header on (thermo lines, prints, Total wall tim
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import sys
 import tempfile
-import types
 from pathlib import Path
+
+import lammps_oracle
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "tests" / "data" / "autotest"
@@ -43,30 +40,17 @@ def scripts(lammps) -> dict[str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dpgen", default="/work/.mirror/deepmodeling+dpgen/repo", help="DP-GEN's (bare) git dir")
-    parser.add_argument("--lmp", default="/tmp/dpk/bin/lmp")
-    parser.add_argument("--tf", default="/tmp/tf221", help="the TensorFlow install DeePMD-kit's plugin loads")
+    lammps_oracle.add_arguments(parser, tf=True, dpgen=True)
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, PYTHONPATH=args.tf, LD_LIBRARY_PATH=str(Path(args.tf) / "tensorflow"), OMP_NUM_THREADS="1",
-               TF_INTRA_OP_PARALLELISM_THREADS="1", TF_INTER_OP_PARALLELISM_THREADS="1")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        archive = subprocess.run(["git", "-C", args.dpgen, "archive", "HEAD", "dpgen"], check=True,
-                                 capture_output=True).stdout
-        subprocess.run(["tar", "x"], input=archive, cwd=work, check=True)
-        sys.path.insert(0, str(work))
-        sys.modules.setdefault("requests", types.ModuleType("requests"))
-        import dpgen.auto_test.lib.lammps as lammps
-
+        lammps = lammps_oracle.dpgen_lammps(args.dpgen, work)
         (work / "model.pb").write_bytes(MODEL.read_bytes())
         (work / "conf.lmp").write_text(CONF.read_text())
         for name, text in scripts(lammps).items():
             (OUT / f"{name}.in").write_text(text)
-            (work / "in.lammps").write_text(text)
-            subprocess.run([args.lmp, "-in", "in.lammps"], cwd=work, env=env, check=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            log = (work / "log.lammps").read_text().splitlines()
+            log = lammps_oracle.run(args.lmp, work, text, tf=args.tf).splitlines()
             first = next(k for k, line in enumerate(log) if line.split()[:1] == ["Step"])
             (OUT / f"{name}.log").write_text("\n".join(log[first:]) + "\n")
             print(name, [line for line in log if line.startswith("Final energy")])

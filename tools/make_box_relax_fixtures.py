@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import argparse
 import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
+
+import lammps_oracle
 
 ROOT = Path(__file__).resolve().parent.parent
 KEEP = 301   # thermo lines kept (steps 0-300: numdp repeats LAMMPS' first iterations to round-off)
@@ -77,16 +78,10 @@ def write_data(path: Path, x: np.ndarray, box: np.ndarray) -> None:
 
 
 def read_log(text: str):
-    lines = text.splitlines()
-    first = next(i for i, ln in enumerate(lines) if ln.split()[:3] == ["Step", "PotEng", "Volume"])
-    rows = []
-    for ln in lines[first + 1:]:
-        if ln.startswith("Loop time"):
-            break
-        rows.append([float(w) for w in ln.split()])
-    rows = np.array(rows)
-    stop = re.search(r"Stopping criterion = (.+)", text).group(1).strip()
-    it, ev = (int(v) for v in re.search(r"Iterations, force evaluations = (\d+) (\d+)", text).groups())
+    """(thermo rows (M, 9): SCRIPT's columns, stopping criterion, iterations, force evaluations,
+    the final cell (3, 3) of the BOX line) of SCRIPT's log."""
+    rows = lammps_oracle.thermo(text, ["Step", "PotEng", "Volume"])
+    stop, it, ev = lammps_oracle.minimize_end(text)
     lx, ly, lz, xy, xz, yz = (float(v) for v in re.search(r"^BOX (.+)$", text, re.M).group(1).split())
     box = np.array([[lx, 0, 0], [xy, ly, 0], [xz, yz, lz]])
     return rows, stop, it, ev, box
@@ -94,7 +89,7 @@ def read_log(text: str):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lmp", default="/tmp/dpk/bin/lmp", help="the LAMMPS executable")
+    lammps_oracle.add_arguments(parser)
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -102,10 +97,8 @@ def main() -> None:
         for name, (coupling, strain, pressure) in CASES.items():
             x, box = start(strain)
             write_data(work / "start.data", x, box)
-            (work / "in.lammps").write_text(SCRIPT.format(coupling=coupling, pressure=pressure))
-            subprocess.run([args.lmp, "-in", "in.lammps", "-log", "log.lammps"], cwd=work, check=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            rows, stop, it, ev, final = read_log((work / "log.lammps").read_text())
+            log = lammps_oracle.run(args.lmp, work, SCRIPT.format(coupling=coupling, pressure=pressure))
+            rows, stop, it, ev, final = read_log(log)
             np.savez_compressed(OUT / f"{name}.npz", coupling=coupling, pressure=pressure, box0=box, x0=x, steps=rows[:KEEP, 0].astype(int),
                                 pe=rows[:KEEP, 1], final_pe=rows[-1, 1], vol=rows[-1, 2], p=rows[-1, 3:9], box=final,
                                 stop=stop,

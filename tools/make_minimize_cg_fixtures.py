@@ -34,13 +34,12 @@ and `minimize 0 1e-10 1000 100000`; same keys (no model).
 from __future__ import annotations
 
 import argparse
-import os
-import re
-import subprocess
 import tempfile
 from pathlib import Path
 
 import numpy as np
+
+import lammps_oracle
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "tests" / "data" / "minimize_cg"
@@ -90,17 +89,8 @@ write_dump all custom final.dump id x y z modify format float %.17g sort id
 
 def read_log(text: str):
     """(steps, pe, fnorm, stopping criterion, iterations, force evaluations) of a minimize's log."""
-    rows = []
-    lines = text.splitlines()
-    start = next(i for i, ln in enumerate(lines) if ln.split()[:4] == ["Step", "PotEng", "Fnorm", "Fmax"])
-    for ln in lines[start + 1:]:
-        if ln.startswith("Loop time"):
-            break
-        rows.append([float(w) for w in ln.split()])
-    stop = re.search(r"Stopping criterion = (.+)", text).group(1).strip()
-    it, ev = re.search(r"Iterations, force evaluations = (\d+) (\d+)", text).groups()
-    rows = np.array(rows)
-    return rows[:, 0].astype(int), rows[:, 1], rows[:, 2], stop, int(it), int(ev)
+    rows = lammps_oracle.thermo(text, ["Step", "PotEng", "Fnorm", "Fmax"])
+    return (rows[:, 0].astype(int), rows[:, 1], rows[:, 2], *lammps_oracle.minimize_end(text))
 
 
 def read_positions(path: Path) -> np.ndarray:
@@ -122,10 +112,8 @@ def make_lj(lmp: str, work: Path) -> None:
     x = x + np.random.default_rng(2).normal(scale=0.1, size=x.shape)
     write_lammps_data(work / "start.data", np.zeros(len(x), int), x, box, [MASS_AR])
     for name, lines in LJ_CASES.items():
-        (work / "in.lj").write_text(LJ_SCRIPT.format(lines=lines))
-        subprocess.run([lmp, "-in", "in.lj", "-log", "log.lj"], cwd=work, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        steps, pe, fnorm, stop, iterations, evaluations = read_log((work / "log.lj").read_text())
+        log = lammps_oracle.run(lmp, work, LJ_SCRIPT.format(lines=lines), name="in.lj")
+        steps, pe, fnorm, stop, iterations, evaluations = read_log(log)
         np.savez_compressed(OUT / f"{name}.npz", lines=lines, ftol=1e-10, maxiter=1000, maxeval=100000,
                             steps=steps, pe=pe, fnorm=fnorm, x=read_positions(work / "final.dump"), stop=stop,
                             iterations=iterations, evaluations=evaluations)
@@ -134,28 +122,22 @@ def make_lj(lmp: str, work: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lmp", default="/tmp/dpk/bin/lmp", help="the LAMMPS executable")
-    parser.add_argument("--dp", default="/tmp/dpk/bin/dp", help="DeePMD-kit's dp (for convert-backend)")
-    parser.add_argument("--tf", default="/tmp/tf221", help="the TensorFlow install DeePMD-kit's plugin loads")
+    lammps_oracle.add_arguments(parser, dp=True, tf=True)
     parser.add_argument("cases", nargs="*", default=list(CASES) + ["lj"],
                         help="cases to make (default: all; lj: every case of LJ_CASES)")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, PYTHONPATH=args.tf, LD_LIBRARY_PATH=str(Path(args.tf) / "tensorflow"), OMP_NUM_THREADS="1",
-               TF_INTRA_OP_PARALLELISM_THREADS="1", TF_INTER_OP_PARALLELISM_THREADS="1")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        subprocess.run([args.dp, "convert-backend", str(MODEL), "model.pb"], cwd=work, env=env, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        lammps_oracle.graph(args.dp, MODEL, work, args.tf)
         (work / "water.data").write_text(DATA.read_text())
         if "lj" in args.cases:
             make_lj(args.lmp, work)
         for name in (c for c in args.cases if c != "lj"):
             lines, ftol, maxiter, maxeval = CASES[name]
-            (work / "in.lammps").write_text(SCRIPT.format(lines=lines, ftol=ftol, maxiter=maxiter, maxeval=maxeval))
-            subprocess.run([args.lmp, "-in", "in.lammps", "-log", "log.lammps"], cwd=work, env=env, check=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            steps, pe, fnorm, stop, iterations, evaluations = read_log((work / "log.lammps").read_text())
+            log = lammps_oracle.run(args.lmp, work, SCRIPT.format(lines=lines, ftol=ftol, maxiter=maxiter, maxeval=maxeval),
+                                    tf=args.tf)
+            steps, pe, fnorm, stop, iterations, evaluations = read_log(log)
             np.savez_compressed(OUT / f"{name}.npz", lines=lines, ftol=ftol, maxiter=maxiter, maxeval=maxeval,
                                 steps=steps, pe=pe, fnorm=fnorm, x=read_positions(work / "final.dump"), stop=stop,
                                 iterations=iterations, evaluations=evaluations)

@@ -12,7 +12,6 @@ Each holds what make_box_relax_fixtures.py writes, with every thermo line's pe.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -23,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 HERE = ROOT / "tests" / "data" / "review6"
 sys.path.insert(0, str(ROOT / "tools"))
 sys.path.insert(0, str(ROOT / "tests"))
+import lammps_oracle  # noqa: E402
 import make_box_relax_fixtures as base  # noqa: E402
 from test_md_potential import fcc  # noqa: E402
 
@@ -40,17 +40,14 @@ CASES = {"aniso_tilt": ("aniso", base.start(SHEAR), ""), "tri_small": ("tri", sm
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lmp", default="/tmp/dpk/bin/lmp")
+    lammps_oracle.add_arguments(parser)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for name, (coupling, (x, box), extra) in CASES.items():
             base.write_data(work / "start.data", x, box)
             script = base.SCRIPT.format(coupling=coupling, pressure=0.0).replace("0.0\nminimize", f"0.0{extra}\nminimize")
-            (work / "in.lammps").write_text(script)
-            subprocess.run([args.lmp, "-in", "in.lammps", "-log", "log.lammps"], cwd=work, check=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            rows, stop, it, ev, final = base.read_log((work / "log.lammps").read_text())
+            rows, stop, it, ev, final = base.read_log(lammps_oracle.run(args.lmp, work, script))
             np.savez_compressed(HERE / f"{name}.npz", coupling=coupling, pressure=0.0, box0=box, x0=x,
                                 vmax=float(extra.split()[1]) if extra else 1e-4, steps=rows[:, 0].astype(int),
                                 pe=rows[:, 1], final_pe=rows[-1, 1], vol=rows[-1, 2], p=rows[-1, 3:9], box=final,

@@ -1,9 +1,7 @@
 """The public model object: `numdp.load_model(path).evaluate(positions, types, box)`."""
 from __future__ import annotations
 
-import os
 import threading
-import weakref
 from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +12,7 @@ from ..errors import InputError
 from ..kernels.cpu.md import closest_pair
 from ..neighbor import build_nlist, extend, kernel_threads, report_overflow
 from ..neighbor.extended import check_pbc, complete_cell
-from ..neighbor.threads import orphaned_lock
+from ..neighbor.threads import free_at_fork
 from ..parallel.threads import default_threads
 from ..neighbor.overlap import OVERLAP_DISTANCE, overlap_message
 from .evaluator import Evaluator, compute_shared
@@ -110,12 +108,12 @@ class DPModel:
                              self.aparam if self.aparam is not None or not f.numb_aparam else f.aparam_avg.copy())
             params = fold_frame_inputs(params, *self._bias_of)
         self._shifted = False   # whether the evaluator adds per-atom rows (`use_inputs`)
-        self._inputs_unknown = False   # whether the evaluator's biases may not be _bias_of's (`_after_fork`)
+        self._inputs_unknown = False   # whether the evaluator's biases may not be _bias_of's (`_inputs_orphaned`)
         # held from `use_inputs` to the end of the computation by every call, when the evaluator
         # has per-call state (first-layer biases, per-atom rows) or is a device's (its buffers)
         self._lock = threading.RLock() if (f.numb_fparam or f.numb_aparam or str(device).lower() != "cpu") else None
         if self._lock is not None:
-            _LOCKED_MODELS.add(self)
+            free_at_fork(self, self._lock, DPModel._inputs_orphaned)
         self._aparam_w = aparam_weights(self.source_params) if f.numb_aparam else None
         self.params = params
         kw = {} if chunk is None else {"chunk": chunk}
@@ -239,13 +237,13 @@ class DPModel:
             self.use_inputs(fparam, aparam, types)
             yield
 
-    def _after_fork(self) -> None:
-        """In a child forked while another thread of the parent held this model's lock: the lock
-        made free (that thread is not in the child), and the evaluator's first-layer biases and
+    def _inputs_orphaned(self) -> None:
+        """In a child forked while another thread of the parent held this model's lock (made free:
+        numdp.neighbor.threads.free_at_fork; a child forked while another thread evaluated a model
+        with parameters waited for ever at its first call): the evaluator's first-layer biases and
         per-atom rows, which that thread may have left half-set, set anew by the next call."""
-        if orphaned_lock(self._lock):
-            self._inputs_unknown = True
-            self._shifted = True
+        self._inputs_unknown = True
+        self._shifted = True
 
     @property
     def rcut(self) -> float:
@@ -412,20 +410,6 @@ class DPModel:
                 self._shifted = False
             raw = self._ev.compute(ext.positions, nl.nlist, typ, want_force=False, want_descriptor=True)
         return raw.descriptor
-
-
-_LOCKED_MODELS: "weakref.WeakSet[DPModel]" = weakref.WeakSet()
-"""The live models with a lock (`DPModel.inputs`), for `_after_fork_in_child`."""
-
-
-def _after_fork_in_child() -> None:
-    """A forked child gets every model's lock free (`DPModel._after_fork`): a child forked while
-    another thread evaluated a model with parameters waited for ever at its first call."""
-    for model in list(_LOCKED_MODELS):
-        model._after_fork()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @contextmanager

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import threading
-import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -20,7 +19,7 @@ from ..kernels.cpu.descriptor import back_D, contract_D, contract_T
 from ..kernels.cpu.envmat import env_pairs_rows, pair_forces
 from ..kernels.cpu.tabulated import tab_contract_T, tab_pair_forces
 from ..blas import set_blas_threads
-from ..neighbor.threads import orphaned_lock
+from ..neighbor.threads import free_at_fork
 from .nets import InferenceNet, embed_into, embed_value, fit_energy_and_grad, fold_symmetric_input
 from .params import ModelParams
 from .precision import get_precision
@@ -70,20 +69,6 @@ class ChunkEnv:
     npad: np.ndarray
     npairs: int
     tb: np.ndarray
-
-
-_EVALUATORS: "weakref.WeakSet[Evaluator]" = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    """A child forked while another thread made an evaluator's pool or counted its pairs beyond
-    the tables gets the lock free (numdp.neighbor.threads.orphaned_lock; the pool is remade
-    anyway, `_executor`)."""
-    for ev in list(_EVALUATORS):
-        orphaned_lock(ev._lock)
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class Evaluator:
@@ -144,7 +129,9 @@ class Evaluator:
         self._pool = None
         self._pool_pid = None   # the process that made _pool
         self._lock = threading.Lock()
-        _EVALUATORS.add(self)
+        # a child forked while another thread made the pool or counted pairs beyond the tables
+        # gets the lock free (the pool is remade anyway, `_executor`)
+        free_at_fork(self, self._lock)
         self._scratch = ThreadWorkspaces()
 
     def set_first_layer_biases(self, biases) -> None:

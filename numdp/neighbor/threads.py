@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from contextlib import contextmanager, nullcontext
+from typing import Callable
 
 import numba
 
@@ -61,10 +63,27 @@ def orphaned_lock(lock) -> bool:
     return True
 
 
+_FREED_AT_FORK: "weakref.WeakKeyDictionary[object, tuple]" = weakref.WeakKeyDictionary()
+"""owner -> (its lock, on_orphaned or None): `free_at_fork`'s registrations."""
+
+
+def free_at_fork(owner, lock, on_orphaned: Callable[[object], None] | None = None) -> None:
+    """In every child forked from this process from now on, `lock` (owner's threading.Lock or
+    RLock) is made free where another thread of the parent held it (`orphaned_lock`), and then
+    on_orphaned(owner) is called (to mark what the lock guarded as possibly half-updated).
+    `owner` is held by a weak reference (the registration ends with it), so on_orphaned must not
+    hold it either: pass a function of the owner (e.g. `Class.method`), not a bound method."""
+    _FREED_AT_FORK[owner] = (lock, on_orphaned)
+
+
 def _after_fork_in_child() -> None:
+    """The one at-fork hook of numdp: the layer check, _ONE_CALLER and `free_at_fork`'s locks."""
     global _FORKED_AFTER_GNU_OPENMP
     _FORKED_AFTER_GNU_OPENMP = _FORKED_AFTER_GNU_OPENMP or _numba_gnu_openmp_started()
     orphaned_lock(_ONE_CALLER)   # (it guards no data: only Numba's launches)
+    for owner, (lock, on_orphaned) in list(_FREED_AT_FORK.items()):
+        if orphaned_lock(lock) and on_orphaned is not None:
+            on_orphaned(owner)
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
