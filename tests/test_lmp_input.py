@@ -597,7 +597,7 @@ def test_minimize_with_min_style_fire(task, tmp_path, monkeypatch, capsys):
             (("min_style fire", "min_style hftn"), "min_style: min_style hftn: not supported by numdp lmp"),
             (("norm max", "line forcezero"), "min_modify: min_modify line forcezero: not supported"),
             (("minimize 1e-12 1e-4 20 1000", "minimize 1e-12 1e-4 20 1000\nrun 10"),
-             "run: run after minimize: numdp lmp runs a minimize alone")):
+             "run: run after min_style fire: LAMMPS' atoms start the run with FIRE's last velocities")):
         with pytest.raises(InputError, match=re.escape(message)):
             translate(script.replace(*change), "in.lammps", {}, lmp)
 

@@ -71,16 +71,17 @@ def script_text(args, world=None) -> tuple[str, str]:
     return found
 
 
-def translate_file(args, world=None, variables: dict[str, str] | None = None):
+def translate_file(args, world=None, variables: dict[str, str] | None = None, minimize_stop: int | None = None):
     """The Translation (numdp.lammps.translate) of the script (`script_text`) with args' -v (or
-    `variables`) and -log."""
+    `variables`) and -log; `minimize_stop`: the step its minimize before a run stopped at (once run)."""
     from pathlib import Path
 
     from ..lammps.translate import translate
 
     text, name = script_text(args, world)
     log = None if args.log is None else ("" if args.log == "none" else args.log)
-    return translate(text, name, _variables(args) if variables is None else variables, Path.cwd(), log)
+    return translate(text, name, _variables(args) if variables is None else variables, Path.cwd(), log,
+                     minimize_stop)
 
 
 def main(args) -> int:
@@ -124,6 +125,8 @@ def main(args) -> int:
     k = 0
     while status == 0 and translated:
         status = _write_states(translated[0], k)
+        if status == 0:
+            status = _start_md(args, translated, k)
         k += 1
         if status or k > len(translated[0].later):
             break
@@ -226,6 +229,64 @@ def _write_files(tr, k: int, writes) -> None:
                     shutil.copyfile(final, tmp)
         print(f"numdp lmp: {w.kind.value}: {w.file} (step {frame['step']})"
               + (f"; {backups.line()}" if backups.moved else ""), file=StdoutGuard(), flush=True)
+
+
+def _start_md(args, translated: list, k: int) -> int:
+    """After the script's run k, when it is the minimize a run follows (Translation.md_start): the
+    state that run starts from, as LAMMPS' (`_write_md_start`, by rank 0, the others waiting), then
+    the script translated again with the step the minimize stopped at (the later runs' steps and
+    checkpoint names count from it).  Collective; returns 0, or 2 on a rank other than 0 when
+    rank 0 failed (rank 0 raises the error)."""
+    start = translated[0].md_start
+    if start is None or start.after != k:
+        return 0
+    from ..parallel.world import RankFailed, create_world
+
+    world = create_world(command="lmp")
+    stop = None
+    try:
+        with world.agreement():
+            if world.is_root:
+                stop = _write_md_start(translated[0], k)
+    except RankFailed:
+        return 2
+    translated[0] = translate_file(args, world, minimize_stop=world.bcast_object(stop))
+    return 0
+
+
+def _write_md_start(tr, k: int) -> int:
+    """Write Translation.md_start's file: the final state of the minimize (run k) as an MD
+    checkpoint at the step it stopped at (or reset_timestep's), with LAMMPS' velocities (velocity
+    create's drawn as numdp draws them, else the data file's Velocities, replicated as the atoms,
+    else zero), the run's seed, no minimizer variables; an earlier file of that name kept as
+    #FILE.N#.  Returns the step the minimize stopped at."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from ..io.backup import Backups
+    from ..io.h5md import read_checkpoint, write_checkpoint
+    from ..io.structure import read_structure
+    from ..md.start import maxwell_boltzmann
+
+    start = tr.md_start
+    state = read_checkpoint(_final_checkpoint(tr, k))
+    stop = int(state.step)
+    state.minimize, state.thermostat, state.barostat = {}, {}, {}
+    state.step = stop if start.step is None else start.step
+    state.time = state.step * start.timestep   # (LAMMPS' time: its steps times dt, minimize's included)
+    state.seed = int(tr.run(k + 1)[0]["md"].get("seed", 1))
+    state.velocities = np.zeros_like(state.positions)
+    if start.draw is not None:
+        maxwell_boltzmann(state, *start.draw)
+    elif start.data_file is not None:
+        v = read_structure(Path(start.data_file)).velocities
+        if v is not None:   # replica r of atom i has id r * n + i (numdp.md.start.ReplicatedAtoms)
+            tiled = np.tile(np.asarray(v, float), (int(np.prod(start.replicate)), 1))
+            state.velocities = np.ascontiguousarray(tiled[state.ids])
+    with Backups.move([Path(start.file)], "the existing"):
+        write_checkpoint(start.file, state, {})
+    return stop
 
 
 def _final_checkpoint(tr, k: int):

@@ -191,6 +191,25 @@ class Written:
     file: str
 
 
+@dataclass(frozen=True)
+class MdStart:
+    """How the script's run after its minimize(s) starts, as LAMMPS': from the positions and cell
+    the minimize (run `after`, 0: the first) stopped with, at the step it stopped at (`step`
+    None) or reset_timestep's `step`, with the velocities LAMMPS' atoms have then.  numdp lmp
+    writes that state to `file`, an MD checkpoint (numdp.commands.lmp), from which the run
+    restarts (its [system] file), the log and the dump going on."""
+
+    after: int
+    file: str
+    step: int | None
+    timestep: float              # ps (the run's: the start's time is its step times it)
+    draw: tuple[float, int] | None
+    """velocity create's (K numdp's, seed): numdp's draw (by atom id and mass, wherever it is
+    made: the same velocities before or after the minimize); None: `data_file`'s Velocities."""
+    data_file: str | None        # the data file whose Velocities the atoms keep (None: zero)
+    replicate: tuple[int, int, int] = (1, 1, 1)
+
+
 @dataclass
 class Translation:
     tables: dict
@@ -205,6 +224,8 @@ class Translation:
     checkpoint of the run before it (its [system] file), as a restart with other settings."""
     epilogue: Epilogue | None = None
     """The script's lines after its last run that need the state it ended with (None: none)."""
+    md_start: MdStart | None = None
+    """The start of the run after the script's minimize (None: no run follows a minimize)."""
 
     def run(self, k: int) -> tuple[dict, str]:
         """(tables, TOML) of the script's run k (0: the first)."""
@@ -343,6 +364,8 @@ class _State:
     thermo_columns: list[str] | None = field(default_factory=lambda: list(THERMO_ONE))   # None: numdp's
     zero_momentum: bool = False   # velocity all zero linear / a new fix momentum since the last run
     recenter: tuple | None = None  # fix recenter INIT|NULL ...: (fix ID, (file, line) of the fix)
+    reset_step: int | None = None  # reset_timestep N after a minimize: the next run's first step
+    min_style_velocity: bool = False   # velocity create after a FIRE minimize (LAMMPS' atoms then have its)
 
 
 def _number(word: str, what: str, positive=False, nonnegative=False) -> float:
@@ -397,6 +420,8 @@ class _Translator:
         self.restart_frame: dict | None = None   # numdp.io.h5md.read_frame of read_restart's checkpoint
         self._type_maps: dict[Path, list[str]] = {}   # model file -> its type_map (`_model_type_map`)
         self.final: dict[str, float] | None = None   # FINAL_KEYWORDS' values after the runs (`Epilogue`)
+        self.minimize_stop: int | None = None   # the step the minimize before a run stopped at, once known
+        self.md_start: MdStart | None = None    # the start of the run after the minimize (`_after_minimize`)
 
     def keyword(self, name: str) -> float | None:
         """The thermo keywords a formula may hold: dt (the timestep; LAMMPS' manual writes fix nvt's
@@ -434,7 +459,7 @@ class _Translator:
     # -- the commands -----------------------------------------------------------------------------
     def __call__(self, c: Command) -> None:
         if self.ran and c.name not in _BETWEEN_RUNS + ("minimize",) \
-                and not (c.name == "velocity" and c.args[1:] == ("zero", "linear")):
+                and not (c.name == "velocity" and (c.args[1:] == ("zero", "linear") or self.s.minimize is not None)):
             what = "minimize" if self.s.minimize is not None else "run"
             raise Refused(f"after a {what}, numdp lmp accepts only {', '.join(_BETWEEN_RUNS)} (a later run "
                           f"continues from the state the run before ended with)")
@@ -691,10 +716,17 @@ class _Translator:
 
     def _reset_timestep(self, c: Command) -> None:
         """reset_timestep N where the step is N already (numdp's steps count from 0, or from the
-        checkpoint's step, and go on over the script's runs)."""
+        checkpoint's step, and go on over the script's runs), or after a minimize: the step the
+        next run starts at (`MdStart`; LAMMPS refuses it with a dump defined)."""
         if len(c.args) != 1:
             raise Refused("numdp lmp reads `reset_timestep N` without keywords")
         n = _integer(c.args[0], "N")
+        if self.ran and self.s.minimize is not None:
+            if self.s.dump is not None:
+                raise Refused(f"reset_timestep with dump {self.s.dump_id} defined (LAMMPS refuses it too: Cannot "
+                              f"reset timestep with active dump)")
+            self.s.reset_step = n
+            return
         now = self.s.steps if self.ran else self.s.restart_step or 0
         if n != now:
             raise Refused(f"reset_timestep {n}: numdp lmp cannot renumber the steps (the step here is {now}: "
@@ -815,6 +847,8 @@ class _Translator:
             k += 2
         if self.s.restart_file is not None:
             raise Refused("velocity create after read_restart: numdp restarts with the checkpoint's velocities")
+        if self.ran and self.s.min_style == "fire":   # (a velocity create after a FIRE minimize: _after_minimize)
+            self.s.min_style_velocity = True
         self.s.velocity = (temperature, seed)
         self.note(VELOCITY_NOTICE)
 
@@ -1301,12 +1335,42 @@ class _Translator:
         restart with the script's current fixes, timestep and thermo)."""
         s = self.s
         if s.minimize is not None:
-            raise Refused("run after minimize: numdp lmp runs a minimize alone (write_data after it and "
-                          "read_data that file in a second script for the MD)")
+            self._after_minimize()
+            return
         if s.restart_file is not None:
             raise Refused("several runs after read_restart: numdp lmp restarts a script of one run")
         root = s.checkpoint if s.checkpoint is not None else "checkpoint.h5"
         s.continues = str(series_file(root, s.steps)) if is_series(root) else root
+
+    def _after_minimize(self) -> None:
+        """A run after the script's minimize(s): as LAMMPS, it starts from the state the minimize
+        stopped with, at its step (or reset_timestep's), with the velocities LAMMPS' atoms have then:
+        cg / sd leave them as they were before the minimize (the data file's Velocities, velocity
+        create's: numdp's draw), a velocity create after the minimize replaces them.  The state is
+        an MD checkpoint numdp lmp writes after the minimize (`MdStart`).  The step the minimize
+        stops at is known once it ran (`minimize_stop`; before, the translation takes MAXITER
+        iterations)."""
+        s = self.s
+        if s.restart_file is not None:
+            raise Refused("run after minimize after read_restart: numdp lmp restarts a script of one run or "
+                          "minimize (write_data after the minimize and read_data that file in a second script)")
+        if s.min_style == "fire" and not s.min_style_velocity:
+            raise Refused("run after min_style fire: LAMMPS' atoms start the run with FIRE's last velocities, "
+                          "which numdp's FIRE does not keep (it ends at rest); add `velocity all create T SEED` "
+                          "after the minimize, or use min_style cg")
+        root = s.checkpoint if s.checkpoint is not None else "checkpoint.h5"
+        stem = root.replace(f".{MARK}", "").replace(MARK, "")
+        stem = stem[:-3] if stem.endswith(".h5") else stem
+        if s.reset_step is not None:
+            start = s.reset_step
+        else:
+            start = self.minimize_stop if self.minimize_stop is not None else s.steps
+        self.md_start = MdStart(len(self.runs), f"{stem}.minimized.h5", s.reset_step, s.timestep,
+                                None if s.velocity is None else (lammps_kelvin(s.velocity[0]), s.velocity[1]),
+                                s.data_file if s.created is None else None, s.replicate)
+        s.continues = self.md_start.file
+        s.minimize = None
+        s.steps = start
 
     def _min_style(self, c: Command) -> None:
         if len(c.args) != 1:
@@ -1382,6 +1446,9 @@ class _Translator:
         s = self.s
         if s.restart_file is not None:
             raise Refused("several minimizes after read_restart: numdp lmp restarts a script of one minimize")
+        if s.reset_step is not None:
+            raise Refused("minimize after reset_timestep after a minimize: numdp lmp starts a later minimize at "
+                          "the step the one before stopped at; drop the reset_timestep")
         root = s.checkpoint if s.checkpoint is not None else "checkpoint.h5"
         s.continues = str(series_file(root, s.steps)) if is_series(root) else root
         s.minimize = {"steps": maxiter, "etol": etol, "ftol": ftol, "anew": True}
@@ -1848,11 +1915,14 @@ restart from the run before's final checkpoint with other fixes, timestep or the
 
 
 def translate(text: str, name: str, cli_variables: dict[str, str], base: Path,
-              log: str | None = None) -> Translation:
+              log: str | None = None, minimize_stop: int | None = None) -> Translation:
     """Run the LAMMPS script `text` (named `name` in messages; -v variables `cli_variables`; files
     relative to `base`, the current folder as for LAMMPS) into numdp run's tables.  `log`: the log
-    file of the command line's -log ("" none; None: log.lammps), until a `log` command."""
+    file of the command line's -log ("" none; None: log.lammps), until a `log` command.
+    `minimize_stop`: the step the minimize before the script's first run after one stopped at
+    (None: not known yet, its MAXITER taken; numdp.commands.lmp translates again once it ran)."""
     tr = _Translator(name, base)
+    tr.minimize_stop = minimize_stop
     if log is not None:
         tr.s.log = log
 
@@ -1878,7 +1948,7 @@ def translate(text: str, name: str, cli_variables: dict[str, str], base: Path,
         _probe(script, tr, "minimize" in (later[-1] if later else tables))
         epilogue = Epilogue(script, tr)
     return Translation(tables, tr.notices, to_toml(tables, tr.notices, name), tr.writes, tr.s.elements,
-                       [(t, to_toml(t, [], name)) for t in later], epilogue)
+                       [(t, to_toml(t, [], name)) for t in later], epilogue, tr.md_start)
 
 
 def _probe(script: Script, tr: _Translator, minimized: bool) -> None:

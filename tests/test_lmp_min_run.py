@@ -1,0 +1,152 @@
+"""`numdp lmp` on the commonest hand-written pattern, a `minimize` then a `run` in one script, against
+real LAMMPS (tests/data/lmp_min_run/CASE.npz, tools/make_lmp_min_run_fixtures.py): the run starts
+from the state and step the minimize stopped at (or reset_timestep's), with LAMMPS' velocities
+(a data file's Velocities, which cg leaves alone; none; velocity create after the minimize).
+
+Bounds.  The minimize (5 cg iterations, each moving an atom at most dmax = 0.1 Å) agrees with
+LAMMPS' to the relative round-off of its line-search step, which comes from force dot products:
+|δF| / |F| <= 1e-11 / 0.08 ~ 1e-10 (forces to 1e-11 eV/Å: tests/test_sweep_lammps_nh.py), so the
+positions to 5 * 0.1 * 1e-10 = 5e-11 Å.  20 MD steps (0.01 ps) carry such a difference as an
+oscillation of the stiffest mode (O-H, k ~ 50 eV/Å², ω = sqrt(k / m) ~ 700 /ps, ωt ~ 7 radians):
+velocities to ω δx ~ 4e-8 Å/ps, positions to δx + δv t ~ 4e-10 Å, plus the MD's own 1e-11 Å and
+1e-9 Å/ps: POS_TOL = 1e-9 Å, VEL_TOL = 1e-7 Å/ps.  The thermo lines are printed by numdp to 6
+decimals (pe, ke: 5e-7 eV), and pe moves by |F| δx N ~ 1.4 * 1e-9 * 192 = 3e-7 eV: 2e-6 eV; press
+differs by the bar constants' ratio (8e-8 relative, docs/lammps-input.md): 1e-6 relative.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from numdp.cli import main as cli_main
+from numdp.errors import InputError
+from numdp.io.h5md import read_frame
+from numdp.lammps.translate import translate
+
+DATA = Path(__file__).parent / "data"
+FIXTURES = DATA / "lmp_min_run"
+MODEL = DATA / "tensorflow" / "tf_one_side_f64.dp"
+WATER = DATA / "lammps_nh" / "water.data"
+POS_TOL = 1e-9    # Å (module docstring)
+VEL_TOL = 1e-7    # Å/ps
+ENERGY_TOL = 2e-6   # eV
+PRESS_RTOL = 1e-6
+
+HEAD = """units metal
+boundary p p p
+atom_style atomic
+read_data {data}
+pair_style deepmd model.dp
+pair_coeff * *
+neighbor 1.0 bin
+timestep 0.0005
+thermo 5
+thermo_style custom step pe ke press vol
+"""
+
+
+def _folder(tmp_path: Path, data: str) -> Path:
+    shutil.copyfile(MODEL, tmp_path / "model.dp")
+    shutil.copyfile(FIXTURES / data if data == "water_rest.data" else WATER, tmp_path / data)
+    return tmp_path
+
+
+def _run(folder: Path, script: str, monkeypatch) -> None:
+    (folder / "in.lammps").write_text(script)
+    monkeypatch.chdir(folder)
+    assert cli_main(["lmp", "-i", "in.lammps"]) == 0
+
+
+def _tables(log: str) -> list[np.ndarray]:
+    """The thermo tables of a log (after each `Step` header up to `Loop time`)."""
+    out, rows = [], None
+    for line in log.splitlines():
+        if line.split()[:1] == ["Step"]:
+            rows = []
+        elif rows is not None and line.startswith("Loop time"):
+            out.append(np.array(rows))
+            rows = None
+        elif rows is not None and line.split() and line.split()[0].isdigit():
+            rows.append([float(w) for w in line.split()])
+    return out
+
+
+def _compare(folder: Path, ref, positions: bool = True) -> None:
+    run = _tables((folder / "log.lammps").read_text())[-1]
+    want = ref["run"]
+    assert run[:, 0].tolist() == want[:, 0].tolist()   # the run's steps, as LAMMPS'
+    rows = slice(None) if positions else slice(0, 1)   # (velocity create: numdp's draw, its first line only)
+    assert np.abs(run[rows, 1] - want[rows, 1]).max() <= ENERGY_TOL
+    assert np.abs(run[rows, 2] - want[rows, 2]).max() <= ENERGY_TOL
+    assert np.allclose(run[rows, 3], want[rows, 3], rtol=PRESS_RTOL, atol=1e-3)
+    assert np.abs(run[:, 4] - want[:, 4]).max() <= 0.05   # (numdp prints the volume to 0.1 Å³)
+    if not positions:
+        return
+    frame = read_frame(folder / "checkpoint.h5")
+    box = np.diag(np.asarray(frame["box"], float))
+    assert np.abs(box - ref["box"]).max() <= POS_TOL
+    d = np.asarray(frame["positions"], float) - ref["x"]
+    d -= np.round(d / box) * box
+    assert np.abs(d).max() <= POS_TOL
+    assert np.abs(np.asarray(frame["velocities"], float) - ref["v"]).max() <= VEL_TOL
+
+
+@pytest.mark.parametrize("case", ["data_velocities", "at_rest", "reset", "box_relax_npt"])
+def test_run_after_minimize_as_lammps(case, tmp_path, monkeypatch):
+    """The run goes on from the minimized state with the data file's Velocities (cg leaves them
+    alone), at rest without any, after reset_timestep 0 at step 0, and after a fix box/relax
+    minimize with fix npt: thermo lines (steps included), final positions, velocities and cell as
+    LAMMPS'; the dump's frames at LAMMPS' steps plus the minimize's last (docs/lammps-input.md)."""
+    ref = np.load(FIXTURES / f"{case}.npz")
+    folder = _folder(tmp_path, str(ref["data"]))
+    _run(folder, HEAD.format(data=ref["data"]) + str(ref["body"]).replace("model.pb", "model.dp"), monkeypatch)
+    _compare(folder, ref)
+    if ref["frames"].size:
+        text = (folder / "traj.dump").read_text().splitlines()
+        steps = [int(text[i + 1]) for i, ln in enumerate(text) if ln == "ITEM: TIMESTEP"]
+        assert steps == sorted(set(ref["frames"].tolist()) | {5})
+
+
+def test_velocity_create_after_minimize(tmp_path, monkeypatch):
+    """velocity create after the minimize replaces the velocities: numdp's draw (not LAMMPS'
+    numbers), so the run's first line is LAMMPS' (pe of the minimized state, ke of exactly 300 K
+    with LAMMPS' kB) and the steps are LAMMPS'."""
+    ref = np.load(FIXTURES / "create_after.npz")
+    folder = _folder(tmp_path, "water.data")
+    _run(folder, HEAD.format(data="water.data") + str(ref["body"]), monkeypatch)
+    _compare(folder, ref, positions=False)
+
+
+def refusal(tmp_path, text: str) -> str:
+    shutil.copyfile(WATER, tmp_path / "water.data")
+    shutil.copyfile(MODEL, tmp_path / "model.dp")
+    with pytest.raises(InputError) as err:
+        translate(HEAD.format(data="water.data") + text, "in.lammps", {}, tmp_path)
+    assert "\n" not in str(err.value)
+    return str(err.value)
+
+
+def test_what_cannot_be_made_exact_is_refused(tmp_path):
+    """FIRE's last velocities (numdp's FIRE ends at rest), reset_timestep with a dump (LAMMPS
+    refuses it too), a minimize after such a reset: one line each, saying what to write."""
+    assert "add `velocity all create T SEED` after the minimize" in refusal(
+        tmp_path, "min_style fire\nminimize 0 1e-3 5 1000\nfix 1 all nve\nrun 10\n")
+    assert "Cannot reset timestep with active dump" in refusal(
+        tmp_path, "dump 1 all atom 5 d.dump\nminimize 0 1e-3 5 1000\nreset_timestep 0\nfix 1 all nve\nrun 10\n")
+    assert "drop the reset_timestep" in refusal(
+        tmp_path, "minimize 0 1e-3 5 1000\nreset_timestep 0\nminimize 0 1e-3 5 1000\nfix 1 all nve\nrun 10\n")
+
+
+def test_the_steps_count_from_where_the_minimize_stopped(tmp_path):
+    """Before it ran, the run's steps take MAXITER iterations (--print-toml); numdp lmp translates
+    again with the step the minimize stopped at: the run's end and the later runs' follow it."""
+    shutil.copyfile(WATER, tmp_path / "water.data")
+    shutil.copyfile(MODEL, tmp_path / "model.dp")
+    text = HEAD.format(data="water.data") + "minimize 0 1e-3 50 1000\nfix 1 all nve\nrun 10\nrun 5\n"
+    assert [t["md"]["steps"] for t, _ in translate(text, "in.lammps", {}, tmp_path).later] == [60, 65]
+    again = translate(text, "in.lammps", {}, tmp_path, minimize_stop=7)
+    assert [t["md"]["steps"] for t, _ in again.later] == [17, 22]
+    assert again.later[0][0]["system"]["file"] == "checkpoint.minimized.h5"
