@@ -230,6 +230,7 @@ class OutputSettings:
     thermo_columns: tuple[str, ...] | None = THERMO_DEFAULT  # thermo keywords of the thermo lines (numdp.md.thermo);
     # None: a minimization's own step pe fnorm fmax
     thermo_header: str = "keywords"  # numdp.md.thermo.HEADERS
+    triclinic_bounds: bool = False  # lammps-dump: every box as `BOX BOUNDS xy xz yz` (LAMMPS' triclinic box)
 
 
 @dataclass
@@ -504,7 +505,7 @@ def _neighbor(t: Table) -> NeighborSettings:
 
 def _output(t: Table, base: Path) -> OutputSettings:
     t.check_keys(("trajectory", "format", "every", "fields", "force_unit", "thermo_every", "log", "checkpoint",
-                  "checkpoint_every", "progress", "columns", "thermo_columns", "thermo_header"))
+                  "checkpoint_every", "progress", "columns", "thermo_columns", "thermo_header", "triclinic_bounds"))
     thermo_columns = t.data.get("thermo_columns", list(THERMO_DEFAULT))
     if not isinstance(thermo_columns, list) or not thermo_columns \
             or any(not isinstance(c, str) or c not in THERMO_KEYWORDS for c in thermo_columns) \
@@ -542,6 +543,8 @@ def _output(t: Table, base: Path) -> OutputSettings:
                                     f"format = {fmt!r}")
     if columns is not None and fmt != "lammps-dump":
         raise t.error("columns", f"only for format = 'lammps-dump' (this is {fmt!r})")
+    if t.data.get("triclinic_bounds") is True and fmt != "lammps-dump":
+        raise t.error("triclinic_bounds", f"only for format = 'lammps-dump' (this is {fmt!r})")
     if isinstance(named, str) and FRAME_SERIES_MARK in named and (
             fmt != "lammps-dump" or FRAME_SERIES_MARK in str(Path(named).parent)):
         raise t.error("trajectory", f"a {FRAME_SERIES_MARK!r} (one file per frame) is only for format "
@@ -564,6 +567,7 @@ def _output(t: Table, base: Path) -> OutputSettings:
         columns=None if columns is None else tuple(columns),
         thermo_columns=tuple(thermo_columns),
         thermo_header=t.string("thermo_header", "keywords", choices=THERMO_HEADERS),
+        triclinic_bounds=t.boolean("triclinic_bounds", False),
     )
 
 

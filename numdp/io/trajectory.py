@@ -153,17 +153,20 @@ def format_of_path(path: Path) -> str | None:
 
 def open_trajectory(fmt: str, path, species, masses, type_map, fields, periodic,
                     force_unit: str, input_text: str = "", resume_after: int | None = None,
-                    natoms: int | None = None, columns: tuple[str, ...] | None = None) -> TrajectoryWriter:
+                    natoms: int | None = None, columns: tuple[str, ...] | None = None,
+                    triclinic: bool = False) -> TrajectoryWriter:
     """The writer of format `fmt` (see the module docstring) for atoms of model types `species`
     (N,) and `masses` (N,) amu; `fields` selects velocity and force (positions always);
     `periodic`: False (no cell), True (periodic along every cell vector) or three booleans.
     With species and masses None, `natoms` atoms whose types and masses the caller gives block by
     block (`set_atoms`) before the first frame, where the writer `needs_atoms`.  `columns`: a
     lammps-dump's ATOMS columns (`DUMP_COLUMNS`; None: the default ones); a `*` in a lammps-dump
-    file name: one file per frame (`LammpsDumpSeries`)."""
+    file name: one file per frame (`LammpsDumpSeries`); `triclinic`: a lammps-dump box always as
+    LAMMPS' triclinic bounds (`xy xz yz`, zero tilts too)."""
     if fmt == "lammps-dump":
         cls = LammpsDumpSeries if FRAME_SERIES_MARK in Path(path).name else LammpsDumpWriter
-        return cls(path, species, masses, type_map, fields, resume_after, periodic, natoms, columns=columns)
+        return cls(path, species, masses, type_map, fields, resume_after, periodic, natoms, columns=columns,
+                   triclinic=triclinic)
     if fmt == "h5md":
         from .h5md import H5MDWriter
 
@@ -397,8 +400,10 @@ class LammpsDumpWriter(_TextWriter):
     FORMAT = "lammps-dump"
 
     def __init__(self, path, species, masses, type_map, fields, resume_after: int | None,
-                 periodic=True, natoms: int | None = None, columns: tuple[str, ...] | None = None):
+                 periodic=True, natoms: int | None = None, columns: tuple[str, ...] | None = None,
+                 triclinic: bool = False):
         self.columns = None if columns is None else tuple(columns)   # None: by the fields (module docstring)
+        self.triclinic = triclinic   # every box as `BOX BOUNDS xy xz yz` (LAMMPS' triclinic box), zero tilts too
         if periodic is False and self.columns is not None and set(self.columns) & set(SCALED_COLUMNS):
             raise InputError(f"{path}: dump columns {' '.join(c for c in self.columns if c in SCALED_COLUMNS)}: "
                              f"scaled coordinates and image flags need a cell; this system has none")
@@ -422,7 +427,7 @@ class LammpsDumpWriter(_TextWriter):
             xy, xz, yz = h[1, 0], h[2, 0], h[2, 1]
             # LAMMPS: p periodic, f fixed, m fixed but grown to hold the atoms
             bounds = " ".join("pp" if f else ("mm" if d in grown else "ff") for d, f in enumerate(self.pbc))
-            if xy == 0 and xz == 0 and yz == 0:
+            if xy == 0 and xz == 0 and yz == 0 and not self.triclinic:
                 out.append(f"ITEM: BOX BOUNDS {bounds}\n"
                            + "".join(f"{float_text(o[d]) if grown else '0.0'} {float_text(o[d] + h[d, d])}\n" for d in range(3)))
             else:

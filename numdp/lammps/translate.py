@@ -176,6 +176,27 @@ class Dump:
     style: str = "custom"
 
 
+@dataclass
+class _Reopen:
+    """A dump closed by `undump ID` after a run, until the same `dump ID ...` (`defined`) and
+    `dump_modify ID append yes` re-open it: numdp's dump goes on over the runs, as LAMMPS' file
+    does with append yes."""
+
+    dump_id: str
+    dump: Dump
+    line: tuple   # (file, line) of the undump
+    defined: bool = False
+
+    def pending(self) -> str:
+        """The refusal of a run or minimize before the dump is re-opened."""
+        if not self.defined:
+            return (f"undump {self.dump_id} (line {self.line[1]}) after a run, then a run or minimize: numdp's dump "
+                    f"goes on over the runs; give the same `dump {self.dump_id} ...` and `dump_modify "
+                    f"{self.dump_id} append yes` before it")
+        return (f"dump {self.dump_id} after a run without `dump_modify {self.dump_id} append yes`: LAMMPS would "
+                f"start {self.dump.file} again, numdp's dump goes on over the runs (add the append yes)")
+
+
 class WriteKind(str, Enum):
     DATA = "write_data"         # a LAMMPS data file of the state
     RESTART = "write_restart"   # a numdp checkpoint of the state (what read_restart reads)
@@ -347,6 +368,7 @@ class _State:
     skin: float = LAMMPS_SKIN
     dump: Dump | None = None
     dump_id: str | None = None
+    triclinic: bool = False   # `change_box all triclinic`: LAMMPS' triclinic box (its dump's tilt bounds)
     dump_line: tuple = (None, 0)   # (file, line) of the dump command
     dump_elements: list[str] | None = None   # dump_modify ID element E1 ... En
     dump_elements_line: tuple = (None, 0)
@@ -412,6 +434,7 @@ class _Translator:
         self.ran = False
         self.first: _State | None = None   # the state at the first run or minimize
         self.runs: list[_State] = []   # the state at each run after the first (their tables: `tables`)
+        self.reopen: _Reopen | None = None   # an `undump` after a run until its dump is re-opened to append
         self.momentum_ids: set[str] = set()   # fix momentum IDs (numdp keeps the momentum zero anyway)
         self.groups: set[str] = set()   # the group command's names (a definition changes nothing)
         self.langevin_zero = "no"       # fix langevin's zero keyword (LAMMPS' default no)
@@ -459,10 +482,13 @@ class _Translator:
     # -- the commands -----------------------------------------------------------------------------
     def __call__(self, c: Command) -> None:
         if self.ran and c.name not in _BETWEEN_RUNS + ("minimize",) \
-                and not (c.name == "velocity" and (c.args[1:] == ("zero", "linear") or self.s.minimize is not None)):
+                and not (c.name == "velocity" and (c.args[1:] == ("zero", "linear") or self.s.minimize is not None)) \
+                and not (c.name in ("dump", "dump_modify") and self.reopen is not None):   # after undump
             what = "minimize" if self.s.minimize is not None else "run"
             raise Refused(f"after a {what}, numdp lmp accepts only {', '.join(_BETWEEN_RUNS)} (a later run "
                           f"continues from the state the run before ended with)")
+        if c.name in ("run", "minimize") and self.reopen is not None:
+            raise Refused(self.reopen.pending())
         if c.name in _HARMLESS:
             _HARMLESS[c.name](c.args)
         elif c.name in _COMMANDS:
@@ -722,7 +748,7 @@ class _Translator:
             raise Refused("numdp lmp reads `reset_timestep N` without keywords")
         n = _integer(c.args[0], "N")
         if self.ran and self.s.minimize is not None:
-            if self.s.dump is not None:
+            if self.s.dump is not None and self.reopen is None:   # (after `undump ID` it is inactive)
                 raise Refused(f"reset_timestep with dump {self.s.dump_id} defined (LAMMPS refuses it too: Cannot "
                               f"reset timestep with active dump)")
             self.s.reset_step = n
@@ -737,6 +763,7 @@ class _Translator:
         if c.args != ("all", "triclinic"):
             raise Refused("numdp lmp accepts `change_box all triclinic` only (numdp's cells are triclinic "
                           "whenever needed)")
+        self.s.triclinic = True
 
     def _mass(self, c: Command) -> None:
         """mass TYPES VALUE: TYPES a type N or LAMMPS' range *, *N, N*, M*N (the types the box has)."""
@@ -1205,8 +1232,17 @@ class _Translator:
     def _dump(self, c: Command) -> None:
         self._need_box("dump")
         _all_group(c.args, "dump", self.groups)
-        if self.s.dump is not None:
+        if self.s.dump is not None and not self.ran:
             raise Refused(f"a second dump ({self.s.dump_id} is one); numdp writes one trajectory")
+        dump = self._dump_spec(c)
+        if self.ran:
+            self._redump(c.args[0], dump)
+            return
+        self.s.dump = dump
+        self.s.dump_id, self.s.dump_line = c.args[0], (c.file, c.line)
+
+    def _dump_spec(self, c: Command) -> Dump:
+        """The Dump of a `dump ID all STYLE N FILE ...` line."""
         style = "custom"
         if c.args[2:3] == ("atom",) and len(c.args) == 5:   # LAMMPS' atom style: scaled coordinates
             columns = ["id", "type", "xs", "ys", "zs"]
@@ -1230,8 +1266,31 @@ class _Translator:
         every = _integer(c.args[3], "N")
         if every == 0:
             raise Refused("N must be > 0")
-        self.s.dump = Dump(every, c.args[4], columns, style)
-        self.s.dump_id, self.s.dump_line = c.args[0], (c.file, c.line)
+        return Dump(every, c.args[4], columns, style)
+
+    def _undump(self, c: Command) -> None:
+        """undump ID: before any run it deletes the dump; after a run numdp's dump goes on over the
+        later runs, so the same `dump ID ...` and `dump_modify ID append yes` must follow before the
+        next run (DP-GEN 0.14's relaxation: undump, reset_timestep 0, dump, dump_modify append yes
+        between its minimizes), or the script ends."""
+        if len(c.args) != 1:
+            raise Refused("expected: undump ID")
+        if self.s.dump_id is None or c.args[0] != self.s.dump_id or self.reopen is not None:
+            raise Refused(f"no dump with ID {c.args[0]!r} (LAMMPS refuses it too)")
+        if not self.ran:
+            self.s.dump, self.s.dump_id, self.s.dump_elements = None, None, None
+            return
+        self.reopen = _Reopen(self.s.dump_id, self.s.dump, (c.file, c.line))
+
+    def _redump(self, dump_id: str, dump: Dump) -> None:
+        """`dump ID ...` after a run: the dump `undump ID` closed, the same again."""
+        r = self.reopen   # (__call__: only after an undump)
+        if r.defined:
+            raise Refused(f"a second dump {dump_id} after undump {r.dump_id}: numdp writes one trajectory")
+        if dump_id != r.dump_id or dump != r.dump:
+            raise Refused(f"dump after a run differs from dump {r.dump_id} before it (numdp writes one trajectory, "
+                          f"which goes on over the runs: give the same ID, N, file and columns)")
+        r.defined = True
 
     def _dump_modify(self, c: Command) -> None:
         """`dump_modify ID sort id` (numdp's order), `append yes|no` (DP-GEN's merged trajectory
@@ -1261,7 +1320,14 @@ class _Translator:
                 continue
             if key != "append" or value not in ("yes", "no"):
                 raise Refused(usage)
-            if self.s.restart_file is None and value == "yes":
+            if self.reopen is not None and self.reopen.defined:
+                if value != "yes":
+                    raise Refused(self.reopen.pending())
+                self.reopen = None
+            elif self.ran:   # (__call__: only after an undump)
+                raise Refused(f"dump_modify {key} after undump {c.args[0]}: give the same `dump {c.args[0]} ...` "
+                              f"first, then `dump_modify {c.args[0]} append yes`")
+            elif self.s.restart_file is None and value == "yes":
                 self.note("dump_modify append yes: a new run keeps an existing dump file as #FILE.N# and writes a "
                           "new one (LAMMPS appends to it); after read_restart numdp continues the dump")
             elif self.s.restart_file is not None and value == "no":
@@ -1446,9 +1512,11 @@ class _Translator:
         s = self.s
         if s.restart_file is not None:
             raise Refused("several minimizes after read_restart: numdp lmp restarts a script of one minimize")
-        if s.reset_step is not None:
-            raise Refused("minimize after reset_timestep after a minimize: numdp lmp starts a later minimize at "
-                          "the step the one before stopped at; drop the reset_timestep")
+        if s.reset_step is not None:   # DP-GEN 0.14's relaxation: undump, reset_timestep 0, dump, minimize
+            self.note(f"reset_timestep {s.reset_step} before a minimize: numdp's steps go on from the step the "
+                      f"minimize before stopped at (LAMMPS renumbers them from {s.reset_step}), in the log and the "
+                      f"dump; a minimization does not depend on the step")
+            s.reset_step = None
         root = s.checkpoint if s.checkpoint is not None else "checkpoint.h5"
         s.continues = str(series_file(root, s.steps)) if is_series(root) else root
         s.minimize = {"steps": maxiter, "etol": etol, "ftol": ftol, "anew": True}
@@ -1596,6 +1664,8 @@ class _Translator:
         else:
             out.update(trajectory=s.dump.file, format="lammps-dump", every=s.dump.every,
                        columns=s.dump.columns)
+            if s.triclinic or (s.restart_file is None and _data_file_triclinic(self.base / s.data_file)):
+                out["triclinic_bounds"] = True   # LAMMPS' box is triclinic, its dump has tilts (zero ones too)
         # thermo 0 (LAMMPS' default): the first and the last step only
         out["thermo_every"] = s.thermo if s.thermo > 0 else max(s.steps, 1)
         columns = s.thermo_columns if s.minimize is None else self._minimize_columns(s)
@@ -1874,6 +1944,23 @@ def _timer(args) -> None:
             raise Refused(f"timer {word}: expected off|loop|normal|full|sync|nosync|every N|timeout off")
 
 
+def _data_file_triclinic(path: Path) -> bool:
+    """Whether the LAMMPS data file `path` has an `xy xz yz` header line (LAMMPS' box is then
+    triclinic, whatever the tilts); False where it cannot be read (numdp run says why)."""
+    try:
+        with open(path) as fh:
+            next(fh, None)   # the title line
+            for line in fh:
+                words = line.split("#")[0].split()
+                if words[-3:] == ["xy", "xz", "yz"]:
+                    return True
+                if words and not is_number(words[0]):   # a section (Masses, Atoms, ...): the header is over
+                    return False
+    except (OSError, UnicodeDecodeError):
+        pass
+    return False
+
+
 def _bare_fix_message(args) -> str:
     """The refusal of a fix line without a group and a style (LAMMPS refuses it too)."""
     if args[:1] == ("dpgen_plm",):
@@ -1907,9 +1994,9 @@ _COMMANDS = ("units", "boundary", "atom_style", "dimension", "neighbor", "neigh_
              "read_restart", "change_box", "mass", "pair_style", "pair_coeff", "velocity", "fix", "unfix",
              "timestep", "thermo", "thermo_style", "dump", "dump_modify", "restart", "log", "run", "min_style",
              "min_modify", "minimize", "write_data", "write_restart", "thermo_modify", "compute", "uncompute",
-             "clear", "group")
+             "clear", "group", "undump")
 _BETWEEN_RUNS = ("fix", "unfix", "timestep", "thermo", "thermo_style", "thermo_modify", "run", "write_data",
-                 "write_restart", "reset_timestep")
+                 "write_restart", "reset_timestep", "undump")
 """The commands numdp lmp takes after a run (and `velocity all zero linear`): a later run is a
 restart from the run before's final checkpoint with other fixes, timestep or thermo output."""
 

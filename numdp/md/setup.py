@@ -235,7 +235,8 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
                                              out.fields, state.pbc_flags if state.box is not None else False,
                                              out.force_unit, settings.text,
                                              resume_after=state.step if restarted else None,
-                                             natoms=state.natoms_global, columns=out.columns)
+                                             natoms=state.natoms_global, columns=out.columns,
+                                             triclinic=out.triclinic_bounds)
         trajectory = None
         if out.trajectory is not None and not idle:
             _give_atoms(writer, state, world)
