@@ -485,7 +485,8 @@ class _Translator:
                 and not (c.name == "velocity" and (c.args[1:] == ("zero", "linear") or self.s.minimize is not None)) \
                 and not (c.name in ("dump", "dump_modify") and self.reopen is not None):   # after undump
             what = "minimize" if self.s.minimize is not None else "run"
-            raise Refused(f"after a {what}, numdp lmp accepts only {', '.join(_BETWEEN_RUNS)} (a later run "
+            extra = ", velocity all create" if self.s.minimize is not None else ", velocity all zero linear"
+            raise Refused(f"after a {what}, numdp lmp accepts only {', '.join(_BETWEEN_RUNS)}{extra} (a later run "
                           f"continues from the state the run before ended with)")
         if c.name in ("run", "minimize") and self.reopen is not None:
             raise Refused(self.reopen.pending())
