@@ -274,7 +274,7 @@ def _write_md_start(tr, k: int) -> int:
     stop = int(state.step)
     state.minimize, state.thermostat, state.barostat = {}, {}, {}
     state.step = stop if start.step is None else start.step
-    state.time = state.step * start.timestep   # (LAMMPS' time: its steps times dt, minimize's included)
+    state.time = start.time(stop)
     state.seed = int(tr.run(k + 1)[0]["md"].get("seed", 1))
     state.velocities = np.zeros_like(state.positions)
     if start.draw is not None:

@@ -229,6 +229,17 @@ class MdStart:
     made: the same velocities before or after the minimize); None: `data_file`'s Velocities."""
     data_file: str | None        # the data file whose Velocities the atoms keep (None: zero)
     replicate: tuple[int, int, int] = (1, 1, 1)
+    minimize_timestep: float | None = None   # ps, the timestep at the minimize (None: `timestep`'s)
+
+    def time(self, stop: int) -> float:
+        """LAMMPS' time (ps) at the run's start, the minimize having stopped at step `stop`: its
+        steps counted at the timestep it ran with (`timestep` adds the time so far before changing
+        dt); reset_timestep to an earlier step zeroes the time, to a later one adds the steps
+        skipped at the run's timestep (LAMMPS' Update::reset_timestep)."""
+        dt = self.timestep if self.minimize_timestep is None else self.minimize_timestep
+        if self.step is not None and self.step < stop:
+            return 0.0
+        return stop * dt + (0 if self.step is None else self.step - stop) * self.timestep
 
 
 @dataclass
@@ -1425,6 +1436,10 @@ class _Translator:
             raise Refused("run after min_style fire: LAMMPS' atoms start the run with FIRE's last velocities, "
                           "which numdp's FIRE does not keep (it ends at rest); add `velocity all create T SEED` "
                           "after the minimize, or use min_style cg")
+        if s.reset_step is not None and s.dump is not None:
+            raise Refused(f"run after reset_timestep {s.reset_step} with dump {s.dump_id} (re-opened after undump): "
+                          f"numdp's dump goes on over the runs and would drop the minimize's frames after step "
+                          f"{s.reset_step}; leave out the reset_timestep, or the dump")
         root = s.checkpoint if s.checkpoint is not None else "checkpoint.h5"
         stem = root.replace(f".{MARK}", "").replace(MARK, "")
         stem = stem[:-3] if stem.endswith(".h5") else stem
@@ -1432,9 +1447,10 @@ class _Translator:
             start = s.reset_step
         else:
             start = self.minimize_stop if self.minimize_stop is not None else s.steps
+        minimized = self.runs[-1] if self.runs else self.first   # the state at the last minimize
         self.md_start = MdStart(len(self.runs), f"{stem}.minimized.h5", s.reset_step, s.timestep,
                                 None if s.velocity is None else (lammps_kelvin(s.velocity[0]), s.velocity[1]),
-                                s.data_file if s.created is None else None, s.replicate)
+                                s.data_file if s.created is None else None, s.replicate, minimized.timestep)
         s.continues = self.md_start.file
         s.minimize = None
         s.steps = start
@@ -1525,6 +1541,7 @@ class _Translator:
             s.minimize["maxeval"] = maxeval
         s.steps += maxiter
         s.run_steps = maxiter
+        s.min_style_velocity = False   # (FIRE ends with its own velocities again: a velocity create after it)
         self.runs.append(copy.deepcopy(s))
 
     def _minimize_table(self, s: _State) -> dict:
@@ -1665,7 +1682,8 @@ class _Translator:
         else:
             out.update(trajectory=s.dump.file, format="lammps-dump", every=s.dump.every,
                        columns=s.dump.columns)
-            if s.triclinic or (s.restart_file is None and _data_file_triclinic(self.base / s.data_file)):
+            if s.triclinic or (s.restart_file is None and s.data_file is not None
+                               and _data_file_triclinic(self.base / s.data_file)):
                 out["triclinic_bounds"] = True   # LAMMPS' box is triclinic, its dump has tilts (zero ones too)
         # thermo 0 (LAMMPS' default): the first and the last step only
         out["thermo_every"] = s.thermo if s.thermo > 0 else max(s.steps, 1)
