@@ -155,3 +155,16 @@ def test_the_steps_count_from_where_the_minimize_stopped(tmp_path):
     again = translate(text, "in.lammps", {}, tmp_path, minimize_stop=7)
     assert [t["md"]["steps"] for t, _ in again.later] == [17, 22]
     assert again.later[0][0]["system"]["file"] == "checkpoint.minimized.h5"
+
+
+def test_a_second_script_run_keeps_the_first_runs_start_and_says_so(tmp_path, monkeypatch, capsys):
+    """The run's start state (ROOT.minimized.h5) of an earlier run of the script in the same
+    folder is kept as #FILE.1# and the line says so, as every output numdp replaces."""
+    folder = _folder(tmp_path, "water.data")
+    script = HEAD.format(data="water.data") + "minimize 0 1e-3 3 1000\nfix 1 all nve\nrun 2\n"
+    _run(folder, script, monkeypatch)
+    first = (folder / "checkpoint.minimized.h5").read_bytes()
+    capsys.readouterr()
+    _run(folder, script, monkeypatch)
+    assert "checkpoint.minimized.h5" in capsys.readouterr().out
+    assert (folder / "#checkpoint.minimized.h5.1#").read_bytes() == first

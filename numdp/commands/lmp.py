@@ -268,6 +268,7 @@ def _write_md_start(tr, k: int) -> int:
     from ..io.h5md import read_checkpoint, write_checkpoint
     from ..io.structure import read_structure
     from ..md.start import maxwell_boltzmann
+    from ..signals import StdoutGuard
 
     start = tr.md_start
     state = read_checkpoint(_final_checkpoint(tr, k))
@@ -284,8 +285,10 @@ def _write_md_start(tr, k: int) -> int:
         if v is not None:   # replica r of atom i has id r * n + i (numdp.md.start.ReplicatedAtoms)
             tiled = np.tile(np.asarray(v, float), (int(np.prod(start.replicate)), 1))
             state.velocities = np.ascontiguousarray(tiled[state.ids])
-    with Backups.move([Path(start.file)], "the existing"):
+    with Backups.move([Path(start.file)], "the existing") as backups:
         write_checkpoint(start.file, state, {})
+    if backups.moved:   # (as every output numdp replaces: nothing lost silently)
+        print(f"numdp lmp: the run's start {start.file}; {backups.line()}", file=StdoutGuard(), flush=True)
     return stop
 
 
