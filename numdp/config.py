@@ -149,6 +149,7 @@ FIRE_INTEGRATORS = ("eulerimplicit",)
 FIRE_KEYS = ("timestep", "integrator", "tmax", "tmin", "delaystep", "dtgrow", "dtshrink", "alpha0", "alphashrink",
              "halfstepback", "initialdelay", "vdfmax")
 LINE_KEYS = ("line", "maxeval")
+AXES = ("x", "y", "z")   # [minimize] fixed_directions: the Cartesian axes
 
 
 @dataclass
@@ -165,7 +166,10 @@ class MinimizeSettings:
     more than dmax along x, y or z per iteration (the velocity before the step, as LAMMPS); tmax /
     tmin: dt stays within [tmin, tmax] dt0; delaystep, dtgrow, dtshrink, alpha0, alphashrink,
     halfstepback, initialdelay, vdfmax: FIRE 2.0's N_delay, f_inc, f_dec, alpha_start, f_alpha,
-    the half step back, the initial delay, and the most consecutive iterations with P <= 0."""
+    the half step back, the initial delay, and the most consecutive iterations with P <= 0.
+    fixed_directions: the Cartesian axes ("x", "y", "z", each once) along which every atom's
+    force is set to zero after every force evaluation, so that no atom moves along them (LAMMPS'
+    `fix ID all setforce 0 0 NULL`: numdp.md.minimize.FixedForces); () fixes none."""
 
     steps: int
     style: str = "fire"
@@ -188,6 +192,7 @@ class MinimizeSettings:
     line: LineSearch = LineSearch.QUADRATIC
     maxeval: int | None = None
     box: "BoxRelaxSettings | None" = None   # [minimize] box: cell relaxation (LAMMPS' fix box/relax); None: fixed cell
+    fixed_directions: tuple[str, ...] = ()   # axes of AXES whose force components are zeroed (fix setforce)
     anew: bool = False   # a minimization checkpoint as [system] file: a new minimization from its state and
     # step, `steps` iterations long (LAMMPS' minimize after a minimize), not that one continued
 
@@ -443,7 +448,7 @@ def _check_coupling(t: Table, key: str, tau: float | None, timestep: float) -> N
 def _minimize(t: Table) -> MinimizeSettings:
     t.check_keys(("style", "steps", "ftol", "norm", "etol", "timestep", "dmax", "integrator", "tmax", "tmin",
                   "delaystep", "dtgrow", "dtshrink", "alpha0", "alphashrink", "halfstepback", "initialdelay",
-                  "vdfmax", "box", "anew", *LINE_KEYS))
+                  "vdfmax", "box", "anew", "fixed_directions", *LINE_KEYS))
     style = t.string("style", "fire")
     if style not in MIN_STYLES:
         raise t.error("style", f"'{style}' is not available; numdp implements 'fire' (FIRE 2.0, as LAMMPS' "
@@ -470,7 +475,11 @@ def _minimize(t: Table) -> MinimizeSettings:
         alphashrink=t.number("alphashrink", 0.99, positive=True),
         halfstepback=t.boolean("halfstepback", True), initialdelay=t.boolean("initialdelay", True),
         vdfmax=t.integer("vdfmax", 2000, nonnegative=True), line=LineSearch(line), maxeval=maxeval,
-        box=_box_relax(t.sub("box")) if t.has("box") else None, anew=t.boolean("anew", False))
+        box=_box_relax(t.sub("box")) if t.has("box") else None, anew=t.boolean("anew", False),
+        fixed_directions=_fixed_directions(t))
+    if m.box is not None and m.fixed_directions:
+        raise t.error("fixed_directions", "not with box: numdp fixes force components in a relaxation "
+                                          "with a fixed cell only")
     if m.box is not None and style == "fire":
         raise t.error("box", "cell relaxation needs style = 'cg' or 'sd' (as LAMMPS' fix box/relax, which no "
                              "damped-dynamics style such as fire supports)")
@@ -486,6 +495,14 @@ def _minimize(t: Table) -> MinimizeSettings:
     if m.alphashrink > 1.0:
         raise t.error("alphashrink", f"must be <= 1, got {m.alphashrink}")
     return m
+
+
+def _fixed_directions(t: Table) -> tuple[str, ...]:
+    """[minimize] fixed_directions: distinct axes of AXES, in the order x, y, z."""
+    axes = t.str_list("fixed_directions", [])
+    if any(a not in AXES for a in axes) or len(set(axes)) != len(axes):
+        raise t.error("fixed_directions", f"expected a list of distinct axes from {list(AXES)}, got {axes!r}")
+    return tuple(a for a in AXES if a in axes)
 
 
 def _box_relax(t: Table) -> BoxRelaxSettings:

@@ -80,7 +80,7 @@ def test_dpgen_template_placeholders_are_refused_in_one_line(tmp_path):
     enhance = (TEMPLATES / "dpgen_enhance_sampling.lammps").read_text()
     assert refusal(dpgen_task_script(enhance, REV, plumed=True), tmp_path) == (
         "input.lammps:32: fix: fix style 'plumed' is not supported by numdp lmp (nve, nvt, npt, nph, langevin, "
-        "temp/csvr, momentum, recenter, box/relax)")
+        "temp/csvr, momentum, recenter, box/relax, setforce)")
     message = refusal(without(dpgen_task_script(enhance, REV), "run_style"), tmp_path)
     assert message.startswith("input.lammps:31: fix: `fix dpgen_plm` is DP-GEN's template placeholder")
     assert "model_devi_plumed" in message and "delete it" in message

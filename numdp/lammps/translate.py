@@ -391,6 +391,7 @@ class _State:
     min_modify: dict = field(default_factory=dict)   # [minimize] keys from min_modify
     minimize: dict | None = None          # [minimize] etol, ftol, steps from `minimize`
     box_relax: tuple[str, dict] | None = None   # fix ID all box/relax ...: (ID, [minimize] box)
+    setforce: tuple | None = None   # fix ID all setforce 0|NULL x3: (ID, [minimize] fixed_directions, (file, line))
     replicate: tuple[int, int, int] = (1, 1, 1)   # replicate NX NY NZ (their product over commands)
     continues: str | None = None          # a run after the first: the checkpoint the run before ends with
     run_steps: int | None = None          # the steps of the run (run 0: an evaluation of the state)
@@ -917,9 +918,12 @@ class _Translator:
         if style == "box/relax":
             self._box_relax(fix_id, args)
             return
+        if style == "setforce":
+            self._setforce(fix_id, args, (c.file, c.line))
+            return
         if style not in ("nve", "nvt", "npt", "nph"):
             raise Refused(f"fix style {style!r} is not supported by numdp lmp (nve, nvt, npt, nph, langevin, "
-                          f"temp/csvr, momentum, recenter, box/relax)")
+                          f"temp/csvr, momentum, recenter, box/relax, setforce)")
         if self.s.fix is not None and self.s.fix_id != fix_id:
             raise Refused(f"a second time-integration fix ({self.s.fix_id} is one); numdp integrates with one")
         if self.s.fix is not None and self.s.fix.ensemble.value != style:   # LAMMPS re-specifies a fix of one style
@@ -1035,6 +1039,23 @@ class _Translator:
         if self.s.box_relax is not None and self.s.box_relax[0] != fix_id:
             raise Refused(f"a second fix box/relax ({self.s.box_relax[0]} is one)")
         self.s.box_relax = (fix_id, box)
+
+    def _setforce(self, fix_id: str, args: list[str], where: tuple) -> None:
+        """fix ID all setforce FX FY FZ, each 0 (that force component set to zero after every force
+        evaluation) or NULL (left alone): [minimize] fixed_directions of the next minimize (a run
+        with it: tables).  A nonzero value (an external force without energy; LAMMPS refuses it
+        in a minimization too), a variable and the region keyword are refused."""
+        if len(args) < 3:
+            raise Refused("expected: fix ID all setforce FX FY FZ (each 0 or NULL)")
+        values = args[:3]
+        if any(v != "NULL" and not _is_zero(v) for v in values):
+            raise Refused(f"setforce {' '.join(values)}: numdp sets force components to 0 (or leaves them, NULL) "
+                          f"only, in a minimization: a nonzero force is an external force without energy")
+        if args[3:]:
+            raise Refused(f"setforce keyword {args[3]}: not supported by numdp lmp (the fix acts on every atom)")
+        if self.s.setforce is not None and self.s.setforce[0] != fix_id:
+            raise Refused(f"a second fix setforce ({self.s.setforce[0]} is one)")
+        self.s.setforce = (fix_id, [a for a, v in zip("xyz", values) if v != "NULL"], where)
 
     def _recenter(self, fix_id: str, args: list[str], where: tuple) -> None:
         """fix ID all recenter X Y Z with each of X Y Z INIT (the centre of mass where the run
@@ -1555,6 +1576,8 @@ class _Translator:
         keys = {k: v for k, v in s.min_modify.items() if k not in unused}
         if s.box_relax is not None:   # (with min_style cg or sd: _minimize)
             keys["box"] = dict(s.box_relax[1])
+        if s.setforce is not None and s.setforce[1]:   # (setforce NULL NULL NULL changes nothing)
+            keys["fixed_directions"] = list(s.setforce[1])
         return {"style": s.min_style, **s.minimize, **({"timestep": s.timestep} if fire else {}), **keys}
 
     def _written(self, kind: WriteKind, file: str) -> None:
@@ -1595,6 +1618,8 @@ class _Translator:
             self.s.recenter = None
         elif self.s.box_relax is not None and self.s.box_relax[0] == c.args[0]:
             self.s.box_relax = None
+        elif self.s.setforce is not None and self.s.setforce[0] == c.args[0]:
+            self.s.setforce = None
         elif c.args[0] not in self.momentum_ids:
             raise Refused(f"no fix with ID {c.args[0]!r}")
 
@@ -1619,6 +1644,9 @@ class _Translator:
                           "needs one")
         self._check_dump_types(s)
         self._check_dump_elements(s)
+        if s.setforce is not None and s.minimize is None:
+            raise _LineRefused(s.setforce[2], "fix", "fix setforce in a run (MD): numdp fixes force components in a "
+                                                     "minimization only; unfix it before the run")
         if s.recenter is not None and s.minimize is None and not self._momentum_zeroed(s):
             raise _LineRefused(s.recenter[1], "fix", RECENTER_MESSAGE)
         if s.recenter is not None and fix is not None and fix.ensemble in (Ensemble.NPT, Ensemble.NPH):
@@ -1978,6 +2006,14 @@ def _data_file_triclinic(path: Path) -> bool:
     except (OSError, UnicodeDecodeError):
         pass
     return False
+
+
+def _is_zero(word: str) -> bool:
+    """Whether a LAMMPS number word is zero (0, 0.0, -0, 0e0); False for any other word."""
+    try:
+        return float(word) == 0.0
+    except ValueError:
+        return False
 
 
 def _bare_fix_message(args) -> str:

@@ -118,6 +118,7 @@ class LineSearchMinimizer(MinimizerState):
         state.minimize["start_step"] = np.float64(state.step)
         state.minimize["evaluations"] = np.float64(0.0)
         state.minimize["direction"] = np.zeros_like(state.positions)
+        self._start_record(state)
         if self.box is not None:
             state.minimize["box_reference"] = np.array(state.box, dtype=np.float64)
             state.minimize["box_direction"] = np.zeros(self.box.ndof)

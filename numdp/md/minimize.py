@@ -27,7 +27,17 @@ and the run stops after an iteration when (checked in this order, as LAMMPS)
 - the step reaches [minimize] steps (the loop's end).
 
 The velocities start at zero (as LAMMPS).  A step counts as one iteration, and the box is fixed
-(no cell relaxation).  All global quantities (P, |v|², |F|², the norms, the largest velocity
+(no cell relaxation).
+
+[minimize] fixed_directions (every minimizer, LAMMPS' `fix ID all setforce 0 0 NULL`): the run's
+force provider is a `FixedForces`, which sets the force components along those Cartesian axes to
+zero on every rank's own atoms after every force evaluation.  The minimizers see only these
+forces: their search directions and velocities stay zero along the axes, so no atom moves along
+them (its coordinates there stay bit for bit), and the force norms (ftol, the thermo's fnorm and
+fmax, the summary) count the zeroed components as zero, as LAMMPS' do.  `State.minimize`'s
+"fixed_directions" ((3,) float64, 1 for a fixed axis) records them: a restart must fix the same.
+
+All global quantities (P, |v|², |F|², the norms, the largest velocity
 component) are reductions over the ranks (numdp.parallel.world.World), so every rank takes the
 same branch; a run on several ranks equals the serial run to round-off.
 
@@ -45,7 +55,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import MinimizeSettings, NormStyle
+from ..config import AXES, MinimizeSettings, NormStyle
 from ..errors import InputError
 from ..kernels.cpu.md import drift, fire_euler_step, fire_sums, force_norms, kick, largest_component
 from ..parallel.world import World
@@ -95,6 +105,41 @@ def force_norms_global(forces: np.ndarray, world: World | None = None) -> ForceN
     return ForceNorms(math.sqrt(world.sum_global(ff)), math.sqrt(world.max_global(fmax2)), world.max_global(finf))
 
 
+class FixedForces:
+    """A force provider whose forces are zero along the [minimize] fixed_directions axes: calling it
+    evaluates `provider` (numdp.md.forces.ForceProvider) and sets those components of state.forces
+    (this rank's atoms, (N, 3) eV/Å) to zero, as LAMMPS' fix setforce 0 0 NULL after every force
+    evaluation (energy and virial are the model's).  Everything else (timers, counters, the
+    closest pair, the deviation hand-over) is `provider`'s own.
+
+    Use `FixedForces.around(provider, settings)`: `provider` itself when nothing is fixed."""
+
+    def __init__(self, provider, fixed_directions: tuple[str, ...]):
+        self.provider = provider
+        self.columns = [AXES.index(a) for a in fixed_directions]
+
+    @classmethod
+    def around(cls, provider, settings: MinimizeSettings):
+        return cls(provider, settings.fixed_directions) if settings.fixed_directions else provider
+
+    def __call__(self, state: State) -> None:
+        self.provider(state)
+        state.forces[:, self.columns] = 0.0
+
+    def __getattr__(self, name: str):
+        return getattr(self.provider, name)
+
+
+def fixed_flags(fixed_directions: tuple[str, ...]) -> np.ndarray:
+    """(3,) float64: 1.0 for each axis of `fixed_directions` (State.minimize's record), else 0.0."""
+    return np.array([float(a in fixed_directions) for a in AXES])
+
+
+def _axes_words(flags: np.ndarray) -> str:
+    fixed = [a for a, f in zip(AXES, flags) if f]
+    return "along " + ", ".join(fixed) if fixed else "along no axis"
+
+
 # the scalars of State.minimize (float64), with their meaning
 FIRE_STATE = {
     "dt": "FIRE's current step, ps",
@@ -126,7 +171,17 @@ class MinimizerState:
             raise InputError(f"the checkpoint holds another minimizer's state (it lacks {missing}); "
                              f"[minimize] style = '{self.settings.style}' cannot continue it: use the style that "
                              f"wrote it, or give the checkpoint as [system] file to start anew")
+        held = np.asarray(state.minimize.get("fixed_directions", np.zeros(3)), dtype=np.float64)
+        flags = fixed_flags(self.settings.fixed_directions)
+        if held.shape != (3,) or not np.array_equal(held != 0.0, flags != 0.0):
+            raise InputError(f"the checkpoint's minimization fixes the forces {_axes_words(held.ravel()[:3])}, "
+                             f"[minimize] fixed_directions {_axes_words(flags)}: give the same to continue it "
+                             f"(or give the checkpoint as [system] file with anew = true to start anew)")
         return True
+
+    def _start_record(self, state: State) -> None:
+        """Record the fixed axes in a new minimization's State.minimize (the restart check's)."""
+        state.minimize["fixed_directions"] = fixed_flags(self.settings.fixed_directions)
 
     def _get(self, state: State, key: str) -> float:
         return float(state.minimize[key])
@@ -191,6 +246,7 @@ class FireMinimizer(MinimizerState):
                           "e_initial": math.nan, "e_previous": math.nan, "fnorm_initial": math.nan,
                           "fmax_initial": math.nan}
         state.minimize = {k: np.float64(v) for k, v in state.minimize.items()}
+        self._start_record(state)
 
     def _record_start(self, state: State) -> None:
         """The start values of the summary, once the start forces are known.  Collective."""

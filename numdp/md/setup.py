@@ -49,7 +49,7 @@ from .forces import ForceProvider
 from .integrator import VelocityVerlet
 from .loop import Continuation, RunResult, Simulation, run_or_raise
 from .linesearch import LineSearchMinimizer
-from .minimize import FireMinimizer
+from .minimize import FireMinimizer, FixedForces
 from .ramp import Ramp
 from .reporters import CheckpointReporter, Console, MinimizeThermoReporter, ThermoReporter, TrajectoryReporter
 from .safety import SafetyMonitor
@@ -197,7 +197,7 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
                 integrator.initialize(state)   # a new minimization starts at rest; a restart keeps its state
             except InputError as err:   # a checkpoint of another minimizer
                 raise InputError(f"{restart}: {err}") from None
-        provider = ForceProvider(model, settings.neighbor.skin, world, domain)
+        provider = FixedForces.around(ForceProvider(model, settings.neighbor.skin, world, domain), mini)
         safety = SafetyMonitor(settings.safety.min_distance, settings.neighbor.skin, world,
                                move_hint="reduce [minimize] dmax")
     elif device == "cpu":
@@ -302,12 +302,14 @@ def _describe_minimize(m) -> str:
         return (f"minimize {m.style}: steps {m.steps}, ftol {m.ftol:g} eV/A (norm {m.norm.value}), etol {m.etol:g}, "
                 f"line {m.line.value}, dmax {m.dmax:g} A, maxeval "
                 f"{m.maxeval if m.maxeval is not None else 'none'}; "
-                + (BoxRelax(m.box).describe() if m.box is not None else "the box is fixed"))
+                + (BoxRelax(m.box).describe() if m.box is not None else "the box is fixed")
+                + (f"; forces zero along {', '.join(m.fixed_directions)}" if m.fixed_directions else ""))
     return (f"minimize {m.style}: steps {m.steps}, ftol {m.ftol:g} eV/A (norm {m.norm.value}), etol {m.etol:g}, "
             f"timestep {m.timestep:g} ps, dmax {m.dmax:g} A, tmax {m.tmax:g}, tmin {m.tmin:g}, delaystep "
             f"{m.delaystep}, dtgrow {m.dtgrow:g}, dtshrink {m.dtshrink:g}, alpha0 {m.alpha0:g}, alphashrink "
             f"{m.alphashrink:g}, integrator {m.integrator}, halfstepback {'yes' if m.halfstepback else 'no'}, "
-            f"initialdelay {'yes' if m.initialdelay else 'no'}, vdfmax {m.vdfmax}; the box is fixed")
+            f"initialdelay {'yes' if m.initialdelay else 'no'}, vdfmax {m.vdfmax}; the box is fixed"
+            + (f"; forces zero along {', '.join(m.fixed_directions)}" if m.fixed_directions else ""))
 
 
 def run_md(settings: RunSettings, restart=None, model=None, screen=None,
