@@ -216,7 +216,7 @@ def test_input_errors(tmp_path, box, message):
 ])
 def test_lmp_translates_box_relax(tmp_path, line, expected):
     from numdp.lammps.translate import translate
-    head = "units metal\nread_data conf.data\npair_style deepmd model.dp\npair_coeff * *\nmin_style cg\n"
+    head = "units metal\nread_data conf.data\npair_style deepmd model.dp\npair_coeff * *\nchange_box all triclinic\nmin_style cg\n"
     t = translate(head + line + "\nminimize 0 1e-10 5000 500000\n", "in.lammps", {}, tmp_path).tables["minimize"]
     assert t["box"] == expected and t["style"] == "cg"
 

@@ -17,8 +17,10 @@ from numdp.lammps.translate import lammps_bar, translate
 HEAD = "units metal\nread_data conf.data\npair_style deepmd model.dp\npair_coeff * *\nmin_style cg\n"
 
 
-def _box(tmp_path, fix: str) -> dict:
-    script = HEAD + f"fix 1 all box/relax {fix}\nminimize 0 1e-10 5000 500000\n"
+def _box(tmp_path, fix: str, triclinic: bool = True) -> dict:
+    """The [minimize] box of `fix`, the box made triclinic (as DP-GEN's relaxation does) or not."""
+    script = HEAD + ("change_box all triclinic\n" if triclinic else "") \
+        + f"fix 1 all box/relax {fix}\nminimize 0 1e-10 5000 500000\n"
     return translate(script, "in.lammps", {}, tmp_path).tables["minimize"]["box"]
 
 
@@ -66,3 +68,17 @@ def test_other_targets_refused_in_one_line(tmp_path, fix, message):
     with pytest.raises(InputError) as err:
         _box(tmp_path, fix)
     assert message in str(err.value) and "\n" not in str(err.value), str(err.value)
+
+
+def test_tilts_of_an_orthogonal_box_refused_as_lammps(tmp_path):
+    """LAMMPS refuses xy/xz/yz targets on a box it holds orthogonal (no change_box all triclinic,
+    no xy xz yz line in the data file): "Cannot specify Pxy/Pxz/Pyz in fix box/relax with
+    non-triclinic box"; the lengths alone are fine there."""
+    with pytest.raises(InputError) as err:
+        _box(tmp_path, "tri 0.0", triclinic=False)
+    assert "non-triclinic box" in str(err.value) and "\n" not in str(err.value)
+    (tmp_path / "conf.data").write_text("t\n\n1 atoms\n1 atom types\n0 4 xlo xhi\n0 4 ylo yhi\n0 4 zlo zhi\n"
+                                        "0 0 0 xy xz yz\n\nAtoms # atomic\n\n1 1 0 0 0\n")
+    assert _box(tmp_path, "tri 0.0", triclinic=False)["coupling"] == "triclinic"   # the data file's xy xz yz line
+    (tmp_path / "ortho").mkdir()
+    assert _box(tmp_path / "ortho", "aniso 0.0", triclinic=False)["coupling"] == "anisotropic"

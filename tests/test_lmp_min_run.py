@@ -136,6 +136,9 @@ def test_what_cannot_be_made_exact_is_refused(tmp_path):
         tmp_path, "min_style fire\nminimize 0 1e-3 5 1000\nfix 1 all nve\nrun 10\n")
     assert "Cannot reset timestep with active dump" in refusal(
         tmp_path, "dump 1 all atom 5 d.dump\nminimize 0 1e-3 5 1000\nreset_timestep 0\nfix 1 all nve\nrun 10\n")
+    assert "a file per frame" in refusal(   # LAMMPS takes it with a multi-file dump: not "LAMMPS refuses it too"
+        tmp_path, "dump 1 all custom 5 t/*.dump id type x y z\nminimize 0 1e-3 5 1000\nreset_timestep 0\n"
+        "fix 1 all nve\nrun 10\n")
     assert "velocity all create" in refusal(   # what is taken after a minimize, named in full
         tmp_path, "minimize 0 1e-3 5 1000\nlattice fcc 3.6\nfix 1 all nve\nrun 10\n")
     # a minimize after reset_timestep after a minimize (DP-GEN 0.14's relaxation) runs on from the

@@ -116,3 +116,32 @@ def test_the_run_starts_at_lammps_time(tmp_path, monkeypatch, reset):
     else:
         assert start["step"] == stop > 0
         assert abs(start["time"] - stop * 0.0005) <= TIME_TOL
+
+
+def test_read_restart_keeps_lammps_triclinic_dump_header(tmp_path, monkeypatch):
+    """LAMMPS' restart file keeps its box triclinic, so a dump continued after read_restart keeps
+    the `BOX BOUNDS xy xz yz` header the first run wrote (DP-GEN's `-v restart 1` of a conf.lmp
+    with an xy xz yz line): the checkpoint's stored input says whether the first run wrote it."""
+    import shutil
+
+    from numdp.cli import main as cli_main
+    from numdp.lammps.translate import translate
+
+    here = Path(__file__).parent
+    shutil.copyfile(here / "data" / "autotest3" / "eos_conf.lmp", tmp_path / "conf.lmp")   # has xy xz yz
+    shutil.copyfile(here.parent / "inputs" / "cu" / "model.h5", tmp_path / "cu.h5")
+    head = "units metal\nboundary p p p\natom_style atomic\n"
+    tail = ("pair_style deepmd cu.h5\npair_coeff * *\nmass 1 63.546\nvelocity all create 300 1\n"
+            "fix 1 all nve\ndump 1 all custom 1 d.dump id type x y z\nrestart 2 r\nrun 2\n")
+    (tmp_path / "in.lammps").write_text(head + "read_data conf.lmp\n" + tail)
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(["lmp", "-i", "in.lammps"]) == 0
+    again = head + "read_restart r.2\n" + tail.replace("velocity all create 300 1\n", "").replace("run 2", "run 2 upto")
+    tables = translate(again.replace("run 2 upto", "run 4 upto"), "in.lammps", {}, tmp_path).tables
+    assert tables["output"].get("triclinic_bounds") is True
+    (tmp_path / "ortho.lmp").write_text((tmp_path / "conf.lmp").read_text().replace("xy xz yz", "").replace(
+        "   0.0000000000    0.0000000000   -0.0000000000 \n", ""))
+    (tmp_path / "in2.lammps").write_text(head + "read_data ortho.lmp\n" + tail.replace("restart 2 r", "restart 2 q"))
+    assert cli_main(["lmp", "-i", "in2.lammps"]) == 0
+    tables = translate(again.replace("r.2", "q.2").replace("run 2 upto", "run 4 upto"), "in.lammps", {}, tmp_path).tables
+    assert "triclinic_bounds" not in tables["output"]

@@ -722,6 +722,7 @@ class _Translator:
         frame = read_frame(path)
         self.s.restart_file = path
         self.s.restart_step = int(frame["step"])
+        self.s.triclinic = self.s.triclinic or _checkpoint_triclinic(path)
         self.restart_frame = frame
 
     def _replicate(self, c: Command) -> None:
@@ -762,6 +763,10 @@ class _Translator:
         n = _integer(c.args[0], "N")
         if self.ran and self.s.minimize is not None:
             if self.s.dump is not None and self.reopen is None:   # (after `undump ID` it is inactive)
+                if MARK in Path(self.s.dump.file).name:   # LAMMPS takes it (a file per frame)
+                    raise Refused(f"reset_timestep with dump {self.s.dump_id} ({self.s.dump.file}, a file per frame) "
+                                  f"defined: numdp's dump goes on over the runs and would drop the minimize's frames "
+                                  f"after step {n} (LAMMPS writes them again); leave out the reset_timestep")
                 raise Refused(f"reset_timestep with dump {self.s.dump_id} defined (LAMMPS refuses it too: Cannot "
                               f"reset timestep with active dump)")
             self.s.reset_step = n
@@ -1034,6 +1039,10 @@ class _Translator:
             unscaled = next(k for k, on in scale.items() if not on)
             raise Refused(f"fix box/relax scale{unscaled} no: numdp scales the tilts with the lengths (LAMMPS' "
                           f"default)")
+        if tilts and not self._triclinic_box():
+            raise Refused("fix box/relax relaxing the tilts of a box LAMMPS holds orthogonal (LAMMPS refuses it too: "
+                          "Cannot specify Pxy/Pxz/Pyz in fix box/relax with non-triclinic box): give `change_box all "
+                          "triclinic` before it, or an `xy xz yz` line in the data file")
         coupling = "triclinic" if tilts else ("isotropic" if couple == "xyz" else "anisotropic")
         box = {"coupling": coupling, "pressure": lammps_bar(p), **box}   # the P_t (eV/Å³) of LAMMPS' units metal constants
         if self.s.box_relax is not None and self.s.box_relax[0] != fix_id:
@@ -1056,6 +1065,13 @@ class _Translator:
         if self.s.setforce is not None and self.s.setforce[0] != fix_id:
             raise Refused(f"a second fix setforce ({self.s.setforce[0]} is one)")
         self.s.setforce = (fix_id, [a for a, v in zip("xyz", values) if v != "NULL"], where)
+
+    def _triclinic_box(self, s: "_State | None" = None) -> bool:
+        """Whether LAMMPS holds the box triclinic (its dumps then write tilt bounds, zero tilts too):
+        after `change_box all triclinic`, or made by a data file with an `xy xz yz` line; a
+        checkpoint of numdp lmp that wrote tilt bounds (read_restart: `_checkpoint_triclinic`)."""
+        s = self.s if s is None else s
+        return s.triclinic or (s.data_file is not None and _data_file_triclinic(self.base / s.data_file))
 
     def _recenter(self, fix_id: str, args: list[str], where: tuple) -> None:
         """fix ID all recenter X Y Z with each of X Y Z INIT (the centre of mass where the run
@@ -1710,8 +1726,7 @@ class _Translator:
         else:
             out.update(trajectory=s.dump.file, format="lammps-dump", every=s.dump.every,
                        columns=s.dump.columns)
-            if s.triclinic or (s.restart_file is None and s.data_file is not None
-                               and _data_file_triclinic(self.base / s.data_file)):
+            if self._triclinic_box(s):
                 out["triclinic_bounds"] = True   # LAMMPS' box is triclinic, its dump has tilts (zero ones too)
         # thermo 0 (LAMMPS' default): the first and the last step only
         out["thermo_every"] = s.thermo if s.thermo > 0 else max(s.steps, 1)
@@ -1989,6 +2004,24 @@ def _timer(args) -> None:
             k += 1
         else:
             raise Refused(f"timer {word}: expected off|loop|normal|full|sync|nosync|every N|timeout off")
+
+
+def _checkpoint_triclinic(path: Path) -> bool:
+    """Whether the run that wrote the checkpoint `path` wrote its dump with LAMMPS' triclinic
+    bounds ([output] triclinic_bounds of the run input the checkpoint stores): LAMMPS' restart
+    file keeps its box triclinic, so the continued dump keeps the header; False where the
+    checkpoint stores no such input."""
+    import h5py
+
+    from ..validate import tomllib
+
+    try:
+        with h5py.File(path, "r") as h5:
+            text = h5["parameters/numdp"].attrs.get("input", "") if "parameters/numdp" in h5 else ""
+        output = tomllib.loads(text.decode() if isinstance(text, bytes) else str(text)).get("output", {})
+    except (OSError, KeyError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return False
+    return output.get("triclinic_bounds") is True
 
 
 def _data_file_triclinic(path: Path) -> bool:
