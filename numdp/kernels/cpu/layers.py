@@ -208,39 +208,58 @@ def add_residual_adjoint(gY, mode, gX):
 # derivative D = act'(z) for the backward pass instead of H (which only tanh can turn into it); the
 # training passes keep the pre-activation z itself (their reverse needs act, act' and act'').
 #
-# Each kernel runs its inlined body with the code as a constant for gelu, silu and sigmoid (built
-# on the vectorisable tanh: LLVM folds `activation`'s branches and vectorises the loop, 3-6x
-# faster than with the code a run-time value) and with the run-time code for the others (relu and
-# relu6 vectorise as they are; softplus calls exp and log1p, which do not).
+# Each such kernel is a family (`by_activation`): for gelu, silu and sigmoid (built on the
+# vectorisable tanh) a compiled variant with the code a constant (LLVM folds `activation`'s branches
+# and vectorises the loop, 3-6x faster than with the code a run-time value), and one variant with
+# the run-time code for the others (relu and relu6 vectorise as they are; softplus calls exp and
+# log1p, which do not).  Each variant compiles on its first call, so that a model compiles only what
+# its activations run: one kernel holding all four bodies took 1.7x the four apart to compile, and a
+# gelu model's first training compiled all of them (70 s against 10 s for its variants alone).
 
 INLINE = dict(cache=True, nogil=True, inline="always", error_model="numpy", fastmath={"contract", "nsz"})
 
+ACT_ANY = -1
+"""The `code` of a family's variant that takes the activation code at run time (`by_activation`)."""
 
-@njit(**FLAGS)
-def first_layer_tangent_act(act, x, w, b, idt, mode, out):
+
+def by_activation(make):
+    """The kernel `run(act, *args)` of a family: make(code) returns an @njit kernel(act, *args)
+    that evaluates activation `code` (a constant in it), or the run-time `act` when code is
+    ACT_ANY; run calls the variant of gelu, silu or sigmoid for those codes and the ACT_ANY one for
+    the others.  The variants are closures over `code`, which Numba's cache tells apart (it keys a
+    closure's machine code by the values of its cells)."""
+    fixed = {code: make(code) for code in (ACT_GELU, ACT_SILU, ACT_SIGMOID)}
+    generic = make(ACT_ANY)
+
+    def run(act, *args):
+        return fixed.get(act, generic)(act, *args)
+
+    run.__name__ = run.__qualname__ = make.__name__
+    run.__doc__ = make.__doc__
+    run.variants = dict(fixed, any=generic)
+    return run
+
+
+@by_activation
+def first_layer_tangent_act(code):
     """`first_layer_tangent` with activation `act`: out (2n, k) = [y'; dy'/dx]."""
-    n = x.shape[0]
-    _first_layer_act(act, x, w, b, idt, mode, out[:n], out[n:], out, False, False)
+    @njit(**FLAGS)
+    def kernel(act, x, w, b, idt, mode, out):
+        n = x.shape[0]
+        _first_layer_body(act if code == ACT_ANY else code, x, w, b, idt, mode, out[:n], out[n:], out,
+                          False, False)
+    return kernel
 
 
-@njit(**FLAGS)
-def first_layer_tangent_keep_act(act, x, w, b, idt, mode, out_val, out_slope, Z):
+@by_activation
+def first_layer_tangent_keep_act(code):
     """`first_layer_tangent_act` into out_val, out_slope (n, k), keeping Z (2n, k) = [z; dz/dx]
     = [x w + b; w] for the training passes' reverse (`rebuild_tangent_act`)."""
-    _first_layer_act(act, x, w, b, idt, mode, out_val, out_slope, Z, True, False)
-
-
-@njit(**INLINE)
-def _first_layer_act(act, x, w, b, idt, mode, top_out, bot_out, Z, keep, have_z):
-    """`_first_layer_body` with the code a constant for gelu, silu and sigmoid."""
-    if act == ACT_GELU:
-        _first_layer_body(ACT_GELU, x, w, b, idt, mode, top_out, bot_out, Z, keep, have_z)
-    elif act == ACT_SILU:
-        _first_layer_body(ACT_SILU, x, w, b, idt, mode, top_out, bot_out, Z, keep, have_z)
-    elif act == ACT_SIGMOID:
-        _first_layer_body(ACT_SIGMOID, x, w, b, idt, mode, top_out, bot_out, Z, keep, have_z)
-    else:
-        _first_layer_body(act, x, w, b, idt, mode, top_out, bot_out, Z, keep, have_z)
+    @njit(**FLAGS)
+    def kernel(act, x, w, b, idt, mode, out_val, out_slope, Z):
+        _first_layer_body(act if code == ACT_ANY else code, x, w, b, idt, mode, out_val, out_slope, Z,
+                          True, False)
+    return kernel
 
 
 @njit(**INLINE)
@@ -273,31 +292,26 @@ def _first_layer_body(act, x, w, b, idt, mode, top_out, bot_out, Z, keep, have_z
                 bot[c] += 1.0
 
 
-@njit(**FLAGS)
-def post_tangent_act(act, Z, b, idt, Y, mode, out_val, out_slope):
+@by_activation
+def post_tangent_act(code):
     """`post_tangent` with activation `act`: out_val, out_slope (n, k) = residual(Y) + idt h and
     residual(dY/dx) + idt (h'(z) z'), h = act(z + b)."""
-    _tangent_rows_act(act, Z, b, idt, Y, mode, out_val, out_slope, False, False)
+    @njit(**FLAGS)
+    def kernel(act, Z, b, idt, Y, mode, out_val, out_slope):
+        _tangent_rows_body(act if code == ACT_ANY else code, Z, b, idt, Y, mode, out_val, out_slope,
+                           False, False)
+    return kernel
 
 
-@njit(**FLAGS)
-def post_tangent_keep_act(act, Z, b, idt, Y, mode, out_val, out_slope):
+@by_activation
+def post_tangent_keep_act(code):
     """`post_tangent_act`, and the top half of Z becomes z + b (the pre-activation, kept for the
     training passes' reverse)."""
-    _tangent_rows_act(act, Z, b, idt, Y, mode, out_val, out_slope, True, False)
-
-
-@njit(**INLINE)
-def _tangent_rows_act(act, Z, b, idt, Y, mode, out_val, out_slope, keep, have_z):
-    """`_tangent_rows_body` with the code a constant for gelu, silu and sigmoid."""
-    if act == ACT_GELU:
-        _tangent_rows_body(ACT_GELU, Z, b, idt, Y, mode, out_val, out_slope, keep, have_z)
-    elif act == ACT_SILU:
-        _tangent_rows_body(ACT_SILU, Z, b, idt, Y, mode, out_val, out_slope, keep, have_z)
-    elif act == ACT_SIGMOID:
-        _tangent_rows_body(ACT_SIGMOID, Z, b, idt, Y, mode, out_val, out_slope, keep, have_z)
-    else:
-        _tangent_rows_body(act, Z, b, idt, Y, mode, out_val, out_slope, keep, have_z)
+    @njit(**FLAGS)
+    def kernel(act, Z, b, idt, Y, mode, out_val, out_slope):
+        _tangent_rows_body(act if code == ACT_ANY else code, Z, b, idt, Y, mode, out_val, out_slope,
+                           True, False)
+    return kernel
 
 
 @njit(**INLINE)
@@ -332,43 +346,40 @@ def _tangent_rows_body(act, Z, b, idt, Y, mode, out_val, out_slope, keep, have_z
                     ot[o + c], ob[o + c] = _tangent_element(act, z, zb[o + c], idt[o + c], yt[c], yb[c])
 
 
-@njit(**FLAGS)
-def rebuild_tangent_act(act, Z, idt, Y, mode, first, out_val, out_slope):
+@by_activation
+def rebuild_tangent_act(code):
     """`rebuild_tangent` for activation `act`, from Z (2n, k) = [z; dz/dx] as
     `post_tangent_keep_act` (`first_layer_tangent_keep_act` when `first`) kept it: bit for bit
     the outputs the forward wrote."""
-    n = Z.shape[0] // 2
-    if first:   # x = Y[:n, 0]; the kept dz/dx rows are the weights w (any row of Z's bottom half)
-        _first_layer_act(act, Y[:n, 0], Z[n], idt, idt, mode, out_val, out_slope, Z, False, True)
-    else:
-        _tangent_rows_act(act, Z, idt, idt, Y, mode, out_val, out_slope, False, True)
+    @njit(**FLAGS)
+    def kernel(act, Z, idt, Y, mode, first, out_val, out_slope):
+        a = act if code == ACT_ANY else code
+        n = Z.shape[0] // 2
+        if first:   # x = Y[:n, 0]; the kept dz/dx rows are the weights w (any row of Z's bottom half)
+            _first_layer_body(a, Y[:n, 0], Z[n], idt, idt, mode, out_val, out_slope, Z, False, True)
+        else:
+            _tangent_rows_body(a, Z, idt, idt, Y, mode, out_val, out_slope, False, True)
+    return kernel
 
 
-@njit(**FLAGS)
-def post_forward_act(act, Z, b, idt, Y, mode, D, out):
+@by_activation
+def post_forward_act(code):
     """`post_forward` with activation `act`: D = act'(Z + b) is kept for the backward pass
     (`back_act`) and out (n, k) = residual(Y) + idt * act(Z + b)."""
-    _forward_rows_act(act, Z, b, idt, Y, mode, D, out, False)
+    @njit(**FLAGS)
+    def kernel(act, Z, b, idt, Y, mode, D, out):
+        _forward_rows_body(act if code == ACT_ANY else code, Z, b, idt, Y, mode, D, out, False)
+    return kernel
 
 
-@njit(**FLAGS)
-def post_forward_keep_act(act, Z, b, idt, Y, mode, Zk, out):
+@by_activation
+def post_forward_keep_act(code):
     """`post_forward_act` keeping the pre-activation Zk (n, k) = Z + b instead of D (the training
     passes: their reverse needs act, act' and act'' of it)."""
-    _forward_rows_act(act, Z, b, idt, Y, mode, Zk, out, True)
-
-
-@njit(**INLINE)
-def _forward_rows_act(act, Z, b, idt, Y, mode, K, out, keep_z):
-    """`_forward_rows_body` with the code a constant for gelu, silu and sigmoid."""
-    if act == ACT_GELU:
-        _forward_rows_body(ACT_GELU, Z, b, idt, Y, mode, K, out, keep_z)
-    elif act == ACT_SILU:
-        _forward_rows_body(ACT_SILU, Z, b, idt, Y, mode, K, out, keep_z)
-    elif act == ACT_SIGMOID:
-        _forward_rows_body(ACT_SIGMOID, Z, b, idt, Y, mode, K, out, keep_z)
-    else:
-        _forward_rows_body(act, Z, b, idt, Y, mode, K, out, keep_z)
+    @njit(**FLAGS)
+    def kernel(act, Z, b, idt, Y, mode, Zk, out):
+        _forward_rows_body(act if code == ACT_ANY else code, Z, b, idt, Y, mode, Zk, out, True)
+    return kernel
 
 
 @njit(**INLINE)
@@ -405,18 +416,14 @@ def back_act(gY, D, idt, gZ):
             gZ[r, c] = D[r, c] * idt[c] * gY[r, c]
 
 
-@njit(**FLAGS)
-def back_act_z(act, gY, Zk, idt, gZ):
+@by_activation
+def back_act_z(code):
     """`back_act` from the kept pre-activation Zk (n, k) (`post_forward_keep_act`):
-    gZ = act'(Zk) * idt * gY, with the code a constant for gelu, silu and sigmoid."""
-    if act == ACT_GELU:
-        _back_rows_z(ACT_GELU, gY, Zk, idt, gZ)
-    elif act == ACT_SILU:
-        _back_rows_z(ACT_SILU, gY, Zk, idt, gZ)
-    elif act == ACT_SIGMOID:
-        _back_rows_z(ACT_SIGMOID, gY, Zk, idt, gZ)
-    else:
-        _back_rows_z(act, gY, Zk, idt, gZ)
+    gZ = act'(Zk) * idt * gY."""
+    @njit(**FLAGS)
+    def kernel(act, gY, Zk, idt, gZ):
+        _back_rows_z(act if code == ACT_ANY else code, gY, Zk, idt, gZ)
+    return kernel
 
 
 @njit(**INLINE)

@@ -16,10 +16,10 @@ vector d_ij moves by q_ij), a bar the adjoint of the loss-gradient objective
 import numpy as np
 from numba import njit
 
-from ..math import ACT_GELU, ACT_SIGMOID, ACT_SILU
 from ..math import CPU as _MATH
 from .descriptor import back_D_row
 from .envmat import FASTMATH, row_tangent
+from .layers import ACT_ANY, by_activation
 
 _activation = _MATH.activation
 _curvature = _MATH.activation_curvature
@@ -310,21 +310,18 @@ def _layer_back(Obar, Odbar, H, Zd, idt, use_idt, want_dbar, ZB, dot, dbar, bbar
 # ---------------------------------------------------------------------- dense layers, any activation
 # The tanh kernels above take h = tanh z and form h' = 1 - h², h'' = -2 h h' from it; these take the
 # pre-activation z (`numdp.kernels.cpu.layers.post_tangent_keep_act`, `post_forward_keep_act`) and
-# evaluate act, act', act'' of the activation code `act` (numdp.kernels.math.activation_curvature),
-# with the code a constant for gelu, silu and sigmoid (vectorised; `numdp.kernels.cpu.layers`).
+# evaluate act, act', act'' of the activation code `act` (numdp.kernels.math.activation_curvature):
+# families of variants, the code a constant for gelu, silu and sigmoid (vectorised), each compiled on
+# its first call (`numdp.kernels.cpu.layers.by_activation`).
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
-def layer_tangent_out_act(act, Zk, Zd, idt, use_idt, Yd, mode, out):
+@by_activation
+def layer_tangent_out_act(code):
     """`layer_tangent_out` for activation `act`: out (n, k) = ρ(Ẏ) + idt ⊙ act'(z) ⊙ Ż, with the
     pre-activations z in Zk (n, k)."""
-    if act == ACT_GELU:
-        _tangent_out_act(ACT_GELU, Zk, Zd, idt, use_idt, Yd, mode, out)
-    elif act == ACT_SILU:
-        _tangent_out_act(ACT_SILU, Zk, Zd, idt, use_idt, Yd, mode, out)
-    elif act == ACT_SIGMOID:
-        _tangent_out_act(ACT_SIGMOID, Zk, Zd, idt, use_idt, Yd, mode, out)
-    else:
-        _tangent_out_act(act, Zk, Zd, idt, use_idt, Yd, mode, out)
+    @njit(cache=True, nogil=True, fastmath=FASTMATH)
+    def kernel(act, Zk, Zd, idt, use_idt, Yd, mode, out):
+        _tangent_out_act(act if code == ACT_ANY else code, Zk, Zd, idt, use_idt, Yd, mode, out)
+    return kernel
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, inline="always")
@@ -346,30 +343,25 @@ def _tangent_out_act(act, Zk, Zd, idt, use_idt, Yd, mode, out):
         _add_residual_row(Yd, r, mode, out, r)
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
-def layer_back_pair_act(act, Obar, Odbar, Zk, Zd, idt, use_idt, want_dbar, ZB, dbar, bbar, R, rmode):
+@by_activation
+def layer_back_pair_act(code):
     """`layer_back_pair` for y' = ρ(y) + d ⊙ act(z), with the pre-activations z in Zk (n, k):
     ż̄ = act'(z) d ȱ and z̄ = act'(z) d ō + act''(z) ż d ȱ; dbar += Σ (ō act(z) + ȱ act'(z) ż)."""
-    _layer_back_act(act, Obar, Odbar, Zk, Zd, idt, use_idt, want_dbar, ZB, True, dbar, bbar, R, rmode)
+    @njit(cache=True, nogil=True, fastmath=FASTMATH)
+    def kernel(act, Obar, Odbar, Zk, Zd, idt, use_idt, want_dbar, ZB, dbar, bbar, R, rmode):
+        _layer_back_body(act if code == ACT_ANY else code, Obar, Odbar, Zk, Zd, idt, use_idt, want_dbar,
+                         ZB, True, dbar, bbar, R, rmode)
+    return kernel
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
-def layer_back_primal_act(act, Obar, Odbar, Zk, Zd, idt, use_idt, want_dbar, ZBtop, dbar, bbar):
+@by_activation
+def layer_back_primal_act(code):
     """`layer_back_primal` for activation `act` (pre-activations in Zk): z̄ only."""
-    _layer_back_act(act, Obar, Odbar, Zk, Zd, idt, use_idt, want_dbar, ZBtop, False, dbar, bbar, Obar, 0)
-
-
-@njit(cache=True, nogil=True, fastmath=FASTMATH, inline="always")
-def _layer_back_act(act, Obar, Odbar, Zk, Zd, idt, use_idt, want_dbar, ZB, dot, dbar, bbar, R, rmode):
-    """`_layer_back_body` with the code a constant for gelu, silu and sigmoid."""
-    if act == ACT_GELU:
-        _layer_back_body(ACT_GELU, Obar, Odbar, Zk, Zd, idt, use_idt, want_dbar, ZB, dot, dbar, bbar, R, rmode)
-    elif act == ACT_SILU:
-        _layer_back_body(ACT_SILU, Obar, Odbar, Zk, Zd, idt, use_idt, want_dbar, ZB, dot, dbar, bbar, R, rmode)
-    elif act == ACT_SIGMOID:
-        _layer_back_body(ACT_SIGMOID, Obar, Odbar, Zk, Zd, idt, use_idt, want_dbar, ZB, dot, dbar, bbar, R, rmode)
-    else:
-        _layer_back_body(act, Obar, Odbar, Zk, Zd, idt, use_idt, want_dbar, ZB, dot, dbar, bbar, R, rmode)
+    @njit(cache=True, nogil=True, fastmath=FASTMATH)
+    def kernel(act, Obar, Odbar, Zk, Zd, idt, use_idt, want_dbar, ZBtop, dbar, bbar):
+        _layer_back_body(act if code == ACT_ANY else code, Obar, Odbar, Zk, Zd, idt, use_idt, want_dbar,
+                         ZBtop, False, dbar, bbar, Obar, 0)
+    return kernel
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, inline="always")
