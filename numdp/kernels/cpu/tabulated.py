@@ -121,19 +121,28 @@ def _acc_four(Ta, rt, p, ca, cb, cc, cd, ta, tb, tc, td, order, vbuf):
         T3[m] += a3 * xa + b3 * xb + c3 * xc + d3 * xd
 
 
-@njit(**FLAGS)
 def tab_contract_T(atypes, rt, poff, npad, rt_pad, G_pad, coef, coff, meta, netidx, inv_nnei,
                    T, beyond):
     """T (na, 4, M) from tables; padding through G_pad (ntypes, ntypes, M).
     beyond[0] += pairs beyond the end of the table.  M may include zero padding columns
-    (coef, G_pad and T then all carry them)."""
-    # the order is made a compile-time constant of each copy of the body: with a run-time
-    # order the polynomial branch stays inside the vectorised loop
-    if coef.shape[1] == 6:
-        nb = _contract_T(atypes, rt, poff, npad, rt_pad, G_pad, coef, coff, meta, netidx, inv_nnei, T, 5)
-    else:
-        nb = _contract_T(atypes, rt, poff, npad, rt_pad, G_pad, coef, coff, meta, netidx, inv_nnei, T, 3)
-    beyond[0] += nb
+    (coef, G_pad and T then all carry them).  The tables' order picks one of two kernels, the
+    order a compile-time constant of each (with a run-time order the polynomial branch stays
+    inside the vectorised loop; one kernel holding both bodies took twice as long to compile
+    as one alone, and a model's tables have one order)."""
+    kernel = _tab_contract_T5 if coef.shape[1] == 6 else _tab_contract_T3
+    kernel(atypes, rt, poff, npad, rt_pad, G_pad, coef, coff, meta, netidx, inv_nnei, T, beyond)
+
+
+@njit(**FLAGS)
+def _tab_contract_T5(atypes, rt, poff, npad, rt_pad, G_pad, coef, coff, meta, netidx, inv_nnei, T, beyond):
+    """tab_contract_T of quintic tables."""
+    beyond[0] += _contract_T(atypes, rt, poff, npad, rt_pad, G_pad, coef, coff, meta, netidx, inv_nnei, T, 5)
+
+
+@njit(**FLAGS)
+def _tab_contract_T3(atypes, rt, poff, npad, rt_pad, G_pad, coef, coff, meta, netidx, inv_nnei, T, beyond):
+    """tab_contract_T of cubic tables."""
+    beyond[0] += _contract_T(atypes, rt, poff, npad, rt_pad, G_pad, coef, coff, meta, netidx, inv_nnei, T, 3)
 
 
 @njit(inline="always", **FLAGS)
@@ -229,17 +238,30 @@ def _pair_grads(Tb, ca, ta, ea, cb, tb, eb, ra, rb, order, out):
     out[1, 3] = gb3
 
 
-@njit(**FLAGS)
 def tab_pair_forces(atoms, atypes, rt, dvec, nbr, poff, coef, coff, meta, netidx, Tbar, sd,
                     rcut, rcut_smth, force, virial, atom_virial, want_atom_virial):
     """Forces and virials from Tbar (na, 4, M) = dE/dT / nnei in the tables' dtype,
-    re-evaluating the tables (M may include zero padding columns, as in tab_contract_T)."""
-    if coef.shape[1] == 6:
-        _pair_forces(atoms, atypes, rt, dvec, nbr, poff, coef, coff, meta, netidx, Tbar, sd, rcut,
-                     rcut_smth, force, virial, atom_virial, want_atom_virial, 5)
-    else:
-        _pair_forces(atoms, atypes, rt, dvec, nbr, poff, coef, coff, meta, netidx, Tbar, sd, rcut,
-                     rcut_smth, force, virial, atom_virial, want_atom_virial, 3)
+    re-evaluating the tables (M may include zero padding columns, as in tab_contract_T; one
+    kernel per order, as there)."""
+    kernel = _tab_pair_forces5 if coef.shape[1] == 6 else _tab_pair_forces3
+    kernel(atoms, atypes, rt, dvec, nbr, poff, coef, coff, meta, netidx, Tbar, sd, rcut, rcut_smth, force,
+           virial, atom_virial, want_atom_virial)
+
+
+@njit(**FLAGS)
+def _tab_pair_forces5(atoms, atypes, rt, dvec, nbr, poff, coef, coff, meta, netidx, Tbar, sd,
+                      rcut, rcut_smth, force, virial, atom_virial, want_atom_virial):
+    """tab_pair_forces of quintic tables."""
+    _pair_forces(atoms, atypes, rt, dvec, nbr, poff, coef, coff, meta, netidx, Tbar, sd, rcut,
+                 rcut_smth, force, virial, atom_virial, want_atom_virial, 5)
+
+
+@njit(**FLAGS)
+def _tab_pair_forces3(atoms, atypes, rt, dvec, nbr, poff, coef, coff, meta, netidx, Tbar, sd,
+                      rcut, rcut_smth, force, virial, atom_virial, want_atom_virial):
+    """tab_pair_forces of cubic tables."""
+    _pair_forces(atoms, atypes, rt, dvec, nbr, poff, coef, coff, meta, netidx, Tbar, sd, rcut,
+                 rcut_smth, force, virial, atom_virial, want_atom_virial, 3)
 
 
 @njit(inline="always", **FLAGS)
