@@ -60,9 +60,12 @@ run {steps}
 def _fixture_tool():
     """tools/make_lammps_nh_fixtures.py, whose LAMMPS dump reader reads numdp lmp's dumps too."""
     import importlib.util
+    import sys
 
-    spec = importlib.util.spec_from_file_location(
-        "make_lammps_nh_fixtures", Path(__file__).resolve().parent.parent / "tools" / "make_lammps_nh_fixtures.py")
+    tools = Path(__file__).resolve().parent.parent / "tools"
+    if str(tools) not in sys.path:   # the tool imports tools/lammps_oracle.py
+        sys.path.insert(0, str(tools))
+    spec = importlib.util.spec_from_file_location("make_lammps_nh_fixtures", tools / "make_lammps_nh_fixtures.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
