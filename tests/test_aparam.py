@@ -315,8 +315,8 @@ def test_md_run_lammps_ase_and_ipi(tmp_path, capsys):
 
     assert main(["ipi", "-m", str(DATA / "aparam.dp"), "--unix", "nobody", "--types", "O", "H",
                  "--wait", "0"]) == 2
-    assert re.search(r"aparam.dp: the model takes 2 atomic parameter\(s\) per atom \(numb_aparam\): give aparam "
-                     r"\(i-PI gives no parameters;", capsys.readouterr().err.strip())
+    assert re.search(r"aparam.dp: the model takes 2 atomic parameter\(s\) per atom \(numb_aparam\), and i-PI "
+                     r"passes none: numdp ipi cannot serve it$", capsys.readouterr().err.strip())
 
     ase = pytest.importorskip("ase")
     from numdp.calculator import DP

@@ -165,11 +165,15 @@ def main(args) -> int:
         raise InputError("--rename applies to the labels of an --init file")
     check_target(args.address, args.unix, args.sockets_prefix, args.wait)  # before the model loads
     model = load_model(model_path, nthreads=args.threads, precision=args.precision)
-    try:   # i-PI passes no frame parameters: a model that takes them runs with its default
-        model.use_inputs()
-    except InputError as exc:
-        raise InputError(f"{model_path}: {exc} (i-PI gives no parameters; numdp ipi runs a model "
-                         f"with frame parameters at its default_fparam)") from None
+    # i-PI passes no frame or atomic parameters: a model that takes them runs with its defaults
+    if model.numb_fparam and model.fparam is None:
+        raise InputError(f"{model_path}: the model takes {model.numb_fparam} frame parameter(s) (numb_fparam) "
+                         f"and has no default_fparam, and i-PI passes none: numdp ipi serves a model with frame "
+                         f"parameters at its default_fparam")
+    if model.numb_aparam and model.aparam is None:
+        raise InputError(f"{model_path}: the model takes {model.numb_aparam} atomic parameter(s) per atom "
+                         f"(numb_aparam), and i-PI passes none: numdp ipi cannot serve it")
+    model.use_inputs()
     if args.init is None and args.types is None:  # dp_ipi's coord_file (+ atom_type)
         if cfg.get("atom_type") is not None:
             types = _types_from_atom_type(cfg["init"], cfg["atom_type"], model.type_map,
