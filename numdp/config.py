@@ -169,7 +169,7 @@ class MinimizeSettings:
     the half step back, the initial delay, and the most consecutive iterations with P <= 0.
     fixed_directions: the Cartesian axes ("x", "y", "z", each once) along which every atom's
     force is set to zero after every force evaluation, so that no atom moves along them (LAMMPS'
-    `fix ID all setforce 0 0 NULL`: numdp.md.minimize.FixedForces); () fixes none."""
+    `fix ID all setforce 0 0 NULL`: numdp.md.minimize.FixedForces); () (the key left out) fixes none."""
 
     steps: int
     style: str = "fire"

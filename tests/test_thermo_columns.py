@@ -170,10 +170,10 @@ def test_thermo_style_becomes_thermo_columns(tmp_path, style, columns, note):
 # with every keyword numdp computes, in this order (run 0 of an fcc box with pair_style zero).
 LAMMPS_HEADER = ("Step Time Atoms Temp Press Volume Density PotEng E_vdwl E_pair E_mol E_coul E_long KinEng "
                  "TotEng Enthalpy Ecouple Econserve Lx Ly Lz Xy Xz Yz Xlo Xhi Ylo Yhi Zlo Zhi Cella Cellb Cellc "
-                 "CellAlpha CellBeta CellGamma Pxx Pyy Pzz Pxy Pxz Pyz")
+                 "CellAlpha CellBeta CellGamma Pxx Pyy Pzz Pxy Pxz Pyz Fnorm Fmax")
 LAMMPS_ORDER = ("step time atoms temp press vol density pe evdwl epair emol ecoul elong ke etotal enthalpy ecouple "
                 "econserve lx ly lz xy xz yz xlo xhi ylo yhi zlo zhi cella cellb cellc cellalpha cellbeta cellgamma "
-                "pxx pyy pzz pxy pxz pyz").split()
+                "pxx pyy pzz pxy pxz pyz fnorm fmax").split()
 
 
 def test_lammps_titles_are_lammps_own():
@@ -233,3 +233,42 @@ def test_numdp_lmp_log_reads_as_a_lammps_log(tmp_path, monkeypatch, capsys):
     table = read_table(tmp_path / "log.lammps")
     assert table.names == ["step", "temp", "pe", "etotal", "press", "lx", "pxy"]
     assert np.array_equal(table.data, np.concatenate([blocks[0][1][:-1], blocks[1][1]]))
+
+
+def test_fnorm_and_fmax_are_lammps_force_norms(tmp_path, capsys):
+    """LAMMPS' thermo keywords fnorm (the length of the global 3N force vector) and fmax (the
+    largest |component| of any atom's force), from the model's forces at the start (printed in %.6g:
+    half a unit in the sixth digit)."""
+    import numdp
+
+    ref = np.load(DATA / "se_a_one_side_f64.npz")
+    elements = [str(ref["type_map"][t]) for t in ref["atype"]]
+    folder = tmp_path / "f"
+    folder.mkdir()
+    write_extxyz(folder / "start.extxyz", elements, ref["coord"], ref["box"])
+    columns = ["step", "pe", "fnorm", "fmax"]
+    (folder / "in.toml").write_text(textwrap.dedent(f"""
+        [model]
+        file = "{DATA / 'se_a_one_side_f64.dp'}"
+        threads = 1
+        [system]
+        file = "start.extxyz"
+        [md]
+        timestep = 0.0005
+        steps = 0
+        [output]
+        trajectory = ""
+        thermo_columns = {columns!r}
+        progress = "none"
+        """).replace("'", '"'))
+    assert cli_main(["run", str(folder / "in.toml")]) == 0
+    capsys.readouterr()
+    lines = (folder / "log.txt").read_text().splitlines()
+    k = lines.index(thermo.header(columns))
+    row = dict(zip(columns, (float(w) for w in lines[k + 1].split())))
+    forces = numdp.load_model(str(DATA / "se_a_one_side_f64.dp")).evaluate(
+        ref["coord"], ref["atype"], ref["box"]).forces
+    fnorm, fmax = float(np.linalg.norm(forces)), float(np.abs(forces).max())
+    assert fmax < fnorm   # (several atoms with forces: the two differ)
+    assert row["fnorm"] == pytest.approx(fnorm, rel=5e-6)
+    assert row["fmax"] == pytest.approx(fmax, rel=5e-6)

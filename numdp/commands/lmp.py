@@ -274,6 +274,7 @@ def _write_md_start(tr, k: int) -> int:
     state = read_checkpoint(_final_checkpoint(tr, k))
     stop = int(state.step)
     state.minimize, state.thermostat, state.barostat = {}, {}, {}
+    state.forces = None   # the run evaluates them anew (LAMMPS' setup): a fix setforce acted on the minimize's
     state.step = stop if start.step is None else start.step
     state.time = start.time(stop)
     state.seed = int(tr.run(k + 1)[0]["md"].get("seed", 1))

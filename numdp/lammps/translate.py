@@ -1721,6 +1721,8 @@ class _Translator:
         out: dict = {}
         if s.dump is None:
             out["trajectory"] = ""
+            if self._triclinic_box(s):   # no dump, but a dump after read_restart of its checkpoint needs it
+                out.update(format="lammps-dump", triclinic_bounds=True)   # (_checkpoint_triclinic)
         elif s.dump.style == "xyz":
             out.update(trajectory=s.dump.file, format="extxyz", every=s.dump.every, fields=["position"])
         else:

@@ -163,6 +163,7 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
     end_step = settings.end_step
     if settings.minimizing and settings.minimize.anew:   # a new minimization from the start's state and step
         state.minimize = {}
+        state.forces = None   # evaluated anew, as LAMMPS' minimize set-up: its fixed_directions may differ
         end_step = state.step + settings.minimize.steps
     if not restarted:
         start_velocities(state, settings, world)

@@ -60,6 +60,8 @@ _SPECS: dict[str, ThermoKeyword] = {   # (titles below)
     **{k: ThermoKeyword(**_A, what=f"cell angle {k[4:]}") for k in ("cellalpha", "cellbeta", "cellgamma")},
     **{k: ThermoKeyword(**_P, what=f"pressure tensor {k[1:]} (LAMMPS' frame)") for k in
        ("pxx", "pyy", "pzz", "pxy", "pxz", "pyz")},
+    "fnorm": ThermoKeyword("eV/Å", 14, ".6g", "2-norm of the global force vector (the atoms' 3N components)"),
+    "fmax": ThermoKeyword("eV/Å", 14, ".6g", "largest |component| of any atom's force"),
 }
 _TITLES = {"step": "Step", "time": "Time", "atoms": "Atoms", "temp": "Temp", "press": "Press", "vol": "Volume",
            "density": "Density", "pe": "PotEng", "evdwl": "E_vdwl", "epair": "E_pair", "emol": "E_mol",
@@ -113,9 +115,9 @@ def line(columns, values, style: str = "keywords") -> str:
 
 def values(snap, columns) -> list[float]:
     """The values of `columns` for the Snapshot `snap` (collective when a column needs a sum over
-    the ranks: density, atoms, the pressure tensor)."""
+    the ranks: density, atoms, the pressure tensor, fnorm and fmax)."""
     out = []
-    tensor = cell = None
+    tensor = cell = norms = None
     for c in columns:
         if c in _SNAPSHOT:
             out.append(getattr(snap, c))
@@ -139,6 +141,12 @@ def values(snap, columns) -> list[float]:
         elif c == "density":
             mass = _global_sum(world, float(np.sum(state.masses)))
             v = mass / snap.vol * AMU_PER_A3_TO_G_PER_CM3 if periodic else math.nan
+        elif c in ("fnorm", "fmax"):   # LAMMPS' thermo: the atoms' forces (a minimizer's cell forces not counted)
+            if norms is None:
+                from .minimize import force_norms_global
+
+                norms = force_norms_global(state.forces, world) if state.forces is not None else None
+            v = math.nan if norms is None else (norms.two if c == "fnorm" else norms.component)
         elif c in _TENSOR:
             if tensor is None:
                 tensor = _pressure_tensor(snap, cell) if periodic else np.full((3, 3), math.nan)
