@@ -90,3 +90,23 @@ def test_compile_notice_only_when_numba_compiles():
         fresh(np.ones(4))  # already compiled
     assert not notice.compiled and said == []
     notice.stop()  # idempotent
+
+
+def test_training_summary_leaves_out_a_first_step_that_compiled():
+    """A first training run compiles kernels in its first step (tens of seconds): the summary's
+    time per step and phase table are over the steps after it, and say so; without a compile
+    (or with one step) every step counts."""
+    from types import SimpleNamespace
+
+    from numdp.train.loop import PHASES, Trainer
+
+    t = SimpleNamespace(timings=dict.fromkeys(PHASES, 0.0), _compile_notice=SimpleNamespace(compiled=True))
+    t.timings["forward"] = 11.0
+    first = (9.5, {**dict.fromkeys(PHASES, 0.0), "forward": 9.0})
+    assert Trainer._first_step(t, first, 3) == first
+    assert "forward 1000.0" in Trainer.timing_table(t, 3, first[1])       # (11 - 9) / 2 steps
+    assert Trainer.timing_table(t, 3, first[1]).startswith("time per step after the first (ms)")
+    assert Trainer._first_step(t, first, 1) is None                       # one step: nothing to leave out
+    t._compile_notice.compiled = False
+    assert Trainer._first_step(t, first, 3) is None
+    assert "forward 3666.7" in Trainer.timing_table(t, 3)                 # 11 / 3 steps

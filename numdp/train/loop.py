@@ -647,6 +647,7 @@ class Trainer:
             saved_at = None
             running = None
             interval_sum, interval_n = None, 0
+            first = None
             # with relative_f the force RMSE is of relative errors (DeePMD-kit's rmse_f)
             f_unit = "meV/A" if cfg.loss.options.relative_f is None else "e-3 rel"
             try:
@@ -659,6 +660,8 @@ class Trainer:
                         stats, vstats = self.train_step(step, display)
                     finally:
                         self._compile_notice.stop()  # after the first step (idempotent)
+                    if first is None:   # the first step's time and phases (`_first_step`)
+                        first = (time.monotonic() - start, dict(self.timings))
                     backups.keep()  # a step is done: from here on a failure keeps both runs' files
                     lr = self.sched.lr(step)
                     running = stats.loss() if running is None else 0.9 * running + 0.1 * stats.loss()
@@ -702,9 +705,15 @@ class Trainer:
             ema = "" if self.theta_ema is None else f" (moving average: {ema_model_path(tr.model_file)})"
             dn = self.deepmd_names
             also = "" if dn is None else f" (also as {dn.checkpoint.name}, DeePMD-kit's {dn.backend} name)"
-            self.say(f"trained {nsteps} steps in {wall:.1f} s ({wall / nsteps:.4f} s/step); model "
+            compiled = self._first_step(first, nsteps)
+            per = (f"{wall / nsteps:.4f} s/step" if compiled is None else
+                   f"{(wall - compiled[0]) / (nsteps - 1):.4f} s/step; the first step, {compiled[0]:.1f} s, left out: "
+                   f"this run compiled kernels")
+            self.say(f"trained {nsteps} steps in {wall:.1f} s ({per}); model "
                      f"written to {tr.model_file}{ema}; checkpoint {tr.save_ckpt}{also}; learning curve {tr.disp_file}")
-        self.say(self.timing_table(nsteps))
+            self.say(self.timing_table(nsteps, None if compiled is None else compiled[1]))
+        else:
+            self.say(self.timing_table(nsteps))
         if stop.requested:   # during the last step: the model is written, the validation skipped
             line = (f"{STDOUT_CLOSED if stop.by_closed_stdout else stop.signame + ' received'} during the last "
                     f"step: training is complete (step {total}; model {tr.model_file})")
@@ -759,10 +768,22 @@ class Trainer:
                  + ", ".join(f"{names[t]} {old[t]:.6g} -> {p.out_bias[t]:.6g} eV" for t in range(nt)))
         return delta
 
-    def timing_table(self, nsteps: int) -> str:
-        n = max(nsteps, 1)
-        parts = [f"{p} {self.timings[p] / n * 1e3:.1f}" for p in PHASES]
-        return "time per step (ms): " + ", ".join(parts)
+    def timing_table(self, nsteps: int, first: dict | None = None) -> str:
+        """The phases' time per step; with `first` (the phases' times after the first step) over
+        the steps after it."""
+        if first is None:
+            n = max(nsteps, 1)
+            parts = [f"{p} {self.timings[p] / n * 1e3:.1f}" for p in PHASES]
+            return "time per step (ms): " + ", ".join(parts)
+        parts = [f"{p} {(self.timings[p] - first[p]) / (nsteps - 1) * 1e3:.1f}" for p in PHASES]
+        return "time per step after the first (ms): " + ", ".join(parts)
+
+    def _first_step(self, first, nsteps: int):
+        """(wall s, phase times) of the first step when kernels were compiled in the run and other
+        steps followed (a first run's compile is not a step's time), else None."""
+        if first is None or nsteps < 2 or not self._compile_notice.compiled:
+            return None
+        return first
 
     def write_model(self) -> None:
         p = self.params
