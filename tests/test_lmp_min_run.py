@@ -26,6 +26,8 @@ from numdp.errors import InputError
 from numdp.io.h5md import read_frame
 from numdp.lammps.translate import translate
 
+from lammps_log import thermo_blocks
+
 DATA = Path(__file__).parent / "data"
 FIXTURES = DATA / "lmp_min_run"
 MODEL = DATA / "tensorflow" / "tf_one_side_f64.dp"
@@ -60,22 +62,8 @@ def _run(folder: Path, script: str, monkeypatch) -> None:
     assert cli_main(["lmp", "-i", "in.lammps"]) == 0
 
 
-def _tables(log: str) -> list[np.ndarray]:
-    """The thermo tables of a log (after each `Step` header up to `Loop time`)."""
-    out, rows = [], None
-    for line in log.splitlines():
-        if line.split()[:1] == ["Step"]:
-            rows = []
-        elif rows is not None and line.startswith("Loop time"):
-            out.append(np.array(rows))
-            rows = None
-        elif rows is not None and line.split() and line.split()[0].isdigit():
-            rows.append([float(w) for w in line.split()])
-    return out
-
-
 def _compare(folder: Path, ref, positions: bool = True) -> None:
-    run = _tables((folder / "log.lammps").read_text())[-1]
+    _, run = thermo_blocks((folder / "log.lammps").read_text())[-1]
     want = ref["run"]
     assert run[:, 0].tolist() == want[:, 0].tolist()   # the run's steps, as LAMMPS'
     rows = slice(None) if positions else slice(0, 1)   # (velocity create: numdp's draw, its first line only)

@@ -76,13 +76,9 @@ def _digit(v: float) -> float:
     return 0.5 * 10.0 ** (len(str(int(abs(v)))) - 8) if abs(v) >= 1 else 0.5e-8
 
 
-@pytest.fixture(scope="module")
-def relaxed(tmp_path_factory):
-    """numdp lmp's log.lammps, dump.relax and screen for equi_relax.in."""
-    folder = tmp_path_factory.mktemp("relax")
-    shutil.copy(MODEL, folder / "model.pb")
-    shutil.copy(CONF, folder / "conf.lmp")
-    shutil.copy(HERE / "equi_relax.in", folder / "in.lammps")
+def run_task(folder: Path) -> tuple[str, str]:
+    """`numdp lmp -i in.lammps` in `folder` (a DP-GEN task's files), as DP-GEN runs LAMMPS there:
+    the texts of its log.lammps and dump.relax."""
     mp = pytest.MonkeyPatch()
     mp.chdir(folder)
     try:
@@ -90,6 +86,16 @@ def relaxed(tmp_path_factory):
     finally:
         mp.undo()
     return (folder / "log.lammps").read_text(), (folder / "dump.relax").read_text()
+
+
+@pytest.fixture(scope="module")
+def relaxed(tmp_path_factory):
+    """numdp lmp's log.lammps and dump.relax for equi_relax.in."""
+    folder = tmp_path_factory.mktemp("relax")
+    shutil.copy(MODEL, folder / "model.pb")
+    shutil.copy(CONF, folder / "conf.lmp")
+    shutil.copy(HERE / "equi_relax.in", folder / "in.lammps")
+    return run_task(folder)
 
 
 def test_three_minimizes_print_what_lammps_prints(relaxed):

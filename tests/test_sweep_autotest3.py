@@ -31,13 +31,12 @@ from pathlib import Path
 
 import pytest
 
-from numdp.cli import main as cli_main
 from numdp.errors import InputError
 from numdp.lammps.translate import LAMMPS_NKTV2P, translate
 from numdp.units import EV_PER_A3_TO_BAR
 
 from test_sweep_autotest import parsed
-from test_sweep_autotest2 import dpgen_compute, dump_steps
+from test_sweep_autotest2 import dpgen_compute, dump_steps, run_task
 
 HERE = Path(__file__).parent / "data" / "autotest3"
 MODEL = Path(__file__).parent.parent / "inputs" / "cu" / "model.h5"
@@ -53,16 +52,6 @@ def _folder(tmp_path: Path, script: str, conf: str) -> Path:
     shutil.copy(HERE / conf, tmp_path / "conf.lmp")
     shutil.copy(HERE / script, tmp_path / "in.lammps")
     return tmp_path
-
-
-def _run(folder: Path) -> tuple[str, str]:
-    mp = pytest.MonkeyPatch()
-    mp.chdir(folder)
-    try:
-        assert cli_main(["lmp", "-i", "in.lammps"]) == 0
-    finally:
-        mp.undo()
-    return (folder / "log.lammps").read_text(), (folder / "dump.relax").read_text()
 
 
 def dpgen_frames(dump: str) -> list[tuple[list[float], list[list[float]]]]:
@@ -84,7 +73,7 @@ def dpgen_frames(dump: str) -> list[tuple[list[float], list[list[float]]]]:
 
 @pytest.fixture(scope="module")
 def relaxed(tmp_path_factory):
-    return _run(_folder(tmp_path_factory.mktemp("relax"), "relax.in", "relax_conf.lmp"))
+    return run_task(_folder(tmp_path_factory.mktemp("relax"), "relax.in", "relax_conf.lmp"))
 
 
 def test_dpgen_014_relaxation_runs(relaxed):
@@ -120,7 +109,7 @@ def test_dpgen_reads_the_relaxation(relaxed):
 
 def test_dpgen_reads_the_eos_task(tmp_path):
     """DP-GEN's EOS task at 0.9 V0: the energy and stress it reads are DeePMD-kit's."""
-    log, dump = _run(_folder(tmp_path, "eos.in", "eos_conf.lmp"))
+    log, dump = run_task(_folder(tmp_path, "eos.in", "eos_conf.lmp"))
     assert all(len(frame[0]) == 3 for frame in dpgen_frames(dump))
     energy, stress = dpgen_compute(log, dump)[-1]
     assert abs(energy - DPK["eos_energy"]) <= 4 * ETOL + PE_PRINT

@@ -23,6 +23,8 @@ from numdp.lammps.translate import translate
 from numdp.md import thermo
 from numdp.units import EV_PER_A3_TO_BAR, MVV2E
 
+from lammps_log import thermo_blocks
+
 DATA = Path(__file__).resolve().parent / "data" / "pytorch"
 COLUMNS = ["step", "temp", "pe", "ke", "etotal", "econserve", "ecouple", "press", "vol", "density", "enthalpy",
            "lx", "ly", "lz", "xy", "xz", "yz", "xlo", "xhi", "cella", "cellb", "cellc", "cellalpha", "cellbeta",
@@ -40,8 +42,8 @@ def _rotation(seed: int) -> np.ndarray:
     return q if np.linalg.det(q) > 0 else -q
 
 
-def _run(folder: Path, positions, box, velocities, elements) -> dict[str, np.ndarray]:
-    """numdp run of 0 steps (the start state's thermo line) with COLUMNS; the row by column."""
+def _run(folder: Path, positions, box, velocities, elements, columns=COLUMNS) -> dict[str, float]:
+    """numdp run of 0 steps (the start state's thermo line) with `columns`; the row by column."""
     folder.mkdir()
     write_extxyz(folder / "start.extxyz", elements, positions, box, velocities=velocities)
     (folder / "in.toml").write_text(textwrap.dedent(f"""
@@ -57,14 +59,13 @@ def _run(folder: Path, positions, box, velocities, elements) -> dict[str, np.nda
         thermostat = {{ kind = "csvr", temperature = 300.0, tau = 0.1 }}
         [output]
         trajectory = ""
-        thermo_columns = {COLUMNS!r}
+        thermo_columns = {list(columns)!r}
         progress = "none"
         """).replace("'", '"'))
     assert cli_main(["run", str(folder / "in.toml")]) == 0
     lines = (folder / "log.txt").read_text().splitlines()
-    k = next(i for i, ln in enumerate(lines) if ln.split()[:2] == ["step", "temp"])
-    assert lines[k] == thermo.header(COLUMNS)
-    return dict(zip(COLUMNS, (float(w) for w in lines[k + 1].split())))
+    k = lines.index(thermo.header(columns))
+    return dict(zip(columns, (float(w) for w in lines[k + 1].split())))
 
 
 def _half_ulp(column: str) -> float:
@@ -182,25 +183,6 @@ def test_lammps_titles_are_lammps_own():
     assert all(thermo.FROM_TITLE[t] == k for t, k in zip(LAMMPS_HEADER.split(), LAMMPS_ORDER))
 
 
-def _lammps_log_blocks(text: str):
-    """The thermo blocks of a LAMMPS log as LAMMPS log parsers read them (lammps-logfile's rule):
-    the line after 'Per MPI rank memory allocation' names the columns, rows follow up to a line
-    with 'Loop time'."""
-    lines, blocks, k = text.splitlines(), [], 0
-    while k < len(lines):
-        if lines[k].startswith("Per MPI rank memory allocation"):
-            names = lines[k + 1].split()
-            rows, k = [], k + 2
-            while "Loop time" not in lines[k]:
-                words = lines[k].split()
-                if len(words) == len(names):
-                    rows.append([float(w) for w in words])
-                k += 1
-            blocks.append((names, np.array(rows)))
-        k += 1
-    return blocks
-
-
 def test_numdp_lmp_log_reads_as_a_lammps_log(tmp_path, monkeypatch, capsys):
     """log.lammps of a two-run script: LAMMPS' memory line and titles before each run's rows (the
     memory: each process's peak resident memory), the rows those of numdp plot's reading too."""
@@ -227,7 +209,7 @@ def test_numdp_lmp_log_reads_as_a_lammps_log(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert cli_main(["lmp", "-i", "in.lammps"]) == 0
     capsys.readouterr()
-    blocks = _lammps_log_blocks((tmp_path / "log.lammps").read_text())
+    blocks = thermo_blocks((tmp_path / "log.lammps").read_text())
     assert [names for names, _ in blocks] == [["Step", "Temp", "PotEng", "TotEng", "Press", "Lx", "Pxy"]] * 2
     assert [rows[:, 0].tolist() for _, rows in blocks] == [[0, 2, 4], [4, 6, 8]]
     table = read_table(tmp_path / "log.lammps")
@@ -243,29 +225,8 @@ def test_fnorm_and_fmax_are_lammps_force_norms(tmp_path, capsys):
 
     ref = np.load(DATA / "se_a_one_side_f64.npz")
     elements = [str(ref["type_map"][t]) for t in ref["atype"]]
-    folder = tmp_path / "f"
-    folder.mkdir()
-    write_extxyz(folder / "start.extxyz", elements, ref["coord"], ref["box"])
-    columns = ["step", "pe", "fnorm", "fmax"]
-    (folder / "in.toml").write_text(textwrap.dedent(f"""
-        [model]
-        file = "{DATA / 'se_a_one_side_f64.dp'}"
-        threads = 1
-        [system]
-        file = "start.extxyz"
-        [md]
-        timestep = 0.0005
-        steps = 0
-        [output]
-        trajectory = ""
-        thermo_columns = {columns!r}
-        progress = "none"
-        """).replace("'", '"'))
-    assert cli_main(["run", str(folder / "in.toml")]) == 0
+    row = _run(tmp_path / "f", ref["coord"], ref["box"], None, elements, ["step", "pe", "fnorm", "fmax"])
     capsys.readouterr()
-    lines = (folder / "log.txt").read_text().splitlines()
-    k = lines.index(thermo.header(columns))
-    row = dict(zip(columns, (float(w) for w in lines[k + 1].split())))
     forces = numdp.load_model(str(DATA / "se_a_one_side_f64.dp")).evaluate(
         ref["coord"], ref["atype"], ref["box"]).forces
     fnorm, fmax = float(np.linalg.norm(forces)), float(np.abs(forces).max())

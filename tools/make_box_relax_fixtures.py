@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
 import lammps_oracle
+import lj_cases
 
 ROOT = Path(__file__).resolve().parent.parent
 KEEP = 301   # thermo lines kept (steps 0-300: numdp repeats LAMMPS' first iterations to round-off)
@@ -41,14 +41,7 @@ CASES = {
     "aniso_p": ("aniso", np.diag([1.03, 0.98, 1.01]), -3000.0),
 }
 
-SCRIPT = """units metal
-boundary p p p
-atom_style atomic
-read_data start.data
-pair_style lj/smooth/linear 8.5
-pair_coeff * * 1.0 3.40
-neighbor 1.0 bin
-thermo_style custom step pe vol pxx pyy pzz pyz pxz pxy
+SCRIPT = lj_cases.head() + """thermo_style custom step pe vol pxx pyy pzz pyz pxz pxy
 thermo_modify format float %.17g
 thermo 1
 min_style cg
@@ -60,10 +53,7 @@ print "BOX $(lx:%.17g) $(ly:%.17g) $(lz:%.17g) $(xy:%.17g) $(xz:%.17g) $(yz:%.17
 
 def start(strain: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(positions (32, 3), cell (3, 3)) of the strained jittered crystal."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    from test_md_potential import fcc
-    x, box = fcc(2, 5.3)
-    x = x + np.random.default_rng(2).normal(scale=0.1, size=x.shape)
+    x, box = lj_cases.crystal()
     return np.asarray(x, dtype=float) @ strain, np.asarray(box, dtype=float) @ strain
 
 
@@ -71,7 +61,7 @@ def write_data(path: Path, x: np.ndarray, box: np.ndarray) -> None:
     x, box = np.asarray(x, dtype=float).tolist(), np.asarray(box, dtype=float).tolist()
     lines = ["box relax fixture", "", f"{len(x)} atoms", "1 atom types", "",
              f"0.0 {box[0][0]!r} xlo xhi", f"0.0 {box[1][1]!r} ylo yhi", f"0.0 {box[2][2]!r} zlo zhi",
-             f"{box[1][0]!r} {box[2][0]!r} {box[2][1]!r} xy xz yz", "", "Masses", "", "1 39.948", "",
+             f"{box[1][0]!r} {box[2][0]!r} {box[2][1]!r} xy xz yz", "", "Masses", "", f"1 {lj_cases.MASS!r}", "",
              "Atoms # atomic", ""]
     lines += [f"{i + 1} 1 {p[0]!r} {p[1]!r} {p[2]!r}" for i, p in enumerate(x)]
     path.write_text("\n".join(lines) + "\n")

@@ -76,14 +76,7 @@ CASES = {
     "nve_zero_linear": ("water_drift.data", "velocity all zero linear\nfix 1 all nve"),
 }
 
-SCRIPT = """units metal
-boundary p p p
-atom_style atomic
-read_data {data}
-pair_style deepmd model.pb
-pair_coeff * *
-neighbor 1.0 bin
-timestep 0.0005
+SCRIPT = lammps_oracle.head("{data}", lammps_oracle.DEEPMD_PAIR) + """timestep 0.0005
 thermo 1
 {fix}
 dump 1 all custom {steps} final.dump id x y z vx vy vz

@@ -18,6 +18,7 @@ steps of traj.dump's frames (none: empty).
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from pathlib import Path
 
@@ -26,18 +27,14 @@ import numpy as np
 import lammps_oracle
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from lammps_log import thermo_blocks  # noqa: E402  (tests/lammps_log.py: the tests read logs so too)
+
 OUT = ROOT / "tests" / "data" / "lmp_min_run"
 MODEL = ROOT / "tests" / "data" / "tensorflow" / "tf_one_side_f64.dp"
 WATER = ROOT / "tests" / "data" / "lammps_nh" / "water.data"
 
-HEAD = """units metal
-boundary p p p
-atom_style atomic
-read_data {data}
-pair_style deepmd model.pb
-pair_coeff * *
-neighbor 1.0 bin
-timestep 0.0005
+HEAD = lammps_oracle.head("{data}", lammps_oracle.DEEPMD_PAIR) + """timestep 0.0005
 thermo 5
 thermo_style custom step pe ke press vol
 thermo_modify format float %.15g
@@ -52,20 +49,6 @@ CASES = {
     "box_relax_npt": ("water.data", "fix 2 all box/relax iso 0.0 vmax 0.001\n" + MIN + "unfix 2\n"
                       "fix 1 all npt temp 300 300 0.01 iso 1000 1000 0.05\nrun 20\n"),
 }
-
-
-def tables(log: str) -> list[np.ndarray]:
-    """Every thermo table of `log` (the lines after a `Step ...` header up to `Loop time`)."""
-    out, rows = [], None
-    for line in log.splitlines():
-        if line.split()[:1] == ["Step"]:
-            rows = []
-        elif rows is not None and line.startswith("Loop time"):
-            out.append(np.array(rows))
-            rows = None
-        elif rows is not None:
-            rows.append([float(w) for w in line.split()])
-    return out
 
 
 def read_final(path: Path):
@@ -94,19 +77,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     lammps_oracle.add_arguments(parser, dp=True, tf=True)
     args = parser.parse_args()
+    starts = {"water.data": WATER.read_text()}   # data file name: its text
+    starts["water_rest.data"] = lammps_oracle.without_velocities(starts["water.data"])
     OUT.mkdir(parents=True, exist_ok=True)
-    text = WATER.read_text()
-    (OUT / "water_rest.data").write_text(text[:text.index("\nVelocities")] + "\n")
+    (OUT / "water_rest.data").write_text(starts["water_rest.data"])
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         lammps_oracle.graph(args.dp, MODEL, work, args.tf)
-        for data in ("water.data", "water_rest.data"):
-            (work / data).write_text((OUT / data if data == "water_rest.data" else WATER).read_text())
+        for data, text in starts.items():
+            (work / data).write_text(text)
         for name, (data, body) in CASES.items():
             (work / "traj.dump").unlink(missing_ok=True)
             log = lammps_oracle.run(args.lmp, work, HEAD.format(data=data) + body + "write_data final.data\n",
                                     tf=args.tf)
-            minimize, run = tables(log)
+            (_, minimize), (_, run) = thermo_blocks(log)
             x, v, box = read_final(work / "final.data")
             frames = []
             if (work / "traj.dump").exists():

@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 import lammps_oracle
+import lj_cases
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "tests" / "data" / "minimize_cg"
@@ -56,14 +57,7 @@ CASES = {
 
 # name: style lines (LAMMPS' default cg, line quadratic, when empty)
 LJ_CASES = {"lj_cg_quadratic": "", "lj_cg_backtrack": "min_modify line backtrack", "lj_sd_quadratic": "min_style sd"}
-LJ_SCRIPT = """units metal
-boundary p p p
-atom_style atomic
-read_data start.data
-pair_style lj/smooth/linear 8.5
-pair_coeff * * 1.0 3.40
-neighbor 1.0 bin
-thermo_style custom step pe fnorm fmax
+LJ_SCRIPT = lj_cases.head() + """thermo_style custom step pe fnorm fmax
 thermo_modify format float %.17g
 thermo 1
 {lines}
@@ -71,14 +65,7 @@ minimize 0 1e-10 1000 100000
 write_dump all custom final.dump id x y z modify format float %.17g sort id
 """
 
-SCRIPT = """units metal
-boundary p p p
-atom_style atomic
-read_data water.data
-pair_style deepmd model.pb
-pair_coeff * *
-neighbor 1.0 bin
-thermo_style custom step pe fnorm fmax
+SCRIPT = lammps_oracle.head("water.data", lammps_oracle.DEEPMD_PAIR) + """thermo_style custom step pe fnorm fmax
 thermo_modify format float %.17g
 thermo 1
 {lines}
@@ -103,14 +90,10 @@ def read_positions(path: Path) -> np.ndarray:
 
 def make_lj(lmp: str, work: Path) -> None:
     """OUT/lj_CASE.npz of LJ_CASES (module docstring)."""
-    import sys
-    sys.path.insert(0, str(ROOT / "tests"))
-    from test_md_potential import MASS_AR, fcc
     from numdp.io.structure import write_lammps_data
 
-    x, box = fcc(2, 5.3)
-    x = x + np.random.default_rng(2).normal(scale=0.1, size=x.shape)
-    write_lammps_data(work / "start.data", np.zeros(len(x), int), x, box, [MASS_AR])
+    x, box = lj_cases.crystal()
+    write_lammps_data(work / "start.data", np.zeros(len(x), int), x, box, [lj_cases.MASS])
     for name, lines in LJ_CASES.items():
         log = lammps_oracle.run(lmp, work, LJ_SCRIPT.format(lines=lines), name="in.lj")
         steps, pe, fnorm, stop, iterations, evaluations = read_log(log)

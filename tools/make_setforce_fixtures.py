@@ -5,8 +5,8 @@ with `min_style cg` and `min_style fire` on a slab, which numdp's [minimize] fix
 
 The oracle is the LAMMPS of tools/lammps_oracle.py (22 Jul 2025 update 2); no DeePMD model: the
 shifted-force Lennard-Jones of tests/test_md_potential.py (LAMMPS `pair_style lj/smooth/linear
-8.5`, `pair_coeff * * 1.0 3.40`, as tools/make_box_relax_fixtures.py).  The slab: the 32-atom fcc
-block of tests/test_minimize.py's crystal (a = 5.3 Å, Gaussian jitter 0.1 Å, seed 2) moved by
+8.5`, `pair_coeff * * 1.0 3.40`, tools/lj_cases.py).  The slab: the 32-atom fcc block of
+tests/test_minimize.py's crystal (a = 5.3 Å, Gaussian jitter 0.1 Å, seed 2) moved by
 (a/4, a/4, 5 Å + a/4) into a periodic 10.6 x 10.6 x 20.6 Å box (10 Å of vacuum along z, more than
 the cutoff; every atom well inside the box, so neither code wraps one):
 
@@ -19,28 +19,21 @@ final positions (Å, ordered by atom id), `stop`, `iterations`, `evaluations`.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
 import lammps_oracle
+import lj_cases
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "tests" / "data" / "setforce"
-A = 5.3
+A = lj_cases.A
 BOX = np.diag([2 * A, 2 * A, 2 * A + 10.0])
 CASES = {"cg": "min_style cg", "fire": "min_style fire"}
 
-SCRIPT = """units metal
-boundary p p p
-atom_style atomic
-read_data start.data
-pair_style lj/smooth/linear 8.5
-pair_coeff * * 1.0 3.40
-neighbor 1.0 bin
-thermo_style custom step pe fnorm fmax
+SCRIPT = lj_cases.head() + """thermo_style custom step pe fnorm fmax
 thermo_modify format float %.17g
 thermo 1
 {style}
@@ -52,17 +45,14 @@ write_dump all custom final.dump id x y z modify format float %.17g sort id
 
 def start() -> np.ndarray:
     """The slab's start positions (32, 3) Å (module docstring)."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    from test_md_potential import fcc
-    x, _ = fcc(2, A)
-    x = x + np.random.default_rng(2).normal(scale=0.1, size=x.shape)
+    x, _ = lj_cases.crystal()
     return x + np.array([A / 4, A / 4, 5.0 + A / 4])
 
 
 def write_data(path: Path, x: np.ndarray) -> None:
     lines = ["setforce slab", "", f"{len(x)} atoms", "1 atom types", "", f"0.0 {float(BOX[0, 0])!r} xlo xhi",
-             f"0.0 {float(BOX[1, 1])!r} ylo yhi", f"0.0 {float(BOX[2, 2])!r} zlo zhi", "", "Masses", "", "1 39.948", "",
-             "Atoms # atomic", ""]
+             f"0.0 {float(BOX[1, 1])!r} ylo yhi", f"0.0 {float(BOX[2, 2])!r} zlo zhi", "", "Masses", "",
+             f"1 {lj_cases.MASS!r}", "", "Atoms # atomic", ""]
     lines += [f"{i + 1} 1 {float(p[0])!r} {float(p[1])!r} {float(p[2])!r}" for i, p in enumerate(x)]
     path.write_text("\n".join(lines) + "\n")
 
