@@ -159,3 +159,97 @@ def test_a_second_script_run_keeps_the_first_runs_start_and_says_so(tmp_path, mo
     _run(folder, script, monkeypatch)
     assert "#checkpoint.minimized.h5.1#" in capsys.readouterr().out
     assert (folder / "#checkpoint.minimized.h5.1#").read_bytes() == first
+
+
+def _dump_frames(path: Path) -> tuple[list[int], np.ndarray]:
+    """(steps, x y z (frames, N, 3) in id order) of the lammps-dump `path` (columns id type x y z)."""
+    lines = path.read_text().splitlines()
+    steps, frames = [], []
+    for i, ln in enumerate(lines):
+        if ln == "ITEM: TIMESTEP":
+            steps.append(int(lines[i + 1]))
+            n = int(lines[i + 3])
+            rows = sorted((int(w[0]), [float(x) for x in w[2:5]]) for w in (r.split() for r in lines[i + 9:i + 9 + n]))
+            frames.append([x for _, x in rows])
+    return steps, np.array(frames)
+
+
+@pytest.mark.parametrize("case", ["dump_after_reset", "dump_after"])
+def test_a_dump_defined_after_the_minimize_is_the_runs(case, tmp_path, monkeypatch):
+    """`dump` after the minimize (after reset_timestep 0: N = 5, the run's start step 0 a multiple;
+    without: N = 3 from the step the minimize stopped at, 5): LAMMPS' frames, none of the
+    minimize's, the first at the run's start step when N divides it (and numdp's of the run's
+    last step, off the cadence: docs/lammps-input.md); each frame's positions as LAMMPS' to
+    POS_TOL (LAMMPS' %.15g adds 1e-14 Å), as the run's thermo lines and final state."""
+    ref = np.load(FIXTURES / f"{case}.npz")
+    folder = _folder(tmp_path, str(ref["data"]))
+    _run(folder, HEAD.format(data=ref["data"]) + str(ref["body"]), monkeypatch)
+    _compare(folder, ref)
+    steps, x = _dump_frames(folder / "traj.dump")
+    last = int(ref["run"][-1, 0])   # numdp's frame of the run's last step, off the cadence too (docs)
+    assert steps == sorted(set(ref["frames"].tolist()) | {last})
+    box = ref["box"]
+    d = x[[steps.index(k) for k in ref["frames"].tolist()]] - ref["frame_x"]
+    d -= np.round(d / box) * box   # (both wrapped into the cell: an atom may sit at opposite faces)
+    assert np.abs(d).max() <= POS_TOL
+
+
+def test_a_dump_after_the_minimize_starts_anew(tmp_path, monkeypatch, capsys):
+    """The run after the minimize restarts from ROOT.minimized.h5, yet a dump defined after the
+    minimize is new: a file of that name from an earlier run of the script is kept as #FILE.1#
+    (not continued: a restart would cut it back to the start step and append), and the run
+    writes its own first frame again."""
+    folder = _folder(tmp_path, "water.data")
+    script = (HEAD.format(data="water.data") + "minimize 0 1e-3 3 1000\nreset_timestep 0\nfix 1 all nve\n"
+              "dump 1 all custom 2 traj.dump id type x y z\nrun 4\n")
+    _run(folder, script, monkeypatch)
+    first = (folder / "traj.dump").read_text()
+    assert _dump_frames(folder / "traj.dump")[0] == [0, 2, 4]
+    capsys.readouterr()
+    _run(folder, script, monkeypatch)
+    assert "#traj.dump.1#" in capsys.readouterr().out
+    assert (folder / "#traj.dump.1#").read_text() == first
+    assert (folder / "traj.dump").read_text() == first   # the same run again: the same frames
+
+
+def test_what_a_dump_after_the_minimize_cannot_be(tmp_path):
+    """A second dump (one before the minimize, one after), reset_timestep after such a dump
+    (LAMMPS refuses it too), a minimize after it (the dump belongs to the run after the last
+    minimize): one line each.  A file per frame takes reset_timestep after it (LAMMPS too)."""
+    assert "a second dump (1 is one, defined before the minimize)" in refusal(
+        tmp_path, "dump 1 all atom 5 a.dump\nminimize 0 1e-3 5 1000\ndump 2 all atom 5 b.dump\nfix 1 all nve\n"
+        "run 10\n")
+    assert "Cannot reset timestep with active dump" in refusal(
+        tmp_path, "minimize 0 1e-3 5 1000\ndump 1 all atom 5 d.dump\nreset_timestep 0\nfix 1 all nve\nrun 10\n")
+    assert "belongs to the run after the last minimize" in refusal(
+        tmp_path, "minimize 0 1e-3 5 1000\ndump 1 all atom 5 d.dump\nminimize 0 1e-3 5 1000\nfix 1 all nve\n"
+        "run 10\n")
+    tr = translate(HEAD.format(data="water.data") + "minimize 0 1e-3 5 1000\ndump 1 all custom 5 t/*.dump id x\n"
+                   "dump_modify 1 sort id\nreset_timestep 0\nfix 1 all nve\nrun 10\n", "in.lammps", {}, tmp_path)
+    assert tr.md_start.dump == "t/*.dump" and tr.md_start.step == 0
+    assert tr.tables["output"]["trajectory"] == ""   # the minimize's: no dump
+    assert tr.later[0][0]["output"]["trajectory"] == "t/*.dump"
+
+
+def test_a_restarted_frame_series_knows_its_start_frame(tmp_path):
+    """A restart of a one-file-per-frame dump (traj/*.lammpstrj) finds the file of its start step
+    (the run's loop then writes that frame once; only a run whose trajectory is new, as numdp
+    lmp's dump after a minimize, writes it at its start)."""
+    from numdp.io.trajectory import open_trajectory
+
+    path = tmp_path / "traj" / "*.lammpstrj"
+    path.parent.mkdir()
+    box = np.eye(3) * 5.0
+    w = open_trajectory("lammps-dump", path, np.array([0, 1]), np.ones(2), ["O", "H"], ("position",), True,
+                        "eV Angstrom-1")
+    for step in (0, 5):
+        w.append(step, 0.0, np.zeros((2, 3)) + step * 0.1, None, None, box, {})
+    w.close()
+    again = open_trajectory("lammps-dump", path, np.array([0, 1]), np.ones(2), ["O", "H"], ("position",), True,
+                            "eV Angstrom-1", resume_after=5)
+    assert again.last_step() == 5
+    again.close()
+    fresh = open_trajectory("lammps-dump", path, np.array([0, 1]), np.ones(2), ["O", "H"], ("position",), True,
+                            "eV Angstrom-1", resume_after=7)
+    assert fresh.last_step() is None
+    fresh.close()

@@ -7,13 +7,16 @@ graph; the start structures are tests/data/lammps_nh/water.data (192 water atoms
 and OUT/water_rest.data, written here: the same without its Velocities section.
 
     python tools/make_lmp_min_run_fixtures.py [--lmp /tmp/dpk/bin/lmp] [--dp /tmp/dpk/bin/dp] [--tf /tmp/tf221]
+        [--cases NAME ...]   (only these cases; the stored ones were made before the dump_after* cases)
 
 For each case of CASES LAMMPS runs HEAD (with the case's data file) and the case's lines, then
 `write_data final.data`; OUT/CASE.npz holds `data` (the start file), `body` (the case's lines, as
 numdp lmp is given them with model.dp for model.pb), `run` (the thermo table of the run: step pe ke
 press vol, %.15g), `minimize` (the minimize's), `x` (N, 3) Å unwrapped (write_data's x + image
 flags times the cell) and `v` (N, 3) Å/ps in id order, `box` (3,) Å (lx, ly, lz), `frames` the
-steps of traj.dump's frames (none: empty).
+steps of traj.dump's frames (none: empty), and for the cases of DUMP_X `frame_x` (frames, N, 3) Å,
+the dump's x y z in id order (LAMMPS writes them with `dump_modify 1 format float %.15g`, a line
+numdp lmp is not given: numdp writes every digit).
 """
 from __future__ import annotations
 
@@ -48,7 +51,37 @@ CASES = {
     "data_velocities": ("water.data", "dump 1 all custom 5 traj.dump id x y z\n" + MIN + NVT),
     "box_relax_npt": ("water.data", "fix 2 all box/relax iso 0.0 vmax 0.001\n" + MIN + "unfix 2\n"
                       "fix 1 all npt temp 300 300 0.01 iso 1000 1000 0.05\nrun 20\n"),
+    # a dump defined after the minimize: the run's (LAMMPS writes its first frame at the run's
+    # start step when N divides it, then every N steps), none of the minimize's
+    "dump_after_reset": ("water.data", MIN + "reset_timestep 0\nfix 1 all nvt temp 300 300 0.01\n"
+                         "dump 1 all custom 5 traj.dump id type x y z\nrun 20\n"),
+    "dump_after": ("water.data", MIN + "fix 1 all nvt temp 300 300 0.01\n"
+                   "dump 1 all custom 3 traj.dump id type x y z\nrun 20\n"),
 }
+DUMP_X = ("dump_after_reset", "dump_after")
+PRECISE = "dump_modify 1 format float %.15g\n"   # after the case's `dump 1` line, for LAMMPS only
+
+
+def lammps_body(name: str, body: str) -> str:
+    """The lines LAMMPS runs for the case `name`: its body, with PRECISE after the dump of DUMP_X."""
+    if name not in DUMP_X:
+        return body
+    lines = body.splitlines(keepends=True)
+    k = next(i for i, ln in enumerate(lines) if ln.startswith("dump 1 "))
+    return "".join(lines[:k + 1] + [PRECISE] + lines[k + 1:])
+
+
+def dump_frames(path: Path) -> tuple[list[int], np.ndarray]:
+    """(steps, x y z (frames, N, 3) in id order) of LAMMPS' dump `path` (columns id type x y z)."""
+    lines = path.read_text().splitlines()
+    steps, frames = [], []
+    for i, ln in enumerate(lines):
+        if ln == "ITEM: TIMESTEP":
+            steps.append(int(lines[i + 1]))
+            n = int(lines[i + 3])
+            rows = sorted((int(w[0]), [float(x) for x in w[2:5]]) for w in (r.split() for r in lines[i + 9:i + 9 + n]))
+            frames.append([x for _, x in rows])
+    return steps, np.array(frames)
 
 
 def read_final(path: Path):
@@ -76,28 +109,35 @@ def read_final(path: Path):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     lammps_oracle.add_arguments(parser, dp=True, tf=True)
+    parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES),
+                        help="the cases to make (default: all)")
     args = parser.parse_args()
     starts = {"water.data": WATER.read_text()}   # data file name: its text
     starts["water_rest.data"] = lammps_oracle.without_velocities(starts["water.data"])
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "water_rest.data").write_text(starts["water_rest.data"])
+    rest = OUT / "water_rest.data"
+    if not rest.exists() or rest.read_text() != starts["water_rest.data"]:   # (the stored file: left as it is)
+        rest.write_text(starts["water_rest.data"])
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         lammps_oracle.graph(args.dp, MODEL, work, args.tf)
         for data, text in starts.items():
             (work / data).write_text(text)
-        for name, (data, body) in CASES.items():
+        for name in args.cases:
+            data, body = CASES[name]
             (work / "traj.dump").unlink(missing_ok=True)
-            log = lammps_oracle.run(args.lmp, work, HEAD.format(data=data) + body + "write_data final.data\n",
-                                    tf=args.tf)
+            log = lammps_oracle.run(args.lmp, work, HEAD.format(data=data) + lammps_body(name, body)
+                                    + "write_data final.data\n", tf=args.tf)
             (_, minimize), (_, run) = thermo_blocks(log)
             x, v, box = read_final(work / "final.data")
-            frames = []
+            frames, extra = [], {}
             if (work / "traj.dump").exists():
                 dump = (work / "traj.dump").read_text().splitlines()
                 frames = [int(dump[i + 1]) for i, ln in enumerate(dump) if ln == "ITEM: TIMESTEP"]
+            if name in DUMP_X:
+                frames, extra["frame_x"] = dump_frames(work / "traj.dump")
             np.savez_compressed(OUT / f"{name}.npz", data=data, body=body, run=run, minimize=minimize, x=x, v=v,
-                                box=box, frames=np.array(frames, dtype=np.int64))
+                                box=box, frames=np.array(frames, dtype=np.int64), **extra)
             print(name, "written", lammps_oracle.minimize_end(log))
 
 

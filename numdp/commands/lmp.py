@@ -259,13 +259,15 @@ def _write_md_start(tr, k: int) -> int:
     checkpoint at the step it stopped at (or reset_timestep's), with LAMMPS' velocities (velocity
     create's drawn as numdp draws them, else the data file's Velocities, replicated as the atoms,
     else zero), the run's seed, no minimizer variables; an earlier file of that name kept as
-    #FILE.N#.  Returns the step the minimize stopped at."""
+    #FILE.N#, and so the files of a dump defined after the minimize (MdStart.dump: the run starts
+    it anew, where a restart would go on from them).  Returns the step the minimize stopped at."""
     from pathlib import Path
 
     import numpy as np
 
     from ..io.backup import Backups
     from ..io.h5md import read_checkpoint, write_checkpoint
+    from ..io.series import is_series, series_files
     from ..io.structure import read_structure
     from ..md.start import maxwell_boltzmann
     from ..signals import StdoutGuard
@@ -286,10 +288,12 @@ def _write_md_start(tr, k: int) -> int:
         if v is not None:   # replica r of atom i has id r * n + i (numdp.md.start.ReplicatedAtoms)
             tiled = np.tile(np.asarray(v, float), (int(np.prod(start.replicate)), 1))
             state.velocities = np.ascontiguousarray(tiled[state.ids])
-    with Backups.move([Path(start.file)], "the existing") as backups:
+    dump = [] if start.dump is None else series_files(start.dump) if is_series(start.dump) else [Path(start.dump)]
+    with Backups.move([Path(start.file)] + dump, "the existing") as backups:
         write_checkpoint(start.file, state, {})
     if backups.moved:   # (as every output numdp replaces: nothing lost silently)
-        print(f"numdp lmp: the run's start {start.file}; {backups.line()}", file=StdoutGuard(), flush=True)
+        print(f"numdp lmp: the run's start {start.file}" + (f" and dump {start.dump}" if start.dump else "")
+              + f"; {backups.line()}", file=StdoutGuard(), flush=True)
     return stop
 
 

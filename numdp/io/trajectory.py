@@ -510,6 +510,8 @@ class LammpsDumpSeries(LammpsDumpWriter):
 
     def _open(self, resume_after: int | None) -> None:
         self.fh = None
+        if resume_after is not None and self.frame_path(resume_after).is_file():
+            self._last = resume_after   # a restart: its start frame is there (written once)
 
     def frame_path(self, step: int) -> Path:
         """The file of the frame at `step`."""

@@ -230,6 +230,10 @@ class MdStart:
     data_file: str | None        # the data file whose Velocities the atoms keep (None: zero)
     replicate: tuple[int, int, int] = (1, 1, 1)
     minimize_timestep: float | None = None   # ps, the timestep at the minimize (None: `timestep`'s)
+    dump: str | None = None
+    """The file of a dump defined after the minimize (None: none, or one that goes on from before
+    it): the run starts it anew, its first frame at the start step when N divides it (LAMMPS'
+    Output::setup); numdp lmp keeps an earlier file of that name as #FILE.N#."""
 
     def time(self, stop: int) -> float:
         """LAMMPS' time (ps) at the run's start, the minimize having stopped at step `stop`: its
@@ -457,6 +461,7 @@ class _Translator:
         self.final: dict[str, float] | None = None   # FINAL_KEYWORDS' values after the runs (`Epilogue`)
         self.minimize_stop: int | None = None   # the step the minimize before a run stopped at, once known
         self.md_start: MdStart | None = None    # the start of the run after the minimize (`_after_minimize`)
+        self.dump_after_minimize = False   # the dump was defined after the minimize (MdStart.dump)
 
     def keyword(self, name: str) -> float | None:
         """The thermo keywords a formula may hold: dt (the timestep; LAMMPS' manual writes fix nvt's
@@ -495,9 +500,11 @@ class _Translator:
     def __call__(self, c: Command) -> None:
         if self.ran and c.name not in _BETWEEN_RUNS + ("minimize",) \
                 and not (c.name == "velocity" and (c.args[1:] == ("zero", "linear") or self.s.minimize is not None)) \
-                and not (c.name in ("dump", "dump_modify") and self.reopen is not None):   # after undump
+                and not (c.name in ("dump", "dump_modify") and self.reopen is not None) \
+                and not (self.s.minimize is not None and (c.name == "dump" or (c.name == "dump_modify"
+                                                                              and self.dump_after_minimize))):
             what = "minimize" if self.s.minimize is not None else "run"
-            extra = ", velocity all create" if self.s.minimize is not None else ", velocity all zero linear"
+            extra = ", velocity all create, dump" if self.s.minimize is not None else ", velocity all zero linear"
             raise Refused(f"after a {what}, numdp lmp accepts only {', '.join(_BETWEEN_RUNS)}{extra} (a later run "
                           f"continues from the state the run before ended with)")
         if c.name in ("run", "minimize") and self.reopen is not None:
@@ -763,6 +770,9 @@ class _Translator:
         n = _integer(c.args[0], "N")
         if self.ran and self.s.minimize is not None:
             if self.s.dump is not None and self.reopen is None:   # (after `undump ID` it is inactive)
+                if MARK in Path(self.s.dump.file).name and self.dump_after_minimize:   # no minimize frames
+                    self.s.reset_step = n
+                    return
                 if MARK in Path(self.s.dump.file).name:   # LAMMPS takes it (a file per frame)
                     raise Refused(f"reset_timestep with dump {self.s.dump_id} ({self.s.dump.file}, a file per frame) "
                                   f"defined: numdp's dump goes on over the runs and would drop the minimize's frames "
@@ -1281,14 +1291,16 @@ class _Translator:
     def _dump(self, c: Command) -> None:
         self._need_box("dump")
         _all_group(c.args, "dump", self.groups)
-        if self.s.dump is not None and not self.ran:
-            raise Refused(f"a second dump ({self.s.dump_id} is one); numdp writes one trajectory")
+        if self.s.dump is not None and self.reopen is None:
+            raise Refused(f"a second dump ({self.s.dump_id} is one{', defined before the minimize' if self.ran and not self.dump_after_minimize else ''}"
+                          f"); numdp writes one trajectory")
         dump = self._dump_spec(c)
-        if self.ran:
+        if self.reopen is not None:
             self._redump(c.args[0], dump)
             return
         self.s.dump = dump
         self.s.dump_id, self.s.dump_line = c.args[0], (c.file, c.line)
+        self.dump_after_minimize = self.ran   # (__call__: after a run only between a minimize and a run)
 
     def _dump_spec(self, c: Command) -> Dump:
         """The Dump of a `dump ID all STYLE N FILE ...` line."""
@@ -1373,7 +1385,7 @@ class _Translator:
                 if value != "yes":
                     raise Refused(self.reopen.pending())
                 self.reopen = None
-            elif self.ran:   # (__call__: only after an undump)
+            elif self.ran and not self.dump_after_minimize:   # (__call__: only after an undump)
                 raise Refused(f"dump_modify {key} after undump {c.args[0]}: give the same `dump {c.args[0]} ...` "
                               f"first, then `dump_modify {c.args[0]} append yes`")
             elif self.s.restart_file is None and value == "yes":
@@ -1473,7 +1485,7 @@ class _Translator:
             raise Refused("run after min_style fire: LAMMPS' atoms start the run with FIRE's last velocities, "
                           "which numdp's FIRE does not keep (it ends at rest); add `velocity all create T SEED` "
                           "after the minimize, or use min_style cg")
-        if s.reset_step is not None and s.dump is not None:
+        if s.reset_step is not None and s.dump is not None and not self.dump_after_minimize:
             raise Refused(f"run after reset_timestep {s.reset_step} with dump {s.dump_id} (re-opened after undump): "
                           f"numdp's dump goes on over the runs and would drop the minimize's frames after step "
                           f"{s.reset_step}; leave out the reset_timestep, or the dump")
@@ -1487,7 +1499,8 @@ class _Translator:
         minimized = self.runs[-1] if self.runs else self.first   # the state at the last minimize
         self.md_start = MdStart(len(self.runs), f"{stem}.minimized.h5", s.reset_step, s.timestep,
                                 None if s.velocity is None else (lammps_kelvin(s.velocity[0]), s.velocity[1]),
-                                s.data_file if s.created is None else None, s.replicate, minimized.timestep)
+                                s.data_file if s.created is None else None, s.replicate, minimized.timestep,
+                                s.dump.file if self.dump_after_minimize else None)
         s.continues = self.md_start.file
         s.minimize = None
         s.steps = start
@@ -1545,6 +1558,9 @@ class _Translator:
         if maxeval < maxiter and self.s.min_style == "fire":   # LAMMPS' FIRE never checks maxeval
             self.note(f"minimize maxeval {maxeval} < maxiter {maxiter}: min_style fire does not stop on "
                       f"maxeval (as LAMMPS)")
+        if self.ran and self.dump_after_minimize:
+            raise Refused(f"minimize after dump {self.s.dump_id}, which is defined after a minimize: numdp's dump "
+                          f"belongs to the run after the last minimize; define it there, or before the first")
         if self.ran:   # a minimize after a minimize: a new one from the state the one before ended with
             self._next_minimize(etol, ftol, maxiter, maxeval)
             return

@@ -203,8 +203,10 @@ class Simulation:
         wanting = [r for r in self.reporters if r.wants(step)
                    or (initial and isinstance(r, ThermoReporter))]  # LAMMPS: every run's first step
         if initial:  # no checkpoint at the start; no frame or deviation row twice after a restart
+            # (a restart's trajectory holds the start frame unless it is new: numdp lmp's dump after a minimize)
             wanting = [r for r in wanting if not isinstance(r, CheckpointReporter)
-                       and not (isinstance(r, (TrajectoryReporter, DeviationReporter)) and self.restarted)]
+                       and not (isinstance(r, DeviationReporter) and self.restarted)
+                       and not (isinstance(r, TrajectoryReporter) and self.restarted and r.last_step == step)]
         if wanting:
             snap = self._snapshot()
             for r in wanting:
