@@ -82,3 +82,5 @@ def test_tilts_of_an_orthogonal_box_refused_as_lammps(tmp_path):
     assert _box(tmp_path, "tri 0.0", triclinic=False)["coupling"] == "triclinic"   # the data file's xy xz yz line
     (tmp_path / "ortho").mkdir()
     assert _box(tmp_path / "ortho", "aniso 0.0", triclinic=False)["coupling"] == "anisotropic"
+    # LAMMPS' box without tilts scales none: scalexy no there changes nothing (refused with tilts: above)
+    assert _box(tmp_path / "ortho", "aniso 0.0 scalexy no scaleyz no", triclinic=False)["coupling"] == "anisotropic"

@@ -1045,7 +1045,7 @@ class _Translator:
         if scaled:
             raise Refused(f"fix box/relax relaxing the {scaled[0]} tilt and scaling it (scale{scaled[0]} yes): LAMMPS "
                           f"refuses both at once")
-        if not tilts and not all(scale.values()):
+        if not tilts and not all(scale.values()) and self._triclinic_box():   # (no tilts to scale otherwise)
             unscaled = next(k for k, on in scale.items() if not on)
             raise Refused(f"fix box/relax scale{unscaled} no: numdp scales the tilts with the lengths (LAMMPS' "
                           f"default)")
