@@ -26,7 +26,7 @@ from numdp.errors import InputError
 from numdp.io.h5md import read_frame
 from numdp.lammps.translate import translate
 
-from lammps_log import thermo_blocks
+from lammps_log import dump_frames, thermo_blocks
 
 DATA = Path(__file__).parent / "data"
 FIXTURES = DATA / "lmp_min_run"
@@ -161,19 +161,6 @@ def test_a_second_script_run_keeps_the_first_runs_start_and_says_so(tmp_path, mo
     assert (folder / "#checkpoint.minimized.h5.1#").read_bytes() == first
 
 
-def _dump_frames(path: Path) -> tuple[list[int], np.ndarray]:
-    """(steps, x y z (frames, N, 3) in id order) of the lammps-dump `path` (columns id type x y z)."""
-    lines = path.read_text().splitlines()
-    steps, frames = [], []
-    for i, ln in enumerate(lines):
-        if ln == "ITEM: TIMESTEP":
-            steps.append(int(lines[i + 1]))
-            n = int(lines[i + 3])
-            rows = sorted((int(w[0]), [float(x) for x in w[2:5]]) for w in (r.split() for r in lines[i + 9:i + 9 + n]))
-            frames.append([x for _, x in rows])
-    return steps, np.array(frames)
-
-
 @pytest.mark.parametrize("case", ["dump_after_reset", "dump_after"])
 def test_a_dump_defined_after_the_minimize_is_the_runs(case, tmp_path, monkeypatch):
     """`dump` after the minimize (after reset_timestep 0: N = 5, the run's start step 0 a multiple;
@@ -185,7 +172,7 @@ def test_a_dump_defined_after_the_minimize_is_the_runs(case, tmp_path, monkeypat
     folder = _folder(tmp_path, str(ref["data"]))
     _run(folder, HEAD.format(data=ref["data"]) + str(ref["body"]), monkeypatch)
     _compare(folder, ref)
-    steps, x = _dump_frames(folder / "traj.dump")
+    steps, x = dump_frames(folder / "traj.dump")
     last = int(ref["run"][-1, 0])   # numdp's frame of the run's last step, off the cadence too (docs)
     assert steps == sorted(set(ref["frames"].tolist()) | {last})
     box = ref["box"]
@@ -204,7 +191,7 @@ def test_a_dump_after_the_minimize_starts_anew(tmp_path, monkeypatch, capsys):
               "dump 1 all custom 2 traj.dump id type x y z\nrun 4\n")
     _run(folder, script, monkeypatch)
     first = (folder / "traj.dump").read_text()
-    assert _dump_frames(folder / "traj.dump")[0] == [0, 2, 4]
+    assert dump_frames(folder / "traj.dump")[0] == [0, 2, 4]
     capsys.readouterr()
     _run(folder, script, monkeypatch)
     assert "#traj.dump.1#" in capsys.readouterr().out

@@ -31,7 +31,7 @@ import lammps_oracle
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from lammps_log import thermo_blocks  # noqa: E402  (tests/lammps_log.py: the tests read logs so too)
+from lammps_log import dump_frames, thermo_blocks  # noqa: E402  (tests/lammps_log.py: the tests read logs so too)
 
 OUT = ROOT / "tests" / "data" / "lmp_min_run"
 MODEL = ROOT / "tests" / "data" / "tensorflow" / "tf_one_side_f64.dp"
@@ -69,19 +69,6 @@ def lammps_body(name: str, body: str) -> str:
     lines = body.splitlines(keepends=True)
     k = next(i for i, ln in enumerate(lines) if ln.startswith("dump 1 "))
     return "".join(lines[:k + 1] + [PRECISE] + lines[k + 1:])
-
-
-def dump_frames(path: Path) -> tuple[list[int], np.ndarray]:
-    """(steps, x y z (frames, N, 3) in id order) of LAMMPS' dump `path` (columns id type x y z)."""
-    lines = path.read_text().splitlines()
-    steps, frames = [], []
-    for i, ln in enumerate(lines):
-        if ln == "ITEM: TIMESTEP":
-            steps.append(int(lines[i + 1]))
-            n = int(lines[i + 3])
-            rows = sorted((int(w[0]), [float(x) for x in w[2:5]]) for w in (r.split() for r in lines[i + 9:i + 9 + n]))
-            frames.append([x for _, x in rows])
-    return steps, np.array(frames)
 
 
 def read_final(path: Path):
