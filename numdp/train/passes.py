@@ -702,7 +702,10 @@ class ModelPasses:
                 if p1 == p0:
                     continue
                 x = rt[p0:p1, 0]
-                rows = K.merge_inputs(x, np.argsort(x), p0, self.merge_tol, tm.xu, tm.ustart, mem, nu)
+                # stable: timsort takes the centres' lists, each already in ascending r (descending x), as
+                # runs (copper 0.07 ms against quicksort's 0.27), and orders a row's members by pair
+                rows = K.merge_inputs(x, np.argsort(x, kind="stable"), p0, self.merge_tol, tm.xu, tm.ustart,
+                                      mem, nu)
                 tm.groups.append((t, k, nu, nu + rows))
                 nu += rows
         # every pair is some row's member (the spans cover every atom of every block): renumber
