@@ -17,6 +17,16 @@ import math
 import numpy as np
 
 
+def root_mean(sq: float, n: int) -> float:
+    """√(sq / n): the RMS of n terms whose squares sum to sq; nan for none."""
+    return math.sqrt(sq / n) if n else math.nan
+
+
+def mean(total: float, n: int) -> float:
+    """total / n: the mean of n terms summing to total; nan for none."""
+    return total / n if n else math.nan
+
+
 class ErrorSums:
     """Sums of squared and of absolute errors and their counts; `merge` pools two accumulators.
 
@@ -72,24 +82,24 @@ class ErrorSums:
 
     @property
     def rmse_e(self) -> float:
-        return math.sqrt(self.e_sq / self.e_n) if self.e_n else math.nan
+        return root_mean(self.e_sq, self.e_n)
 
     @property
     def rmse_f(self) -> float:
-        return math.sqrt(self.f_sq / self.f_n) if self.f_n else math.nan
+        return root_mean(self.f_sq, self.f_n)
 
     @property
     def rmse_v(self) -> float:
-        return math.sqrt(self.v_sq / self.v_n) if self.v_n else math.nan
+        return root_mean(self.v_sq, self.v_n)
 
     @property
     def mae_e(self) -> float:
-        return self.e_abs / self.e_n if self.e_n else math.nan
+        return mean(self.e_abs, self.e_n)
 
     @property
     def mae_f(self) -> float:
-        return self.f_abs / self.f_n if self.f_n else math.nan
+        return mean(self.f_abs, self.f_n)
 
     @property
     def mae_v(self) -> float:
-        return self.v_abs / self.v_n if self.v_n else math.nan
+        return mean(self.v_abs, self.v_n)

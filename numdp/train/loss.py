@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..model.metrics import ErrorSums
+from ..model.metrics import ErrorSums, mean, root_mean
 
 if TYPE_CHECKING:
     from .passes import PrimalResult
@@ -368,19 +368,19 @@ class LossStats(ErrorSums):
 
     @property
     def rmse_ae(self) -> float:
-        return math.sqrt(self.ae_sq / self.ae_n) if self.ae_n else math.nan
+        return root_mean(self.ae_sq, self.ae_n)
 
     @property
     def rmse_pf(self) -> float:
-        return math.sqrt(self.pf_sq / self.pf_n) if self.pf_n else math.nan
+        return root_mean(self.pf_sq, self.pf_n)
 
     @property
     def mae_ae(self) -> float:
-        return self.ae_abs / self.ae_n if self.ae_n else math.nan
+        return mean(self.ae_abs, self.ae_n)
 
     @property
     def mae_pf(self) -> float:
-        return self.pf_abs / self.pf_n if self.pf_n else math.nan
+        return mean(self.pf_abs, self.pf_n)
 
     def shown(self, name: str) -> float:
         """The figure DeePMD-kit shows as `name` in lcurve.out (numdp.train.report.lcurve_kinds):
@@ -399,7 +399,7 @@ class LossStats(ErrorSums):
             "rmse_v": lambda: self.rmse_v, "rmse_ae": lambda: self.rmse_ae, "rmse_pf": lambda: self.rmse_pf,
             "mae_e": lambda: self.mae_e, "mae_v": lambda: self.mae_v, "mae_ae": lambda: self.mae_ae,
             "mae_pf": lambda: self.mae_pf,
-            "mae_f": lambda: ((self.fnorm_abs / self.fnorm_n if self.fnorm_n else math.nan)
+            "mae_f": lambda: ((mean(self.fnorm_abs, self.fnorm_n))
                               if self.options.f_use_norm else self.mae_f),
         }
         return figures[name]()
