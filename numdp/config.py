@@ -236,6 +236,8 @@ class OutputSettings:
     # None: a minimization's own step pe fnorm fmax
     thermo_header: str = "keywords"  # numdp.md.thermo.HEADERS
     triclinic_bounds: bool = False  # lammps-dump: every box as `BOX BOUNDS xy xz yz` (LAMMPS' triclinic box)
+    box_center: tuple[float, float, float] | None = None  # lammps-dump: LAMMPS' box centre, Å (its corner
+    # there: numdp.io.trajectory.BoxOrigin); None: the box from 0
 
 
 @dataclass
@@ -522,7 +524,8 @@ def _neighbor(t: Table) -> NeighborSettings:
 
 def _output(t: Table, base: Path) -> OutputSettings:
     t.check_keys(("trajectory", "format", "every", "fields", "force_unit", "thermo_every", "log", "checkpoint",
-                  "checkpoint_every", "progress", "columns", "thermo_columns", "thermo_header", "triclinic_bounds"))
+                  "checkpoint_every", "progress", "columns", "thermo_columns", "thermo_header", "triclinic_bounds",
+                  "box_center"))
     thermo_columns = t.data.get("thermo_columns", list(THERMO_DEFAULT))
     if not isinstance(thermo_columns, list) or not thermo_columns \
             or any(not isinstance(c, str) or c not in THERMO_KEYWORDS for c in thermo_columns) \
@@ -562,6 +565,10 @@ def _output(t: Table, base: Path) -> OutputSettings:
         raise t.error("columns", f"only for format = 'lammps-dump' (this is {fmt!r})")
     if t.data.get("triclinic_bounds") is True and fmt != "lammps-dump":
         raise t.error("triclinic_bounds", f"only for format = 'lammps-dump' (this is {fmt!r})")
+    box_center = t.number_list("box_center", None)
+    if box_center is not None and (len(box_center) != 3 or fmt != "lammps-dump"):
+        raise t.error("box_center", f"three numbers (Å), for format = 'lammps-dump' only, got {box_center!r} "
+                                    f"with format {fmt!r}")
     if isinstance(named, str) and FRAME_SERIES_MARK in named and (
             fmt != "lammps-dump" or FRAME_SERIES_MARK in str(Path(named).parent)):
         raise t.error("trajectory", f"a {FRAME_SERIES_MARK!r} (one file per frame) is only for format "
@@ -585,6 +592,7 @@ def _output(t: Table, base: Path) -> OutputSettings:
         thermo_columns=tuple(thermo_columns),
         thermo_header=t.string("thermo_header", "keywords", choices=THERMO_HEADERS),
         triclinic_bounds=t.boolean("triclinic_bounds", False),
+        box_center=None if box_center is None else tuple(float(c) for c in box_center),
     )
 
 

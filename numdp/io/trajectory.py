@@ -44,7 +44,10 @@ Formats (`FORMATS`; `open_trajectory` picks the writer):
     fz``: ``x y z`` are the positions wrapped into the box along its periodic vectors (LAMMPS
     wraps at reneighbouring only, so its ``x`` may lie slightly outside), ``xu yu zu``
     unwrapped.  A `*` in the file name writes one file per frame, the `*` replaced by the step
-    (LAMMPS' dump file name with a `*`; `LammpsDumpSeries`).
+    (LAMMPS' dump file name with a `*`; `LammpsDumpSeries`).  numdp's cell starts at 0; a
+    `BoxOrigin` (numdp lmp: a data file's box from xlo ylo zlo) adds LAMMPS' lower corner to the
+    BOX BOUNDS and to the x y z / xu yu zu columns (the scaled ones stay), so that the dump holds
+    LAMMPS' numbers.
 """
 from __future__ import annotations
 
@@ -82,6 +85,29 @@ DUMP_COLUMNS = {"id": None, "type": None, "element": None, "mass": None,
 the image flags, xu = x + ix a + iy b + iz c; mass: amu)."""
 SCALED_COLUMNS = ("xs", "ys", "zs", "xsu", "ysu", "zsu", "ix", "iy", "iz")
 """The columns defined by the cell (refused without one)."""
+
+
+@dataclass(frozen=True)
+class BoxOrigin:
+    """Where LAMMPS holds the lower corner (xlo, ylo, zlo) of a box numdp holds from 0: at
+    `fixed` - `fraction` * (lx, ly, lz) Å, (lx, ly, lz) the current box's lengths in LAMMPS'
+    frame.  LAMMPS scales a changing box (fix npt, fix box/relax) about a fixed point, by default
+    the box's centre (`fraction` 1/2 of each length below it); numdp about its corner at 0, which
+    is the same cell and the same fractional coordinates, one rigid shift apart.  For a box that
+    never changes the corner is the data file's xlo ylo zlo (`of_box`)."""
+
+    fixed: tuple[float, float, float]   # Å, LAMMPS' fixed point of box changes
+    fraction: tuple[float, float, float] = (0.5, 0.5, 0.5)   # of each box length below it
+
+    @classmethod
+    def of_box(cls, lo, lengths) -> "BoxOrigin":
+        """The origin of a box from `lo` (3,) Å with lengths (lx, ly, lz) (3,) Å, its centre fixed."""
+        return cls(tuple(float(a) + 0.5 * float(b) for a, b in zip(lo, lengths)))
+
+    def corner(self, h: np.ndarray) -> np.ndarray:
+        """(xlo, ylo, zlo) (3,) Å of the box whose LAMMPS cell (lammps_box's lower-triangular
+        rows) is `h` (3, 3) Å."""
+        return np.asarray(self.fixed, dtype=np.float64) - np.asarray(self.fraction, dtype=np.float64) * np.diag(h)
 
 
 def dump_fields(columns) -> tuple[str, ...]:
@@ -154,7 +180,7 @@ def format_of_path(path: Path) -> str | None:
 def open_trajectory(fmt: str, path, species, masses, type_map, fields, periodic,
                     force_unit: str, input_text: str = "", resume_after: int | None = None,
                     natoms: int | None = None, columns: tuple[str, ...] | None = None,
-                    triclinic: bool = False) -> TrajectoryWriter:
+                    triclinic: bool = False, origin: BoxOrigin | None = None) -> TrajectoryWriter:
     """The writer of format `fmt` (see the module docstring) for atoms of model types `species`
     (N,) and `masses` (N,) amu; `fields` selects velocity and force (positions always);
     `periodic`: False (no cell), True (periodic along every cell vector) or three booleans.
@@ -162,11 +188,12 @@ def open_trajectory(fmt: str, path, species, masses, type_map, fields, periodic,
     block (`set_atoms`) before the first frame, where the writer `needs_atoms`.  `columns`: a
     lammps-dump's ATOMS columns (`DUMP_COLUMNS`; None: the default ones); a `*` in a lammps-dump
     file name: one file per frame (`LammpsDumpSeries`); `triclinic`: a lammps-dump box always as
-    LAMMPS' triclinic bounds (`xy xz yz`, zero tilts too)."""
+    LAMMPS' triclinic bounds (`xy xz yz`, zero tilts too); `origin`: a lammps-dump's box corner as
+    LAMMPS' (`BoxOrigin`; None: at 0)."""
     if fmt == "lammps-dump":
         cls = LammpsDumpSeries if FRAME_SERIES_MARK in Path(path).name else LammpsDumpWriter
         return cls(path, species, masses, type_map, fields, resume_after, periodic, natoms, columns=columns,
-                   triclinic=triclinic)
+                   triclinic=triclinic, origin=origin)
     if fmt == "h5md":
         from .h5md import H5MDWriter
 
@@ -401,14 +428,23 @@ class LammpsDumpWriter(_TextWriter):
 
     def __init__(self, path, species, masses, type_map, fields, resume_after: int | None,
                  periodic=True, natoms: int | None = None, columns: tuple[str, ...] | None = None,
-                 triclinic: bool = False):
+                 triclinic: bool = False, origin: BoxOrigin | None = None):
         self.columns = None if columns is None else tuple(columns)   # None: by the fields (module docstring)
         self.triclinic = triclinic   # every box as `BOX BOUNDS xy xz yz` (LAMMPS' triclinic box), zero tilts too
+        self.origin = origin   # LAMMPS' box corner (None: 0)
         if periodic is False and self.columns is not None and set(self.columns) & set(SCALED_COLUMNS):
             raise InputError(f"{path}: dump columns {' '.join(c for c in self.columns if c in SCALED_COLUMNS)}: "
                              f"scaled coordinates and image flags need a cell; this system has none")
         super().__init__(path, species, masses, type_map, fields, resume_after, periodic, natoms)
         self._cell: tuple | None = None   # (H, Q, origin, grown) of the frame being written, see `frame_cell`
+
+    def _frame_cell(self, box) -> tuple:
+        """(H, Q, origin, grown) of `frame_cell` for the frame being written (the cell of `box`,
+        origin 0, where the box holds its atoms), with `self.origin`'s corner added to the origin."""
+        h, q, o, grown = self._cell if self._cell is not None else (*lammps_box(box), np.zeros(3), ())
+        if self.origin is not None:   # (of the cell itself, not of one grown along an open vector)
+            o = o + self.origin.corner(lammps_box(box)[0] if grown else h)
+        return h, q, o, grown
 
     def _columns(self, vel: bool, frc: bool) -> tuple[str, ...]:
         if self.columns is not None:
@@ -423,20 +459,21 @@ class LammpsDumpWriter(_TextWriter):
             out.append("ITEM: BOX BOUNDS ss ss ss\n"
                        + "".join(f"{float_text(lo[d])} {float_text(hi[d])}\n" for d in range(3)))
         else:
-            h, _, o, grown = self._cell if self._cell is not None else (*lammps_box(frame.box), np.zeros(3), ())
+            h, _, o, grown = self._frame_cell(frame.box)
             xy, xz, yz = h[1, 0], h[2, 0], h[2, 1]
             # LAMMPS: p periodic, f fixed, m fixed but grown to hold the atoms
             bounds = " ".join("pp" if f else ("mm" if d in grown else "ff") for d, f in enumerate(self.pbc))
+            moved = bool(grown) or self.origin is not None   # (else the lower bounds are 0.0)
             if xy == 0 and xz == 0 and yz == 0 and not self.triclinic:
                 out.append(f"ITEM: BOX BOUNDS {bounds}\n"
-                           + "".join(f"{float_text(o[d]) if grown else '0.0'} {float_text(o[d] + h[d, d])}\n" for d in range(3)))
+                           + "".join(f"{float_text(o[d]) if moved else '0.0'} {float_text(o[d] + h[d, d])}\n" for d in range(3)))
             else:
                 xlo = o[0] + min(0.0, xy, xz, xy + xz)
                 xhi = o[0] + h[0, 0] + max(0.0, xy, xz, xy + xz)
                 out.append(f"ITEM: BOX BOUNDS xy xz yz {bounds}\n"
                            f"{float_text(xlo)} {float_text(xhi)} {float_text(xy)}\n"
                            f"{float_text(o[1] + min(0.0, yz))} {float_text(o[1] + h[1, 1] + max(0.0, yz))} {float_text(xz)}\n"
-                           f"{float_text(o[2]) if grown else '0.0'} {float_text(o[2] + h[2, 2])} {float_text(yz)}\n")
+                           f"{float_text(o[2]) if moved else '0.0'} {float_text(o[2] + h[2, 2])} {float_text(yz)}\n")
         out.append(f"ITEM: ATOMS {' '.join(self._columns(vel, frc))}\n")
         return "".join(out)
 
@@ -454,6 +491,9 @@ class LammpsDumpWriter(_TextWriter):
                 wrapped = o + scaled @ h if grown else scaled @ h
             else:
                 wrapped = pos
+            if self.origin is not None:   # numdp's coordinates from 0 to LAMMPS' from its corner
+                corner = self.origin.corner(lammps_box(box)[0] if grown else h)
+                pos, wrapped = pos + corner, wrapped + corner
         species = self.species[start:start + len(pos)]
         names = self._names[species]
         arrays = {"wrapped": wrapped, "unwrapped": pos, "scaled": scaled, "scaled_unwrapped": unscaled,

@@ -21,6 +21,7 @@ import numpy as np
 from ..config import FIRE_KEYS, LINE_KEYS
 from ..errors import InputError
 from ..io.series import MARK, is_series, latest_file, series_file
+from ..io.trajectory import BoxOrigin
 from ..units import EV_PER_A3_TO_BAR, KB
 from ..validate import toml_lines
 from .script import Command, FinalState, KeywordUnavailable, Script, is_number
@@ -262,6 +263,9 @@ class Translation:
     """The script's lines after its last run that need the state it ended with (None: none)."""
     md_start: MdStart | None = None
     """The start of the run after the script's minimize (None: no run follows a minimize)."""
+    origin: BoxOrigin | None = None
+    """Where LAMMPS holds the box's lower corner (a data file's box from xlo ylo zlo; None: at 0,
+    as numdp): numdp's positions and bounds plus its corner are LAMMPS'."""
 
     def run(self, k: int) -> tuple[dict, str]:
         """(tables, TOML) of the script's run k (0: the first)."""
@@ -313,13 +317,15 @@ def _velocities_known(s: _State) -> bool:
     return s.velocity is None and s.replicate == (1, 1, 1) and s.min_style != "fire"
 
 
-def final_values(frame: dict, model: str, fparam=None, aparam=None, velocities=None) -> dict[str, float]:
+def final_values(frame: dict, model: str, fparam=None, aparam=None, velocities=None,
+                 origin: BoxOrigin | None = None) -> dict[str, float]:
     """FINAL_KEYWORDS of the state `frame` (numdp.io.h5md.read_frame of a run's final checkpoint)
     with the Deep Potential `model` (its pe and virial evaluated again), as LAMMPS computes them in
     units metal with its constants: pressures in bar = (kinetic + virial tensor) / V * nktv2p,
     temp = 2 ke / ((3N - 3) kB), the box and the tensor in LAMMPS' frame (a along x, b in xy).
     `velocities` (N, 3) Å/ps: those of the atoms in place of the frame's (LAMMPS' minimize leaves
-    the atoms' velocities as they were, and its pressure counts them; numdp's are zero)."""
+    the atoms' velocities as they were, and its pressure counts them; numdp's are zero).
+    `origin`: LAMMPS' box corner (Translation.origin; None: 0), which xlo ... zhi are from."""
     from ..infer import DeepPot
     from ..io.structure import lammps_box
     from ..system import kinetic_tensor
@@ -342,9 +348,11 @@ def final_values(frame: dict, model: str, fparam=None, aparam=None, velocities=N
         return out   # (LAMMPS' pressure of a non-periodic box: numdp lmp refuses it)
     h, q = lammps_box(np.asarray(box, float))
     volume = float(h[0, 0] * h[1, 1] * h[2, 2])
+    lo = np.zeros(3) if origin is None else origin.corner(h)
     tensor = q.T @ (kinetic + virial.reshape(3, 3)) @ q / volume * LAMMPS_NKTV2P
     out.update(press=float(np.trace(tensor)) / 3, vol=volume, lx=h[0, 0], ly=h[1, 1], lz=h[2, 2], xy=h[1, 0],
-               xz=h[2, 0], yz=h[2, 1], xlo=0.0, xhi=h[0, 0], ylo=0.0, yhi=h[1, 1], zlo=0.0, zhi=h[2, 2],
+               xz=h[2, 0], yz=h[2, 1], xlo=lo[0], xhi=lo[0] + h[0, 0], ylo=lo[1], yhi=lo[1] + h[1, 1],
+               zlo=lo[2], zhi=lo[2] + h[2, 2],
                # LAMMPS' pair deepmd takes the off-diagonal virial from the rows below the diagonal
                pxx=tensor[0, 0], pyy=tensor[1, 1], pzz=tensor[2, 2], pxy=tensor[1, 0], pxz=tensor[2, 0],
                pyz=tensor[2, 1])
@@ -359,6 +367,7 @@ class _State:
     boundary: tuple[str, str, str] = ("p", "p", "p")
     atom_style: str = "atomic"
     data_file: str | None = None
+    data_header: "DataHeader | None" = None   # data_file's header, read once at read_data (None: unreadable)
     lattice: tuple[str, float] | None = None     # lattice STYLE SCALE (Å)
     regions: dict[str, tuple[float, ...]] = field(default_factory=dict)   # block bounds, lattice units
     box_region: tuple[tuple[int, int, int], int] | None = None   # create_box: (cells, number of types)
@@ -707,6 +716,7 @@ class _Translator:
         if len(c.args) != 1:
             raise Refused("numdp lmp reads `read_data FILE` without keywords")
         self.s.data_file = c.args[0]
+        self.s.data_header = read_data_header(self.base / c.args[0])
 
     def _read_restart(self, c: Command) -> None:
         from ..io.h5md import checkpoint_problem, read_frame
@@ -1081,7 +1091,17 @@ class _Translator:
         after `change_box all triclinic`, or made by a data file with an `xy xz yz` line; a
         checkpoint of numdp lmp that wrote tilt bounds (read_restart: `_checkpoint_triclinic`)."""
         s = self.s if s is None else s
-        return s.triclinic or (s.data_file is not None and _data_file_triclinic(self.base / s.data_file))
+        return s.triclinic or (s.data_header is not None and s.data_header.triclinic)
+
+    @staticmethod
+    def origin(s: _State) -> BoxOrigin | None:
+        """Where LAMMPS holds the lower corner of the box of the state `s`: a data file's box from
+        its xlo ylo zlo (replicated: the same corner, the box's lengths times the replicas);
+        None: at 0 (a lattice, a numdp checkpoint, a data file at 0 or one numdp could not read)."""
+        header = s.data_header
+        if s.restart_file is not None or header is None or not any(header.lo):
+            return None
+        return BoxOrigin.of_box(header.lo, np.asarray(header.lengths) * np.asarray(s.replicate))
 
     def _recenter(self, fix_id: str, args: list[str], where: tuple) -> None:
         """fix ID all recenter X Y Z with each of X Y Z INIT (the centre of mass where the run
@@ -1744,6 +1764,9 @@ class _Translator:
         else:
             out.update(trajectory=s.dump.file, format="lammps-dump", every=s.dump.every,
                        columns=s.dump.columns)
+            origin = self.origin(s)
+            if origin is not None:   # LAMMPS' corner, where numdp's box starts at 0 (BoxOrigin)
+                out["box_center"] = list(origin.fixed)
             if self._triclinic_box(s):
                 out["triclinic_bounds"] = True   # LAMMPS' box is triclinic, its dump has tilts (zero ones too)
         # thermo 0 (LAMMPS' default): the first and the last step only
@@ -2042,21 +2065,39 @@ def _checkpoint_triclinic(path: Path) -> bool:
     return output.get("triclinic_bounds") is True
 
 
-def _data_file_triclinic(path: Path) -> bool:
-    """Whether the LAMMPS data file `path` has an `xy xz yz` header line (LAMMPS' box is then
-    triclinic, whatever the tilts); False where it cannot be read (numdp run says why)."""
+@dataclass(frozen=True)
+class DataHeader:
+    """What numdp lmp needs of a LAMMPS data file's header: lo (3,) Å, its xlo ylo zlo; lengths
+    (3,) Å, xhi - xlo ...; triclinic: an `xy xz yz` line (LAMMPS' box is then triclinic, whatever
+    the tilts)."""
+
+    lo: tuple[float, float, float]
+    lengths: tuple[float, float, float]
+    triclinic: bool
+
+
+def read_data_header(path: Path) -> DataHeader | None:
+    """The `DataHeader` of the LAMMPS data file `path`; None where it cannot be read or has no
+    `xlo xhi` ... lines (a general triclinic `avec` box; numdp run reads it and says what is wrong)."""
+    bounds: dict[str, tuple[float, float]] = {}
+    triclinic = False
     try:
         with open(path) as fh:
             next(fh, None)   # the title line
             for line in fh:
                 words = line.split("#")[0].split()
                 if words[-3:] == ["xy", "xz", "yz"]:
-                    return True
-                if words and not is_number(words[0]):   # a section (Masses, Atoms, ...): the header is over
-                    return False
+                    triclinic = True
+                elif len(words) == 4 and words[2] in ("xlo", "ylo", "zlo") and all(map(is_number, words[:2])):
+                    bounds[words[2]] = (float(words[0]), float(words[1]))
+                elif words and not is_number(words[0]):   # a section (Masses, Atoms, ...): the header is over
+                    break
     except (OSError, UnicodeDecodeError):
-        pass
-    return False
+        return None
+    if len(bounds) != 3:
+        return None
+    lo_hi = [bounds[k] for k in ("xlo", "ylo", "zlo")]
+    return DataHeader(tuple(lo for lo, _ in lo_hi), tuple(hi - lo for lo, hi in lo_hi), triclinic)
 
 
 def _is_zero(word: str) -> bool:
@@ -2141,7 +2182,7 @@ def translate(text: str, name: str, cli_variables: dict[str, str], base: Path,
         _probe(script, tr, "minimize" in (later[-1] if later else tables))
         epilogue = Epilogue(script, tr)
     return Translation(tables, tr.notices, to_toml(tables, tr.notices, name), tr.writes, tr.s.elements,
-                       [(t, to_toml(t, [], name)) for t in later], epilogue, tr.md_start)
+                       [(t, to_toml(t, [], name)) for t in later], epilogue, tr.md_start, tr.origin(tr.first))
 
 
 def _probe(script: Script, tr: _Translator, minimized: bool) -> None:

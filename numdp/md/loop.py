@@ -312,7 +312,7 @@ class Simulation:
                     if isinstance(r, ThermoReporter) and not r.wants(state.step):
                         r.report(snap)
             if self.trajectory is not None:
-                self.trajectory.write_now(snap)
+                self.trajectory.write_end(snap, end_step)
             if self.checkpoint is not None and self.checkpoint.last_written != state.step:
                 self.checkpoint.write(snap, self.checkpoint.path)
             timers.output += time.perf_counter() - t0

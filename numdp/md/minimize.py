@@ -13,7 +13,9 @@ step (dt0 = [minimize] timestep at the start, kept within [tmin, tmax] dt0) and 
              α = α alphashrink
     P <= 0:  unless `initialdelay` and fewer than `delaystep` iterations were made: α = alpha0 and
              dt = dt dtshrink if that stays >= tmin dt0; more than `vdfmax` such iterations in a row
-             stop the run; `halfstepback`: x -= dt/2 v (then the forces are evaluated there); v = 0
+             stop the run; `halfstepback`: x -= dt/2 v (then the forces are evaluated there); v = 0;
+             this counts as a force evaluation with or without the half step back (LAMMPS
+             evaluates the forces after every reset of v, the first iteration's too)
     h = dt, or dmax / max_ik |v_ik| when an atom would move farther than dmax along x, y or z
              (v: the velocity before the step, or dt F/m after a reset)
     v += h F / m;  v = (1 - α) v + α |v| F̂ when P > 0;  x += h v;  forces at the new positions
@@ -21,7 +23,8 @@ step (dt0 = [minimize] timestep at the start, kept within [tmin, tmax] dt0) and 
 and the run stops after an iteration when (checked in this order, as LAMMPS)
 
 - etol > 0, more than `delaystep` iterations since P was last <= 0, and
-  |E - E_prev| < etol (|E| + |E_prev| + 1e-8 eV) / 2 (E_prev: the energy before this iteration);
+  |E - E_prev| < etol (|E| + |E_prev| + 1e-8 eV) / 2 (E_prev: the energy the last iteration
+  ended with, before any half step back: LAMMPS' eprevious, the summary's next-to-last energy);
 - ftol > 0 and the force norm < ftol ([minimize] norm: the 2-norm of the 3N force vector, the
   largest |F_i|, or the largest component);
 - the step reaches [minimize] steps (the loop's end).
@@ -273,6 +276,7 @@ class FireMinimizer(MinimizerState):
         mix = power > 0.0
         scale_v = scale_f = 0.0
         evaluations = float(m["evaluations"])
+        e_before = state.potential_energy   # LAMMPS' eprevious: not the half step back's energy
         if mix:
             negatives = 0.0
             scale_v = 1.0 - alpha
@@ -300,7 +304,9 @@ class FireMinimizer(MinimizerState):
             state.velocities[:] = 0.0
             if moved:
                 forces(state)
-                evaluations += 1.0
+            # LAMMPS evaluates the forces after every reset of v (its flagv0, the first iteration
+            # too) and counts it; where the atoms did not move that gives the forces they have
+            evaluations += 1.0
         # no atom moves farther than dmax along x, y or z: the velocity now, or dt F/m after a reset
         if mix:
             vmax = largest_component(state.velocities)
@@ -312,7 +318,6 @@ class FireMinimizer(MinimizerState):
         h = dt
         if h * vmax > p.dmax:
             h = p.dmax / vmax
-        e_before = state.potential_energy
         fire_euler_step(state.positions, state.velocities, state.forces, state.masses, h, mix, scale_v, scale_f)
         forces(state)
         evaluations += 1.0

@@ -211,10 +211,13 @@ class TrajectoryReporter:
 
     writer: the TrajectoryWriter (H5MD, extxyz or LAMMPS dump: numdp.io.trajectory) on rank 0, None on the other ranks (which take part in gathering);
     path: the trajectory file; world: the run's ranks; fields: the per-atom fields the file stores
-    ("position", "velocity", "force"; only these are gathered).  Construction is collective."""
+    ("position", "velocity", "force"; only these are gathered); lammps_minimize: the run is a
+    minimization of numdp lmp, whose end frame follows LAMMPS (`write_end`).  Construction is
+    collective."""
 
     def __init__(self, writer: TrajectoryWriter | None, every: int, path=None, world: World | None = None,
-                 fields: tuple[str, ...] = FIELDS):
+                 fields: tuple[str, ...] = FIELDS, lammps_minimize: bool = False):
+        self.lammps_minimize = lammps_minimize
         self.writer = writer
         self.fields = tuple(fields)
         self.every = int(every)
@@ -246,6 +249,16 @@ class TrajectoryReporter:
         """Write a frame unless this step is already the last one in the file."""
         if self.last_step != s.step:
             self.report(s)
+
+    def write_end(self, s: Snapshot, end_step: int) -> None:
+        """The frame of a run's end, `s` at the step the run ended at (its `end_step`, or the step
+        a minimization stopped at): numdp writes it off the cadence too; a minimization of numdp
+        lmp (`lammps_minimize`) as LAMMPS' Min::run, which writes the output of the step a
+        minimize stopped at before its last iteration (etol, ftol, maxeval) and none more at
+        MAXITER (the last iteration: its frame only on the cadence)."""
+        if self.lammps_minimize and s.step == end_step and not self.wants(s.step):
+            return
+        self.write_now(s)
 
     def close(self) -> None:
         if self.writer is not None:

@@ -32,7 +32,7 @@ from ..errors import InputError
 from ..io.backup import Backups, prepare_outputs
 from ..io.h5md import is_checkpoint
 from ..io.series import series_files
-from ..io.trajectory import open_trajectory
+from ..io.trajectory import BoxOrigin, open_trajectory
 from ..parallel.device_comm import bind_rank_gpu
 from ..parallel.distribute import GlobalAtoms, scatter_state
 from ..parallel.domain import Domain, check_grid, choose_grid, describe_grid
@@ -237,11 +237,13 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
                                              out.force_unit, settings.text,
                                              resume_after=state.step if restarted else None,
                                              natoms=state.natoms_global, columns=out.columns,
-                                             triclinic=out.triclinic_bounds)
+                                             triclinic=out.triclinic_bounds,
+                                             origin=None if out.box_center is None else BoxOrigin(out.box_center))
         trajectory = None
         if out.trajectory is not None and not idle:
             _give_atoms(writer, state, world)
-            trajectory = TrajectoryReporter(writer, out.every, out.trajectory, world, out.fields)
+            trajectory = TrajectoryReporter(writer, out.every, out.trajectory, world, out.fields,
+                                            lammps_minimize=settings.lammps and mini is not None)
             reporters.append(trajectory)
         devi = settings.model_devi
         if devi is not None and not idle:
