@@ -236,8 +236,9 @@ class OutputSettings:
     # None: a minimization's own step pe fnorm fmax
     thermo_header: str = "keywords"  # numdp.md.thermo.HEADERS
     triclinic_bounds: bool = False  # lammps-dump: every box as `BOX BOUNDS xy xz yz` (LAMMPS' triclinic box)
-    box_center: tuple[float, float, float] | None = None  # lammps-dump: LAMMPS' box centre, Å (its corner
-    # there: numdp.io.trajectory.BoxOrigin); None: the box from 0
+    box_center: tuple[float, float, float] | None = None  # LAMMPS' box centre, Å, where LAMMPS' box is not
+    # from 0: a lammps-dump's bounds and x/xu columns and the thermo columns xlo ... zhi from its corner
+    # (numdp.io.trajectory.BoxOrigin); None: the box from 0
 
 
 @dataclass
@@ -566,9 +567,8 @@ def _output(t: Table, base: Path) -> OutputSettings:
     if t.data.get("triclinic_bounds") is True and fmt != "lammps-dump":
         raise t.error("triclinic_bounds", f"only for format = 'lammps-dump' (this is {fmt!r})")
     box_center = t.number_list("box_center", None)
-    if box_center is not None and (len(box_center) != 3 or fmt != "lammps-dump"):
-        raise t.error("box_center", f"three numbers (Å), for format = 'lammps-dump' only, got {box_center!r} "
-                                    f"with format {fmt!r}")
+    if box_center is not None and len(box_center) != 3:
+        raise t.error("box_center", f"three numbers (Å), got {box_center!r}")
     if isinstance(named, str) and FRAME_SERIES_MARK in named and (
             fmt != "lammps-dump" or FRAME_SERIES_MARK in str(Path(named).parent)):
         raise t.error("trajectory", f"a {FRAME_SERIES_MARK!r} (one file per frame) is only for format "

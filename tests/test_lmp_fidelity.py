@@ -27,6 +27,8 @@ from numdp.io.trajectory import LammpsDumpWriter
 from numdp.lammps.translate import translate
 from numdp.md.reporters import TrajectoryReporter
 
+from lammps_log import thermo_blocks
+
 DATA = Path(__file__).parent / "data"
 FIXTURES = DATA / "lmp_fidelity"
 MODEL = DATA / "tensorflow" / "tf_one_side_f64.dp"
@@ -198,3 +200,73 @@ def test_numdp_lmp_dumps_a_box_off_the_origin_as_lammps(box, d, tmp_path, monkey
         f = np.linalg.solve(h.T, diff.T).T
         diff = (f - np.round(f)) @ h
     assert np.abs(diff).max() <= POS_TOL
+
+
+def _data_file(path: Path):
+    """(bounds (4, 3): xlo xhi / ylo yhi / zlo zhi / xy xz yz, coordinates (n, 3), image flags
+    (n, 3)) of a LAMMPS data file's atoms in id order (as the fixture tool reads LAMMPS')."""
+    lines = path.read_text().splitlines()
+    bounds = np.zeros((4, 3))
+    for ln in lines:
+        w = ln.split()
+        for k, key in enumerate(("xlo", "ylo", "zlo")):
+            if w[2:3] == [key]:
+                bounds[k, :2] = [float(w[0]), float(w[1])]
+        if w[3:6] == ["xy", "xz", "yz"]:
+            bounds[3] = [float(v) for v in w[:3]]
+    k = next(i for i, ln in enumerate(lines) if ln.startswith("Atoms"))
+    rows = []
+    for ln in lines[k + 2:]:
+        if not ln.strip():
+            break
+        rows.append([float(v) for v in ln.split()] + [0.0] * (8 - len(ln.split())))
+    rows = np.array(sorted(rows))
+    return bounds, rows[:, 2:5], rows[:, 5:8]
+
+
+@pytest.mark.parametrize("box", ["ortho", "tri", "npt"])
+def test_thermo_and_write_data_of_a_box_off_the_origin_as_lammps(box, tmp_path, monkeypatch):
+    """The thermo columns xlo ... zhi at every thermo step and write_data's bounds, coordinates
+    and image flags after the run are LAMMPS' for the box from (-5.3, 2.0, 0.7) (numdp's from 0
+    plus LAMMPS' corner; under fix npt the corner moves with the box about its centre).  Both were
+    numdp's from 0 (5.3 A off in x)."""
+    ref = np.load(FIXTURES / f"origin_{box}.npz")
+    data = FIXTURES / ("ortho.data" if box == "npt" else f"{box}.data")
+    log = _run(tmp_path, data, "thermo 5\nthermo_style custom step pe xlo xhi ylo yhi zlo zhi lx ly lz\n"
+               f"thermo_modify format float %.15g\n{ORIGIN_FIXES[box]}\nrun 10\nwrite_data final.data\n",
+               monkeypatch)
+    (titles, rows), = thermo_blocks(log)
+    assert rows[:, 0].tolist() == ref["thermo"][:, 0].tolist() == [0, 5, 10]
+    for key in ("Xlo", "Xhi", "Ylo", "Yhi", "Zlo", "Zhi"):   # numdp prints 6 decimals (its own formats)
+        k = titles.index(key)
+        assert np.abs(rows[:, k] - ref["thermo"][:, k]).max() <= 0.5e-6 + BOX_TOL, key
+    bounds, x, image = _data_file(tmp_path / "final.data")
+    assert np.abs(bounds - ref["data_bounds"]).max() <= BOX_TOL
+    n = ref["data_x"].shape[0]
+    # an atom within round-off of a face may be wrapped to the other one by either code
+    unwrapped = x[:n] + image[:n] @ np.asarray(read_frame(tmp_path / "checkpoint.h5")["box"], float)
+    lammps = ref["data_x"] + ref["data_image"] @ np.asarray(read_frame(tmp_path / "checkpoint.h5")["box"], float)
+    assert np.abs(unwrapped - lammps).max() <= POS_TOL
+    assert np.abs(x[:n] - ref["data_x"]).max() <= POS_TOL
+
+
+def test_a_box_off_the_origin_keeps_its_corner_after_read_restart(tmp_path, monkeypatch):
+    """A script continued from write_restart's checkpoint (read_restart) dumps and prints the box
+    from LAMMPS' corner, which LAMMPS' restart file keeps: numdp reads it from the [output]
+    box_center of the run input the checkpoint stores.  Under fix nve the box does not change, so
+    the continued dump's bounds are LAMMPS' of the first run."""
+    ref = np.load(FIXTURES / "origin_ortho.npz")
+    _run(tmp_path, FIXTURES / "ortho.data", "fix 1 all nve\nrun 10\nwrite_restart ck.h5\n", monkeypatch)
+    (tmp_path / "in2.lammps").write_text(
+        "units metal\nboundary p p p\natom_style atomic\nread_restart ck.h5\npair_style deepmd model.dp\n"
+        "pair_coeff * *\nneighbor 1.0 bin\ntimestep 0.0005\ndump x all custom 5 x2.dump id type x y z\n"
+        "thermo 5\nthermo_style custom step pe xlo xhi\nfix 1 all nve\nrun 5\n")
+    assert cli_main(["lmp", "-i", "in2.lammps"]) == 0
+    text = (tmp_path / "x2.dump").read_text()
+    first = tmp_path / "x2.first"
+    first.write_text(text[:text.index("ITEM: TIMESTEP", 1)])
+    bounds, _ = _dump_frame(first)
+    assert _dump_steps(first) == [10]
+    assert np.abs(bounds - ref["x_bounds"][-1]).max() <= BOX_TOL
+    titles, rows = thermo_blocks((tmp_path / "log.lammps").read_text())[-1]
+    assert rows[0, 0] == 10 and abs(rows[0, titles.index("Xlo")] - ref["thermo"][-1, 2]) <= 0.5e-6 + BOX_TOL

@@ -122,7 +122,7 @@ def _dump_frames(path: Path) -> list[tuple[int, np.ndarray]]:
 
 def test_read_restart_of_a_run_without_dump_keeps_lammps_triclinic_dump_header(tmp_path, monkeypatch):
     """A data file with an `xy xz yz` line makes LAMMPS' box triclinic, and its restart file keeps it so:
-    a dump after read_restart writes `BOX BOUNDS xy xz yz pp pp pp`.  _checkpoint_triclinic read it
+    a dump after read_restart writes `BOX BOUNDS xy xz yz pp pp pp`.  _checkpoint_output read it
     from the first run's [output] triclinic_bounds, written only when that run had a dump: a first
     run without one gave the continued dump the orthogonal header."""
     from numdp.cli import main as cli_main

@@ -223,7 +223,8 @@ def _write_files(tr, k: int, writes) -> None:
     for w in writes:
         with Backups.move([Path(w.file)], "the existing") as backups:
             if w.kind is WriteKind.DATA:
-                write_frame_lammps_data(w.file, frame, order, comment=f"numdp lmp write_data, step {frame['step']}")
+                write_frame_lammps_data(w.file, frame, order, comment=f"numdp lmp write_data, step {frame['step']}",
+                                        origin=tr.origin)
             else:
                 with atomic_path(Path(w.file)) as tmp:
                     shutil.copyfile(final, tmp)

@@ -492,7 +492,7 @@ def lammps_box(box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def write_lammps_data(path, type_ids, positions, box, masses_by_type=None, comment="numdp",
-                      velocities=None, pbc=(True, True, True)) -> None:
+                      velocities=None, pbc=(True, True, True), origin=None) -> None:
     """Write an `atomic` LAMMPS data file (units metal), as LAMMPS' write_data.
 
     type_ids (N,) 0-based (LAMMPS type = id + 1; the file declares max + 1 types, or
@@ -502,8 +502,10 @@ def write_lammps_data(path, type_ids, positions, box, masses_by_type=None, comme
     image flags when any is non-zero; along a non-periodic vector the box is grown to hold atoms
     that left the cell (a slab; numdp.io.trajectory.frame_cell, as a dump's ``mm`` bounds), its
     origin then no longer 0, so that LAMMPS' read_data assigns every atom; masses_by_type (ntypes,)
-    amu; velocities (N, 3) Å/ps: a Velocities section.  Numbers are written with 17 significant
-    digits (float64 read back exactly, as LAMMPS' write_data's %.16e)."""
+    amu; velocities (N, 3) Å/ps: a Velocities section; origin: LAMMPS' box corner of a fully
+    periodic box (numdp.io.trajectory.BoxOrigin; None: 0), added to the bounds and the positions.
+    Numbers are written with 17 significant digits (float64 read back exactly, as LAMMPS'
+    write_data's %.16e)."""
     from .trajectory import float_text as num, frame_cell
 
     box = np.asarray(box, dtype=np.float64)
@@ -515,6 +517,9 @@ def write_lammps_data(path, type_ids, positions, box, masses_by_type=None, comme
     image = np.where(periodic, np.floor(frac), 0.0)
     moved = np.any(image != 0.0, axis=1)   # the other atoms keep their coordinates bit for bit
     pos[moved] -= image[moved] @ h
+    if origin is not None and periodic.all():   # numdp's box from 0 to LAMMPS' from its corner
+        corner = origin.corner(h)
+        o, pos = o + corner, pos + corner
 
     ntypes = max(int(np.max(type_ids)) + 1, 0 if masses_by_type is None else len(masses_by_type))
     lines = [f"# {comment}", "", f"{len(type_ids)} atoms", f"{ntypes} atom types", ""]
@@ -535,11 +540,12 @@ def write_lammps_data(path, type_ids, positions, box, masses_by_type=None, comme
     Path(path).write_text("\n".join(lines) + "\n")
 
 
-def write_frame_lammps_data(path, frame: dict, lammps_types=None, comment: str = "numdp") -> None:
+def write_frame_lammps_data(path, frame: dict, lammps_types=None, comment: str = "numdp", origin=None) -> None:
     """Write a frame of numdp.io.h5md.read_frame (a checkpoint's, a trajectory's) as a LAMMPS data
     file, atomically.  lammps_types: (ntypes,) the LAMMPS type (0-based) of each model type index
     of the frame's species (default: the same index, numdp's "type 1 = type_map[0]").  Each
-    type's mass is its atoms' (a type without atoms: the standard mass of its element)."""
+    type's mass is its atoms' (a type without atoms: the standard mass of its element); origin:
+    LAMMPS' box corner (`write_lammps_data`)."""
     from ..units import standard_mass
     from .atomic import atomic_path
 
@@ -560,7 +566,7 @@ def write_frame_lammps_data(path, frame: dict, lammps_types=None, comment: str =
                       else standard_mass(name, f"{path}: the mass of type {t + 1}"))
     with atomic_path(path, "LAMMPS data file") as tmp:
         write_lammps_data(tmp, types, frame["positions"], frame["box"], masses, comment,
-                          velocities=frame["velocities"], pbc=frame["pbc"] or (True, True, True))
+                          velocities=frame["velocities"], pbc=frame["pbc"] or (True, True, True), origin=origin)
 
 
 # -- DeePMD npy system and H5MD --------------------------------------------------------------------

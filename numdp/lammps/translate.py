@@ -373,6 +373,7 @@ class _State:
     box_region: tuple[tuple[int, int, int], int] | None = None   # create_box: (cells, number of types)
     created: dict | None = None                  # create_atoms: the [system] lattice table, LAMMPS types
     restart_file: Path | None = None
+    restart_origin: BoxOrigin | None = None   # LAMMPS' box corner of the run that wrote restart_file
     restart_step: int | None = None
     masses: list[tuple[int, int | None, float, tuple]] = field(default_factory=list)
     """the mass commands in order: (first type, last type (None: the last there is), amu, where)"""
@@ -739,7 +740,11 @@ class _Translator:
         frame = read_frame(path)
         self.s.restart_file = path
         self.s.restart_step = int(frame["step"])
-        self.s.triclinic = self.s.triclinic or _checkpoint_triclinic(path)
+        stored = _checkpoint_output(path)
+        self.s.triclinic = self.s.triclinic or stored.get("triclinic_bounds") is True
+        center = stored.get("box_center")
+        if isinstance(center, list) and len(center) == 3 and all(isinstance(v, (int, float)) for v in center):
+            self.s.restart_origin = BoxOrigin(tuple(float(v) for v in center))
         self.restart_frame = frame
 
     def _replicate(self, c: Command) -> None:
@@ -1089,17 +1094,20 @@ class _Translator:
     def _triclinic_box(self, s: "_State | None" = None) -> bool:
         """Whether LAMMPS holds the box triclinic (its dumps then write tilt bounds, zero tilts too):
         after `change_box all triclinic`, or made by a data file with an `xy xz yz` line; a
-        checkpoint of numdp lmp that wrote tilt bounds (read_restart: `_checkpoint_triclinic`)."""
+        checkpoint of numdp lmp that wrote tilt bounds (read_restart: `_checkpoint_output`)."""
         s = self.s if s is None else s
         return s.triclinic or (s.data_header is not None and s.data_header.triclinic)
 
     @staticmethod
     def origin(s: _State) -> BoxOrigin | None:
         """Where LAMMPS holds the lower corner of the box of the state `s`: a data file's box from
-        its xlo ylo zlo (replicated: the same corner, the box's lengths times the replicas);
-        None: at 0 (a lattice, a numdp checkpoint, a data file at 0 or one numdp could not read)."""
+        its xlo ylo zlo (replicated: the same corner, the box's lengths times the replicas); after
+        read_restart, the one of the run that wrote the checkpoint (its stored [output] box_center);
+        None: at 0 (a lattice, a data file at 0 or one numdp could not read)."""
+        if s.restart_file is not None:   # the corner of the run that wrote the checkpoint
+            return s.restart_origin
         header = s.data_header
-        if s.restart_file is not None or header is None or not any(header.lo):
+        if header is None or not any(header.lo):
             return None
         return BoxOrigin.of_box(header.lo, np.asarray(header.lengths) * np.asarray(s.replicate))
 
@@ -1758,17 +1766,17 @@ class _Translator:
         if s.dump is None:
             out["trajectory"] = ""
             if self._triclinic_box(s):   # no dump, but a dump after read_restart of its checkpoint needs it
-                out.update(format="lammps-dump", triclinic_bounds=True)   # (_checkpoint_triclinic)
+                out.update(format="lammps-dump", triclinic_bounds=True)   # (_checkpoint_output)
         elif s.dump.style == "xyz":
             out.update(trajectory=s.dump.file, format="extxyz", every=s.dump.every, fields=["position"])
         else:
             out.update(trajectory=s.dump.file, format="lammps-dump", every=s.dump.every,
                        columns=s.dump.columns)
-            origin = self.origin(s)
-            if origin is not None:   # LAMMPS' corner, where numdp's box starts at 0 (BoxOrigin)
-                out["box_center"] = list(origin.fixed)
             if self._triclinic_box(s):
                 out["triclinic_bounds"] = True   # LAMMPS' box is triclinic, its dump has tilts (zero ones too)
+        origin = self.origin(s)
+        if origin is not None:   # LAMMPS' corner, where numdp's box starts at 0 (BoxOrigin): dumps, thermo
+            out["box_center"] = list(origin.fixed)
         # thermo 0 (LAMMPS' default): the first and the last step only
         out["thermo_every"] = s.thermo if s.thermo > 0 else max(s.steps, 1)
         columns = s.thermo_columns if s.minimize is None else self._minimize_columns(s)
@@ -2047,11 +2055,10 @@ def _timer(args) -> None:
             raise Refused(f"timer {word}: expected off|loop|normal|full|sync|nosync|every N|timeout off")
 
 
-def _checkpoint_triclinic(path: Path) -> bool:
-    """Whether the run that wrote the checkpoint `path` wrote its dump with LAMMPS' triclinic
-    bounds ([output] triclinic_bounds of the run input the checkpoint stores): LAMMPS' restart
-    file keeps its box triclinic, so the continued dump keeps the header; False where the
-    checkpoint stores no such input."""
+def _checkpoint_output(path: Path) -> dict:
+    """The [output] table of the run input the checkpoint `path` stores ({} where it stores none):
+    what a script continued after read_restart keeps of its dump, as LAMMPS' restart file keeps
+    its box (`triclinic_bounds`: a triclinic box; `box_center`: LAMMPS' box corner)."""
     import h5py
 
     from ..validate import tomllib
@@ -2061,8 +2068,8 @@ def _checkpoint_triclinic(path: Path) -> bool:
             text = h5["parameters/numdp"].attrs.get("input", "") if "parameters/numdp" in h5 else ""
         output = tomllib.loads(text.decode() if isinstance(text, bytes) else str(text)).get("output", {})
     except (OSError, KeyError, tomllib.TOMLDecodeError, UnicodeDecodeError):
-        return False
-    return output.get("triclinic_bounds") is True
+        return {}
+    return output if isinstance(output, dict) else {}
 
 
 @dataclass(frozen=True)

@@ -152,10 +152,12 @@ class Console:
 
 class ThermoReporter:
     """LAMMPS-like thermo lines, by default step time temp pe ke etotal press vol (ps, K, eV, bar,
-    Å³); `columns`: LAMMPS thermo keywords (numdp.md.thermo).  `report` is collective."""
+    Å³); `columns`: LAMMPS thermo keywords (numdp.md.thermo); `origin`: LAMMPS' box corner that
+    xlo ... zhi are from (numdp.io.trajectory.BoxOrigin; None: 0).  `report` is collective."""
 
     def __init__(self, every: int, console: Console, columns=thermo.DEFAULT_COLUMNS, header: str = "keywords",
-                 world: World | None = None):
+                 world: World | None = None, origin=None):
+        self.origin = origin
         self.every = int(every)
         self.console = console
         self.columns = tuple(columns)
@@ -172,7 +174,7 @@ class ThermoReporter:
         self.console.line(thermo.header(self.columns, self.style))
 
     def report(self, s: Snapshot) -> None:
-        self.console.line(thermo.line(self.columns, thermo.values(s, self.columns), self.style))
+        self.console.line(thermo.line(self.columns, thermo.values(s, self.columns, self.origin), self.style))
 
     def close(self) -> None:
         pass
@@ -188,8 +190,8 @@ class MinimizeThermoReporter(ThermoReporter):
     HEADER = f"{'step':>10} {'pe':>16} {'fnorm':>14} {'fmax':>14}"
 
     def __init__(self, every: int, console: Console, columns=None, header: str = "keywords",
-                 world: World | None = None):
-        super().__init__(every, console, () if columns is None else columns, header, world)
+                 world: World | None = None, origin=None):
+        super().__init__(every, console, () if columns is None else columns, header, world, origin)
         self.own = columns is None
 
     def start(self) -> None:

@@ -229,9 +229,12 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
     # until the first report (Simulation.run) a failure gives them their names back
     with backups:
         console = Console(out.log, resume=restarted, screen=screen, enabled=world.is_root)
-        reporters = [MinimizeThermoReporter(out.thermo_every, console, out.thermo_columns, out.thermo_header, world)
+        origin = None if out.box_center is None else BoxOrigin(out.box_center)   # LAMMPS' box corner
+        reporters = [MinimizeThermoReporter(out.thermo_every, console, out.thermo_columns, out.thermo_header, world,
+                                            origin)
                      if mini is not None
-                     else ThermoReporter(out.thermo_every, console, out.thermo_columns, out.thermo_header, world)]
+                     else ThermoReporter(out.thermo_every, console, out.thermo_columns, out.thermo_header, world,
+                                         origin)]
         writer = None
         with world.agreement():  # rank 0 opens (or continues) the trajectory
             if world.is_root:
@@ -242,7 +245,7 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
                                              resume_after=state.step if restarted else None,
                                              natoms=state.natoms_global, columns=out.columns,
                                              triclinic=out.triclinic_bounds,
-                                             origin=None if out.box_center is None else BoxOrigin(out.box_center))
+                                             origin=origin)
         trajectory = None
         if out.trajectory is not None and not idle:
             _give_atoms(writer, state, world)

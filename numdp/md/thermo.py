@@ -113,9 +113,10 @@ def line(columns, values, style: str = "keywords") -> str:
     return " ".join(out)
 
 
-def values(snap, columns) -> list[float]:
+def values(snap, columns, origin=None) -> list[float]:
     """The values of `columns` for the Snapshot `snap` (collective when a column needs a sum over
-    the ranks: density, atoms, the pressure tensor, fnorm and fmax)."""
+    the ranks: density, atoms, the pressure tensor, fnorm and fmax); `origin`: LAMMPS' box corner
+    (numdp.io.trajectory.BoxOrigin, [output] box_center) that xlo ... zhi are from (None: 0)."""
     out = []
     tensor = cell = norms = None
     for c in columns:
@@ -125,7 +126,7 @@ def values(snap, columns) -> list[float]:
         world, state = snap.world, snap.state
         periodic = state.box is not None and all(state.pbc_flags)
         if cell is None and state.box is not None:
-            cell = _LammpsCell(state.box)
+            cell = _LammpsCell(state.box, origin)
         if c in ("evdwl", "epair"):
             v = snap.pe
         elif c in ZERO_ENERGIES:
@@ -158,19 +159,22 @@ def values(snap, columns) -> list[float]:
 
 
 class _LammpsCell:
-    """The cell as LAMMPS holds it: lower-triangular rows H' = H Q (lammps_box), origin 0."""
+    """The cell as LAMMPS holds it: lower-triangular rows H' = H Q (lammps_box), its lower corner
+    at 0 or where `origin` (BoxOrigin) puts it."""
 
-    def __init__(self, box: np.ndarray):
+    def __init__(self, box: np.ndarray, origin=None):
         from ..io.structure import lammps_box
 
         self.h, self.q = lammps_box(np.asarray(box, dtype=np.float64))
+        self.lo = np.zeros(3) if origin is None else origin.corner(self.h)
 
     def value(self, name: str) -> float:
         h = self.h
         lx, ly, lz = h[0, 0], h[1, 1], h[2, 2]
         a, b, c = h
         table = {"lx": lx, "ly": ly, "lz": lz, "xy": h[1, 0], "xz": h[2, 0], "yz": h[2, 1],
-                 "xlo": 0.0, "xhi": lx, "ylo": 0.0, "yhi": ly, "zlo": 0.0, "zhi": lz,
+                 "xlo": self.lo[0], "xhi": self.lo[0] + lx, "ylo": self.lo[1], "yhi": self.lo[1] + ly,
+                 "zlo": self.lo[2], "zhi": self.lo[2] + lz,
                  "cella": float(np.linalg.norm(a)), "cellb": float(np.linalg.norm(b)),
                  "cellc": float(np.linalg.norm(c))}
         if name in table:
