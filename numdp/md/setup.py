@@ -288,11 +288,22 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
                          + ", ".join("abc"[k] for k in range(3) if state.pbc_flags[k]) + " only")
         if restarted:
             console.line(f"  restarted from {restart} at step {state.step} (time {state.time:.6g} ps)")
-        for note in notes:
+        for note in notes + _precision_notes(model, md):
             console.line("  " + note)
         if backups.moved:
             console.line("  " + backups.line())
     return sim, end_step
+
+
+def _precision_notes(model, md) -> list[str]:
+    """What the run line adds about the model's precision: mix16 without tables in a run without a
+    thermostat heats (docs/compression.md#energy-conservation)."""
+    if (md is None or md.ensemble not in ("nve", "nph") or getattr(model, "precision", None) != "mix16"
+            or getattr(model, "compressed", False)):
+        return []
+    return ["note: mix16 with an uncompressed model does not conserve energy: its half-precision "
+            "embedding nets give forces that are no gradient of the energy (water at 1 fs: +0.2 "
+            "meV/atom/ps); compress the model or use a thermostat (docs/compression.md#energy-conservation)"]
 
 
 def _describe_md(md) -> str:
