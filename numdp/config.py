@@ -239,6 +239,9 @@ class OutputSettings:
     box_center: tuple[float, float, float] | None = None  # LAMMPS' box centre, Å, where LAMMPS' box is not
     # from 0: a lammps-dump's bounds and x/xu columns and the thermo columns xlo ... zhi from its corner
     # (numdp.io.trajectory.BoxOrigin); None: the box from 0
+    end_frame: bool = True  # the last step of a run (of a minimization: the one it ended at) gets a trajectory
+    # frame off the `every` cadence too; False: only a minimization's stop before its last iteration does
+    # (LAMMPS' dumps: numdp lmp)
 
 
 @dataclass
@@ -526,7 +529,7 @@ def _neighbor(t: Table) -> NeighborSettings:
 def _output(t: Table, base: Path) -> OutputSettings:
     t.check_keys(("trajectory", "format", "every", "fields", "force_unit", "thermo_every", "log", "checkpoint",
                   "checkpoint_every", "progress", "columns", "thermo_columns", "thermo_header", "triclinic_bounds",
-                  "box_center"))
+                  "box_center", "end_frame"))
     thermo_columns = t.data.get("thermo_columns", list(THERMO_DEFAULT))
     if not isinstance(thermo_columns, list) or not thermo_columns \
             or any(not isinstance(c, str) or c not in THERMO_KEYWORDS for c in thermo_columns) \
@@ -593,6 +596,7 @@ def _output(t: Table, base: Path) -> OutputSettings:
         thermo_header=t.string("thermo_header", "keywords", choices=THERMO_HEADERS),
         triclinic_bounds=t.boolean("triclinic_bounds", False),
         box_center=None if box_center is None else tuple(float(c) for c in box_center),
+        end_frame=t.boolean("end_frame", True),
     )
 
 

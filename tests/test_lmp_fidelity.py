@@ -85,7 +85,7 @@ class _Step:
 def test_a_minimize_ends_its_dump_as_lammps(case, monkeypatch):
     """LAMMPS writes a minimize's frames every N steps and the step it stopped at when that was
     before its last iteration (etol: 1 and 22, off the cadence), none more at maxiter (5, with
-    N = 2).  TrajectoryReporter.write_end with lammps_minimize gives LAMMPS' steps; numdp run's
+    N = 2).  TrajectoryReporter.write_end without end_frame gives LAMMPS' steps; numdp run's
     own minimization (without it) also writes the last step at maxiter."""
     ref = np.load(FIXTURES / f"{case}.npz")
     every = int(re.search(r"^dump 1 all custom (\d+)", str(ref["body"]), re.M).group(1))
@@ -94,7 +94,7 @@ def test_a_minimize_ends_its_dump_as_lammps(case, monkeypatch):
     for lammps in (True, False):
         written = []
         monkeypatch.setattr(TrajectoryReporter, "report", lambda self, s: written.append(s.step))
-        reporter = TrajectoryReporter(None, every, "d.dump", lammps_minimize=lammps)
+        reporter = TrajectoryReporter(None, every, "d.dump", end_frame=not lammps)
         for step in range(stop + 1):
             if reporter.wants(step):
                 reporter.report(_Step(step))

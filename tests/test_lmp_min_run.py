@@ -165,16 +165,15 @@ def test_a_second_script_run_keeps_the_first_runs_start_and_says_so(tmp_path, mo
 def test_a_dump_defined_after_the_minimize_is_the_runs(case, tmp_path, monkeypatch):
     """`dump` after the minimize (after reset_timestep 0: N = 5, the run's start step 0 a multiple;
     without: N = 3 from the step the minimize stopped at, 5): LAMMPS' frames, none of the
-    minimize's, the first at the run's start step when N divides it (and numdp's of the run's
-    last step, off the cadence: docs/lammps-input.md); each frame's positions as LAMMPS' to
+    minimize's, the first at the run's start step when N divides it (and none of the run's
+    last step off the cadence, as LAMMPS); each frame's positions as LAMMPS' to
     POS_TOL (LAMMPS' %.15g adds 1e-14 Å), as the run's thermo lines and final state."""
     ref = np.load(FIXTURES / f"{case}.npz")
     folder = _folder(tmp_path, str(ref["data"]))
     _run(folder, HEAD.format(data=ref["data"]) + str(ref["body"]), monkeypatch)
     _compare(folder, ref)
     steps, x = dump_frames(folder / "traj.dump")
-    last = int(ref["run"][-1, 0])   # numdp's frame of the run's last step, off the cadence too (docs)
-    assert steps == sorted(set(ref["frames"].tolist()) | {last})
+    assert steps == ref["frames"].tolist()
     box = ref["box"]
     d = x[[steps.index(k) for k in ref["frames"].tolist()]] - ref["frame_x"]
     d -= np.round(d / box) * box   # (both wrapped into the cell: an atom may sit at opposite faces)

@@ -5,9 +5,9 @@
   `read_restart` (DP-GEN: `-v restart 1`).  The line now names the command that continues the
   script, and following it literally ends on the uninterrupted run's files; the notice of the
   signal names numdp lmp too (it said "numdp run").
-- A stop asked during the last step ended the run as "interrupted" (no final frame off the dump
-  cadence, no summary) though every step was done.  As in LAMMPS, whose Verlet loop checks its
-  stop request (a timeout) before each step, the run now ends complete (final frame, checkpoint,
+- A stop asked during the last step ended the run as "interrupted" (no final checkpoint, no
+  summary) though every step was done.  As in LAMMPS, whose Verlet loop checks its
+  stop request (a timeout) before each step, the run now ends complete (final checkpoint,
   summary), with the stop's status (143 for SIGTERM: docs/md-run-outputs.md).
 
 The signal is sent in-process from the loop's progress update after a chosen step (the hook is
@@ -28,11 +28,11 @@ import numdp.md.loop as loop
 from numdp.cli import main as cli_main
 from test_lmp_input import _folder, dpgen_script, task  # noqa: F401 - task is a fixture
 
-STEPS = 12        # the run's end: off the dump cadence, so the last step's own frame shows
+STEPS = 12        # the run's end: off the dump cadence (no frame there, as LAMMPS)
 CADENCE = 5       # DP-GEN's trj_freq: thermo, dump and model_devi.out every 5 steps
 SCRIPT = dpgen_script("nvt", nsteps=STEPS, trj_freq=CADENCE)
 ARGS = ["lmp", "-i", "input.lammps", "-v", "restart", "0", "--threads", "1"]
-FRAMES = [0, 5, 10, 12]   # the uninterrupted run's dump: the cadence and the last step
+FRAMES = [0, 5, 10]   # the uninterrupted run's dump: its cadence (LAMMPS': not the last step off it)
 
 
 def sigterm_after(monkeypatch, step: int) -> None:
@@ -118,7 +118,7 @@ def test_stop_during_the_last_step_completes_the_run(task, reference, tmp_path, 
     line = f"SIGTERM received during the last step: the run is complete (step {STEPS})"
     assert out.splitlines()[-1] == line and err.splitlines()[-1] == f"numdp lmp: {line}"
     assert (folder / "log.lammps").read_text().splitlines()[-1] == line
-    assert_same_run(folder, reference)   # the final frame at step 12 included
+    assert_same_run(folder, reference)   # the final checkpoint at step 12 included
 
 
 def test_lmp_script_without_a_restart_switch_continues_through_its_toml(task, tmp_path, monkeypatch,  # noqa: F811

@@ -1774,6 +1774,8 @@ class _Translator:
                        columns=s.dump.columns)
             if self._triclinic_box(s):
                 out["triclinic_bounds"] = True   # LAMMPS' box is triclinic, its dump has tilts (zero ones too)
+        if s.dump is not None:   # LAMMPS' dumps: a run's last step only on the cadence
+            out["end_frame"] = False
         origin = self.origin(s)
         if origin is not None:   # LAMMPS' corner, where numdp's box starts at 0 (BoxOrigin): dumps, thermo
             out["box_center"] = list(origin.fixed)

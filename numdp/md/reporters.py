@@ -213,13 +213,13 @@ class TrajectoryReporter:
 
     writer: the TrajectoryWriter (H5MD, extxyz or LAMMPS dump: numdp.io.trajectory) on rank 0, None on the other ranks (which take part in gathering);
     path: the trajectory file; world: the run's ranks; fields: the per-atom fields the file stores
-    ("position", "velocity", "force"; only these are gathered); lammps_minimize: the run is a
-    minimization of numdp lmp, whose end frame follows LAMMPS (`write_end`).  Construction is
+    ("position", "velocity", "force"; only these are gathered); end_frame: False for LAMMPS'
+    end frames ([output] end_frame, `write_end`).  Construction is
     collective."""
 
     def __init__(self, writer: TrajectoryWriter | None, every: int, path=None, world: World | None = None,
-                 fields: tuple[str, ...] = FIELDS, lammps_minimize: bool = False):
-        self.lammps_minimize = lammps_minimize
+                 fields: tuple[str, ...] = FIELDS, end_frame: bool = True):
+        self.end_frame = end_frame
         self.writer = writer
         self.fields = tuple(fields)
         self.every = int(every)
@@ -254,11 +254,11 @@ class TrajectoryReporter:
 
     def write_end(self, s: Snapshot, end_step: int) -> None:
         """The frame of a run's end, `s` at the step the run ended at (its `end_step`, or the step
-        a minimization stopped at): numdp writes it off the cadence too; a minimization of numdp
-        lmp (`lammps_minimize`) as LAMMPS' Min::run, which writes the output of the step a
-        minimize stopped at before its last iteration (etol, ftol, maxeval) and none more at
-        MAXITER (the last iteration: its frame only on the cadence)."""
-        if self.lammps_minimize and s.step == end_step and not self.wants(s.step):
+        a minimization stopped at): numdp writes it off the cadence too; without `end_frame`
+        as LAMMPS, which writes dumps on their cadence only, at an MD run's last step too (its
+        Output::write), and a minimize's stop step when it stopped before its last iteration
+        (etol, ftol, maxeval: Min::run), none more at MAXITER."""
+        if not self.end_frame and s.step == end_step and not self.wants(s.step):
             return
         self.write_now(s)
 

@@ -250,7 +250,7 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
         if out.trajectory is not None and not idle:
             _give_atoms(writer, state, world)
             trajectory = TrajectoryReporter(writer, out.every, out.trajectory, world, out.fields,
-                                            lammps_minimize=settings.lammps and mini is not None)
+                                            end_frame=out.end_frame)
             reporters.append(trajectory)
         devi = settings.model_devi
         if devi is not None and not idle:
