@@ -502,8 +502,9 @@ def write_lammps_data(path, type_ids, positions, box, masses_by_type=None, comme
     image flags when any is non-zero; along a non-periodic vector the box is grown to hold atoms
     that left the cell (a slab; numdp.io.trajectory.frame_cell, as a dump's ``mm`` bounds), its
     origin then no longer 0, so that LAMMPS' read_data assigns every atom; masses_by_type (ntypes,)
-    amu; velocities (N, 3) Å/ps: a Velocities section; origin: LAMMPS' box corner of a fully
-    periodic box (numdp.io.trajectory.BoxOrigin; None: 0), added to the bounds and the positions.
+    amu; velocities (N, 3) Å/ps: a Velocities section; origin: LAMMPS' box corner
+    (numdp.io.trajectory.BoxOrigin; None: 0), added to the bounds and the positions (a slab's
+    too: LAMMPS' fixed bounds are from its corner as the periodic ones).
     Numbers are written with 17 significant digits (float64 read back exactly, as LAMMPS'
     write_data's %.16e)."""
     from .trajectory import float_text as num, frame_cell
@@ -517,8 +518,8 @@ def write_lammps_data(path, type_ids, positions, box, masses_by_type=None, comme
     image = np.where(periodic, np.floor(frac), 0.0)
     moved = np.any(image != 0.0, axis=1)   # the other atoms keep their coordinates bit for bit
     pos[moved] -= image[moved] @ h
-    if origin is not None and periodic.all():   # numdp's box from 0 to LAMMPS' from its corner
-        corner = origin.corner(h)
+    if origin is not None:   # numdp's box from 0 to LAMMPS' from its corner (that of the cell, not
+        corner = origin.corner(lammps_box(box)[0])   # of one grown along an open vector: frame_cell)
         o, pos = o + corner, pos + corner
 
     ntypes = max(int(np.max(type_ids)) + 1, 0 if masses_by_type is None else len(masses_by_type))

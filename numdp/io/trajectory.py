@@ -47,7 +47,7 @@ Formats (`FORMATS`; `open_trajectory` picks the writer):
     (LAMMPS' dump file name with a `*`; `LammpsDumpSeries`).  numdp's cell starts at 0; a
     `BoxOrigin` (numdp lmp: a data file's box from xlo ylo zlo) adds LAMMPS' lower corner to the
     BOX BOUNDS and to the x y z / xu yu zu columns (the scaled ones stay), so that the dump holds
-    LAMMPS' numbers.
+    LAMMPS' numbers (an extxyz's positions too: numdp lmp's `dump xyz`).
 """
 from __future__ import annotations
 
@@ -188,8 +188,8 @@ def open_trajectory(fmt: str, path, species, masses, type_map, fields, periodic,
     block (`set_atoms`) before the first frame, where the writer `needs_atoms`.  `columns`: a
     lammps-dump's ATOMS columns (`DUMP_COLUMNS`; None: the default ones); a `*` in a lammps-dump
     file name: one file per frame (`LammpsDumpSeries`); `triclinic`: a lammps-dump box always as
-    LAMMPS' triclinic bounds (`xy xz yz`, zero tilts too); `origin`: a lammps-dump's box corner as
-    LAMMPS' (`BoxOrigin`; None: at 0)."""
+    LAMMPS' triclinic bounds (`xy xz yz`, zero tilts too); `origin`: a lammps-dump's or an
+    extxyz's box corner as LAMMPS' (`BoxOrigin`; None: at 0; an H5MD file keeps numdp's)."""
     if fmt == "lammps-dump":
         cls = LammpsDumpSeries if FRAME_SERIES_MARK in Path(path).name else LammpsDumpWriter
         return cls(path, species, masses, type_map, fields, resume_after, periodic, natoms, columns=columns,
@@ -199,8 +199,7 @@ def open_trajectory(fmt: str, path, species, masses, type_map, fields, periodic,
 
         return H5MDWriter(path, species, masses, type_map, fields, periodic, force_unit, input_text,
                           resume_after=resume_after, natoms=natoms)
-    cls = {"extxyz": ExtxyzWriter, "lammps-dump": LammpsDumpWriter}[fmt]
-    return cls(path, species, masses, type_map, fields, resume_after, periodic, natoms)
+    return ExtxyzWriter(path, species, masses, type_map, fields, resume_after, periodic, natoms, origin=origin)
 
 
 class _TextWriter:
@@ -320,7 +319,16 @@ def ase_stress(virial, box, pbc) -> np.ndarray | None:
 
 
 class ExtxyzWriter(_TextWriter):
+    """An extended XYZ trajectory; `origin` (`BoxOrigin`, numdp lmp's `dump xyz` of a box off the
+    origin): the positions from LAMMPS' box corner, as that dump's (the Lattice stays: extxyz
+    has no corner)."""
+
     FORMAT = "extxyz"
+
+    def __init__(self, path, species, masses, type_map, fields, resume_after: int | None,
+                 periodic=True, natoms: int | None = None, origin: BoxOrigin | None = None):
+        self.origin = origin   # LAMMPS' box corner (None: 0)
+        super().__init__(path, species, masses, type_map, fields, resume_after, periodic, natoms)
 
     def _header_text(self, frame: Frame, vel: bool, frc: bool) -> str:
         # masses whenever known (a reader's default ones may differ), and with the momenta; decided
@@ -350,6 +358,9 @@ class ExtxyzWriter(_TextWriter):
 
     def _atoms_text(self, start, pos, vel, frc, box) -> str:
         n = len(pos)
+        if self.origin is not None and box is not None:   # LAMMPS' corner, rotated into numdp's frame
+            h, q = lammps_box(box)
+            pos = pos + self.origin.corner(h) @ q.T
         masses = self.masses[start:start + n, None]
         cols = [self._names[self.species[start:start + n]][:, None], pos]
         if self._with_masses:
