@@ -27,7 +27,7 @@ from numdp.io.trajectory import LammpsDumpWriter
 from numdp.lammps.translate import translate
 from numdp.md.reporters import TrajectoryReporter
 
-from lammps_log import thermo_blocks
+from lammps_log import data_file, thermo_blocks
 
 DATA = Path(__file__).parent / "data"
 FIXTURES = DATA / "lmp_fidelity"
@@ -202,28 +202,6 @@ def test_numdp_lmp_dumps_a_box_off_the_origin_as_lammps(box, d, tmp_path, monkey
     assert np.abs(diff).max() <= POS_TOL
 
 
-def _data_file(path: Path):
-    """(bounds (4, 3): xlo xhi / ylo yhi / zlo zhi / xy xz yz, coordinates (n, 3), image flags
-    (n, 3)) of a LAMMPS data file's atoms in id order (as the fixture tool reads LAMMPS')."""
-    lines = path.read_text().splitlines()
-    bounds = np.zeros((4, 3))
-    for ln in lines:
-        w = ln.split()
-        for k, key in enumerate(("xlo", "ylo", "zlo")):
-            if w[2:3] == [key]:
-                bounds[k, :2] = [float(w[0]), float(w[1])]
-        if w[3:6] == ["xy", "xz", "yz"]:
-            bounds[3] = [float(v) for v in w[:3]]
-    k = next(i for i, ln in enumerate(lines) if ln.startswith("Atoms"))
-    rows = []
-    for ln in lines[k + 2:]:
-        if not ln.strip():
-            break
-        rows.append([float(v) for v in ln.split()] + [0.0] * (8 - len(ln.split())))
-    rows = np.array(sorted(rows))
-    return bounds, rows[:, 2:5], rows[:, 5:8]
-
-
 @pytest.mark.parametrize("box", ["ortho", "tri", "npt"])
 def test_thermo_and_write_data_of_a_box_off_the_origin_as_lammps(box, tmp_path, monkeypatch):
     """The thermo columns xlo ... zhi at every thermo step and write_data's bounds, coordinates
@@ -240,7 +218,7 @@ def test_thermo_and_write_data_of_a_box_off_the_origin_as_lammps(box, tmp_path, 
     for key in ("Xlo", "Xhi", "Ylo", "Yhi", "Zlo", "Zhi"):   # numdp prints 6 decimals (its own formats)
         k = titles.index(key)
         assert np.abs(rows[:, k] - ref["thermo"][:, k]).max() <= 0.5e-6 + BOX_TOL, key
-    bounds, x, image = _data_file(tmp_path / "final.data")
+    bounds, x, image = data_file(tmp_path / "final.data")
     assert np.abs(bounds - ref["data_bounds"]).max() <= BOX_TOL
     n = ref["data_x"].shape[0]
     # an atom within round-off of a face may be wrapped to the other one by either code

@@ -24,6 +24,8 @@ import pytest
 from numdp.cli import main as cli_main
 from numdp.io.h5md import read_frame
 
+from lammps_log import data_file
+
 DATA = Path(__file__).parent / "data"
 FIXTURES = DATA / "review10"
 MODEL = DATA / "tensorflow" / "tf_one_side_f64.dp"
@@ -89,29 +91,6 @@ def _read_xyz(path: Path, keep: int):
     return steps, np.array(atoms)
 
 
-def _read_data(path: Path, keep: int):
-    """(bounds (4, 3): xlo xhi / ylo yhi / zlo zhi / xy xz yz, atoms 1..keep's x (keep, 3) and
-    image flags (keep, 3), zero where the file has none) of a LAMMPS data file."""
-    lines = path.read_text().splitlines()
-    bounds = np.zeros((4, 3))
-    for ln in lines:
-        w = ln.split()
-        for k, key in enumerate(("xlo", "ylo", "zlo")):
-            if w[2:3] == [key]:
-                bounds[k, :2] = [float(w[0]), float(w[1])]
-        if w[3:6] == ["xy", "xz", "yz"]:
-            bounds[3] = [float(v) for v in w[:3]]
-    k = next(i for i, ln in enumerate(lines) if ln.startswith("Atoms"))
-    rows = []
-    for ln in lines[k + 2:]:
-        if not ln.strip():
-            break
-        r = [float(v) for v in ln.split()]
-        rows.append(r + [0.0] * (8 - len(r)))
-    rows = np.array(sorted(rows)[:keep])
-    return bounds, rows[:, 2:5], rows[:, 5:8]
-
-
 def test_write_data_of_a_slab_off_the_origin_is_lammps(runs):
     """`boundary p p f` from a data file's box from (-5.3, 2.0, 0.7): LAMMPS' write_data holds its
     bounds and coordinates from that corner, the fixed z bounds as the periodic ones; numdp wrote
@@ -119,7 +98,8 @@ def test_write_data_of_a_slab_off_the_origin_is_lammps(runs):
     work, ref = runs["slab"]
     h = _cell(work)
     keep = ref["data_x"].shape[0]
-    bounds, x, image = _read_data(work / "final.data", keep)
+    bounds, x, image = data_file(work / "final.data")
+    x, image = x[:keep], image[:keep]
     assert np.abs(bounds - ref["data_bounds"]).max() <= BOX_TOL
     # (each code's unwrapped positions: LAMMPS wraps at reneighbouring, numdp at writing)
     d = (x + image @ h) - (ref["data_x"] + ref["data_image"] @ h)

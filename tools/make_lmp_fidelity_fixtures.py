@@ -36,7 +36,7 @@ import lammps_oracle
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from lammps_log import thermo_blocks  # noqa: E402  (tests/lammps_log.py: the tests read logs so too)
+from lammps_log import data_file, thermo_blocks  # noqa: E402  (tests/lammps_log.py: the tests read logs so too)
 
 OUT = ROOT / "tests" / "data" / "lmp_fidelity"
 MODEL = ROOT / "tests" / "data" / "tensorflow" / "tf_one_side_f64.dp"
@@ -113,24 +113,8 @@ def dump_table(path: Path):
 
 def data_table(path: Path):
     """(bounds (4, 3), x (KEEP, 3), image flags (KEEP, 3)) of LAMMPS' write_data file."""
-    lines = path.read_text().splitlines()
-    bounds = np.zeros((4, 3))
-    for ln in lines:
-        w = ln.split()
-        for k, key in enumerate(("xlo", "ylo", "zlo")):
-            if w[2:3] == [key]:
-                bounds[k, :2] = [float(w[0]), float(w[1])]
-        if w[3:6] == ["xy", "xz", "yz"]:
-            bounds[3] = [float(v) for v in w[:3]]
-    k = next(i for i, ln in enumerate(lines) if ln.startswith("Atoms"))
-    rows = []
-    for ln in lines[k + 2:]:
-        if not ln.strip():
-            break
-        rows.append([float(v) for v in ln.split()])
-    rows = np.array(sorted(rows)[:KEEP])
-    return bounds, rows[:, 2:5], rows[:, 5:8]
-
+    bounds, x, image = data_file(path)
+    return bounds, x[:KEEP], image[:KEEP]
 
 def summary(log: str) -> dict:
     """LAMMPS' minimize summary: stop, iterations, evaluations, energies (initial, next-to-last, final)."""
