@@ -238,8 +238,7 @@ class OutputSettings:
     triclinic_bounds: bool = False  # lammps-dump: every box as `BOX BOUNDS xy xz yz` (LAMMPS' triclinic box)
     box_center: tuple[float, float, float] | None = None  # LAMMPS' box centre, Å, where LAMMPS' box is not
     # from 0: a lammps-dump's bounds and x/xu columns, an extxyz's positions and the thermo columns xlo ... zhi
-    # from its corner
-    # (numdp.io.trajectory.BoxOrigin); None: the box from 0
+    # from its corner (numdp.io.trajectory.BoxOrigin); None: the box from 0
     end_frame: bool = True  # the last step of a run (of a minimization: the one it ended at) gets a trajectory
     # frame off the `every` cadence too; False: only a minimization's stop before its last iteration does
     # (LAMMPS' dumps: numdp lmp)

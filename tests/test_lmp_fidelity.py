@@ -38,7 +38,7 @@ BOX_TOL = 1e-13     # Å
 ENERGY_TOL = 1e-5   # eV
 
 HEAD = """units metal
-boundary p p p
+boundary {boundary}
 atom_style atomic
 read_data {data}
 pair_style deepmd model.dp
@@ -49,10 +49,10 @@ timestep 0.0005
 
 
 def _run(tmp_path: Path, data: Path, body: str, monkeypatch) -> str:
-    """numdp lmp on HEAD (the data file `data`) + body in tmp_path; its log's text."""
+    """numdp lmp on HEAD (the data file `data`, a periodic box) + body in tmp_path; its log's text."""
     shutil.copyfile(MODEL, tmp_path / "model.dp")
     shutil.copyfile(data, tmp_path / data.name)
-    (tmp_path / "in.lammps").write_text(HEAD.format(data=data.name) + body)
+    (tmp_path / "in.lammps").write_text(HEAD.format(boundary="p p p", data=data.name) + body)
     monkeypatch.chdir(tmp_path)
     assert cli_main(["lmp", "-i", "in.lammps"]) == 0
     return (tmp_path / "log.lammps").read_text()
@@ -130,7 +130,7 @@ def test_a_box_off_the_origin_is_dumped_as_lammps(box, tmp_path, monkeypatch):
     for k, key in enumerate(("xlo", "xhi", "ylo", "yhi", "zlo", "zhi")):
         printed = float(re.search(rf"^{key} (\S+)$", out, re.M).group(1))
         assert abs(printed - last[titles.index(key.capitalize())]) <= BOX_TOL, key
-    origin = translate(HEAD.format(data=f"{box}.data") + body, "in.lammps", {}, tmp_path).origin
+    origin = translate(HEAD.format(boundary="p p p", data=f"{box}.data") + body, "in.lammps", {}, tmp_path).origin
     frame = read_frame(tmp_path / "checkpoint.h5")
     assert frame["step"] == 10
     columns = {"x": ("id", "type", "x", "y", "z"), "xu": ("id", "type", "xu", "yu", "zu"),

@@ -25,6 +25,7 @@ from numdp.cli import main as cli_main
 from numdp.io.h5md import read_frame
 
 from lammps_log import data_file
+from test_lmp_fidelity import HEAD   # (the numdp lmp script head of these tests)
 
 DATA = Path(__file__).parent / "data"
 FIXTURES = DATA / "review10"
@@ -33,15 +34,6 @@ POS_TOL = 1e-11   # Å (module docstring)
 BOX_TOL = 1e-13   # Å
 
 CASES = {"slab": ("p p f", "ortho.data"), "tri_npt": ("p p p", "tri.data")}   # (the tool's)
-HEAD = """units metal
-boundary {boundary}
-atom_style atomic
-read_data {data}
-pair_style deepmd model.dp
-pair_coeff * *
-neighbor 1.0 bin
-timestep 0.0005
-"""
 
 
 @pytest.fixture(scope="module")

@@ -66,10 +66,11 @@ def graph(dp: str, model: Path, work: Path, tf: str, name: str = "model.pb") -> 
 DEEPMD_PAIR = "pair_style deepmd model.pb\npair_coeff * *"   # the graph `graph` writes, every type
 
 
-def head(data: str, pair: str) -> str:
-    """The lines every oracle script starts with: metal units, a periodic box of atoms (atom_style
-    atomic) read from the data file `data`, the pair lines `pair` (e.g. DEEPMD_PAIR), a 1 Å skin."""
-    return f"units metal\nboundary p p p\natom_style atomic\nread_data {data}\n{pair}\nneighbor 1.0 bin\n"
+def head(data: str, pair: str, boundary: str = "p p p") -> str:
+    """The lines every oracle script starts with: metal units, a box of atoms (atom_style atomic,
+    periodic unless `boundary` says otherwise) read from the data file `data`, the pair lines `pair`
+    (e.g. DEEPMD_PAIR), a 1 Å skin."""
+    return f"units metal\nboundary {boundary}\natom_style atomic\nread_data {data}\n{pair}\nneighbor 1.0 bin\n"
 
 
 def without_velocities(data: str) -> str:

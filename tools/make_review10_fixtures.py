@@ -28,8 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "tests" / "data" / "review10"
 FIDELITY = ROOT / "tests" / "data" / "lmp_fidelity"
 
-HEAD = ("units metal\nboundary {boundary}\natom_style atomic\nread_data {data}\n"
-        f"{lammps_oracle.DEEPMD_PAIR}\nneighbor 1.0 bin\ntimestep 0.0005\n")
+HEAD = lammps_oracle.head("{data}", lammps_oracle.DEEPMD_PAIR, "{boundary}") + "timestep 0.0005\n"
 BODY = "{fix}\ndump 1 all xyz 5 a.xyz\ndump_modify 1 sort id\nrun 10\nwrite_data final.data\n"
 PRECISE = 'dump_modify 1 format line "%s %.15g %.15g %.15g"\n'   # (LAMMPS only: numdp writes 17 digits)
 CASES = {   # name: (boundary, data file, fix)

@@ -449,13 +449,16 @@ class LammpsDumpWriter(_TextWriter):
         super().__init__(path, species, masses, type_map, fields, resume_after, periodic, natoms)
         self._cell: tuple | None = None   # (H, Q, origin, grown) of the frame being written, see `frame_cell`
 
+    def _corner(self, box) -> np.ndarray:
+        """(3,) Å: LAMMPS' lower corner of the cell `box` (of the cell itself, not of one grown
+        along an open vector by `frame_cell`), 0 without `self.origin`."""
+        return np.zeros(3) if self.origin is None else self.origin.corner(lammps_box(box)[0])
+
     def _frame_cell(self, box) -> tuple:
         """(H, Q, origin, grown) of `frame_cell` for the frame being written (the cell of `box`,
-        origin 0, where the box holds its atoms), with `self.origin`'s corner added to the origin."""
+        origin 0, where the box holds its atoms), with LAMMPS' corner (`_corner`) added to the origin."""
         h, q, o, grown = self._cell if self._cell is not None else (*lammps_box(box), np.zeros(3), ())
-        if self.origin is not None:   # (of the cell itself, not of one grown along an open vector)
-            o = o + self.origin.corner(lammps_box(box)[0] if grown else h)
-        return h, q, o, grown
+        return h, q, (o if self.origin is None else o + self._corner(box)), grown
 
     def _columns(self, vel: bool, frc: bool) -> tuple[str, ...]:
         if self.columns is not None:
@@ -503,7 +506,7 @@ class LammpsDumpWriter(_TextWriter):
             else:
                 wrapped = pos
             if self.origin is not None:   # numdp's coordinates from 0 to LAMMPS' from its corner
-                corner = self.origin.corner(lammps_box(box)[0] if grown else h)
+                corner = self._corner(box)
                 pos, wrapped = pos + corner, wrapped + corner
         species = self.species[start:start + len(pos)]
         names = self._names[species]

@@ -214,8 +214,7 @@ class TrajectoryReporter:
     writer: the TrajectoryWriter (H5MD, extxyz or LAMMPS dump: numdp.io.trajectory) on rank 0, None on the other ranks (which take part in gathering);
     path: the trajectory file; world: the run's ranks; fields: the per-atom fields the file stores
     ("position", "velocity", "force"; only these are gathered); end_frame: False for LAMMPS'
-    end frames ([output] end_frame, `write_end`).  Construction is
-    collective."""
+    end frames ([output] end_frame, `write_end`).  Construction is collective."""
 
     def __init__(self, writer: TrajectoryWriter | None, every: int, path=None, world: World | None = None,
                  fields: tuple[str, ...] = FIELDS, end_frame: bool = True):

@@ -24,7 +24,6 @@ reported once.
 from __future__ import annotations
 
 import math
-
 from pathlib import Path
 
 import numpy as np

@@ -399,7 +399,6 @@ class LossStats(ErrorSums):
             "rmse_v": lambda: self.rmse_v, "rmse_ae": lambda: self.rmse_ae, "rmse_pf": lambda: self.rmse_pf,
             "mae_e": lambda: self.mae_e, "mae_v": lambda: self.mae_v, "mae_ae": lambda: self.mae_ae,
             "mae_pf": lambda: self.mae_pf,
-            "mae_f": lambda: ((mean(self.fnorm_abs, self.fnorm_n))
-                              if self.options.f_use_norm else self.mae_f),
+            "mae_f": lambda: (mean(self.fnorm_abs, self.fnorm_n) if self.options.f_use_norm else self.mae_f),
         }
         return figures[name]()
