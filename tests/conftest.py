@@ -10,6 +10,15 @@ ORACLE = SHARED / "oracle"
 DATA = SHARED / "data"
 
 
+def pytest_configure(config):
+    """Under pytest-xdist (`-n 2`) each worker binds its simulated CUDA launches to its own CPU
+    (by worker number, not pid, so that two workers never share one)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw") and worker[2:].isdigit():
+        from numdp.kernels.cuda import launch
+        launch.SIM_CPU_SLOT = int(worker[2:])
+
+
 @pytest.fixture(scope="session")
 def oracle_dir():
     if not ORACLE.is_dir():

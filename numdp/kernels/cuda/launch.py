@@ -64,6 +64,11 @@ BLOCK = 2 if getattr(config, "ENABLE_CUDASIM", 0) else 128
 # tests/test_cuda_md.py 48 s -> 12 s (1 ms: 18 s; 20 us: 12 s)
 SIM_SWITCH_INTERVAL = 1e-4
 
+SIM_CPU_SLOT: int | None = None
+"""Which usable CPU (index modulo their number) simulated launches bind to; None: the process's MPI
+local rank, else its pid.  Set it where several processes of one machine simulate at once and
+know their order (tests/conftest.py: the pytest-xdist worker's number)."""
+
 
 def _pin_simulated_launches() -> None:
     """Under the simulator, run each kernel launch with the GIL's switch interval at
@@ -85,6 +90,8 @@ def _pin_simulated_launches() -> None:
     launch = sim.FakeCUDAKernel.__call__
     local = os.environ.get("MPI_LOCALRANKID") or os.environ.get("OMPI_COMM_WORLD_LOCAL_RANK")
     slot = int(local) if local and local.isdigit() else os.getpid()
+    if SIM_CPU_SLOT is not None:
+        slot = SIM_CPU_SLOT
     can_pin = hasattr(os, "sched_setaffinity")
 
     def pinned(kernel, *args):
