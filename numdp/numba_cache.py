@@ -219,6 +219,24 @@ def kernel_cache_dirs(environ=None, root: str | None = None) -> dict[str, str]:
     return out
 
 
+def _numba_caches_in(d: str, dirs: dict[str, str], environ=None) -> bool:
+    """Whether Numba will cache kernels in the folder `d` of `dirs` (kernel_cache_dirs) though its
+    parents may not exist yet: under NUMBA_CACHE_DIR when that is set (Numba then uses nothing
+    else), else under Numba's user-wide folder when the sources' __pycache__ cannot be written."""
+    environ = os.environ if environ is None else environ
+    base = environ.get("NUMBA_CACHE_DIR")
+    if base:
+        return os.path.abspath(d).startswith(os.path.join(os.path.abspath(base), ""))
+    try:
+        user = _user_cache_dir()
+    except Exception:   # no home folder at all
+        return False
+    if not os.path.abspath(d).startswith(os.path.join(os.path.abspath(user), "")):
+        return False
+    tree = [t for t, package in dirs.items() if package == dirs[d] and os.path.basename(t) == "__pycache__"]
+    return not any(os.access(t if os.path.isdir(t) else os.path.dirname(t), os.W_OK) for t in tree)
+
+
 def drop_stale_kernels(dirs: dict[str, str] | None = None, root: str | None = None) -> dict[str, set[str]]:
     """Remove Numba's cached kernels (.nbi index and .nbc data files, named MODULE.FUNCTION-LINE...)
     of the `stale_modules` from each existing folder of `dirs` (default `kernel_cache_dirs()`)
@@ -231,7 +249,10 @@ def drop_stale_kernels(dirs: dict[str, str] | None = None, root: str | None = No
     for d, package in dirs.items():
         if not os.path.isdir(d):
             try:   # stamped now, or what Numba caches there in this run would be stale in the next
-                os.mkdir(d)   # (only where its parent is: a package, NUMBA_CACHE_DIR, ~/.cache/numba)
+                if _numba_caches_in(d, dirs):
+                    os.makedirs(d)
+                else:
+                    os.mkdir(d)   # (only where its parent is: a package, NUMBA_CACHE_DIR, ~/.cache/numba)
             except OSError:
                 continue
         if found is None:

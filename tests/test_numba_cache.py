@@ -154,6 +154,33 @@ def test_the_kernels_cached_by_the_first_run_are_kept_by_the_second(tmp_path):
     assert all(p.exists() for p in cached)
 
 
+def test_a_numba_cache_dir_that_does_not_exist_yet_is_stamped_by_the_first_run(tmp_path):
+    """NUMBA_CACHE_DIR not made yet (CI's, a user's fresh one): the first import could not make
+    its folders (their parent missing) and stamped none, Numba then made them and cached there,
+    and the second import found kernels without a stamp and dropped them all (the first MD run
+    and the second both compiled: 20 s each, the third 7.5 s)."""
+    from numdp.numba_cache import kernel_cache_dirs
+
+    root = tmp_path / "fake"
+    (root / "kernels" / "cpu").mkdir(parents=True)
+    for init in (root, root / "kernels", root / "kernels" / "cpu"):
+        (init / "__init__.py").write_text("")
+    (root / "kernels" / "math.py").write_text("X = 1.0\n")
+    (root / "kernels" / "cpu" / "k.py").write_text(KERNEL_X)
+    base = tmp_path / "not" / "yet"
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(base))
+    code = RUN.format(parent=str(tmp_path), root=str(root), drop=True)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert float(out.stdout.split()[-1]) == 2.0
+    cache = [d for d, package in kernel_cache_dirs(env, root=str(root)).items()
+             if package == "kernels.cpu" and d.startswith(str(base))]
+    assert len(cache) == 1
+    cached = [p for p in Path(cache[0]).iterdir() if p.suffix in (".nbi", ".nbc")]
+    assert cached
+    assert drop_stale_kernels({cache[0]: "kernels.cpu"}, root=str(root)) == {}
+    assert all(p.exists() for p in cached)
+
+
 def test_every_cached_kernel_and_what_it_reads_is_where_the_cache_check_looks():
     """drop_stale_kernels looks only at the cache folders of numdp/kernels and hashes only
     KERNEL_SOURCES: a `cache=True` kernel elsewhere in numdp, or a kernel module importing another
@@ -170,3 +197,18 @@ def test_every_cached_kernel_and_what_it_reads_is_where_the_cache_check_looks():
         for first in re.findall(rf"^\s*from\s+(?:numdp\.|\.{{{depth + 1}}})(\w+)", p.read_text(), re.M):
             read.add(first)
     assert read - {"kernels"} <= allowed, read
+
+
+def test_numba_caches_in_the_folder_it_will_use(tmp_path):
+    from numdp.numba_cache import _numba_caches_in, _user_cache_dir
+
+    user = os.path.join(_user_cache_dir(), "cpu_0")
+    mine = str(tmp_path / "mine" / "cpu_0")
+    tree = str(tmp_path / "cpu" / "__pycache__")
+    dirs = {tree: "kernels.cpu", mine: "kernels.cpu", user: "kernels.cpu"}
+    set_ = {"NUMBA_CACHE_DIR": str(tmp_path / "mine")}
+    assert _numba_caches_in(mine, dirs, set_) and not _numba_caches_in(user, dirs, set_)
+    (tmp_path / "cpu").mkdir()   # the sources' folder can be written: Numba caches beside them
+    assert not _numba_caches_in(user, dirs, {}) and not _numba_caches_in(mine, dirs, {})
+    gone = {str(tmp_path / "gone" / "__pycache__"): "kernels.cpu", user: "kernels.cpu"}
+    assert _numba_caches_in(user, gone, {})   # (a folder that cannot be written: the user-wide one)
