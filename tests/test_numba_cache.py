@@ -133,16 +133,22 @@ def test_the_kernels_of_this_tree_keep_their_imports():
 KERNEL_X = "from numba import njit\n\nfrom ..math import X\n\n\n@njit(cache=True)\ndef kernel(x):\n    return x + X\n"
 
 
-def test_the_kernels_cached_by_the_first_run_are_kept_by_the_second(tmp_path):
-    """A fresh tree (no __pycache__ under kernels/cpu yet): the first import stamps no folder,
-    Numba then caches there, and the second import found kernels without a stamp and dropped them
-    all (a fresh clone or install compiles every CPU kernel twice; CI's first subprocess too)."""
+def _tree_x(tmp_path):
+    """A fresh package `fake` (no __pycache__ yet): kernels/cpu/k.py reads a constant of kernels/math.py."""
     root = tmp_path / "fake"
     (root / "kernels" / "cpu").mkdir(parents=True)
     for init in (root, root / "kernels", root / "kernels" / "cpu"):
         (init / "__init__.py").write_text("")
     (root / "kernels" / "math.py").write_text("X = 1.0\n")
     (root / "kernels" / "cpu" / "k.py").write_text(KERNEL_X)
+    return root
+
+
+def test_the_kernels_cached_by_the_first_run_are_kept_by_the_second(tmp_path):
+    """A fresh tree (no __pycache__ under kernels/cpu yet): the first import stamps no folder,
+    Numba then caches there, and the second import found kernels without a stamp and dropped them
+    all (a fresh clone or install compiles every CPU kernel twice; CI's first subprocess too)."""
+    root = _tree_x(tmp_path)
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
     code = RUN.format(parent=str(tmp_path), root=str(root), drop=True)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
@@ -161,12 +167,7 @@ def test_a_numba_cache_dir_that_does_not_exist_yet_is_stamped_by_the_first_run(t
     and the second both compiled: 20 s each, the third 7.5 s)."""
     from numdp.numba_cache import kernel_cache_dirs
 
-    root = tmp_path / "fake"
-    (root / "kernels" / "cpu").mkdir(parents=True)
-    for init in (root, root / "kernels", root / "kernels" / "cpu"):
-        (init / "__init__.py").write_text("")
-    (root / "kernels" / "math.py").write_text("X = 1.0\n")
-    (root / "kernels" / "cpu" / "k.py").write_text(KERNEL_X)
+    root = _tree_x(tmp_path)
     base = tmp_path / "not" / "yet"
     env = dict(os.environ, NUMBA_CACHE_DIR=str(base))
     code = RUN.format(parent=str(tmp_path), root=str(root), drop=True)
