@@ -1,6 +1,9 @@
+"""Shared fixtures: paths to the team's shared data and oracle, skipped cleanly when absent.  The
+CUDA path runs in Numba's simulator unless NUMDP_TEST_REAL_GPU=1 (set before Numba is imported)."""
 import os
-if os.environ.get("NUMDP_TEST_REAL_GPU") != "1": os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
-"""Shared fixtures: paths to the team's shared data and oracle, skipped cleanly when absent."""
+
+if os.environ.get("NUMDP_TEST_REAL_GPU") != "1":
+    os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 from pathlib import Path
 
 import pytest
