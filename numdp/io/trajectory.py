@@ -203,11 +203,13 @@ def open_trajectory(fmt: str, path, species, masses, type_map, fields, periodic,
 
 
 class _TextWriter:
-    """A text trajectory appended frame by frame (subclasses: `_header_text`, `_atoms_text`, `_read_header`)."""
+    """A text trajectory appended frame by frame (subclasses: `_header_text`, `_atoms_text`, `_read_header`);
+    `origin` (`BoxOrigin`; None: at 0): LAMMPS' box corner, where its box is not from 0 (`_corner`)."""
 
     def __init__(self, path, species, masses, type_map, fields, resume_after: int | None,
-                 periodic=True, natoms: int | None = None):
+                 periodic=True, natoms: int | None = None, origin: BoxOrigin | None = None):
         self.path = Path(path)
+        self.origin = origin
         flags = np.broadcast_to(np.asarray(periodic, dtype=bool), (3,))
         self.pbc = tuple(bool(f) for f in flags)   # per cell vector (ignored for frames without a box)
         self.needs_atoms = species is None
@@ -219,6 +221,11 @@ class _TextWriter:
         self.fields = tuple(fields)
         self._last: int | None = None
         self._open(resume_after)
+
+    def _corner(self, box) -> np.ndarray:
+        """(3,) Å: LAMMPS' lower corner of the cell `box` in LAMMPS' frame (of the cell itself, not
+        of one grown along an open vector by `frame_cell`), 0 without `self.origin`."""
+        return np.zeros(3) if self.origin is None else self.origin.corner(lammps_box(box)[0])
 
     def _open(self, resume_after: int | None) -> None:
         if resume_after is not None and self.path.exists():
@@ -325,11 +332,6 @@ class ExtxyzWriter(_TextWriter):
 
     FORMAT = "extxyz"
 
-    def __init__(self, path, species, masses, type_map, fields, resume_after: int | None,
-                 periodic=True, natoms: int | None = None, origin: BoxOrigin | None = None):
-        self.origin = origin   # LAMMPS' box corner (None: 0)
-        super().__init__(path, species, masses, type_map, fields, resume_after, periodic, natoms)
-
     def _header_text(self, frame: Frame, vel: bool, frc: bool) -> str:
         # masses whenever known (a reader's default ones may differ), and with the momenta; decided
         # here, once per frame, for the frame's atom blocks (`_atoms_text`)
@@ -359,8 +361,7 @@ class ExtxyzWriter(_TextWriter):
     def _atoms_text(self, start, pos, vel, frc, box) -> str:
         n = len(pos)
         if self.origin is not None and box is not None:   # LAMMPS' corner, rotated into numdp's frame
-            h, q = lammps_box(box)
-            pos = pos + self.origin.corner(h) @ q.T
+            pos = pos + self._corner(box) @ lammps_box(box)[1].T
         masses = self.masses[start:start + n, None]
         cols = [self._names[self.species[start:start + n]][:, None], pos]
         if self._with_masses:
@@ -442,17 +443,11 @@ class LammpsDumpWriter(_TextWriter):
                  triclinic: bool = False, origin: BoxOrigin | None = None):
         self.columns = None if columns is None else tuple(columns)   # None: by the fields (module docstring)
         self.triclinic = triclinic   # every box as `BOX BOUNDS xy xz yz` (LAMMPS' triclinic box), zero tilts too
-        self.origin = origin   # LAMMPS' box corner (None: 0)
         if periodic is False and self.columns is not None and set(self.columns) & set(SCALED_COLUMNS):
             raise InputError(f"{path}: dump columns {' '.join(c for c in self.columns if c in SCALED_COLUMNS)}: "
                              f"scaled coordinates and image flags need a cell; this system has none")
-        super().__init__(path, species, masses, type_map, fields, resume_after, periodic, natoms)
+        super().__init__(path, species, masses, type_map, fields, resume_after, periodic, natoms, origin)
         self._cell: tuple | None = None   # (H, Q, origin, grown) of the frame being written, see `frame_cell`
-
-    def _corner(self, box) -> np.ndarray:
-        """(3,) Å: LAMMPS' lower corner of the cell `box` (of the cell itself, not of one grown
-        along an open vector by `frame_cell`), 0 without `self.origin`."""
-        return np.zeros(3) if self.origin is None else self.origin.corner(lammps_box(box)[0])
 
     def _frame_cell(self, box) -> tuple:
         """(H, Q, origin, grown) of `frame_cell` for the frame being written (the cell of `box`,
