@@ -234,7 +234,7 @@ def _numba_caches_in(d: str, dirs: dict[str, str], environ=None) -> bool:
     if not os.path.abspath(d).startswith(os.path.join(os.path.abspath(user), "")):
         return False
     tree = [t for t, package in dirs.items() if package == dirs[d] and os.path.basename(t) == "__pycache__"]
-    return not any(os.access(t if os.path.isdir(t) else os.path.dirname(t), os.W_OK) for t in tree)
+    return not any(_writable(t) for t in tree)
 
 
 def drop_stale_kernels(dirs: dict[str, str] | None = None, root: str | None = None) -> dict[str, set[str]]:

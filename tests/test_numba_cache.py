@@ -211,5 +211,6 @@ def test_numba_caches_in_the_folder_it_will_use(tmp_path):
     assert _numba_caches_in(mine, dirs, set_) and not _numba_caches_in(user, dirs, set_)
     (tmp_path / "cpu").mkdir()   # the sources' folder can be written: Numba caches beside them
     assert not _numba_caches_in(user, dirs, {}) and not _numba_caches_in(mine, dirs, {})
-    gone = {str(tmp_path / "gone" / "__pycache__"): "kernels.cpu", user: "kernels.cpu"}
-    assert _numba_caches_in(user, gone, {})   # (a folder that cannot be written: the user-wide one)
+    (tmp_path / "file").write_text("")   # a __pycache__ that cannot be made: Numba takes the user-wide one
+    unwritable = {str(tmp_path / "file" / "__pycache__"): "kernels.cpu", user: "kernels.cpu"}
+    assert _numba_caches_in(user, unwritable, {})
