@@ -14,6 +14,7 @@ import pytest
 
 from numdp.io.atomic import atomic_path
 from numdp.io.backup import Backups, back_up, backup_name
+from tests_util import input_error_message
 
 
 # --------------------------------------------------------------------------------------------------
@@ -204,15 +205,6 @@ def test_progress_elapsed_counts_the_earlier_part_and_rounds():
 # --------------------------------------------------------------------------------------------------
 
 
-def _message(fn, *args, **kw) -> str:
-    from numdp.errors import InputError
-
-    with pytest.raises(InputError) as exc:
-        fn(*args, **kw)
-    assert "\n" not in str(exc.value)
-    return str(exc.value)
-
-
 def test_a_limit_admits_its_value_and_binds_both_ends_of_a_ramp():
     """Mutants: `v >= maximum.value` for `v > maximum.value` in Table._check_maximum (a key set to
     its documented largest value refused: the message says "must be <= 10") and `v[0]` for
@@ -224,8 +216,9 @@ def test_a_limit_admits_its_value_and_binds_both_ends_of_a_ramp():
     t = Table("in.toml", "md", {"a": 10, "b": 10.5, "r": [0, 10], "s": [5, 1e300]})
     assert t.number("a", maximum=limit) == 10.0
     assert t.ramp("r", positive=True, zero_end=True, maximum=limit) == (0.0, 10.0)
-    assert _message(t.number, "b", maximum=limit).startswith("in.toml: [md] b: must be <= 10 K (a test's limit)")
-    assert _message(t.ramp, "s", positive=True, maximum=limit).startswith("in.toml: [md] s: must be <= 10 K")
+    assert input_error_message(t.number, "b", maximum=limit).startswith(
+        "in.toml: [md] b: must be <= 10 K (a test's limit)")
+    assert input_error_message(t.ramp, "s", positive=True, maximum=limit).startswith("in.toml: [md] s: must be <= 10 K")
 
 
 def test_an_output_on_an_input_is_found_through_the_path_spelling(tmp_path):
@@ -237,7 +230,7 @@ def test_an_output_on_an_input_is_found_through_the_path_spelling(tmp_path):
     (tmp_path / "sub").mkdir()
     data = tmp_path / "sub" / ".." / "start.data"
     out = tmp_path / "start.data"
-    text = _message(distinct_files, "md.toml", [("[output] trajectory", out)], [("[system] file", data)])
+    text = input_error_message(distinct_files, "md.toml", [("[output] trajectory", out)], [("[system] file", data)])
     assert text == (f"md.toml: [output] trajectory: names the same file as an input, [system] file ({out}); "
                     "give each output its own file")
 
@@ -278,7 +271,7 @@ def test_one_element_names_every_atom_of_a_lattice(tmp_path):
     assert _settings(tmp_path, lattice.replace("ELEMENTS", '["Cu"]')).system.lattice.elements == ("Cu",)
     four = _settings(tmp_path, lattice.replace("ELEMENTS", '["Cu", "Au", "Au", "Au"]')).system.lattice
     assert four.elements == ("Cu", "Au", "Au", "Au")
-    message = _message(_settings, tmp_path, lattice.replace("ELEMENTS", '["Cu", "Au"]'))
+    message = input_error_message(_settings, tmp_path, lattice.replace("ELEMENTS", '["Cu", "Au"]'))
     assert message.startswith("md.toml: [system] lattice.elements: expected one element name for every atom, "
                               "or one per basis atom of fcc (4)")
 
@@ -288,7 +281,7 @@ def test_a_barostats_weak_coupling_names_the_barostat(tmp_path):
     more than COUPLING_STEPS_MAX = 1e12 timesteps reported as the thermostat's).  tau = 5e9 ps at
     a 0.0005 ps timestep is 1e13 timesteps: refused naming [md] barostat.tau."""
     assert _settings(tmp_path).md.barostat.tau == 1.0
-    message = _message(_settings, tmp_path, btau="5e9")
+    message = input_error_message(_settings, tmp_path, btau="5e9")
     assert message.startswith("md.toml: [md] barostat.tau: must be <= 1e+12 timesteps")
 
 
@@ -307,7 +300,7 @@ def test_fire_limits_admit_their_bounds(tmp_path):
     m = load_run_settings(path).minimize
     assert (m.dtgrow, m.dtshrink, m.alpha0, m.alphashrink, m.tmax, m.tmin) == (1.0, 1.0, 1.0, 1.0, 0.5, 0.5)
     path.write_text(text.replace("KEYS", "dtgrow = 0.99"))
-    assert _message(load_run_settings, path) == "min.toml: [minimize] dtgrow: must be >= 1, got 0.99"
+    assert input_error_message(load_run_settings, path) == "min.toml: [minimize] dtgrow: must be >= 1, got 0.99"
 
 
 def test_an_empty_type_name_is_refused(tmp_path):
@@ -315,7 +308,7 @@ def test_an_empty_type_name_is_refused(tmp_path):
     type then names no element, and a model's type_map cannot match it).  Refused naming the key;
     ["O", "H"] is accepted."""
     assert _settings(tmp_path, 'file = "start.xyz"\ntype_names = ["O", "H"]').system.type_names == ["O", "H"]
-    assert _message(_settings, tmp_path, 'file = "start.xyz"\ntype_names = ["O", ""]').startswith(
+    assert input_error_message(_settings, tmp_path, 'file = "start.xyz"\ntype_names = ["O", ""]').startswith(
         "md.toml: [system] type_names: expected a list of element names")
 
 

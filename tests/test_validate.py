@@ -2,17 +2,9 @@
 import pytest
 
 from numdp.config import load_run_settings
-from numdp.errors import InputError
 from numdp.train.config import load_config
 from numdp.validate import RUN_WORDING, TRAIN_WORDING, Table
-
-
-def message(fn, *args, **kw) -> str:
-    with pytest.raises(InputError) as exc:
-        fn(*args, **kw)
-    text = str(exc.value)
-    assert "\n" not in text
-    return text
+from tests_util import input_error_message as message
 
 
 @pytest.mark.parametrize("wording", [RUN_WORDING, TRAIN_WORDING])

@@ -77,6 +77,19 @@ def run_step0_energy(toml: Path, text: str) -> float:
     return float(row[header.index("pe")])
 
 
+def input_error_message(fn, *args, **kw) -> str:
+    """The message of the InputError that fn(*args, **kw) raises, checked to be one line."""
+    import pytest
+
+    from numdp.errors import InputError
+
+    with pytest.raises(InputError) as exc:
+        fn(*args, **kw)
+    text = str(exc.value)
+    assert "\n" not in text
+    return text
+
+
 def rel(a, b) -> float:
     """max |a - b| / max |b|: the largest difference relative to b's largest entry."""
     return np.abs(np.asarray(a) - np.asarray(b)).max() / np.abs(np.asarray(b)).max()
