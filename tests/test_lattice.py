@@ -149,8 +149,13 @@ def test_crystal_commands_refused_in_one_line(tmp_path, change, message):
     assert str(err.value).startswith(message), str(err.value)
 
 
-def test_a_region_off_the_origin_is_noted(tmp_path):
+def test_a_region_off_the_origin_gives_lammps_corner_to_the_outputs(tmp_path):
+    """numdp's crystal starts at 0; the translation's origin (the outputs' [output] box_center)
+    puts LAMMPS' box, from the region's lower corner, back: (-1, 0, -1) spacings of 5.43 Å, the
+    box 1 x 1 x 2 cells.  Against real LAMMPS under fix npt: tests/test_lmp_fidelity.py."""
     tr = translate(textwrap.dedent(SCRIPT.format(model=MODEL)).replace("block 0 1 0 1 0 2", "block -1 0 0 1 -1 1"),
                    "in.lammps", {}, tmp_path)
     assert tr.tables["system"]["lattice"]["cells"] == [1, 1, 2]
-    assert any("shifted by -(-1, 0, -1) lattice spacings" in n for n in tr.notices)
+    assert tr.tables["output"]["box_center"] == pytest.approx([-0.5 * 5.43, 0.5 * 5.43, 0.0], abs=1e-14)
+    corner = tr.origin.corner(np.diag([5.43, 5.43, 2 * 5.43]))
+    assert corner == pytest.approx([-5.43, 0.0, -5.43], abs=1e-14)

@@ -46,13 +46,21 @@ pair_coeff * *
 neighbor 1.0 bin
 timestep 0.0005
 """
+LATTICE = ("units metal\nboundary p p p\natom_style atomic\nlattice fcc 5.0\nregion box block -1 2 0 3 2 5\n"
+           "create_box 2 box\ncreate_atoms 1 box\nmass 1 15.999\nmass 2 1.008\npair_style deepmd model.dp\n"
+           "pair_coeff * *\nneighbor 1.0 bin\ntimestep 0.0005\n")   # (the tool's LATTICE)
 
 
-def _run(tmp_path: Path, data: Path, body: str, monkeypatch) -> str:
-    """numdp lmp on HEAD (the data file `data`, a periodic box) + body in tmp_path; its log's text."""
+def _run(tmp_path: Path, data: Path | None, body: str, monkeypatch) -> str:
+    """numdp lmp on HEAD (the data file `data`, a periodic box; None: LATTICE's crystal) + body in
+    tmp_path; its log's text."""
     shutil.copyfile(MODEL, tmp_path / "model.dp")
-    shutil.copyfile(data, tmp_path / data.name)
-    (tmp_path / "in.lammps").write_text(HEAD.format(boundary="p p p", data=data.name) + body)
+    if data is None:
+        head = LATTICE
+    else:
+        shutil.copyfile(data, tmp_path / data.name)
+        head = HEAD.format(boundary="p p p", data=data.name)
+    (tmp_path / "in.lammps").write_text(head + body)
     monkeypatch.chdir(tmp_path)
     assert cli_main(["lmp", "-i", "in.lammps"]) == 0
     return (tmp_path / "log.lammps").read_text()
@@ -171,20 +179,25 @@ def test_numdp_lmp_dumps_a_minimize_at_lammps_steps(case, tmp_path, monkeypatch)
 
 
 ORIGIN_FIXES = {"ortho": "fix 1 all nve", "tri": "fix 1 all nve",
-                "npt": "fix 1 all npt temp 330 330 0.05 iso 20000 20000 0.05"}   # (the tool's)
+                "npt": "fix 1 all npt temp 330 330 0.05 iso 20000 20000 0.05",
+                "npt0": "fix 1 all npt temp 330 330 0.05 iso 20000 20000 0.05",
+                "lattice": "fix 1 all npt temp 330 330 0.05 iso 20000 20000 0.05"}   # (the tool's)
+ORIGIN_DATA = {"npt": FIXTURES / "ortho.data", "npt0": WATER, "lattice": None}   # (the tool's ORIGIN_DATA)
 
 
-@pytest.mark.parametrize("box", ["ortho", "tri", "npt"])
+@pytest.mark.parametrize("box", ["ortho", "tri", "npt", "npt0", "lattice"])
 @pytest.mark.parametrize("d", ["x", "xu"])
 def test_numdp_lmp_dumps_a_box_off_the_origin_as_lammps(box, d, tmp_path, monkeypatch):
     """End to end: numdp lmp's own dump (custom x y z, or xu yu zu, every 5 steps) of the box from
     xlo = -5.3, ylo = 2.0, zlo = 0.7 holds LAMMPS' steps, BOX BOUNDS and coordinates at the run's
     last step (the translation passes LAMMPS' box centre to the writer: [output] box_center);
     `npt`: the orthogonal box under fix npt, whose corner LAMMPS moves with the box about its
-    centre."""
+    centre; `npt0`: water.data's box from 0 under the same fix, whose corner LAMMPS moves as well
+    (0.130 Å in 10 steps: numdp lmp kept it at 0 before 2026-12-07); `lattice`: create_box's fcc
+    crystal from a region off the origin under that fix (numdp lmp dumped it from 0 before)."""
     ref = np.load(FIXTURES / f"origin_{box}.npz")
     spec = {"x": "custom 5 x.dump id type x y z", "xu": "custom 5 xu.dump id type xu yu zu"}[d]
-    data = FIXTURES / ("ortho.data" if box == "npt" else f"{box}.data")
+    data = ORIGIN_DATA.get(box, FIXTURES / f"{box}.data")
     _run(tmp_path, data, f"dump {d} all {spec}\n{ORIGIN_FIXES[box]}\nrun 10\n", monkeypatch)
     h = np.asarray(read_frame(tmp_path / "checkpoint.h5")["box"], float)
     n = ref["x_atoms"].shape[1]
@@ -202,14 +215,14 @@ def test_numdp_lmp_dumps_a_box_off_the_origin_as_lammps(box, d, tmp_path, monkey
     assert np.abs(diff).max() <= POS_TOL
 
 
-@pytest.mark.parametrize("box", ["ortho", "tri", "npt"])
+@pytest.mark.parametrize("box", ["ortho", "tri", "npt", "npt0", "lattice"])
 def test_thermo_and_write_data_of_a_box_off_the_origin_as_lammps(box, tmp_path, monkeypatch):
     """The thermo columns xlo ... zhi at every thermo step and write_data's bounds, coordinates
     and image flags after the run are LAMMPS' for the box from (-5.3, 2.0, 0.7) (numdp's from 0
     plus LAMMPS' corner; under fix npt the corner moves with the box about its centre).  Both were
     numdp's from 0 (5.3 A off in x)."""
     ref = np.load(FIXTURES / f"origin_{box}.npz")
-    data = FIXTURES / ("ortho.data" if box == "npt" else f"{box}.data")
+    data = ORIGIN_DATA.get(box, FIXTURES / f"{box}.data")
     log = _run(tmp_path, data, "thermo 5\nthermo_style custom step pe xlo xhi ylo yhi zlo zhi lx ly lz\n"
                f"thermo_modify format float %.15g\n{ORIGIN_FIXES[box]}\nrun 10\nwrite_data final.data\n",
                monkeypatch)
@@ -225,7 +238,12 @@ def test_thermo_and_write_data_of_a_box_off_the_origin_as_lammps(box, tmp_path, 
     unwrapped = x[:n] + image[:n] @ np.asarray(read_frame(tmp_path / "checkpoint.h5")["box"], float)
     lammps = ref["data_x"] + ref["data_image"] @ np.asarray(read_frame(tmp_path / "checkpoint.h5")["box"], float)
     assert np.abs(unwrapped - lammps).max() <= POS_TOL
-    assert np.abs(x[:n] - ref["data_x"]).max() <= POS_TOL
+    # wrapped alike, but for an atom on a face (the lattice's: one code may hold it on the other face)
+    h = np.asarray(read_frame(tmp_path / "checkpoint.h5")["box"], float)
+    on_face = np.abs(np.linalg.solve(h.T, (ref["data_x"] - ref["data_bounds"][:3, 0]).T).T % 1.0 - 0.5) \
+        >= 0.5 - POS_TOL
+    assert np.all((np.abs(x[:n] - ref["data_x"]) <= POS_TOL) | on_face)
+    assert box == "lattice" or not on_face.any()
 
 
 def test_a_box_off_the_origin_keeps_its_corner_after_read_restart(tmp_path, monkeypatch):

@@ -203,6 +203,9 @@ def test_dpgen_script_runs_as_numdp_run_runs_its_tables(task, tmp_path, monkeypa
     lmp = _folder(task, tmp_path / "lmp")
     (lmp / "input.lammps").write_text(dpgen_script(ensemble))
     tr = translate(dpgen_script(ensemble), "input.lammps", {"restart": "0"}, lmp)
+    # LAMMPS' box centre (its fixed point under fix npt), conf.lmp's box being from 0
+    center = tr.tables["output"].pop("box_center")
+    assert center == pytest.approx(0.5 * np.diag(rocksalt((2, 2, 2))[2]), rel=1e-15)
     assert tr.tables == expected_tables(ensemble)
     assert numdp(lmp, monkeypatch, "lmp", "-i", "input.lammps", "-v", "restart", "0") == 0
     out = capsys.readouterr().out

@@ -6,6 +6,7 @@ loading TensorFlow graphs); the model is tests/data/tensorflow/tf_one_side_f64.d
 graph; the atoms are tests/data/lammps_nh/water.data's (192 water atoms, box 12.44 Å from 0).
 
     python tools/make_lmp_fidelity_fixtures.py [--lmp /tmp/dpk/bin/lmp] [--dp /tmp/dpk/bin/dp] [--tf /tmp/tf221]
+                                               [--cases NAME ...]   (only these of MINIMIZE and ORIGIN_FIXES)
 
 Minimize cases (MINIMIZE: water.data, a dump every DUMP_EVERY of the case, thermo every step):
 OUT/CASE.npz holds `body` (the case's lines as numdp lmp is given them), `stop`, `iterations`,
@@ -14,7 +15,9 @@ OUT/CASE.npz holds `body` (the case's lines as numdp lmp is given them), `stop`,
 
 Box origin cases (ORIGIN: the same atoms in a box from ORIGIN_LO, orthogonal and with TILTS; their
 data files OUT/ortho.data, OUT/tri.data are written here): 10 steps of fix nve (ORIGIN_FIXES; and
-`npt`: ortho.data under fix npt iso, a box changing about its centre) with a dump every 5
+`npt`: ortho.data under fix npt iso, a box changing about its centre; `npt0`: water.data, its box
+from 0, under the same fix: LAMMPS moves that corner too; `lattice`: LATTICE, an fcc crystal of O
+atoms at rest made by create_box from a region off the origin, under that fix) with a dump every 5
 of each style of DUMPS, thermo `step pe xlo xhi ylo yhi zlo zhi lx ly lz` every 5, then
 `write_data`.  OUT/origin_BOX.npz holds `thermo` (the table, %.15g), for each dump D of DUMPS
 `D_steps`, `D_bounds` (frames, 3, 3: the BOX BOUNDS lines; tilts as the third number of a
@@ -69,7 +72,13 @@ ORIGIN_BODY = ("thermo 5\nthermo_style custom step pe xlo xhi ylo yhi zlo zhi lx
                "thermo_modify format float %.15g\n{fix}\n{dumps}run 10\nwrite_data final.data\n")
 ORIGIN_FIXES = {"ortho": "fix 1 all nve", "tri": "fix 1 all nve",
                 # a box that changes about its centre (LAMMPS' default fixed point): ortho.data's start
-                "npt": "fix 1 all npt temp 330 330 0.05 iso 20000 20000 0.05"}
+                "npt": "fix 1 all npt temp 330 330 0.05 iso 20000 20000 0.05",
+                "npt0": "fix 1 all npt temp 330 330 0.05 iso 20000 20000 0.05",
+                "lattice": "fix 1 all npt temp 330 330 0.05 iso 20000 20000 0.05"}
+ORIGIN_DATA = {"npt": "ortho.data", "npt0": "water.data"}   # a case's data file, if not BOX.data
+LATTICE = ("units metal\nboundary p p p\natom_style atomic\nlattice fcc 5.0\nregion box block -1 2 0 3 2 5\n"
+           "create_box 2 box\ncreate_atoms 1 box\nmass 1 15.999\nmass 2 1.008\n"
+           f"{lammps_oracle.DEEPMD_PAIR}\nneighbor 1.0 bin\ntimestep 0.0005\n")   # the `lattice` case's head
 
 
 def shifted_data(text: str, tilts: tuple[float, float, float]) -> str:
@@ -127,7 +136,10 @@ def summary(log: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     lammps_oracle.add_arguments(parser, dp=True, tf=True)
+    parser.add_argument("--cases", nargs="+", metavar="NAME", choices=[*MINIMIZE, *ORIGIN_FIXES],
+                        help="make these cases' files only (default: all)")
     args = parser.parse_args()
+    cases = set(args.cases or [*MINIMIZE, *ORIGIN_FIXES])
     OUT.mkdir(parents=True, exist_ok=True)
     water = WATER.read_text()
     starts = {"ortho": shifted_data(water, (0.0, 0.0, 0.0)), "tri": shifted_data(water, TILTS)}
@@ -138,6 +150,8 @@ def main() -> None:
         lammps_oracle.graph(args.dp, MODEL, work, args.tf)
         (work / "water.data").write_text(water)
         for name, (every, lines) in MINIMIZE.items():
+            if name not in cases:
+                continue
             (work / "d.dump").unlink(missing_ok=True)
             body = MIN_THERMO + DUMP.format(every=every) + lines
             lmp_body = body.replace("id type x y z\n", "id type x y z\ndump_modify 1 format float %.15g\n")
@@ -148,10 +162,11 @@ def main() -> None:
         for box, text in starts.items():
             (work / f"{box}.data").write_text(text)
         for box, fix in ORIGIN_FIXES.items():
-            data = "ortho.data" if box == "npt" else f"{box}.data"
+            if box not in cases:
+                continue
+            head = LATTICE if box == "lattice" else HEAD.format(data=ORIGIN_DATA.get(box, f"{box}.data"))
             dumps = "".join(f"dump {d} all {spec}\ndump_modify {d} {PRECISE[d]}\n" for d, spec in DUMPS.items())
-            log = lammps_oracle.run(args.lmp, work, HEAD.format(data=data) + ORIGIN_BODY.format(fix=fix, dumps=dumps),
-                                    tf=args.tf)
+            log = lammps_oracle.run(args.lmp, work, head + ORIGIN_BODY.format(fix=fix, dumps=dumps), tf=args.tf)
             (_, thermo), = thermo_blocks(log)
             tables = {"thermo": thermo}
             for d in DUMPS:

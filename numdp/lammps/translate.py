@@ -264,8 +264,9 @@ class Translation:
     md_start: MdStart | None = None
     """The start of the run after the script's minimize (None: no run follows a minimize)."""
     origin: BoxOrigin | None = None
-    """Where LAMMPS holds the box's lower corner (a data file's box from xlo ylo zlo; None: at 0,
-    as numdp): numdp's positions and bounds plus its corner are LAMMPS'."""
+    """Where LAMMPS holds the box's lower corner (a data file's box from xlo ylo zlo, create_box's
+    from its region's; None: not known, taken at 0 as numdp's): numdp's positions and bounds plus
+    its corner are LAMMPS'."""
 
     def run(self, k: int) -> tuple[dict, str]:
         """(tables, TOML) of the script's run k (0: the first)."""
@@ -371,6 +372,7 @@ class _State:
     lattice: tuple[str, float] | None = None     # lattice STYLE SCALE (Å)
     regions: dict[str, tuple[float, ...]] = field(default_factory=dict)   # block bounds, lattice units
     box_region: tuple[tuple[int, int, int], int] | None = None   # create_box: (cells, number of types)
+    box_region_origin: BoxOrigin | None = None   # create_box: LAMMPS' box, from the region's lower corner
     created: dict | None = None                  # create_atoms: the [system] lattice table, LAMMPS types
     restart_file: Path | None = None
     restart_origin: BoxOrigin | None = None   # LAMMPS' box corner of the run that wrote restart_file
@@ -625,10 +627,11 @@ class _Translator:
                 raise Refused(f"the region's {'xyz'[k]} bounds {lo:g} {hi:g} are not whole lattice cells: numdp "
                               f"lmp fills whole unit cells")
             cells.append(int(round(n)))
-        if any(abs(b) > 1e-9 for b in bounds[::2]):
-            self.note(f"create_box: numdp's box starts at the origin; positions are LAMMPS' shifted by "
-                      f"-({bounds[0]:g}, {bounds[2]:g}, {bounds[4]:g}) lattice spacings")
+        from ..lattice import spacings
+
+        edge = spacings(*self.s.lattice)
         self.s.box_region = (tuple(cells), ntypes)
+        self.s.box_region_origin = BoxOrigin.of_box(np.array(bounds[::2]) * edge, np.array(cells) * edge)
 
     def _create_atoms(self, c: Command) -> None:
         from ..lattice import BASES
@@ -1103,12 +1106,14 @@ class _Translator:
         """Where LAMMPS holds the lower corner of the box of the state `s`: a data file's box from
         its xlo ylo zlo (replicated: the same corner, the box's lengths times the replicas); after
         read_restart, the one of the run that wrote the checkpoint (its stored [output] box_center);
-        None: at 0 (a lattice, a data file at 0 or one numdp could not read)."""
+        create_box's, its region's lower corner (lattice spacings times its bounds); None: a data
+        file numdp could not read.  A box from 0 has one too: LAMMPS changes a box (fix npt, fix
+        box/relax) about its centre, so its corner leaves 0."""
         if s.restart_file is not None:   # the corner of the run that wrote the checkpoint
             return s.restart_origin
         header = s.data_header
-        if header is None or not any(header.lo):
-            return None
+        if header is None:
+            return s.box_region_origin
         return BoxOrigin.of_box(header.lo, np.asarray(header.lengths) * np.asarray(s.replicate))
 
     def _recenter(self, fix_id: str, args: list[str], where: tuple) -> None:
