@@ -28,9 +28,9 @@ from .domain import Domain, ghost_reach
 from .exchange import route_rows
 from .world import World
 
-# Columns of a ghost row on the device: x, y, z, type, id, shift_a, shift_b, shift_c (as
-# numdp.parallel.comm).
-_GHOST_COLUMNS = 8
+# Columns of a ghost row on the device: x, y, z, type, id (numdp.parallel.comm's rows less its
+# shift columns, which nothing on the device reads: each swap's cell shift is added by `_gather`).
+_GHOST_COLUMNS = 5
 
 
 def bind_rank_gpu(world: World) -> tuple[int, int, int]:
@@ -135,8 +135,6 @@ class DeviceGhostComm:
                     pbc = 1 if (sign < 0 and d.coords[k] == 0) else (-1 if (sign > 0 and d.coords[k] == g - 1) else 0)
                     send = xp.empty((n, _GHOST_COLUMNS))
                     self._gather(rows, picked, pbc * box[k] if pbc else zero, send)
-                    if pbc:
-                        send[:, 5 + k] += pbc
                     dest, source = d.neighbor(k, sign), d.neighbor(k, -sign)
                     tag = 16 * len(self.swaps)
                     local = dest == self.world.rank
