@@ -4,8 +4,9 @@ LAMMPS executes a script line by line; so does `run_script`, handing every comma
 part of the language itself to a callback (numdp.lammps.translate turns those into numdp run's
 tables).  What is read, with LAMMPS' rules:
 
-- A line ending in ``&`` continues on the next one; then ``#`` starts a comment (outside quotes),
-  which a ``&`` at its end continues too, as in LAMMPS.
+- A line ending in ``&`` continues on the next one (joined with no space: LAMMPS removes the
+  ``&`` and the line break); then ``#`` starts a comment (outside quotes), which a ``&`` at its
+  end continues too, as in LAMMPS.
 - ``$x``, ``${NAME}`` and ``$(formula)`` are replaced before a line is split into words, except
   inside quotes ("..." or '...'); quotes group words.  An equal-style variable is replaced by
   its value formatted ``%.15g``, ``$(formula)`` by ``%.20g`` and ``$(formula:FORMAT)`` in the C
@@ -14,8 +15,10 @@ tables).  What is read, with LAMMPS' rules:
   (either redefines a variable of its own style, and is refused over another style),
   ``variable NAME index VALUE`` (ignored when NAME exists: ``-v NAME VALUE`` on the command line
   defines an index variable that the script cannot redefine), ``variable NAME delete``.
-- Formulas: numbers, ``v_NAME``, ``PI``, the thermo keywords ``dt`` (the timestep; LAMMPS' manual
-  writes Tdamp as ``$(100.0*dt)``) and ``step`` (the current step, between runs), parentheses, unary ``- !``, then ``^``, ``* / %``, ``+ -``,
+- Formulas: numbers, ``v_NAME`` (an equal-style variable's value as its %.15g text, as LAMMPS'
+  Variable::retrieve), ``PI``, the thermo keywords ``dt`` (the timestep; LAMMPS' manual writes
+  Tdamp as ``$(100.0*dt)``) and ``step`` (the current step, between runs), parentheses, unary
+  ``- !``, then ``^``, ``* / %``, ``+ -``,
   ``< <= > >=``, ``== !=``, ``&&``, ``||`` (LAMMPS' precedence, highest first), and the functions
   sqrt exp ln log abs sin cos tan asin acos atan atan2 floor ceil round (LAMMPS' round: halves up).
 - ``if "BOOLEAN" then "CMD" ... [elif "BOOLEAN" "CMD" ...] [else "CMD" ...]``: variables in the
@@ -27,7 +30,7 @@ tables).  What is read, with LAMMPS' rules:
 - ``include FILE``: FILE's lines run there, as LAMMPS (relative to the current folder; errors name
   FILE and its line).
 
-Anything else of the language (``label``/``jump``, ``next``, loop variables, thermo
+Anything else of the language (``label``/``jump``, ``next``, loop variables, triple quotes, thermo
 keywords other than dt and step or computes in formulas) is refused with one line ``FILE:LINE: COMMAND: ...``.
 """
 from __future__ import annotations
@@ -80,7 +83,7 @@ def logical_lines(text: str) -> list[tuple[int, str]]:
         if not pending:
             start = no
         if raw.endswith("&"):
-            pending += raw[:-1] + " "
+            pending += raw[:-1]   # LAMMPS removes the & and the line break, adding no space
             continue
         line = _strip_comment(pending + raw).rstrip()
         pending = ""
@@ -113,6 +116,8 @@ def split_words(line: str) -> list[str]:
             k += 1
             continue
         if line[k] in "\"'":
+            if line.startswith('"""', k):   # LAMMPS' triple quotes (quotes inside, several lines)
+                raise ValueError('triple quotes """...""" are not supported by numdp lmp: write "..." or \'...\'')
             end = line.find(line[k], k + 1)
             if end < 0:
                 raise ValueError(f"unbalanced quote in {line.strip()!r}")
@@ -348,8 +353,8 @@ class Script:
             raise FormulaError(f"variable {name} is not defined (give it with -v {name} VALUE)")
         if depth > 50:
             raise FormulaError(f"variable {name} refers to itself")
-        if var.style is VariableStyle.EQUAL:
-            return self.evaluate(var.value, depth + 1)
+        if var.style is VariableStyle.EQUAL:   # LAMMPS reads its %.15g text (Variable::retrieve)
+            return float(f"{self.evaluate(var.value, depth + 1):.15g}")
         try:
             return float(var.value)
         except ValueError:
