@@ -49,13 +49,15 @@ def test_array_interface_sync_is_skipped_only_on_one_stream():
 def test_kernels_compile_with_a_numpy_without_row_stack():
     """numba-cuda 0.30.4 overloads np.row_stack when it loads its CUDA registries (at the first
     kernel compilation), and NumPy 2.5 removed the alias: importing numdp.kernels.cuda restores
-    it.  numba.cuda.np.arrayobj is the module that fails; it imports without a GPU."""
+    it.  numba.cuda.np.arrayobj is the module that fails; it imports without a GPU.  (Over numba
+    0.60, the oldest numdp takes, numba-cuda 0.30.4 does not overload it and the control passes;
+    numdp's import must still leave the alias.)"""
     pytest.importorskip("numba_cuda")
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "0"}
     head = "import numpy as np\nif hasattr(np, 'row_stack'):\n    del np.row_stack\n"
     control = subprocess.run([sys.executable, "-c", head + "import numba.cuda.np.arrayobj"],
                              env=env, capture_output=True, text=True)
-    assert control.returncode != 0 and "row_stack" in control.stderr   # the failure is real
+    assert control.returncode == 0 or "row_stack" in control.stderr   # where it fails, for want of the alias
     fixed = subprocess.run([sys.executable, "-c", head + "import numdp.kernels.cuda\nimport numba.cuda.np.arrayobj\n"
                             "assert np.row_stack is np.vstack"], env=env, capture_output=True, text=True)
     assert fixed.returncode == 0, fixed.stderr[-2000:]
