@@ -144,7 +144,7 @@ def test_frames_of_no_real_atoms_of_a_model_with_atomic_parameters(device):
 def test_padded_data_through_numdp_test_and_an_ensemble_on_the_device(tmp_path):
     """tests/data/mixed_pad through `numdp test --device cuda` (every figure as the CPU's, REL64),
     and an ensemble of device models (two sharing one descriptor: compute_device_ensemble) on each
-    padded frame as on the CPU.  (numdp model-devi has no device option.)"""
+    padded frame as on the CPU (numdp model-devi --device cuda: tests/test_cuda_commands.py)."""
     figures = {}
     for device in ("cpu", "cuda"):
         out = tmp_path / f"{device}.json"

@@ -23,6 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..io.model_file import MODEL_HELP
+from .options import add_threads_option
 from .systems import add_system_options, system_paths
 
 
@@ -38,8 +39,7 @@ def configure(parser):
     parser.add_argument("-o", "--output", help="output model, .h5 or .dp (default: MODEL_updated.h5/.dp); "
                                                "for a training checkpoint a checkpoint (.h5)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the frame draw with -n (default 0)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="worker threads (default: NUMDP_NUM_THREADS or the usable cores)")
+    add_threads_option(parser)
 
 
 def _updated_name(path: Path) -> Path:

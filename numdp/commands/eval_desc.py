@@ -18,7 +18,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..infer import DESCRIPTOR_DTYPES
 from ..io.model_file import MODEL_HELP
-from ..model.precision import PRECISIONS
+from .options import add_evaluation_options
 from .systems import add_system_options, system_paths
 
 
@@ -30,12 +30,7 @@ def configure(parser):
                         help="output folder: one NAME.npy per system (default: desc)")
     parser.add_argument("--dtype", default="native", choices=list(DESCRIPTOR_DTYPES),
                         help="dtype of the saved arrays: native (the model's, float64), fp32 or fp64")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="worker threads (default: NUMDP_NUM_THREADS or the usable cores)")
-    parser.add_argument("--precision", default="double", choices=list(PRECISIONS),
-                        help="evaluation precision (default double)")
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
-                        help="evaluate on the CPU or an NVIDIA GPU (cuda extra, docs/gpu.md)")
+    add_evaluation_options(parser)
 
 
 def system_name(path: Path) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..io.model_file import MODEL_HELP
+from .options import add_evaluation_options
 
 
 def configure(parser):
@@ -40,10 +41,7 @@ def configure(parser):
                         help="with --init: rename atom labels before the type_map lookup (OW=O)")
     parser.add_argument("--wait", type=float, default=60.0,
                         help="seconds to keep trying to connect (default 60)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="worker threads (default: NUMDP_NUM_THREADS or the usable cores)")
-    parser.add_argument("--precision", default="double", choices=["double", "mix32", "mix16"],
-                        help="evaluation precision (default double)")
+    add_evaluation_options(parser)
 
 
 def _renames(items) -> dict[str, str]:
@@ -164,7 +162,7 @@ def main(args) -> int:
     if args.rename and args.init is None:
         raise InputError("--rename applies to the labels of an --init file")
     check_target(args.address, args.unix, args.sockets_prefix, args.wait)  # before the model loads
-    model = load_model(model_path, nthreads=args.threads, precision=args.precision)
+    model = load_model(model_path, nthreads=args.threads, precision=args.precision, device=args.device)
     # i-PI passes no frame or atomic parameters: a model that takes them runs with its defaults
     if model.numb_fparam and model.fparam is None:
         raise InputError(f"{model_path}: the model takes {model.numb_fparam} frame parameter(s) (numb_fparam) "

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..model.deviation import ensemble_deviations
+from .options import add_evaluation_options
 from .systems import SYSTEM_HELP, add_system_argument, system_roots
 
 
@@ -49,10 +50,7 @@ def configure(parser):
     parser.add_argument("--real_error", "--real-error", dest="real_error", action="store_true",
                         help="the models' RMS errors against the labels of DeePMD systems instead "
                              "of their deviation")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="worker threads (default: NUMDP_NUM_THREADS or the usable cores)")
-    parser.add_argument("--precision", default="double", choices=["double", "mix32", "mix16"],
-                        help="evaluation precision (default double)")
+    add_evaluation_options(parser)
 
 
 def frames_of(path: Path, type_map: list[str], labels: bool = False, set_prefix: str = "set", model=None):
@@ -126,13 +124,13 @@ def _data_location(path: Path) -> bool:
     return loc.location is not None and (loc.path.is_file() or is_lmdb(loc.path))
 
 
-def load_ensemble(paths, threads=None, precision="double", minimum: int = 2):
-    """Load the models; InputError unless there are `minimum` or more with one type_map."""
+def load_ensemble(paths, threads=None, precision="double", minimum: int = 2, device: str = "cpu"):
+    """Load the models on `device`; InputError unless there are `minimum` or more with one type_map."""
     from .. import load_model
 
     if len(paths) < minimum:
         raise InputError(f"-m: model deviation needs two or more models, got {len(paths)}")
-    models = [load_model(p, nthreads=threads, precision=precision) for p in paths]
+    models = [load_model(p, nthreads=threads, precision=precision, device=device) for p in paths]
     for p, m in zip(paths[1:], models[1:]):
         if m.type_map != models[0].type_map:
             raise InputError(f"{p}: type_map {m.type_map} differs from {paths[0]}'s "
@@ -158,7 +156,8 @@ def main(args) -> int:
             if Path(name).resolve() == out.resolve():
                 raise InputError(f"{out}: -o names the input {flag} {name}; give the output its own file")
     prepare_outputs([out])
-    models = load_ensemble(args.models, args.threads, args.precision, minimum=1 if args.real_error else 2)
+    models = load_ensemble(args.models, args.threads, args.precision, minimum=1 if args.real_error else 2,
+                           device=args.device)
     type_map = models[0].type_map
     nrows = 0
     # an existing output is kept as #NAME.N#, like every command's; a failed run removes its

@@ -24,7 +24,7 @@ from ..errors import InputError
 from ..io.model_file import MODEL_HELP
 from ..model.dp_model import evaluate_real_atoms
 from ..model.metrics import ErrorSums
-from ..model.precision import PRECISIONS
+from .options import add_evaluation_options
 from .systems import add_system_options, system_paths
 
 
@@ -45,12 +45,7 @@ def configure(parser):
     parser.add_argument("-d", "--detail-file", metavar="PREFIX",
                         help="write dp test's detail files PREFIX.e.out, .e_peratom.out, .f.out, "
                              ".v.out, .v_peratom.out, .s.out (data and prediction per frame / atom)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="worker threads (default: NUMDP_NUM_THREADS or the usable cores)")
-    parser.add_argument("--precision", default="double", choices=list(PRECISIONS),
-                        help="evaluation precision (default double)")
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
-                        help="evaluate on the CPU or an NVIDIA GPU (cuda extra, docs/gpu.md)")
+    add_evaluation_options(parser)
 
 
 @dataclass
