@@ -61,7 +61,7 @@ class DPCalculator(Calculator):
     model: path of a .h5 (numdp) or .dp (DeePMD-kit) model, a loaded numdp DPModel or a
     numdp.DeepPot (then precision, device and threads are the model's own and must be left at
     their defaults; `numdp.model.dp_model.model_of`).
-    precision: "double", "mix32" or "mix16"; device: "cpu"; threads: worker threads (None:
+    precision: "double", "mix32" or "mix16"; device: "cpu" or "cuda"; threads: worker threads (None:
     numdp's default, see numdp.model.dp_model.default_threads).  A model with frame parameters
     (numb_fparam) takes them from ``atoms.info["fparam"]`` (as DeePMD-kit's calculator), else
     uses its default_fparam; one with atomic parameters (numb_aparam) from
