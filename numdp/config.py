@@ -239,6 +239,8 @@ class OutputSettings:
     box_center: tuple[float, float, float] | None = None  # LAMMPS' box centre, Å, where LAMMPS' box is not
     # from 0: a lammps-dump's bounds and x/xu columns, an extxyz's positions and the thermo columns xlo ... zhi
     # from its corner (numdp.io.trajectory.BoxOrigin); None: the box from 0
+    box_corner: tuple[float, float, float] | None = None  # LAMMPS' fixed box corner, Å, of a system without
+    # a cell (boundary f f f): added to the positions of a lammps-dump or an extxyz (BoxOrigin.open_corner)
     end_frame: bool = True  # the last step of a run (of a minimization: the one it ended at) gets a trajectory
     # frame off the `every` cadence too; False: only a minimization's stop before its last iteration does
     # (LAMMPS' dumps: numdp lmp)
@@ -529,7 +531,7 @@ def _neighbor(t: Table) -> NeighborSettings:
 def _output(t: Table, base: Path) -> OutputSettings:
     t.check_keys(("trajectory", "format", "every", "fields", "force_unit", "thermo_every", "log", "checkpoint",
                   "checkpoint_every", "progress", "columns", "thermo_columns", "thermo_header", "triclinic_bounds",
-                  "box_center", "end_frame"))
+                  "box_center", "box_corner", "end_frame"))
     thermo_columns = t.data.get("thermo_columns", list(THERMO_DEFAULT))
     if not isinstance(thermo_columns, list) or not thermo_columns \
             or any(not isinstance(c, str) or c not in THERMO_KEYWORDS for c in thermo_columns) \
@@ -572,6 +574,12 @@ def _output(t: Table, base: Path) -> OutputSettings:
     box_center = t.number_list("box_center", None)
     if box_center is not None and len(box_center) != 3:
         raise t.error("box_center", f"three numbers (Å), got {box_center!r}")
+    box_corner = t.number_list("box_corner", None)
+    if box_corner is not None and len(box_corner) != 3:
+        raise t.error("box_corner", f"three numbers (Å), got {box_corner!r}")
+    if box_corner is not None and box_center is not None:
+        raise t.error("box_corner", "give box_center (a box LAMMPS changes about its centre) or box_corner "
+                                    "(an open system's fixed corner), not both")
     if isinstance(named, str) and FRAME_SERIES_MARK in named and (
             fmt != "lammps-dump" or FRAME_SERIES_MARK in str(Path(named).parent)):
         raise t.error("trajectory", f"a {FRAME_SERIES_MARK!r} (one file per frame) is only for format "
@@ -596,6 +604,7 @@ def _output(t: Table, base: Path) -> OutputSettings:
         thermo_header=t.string("thermo_header", "keywords", choices=THERMO_HEADERS),
         triclinic_bounds=t.boolean("triclinic_bounds", False),
         box_center=None if box_center is None else tuple(float(c) for c in box_center),
+        box_corner=None if box_corner is None else tuple(float(c) for c in box_corner),
         end_frame=t.boolean("end_frame", True),
     )
 

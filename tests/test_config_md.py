@@ -110,6 +110,9 @@ def test_relative_paths_follow_the_input_file(tmp_path):
     # the log on the start structure backed it up and wrote over it: the next run could not start
     ("every = 10", 'every = 10\nlog = "start.xyz"',
      "md.toml: [output] log: names the same file as an input, [system] file"),
+    ("every = 10", "every = 10\nbox_corner = [1.0, 2.0]", "[output] box_corner: three numbers"),
+    ("every = 10", "every = 10\nbox_corner = [1.0, 2.0, 3.0]\nbox_center = [1.0, 2.0, 3.0]",
+     "[output] box_corner: give box_center (a box LAMMPS changes about its centre) or box_corner"),
 ])
 def test_bad_values_name_the_key(tmp_path, old, new, expected):
     assert old in GOOD

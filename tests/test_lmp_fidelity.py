@@ -51,15 +51,15 @@ LATTICE = ("units metal\nboundary p p p\natom_style atomic\nlattice fcc 5.0\nreg
            "pair_coeff * *\nneighbor 1.0 bin\ntimestep 0.0005\n")   # (the tool's LATTICE)
 
 
-def _run(tmp_path: Path, data: Path | None, body: str, monkeypatch) -> str:
-    """numdp lmp on HEAD (the data file `data`, a periodic box; None: LATTICE's crystal) + body in
-    tmp_path; its log's text."""
+def _run(tmp_path: Path, data: Path | None, body: str, monkeypatch, boundary: str = "p p p") -> str:
+    """numdp lmp on HEAD (the data file `data`, a periodic box unless `boundary` says otherwise;
+    None: LATTICE's crystal) + body in tmp_path; its log's text."""
     shutil.copyfile(MODEL, tmp_path / "model.dp")
     if data is None:
         head = LATTICE
     else:
         shutil.copyfile(data, tmp_path / data.name)
-        head = HEAD.format(boundary="p p p", data=data.name)
+        head = HEAD.format(boundary=boundary, data=data.name)
     (tmp_path / "in.lammps").write_text(head + body)
     monkeypatch.chdir(tmp_path)
     assert cli_main(["lmp", "-i", "in.lammps"]) == 0
@@ -266,3 +266,31 @@ def test_a_box_off_the_origin_keeps_its_corner_after_read_restart(tmp_path, monk
     assert np.abs(bounds - ref["x_bounds"][-1]).max() <= BOX_TOL
     titles, rows = thermo_blocks((tmp_path / "log.lammps").read_text())[-1]
     assert rows[0, 0] == 10 and abs(rows[0, titles.index("Xlo")] - ref["thermo"][-1, 2]) <= 0.5e-6 + BOX_TOL
+
+
+def test_an_open_system_off_the_origin_is_dumped_and_written_as_lammps(tmp_path, monkeypatch):
+    """`boundary f f f` with a data file's box from -10 to 25 Å (tests/data/lmp_fidelity/
+    cluster.data, 24 atoms): numdp holds the open system without a cell, its positions from the
+    box's corner at 0; the translation gives LAMMPS' fixed corner ([output] box_corner), so the
+    dumps' x y z and xu yu zu and write_data's box and coordinates are LAMMPS' (before 2026-12-07
+    the dumps were 10 Å off and write_data refused a system without a cell).  The dumps' bounds
+    stay numdp's shrink-wrapped ones (docs/lammps-input.md), around LAMMPS' atoms."""
+    ref = np.load(FIXTURES / "origin_cluster.npz")
+    n = ref["x_atoms"].shape[1]
+    for d, columns in (("x", "x y z"), ("xu", "xu yu zu")):   # (numdp lmp writes one dump a run)
+        work = tmp_path / d
+        work.mkdir()
+        _run(work, FIXTURES / "cluster.data", f"dump {d} all custom 5 {d}.dump id type {columns}\n"
+             "fix 1 all nve\nrun 10\nwrite_data final.data\n", monkeypatch, boundary="f f f")
+        path = work / f"{d}.dump"
+        assert _dump_steps(path) == ref[f"{d}_steps"].tolist() == [0, 5, 10]
+        text = path.read_text()
+        last = work / f"{d}.last"
+        last.write_text(text[text.rindex("ITEM: TIMESTEP"):])
+        bounds, atoms = _dump_frame(last)
+        assert np.abs(atoms[:n] - ref[f"{d}_atoms"][-1]).max() <= POS_TOL, d
+        assert np.all(bounds[:, 0] < atoms.min(axis=0)) and np.all(bounds[:, 1] > atoms.max(axis=0)), d
+    bounds, x, image = data_file(tmp_path / "x" / "final.data")
+    assert np.abs(bounds - ref["data_bounds"]).max() <= BOX_TOL
+    assert np.abs(x[:n] - ref["data_x"]).max() <= POS_TOL
+    assert not image.any() and not ref["data_image"].any()

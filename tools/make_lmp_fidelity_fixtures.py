@@ -17,7 +17,9 @@ Box origin cases (ORIGIN: the same atoms in a box from ORIGIN_LO, orthogonal and
 data files OUT/ortho.data, OUT/tri.data are written here): 10 steps of fix nve (ORIGIN_FIXES; and
 `npt`: ortho.data under fix npt iso, a box changing about its centre; `npt0`: water.data, its box
 from 0, under the same fix: LAMMPS moves that corner too; `lattice`: LATTICE, an fcc crystal of O
-atoms at rest made by create_box from a region off the origin, under that fix) with a dump every 5
+atoms at rest made by create_box from a region off the origin, under that fix; `cluster`: an open
+system, OUT/cluster.data (water.data's first CLUSTER atoms in a box from -10 to 25 Å), `boundary
+f f f`, under fix nve) with a dump every 5
 of each style of DUMPS, thermo `step pe xlo xhi ylo yhi zlo zhi lx ly lz` every 5, then
 `write_data`.  OUT/origin_BOX.npz holds `thermo` (the table, %.15g), for each dump D of DUMPS
 `D_steps`, `D_bounds` (frames, 3, 3: the BOX BOUNDS lines; tilts as the third number of a
@@ -74,7 +76,10 @@ ORIGIN_FIXES = {"ortho": "fix 1 all nve", "tri": "fix 1 all nve",
                 # a box that changes about its centre (LAMMPS' default fixed point): ortho.data's start
                 "npt": "fix 1 all npt temp 330 330 0.05 iso 20000 20000 0.05",
                 "npt0": "fix 1 all npt temp 330 330 0.05 iso 20000 20000 0.05",
-                "lattice": "fix 1 all npt temp 330 330 0.05 iso 20000 20000 0.05"}
+                "lattice": "fix 1 all npt temp 330 330 0.05 iso 20000 20000 0.05",
+                "cluster": "fix 1 all nve"}
+CLUSTER = 24                   # atoms of cluster.data: water.data's first 8 molecules
+CLUSTER_BOX = (-10.0, 25.0)    # Å, its xlo xhi (and y, z)
 ORIGIN_DATA = {"npt": "ortho.data", "npt0": "water.data"}   # a case's data file, if not BOX.data
 LATTICE = ("units metal\nboundary p p p\natom_style atomic\nlattice fcc 5.0\nregion box block -1 2 0 3 2 5\n"
            "create_box 2 box\ncreate_atoms 1 box\nmass 1 15.999\nmass 2 1.008\n"
@@ -101,6 +106,24 @@ def shifted_data(text: str, tilts: tuple[float, float, float]) -> str:
             h = np.array([[length, 0, 0], [tilts[0], length, 0], [tilts[1], tilts[2], length]])
             x = np.array(ORIGIN_LO) + (np.array([float(v) for v in w[2:]]) / length) @ h
             line = f"{w[0]} {w[1]} " + " ".join(repr(float(v)) for v in x)
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def cluster_data(text: str) -> str:
+    """water.data's first CLUSTER atoms and velocities, as they are, in the box CLUSTER_BOX along x, y and z."""
+    out, section = [], None
+    for line in text.splitlines():
+        w = line.split()
+        if w[2:3] in (["xlo"], ["ylo"], ["zlo"]):
+            out.append(f"{CLUSTER_BOX[0]!r} {CLUSTER_BOX[1]!r} {w[2]} {w[3]}")
+            continue
+        if line[:1].isalpha():
+            section = w[0]
+        if w[1:3] == ["atoms"]:
+            line = f"{CLUSTER} atoms"
+        if section in ("Atoms", "Velocities") and len(w) in (4, 5) and int(w[0]) > CLUSTER:
+            continue
         out.append(line)
     return "\n".join(out) + "\n"
 
@@ -142,7 +165,8 @@ def main() -> None:
     cases = set(args.cases or [*MINIMIZE, *ORIGIN_FIXES])
     OUT.mkdir(parents=True, exist_ok=True)
     water = WATER.read_text()
-    starts = {"ortho": shifted_data(water, (0.0, 0.0, 0.0)), "tri": shifted_data(water, TILTS)}
+    starts = {"ortho": shifted_data(water, (0.0, 0.0, 0.0)), "tri": shifted_data(water, TILTS),
+              "cluster": cluster_data(water)}
     for box, text in starts.items():
         (OUT / f"{box}.data").write_text(text)
     with tempfile.TemporaryDirectory() as tmp:
@@ -164,7 +188,9 @@ def main() -> None:
         for box, fix in ORIGIN_FIXES.items():
             if box not in cases:
                 continue
-            head = LATTICE if box == "lattice" else HEAD.format(data=ORIGIN_DATA.get(box, f"{box}.data"))
+            head = (LATTICE if box == "lattice" else
+                    lammps_oracle.head("cluster.data", lammps_oracle.DEEPMD_PAIR, "f f f") + "timestep 0.0005\n"
+                    if box == "cluster" else HEAD.format(data=ORIGIN_DATA.get(box, f"{box}.data")))
             dumps = "".join(f"dump {d} all {spec}\ndump_modify {d} {PRECISE[d]}\n" for d, spec in DUMPS.items())
             log = lammps_oracle.run(args.lmp, work, head + ORIGIN_BODY.format(fix=fix, dumps=dumps), tf=args.tf)
             (_, thermo), = thermo_blocks(log)

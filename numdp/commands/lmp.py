@@ -216,6 +216,8 @@ def _write_files(tr, k: int, writes) -> None:
 
     final = _final_checkpoint(tr, k)
     frame = read_frame(final)
+    if frame["box"] is None and tr.open_cell is not None:   # an open system: LAMMPS' box, which stays put
+        frame = {**frame, "box": tr.open_cell, "pbc": (False, False, False)}
     order = None
     if tr.type_elements is not None:   # LAMMPS type of each model type: pair_coeff's element order
         order = [tr.type_elements.index(e) if e in tr.type_elements else len(tr.type_elements) + j

@@ -109,6 +109,12 @@ class BoxOrigin:
         rows) is `h` (3, 3) Å."""
         return np.asarray(self.fixed, dtype=np.float64) - np.asarray(self.fraction, dtype=np.float64) * np.diag(h)
 
+    def open_corner(self) -> np.ndarray | None:
+        """(xlo, ylo, zlo) (3,) Å for a frame without a cell (an open system, LAMMPS' `boundary f f
+        f`, whose box LAMMPS never changes): `fixed` where it is the corner itself (fraction 0:
+        `[output] box_corner`); None where it is a changing box's centre (`box_center`)."""
+        return None if any(self.fraction) else np.asarray(self.fixed, dtype=np.float64)
+
 
 def dump_fields(columns) -> tuple[str, ...]:
     """The trajectory fields ("position", "velocity", "force") that dump `columns` need."""
@@ -226,6 +232,11 @@ class _TextWriter:
         """(3,) Å: LAMMPS' lower corner of the cell `box` in LAMMPS' frame (of the cell itself, not
         of one grown along an open vector by `frame_cell`), 0 without `self.origin`."""
         return np.zeros(3) if self.origin is None else self.origin.corner(lammps_box(box)[0])
+
+    def _open_corner(self) -> np.ndarray:
+        """LAMMPS' corner of a frame without a cell (`BoxOrigin.open_corner`), 0 without one."""
+        corner = None if self.origin is None else self.origin.open_corner()
+        return np.zeros(3) if corner is None else corner
 
     def _open(self, resume_after: int | None) -> None:
         if resume_after is not None and self.path.exists():
@@ -362,6 +373,8 @@ class ExtxyzWriter(_TextWriter):
         n = len(pos)
         if self.origin is not None and box is not None:   # LAMMPS' corner, rotated into numdp's frame
             pos = pos + self._corner(box) @ lammps_box(box)[1].T
+        elif box is None:
+            pos = pos + self._open_corner()
         masses = self.masses[start:start + n, None]
         cols = [self._names[self.species[start:start + n]][:, None], pos]
         if self._with_masses:
@@ -465,6 +478,8 @@ class LammpsDumpWriter(_TextWriter):
         out = [f"ITEM: TIMESTEP\n{frame.step}\nITEM: NUMBER OF ATOMS\n{frame.natoms}\n"]
         if frame.box is None:
             lo, hi = shrink_wrap_bounds(*(frame.bounds if frame.bounds is not None else (np.zeros(3), np.zeros(3))))
+            corner = self._open_corner()
+            lo, hi = lo + corner, hi + corner
             out.append("ITEM: BOX BOUNDS ss ss ss\n"
                        + "".join(f"{float_text(lo[d])} {float_text(hi[d])}\n" for d in range(3)))
         else:
@@ -487,6 +502,8 @@ class LammpsDumpWriter(_TextWriter):
         return "".join(out)
 
     def _atoms_text(self, start, pos, vel, frc, box) -> str:
+        if box is None:
+            pos = pos + self._open_corner()
         wrapped = scaled = unscaled = pos
         if box is not None:
             h, q, o, grown = self._cell if self._cell is not None else (*lammps_box(box), np.zeros(3), ())

@@ -267,6 +267,10 @@ class Translation:
     """Where LAMMPS holds the box's lower corner (a data file's box from xlo ylo zlo, create_box's
     from its region's; None: not known, taken at 0 as numdp's): numdp's positions and bounds plus
     its corner are LAMMPS'."""
+    open_cell: np.ndarray | None = None
+    """LAMMPS' box (3, 3) Å, rows a, b, c from its corner, of an open system (boundary f f f),
+    which numdp holds without a cell: the box write_data writes (None: a periodic system, or not
+    known)."""
 
     def run(self, k: int) -> tuple[dict, str]:
         """(tables, TOML) of the script's run k (0: the first)."""
@@ -372,7 +376,7 @@ class _State:
     lattice: tuple[str, float] | None = None     # lattice STYLE SCALE (Å)
     regions: dict[str, tuple[float, ...]] = field(default_factory=dict)   # block bounds, lattice units
     box_region: tuple[tuple[int, int, int], int] | None = None   # create_box: (cells, number of types)
-    box_region_origin: BoxOrigin | None = None   # create_box: LAMMPS' box, from the region's lower corner
+    box_region_box: tuple | None = None   # create_box: LAMMPS' box, (lower corner (3,) Å, lengths (3,) Å)
     created: dict | None = None                  # create_atoms: the [system] lattice table, LAMMPS types
     restart_file: Path | None = None
     restart_origin: BoxOrigin | None = None   # LAMMPS' box corner of the run that wrote restart_file
@@ -631,7 +635,7 @@ class _Translator:
 
         edge = spacings(*self.s.lattice)
         self.s.box_region = (tuple(cells), ntypes)
-        self.s.box_region_origin = BoxOrigin.of_box(np.array(bounds[::2]) * edge, np.array(cells) * edge)
+        self.s.box_region_box = (np.array(bounds[::2]) * edge, np.array(cells) * edge)
 
     def _create_atoms(self, c: Command) -> None:
         from ..lattice import BASES
@@ -745,9 +749,10 @@ class _Translator:
         self.s.restart_step = int(frame["step"])
         stored = _checkpoint_output(path)
         self.s.triclinic = self.s.triclinic or stored.get("triclinic_bounds") is True
-        center = stored.get("box_center")
-        if isinstance(center, list) and len(center) == 3 and all(isinstance(v, (int, float)) for v in center):
-            self.s.restart_origin = BoxOrigin(tuple(float(v) for v in center))
+        for key, fraction in (("box_center", (0.5, 0.5, 0.5)), ("box_corner", (0.0, 0.0, 0.0))):
+            point = stored.get(key)
+            if isinstance(point, list) and len(point) == 3 and all(isinstance(v, (int, float)) for v in point):
+                self.s.restart_origin = BoxOrigin(tuple(float(v) for v in point), fraction)
         self.restart_frame = frame
 
     def _replicate(self, c: Command) -> None:
@@ -1112,9 +1117,26 @@ class _Translator:
         if s.restart_file is not None:   # the corner of the run that wrote the checkpoint
             return s.restart_origin
         header = s.data_header
-        if header is None:
-            return s.box_region_origin
-        return BoxOrigin.of_box(header.lo, np.asarray(header.lengths) * np.asarray(s.replicate))
+        if header is not None:
+            lo, lengths = header.lo, np.asarray(header.lengths) * np.asarray(s.replicate)
+        elif s.box_region is not None:
+            lo, lengths = s.box_region_box
+        else:
+            return None
+        if "p" not in s.boundary:   # an open system: numdp holds no cell; LAMMPS' box never changes
+            return BoxOrigin(tuple(float(v) for v in lo), (0.0, 0.0, 0.0))
+        return BoxOrigin.of_box(lo, lengths)
+
+    @staticmethod
+    def open_cell(s: _State) -> np.ndarray | None:
+        """`Translation.open_cell` of the state `s`: LAMMPS' box of a data file's or create_box's
+        open system (`boundary f f f`), None otherwise."""
+        if "p" in s.boundary or s.restart_file is not None:
+            return None
+        if s.data_header is not None:
+            (lx, ly, lz), (xy, xz, yz) = s.data_header.lengths, s.data_header.tilts
+            return np.array([[lx, 0.0, 0.0], [xy, ly, 0.0], [xz, yz, lz]])
+        return None if s.box_region is None else np.diag(s.box_region_box[1])
 
     def _recenter(self, fix_id: str, args: list[str], where: tuple) -> None:
         """fix ID all recenter X Y Z with each of X Y Z INIT (the centre of mass where the run
@@ -1783,7 +1805,7 @@ class _Translator:
             out["end_frame"] = False
         origin = self.origin(s)
         if origin is not None:   # LAMMPS' corner, where numdp's box starts at 0 (BoxOrigin): dumps, thermo
-            out["box_center"] = list(origin.fixed)
+            out["box_corner" if origin.open_corner() is not None else "box_center"] = list(origin.fixed)
         # thermo 0 (LAMMPS' default): the first and the last step only
         out["thermo_every"] = s.thermo if s.thermo > 0 else max(s.steps, 1)
         columns = s.thermo_columns if s.minimize is None else self._minimize_columns(s)
@@ -2083,11 +2105,12 @@ def _checkpoint_output(path: Path) -> dict:
 class DataHeader:
     """What numdp lmp needs of a LAMMPS data file's header: lo (3,) Å, its xlo ylo zlo; lengths
     (3,) Å, xhi - xlo ...; triclinic: an `xy xz yz` line (LAMMPS' box is then triclinic, whatever
-    the tilts)."""
+    the tilts); tilts (3,) Å, xy xz yz."""
 
     lo: tuple[float, float, float]
     lengths: tuple[float, float, float]
     triclinic: bool
+    tilts: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
 def read_data_header(path: Path) -> DataHeader | None:
@@ -2095,6 +2118,7 @@ def read_data_header(path: Path) -> DataHeader | None:
     `xlo xhi` ... lines (a general triclinic `avec` box; numdp run reads it and says what is wrong)."""
     bounds: dict[str, tuple[float, float]] = {}
     triclinic = False
+    tilts = (0.0, 0.0, 0.0)
     try:
         with open(path) as fh:
             next(fh, None)   # the title line
@@ -2102,6 +2126,8 @@ def read_data_header(path: Path) -> DataHeader | None:
                 words = line.split("#")[0].split()
                 if words[-3:] == ["xy", "xz", "yz"]:
                     triclinic = True
+                    if len(words) == 6 and all(map(is_number, words[:3])):
+                        tilts = tuple(float(w) for w in words[:3])
                 elif len(words) == 4 and words[2] in ("xlo", "ylo", "zlo") and all(map(is_number, words[:2])):
                     bounds[words[2]] = (float(words[0]), float(words[1]))
                 elif words and not is_number(words[0]):   # a section (Masses, Atoms, ...): the header is over
@@ -2111,7 +2137,7 @@ def read_data_header(path: Path) -> DataHeader | None:
     if len(bounds) != 3:
         return None
     lo_hi = [bounds[k] for k in ("xlo", "ylo", "zlo")]
-    return DataHeader(tuple(lo for lo, _ in lo_hi), tuple(hi - lo for lo, hi in lo_hi), triclinic)
+    return DataHeader(tuple(lo for lo, _ in lo_hi), tuple(hi - lo for lo, hi in lo_hi), triclinic, tilts)
 
 
 def _is_zero(word: str) -> bool:
@@ -2196,7 +2222,8 @@ def translate(text: str, name: str, cli_variables: dict[str, str], base: Path,
         _probe(script, tr, "minimize" in (later[-1] if later else tables))
         epilogue = Epilogue(script, tr)
     return Translation(tables, tr.notices, to_toml(tables, tr.notices, name), tr.writes, tr.s.elements,
-                       [(t, to_toml(t, [], name)) for t in later], epilogue, tr.md_start, tr.origin(tr.first))
+                       [(t, to_toml(t, [], name)) for t in later], epilogue, tr.md_start, tr.origin(tr.first),
+                       tr.open_cell(tr.first))
 
 
 def _probe(script: Script, tr: _Translator, minimized: bool) -> None:

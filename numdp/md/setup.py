@@ -228,7 +228,8 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
     # until the first report (Simulation.run) a failure gives them their names back
     with backups:
         console = Console(out.log, resume=restarted, screen=screen, enabled=world.is_root)
-        origin = None if out.box_center is None else BoxOrigin(out.box_center)   # LAMMPS' box corner
+        origin = (BoxOrigin(out.box_center) if out.box_center is not None   # LAMMPS' box corner
+                  else BoxOrigin(out.box_corner, (0.0, 0.0, 0.0)) if out.box_corner is not None else None)
         reporters = [MinimizeThermoReporter(out.thermo_every, console, out.thermo_columns, out.thermo_header, world,
                                             origin)
                      if mini is not None
