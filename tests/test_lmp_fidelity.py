@@ -163,6 +163,14 @@ def test_a_box_off_the_origin_is_dumped_as_lammps(box, tmp_path, monkeypatch):
         assert np.abs(d).max() <= (POS_TOL / 12.0 if dump == "atom" else POS_TOL), dump
 
 
+def _last_frame(path: Path):
+    """`_dump_frame` of the last frame of the dump `path` (copied beside it as PATH.last)."""
+    text = path.read_text()
+    last = path.with_suffix(".last")
+    last.write_text(text[text.rindex("ITEM: TIMESTEP"):])
+    return _dump_frame(last)
+
+
 def _dump_steps(path: Path) -> list[int]:
     lines = path.read_text().splitlines()
     return [int(lines[k + 1]) for k, ln in enumerate(lines) if ln == "ITEM: TIMESTEP"]
@@ -203,10 +211,7 @@ def test_numdp_lmp_dumps_a_box_off_the_origin_as_lammps(box, d, tmp_path, monkey
     n = ref["x_atoms"].shape[1]
     path = tmp_path / f"{d}.dump"
     assert _dump_steps(path) == ref[f"{d}_steps"].tolist() == [0, 5, 10]
-    text = path.read_text()
-    last = tmp_path / f"{d}.last"
-    last.write_text(text[text.rindex("ITEM: TIMESTEP"):])
-    bounds, atoms = _dump_frame(last)
+    bounds, atoms = _last_frame(path)
     assert np.abs(bounds - ref[f"{d}_bounds"][-1]).max() <= BOX_TOL
     diff = atoms[:n] - ref[f"{d}_atoms"][-1]
     if d == "x":   # (LAMMPS wraps at its reneighbouring only, numdp every frame)
@@ -284,10 +289,7 @@ def test_an_open_system_off_the_origin_is_dumped_and_written_as_lammps(tmp_path,
              "fix 1 all nve\nrun 10\nwrite_data final.data\n", monkeypatch, boundary="f f f")
         path = work / f"{d}.dump"
         assert _dump_steps(path) == ref[f"{d}_steps"].tolist() == [0, 5, 10]
-        text = path.read_text()
-        last = work / f"{d}.last"
-        last.write_text(text[text.rindex("ITEM: TIMESTEP"):])
-        bounds, atoms = _dump_frame(last)
+        bounds, atoms = _last_frame(path)
         assert np.abs(atoms[:n] - ref[f"{d}_atoms"][-1]).max() <= POS_TOL, d
         assert np.all(bounds[:, 0] < atoms.min(axis=0)) and np.all(bounds[:, 1] > atoms.max(axis=0)), d
     bounds, x, image = data_file(tmp_path / "x" / "final.data")
