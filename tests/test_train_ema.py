@@ -5,6 +5,7 @@ import io
 import json
 import re
 import shutil
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -41,8 +42,12 @@ def train(path, restart=None, thetas=None):
 
 
 def lerp(e, theta, w):
-    """torch.Tensor.lerp_(theta, w) on e: its two forms, by w."""
-    return e + w * (theta - e) if w < 0.5 else theta - (theta - e) * (1.0 - w)
+    """torch.Tensor.lerp_(theta, w) on e: its two forms, by w, each a fused multiply-add (one
+    rounding: exact fractions, rounded once by float())."""
+    d = theta - e
+    if w < 0.5:
+        return np.array([float(Fraction(a) + Fraction(w) * Fraction(x)) for a, x in zip(e, d)])
+    return np.array([float(Fraction(t) - Fraction(x) * Fraction(1.0 - w)) for t, x in zip(theta, d)])
 
 
 @pytest.mark.parametrize("decay", [0.9, 0.3])

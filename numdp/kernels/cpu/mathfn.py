@@ -39,6 +39,18 @@ i64_as_f64 = _bitcast(types.int64, types.float64, ir.DoubleType())
 i32_as_f32 = _bitcast(types.int32, types.float32, ir.FloatType())
 
 
+@intrinsic
+def fma64(typingctx, a, b, c):
+    """a·b + c of float64s rounded once (LLVM's llvm.fma.f64: exact on every target, one
+    instruction where the CPU has FMA), as PyTorch's fused kernels round."""
+    def codegen(context, builder, signature, args):
+        d = ir.DoubleType()
+        fn = builder.module.declare_intrinsic("llvm.fma", [d], ir.FunctionType(d, [d, d, d]))
+        return builder.call(fn, args)
+
+    return types.float64(types.float64, types.float64, types.float64), codegen
+
+
 _LN2_HI = 6.93147180369123816490e-01  # ln 2 rounded so that n * _LN2_HI is exact for |n| < 2^11
 _LN2_LO = math.log(2.0) - _LN2_HI
 _INV_LN2 = 1.0 / math.log(2.0)

@@ -20,6 +20,7 @@ from ..math import CPU as _MATH
 from .descriptor import back_D_row
 from .envmat import FASTMATH, row_tangent
 from .layers import ACT_ANY, by_activation
+from .mathfn import fma64
 
 _activation = _MATH.activation
 _curvature = _MATH.activation_curvature
@@ -437,15 +438,16 @@ ADAM_CHUNK = 2048
 @njit(cache=True, nogil=True)
 def ema_update(ema, theta, weight, lo, hi):
     """ema ← ema + weight·(θ - ema) on entries lo..hi-1, in PyTorch's `lerp_` form (for weight
-    ≥ 0.5: θ - (θ - ema)·(1 - weight)), so that the bits are DeePMD-kit's ModelEMA update with
+    ≥ 0.5: θ - (θ - ema)·(1 - weight)), each a fused multiply-add as PyTorch's vectorised and CUDA
+    kernels form it (one rounding), so that the bits are DeePMD-kit's ModelEMA update with
     weight = 1 - ema_decay."""
     if weight < 0.5:
         for i in range(lo, hi):
-            ema[i] = ema[i] + weight * (theta[i] - ema[i])
+            ema[i] = fma64(weight, theta[i] - ema[i], ema[i])
     else:
         w1 = 1.0 - weight
         for i in range(lo, hi):
-            ema[i] = theta[i] - (theta[i] - ema[i]) * w1
+            ema[i] = fma64(-(theta[i] - ema[i]), w1, theta[i])
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
