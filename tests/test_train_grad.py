@@ -277,14 +277,12 @@ def test_split_frame_fitting_weights_in_row_zero_alone():
     passes.close()
 
 
-def test_weights_updated_in_the_gradient_pass_as_by_the_optimiser():
-    """A frame split by atoms over 2 threads, with the optimiser's `update` given to `frames`:
-    the workers step the fitting hidden-layer weights as soon as their gradient is complete and
-    the optimiser then skips them; θ, m and v after three steps are bit for bit those of the
-    plain optimiser step after the pass."""
+def optimiser_states_fused_and_not(params, frames, make_labels, natoms_weight, check_updated=True):
+    """(θ, m, v) after three Adam steps of ModelPasses on 2 threads over `frames`, without and with
+    the optimiser's `update` given to `frames` (the early step of the fitting hidden-layer weights):
+    a list of the two states.  make_labels(passes) -> the labels of each frame."""
     from numdp.train.optim import Adam
 
-    params, frame, _, _ = make_case(*HYPER[0], periodic=True)
     labels = None
     states = []
     for fused in (False, True):
@@ -292,18 +290,31 @@ def test_weights_updated_in_the_gradient_pass_as_by_the_optimiser():
         theta0 = flat.theta.copy()
         passes = ModelPasses(params, flat, 2)
         if labels is None:
-            labels = labels_for(passes.primal(frame), np.random.default_rng(9), True)
+            labels = make_labels(passes)
         opt = Adam(flat.size)
         for _ in range(3):
             passes.zero_grad()
             upd = opt.row_update(flat.theta, passes.grads, 1e-2) if fused else None
-            seeds_of = lambda i, res: LossStats().add_frame(res, labels, Prefactors(0.5, 1.0, 0.5), 1)  # noqa: E731
-            passes.frames([frame], seeds_of, upd)
-            assert bool(passes.updated) == fused
+            seeds_of = lambda i, res: LossStats().add_frame(res, labels[i], Prefactors(0.5, 1.0, 0.5),  # noqa: E731
+                                                            natoms_weight)
+            passes.frames(frames, seeds_of, upd)
+            if check_updated:
+                assert bool(passes.updated) == fused
             opt.step(flat.theta, passes.grads, 1e-2, passes.split, passes.segments, passes.updated)
         states.append((flat.theta.copy(), opt.m.copy(), opt.v.copy()))
         passes.close()
         flat.theta[:] = theta0  # the model's arrays are views of θ: back to the start
+    return states
+
+
+def test_weights_updated_in_the_gradient_pass_as_by_the_optimiser():
+    """A frame split by atoms over 2 threads, with the optimiser's `update` given to `frames`:
+    the workers step the fitting hidden-layer weights as soon as their gradient is complete and
+    the optimiser then skips them; θ, m and v after three steps are bit for bit those of the
+    plain optimiser step after the pass."""
+    params, frame, _, _ = make_case(*HYPER[0], periodic=True)
+    states = optimiser_states_fused_and_not(
+        params, [frame], lambda passes: [labels_for(passes.primal(frame), np.random.default_rng(9), True)], 1)
     for a, b in zip(*states):
         assert np.array_equal(a, b)
 
