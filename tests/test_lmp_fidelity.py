@@ -296,3 +296,17 @@ def test_an_open_system_off_the_origin_is_dumped_and_written_as_lammps(tmp_path,
     assert np.abs(bounds - ref["data_bounds"]).max() <= BOX_TOL
     assert np.abs(x[:n] - ref["data_x"]).max() <= POS_TOL
     assert not image.any() and not ref["data_image"].any()
+
+
+def test_an_open_systems_box_keywords_after_the_run_are_lammps(tmp_path, monkeypatch):
+    """xlo ... zhi and lx ly lz in formulas after the run of the open system (boundary f f f, box
+    -10..25 Å): LAMMPS' fixed box (its thermo at step 10), which numdp lmp refused before
+    2026-12-07 (numdp holds the system without a cell; Translation.open_cell)."""
+    ref = np.load(FIXTURES / "origin_cluster.npz")
+    keys = ("xlo", "xhi", "ylo", "yhi", "zlo", "zhi", "lx", "ly", "lz")
+    body = "fix 1 all nve\nrun 10\n" + "".join(f"variable {k} equal {k}\nprint \"{k} ${{{k}}}\"\n" for k in keys)
+    out = _run(tmp_path, FIXTURES / "cluster.data", body, monkeypatch, boundary="f f f")
+    titles = ["Step", "PotEng", "Xlo", "Xhi", "Ylo", "Yhi", "Zlo", "Zhi", "Lx", "Ly", "Lz"]
+    for k in keys:
+        printed = float(re.search(rf"^{k} (\S+)$", out, re.M).group(1))
+        assert abs(printed - ref["thermo"][-1][titles.index(k.capitalize())]) <= BOX_TOL, k

@@ -164,7 +164,8 @@ def _finish(tr, started: float) -> None:
             velocities = tr.epilogue.start_velocities()
             if velocities is not None:
                 velocities = np.broadcast_to(velocities, frame["positions"].shape)
-        values = final_values(frame, files[0], model.get("fparam"), model.get("aparam"), velocities, tr.origin)
+        values = final_values(frame, files[0], model.get("fparam"), model.get("aparam"), velocities, tr.origin,
+                              tr.open_cell)
         if "minimize" in tables and velocities is None:
             for key in KINETIC_KEYWORDS:
                 values.pop(key, None)

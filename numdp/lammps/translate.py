@@ -323,14 +323,17 @@ def _velocities_known(s: _State) -> bool:
 
 
 def final_values(frame: dict, model: str, fparam=None, aparam=None, velocities=None,
-                 origin: BoxOrigin | None = None) -> dict[str, float]:
+                 origin: BoxOrigin | None = None, open_cell=None) -> dict[str, float]:
     """FINAL_KEYWORDS of the state `frame` (numdp.io.h5md.read_frame of a run's final checkpoint)
     with the Deep Potential `model` (its pe and virial evaluated again), as LAMMPS computes them in
     units metal with its constants: pressures in bar = (kinetic + virial tensor) / V * nktv2p,
     temp = 2 ke / ((3N - 3) kB), the box and the tensor in LAMMPS' frame (a along x, b in xy).
     `velocities` (N, 3) Å/ps: those of the atoms in place of the frame's (LAMMPS' minimize leaves
     the atoms' velocities as they were, and its pressure counts them; numdp's are zero).
-    `origin`: LAMMPS' box corner (Translation.origin; None: 0), which xlo ... zhi are from."""
+    `origin`: LAMMPS' box corner (Translation.origin; None: 0), which xlo ... zhi are from;
+    `open_cell`: LAMMPS' box of an open system, which the frame has none of (Translation.open_cell).
+    The box keywords (vol, lx ... zhi) of a system periodic along some vectors only, or none, are
+    its box's; its pressures are left out (numdp lmp refuses them)."""
     from ..infer import DeepPot
     from ..io.structure import lammps_box
     from ..system import kinetic_tensor
@@ -349,18 +352,20 @@ def final_values(frame: dict, model: str, fparam=None, aparam=None, velocities=N
     out = {"step": float(frame["step"]), "atoms": float(n), "pe": pe, "evdwl": pe, "epair": pe, "emol": 0.0,
            "ecoul": 0.0, "elong": 0.0, "ke": ke, "etotal": pe + ke,
            "temp": 2 * ke / ((3 * n - 3) * LAMMPS_KB) if n > 1 else 0.0}
-    if box is None or (frame["pbc"] is not None and not all(frame["pbc"])):
-        return out   # (LAMMPS' pressure of a non-periodic box: numdp lmp refuses it)
-    h, q = lammps_box(np.asarray(box, float))
+    cell = box if box is not None else open_cell
+    if cell is None:
+        return out
+    h, q = lammps_box(np.asarray(cell, float))
     volume = float(h[0, 0] * h[1, 1] * h[2, 2])
     lo = np.zeros(3) if origin is None else origin.corner(h)
+    out.update(vol=volume, lx=h[0, 0], ly=h[1, 1], lz=h[2, 2], xy=h[1, 0], xz=h[2, 0], yz=h[2, 1], xlo=lo[0],
+               xhi=lo[0] + h[0, 0], ylo=lo[1], yhi=lo[1] + h[1, 1], zlo=lo[2], zhi=lo[2] + h[2, 2])
+    if box is None or (frame["pbc"] is not None and not all(frame["pbc"])):
+        return {k: float(v) for k, v in out.items()}   # (LAMMPS' pressure of a non-periodic box: refused)
     tensor = q.T @ (kinetic + virial.reshape(3, 3)) @ q / volume * LAMMPS_NKTV2P
-    out.update(press=float(np.trace(tensor)) / 3, vol=volume, lx=h[0, 0], ly=h[1, 1], lz=h[2, 2], xy=h[1, 0],
-               xz=h[2, 0], yz=h[2, 1], xlo=lo[0], xhi=lo[0] + h[0, 0], ylo=lo[1], yhi=lo[1] + h[1, 1],
-               zlo=lo[2], zhi=lo[2] + h[2, 2],
-               # LAMMPS' pair deepmd takes the off-diagonal virial from the rows below the diagonal
-               pxx=tensor[0, 0], pyy=tensor[1, 1], pzz=tensor[2, 2], pxy=tensor[1, 0], pxz=tensor[2, 0],
-               pyz=tensor[2, 1])
+    # LAMMPS' pair deepmd takes the off-diagonal virial from the rows below the diagonal
+    out.update(press=float(np.trace(tensor)) / 3, pxx=tensor[0, 0], pyy=tensor[1, 1], pzz=tensor[2, 2],
+               pxy=tensor[1, 0], pxz=tensor[2, 0], pyz=tensor[2, 1])
     return {k: float(v) for k, v in out.items()}
 
 
