@@ -1121,27 +1121,20 @@ class _Translator:
         box/relax) about its centre, so its corner leaves 0."""
         if s.restart_file is not None:   # the corner of the run that wrote the checkpoint
             return s.restart_origin
-        header = s.data_header
-        if header is not None:
-            lo, lengths = header.lo, np.asarray(header.lengths) * np.asarray(s.replicate)
-        elif s.box_region is not None:
-            lo, lengths = s.box_region_box
-        else:
+        start = _start_box(s)
+        if start is None:
             return None
+        lo, cell = start
         if "p" not in s.boundary:   # an open system: numdp holds no cell; LAMMPS' box never changes
             return BoxOrigin(tuple(float(v) for v in lo), (0.0, 0.0, 0.0))
-        return BoxOrigin.of_box(lo, lengths)
+        return BoxOrigin.of_box(lo, np.diag(cell))
 
     @staticmethod
     def open_cell(s: _State) -> np.ndarray | None:
         """`Translation.open_cell` of the state `s`: LAMMPS' box of a data file's or create_box's
         open system (`boundary f f f`), None otherwise."""
-        if "p" in s.boundary or s.restart_file is not None:
-            return None
-        if s.data_header is not None:
-            (lx, ly, lz), (xy, xz, yz) = s.data_header.lengths, s.data_header.tilts
-            return np.array([[lx, 0.0, 0.0], [xy, ly, 0.0], [xz, yz, lz]])
-        return None if s.box_region is None else np.diag(s.box_region_box[1])
+        start = None if "p" in s.boundary or s.restart_file is not None else _start_box(s)
+        return None if start is None else start[1]
 
     def _recenter(self, fix_id: str, args: list[str], where: tuple) -> None:
         """fix ID all recenter X Y Z with each of X Y Z INIT (the centre of mass where the run
@@ -2143,6 +2136,20 @@ def read_data_header(path: Path) -> DataHeader | None:
         return None
     lo_hi = [bounds[k] for k in ("xlo", "ylo", "zlo")]
     return DataHeader(tuple(lo for lo, _ in lo_hi), tuple(hi - lo for lo, hi in lo_hi), triclinic, tilts)
+
+
+def _start_box(s: _State) -> tuple[np.ndarray, np.ndarray] | None:
+    """LAMMPS' box of the state `s` as read_data (replicated: each cell vector times its replicas)
+    or create_box made it: (lower corner (3,) Å, cell (3, 3) Å, rows a, b, c); None: neither (or a
+    data file numdp could not read)."""
+    if s.data_header is not None:
+        (lx, ly, lz), (xy, xz, yz) = s.data_header.lengths, s.data_header.tilts
+        cell = np.array([[lx, 0.0, 0.0], [xy, ly, 0.0], [xz, yz, lz]]) * np.asarray(s.replicate, float)[:, None]
+        return np.asarray(s.data_header.lo, float), cell
+    if s.box_region is not None:
+        lo, lengths = s.box_region_box
+        return lo, np.diag(lengths)
+    return None
 
 
 def _is_zero(word: str) -> bool:
