@@ -617,3 +617,31 @@ def test_frame_and_atomic_parameters_on_two_ranks_match_serial(tmp_path):
     assert_same_run(runs["r1"], runs["r2"])
     f0, f1 = runs["r1"]["force"][0], runs["other"]["force"][0]
     assert np.abs(f1 - f0).max() > 1e-3 * np.abs(f0).max()
+
+
+def test_a_slab_on_two_ranks_matches_serial(tmp_path):
+    """A slab (pbc T T F) on 2 ranks: the grid splits a periodic direction only, and the run is
+    the serial run's within `same_run_bounds` (the serial slab equals a padded periodic cell:
+    tests/test_pbc_md.py).  The open direction is the longest, the one a grid for a periodic
+    cell would split; the subdomains along a are 4 Å wide, thinner than the ghost cutoff (ghosts
+    over several hops).  The slab, 3 cells (12 Å) thick, fills its cell's c vector exactly and
+    starts shifted by -0.3 c, so a third of its atoms lie outside the cell along the open
+    direction (owned by the one subdomain along c, not wrapped); were c treated as periodic
+    anywhere (a ghost across the open face, a wrap along it), the top and bottom layers would be
+    one layer spacing (2 Å) apart through the face and every surface force would change by a whole
+    pair term, far outside the bounds.  The c vector is tilted: ghosts crossing a periodic face
+    carry its shifts."""
+    path = make_run(tmp_path / "serial", cells=(2, 2, 3), steps=100)
+    x, t, box = rocksalt((2, 2, 3))
+    x = x - 0.3 * box[2]
+    write_extxyz(path / "start.xyz", [["A", "B"][i] for i in t], x, box, pbc=(True, True, False))
+    two = tmp_path / "two"
+    shutil.copytree(path, two)
+    numdp_run(path, 1)
+    r = numdp_run(two, 2)
+    assert "2 MPI ranks, grid 2 x 1 x 1" in r.stdout or "2 MPI ranks, grid 1 x 2 x 1" in r.stdout
+    a, b = frames(path), frames(two)
+    frac_c = np.linalg.solve(box.T, a["position"][0].T)[2]
+    assert (frac_c < 0).sum() >= len(frac_c) // 4          # atoms outside the cell along c
+    assert np.abs(a["position"][-1] - a["position"][0]).max() > 0.01   # the atoms did move
+    assert_same_run(a, b)
