@@ -571,13 +571,13 @@ def _output(t: Table, base: Path) -> OutputSettings:
         raise t.error("columns", f"only for format = 'lammps-dump' (this is {fmt!r})")
     if t.data.get("triclinic_bounds") is True and fmt != "lammps-dump":
         raise t.error("triclinic_bounds", f"only for format = 'lammps-dump' (this is {fmt!r})")
-    box_center = t.number_list("box_center", None)
-    if box_center is not None and len(box_center) != 3:
-        raise t.error("box_center", f"three numbers (Å), got {box_center!r}")
-    box_corner = t.number_list("box_corner", None)
-    if box_corner is not None and len(box_corner) != 3:
-        raise t.error("box_corner", f"three numbers (Å), got {box_corner!r}")
-    if box_corner is not None and box_center is not None:
+    points = {}   # LAMMPS' box corner: box_center, box_corner
+    for key in ("box_center", "box_corner"):
+        point = t.number_list(key, None)
+        if point is not None and len(point) != 3:
+            raise t.error(key, f"three numbers (Å), got {point!r}")
+        points[key] = None if point is None else tuple(float(c) for c in point)
+    if points["box_corner"] is not None and points["box_center"] is not None:
         raise t.error("box_corner", "give box_center (a box LAMMPS changes about its centre) or box_corner "
                                     "(an open system's fixed corner), not both")
     if isinstance(named, str) and FRAME_SERIES_MARK in named and (
@@ -603,8 +603,8 @@ def _output(t: Table, base: Path) -> OutputSettings:
         thermo_columns=tuple(thermo_columns),
         thermo_header=t.string("thermo_header", "keywords", choices=THERMO_HEADERS),
         triclinic_bounds=t.boolean("triclinic_bounds", False),
-        box_center=None if box_center is None else tuple(float(c) for c in box_center),
-        box_corner=None if box_corner is None else tuple(float(c) for c in box_corner),
+        box_center=points["box_center"],
+        box_corner=points["box_corner"],
         end_frame=t.boolean("end_frame", True),
     )
 

@@ -104,6 +104,26 @@ class BoxOrigin:
         """The origin of a box from `lo` (3,) Å with lengths (lx, ly, lz) (3,) Å, its centre fixed."""
         return cls(tuple(float(a) + 0.5 * float(b) for a, b in zip(lo, lengths)))
 
+    @classmethod
+    def at_corner(cls, lo) -> "BoxOrigin":
+        """The origin of a box LAMMPS never changes (an open system's): its corner `lo` (3,) Å
+        itself (fraction 0)."""
+        return cls(tuple(float(v) for v in lo), (0.0, 0.0, 0.0))
+
+    @classmethod
+    def of_output(cls, box_center=None, box_corner=None) -> "BoxOrigin | None":
+        """The origin that `[output] box_center` or `box_corner` (three numbers, Å; not both)
+        gives, None for neither (the box from 0); `output_key` names the key that gives it back."""
+        if box_center is not None:
+            return cls(tuple(float(v) for v in box_center))
+        return None if box_corner is None else cls.at_corner(box_corner)
+
+    @property
+    def output_key(self) -> str:
+        """The [output] key that holds `fixed` (`of_output`): box_corner for a fixed corner
+        (fraction 0), box_center otherwise."""
+        return "box_center" if any(self.fraction) else "box_corner"
+
     def corner(self, h: np.ndarray) -> np.ndarray:
         """(xlo, ylo, zlo) (3,) Å of the box whose LAMMPS cell (lammps_box's lower-triangular
         rows) is `h` (3, 3) Å."""

@@ -754,10 +754,9 @@ class _Translator:
         self.s.restart_step = int(frame["step"])
         stored = _checkpoint_output(path)
         self.s.triclinic = self.s.triclinic or stored.get("triclinic_bounds") is True
-        for key, fraction in (("box_center", (0.5, 0.5, 0.5)), ("box_corner", (0.0, 0.0, 0.0))):
-            point = stored.get(key)
-            if isinstance(point, list) and len(point) == 3 and all(isinstance(v, (int, float)) for v in point):
-                self.s.restart_origin = BoxOrigin(tuple(float(v) for v in point), fraction)
+        center, corner = (p if isinstance(p, list) and len(p) == 3 and all(isinstance(v, (int, float)) for v in p)
+                          else None for p in (stored.get("box_center"), stored.get("box_corner")))
+        self.s.restart_origin = BoxOrigin.of_output(center, corner)
         self.restart_frame = frame
 
     def _replicate(self, c: Command) -> None:
@@ -1126,7 +1125,7 @@ class _Translator:
             return None
         lo, cell = start
         if "p" not in s.boundary:   # an open system: numdp holds no cell; LAMMPS' box never changes
-            return BoxOrigin(tuple(float(v) for v in lo), (0.0, 0.0, 0.0))
+            return BoxOrigin.at_corner(lo)
         return BoxOrigin.of_box(lo, np.diag(cell))
 
     @staticmethod
@@ -1803,7 +1802,7 @@ class _Translator:
             out["end_frame"] = False
         origin = self.origin(s)
         if origin is not None:   # LAMMPS' corner, where numdp's box starts at 0 (BoxOrigin): dumps, thermo
-            out["box_corner" if origin.open_corner() is not None else "box_center"] = list(origin.fixed)
+            out[origin.output_key] = list(origin.fixed)
         # thermo 0 (LAMMPS' default): the first and the last step only
         out["thermo_every"] = s.thermo if s.thermo > 0 else max(s.steps, 1)
         columns = s.thermo_columns if s.minimize is None else self._minimize_columns(s)

@@ -228,8 +228,7 @@ def build_simulation(settings: RunSettings, restart=None, model=None, screen=Non
     # until the first report (Simulation.run) a failure gives them their names back
     with backups:
         console = Console(out.log, resume=restarted, screen=screen, enabled=world.is_root)
-        origin = (BoxOrigin(out.box_center) if out.box_center is not None   # LAMMPS' box corner
-                  else BoxOrigin(out.box_corner, (0.0, 0.0, 0.0)) if out.box_corner is not None else None)
+        origin = BoxOrigin.of_output(out.box_center, out.box_corner)   # LAMMPS' box corner (None: 0)
         reporters = [MinimizeThermoReporter(out.thermo_every, console, out.thermo_columns, out.thermo_header, world,
                                             origin)
                      if mini is not None
