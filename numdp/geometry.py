@@ -17,7 +17,6 @@ __all__ = [
     "check_positions",
     "check_types",
     "face_distances",
-    "to_fractional",
     "wrap_fractional",
     "wrap_positions",
 ]
@@ -106,13 +105,6 @@ def face_distances(box) -> np.ndarray:
         ]
     )
     return vol / areas
-
-
-def to_fractional(positions, box) -> np.ndarray:
-    """Fractional coordinates f = x · box⁻¹, shape (natoms, 3) (dimensionless)."""
-    b = check_box(box)
-    x = check_positions(positions)
-    return x @ np.linalg.inv(b)
 
 
 def wrap_fractional(frac: np.ndarray) -> np.ndarray:
