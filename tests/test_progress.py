@@ -110,3 +110,39 @@ def test_training_summary_leaves_out_a_first_step_that_compiled():
     t._compile_notice.compiled = False
     assert Trainer._first_step(t, first, 3) is None
     assert "forward 3666.7" in Trainer.timing_table(t, 3)                 # 11 / 3 steps
+
+
+def test_a_compile_during_the_first_step_is_said_on_the_screen_not_in_the_log(tmp_path, monkeypatch):
+    """A first run (cold Numba cache) compiles kernels in its first step, after the thermo row of
+    step 0: the notice's second line went to log.txt too, between rows 0 and 1, so a parser of the
+    thermo block (LAMMPS log readers, tools/combos.thermo_rows) saw one row; found when
+    test_sweep_combos' NVE test ran first in a fresh cache, 2026-12-07.  Now both lines are on the
+    screen only and the log's block is whole.  The compile is forced: the first step calls a new
+    Numba function."""
+    import shutil
+    from pathlib import Path
+
+    from numdp.config import load_run_settings
+    from numdp.md import integrator
+    from numdp.md.setup import run_md
+
+    water = Path(__file__).resolve().parents[1] / "inputs" / "water"
+    for name in ("model.h5", "start.xyz"):
+        shutil.copy(water / name, tmp_path / name)
+    text = (water / "md.toml").read_text().replace("steps = 400", "steps = 3")
+    text = text.replace('trajectory = "traj.h5md"', "").replace("thermo_every = 50", "thermo_every = 1")
+    (tmp_path / "md.toml").write_text(text)
+    original = integrator.VelocityVerlet.step
+
+    def step(self, state, forces):
+        numba.njit(lambda x: x + 1.0)(1.0)   # a new function: compiled during this step
+        return original(self, state, forces)
+
+    monkeypatch.setattr(integrator.VelocityVerlet, "step", step)
+    screen = io.StringIO()
+    run_md(load_run_settings(tmp_path / "md.toml"), screen=screen)
+    assert CompileNotice.MESSAGE in screen.getvalue() and "kernels compiled; " in screen.getvalue()
+    log = (tmp_path / "log.txt").read_text().splitlines()
+    assert not any(line == CompileNotice.MESSAGE or line.startswith("kernels compiled; ") for line in log)
+    head = next(i for i, line in enumerate(log) if line.split()[:1] == ["step"])
+    assert [int(line.split()[0]) for line in log[head + 1:head + 5]] == [0, 1, 2, 3]

@@ -235,7 +235,8 @@ class Simulation:
         self.console.progress = progress
         t_start = time.perf_counter()
         # a first run compiles the kernels in the first force evaluation and the first step: say so
-        notice = CompileNotice(self.console.line).start()
+        # (on the screen: in the log the second line would fall between thermo rows 0 and 1)
+        notice = CompileNotice(self.console.screen_line).start()
         try:
             if state.forces is None:
                 self.provider(state)

@@ -135,14 +135,22 @@ class Console:
             self.log = LineFile(log_path, "log", "a" if resume else "w")
 
     def line(self, text: str) -> None:
+        """A line for the screen and the log."""
+        if not self.enabled:
+            return
+        self.screen_line(text)
+        if self.log is not None:
+            self.log.write(text + "\n")   # after a refused write, the lines go to the screen only
+
+    def screen_line(self, text: str) -> None:
+        """A line for the screen only: a notice about the process, such as Numba compiling kernels,
+        that would otherwise split the log's thermo block (LAMMPS' log of the same run has none)."""
         if not self.enabled:
             return
         if self.progress is not None:
             self.progress.clear()
         self.screen.write(text + "\n")
         self.screen.flush()
-        if self.log is not None:
-            self.log.write(text + "\n")   # after a refused write, the lines go to the screen only
 
     def close(self) -> None:
         if self.log is not None:
