@@ -16,11 +16,11 @@ import math
 import numpy as np
 import pytest
 
-from numdp.kernels.cpu.rng import philox_block
 from numdp.kernels.cpu.thermostat import nose_hoover_chain_half_step
 from numdp.md.thermostats import SINGLE_PASS, SUZUKI_YOSHIDA_3, StochasticVelocityRescaling
 from numdp.system import State, kinetic_energy
 from numdp.units import KB, MVV2E
+from tests_util import documented_langevin_normals
 
 U = np.finfo(np.float64).eps / 2   # unit round-off
 Z = 5.0                            # standard errors: a false alarm below 1e-6 per comparison
@@ -37,23 +37,6 @@ def _state(velocities, masses, box=None, seed=11, step=0) -> State:
 
 
 # -- Langevin on the host: the documented key and the per-atom amplitude ---------------------------
-
-
-def _documented_normals(seed, step, stream, atom):
-    """The three N(0, 1) numbers of one atom's Langevin update from numdp.kernels.cpu.rng's
-    documented key (counter: atom id, step low / high 32 bits, stream << 16 | block; key: seed
-    low / high 32 bits) on the Philox block that tests/test_md_rng.py checks against Random123's
-    known answers, and Box-Muller (cos, sin of one angle) on two 53-bit uniforms."""
-    lo = 0xFFFFFFFF
-    out = []
-    for block in (0, 1):
-        x0, x1, x2, x3 = philox_block((atom & lo, step & lo, step >> 32, (stream << 16) | block),
-                                      (seed & lo, seed >> 32))
-        u1 = 1.0 - float(((x0 << 21) | (x1 >> 11)) & (2**64 - 1)) * 2.0**-53
-        u2 = float(((x2 << 21) | (x3 >> 11)) & (2**64 - 1)) * 2.0**-53
-        r = math.sqrt(-2.0 * math.log(u1))
-        out += [r * math.cos(2.0 * math.pi * u2), r * math.sin(2.0 * math.pi * u2)]
-    return out[:3]
 
 
 def test_host_langevin_update_is_the_documented_ou_step_with_the_documented_key():
@@ -79,7 +62,7 @@ def test_host_langevin_update_is_the_documented_ou_step_with_the_documented_key(
         langevin_update(got, masses, ids, c, kt, np.int64(seed), np.int64(step), np.int64(stream))
         for i in range(2):
             sigma = math.sqrt(1.0 - c * c) * math.sqrt(kt / (masses[i] * MVV2E))
-            want = c * v0[i] + sigma * np.array(_documented_normals(seed, step, stream, int(ids[i])))
+            want = c * v0[i] + sigma * np.array(documented_langevin_normals(seed, step, stream, int(ids[i])))
             scale = max(np.abs(v0[i]).max(), 6.0 * sigma)
             assert np.abs(got[i] - want).max() <= 1e-13 * scale, (step, i, got[i], want)
 

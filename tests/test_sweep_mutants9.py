@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tests_util import documented_langevin_normals
 
 pytest.importorskip("numba_cuda")
 
@@ -111,27 +112,6 @@ def test_device_migration_routes_by_position_as_the_cpu():
     assert [dest for dest, _ in sent] == [1] and np.array_equal(np.sort(sent[0][1][:, 7]), np.sort(ids[~stay]))
 
 
-def _documented_normals(seed, step, stream, atom):
-    """The three N(0, 1) numbers of one atom's Langevin update, from numdp.kernels.cpu.rng's
-    documented key (counter: atom id, step low / high 32 bits, stream << 16 | block; key: seed
-    low / high 32 bits) on the Philox block that test_md_rng checks against Random123's known
-    answers, and Box-Muller on two 53-bit uniforms (u1 in (0, 1], u2 in [0, 1))."""
-    import math
-
-    from numdp.kernels.cpu.rng import philox_block
-
-    lo = 0xFFFFFFFF
-    out = []
-    for block in (0, 1):
-        x0, x1, x2, x3 = philox_block((atom & lo, step & lo, step >> 32, (stream << 16) | block),
-                                      (seed & lo, seed >> 32))
-        u1 = 1.0 - float(((x0 << 21) | (x1 >> 11)) & (2**64 - 1)) * 2.0**-53
-        u2 = float(((x2 << 21) | (x3 >> 11)) & (2**64 - 1)) * 2.0**-53
-        r = math.sqrt(-2.0 * math.log(u1))
-        out += [r * math.cos(2.0 * math.pi * u2), r * math.sin(2.0 * math.pi * u2)]
-    return out[:3]
-
-
 def test_device_langevin_noise_follows_the_documented_philox_key():
     """Mutant `t & _MASK` for `t >> _S32` in numdp.kernels.rng.philox_block_of_key (the counter's
     third word the step's low bits again instead of its high bits: the CPU and the GPU draw the
@@ -158,6 +138,6 @@ def test_device_langevin_noise_follows_the_documented_philox_key():
         got = np.asarray(be.to_host(v))
         for i in range(2):
             sigma = math.sqrt(1.0 - c * c) * math.sqrt(kt / (masses[i] * MVV2E))
-            want = c * v0[i] + sigma * np.array(_documented_normals(seed, step, stream, int(ids[i])))
+            want = c * v0[i] + sigma * np.array(documented_langevin_normals(seed, step, stream, int(ids[i])))
             scale = max(np.abs(v0[i]).max(), sigma)
             assert np.abs(got[i] - want).max() <= 1e-13 * scale, (step, i, got[i], want)

@@ -184,3 +184,25 @@ def assert_matches_deepmd(result, ref, descriptor, float64: bool) -> None:
                      (result.virial, "virial")):
         want = np.asarray(ref[key])
         assert np.abs(np.asarray(got) - want).max() <= tol * np.abs(want).max(), key
+
+
+def documented_langevin_normals(seed, step, stream, atom):
+    """The three N(0, 1) numbers of one atom's Langevin update, from numdp.kernels.cpu.rng's
+    documented key (counter: atom id, step low / high 32 bits, stream << 16 | block; key: seed
+    low / high 32 bits) on the Philox block that tests/test_md_rng.py checks against Random123's
+    known answers, and Box-Muller (cos, sin of one angle) on two 53-bit uniforms (u1 in (0, 1],
+    u2 in [0, 1)): the tests' own reading of the documentation, not numdp's normals."""
+    import math
+
+    from numdp.kernels.cpu.rng import philox_block
+
+    lo = 0xFFFFFFFF
+    out = []
+    for block in (0, 1):
+        x0, x1, x2, x3 = philox_block((atom & lo, step & lo, step >> 32, (stream << 16) | block),
+                                      (seed & lo, seed >> 32))
+        u1 = 1.0 - float(((x0 << 21) | (x1 >> 11)) & (2**64 - 1)) * 2.0**-53
+        u2 = float(((x2 << 21) | (x3 >> 11)) & (2**64 - 1)) * 2.0**-53
+        r = math.sqrt(-2.0 * math.log(u1))
+        out += [r * math.cos(2.0 * math.pi * u2), r * math.sin(2.0 * math.pi * u2)]
+    return out[:3]
