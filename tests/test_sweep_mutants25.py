@@ -10,11 +10,9 @@ under 2 s with a warm Numba cache.
 """
 from __future__ import annotations
 
-import copy
 import io
 import math
 import re
-import shutil
 
 import numpy as np
 
@@ -25,7 +23,7 @@ from numdp.train.loop import Trainer
 from numdp.train.loss import Labels, LossStats, Prefactors
 from numdp.train.passes import PrimalResult
 from numdp.train.report import Lcurve, lcurve_columns
-from test_train_run import data_dir, make_input  # noqa: F401  (data_dir: fixture)
+from test_train_run import data_dir, make_input, train_recording  # noqa: F401  (data_dir: fixture)
 from tests_util import U64, order_bound
 
 
@@ -65,19 +63,8 @@ def test_rmse_val_and_rmse_trn_are_the_root_loss_with_the_steps_prefactors(tmp_p
     over all numb_btch batches (`sizes.append(len(batches) * len(idx))`: n_f and N_b doubled in
     the validation's per-frame and per-atom divisors), and a restart's summary counting the steps
     from 0 (`nsteps = total`: 'trained 7 steps')."""
-    path = make_input(tmp_path, data_dir, steps=7)
-    path.write_text(path.read_text().replace("decay_steps = 4", "decay_steps = 1")
-                    .replace("disp_freq = 4", "disp_freq = 3").replace("save_freq = 5", "save_freq = 3"))
+    trainer, history, models, path = train_recording(tmp_path, data_dir)
     work = path.parent
-    models = {}
-    trainer = Trainer(load_config(path), nthreads=2, stream=io.StringIO(),
-                      on_step=lambda s: (models.setdefault(s, copy.deepcopy(trainer.params)),
-                                         s == 3 and shutil.copy(work / "model.ckpt.h5", work / "ck3.h5")))
-    models[0] = copy.deepcopy(trainer.params)
-    try:
-        history = trainer.run()
-    finally:
-        trainer.close()
     assert sorted(history.rows) == [1, 3, 6]
     assert history.columns[:2] == ["rmse_val", "rmse_trn"]
     start_lr = 5e-3   # the input's [learning_rate] and [loss] (test_train_run.INPUT)

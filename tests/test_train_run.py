@@ -744,20 +744,12 @@ def test_nan_gradient_with_clipping_stops_with_one_line(tmp_path, data_dir):
     assert sorted(thetas) == [1, 2] and np.array_equal(trainer.flat.theta, thetas[2])
 
 
-def test_lcurve_rows_are_deepmd_kits(tmp_path, data_dir):
-    """lcurve.out's rows mean what DeePMD-kit 3.2's mean (deepmd/pt/train/training.py: after step
-    t, row k = t + 1 when k % disp_freq == 0 or k == 1).  7 steps, disp_freq 3: rows 1, 3, 6 and
-    none for step 7; row k's lr is lr(k - 1), the rate of the k-th update (decay_steps 1: a new
-    rate every step); its validation columns are the errors of θ after k updates on the next
-    numb_btch validation batches, its training columns those of θ after k - 1 updates on the
-    k-th training batch, each evaluated here by numdp's MD evaluator on models copied at those
-    steps.  A restart from the checkpoint at step 3 (a row's step: DeePMD-kit's restart would
-    redo that step and write row 3 again) leaves the uninterrupted run's file, rows 1, 3, 6."""
+def train_recording(tmp_path, data_dir):
+    """7 steps of make_input's training with disp_freq 3, save_freq 3 and a new learning rate
+    every step (decay_steps 1), the parameters copied after every step (models[k]: θ after k
+    updates) and the checkpoint of step 3 kept as ck3.h5: (trainer, history, models, input path)."""
     import copy
     import io
-
-    from numdp.model.metrics import ErrorSums
-    from numdp.train.data import BatchSampler
 
     path = make_input(tmp_path, data_dir, steps=7)
     path.write_text(path.read_text().replace("decay_steps = 4", "decay_steps = 1")
@@ -772,6 +764,23 @@ def test_lcurve_rows_are_deepmd_kits(tmp_path, data_dir):
         history = trainer.run()
     finally:
         trainer.close()
+    return trainer, history, models, path
+
+
+def test_lcurve_rows_are_deepmd_kits(tmp_path, data_dir):
+    """lcurve.out's rows mean what DeePMD-kit 3.2's mean (deepmd/pt/train/training.py: after step
+    t, row k = t + 1 when k % disp_freq == 0 or k == 1).  7 steps, disp_freq 3: rows 1, 3, 6 and
+    none for step 7; row k's lr is lr(k - 1), the rate of the k-th update (decay_steps 1: a new
+    rate every step); its validation columns are the errors of θ after k updates on the next
+    numb_btch validation batches, its training columns those of θ after k - 1 updates on the
+    k-th training batch, each evaluated here by numdp's MD evaluator on models copied at those
+    steps.  A restart from the checkpoint at step 3 (a row's step: DeePMD-kit's restart would
+    redo that step and write row 3 again) leaves the uninterrupted run's file, rows 1, 3, 6."""
+    from numdp.model.metrics import ErrorSums
+    from numdp.train.data import BatchSampler
+
+    trainer, history, models, path = train_recording(tmp_path, data_dir)
+    work = path.parent
     assert sorted(history.rows) == [1, 3, 6] and sorted(models) == list(range(8))
     _, rows = read_lcurve(work / "lcurve.out")
     assert rows[:, 0].tolist() == [1, 3, 6]
