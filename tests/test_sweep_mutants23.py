@@ -15,6 +15,7 @@ from numdp.config import LineSearch, MinimizeSettings, NormStyle
 from numdp.md.linesearch import LineSearchMinimizer
 from numdp.md.minimize import FireMinimizer, StopReason
 from numdp.system import State
+from test_sweep_mutants4b import _along_x
 
 U = np.finfo(np.float64).eps / 2   # unit round-off
 
@@ -116,7 +117,6 @@ def test_fire_etol_is_checked_before_ftol():
     assert m.finished is StopReason.ETOL
 
 
-
 def test_fire_summary_reports_the_final_step_norms_and_counts():
     """The closing lines (FireMinimizer.final_lines, LAMMPS' "Minimization stats"): the force
     two-norm at the start and at the end, iterations and force evaluations, FIRE's final dt and
@@ -139,9 +139,14 @@ def test_fire_summary_reports_the_final_step_norms_and_counts():
 def _line(provider, x0, iterations: int = 1, **settings):
     """cg (quadratic line search, dmax 1 Å, ftol and etol off unless given) from x0 with
     `provider`: the state and minimizer after `iterations` iterations (or the stop)."""
-    state = _state(x0)
-    m = LineSearchMinimizer(MinimizeSettings(steps=50, style="cg", **{"ftol": 0.0, "etol": 0.0, "dmax": 1.0,
-                                                                       "line": LineSearch.QUADRATIC, **settings}))
+    return _iterate(_state(x0), provider, iterations, MinimizeSettings(steps=50, style="cg", **{
+        "ftol": 0.0, "etol": 0.0, "dmax": 1.0, "line": LineSearch.QUADRATIC, **settings}))
+
+
+def _iterate(state, provider, iterations: int, settings: MinimizeSettings):
+    """A LineSearchMinimizer of `settings` started on `state` with `provider`, run for
+    `iterations` iterations or to its stop: (state, minimizer)."""
+    m = LineSearchMinimizer(settings)
     m.initialize(state)
     provider(state)
     for _ in range(iterations):
@@ -209,21 +214,6 @@ def test_line_search_maxeval_is_checked_before_etol():
     assert float(state.minimize["evaluations"]) == 1.0 and m.finished is StopReason.MAXEVAL
 
 
-def _cubic(k: float, g: float):
-    """E = k x²/2 + g x³/3 (eV; x Å, the atom's x), F = -(k x + g x²) along x; and E, F of x."""
-    def energy(x):
-        return 0.5 * k * x * x + g / 3.0 * x ** 3
-
-    def force(x):
-        return -(k * x + g * x * x)
-
-    def provider(state):
-        x = float(state.positions[0, 0])
-        state.potential_energy = energy(x)
-        state.forces = np.array([[force(x), 0.0, 0.0]])
-    return provider, energy, force
-
-
 def test_quadratic_model_is_relative_to_the_previous_trials_energy():
     """linemin_quadratic's relerr = |1 - (½ (alpha - alpha_prev)(fh + fh_prev) + E) / E_prev|
     with E_prev the previous trial's energy (engprev = ecurrent after each trial), not E0.
@@ -233,7 +223,7 @@ def test_quadratic_model_is_relative_to_the_previous_trials_energy():
     and lowers E: three evaluations, alpha the secant, computed here by the rule.
     Mutant killed: relerr divided by E0 (no secant; backtracking to alpha = 1/8)."""
     x0 = 0.05
-    provider, energy, force = _cubic(5.0, 1.0)
+    provider, energy, force = _along_x(5.0, 1.0)
     f0 = force(x0)
     e0, fh0 = energy(x0), f0 * f0
 
@@ -250,7 +240,6 @@ def test_quadratic_model_is_relative_to_the_previous_trials_energy():
     state, m = _line(provider, [x0, 0.0, 0.0])
     assert m.finished is None and float(state.minimize["evaluations"]) == 3.0
     assert float(state.minimize["alpha"]) == pytest.approx(secant, rel=64 * U)
-
 
 
 def test_line_search_at_zero_force_stops_as_not_downhill():
@@ -326,16 +315,9 @@ def _cell_run(provider, iterations: int, pressure: float, vmax: float, **setting
 
     state = _state([[5.0, 5.0, 5.0]])
     state.box = np.eye(3) * 10.0
-    m = LineSearchMinimizer(MinimizeSettings(steps=50, style="cg", **{
+    return _iterate(state, provider, iterations, MinimizeSettings(steps=50, style="cg", **{
         "ftol": 0.0, "etol": 0.0, "line": LineSearch.BACKTRACK,
         "box": BoxRelaxSettings(coupling="isotropic", pressure=pressure, vmax=vmax), **settings}))
-    m.initialize(state)
-    provider(state)
-    for _ in range(iterations):
-        m.step(state, provider)
-        if m.finished is not None:
-            break
-    return state, m
 
 
 def test_cell_relaxation_etol_compares_the_enthalpy_like_objective():
