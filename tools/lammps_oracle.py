@@ -79,11 +79,13 @@ def without_velocities(data: str) -> str:
     return data[:data.index("\nVelocities")] + "\n"
 
 
-def run(lmp: str, work: Path, script: str, *, tf: str | None = None, name: str = "in.lammps") -> str:
-    """Run `script` (written to work/name) with LAMMPS in `work`; the text of its log
-    (work/log.lammps, which stays there).  RuntimeError with LAMMPS' last output where it fails."""
+def run(lmp: str, work: Path, script: str, *, tf: str | None = None, name: str = "in.lammps",
+        args: tuple[str, ...] = ()) -> str:
+    """Run `script` (written to work/name) with LAMMPS in `work`, `args` added to its command line
+    (e.g. ("-var", "x", "1")); the text of its log (work/log.lammps, which stays there).
+    RuntimeError with LAMMPS' last output where it fails."""
     (work / name).write_text(script)
-    done = subprocess.run([lmp, "-in", name, "-log", "log.lammps"], cwd=work, env=environment(tf),
+    done = subprocess.run([lmp, "-in", name, "-log", "log.lammps", *args], cwd=work, env=environment(tf),
                           capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"{lmp} -in {name} failed (exit {done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-3000:]}")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import lammps_oracle
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "tests" / "data" / "mutants24"
-CLI = ["-var", "cli", "1", "-var", "cli", "2"]   # numdp lmp's -v / -var: LAMMPS keeps the first
+CLI = ("-var", "cli", "1", "-var", "cli", "2")   # numdp lmp's -v / -var: LAMMPS keeps the first
 
 LANGUAGE = """\
 # numdp lmp's reading of LAMMPS' language, against LAMMPS' own (tests/test_sweep_mutants24.py)
@@ -41,13 +40,8 @@ def main() -> None:
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        (work / "language.in").write_text(LANGUAGE)
-        done = subprocess.run([args.lmp, "-in", "language.in", "-log", "log.lammps", *CLI], cwd=work,
-                              env=lammps_oracle.environment(None), capture_output=True, text=True)
-        if done.returncode:
-            raise RuntimeError(f"LAMMPS failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
-        printed = [ln for ln in (work / "log.lammps").read_text().splitlines() if re.match(r"M\d\d", ln)]
+        log = lammps_oracle.run(args.lmp, Path(tmp), LANGUAGE, name="language.in", args=CLI)
+        printed = [ln for ln in log.splitlines() if re.match(r"M\d\d", ln)]
     (OUT / "language.in").write_text(LANGUAGE)
     (OUT / "language.txt").write_text("\n".join(printed) + "\n")
     print(f"language: {len(printed)} lines")
